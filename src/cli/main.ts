@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Composition root: the command table. Commands are loaded lazily so `spoke pull` does not pay
+// for the shim's gRPC or the controller's Kubernetes client at start-up.
+
+import { reportError, EXIT_USAGE } from './errors.js';
+
+type CommandModule = { run(argv: string[]): Promise<number> };
+
+export const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  push: { summary: 'package a profile as a KEP-6061 artifact and push it; prints the digest reference', load: () => import('./commands/push.js') },
+  pull: { summary: 'pull profile artifacts under the node policy into the store', load: () => import('./commands/pull.js') },
+  inspect: { summary: 'show an artifact manifest, kind and sizes without downloading the profile', load: () => import('./commands/inspect.js') },
+  policy: { summary: 'policy check REF | policy lint FILE', load: () => import('./commands/policy.js') },
+  store: { summary: 'store ls | rm | gc | verify', load: () => import('./commands/store.js') },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return [
+    'usage: spoke <command> [options]   (spoke <command> --help for details)',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(width)}  ${v.summary}`),
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name === undefined ? EXIT_USAGE : 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`InvalidArgument: unknown command ${JSON.stringify(name)}\n${usage()}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await (await cmd.load()).run(rest);
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.exitCode = reportError(e);
+  },
+);

@@ -1,0 +1,43 @@
+// Names that upstream has not settled (KEP-6061 §0) and media types (KEP §5, OCI image spec,
+// sigstore bundle spec, cosign SIGNATURE_SPEC). One module, so a rename is a one-line change.
+
+export const MEDIA_TYPE_OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+export const MEDIA_TYPE_OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+export const MEDIA_TYPE_OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
+/** sha256 of `{}`, the OCI empty descriptor's blob. */
+export const OCI_EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
+export const MEDIA_TYPE_UNKNOWN_CONFIG = 'application/vnd.unknown.config.v1+json';
+
+export type ProfileKind = 'seccomp' | 'apparmor';
+export const PROFILE_KINDS: readonly ProfileKind[] = ['seccomp', 'apparmor'];
+
+/** KEP-6061 §5: the config media type, equal to `artifactType`, names the kind. */
+export const CONFIG_MEDIA_TYPE: Readonly<Record<ProfileKind, string>> = {
+  seccomp: 'application/vnd.cncf.seccomp-profile.config.v1+json',
+  apparmor: 'application/vnd.cncf.apparmor-profile.config.v1+json',
+};
+
+export function kindOfConfigMediaType(mediaType: string): ProfileKind | undefined {
+  for (const k of PROFILE_KINDS) if (CONFIG_MEDIA_TYPE[k] === mediaType) return k;
+  return undefined;
+}
+
+/** What `spoke push` writes as the single layer (SPO's choice), titled profile.json. */
+export const MEDIA_TYPE_PROFILE_LAYER = 'application/json';
+export const ANNOTATION_TITLE = 'org.opencontainers.image.title';
+
+// Signatures (DESIGN §7).
+export const MEDIA_TYPE_SIGSTORE_BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+export const MEDIA_TYPE_IN_TOTO = 'application/vnd.in-toto+json';
+export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
+export const COSIGN_SIGN_PREDICATE = 'https://sigstore.dev/cosign/sign/v1';
+export const MEDIA_TYPE_COSIGN_SIMPLESIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
+export const ANNOTATION_COSIGN_SIGNATURE = 'dev.cosignproject.cosign/signature';
+export const ANNOTATION_COSIGN_CERTIFICATE = 'dev.sigstore.cosign/certificate';
+export const ANNOTATION_COSIGN_CHAIN = 'dev.sigstore.cosign/chain';
+export const ANNOTATION_BUNDLE_CONTENT = 'dev.sigstore.bundle.content';
+export const ANNOTATION_BUNDLE_PREDICATE = 'dev.sigstore.bundle.predicateType';
+export const COSIGN_SIMPLESIGNING_TYPE = 'cosign container image signature';
+
+// CRI names (KEP text and implementation spellings; DESIGN §4).
+export const CRI_PULL_METHODS = ['PullSecurityProfileArtifact', 'PullSecurityProfile'] as const;

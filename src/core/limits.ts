@@ -1,0 +1,10 @@
+// Size and count limits. KEP-6061 §5 recommends 1 MiB per artifact; DESIGN §3 caps manifests at 64 KiB.
+export const DEFAULT_MAX_ARTIFACT_BYTES = 1024 * 1024;
+export const MAX_MANIFEST_BYTES = 64 * 1024;
+/** Repository names are at most 255 characters (distribution spec); a full reference stays below this. */
+export const MAX_REFERENCE_LENGTH = 512;
+export const MAX_REPOSITORY_LENGTH = 255;
+/** Signature blobs (bundles, simple-signing payloads) are small; cap them like profiles. */
+export const MAX_SIGNATURE_BYTES = 256 * 1024;
+/** Referrer indexes and .sig manifests may list many entries; still bounded. */
+export const MAX_INDEX_BYTES = 4 * 1024 * 1024;

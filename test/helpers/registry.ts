@@ -1,0 +1,129 @@
+// A real Debian docker-registry 2.8 on 127.0.0.1, in a temp dir, for integration tests and
+// benchmarks (DESIGN §9). The access log (combined format on stdout/stderr) is parsed so tests
+// can prove how many requests a pull made.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface AccessLogEntry {
+  method: string;
+  path: string;
+  status: number;
+}
+
+export interface RegistryOptions {
+  /** Extra YAML appended under `auth:` e.g. htpasswd or token. Given as a raw YAML block. */
+  authYaml?: string;
+  /** Extra files written into the registry's dir before start: name -> contents. */
+  files?: Record<string, string | Buffer>;
+}
+
+export interface TestRegistry {
+  readonly host: string; // 127.0.0.1:PORT
+  readonly port: number;
+  readonly url: string; // http://127.0.0.1:PORT
+  readonly dir: string; // temp dir; storage under dir/data
+  readonly storageDir: string;
+  /** Access log entries seen so far. */
+  requests(): AccessLogEntry[];
+  /** Forget log entries seen so far (call before the step you count). */
+  resetRequests(): void;
+  /** Waits until the access log has caught up (the registry writes it after the response). */
+  settle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const ACCESS_RE = /^\S{1,64} - \S{1,256} \[[^\]]{1,64}\] "([A-Z]{1,10}) (\S{1,2048}) HTTP\/[0-9.]{1,4}" ([0-9]{3}) /;
+
+export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-reg-'));
+  const storageDir = join(dir, 'data');
+  mkdirSync(storageDir);
+  for (const [name, body] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), body);
+  const port = await freePort();
+  const config = [
+    'version: 0.1',
+    'log: { level: error, accesslog: { disabled: false } }',
+    'storage:',
+    `  filesystem: { rootdirectory: ${storageDir} }`,
+    '  delete: { enabled: true }',
+    '  cache: { blobdescriptor: "" }',
+    `http: { addr: 127.0.0.1:${port}, secret: spoke-test-secret }`,
+    ...(opts.authYaml ? ['auth:', ...opts.authYaml.split('\n').map((l) => `  ${l}`)] : []),
+  ].join('\n');
+  writeFileSync(join(dir, 'config.yml'), config + '\n');
+  const child: ChildProcess = spawn('docker-registry', ['serve', join(dir, 'config.yml')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log: AccessLogEntry[] = [];
+  let pending = '';
+  const onData = (chunk: Buffer) => {
+    pending += chunk.toString('utf8');
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      const m = ACCESS_RE.exec(line);
+      if (m) log.push({ method: m[1]!, path: m[2]!, status: Number(m[3]) });
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}`);
+    try {
+      const r = await fetch(`${url}/v2/`);
+      await r.arrayBuffer();
+      if (r.status === 200 || r.status === 401) break;
+    } catch {
+      /* not up yet */
+    }
+    if (Date.now() > deadline) throw new Error('docker-registry did not start within 10 s');
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  log = [];
+  return {
+    host: `127.0.0.1:${port}`,
+    port,
+    url,
+    dir,
+    storageDir,
+    requests: () => log.slice(),
+    resetRequests: () => {
+      log = [];
+    },
+    settle: () => new Promise((r) => setTimeout(r, 150)),
+    stop: async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Path of a blob's data file in the registry's filesystem storage (for tampering tests). */
+export function registryBlobPath(reg: TestRegistry, digest: string): string {
+  const hex = digest.slice('sha256:'.length);
+  return join(reg.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+}
