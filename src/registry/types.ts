@@ -59,3 +59,12 @@ export interface RegistryClient {
   /** Close pooled connections. */
   close(): Promise<void>;
 }
+
+/**
+ * Node or publisher credentials by registry host (`--auth-file`, `REGISTRY_AUTH_FILE`, docker
+ * config; see credentials.ts). The client asks only for the host it is about to contact.
+ */
+export interface CredentialSource {
+  /** Most specific entry for `registry` (`host[:port]`) and, when given, `repository`. */
+  lookup(registry: string, repository?: string): Credential | undefined;
+}

@@ -1,0 +1,236 @@
+// Named trust material (`signers:`): public keys and keyless identities (signing-policy.md §2,
+// §5 trap 7). Files are read through the injected `readFile`; everything else is pure.
+
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import type { Node } from 'yaml';
+import type { KeylessSigner, PublicKeySigner, PublicKeyType, SignerSpec } from './types.js';
+import type { YamlSource } from './yaml-source.js';
+
+export const SIGNER_KEYS = ['publicKey', 'keyless'] as const;
+export const KEYLESS_KEYS = ['trustedRoot', 'issuer', 'subject', 'subjectRegExp'] as const;
+
+export const SIGNER_NAME_RE = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
+export const MAX_KEY_FILE_BYTES = 64 * 1024;
+export const MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024;
+export const MAX_SUBJECT_REGEXP_LENGTH = 1024;
+export const MIN_RSA_BITS = 2048;
+export const MAX_RSA_BITS = 8192;
+export const TRUSTED_ROOT_MEDIA_TYPE_PREFIX = 'application/vnd.dev.sigstore.trustedroot+json';
+
+export type ReadFile = (path: string) => Buffer;
+
+/** What a signer read from disk, for the policy hash. */
+export interface SignerFile {
+  readonly signer: string;
+  readonly path: string;
+  readonly bytes: Buffer;
+}
+
+export interface SignerContext {
+  readonly src: YamlSource;
+  readonly readFile: ReadFile;
+  /** Relative file names are resolved against this file's directory. */
+  readonly policyFile: string;
+}
+
+export function resolveFrom(policyFile: string, name: string): string {
+  return isAbsolute(name) ? name : resolve(dirname(resolve(policyFile)), name);
+}
+
+export function parseSigner(ctx: SignerContext, name: string, node: Node | undefined, path: string, line: number): { spec: SignerSpec; file: SignerFile } {
+  const { src } = ctx;
+  const m = src.map(node, path, SIGNER_KEYS);
+  const pk = m.get('publicKey');
+  const kl = m.get('keyless');
+  if ((pk === undefined) === (kl === undefined)) src.fail(node, path, 'give exactly one of publicKey or keyless');
+  if (pk !== undefined) {
+    const file = resolveFrom(ctx.policyFile, src.string(pk.value, pk.path));
+    const bytes = readBounded(ctx, file, MAX_KEY_FILE_BYTES, pk.line, pk.path);
+    const { pem, key, keyType } = parsePublicKey(bytes, (why) => src.failAt(pk.line, pk.path, `${file}: ${why}`));
+    const spec: PublicKeySigner = { type: 'publicKey', name, line, file, publicKeyPem: pem, publicKey: key, keyType };
+    return { spec, file: { signer: name, path: file, bytes } };
+  }
+  const entry = kl!;
+  const k = src.map(entry.value, entry.path, KEYLESS_KEYS);
+  const rootEntry = k.require('trustedRoot', ' (keyless signatures are checked against a local trusted_root.json)');
+  const file = resolveFrom(ctx.policyFile, src.string(rootEntry.value, rootEntry.path));
+  const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootEntry.line, rootEntry.path);
+  const trustedRoot = parseTrustedRoot(bytes, (why) => src.failAt(rootEntry.line, rootEntry.path, `${file}: ${why}`));
+  const issuerEntry = k.require('issuer');
+  const issuer = src.string(issuerEntry.value, issuerEntry.path, { maxLength: 1024 });
+  checkIssuer(issuer, (why) => src.fail(issuerEntry.value, issuerEntry.path, why));
+  const subj = k.get('subject');
+  const subjRe = k.get('subjectRegExp');
+  if ((subj === undefined) === (subjRe === undefined)) src.fail(entry.value, entry.path, 'give exactly one of subject or subjectRegExp');
+  let subject: string | undefined;
+  let subjectRegExp: RegExp | undefined;
+  let subjectRegExpSource: string | undefined;
+  if (subj !== undefined) {
+    subject = src.string(subj.value, subj.path, { maxLength: 1024 });
+  } else {
+    subjectRegExpSource = src.string(subjRe!.value, subjRe!.path, { maxLength: MAX_SUBJECT_REGEXP_LENGTH });
+    subjectRegExp = compileAnchored(subjectRegExpSource, (why) => src.fail(subjRe!.value, subjRe!.path, why));
+  }
+  const spec: KeylessSigner = { type: 'keyless', name, line, file, trustedRoot, issuer, subject, subjectRegExp, subjectRegExpSource };
+  return { spec, file: { signer: name, path: file, bytes } };
+}
+
+function readBounded(ctx: SignerContext, file: string, max: number, line: number, path: string): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = ctx.readFile(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    ctx.src.failAt(line, path, `cannot read ${file}${code ? ` (${code})` : ''}`);
+  }
+  if (bytes.length > max) ctx.src.failAt(line, path, `${file} is larger than ${max} bytes`);
+  return bytes;
+}
+
+/**
+ * One PEM `PUBLIC KEY` block (SPKI; what `cosign generate-key-pair` and `openssl pkey -pubout`
+ * write). Private keys and certificates are refused even though node:crypto would derive a
+ * public key from them: a private key does not belong on a node, and a certificate's validity
+ * would be silently ignored.
+ */
+export function parsePublicKey(bytes: Buffer, onError: (why: string) => never): { pem: string; key: KeyObject; keyType: PublicKeyType } {
+  const text = bytes.toString('utf8');
+  const labels = [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map((m) => m[1]);
+  if (labels.length === 0) onError('not a PEM file (expected -----BEGIN PUBLIC KEY-----)');
+  if (labels.some((l) => l!.includes('PRIVATE'))) onError('this is a private key; give the public key (openssl pkey -pubout)');
+  if (labels.length > 1) onError(`expected one PEM block, found ${labels.length}`);
+  if (labels[0] === 'RSA PUBLIC KEY') onError('PKCS#1 "RSA PUBLIC KEY" is not accepted; convert to SPKI: openssl rsa -RSAPublicKey_in -pubout');
+  if (labels[0] !== 'PUBLIC KEY') onError(`PEM block "${labels[0]}" is not a public key (expected "PUBLIC KEY", SPKI)`);
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: text, format: 'pem' });
+  } catch (e) {
+    onError(`not a valid public key (${(e as Error).message})`);
+  }
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'ec':
+      if (details.namedCurve === 'prime256v1') return { pem: text, key, keyType: 'ecdsa-p256' };
+      if (details.namedCurve === 'secp384r1') return { pem: text, key, keyType: 'ecdsa-p384' };
+      return onError(`EC curve ${details.namedCurve ?? '(unknown)'} is not accepted (P-256 or P-384)`);
+    case 'ed25519':
+      return { pem: text, key, keyType: 'ed25519' };
+    case 'rsa': {
+      const bits = details.modulusLength ?? 0;
+      if (bits < MIN_RSA_BITS) onError(`RSA key of ${bits} bits is too weak (at least ${MIN_RSA_BITS})`);
+      if (bits > MAX_RSA_BITS) onError(`RSA key of ${bits} bits is larger than ${MAX_RSA_BITS}`);
+      return { pem: text, key, keyType: 'rsa' };
+    }
+    default:
+      return onError(`key type ${key.asymmetricKeyType ?? '(unknown)'} is not accepted (ECDSA P-256/P-384, Ed25519, RSA >= ${MIN_RSA_BITS})`);
+  }
+}
+
+/**
+ * A sigstore trusted root: JSON, the trustedroot media type, at least one certificate
+ * authority and at least one timestamp authority (keyless without a verified timestamp never
+ * checks the chain: signing-policy.md §2), every certificate decodable X.509. Returned deeply frozen.
+ */
+export function parseTrustedRoot(bytes: Buffer, onError: (why: string) => never): unknown {
+  let root: unknown;
+  try {
+    root = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (e) {
+    onError(`not valid JSON (${(e as Error).message})`);
+  }
+  if (!isObject(root)) onError('must be a JSON object');
+  const mediaType = root.mediaType;
+  if (typeof mediaType !== 'string' || !mediaType.startsWith(TRUSTED_ROOT_MEDIA_TYPE_PREFIX)) {
+    onError(`mediaType must start with ${TRUSTED_ROOT_MEDIA_TYPE_PREFIX}, got ${JSON.stringify(mediaType)?.slice(0, 80)}`);
+  }
+  for (const field of ['certificateAuthorities', 'timestampAuthorities'] as const) {
+    const list = root[field];
+    if (!Array.isArray(list) || list.length === 0) {
+      onError(`${field} must list at least one authority${field === 'timestampAuthorities' ? ' (keyless signatures need a verified timestamp)' : ''}`);
+    }
+    list.forEach((authority: unknown, i: number) => {
+      const at = `${field}[${i}].certChain.certificates`;
+      const certs = isObject(authority) && isObject(authority.certChain) ? authority.certChain.certificates : undefined;
+      if (!Array.isArray(certs) || certs.length === 0) onError(`${at} must list at least one certificate`);
+      certs.forEach((cert: unknown, j: number) => {
+        const raw = isObject(cert) ? cert.rawBytes : undefined;
+        if (typeof raw !== 'string') onError(`${at}[${j}].rawBytes must be a base64 string`);
+        try {
+          new X509Certificate(Buffer.from(raw, 'base64'));
+        } catch {
+          onError(`${at}[${j}].rawBytes is not a DER X.509 certificate`);
+        }
+      });
+    });
+  }
+  return deepFreeze(root);
+}
+
+/** OIDC issuers are https URLs, compared exactly as written (no normalization). */
+function checkIssuer(issuer: string, onError: (why: string) => never): void {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    onError(`${JSON.stringify(issuer)} is not a URL`);
+  }
+  if (url.protocol !== 'https:') onError('the issuer must be an https URL');
+}
+
+/**
+ * `subjectRegExp` must be written anchored (`^...$`) and must stay anchored: a top-level
+ * alternation (`^a|b$`) anchors only each end, so it is refused. Compiled with `u`.
+ */
+export function compileAnchored(source: string, onError: (why: string) => never): RegExp {
+  if (!source.startsWith('^') || !source.endsWith('$') || isEscaped(source, source.length - 1)) {
+    onError('must be anchored: start with ^ and end with $ (an unanchored pattern matches any subject containing it)');
+  }
+  if (hasTopLevelAlternation(source)) onError('a top-level "|" unanchors the pattern; group the alternatives: ^(?:a|b)$');
+  try {
+    return new RegExp(source, 'u');
+  } catch (e) {
+    return onError(`does not compile (${(e as Error).message})`);
+  }
+}
+
+function isEscaped(s: string, i: number): boolean {
+  let n = 0;
+  while (i - 1 - n >= 0 && s[i - 1 - n] === '\\') n++;
+  return n % 2 === 1;
+}
+
+function hasTopLevelAlternation(s: string): boolean {
+  let depth = 0;
+  let inClass = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+    } else if (c === '[') inClass = true;
+    else if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) return true;
+  }
+  return false;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Freezes plain objects and arrays recursively (not class instances such as KeyObject or RegExp). */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    const proto = Object.getPrototypeOf(value);
+    if (Array.isArray(value) || proto === Object.prototype || proto === null) {
+      Object.freeze(value);
+      for (const v of Object.values(value)) deepFreeze(v);
+    }
+  }
+  return value;
+}

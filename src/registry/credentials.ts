@@ -1,0 +1,183 @@
+// Registry credentials from auth files: containers-auth.json (`--auth-file`,
+// `REGISTRY_AUTH_FILE`) and docker's config.json share one format:
+//   { "auths": { "<host[:port][/repo/prefix]>": { "auth": base64("user:pass") | "username", "password"
+//                 | "identitytoken" | "registrytoken" } } }
+// `credHelpers` and `credsStore` would run external programs: they are ignored, never executed.
+
+import { readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { SpokeError } from '../core/errors.js';
+import type { Credential, CredentialSource } from './types.js';
+
+/** Auth files are small; anything larger is refused before it is read. */
+export const MAX_AUTH_FILE_BYTES = 1024 * 1024;
+
+// Docker Hub's historical spellings all mean the one registry `docker.io`.
+const HOST_ALIASES: ReadonlyMap<string, string> = new Map([
+  ['index.docker.io', 'docker.io'],
+  ['registry-1.docker.io', 'docker.io'],
+]);
+
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export const emptyCredentials: CredentialSource = { lookup: () => undefined };
+
+/** `host[:port][/path]` with the scheme, a trailing `/v1/` or `/v2/` and slashes removed; host lowercased. */
+export function normalizeAuthKey(key: string): string {
+  let k = key.trim().replace(/^https?:\/\//i, '');
+  k = k.replace(/\/+$/, '').replace(/\/v[12]$/, '');
+  const slash = k.indexOf('/');
+  const host = (slash < 0 ? k : k.slice(0, slash)).toLowerCase();
+  const rest = slash < 0 ? '' : k.slice(slash);
+  return (HOST_ALIASES.get(host) ?? host) + rest;
+}
+
+class MapCredentials implements CredentialSource {
+  constructor(private readonly entries: ReadonlyMap<string, Credential>) {}
+
+  lookup(registry: string, repository?: string): Credential | undefined {
+    const host = normalizeAuthKey(registry);
+    if (repository !== undefined && this.entries.size > 0) {
+      // Most specific first: host/a/b/c, host/a/b, host/a.
+      let path = repository;
+      for (;;) {
+        const hit = this.entries.get(`${host}/${path}`);
+        if (hit) return hit;
+        const slash = path.lastIndexOf('/');
+        if (slash < 0) break;
+        path = path.slice(0, slash);
+      }
+    }
+    return this.entries.get(host);
+  }
+}
+
+/** A source from explicit entries (keys as in an auth file). Secrets are checked like a file's. */
+export function credentialsFromEntries(entries: Readonly<Record<string, Credential>>): CredentialSource {
+  const map = new Map<string, Credential>();
+  for (const [key, cred] of Object.entries(entries)) {
+    checkCredential(cred, key, '<options>');
+    map.set(normalizeAuthKey(key), cred);
+  }
+  return new MapCredentials(map);
+}
+
+function refuse(file: string, why: string, key?: string): never {
+  throw new SpokeError('InvalidArgument', `auth file ${file}: ${why}`, { file, ...(key === undefined ? {} : { registry: key }) });
+}
+
+function checkCredential(cred: Credential, key: string, file: string): void {
+  const parts = cred.kind === 'basic' ? [cred.username, cred.password] : [cred.token];
+  for (const p of parts) {
+    if (typeof p !== 'string' || CONTROL_RE.test(p)) refuse(file, `entry ${JSON.stringify(key)} holds a control character or a non-string`, key);
+  }
+  if (cred.kind === 'basic' && cred.username.includes(':')) refuse(file, `entry ${JSON.stringify(key)}: username contains ":"`, key);
+  if (cred.kind !== 'basic' && cred.token.length === 0) refuse(file, `entry ${JSON.stringify(key)}: empty token`, key);
+}
+
+function str(entry: Record<string, unknown>, name: string, key: string, file: string): string | undefined {
+  const v = entry[name];
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') refuse(file, `entry ${JSON.stringify(key)}: "${name}" must be a string`, key);
+  return v;
+}
+
+/** One `auths` entry → a credential, or undefined when it holds none (e.g. `{}` next to credsStore). */
+function parseEntry(entry: unknown, key: string, file: string): Credential | undefined {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) refuse(file, `entry ${JSON.stringify(key)} must be an object`, key);
+  const e = entry as Record<string, unknown>;
+  const registryToken = str(e, 'registrytoken', key, file);
+  if (registryToken !== undefined) return { kind: 'registryToken', token: registryToken };
+  const identityToken = str(e, 'identitytoken', key, file);
+  if (identityToken !== undefined) return { kind: 'identityToken', token: identityToken };
+  const auth = str(e, 'auth', key, file);
+  if (auth !== undefined) {
+    if (auth.length > 16384 || !BASE64_RE.test(auth)) refuse(file, `entry ${JSON.stringify(key)}: "auth" is not base64`, key);
+    const decoded = Buffer.from(auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0) refuse(file, `entry ${JSON.stringify(key)}: "auth" must encode user:password`, key);
+    return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+  }
+  const username = str(e, 'username', key, file);
+  const password = str(e, 'password', key, file);
+  if (username !== undefined && password !== undefined) return { kind: 'basic', username, password };
+  if (username !== undefined || password !== undefined) refuse(file, `entry ${JSON.stringify(key)}: username and password go together`, key);
+  return undefined;
+}
+
+/** Parses auth-file text. `file` names it in errors; secrets never appear in them. */
+export function parseAuthFile(text: string, file: string): CredentialSource {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    return refuse(file, `not valid JSON (${(e as Error).message.slice(0, 100)})`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) refuse(file, 'must be a JSON object');
+  const auths = (doc as Record<string, unknown>)['auths'];
+  if (auths === undefined) return new MapCredentials(new Map());
+  if (typeof auths !== 'object' || auths === null || Array.isArray(auths)) refuse(file, '"auths" must be an object');
+  const map = new Map<string, Credential>();
+  for (const [key, entry] of Object.entries(auths)) {
+    const cred = parseEntry(entry, key, file);
+    if (cred === undefined) continue;
+    checkCredential(cred, key, file);
+    const norm = normalizeAuthKey(key);
+    if (norm.length === 0) refuse(file, 'empty registry key');
+    if (!map.has(norm)) map.set(norm, cred); // first spelling wins, as in docker
+  }
+  return new MapCredentials(map);
+}
+
+/** Reads and parses an auth file; a missing or oversized file is InvalidArgument. */
+export function loadAuthFile(path: string): CredentialSource {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch (e) {
+    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (size > MAX_AUTH_FILE_BYTES) refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return parseAuthFile(text, path);
+}
+
+export interface AuthFileLookup {
+  /** `--auth-file`: used when given, and must exist. */
+  authFile?: string;
+  env?: Readonly<Record<string, string | undefined>>;
+  home?: string;
+}
+
+/**
+ * The auth file to use: `--auth-file`, else `REGISTRY_AUTH_FILE` (both must exist), else
+ * `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` when present.
+ */
+export function resolveAuthFile(opts: AuthFileLookup = {}): { path: string; required: boolean } {
+  const env = opts.env ?? process.env;
+  if (opts.authFile) return { path: opts.authFile, required: true };
+  const fromEnv = env['REGISTRY_AUTH_FILE'];
+  if (fromEnv) return { path: fromEnv, required: true };
+  const dockerDir = env['DOCKER_CONFIG'] || join(opts.home ?? homedir(), '.docker');
+  return { path: join(dockerDir, 'config.json'), required: false };
+}
+
+/** Credentials from the resolved auth file; an absent optional file gives none. */
+export function loadCredentials(opts: AuthFileLookup = {}): CredentialSource {
+  const where = resolveAuthFile(opts);
+  if (!where.required) {
+    try {
+      statSync(where.path);
+    } catch {
+      return emptyCredentials;
+    }
+  }
+  return loadAuthFile(where.path);
+}

@@ -1,0 +1,219 @@
+// The HTTP edge: one keep-alive undici Pool per origin, scheme rules (HTTPS unless the host is
+// allowed plain HTTP), manual redirects that drop credentials across origins, and capped reads.
+// Errors thrown by `send` are raw (undici/system); retry.ts and client.ts classify them.
+
+import { createHash, type Hash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
+import { SpokeError, type ErrorContext } from '../core/errors.js';
+
+export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH';
+
+export interface HttpRequest {
+  method: Method;
+  url: URL;
+  headers: Record<string, string>;
+  body?: Uint8Array;
+  signal?: AbortSignal;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Dispatcher.ResponseData['body'];
+  /** Where the final response came from (after redirects). */
+  url: URL;
+}
+
+export interface TransportOptions {
+  /** True when plain HTTP may be used for `host[:port]`. */
+  allowsHttp: (hostPort: string) => boolean;
+  /** Trusted CAs (system roots plus the extra bundle) or undefined for the defaults. */
+  ca: string[] | undefined;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  userAgent: string;
+  dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
+}
+
+export const MAX_REDIRECTS = 3;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** How much of an error body we read to find the registry's error code. */
+const ERROR_BODY_BYTES = 4096;
+
+/** Registries whose API host differs from the name in references. */
+const API_HOSTS: ReadonlyMap<string, string> = new Map([['docker.io', 'registry-1.docker.io']]);
+
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export class Transport {
+  private readonly pools = new Map<string, Dispatcher>();
+  private readonly bases = new Map<string, URL>();
+  private closed = false;
+
+  constructor(private readonly opts: TransportOptions) {}
+
+  /** `http(s)://host[:port]` for a registry or mirror name (already validated). */
+  baseUrl(registry: string): URL {
+    let base = this.bases.get(registry);
+    if (!base) {
+      const apiHost = API_HOSTS.get(registry) ?? registry;
+      base = new URL(`${this.opts.allowsHttp(registry) ? 'http' : 'https'}://${apiHost}`);
+      this.bases.set(registry, base);
+    }
+    return base;
+  }
+
+  /** Refuses plain HTTP to a host that is not allowed it (redirect targets, token realms, upload locations). */
+  checkScheme(url: URL, what: string, ctx: ErrorContext): void {
+    if (url.protocol === 'https:') return;
+    if (url.protocol === 'http:' && this.opts.allowsHttp(url.host)) return;
+    throw new SpokeError('RegistryUnavailable', `${what} ${url.protocol}//${url.host} refused: only HTTPS is allowed for that host`, ctx);
+  }
+
+  private dispatcher(origin: string): Dispatcher {
+    if (this.closed) throw new SpokeError('Internal', 'registry client is closed');
+    let d = this.pools.get(origin);
+    if (!d) {
+      d =
+        this.opts.dispatcherFactory?.(origin) ??
+        new Pool(origin, {
+          connections: 8,
+          keepAliveTimeout: 30_000,
+          headersTimeout: this.opts.timeoutMs,
+          bodyTimeout: this.opts.timeoutMs,
+          connect: { timeout: this.opts.connectTimeoutMs, ...(this.opts.ca ? { ca: this.opts.ca } : {}) },
+        });
+      this.pools.set(origin, d);
+    }
+    return d;
+  }
+
+  /** One hop. Throws undici/system errors as they are. */
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    const headers = { 'user-agent': this.opts.userAgent, ...req.headers };
+    if (req.body !== undefined) headers['content-length'] = String(req.body.byteLength);
+    const res = await this.dispatcher(req.url.origin).request({
+      method: req.method,
+      path: req.url.pathname + req.url.search,
+      headers,
+      body: req.body === undefined ? null : req.body,
+      signal: req.signal ?? null,
+      headersTimeout: this.opts.timeoutMs,
+      bodyTimeout: this.opts.timeoutMs,
+    });
+    return { status: res.statusCode, headers: res.headers, body: res.body, url: req.url };
+  }
+
+  /**
+   * Sends and follows up to MAX_REDIRECTS redirects for GET/HEAD. A hop to another origin carries
+   * no Authorization; a hop to plain HTTP needs the target host to be allowed it.
+   */
+  async sendFollowing(req: HttpRequest, ctx: ErrorContext): Promise<HttpResponse> {
+    let current = req;
+    for (let hop = 0; ; hop++) {
+      const res = await this.send(current);
+      const location = header(res.headers, 'location');
+      if (!REDIRECT_STATUSES.has(res.status) || location === undefined || (current.method !== 'GET' && current.method !== 'HEAD')) {
+        return res;
+      }
+      await discard(res);
+      if (hop >= MAX_REDIRECTS) {
+        throw new SpokeError('RegistryUnavailable', `more than ${MAX_REDIRECTS} redirects from ${req.url.host}`, ctx);
+      }
+      let next: URL;
+      try {
+        next = new URL(location, current.url);
+      } catch {
+        throw new SpokeError('RegistryUnavailable', `invalid redirect location from ${current.url.host}`, ctx);
+      }
+      this.checkScheme(next, 'redirect to', ctx);
+      const headers = { ...current.headers };
+      if (next.origin !== current.url.origin) delete headers['authorization'];
+      current = { ...current, url: next, headers };
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.allSettled(pools.map((p) => p.close()));
+  }
+}
+
+/** Reads and drops what is left of a body (bounded; the connection is dropped past the limit). */
+export async function discard(res: HttpResponse): Promise<void> {
+  try {
+    await res.body.dump({ limit: 64 * 1024 });
+  } catch {
+    /* the connection is gone; nothing to keep */
+  }
+}
+
+/**
+ * Reads the body with a hard cap: a declared Content-Length over `maxBytes` is refused before
+ * reading, streamed bytes past it abort the read. Optionally hashes while streaming.
+ */
+export async function readCapped(
+  res: HttpResponse,
+  maxBytes: number,
+  what: string,
+  ctx: ErrorContext,
+  hash?: Hash,
+): Promise<Buffer> {
+  const declared = header(res.headers, 'content-length');
+  if (declared !== undefined && /^[0-9]{1,15}$/.test(declared) && Number(declared) > maxBytes) {
+    res.body.destroy();
+    throw new SpokeError(
+      'SecurityProfileInvalid',
+      `${what} from ${res.url.host} declares ${declared} bytes, over the limit of ${maxBytes}`,
+      { ...ctx, limit: maxBytes, actual: Number(declared) },
+    );
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > maxBytes) {
+      res.body.destroy();
+      throw new SpokeError('SecurityProfileInvalid', `${what} from ${res.url.host} is larger than the limit of ${maxBytes} bytes`, {
+        ...ctx,
+        limit: maxBytes,
+      });
+    }
+    hash?.update(chunk);
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+}
+
+export function sha256Hasher(): Hash {
+  return createHash('sha256');
+}
+
+const PRINTABLE_RE = /[^\x20-\x7e]/g;
+
+/** `CODE: message` of the registry's first OCI error, printable ASCII only, bounded; '' when none. */
+export async function errorSummary(res: HttpResponse): Promise<string> {
+  let text = '';
+  try {
+    text = (await readCapped(res, ERROR_BODY_BYTES, 'error body', {})).toString('utf8');
+  } catch {
+    return '';
+  }
+  try {
+    const doc = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+    const first = Array.isArray(doc.errors) ? doc.errors[0] : undefined;
+    if (first && typeof first.code === 'string') {
+      const msg = typeof first.message === 'string' ? `: ${first.message}` : '';
+      return `${first.code}${msg}`.replace(PRINTABLE_RE, '?').slice(0, 200);
+    }
+  } catch {
+    /* not JSON */
+  }
+  return '';
+}

@@ -1,0 +1,142 @@
+// Trust material per signer, built once and cached on the signer object itself (a WeakMap: a
+// reloaded policy hands over new signer objects, so nothing stale survives a policy or key
+// change, and nothing is kept alive after the policy is dropped). Only the policy's keys and
+// roots are trusted: no TUF, no Rekor, no Fulcio.
+
+import type { KeyObject } from 'node:crypto';
+import { TrustedRoot } from '@sigstore/protobuf-specs';
+import { Verifier, toTrustMaterial, type TrustMaterial } from '@sigstore/verify';
+import { SpokeError } from '../core/errors.js';
+import type { KeylessSignerSpec, PublicKeySignerSpec, SignerSpec } from './types.js';
+
+/** An empty trusted root: no CAs, TSAs or logs. Keyed verification trusts the key alone. */
+const EMPTY_ROOT: TrustedRoot = TrustedRoot.fromJSON({
+  mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+  tlogs: [],
+  certificateAuthorities: [],
+  ctlogs: [],
+  timestampAuthorities: [],
+});
+
+export interface PreparedKeyed {
+  readonly kind: 'publicKey';
+  readonly name: string;
+  readonly key: KeyObject;
+  /** Digest for node:crypto sign/verify: null for EdDSA, sha256 otherwise (as sigstore-js and cosign). */
+  readonly hash: string | null;
+  readonly verifier: Verifier;
+}
+
+export interface PreparedKeyless {
+  readonly kind: 'keyless';
+  readonly name: string;
+  readonly issuer: string;
+  readonly trust: TrustMaterial;
+  readonly verifier: Verifier;
+  /** Anchored matcher over the certificate SAN. */
+  readonly matchSubject: (san: string) => boolean;
+  /** For messages: what the subject must be. */
+  readonly subjectText: string;
+  /** Anchored RegExp handed to sigstore-js as a second check (never a plain string: String.match is unanchored). */
+  readonly sanPolicy: RegExp;
+}
+
+export type PreparedSigner = PreparedKeyed | PreparedKeyless;
+
+const cache = new WeakMap<SignerSpec, PreparedSigner>();
+
+export function hashForKey(key: KeyObject): string | null {
+  const t = key.asymmetricKeyType;
+  return t === 'ed25519' || t === 'ed448' ? null : 'sha256';
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/** `^(?:…)$` around the source, flags kept except the stateful g and y. */
+export function anchoredRegExp(re: RegExp | string): RegExp {
+  const source = typeof re === 'string' ? re : re.source;
+  const flags = typeof re === 'string' ? '' : re.flags.replace(/[gy]/g, '');
+  return new RegExp(`^(?:${source})$`, flags);
+}
+
+function prepareKeyed(s: PublicKeySignerSpec): PreparedKeyed {
+  if (!s.key || s.key.type !== 'public') {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: not a public key`);
+  }
+  const key = s.key;
+  // The key hint in a bundle is unauthenticated: the finder ignores it and answers with this key.
+  const trust = toTrustMaterial(EMPTY_ROOT, () => ({ publicKey: key, validFor: () => true }));
+  return {
+    kind: 'publicKey',
+    name: s.name,
+    key,
+    hash: hashForKey(key),
+    verifier: new Verifier(trust, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 }),
+  };
+}
+
+function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
+  let root: TrustedRoot;
+  try {
+    root = TrustedRoot.fromJSON(s.trustedRoot);
+  } catch (e) {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: malformed trusted root: ${(e as Error).message}`, {}, { cause: e });
+  }
+  if (!root.certificateAuthorities?.length) {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no certificate authorities`);
+  }
+  if (!root.timestampAuthorities?.length) {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no timestamp authorities (keyless needs an RFC 3161 timestamp)`);
+  }
+  if (typeof s.issuer !== 'string' || s.issuer.length === 0) {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without an issuer`);
+  }
+  let matchSubject: (san: string) => boolean;
+  let sanPolicy: RegExp;
+  let subjectText: string;
+  if (typeof s.subject === 'string' && s.subject.length > 0) {
+    const subject = s.subject;
+    matchSubject = (san) => san === subject;
+    sanPolicy = new RegExp(`^${escapeRegExp(subject)}$`);
+    subjectText = subject;
+  } else if (s.subjectRegExp !== undefined && s.subjectRegExp !== '') {
+    const re = anchoredRegExp(s.subjectRegExp);
+    matchSubject = (san) => re.test(san);
+    sanPolicy = re;
+    subjectText = re.source;
+  } else {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without subject or subjectRegExp`);
+  }
+  let trust: TrustMaterial;
+  try {
+    trust = toTrustMaterial(root, () => {
+      throw new SpokeError('SignatureValidationFailed', 'keyless signer has no public keys');
+    });
+  } catch (e) {
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: unusable trusted root: ${(e as Error).message}`, {}, { cause: e });
+  }
+  return {
+    kind: 'keyless',
+    name: s.name,
+    issuer: s.issuer,
+    trust,
+    // Transparency-log entries are not evidence here (stripped before verification); time comes
+    // from RFC 3161 timestamps, counted by the caller before this verifier ever runs.
+    verifier: new Verifier(trust, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 1 }),
+    matchSubject,
+    subjectText,
+    sanPolicy,
+  };
+}
+
+/** The prepared form of `s`, built on first use. Throws SignatureValidationFailed on unusable material. */
+export function prepareSigner(s: SignerSpec): PreparedSigner {
+  let p = cache.get(s);
+  if (!p) {
+    p = s.kind === 'publicKey' ? prepareKeyed(s) : prepareKeyless(s);
+    cache.set(s, p);
+  }
+  return p;
+}

@@ -1,0 +1,19 @@
+#!/bin/bash
+# The test command (README, .ci/run): set-up, typecheck, lint, import direction, then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash test/setup.sh
+export PATH="$PATH:/usr/sbin:/sbin"
+
+echo "== typecheck";  npx tsc -p tsconfig.json --noEmit
+echo "== lint";       npx eslint src test
+echo "== imports";    npx depcruise src --config .dependency-cruiser.cjs --output-type err
+
+unit=$(find dist/test/unit -name '*.test.js' | sort)
+integration=$(find dist/test/integration -name '*.test.js' | sort)
+echo "== unit tests"
+# shellcheck disable=SC2086
+node --test --test-concurrency=2 --test-reporter=spec $unit
+echo "== integration tests (real registry, containerd, runc)"
+# shellcheck disable=SC2086
+node --test --test-concurrency=2 --test-reporter=spec $integration
