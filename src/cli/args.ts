@@ -16,21 +16,21 @@ export interface Parsed<T extends FlagSpec> {
  * `positionals` gives the allowed count [min, max].
  */
 export function parseCommand<T extends FlagSpec>(argv: string[], spec: T, help: string, positionals: [number, number]): Parsed<T> {
-  let parsed;
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: argv, options: { ...spec, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: { ...spec, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n${help}`);
   }
   if (parsed.values.help) {
     process.stdout.write(help.trimEnd() + '\n');
-    return { values: parsed.values as Parsed<T>['values'], positionals: parsed.positionals, help: true };
+    return { values: parsed.values as unknown as Parsed<T>['values'], positionals: parsed.positionals, help: true };
   }
   const n = parsed.positionals.length;
   if (n < positionals[0] || n > positionals[1]) {
     throw new UsageError(`expected ${positionals[0] === positionals[1] ? positionals[0] : `${positionals[0]}–${positionals[1]}`} argument(s), got ${n}\n${help}`);
   }
-  return { values: parsed.values as Parsed<T>['values'], positionals: parsed.positionals, help: false };
+  return { values: parsed.values as unknown as Parsed<T>['values'], positionals: parsed.positionals, help: false };
 }
 
 /** Writes data as JSON (for --json) or as the human text. */

@@ -1,0 +1,58 @@
+import { declaredKind } from '../../core/artifact.js';
+import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
+import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
+import { parseReference } from '../../core/reference.js';
+import { emit, parseCommand } from '../args.js';
+import { publisherFlags, publisherRegistry } from '../wiring.js';
+
+const HELP = `usage: spoke inspect REF [options]
+
+Fetches the artifact manifest of REF (host[:port]/repo@sha256:...), checks its bytes against the
+digest, and prints the kind, media types and sizes. The profile itself is not downloaded.
+
+options:
+  --plain-http       use HTTP instead of HTTPS
+  --ca-file F        extra CA bundle (PEM)
+  --auth-file F      credentials file (docker config.json format)
+  --json             print {reference, digest, kind, mediaType, artifactType, config, layers} as JSON`;
+
+interface ManifestView {
+  mediaType?: string;
+  artifactType?: string;
+  config?: { mediaType: string; digest: string; size: number };
+  layers?: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[];
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(argv, { json: { type: 'boolean' }, ...publisherFlags }, HELP, [1, 1]);
+  if (help) return 0;
+  const ref = parseReference(positionals[0]!);
+  const registry = publisherRegistry(values);
+  try {
+    const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
+    const view = JSON.parse(m.bytes.toString('utf8')) as ManifestView;
+    const out = {
+      reference: positionals[0],
+      digest: m.digest,
+      kind: declaredKind(m.bytes) ?? null,
+      mediaType: view.mediaType ?? null,
+      artifactType: view.artifactType ?? null,
+      config: view.config ?? null,
+      layers: view.layers ?? [],
+      manifestSize: m.bytes.byteLength,
+    };
+    emit(values.json, out, () =>
+      [
+        `digest:        ${out.digest}`,
+        `kind:          ${out.kind ?? '(not a profile artifact)'}`,
+        `mediaType:     ${out.mediaType}`,
+        `artifactType:  ${out.artifactType ?? '(none)'}`,
+        `config:        ${out.config ? `${out.config.mediaType} ${out.config.size} B` : '(none)'}`,
+        ...out.layers.map((l, i) => `layer[${i}]:      ${l.mediaType} ${l.size} B ${l.digest}`),
+      ].join('\n'),
+    );
+    return 0;
+  } finally {
+    await registry.close();
+  }
+}

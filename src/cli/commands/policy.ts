@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { parseReference } from '../../core/reference.js';
+import { decide, lintPolicy } from '../../policy/index.js';
+import type { PolicyIssue } from '../../policy/types.js';
+import { emit, parseCommand } from '../args.js';
+import { EXIT_FAILED, UsageError } from '../errors.js';
+import { nodeConfigOnly } from '../wiring.js';
+import { parseKind } from './push.js';
+
+const HELP = `usage: spoke policy check REF [--kind K] [--namespace N] [--policy FILE] [--json]
+       spoke policy lint FILE [--json]
+
+  check   decide REF under the node policy, as a pull would, without any network request:
+          prints allow/deny, the rule that decided and why. Exit 0 when allowed, 1 when denied.
+  lint    validate a policy file: errors (with file:line) make it unloadable; warnings point at
+          rules that can never apply or that admit unsigned profiles broadly. Exit 1 on errors.
+
+options:
+  --kind K          seccomp (default) or apparmor
+  --namespace N     the pod namespace, for namespace-scoped rules
+  --policy FILE     policy file (default from the node config, /etc/spoke/policy.yaml)
+  --config F        node config (default /etc/spoke/config.yaml)
+  --json            machine-readable output`;
+
+function readPolicyFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+const formatIssue = (i: PolicyIssue) => `${i.file}:${i.line}: ${i.severity}: ${i.path ? `${i.path}: ` : ''}${i.message}`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    argv,
+    { kind: { type: 'string' }, namespace: { type: 'string' }, policy: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } },
+    HELP,
+    [1, 2],
+  );
+  if (help) return 0;
+  const [sub, arg] = positionals;
+  if (sub === 'lint') {
+    if (!arg) throw new UsageError(`policy lint needs a FILE\n${HELP}`);
+    const r = lintPolicy(readPolicyFile(arg), arg, (p) => readFileSync(p));
+    emit(values.json, { ok: r.ok, errors: r.errors, warnings: r.warnings, hash: r.policy?.hash ?? null }, () =>
+      [...r.errors.map(formatIssue), ...r.warnings.map(formatIssue), r.ok ? `${arg}: ok (${r.warnings.length} warning(s))` : `${arg}: ${r.errors.length} error(s)`].join('\n'),
+    );
+    return r.ok ? 0 : EXIT_FAILED;
+  }
+  if (sub !== 'check') throw new UsageError(`unknown policy subcommand ${JSON.stringify(sub)}\n${HELP}`);
+  if (!arg) throw new UsageError(`policy check needs a REF\n${HELP}`);
+  const kind = values.kind === undefined ? 'seccomp' : parseKind(values.kind);
+  const file = values.policy ?? (await nodeConfigOnly(values)).policy;
+  const r = lintPolicy(readPolicyFile(file), file, (p) => readFileSync(p));
+  if (!r.policy) {
+    const first = r.errors[0];
+    throw new UsageError(first ? formatIssue(first) : `${file}: invalid policy`);
+  }
+  const ref = parseReference(arg);
+  const d = decide(r.policy, ref, kind, values.namespace);
+  const out = {
+    reference: arg,
+    kind,
+    namespace: values.namespace ?? null,
+    decision: d.allowed ? 'allow' : 'deny',
+    rule: d.rule ?? null,
+    reason: d.reason,
+    signedBy: d.allowed ? d.signedBy.map((s) => s.name) : [],
+    unsigned: d.allowed ? d.unsigned : false,
+    policyHash: r.policy.hash,
+  };
+  emit(values.json, out, () =>
+    [
+      `${out.decision.toUpperCase()} ${arg} (${kind}${values.namespace ? `, namespace ${values.namespace}` : ''})`,
+      `  rule:   ${d.rule ? `${d.rule.id} at ${file}:${d.rule.line}` : '(none matches)'}`,
+      `  reason: ${d.reason}`,
+      ...(d.allowed ? [`  needs:  ${d.unsigned ? 'no signature (unsigned: true)' : `a signature by any of ${out.signedBy.join(', ')}`}`] : []),
+    ].join('\n'),
+  );
+  if (!d.allowed) process.stderr.write(`PermissionDenied: ${arg}: ${d.reason}\n`);
+  return d.allowed ? 0 : EXIT_FAILED;
+}

@@ -1,0 +1,67 @@
+// Pushes hand-made artifacts (good and deliberately broken) to a real registry over plain HTTP,
+// with the project's registry client, so tests can see how the pipeline judges them.
+
+import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_MANIFEST } from '../../src/core/constants.js';
+import { sha256Digest } from '../../src/core/digest.js';
+import { UndiciRegistryClient } from '../../src/registry/client.js';
+
+export interface LayerSpec {
+  mediaType?: string;
+  bytes: Buffer;
+  /** Declared size (default: the real size). */
+  size?: number;
+  urls?: string[];
+}
+
+export interface RawArtifactSpec {
+  configMediaType?: string;
+  configBytes?: Buffer;
+  artifactType?: string | null; // null: omit
+  layers: LayerSpec[];
+  manifestMediaType?: string;
+  tag?: string;
+}
+
+export const ALLOW_ALL_SECCOMP = Buffer.from(JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] }));
+
+export function denySyscalls(names: string[]): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      defaultAction: 'SCMP_ACT_ALLOW',
+      architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+      syscalls: [{ names, action: 'SCMP_ACT_ERRNO' }],
+    }),
+  );
+}
+
+export async function pushRawArtifact(host: string, repository: string, spec: RawArtifactSpec): Promise<{ reference: string; digest: string; manifest: Buffer }> {
+  const client = new UndiciRegistryClient({ plainHttp: true });
+  try {
+    const repo = { registry: host, repository };
+    const configBytes = spec.configBytes ?? Buffer.from('{}');
+    await client.putBlob(repo, configBytes);
+    const layers = [];
+    for (const l of spec.layers) {
+      await client.putBlob(repo, l.bytes);
+      layers.push({
+        mediaType: l.mediaType ?? 'application/json',
+        digest: sha256Digest(l.bytes),
+        size: l.size ?? l.bytes.byteLength,
+        ...(l.urls ? { urls: l.urls } : {}),
+      });
+    }
+    const configMediaType = spec.configMediaType ?? CONFIG_MEDIA_TYPE.seccomp;
+    const manifestObj: Record<string, unknown> = {
+      schemaVersion: 2,
+      mediaType: spec.manifestMediaType ?? MEDIA_TYPE_OCI_MANIFEST,
+      ...(spec.artifactType === null ? {} : { artifactType: spec.artifactType ?? configMediaType }),
+      config: { mediaType: configMediaType, digest: sha256Digest(configBytes), size: configBytes.byteLength },
+      layers,
+    };
+    const manifest = Buffer.from(JSON.stringify(manifestObj));
+    const { digest } = await client.putManifest(repo, spec.tag ?? sha256Digest(manifest), manifest, MEDIA_TYPE_OCI_MANIFEST);
+    return { reference: `${host}/${repository}@${digest}`, digest, manifest };
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,50 @@
+// A node-side context for tests: temp store, a policy file written from YAML text, and the real
+// pipeline wiring (registry client, verifier) that `spoke pull` and the shim use.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNodeContext, type NodeContext } from '../../src/cli/wiring.js';
+import { defaultNodeConfig } from '../../src/config/node-config.js';
+
+export interface TestNode extends NodeContext {
+  dir: string;
+  policyFile: string;
+  writePolicy(yaml: string): void;
+  dispose(): Promise<void>;
+}
+
+/** `policyYaml` is the whole policy file. */
+export function testNode(policyYaml: string): TestNode {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-node-'));
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, policyYaml);
+  const config = { ...defaultNodeConfig(), policy: policyFile, storeDir: join(dir, 'store'), seccompRoot: join(dir, 'seccomp') };
+  const ctx = createNodeContext(config);
+  return {
+    ...ctx,
+    dir,
+    policyFile,
+    writePolicy: (yaml: string) => {
+      writeFileSync(policyFile, yaml);
+      ctx.policy.reload();
+    },
+    dispose: async () => {
+      await ctx.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A policy allowing unsigned seccomp profiles from `scopes` (plain HTTP for their hosts). */
+export function unsignedPolicy(scopes: string[], extra = ''): string {
+  const hosts = [...new Set(scopes.map((s) => s.split('/')[0]!))];
+  return [
+    'apiVersion: spoke.dev/v1alpha1',
+    'kind: NodeProfilePolicy',
+    'rules:',
+    ...scopes.flatMap((s) => [`  - scope: ${s}`, '    kinds: [seccomp]', '    unsigned: true']),
+    `insecure: [${hosts.join(', ')}]`,
+    extra,
+  ].join('\n');
+}

@@ -1,0 +1,256 @@
+// The pull pipeline against a real docker-registry (issue 3 "Tests that must exist").
+
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/constants.js';
+import { SpokeError } from '../../src/core/errors.js';
+import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
+import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
+
+async function rejects(p: Promise<unknown>, code: string, re?: RegExp): Promise<SpokeError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (re) assert.match(e.message, re);
+    return e;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+const count = (reg: TestRegistry, method: string, part: string) => reg.requests().filter((r) => r.method === method && r.path.includes(part)).length;
+
+function storeFiles(node: TestNode): string[] {
+  const dir = `${node.config.storeDir}/blobs/sha256`;
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+describe('pull pipeline against a real registry', () => {
+  let reg: TestRegistry;
+  before(async () => {
+    reg = await startRegistry();
+  });
+  after(async () => {
+    await reg.stop();
+  });
+
+  it('pulls, then serves the second pull from the store with zero registry requests', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
+    try {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] });
+      reg.resetRequests();
+      const first = await node.pipeline.pull({ reference, kind: 'seccomp' });
+      assert.equal(first.cached, false);
+      assert.equal(first.digest, digest);
+      assert.equal(first.resolvedRef, reference);
+      assert.ok(existsSync(first.path));
+      await reg.settle();
+      assert.equal(count(reg, 'GET', '/manifests/'), 1);
+      assert.equal(count(reg, 'GET', '/blobs/'), 1);
+      reg.resetRequests();
+      const second = await node.pipeline.pull({ reference, kind: 'seccomp' });
+      assert.equal(second.cached, true);
+      assert.equal(second.path, first.path);
+      await reg.settle();
+      assert.deepEqual(reg.requests(), []);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('refuses a reference no rule allows without any request to any registry', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
+    try {
+      const { reference } = await pushRawArtifact(reg.host, 'other/deny', { layers: [{ bytes: denySyscalls(['chmod']) }] });
+      const scopeTrap = reference.replace('/other/', '/profilesevil/');
+      reg.resetRequests();
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'PermissionDenied', /no rule/);
+      await rejects(node.pipeline.pull({ reference: scopeTrap, kind: 'seccomp' }), 'PermissionDenied');
+      await rejects(node.pipeline.pull({ reference: reference.replace('@sha256:', ':latest@sha256:'), kind: 'seccomp' }), 'InvalidArgument');
+      await reg.settle();
+      assert.deepEqual(reg.requests(), []);
+      assert.deepEqual(storeFiles(node), []);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('refuses a digest already in the store once the policy no longer allows it', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
+    try {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/cached', { layers: [{ bytes: denySyscalls(['unshare']) }] });
+      await node.pipeline.pull({ reference, kind: 'seccomp' });
+      node.writePolicy(unsignedPolicy([`${reg.host}/elsewhere`]));
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'PermissionDenied');
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('refuses a blob tampered in registry storage and leaves the store untouched', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
+    try {
+      const layer = denySyscalls(['ptrace']);
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/tampered', { layers: [{ bytes: layer }] });
+      const { sha256Digest } = await import('../../src/core/digest.js');
+      writeFileSync(registryBlobPath(reg, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+      assert.deepEqual(storeFiles(node), []);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  describe('artifact checks on real pushed artifacts', () => {
+    const cases: { name: string; spec: Parameters<typeof pushRawArtifact>[2]; re: RegExp }[] = [
+      { name: 'wrong config media type', spec: { configMediaType: 'application/vnd.oci.image.config.v1+json', layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /not a seccomp profile/ },
+      { name: 'generic unknown config', spec: { configMediaType: 'application/vnd.unknown.config.v1+json', layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /generic config/ },
+      { name: 'AppArmor artifact pulled as seccomp', spec: { configMediaType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /not a seccomp profile/ },
+      { name: 'artifactType disagreeing with config', spec: { artifactType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /disagrees/ },
+      { name: 'empty config without artifactType', spec: { configMediaType: MEDIA_TYPE_OCI_EMPTY, artifactType: null, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /not declared/ },
+      { name: 'two layers', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: denySyscalls(['bpf']) }] }, re: /exactly one layer/ },
+      { name: 'gzip layer', spec: { layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', bytes: gzipSync(ALLOW_ALL_SECCOMP) }] }, re: /gzip/ },
+      { name: 'tar layer', spec: { layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', bytes: tarOf('profile.json', ALLOW_ALL_SECCOMP) }] }, re: /tar/ },
+      { name: 'oversized layer', spec: { layers: [{ bytes: Buffer.alloc(2 * 1024 * 1024, 0x20) }] }, re: /limit/ },
+      { name: 'manifest lying about size (smaller)', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, size: 10 }] }, re: /./ },
+      { name: 'external urls', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, urls: ['https://example.com/x'] }] }, re: /urls/ },
+      { name: 'not JSON', spec: { layers: [{ bytes: Buffer.from('defaultAction: SCMP_ACT_ALLOW\n') }] }, re: /JSON/ },
+      { name: 'duplicate JSON members', spec: { layers: [{ bytes: Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO","defaultAction":"SCMP_ACT_ALLOW"}') }] }, re: /duplicate/ },
+      { name: 'invalid UTF-8', spec: { layers: [{ bytes: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]) }] }, re: /UTF-8/ },
+    ];
+    for (const c of cases) {
+      it(`refuses: ${c.name}`, async () => {
+        const node = testNode(unsignedPolicy([`${reg.host}/bad`]));
+        try {
+          const { reference } = await pushRawArtifact(reg.host, `bad/${c.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`, c.spec);
+          await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', c.re);
+          assert.deepEqual(storeFiles(node), []);
+        } finally {
+          await node.dispose();
+        }
+      });
+    }
+
+    it('remembers a permanent verdict: the second pull of an invalid digest makes no request', async () => {
+      const node = testNode(unsignedPolicy([`${reg.host}/bad`]));
+      try {
+        const { reference } = await pushRawArtifact(reg.host, 'bad/remembered', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
+        await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+        reg.resetRequests();
+        await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', /cached verdict/);
+        await reg.settle();
+        assert.deepEqual(reg.requests(), []);
+      } finally {
+        await node.dispose();
+      }
+    });
+  });
+
+  it('200 concurrent pulls of one digest make one manifest GET and one blob GET', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
+    try {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/concurrent', { layers: [{ bytes: denySyscalls(['keyctl']) }] });
+      reg.resetRequests();
+      const results = await Promise.all(Array.from({ length: 200 }, () => node.pipeline.pull({ reference, kind: 'seccomp' })));
+      assert.equal(results.length, 200);
+      assert.ok(results.every((r) => r.path === results[0]!.path));
+      await reg.settle();
+      assert.equal(count(reg, 'GET', '/manifests/'), 1);
+      assert.equal(count(reg, 'GET', '/blobs/'), 1);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  describe('mirrors', () => {
+    let mirror: TestRegistry;
+    before(async () => {
+      mirror = await startRegistry();
+    });
+    after(async () => {
+      await mirror.stop();
+    });
+
+    it('falls back to the source when the mirror is down, and keeps the requested name', async () => {
+      const deadPort = await freePort();
+      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [127.0.0.1:${deadPort}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, 127.0.0.1:${deadPort}]`));
+      try {
+        const { reference } = await pushRawArtifact(reg.host, 'profiles/mirror-down', { layers: [{ bytes: denySyscalls(['acct']) }] });
+        const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
+        assert.equal(r.resolvedRef, reference);
+        assert.equal(r.servedBy, reg.host);
+      } finally {
+        await node.dispose();
+      }
+    });
+
+    it('serves from the mirror when it has the artifact, keeping the requested name', async () => {
+      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
+      try {
+        const layer = denySyscalls(['swapon']);
+        const { reference } = await pushRawArtifact(reg.host, 'profiles/mirrored', { layers: [{ bytes: layer }] });
+        await pushRawArtifact(mirror.host, 'profiles/mirrored', { layers: [{ bytes: layer }] });
+        reg.resetRequests();
+        const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
+        assert.equal(r.resolvedRef, reference);
+        assert.equal(r.servedBy, mirror.host);
+        await reg.settle();
+        assert.deepEqual(reg.requests(), []);
+      } finally {
+        await node.dispose();
+      }
+    });
+
+    it('refuses a mirror that serves tampered bytes', async () => {
+      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
+      try {
+        const layer = denySyscalls(['syslog']);
+        const { reference } = await pushRawArtifact(reg.host, 'profiles/mirror-tampered', { layers: [{ bytes: layer }] });
+        await pushRawArtifact(mirror.host, 'profiles/mirror-tampered', { layers: [{ bytes: layer }] });
+        const { sha256Digest } = await import('../../src/core/digest.js');
+        writeFileSync(registryBlobPath(mirror, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
+        await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', new RegExp(mirror.host.replace(/\./g, '\\.')));
+        assert.deepEqual(storeFiles(node), []);
+      } finally {
+        await node.dispose();
+      }
+    });
+  });
+
+  it('reports RegistryUnavailable quickly when the registry is down', async () => {
+    const port = await freePort();
+    const node = testNode(unsignedPolicy([`127.0.0.1:${port}/profiles`]));
+    try {
+      const started = Date.now();
+      await rejects(node.pipeline.pull({ reference: `127.0.0.1:${port}/profiles/x@sha256:${'a'.repeat(64)}`, kind: 'seccomp' }), 'RegistryUnavailable');
+      // Not a timing assertion on performance: the bound is the configured timeout (10 s), far below 30 s.
+      assert.ok(Date.now() - started < 30_000);
+    } finally {
+      await node.dispose();
+    }
+  });
+});
+
+/** A minimal one-file ustar archive (header + data + end blocks). */
+function tarOf(name: string, data: Buffer): Buffer {
+  const header = Buffer.alloc(512, 0);
+  header.write(name, 0, 'latin1');
+  header.write('0000644\0', 100, 'latin1');
+  header.write('0000000\0', 108, 'latin1');
+  header.write('0000000\0', 116, 'latin1');
+  header.write(data.byteLength.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
+  header.write('00000000000\0', 136, 'latin1');
+  header.write('        ', 148, 'latin1');
+  header.write('0', 156, 'latin1');
+  header.write('ustar\0', 257, 'latin1');
+  header.write('00', 263, 'latin1');
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  const pad = Buffer.alloc((512 - (data.byteLength % 512)) % 512, 0);
+  return Buffer.concat([header, data, pad, Buffer.alloc(1024, 0)]);
+}

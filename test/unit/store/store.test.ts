@@ -1,0 +1,136 @@
+// The store on a real filesystem: content addressing, provenance, in-use, gc, corruption, crashes.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { sha256Digest, type Digest } from '../../../src/core/digest.js';
+import { SpokeError } from '../../../src/core/errors.js';
+import { packProfile } from '../../../src/publish/pack.js';
+import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
+
+function input(body: string, reference = 'r.io/p@'): IngestInput {
+  const p = packProfile(Buffer.from(body), 'seccomp');
+  return {
+    digest: p.manifestDigest,
+    manifestBytes: p.manifest,
+    layerDigest: p.layerDigest,
+    layerBytes: p.layer,
+    kind: 'seccomp',
+    reference: `${reference}${p.manifestDigest}`,
+    rule: 'rules[0] (r.io)',
+    servedBy: 'r.io',
+  };
+}
+
+describe('ProfileStore', () => {
+  let dir: string;
+  let store: ProfileStore;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    store = new ProfileStore({ root: dir });
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('ingests content-addressed blobs and a provenance record', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_ALLOW"}');
+    const path = await store.ingest(i);
+    assert.equal(path, join(dir, 'blobs', 'sha256', i.layerDigest.slice(7)));
+    const { bytes, record } = await store.readProfile(i.digest, { verify: true });
+    assert.deepEqual(bytes, Buffer.from(i.layerBytes));
+    assert.equal(record.rule, 'rules[0] (r.io)');
+    assert.deepEqual(record.references, [i.reference]);
+  });
+
+  it('keeps exactly one copy of a blob shared by two artifacts', async () => {
+    const a = input('{"defaultAction":"SCMP_ACT_LOG"}');
+    const b = { ...a, digest: sha256Digest('another manifest'), manifestBytes: Buffer.from('another manifest') };
+    await store.ingest(a);
+    await store.ingest(b);
+    const names = readdirSync(join(dir, 'blobs', 'sha256')).filter((n) => n === a.layerDigest.slice(7));
+    assert.equal(names.length, 1);
+    await store.remove(b.digest);
+    assert.ok(existsSync(store.blobPath(a.layerDigest)), 'shared layer survives removal of one artifact');
+  });
+
+  it('records verdicts per policy hash and references without duplicates', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_TRAP"}');
+    await store.ingest({ ...i, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
+    await store.annotate(i.digest, { reference: i.reference });
+    await store.annotate(i.digest, { reference: `other.io/x@${i.digest}`, verdict: { policyHash: 'p2', signer: 'ci', format: 'cosign', identity: 'https://x' } });
+    const r = (await store.getRecord(i.digest))!;
+    assert.deepEqual(r.references, [i.reference, `other.io/x@${i.digest}`]);
+    assert.equal(r.verdicts.p1?.signer, 'platform');
+    assert.equal(r.verdicts.p2?.identity, 'https://x');
+  });
+
+  it('refuses removal while in use, and gc keeps what is in use', async () => {
+    const used = input('{"defaultAction":"SCMP_ACT_ERRNO"}');
+    const unused = input('{"defaultAction":"SCMP_ACT_KILL"}');
+    await store.ingest(used);
+    await store.ingest(unused);
+    await store.markInUse(used.digest, 'container:abc');
+    await assert.rejects(store.remove(used.digest), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition' && /container:abc/.test(e.message));
+    const dry = await store.gc({ dryRun: true });
+    assert.ok(dry.removed.includes(unused.digest));
+    assert.ok(await store.has(unused.digest), 'dry run removes nothing');
+    const r = await store.gc();
+    assert.ok(r.kept.includes(used.digest));
+    assert.ok(!(await store.has(unused.digest)));
+    assert.ok(await store.has(used.digest));
+    await store.release('container:abc');
+    await store.gc();
+    assert.ok(!(await store.has(used.digest)));
+  });
+
+  it('replaceInUse rebuilds the runtime holders and keeps pins', async () => {
+    const a = input('{"defaultAction":"SCMP_ACT_ALLOW","architectures":[]}');
+    await store.ingest(a);
+    await store.markInUse(a.digest, 'pin:manual');
+    await store.markInUse(a.digest, 'container:old');
+    await store.replaceInUse(new Map([['container:new', a.digest as Digest]]));
+    assert.deepEqual((await store.inUseHolders(a.digest)).sort(), ['container:new', 'pin:manual']);
+  });
+
+  it('store verify finds a corrupted blob', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_X86_64"]}');
+    await store.ingest(i);
+    writeFileSync(store.blobPath(i.layerDigest), 'tampered');
+    const r = await store.verify();
+    assert.ok(r.corrupt.some((c) => c.digest === i.digest));
+    await assert.rejects(store.readProfile(i.digest, { verify: true }), /corrupt/);
+  });
+
+  it('refuses non-digest names for paths', () => {
+    assert.throws(() => store.blobPath('sha256:../../etc/passwd' as Digest), /not a sha256 digest/);
+  });
+});
+
+describe('crash safety', () => {
+  it('a writer SIGKILLed mid-write leaves no visible half file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-crash-'));
+    try {
+      const target = join(dir, 'blobs', 'big');
+      const script = fileURLToPath(new URL('./crash-writer.js', import.meta.url));
+      for (let round = 0; round < 5; round++) {
+        const child = spawn(process.execPath, [script, target, join(dir, 'tmp')], { stdio: ['ignore', 'pipe', 'inherit'] });
+        // Wait until the child says it started writing, then kill it at once.
+        await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+        child.kill('SIGKILL');
+        await new Promise((r) => child.once('exit', r));
+        if (existsSync(target)) {
+          // The rename happened before the kill: then the file must be complete.
+          const { statSync } = await import('node:fs');
+          assert.equal(statSync(target).size, 64 * 1024 * 1024);
+        }
+      }
+      const visible = existsSync(join(dir, 'blobs')) ? readdirSync(join(dir, 'blobs')) : [];
+      assert.ok(visible.every((n) => n === 'big'), `only complete files are visible: ${visible.join(',')}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
