@@ -15,6 +15,7 @@
 // Mirrors play no part: decisions are made on the logical reference only.
 
 import type { ProfileKind } from '../core/constants.js';
+import type { Digest } from '../core/digest.js';
 import type { Reference } from '../core/reference.js';
 import type { Decision, Policy, Rule, RuleSummary, SignerSpec } from './types.js';
 
@@ -99,13 +100,13 @@ export function decide(policy: Policy, ref: Pick<Reference, 'registry' | 'reposi
   return Object.freeze({ allowed: false, reason: `no rule matches ${ref.registry}/${ref.repository} for kind ${kind} (deny by default)` });
 }
 
-function decideRestricted(index: Index, level: Level, digest: string, namespace: string | undefined): Decision {
+function decideRestricted(index: Index, level: Level, digest: Digest, namespace: string | undefined): Decision {
   const applicable = level.allows.filter(
-    (r) => (r.digests === undefined || r.digests.includes(digest as never)) && (r.namespaces === undefined || (namespace !== undefined && r.namespaces.includes(namespace))),
+    (r) => (r.digests === undefined || r.digests.includes(digest)) && (r.namespaces === undefined || (namespace !== undefined && r.namespaces.includes(namespace))),
   );
   if (applicable.length > 0) return allowWith(index, applicable);
   const why = level.allows.map((r) => {
-    if (r.digests !== undefined && !r.digests.includes(digest as never)) return `${r.id} admits only its listed digests, not ${digest}`;
+    if (r.digests !== undefined && !r.digests.includes(digest)) return `${r.id} admits only its listed digests, not ${digest}`;
     if (namespace === undefined) return `${r.id} admits only namespaces [${r.namespaces!.join(', ')}] and no namespace was given`;
     return `${r.id} admits only namespaces [${r.namespaces!.join(', ')}], not ${JSON.stringify(namespace)}`;
   });

@@ -50,11 +50,11 @@ export function loadPolicy(text: string, file: string, readFile: ReadFile): { po
   const files: SignerFile[] = [];
   const signersEntry = top.get('signers');
   if (signersEntry !== undefined) {
-    const m = src.map(signersEntry.value, 'signers', 'any');
+    const m = src.map(signersEntry.value, 'signers', 'any', signersEntry.keyNode);
     if (m.entries.size > MAX_SIGNERS) src.fail(signersEntry.value, 'signers', `more than ${MAX_SIGNERS} signers`);
     for (const [name, e] of m.entries) {
       if (!SIGNER_NAME_RE.test(name)) src.fail(e.keyNode, e.path, 'signer names are lowercase letters, digits, ".", "_" and "-" (at most 63)');
-      const { spec, file: read } = parseSigner({ src, readFile, policyFile: file }, name, e.value, e.path, src.lineOf(e.keyNode));
+      const { spec, file: read } = parseSigner({ src, readFile, policyFile: file }, name, e.value, e.keyNode, e.path);
       signers[name] = spec;
       files.push(read);
     }
@@ -69,7 +69,7 @@ export function loadPolicy(text: string, file: string, readFile: ReadFile): { po
   const mirrorLines: Record<string, number> = Object.create(null);
   const mirrorsEntry = top.get('mirrors');
   if (mirrorsEntry !== undefined) {
-    for (const [key, e] of src.map(mirrorsEntry.value, 'mirrors', 'any').entries) {
+    for (const [key, e] of src.map(mirrorsEntry.value, 'mirrors', 'any', mirrorsEntry.keyNode).entries) {
       const registry = parseHost(key, (why) => src.fail(e.keyNode, e.path, why));
       if (registry in mirrors) src.fail(e.keyNode, e.path, `${registry} is listed twice`);
       const hosts = src.stringList(e.value, e.path, { nonEmpty: true, maxItems: 16 }).map((h) => {
@@ -97,7 +97,7 @@ export function loadPolicy(text: string, file: string, readFile: ReadFile): { po
   let maxArtifactBytes = DEFAULT_MAX_ARTIFACT_BYTES;
   const limitsEntry = top.get('limits');
   if (limitsEntry !== undefined) {
-    const m = src.map(limitsEntry.value, 'limits', LIMITS_KEYS);
+    const m = src.map(limitsEntry.value, 'limits', LIMITS_KEYS, limitsEntry.keyNode);
     const e = m.get('maxArtifactBytes');
     if (e !== undefined) maxArtifactBytes = src.integer(e.value, e.path, 1, MAX_ARTIFACT_BYTES_CEILING);
   }

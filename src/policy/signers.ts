@@ -38,12 +38,13 @@ export function resolveFrom(policyFile: string, name: string): string {
   return isAbsolute(name) ? name : resolve(dirname(resolve(policyFile)), name);
 }
 
-export function parseSigner(ctx: SignerContext, name: string, node: Node | undefined, path: string, line: number): { spec: SignerSpec; file: SignerFile } {
+export function parseSigner(ctx: SignerContext, name: string, node: Node | undefined, keyNode: Node, path: string): { spec: SignerSpec; file: SignerFile } {
   const { src } = ctx;
-  const m = src.map(node, path, SIGNER_KEYS);
+  const line = src.lineOf(keyNode);
+  const m = src.map(node, path, SIGNER_KEYS, keyNode);
   const pk = m.get('publicKey');
   const kl = m.get('keyless');
-  if ((pk === undefined) === (kl === undefined)) src.fail(node, path, 'give exactly one of publicKey or keyless');
+  if ((pk === undefined) === (kl === undefined)) src.fail(keyNode, path, 'give exactly one of publicKey or keyless');
   if (pk !== undefined) {
     const file = resolveFrom(ctx.policyFile, src.string(pk.value, pk.path));
     const bytes = readBounded(ctx, file, MAX_KEY_FILE_BYTES, pk.line, pk.path);
@@ -52,7 +53,7 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
     return { spec, file: { signer: name, path: file, bytes } };
   }
   const entry = kl!;
-  const k = src.map(entry.value, entry.path, KEYLESS_KEYS);
+  const k = src.map(entry.value, entry.path, KEYLESS_KEYS, entry.keyNode);
   const rootEntry = k.require('trustedRoot', ' (keyless signatures are checked against a local trusted_root.json)');
   const file = resolveFrom(ctx.policyFile, src.string(rootEntry.value, rootEntry.path));
   const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootEntry.line, rootEntry.path);
@@ -62,7 +63,7 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
   checkIssuer(issuer, (why) => src.fail(issuerEntry.value, issuerEntry.path, why));
   const subj = k.get('subject');
   const subjRe = k.get('subjectRegExp');
-  if ((subj === undefined) === (subjRe === undefined)) src.fail(entry.value, entry.path, 'give exactly one of subject or subjectRegExp');
+  if ((subj === undefined) === (subjRe === undefined)) src.fail(entry.keyNode, entry.path, 'give exactly one of subject or subjectRegExp');
   let subject: string | undefined;
   let subjectRegExp: RegExp | undefined;
   let subjectRegExpSource: string | undefined;

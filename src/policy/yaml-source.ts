@@ -9,6 +9,15 @@ import { SpokeError } from '../core/errors.js';
 /** Bound on file size before the parser runs; policies and configs are small. */
 export const MAX_YAML_BYTES = 1024 * 1024;
 
+/** Bytes of a hand-written file → text; invalid UTF-8 is an error at line 1 (a leading BOM is dropped). */
+export function decodeText(bytes: Uint8Array, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new SpokeError('InvalidArgument', `${file}:1: (document): not valid UTF-8`, { file, line: 1, path: '(document)' });
+  }
+}
+
 /** A parsed file: the root node and a way to turn nodes into `file:line` errors. */
 export class YamlSource {
   readonly file: string;
@@ -51,9 +60,12 @@ export class YamlSource {
     return this.failAt(this.lineOf(node), path, what);
   }
 
-  /** A mapping whose keys are all in `allowed`; returns the entries by key, in file order. */
-  map(node: Node | undefined, path: string, allowed: readonly string[] | 'any'): MapView {
-    if (node === undefined || !isMap(node)) this.fail(node, path, `must be a mapping${describe(node)}`);
+  /**
+   * A mapping whose keys are all in `allowed`; returns the entries by key, in file order.
+   * `owner` (the key the mapping is the value of) is where errors about the whole mapping point.
+   */
+  map(node: Node | undefined, path: string, allowed: readonly string[] | 'any', owner?: Node): MapView {
+    if (node === undefined || !isMap(node)) this.fail(node ?? owner, path, `must be a mapping${describe(node)}`);
     this.noAlias(node, path);
     const entries = new Map<string, Entry>();
     for (const pair of (node as YAMLMap<unknown, unknown>).items) {
@@ -67,7 +79,7 @@ export class YamlSource {
       const value = (pair.value ?? undefined) as Node | undefined;
       entries.set(key, { key, keyNode, value, line: this.lineOf(value ?? keyNode), path: childPath });
     }
-    return new MapView(this, node as YAMLMap, path, entries);
+    return new MapView(this, owner ?? (node as YAMLMap), path, entries);
   }
 
   seq(node: Node | undefined, path: string): { node: Node; path: string; line: number }[] {
@@ -135,18 +147,11 @@ export interface Entry {
 export class MapView {
   constructor(
     private readonly source: YamlSource,
-    readonly node: YAMLMap,
+    /** Where errors about the whole mapping point: its owning key, or the mapping itself. */
+    readonly node: Node,
     readonly path: string,
     readonly entries: ReadonlyMap<string, Entry>,
   ) {}
-
-  get line(): number {
-    return this.source.lineOf(this.node);
-  }
-
-  has(key: string): boolean {
-    return this.entries.has(key);
-  }
 
   get(key: string): Entry | undefined {
     return this.entries.get(key);

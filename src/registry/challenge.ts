@@ -111,12 +111,20 @@ function parseInto(value: string, out: Challenge[]): void {
     const save = sc.pos;
     const next = sc.token();
     sc.skipSpace();
-    if (next !== '' && sc.peek() === '=') {
+    if (next !== '' && sc.peek() === '=' && !endsToken68(sc)) {
       sc.pos = save; // first auth-param: re-read it in the loop
       continue;
     }
-    if (next !== '') sc.skipToComma(); // token68 (e.g. Negotiate): ignored
+    if (next !== '') sc.skipToComma(); // token68 (e.g. `Negotiate abc==`): ignored
   }
+}
+
+/** At an "=": true when it is token68 padding (`==`, or `=` then a comma or the end), not `name=value`. */
+function endsToken68(sc: Scanner): boolean {
+  let p = sc.pos + 1;
+  if (sc.s[p] === '=') return true;
+  while (p < sc.s.length && (sc.s[p] === ' ' || sc.s[p] === '\t')) p++;
+  return p >= sc.s.length || sc.s[p] === ',';
 }
 
 /** The first challenge with `scheme` (lowercase), if any. */

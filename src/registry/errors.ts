@@ -37,7 +37,7 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
   if (TIMEOUT_CODES.has(code)) why = 'timed out';
   else if (code === 'ECONNREFUSED') why = 'connection refused';
   else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') why = 'host not found';
-  else if (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL')) why = 'TLS verification failed';
+  else if (/^ERR_(TLS|SSL)|CERT|VERIFY|SELF_SIGNED/.test(code)) why = 'TLS verification failed';
   else why = 'connection failed';
   return new SpokeError('RegistryUnavailable', `registry ${host} unreachable: ${why} (${code})`, { ...ctx, registry: host }, { cause: e });
 }

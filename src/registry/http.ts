@@ -6,6 +6,9 @@ import { createHash, type Hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
+import type { Clock, Logger } from '../core/runtime.js';
+import { isRetryableNetworkError } from './errors.js';
+import { backoffMs, isRetryableStatus, parseRetryAfter } from './retry.js';
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH';
 
@@ -34,6 +37,8 @@ export interface TransportOptions {
   connectTimeoutMs: number;
   userAgent: string;
   dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
+  clock: Clock;
+  logger: Logger;
 }
 
 export const MAX_REDIRECTS = 3;
@@ -94,7 +99,7 @@ export class Transport {
 
   /** One hop. Throws undici/system errors as they are. */
   async send(req: HttpRequest): Promise<HttpResponse> {
-    const headers = { 'user-agent': this.opts.userAgent, ...req.headers };
+    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
     if (req.body !== undefined) headers['content-length'] = String(req.body.byteLength);
     const res = await this.dispatcher(req.url.origin).request({
       method: req.method,
@@ -137,12 +142,44 @@ export class Transport {
     }
   }
 
+  /**
+   * sendFollowing with up to `retries` more attempts after a retryable network error or status
+   * (408, 429, 5xx), waiting Retry-After (capped) or an exponential backoff with jitter. The last
+   * response is returned whatever its status; errors are thrown raw.
+   */
+  async request(req: HttpRequest, retries: number, ctx: ErrorContext): Promise<HttpResponse> {
+    const { clock, logger } = this.opts;
+    for (let attempt = 0; ; attempt++) {
+      let res: HttpResponse;
+      try {
+        res = await this.sendFollowing(req, ctx);
+      } catch (e) {
+        if (attempt >= retries || req.signal?.aborted || !isRetryableNetworkError(e)) throw e;
+        const wait = backoffMs(attempt);
+        logger.log('warn', 'registry request failed, retrying', { host: req.url.host, method: req.method, attempt: attempt + 1, waitMs: wait });
+        await clock.sleep(wait, req.signal);
+        continue;
+      }
+      if (attempt >= retries || !isRetryableStatus(res.status)) return res;
+      const wait = parseRetryAfter(header(res.headers, 'retry-after'), clock.now()) ?? backoffMs(attempt);
+      await discard(res);
+      logger.log('warn', 'registry busy, retrying', { host: req.url.host, method: req.method, status: res.status, attempt: attempt + 1, waitMs: wait });
+      await clock.sleep(wait, req.signal);
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.allSettled(pools.map((p) => p.close()));
   }
+}
+
+/** Drops the body and its connection without reading further (the abort error is expected). */
+function abort(res: HttpResponse): void {
+  res.body.on('error', () => {});
+  res.body.destroy();
 }
 
 /** Reads and drops what is left of a body (bounded; the connection is dropped past the limit). */
@@ -167,7 +204,7 @@ export async function readCapped(
 ): Promise<Buffer> {
   const declared = header(res.headers, 'content-length');
   if (declared !== undefined && /^[0-9]{1,15}$/.test(declared) && Number(declared) > maxBytes) {
-    res.body.destroy();
+    abort(res);
     throw new SpokeError(
       'SecurityProfileInvalid',
       `${what} from ${res.url.host} declares ${declared} bytes, over the limit of ${maxBytes}`,
@@ -179,7 +216,7 @@ export async function readCapped(
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > maxBytes) {
-      res.body.destroy();
+      abort(res);
       throw new SpokeError('SecurityProfileInvalid', `${what} from ${res.url.host} is larger than the limit of ${maxBytes} bytes`, {
         ...ctx,
         limit: maxBytes,

@@ -1,7 +1,5 @@
-// Trust material per signer, built once and cached on the signer object itself (a WeakMap: a
-// reloaded policy hands over new signer objects, so nothing stale survives a policy or key
-// change, and nothing is kept alive after the policy is dropped). Only the policy's keys and
-// roots are trusted: no TUF, no Rekor, no Fulcio.
+// Trust material per signer, built once per loaded policy and reused on every pull. Only the
+// policy's keys and roots are trusted: no TUF, no Rekor, no Fulcio.
 
 import type { KeyObject } from 'node:crypto';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
@@ -43,7 +41,12 @@ export interface PreparedKeyless {
 
 export type PreparedSigner = PreparedKeyed | PreparedKeyless;
 
-const cache = new WeakMap<SignerSpec, PreparedSigner>();
+// Cached on the objects a loaded policy keeps for its lifetime (the KeyObject, the trusted-root
+// JSON), not on the signer spec: callers may rebuild plain specs on every pull. A reloaded
+// policy brings new objects, so nothing stale survives a policy or key change, and entries go
+// when the policy is dropped.
+const keyedCache = new WeakMap<KeyObject, Map<string, PreparedKeyed>>();
+const keylessCache = new WeakMap<object, Map<string, PreparedKeyless>>();
 
 export function hashForKey(key: KeyObject): string | null {
   const t = key.asymmetricKeyType;
@@ -131,12 +134,28 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
   };
 }
 
+function keylessCacheKey(s: KeylessSignerSpec): string {
+  const re = s.subjectRegExp;
+  const reText = re === undefined ? '' : typeof re === 'string' ? `s:${re}` : `r:${re.source}/${re.flags}`;
+  return JSON.stringify([s.name, s.issuer, s.subject ?? null, reText]);
+}
+
 /** The prepared form of `s`, built on first use. Throws SignatureValidationFailed on unusable material. */
 export function prepareSigner(s: SignerSpec): PreparedSigner {
-  let p = cache.get(s);
-  if (!p) {
-    p = s.kind === 'publicKey' ? prepareKeyed(s) : prepareKeyless(s);
-    cache.set(s, p);
+  if (s.kind === 'publicKey') {
+    if (typeof s.key !== 'object' || s.key === null) return prepareKeyed(s);
+    let byName = keyedCache.get(s.key);
+    if (!byName) keyedCache.set(s.key, (byName = new Map()));
+    let p = byName.get(s.name);
+    if (!p) byName.set(s.name, (p = prepareKeyed(s)));
+    return p;
   }
+  const root = s.trustedRoot;
+  if (typeof root !== 'object' || root === null) return prepareKeyless(s);
+  let byIdentity = keylessCache.get(root);
+  if (!byIdentity) keylessCache.set(root, (byIdentity = new Map()));
+  const k = keylessCacheKey(s);
+  let p = byIdentity.get(k);
+  if (!p) byIdentity.set(k, (p = prepareKeyless(s)));
   return p;
 }

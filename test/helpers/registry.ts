@@ -4,7 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,6 +19,8 @@ export interface RegistryOptions {
   authYaml?: string;
   /** Extra files written into the registry's dir before start: name -> contents. */
   files?: Record<string, string | Buffer>;
+  /** Serve HTTPS with this certificate and key (PEM file paths); `url` is then https://. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface TestRegistry {
@@ -48,6 +50,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
+function tcpConnect(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1', () => {
+      sock.destroy();
+      resolve();
+    });
+    sock.once('error', reject);
+  });
+}
+
 const ACCESS_RE = /^\S{1,64} - \S{1,256} \[[^\]]{1,64}\] "([A-Z]{1,10}) (\S{1,2048}) HTTP\/[0-9.]{1,4}" ([0-9]{3}) /;
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
@@ -63,7 +75,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     `  filesystem: { rootdirectory: ${storageDir} }`,
     '  delete: { enabled: true }',
     '  cache: { blobdescriptor: "" }',
-    `http: { addr: 127.0.0.1:${port}, secret: spoke-test-secret }`,
+    `http: { addr: 127.0.0.1:${port}, secret: spoke-test-secret${
+      opts.tls ? `, tls: { certificate: ${opts.tls.certFile}, key: ${opts.tls.keyFile} }` : ''
+    } }`,
     ...(opts.authYaml ? ['auth:', ...opts.authYaml.split('\n').map((l) => `  ${l}`)] : []),
   ].join('\n');
   writeFileSync(join(dir, 'config.yml'), config + '\n');
@@ -84,11 +98,16 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}`);
     try {
+      // With TLS the certificate is the test's own: a TCP connect says the registry is up.
+      if (opts.tls) {
+        await tcpConnect(port);
+        break;
+      }
       const r = await fetch(`${url}/v2/`);
       await r.arrayBuffer();
       if (r.status === 200 || r.status === 401) break;

@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { declaredKind } from '../../core/artifact.js';
+import { MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
+import { SpokeError } from '../../core/errors.js';
+import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
+import { formatReference, parseReference } from '../../core/reference.js';
+import { decide, lintPolicy } from '../../policy/index.js';
+import { toVerifierSigner } from '../../pull.js';
+import { UndiciRegistryClient } from '../../registry/client.js';
+import { loadCredentials } from '../../registry/credentials.js';
+import { verifyArtifactSignature } from '../../verify/index.js';
+import { emit, parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+import { nodeConfigOnly } from '../wiring.js';
+
+const HELP = `usage: spoke verify REF [--policy FILE] [options]
+
+Verifies the signatures of REF (host[:port]/repo@sha256:...) as a pull would, offline against
+the trust material of the node policy: the kind comes from the artifact's own media type, the
+rule from the policy, and any one of the rule's signers must have signed the digest (sigstore
+bundle referrer or cosign .sig). Nothing is stored. Prints the signer that matched, the format,
+and the certificate identity for keyless signers. Exit 1 with SignatureValidationFailed when no
+acceptable signature exists; PermissionDenied when the policy refuses the reference outright.
+
+options:
+  --policy FILE     node policy (default from the node config, /etc/spoke/policy.yaml)
+  --config F        node config (default /etc/spoke/config.yaml)
+  --namespace N     pod namespace, for namespace-scoped rules
+  --auth-file F     credentials file (docker config.json format)
+  --ca-file F       extra CA bundle (PEM) for the registry's certificate
+  --json            print {digest, signer, format, identity} as JSON`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    argv,
+    {
+      policy: { type: 'string' },
+      config: { type: 'string' },
+      namespace: { type: 'string' },
+      'auth-file': { type: 'string' },
+      'ca-file': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    HELP,
+    [1, 1],
+  );
+  if (help) return 0;
+  const ref = parseReference(positionals[0]!);
+  const reference = formatReference(ref);
+  // The node config only when asked for, or when it is where the policy comes from.
+  const config = values.config !== undefined || values.policy === undefined ? await nodeConfigOnly(values) : undefined;
+  const file = values.policy ?? config?.policy;
+  if (!file) throw new UsageError('no policy: give --policy FILE or a node config naming one');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const lint = lintPolicy(text, file, (p) => readFileSync(p));
+  const policy = lint.policy;
+  if (!policy) {
+    const first = lint.errors[0];
+    throw new SpokeError('InvalidArgument', first ? `${first.file}:${first.line}: ${first.path ? `${first.path}: ` : ''}${first.message}` : `${file}: invalid policy`);
+  }
+  const authFile = values['auth-file'] ?? config?.authFile;
+  const registry = new UndiciRegistryClient({
+    insecure: policy.insecure,
+    mirrors: policy.mirrors,
+    credentials: loadCredentials(authFile ? { authFile } : {}),
+    ...(values['ca-file'] ? { caFile: readFileSync(values['ca-file']) } : {}),
+  });
+  try {
+    const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true });
+    const kind = declaredKind(m.bytes);
+    if (!kind) throw new SpokeError('SecurityProfileInvalid', `${reference}: not a profile artifact (no seccomp or AppArmor config media type)`, { reference });
+    const d = decide(policy, ref, kind, values.namespace);
+    if (!d.allowed) throw new SpokeError('PermissionDenied', `${reference}: ${d.reason}`, { reference, rule: d.rule?.id });
+    if (d.unsigned) {
+      const out = { digest: ref.digest, signer: null, format: null, identity: null, kind, rule: d.rule.id, unsigned: true };
+      emit(values.json, out, () => `${reference}: no signature required (${d.rule.id} says unsigned: true); nothing verified`);
+      return 0;
+    }
+    const v = await verifyArtifactSignature({
+      registry,
+      repo: ref,
+      digest: ref.digest,
+      manifestBytes: m.bytes,
+      signers: d.signedBy.map(toVerifierSigner),
+      useMirrors: true,
+      reference,
+    });
+    const out = { digest: ref.digest, signer: v.signer, format: v.format, identity: v.identity ?? null, kind, rule: d.rule.id };
+    emit(values.json, out, () =>
+      [`Verified ${reference}`, `  signer:   ${v.signer}`, `  format:   ${v.format}`, ...(v.identity ? [`  identity: ${v.identity}`] : []), `  rule:     ${d.rule.id}`].join('\n'),
+    );
+    return 0;
+  } finally {
+    await registry.close();
+  }
+}

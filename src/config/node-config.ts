@@ -1,0 +1,170 @@
+// The node daemon configuration (DESIGN §8): `/etc/spoke/config.yaml`, then flags on top.
+// Strict like the policy: unknown keys and bad values are errors at `<file>:<line>: <key>`.
+// Relative paths in the file are resolved against the file's directory; relative paths in
+// overrides (flags) against the working directory.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SpokeError } from '../core/errors.js';
+import type { LogLevel } from '../core/runtime.js';
+import { decodeText, parseHost, YamlSource } from '../policy/index.js';
+
+export interface NodeConfig {
+  /** Unix socket the shim serves CRI on (the kubelet's `--container-runtime-endpoint`). */
+  readonly listen: string;
+  /** The runtime's own CRI socket (containerd or CRI-O). */
+  readonly upstream: string;
+  /** Content-addressed store of pulled artifacts. */
+  readonly storeDir: string;
+  /** The kubelet's seccomp root; effective profiles are written under `<root>/spoke/`. */
+  readonly seccompRoot: string;
+  /** Node baseline seccomp profile intersected into every OCI profile (DESIGN §5). */
+  readonly baseline: string;
+  /** The node admin policy file (DESIGN §6). */
+  readonly policy: string;
+  /** Prometheus listen address `host:port`; '' = metrics off. */
+  readonly metrics: string;
+  readonly logLevel: LogLevel;
+  /** Whether to honour profile references given as pod annotations (off by default). */
+  readonly annotations: boolean;
+  /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
+  readonly authFile: string | undefined;
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
+export const NODE_CONFIG_KEYS = [
+  'listen',
+  'upstream',
+  'storeDir',
+  'seccompRoot',
+  'baseline',
+  'policy',
+  'metrics',
+  'logLevel',
+  'annotations',
+  'authFile',
+] as const satisfies readonly (keyof NodeConfig)[];
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile'] as const;
+
+/** The shipped baseline, `policy/seccomp-baseline.json` in the package (found from this module's location). */
+export function defaultBaselinePath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'policy', 'seccomp-baseline.json');
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  // dist/src/config → package root
+  return fileURLToPath(new URL('../../../policy/seccomp-baseline.json', import.meta.url));
+}
+
+export function defaultNodeConfig(): NodeConfig {
+  return {
+    listen: '/run/spoke/spoke.sock',
+    upstream: '/run/containerd/containerd.sock',
+    storeDir: '/var/lib/spoke',
+    seccompRoot: '/var/lib/kubelet/seccomp',
+    baseline: defaultBaselinePath(),
+    policy: '/etc/spoke/policy.yaml',
+    metrics: '',
+    logLevel: 'info',
+    annotations: false,
+    authFile: undefined,
+  };
+}
+
+export interface LoadNodeConfigIo {
+  readFile?: (path: string) => Buffer;
+  /** Where relative override paths are resolved; default process.cwd(). */
+  cwd?: string;
+}
+
+/**
+ * Reads the config file (`file` undefined: the default file, whose absence means defaults;
+ * a named file that is missing is an error), then applies `overrides` (undefined values are
+ * ignored). The result is frozen.
+ */
+export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {}, io: LoadNodeConfigIo = {}): NodeConfig {
+  const readFile = io.readFile ?? ((p: string) => readFileSync(p));
+  const path = file ?? DEFAULT_CONFIG_FILE;
+  let text: string | undefined;
+  try {
+    text = decodeText(readFile(path), path);
+  } catch (e) {
+    if (e instanceof SpokeError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (!(file === undefined && code === 'ENOENT')) {
+      throw new SpokeError('InvalidArgument', `${path}: cannot read the node config${code ? ` (${code})` : ''}`, { file: path }, { cause: e });
+    }
+  }
+  const fromFile = text === undefined ? {} : parseNodeConfig(text, path);
+  const merged: Record<string, unknown> = { ...defaultNodeConfig(), ...fromFile };
+  const cwd = io.cwd ?? process.cwd();
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    if (!(NODE_CONFIG_KEYS as readonly string[]).includes(key)) {
+      throw new SpokeError('InvalidArgument', `unknown node config setting ${JSON.stringify(key)}`, { path: key });
+    }
+    merged[key] = checkValue(key as keyof NodeConfig, value, (why) => {
+      throw new SpokeError('InvalidArgument', `${key} (override): ${why}`, { path: key });
+    }, cwd);
+  }
+  return Object.freeze(merged as unknown as NodeConfig);
+}
+
+/** Parses the config file's text; returns only the keys it sets. Pure. */
+export function parseNodeConfig(text: string, file: string): Partial<NodeConfig> {
+  const { source: src, root } = YamlSource.parse(text, file);
+  if (root === undefined) return {};
+  const m = src.map(root, '', NODE_CONFIG_KEYS);
+  const out: Record<string, unknown> = {};
+  for (const [key, e] of m.entries) {
+    const k = key as keyof NodeConfig;
+    const fail = (why: string): never => src.fail(e.value ?? e.keyNode, e.path, why);
+    let raw: unknown;
+    if (k === 'annotations') raw = src.boolean(e.value, e.path);
+    else if (k === 'metrics' && isEmptyScalar(e.value)) raw = '';
+    else raw = src.string(e.value, e.path);
+    out[k] = checkValue(k, raw, fail, dirname(resolve(file)));
+  }
+  return out;
+}
+
+function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) => never, baseDir: string): unknown {
+  if ((PATH_KEYS as readonly string[]).includes(key)) {
+    if (typeof value !== 'string' || value === '') fail('must be a non-empty path');
+    if (value.includes('\0')) fail('must not contain NUL');
+    return isAbsolute(value) ? value : resolve(baseDir, value);
+  }
+  switch (key) {
+    case 'metrics':
+      if (typeof value !== 'string') fail('must be host:port or empty');
+      if (value === '') return value;
+      checkListenAddress(value, fail);
+      return value;
+    case 'logLevel':
+      if (!(LOG_LEVELS as readonly unknown[]).includes(value)) fail(`must be one of ${LOG_LEVELS.join(', ')}`);
+      return value;
+    case 'annotations':
+      if (typeof value !== 'boolean') fail('must be true or false');
+      return value;
+    default:
+      return fail('unknown setting');
+  }
+}
+
+/** `host:port` with an explicit port: `127.0.0.1:9090`, `[::]:9090`, `localhost:9090`, `0.0.0.0:9090`. */
+function checkListenAddress(value: string, fail: (why: string) => never): void {
+  if (!/:\d+$/.test(value)) fail('must be host:port (for example 127.0.0.1:9090), or empty for no metrics');
+  parseHost(value, fail);
+}
+
+function isEmptyScalar(node: unknown): boolean {
+  if (node === undefined) return true;
+  const value = typeof node === 'object' && node !== null && 'value' in node ? (node as { value: unknown }).value : undefined;
+  return value === null || value === '';
+}

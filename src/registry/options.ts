@@ -1,0 +1,146 @@
+// Constructor options of UndiciRegistryClient, validated once, up front (a bad option is an
+// InvalidArgument at start-up, never a surprise on the first pull).
+
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import type { Dispatcher } from 'undici';
+import { SpokeError } from '../core/errors.js';
+import { parseRegistry } from '../core/reference.js';
+import { systemClock, silentLogger, type Clock, type Logger } from '../core/runtime.js';
+import { emptyCredentials } from './credentials.js';
+import type { CredentialSource } from './types.js';
+
+export interface UndiciRegistryClientOptions {
+  /** `host[:port]` entries allowed plain HTTP (exact match, host case-insensitive). */
+  insecure?: readonly string[];
+  /** Plain HTTP for every host (publisher `--plain-http`). */
+  plainHttp?: boolean;
+  /** Extra CA bundle (PEM), a path or the bytes; trusted in addition to the system roots. */
+  caFile?: string | Buffer;
+  /** Per request: connect (at most 5 s), headers and idle-body timeouts. Default 10000. */
+  timeoutMs?: number;
+  /** Further attempts after a retryable failure (network, 408, 429, 5xx). Default 2. */
+  retries?: number;
+  /** Registry `host[:port]` → mirror hosts, tried in order before the registry when `useMirrors`. */
+  mirrors?: Readonly<Record<string, readonly string[]>>;
+  /** Node or publisher credentials by host. */
+  credentials?: CredentialSource;
+  clock?: Clock;
+  logger?: Logger;
+  userAgent?: string;
+  /** Tests: the dispatcher for an origin (`http://127.0.0.1:5000`). */
+  dispatcherFactory?: (origin: string) => Dispatcher;
+}
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+export const DEFAULT_RETRIES = 2;
+export const MAX_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_USER_AGENT = 'spoke/0.1';
+const MAX_MIRRORS_PER_REGISTRY = 8;
+
+export interface ResolvedOptions {
+  insecure: ReadonlySet<string>;
+  plainHttp: boolean;
+  ca: string[] | undefined;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  retries: number;
+  mirrors: ReadonlyMap<string, readonly string[]>;
+  credentials: CredentialSource;
+  clock: Clock;
+  logger: Logger;
+  userAgent: string;
+  dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
+}
+
+const KNOWN = new Set([
+  'insecure',
+  'plainHttp',
+  'caFile',
+  'timeoutMs',
+  'retries',
+  'mirrors',
+  'credentials',
+  'clock',
+  'logger',
+  'userAgent',
+  'dispatcherFactory',
+]);
+
+function bad(why: string): never {
+  throw new SpokeError('InvalidArgument', `registry client: ${why}`);
+}
+
+/** `host[:port]` normalised like core/reference.ts (host lowercased), or InvalidArgument. */
+export function normalizeHostPort(text: unknown, what: string): string {
+  if (typeof text !== 'string' || text.length === 0 || text.length > 260) bad(`${what} must be host[:port]`);
+  const { host, port } = parseRegistry(text, (why) => bad(`${what} ${JSON.stringify(text)}: ${why}`));
+  return port === undefined ? host : `${host}:${port}`;
+}
+
+function intIn(v: unknown, name: string, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`${name} must be an integer in [${min}, ${max}]`);
+  return v;
+}
+
+function loadCa(caFile: string | Buffer | undefined): string[] | undefined {
+  if (caFile === undefined) return undefined;
+  let pem: string;
+  if (Buffer.isBuffer(caFile)) pem = caFile.toString('utf8');
+  else if (typeof caFile === 'string' && caFile.length > 0) {
+    try {
+      pem = readFileSync(caFile, 'utf8');
+    } catch (e) {
+      return bad(`caFile ${caFile} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  } else return bad('caFile must be a path or a Buffer');
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) bad('caFile holds no PEM certificate');
+  return [...rootCertificates, pem];
+}
+
+export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptions {
+  if (typeof opts !== 'object' || opts === null) bad('options must be an object');
+  for (const k of Object.keys(opts)) if (!KNOWN.has(k)) bad(`unknown option ${JSON.stringify(k)}`);
+  if (opts.insecure !== undefined && !Array.isArray(opts.insecure)) bad('insecure must be an array of host[:port]');
+  const insecure = new Set((opts.insecure ?? []).map((h) => normalizeHostPort(h, 'insecure entry')));
+  if (opts.plainHttp !== undefined && typeof opts.plainHttp !== 'boolean') bad('plainHttp must be a boolean');
+  const timeoutMs = intIn(opts.timeoutMs, 'timeoutMs', 1, 600_000, DEFAULT_TIMEOUT_MS);
+  const retries = intIn(opts.retries, 'retries', 0, 10, DEFAULT_RETRIES);
+  const mirrors = new Map<string, readonly string[]>();
+  if (opts.mirrors !== undefined) {
+    if (typeof opts.mirrors !== 'object' || opts.mirrors === null) bad('mirrors must map registry → [mirror hosts]');
+    for (const [reg, list] of Object.entries(opts.mirrors)) {
+      const r = normalizeHostPort(reg, 'mirrors key');
+      if (!Array.isArray(list) || list.length > MAX_MIRRORS_PER_REGISTRY) bad(`mirrors for ${r} must be an array of at most ${MAX_MIRRORS_PER_REGISTRY} hosts`);
+      const hosts = list.map((m) => normalizeHostPort(m, `mirror of ${r}`));
+      if (hosts.includes(r)) bad(`${r} is listed as its own mirror`);
+      mirrors.set(r, hosts);
+    }
+  }
+  const credentials = opts.credentials ?? emptyCredentials;
+  if (typeof credentials.lookup !== 'function') bad('credentials must have a lookup(registry, repository) method');
+  const clock = opts.clock ?? systemClock;
+  if (typeof clock.now !== 'function' || typeof clock.sleep !== 'function') bad('clock must have now() and sleep()');
+  const logger = opts.logger ?? silentLogger;
+  if (typeof logger.log !== 'function') bad('logger must have log()');
+  const userAgent = opts.userAgent ?? DEFAULT_USER_AGENT;
+  if (typeof userAgent !== 'string' || userAgent.length === 0 || userAgent.length > 256 || /[^\x20-\x7e]/.test(userAgent)) {
+    bad('userAgent must be 1–256 printable ASCII characters');
+  }
+  if (opts.dispatcherFactory !== undefined && typeof opts.dispatcherFactory !== 'function') bad('dispatcherFactory must be a function');
+  return {
+    insecure,
+    plainHttp: opts.plainHttp ?? false,
+    ca: loadCa(opts.caFile),
+    timeoutMs,
+    connectTimeoutMs: Math.min(timeoutMs, MAX_CONNECT_TIMEOUT_MS),
+    retries,
+    mirrors,
+    credentials,
+    clock,
+    logger,
+    userAgent,
+    dispatcherFactory: opts.dispatcherFactory,
+  };
+}

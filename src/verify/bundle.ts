@@ -1,0 +1,192 @@
+// One sigstore bundle (v0.3) against the rule's signers, offline. What counts as a signature of
+// the artifact: a DSSE envelope holding an in-toto Statement v1 whose predicateType is exactly
+// cosign's image-signature type and whose subject names the manifest digest, or a message
+// signature whose messageDigest is the manifest digest (the signature itself is then checked
+// over the manifest bytes). Anything else (attestations included) is "not a signature".
+
+import { assertBundleLatest, bundleFromJSON, type Bundle } from '@sigstore/bundle';
+import { HashAlgorithm } from '@sigstore/protobuf-specs';
+import { toSignedEntity, type SignedEntity } from '@sigstore/verify';
+import { COSIGN_SIGN_PREDICATE, IN_TOTO_STATEMENT_V1, MEDIA_TYPE_IN_TOTO, MEDIA_TYPE_SIGSTORE_BUNDLE_V03 } from '../core/constants.js';
+import { digestHex, type Digest } from '../core/digest.js';
+import { decodeStrictJson } from '../core/json.js';
+import type { PreparedKeyed, PreparedKeyless, PreparedSigner } from './trust.js';
+import type { SignatureVerdict } from './types.js';
+
+/** Why a candidate did not count. `notSignature`: it is not a signature of anything (attestation, other type). */
+export class Rejection extends Error {
+  constructor(
+    message: string,
+    readonly notSignature = false,
+  ) {
+    super(message);
+  }
+}
+
+export interface VerifyContext {
+  digest: Digest;
+  manifestBytes: Buffer;
+  signers: readonly PreparedSigner[];
+  /** Wall clock, ms: timestamps later than this (plus skew) are refused. */
+  now: number;
+}
+
+/** Largest clock skew tolerated between a TSA and this node. */
+export const MAX_TIMESTAMP_SKEW_MS = 5 * 60 * 1000;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' && code !== '' ? `${code} ${e.message}` : e.message;
+  }
+  return String(e);
+}
+
+/** Checks the statement inside a DSSE envelope: in-toto v1, cosign signature predicate, our digest as a subject. */
+function checkStatement(payloadType: string, payload: Buffer, digest: Digest): void {
+  if (payloadType !== MEDIA_TYPE_IN_TOTO) {
+    throw new Rejection(`DSSE payloadType ${JSON.stringify(payloadType.slice(0, 80))} is not ${MEDIA_TYPE_IN_TOTO}`, true);
+  }
+  let st: unknown;
+  try {
+    st = decodeStrictJson(payload, 'in-toto statement');
+  } catch (e) {
+    throw new Rejection(`DSSE payload: ${describe(e)}`, true);
+  }
+  if (!isObject(st) || st._type !== IN_TOTO_STATEMENT_V1) {
+    throw new Rejection(`DSSE payload is not an in-toto Statement v1`, true);
+  }
+  if (st.predicateType !== COSIGN_SIGN_PREDICATE) {
+    throw new Rejection(`attestation with predicateType ${JSON.stringify(String(st.predicateType).slice(0, 100))}, not a signature`, true);
+  }
+  const hex = digestHex(digest);
+  const subjects = Array.isArray(st.subject) ? st.subject : [];
+  const names = subjects.some((s) => isObject(s) && isObject(s.digest) && s.digest.sha256 === hex);
+  if (!names) throw new Rejection(`signed statement does not name ${digest} as its subject`);
+}
+
+/** Verifies with the library; any exception, of any type, is a refusal carrying its text. */
+function libraryVerify(p: PreparedKeyed | PreparedKeyless, entity: SignedEntity, policy?: { subjectAlternativeName: RegExp; extensions: { issuer: string } }) {
+  try {
+    // The library's d.ts types the SAN as string but uses String.prototype.match: a RegExp is what we mean.
+    return p.verifier.verify(entity, policy as unknown as Parameters<typeof p.verifier.verify>[1]);
+  } catch (e) {
+    throw new Rejection(describe(e));
+  }
+}
+
+/** Checks a keyless verification result and the timestamps against the signer's identity rules. */
+export function checkKeylessIdentity(p: PreparedKeyless, san: string | undefined, issuer: string | undefined): string {
+  if (issuer !== p.issuer) throw new Rejection(`certificate issuer ${JSON.stringify(issuer ?? '(none)')} is not ${JSON.stringify(p.issuer)}`);
+  if (san === undefined || !p.matchSubject(san)) {
+    throw new Rejection(`certificate subject ${JSON.stringify(san ?? '(none)')} does not match ${JSON.stringify(p.subjectText)}`);
+  }
+  return san;
+}
+
+/** Timestamps that count for keyless: RFC 3161 ones only, not in the future. */
+export function countTimestamps(entity: SignedEntity, now: number): number {
+  let n = 0;
+  for (const t of entity.timestamps) {
+    if (t.$case !== 'timestamp-authority') continue;
+    let at: Date;
+    try {
+      at = t.timestamp.signingTime;
+    } catch (e) {
+      throw new Rejection(`unreadable RFC 3161 timestamp: ${describe(e)}`);
+    }
+    if (at.getTime() > now + MAX_TIMESTAMP_SKEW_MS) throw new Rejection(`RFC 3161 timestamp ${at.toISOString()} is in the future`);
+    n++;
+  }
+  return n;
+}
+
+/** Verifies a keyed entity against each keyed signer (the key hint is ignored); first match wins. */
+export function verifyKeyed(entity: SignedEntity, signers: readonly PreparedSigner[], format: SignatureVerdict['format']): SignatureVerdict {
+  const keyed = signers.filter((s): s is PreparedKeyed => s.kind === 'publicKey');
+  if (keyed.length === 0) throw new Rejection('signed with a public key, and the rule names no public-key signer');
+  // Keys carry no time: tlog entries and timestamps are neither needed nor checkable here.
+  const bare: SignedEntity = { ...entity, timestamps: [], tlogEntries: [] };
+  for (const p of keyed) {
+    try {
+      libraryVerify(p, bare);
+      return { signer: p.name, format };
+    } catch {
+      /* next key */
+    }
+  }
+  throw new Rejection(`signature does not verify with the key of ${keyed.map((k) => k.name).join(', ')}`);
+}
+
+/** Verifies a certificate entity against each keyless signer; first match wins. */
+export function verifyKeyless(entity: SignedEntity, signers: readonly PreparedSigner[], format: SignatureVerdict['format'], now: number): SignatureVerdict {
+  const keyless = signers.filter((s): s is PreparedKeyless => s.kind === 'keyless');
+  if (keyless.length === 0) throw new Rejection('signed with a certificate, and the rule names no keyless signer');
+  // Count first: with zero timestamps sigstore-js never checks the chain (and throws a TypeError).
+  const timestamps = entity.timestamps.filter((t) => t.$case === 'timestamp-authority');
+  if (countTimestamps(entity, now) < 1) throw new Rejection('certificate signature carries no RFC 3161 timestamp');
+  const withTsOnly: SignedEntity = { ...entity, timestamps, tlogEntries: [] };
+  const reasons: string[] = [];
+  for (const p of keyless) {
+    try {
+      const signer = libraryVerify(p, withTsOnly, { subjectAlternativeName: p.sanPolicy, extensions: { issuer: p.issuer } });
+      const identity = checkKeylessIdentity(p, signer.identity?.subjectAlternativeName, signer.identity?.extensions?.issuer);
+      return { signer: p.name, format, identity };
+    } catch (e) {
+      reasons.push(`${p.name}: ${describe(e)}`);
+    }
+  }
+  throw new Rejection(reasons.join('; '));
+}
+
+/** Parses bundle JSON bytes into a v0.3 bundle or rejects. */
+export function parseBundle(bytes: Uint8Array): Bundle {
+  let json: unknown;
+  try {
+    json = decodeStrictJson(bytes, 'bundle');
+  } catch (e) {
+    throw new Rejection(describe(e), true);
+  }
+  if (!isObject(json)) throw new Rejection('bundle is not a JSON object', true);
+  if (json.mediaType !== MEDIA_TYPE_SIGSTORE_BUNDLE_V03) {
+    throw new Rejection(`bundle media type ${JSON.stringify(String(json.mediaType).slice(0, 80))} refused; ${MEDIA_TYPE_SIGSTORE_BUNDLE_V03} is required`, true);
+  }
+  try {
+    const b = bundleFromJSON(json);
+    assertBundleLatest(b);
+    return b;
+  } catch (e) {
+    const fields = (e as { fields?: unknown }).fields;
+    throw new Rejection(`malformed bundle: ${describe(e)}${Array.isArray(fields) ? ` (${fields.join(', ')})` : ''}`, true);
+  }
+}
+
+/** Verifies one bundle's bytes. Resolves the verdict or throws a Rejection saying why not. */
+export function verifyBundleBytes(bytes: Uint8Array, ctx: VerifyContext): SignatureVerdict {
+  const bundle = parseBundle(bytes);
+  let entity: SignedEntity;
+  const content = bundle.content;
+  if (content.$case === 'dsseEnvelope') {
+    checkStatement(content.dsseEnvelope.payloadType, content.dsseEnvelope.payload, ctx.digest);
+    try {
+      entity = toSignedEntity(bundle);
+    } catch (e) {
+      throw new Rejection(`malformed bundle: ${describe(e)}`);
+    }
+  } else {
+    const md = content.messageSignature.messageDigest;
+    if (!md || md.algorithm !== HashAlgorithm.SHA2_256 || Buffer.from(md.digest).toString('hex') !== digestHex(ctx.digest)) {
+      throw new Rejection(`message signature is over another artifact, not ${ctx.digest}`);
+    }
+    try {
+      entity = toSignedEntity(bundle, ctx.manifestBytes);
+    } catch (e) {
+      throw new Rejection(`malformed bundle: ${describe(e)}`);
+    }
+  }
+  return entity.key.$case === 'public-key' ? verifyKeyed(entity, ctx.signers, 'bundle') : verifyKeyless(entity, ctx.signers, 'bundle', ctx.now);
+}

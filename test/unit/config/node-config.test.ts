@@ -1,0 +1,114 @@
+import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { defaultBaselinePath, DEFAULT_CONFIG_FILE, loadNodeConfig, NODE_CONFIG_KEYS } from '../../../src/config/index.js';
+import { memFs, spokeErrorOf } from '../policy/fixtures.js';
+
+const FILE = '/etc/spoke/config.yaml';
+
+function loadText(text: string, overrides = {}) {
+  return loadNodeConfig(FILE, overrides, { readFile: memFs({ [FILE]: text }).readFile, cwd: '/work' });
+}
+
+function assertConfigError(text: string, line: number, path: string, what: RegExp) {
+  const e = spokeErrorOf(() => loadText(text));
+  assert.equal(e.code, 'InvalidArgument');
+  assert.ok(e.message.startsWith(`${FILE}:${line}: ${path}: `), e.message);
+  assert.match(e.message, what);
+  assert.equal(e.context.line, line);
+}
+
+describe('loadNodeConfig', () => {
+  it('a missing default file means defaults', () => {
+    const fs = memFs();
+    const c = loadNodeConfig(undefined, {}, { readFile: fs.readFile });
+    assert.deepEqual(fs.reads, [DEFAULT_CONFIG_FILE]);
+    assert.deepEqual(c, {
+      listen: '/run/spoke/spoke.sock',
+      upstream: '/run/containerd/containerd.sock',
+      storeDir: '/var/lib/spoke',
+      seccompRoot: '/var/lib/kubelet/seccomp',
+      baseline: defaultBaselinePath(),
+      policy: '/etc/spoke/policy.yaml',
+      metrics: '',
+      logLevel: 'info',
+      annotations: false,
+      authFile: undefined,
+    });
+    assert.ok(Object.isFrozen(c));
+  });
+
+  it('the default baseline is policy/seccomp-baseline.json of this package', () => {
+    const root = fileURLToPath(new URL('../../../../', import.meta.url));
+    assert.equal(defaultBaselinePath(), `${root}policy/seccomp-baseline.json`);
+    assert.ok(existsSync(`${root}package.json`));
+  });
+
+  it('a named file that is missing is an error', () => {
+    const e = spokeErrorOf(() => loadNodeConfig('/nope.yaml', {}, { readFile: memFs().readFile }));
+    assert.equal(e.code, 'InvalidArgument');
+    assert.match(e.message, /^\/nope\.yaml: cannot read the node config \(ENOENT\)/);
+  });
+
+  it('reads every key; relative paths resolve against the file, override paths against cwd', () => {
+    const c = loadText(
+      [
+        'listen: /run/s.sock',
+        'upstream: /run/crio/crio.sock',
+        'storeDir: store',
+        'seccompRoot: /var/lib/kubelet/seccomp',
+        'baseline: ./baseline.json',
+        'policy: /etc/spoke/p.yaml',
+        'metrics: 127.0.0.1:9090',
+        'logLevel: debug',
+        'annotations: true',
+        'authFile: /etc/spoke/auth.json',
+        '',
+      ].join('\n'),
+      { storeDir: 'here', logLevel: 'warn', metrics: undefined },
+    );
+    assert.equal(c.listen, '/run/s.sock');
+    assert.equal(c.upstream, '/run/crio/crio.sock');
+    assert.equal(c.storeDir, '/work/here');
+    assert.equal(c.baseline, '/etc/spoke/baseline.json');
+    assert.equal(c.policy, '/etc/spoke/p.yaml');
+    assert.equal(c.metrics, '127.0.0.1:9090');
+    assert.equal(c.logLevel, 'warn');
+    assert.equal(c.annotations, true);
+    assert.equal(c.authFile, '/etc/spoke/auth.json');
+  });
+
+  it('an empty file, and an empty metrics value, are fine', () => {
+    assert.equal(loadText('').listen, '/run/spoke/spoke.sock');
+    assert.equal(loadText('# nothing\n').listen, '/run/spoke/spoke.sock');
+    assert.equal(loadText('metrics:\n').metrics, '');
+    assert.equal(loadText("metrics: ''\n").metrics, '');
+    assert.equal(loadText("metrics: '[::]:9090'\n").metrics, '[::]:9090');
+  });
+
+  it('errors name the line and the key', () => {
+    assertConfigError('listen: /a\nstoreDri: /b\n', 2, 'storeDri', /unknown key \(allowed: listen, upstream/);
+    assertConfigError('logLevel: verbose\n', 1, 'logLevel', /one of debug, info, warn, error/);
+    assertConfigError('\n\nannotations: yes\n', 3, 'annotations', /true or false/);
+    assertConfigError('metrics: 9090\n', 1, 'metrics', /must be a string/);
+    assertConfigError('metrics: localhost\n', 1, 'metrics', /host:port/);
+    assertConfigError('listen: [a]\n', 1, 'listen', /must be a single value, got a list/);
+    assertConfigError('listen: /a\nlisten: /b\n', 2, '(yaml)', /unique/i);
+    assertConfigError('- listen\n', 1, '(document)', /must be a mapping/);
+  });
+
+  it('bad overrides are refused', () => {
+    assert.throws(() => loadText('', { logLevel: 'loud' as never }), /logLevel \(override\): must be one of/);
+    assert.throws(() => loadText('', { bogus: 1 } as never), /unknown node config setting "bogus"/);
+    assert.throws(() => loadText('', { listen: '' }), /listen \(override\): must be a non-empty path/);
+  });
+
+  it('the JSON Schema lists exactly the accepted keys', () => {
+    const root = fileURLToPath(new URL('../../../../', import.meta.url));
+    const schema = JSON.parse(readFileSync(`${root}policy/node-config.schema.json`, 'utf8'));
+    assert.equal(schema.$schema, 'https://json-schema.org/draft/2020-12/schema');
+    assert.deepEqual(Object.keys(schema.properties).sort(), [...NODE_CONFIG_KEYS].sort());
+    assert.equal(schema.additionalProperties, false);
+  });
+});

@@ -1,0 +1,169 @@
+import { strict as assert } from 'node:assert';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { PolicyHolder } from '../../../src/config/index.js';
+import type { Logger, LogLevel } from '../../../src/core/runtime.js';
+import { decide, type Policy, type PublicKeySigner } from '../../../src/policy/index.js';
+import { HEADER, pem, ref, spokeErrorOf } from '../policy/fixtures.js';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-policy-'));
+  dirs.push(dir);
+  mkdirSync(join(dir, 'keys'));
+  writeFileSync(join(dir, 'keys', 'k.pub'), pem('p256'));
+  const file = join(dir, 'policy.yaml');
+  return { dir, file };
+}
+
+const policyWith = (scope: string) => `${HEADER}signers:\n  k: { publicKey: keys/k.pub }\nrules:\n  - { scope: ${scope}, kinds: [seccomp], signedBy: [k] }\n`;
+
+/** Replaces a file the way editors and ConfigMap updates do: write aside, rename over. */
+function replace(file: string, text: string | Buffer) {
+  writeFileSync(`${file}.tmp`, text);
+  renameSync(`${file}.tmp`, file);
+}
+
+function recordingLogger() {
+  const lines: { level: LogLevel; msg: string; fields?: Record<string, unknown> }[] = [];
+  const logger: Logger = { log: (level, msg, fields) => lines.push({ level, msg, fields }) };
+  return { logger, lines };
+}
+
+function nextReload(holder: { onReloadWaiters: ((p: Policy) => void)[] }, ms = 5000): Promise<Policy> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no reload within timeout')), ms);
+    holder.onReloadWaiters.push((p) => {
+      clearTimeout(t);
+      resolve(p);
+    });
+  });
+}
+
+describe('PolicyHolder', () => {
+  it('refuses to start on a missing or invalid file, naming the line', () => {
+    const { file } = setup();
+    assert.match(spokeErrorOf(() => new PolicyHolder({ file })).message, /cannot read the node policy \(ENOENT\)/);
+    writeFileSync(file, `${HEADER}rules:\n  - { scope: r.io/x, kinds: [seccomp] }\n`);
+    const e = spokeErrorOf(() => new PolicyHolder({ file }));
+    assert.equal(e.code, 'InvalidArgument');
+    assert.equal(e.message.split(': ')[0], `${file}:4`);
+  });
+
+  it('keeps the last good policy after a corrupt write, and takes the next good one', () => {
+    const { file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const { logger, lines } = recordingLogger();
+    const reloaded: Policy[] = [];
+    const holder = new PolicyHolder({ file, logger, onReload: (p) => reloaded.push(p) });
+    const good = holder.current();
+    assert.equal(decide(good, ref('r.io/a/x'), 'seccomp').allowed, true);
+
+    writeFileSync(file, `${HEADER}rules:\n  - { scope: r.io/a, kinds: [seccomp], signedBy: [k] \n`);
+    const bad = holder.reload();
+    assert.equal(bad.ok, false);
+    assert.ok(!bad.ok && bad.error.code === 'InvalidArgument');
+    assert.equal(holder.current(), good);
+    assert.ok(lines.some((l) => l.level === 'error' && /keeping the last good policy/.test(l.msg) && l.fields?.hash === good.hash));
+
+    writeFileSync(file, Buffer.from([0xff, 0xfe, 0x00]));
+    assert.equal(holder.reload().ok, false);
+    rmSync(join(file, '..', 'keys', 'k.pub'));
+    writeFileSync(file, policyWith('r.io/b'));
+    assert.equal(holder.reload().ok, false, 'a missing key file is a load error');
+    assert.equal(holder.current(), good);
+    assert.deepEqual(reloaded, []);
+
+    writeFileSync(join(file, '..', 'keys', 'k.pub'), pem('p256'));
+    const ok = holder.reload();
+    assert.ok(ok.ok && ok.changed);
+    assert.equal(decide(holder.current(), ref('r.io/b/x'), 'seccomp').allowed, true);
+    assert.equal(decide(holder.current(), ref('r.io/a/x'), 'seccomp').allowed, false);
+    assert.deepEqual(reloaded, [holder.current()]);
+  });
+
+  it('an unchanged file keeps the same policy object and does not call onReload', () => {
+    const { file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    let calls = 0;
+    const holder = new PolicyHolder({ file, onReload: () => calls++ });
+    const p = holder.current();
+    const r = holder.reload();
+    assert.ok(r.ok && !r.changed && r.policy === p);
+    assert.equal(calls, 0);
+  });
+
+  it('watches the policy directory: reloads after a rename-replace, ignores a corrupt one', async () => {
+    const { file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    try {
+      const first = holder.current();
+      const reloaded = nextReload(waiters);
+      replace(file, policyWith('r.io/b'));
+      const p = await reloaded;
+      assert.notEqual(p.hash, first.hash);
+      assert.equal(holder.current(), p);
+      assert.equal(decide(p, ref('r.io/b/x'), 'seccomp').allowed, true);
+
+      replace(file, 'not: [valid');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(holder.current(), p, 'the last good policy stays');
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('watches key directories: a new key file changes the policy hash', async () => {
+    const { file, dir } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    try {
+      const first = holder.current();
+      const reloaded = nextReload(waiters);
+      replace(join(dir, 'keys', 'k.pub'), pem('p256'));
+      const p = await reloaded;
+      assert.notEqual(p.hash, first.hash);
+      assert.notEqual((p.signers.k as PublicKeySigner).publicKeyPem, (first.signers.k as PublicKeySigner).publicKeyPem);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('debounces bursts of events into one reload, and stops after close()', async () => {
+    const { file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const listeners: (() => void)[] = [];
+    let reads = 0;
+    const holder = new PolicyHolder({
+      file,
+      watch: true,
+      debounceMs: 20,
+      readFile: (p) => {
+        reads++;
+        return Buffer.from(p.endsWith('k.pub') ? KEY : policyWith('r.io/a'));
+      },
+      watchDir: (_dir, onChange) => {
+        listeners.push(onChange);
+        return { close: () => listeners.splice(listeners.indexOf(onChange), 1) };
+      },
+    });
+    assert.equal(listeners.length, 2, 'policy dir and keys dir');
+    const before = reads;
+    for (let i = 0; i < 10; i++) listeners[0]!();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(reads - before, 2, 'one reload: the policy file and its key');
+    holder.close();
+    assert.equal(listeners.length, 0);
+  });
+});
+
+const KEY = pem('p256');

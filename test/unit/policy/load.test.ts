@@ -1,0 +1,266 @@
+import { strict as assert } from 'node:assert';
+import { before, describe, it } from 'node:test';
+import { parsePolicy, type KeylessSigner, type PublicKeySigner } from '../../../src/policy/index.js';
+import { D1, HEADER, memFs, pem, policyText, privatePem, spokeErrorOf, trustedRootJson } from './fixtures.js';
+
+const FILE = '/etc/spoke/policy.yaml';
+
+/** Asserts that loading `text` fails with exactly `<FILE>:<line>: <path>: ...` matching `what`. */
+function assertLoadError(text: string, line: number, path: string, what: RegExp, fs = memFs()) {
+  const e = spokeErrorOf(() => parsePolicy(text, FILE, fs.readFile));
+  assert.equal(e.code, 'InvalidArgument');
+  assert.ok(e.message.startsWith(`${FILE}:${line}: ${path}: `), `got: ${e.message}`);
+  assert.match(e.message, what);
+  assert.equal(e.context.file, FILE);
+  assert.equal(e.context.line, line);
+  assert.equal(e.context.path, path);
+}
+
+const KEYS = memFs({ '/etc/spoke/keys/p.pub': pem('p256') });
+
+describe('parsePolicy: errors point at file, line and field', () => {
+  it('unknown top-level key', () => {
+    assertLoadError(`${HEADER}rules: []\nmirror: {}\n`, 4, 'mirror', /unknown key \(allowed: apiVersion, kind, signers, rules/);
+  });
+
+  it('unknown rule key (a typo must not weaken the policy)', () => {
+    const text = `${HEADER}rules:
+  - scope: r.io/x
+    kinds: [seccomp]
+    unsigned: true
+    namespace: [dev]
+`;
+    assertLoadError(text, 7, 'rules[0].namespace', /unknown key/);
+  });
+
+  it('wrong apiVersion and kind', () => {
+    assertLoadError('apiVersion: spoke.dev/v1\nkind: NodeProfilePolicy\nrules: []\n', 1, 'apiVersion', /must be spoke\.dev\/v1alpha1/);
+    assertLoadError('apiVersion: spoke.dev/v1alpha1\nkind: Policy\nrules: []\n', 2, 'kind', /must be NodeProfilePolicy/);
+    assertLoadError('kind: NodeProfilePolicy\nrules: []\n', 1, 'apiVersion', /required/);
+  });
+
+  it('missing rules', () => {
+    assertLoadError(HEADER, 1, 'rules', /required/);
+  });
+
+  it('bad scope', () => {
+    const text = `${HEADER}rules:
+  - kinds: [seccomp]
+    unsigned: true
+    scope: r.io/team/
+`;
+    assertLoadError(text, 6, 'rules[0].scope', /trailing "\/"/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/A\n    action: deny\n`, 4, 'rules[0].scope', /uppercase/);
+  });
+
+  it('signedBy names a signer that does not exist', () => {
+    const text = `${HEADER}signers:
+  p: { publicKey: /etc/spoke/keys/p.pub }
+rules:
+  - scope: r.io/x
+    kinds: [seccomp]
+    signedBy:
+      - p
+      - q
+`;
+    assertLoadError(text, 10, 'rules[0].signedBy[1]', /no signer named "q"/, KEYS);
+  });
+
+  it('signedBy and unsigned together', () => {
+    const text = `${HEADER}signers:
+  p: { publicKey: /etc/spoke/keys/p.pub }
+rules:
+  - scope: r.io/x
+    kinds: [seccomp]
+    signedBy: [p]
+    unsigned: true
+`;
+    assertLoadError(text, 9, 'rules[0].unsigned', /either signedBy or unsigned: true, not both/, KEYS);
+  });
+
+  it('an allow rule with neither signedBy nor unsigned', () => {
+    const text = `${HEADER}rules:
+  - scope: r.io/ok
+    action: deny
+  - scope: r.io/x
+    kinds: [seccomp]
+`;
+    assertLoadError(text, 6, 'rules[1]', /must say how artifacts are signed: signedBy: \[signer, \.\.\.\] or unsigned: true/);
+  });
+
+  it('empty signedBy, unsigned: false, and kinds missing on an allow rule', () => {
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    signedBy: []\n`, 6, 'rules[0].signedBy', /must not be empty/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: false\n`, 6, 'rules[0].unsigned', /only "unsigned: true"/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    unsigned: true\n`, 4, 'rules[0].kinds', /required on an allow rule/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp, Seccomp]\n    unsigned: true\n`, 5, 'rules[0].kinds[1]', /unknown kind "Seccomp"/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp, seccomp]\n    unsigned: true\n`, 5, 'rules[0].kinds[1]', /listed twice/);
+  });
+
+  it('restrictions and signers are refused on deny rules', () => {
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    action: deny\n    namespaces: [a]\n`, 6, 'rules[0].namespaces', /not allowed on a deny rule/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    action: block\n`, 5, 'rules[0].action', /must be allow or deny/);
+  });
+
+  it('bad digests and namespaces', () => {
+    assertLoadError(
+      `${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: true\n    digests: [${D1}, sha256:abc]\n`,
+      7,
+      'rules[0].digests[1]',
+      /sha256:<64 lowercase hex>/,
+    );
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: true\n    namespaces: [Team_A]\n`, 7, 'rules[0].namespaces[0]', /DNS-1123/);
+  });
+
+  it('YAML syntax errors, duplicate keys, aliases and an empty file', () => {
+    assertLoadError(`${HEADER}rules: [\n`, 4, '(yaml)', /./);
+    assertLoadError(`${HEADER}rules: []\nkind: NodeProfilePolicy\n`, 4, '(yaml)', /unique/i);
+    assertLoadError(`${HEADER}rules:\n  - &r { scope: r.io/x, action: deny }\n  - *r\n`, 4, 'rules[0]', /anchors and aliases/);
+    assertLoadError('', 1, '(document)', /must be a mapping/);
+    assertLoadError('---\na: 1\n---\nb: 2\n', 3, '(yaml)', /./);
+  });
+
+  it('mirrors, insecure and limits are validated', () => {
+    assertLoadError(`${HEADER}rules: []\nmirrors:\n  r.io: [r.io]\n`, 5, 'mirrors.r.io[0]', /not its own mirror/);
+    assertLoadError(`${HEADER}rules: []\nmirrors:\n  r.io: []\n`, 5, 'mirrors.r.io', /must not be empty/);
+    assertLoadError(`${HEADER}rules: []\ninsecure:\n  - 127.0.0.1:5000\n  - 127.0.0.1:5000\n`, 6, 'insecure[1]', /listed twice/);
+    assertLoadError(`${HEADER}rules: []\ninsecure: [http://x.io]\n`, 4, 'insecure[0]', /a host has no path|not a number/);
+    assertLoadError(`${HEADER}rules: []\nlimits:\n  maxArtifactBytes: 999999999\n`, 5, 'limits.maxArtifactBytes', /between 1 and 16777216/);
+    assertLoadError(`${HEADER}rules: []\nlimits:\n  maxBytes: 1\n`, 5, 'limits.maxBytes', /unknown key/);
+  });
+});
+
+describe('parsePolicy: signers', () => {
+  const signerPolicy = (signer: string) => `${HEADER}signers:\n  s:\n${signer}rules: []\n`;
+
+  it('accepts P-256, P-384, Ed25519 and RSA-2048 SPKI keys and keeps the PEM and the KeyObject', () => {
+    for (const [kind, keyType] of [
+      ['p256', 'ecdsa-p256'],
+      ['p384', 'ecdsa-p384'],
+      ['ed25519', 'ed25519'],
+      ['rsa2048', 'rsa'],
+    ] as const) {
+      const key = pem(kind);
+      const p = parsePolicy(signerPolicy('    publicKey: /k.pub\n'), FILE, memFs({ '/k.pub': key }).readFile);
+      const s = p.signers.s as PublicKeySigner;
+      assert.equal(s.type, 'publicKey');
+      assert.equal(s.keyType, keyType);
+      assert.equal(s.publicKeyPem, key);
+      assert.equal(s.publicKey.type, 'public');
+      assert.equal(s.file, '/k.pub');
+      assert.equal(s.line, 4);
+    }
+  });
+
+  it('resolves a relative key path against the policy file directory', () => {
+    const fs = memFs({ '/etc/spoke/keys/k.pub': pem('p256') });
+    const p = parsePolicy(signerPolicy('    publicKey: keys/k.pub\n'), FILE, fs.readFile);
+    assert.equal(p.signers.s!.file, '/etc/spoke/keys/k.pub');
+  });
+
+  const refused: [string, string | Buffer, RegExp][] = [
+    ['RSA 1024', pem('rsa1024'), /RSA key of 1024 bits is too weak/],
+    ['P-521', pem('p521'), /EC curve secp521r1 is not accepted/],
+    ['Ed448', pem('ed448'), /key type ed448 is not accepted/],
+    ['a private key', privatePem(), /this is a private key/],
+    ['not PEM', 'hello', /not a PEM file/],
+    ['two keys', pem('p256') + pem('p256'), /expected one PEM block, found 2/],
+    ['PKCS#1', '-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n', /PKCS#1/],
+    ['garbage PEM', '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n', /not a valid public key/],
+  ];
+  for (const [what, bytes, why] of refused) {
+    it(`refuses ${what} at the publicKey line`, () => {
+      assertLoadError(signerPolicy('    publicKey: /k.pub\n'), 5, 'signers.s.publicKey', why, memFs({ '/k.pub': bytes }));
+    });
+  }
+
+  it('an unreadable key file is an error at its line, naming the file', () => {
+    assertLoadError(signerPolicy('    publicKey: /nope.pub\n'), 5, 'signers.s.publicKey', /cannot read \/nope\.pub \(ENOENT\)/);
+  });
+
+  it('a signer is exactly one of publicKey and keyless, with a sane name', () => {
+    assertLoadError(signerPolicy('    {}\n'), 4, 'signers.s', /exactly one of publicKey or keyless/);
+    assertLoadError(`${HEADER}signers:\n  Bad Name: { publicKey: /k.pub }\nrules: []\n`, 4, 'signers.Bad Name', /signer names/);
+  });
+
+  describe('keyless', () => {
+    let root: Record<string, unknown>;
+    before(async () => {
+      root = await trustedRootJson();
+    });
+    const keyless = (fields: string) => signerPolicy(`    keyless:\n      trustedRoot: /root.json\n${fields}`);
+    const rootFs = (r: unknown = root) => memFs({ '/root.json': typeof r === 'string' ? r : JSON.stringify(r) });
+
+    it('loads an exact subject, or an anchored subjectRegExp, and keeps the trusted root', () => {
+      const p = parsePolicy(keyless('      issuer: https://issuer.example\n      subject: https://github.com/acme/x\n'), FILE, rootFs().readFile);
+      const s = p.signers.s as KeylessSigner;
+      assert.equal(s.type, 'keyless');
+      assert.equal(s.issuer, 'https://issuer.example');
+      assert.equal(s.subject, 'https://github.com/acme/x');
+      assert.deepEqual(s.trustedRoot, root);
+      assert.ok(Object.isFrozen(s.trustedRoot));
+      const q = parsePolicy(keyless("      issuer: https://issuer.example\n      subjectRegExp: '^https://github\\.com/acme/.+$'\n"), FILE, rootFs().readFile);
+      const r = q.signers.s as KeylessSigner;
+      assert.ok(r.subjectRegExp!.test('https://github.com/acme/profiles'));
+      assert.ok(!r.subjectRegExp!.test('https://github.com/acmeevil/profiles'));
+      assert.ok(!r.subjectRegExp!.test('xhttps://github.com/acme/p'));
+    });
+
+    it('refuses an unanchored, half-anchored or alternation-unanchored subjectRegExp', () => {
+      for (const re of ['github\\.com/acme', '^https://github\\.com/acme', 'x$', '^a|b$', '^a\\$']) {
+        assertLoadError(keyless(`      issuer: https://i.example\n      subjectRegExp: '${re}'\n`), 8, 'signers.s.keyless.subjectRegExp', /anchored|unanchors/, rootFs());
+      }
+      assertLoadError(keyless("      issuer: https://i.example\n      subjectRegExp: '^(a$'\n"), 8, 'signers.s.keyless.subjectRegExp', /does not compile/, rootFs());
+      assertLoadError(keyless(`      issuer: https://i.example\n      subjectRegExp: '^${'a'.repeat(1100)}$'\n`), 8, 'signers.s.keyless.subjectRegExp', /longer than 1024/, rootFs());
+    });
+
+    it('needs exactly one of subject and subjectRegExp, and an https issuer', () => {
+      assertLoadError(keyless('      issuer: https://i.example\n'), 5, 'signers.s.keyless', /exactly one of subject or subjectRegExp/, rootFs());
+      assertLoadError(keyless("      issuer: https://i.example\n      subject: a\n      subjectRegExp: '^a$'\n"), 5, 'signers.s.keyless', /exactly one/, rootFs());
+      assertLoadError(keyless('      issuer: http://i.example\n      subject: a\n'), 7, 'signers.s.keyless.issuer', /https/, rootFs());
+      assertLoadError(signerPolicy('    keyless:\n      issuer: https://i.example\n      subject: a\n'), 5, 'signers.s.keyless.trustedRoot', /required/, rootFs());
+    });
+
+    const badRoots: [string, () => unknown, RegExp][] = [
+      ['not JSON', () => '{', /not valid JSON/],
+      ['wrong media type', () => ({ ...root, mediaType: 'application/json' }), /mediaType must start with application\/vnd\.dev\.sigstore\.trustedroot\+json/],
+      ['no timestamp authority', () => ({ ...root, timestampAuthorities: [] }), /timestampAuthorities must list at least one authority \(keyless signatures need a verified timestamp\)/],
+      ['no certificate authority', () => ({ ...root, certificateAuthorities: undefined }), /certificateAuthorities must list at least one/],
+      [
+        'a certificate that is not X.509',
+        () => ({ ...root, certificateAuthorities: [{ certChain: { certificates: [{ rawBytes: 'AAAA' }] } }] }),
+        /certificateAuthorities\[0\]\.certChain\.certificates\[0\]\.rawBytes is not a DER X\.509 certificate/,
+      ],
+    ];
+    for (const [what, make, why] of badRoots) {
+      it(`refuses a trusted root with ${what}`, () => {
+        assertLoadError(keyless('      issuer: https://i.example\n      subject: a\n'), 6, 'signers.s.keyless.trustedRoot', why, rootFs(make()));
+      });
+    }
+  });
+});
+
+describe('parsePolicy: result', () => {
+  it('defaults: action allow, maxArtifactBytes 1 MiB, no mirrors, no insecure', () => {
+    const p = parsePolicy(policyText([{ scope: 'R.io/x', kinds: ['seccomp'], unsigned: true }]), FILE, memFs().readFile);
+    assert.equal(p.rules[0]!.action, 'allow');
+    assert.equal(p.rules[0]!.scope, 'r.io/x');
+    assert.equal(p.rules[0]!.id, 'rules[0] (r.io/x)');
+    assert.equal(p.rules[0]!.line, 4);
+    assert.equal(p.limits.maxArtifactBytes, 1024 * 1024);
+    assert.deepEqual(Object.keys(p.mirrors), []);
+    assert.deepEqual(p.insecure, []);
+    assert.match(p.hash, /^[0-9a-f]{64}$/);
+  });
+
+  it('the hash covers the policy bytes and every key and trusted root, and nothing else', () => {
+    const text = `${HEADER}signers:\n  p: { publicKey: /k.pub }\nrules: []\n`;
+    const fs = memFs({ '/k.pub': pem('p256') });
+    const h1 = parsePolicy(text, FILE, fs.readFile).hash;
+    assert.equal(parsePolicy(text, '/elsewhere/policy.yaml', fs.readFile).hash, h1, 'the file name is not hashed');
+    assert.equal(parsePolicy(text, FILE, fs.readFile).hash, h1, 'same bytes, same hash');
+    fs.set('/k.pub', pem('p256'));
+    const h2 = parsePolicy(text, FILE, fs.readFile).hash;
+    assert.notEqual(h2, h1, 'a new key changes the hash');
+    assert.notEqual(parsePolicy(`${text}# comment\n`, FILE, fs.readFile).hash, h2, 'policy bytes are hashed');
+  });
+});

@@ -1,0 +1,48 @@
+// The RFC 3161 client of `spoke sign --timestamp-url` against the local mock TSA.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RFC3161Timestamp } from '@sigstore/core';
+import { SpokeError } from '../../../src/core/errors.js';
+import { decodeTimestampRequest, encodeTimestampRequest, requestTimestamp } from '../../../src/publish/timestamp.js';
+import { startTsaServer, type TestTsa } from '../../helpers/tsa-server.js';
+
+describe('RFC 3161 client', () => {
+  let tsa: TestTsa;
+  before(async () => {
+    tsa = await startTsaServer();
+  });
+  after(async () => {
+    await tsa?.stop();
+  });
+
+  it('encodes a TimeStampReq that decodes back', () => {
+    const hash = Buffer.alloc(32, 7);
+    const r = decodeTimestampRequest(encodeTimestampRequest(hash, Buffer.from([0x81, 2, 3])));
+    assert.deepEqual(r.hash, hash);
+    assert.equal(r.hashAlgorithmOID, '2.16.840.1.101.3.4.2.1');
+    assert.equal(r.nonce, 0x810203n);
+    assert.equal(r.certReq, true);
+  });
+
+  it('gets a granted timestamp over the data', async () => {
+    const data = Buffer.from('signature bytes');
+    const reply = await requestTimestamp(tsa.url, data);
+    const ts = RFC3161Timestamp.parse(reply as Buffer<ArrayBuffer>);
+    ts.tstInfo.verify(data);
+    assert.ok(Math.abs(ts.signingTime.getTime() - Date.now()) < 60_000);
+  });
+
+  it('refuses a TSA error and a reply for other data', async () => {
+    const bad = await startTsaServer({ status: 503 });
+    try {
+      await assert.rejects(requestTimestamp(bad.url, Buffer.from('x')), (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable');
+    } finally {
+      await bad.stop();
+    }
+    const other = await tsa.timestamp(Buffer.from('other data'));
+    const fakeFetch = (async () => new Response(other, { status: 200 })) as typeof fetch;
+    await assert.rejects(requestTimestamp(tsa.url, Buffer.from('x'), { fetch: fakeFetch }), /unusable reply/);
+    await assert.rejects(requestTimestamp('ftp://x', Buffer.from('x')), /http/);
+  });
+});

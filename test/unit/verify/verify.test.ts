@@ -1,0 +1,350 @@
+// Discovery, offline verification and signing against an in-memory registry: both formats,
+// key types, keyless with the mock CA + a local TSA, and every refusal the issue lists.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createPublicKey, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { initializeTSA } from '@sigstore/mock';
+import { bundleToJSON, toMessageSignatureBundle, toDSSEBundle } from '@sigstore/bundle';
+import { MEDIA_TYPE_OCI_MANIFEST } from '../../../src/core/constants.js';
+import type { Digest } from '../../../src/core/digest.js';
+import { SpokeError } from '../../../src/core/errors.js';
+import { signArtifact } from '../../../src/publish/sign.js';
+import { discoverSignatures, verifyArtifactSignature, type SignerSpec } from '../../../src/verify/index.js';
+import { anchoredRegExp } from '../../../src/verify/trust.js';
+import { FakeRegistry } from './fake-registry.js';
+import { keylessFixture, makeKey, pae, sha256, TEST_ISSUER, TEST_SUBJECT, withOtherCa, type KeylessFixture, type TestKey } from '../../helpers/signing.js';
+
+const repo = { registry: 'reg.example.test', repository: 'security/profiles/p' };
+
+function artifact(n = 0): { digest: Digest; manifestBytes: Buffer } {
+  const manifestBytes = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPE_OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.cncf.seccomp-profile.config.v1+json', digest: sha256('{}'), size: 2 },
+      layers: [{ mediaType: 'application/json', digest: sha256(`p${n}`), size: 2 }],
+    }),
+  );
+  return { digest: sha256(manifestBytes) as Digest, manifestBytes };
+}
+
+function setup(referrersApi = false, n = 0) {
+  const reg = new FakeRegistry(referrersApi);
+  const a = artifact(n);
+  reg.putRaw(repo, a.digest, a.manifestBytes, MEDIA_TYPE_OCI_MANIFEST);
+  return { reg, ...a };
+}
+
+function keyed(name: string, k: TestKey): SignerSpec {
+  return { name, kind: 'publicKey', key: createPublicKey(k.publicPem), pem: k.publicPem };
+}
+
+async function refused(p: Promise<unknown>, code: string, re?: RegExp): Promise<SpokeError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (re) assert.match(e.message, re);
+    return e;
+  }
+  assert.fail('expected a refusal');
+}
+
+describe('keyed signatures', () => {
+  const k1 = makeKey('p256');
+  const k2 = makeKey('p256');
+
+  for (const format of ['bundle', 'cosign'] as const) {
+    it(`${format}: sign then verify`, async () => {
+      const { reg, digest, manifestBytes } = setup();
+      const res = await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format });
+      assert.ok(format === 'bundle' ? res.bundleDigest : res.sigManifestDigest);
+      const v = await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] });
+      assert.deepEqual(v, { signer: 'platform', format });
+    });
+
+    it(`${format}: another key fails`, async () => {
+      const { reg, digest, manifestBytes } = setup();
+      await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privateKey, format });
+      await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /does not verify with the key of platform/);
+    });
+  }
+
+  it('unsigned fails as not signed', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const e = await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /not signed/);
+    assert.ok(e.message.startsWith(`${repo.registry}/${repo.repository}@${digest}: `));
+  });
+
+  it('both formats on one artifact; two signers, either accepted', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'both' });
+    const v = await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1), keyed('ci', k2)] });
+    assert.equal(v.signer, 'ci');
+    assert.equal(v.format, 'bundle');
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed');
+  });
+
+  it('keys: P-384, Ed25519, RSA-2048, SEC1 PEM; bundle and cosign', async () => {
+    for (const kind of ['p384', 'ed25519', 'rsa'] as const) {
+      const k = makeKey(kind);
+      for (const format of ['bundle', 'cosign'] as const) {
+        const { reg, digest, manifestBytes } = setup();
+        await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k.privatePem, format });
+        const v = await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed(kind, k)] });
+        assert.deepEqual(v, { signer: kind, format }, `${kind} ${format}`);
+      }
+    }
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.sec1Pem!, format: 'bundle' });
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('p', k1)] })).signer, 'p');
+  });
+
+  it('bundle: tag-schema index keeps existing entries; referrers API used when present', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const other = { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: sha256('sbom'), size: 10, artifactType: 'application/spdx+json' };
+    reg.putRaw(repo, `sha256-${digest.slice(7)}`, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [other] })), 'application/vnd.oci.image.index.v1+json');
+    const r1 = await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    const r2 = await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'bundle' });
+    assert.equal(r1.referrers, 'tag-schema');
+    const index = JSON.parse(reg.tagged(repo, `sha256-${digest.slice(7)}`)!.toString()) as { manifests: { digest: string }[] };
+    assert.deepEqual(index.manifests.map((m) => m.digest), [other.digest, r1.bundleDigest, r2.bundleDigest]);
+    const found = await discoverSignatures(reg, repo, digest);
+    assert.equal(found.referrersSource, 'tag-schema');
+    assert.equal(found.bundles.length, 2);
+
+    const api = setup(true);
+    const r3 = await signArtifact({ registry: api.reg, repo, digest: api.digest, manifestBytes: api.manifestBytes, key: k1.privatePem, format: 'bundle' });
+    assert.equal(r3.referrers, 'referrers-api');
+    assert.equal(api.reg.tagged(repo, `sha256-${api.digest.slice(7)}`), undefined);
+    const v = await verifyArtifactSignature({ registry: api.reg, repo, digest: api.digest, manifestBytes: api.manifestBytes, signers: [keyed('platform', k1)] });
+    assert.equal(v.format, 'bundle');
+  });
+
+  it('cosign: appending keeps earlier layers; re-signing with the same key is idempotent', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'cosign' });
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'cosign' });
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'cosign' });
+    const sig = JSON.parse(reg.tagged(repo, `sha256-${digest.slice(7)}.sig`)!.toString()) as { layers: unknown[] };
+    assert.equal(sig.layers.length, 2);
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('one', k1)] })).signer, 'one');
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('two', k2)] })).signer, 'two');
+  });
+
+  it('a signature for another digest copied onto this digest fails (both formats)', async () => {
+    const a = setup();
+    const b = artifact(1);
+    a.reg.putRaw(repo, b.digest, b.manifestBytes, MEDIA_TYPE_OCI_MANIFEST);
+    await signArtifact({ registry: a.reg, repo, digest: b.digest, manifestBytes: b.manifestBytes, key: k1.privatePem, format: 'both' });
+    // copy B's .sig manifest and tag-schema index onto A's tags
+    for (const suffix of ['', '.sig']) a.reg.putRaw(repo, `sha256-${a.digest.slice(7)}${suffix}`, a.reg.tagged(repo, `sha256-${b.digest.slice(7)}${suffix}`)!, MEDIA_TYPE_OCI_MANIFEST);
+    const e = await refused(verifyArtifactSignature({ registry: a.reg, repo, digest: a.digest, manifestBytes: a.manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed');
+    assert.match(e.message, /not sha256:|referrer subject|for "sha256:/);
+  });
+
+  it('tampered bundle blob fails (digest check), the key hint is ignored', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const r = await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    reg.tamperBlob(repo, r.bundleBlobDigest!, Buffer.from('{"x":1}'));
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /digest mismatch/);
+  });
+
+  it('attestation (right key, other predicate type) as the only referrer is refused as unsigned', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: digest.slice(7) } }], predicateType: 'https://slsa.dev/provenance/v1', predicate: {} }));
+    const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), k1.privateKey);
+    const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, keyHint: 'k', certificateChain: false }));
+    await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify(bundle)), 'https://sigstore.dev/cosign/sign/v1');
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /not signed.*attestation/);
+  });
+
+  it('message-signature bundles over the manifest bytes are accepted; over other bytes refused; v0.2 refused', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const mk = (bytes: Buffer, chain: boolean) =>
+      Buffer.from(JSON.stringify(bundleToJSON(toMessageSignatureBundle({ digest: Buffer.from(sha256(bytes).slice(7), 'hex'), signature: cryptoSign('sha256', bytes, k1.privateKey), keyHint: 'x', certificateChain: chain }))));
+    await attachRawBundle(reg, digest, manifestBytes, mk(Buffer.from('other'), false));
+    await attachRawBundle(reg, digest, manifestBytes, mk(manifestBytes, true)); // v0.2 media type
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /message signature is over another artifact/);
+    await attachRawBundle(reg, digest, manifestBytes, mk(manifestBytes, false));
+    assert.deepEqual(await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { signer: 'platform', format: 'bundle' });
+  });
+
+  it('DSSE statement naming another digest (referrer subject ours) is refused; any key hint works', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const mk = (subjectHex: string) => {
+      const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: subjectHex } }], predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {} }));
+      const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), k1.privateKey);
+      return Buffer.from(JSON.stringify(bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, keyHint: 'someone-else', certificateChain: false }))));
+    };
+    await attachRawBundle(reg, digest, manifestBytes, mk(sha256('other').slice(7)));
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /does not name/);
+    await attachRawBundle(reg, digest, manifestBytes, mk(digest.slice(7)));
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] })).signer, 'platform');
+  });
+
+  it('a garbage tag-schema index is noted, and a cosign signature still counts', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    reg.putRaw(repo, `sha256-${digest.slice(7)}`, Buffer.from('{"schemaVersion":2,"manifests":[{"digest":"sha256:zz"}], "x":1, "x":2}'), 'application/vnd.oci.image.index.v1+json');
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'cosign' });
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] })).format, 'cosign');
+    const found = await discoverSignatures(reg, repo, digest);
+    assert.equal(found.bundles.length, 0);
+    assert.match(found.notes.join('\n'), /duplicate/);
+  });
+
+  it('registry 5xx during discovery → RegistryUnavailable, never unsigned', async () => {
+    for (const op of ['getReferrers', 'getManifest'] as const) {
+      const { reg, digest, manifestBytes } = setup();
+      reg.fail = (o) => (o === op ? new SpokeError('RegistryUnavailable', 'HTTP 503') : undefined);
+      await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'RegistryUnavailable');
+    }
+    // a network error that is not a SpokeError is still RegistryUnavailable
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'cosign' });
+    reg.fail = (o) => (o === 'getBlob' ? new TypeError('fetch failed') : undefined);
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'RegistryUnavailable');
+  });
+
+  it('manifest bytes must match the digest; empty signer list refused', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes: Buffer.concat([manifestBytes, Buffer.from(' ')]), signers: [keyed('p', k1)] }), 'SignatureValidationFailed', /do not hash/);
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [] }), 'SignatureValidationFailed', /no signers/);
+  });
+
+  it('verification is fast once trust material is built (keyed, bundle)', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    const signers = [keyed('platform', k1)];
+    await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers });
+    const n = 50;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers });
+    const per = (performance.now() - t0) / n;
+    assert.ok(per < 20, `${per.toFixed(2)} ms per verification`);
+  });
+});
+
+async function attachRawBundle(reg: FakeRegistry, digest: Digest, manifestBytes: Buffer, bundle: Buffer, predicateAnnotation?: string): Promise<void> {
+  const blob = await reg.putBlob(repo, bundle);
+  const m = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPE_OCI_MANIFEST,
+      artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256('{}'), size: 2 },
+      layers: [{ mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', digest: blob, size: bundle.length }],
+      subject: { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest, size: manifestBytes.length },
+      ...(predicateAnnotation ? { annotations: { 'dev.sigstore.bundle.predicateType': predicateAnnotation } } : {}),
+    }),
+  );
+  await reg.putManifest(repo, sha256(m), m, MEDIA_TYPE_OCI_MANIFEST);
+}
+
+describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
+  let fx: KeylessFixture;
+  before(async () => {
+    fx = await keylessFixture();
+  });
+  after(async () => {
+    await fx?.stop();
+  });
+
+  const keyless = (over: Partial<Extract<SignerSpec, { kind: 'keyless' }>> = {}): SignerSpec => ({
+    name: 'ci',
+    kind: 'keyless',
+    trustedRoot: fx.trustedRoot,
+    issuer: TEST_ISSUER,
+    subjectRegExp: /^https:\/\/github\.com\/acme\/profiles\/.*$/u,
+    ...over,
+  });
+
+  for (const format of ['bundle', 'cosign'] as const) {
+    it(`${format}: cert + timestamp verifies; identity reported`, async () => {
+      const { reg, digest, manifestBytes } = setup();
+      const { key, certPem } = await fx.issue();
+      await signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, chain: certPem, timestampUrl: fx.tsa.url, format });
+      const v = await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] });
+      assert.deepEqual(v, { signer: 'ci', format, identity: TEST_SUBJECT });
+      assert.deepEqual(await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless({ subjectRegExp: undefined, subject: TEST_SUBJECT })] }), v);
+    });
+  }
+
+  it('wrong subject, unanchored-looking subject, wrong issuer, untrusted CA → refused', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const { key, certPem } = await fx.issue();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'both' });
+    const run = (s: SignerSpec) => verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [s] });
+    await refused(run(keyless({ subjectRegExp: '^https://github\\.com/evil/.*$' })), 'SignatureValidationFailed', /identity error/);
+    // a prefix as a string pattern is anchored by the verifier: no match
+    await refused(run(keyless({ subjectRegExp: 'https://github.com/acme' })), 'SignatureValidationFailed');
+    await refused(run(keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme' })), 'SignatureValidationFailed');
+    await refused(run(keyless({ issuer: 'https://accounts.example.test' })), 'SignatureValidationFailed', /issuer/);
+    await refused(run(keyless({ trustedRoot: await withOtherCa(fx.trustedRoot) })), 'SignatureValidationFailed', /CERTIFICATE_ERROR/);
+  });
+
+  it('certificate bundle without timestamp → refused, not a crash (and a keyed signer does not accept it)', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const { key, certPem } = await fx.issue();
+    const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: digest.slice(7) } }], predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {} }));
+    const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), key.privateKey);
+    const der = Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false }));
+    await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify(bundle)));
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), 'SignatureValidationFailed', /no RFC 3161 timestamp/);
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('k', key)] }), 'SignatureValidationFailed', /no keyless signer/);
+  });
+
+  it('a timestamp sigstore-js cannot read is a refusal (SignatureValidationFailed), never a registry error', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const { key, certPem } = await fx.issue();
+    const t = new Date();
+    t.setMilliseconds(500); // genTime "….5Z": the mock trims zeros, sigstore-js wants three digits
+    const odd = await initializeTSA(generateKeyPairSync('ec', { namedCurve: 'P-256' }), t);
+    const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': 'x' }, image: { 'docker-manifest-digest': digest }, type: 'cosign container image signature' }, optional: null }));
+    const sig = cryptoSign('sha256', payload, key.privateKey);
+    const ts = await odd.timestamp({ artifactHash: Buffer.from(sha256(sig).slice(7), 'hex'), hashAlgorithmOID: '2.16.840.1.101.3.4.2.1', nonce: 1, policyOID: '1.3.6.1.4.1.57264.2', certReq: true });
+    const pd = await reg.putBlob(repo, payload);
+    const m = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MEDIA_TYPE_OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256('{}'), size: 2 },
+        layers: [
+          {
+            mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json',
+            digest: pd,
+            size: payload.length,
+            annotations: {
+              'dev.cosignproject.cosign/signature': sig.toString('base64'),
+              'dev.sigstore.cosign/certificate': certPem,
+              'dev.sigstore.cosign/rfc3161timestamp': JSON.stringify({ SignedRFC3161Timestamp: ts.toString('base64') }),
+            },
+          },
+        ],
+      }),
+    );
+    await reg.putManifest(repo, `sha256-${digest.slice(7)}.sig`, m, MEDIA_TYPE_OCI_MANIFEST);
+    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), 'SignatureValidationFailed', /unreadable RFC 3161 timestamp|verification error/);
+  });
+
+  it('--cert without --timestamp-url, or a cert for another key, is refused at signing', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const { key, certPem } = await fx.issue();
+    await refused(signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, format: 'bundle' }), 'InvalidArgument', /timestamp-url/);
+    await refused(signArtifact({ registry: reg, repo, digest, manifestBytes, key: makeKey().privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'bundle' }), 'InvalidArgument', /not for the signing key/);
+  });
+});
+
+describe('anchoredRegExp', () => {
+  it('anchors strings and RegExps, drops g/y', () => {
+    assert.equal(anchoredRegExp('a|b').test('ab'), false);
+    assert.equal(anchoredRegExp('a|b').test('b'), true);
+    const re = anchoredRegExp(/x.*/gu);
+    assert.equal(re.flags, 'u');
+    assert.equal(re.test('yx'), false);
+    assert.equal(re.test('xy'), true);
+  });
+});
