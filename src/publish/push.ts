@@ -3,6 +3,7 @@
 
 import { MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
+import type { Digest } from '../core/digest.js';
 import { formatReference } from '../core/reference.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 import { validateArtifactBytes } from '../profiles/index.js';
@@ -10,7 +11,7 @@ import { packProfile, type PackedArtifact } from './pack.js';
 
 export interface PushResult {
   reference: string;
-  digest: string;
+  digest: Digest;
   size: number;
   packed: PackedArtifact;
 }

@@ -1,0 +1,118 @@
+// The CLI as a user runs it: exit codes, one-line errors with their class, --json, and many
+// processes sharing one store.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { spoke } from '../helpers/cli.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { denySyscalls } from '../helpers/artifacts.js';
+import { unsignedPolicy } from '../helpers/node.js';
+
+describe('spoke CLI', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let profile: string;
+  let policy: string;
+  let config: string;
+  before(async () => {
+    reg = await startRegistry();
+    dir = mkdtempSync(join(tmpdir(), 'spoke-cli-'));
+    profile = join(dir, 'deny-mkdir.json');
+    writeFileSync(profile, denySyscalls(['mkdir', 'mkdirat']));
+    policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/profiles`]));
+    config = join(dir, 'config.yaml');
+    writeFileSync(config, `policy: ${policy}\nstoreDir: ${join(dir, 'store')}\n`);
+  });
+  after(async () => {
+    await reg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('--help on every command exits 0; unknown flags exit 2', async () => {
+    for (const cmd of ['push', 'pull', 'inspect', 'policy', 'store']) {
+      const r = await spoke([cmd, '--help']);
+      assert.equal(r.code, 0, `${cmd} --help`);
+      assert.match(r.stdout, /^usage: spoke /);
+    }
+    const bad = await spoke(['pull', '--no-such-flag']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^InvalidArgument: /);
+  });
+
+  it('push prints the digest reference last and is deterministic', async () => {
+    const a = await spoke(['push', profile, `${reg.host}/profiles/deny-mkdir:v1`, '--kind', 'seccomp', '--plain-http']);
+    assert.equal(a.code, 0, a.stderr);
+    const lastA = a.stdout.trim().split('\n').at(-1)!;
+    assert.match(lastA, new RegExp(`^${reg.host.replace(/\./g, '\\.')}/profiles/deny-mkdir@sha256:[0-9a-f]{64}$`));
+    const b = await spoke(['push', profile, `${reg.host}/profiles/deny-mkdir:v2`, '--kind', 'seccomp', '--plain-http', '--json']);
+    assert.equal(JSON.parse(b.stdout).reference, lastA);
+  });
+
+  it('push refuses an invalid profile before anything leaves the machine', async () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{"defaultAction":"SCMP_ACT_NOTIFY"}');
+    reg.resetRequests();
+    const r = await spoke(['push', bad, `${reg.host}/profiles/bad:v1`, '--kind', 'seccomp', '--plain-http']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^SecurityProfileInvalid: /);
+    await reg.settle();
+    assert.deepEqual(reg.requests(), []);
+  });
+
+  it('pull, inspect, store ls; refused pulls exit 1 with one line starting with the class', async () => {
+    const pushed = await spoke(['push', profile, `${reg.host}/profiles/deny-mkdir:v1`, '--kind', 'seccomp', '--plain-http']);
+    const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    const pulled = await spoke(['pull', ref, '--kind', 'seccomp', '--config', config, '--json']);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    const [result] = JSON.parse(pulled.stdout);
+    assert.equal(result.resolvedRef, ref);
+    assert.equal(result.cached, false);
+    const again = await spoke(['pull', ref, '--kind', 'seccomp', '--config', config, '--json']);
+    assert.equal(JSON.parse(again.stdout)[0].cached, true);
+
+    const inspected = await spoke(['inspect', ref, '--plain-http', '--json']);
+    assert.equal(JSON.parse(inspected.stdout).kind, 'seccomp');
+
+    const ls = await spoke(['store', 'ls', '--config', config, '--json']);
+    assert.equal(JSON.parse(ls.stdout)[0].digest, result.digest);
+
+    const refused = await spoke(['pull', ref.replace('/profiles/', '/elsewhere/'), '--kind', 'seccomp', '--config', config]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr.trim().split('\n').length, 1);
+    assert.match(refused.stderr, /^PermissionDenied: /);
+
+    const tag = await spoke(['pull', `${reg.host}/profiles/deny-mkdir:v1`, '--kind', 'seccomp', '--config', config]);
+    assert.equal(tag.code, 1);
+    assert.match(tag.stderr, /^InvalidArgument: .*not pinned by digest/);
+  });
+
+  it('policy check exits 0 when allowed and 1 when denied, naming the rule', async () => {
+    const d = `sha256:${'b'.repeat(64)}`;
+    const allow = await spoke(['policy', 'check', `${reg.host}/profiles/x@${d}`, '--policy', policy, '--json']);
+    assert.equal(allow.code, 0);
+    assert.equal(JSON.parse(allow.stdout).decision, 'allow');
+    const deny = await spoke(['policy', 'check', `${reg.host}/profilesevil/x@${d}`, '--policy', policy]);
+    assert.equal(deny.code, 1);
+    assert.match(deny.stdout, /^DENY /);
+    const lint = await spoke(['policy', 'lint', policy]);
+    assert.equal(lint.code, 0, lint.stdout + lint.stderr);
+  });
+
+  it('20 concurrent spoke pull processes on one store all succeed', async () => {
+    const pushed = await spoke(['push', profile, `${reg.host}/profiles/concurrent:v1`, '--kind', 'seccomp', '--plain-http']);
+    const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    const shared = join(dir, 'shared-config.yaml');
+    writeFileSync(shared, `policy: ${policy}\nstoreDir: ${join(dir, 'shared-store')}\n`);
+    const runs = await Promise.all(Array.from({ length: 20 }, () => spoke(['pull', ref, '--kind', 'seccomp', '--config', shared, '--json'])));
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const paths = new Set(runs.map((r) => JSON.parse(r.stdout)[0].path));
+    assert.equal(paths.size, 1);
+    const verify = await spoke(['store', 'verify', '--config', shared, '--json']);
+    assert.equal(verify.code, 0);
+    assert.equal(JSON.parse(verify.stdout).ok.length, 1);
+  });
+});

@@ -1,0 +1,156 @@
+// Signatures in the pull pipeline (issue 6 items 3–5): rules with signedBy, verdicts cached per
+// policy hash, key rotation re-verifies without re-downloading, failures never cached as success.
+
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SpokeError } from '../../src/core/errors.js';
+import { UndiciRegistryClient } from '../../src/registry/client.js';
+import { signArtifact } from '../../src/publish/sign.js';
+import type { Digest } from '../../src/core/digest.js';
+import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { testNode, type TestNode } from '../helpers/node.js';
+import { spoke } from '../helpers/cli.js';
+
+async function sign(reg: TestRegistry, repository: string, digest: string, manifest: Buffer, key: TestKey, format: 'bundle' | 'cosign' = 'bundle'): Promise<void> {
+  const client = new UndiciRegistryClient({ plainHttp: true });
+  try {
+    await signArtifact({ registry: client, repo: { registry: reg.host, repository }, digest: digest as Digest, manifestBytes: manifest, key: key.privatePem, format });
+  } finally {
+    await client.close();
+  }
+}
+
+function policy(reg: TestRegistry, signers: Record<string, string>, signedBy: string[], extraRules = ''): string {
+  return [
+    'apiVersion: spoke.dev/v1alpha1',
+    'kind: NodeProfilePolicy',
+    'signers:',
+    ...Object.entries(signers).map(([name, file]) => `  ${name}: { publicKey: ${file} }`),
+    'rules:',
+    `  - scope: ${reg.host}/signed`,
+    '    kinds: [seccomp]',
+    `    signedBy: [${signedBy.join(', ')}]`,
+    extraRules,
+    `insecure: [${reg.host}]`,
+  ].join('\n');
+}
+
+async function rejects(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => e instanceof SpokeError && e.code === code);
+}
+
+describe('signed pulls', () => {
+  let reg: TestRegistry;
+  let node: TestNode;
+  let keyA: TestKey;
+  let keyB: TestKey;
+  let fileA: string;
+  let fileB: string;
+  before(async () => {
+    reg = await startRegistry();
+    keyA = makeKey('p256');
+    keyB = makeKey('ed25519');
+    node = testNode('apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules: []\n');
+    fileA = join(node.dir, 'a.pub');
+    fileB = join(node.dir, 'b.pub');
+    writeFileSync(fileA, keyA.publicPem);
+    writeFileSync(fileB, keyB.publicPem);
+  });
+  after(async () => {
+    await node.dispose();
+    await reg.stop();
+  });
+
+  it('admits a profile signed by the rule signer, then serves it cached with no request', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/one', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] });
+    await sign(reg, 'signed/one', a.digest, a.manifest, keyA);
+    const first = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+    assert.equal(first.cached, false);
+    assert.equal(first.signer?.signer, 'platform');
+    assert.equal(first.signer?.format, 'bundle');
+    const record = await node.store.getRecord(a.digest as Digest);
+    assert.equal(record?.verdicts[node.policy.current().hash]?.signer, 'platform');
+    reg.resetRequests();
+    const second = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+    assert.equal(second.cached, true);
+    await reg.settle();
+    assert.deepEqual(reg.requests(), []);
+  });
+
+  it('refuses an unsigned profile, stores nothing, and refuses again on retry', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/unsigned', { defaultAction: 'SCMP_ACT_LOG' });
+    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+    assert.equal(await node.store.has(a.digest as Digest), false);
+    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+  });
+
+  it('refuses a signature by a key the rule does not name', async () => {
+    node.writePolicy(policy(reg, { platform: fileA, other: fileB }, ['platform']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/wrong-key', { defaultAction: 'SCMP_ACT_TRAP' });
+    await sign(reg, 'signed/wrong-key', a.digest, a.manifest, keyB);
+    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+  });
+
+  it('accepts either of two signers, in either format', async () => {
+    node.writePolicy(policy(reg, { platform: fileA, ci: fileB }, ['platform', 'ci']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/either', { defaultAction: 'SCMP_ACT_KILL' });
+    await sign(reg, 'signed/either', a.digest, a.manifest, keyB, 'cosign');
+    const r = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+    assert.equal(r.signer?.signer, 'ci');
+    assert.equal(r.signer?.format, 'cosign');
+  });
+
+  it('re-verifies a cached digest after key rotation without re-downloading the profile', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/rotate', { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read', 'write', 'exit_group'], action: 'SCMP_ACT_ALLOW' }] });
+    await sign(reg, 'signed/rotate', a.digest, a.manifest, keyA);
+    await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+    const layerDigest = (await node.store.getRecord(a.digest as Digest))!.layerDigest;
+
+    // Rotate: the policy now trusts only key B, which has not signed this digest.
+    node.writePolicy(policy(reg, { platform: fileB }, ['platform']));
+    reg.resetRequests();
+    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+    await reg.settle();
+    assert.ok(reg.requests().length > 0, 're-verification looked for signatures');
+    assert.equal(reg.requests().filter((r) => r.path.endsWith(`/blobs/${layerDigest}`)).length, 0, 'profile blob not re-downloaded');
+
+    // B signs too: the next pull re-verifies and records the new verdict; the one after is cached.
+    await sign(reg, 'signed/rotate', a.digest, a.manifest, keyB);
+    const r = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+    assert.equal(r.cached, false);
+    assert.equal(r.signer?.signer, 'platform');
+    assert.equal((await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' })).cached, true);
+  });
+
+  it('a rule with unsigned: true still pulls unsigned artifacts', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform'], `  - scope: ${reg.host}/open\n    kinds: [seccomp]\n    unsigned: true`));
+    const a = await pushTestArtifact(reg.url, reg.host, 'open/x', { defaultAction: 'SCMP_ACT_ALLOW' });
+    const r = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+    assert.equal(r.signer, undefined);
+  });
+
+  it('spoke push --sign-key, then spoke verify and spoke store ls show the signer', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const keyFile = join(node.dir, 'a.key');
+    writeFileSync(keyFile, keyA.privatePem);
+    const profile = join(node.dir, 'p.json');
+    writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO' }] }));
+    const pushed = await spoke(['push', profile, `${reg.host}/signed/cli:v1`, '--kind', 'seccomp', '--plain-http', '--sign-key', keyFile]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    const verified = await spoke(['verify', ref, '--policy', node.policyFile, '--json']);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.equal(JSON.parse(verified.stdout).signer, 'platform');
+    const config = join(node.dir, 'config.yaml');
+    writeFileSync(config, `policy: ${node.policyFile}\nstoreDir: ${node.config.storeDir}\n`);
+    assert.equal((await spoke(['pull', ref, '--kind', 'seccomp', '--config', config])).code, 0);
+    const ls = await spoke(['store', 'ls', '--config', config]);
+    assert.match(ls.stdout, /signer: platform \(bundle\)/);
+  });
+});
