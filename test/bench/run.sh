@@ -1,0 +1,7 @@
+#!/bin/bash
+# npm run bench [-- --json] [-- --quick]: set-up as the tests do, then the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash test/setup.sh
+export PATH="$PATH:/usr/sbin:/sbin"
+exec node --expose-gc dist/test/bench/bench.js "$@"
