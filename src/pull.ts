@@ -46,7 +46,8 @@ export interface PullResult {
 export type SignatureVerifier = (args: {
   registry: RegistryClient;
   reference: Reference;
-  manifestBytes: Buffer;
+  /** May be a promise: signature discovery starts while the manifest is still being fetched. */
+  manifestBytes: Buffer | Promise<Buffer>;
   signers: readonly SignerSpec[];
   credential?: Credential;
   signal?: AbortSignal;
@@ -180,7 +181,12 @@ export class PullPipeline {
     const limit = policy.limits.maxArtifactBytes;
 
     // 5. Manifest by digest (mirrors first), bytes hashed against the digest by the client.
-    const manifest = await registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
+    const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
+    // 7 (started early). Signature discovery needs only the digest, so it runs alongside steps 5–6;
+    // its verdict is awaited below, before anything is validated or stored.
+    const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, policy, decision, manifestP.then((m) => m.bytes));
+    verifying?.catch(() => {}); // observed at step 7; a failure of steps 5–6 wins
+    const manifest = await manifestP;
     const artifact = await this.permanent(ref, () => checkArtifactManifest(manifest.bytes, ref.digest, req.kind, limit));
 
     // 6. Blob: streamed with a hard cap, hashed while streaming; archives refused.
@@ -193,7 +199,7 @@ export class PullPipeline {
     await this.permanent(ref, () => refuseArchive(blob.bytes, artifact.layer.digest));
 
     // 7. Signature, as the rule requires.
-    const signer = decision.unsigned ? undefined : await this.verify(ref, canonical, req, policy, decision, manifest.bytes);
+    const signer = await verifying;
 
     // 8. Validate the profile itself (kind rules); a failure is remembered for this digest.
     await this.permanent(ref, () => validateArtifactBytes(req.kind, blob.bytes));
@@ -231,7 +237,7 @@ export class PullPipeline {
     }
   }
 
-  private async verify(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, manifestBytes: Buffer): Promise<SignatureVerdict> {
+  private async verify(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
     const verifier = this.deps.verifier;
     if (!verifier) throw new SpokeError('SignatureValidationFailed', `${canonical}: the rule requires a signature but no verifier is configured`);
     try {

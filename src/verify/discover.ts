@@ -156,24 +156,35 @@ async function discoverReferrers(
 ): Promise<{ list: ReferrerCandidate[]; source: DiscoveredSignatures['referrersSource'] }> {
   const fetchOpts = { maxBytes: MAX_INDEX_BYTES, credential: opts.credential, signal: opts.signal, useMirrors: opts.useMirrors };
   const apiWhat = `referrers of ${digest}`;
-  let api: Buffer | undefined;
-  try {
-    api = await registry.getReferrers(repo, digest, { ...fetchOpts, artifactType: MEDIA_TYPE_SIGSTORE_BUNDLE_V03 });
-    if (api !== undefined) return { list: parseReferrersIndex(api, apiWhat, notes), source: 'referrers-api' };
-  } catch (e) {
-    unusable(e, apiWhat, notes);
-    return { list: [], source: 'referrers-api' };
-  }
   const tag = tagSchemaTag(digest);
   const tagWhat = `referrers tag ${tag}`;
-  try {
-    const fallback = await registry.getManifestIfExists(repo, tag, [MEDIA_TYPE_OCI_INDEX], fetchOpts);
-    if (fallback === undefined) return { list: [], source: 'none' };
-    return { list: parseReferrersIndex(fallback.bytes, tagWhat, notes), source: 'tag-schema' };
-  } catch (e) {
-    unusable(e, tagWhat, notes);
+  // The API and its tag-schema fallback are asked at once: a registry without the API (404)
+  // then costs no extra round trip. Settled results, so neither can reject unobserved.
+  const settle = <T>(p: Promise<T>) => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+  const apiP = settle(registry.getReferrers(repo, digest, { ...fetchOpts, artifactType: MEDIA_TYPE_SIGSTORE_BUNDLE_V03 }));
+  const tagP = settle(registry.getManifestIfExists(repo, tag, [MEDIA_TYPE_OCI_INDEX], fetchOpts));
+  // A malformed index is noted and skipped (unusable), like a failed request.
+  const parsed = (bytes: Buffer, what: string, source: DiscoveredSignatures['referrersSource']) => {
+    try {
+      return { list: parseReferrersIndex(bytes, what, notes), source };
+    } catch (e) {
+      unusable(e, what, notes);
+      return { list: [], source };
+    }
+  };
+  const api = await apiP;
+  if (!api.ok) {
+    unusable(api.error, apiWhat, notes);
+    return { list: [], source: 'referrers-api' };
+  }
+  if (api.value !== undefined) return parsed(api.value, apiWhat, 'referrers-api');
+  const fallback = await tagP;
+  if (!fallback.ok) {
+    unusable(fallback.error, tagWhat, notes);
     return { list: [], source: 'tag-schema' };
   }
+  if (fallback.value === undefined) return { list: [], source: 'none' };
+  return parsed(fallback.value.bytes, tagWhat, 'tag-schema');
 }
 
 async function discoverCosign(registry: RegistryClient, repo: RepoLocator, digest: Digest, opts: DiscoverOptions, notes: string[]): Promise<CosignSignatures | undefined> {

@@ -22,8 +22,11 @@ export interface VerifyArtifactOptions {
   registry: RegistryClient;
   repo: RepoLocator;
   digest: Digest;
-  /** The artifact manifest bytes (already fetched and digest-checked by the caller). */
-  manifestBytes: Uint8Array;
+  /**
+   * The artifact manifest bytes (fetched and digest-checked by the caller). May be a promise, so
+   * signature discovery runs while the caller is still fetching the manifest.
+   */
+  manifestBytes: Uint8Array | Promise<Uint8Array>;
   /** The matching rule's signers: any one of them suffices. */
   signers: readonly SignerSpec[];
   credential?: Credential;
@@ -101,8 +104,6 @@ function verifying(run: () => SignatureVerdict): SignatureVerdict {
 export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise<SignatureVerdict> {
   const reference = o.reference ?? formatReference({ registry: o.repo.registry, repository: o.repo.repository, digest: o.digest });
   const refuse = (why: string, cause?: unknown) => new SpokeError('SignatureValidationFailed', `${reference}: ${why}`, { reference, digest: o.digest }, { cause });
-  const manifestBytes = Buffer.from(o.manifestBytes);
-  if (sha256Digest(manifestBytes) !== o.digest) throw refuse('manifest bytes do not hash to the digest being verified');
   if (o.signers.length === 0) throw refuse('the rule names no signers');
   // A signer whose trust material is unusable is skipped (and named if nothing else verifies).
   const prepared: PreparedSigner[] = [];
@@ -116,7 +117,20 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   }
   if (prepared.length === 0) throw refuse(`no usable signer: ${unusable.join('; ')}`);
   const now = (o.clock ?? systemClock).now();
-  const found = await discoverSignatures(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
+  // Discovery needs only the digest: it starts before the manifest bytes are in hand.
+  const discovering = discoverSignatures(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
+  let manifestBytes: Buffer;
+  try {
+    manifestBytes = Buffer.from(await o.manifestBytes);
+  } catch (e) {
+    discovering.catch(() => {}); // the caller's manifest failure is the error that matters
+    throw e;
+  }
+  if (sha256Digest(manifestBytes) !== o.digest) {
+    discovering.catch(() => {});
+    throw refuse('manifest bytes do not hash to the digest being verified');
+  }
+  const found = await discovering;
 
   const rejected: string[] = [];
   const ignored: string[] = [];
