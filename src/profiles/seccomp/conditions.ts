@@ -1,0 +1,286 @@
+// Argument conditions as libseccomp evaluates them (64-bit unsigned comparisons), conjunctions
+// of them, and the normal form the merge reasons in: per argument index one interval, the
+// excluded points, and masked comparisons; provably empty conjunctions become null
+// (KEP-6061 §4 "Argument filters").
+
+import type { SeccompArchitecture, SeccompArg, SeccompOperator } from './types.js';
+
+export const MAX_UINT64 = (1n << 64n) - 1n;
+export const MAX_UINT32 = 0xffff_ffffn;
+/** libseccomp: syscalls have six arguments, index 0..5. */
+export const MAX_ARG_INDEX = 5;
+
+/** MASKED_NE only arises as the negation of MASKED_EQ; no runtime can load it. */
+export type AtomOp = SeccompOperator | 'MASKED_NE';
+
+export interface Atom {
+  readonly index: number;
+  readonly op: AtomOp;
+  /** The compared value, or the mask for the masked operators. */
+  readonly value: bigint;
+  /** The datum for the masked operators, 0 otherwise. */
+  readonly valueTwo: bigint;
+  /** Identity, computed once: the merge compares atoms by it many times. */
+  readonly key: string;
+}
+
+export function makeAtom(index: number, op: AtomOp, value: bigint, valueTwo = 0n): Atom {
+  return { index, op, value, valueTwo, key: `${index}:${op}:${value}:${valueTwo}` };
+}
+
+/** Atoms ANDed, in canonical order; [] is "always". */
+export type Conjunction = readonly Atom[];
+
+const OP_ORDER: readonly AtomOp[] = ['SCMP_CMP_EQ', 'SCMP_CMP_NE', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'MASKED_NE'];
+
+const NEGATION: Readonly<Record<AtomOp, AtomOp>> = {
+  SCMP_CMP_EQ: 'SCMP_CMP_NE',
+  SCMP_CMP_NE: 'SCMP_CMP_EQ',
+  SCMP_CMP_LT: 'SCMP_CMP_GE',
+  SCMP_CMP_GE: 'SCMP_CMP_LT',
+  SCMP_CMP_LE: 'SCMP_CMP_GT',
+  SCMP_CMP_GT: 'SCMP_CMP_LE',
+  SCMP_CMP_MASKED_EQ: 'MASKED_NE',
+  MASKED_NE: 'SCMP_CMP_MASKED_EQ',
+};
+
+const isMasked = (op: AtomOp): boolean => op === 'SCMP_CMP_MASKED_EQ' || op === 'MASKED_NE';
+
+export function atomOfArg(arg: SeccompArg): Atom {
+  return makeAtom(arg.index, arg.op, arg.value, isMasked(arg.op) ? (arg.valueTwo ?? 0n) : 0n);
+}
+
+export function argOfAtom(atom: Atom): SeccompArg {
+  if (atom.op === 'MASKED_NE') throw new Error('internal: MASKED_NE has no runtime-spec form');
+  const arg: SeccompArg = { index: atom.index, value: atom.value, op: atom.op };
+  if (atom.op === 'SCMP_CMP_MASKED_EQ' && atom.valueTwo !== 0n) arg.valueTwo = atom.valueTwo;
+  return arg;
+}
+
+export function negate(atom: Atom): Atom {
+  return makeAtom(atom.index, NEGATION[atom.op], atom.value, atom.valueTwo);
+}
+
+export function atomMatches(atom: Atom, x: bigint): boolean {
+  switch (atom.op) {
+    case 'SCMP_CMP_EQ':
+      return x === atom.value;
+    case 'SCMP_CMP_NE':
+      return x !== atom.value;
+    case 'SCMP_CMP_LT':
+      return x < atom.value;
+    case 'SCMP_CMP_LE':
+      return x <= atom.value;
+    case 'SCMP_CMP_GE':
+      return x >= atom.value;
+    case 'SCMP_CMP_GT':
+      return x > atom.value;
+    case 'SCMP_CMP_MASKED_EQ':
+      return (x & atom.value) === atom.valueTwo;
+    case 'MASKED_NE':
+      return (x & atom.value) !== atom.valueTwo;
+  }
+}
+
+export function conjunctionMatches(conj: Conjunction, args: readonly bigint[]): boolean {
+  return conj.every((a) => atomMatches(a, args[a.index] ?? 0n));
+}
+
+/** Architectures whose argument registers are 32 bits wide in libseccomp (arch-*.c `size`). */
+export const ARCHS_32_BIT: ReadonlySet<SeccompArchitecture> = new Set([
+  'SCMP_ARCH_X86',
+  'SCMP_ARCH_X32',
+  'SCMP_ARCH_ARM',
+  'SCMP_ARCH_MIPS',
+  'SCMP_ARCH_MIPSEL',
+  'SCMP_ARCH_MIPS64N32',
+  'SCMP_ARCH_MIPSEL64N32',
+  'SCMP_ARCH_PPC',
+  'SCMP_ARCH_S390',
+  'SCMP_ARCH_PARISC',
+  'SCMP_ARCH_M68K',
+  'SCMP_ARCH_SH',
+  'SCMP_ARCH_SHEB',
+]);
+
+/** Values that behave differently when a 32-bit architecture compares only the low word. */
+export function isWide(atom: Atom): boolean {
+  return atom.value > MAX_UINT32 || atom.valueTwo > MAX_UINT32;
+}
+
+export function conjunctionKey(conj: Conjunction): string {
+  return conj.length === 1 ? conj[0]!.key : conj.map((a) => a.key).join('&');
+}
+
+export function compareAtoms(a: Atom, b: Atom): number {
+  if (a.index !== b.index) return a.index - b.index;
+  if (a.op !== b.op) return OP_ORDER.indexOf(a.op) - OP_ORDER.indexOf(b.op);
+  if (a.value !== b.value) return a.value < b.value ? -1 : 1;
+  return a.valueTwo === b.valueTwo ? 0 : a.valueTwo < b.valueTwo ? -1 : 1;
+}
+
+/** Lexicographic by atoms, shorter first on a common prefix. */
+export function compareConjunctions(a: Conjunction, b: Conjunction): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const c = compareAtoms(a[i]!, b[i]!);
+    if (c !== 0) return c;
+  }
+  return a.length - b.length;
+}
+
+interface Masked {
+  mask: bigint;
+  datum: bigint;
+  positive: boolean;
+}
+
+/** Normal form of the atoms on one index, or null when no value satisfies them all. */
+function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
+  let lo = 0n;
+  let hi = MAX_UINT64;
+  const excluded = new Set<bigint>();
+  const masked: Masked[] = [];
+  for (const a of atoms) {
+    switch (a.op) {
+      case 'SCMP_CMP_EQ':
+        if (a.value > lo) lo = a.value;
+        if (a.value < hi) hi = a.value;
+        break;
+      case 'SCMP_CMP_NE':
+        excluded.add(a.value);
+        break;
+      case 'SCMP_CMP_LT':
+        if (a.value === 0n) return null;
+        if (a.value - 1n < hi) hi = a.value - 1n;
+        break;
+      case 'SCMP_CMP_LE':
+        if (a.value < hi) hi = a.value;
+        break;
+      case 'SCMP_CMP_GT':
+        if (a.value === MAX_UINT64) return null;
+        if (a.value + 1n > lo) lo = a.value + 1n;
+        break;
+      case 'SCMP_CMP_GE':
+        if (a.value > lo) lo = a.value;
+        break;
+      case 'SCMP_CMP_MASKED_EQ':
+      case 'MASKED_NE': {
+        const positive = a.op === 'SCMP_CMP_MASKED_EQ';
+        // (x & mask) == datum: never true if datum has bits outside the mask; always true for
+        // mask 0 and datum 0 (the KEP's "MASKED_EQ with empty mask is dropped").
+        const satisfiable = (a.valueTwo & ~a.value) === 0n;
+        if (a.value === 0n || !satisfiable) {
+          if ((satisfiable && a.valueTwo === 0n) !== positive) return null;
+          break;
+        }
+        if (!masked.some((m) => m.mask === a.value && m.datum === a.valueTwo && m.positive === positive)) {
+          masked.push({ mask: a.value, datum: a.valueTwo, positive });
+        }
+      }
+    }
+  }
+  // An excluded end point narrows the interval (NE 0 is GE 1), so equal sets have one form.
+  while (lo <= hi && excluded.has(lo) && lo < MAX_UINT64) lo++;
+  while (lo <= hi && excluded.has(hi) && hi > 0n) hi--;
+  if (lo > hi) return null;
+  if (lo === hi) {
+    if (excluded.has(lo)) return null;
+    if (masked.some((m) => ((lo & m.mask) === m.datum) !== m.positive)) return null;
+    return [makeAtom(index, 'SCMP_CMP_EQ', lo)];
+  }
+  const inRange = [...excluded].filter((v) => v >= lo && v <= hi);
+  if (BigInt(inRange.length) >= hi - lo + 1n) return null;
+  for (const p of masked) {
+    for (const q of masked) {
+      if (p.positive && q.positive && ((p.datum ^ q.datum) & p.mask & q.mask) !== 0n) return null;
+      if (p.positive && !q.positive && p.mask === q.mask && p.datum === q.datum) return null;
+    }
+  }
+  const out: Atom[] = [];
+  if (lo > 0n) {
+    // GT keeps the written value within 32 bits where GE would need a 33rd.
+    out.push(lo > MAX_UINT32 && lo - 1n <= MAX_UINT32 ? makeAtom(index, 'SCMP_CMP_GT', lo - 1n) : makeAtom(index, 'SCMP_CMP_GE', lo));
+  }
+  if (hi < MAX_UINT64) out.push(makeAtom(index, 'SCMP_CMP_LE', hi));
+  for (const v of inRange) out.push(makeAtom(index, 'SCMP_CMP_NE', v));
+  for (const m of masked) out.push(makeAtom(index, m.positive ? 'SCMP_CMP_MASKED_EQ' : 'MASKED_NE', m.mask, m.datum));
+  return out;
+}
+
+/** True when one atom alone is already in normal form (what normalizeIndex would return for it). */
+function isNormalAlone(a: Atom): boolean {
+  switch (a.op) {
+    case 'SCMP_CMP_EQ':
+      return true;
+    case 'SCMP_CMP_NE':
+      return a.value > 0n && a.value < MAX_UINT64;
+    case 'SCMP_CMP_GE':
+      return a.value > 0n && a.value < MAX_UINT64 && a.value !== MAX_UINT32 + 1n;
+    case 'SCMP_CMP_GT':
+      return a.value === MAX_UINT32;
+    case 'SCMP_CMP_LE':
+      return a.value > 0n && a.value < MAX_UINT64;
+    case 'SCMP_CMP_LT':
+      return false;
+    default:
+      return a.value !== 0n && (a.valueTwo & ~a.value) === 0n;
+  }
+}
+
+/** AND of conjunctions already in normal form, or null when provably unsatisfiable. */
+export function conjoin(...parts: Conjunction[]): Conjunction | null {
+  const nonEmpty = parts.filter((p) => p.length > 0);
+  if (nonEmpty.length === 0) return [];
+  if (nonEmpty.length === 1) return nonEmpty[0]!;
+  return normalize(nonEmpty.flat());
+}
+
+/** AND of arbitrary atoms in normal form, or null when provably unsatisfiable. */
+export function normalize(atoms: readonly Atom[]): Conjunction | null {
+  if (atoms.length === 1 && isNormalAlone(atoms[0]!)) return atoms;
+  const sorted = [...atoms].sort((a, b) => a.index - b.index);
+  const out: Atom[] = [];
+  for (let start = 0; start < sorted.length; ) {
+    let end = start + 1;
+    while (end < sorted.length && sorted[end]!.index === sorted[start]!.index) end++;
+    const first = sorted[start]!;
+    if (end - start === 1 && isNormalAlone(first)) out.push(first);
+    else {
+      // Two different EQ values on one index, the common case when EQ rules are multiplied: no allocation.
+      if (end - start === 2 && first.op === 'SCMP_CMP_EQ' && sorted[start + 1]!.op === 'SCMP_CMP_EQ' && first.value !== sorted[start + 1]!.value) return null;
+      const normal = normalizeIndex(first.index, sorted.slice(start, end));
+      if (normal === null) return null;
+      out.push(...normal);
+    }
+    start = end;
+  }
+  return out.sort(compareAtoms);
+}
+
+/** True when the conjunction can be written as one runtime-spec entry: at most one loadable condition per index. */
+export function isExpressible(conj: Conjunction): boolean {
+  const seen = new Set<number>();
+  for (const a of conj) {
+    if (a.op === 'MASKED_NE' || seen.has(a.index)) return false;
+    seen.add(a.index);
+  }
+  return true;
+}
+
+export function formatConjunction(conj: Conjunction): string {
+  const symbol: Record<AtomOp, string> = {
+    SCMP_CMP_EQ: '==',
+    SCMP_CMP_NE: '!=',
+    SCMP_CMP_LT: '<',
+    SCMP_CMP_LE: '<=',
+    SCMP_CMP_GE: '>=',
+    SCMP_CMP_GT: '>',
+    SCMP_CMP_MASKED_EQ: '==',
+    MASKED_NE: '!=',
+  };
+  return conj
+    .map((a) =>
+      isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${symbol[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${symbol[a.op]} ${a.value}`,
+    )
+    .join(' && ');
+}

@@ -1,0 +1,188 @@
+// How runc + libseccomp read a profile, per syscall (KEP-6061 §4 "Evaluation model"): entries
+// whose verdict equals the default are skipped; an entry with several conditions on one index
+// becomes one alternative per condition; an unconditional rule hides the conditional ones; only
+// the KEP's "safe shapes" have a defined meaning, any other clause set is read as its most
+// restrictive verdict. Shared by evaluate, validate and intersect so all three agree.
+
+import { sameVerdict, stricter, verdictKey, verdictOf, type Sourced } from './actions.js';
+import { atomOfArg, conjoin, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, normalize, type Conjunction } from './conditions.js';
+import type { SeccompProfile, Verdict } from './types.js';
+
+export interface Clause {
+  conj: Conjunction;
+  verdict: Verdict;
+  /** Where it was written: syscalls[entry].names[name]. */
+  entry: number;
+  name: number;
+}
+
+/**
+ * - uniform: no conditional behaviour (no clause, or an unconditional one hiding the rest)
+ * - conflict: unconditional clauses that disagree with other clauses (uniform, most restrictive)
+ * - single: one conditional clause
+ * - eq-set: single-EQ clauses on one index with distinct low-32-bit values
+ * - or-set: single-condition clauses sharing one verdict
+ * - complement: two complementary conditions on one index and value
+ * - unsafe: anything else (uniform, most restrictive including the default)
+ */
+export type Shape = 'uniform' | 'conflict' | 'single' | 'eq-set' | 'or-set' | 'complement' | 'unsafe';
+
+export interface Rule {
+  conj: Conjunction;
+  verdict: Verdict;
+}
+
+/** Rules are disjoint or share one verdict, so the first match is the match; `otherwise` when none. */
+export interface Decision {
+  shape: Shape;
+  rules: readonly Rule[];
+  otherwise: Verdict;
+  /** The clause that makes a conflict or unsafe shape, for error paths. */
+  culprit?: Clause;
+}
+
+export interface ReadProfile {
+  defaultVerdict: Verdict;
+  /** Clauses per syscall name, in document order; never-matching clauses are already gone. */
+  clauses: Map<string, Clause[]>;
+  /** decide() per syscall name, filled on first use. */
+  decisions: Map<string, Decision>;
+  /** The decision for every syscall the profile does not name. */
+  unnamed: Decision;
+}
+
+/** The decision for one syscall (the default for syscalls the profile does not name). */
+export function decisionFor(read: ReadProfile, name: string): Decision {
+  const clauses = read.clauses.get(name);
+  if (clauses === undefined) return read.unnamed;
+  let d = read.decisions.get(name);
+  if (d === undefined) read.decisions.set(name, (d = decide(clauses, read.defaultVerdict)));
+  return d;
+}
+
+export function readProfile(p: SeccompProfile): ReadProfile {
+  const clauses = new Map<string, Clause[]>();
+  const entries = p.syscalls ?? [];
+  for (let entry = 0; entry < entries.length; entry++) {
+    const s = entries[entry]!;
+    const verdict = verdictOf(s.action, s.errnoRet);
+    const args = s.args ?? [];
+    const indices = new Set(args.map((a) => a.index));
+    // runc: several conditions on one index cannot be ANDed, so each becomes its own rule.
+    const conjs = (indices.size === args.length ? [normalize(args.map(atomOfArg))] : args.map((a) => normalize([atomOfArg(a)]))).filter(
+      (c): c is Conjunction => c !== null,
+    );
+    for (let name = 0; name < s.names.length; name++) {
+      let list = clauses.get(s.names[name]!);
+      if (list === undefined) clauses.set(s.names[name]!, (list = []));
+      for (const conj of conjs) list.push({ conj, verdict, entry, name });
+    }
+  }
+  return readOf(verdictOf(p.defaultAction, p.defaultErrnoRet), clauses);
+}
+
+export function readOf(defaultVerdict: Verdict, clauses: Map<string, Clause[]>): ReadProfile {
+  return { defaultVerdict, clauses, decisions: new Map(), unnamed: uniform(defaultVerdict) };
+}
+
+function strictest(verdicts: readonly Verdict[]): Verdict {
+  let best: Sourced = { verdict: verdicts[0]!, source: 0 };
+  for (const v of verdicts) best = stricter(best, { verdict: v, source: 0 });
+  return best.verdict;
+}
+
+const uniform = (v: Verdict): Decision => ({ shape: 'uniform', rules: [], otherwise: v });
+
+/** Reads one syscall's clauses the way libseccomp loads them (see the header). */
+export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: Verdict): Decision {
+  if (clauses === undefined) return uniform(defaultVerdict);
+  const seen = new Set<string>();
+  const live: Clause[] = [];
+  for (const c of clauses) {
+    if (sameVerdict(c.verdict, defaultVerdict)) continue;
+    const key = `${conjunctionKey(c.conj)}|${verdictKey(c.verdict)}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    live.push(c);
+  }
+  if (live.length === 0) return uniform(defaultVerdict);
+  const unconditional = live.filter((c) => c.conj.length === 0);
+  if (unconditional.length > 0) {
+    const v = strictest(unconditional.map((c) => c.verdict));
+    const culprit = live.find((c) => !sameVerdict(c.verdict, v));
+    return culprit === undefined ? uniform(v) : { shape: 'conflict', rules: [], otherwise: v, culprit };
+  }
+  const rules = live.map((c) => ({ conj: c.conj, verdict: c.verdict }));
+  if (live.length === 1) return { shape: 'single', rules, otherwise: defaultVerdict };
+  if (live.every((c) => c.conj.length === 1)) {
+    const first = live[0]!;
+    if (live.every((c) => sameVerdict(c.verdict, first.verdict))) return { shape: 'or-set', rules, otherwise: defaultVerdict };
+    const index = first.conj[0]!.index;
+    const low = new Set<bigint>();
+    const eqSet = live.every((c) => {
+      const a = c.conj[0]!;
+      const lowWord = a.value & MAX_UINT32;
+      if (a.op !== 'SCMP_CMP_EQ' || a.index !== index || low.has(lowWord)) return false;
+      low.add(lowWord);
+      return true;
+    });
+    if (eqSet) return { shape: 'eq-set', rules, otherwise: defaultVerdict };
+    if (live.length === 2 && isComplementPair(first.conj, live[1]!.conj)) return { shape: 'complement', rules, otherwise: defaultVerdict };
+  }
+  return { shape: 'unsafe', rules: [], otherwise: strictest([...live.map((c) => c.verdict), defaultVerdict]), culprit: live[live.length - 1]! };
+}
+
+/** EQ/NE, LT/GE, LE/GT on one index and value (masked comparisons have no loadable complement). */
+export function isComplementPair(a: Conjunction, b: Conjunction): boolean {
+  if (a.length !== 1 || b.length !== 1 || a[0]!.op === 'SCMP_CMP_MASKED_EQ' || a[0]!.op === 'MASKED_NE') return false;
+  const negated = normalize([negate(a[0]!)]);
+  return negated !== null && conjunctionKey(negated) === conjunctionKey(b);
+}
+
+export function decisionVerdict(d: Decision, args: readonly bigint[]): Verdict {
+  for (const r of d.rules) if (conjunctionMatches(r.conj, args)) return r.verdict;
+  return d.otherwise;
+}
+
+/** The decision as regions that together cover every argument vector, each with its verdict. */
+export function cellsOf(d: Decision): Rule[] {
+  if (d.rules.length === 0) return [{ conj: [], verdict: d.otherwise }];
+  const cells: Rule[] = [...d.rules];
+  if (d.rules.every((r) => r.conj.length === 1)) {
+    const none = normalize(d.rules.map((r) => negate(r.conj[0]!)));
+    if (none !== null) cells.push({ conj: none, verdict: d.otherwise });
+  } else {
+    // One clause K = k1 && k2 ...: outside it, at least one atom fails.
+    for (const atom of d.rules[0]!.conj) {
+      const outside = normalize([negate(atom)]);
+      if (outside !== null) cells.push({ conj: outside, verdict: d.otherwise });
+    }
+  }
+  return cells;
+}
+
+/** A region of argument space on which each decision gives one verdict (in the decisions' order). */
+export interface Cell {
+  conj: Conjunction;
+  verdicts: Verdict[];
+}
+
+/**
+ * The common refinement of the decisions' regions (empty intersections dropped), or undefined
+ * when it would exceed `maxCells`, so a pathological input costs a bounded amount of work.
+ */
+export function partition(decisions: readonly Decision[], maxCells: number): Cell[] | undefined {
+  let cells: Cell[] = [{ conj: [], verdicts: [] }];
+  for (const d of decisions) {
+    const next: Cell[] = [];
+    for (const cell of cells) {
+      for (const region of cellsOf(d)) {
+        const conj = conjoin(cell.conj, region.conj);
+        if (conj !== null) next.push({ conj, verdicts: [...cell.verdicts, region.verdict] });
+      }
+    }
+    if (next.length > maxCells) return undefined;
+    cells = next;
+  }
+  return cells;
+}

@@ -1,0 +1,224 @@
+// Strict decode of a runtime-spec LinuxSeccomp document (KEP-6061 §4 UnmarshalStrict): valid
+// UTF-8, one JSON value, no duplicate members, no unknown members, exact types. Argument values
+// are uint64, beyond the precision of a JS number, so number literals are carried through
+// JSON.parse as tagged strings and read exactly as bigint.
+
+import { decodeStrictJson, decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
+import { SpokeError } from '../../core/errors.js';
+import {
+  SECCOMP_ACTIONS,
+  SECCOMP_ARCHITECTURES,
+  SECCOMP_FLAGS,
+  SECCOMP_OPERATORS,
+  type SeccompArg,
+  type SeccompProfile,
+  type SeccompSyscall,
+} from './types.js';
+
+const WHAT = 'seccomp profile';
+const STRING_TAG = 's';
+const NUMBER_TAG = 'n';
+const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+/** Any fraction, exponent or integer of 16+ digits, i.e. a literal a JS number may not hold exactly. */
+const INEXACT_LITERAL_RE = /[0-9][.eE]|[0-9]{16}/;
+const UINT_RE = /^(?:0|[1-9][0-9]{0,19})$/;
+const MAX_UINT64 = (1n << 64n) - 1n;
+const MAX_UINT32 = 0xffff_ffffn;
+
+/** A number literal kept as written, for values beyond a JS number's exact range. */
+class ExactNumber {
+  constructor(readonly literal: string) {}
+}
+
+function invalid(path: string, message: string): SpokeError {
+  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path });
+}
+
+function isNumberChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/**
+ * Rewrites number literals to `"n<literal>"` and string values to `"s<string>"` (member names
+ * stay as they are) so that JSON.parse keeps every number's exact text and a string can never
+ * pass for a number. Returns undefined if the text is not well-formed enough to rewrite; the
+ * caller then lets the plain strict parser produce the precise error.
+ */
+function tagScalars(text: string): string | undefined {
+  const out: string[] = [];
+  let copied = 0;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = i + 1;
+      for (;;) {
+        end = text.indexOf('"', end);
+        if (end < 0) return undefined;
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++;
+        if (backslashes % 2 === 0) break;
+        end++;
+      }
+      let next = end + 1;
+      while (next < n && isJsonSpace(text.charCodeAt(next))) next++;
+      if (text.charCodeAt(next) !== 0x3a /* : */) {
+        out.push(text.slice(copied, i + 1), STRING_TAG);
+        copied = i + 1;
+      }
+      i = end + 1;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let end = i + 1;
+      while (end < n && isNumberChar(text.charCodeAt(end))) end++;
+      const literal = text.slice(i, end);
+      if (literal.length > 400 || !JSON_NUMBER_RE.test(literal)) return undefined;
+      out.push(text.slice(copied, i), `"${NUMBER_TAG}${literal}"`);
+      copied = end;
+      i = end;
+    } else {
+      i++;
+    }
+  }
+  out.push(text.slice(copied));
+  return out.join('');
+}
+
+/** Turns tagged strings back into strings and ExactNumbers. */
+function untag(v: unknown): unknown {
+  if (typeof v === 'string') return v.startsWith(NUMBER_TAG) ? new ExactNumber(v.slice(1)) : v.slice(1);
+  if (Array.isArray(v)) return v.map(untag);
+  if (typeof v === 'object' && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, value] of Object.entries(v)) out[k] = untag(value);
+    return out;
+  }
+  return v;
+}
+
+/** Strict JSON; numbers are JS numbers when every literal is a short integer, else ExactNumbers. */
+function parseDocument(bytes: Uint8Array): unknown {
+  const text = decodeUtf8Strict(bytes, WHAT);
+  if (!INEXACT_LITERAL_RE.test(text)) return parseStrictJson(text, WHAT);
+  const tagged = tagScalars(text);
+  if (tagged !== undefined) {
+    try {
+      return untag(parseStrictJson(tagged, WHAT));
+    } catch (e) {
+      // Duplicate members carry the right path already; syntax errors are re-reported below
+      // against the original text so positions in the message are the user's.
+      if (e instanceof SpokeError && e.context.path !== undefined) throw e;
+    }
+  }
+  decodeStrictJson(bytes, WHAT);
+  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`);
+}
+
+type JsonObject = Record<string, unknown>;
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof ExactNumber) return 'a number';
+  return `${typeof v === 'object' ? 'an' : 'a'} ${typeof v}`;
+}
+
+function asObject(v: unknown, path: string): JsonObject {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof ExactNumber) throw invalid(path, `must be an object, got ${describe(v)}`);
+  return v as JsonObject;
+}
+
+function asArray(v: unknown, path: string): unknown[] {
+  if (!Array.isArray(v)) throw invalid(path, `must be an array, got ${describe(v)}`);
+  return v;
+}
+
+function asString(v: unknown, path: string): string {
+  if (typeof v !== 'string') throw invalid(path, `must be a string, got ${describe(v)}`);
+  return v;
+}
+
+function asEnum<T extends string>(v: unknown, path: string, allowed: readonly T[], what: string): T {
+  const s = asString(v, path);
+  if (!(allowed as readonly string[]).includes(s)) throw invalid(path, `unknown ${what} ${JSON.stringify(s.slice(0, 64))}`);
+  return s as T;
+}
+
+function asUint(v: unknown, path: string, max: bigint): bigint {
+  let value: bigint;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v) || v < 0) throw invalid(path, `must be an unsigned integer, got ${v}`);
+    value = BigInt(v);
+  } else if (v instanceof ExactNumber) {
+    if (!UINT_RE.test(v.literal)) throw invalid(path, `must be an unsigned integer, got ${v.literal.slice(0, 40)}`);
+    value = BigInt(v.literal);
+  } else {
+    throw invalid(path, `must be an unsigned integer, got ${describe(v)}`);
+  }
+  if (value > max) throw invalid(path, `${value} is out of range (max ${max})`);
+  return value;
+}
+
+/** Refuses members outside `known`; null members are absent, as in Go's encoding/json. */
+function members(obj: JsonObject, path: string, known: readonly string[]): Map<string, unknown> {
+  const present = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(obj)) {
+    const at = path === '' ? key : `${path}.${key}`;
+    if (!known.includes(key)) throw invalid(at, 'unknown member');
+    if (value !== null) present.set(key, value);
+  }
+  return present;
+}
+
+function required(m: Map<string, unknown>, key: string, path: string): unknown {
+  const v = m.get(key);
+  if (v === undefined) throw invalid(path === '' ? key : `${path}.${key}`, 'required member missing');
+  return v;
+}
+
+const PROFILE_MEMBERS = ['defaultAction', 'defaultErrnoRet', 'architectures', 'flags', 'listenerPath', 'listenerMetadata', 'syscalls'];
+const SYSCALL_MEMBERS = ['names', 'action', 'errnoRet', 'args'];
+const ARG_MEMBERS = ['index', 'value', 'valueTwo', 'op'];
+
+function decodeArg(v: unknown, path: string): SeccompArg {
+  const m = members(asObject(v, path), path, ARG_MEMBERS);
+  const arg: SeccompArg = {
+    index: Number(asUint(required(m, 'index', path), `${path}.index`, MAX_UINT32)),
+    value: asUint(required(m, 'value', path), `${path}.value`, MAX_UINT64),
+    op: asEnum(required(m, 'op', path), `${path}.op`, SECCOMP_OPERATORS, 'operator'),
+  };
+  if (m.has('valueTwo')) arg.valueTwo = asUint(m.get('valueTwo'), `${path}.valueTwo`, MAX_UINT64);
+  return arg;
+}
+
+function decodeSyscall(v: unknown, path: string): SeccompSyscall {
+  const m = members(asObject(v, path), path, SYSCALL_MEMBERS);
+  const names = asArray(required(m, 'names', path), `${path}.names`).map((n, j) => asString(n, `${path}.names[${j}]`));
+  const syscall: SeccompSyscall = { names, action: asEnum(required(m, 'action', path), `${path}.action`, SECCOMP_ACTIONS, 'action') };
+  if (m.has('errnoRet')) syscall.errnoRet = Number(asUint(m.get('errnoRet'), `${path}.errnoRet`, MAX_UINT32));
+  if (m.has('args')) syscall.args = asArray(m.get('args'), `${path}.args`).map((a, k) => decodeArg(a, `${path}.args[${k}]`));
+  return syscall;
+}
+
+/** Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. */
+export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
+  const m = members(asObject(parseDocument(bytes), '(document)'), '', PROFILE_MEMBERS);
+  const profile: SeccompProfile = { defaultAction: asEnum(required(m, 'defaultAction', ''), 'defaultAction', SECCOMP_ACTIONS, 'action') };
+  if (m.has('defaultErrnoRet')) profile.defaultErrnoRet = Number(asUint(m.get('defaultErrnoRet'), 'defaultErrnoRet', MAX_UINT32));
+  if (m.has('architectures')) {
+    profile.architectures = asArray(m.get('architectures'), 'architectures').map((a, i) =>
+      asEnum(a, `architectures[${i}]`, SECCOMP_ARCHITECTURES, 'architecture'),
+    );
+  }
+  if (m.has('flags')) {
+    profile.flags = asArray(m.get('flags'), 'flags').map((f, i) => asEnum(f, `flags[${i}]`, SECCOMP_FLAGS, 'flag'));
+  }
+  if (m.has('listenerPath')) profile.listenerPath = asString(m.get('listenerPath'), 'listenerPath');
+  if (m.has('listenerMetadata')) profile.listenerMetadata = asString(m.get('listenerMetadata'), 'listenerMetadata');
+  if (m.has('syscalls')) profile.syscalls = asArray(m.get('syscalls'), 'syscalls').map((s, i) => decodeSyscall(s, `syscalls[${i}]`));
+  return profile;
+}

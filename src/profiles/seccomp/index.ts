@@ -1,0 +1,34 @@
+// Seccomp profiles for KEP-6061: strict decode, the three validation levels, the intersection
+// merge with its constraint log, and a reference evaluator. Pure: no I/O.
+
+export type {
+  ConstrainedBy,
+  Constraint,
+  MergeResult,
+  SeccompAction,
+  SeccompArchitecture,
+  SeccompArg,
+  SeccompCall,
+  SeccompFlag,
+  SeccompOperator,
+  SeccompProfile,
+  SeccompSyscall,
+  Verdict,
+} from './types.js';
+export { SECCOMP_ACTIONS, SECCOMP_ARCHITECTURES, SECCOMP_FLAGS, SECCOMP_OPERATORS } from './types.js';
+export { decodeSeccomp } from './decode.js';
+export {
+  validate,
+  validateArtifact,
+  validateBaseline,
+  validateStrict,
+  MAX_CLAUSES,
+  MAX_CLAUSES_PER_SYSCALL,
+  MAX_ENTRIES_PER_SYSCALL,
+  MAX_NAMES_PER_ENTRY,
+} from './validate.js';
+export { actionRank, formatVerdict } from './actions.js';
+export { canonicalize, intersect, mergeProfiles } from './intersect.js';
+export { encodeCanonical } from './canonical.js';
+export { diff, formatConstraint, type TrustedInputs } from './diff.js';
+export { evaluate, type EvaluateOptions, type Evaluation } from './evaluate.js';

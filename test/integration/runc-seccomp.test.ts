@@ -1,0 +1,92 @@
+// Proof under a real kernel: effective profiles from intersect() loaded by Debian runc
+// (KEP-6061 §4: the result permits a call only if every input does).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { decodeSeccomp, intersect, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
+import { createRuncSandbox, readKernelLog, runcUnavailableReason, type RuncSandbox } from '../helpers/runc.js';
+
+const skip = runcUnavailableReason();
+const X86: Pick<SeccompProfile, 'architectures'> = { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] };
+const baseline = decodeSeccomp(readFileSync(new URL('../../../policy/seccomp-baseline.json', import.meta.url)));
+
+/** A script that reports each step instead of stopping at the first failure. */
+const SCRIPT = [
+  'echo start',
+  'if mkdir /tmp/d; then echo MKDIR_OK; else echo MKDIR_DENIED; fi',
+  'mkdir -p /tmp/e 2>/dev/null; touch /tmp/f && echo TOUCH_OK',
+  'if chmod 600 /tmp/f; then echo CHMOD_OK; else echo CHMOD_DENIED; fi',
+  'echo end',
+].join('; ');
+
+describe('seccomp merge under runc', { skip }, () => {
+  let sandbox: RuncSandbox;
+  before(() => {
+    sandbox = createRuncSandbox();
+  });
+  after(() => sandbox?.cleanup());
+
+  const run = (profile: SeccompProfile | Buffer, args = ['/bin/sh', '-c', SCRIPT]) =>
+    sandbox.run({ args, seccompJson: Buffer.isBuffer(profile) ? profile : intersect(profile, undefined, profile).bytes });
+
+  test('the shipped baseline runs a busybox shell workload', async () => {
+    const r = await run(baseline);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /start\nMKDIR_OK\nTOUCH_OK\nCHMOD_OK\nend\n/);
+  });
+
+  test('artifact allows everything, baseline denies mkdir: mkdir fails with EPERM', async () => {
+    const denyMkdir: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', ...X86, syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] };
+    const artifact: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', ...X86, syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ALLOW' }] };
+    const merged = intersect(denyMkdir, undefined, artifact);
+    assert.ok(merged.constrained.some((c) => c.kind === 'syscall' && c.syscall === 'mkdir' && c.by === 'baseline'));
+    const r = await run(merged.bytes);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /MKDIR_DENIED/);
+    assert.match(r.stderr, /mkdir: can't create directory '\/tmp\/d': Operation not permitted/);
+    assert.match(r.stdout, /TOUCH_OK\nCHMOD_OK\nend/);
+  });
+
+  test('artifact denies chmod, baseline allows it: chmod fails; touch and echo still work', async () => {
+    const artifact: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', ...X86, syscalls: [{ names: ['chmod', 'fchmod', 'fchmodat', 'fchmodat2'], action: 'SCMP_ACT_ERRNO' }] };
+    const merged = intersect(baseline, undefined, artifact);
+    const r = await run(merged.bytes);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /start\nMKDIR_OK\nTOUCH_OK\nCHMOD_DENIED\nend\n/);
+    assert.match(r.stderr, /chmod: \/tmp\/f: Operation not permitted/);
+  });
+
+  test('a baseline denial the artifact cannot lift (unshare) holds in the merged profile', async () => {
+    // A user namespace needs no capability, so the control run proves the denial is seccomp's.
+    const args = ['/bin/sh', '-c', 'if /bin/busybox unshare -U true; then echo UNSHARE_OK; else echo UNSHARE_DENIED; fi'];
+    const artifact: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW' };
+    const control = await run(artifact, args);
+    assert.match(control.stdout, /UNSHARE_OK/, control.stderr);
+    const merged = await run(intersect(baseline, undefined, artifact).bytes, args);
+    assert.match(merged.stdout, /UNSHARE_DENIED/);
+  });
+
+  test('SCMP_ACT_LOG lets the call through and the kernel writes an audit record (type=1326)', async (t) => {
+    // A busybox copy under a unique name gives the audit record a comm we can find; busybox
+    // runs argv[1] as the applet when its own name starts with "busybox". comm keeps 15 chars.
+    const probe = `busybox${randomBytes(3).toString('hex')}`;
+    const artifact: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', ...X86, syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_LOG' }] };
+    const merged = intersect({ defaultAction: 'SCMP_ACT_ALLOW', ...X86 }, undefined, artifact);
+    const r = await sandbox.run({ args: [`/bin/${probe}`, 'mkdir', '/tmp/logged'], seccompJson: merged.bytes, extraBinaries: [{ name: probe, copy: true }] });
+    assert.equal(r.status, 0, r.stderr);
+    const initial = readKernelLog();
+    if (initial === undefined) {
+      t.skip('the kernel log cannot be read here (dmesg failed); only the LOG action letting mkdir through was checked');
+      return;
+    }
+    // kauditd prints asynchronously; poll briefly.
+    const pattern = new RegExp(`audit: type=1326 .*comm="${probe}".* syscall=(?:83|258) `);
+    let log = initial;
+    for (let i = 0; i < 40 && !pattern.test(log); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      log = readKernelLog() ?? '';
+    }
+    assert.match(log, pattern);
+  });
+});

@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import {
+  canonicalize,
+  decodeSeccomp,
+  diff,
+  encodeCanonical,
+  evaluate,
+  formatConstraint,
+  intersect,
+  validate,
+  type SeccompArg,
+  type SeccompProfile,
+  type SeccompSyscall,
+} from '../../../src/profiles/seccomp/index.js';
+
+const A = (names: string[], action: SeccompSyscall['action'], args?: SeccompArg[], errnoRet?: number): SeccompSyscall => ({
+  names,
+  action,
+  ...(args === undefined ? {} : { args }),
+  ...(errnoRet === undefined ? {} : { errnoRet }),
+});
+const P = (defaultAction: SeccompProfile['defaultAction'], syscalls: SeccompSyscall[] = [], extra: Partial<SeccompProfile> = {}): SeccompProfile => ({
+  defaultAction,
+  syscalls,
+  ...extra,
+});
+const arg = (index: number, op: SeccompArg['op'], value: bigint, valueTwo?: bigint): SeccompArg => ({ index, op, value, ...(valueTwo === undefined ? {} : { valueTwo }) });
+const ev = (p: SeccompProfile, syscall: string, ...args: bigint[]) => evaluate(p, { syscall, args });
+const merge = (baseline: SeccompProfile, artifact: SeccompProfile, base?: SeccompProfile) => intersect(baseline, base, artifact);
+
+test('KEP: a call is permitted only if every input permits it (baseline denies mkdir)', () => {
+  const r = merge(P('SCMP_ACT_ALLOW', [A(['mkdir', 'mkdirat'], 'SCMP_ACT_ERRNO')]), P('SCMP_ACT_ALLOW'));
+  assert.deepEqual(ev(r.profile, 'mkdir'), { action: 'SCMP_ACT_ERRNO', errno: 1 });
+  assert.deepEqual(ev(r.profile, 'write'), { action: 'SCMP_ACT_ALLOW' });
+});
+
+test('KEP: the artifact can never loosen the baseline (bpf stays denied)', () => {
+  const r = merge(P('SCMP_ACT_ERRNO', [A(['read', 'write'], 'SCMP_ACT_ALLOW')]), P('SCMP_ACT_ALLOW', [A(['bpf'], 'SCMP_ACT_ALLOW')]));
+  assert.equal(ev(r.profile, 'bpf').action, 'SCMP_ACT_ERRNO');
+  assert.equal(ev(r.profile, 'read').action, 'SCMP_ACT_ALLOW');
+});
+
+test('KEP: action order KILL_PROCESS > KILL > TRAP > ERRNO > NOTIFY > TRACE > LOG > ALLOW', () => {
+  const order: SeccompSyscall['action'][] = ['SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL', 'SCMP_ACT_TRAP', 'SCMP_ACT_ERRNO', 'SCMP_ACT_TRACE', 'SCMP_ACT_LOG', 'SCMP_ACT_ALLOW'];
+  for (let i = 0; i < order.length; i++) {
+    for (let j = 0; j < order.length; j++) {
+      const r = merge(P('SCMP_ACT_ALLOW', [A(['x'], order[i]!)]), P('SCMP_ACT_ALLOW', [A(['x'], order[j]!)]));
+      assert.equal(ev(r.profile, 'x').action, order[Math.min(i, j)], `${order[i]} vs ${order[j]}`);
+    }
+  }
+});
+
+test('KEP: KILL_THREAD is written as SCMP_ACT_KILL', () => {
+  const r = merge(P('SCMP_ACT_ALLOW'), P('SCMP_ACT_ALLOW', [A(['x'], 'SCMP_ACT_KILL_THREAD')]));
+  assert.equal(r.profile.syscalls?.[0]?.action, 'SCMP_ACT_KILL');
+});
+
+test('KEP: defaultAction is the more restrictive one; absent syscalls get each profile default', () => {
+  const r = merge(P('SCMP_ACT_LOG'), P('SCMP_ACT_ERRNO', [A(['read'], 'SCMP_ACT_ALLOW')]));
+  assert.equal(r.profile.defaultAction, 'SCMP_ACT_ERRNO');
+  assert.equal(ev(r.profile, 'read').action, 'SCMP_ACT_LOG');
+  assert.equal(ev(r.profile, 'other').action, 'SCMP_ACT_ERRNO');
+});
+
+test('KEP: errno comes from the picked action; equal actions: the earlier input wins', () => {
+  const r = merge(P('SCMP_ACT_ALLOW', [A(['x'], 'SCMP_ACT_ERRNO', undefined, 13)]), P('SCMP_ACT_ALLOW', [A(['x'], 'SCMP_ACT_ERRNO', undefined, 2), A(['y'], 'SCMP_ACT_ERRNO', undefined, 2)]));
+  assert.deepEqual(ev(r.profile, 'x'), { action: 'SCMP_ACT_ERRNO', errno: 13 });
+  assert.deepEqual(ev(r.profile, 'y'), { action: 'SCMP_ACT_ERRNO', errno: 2 });
+  const d = merge(P('SCMP_ACT_ERRNO', [], { defaultErrnoRet: 38 }), P('SCMP_ACT_ERRNO'));
+  assert.equal(d.profile.defaultErrnoRet, 38);
+});
+
+test('KEP: EPERM is written as unset and ignored errno values are dropped', () => {
+  const r = merge(P('SCMP_ACT_ALLOW', [A(['x'], 'SCMP_ACT_ERRNO', undefined, 1), A(['y'], 'SCMP_ACT_KILL')]), P('SCMP_ACT_ALLOW'));
+  for (const s of r.profile.syscalls ?? []) assert.equal(s.errnoRet, undefined);
+});
+
+test('KEP: filters on different indices are ANDed into one entry', () => {
+  const r = merge(P('SCMP_ACT_ERRNO', [A(['w'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_EQ', 1n)])]), P('SCMP_ACT_ERRNO', [A(['w'], 'SCMP_ACT_ALLOW', [arg(1, 'SCMP_CMP_EQ', 2n)])]));
+  assert.deepEqual(r.profile.syscalls, [{ names: ['w'], action: 'SCMP_ACT_ALLOW', args: [arg(0, 'SCMP_CMP_EQ', 1n), arg(1, 'SCMP_CMP_EQ', 2n)] }]);
+  assert.equal(ev(r.profile, 'w', 1n, 2n).action, 'SCMP_ACT_ALLOW');
+  assert.equal(ev(r.profile, 'w', 1n, 3n).action, 'SCMP_ACT_ERRNO');
+});
+
+test('KEP: identical filters are kept', () => {
+  const s = [A(['w'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_EQ', 1n)])];
+  const r = merge(P('SCMP_ACT_ERRNO', s), P('SCMP_ACT_ERRNO', s));
+  assert.deepEqual(r.profile.syscalls, s);
+});
+
+test('KEP: provably disjoint filters yield no shared entry', () => {
+  const r = merge(P('SCMP_ACT_ERRNO', [A(['w'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_EQ', 1n)])]), P('SCMP_ACT_ERRNO', [A(['w'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_EQ', 2n)])]));
+  assert.equal(r.profile.syscalls, undefined);
+});
+
+test('KEP: different conditions on one index are inexpressible: the more restrictive action (write arg0>2 vs arg0<100)', () => {
+  const r = merge(P('SCMP_ACT_ERRNO', [A(['write'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_GT', 2n)])]), P('SCMP_ACT_ERRNO', [A(['write'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LT', 100n)])]));
+  for (const x of [0n, 50n, 200n]) assert.equal(ev(r.profile, 'write', x).action, 'SCMP_ACT_ERRNO');
+  assert.ok(r.constrained.some((c) => c.kind === 'syscall' && c.syscall === 'write' && c.by === 'inexpressible'));
+});
+
+test('KEP: valueTwo is cleared outside MASKED_EQ; MASKED_EQ with an empty mask is dropped', () => {
+  const r = canonicalize(P('SCMP_ACT_ERRNO', [A(['a'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_EQ', 1n, 7n)]), A(['b'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_MASKED_EQ', 0n, 0n)])]));
+  assert.deepEqual(r.syscalls, [
+    { names: ['b'], action: 'SCMP_ACT_ALLOW' },
+    { names: ['a'], action: 'SCMP_ACT_ALLOW', args: [arg(0, 'SCMP_CMP_EQ', 1n)] },
+  ]);
+});
+
+test('KEP: an unconditional rule hides conditional ones (evaluation model)', () => {
+  const p = P('SCMP_ACT_ERRNO', [A(['x'], 'SCMP_ACT_ALLOW'), A(['x'], 'SCMP_ACT_LOG', [arg(0, 'SCMP_CMP_EQ', 1n)])]);
+  validate(p);
+  assert.equal(ev(p, 'x', 1n).action, 'SCMP_ACT_ALLOW');
+});
+
+test('KEP: entries equal to the default are skipped (evaluation model)', () => {
+  const p = P('SCMP_ACT_ERRNO', [A(['x'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_EQ', 1n)]), A(['x'], 'SCMP_ACT_ALLOW')]);
+  assert.equal(ev(p, 'x', 1n).action, 'SCMP_ACT_ALLOW');
+});
+
+test('KEP: non-safe shapes read as the most restrictive action', () => {
+  const p = P('SCMP_ACT_ALLOW', [A(['x'], 'SCMP_ACT_LOG', [arg(0, 'SCMP_CMP_EQ', 1n), arg(1, 'SCMP_CMP_EQ', 1n)]), A(['x'], 'SCMP_ACT_TRAP', [arg(0, 'SCMP_CMP_EQ', 2n), arg(1, 'SCMP_CMP_EQ', 2n)])]);
+  assert.equal(ev(p, 'x', 9n, 9n).action, 'SCMP_ACT_TRAP');
+});
+
+test('KEP: a one-condition entry next to an unconditional result becomes entry + complement', () => {
+  // Artifact: write arg0 == 1 denied with EBADF, all else allowed; baseline allows write, denies by default.
+  const r = merge(P('SCMP_ACT_ERRNO', [A(['write'], 'SCMP_ACT_ALLOW')]), P('SCMP_ACT_ALLOW', [A(['write'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_EQ', 1n)], 9)]));
+  assert.deepEqual(r.profile.syscalls, [
+    { names: ['write'], action: 'SCMP_ACT_ERRNO', errnoRet: 9, args: [arg(0, 'SCMP_CMP_EQ', 1n)] },
+    { names: ['write'], action: 'SCMP_ACT_ALLOW', args: [arg(0, 'SCMP_CMP_NE', 1n)] },
+  ]);
+  assert.deepEqual(ev(r.profile, 'write', 1n), { action: 'SCMP_ACT_ERRNO', errno: 9 });
+  assert.equal(ev(r.profile, 'write', 2n).action, 'SCMP_ACT_ALLOW');
+});
+
+test('KEP: without a complement the syscall collapses to the most restrictive action', () => {
+  const r = merge(P('SCMP_ACT_ERRNO', [A(['w'], 'SCMP_ACT_ALLOW')]), P('SCMP_ACT_ALLOW', [A(['w'], 'SCMP_ACT_LOG', [arg(0, 'SCMP_CMP_MASKED_EQ', 3n, 1n)])]));
+  assert.deepEqual(r.profile.syscalls, [{ names: ['w'], action: 'SCMP_ACT_LOG' }]);
+});
+
+test('KEP: architectures present in only some inputs are dropped', () => {
+  const r = merge(P('SCMP_ACT_ALLOW', [], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] }), P('SCMP_ACT_ALLOW', [], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_AARCH64'] }));
+  assert.deepEqual(r.profile.architectures, ['SCMP_ARCH_X86_64']);
+  assert.deepEqual(r.constrained, [{ kind: 'architecture', architecture: 'SCMP_ARCH_AARCH64', by: 'baseline' }]);
+});
+
+test('KEP: 32-bit architectures are dropped when an input compares values wider than 32 bits', () => {
+  const r = merge(P('SCMP_ACT_ALLOW', [], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] }), P('SCMP_ACT_ALLOW', [A(['x'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_EQ', 1n << 40n)])], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] }));
+  assert.deepEqual(r.profile.architectures, ['SCMP_ARCH_X86_64']);
+});
+
+test('KEP: flags: SPEC_ALLOW only if all, LOG if any, no member unless an input names flags', () => {
+  assert.equal(merge(P('SCMP_ACT_ALLOW'), P('SCMP_ACT_ALLOW')).profile.flags, undefined);
+  const r = merge(P('SCMP_ACT_ALLOW', [], { flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] }), P('SCMP_ACT_ALLOW', [], { flags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW'] }));
+  assert.deepEqual(r.profile.flags, ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
+  const s = merge(P('SCMP_ACT_ALLOW'), P('SCMP_ACT_ALLOW', [], { flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] }));
+  assert.deepEqual(s.profile.flags, []);
+  assert.deepEqual(s.constrained, [{ kind: 'flag', flag: 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', by: 'baseline' }]);
+});
+
+test('KEP: the listener comes from the baseline; TSYNC is not kept next to a listener', () => {
+  const baseline = P('SCMP_ACT_ALLOW', [A(['mkdir'], 'SCMP_ACT_NOTIFY')], { listenerPath: '/run/agent.sock', listenerMetadata: 'm', flags: ['SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'] });
+  const r = merge(baseline, P('SCMP_ACT_ALLOW', [], { flags: ['SECCOMP_FILTER_FLAG_TSYNC'] }));
+  assert.equal(r.profile.listenerPath, '/run/agent.sock');
+  assert.equal(r.profile.listenerMetadata, 'm');
+  assert.deepEqual(r.profile.flags, ['SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV']);
+  assert.equal(ev(r.profile, 'mkdir').action, 'SCMP_ACT_NOTIFY');
+});
+
+test('three inputs: base profile constrains too and is named in the log', () => {
+  const r = merge(P('SCMP_ACT_ALLOW', [A(['bpf'], 'SCMP_ACT_ERRNO')]), P('SCMP_ACT_ALLOW'), P('SCMP_ACT_ALLOW', [A(['chmod'], 'SCMP_ACT_KILL_PROCESS')]));
+  assert.equal(ev(r.profile, 'chmod').action, 'SCMP_ACT_KILL_PROCESS');
+  assert.deepEqual(
+    r.constrained.map(formatConstraint),
+    ['bpf: artifact SCMP_ACT_ALLOW, effective SCMP_ACT_ERRNO(errno 1) (by the node baseline)', 'chmod: artifact SCMP_ACT_ALLOW, effective SCMP_ACT_KILL_PROCESS (by the pod base profile)'],
+  );
+});
+
+test('canonical output: equal inputs give byte-identical bytes, whatever their order and spelling', () => {
+  const one = P('SCMP_ACT_ERRNO', [A(['b', 'a'], 'SCMP_ACT_ALLOW'), A(['c'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_LT', 5n)], 1)], { architectures: ['SCMP_ARCH_X86', 'SCMP_ARCH_X86_64'] });
+  const two = P('SCMP_ACT_ERRNO', [A(['c'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_LE', 4n)]), A(['a'], 'SCMP_ACT_ALLOW'), A(['b'], 'SCMP_ACT_ALLOW')], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] });
+  const baseline = decodeSeccomp(readFileSync(new URL('../../../../policy/seccomp-baseline.json', import.meta.url)));
+  const r1 = intersect(baseline, undefined, one);
+  const r2 = intersect(baseline, undefined, two);
+  assert.ok(r1.bytes.equals(r2.bytes));
+  assert.equal(r1.digest, r2.digest);
+  assert.match(r1.digest, /^sha256:[0-9a-f]{64}$/);
+  assert.ok(encodeCanonical(canonicalize(one)).equals(encodeCanonical(canonicalize(two))));
+  // The bytes decode back to the same profile.
+  assert.deepEqual(decodeSeccomp(r1.bytes), r1.profile);
+});
+
+test('diff lists default action, syscall and argument cases', () => {
+  const baseline = P('SCMP_ACT_ERRNO', [A(['read', 'write'], 'SCMP_ACT_ALLOW'), A(['open'], 'SCMP_ACT_ALLOW', [arg(1, 'SCMP_CMP_EQ', 0n)])]);
+  const artifact = P('SCMP_ACT_ALLOW', [A(['write'], 'SCMP_ACT_LOG')]);
+  const r = merge(baseline, artifact);
+  assert.deepEqual(r.constrained, [
+    { kind: 'defaultAction', artifact: { action: 'SCMP_ACT_ALLOW' }, effective: { action: 'SCMP_ACT_ERRNO', errno: 1 }, by: 'baseline' },
+    { kind: 'syscall', syscall: 'open', args: 'arg1 >= 1', artifact: { action: 'SCMP_ACT_ALLOW' }, effective: { action: 'SCMP_ACT_ERRNO', errno: 1 }, by: 'baseline' },
+  ]);
+  assert.equal(formatConstraint(r.constrained[1]!), 'open when arg1 >= 1: artifact SCMP_ACT_ALLOW, effective SCMP_ACT_ERRNO(errno 1) (by the node baseline)');
+  // Without the inputs, diff cannot attribute.
+  assert.deepEqual(diff(artifact, r.profile)[0], { kind: 'defaultAction', artifact: { action: 'SCMP_ACT_ALLOW' }, effective: { action: 'SCMP_ACT_ERRNO', errno: 1 } });
+});
+
+test('evaluate: architectures outside the filter hit the bad-arch kill', () => {
+  const p = P('SCMP_ACT_ALLOW', [], { architectures: ['SCMP_ARCH_X86_64'] });
+  assert.deepEqual(evaluate(p, { syscall: 'read', arch: 'SCMP_ARCH_AARCH64' }), { action: 'SCMP_ACT_KILL', badArch: true });
+  assert.deepEqual(evaluate(p, { syscall: 'read', arch: 'SCMP_ARCH_X86_64' }), { action: 'SCMP_ACT_ALLOW' });
+});
+
+test('intersect refuses a missing input', () => {
+  assert.throws(() => intersect(undefined as unknown as SeccompProfile, undefined, P('SCMP_ACT_ALLOW')), /required/);
+});

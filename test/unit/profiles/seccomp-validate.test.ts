@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { isSpokeError } from '../../../src/core/errors.js';
+import {
+  decodeSeccomp,
+  validate,
+  validateArtifact,
+  validateBaseline,
+  validateStrict,
+  type SeccompProfile,
+  type SeccompSyscall,
+} from '../../../src/profiles/seccomp/index.js';
+import { validateArtifactBytes } from '../../../src/profiles/index.js';
+
+type Validator = (p: SeccompProfile) => void;
+const LEVELS: [string, Validator][] = [
+  ['validate', validate],
+  ['validateArtifact', validateArtifact],
+  ['validateStrict', validateStrict],
+];
+
+function failsAt(v: Validator, p: SeccompProfile, path: string): void {
+  assert.throws(
+    () => v(p),
+    (e: unknown) => {
+      assert.ok(isSpokeError(e), String(e));
+      assert.equal(e.code, 'SecurityProfileInvalid');
+      assert.equal(e.context.path, path, e.message);
+      return true;
+    },
+  );
+}
+
+const allow = (names: string[], extra: Partial<SeccompSyscall> = {}): SeccompSyscall => ({ names, action: 'SCMP_ACT_ALLOW', ...extra });
+const profile = (syscalls: SeccompSyscall[], extra: Partial<SeccompProfile> = {}): SeccompProfile => ({ defaultAction: 'SCMP_ACT_ERRNO', syscalls, ...extra });
+const eq = (index: number, value: bigint) => ({ index, value, op: 'SCMP_CMP_EQ' as const });
+
+/** [rule, profile, first level that rejects it (0 validate, 1 artifact, 2 strict), path, or path per level] */
+const RULES: [string, SeccompProfile, number, string | string[]][] = [
+  ['NOTIFY as default action is invalid everywhere', { defaultAction: 'SCMP_ACT_NOTIFY', listenerPath: '/run/l.sock' }, 0, 'defaultAction'],
+  ['NOTIFY on write is invalid everywhere', profile([{ names: ['read', 'write'], action: 'SCMP_ACT_NOTIFY' }], { listenerPath: '/run/l.sock' }), 0, ['syscalls[0].names[1]', 'listenerPath', 'listenerPath']],
+  ['NOTIFY needs a listener', profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }]), 0, 'syscalls[0].action'],
+  ['argument index at most 5', profile([allow(['read'], { args: [eq(6, 1n)] })]), 0, 'syscalls[0].args[0].index'],
+  ['an entry names a syscall', profile([allow([])]), 0, 'syscalls[0].names'],
+  ['artifacts use no NOTIFY', profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { listenerPath: '/run/l.sock' }), 1, 'listenerPath'],
+  ['artifacts set no listenerMetadata', profile([], { listenerMetadata: 'x' }), 1, 'listenerMetadata'],
+  ['errno at most 4095', profile([{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 4096 }]), 1, 'syscalls[0].errnoRet'],
+  ['defaultErrnoRet at most 4095', profile([], { defaultErrnoRet: 5000 }), 1, 'defaultErrnoRet'],
+  ['errnoRet only on ERRNO/TRACE', profile([allow(['mkdir'], { errnoRet: 1 })]), 1, 'syscalls[0].errnoRet'],
+  ['defaultErrnoRet only on ERRNO/TRACE', { defaultAction: 'SCMP_ACT_KILL', defaultErrnoRet: 1 }, 1, 'defaultErrnoRet'],
+  ['no duplicate architectures', profile([], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86_64'] }), 1, 'architectures[1]'],
+  ['no duplicate flags', profile([], { flags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_LOG'] }), 1, 'flags[1]'],
+  ['names look like syscalls', profile([allow(['read', 'Bad Name'])]), 1, 'syscalls[0].names[1]'],
+  ['at most 1024 names per entry', profile([allow(Array.from({ length: 1025 }, (_, i) => `s${i}`))]), 1, 'syscalls[0].names'],
+  ['at most 128 entries per syscall', profile(Array.from({ length: 129 }, (_, i) => allow(['read'], { args: [eq(0, BigInt(i))] }))), 1, 'syscalls[128].names[0]'],
+  ['at most 256 rules per syscall', profile(Array.from({ length: 65 }, (_, i) => allow(['read'], { args: [eq(0, BigInt(4 * i)), eq(0, BigInt(4 * i + 1)), eq(0, BigInt(4 * i + 2)), eq(0, BigInt(4 * i + 3))] }))), 1, 'syscalls[64].names[0]'],
+  ['at most 16384 rules in total', profile(Array.from({ length: 17 }, (_, e) => allow(Array.from({ length: 1000 }, (_, i) => `s${e}_${i}`)))), 1, 'syscalls[16].names[384]'],
+  ['an unconditional rule conflicting with another', profile([allow(['read']), { names: ['read'], action: 'SCMP_ACT_KILL', args: [eq(0, 1n)] }]), 1, 'syscalls[1].names[0]'],
+  ['identical filters with different results', profile([allow(['read'], { args: [eq(0, 1n)] }), { names: ['read'], action: 'SCMP_ACT_LOG', args: [eq(0, 1n)] }]), 1, 'syscalls[1].names[0]'],
+  ['non-safe shape (two multi-condition clauses)', profile([allow(['read'], { args: [eq(0, 1n), eq(1, 1n)] }), allow(['read'], { args: [eq(0, 2n), eq(1, 2n)] })]), 1, 'syscalls[1].names[0]'],
+  ['EQ values equal in the low 32 bits are not distinct', profile([allow(['read'], { args: [eq(0, 1n)] }), { names: ['read'], action: 'SCMP_ACT_LOG', args: [eq(0, (1n << 32n) + 1n)] }]), 1, 'syscalls[1].names[0]'],
+  ['values wider than 32 bits with 32-bit archs', profile([allow(['read'], { args: [eq(0, 1n << 33n)] })], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] }), 1, 'syscalls[0].args[0].value'],
+  ['strict: duplicate name in an entry', profile([allow(['read', 'read'])]), 2, 'syscalls[0].names[1]'],
+  ['strict: duplicate rule across entries', profile([allow(['read']), allow(['write', 'read'])]), 2, 'syscalls[1].names[1]'],
+  ['strict: unused valueTwo', profile([allow(['read'], { args: [{ index: 0, value: 1n, valueTwo: 2n, op: 'SCMP_CMP_EQ' }] })]), 2, 'syscalls[0].args[0].valueTwo'],
+];
+
+for (const [rule, p, level, path] of RULES) {
+  test(`rule: ${rule}`, () => {
+    LEVELS.forEach(([name, v], i) => {
+      if (i >= level) failsAt(v, p, typeof path === 'string' ? path : path[i]!);
+      else assert.doesNotThrow(() => v(p), name);
+    });
+  });
+}
+
+test('safe shapes pass artifact validation', () => {
+  const safe: SeccompSyscall[] = [
+    allow(['a'], { args: [eq(0, 1n), { index: 2, value: 5n, op: 'SCMP_CMP_GT' }] }), // one clause, ANDed
+    allow(['b'], { args: [eq(0, 1n)] }),
+    { names: ['b'], action: 'SCMP_ACT_LOG', args: [eq(0, 2n)] }, // single-EQ on one index
+    allow(['c'], { args: [eq(0, 1n), eq(0, 2n)] }), // alternatives sharing one result
+    allow(['d'], { args: [eq(1, 1n)] }),
+    { names: ['d'], action: 'SCMP_ACT_KILL', args: [{ index: 1, value: 1n, op: 'SCMP_CMP_NE' }] }, // complement
+    { names: ['e'], action: 'SCMP_ACT_ERRNO', args: [eq(0, 1n)] }, // equal to the default: skipped
+    allow(['e']),
+  ];
+  validateStrict(profile(safe, { architectures: ['SCMP_ARCH_X86_64'] }));
+});
+
+test('the shipped baseline passes validateBaseline and strict validation', () => {
+  const baseline = decodeSeccomp(readFileSync(new URL('../../../../policy/seccomp-baseline.json', import.meta.url)));
+  validateBaseline(baseline);
+  assert.equal(baseline.flags, undefined);
+});
+
+test('validateBaseline accepts a notify listener baseline with runtime rules only', () => {
+  const p = profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { listenerPath: '/run/l.sock' });
+  validateBaseline(p);
+  failsAt(validateBaseline, { ...p, defaultAction: 'SCMP_ACT_NOTIFY' }, 'defaultAction');
+});
+
+test('validateArtifactBytes: seccomp decodes and applies artifact rules; apparmor needs a JSON object', () => {
+  validateArtifactBytes('seccomp', Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'));
+  assert.throws(() => validateArtifactBytes('seccomp', Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/x"}')), /listener/);
+  validateArtifactBytes('apparmor', Buffer.from('{"filesystem":{}}'));
+  assert.throws(() => validateArtifactBytes('apparmor', Buffer.from('[1]')), /object/);
+  assert.throws(() => validateArtifactBytes('apparmor', Buffer.from('{"a":1,"a":2}')), /duplicate/);
+});
