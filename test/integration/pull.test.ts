@@ -126,7 +126,7 @@ describe('pull pipeline against a real registry', () => {
       it(`refuses: ${c.name}`, async () => {
         const node = testNode(unsignedPolicy([`${reg.host}/bad`]));
         try {
-          const { reference } = await pushRawArtifact(reg.host, `bad/${c.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`, c.spec);
+          const { reference } = await pushRawArtifact(reg.host, `bad/${c.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase()}`, c.spec);
           await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', c.re);
           assert.deepEqual(storeFiles(node), []);
         } finally {
