@@ -16,6 +16,7 @@ declare -A NEED=(
   [apparmor_parser]=apparmor
   [openssl]=openssl
   [htpasswd]=apache2-utils
+  [mount]=mount
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

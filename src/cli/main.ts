@@ -12,6 +12,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   inspect: { summary: 'show an artifact manifest, kind and sizes without downloading the profile', load: () => import('./commands/inspect.js') },
   policy: { summary: 'policy check REF | policy lint FILE', load: () => import('./commands/policy.js') },
   store: { summary: 'store ls | rm | gc | verify | unpin', load: () => import('./commands/store.js') },
+  shim: { summary: 'the KEP-6061 CRI shim between the kubelet and the runtime (node daemon)', load: () => import('./commands/shim.js') },
   sign: { summary: 'sign an artifact digest with a local key (sigstore bundle referrer and/or cosign .sig); prints the digest reference', load: () => import('./commands/sign.js') },
   verify: { summary: "verify REF's signature offline under the node policy; prints the signer, format and identity", load: () => import('./commands/verify.js') },
 };

@@ -11,7 +11,6 @@ import { UndiciRegistryClient } from '../registry/client.js';
 import { loadCredentials } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
-import { verifyArtifactSignature } from '../verify/index.js';
 
 /** Flags every publisher command takes (oras habits). */
 export const publisherFlags = {
@@ -47,9 +46,12 @@ export async function nodeConfigOnly(values: NodeFlagValues): Promise<NodeConfig
   return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'] });
 }
 
-/** The verifier adapter: the pipeline's view → src/verify's options. */
-export const sigstoreVerifier: SignatureVerifier = ({ registry, reference, manifestBytes, signers, credential, signal }) =>
-  verifyArtifactSignature({
+/**
+ * The verifier adapter: the pipeline's view → src/verify's options. sigstore-js is loaded on the
+ * first signed pull only, so unsigned rules and cached pulls do not pay for it at start-up.
+ */
+export const sigstoreVerifier: SignatureVerifier = async ({ registry, reference, manifestBytes, signers, credential, signal }) =>
+  (await import('../verify/index.js')).verifyArtifactSignature({
     registry,
     repo: { registry: reference.registry, repository: reference.repository },
     digest: reference.digest,

@@ -4,7 +4,13 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Pool, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher } from 'undici';
+
+// Only the Pool: undici's index loads fetch, WebSocket, caches and more (~50 ms at every CLI
+// start on a loaded 2-core node); the pool module alone is a fraction of that. undici has no
+// `exports` map, so its lib files are reachable, and the type comes from the package index.
+const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof import('undici').Pool;
 import { SpokeError, type ErrorContext } from '../core/errors.js';
 import type { Clock, Logger } from '../core/runtime.js';
 import { isRetryableNetworkError } from './errors.js';

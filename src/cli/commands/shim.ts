@@ -1,0 +1,203 @@
+// `spoke shim`: the node daemon. Composition only: config → logger/metrics → baseline → node
+// pipeline (policy, store, registry, verifier) → ShimServer; signals for reload and shutdown.
+
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { loadNodeConfig, LOG_LEVELS } from '../../config/node-config.js';
+import { SpokeError, asSpokeError } from '../../core/errors.js';
+import type { LogLevel } from '../../core/runtime.js';
+import { ShimServer } from '../../cri/server.js';
+import type { SeccompOps } from '../../cri/deps.js';
+import { JsonLogger } from '../../observe/log.js';
+import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
+import { PolicyHolder } from '../../config/policy-holder.js';
+import { decodeSeccomp, formatConstraint, intersect, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import type { PullRequest, PullResult } from '../../pull.js';
+import { ProfileStore } from '../../store/store.js';
+import { parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+import type { NodeContext } from '../wiring.js';
+
+const HELP = `usage: spoke shim [--listen SOCK --upstream SOCK] [options]
+
+The KEP-6061 CRI shim. Serves CRI on --listen (point the kubelet's
+--container-runtime-endpoint at it) and forwards every call to the runtime on --upstream
+(containerd or CRI-O) byte for byte, except: PullSecurityProfileArtifact /
+PullSecurityProfile, ListSecurityProfiles and RemoveSecurityProfile are answered by spoke;
+RunPodSandbox / CreateContainer requests whose seccomp profile is of type OCI get a Localhost
+profile = node baseline ∩ pod base profile ∩ artifact; the Status response advertises
+features.security_profile_oci_artifact. Every setting may come from the config file; flags win.
+
+options:
+  --config FILE        node config, YAML (default /etc/spoke/config.yaml; absent = defaults)
+  --listen SOCK        unix socket to serve CRI on, created mode 0660 (config: listen;
+                       default /run/spoke/spoke.sock). An existing non-socket path is refused.
+  --upstream SOCK      the runtime's CRI socket (config: upstream; default
+                       /run/containerd/containerd.sock). Calls fail with UNAVAILABLE while it is
+                       down; the shim reconnects with backoff.
+  --store DIR          content-addressed profile store (config: storeDir; default /var/lib/spoke)
+  --seccomp-root DIR   the kubelet's seccomp root; effective profiles are written to
+                       DIR/spoke/<sha256>.json (config: seccompRoot; default /var/lib/kubelet/seccomp)
+  --baseline FILE      node baseline seccomp profile intersected into every OCI profile; checked
+                       at start, a bad file stops the shim (config: baseline; default: the shipped
+                       policy/seccomp-baseline.json)
+  --policy FILE        node admin policy, deny by default (config: policy; default
+                       /etc/spoke/policy.yaml); reloaded on change and on SIGHUP, an invalid
+                       file keeps the last good policy
+  --metrics ADDR       serve Prometheus metrics on host:port at /metrics (config: metrics;
+                       default off)
+  --log-level L        debug, info, warn or error (config: logLevel; default info); logs are
+                       JSON lines on stderr
+  --auth-file FILE     registry credentials, docker config.json format (config: authFile);
+                       the kubelet's AuthConfig, when sent, is used for that pull only
+
+signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
+SIGHUP reloads the policy and the baseline.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const started = performance.now();
+  const { values, help } = parseCommand(
+    argv,
+    {
+      config: { type: 'string' },
+      listen: { type: 'string' },
+      upstream: { type: 'string' },
+      store: { type: 'string' },
+      'seccomp-root': { type: 'string' },
+      baseline: { type: 'string' },
+      policy: { type: 'string' },
+      metrics: { type: 'string' },
+      'log-level': { type: 'string' },
+      'auth-file': { type: 'string' },
+    },
+    HELP,
+    [0, 0],
+  );
+  if (help) return 0;
+  const level = values['log-level'];
+  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}\n${HELP}`);
+  const config = loadNodeConfig(values.config, {
+    listen: values.listen,
+    upstream: values.upstream,
+    storeDir: values.store,
+    seccompRoot: values['seccomp-root'],
+    baseline: values.baseline,
+    policy: values.policy,
+    metrics: values.metrics,
+    logLevel: level as LogLevel | undefined,
+    authFile: values['auth-file'],
+  });
+  const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
+
+  let baseline = loadBaseline(config.baseline);
+  let metrics: Metrics = noopMetrics;
+  let metricsServer: import('node:http').Server | undefined;
+  const running: { shim?: ShimServer<SeccompProfile> } = {};
+  if (config.metrics !== '') {
+    const prom = await createPromMetrics();
+    metrics = prom;
+    metricsServer = await serveMetrics(prom, config.metrics, () => running.shim?.upstream.isUp() ?? false);
+  }
+  // The policy is checked now (no valid policy: no shim). The pull pipeline (registry client,
+  // sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need only
+  // the store, so start-up stays fast and an idle shim stays small.
+  new PolicyHolder({ file: config.policy, watch: false, logger }).close();
+  const store = new ProfileStore({ root: config.storeDir });
+  let node: NodeContext | undefined;
+  let loading: Promise<NodeContext> | undefined;
+  const nodeContext = (): Promise<NodeContext> => {
+    loading ??= import('../wiring.js').then((w) => {
+      node = w.createNodeContext(config, { logger, observer: metrics, watchPolicy: true });
+      logger.log('info', 'pull pipeline loaded', { policy: config.policy });
+      return node;
+    });
+    loading.catch(() => {
+      loading = undefined;
+    });
+    return loading;
+  };
+  const pipeline = { pull: async (req: PullRequest): Promise<PullResult> => (await nodeContext()).pipeline.pull(req) };
+  const seccomp: SeccompOps<SeccompProfile> = {
+    decode: decodeSeccomp,
+    validateBase: validateStrict,
+    intersect: (b, base, a) => intersect(b, base, a),
+    formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
+  };
+  mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
+  const shim = new ShimServer<SeccompProfile>({
+    listen: config.listen,
+    upstream: config.upstream,
+    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics },
+  });
+  try {
+    await shim.start();
+  } catch (e) {
+    metricsServer?.close();
+    throw e;
+  }
+  running.shim = shim;
+  const server = shim;
+  logger.log('info', 'shim ready', {
+    listen: config.listen,
+    upstream: config.upstream,
+    storeDir: config.storeDir,
+    seccompRoot: config.seccompRoot,
+    policy: config.policy,
+    metrics: config.metrics || undefined,
+    startupMs: Math.round(performance.now() - started),
+    sinceProcessStartMs: Math.round(process.uptime() * 1000),
+  });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.log('info', 'shutting down', { signal, inFlight: server.inFlight() });
+      void (async () => {
+        await server.close();
+        await node?.close().catch(() => undefined);
+        metricsServer?.close();
+        resolve(0);
+      })();
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      let policyOk = true;
+      if (node) policyOk = node.policy.reload().ok;
+      else {
+        try {
+          new PolicyHolder({ file: config.policy, watch: false, logger }).close();
+        } catch (e) {
+          policyOk = false;
+          logger.log('error', 'node policy invalid', { policy: config.policy, error: asSpokeError(e).message });
+        }
+      }
+      try {
+        baseline = loadBaseline(config.baseline);
+        logger.log('info', 'baseline reloaded', { baseline: config.baseline });
+      } catch (e) {
+        logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
+      }
+      logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
+    });
+  });
+}
+
+function loadBaseline(path: string): SeccompProfile {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `baseline ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path });
+  }
+  try {
+    const p = decodeSeccomp(bytes);
+    validateBaseline(p);
+    return p;
+  } catch (e) {
+    const err = asSpokeError(e, 'InvalidArgument');
+    throw new SpokeError('InvalidArgument', `baseline ${path}: ${err.message}`, { file: path }, { cause: e });
+  }
+}

@@ -1,0 +1,36 @@
+// What the shim needs from the rest of spoke, as narrow structural types so the CRI layer can be
+// tested with small fakes and wired to the real pipeline/store/seccomp library by the CLI.
+
+import type { ProfileKind } from '../core/constants.js';
+import type { Digest } from '../core/digest.js';
+import type { Logger } from '../core/runtime.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { PullPipeline } from '../pull.js';
+import type { ProfileStore } from '../store/store.js';
+
+export type ShimPipeline = Pick<PullPipeline, 'pull'>;
+
+export type ShimStore = Pick<ProfileStore, 'getRecord' | 'readProfile' | 'list' | 'markInUse' | 'release' | 'replaceInUse' | 'inUse' | 'remove'>;
+
+/** The seccomp library, injected (src/profiles/seccomp). P is its decoded profile type. */
+export interface SeccompOps<P = unknown> {
+  decode(bytes: Uint8Array): P;
+  /** ValidateStrict-level check for a pod's Localhost base profile. */
+  validateBase(p: P): void;
+  intersect(baseline: P, base: P | undefined, artifact: P): { bytes: Buffer; constrained: readonly unknown[] };
+  formatConstraint(c: unknown): string;
+}
+
+export interface ShimDeps<P = unknown> {
+  pipeline: ShimPipeline;
+  store: ShimStore;
+  seccomp: SeccompOps<P>;
+  /** The node baseline, decoded and validated (swapped on reload). */
+  baseline: () => P;
+  /** The kubelet's seccomp root; effective profiles go to `<root>/spoke/<sha256>.json`. */
+  seccompRoot: string;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export type { Digest, ProfileKind };

@@ -1,0 +1,194 @@
+// The few CRI messages spoke owns or edits, hand-coded on wire.ts (no protobufjs at start-up).
+// Field numbers are those of proto/api.proto (which follows kubernetes/cri-api and KEP-6061).
+
+import {
+  boolField,
+  encodeTag,
+  encodeVarint,
+  fields,
+  getMergedMessage,
+  getString,
+  getStrings,
+  getVarint,
+  lenField,
+  stringField,
+  varintField,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WireError,
+} from './wire.js';
+
+// ---- paths to the seccomp SecurityProfile
+/** RunPodSandboxRequest.config(1) → PodSandboxConfig.linux(8) → LinuxPodSandboxConfig.security_context(2) → .seccomp(9) */
+export const POD_SECCOMP_IN_RUN = [1, 8, 2, 9] as const;
+export const POD_APPARMOR_IN_RUN = [1, 8, 2, 10] as const;
+/** CreateContainerRequest.config(2) → ContainerConfig.linux(15) → LinuxContainerConfig.security_context(2) → .seccomp(15) */
+export const CTR_SECCOMP_IN_CREATE = [2, 15, 2, 15] as const;
+export const CTR_APPARMOR_IN_CREATE = [2, 15, 2, 16] as const;
+/** CreateContainerRequest.sandbox_config(3) → PodSandboxConfig.linux(8) → security_context(2) → seccomp(9) */
+export const POD_SECCOMP_IN_CREATE = [3, 8, 2, 9] as const;
+export const POD_APPARMOR_IN_CREATE = [3, 8, 2, 10] as const;
+/** StatusResponse.features(4); RuntimeFeatures.security_profile_oci_artifact(4). */
+export const STATUS_FEATURES = 4;
+export const FEATURE_OCI_ARTIFACT = 4;
+
+// ---- SecurityProfile
+export const PROFILE_RUNTIME_DEFAULT = 0;
+export const PROFILE_UNCONFINED = 1;
+export const PROFILE_LOCALHOST = 2;
+export const PROFILE_OCI = 3;
+export const BASE_RUNTIME_DEFAULT = 1;
+export const BASE_LOCALHOST = 2;
+
+export interface SecurityProfileMsg {
+  profileType: number;
+  localhostRef: string;
+  ociRef: string;
+  base: { type: number; localhostRef: string } | undefined;
+}
+
+export function decodeSecurityProfile(buf: Uint8Array): SecurityProfileMsg {
+  const baseBytes = getMergedMessage(buf, 4);
+  return {
+    profileType: getVarint(buf, 1),
+    localhostRef: getString(buf, 2),
+    ociRef: getString(buf, 3),
+    base: baseBytes === undefined ? undefined : { type: getVarint(baseBytes, 1), localhostRef: getString(baseBytes, 2) },
+  };
+}
+
+/** `{profile_type: Localhost, localhost_ref: path}` */
+export function encodeLocalhostProfile(path: string): Buffer {
+  return Buffer.concat([varintField(1, PROFILE_LOCALHOST), stringField(2, path)]);
+}
+
+/** The field bytes `security_profile_oci_artifact = true` inside RuntimeFeatures. */
+export const OCI_FEATURE_TRUE = Buffer.concat([encodeTag(FEATURE_OCI_ARTIFACT, WIRE_VARINT), encodeVarint(1)]);
+
+// ---- PullSecurityProfileArtifactRequest / Response
+export const KIND_UNSPECIFIED = 0;
+export const KIND_SECCOMP = 1;
+export const KIND_APPARMOR = 2;
+
+export interface AuthConfigMsg {
+  username: string;
+  password: string;
+  auth: string;
+  serverAddress: string;
+  identityToken: string;
+  registryToken: string;
+}
+
+export interface PullRequestMsg {
+  image: string;
+  userSpecifiedImage: string;
+  auth: AuthConfigMsg | undefined;
+  namespace: string;
+  kind: number;
+}
+
+export function decodePullRequest(buf: Uint8Array): PullRequestMsg {
+  const image = getMergedMessage(buf, 1);
+  const auth = getMergedMessage(buf, 2);
+  const sandbox = getMergedMessage(buf, 3);
+  const meta = sandbox === undefined ? undefined : getMergedMessage(sandbox, 1);
+  return {
+    image: image === undefined ? '' : getString(image, 1),
+    userSpecifiedImage: image === undefined ? '' : getString(image, 18),
+    auth:
+      auth === undefined
+        ? undefined
+        : {
+            username: getString(auth, 1),
+            password: getString(auth, 2),
+            auth: getString(auth, 3),
+            serverAddress: getString(auth, 4),
+            identityToken: getString(auth, 5),
+            registryToken: getString(auth, 6),
+          },
+    namespace: meta === undefined ? '' : getString(meta, 3),
+    kind: getVarint(buf, 4),
+  };
+}
+
+export function encodePullResponse(resolvedRef: string, cached: boolean): Buffer {
+  return Buffer.concat([stringField(1, resolvedRef), boolField(2, cached)]);
+}
+
+// ---- List / Remove
+export interface ProfileListItem {
+  digest: string;
+  references: readonly string[];
+  size: number;
+  kind: number;
+  inUse: boolean;
+  pulledAtNanos: bigint;
+}
+
+export function decodeListRequest(buf: Uint8Array): { kind: number } {
+  return { kind: getVarint(buf, 1) };
+}
+
+export function encodeListResponse(items: readonly ProfileListItem[]): Buffer {
+  return Buffer.concat(
+    items.map((it) =>
+      lenField(
+        1,
+        Buffer.concat([
+          stringField(1, it.digest),
+          ...it.references.map((r) => lenField(2, Buffer.from(r, 'utf8'))),
+          varintField(3, it.size),
+          varintField(4, it.kind),
+          boolField(5, it.inUse),
+          varintField(6, it.pulledAtNanos),
+        ]),
+      ),
+    ),
+  );
+}
+
+export function decodeListResponse(buf: Uint8Array): ProfileListItem[] {
+  const out: ProfileListItem[] = [];
+  for (const item of getRepeatedMessages(buf, 1)) {
+    out.push({
+      digest: getString(item, 1),
+      references: getStrings(item, 2),
+      size: getVarint(item, 3),
+      kind: getVarint(item, 4),
+      inUse: getVarint(item, 5) !== 0,
+      pulledAtNanos: BigInt(getVarint(item, 6)),
+    });
+  }
+  return out;
+}
+
+export function decodeRemoveRequest(buf: Uint8Array): { digest: string } {
+  return { digest: getString(buf, 1) };
+}
+
+// ---- ids from responses/requests of lifecycle calls
+/** RunPodSandboxResponse.pod_sandbox_id(1), CreateContainerResponse.container_id(1),
+ *  RemoveContainerRequest.container_id(1), RemovePodSandboxRequest.pod_sandbox_id(1). */
+export function decodeId(buf: Uint8Array): string {
+  return getString(buf, 1);
+}
+
+/** ListContainersResponse.containers(1): Container.id(1), pod_sandbox_id(2). */
+export function decodeContainerIds(buf: Uint8Array): { id: string; sandbox: string }[] {
+  return getRepeatedMessages(buf, 1).map((c) => ({ id: getString(c, 1), sandbox: getString(c, 2) }));
+}
+
+/** ListPodSandboxResponse.items(1): PodSandbox.id(1). */
+export function decodeSandboxIds(buf: Uint8Array): string[] {
+  return getRepeatedMessages(buf, 1).map((p) => getString(p, 1));
+}
+
+export function getRepeatedMessages(buf: Uint8Array, field: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const f of fields(buf)) {
+    if (f.field !== field) continue;
+    if (f.wireType !== WIRE_LEN) throw new WireError(`field ${field} is not length-delimited`);
+    out.push(Buffer.from(buf.buffer, buf.byteOffset + f.valueStart, f.end - f.valueStart));
+  }
+  return out;
+}

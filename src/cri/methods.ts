@@ -1,0 +1,43 @@
+// CRI method paths the shim routes on, and the bounded set of method names used as a metric
+// label (anything else is "other").
+
+export const RUNTIME = '/runtime.v1.RuntimeService/';
+export const IMAGE = '/runtime.v1.ImageService/';
+
+export const PATH_RUN_POD_SANDBOX = `${RUNTIME}RunPodSandbox`;
+export const PATH_CREATE_CONTAINER = `${RUNTIME}CreateContainer`;
+export const PATH_REMOVE_CONTAINER = `${RUNTIME}RemoveContainer`;
+export const PATH_REMOVE_POD_SANDBOX = `${RUNTIME}RemovePodSandbox`;
+export const PATH_STATUS = `${RUNTIME}Status`;
+export const PATH_PULL_ARTIFACT = `${IMAGE}PullSecurityProfileArtifact`;
+export const PATH_PULL_PROFILE = `${IMAGE}PullSecurityProfile`;
+export const PATH_LIST_PROFILES = `${IMAGE}ListSecurityProfiles`;
+export const PATH_REMOVE_PROFILE = `${IMAGE}RemoveSecurityProfile`;
+
+const RUNTIME_METHODS = [
+  'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes',
+  'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ListContainers', 'StreamContainers', 'ContainerStatus',
+  'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync', 'Exec', 'Attach', 'PortForward', 'ContainerStats', 'ListContainerStats',
+  'StreamContainerStats', 'PodSandboxStats', 'ListPodSandboxStats', 'StreamPodSandboxStats', 'UpdateRuntimeConfig', 'Status',
+  'CheckpointContainer', 'GetContainerEvents', 'ListMetricDescriptors', 'ListPodSandboxMetrics', 'StreamPodSandboxMetrics',
+  'RuntimeConfig', 'UpdatePodSandboxResources',
+];
+const IMAGE_METHODS = [
+  'ListImages', 'StreamImages', 'ImageStatus', 'PullImage', 'RemoveImage', 'ImageFsInfo',
+  'PullSecurityProfileArtifact', 'PullSecurityProfile', 'ListSecurityProfiles', 'RemoveSecurityProfile',
+];
+
+const LABELS = new Map<string, string>([
+  ...RUNTIME_METHODS.map((m) => [`${RUNTIME}${m}`, m] as [string, string]),
+  ...IMAGE_METHODS.map((m) => [`${IMAGE}${m}`, m] as [string, string]),
+]);
+
+/** Server-streaming methods: long-lived, cancelled (UNAVAILABLE) at shutdown instead of awaited. */
+export const STREAMING = new Set([
+  `${RUNTIME}GetContainerEvents`, `${RUNTIME}StreamPodSandboxes`, `${RUNTIME}StreamContainers`, `${RUNTIME}StreamContainerStats`,
+  `${RUNTIME}StreamPodSandboxStats`, `${RUNTIME}StreamPodSandboxMetrics`, `${IMAGE}StreamImages`,
+]);
+
+export function methodLabel(path: string): string {
+  return LABELS.get(path) ?? 'other';
+}

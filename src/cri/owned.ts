@@ -1,0 +1,126 @@
+// The KEP-6061 methods spoke answers itself: PullSecurityProfileArtifact / PullSecurityProfile
+// (one handler), ListSecurityProfiles, RemoveSecurityProfile. Requests are decoded by hand
+// (messages.ts); errors are thrown as SpokeError and mapped to gRPC in status.ts.
+
+import type { ProfileKind } from '../core/constants.js';
+import { parseDigest } from '../core/digest.js';
+import { SpokeError, asSpokeError } from '../core/errors.js';
+import type { PullRequest } from '../pull.js';
+
+type Credential = NonNullable<PullRequest['credential']>;
+import type { ShimDeps } from './deps.js';
+import {
+  decodeListRequest,
+  decodePullRequest,
+  decodeRemoveRequest,
+  encodeListResponse,
+  encodePullResponse,
+  KIND_APPARMOR,
+  KIND_SECCOMP,
+  KIND_UNSPECIFIED,
+  type AuthConfigMsg,
+} from './messages.js';
+import { WireError } from './wire.js';
+
+const KIND_NUMBER: Readonly<Record<ProfileKind, number>> = { seccomp: KIND_SECCOMP, apparmor: KIND_APPARMOR };
+
+/**
+ * CRI AuthConfig → a credential for this one request (never stored, never logged). Precedence:
+ * registry_token (bearer as is) > identity_token (OAuth2 refresh token) > username/password >
+ * auth (base64 "user:password"). An empty AuthConfig means anonymous.
+ */
+export function credentialOf(auth: AuthConfigMsg | undefined): Credential | undefined {
+  if (!auth) return undefined;
+  if (auth.registryToken !== '') return { kind: 'registryToken', token: auth.registryToken };
+  if (auth.identityToken !== '') return { kind: 'identityToken', token: auth.identityToken };
+  if (auth.username !== '' || auth.password !== '') return { kind: 'basic', username: auth.username, password: auth.password };
+  if (auth.auth !== '') {
+    const decoded = Buffer.from(auth.auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0) throw new SpokeError('InvalidArgument', 'auth.auth is not base64 of "username:password"');
+    return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+  }
+  return undefined;
+}
+
+function decoded<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof WireError) throw new SpokeError('InvalidArgument', `malformed request: ${e.message}`);
+    throw e;
+  }
+}
+
+export class OwnedHandlers<P> {
+  constructor(private readonly deps: ShimDeps<P>) {}
+
+  async pull(request: Buffer, signal: AbortSignal): Promise<Buffer> {
+    const req = decoded(() => decodePullRequest(request));
+    const { logger } = this.deps;
+    if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp)');
+    if (req.kind === KIND_APPARMOR) throw new SpokeError('InvalidArgument', 'profile_kind AppArmor is not supported yet');
+    if (req.kind !== KIND_SECCOMP) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`);
+    if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty');
+    const credential = credentialOf(req.auth);
+    const started = performance.now();
+    try {
+      const r = await this.deps.pipeline.pull({
+        reference: req.image,
+        kind: 'seccomp',
+        ...(req.namespace !== '' ? { namespace: req.namespace } : {}),
+        ...(credential ? { credential } : {}),
+        signal,
+      });
+      logger.log('info', 'security profile pull', {
+        reference: r.reference,
+        digest: r.digest,
+        rule: r.rule,
+        cached: r.cached,
+        namespace: req.namespace || undefined,
+        withCredentials: credential !== undefined,
+        ms: Math.round(performance.now() - started),
+      });
+      return encodePullResponse(r.resolvedRef, r.cached);
+    } catch (e) {
+      const err = asSpokeError(e);
+      logger.log(err.code === 'PermissionDenied' ? 'warn' : 'error', 'security profile pull refused', {
+        reference: req.image,
+        digest: err.context.digest,
+        rule: err.context.rule,
+        code: err.code,
+        error: err.message,
+        namespace: req.namespace || undefined,
+      });
+      throw err;
+    }
+  }
+
+  async list(request: Buffer): Promise<Buffer> {
+    const { kind } = decoded(() => decodeListRequest(request));
+    const entries = await this.deps.store.list();
+    let bytes = 0;
+    for (const e of entries) bytes += e.size;
+    this.deps.metrics.store(entries.length, bytes);
+    return encodeListResponse(
+      entries
+        .filter((e) => kind === KIND_UNSPECIFIED || KIND_NUMBER[e.kind] === kind)
+        .map((e) => ({
+          digest: e.digest,
+          references: e.references,
+          size: e.size,
+          kind: KIND_NUMBER[e.kind],
+          inUse: e.inUse.length > 0,
+          pulledAtNanos: BigInt(Date.parse(e.pulledAt) || 0) * 1_000_000n,
+        })),
+    );
+  }
+
+  async remove(request: Buffer): Promise<Buffer> {
+    const { digest } = decoded(() => decodeRemoveRequest(request));
+    const d = parseDigest(digest, 'digest');
+    await this.deps.store.remove(d);
+    this.deps.logger.log('info', 'security profile removed', { digest: d });
+    return Buffer.alloc(0);
+  }
+}

@@ -1,0 +1,600 @@
+// The CRI shim: an HTTP/2 server on a unix socket in front of the runtime's socket.
+//   - owned methods (PullSecurityProfile[Artifact], ListSecurityProfiles, RemoveSecurityProfile)
+//     are answered here;
+//   - RunPodSandbox / CreateContainer requests with an OCI seccomp profile are edited at the wire
+//     level (rewrite.ts) and then forwarded; without one, forwarded byte for byte;
+//   - the Status response gets features.security_profile_oci_artifact = true;
+//   - everything else, unknown methods included, is forwarded as raw HTTP/2: request headers
+//     (minus connection-specific ones), DATA, response headers, DATA and trailers unchanged.
+// Deadlines travel in grpc-timeout; a client RST_STREAM cancels the upstream stream and an
+// upstream reset or disconnect ends the client's stream (UNAVAILABLE when nothing was sent yet).
+
+import {
+  constants,
+  createServer,
+  type ClientHttp2Stream,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import { connect as netConnect } from 'node:net';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { SpokeError } from '../core/errors.js';
+import type { Logger } from '../core/runtime.js';
+import { ProfileApplier } from './apply.js';
+import type { ShimDeps } from './deps.js';
+import { decompress, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
+import { InUseTracker } from './inuse.js';
+import { decodeId, FEATURE_OCI_ARTIFACT, OCI_FEATURE_TRUE, STATUS_FEATURES } from './messages.js';
+import {
+  methodLabel,
+  PATH_CREATE_CONTAINER,
+  PATH_LIST_PROFILES,
+  PATH_PULL_ARTIFACT,
+  PATH_PULL_PROFILE,
+  PATH_REMOVE_CONTAINER,
+  PATH_REMOVE_POD_SANDBOX,
+  PATH_REMOVE_PROFILE,
+  PATH_RUN_POD_SANDBOX,
+  PATH_STATUS,
+  STREAMING,
+} from './methods.js';
+import { OwnedHandlers } from './owned.js';
+import { rewriteCreateContainer, rewriteRunPodSandbox, type RewriteResult } from './rewrite.js';
+import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './status.js';
+import { Upstream } from './upstream.js';
+import { appendToMessageAt, fields, findAll, WIRE_VARINT, WireError } from './wire.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = constants;
+
+/** Headers that are per-connection in HTTP/1 and forbidden in HTTP/2 (RFC 9113 §8.2.2). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
+const REQUEST_PSEUDO = new Set([':method', ':path', ':scheme', ':authority']);
+
+export interface ShimServerOptions<P> {
+  listen: string;
+  upstream: string;
+  deps: ShimDeps<P>;
+  /** How long SIGTERM waits for unary calls in flight. Default 30 s. */
+  shutdownGraceMs?: number;
+  /** Socket mode. Default 0o660. */
+  socketMode?: number;
+}
+
+interface Call {
+  stream: ServerHttp2Stream;
+  path: string;
+  streaming: boolean;
+}
+
+export class ShimServer<P = unknown> {
+  readonly upstream: Upstream;
+  private server: Http2Server | undefined;
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly calls = new Set<Call>();
+  private draining = false;
+  private readonly logger: Logger;
+  private readonly applier: ProfileApplier<P>;
+  readonly inUse: InUseTracker;
+  private readonly owned: OwnedHandlers<P>;
+  private rebuildTimer: NodeJS.Timeout | undefined;
+  private rebuilding: Promise<unknown> | undefined;
+
+  constructor(private readonly opts: ShimServerOptions<P>) {
+    this.logger = opts.deps.logger;
+    this.upstream = new Upstream(opts.upstream, this.logger, { onConnect: () => this.scheduleRebuild(0) });
+    this.applier = new ProfileApplier(opts.deps);
+    this.inUse = new InUseTracker(opts.deps.store, this.logger);
+    this.owned = new OwnedHandlers(opts.deps);
+  }
+
+  /** Binds the socket (refusing a path that is not a socket; removing a stale one) and starts. */
+  async start(): Promise<void> {
+    const path = this.opts.listen;
+    await prepareSocketPath(path);
+    const server = createServer({ settings: { initialWindowSize: 4 * 1024 * 1024 }, maxSessionMemory: 64 });
+    server.on('session', (s) => {
+      this.sessions.add(s);
+      s.on('close', () => this.sessions.delete(s));
+      s.on('error', () => {});
+    });
+    server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    server.on('error', (e) => this.logger.log('error', 'server error', { error: e.message }));
+    const oldMask = process.umask(0o117);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    await chmod(path, this.opts.socketMode ?? 0o660);
+    this.server = server;
+    this.upstream.start();
+    this.logger.log('info', 'shim listening', { listen: path, upstream: this.opts.upstream });
+  }
+
+  /** Graceful stop: no new calls, unary calls in flight finish, streams end, socket removed. */
+  async close(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+    const server = this.server;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    for (const c of this.calls) {
+      if (c.streaming) endWithStatus(c.stream, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
+    }
+    for (const s of this.sessions) s.close();
+    const grace = this.opts.shutdownGraceMs ?? 30_000;
+    const until = Date.now() + grace;
+    while (this.calls.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.sessions) s.destroy();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
+    await this.rebuilding?.catch(() => undefined);
+    await this.upstream.close();
+    await unlink(this.opts.listen).catch(() => undefined);
+    this.logger.log('info', 'shim stopped', { listen: this.opts.listen });
+  }
+
+  inFlight(): number {
+    return this.calls.size;
+  }
+
+  /** Rebuilds the in-use set from the runtime soon (coalesced). */
+  scheduleRebuild(delayMs: number): void {
+    if (this.draining) return;
+    if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+    this.rebuildTimer = setTimeout(() => {
+      this.rebuildTimer = undefined;
+      this.rebuilding = this.inUse.rebuild(this.upstream).catch((e) => {
+        this.logger.log('warn', 'in-use rebuild failed; will retry', { error: (e as Error).message });
+        this.scheduleRebuild(2000);
+      });
+    }, delayMs);
+    this.rebuildTimer.unref();
+  }
+
+  /** Waits for the pending rebuild (tests). */
+  async rebuildNow(): Promise<void> {
+    if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+    this.rebuildTimer = undefined;
+    await this.inUse.rebuild(this.upstream);
+  }
+
+  // ------------------------------------------------------------------ routing
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    const path = String(headers[':path'] ?? '');
+    const call: Call = { stream, path, streaming: STREAMING.has(path) };
+    const started = performance.now();
+    this.calls.add(call);
+    stream.on('close', () => this.calls.delete(call));
+    stream.on('error', () => {});
+    let reported = false;
+    const report = () => {
+      if (reported) return;
+      reported = true;
+      this.opts.deps.metrics.forwarded(methodLabel(path), (performance.now() - started) / 1000);
+    };
+    stream.once('close', report);
+    const origRespond = stream.respond.bind(stream);
+    stream.respond = ((h?: OutgoingHttpHeaders, o?: Parameters<ServerHttp2Stream['respond']>[1]) => {
+      report();
+      origRespond(h, o);
+    }) as ServerHttp2Stream['respond'];
+
+    if (this.draining) {
+      endWithStatus(stream, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
+      return;
+    }
+    const deadline = deadlineOf(headers, started);
+    const fail = (e: unknown) => {
+      const st = toGrpcStatus(e);
+      if (st.code === GrpcCode.INTERNAL) this.logger.log('error', 'call failed', { method: methodLabel(path), error: (e as Error).message });
+      endWithStatus(stream, st.code, st.message);
+    };
+    switch (path) {
+      case PATH_PULL_ARTIFACT:
+      case PATH_PULL_PROFILE:
+        this.ownedCall(stream, headers, deadline, (req, signal) => this.owned.pull(req, signal)).catch(fail);
+        return;
+      case PATH_LIST_PROFILES:
+        this.ownedCall(stream, headers, deadline, (req) => this.owned.list(req)).catch(fail);
+        return;
+      case PATH_REMOVE_PROFILE:
+        this.ownedCall(stream, headers, deadline, (req) => this.owned.remove(req)).catch(fail);
+        return;
+      case PATH_RUN_POD_SANDBOX:
+        this.editedCall(stream, headers, deadline, 'sandbox', rewriteRunPodSandbox).catch(fail);
+        return;
+      case PATH_CREATE_CONTAINER:
+        this.editedCall(stream, headers, deadline, 'container', rewriteCreateContainer).catch(fail);
+        return;
+      case PATH_STATUS:
+        this.forward(stream, headers, { editResponse: addOciFeature });
+        return;
+      case PATH_REMOVE_CONTAINER:
+      case PATH_REMOVE_POD_SANDBOX:
+        this.removeCall(stream, headers, path === PATH_REMOVE_CONTAINER ? 'container' : 'sandbox').catch(fail);
+        return;
+      default:
+        this.forward(stream, headers, {});
+    }
+  }
+
+  // ------------------------------------------------------------------ owned methods
+
+  private async ownedCall(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    deadline: number | undefined,
+    handler: (request: Buffer, signal: AbortSignal) => Promise<Buffer>,
+  ): Promise<void> {
+    const ac = new AbortController();
+    const onClose = () => ac.abort(new SpokeError('Unavailable', 'the client cancelled the call'));
+    stream.once('close', onClose);
+    let timer: NodeJS.Timeout | undefined;
+    if (deadline !== undefined) {
+      timer = setTimeout(() => ac.abort(new SpokeError('Unavailable', 'deadline exceeded')), Math.max(0, deadline - performance.now()));
+    }
+    try {
+      const body = await readBody(stream);
+      const request = singleMessage(body, headers);
+      const response = await handler(request, ac.signal);
+      if (deadline !== undefined && performance.now() > deadline) {
+        endWithStatus(stream, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        return;
+      }
+      sendUnary(stream, response);
+    } catch (e) {
+      if (deadline !== undefined && performance.now() >= deadline) endWithStatus(stream, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+      else throw e;
+    } finally {
+      if (timer) clearTimeout(timer);
+      stream.off('close', onClose);
+    }
+  }
+
+  // ------------------------------------------------------------------ edited requests
+
+  private async editedCall(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    deadline: number | undefined,
+    role: 'sandbox' | 'container',
+    rewrite: (payload: Buffer, resolve: (p: Parameters<ProfileApplier<P>['apply']>[0], c: Parameters<ProfileApplier<P>['apply']>[1]) => ReturnType<ProfileApplier<P>['apply']>) => Promise<RewriteResult>,
+  ): Promise<void> {
+    const body = await readBody(stream);
+    let result: RewriteResult;
+    let frames;
+    try {
+      frames = parseFrames(body);
+    } catch (e) {
+      throw new SpokeError('InvalidArgument', `spoke shim: malformed gRPC request body: ${(e as Error).message}`);
+    }
+    if (frames.length !== 1) throw new SpokeError('InvalidArgument', `spoke shim: expected one request message, got ${frames.length}`);
+    let payload: Buffer;
+    try {
+      payload = decompress(frames[0]!, headerString(headers['grpc-encoding']));
+    } catch (e) {
+      throw new SpokeError('InvalidArgument', `spoke shim: ${(e as Error).message}`);
+    }
+    try {
+      result = await rewrite(payload, (p, c) => this.applier.apply(p, c));
+    } catch (e) {
+      if (e instanceof WireError) throw new SpokeError('InvalidArgument', `spoke shim: malformed request message: ${e.message}`);
+      throw e;
+    }
+    if (stream.closed || stream.destroyed) return;
+    if (!result.edited) {
+      // Not ours: the original bytes, headers untouched.
+      this.forward(stream, headers, { body });
+      return;
+    }
+    const out: IncomingHttpHeaders = { ...headers };
+    if (deadline !== undefined) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        endWithStatus(stream, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        return;
+      }
+      out['grpc-timeout'] = formatGrpcTimeout(left);
+    }
+    const holds = result.holds;
+    const pending = holds ? await this.inUse.begin(holds.digest) : undefined;
+    this.forward(stream, out, {
+      body: encodeFrame(result.payload),
+      teeResponse: true,
+      onComplete: async (status, responseBody) => {
+        if (!pending || !holds) return;
+        if (status === '0' && responseBody) {
+          try {
+            const id = decodeId(parseFrames(responseBody)[0]?.payload ?? Buffer.alloc(0));
+            if (id !== '') {
+              await this.inUse.commit(pending, `${role}:${id}`, holds.digest);
+              return;
+            }
+          } catch (e) {
+            this.logger.log('warn', 'could not record the in-use holder', { error: (e as Error).message });
+          }
+        }
+        await this.inUse.abort(pending).catch(() => undefined);
+      },
+    });
+  }
+
+  // ------------------------------------------------------------------ removals
+
+  private async removeCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, role: 'sandbox' | 'container'): Promise<void> {
+    const body = await readBody(stream);
+    let id = '';
+    try {
+      const frames = parseFrames(body);
+      if (frames.length === 1) id = decodeId(decompress(frames[0]!, headerString(headers['grpc-encoding'])));
+    } catch {
+      id = '';
+    }
+    this.forward(stream, headers, {
+      body,
+      onComplete: async (status) => {
+        if (status !== '0' || id === '') return;
+        await this.inUse.released(`${role}:${id}`).catch((e) => this.logger.log('warn', 'release failed', { error: (e as Error).message }));
+        // Containers go with their sandbox: let the runtime's list say which remain.
+        if (role === 'sandbox') this.scheduleRebuild(100);
+      },
+    });
+  }
+
+  // ------------------------------------------------------------------ raw forwarding
+
+  private forward(
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    o: {
+      body?: Buffer;
+      editResponse?: (payload: Buffer) => Buffer;
+      teeResponse?: boolean;
+      onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
+    },
+  ): void {
+    const session = this.upstream.get();
+    if (!session) {
+      void o.onComplete?.(undefined, undefined);
+      endWithStatus(stream, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime is not available');
+      return;
+    }
+    const out: OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(headers)) {
+      if (v === undefined) continue;
+      if (k.startsWith(':') ? !REQUEST_PSEUDO.has(k) : HOP_BY_HOP.has(k)) continue;
+      out[k] = v;
+    }
+    let up: ClientHttp2Stream;
+    try {
+      up = session.request(out, { endStream: false });
+    } catch (e) {
+      void o.onComplete?.(undefined, undefined);
+      endWithStatus(stream, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`);
+      return;
+    }
+    up.on('error', () => {});
+    let responded = false;
+    let upDone = false;
+    let trailers: OutgoingHttpHeaders | undefined;
+    let grpcStatus: string | undefined;
+    const tee: Buffer[] = [];
+    let completed = false;
+    const complete = async () => {
+      if (completed) return;
+      completed = true;
+      if (o.onComplete) await o.onComplete(grpcStatus, o.teeResponse || o.editResponse ? Buffer.concat(tee) : undefined).catch(() => undefined);
+    };
+
+    // client → upstream
+    if (o.body !== undefined) up.end(o.body);
+    else stream.pipe(up);
+
+    // Cancellation: the client went away before the upstream finished.
+    stream.on('close', () => {
+      if (!upDone && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+    });
+
+    up.on('response', (h, flags) => {
+      if (stream.closed || stream.destroyed) return;
+      const rh = responseHeaders(h);
+      responded = true;
+      if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+        // Trailers-only response (errors, unknown methods): status and message in one block.
+        grpcStatus = headerString(h['grpc-status']);
+        void complete().finally(() => {
+          if (!stream.closed && !stream.destroyed) stream.respond(rh, { endStream: true });
+        });
+        return;
+      }
+      stream.respond(rh, { waitForTrailers: true });
+      stream.once('wantTrailers', () => {
+        void complete().finally(() => {
+          if (stream.closed || stream.destroyed) return;
+          try {
+            stream.sendTrailers(trailers ?? {});
+          } catch {
+            /* stream already gone */
+          }
+        });
+      });
+      if (o.editResponse) {
+        const edit = o.editResponse;
+        up.on('data', (c: Buffer) => tee.push(c));
+        up.on('end', () => {
+          const body = Buffer.concat(tee);
+          let outBody: Buffer = body;
+          try {
+            const frames = parseFrames(body, 256 * 1024 * 1024);
+            if (frames.length === 1 && !frames[0]!.compressed) outBody = encodeFrame(edit(frames[0]!.payload));
+          } catch (e) {
+            this.logger.log('warn', 'response not edited: unparseable', { error: (e as Error).message });
+          }
+          if (!stream.closed && !stream.destroyed) stream.end(outBody);
+        });
+      } else {
+        if (o.teeResponse) up.on('data', (c: Buffer) => tee.push(c));
+        up.pipe(stream);
+      }
+    });
+
+    up.on('trailers', (t) => {
+      trailers = responseHeaders(t);
+      grpcStatus = headerString(t['grpc-status']);
+    });
+
+    up.on('close', () => {
+      upDone = true;
+      if (stream.closed || stream.destroyed) {
+        void complete();
+        return;
+      }
+      if (!responded) {
+        void complete();
+        endWithStatus(stream, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime closed the stream');
+      } else if (trailers === undefined && up.rstCode !== undefined && up.rstCode !== 0) {
+        // Reset or disconnect in the middle of a response.
+        trailers = { 'grpc-status': String(GrpcCode.UNAVAILABLE), 'grpc-message': encodeGrpcMessage('spoke shim: the upstream runtime reset the stream') };
+        if (!stream.writableEnded) stream.end();
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+function headerString(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function deadlineOf(headers: IncomingHttpHeaders, started: number): number | undefined {
+  const ms = parseGrpcTimeout(headerString(headers['grpc-timeout']));
+  return ms === undefined ? undefined : started + ms;
+}
+
+function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    if (k.startsWith(':') ? k !== ':status' : HOP_BY_HOP.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, message: string): void {
+  if (stream.closed || stream.destroyed) return;
+  const trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+  try {
+    if (!stream.headersSent) {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+    } else {
+      stream.close(NGHTTP2_CANCEL);
+    }
+  } catch {
+    stream.destroy();
+  }
+}
+
+function sendUnary(stream: ServerHttp2Stream, payload: Buffer): void {
+  if (stream.closed || stream.destroyed) return;
+  stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+  stream.once('wantTrailers', () => {
+    try {
+      stream.sendTrailers({ 'grpc-status': '0' });
+    } catch {
+      /* gone */
+    }
+  });
+  stream.end(encodeFrame(payload));
+}
+
+function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_BYTES + 5): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        cleanup();
+        reject(new SpokeError('InvalidArgument', `request larger than ${max} bytes`));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new SpokeError('Unavailable', 'the client closed the stream before the request was complete'));
+    };
+    const cleanup = () => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onClose);
+    };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('close', onClose);
+  });
+}
+
+function singleMessage(body: Buffer, headers: IncomingHttpHeaders): Buffer {
+  try {
+    const frames = parseFrames(body);
+    if (frames.length !== 1) throw new FrameError(`expected one request message, got ${frames.length}`);
+    return decompress(frames[0]!, headerString(headers['grpc-encoding']));
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `malformed gRPC request: ${(e as Error).message}`);
+  }
+}
+
+/** StatusResponse: features.security_profile_oci_artifact = true, every other byte kept. */
+export function addOciFeature(payload: Buffer): Buffer {
+  const feats = findAll(payload, STATUS_FEATURES);
+  if (feats.length > 0) {
+    const last = feats[feats.length - 1]!;
+    let already = false;
+    for (const f of fields(payload, last.valueStart, last.end)) {
+      if (f.field === FEATURE_OCI_ARTIFACT && f.wireType === WIRE_VARINT) already = f.varint !== 0;
+    }
+    if (already) return payload;
+  }
+  return appendToMessageAt(payload, [STATUS_FEATURES], OCI_FEATURE_TRUE);
+}
+
+/** Refuses a path that exists and is not a socket; removes a stale socket; refuses a live one. */
+export async function prepareSocketPath(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (!st.isSocket()) {
+    throw new SpokeError('InvalidArgument', `${path} exists and is not a socket; refusing to replace it`, { path });
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const s = netConnect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (live) throw new SpokeError('InvalidArgument', `${path} is in use by another process`, { path });
+  await unlink(path);
+}

@@ -1,0 +1,68 @@
+// The one place that maps spoke error codes to gRPC status codes and message prefixes
+// (DESIGN §3, KEP-6061 §2). The kubelet classifies pull failures by message prefix
+// (k8s.io/cri-api/pkg/errors): `SecurityProfileInvalid` is permanent (pod fails), everything
+// else is retried with backoff. Decisions:
+//  - InvalidArgument (malformed request: untagged/undigested reference, kind Unspecified or
+//    AppArmor) → INVALID_ARGUMENT, prefix "SecurityProfileInvalid: " (CRI-O does the same: a bad
+//    request never succeeds on retry).
+//  - SecurityProfileInvalid (the artifact itself is unacceptable) → INVALID_ARGUMENT, same
+//    prefix: permanent per KEP §2.
+//  - RegistryUnavailable → UNAVAILABLE, "RegistryUnavailable: " (transient).
+//  - SignatureValidationFailed → FAILED_PRECONDITION, "SignatureValidationFailed: " (transient:
+//    the signature may be attached later; not PERMISSION_DENIED, which the kubelet's metric
+//    counts as an authentication failure).
+//  - PermissionDenied (node policy) → PERMISSION_DENIED, "PermissionDenied: ".
+//  - Unauthenticated (registry credentials) → UNAUTHENTICATED, "Unauthenticated: ".
+//  - FailedPrecondition (e.g. profile "has not been pulled", removal while in use) → FAILED_PRECONDITION.
+//  - NotFound → NOT_FOUND; Unavailable (upstream down) → UNAVAILABLE; Internal → INTERNAL.
+
+import { asSpokeError, type ErrorCode } from '../core/errors.js';
+
+export const GrpcCode = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+export type GrpcCodeValue = (typeof GrpcCode)[keyof typeof GrpcCode];
+
+const MAPPING: Readonly<Record<ErrorCode, { code: GrpcCodeValue; prefix: string }>> = {
+  InvalidArgument: { code: GrpcCode.INVALID_ARGUMENT, prefix: 'SecurityProfileInvalid' },
+  SecurityProfileInvalid: { code: GrpcCode.INVALID_ARGUMENT, prefix: 'SecurityProfileInvalid' },
+  PermissionDenied: { code: GrpcCode.PERMISSION_DENIED, prefix: 'PermissionDenied' },
+  RegistryUnavailable: { code: GrpcCode.UNAVAILABLE, prefix: 'RegistryUnavailable' },
+  Unauthenticated: { code: GrpcCode.UNAUTHENTICATED, prefix: 'Unauthenticated' },
+  SignatureValidationFailed: { code: GrpcCode.FAILED_PRECONDITION, prefix: 'SignatureValidationFailed' },
+  FailedPrecondition: { code: GrpcCode.FAILED_PRECONDITION, prefix: 'FailedPrecondition' },
+  NotFound: { code: GrpcCode.NOT_FOUND, prefix: 'NotFound' },
+  Unavailable: { code: GrpcCode.UNAVAILABLE, prefix: 'Unavailable' },
+  Internal: { code: GrpcCode.INTERNAL, prefix: 'Internal' },
+};
+
+export interface GrpcStatus {
+  code: GrpcCodeValue;
+  message: string;
+}
+
+/** Any thrown value → gRPC status with the KEP message prefix. Unknown failures → INTERNAL. */
+export function toGrpcStatus(e: unknown): GrpcStatus {
+  const err = asSpokeError(e);
+  const m = MAPPING[err.code];
+  const text = err.message.replace(/[\r\n]+/g, ' ');
+  return { code: m.code, message: `${m.prefix}: ${text}` };
+}
+

@@ -1,0 +1,159 @@
+// Prometheus metrics of the node daemon (DESIGN §8). Labels are bounded by construction: the
+// callers pass values from fixed sets (method names are folded to a known list + "other").
+// prom-client is loaded only when metrics are switched on, so an idle shim without a metrics
+// address does not pay for it.
+
+import { createServer, type Server } from 'node:http';
+import type { ErrorCode } from '../core/errors.js';
+
+/** What the shim and the pull pipeline report. All methods are cheap and never throw. */
+export interface Metrics {
+  pulled(cached: boolean, seconds: number): void;
+  failed(code: ErrorCode): void;
+  decided(allowed: boolean): void;
+  verified(result: 'ok' | 'failed' | 'cached'): void;
+  mergeConstrained(count: number): void;
+  forwarded(method: string, seconds: number): void;
+  store(artifacts: number, bytes: number): void;
+}
+
+export const noopMetrics: Metrics = {
+  pulled: () => {},
+  failed: () => {},
+  decided: () => {},
+  verified: () => {},
+  mergeConstrained: () => {},
+  forwarded: () => {},
+  store: () => {},
+};
+
+/** kubelet's pull-error reasons (KEP §7) plus permission_denied. */
+export function reasonOf(code: ErrorCode): string {
+  switch (code) {
+    case 'RegistryUnavailable':
+      return 'registry_unavailable';
+    case 'SignatureValidationFailed':
+      return 'signature_validation_failed';
+    case 'SecurityProfileInvalid':
+    case 'InvalidArgument':
+      return 'security_profile_invalid';
+    case 'Unauthenticated':
+      return 'unauthenticated';
+    case 'PermissionDenied':
+      return 'permission_denied';
+    default:
+      return 'other';
+  }
+}
+
+export interface PromMetrics extends Metrics {
+  /** Text exposition format. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+export async function createPromMetrics(): Promise<PromMetrics> {
+  const prom = await import('prom-client');
+  const registry = new prom.Registry();
+  prom.collectDefaultMetrics({ register: registry, prefix: 'spoke_' });
+  const pullDuration = new prom.Histogram({
+    name: 'spoke_profile_pull_duration_seconds',
+    help: 'Duration of security profile pulls over CRI and CLI.',
+    labelNames: ['cached'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [registry],
+  });
+  const pullErrors = new prom.Counter({
+    name: 'spoke_profile_pull_errors_total',
+    help: 'Failed security profile pulls by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const storeArtifacts = new prom.Gauge({ name: 'spoke_store_artifacts', help: 'Artifacts in the profile store.', registers: [registry] });
+  const storeBytes = new prom.Gauge({ name: 'spoke_store_bytes', help: 'Bytes of profiles in the store.', registers: [registry] });
+  const constrained = new prom.Counter({
+    name: 'spoke_merge_constrained_total',
+    help: 'Rules of OCI profiles that the merge with the baseline or base profile constrained.',
+    registers: [registry],
+  });
+  const decisions = new prom.Counter({
+    name: 'spoke_policy_decisions_total',
+    help: 'Node policy decisions.',
+    labelNames: ['decision'],
+    registers: [registry],
+  });
+  const verifications = new prom.Counter({
+    name: 'spoke_signature_verifications_total',
+    help: 'Signature verifications by result.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const forward = new prom.Histogram({
+    name: 'spoke_cri_forward_duration_seconds',
+    help: 'Time from a CRI call arriving at the shim to its response headers, by method.',
+    labelNames: ['method'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+    registers: [registry],
+  });
+  for (const r of ['registry_unavailable', 'signature_validation_failed', 'security_profile_invalid', 'unauthenticated', 'permission_denied', 'other']) {
+    pullErrors.inc({ reason: r }, 0);
+  }
+  for (const d of ['allow', 'deny']) decisions.inc({ decision: d }, 0);
+  return {
+    pulled: (cached, seconds) => pullDuration.observe({ cached: String(cached) }, seconds),
+    failed: (code) => pullErrors.inc({ reason: reasonOf(code) }),
+    decided: (allowed) => decisions.inc({ decision: allowed ? 'allow' : 'deny' }),
+    verified: (result) => verifications.inc({ result }),
+    mergeConstrained: (count) => {
+      if (count > 0) constrained.inc(count);
+    },
+    forwarded: (method, seconds) => forward.observe({ method }, seconds),
+    store: (artifacts, bytes) => {
+      storeArtifacts.set(artifacts);
+      storeBytes.set(bytes);
+    },
+    render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+  };
+}
+
+/** Parses `host:port` / `:port` / `[v6]:port`. */
+export function parseListenAddress(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(addr);
+  if (!m) throw new Error(`metrics address ${JSON.stringify(addr)} is not host:port`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`metrics port ${port} out of range`);
+  return { host: m[1] ?? (m[2] === '' ? '127.0.0.1' : m[2]!), port };
+}
+
+/** Serves /metrics (and /healthz) on addr. Resolves once listening. */
+export async function serveMetrics(metrics: PromMetrics, addr: string, healthy: () => boolean = () => true): Promise<Server> {
+  const { host, port } = parseListenAddress(addr);
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      metrics.render().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { 'content-type': contentType });
+          res.end(body);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+    } else if (req.url === '/healthz') {
+      const ok = healthy();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(ok ? 'ok\n' : 'upstream unavailable\n');
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}

@@ -1,0 +1,152 @@
+// A CRI client for tests: @grpc/grpc-js + protobufjs loading proto/api.proto. Plays the kubelet.
+// Typed loosely (objects in, plain objects out: keepCase field names, enums as strings, longs
+// as strings, defaults filled). `raw()` sends and receives bytes for byte-equality checks.
+
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Msg = Record<string, unknown>;
+
+function protoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, 'proto', 'api.proto');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new Error('proto/api.proto not found');
+}
+
+let root: protobuf.Root | undefined;
+export function criRoot(): protobuf.Root {
+  if (!root) {
+    root = new protobuf.Root();
+    root.loadSync(protoPath(), { keepCase: true });
+    root.resolveAll();
+  }
+  return root;
+}
+
+export function type(name: string): protobuf.Type {
+  return criRoot().lookupType(`runtime.v1.${name}`);
+}
+
+export function encode(typeName: string, obj: Msg): Buffer {
+  const t = type(typeName);
+  return Buffer.from(t.encode(t.fromObject(obj)).finish());
+}
+
+export function decode(typeName: string, bytes: Uint8Array): Msg {
+  const t = type(typeName);
+  return t.toObject(t.decode(bytes), { longs: String, enums: String, defaults: true, bytes: Buffer }) as Msg;
+}
+
+export interface CallOptions {
+  deadlineMs?: number;
+  metadata?: grpc.Metadata;
+}
+
+export class CriClient {
+  readonly client: grpc.Client;
+
+  constructor(readonly socket: string) {
+    this.client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.enable_retries': 0,
+    });
+  }
+
+  private methodOf(service: 'RuntimeService' | 'ImageService', name: string): protobuf.Method {
+    const m = criRoot().lookupService(`runtime.v1.${service}`).methods[name];
+    if (!m) throw new Error(`no method ${service}.${name}`);
+    m.resolve();
+    return m;
+  }
+
+  /** Unary call with objects. */
+  call(service: 'RuntimeService' | 'ImageService', name: string, req: Msg = {}, opts: CallOptions = {}): Promise<Msg> {
+    const m = this.methodOf(service, name);
+    return this.unaryRaw(`/runtime.v1.${service}/${name}`, encode(m.requestType, req), opts).then((b) => decode(m.responseType, b));
+  }
+
+  rt(name: string, req: Msg = {}, opts: CallOptions = {}): Promise<Msg> {
+    return this.call('RuntimeService', name, req, opts);
+  }
+
+  img(name: string, req: Msg = {}, opts: CallOptions = {}): Promise<Msg> {
+    return this.call('ImageService', name, req, opts);
+  }
+
+  /** Unary call with bytes in and out (any path, known or not). */
+  unaryRaw(path: string, request: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+    const id = (b: Buffer) => b;
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(
+        path,
+        id,
+        id,
+        request,
+        opts.metadata ?? new grpc.Metadata(),
+        { deadline: Date.now() + (opts.deadlineMs ?? 60_000) },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+  }
+
+  /** Same, also returning the response metadata and trailers (status metadata). */
+  unaryFull(path: string, request: Buffer, opts: CallOptions = {}): Promise<{ error: grpc.ServiceError | null; response?: Buffer; headers?: grpc.Metadata; trailers?: grpc.Metadata }> {
+    const id = (b: Buffer) => b;
+    return new Promise((resolve) => {
+      let headers: grpc.Metadata | undefined;
+      let trailers: grpc.Metadata | undefined;
+      const call = this.client.makeUnaryRequest(
+        path,
+        id,
+        id,
+        request,
+        opts.metadata ?? new grpc.Metadata(),
+        { deadline: Date.now() + (opts.deadlineMs ?? 60_000) },
+        (err, res) => {
+          setImmediate(() => resolve({ error: err, ...(res ? { response: res } : {}), ...(headers ? { headers } : {}), ...(trailers ? { trailers } : {}) }));
+        },
+      );
+      call.on('metadata', (m) => (headers = m));
+      call.on('status', (s) => (trailers = s.metadata));
+    });
+  }
+
+  /** Server-streaming call (GetContainerEvents…) with objects out. */
+  serverStream(service: 'RuntimeService' | 'ImageService', name: string, req: Msg = {}, opts: CallOptions = {}): grpc.ClientReadableStream<Msg> {
+    const m = this.methodOf(service, name);
+    return this.client.makeServerStreamRequest(
+      `/runtime.v1.${service}/${name}`,
+      (o: Msg) => encode(m.requestType, o),
+      (b: Buffer) => decode(m.responseType, b),
+      req,
+      opts.metadata ?? new grpc.Metadata(),
+      opts.deadlineMs ? { deadline: Date.now() + opts.deadlineMs } : {},
+    );
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** A pod config that works on this kind of machine: host network, no hostname (runc refuses one). */
+export function hostNetworkPod(name: string, logDir: string, extra: { seccomp?: Msg; namespace?: string } = {}): Msg {
+  return {
+    metadata: { name, uid: `uid-${name}`, namespace: extra.namespace ?? 'default', attempt: 0 },
+    log_directory: logDir,
+    labels: { app: 'spoke-test' },
+    linux: {
+      security_context: {
+        namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' },
+        ...(extra.seccomp ? { seccomp: extra.seccomp } : {}),
+      },
+    },
+  };
+}

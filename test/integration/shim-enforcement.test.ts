@@ -1,0 +1,345 @@
+// OCI seccomp profiles enforced end to end: a CRI client (playing the kubelet) → the real
+// `spoke shim` process → real containerd 1.6 → runc or crun, with profiles pulled over CRI
+// from a real docker-registry. Runs under both runtime handlers.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { startContainerd, Tap, RUNTIME_HANDLERS, type Containerd } from '../helpers/containerd.js';
+import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
+import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
+import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
+import { ProfileStore } from '../../src/store/store.js';
+import type { Digest } from '../../src/core/digest.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Argv for `spoke shim …`: bin/spoke once the command table has it, else the module directly. */
+function shimCommand(args: string[]): string[] {
+  const main = readFileSync(join(ROOT, 'src/cli/main.ts'), 'utf8');
+  if (/\bshim:\s*\{/.test(main)) return [join(ROOT, 'bin/spoke'), 'shim', ...args];
+  const mod = join(ROOT, 'dist/src/cli/commands/shim.js');
+  return ['--input-type=module', '-e', `const m = await import(${JSON.stringify(mod)}); const { reportError } = await import(${JSON.stringify(join(ROOT, 'dist/src/cli/errors.js'))}); try { process.exitCode = await m.run(process.argv.slice(1)); } catch (e) { process.exitCode = reportError(e); }`, '--', ...args];
+}
+
+interface ShimProc {
+  child: ChildProcess;
+  logs: () => Record<string, unknown>[];
+  exited: Promise<number>;
+  readyMs: number;
+}
+
+async function startShim(args: string[]): Promise<ShimProc> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, shimCommand(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.on('data', () => {});
+  const exited = new Promise<number>((r) => child.on('exit', (code) => r(code ?? -1)));
+  const logs = () =>
+    err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const until = Date.now() + 15_000;
+  while (!logs().some((l) => l.msg === 'shim ready')) {
+    if (child.exitCode !== null) throw new Error(`shim exited ${child.exitCode}: ${err}`);
+    if (Date.now() > until) throw new Error(`shim not ready: ${err}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { child, logs, exited, readyMs: performance.now() - t0 };
+}
+
+async function stopShim(s: ShimProc | undefined): Promise<number | undefined> {
+  if (!s || s.child.exitCode !== null) return s?.child.exitCode ?? undefined;
+  s.child.kill('SIGTERM');
+  const t = setTimeout(() => s.child.kill('SIGKILL'), 40_000);
+  const code = await s.exited;
+  clearTimeout(t);
+  return code;
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? 0);
+}
+
+const SLEEP = ['/bin/sleep', '3600'];
+
+describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 }, () => {
+  let ctrd: Containerd;
+  let reg: TestRegistry;
+  let work: string;
+  let tap: Tap;
+  let shim: ShimProc | undefined;
+  let cri: CriClient;
+  let shimArgs: string[];
+  let storeDir: string;
+  let metricsPort: number;
+  let denyMkdir: string;
+  let permissive: string;
+  let neverPulled: string;
+  let baseChmod: string;
+  let seq = 0;
+
+  const pullReq = (ref: string, extra: Msg = {}) => ({ image: { image: ref }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } }, ...extra });
+  const oci = (ref: string, base?: Msg) => ({ profile_type: 'OCI', oci_ref: ref, ...(base ? { base_profile: base } : {}) });
+
+  async function pod(handler: string, podSeccomp?: Msg): Promise<{ id: string; config: Msg }> {
+    const logDir = join(work, `logs-${++seq}`);
+    mkdirSync(logDir, { recursive: true });
+    const config = hostNetworkPod(`enf-${seq}`, logDir, podSeccomp ? { seccomp: podSeccomp } : {});
+    const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: handler })).pod_sandbox_id as string;
+    return { id, config };
+  }
+
+  async function container(p: { id: string; config: Msg }, name: string, seccomp?: Msg): Promise<string> {
+    const cfg: Msg = { metadata: { name }, image: { image: BUSYBOX_IMAGE }, command: SLEEP, log_path: `${name}.log`, ...(seccomp ? { linux: { security_context: { seccomp } } } : {}) };
+    const id = (await cri.rt('CreateContainer', { pod_sandbox_id: p.id, config: cfg, sandbox_config: p.config })).container_id as string;
+    await cri.rt('StartContainer', { container_id: id });
+    return id;
+  }
+
+  async function sh(cid: string, script: string): Promise<string> {
+    const r = await cri.rt('ExecSync', { container_id: cid, cmd: ['/bin/sh', '-c', script], timeout: 10 });
+    return (r.stdout as Buffer).toString() + (r.stderr as Buffer).toString();
+  }
+
+  const probe = async (cid: string) => ({
+    mkdir: /MKDIR_OK/.test(await sh(cid, `mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED`)),
+    chmod: /CHMOD_OK/.test(await sh(cid, `touch /tmp/f$$ && chmod 600 /tmp/f$$ && echo CHMOD_OK || echo CHMOD_DENIED`)),
+    unshare: /UNSHARE_OK/.test(await sh(cid, `unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED`)),
+  });
+
+  async function removePod(id: string): Promise<void> {
+    await cri.rt('StopPodSandbox', { pod_sandbox_id: id });
+    await cri.rt('RemovePodSandbox', { pod_sandbox_id: id });
+  }
+
+  before(async () => {
+    ctrd = await startContainerd();
+    reg = await startRegistry();
+    work = mkdtempSync('/tmp/ske-');
+    denyMkdir = (await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
+    permissive = (await pushRawArtifact(reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
+    neverPulled = (await pushRawArtifact(reg.host, 'profiles/never', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
+    baseChmod = join(work, 'base-deny-chmod.json');
+    writeFileSync(baseChmod, denySyscalls(['chmod', 'fchmod', 'fchmodat']));
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(
+      policy,
+      ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${reg.host}/profiles`, '    kinds: [seccomp]', '    unsigned: true', `insecure: [${reg.host}]`, ''].join('\n'),
+    );
+    tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
+    await tap.start();
+    storeDir = join(work, 'store');
+    metricsPort = await freePort();
+    shimArgs = ['--listen', join(work, 'shim.sock'), '--upstream', tap.listen, '--store', storeDir, '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--metrics', `127.0.0.1:${metricsPort}`, '--log-level', 'info'];
+    shim = await startShim(shimArgs);
+    cri = new CriClient(join(work, 'shim.sock'));
+  });
+
+  after(async () => {
+    cri?.close();
+    await ctrd?.removeAllPods().catch(() => undefined);
+    await stopShim(shim);
+    await tap?.stop();
+    await ctrd?.stop();
+    await reg?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('start-up and idle footprint', async () => {
+    await new Promise((r) => setTimeout(r, 1500));
+    const rss = rssKiB(shim!.child.pid!);
+    const ready = shim!.logs().find((l) => l.msg === 'shim ready')!;
+    process.stdout.write(`# shim ready after ${Math.round(shim!.readyMs)} ms (spawn → ready log; in-process ${String(ready.startupMs)} ms), idle RSS ${(rss / 1024).toFixed(1)} MiB\n`);
+    assert.ok(rss < 72 * 1024, `idle RSS ${rss} KiB (target 64 MiB)`);
+  });
+
+  test('Status advertises the feature', async () => {
+    const st = await cri.rt('Status', {});
+    assert.equal((st.features as Msg).security_profile_oci_artifact, true);
+  });
+
+  test('pull over CRI: first from the registry, second cached with zero registry requests', async () => {
+    reg.resetRequests();
+    let t = performance.now();
+    const first = await cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir));
+    const coldMs = performance.now() - t;
+    assert.equal(first.resolved_ref, denyMkdir);
+    assert.equal(first.cached, false);
+    await reg.settle();
+    assert.ok(reg.requests().length >= 2);
+    reg.resetRequests();
+    t = performance.now();
+    const second = await cri.img('PullSecurityProfile', pullReq(denyMkdir));
+    const warmMs = performance.now() - t;
+    process.stdout.write(`# pull over CRI: cold ${coldMs.toFixed(1)} ms (first pull also loads the pipeline), warm ${warmMs.toFixed(2)} ms\n`);
+    assert.equal(second.cached, true);
+    assert.equal(second.resolved_ref, denyMkdir);
+    await reg.settle();
+    assert.deepEqual(reg.requests(), []);
+    await cri.img('PullSecurityProfile', pullReq(permissive));
+    const log = shim!.logs().find((l) => l.msg === 'security profile pull' && l.reference === denyMkdir);
+    assert.ok(log && typeof log.digest === 'string' && typeof log.rule === 'string');
+  });
+
+  test('pull refusals: unlisted registry, bad kinds, tags', async () => {
+    const other = denyMkdir.replace('/profiles/', '/elsewhere/');
+    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(other)), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /^PermissionDenied: /.test(e.details));
+    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir, { profile_kind: 'SecurityProfileKindUnspecified' })), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /^SecurityProfileInvalid: /.test(e.details));
+    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir, { profile_kind: 'AppArmor' })), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /AppArmor/.test(e.details));
+    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(`${reg.host}/profiles/deny-mkdir:latest`)), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /^SecurityProfileInvalid: /.test(e.details));
+    // Profiles never show up as images.
+    const imgs = await cri.img('ListImages', {});
+    assert.ok(!(imgs.images as Msg[]).some((i) => JSON.stringify(i).includes('profiles/')));
+  });
+
+  for (const handler of RUNTIME_HANDLERS) {
+    describe(`runtime handler ${handler}`, () => {
+      test('OCI profile denying mkdir, layered on a Localhost base (chmod) and the baseline (unshare)', async () => {
+        const p = await pod(handler);
+        try {
+          const ctl = await container(p, 'control', { profile_type: 'Unconfined' });
+          assert.deepEqual(await probe(ctl), { mkdir: true, chmod: true, unshare: true }, 'control container: everything allowed');
+          const cid = await container(p, 'enforced', oci(denyMkdir, { type: 'Localhost', localhost_ref: baseChmod }));
+          assert.deepEqual(await probe(cid), { mkdir: false, chmod: false, unshare: false });
+          assert.match(await sh(cid, 'mkdir /tmp/x'), /Operation not permitted/);
+          assert.match(await sh(cid, 'echo still-works'), /still-works/);
+          const list = await cri.img('ListSecurityProfiles', {});
+          const entry = (list.profiles as Msg[]).find((x) => (x.references as string[]).includes(denyMkdir));
+          assert.equal(entry?.in_use, true);
+        } finally {
+          await removePod(p.id);
+        }
+      });
+
+      test('permissive artifact is still constrained by the baseline', async () => {
+        const p = await pod(handler);
+        try {
+          const cid = await container(p, 'permissive', oci(permissive));
+          assert.deepEqual(await probe(cid), { mkdir: true, chmod: true, unshare: false });
+          const logs = shim!.logs().filter((l) => l.msg === 'SecurityProfileMergeConstrained' && l.reference === permissive);
+          assert.ok(logs.length > 0, 'the constraint was logged');
+        } finally {
+          await removePod(p.id);
+        }
+      });
+
+      test('pod-level profile: applied to the sandbox and inherited by containers', async () => {
+        const p = await pod(handler, oci(denyMkdir, { type: 'RuntimeDefault' }));
+        try {
+          // kubelet sends the inherited profile in the container config …
+          const a = await container(p, 'inherits', oci(denyMkdir, { type: 'RuntimeDefault' }));
+          // … and a container config without any profile inherits the pod's too.
+          const b = await container(p, 'bare');
+          for (const cid of [a, b]) assert.deepEqual(await probe(cid), { mkdir: false, chmod: true, unshare: false });
+        } finally {
+          await removePod(p.id);
+        }
+      });
+    });
+  }
+
+  test('never-pulled reference: create fails, containerd never sees the call', async () => {
+    const p = await pod('');
+    try {
+      const before = tap.streams().length;
+      await assert.rejects(container(p, 'never-pulled-ctr', oci(neverPulled)), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION && /has not been pulled/.test(e.details));
+      const after = tap.streams().slice(before);
+      assert.ok(!after.some((s) => s.request.includes(Buffer.from('never-pulled-ctr'))), 'no request carrying the container reached containerd');
+      assert.ok(!tap.streams().some((s) => s.request.includes(Buffer.from(neverPulled))), 'containerd never saw an OCI reference');
+      // OCI type 3 never reached the upstream in any request: every OCI ref was replaced.
+      for (const ref of [denyMkdir, permissive]) assert.ok(!tap.streams().some((s) => s.request.includes(Buffer.from(ref))));
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('shim restarted with a running pod: in-use set rebuilt, gc keeps the profile', async () => {
+    const p = await pod('');
+    const cid = await container(p, 'survivor', oci(denyMkdir));
+    const digest = denyMkdir.slice(denyMkdir.indexOf('@') + 1) as Digest;
+    assert.equal(await stopShim(shim), 0);
+    shim = await startShim(shimArgs);
+    const store = new ProfileStore({ root: storeDir });
+    // wait for the rebuild after the upstream connected
+    const until = Date.now() + 10_000;
+    while (!shim.logs().some((l) => l.msg === 'in-use set rebuilt from the runtime') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.ok((await store.inUseHolders(digest)).includes(`container:${cid}`));
+    const gc = await store.gc({ minAgeMs: 0 });
+    assert.ok(!gc.removed.includes(digest), 'gc kept the profile of the running container');
+    await assert.rejects(cri.img('RemoveSecurityProfile', { digest }), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION);
+    assert.deepEqual(await probe(cid), { mkdir: false, chmod: true, unshare: false });
+    await removePod(p.id);
+    // after RemovePodSandbox the holders go (rebuild), and removal works
+    const until2 = Date.now() + 10_000;
+    while ((await store.inUseHolders(digest)).length > 0 && Date.now() < until2) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(await store.inUseHolders(digest), []);
+    await cri.img('RemoveSecurityProfile', { digest });
+    const list = await cri.img('ListSecurityProfiles', {});
+    assert.ok(!(list.profiles as Msg[]).some((x) => x.digest === digest));
+  });
+
+  test('metrics are served with the DESIGN §8 names', async () => {
+    await cri.rt('Version', { version: 'v1' });
+    const body = await new Promise<string>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
+        let s = '';
+        res.on('data', (d: Buffer) => (s += d.toString()));
+        res.on('end', () => resolve(s));
+      })
+        .on('error', reject)
+        .end();
+    });
+    for (const name of ['spoke_profile_pull_duration_seconds', 'spoke_profile_pull_errors_total', 'spoke_merge_constrained_total', 'spoke_policy_decisions_total', 'spoke_cri_forward_duration_seconds', 'spoke_store_artifacts']) {
+      assert.ok(body.includes(name), name);
+    }
+    assert.match(body, /spoke_cri_forward_duration_seconds_count\{method="Version"\} [1-9]/);
+  });
+
+  test('SIGTERM during a pull: the pull completes, then the shim exits and removes its socket', async () => {
+    // A registry front that answers every request one second late.
+    const slowPort = await freePort();
+    const slow: Server = createHttpServer((req, res) => {
+      setTimeout(() => {
+        const up = httpRequest({ host: '127.0.0.1', port: reg.port, path: req.url, method: req.method, headers: { ...req.headers, host: reg.host } }, (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        });
+        req.pipe(up);
+      }, 1000);
+    });
+    await new Promise<void>((r) => slow.listen(slowPort, '127.0.0.1', () => r()));
+    try {
+      const slowHost = `127.0.0.1:${slowPort}`;
+      const pushed = await pushRawArtifact(reg.host, 'profiles/slow', { layers: [{ bytes: denySyscalls(['mknod']) }] });
+      const ref = pushed.reference.replace(reg.host, slowHost);
+      const policy = join(work, 'policy-slow.yaml');
+      writeFileSync(policy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${slowHost}/profiles`, '    kinds: [seccomp]', '    unsigned: true', `insecure: [${slowHost}]`, ''].join('\n'));
+      await stopShim(shim);
+      const args = [...shimArgs];
+      args[args.indexOf('--policy') + 1] = policy;
+      shim = await startShim(args);
+      const pull = cri.img('PullSecurityProfileArtifact', pullReq(ref), { deadlineMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 300));
+      shim.child.kill('SIGTERM');
+      const res = await pull;
+      assert.equal(res.cached, false);
+      assert.equal(await shim.exited, 0);
+      assert.ok(!existsSync(join(work, 'shim.sock')), 'socket removed');
+      const refused = await cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 2000 });
+      assert.equal(refused.error?.code, grpc.status.UNAVAILABLE);
+    } finally {
+      await new Promise<void>((r) => slow.close(() => r()));
+      shim = undefined;
+    }
+  });
+});

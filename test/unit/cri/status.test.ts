@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ERROR_CODES, SpokeError } from '../../../src/core/errors.js';
+import { GrpcCode, toGrpcStatus } from '../../../src/cri/status.js';
+import { credentialOf } from '../../../src/cri/owned.js';
+import { decodeGrpcMessage, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, parseFrames, parseGrpcTimeout } from '../../../src/cri/frame.js';
+
+describe('error → gRPC status (the one mapping)', () => {
+  it('maps every code with the KEP prefixes', () => {
+    const expect: Record<string, [number, string]> = {
+      InvalidArgument: [GrpcCode.INVALID_ARGUMENT, 'SecurityProfileInvalid: '],
+      SecurityProfileInvalid: [GrpcCode.INVALID_ARGUMENT, 'SecurityProfileInvalid: '],
+      PermissionDenied: [GrpcCode.PERMISSION_DENIED, 'PermissionDenied: '],
+      RegistryUnavailable: [GrpcCode.UNAVAILABLE, 'RegistryUnavailable: '],
+      SignatureValidationFailed: [GrpcCode.FAILED_PRECONDITION, 'SignatureValidationFailed: '],
+      Unauthenticated: [GrpcCode.UNAUTHENTICATED, 'Unauthenticated: '],
+      FailedPrecondition: [GrpcCode.FAILED_PRECONDITION, 'FailedPrecondition: '],
+      NotFound: [GrpcCode.NOT_FOUND, 'NotFound: '],
+      Unavailable: [GrpcCode.UNAVAILABLE, 'Unavailable: '],
+      Internal: [GrpcCode.INTERNAL, 'Internal: '],
+    };
+    for (const code of ERROR_CODES) {
+      const s = toGrpcStatus(new SpokeError(code, 'boom\nline'));
+      assert.equal(s.code, expect[code]![0], code);
+      assert.equal(s.message, `${expect[code]![1]}boom line`);
+    }
+    assert.equal(toGrpcStatus(new Error('x')).code, GrpcCode.INTERNAL);
+  });
+});
+
+describe('AuthConfig → per-request credential', () => {
+  const empty = { username: '', password: '', auth: '', serverAddress: '', identityToken: '', registryToken: '' };
+  it('honours the precedence and decodes auth', () => {
+    assert.equal(credentialOf(undefined), undefined);
+    assert.equal(credentialOf(empty), undefined);
+    assert.deepEqual(credentialOf({ ...empty, username: 'u', password: 'p' }), { kind: 'basic', username: 'u', password: 'p' });
+    assert.deepEqual(credentialOf({ ...empty, auth: Buffer.from('al:ice:pw').toString('base64') }), { kind: 'basic', username: 'al', password: 'ice:pw' });
+    assert.deepEqual(credentialOf({ ...empty, identityToken: 'it', username: 'u' }), { kind: 'identityToken', token: 'it' });
+    assert.deepEqual(credentialOf({ ...empty, registryToken: 'rt', identityToken: 'it' }), { kind: 'registryToken', token: 'rt' });
+    assert.throws(() => credentialOf({ ...empty, auth: Buffer.from('nocolon').toString('base64') }), SpokeError);
+  });
+});
+
+describe('gRPC framing', () => {
+  it('frames and unframes', () => {
+    const f = Buffer.concat([encodeFrame(Buffer.from('ab')), encodeFrame(Buffer.alloc(0))]);
+    assert.deepEqual(parseFrames(f).map((m) => m.payload.toString()), ['ab', '']);
+    assert.throws(() => parseFrames(f.subarray(0, 4)));
+  });
+  it('parses and formats grpc-timeout', () => {
+    assert.equal(parseGrpcTimeout('100m'), 100);
+    assert.equal(parseGrpcTimeout('2S'), 2000);
+    assert.equal(parseGrpcTimeout('1H'), 3_600_000);
+    assert.equal(parseGrpcTimeout('5000u'), 5);
+    assert.equal(parseGrpcTimeout('123456789m'), undefined);
+    assert.equal(parseGrpcTimeout('x'), undefined);
+    assert.equal(formatGrpcTimeout(1500.2), '1501m');
+    assert.equal(parseGrpcTimeout(formatGrpcTimeout(1e9)), 1_000_000_000);
+  });
+  it('percent-encodes grpc-message', () => {
+    const s = 'PermissionDenied: 100% é\n';
+    assert.equal(encodeGrpcMessage(s), 'PermissionDenied: 100%25 %C3%A9%0A');
+    assert.equal(decodeGrpcMessage(encodeGrpcMessage(s)), s);
+  });
+});

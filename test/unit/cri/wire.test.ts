@@ -1,0 +1,252 @@
+// The wire reader/writer and the request/response editors: round trips, unknown fields kept,
+// and the property that an edit changes the target field and nothing else.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { decode, encode, type Msg } from '../../helpers/cri-client.js';
+import {
+  appendToMessageAt,
+  encodeVarint,
+  fields,
+  getMergedAt,
+  readVarint,
+  replaceMessageAt,
+  validateMessage,
+  WireError,
+} from '../../../src/cri/wire.js';
+import { addOciFeature } from '../../../src/cri/server.js';
+import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
+import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
+import { SpokeError } from '../../../src/core/errors.js';
+import type { Digest } from '../../../src/core/digest.js';
+
+const REF = `registry.example.com/profiles/deny-mkdir@sha256:${'a'.repeat(64)}`;
+const REF2 = `registry.example.com/profiles/pod@sha256:${'b'.repeat(64)}`;
+/** Unknown fields: 900 (string) and 901 (varint), unknown to every CRI message. */
+const UNKNOWN = Buffer.concat([Buffer.from([0xa2, 0x38, 0x04]), Buffer.from('spok'), Buffer.from([0xa8, 0x38, 0x07])]);
+
+const fakeResolver: Resolver = async (p) => ({
+  path: `/var/lib/kubelet/seccomp/spoke/${p.ociRef.endsWith('a'.repeat(64)) ? '1'.repeat(64) : '2'.repeat(64)}.json`,
+  digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest,
+  reference: p.ociRef,
+  effectiveSha: '1'.repeat(64),
+  constrained: 0,
+});
+
+describe('varints', () => {
+  it('round-trips every 64-bit value', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (v) => {
+        const b = encodeVarint(v);
+        const r = readVarint(b, 0);
+        assert.equal(r.big, v);
+        assert.equal(r.next, b.length);
+      }),
+    );
+  });
+  it('rejects truncated and overlong varints', () => {
+    assert.throws(() => readVarint(Buffer.from([0x80]), 0), WireError);
+    assert.throws(() => readVarint(Buffer.alloc(11, 0xff), 0), WireError);
+  });
+});
+
+describe('field walking', () => {
+  it('reads protobufjs encodings field by field', () => {
+    const b = encode('VersionResponse', { version: 'v1', runtime_name: 'x', runtime_version: '1', runtime_api_version: 'v1' });
+    assert.deepEqual([...fields(b)].map((f) => f.field), [1, 2, 3, 4]);
+  });
+  it('rejects fields running past their message', () => {
+    assert.throws(() => validateMessage(Buffer.from([0x0a, 0x05, 0x61])), WireError);
+    assert.throws(() => validateMessage(Buffer.from([0x00])), WireError); // field 0
+    assert.throws(() => validateMessage(Buffer.from([0x0b])), WireError); // unterminated group
+  });
+  it('skips groups and fixed-width fields', () => {
+    const b = Buffer.from([0x0b, 0x10, 0x01, 0x0c, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1d, 1, 2, 3, 4]);
+    assert.deepEqual([...fields(b)].map((f) => [f.field, f.wireType]), [[1, 3], [2, 1], [3, 5]]);
+  });
+});
+
+describe('replaceMessageAt / appendToMessageAt', () => {
+  it('splices the new payload and fixes every enclosing length prefix', () => {
+    const req = encode('RunPodSandboxRequest', {
+      config: { metadata: { name: 'p', namespace: 'ns' }, linux: { security_context: { seccomp: { profile_type: 'OCI', oci_ref: REF } } } },
+      runtime_handler: 'runc',
+    });
+    const out = replaceMessageAt(req, POD_SECCOMP_IN_RUN, encode('SecurityProfile', { profile_type: 'Localhost', localhost_ref: '/x.json' }));
+    const d = decode('RunPodSandboxRequest', out);
+    const sc = (((d.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg;
+    assert.equal(sc.profile_type, 'Localhost');
+    assert.equal(sc.localhost_ref, '/x.json');
+    assert.equal(sc.oci_ref, '');
+    assert.equal(d.runtime_handler, 'runc');
+  });
+  it('creates missing messages along the path', () => {
+    const out = replaceMessageAt(Buffer.alloc(0), [2, 15, 2, 15], Buffer.from([0x08, 0x02]));
+    const d = decode('CreateContainerRequest', out);
+    assert.equal(((((d.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg).profile_type, 'Localhost');
+  });
+  it('keeps non-minimal tag bytes of the fields on the path', () => {
+    // field 1 (LEN) with an overlong tag 0x8a 0x00, containing field 1 = "a"
+    const msg = Buffer.from([0x8a, 0x00, 0x03, 0x0a, 0x01, 0x61]);
+    const out = replaceMessageAt(msg, [1], Buffer.from([0x0a, 0x02, 0x62, 0x63]));
+    assert.deepEqual(out, Buffer.from([0x8a, 0x00, 0x04, 0x0a, 0x02, 0x62, 0x63]));
+  });
+  it('refuses a repeated field on the path', () => {
+    assert.throws(() => replaceMessageAt(Buffer.from([0x0a, 0x00, 0x0a, 0x00]), [1], Buffer.alloc(0)), WireError);
+  });
+  it('appends to the last occurrence', () => {
+    const out = appendToMessageAt(Buffer.from([0x22, 0x02, 0x08, 0x01]), [4], Buffer.from([0x20, 0x01]));
+    assert.deepEqual(out, Buffer.from([0x22, 0x04, 0x08, 0x01, 0x20, 0x01]));
+  });
+});
+
+describe('Status response edit', () => {
+  it('adds the feature to an absent RuntimeFeatures, keeping everything else', () => {
+    const s = encode('StatusResponse', { status: { conditions: [{ type: 'RuntimeReady', status: true }] }, info: { a: 'b' } });
+    const out = addOciFeature(Buffer.concat([s, UNKNOWN]));
+    assert.ok(out.subarray(0, s.length + UNKNOWN.length).equals(Buffer.concat([s, UNKNOWN])));
+    const d = decode('StatusResponse', out);
+    assert.equal((d.features as Msg).security_profile_oci_artifact, true);
+    assert.deepEqual(d.info, { a: 'b' });
+  });
+  it('keeps existing features and is idempotent', () => {
+    const s = encode('StatusResponse', { features: { supplemental_groups_policy: true, user_namespaces_host_network: true } });
+    const once = addOciFeature(s);
+    const d = decode('StatusResponse', once);
+    assert.deepEqual(d.features, { supplemental_groups_policy: true, user_namespaces_host_network: true, security_profile_oci_artifact: true });
+    assert.deepEqual(addOciFeature(once), once);
+  });
+  it('turns an explicit false into true', () => {
+    const s = encode('StatusResponse', { features: { security_profile_oci_artifact: false } });
+    const withFalse = Buffer.concat([s, Buffer.from([0x22, 0x02, 0x20, 0x00])]);
+    assert.equal((decode('StatusResponse', addOciFeature(withFalse)).features as Msg).security_profile_oci_artifact, true);
+  });
+});
+
+function podConfig(seccomp?: Msg, apparmor?: Msg): Msg {
+  return {
+    metadata: { name: 'web', uid: 'u1', namespace: 'team-a', attempt: 1 },
+    log_directory: '/var/log/pods/x',
+    labels: { app: 'web' },
+    annotations: { 'x/y': 'z' },
+    linux: { cgroup_parent: '/k8s', security_context: { namespace_options: { network: 'NODE' }, ...(seccomp ? { seccomp } : {}), ...(apparmor ? { apparmor } : {}) } },
+  };
+}
+
+describe('RunPodSandbox / CreateContainer rewrites', () => {
+  it('leaves requests without an OCI profile untouched (same buffer)', async () => {
+    const req = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'Localhost', localhost_ref: '/p.json' }) });
+    const r = await rewriteRunPodSandbox(req, fakeResolver);
+    assert.equal(r.edited, false);
+    assert.equal(r.payload, req);
+  });
+
+  it('pod-level OCI → Localhost, unknown fields and everything else kept', async () => {
+    const req = Buffer.concat([encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'OCI', oci_ref: REF, base_profile: { type: 'RuntimeDefault' } }), runtime_handler: 'crun' }), UNKNOWN]);
+    const r = await rewriteRunPodSandbox(req, fakeResolver);
+    assert.ok(r.edited);
+    assert.equal(r.holds?.digest, REF.slice(REF.indexOf('@') + 1));
+    assert.ok(r.payload.subarray(r.payload.length - UNKNOWN.length).equals(UNKNOWN));
+    const before = decode('RunPodSandboxRequest', req);
+    const after = decode('RunPodSandboxRequest', r.payload);
+    const sc = (((after.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg;
+    assert.deepEqual(sc, { profile_type: 'Localhost', localhost_ref: `/var/lib/kubelet/seccomp/spoke/${'1'.repeat(64)}.json`, oci_ref: '', base_profile: null });
+    delete (((before.config as Msg).linux as Msg).security_context as Msg).seccomp;
+    delete (((after.config as Msg).linux as Msg).security_context as Msg).seccomp;
+    assert.deepEqual(after, before);
+  });
+
+  it('container-level OCI and pod-level OCI in sandbox_config are both replaced', async () => {
+    const req = encode('CreateContainerRequest', {
+      pod_sandbox_id: 'sb1',
+      config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: { seccomp: { profile_type: 'OCI', oci_ref: REF } } } },
+      sandbox_config: podConfig({ profile_type: 'OCI', oci_ref: REF2 }),
+    });
+    const r = await rewriteCreateContainer(req, fakeResolver);
+    const d = decode('CreateContainerRequest', r.payload);
+    const ctr = ((((d.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg);
+    const pod = (((((d.sandbox_config as Msg).linux as Msg).security_context as Msg).seccomp as Msg));
+    assert.equal(ctr.localhost_ref, `/var/lib/kubelet/seccomp/spoke/${'1'.repeat(64)}.json`);
+    assert.equal(pod.localhost_ref, `/var/lib/kubelet/seccomp/spoke/${'2'.repeat(64)}.json`);
+    assert.equal(r.holds?.digest, `sha256:${'a'.repeat(64)}`);
+    assert.ok(!r.payload.includes(Buffer.from(REF)) && !r.payload.includes(Buffer.from(REF2)));
+  });
+
+  it('a container without any seccomp profile inherits the pod-level OCI profile', async () => {
+    const req = encode('CreateContainerRequest', {
+      pod_sandbox_id: 'sb1',
+      config: { metadata: { name: 'c' }, image: { image: 'busybox' } },
+      sandbox_config: podConfig({ profile_type: 'OCI', oci_ref: REF2 }),
+    });
+    const r = await rewriteCreateContainer(req, fakeResolver);
+    const d = decode('CreateContainerRequest', r.payload);
+    const ctr = decodeSecurityProfile(getMergedAt(r.payload, CTR_SECCOMP_IN_CREATE)!);
+    assert.equal(ctr.profileType, 2);
+    assert.equal(ctr.localhostRef, `/var/lib/kubelet/seccomp/spoke/${'2'.repeat(64)}.json`);
+    assert.equal(r.holds?.digest, `sha256:${'b'.repeat(64)}`);
+    assert.equal(((d.config as Msg).image as Msg).image, 'busybox');
+  });
+
+  it('refuses AppArmor OCI and ambiguous duplicated paths', async () => {
+    const aa = encode('RunPodSandboxRequest', { config: podConfig(undefined, { profile_type: 'OCI', oci_ref: REF }) });
+    await assert.rejects(rewriteRunPodSandbox(aa, fakeResolver), (e: unknown) => e instanceof SpokeError && /AppArmor/.test(e.message));
+    const one = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'OCI', oci_ref: REF }) });
+    const dup = Buffer.concat([one, encode('RunPodSandboxRequest', { config: { hostname: 'x' } })]);
+    await assert.rejects(rewriteRunPodSandbox(dup, fakeResolver), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+  });
+
+  it('property: the edit changes the seccomp profile and nothing else', async () => {
+    const str = fc.string({ maxLength: 20 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          name: str,
+          args: fc.array(str, { maxLength: 4 }),
+          labels: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), str, { maxKeys: 3 }),
+          logPath: str,
+          caps: fc.array(fc.constantFrom('CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_CHOWN'), { maxLength: 3 }),
+          runAsUser: fc.integer({ min: 0, max: 2 ** 31 }),
+          unknownTop: fc.boolean(),
+          unknownInner: fc.boolean(),
+          base: fc.constantFrom(undefined, 'RuntimeDefault', 'Localhost'),
+        }),
+        async (g) => {
+          const sec: Msg = {
+            capabilities: { add_capabilities: g.caps },
+            run_as_user: { value: g.runAsUser },
+            seccomp: { profile_type: 'OCI', oci_ref: REF, ...(g.base ? { base_profile: { type: g.base, localhost_ref: g.base === 'Localhost' ? '/b.json' : '' } } : {}) },
+          };
+          let scBytes = encode('LinuxContainerSecurityContext', sec);
+          if (g.unknownInner) scBytes = Buffer.concat([scBytes, UNKNOWN]);
+          const linux = Buffer.concat([Buffer.from([0x12]), encodeVarint(scBytes.length), scBytes]);
+          const cfg = Buffer.concat([
+            encode('ContainerConfig', { metadata: { name: g.name }, args: g.args, labels: g.labels, log_path: g.logPath }),
+            Buffer.from([0x7a]),
+            encodeVarint(linux.length),
+            linux,
+          ]);
+          let req = Buffer.concat([encode('CreateContainerRequest', { pod_sandbox_id: 'sb' }), Buffer.from([0x12]), encodeVarint(cfg.length), cfg]);
+          if (g.unknownTop) req = Buffer.concat([req, UNKNOWN]);
+          const r = await rewriteCreateContainer(req, fakeResolver);
+          assert.ok(r.edited);
+          const before = decode('CreateContainerRequest', req);
+          const after = decode('CreateContainerRequest', r.payload);
+          const sc = (x: Msg) => ((x.config as Msg).linux as Msg).security_context as Msg;
+          assert.equal((sc(after).seccomp as Msg).profile_type, 'Localhost');
+          delete sc(before).seccomp;
+          delete sc(after).seccomp;
+          assert.deepEqual(after, before);
+          // unknown bytes survive at their level
+          const count = (b: Buffer) => {
+            let n = 0;
+            for (let i = b.indexOf(UNKNOWN); i >= 0; i = b.indexOf(UNKNOWN, i + 1)) n++;
+            return n;
+          };
+          assert.equal(count(r.payload), count(req));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
