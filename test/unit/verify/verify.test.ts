@@ -214,17 +214,6 @@ describe('keyed signatures', () => {
     await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [] }), 'SignatureValidationFailed', /no signers/);
   });
 
-  it('verification is fast once trust material is built (keyed, bundle)', async () => {
-    const { reg, digest, manifestBytes } = setup();
-    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
-    const signers = [keyed('platform', k1)];
-    await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers });
-    const n = 50;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers });
-    const per = (performance.now() - t0) / n;
-    assert.ok(per < 20, `${per.toFixed(2)} ms per verification`);
-  });
 });
 
 async function attachRawBundle(reg: FakeRegistry, digest: Digest, manifestBytes: Buffer, bundle: Buffer, predicateAnnotation?: string): Promise<void> {

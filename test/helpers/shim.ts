@@ -1,0 +1,46 @@
+// Starts the real `spoke shim` process (bin/spoke) and waits for its "shim ready" log line.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { SPOKE_BIN } from './cli.js';
+
+export interface ShimProc {
+  child: ChildProcess;
+  /** JSON log lines written so far. */
+  logs: () => Record<string, unknown>[];
+  /** Everything written on stderr (JSON logs and anything else). */
+  stderr: () => string;
+  exited: Promise<number>;
+  /** Spawn to "shim ready", in milliseconds. */
+  readyMs: number;
+}
+
+export async function startShim(args: string[], opts: { timeoutMs?: number } = {}): Promise<ShimProc> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [SPOKE_BIN, 'shim', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.on('data', () => {});
+  const exited = new Promise<number>((r) => child.on('exit', (code) => r(code ?? -1)));
+  const logs = () =>
+    err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const until = Date.now() + (opts.timeoutMs ?? 15_000);
+  while (!logs().some((l) => l.msg === 'shim ready')) {
+    if (child.exitCode !== null) throw new Error(`shim exited ${child.exitCode}: ${err}`);
+    if (Date.now() > until) throw new Error(`shim not ready: ${err}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return { child, logs, stderr: () => err, exited, readyMs: performance.now() - t0 };
+}
+
+/** SIGTERM, then SIGKILL after 40 s; resolves the exit code. */
+export async function stopShim(s: ShimProc | undefined): Promise<number | undefined> {
+  if (!s || s.child.exitCode !== null) return s?.child.exitCode ?? undefined;
+  s.child.kill('SIGTERM');
+  const t = setTimeout(() => s.child.kill('SIGKILL'), 40_000);
+  const code = await s.exited;
+  clearTimeout(t);
+  return code;
+}
