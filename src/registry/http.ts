@@ -7,10 +7,14 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 
-// Only the Pool: undici's index loads fetch, WebSocket, caches and more (~50 ms at every CLI
-// start on a loaded 2-core node); the pool module alone is a fraction of that. undici has no
-// `exports` map, so its lib files are reachable, and the type comes from the package index.
-const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof import('undici').Pool;
+// Only the Pool and the request API: undici's index loads fetch, WebSocket, caches and more
+// (~40 ms more at every CLI start); these two modules are a fraction of that. undici has no
+// `exports` map, so its lib files are reachable; the index is what attaches `request` to the
+// Dispatcher prototype, so we call the request API with the dispatcher as `this` instead.
+// Types come from the package index.
+const requireUndici = createRequire(import.meta.url);
+const Pool = requireUndici('undici/lib/dispatcher/pool.js') as typeof import('undici').Pool;
+const dispatchRequest = requireUndici('undici/lib/api/api-request.js') as (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
 import { SpokeError, type ErrorContext } from '../core/errors.js';
 import type { Clock, Logger } from '../core/runtime.js';
 import { isRetryableNetworkError } from './errors.js';
@@ -107,7 +111,7 @@ export class Transport {
   async send(req: HttpRequest): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers };
     if (req.body !== undefined) headers['content-length'] = String(req.body.byteLength);
-    const res = await this.dispatcher(req.url.origin).request({
+    const res = await dispatchRequest.call(this.dispatcher(req.url.origin), {
       method: req.method,
       path: req.url.pathname + req.url.search,
       headers,
