@@ -59,7 +59,7 @@ async function main(): Promise<void> {
 
     say('Starting spoke shim between the "kubelet" and containerd');
     const sock = join(work, 'spoke.sock');
-    shim = await startShim(['--listen', sock, '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', join(work, 'policy.yaml'), '--log-level', 'warn']);
+    shim = await startShim(['--listen', sock, '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', join(work, 'policy.yaml'), '--log-level', 'info']);
     cri = new CriClient(sock);
     const status = await cri.rt('Status', {});
     show(`ready in ${Math.round(shim.readyMs)} ms; Status.features.security_profile_oci_artifact = ${String((status.features as Msg).security_profile_oci_artifact)}`);

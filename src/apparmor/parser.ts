@@ -1,0 +1,155 @@
+// The I/O edge of AppArmor (DESIGN §5): apparmor_parser to check, load and unload rendered profiles.
+// The parser is always run with an argument array and the policy text on stdin; never a shell,
+// never a temp file. Imports only src/core (and src/profiles for the name check).
+//
+// Flags (apparmor_parser 3.x):
+//   check   --skip-kernel-load --skip-cache --abort-on-error [--features-file F]
+//           (-Q -K: compile everything, load nothing, touch no cache; works without kernel AppArmor)
+//   load    --replace --skip-cache --abort-on-error          (needs kernel AppArmor and CAP_MAC_ADMIN)
+//   unload  --remove                                         (stdin: an empty profile of that name)
+
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { SpokeError } from '../core/errors.js';
+import { checkProfileName } from '../profiles/apparmor/index.js';
+
+export const PARSER_CANDIDATES = ['/usr/sbin/apparmor_parser', '/sbin/apparmor_parser'] as const;
+export const DEFAULT_SECURITYFS = '/sys/kernel/security/apparmor';
+const MODULE_ENABLED = '/sys/module/apparmor/parameters/enabled';
+const DEFAULT_TIMEOUT_MS = 30_000;
+const MAX_OUTPUT_BYTES = 64 * 1024;
+
+export interface ParserOptions {
+  /** apparmor_parser binary; default: the first of PARSER_CANDIDATES that exists. */
+  parser?: string;
+  /** A features file (`--features-file`) to compile against instead of the kernel's or the built-in set. */
+  featuresFile?: string;
+  timeoutMs?: number;
+  /** Where AppArmor's securityfs is mounted (tests). */
+  securityfs?: string;
+}
+
+export interface ParserRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CheckResult {
+  /** Warnings apparmor_parser printed (e.g. rule classes this kernel would not enforce). */
+  warnings: string[];
+}
+
+export function findApparmorParser(candidates: readonly string[] = PARSER_CANDIDATES): string | undefined {
+  return candidates.find((p) => existsSync(p));
+}
+
+function parserPath(opts: ParserOptions): string {
+  const p = opts.parser ?? findApparmorParser();
+  if (p === undefined) throw new SpokeError('FailedPrecondition', `apparmor_parser not found (looked in ${PARSER_CANDIDATES.join(', ')})`);
+  return p;
+}
+
+/** Whether the running kernel has AppArmor enabled (securityfs present, module enabled). */
+export function kernelHasAppArmor(securityfs: string = DEFAULT_SECURITYFS, moduleEnabled: string = MODULE_ENABLED): boolean {
+  if (!existsSync(securityfs)) return false;
+  try {
+    return readFileSync(moduleEnabled, 'utf8').trim().startsWith('Y');
+  } catch {
+    return true; // securityfs is there; the parameter file is optional on some kernels
+  }
+}
+
+/** Runs apparmor_parser with `args`, `stdin` as its input. Output is capped; a timeout kills it. */
+export function runParser(args: readonly string[], stdin: string, opts: ParserOptions = {}): Promise<ParserRun> {
+  const bin = parserPath(opts);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, [...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outBytes = 0;
+    let errBytes = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      if (outBytes < MAX_OUTPUT_BYTES) out.push(d);
+      outBytes += d.length;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      if (errBytes < MAX_OUTPUT_BYTES) err.push(d);
+      errBytes += d.length;
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${e.message}`, {}, { cause: e }));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(new SpokeError('Internal', `${bin} did not finish within ${timeoutMs} ms`));
+        return;
+      }
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    // EPIPE if the parser exits before reading everything: the exit status tells the story.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(stdin, 'utf8');
+  });
+}
+
+/** Lines of parser output that are noise on a machine without kernel AppArmor or a cache. */
+const NOISE = [/^Cache read\/write disabled/, /^Warning: unable to find a suitable fs/, /^Use --subdomainfs to override/];
+
+function lines(stderr: string): string[] {
+  return stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !NOISE.some((re) => re.test(l)));
+}
+
+function failure(what: string, run: ParserRun): string {
+  const detail = lines(run.stderr).filter((l) => !l.startsWith('Warning'));
+  const text = (detail.length > 0 ? detail : lines(run.stderr)).join('; ').slice(0, 500);
+  return `${what}: apparmor_parser ${run.signal ? `killed by ${run.signal}` : `exit ${run.code}`}${text ? `: ${text}` : ''}`;
+}
+
+/**
+ * Compiles `text` without loading it (`apparmor_parser -Q -K`). Resolves with the warnings;
+ * rejects with SecurityProfileInvalid carrying the parser's error when it refuses the text.
+ */
+export async function checkWithParser(text: string, opts: ParserOptions = {}): Promise<CheckResult> {
+  const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error'];
+  if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
+  const run = await runParser(args, text, opts);
+  if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run));
+  return { warnings: lines(run.stderr).filter((l) => l.startsWith('Warning')) };
+}
+
+function requireKernel(opts: ParserOptions, what: string): void {
+  if (!kernelHasAppArmor(opts.securityfs)) {
+    throw new SpokeError('FailedPrecondition', `${what}: this node's kernel has no AppArmor (${opts.securityfs ?? DEFAULT_SECURITYFS} is missing)`);
+  }
+}
+
+/** Loads (or replaces) the profiles in `text` into the kernel: `apparmor_parser --replace`. */
+export async function loadProfile(text: string, opts: ParserOptions = {}): Promise<void> {
+  requireKernel(opts, 'cannot load an AppArmor profile');
+  const run = await runParser(['--replace', '--skip-cache', '--abort-on-error'], text, opts);
+  if (run.code !== 0) throw new SpokeError('Internal', failure('loading the AppArmor profile failed', run));
+}
+
+/** Removes the profile `name` from the kernel: `apparmor_parser --remove` fed an empty profile of that name. */
+export async function unloadProfile(name: string, opts: ParserOptions = {}): Promise<void> {
+  checkProfileName(name);
+  requireKernel(opts, 'cannot unload an AppArmor profile');
+  const run = await runParser(['--remove'], `profile ${name} {\n}\n`, opts);
+  if (run.code !== 0) {
+    if (/not found|does not exist|No such file/i.test(run.stderr)) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`);
+    throw new SpokeError('Internal', failure(`unloading AppArmor profile ${name} failed`, run));
+  }
+}

@@ -1,0 +1,146 @@
+import { defaultBaselinePath } from '../../config/node-config.js';
+import { SpokeError } from '../../core/errors.js';
+import { decodeAppArmor, formatAppArmorConstraint, intersectAppArmor, validateAppArmorArtifact, validateAppArmorArtifactBytes, appArmorProfileName } from '../../profiles/apparmor/index.js';
+import { decodeSeccomp, formatConstraint, intersect, validate, validateArtifact, validateBaseline } from '../../profiles/seccomp/index.js';
+import { parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+import { defaultAppArmorBaselinePath, kindOf, readInput } from './profile.js';
+
+const HELP = `usage: spoke merge ARTIFACT [--kind seccomp|apparmor] [--baseline FILE] [--base FILE] [--explain] [--json]
+
+Prints the effective profile a node would apply for ARTIFACT: the intersection of the node
+baseline, the pod's base profile (seccomp only) and the artifact (KEP-6061 §4), as canonical
+JSON (the digest is of those bytes, without the final newline). The artifact is validated as a
+pulled artifact would be; the baseline as the node validates it at start-up.
+
+options:
+  --kind K          seccomp or apparmor (default: guessed from the document, as profile validate)
+  --baseline FILE   node baseline (default: the shipped policy/seccomp-baseline.json or
+                    policy/apparmor-baseline.json)
+  --base FILE       seccomp: the pod's Localhost base profile (AppArmor allows RuntimeDefault only)
+  --explain         on stderr, each thing the merge constrained and the input that constrained it
+  --json            {"effective": <profile>, "constrained": [...], "digest": ...} on stdout`;
+
+/** JSON.stringify that writes bigints (seccomp argument values) as decimal numbers. */
+function stringify(v: unknown): string {
+  const marks = new Map<string, string>();
+  const text = JSON.stringify(
+    v,
+    (_k, x: unknown) => {
+      if (typeof x !== 'bigint') return x;
+      const mark = `\u0000bigint${marks.size}\u0000`;
+      marks.set(mark, x.toString());
+      return mark;
+    },
+    2,
+  );
+  return marks.size === 0 ? text : text.replace(/"\\u0000bigint\d+\\u0000"/g, (m) => marks.get(JSON.parse(m) as string) ?? m);
+}
+
+interface Outcome {
+  bytes: Buffer;
+  digest: string;
+  constrained: { message: string; detail: unknown }[];
+  extra: Record<string, unknown>;
+  inputs: string;
+}
+
+function inputFailure(which: string, file: string, e: unknown): never {
+  if (e instanceof SpokeError) throw new SpokeError(e.code, `${which} ${file}: ${e.message}`, { ...e.context, file });
+  throw e;
+}
+
+async function mergeSeccomp(artifactFile: string, artifactBytes: Buffer, baselineFile: string, baseFile: string | undefined): Promise<Outcome> {
+  const baselineBytes = await readInput(baselineFile, 'baseline');
+  const baseline = (() => {
+    try {
+      const p = decodeSeccomp(baselineBytes);
+      validateBaseline(p);
+      return p;
+    } catch (e) {
+      return inputFailure('baseline', baselineFile, e);
+    }
+  })();
+  let base;
+  if (baseFile !== undefined) {
+    const baseBytes = await readInput(baseFile, 'base profile');
+    try {
+      base = decodeSeccomp(baseBytes);
+      validate(base);
+    } catch (e) {
+      inputFailure('base profile', baseFile, e);
+    }
+  }
+  let artifact;
+  try {
+    artifact = decodeSeccomp(artifactBytes);
+    validateArtifact(artifact);
+  } catch (e) {
+    inputFailure('artifact', artifactFile, e);
+  }
+  const r = intersect(baseline, base, artifact);
+  return {
+    bytes: r.bytes,
+    digest: r.digest,
+    constrained: r.constrained.map((c) => ({ message: formatConstraint(c), detail: c })),
+    extra: {},
+    inputs: `baseline ${baselineFile}${baseFile === undefined ? '' : `, base ${baseFile}`}`,
+  };
+}
+
+async function mergeAppArmor(artifactFile: string, artifactBytes: Buffer, baselineFile: string): Promise<Outcome> {
+  const baselineBytes = await readInput(baselineFile, 'baseline');
+  let baseline;
+  try {
+    baseline = decodeAppArmor(baselineBytes);
+    validateAppArmorArtifact(baseline);
+  } catch (e) {
+    inputFailure('baseline', baselineFile, e);
+  }
+  let artifact;
+  try {
+    artifact = validateAppArmorArtifactBytes(artifactBytes);
+  } catch (e) {
+    inputFailure('artifact', artifactFile, e);
+  }
+  const r = intersectAppArmor(baseline, artifact);
+  return {
+    bytes: r.bytes,
+    digest: r.digest,
+    constrained: r.constrained.map((c) => ({ message: formatAppArmorConstraint(c), detail: c })),
+    extra: { profileName: appArmorProfileName(r.bytes) },
+    inputs: `baseline ${baselineFile}`,
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    argv,
+    { kind: { type: 'string' }, baseline: { type: 'string' }, base: { type: 'string' }, explain: { type: 'boolean' }, json: { type: 'boolean' } },
+    HELP,
+    [1, 1],
+  );
+  if (help) return 0;
+  const artifactFile = positionals[0]!;
+  const artifactBytes = await readInput(artifactFile, 'artifact');
+  const kind = kindOf(values.kind, artifactBytes);
+  if (kind === 'apparmor' && values.base !== undefined) {
+    throw new UsageError('--base is for seccomp: an AppArmor baseProfile can only be RuntimeDefault (KEP-6061)');
+  }
+  const out =
+    kind === 'apparmor'
+      ? await mergeAppArmor(artifactFile, artifactBytes, values.baseline ?? defaultAppArmorBaselinePath())
+      : await mergeSeccomp(artifactFile, artifactBytes, values.baseline ?? defaultBaselinePath(), values.base);
+  if (values.explain) {
+    for (const c of out.constrained) process.stderr.write(`constrained: ${c.message}\n`);
+    process.stderr.write(`merge: ${out.constrained.length} constraint(s) on ${artifactFile} (${kind}; ${out.inputs}); effective ${out.digest}\n`);
+  }
+  if (values.json) {
+    // The effective profile is spliced in as its canonical bytes: exact, even for uint64 values.
+    const rest = stringify({ constrained: out.constrained.map((c) => ({ message: c.message, ...(c.detail as object) })), kind, digest: out.digest, ...out.extra });
+    process.stdout.write(`{\n  "effective": ${out.bytes.toString('utf8')},\n${rest.slice(2)}\n`);
+  } else {
+    process.stdout.write(out.bytes.toString('utf8') + '\n');
+  }
+  return 0;
+}

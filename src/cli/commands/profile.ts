@@ -1,0 +1,160 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { checkWithParser } from '../../apparmor/parser.js';
+import { defaultBaselinePath } from '../../config/node-config.js';
+import type { ProfileKind } from '../../core/constants.js';
+import { sha256Digest } from '../../core/digest.js';
+import { SpokeError } from '../../core/errors.js';
+import {
+  appArmorProfileName,
+  decodeAppArmor,
+  encodeAppArmorCanonical,
+  explicitAppArmor,
+  intersectAppArmor,
+  renderAppArmor,
+  validateAppArmorArtifact,
+  validateAppArmorArtifactBytes,
+} from '../../profiles/apparmor/index.js';
+import { decodeSeccomp, validate, validateArtifact, validateStrict } from '../../profiles/seccomp/index.js';
+import { emit, parseCommand } from '../args.js';
+import { EXIT_FAILED, UsageError } from '../errors.js';
+import { parseKind } from './push.js';
+
+const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--artifact | --strict] [--json]
+       spoke profile render --kind apparmor FILE [--name NAME] [--baseline FILE | --raw] [--check]
+
+  validate  strict decode (unknown or duplicate members, trailing data, bad UTF-8 are errors),
+            then the kind's rules. Seccomp levels: default = what runc loads, --artifact = what
+            a node accepts from a registry (KEP-6061 ValidateArtifact), --strict = artifact
+            rules plus duplicate names and unused values. AppArmor has one level, the artifact
+            rules (limits, absolute paths, no variables, no rule syntax in paths, known
+            capabilities). Exit 0 when valid, 1 with the JSON path at fault otherwise.
+  render    print the AppArmor policy text spoke would load for FILE: FILE intersected with
+            the AppArmor baseline, under the generated name spoke-<sha256 prefix>.
+
+options:
+  --kind K          seccomp or apparmor (default: apparmor when the document has one of the
+                    structured AppArmor sections and no defaultAction, else seccomp)
+  --artifact        seccomp: validate as a pulled artifact would be
+  --strict          seccomp: artifact rules plus the strict checks
+  --name NAME       render: the profile name (default spoke-<first 16 hex of the effective sha256>)
+  --baseline FILE   render: AppArmor baseline (default policy/apparmor-baseline.json)
+  --raw             render: FILE as it is, without intersecting it with a baseline
+  --check           render: also compile the text with apparmor_parser -Q (no kernel load)
+  --json            machine-readable output`;
+
+export const APPARMOR_SECTIONS = ['executable', 'filesystem', 'network', 'capability'];
+
+/** The shipped AppArmor baseline, next to the shipped seccomp baseline. */
+export function defaultAppArmorBaselinePath(): string {
+  return join(dirname(defaultBaselinePath()), 'apparmor-baseline.json');
+}
+
+export async function readInput(file: string, what = 'file'): Promise<Buffer> {
+  return readFile(file).catch((e: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot read ${what} ${file}: ${e.code ?? e.message}`);
+  });
+}
+
+/** --kind, or a guess from the document's top-level members (never from anything else). */
+export function kindOf(flag: string | undefined, bytes: Uint8Array): ProfileKind {
+  if (flag !== undefined) return parseKind(flag);
+  try {
+    const v = JSON.parse(Buffer.from(bytes).toString('utf8')) as unknown;
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+      const keys = Object.keys(v);
+      if (!keys.includes('defaultAction') && keys.some((k) => APPARMOR_SECTIONS.includes(k))) return 'apparmor';
+    }
+  } catch {
+    // the strict decoder reports it
+  }
+  return 'seccomp';
+}
+
+type Level = 'runtime' | 'artifact' | 'strict';
+
+function validateFile(kind: ProfileKind, level: Level, bytes: Uint8Array): void {
+  if (kind === 'apparmor') {
+    validateAppArmorArtifactBytes(bytes);
+    return;
+  }
+  const p = decodeSeccomp(bytes);
+  if (level === 'strict') validateStrict(p);
+  else if (level === 'artifact') validateArtifact(p);
+  else validate(p);
+}
+
+async function runValidate(file: string, values: { kind?: string; artifact?: boolean; strict?: boolean; json?: boolean }): Promise<number> {
+  if (values.artifact && values.strict) throw new UsageError(`--artifact and --strict exclude each other\n${HELP}`);
+  const bytes = await readInput(file);
+  const kind = kindOf(values.kind, bytes);
+  const level: Level = kind === 'apparmor' ? 'artifact' : values.strict ? 'strict' : values.artifact ? 'artifact' : 'runtime';
+  const digest = sha256Digest(bytes);
+  try {
+    validateFile(kind, level, bytes);
+  } catch (e) {
+    if (!(e instanceof SpokeError) || e.code !== 'SecurityProfileInvalid' || !values.json) throw e;
+    emit(true, { file, kind, level, valid: false, digest, error: { code: e.code, message: e.message, path: e.context.path ?? null } }, () => '');
+    process.stderr.write(e.toLine().replace(/[\r\n]+/g, ' ') + '\n');
+    return EXIT_FAILED;
+  }
+  emit(values.json, { file, kind, level, valid: true, digest }, () => `${file}: valid ${kind} profile (${level} rules), ${digest}`);
+  return 0;
+}
+
+async function runRender(file: string, values: { kind?: string; name?: string; baseline?: string; raw?: boolean; check?: boolean; json?: boolean }): Promise<number> {
+  if (values.kind === undefined) throw new UsageError(`render needs --kind apparmor\n${HELP}`);
+  if (parseKind(values.kind) !== 'apparmor') throw new UsageError('render is for AppArmor profiles (--kind apparmor); seccomp profiles are loaded as JSON, see spoke merge');
+  if (values.raw && values.baseline !== undefined) throw new UsageError(`--raw and --baseline exclude each other\n${HELP}`);
+  const artifact = validateAppArmorArtifactBytes(await readInput(file));
+  let effective;
+  let bytes: Buffer;
+  if (values.raw) {
+    effective = explicitAppArmor(artifact);
+    bytes = encodeAppArmorCanonical(effective);
+  } else {
+    const baselineFile = values.baseline ?? defaultAppArmorBaselinePath();
+    const baseline = decodeAppArmor(await readInput(baselineFile, 'baseline'));
+    validateAppArmorArtifact(baseline);
+    const merged = intersectAppArmor(baseline, artifact);
+    effective = merged.profile;
+    bytes = merged.bytes;
+  }
+  const name = values.name ?? appArmorProfileName(bytes);
+  const text = renderAppArmor(effective, name);
+  let warnings: string[] = [];
+  if (values.check) warnings = (await checkWithParser(text)).warnings;
+  for (const w of warnings) process.stderr.write(`apparmor_parser: ${w}\n`);
+  if (values.json) emit(true, { name, digest: sha256Digest(bytes), text, ...(values.check ? { checked: true, warnings } : {}) }, () => '');
+  else process.stdout.write(text);
+  return 0;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    argv,
+    {
+      kind: { type: 'string' },
+      artifact: { type: 'boolean' },
+      strict: { type: 'boolean' },
+      name: { type: 'string' },
+      baseline: { type: 'string' },
+      raw: { type: 'boolean' },
+      check: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    HELP,
+    [2, 2],
+  );
+  if (help) return 0;
+  const [sub, file] = positionals as [string, string];
+  if (sub === 'validate') {
+    if (values.name !== undefined || values.baseline !== undefined || values.raw || values.check) throw new UsageError(`--name, --baseline, --raw and --check are render options\n${HELP}`);
+    return runValidate(file, values);
+  }
+  if (sub === 'render') {
+    if (values.artifact || values.strict) throw new UsageError(`--artifact and --strict are validate options\n${HELP}`);
+    return runRender(file, values);
+  }
+  throw new UsageError(`unknown profile subcommand ${JSON.stringify(sub)}\n${HELP}`);
+}

@@ -1,0 +1,341 @@
+// AppArmor file-rule patterns, matched as apparmor_parser matches them (parser_regex.c
+// convert_aaregex_to_pcre, then the byte-oriented DFA of libapparmor_re):
+//   *    any bytes except "/"          **   any bytes, "/" included
+//   ?    one byte except "/"           [..] one byte of a class ("^" negates; a negated class
+//                                           also matches "/")
+//   {a,b,...}  alternation, nestable, alternatives may be empty and hold further tokens
+// A star run fills a whole path component when the last character emitted before it is "/"
+// and the raw pattern character after it is "/" or the end: then it must match at least one
+// byte, so "/dir/*" and "/dir/**" do not match "/dir/" itself while "/etc/*.conf" matches
+// "/etc/.conf". Matching is over UTF-8 bytes: "?" matches one byte, not one character.
+//
+// Only the subset the artifact validator admits is modelled (no escapes, no "," outside an
+// alternation, no runs of three stars, strict classes); anything else is a GlobError, which the
+// validator reports and the merge treats as a pattern matching nothing. Matching runs a
+// Thompson NFA (no backtracking), linear in pattern × name.
+
+/** apparmor_parser: a "{" nesting that reaches 50 is rejected (MAX_ALT_DEPTH). */
+export const MAX_ALTERNATION_DEPTH = 49;
+/** KEP-6061 §4: a pattern with more than 100 alternatives in total never matches; we refuse it. */
+export const MAX_ALTERNATIVES = 100;
+
+export class GlobError extends Error {}
+
+type ByteSet = Uint8Array; // 256 entries, 1 = member
+
+type Node = { t: 'byte'; set: ByteSet } | { t: 'star'; set: ByteSet } | { t: 'alt'; alts: Node[][] };
+
+export interface CompiledGlob {
+  /** The pattern as written. */
+  readonly pattern: string;
+  /** True when the pattern has a glob token at all. */
+  readonly isGlob: boolean;
+  /** UTF-8 bytes (as a latin1 string) before the first glob token; the whole name for a literal. */
+  readonly literalPrefix: string;
+  /** `<prefix>/**` with no other glob token: everything strictly below `<prefix>/`. */
+  readonly starStarOnly: boolean;
+  /** Total alternatives across all alternations. */
+  readonly alternatives: number;
+  /**
+   * Whether the pattern matches the name (a UTF-8 string, or bytes as a latin1 string with
+   * `bytes`). With a budget, throws GlobBudgetError once the shared budget is spent.
+   */
+  matches(name: string, bytes?: boolean, budget?: MatchBudget): boolean;
+}
+
+const NOT_NUL_OR_SLASH: ByteSet = (() => {
+  const s = new Uint8Array(256).fill(1);
+  s[0] = 0;
+  s[0x2f] = 0;
+  return s;
+})();
+const NOT_NUL: ByteSet = (() => {
+  const s = new Uint8Array(256).fill(1);
+  s[0] = 0;
+  return s;
+})();
+
+function single(b: number): ByteSet {
+  const s = new Uint8Array(256);
+  s[b] = 1;
+  return s;
+}
+
+/** Characters that may not appear inside a class: they would be glob tokens or rule syntax there. */
+const CLASS_FORBIDDEN = new Set(['*', '?', '[', '{', '}', ',', '/', '\\', '"', '!', '#', '@', ' ']);
+
+/** UTF-8 bytes of `s` as a string of char codes 0–255. */
+export function toBytes(s: string): string {
+  return Buffer.from(s, 'utf8').toString('latin1');
+}
+
+class Parser {
+  private i = 0;
+  private depth = 0;
+  private last = ''; // the last character apparmor_parser would have emitted into its regex
+  alternatives = 0;
+  firstGlob = -1;
+  globTokens = 0;
+  trailingStarStar = false;
+
+  constructor(private readonly s: string) {}
+
+  private mark(): void {
+    this.globTokens++;
+    if (this.firstGlob < 0) this.firstGlob = this.i;
+  }
+
+  /** Parses a sequence until the end, or (inside an alternation) an unconsumed "," or "}". */
+  seq(): Node[] {
+    const s = this.s;
+    const out: Node[] = [];
+    while (this.i < s.length) {
+      const c = s[this.i]!;
+      if (c === '*') {
+        let run = 1;
+        while (s[this.i + run] === '*') run++;
+        if (run > 2) throw new GlobError(`a run of ${run} stars; write "**"`);
+        this.mark();
+        const after = this.i + run;
+        const fillsComponent = this.last === '/' && (after === s.length || s[after] === '/');
+        if (fillsComponent) out.push({ t: 'byte', set: NOT_NUL_OR_SLASH });
+        out.push({ t: 'star', set: run === 2 ? NOT_NUL : NOT_NUL_OR_SLASH });
+        if (run === 2 && fillsComponent && after === s.length) this.trailingStarStar = true;
+        this.last = '*';
+        this.i = after;
+      } else if (c === '?') {
+        this.mark();
+        out.push({ t: 'byte', set: NOT_NUL_OR_SLASH });
+        this.last = '?';
+        this.i++;
+      } else if (c === '[') {
+        this.mark();
+        out.push({ t: 'byte', set: this.cls() });
+        this.last = ']';
+      } else if (c === ']') {
+        throw new GlobError('"]" without "["');
+      } else if (c === '{') {
+        this.mark();
+        out.push(this.alt());
+      } else if (c === '}' || c === ',') {
+        if (this.depth === 0) throw new GlobError(c === '}' ? '"}" without "{"' : '"," outside an alternation');
+        return out;
+      } else {
+        const code = c.charCodeAt(0);
+        if (code === 0) throw new GlobError('NUL byte');
+        out.push({ t: 'byte', set: single(code) });
+        this.last = c;
+        this.i++;
+      }
+    }
+    return out;
+  }
+
+  private alt(): Node {
+    const s = this.s;
+    this.depth++;
+    if (this.depth > MAX_ALTERNATION_DEPTH) throw new GlobError(`alternations nested deeper than ${MAX_ALTERNATION_DEPTH}`);
+    this.i++; // "{"
+    this.last = '(';
+    const alts: Node[][] = [];
+    for (;;) {
+      alts.push(this.seq());
+      if (this.i >= s.length) throw new GlobError('"{" without "}"');
+      const c = s[this.i];
+      this.i++;
+      if (c === ',') {
+        this.last = '|';
+        continue;
+      }
+      break; // "}"
+    }
+    if (alts.length < 2) throw new GlobError('an alternation needs at least one ","');
+    this.alternatives += alts.length;
+    this.depth--;
+    this.last = ')';
+    return { t: 'alt', alts };
+  }
+
+  private cls(): ByteSet {
+    const s = this.s;
+    this.i++; // "["
+    let negate = false;
+    if (s[this.i] === '^') {
+      negate = true;
+      this.i++;
+    }
+    const members = new Uint8Array(256);
+    let count = 0;
+    while (this.i < s.length && s[this.i] !== ']') {
+      const lo = s[this.i]!;
+      const loCode = lo.charCodeAt(0);
+      if (loCode < 0x21 || loCode > 0x7e || CLASS_FORBIDDEN.has(lo)) throw new GlobError(`${JSON.stringify(lo)} inside a class`);
+      if (lo === '-') throw new GlobError('"-" outside a class range');
+      if (lo === '^') throw new GlobError('"^" inside a class other than as its first character');
+      let hiCode = loCode;
+      if (s[this.i + 1] === '-') {
+        const hi = s[this.i + 2];
+        if (hi === undefined || hi === ']') throw new GlobError('a class range without an end');
+        hiCode = hi.charCodeAt(0);
+        if (hiCode < 0x21 || hiCode > 0x7e || CLASS_FORBIDDEN.has(hi) || hi === '-') throw new GlobError(`${JSON.stringify(hi)} inside a class`);
+        if (hiCode < loCode) throw new GlobError(`reversed class range ${lo}-${hi}`);
+        if (loCode <= 0x2f && hiCode >= 0x2f) throw new GlobError('a class range spanning "/"');
+        this.i += 3;
+      } else {
+        this.i += 1;
+      }
+      for (let b = loCode; b <= hiCode; b++) members[b] = 1;
+      count++;
+    }
+    if (this.i >= s.length) throw new GlobError('"[" without "]"');
+    if (count === 0) throw new GlobError('an empty class');
+    this.i++; // "]"
+    if (!negate) return members;
+    const set = new Uint8Array(256);
+    for (let b = 1; b < 256; b++) set[b] = members[b] ? 0 : 1;
+    return set;
+  }
+}
+
+// Thompson NFA: state k is either a byte test (set, next) or an epsilon fan-out.
+interface State {
+  set?: ByteSet;
+  next: number[]; // byte state: one successor; split state: any number
+}
+
+function build(nodes: Node[], states: State[], next: number): number {
+  let cur = next;
+  for (let k = nodes.length - 1; k >= 0; k--) {
+    const node = nodes[k]!;
+    if (node.t === 'byte') {
+      states.push({ set: node.set, next: [cur] });
+      cur = states.length - 1;
+    } else if (node.t === 'star') {
+      const split: State = { next: [] };
+      states.push(split);
+      const splitIdx = states.length - 1;
+      states.push({ set: node.set, next: [splitIdx] });
+      split.next.push(states.length - 1, cur);
+      cur = splitIdx;
+    } else {
+      const starts = node.alts.map((a) => build(a, states, cur));
+      states.push({ next: starts });
+      cur = states.length - 1;
+    }
+  }
+  return cur;
+}
+
+const MATCH = 0;
+
+/** A bound on matching work shared by many matches (one merge): state visits left. */
+export interface MatchBudget {
+  left: number;
+}
+
+export class GlobBudgetError extends Error {}
+
+class Nfa {
+  private readonly mark: Uint32Array;
+  private gen = 0;
+  private readonly stack: number[] = [];
+
+  constructor(
+    private readonly states: readonly State[],
+    private readonly start: number,
+  ) {
+    this.mark = new Uint32Array(states.length);
+  }
+
+  /** Adds the byte states (and MATCH) reachable from k without consuming input. */
+  private close(list: number[], k: number): void {
+    const { stack, mark, states, gen } = this;
+    stack.push(k);
+    while (stack.length > 0) {
+      const s = stack.pop()!;
+      if (mark[s] === gen) continue;
+      mark[s] = gen;
+      const st = states[s]!;
+      if (st.set !== undefined || s === MATCH) list.push(s);
+      else for (let j = st.next.length - 1; j >= 0; j--) stack.push(st.next[j]!);
+    }
+  }
+
+  private nextGen(): void {
+    this.gen = (this.gen + 1) >>> 0;
+    if (this.gen === 0) {
+      this.mark.fill(0);
+      this.gen = 1;
+    }
+  }
+
+  run(name: string, budget: MatchBudget | undefined): boolean {
+    this.nextGen();
+    let current: number[] = [];
+    this.close(current, this.start);
+    for (let i = 0; i < name.length; i++) {
+      if (budget !== undefined) {
+        budget.left -= current.length;
+        if (budget.left < 0) throw new GlobBudgetError('glob matching budget exhausted');
+      }
+      const b = name.charCodeAt(i);
+      const next: number[] = [];
+      this.nextGen();
+      for (const s of current) {
+        const st = this.states[s]!;
+        if (st.set !== undefined && st.set[b] === 1) this.close(next, st.next[0]!);
+      }
+      if (next.length === 0) return false;
+      current = next;
+    }
+    return current.includes(MATCH);
+  }
+}
+
+/** Compiles an AppArmor path pattern; throws GlobError for what apparmor_parser (or we) refuse. */
+export function compileGlob(pattern: string): CompiledGlob {
+  const bytes = toBytes(pattern);
+  const p = new Parser(bytes);
+  const nodes = p.seq();
+  if (p.alternatives > MAX_ALTERNATIVES) throw new GlobError(`${p.alternatives} alternatives, over the limit of ${MAX_ALTERNATIVES}`);
+  const states: State[] = [{ next: [] }]; // state 0 = match (a split with no successors)
+  const nfa = new Nfa(states, build(nodes, states, MATCH));
+  const isGlob = p.firstGlob >= 0;
+  const literalPrefix = isGlob ? bytes.slice(0, p.firstGlob) : bytes;
+  return {
+    pattern,
+    isGlob,
+    literalPrefix,
+    starStarOnly: p.trailingStarStar && p.globTokens === 1,
+    alternatives: p.alternatives,
+    matches(name: string, asBytes = false, budget?: MatchBudget): boolean {
+      const b = asBytes ? name : toBytes(name);
+      if (!b.startsWith(literalPrefix)) return false;
+      if (!isGlob) return b === literalPrefix;
+      return nfa.run(b, budget);
+    },
+  };
+}
+
+/** Compiles, or returns undefined for a pattern that never matches. */
+export function tryCompileGlob(pattern: string): CompiledGlob | undefined {
+  try {
+    return compileGlob(pattern);
+  } catch (e) {
+    if (e instanceof GlobError) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Whether every name `narrow` matches is also matched by `wide`, where `wide` is a `<prefix>/**`
+ * pattern (KEP-6061 §4: "one narrows the other's prefix/**"). `<prefix>/**` matches exactly the
+ * names that start with `<prefix>/` and are longer, so it suffices that `narrow`'s literal prefix
+ * starts with `<prefix>/` and that `narrow` cannot match `<prefix>/` itself.
+ */
+export function narrowsStarStar(wide: CompiledGlob, narrow: CompiledGlob, budget?: MatchBudget): boolean {
+  if (!wide.starStarOnly) return false;
+  const prefix = wide.literalPrefix;
+  if (!narrow.literalPrefix.startsWith(prefix)) return false;
+  return !narrow.matches(prefix, true, budget);
+}

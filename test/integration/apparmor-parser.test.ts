@@ -1,0 +1,221 @@
+// Render → the real apparmor_parser: every rendered profile compiles (-Q, no kernel load), a
+// deliberately broken one is refused. Load/unload need kernel AppArmor and root; elsewhere they
+// must fail clearly (FailedPrecondition), never silently succeed.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { checkWithParser, findApparmorParser, kernelHasAppArmor, loadProfile, unloadProfile } from '../../src/apparmor/parser.js';
+import { SpokeError } from '../../src/core/errors.js';
+import {
+  appArmorProfileName,
+  intersectAppArmor,
+  LINUX_CAPABILITIES,
+  pathProblem,
+  renderAppArmor,
+  validateAppArmorArtifactBytes,
+  type AppArmorProfile,
+} from '../../src/profiles/apparmor/index.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BASELINE_FILE = join(ROOT, 'policy/apparmor-baseline.json');
+const FEATURES = '/usr/share/apparmor-features/features';
+const parser = findApparmorParser();
+const skip = parser === undefined ? 'apparmor_parser is not installed' : false;
+
+const baseline = () => validateAppArmorArtifactBytes(readFileSync(BASELINE_FILE));
+
+const sample: AppArmorProfile = {
+  executable: { allowedExecutables: ['/usr/bin/app', '/tmp/dropper', '/usr/local/bin/*'], allowedLibraries: ['/usr/lib/x86_64-linux-gnu/*.so*', '/lib/**'] },
+  filesystem: {
+    readOnlyPaths: ['/etc/{hosts,resolv.conf,nsswitch.conf}', '/proc/[0-9]*/status', '/sys/fs/cgroup/**'],
+    writeOnlyPaths: ['/var/log/app/*.log'],
+    readWritePaths: ['/tmp/**', '/etc/shadow', '/data/app/', '/dev/null', '/srv/a b/[^.]*'],
+  },
+  network: { allowRaw: true, allowedProtocols: { allowTcp: true, allowUdp: true } },
+  capability: { allowedCapabilities: ['chown', 'net_bind_service', 'SYS_ADMIN', 'bpf'] },
+};
+
+async function accepted(text: string, features = false): Promise<string[]> {
+  try {
+    return (await checkWithParser(text, features && existsSync(FEATURES) ? { featuresFile: FEATURES } : {})).warnings;
+  } catch (e) {
+    assert.fail(`apparmor_parser refused:\n${text}\n${(e as Error).message}`);
+  }
+}
+
+describe('apparmor_parser accepts every rendered profile', { skip }, () => {
+  it('the shipped baseline, rendered on its own', async () => {
+    const r = intersectAppArmor(baseline(), baseline());
+    assert.deepEqual(r.constrained, []);
+    await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)));
+    await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)), true);
+  });
+
+  it('a merged profile (baseline ∩ artifact), with and without an explicit features file', async () => {
+    const r = intersectAppArmor(baseline(), sample);
+    assert.ok(r.constrained.length > 0);
+    const text = renderAppArmor(r.profile, appArmorProfileName(r.bytes));
+    await accepted(text);
+    const warnings = await accepted(text, true);
+    assert.ok(warnings.every((w) => w.startsWith('Warning')));
+  });
+
+  it('the artifact rendered raw, every capability apparmor knows, an empty profile', async () => {
+    await accepted(renderAppArmor(sample, 'spoke-raw'));
+    await accepted(renderAppArmor({ capability: { allowedCapabilities: [...LINUX_CAPABILITIES] } }, 'spoke-caps'));
+    await accepted(renderAppArmor({}, 'spoke-empty'));
+  });
+
+  it('every character the validator admits, in a literal path', async () => {
+    const admitted: string[] = [];
+    for (let c = 0x20; c < 0x7f; c++) {
+      const ch = String.fromCharCode(c);
+      if (pathProblem(`/x${ch}y`) === undefined) admitted.push(`/x${ch}y`);
+    }
+    admitted.push('/caf\u00e9', '/\u{1f600}', '/\u4e2d\u6587');
+    assert.ok(admitted.length > 80, `${admitted.length} admitted`);
+    await accepted(renderAppArmor({ filesystem: { readOnlyPaths: admitted } }, 'spoke-chars'));
+  });
+
+  it('generated profiles', async () => {
+    const segment = fc.constantFrom('a', 'bin', 'x.conf', '*', '**', '?', '[a-z]', '[^.]', '{a,b}', '{a,b/c,}', 'é', 'a b', 'x$y', 'p(q)', 'a+b', 'a^b', '~');
+    const pattern = fc
+      .array(segment, { minLength: 1, maxLength: 5 })
+      .map((s) => '/' + s.join('/'))
+      .filter((p) => pathProblem(p) === undefined);
+    const profile = fc.record({
+      executable: fc.record({ allowedExecutables: fc.uniqueArray(pattern, { maxLength: 4 }), allowedLibraries: fc.uniqueArray(pattern, { maxLength: 4 }) }),
+      filesystem: fc.uniqueArray(fc.tuple(pattern, fc.constantFrom('readOnlyPaths', 'writeOnlyPaths', 'readWritePaths')), { maxLength: 10, selector: ([p]) => p }),
+      network: fc.record({ allowRaw: fc.boolean(), allowedProtocols: fc.record({ allowTcp: fc.boolean(), allowUdp: fc.boolean() }) }),
+      capability: fc.record({ allowedCapabilities: fc.uniqueArray(fc.constantFrom(...LINUX_CAPABILITIES), { maxLength: 6 }) }),
+    });
+    const samples = fc.sample(profile, { numRuns: 25, seed: 6061 });
+    for (const g of samples) {
+      const p: AppArmorProfile = { ...g, filesystem: { readOnlyPaths: [], writeOnlyPaths: [], readWritePaths: [] } };
+      for (const [path, list] of g.filesystem) p.filesystem![list]!.push(path);
+      const raw = renderAppArmor(p, 'spoke-generated');
+      await accepted(raw);
+      const r = intersectAppArmor(p, sample);
+      await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)));
+    }
+  });
+});
+
+describe('apparmor_parser rejects broken policy', { skip }, () => {
+  it('a rendered profile with a rule cut short is refused with the parser’s message', async () => {
+    const text = renderAppArmor(sample, 'spoke-broken').replace('"/tmp/**" rwk,', '"/tmp/**" rwk');
+    await assert.rejects(checkWithParser(text), (e: unknown) => {
+      assert.ok(e instanceof SpokeError);
+      assert.equal(e.code, 'SecurityProfileInvalid');
+      assert.match(e.message, /AppArmor policy rejected: apparmor_parser exit \d+: .*(error|syntax)/i);
+      return true;
+    });
+  });
+
+  it('unbalanced braces and unknown capabilities are refused', async () => {
+    await assert.rejects(checkWithParser('profile spoke-x {\n  "/a/{b" r,\n}\n'), SpokeError);
+    await assert.rejects(checkWithParser('profile spoke-x {\n  capability sys_everything,\n}\n'), SpokeError);
+  });
+});
+
+describe('loading into the kernel', { skip }, () => {
+  const kernel = kernelHasAppArmor();
+  const root = process.getuid?.() === 0;
+
+  it('without kernel AppArmor, load and unload fail clearly', { skip: kernel ? 'this kernel has AppArmor' : false }, async () => {
+    const text = renderAppArmor({}, 'spoke-noload');
+    await assert.rejects(loadProfile(text), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition' && /no AppArmor/.test(e.message));
+    await assert.rejects(unloadProfile('spoke-noload'), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition');
+  });
+
+  it('with kernel AppArmor and root, a rendered profile loads, replaces and unloads', { skip: kernel && root ? false : 'needs kernel AppArmor and root' }, async () => {
+    const r = intersectAppArmor(baseline(), sample);
+    const name = appArmorProfileName(r.bytes);
+    const text = renderAppArmor(r.profile, name);
+    await loadProfile(text);
+    await loadProfile(text); // --replace is idempotent
+    assert.ok(readFileSync('/sys/kernel/security/apparmor/profiles', 'utf8').includes(name));
+    await unloadProfile(name);
+    assert.ok(!readFileSync('/sys/kernel/security/apparmor/profiles', 'utf8').includes(name));
+  });
+
+  it('unloadProfile refuses names that are not profile names', async () => {
+    await assert.rejects(unloadProfile('x {\n}\nprofile y'), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+  });
+});
+
+// The CLI commands (not yet in the command table of src/cli/main.ts): run their modules in a child process.
+function runCommand(module: 'profile' | 'merge', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const file = join(ROOT, 'dist/src/cli/commands', `${module}.js`);
+  const script = `const m = await import(${JSON.stringify(file)}); const { reportError } = await import(${JSON.stringify(join(ROOT, 'dist/src/cli/errors.js'))});
+try { process.exitCode = await m.run(process.argv.slice(1)); } catch (e) { process.exitCode = reportError(e); }`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('spoke profile / spoke merge (AppArmor)', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-'));
+  const artifact = join(dir, 'artifact.json');
+  writeFileSync(artifact, JSON.stringify(sample));
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ filesystem: { readOnlyPaths: ['/ok', '/x",\n  capability sys_admin,'] } }));
+
+  it('profile validate: ok, and the JSON path on failure', async () => {
+    const ok = await runCommand('profile', ['validate', artifact]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /valid apparmor profile \(artifact rules\), sha256:[0-9a-f]{64}/);
+    const no = await runCommand('profile', ['validate', bad, '--kind', 'apparmor', '--json']);
+    assert.equal(no.code, 1);
+    const out = JSON.parse(no.stdout) as { valid: boolean; error: { path: string } };
+    assert.equal(out.valid, false);
+    assert.equal(out.error.path, 'filesystem.readOnlyPaths[1]');
+    assert.match(no.stderr, /^SecurityProfileInvalid: /);
+  });
+
+  it('profile render --check: the merged text, accepted by apparmor_parser', async () => {
+    const r = await runCommand('profile', ['render', '--kind', 'apparmor', artifact, '--check']);
+    assert.equal(r.code, 0, r.stderr);
+    const expected = intersectAppArmor(baseline(), sample);
+    assert.equal(r.stdout, renderAppArmor(expected.profile, appArmorProfileName(expected.bytes)));
+    const named = await runCommand('profile', ['render', '--kind', 'apparmor', artifact, '--name', 'my-profile', '--raw']);
+    assert.match(named.stdout, /^profile my-profile flags=/m);
+    assert.ok(named.stdout.includes('capability sys_admin,'), '--raw renders the artifact unmerged');
+  });
+
+  it('merge --explain --json: effective profile, constraints on stderr', async () => {
+    const r = await runCommand('merge', [artifact, '--explain', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { effective: unknown; constrained: { message: string }[]; kind: string; profileName: string };
+    const expected = intersectAppArmor(baseline(), sample);
+    assert.deepEqual(out.effective, expected.profile);
+    assert.equal(out.kind, 'apparmor');
+    assert.equal(out.profileName, appArmorProfileName(expected.bytes));
+    assert.ok(out.constrained.some((c) => c.message === 'capability SYS_ADMIN: dropped (by the node baseline)'));
+    assert.match(r.stderr, /constrained: capability SYS_ADMIN: dropped \(by the node baseline\)/);
+    assert.match(r.stderr, /constrained: allowedExecutables \/tmp\/dropper: artifact x, effective none/);
+    assert.match(r.stderr, /^merge: \d+ constraint\(s\)/m);
+    const plain = await runCommand('merge', [artifact, '--baseline', BASELINE_FILE]);
+    assert.equal(plain.stdout, expected.bytes.toString() + '\n');
+  });
+
+  it('merge refuses --base for AppArmor and a bad artifact', async () => {
+    const r = await runCommand('merge', [artifact, '--base', artifact]);
+    assert.equal(r.code, 2);
+    const b = await runCommand('merge', [bad, '--kind', 'apparmor']);
+    assert.equal(b.code, 1);
+    assert.match(b.stderr, /^SecurityProfileInvalid: artifact .*filesystem\.readOnlyPaths\[1\]/);
+  });
+});
