@@ -1,6 +1,7 @@
 // Flag parsing on node:util parseArgs (strict: unknown flags are usage errors, exit 2).
 
 import { parseArgs } from 'node:util';
+import { PROFILE_KINDS, type ProfileKind } from '../core/constants.js';
 import { UsageError } from './errors.js';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }>;
@@ -36,4 +37,11 @@ export function parseCommand<T extends FlagSpec>(argv: string[], spec: T, help: 
 /** Writes data as JSON (for --json) or as the human text. */
 export function emit(json: boolean | undefined, data: unknown, human: () => string): void {
   process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : human().replace(/\n?$/, '\n'));
+}
+
+/** `--kind` of the profile commands: seccomp or apparmor (a usage error otherwise). */
+export function parseKind(k: string | undefined): ProfileKind {
+  if (k === undefined) throw new UsageError('--kind is required (seccomp or apparmor)');
+  if (!(PROFILE_KINDS as readonly string[]).includes(k)) throw new UsageError(`--kind must be seccomp or apparmor, got ${JSON.stringify(k)}`);
+  return k as ProfileKind;
 }

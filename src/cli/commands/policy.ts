@@ -2,10 +2,9 @@ import { readFileSync } from 'node:fs';
 import { parseReference } from '../../core/reference.js';
 import { decide, lintPolicy } from '../../policy/index.js';
 import type { PolicyIssue } from '../../policy/types.js';
-import { emit, parseCommand } from '../args.js';
+import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 import { nodeConfigOnly } from '../wiring.js';
-import { parseKind } from './push.js';
 
 const HELP = `usage: spoke policy check REF [--kind K] [--namespace N] [--policy FILE] [--json]
        spoke policy lint FILE [--json]

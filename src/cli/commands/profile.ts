@@ -16,9 +16,8 @@ import {
   validateAppArmorArtifactBytes,
 } from '../../profiles/apparmor/index.js';
 import { decodeSeccomp, validate, validateArtifact, validateStrict } from '../../profiles/seccomp/index.js';
-import { emit, parseCommand } from '../args.js';
+import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
-import { parseKind } from './push.js';
 
 const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--artifact | --strict] [--json]
        spoke profile render --kind apparmor FILE [--name NAME] [--baseline FILE | --raw] [--check]

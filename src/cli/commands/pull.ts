@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { asSpokeError } from '../../core/errors.js';
 import type { PullResult } from '../../pull.js';
-import { emit, parseCommand } from '../args.js';
+import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 import { progress } from '../progress.js';
 import { nodeFlags, openNode } from '../wiring.js';
-import { parseKind } from './push.js';
 
 const HELP = `usage: spoke pull REF... --kind seccomp|apparmor [options]
 

@@ -1,9 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { PROFILE_KINDS, type ProfileKind } from '../../core/constants.js';
 import { parseRepositoryRef } from '../../core/reference.js';
 import { pushProfile } from '../../publish/push.js';
-import { signArtifact } from '../../publish/sign.js';
-import { emit, parseCommand } from '../args.js';
+import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
 import { progress } from '../progress.js';
 import { publisherRegistry, publisherFlags } from '../wiring.js';
@@ -46,6 +44,8 @@ export async function run(argv: string[]): Promise<number> {
     const r = await pushProfile(registry, repo, repo.tag, bytes, kind, { onProgress: (s) => p.step(s) });
     if (signKey) {
       p.step('signing');
+      // sigstore is loaded only when signing is asked for.
+      const { signArtifact } = await import('../../publish/sign.js');
       await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.packed.manifest, key: signKey, format: 'bundle' });
     }
     p.done();
@@ -55,10 +55,4 @@ export async function run(argv: string[]): Promise<number> {
     p.done();
     await registry.close();
   }
-}
-
-export function parseKind(k: string | undefined): ProfileKind {
-  if (k === undefined) throw new UsageError('--kind is required (seccomp or apparmor)');
-  if (!(PROFILE_KINDS as readonly string[]).includes(k)) throw new UsageError(`--kind must be seccomp or apparmor, got ${JSON.stringify(k)}`);
-  return k as ProfileKind;
 }

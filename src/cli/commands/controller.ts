@@ -1,0 +1,93 @@
+import type { BindingMode } from '../../controller/binding.js';
+import { StatusUpdater } from '../../controller/status.js';
+import { WebhookServer } from '../../controller/webhook.js';
+import { parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+
+const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
+
+Runs the ProfileBinding admission webhooks over HTTPS with its own serving certificate:
+  POST /mutate-pods        pods CREATE in namespaces labelled spoke.dev/binding=enabled
+                           (the MutatingWebhookConfiguration's namespaceSelector): sets the
+                           KEP-6061 OCI profile on containers and init containers
+  POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
+  GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding list
+Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
+410 Gone → relist, backoff on errors). Matched workloads and a Valid condition are written
+to each binding's status (bounded lists). The certificate files are re-read when they
+change. Logs are JSON lines on stderr. SIGTERM/SIGINT stop it cleanly.
+
+options:
+  --tls-cert F      PEM serving certificate (chain) for the webhook Service's DNS name
+  --tls-key F       PEM private key
+  --listen ADDR     [host]:port to listen on (default :9443)
+  --annotations     set the shim's per-container annotations instead of the KEP API field
+  --kubeconfig F    kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
+  --no-status       do not write ProfileBinding status`;
+
+const FLAGS = {
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  listen: { type: 'string' },
+  annotations: { type: 'boolean' },
+  kubeconfig: { type: 'string' },
+  'no-status': { type: 'boolean' },
+} as const;
+
+export function parseListen(text: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*))?:([0-9]{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 0 || port > 65535) throw new UsageError(`--listen must be [host]:port, got ${JSON.stringify(text)}`);
+  const host = m[1] ?? (m[2] || undefined);
+  return { host, port };
+}
+
+function log(event: Record<string, unknown>): void {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'controller', ...event }) + '\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(argv, FLAGS, HELP, [0, 0]);
+  if (help) return 0;
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  if (!cert || !key) throw new UsageError(`--tls-cert and --tls-key are required\n${HELP}`);
+  const { host, port } = parseListen(values.listen ?? ':9443');
+  const mode: BindingMode = values.annotations ? 'annotations' : 'field';
+
+  // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
+  const kube = await import('../../controller/kube.js');
+  const kc = kube.loadKubeConfig(values.kubeconfig);
+  let updater: StatusUpdater | undefined;
+  const source = new kube.InformerBindingSource(kc, {
+    log,
+    onChange: (type, b) => {
+      // Refresh the Valid condition when the spec changed since status was last written.
+      if (type !== 'DELETED' && b.metadata.generation !== b.status?.observedGeneration) updater?.touch(`${b.metadata.namespace}/${b.metadata.name}`);
+    },
+  });
+  if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { log });
+  const server = new WebhookServer({ certFile: cert, keyFile: key, host, port, mode, source, log, onApplied: updater ? (m) => updater?.record(m) : undefined });
+
+  source.start();
+  updater?.start();
+  const addr = await server.listen();
+  log({ msg: 'listening', address: addr.address, port: addr.port, mode });
+  source.waitForSync(60_000).then(
+    () => log({ msg: 'profilebinding cache synced', resourceVersion: source.resourceVersion() }),
+    (e: Error) => log({ msg: e.message, level: 'warning' }),
+  );
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log({ msg: 'stopping', signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await server.close();
+  await updater?.stop();
+  await source.stop();
+  return 0;
+}
