@@ -132,7 +132,8 @@ export class PullPipeline {
   private async fromStore(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): Promise<PullResult | undefined> {
     const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
-    if (!record) {
+    // A record whose blob is gone (removed by hand, or lost in a crash) is not a cache hit.
+    if (!record || !(await store.hasBlob(record.layerDigest))) {
       const bad = await store.getInvalid(ref.digest);
       if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${bad.reason} (cached verdict)`, { reference: canonical, digest: ref.digest });
       return undefined;
@@ -152,7 +153,7 @@ export class PullPipeline {
         this.deps.observer?.verified('cached');
       } else {
         // Policy or keys changed since this digest was verified: re-verify, without re-downloading the blob.
-        signer = await this.verify(ref, canonical, req, policy, decision, await store.readBlob(ref.digest));
+        signer = await this.verify(ref, canonical, req, policy, decision, await store.readManifest(ref.digest));
         await store.annotate(ref.digest, { reference: canonical, verdict: { policyHash: policy.hash, ...signer } });
         return this.result(ref, canonical, record, decision, false, signer);
       }

@@ -1,6 +1,7 @@
 // Strict JSON: one value, no duplicate object members, no trailing data but whitespace, valid
 // UTF-8 (KEP-6061 §4 UnmarshalStrict). JSON.parse silently keeps the last duplicate and accepts
-// lone surrogates from bad bytes, so we scan first. Iterative, bounded depth.
+// lone surrogates from bad bytes, so we check after parsing: a cheap count proves the common case
+// (no duplicates), the exact scanner finds the first problem otherwise. Iterative, bounded depth.
 
 import { SpokeError } from './errors.js';
 
@@ -25,66 +26,194 @@ export function parseStrictJson(text: string, what: string): unknown {
   } catch (e) {
     throw new SpokeError('SecurityProfileInvalid', `${what}: not valid JSON (${(e as Error).message})`);
   }
-  checkNoDuplicates(text, what);
+  if (countOwnKeys(value) !== countMembers(text)) checkNoDuplicates(text, what);
   return value;
 }
 
-/** Tokenizes just enough to see object member names per object, tracking the path for errors. */
-function checkNoDuplicates(text: string, what: string): void {
-  type Frame = { kind: 'object'; keys: Set<string>; key: string | undefined } | { kind: 'array'; index: number };
-  const stack: Frame[] = [];
-  const pathOf = (): string => {
-    let p = '';
-    for (const f of stack) {
-      if (f.kind === 'object') p += f.key === undefined ? '' : p === '' ? f.key : `.${f.key}`;
-      else p += `[${f.index}]`;
-    }
-    return p;
-  };
-  let i = 0;
+/**
+ * Members written in `text` (valid JSON): each has exactly one ':' outside strings. -1 when the
+ * text cannot be read that way (never for valid JSON).
+ */
+function countMembers(text: string): number {
   const n = text.length;
-  let expectKey = false;
+  let members = 0;
+  /** Position of the next backslash at or after the scan position (n when none). */
+  let backslash = -1;
+  let i = 0;
   while (i < n) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
-      const start = i + 1;
-      i++;
-      let raw = false;
-      while (i < n && text.charCodeAt(i) !== 0x22) {
-        if (text.charCodeAt(i) === 0x5c) {
-          raw = true;
-          i++;
-        }
-        i++;
+      let end = text.indexOf('"', i + 1);
+      if (end < 0) return -1;
+      if (backslash < i) {
+        backslash = text.indexOf('\\', i);
+        if (backslash < 0) backslash = n;
       }
-      const str = raw ? (JSON.parse(text.slice(start - 1, i + 1)) as string) : text.slice(start, i);
-      i++;
-      const top = stack[stack.length - 1];
-      if (expectKey && top?.kind === 'object') {
-        if (top.keys.has(str)) {
-          top.key = str;
-          throw new SpokeError('SecurityProfileInvalid', `${what}: duplicate member at ${pathOf()}`, { path: pathOf() });
-        }
-        top.keys.add(str);
-        top.key = str;
-        expectKey = false;
+      // A quote ends the string unless an odd run of backslashes escapes it.
+      while (backslash < end) {
+        let run = 0;
+        while (text.charCodeAt(end - 1 - run) === 0x5c) run++;
+        if (run % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+        if (end < 0) return -1;
       }
+      i = end + 1;
       continue;
     }
-    if (c === 0x7b /* { */) {
-      if (stack.length >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`);
-      stack.push({ kind: 'object', keys: new Set(), key: undefined });
-      expectKey = true;
-    } else if (c === 0x5b /* [ */) {
-      if (stack.length >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`);
-      stack.push({ kind: 'array', index: 0 });
+    if (c === 0x3a /* : */) members++;
+    i++;
+  }
+  return members;
+}
+
+/**
+ * Own keys of every object in a parsed value, or -2 when it nests deeper than MAX_JSON_DEPTH.
+ * JSON.parse keeps one key per distinct member name, so this equals countMembers(text) exactly
+ * when no object repeats a name (a repeated one, or anything inside a value it replaced, is
+ * counted in the text only); and then the parsed nesting is the written one. Any other case goes
+ * to checkNoDuplicates, which reports the first problem in document order.
+ */
+function countOwnKeys(root: unknown): number {
+  if (typeof root !== 'object' || root === null) return 0;
+  let keys = 0;
+  // Parsed objects inherit from Object.prototype; unless something made a property of it enumerable.
+  const inheritsNothing = Object.keys(Object.prototype).length === 0;
+  const values: object[] = [root];
+  const depths: number[] = [1];
+  while (values.length > 0) {
+    const v = values.pop()!;
+    const depth = depths.pop()!;
+    if (depth > MAX_JSON_DEPTH) return -2;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        if (typeof x === 'object' && x !== null) {
+          values.push(x);
+          depths.push(depth + 1);
+        }
+      }
+    } else if (inheritsNothing) {
+      // for-in sees own keys only here, without the array Object.keys would allocate.
+      for (const name in v) {
+        keys++;
+        const x: unknown = (v as Record<string, unknown>)[name];
+        if (typeof x === 'object' && x !== null) {
+          values.push(x);
+          depths.push(depth + 1);
+        }
+      }
+    } else {
+      const names = Object.keys(v);
+      keys += names.length;
+      for (let i = 0; i < names.length; i++) {
+        const x: unknown = (v as Record<string, unknown>)[names[i]!];
+        if (typeof x === 'object' && x !== null) {
+          values.push(x);
+          depths.push(depth + 1);
+        }
+      }
+    }
+  }
+  return keys;
+}
+
+/** Keys per object beyond which a Set is faster than looking through the list. */
+const KEYS_LINEAR = 16;
+
+/**
+ * Looks at just enough of `text` (already known to be valid JSON) to see the member names of each
+ * object, tracking the path for errors. Strings are skipped with indexOf; only member names are
+ * materialised, escaped ones decoded. Frames are kept per depth and reused.
+ */
+function checkNoDuplicates(text: string, what: string): void {
+  const isObject: boolean[] = [];
+  const keyAt: (string | undefined)[] = [];
+  const indexAt: number[] = [];
+  const keysAt: string[][] = [];
+  const setAt: (Set<string> | undefined)[] = [];
+  let depth = 0;
+  const pathOf = (): string => {
+    let p = '';
+    for (let d = 0; d < depth; d++) {
+      if (isObject[d]) {
+        const key = keyAt[d];
+        p += key === undefined ? '' : p === '' ? key : `.${key}`;
+      } else p += `[${indexAt[d]!}]`;
+    }
+    return p;
+  };
+  const n = text.length;
+  let expectKey = false;
+  /** Position of the next backslash at or after the scan position (n when none). */
+  let backslash = -1;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      if (backslash < i) {
+        backslash = text.indexOf('\\', i);
+        if (backslash < 0) backslash = n;
+      }
+      let end = text.indexOf('"', i + 1);
+      if (end < 0) end = n;
+      const raw = backslash < end;
+      if (raw) {
+        // A quote ends the string unless an odd run of backslashes escapes it.
+        for (;;) {
+          let run = 0;
+          while (text.charCodeAt(end - 1 - run) === 0x5c) run++;
+          if (run % 2 === 0 || end >= n) break;
+          end = text.indexOf('"', end + 1);
+          if (end < 0) end = n;
+        }
+      }
+      if (expectKey && depth > 0 && isObject[depth - 1]) {
+        const d = depth - 1;
+        const key = raw ? (JSON.parse(text.slice(i, end + 1)) as string) : text.slice(i + 1, end);
+        const keys = keysAt[d]!;
+        let set = setAt[d];
+        let duplicate = false;
+        if (set !== undefined) duplicate = set.has(key);
+        else {
+          for (let k = 0; k < keys.length; k++) {
+            if (keys[k] === key) {
+              duplicate = true;
+              break;
+            }
+          }
+        }
+        keyAt[d] = key;
+        if (duplicate) throw new SpokeError('SecurityProfileInvalid', `${what}: duplicate member at ${pathOf()}`, { path: pathOf() });
+        if (set !== undefined) set.add(key);
+        else {
+          keys.push(key);
+          if (keys.length >= KEYS_LINEAR) setAt[d] = set = new Set(keys);
+        }
+        expectKey = false;
+      }
+      i = end + 1;
+      continue;
+    }
+    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (depth >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`);
+      const object = c === 0x7b;
+      isObject[depth] = object;
+      keyAt[depth] = undefined;
+      indexAt[depth] = 0;
+      setAt[depth] = undefined;
+      const keys = keysAt[depth];
+      if (keys === undefined) keysAt[depth] = [];
+      else keys.length = 0;
+      depth++;
+      if (object) expectKey = true;
     } else if (c === 0x7d || c === 0x5d) {
-      stack.pop();
+      if (depth > 0) depth--;
       expectKey = false;
     } else if (c === 0x2c /* , */) {
-      const top = stack[stack.length - 1];
-      if (top?.kind === 'object') expectKey = true;
-      else if (top?.kind === 'array') top.index++;
+      if (depth > 0) {
+        if (isObject[depth - 1]) expectKey = true;
+        else indexAt[depth - 1]!++;
+      }
     }
     i++;
   }

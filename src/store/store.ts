@@ -1,14 +1,16 @@
 // Content-addressed profile store (DESIGN §2, §3 step 9; issue 3 item 5).
 //
 // Layout under `root` (every path is built from a digest's hex, never from input text):
-//   blobs/sha256/<hex>          manifest bytes and profile bytes, each named by its own sha256
-//   profiles/sha256/<hex>.json  one record per artifact (manifest digest): kind, layer, provenance,
-//                               signature verdicts keyed by policy hash
+//   blobs/sha256/<hex>          profile bytes, named by their own sha256 (one copy per content)
+//   profiles/sha256/<hex>.json  one record per artifact (manifest digest): the manifest bytes,
+//                               kind, layer, provenance, signature verdicts keyed by policy hash
 //   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts (never re-fetched)
 //   state/in-use.json           holders (e.g. "container:<id>", "pin:<name>") → artifact digest
 //   tmp/                        temp files, renamed into place (same filesystem)
 //   locks/                      short-lived O_EXCL locks for read-modify-write of records
-// Writers: temp → fsync → rename → fsync dir. Several processes may share one store.
+// Writers: temp → fsync → rename → fsync dir; the profile blob and the record are flushed
+// concurrently and renamed blob first, so a visible record always has its blob. Several
+// processes may share one store.
 
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -17,7 +19,7 @@ import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import type { ProfileKind } from '../core/constants.js';
 import { systemClock, type Clock } from '../core/runtime.js';
-import { readFileIfExists, writeFileAtomic } from './fsutil.js';
+import { commitStaged, discardStaged, readFileIfExists, stageFile, writeFileAtomic, type StagedFile } from './fsutil.js';
 import { withFileLock } from './lock.js';
 
 export interface SignatureVerdict {
@@ -30,6 +32,8 @@ export interface SignatureVerdict {
 export interface ProvenanceRecord {
   schemaVersion: 1;
   digest: Digest; // the artifact (manifest) digest
+  /** The manifest's exact bytes, base64 (kept for re-verifying signatures without a fetch). */
+  manifest: string;
   kind: ProfileKind;
   layerDigest: Digest;
   size: number; // profile bytes
@@ -155,6 +159,21 @@ export class ProfileStore {
     return { record, bytes };
   }
 
+  /** The artifact's manifest bytes, checked against its digest. */
+  async readManifest(d: Digest): Promise<Buffer> {
+    const record = await this.getRecord(d);
+    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d });
+    const bytes = Buffer.from(record.manifest, 'base64');
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== d) throw new SpokeError('SecurityProfileInvalid', `stored manifest of ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual });
+    return bytes;
+  }
+
+  /** True when the profile blob a record names is present (a cached pull checks it). */
+  async hasBlob(d: Digest): Promise<boolean> {
+    return exists(this.blobPath(d));
+  }
+
   async readBlob(d: Digest, opts: { verify?: boolean } = {}): Promise<Buffer> {
     await this.init();
     const bytes = await readFileIfExists(this.blobPath(d));
@@ -168,42 +187,47 @@ export class ProfileStore {
     return bytes;
   }
 
-  private async putBlob(d: Digest, bytes: Uint8Array): Promise<void> {
-    const path = this.blobPath(d);
-    // Content-addressed: an existing file with this name already holds these bytes (one copy).
-    if (await exists(path)) return;
-    await this.write(path, bytes);
-  }
-
-  /** Stores an artifact that passed every check. Blobs first, record last (the record makes it visible). */
+  /** Stores an artifact that passed every check; the record (written last) makes it visible. */
   async ingest(input: IngestInput): Promise<string> {
     await this.init();
-    await this.putBlob(input.digest, input.manifestBytes);
-    await this.putBlob(input.layerDigest, input.layerBytes);
+    const blobPath = this.blobPath(input.layerDigest);
     const now = new Date(this.clock.now()).toISOString();
-    await this.lock(digestHex(input.digest), async () => {
-      const existing = await this.getRecord(input.digest);
-      const record: ProvenanceRecord = existing
-        ? structuredClone(existing)
-        : {
-            schemaVersion: 1,
-            digest: input.digest,
-            kind: input.kind,
-            layerDigest: input.layerDigest,
-            size: input.layerBytes.byteLength,
-            references: [],
-            rule: input.rule,
-            pulledAt: now,
-            servedBy: input.servedBy,
-            verdicts: {},
-          };
-      addReference(record, input.reference);
-      if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
-      await this.write(this.recordPath(input.digest), JSON.stringify(record, null, 1) + '\n');
-      this.recordCache.delete(input.digest);
-    });
+    const staged: StagedFile[] = [];
+    try {
+      // Content-addressed: an existing blob file already holds these bytes (one copy).
+      const blob = (await exists(blobPath)) ? undefined : stageFile(blobPath, input.layerBytes, this.tmpDir, { fsync: this.fsync });
+      await this.lock(digestHex(input.digest), async () => {
+        const existing = await this.getRecord(input.digest);
+        const record: ProvenanceRecord = existing
+          ? structuredClone(existing)
+          : {
+              schemaVersion: 1,
+              digest: input.digest,
+              manifest: Buffer.from(input.manifestBytes).toString('base64'),
+              kind: input.kind,
+              layerDigest: input.layerDigest,
+              size: input.layerBytes.byteLength,
+              references: [],
+              rule: input.rule,
+              pulledAt: now,
+              servedBy: input.servedBy,
+              verdicts: {},
+            };
+        addReference(record, input.reference);
+        if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
+        // Blob and record are flushed concurrently, then renamed blob first.
+        const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(this.recordPath(input.digest), JSON.stringify(record, null, 1) + '\n', this.tmpDir, { fsync: this.fsync })]);
+        if (stagedBlob) staged.push(stagedBlob);
+        staged.push(stagedRecord);
+        await commitStaged(staged, { fsync: this.fsync });
+        this.recordCache.delete(input.digest);
+      });
+    } catch (e) {
+      await discardStaged(staged);
+      throw e;
+    }
     await rm(this.invalidPath(input.digest), { force: true });
-    return this.blobPath(input.layerDigest);
+    return blobPath;
   }
 
   /** Adds a reference and/or a verdict to an existing record (cached pulls, re-verification). */
@@ -327,16 +351,13 @@ export class ProfileStore {
       await rm(this.recordPath(d), { force: true });
       this.recordCache.delete(d);
     });
-    await this.removeUnreferencedBlobs([d, record.layerDigest]);
+    await this.removeUnreferencedBlobs([record.layerDigest]);
   }
 
   /** Deletes blobs among `candidates` that no remaining record names. */
   private async removeUnreferencedBlobs(candidates: Digest[]): Promise<void> {
     const referenced = new Set<string>();
-    for (const r of await this.list()) {
-      referenced.add(r.digest);
-      referenced.add(r.layerDigest);
-    }
+    for (const r of await this.list()) referenced.add(r.layerDigest);
     for (const c of candidates) if (!referenced.has(c)) await rm(this.blobPath(c), { force: true });
   }
 
@@ -373,10 +394,7 @@ export class ProfileStore {
 
   private async sweep(now: number): Promise<void> {
     const referenced = new Set<string>();
-    for (const r of await this.list()) {
-      referenced.add(digestHex(r.digest));
-      referenced.add(digestHex(r.layerDigest));
-    }
+    for (const r of await this.list()) referenced.add(digestHex(r.layerDigest));
     const blobDir = join(this.root, 'blobs', 'sha256');
     for (const name of await readdir(blobDir)) {
       if (/^[0-9a-f]{64}$/.test(name) && !referenced.has(name)) {
@@ -397,7 +415,7 @@ export class ProfileStore {
     const corrupt: { digest: Digest; reason: string }[] = [];
     for (const r of await this.list()) {
       try {
-        await this.readBlob(r.digest, { verify: true });
+        await this.readManifest(r.digest);
         await this.readBlob(r.layerDigest, { verify: true });
         ok.push(r.digest);
       } catch (e) {
@@ -445,7 +463,7 @@ function parseRecord(bytes: Buffer, d: Digest): ProvenanceRecord {
   } catch {
     throw new SpokeError('Internal', `store record for ${d} is unreadable`, { digest: d });
   }
-  if (r.schemaVersion !== 1 || r.digest !== d || !isDigest(r.layerDigest)) {
+  if (r.schemaVersion !== 1 || r.digest !== d || !isDigest(r.layerDigest) || typeof r.manifest !== 'string') {
     throw new SpokeError('Internal', `store record for ${d} is malformed`, { digest: d });
   }
   return r;

@@ -41,6 +41,21 @@ export function verdictKey(v: Verdict): string {
   return v.errno === undefined ? v.action : `${v.action}(${v.errno})`;
 }
 
+/** Codes per action for verdictCode; KILL_THREAD keeps its own, as verdictKey does. */
+const ACTION_CODE: ReadonlyMap<string, number> = new Map(Object.keys(RANK).map((action, i) => [action, i]));
+
+/**
+ * Identity of a verdict like verdictKey, but a number in the usual case (known action, errno
+ * absent or within 16 bits) so maps keyed by it need no string. Equal codes ⇔ sameVerdict.
+ */
+export function verdictCode(v: Verdict): number | string {
+  const action = ACTION_CODE.get(v.action);
+  if (action === undefined) return verdictKey(v);
+  const errno = v.errno;
+  if (errno === undefined) return action * 0x20000;
+  return (errno & 0xffff) === errno ? action * 0x20000 + errno + 1 : verdictKey(v);
+}
+
 export function sameVerdict(a: Verdict, b: Verdict): boolean {
   return a.action === b.action && a.errno === b.errno;
 }

@@ -13,6 +13,12 @@ export const MAX_ARG_INDEX = 5;
 /** MASKED_NE only arises as the negation of MASKED_EQ; no runtime can load it. */
 export type AtomOp = SeccompOperator | 'MASKED_NE';
 
+/**
+ * Identity of an atom: a number for the common case (index < 8, value within 32 bits, no datum),
+ * a string otherwise. Equal keys ⇔ equal atoms; the two kinds never compare equal.
+ */
+export type AtomKey = number | string;
+
 export interface Atom {
   readonly index: number;
   readonly op: AtomOp;
@@ -21,17 +27,32 @@ export interface Atom {
   /** The datum for the masked operators, 0 otherwise. */
   readonly valueTwo: bigint;
   /** Identity, computed once: the merge compares atoms by it many times. */
-  readonly key: string;
+  readonly key: AtomKey;
 }
 
+/** Operators in canonical order: EQ NE GE GT LE LT MASKED_EQ MASKED_NE. */
+const OP_CODE: Readonly<Record<AtomOp, number>> = {
+  SCMP_CMP_EQ: 0,
+  SCMP_CMP_NE: 1,
+  SCMP_CMP_GE: 2,
+  SCMP_CMP_GT: 3,
+  SCMP_CMP_LE: 4,
+  SCMP_CMP_LT: 5,
+  SCMP_CMP_MASKED_EQ: 6,
+  MASKED_NE: 7,
+};
+
 export function makeAtom(index: number, op: AtomOp, value: bigint, valueTwo = 0n): Atom {
-  return { index, op, value, valueTwo, key: `${index}:${op}:${value}:${valueTwo}` };
+  // (value * 8 + op) * 8 + index < 2^38: exact as a number, and injective.
+  const key =
+    (index & 7) === index && valueTwo === 0n && value >= 0n && value <= MAX_UINT32
+      ? (Number(value) * 8 + OP_CODE[op]) * 8 + index
+      : `${index}:${op}:${value}:${valueTwo}`;
+  return { index, op, value, valueTwo, key };
 }
 
 /** Atoms ANDed, in canonical order; [] is "always". */
 export type Conjunction = readonly Atom[];
-
-const OP_ORDER: readonly AtomOp[] = ['SCMP_CMP_EQ', 'SCMP_CMP_NE', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'MASKED_NE'];
 
 const NEGATION: Readonly<Record<AtomOp, AtomOp>> = {
   SCMP_CMP_EQ: 'SCMP_CMP_NE',
@@ -105,16 +126,21 @@ export const ARCHS_32_BIT: ReadonlySet<SeccompArchitecture> = new Set([
 
 /** Values that behave differently when a 32-bit architecture compares only the low word. */
 export function isWide(atom: Atom): boolean {
-  return atom.value > MAX_UINT32 || atom.valueTwo > MAX_UINT32;
+  // A numeric key means value and datum fit 32 bits.
+  return typeof atom.key !== 'number' && (atom.value > MAX_UINT32 || atom.valueTwo > MAX_UINT32);
 }
 
-export function conjunctionKey(conj: Conjunction): string {
-  return conj.length === 1 ? conj[0]!.key : conj.map((a) => a.key).join('&');
+/** Identity of a conjunction: its atom's key when it has one atom, the keys joined otherwise. */
+export function conjunctionKey(conj: Conjunction): AtomKey {
+  if (conj.length === 1) return conj[0]!.key;
+  let key = '';
+  for (let i = 0; i < conj.length; i++) key += i === 0 ? `${conj[i]!.key}` : `&${conj[i]!.key}`;
+  return key;
 }
 
 export function compareAtoms(a: Atom, b: Atom): number {
   if (a.index !== b.index) return a.index - b.index;
-  if (a.op !== b.op) return OP_ORDER.indexOf(a.op) - OP_ORDER.indexOf(b.op);
+  if (a.op !== b.op) return OP_CODE[a.op] - OP_CODE[b.op];
   if (a.value !== b.value) return a.value < b.value ? -1 : 1;
   return a.valueTwo === b.valueTwo ? 0 : a.valueTwo < b.valueTwo ? -1 : 1;
 }
@@ -138,7 +164,8 @@ interface Masked {
 function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
   let lo = 0n;
   let hi = MAX_UINT64;
-  const excluded = new Set<bigint>();
+  /** Excluded values, each with an NE atom that says so when it has no datum (reused for the output). */
+  const excluded = new Map<bigint, Atom | undefined>();
   const masked: Masked[] = [];
   for (const a of atoms) {
     switch (a.op) {
@@ -147,7 +174,7 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
         if (a.value < hi) hi = a.value;
         break;
       case 'SCMP_CMP_NE':
-        excluded.add(a.value);
+        if (!excluded.has(a.value)) excluded.set(a.value, a.valueTwo === 0n ? a : undefined);
         break;
       case 'SCMP_CMP_LT':
         if (a.value === 0n) return null;
@@ -188,7 +215,7 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
     if (masked.some((m) => ((lo & m.mask) === m.datum) !== m.positive)) return null;
     return [makeAtom(index, 'SCMP_CMP_EQ', lo)];
   }
-  const inRange = [...excluded].filter((v) => v >= lo && v <= hi);
+  const inRange = [...excluded.keys()].filter((v) => v >= lo && v <= hi);
   if (BigInt(inRange.length) >= hi - lo + 1n) return null;
   for (const p of masked) {
     for (const q of masked) {
@@ -202,7 +229,7 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
     out.push(lo > MAX_UINT32 && lo - 1n <= MAX_UINT32 ? makeAtom(index, 'SCMP_CMP_GT', lo - 1n) : makeAtom(index, 'SCMP_CMP_GE', lo));
   }
   if (hi < MAX_UINT64) out.push(makeAtom(index, 'SCMP_CMP_LE', hi));
-  for (const v of inRange) out.push(makeAtom(index, 'SCMP_CMP_NE', v));
+  for (const v of inRange) out.push(excluded.get(v) ?? makeAtom(index, 'SCMP_CMP_NE', v));
   for (const m of masked) out.push(makeAtom(index, m.positive ? 'SCMP_CMP_MASKED_EQ' : 'MASKED_NE', m.mask, m.datum));
   return out;
 }
@@ -229,6 +256,12 @@ function isNormalAlone(a: Atom): boolean {
 
 /** AND of conjunctions already in normal form, or null when provably unsatisfiable. */
 export function conjoin(...parts: Conjunction[]): Conjunction | null {
+  if (parts.length === 2) {
+    const [a, b] = parts as [Conjunction, Conjunction];
+    if (b.length === 0) return a;
+    if (a.length === 0) return b;
+    return normalize([...a, ...b]);
+  }
   const nonEmpty = parts.filter((p) => p.length > 0);
   if (nonEmpty.length === 0) return [];
   if (nonEmpty.length === 1) return nonEmpty[0]!;

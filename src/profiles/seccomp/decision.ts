@@ -4,9 +4,9 @@
 // the KEP's "safe shapes" have a defined meaning, any other clause set is read as its most
 // restrictive verdict. Shared by evaluate, validate and intersect so all three agree.
 
-import { sameVerdict, stricter, verdictKey, verdictOf, type Sourced } from './actions.js';
-import { atomOfArg, conjoin, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, normalize, type Conjunction } from './conditions.js';
-import type { SeccompProfile, Verdict } from './types.js';
+import { sameVerdict, stricter, verdictCode, verdictOf, type Sourced } from './actions.js';
+import { atomOfArg, conjoin, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, normalize, type AtomKey, type Conjunction } from './conditions.js';
+import type { SeccompArg, SeccompProfile, Verdict } from './types.js';
 
 export interface Clause {
   conj: Conjunction;
@@ -39,6 +39,8 @@ export interface Decision {
   otherwise: Verdict;
   /** The clause that makes a conflict or unsafe shape, for error paths. */
   culprit?: Clause;
+  /** cellsOf(), filled on first use (the merge and the diff both need it). */
+  cells?: readonly Rule[];
 }
 
 export interface ReadProfile {
@@ -63,22 +65,44 @@ export function decisionFor(read: ReadProfile, name: string): Decision {
 export function readProfile(p: SeccompProfile): ReadProfile {
   const clauses = new Map<string, Clause[]>();
   const entries = p.syscalls ?? [];
+  // Consecutive entries mostly share action and errno: one verdict object for them.
+  let verdict: Verdict | undefined;
+  let lastAction: string | undefined;
+  let lastErrno: number | undefined;
   for (let entry = 0; entry < entries.length; entry++) {
     const s = entries[entry]!;
-    const verdict = verdictOf(s.action, s.errnoRet);
+    if (verdict === undefined || s.action !== lastAction || s.errnoRet !== lastErrno) {
+      verdict = verdictOf(s.action, s.errnoRet);
+      lastAction = s.action;
+      lastErrno = s.errnoRet;
+    }
     const args = s.args ?? [];
-    const indices = new Set(args.map((a) => a.index));
-    // runc: several conditions on one index cannot be ANDed, so each becomes its own rule.
-    const conjs = (indices.size === args.length ? [normalize(args.map(atomOfArg))] : args.map((a) => normalize([atomOfArg(a)]))).filter(
-      (c): c is Conjunction => c !== null,
-    );
+    // One argument, the common case: its conjunction without the list around it.
+    const one = args.length === 1 ? normalize([atomOfArg(args[0]!)]) : undefined;
+    const conjs = args.length === 1 ? undefined : entryConjunctions(args);
     for (let name = 0; name < s.names.length; name++) {
       let list = clauses.get(s.names[name]!);
       if (list === undefined) clauses.set(s.names[name]!, (list = []));
-      for (const conj of conjs) list.push({ conj, verdict, entry, name });
+      if (conjs === undefined) {
+        if (one !== null && one !== undefined) list.push({ conj: one, verdict, entry, name });
+      } else for (const conj of conjs) list.push({ conj, verdict, entry, name });
     }
   }
   return readOf(verdictOf(p.defaultAction, p.defaultErrnoRet), clauses);
+}
+
+const ALWAYS: readonly Conjunction[] = [[]];
+
+/** runc: several conditions on one index cannot be ANDed, so each becomes its own rule. Never-matching ones are dropped. */
+export function entryConjunctions(args: readonly SeccompArg[]): readonly Conjunction[] {
+  if (args.length === 0) return ALWAYS;
+  if (args.length === 1) {
+    const conj = normalize([atomOfArg(args[0]!)]);
+    return conj === null ? [] : [conj];
+  }
+  const indices = new Set(args.map((a) => a.index));
+  const conjs = indices.size === args.length ? [normalize(args.map(atomOfArg))] : args.map((a) => normalize([atomOfArg(a)]));
+  return conjs.filter((c): c is Conjunction => c !== null);
 }
 
 export function readOf(defaultVerdict: Verdict, clauses: Map<string, Clause[]>): ReadProfile {
@@ -96,32 +120,49 @@ const uniform = (v: Verdict): Decision => ({ shape: 'uniform', rules: [], otherw
 /** Reads one syscall's clauses the way libseccomp loads them (see the header). */
 export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: Verdict): Decision {
   if (clauses === undefined) return uniform(defaultVerdict);
-  const seen = new Set<string>();
+  // Distinct (filter, verdict) pairs: conjunction keys per verdict code.
+  const seen = new Map<number | string, Set<AtomKey>>();
+  let lastCode: number | string | undefined;
+  let lastSeen: Set<AtomKey> | undefined;
   const live: Clause[] = [];
+  let unconditional = false;
   for (const c of clauses) {
     if (sameVerdict(c.verdict, defaultVerdict)) continue;
-    const key = `${conjunctionKey(c.conj)}|${verdictKey(c.verdict)}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
+    const code = verdictCode(c.verdict);
+    if (code !== lastCode || lastSeen === undefined) {
+      lastCode = code;
+      lastSeen = seen.get(code);
+      if (lastSeen === undefined) seen.set(code, (lastSeen = new Set()));
+    }
+    const key = conjunctionKey(c.conj);
+    if (lastSeen.has(key)) continue;
+    lastSeen.add(key);
     live.push(c);
+    if (c.conj.length === 0) unconditional = true;
   }
   if (live.length === 0) return uniform(defaultVerdict);
-  const unconditional = live.filter((c) => c.conj.length === 0);
-  if (unconditional.length > 0) {
-    const v = strictest(unconditional.map((c) => c.verdict));
+  if (unconditional) {
+    const v = strictest(live.filter((c) => c.conj.length === 0).map((c) => c.verdict));
     const culprit = live.find((c) => !sameVerdict(c.verdict, v));
     return culprit === undefined ? uniform(v) : { shape: 'conflict', rules: [], otherwise: v, culprit };
   }
-  const rules = live.map((c) => ({ conj: c.conj, verdict: c.verdict }));
+  // A clause is a rule (conj, verdict) with its position; no copy needed.
+  const rules: readonly Rule[] = live;
   if (live.length === 1) return { shape: 'single', rules, otherwise: defaultVerdict };
-  if (live.every((c) => c.conj.length === 1)) {
-    const first = live[0]!;
-    if (live.every((c) => sameVerdict(c.verdict, first.verdict))) return { shape: 'or-set', rules, otherwise: defaultVerdict };
+  let singles = true;
+  let oneVerdict = true;
+  const first = live[0]!;
+  for (const c of live) {
+    if (c.conj.length !== 1) singles = false;
+    else if (oneVerdict && !sameVerdict(c.verdict, first.verdict)) oneVerdict = false;
+  }
+  if (singles) {
+    if (oneVerdict) return { shape: 'or-set', rules, otherwise: defaultVerdict };
     const index = first.conj[0]!.index;
-    const low = new Set<bigint>();
+    const low = new Set<number>();
     const eqSet = live.every((c) => {
       const a = c.conj[0]!;
-      const lowWord = a.value & MAX_UINT32;
+      const lowWord = Number(a.value >= 0n && a.value <= MAX_UINT32 ? a.value : a.value & MAX_UINT32);
       if (a.op !== 'SCMP_CMP_EQ' || a.index !== index || low.has(lowWord)) return false;
       low.add(lowWord);
       return true;
@@ -145,8 +186,9 @@ export function decisionVerdict(d: Decision, args: readonly bigint[]): Verdict {
 }
 
 /** The decision as regions that together cover every argument vector, each with its verdict. */
-export function cellsOf(d: Decision): Rule[] {
-  if (d.rules.length === 0) return [{ conj: [], verdict: d.otherwise }];
+export function cellsOf(d: Decision): readonly Rule[] {
+  if (d.cells !== undefined) return d.cells;
+  if (d.rules.length === 0) return (d.cells = [{ conj: [], verdict: d.otherwise }]);
   const cells: Rule[] = [...d.rules];
   if (d.rules.every((r) => r.conj.length === 1)) {
     const none = normalize(d.rules.map((r) => negate(r.conj[0]!)));
@@ -158,7 +200,7 @@ export function cellsOf(d: Decision): Rule[] {
       if (outside !== null) cells.push({ conj: outside, verdict: d.otherwise });
     }
   }
-  return cells;
+  return (d.cells = cells);
 }
 
 /** A region of argument space on which each decision gives one verdict (in the decisions' order). */
@@ -174,11 +216,20 @@ export interface Cell {
 export function partition(decisions: readonly Decision[], maxCells: number): Cell[] | undefined {
   let cells: Cell[] = [{ conj: [], verdicts: [] }];
   for (const d of decisions) {
+    if (d.rules.length === 0) {
+      // One region covering everything: each cell keeps its conjunction (and is ours to extend).
+      for (const cell of cells) cell.verdicts.push(d.otherwise);
+      continue;
+    }
+    const regions = cellsOf(d);
     const next: Cell[] = [];
     for (const cell of cells) {
-      for (const region of cellsOf(d)) {
+      for (const region of regions) {
         const conj = conjoin(cell.conj, region.conj);
-        if (conj !== null) next.push({ conj, verdicts: [...cell.verdicts, region.verdict] });
+        if (conj === null) continue;
+        const verdicts = cell.verdicts.slice();
+        verdicts.push(region.verdict);
+        next.push({ conj, verdicts });
       }
     }
     if (next.length > maxCells) return undefined;

@@ -195,13 +195,111 @@ function decodeArg(v: unknown, path: string): SeccompArg {
   return arg;
 }
 
-function decodeSyscall(v: unknown, path: string): SeccompSyscall {
+/** The general decoder of one entry: every check, with the path in each error. */
+function decodeSyscallChecked(v: unknown, path: string): SeccompSyscall {
   const m = members(asObject(v, path), path, SYSCALL_MEMBERS);
   const names = asArray(required(m, 'names', path), `${path}.names`).map((n, j) => asString(n, `${path}.names[${j}]`));
   const syscall: SeccompSyscall = { names, action: asEnum(required(m, 'action', path), `${path}.action`, SECCOMP_ACTIONS, 'action') };
   if (m.has('errnoRet')) syscall.errnoRet = Number(asUint(m.get('errnoRet'), `${path}.errnoRet`, MAX_UINT32));
   if (m.has('args')) syscall.args = asArray(m.get('args'), `${path}.args`).map((a, k) => decodeArg(a, `${path}.args[${k}]`));
   return syscall;
+}
+
+// The fast path below decodes well-formed entries without building paths or maps; anything it
+// does not plainly accept goes to the checked decoder above, which gives the same result or the
+// precise error. So both paths accept exactly the same documents with the same values.
+
+const ACTION_SET: ReadonlySet<string> = new Set(SECCOMP_ACTIONS);
+const OPERATOR_SET: ReadonlySet<string> = new Set(SECCOMP_OPERATORS);
+
+function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof ExactNumber);
+}
+
+/** asUint's value when it accepts `v` without complaint, else undefined. */
+function plainUint(v: unknown, max: bigint): bigint | undefined {
+  let value: bigint;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v) || v < 0) return undefined;
+    value = BigInt(v);
+  } else if (v instanceof ExactNumber) {
+    if (!UINT_RE.test(v.literal)) return undefined;
+    value = BigInt(v.literal);
+  } else return undefined;
+  return value <= max ? value : undefined;
+}
+
+/** Number(asUint(v, path, MAX_UINT32)) when that succeeds, else -1. */
+function plainUint32(v: unknown): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 0xffff_ffff) return v === 0 ? 0 : v; // never -0, as Number(0n)
+  const value = plainUint(v, MAX_UINT32);
+  return value === undefined ? -1 : Number(value);
+}
+
+function plainArg(v: unknown): SeccompArg | undefined {
+  if (!isObject(v)) return undefined;
+  let index: unknown, value: unknown, valueTwo: unknown, op: unknown;
+  // for-in: no key array (only used while Object.prototype has no enumerable property).
+  for (const key in v) {
+    const x = v[key];
+    if (key === 'index') index = x;
+    else if (key === 'value') value = x;
+    else if (key === 'valueTwo') valueTwo = x;
+    else if (key === 'op') op = x;
+    else return undefined;
+  }
+  const i = plainUint32(index);
+  const val = plainUint(value, MAX_UINT64);
+  if (i < 0 || val === undefined || typeof op !== 'string' || !OPERATOR_SET.has(op)) return undefined;
+  const arg: SeccompArg = { index: i, value: val, op: op as SeccompArg['op'] };
+  if (valueTwo !== undefined && valueTwo !== null) {
+    const two = plainUint(valueTwo, MAX_UINT64);
+    if (two === undefined) return undefined;
+    arg.valueTwo = two;
+  }
+  return arg;
+}
+
+function plainSyscall(v: unknown): SeccompSyscall | undefined {
+  if (!isObject(v)) return undefined;
+  let names: unknown, action: unknown, errnoRet: unknown, args: unknown;
+  for (const key in v) {
+    const x = v[key];
+    if (key === 'names') names = x;
+    else if (key === 'action') action = x;
+    else if (key === 'errnoRet') errnoRet = x;
+    else if (key === 'args') args = x;
+    else return undefined;
+  }
+  if (!Array.isArray(names) || typeof action !== 'string' || !ACTION_SET.has(action)) return undefined;
+  for (let j = 0; j < names.length; j++) if (typeof names[j] !== 'string') return undefined;
+  // The parsed array is ours alone: no copy needed.
+  const syscall: SeccompSyscall = { names: names as string[], action: action as SeccompSyscall['action'] };
+  if (errnoRet !== undefined && errnoRet !== null) {
+    const errno = plainUint32(errnoRet);
+    if (errno < 0) return undefined;
+    syscall.errnoRet = errno;
+  }
+  if (args !== undefined && args !== null) {
+    if (!Array.isArray(args)) return undefined;
+    const out: SeccompArg[] = new Array<SeccompArg>(args.length);
+    for (let k = 0; k < args.length; k++) {
+      const arg = plainArg(args[k]);
+      if (arg === undefined) return undefined;
+      out[k] = arg;
+    }
+    syscall.args = out;
+  }
+  return syscall;
+}
+
+/** True unless something made a property of Object.prototype enumerable (for-in would see it). */
+function prototypeIsClean(): boolean {
+  return Object.keys(Object.prototype).length === 0;
+}
+
+function decodeSyscall(v: unknown, i: number, fast: boolean): SeccompSyscall {
+  return (fast ? plainSyscall(v) : undefined) ?? decodeSyscallChecked(v, `syscalls[${i}]`);
 }
 
 /** Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. */
@@ -219,6 +317,9 @@ export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
   }
   if (m.has('listenerPath')) profile.listenerPath = asString(m.get('listenerPath'), 'listenerPath');
   if (m.has('listenerMetadata')) profile.listenerMetadata = asString(m.get('listenerMetadata'), 'listenerMetadata');
-  if (m.has('syscalls')) profile.syscalls = asArray(m.get('syscalls'), 'syscalls').map((s, i) => decodeSyscall(s, `syscalls[${i}]`));
+  if (m.has('syscalls')) {
+    const fast = prototypeIsClean();
+    profile.syscalls = asArray(m.get('syscalls'), 'syscalls').map((s, i) => decodeSyscall(s, i, fast));
+  }
   return profile;
 }

@@ -2,8 +2,8 @@
 // log): the default action, each syscall and argument case, dropped architectures and flags.
 
 import { formatVerdict, sameVerdict, verdictKey } from './actions.js';
-import { conjunctionKey, formatConjunction } from './conditions.js';
-import { decisionFor, partition, readProfile, type Decision, type ReadProfile } from './decision.js';
+import { conjunctionKey, formatConjunction, type Conjunction } from './conditions.js';
+import { cellsOf, decisionFor, partition, readProfile, type Decision, type ReadProfile } from './decision.js';
 import type { ConstrainedBy, Constraint, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the cases listed per syscall; beyond it one summary case is reported. */
@@ -31,6 +31,16 @@ function attributeMissing<T>(missing: T, lists: readonly Labelled<readonly T[]>[
   return { by: lists.find((l) => !l.value.includes(missing))?.by ?? 'inexpressible' };
 }
 
+/**
+ * Equal decisions behave equally on every argument vector: same otherwise, same set of rules
+ * (decide() leaves no duplicate rules, so different counts mean different sets).
+ */
+function sameDecision(a: Decision, e: Decision): boolean {
+  if (a === e) return true;
+  if (!sameVerdict(a.otherwise, e.otherwise) || a.rules.length !== e.rules.length) return false;
+  return a.rules.length === 0 || decisionKey(a) === decisionKey(e);
+}
+
 /** Equal keys mean equal behaviour on every argument vector. */
 function decisionKey(d: Decision): string {
   return `${d.rules.map((r) => `${conjunctionKey(r.conj)}>${verdictKey(r.verdict)}`).sort().join(',')}|${verdictKey(d.otherwise)}`;
@@ -45,19 +55,13 @@ export interface ReadInput {
 function syscallConstraints(name: string, artifact: ReadProfile, effective: ReadProfile, trusted: readonly Labelled<ReadProfile>[] | undefined): Constraint[] {
   const a = decisionFor(artifact, name);
   const e = decisionFor(effective, name);
-  const uniform = a.rules.length === 0 && e.rules.length === 0;
-  if (uniform ? sameVerdict(a.otherwise, e.otherwise) : decisionKey(a) === decisionKey(e)) return [];
+  if (sameDecision(a, e)) return [];
   const decisions = [a, e, ...(trusted ?? []).map((t) => decisionFor(t.value, name))];
-  const cells = decisions.every((d) => d.rules.length === 0)
-    ? [{ conj: [], verdicts: decisions.map((d) => d.otherwise) }]
-    : partition(decisions, MAX_CASES_PER_SYSCALL);
-  if (cells === undefined) {
-    return [{ kind: 'syscall', syscall: name, args: '(too many argument cases to list)', artifact: a.otherwise, effective: e.otherwise }];
-  }
   const out = new Map<string, Constraint>();
-  for (const { conj, verdicts } of cells) {
-    const [av, ev] = verdicts as [Verdict, Verdict];
-    if (sameVerdict(av, ev)) continue;
+  const visit = (conj: Conjunction, verdicts: readonly Verdict[]): void => {
+    const av = verdicts[0]!;
+    const ev = verdicts[1]!;
+    if (sameVerdict(av, ev)) return;
     const labelled = trusted?.map((t, i) => ({ by: t.by, value: verdicts[2 + i]! }));
     const c: Constraint = {
       kind: 'syscall',
@@ -68,6 +72,27 @@ function syscallConstraints(name: string, artifact: ReadProfile, effective: Read
       ...attribute(ev, labelled),
     };
     out.set(`${c.args ?? ''}|${verdictKey(av)}|${verdictKey(ev)}|${c.by ?? ''}`, c);
+  };
+  const tooMany = (): Constraint[] => [{ kind: 'syscall', syscall: name, args: '(too many argument cases to list)', artifact: a.otherwise, effective: e.otherwise }];
+  const withRules = decisions.filter((d) => d.rules.length > 0);
+  if (withRules.length <= 1) {
+    // At most one decision has rules: the cases are its cells (what partition would give), the
+    // other decisions add their one verdict each.
+    const verdicts = decisions.map((d) => d.otherwise);
+    const k = decisions.findIndex((d) => d.rules.length > 0);
+    if (k < 0) visit([], verdicts);
+    else {
+      const regions = cellsOf(decisions[k]!);
+      if (regions.length > MAX_CASES_PER_SYSCALL) return tooMany();
+      for (const region of regions) {
+        verdicts[k] = region.verdict;
+        visit(region.conj, verdicts);
+      }
+    }
+  } else {
+    const cells = partition(decisions, MAX_CASES_PER_SYSCALL);
+    if (cells === undefined) return tooMany();
+    for (const { conj, verdicts } of cells) visit(conj, verdicts);
   }
   return [...out.values()];
 }

@@ -6,12 +6,12 @@
 
 import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
-import { sameVerdict, stricter, verdictKey, type Sourced } from './actions.js';
+import { actionRank, sameVerdict, stricter, verdictCode, type Sourced } from './actions.js';
 import { encodeCanonical, buildProfile } from './canonical.js';
-import { ARCHS_32_BIT, conjunctionKey, isExpressible, isWide, MAX_UINT32, negate, normalize, type Conjunction } from './conditions.js';
+import { ARCHS_32_BIT, conjunctionKey, isExpressible, isWide, MAX_UINT32, negate, normalize, type AtomKey, type Conjunction } from './conditions.js';
 import { cellsOf, decisionFor, isComplementPair, partition, readOf, readProfile, type Clause, type Decision, type ReadProfile, type Rule } from './decision.js';
 import { diffReads } from './diff.js';
-import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile } from './types.js';
+import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Regions per syscall beyond which the product is not worth exact treatment (collapse instead). */
 const MAX_REGIONS_PER_SYSCALL = 4096;
@@ -44,10 +44,24 @@ interface Region {
   verdict: Sourced;
 }
 
+/** The most restrictive of verdicts listed in trust order, with its position: what reduce(stricter) gives, without the objects. */
+function strictestSourced(verdicts: readonly Verdict[]): Sourced {
+  let best = 0;
+  let bestRank = actionRank(verdicts[0]!.action);
+  for (let i = 1; i < verdicts.length; i++) {
+    const rank = actionRank(verdicts[i]!.action);
+    if (rank < bestRank) {
+      best = i;
+      bestRank = rank;
+    }
+  }
+  return { verdict: verdicts[best]!, source: best };
+}
+
 /** Regions of argument space where every input's decision is constant, with the stricter verdict. */
 function multiply(decisions: readonly Decision[]): Region[] | undefined {
   const cells = partition(decisions, MAX_REGIONS_PER_SYSCALL);
-  return cells?.map((cell) => ({ conj: cell.conj, verdict: cell.verdicts.map((verdict, source) => ({ verdict, source })).reduce(stricter) }));
+  return cells?.map((cell) => ({ conj: cell.conj, verdict: strictestSourced(cell.verdicts) }));
 }
 
 /** Used when the regions cannot be written exactly: the most restrictive verdict any input gives the syscall. */
@@ -59,11 +73,10 @@ function strictestOf(decisions: readonly Decision[]): Sourced {
 function mergeSyscall(decisions: readonly Decision[], defaultVerdict: Sourced): Rule[] {
   let written: Rule[] | undefined;
   if (decisions.every((d) => d.rules.length === 0)) {
-    const v = decisions.map((d, source) => ({ verdict: d.otherwise, source })).reduce(stricter).verdict;
+    const v = strictestSourced(decisions.map((d) => d.otherwise)).verdict;
     written = sameVerdict(v, defaultVerdict.verdict) ? [] : [{ conj: [], verdict: v }];
   } else {
-    const regions = multiply(decisions);
-    const groups = regions === undefined ? undefined : groupRegions(regions);
+    const groups = groupsOf(decisions);
     written = groups === undefined ? undefined : express(groups, defaultVerdict);
     if (written === undefined) {
       // Inexpressible in runc: the whole syscall gets the most restrictive verdict involved (KEP §4).
@@ -79,24 +92,86 @@ interface Group {
   conjs: Conjunction[];
 }
 
+type GroupMap = Map<number | string, { verdict: Sourced; conjs: Map<AtomKey, Conjunction> }>;
+
+/** Adds a region to the group of its verdict; equal verdicts keep the earliest input's. */
+function addRegion(groups: GroupMap, conj: Conjunction, verdict: Sourced): void {
+  const key = verdictCode(verdict.verdict);
+  const g = groups.get(key);
+  if (g === undefined) groups.set(key, { verdict, conjs: new Map([[conjunctionKey(conj), conj]]) });
+  else {
+    g.verdict = stricter(g.verdict, verdict);
+    g.conjs.set(conjunctionKey(conj), conj);
+  }
+}
+
+function finishGroups(groups: GroupMap): Group[] {
+  return [...groups.values()].map((g) => ({ verdict: g.verdict, conjs: withoutSubsumed([...g.conjs.values()]) }));
+}
+
 /** Regions with equal verdicts, their conjunctions deduplicated and with subsumed ones removed. */
 function groupRegions(regions: readonly Region[]): Group[] {
-  const groups = new Map<string, { verdict: Sourced; conjs: Map<string, Conjunction> }>();
-  for (const r of regions) {
-    const key = verdictKey(r.verdict.verdict);
-    const g = groups.get(key);
-    if (g === undefined) groups.set(key, { verdict: r.verdict, conjs: new Map([[conjunctionKey(r.conj), r.conj]]) });
-    else {
-      g.verdict = stricter(g.verdict, r.verdict);
-      g.conjs.set(conjunctionKey(r.conj), r.conj);
+  const groups: GroupMap = new Map();
+  for (const r of regions) addRegion(groups, r.conj, r.verdict);
+  return finishGroups(groups);
+}
+
+/**
+ * groupRegions(multiply(decisions)) for decisions not all uniform. When only one has rules (the
+ * usual case: baseline and base rarely filter arguments where the artifact does) the regions are
+ * that decision's cells and the verdicts are picked exactly as strictestSourced would, without
+ * building the cells.
+ */
+function groupsOf(decisions: readonly Decision[]): Group[] | undefined {
+  let k = -1;
+  for (let i = 0; i < decisions.length; i++) {
+    if (decisions[i]!.rules.length === 0) continue;
+    if (k >= 0) {
+      const regions = multiply(decisions);
+      return regions === undefined ? undefined : groupRegions(regions);
+    }
+    k = i;
+  }
+  const regions = cellsOf(decisions[k]!);
+  if (regions.length > MAX_REGIONS_PER_SYSCALL) return undefined;
+  // The strictest uniform verdict before and after k (first of equal ranks), ranked in the order
+  // strictestSourced ranks a cell's verdicts, so an unknown action fails the same way.
+  let before = -1;
+  let beforeRank = Infinity;
+  for (let i = 0; i < k; i++) {
+    const rank = actionRank(decisions[i]!.otherwise.action);
+    if (rank < beforeRank) {
+      before = i;
+      beforeRank = rank;
     }
   }
-  return [...groups.values()].map((g) => ({ verdict: g.verdict, conjs: withoutSubsumed([...g.conjs.values()]) }));
+  let after = -1;
+  let afterRank = Infinity;
+  let afterRanked = false;
+  const groups: GroupMap = new Map();
+  for (const region of regions) {
+    const rank = actionRank(region.verdict.action);
+    if (!afterRanked) {
+      for (let i = k + 1; i < decisions.length; i++) {
+        const r = actionRank(decisions[i]!.otherwise.action);
+        if (r < afterRank) {
+          after = i;
+          afterRank = r;
+        }
+      }
+      afterRanked = true;
+    }
+    const source = beforeRank <= rank && beforeRank <= afterRank ? before : rank <= afterRank ? k : after;
+    addRegion(groups, region.conj, { verdict: source === k ? region.verdict : decisions[source]!.otherwise, source });
+  }
+  return finishGroups(groups);
 }
 
 /** Drops conjunctions that contain all atoms of another one (their region lies inside it). Skipped for large sets. */
 function withoutSubsumed(conjs: Conjunction[]): Conjunction[] {
   if (conjs.length > 64) return conjs;
+  // Only a strictly shorter conjunction can subsume another one.
+  if (conjs.every((c) => c.length === conjs[0]!.length)) return conjs;
   const keys = conjs.map((c) => new Set(c.map((a) => a.key)));
   return conjs.filter((_, i) => !keys.some((other, j) => j !== i && other.size < keys[i]!.size && [...other].every((k) => keys[i]!.has(k))));
 }
@@ -146,18 +221,19 @@ function express(groups: readonly Group[], defaultVerdict: Sourced): Rule[] | un
 function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readonly ReadProfile[], output: ReadonlyMap<string, Rule[]>): SeccompArchitecture[] {
   let archs = new Set<SeccompArchitecture>(inputs[0]!.architectures ?? []);
   for (const p of inputs.slice(1)) archs = new Set((p.architectures ?? []).filter((a) => archs.has(a)));
-  const conjunctionLists = function* (): Generator<[string, readonly Conjunction[]]> {
-    for (const r of reads) for (const [name, clauses] of r.clauses) yield [name, clauses.map((c) => c.conj)];
-    for (const [name, list] of output) yield [name, list.map((rule) => rule.conj)];
-  };
+  // Whether any input or the output compares values wider than 32 bits, or filters a call that
+  // may arrive multiplexed; both are known as soon as one conjunction says so.
   let wide = false;
   let multiplexed = false;
-  for (const [name, conjs] of conjunctionLists()) {
-    for (const conj of conjs) {
-      if (conj.length === 0) continue;
-      wide ||= conj.some(isWide);
-      multiplexed ||= MULTIPLEXED_SYSCALLS.has(name);
-    }
+  const see = (name: string, conj: Conjunction): boolean => {
+    if (conj.length === 0) return false;
+    if (!wide) wide = conj.some(isWide);
+    if (!multiplexed) multiplexed = MULTIPLEXED_SYSCALLS.has(name);
+    return wide && multiplexed;
+  };
+  scan: {
+    for (const r of reads) for (const [name, clauses] of r.clauses) for (const c of clauses) if (see(name, c.conj)) break scan;
+    for (const [name, list] of output) for (const rule of list) if (see(name, rule.conj)) break scan;
   }
   return [...archs].filter((a) => !(wide && ARCHS_32_BIT.has(a)) && !(multiplexed && MULTIPLEXING_ARCHS.has(a)));
 }
@@ -197,7 +273,10 @@ function mergeReads(inputs: readonly SeccompProfile[], reads: readonly ReadProfi
   });
   const clauses = new Map<string, Clause[]>();
   for (const [name, list] of rules) clauses.set(name, list.map((r) => ({ conj: r.conj, verdict: r.verdict, entry: 0, name: 0 })));
-  return { profile, effective: readOf(defaultVerdict.verdict, clauses) };
+  const effective = readOf(defaultVerdict.verdict, clauses);
+  // What decide() makes of one unconditional rule (never the default here), known already.
+  for (const [name, list] of rules) if (list.length === 1 && list[0]!.conj.length === 0) effective.decisions.set(name, { shape: 'uniform', rules: [], otherwise: list[0]!.verdict });
+  return { profile, effective };
 }
 
 /** The effective profile of inputs in trust order (earliest most trusted), in canonical form. */

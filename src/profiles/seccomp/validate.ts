@@ -7,8 +7,8 @@
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, takesErrno, verdictKey, verdictOf } from './actions.js';
 import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32 } from './conditions.js';
-import { decide, readProfile } from './decision.js';
-import type { SeccompProfile, SeccompSyscall } from './types.js';
+import { decide, entryConjunctions, type Clause } from './decision.js';
+import type { SeccompArg, SeccompProfile } from './types.js';
 
 /** KEP-6061 §4 artifact limits (MaxArtifact*). */
 export const MAX_ENTRIES_PER_SYSCALL = 128;
@@ -30,8 +30,8 @@ function fail(path: string, message: string, context: Record<string, unknown> = 
 }
 
 /** runc: alternatives for repeated indices, one rule otherwise. */
-function clauseCount(s: SeccompSyscall): number {
-  const args = s.args ?? [];
+function clauseCount(args: readonly SeccompArg[]): number {
+  if (args.length <= 1) return 1;
   return new Set(args.map((a) => a.index)).size === args.length ? 1 : args.length;
 }
 
@@ -51,9 +51,11 @@ function checkUnique<T>(values: readonly T[] | undefined, path: string, what: st
 
 interface SyscallTally {
   entries: number;
-  clauses: number;
+  rulesCount: number;
   /** verdict + filter of each entry naming it, for strict duplicate detection. */
-  rules: Set<string>;
+  rules: Set<string> | undefined;
+  /** How runc reads the entries naming it, as readProfile() would give them. */
+  clauses: Clause[];
 }
 
 function check(p: SeccompProfile, level: Level): void {
@@ -73,54 +75,69 @@ function check(p: SeccompProfile, level: Level): void {
   const entries = p.syscalls ?? [];
   for (let i = 0; i < entries.length; i++) {
     const s = entries[i]!;
-    const at = `syscalls[${i}]`;
-    if (s.names.length === 0) fail(`${at}.names`, 'names no syscall');
-    if (artifact && s.names.length > MAX_NAMES_PER_ENTRY) fail(`${at}.names`, `more than ${MAX_NAMES_PER_ENTRY} names`, { limit: MAX_NAMES_PER_ENTRY, actual: s.names.length });
+    if (s.names.length === 0) fail(`syscalls[${i}].names`, 'names no syscall');
+    if (artifact && s.names.length > MAX_NAMES_PER_ENTRY) fail(`syscalls[${i}].names`, `more than ${MAX_NAMES_PER_ENTRY} names`, { limit: MAX_NAMES_PER_ENTRY, actual: s.names.length });
     if (s.action === 'SCMP_ACT_NOTIFY') {
-      if (artifact) fail(`${at}.action`, 'artifacts may not use SCMP_ACT_NOTIFY');
-      if (p.listenerPath === undefined || p.listenerPath === '') fail(`${at}.action`, 'SCMP_ACT_NOTIFY needs listenerPath');
+      if (artifact) fail(`syscalls[${i}].action`, 'artifacts may not use SCMP_ACT_NOTIFY');
+      if (p.listenerPath === undefined || p.listenerPath === '') fail(`syscalls[${i}].action`, 'SCMP_ACT_NOTIFY needs listenerPath');
     }
-    if (artifact) checkErrno(s.errnoRet, s.action, `${at}.errnoRet`);
+    if (artifact) checkErrno(s.errnoRet, s.action, `syscalls[${i}].errnoRet`);
     const args = s.args ?? [];
-    args.forEach((a, k) => {
-      if (a.index > MAX_ARG_INDEX) fail(`${at}.args[${k}].index`, `argument index ${a.index} is above ${MAX_ARG_INDEX}`, { limit: MAX_ARG_INDEX, actual: a.index });
+    for (let k = 0; k < args.length; k++) {
+      const a = args[k]!;
+      if (a.index > MAX_ARG_INDEX) fail(`syscalls[${i}].args[${k}].index`, `argument index ${a.index} is above ${MAX_ARG_INDEX}`, { limit: MAX_ARG_INDEX, actual: a.index });
       if (artifact && narrowArchs && (a.value > MAX_UINT32 || (a.op === 'SCMP_CMP_MASKED_EQ' && (a.valueTwo ?? 0n) > MAX_UINT32))) {
-        fail(`${at}.args[${k}].value`, 'value wider than 32 bits compares differently on the 32-bit architectures listed');
+        fail(`syscalls[${i}].args[${k}].value`, 'value wider than 32 bits compares differently on the 32-bit architectures listed');
       }
       if (strict && a.op !== 'SCMP_CMP_MASKED_EQ' && a.valueTwo !== undefined && a.valueTwo !== 0n) {
-        fail(`${at}.args[${k}].valueTwo`, `valueTwo is unused with ${a.op}`);
+        fail(`syscalls[${i}].args[${k}].valueTwo`, `valueTwo is unused with ${a.op}`);
       }
-    });
-    const clauses = clauseCount(s);
+    }
+    if (!artifact) {
+      for (let j = 0; j < s.names.length; j++) {
+        const name = s.names[j]!;
+        if (name === '') fail(`syscalls[${i}].names[${j}]`, 'empty syscall name');
+        if (s.action === 'SCMP_ACT_NOTIFY' && name === 'write') fail(`syscalls[${i}].names[${j}]`, 'SCMP_ACT_NOTIFY on write would deadlock the notify listener');
+      }
+      continue;
+    }
+    const clauses = clauseCount(args);
     const ruleKey = strict ? `${verdictKey(verdictOf(s.action, s.errnoRet))}|${args.map((a) => `${a.index}:${a.op}:${a.value}:${a.op === 'SCMP_CMP_MASKED_EQ' ? (a.valueTwo ?? 0n) : 0n}`).sort().join('&')}` : '';
-    const namesHere = new Set<string>();
+    // What runc makes of the entry, gathered here so the profile is read in this one pass.
+    const verdict = verdictOf(s.action, s.errnoRet);
+    const conjs = entryConjunctions(args);
+    const namesHere = strict ? new Set<string>() : undefined;
     for (let j = 0; j < s.names.length; j++) {
       const name = s.names[j]!;
-      const path = `${at}.names[${j}]`;
-      if (name === '') fail(path, 'empty syscall name');
-      if (s.action === 'SCMP_ACT_NOTIFY' && name === 'write') fail(path, 'SCMP_ACT_NOTIFY on write would deadlock the notify listener');
-      if (artifact && !SYSCALL_NAME_RE.test(name)) fail(path, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
-      if (!artifact) continue;
-      if (strict && namesHere.has(name)) fail(path, `duplicate syscall name ${name}`);
-      namesHere.add(name);
+      if (name === '') fail(`syscalls[${i}].names[${j}]`, 'empty syscall name');
+      if (s.action === 'SCMP_ACT_NOTIFY' && name === 'write') fail(`syscalls[${i}].names[${j}]`, 'SCMP_ACT_NOTIFY on write would deadlock the notify listener');
       let tally = tallies.get(name);
-      if (tally === undefined) tallies.set(name, (tally = { entries: 0, clauses: 0, rules: new Set() }));
-      if (strict) {
-        if (tally.rules.has(ruleKey)) fail(path, `duplicate rule for ${name}`);
+      if (tally === undefined) {
+        // A name with a tally has passed this check already.
+        if (!SYSCALL_NAME_RE.test(name)) fail(`syscalls[${i}].names[${j}]`, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
+        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, clauses: [] }));
+      }
+      if (namesHere !== undefined) {
+        if (namesHere.has(name)) fail(`syscalls[${i}].names[${j}]`, `duplicate syscall name ${name}`);
+        namesHere.add(name);
+      }
+      if (tally.rules !== undefined) {
+        if (tally.rules.has(ruleKey)) fail(`syscalls[${i}].names[${j}]`, `duplicate rule for ${name}`);
         tally.rules.add(ruleKey);
       }
       tally.entries++;
-      tally.clauses += clauses;
+      tally.rulesCount += clauses;
       totalClauses += clauses;
-      if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(path, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL });
-      if (tally.clauses > MAX_CLAUSES_PER_SYSCALL) fail(path, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL });
-      if (totalClauses > MAX_CLAUSES) fail(path, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES });
+      if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL });
+      if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL });
+      if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES });
+      for (const conj of conjs) tally.clauses.push({ conj, verdict, entry: i, name: j });
     }
   }
   if (!artifact) return;
-  const read = readProfile(p);
-  for (const [name, clauses] of read.clauses) {
-    const d = decide(clauses, read.defaultVerdict);
+  const defaultVerdict = verdictOf(p.defaultAction, p.defaultErrnoRet);
+  for (const [name, tally] of tallies) {
+    const d = decide(tally.clauses, defaultVerdict);
     if (d.culprit === undefined) continue;
     const path = `syscalls[${d.culprit.entry}].names[${d.culprit.name}]`;
     fail(
