@@ -20,6 +20,8 @@ export async function fsyncDir(dir: string): Promise<void> {
 export interface StagedFile {
   readonly target: string;
   readonly tmp: string;
+  /** Flushed before the rename, and its directory flushed after it. */
+  readonly durable: boolean;
 }
 
 export interface WriteOptions {
@@ -42,14 +44,14 @@ export async function stageFile(target: string, data: Uint8Array | string, tmpDi
     throw e;
   }
   await h.close();
-  return { target, tmp };
+  return { target, tmp, durable: opts.fsync ?? true };
 }
 
 /**
  * Renames staged files into place in the given order (a file others depend on goes first), then
- * flushes each distinct directory once, concurrently.
+ * flushes the directory of each durable file once, concurrently.
  */
-export async function commitStaged(files: readonly StagedFile[], opts: WriteOptions = {}): Promise<void> {
+export async function commitStaged(files: readonly StagedFile[]): Promise<void> {
   try {
     for (const f of files) {
       await mkdir(dirname(f.target), { recursive: true });
@@ -59,7 +61,7 @@ export async function commitStaged(files: readonly StagedFile[], opts: WriteOpti
     await discardStaged(files);
     throw e;
   }
-  if (opts.fsync ?? true) await Promise.all([...new Set(files.map((f) => dirname(f.target)))].map(fsyncDir));
+  await Promise.all([...new Set(files.filter((f) => f.durable).map((f) => dirname(f.target)))].map(fsyncDir));
 }
 
 /** Removes staged temp files that will not be committed (already-renamed ones are gone: rm is forced). */
@@ -69,7 +71,7 @@ export async function discardStaged(files: readonly StagedFile[]): Promise<void>
 
 /** Writes one file atomically: stage, then commit. */
 export async function writeFileAtomic(target: string, data: Uint8Array | string, tmpDir: string, opts: WriteOptions = {}): Promise<void> {
-  await commitStaged([await stageFile(target, data, tmpDir, opts)], opts);
+  await commitStaged([await stageFile(target, data, tmpDir, opts)]);
 }
 
 export async function readFileIfExists(path: string): Promise<Buffer | undefined> {

@@ -104,6 +104,15 @@ describe('ProfileStore', () => {
     await assert.rejects(store.readProfile(i.digest, { verify: true }), /corrupt/);
   });
 
+  it('treats a torn record (not flushed before a crash) as absent, and the next ingest rewrites it', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86"]}');
+    await store.ingest(i);
+    writeFileSync(join(dir, 'profiles', 'sha256', `${i.digest.slice(7)}.json`), '{"schemaVersion":1,"dige');
+    assert.equal(await store.getRecord(i.digest), undefined);
+    await store.ingest(i);
+    assert.equal((await store.getRecord(i.digest))?.digest, i.digest);
+  });
+
   it('refuses non-digest names for paths', () => {
     assert.throws(() => store.blobPath('sha256:../../etc/passwd' as Digest), /not a sha256 digest/);
   });
