@@ -47,11 +47,14 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e) => {
-    process.exitCode = reportError(e);
-  },
-);
+/**
+ * Exits as soon as the command is done and its output flushed. Waiting for the event loop to
+ * drain costs ~40 ms of idle teardown (keep-alive sockets closing, handles unwinding) on every
+ * CLI run, for nothing: every command has already closed what it opened.
+ */
+function exitWhenFlushed(code: number): void {
+  process.exitCode = code;
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
+main(process.argv.slice(2)).then(exitWhenFlushed, (e) => exitWhenFlushed(reportError(e)));
