@@ -1,0 +1,135 @@
+// admission.k8s.io/v1 AdmissionReview in, AdmissionReview out: the webhook's two handlers
+// without the HTTP. `reviewPod` is the mutating webhook (pods, CREATE only), `reviewBinding`
+// the validating webhook for ProfileBinding objects.
+
+import { mutatePod, type AppliedBinding, type BindingMode } from './binding.js';
+import type { BindingSource } from './source.js';
+import { API_VERSION, BINDING_KIND, GROUP, type Pod, type ProfileBinding } from './types.js';
+import { validateBinding } from './validate.js';
+
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+
+export interface AdmissionRequest {
+  uid: string;
+  kind?: { group?: string; version?: string; kind?: string };
+  resource?: { group?: string; version?: string; resource?: string };
+  subResource?: string;
+  name?: string;
+  namespace?: string;
+  operation?: string;
+  dryRun?: boolean;
+  object?: unknown;
+  oldObject?: unknown;
+  [k: string]: unknown;
+}
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  status?: { code: number; reason?: string; message: string };
+  patchType?: 'JSONPatch';
+  patch?: string; // base64 of the JSON Patch document
+  warnings?: string[];
+}
+
+export interface AdmissionReview {
+  apiVersion: typeof ADMISSION_API_VERSION;
+  kind: 'AdmissionReview';
+  response: AdmissionResponse;
+}
+
+/** A request body that is not an AdmissionReview: answered with HTTP 400. */
+export class BadReview extends Error {}
+
+export function parseReview(body: unknown): AdmissionRequest {
+  if (body === null || typeof body !== 'object') throw new BadReview('body is not a JSON object');
+  const b = body as { apiVersion?: unknown; kind?: unknown; request?: unknown };
+  if (b.kind !== 'AdmissionReview') throw new BadReview('kind must be AdmissionReview');
+  if (b.apiVersion !== ADMISSION_API_VERSION) throw new BadReview(`apiVersion must be ${ADMISSION_API_VERSION} (configure admissionReviewVersions: [v1])`);
+  const r = b.request as AdmissionRequest | undefined;
+  if (r === null || typeof r !== 'object' || typeof r.uid !== 'string' || r.uid === '') throw new BadReview('request.uid is required');
+  return r;
+}
+
+function review(response: AdmissionResponse): AdmissionReview {
+  return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
+}
+
+/** The workload a pod belongs to: its controlling owner, else the pod itself. */
+export function workloadOf(pod: Pod, requestName: string | undefined): { kind: string; name: string } {
+  const owner = pod.metadata?.ownerReferences?.find((o) => o.controller === true) ?? pod.metadata?.ownerReferences?.[0];
+  if (owner?.kind && owner.name) return { kind: owner.kind, name: owner.name };
+  const name = requestName || pod.metadata?.name || (pod.metadata?.generateName ? `${pod.metadata.generateName}*` : '(unnamed)');
+  return { kind: 'Pod', name };
+}
+
+export interface PodMatch {
+  namespace: string;
+  workload: { kind: string; name: string };
+  applied: AppliedBinding[];
+}
+
+export interface PodReviewOptions {
+  mode?: BindingMode;
+  /** Called after an allowed, non-dry-run admission that applied bindings (status tracking). */
+  onApplied?: (m: PodMatch) => void;
+}
+
+export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewOptions = {}): AdmissionReview {
+  const req = parseReview(body);
+  const allow = (): AdmissionReview => review({ uid: req.uid, allowed: true });
+  const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && !req.subResource;
+  if (!isPod || req.operation !== 'CREATE') return allow(); // not ours: the configuration sends pods CREATE only
+  const pod = req.object as Pod | undefined;
+  if (pod === null || typeof pod !== 'object') throw new BadReview('request.object is required for CREATE');
+  const namespace = req.namespace || pod.metadata?.namespace;
+  if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
+  if (!source.synced()) {
+    return review({
+      uid: req.uid,
+      allowed: false,
+      status: { code: 503, reason: 'ServiceUnavailable', message: 'spoke: ProfileBinding cache not synced yet; retry shortly' },
+    });
+  }
+  const result = mutatePod(pod, source.list(namespace), { mode: opts.mode ?? 'field' });
+  if ('denied' in result) {
+    return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${result.denied}` } });
+  }
+  const response: AdmissionResponse = { uid: req.uid, allowed: true };
+  if (result.patch.length > 0) {
+    response.patchType = 'JSONPatch';
+    response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64');
+  }
+  if (result.warnings.length > 0) response.warnings = result.warnings;
+  if (result.applied.length > 0 && req.dryRun !== true && opts.onApplied) {
+    opts.onApplied({ namespace, workload: workloadOf(pod, req.name), applied: result.applied });
+  }
+  return review(response);
+}
+
+/** Validating webhook for ProfileBinding CREATE and UPDATE. */
+export function reviewBinding(body: unknown): AdmissionReview {
+  const req = parseReview(body);
+  const ours = req.kind?.group === GROUP && req.kind?.kind === BINDING_KIND;
+  if (!ours || (req.operation !== 'CREATE' && req.operation !== 'UPDATE') || req.subResource) return review({ uid: req.uid, allowed: true });
+  const obj = req.object as ProfileBinding | undefined;
+  if (obj === null || typeof obj !== 'object') throw new BadReview('request.object is required');
+  if (obj.metadata && !obj.metadata.namespace && req.namespace) obj.metadata.namespace = req.namespace;
+  const v = validateBinding(obj);
+  if (!v.ok) {
+    return review({
+      uid: req.uid,
+      allowed: false,
+      status: { code: 422, reason: 'Invalid', message: `ProfileBinding ${v.name} (${API_VERSION}) is invalid: ${v.problems.join('; ')}` },
+    });
+  }
+  const warnings: string[] = [];
+  const b = v.binding;
+  if (b.target.kind === 'repository' && b.target.ref) {
+    warnings.push(`image ${JSON.stringify(b.target.text)} selects every tag and digest of ${b.target.ref.repository}`);
+  }
+  if (b.target.kind === 'any' && b.rank[1] === 0 && b.rank[2] === 0) {
+    warnings.push(`image "*" without podSelector or containers selects every container of every pod in namespace ${req.namespace ?? obj.metadata?.namespace ?? '(unknown)'}`);
+  }
+  return review({ uid: req.uid, allowed: true, ...(warnings.length ? { warnings } : {}) });
+}

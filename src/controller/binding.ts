@@ -1,0 +1,285 @@
+// The pure mutation core of the ProfileBinding webhook (issue 8), shared by the webhook and
+// `spoke binding apply`. Given a Pod and the ProfileBindings of its namespace it answers with
+// an RFC 6902 patch and admission warnings, or with a denial. No I/O.
+//
+// Rules, per container and init container (ephemeral containers are never touched), per kind:
+//  1. Candidates: bindings of the kind whose `image`, `podSelector` and `containers` select it.
+//  2. Most specific wins. Specificity is the tuple (image, podSelector, containers), compared
+//     lexicographically, higher first:
+//       image:       digest (repo@sha256:…) 3 > tag (repo:tag) 2 > repository (any tag/digest) 1 > `*` 0
+//       podSelector: present with at least one requirement 1 > absent or `{}` 0
+//       containers:  list present 1 > absent 0
+//     Two candidates with equal tuples at the top are a tie: the pod is denied, naming both.
+//  3. Never loosens. The effective profile is the container's own, else the pod's
+//     (`spec.securityContext`), else, for AppArmor, the legacy annotation:
+//       unset or RuntimeDefault → replaced by the binding's OCI profile;
+//       Localhost or OCI (or a spoke annotation already on the pod) → left alone, with a warning
+//         naming the container;
+//       Unconfined → replaced only when the winning binding has `override: true`; otherwise the
+//         pod is denied (a pre-set Unconfined must not silently bypass a binding).
+//  4. Privileged containers are refused an OCI profile (KEP-6061 rejects them): denied.
+//  5. Profiles are always set per container (`containers[i].securityContext`), never at pod
+//     level: a pod-level OCI profile would also reach containers no binding selected and
+//     ephemeral debug containers added later. A pod-level RuntimeDefault or unset profile is
+//     therefore overridden container by container; a pod-level Localhost/OCI is kept.
+//  6. Idempotent: a container that already carries exactly the winner's profile (our own patch,
+//     seen again under reinvocationPolicy IfNeeded) is left alone without a warning.
+//  7. `annotations` mode: instead of the KEP field, the annotation
+//     `seccomp.profiles.spoke.dev/<container>` (or `apparmor.…`) = reference is added, and the
+//     container's field is set to the binding's baseProfile (RuntimeDefault when none), so a
+//     node without the shim still runs the container confined and the shim reads the base
+//     from the usual field.
+// Invalid bindings (which the validating webhook should have kept out) deny a pod when their
+// image target does not parse or matches one of its images: an admin's binding is never
+// silently skipped.
+
+import type { ProfileKind } from '../core/constants.js';
+import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
+import { escapePointer, type JsonPatchOp } from './jsonpatch.js';
+import { selectorMatches } from './selector.js';
+import {
+  ANNOTATION_PREFIX,
+  LEGACY_APPARMOR_ANNOTATION_PREFIX,
+  type Container,
+  type Pod,
+  type ProfileOCI,
+  type SeccompProfile,
+} from './types.js';
+import { validateBinding, type CompiledBinding } from './validate.js';
+
+export type { JsonPatchOp } from './jsonpatch.js';
+
+export type BindingMode = 'field' | 'annotations';
+
+export interface MutateOptions {
+  /** `field` (default): the KEP API field. `annotations`: the shim's per-container annotations. */
+  mode?: BindingMode;
+}
+
+export interface AppliedBinding {
+  binding: string;
+  kind: ProfileKind;
+  container: string;
+  reference: string;
+}
+
+export type MutationResult =
+  | { patch: JsonPatchOp[]; warnings: string[]; applied: AppliedBinding[] }
+  | { denied: string };
+
+export const MAX_WARNINGS = 32;
+export const MAX_WARNING_LENGTH = 256;
+const MAX_DENIALS_SHOWN = 5;
+
+const FIELD: Record<ProfileKind, 'seccompProfile' | 'appArmorProfile'> = { seccomp: 'seccompProfile', apparmor: 'appArmorProfile' };
+const IMAGE_RANK_NAME = ['image "*"', 'image repository', 'image tag', 'image digest'];
+
+/** Compares two specificity tuples: > 0 when a is more specific. */
+export function compareSpecificity(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if ((a[i] as number) !== (b[i] as number)) return (a[i] as number) - (b[i] as number);
+  return 0;
+}
+
+export function describeSpecificity(rank: readonly [number, number, number]): string {
+  return `${IMAGE_RANK_NAME[rank[0]]}, ${rank[1] ? 'with' : 'without'} podSelector, ${rank[2] ? 'with' : 'without'} containers list`;
+}
+
+interface Effective {
+  type: string; // RuntimeDefault | Localhost | Unconfined | OCI | unset | annotation
+  where: string; // human: "set on the container", "inherited from the pod", …
+}
+
+function legacyAppArmor(value: string): string {
+  if (value === 'runtime/default') return 'RuntimeDefault';
+  if (value === 'unconfined') return 'Unconfined';
+  if (value.startsWith('localhost/')) return 'Localhost';
+  return `unknown (${value})`;
+}
+
+function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Effective {
+  const annotations = pod.metadata?.annotations ?? {};
+  if (Object.prototype.hasOwnProperty.call(annotations, ANNOTATION_PREFIX[kind] + c.name)) {
+    return { type: 'annotation', where: `by annotation ${ANNOTATION_PREFIX[kind]}${c.name}` };
+  }
+  const own = c.securityContext?.[FIELD[kind]];
+  if (own?.type) return { type: own.type, where: 'set on the container' };
+  if (kind === 'apparmor') {
+    const legacy = annotations[LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name];
+    if (typeof legacy === 'string') return { type: legacyAppArmor(legacy), where: `by annotation ${LEGACY_APPARMOR_ANNOTATION_PREFIX}${c.name}` };
+  }
+  const podLevel = pod.spec?.securityContext?.[FIELD[kind]];
+  if (podLevel?.type) return { type: podLevel.type, where: 'inherited from the pod' };
+  return { type: 'unset', where: 'not set' };
+}
+
+/** True when the container already carries exactly what `winner` would set (reinvocationPolicy: IfNeeded). */
+function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: CompiledBinding, mode: BindingMode): boolean {
+  if (mode === 'annotations') return pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === winner.reference;
+  const own = c.securityContext?.[FIELD[kind]];
+  if (own?.type !== 'OCI' || own.oci?.reference !== winner.reference) return false;
+  return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
+}
+
+function truncate(s: string, n: number): string {
+  return s.length <= n ? s : s.slice(0, n - 1) + '…';
+}
+
+interface Slot {
+  list: 'containers' | 'initContainers';
+  index: number;
+  container: Container;
+  image: ImageRef | undefined;
+}
+
+function slotsOf(pod: Pod): Slot[] {
+  const out: Slot[] = [];
+  for (const list of ['initContainers', 'containers'] as const) {
+    (pod.spec?.[list] ?? []).forEach((container, index) => {
+      let image: ImageRef | undefined;
+      try {
+        image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
+      } catch {
+        image = undefined; // the kubelet could not pull it either; only `*` selects it
+      }
+      out.push({ list, index, container, image });
+    });
+  }
+  return out;
+}
+
+/** Invalid bindings deny pods they might select: unparseable target, or an image match. */
+function invalidBindingDenials(rawBindings: readonly unknown[], slots: Slot[]): string[] {
+  const out: string[] = [];
+  for (const raw of rawBindings) {
+    const v = validateBinding(raw);
+    if (v.ok) continue;
+    const image = (raw as { spec?: { image?: unknown } })?.spec?.image;
+    let hit: Slot | undefined;
+    try {
+      const target = parseImageTarget(typeof image === 'string' ? image : '');
+      hit = slots.find((s) => imageMatches(target, s.image));
+    } catch {
+      hit = slots[0];
+    }
+    if (hit) {
+      out.push(`ProfileBinding ${v.name} is invalid and may select container "${hit.container.name}": ${v.problems.join('; ')}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Computes the admission answer for `pod` given the bindings of its namespace (raw objects, as
+ * listed: each is validated here). Pure and deterministic: same inputs, same patch.
+ */
+export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: MutateOptions = {}): MutationResult {
+  const mode = options.mode ?? 'field';
+  const slots = slotsOf(pod);
+  const denials: string[] = invalidBindingDenials(rawBindings, slots);
+  const bindings: CompiledBinding[] = [];
+  for (const raw of rawBindings) {
+    const v = validateBinding(raw);
+    if (v.ok) bindings.push(v.binding);
+  }
+  const labels = pod.metadata?.labels;
+  const podSelected = bindings.filter((b) => selectorMatches(b.podSelector, labels));
+
+  const warnings: string[] = [];
+  const applied: AppliedBinding[] = [];
+  // Per slot: the new values of securityContext fields; per pod: annotation changes.
+  const fieldChanges = new Map<Slot, Partial<Record<'seccompProfile' | 'appArmorProfile', SeccompProfile>>>();
+  const annotationSets = new Map<string, string>();
+  const annotationRemovals = new Set<string>();
+
+  for (const slot of slots) {
+    const c = slot.container;
+    const what = `${slot.list === 'initContainers' ? 'init container' : 'container'} "${c.name}"`;
+    for (const kind of ['seccomp', 'apparmor'] as const) {
+      const candidates = podSelected
+        .filter((b) => b.kind === kind && imageMatches(b.target, slot.image) && (b.containers === undefined || b.containers.has(c.name)))
+        .sort((a, b) => compareSpecificity(b.rank, a.rank) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      if (candidates.length === 0) continue;
+      const winner = candidates[0] as CompiledBinding;
+      const second = candidates[1];
+      if (second && compareSpecificity(winner.rank, second.rank) === 0) {
+        denials.push(
+          `${what}: ProfileBindings ${winner.name} and ${second.name} both bind a ${kind} profile with the same specificity ` +
+            `(${describeSpecificity(winner.rank)}); make one more specific (image, podSelector, containers) or delete one`,
+        );
+        continue;
+      }
+      const current = effectiveProfile(kind, pod, c);
+      if (alreadyBound(kind, pod, c, winner, mode)) continue; // re-invocation: our own earlier patch, nothing to do
+      if (current.type === 'Localhost' || current.type === 'OCI' || current.type === 'annotation') {
+        warnings.push(`${what} keeps its ${kind} profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileBinding ${winner.name} not applied`);
+        continue;
+      }
+      const unconfined = current.type === 'Unconfined';
+      if (unconfined && !winner.override) {
+        denials.push(
+          `${what} asks for ${kind} profile Unconfined (${current.where}), which ProfileBinding ${winner.name} would replace; ` +
+            `set override: true on the binding to replace it, or remove Unconfined from the pod`,
+        );
+        continue;
+      }
+      if (current.type !== 'unset' && current.type !== 'RuntimeDefault' && !unconfined) {
+        warnings.push(`${what} keeps its ${kind} profile of unknown type ${current.type}; ProfileBinding ${winner.name} not applied`);
+        continue;
+      }
+      if (c.securityContext?.privileged === true) {
+        denials.push(`${what} is privileged and cannot run under an OCI ${kind} profile (KEP-6061 rejects it); ProfileBinding ${winner.name} selects it`);
+        continue;
+      }
+      if (unconfined) warnings.push(`${what}: ${kind} profile Unconfined (${current.where}) replaced by ProfileBinding ${winner.name} (override: true)`);
+
+      const changes = fieldChanges.get(slot) ?? {};
+      if (mode === 'field') {
+        const oci: ProfileOCI = { reference: winner.reference };
+        if (winner.baseProfile) oci.baseProfile = { ...winner.baseProfile };
+        changes[FIELD[kind]] = { type: 'OCI', oci };
+      } else {
+        annotationSets.set(ANNOTATION_PREFIX[kind] + c.name, winner.reference);
+        changes[FIELD[kind]] = winner.baseProfile ? { ...winner.baseProfile } : { type: 'RuntimeDefault' };
+      }
+      fieldChanges.set(slot, changes);
+      // The API server requires the legacy AppArmor annotation to agree with the field.
+      const legacyKey = LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name;
+      if (kind === 'apparmor' && pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
+      applied.push({ binding: winner.name, kind, container: c.name, reference: winner.reference });
+    }
+  }
+
+  if (denials.length > 0) {
+    const shown = denials.slice(0, MAX_DENIALS_SHOWN);
+    if (denials.length > shown.length) shown.push(`and ${denials.length - shown.length} more`);
+    return { denied: shown.join('; ') };
+  }
+
+  const patch: JsonPatchOp[] = [];
+  for (const [slot, changes] of fieldChanges) {
+    const base = `/spec/${slot.list}/${slot.index}/securityContext`;
+    const sc = slot.container.securityContext;
+    if (sc === undefined || sc === null) {
+      patch.push({ op: 'add', path: base, value: changes });
+      continue;
+    }
+    for (const [field, value] of Object.entries(changes)) {
+      patch.push({ op: sc[field] === undefined ? 'add' : 'replace', path: `${base}/${field}`, value });
+    }
+  }
+  const existing = pod.metadata?.annotations;
+  if (annotationSets.size > 0 || annotationRemovals.size > 0) {
+    if (existing === undefined || existing === null) {
+      const value = Object.fromEntries([...annotationSets].sort());
+      patch.push(pod.metadata ? { op: 'add', path: '/metadata/annotations', value } : { op: 'add', path: '/metadata', value: { annotations: value } });
+    } else {
+      for (const key of [...annotationRemovals].sort()) patch.push({ op: 'remove', path: `/metadata/annotations/${escapePointer(key)}` });
+      for (const [key, value] of [...annotationSets].sort()) {
+        patch.push({ op: existing[key] === undefined ? 'add' : 'replace', path: `/metadata/annotations/${escapePointer(key)}`, value });
+      }
+    }
+  }
+  const boundedWarnings = warnings.slice(0, MAX_WARNINGS).map((w) => truncate(w, MAX_WARNING_LENGTH));
+  if (warnings.length > MAX_WARNINGS) boundedWarnings[MAX_WARNINGS - 1] = `${warnings.length - MAX_WARNINGS + 1} more warnings not shown`;
+  return { patch, warnings: boundedWarnings, applied };
+}

@@ -1,0 +1,32 @@
+// Where the webhook gets the bindings of a namespace from. The controller gives it the
+// informer-backed cache (informer.ts); tests and `spoke binding apply` give a static list.
+
+import type { ProfileBinding } from './types.js';
+
+export interface BindingSource {
+  /** The bindings of `namespace` as last seen (raw objects; validated by the caller). */
+  list(namespace: string): readonly ProfileBinding[];
+  /** False until the first complete list: before that the webhook refuses to answer "no bindings". */
+  synced(): boolean;
+}
+
+export class StaticBindingSource implements BindingSource {
+  private readonly byNamespace = new Map<string, ProfileBinding[]>();
+
+  constructor(bindings: readonly ProfileBinding[], defaultNamespace = 'default') {
+    for (const b of bindings) {
+      const ns = b.metadata?.namespace ?? defaultNamespace;
+      const list = this.byNamespace.get(ns) ?? [];
+      list.push(b);
+      this.byNamespace.set(ns, list);
+    }
+  }
+
+  list(namespace: string): readonly ProfileBinding[] {
+    return this.byNamespace.get(namespace) ?? [];
+  }
+
+  synced(): boolean {
+    return true;
+  }
+}

@@ -1,0 +1,163 @@
+// ProfileBinding status: which workloads a binding was applied to (bounded), a counter of
+// admitted pods, and a `Valid` condition. The webhook records matches in memory (never on
+// dry-run requests); a timer flushes them with get → merge → PUT /status carrying the
+// resourceVersion, retrying on 409 Conflict, so concurrent replicas never lose each other's
+// entries. The merge itself is pure (`mergeStatus`).
+
+import type { PodMatch } from './admission.js';
+import { MAX_MATCHED_WORKLOADS, type Condition, type MatchedWorkload, type ProfileBinding, type ProfileBindingStatus } from './types.js';
+import { validateBinding } from './validate.js';
+
+export interface StatusClient {
+  /** The current object (the controller reads its informer cache: no `get` permission needed). Rejects with `{code: 404}` when gone. */
+  get(namespace: string, name: string): Promise<ProfileBinding>;
+  /** PUT …/status with `obj.metadata.resourceVersion`; rejects with `{code: 409}` on conflict, `{code: 404}` when gone. */
+  replaceStatus(namespace: string, name: string, obj: ProfileBinding): Promise<ProfileBinding>;
+}
+
+interface Pending {
+  workloads: Map<string, MatchedWorkload>;
+  pods: number;
+}
+
+export const MAX_PENDING_BINDINGS = 1024;
+const CONFLICT_RETRIES = 5;
+
+/** The `Valid` condition for a binding, from the same validation as the webhooks. */
+export function validCondition(b: ProfileBinding, now: string, previous: Condition | undefined): Condition {
+  const v = validateBinding(b);
+  const status = v.ok ? 'True' : 'False';
+  const cond: Condition = {
+    type: 'Valid',
+    status,
+    reason: v.ok ? 'Validated' : 'Invalid',
+    message: v.ok ? 'reference, image and selectors are valid' : v.problems.join('; ').slice(0, 1024),
+    lastTransitionTime: previous && previous.status === status ? previous.lastTransitionTime : now,
+  };
+  if (typeof b.metadata.generation === 'number') cond.observedGeneration = b.metadata.generation;
+  return cond;
+}
+
+/** Merges new matches into a status: newest first, one entry per workload, at most MAX_MATCHED_WORKLOADS. */
+export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload[]; pods: number }, now: string): ProfileBindingStatus {
+  const old = b.status ?? {};
+  const byKey = new Map<string, MatchedWorkload>();
+  const key = (w: MatchedWorkload) => `${w.kind}/${w.name}`;
+  for (const w of [...add.workloads].sort((x, y) => (x.lastMatched < y.lastMatched ? 1 : -1))) if (!byKey.has(key(w))) byKey.set(key(w), w);
+  for (const w of old.matchedWorkloads ?? []) {
+    const k = key(w);
+    const fresh = byKey.get(k);
+    if (fresh) fresh.containers = [...new Set([...fresh.containers, ...w.containers])].sort().slice(0, 64);
+    else byKey.set(k, w);
+  }
+  const matchedWorkloads = [...byKey.values()].slice(0, MAX_MATCHED_WORKLOADS);
+  const previous = (old.conditions ?? []).find((c) => c.type === 'Valid');
+  const conditions = [...(old.conditions ?? []).filter((c) => c.type !== 'Valid'), validCondition(b, now, previous)];
+  const status: ProfileBindingStatus = { ...old, matchedWorkloads, matchedPods: (old.matchedPods ?? 0) + add.pods, conditions };
+  if (typeof b.metadata.generation === 'number') status.observedGeneration = b.metadata.generation;
+  return status;
+}
+
+export interface StatusUpdaterOptions {
+  flushIntervalMs?: number;
+  /** Pause before re-reading after a 409, times the attempt number, so a cache-backed `get` can catch up. */
+  conflictDelayMs?: number;
+  now?: () => Date;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+export class StatusUpdater {
+  private pending = new Map<string, Pending>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: StatusClient,
+    private readonly opts: StatusUpdaterOptions = {},
+  ) {}
+
+  private now(): string {
+    return (this.opts.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
+  /** Records an admission (the webhook's onApplied hook). Bounded: beyond MAX_PENDING_BINDINGS, new bindings wait for the next flush. */
+  record(m: PodMatch): void {
+    const now = this.now();
+    const perBinding = new Map<string, string[]>();
+    for (const a of m.applied) perBinding.set(a.binding, [...(perBinding.get(a.binding) ?? []), a.container]);
+    for (const [binding, containers] of perBinding) {
+      let p = this.pending.get(binding);
+      if (!p) {
+        if (this.pending.size >= MAX_PENDING_BINDINGS) {
+          this.opts.log?.({ msg: 'status backlog full; match not recorded', binding });
+          continue;
+        }
+        p = { workloads: new Map(), pods: 0 };
+        this.pending.set(binding, p);
+      }
+      p.pods++;
+      const k = `${m.workload.kind}/${m.workload.name}`;
+      const prev = p.workloads.get(k);
+      p.workloads.set(k, { ...m.workload, containers: [...new Set([...(prev?.containers ?? []), ...containers])].sort(), lastMatched: now });
+      if (p.workloads.size > MAX_MATCHED_WORKLOADS) p.workloads.delete(p.workloads.keys().next().value as string);
+    }
+  }
+
+  /** Marks a binding for a status write even without matches (e.g. to refresh its Valid condition). */
+  touch(binding: string): void {
+    if (!this.pending.has(binding) && this.pending.size < MAX_PENDING_BINDINGS) this.pending.set(binding, { workloads: new Map(), pods: 0 });
+  }
+
+  start(): void {
+    const every = this.opts.flushIntervalMs ?? 2000;
+    this.timer = setInterval(() => void this.flush(), every);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.flush();
+  }
+
+  /** Writes everything pending; failed writes (other than 404) stay pending for the next flush. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.flushing = this.doFlush().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async doFlush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = new Map();
+    for (const [binding, p] of batch) {
+      const [namespace, name] = binding.split('/') as [string, string];
+      try {
+        await this.writeOne(namespace, name, p);
+      } catch (e) {
+        const code = (e as { code?: number }).code;
+        if (code === 404) continue; // binding deleted meanwhile
+        this.opts.log?.({ msg: 'status update failed; will retry', binding, error: (e as Error).message ?? String(e), code });
+        const again = this.pending.get(binding);
+        if (again) {
+          again.pods += p.pods;
+          for (const [k, w] of p.workloads) if (!again.workloads.has(k)) again.workloads.set(k, w);
+        } else this.pending.set(binding, p);
+      }
+    }
+  }
+
+  private async writeOne(namespace: string, name: string, p: Pending): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.client.get(namespace, name);
+      const status = mergeStatus(current, { workloads: [...p.workloads.values()], pods: p.pods }, this.now());
+      try {
+        await this.client.replaceStatus(namespace, name, { ...current, status });
+        return;
+      } catch (e) {
+        if ((e as { code?: number }).code !== 409 || attempt >= CONFLICT_RETRIES) throw e;
+        const delay = (this.opts.conflictDelayMs ?? 200) * (attempt + 1);
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}

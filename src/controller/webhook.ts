@@ -1,0 +1,166 @@
+// The webhook's HTTPS server (node:https, its own serving certificate read from files and
+// re-read when they change, e.g. when cert-manager rotates them). Endpoints:
+//   POST /mutate-pods        mutating webhook, pods CREATE (admission.k8s.io/v1, JSONPatch)
+//   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
+//   GET  /healthz            process alive
+//   GET  /readyz             200 once the binding source has synced (Service endpoints wait for it)
+// Which namespaces reach /mutate-pods is decided by the MutatingWebhookConfiguration's
+// namespaceSelector (`spoke.dev/binding: enabled`, deploy/controller/webhooks.yaml), not here.
+
+import { readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BadReview, reviewBinding, reviewPod, type PodMatch } from './admission.js';
+import type { BindingMode } from './binding.js';
+import type { BindingSource } from './source.js';
+
+/** The API server caps request bodies at 3 MiB; a pod CREATE review stays well below 4 MiB. */
+export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
+
+export interface WebhookOptions {
+  certFile: string;
+  keyFile: string;
+  source: BindingSource;
+  host?: string;
+  port?: number;
+  mode?: BindingMode;
+  onApplied?: (m: PodMatch) => void;
+  log?: (event: Record<string, unknown>) => void;
+  /** How often to check the certificate files for changes; 0 disables. Default 60 s. */
+  certCheckIntervalMs?: number;
+}
+
+export class WebhookServer {
+  private readonly server: Server;
+  private certStamp = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: WebhookOptions) {
+    const { cert, key } = this.readCertificate();
+    this.server = createServer({ cert, key, minVersion: 'TLSv1.2' }, (req, res) => void this.handle(req, res));
+    this.server.requestTimeout = 10_000;
+    this.server.headersTimeout = 5_000;
+  }
+
+  private stamp(): string {
+    const a = statSync(this.opts.certFile);
+    const b = statSync(this.opts.keyFile);
+    return `${a.mtimeMs}:${a.size}:${b.mtimeMs}:${b.size}`;
+  }
+
+  private readCertificate(): { cert: Buffer; key: Buffer } {
+    this.certStamp = this.stamp();
+    return { cert: readFileSync(this.opts.certFile), key: readFileSync(this.opts.keyFile) };
+  }
+
+  /** Re-reads the certificate and key if the files changed; keeps the old pair on any error. */
+  reloadCertificate(): boolean {
+    try {
+      if (this.stamp() === this.certStamp) return false;
+      const { cert, key } = this.readCertificate();
+      this.server.setSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+      this.opts.log?.({ msg: 'serving certificate reloaded' });
+      return true;
+    } catch (e) {
+      this.opts.log?.({ msg: 'serving certificate reload failed; keeping the previous one', error: (e as Error).message });
+      return false;
+    }
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.opts.port ?? 9443, this.opts.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const interval = this.opts.certCheckIntervalMs ?? 60_000;
+    if (interval > 0) {
+      this.timer = setInterval(() => this.reloadCertificate(), interval);
+      this.timer.unref();
+    }
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private send(res: ServerResponse, code: number, body: unknown): void {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    res.writeHead(code, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      if (req.method === 'GET' && path === '/healthz') return this.send(res, 200, 'ok');
+      if (req.method === 'GET' && path === '/readyz') {
+        return this.opts.source.synced() ? this.send(res, 200, 'ok') : this.send(res, 503, 'binding cache not synced');
+      }
+      if (path !== '/mutate-pods' && path !== '/validate-bindings') return this.send(res, 404, 'not found');
+      if (req.method !== 'POST') return this.send(res, 405, 'POST only');
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim();
+      if (type !== 'application/json') return this.send(res, 415, 'content-type must be application/json');
+      const body = await readBody(req, MAX_REVIEW_BYTES);
+      let doc: unknown;
+      try {
+        doc = JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new BadReview('body is not valid JSON');
+      }
+      const started = process.hrtime.bigint();
+      const out = path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode: this.opts.mode, onApplied: this.opts.onApplied }) : reviewBinding(doc);
+      const r = out.response;
+      this.opts.log?.({
+        msg: 'admission',
+        path,
+        uid: r.uid,
+        allowed: r.allowed,
+        patched: r.patch !== undefined,
+        warnings: r.warnings?.length ?? 0,
+        ...(r.allowed ? {} : { reason: r.status?.message }),
+        micros: Number((process.hrtime.bigint() - started) / 1000n),
+      });
+      this.send(res, 200, out);
+    } catch (e) {
+      if (e instanceof BadReview) return this.send(res, 400, e.message);
+      if (e instanceof BodyTooLarge) return this.send(res, 413, e.message);
+      this.opts.log?.({ msg: 'webhook handler failed', error: (e as Error).message });
+      this.send(res, 500, 'internal error');
+    }
+  }
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (declared > max) {
+      req.resume();
+      return reject(new BodyTooLarge(`body larger than ${max} bytes`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new BodyTooLarge(`body larger than ${max} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}

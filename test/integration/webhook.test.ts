@@ -1,0 +1,458 @@
+// The binding webhook over real HTTPS (a certificate generated here with openssl), answering
+// real admission.k8s.io/v1 AdmissionReview documents; the JSON Patch is applied and checked
+// with an independent applier. The informer-backed binding source and the status writer run
+// on @kubernetes/client-node against test/helpers/fake-apiserver.ts (no kube-apiserver can be
+// installed here), which implements list/watch with resourceVersions, bookmarks, 410 Gone and
+// 409 conflicts as the real server does.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { PodMatch } from '../../src/controller/admission.js';
+import { InformerBindingSource, KubeStatusClient } from '../../src/controller/kube.js';
+import { StaticBindingSource, type BindingSource } from '../../src/controller/source.js';
+import { StatusUpdater } from '../../src/controller/status.js';
+import type { Pod, ProfileBinding } from '../../src/controller/types.js';
+import { WebhookServer } from '../../src/controller/webhook.js';
+import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { applyPatch, type Op } from '../helpers/json-patch.js';
+
+const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
+const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
+const PB: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilebindings', kind: 'ProfileBinding' };
+
+const dir = mkdtempSync(join(tmpdir(), 'spoke-webhook-'));
+const certFile = join(dir, 'tls.crt');
+const keyFile = join(dir, 'tls.key');
+
+function makeCert(cn: string): void {
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${cn}`,
+    '-addext', 'subjectAltName=DNS:localhost,DNS:spoke-controller.spoke-system.svc,IP:127.0.0.1',
+  ], { stdio: 'pipe' });
+}
+makeCert('spoke-controller.spoke-system.svc');
+
+function binding(name: string, spec: Partial<ProfileBinding['spec']>, ns = 'team'): ProfileBinding {
+  return { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileBinding', metadata: { name, namespace: ns }, spec: { kind: 'seccomp', reference: REF_A, image: '*', ...spec } };
+}
+
+function deploymentPod(containers: Pod['spec']): Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: 'web-7d9f8b-',
+      namespace: 'team',
+      labels: { app: 'web', 'pod-template-hash': '7d9f8b' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-7d9f8b', uid: '1b0c', controller: true }],
+    },
+    spec: containers,
+  };
+}
+
+let uidCounter = 0;
+function podReview(pod: Pod, opts: { operation?: string; dryRun?: boolean; namespace?: string } = {}) {
+  const gvk = { group: '', version: 'v1', kind: 'Pod' };
+  const gvr = { group: '', version: 'v1', resource: 'pods' };
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: `705ab4f5-6393-11e8-b7cc-42010a80${String(++uidCounter).padStart(4, '0')}`,
+      kind: gvk,
+      resource: gvr,
+      requestKind: gvk,
+      requestResource: gvr,
+      name: '',
+      namespace: opts.namespace ?? 'team',
+      operation: opts.operation ?? 'CREATE',
+      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: 'a1b2', groups: ['system:serviceaccounts', 'system:authenticated'] },
+      object: pod,
+      oldObject: null,
+      dryRun: opts.dryRun ?? false,
+      options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1' },
+    },
+  };
+}
+
+function bindingReview(obj: ProfileBinding, operation = 'CREATE') {
+  const gvk = { group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileBinding' };
+  const gvr = { group: 'spoke.dev', version: 'v1alpha1', resource: 'profilebindings' };
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: `b-${++uidCounter}`,
+      kind: gvk,
+      resource: gvr,
+      requestKind: gvk,
+      requestResource: gvr,
+      name: obj.metadata.name,
+      namespace: obj.metadata.namespace,
+      operation,
+      userInfo: { username: 'admin' },
+      object: obj,
+      oldObject: null,
+      dryRun: false,
+    },
+  };
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  json: () => { apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patch?: string; patchType?: string; warnings?: string[]; status?: { code: number; message: string } } };
+  peerCert: X509Certificate | undefined;
+}
+
+function post(port: number, path: string, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }, method = 'POST'): Promise<Answer> {
+  const ca = readFileSync(certFile);
+  return new Promise((resolve, reject) => {
+    const data = typeof body === 'string' ? body : JSON.stringify(body);
+    const req = request({ host: '127.0.0.1', port, path, method, ca, agent: false, headers: { ...headers, 'content-length': Buffer.byteLength(data) } }, (res) => {
+      const chunks: Buffer[] = [];
+      const raw = (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate?.();
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, body: text, json: () => JSON.parse(text), peerCert: raw });
+      });
+    });
+    req.on('error', reject);
+    req.end(method === 'GET' ? undefined : data);
+  });
+}
+
+function patchedPod(pod: Pod, a: Answer): Pod {
+  const r = a.json().response;
+  assert.equal(r.allowed, true, r.status?.message);
+  if (r.patch === undefined) return pod;
+  assert.equal(r.patchType, 'JSONPatch');
+  return applyPatch(pod, JSON.parse(Buffer.from(r.patch, 'base64').toString('utf8')) as Op[]);
+}
+
+async function startWebhook(source: BindingSource, extra: Partial<ConstructorParameters<typeof WebhookServer>[0]> = {}) {
+  const server = new WebhookServer({ certFile, keyFile, source, host: '127.0.0.1', port: 0, certCheckIntervalMs: 0, ...extra });
+  const addr = await server.listen();
+  return { server, port: addr.port };
+}
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('webhook over HTTPS with AdmissionReview v1', () => {
+  const matches: PodMatch[] = [];
+  let server: WebhookServer;
+  let port: number;
+  const source = new StaticBindingSource([
+    binding('web-nginx', { image: 'nginx', podSelector: { matchLabels: { app: 'web' } } }),
+    binding('all', { reference: REF_B }),
+    binding('aa', { kind: 'apparmor', image: 'nginx', reference: REF_B }),
+    binding('tie-1', { image: 'redis:7' }, 'other'),
+    binding('tie-2', { image: 'docker.io/library/redis:7', reference: REF_B }, 'other'),
+  ]);
+
+  before(async () => {
+    ({ server, port } = await startWebhook(source, { onApplied: (m) => matches.push(m) }));
+  });
+  after(() => server.close());
+
+  it('patches a pod CREATE: containers and init containers, the most specific binding, uid echoed', async () => {
+    const pod = deploymentPod({
+      initContainers: [{ name: 'migrate', image: 'busybox:1.36' }],
+      containers: [
+        { name: 'web', image: 'docker.io/library/nginx:1.27', securityContext: { runAsNonRoot: true } },
+        { name: 'sidecar', image: 'envoyproxy/envoy:v1.30', securityContext: { seccompProfile: { type: 'Localhost', localhostProfile: 'envoy.json' } } },
+      ],
+    });
+    const review = podReview(pod);
+    const a = await post(port, '/mutate-pods', review);
+    assert.equal(a.status, 200);
+    const doc = a.json();
+    assert.equal(doc.apiVersion, 'admission.k8s.io/v1');
+    assert.equal(doc.kind, 'AdmissionReview');
+    assert.equal(doc.response.uid, review.request.uid);
+    const out = patchedPod(pod, a);
+    const spec = out.spec!;
+    assert.deepEqual(spec.initContainers?.[0]?.securityContext, { seccompProfile: { type: 'OCI', oci: { reference: REF_B } } });
+    assert.deepEqual(spec.containers?.[0]?.securityContext, {
+      runAsNonRoot: true,
+      seccompProfile: { type: 'OCI', oci: { reference: REF_A } },
+      appArmorProfile: { type: 'OCI', oci: { reference: REF_B } },
+    });
+    assert.deepEqual(spec.containers?.[1]?.securityContext, { seccompProfile: { type: 'Localhost', localhostProfile: 'envoy.json' } });
+    assert.deepEqual(doc.response.warnings, ['container "sidecar" keeps its seccomp profile Localhost (set on the container); ProfileBinding team/all not applied']);
+    assert.deepEqual(matches.at(-1)?.workload, { kind: 'ReplicaSet', name: 'web-7d9f8b' });
+  });
+
+  it('denies a tie with a 403 naming both bindings', async () => {
+    const a = await post(port, '/mutate-pods', podReview({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'cache' }, spec: { containers: [{ name: 'redis', image: 'redis:7' }] } }, { namespace: 'other' }));
+    const r = a.json().response;
+    assert.equal(r.allowed, false);
+    assert.equal(r.status?.code, 403);
+    assert.match(r.status?.message ?? '', /other\/tie-1 and other\/tie-2/);
+    assert.equal(r.patch, undefined);
+  });
+
+  it('denies a privileged container, naming it', async () => {
+    const pod = deploymentPod({ containers: [{ name: 'root', image: 'alpine', securityContext: { privileged: true } }] });
+    const r = (await post(port, '/mutate-pods', podReview(pod))).json().response;
+    assert.equal(r.allowed, false);
+    assert.match(r.status?.message ?? '', /container "root" is privileged/);
+  });
+
+  it('allows UPDATE untouched, and records nothing for dry runs', async () => {
+    const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx' }] });
+    const upd = (await post(port, '/mutate-pods', podReview(pod, { operation: 'UPDATE' }))).json().response;
+    assert.deepEqual({ allowed: upd.allowed, patch: upd.patch }, { allowed: true, patch: undefined });
+    const before = matches.length;
+    const dry = await post(port, '/mutate-pods', podReview(pod, { dryRun: true }));
+    patchedPod(pod, dry);
+    assert.equal(matches.length, before, 'dry run must not be recorded (sideEffects: NoneOnDryRun)');
+  });
+
+  it('validating webhook: a tag reference is denied with the node parser reason; a good one allowed', async () => {
+    const bad = (await post(port, '/validate-bindings', bindingReview(binding('tagged', { reference: 'registry.example.com/profiles/a:v1' })))).json().response;
+    assert.equal(bad.allowed, false);
+    assert.equal(bad.status?.code, 422);
+    assert.match(bad.status?.message ?? '', /team\/tagged .*spec\.reference: invalid reference "registry\.example\.com\/profiles\/a:v1": not pinned by digest/);
+    const short = (await post(port, '/validate-bindings', bindingReview(binding('short', { reference: `profiles/a@sha256:${'a'.repeat(64)}` }), 'UPDATE'))).json().response;
+    assert.match(short.status?.message ?? '', /short names are not accepted/);
+    const good = (await post(port, '/validate-bindings', bindingReview(binding('good', { image: 'nginx' })))).json().response;
+    assert.equal(good.allowed, true);
+    assert.deepEqual(good.warnings, ['image "nginx" selects every tag and digest of docker.io/library/nginx']);
+  });
+
+  it('refuses what is not an AdmissionReview', async () => {
+    assert.equal((await post(port, '/mutate-pods', 'not json')).status, 400);
+    assert.equal((await post(port, '/mutate-pods', { apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x' } })).status, 400);
+    assert.equal((await post(port, '/mutate-pods', {}, { 'content-type': 'text/plain' })).status, 415);
+    assert.equal((await post(port, '/nope', {})).status, 404);
+    assert.equal((await post(port, '/mutate-pods', '', {}, 'GET')).status, 405);
+    assert.equal((await post(port, '/mutate-pods', 'x'.repeat(4 * 1024 * 1024 + 1))).status, 413);
+    assert.equal((await post(port, '/healthz', '', {}, 'GET')).status, 200);
+  });
+
+  it('re-reads a rotated serving certificate', async () => {
+    const first = (await post(port, '/healthz', '', {}, 'GET')).peerCert?.fingerprint256;
+    makeCert('rotated.spoke-system.svc');
+    assert.equal(server.reloadCertificate(), true);
+    const second = (await post(port, '/healthz', '', {}, 'GET')).peerCert;
+    assert.notEqual(second?.fingerprint256, first);
+    assert.match(second?.subject ?? '', /rotated/);
+  });
+});
+
+describe('informer-backed source and status on client-node against the fake API server', () => {
+  let fake: FakeApiServer;
+  let kc: KubeConfig;
+
+  before(async () => {
+    fake = new FakeApiServer({ resources: [PB], token: 'test-token' });
+    const server = await fake.listen();
+    kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'fake', server, skipTLSVerify: true }],
+      users: [{ name: 'controller', token: 'test-token' }],
+      contexts: [{ name: 'fake', cluster: 'fake', user: 'controller' }],
+      currentContext: 'fake',
+    });
+  });
+  after(() => fake.close());
+
+  async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  it('lists in pages, watches with bookmarks, follows events, relists after 410 Gone', async () => {
+    for (let i = 0; i < 5; i++) fake.create(PB, binding(`b${i}`, { image: `app${i}` }));
+    fake.inject({ match: 'list', code: 500, times: 1 }); // first list fails: backoff, then retry
+    const src = new InformerBindingSource(kc, { pageSize: 2, backoffInitialMs: 20, watchTimeoutSeconds: 60, log: process.env.DEBUG_REFLECTOR ? (e) => console.error(e) : undefined });
+    assert.equal(src.synced(), false);
+    src.start();
+    try {
+      await src.waitForSync(5000);
+      assert.deepEqual(src.list('team').map((b) => b.metadata.name).sort(), ['b0', 'b1', 'b2', 'b3', 'b4']);
+      assert.equal(src.resourceVersion(), String(fake.currentRevision));
+      const lists = fake.requests.filter((r) => r.method === 'GET' && r.query.watch === undefined);
+      assert.ok(lists.length >= 4, 'one failed list, then three pages');
+      assert.ok(lists.some((r) => r.query.continue), 'pagination used continue');
+      await until('watch', () => fake.watcherCount === 1);
+      const w = fake.requests.find((r) => r.query.watch === 'true');
+      assert.equal(w?.query.allowWatchBookmarks, 'true');
+      assert.equal(w?.query.resourceVersion, src.resourceVersion());
+
+      fake.create(PB, binding('late', {}, 'other'));
+      await until('ADDED event', () => src.list('other').length === 1);
+      fake.update(PB, { ...binding('b0', { image: 'changed' }), metadata: { name: 'b0', namespace: 'team' } });
+      await until('MODIFIED event', () => src.get('team', 'b0')?.spec.image === 'changed');
+      fake.remove(PB, 'team', 'b1');
+      await until('DELETED event', () => src.get('team', 'b1') === undefined);
+
+      // A bookmark moves the resourceVersion without an object change.
+      fake.create(PB, binding('x', {}, 'elsewhere-not-watched-specially'));
+      await until('x', () => src.get('elsewhere-not-watched-specially', 'x') !== undefined);
+      const rvBefore = src.resourceVersion();
+      assert.equal(fake.bookmark(), 1);
+      await until('bookmark', () => src.stats.bookmarks === 1);
+      assert.equal(src.resourceVersion(), String(fake.currentRevision));
+      assert.equal(rvBefore, String(fake.currentRevision));
+
+      // Server closes the watch cleanly: the reflector resumes from its resourceVersion (no relist).
+      const listsBefore = src.stats.lists;
+      fake.closeWatches();
+      await until('re-watch', () => fake.watcherCount === 1);
+      assert.equal(src.stats.lists, listsBefore);
+      fake.create(PB, binding('after-rewatch', {}));
+      await until('after-rewatch', () => src.get('team', 'after-rewatch') !== undefined);
+
+      // Changes while disconnected, then history compacted: the stale resourceVersion gets a 410
+      // ERROR event, the reflector relists and converges (the deletion is noticed).
+      fake.inject({ match: 'watch', code: 503, times: 1 });
+      fake.closeWatches();
+      fake.remove(PB, 'team', 'b2');
+      fake.create(PB, binding('during-gap', {}));
+      fake.compact();
+      await until('relist after 410', () => src.stats.expired >= 1 && src.stats.lists > listsBefore);
+      await until('converged', () => src.get('team', 'b2') === undefined && src.get('team', 'during-gap') !== undefined);
+      assert.ok(src.stats.errors >= 2, 'the injected list and watch failures were retried');
+
+      // 410 delivered inside a live watch stream.
+      await until('watching again', () => fake.watcherCount === 1);
+      const expiredBefore = src.stats.expired;
+      fake.expireWatches();
+      await until('relist after in-stream 410', () => src.stats.expired === expiredBefore + 1);
+      await until('re-watch again', () => fake.watcherCount === 1);
+      assert.equal(src.resourceVersion(), String(fake.currentRevision));
+    } finally {
+      await src.stop();
+    }
+    assert.equal(fake.watcherCount, 0, 'stop() closes the watch');
+  });
+
+  it('the webhook answers from the informer cache and status is written with 409 retry', async () => {
+    fake.create(PB, binding('status-demo', { image: 'ghcr.io/acme/api', podSelector: { matchLabels: { app: 'api' } } }, 'shop'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
+    const updater = new StatusUpdater(new KubeStatusClient(kc, src), { conflictDelayMs: 50 });
+    const notSynced = await startWebhook(src);
+    try {
+      const ready = await post(notSynced.port, '/readyz', '', {}, 'GET');
+      assert.equal(ready.status, 503);
+      const early = (await post(notSynced.port, '/mutate-pods', podReview(deploymentPod({ containers: [{ name: 'api', image: 'ghcr.io/acme/api:1' }] }), { namespace: 'shop' }))).json().response;
+      assert.deepEqual([early.allowed, early.status?.code], [false, 503], 'no answer from an unsynced cache');
+    } finally {
+      await notSynced.server.close();
+    }
+    src.start();
+    const { server, port } = await startWebhook(src, { onApplied: (m) => updater.record(m) });
+    try {
+      await src.waitForSync(5000);
+      assert.equal((await post(port, '/readyz', '', {}, 'GET')).status, 200);
+      const pod: Pod = { ...deploymentPod({ containers: [{ name: 'api', image: 'ghcr.io/acme/api:1.4' }] }), metadata: { generateName: 'api-5c9-', labels: { app: 'api' }, ownerReferences: [{ kind: 'ReplicaSet', name: 'api-5c9', controller: true }] } };
+      const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod, { namespace: 'shop' })));
+      assert.deepEqual(out.spec?.containers?.[0]?.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: REF_A } });
+
+      // Someone else writes the object after our cache read: the status PUT gets 409 and is retried.
+      const cur = fake.get(PB, 'shop', 'status-demo')!;
+      const flushing = updater.flush();
+      fake.update(PB, { ...cur, metadata: { ...cur.metadata, labels: { touched: 'yes' } } });
+      await flushing;
+      const statusPuts = fake.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/shop/profilebindings/status-demo/status'));
+      const stored = fake.get(PB, 'shop', 'status-demo') as unknown as ProfileBinding;
+      assert.ok(statusPuts.length >= 1);
+      assert.deepEqual(stored.status?.matchedWorkloads?.map((w) => [w.kind, w.name, w.containers]), [['ReplicaSet', 'api-5c9', ['api']]]);
+      assert.equal(stored.status?.matchedPods, 1);
+      assert.deepEqual(stored.status?.conditions?.map((c) => [c.type, c.status, c.reason]), [['Valid', 'True', 'Validated']]);
+      assert.equal(stored.metadata.labels?.touched, 'yes', 'the other writer’s change survived');
+
+      // A forced conflict: a stale cache read makes the first PUT fail with 409, the retry succeeds.
+      const staleClient = new KubeStatusClient(kc, src);
+      const realGet = staleClient.get.bind(staleClient);
+      let calls = 0;
+      staleClient.get = async (ns, name) => {
+        const b = await realGet(ns, name);
+        if (calls++ === 0) b.metadata.resourceVersion = '1';
+        return b;
+      };
+      const u2 = new StatusUpdater(staleClient, { conflictDelayMs: 10 });
+      u2.record({ namespace: 'shop', workload: { kind: 'Pod', name: 'one-off' }, applied: [{ binding: 'shop/status-demo', kind: 'seccomp', container: 'api', reference: REF_A }] });
+      const putsBefore = fake.requests.filter((r) => r.method === 'PUT').length;
+      await u2.flush();
+      assert.equal(fake.requests.filter((r) => r.method === 'PUT').length, putsBefore + 2, 'one 409, one success');
+      const again = fake.get(PB, 'shop', 'status-demo') as unknown as ProfileBinding;
+      assert.deepEqual(again.status?.matchedWorkloads?.map((w) => w.name), ['one-off', 'api-5c9']);
+      assert.equal(again.status?.matchedPods, 2);
+    } finally {
+      await server.close();
+      await updater.stop();
+      await src.stop();
+    }
+  });
+});
+
+describe('spoke controller (process)', () => {
+  it('serves the webhook from the API server cache and stops on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { writeFileSync } = await import('node:fs');
+    const fake = new FakeApiServer({ resources: [PB], token: 't' });
+    const server = await fake.listen();
+    fake.create(PB, binding('proc', { image: 'nginx' }));
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      `apiVersion: v1\nkind: Config\nclusters: [{name: f, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: f, context: {cluster: f, user: u}}]\ncurrent-context: f\n`,
+    );
+    const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+    const registered = readFileSync(main, 'utf8').includes('commands/controller.js');
+    const command = new URL('../../src/cli/commands/controller.js', import.meta.url).href;
+    const args = ['--tls-cert', certFile, '--tls-key', keyFile, '--listen', '127.0.0.1:0', '--kubeconfig', kubeconfig];
+    const argv = registered
+      ? [fileURLToPath(new URL('../../../bin/spoke', import.meta.url)), 'controller', ...args]
+      : ['--input-type=module', '-e', `const { run } = await import(${JSON.stringify(command)}); process.exitCode = await run(process.argv.slice(1));`, '--', ...args];
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = /"msg":"listening".*?"port":(\d+)/.exec(stderr);
+        if (m) resolve(Number(m[1]));
+      });
+      child.on('exit', () => reject(new Error(`controller exited: ${stderr}`)));
+    });
+    try {
+      const end = Date.now() + 5000;
+      while ((await post(port, '/readyz', '', {}, 'GET')).status !== 200) {
+        if (Date.now() > end) throw new Error(`not ready: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'solo' }, spec: { containers: [{ name: 'web', image: 'nginx:1' }] } };
+      const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
+      assert.equal(out.spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
+      const end2 = Date.now() + 5000;
+      while (!(fake.get(PB, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods) {
+        if (Date.now() > end2) throw new Error(`status never written: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      const code = await new Promise<number | null>((resolve) => {
+        child.removeAllListeners('exit');
+        child.on('exit', (c) => resolve(c));
+        child.kill('SIGTERM');
+      });
+      await fake.close();
+      assert.equal(code, 0, stderr);
+    }
+  });
+});

@@ -1,0 +1,145 @@
+// `spoke binding apply|validate` as a separate process. Through bin/spoke once the command is
+// in src/cli/main.ts's table; until then through a tiny runner doing what main.ts does
+// (run the command module, map errors with reportError).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { mutatePod } from '../../../src/controller/binding.js';
+import { spoke, type CliResult } from '../../helpers/cli.js';
+
+const MAIN = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
+const COMMAND = new URL('../../../src/cli/commands/binding.js', import.meta.url).href;
+const ERRORS = new URL('../../../src/cli/errors.js', import.meta.url).href;
+const registered = readFileSync(MAIN, 'utf8').includes('commands/binding.js');
+
+function run(args: string[], input = ''): Promise<CliResult> {
+  if (registered) return spoke(['binding', ...args], { input });
+  const script = `const [{ run }, { reportError }] = await Promise.all([import(${JSON.stringify(COMMAND)}), import(${JSON.stringify(ERRORS)})]);
+try { process.exitCode = await run(process.argv.slice(1)); } catch (e) { process.exitCode = reportError(e); }`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
+const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
+const dir = mkdtempSync(join(tmpdir(), 'spoke-binding-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+const bindings = file(
+  'bindings.yaml',
+  `apiVersion: spoke.dev/v1alpha1
+kind: ProfileBinding
+metadata: { name: nginx, namespace: team }
+spec:
+  kind: seccomp
+  reference: ${REF_A}
+  image: nginx
+  baseProfile: { type: RuntimeDefault }
+---
+apiVersion: spoke.dev/v1alpha1
+kind: ProfileBinding
+metadata: { name: default-aa }
+spec: { kind: apparmor, reference: ${REF_B}, image: "*" }
+`,
+);
+const podText = `apiVersion: v1
+kind: Pod
+metadata: { name: web, namespace: team }
+spec:
+  containers:
+    - name: web
+      image: nginx:1.27
+    - name: side
+      image: nginx:1.27
+      securityContext:
+        seccompProfile: { type: Localhost, localhostProfile: side.json }
+`;
+const podFile = file('pod.yaml', podText);
+
+describe('spoke binding apply', () => {
+  it('prints the mutated pod as YAML and the warnings on stderr', async () => {
+    const r = await run(['apply', '-f', bindings, podFile]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = parse(r.stdout);
+    assert.deepEqual(out.spec.containers[0].securityContext, {
+      seccompProfile: { type: 'OCI', oci: { reference: REF_A, baseProfile: { type: 'RuntimeDefault' } } },
+      appArmorProfile: { type: 'OCI', oci: { reference: REF_B } },
+    });
+    assert.equal(r.stderr, 'Warning: container "side" keeps its seccomp profile Localhost (set on the container); ProfileBinding team/nginx not applied\n');
+  });
+
+  it('--patch prints exactly the webhook patch; --json the pod as JSON; - reads stdin', async () => {
+    const r = await run(['apply', '-f', bindings, '--patch', '-'], podText);
+    assert.equal(r.code, 0, r.stderr);
+    const b = [...readFileSync(bindings, 'utf8').split('---')].map((d) => parse(d));
+    b[1].metadata.namespace = 'team';
+    const expected = mutatePod(parse(podText), b);
+    assert.ok(!('denied' in expected));
+    assert.deepEqual(JSON.parse(r.stdout), expected.patch);
+    const j = await run(['apply', '-f', bindings, '--json', podFile]);
+    assert.equal(JSON.parse(j.stdout).metadata.name, 'web');
+  });
+
+  it('--annotations sets the shim annotations', async () => {
+    const r = await run(['apply', '-f', bindings, '--annotations', '--json', podFile]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.metadata.annotations, {
+      'apparmor.profiles.spoke.dev/side': REF_B,
+      'apparmor.profiles.spoke.dev/web': REF_B,
+      'seccomp.profiles.spoke.dev/web': REF_A,
+    });
+  });
+
+  it('a tie exits 1 with PermissionDenied naming both bindings', async () => {
+    const tie = file('tie.yaml', `apiVersion: spoke.dev/v1alpha1
+kind: List
+items:
+  - { apiVersion: spoke.dev/v1alpha1, kind: ProfileBinding, metadata: { name: one }, spec: { kind: seccomp, reference: "${REF_A}", image: "nginx:1.27" } }
+  - { apiVersion: spoke.dev/v1alpha1, kind: ProfileBinding, metadata: { name: two }, spec: { kind: seccomp, reference: "${REF_B}", image: "docker.io/library/nginx:1.27" } }
+`);
+    const r = await run(['apply', '-f', tie, podFile]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^PermissionDenied: container "web": ProfileBindings team\/one and team\/two both bind a seccomp profile with the same specificity/);
+  });
+
+  it('an invalid binding exits 1 with InvalidArgument and the parser reason', async () => {
+    const bad = file('bad.yaml', `apiVersion: spoke.dev/v1alpha1
+kind: ProfileBinding
+metadata: { name: tagged }
+spec: { kind: seccomp, reference: "registry.example.com/profiles/a:v1", image: redis }
+`);
+    const r = await run(['apply', '-f', bad, podFile]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^InvalidArgument: ProfileBinding team\/tagged is invalid: spec\.reference: invalid reference .*not pinned by digest/);
+    const v = await run(['validate', '-f', bad]);
+    assert.equal(v.code, 1);
+    assert.equal((await run(['validate', '-f', bindings])).code, 0);
+  });
+
+  it('usage errors exit 2', async () => {
+    assert.equal((await run(['apply', podFile])).code, 2);
+    assert.equal((await run(['frobnicate'])).code, 2);
+  });
+});

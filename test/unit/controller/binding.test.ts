@@ -1,0 +1,393 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { mutatePod, type MutationResult } from '../../../src/controller/binding.js';
+import { imageMatches, parseImage, parseImageTarget } from '../../../src/controller/image.js';
+import type { Container, Pod, ProfileBinding, SeccompProfile } from '../../../src/controller/types.js';
+import { validateBinding } from '../../../src/controller/validate.js';
+import { applyPatch, type Op } from '../../helpers/json-patch.js';
+
+const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
+const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
+const REF_C = `registry.example.com/profiles/c@sha256:${'c'.repeat(64)}`;
+const DIGEST = `sha256:${'d'.repeat(64)}`;
+
+function binding(name: string, spec: Partial<ProfileBinding['spec']>, ns = 'team'): ProfileBinding {
+  return {
+    apiVersion: 'spoke.dev/v1alpha1',
+    kind: 'ProfileBinding',
+    metadata: { name, namespace: ns },
+    spec: { kind: 'seccomp', reference: REF_A, image: '*', ...spec },
+  };
+}
+
+function ctr(name: string, image = 'nginx:1.25', sc?: Container['securityContext']): Container {
+  return sc === undefined ? { name, image } : { name, image, securityContext: sc };
+}
+
+function pod(containers: Container[], extra: { init?: Container[]; eph?: Container[]; podSc?: Record<string, unknown>; labels?: Record<string, string>; annotations?: Record<string, string> } = {}): Pod {
+  const p: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'team' }, spec: { containers } };
+  if (extra.labels) (p.metadata as Record<string, unknown>).labels = extra.labels;
+  if (extra.annotations) (p.metadata as Record<string, unknown>).annotations = extra.annotations;
+  if (extra.init) (p.spec as Record<string, unknown>).initContainers = extra.init;
+  if (extra.eph) (p.spec as Record<string, unknown>).ephemeralContainers = extra.eph;
+  if (extra.podSc) (p.spec as Record<string, unknown>).securityContext = extra.podSc;
+  return p;
+}
+
+function mutate(p: Pod, bs: ProfileBinding[], mode: 'field' | 'annotations' = 'field'): { r: MutationResult; out: Pod } {
+  const r = mutatePod(p, bs, { mode });
+  const out = 'denied' in r ? p : applyPatch(p, r.patch as Op[]);
+  return { r, out };
+}
+
+function ok(r: MutationResult): { patch: unknown[]; warnings: string[] } {
+  assert.ok(!('denied' in r), `unexpectedly denied: ${'denied' in r ? r.denied : ''}`);
+  return r;
+}
+
+function denied(r: MutationResult): string {
+  assert.ok('denied' in r, 'expected a denial');
+  return r.denied;
+}
+
+const oci = (reference: string, baseProfile?: unknown): SeccompProfile => (baseProfile ? { type: 'OCI', oci: { reference, baseProfile } } : { type: 'OCI', oci: { reference } }) as SeccompProfile;
+const seccompOf = (p: Pod, i = 0, list: 'containers' | 'initContainers' | 'ephemeralContainers' = 'containers') => p.spec?.[list]?.[i]?.securityContext?.seccompProfile;
+
+describe('image references (docker normalization)', () => {
+  const cases: [string, string, boolean][] = [
+    ['nginx', 'nginx', true],
+    ['nginx', 'docker.io/library/nginx:1.25', true],
+    ['nginx', `index.docker.io/library/nginx@${DIGEST}`, true],
+    ['docker.io/library/nginx', 'nginx:latest', true],
+    ['nginx', 'nginx-extra', false],
+    ['nginx', 'myorg/nginx', false],
+    ['nginx', 'quay.io/nginx', false],
+    ['nginx:1.25', 'docker.io/library/nginx:1.25', true],
+    ['nginx:1.25', 'nginx:1.26', false],
+    ['nginx:latest', 'nginx', true],
+    ['nginx:latest', `nginx@${DIGEST}`, false],
+    [`nginx@${DIGEST}`, `docker.io/library/nginx:1.25@${DIGEST}`, true],
+    [`nginx@${DIGEST}`, 'nginx:1.25', false],
+    ['registry.example.com:5000/team/app', 'registry.example.com:5000/team/app:v2', true],
+    ['registry.example.com:5000/team/app', 'registry.example.com/team/app:v2', false],
+    ['localhost/app', 'localhost/app:dev', true],
+    ['*', 'whatever:1', true],
+  ];
+  for (const [target, image, want] of cases) {
+    it(`${target} ${want ? 'selects' : 'does not select'} ${image}`, () => {
+      assert.equal(imageMatches(parseImageTarget(target), parseImage(image)), want);
+    });
+  }
+  it('normalizes', () => {
+    const r = parseImage('nginx');
+    assert.equal(r.repository, 'docker.io/library/nginx');
+    assert.equal(parseImage('Registry.Example.com/a/b:t').domain, 'Registry.Example.com');
+    assert.throws(() => parseImage('library/UPPER'), /lowercase/);
+    assert.throws(() => parseImage('nginx:bad tag'), /whitespace/);
+    assert.throws(() => parseImage(`nginx@sha256:${'z'.repeat(64)}`), /digest/);
+  });
+});
+
+describe('binding validation (same parser as the node)', () => {
+  it('accepts a good binding', () => assert.ok(validateBinding(binding('ok', {})).ok));
+  const bad: [string, Partial<ProfileBinding['spec']>, RegExp][] = [
+    ['tag reference', { reference: 'registry.example.com/profiles/a:v1' }, /not pinned by digest/],
+    ['short name', { reference: `profiles/a@sha256:${'a'.repeat(64)}` }, /no registry host/],
+    ['sha512', { reference: `registry.example.com/p@sha512:${'a'.repeat(128)}` }, /sha256/],
+    ['AppArmor Localhost base', { kind: 'apparmor', baseProfile: { type: 'Localhost', localhostProfile: 'x' } }, /only be RuntimeDefault/],
+    ['Unconfined base', { baseProfile: { type: 'Unconfined' } as never }, /RuntimeDefault or Localhost/],
+    ['absolute localhost', { baseProfile: { type: 'Localhost', localhostProfile: '/etc/x.json' } }, /relative/],
+    ['dotdot localhost', { baseProfile: { type: 'Localhost', localhostProfile: 'a/../../x.json' } }, /\.\./],
+    ['bad image', { image: 'Bad Image' }, /spec\.image/],
+    ['bad selector', { podSelector: { matchExpressions: [{ key: 'a', operator: 'In' }] } }, /non-empty/],
+    ['empty containers', { containers: [] }, /non-empty/],
+    ['unknown field', { imageSelector: 'x' } as never, /unknown field/],
+    ['kind', { kind: 'selinux' as never }, /seccomp or apparmor/],
+  ];
+  for (const [what, spec, re] of bad) {
+    it(`refuses ${what}`, () => {
+      const v = validateBinding(binding('bad', spec));
+      assert.ok(!v.ok);
+      assert.match(v.problems.join('; '), re);
+    });
+  }
+});
+
+describe('mutation rules', () => {
+  it('no bindings: empty patch', () => {
+    const r = ok(mutatePod(pod([ctr('app')]), []));
+    assert.deepEqual(r.patch, []);
+  });
+
+  it('unset profile → OCI on the container, with baseProfile', () => {
+    const { r, out } = mutate(pod([ctr('app')]), [binding('b', { baseProfile: { type: 'Localhost', localhostProfile: 'base/strict.json' } })]);
+    ok(r);
+    assert.deepEqual(seccompOf(out), oci(REF_A, { type: 'Localhost', localhostProfile: 'base/strict.json' }));
+  });
+
+  it('RuntimeDefault → replaced; other securityContext fields kept', () => {
+    const { r, out } = mutate(pod([ctr('app', 'nginx', { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } })]), [binding('b', {})]);
+    assert.deepEqual(ok(r).warnings, []);
+    assert.deepEqual(out.spec?.containers?.[0]?.securityContext, { runAsNonRoot: true, seccompProfile: oci(REF_A) });
+  });
+
+  it('Localhost on the container is kept, with a warning naming it', () => {
+    const p = pod([ctr('app', 'nginx', { seccompProfile: { type: 'Localhost', localhostProfile: 'mine.json' } }), ctr('side')]);
+    const { r, out } = mutate(p, [binding('b', {})]);
+    const { warnings } = ok(r);
+    assert.deepEqual(seccompOf(out, 0), { type: 'Localhost', localhostProfile: 'mine.json' });
+    assert.deepEqual(seccompOf(out, 1), oci(REF_A));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] as string, /container "app" keeps its seccomp profile Localhost \(set on the container\); ProfileBinding team\/b not applied/);
+  });
+
+  it('an OCI profile already set by the pod author is kept, with a warning', () => {
+    const { r, out } = mutate(pod([ctr('app', 'nginx', { seccompProfile: oci(REF_C) })]), [binding('b', {})]);
+    assert.match(ok(r).warnings.join(), /"app" keeps its seccomp profile OCI/);
+    assert.deepEqual(seccompOf(out), oci(REF_C));
+  });
+
+  it('Unconfined without override → denied, naming container and binding', () => {
+    const msg = denied(mutatePod(pod([ctr('app', 'nginx', { seccompProfile: { type: 'Unconfined' } })]), [binding('b', {})]));
+    assert.match(msg, /container "app" asks for seccomp profile Unconfined \(set on the container\), which ProfileBinding team\/b would replace; set override: true/);
+  });
+
+  it('Unconfined with override: true → replaced, with a warning', () => {
+    const { r, out } = mutate(pod([ctr('app', 'nginx', { seccompProfile: { type: 'Unconfined' } })]), [binding('b', { override: true })]);
+    assert.match(ok(r).warnings.join(), /Unconfined .* replaced by ProfileBinding team\/b \(override: true\)/);
+    assert.deepEqual(seccompOf(out), oci(REF_A));
+  });
+
+  it('pod-level Unconfined is inherited: denied without override, per-container OCI with it', () => {
+    const p = pod([ctr('app')], { podSc: { seccompProfile: { type: 'Unconfined' } } });
+    assert.match(denied(mutatePod(p, [binding('b', {})])), /Unconfined \(inherited from the pod\)/);
+    const { r, out } = mutate(p, [binding('b', { override: true })]);
+    ok(r);
+    assert.deepEqual(seccompOf(out), oci(REF_A));
+    assert.deepEqual(out.spec?.securityContext, { seccompProfile: { type: 'Unconfined' } }, 'pod level untouched');
+  });
+
+  it('pod-level Localhost is inherited and kept; pod-level RuntimeDefault is overridden per container', () => {
+    const keep = mutate(pod([ctr('app')], { podSc: { seccompProfile: { type: 'Localhost', localhostProfile: 'p.json' } } }), [binding('b', {})]);
+    assert.deepEqual(ok(keep.r).patch, []);
+    assert.match(ok(keep.r).warnings.join(), /Localhost \(inherited from the pod\)/);
+    const set = mutate(pod([ctr('app')], { podSc: { seccompProfile: { type: 'RuntimeDefault' }, runAsUser: 1000 } }), [binding('b', {})]);
+    ok(set.r);
+    assert.deepEqual(seccompOf(set.out), oci(REF_A));
+    assert.deepEqual(set.out.spec?.securityContext, { seccompProfile: { type: 'RuntimeDefault' }, runAsUser: 1000 });
+  });
+
+  it('init containers are covered, ephemeral containers are left alone', () => {
+    const p = pod([ctr('app')], { init: [ctr('init')], eph: [ctr('debug')] });
+    const { r, out } = mutate(p, [binding('b', {})]);
+    ok(r);
+    assert.deepEqual(seccompOf(out, 0, 'initContainers'), oci(REF_A));
+    assert.deepEqual(seccompOf(out, 0), oci(REF_A));
+    assert.deepEqual(out.spec?.ephemeralContainers, [ctr('debug')]);
+  });
+
+  it('privileged containers are refused an OCI profile', () => {
+    const msg = denied(mutatePod(pod([ctr('ok'), ctr('root', 'nginx', { privileged: true })]), [binding('b', {})]));
+    assert.match(msg, /container "root" is privileged and cannot run under an OCI seccomp profile/);
+    // …unless no binding selects it.
+    ok(mutatePod(pod([ctr('ok'), ctr('root', 'nginx', { privileged: true })]), [binding('b', { containers: ['ok'] })]));
+  });
+
+  it('a tie is denied naming both bindings', () => {
+    const msg = denied(mutatePod(pod([ctr('app')]), [binding('one', {}), binding('two', { reference: REF_B })]));
+    assert.match(msg, /container "app": ProfileBindings team\/one and team\/two both bind a seccomp profile with the same specificity/);
+  });
+
+  it('specificity: digest > tag > repository > *, then podSelector, then containers', () => {
+    const image = `registry.example.com/app:v1@${DIGEST}`;
+    const p = pod([ctr('app', image)], { labels: { tier: 'web' } });
+    const win = (bs: ProfileBinding[]) => {
+      const { r, out } = mutate(p, bs);
+      ok(r);
+      return seccompOf(out)?.oci?.reference;
+    };
+    assert.equal(win([binding('star', { reference: REF_A }), binding('repo', { image: 'registry.example.com/app', reference: REF_B })]), REF_B);
+    assert.equal(win([binding('repo', { image: 'registry.example.com/app', reference: REF_A }), binding('tag', { image: 'registry.example.com/app:v1', reference: REF_B })]), REF_B);
+    assert.equal(win([binding('tag', { image: 'registry.example.com/app:v1', reference: REF_A }), binding('dig', { image: `registry.example.com/app@${DIGEST}`, reference: REF_B })]), REF_B);
+    // Image first: a repository binding beats `*` with selector and containers.
+    assert.equal(
+      win([binding('star', { reference: REF_A, podSelector: { matchLabels: { tier: 'web' } }, containers: ['app'] }), binding('repo', { image: 'registry.example.com/app', reference: REF_B })]),
+      REF_B,
+    );
+    assert.equal(win([binding('a', { reference: REF_A, containers: ['app'] }), binding('b', { reference: REF_B, podSelector: { matchLabels: { tier: 'web' } } })]), REF_B);
+    assert.equal(win([binding('a', { reference: REF_A }), binding('b', { reference: REF_B, containers: ['app'] })]), REF_B);
+    // An empty podSelector is not more specific than none: tie.
+    assert.match(denied(mutatePod(p, [binding('a', {}), binding('b', { reference: REF_B, podSelector: {} })])), /same specificity/);
+  });
+
+  it('podSelector and containers restrict what is selected', () => {
+    const p = pod([ctr('app'), ctr('side')], { labels: { app: 'web', env: 'prod' } });
+    const miss = mutate(p, [binding('b', { podSelector: { matchLabels: { app: 'db' } } })]);
+    assert.deepEqual(ok(miss.r).patch, []);
+    const hit = mutate(p, [binding('b', { podSelector: { matchExpressions: [{ key: 'env', operator: 'In', values: ['prod'] }, { key: 'canary', operator: 'DoesNotExist' }] }, containers: ['side'] })]);
+    ok(hit.r);
+    assert.equal(seccompOf(hit.out, 0), undefined);
+    assert.deepEqual(seccompOf(hit.out, 1), oci(REF_A));
+  });
+
+  it('image matching: repository binding with docker.io normalization', () => {
+    const p = pod([ctr('a', 'nginx'), ctr('b', 'docker.io/library/nginx:1.27'), ctr('c', 'myorg/nginx:1'), ctr('d', 'redis')]);
+    const { r, out } = mutate(p, [binding('b', { image: 'docker.io/library/nginx' })]);
+    ok(r);
+    assert.deepEqual([0, 1, 2, 3].map((i) => seccompOf(out, i)?.type), ['OCI', 'OCI', undefined, undefined]);
+  });
+
+  it('AppArmor: appArmorProfile type OCI; legacy annotation removed so field and annotation cannot disagree', () => {
+    const p = pod([ctr('app')], { annotations: { 'container.apparmor.security.beta.kubernetes.io/app': 'runtime/default', keep: 'me' } });
+    const { r, out } = mutate(p, [binding('aa', { kind: 'apparmor', reference: REF_B, baseProfile: { type: 'RuntimeDefault' } }), binding('sc', {})]);
+    ok(r);
+    assert.deepEqual(out.spec?.containers?.[0]?.securityContext, { seccompProfile: oci(REF_A), appArmorProfile: oci(REF_B, { type: 'RuntimeDefault' }) });
+    assert.deepEqual(out.metadata?.annotations, { keep: 'me' });
+    // Legacy unconfined annotation counts as Unconfined.
+    const u = pod([ctr('app')], { annotations: { 'container.apparmor.security.beta.kubernetes.io/app': 'unconfined' } });
+    assert.match(denied(mutatePod(u, [binding('aa', { kind: 'apparmor' })])), /apparmor profile Unconfined \(by annotation/);
+  });
+
+  it('annotations mode: shim annotations, field set to the base profile', () => {
+    const p = pod([ctr('app'), ctr('side', 'nginx', { seccompProfile: { type: 'RuntimeDefault' } })]);
+    const { r, out } = mutate(p, [binding('b', { baseProfile: { type: 'Localhost', localhostProfile: 'base.json' } }), binding('aa', { kind: 'apparmor', reference: REF_B, containers: ['app'] })], 'annotations');
+    ok(r);
+    assert.deepEqual(out.metadata?.annotations, {
+      'seccomp.profiles.spoke.dev/app': REF_A,
+      'seccomp.profiles.spoke.dev/side': REF_A,
+      'apparmor.profiles.spoke.dev/app': REF_B,
+    });
+    assert.deepEqual(seccompOf(out, 0), { type: 'Localhost', localhostProfile: 'base.json' });
+    assert.deepEqual(out.spec?.containers?.[0]?.securityContext?.appArmorProfile, { type: 'RuntimeDefault' });
+    assert.deepEqual(seccompOf(out, 1), { type: 'Localhost', localhostProfile: 'base.json' });
+    // Escaped JSON pointer for the `/` in the key when annotations already exist.
+    const q = pod([ctr('app')], { annotations: { a: 'b' } });
+    const r2 = ok(mutatePod(q, [binding('b', {})], { mode: 'annotations' }));
+    assert.ok((r2.patch as Op[]).some((o) => o.path === '/metadata/annotations/seccomp.profiles.spoke.dev~1app'));
+  });
+
+  it('an existing spoke annotation with another reference is kept, with a warning', () => {
+    const p = pod([ctr('app')], { annotations: { 'seccomp.profiles.spoke.dev/app': REF_C } });
+    const r = ok(mutatePod(p, [binding('b', {})], { mode: 'annotations' }));
+    assert.deepEqual(r.patch, []);
+    assert.match(r.warnings.join(), /keeps its seccomp profile OCI \(by annotation/);
+  });
+
+  it('invalid bindings that may select the pod deny it, with the parser reason', () => {
+    const msg = denied(mutatePod(pod([ctr('app')]), [binding('bad', { reference: 'registry.example.com/p:v1' })]));
+    assert.match(msg, /ProfileBinding team\/bad is invalid and may select container "app": spec\.reference: .*not pinned by digest/);
+    // One that cannot select it (another image) does not.
+    ok(mutatePod(pod([ctr('app', 'redis')]), [binding('bad', { image: 'nginx', reference: 'registry.example.com/p:v1' })]));
+  });
+
+  it('is idempotent (reinvocation): a second pass changes nothing and warns nothing', () => {
+    for (const mode of ['field', 'annotations'] as const) {
+      const bs = [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })];
+      const first = mutate(pod([ctr('app')], { init: [ctr('i')] }), bs, mode);
+      ok(first.r);
+      const second = ok(mutatePod(first.out, bs, { mode }));
+      assert.deepEqual(second.patch, []);
+      assert.deepEqual(second.warnings, []);
+    }
+  });
+
+  it('one add op for a container without securityContext covering both kinds', () => {
+    const r = ok(mutatePod(pod([ctr('app')]), [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })]));
+    assert.deepEqual(r.patch, [{ op: 'add', path: '/spec/containers/0/securityContext', value: { seccompProfile: oci(REF_A), appArmorProfile: oci(REF_B) } }]);
+  });
+});
+
+// ---- property: never loosens ----
+
+const PROFILE_TYPES = [undefined, 'RuntimeDefault', 'Localhost', 'Unconfined', 'OCI'] as const;
+const IMAGES = ['nginx', 'nginx:1.25', 'docker.io/library/nginx:1.26', 'redis', `registry.example.com/app@${DIGEST}`];
+
+function profileOf(t: (typeof PROFILE_TYPES)[number]): SeccompProfile | undefined {
+  if (t === undefined) return undefined;
+  if (t === 'Localhost') return { type: 'Localhost', localhostProfile: 'x.json' };
+  if (t === 'OCI') return oci(REF_C);
+  return { type: t };
+}
+
+const arbContainer = (name: string) =>
+  fc.record({
+    image: fc.constantFrom(...IMAGES),
+    seccomp: fc.constantFrom(...PROFILE_TYPES),
+    apparmor: fc.constantFrom(...PROFILE_TYPES),
+    privileged: fc.boolean(),
+  }).map(({ image, seccomp, apparmor, privileged }) => {
+    const sc: Record<string, unknown> = {};
+    if (seccomp) sc.seccompProfile = profileOf(seccomp);
+    if (apparmor) sc.appArmorProfile = profileOf(apparmor);
+    if (privileged) sc.privileged = true;
+    return { name, image, ...(Object.keys(sc).length ? { securityContext: sc } : {}) } as Container;
+  });
+
+const arbPod = fc
+  .record({
+    containers: fc.tuple(arbContainer('c0'), arbContainer('c1')),
+    init: fc.option(arbContainer('i0'), { nil: undefined }),
+    eph: fc.option(arbContainer('e0'), { nil: undefined }),
+    podSeccomp: fc.constantFrom(...PROFILE_TYPES),
+    label: fc.constantFrom('web', 'db'),
+  })
+  .map(({ containers, init, eph, podSeccomp, label }) =>
+    pod([...containers], { init: init ? [init] : undefined, eph: eph ? [eph] : undefined, labels: { app: label }, podSc: podSeccomp ? { seccompProfile: profileOf(podSeccomp) } : undefined }),
+  );
+
+const arbBinding = fc
+  .record({
+    i: fc.nat(1000),
+    kind: fc.constantFrom('seccomp' as const, 'apparmor' as const),
+    image: fc.constantFrom('*', 'nginx', 'nginx:1.25', 'redis', `registry.example.com/app@${DIGEST}`),
+    selector: fc.boolean(),
+    containers: fc.option(fc.subarray(['c0', 'c1', 'i0', 'e0'], { minLength: 1 }), { nil: undefined }),
+    override: fc.boolean(),
+    ref: fc.constantFrom(REF_A, REF_B),
+  })
+  .map(({ i, kind, image, selector, containers, override, ref }) =>
+    binding(`b${i}`, { kind, image, reference: ref, override, ...(selector ? { podSelector: { matchLabels: { app: 'web' } } } : {}), ...(containers ? { containers } : {}) }),
+  );
+
+function strictness(p: SeccompProfile | undefined): number {
+  if (p === undefined || p.type === 'RuntimeDefault') return 1;
+  if (p.type === 'Unconfined') return 0;
+  return 2;
+}
+
+function effective(p: Pod, c: Container, field: 'seccompProfile' | 'appArmorProfile'): SeccompProfile | undefined {
+  return c.securityContext?.[field] ?? p.spec?.securityContext?.[field];
+}
+
+describe('property: the mutation never loosens', () => {
+  it('for every container the result is at least as strict; Localhost/OCI never change; ephemeral and pod level untouched', () => {
+    fc.assert(
+      fc.property(arbPod, fc.uniqueArray(arbBinding, { maxLength: 4, selector: (b) => b.metadata.name }), fc.constantFrom('field' as const, 'annotations' as const), (p, bs, mode) => {
+        const r = mutatePod(p, bs, { mode });
+        if ('denied' in r) return true; // nothing is admitted, nothing loosened
+        const out = applyPatch(p, r.patch as Op[]);
+        assert.deepEqual(out.spec?.ephemeralContainers, p.spec?.ephemeralContainers);
+        assert.deepEqual(out.spec?.securityContext, p.spec?.securityContext);
+        for (const list of ['containers', 'initContainers'] as const) {
+          (p.spec?.[list] ?? []).forEach((before, i) => {
+            const after = out.spec?.[list]?.[i] as Container;
+            assert.equal(after.securityContext?.privileged, before.securityContext?.privileged);
+            for (const field of ['seccompProfile', 'appArmorProfile'] as const) {
+              const b = effective(p, before, field);
+              const a = effective(out, after, field);
+              assert.ok(strictness(a) >= strictness(b), `${list}[${i}].${field} loosened`);
+              if (b?.type === 'Localhost' || b?.type === 'OCI') assert.deepEqual(a, b, `${list}[${i}].${field} changed`);
+              if (b?.type === 'Unconfined' && a?.type !== 'Unconfined') {
+                // only by a binding with override: true
+                assert.ok(bs.some((x) => x.spec.override === true));
+              }
+            }
+          });
+        }
+        return true;
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
