@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { SPOKE_BIN } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
@@ -414,14 +414,8 @@ describe('spoke controller (process)', () => {
       kubeconfig,
       `apiVersion: v1\nkind: Config\nclusters: [{name: f, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: f, context: {cluster: f, user: u}}]\ncurrent-context: f\n`,
     );
-    const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-    const registered = readFileSync(main, 'utf8').includes('commands/controller.js');
-    const command = new URL('../../src/cli/commands/controller.js', import.meta.url).href;
     const args = ['--tls-cert', certFile, '--tls-key', keyFile, '--listen', '127.0.0.1:0', '--kubeconfig', kubeconfig];
-    const argv = registered
-      ? [fileURLToPath(new URL('../../../bin/spoke', import.meta.url)), 'controller', ...args]
-      : ['--input-type=module', '-e', `const { run } = await import(${JSON.stringify(command)}); process.exitCode = await run(process.argv.slice(1));`, '--', ...args];
-    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [SPOKE_BIN, 'controller', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     const port = await new Promise<number>((resolve, reject) => {
       child.stderr.on('data', (d: Buffer) => {

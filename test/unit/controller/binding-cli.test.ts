@@ -1,37 +1,16 @@
-// `spoke binding apply|validate` as a separate process. Through bin/spoke once the command is
-// in src/cli/main.ts's table; until then through a tiny runner doing what main.ts does
-// (run the command module, map errors with reportError).
+// `spoke binding apply|validate` as a separate process, through bin/spoke.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { mutatePod } from '../../../src/controller/binding.js';
 import { spoke, type CliResult } from '../../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
-const COMMAND = new URL('../../../src/cli/commands/binding.js', import.meta.url).href;
-const ERRORS = new URL('../../../src/cli/errors.js', import.meta.url).href;
-const registered = readFileSync(MAIN, 'utf8').includes('commands/binding.js');
-
 function run(args: string[], input = ''): Promise<CliResult> {
-  if (registered) return spoke(['binding', ...args], { input });
-  const script = `const [{ run }, { reportError }] = await Promise.all([import(${JSON.stringify(COMMAND)}), import(${JSON.stringify(ERRORS)})]);
-try { process.exitCode = await run(process.argv.slice(1)); } catch (e) { process.exitCode = reportError(e); }`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(input);
-  });
+  return spoke(['binding', ...args], { input });
 }
 
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
