@@ -3,7 +3,7 @@
 // must fail clearly (FailedPrecondition), never silently succeed.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spoke } from '../helpers/cli.js';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,20 +150,9 @@ describe('loading into the kernel', { skip }, () => {
   });
 });
 
-// The CLI commands (not yet in the command table of src/cli/main.ts): run their modules in a child process.
-function runCommand(module: 'profile' | 'merge', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const file = join(ROOT, 'dist/src/cli/commands', `${module}.js`);
-  const script = `const m = await import(${JSON.stringify(file)}); const { reportError } = await import(${JSON.stringify(join(ROOT, 'dist/src/cli/errors.js'))});
-try { process.exitCode = await m.run(process.argv.slice(1)); } catch (e) { process.exitCode = reportError(e); }`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+// The CLI commands, as users run them.
+function runCommand(command: 'profile' | 'merge', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return spoke([command, ...args]);
 }
 
 describe('spoke profile / spoke merge (AppArmor)', { skip }, () => {
