@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseRepositoryRef } from '../../core/reference.js';
+import { SpokeError } from '../../core/errors.js';
+import { pushProfile } from '../../publish/push.js';
+import { RecorderCriClient, type Msg } from '../../recorder/cri.js';
+import { buildRecordedProfile, writeLoggingProfile, type OciRuntime } from '../../recorder/profile.js';
+import { RecordingSession } from '../../recorder/session.js';
+import { emit, parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+import { publisherFlags, publisherRegistry } from '../wiring.js';
+
+const HELP = `usage: spoke record --upstream SOCK --image IMAGE [--output FILE | --push REPO[:TAG]] [options] -- CMD [ARGS...]
+
+Records a seccomp profile on this node: runs CMD in a container of IMAGE (which the runtime
+must already have) through CRI on SOCK, in a host-network pod, under a logging profile
+(defaultAction SCMP_ACT_LOG, installed by spoke itself under --seccomp-root), waits for it to
+exit, reads the kernel's seccomp audit records of that container's processes (from
+/var/log/audit/audit.log when auditd runs, else /dev/kmsg, with the printk rate limit lifted
+while recording and restored after) and builds a deterministic KEP-6061 profile: default
+SCMP_ACT_ERRNO, the recorded calls plus the OCI runtime's start-up set allowed, x86 family.
+An empty recording, or one where the kernel reports lost records, is an error. Needs root.
+
+Without --output or --push the profile is printed on stdout. With --push the digest-pinned
+reference is printed as the last line of stdout.
+
+options:
+  --upstream SOCK         the CRI runtime socket (containerd, CRI-O)
+  --image IMAGE           image to run (not pulled: it must be present)
+  --output FILE           write the profile to FILE
+  --push REPO[:TAG]       push the profile as a KEP-6061 artifact
+  --runtime-handler H     CRI runtime handler (default: the runtime's default)
+  --oci-runtime R         runc or crun: whose start-up calls to add (default: crun when the
+                          handler is named crun, else runc)
+  --seccomp-root DIR      where the logging profile is installed (default /var/lib/kubelet/seccomp)
+  --timeout SECONDS       how long CMD may run (default 300)
+  --plain-http, --ca-file F, --auth-file F   registry options for --push
+  --json                  print {containerId, exitCode, syscalls, reference?} as JSON`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    argv,
+    {
+      upstream: { type: 'string' },
+      image: { type: 'string' },
+      output: { type: 'string' },
+      push: { type: 'string' },
+      'runtime-handler': { type: 'string' },
+      'oci-runtime': { type: 'string' },
+      'seccomp-root': { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+      ...publisherFlags,
+    },
+    HELP,
+    [1, 4096],
+  );
+  if (help) return 0;
+  if (!values.upstream) throw new UsageError('--upstream is required');
+  if (!values.image) throw new UsageError('--image is required');
+  if (values.output && values.push) throw new UsageError('--output and --push are exclusive');
+  const handler = values['runtime-handler'] ?? '';
+  const ociRuntime = (values['oci-runtime'] ?? (handler === 'crun' ? 'crun' : 'runc')) as OciRuntime;
+  if (ociRuntime !== 'runc' && ociRuntime !== 'crun') throw new UsageError('--oci-runtime must be runc or crun');
+  const timeoutS = values.timeout === undefined ? 300 : Number(values.timeout);
+  if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 86_400) throw new UsageError('--timeout must be 1..86400 seconds');
+  const repo = values.push ? parseRepositoryRef(values.push) : undefined;
+
+  const result = await recordOnce({
+    socket: values.upstream,
+    image: values.image,
+    command: positionals,
+    handler,
+    seccompRoot: values['seccomp-root'] ?? '/var/lib/kubelet/seccomp',
+    timeoutMs: timeoutS * 1000,
+  });
+  if (result.exitCode !== 0) process.stderr.write(`warning: the workload exited with status ${result.exitCode}; the profile covers what it did until then\n`);
+  if (result.unattributed > 0) {
+    process.stderr.write(`warning: ${result.unattributed} audit record(s) from ${result.unattributedPids} process(es) could not be tied to a container (processes that exited before they were seen); if they were this workload's, its profile lacks their calls\n`);
+  }
+  const { bytes } = buildRecordedProfile(result.syscalls, ociRuntime);
+  const summary = { containerId: result.containerId, exitCode: result.exitCode, syscalls: [...result.syscalls].sort() };
+  if (repo) {
+    const registry = publisherRegistry(values);
+    try {
+      const r = await pushProfile(registry, repo, repo.tag, bytes, 'seccomp');
+      emit(values.json, { ...summary, reference: r.reference, digest: r.digest }, () => r.reference);
+    } finally {
+      await registry.close();
+    }
+  } else if (values.output) {
+    writeFileSync(values.output, bytes, { mode: 0o644 });
+    emit(values.json, { ...summary, output: values.output }, () => `wrote ${values.output} (${result.syscalls.size} recorded syscalls)`);
+  } else {
+    process.stdout.write(values.json ? JSON.stringify({ ...summary, profile: JSON.parse(bytes.toString('utf8')) as unknown }, null, 2) + '\n' : bytes.toString('utf8') + '\n');
+  }
+  return 0;
+}
+
+export interface RecordOnceOptions {
+  socket: string;
+  image: string;
+  command: string[];
+  handler: string;
+  seccompRoot: string;
+  timeoutMs: number;
+}
+
+export interface RecordOnceResult {
+  containerId: string;
+  exitCode: number;
+  syscalls: Set<string>;
+  unattributed: number;
+  unattributedPids: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs one container under the logging profile and returns what it called. */
+export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult> {
+  const cri = new RecorderCriClient(o.socket);
+  const logDir = mkdtempSync(join(tmpdir(), 'spoke-record-'));
+  let session: RecordingSession | undefined;
+  let podId: string | undefined;
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(new SpokeError('Internal', `interrupted by ${sig}`));
+  // The printk limit is restored in finally; the 'exit' hook covers a process.exit elsewhere.
+  const onExit = () => session?.close();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('exit', onExit);
+  try {
+    const status = await cri.img('ImageStatus', { image: { image: o.image } });
+    if (!status.image) throw new SpokeError('NotFound', `image ${o.image} is not present in the runtime (spoke record does not pull)`, { reference: o.image });
+    const profilePath = writeLoggingProfile(o.seccompRoot);
+    session = RecordingSession.start();
+    const name = `spoke-record-${randomBytes(4).toString('hex')}`;
+    const podConfig: Msg = {
+      metadata: { name, uid: name, namespace: 'spoke-record', attempt: 0 },
+      log_directory: logDir,
+      labels: { 'spoke.dev/record': 'true' },
+      linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+    };
+    podId = (await cri.rt('RunPodSandbox', { config: podConfig, runtime_handler: o.handler })).pod_sandbox_id as string;
+    const containerId = (
+      await cri.rt('CreateContainer', {
+        pod_sandbox_id: podId,
+        sandbox_config: podConfig,
+        config: {
+          metadata: { name: 'record', attempt: 0 },
+          image: { image: o.image },
+          command: o.command,
+          log_path: 'record.log',
+          linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profilePath } } },
+        },
+      })
+    ).container_id as string;
+    await cri.rt('StartContainer', { container_id: containerId });
+    const until = Date.now() + o.timeoutMs;
+    let exitCode: number | undefined;
+    while (exitCode === undefined) {
+      if (abort.signal.aborted) throw abort.signal.reason;
+      const st = (await cri.rt('ContainerStatus', { container_id: containerId })).status as { state: string; exit_code: number };
+      if (st.state === 'CONTAINER_EXITED') exitCode = st.exit_code;
+      else if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${o.timeoutMs / 1000} s`);
+      else await sleep(50);
+    }
+    await session.stop();
+    if (session.lost() > 0) {
+      throw new SpokeError('FailedPrecondition', `the kernel reported ${session.lost()} lost audit record(s) while recording; the recording is incomplete (run again on a quieter node)`, { rule: 'lost-records' });
+    }
+    const syscalls = session.recorder.syscalls(containerId);
+    const unnamed = session.recorder.unnamedCalls(containerId);
+    if (unnamed.length > 0) throw new SpokeError('FailedPrecondition', `the workload made calls spoke cannot name (arch:number ${unnamed.join(', ')}); refusing to write a profile that would deny them`);
+    if (syscalls.size === 0) {
+      throw new SpokeError(
+        'FailedPrecondition',
+        `no seccomp audit records were seen for container ${containerId.slice(0, 12)} (${session.recorder.stats.records} record(s) in total from ${session.source.path}); the kernel is not logging SCMP_ACT_LOG calls, or the runtime ignored the Localhost profile — refusing to write an empty profile`,
+        { rule: 'empty-recording' },
+      );
+    }
+    return { containerId, exitCode, syscalls, unattributed: session.recorder.stats.unattributed, unattributedPids: session.recorder.unattributedPids.size };
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', onExit);
+    session?.close();
+    if (podId !== undefined) {
+      await cri.rt('StopPodSandbox', { pod_sandbox_id: podId }, 30_000).catch(() => undefined);
+      await cri.rt('RemovePodSandbox', { pod_sandbox_id: podId }, 30_000).catch(() => undefined);
+    }
+    cri.close();
+    rmSync(logDir, { recursive: true, force: true });
+  }
+}
+

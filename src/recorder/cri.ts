@@ -1,0 +1,82 @@
+// A small CRI client (RuntimeService/ImageService over a unix socket) for `spoke record`:
+// @grpc/grpc-js + protobufjs with proto/api.proto. Objects in, plain objects out (keepCase
+// names, enums as strings, longs as strings).
+
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SpokeError } from '../core/errors.js';
+
+export type Msg = Record<string, unknown>;
+
+let root: protobuf.Root | undefined;
+
+function protoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, 'proto', 'api.proto');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new SpokeError('Internal', 'proto/api.proto not found next to spoke');
+}
+
+function criRoot(): protobuf.Root {
+  if (!root) {
+    root = new protobuf.Root();
+    root.loadSync(protoPath(), { keepCase: true });
+    root.resolveAll();
+  }
+  return root;
+}
+
+export class RecorderCriClient {
+  private readonly client: grpc.Client;
+
+  constructor(readonly socket: string) {
+    this.client = new grpc.Client(`unix://${socket}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  }
+
+  call(service: 'RuntimeService' | 'ImageService', name: string, req: Msg, deadlineMs = 60_000): Promise<Msg> {
+    const method = criRoot().lookupService(`runtime.v1.${service}`).methods[name];
+    if (!method) throw new SpokeError('Internal', `no CRI method ${service}.${name}`);
+    method.resolve();
+    const reqType = method.resolvedRequestType!;
+    const resType = method.resolvedResponseType!;
+    const body = Buffer.from(reqType.encode(reqType.fromObject(req)).finish());
+    const id = (b: Buffer) => b;
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(`/runtime.v1.${service}/${name}`, id, id, body, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+        if (err) {
+          const code = err.code === grpc.status.UNAVAILABLE ? 'Unavailable' : err.code === grpc.status.NOT_FOUND ? 'NotFound' : 'Internal';
+          reject(new SpokeError(code, `CRI ${name}: ${err.details || err.message}`, { socket: this.socket }, { cause: err }));
+          return;
+        }
+        resolve(resType.toObject(resType.decode(res!), { longs: String, enums: String, defaults: true }) as Msg);
+      });
+    });
+  }
+
+  rt(name: string, req: Msg = {}, deadlineMs?: number): Promise<Msg> {
+    return this.call('RuntimeService', name, req, deadlineMs);
+  }
+
+  img(name: string, req: Msg = {}, deadlineMs?: number): Promise<Msg> {
+    return this.call('ImageService', name, req, deadlineMs);
+  }
+
+  /** Container id → pod name/namespace through ListContainers (labels the kubelet sets). */
+  async podOf(containerId: string): Promise<{ name: string; namespace: string } | undefined> {
+    const list = (await this.rt('ListContainers', { filter: { id: containerId } })).containers as { labels?: Record<string, string> }[];
+    const labels = list[0]?.labels ?? {};
+    const name = labels['io.kubernetes.pod.name'];
+    const namespace = labels['io.kubernetes.pod.namespace'];
+    return name !== undefined && namespace !== undefined ? { name, namespace } : undefined;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

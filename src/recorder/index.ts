@@ -1,0 +1,10 @@
+// Node-side profile recording (issue 8 "Recording"): kernel seccomp audit records → per
+// container syscall sets → a deterministic KEP-6061 seccomp profile. Imports core and profiles only.
+
+export { parseAuditRecord, tokenizeAuditFields, isAuditLossNotice, MAX_AUDIT_LINE, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
+export { syscallName, X86_64_SYSCALLS, I386_SYSCALLS, AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 } from './syscalls.js';
+export { PidResolver, containerIdFromCgroup, startTicksFromStat, passedOver, type Attribution, type PidIdentity } from './pids.js';
+export { SyscallRecorder, DEFAULT_LIMITS, type RecorderLimits, type RecorderStats } from './recorder.js';
+export { KmsgSource, AuditLogSource, chooseAuditSource, openAuditSource, preflight, PrintkRateLimit, auditdRunning, type AuditSource } from './source.js';
+export { buildRecordedProfile, writeLoggingProfile, LOGGING_PROFILE, RUNTIME_STARTUP_SYSCALLS, type OciRuntime } from './profile.js';
+export { RecordingSession } from './session.js';

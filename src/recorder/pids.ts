@@ -1,0 +1,210 @@
+// pid → container, keyed with the process start time so a reused pid never inherits the
+// previous owner's container.
+//
+// How a record is attributed (records arrive after the call, possibly after the caller exited):
+// 1. The live holder of the pid is read from /proc/<pid>/stat (start time, field 22). When it
+//    started no later than the record was written (kmsg timestamp), it is the caller: its
+//    container id (the last 64-hex name in /proc/<pid>/cgroup) is cached under (pid, start).
+// 2. Otherwise (exited, or the pid already belongs to a newer process) the cached entry of the
+//    pid is used only if nothing can have taken the pid since that entry was last seen alive:
+//    the host's pid allocator (last pid in /proc/loadavg, allocated cyclically up to pid_max)
+//    has not passed over the pid since then, and that was at most MAX_DEAD_AGE_MS ago.
+// 3. Else the record is unattributed (counted, never guessed).
+// Limits: a process that makes its calls and exits before its first record is read (a sub-ms
+// helper forked by a shell) was never seen alive and stays unattributed; start times have
+// clock-tick (10 ms) resolution, so a pid reused within one tick of a record is treated as the
+// same process; kmsg timestamps (local clock) and start times (boot time) drift apart after a
+// suspend. Caches are bounded (LRU by insertion).
+
+import { readFileSync } from 'node:fs';
+
+export interface PidIdentity {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat, clock ticks since boot. */
+  startTicks: number;
+  /** 64-hex container id, or undefined for a process outside any container. */
+  containerId: string | undefined;
+}
+
+export type Attribution = { kind: 'container'; containerId: string } | { kind: 'host' } | { kind: 'unattributed'; reason: string };
+
+export interface PidResolverOptions {
+  procRoot?: string;
+  maxEntries?: number;
+  /** USER_HZ; 100 on every Linux architecture that matters here. */
+  clockTicksPerSecond?: number;
+  /** Monotonic µs since boot "now" (for entry age); defaults to /proc/uptime. */
+  nowUs?: () => number;
+  read?: (path: string) => string;
+}
+
+const CONTAINER_ID = /[0-9a-f]{64}/g;
+export const MAX_DEAD_AGE_MS = 10_000;
+const RESERVED_PIDS = 300;
+
+/** The last 64-hex run of a /proc/<pid>/cgroup text (containerd, CRI-O and Docker name cgroups so). */
+export function containerIdFromCgroup(text: string): string | undefined {
+  let last: string | undefined;
+  for (const m of text.slice(0, 64 * 1024).matchAll(CONTAINER_ID)) last = m[0];
+  return last;
+}
+
+/** Start time (field 22) from /proc/<pid>/stat text; parsed after the last ')' (comm may hold any bytes). */
+export function startTicksFromStat(text: string): number | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = text.slice(close + 2).split(' ');
+  // fields[0] is field 3 (state), so field 22 is fields[19].
+  const v = fields[19];
+  return v !== undefined && /^\d{1,20}$/.test(v) ? Number(v) : undefined;
+}
+
+interface Entry extends PidIdentity {
+  /** µs since boot when last read alive, and the pid allocator's cursor then. */
+  aliveAtUs: number;
+  /** Where the pid allocator was, and how far it had travelled in total, when last seen alive. */
+  cursorAtAlive: number | undefined;
+  traveledAtAlive: number;
+}
+
+export class PidResolver {
+  private readonly procRoot: string;
+  private readonly maxEntries: number;
+  private readonly ticks: number;
+  private readonly nowUs: () => number;
+  private readonly read: (path: string) => string;
+  private readonly entries = new Map<number, Entry>();
+  private pidMax: number | undefined;
+  private lastCursor: number | undefined;
+  /** Pids the allocator has stepped over since the first sample (sampled on every call). */
+  private traveled = 0;
+
+  constructor(opts: PidResolverOptions = {}) {
+    this.procRoot = opts.procRoot ?? '/proc';
+    this.maxEntries = opts.maxEntries ?? 4096;
+    this.ticks = opts.clockTicksPerSecond ?? 100;
+    this.read = opts.read ?? ((p) => readFileSync(p, 'utf8'));
+    this.nowUs = opts.nowUs ?? (() => Math.round(Number(this.read(`${this.procRoot}/uptime`).split(' ')[0]) * 1e6));
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The live process holding `pid`, or undefined when there is none (or it cannot be read). */
+  identify(pid: number): PidIdentity | undefined {
+    try {
+      const startTicks = startTicksFromStat(this.read(`${this.procRoot}/${pid}/stat`));
+      if (startTicks === undefined) return undefined;
+      const containerId = containerIdFromCgroup(this.read(`${this.procRoot}/${pid}/cgroup`));
+      // The pid may have been reused between the two reads: read stat again.
+      if (startTicksFromStat(this.read(`${this.procRoot}/${pid}/stat`)) !== startTicks) return undefined;
+      return { pid, startTicks, containerId };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Records `pid` as seen alive now (e.g. a container's init pid learnt from the runtime). */
+  observe(pid: number): PidIdentity | undefined {
+    const id = this.identify(pid);
+    if (id) this.remember(id);
+    return id;
+  }
+
+  /** Attributes a record of `pid` written at `recordUs` (µs since boot; undefined = unknown). */
+  attribute(pid: number, recordUs: number | undefined): Attribution {
+    this.sample();
+    const live = this.identify(pid);
+    if (live && (recordUs === undefined || this.startUs(live.startTicks) <= recordUs + this.tickUs())) {
+      this.remember(live);
+      return live.containerId === undefined ? { kind: 'host' } : { kind: 'container', containerId: live.containerId };
+    }
+    const entry = this.entries.get(pid);
+    if (!entry || (live && live.startTicks === entry.startTicks)) return { kind: 'unattributed', reason: 'exited before it was seen' };
+    if (recordUs !== undefined && this.startUs(entry.startTicks) > recordUs + this.tickUs()) return { kind: 'unattributed', reason: 'record older than the cached process' };
+    if (recordUs === undefined || recordUs > entry.aliveAtUs) {
+      // The process was last seen alive before the record: safe only if the pid was not reused since.
+      if ((live && live.startTicks !== entry.startTicks) || !this.notReusedSince(entry)) return { kind: 'unattributed', reason: 'pid may have been reused' };
+    }
+    return entry.containerId === undefined ? { kind: 'host' } : { kind: 'container', containerId: entry.containerId };
+  }
+
+  private remember(id: PidIdentity): void {
+    this.sample();
+    const entry: Entry = { ...id, aliveAtUs: this.safeNow(), cursorAtAlive: this.lastCursor, traveledAtAlive: this.traveled };
+    this.entries.delete(id.pid);
+    this.entries.set(id.pid, entry);
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as number);
+  }
+
+  /** Samples the pid allocator; call often (every poll) so no full cycle fits between samples. */
+  sample(): void {
+    const c = this.cursor();
+    const pidMax = this.readPidMax();
+    if (c === undefined || pidMax === undefined) return;
+    if (this.lastCursor !== undefined) this.traveled += cyclicDistance(this.lastCursor, c, pidMax);
+    this.lastCursor = c;
+  }
+
+  private notReusedSince(entry: Entry): boolean {
+    const now = this.safeNow();
+    if (now - entry.aliveAtUs > MAX_DEAD_AGE_MS * 1000) return false;
+    const pidMax = this.readPidMax();
+    if (entry.cursorAtAlive === undefined || pidMax === undefined) return false;
+    return !passedOver(entry.cursorAtAlive, this.traveled - entry.traveledAtAlive, entry.pid, pidMax);
+  }
+
+  private startUs(ticks: number): number {
+    return (ticks * 1e6) / this.ticks;
+  }
+
+  private tickUs(): number {
+    return 1e6 / this.ticks;
+  }
+
+  private safeNow(): number {
+    try {
+      return this.nowUs();
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The last pid the kernel allocated (5th field of /proc/loadavg). */
+  private cursor(): number | undefined {
+    try {
+      const v = this.read(`${this.procRoot}/loadavg`).trim().split(' ')[4];
+      return v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private readPidMax(): number | undefined {
+    if (this.pidMax === undefined) {
+      try {
+        this.pidMax = Number(this.read(`${this.procRoot}/sys/kernel/pid_max`).trim());
+      } catch {
+        return undefined;
+      }
+    }
+    return this.pidMax;
+  }
+}
+
+/** Steps a cyclic allocator takes from `from` to `to` (upwards, wrapping from pid_max-1 to RESERVED_PIDS). */
+export function cyclicDistance(from: number, to: number, pidMax: number): number {
+  return to >= from ? to - from : pidMax - from + Math.max(0, to - RESERVED_PIDS + 1);
+}
+
+/**
+ * Whether an allocator that stood at `from` and has since taken `steps` steps may have handed
+ * out `pid` (pids below RESERVED_PIDS are only handed out at boot: treated as passed once it moved).
+ */
+export function passedOver(from: number, steps: number, pid: number, pidMax: number): boolean {
+  if (steps <= 0) return false;
+  if (pid < RESERVED_PIDS || pid >= pidMax) return true;
+  const need = cyclicDistance(from, pid, pidMax);
+  return steps >= (need === 0 ? pidMax - RESERVED_PIDS : need);
+}

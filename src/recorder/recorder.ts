@@ -1,0 +1,129 @@
+// Per-container syscall sets from audit records, with caps on every map.
+
+import { isAuditLossNotice, parseAuditRecord, type AuditRecord } from './audit.js';
+import type { Attribution } from './pids.js';
+import type { AuditSource } from './source.js';
+
+export interface RecorderLimits {
+  /** Containers tracked at once; records of further containers are counted as dropped. */
+  maxContainers: number;
+  /** Distinct syscalls per container (the x86 tables have fewer than 600 names). */
+  maxSyscallsPerContainer: number;
+  /** Distinct unattributed pids remembered for the report. */
+  maxUnattributedPids: number;
+}
+
+export const DEFAULT_LIMITS: RecorderLimits = { maxContainers: 256, maxSyscallsPerContainer: 1024, maxUnattributedPids: 1024 };
+
+export interface RecorderStats {
+  lines: number;
+  records: number;
+  attributed: number;
+  /** Records from processes outside any container, or from containers not being recorded. */
+  ignored: number;
+  unattributed: number;
+  /** Records whose number has no name in the table of their arch (x32, unknown arch, new calls). */
+  unnamed: number;
+  droppedContainers: number;
+  droppedSyscalls: number;
+  /** Kernel notices of lost audit records (printk suppression, audit_lost) plus source losses. */
+  lossNotices: number;
+}
+
+export interface Attributor {
+  attribute(pid: number, recordUs: number | undefined): Attribution;
+}
+
+export class SyscallRecorder {
+  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unnamed: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
+  private readonly sets = new Map<string, Set<string>>();
+  private readonly unnamed = new Map<string, Set<string>>();
+  readonly unattributedPids = new Set<number>();
+  private readonly limits: RecorderLimits;
+
+  constructor(
+    private readonly attributor: Attributor,
+    opts: { limits?: Partial<RecorderLimits>; wants?: (containerId: string) => boolean } = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.wants = opts.wants ?? (() => true);
+  }
+
+  private readonly wants: (containerId: string) => boolean;
+
+  /** Feeds one raw line (kmsg record or audit.log line). */
+  addLine(line: string): void {
+    this.stats.lines++;
+    const rec = parseAuditRecord(line);
+    if (!rec) {
+      if (isAuditLossNotice(line)) this.stats.lossNotices++;
+      return;
+    }
+    this.addRecord(rec);
+  }
+
+  addRecord(rec: AuditRecord): void {
+    this.stats.records++;
+    const who = this.attributor.attribute(rec.pid, rec.kmsgTimeUs);
+    if (who.kind === 'unattributed') {
+      this.stats.unattributed++;
+      if (this.unattributedPids.size < this.limits.maxUnattributedPids) this.unattributedPids.add(rec.pid);
+      return;
+    }
+    if (who.kind === 'host' || !this.wants(who.containerId)) {
+      this.stats.ignored++;
+      return;
+    }
+    this.stats.attributed++;
+    const id = who.containerId;
+    if (rec.name === undefined) {
+      this.stats.unnamed++;
+      this.bounded(this.unnamed, id, `${rec.arch.toString(16)}:${rec.syscall}`);
+      return;
+    }
+    this.bounded(this.sets, id, rec.name);
+  }
+
+  private bounded(map: Map<string, Set<string>>, id: string, value: string): void {
+    let set = map.get(id);
+    if (!set) {
+      if (this.sets.size + (map === this.sets ? 0 : this.unnamed.size) >= this.limits.maxContainers && !this.sets.has(id) && !this.unnamed.has(id)) {
+        this.stats.droppedContainers++;
+        return;
+      }
+      set = new Set();
+      map.set(id, set);
+    }
+    if (set.has(value)) return;
+    if (set.size >= this.limits.maxSyscallsPerContainer) {
+      this.stats.droppedSyscalls++;
+      return;
+    }
+    set.add(value);
+  }
+
+  /** Feeds everything the source has now. */
+  drain(source: AuditSource): number {
+    const lines = source.poll();
+    for (const l of lines) this.addLine(l);
+    return lines.length;
+  }
+
+  containers(): string[] {
+    return [...this.sets.keys()].sort();
+  }
+
+  syscalls(containerId: string): Set<string> {
+    return new Set(this.sets.get(containerId) ?? []);
+  }
+
+  /** `arch:number` of calls without a name in our tables (reported, never silently dropped). */
+  unnamedCalls(containerId: string): string[] {
+    return [...(this.unnamed.get(containerId) ?? [])].sort();
+  }
+
+  forget(containerId: string): void {
+    this.sets.delete(containerId);
+    this.unnamed.delete(containerId);
+  }
+}

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { decodeSeccomp, validateArtifact } from '../../../src/profiles/seccomp/index.js';
+import { buildRecordedProfile, LOGGING_PROFILE, RUNTIME_STARTUP_SYSCALLS, writeLoggingProfile } from '../../../src/recorder/profile.js';
+import { isSpokeError } from '../../../src/core/errors.js';
+
+test('recorded profile: deterministic bytes whatever the insertion order', () => {
+  const a = buildRecordedProfile(new Set(['write', 'read', 'openat', 'exit_group']), 'runc');
+  const b = buildRecordedProfile(new Set(['exit_group', 'openat', 'read', 'write']), 'runc');
+  assert.ok(a.bytes.equals(b.bytes));
+  const p = decodeSeccomp(a.bytes);
+  validateArtifact(p);
+  assert.equal(p.defaultAction, 'SCMP_ACT_ERRNO');
+  assert.deepEqual(p.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']);
+  assert.equal(p.flags, undefined);
+  assert.equal(p.syscalls?.length, 1);
+  const names = p.syscalls![0]!.names;
+  assert.deepEqual(names, [...names].sort());
+  for (const s of ['read', 'write', 'openat', 'exit_group', ...RUNTIME_STARTUP_SYSCALLS.runc]) assert.ok(names.includes(s), s);
+  assert.ok(!names.includes('mkdir'));
+});
+
+test('the runtime decides the start-up set', () => {
+  const crun = decodeSeccomp(buildRecordedProfile(new Set(['exit_group']), 'crun').bytes).syscalls![0]!.names;
+  assert.ok(crun.includes('execve') && crun.includes('setresuid'));
+  assert.ok(!crun.includes('getdents64'));
+  for (const rt of ['runc', 'crun'] as const) assert.ok(RUNTIME_STARTUP_SYSCALLS[rt].includes('execve'));
+});
+
+test('an empty recording is an error, not an allow-nothing profile', () => {
+  assert.throws(() => buildRecordedProfile(new Set(), 'runc'), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && /empty/.test(e.message));
+});
+
+test('names outside the x86 tables are refused', () => {
+  assert.throws(() => buildRecordedProfile(new Set(['read', 'OCI_ARTIFACT_TEST']), 'runc'), /not an x86 syscall name/);
+});
+
+test('logging profile: SCMP_ACT_LOG default, written once, atomically, 0644', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-logprof-'));
+  try {
+    const p = writeLoggingProfile(dir);
+    assert.ok(p.startsWith(dir + '/'));
+    const prof = decodeSeccomp(readFileSync(p));
+    assert.equal(prof.defaultAction, 'SCMP_ACT_LOG');
+    assert.deepEqual(prof, decodeSeccomp(Buffer.from(JSON.stringify(LOGGING_PROFILE))));
+    assert.equal(statSync(p).mode & 0o777, 0o644);
+    const mtime = statSync(p).mtimeMs;
+    assert.equal(writeLoggingProfile(dir), p);
+    assert.equal(statSync(p).mtimeMs, mtime);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { containerIdFromCgroup, cyclicDistance, passedOver, PidResolver, startTicksFromStat, type Attribution } from '../../../src/recorder/pids.js';
+import { SyscallRecorder } from '../../../src/recorder/recorder.js';
+import { AuditLogSource, preflight, PrintkRateLimit } from '../../../src/recorder/source.js';
+import { isSpokeError } from '../../../src/core/errors.js';
+
+const ID_A = 'a'.repeat(64);
+const ID_B = 'b'.repeat(64);
+const line = (pid: number, nr: number, tsUs = 1) => `5,1,${tsUs},-;audit: type=1326 audit(1.000:1): pid=${pid} comm="x" exe="/x" sig=0 arch=c000003e syscall=${nr} compat=0 ip=0x1 code=0x7ffc0000`;
+const fixed = (map: Record<number, Attribution>) => ({ attribute: (pid: number) => map[pid] ?? ({ kind: 'unattributed', reason: 'test' } as Attribution) });
+
+describe('SyscallRecorder', () => {
+  test('accumulates per container; host and unknown pids are kept apart', () => {
+    const r = new SyscallRecorder(fixed({ 1: { kind: 'container', containerId: ID_A }, 2: { kind: 'container', containerId: ID_B }, 3: { kind: 'host' } }));
+    for (const l of [line(1, 0), line(1, 0), line(1, 257), line(2, 83), line(3, 59), line(4, 59), 'noise', line(1, 999)]) r.addLine(l);
+    assert.deepEqual([...r.syscalls(ID_A)].sort(), ['openat', 'read']);
+    assert.deepEqual([...r.syscalls(ID_B)], ['mkdir']);
+    assert.deepEqual(r.unnamedCalls(ID_A), ['c000003e:999']);
+    assert.equal(r.stats.ignored, 1);
+    assert.equal(r.stats.unattributed, 1);
+    assert.deepEqual([...r.unattributedPids], [4]);
+    assert.equal(r.stats.lines, 8);
+  });
+
+  test('caps: containers, syscalls per container, unattributed pids', () => {
+    const attr = { attribute: (pid: number): Attribution => (pid < 1000 ? { kind: 'container', containerId: String(pid).padStart(64, '0') } : { kind: 'unattributed', reason: 't' }) };
+    const r = new SyscallRecorder(attr, { limits: { maxContainers: 3, maxSyscallsPerContainer: 2, maxUnattributedPids: 2 } });
+    for (let pid = 1; pid <= 5; pid++) r.addLine(line(pid, 0));
+    assert.equal(r.containers().length, 3);
+    assert.equal(r.stats.droppedContainers, 2);
+    for (const nr of [1, 2, 3]) r.addLine(line(1, nr));
+    assert.equal(r.syscalls(String(1).padStart(64, '0')).size, 2);
+    assert.equal(r.stats.droppedSyscalls, 2);
+    for (let pid = 1000; pid < 1010; pid++) r.addLine(line(pid, 0));
+    assert.equal(r.unattributedPids.size, 2);
+    assert.equal(r.stats.unattributed, 10);
+  });
+
+  test('loss notices are counted', () => {
+    const r = new SyscallRecorder(fixed({}));
+    r.addLine('4,2,3,-;kauditd_printk_skb: 5 callbacks suppressed');
+    assert.equal(r.stats.lossNotices, 1);
+  });
+});
+
+describe('pid → container', () => {
+  const stat = (pid: number, comm: string, start: number) => `${pid} (${comm}) S 1 ${pid} ${pid} 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${start} 1000 100 18446744073709551615`;
+
+  test('start time is read after the last ")" so a hostile comm cannot shift fields', () => {
+    assert.equal(startTicksFromStat(stat(7, 'a) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 99999', 4242)), 4242);
+    assert.equal(startTicksFromStat('garbage'), undefined);
+  });
+
+  test('container id is the last 64-hex name in the cgroup file', () => {
+    assert.equal(containerIdFromCgroup(`12:memory:/k8s.io/${ID_A}\n11:pids:/kubepods/pod1/${ID_B}\n`), ID_B);
+    assert.equal(containerIdFromCgroup('0::/user.slice\n'), undefined);
+  });
+
+  test('cyclic allocator crossing', () => {
+    assert.equal(cyclicDistance(1000, 1100, 32768), 100);
+    assert.equal(cyclicDistance(32000, 400, 32768), 768 + 101);
+    assert.equal(passedOver(1000, 100, 1050, 32768), true);
+    assert.equal(passedOver(1000, 49, 1050, 32768), false);
+    assert.equal(passedOver(32000, 869, 32500, 32768), true);
+    assert.equal(passedOver(32000, 869, 350, 32768), true);
+    assert.equal(passedOver(32000, 869, 5000, 32768), false);
+    assert.equal(passedOver(1000, 0, 1000, 32768), false);
+    assert.equal(passedOver(1000, 32467, 1000, 32768), false);
+    assert.equal(passedOver(1000, 32468, 1000, 32768), true); // a full cycle
+    assert.equal(passedOver(100, 1, 5, 32768), true); // reserved pids: conservative
+  });
+
+  /** A fake /proc whose processes and allocator the test moves. */
+  function fakeProc() {
+    const procs = new Map<number, { start: number; cgroup: string }>();
+    let lastPid = 1000;
+    let nowUs = 50_000_000;
+    const read = (p: string): string => {
+      if (p === '/p/uptime') return `${nowUs / 1e6} 0`;
+      if (p === '/p/loadavg') return `0.1 0.1 0.1 1/100 ${lastPid}`;
+      if (p === '/p/sys/kernel/pid_max') return '32768';
+      const m = /^\/p\/(\d+)\/(stat|cgroup)$/.exec(p);
+      const proc = m ? procs.get(Number(m[1])) : undefined;
+      if (!m || !proc) throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+      return m[2] === 'stat' ? stat(Number(m[1]), 'x', proc.start) : proc.cgroup;
+    };
+    return {
+      procs,
+      resolver: new PidResolver({ procRoot: '/p', read }),
+      spawn(pid: number, id: string | undefined, startTicks: number) {
+        procs.set(pid, { start: startTicks, cgroup: id ? `4:memory:/k8s.io/${id}\n` : '0::/\n' });
+        lastPid = pid;
+      },
+      exit: (pid: number) => procs.delete(pid),
+      tick: (us: number) => (nowUs += us),
+    };
+  }
+
+  test('live process started before the record: attributed and cached', () => {
+    const f = fakeProc();
+    f.spawn(2000, ID_A, 4000); // started at 40 s
+    assert.deepEqual(f.resolver.attribute(2000, 41_000_000), { kind: 'container', containerId: ID_A });
+  });
+
+  test('exited after being seen, pid not reallocated since: still attributed', () => {
+    const f = fakeProc();
+    f.spawn(2000, ID_A, 4000);
+    f.resolver.attribute(2000, 41_000_000);
+    f.exit(2000);
+    f.tick(1000);
+    assert.deepEqual(f.resolver.attribute(2000, 50_000_500), { kind: 'container', containerId: ID_A });
+  });
+
+  test('pid reused by a process in another container: the old records are not given to the new owner', () => {
+    const f = fakeProc();
+    f.spawn(2000, ID_A, 4000);
+    f.resolver.attribute(2000, 41_000_000);
+    f.exit(2000);
+    f.tick(5_000_000);
+    // The allocator wraps and hands 2000 to a process of container B started at 54 s.
+    f.spawn(32000, undefined, 5300);
+    f.resolver.sample();
+    f.spawn(2000, ID_B, 5400);
+    // A record written at 52 s (after A was last seen, before B existed) is not B's, and A's
+    // entry cannot vouch for it: the pid changed hands.
+    assert.equal(f.resolver.attribute(2000, 52_000_000).kind, 'unattributed');
+    // A record written after B's start is B's.
+    assert.deepEqual(f.resolver.attribute(2000, 54_500_000), { kind: 'container', containerId: ID_B });
+  });
+
+  test('exited, then the allocator went round past its pid: unattributed, never guessed', () => {
+    const f = fakeProc();
+    f.spawn(2000, ID_A, 4000);
+    f.resolver.attribute(2000, 41_000_000);
+    f.exit(2000);
+    f.spawn(2500, undefined, 4100);
+    assert.equal(f.resolver.attribute(2000, 60_000_000).kind, 'container'); // 2000 not passed yet
+    f.spawn(32000, undefined, 4200);
+    f.resolver.sample();
+    f.spawn(1500, undefined, 4300);
+    f.resolver.sample();
+    assert.equal(f.resolver.attribute(2000, 60_000_000).kind, 'container'); // wrapped, still below 2000
+    f.spawn(2100, undefined, 4400);
+    assert.equal(f.resolver.attribute(2000, 60_000_000).kind, 'unattributed'); // passed 2000
+  });
+
+  test('never-seen exited process is unattributed; host processes are "host"', () => {
+    const f = fakeProc();
+    assert.equal(f.resolver.attribute(3000, 1).kind, 'unattributed');
+    f.spawn(3001, undefined, 1);
+    assert.deepEqual(f.resolver.attribute(3001, 1_000_000), { kind: 'host' });
+  });
+
+  test('the cache is bounded', () => {
+    const f = fakeProc();
+    const r = new PidResolver({ procRoot: '/p', maxEntries: 5, read: (p) => (p.endsWith('/stat') ? stat(1, 'x', 1) : p.endsWith('cgroup') ? `1:x:/${ID_A}` : p.endsWith('uptime') ? '1 1' : '0 0 0 0 1') });
+    for (let pid = 1; pid <= 20; pid++) r.observe(pid);
+    assert.equal(r.size, 5);
+    assert.ok(f);
+  });
+});
+
+describe('sources and kernel settings', () => {
+  test('audit.log tail: starts at the end, splits lines, follows rotation, drops over-long lines', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-auditlog-'));
+    const path = join(dir, 'audit.log');
+    try {
+      writeFileSync(path, 'old line\n');
+      const s = new AuditLogSource(path);
+      assert.deepEqual(s.poll(), []);
+      writeFileSync(path, 'old line\nnew 1\nnew', { flag: 'w' });
+      assert.deepEqual(s.poll(), ['new 1']);
+      writeFileSync(path, ' 2\n', { flag: 'a' });
+      assert.deepEqual(s.poll(), ['new 2']);
+      writeFileSync(path, `${'x'.repeat(20_000)}\nafter\n`, { flag: 'a' });
+      assert.deepEqual(s.poll(), ['after']);
+      assert.equal(s.lost, 1);
+      rmSync(path);
+      writeFileSync(path, 'rotated 1\n');
+      assert.deepEqual(s.poll(), ['rotated 1']);
+      s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('preflight names the missing feature', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-proc-'));
+    try {
+      mkdirSync(join(dir, 'sys/kernel/seccomp'), { recursive: true });
+      mkdirSync(join(dir, 'self'), { recursive: true });
+      const expectRule = (rule: string, opts: Parameters<typeof preflight>[0]) =>
+        assert.throws(() => preflight({ procRoot: dir, source: { kind: 'kmsg', path: join(dir, 'kmsg') }, ...opts }), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && e.context.rule === rule);
+      expectRule('root', { uid: 1000 });
+      expectRule('seccomp', { uid: 0 });
+      writeFileSync(join(dir, 'sys/kernel/seccomp/actions_avail'), 'kill_process kill_thread trap errno trace allow\n');
+      expectRule('seccomp-log', { uid: 0 });
+      writeFileSync(join(dir, 'sys/kernel/seccomp/actions_avail'), 'kill_process kill_thread trap errno user_notif trace log allow\n');
+      writeFileSync(join(dir, 'sys/kernel/seccomp/actions_logged'), 'kill_process kill_thread trap errno user_notif trace\n');
+      expectRule('actions-logged', { uid: 0 });
+      writeFileSync(join(dir, 'sys/kernel/seccomp/actions_logged'), 'kill_process kill_thread trap errno user_notif trace log\n');
+      expectRule('audit', { uid: 0 });
+      writeFileSync(join(dir, 'self/loginuid'), '0');
+      writeFileSync(join(dir, 'cmdline'), 'root=/dev/vda audit=0\n');
+      expectRule('audit', { uid: 0 });
+      writeFileSync(join(dir, 'cmdline'), 'root=/dev/vda\n');
+      expectRule('kmsg', { uid: 0 });
+      writeFileSync(join(dir, 'kmsg'), '');
+      assert.deepEqual(preflight({ procRoot: dir, uid: 0, source: { kind: 'kmsg', path: join(dir, 'kmsg') } }), { kind: 'kmsg', path: join(dir, 'kmsg') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('printk rate limit: lifted, restored, and a crashed lift is repaired from the saved file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-printk-'));
+    try {
+      mkdirSync(join(dir, 'sys/kernel'), { recursive: true });
+      const rl = join(dir, 'sys/kernel/printk_ratelimit');
+      const burst = join(dir, 'sys/kernel/printk_ratelimit_burst');
+      writeFileSync(rl, '5\n');
+      writeFileSync(burst, '10\n');
+      const state = join(dir, 'state/printk.json');
+      const a = new PrintkRateLimit(state, dir);
+      a.lift();
+      assert.equal(readFileSync(rl, 'utf8'), '0');
+      const b = new PrintkRateLimit(state, dir);
+      b.lift(); // nested in-process: one save
+      a.restore();
+      assert.equal(readFileSync(rl, 'utf8'), '0');
+      b.restore();
+      assert.equal(readFileSync(rl, 'utf8'), '5');
+      assert.equal(readFileSync(burst, 'utf8'), '10');
+      b.restore(); // idempotent
+      // A recorder that died while lifted left the file: the next one restores the true values.
+      writeFileSync(rl, '0');
+      mkdirSync(join(dir, 'state'), { recursive: true });
+      writeFileSync(state, JSON.stringify({ ratelimit: '5', burst: '10' }));
+      const c = new PrintkRateLimit(state, dir);
+      c.lift();
+      c.restore();
+      assert.equal(readFileSync(rl, 'utf8'), '5');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
