@@ -34,10 +34,11 @@ export function parseFrames(body: Buffer, max = MAX_INSPECTED_MESSAGE_BYTES): Gr
 }
 
 export function encodeFrame(payload: Uint8Array, compressed = false): Buffer {
-  const h = Buffer.alloc(FRAME_HEADER_BYTES);
-  h[0] = compressed ? 1 : 0;
-  h.writeUInt32BE(payload.length, 1);
-  return Buffer.concat([h, payload]);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out[0] = compressed ? 1 : 0;
+  out.writeUInt32BE(payload.length, 1);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
 }
 
 /** Decompresses a message flagged compressed under `encoding` (gzip only; identity never sets the flag). */
@@ -47,14 +48,22 @@ export function decompress(msg: GrpcMessage, encoding: string | undefined): Buff
   throw new FrameError(`unsupported grpc-encoding ${JSON.stringify(encoding ?? '')}`);
 }
 
-const TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+const TIMEOUT_UNITS: Readonly<Record<string, number | undefined>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
 /** grpc-timeout header → milliseconds; undefined when absent or malformed. */
 export function parseGrpcTimeout(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  const m = /^([0-9]{1,8})([HMSmun])$/.exec(v);
-  if (!m) return undefined;
-  return Number(m[1]) * TIMEOUT_UNITS[m[2]!]!;
+  const last = v.length - 1;
+  if (last < 1 || last > 8) return undefined;
+  const unit = TIMEOUT_UNITS[v[last]!];
+  if (unit === undefined) return undefined;
+  let n = 0;
+  for (let i = 0; i < last; i++) {
+    const d = v.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return n * unit;
 }
 
 /** Milliseconds → grpc-timeout header value (at most 8 digits). */

@@ -5,6 +5,7 @@
 import type { ProfileKind } from '../core/constants.js';
 import { parseDigest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
+import type { LogLevel, Logger } from '../core/runtime.js';
 import type { PullRequest } from '../pull.js';
 
 type Credential = NonNullable<PullRequest['credential']>;
@@ -43,6 +44,12 @@ export function credentialOf(auth: AuthConfigMsg | undefined): Credential | unde
   return undefined;
 }
 
+/** Whether `level` is logged (a Logger without enabled() logs everything it is given). */
+function logEnabled(logger: Logger, level: LogLevel): boolean {
+  const enabled = (logger as { enabled?: (level: LogLevel) => boolean }).enabled;
+  return typeof enabled === 'function' ? enabled.call(logger, level) : true;
+}
+
 function decoded<T>(fn: () => T): T {
   try {
     return fn();
@@ -55,7 +62,8 @@ function decoded<T>(fn: () => T): T {
 export class OwnedHandlers<P> {
   constructor(private readonly deps: ShimDeps<P>) {}
 
-  async pull(request: Buffer, signal: AbortSignal): Promise<Buffer> {
+  /** `signal` may be a function making it on demand (the pipeline reads it only to fetch). */
+  async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal)): Promise<Buffer> {
     const req = decoded(() => decodePullRequest(request));
     const { logger } = this.deps;
     if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp)');
@@ -65,22 +73,33 @@ export class OwnedHandlers<P> {
     const credential = credentialOf(req.auth);
     const started = performance.now();
     try {
-      const r = await this.deps.pipeline.pull({
-        reference: req.image,
-        kind: 'seccomp',
-        ...(req.namespace !== '' ? { namespace: req.namespace } : {}),
-        ...(credential ? { credential } : {}),
-        signal,
-      });
-      logger.log('info', 'security profile pull', {
-        reference: r.reference,
-        digest: r.digest,
-        rule: r.rule,
-        cached: r.cached,
-        namespace: req.namespace || undefined,
-        withCredentials: credential !== undefined,
-        ms: Math.round(performance.now() - started),
-      });
+      const pullRequest: PullRequest =
+        typeof signal === 'function'
+          ? {
+              reference: req.image,
+              kind: 'seccomp',
+              get signal() {
+                return signal();
+              },
+            }
+          : { reference: req.image, kind: 'seccomp', signal };
+      if (req.namespace !== '') pullRequest.namespace = req.namespace;
+      if (credential) pullRequest.credential = credential;
+      const r = await this.deps.pipeline.pull(pullRequest);
+      // A pull that fetched is news (info); a cached one, repeated on every container start, is
+      // debug: a log line per call costs more than the rest of the cached pull.
+      const level = r.cached ? 'debug' : 'info';
+      if (logEnabled(logger, level)) {
+        logger.log(level, 'security profile pull', {
+          reference: r.reference,
+          digest: r.digest,
+          rule: r.rule,
+          cached: r.cached,
+          namespace: req.namespace || undefined,
+          withCredentials: credential !== undefined,
+          ms: Math.round(performance.now() - started),
+        });
+      }
       return encodePullResponse(r.resolvedRef, r.cached);
     } catch (e) {
       const err = asSpokeError(e);

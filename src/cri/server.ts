@@ -18,8 +18,10 @@ import {
   type OutgoingHttpHeaders,
   type ServerHttp2Session,
   type ServerHttp2Stream,
+  type ServerStreamResponseOptions,
 } from 'node:http2';
 import { connect as netConnect } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
@@ -52,6 +54,12 @@ const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = constants;
 /** Headers that are per-connection in HTTP/1 and forbidden in HTTP/2 (RFC 9113 §8.2.2). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 const REQUEST_PSEUDO = new Set([':method', ':path', ':scheme', ':authority']);
+const GRPC_RESPONSE_HEADERS: OutgoingHttpHeaders = Object.freeze({ ':status': 200, 'content-type': 'application/grpc' });
+const GRPC_OK_TRAILERS: OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0' });
+// No `date` header of our own (Node adds one by default): responses carry what the upstream sent.
+// `sendDate` is honoured by respond() but missing from @types/node.
+const RESPOND_END = Object.freeze({ endStream: true, sendDate: false }) as ServerStreamResponseOptions;
+const RESPOND_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false }) as ServerStreamResponseOptions;
 
 export interface ShimServerOptions<P> {
   listen: string;
@@ -67,7 +75,24 @@ interface Call {
   stream: ServerHttp2Stream;
   path: string;
   streaming: boolean;
+  /** performance.now() when the call arrived. */
+  started: number;
+  /** The forward-duration metric was recorded (at the response headers, or at close). */
+  reported: boolean;
+  /** The upstream stream of a forwarded call, until it closes. */
+  up: ClientHttp2Stream | undefined;
 }
+
+interface ForwardOptions {
+  body?: Buffer;
+  editResponse?: (payload: Buffer) => Buffer;
+  teeResponse?: boolean;
+  onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
+}
+
+const NO_OPTIONS: ForwardOptions = Object.freeze({});
+const STATUS_OPTIONS: ForwardOptions = Object.freeze({ editResponse: addOciFeature });
+const noop = (): void => {};
 
 export class ShimServer<P = unknown> {
   readonly upstream: Upstream;
@@ -170,90 +195,108 @@ export class ShimServer<P = unknown> {
   // ------------------------------------------------------------------ routing
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    const path = String(headers[':path'] ?? '');
-    const call: Call = { stream, path, streaming: STREAMING.has(path) };
-    const started = performance.now();
+    const rawPath = headers[':path'];
+    const path = typeof rawPath === 'string' ? rawPath : '';
+    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined };
     this.calls.add(call);
-    stream.on('close', () => this.calls.delete(call));
-    stream.on('error', () => {});
-    let reported = false;
-    const report = () => {
-      if (reported) return;
-      reported = true;
-      this.opts.deps.metrics.forwarded(methodLabel(path), (performance.now() - started) / 1000);
-    };
-    stream.once('close', report);
-    const origRespond = stream.respond.bind(stream);
-    stream.respond = ((h?: OutgoingHttpHeaders, o?: Parameters<ServerHttp2Stream['respond']>[1]) => {
-      report();
-      origRespond(h, o);
-    }) as ServerHttp2Stream['respond'];
+    stream.on('close', () => {
+      this.calls.delete(call);
+      this.report(call);
+      // Cancellation: the client went away before the upstream finished.
+      const up = call.up;
+      if (up !== undefined && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+    });
+    stream.on('error', noop);
 
     if (this.draining) {
-      endWithStatus(stream, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
+      this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
       return;
     }
-    const deadline = deadlineOf(headers, started);
-    const fail = (e: unknown) => {
-      const st = toGrpcStatus(e);
-      if (st.code === GrpcCode.INTERNAL) this.logger.log('error', 'call failed', { method: methodLabel(path), error: (e as Error).message });
-      endWithStatus(stream, st.code, st.message);
-    };
     switch (path) {
       case PATH_PULL_ARTIFACT:
       case PATH_PULL_PROFILE:
-        this.ownedCall(stream, headers, deadline, (req, signal) => this.owned.pull(req, signal)).catch(fail);
+        this.ownedCall(call, headers, (req, signal) => this.owned.pull(req, signal)).catch((e) => this.fail(call, e));
         return;
       case PATH_LIST_PROFILES:
-        this.ownedCall(stream, headers, deadline, (req) => this.owned.list(req)).catch(fail);
+        this.ownedCall(call, headers, (req) => this.owned.list(req)).catch((e) => this.fail(call, e));
         return;
       case PATH_REMOVE_PROFILE:
-        this.ownedCall(stream, headers, deadline, (req) => this.owned.remove(req)).catch(fail);
+        this.ownedCall(call, headers, (req) => this.owned.remove(req)).catch((e) => this.fail(call, e));
         return;
       case PATH_RUN_POD_SANDBOX:
-        this.editedCall(stream, headers, deadline, 'sandbox', rewriteRunPodSandbox).catch(fail);
+        this.editedCall(call, headers, 'sandbox', rewriteRunPodSandbox).catch((e) => this.fail(call, e));
         return;
       case PATH_CREATE_CONTAINER:
-        this.editedCall(stream, headers, deadline, 'container', rewriteCreateContainer).catch(fail);
+        this.editedCall(call, headers, 'container', rewriteCreateContainer).catch((e) => this.fail(call, e));
         return;
       case PATH_STATUS:
-        this.forward(stream, headers, { editResponse: addOciFeature });
+        this.forward(call, headers, STATUS_OPTIONS);
         return;
       case PATH_REMOVE_CONTAINER:
       case PATH_REMOVE_POD_SANDBOX:
-        this.removeCall(stream, headers, path === PATH_REMOVE_CONTAINER ? 'container' : 'sandbox').catch(fail);
+        this.removeCall(call, headers, path === PATH_REMOVE_CONTAINER ? 'container' : 'sandbox').catch((e) => this.fail(call, e));
         return;
       default:
-        this.forward(stream, headers, {});
+        this.forward(call, headers, NO_OPTIONS);
     }
+  }
+
+  /** Records the forward-duration metric once: at the response headers, or when the call closes. */
+  private report(call: Call): void {
+    if (call.reported) return;
+    call.reported = true;
+    this.opts.deps.metrics.forwarded(methodLabel(call.path), (performance.now() - call.started) / 1000);
+  }
+
+  private endCall(call: Call, code: GrpcCodeValue, message: string): void {
+    this.report(call);
+    endWithStatus(call.stream, code, message);
+  }
+
+  private fail(call: Call, e: unknown): void {
+    const st = toGrpcStatus(e);
+    if (st.code === GrpcCode.INTERNAL) this.logger.log('error', 'call failed', { method: methodLabel(call.path), error: (e as Error).message });
+    this.endCall(call, st.code, st.message);
   }
 
   // ------------------------------------------------------------------ owned methods
 
-  private async ownedCall(
-    stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
-    deadline: number | undefined,
-    handler: (request: Buffer, signal: AbortSignal) => Promise<Buffer>,
-  ): Promise<void> {
-    const ac = new AbortController();
-    const onClose = () => ac.abort(new SpokeError('Unavailable', 'the client cancelled the call'));
-    stream.once('close', onClose);
+  private async ownedCall(call: Call, headers: IncomingHttpHeaders, handler: (request: Buffer, signal: () => AbortSignal) => Promise<Buffer>): Promise<void> {
+    const stream = call.stream;
+    const deadline = deadlineOf(headers, call.started);
+    // The abort signal (client cancel, deadline) is made only when the handler asks for it: a
+    // cached pull never does, and an AbortController plus a deadline timer per call are a
+    // noticeable part of its cost.
+    let ac: AbortController | undefined;
     let timer: NodeJS.Timeout | undefined;
-    if (deadline !== undefined) {
-      timer = setTimeout(() => ac.abort(new SpokeError('Unavailable', 'deadline exceeded')), Math.max(0, deadline - performance.now()));
-    }
+    let cancelled: SpokeError | undefined;
+    const signal = (): AbortSignal => {
+      if (ac === undefined) {
+        const c = (ac = new AbortController());
+        if (cancelled !== undefined) c.abort(cancelled);
+        else if (deadline !== undefined) {
+          timer = setTimeout(() => c.abort(new SpokeError('Unavailable', 'deadline exceeded')), Math.max(0, deadline - performance.now()));
+        }
+      }
+      return ac.signal;
+    };
+    const onClose = () => {
+      cancelled ??= new SpokeError('Unavailable', 'the client cancelled the call');
+      ac?.abort(cancelled);
+    };
+    stream.once('close', onClose);
     try {
       const body = await readBody(stream);
       const request = singleMessage(body, headers);
-      const response = await handler(request, ac.signal);
+      const response = await handler(request, signal);
       if (deadline !== undefined && performance.now() > deadline) {
-        endWithStatus(stream, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
         return;
       }
+      this.report(call);
       sendUnary(stream, response);
     } catch (e) {
-      if (deadline !== undefined && performance.now() >= deadline) endWithStatus(stream, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+      if (deadline !== undefined && performance.now() >= deadline) this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
       else throw e;
     } finally {
       if (timer) clearTimeout(timer);
@@ -264,12 +307,13 @@ export class ShimServer<P = unknown> {
   // ------------------------------------------------------------------ edited requests
 
   private async editedCall(
-    stream: ServerHttp2Stream,
+    call: Call,
     headers: IncomingHttpHeaders,
-    deadline: number | undefined,
     role: 'sandbox' | 'container',
     rewrite: (payload: Buffer, resolve: (p: Parameters<ProfileApplier<P>['apply']>[0], c: Parameters<ProfileApplier<P>['apply']>[1]) => ReturnType<ProfileApplier<P>['apply']>) => Promise<RewriteResult>,
   ): Promise<void> {
+    const stream = call.stream;
+    const deadline = deadlineOf(headers, call.started);
     const body = await readBody(stream);
     let result: RewriteResult;
     let frames;
@@ -294,21 +338,21 @@ export class ShimServer<P = unknown> {
     if (stream.closed || stream.destroyed) return;
     if (!result.edited) {
       // Not ours: the original bytes, headers untouched.
-      this.forward(stream, headers, { body });
+      this.forward(call, headers, { body });
       return;
     }
     const out: IncomingHttpHeaders = { ...headers };
     if (deadline !== undefined) {
       const left = deadline - performance.now();
       if (left <= 0) {
-        endWithStatus(stream, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
         return;
       }
       out['grpc-timeout'] = formatGrpcTimeout(left);
     }
     const holds = result.holds;
     const pending = holds ? await this.inUse.begin(holds.digest) : undefined;
-    this.forward(stream, out, {
+    this.forward(call, out, {
       body: encodeFrame(result.payload),
       teeResponse: true,
       onComplete: async (status, responseBody) => {
@@ -331,8 +375,8 @@ export class ShimServer<P = unknown> {
 
   // ------------------------------------------------------------------ removals
 
-  private async removeCall(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, role: 'sandbox' | 'container'): Promise<void> {
-    const body = await readBody(stream);
+  private async removeCall(call: Call, headers: IncomingHttpHeaders, role: 'sandbox' | 'container'): Promise<void> {
+    const body = await readBody(call.stream);
     let id = '';
     try {
       const frames = parseFrames(body);
@@ -340,7 +384,7 @@ export class ShimServer<P = unknown> {
     } catch {
       id = '';
     }
-    this.forward(stream, headers, {
+    this.forward(call, headers, {
       body,
       onComplete: async (status) => {
         if (status !== '0' || id === '') return;
@@ -353,86 +397,87 @@ export class ShimServer<P = unknown> {
 
   // ------------------------------------------------------------------ raw forwarding
 
-  private forward(
-    stream: ServerHttp2Stream,
-    headers: IncomingHttpHeaders,
-    o: {
-      body?: Buffer;
-      editResponse?: (payload: Buffer) => Buffer;
-      teeResponse?: boolean;
-      onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
-    },
-  ): void {
+  /**
+   * Forwards one call as raw HTTP/2. The upstream stream is opened at once and the request body
+   * relayed as it arrives (or `o.body` sent whole); the response headers are passed on as soon as
+   * they arrive, DATA relayed, trailers passed at the end. Without `onComplete` everything happens
+   * synchronously in the HTTP/2 callbacks, so a unary exchange leaves in one write each way.
+   */
+  private forward(call: Call, headers: IncomingHttpHeaders, o: ForwardOptions): void {
+    const stream = call.stream;
+    if (stream.closed || stream.destroyed) {
+      // The client is gone (while an edited request was being prepared): nothing to forward.
+      void o.onComplete?.(undefined, undefined);
+      return;
+    }
     const session = this.upstream.get();
     if (!session) {
       void o.onComplete?.(undefined, undefined);
-      endWithStatus(stream, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime is not available');
+      this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime is not available');
       return;
-    }
-    const out: OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(headers)) {
-      if (v === undefined) continue;
-      if (k.startsWith(':') ? !REQUEST_PSEUDO.has(k) : HOP_BY_HOP.has(k)) continue;
-      out[k] = v;
     }
     let up: ClientHttp2Stream;
     try {
-      up = session.request(out, { endStream: false });
+      up = session.request(requestHeaders(headers), { endStream: false });
     } catch (e) {
       void o.onComplete?.(undefined, undefined);
-      endWithStatus(stream, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`);
+      this.endCall(call, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`);
       return;
     }
-    up.on('error', () => {});
+    up.on('error', noop);
+    call.up = up;
     let responded = false;
-    let upDone = false;
     let trailers: OutgoingHttpHeaders | undefined;
     let grpcStatus: string | undefined;
-    const tee: Buffer[] = [];
+    let tee: Buffer[] | undefined;
+    let downRelay: Relay | undefined;
+    const onComplete = o.onComplete;
     let completed = false;
     const complete = async () => {
       if (completed) return;
       completed = true;
-      if (o.onComplete) await o.onComplete(grpcStatus, o.teeResponse || o.editResponse ? Buffer.concat(tee) : undefined).catch(() => undefined);
+      if (onComplete) await onComplete(grpcStatus, tee ? Buffer.concat(tee) : undefined).catch(() => undefined);
     };
 
     // client → upstream
     if (o.body !== undefined) up.end(o.body);
-    else stream.pipe(up);
-
-    // Cancellation: the client went away before the upstream finished.
-    stream.on('close', () => {
-      if (!upDone && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
-    });
+    else relay(stream, up);
 
     up.on('response', (h, flags) => {
       if (stream.closed || stream.destroyed) return;
       const rh = responseHeaders(h);
       responded = true;
+      this.report(call);
       if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
         // Trailers-only response (errors, unknown methods): status and message in one block.
         grpcStatus = headerString(h['grpc-status']);
+        if (!onComplete) {
+          completed = true;
+          stream.respond(rh, RESPOND_END);
+          return;
+        }
         void complete().finally(() => {
-          if (!stream.closed && !stream.destroyed) stream.respond(rh, { endStream: true });
+          if (!stream.closed && !stream.destroyed) stream.respond(rh, RESPOND_END);
         });
         return;
       }
-      stream.respond(rh, { waitForTrailers: true });
-      stream.once('wantTrailers', () => {
-        void complete().finally(() => {
-          if (stream.closed || stream.destroyed) return;
-          try {
-            stream.sendTrailers(trailers ?? {});
-          } catch {
-            /* stream already gone */
-          }
-        });
+      stream.respond(rh, RESPOND_TRAILERS);
+      stream.on('wantTrailers', () => {
+        if (!onComplete) {
+          completed = true;
+          sendTrailers(stream, trailers);
+          return;
+        }
+        void complete().finally(() => sendTrailers(stream, trailers));
       });
+      if (o.teeResponse || o.editResponse) {
+        const chunks: Buffer[] = (tee = []);
+        up.on('data', (c: Buffer) => chunks.push(c));
+      }
       if (o.editResponse) {
         const edit = o.editResponse;
-        up.on('data', (c: Buffer) => tee.push(c));
         up.on('end', () => {
-          const body = Buffer.concat(tee);
+          const body = Buffer.concat(tee!);
           let outBody: Buffer = body;
           try {
             const frames = parseFrames(body, 256 * 1024 * 1024);
@@ -443,8 +488,7 @@ export class ShimServer<P = unknown> {
           if (!stream.closed && !stream.destroyed) stream.end(outBody);
         });
       } else {
-        if (o.teeResponse) up.on('data', (c: Buffer) => tee.push(c));
-        up.pipe(stream);
+        downRelay = relay(up, stream);
       }
     });
 
@@ -454,16 +498,17 @@ export class ShimServer<P = unknown> {
     });
 
     up.on('close', () => {
-      upDone = true;
+      call.up = undefined;
       if (stream.closed || stream.destroyed) {
         void complete();
         return;
       }
       if (!responded) {
         void complete();
-        endWithStatus(stream, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime closed the stream');
+        this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime closed the stream');
       } else if (trailers === undefined && up.rstCode !== undefined && up.rstCode !== 0) {
-        // Reset or disconnect in the middle of a response.
+        // Reset or disconnect in the middle of a response: what arrived goes out, then UNAVAILABLE.
+        downRelay?.flush();
         trailers = { 'grpc-status': String(GrpcCode.UNAVAILABLE), 'grpc-message': encodeGrpcMessage('spoke shim: the upstream runtime reset the stream') };
         if (!stream.writableEnded) stream.end();
       }
@@ -482,14 +527,90 @@ function deadlineOf(headers: IncomingHttpHeaders, started: number): number | und
   return ms === undefined ? undefined : started + ms;
 }
 
-function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+/** Request headers for the upstream: pseudo-headers of a request, minus connection-specific ones. */
+function requestHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(h)) {
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined) continue;
-    if (k.startsWith(':') ? k !== ':status' : HOP_BY_HOP.has(k)) continue;
+    if (k.charCodeAt(0) === 0x3a /* : */ ? !REQUEST_PSEUDO.has(k) : HOP_BY_HOP.has(k)) continue;
     out[k] = v;
   }
   return out;
+}
+
+function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (k.charCodeAt(0) === 0x3a /* : */ ? k !== ':status' : HOP_BY_HOP.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+function sendTrailers(stream: ServerHttp2Stream, trailers: OutgoingHttpHeaders | undefined): void {
+  if (stream.closed || stream.destroyed) return;
+  try {
+    stream.sendTrailers(trailers ?? {});
+  } catch {
+    /* stream already gone */
+  }
+}
+
+interface Relay {
+  /** Writes the chunk held back, if any (before ending the destination some other way). */
+  flush(): void;
+}
+
+/**
+ * Relays DATA from `src` to `dst` as it arrives, with backpressure, and ends `dst` when `src`
+ * ends. The latest chunk is held back until the next one, the end of `src`, or the next turn of
+ * the event loop, whichever comes first: a unary message and its END_STREAM usually arrive in
+ * one read, and writing them together lets HTTP/2 send the END_STREAM flag (and trailers) on the
+ * last DATA frame in the same write instead of an extra frame and an extra loop turn later.
+ */
+function relay(src: Readable, dst: Writable): Relay {
+  let held: Buffer | undefined;
+  let timer: NodeJS.Immediate | undefined;
+  const write = (c: Buffer) => {
+    if (dst.destroyed || dst.writableEnded) return;
+    if (!dst.write(c)) {
+      src.pause();
+      dst.once('drain', () => src.resume());
+    }
+  };
+  const flush = () => {
+    if (timer !== undefined) {
+      clearImmediate(timer);
+      timer = undefined;
+    }
+    const c = held;
+    held = undefined;
+    if (c !== undefined) write(c);
+  };
+  const onImmediate = () => {
+    timer = undefined;
+    flush();
+  };
+  src.on('data', (c: Buffer) => {
+    if (held !== undefined) write(held);
+    held = c;
+    timer ??= setImmediate(onImmediate);
+  });
+  src.on('end', () => {
+    if (timer !== undefined) {
+      clearImmediate(timer);
+      timer = undefined;
+    }
+    const c = held;
+    held = undefined;
+    if (dst.destroyed || dst.writableEnded) return;
+    if (c !== undefined) dst.end(c);
+    else dst.end();
+  });
+  return { flush };
 }
 
 export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, message: string): void {
@@ -497,7 +618,7 @@ export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, me
   const trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
   try {
     if (!stream.headersSent) {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, RESPOND_END);
     } else {
       stream.close(NGHTTP2_CANCEL);
     }
@@ -508,10 +629,10 @@ export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, me
 
 function sendUnary(stream: ServerHttp2Stream, payload: Buffer): void {
   if (stream.closed || stream.destroyed) return;
-  stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-  stream.once('wantTrailers', () => {
+  stream.respond(GRPC_RESPONSE_HEADERS, RESPOND_TRAILERS);
+  stream.on('wantTrailers', () => {
     try {
-      stream.sendTrailers({ 'grpc-status': '0' });
+      stream.sendTrailers(GRPC_OK_TRAILERS);
     } catch {
       /* gone */
     }

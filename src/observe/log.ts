@@ -7,9 +7,62 @@ import type { LogLevel, Logger } from '../core/runtime.js';
 const ORDER: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40 };
 const SECRET_KEY = /pass(word)?|secret|token|authorization|^auth$|credential/i;
 
+/** Key → whether its value is redacted (the set of keys in use is small and fixed). */
+const secretKeys = new Map<string, boolean>();
+function isSecretKey(k: string): boolean {
+  let v = secretKeys.get(k);
+  if (v === undefined) {
+    v = SECRET_KEY.test(k);
+    if (secretKeys.size < 1024) secretKeys.set(k, v);
+  }
+  return v;
+}
+
+// The default sink: stderr, written in batches off the request path. A line logged while a call
+// is handled is written two turns of the event loop later, after the HTTP/2 writes of that call
+// (the response, then its trailers, which node:http2 sends one turn later) instead of before
+// them; whatever is pending is written synchronously when the process exits.
+let pending: string[] = [];
+let flushScheduled = false;
+let exitHooked = false;
+const MAX_PENDING_LINES = 256;
+
+function flushPending(): void {
+  flushScheduled = false;
+  if (pending.length === 0) return;
+  const text = pending.length === 1 ? pending[0]! : pending.join('');
+  pending = [];
+  process.stderr.write(text);
+}
+
+function flushNextTurn(): void {
+  setImmediate(flushPending);
+}
+
+function writeDeferred(line: string): void {
+  pending.push(line);
+  if (!exitHooked) {
+    exitHooked = true;
+    process.on('exit', flushPending);
+  }
+  if (pending.length >= MAX_PENDING_LINES) {
+    flushPending();
+    return;
+  }
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushNextTurn);
+  }
+}
+
+/** Writes what the default sink holds now (tests, and before handing stderr to someone else). */
+export function flushLogs(): void {
+  flushPending();
+}
+
 export interface JsonLoggerOptions {
   level?: LogLevel;
-  /** Where lines go; default process.stderr. */
+  /** Where lines go; default process.stderr (batched, see writeDeferred). */
   write?: (line: string) => void;
   /** Fields added to every line (e.g. component). */
   base?: Record<string, unknown>;
@@ -24,7 +77,7 @@ export class JsonLogger implements Logger {
 
   constructor(opts: JsonLoggerOptions = {}) {
     this.threshold = ORDER[opts.level ?? 'info'];
-    this.write = opts.write ?? ((line) => process.stderr.write(line));
+    this.write = opts.write ?? writeDeferred;
     this.base = opts.base ?? {};
     this.now = opts.now ?? Date.now;
   }
@@ -43,7 +96,7 @@ export class JsonLogger implements Logger {
     if (fields) {
       for (const [k, v] of Object.entries(fields)) {
         if (v === undefined) continue;
-        rec[k] = SECRET_KEY.test(k) ? '[redacted]' : v instanceof Error ? v.message : v;
+        rec[k] = isSecretKey(k) ? '[redacted]' : v instanceof Error ? v.message : v;
       }
     }
     let line: string;

@@ -98,15 +98,37 @@ export async function createPromMetrics(): Promise<PromMetrics> {
     pullErrors.inc({ reason: r }, 0);
   }
   for (const d of ['allow', 'deny']) decisions.inc({ decision: d }, 0);
+  // Child metrics resolved once per label value: a label lookup (hashing the label set) per
+  // call costs more than the observation itself.
+  const pulledCached = pullDuration.labels({ cached: 'true' });
+  const pulledFetched = pullDuration.labels({ cached: 'false' });
+  const allowed = decisions.labels({ decision: 'allow' });
+  const denied = decisions.labels({ decision: 'deny' });
+  const forwardByMethod = new Map<string, { observe(v: number): void }>();
+  const errorsByReason = new Map<string, { inc(v?: number): void }>();
+  const verifiedByResult = new Map<string, { inc(v?: number): void }>();
   return {
-    pulled: (cached, seconds) => pullDuration.observe({ cached: String(cached) }, seconds),
-    failed: (code) => pullErrors.inc({ reason: reasonOf(code) }),
-    decided: (allowed) => decisions.inc({ decision: allowed ? 'allow' : 'deny' }),
-    verified: (result) => verifications.inc({ result }),
+    pulled: (cached, seconds) => (cached ? pulledCached : pulledFetched).observe(seconds),
+    failed: (code) => {
+      const reason = reasonOf(code);
+      let c = errorsByReason.get(reason);
+      if (!c) errorsByReason.set(reason, (c = pullErrors.labels({ reason })));
+      c.inc();
+    },
+    decided: (ok) => (ok ? allowed : denied).inc(),
+    verified: (result) => {
+      let c = verifiedByResult.get(result);
+      if (!c) verifiedByResult.set(result, (c = verifications.labels({ result })));
+      c.inc();
+    },
     mergeConstrained: (count) => {
       if (count > 0) constrained.inc(count);
     },
-    forwarded: (method, seconds) => forward.observe({ method }, seconds),
+    forwarded: (method, seconds) => {
+      let h = forwardByMethod.get(method);
+      if (!h) forwardByMethod.set(method, (h = forward.labels({ method })));
+      h.observe(seconds);
+    },
     store: (artifacts, bytes) => {
       storeArtifacts.set(artifacts);
       storeBytes.set(bytes);
