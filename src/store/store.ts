@@ -87,6 +87,7 @@ export class ProfileStore {
   private ready: Promise<void> | undefined;
   /** Parsed records, reused while the file's identity (ino, size, mtime) is unchanged. */
   private readonly recordCache = new Map<string, { key: string; record: ProvenanceRecord }>();
+  private readonly blobsSeen = new Set<Digest>();
 
   constructor(opts: ProfileStoreOptions) {
     if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required');
@@ -174,9 +175,16 @@ export class ProfileStore {
     return bytes;
   }
 
-  /** True when the profile blob a record names is present (a cached pull checks it). */
+  /**
+   * True when the profile blob a record names is present (a cached pull checks it). A blob seen
+   * once is remembered: blobs are removed only through remove()/gc(), which forget them, and a
+   * blob deleted behind the store's back fails closed when the profile is read at apply time.
+   */
   async hasBlob(d: Digest): Promise<boolean> {
-    return exists(this.blobPath(d));
+    if (this.blobsSeen.has(d)) return true;
+    const present = await exists(this.blobPath(d));
+    if (present) this.blobsSeen.add(d);
+    return present;
   }
 
   async readBlob(d: Digest, opts: { verify?: boolean } = {}): Promise<Buffer> {
@@ -369,7 +377,11 @@ export class ProfileStore {
   private async removeUnreferencedBlobs(candidates: Digest[]): Promise<void> {
     const referenced = new Set<string>();
     for (const r of await this.list()) referenced.add(r.layerDigest);
-    for (const c of candidates) if (!referenced.has(c)) await rm(this.blobPath(c), { force: true });
+    for (const c of candidates) {
+      if (referenced.has(c)) continue;
+      this.blobsSeen.delete(c);
+      await rm(this.blobPath(c), { force: true });
+    }
   }
 
   /**
@@ -409,6 +421,7 @@ export class ProfileStore {
     const blobDir = join(this.root, 'blobs', 'sha256');
     for (const name of await readdir(blobDir)) {
       if (/^[0-9a-f]{64}$/.test(name) && !referenced.has(name)) {
+        this.blobsSeen.delete(`sha256:${name}`);
         // A concurrent ingest writes blobs before its record: leave young blobs alone.
         const st = await stat(join(blobDir, name)).catch(() => undefined);
         if (st && now - st.mtimeMs > 60_000) await rm(join(blobDir, name), { force: true });
