@@ -17,6 +17,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   record: { summary: 'run a command in a container under a logging profile and write (or push) the seccomp profile it needs; prints the digest reference with --push', load: () => import('./commands/record.js') },
   binding: { summary: 'binding apply -f BINDINGS POD | binding validate -f BINDINGS: the binding webhook offline', load: () => import('./commands/binding.js') },
   controller: { summary: 'run the ProfileBinding admission webhooks (list/watch cache, status)', load: () => import('./commands/controller.js') },
+  status: { summary: "check this node: policy, baseline, store, and the shim's CRI socket and feature flag", load: () => import('./commands/status.js') },
   shim: { summary: 'the KEP-6061 CRI shim between the kubelet and the runtime (node daemon)', load: () => import('./commands/shim.js') },
   sign: { summary: 'sign an artifact digest with a local key (sigstore bundle referrer and/or cosign .sig); prints the digest reference', load: () => import('./commands/sign.js') },
   verify: { summary: "verify REF's signature offline under the node policy; prints the signer, format and identity", load: () => import('./commands/verify.js') },

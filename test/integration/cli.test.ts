@@ -25,7 +25,7 @@ describe('spoke CLI', () => {
     policy = join(dir, 'policy.yaml');
     writeFileSync(policy, unsignedPolicy([`${reg.host}/profiles`]));
     config = join(dir, 'config.yaml');
-    writeFileSync(config, `policy: ${policy}\nstoreDir: ${join(dir, 'store')}\n`);
+    writeFileSync(config, `policy: ${policy}\nstoreDir: ${join(dir, 'store')}\nlisten: ${join(dir, 'no-shim.sock')}\n`);
   });
   after(async () => {
     await reg.stop();
@@ -33,7 +33,7 @@ describe('spoke CLI', () => {
   });
 
   it('--help on every command exits 0; unknown flags exit 2', async () => {
-    for (const cmd of ['push', 'pull', 'inspect', 'policy', 'store']) {
+    for (const cmd of ['push', 'pull', 'inspect', 'policy', 'store', 'sign', 'verify', 'profile', 'merge', 'shim', 'status', 'record', 'binding', 'controller']) {
       const r = await spoke([cmd, '--help']);
       assert.equal(r.code, 0, `${cmd} --help`);
       assert.match(r.stdout, /^usage: spoke /);
@@ -100,6 +100,17 @@ describe('spoke CLI', () => {
     assert.match(deny.stdout, /^DENY /);
     const lint = await spoke(['policy', 'lint', policy]);
     assert.equal(lint.code, 0, lint.stdout + lint.stderr);
+  });
+
+  it('status reports each part and fails when the shim is not answering', async () => {
+    const r = await spoke(['status', '--config', config, '--json']);
+    assert.equal(r.code, 1);
+    const s = JSON.parse(r.stdout);
+    assert.equal(s.policy.ok, true);
+    assert.equal(s.baseline.ok, true);
+    assert.equal(s.store.ok, true);
+    assert.equal(s.shim.ok, false);
+    assert.equal(s.ok, false);
   });
 
   it('20 concurrent spoke pull processes on one store all succeed', async () => {
