@@ -7,13 +7,16 @@
 // strict as the runtime's default profile (the shipped baseline is derived from it), so
 // baseline ∩ RuntimeDefault = baseline. Localhost: the file is read (≤ 1 MiB), decoded and
 // validated at ValidateStrict level, then layered in as the second input.
+// AppArmor (issue 9): the same lookup; baseline ∩ artifact rendered under a generated name and
+// checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
 import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, normalize } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
-import { formatReference, parseReference } from '../core/reference.js';
+import type { ProfileKind } from '../core/constants.js';
+import { formatReference, parseReference, type Reference } from '../core/reference.js';
 import { writeFileAtomic } from '../store/fsutil.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
@@ -26,6 +29,15 @@ export interface Applied {
   reference: string;
   effectiveSha: string;
   constrained: number;
+}
+
+export interface AppArmorPrepared {
+  /** The generated profile name (`spoke-<hex>`): the new Localhost ref. */
+  name: string;
+  /** The policy text to load. */
+  text: string;
+  digest: Digest;
+  reference: string;
 }
 
 export interface ApplyContext {
@@ -43,21 +55,31 @@ export class ProfileApplier<P> {
     return join(this.deps.seccompRoot, 'spoke');
   }
 
-  async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
+  /**
+   * The stored artifact an OCI SecurityProfile names: the reference parsed, the record present
+   * with this reference (never pulled: FailedPrecondition "has not been pulled") and of `kind`,
+   * the bytes re-hashed on read.
+   */
+  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; bytes: Buffer; rule: string }> {
     if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile');
-    if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: seccomp profile of type OCI without oci_ref`);
+    if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`);
     const ref = parseReference(profile.ociRef);
     const canonical = formatReference(ref);
-    const { store, seccomp, logger } = this.deps;
-
+    const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
     if (!record || !record.references.some((r) => sameReference(r, canonical))) {
       throw new SpokeError('FailedPrecondition', `security profile ${canonical} has not been pulled`, { reference: canonical, digest: ref.digest });
     }
-    if (record.kind !== 'seccomp') {
-      throw new SpokeError('SecurityProfileInvalid', `${canonical} is a ${record.kind} profile, not seccomp`, { reference: canonical, digest: ref.digest });
+    if (record.kind !== kind) {
+      throw new SpokeError('SecurityProfileInvalid', `${canonical} is a ${record.kind} profile, not ${kind}`, { reference: canonical, digest: ref.digest });
     }
     const { bytes } = await store.readProfile(ref.digest, { verify: true });
+    return { ref, canonical, bytes, rule: record.rule };
+  }
+
+  async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
+    const { seccomp, logger } = this.deps;
+    const { ref, canonical, bytes, rule } = await this.stored(profile, 'seccomp', ctx);
     const artifact = seccomp.decode(bytes);
 
     let base: P | undefined;
@@ -98,8 +120,50 @@ export class ProfileApplier<P> {
         rules: merged.constrained.slice(0, 50).map((c) => seccomp.formatConstraint(c)),
       });
     }
-    logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule: record.rule, effective: path });
+    logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, effective: path });
     return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained.length };
+  }
+
+  /**
+   * An AppArmor SecurityProfile of type OCI → the effective profile (node AppArmor baseline ∩
+   * artifact), its generated name and checked policy text. Loading is the caller's (the in-use
+   * tracker loads under its lock, so a concurrent unload cannot remove a profile being claimed).
+   * Fails first, before any store access, where the kernel has no AppArmor: an AppArmor profile
+   * is never silently dropped. A base_profile may only be RuntimeDefault (it adds nothing: the
+   * node baseline is at least as strict as the runtime default); a Localhost AppArmor base is
+   * policy text spoke cannot intersect and is refused.
+   */
+  async prepareAppArmor(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<AppArmorPrepared> {
+    const ops = this.deps.appArmor;
+    if (ops === undefined || !(await ops.enabled())) {
+      throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node; refusing the OCI AppArmor profile ${profile.ociRef.slice(0, 600)}`, {
+        reference: profile.ociRef.slice(0, 600),
+      });
+    }
+    if (profile.base !== undefined && profile.base.type !== BASE_RUNTIME_DEFAULT) {
+      throw new SpokeError('InvalidArgument', `${ctx.who}: an AppArmor profile of type OCI takes only a RuntimeDefault base_profile`);
+    }
+    const { ref, canonical, bytes, rule } = await this.stored(profile, 'apparmor', ctx);
+    let prepared: { name: string; text: string; constrained: readonly string[] };
+    try {
+      prepared = await ops.prepare(bytes);
+    } catch (e) {
+      const err = asSpokeError(e, 'SecurityProfileInvalid');
+      throw new SpokeError(err.code, `${canonical}: cannot merge with the node AppArmor baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e });
+    }
+    if (prepared.constrained.length > 0) {
+      this.deps.metrics.mergeConstrained(prepared.constrained.length);
+      this.deps.logger.log('warn', 'SecurityProfileMergeConstrained', {
+        who: ctx.who,
+        kind: 'apparmor',
+        reference: canonical,
+        digest: ref.digest,
+        constrained: prepared.constrained.length,
+        rules: prepared.constrained.slice(0, 50),
+      });
+    }
+    this.deps.logger.log('info', 'OCI AppArmor profile prepared', { who: ctx.who, reference: canonical, digest: ref.digest, rule, name: prepared.name });
+    return { name: prepared.name, text: prepared.text, digest: ref.digest, reference: canonical };
   }
 
   private async readBase(localhostRef: string, ctx: ApplyContext): Promise<P> {

@@ -21,6 +21,25 @@ export interface SeccompOps<P = unknown> {
   formatConstraint(c: unknown): string;
 }
 
+/**
+ * AppArmor on this node (src/cri/apparmor.ts wires the real one: the profiles library and
+ * apparmor_parser). Injected so the shim's bookkeeping can be tested without kernel AppArmor.
+ */
+export interface AppArmorOps {
+  /** Whether the kernel enforces AppArmor here (profiles can be loaded). */
+  enabled(): Promise<boolean>;
+  /**
+   * Artifact bytes → node AppArmor baseline ∩ artifact, its generated name (`spoke-<hex>`) and
+   * rendered policy text, checked by `apparmor_parser -Q`. Throws SecurityProfileInvalid when the
+   * artifact cannot be merged or the parser refuses the text.
+   */
+  prepare(artifact: Uint8Array): Promise<{ name: string; text: string; constrained: readonly string[] }>;
+  /** `apparmor_parser --replace`. */
+  load(text: string): Promise<void>;
+  /** `apparmor_parser --remove`; NotFound when it is not loaded. */
+  unload(name: string): Promise<void>;
+}
+
 export interface ShimDeps<P = unknown> {
   pipeline: ShimPipeline;
   store: ShimStore;
@@ -31,6 +50,8 @@ export interface ShimDeps<P = unknown> {
   seccompRoot: string;
   logger: Logger;
   metrics: Metrics;
+  /** AppArmor support; undefined: every AppArmor OCI profile fails as on a node without AppArmor. */
+  appArmor?: AppArmorOps;
 }
 
 export type { Digest, ProfileKind };

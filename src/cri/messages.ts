@@ -28,6 +28,22 @@ export const CTR_APPARMOR_IN_CREATE = [2, 15, 2, 16] as const;
 /** CreateContainerRequest.sandbox_config(3) → PodSandboxConfig.linux(8) → security_context(2) → seccomp(9) */
 export const POD_SECCOMP_IN_CREATE = [3, 8, 2, 9] as const;
 export const POD_APPARMOR_IN_CREATE = [3, 8, 2, 10] as const;
+/** The security contexts: RunPodSandboxRequest.config(1).linux(8).security_context(2), and in
+ *  CreateContainerRequest the container's config(2).linux(15).security_context(2). */
+export const POD_SECCTX_IN_RUN = [1, 8, 2] as const;
+export const CTR_SECCTX_IN_CREATE = [2, 15, 2] as const;
+/** LinuxSandboxSecurityContext.privileged(6); LinuxContainerSecurityContext.privileged(2). */
+export const POD_PRIVILEGED = 6;
+export const CTR_PRIVILEGED = 2;
+/** RunPodSandboxRequest.config(1); CreateContainerRequest.config(2), .sandbox_config(3). */
+export const RUN_CONFIG = 1;
+export const CREATE_CONFIG = 2;
+export const CREATE_SANDBOX_CONFIG = 3;
+/** PodSandboxConfig.metadata(1) {name 1, uid 2, namespace 3}, .annotations(7) map<string,string>. */
+export const SANDBOX_METADATA = 1;
+export const SANDBOX_ANNOTATIONS = 7;
+/** ContainerConfig.metadata(1) {name 1}. */
+export const CONTAINER_METADATA = 1;
 /** StatusResponse.features(4); RuntimeFeatures.security_profile_oci_artifact(4). */
 export const STATUS_FEATURES = 4;
 export const FEATURE_OCI_ARTIFACT = 4;

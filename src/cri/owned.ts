@@ -24,6 +24,7 @@ import {
 import { WireError } from './wire.js';
 
 const KIND_NUMBER: Readonly<Record<ProfileKind, number>> = { seccomp: KIND_SECCOMP, apparmor: KIND_APPARMOR };
+const KIND_OF_NUMBER: ReadonlyMap<number, ProfileKind> = new Map(Object.entries(KIND_NUMBER).map(([k, n]) => [n, k as ProfileKind]));
 
 /**
  * CRI AuthConfig → a credential for this one request (never stored, never logged). Precedence:
@@ -66,9 +67,9 @@ export class OwnedHandlers<P> {
   async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal)): Promise<Buffer> {
     const req = decoded(() => decodePullRequest(request));
     const { logger } = this.deps;
-    if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp)');
-    if (req.kind === KIND_APPARMOR) throw new SpokeError('InvalidArgument', 'profile_kind AppArmor is not supported yet');
-    if (req.kind !== KIND_SECCOMP) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`);
+    if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp or AppArmor)');
+    const kind = KIND_OF_NUMBER.get(req.kind);
+    if (kind === undefined) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`);
     if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty');
     const credential = credentialOf(req.auth);
     const started = performance.now();
@@ -77,12 +78,12 @@ export class OwnedHandlers<P> {
         typeof signal === 'function'
           ? {
               reference: req.image,
-              kind: 'seccomp',
+              kind,
               get signal() {
                 return signal();
               },
             }
-          : { reference: req.image, kind: 'seccomp', signal };
+          : { reference: req.image, kind, signal };
       if (req.namespace !== '') pullRequest.namespace = req.namespace;
       if (credential) pullRequest.credential = credential;
       const r = await this.deps.pipeline.pull(pullRequest);
@@ -92,6 +93,7 @@ export class OwnedHandlers<P> {
       if (logEnabled(logger, level)) {
         logger.log(level, 'security profile pull', {
           reference: r.reference,
+          kind,
           digest: r.digest,
           rule: r.rule,
           cached: r.cached,

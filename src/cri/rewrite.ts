@@ -1,38 +1,97 @@
-// Wire-level edits of RunPodSandbox / CreateContainer requests that carry an OCI seccomp
-// profile (KEP-6061 §2: RunPodSandbox carries the pod-level profile; CreateContainer carries the
+// Wire-level edits of RunPodSandbox / CreateContainer requests that carry an OCI security profile
+// (KEP-6061 §2: RunPodSandbox carries the pod-level profile; CreateContainer carries the
 // container-level or inherited pod-level one in ContainerConfig, and repeats the pod config in
-// sandbox_config). Only the SecurityProfile messages change; everything else is kept byte for
-// byte. Requests without type OCI are not touched at all (the caller forwards the original).
+// sandbox_config), or, in annotation mode, whose pod has spoke profile annotations. Only the
+// SecurityProfile messages change; everything else is kept byte for byte. Requests with nothing
+// to do are not touched at all (the caller forwards the original).
 //
-// Fail-closed rules: profile type OCI never reaches the upstream. An AppArmor profile of type
-// OCI is refused (AppArmor is not implemented yet). A path whose messages occur more than once
-// (legal protobuf, merged by the receiver, never sent by the kubelet) is refused when the merged
-// profile or any occurrence is OCI, rather than guessing which bytes to edit.
+// Fail-closed rules: profile type OCI never reaches the upstream (seccomp and AppArmor alike;
+// AppArmor fails FailedPrecondition where the kernel has no AppArmor). A path whose messages
+// occur more than once (legal protobuf, merged by the receiver, never sent by the kubelet) is
+// refused when the merged profile or any occurrence is OCI, rather than guessing which bytes to
+// edit; an annotation edit on such a path is refused the same way (WireError → InvalidArgument).
+//
+// Annotation precedence (annotation mode only; per kind, seccomp and AppArmor alike). The
+// container's KEP profile is its own SecurityProfile, or, when it has none, the pod-level one
+// from sandbox_config (what it inherits). The applicable annotation is the container's own
+// (`<prefix><container>`), else the pod's (`<prefix>pod`).
+//   1. KEP profile OCI            → the OCI profile wins; the annotation is ignored (logged).
+//   2. privileged container       → conflict: the call fails InvalidArgument naming the
+//                                   annotation (a privileged container runs unconfined; spoke
+//                                   will not pretend otherwise).
+//   3. KEP profile Localhost      → conflict: InvalidArgument naming the annotation (two
+//                                   explicit profiles; spoke will not pick one).
+//   4. RuntimeDefault, Unconfined or unset → replaced by the annotation's profile, applied like
+//                                   an OCI profile with no base (node baseline ∩ artifact).
+// InvalidArgument (gRPC INVALID_ARGUMENT) rather than FAILED_PRECONDITION for 2–3: the request
+// itself is contradictory and no change of node state makes it succeed.
+// RunPodSandbox: the pod-level seccomp annotation is applied to the sandbox (pause) too, as a
+// KEP pod-level profile is, with the same rules (privileged = the sandbox's privileged flag).
+// AppArmor annotations are applied per container only (the runtime confines containers, not the
+// sandbox, with AppArmor); a pod-level AppArmor OCI *field* is still resolved at RunPodSandbox,
+// since OCI never reaches the upstream.
+// An annotation's reference is pulled first (node policy, node credentials, the pipeline's
+// single-flight, cache, signature and failure rules), then applied; any failure fails the call
+// with a message naming the annotation and keeping the pull's error code.
 
+import type { ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
-import type { Applied, ApplyContext } from './apply.js';
+import type { LogLevel } from '../core/runtime.js';
+import { annotationError, ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
+import type { AppArmorPrepared, Applied, ApplyContext } from './apply.js';
 import {
+  CONTAINER_METADATA,
+  CREATE_CONFIG,
+  CREATE_SANDBOX_CONFIG,
   CTR_APPARMOR_IN_CREATE,
+  CTR_PRIVILEGED,
   CTR_SECCOMP_IN_CREATE,
+  CTR_SECCTX_IN_CREATE,
   decodeSecurityProfile,
   encodeLocalhostProfile,
   POD_APPARMOR_IN_CREATE,
   POD_APPARMOR_IN_RUN,
+  POD_PRIVILEGED,
   POD_SECCOMP_IN_CREATE,
   POD_SECCOMP_IN_RUN,
+  POD_SECCTX_IN_RUN,
+  PROFILE_LOCALHOST,
   PROFILE_OCI,
+  PROFILE_RUNTIME_DEFAULT,
+  PROFILE_UNCONFINED,
+  RUN_CONFIG,
+  SANDBOX_METADATA,
   type SecurityProfileMsg,
 } from './messages.js';
-import { fields, getMergedAt, getMergedMessage, getString, pathOccurrences, replaceMessageAt, WIRE_VARINT } from './wire.js';
+import { fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt, WIRE_VARINT } from './wire.js';
 
 export type Resolver = (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<Applied>;
+export type AppArmorResolver = (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<AppArmorPrepared>;
+
+export interface AnnotationDeps {
+  /** Pulls an annotation's reference under the node policy with the node's credentials. */
+  pull(req: { reference: string; kind: ProfileKind; namespace?: string }): Promise<unknown>;
+  /** Throws when annotations of `kind` cannot be honoured here (AppArmor off), before any pull. */
+  ready?(kind: ProfileKind, ctx: ApplyContext): Promise<void>;
+  log?(level: LogLevel, msg: string, fields: Record<string, unknown>): void;
+}
+
+export interface RewriteDeps {
+  seccomp: Resolver;
+  /** Undefined: AppArmor profiles of type OCI fail with FailedPrecondition. */
+  appArmor?: AppArmorResolver;
+  /** Annotation mode; undefined: annotations are not read at all. */
+  annotations?: AnnotationDeps;
+}
 
 export interface RewriteResult {
   /** The request to forward (the original buffer when nothing changed). */
   payload: Buffer;
   edited: boolean;
-  /** The artifact the created object holds (sandbox: pod-level; container: its own or inherited). */
+  /** The seccomp artifact the created object holds (sandbox: pod-level; container: its own or inherited). */
   holds: Applied | undefined;
+  /** The AppArmor profiles this request resolved (the created object holds them all). */
+  appArmor: AppArmorPrepared[];
 }
 
 interface Site {
@@ -56,56 +115,201 @@ function inspect(payload: Buffer, path: readonly number[], what: string): Site {
   return { profile, oci: profile.profileType === PROFILE_OCI };
 }
 
-function refuseAppArmorOci(payload: Buffer, path: readonly number[], what: string): void {
-  const merged = getMergedAt(payload, path);
-  if (merged !== undefined && anyOciType(merged)) {
-    throw new SpokeError('InvalidArgument', `${what}: AppArmor profiles of type OCI are not supported yet`);
-  }
-}
-
 function podName(sandboxConfig: Buffer | undefined): string {
   if (!sandboxConfig) return 'pod';
-  const meta = getMergedMessage(sandboxConfig, 1);
+  const meta = getMergedMessage(sandboxConfig, SANDBOX_METADATA);
   if (!meta) return 'pod';
   return `${getString(meta, 3)}/${getString(meta, 1)}`;
 }
 
-/** RunPodSandboxRequest. */
-export async function rewriteRunPodSandbox(payload: Buffer, resolve: Resolver): Promise<RewriteResult> {
-  const who = `sandbox ${podName(getMergedMessage(payload, 1))}`;
-  refuseAppArmorOci(payload, POD_APPARMOR_IN_RUN, who);
-  const site = inspect(payload, POD_SECCOMP_IN_RUN, who);
-  if (!site.oci) return { payload, edited: false, holds: undefined };
-  const applied = await resolve(site.profile!, { who });
-  return { payload: replaceMessageAt(payload, POD_SECCOMP_IN_RUN, encodeLocalhostProfile(applied.path)), edited: true, holds: applied };
+function namespaceOf(sandboxConfig: Buffer | undefined): string | undefined {
+  const meta = sandboxConfig ? getMergedMessage(sandboxConfig, SANDBOX_METADATA) : undefined;
+  const ns = meta ? getString(meta, 3) : '';
+  return ns === '' ? undefined : ns;
 }
 
-/** CreateContainerRequest. */
-export async function rewriteCreateContainer(payload: Buffer, resolve: Resolver): Promise<RewriteResult> {
-  const pod = podName(getMergedMessage(payload, 3));
-  const config = getMergedMessage(payload, 2);
-  const meta = config ? getMergedMessage(config, 1) : undefined;
-  const who = `container ${pod}/${meta ? getString(meta, 1) : '?'}`;
-  refuseAppArmorOci(payload, CTR_APPARMOR_IN_CREATE, who);
-  refuseAppArmorOci(payload, POD_APPARMOR_IN_CREATE, who);
-  const ctr = inspect(payload, CTR_SECCOMP_IN_CREATE, who);
-  const podSite = inspect(payload, POD_SECCOMP_IN_CREATE, who);
-  if (!ctr.oci && !podSite.oci) return { payload, edited: false, holds: undefined };
+function privilegedAt(payload: Buffer, secctx: readonly number[], field: number): boolean {
+  const sc = getMergedAt(payload, secctx);
+  return sc !== undefined && getVarint(sc, field) !== 0;
+}
+
+const TYPE_NAMES: Readonly<Record<number, string>> = {
+  [PROFILE_RUNTIME_DEFAULT]: 'RuntimeDefault',
+  [PROFILE_UNCONFINED]: 'Unconfined',
+  [PROFILE_LOCALHOST]: 'Localhost',
+  [PROFILE_OCI]: 'OCI',
+};
+
+function toDeps(r: Resolver | RewriteDeps): RewriteDeps {
+  return typeof r === 'function' ? { seccomp: r } : r;
+}
+
+function appArmorResolver(deps: RewriteDeps): AppArmorResolver {
+  return (
+    deps.appArmor ??
+    (async (_p, ctx) => {
+      throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node; refusing the OCI AppArmor profile`);
+    })
+  );
+}
+
+/**
+ * Precedence rules 2–3 (see the header) for an annotation that applies: throws InvalidArgument
+ * naming it on a conflict. `kep` is the KEP profile in effect (never OCI here: rule 1 is the
+ * caller's).
+ */
+function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | undefined, privileged: boolean, who: string): void {
+  if (privileged) {
+    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} conflicts with a privileged ${who.startsWith('sandbox') ? 'sandbox' : 'container'}: privileged containers run without a ${ann.kind} profile`, {
+      annotation: ann.key,
+    });
+  }
+  if (kep?.profileType === PROFILE_LOCALHOST) {
+    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} conflicts with the explicit Localhost ${ann.kind} profile ${JSON.stringify(kep.localhostRef.slice(0, 200))}; set one or the other`, {
+      annotation: ann.key,
+    });
+  }
+  if (kep !== undefined && TYPE_NAMES[kep.profileType] === undefined) {
+    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} and an unknown ${ann.kind} profile_type ${kep.profileType}`, { annotation: ann.key });
+  }
+}
+
+/** Pulls and applies an annotation's profile; any failure names the annotation. */
+async function fromAnnotation<T>(
+  deps: AnnotationDeps,
+  ann: ProfileAnnotation,
+  namespace: string | undefined,
+  who: string,
+  resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>,
+): Promise<T> {
+  const ctx = { who: `${who} (annotation ${ann.key})` };
+  try {
+    await deps.ready?.(ann.kind, ctx);
+    await deps.pull({ reference: ann.reference, kind: ann.kind, ...(namespace !== undefined ? { namespace } : {}) });
+    return await resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base: undefined }, ctx);
+  } catch (e) {
+    const err = annotationError(ann.key, e);
+    deps.log?.(err.code === 'PermissionDenied' ? 'warn' : 'error', 'profile annotation refused', { who, annotation: ann.key, reference: ann.reference, code: err.code, error: err.message });
+    throw err;
+  }
+}
+
+/** Rule 1: the KEP OCI profile wins; an applicable annotation (even a malformed one) is only logged. */
+function ignored(deps: AnnotationDeps | undefined, read: () => ProfileAnnotation | undefined, who: string): void {
+  if (!deps) return;
+  let ann: ProfileAnnotation | undefined;
+  try {
+    ann = read();
+  } catch (e) {
+    const err = e as SpokeError;
+    deps.log?.('info', 'profile annotation ignored: the request carries a KEP OCI profile, which wins', { who, annotation: err.context?.annotation, error: err.message });
+    return;
+  }
+  if (ann) deps.log?.('info', 'profile annotation ignored: the request carries a KEP OCI profile, which wins', { who, annotation: ann.key, reference: ann.reference });
+}
+
+/** RunPodSandboxRequest. */
+export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver | RewriteDeps): Promise<RewriteResult> {
+  const deps = toDeps(resolver);
+  const config = getMergedMessage(payload, RUN_CONFIG);
+  const who = `sandbox ${podName(config)}`;
+  const aa = inspect(payload, POD_APPARMOR_IN_RUN, who);
+  const site = inspect(payload, POD_SECCOMP_IN_RUN, who);
+  const annotations = deps.annotations ? ProfileAnnotations.read(config) : ProfileAnnotations.NONE;
+  const ann = annotations.size > 0 && !site.oci ? annotations.forPod('seccomp') : undefined;
+  if (!aa.oci && !site.oci && ann === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 
   let out = payload;
   let holds: Applied | undefined;
-  let podApplied: Applied | undefined;
-  if (podSite.oci) {
-    podApplied = await resolve(podSite.profile!, { who: `${who} (pod-level)` });
-    out = replaceMessageAt(out, POD_SECCOMP_IN_CREATE, encodeLocalhostProfile(podApplied.path));
+  if (site.oci) {
+    if (annotations.size > 0) ignored(deps.annotations, () => annotations.forPod('seccomp'), who);
+    holds = await deps.seccomp(site.profile!, { who });
+  } else if (ann !== undefined) {
+    checkConflict(ann, site.profile, privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED), who);
+    holds = await fromAnnotation(deps.annotations!, ann, namespaceOf(config), who, deps.seccomp);
   }
+  if (holds) out = replaceMessageAt(out, POD_SECCOMP_IN_RUN, encodeLocalhostProfile(holds.path));
+  const appArmor: AppArmorPrepared[] = [];
+  if (aa.oci) {
+    const a = await appArmorResolver(deps)(aa.profile!, { who });
+    appArmor.push(a);
+    out = replaceMessageAt(out, POD_APPARMOR_IN_RUN, encodeLocalhostProfile(a.name));
+  }
+  return { payload: out, edited: true, holds, appArmor };
+}
+
+interface KindSites<T> {
+  kind: ProfileKind;
+  ctrPath: readonly number[];
+  podPath: readonly number[];
+  resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>;
+  localhostRef: (t: T) => string;
+}
+
+/**
+ * One kind in a CreateContainerRequest: the pod-level OCI profile in sandbox_config, the
+ * container's own OCI profile or the inherited pod-level one, else the annotation (precedence
+ * in the header). Returns the edited payload and what the container holds.
+ */
+async function containerKind<T>(
+  payload: Buffer,
+  s: KindSites<T>,
+  who: string,
+  ctx: { annotations: ProfileAnnotations; deps: RewriteDeps; container: string; namespace: string | undefined; privileged: boolean },
+): Promise<{ out: Buffer; held: T[] }> {
+  const ctr = inspect(payload, s.ctrPath, who);
+  const pod = inspect(payload, s.podPath, who);
+  const read = () => (ctx.annotations.size > 0 ? ctx.annotations.forContainer(s.kind, ctx.container) : undefined);
+  let out = payload;
+  const held: T[] = [];
+  let podApplied: T | undefined;
+  if (pod.oci) {
+    podApplied = await s.resolve(pod.profile!, { who: `${who} (pod-level)` });
+    out = replaceMessageAt(out, s.podPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
+  }
+  let ann: ProfileAnnotation | undefined;
   if (ctr.oci) {
-    holds = await resolve(ctr.profile!, { who });
-    out = replaceMessageAt(out, CTR_SECCOMP_IN_CREATE, encodeLocalhostProfile(holds.path));
-  } else if (ctr.profile === undefined && podApplied) {
+    ignored(ctx.deps.annotations, read, who);
+    const applied = await s.resolve(ctr.profile!, { who });
+    held.push(applied);
+    out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
+    if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
+  } else if (ctr.profile === undefined && podApplied !== undefined) {
     // No container-level profile at all: the pod-level OCI profile is inherited (never Unconfined).
-    holds = podApplied;
-    out = replaceMessageAt(out, CTR_SECCOMP_IN_CREATE, encodeLocalhostProfile(podApplied.path));
+    ignored(ctx.deps.annotations, read, who);
+    held.push(podApplied);
+    out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
+  } else if ((ann = read()) !== undefined) {
+    checkConflict(ann, ctr.profile ?? pod.profile, ctx.privileged, who);
+    const applied = await fromAnnotation(ctx.deps.annotations!, ann, ctx.namespace, who, s.resolve);
+    held.push(applied);
+    out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
+    if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
+  } else if (podApplied !== undefined && s.kind === 'apparmor') {
+    held.push(podApplied);
   }
-  return { payload: out, edited: true, holds };
+  return { out, held };
+}
+
+/** CreateContainerRequest. */
+export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver | RewriteDeps): Promise<RewriteResult> {
+  const deps = toDeps(resolver);
+  const sandboxConfig = getMergedMessage(payload, CREATE_SANDBOX_CONFIG);
+  const config = getMergedMessage(payload, CREATE_CONFIG);
+  const meta = config ? getMergedMessage(config, CONTAINER_METADATA) : undefined;
+  const container = meta ? getString(meta, 1) : '';
+  const who = `container ${podName(sandboxConfig)}/${container || '?'}`;
+  const annotations = deps.annotations ? ProfileAnnotations.read(sandboxConfig) : ProfileAnnotations.NONE;
+  // Fast path: nothing OCI anywhere and no annotation → not ours.
+  const anyOci = [CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE, CTR_APPARMOR_IN_CREATE, POD_APPARMOR_IN_CREATE].some((p) => {
+    const m = getMergedAt(payload, p);
+    return m !== undefined && anyOciType(m);
+  });
+  if (!anyOci && annotations.size === 0) return { payload, edited: false, holds: undefined, appArmor: [] };
+
+  const ctx = { annotations, deps, container, namespace: namespaceOf(sandboxConfig), privileged: privilegedAt(payload, CTR_SECCTX_IN_CREATE, CTR_PRIVILEGED) };
+  const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
+  const aa = await containerKind(sc.out, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
+  if (aa.out === payload) return { payload, edited: false, holds: undefined, appArmor: [] };
+  return { payload: aa.out, edited: true, holds: sc.held[0], appArmor: aa.held };
 }

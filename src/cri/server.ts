@@ -1,8 +1,9 @@
 // The CRI shim: an HTTP/2 server on a unix socket in front of the runtime's socket.
 //   - owned methods (PullSecurityProfile[Artifact], ListSecurityProfiles, RemoveSecurityProfile)
 //     are answered here;
-//   - RunPodSandbox / CreateContainer requests with an OCI seccomp profile are edited at the wire
-//     level (rewrite.ts) and then forwarded; without one, forwarded byte for byte;
+//   - RunPodSandbox / CreateContainer requests with an OCI seccomp or AppArmor profile (or, in
+//     annotation mode, spoke profile annotations on the pod) are edited at the wire level
+//     (rewrite.ts) and then forwarded; without, forwarded byte for byte;
 //   - the Status response gets features.security_profile_oci_artifact = true;
 //   - everything else, unknown methods included, is forwarded as raw HTTP/2: request headers
 //     (minus connection-specific ones), DATA, response headers, DATA and trailers unchanged.
@@ -28,7 +29,7 @@ import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
 import type { ShimDeps } from './deps.js';
 import { decompress, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
-import { InUseTracker } from './inuse.js';
+import { InUseTracker, type AppArmorClaim } from './inuse.js';
 import { decodeId, FEATURE_OCI_ARTIFACT, OCI_FEATURE_TRUE, STATUS_FEATURES } from './messages.js';
 import {
   methodLabel,
@@ -44,7 +45,7 @@ import {
   STREAMING,
 } from './methods.js';
 import { OwnedHandlers } from './owned.js';
-import { rewriteCreateContainer, rewriteRunPodSandbox, type RewriteResult } from './rewrite.js';
+import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type RewriteDeps, type RewriteResult } from './rewrite.js';
 import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './status.js';
 import { Upstream } from './upstream.js';
 import { appendToMessageAt, fields, findAll, WIRE_VARINT, WireError } from './wire.js';
@@ -69,6 +70,8 @@ export interface ShimServerOptions<P> {
   shutdownGraceMs?: number;
   /** Socket mode. Default 0o660. */
   socketMode?: number;
+  /** Annotation mode: honour `seccomp|apparmor.profiles.spoke.dev/…` pod annotations (rewrite.ts). */
+  annotations?: boolean;
 }
 
 interface Call {
@@ -106,13 +109,27 @@ export class ShimServer<P = unknown> {
   private readonly owned: OwnedHandlers<P>;
   private rebuildTimer: NodeJS.Timeout | undefined;
   private rebuilding: Promise<unknown> | undefined;
+  private readonly annotationDeps: AnnotationDeps | undefined;
 
   constructor(private readonly opts: ShimServerOptions<P>) {
     this.logger = opts.deps.logger;
     this.upstream = new Upstream(opts.upstream, this.logger, { onConnect: () => this.scheduleRebuild(0) });
     this.applier = new ProfileApplier(opts.deps);
-    this.inUse = new InUseTracker(opts.deps.store, this.logger);
+    this.inUse = new InUseTracker(opts.deps.store, this.logger, opts.deps.appArmor);
     this.owned = new OwnedHandlers(opts.deps);
+    const { pipeline, appArmor } = opts.deps;
+    this.annotationDeps = opts.annotations
+      ? {
+          // No credential: the pipeline's registry client uses the node's auth file only.
+          pull: (req) => pipeline.pull(req),
+          ready: async (kind, ctx) => {
+            if (kind === 'apparmor' && !(appArmor && (await appArmor.enabled()))) {
+              throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node`);
+            }
+          },
+          log: (level, msg, fields) => this.logger.log(level, msg, fields),
+        }
+      : undefined;
   }
 
   /** Binds the socket (refusing a path that is not a socket; removing a stale one) and starts. */
@@ -310,7 +327,7 @@ export class ShimServer<P = unknown> {
     call: Call,
     headers: IncomingHttpHeaders,
     role: 'sandbox' | 'container',
-    rewrite: (payload: Buffer, resolve: (p: Parameters<ProfileApplier<P>['apply']>[0], c: Parameters<ProfileApplier<P>['apply']>[1]) => ReturnType<ProfileApplier<P>['apply']>) => Promise<RewriteResult>,
+    rewrite: (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>,
   ): Promise<void> {
     const stream = call.stream;
     const deadline = deadlineOf(headers, call.started);
@@ -329,13 +346,30 @@ export class ShimServer<P = unknown> {
     } catch (e) {
       throw new SpokeError('InvalidArgument', `spoke shim: ${(e as Error).message}`);
     }
+    // AppArmor profiles are loaded while the request is rewritten (claimAppArmor); whatever was
+    // claimed is released again unless the runtime creates the object.
+    const claims: AppArmorClaim[] = [];
+    const appArmor = this.opts.deps.appArmor;
+    const deps: RewriteDeps = {
+      seccomp: (p, c) => this.applier.apply(p, c),
+      appArmor: async (p, c) => {
+        const prepared = await this.applier.prepareAppArmor(p, c);
+        claims.push(await this.inUse.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text)));
+        return prepared;
+      },
+      ...(this.annotationDeps ? { annotations: this.annotationDeps } : {}),
+    };
     try {
-      result = await rewrite(payload, (p, c) => this.applier.apply(p, c));
+      result = await rewrite(payload, deps);
     } catch (e) {
+      await this.inUse.abortAppArmor(claims).catch(() => undefined);
       if (e instanceof WireError) throw new SpokeError('InvalidArgument', `spoke shim: malformed request message: ${e.message}`);
       throw e;
     }
-    if (stream.closed || stream.destroyed) return;
+    if (stream.closed || stream.destroyed) {
+      await this.inUse.abortAppArmor(claims).catch(() => undefined);
+      return;
+    }
     if (!result.edited) {
       // Not ours: the original bytes, headers untouched.
       this.forward(call, headers, { body });
@@ -345,6 +379,7 @@ export class ShimServer<P = unknown> {
     if (deadline !== undefined) {
       const left = deadline - performance.now();
       if (left <= 0) {
+        await this.inUse.abortAppArmor(claims).catch(() => undefined);
         this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
         return;
       }
@@ -356,19 +391,21 @@ export class ShimServer<P = unknown> {
       body: encodeFrame(result.payload),
       teeResponse: true,
       onComplete: async (status, responseBody) => {
-        if (!pending || !holds) return;
+        if (!pending && claims.length === 0) return;
         if (status === '0' && responseBody) {
           try {
             const id = decodeId(parseFrames(responseBody)[0]?.payload ?? Buffer.alloc(0));
             if (id !== '') {
-              await this.inUse.commit(pending, `${role}:${id}`, holds.digest);
+              if (pending && holds) await this.inUse.commit(pending, `${role}:${id}`, holds.digest);
+              await this.inUse.commitAppArmor(claims, `${role}:${id}`);
               return;
             }
           } catch (e) {
             this.logger.log('warn', 'could not record the in-use holder', { error: (e as Error).message });
           }
         }
-        await this.inUse.abort(pending).catch(() => undefined);
+        if (pending) await this.inUse.abort(pending).catch(() => undefined);
+        await this.inUse.abortAppArmor(claims).catch(() => undefined);
       },
     });
   }

@@ -2,9 +2,10 @@
 // (DESIGN §3, KEP-6061 §2). The kubelet classifies pull failures by message prefix
 // (k8s.io/cri-api/pkg/errors): `SecurityProfileInvalid` is permanent (pod fails), everything
 // else is retried with backoff. Decisions:
-//  - InvalidArgument (malformed request: untagged/undigested reference, kind Unspecified or
-//    AppArmor) → INVALID_ARGUMENT, prefix "SecurityProfileInvalid: " (CRI-O does the same: a bad
-//    request never succeeds on retry).
+//  - InvalidArgument (malformed request: untagged/undigested reference, kind Unspecified; in
+//    annotation mode an annotation that conflicts with a Localhost profile or a privileged
+//    container) → INVALID_ARGUMENT, prefix "SecurityProfileInvalid: " (CRI-O does the same: a
+//    bad request never succeeds on retry).
 //  - SecurityProfileInvalid (the artifact itself is unacceptable) → INVALID_ARGUMENT, same
 //    prefix: permanent per KEP §2.
 //  - RegistryUnavailable → UNAVAILABLE, "RegistryUnavailable: " (transient).

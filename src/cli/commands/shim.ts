@@ -8,6 +8,7 @@ import { SpokeError, asSpokeError } from '../../core/errors.js';
 import type { LogLevel } from '../../core/runtime.js';
 import { ShimServer } from '../../cri/server.js';
 import type { SeccompOps } from '../../cri/deps.js';
+import { createAppArmorOps } from '../../cri/apparmor.js';
 import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
@@ -25,8 +26,11 @@ The KEP-6061 CRI shim. Serves CRI on --listen (point the kubelet's
 (containerd or CRI-O) byte for byte, except: PullSecurityProfileArtifact /
 PullSecurityProfile, ListSecurityProfiles and RemoveSecurityProfile are answered by spoke;
 RunPodSandbox / CreateContainer requests whose seccomp profile is of type OCI get a Localhost
-profile = node baseline ∩ pod base profile ∩ artifact; the Status response advertises
-features.security_profile_oci_artifact. Every setting may come from the config file; flags win.
+profile = node baseline ∩ pod base profile ∩ artifact; an AppArmor profile of type OCI is
+merged with the shipped AppArmor baseline (policy/apparmor-baseline.json), loaded under a
+generated name and set as Localhost (fails where the kernel has no AppArmor); the Status
+response advertises features.security_profile_oci_artifact. Every setting may come from the
+config file; flags win.
 
 options:
   --config FILE        node config, YAML (default /etc/spoke/config.yaml; absent = defaults)
@@ -50,6 +54,12 @@ options:
                        JSON lines on stderr
   --auth-file FILE     registry credentials, docker config.json format (config: authFile);
                        the kubelet's AuthConfig, when sent, is used for that pull only
+  --annotations        annotation mode, for kubelets without KEP-6061 (config: annotations;
+                       default off): pod annotations seccomp.profiles.spoke.dev/pod|<container>
+                       and apparmor.profiles.spoke.dev/… name digest references that are pulled
+                       (node policy, node credentials) and applied like OCI profiles. A KEP OCI
+                       profile wins; RuntimeDefault, Unconfined and unset are replaced; Localhost
+                       or a privileged container with an annotation fails the call
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
 SIGHUP reloads the policy and the baseline.`;
@@ -69,6 +79,7 @@ export async function run(argv: string[]): Promise<number> {
       metrics: { type: 'string' },
       'log-level': { type: 'string' },
       'auth-file': { type: 'string' },
+      annotations: { type: 'boolean' },
     },
     HELP,
     [0, 0],
@@ -86,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
     metrics: values.metrics,
     logLevel: level as LogLevel | undefined,
     authFile: values['auth-file'],
+    annotations: values.annotations === true ? true : undefined,
   });
   const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
 
@@ -123,11 +135,14 @@ export async function run(argv: string[]): Promise<number> {
     intersect: (b, base, a) => intersect(b, base, a),
     formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
   };
+  // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
+  const appArmor = createAppArmorOps({ logger });
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
   const shim = new ShimServer<SeccompProfile>({
     listen: config.listen,
     upstream: config.upstream,
-    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics },
+    annotations: config.annotations,
+    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor },
   });
   try {
     await shim.start();
@@ -144,6 +159,7 @@ export async function run(argv: string[]): Promise<number> {
     seccompRoot: config.seccompRoot,
     policy: config.policy,
     metrics: config.metrics || undefined,
+    annotations: config.annotations,
     startupMs: Math.round(performance.now() - started),
     sinceProcessStartMs: Math.round(process.uptime() * 1000),
   });
@@ -180,6 +196,7 @@ export async function run(argv: string[]): Promise<number> {
       } catch (e) {
         logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
       }
+      void appArmor.reloadBaseline();
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });
   });

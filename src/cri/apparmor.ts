@@ -1,0 +1,105 @@
+// The shim's AppArmor operations (deps.ts AppArmorOps) on the real pieces: the structured profile
+// library (src/profiles/apparmor: decode, intersect, name, render) and the apparmor_parser edge
+// (src/apparmor/parser.ts: check, load, unload). Both are imported on first use, so a shim that
+// never sees an AppArmor profile never loads them.
+//
+// The node AppArmor baseline is the shipped `policy/apparmor-baseline.json`, found next to the
+// shipped seccomp baseline (`defaultBaselinePath()`); there is no node config key for it yet
+// (`baselinePath` lets a caller choose another file). It is read and validated on first use and
+// again on reload(); a bad file keeps the last good one (or, with none, fails AppArmor profiles
+// with FailedPrecondition).
+
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { defaultBaselinePath } from '../config/node-config.js';
+import { SpokeError, asSpokeError } from '../core/errors.js';
+import { sha256Hex } from '../core/digest.js';
+import type { Logger } from '../core/runtime.js';
+import type { AppArmorOps } from './deps.js';
+
+type Lib = typeof import('../profiles/apparmor/index.js');
+type Parser = typeof import('../apparmor/parser.js');
+type AppArmorProfile = ReturnType<Lib['decodeAppArmor']>;
+
+export function defaultAppArmorBaselinePath(): string {
+  return join(dirname(defaultBaselinePath()), 'apparmor-baseline.json');
+}
+
+export interface AppArmorOpsOptions {
+  baselinePath?: string;
+  logger?: Logger;
+  /** Overrides for tests: parser binary, securityfs location. */
+  parser?: { parser?: string; securityfs?: string };
+}
+
+/** Checked texts are remembered by name (a name is the hash of the effective profile). */
+const MAX_CHECKED = 1024;
+
+export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & { reloadBaseline(): Promise<void> } {
+  const baselinePath = opts.baselinePath ?? defaultAppArmorBaselinePath();
+  let lib: Promise<Lib> | undefined;
+  let parser: Promise<Parser> | undefined;
+  let baseline: AppArmorProfile | undefined;
+  let enabled: boolean | undefined;
+  const checked = new Set<string>();
+  const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
+  const parserOf = () => (parser ??= import('../apparmor/parser.js'));
+
+  const readBaseline = async (): Promise<AppArmorProfile> => {
+    const l = await libOf();
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(baselinePath);
+    } catch (e) {
+      throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: baselinePath });
+    }
+    try {
+      const p = l.decodeAppArmor(bytes);
+      l.validateAppArmorArtifact(p);
+      return p;
+    } catch (e) {
+      throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: ${asSpokeError(e).message}`, { file: baselinePath }, { cause: e });
+    }
+  };
+
+  return {
+    async enabled(): Promise<boolean> {
+      // The kernel's answer does not change while the node runs.
+      enabled ??= (await parserOf()).kernelHasAppArmor(opts.parser?.securityfs);
+      return enabled;
+    },
+
+    async prepare(artifact: Uint8Array) {
+      const l = await libOf();
+      baseline ??= await readBaseline();
+      const merged = l.intersectAppArmor(baseline, l.decodeAppArmor(artifact));
+      const name = l.appArmorProfileName(merged.bytes);
+      const text = l.renderAppArmor(merged.profile, name);
+      const key = `${name}:${sha256Hex(Buffer.from(text, 'utf8'))}`;
+      if (!checked.has(key)) {
+        const p = await parserOf();
+        await p.checkWithParser(text, opts.parser ?? {});
+        if (checked.size >= MAX_CHECKED) checked.clear();
+        checked.add(key);
+      }
+      return { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
+    },
+
+    async load(text: string): Promise<void> {
+      await (await parserOf()).loadProfile(text, opts.parser ?? {});
+    },
+
+    async unload(name: string): Promise<void> {
+      await (await parserOf()).unloadProfile(name, opts.parser ?? {});
+    },
+
+    async reloadBaseline(): Promise<void> {
+      try {
+        baseline = await readBaseline();
+        opts.logger?.log('info', 'AppArmor baseline reloaded', { baseline: baselinePath });
+      } catch (e) {
+        opts.logger?.log('error', 'AppArmor baseline not reloaded; keeping the last good one', { baseline: baselinePath, error: asSpokeError(e).message });
+      }
+    },
+  };
+}

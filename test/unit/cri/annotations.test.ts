@@ -1,0 +1,432 @@
+// Annotation mode at the wire level (issue 9): the PodSandboxConfig annotations map read from
+// raw bytes, the precedence rules between annotations and the KEP SecurityProfile, and the
+// AppArmor load/unload bookkeeping of the in-use tracker (with a fake apparmor_parser: this
+// machine's kernel has no AppArmor).
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { decode, encode, type Msg } from '../../helpers/cri-client.js';
+import { encodeVarint, getStringMap, WireError } from '../../../src/cri/wire.js';
+import { ANNOTATION_PREFIX, ProfileAnnotations } from '../../../src/cri/annotations.js';
+import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type RewriteDeps, type Resolver } from '../../../src/cri/rewrite.js';
+import { CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN, SANDBOX_ANNOTATIONS } from '../../../src/cri/messages.js';
+import { getMergedAt } from '../../../src/cri/wire.js';
+import { InUseTracker } from '../../../src/cri/inuse.js';
+import { SpokeError } from '../../../src/core/errors.js';
+import type { Digest } from '../../../src/core/digest.js';
+import type { ProfileKind } from '../../../src/core/constants.js';
+import { ProfileStore } from '../../../src/store/store.js';
+import { silentLogger } from '../../../src/core/runtime.js';
+import type { Upstream } from '../../../src/cri/upstream.js';
+
+const D1 = `sha256:${'a'.repeat(64)}`;
+const D2 = `sha256:${'b'.repeat(64)}`;
+const D3 = `sha256:${'c'.repeat(64)}`;
+const REF_POD = `registry.example.com/profiles/pod@${D1}`;
+const REF_CTR = `registry.example.com/profiles/ctr@${D2}`;
+const REF_OCI = `registry.example.com/profiles/kep@${D3}`;
+const SC = ANNOTATION_PREFIX.seccomp;
+const AA = ANNOTATION_PREFIX.apparmor;
+
+const pathOf = (ref: string) => `/var/lib/kubelet/seccomp/spoke/${ref.slice(-64)}.json`;
+
+function harness(opts: { pullFails?: SpokeError; appArmorOff?: boolean } = {}) {
+  const pulls: { reference: string; kind: ProfileKind; namespace?: string }[] = [];
+  const resolved: string[] = [];
+  const logs: { msg: string; fields: Record<string, unknown> }[] = [];
+  const seccomp: Resolver = async (p) => {
+    resolved.push(p.ociRef);
+    return { path: pathOf(p.ociRef), digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest, reference: p.ociRef, effectiveSha: '1'.repeat(64), constrained: 0 };
+  };
+  const annotations: AnnotationDeps = {
+    pull: async (req) => {
+      pulls.push(req);
+      if (opts.pullFails) throw opts.pullFails;
+    },
+    ready: async (kind, ctx) => {
+      if (kind === 'apparmor' && opts.appArmorOff) throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node`);
+    },
+    log: (_level, msg, fields) => logs.push({ msg, fields }),
+  };
+  const deps: RewriteDeps = {
+    seccomp,
+    appArmor: async (p) => ({ name: `spoke-${p.ociRef.slice(-16)}`, text: 'profile x {}', digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest, reference: p.ociRef }),
+    annotations,
+  };
+  return { deps, pulls, resolved, logs };
+}
+
+function podConfig(o: { annotations?: Record<string, string>; seccomp?: Msg; privileged?: boolean } = {}): Msg {
+  return {
+    metadata: { name: 'web', uid: 'u1', namespace: 'team-a', attempt: 0 },
+    labels: { app: 'web' },
+    annotations: { 'kubernetes.io/config.source': 'api', ...(o.annotations ?? {}) },
+    linux: { security_context: { namespace_options: { network: 'NODE' }, ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}) } },
+  };
+}
+
+function createReq(o: { name?: string; annotations?: Record<string, string>; seccomp?: Msg; apparmor?: Msg; podSeccomp?: Msg; privileged?: boolean } = {}): Buffer {
+  const sec: Msg = { ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.apparmor ? { apparmor: o.apparmor } : {}) };
+  return encode('CreateContainerRequest', {
+    pod_sandbox_id: 'sb1',
+    config: { metadata: { name: o.name ?? 'app' }, image: { image: 'busybox' }, args: ['sleep', '1'], ...(Object.keys(sec).length ? { linux: { security_context: sec } } : {}) },
+    sandbox_config: podConfig({ ...(o.annotations ? { annotations: o.annotations } : {}), ...(o.podSeccomp ? { seccomp: o.podSeccomp } : {}) }),
+  });
+}
+
+const ctrSeccomp = (buf: Buffer) => decodeSecurityProfile(getMergedAt(buf, CTR_SECCOMP_IN_CREATE)!);
+const isCode = (code: string, re: RegExp) => (e: unknown) => e instanceof SpokeError && e.code === code && re.test(e.message);
+
+describe('getStringMap (map<string,string> at the wire level)', () => {
+  const entry = (parts: Buffer[]) => Buffer.concat([Buffer.from([(SANDBOX_ANNOTATIONS << 3) | 2]), encodeVarint(Buffer.concat(parts).length), ...parts]);
+  const str = (field: number, s: string | Buffer) => {
+    const b = typeof s === 'string' ? Buffer.from(s) : s;
+    return Buffer.concat([Buffer.from([(field << 3) | 2]), encodeVarint(b.length), b]);
+  };
+
+  it('reads protobufjs-encoded annotations, filtered by exact key prefix', () => {
+    const cfg = encode('PodSandboxConfig', podConfig({ annotations: { [`${SC}pod`]: REF_POD, [`x.${SC}pod`]: 'no', [`Seccomp.profiles.spoke.dev/pod`]: 'no', [`${AA}app`]: REF_CTR } }));
+    const m = getStringMap(cfg, SANDBOX_ANNOTATIONS, [SC, AA]);
+    assert.deepEqual([...m].sort(), [[`${AA}app`, REF_CTR], [`${SC}pod`, REF_POD]]);
+    assert.equal(getStringMap(cfg, SANDBOX_ANNOTATIONS).size, 5);
+  });
+
+  it('later entries win, missing key or value is empty, unknown entry fields are skipped', () => {
+    const cfg = Buffer.concat([
+      entry([str(1, `${SC}a`), str(2, 'first')]),
+      entry([str(1, `${SC}a`), str(2, 'second'), Buffer.from([0x18, 0x05])]),
+      entry([str(2, 'lonely value')]),
+      entry([str(1, `${SC}b`)]),
+      entry([str(1, `${SC}c`), str(1, `${SC}d`), str(2, 'v')]),
+    ]);
+    assert.deepEqual([...getStringMap(cfg, SANDBOX_ANNOTATIONS, [SC])], [[`${SC}a`, 'second'], [`${SC}b`, ''], [`${SC}d`, 'v']]);
+    assert.deepEqual([...getStringMap(cfg, SANDBOX_ANNOTATIONS)].find(([k]) => k === ''), ['', 'lonely value']);
+  });
+
+  it('rejects malformed entries and invalid UTF-8 in a selected entry', () => {
+    assert.throws(() => getStringMap(Buffer.from([0x3a, 0x05, 0x0a, 0x09, 0x61]), SANDBOX_ANNOTATIONS), WireError);
+    assert.throws(() => getStringMap(Buffer.from([0x38, 0x01]), SANDBOX_ANNOTATIONS), WireError); // varint where a map entry belongs
+    assert.throws(() => getStringMap(entry([Buffer.from([0x08, 0x01])]), SANDBOX_ANNOTATIONS), WireError); // key as varint
+    const bad = entry([str(1, `${SC}x`), str(2, Buffer.from([0xff, 0xfe]))]);
+    assert.throws(() => getStringMap(bad, SANDBOX_ANNOTATIONS, [SC]), WireError);
+    // Not selected: walked, never decoded.
+    assert.equal(getStringMap(bad, SANDBOX_ANNOTATIONS, [AA]).size, 0);
+  });
+
+  it('property: agrees with protobufjs on arbitrary maps', () => {
+    fc.assert(
+      // (`__proto__` is left out: protobufjs's object maps cannot carry it.)
+      fc.property(fc.dictionary(fc.string({ maxLength: 30 }).filter((k) => k !== '__proto__'), fc.string({ maxLength: 30 }), { maxKeys: 8 }), (ann) => {
+        const cfg = encode('PodSandboxConfig', { annotations: ann, hostname: 'h' });
+        assert.deepEqual([...getStringMap(cfg, SANDBOX_ANNOTATIONS)].sort(), Object.entries(ann).sort());
+      }),
+    );
+  });
+});
+
+describe('ProfileAnnotations', () => {
+  const read = (ann: Record<string, string>) => ProfileAnnotations.read(encode('PodSandboxConfig', podConfig({ annotations: ann })));
+
+  it('container-specific wins over /pod; /pod applies to every container', () => {
+    const a = read({ [`${SC}pod`]: REF_POD, [`${SC}app`]: REF_CTR });
+    assert.equal(a.forContainer('seccomp', 'app')?.reference, REF_CTR);
+    assert.equal(a.forContainer('seccomp', 'app')?.key, `${SC}app`);
+    assert.equal(a.forContainer('seccomp', 'other')?.reference, REF_POD);
+    assert.equal(a.forContainer('seccomp', 'other')?.podLevel, true);
+    assert.equal(a.forContainer('apparmor', 'app'), undefined);
+    assert.equal(a.forPod('seccomp')?.reference, REF_POD);
+  });
+
+  it('refuses a malformed or oversized value naming the annotation, only where it applies', () => {
+    const a = read({ [`${SC}bad`]: 'busybox:latest', [`${SC}big`]: `r.example/p@sha256:${'a'.repeat(600)}`, [`${SC}ok`]: REF_CTR });
+    assert.throws(() => a.forContainer('seccomp', 'bad'), isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/bad: invalid reference/));
+    assert.throws(() => a.forContainer('seccomp', 'big'), isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/big: the value is longer than 512 bytes/));
+    assert.equal(a.forContainer('seccomp', 'ok')?.reference, REF_CTR);
+    assert.equal(a.forContainer('seccomp', 'unrelated'), undefined);
+  });
+
+  it('no PodSandboxConfig, or no spoke annotations: empty', () => {
+    assert.equal(ProfileAnnotations.read(undefined).size, 0);
+    assert.equal(read({ 'a/b': 'c' }).size, 0);
+  });
+});
+
+describe('annotation precedence: RunPodSandbox', () => {
+  const run = (o: Parameters<typeof podConfig>[0]) => encode('RunPodSandboxRequest', { config: podConfig(o), runtime_handler: 'runc' });
+
+  for (const seccomp of [undefined, { profile_type: 'RuntimeDefault' }, { profile_type: 'Unconfined' }]) {
+    it(`pod annotation replaces ${seccomp ? String(seccomp.profile_type) : 'unset'} on the sandbox; only the profile bytes change`, async () => {
+      const h = harness();
+      const req = run({ annotations: { [`${SC}pod`]: REF_POD }, ...(seccomp ? { seccomp } : {}) });
+      const r = await rewriteRunPodSandbox(req, h.deps);
+      assert.ok(r.edited);
+      assert.deepEqual(h.pulls, [{ reference: REF_POD, kind: 'seccomp', namespace: 'team-a' }]);
+      assert.equal(r.holds?.digest, D1);
+      const sc = decodeSecurityProfile(getMergedAt(r.payload, POD_SECCOMP_IN_RUN)!);
+      assert.deepEqual(sc, { profileType: 2, localhostRef: pathOf(REF_POD), ociRef: '', base: undefined });
+      const before = decode('RunPodSandboxRequest', req);
+      const after = decode('RunPodSandboxRequest', r.payload);
+      for (const d of [before, after]) delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+      assert.deepEqual(after, before);
+    });
+  }
+
+  it('a KEP OCI profile wins: the annotation is ignored (no pull) and logged', async () => {
+    const h = harness();
+    const r = await rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } }), h.deps);
+    assert.equal(r.holds?.digest, D3);
+    assert.deepEqual(h.pulls, []);
+    assert.ok(h.logs.some((l) => /ignored/.test(l.msg) && l.fields.annotation === `${SC}pod`));
+  });
+
+  it('Localhost + annotation, privileged sandbox + annotation: InvalidArgument naming the annotation', async () => {
+    const h = harness();
+    await assert.rejects(
+      rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, seccomp: { profile_type: 'Localhost', localhost_ref: '/p.json' } }), h.deps),
+      isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/pod conflicts with the explicit Localhost/),
+    );
+    await assert.rejects(rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, privileged: true }), h.deps), isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/pod conflicts with a privileged sandbox/));
+    assert.deepEqual(h.pulls, []);
+  });
+
+  it('annotation mode off, or only container annotations: the request is not touched', async () => {
+    const h = harness();
+    const req = run({ annotations: { [`${SC}pod`]: REF_POD } });
+    const off = await rewriteRunPodSandbox(req, { seccomp: h.deps.seccomp });
+    assert.equal(off.payload, req);
+    const ctrOnly = run({ annotations: { [`${SC}app`]: REF_CTR, [`${AA}pod`]: REF_POD } });
+    const r = await rewriteRunPodSandbox(ctrOnly, h.deps);
+    assert.equal(r.edited, false);
+    assert.equal(r.payload, ctrOnly);
+  });
+
+  it('a pull failure fails the call naming the annotation, keeping the code', async () => {
+    const h = harness({ pullFails: new SpokeError('PermissionDenied', `${REF_POD}: no rule of the node policy allows registry.example.com`) });
+    await assert.rejects(rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD } }), h.deps), (e: unknown) => {
+      assert.ok(e instanceof SpokeError);
+      assert.equal(e.code, 'PermissionDenied');
+      assert.match(e.message, /annotation seccomp\.profiles\.spoke\.dev\/pod: .*no rule of the node policy/);
+      return true;
+    });
+    assert.ok(h.logs.some((l) => l.msg === 'profile annotation refused'));
+  });
+});
+
+describe('annotation precedence: CreateContainer', () => {
+  for (const seccomp of [undefined, { profile_type: 'RuntimeDefault' }, { profile_type: 'Unconfined' }]) {
+    it(`container annotation replaces ${seccomp ? String(seccomp.profile_type) : 'unset'}`, async () => {
+      const h = harness();
+      const r = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, ...(seccomp ? { seccomp } : {}) }), h.deps);
+      assert.equal(ctrSeccomp(r.payload).localhostRef, pathOf(REF_CTR));
+      assert.equal(r.holds?.digest, D2);
+      assert.deepEqual(h.pulls, [{ reference: REF_CTR, kind: 'seccomp', namespace: 'team-a' }]);
+    });
+  }
+
+  it('container-specific annotation wins over /pod; /pod applies to other containers', async () => {
+    const h = harness();
+    const ann = { [`${SC}pod`]: REF_POD, [`${SC}app`]: REF_CTR };
+    assert.equal(ctrSeccomp((await rewriteCreateContainer(createReq({ annotations: ann }), h.deps)).payload).localhostRef, pathOf(REF_CTR));
+    assert.equal(ctrSeccomp((await rewriteCreateContainer(createReq({ name: 'sidecar', annotations: ann }), h.deps)).payload).localhostRef, pathOf(REF_POD));
+  });
+
+  it('a KEP OCI profile wins (own, or inherited from the pod); the annotation is ignored', async () => {
+    const h = harness();
+    const own = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } }), h.deps);
+    assert.equal(ctrSeccomp(own.payload).localhostRef, pathOf(REF_OCI));
+    const inherited = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, podSeccomp: { profile_type: 'OCI', oci_ref: REF_OCI } }), h.deps);
+    assert.equal(ctrSeccomp(inherited.payload).localhostRef, pathOf(REF_OCI));
+    assert.deepEqual(h.pulls, []);
+    assert.equal(h.logs.filter((l) => /ignored/.test(l.msg)).length, 2);
+  });
+
+  it('a KEP OCI profile wins even over a malformed annotation (ignored, not an error)', async () => {
+    const h = harness();
+    const r = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: 'nope' }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } }), h.deps);
+    assert.equal(ctrSeccomp(r.payload).localhostRef, pathOf(REF_OCI));
+    const sb = await rewriteRunPodSandbox(
+      encode('RunPodSandboxRequest', { config: podConfig({ annotations: { [`${SC}pod`]: 'nope' }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } }) }),
+      h.deps,
+    );
+    assert.equal(sb.holds?.digest, D3);
+    assert.equal(h.logs.filter((l) => /ignored/.test(l.msg)).length, 2);
+  });
+
+  it('Localhost (own or pod-level) + annotation: InvalidArgument naming the annotation', async () => {
+    const h = harness();
+    await assert.rejects(
+      rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, seccomp: { profile_type: 'Localhost', localhost_ref: '/l.json' } }), h.deps),
+      isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/app conflicts with the explicit Localhost seccomp profile "\/l\.json"/),
+    );
+    await assert.rejects(
+      rewriteCreateContainer(createReq({ annotations: { [`${SC}pod`]: REF_POD }, podSeccomp: { profile_type: 'Localhost', localhost_ref: '/l.json' } }), h.deps),
+      isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/pod conflicts/),
+    );
+    assert.deepEqual(h.pulls, []);
+  });
+
+  it('privileged container + annotation (container or pod level): InvalidArgument naming the annotation', async () => {
+    const h = harness();
+    for (const key of [`${SC}app`, `${SC}pod`, `${AA}app`]) {
+      await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [key]: REF_CTR }, privileged: true, seccomp: { profile_type: 'Unconfined' } }), h.deps), (e: unknown) => {
+        assert.ok(e instanceof SpokeError && e.code === 'InvalidArgument');
+        assert.ok(e.message.includes(`annotation ${key} conflicts with a privileged container`), e.message);
+        return true;
+      });
+    }
+    // privileged without annotations: untouched
+    const req = createReq({ privileged: true, annotations: { [`${SC}other`]: REF_CTR } });
+    assert.equal((await rewriteCreateContainer(req, h.deps)).payload, req);
+  });
+
+  it('annotations for other containers only, or mode off: the same buffer is forwarded', async () => {
+    const h = harness();
+    const req = createReq({ annotations: { [`${SC}other`]: REF_CTR, [`${SC}bad`]: 'not a reference' } });
+    const r = await rewriteCreateContainer(req, h.deps);
+    assert.equal(r.edited, false);
+    assert.equal(r.payload, req);
+    const mine = createReq({ annotations: { [`${SC}app`]: REF_CTR } });
+    assert.equal((await rewriteCreateContainer(mine, { seccomp: h.deps.seccomp })).payload, mine);
+    assert.deepEqual(h.pulls, []);
+  });
+
+  it('a malformed annotation value for this container fails naming it (no pull)', async () => {
+    const h = harness();
+    await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: 'registry.example.com/p:latest' } }), h.deps), isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/app: invalid reference/));
+    assert.deepEqual(h.pulls, []);
+  });
+
+  it('AppArmor annotation → Localhost with the generated name; both kinds at once', async () => {
+    const h = harness();
+    const r = await rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR, [`${SC}pod`]: REF_POD }, apparmor: { profile_type: 'RuntimeDefault' } }), h.deps);
+    const aa = decodeSecurityProfile(getMergedAt(r.payload, CTR_APPARMOR_IN_CREATE)!);
+    assert.deepEqual(aa, { profileType: 2, localhostRef: `spoke-${REF_CTR.slice(-16)}`, ociRef: '', base: undefined });
+    assert.equal(ctrSeccomp(r.payload).localhostRef, pathOf(REF_POD));
+    assert.deepEqual(r.appArmor.map((a) => a.digest), [D2]);
+    assert.deepEqual(h.pulls.map((p) => p.kind).sort(), ['apparmor', 'seccomp']);
+  });
+
+  it('AppArmor annotation or OCI field where AppArmor is off: FailedPrecondition, no pull', async () => {
+    const h = harness({ appArmorOff: true });
+    await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR } }), h.deps), isCode('FailedPrecondition', /annotation apparmor\.profiles\.spoke\.dev\/app: .*AppArmor is not enabled on this node/));
+    assert.deepEqual(h.pulls, []);
+    // No AppArmor resolver at all (the unit-level default): the OCI field is refused, never forwarded.
+    await assert.rejects(rewriteCreateContainer(createReq({ apparmor: { profile_type: 'OCI', oci_ref: REF_OCI } }), { seccomp: h.deps.seccomp }), isCode('FailedPrecondition', /AppArmor is not enabled on this node/));
+  });
+
+  it('property: an annotation edit changes the container seccomp profile and nothing else', async () => {
+    const str = fc.string({ maxLength: 16 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          args: fc.array(str, { maxLength: 3 }),
+          labels: fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), str, { maxKeys: 3 }),
+          extra: fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }), str, { maxKeys: 4 }),
+          type: fc.constantFrom(undefined, 'RuntimeDefault', 'Unconfined'),
+          podLevel: fc.boolean(),
+        }),
+        async (g) => {
+          const h = harness();
+          const ann = { ...g.extra, [`${SC}${g.podLevel ? 'pod' : 'app'}`]: REF_CTR };
+          const req = encode('CreateContainerRequest', {
+            pod_sandbox_id: 'sb',
+            config: { metadata: { name: 'app' }, args: g.args, labels: g.labels, linux: { security_context: { run_as_user: { value: 7 }, ...(g.type ? { seccomp: { profile_type: g.type } } : {}) } } },
+            sandbox_config: podConfig({ annotations: ann }),
+          });
+          const r = await rewriteCreateContainer(req, h.deps);
+          const before = decode('CreateContainerRequest', req);
+          const after = decode('CreateContainerRequest', r.payload);
+          const scAfter = (((after.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg;
+          assert.equal(scAfter.profile_type, 'Localhost');
+          assert.equal(scAfter.localhost_ref, pathOf(REF_CTR));
+          for (const d of [before, after]) delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+          assert.deepEqual(after, before);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+});
+
+describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  function setup() {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-'));
+    dirs.push(dir);
+    const store = new ProfileStore({ root: dir });
+    const unloaded: string[] = [];
+    let loads = 0;
+    const tracker = new InUseTracker(store, silentLogger, {
+      unload: async (name) => {
+        unloaded.push(name);
+      },
+    });
+    const load = async () => {
+      loads++;
+    };
+    const live = { sandboxes: [] as string[], containers: [] as string[] };
+    const upstream = {
+      unary: async (path: string) =>
+        path.endsWith('ListPodSandbox')
+          ? encode('ListPodSandboxResponse', { items: live.sandboxes.map((id) => ({ id })) })
+          : encode('ListContainersResponse', { containers: live.containers.map((id) => ({ id, pod_sandbox_id: 's' })) }),
+    } as unknown as Upstream;
+    return { store, tracker, unloaded, loads: () => loads, load, live, upstream };
+  }
+
+  it('loads once, holds per container, unloads after the last container goes', async () => {
+    const t = setup();
+    const a = await t.tracker.claimAppArmor('spoke-1111', D1 as Digest, t.load);
+    await t.tracker.commitAppArmor([a], 'container:c1');
+    const b = await t.tracker.claimAppArmor('spoke-1111', D1 as Digest, t.load);
+    await t.tracker.commitAppArmor([b], 'container:c2');
+    assert.equal(t.loads(), 1);
+    assert.deepEqual((await t.store.inUseHolders(D1 as Digest)).sort(), ['apparmor:spoke-1111@container:c1', 'apparmor:spoke-1111@container:c2']);
+    await t.tracker.released('container:c1');
+    assert.deepEqual(t.unloaded, []);
+    await t.tracker.released('container:c2');
+    assert.deepEqual(t.unloaded, ['spoke-1111']);
+    assert.deepEqual(await t.store.inUseHolders(D1 as Digest), []);
+    // loaded again on the next claim
+    await t.tracker.claimAppArmor('spoke-1111', D1 as Digest, t.load);
+    assert.equal(t.loads(), 2);
+  });
+
+  it('an aborted create releases its claim and unloads an unused profile; a failed load records nothing', async () => {
+    const t = setup();
+    const a = await t.tracker.claimAppArmor('spoke-2222', D2 as Digest, t.load);
+    assert.equal((await t.store.inUseHolders(D2 as Digest)).length, 1);
+    await t.tracker.abortAppArmor([a]);
+    assert.deepEqual(t.unloaded, ['spoke-2222']);
+    assert.deepEqual(await t.store.inUseHolders(D2 as Digest), []);
+    await assert.rejects(
+      t.tracker.claimAppArmor('spoke-3333', D3 as Digest, async () => {
+        throw new SpokeError('Internal', 'loading the AppArmor profile failed');
+      }),
+      /loading/,
+    );
+    assert.deepEqual(await t.store.inUseHolders(D3 as Digest), []);
+  });
+
+  it('rebuild keeps live holders, drops dead ones and unloads what nobody holds any more', async () => {
+    const t = setup();
+    for (const c of ['c1', 'c2']) await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(`spoke-${c}`, D1 as Digest, t.load)], `container:${c}`);
+    const pending = await t.tracker.claimAppArmor('spoke-p', D2 as Digest, t.load);
+    t.live.containers = ['c1'];
+    await t.tracker.rebuild(t.upstream);
+    assert.deepEqual(t.unloaded, ['spoke-c2']);
+    const holders = [...(await t.store.inUse()).values()].flat().sort();
+    assert.deepEqual(holders, ['apparmor:spoke-c1@container:c1', pending.pending]);
+    // after the rebuild the tracker still knows c1's AppArmor holder
+    await t.tracker.released('container:c1');
+    assert.deepEqual(t.unloaded, ['spoke-c2', 'spoke-c1']);
+  });
+});
