@@ -15,6 +15,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   profile: { summary: 'profile validate FILE | profile render --kind apparmor FILE: check a profile, or print the AppArmor policy text spoke would load', load: () => import('./commands/profile.js') },
   merge: { summary: 'print the effective profile (baseline ∩ [base] ∩ ARTIFACT); --explain shows what was constrained', load: () => import('./commands/merge.js') },
   record: { summary: 'run a command in a container under a logging profile and write (or push) the seccomp profile it needs; prints the digest reference with --push', load: () => import('./commands/record.js') },
+  recorder: { summary: "node half of ProfileRecording: record annotated pods' containers and report results", load: () => import('./commands/recorder.js') },
   binding: { summary: 'binding apply -f BINDINGS POD | binding validate -f BINDINGS: the binding webhook offline', load: () => import('./commands/binding.js') },
   controller: { summary: 'run the ProfileBinding admission webhooks (list/watch cache, status)', load: () => import('./commands/controller.js') },
   status: { summary: "check this node: policy, baseline, store, and the shim's CRI socket and feature flag", load: () => import('./commands/status.js') },

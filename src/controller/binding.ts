@@ -26,9 +26,10 @@
 //     seen again under reinvocationPolicy IfNeeded) is left alone without a warning.
 //  7. `annotations` mode: instead of the KEP field, the annotation
 //     `seccomp.profiles.spoke.dev/<container>` (or `apparmor.…`) = reference is added, and the
-//     container's field is set to the binding's baseProfile (RuntimeDefault when none), so a
-//     node without the shim still runs the container confined and the shim reads the base
-//     from the usual field.
+//     container's field is set to RuntimeDefault, so a node without the shim still runs the
+//     container confined. The shim merges an annotation's profile with the node baseline only
+//     and refuses a Localhost field next to an annotation (issue 9: a conflict), so a binding's
+//     Localhost baseProfile cannot travel in this mode: it is dropped with a warning.
 // Invalid bindings (which the validating webhook should have kept out) deny a pod when their
 // image target does not parse or matches one of its images: an admin's binding is never
 // silently skipped.
@@ -239,7 +240,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         changes[FIELD[kind]] = { type: 'OCI', oci };
       } else {
         annotationSets.set(ANNOTATION_PREFIX[kind] + c.name, winner.reference);
-        changes[FIELD[kind]] = winner.baseProfile ? { ...winner.baseProfile } : { type: 'RuntimeDefault' };
+        changes[FIELD[kind]] = { type: 'RuntimeDefault' };
+        if (winner.baseProfile?.type === 'Localhost') {
+          warnings.push(`${what}: ProfileBinding ${winner.name}'s Localhost baseProfile cannot be carried by annotations; the node baseline applies instead`);
+        }
       }
       fieldChanges.set(slot, changes);
       // The API server requires the legacy AppArmor annotation to agree with the field.

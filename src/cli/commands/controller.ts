@@ -3,6 +3,7 @@ import { StatusUpdater } from '../../controller/status.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
+import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, startRecordingControllerFromFlags } from './recorder.js';
 
 const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
 
@@ -23,7 +24,13 @@ options:
   --listen ADDR     [host]:port to listen on (default :9443)
   --annotations     set the shim's per-container annotations instead of the KEP API field
   --kubeconfig F    kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
-  --no-status       do not write ProfileBinding status`;
+  --no-status       do not write ProfileBinding status
+
+ProfileRecordings (reconciled next to the webhooks; finalized by annotating a recording with
+recording.spoke.dev/finalize): per-container results are unioned, built into a profile,
+pushed (and signed), the reference written to status, and with bind: true a ProfileBinding
+created.
+${RECORDING_CONTROLLER_HELP}`;
 
 const FLAGS = {
   'tls-cert': { type: 'string' },
@@ -32,6 +39,7 @@ const FLAGS = {
   annotations: { type: 'boolean' },
   kubeconfig: { type: 'string' },
   'no-status': { type: 'boolean' },
+  ...recordingControllerFlags,
 } as const;
 
 export function parseListen(text: string): { host: string | undefined; port: number } {
@@ -71,6 +79,7 @@ export async function run(argv: string[]): Promise<number> {
 
   source.start();
   updater?.start();
+  const recordings = await startRecordingControllerFromFlags(values, kc, source, log);
   const addr = await server.listen();
   log({ msg: 'listening', address: addr.address, port: addr.port, mode });
   source.waitForSync(60_000).then(
@@ -87,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await server.close();
+  await recordings.close();
   await updater?.stop();
   await source.stop();
   return 0;

@@ -249,18 +249,19 @@ describe('mutation rules', () => {
     assert.match(denied(mutatePod(u, [binding('aa', { kind: 'apparmor' })])), /apparmor profile Unconfined \(by annotation/);
   });
 
-  it('annotations mode: shim annotations, field set to the base profile', () => {
+  it('annotations mode: shim annotations, field RuntimeDefault, a Localhost base dropped with a warning', () => {
     const p = pod([ctr('app'), ctr('side', 'nginx', { seccompProfile: { type: 'RuntimeDefault' } })]);
     const { r, out } = mutate(p, [binding('b', { baseProfile: { type: 'Localhost', localhostProfile: 'base.json' } }), binding('aa', { kind: 'apparmor', reference: REF_B, containers: ['app'] })], 'annotations');
-    ok(r);
+    const res = ok(r);
+    assert.match(res.warnings.join('\n'), /Localhost baseProfile cannot be carried by annotations/);
     assert.deepEqual(out.metadata?.annotations, {
       'seccomp.profiles.spoke.dev/app': REF_A,
       'seccomp.profiles.spoke.dev/side': REF_A,
       'apparmor.profiles.spoke.dev/app': REF_B,
     });
-    assert.deepEqual(seccompOf(out, 0), { type: 'Localhost', localhostProfile: 'base.json' });
+    assert.deepEqual(seccompOf(out, 0), { type: 'RuntimeDefault' });
     assert.deepEqual(out.spec?.containers?.[0]?.securityContext?.appArmorProfile, { type: 'RuntimeDefault' });
-    assert.deepEqual(seccompOf(out, 1), { type: 'Localhost', localhostProfile: 'base.json' });
+    assert.deepEqual(seccompOf(out, 1), { type: 'RuntimeDefault' });
     // Escaped JSON pointer for the `/` in the key when annotations already exist.
     const q = pod([ctr('app')], { annotations: { a: 'b' } });
     const r2 = ok(mutatePod(q, [binding('b', {})], { mode: 'annotations' }));

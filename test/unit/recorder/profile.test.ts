@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { decodeSeccomp, validateArtifact } from '../../../src/profiles/seccomp/index.js';
-import { buildRecordedProfile, LOGGING_PROFILE, RUNTIME_STARTUP_SYSCALLS, writeLoggingProfile } from '../../../src/recorder/profile.js';
+import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, validateArtifact } from '../../../src/profiles/seccomp/index.js';
+import { LOGGING_PROFILE, writeLoggingProfile } from '../../../src/recorder/profile.js';
 import { isSpokeError } from '../../../src/core/errors.js';
 
 test('recorded profile: deterministic bytes whatever the insertion order', () => {

@@ -1,0 +1,281 @@
+// spoke recorder: the node side of ProfileRecording (issue 8). Watches the node's CRI runtime for
+// containers of pods annotated `recording.spoke.dev/name: <recording>`, records their syscalls
+// with the src/recorder session (kernel audit records, printk limit lifted while it runs), and
+// when a container exits reports one ProfileRecordingResult, owned by the recording.
+//
+// Also here: the controller-side wiring of the recording reconciler (flags and start-up), for
+// `spoke controller` to call — cli/ is the only place that may build a registry client.
+
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { SpokeError } from '../../core/errors.js';
+import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
+import type { RecordingController } from '../../controller/recording-kube.js';
+import { selectorMatches } from '../../controller/selector.js';
+import type { ProfileBinding } from '../../controller/types.js';
+import type { OciRuntime } from '../../profiles/seccomp/index.js';
+import { RecorderCriClient } from '../../recorder/cri.js';
+import { RecordingSession } from '../../recorder/session.js';
+import { parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
+import { publisherRegistry } from '../wiring.js';
+
+const HELP = `usage: spoke recorder --upstream SOCK --node NAME [--kubeconfig F] [--oci-runtime R] [--poll-ms N]
+
+The node half of ProfileRecording. Containers of pods annotated
+recording.spoke.dev/name=<recording> (the binding webhook sets it on pods a recording selects;
+in annotation mode the shim runs them under the logging profile, SCMP_ACT_LOG) are recorded
+from the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the
+printk rate limit lifted while recording and restored on exit). When such a container exits,
+one ProfileRecordingResult (its syscall names, node, image, runtime) is created in the pod's
+namespace, owned by the recording; the controller builds the profile when the recording is
+annotated recording.spoke.dev/finalize=<value>. Containers created before the recorder started
+are not reported (their start-up calls were missed). Needs root; one per node (DaemonSet),
+ServiceAccount with ClusterRole spoke-recorder.
+
+options:
+  --upstream SOCK     the CRI runtime socket (containerd, CRI-O)
+  --node NAME         this node's name (reported in results; default $NODE_NAME)
+  --kubeconfig F      kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
+  --oci-runtime R     runc or crun for pods whose runtime handler does not name crun (default runc)
+  --poll-ms N         how often CRI is asked about containers (default 1000)`;
+
+const FLAGS = {
+  upstream: { type: 'string' },
+  node: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'oci-runtime': { type: 'string' },
+  'poll-ms': { type: 'string' },
+} as const;
+
+function log(event: Record<string, unknown>): void {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'recorder', ...event }) + '\n');
+}
+
+interface Sandbox {
+  id: string;
+  metadata?: { name?: string; namespace?: string };
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  runtime_handler?: string;
+}
+interface Ctr {
+  id: string;
+  metadata?: { name?: string };
+  image?: { image?: string; user_specified_image?: string };
+  image_ref?: string;
+  state?: string;
+  created_at?: string;
+}
+
+/** Remembers at most `max` keys, oldest forgotten first. */
+class BoundedSet {
+  private readonly s = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(k: string): boolean {
+    return this.s.has(k);
+  }
+  add(k: string): void {
+    if (this.s.size >= this.max) this.s.delete(this.s.values().next().value as string);
+    this.s.add(k);
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(argv, FLAGS, HELP, [0, 0]);
+  if (help) return 0;
+  if (!values.upstream) throw new UsageError('--upstream is required');
+  const node = values.node ?? process.env.NODE_NAME;
+  if (!node) throw new UsageError('--node (or $NODE_NAME) is required');
+  const defaultRuntime = (values['oci-runtime'] ?? 'runc') as OciRuntime;
+  if (defaultRuntime !== 'runc' && defaultRuntime !== 'crun') throw new UsageError('--oci-runtime must be runc or crun');
+  const pollMs = values['poll-ms'] === undefined ? 1000 : Number(values['poll-ms']);
+  if (!Number.isInteger(pollMs) || pollMs < 50 || pollMs > 60_000) throw new UsageError('--poll-ms must be 50..60000');
+
+  const kube = await import('../../controller/kube.js');
+  const { KubeResultReporter } = await import('../../controller/recording-kube.js');
+  const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig));
+  const cri = new RecorderCriClient(values.upstream);
+  const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
+  const startedNs = BigInt(Date.now()) * 1_000_000n;
+  const lostAtFirstSight = new Map<string, number>();
+  const exitedAt = new Map<string, number>();
+  const done = new BoundedSet(16_384);
+  const recordings = new Map<string, { at: number; rec: ProfileRecording | undefined }>();
+  let stopping = false;
+  const stop = (signal: string) => {
+    log({ msg: 'stopping', signal });
+    stopping = true;
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('exit', () => session.close());
+
+  const recordingOf = async (ns: string, name: string): Promise<ProfileRecording | undefined> => {
+    const k = `${ns}/${name}`;
+    const hit = recordings.get(k);
+    if (hit && Date.now() - hit.at < 30_000) return hit.rec;
+    const rec = await reporter.recording(ns, name);
+    if (recordings.size > 1024) recordings.clear();
+    recordings.set(k, { at: Date.now(), rec });
+    return rec;
+  };
+
+  const report = async (sb: Sandbox, c: Ctr, recName: string): Promise<void> => {
+    const ns = sb.metadata?.namespace ?? '';
+    const container = c.metadata?.name ?? '';
+    const rec = await recordingOf(ns, recName);
+    const forget = () => {
+      session.recorder.forget(c.id);
+      lostAtFirstSight.delete(c.id);
+      exitedAt.delete(c.id);
+      done.add(c.id);
+    };
+    if (!rec) {
+      log({ level: 'warning', msg: 'pod names a recording that does not exist', pod: `${ns}/${sb.metadata?.name}`, recording: recName });
+      return forget();
+    }
+    if (!selectorMatches(rec.spec?.podSelector, sb.labels) || (rec.spec?.containers && !rec.spec.containers.includes(container))) return forget();
+    let image = c.image?.user_specified_image || '';
+    if (!image || image.startsWith('sha256:')) {
+      const st = (await cri.rt('ContainerStatus', { container_id: c.id })).status as { image?: { image?: string }; image_ref?: string } | undefined;
+      image = [c.image?.user_specified_image, st?.image?.image, st?.image_ref, c.image?.image].find((i) => i && !i.startsWith('sha256:')) ?? '';
+    }
+    const result: ProfileRecordingResult = {
+      metadata: { name: childName(recName, c.id.slice(0, 16)), labels: { 'recording.spoke.dev/name': recName.length <= 63 ? recName : recName.slice(0, 63).replace(/[-.]+$/, '') } },
+      spec: {
+        recording: recName,
+        pod: sb.metadata?.name ?? '',
+        container,
+        containerID: c.id,
+        ...(image ? { image } : {}),
+        runtime: (sb.runtime_handler ?? '').includes('crun') ? 'crun' : defaultRuntime,
+        node,
+        syscalls: [...session.recorder.syscalls(c.id)].sort(),
+        lostRecords: session.lost() - (lostAtFirstSight.get(c.id) ?? 0),
+        unnamedCalls: session.recorder.unnamedCalls(c.id).slice(0, 64),
+      },
+    };
+    const outcome = await reporter.report(rec, result);
+    log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords });
+    forget();
+  };
+
+  const tick = async (): Promise<void> => {
+    const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
+    for (const sb of sandboxes) {
+      const recName = sb.annotations?.[POD_RECORDING_ANNOTATION];
+      if (!recName) continue;
+      const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as Ctr[];
+      for (const c of ctrs) {
+        if (done.has(c.id)) continue;
+        if (BigInt(c.created_at ?? '0') < startedNs) {
+          log({ level: 'warning', msg: 'container started before the recorder; not reported', container: c.id.slice(0, 12), pod: `${sb.metadata?.namespace}/${sb.metadata?.name}` });
+          done.add(c.id);
+          continue;
+        }
+        if (!lostAtFirstSight.has(c.id)) lostAtFirstSight.set(c.id, session.lost());
+        if (c.state !== 'CONTAINER_EXITED') continue;
+        // Let the kernel's last records of the container arrive before reporting.
+        const since = exitedAt.get(c.id) ?? Date.now();
+        exitedAt.set(c.id, since);
+        if (Date.now() - since < 1000) continue;
+        try {
+          await report(sb, c, recName);
+        } catch (e) {
+          log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
+        }
+      }
+    }
+  };
+
+  log({ msg: 'recording', node, source: session.source.path });
+  try {
+    while (!stopping) {
+      try {
+        await tick();
+      } catch (e) {
+        log({ level: 'error', msg: 'CRI poll failed', error: (e as Error).message });
+      }
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  } finally {
+    session.close();
+    cri.close();
+  }
+  return 0;
+}
+
+// ---- the controller side, for `spoke controller` ----
+
+/** Flags `spoke controller` adds for recordings. */
+export const recordingControllerFlags = {
+  'recording-repositories': { type: 'string' },
+  'signing-keys': { type: 'string' },
+  'plain-http': { type: 'boolean' },
+  'ca-file': { type: 'string' },
+  'auth-file': { type: 'string' },
+} as const;
+
+export const RECORDING_CONTROLLER_HELP = `  --recording-repositories LIST  comma-separated repositories ProfileRecordings may publish to;
+                    {namespace} is the recording's namespace; a trailing / allows everything
+                    below (e.g. registry.example.com/profiles/{namespace}/). Empty: recordings fail
+  --signing-keys DIR  directory of PEM private keys (a mounted Secret); spec.publish.signWith
+                    names a file in it (default /etc/spoke/signing-keys)
+  --auth-file F     registry credentials for pushing recorded profiles (docker config.json)
+  --plain-http, --ca-file F   registry transport options for pushing`;
+
+export interface RecordingControllerFlagValues {
+  'recording-repositories'?: string;
+  'signing-keys'?: string;
+  'plain-http'?: boolean;
+  'ca-file'?: string;
+  'auth-file'?: string;
+}
+
+/** Reads `dir/name` (a key of the mounted Secret) on every use, so a rotated Secret is picked up. */
+export function signingKeyLoader(dir: string): (name: string) => Promise<string> {
+  return async (name) => {
+    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..') throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`);
+    const path = join(dir, name);
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`);
+    }
+    if (size > 64 * 1024) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`);
+    return readFileSync(path, 'utf8');
+  };
+}
+
+/** Starts the recording reconciler next to the binding webhook (shares its binding cache). */
+export async function startRecordingControllerFromFlags(
+  values: RecordingControllerFlagValues,
+  kc: KubeConfig,
+  bindings: { get(namespace: string, name: string): ProfileBinding | undefined },
+  logFn: (event: Record<string, unknown>) => void,
+): Promise<{ controller: RecordingController; close(): Promise<void> }> {
+  const { startRecordingController } = await import('../../controller/recording-kube.js');
+  const registry = publisherRegistry(values);
+  const allowedRepositories = (values['recording-repositories'] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const controller = startRecordingController(kc, {
+    registry,
+    allowedRepositories,
+    signingKey: signingKeyLoader(values['signing-keys'] ?? '/etc/spoke/signing-keys'),
+    bindings,
+    log: logFn,
+  });
+  return {
+    controller,
+    close: async () => {
+      await controller.stop();
+      await registry.close();
+    },
+  };
+}
+

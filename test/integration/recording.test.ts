@@ -1,0 +1,286 @@
+// The ProfileRecording reconciler on @kubernetes/client-node against the in-test API server
+// (test/helpers/fake-apiserver.ts: resourceVersion, 409 conflicts, bookmarks, 410), pushing to a
+// real docker-registry over plain HTTP.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
+import { startRecordingController, type RecordingController } from '../../src/controller/recording-kube.js';
+import { FINALIZE_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../src/controller/recording.js';
+import type { ProfileBinding } from '../../src/controller/types.js';
+import { buildRecordedProfile, decodeSeccomp } from '../../src/profiles/seccomp/index.js';
+import { UndiciRegistryClient } from '../../src/registry/client.js';
+import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeKey } from '../helpers/signing.js';
+
+const G = { group: 'spoke.dev', version: 'v1alpha1' };
+const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
+const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
+const PB: ResourceDef = { ...G, plural: 'profilebindings', kind: 'ProfileBinding' };
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('ProfileRecording reconciler: fake API server + real registry', () => {
+  let fake: FakeApiServer;
+  let reg: TestRegistry;
+  let kc: KubeConfig;
+  let registry: UndiciRegistryClient;
+  let ctl: RecordingController;
+  const key = makeKey('p256');
+
+  const rec = (name: string, spec: Record<string, unknown>, ns = 'team') => ({
+    metadata: { name, namespace: ns },
+    spec: { podSelector: { matchLabels: { app: name } }, publish: { repository: `${reg.host}/rec/${ns}` }, ...spec },
+  });
+  const get = (name: string, ns = 'team') => fake.get(PR, ns, name) as unknown as ProfileRecording;
+  let n = 0;
+  const result = (recording: string, container: string, syscalls: string[], image = `${'registry.example.com'}/app/${recording}:1.0`, ns = 'team'): ProfileRecordingResult => {
+    const owner = fake.get(PR, ns, recording)!;
+    return {
+      metadata: { name: `${recording}-${n++}`, namespace: ns, ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: recording, uid: owner.metadata.uid as string }] },
+      spec: { recording, pod: `${recording}-pod-${n}`, container, runtime: 'runc', node: 'node-1', syscalls, image },
+    };
+  };
+  const annotate = (name: string, value: string, ns = 'team') => {
+    const cur = fake.get(PR, ns, name)!;
+    fake.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { ...((cur.metadata.annotations as Record<string, string>) ?? {}), [FINALIZE_ANNOTATION]: value } } });
+  };
+  const manifestPuts = () => reg.requests().filter((r) => r.method === 'PUT' && r.path.includes('/manifests/')).length;
+
+  before(async () => {
+    reg = await startRegistry();
+    fake = new FakeApiServer({ resources: [PR, PRR, PB], token: 'rec-token' });
+    const server = await fake.listen();
+    kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'fake', server, skipTLSVerify: true }],
+      users: [{ name: 'controller', token: 'rec-token' }],
+      contexts: [{ name: 'fake', cluster: 'fake', user: 'controller' }],
+      currentContext: 'fake',
+    });
+    registry = new UndiciRegistryClient({ insecure: [reg.host] });
+    fake.create(PR, rec('web', { bind: true }));
+    ctl = startRecordingController(kc, {
+      registry,
+      allowedRepositories: [`${reg.host}/rec/{namespace}`],
+      signingKey: async (name) => {
+        if (name !== 'release') throw new Error(`no key file ${name}`);
+        return key.privatePem;
+      },
+      conflictDelayMs: 20,
+      backoffInitialMs: 50,
+      reflector: { backoffInitialMs: 20, watchTimeoutSeconds: 60 },
+      log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined,
+    });
+    await ctl.waitForSync(5000);
+  });
+
+  after(async () => {
+    await ctl?.stop();
+    await registry?.close();
+    await fake?.close();
+    await reg?.stop();
+  });
+
+  it('counts results while recording, finalizes on the annotation, pushes, writes status (409 retried), binds once', async () => {
+    await until('phase Recording', () => get('web').status?.phase === 'Recording');
+    assert.equal(get('web').status?.results, 0);
+    assert.equal(fake.watcherCount, 3, 'recordings, results and bindings are watched');
+
+    fake.create(PRR, result('web', 'app', ['read', 'write', 'openat']));
+    fake.create(PRR, result('web', 'app', ['read', 'mkdir']));
+    fake.create(PRR, result('web', 'sidecar', ['recvfrom', 'sendto'], 'docker.io/library/envoy:1.30'));
+    await until('3 results counted', () => get('web').status?.results === 3);
+    assert.match(get('web').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /annotate recording\.spoke\.dev\/finalize/);
+
+    reg.resetRequests();
+    const conflictsBefore = ctl.reconciler.stats.conflicts;
+    fake.inject({ method: 'PUT', match: '/profilerecordings/web/status', code: 409, times: 1 });
+    annotate('web', '1');
+    await until('phase Completed', () => get('web').status?.phase === 'Completed');
+    const st = get('web').status!;
+    assert.equal(ctl.reconciler.stats.conflicts, conflictsBefore + 1, 'the 409 was retried');
+    assert.equal(st.finalizeToken, '1');
+    assert.equal(st.results, 3);
+    assert.deepEqual(
+      st.profiles?.map((p) => p.containers),
+      [['app'], ['sidecar']],
+    );
+    const finalized = st.conditions?.find((c) => c.type === 'Finalized');
+    assert.equal(finalized?.status, 'True');
+    assert.equal(st.conditions?.find((c) => c.type === 'Bound')?.status, 'True');
+
+    // The registry has exactly the deterministic profile bytes under each digest reference.
+    await reg.settle();
+    assert.equal(manifestPuts(), 2, 'each profile pushed once despite the conflict');
+    for (const [p, calls] of [
+      [st.profiles![0]!, ['read', 'write', 'openat', 'mkdir']],
+      [st.profiles![1]!, ['recvfrom', 'sendto']],
+    ] as const) {
+      const [, digest] = p.reference.split('@') as [string, string];
+      assert.ok(p.reference.startsWith(`${reg.host}/rec/team@sha256:`), p.reference);
+      const manifest = await (await fetch(`${reg.url}/v2/rec/team/manifests/${digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json() as { layers: { digest: string }[]; artifactType: string };
+      assert.equal(manifest.artifactType, 'application/vnd.cncf.seccomp-profile.config.v1+json');
+      const layer = Buffer.from(await (await fetch(`${reg.url}/v2/rec/team/blobs/${manifest.layers[0]!.digest}`)).arrayBuffer());
+      assert.ok(layer.equals(buildRecordedProfile(new Set(calls), 'runc').bytes));
+      assert.equal(decodeSeccomp(layer).defaultAction, 'SCMP_ACT_ERRNO');
+    }
+    const tagged = await fetch(`${reg.url}/v2/rec/team/manifests/web-app`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(tagged.status, 200);
+    assert.equal(tagged.headers.get('docker-content-digest'), st.profiles![0]!.reference.split('@')[1]);
+
+    // One binding per profile, with the recording's selector and the recorded image.
+    const bindings = fake.list(PB) as unknown as ProfileBinding[];
+    assert.deepEqual(bindings.map((b) => b.metadata.name).sort(), ['web-app', 'web-sidecar']);
+    const app = bindings.find((b) => b.metadata.name === 'web-app')!;
+    assert.equal(app.spec.reference, st.profiles![0]!.reference);
+    assert.equal(app.spec.image, 'registry.example.com/app/web:1.0');
+    assert.deepEqual(app.spec.podSelector, { matchLabels: { app: 'web' } });
+    assert.deepEqual(app.spec.containers, ['app']);
+    assert.equal(bindings.find((b) => b.metadata.name === 'web-sidecar')!.spec.image, 'docker.io/library/envoy:1.30');
+    assert.deepEqual(
+      st.profiles?.map((p) => p.binding),
+      ['web-app', 'web-sidecar'],
+    );
+  });
+
+  it('a second reconcile pushes, writes and creates nothing', async () => {
+    await until('binding cache', () => ctl.bindings.get('team', 'web-app') !== undefined);
+    await ctl.reconciler.idle();
+    const rv = get('web').metadata.resourceVersion;
+    const revision = fake.currentRevision;
+    reg.resetRequests();
+    const out = await ctl.reconciler.reconcile('team', 'web');
+    assert.deepEqual(out, { action: 'none', pushed: 0, bindingsCreated: 0 });
+    // A resync of everything, and a late result: counted, but the snapshot stays.
+    ctl.reconciler.enqueueAll();
+    await ctl.reconciler.idle();
+    assert.equal(get('web').metadata.resourceVersion, rv);
+    assert.equal(fake.currentRevision, revision, 'no write at all');
+    fake.create(PRR, result('web', 'app', ['ptrace']));
+    await until('late result counted', () => get('web').status?.results === 4);
+    await ctl.reconciler.idle();
+    await reg.settle();
+    assert.equal(manifestPuts(), 0);
+    assert.equal(fake.list(PB).length, 2);
+    assert.equal(get('web').status?.phase, 'Completed');
+    assert.equal(fake.requests.filter((r) => r.method === 'POST' && r.path.includes('profilebindings')).length, 2, 'bindings created exactly once');
+  });
+
+  it('a new finalize value rebuilds; an existing binding with another reference is reported, not replaced', async () => {
+    annotate('web', '2');
+    await until('rebuilt', () => get('web').status?.finalizeToken === '2' && get('web').status?.phase === 'Completed');
+    const st = get('web').status!;
+    const bound = st.conditions?.find((c) => c.type === 'Bound');
+    assert.equal(bound?.status, 'False');
+    assert.equal(bound?.reason, 'BindingExists');
+    assert.match(bound?.message ?? '', /web-app exists with reference .*; delete it to bind/);
+    assert.equal((fake.get(PB, 'team', 'web-sidecar') as unknown as ProfileBinding).spec.reference, st.profiles![1]!.reference, 'sidecar profile unchanged: same digest, binding kept');
+    // Deleting the stale binding lets the controller create the new one.
+    fake.remove(PB, 'team', 'web-app');
+    await until('binding cache dropped it', () => ctl.bindings.get('team', 'web-app') === undefined);
+    ctl.reconciler.enqueue('team/web');
+    await until('rebound', () => get('web').status?.conditions?.find((c) => c.type === 'Bound')?.status === 'True');
+    assert.equal((fake.get(PB, 'team', 'web-app') as unknown as ProfileBinding).spec.reference, st.profiles![0]!.reference);
+  });
+
+  it('Containers strategy with signWith: one profile, signed with the mounted key', async () => {
+    fake.create(PR, rec('api', { mergeStrategy: 'Containers', publish: { repository: `${reg.host}/rec/team`, signWith: 'release' } }));
+    await until('recording', () => get('api').status?.phase === 'Recording');
+    fake.create(PRR, result('api', 'main', ['read', 'write']));
+    fake.create(PRR, result('api', 'helper', ['nanosleep', 'clock_nanosleep']));
+    await until('2 results', () => get('api').status?.results === 2);
+    annotate('api', 'now');
+    await until('completed', () => get('api').status?.phase === 'Completed');
+    const st = get('api').status!;
+    assert.equal(st.profiles?.length, 1);
+    assert.deepEqual(st.profiles![0]!.containers, ['helper', 'main']);
+    assert.equal(st.profiles![0]!.signed, true);
+    assert.equal(ctl.reconciler.stats.signatures, 1);
+    // Without the referrers API the bundle is found through the tag-schema index sha256-<hex>.
+    const digest = st.profiles![0]!.reference.split('@')[1]!;
+    const idx = await fetch(`${reg.url}/v2/rec/team/manifests/sha256-${digest.slice(7)}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    assert.equal(idx.status, 200);
+    const body = (await idx.json()) as { manifests: { artifactType?: string }[] };
+    assert.ok(body.manifests.some((m) => m.artifactType === 'application/vnd.dev.sigstore.bundle.v0.3+json'));
+    assert.equal(fake.list(PB).filter((b) => (b.metadata.name as string).startsWith('api')).length, 0, 'bind: false creates nothing');
+  });
+
+  it('permanent problems end in Failed with the reason; nothing is pushed', async () => {
+    reg.resetRequests();
+    fake.create(PR, rec('empty', {}));
+    annotate('empty', '1');
+    await until('waiting', () => get('empty').status?.phase === 'Finalizing');
+    assert.equal(get('empty').status?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'WaitingForResults');
+    assert.equal(get('empty').status?.profiles, undefined);
+
+    fake.create(PR, rec('elsewhere', { publish: { repository: `${reg.host}/rec/other-team` } }));
+    fake.create(PRR, result('elsewhere', 'app', ['read']));
+    await until('result seen', () => get('elsewhere').status?.results === 1);
+    annotate('elsewhere', '1');
+    await until('failed', () => get('elsewhere').status?.phase === 'Failed');
+    assert.equal(get('elsewhere').status?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'RepositoryNotAllowed');
+
+    fake.create(PR, rec('nokey', { publish: { repository: `${reg.host}/rec/team`, signWith: 'missing' } }));
+    fake.create(PRR, result('nokey', 'app', ['read']));
+    await until('result seen', () => get('nokey').status?.results === 1);
+    annotate('nokey', '1');
+    await until('failed', () => get('nokey').status?.phase === 'Failed');
+    assert.match(get('nokey').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /no key file missing/);
+    fake.create(PR, rec('lossy', {}));
+    const lossy = result('lossy', 'app', ['read']);
+    fake.create(PRR, { ...lossy, spec: { ...lossy.spec, lostRecords: 2 } });
+    await until('result seen', () => get('lossy').status?.results === 1);
+    annotate('lossy', '1');
+    await until('failed', () => get('lossy').status?.phase === 'Failed');
+    assert.equal(get('lossy').status?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'IncompleteRecording');
+    assert.match(get('lossy').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /lost 2 audit record/);
+    await reg.settle();
+    assert.equal(manifestPuts(), 0);
+
+    // A result arriving after an early finalize: built as soon as it is seen.
+    fake.create(PRR, result('empty', 'app', ['read', 'write']));
+    await until('completed', () => get('empty').status?.phase === 'Completed');
+  });
+
+  it('a registry outage keeps Finalizing and is retried with backoff', async () => {
+    // Its own API server: the main controller would refuse this repository.
+    const api = new FakeApiServer({ resources: [PR, PRR, PB] });
+    const kc2 = new KubeConfig();
+    kc2.loadFromOptions({
+      clusters: [{ name: 'fake', server: await api.listen(), skipTLSVerify: true }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'fake', cluster: 'fake', user: 'u' }],
+      currentContext: 'fake',
+    });
+    const down = new UndiciRegistryClient({ insecure: ['127.0.0.1:9'], timeoutMs: 500 });
+    const other = startRecordingController(kc2, { registry: down, allowedRepositories: ['127.0.0.1:9/{namespace}'], backoffInitialMs: 100, reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
+    try {
+      await other.waitForSync(5000);
+      const r = api.create(PR, { metadata: { name: 'offline', namespace: 'team' }, spec: { podSelector: {}, publish: { repository: '127.0.0.1:9/team' } } });
+      api.create(PRR, {
+        metadata: { name: 'offline-0', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'offline', uid: r.metadata.uid }] },
+        spec: { recording: 'offline', pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] },
+      });
+      const st = () => (api.get(PR, 'team', 'offline') as unknown as ProfileRecording).status;
+      await until('result counted', () => st()?.results === 1);
+      const cur = api.get(PR, 'team', 'offline')!;
+      api.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
+      await until('finalizing', () => st()?.phase === 'Finalizing', 15_000);
+      assert.equal(st()?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'PublishFailed');
+      await until('retried', () => other.reconciler.stats.errors >= 2, 15_000);
+      assert.equal(st()?.phase, 'Finalizing');
+    } finally {
+      await other.stop();
+      await down.close();
+      await api.close();
+    }
+  });
+});

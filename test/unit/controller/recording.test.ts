@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isSpokeError } from '../../../src/core/errors.js';
+import {
+  bindingFor,
+  bindingImage,
+  childName,
+  planProfiles,
+  repositoryAllowed,
+  validateRecording,
+  type CompiledRecording,
+  type ProfileRecording,
+  type ProfileRecordingResult,
+} from '../../../src/controller/recording.js';
+import { validateBinding } from '../../../src/controller/validate.js';
+import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES } from '../../../src/profiles/seccomp/index.js';
+import { I386_SYSCALLS, X86_64_SYSCALLS } from '../../../src/recorder/syscalls.js';
+
+function recording(spec: Partial<ProfileRecording['spec']> = {}): CompiledRecording {
+  const v = validateRecording({
+    metadata: { name: 'web', namespace: 'team', uid: 'u-1' },
+    spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/profiles/team' }, ...spec },
+  });
+  assert.ok(v.ok, JSON.stringify(v));
+  return v.recording;
+}
+
+let n = 0;
+function result(container: string, syscalls: string[], extra: Partial<ProfileRecordingResult['spec']> = {}, uid = 'u-1'): ProfileRecordingResult {
+  return {
+    metadata: { name: `web-${n++}`, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'web', uid }] },
+    spec: { recording: 'web', pod: `web-${n}`, container, runtime: 'runc', node: 'node-1', syscalls, image: 'registry.example.com/app/web:1.2', ...extra },
+  };
+}
+
+const names = (bytes: Buffer) => decodeSeccomp(bytes).syscalls![0]!.names;
+
+test('the x86 name set equals the recorder tables (no drift)', () => {
+  const tables = new Set([...X86_64_SYSCALLS.values(), ...I386_SYSCALLS.values()]);
+  assert.deepEqual([...X86_SYSCALL_NAMES].sort(), [...tables].sort());
+});
+
+test('mergeStrategy None: one profile per container name, union over pods', () => {
+  const rec = recording();
+  const plans = planProfiles(rec, [result('app', ['read', 'write']), result('sidecar', ['recvfrom']), result('app', ['mkdir', 'read'])]);
+  assert.deepEqual(
+    plans.map((p) => [p.key, p.containers, p.tag]),
+    [
+      ['app', ['app'], 'web-app'],
+      ['sidecar', ['sidecar'], 'web-sidecar'],
+    ],
+  );
+  const app = plans[0]!;
+  assert.deepEqual(app.syscalls, ['mkdir', 'read', 'write']);
+  assert.equal(app.results.length, 2);
+  assert.ok(app.bytes.equals(buildRecordedProfile(new Set(['mkdir', 'read', 'write']), 'runc').bytes));
+  assert.ok(!names(plans[1]!.bytes).includes('mkdir'), 'None keeps containers apart');
+});
+
+test('mergeStrategy Containers: one profile for all containers', () => {
+  const rec = recording({ mergeStrategy: 'Containers' });
+  const plans = planProfiles(rec, [result('app', ['read', 'write']), result('sidecar', ['recvfrom'])]);
+  assert.equal(plans.length, 1);
+  assert.equal(plans[0]!.key, '*');
+  assert.equal(plans[0]!.tag, 'web');
+  assert.deepEqual(plans[0]!.containers, ['app', 'sidecar']);
+  for (const s of ['read', 'write', 'recvfrom', ...RUNTIME_STARTUP_SYSCALLS.runc]) assert.ok(names(plans[0]!.bytes).includes(s), s);
+});
+
+test('deterministic: the same results in any order give the same bytes', () => {
+  const rec = recording({ mergeStrategy: 'Containers' });
+  const rs = [result('app', ['read', 'write']), result('b', ['openat', 'close']), result('app', ['exit_group'])];
+  const a = planProfiles(rec, rs);
+  const b = planProfiles(rec, [...rs].reverse());
+  assert.ok(a[0]!.bytes.equals(b[0]!.bytes));
+});
+
+test('mixed runtimes: both start-up sets are allowed', () => {
+  const plans = planProfiles(recording(), [result('app', ['read']), result('app', ['read'], { runtime: 'crun' })]);
+  const got = names(plans[0]!.bytes);
+  for (const s of [...RUNTIME_STARTUP_SYSCALLS.runc, ...RUNTIME_STARTUP_SYSCALLS.crun]) assert.ok(got.includes(s), s);
+  assert.deepEqual(plans[0]!.runtimes, ['crun', 'runc']);
+});
+
+test('empty → error, never an allow-nothing profile', () => {
+  assert.throws(() => planProfiles(recording(), []), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && /no recording results/.test(e.message));
+  // results only for containers the recording does not list
+  assert.throws(() => planProfiles(recording({ containers: ['other'] }), [result('app', ['read'])]), /no recording results/);
+  // results of another recording object of the same name (other uid) do not count
+  assert.throws(() => planProfiles(recording(), [result('app', ['read'], {}, 'u-old')]), /no recording results/);
+  // a result that recorded nothing is an incomplete recording
+  assert.throws(() => planProfiles(recording(), [result('app', ['read']), result('app', [])]), /no syscalls were recorded/);
+});
+
+test('incomplete or forged results are refused', () => {
+  assert.throws(() => planProfiles(recording(), [result('app', ['read'], { lostRecords: 3 })]), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && /lost 3/.test(e.message));
+  assert.throws(() => planProfiles(recording(), [result('app', ['read'], { unnamedCalls: ['c000003e:999'] })]), /cannot name/);
+  assert.throws(() => planProfiles(recording(), [result('app', ['read', 'OCI_ARTIFACT_TEST'])]), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && /not x86 syscall names/.test(e.message));
+  assert.throws(() => planProfiles(recording(), [result('app', ['read'], { runtime: 'kata' as never })]), /runtime must be runc or crun/);
+});
+
+test('recording spec validation', () => {
+  const bad = (spec: unknown) => {
+    const v = validateRecording({ metadata: { name: 'r', namespace: 'n' }, spec });
+    assert.equal(v.ok, false);
+    return (v as { problems: string[] }).problems.join('; ');
+  };
+  assert.match(bad({ publish: { repository: 'r.example.com/p' } }), /podSelector: required/);
+  assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p:v1' } }), /without tag/);
+  assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p@sha256:' + 'a'.repeat(64) } }), /without digest/);
+  assert.match(bad({ podSelector: {}, publish: { repository: 'nohost' } }), /registry host/);
+  assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p', signWith: '../etc/passwd' } }), /signWith/);
+  assert.match(bad({ podSelector: {}, mergeStrategy: 'Pods', publish: { repository: 'r.example.com/p' } }), /None or Containers/);
+  assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p' }, bind: 'yes' }), /bind/);
+});
+
+test('repository allow-list with {namespace}', () => {
+  const repo = recording().repository;
+  assert.equal(repositoryAllowed(repo, 'team', ['registry.example.com/profiles/{namespace}']), true);
+  assert.equal(repositoryAllowed(repo, 'other', ['registry.example.com/profiles/{namespace}']), false);
+  assert.equal(repositoryAllowed(repo, 'team', ['registry.example.com/profiles/']), true);
+  assert.equal(repositoryAllowed(repo, 'team', ['registry.example.com/prof']), false);
+  assert.equal(repositoryAllowed(repo, 'team', []), false);
+});
+
+test('binding image, names and the binding itself', () => {
+  assert.equal(bindingImage(['registry.example.com/app/web:1.2']), 'registry.example.com/app/web:1.2');
+  assert.equal(bindingImage(['busybox:1.36', 'docker.io/library/busybox:1.36']), 'docker.io/library/busybox:1.36');
+  assert.equal(bindingImage(['busybox:1.36', 'busybox:1.37']), 'docker.io/library/busybox');
+  assert.equal(bindingImage([`busybox@sha256:${'a'.repeat(64)}`]), 'docker.io/library/busybox');
+  assert.equal(bindingImage(['busybox:1', 'nginx:1']), '*');
+  assert.equal(bindingImage([]), '*');
+  const long = childName('r'.repeat(250), 'container');
+  assert.ok(long.length <= 253 && long.endsWith('-container'));
+  assert.notEqual(childName('r'.repeat(250), 'container'), childName('r'.repeat(251), 'container'));
+  const rec = recording();
+  const b = bindingFor(rec, { key: 'app', containers: ['app'], image: 'registry.example.com/app/web:1.2' }, `registry.example.com/profiles/team@sha256:${'b'.repeat(64)}`);
+  assert.equal(b.metadata.name, 'web-app');
+  assert.deepEqual(b.spec.podSelector, { matchLabels: { app: 'web' } });
+  assert.deepEqual(b.spec.containers, ['app']);
+  assert.equal(validateBinding(b).ok, true);
+});
