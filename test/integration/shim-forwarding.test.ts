@@ -166,6 +166,32 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     await ctrd.importImages();
   });
 
+  test('PullImage through the shim from a real registry', async () => {
+    // The busybox test image, copied into a real docker-registry with skopeo, then pulled by
+    // containerd because the kubelet's PullImage went through the shim.
+    const { execFileSync } = await import('node:child_process');
+    const { buildBusyboxImageTar } = await import('../helpers/busybox-image.js');
+    const { startRegistry } = await import('../helpers/registry.js');
+    const reg = await startRegistry();
+    try {
+      const tar = join(work, 'images-for-registry.tar');
+      buildBusyboxImageTar(tar);
+      const ref = `${reg.host}/e2e/pulled:1`;
+      execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci-archive:${tar}:busybox-1`, `docker://${ref}`]);
+      const pulled = await via.img('PullImage', { image: { image: ref } });
+      assert.match(String(pulled.image_ref), /^sha256:[0-9a-f]{64}$/);
+      const st = await direct.img('ImageStatus', { image: { image: ref } });
+      assert.ok((st.image as Msg | undefined)?.repo_tags, 'containerd has the image the shim asked for');
+      await reg.settle();
+      // The layers are already in containerd's content store (same busybox), so it resolves the
+      // manifest and config from the registry and reuses the layer.
+      assert.ok(reg.requests().some((r) => r.path.startsWith('/v2/e2e/pulled/')), JSON.stringify(reg.requests()));
+      await direct.img('RemoveImage', { image: { image: ref } });
+    } finally {
+      await reg.stop();
+    }
+  });
+
   test('sandbox and container lifecycle, exec, stats', async () => {
     const logDir = join(work, 'logs-lifecycle');
     mkdirSync(logDir, { recursive: true });
