@@ -3,7 +3,7 @@
 // the validating webhook for ProfileBinding objects.
 
 import { mutatePod, type AppliedBinding, type BindingMode } from './binding.js';
-import type { BindingSource } from './source.js';
+import type { BindingSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
 
@@ -73,6 +73,8 @@ export interface PodReviewOptions {
   mode?: BindingMode;
   /** Called after an allowed, non-dry-run admission that applied bindings (status tracking). */
   onApplied?: (m: PodMatch) => void;
+  /** ProfileRecordings: pods they select are annotated for recording (binding.ts R1–R5). */
+  recordings?: RecordingSource;
 }
 
 export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewOptions = {}): AdmissionReview {
@@ -91,7 +93,10 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
       status: { code: 503, reason: 'ServiceUnavailable', message: 'spoke: ProfileBinding cache not synced yet; retry shortly' },
     });
   }
-  const result = mutatePod(pod, source.list(namespace), { mode: opts.mode ?? 'field' });
+  // An unsynced recording cache does not hold pods back: a pod not marked for recording only
+  // stays under its bindings (never looser), so it is admitted with a warning.
+  const recordingsReady = opts.recordings?.synced() === true;
+  const result = mutatePod(pod, source.list(namespace), { mode: opts.mode ?? 'field', ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}) });
   if ('denied' in result) {
     return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${result.denied}` } });
   }
@@ -100,7 +105,8 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64');
   }
-  if (result.warnings.length > 0) response.warnings = result.warnings;
+  const warnings = opts.recordings && !recordingsReady ? [...result.warnings, 'spoke: ProfileRecording cache not synced yet; the pod was not checked for recording'] : result.warnings;
+  if (warnings.length > 0) response.warnings = warnings;
   if (result.applied.length > 0 && req.dryRun !== true && opts.onApplied) {
     opts.onApplied({ namespace, workload: workloadOf(pod, req.name), applied: result.applied });
   }

@@ -33,6 +33,25 @@
 // Invalid bindings (which the validating webhook should have kept out) deny a pod when their
 // image target does not parse or matches one of its images: an admin's binding is never
 // silently skipped.
+//
+// Recording (issue 8), only when the caller passes the ProfileRecordings of the namespace:
+//  R1. A recording selects the pod when it is valid, not finalized (no non-empty
+//      `recording.spoke.dev/finalize` annotation: a finalized recording is a snapshot), its
+//      podSelector matches and, when it lists `containers`, one of them is in the pod. Invalid
+//      recordings select nothing (recording is not a confinement: missing one never loosens).
+//  R2. Two recordings select the pod → denied, naming both. A pod already annotated
+//      `recording.spoke.dev/name` with another recording is denied the same way.
+//  R3. The recorded containers: those the recording selects (all containers and init
+//      containers, or its `containers`) that are not privileged (warning: a privileged
+//      container runs unconfined and cannot be recorded) and whose seccomp profile is unset or
+//      RuntimeDefault (warning otherwise: the node keeps an explicit profile, so they would not
+//      be recorded). None left → nothing is marked.
+//  R4. The pod gets `recording.spoke.dev/name: <recording>`, and, when not every container is
+//      recorded, `recording.spoke.dev/containers: a,b` (sorted) for the shim.
+//  R5. Recording wins over binding for the recorded containers' seccomp profile: the binding
+//      is not applied to them (warning naming both), the node runs them under the logging
+//      profile (`spoke shim --recording`). Every other container, and AppArmor, is bound as
+//      usual: nothing else is loosened.
 
 import type { ProfileKind } from '../core/constants.js';
 import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
@@ -47,6 +66,7 @@ import {
   type SeccompProfile,
 } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
+import { FINALIZE_ANNOTATION, POD_RECORDING_ANNOTATION, POD_RECORDING_CONTAINERS_ANNOTATION, validateRecording, type CompiledRecording } from './recording.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
 
@@ -55,6 +75,8 @@ export type BindingMode = 'field' | 'annotations';
 export interface MutateOptions {
   /** `field` (default): the KEP API field. `annotations`: the shim's per-container annotations. */
   mode?: BindingMode;
+  /** The ProfileRecordings of the pod's namespace (raw objects); undefined: recording is not considered. */
+  recordings?: readonly unknown[];
 }
 
 export interface AppliedBinding {
@@ -191,6 +213,12 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const fieldChanges = new Map<Slot, Partial<Record<'seccompProfile' | 'appArmorProfile', SeccompProfile>>>();
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
+  const recording = options.recordings ? planRecording(pod, slots, options.recordings) : undefined;
+  if (recording) {
+    denials.push(...recording.denials);
+    warnings.push(...recording.warnings);
+    for (const [k, v] of recording.annotations) if (pod.metadata?.annotations?.[k] !== v) annotationSets.set(k, v);
+  }
 
   for (const slot of slots) {
     const c = slot.container;
@@ -201,6 +229,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         .sort((a, b) => compareSpecificity(b.rank, a.rank) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       if (candidates.length === 0) continue;
       const winner = candidates[0] as CompiledBinding;
+      if (kind === 'seccomp' && recording?.recorded.has(slot)) {
+        warnings.push(`${what} is recorded by ProfileRecording ${recording.name} and runs under the logging profile; ProfileBinding ${winner.name} not applied to this pod`);
+        continue;
+      }
       const second = candidates[1];
       if (second && compareSpecificity(winner.rank, second.rank) === 0) {
         denials.push(
@@ -286,4 +318,66 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const boundedWarnings = warnings.slice(0, MAX_WARNINGS).map((w) => truncate(w, MAX_WARNING_LENGTH));
   if (warnings.length > MAX_WARNINGS) boundedWarnings[MAX_WARNINGS - 1] = `${warnings.length - MAX_WARNINGS + 1} more warnings not shown`;
   return { patch, warnings: boundedWarnings, applied };
+}
+
+interface RecordingPlan {
+  name: string;
+  recorded: Set<Slot>;
+  annotations: Map<string, string>;
+  denials: string[];
+  warnings: string[];
+}
+
+function finalized(raw: unknown): boolean {
+  const v = (raw as { metadata?: { annotations?: Record<string, unknown> } })?.metadata?.annotations?.[FINALIZE_ANNOTATION];
+  return typeof v === 'string' && v !== '';
+}
+
+/** Rules R1–R4 (header): which recording marks the pod and which containers it records. */
+function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly unknown[]): RecordingPlan | undefined {
+  const labels = pod.metadata?.labels;
+  const selecting: CompiledRecording[] = [];
+  for (const raw of rawRecordings) {
+    if (finalized(raw)) continue;
+    const v = validateRecording(raw);
+    if (!v.ok) continue;
+    const r = v.recording;
+    if (!selectorMatches(r.podSelector, labels)) continue;
+    if (r.containers && !slots.some((s) => r.containers!.has(s.container.name))) continue;
+    selecting.push(r);
+  }
+  if (selecting.length === 0) return undefined;
+  selecting.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const rec = selecting[0] as CompiledRecording;
+  const plan: RecordingPlan = { name: rec.name, recorded: new Set(), annotations: new Map(), denials: [], warnings: [] };
+  if (selecting.length > 1) {
+    plan.denials.push(`the pod is selected by ProfileRecordings ${selecting.map((r) => r.name).join(' and ')}; a pod can be recorded for one recording only: narrow their podSelectors`);
+    return plan;
+  }
+  const existing = pod.metadata?.annotations?.[POD_RECORDING_ANNOTATION];
+  if (existing !== undefined && existing !== '' && existing !== rec.name) {
+    plan.denials.push(`the pod is annotated ${POD_RECORDING_ANNOTATION}: ${JSON.stringify(existing.slice(0, 253))} but selected by ProfileRecording ${rec.name}; remove the annotation or narrow the recording's podSelector`);
+    return plan;
+  }
+  for (const slot of slots) {
+    const c = slot.container;
+    if (rec.containers && !rec.containers.has(c.name)) continue;
+    const what = `${slot.list === 'initContainers' ? 'init container' : 'container'} "${c.name}"`;
+    if (c.securityContext?.privileged === true) {
+      plan.warnings.push(`${what} is privileged and runs unconfined: ProfileRecording ${rec.name} cannot record it`);
+      continue;
+    }
+    const current = effectiveProfile('seccomp', pod, c);
+    if (current.type !== 'unset' && current.type !== 'RuntimeDefault') {
+      plan.warnings.push(`${what} keeps its seccomp profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileRecording ${rec.name} does not record it`);
+      continue;
+    }
+    plan.recorded.add(slot);
+  }
+  if (plan.recorded.size === 0) return plan;
+  plan.annotations.set(POD_RECORDING_ANNOTATION, rec.name);
+  if (plan.recorded.size < slots.length) {
+    plan.annotations.set(POD_RECORDING_CONTAINERS_ANNOTATION, [...new Set([...plan.recorded].map((s) => s.container.name))].sort().join(','));
+  }
+  return plan;
 }

@@ -52,6 +52,12 @@ export class InformerBindingSource implements BindingSource {
   private syncWaiters: (() => void)[] = [];
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /**
+   * Ends the current watch wait. On this client-node version aborting the watch's controller
+   * does not call the done callback, so stop() would wait for the server-side timeout (minutes):
+   * stop() resolves the wait itself, as recording-kube.ts's Reflector does.
+   */
+  private endWatch: (() => void) | undefined;
   /** Counters for tests and logs. */
   readonly stats = { lists: 0, watches: 0, bookmarks: 0, expired: 0, errors: 0 };
 
@@ -100,6 +106,7 @@ export class InformerBindingSource implements BindingSource {
     this.stopped = true;
     this.abort?.abort();
     this.wake?.();
+    this.endWatch?.();
     await this.loop;
   }
 
@@ -203,11 +210,20 @@ export class InformerBindingSource implements BindingSource {
     const base = this.opts.watchTimeoutSeconds ?? 300;
     const timeoutSeconds = base + Math.floor(Math.random() * base);
     this.stats.watches++;
-    return new Promise<WatchEnd>((resolve) => {
+    return new Promise<WatchEnd>((resolveOnce) => {
+      let settled = false;
+      const resolve = (end: WatchEnd) => {
+        if (settled) return;
+        settled = true;
+        this.endWatch = undefined;
+        resolveOnce(end);
+      };
+      this.endWatch = () => resolve({ kind: 'closed' });
       let expired = false;
       let failure: unknown;
       const path = `/apis/${GROUP}/${VERSION}/${BINDING_PLURAL}`;
       const onEvent = (type: string, obj: ProfileBinding & { code?: number; message?: string }) => {
+        if (settled || this.stopped) return; // a stopped cache takes no more events
         if (type === 'ERROR') {
           if (obj?.code === 410) expired = true;
           else failure = Object.assign(new Error(obj?.message ?? 'watch ERROR event'), { code: obj?.code });

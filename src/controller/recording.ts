@@ -31,6 +31,8 @@ export const RESULT_PLURAL = 'profilerecordingresults';
 
 /** On pods (set by the binding webhook or by hand): the recording the pod's containers are recorded for. */
 export const POD_RECORDING_ANNOTATION = 'recording.spoke.dev/name';
+/** On pods (set by the binding webhook when not every container is recorded): `a,b`, the containers the shim records. */
+export const POD_RECORDING_CONTAINERS_ANNOTATION = 'recording.spoke.dev/containers';
 /** On recordings (set by the user): finalize now; a new value finalizes again. */
 export const FINALIZE_ANNOTATION = 'recording.spoke.dev/finalize';
 /** On results and created bindings: the recording they belong to. */

@@ -1,6 +1,7 @@
 // Where the webhook gets the bindings of a namespace from. The controller gives it the
 // informer-backed cache (informer.ts); tests and `spoke binding apply` give a static list.
 
+import type { ProfileRecording } from './recording.js';
 import type { ProfileBinding } from './types.js';
 
 export interface BindingSource {
@@ -23,6 +24,37 @@ export class StaticBindingSource implements BindingSource {
   }
 
   list(namespace: string): readonly ProfileBinding[] {
+    return this.byNamespace.get(namespace) ?? [];
+  }
+
+  synced(): boolean {
+    return true;
+  }
+}
+
+/**
+ * Where the webhook gets the ProfileRecordings of a namespace from (to mark pods for
+ * recording). The controller gives it the recording controller's list/watch cache; tests give
+ * a static list. Without one the webhook never marks pods.
+ */
+export interface RecordingSource {
+  /** The recordings of `namespace` as last seen (raw objects; validated by the caller). */
+  list(namespace: string): readonly ProfileRecording[];
+  /** False until the first complete list: before that pods are admitted unmarked, with a warning. */
+  synced(): boolean;
+}
+
+export class StaticRecordingSource implements RecordingSource {
+  private readonly byNamespace = new Map<string, ProfileRecording[]>();
+
+  constructor(recordings: readonly ProfileRecording[], defaultNamespace = 'default') {
+    for (const r of recordings) {
+      const ns = r.metadata?.namespace ?? defaultNamespace;
+      this.byNamespace.set(ns, [...(this.byNamespace.get(ns) ?? []), r]);
+    }
+  }
+
+  list(namespace: string): readonly ProfileRecording[] {
     return this.byNamespace.get(namespace) ?? [];
   }
 

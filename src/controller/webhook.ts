@@ -3,7 +3,8 @@
 //   POST /mutate-pods        mutating webhook, pods CREATE (admission.k8s.io/v1, JSONPatch)
 //   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
 //   GET  /healthz            process alive
-//   GET  /readyz             200 once the binding source has synced (Service endpoints wait for it)
+//   GET  /readyz             200 once the binding source has synced (Service endpoints wait for it;
+//                            the recording source is not waited for: an unmarked pod is never looser)
 // Which namespaces reach /mutate-pods is decided by the MutatingWebhookConfiguration's
 // namespaceSelector (`spoke.dev/binding: enabled`, deploy/controller/webhooks.yaml), not here.
 
@@ -13,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BadReview, reviewBinding, reviewPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
-import type { BindingSource } from './source.js';
+import type { BindingSource, RecordingSource } from './source.js';
 
 /** The API server caps request bodies at 3 MiB; a pod CREATE review stays well below 4 MiB. */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
@@ -22,6 +23,8 @@ export interface WebhookOptions {
   certFile: string;
   keyFile: string;
   source: BindingSource;
+  /** ProfileRecordings (the recording controller's cache): selected pods are marked for recording. */
+  recordings?: RecordingSource;
   host?: string;
   port?: number;
   mode?: BindingMode;
@@ -117,7 +120,7 @@ export class WebhookServer {
         throw new BadReview('body is not valid JSON');
       }
       const started = process.hrtime.bigint();
-      const out = path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode: this.opts.mode, onApplied: this.opts.onApplied }) : reviewBinding(doc);
+      const out = path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode: this.opts.mode, onApplied: this.opts.onApplied, recordings: this.opts.recordings }) : reviewBinding(doc);
       const r = out.response;
       this.opts.log?.({
         msg: 'admission',

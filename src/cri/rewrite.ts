@@ -33,6 +33,13 @@
 // An annotation's reference is pulled first (node policy, node credentials, the pipeline's
 // single-flight, cache, signature and failure rules), then applied; any failure fails the call
 // with a message naming the annotation and keeping the pull's error code.
+//
+// Recording (recording.ts; `spoke shim --recording`): a CreateContainer whose sandbox_config
+// carries `recording.spoke.dev/name` and whose container is selected gets the logging profile
+// as Localhost, only when its effective seccomp profile (own, else the pod's) is unset or
+// RuntimeDefault, it is not privileged and no spoke seccomp annotation applies to it; anything
+// explicit wins over recording (logged), so recording never replaces a stricter request.
+// Without --recording the annotation is ignored (logged).
 
 import type { ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
@@ -63,6 +70,7 @@ import {
   SANDBOX_METADATA,
   type SecurityProfileMsg,
 } from './messages.js';
+import { readRecording, recordingSelects, type PodRecording, type RecordingDeps } from './recording.js';
 import { fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt, WIRE_VARINT } from './wire.js';
 
 export type Resolver = (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<Applied>;
@@ -82,6 +90,8 @@ export interface RewriteDeps {
   appArmor?: AppArmorResolver;
   /** Annotation mode; undefined: annotations are not read at all. */
   annotations?: AnnotationDeps;
+  /** Recording annotations; undefined: not read at all (see recording.ts for --recording off). */
+  recording?: RecordingDeps;
 }
 
 export interface RewriteResult {
@@ -300,16 +310,61 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const container = meta ? getString(meta, 1) : '';
   const who = `container ${podName(sandboxConfig)}/${container || '?'}`;
   const annotations = deps.annotations ? ProfileAnnotations.read(sandboxConfig) : ProfileAnnotations.NONE;
+  const recording = deps.recording ? readRecording(sandboxConfig) : undefined;
   // Fast path: nothing OCI anywhere and no annotation → not ours.
   const anyOci = [CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE, CTR_APPARMOR_IN_CREATE, POD_APPARMOR_IN_CREATE].some((p) => {
     const m = getMergedAt(payload, p);
     return m !== undefined && anyOciType(m);
   });
-  if (!anyOci && annotations.size === 0) return { payload, edited: false, holds: undefined, appArmor: [] };
+  if (!anyOci && annotations.size === 0 && recording === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 
   const ctx = { annotations, deps, container, namespace: namespaceOf(sandboxConfig), privileged: privilegedAt(payload, CTR_SECCTX_IN_CREATE, CTR_PRIVILEGED) };
+  // Decided on the request as the kubelet sent it, before any edit.
+  const logging = recording ? recordingProfileFor(payload, recording, deps, ctx, who) : undefined;
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
-  const aa = await containerKind(sc.out, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
+  // Eligible means no OCI profile reached the container and no annotation applied: only a
+  // pod-level OCI profile in sandbox_config may have been resolved, which the container overrides.
+  const scOut = logging !== undefined ? replaceMessageAt(sc.out, CTR_SECCOMP_IN_CREATE, encodeLocalhostProfile(logging)) : sc.out;
+  const aa = await containerKind(scOut, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
   if (aa.out === payload) return { payload, edited: false, holds: undefined, appArmor: [] };
   return { payload: aa.out, edited: true, holds: sc.held[0], appArmor: aa.held };
+}
+
+/**
+ * The logging profile's path when the container is to be recorded (recording.ts, header), else
+ * undefined; every case that keeps the container's profile is logged.
+ */
+function recordingProfileFor(
+  payload: Buffer,
+  rec: PodRecording,
+  deps: RewriteDeps,
+  ctx: { annotations: ProfileAnnotations; container: string; privileged: boolean },
+  who: string,
+): string | undefined {
+  const r = deps.recording!;
+  const log = (level: LogLevel, msg: string, extra: Record<string, unknown> = {}) => r.log?.(level, msg, { who, recording: rec.name, ...extra });
+  if (!recordingSelects(rec, ctx.container)) return undefined;
+  if (r.loggingProfile === undefined) {
+    log('info', 'recording annotation ignored: the shim runs without --recording');
+    return undefined;
+  }
+  if (rec.problem !== undefined) {
+    log('warn', 'recording annotation malformed; the container is not recorded', { error: rec.problem });
+    return undefined;
+  }
+  const keep = (why: string) => log('info', `recording skipped: ${why}; the container keeps its profile`);
+  if (ctx.privileged) return void keep('privileged container');
+  if (pathOccurrences(payload, CTR_SECCOMP_IN_CREATE).some((n) => n > 1)) return void keep('the container seccomp profile occurs more than once');
+  const own = getMergedAt(payload, CTR_SECCOMP_IN_CREATE);
+  const pod = getMergedAt(payload, POD_SECCOMP_IN_CREATE);
+  const effective = own !== undefined ? decodeSecurityProfile(own) : pod !== undefined ? decodeSecurityProfile(pod) : undefined;
+  if (effective !== undefined && effective.profileType !== PROFILE_RUNTIME_DEFAULT) {
+    return void keep(`${TYPE_NAMES[effective.profileType] ?? `profile_type ${effective.profileType}`} seccomp profile ${own !== undefined ? 'set on the container' : 'inherited from the pod'}`);
+  }
+  if (deps.annotations && ctx.annotations.size > 0) {
+    const ann = ctx.annotations.forContainer('seccomp', ctx.container);
+    if (ann !== undefined) return void keep(`profile annotation ${ann.key} applies`);
+  }
+  log('info', 'container runs under the logging profile for recording', { profile: r.loggingProfile });
+  return r.loggingProfile;
 }

@@ -45,6 +45,7 @@ import {
   STREAMING,
 } from './methods.js';
 import { OwnedHandlers } from './owned.js';
+import { installLoggingProfile } from './recording.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type RewriteDeps, type RewriteResult } from './rewrite.js';
 import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './status.js';
 import { Upstream } from './upstream.js';
@@ -72,6 +73,11 @@ export interface ShimServerOptions<P> {
   socketMode?: number;
   /** Annotation mode: honour `seccomp|apparmor.profiles.spoke.dev/…` pod annotations (rewrite.ts). */
   annotations?: boolean;
+  /**
+   * Recording (recording.ts): install the logging profile at start and run containers of pods
+   * annotated `recording.spoke.dev/name` under it. Off: the annotation is ignored (logged).
+   */
+  recording?: boolean;
 }
 
 interface Call {
@@ -110,6 +116,8 @@ export class ShimServer<P = unknown> {
   private rebuildTimer: NodeJS.Timeout | undefined;
   private rebuilding: Promise<unknown> | undefined;
   private readonly annotationDeps: AnnotationDeps | undefined;
+  /** The installed logging profile (start(), with `recording`). */
+  private loggingProfile: string | undefined;
 
   constructor(private readonly opts: ShimServerOptions<P>) {
     this.logger = opts.deps.logger;
@@ -134,6 +142,11 @@ export class ShimServer<P = unknown> {
 
   /** Binds the socket (refusing a path that is not a socket; removing a stale one) and starts. */
   async start(): Promise<void> {
+    if (this.opts.recording) {
+      // Before the socket exists: no pod can ask for the profile before it is on disk.
+      this.loggingProfile = await installLoggingProfile(this.opts.deps.seccompRoot);
+      this.logger.log('info', 'recording enabled: logging profile installed', { profile: this.loggingProfile });
+    }
     const path = this.opts.listen;
     await prepareSocketPath(path);
     const server = createServer({ settings: { initialWindowSize: 4 * 1024 * 1024 }, maxSessionMemory: 64 });
@@ -358,6 +371,7 @@ export class ShimServer<P = unknown> {
         return prepared;
       },
       ...(this.annotationDeps ? { annotations: this.annotationDeps } : {}),
+      recording: { loggingProfile: this.loggingProfile, log: (level, msg, fields) => this.logger.log(level, msg, fields) },
     };
     try {
       result = await rewrite(payload, deps);

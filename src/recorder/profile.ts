@@ -1,16 +1,15 @@
-// The logging profile recorded workloads run under, and where the node daemon installs it.
-// The recorded profile itself is built in profiles/seccomp/recorded.ts (pure; the controller
-// builds it too); it is re-exported here for the recorder's callers.
+// Where the node daemon installs the logging profile recorded workloads run under. The profile
+// itself (LOGGING_PROFILE, its bytes and file name) lives in profiles/seccomp/recorded.ts, pure,
+// so that the CRI shim (`spoke shim --recording`, src/cri/recording.ts) writes the same file;
+// the recorded profile is built there too (the controller builds it as well). Both are
+// re-exported here for the recorder's callers.
 
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeCanonical, RECORDED_ARCHITECTURES, type SeccompProfile } from '../profiles/seccomp/index.js';
+import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
 
 export { buildRecordedProfile, RECORDED_ARCHITECTURES, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime } from '../profiles/seccomp/index.js';
-
-/** The profile recorded workloads run under: every call allowed and logged. */
-export const LOGGING_PROFILE: SeccompProfile = { defaultAction: 'SCMP_ACT_LOG', architectures: [...RECORDED_ARCHITECTURES] };
-export const LOGGING_PROFILE_NAME = 'spoke-record-log.json';
+export { LOGGING_PROFILE, LOGGING_PROFILE_NAME } from '../profiles/seccomp/recorded.js';
 
 /**
  * Installs the logging profile under `seccompRoot` (e.g. /var/lib/kubelet/seccomp) and returns
@@ -20,7 +19,7 @@ export const LOGGING_PROFILE_NAME = 'spoke-record-log.json';
 export function writeLoggingProfile(seccompRoot: string): string {
   const dir = join(seccompRoot, 'spoke');
   const path = join(dir, LOGGING_PROFILE_NAME);
-  const bytes = encodeCanonical(LOGGING_PROFILE);
+  const bytes = loggingProfileBytes();
   try {
     if (readFileSync(path).equals(bytes)) return path;
   } catch {

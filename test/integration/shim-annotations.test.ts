@@ -251,6 +251,45 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     }
   });
 
+  test('recording.spoke.dev/name without --recording: ignored (logged), the request reaches containerd unchanged', async () => {
+    const p = await pod({ 'recording.spoke.dev/name': 'rec-off' });
+    const cid = await container(p, 'recoff', { seccomp: { profile_type: 'RuntimeDefault' } });
+    const seen = upstreamRequests('CreateContainerRequest', 'recoff.log').map((r) => (((r.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg);
+    assert.deepEqual(seen.map((s) => s.profile_type), ['RuntimeDefault']);
+    assert.match(await sh(cid, 'grep Seccomp: /proc/self/status'), /Seccomp:\s+2/, 'RuntimeDefault, as sent');
+    assert.ok(shim!.logs().some((l) => /recording annotation ignored: the shim runs without --recording/.test(String(l.msg)) && l.recording === 'rec-off'));
+  });
+
+  test('recording.spoke.dev/name through `spoke shim --recording`: the logging profile (Seccomp: 2, mkdir allowed)', async () => {
+    const recShim = await startShim(['--listen', join(work, 'shim-rec.sock'), '--upstream', tap.listen, '--store', join(work, 'store-rec'), '--seccomp-root', join(work, 'seccomp'), '--policy', join(work, 'policy.yaml'), '--recording', '--log-level', 'debug']);
+    const recCri = new CriClient(join(work, 'shim-rec.sock'));
+    try {
+      const logging = join(work, 'seccomp', 'spoke', 'spoke-record-log.json');
+      assert.equal(recShim.logs().find((l) => l.msg === 'shim ready')?.recording, true);
+      assert.equal((JSON.parse(readFileSync(logging, 'utf8')) as { defaultAction: string }).defaultAction, 'SCMP_ACT_LOG', 'installed by the shim at start');
+      const logDir = join(work, `logs-rec`);
+      mkdirSync(logDir, { recursive: true });
+      const config = { ...hostNetworkPod('ann-rec', logDir), annotations: { 'recording.spoke.dev/name': 'rec-on' } };
+      const id = (await recCri.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
+      pods.push(id);
+      const cfg: Msg = { metadata: { name: 'recon' }, image: { image: BUSYBOX_IMAGE }, command: SLEEP, log_path: 'recon.log' };
+      const cid = (await recCri.rt('CreateContainer', { pod_sandbox_id: id, config: cfg, sandbox_config: config })).container_id as string;
+      await recCri.rt('StartContainer', { container_id: cid });
+      const seen = upstreamRequests('CreateContainerRequest', 'recon.log').map((r) => (((r.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg);
+      assert.deepEqual(seen.map((s) => [s.profile_type, s.localhost_ref]), [['Localhost', logging]]);
+      const exec = async (script: string) => {
+        const r = await recCri.rt('ExecSync', { container_id: cid, cmd: ['/bin/sh', '-c', script], timeout: 10 });
+        return (r.stdout as Buffer).toString() + (r.stderr as Buffer).toString();
+      };
+      assert.match(await exec('grep Seccomp: /proc/self/status'), /Seccomp:\s+2/);
+      assert.match(await exec('mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_OK/, 'SCMP_ACT_LOG allows');
+      assert.ok(recShim.logs().some((l) => /runs under the logging profile/.test(String(l.msg)) && l.recording === 'rec-on'));
+    } finally {
+      recCri.close();
+      await stopShim(recShim);
+    }
+  });
+
   test('removing the pods releases every holder', async () => {
     for (const id of pods) {
       await cri.rt('StopPodSandbox', { pod_sandbox_id: id }).catch(() => undefined);

@@ -339,7 +339,30 @@ describe('informer-backed source and status on client-node against the fake API 
     } finally {
       await src.stop();
     }
-    assert.equal(fake.watcherCount, 0, 'stop() closes the watch');
+    // stop() no longer waits for client-node to report the aborted watch. This fake sends a watch's
+    // response headers with its first event only (a real API server sends them at once), and
+    // client-node hands out the watch's AbortController after the headers: a bookmark flushes them.
+    fake.bookmark();
+    await until('stop() closes the watch', () => fake.watcherCount === 0);
+  });
+
+  it('stop() returns promptly while a watch is open (client-node abort does not end the wait)', async () => {
+    fake.create(PB, binding('stop-fast', {}, 'stopping'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20, watchTimeoutSeconds: 300 });
+    src.start();
+    await src.waitForSync(5000);
+    await until('watch open', () => fake.watcherCount >= 1);
+    const t0 = performance.now();
+    await src.stop();
+    const ms = performance.now() - t0;
+    assert.ok(ms < 2000, `stop() took ${Math.round(ms)} ms`);
+    assert.equal(src.stats.watches, 1, 'no new watch after stop()');
+    // This fake sends the response headers with the first event only, so client-node hands out the
+    // watch's AbortController late: once it does, the stopped reflector aborts the connection
+    // (and ignores the event that came with the headers).
+    fake.create(PB, binding('after-stop', {}, 'stopping'));
+    await until('watch closed', () => fake.watcherCount === 0);
+    assert.equal(src.get('stopping', 'after-stop'), undefined, 'a stopped cache takes no more events');
   });
 
   it('the webhook answers from the informer cache and status is written with 409 retry', async () => {

@@ -10,7 +10,10 @@ const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] 
 Runs the ProfileBinding admission webhooks over HTTPS with its own serving certificate:
   POST /mutate-pods        pods CREATE in namespaces labelled spoke.dev/binding=enabled
                            (the MutatingWebhookConfiguration's namespaceSelector): sets the
-                           KEP-6061 OCI profile on containers and init containers
+                           KEP-6061 OCI profile on containers and init containers;
+                           pods a ProfileRecording selects (not finalized) are annotated
+                           recording.spoke.dev/name (and /containers) instead of bound, for
+                           spoke shim --recording and spoke recorder
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
   GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding list
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
@@ -75,11 +78,23 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { log });
-  const server = new WebhookServer({ certFile: cert, keyFile: key, host, port, mode, source, log, onApplied: updater ? (m) => updater?.record(m) : undefined });
 
   source.start();
   updater?.start();
   const recordings = await startRecordingControllerFromFlags(values, kc, source, log);
+  // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
+  const recordingCache = recordings.controller.recordings;
+  const server = new WebhookServer({
+    certFile: cert,
+    keyFile: key,
+    host,
+    port,
+    mode,
+    source,
+    recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
+    log,
+    onApplied: updater ? (m) => updater?.record(m) : undefined,
+  });
   const addr = await server.listen();
   log({ msg: 'listening', address: addr.address, port: addr.port, mode });
   source.waitForSync(60_000).then(

@@ -60,6 +60,14 @@ options:
                        (node policy, node credentials) and applied like OCI profiles. A KEP OCI
                        profile wins; RuntimeDefault, Unconfined and unset are replaced; Localhost
                        or a privileged container with an annotation fails the call
+  --recording          recording (default off; no config key): writes the logging profile
+                       (SCMP_ACT_LOG default) to <seccomp-root>/spoke/spoke-record-log.json at
+                       start and runs the containers of pods annotated recording.spoke.dev/name
+                       (all, or those listed in recording.spoke.dev/containers: a,b) under it,
+                       for spoke recorder. Only an unset or RuntimeDefault seccomp profile is
+                       replaced (the logging profile is looser than RuntimeDefault); Localhost,
+                       OCI, Unconfined, a profile annotation or a privileged container is kept
+                       (logged). Without this flag the annotation is ignored (logged)
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
 SIGHUP reloads the policy and the baseline.`;
@@ -80,6 +88,7 @@ export async function run(argv: string[]): Promise<number> {
       'log-level': { type: 'string' },
       'auth-file': { type: 'string' },
       annotations: { type: 'boolean' },
+      recording: { type: 'boolean' },
     },
     HELP,
     [0, 0],
@@ -142,6 +151,7 @@ export async function run(argv: string[]): Promise<number> {
     listen: config.listen,
     upstream: config.upstream,
     annotations: config.annotations,
+    recording: values.recording === true,
     deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor },
   });
   try {
@@ -160,6 +170,7 @@ export async function run(argv: string[]): Promise<number> {
     policy: config.policy,
     metrics: config.metrics || undefined,
     annotations: config.annotations,
+    recording: values.recording === true,
     startupMs: Math.round(performance.now() - started),
     sinceProcessStartMs: Math.round(process.uptime() * 1000),
   });

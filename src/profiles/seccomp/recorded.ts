@@ -136,3 +136,19 @@ export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: Oci
   validateArtifact(decodeSeccomp(bytes));
   return { profile, bytes };
 }
+
+/**
+ * The logging profile recorded workloads run under (`spoke record`, and pods annotated
+ * `recording.spoke.dev/name` through `spoke shim --recording`): every call allowed and logged
+ * (SCMP_ACT_LOG, kernel audit type 1326). Looser than RuntimeDefault: only ever applied on
+ * request. The node daemon writes it itself under `<seccompRoot>/spoke/`, so there is no
+ * "profile not found" race.
+ */
+export const LOGGING_PROFILE: SeccompProfile = { defaultAction: 'SCMP_ACT_LOG', architectures: [...RECORDED_ARCHITECTURES] };
+/** Its file name under `<seccompRoot>/spoke/`. */
+export const LOGGING_PROFILE_NAME = 'spoke-record-log.json';
+
+/** The logging profile's canonical bytes (what the node daemons write). */
+export function loggingProfileBytes(): Buffer {
+  return encodeCanonical(LOGGING_PROFILE);
+}

@@ -1,0 +1,87 @@
+// Recording (issue 8): pods the binding webhook marked for a ProfileRecording run their selected
+// containers under the logging profile (SCMP_ACT_LOG default), so that `spoke recorder` can read
+// their syscalls from the kernel's audit records. The names are repeated from
+// src/controller/recording.ts because cri/ may not import controller/:
+//   recording.spoke.dev/name        the recording; its presence (non-empty) marks the pod
+//   recording.spoke.dev/containers  optional, `a,b`: only these containers are recorded;
+//                                   absent: every container and init container of the pod
+// The logging profile is looser than RuntimeDefault, so this is opt-in on the node:
+// `spoke shim --recording`. Without it the annotation is ignored (logged at info per container).
+// With it, a selected container whose effective seccomp profile (its own, else the pod's) is
+// unset or RuntimeDefault gets Localhost = <seccompRoot>/spoke/spoke-record-log.json, written by
+// the shim itself at start (no "profile not found" race). Everything explicit stays as it is,
+// with a log line: Localhost, OCI (pod- or container-level), Unconfined, a spoke seccomp profile
+// annotation for the container (annotation mode), a privileged container. A malformed annotation
+// records nothing (warn): failing to record only keeps the pod stricter. The sandbox (pause) is
+// never recorded.
+
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import type { LogLevel } from '../core/runtime.js';
+import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
+import { writeFileAtomic } from '../store/fsutil.js';
+import { SANDBOX_ANNOTATIONS } from './messages.js';
+import { getStringMap } from './wire.js';
+
+export const RECORDING_ANNOTATION = 'recording.spoke.dev/name';
+export const RECORDING_CONTAINERS_ANNOTATION = 'recording.spoke.dev/containers';
+const PREFIXES = ['recording.spoke.dev/'] as const;
+const MAX_NAME = 253;
+const MAX_CONTAINERS_VALUE = 4096;
+const MAX_CONTAINERS = 64;
+const CONTAINER_NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export interface RecordingDeps {
+  /** Absolute path of the installed logging profile; undefined: `--recording` is off and the annotation is ignored. */
+  loggingProfile: string | undefined;
+  log?(level: LogLevel, msg: string, fields: Record<string, unknown>): void;
+}
+
+export interface PodRecording {
+  /** The recording's name (for logs), at most 253 characters. */
+  name: string;
+  /** Listed containers; undefined: all. */
+  containers: ReadonlySet<string> | undefined;
+  /** Set when the annotations are malformed: nothing is recorded. */
+  problem?: string;
+}
+
+/** The recording annotations of a PodSandboxConfig; undefined when the pod is not marked. Throws WireError when malformed protobuf. */
+export function readRecording(podSandboxConfig: Uint8Array | undefined): PodRecording | undefined {
+  if (podSandboxConfig === undefined) return undefined;
+  const m = getStringMap(podSandboxConfig, SANDBOX_ANNOTATIONS, PREFIXES);
+  const name = m.get(RECORDING_ANNOTATION);
+  if (name === undefined || name === '') return undefined;
+  const shown = name.slice(0, MAX_NAME);
+  if (name.length > MAX_NAME) return { name: shown, containers: undefined, problem: `${RECORDING_ANNOTATION} is longer than ${MAX_NAME} characters` };
+  const list = m.get(RECORDING_CONTAINERS_ANNOTATION);
+  if (list === undefined) return { name, containers: undefined };
+  if (list.length > MAX_CONTAINERS_VALUE) return { name, containers: undefined, problem: `${RECORDING_CONTAINERS_ANNOTATION} is longer than ${MAX_CONTAINERS_VALUE} characters` };
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  const bad = names.find((n) => !CONTAINER_NAME_RE.test(n));
+  if (bad !== undefined) return { name, containers: undefined, problem: `${RECORDING_CONTAINERS_ANNOTATION}: ${JSON.stringify(bad.slice(0, 64))} is not a container name` };
+  if (names.length === 0 || names.length > MAX_CONTAINERS) {
+    return { name, containers: undefined, problem: `${RECORDING_CONTAINERS_ANNOTATION} must list 1 to ${MAX_CONTAINERS} container names` };
+  }
+  return { name, containers: new Set(names) };
+}
+
+export function recordingSelects(rec: PodRecording, container: string): boolean {
+  return rec.containers === undefined || rec.containers.has(container);
+}
+
+/**
+ * Writes the logging profile to `<seccompRoot>/spoke/spoke-record-log.json` (atomically; kept
+ * when the bytes are already there) and returns its path. Called by the shim at start.
+ */
+export async function installLoggingProfile(seccompRoot: string): Promise<string> {
+  const dir = join(seccompRoot, 'spoke');
+  const path = join(dir, LOGGING_PROFILE_NAME);
+  const bytes = loggingProfileBytes();
+  const current = await readFile(path).catch(() => undefined);
+  if (current === undefined || !current.equals(bytes)) await writeFileAtomic(path, bytes, join(dir, '.tmp'), { mode: 0o644 });
+  return path;
+}
