@@ -186,7 +186,9 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
       // The layers are already in containerd's content store (same busybox), so it resolves the
       // manifest and config from the registry and reuses the layer.
       assert.ok(reg.requests().some((r) => r.path.startsWith('/v2/e2e/pulled/')), JSON.stringify(reg.requests()));
+      // Same image id as the test busybox: RemoveImage drops every tag of it, so re-import.
       await direct.img('RemoveImage', { image: { image: ref } });
+      await ctrd.importImages();
     } finally {
       await reg.stop();
     }
