@@ -41,6 +41,7 @@ import {
   type RecordedProfileStatus,
 } from './recording.js';
 import type { ProfileBinding } from './types.js';
+import { codeOf } from './status-code.js';
 
 /** The registry contract, as publish/ takes it (controller/ does not import registry/). */
 export type PublishRegistry = Parameters<typeof pushProfile>[0];
@@ -84,12 +85,6 @@ const MAX_REMEMBERED = 1024;
 
 class Transient extends Error {}
 
-function codeOf(e: unknown): number | undefined {
-  const o = e as { code?: unknown; statusCode?: unknown } | undefined;
-  if (typeof o?.code === 'number') return o.code;
-  if (typeof o?.statusCode === 'number') return o.statusCode;
-  return undefined;
-}
 
 function messageOf(e: unknown): string {
   return (e as Error)?.message ?? String(e);

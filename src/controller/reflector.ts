@@ -1,0 +1,255 @@
+// Reflector<T>: a list/watch cache of one spoke.dev custom resource in all namespaces, on
+// @kubernetes/client-node's Watch and CustomObjectsApi. Paginated list (limit/continue; an
+// expired continue token restarts the list), then watch from the list's resourceVersion with
+// allowWatchBookmarks; a watch that ends is resumed from the last resourceVersion seen (events
+// or bookmarks); 410 Gone — as an HTTP status or as an ERROR event in the stream — discards the
+// resourceVersion and relists; other errors back off exponentially (capped) and retry.
+// client-node's own ListWatch neither asks for bookmarks nor retries after errors, hence this.
+// On client-node 1.4 aborting a watch does not call its done callback until the server-side
+// timeout, so stop() ends the wait itself.
+
+import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { GROUP, VERSION, type ObjectMeta } from './types.js';
+import { codeOf } from './status-code.js';
+
+export type KubeObject = { metadata: ObjectMeta };
+export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';
+type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'error'; error: unknown };
+
+
+export interface GenericReflectorOptions<T> {
+  plural: string;
+  pageSize?: number;
+  watchTimeoutSeconds?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  log?: (event: Record<string, unknown>) => void;
+  onChange?: (type: ChangeType, obj: T) => void;
+}
+
+export class Reflector<T extends KubeObject> {
+  private objects = new Map<string, Map<string, T>>();
+  private rv = '';
+  private hasSynced = false;
+  private stopped = true;
+  private abort: AbortController | undefined;
+  private readonly api: CustomObjectsApi;
+  private readonly watch: Watch;
+  private syncWaiters: (() => void)[] = [];
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  /** Ends the current watch wait: client-node's abort does not always call the done callback. */
+  private endWatch: (() => void) | undefined;
+  readonly stats = { lists: 0, watches: 0, bookmarks: 0, expired: 0, errors: 0 };
+
+  constructor(
+    kc: KubeConfig,
+    private readonly opts: GenericReflectorOptions<T>,
+  ) {
+    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.watch = new Watch(kc);
+  }
+
+  list(namespace: string): readonly T[] {
+    return [...(this.objects.get(namespace)?.values() ?? [])];
+  }
+
+  all(): T[] {
+    return [...this.objects.values()].flatMap((m) => [...m.values()]);
+  }
+
+  get(namespace: string, name: string): T | undefined {
+    return this.objects.get(namespace)?.get(name);
+  }
+
+  /** Puts the answer of our own write in the cache, if the cache still holds the version the write was based on. */
+  replaced(before: T, after: T): void {
+    const ns = after.metadata.namespace ?? '';
+    const name = after.metadata.name ?? '';
+    const cur = this.get(ns, name);
+    if (cur && cur.metadata.resourceVersion === before.metadata.resourceVersion) this.objects.get(ns)?.set(name, after);
+  }
+
+  synced(): boolean {
+    return this.hasSynced;
+  }
+
+  resourceVersion(): string {
+    return this.rv;
+  }
+
+  waitForSync(timeoutMs: number): Promise<void> {
+    if (this.hasSynced) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.opts.plural} cache not synced after ${timeoutMs} ms`)), timeoutMs);
+      this.syncWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort?.abort();
+    this.wake?.();
+    this.endWatch?.();
+    await this.loop;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    const initial = this.opts.backoffInitialMs ?? 500;
+    const max = this.opts.backoffMaxMs ?? 30_000;
+    let backoff = initial;
+    while (!this.stopped) {
+      if (this.rv === '') {
+        try {
+          await this.relist();
+          backoff = initial;
+        } catch (e) {
+          this.stats.errors++;
+          this.opts.log?.({ msg: `list ${this.opts.plural} failed`, error: (e as Error).message ?? String(e), code: codeOf(e), retryInMs: backoff });
+          await this.sleep(backoff);
+          backoff = Math.min(backoff * 2, max);
+          continue;
+        }
+      }
+      if (this.stopped) break;
+      const end = await this.watchOnce();
+      if (this.stopped) break;
+      if (end.kind === 'expired') {
+        this.stats.expired++;
+        this.opts.log?.({ msg: `watch ${this.opts.plural} resourceVersion expired (410 Gone); relisting`, resourceVersion: this.rv });
+        this.rv = '';
+      } else if (end.kind === 'error') {
+        this.stats.errors++;
+        this.opts.log?.({ msg: `watch ${this.opts.plural} failed`, error: (end.error as Error)?.message ?? String(end.error), code: codeOf(end.error), retryInMs: backoff });
+        await this.sleep(backoff);
+        backoff = Math.min(backoff * 2, max);
+      } else {
+        backoff = initial;
+      }
+    }
+  }
+
+  private async relist(): Promise<void> {
+    const limit = this.opts.pageSize ?? 500;
+    for (let restart = 0; ; restart++) {
+      const items: T[] = [];
+      let cont: string | undefined;
+      let rv = '';
+      try {
+        do {
+          const page = (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.opts.plural, limit, _continue: cont })) as {
+            items?: T[];
+            metadata?: { resourceVersion?: string; continue?: string };
+          };
+          items.push(...(page.items ?? []));
+          cont = page.metadata?.continue || undefined;
+          rv = page.metadata?.resourceVersion ?? '';
+        } while (cont);
+      } catch (e) {
+        if (codeOf(e) === 410 && cont !== undefined && restart < 3) continue;
+        throw e;
+      }
+      this.stats.lists++;
+      const next = new Map<string, Map<string, T>>();
+      for (const o of items) {
+        const ns = o.metadata?.namespace ?? '';
+        const m = next.get(ns) ?? new Map<string, T>();
+        m.set(o.metadata.name ?? '', o);
+        next.set(ns, m);
+      }
+      const old = this.objects;
+      this.objects = next;
+      this.rv = rv;
+      if (this.opts.onChange) {
+        for (const [ns, m] of old) for (const [n, o] of m) if (!next.get(ns)?.has(n)) this.opts.onChange('DELETED', o);
+        for (const [ns, m] of next)
+          for (const [n, o] of m) {
+            const was = old.get(ns)?.get(n);
+            if (!was) this.opts.onChange('ADDED', o);
+            else if (was.metadata.resourceVersion !== o.metadata.resourceVersion) this.opts.onChange('MODIFIED', o);
+          }
+      }
+      if (!this.hasSynced) {
+        this.hasSynced = true;
+        for (const w of this.syncWaiters.splice(0)) w();
+      }
+      return;
+    }
+  }
+
+  private watchOnce(): Promise<WatchEnd> {
+    const base = this.opts.watchTimeoutSeconds ?? 300;
+    const timeoutSeconds = base + Math.floor(Math.random() * base);
+    this.stats.watches++;
+    return new Promise<WatchEnd>((resolveOnce) => {
+      let settled = false;
+      const resolve = (end: WatchEnd) => {
+        if (settled) return;
+        settled = true;
+        this.endWatch = undefined;
+        resolveOnce(end);
+      };
+      this.endWatch = () => resolve({ kind: 'closed' });
+      let expired = false;
+      let failure: unknown;
+      const onEvent = (type: string, obj: T & { code?: number; message?: string }) => {
+        if (settled || this.stopped) return; // a stopped cache takes no more events
+        if (type === 'ERROR') {
+          if (obj?.code === 410) expired = true;
+          else failure = Object.assign(new Error(obj?.message ?? 'watch ERROR event'), { code: obj?.code });
+          return;
+        }
+        const rv = obj?.metadata?.resourceVersion;
+        if (type === 'BOOKMARK') this.stats.bookmarks++;
+        else if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+          const ns = obj.metadata?.namespace ?? '';
+          const name = obj.metadata?.name ?? '';
+          const m = this.objects.get(ns) ?? new Map<string, T>();
+          if (type === 'DELETED') m.delete(name);
+          else m.set(name, obj);
+          if (m.size === 0) this.objects.delete(ns);
+          else this.objects.set(ns, m);
+          this.opts.onChange?.(type, obj);
+        }
+        if (rv) this.rv = rv;
+      };
+      const onDone = (err: unknown) => {
+        this.abort = undefined;
+        if (expired || codeOf(err) === 410) resolve({ kind: 'expired' });
+        else if (failure !== undefined) resolve({ kind: 'error', error: failure });
+        else if (err && !this.stopped) resolve({ kind: 'error', error: err });
+        else resolve({ kind: 'closed' });
+      };
+      this.watch
+        .watch(`/apis/${GROUP}/${VERSION}/${this.opts.plural}`, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+        .then((controller) => {
+          this.abort = controller;
+          if (this.stopped) controller.abort();
+        })
+        .catch(onDone);
+    });
+  }
+}
