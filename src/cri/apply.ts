@@ -45,9 +45,26 @@ export interface ApplyContext {
   who: string;
 }
 
+interface Merged {
+  bytes: Buffer;
+  sha: string;
+  constrained: number;
+  rules: string[];
+}
+
+const MAX_MERGES_PER_BASELINE = 512;
+
 export class ProfileApplier<P> {
   /** Effective files known to exist: sha → path (saves a stat per create). */
   private readonly written = new Set<string>();
+  /**
+   * Merges already computed, per baseline object (a reloaded baseline is a new object, so its
+   * merges start afresh), keyed by artifact digest and base. intersect() is pure and its inputs
+   * are content-addressed (the artifact by digest, a Localhost base by the sha256 of its bytes),
+   * so a hit is exactly the merge that would be computed; every create of a pod that uses a
+   * profile already applied skips decode, merge and constraint formatting.
+   */
+  private readonly merges = new WeakMap<object, Map<string, Merged>>();
 
   constructor(private readonly deps: ShimDeps<P>) {}
 
@@ -80,9 +97,7 @@ export class ProfileApplier<P> {
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
     const { seccomp, logger } = this.deps;
     const { ref, canonical, bytes, rule } = await this.stored(profile, 'seccomp', ctx);
-    const artifact = seccomp.decode(bytes);
-
-    let base: P | undefined;
+    let base: { profile: P; sha: string } | undefined;
     if (profile.base !== undefined) {
       if (profile.base.type === BASE_LOCALHOST) base = await this.readBase(profile.base.localhostRef, ctx);
       else if (profile.base.type !== BASE_RUNTIME_DEFAULT) {
@@ -90,14 +105,24 @@ export class ProfileApplier<P> {
       }
     }
 
-    let merged: { bytes: Buffer; constrained: readonly unknown[] };
-    try {
-      merged = seccomp.intersect(this.deps.baseline(), base, artifact);
-    } catch (e) {
-      const err = asSpokeError(e, 'SecurityProfileInvalid');
-      throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e });
+    const baseline = this.deps.baseline();
+    let cache = this.merges.get(baseline as object);
+    if (!cache) this.merges.set(baseline as object, (cache = new Map()));
+    const key = `${ref.digest}|${base?.sha ?? '-'}`;
+    let merged = cache.get(key);
+    if (!merged) {
+      let result: { bytes: Buffer; constrained: readonly unknown[] };
+      try {
+        result = seccomp.intersect(baseline, base?.profile, seccomp.decode(bytes));
+      } catch (e) {
+        const err = asSpokeError(e, 'SecurityProfileInvalid');
+        throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e });
+      }
+      merged = { bytes: result.bytes, sha: sha256Hex(result.bytes), constrained: result.constrained.length, rules: result.constrained.slice(0, 50).map((c) => seccomp.formatConstraint(c)) };
+      if (cache.size >= MAX_MERGES_PER_BASELINE) cache.delete(cache.keys().next().value!);
+      cache.set(key, merged);
     }
-    const sha = sha256Hex(merged.bytes);
+    const sha = merged.sha;
     const path = join(this.spokeDir, `${sha}.json`);
     if (!this.written.has(sha)) {
       let present = false;
@@ -109,19 +134,19 @@ export class ProfileApplier<P> {
       if (!present) await writeFileAtomic(path, merged.bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
       this.written.add(sha);
     }
-    if (merged.constrained.length > 0) {
-      this.deps.metrics.mergeConstrained(merged.constrained.length);
+    if (merged.constrained > 0) {
+      this.deps.metrics.mergeConstrained(merged.constrained);
       logger.log('warn', 'SecurityProfileMergeConstrained', {
         who: ctx.who,
         reference: canonical,
         digest: ref.digest,
         baseProfile: profile.base?.type === BASE_LOCALHOST ? profile.base.localhostRef : profile.base ? 'RuntimeDefault' : undefined,
-        constrained: merged.constrained.length,
-        rules: merged.constrained.slice(0, 50).map((c) => seccomp.formatConstraint(c)),
+        constrained: merged.constrained,
+        rules: merged.rules,
       });
     }
     logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, effective: path });
-    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained.length };
+    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained };
   }
 
   /**
@@ -166,7 +191,7 @@ export class ProfileApplier<P> {
     return { name: prepared.name, text: prepared.text, digest: ref.digest, reference: canonical };
   }
 
-  private async readBase(localhostRef: string, ctx: ApplyContext): Promise<P> {
+  private async readBase(localhostRef: string, ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
     if (!isAbsolute(localhostRef) || normalize(localhostRef) !== localhostRef) {
       throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile localhost_ref must be an absolute, normalised path`, { path: localhostRef });
     }
@@ -185,7 +210,7 @@ export class ProfileApplier<P> {
     try {
       const p = this.deps.seccomp.decode(bytes);
       this.deps.seccomp.validateBase(p);
-      return p;
+      return { profile: p, sha: sha256Hex(bytes) };
     } catch (e) {
       const err = asSpokeError(e, 'SecurityProfileInvalid');
       throw new SpokeError('SecurityProfileInvalid', `base profile ${localhostRef}: ${err.message}`, { path: localhostRef }, { cause: e });
