@@ -1,6 +1,7 @@
 // Starts the real `spoke shim` process (bin/spoke) and waits for its "shim ready" log line.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import { SPOKE_BIN } from './cli.js';
 
 export interface ShimProc {
@@ -16,7 +17,8 @@ export interface ShimProc {
 
 export async function startShim(args: string[], opts: { timeoutMs?: number } = {}): Promise<ShimProc> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [SPOKE_BIN, 'shim', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Started as deployed: with the heap settings of the systemd unit and the DaemonSet.
+  const child = spawn(process.execPath, [SPOKE_BIN, 'shim', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   child.stdout!.on('data', () => {});
