@@ -1,6 +1,7 @@
 // Starts the real `spoke shim` process (bin/spoke) and waits for its "shim ready" log line.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import { SPOKE_BIN } from './cli.js';
 
@@ -45,4 +46,22 @@ export async function stopShim(s: ShimProc | undefined): Promise<number | undefi
   const code = await s.exited;
   clearTimeout(t);
   return code;
+}
+
+/** Everything a shim test starts, torn down in order: client, pods, shim, tap, containerd, registry, temp dir. */
+export async function tearDownShimRig(r: {
+  cri?: { close(): void };
+  ctrd?: { removeAllPods(): Promise<void>; stop(): Promise<void> };
+  shim?: ShimProc;
+  tap?: { stop(): Promise<void> };
+  reg?: { stop(): Promise<void> };
+  work?: string;
+}): Promise<void> {
+  r.cri?.close();
+  await r.ctrd?.removeAllPods().catch(() => undefined);
+  await stopShim(r.shim);
+  await r.tap?.stop();
+  await r.ctrd?.stop();
+  await r.reg?.stop();
+  if (r.work) rmSync(r.work, { recursive: true, force: true });
 }

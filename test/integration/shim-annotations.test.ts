@@ -6,7 +6,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
@@ -14,7 +14,7 @@ import { CriClient, decode, hostNetworkPod, type Msg } from '../helpers/cri-clie
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { CONFIG_MEDIA_TYPE } from '../../src/core/constants.js';
 import { validateAppArmorArtifactBytes } from '../../src/profiles/apparmor/index.js';
@@ -113,15 +113,7 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     cri = new CriClient(join(work, 'shim.sock'));
   });
 
-  after(async () => {
-    cri?.close();
-    await ctrd?.removeAllPods().catch(() => undefined);
-    await stopShim(shim);
-    await tap?.stop();
-    await ctrd?.stop();
-    await reg?.stop();
-    if (work) rmSync(work, { recursive: true, force: true });
-  });
+  after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
 
   test('the shim runs in annotation mode', () => {
     assert.equal(shim!.logs().find((l) => l.msg === 'shim ready')?.annotations, true);

@@ -4,7 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -14,7 +14,7 @@ import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { ProfileStore } from '../../src/store/store.js';
-import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import type { Digest } from '../../src/core/digest.js';
 
 function rssKiB(pid: number): number {
@@ -97,15 +97,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     cri = new CriClient(join(work, 'shim.sock'));
   });
 
-  after(async () => {
-    cri?.close();
-    await ctrd?.removeAllPods().catch(() => undefined);
-    await stopShim(shim);
-    await tap?.stop();
-    await ctrd?.stop();
-    await reg?.stop();
-    if (work) rmSync(work, { recursive: true, force: true });
-  });
+  after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
 
   test('start-up and idle footprint', async () => {
     await new Promise((r) => setTimeout(r, 1500));
