@@ -102,6 +102,7 @@ export class OwnedHandlers<P> {
           ms: Math.round(performance.now() - started),
         });
       }
+      if (!r.cached) this.refreshStoreGauges();
       return encodePullResponse(r.resolvedRef, r.cached);
     } catch (e) {
       const err = asSpokeError(e);
@@ -117,12 +118,32 @@ export class OwnedHandlers<P> {
     }
   }
 
-  async list(request: Buffer): Promise<Buffer> {
-    const { kind } = decoded(() => decodeListRequest(request));
-    const entries = await this.deps.store.list();
+  /** spoke_store_artifacts / spoke_store_bytes from a listing. */
+  private setStoreGauges(entries: readonly { size: number }[]): void {
     let bytes = 0;
     for (const e of entries) bytes += e.size;
     this.deps.metrics.store(entries.length, bytes);
+  }
+
+  private refreshingGauges = false;
+
+  /** Recounts the store after it changed (a fetch, a removal), off the call's path, one at a time. */
+  refreshStoreGauges(): void {
+    if (this.refreshingGauges) return;
+    this.refreshingGauges = true;
+    this.deps.store
+      .list()
+      .then((entries) => this.setStoreGauges(entries))
+      .catch((e: unknown) => this.deps.logger.log('warn', 'store metrics not updated', { error: asSpokeError(e).message }))
+      .finally(() => {
+        this.refreshingGauges = false;
+      });
+  }
+
+  async list(request: Buffer): Promise<Buffer> {
+    const { kind } = decoded(() => decodeListRequest(request));
+    const entries = await this.deps.store.list();
+    this.setStoreGauges(entries);
     return encodeListResponse(
       entries
         .filter((e) => kind === KIND_UNSPECIFIED || KIND_NUMBER[e.kind] === kind)
@@ -142,6 +163,7 @@ export class OwnedHandlers<P> {
     const d = parseDigest(digest, 'digest');
     await this.deps.store.remove(d);
     this.deps.logger.log('info', 'security profile removed', { digest: d });
+    this.refreshStoreGauges();
     return Buffer.alloc(0);
   }
 }

@@ -172,6 +172,7 @@ export class ShimServer<P = unknown> {
     await chmod(path, this.opts.socketMode ?? 0o660);
     this.server = server;
     this.upstream.start();
+    this.owned.refreshStoreGauges();
     this.logger.log('info', 'shim listening', { listen: path, upstream: this.opts.upstream });
   }
 

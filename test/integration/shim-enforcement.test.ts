@@ -234,21 +234,34 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     assert.ok(!(list.profiles as Msg[]).some((x) => x.digest === digest));
   });
 
-  test('metrics are served with the DESIGN §8 names', async () => {
+  test('metrics are served with the DESIGN §8 names; the store gauges follow pulls', async () => {
     await cri.rt('Version', { version: 'v1' });
-    const body = await new Promise<string>((resolve, reject) => {
-      httpRequest({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
-        let s = '';
-        res.on('data', (d: Buffer) => (s += d.toString()));
-        res.on('end', () => resolve(s));
-      })
-        .on('error', reject)
-        .end();
-    });
+    const fresh = (await pushRawArtifact(reg.host, 'profiles/metrics', { layers: [{ bytes: denySyscalls(['acct']) }] })).reference;
+    await cri.img('PullSecurityProfileArtifact', pullReq(fresh));
+    const scrape = () =>
+      new Promise<string>((resolve, reject) => {
+        httpRequest({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
+          let s = '';
+          res.on('data', (d: Buffer) => (s += d.toString()));
+          res.on('end', () => resolve(s));
+        })
+          .on('error', reject)
+          .end();
+      });
+    const entries = await new ProfileStore({ root: storeDir }).list();
+    assert.ok(entries.length > 0);
+    // The gauges are recounted off the call's path after a fetch: wait for it.
+    let body = await scrape();
+    for (let i = 0; i < 50 && !new RegExp(`^spoke_store_artifacts ${entries.length}$`, 'm').test(body); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      body = await scrape();
+    }
     for (const name of ['spoke_profile_pull_duration_seconds', 'spoke_profile_pull_errors_total', 'spoke_merge_constrained_total', 'spoke_policy_decisions_total', 'spoke_cri_forward_duration_seconds', 'spoke_store_artifacts']) {
       assert.ok(body.includes(name), name);
     }
     assert.match(body, /spoke_cri_forward_duration_seconds_count\{method="Version"\} [1-9]/);
+    assert.match(body, new RegExp(`^spoke_store_artifacts ${entries.length}$`, 'm'));
+    assert.match(body, new RegExp(`^spoke_store_bytes ${entries.reduce((n, e) => n + e.size, 0)}$`, 'm'));
   });
 
   test('SIGTERM during a pull: the pull completes, then the shim exits and removes its socket', async () => {
