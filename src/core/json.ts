@@ -26,8 +26,18 @@ export function parseStrictJson(text: string, what: string): unknown {
   } catch (e) {
     throw new SpokeError('SecurityProfileInvalid', `${what}: not valid JSON (${(e as Error).message})`);
   }
-  if (countOwnKeys(value) !== countMembers(text)) checkNoDuplicates(text, what);
+  const keys = countOwnKeys(value);
+  // Every ':' in the text, inside strings or not, is at least the members written; equal to the
+  // parsed keys means no duplicates (the usual case, one native scan). Otherwise count only the
+  // colons outside strings, and only then scan exactly for the first problem.
+  if (keys !== countColons(text) && keys !== countMembers(text)) checkNoDuplicates(text, what);
   return value;
+}
+
+function countColons(text: string): number {
+  let count = 0;
+  for (let i = text.indexOf(':'); i >= 0; i = text.indexOf(':', i + 1)) count++;
+  return count;
 }
 
 /**
