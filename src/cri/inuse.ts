@@ -92,9 +92,8 @@ export class InUseTracker {
 
   async commit(pending: string, holder: string, digest: Digest): Promise<void> {
     await this.serial(async () => {
-      await this.store.markInUse(digest, holder);
+      await this.store.transferInUse(pending, holder, digest);
       this.known.add(holder);
-      await this.store.release(pending);
     });
   }
 

@@ -314,6 +314,15 @@ export class ProfileStore {
     }, holder.startsWith('pin:'));
   }
 
+  /** Hands `d` from one holder to another in one update (a pending create becoming its container). */
+  transferInUse(from: string, to: string, d: Digest): Promise<void> {
+    assertDigest(d);
+    return this.updateInUse((h) => {
+      delete h[from];
+      h[to] = d;
+    }, from.startsWith('pin:') || to.startsWith('pin:'));
+  }
+
   release(holder: string): Promise<void> {
     return this.updateInUse((h) => {
       delete h[holder];

@@ -86,6 +86,15 @@ describe('ProfileStore', () => {
     assert.ok(!(await store.has(used.digest)));
   });
 
+  it('transferInUse hands a digest from a pending holder to its container in one update', async () => {
+    const a = input('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X32"]}');
+    await store.ingest(a);
+    await store.markInUse(a.digest, 'pending:1');
+    await store.transferInUse('pending:1', 'container:c1', a.digest as Digest);
+    assert.deepEqual(await store.inUseHolders(a.digest), ['container:c1']);
+    await store.release('container:c1');
+  });
+
   it('replaceInUse rebuilds the runtime holders and keeps pins', async () => {
     const a = input('{"defaultAction":"SCMP_ACT_ALLOW","architectures":[]}');
     await store.ingest(a);
