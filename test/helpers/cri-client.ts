@@ -3,6 +3,7 @@
 // as strings, defaults filled). `raw()` sends and receives bytes for byte-equality checks.
 
 import * as grpc from '@grpc/grpc-js';
+import { BUSYBOX_IMAGE } from './busybox-image.js';
 import protobuf from 'protobufjs';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -129,6 +130,29 @@ export class CriClient {
       opts.metadata ?? new grpc.Metadata(),
       opts.deadlineMs ? { deadline: Date.now() + opts.deadlineMs } : {},
     );
+  }
+
+  /**
+   * Creates and starts a busybox container that sleeps, in pod `p`, with `securityContext`
+   * (linux.security_context) when given; resolves its id.
+   */
+  async startBusybox(p: { id: string; config: Msg }, name: string, securityContext?: Msg): Promise<string> {
+    const config: Msg = {
+      metadata: { name },
+      image: { image: BUSYBOX_IMAGE },
+      command: ['/bin/sleep', '3600'],
+      log_path: `${name}.log`,
+      ...(securityContext && Object.keys(securityContext).length > 0 ? { linux: { security_context: securityContext } } : {}),
+    };
+    const id = (await this.rt('CreateContainer', { pod_sandbox_id: p.id, config, sandbox_config: p.config })).container_id as string;
+    await this.rt('StartContainer', { container_id: id });
+    return id;
+  }
+
+  /** `sh -c script` in a running container through ExecSync: stdout then stderr. */
+  async sh(containerId: string, script: string): Promise<string> {
+    const r = await this.rt('ExecSync', { container_id: containerId, cmd: ['/bin/sh', '-c', script], timeout: 10 });
+    return (r.stdout as Buffer).toString() + (r.stderr as Buffer).toString();
   }
 
   close(): void {

@@ -60,17 +60,8 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     return { id, config };
   }
 
-  async function container(p: { id: string; config: Msg }, name: string, sec: Msg = {}): Promise<string> {
-    const cfg: Msg = { metadata: { name }, image: { image: BUSYBOX_IMAGE }, command: SLEEP, log_path: `${name}.log`, ...(Object.keys(sec).length ? { linux: { security_context: sec } } : {}) };
-    const id = (await cri.rt('CreateContainer', { pod_sandbox_id: p.id, config: cfg, sandbox_config: p.config })).container_id as string;
-    await cri.rt('StartContainer', { container_id: id });
-    return id;
-  }
-
-  async function sh(cid: string, script: string): Promise<string> {
-    const r = await cri.rt('ExecSync', { container_id: cid, cmd: ['/bin/sh', '-c', script], timeout: 10 });
-    return (r.stdout as Buffer).toString() + (r.stderr as Buffer).toString();
-  }
+  const container = (p: { id: string; config: Msg }, name: string, sec: Msg = {}) => cri.startBusybox(p, name, sec);
+  const sh = (cid: string, script: string) => cri.sh(cid, script);
   const mkdirAllowed = async (cid: string) => /MKDIR_OK/.test(await sh(cid, 'mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED'));
 
   /** The request bodies containerd received for `method` that mention `needle`. */

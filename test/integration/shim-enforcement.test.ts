@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, RUNTIME_HANDLERS, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
-import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { ProfileStore } from '../../src/store/store.js';
@@ -22,7 +21,6 @@ function rssKiB(pid: number): number {
   return Number(m?.[1] ?? 0);
 }
 
-const SLEEP = ['/bin/sleep', '3600'];
 
 describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 }, () => {
   let ctrd: Containerd;
@@ -51,17 +49,8 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     return { id, config };
   }
 
-  async function container(p: { id: string; config: Msg }, name: string, seccomp?: Msg): Promise<string> {
-    const cfg: Msg = { metadata: { name }, image: { image: BUSYBOX_IMAGE }, command: SLEEP, log_path: `${name}.log`, ...(seccomp ? { linux: { security_context: { seccomp } } } : {}) };
-    const id = (await cri.rt('CreateContainer', { pod_sandbox_id: p.id, config: cfg, sandbox_config: p.config })).container_id as string;
-    await cri.rt('StartContainer', { container_id: id });
-    return id;
-  }
-
-  async function sh(cid: string, script: string): Promise<string> {
-    const r = await cri.rt('ExecSync', { container_id: cid, cmd: ['/bin/sh', '-c', script], timeout: 10 });
-    return (r.stdout as Buffer).toString() + (r.stderr as Buffer).toString();
-  }
+  const container = (p: { id: string; config: Msg }, name: string, seccomp?: Msg) => cri.startBusybox(p, name, seccomp ? { seccomp } : undefined);
+  const sh = (cid: string, script: string) => cri.sh(cid, script);
 
   const probe = async (cid: string) => ({
     mkdir: /MKDIR_OK/.test(await sh(cid, `mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED`)),
