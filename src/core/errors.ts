@@ -58,8 +58,6 @@ export function asSpokeError(e: unknown, fallback: ErrorCode = 'Internal'): Spok
   return new SpokeError(fallback, message, {}, { cause: e });
 }
 
-/** Shorthands keep call sites short and the code visible. */
-export const invalidArgument = (m: string, c?: ErrorContext) => new SpokeError('InvalidArgument', m, c);
-export const profileInvalid = (m: string, c?: ErrorContext) => new SpokeError('SecurityProfileInvalid', m, c);
+/** A transient registry failure, keeping what caused it. */
 export const registryUnavailable = (m: string, c?: ErrorContext, cause?: unknown) =>
   new SpokeError('RegistryUnavailable', m, c, { cause });

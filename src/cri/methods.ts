@@ -1,6 +1,8 @@
 // CRI method paths the shim routes on, and the bounded set of method names used as a metric
 // label (anything else is "other").
 
+import { CRI_PULL_METHODS } from '../core/constants.js';
+
 export const RUNTIME = '/runtime.v1.RuntimeService/';
 export const IMAGE = '/runtime.v1.ImageService/';
 
@@ -9,8 +11,9 @@ export const PATH_CREATE_CONTAINER = `${RUNTIME}CreateContainer`;
 export const PATH_REMOVE_CONTAINER = `${RUNTIME}RemoveContainer`;
 export const PATH_REMOVE_POD_SANDBOX = `${RUNTIME}RemovePodSandbox`;
 export const PATH_STATUS = `${RUNTIME}Status`;
-export const PATH_PULL_ARTIFACT = `${IMAGE}PullSecurityProfileArtifact`;
-export const PATH_PULL_PROFILE = `${IMAGE}PullSecurityProfile`;
+// Both spellings of the pull (KEP text, implementations): names kept in core/constants.ts.
+export const PATH_PULL_ARTIFACT = `${IMAGE}${CRI_PULL_METHODS[0]}`;
+export const PATH_PULL_PROFILE = `${IMAGE}${CRI_PULL_METHODS[1]}`;
 export const PATH_LIST_PROFILES = `${IMAGE}ListSecurityProfiles`;
 export const PATH_REMOVE_PROFILE = `${IMAGE}RemoveSecurityProfile`;
 
@@ -24,7 +27,7 @@ const RUNTIME_METHODS = [
 ];
 const IMAGE_METHODS = [
   'ListImages', 'StreamImages', 'ImageStatus', 'PullImage', 'RemoveImage', 'ImageFsInfo',
-  'PullSecurityProfileArtifact', 'PullSecurityProfile', 'ListSecurityProfiles', 'RemoveSecurityProfile',
+  ...CRI_PULL_METHODS, 'ListSecurityProfiles', 'RemoveSecurityProfile',
 ];
 
 const LABELS = new Map<string, string>([

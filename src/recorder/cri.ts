@@ -1,4 +1,5 @@
-// A small CRI client (RuntimeService/ImageService over a unix socket) for `spoke record`:
+// A small CRI client (RuntimeService/ImageService over a unix socket) for `spoke record`,
+// `spoke recorder` and `spoke status`:
 // @grpc/grpc-js + protobufjs with proto/api.proto. Objects in, plain objects out (keepCase
 // names, enums as strings, longs as strings).
 
@@ -32,7 +33,7 @@ function criRoot(): protobuf.Root {
   return root;
 }
 
-export class RecorderCriClient {
+export class RuntimeCriClient {
   private readonly client: grpc.Client;
 
   constructor(readonly socket: string) {

@@ -46,7 +46,10 @@ export interface RegistryClient {
   getManifest(repo: RepoLocator, digestOrTag: string, accept: readonly string[], opts: FetchOptions): Promise<FetchedManifest>;
   /** GET a manifest that may be absent: resolves `undefined` on 404 (MANIFEST_UNKNOWN / NAME_UNKNOWN). */
   getManifestIfExists(repo: RepoLocator, digestOrTag: string, accept: readonly string[], opts: FetchOptions): Promise<FetchedManifest | undefined>;
-  /** GET a blob, streamed with the cap and hashed while streaming; mismatch → SecurityProfileInvalid. */
+  /**
+   * GET a blob, streamed with the cap and hashed while streaming. A digest mismatch, or a length
+   * other than `expectedSize` when given → SecurityProfileInvalid, nothing kept.
+   */
   getBlob(repo: RepoLocator, digest: Digest, opts: FetchOptions & { expectedSize?: number }): Promise<FetchedBlob>;
   /** OCI 1.1 referrers API. `undefined` when the registry does not support it (404): use the tag schema. */
   getReferrers(repo: RepoLocator, digest: Digest, opts: FetchOptions & { artifactType?: string }): Promise<Buffer | undefined>;

@@ -116,7 +116,7 @@ describe('pull pipeline against a real registry', () => {
       { name: 'gzip layer', spec: { layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', bytes: gzipSync(ALLOW_ALL_SECCOMP) }] }, re: /gzip/ },
       { name: 'tar layer', spec: { layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', bytes: tarOf('profile.json', ALLOW_ALL_SECCOMP) }] }, re: /tar/ },
       { name: 'oversized layer', spec: { layers: [{ bytes: Buffer.alloc(2 * 1024 * 1024, 0x20) }] }, re: /limit/ },
-      { name: 'manifest lying about size (smaller)', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, size: 10 }] }, re: /./ },
+      { name: 'manifest lying about size (smaller)', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, size: 10 }] }, re: /declares [0-9]+ bytes, over the limit of 10/ },
       { name: 'external urls', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, urls: ['https://example.com/x'] }] }, re: /urls/ },
       { name: 'not JSON', spec: { layers: [{ bytes: Buffer.from('defaultAction: SCMP_ACT_ALLOW\n') }] }, re: /JSON/ },
       { name: 'duplicate JSON members', spec: { layers: [{ bytes: Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO","defaultAction":"SCMP_ACT_ALLOW"}') }] }, re: /duplicate/ },

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseRepositoryRef } from '../../core/reference.js';
 import { SpokeError } from '../../core/errors.js';
 import { pushProfile } from '../../publish/push.js';
-import { RecorderCriClient, type Msg } from '../../recorder/cri.js';
+import { RuntimeCriClient, type Msg } from '../../recorder/cri.js';
 import { buildRecordedProfile, type OciRuntime } from '../../profiles/seccomp/index.js';
 import { writeLoggingProfile } from '../../recorder/profile.js';
 import { RecordingSession } from '../../recorder/session.js';
@@ -121,7 +121,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs one container under the logging profile and returns what it called. */
 export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult> {
-  const cri = new RecorderCriClient(o.socket);
+  const cri = new RuntimeCriClient(o.socket);
   const logDir = mkdtempSync(join(tmpdir(), 'spoke-record-'));
   let session: RecordingSession | undefined;
   let podId: string | undefined;

@@ -15,7 +15,7 @@ import type { RecordingController } from '../../controller/recording-kube.js';
 import { selectorMatches } from '../../controller/selector.js';
 import type { ProfileBinding } from '../../controller/types.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
-import { RecorderCriClient } from '../../recorder/cri.js';
+import { RuntimeCriClient } from '../../recorder/cri.js';
 import { RecordingSession } from '../../recorder/session.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -96,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   const kube = await import('../../controller/kube.js');
   const { KubeResultReporter } = await import('../../controller/recording-kube.js');
   const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig));
-  const cri = new RecorderCriClient(values.upstream);
+  const cri = new RuntimeCriClient(values.upstream);
   const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
   const startedNs = BigInt(Date.now()) * 1_000_000n;
   const lostAtFirstSight = new Map<string, number>();

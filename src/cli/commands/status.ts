@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { asSpokeError } from '../../core/errors.js';
 import { lintPolicy } from '../../policy/index.js';
 import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
-import { RecorderCriClient } from '../../recorder/cri.js';
+import { RuntimeCriClient } from '../../recorder/cri.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
@@ -32,7 +32,7 @@ interface Part {
 }
 
 async function checkShim(socket: string): Promise<Part> {
-  const client = new RecorderCriClient(socket);
+  const client = new RuntimeCriClient(socket);
   try {
     const version = await client.rt('Version', { version: 'v1' }, 3000);
     const status = await client.rt('Status', {}, 3000);
