@@ -286,8 +286,15 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     assert.equal(r.error?.code, grpc.status.DEADLINE_EXCEEDED);
     assert.ok(took < 3000, `took ${took} ms`);
     const s = tap.findByRequest(encodeFrame(req));
-    assert.ok(s);
-    await waitFor(() => s.requestRst || s.responseRst, 5000);
+    assert.ok(s, 'the ExecSync reached containerd');
+    // The upstream call ends either by the shim's RST_STREAM (the client's cancel passed on) or by
+    // containerd's own deadline (grpc-timeout passed on): which comes first is a race. Either
+    // way the slow exec must be gone from the container.
+    const cmdlines = () => via.sh(cid, 'for c in /proc/[0-9]*/cmdline; do cat "$c"; echo; done');
+    const slowExecRunning = async () => /\/bin\/sleep\x0020\x00/.test(await cmdlines());
+    assert.match(await cmdlines(), /\/bin\/sleep\x003600\x00/, 'the process listing sees the container\'s own sleep');
+    await waitFor(async () => s.requestRst || s.responseRst || !(await slowExecRunning()), 5000);
+    assert.equal(await slowExecRunning(), false);
     await via.rt('StopPodSandbox', { pod_sandbox_id: podId });
     await via.rt('RemovePodSandbox', { pod_sandbox_id: podId });
   });
