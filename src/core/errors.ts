@@ -16,6 +16,30 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/**
+ * What exactly went wrong, stable across releases: callers and tests branch on `reason`, never
+ * on message text. `code` is the KEP class (how the kubelet and the CLI treat it); `reason` is
+ * the finer cause within it. Add a member when a new cause needs telling apart.
+ */
+export const ERROR_REASONS = [
+  'UNSPECIFIED', // not yet classified more finely than its code
+  'POLICY_DENIED', // the node policy refused the reference (decide())
+  'DIGEST_MISMATCH', // bytes did not hash to the digest that named them
+  'SIZE_LIMIT', // a size cap was exceeded, or a declared size was a lie
+  'KIND_MISMATCH', // the artifact is not of the kind asked for
+  'NOT_SIGNED', // no acceptable signature from a signer the rule names
+  'SIGNER_UNAVAILABLE', // the rule's trust material (a key file, a trusted root) cannot be read
+  'NOT_PULLED', // the profile is not in the store for this reference
+  'PRIVILEGED_CONTAINER', // an OCI profile on a privileged container (containerd would not enforce it)
+  'BASE_PROFILE', // the pod's base profile cannot be used
+  'RUNTIME_DEFAULT_UNAVAILABLE', // the runtime's default profile is not known, so a RuntimeDefault base cannot be honoured
+  'TRANSPORT', // the connection failed or closed mid-response
+  'DEADLINE', // the total time allowed ran out
+  'RECORDING_UNPROVEN', // a recording annotation without the controller's proof
+] as const;
+
+export type ErrorReason = (typeof ERROR_REASONS)[number];
+
 /** Structured context carried with an error: what was being done and which limit or rule. */
 export interface ErrorContext {
   reference?: string;
@@ -32,12 +56,14 @@ export interface ErrorContext {
 
 export class SpokeError extends Error {
   readonly code: ErrorCode;
+  readonly reason: ErrorReason;
   readonly context: ErrorContext;
 
-  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown; reason?: ErrorReason }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SpokeError';
     this.code = code;
+    this.reason = options?.reason ?? 'UNSPECIFIED';
     this.context = context;
   }
 
