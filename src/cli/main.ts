@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   store: { summary: 'store ls | rm | gc | verify | unpin', load: () => import('./commands/store.js') },
   profile: { summary: 'profile validate FILE | profile render --kind apparmor FILE: check a profile, or print the AppArmor policy text spoke would load', load: () => import('./commands/profile.js') },
   merge: { summary: 'print the effective profile (baseline ∩ [base] ∩ ARTIFACT); --explain shows what was constrained', load: () => import('./commands/merge.js') },
+  diff: { summary: 'diff OLD NEW: what a profile update loosens or tightens, by behaviour; exit 1 when it loosens anything', load: () => import('./commands/diff.js') },
   record: { summary: 'run a command in a container under a logging profile and write (or push) the seccomp profile it needs; prints the digest reference with --push', load: () => import('./commands/record.js') },
   recorder: { summary: "node half of ProfileRecording: record annotated pods' containers and report results", load: () => import('./commands/recorder.js') },
   binding: { summary: 'binding apply -f BINDINGS POD | binding validate -f BINDINGS: the binding webhook offline', load: () => import('./commands/binding.js') },

@@ -40,4 +40,5 @@ export {
   formatAppArmorConstraint,
   intersectAppArmor,
 } from './intersect.js';
+export { compareAppArmor, formatAppArmorChange, type AppArmorChange, type AppArmorComparison } from './compare.js';
 export { checkProfileName, renderAppArmor, RENDER_TEMPLATE_VERSION } from './render.js';

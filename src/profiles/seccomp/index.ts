@@ -31,5 +31,6 @@ export { actionRank, formatVerdict } from './actions.js';
 export { canonicalize, intersect, mergeProfiles } from './intersect.js';
 export { encodeCanonical } from './canonical.js';
 export { diff, formatConstraint, type TrustedInputs } from './diff.js';
+export { compareProfiles, OTHER_SYSCALLS, type ChangeDirection, type ProfileChange, type ProfileComparison } from './compare.js';
 export { evaluate, type EvaluateOptions, type Evaluation } from './evaluate.js';
 export { buildRecordedProfile, RECORDED_ARCHITECTURES, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime } from './recorded.js';

@@ -1,0 +1,113 @@
+import { existsSync } from 'node:fs';
+import { checkArtifactManifest, declaredKind, refuseArchive } from '../../core/artifact.js';
+import { MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../../core/constants.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES } from '../../core/limits.js';
+import { parseReference } from '../../core/reference.js';
+import { compareAppArmor, formatAppArmorChange, validateAppArmorArtifactBytes } from '../../profiles/apparmor/index.js';
+import { compareProfiles, decodeSeccomp, formatVerdict, validate, type ProfileChange } from '../../profiles/seccomp/index.js';
+import type { RegistryClient } from '../../registry/index.js';
+import { emit, parseCommand } from '../args.js';
+import { reportError, EXIT_USAGE } from '../errors.js';
+import { publisherFlags, publisherRegistry } from '../wiring.js';
+import { kindOf, readInput } from './profile.js';
+
+const HELP = `usage: spoke diff OLD NEW [--kind seccomp|apparmor] [--json]
+
+Compares two profiles by what they decide, not by their text: for seccomp, every syscall and
+argument case on the architectures the profiles load; for AppArmor, every path, capability and
+network permission. OLD and NEW are files or digest references (host[:port]/repo@sha256:...),
+which are fetched and checked like a pull but never stored.
+
+A change is "loosened" when NEW's verdict comes later in the KEP action order (KILL, TRAP,
+ERRNO, NOTIFY, TRACE, LOG, ALLOW) or grants what OLD did not; "tightened" the other way round;
+"changed" when the strictness is equal (another errno, a logging flag).
+
+exit status (like diff(1)): 0 when NEW loosens nothing (identical, or only tighter);
+1 when NEW loosens anything; 2 for a usage error, an unreadable or invalid profile.
+
+options:
+  --kind K          seccomp or apparmor (default: guessed from OLD)
+  --plain-http      fetch references over HTTP instead of HTTPS
+  --ca-file F       extra CA bundle (PEM) for references
+  --auth-file F     credentials file (docker config.json format) for references
+  --json            {"loosened": [...], "tightened": [...], "changed": [...]} on stdout`;
+
+interface Input {
+  bytes: Buffer;
+  /** The manifest's declared kind, for references. */
+  declared?: ProfileKind;
+}
+
+/** A file when one exists at that path; otherwise a digest reference, fetched and checked like a pull. */
+async function load(arg: string, kind: ProfileKind | undefined, registry: () => RegistryClient): Promise<Input> {
+  if (existsSync(arg) || !arg.includes('@')) return { bytes: await readInput(arg, 'profile') };
+  const ref = parseReference(arg);
+  const repo = { registry: ref.registry, repository: ref.repository };
+  const manifest = await registry().getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES });
+  const declared = kind ?? declaredKind(manifest.bytes) ?? 'seccomp';
+  const artifact = checkArtifactManifest(manifest.bytes, ref.digest, declared, DEFAULT_MAX_ARTIFACT_BYTES);
+  const blob = await registry().getBlob(repo, artifact.layer.digest, { maxBytes: DEFAULT_MAX_ARTIFACT_BYTES, expectedSize: artifact.layer.size });
+  refuseArchive(blob.bytes, artifact.layer.digest);
+  return { bytes: blob.bytes, declared };
+}
+
+function describeSeccomp(c: ProfileChange): string {
+  switch (c.kind) {
+    case 'syscall': {
+      const name = c.syscall === '*' ? 'every other syscall (default action)' : c.syscall;
+      return `${name}${c.args === undefined ? '' : ` when ${c.args}`}: ${formatVerdict(c.old)} → ${formatVerdict(c.new)}`;
+    }
+    case 'architecture':
+      return `architecture ${c.architecture}: ${c.old} → ${c.new}`;
+    case 'flag':
+      return `flag ${c.flag}: ${c.old} → ${c.new}`;
+  }
+}
+
+function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Record<string, unknown[]>; lines: string[]; loosened: number } {
+  if (kind === 'apparmor') {
+    const r = compareAppArmor(validateAppArmorArtifactBytes(older), validateAppArmorArtifactBytes(newer));
+    return {
+      json: { loosened: r.loosened, tightened: r.tightened },
+      lines: [...r.loosened.map((c) => `loosened   ${formatAppArmorChange(c)}`), ...r.tightened.map((c) => `tightened  ${formatAppArmorChange(c)}`)],
+      loosened: r.loosened.length,
+    };
+  }
+  const decodeValid = (bytes: Buffer) => {
+    const p = decodeSeccomp(bytes);
+    validate(p);
+    return p;
+  };
+  const r = compareProfiles(decodeValid(older), decodeValid(newer));
+  return {
+    json: { loosened: r.loosened, tightened: r.tightened, changed: r.changed },
+    lines: [
+      ...r.loosened.map((c) => `loosened   ${describeSeccomp(c)}`),
+      ...r.tightened.map((c) => `tightened  ${describeSeccomp(c)}`),
+      ...r.changed.map((c) => `changed    ${describeSeccomp(c)}`),
+    ],
+    loosened: r.loosened.length,
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let client: RegistryClient | undefined;
+  try {
+    const { values, positionals, help } = parseCommand(argv, { kind: { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags }, HELP, [2, 2]);
+    if (help) return 0;
+    const registry = () => (client ??= publisherRegistry(values));
+    const kindFlag = values.kind === undefined ? undefined : kindOf(values.kind, Buffer.alloc(0));
+    const older = await load(positionals[0]!, kindFlag, registry);
+    const kind = kindFlag ?? older.declared ?? kindOf(undefined, older.bytes);
+    const newer = await load(positionals[1]!, kind, registry);
+    const r = compare(kind, older.bytes, newer.bytes);
+    emit(values.json, r.json, () => (r.lines.length === 0 ? 'no change in behaviour' : r.lines.join('\n')));
+    return r.loosened > 0 ? 1 : 0;
+  } catch (e) {
+    // Like diff(1): 1 is the answer "loosened", so every failure is trouble (2), never 1.
+    reportError(e);
+    return EXIT_USAGE;
+  } finally {
+    await client?.close();
+  }
+}

@@ -1,0 +1,88 @@
+// What a profile update changes, judged by behaviour (docs/diff.md): for every syscall, and every
+// region of argument space the two profiles' conditions cut it into, the verdict OLD gives next to
+// the verdict NEW gives. Key order, whitespace, entry grouping and names listed twice never show.
+// A verdict later in the KEP-6061 §4 action order (KILL … ERRNO … LOG, ALLOW) is looser.
+
+import { actionRank, sameVerdict } from './actions.js';
+import { formatConjunction } from './conditions.js';
+import { cellsOf, decisionFor, partition, readProfile, type Decision } from './decision.js';
+import type { SeccompProfile, Verdict } from './types.js';
+
+/** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
+const MAX_CASES_PER_SYSCALL = 4096;
+
+/** The name used for "every syscall neither profile names" (the default action). */
+export const OTHER_SYSCALLS = '*';
+
+/** Flags that weaken the filter's protection when set (Spectre mitigations off). */
+const LOOSENING_FLAGS: ReadonlySet<string> = new Set(['SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
+
+export type ChangeDirection = 'loosened' | 'tightened' | 'changed';
+
+export type ProfileChange =
+  | {
+      kind: 'syscall';
+      syscall: string;
+      /** The architectures the verdicts hold for: those both profiles load (`native` when neither lists any). */
+      architectures: string[];
+      /** The argument condition of this case, when the profiles treat arguments differently. */
+      args?: string;
+      old: Verdict;
+      new: Verdict;
+    }
+  | { kind: 'architecture'; architecture: string; old: 'absent' | 'present'; new: 'absent' | 'present' }
+  | { kind: 'flag'; flag: string; old: 'unset' | 'set'; new: 'unset' | 'set' };
+
+export interface ProfileComparison {
+  loosened: ProfileChange[];
+  tightened: ProfileChange[];
+  /** Same strictness, different behaviour: another errno for the same action, a logging flag. */
+  changed: ProfileChange[];
+}
+
+function direction(oldVerdict: Verdict, newVerdict: Verdict): ChangeDirection {
+  const o = actionRank(oldVerdict.action);
+  const n = actionRank(newVerdict.action);
+  return n > o ? 'loosened' : n < o ? 'tightened' : 'changed';
+}
+
+function syscallChanges(name: string, older: Decision, newer: Decision, architectures: string[], push: (d: ChangeDirection, c: ProfileChange) => void): void {
+  const visit = (args: string | undefined, o: Verdict, n: Verdict): void => {
+    if (sameVerdict(o, n)) return;
+    push(direction(o, n), { kind: 'syscall', syscall: name, architectures, ...(args === undefined ? {} : { args }), old: o, new: n });
+  };
+  const cells = partition([older, newer], MAX_CASES_PER_SYSCALL);
+  if (cells === undefined) {
+    // Too many regions to list: report the strictness extremes, so a loosening is never hidden.
+    const verdicts = (d: Decision) => cellsOf(d).map((c) => c.verdict);
+    const loosest = (vs: Verdict[]) => vs.reduce((a, b) => (actionRank(b.action) > actionRank(a.action) ? b : a));
+    const strictest = (vs: Verdict[]) => vs.reduce((a, b) => (actionRank(b.action) < actionRank(a.action) ? b : a));
+    visit('(too many argument cases to list; loosest case)', loosest(verdicts(older)), loosest(verdicts(newer)));
+    visit('(too many argument cases to list; strictest case)', strictest(verdicts(older)), strictest(verdicts(newer)));
+    return;
+  }
+  for (const { conj, verdicts } of cells) visit(conj.length === 0 ? undefined : formatConjunction(conj), verdicts[0]!, verdicts[1]!);
+}
+
+/** Every behaviour in which NEW differs from OLD, sorted by syscall, each under its direction. */
+export function compareProfiles(older: SeccompProfile, newer: SeccompProfile): ProfileComparison {
+  const out: ProfileComparison = { loosened: [], tightened: [], changed: [] };
+  const push = (d: ChangeDirection, c: ProfileChange) => out[d].push(c);
+  const oldArchs = older.architectures ?? [];
+  const newArchs = newer.architectures ?? [];
+  for (const a of newArchs) if (!oldArchs.includes(a)) push('loosened', { kind: 'architecture', architecture: a, old: 'absent', new: 'present' });
+  for (const a of oldArchs) if (!newArchs.includes(a)) push('tightened', { kind: 'architecture', architecture: a, old: 'present', new: 'absent' });
+  const oldFlags = older.flags ?? [];
+  const newFlags = newer.flags ?? [];
+  for (const f of newFlags) if (!oldFlags.includes(f)) push(LOOSENING_FLAGS.has(f) ? 'loosened' : 'changed', { kind: 'flag', flag: f, old: 'unset', new: 'set' });
+  for (const f of oldFlags) if (!newFlags.includes(f)) push(LOOSENING_FLAGS.has(f) ? 'tightened' : 'changed', { kind: 'flag', flag: f, old: 'set', new: 'unset' });
+
+  const shared = oldArchs.filter((a) => newArchs.includes(a));
+  const architectures = shared.length > 0 ? shared : oldArchs.length + newArchs.length === 0 ? ['native'] : [...new Set([...oldArchs, ...newArchs])];
+  const o = readProfile(older);
+  const n = readProfile(newer);
+  syscallChanges(OTHER_SYSCALLS, o.unnamed, n.unnamed, architectures, push);
+  const names = [...new Set([...o.clauses.keys(), ...n.clauses.keys()])].sort();
+  for (const name of names) syscallChanges(name, decisionFor(o, name), decisionFor(n, name), architectures, push);
+  return out;
+}

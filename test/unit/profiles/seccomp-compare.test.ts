@@ -1,0 +1,92 @@
+// spoke diff's comparison (docs/diff.md): judged by behaviour against the reference evaluator,
+// never by text.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { actionRank, compareProfiles, evaluate, OTHER_SYSCALLS, type SeccompAction, type SeccompArg, type SeccompProfile, type SeccompSyscall } from '../../../src/profiles/seccomp/index.js';
+
+const NAMES = ['read', 'write', 'mkdir'];
+const VALUES = [0n, 1n, 2n, 5n, (1n << 32n) - 1n, (1n << 64n) - 1n];
+const ACTIONS: SeccompAction[] = ['SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_TRAP', 'SCMP_ACT_ERRNO', 'SCMP_ACT_LOG', 'SCMP_ACT_ALLOW'];
+const OPS: SeccompArg['op'][] = ['SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_MASKED_EQ'];
+const value = fc.constantFrom(...VALUES);
+const entry: fc.Arbitrary<SeccompSyscall> = fc
+  .record({
+    names: fc.uniqueArray(fc.constantFrom(...NAMES), { minLength: 1, maxLength: 2 }),
+    action: fc.constantFrom(...ACTIONS),
+    args: fc.array(fc.record({ index: fc.integer({ min: 0, max: 1 }), value, op: fc.constantFrom(...OPS), valueTwo: value }), { maxLength: 2 }),
+  })
+  .map(({ names, action, args }) => ({ names, action, ...(args.length === 0 ? {} : { args }) }));
+const profile: fc.Arbitrary<SeccompProfile> = fc.record({ defaultAction: fc.constantFrom(...ACTIONS), syscalls: fc.array(entry, { maxLength: 4 }) });
+const call = fc.record({ syscall: fc.constantFrom(...NAMES, 'other'), args: fc.tuple(value, value) });
+
+const allow = (names: string[], args?: SeccompArg[]): SeccompSyscall => ({ names, action: 'SCMP_ACT_ALLOW', ...(args ? { args } : {}) });
+const base: SeccompProfile = { defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [allow(['read', 'write'])] };
+
+test('identical behaviour in another shape is no change: key order, grouping, duplicates', () => {
+  const regrouped: SeccompProfile = { syscalls: [allow(['write']), allow(['read', 'write'])], architectures: ['SCMP_ARCH_X86_64'], defaultAction: 'SCMP_ACT_ERRNO' };
+  assert.deepEqual(compareProfiles(base, regrouped), { loosened: [], tightened: [], changed: [] });
+});
+
+test('a syscall newly allowed is loosened; one newly denied is tightened; an errno change is changed', () => {
+  const v2: SeccompProfile = { ...base, syscalls: [allow(['read', 'ptrace']), { names: ['getpid'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }] };
+  const r = compareProfiles(base, v2);
+  assert.deepEqual(
+    r.loosened.map((c) => c.kind === 'syscall' && [c.syscall, c.old.action, c.new.action]),
+    [['ptrace', 'SCMP_ACT_ERRNO', 'SCMP_ACT_ALLOW']],
+  );
+  assert.deepEqual(r.tightened.map((c) => c.kind === 'syscall' && c.syscall), ['write']);
+  assert.deepEqual(r.changed.map((c) => c.kind === 'syscall' && [c.syscall, c.old.errno, c.new.errno]), [['getpid', 1, 38]]);
+  assert.deepEqual(r.loosened[0]!.kind === 'syscall' && r.loosened[0]!.architectures, ['SCMP_ARCH_X86_64']);
+});
+
+test('argument conditions: only the case that changed is reported, with its condition', () => {
+  const oldP: SeccompProfile = { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [allow(['personality'], [{ index: 0, value: 0n, op: 'SCMP_CMP_EQ' }])] };
+  const newP: SeccompProfile = {
+    defaultAction: 'SCMP_ACT_ERRNO',
+    syscalls: [allow(['personality'], [{ index: 0, value: 0n, op: 'SCMP_CMP_EQ' }]), allow(['personality'], [{ index: 0, value: 8n, op: 'SCMP_CMP_EQ' }])],
+  };
+  const r = compareProfiles(oldP, newP);
+  assert.equal(r.tightened.length, 0);
+  assert.equal(r.loosened.length, 1);
+  const c = r.loosened[0]!;
+  assert.ok(c.kind === 'syscall' && c.syscall === 'personality' && c.args !== undefined && /arg0 == 8\b/.test(c.args), JSON.stringify(c));
+});
+
+test('default action, architectures and the SPEC_ALLOW flag', () => {
+  const r = compareProfiles(base, { ...base, defaultAction: 'SCMP_ACT_LOG', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] });
+  const kinds = r.loosened.map((c) => (c.kind === 'syscall' ? c.syscall : c.kind === 'architecture' ? c.architecture : c.flag)).sort();
+  assert.deepEqual(kinds, [OTHER_SYSCALLS, 'SCMP_ARCH_X86', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
+});
+
+test('property: the same profile compares equal to itself and to its entries reversed', () => {
+  fc.assert(
+    fc.property(profile, (p) => {
+      const reversed = { ...p, syscalls: [...(p.syscalls ?? [])].reverse() };
+      for (const other of [p, reversed]) {
+        const r = compareProfiles(p, other);
+        assert.equal(r.loosened.length + r.tightened.length + r.changed.length === 0, true);
+      }
+    }),
+    { numRuns: 200, examples: [] },
+  );
+});
+
+test('property: every call NEW treats more loosely than OLD is reported loosened for its syscall, and only then', () => {
+  fc.assert(
+    fc.property(profile, profile, fc.array(call, { minLength: 1, maxLength: 20 }), (oldP, newP, calls) => {
+      const r = compareProfiles(oldP, newP);
+      const loosenedNames = new Set(r.loosened.flatMap((c) => (c.kind === 'syscall' ? [c.syscall] : [])));
+      for (const c of calls) {
+        if (actionRank(evaluate(newP, c).action) > actionRank(evaluate(oldP, c).action)) {
+          const named = [oldP, newP].some((p) => (p.syscalls ?? []).some((e) => e.names.includes(c.syscall)));
+          assert.ok(loosenedNames.has(named ? c.syscall : OTHER_SYSCALLS), `${c.syscall} loosened but not reported`);
+        }
+      }
+      if (r.loosened.length === 0) {
+        for (const c of calls) assert.ok(actionRank(evaluate(newP, c).action) <= actionRank(evaluate(oldP, c).action));
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
