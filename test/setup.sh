@@ -47,4 +47,4 @@ fi
 
 echo "setup: build"
 rm -rf dist
-npx tsc -p tsconfig.json
+npm run --silent build

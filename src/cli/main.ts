@@ -2,6 +2,7 @@
 // Composition root: the command table. Commands are loaded lazily so `spoke pull` does not pay
 // for the shim's gRPC or the controller's Kubernetes client at start-up.
 
+import { readFileSync } from 'node:fs';
 import { reportError, EXIT_USAGE } from './errors.js';
 
 type CommandModule = { run(argv: string[]): Promise<number> };
@@ -25,10 +26,25 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   verify: { summary: "verify REF's signature offline under the node policy; prints the signer, format and identity", load: () => import('./commands/verify.js') },
 };
 
+/** `spoke --version`: the package version, the Node running it, and the commit the build came from. */
+export function versionInfo(): { version: string; node: string; commit: string } {
+  const read = (rel: string): Record<string, unknown> => {
+    try {
+      return JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as Record<string, unknown>;
+    } catch {
+      return {};
+    }
+  };
+  // dist/src/cli/main.js → the package root and dist/
+  const pkg = read('../../../package.json');
+  const build = read('../../build-info.json');
+  return { version: String(pkg.version ?? 'unknown'), node: process.versions.node, commit: String(build.commit ?? 'unknown') };
+}
+
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
   return [
-    'usage: spoke <command> [options]   (spoke <command> --help for details)',
+    'usage: spoke <command> [options]   (spoke <command> --help for details; spoke --version)',
     '',
     'commands:',
     ...Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(width)}  ${v.summary}`),
@@ -40,6 +56,12 @@ export async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
     return name === undefined ? EXIT_USAGE : 0;
+  }
+  if (name === '--version' || name === 'version') {
+    const v = versionInfo();
+    if (rest.includes('--json')) process.stdout.write(JSON.stringify(v) + '\n');
+    else process.stdout.write(`spoke ${v.version} (node ${v.node}, commit ${v.commit})\n`);
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
