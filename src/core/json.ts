@@ -233,3 +233,19 @@ function checkNoDuplicates(text: string, what: string): void {
 export function decodeStrictJson(bytes: Uint8Array, what: string): unknown {
   return parseStrictJson(decodeUtf8Strict(bytes, what), what);
 }
+
+/** JSON.stringify (indented by 2) that writes bigints, such as seccomp argument values, as exact decimal numbers. */
+export function stringifyExact(v: unknown): string {
+  const marks = new Map<string, string>();
+  const text = JSON.stringify(
+    v,
+    (_k, x: unknown) => {
+      if (typeof x !== 'bigint') return x;
+      const mark = `\u0000bigint${marks.size}\u0000`;
+      marks.set(mark, x.toString());
+      return mark;
+    },
+    2,
+  );
+  return marks.size === 0 ? text : text.replace(/"\\u0000bigint\d+\\u0000"/g, (m) => marks.get(JSON.parse(m) as string) ?? m);
+}

@@ -7,6 +7,7 @@ import type { Digest } from '../core/digest.js';
 import { formatReference } from '../core/reference.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 import { validateArtifactBytes } from '../profiles/index.js';
+import { decodeSeccompWithHint } from '../profiles/seccomp/convert.js';
 import { packProfile, type PackedArtifact } from './pack.js';
 
 export interface PushResult {
@@ -25,6 +26,7 @@ export async function pushProfile(
   opts: { credential?: Credential; onProgress?: (step: string) => void } = {},
 ): Promise<PushResult> {
   // The publisher refuses what every node would refuse, before anything leaves the machine.
+  if (kind === 'seccomp') decodeSeccompWithHint(profileBytes);
   validateArtifactBytes(kind, profileBytes);
   const packed = packProfile(profileBytes, kind);
   const put = { credential: opts.credential };

@@ -1,5 +1,7 @@
 import { defaultBaselinePath } from '../../config/node-config.js';
 import { SpokeError } from '../../core/errors.js';
+import { stringifyExact as stringify } from '../../core/json.js';
+import { decodeSeccompWithHint } from '../../profiles/seccomp/convert.js';
 import { decodeAppArmor, formatAppArmorConstraint, intersectAppArmor, validateAppArmorArtifact, validateAppArmorArtifactBytes, appArmorProfileName } from '../../profiles/apparmor/index.js';
 import { decodeSeccomp, formatConstraint, intersect, validate, validateArtifact, validateBaseline } from '../../profiles/seccomp/index.js';
 import { parseCommand } from '../args.js';
@@ -20,22 +22,6 @@ options:
   --base FILE       seccomp: the pod's Localhost base profile (AppArmor allows RuntimeDefault only)
   --explain         on stderr, each thing the merge constrained and the input that constrained it
   --json            {"effective": <profile>, "constrained": [...], "digest": ...} on stdout`;
-
-/** JSON.stringify that writes bigints (seccomp argument values) as decimal numbers. */
-function stringify(v: unknown): string {
-  const marks = new Map<string, string>();
-  const text = JSON.stringify(
-    v,
-    (_k, x: unknown) => {
-      if (typeof x !== 'bigint') return x;
-      const mark = `\u0000bigint${marks.size}\u0000`;
-      marks.set(mark, x.toString());
-      return mark;
-    },
-    2,
-  );
-  return marks.size === 0 ? text : text.replace(/"\\u0000bigint\d+\\u0000"/g, (m) => marks.get(JSON.parse(m) as string) ?? m);
-}
 
 interface Outcome {
   bytes: Buffer;
@@ -73,7 +59,7 @@ async function mergeSeccomp(artifactFile: string, artifactBytes: Buffer, baselin
   }
   let artifact;
   try {
-    artifact = decodeSeccomp(artifactBytes);
+    artifact = decodeSeccompWithHint(artifactBytes);
     validateArtifact(artifact);
   } catch (e) {
     inputFailure('artifact', artifactFile, e);

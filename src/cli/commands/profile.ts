@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { checkWithParser } from '../../apparmor/parser.js';
 import { defaultBaselinePath } from '../../config/node-config.js';
 import type { ProfileKind } from '../../core/constants.js';
@@ -16,11 +16,15 @@ import {
   validateAppArmorArtifactBytes,
 } from '../../profiles/apparmor/index.js';
 import { decodeSeccomp, validate, validateArtifact, validateStrict } from '../../profiles/seccomp/index.js';
+import { convertProfile, CRI_DEFAULT_CAPABILITIES, decodeSeccompWithHint, parseProfileText } from '../../profiles/seccomp/convert.js';
+import { stringifyExact } from '../../core/json.js';
+import { writeFileAtomic } from '../../store/fsutil.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 
 const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--artifact | --strict] [--json]
        spoke profile render --kind apparmor FILE [--name NAME] [--baseline FILE | --raw] [--check]
+       spoke profile convert FILE [--from docker|spo] [--arch ARCH] [--caps CAP,...] [--output F]
 
   validate  strict decode (unknown or duplicate members, trailing data, bad UTF-8 are errors),
             then the kind's rules. Seccomp levels: default = what runc loads, --artifact = what
@@ -30,6 +34,11 @@ const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--ar
             capabilities). Exit 0 when valid, 1 with the JSON path at fault otherwise.
   render    print the AppArmor policy text spoke would load for FILE: FILE intersected with
             the AppArmor baseline, under the generated name spoke-<sha256 prefix>.
+  convert   turn a Docker / containers-common seccomp profile (archMap, includes/excludes) or a
+            Security Profiles Operator SeccompProfile (JSON or YAML) into the runtime-spec
+            profile an artifact carries, for one architecture and capability set; it passes
+            validate --artifact. What the conversion decided (conflicting rules resolved to the
+            most restrictive, kernel versions assumed) is said on stderr. docs/convert.md
 
 options:
   --kind K          seccomp or apparmor (default: apparmor when the document has one of the
@@ -38,6 +47,11 @@ options:
   --strict          seccomp: artifact rules plus the strict checks
   --name NAME       render: the profile name (default spoke-<first 16 hex of the effective sha256>)
   --baseline FILE   render: AppArmor baseline (default policy/apparmor-baseline.json)
+  --from F          convert: docker (also containers-common) or spo (default: detected)
+  --arch ARCH       convert: Go architecture name, amd64, arm64, … (default: this node's)
+  --caps LIST       convert: the container's capabilities (default: the CRI default set,
+                    ${CRI_DEFAULT_CAPABILITIES.join(',')})
+  --output F        convert: write the profile to F (atomically) instead of stdout
   --raw             render: FILE as it is, without intersecting it with a baseline
   --check           render: also compile the text with apparmor_parser -Q (no kernel load)
   --json            machine-readable output`;
@@ -77,7 +91,7 @@ function validateFile(kind: ProfileKind, level: Level, bytes: Uint8Array): void 
     validateAppArmorArtifactBytes(bytes);
     return;
   }
-  const p = decodeSeccomp(bytes);
+  const p = decodeSeccompWithHint(bytes);
   if (level === 'strict') validateStrict(p);
   else if (level === 'artifact') validateArtifact(p);
   else validate(p);
@@ -129,6 +143,31 @@ async function runRender(file: string, values: { kind?: string; name?: string; b
   return 0;
 }
 
+/** The node's architecture as a Go name (what `includes.arches` compares with). */
+function nodeArch(): string {
+  const byNode: Record<string, string> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+  return byNode[process.arch] ?? process.arch;
+}
+
+async function runConvert(file: string, values: { from?: string; arch?: string; caps?: string; output?: string; json?: boolean }): Promise<number> {
+  if (values.from !== undefined && values.from !== 'docker' && values.from !== 'spo') throw new UsageError(`--from must be docker or spo, got ${JSON.stringify(values.from)}`);
+  const caps = values.caps === undefined ? [...CRI_DEFAULT_CAPABILITIES] : values.caps.split(',').map((c) => c.trim()).filter((c) => c !== '');
+  const { profile, notes, format } = convertProfile(parseProfileText((await readInput(file)).toString('utf8')), {
+    arch: values.arch ?? nodeArch(),
+    caps,
+    ...(values.from === undefined ? {} : { from: values.from }),
+  });
+  const text = stringifyExact(profile) + '\n';
+  // What it prints must be what a node accepts: checked with the artifact rules before anything is written.
+  validateArtifact(decodeSeccomp(Buffer.from(text)));
+  for (const n of notes) process.stderr.write(`note: ${n}\n`);
+  if (values.output !== undefined) {
+    await writeFileAtomic(resolve(values.output), text, dirname(resolve(values.output)), { mode: 0o644 });
+    process.stderr.write(`${file} (${format}) → ${values.output}, ${sha256Digest(Buffer.from(text))}\n`);
+  } else process.stdout.write(text);
+  return 0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(
     argv,
@@ -140,6 +179,10 @@ export async function run(argv: string[]): Promise<number> {
       baseline: { type: 'string' },
       raw: { type: 'boolean' },
       check: { type: 'boolean' },
+      from: { type: 'string' },
+      arch: { type: 'string' },
+      caps: { type: 'string' },
+      output: { type: 'string', short: 'o' },
       json: { type: 'boolean' },
     },
     HELP,
@@ -155,5 +198,6 @@ export async function run(argv: string[]): Promise<number> {
     if (values.artifact || values.strict) throw new UsageError(`--artifact and --strict are validate options\n${HELP}`);
     return runRender(file, values);
   }
+  if (sub === 'convert') return runConvert(file, values);
   throw new UsageError(`unknown profile subcommand ${JSON.stringify(sub)}\n${HELP}`);
 }

@@ -1,0 +1,76 @@
+// Conversion rules (docs/convert.md) on small documents: moby's includes/excludes semantics,
+// legacy spellings, what cannot be converted, and what is said about it.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SpokeError } from '../../../src/core/errors.js';
+import { convertProfile, detectFormat, parseProfileText } from '../../../src/profiles/seccomp/convert.js';
+
+const doc = (syscalls: unknown[], extra: Record<string, unknown> = {}) => ({ defaultAction: 'SCMP_ACT_ERRNO', archMap: [{ architecture: 'SCMP_ARCH_X86_64', subArchitectures: ['SCMP_ARCH_X86'] }], syscalls, ...extra });
+const names = (d: unknown, caps: string[] = [], arch = 'amd64') => (convertProfile(d, { arch, caps }).profile.syscalls ?? []).flatMap((s) => s.names).sort();
+
+test('includes: every listed capability is needed; excludes: any one listed capability skips the entry', () => {
+  const d = doc([
+    { names: ['a'], action: 'SCMP_ACT_ALLOW', includes: { caps: ['CAP_SYS_ADMIN', 'CAP_NET_ADMIN'] } },
+    { names: ['b'], action: 'SCMP_ACT_ALLOW', excludes: { caps: ['CAP_SYS_ADMIN', 'CAP_BPF'] } },
+  ]);
+  assert.deepEqual(names(d, ['SYS_ADMIN']), []);
+  assert.deepEqual(names(d, ['SYS_ADMIN', 'cap_net_admin']), ['a']);
+  assert.deepEqual(names(d, []), ['b']);
+  assert.deepEqual(names(d, ['BPF']), []);
+});
+
+test('arches are Go names compared with the node; archMap gives the architectures', () => {
+  const d = doc([
+    { names: ['x'], action: 'SCMP_ACT_ALLOW', includes: { arches: ['amd64', 'x32'] } },
+    { names: ['y'], action: 'SCMP_ACT_ALLOW', excludes: { arches: ['amd64'] } },
+  ]);
+  assert.deepEqual(names(d), ['x']);
+  assert.deepEqual(convertProfile(d, { arch: 'amd64', caps: [] }).profile.architectures, ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86']);
+  assert.throws(() => convertProfile(d, { arch: 'arm64', caps: [] }), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && e.context.path === 'archMap');
+});
+
+test('legacy "name", comments dropped, errnoRet kept, an errno given only by name refused with its path', () => {
+  const d = doc([{ name: 'z', action: 'SCMP_ACT_ERRNO', errnoRet: 38, errno: 'ENOSYS', comment: 'why' }], { defaultErrnoRet: 1, defaultErrno: 'EPERM' });
+  const p = convertProfile(d, { arch: 'amd64', caps: [] }).profile;
+  assert.deepEqual(p.syscalls, [{ names: ['z'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }]);
+  assert.equal(p.defaultErrnoRet, 1);
+  assert.throws(
+    () => convertProfile(doc([{ names: ['z'], action: 'SCMP_ACT_ERRNO', errno: 'ENOSYS' }]), { arch: 'amd64', caps: [] }),
+    (e: unknown) => e instanceof SpokeError && e.context.path === 'syscalls[0].errno',
+  );
+});
+
+test('minKernel cannot be checked offline: a recent kernel is assumed, and said', () => {
+  const d = doc([
+    { names: ['new'], action: 'SCMP_ACT_ALLOW', includes: { minKernel: '5.8' } },
+    { names: ['old'], action: 'SCMP_ACT_ERRNO', excludes: { minKernel: '4.8' } },
+  ]);
+  const r = convertProfile(d, { arch: 'amd64', caps: [] });
+  assert.deepEqual((r.profile.syscalls ?? []).flatMap((s) => s.names), ['new']);
+  assert.match(r.notes.join('\n'), /4\.8, 5\.8/);
+});
+
+test('conflicting unconditional rules keep the most restrictive; conditional ones are untouched', () => {
+  const d = doc([
+    { names: ['setns', 'read'], action: 'SCMP_ACT_ALLOW' },
+    { names: ['setns'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+    { names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] },
+  ]);
+  const r = convertProfile(d, { arch: 'amd64', caps: [] });
+  assert.deepEqual(r.profile.syscalls, [
+    { names: ['read'], action: 'SCMP_ACT_ALLOW' },
+    { names: ['setns'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+    { names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1n, op: 'SCMP_CMP_EQ' }] },
+  ]);
+  assert.equal(r.notes.length, 1);
+  assert.match(r.notes[0]!, /^setns: /);
+});
+
+test('format detection; unknown members are errors naming their path', () => {
+  assert.equal(detectFormat(doc([])), 'docker');
+  assert.equal(detectFormat({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['a'], action: 'SCMP_ACT_ALLOW', includes: {} }] }), 'docker');
+  assert.equal(detectFormat({ apiVersion: 'security-profiles-operator.x-k8s.io/v1beta1', kind: 'SeccompProfile', spec: {} }), 'spo');
+  assert.equal(detectFormat({ defaultAction: 'SCMP_ACT_ALLOW' }), undefined);
+  assert.throws(() => convertProfile(doc([{ names: ['a'], action: 'SCMP_ACT_ALLOW', bogus: 1 }]), { arch: 'amd64', caps: [] }), (e: unknown) => e instanceof SpokeError && e.context.path === 'syscalls[0].bogus');
+  assert.throws(() => parseProfileText('{"a": 1, "a": 2}'), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid');
+});
