@@ -263,5 +263,5 @@ export class PullPipeline {
 export function toVerifierSigner(s: PolicySigner): SignerSpec {
   return s.type === 'publicKey'
     ? { name: s.name, kind: 'publicKey', file: s.file, pem: s.publicKeyPem, key: s.publicKey }
-    : { name: s.name, kind: 'keyless', trustedRootFile: s.file, trustedRoot: s.trustedRoot, issuer: s.issuer, subject: s.subject, subjectRegExp: s.subjectRegExp };
+    : { name: s.name, kind: 'keyless', trustedRootFile: s.file, trustedRoot: s.trustedRoot, issuer: s.issuer, subject: s.subject, subjectRegExp: s.subjectRegExp, timeSource: s.timeSource };
 }

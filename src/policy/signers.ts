@@ -4,11 +4,11 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import type { Node } from 'yaml';
-import type { KeylessSigner, PublicKeySigner, PublicKeyType, SignerSpec } from './types.js';
+import { TIME_SOURCES, type KeylessSigner, type PublicKeySigner, type PublicKeyType, type SignerSpec, type TimeSource } from './types.js';
 import type { YamlSource } from './yaml-source.js';
 
 export const SIGNER_KEYS = ['publicKey', 'keyless'] as const;
-export const KEYLESS_KEYS = ['trustedRoot', 'issuer', 'subject', 'subjectRegExp'] as const;
+export const KEYLESS_KEYS = ['trustedRoot', 'issuer', 'subject', 'subjectRegExp', 'timeSource'] as const;
 
 export const SIGNER_NAME_RE = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
@@ -54,10 +54,17 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
   }
   const entry = kl!;
   const k = src.map(entry.value, entry.path, KEYLESS_KEYS, entry.keyNode);
+  const timeEntry = k.get('timeSource');
+  let timeSource: TimeSource = 'any';
+  if (timeEntry !== undefined) {
+    const t = src.string(timeEntry.value, timeEntry.path);
+    if (!(TIME_SOURCES as readonly string[]).includes(t)) src.fail(timeEntry.value, timeEntry.path, `must be one of ${TIME_SOURCES.join(', ')}`);
+    timeSource = t as TimeSource;
+  }
   const rootEntry = k.require('trustedRoot', ' (keyless signatures are checked against a local trusted_root.json)');
   const file = resolveFrom(ctx.policyFile, src.string(rootEntry.value, rootEntry.path));
   const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootEntry.line, rootEntry.path);
-  const trustedRoot = parseTrustedRoot(bytes, (why) => src.failAt(rootEntry.line, rootEntry.path, `${file}: ${why}`));
+  const trustedRoot = parseTrustedRoot(bytes, (why) => src.failAt(rootEntry.line, rootEntry.path, `${file}: ${why}`), timeSource);
   const issuerEntry = k.require('issuer');
   const issuer = src.string(issuerEntry.value, issuerEntry.path, { maxLength: 1024 });
   checkIssuer(issuer, (why) => src.fail(issuerEntry.value, issuerEntry.path, why));
@@ -73,7 +80,7 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
     subjectRegExpSource = src.string(subjRe!.value, subjRe!.path, { maxLength: MAX_SUBJECT_REGEXP_LENGTH });
     subjectRegExp = compileAnchored(subjectRegExpSource, (why) => src.fail(subjRe!.value, subjRe!.path, why));
   }
-  const spec: KeylessSigner = { type: 'keyless', name, line, file, trustedRoot, issuer, subject, subjectRegExp, subjectRegExpSource };
+  const spec: KeylessSigner = { type: 'keyless', name, line, file, trustedRoot, issuer, subject, subjectRegExp, subjectRegExpSource, timeSource };
   return { spec, file: { signer: name, path: file, bytes } };
 }
 
@@ -129,11 +136,13 @@ export function parsePublicKey(bytes: Buffer, onError: (why: string) => never): 
 }
 
 /**
- * A sigstore trusted root: JSON, the trustedroot media type, at least one certificate
- * authority and at least one timestamp authority (keyless without a verified timestamp never
- * checks the chain: signing-policy.md §2), every certificate decodable X.509. Returned deeply frozen.
+ * A sigstore trusted root: JSON, the trustedroot media type, at least one certificate authority,
+ * and the authorities that can vouch for a signing time under `timeSource` (keyless without a
+ * verified time never checks the chain: docs/signatures.md): timestamp authorities for `tsa`,
+ * transparency logs for `tlog`, at least one of the two for `any`. Every certificate decodable
+ * X.509, every log key a public key. Returned deeply frozen.
  */
-export function parseTrustedRoot(bytes: Buffer, onError: (why: string) => never): unknown {
+export function parseTrustedRoot(bytes: Buffer, onError: (why: string) => never, timeSource: TimeSource = 'any'): unknown {
   let root: unknown;
   try {
     root = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -145,11 +154,27 @@ export function parseTrustedRoot(bytes: Buffer, onError: (why: string) => never)
   if (typeof mediaType !== 'string' || !mediaType.startsWith(TRUSTED_ROOT_MEDIA_TYPE_PREFIX)) {
     onError(`mediaType must start with ${TRUSTED_ROOT_MEDIA_TYPE_PREFIX}, got ${JSON.stringify(mediaType)?.slice(0, 80)}`);
   }
-  for (const field of ['certificateAuthorities', 'timestampAuthorities'] as const) {
-    const list = root[field];
-    if (!Array.isArray(list) || list.length === 0) {
-      onError(`${field} must list at least one authority${field === 'timestampAuthorities' ? ' (keyless signatures need a verified timestamp)' : ''}`);
+  const listed = (field: string) => Array.isArray(root[field]) && (root[field] as unknown[]).length > 0;
+  if (timeSource === 'tsa' && !listed('timestampAuthorities')) onError('timestampAuthorities must list at least one authority (timeSource tsa: signatures need an RFC 3161 timestamp)');
+  if (timeSource === 'tlog' && !listed('tlogs')) onError('tlogs must list at least one transparency log (timeSource tlog: signatures need a log entry)');
+  if (timeSource === 'any' && !listed('timestampAuthorities') && !listed('tlogs')) {
+    onError('list at least one timestamp authority or transparency log (keyless signatures need a verified signing time)');
+  }
+  const tlogs = root.tlogs ?? [];
+  if (!Array.isArray(tlogs)) onError('tlogs must be a list');
+  tlogs.forEach((log: unknown, i: number) => {
+    const raw = isObject(log) && isObject(log.publicKey) ? log.publicKey.rawBytes : undefined;
+    if (typeof raw !== 'string') onError(`tlogs[${i}].publicKey.rawBytes must be a base64 string`);
+    try {
+      createPublicKey({ key: Buffer.from(raw, 'base64'), format: 'der', type: 'spki' });
+    } catch {
+      onError(`tlogs[${i}].publicKey.rawBytes is not a DER public key`);
     }
+    if (!isObject(log) || !isObject(log.logId) || typeof log.logId.keyId !== 'string') onError(`tlogs[${i}].logId.keyId must be a base64 string`);
+  });
+  for (const field of ['certificateAuthorities', 'timestampAuthorities'] as const) {
+    const list = root[field] ?? (field === 'timestampAuthorities' ? [] : undefined);
+    if (!Array.isArray(list) || (field === 'certificateAuthorities' && list.length === 0)) onError(`${field} must list at least one authority`);
     list.forEach((authority: unknown, i: number) => {
       const at = `${field}[${i}].certChain.certificates`;
       const certs = isObject(authority) && isObject(authority.certChain) ? authority.certChain.certificates : undefined;

@@ -26,6 +26,14 @@ export interface PublicKeySigner {
   readonly keyType: PublicKeyType;
 }
 
+/**
+ * Where a keyless signature's signing time may come from: an RFC 3161 timestamp (`tsa`), a
+ * transparency-log entry's integrated time (`tlog`, Rekor), or either (`any`). At least one
+ * verified time is always required: without one the certificate chain is never checked.
+ */
+export const TIME_SOURCES = ['tsa', 'tlog', 'any'] as const;
+export type TimeSource = (typeof TIME_SOURCES)[number];
+
 /** Keyless: a certificate from a CA in the trusted root, with this exact issuer and subject. */
 export interface KeylessSigner {
   readonly type: 'keyless';
@@ -42,6 +50,8 @@ export interface KeylessSigner {
   /** Anchored and compiled with the `u` flag; `subjectRegExpSource` is the text from the file. */
   readonly subjectRegExp: RegExp | undefined;
   readonly subjectRegExpSource: string | undefined;
+  /** Default `any`. */
+  readonly timeSource: TimeSource;
 }
 
 export type SignerSpec = PublicKeySigner | KeylessSigner;

@@ -88,21 +88,32 @@ export function checkKeylessIdentity(p: PreparedKeyless, san: string | undefined
   return san;
 }
 
-/** Timestamps that count for keyless: RFC 3161 ones only, not in the future. */
-export function countTimestamps(entity: SignedEntity, now: number): number {
-  let n = 0;
+/**
+ * The signing times a keyless signer accepts from this entity: RFC 3161 timestamps where it
+ * accepts a TSA, transparency-log entries with an inclusion promise (their integrated time) where
+ * it accepts a log; none in the future. The verifier then checks each one (TSA chain, SET or
+ * inclusion proof against the trusted log key), so a counted time is a verified one or a refusal.
+ */
+export function acceptedTimes(entity: SignedEntity, p: Pick<PreparedKeyless, 'acceptTsa' | 'acceptTlog'>, now: number): SignedEntity['timestamps'] {
+  const out: SignedEntity['timestamps'] = [];
   for (const t of entity.timestamps) {
-    if (t.$case !== 'timestamp-authority') continue;
     let at: Date;
-    try {
-      at = t.timestamp.signingTime;
-    } catch (e) {
-      throw new Rejection(`unreadable RFC 3161 timestamp: ${describe(e)}`);
+    if (t.$case === 'timestamp-authority') {
+      if (!p.acceptTsa) continue;
+      try {
+        at = t.timestamp.signingTime;
+      } catch (e) {
+        throw new Rejection(`unreadable RFC 3161 timestamp: ${describe(e)}`);
+      }
+    } else {
+      if (!p.acceptTlog || t.tlogEntry.inclusionPromise === undefined) continue;
+      at = new Date(Number(t.tlogEntry.integratedTime) * 1000);
+      if (Number.isNaN(at.getTime())) throw new Rejection('unreadable transparency-log integrated time');
     }
-    if (at.getTime() > now + MAX_TIMESTAMP_SKEW_MS) throw new Rejection(`RFC 3161 timestamp ${at.toISOString()} is in the future`);
-    n++;
+    if (at.getTime() > now + MAX_TIMESTAMP_SKEW_MS) throw new Rejection(`${t.$case === 'timestamp-authority' ? 'RFC 3161 timestamp' : 'transparency-log integrated time'} ${at.toISOString()} is in the future`);
+    out.push(t);
   }
-  return n;
+  return out;
 }
 
 /** Verifies a keyed entity against each keyed signer (the key hint is ignored); first match wins. */
@@ -126,14 +137,15 @@ export function verifyKeyed(entity: SignedEntity, signers: readonly PreparedSign
 export function verifyKeyless(entity: SignedEntity, signers: readonly PreparedSigner[], format: SignatureVerdict['format'], now: number): SignatureVerdict {
   const keyless = signers.filter((s): s is PreparedKeyless => s.kind === 'keyless');
   if (keyless.length === 0) throw new Rejection('signed with a certificate, and the rule names no keyless signer');
-  // Count first: with zero timestamps sigstore-js never checks the chain (and throws a TypeError).
-  const timestamps = entity.timestamps.filter((t) => t.$case === 'timestamp-authority');
-  if (countTimestamps(entity, now) < 1) throw new Rejection('certificate signature carries no RFC 3161 timestamp');
-  const withTsOnly: SignedEntity = { ...entity, timestamps, tlogEntries: [] };
   const reasons: string[] = [];
   for (const p of keyless) {
     try {
-      const signer = libraryVerify(p, withTsOnly, { subjectAlternativeName: p.sanPolicy, extensions: { issuer: p.issuer } });
+      // Count first: with zero timestamps sigstore-js never checks the chain (and throws a TypeError).
+      const times = acceptedTimes(entity, p, now);
+      if (times.length < 1) throw new Rejection(`certificate signature carries no ${timeEvidence(p)}`);
+      if (p.requireTlog && entity.tlogEntries.length === 0) throw new Rejection('certificate signature carries no transparency-log entry');
+      const evidence: SignedEntity = { ...entity, timestamps: times, tlogEntries: p.acceptTlog ? entity.tlogEntries : [] };
+      const signer = libraryVerify(p, evidence, { subjectAlternativeName: p.sanPolicy, extensions: { issuer: p.issuer } });
       const identity = checkKeylessIdentity(p, signer.identity?.subjectAlternativeName, signer.identity?.extensions?.issuer);
       return { signer: p.name, format, identity };
     } catch (e) {
@@ -141,6 +153,11 @@ export function verifyKeyless(entity: SignedEntity, signers: readonly PreparedSi
     }
   }
   throw new Rejection(reasons.join('; '));
+}
+
+function timeEvidence(p: Pick<PreparedKeyless, 'acceptTsa' | 'acceptTlog'>): string {
+  if (p.acceptTsa && p.acceptTlog) return 'RFC 3161 timestamp or transparency-log entry with an inclusion promise';
+  return p.acceptTsa ? 'RFC 3161 timestamp' : 'transparency-log entry with an inclusion promise';
 }
 
 /** Parses bundle JSON bytes into a v0.3 bundle or rejects. */

@@ -1,5 +1,6 @@
 // Trust material per signer, built once per loaded policy and reused on every pull. Only the
-// policy's keys and roots are trusted: no TUF, no Rekor, no Fulcio.
+// policy's keys and roots are trusted: no TUF, and no network (a Rekor log's entries are checked
+// offline against the log key the trusted root lists).
 
 import type { KeyObject } from 'node:crypto';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
@@ -31,6 +32,11 @@ export interface PreparedKeyless {
   readonly issuer: string;
   readonly trust: TrustMaterial;
   readonly verifier: Verifier;
+  /** What may vouch for the signing time, narrowed to what the trusted root can check. */
+  readonly acceptTsa: boolean;
+  readonly acceptTlog: boolean;
+  /** When only a log entry can supply the time, a verified entry is required (`tlog`). */
+  readonly requireTlog: boolean;
   /** Anchored matcher over the certificate SAN. */
   readonly matchSubject: (san: string) => boolean;
   /** For messages: what the subject must be. */
@@ -90,8 +96,12 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
   if (!root.certificateAuthorities?.length) {
     throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no certificate authorities`);
   }
-  if (!root.timestampAuthorities?.length) {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no timestamp authorities (keyless needs an RFC 3161 timestamp)`);
+  const timeSource = s.timeSource ?? 'any';
+  const acceptTsa = timeSource !== 'tlog' && (root.timestampAuthorities?.length ?? 0) > 0;
+  const acceptTlog = timeSource !== 'tsa' && (root.tlogs?.length ?? 0) > 0;
+  if (!acceptTsa && !acceptTlog) {
+    const needs = timeSource === 'tsa' ? 'timestamp authorities' : timeSource === 'tlog' ? 'transparency logs' : 'timestamp authorities or transparency logs';
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no ${needs} (keyless needs a verified signing time, timeSource ${timeSource})`, {}, { reason: 'SIGNER_UNAVAILABLE' });
   }
   if (typeof s.issuer !== 'string' || s.issuer.length === 0) {
     throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without an issuer`);
@@ -125,9 +135,12 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
     name: s.name,
     issuer: s.issuer,
     trust,
-    // Transparency-log entries are not evidence here (stripped before verification); time comes
-    // from RFC 3161 timestamps, counted by the caller before this verifier ever runs.
-    verifier: new Verifier(trust, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 1 }),
+    acceptTsa,
+    acceptTlog,
+    requireTlog: timeSource === 'tlog',
+    // Time comes from what the signer accepts (see acceptTsa/acceptTlog): evidence of any other
+    // kind is stripped, and at least one verified time is counted before this verifier runs.
+    verifier: new Verifier(trust, { tlogThreshold: timeSource === 'tlog' ? 1 : 0, ctlogThreshold: 0, timestampThreshold: 1 }),
     matchSubject,
     subjectText,
     sanPolicy,
@@ -137,7 +150,7 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
 function keylessCacheKey(s: KeylessSignerSpec): string {
   const re = s.subjectRegExp;
   const reText = re === undefined ? '' : typeof re === 'string' ? `s:${re}` : `r:${re.source}/${re.flags}`;
-  return JSON.stringify([s.name, s.issuer, s.subject ?? null, reText]);
+  return JSON.stringify([s.name, s.issuer, s.subject ?? null, reText, s.timeSource ?? 'any']);
 }
 
 /** The prepared form of `s`, built on first use. Throws SignatureValidationFailed on unusable material. */

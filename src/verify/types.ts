@@ -24,6 +24,11 @@ export interface KeylessSignerSpec {
   readonly subject?: string;
   /** Regular expression over the whole SAN; spoke anchors it (`^(?:…)$`) whatever it is given. */
   readonly subjectRegExp?: RegExp | string;
+  /**
+   * What may vouch for the signing time: RFC 3161 timestamps (`tsa`), transparency-log entries
+   * (`tlog`), either (`any`, the default). At least one verified time is always required.
+   */
+  readonly timeSource?: 'tsa' | 'tlog' | 'any';
 }
 
 export type SignerSpec = PublicKeySignerSpec | KeylessSignerSpec;

@@ -223,7 +223,8 @@ describe('parsePolicy: signers', () => {
     const badRoots: [string, () => unknown, RegExp][] = [
       ['not JSON', () => '{', /not valid JSON/],
       ['wrong media type', () => ({ ...root, mediaType: 'application/json' }), /mediaType must start with application\/vnd\.dev\.sigstore\.trustedroot\+json/],
-      ['no timestamp authority', () => ({ ...root, timestampAuthorities: [] }), /timestampAuthorities must list at least one authority \(keyless signatures need a verified timestamp\)/],
+      ['no timestamp authority and no log', () => ({ ...root, timestampAuthorities: [], tlogs: [] }), /at least one timestamp authority or transparency log \(keyless signatures need a verified signing time\)/],
+      ['a log key that is not a public key', () => ({ ...root, tlogs: [{ publicKey: { rawBytes: 'AAAA' }, logId: { keyId: 'AAAA' } }] }), /tlogs\[0\]\.publicKey\.rawBytes is not a DER public key/],
       ['no certificate authority', () => ({ ...root, certificateAuthorities: undefined }), /certificateAuthorities must list at least one/],
       [
         'a certificate that is not X.509',
