@@ -3,6 +3,9 @@
 // can prove how many requests a pull made.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -33,7 +36,10 @@ export interface TestRegistry {
   requests(): AccessLogEntry[];
   /** Forget log entries seen so far (call before the step you count). */
   resetRequests(): void;
-  /** Waits until the access log has caught up (the registry writes it after the response). */
+  /**
+   * Waits until the access log has caught up with every response already received: sends a
+   * marker request and returns once the registry has logged it (markers never show in requests()).
+   */
   settle(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -57,6 +63,21 @@ function tcpConnect(port: number): Promise<void> {
       resolve();
     });
     sock.once('error', reject);
+  });
+}
+
+const MARKER_PARAM = 'spoke-settle-marker';
+
+/** One GET to the registry's base endpoint, the answer read and dropped (TLS: the test's own certificate, not checked). */
+function markerRequest(port: number, tls: boolean, marker: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = (tls ? httpsRequest : httpRequest)({ host: '127.0.0.1', port, path: `/v2/?${MARKER_PARAM}=${marker}`, method: 'GET', rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      res.once('end', resolve);
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    req.end();
   });
 }
 
@@ -86,6 +107,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   });
   let log: AccessLogEntry[] = [];
   let pending = '';
+  const markers = new Map<string, () => void>();
   const onData = (chunk: Buffer) => {
     pending += chunk.toString('utf8');
     let nl;
@@ -93,8 +115,18 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
       const m = ACCESS_RE.exec(line);
-      if (m) log.push({ method: m[1]!, path: m[2]!, status: Number(m[3]) });
+      if (!m) continue;
+      const marker = new URL(m[2]!, 'http://x').searchParams.get(MARKER_PARAM);
+      if (marker !== null) markers.get(marker)?.();
+      else log.push({ method: m[1]!, path: m[2]!, status: Number(m[3]) });
     }
+  };
+  const settle = async (): Promise<void> => {
+    const marker = randomBytes(8).toString('hex');
+    const logged = new Promise<void>((resolve) => markers.set(marker, resolve));
+    await markerRequest(port, opts.tls !== undefined, marker);
+    await logged;
+    markers.delete(marker);
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
@@ -117,7 +149,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     if (Date.now() > deadline) throw new Error('docker-registry did not start within 10 s');
     await new Promise((r) => setTimeout(r, 30));
   }
-  await new Promise((r) => setTimeout(r, 50));
+  // The start-up probes are logged too: wait for them, then forget them.
+  await settle();
   log = [];
   return {
     host: `127.0.0.1:${port}`,
@@ -129,7 +162,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     resetRequests: () => {
       log = [];
     },
-    settle: () => new Promise((r) => setTimeout(r, 150)),
+    settle,
     stop: async () => {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
