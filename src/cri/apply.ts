@@ -5,18 +5,26 @@
 //   content-addressed and atomically to <seccompRoot>/spoke/<sha256 hex>.json → Localhost ref.
 // Base profiles: RuntimeDefault adds nothing: the node baseline is required to be at least as
 // strict as the runtime's default profile (the shipped baseline is derived from it), so
-// baseline ∩ RuntimeDefault = baseline. Localhost: the file is read (≤ 1 MiB), decoded and
-// validated at ValidateStrict level, then layered in as the second input.
+// baseline ∩ RuntimeDefault = baseline. Localhost: the path must resolve (realpath) under the
+// seccomp root; the file is read from an fd (regular file, ≤ 1 MiB), decoded and validated at
+// ValidateStrict level, then layered in as the second input. Its errors name the JSON path at
+// fault but never quote the file's bytes: they reach pod events.
+// The node policy is decided again here, for the pod's namespace and under the current policy
+// (a digest pulled for one namespace, or before a deny rule or a signer revocation, serves no
+// pod the policy now refuses); a rule that requires signatures needs a verdict recorded under
+// the current policy, else the pull pipeline verifies again (fail closed).
 // AppArmor (issue 9): the same lookup; baseline ∩ artifact rendered under a generated name and
 // checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
-import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join, normalize } from 'node:path';
+import { constants as fsConstants } from 'node:fs';
+import { lstat, open, readFile, realpath } from 'node:fs/promises';
+import { isAbsolute, join, normalize, sep } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
 import type { ProfileKind } from '../core/constants.js';
 import { formatReference, parseReference, type Reference } from '../core/reference.js';
+import { decide } from '../policy/decide.js';
 import { writeFileAtomic } from '../store/fsutil.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
@@ -43,6 +51,8 @@ export interface AppArmorPrepared {
 export interface ApplyContext {
   /** For logs: "sandbox <ns>/<name>" or "container <name>". */
   who: string;
+  /** The pod's namespace (sandbox config metadata), for the node policy; absent: none known. */
+  namespace?: string;
 }
 
 interface Merged {
@@ -73,15 +83,22 @@ export class ProfileApplier<P> {
   }
 
   /**
-   * The stored artifact an OCI SecurityProfile names: the reference parsed, the record present
-   * with this reference (never pulled: FailedPrecondition "has not been pulled") and of `kind`,
-   * the bytes re-hashed on read.
+   * The stored artifact an OCI SecurityProfile names: the node policy's decision for it now (the
+   * pod's namespace, the current policy), the record present with this reference (never pulled:
+   * FailedPrecondition "has not been pulled") and of `kind`, a signature verdict valid under the
+   * current policy when the rule requires one, the bytes re-hashed on read.
    */
   private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; bytes: Buffer; rule: string }> {
     if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile');
     if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`);
     const ref = parseReference(profile.ociRef);
     const canonical = formatReference(ref);
+    const policy = await this.deps.policy();
+    const decision = decide(policy, ref, kind, ctx.namespace);
+    if (!decision.allowed) {
+      this.deps.logger.log('warn', 'OCI profile refused by the node policy', { who: ctx.who, reference: canonical, kind, namespace: ctx.namespace, rule: decision.rule?.id, reason: decision.reason });
+      throw new SpokeError('PermissionDenied', `${ctx.who}: ${canonical}: ${decision.reason}`, { reference: canonical, digest: ref.digest, rule: decision.rule?.id }, { reason: 'POLICY_DENIED' });
+    }
     const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
     if (!record || !record.references.some((r) => sameReference(r, canonical))) {
@@ -90,8 +107,17 @@ export class ProfileApplier<P> {
     if (record.kind !== kind) {
       throw new SpokeError('SecurityProfileInvalid', `${canonical} is a ${record.kind} profile, not ${kind}`, { reference: canonical, digest: ref.digest });
     }
+    if (!decision.unsigned) {
+      // The verdict must be one recorded under this policy (its hash covers the keys) by a signer
+      // the rule names now; otherwise the pipeline verifies again (the stored manifest, no blob
+      // download) and refuses what no current signer signed.
+      const verdict = record.verdicts[policy.hash];
+      if (verdict === undefined || !decision.signedBy.some((s) => s.name === verdict.signer)) {
+        await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });
+      }
+    }
     const { bytes } = await store.readProfile(ref.digest, { verify: true });
-    return { ref, canonical, bytes, rule: record.rule };
+    return { ref, canonical, bytes, rule: decision.rule.id };
   }
 
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
@@ -125,13 +151,9 @@ export class ProfileApplier<P> {
     const sha = merged.sha;
     const path = join(this.spokeDir, `${sha}.json`);
     if (!this.written.has(sha)) {
-      let present = false;
-      try {
-        present = (await stat(path)).size === merged.bytes.length;
-      } catch {
-        present = false;
-      }
-      if (!present) await writeFileAtomic(path, merged.bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
+      // Checked once by content (the name promises it), then remembered; anything else there is
+      // replaced atomically.
+      if (!(await holds(path, merged.bytes))) await writeFileAtomic(path, merged.bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
       this.written.add(sha);
     }
     if (merged.constrained > 0) {
@@ -192,29 +214,75 @@ export class ProfileApplier<P> {
   }
 
   private async readBase(localhostRef: string, ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
+    const refused = (code: 'InvalidArgument' | 'FailedPrecondition' | 'SecurityProfileInvalid', why: string, context: Record<string, unknown> = {}) =>
+      new SpokeError(code, `${ctx.who}: base profile ${localhostRef} ${why}`, { path: localhostRef, ...context }, { reason: 'BASE_PROFILE' });
     if (!isAbsolute(localhostRef) || normalize(localhostRef) !== localhostRef) {
-      throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile localhost_ref must be an absolute, normalised path`, { path: localhostRef });
+      throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile localhost_ref must be an absolute, normalised path`, { path: localhostRef }, { reason: 'BASE_PROFILE' });
     }
     let bytes: Buffer;
     try {
-      const st = await stat(localhostRef);
-      if (!st.isFile()) throw new SpokeError('FailedPrecondition', `base profile ${localhostRef} is not a regular file`, { path: localhostRef });
-      if (st.size > DEFAULT_MAX_ARTIFACT_BYTES) {
-        throw new SpokeError('SecurityProfileInvalid', `base profile ${localhostRef} is larger than ${DEFAULT_MAX_ARTIFACT_BYTES} bytes`, { path: localhostRef });
-      }
-      bytes = await readFile(localhostRef);
+      const [root, real] = await Promise.all([realpath(this.deps.seccompRoot), realpath(localhostRef)]);
+      // The kubelet's seccomp root is where Localhost profiles live; a path (or a symlink) leading
+      // elsewhere could make any file on the node a "profile".
+      if (!real.startsWith(root + sep)) throw refused('InvalidArgument', `does not resolve under the seccomp root ${this.deps.seccompRoot}`);
+      bytes = await readCapped(real, DEFAULT_MAX_ARTIFACT_BYTES, refused);
     } catch (e) {
       if (e instanceof SpokeError) throw e;
-      throw new SpokeError('FailedPrecondition', `cannot read base profile ${localhostRef}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { path: localhostRef });
+      throw refused('FailedPrecondition', `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
     }
     try {
       const p = this.deps.seccomp.decode(bytes);
       this.deps.seccomp.validateBase(p);
       return { profile: p, sha: sha256Hex(bytes) };
     } catch (e) {
-      const err = asSpokeError(e, 'SecurityProfileInvalid');
-      throw new SpokeError('SecurityProfileInvalid', `base profile ${localhostRef}: ${err.message}`, { path: localhostRef }, { cause: e });
+      // Only the JSON path of the fault: decoder messages may quote the file (a JSON syntax error
+      // shows its first bytes), and this message reaches pod events. No cause kept, for the same reason.
+      const at = e instanceof SpokeError ? e.context.path : undefined;
+      const where = typeof at === 'string' && JSON_PATH_RE.test(at) ? ` (at ${at})` : ' (not one strict JSON object)';
+      throw refused('SecurityProfileInvalid', `is not a valid seccomp profile${where}`);
     }
+  }
+}
+
+/** A JSON path as the seccomp decoder and validators write them (member names, indexes). */
+const JSON_PATH_RE = /^[A-Za-z0-9_.[\]()]{1,128}$/;
+
+type Refusal = (code: 'FailedPrecondition' | 'SecurityProfileInvalid', why: string, context?: Record<string, unknown>) => SpokeError;
+
+/**
+ * A regular file's bytes, read from one fd (no symlink at the last step, no blocking open of a
+ * FIFO), at most `cap` + 1 bytes: a file larger than `cap`, even one growing while read, is refused.
+ */
+async function readCapped(path: string, cap: number, refused: Refusal): Promise<Buffer> {
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw refused('FailedPrecondition', 'is not a regular file');
+    const tooBig = () => refused('SecurityProfileInvalid', `is larger than ${cap} bytes`, { limit: cap });
+    if (st.size > cap) throw tooBig();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const want = Math.min(cap + 1 - total, Math.max(st.size + 1 - total, 4096));
+      const { bytesRead, buffer } = await fh.read({ buffer: Buffer.allocUnsafe(want), position: null });
+      if (bytesRead === 0) break;
+      chunks.push(buffer.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > cap) throw tooBig();
+    }
+    return Buffer.concat(chunks, total);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Whether `path` is a regular file holding exactly `bytes` (read only when the size matches). */
+async function holds(path: string, bytes: Buffer): Promise<boolean> {
+  try {
+    const st = await lstat(path);
+    return st.isFile() && st.size === bytes.length && (await readFile(path)).equals(bytes);
+  } catch {
+    return false;
   }
 }
 

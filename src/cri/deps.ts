@@ -5,6 +5,7 @@ import type { ProfileKind } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/runtime.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { Policy } from '../policy/types.js';
 import type { PullPipeline } from '../pull.js';
 import type { ProfileStore } from '../store/store.js';
 
@@ -52,6 +53,11 @@ export interface ShimDeps<P = unknown> {
   metrics: Metrics;
   /** AppArmor support; undefined: every AppArmor OCI profile fails as on a node without AppArmor. */
   appArmor?: AppArmorOps;
+  /**
+   * The current node policy, the one the pull pipeline reads (reloads apply at once): every OCI
+   * profile is decided again at RunPodSandbox / CreateContainer. A rejection refuses the call.
+   */
+  policy: () => Promise<Policy>;
 }
 
 export type { Digest, ProfileKind };

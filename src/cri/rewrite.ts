@@ -192,7 +192,7 @@ async function fromAnnotation<T>(
   who: string,
   resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>,
 ): Promise<T> {
-  const ctx = { who: `${who} (annotation ${ann.key})` };
+  const ctx = { who: `${who} (annotation ${ann.key})`, namespace };
   try {
     await deps.ready?.(ann.kind, ctx);
     await deps.pull({ reference: ann.reference, kind: ann.kind, ...(namespace !== undefined ? { namespace } : {}) });
@@ -223,6 +223,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const deps = toDeps(resolver);
   const config = getMergedMessage(payload, RUN_CONFIG);
   const who = `sandbox ${podName(config)}`;
+  const namespace = namespaceOf(config);
   const aa = inspect(payload, POD_APPARMOR_IN_RUN, who);
   const site = inspect(payload, POD_SECCOMP_IN_RUN, who);
   const annotations = deps.annotations ? ProfileAnnotations.read(config) : ProfileAnnotations.NONE;
@@ -233,15 +234,15 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   let holds: Applied | undefined;
   if (site.oci) {
     if (annotations.size > 0) ignored(deps.annotations, () => annotations.forPod('seccomp'), who);
-    holds = await deps.seccomp(site.profile!, { who });
+    holds = await deps.seccomp(site.profile!, { who, namespace });
   } else if (ann !== undefined) {
     checkConflict(ann, site.profile, privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED), who);
-    holds = await fromAnnotation(deps.annotations!, ann, namespaceOf(config), who, deps.seccomp);
+    holds = await fromAnnotation(deps.annotations!, ann, namespace, who, deps.seccomp);
   }
   if (holds) out = replaceMessageAt(out, POD_SECCOMP_IN_RUN, encodeLocalhostProfile(holds.path));
   const appArmor: AppArmorPrepared[] = [];
   if (aa.oci) {
-    const a = await appArmorResolver(deps)(aa.profile!, { who });
+    const a = await appArmorResolver(deps)(aa.profile!, { who, namespace });
     appArmor.push(a);
     out = replaceMessageAt(out, POD_APPARMOR_IN_RUN, encodeLocalhostProfile(a.name));
   }
@@ -274,13 +275,13 @@ async function containerKind<T>(
   const held: T[] = [];
   let podApplied: T | undefined;
   if (pod.oci) {
-    podApplied = await s.resolve(pod.profile!, { who: `${who} (pod-level)` });
+    podApplied = await s.resolve(pod.profile!, { who: `${who} (pod-level)`, namespace: ctx.namespace });
     out = replaceMessageAt(out, s.podPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
   }
   let ann: ProfileAnnotation | undefined;
   if (ctr.oci) {
     ignored(ctx.deps.annotations, read, who);
-    const applied = await s.resolve(ctr.profile!, { who });
+    const applied = await s.resolve(ctr.profile!, { who, namespace: ctx.namespace });
     held.push(applied);
     out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);

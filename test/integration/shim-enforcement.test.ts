@@ -70,7 +70,9 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     denyMkdir = (await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
     permissive = (await pushRawArtifact(reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
     neverPulled = (await pushRawArtifact(reg.host, 'profiles/never', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
-    baseChmod = join(work, 'base-deny-chmod.json');
+    // Localhost bases live under the kubelet's seccomp root (a path outside it is refused).
+    mkdirSync(join(work, 'seccomp'));
+    baseChmod = join(work, 'seccomp', 'base-deny-chmod.json');
     writeFileSync(baseChmod, denySyscalls(['chmod', 'fchmod', 'fchmodat']));
     const policy = join(work, 'policy.yaml');
     writeFileSync(

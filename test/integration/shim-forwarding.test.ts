@@ -37,6 +37,7 @@ function stubDeps(storeDir: string, seccompRoot: string): ShimDeps {
     seccompRoot,
     logger: silentLogger,
     metrics: noopMetrics,
+    policy: async () => Promise.reject(new SpokeError('PermissionDenied', 'no node policy in this test')),
   };
 }
 

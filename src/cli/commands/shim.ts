@@ -163,7 +163,8 @@ export async function run(argv: string[]): Promise<number> {
     upstream: config.upstream,
     annotations: config.annotations,
     recording: values.recording === true,
-    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor },
+    // The pipeline's own policy holder: a create is decided under the policy its pull would see.
+    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, policy: async () => (await nodeContext()).policy.current() },
   });
   try {
     await shim.start();

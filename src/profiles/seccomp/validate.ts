@@ -1,6 +1,6 @@
 // The three validation levels of KEP-6061 §4, each a superset of the one before:
 //   validate          what runc loads, plus the rules the KEP applies everywhere
-//   validateArtifact  what a pulled artifact must satisfy (listener, errno, shapes, limits)
+//   validateArtifact  what a pulled artifact must satisfy (listener and its flag, errno, shapes, limits)
 //   validateStrict    artifact rules plus duplicate syscall names and unused valueTwo
 // The first failure is reported, in document order, as SecurityProfileInvalid with the JSON path.
 
@@ -66,6 +66,10 @@ function check(p: SeccompProfile, level: Level): void {
     checkErrno(p.defaultErrnoRet, p.defaultAction, 'defaultErrnoRet');
     checkUnique(p.architectures, 'architectures', 'architecture');
     checkUnique(p.flags, 'flags', 'flag');
+    // A notify-listener flag: it only changes how a listener receives notifications (KEP-6061 §4
+    // keeps listeners out of artifacts, like listenerPath and SCMP_ACT_NOTIFY).
+    const listenerFlag = (p.flags ?? []).indexOf('SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV');
+    if (listenerFlag >= 0) fail(`flags[${listenerFlag}]`, 'artifacts may not set the notify listener flag SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV');
     if (p.listenerPath !== undefined) fail('listenerPath', 'artifacts may not set a seccomp notify listener');
     if (p.listenerMetadata !== undefined) fail('listenerMetadata', 'artifacts may not set a seccomp notify listener');
   }

@@ -45,6 +45,7 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   ['an entry names a syscall', profile([allow([])]), 0, 'syscalls[0].names'],
   ['artifacts use no NOTIFY', profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { listenerPath: '/run/l.sock' }), 1, 'listenerPath'],
   ['artifacts set no listenerMetadata', profile([], { listenerMetadata: 'x' }), 1, 'listenerMetadata'],
+  ['artifacts set no listener flag (WAIT_KILLABLE_RECV)', profile([], { flags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'] }), 1, 'flags[1]'],
   ['errno at most 4095', profile([{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 4096 }]), 1, 'syscalls[0].errnoRet'],
   ['defaultErrnoRet at most 4095', profile([], { defaultErrnoRet: 5000 }), 1, 'defaultErrnoRet'],
   ['errnoRet only on ERRNO/TRACE', profile([allow(['mkdir'], { errnoRet: 1 })]), 1, 'syscalls[0].errnoRet'],

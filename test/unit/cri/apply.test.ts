@@ -1,0 +1,231 @@
+// The profile applier on real files: a real store with an ingested artifact, the real seccomp
+// library and baseline, a real node policy file behind a PolicyHolder. Covers what a create is
+// refused for after its pull (the policy decided again for the pod's namespace, signatures under
+// the current policy), Localhost base files (under the seccomp root, read from an fd with a cap,
+// errors that never quote the file), and effective files that must hold the bytes their name
+// promises.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ProfileApplier, type ApplyContext } from '../../../src/cri/apply.js';
+import type { ShimDeps } from '../../../src/cri/deps.js';
+import { BASE_LOCALHOST, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
+import { PolicyHolder } from '../../../src/config/policy-holder.js';
+import { SpokeError, type ErrorCode, type ErrorReason } from '../../../src/core/errors.js';
+import { silentLogger } from '../../../src/core/runtime.js';
+import { sha256Digest } from '../../../src/core/digest.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES } from '../../../src/core/limits.js';
+import { noopMetrics } from '../../../src/observe/metrics.js';
+import { decodeSeccomp, formatConstraint, intersect, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import type { PullRequest, PullResult } from '../../../src/pull.js';
+import { ProfileStore } from '../../../src/store/store.js';
+import { denySyscalls } from '../../helpers/artifacts.js';
+import { makeKey } from '../../helpers/signing.js';
+import { baselineBytes } from '../profiles/seccomp-fixtures.js';
+
+const HOST = 'registry.test';
+
+function refusedWith(code: ErrorCode, reason: ErrorReason, also: (e: SpokeError) => void = () => {}) {
+  return (e: unknown) => {
+    assert.ok(e instanceof SpokeError, String(e));
+    assert.equal(e.code, code, e.message);
+    assert.equal(e.reason, reason, e.message);
+    also(e);
+    return true;
+  };
+}
+
+describe('ProfileApplier', () => {
+  let dir: string;
+  let seccompRoot: string;
+  let store: ProfileStore;
+  let holder: PolicyHolder;
+  let policyFile: string;
+  let applier: ProfileApplier<SeccompProfile>;
+  const pulls: PullRequest[] = [];
+  let pullOutcome: () => Promise<PullResult>;
+  const baseline = decodeSeccomp(baselineBytes());
+
+  /** Ingests an artifact as a completed pull would, with an optional signature verdict. */
+  async function ingest(repository: string, layer: Buffer, verdict?: { policyHash: string; signer: string }): Promise<string> {
+    const layerDigest = sha256Digest(layer);
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ digest: layerDigest, size: layer.length }] }));
+    const digest = sha256Digest(manifest);
+    const reference = `${HOST}/${repository}@${digest}`;
+    await store.ingest({
+      digest,
+      manifestBytes: manifest,
+      layerDigest,
+      layerBytes: layer,
+      kind: 'seccomp',
+      reference,
+      rule: 'rules[0]',
+      servedBy: HOST,
+      ...(verdict ? { verdict: { ...verdict, format: 'bundle' as const } } : {}),
+    });
+    return reference;
+  }
+
+  function writePolicy(lines: string[]): void {
+    writeFileSync(policyFile, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', ...lines, ''].join('\n'));
+    holder.reload();
+  }
+
+  const oci = (ref: string, base?: string): SecurityProfileMsg => ({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ref, base: base === undefined ? undefined : { type: BASE_LOCALHOST, localhostRef: base } });
+  const inTeamA: ApplyContext = { who: 'container team-a/p/c', namespace: 'team-a' };
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-apply-'));
+    // The root given as a symlink, as /var/lib/kubelet often is: bases under it resolve under it.
+    mkdirSync(join(dir, 'real-root'));
+    seccompRoot = join(dir, 'seccomp');
+    symlinkSync(join(dir, 'real-root'), seccompRoot);
+    store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
+    policyFile = join(dir, 'policy.yaml');
+    writeFileSync(join(dir, 'platform.pub'), makeKey().publicPem);
+    writeFileSync(policyFile, 'apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules: []\n');
+    holder = new PolicyHolder({ file: policyFile });
+    pullOutcome = async () => Promise.reject(new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' }));
+    const deps: ShimDeps<SeccompProfile> = {
+      pipeline: {
+        pull: async (req) => {
+          pulls.push(req);
+          return pullOutcome();
+        },
+      },
+      store,
+      seccomp: { decode: decodeSeccomp, validateBase: validateStrict, intersect: (b, base, a) => intersect(b, base, a), formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]) },
+      baseline: () => baseline,
+      seccompRoot,
+      logger: silentLogger,
+      metrics: noopMetrics,
+      policy: async () => holder.current(),
+    };
+    applier = new ProfileApplier(deps);
+  });
+
+  after(() => {
+    holder.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('the node policy, decided again at create', () => {
+    it('refuses a digest pulled for namespace A to a pod in namespace B', async () => {
+      writePolicy(['rules:', `  - scope: ${HOST}/ns`, '    kinds: [seccomp]', '    unsigned: true', '    namespaces: [team-a]']);
+      const ref = await ingest('ns/one', denySyscalls(['mkdir']));
+      await applier.apply(oci(ref), inTeamA);
+      await assert.rejects(applier.apply(oci(ref), { who: 'container team-b/p/c', namespace: 'team-b' }), refusedWith('PermissionDenied', 'POLICY_DENIED'));
+      await assert.rejects(applier.apply(oci(ref), { who: 'container ?/p/c' }), refusedWith('PermissionDenied', 'POLICY_DENIED'));
+    });
+
+    it('applies a deny rule added after the pull', async () => {
+      const ref = await ingest('ns/two', denySyscalls(['chown']));
+      await applier.apply(oci(ref), inTeamA);
+      writePolicy(['rules:', `  - scope: ${HOST}/ns`, '    kinds: [seccomp]', '    action: deny']);
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('PermissionDenied', 'POLICY_DENIED'));
+    });
+
+    it('a signed rule: a verdict under the current policy serves; any other is verified again, and its failure refuses', async () => {
+      const signed = ['signers:', `  platform: { publicKey: ${join(dir, 'platform.pub')} }`, 'rules:', `  - scope: ${HOST}/signed`, '    kinds: [seccomp]', '    signedBy: [platform]'];
+      writePolicy(signed);
+      const hash = holder.current().hash;
+      const ref = await ingest('signed/one', denySyscalls(['acct']), { policyHash: hash, signer: 'platform' });
+      pulls.length = 0;
+      await applier.apply(oci(ref), inTeamA);
+      assert.deepEqual(pulls, [], 'a verdict recorded under this policy needs no verification');
+      // The signer's key changes (revoked and replaced): a new policy hash, no verdict under it.
+      writeFileSync(join(dir, 'platform.pub'), makeKey().publicPem);
+      holder.reload();
+      assert.notEqual(holder.current().hash, hash);
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SignatureValidationFailed', 'NOT_SIGNED'));
+      assert.deepEqual(pulls, [{ reference: ref, kind: 'seccomp', namespace: 'team-a' }], 'verified again through the pipeline, for the pod namespace');
+    });
+  });
+
+  describe('Localhost base profiles', () => {
+    let ref: string;
+    before(async () => {
+      writePolicy(['rules:', `  - scope: ${HOST}/base`, '    kinds: [seccomp]', '    unsigned: true']);
+      ref = await ingest('base/one', denySyscalls(['mkdir']));
+    });
+
+    it('applies a base under the seccomp root (the root itself a symlink)', async () => {
+      const base = join(seccompRoot, 'deny-getppid.json');
+      writeFileSync(base, denySyscalls(['getppid']));
+      const without = await applier.apply(oci(ref), inTeamA);
+      const applied = await applier.apply(oci(ref, base), inTeamA);
+      assert.match(readFileSync(without.path, 'utf8'), /"getppid"/, 'the baseline allows getppid');
+      assert.doesNotMatch(readFileSync(applied.path, 'utf8'), /"getppid"/, 'the base denies it');
+    });
+
+    it('/etc/passwd: refused as outside the root, and the error never quotes it', async () => {
+      await assert.rejects(
+        applier.apply(oci(ref, '/etc/passwd'), inTeamA),
+        refusedWith('InvalidArgument', 'BASE_PROFILE', (e) => assert.ok(!/root:/.test(e.message), e.message)),
+      );
+    });
+
+    it('a symlink under the root pointing outside it is refused', async () => {
+      const link = join(seccompRoot, 'passwd.json');
+      symlinkSync('/etc/passwd', link);
+      await assert.rejects(applier.apply(oci(ref, link), inTeamA), refusedWith('InvalidArgument', 'BASE_PROFILE'));
+    });
+
+    it('a non-JSON file under the root: the decode error carries no byte of it', async () => {
+      const copy = join(seccompRoot, 'passwd-copy.json');
+      copyFileSync('/etc/passwd', copy);
+      const first = readFileSync(copy, 'utf8').slice(0, 6);
+      await assert.rejects(
+        applier.apply(oci(ref, copy), inTeamA),
+        refusedWith('SecurityProfileInvalid', 'BASE_PROFILE', (e) => {
+          assert.ok(!e.message.includes(first), e.message);
+          assert.equal(e.cause, undefined, 'no cause carrying the decoder message');
+        }),
+      );
+      const unknown = join(seccompRoot, 'unknown-action.json');
+      writeFileSync(unknown, JSON.stringify({ defaultAction: 'SECRET_VALUE_42' }));
+      await assert.rejects(
+        applier.apply(oci(ref, unknown), inTeamA),
+        refusedWith('SecurityProfileInvalid', 'BASE_PROFILE', (e) => {
+          assert.ok(!e.message.includes('SECRET_VALUE_42'), e.message);
+          assert.match(e.message, /defaultAction/, 'the JSON path at fault is named');
+        }),
+      );
+    });
+
+    it('a file over the cap is refused', async () => {
+      const big = join(seccompRoot, 'big.json');
+      writeFileSync(big, Buffer.concat([Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'), Buffer.alloc(DEFAULT_MAX_ARTIFACT_BYTES, ' ')]));
+      await assert.rejects(applier.apply(oci(ref, big), inTeamA), refusedWith('SecurityProfileInvalid', 'BASE_PROFILE'));
+    });
+
+    it('a FIFO is refused without waiting for a writer', async () => {
+      const fifo = join(seccompRoot, 'fifo.json');
+      execFileSync('mkfifo', [fifo]);
+      await assert.rejects(applier.apply(oci(ref, fifo), inTeamA), refusedWith('FailedPrecondition', 'BASE_PROFILE'));
+    });
+  });
+
+  it('an effective file with the right size but other bytes is replaced: its content hashes to its name', async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    const layer = denySyscalls(['uname']);
+    const ref = await ingest('effective/one', layer);
+    const expected = intersect(baseline, undefined, decodeSeccomp(layer)).bytes;
+    const sha = createHash('sha256').update(expected).digest('hex');
+    const path = join(seccompRoot, 'spoke', `${sha}.json`);
+    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
+    // (uname: allowed by the baseline, so this effective profile is one no other test wrote.)
+    // Same length, every syscall allowed: what a size check alone would take for the profile.
+    const planted = Buffer.alloc(expected.length, ' ');
+    Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}').copy(planted);
+    writeFileSync(path, planted);
+    const applied = await applier.apply(oci(ref), inTeamA);
+    assert.equal(applied.path, path);
+    assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), sha);
+  });
+});
