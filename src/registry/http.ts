@@ -4,17 +4,15 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
-
 // Only the Pool and the request API: undici's index loads fetch, WebSocket, caches and more
 // (~40 ms more at every CLI start); these two modules are a fraction of that. undici has no
-// `exports` map, so its lib files are reachable; the index is what attaches `request` to the
-// Dispatcher prototype, so we call the request API with the dispatcher as `this` instead.
-// Types come from the package index.
-const requireUndici = createRequire(import.meta.url);
-const Pool = requireUndici('undici/lib/dispatcher/pool.js') as typeof import('undici').Pool;
-const dispatchRequest = requireUndici('undici/lib/api/api-request.js') as (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+// `exports` map, so its lib files are reachable (static imports, so the CLI bundle takes them
+// too); the index is what attaches `request` to the Dispatcher prototype, so we call the request
+// API with the dispatcher as `this` instead. undici is pinned to an exact version and
+// test/unit/registry/undici-paths.test.ts fails when these paths move.
+import Pool from 'undici/lib/dispatcher/pool.js';
+import dispatchRequest from 'undici/lib/api/api-request.js';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
 import type { Clock, Logger } from '../core/runtime.js';
 import { isRetryableNetworkError } from './errors.js';
