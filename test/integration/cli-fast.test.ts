@@ -1,0 +1,89 @@
+// The fast CLI (the bundle and its V8 code cache, bin/bundle.mjs) and the plain tsc build give the
+// same answers: the same stdout, stderr and exit status for every command's help, for profile
+// work on files, and for pulls from a real registry into separate stores. And the build really
+// made the fast CLI, with a code cache this Node accepts, so a broken bundling step fails here
+// instead of silently making every start slow again.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Script } from 'node:vm';
+import { denySyscalls } from '../helpers/artifacts.js';
+import { spoke, type CliResult } from '../helpers/cli.js';
+import { unsignedPolicy } from '../helpers/node.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+
+const BUNDLE = new URL('../../spoke.cjs', import.meta.url);
+
+describe('fast CLI and plain CLI', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  before(async () => {
+    reg = await startRegistry();
+    dir = mkdtempSync(join(tmpdir(), 'spoke-fast-'));
+  });
+  after(async () => {
+    await reg?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Runs the same command both ways; `args` gets the way, for paths that must differ (a store). */
+  const both = async (args: (way: string) => string[]): Promise<CliResult> => {
+    const fast = await spoke(args('fast'), { env: { SPOKE_CLI: 'fast' } });
+    const plain = await spoke(args('plain'), { env: { SPOKE_CLI: 'plain' } });
+    // What may differ between two runs: each way's own store, and wall-clock times.
+    const norm = (s: string) =>
+      s
+        .replaceAll(join(dir, 'fast'), '<store>')
+        .replaceAll(join(dir, 'plain'), '<store>')
+        .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>');
+    assert.deepEqual({ code: fast.code, stdout: norm(fast.stdout), stderr: norm(fast.stderr) }, { code: plain.code, stdout: norm(plain.stdout), stderr: norm(plain.stderr) }, args('fast').join(' '));
+    return fast;
+  };
+
+  it('the build made the bundle and a code cache that this Node accepts', () => {
+    assert.ok(existsSync(BUNDLE), 'dist/spoke.cjs');
+    const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(BUNDLE, 'utf8')}\n})`;
+    const script = new Script(source, { filename: BUNDLE.pathname, cachedData: readFileSync(new URL('../../spoke.cjs.cache', import.meta.url)) });
+    assert.equal(script.cachedDataRejected, false);
+  });
+
+  it('every command: --help, and a usage error', async () => {
+    const usage = await both(() => ['--help']);
+    const names = usage.stdout.split('\n').flatMap((l) => /^  ([a-z-]+)  /.exec(l)?.slice(1) ?? []);
+    assert.ok(names.length >= 15, usage.stdout);
+    for (const name of names) {
+      assert.equal((await both(() => [name, '--help'])).code, 0, name);
+      assert.equal((await both(() => [name, '--no-such-flag'])).code, 2, name);
+    }
+    await both(() => ['--version']);
+    await both(() => ['no-such-command']);
+  });
+
+  it('profile work on files: validate, merge, diff, convert', async () => {
+    const a = join(dir, 'a.json');
+    const b = join(dir, 'b.json');
+    writeFileSync(a, denySyscalls(['mkdir', 'mkdirat']));
+    writeFileSync(b, denySyscalls(['chmod']));
+    await both(() => ['profile', 'validate', '--artifact', a, '--json']);
+    await both(() => ['merge', a, '--json']);
+    assert.equal((await both(() => ['diff', a, b, '--json'])).code, 1);
+    await both(() => ['profile', 'convert', '/usr/share/containers/seccomp.json', '--arch', 'arm64']);
+  });
+
+  it('push, pull into a store, store ls, a refused pull', async () => {
+    const profile = join(dir, 'p.json');
+    writeFileSync(profile, denySyscalls(['mknod']));
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/profiles`]));
+    for (const way of ['fast', 'plain']) writeFileSync(join(dir, `${way}.yaml`), `policy: ${policy}\nstoreDir: ${join(dir, way)}\nlisten: ${join(dir, 'none.sock')}\n`);
+    const pushed = await both(() => ['push', profile, `${reg.host}/profiles/same:v1`, '--kind', 'seccomp', '--plain-http']);
+    const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    const pulled = await both((way) => ['pull', ref, '--kind', 'seccomp', '--config', join(dir, `${way}.yaml`), '--json']);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    await both((way) => ['store', 'ls', '--config', join(dir, `${way}.yaml`), '--json']);
+    assert.equal((await both((way) => ['pull', ref.replace('/profiles/', '/elsewhere/'), '--kind', 'seccomp', '--config', join(dir, `${way}.yaml`)])).code, 1);
+  });
+});
