@@ -161,6 +161,17 @@ describe('shim socket against misbehaving clients (real containerd)', { timeout:
         }
       }
       assert.equal((await probe.rt('Version', { version: 'v1' })).runtime_name, 'containerd');
+
+      // One that acknowledged the limit and exceeds it anyway loses the connection (nghttp2 makes
+      // it a connection error), and the shim lets go of it.
+      const acked = await RawH2.open(sock);
+      attackers.push(acked);
+      acked.hello();
+      await acked.until((f) => f.some((x) => x.type === FRAME.SETTINGS && (x.flags & FLAG.ACK) === 0));
+      acked.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+      acked.write(headers);
+      await within(acked.closed, 10_000, 'the connection over its acknowledged limit closed');
+      assert.ok(acked.frames.some((f) => f.type === FRAME.GOAWAY));
     } finally {
       for (const a of attackers) a.destroy();
       probe.close();
