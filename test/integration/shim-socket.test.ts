@@ -64,23 +64,25 @@ describe('shim socket against misbehaving clients (real containerd)', { timeout:
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  test('200 connections that break HTTP/2 after the preface are closed: fds back to baseline, a CRI client still connects', async () => {
+  test('200 connections that break HTTP/2 after the preface, or never speak, are closed: fds back to baseline, a CRI client still connects', async () => {
     const { shim, sock } = await startShim({ probeMs: 300 });
     try {
       const baseline = openFds();
       const conns: RawH2[] = [];
       for (let i = 0; i < 200; i++) {
-        // Thirds: garbage (a "frame" far over the maximum size), a SETTINGS frame on a stream
-        // (a connection error, RFC 9113 §6.5), and silence after the preface (pings unanswered).
-        const c = await RawH2.open(sock, { answerPings: i % 3 !== 2 });
-        c.hello();
-        if (i % 3 === 0) c.write(Buffer.from('this is not an HTTP/2 frame, only garbage'));
-        else if (i % 3 === 1) c.write(frame(FRAME.SETTINGS, 0, 1));
+        // Quarters: garbage (a "frame" far over the maximum size), a SETTINGS frame on a stream
+        // (a connection error, RFC 9113 §6.5), silence after the preface, and no preface at all
+        // (the last two never answer a ping).
+        const kind = i % 4;
+        const c = await RawH2.open(sock, { answerPings: kind < 2 });
+        if (kind < 3) c.hello();
+        if (kind === 0) c.write(Buffer.from('this is not an HTTP/2 frame, only garbage'));
+        else if (kind === 1) c.write(frame(FRAME.SETTINGS, 0, 1));
         conns.push(c);
       }
       await within(Promise.all(conns.map((c) => c.closed)), 30_000, 'every broken connection closed by the shim');
       conns.forEach((c, i) => {
-        if (i % 3 !== 2) assert.ok(c.frames.some((f) => f.type === FRAME.GOAWAY), `connection ${i} was answered with GOAWAY`);
+        if (i % 4 < 2) assert.ok(c.frames.some((f) => f.type === FRAME.GOAWAY), `connection ${i} was answered with GOAWAY`);
       });
       assert.equal(openFds(), baseline, 'no fd left behind');
       const cri = new CriClient(sock);
@@ -180,7 +182,8 @@ describe('shim socket against misbehaving clients (real containerd)', { timeout:
   });
 });
 
-// Against an upstream whose timing the test controls: what the body timeout must not cut.
+// Against an upstream whose timing the test controls: what the body timeout must not cut. The
+// connection probe runs every 100 ms here, so the calls below also outlive many pings.
 describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => {
   const BODY_TIMEOUT_MS = 300;
   let work: string;
@@ -221,7 +224,7 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
     });
     await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
     sock = join(work, 'shim.sock');
-    shim = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')), limits: { requestBodyTimeoutMs: BODY_TIMEOUT_MS } });
+    shim = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')), limits: { requestBodyTimeoutMs: BODY_TIMEOUT_MS, probeMs: 100 } });
     await shim.start();
   });
 
@@ -261,7 +264,7 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
     }
   });
 
-  test('a server stream and a slow unary answer outlive the body timeout: their requests were complete', async () => {
+  test('a server stream and a slow unary answer outlive the body timeout (their requests were complete) and the pings', async () => {
     const cri = new CriClient(sock);
     try {
       const events = cri.client.makeServerStreamRequest('/x.Test/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
