@@ -18,6 +18,7 @@ import { FLAG, FRAME, H2_NO_ERROR, H2_REFUSED_STREAM, RawH2, frame, grpcRequestH
 import { stubShimDeps } from '../helpers/shim.js';
 import { MAX_CONCURRENT_STREAMS, ShimServer, type ConnectionLimits } from '../../src/cri/server.js';
 import { encodeFrame } from '../../src/cri/frame.js';
+import { PATH_PULL_ARTIFACT, PATH_RUN_POD_SANDBOX } from '../../src/cri/methods.js';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
@@ -190,16 +191,16 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
   let upstream: Http2Server;
   let shim: ShimServer;
   let sock: string;
-  const seen: { path: string; cancelled: boolean }[] = [];
+  /** Calls the upstream received, with the RST code their stream closed with. */
+  const seen: { path: string; closed: Promise<number> }[] = [];
 
   before(async () => {
     work = mkdtempSync('/tmp/skb-');
     upstream = h2createServer();
     upstream.on('stream', (stream, headers) => {
-      const rec = { path: String(headers[':path']), cancelled: false };
+      const rec = { path: String(headers[':path']), closed: new Promise<number>((r) => stream.on('close', () => r(stream.rstCode))) };
       seen.push(rec);
       stream.on('error', () => {});
-      stream.on('close', () => (rec.cancelled = stream.rstCode === h2.NGHTTP2_CANCEL));
       if (rec.path.endsWith('/Events')) {
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
         const tick = setInterval(() => stream.write(encodeFrame(Buffer.from([0x0a, 0x01, 0x78]))), 30);
@@ -234,34 +235,39 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
     rmSync(work, { recursive: true, force: true });
   });
 
-  test('a body that stops arriving is answered DEADLINE_EXCEEDED and reset, even under a long grpc-timeout; the upstream call is cancelled', async () => {
+  /** Sends request headers and 5 bytes announcing a 10-byte message, then nothing. */
+  async function stall(path: string): Promise<{ grpcStatus: unknown; rstCode: number | undefined }> {
     const session = h2connect('http://localhost', { createConnection: () => netConnect(sock) });
     session.on('error', () => {});
     try {
-      const req = session.request(
-        { ':method': 'POST', ':path': '/x.Test/Stalled', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '99999999H' },
-        { endStream: false },
-      );
+      const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '99999999H' }, { endStream: false });
       req.on('error', () => {});
-      // A message header announcing 10 bytes, then nothing more.
       req.write(Buffer.from([0, 0, 0, 0, 10]));
-      const response = await within(new Promise<IncomingHttpHeaders>((r) => req.once('response', r)), 10_000, 'an answer to the stalled request');
-      assert.equal(response['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
-      await within(new Promise((r) => req.once('close', r)), 10_000, 'the stalled stream closed');
-      assert.equal(req.rstCode, h2.NGHTTP2_NO_ERROR);
-      const rec = seen.find((s) => s.path === '/x.Test/Stalled');
-      assert.ok(rec, 'the call had reached the upstream');
-      await within(
-        new Promise<void>((r) => {
-          const check = () => (rec.cancelled ? r() : setImmediate(check));
-          check();
-        }),
-        10_000,
-        'the upstream stream cancelled',
-      );
+      const closed = new Promise((r) => req.once('close', r));
+      const response = await within(new Promise<IncomingHttpHeaders>((r) => req.once('response', r)), 10_000, `an answer to the stalled ${path}`);
+      await within(closed, 10_000, `the stalled ${path} closed`);
+      return { grpcStatus: response['grpc-status'], rstCode: req.rstCode };
     } finally {
       session.destroy();
     }
+  }
+
+  test('a body that stops arriving is answered DEADLINE_EXCEEDED and reset, even under a long grpc-timeout; the upstream call is cancelled', async () => {
+    const { grpcStatus, rstCode } = await stall('/x.Test/Stalled');
+    assert.equal(grpcStatus, String(grpc.status.DEADLINE_EXCEEDED));
+    assert.equal(rstCode, h2.NGHTTP2_NO_ERROR);
+    const rec = seen.find((s) => s.path === '/x.Test/Stalled');
+    assert.ok(rec, 'the call had reached the upstream');
+    assert.equal(await within(rec.closed, 10_000, 'the upstream stream closed'), h2.NGHTTP2_CANCEL);
+  });
+
+  test('the same for calls the shim reads itself (an owned pull, an edited RunPodSandbox)', async () => {
+    for (const path of [PATH_PULL_ARTIFACT, PATH_RUN_POD_SANDBOX]) {
+      const { grpcStatus, rstCode } = await stall(path);
+      assert.equal(grpcStatus, String(grpc.status.DEADLINE_EXCEEDED), path);
+      assert.equal(rstCode, h2.NGHTTP2_NO_ERROR, path);
+    }
+    assert.ok(!seen.some((s) => s.path === PATH_RUN_POD_SANDBOX), 'the incomplete RunPodSandbox never reached the runtime');
   });
 
   test('a server stream and a slow unary answer outlive the body timeout (their requests were complete) and the pings', async () => {
