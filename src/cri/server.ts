@@ -62,7 +62,7 @@ const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_STREA
 export const MAX_CONCURRENT_STREAMS = 256;
 /**
  * A request body not complete this long after its call started is answered DEADLINE_EXCEEDED
- * and the stream reset. It bounds every call, with or without grpc-timeout (a huge grpc-timeout
+ * and the stream reset (checked every quarter of it, so it ends within 1.25 times this). It bounds every call, with or without grpc-timeout (a huge grpc-timeout
  * must not keep a half-sent request open): CRI has no client-streaming method, so a client sends
  * each request whole at once; server streams (GetContainerEvents…) finish their request at the
  * start and are not affected.

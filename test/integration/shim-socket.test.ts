@@ -144,9 +144,7 @@ describe('shim socket against misbehaving clients (real containerd)', { timeout:
         latencies.push(performance.now() - t0);
       }
       await ended;
-      const line = `probe Version: before the attack ${summary(quiet)}; during it ${summary(latencies)}`;
-      t.diagnostic(line);
-      console.log(line);
+      t.diagnostic(`probe Version: before the attack ${summary(quiet)}; during it ${summary(latencies)}`);
 
       for (const a of attackers) {
         const r = resets(a.frames);
