@@ -51,7 +51,46 @@ import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './status.js';
 import { Upstream } from './upstream.js';
 import { appendToMessageAt, fields, findAll, WIRE_VARINT, WireError } from './wire.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = constants;
+const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_STREAM_STATE_HALF_CLOSED_REMOTE, NGHTTP2_STREAM_STATE_CLOSED } = constants;
+
+/**
+ * SETTINGS_MAX_CONCURRENT_STREAMS advertised on every client connection (RFC 9113 §6.5.2 asks
+ * for at least 100). The kubelet's gRPC client queues calls beyond it; a client that opens more
+ * anyway has the excess refused (REFUSED_STREAM), or, once it acknowledged the setting, loses the
+ * connection (nghttp2 treats that as a connection error).
+ */
+export const MAX_CONCURRENT_STREAMS = 256;
+/**
+ * A request body not complete this long after its call started is answered DEADLINE_EXCEEDED
+ * and the stream reset (checked every quarter of it, so it ends within 1.25 times this). It bounds every call, with or without grpc-timeout (a huge grpc-timeout
+ * must not keep a half-sent request open): CRI has no client-streaming method, so a client sends
+ * each request whole at once; server streams (GetContainerEvents…) finish their request at the
+ * start and are not affected.
+ */
+export const REQUEST_BODY_TIMEOUT_MS = 30_000;
+/**
+ * Every client connection is pinged this often, and destroyed when it has not answered the
+ * previous ping. nghttp2 answers a protocol error (garbage, a bad frame) with GOAWAY and stops
+ * reading, and Node reports nothing: without the probe such a connection, and one whose peer
+ * never speaks, would keep its fd and session memory forever.
+ */
+export const CONNECTION_PROBE_MS = 10_000;
+/** After a client's GOAWAY, its calls in flight get this long before the connection is destroyed. */
+export const GOAWAY_GRACE_MS = 10_000;
+
+export interface ConnectionLimits {
+  maxConcurrentStreams: number;
+  requestBodyTimeoutMs: number;
+  probeMs: number;
+  goawayGraceMs: number;
+}
+
+const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
+  maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+  requestBodyTimeoutMs: REQUEST_BODY_TIMEOUT_MS,
+  probeMs: CONNECTION_PROBE_MS,
+  goawayGraceMs: GOAWAY_GRACE_MS,
+});
 
 /** Headers that are per-connection in HTTP/1 and forbidden in HTTP/2 (RFC 9113 §8.2.2). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
@@ -78,6 +117,16 @@ export interface ShimServerOptions<P> {
    * annotated `recording.spoke.dev/name` under it. Off: the annotation is ignored (logged).
    */
   recording?: boolean;
+  /** Per-connection limits; defaults are the constants above (tests shorten the timers). */
+  limits?: Partial<ConnectionLimits>;
+}
+
+/** A client connection's liveness probe. */
+interface Probe {
+  /** A ping was sent and has not been answered yet. */
+  awaiting: boolean;
+  /** Destroys the connection when the grace after the client's GOAWAY ends. */
+  goaway: NodeJS.Timeout | undefined;
 }
 
 interface Call {
@@ -90,6 +139,8 @@ interface Call {
   reported: boolean;
   /** The upstream stream of a forwarded call, until it closes. */
   up: ClientHttp2Stream | undefined;
+  /** The client has sent the whole request (END_STREAM), as last seen by the body sweep. */
+  requestDone: boolean;
 }
 
 interface ForwardOptions {
@@ -106,8 +157,11 @@ const noop = (): void => {};
 export class ShimServer<P = unknown> {
   readonly upstream: Upstream;
   private server: Http2Server | undefined;
-  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly sessions = new Map<ServerHttp2Session, Probe>();
   private readonly calls = new Set<Call>();
+  private readonly limits: ConnectionLimits;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private bodyTimer: NodeJS.Timeout | undefined;
   private draining = false;
   private readonly logger: Logger;
   private readonly applier: ProfileApplier<P>;
@@ -121,6 +175,7 @@ export class ShimServer<P = unknown> {
 
   constructor(private readonly opts: ShimServerOptions<P>) {
     this.logger = opts.deps.logger;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.upstream = new Upstream(opts.upstream, this.logger, { onConnect: () => this.scheduleRebuild(0) });
     this.applier = new ProfileApplier(opts.deps);
     this.inUse = new InUseTracker(opts.deps.store, this.logger, opts.deps.appArmor);
@@ -149,12 +204,11 @@ export class ShimServer<P = unknown> {
     }
     const path = this.opts.listen;
     await prepareSocketPath(path);
-    const server = createServer({ settings: { initialWindowSize: 4 * 1024 * 1024 }, maxSessionMemory: 64 });
-    server.on('session', (s) => {
-      this.sessions.add(s);
-      s.on('close', () => this.sessions.delete(s));
-      s.on('error', () => {});
+    const server = createServer({
+      settings: { initialWindowSize: 4 * 1024 * 1024, maxConcurrentStreams: this.limits.maxConcurrentStreams },
+      maxSessionMemory: 64,
     });
+    server.on('session', (s) => this.onSession(s));
     server.on('stream', (stream, headers) => this.onStream(stream, headers));
     server.on('error', (e) => this.logger.log('error', 'server error', { error: e.message }));
     const oldMask = process.umask(0o117);
@@ -171,6 +225,8 @@ export class ShimServer<P = unknown> {
     }
     await chmod(path, this.opts.socketMode ?? 0o660);
     this.server = server;
+    this.probeTimer = setInterval(() => this.probeSessions(), this.limits.probeMs).unref();
+    this.bodyTimer = setInterval(() => this.endStalledRequests(), Math.max(1, this.limits.requestBodyTimeoutMs / 4)).unref();
     this.upstream.start();
     this.owned.refreshStoreGauges();
     this.logger.log('info', 'shim listening', { listen: path, upstream: this.opts.upstream });
@@ -181,16 +237,18 @@ export class ShimServer<P = unknown> {
     if (this.draining) return;
     this.draining = true;
     if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+    clearInterval(this.probeTimer);
+    clearInterval(this.bodyTimer);
     const server = this.server;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const c of this.calls) {
       if (c.streaming) endWithStatus(c.stream, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
     }
-    for (const s of this.sessions) s.close();
+    for (const s of this.sessions.keys()) s.close();
     const grace = this.opts.shutdownGraceMs ?? 30_000;
     const until = Date.now() + grace;
     while (this.calls.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    for (const s of this.sessions) s.destroy();
+    for (const s of this.sessions.keys()) s.destroy();
     await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
     await this.rebuilding?.catch(() => undefined);
     await this.upstream.close();
@@ -223,12 +281,73 @@ export class ShimServer<P = unknown> {
     await this.inUse.rebuild(this.upstream);
   }
 
+  // ------------------------------------------------------------------ connections
+
+  private onSession(s: ServerHttp2Session): void {
+    const probe: Probe = { awaiting: false, goaway: undefined };
+    this.sessions.set(s, probe);
+    s.on('close', () => {
+      this.sessions.delete(s);
+      if (probe.goaway) clearTimeout(probe.goaway);
+    });
+    // Node destroys the session after 'error' itself; destroying here as well makes sure the
+    // socket goes with it whatever the error.
+    s.on('error', () => s.destroy());
+    s.on('frameError', (_type: number, _code: number, id: number) => {
+      if (id === 0) s.destroy();
+    });
+    // Node closes the session on the client's GOAWAY, but waits without bound for its streams.
+    s.on('goaway', () => {
+      probe.goaway ??= setTimeout(() => s.destroy(), this.limits.goawayGraceMs).unref();
+    });
+  }
+
+  /** Pings every client connection; destroys those that did not answer the previous ping. */
+  private probeSessions(): void {
+    for (const [s, probe] of this.sessions) {
+      if (s.destroyed) continue;
+      if (probe.awaiting) {
+        this.logger.log('debug', 'client connection did not answer a ping: closed');
+        s.destroy();
+        continue;
+      }
+      probe.awaiting = true;
+      try {
+        s.ping((err) => {
+          if (!err) probe.awaiting = false;
+        });
+      } catch {
+        s.destroy();
+      }
+    }
+  }
+
+  /** Ends the calls whose request body is still incomplete after the body timeout. */
+  private endStalledRequests(): void {
+    const limit = this.limits.requestBodyTimeoutMs;
+    const oldest = performance.now() - limit;
+    for (const call of this.calls) {
+      if (call.requestDone || call.started > oldest) continue;
+      const stream = call.stream;
+      if (stream.closed || stream.destroyed) continue;
+      const state = stream.state.state;
+      if (state === NGHTTP2_STREAM_STATE_HALF_CLOSED_REMOTE || state === NGHTTP2_STREAM_STATE_CLOSED) {
+        call.requestDone = true;
+        continue;
+      }
+      this.logger.log('debug', 'request body incomplete at the timeout: call ended', { method: methodLabel(call.path) });
+      this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, `spoke shim: the request was not complete within ${limit} ms`);
+      // RFC 9113 §8.1: a complete response, then RST_STREAM(NO_ERROR) stops the request.
+      if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_NO_ERROR);
+    }
+  }
+
   // ------------------------------------------------------------------ routing
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const rawPath = headers[':path'];
     const path = typeof rawPath === 'string' ? rawPath : '';
-    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined };
+    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined, requestDone: false };
     this.calls.add(call);
     stream.on('close', () => {
       this.calls.delete(call);

@@ -3,7 +3,33 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
+import type { ShimDeps } from '../../src/cri/deps.js';
+import { SpokeError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/core/runtime.js';
+import { noopMetrics } from '../../src/observe/metrics.js';
+import { ProfileStore } from '../../src/store/store.js';
 import { SPOKE_BIN } from './cli.js';
+
+/** Deps for an in-process ShimServer that only forwards: a real store, no pulls, no merges. */
+export function stubShimDeps(storeDir: string, seccompRoot: string): ShimDeps {
+  return {
+    pipeline: { pull: async () => Promise.reject(new SpokeError('PermissionDenied', 'no pulls in this test')) },
+    store: new ProfileStore({ root: storeDir, fsync: false }),
+    seccomp: {
+      decode: () => ({}),
+      validateBase: () => {},
+      intersect: () => {
+        throw new Error('not used');
+      },
+      formatConstraint: String,
+    },
+    baseline: () => ({}),
+    seccompRoot,
+    logger: silentLogger,
+    metrics: noopMetrics,
+    policy: async () => Promise.reject(new SpokeError('PermissionDenied', 'no node policy in this test')),
+  };
+}
 
 export interface ShimProc {
   child: ChildProcess;

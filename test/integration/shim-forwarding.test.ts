@@ -11,35 +11,11 @@ import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
 import { CriClient, decode, encode, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
+import { stubShimDeps } from '../helpers/shim.js';
 import { ShimServer, addOciFeature } from '../../src/cri/server.js';
 import { encodeFrame, encodeGrpcMessage } from '../../src/cri/frame.js';
-import { ProfileStore } from '../../src/store/store.js';
-import { noopMetrics } from '../../src/observe/metrics.js';
-import { silentLogger } from '../../src/core/runtime.js';
-import { SpokeError } from '../../src/core/errors.js';
-import type { ShimDeps } from '../../src/cri/deps.js';
 
 const RT = '/runtime.v1.RuntimeService/';
-
-function stubDeps(storeDir: string, seccompRoot: string): ShimDeps {
-  return {
-    pipeline: { pull: async () => Promise.reject(new SpokeError('PermissionDenied', 'no pulls in this test')) },
-    store: new ProfileStore({ root: storeDir, fsync: false }),
-    seccomp: {
-      decode: () => ({}),
-      validateBase: () => {},
-      intersect: () => {
-        throw new Error('not used');
-      },
-      formatConstraint: String,
-    },
-    baseline: () => ({}),
-    seccompRoot,
-    logger: silentLogger,
-    metrics: noopMetrics,
-    policy: async () => Promise.reject(new SpokeError('PermissionDenied', 'no node policy in this test')),
-  };
-}
 
 async function waitFor(fn: () => Promise<boolean> | boolean, ms: number): Promise<void> {
   const until = Date.now() + ms;
@@ -65,7 +41,7 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
     await tap.start();
     shimSock = join(work, 'shim.sock');
-    shim = new ShimServer({ listen: shimSock, upstream: tap.listen, deps: stubDeps(join(work, 'store'), join(work, 'seccomp')) });
+    shim = new ShimServer({ listen: shimSock, upstream: tap.listen, deps: stubShimDeps(join(work, 'store'), join(work, 'seccomp')) });
     await shim.start();
     assert.ok(await shim.upstream.waitUp(5000));
     direct = new CriClient(ctrd.socket);
@@ -316,7 +292,7 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
   test('socket path: refuses a non-socket, replaces a stale socket, refuses a live one', async () => {
     const file = join(work, 'not-a-socket');
     writeFileSync(file, 'x');
-    const s1 = new ShimServer({ listen: file, upstream: ctrd.socket, deps: stubDeps(join(work, 'st2'), join(work, 'sc2')) });
+    const s1 = new ShimServer({ listen: file, upstream: ctrd.socket, deps: stubShimDeps(join(work, 'st2'), join(work, 'sc2')) });
     await assert.rejects(s1.start(), /not a socket/);
     assert.equal(readFileSync(file, 'utf8'), 'x');
     // stale: a socket file nobody listens on
@@ -330,11 +306,11 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     linkSync(stale, keep);
     await new Promise<void>((r) => srv.close(() => r()));
     linkSync(keep, stale);
-    const s2 = new ShimServer({ listen: stale, upstream: ctrd.socket, deps: stubDeps(join(work, 'st3'), join(work, 'sc3')) });
+    const s2 = new ShimServer({ listen: stale, upstream: ctrd.socket, deps: stubShimDeps(join(work, 'st3'), join(work, 'sc3')) });
     await s2.start();
     const c2 = new CriClient(stale);
     assert.equal((await c2.rt('Version', { version: 'v1' })).runtime_name, 'containerd');
-    const s3 = new ShimServer({ listen: stale, upstream: ctrd.socket, deps: stubDeps(join(work, 'st4'), join(work, 'sc4')) });
+    const s3 = new ShimServer({ listen: stale, upstream: ctrd.socket, deps: stubShimDeps(join(work, 'st4'), join(work, 'sc4')) });
     await assert.rejects(s3.start(), /in use/);
     c2.close();
     await s2.close();
@@ -394,7 +370,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
       }
     });
     await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
-    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps: stubDeps(join(work, 'store'), join(work, 'sc')) });
+    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')) });
     await shim.start();
     client = new CriClient(join(work, 'shim.sock'));
   });
@@ -470,7 +446,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
 
   test('graceful shutdown: unary calls in flight finish, streams end, socket removed', async () => {
     const sock = join(work, 'g.sock');
-    const s = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubDeps(join(work, 'st9'), join(work, 'sc9')), shutdownGraceMs: 5000 });
+    const s = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'st9'), join(work, 'sc9')), shutdownGraceMs: 5000 });
     await s.start();
     const c = new CriClient(sock);
     const stream = c.client.makeServerStreamRequest('/x.Test/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
