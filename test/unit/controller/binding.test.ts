@@ -82,7 +82,7 @@ describe('image references (docker normalization)', () => {
   it('normalizes', () => {
     const r = parseImage('nginx');
     assert.equal(r.repository, 'docker.io/library/nginx');
-    assert.equal(parseImage('Registry.Example.com/a/b:t').domain, 'Registry.Example.com');
+    assert.equal(parseImage('Registry.Example.com/a/b:t').domain, 'registry.example.com');
     assert.throws(() => parseImage('library/UPPER'), /lowercase/);
     assert.throws(() => parseImage('nginx:bad tag'), /whitespace/);
     assert.throws(() => parseImage(`nginx@sha256:${'z'.repeat(64)}`), /digest/);
