@@ -19,13 +19,15 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            recording.spoke.dev/name (and /containers) instead of bound, for
                            spoke shim --recording and spoke recorder
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
-  GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding list
+  GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding and
+                           namespace lists
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
 410 Gone → relist, backoff on errors), namespace labels from one of namespaces. Matched
 workloads, skipped containers and a Valid condition are written to each binding's status
 (bounded lists): from admission calls whose client certificate verifies against
---admission-client-ca, else from a list/watch of pods (never from an unauthenticated review). The certificate files are re-read when they
-change. Logs are JSON lines on stderr. SIGTERM/SIGINT stop it cleanly.
+--admission-client-ca, else from a list/watch of pods, never from an unauthenticated
+review. The certificate files are re-read when they change. Logs are JSON lines on stderr.
+SIGTERM/SIGINT stop it cleanly.
 
 options:
   --tls-cert F      PEM serving certificate (chain) for the webhook Service's DNS name
