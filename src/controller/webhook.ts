@@ -38,6 +38,8 @@ export interface WebhookOptions {
   onApplied?: (m: PodMatch) => void;
   /** PEM CA bundle that signs the API server's client certificate (its AdmissionConfiguration kubeconfig). */
   clientCaFile?: string;
+  /** With `clientCaFile`: the subject CN that certificate must carry (where the CA signs others too, e.g. kubelets). */
+  clientName?: string;
   /** Namespace labels for the Pod Security enforce level (binding.ts rule 8). */
   namespaces?: NamespaceSource;
   /** The cluster's default Pod Security enforce level (default `privileged`). */
@@ -116,6 +118,12 @@ export class WebhookServer {
     });
   }
 
+  /** Whether the connection's client certificate verified against the client CA (and names `clientName`). */
+  private authenticated(socket: TLSSocket): boolean {
+    if (this.opts.clientCaFile === undefined || socket.authorized !== true) return false;
+    return this.opts.clientName === undefined || socket.getPeerCertificate().subject?.CN === this.opts.clientName;
+  }
+
   private send(res: ServerResponse, code: number, body: unknown): void {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     res.writeHead(code, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -142,7 +150,7 @@ export class WebhookServer {
         throw new BadReview('body is not valid JSON');
       }
       const started = process.hrtime.bigint();
-      const authenticated = this.opts.clientCaFile !== undefined && (req.socket as TLSSocket).authorized === true;
+      const authenticated = this.authenticated(req.socket as TLSSocket);
       const out =
         path === '/mutate-pods'
           ? reviewPod(doc, this.opts.source, {

@@ -8,16 +8,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SPOKE_BIN } from '../helpers/cli.js';
+import { SPOKE_BIN, spoke } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
-import { StaticBindingSource, type BindingSource } from '../../src/controller/source.js';
+import { StaticBindingSource, StaticNamespaceSource, type BindingSource } from '../../src/controller/source.js';
 import { StatusUpdater } from '../../src/controller/status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
@@ -57,7 +57,7 @@ const clientCaFile = join(dir, 'client-ca.crt');
 function ecKey(out: string): void {
   execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', out], { stdio: 'pipe' });
 }
-function makeClientCerts(): { apiServer: ClientCert; stranger: ClientCert } {
+function makeClientCerts(): { apiServer: ClientCert; stranger: ClientCert; node: ClientCert } {
   const caKey = join(dir, 'client-ca.key');
   ecKey(caKey);
   execFileSync('openssl', ['req', '-x509', '-key', caKey, '-out', clientCaFile, '-days', '1', '-subj', '/CN=apiserver-client-ca'], { stdio: 'pipe' });
@@ -71,7 +71,9 @@ function makeClientCerts(): { apiServer: ClientCert; stranger: ClientCert } {
     execFileSync('openssl', ['x509', '-req', '-in', csr, ...sign, '-out', crt, '-days', '1'], { stdio: 'pipe' });
     return { cert: readFileSync(crt), key: readFileSync(key) };
   };
-  return { apiServer: issue('kube-apiserver', { cert: clientCaFile, key: caKey }), stranger: issue('stranger', undefined) };
+  const ca = { cert: clientCaFile, key: caKey };
+  // `node`: signed by the same CA under another name, as a cluster CA signs kubelets.
+  return { apiServer: issue('kube-apiserver', ca), stranger: issue('stranger', undefined), node: issue('system-node-evil', ca) };
 }
 const clients = makeClientCerts();
 
@@ -304,6 +306,56 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
   });
 });
 
+describe('spoke binding apply answers as the webhook does', () => {
+  it('same patch and warnings for Unconfined, privileged, canonical images and a restricted namespace', async () => {
+    const bindings = [
+      binding('hub', { image: 'registry-1.docker.io:443/library/nginx' }),
+      binding('aa', { kind: 'apparmor', image: '*', reference: REF_B }),
+      binding('tagged', { image: 'Registry.Example.com/team/web:v3', reference: REF_B }),
+    ];
+    const pod: Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'parity', namespace: 'team' },
+      spec: {
+        containers: [
+          { name: 'web', image: 'nginx:1.27' },
+          { name: 'loose', image: 'docker.io/library/nginx', securityContext: { seccompProfile: { type: 'Unconfined' } } },
+          { name: 'root', image: 'index.docker.io/nginx:1', securityContext: { privileged: true } },
+          { name: 'own', image: 'registry.example.com:443/team/web:v3' },
+          { name: 'evil', image: 'registry.example.com/team/web-evil:v3' },
+        ],
+      },
+    };
+    const labels = { 'spoke.dev/binding': 'enabled', 'pod-security.kubernetes.io/enforce': 'restricted' };
+    const { server, port } = await startWebhook(new StaticBindingSource(bindings), { namespaces: new StaticNamespaceSource({ team: labels }) });
+    try {
+      const web = (await post(port, '/mutate-pods', podReview(pod))).json().response;
+      assert.equal(web.allowed, true);
+      const bindingsFile = join(dir, 'parity-bindings.json');
+      writeFileSync(bindingsFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [...bindings, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team', labels } }] }));
+      const podFile = join(dir, 'parity-pod.json');
+      writeFileSync(podFile, JSON.stringify(pod));
+      const cli = await spoke(['binding', 'apply', '-f', bindingsFile, '--patch', podFile]);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.deepEqual(JSON.parse(cli.stdout), JSON.parse(Buffer.from(web.patch ?? '', 'base64').toString('utf8')));
+      assert.equal(cli.stderr, (web.warnings ?? []).map((w) => `Warning: ${w}\n`).join(''));
+      assert.equal((web.warnings ?? []).length, 5, (web.warnings ?? []).join('\n'));
+      const out = applyPatch(pod, JSON.parse(cli.stdout) as Op[]);
+      assert.deepEqual(Object.keys(out.metadata?.annotations ?? {}).sort(), [
+        'apparmor.profiles.spoke.dev/evil',
+        'apparmor.profiles.spoke.dev/loose',
+        'apparmor.profiles.spoke.dev/own',
+        'apparmor.profiles.spoke.dev/web',
+        'seccomp.profiles.spoke.dev/own',
+        'seccomp.profiles.spoke.dev/web',
+      ]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('informer-backed source and status on client-node against the fake API server', () => {
   let fake: FakeApiServer;
   let kc: KubeConfig;
@@ -482,13 +534,14 @@ describe('informer-backed source and status on client-node against the fake API 
     const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
     const updater = new StatusUpdater(new KubeStatusClient(kc, src));
     src.start();
-    const { server, port } = await startWebhook(src, { clientCaFile, onApplied: (m) => updater.record(m) });
+    const { server, port } = await startWebhook(src, { clientCaFile, clientName: 'kube-apiserver', onApplied: (m) => updater.record(m) });
     try {
       await src.waitForSync(5000);
       const pod = deploymentPod({ containers: [{ name: 'g', image: 'ghcr.io/acme/guarded:1' }] });
       const stored = () => (fake.get(PB, 'vault', 'guarded') as unknown as ProfileBinding).status;
-      // No client certificate, and one from another CA: answered (a mutation is only a computation), not recorded.
-      for (const client of [undefined, clients.stranger]) {
+      // No client certificate, one from another CA, one from the CA under another name: answered
+      // (a mutation is only a computation), not recorded.
+      for (const client of [undefined, clients.stranger, clients.node]) {
         const a = await post(port, '/mutate-pods', podReview(pod, { namespace: 'vault' }), undefined, 'POST', client);
         assert.equal(patchedPod(pod, a).spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
       }

@@ -6,7 +6,8 @@ import { UsageError } from '../errors.js';
 import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, startRecordingControllerFromFlags } from './recorder.js';
 
 const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
-                        [--admission-client-ca F] [--pod-security-default LEVEL]
+                        [--admission-client-ca F [--admission-client-name CN]]
+                        [--pod-security-default LEVEL]
 
 Runs the ProfileBinding admission webhooks over HTTPS with its own serving certificate:
   POST /mutate-pods        pods CREATE in namespaces labelled spoke.dev/binding=enabled
@@ -39,6 +40,9 @@ options:
   --admission-client-ca F
                     PEM CA of the API server's client certificate for webhooks; status is
                     then taken from verified admission calls (no pod list/watch needed)
+  --admission-client-name CN
+                    the subject CN the API server's client certificate must carry (needed
+                    where that CA also signs other clients, e.g. the cluster CA)
   --pod-security-default LEVEL
                     the cluster's default Pod Security enforce level for namespaces without
                     the pod-security.kubernetes.io/enforce label (default privileged)
@@ -57,6 +61,7 @@ const FLAGS = {
   kubeconfig: { type: 'string' },
   'no-status': { type: 'boolean' },
   'admission-client-ca': { type: 'string' },
+  'admission-client-name': { type: 'string' },
   'pod-security-default': { type: 'string' },
   ...recordingControllerFlags,
 } as const;
@@ -84,6 +89,8 @@ export async function run(argv: string[]): Promise<number> {
   const podSecurityDefault = values['pod-security-default'] ?? 'privileged';
   if (!POD_SECURITY_LEVELS.includes(podSecurityDefault)) throw new UsageError(`--pod-security-default must be one of ${POD_SECURITY_LEVELS.join(', ')}`);
   const clientCaFile = values['admission-client-ca'];
+  const clientName = values['admission-client-name'];
+  if (clientName !== undefined && clientCaFile === undefined) throw new UsageError('--admission-client-name needs --admission-client-ca');
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
@@ -123,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
     recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
     log,
     ...(clientCaFile === undefined ? {} : { clientCaFile }),
+    ...(clientName === undefined ? {} : { clientName }),
     onApplied: updater && clientCaFile !== undefined ? (m) => updater?.record(m) : undefined,
   });
   const addr = await server.listen();
