@@ -2,9 +2,9 @@
 // without the HTTP. `reviewPod` is the mutating webhook (pods, CREATE only), `reviewBinding`
 // the validating webhook for ProfileBinding objects.
 
-import { mutatePod, type AppliedBinding, type BindingMode } from './binding.js';
-import type { BindingSource, RecordingSource } from './source.js';
-import { API_VERSION, BINDING_KIND, GROUP, type Pod, type ProfileBinding } from './types.js';
+import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
+import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
+import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
@@ -67,14 +67,48 @@ export interface PodMatch {
   namespace: string;
   workload: { kind: string; name: string };
   applied: AppliedBinding[];
+  skipped: SkippedBinding[];
 }
 
 export interface PodReviewOptions {
   mode?: BindingMode;
-  /** Called after an allowed, non-dry-run admission that applied bindings (status tracking). */
+  /** Called after an allowed, non-dry-run admission that applied or skipped bindings (status tracking). */
   onApplied?: (m: PodMatch) => void;
+  /** Namespace labels, for the Pod Security enforce level (binding.ts rule 8). Absent: `podSecurityDefault` applies. */
+  namespaces?: NamespaceSource;
+  /** The cluster's default enforce level (its PodSecurity admission configuration); default `privileged`. */
+  podSecurityDefault?: string;
   /** ProfileRecordings: pods they select are annotated for recording (binding.ts R1–R5). */
   recordings?: RecordingSource;
+}
+
+type NamespaceOptions = Pick<PodReviewOptions, 'mode' | 'namespaces' | 'podSecurityDefault'>;
+
+function namespaceLabels(namespace: string, opts: NamespaceOptions): Readonly<Record<string, string>> | undefined {
+  return opts.namespaces?.synced() ? opts.namespaces.labels(namespace) : undefined;
+}
+
+/** The binding mode and the Pod Security level a pod of `namespace` is bound under (binding.ts rule 8). */
+function namespaceOptions(namespace: string, opts: NamespaceOptions): MutateOptions {
+  const labels = namespaceLabels(namespace, opts);
+  // A namespace not in the cache yet (just created, or the cache is behind) is taken as
+  // restricted: annotations are admitted at every level, so the pod is created either way.
+  const podSecurity = opts.namespaces !== undefined && labels === undefined ? 'unknown' : enforceLevel(labels, opts.podSecurityDefault);
+  return { mode: opts.mode ?? 'field', podSecurity };
+}
+
+/**
+ * Binding status from a pod as the API server stored it (the pod informer, used where admission
+ * calls cannot be authenticated): the containers that carry their winning binding's profile and
+ * those a binding selects but left alone. Undefined when no binding concerns the pod, or its
+ * namespace has not opted in (the webhook never saw it).
+ */
+export function matchOfStoredPod(pod: Pod, source: BindingSource, opts: NamespaceOptions): PodMatch | undefined {
+  const namespace = pod.metadata?.namespace;
+  if (!namespace || namespaceLabels(namespace, opts)?.[NAMESPACE_OPT_IN_LABEL] !== NAMESPACE_OPT_IN_VALUE) return undefined;
+  const result = mutatePod(pod, source.list(namespace), namespaceOptions(namespace, opts));
+  if ('denied' in result || (result.bound.length === 0 && result.skipped.length === 0)) return undefined;
+  return { namespace, workload: workloadOf(pod, pod.metadata?.name), applied: result.bound, skipped: result.skipped };
 }
 
 export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewOptions = {}): AdmissionReview {
@@ -96,7 +130,10 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
   const recordingsReady = opts.recordings?.synced() === true;
-  const result = mutatePod(pod, source.list(namespace), { mode: opts.mode ?? 'field', ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}) });
+  const result = mutatePod(pod, source.list(namespace), {
+    ...namespaceOptions(namespace, opts),
+    ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}),
+  });
   if ('denied' in result) {
     return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${result.denied}` } });
   }
@@ -107,8 +144,8 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   }
   const warnings = opts.recordings && !recordingsReady ? [...result.warnings, 'spoke: ProfileRecording cache not synced yet; the pod was not checked for recording'] : result.warnings;
   if (warnings.length > 0) response.warnings = warnings;
-  if (result.applied.length > 0 && req.dryRun !== true && opts.onApplied) {
-    opts.onApplied({ namespace, workload: workloadOf(pod, req.name), applied: result.applied });
+  if ((result.applied.length > 0 || result.skipped.length > 0) && req.dryRun !== true && opts.onApplied) {
+    opts.onApplied({ namespace, workload: workloadOf(pod, req.name), applied: result.applied, skipped: result.skipped });
   }
   return review(response);
 }

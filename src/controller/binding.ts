@@ -16,8 +16,10 @@
 //       Localhost or OCI (or a spoke annotation already on the pod) → left alone, with a warning
 //         naming the container;
 //       Unconfined → replaced only when the winning binding has `override: true`; otherwise the
-//         pod is denied (a pre-set Unconfined must not silently bypass a binding).
-//  4. Privileged containers are refused an OCI profile (KEP-6061 rejects them): denied.
+//         container is left alone, with a warning naming it and the binding, and counted in the
+//         binding's status (a binding is not a gate: Pod Security denies Unconfined where wanted).
+//  4. Privileged containers get no OCI profile (KEP-6061 rejects them; the runtime ignores
+//     seccomp for them): left alone, warned and counted like Unconfined.
 //  5. Profiles are always set per container (`containers[i].securityContext`), never at pod
 //     level: a pod-level OCI profile would also reach containers no binding selected and
 //     ephemeral debug containers added later. A pod-level RuntimeDefault or unset profile is
@@ -30,9 +32,14 @@
 //     container confined. The shim merges an annotation's profile with the node baseline only
 //     and refuses a Localhost field next to an annotation (issue 9: a conflict), so a binding's
 //     Localhost baseProfile cannot travel in this mode: it is dropped with a warning.
-// Invalid bindings (which the validating webhook should have kept out) deny a pod when their
-// image target does not parse or matches one of its images: an admin's binding is never
-// silently skipped.
+//  8. Pod Security: in alpha, `restricted` rejects seccomp type OCI and `baseline` (like
+//     `restricted`) allows AppArmor types RuntimeDefault and Localhost only. Where the
+//     namespace's enforce level rejects the field for a kind, that kind is bound in
+//     `annotations` mode instead, with a warning: the pod is created, and confined by the shim.
+//     A level not known here is taken as `restricted`.
+// Only an admin's configuration errors deny a pod: a tie (rule 2), or an invalid binding, which
+// the validating webhook should have kept out, that may select it (its image target does not
+// parse or matches one of the pod's images): an admin's binding is never silently skipped.
 //
 // Recording (issue 8), only when the caller passes the ProfileRecordings of the namespace:
 //  R1. A recording selects the pod when it is valid, not finalized (no non-empty
@@ -77,6 +84,36 @@ export interface MutateOptions {
   mode?: BindingMode;
   /** The ProfileRecordings of the pod's namespace (raw objects); undefined: recording is not considered. */
   recordings?: readonly unknown[];
+  /** The namespace's Pod Security enforce level (`enforceLevel`); undefined: none, the field is admitted. */
+  podSecurity?: string;
+}
+
+/** Pod Security admission's levels, loosest first. */
+export const POD_SECURITY_LEVELS: readonly string[] = ['privileged', 'baseline', 'restricted'];
+
+/** The Pod Security admission label that decides whether a pod is rejected. */
+export const POD_SECURITY_ENFORCE_LABEL = 'pod-security.kubernetes.io/enforce';
+
+/** A namespace's Pod Security enforce level: its label, else the cluster's default level. */
+export function enforceLevel(labels: Readonly<Record<string, string>> | undefined, clusterDefault = 'privileged'): string {
+  return labels?.[POD_SECURITY_ENFORCE_LABEL] ?? clusterDefault;
+}
+
+/** Rule 8: whether Pod Security at `level` rejects `type: OCI` for `kind` (unknown levels: as restricted). */
+function fieldRejected(kind: ProfileKind, level: string | undefined): boolean {
+  if (level === undefined || level === 'privileged') return false;
+  if (level === 'baseline') return kind === 'apparmor';
+  return true;
+}
+
+/** Why a binding that selects a container did not bind it (counted in the binding's status). */
+export type SkipReason = 'Unconfined' | 'Privileged';
+
+export interface SkippedBinding {
+  binding: string;
+  kind: ProfileKind;
+  container: string;
+  reason: SkipReason;
 }
 
 export interface AppliedBinding {
@@ -87,7 +124,16 @@ export interface AppliedBinding {
 }
 
 export type MutationResult =
-  | { patch: JsonPatchOp[]; warnings: string[]; applied: AppliedBinding[] }
+  | {
+      patch: JsonPatchOp[];
+      warnings: string[];
+      /** Containers this answer binds. */
+      applied: AppliedBinding[];
+      /** Containers that already carry exactly their winning binding's profile (a pod as stored, or re-invocation). */
+      bound: AppliedBinding[];
+      /** Containers a binding selects but leaves alone (rules 3 and 4). */
+      skipped: SkippedBinding[];
+    }
   | { denied: string };
 
 export const MAX_WARNINGS = 32;
@@ -209,6 +255,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
 
   const warnings: string[] = [];
   const applied: AppliedBinding[] = [];
+  const bound: AppliedBinding[] = [];
+  const skipped: SkippedBinding[] = [];
+  const modeOf = (kind: ProfileKind): BindingMode => (mode === 'field' && fieldRejected(kind, options.podSecurity) ? 'annotations' : mode);
+  const switched = new Set<ProfileKind>();
   // Per slot: the new values of securityContext fields; per pod: annotation changes.
   const fieldChanges = new Map<Slot, Partial<Record<'seccompProfile' | 'appArmorProfile', SeccompProfile>>>();
   const annotationSets = new Map<string, string>();
@@ -242,35 +292,40 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         continue;
       }
       const current = effectiveProfile(kind, pod, c);
-      if (alreadyBound(kind, pod, c, winner, mode)) continue; // re-invocation: our own earlier patch, nothing to do
+      const kindMode = modeOf(kind);
+      const entry = { binding: winner.name, kind, container: c.name };
+      if (alreadyBound(kind, pod, c, winner, kindMode)) {
+        bound.push({ ...entry, reference: winner.reference });
+        continue; // re-invocation, or a pod as stored: our own earlier patch, nothing to do
+      }
       if (current.type === 'Localhost' || current.type === 'OCI' || current.type === 'annotation') {
         warnings.push(`${what} keeps its ${kind} profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileBinding ${winner.name} not applied`);
         continue;
       }
+      if (c.securityContext?.privileged === true) {
+        warnings.push(`${what} is privileged and gets no OCI ${kind} profile (KEP-6061; the runtime ignores ${kind} for it); ProfileBinding ${winner.name} not applied`);
+        skipped.push({ ...entry, reason: 'Privileged' });
+        continue;
+      }
       const unconfined = current.type === 'Unconfined';
       if (unconfined && !winner.override) {
-        denials.push(
-          `${what} asks for ${kind} profile Unconfined (${current.where}), which ProfileBinding ${winner.name} would replace; ` +
-            `set override: true on the binding to replace it, or remove Unconfined from the pod`,
-        );
+        warnings.push(`${what} keeps its ${kind} profile Unconfined (${current.where}); ProfileBinding ${winner.name} not applied: set override: true on the binding to replace it`);
+        skipped.push({ ...entry, reason: 'Unconfined' });
         continue;
       }
       if (current.type !== 'unset' && current.type !== 'RuntimeDefault' && !unconfined) {
         warnings.push(`${what} keeps its ${kind} profile of unknown type ${current.type}; ProfileBinding ${winner.name} not applied`);
         continue;
       }
-      if (c.securityContext?.privileged === true) {
-        denials.push(`${what} is privileged and cannot run under an OCI ${kind} profile (KEP-6061 rejects it); ProfileBinding ${winner.name} selects it`);
-        continue;
-      }
       if (unconfined) warnings.push(`${what}: ${kind} profile Unconfined (${current.where}) replaced by ProfileBinding ${winner.name} (override: true)`);
 
       const changes = fieldChanges.get(slot) ?? {};
-      if (mode === 'field') {
+      if (kindMode === 'field') {
         const oci: ProfileOCI = { reference: winner.reference };
         if (winner.baseProfile) oci.baseProfile = { ...winner.baseProfile };
         changes[FIELD[kind]] = { type: 'OCI', oci };
       } else {
+        if (mode === 'field') switched.add(kind);
         annotationSets.set(ANNOTATION_PREFIX[kind] + c.name, winner.reference);
         changes[FIELD[kind]] = { type: 'RuntimeDefault' };
         if (winner.baseProfile?.type === 'Localhost') {
@@ -281,9 +336,18 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       // The API server requires the legacy AppArmor annotation to agree with the field.
       const legacyKey = LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name;
       if (kind === 'apparmor' && pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
-      applied.push({ binding: winner.name, kind, container: c.name, reference: winner.reference });
+      applied.push({ ...entry, reference: winner.reference });
     }
   }
+  warnings.unshift(
+    ...(['seccomp', 'apparmor'] as const)
+      .filter((kind) => switched.has(kind))
+      .map((kind) => {
+        const level = options.podSecurity as string;
+        const why = level === 'restricted' || level === 'baseline' ? 'rejects' : 'is not known and is taken as restricted, which rejects';
+        return `namespace Pod Security level ${JSON.stringify(level)} ${why} ${kind} type OCI in alpha: bound by annotation (spoke shim) with RuntimeDefault in the field`;
+      }),
+  );
 
   if (denials.length > 0) {
     const shown = denials.slice(0, MAX_DENIALS_SHOWN);
@@ -317,7 +381,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   }
   const boundedWarnings = warnings.slice(0, MAX_WARNINGS).map((w) => truncate(w, MAX_WARNING_LENGTH));
   if (warnings.length > MAX_WARNINGS) boundedWarnings[MAX_WARNINGS - 1] = `${warnings.length - MAX_WARNINGS + 1} more warnings not shown`;
-  return { patch, warnings: boundedWarnings, applied };
+  return { patch, warnings: boundedWarnings, applied, bound, skipped };
 }
 
 interface RecordingPlan {

@@ -1,19 +1,28 @@
 // Container image references as the kubelet and runtimes read them (distribution/reference's
-// ParseNormalizedNamed): `nginx` = `docker.io/library/nginx:latest`, `index.docker.io` =
-// `docker.io`, a first component is a registry host only if it has `.` or `:`, is `localhost`,
-// or has upper-case letters. Pure; length checked before any regex; every regex anchored.
-// Binding `image` targets are parsed by the same function (see `parseImageTarget`).
+// ParseNormalizedNamed), compared in one canonical form so that every spelling that reaches the
+// same registry and repository is the same image (README, "The controller"):
+//  - a first component is a registry host only if it has `.` or `:`, is `localhost`, or has
+//    upper-case letters; otherwise the image is on Docker Hub;
+//  - the host is lowercased (DNS is case-insensitive) and `:443` is dropped (the default port);
+//  - `docker.io`, `index.docker.io` and `registry-1.docker.io` are one registry, `docker.io`,
+//    and a one-component Docker Hub name gets `library/` (`nginx` = `docker.io/library/nginx`).
+// Repositories are compared whole, never by prefix. Path and tag grammar are core/reference.ts's.
+// Pure; length checked before any regex; every regex anchored. Binding `image` targets are
+// parsed by the same function (see `parseImageTarget`).
+
+import { looksLikeRegistryHost, parseRegistry, PATH_COMPONENT_RE, TAG_RE } from '../core/reference.js';
 
 const MAX_IMAGE_LENGTH = 512;
 const NAME_MAX = 255;
-const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const DOMAIN_RE = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
-const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_RE = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 const HEX64_RE = /^[a-f0-9]{64}$/;
+const DOCKER_HUB = 'docker.io';
+/** Names the Docker Hub registry answers to (distribution/reference and containerd's resolver). */
+const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io']);
+const HTTPS_PORT = 443;
 
 export interface ImageRef {
-  /** Normalized registry host, e.g. `docker.io`, `registry.example.com:5000`. */
+  /** Canonical registry: lowercased host, port unless 443, Docker Hub as `docker.io`; e.g. `registry.example.com:5000`. */
   readonly domain: string;
   /** Normalized path, e.g. `library/nginx`. */
   readonly path: string;
@@ -51,20 +60,19 @@ export function parseImage(input: string): ImageRef {
   }
   if (rest.length === 0) fail(input, 'empty name');
   if (rest.length > NAME_MAX) fail(input, `name longer than ${NAME_MAX} characters`);
-  let domain: string;
-  let path: string;
+  let domain = DOCKER_HUB;
+  let path = rest;
   const slash = rest.indexOf('/');
   const first = slash < 0 ? '' : rest.slice(0, slash);
-  if (slash < 0 || (!/[.:]/.test(first) && first !== 'localhost' && first.toLowerCase() === first)) {
-    domain = 'docker.io';
-    path = rest;
-  } else {
-    domain = first;
+  if (slash >= 0 && (looksLikeRegistryHost(first) || first.toLowerCase() !== first)) {
+    const { host, port } = parseRegistry(first, (why) => fail(input, why));
+    // Upper case makes `MyOrg` a host for the runtime, but lowercased it reads as a Docker Hub
+    // namespace again: no canonical spelling exists, so it is refused (only `*` selects it).
+    if (!looksLikeRegistryHost(host)) fail(input, `registry host ${JSON.stringify(first)} has neither a dot nor a port`);
+    domain = canonicalRegistry(host, port);
     path = rest.slice(slash + 1);
-    if (!DOMAIN_RE.test(domain)) fail(input, `invalid registry host ${JSON.stringify(domain)}`);
   }
-  if (domain === 'index.docker.io') domain = 'docker.io';
-  if (domain === 'docker.io' && !path.includes('/')) path = `library/${path}`;
+  if (domain === DOCKER_HUB && !path.includes('/')) path = `library/${path}`;
   if (path.length === 0) fail(input, 'empty repository path');
   for (const component of path.split('/')) {
     if (!PATH_COMPONENT_RE.test(component)) {
@@ -73,6 +81,17 @@ export function parseImage(input: string): ImageRef {
   }
   if (slash < 0 && HEX64_RE.test(rest)) fail(input, 'a 64-hex name is an image ID, not a repository');
   return Object.freeze({ domain, path, repository: `${domain}/${path}`, tag, digest });
+}
+
+function canonicalRegistry(host: string, port: number | undefined): string {
+  const p = port === HTTPS_PORT ? undefined : port;
+  if (p === undefined && DOCKER_HUB_ALIASES.has(host)) return DOCKER_HUB;
+  return p === undefined ? host : `${host}:${p}`;
+}
+
+/** The canonical spelling: `registry/path[:tag][@digest]`; parsing it gives the same image. */
+export function canonicalImage(ref: ImageRef): string {
+  return `${ref.repository}${ref.tag === undefined ? '' : `:${ref.tag}`}${ref.digest === undefined ? '' : `@${ref.digest}`}`;
 }
 
 /** How a binding's `image` selects images, from least to most specific. */

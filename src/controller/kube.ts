@@ -1,13 +1,18 @@
 // The controller's Kubernetes side, on @kubernetes/client-node (loaded only by `spoke
 // controller`, never by the CLI's other commands):
 //  - InformerBindingSource: the ProfileBinding list/watch cache (reflector.ts).
+//  - InformerNamespaceSource: namespaces, for their Pod Security labels (binding.ts rule 8).
+//  - PodStatusInformer: binding status from created pods, where admission calls cannot be
+//    authenticated (no --admission-client-ca): whoever posts a review cannot write status.
 //  - KubeStatusClient: PUT of the status subresource for the StatusUpdater (reads: the cache).
 
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
-import type { BindingSource } from './source.js';
+import { matchOfStoredPod, type PodMatch } from './admission.js';
+import type { BindingMode } from './binding.js';
+import type { BindingSource, NamespaceSource } from './source.js';
 import type { StatusClient } from './status.js';
-import { BINDING_PLURAL, GROUP, VERSION, type ProfileBinding } from './types.js';
+import { BINDING_PLURAL, GROUP, VERSION, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
 
 export function loadKubeConfig(file?: string): KubeConfig {
   const kc = new KubeConfig();
@@ -22,6 +27,49 @@ export type ReflectorOptions = Omit<GenericReflectorOptions<ProfileBinding>, 'pl
 export class InformerBindingSource extends Reflector<ProfileBinding> implements BindingSource {
   constructor(kc: KubeConfig, opts: ReflectorOptions = {}) {
     super(kc, { ...opts, plural: BINDING_PLURAL });
+  }
+}
+
+type Namespace = { metadata: ObjectMeta };
+
+/** Namespaces (cluster-scoped: cached under the namespace ""). */
+export class InformerNamespaceSource extends Reflector<Namespace> implements NamespaceSource {
+  constructor(kc: KubeConfig, opts: Omit<ReflectorOptions, 'onChange'> = {}) {
+    super(kc, { ...opts, plural: 'namespaces', path: '/api/v1/namespaces' });
+  }
+
+  labels(namespace: string): Readonly<Record<string, string>> | undefined {
+    const ns = this.get('', namespace);
+    return ns ? (ns.metadata.labels ?? {}) : undefined;
+  }
+}
+
+export interface PodStatusOptions {
+  bindings: BindingSource;
+  namespaces: NamespaceSource;
+  mode: BindingMode;
+  podSecurityDefault?: string;
+  record: (m: PodMatch) => void;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+/**
+ * Pods in all namespaces. Each pod the API server adds after the first list is recorded once,
+ * from what it carries (`matchOfStoredPod`); the pods of the first list are not, so a restart
+ * does not count them again.
+ */
+export class PodStatusInformer extends Reflector<Pod & { metadata: ObjectMeta }> {
+  constructor(kc: KubeConfig, opts: PodStatusOptions) {
+    super(kc, {
+      plural: 'pods',
+      path: '/api/v1/pods',
+      log: opts.log,
+      onChange: (type, pod) => {
+        if (type !== 'ADDED' || !this.synced() || !opts.bindings.synced()) return;
+        const m = matchOfStoredPod(pod, opts.bindings, { mode: opts.mode, namespaces: opts.namespaces, podSecurityDefault: opts.podSecurityDefault });
+        if (m) opts.record(m);
+      },
+    });
   }
 }
 

@@ -1,5 +1,7 @@
-// Reflector<T>: a list/watch cache of one spoke.dev custom resource in all namespaces, on
-// @kubernetes/client-node's Watch and CustomObjectsApi. Paginated list (limit/continue; an
+// Reflector<T>: a list/watch cache of one resource in all namespaces (a spoke.dev custom
+// resource, or a core one such as namespaces and pods by its `path`), on @kubernetes/client-node's
+// Watch and its HTTP client. Lists are read as raw JSON, as watch events are: client-node's typed
+// core models would drop fields they do not know (a pod's `seccompProfile.oci`). Paginated list (limit/continue; an
 // expired continue token restarts the list), then watch from the list's resourceVersion with
 // allowWatchBookmarks; a watch that ends is resumed from the last resourceVersion seen (events
 // or bookmarks); 410 Gone — as an HTTP status or as an ERROR event in the stream — discards the
@@ -8,7 +10,7 @@
 // On client-node 1.4 aborting a watch does not call its done callback until the server-side
 // timeout, so stop() ends the wait itself.
 
-import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { createConfiguration, HttpMethod, ServerConfiguration, Watch, type Configuration, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, VERSION, type ObjectMeta } from './types.js';
 import { codeOf } from './status-code.js';
 
@@ -19,6 +21,8 @@ type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'error'; erro
 
 export interface GenericReflectorOptions<T> {
   plural: string;
+  /** The collection's API path; default `/apis/spoke.dev/v1alpha1/<plural>`. */
+  path?: string;
   pageSize?: number;
   watchTimeoutSeconds?: number;
   backoffInitialMs?: number;
@@ -33,7 +37,8 @@ export class Reflector<T extends KubeObject> {
   private hasSynced = false;
   private stopped = true;
   private abort: AbortController | undefined;
-  private readonly api: CustomObjectsApi;
+  private readonly api: Configuration;
+  private readonly path: string;
   private readonly watch: Watch;
   private syncWaiters: (() => void)[] = [];
   private loop: Promise<void> | undefined;
@@ -46,7 +51,10 @@ export class Reflector<T extends KubeObject> {
     kc: KubeConfig,
     private readonly opts: GenericReflectorOptions<T>,
   ) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+    const server = kc.getCurrentCluster()?.server;
+    if (!server) throw new Error('kubeconfig has no current cluster');
+    this.api = createConfiguration({ baseServer: new ServerConfiguration(server, {}), authMethods: { default: kc } });
+    this.path = opts.path ?? `/apis/${GROUP}/${VERSION}/${opts.plural}`;
     this.watch = new Watch(kc);
   }
 
@@ -160,10 +168,7 @@ export class Reflector<T extends KubeObject> {
       let rv = '';
       try {
         do {
-          const page = (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.opts.plural, limit, _continue: cont })) as {
-            items?: T[];
-            metadata?: { resourceVersion?: string; continue?: string };
-          };
+          const page = await this.listPage(limit, cont);
           items.push(...(page.items ?? []));
           cont = page.metadata?.continue || undefined;
           rv = page.metadata?.resourceVersion ?? '';
@@ -198,6 +203,27 @@ export class Reflector<T extends KubeObject> {
       }
       return;
     }
+  }
+
+  /** One page of the list, as the API server wrote it; errors carry the HTTP status as `code`. */
+  private async listPage(limit: number, cont: string | undefined): Promise<{ items?: T[]; metadata?: { resourceVersion?: string; continue?: string } }> {
+    const ctx = this.api.baseServer.makeRequestContext(this.path, HttpMethod.GET);
+    ctx.setHeaderParam('Accept', 'application/json');
+    ctx.setQueryParam('limit', String(limit));
+    if (cont !== undefined) ctx.setQueryParam('continue', cont);
+    await this.api.authMethods.default?.applySecurityAuthentication(ctx);
+    const res = await this.api.httpApi.send(ctx).toPromise();
+    const text = await res.body.text();
+    if (res.httpStatusCode !== 200) {
+      let message = `list ${this.opts.plural}: HTTP ${res.httpStatusCode}`;
+      try {
+        message += `: ${String((JSON.parse(text) as { message?: unknown }).message).slice(0, 200)}`;
+      } catch {
+        // not a Status object: the code says enough
+      }
+      throw Object.assign(new Error(message), { code: res.httpStatusCode });
+    }
+    return JSON.parse(text) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
   }
 
   private watchOnce(): Promise<WatchEnd> {
@@ -244,7 +270,7 @@ export class Reflector<T extends KubeObject> {
         else resolve({ kind: 'closed' });
       };
       this.watch
-        .watch(`/apis/${GROUP}/${VERSION}/${this.opts.plural}`, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+        .watch(this.path, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
         .then((controller) => {
           this.abort = controller;
           if (this.stopped) controller.abort();

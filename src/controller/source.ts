@@ -62,3 +62,26 @@ export class StaticRecordingSource implements RecordingSource {
     return true;
   }
 }
+
+/**
+ * Where the webhook gets a namespace's labels from (its Pod Security enforce level decides
+ * whether the OCI field can be written: binding.ts rule 8). The controller gives it a
+ * list/watch cache of namespaces; tests and `spoke binding apply` give a static map.
+ */
+export interface NamespaceSource {
+  /** The namespace's labels as last seen; undefined when the namespace is not (yet) known. */
+  labels(namespace: string): Readonly<Record<string, string>> | undefined;
+  synced(): boolean;
+}
+
+export class StaticNamespaceSource implements NamespaceSource {
+  constructor(private readonly byName: Readonly<Record<string, Readonly<Record<string, string>>>>) {}
+
+  labels(namespace: string): Readonly<Record<string, string>> | undefined {
+    return Object.prototype.hasOwnProperty.call(this.byName, namespace) ? this.byName[namespace] : undefined;
+  }
+
+  synced(): boolean {
+    return true;
+  }
+}

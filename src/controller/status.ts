@@ -1,10 +1,13 @@
 // ProfileBinding status: which workloads a binding was applied to (bounded), a counter of
-// admitted pods, and a `Valid` condition. The webhook records matches in memory (never on
-// dry-run requests); a timer flushes them with get → merge → PUT /status carrying the
+// admitted pods, counters of the containers it selected but left alone (Unconfined without
+// override, privileged), and a `Valid` condition. Matches are recorded in memory, from
+// authenticated admission calls (never dry runs) or from the pod informer (webhook.ts); a timer
+// flushes them with get → merge → PUT /status carrying the
 // resourceVersion, retrying on 409 Conflict, so concurrent replicas never lose each other's
 // entries. The merge itself is pure (`mergeStatus`).
 
 import type { PodMatch } from './admission.js';
+import type { SkipReason } from './binding.js';
 import { MAX_MATCHED_WORKLOADS, type Condition, type MatchedWorkload, type ProfileBinding, type ProfileBindingStatus } from './types.js';
 import { validateBinding } from './validate.js';
 
@@ -15,12 +18,24 @@ export interface StatusClient {
   replaceStatus(namespace: string, name: string, obj: ProfileBinding): Promise<ProfileBinding>;
 }
 
+interface Skipped {
+  unconfined: number;
+  privileged: number;
+}
+
 interface Pending {
   workloads: Map<string, MatchedWorkload>;
   pods: number;
+  skipped: Skipped;
 }
 
+const SKIP_FIELD: Record<SkipReason, keyof Skipped> = { Unconfined: 'unconfined', Privileged: 'privileged' };
+
 export const MAX_PENDING_BINDINGS = 1024;
+
+function emptyPending(): Pending {
+  return { workloads: new Map(), pods: 0, skipped: { unconfined: 0, privileged: 0 } };
+}
 const CONFLICT_RETRIES = 5;
 
 /** The `Valid` condition for a binding, from the same validation as the webhooks. */
@@ -39,7 +54,7 @@ export function validCondition(b: ProfileBinding, now: string, previous: Conditi
 }
 
 /** Merges new matches into a status: newest first, one entry per workload, at most MAX_MATCHED_WORKLOADS. */
-export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload[]; pods: number }, now: string): ProfileBindingStatus {
+export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload[]; pods: number; skipped?: Skipped }, now: string): ProfileBindingStatus {
   const old = b.status ?? {};
   const byKey = new Map<string, MatchedWorkload>();
   const key = (w: MatchedWorkload) => `${w.kind}/${w.name}`;
@@ -54,6 +69,10 @@ export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload
   const previous = (old.conditions ?? []).find((c) => c.type === 'Valid');
   const conditions = [...(old.conditions ?? []).filter((c) => c.type !== 'Valid'), validCondition(b, now, previous)];
   const status: ProfileBindingStatus = { ...old, matchedWorkloads, matchedPods: (old.matchedPods ?? 0) + add.pods, conditions };
+  if (add.skipped && (add.skipped.unconfined > 0 || add.skipped.privileged > 0)) {
+    const was = old.skippedContainers ?? {};
+    status.skippedContainers = { unconfined: (was.unconfined ?? 0) + add.skipped.unconfined, privileged: (was.privileged ?? 0) + add.skipped.privileged };
+  }
   if (typeof b.metadata.generation === 'number') status.observedGeneration = b.metadata.generation;
   return status;
 }
@@ -86,26 +105,36 @@ export class StatusUpdater {
     const perBinding = new Map<string, string[]>();
     for (const a of m.applied) perBinding.set(a.binding, [...(perBinding.get(a.binding) ?? []), a.container]);
     for (const [binding, containers] of perBinding) {
-      let p = this.pending.get(binding);
-      if (!p) {
-        if (this.pending.size >= MAX_PENDING_BINDINGS) {
-          this.opts.log?.({ msg: 'status backlog full; match not recorded', binding });
-          continue;
-        }
-        p = { workloads: new Map(), pods: 0 };
-        this.pending.set(binding, p);
-      }
+      const p = this.pendingFor(binding);
+      if (!p) continue;
       p.pods++;
       const k = `${m.workload.kind}/${m.workload.name}`;
       const prev = p.workloads.get(k);
       p.workloads.set(k, { ...m.workload, containers: [...new Set([...(prev?.containers ?? []), ...containers])].sort(), lastMatched: now });
       if (p.workloads.size > MAX_MATCHED_WORKLOADS) p.workloads.delete(p.workloads.keys().next().value as string);
     }
+    for (const s of m.skipped) {
+      const p = this.pendingFor(s.binding);
+      if (p) p.skipped[SKIP_FIELD[s.reason]]++;
+    }
+  }
+
+  private pendingFor(binding: string): Pending | undefined {
+    let p = this.pending.get(binding);
+    if (!p) {
+      if (this.pending.size >= MAX_PENDING_BINDINGS) {
+        this.opts.log?.({ msg: 'status backlog full; match not recorded', binding });
+        return undefined;
+      }
+      p = emptyPending();
+      this.pending.set(binding, p);
+    }
+    return p;
   }
 
   /** Marks a binding for a status write even without matches (e.g. to refresh its Valid condition). */
   touch(binding: string): void {
-    if (!this.pending.has(binding) && this.pending.size < MAX_PENDING_BINDINGS) this.pending.set(binding, { workloads: new Map(), pods: 0 });
+    if (!this.pending.has(binding) && this.pending.size < MAX_PENDING_BINDINGS) this.pending.set(binding, emptyPending());
   }
 
   start(): void {
@@ -140,6 +169,8 @@ export class StatusUpdater {
         const again = this.pending.get(binding);
         if (again) {
           again.pods += p.pods;
+          again.skipped.unconfined += p.skipped.unconfined;
+          again.skipped.privileged += p.skipped.privileged;
           for (const [k, w] of p.workloads) if (!again.workloads.has(k)) again.workloads.set(k, w);
         } else this.pending.set(binding, p);
       }
@@ -149,7 +180,7 @@ export class StatusUpdater {
   private async writeOne(namespace: string, name: string, p: Pending): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const current = await this.client.get(namespace, name);
-      const status = mergeStatus(current, { workloads: [...p.workloads.values()], pods: p.pods }, this.now());
+      const status = mergeStatus(current, { workloads: [...p.workloads.values()], pods: p.pods, skipped: p.skipped }, this.now());
       try {
         await this.client.replaceStatus(namespace, name, { ...current, status });
         return;

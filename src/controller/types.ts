@@ -46,7 +46,7 @@ export interface ProfileBindingSpec {
   image: string;
   podSelector?: LabelSelector;
   containers?: string[];
-  /** Replace a pre-set `Unconfined` profile. Without it such a pod is denied. */
+  /** Replace a pre-set `Unconfined` profile. Without it such a container is left alone (warned, counted in status). */
   override?: boolean;
 }
 
@@ -72,6 +72,8 @@ export interface ProfileBindingStatus {
   matchedWorkloads?: MatchedWorkload[];
   /** Pods admitted with this binding since the controller's status tracking began (a counter, not a list). */
   matchedPods?: number;
+  /** Containers the binding selected but left alone since status tracking began, by reason (counters). */
+  skippedContainers?: { unconfined?: number; privileged?: number };
   conditions?: Condition[];
   observedGeneration?: number;
 }

@@ -3,18 +3,24 @@
 //   POST /mutate-pods        mutating webhook, pods CREATE (admission.k8s.io/v1, JSONPatch)
 //   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
 //   GET  /healthz            process alive
-//   GET  /readyz             200 once the binding source has synced (Service endpoints wait for it;
-//                            the recording source is not waited for: an unmarked pod is never looser)
+//   GET  /readyz             200 once the binding and namespace sources have synced (Service
+//                            endpoints wait for them; the recording source is not waited for: an
+//                            unmarked pod is never looser)
 // Which namespaces reach /mutate-pods is decided by the MutatingWebhookConfiguration's
 // namespaceSelector (`spoke.dev/binding: enabled`, deploy/controller/webhooks.yaml), not here.
+// Anyone who reaches the port gets an answer (it is only a computation), but binding status
+// is recorded (`onApplied`) only for reviews over a connection whose client certificate
+// verifies against `clientCaFile`, i.e. from the API server (README, "The controller"); without a
+// client CA the controller takes status from its pod informer instead.
 
 import { readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { BadReview, reviewBinding, reviewPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
-import type { BindingSource, RecordingSource } from './source.js';
+import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 
 /** The API server caps request bodies at 3 MiB; a pod CREATE review stays well below 4 MiB. */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
@@ -28,7 +34,16 @@ export interface WebhookOptions {
   host?: string;
   port?: number;
   mode?: BindingMode;
+  /** Status tracking: called only for reviews from a client whose certificate verifies against `clientCaFile`. */
   onApplied?: (m: PodMatch) => void;
+  /** PEM CA bundle that signs the API server's client certificate (its AdmissionConfiguration kubeconfig). */
+  clientCaFile?: string;
+  /** With `clientCaFile`: the subject CN that certificate must carry (where the CA signs others too, e.g. kubelets). */
+  clientName?: string;
+  /** Namespace labels for the Pod Security enforce level (binding.ts rule 8). */
+  namespaces?: NamespaceSource;
+  /** The cluster's default Pod Security enforce level (default `privileged`). */
+  podSecurityDefault?: string;
   log?: (event: Record<string, unknown>) => void;
   /** How often to check the certificate files for changes; 0 disables. Default 60 s. */
   certCheckIntervalMs?: number;
@@ -40,29 +55,37 @@ export class WebhookServer {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: WebhookOptions) {
-    const { cert, key } = this.readCertificate();
-    this.server = createServer({ cert, key, minVersion: 'TLSv1.2' }, (req, res) => void this.handle(req, res));
+    // Client certificates are asked for, not required: probes and other callers carry none.
+    const requestCert = opts.clientCaFile !== undefined;
+    this.server = createServer({ ...this.readCertificate(), minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: false }, (req, res) => void this.handle(req, res));
     this.server.requestTimeout = 10_000;
     this.server.headersTimeout = 5_000;
   }
 
-  private stamp(): string {
-    const a = statSync(this.opts.certFile);
-    const b = statSync(this.opts.keyFile);
-    return `${a.mtimeMs}:${a.size}:${b.mtimeMs}:${b.size}`;
+  private files(): string[] {
+    return [this.opts.certFile, this.opts.keyFile, ...(this.opts.clientCaFile === undefined ? [] : [this.opts.clientCaFile])];
   }
 
-  private readCertificate(): { cert: Buffer; key: Buffer } {
+  private stamp(): string {
+    return this.files()
+      .map((f) => {
+        const st = statSync(f);
+        return `${st.mtimeMs}:${st.size}`;
+      })
+      .join(':');
+  }
+
+  private readCertificate(): { cert: Buffer; key: Buffer; ca?: Buffer } {
     this.certStamp = this.stamp();
-    return { cert: readFileSync(this.opts.certFile), key: readFileSync(this.opts.keyFile) };
+    const ca = this.opts.clientCaFile === undefined ? {} : { ca: readFileSync(this.opts.clientCaFile) };
+    return { cert: readFileSync(this.opts.certFile), key: readFileSync(this.opts.keyFile), ...ca };
   }
 
   /** Re-reads the certificate and key if the files changed; keeps the old pair on any error. */
   reloadCertificate(): boolean {
     try {
       if (this.stamp() === this.certStamp) return false;
-      const { cert, key } = this.readCertificate();
-      this.server.setSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+      this.server.setSecureContext({ ...this.readCertificate(), minVersion: 'TLSv1.2' });
       this.opts.log?.({ msg: 'serving certificate reloaded' });
       return true;
     } catch (e) {
@@ -95,6 +118,12 @@ export class WebhookServer {
     });
   }
 
+  /** Whether the connection's client certificate verified against the client CA (and names `clientName`). */
+  private authenticated(socket: TLSSocket): boolean {
+    if (this.opts.clientCaFile === undefined || socket.authorized !== true) return false;
+    return this.opts.clientName === undefined || socket.getPeerCertificate().subject?.CN === this.opts.clientName;
+  }
+
   private send(res: ServerResponse, code: number, body: unknown): void {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     res.writeHead(code, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -106,7 +135,8 @@ export class WebhookServer {
     try {
       if (req.method === 'GET' && path === '/healthz') return this.send(res, 200, 'ok');
       if (req.method === 'GET' && path === '/readyz') {
-        return this.opts.source.synced() ? this.send(res, 200, 'ok') : this.send(res, 503, 'binding cache not synced');
+        if (!this.opts.source.synced()) return this.send(res, 503, 'binding cache not synced');
+        return this.opts.namespaces?.synced() === false ? this.send(res, 503, 'namespace cache not synced') : this.send(res, 200, 'ok');
       }
       if (path !== '/mutate-pods' && path !== '/validate-bindings') return this.send(res, 404, 'not found');
       if (req.method !== 'POST') return this.send(res, 405, 'POST only');
@@ -120,7 +150,17 @@ export class WebhookServer {
         throw new BadReview('body is not valid JSON');
       }
       const started = process.hrtime.bigint();
-      const out = path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode: this.opts.mode, onApplied: this.opts.onApplied, recordings: this.opts.recordings }) : reviewBinding(doc);
+      const authenticated = this.authenticated(req.socket as TLSSocket);
+      const out =
+        path === '/mutate-pods'
+          ? reviewPod(doc, this.opts.source, {
+              mode: this.opts.mode,
+              onApplied: authenticated ? this.opts.onApplied : undefined,
+              recordings: this.opts.recordings,
+              namespaces: this.opts.namespaces,
+              podSecurityDefault: this.opts.podSecurityDefault,
+            })
+          : reviewBinding(doc);
       const r = out.response;
       this.opts.log?.({
         msg: 'admission',
@@ -128,6 +168,7 @@ export class WebhookServer {
         uid: r.uid,
         allowed: r.allowed,
         patched: r.patch !== undefined,
+        authenticated,
         warnings: r.warnings?.length ?? 0,
         ...(r.allowed ? {} : { reason: r.status?.message }),
         micros: Number((process.hrtime.bigint() - started) / 1000n),

@@ -17,7 +17,8 @@ export interface Reference {
   readonly digest: Digest;
 }
 
-const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+/** One repository path component (OCI distribution spec); shared with controller/image.ts. */
+export const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DNS_LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV6_RE = /^\[[0-9a-f:.]{2,45}\]$/;
 const PORT_RE = /^[0-9]{1,5}$/;
@@ -67,7 +68,7 @@ export function parseRegistry(text: string, onError: (why: string) => never): { 
 }
 
 /** A registry host is recognisable as such: it has a dot or a port, is an IPv6 literal, or is `localhost`. */
-function looksLikeRegistryHost(first: string): boolean {
+export function looksLikeRegistryHost(first: string): boolean {
   return first.includes('.') || first.includes(':') || first.startsWith('[') || first.toLowerCase() === 'localhost';
 }
 
@@ -115,7 +116,8 @@ export interface RepositoryRef {
   readonly tag: string | undefined;
 }
 
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+/** A tag (OCI distribution spec); shared with controller/image.ts. */
+export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export function parseRepositoryRef(input: string): RepositoryRef {
   if (input.length > MAX_REFERENCE_LENGTH) refuse(input, 'too long');

@@ -1,5 +1,6 @@
 // An in-test stand-in for kube-apiserver (none can be installed here), for namespaced custom
-// resources served over plain HTTP on 127.0.0.1. It implements what client-node and our
+// resources and core resources (group "": /api/v1/…, e.g. pods, and cluster-scoped namespaces)
+// served over plain HTTP on 127.0.0.1. It implements what client-node and our
 // reflectors use, with the semantics a real API server has:
 //  - one global resourceVersion counter (etcd's revision); every write bumps it and stamps the
 //    object; lists carry the current revision in metadata.resourceVersion;
@@ -23,6 +24,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 export interface ResourceDef {
+  /** "" for the core group (served under /api/v1). */
   group: string;
   version: string;
   plural: string;
@@ -59,6 +61,10 @@ export interface RequestRecord {
   method: string;
   path: string;
   query: Record<string, string>;
+}
+
+function apiVersionOf(r: ResourceDef): string {
+  return r.group === '' ? r.version : `${r.group}/${r.version}`;
 }
 
 function clone<T>(v: T): T {
@@ -148,11 +154,11 @@ export class FakeApiServer {
 
   create(r: ResourceDef, input: object): Obj {
     const obj = input as Obj;
-    const ns = obj.metadata.namespace as string;
+    const ns = obj.metadata.namespace ?? '';
     const name = obj.metadata.name as string;
     const m = this.store.get(this.key(r)) as Map<string, Obj>;
     if (m.has(`${ns}/${name}`)) throw Object.assign(new Error('exists'), { code: 409 });
-    const stored: Obj = clone({ ...obj, apiVersion: `${r.group}/${r.version}`, kind: r.kind });
+    const stored: Obj = clone({ ...obj, apiVersion: apiVersionOf(r), kind: r.kind });
     stored.metadata = { ...stored.metadata, uid: randomUUID(), generation: 1, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
     delete stored.status;
     this.write(r, stored, 'ADDED');
@@ -171,7 +177,7 @@ export class FakeApiServer {
   /** Update as PUT does: `part` is 'main' (spec/metadata) or 'status'. Throws {code} like the HTTP answer. */
   update(r: ResourceDef, input: object, part: 'main' | 'status' = 'main'): Obj {
     const obj = input as Obj;
-    const ns = obj.metadata.namespace as string;
+    const ns = obj.metadata.namespace ?? '';
     const name = obj.metadata.name as string;
     const cur = this.store.get(this.key(r))?.get(`${ns}/${name}`);
     if (!cur) throw Object.assign(new Error(`${r.plural} "${name}" not found`), { code: 404 });
@@ -183,8 +189,9 @@ export class FakeApiServer {
     if (part === 'status') next.status = clone(obj.status);
     else {
       const specChanged = JSON.stringify(obj.spec) !== JSON.stringify(cur.spec);
-      next.spec = clone(obj.spec);
-      const keep = { uid: cur.metadata.uid, creationTimestamp: cur.metadata.creationTimestamp, generation: cur.metadata.generation, namespace: ns, name };
+      if (obj.spec === undefined) delete next.spec; // e.g. a Namespace's labels only
+      else next.spec = clone(obj.spec);
+      const keep = { uid: cur.metadata.uid, creationTimestamp: cur.metadata.creationTimestamp, generation: cur.metadata.generation, namespace: cur.metadata.namespace, name };
       next.metadata = { ...clone(obj.metadata), ...keep };
       if (specChanged) next.metadata.generation = (cur.metadata.generation as number) + 1;
     }
@@ -208,7 +215,7 @@ export class FakeApiServer {
   private write(r: ResourceDef, obj: Obj, type: 'ADDED' | 'MODIFIED'): void {
     this.revision++;
     obj.metadata.resourceVersion = String(this.revision);
-    (this.store.get(this.key(r)) as Map<string, Obj>).set(`${obj.metadata.namespace}/${obj.metadata.name}`, obj);
+    (this.store.get(this.key(r)) as Map<string, Obj>).set(`${obj.metadata.namespace ?? ''}/${obj.metadata.name}`, obj);
     this.record({ rv: this.revision, type, resource: this.key(r), obj: clone(obj) });
   }
 
@@ -231,7 +238,7 @@ export class FakeApiServer {
     for (const w of this.watchers) {
       if (!w.bookmarks) continue;
       const r = this.resources.get(w.resource) as ResourceDef;
-      w.res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: r.kind, apiVersion: `${r.group}/${r.version}`, metadata: { resourceVersion: String(this.revision) } } }) + '\n');
+      w.res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.revision) } } }) + '\n');
       n++;
     }
     return n;
@@ -297,11 +304,12 @@ export class FakeApiServer {
         inj.times--;
         return this.fail(res, inj.code, `injected ${inj.code}`);
       }
-      // /apis/G/V[/namespaces/NS]/PLURAL[/NAME[/status]]
+      // /apis/G/V[/namespaces/NS]/PLURAL[/NAME[/status]], and /api/V/… for the core group
       const parts = url.pathname.split('/').filter(Boolean);
-      if (parts[0] !== 'apis' || parts.length < 4) return this.fail(res, 404, 'the server could not find the requested resource');
-      const [, group, version] = parts as [string, string, string];
-      let rest = parts.slice(3);
+      const core = parts[0] === 'api';
+      if ((!core && parts[0] !== 'apis') || parts.length < (core ? 3 : 4)) return this.fail(res, 404, 'the server could not find the requested resource');
+      const [group, version] = (core ? ['', parts[1]] : [parts[1], parts[2]]) as [string, string];
+      let rest = parts.slice(core ? 2 : 3);
       let namespace: string | undefined;
       if (rest[0] === 'namespaces' && rest.length >= 3) {
         namespace = rest[1];
@@ -399,7 +407,7 @@ export class FakeApiServer {
       metadata.continue = Buffer.from(JSON.stringify({ rv, after: last })).toString('base64url');
       metadata.remainingItemCount = all.length - limit;
     }
-    this.reply(res, 200, { apiVersion: `${r.group}/${r.version}`, kind: `${r.kind}List`, metadata, items: page.map(([, o]) => clone(o)) });
+    this.reply(res, 200, { apiVersion: apiVersionOf(r), kind: `${r.kind}List`, metadata, items: page.map(([, o]) => clone(o)) });
   }
 
   private serveWatch(r: ResourceDef, namespace: string | undefined, query: Record<string, string>, res: ServerResponse): void {

@@ -8,16 +8,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SPOKE_BIN } from '../helpers/cli.js';
+import { SPOKE_BIN, spoke } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
-import { InformerBindingSource, KubeStatusClient } from '../../src/controller/kube.js';
-import { StaticBindingSource, type BindingSource } from '../../src/controller/source.js';
+import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
+import { StaticBindingSource, StaticNamespaceSource, type BindingSource } from '../../src/controller/source.js';
 import { StatusUpdater } from '../../src/controller/status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
@@ -27,6 +27,12 @@ import { applyPatch, type Op } from '../helpers/json-patch.js';
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
 const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
 const PB: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilebindings', kind: 'ProfileBinding' };
+const NS: ResourceDef = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace' };
+const PODS: ResourceDef = { group: '', version: 'v1', plural: 'pods', kind: 'Pod' };
+
+function namespace(name: string, labels: Record<string, string>) {
+  return { metadata: { name, labels: { 'spoke.dev/binding': 'enabled', ...labels } } };
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-webhook-'));
 const certFile = join(dir, 'tls.crt');
@@ -40,6 +46,36 @@ function makeCert(cn: string): void {
   ], { stdio: 'pipe' });
 }
 makeCert('spoke-controller.spoke-system.svc');
+
+/** A client identity: the API server's (signed by the CA given as --admission-client-ca) or another's. */
+interface ClientCert {
+  cert: Buffer;
+  key: Buffer;
+}
+
+const clientCaFile = join(dir, 'client-ca.crt');
+function ecKey(out: string): void {
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', out], { stdio: 'pipe' });
+}
+function makeClientCerts(): { apiServer: ClientCert; stranger: ClientCert; node: ClientCert } {
+  const caKey = join(dir, 'client-ca.key');
+  ecKey(caKey);
+  execFileSync('openssl', ['req', '-x509', '-key', caKey, '-out', clientCaFile, '-days', '1', '-subj', '/CN=apiserver-client-ca'], { stdio: 'pipe' });
+  const issue = (name: string, signer: { cert: string; key: string } | undefined): ClientCert => {
+    const key = join(dir, `${name}.key`);
+    const csr = join(dir, `${name}.csr`);
+    const crt = join(dir, `${name}.crt`);
+    ecKey(key);
+    execFileSync('openssl', ['req', '-new', '-key', key, '-out', csr, '-subj', `/CN=${name}`], { stdio: 'pipe' });
+    const sign = signer ? ['-CA', signer.cert, '-CAkey', signer.key, '-set_serial', '1'] : ['-key', key];
+    execFileSync('openssl', ['x509', '-req', '-in', csr, ...sign, '-out', crt, '-days', '1'], { stdio: 'pipe' });
+    return { cert: readFileSync(crt), key: readFileSync(key) };
+  };
+  const ca = { cert: clientCaFile, key: caKey };
+  // `node`: signed by the same CA under another name, as a cluster CA signs kubelets.
+  return { apiServer: issue('kube-apiserver', ca), stranger: issue('stranger', undefined), node: issue('system-node-evil', ca) };
+}
+const clients = makeClientCerts();
 
 function binding(name: string, spec: Partial<ProfileBinding['spec']>, ns = 'team'): ProfileBinding {
   return { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileBinding', metadata: { name, namespace: ns }, spec: { kind: 'seccomp', reference: REF_A, image: '*', ...spec } };
@@ -114,11 +150,11 @@ interface Answer {
   peerCert: X509Certificate | undefined;
 }
 
-function post(port: number, path: string, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }, method = 'POST'): Promise<Answer> {
+function post(port: number, path: string, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }, method = 'POST', client?: ClientCert): Promise<Answer> {
   const ca = readFileSync(certFile);
   return new Promise((resolve, reject) => {
     const data = typeof body === 'string' ? body : JSON.stringify(body);
-    const req = request({ host: '127.0.0.1', port, path, method, ca, agent: false, headers: { ...headers, 'content-length': Buffer.byteLength(data) } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, ca, agent: false, ...client, headers: { ...headers, 'content-length': Buffer.byteLength(data) } }, (res) => {
       const chunks: Buffer[] = [];
       const raw = (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate?.();
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -130,6 +166,11 @@ function post(port: number, path: string, body: unknown, headers: Record<string,
     req.on('error', reject);
     req.end(method === 'GET' ? undefined : data);
   });
+}
+
+/** A pod review as the API server sends it: over a connection with its client certificate. */
+function review(port: number, body: unknown): Promise<Answer> {
+  return post(port, '/mutate-pods', body, undefined, 'POST', clients.apiServer);
 }
 
 function patchedPod(pod: Pod, a: Answer): Pod {
@@ -161,7 +202,7 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
   ]);
 
   before(async () => {
-    ({ server, port } = await startWebhook(source, { onApplied: (m) => matches.push(m) }));
+    ({ server, port } = await startWebhook(source, { clientCaFile, onApplied: (m) => matches.push(m) }));
   });
   after(() => server.close());
 
@@ -173,13 +214,13 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
         { name: 'sidecar', image: 'envoyproxy/envoy:v1.30', securityContext: { seccompProfile: { type: 'Localhost', localhostProfile: 'envoy.json' } } },
       ],
     });
-    const review = podReview(pod);
-    const a = await post(port, '/mutate-pods', review);
+    const body = podReview(pod);
+    const a = await review(port, body);
     assert.equal(a.status, 200);
     const doc = a.json();
     assert.equal(doc.apiVersion, 'admission.k8s.io/v1');
     assert.equal(doc.kind, 'AdmissionReview');
-    assert.equal(doc.response.uid, review.request.uid);
+    assert.equal(doc.response.uid, body.request.uid);
     const out = patchedPod(pod, a);
     const spec = out.spec!;
     assert.deepEqual(spec.initContainers?.[0]?.securityContext, { seccompProfile: { type: 'OCI', oci: { reference: REF_B } } });
@@ -202,11 +243,25 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     assert.equal(r.patch, undefined);
   });
 
-  it('denies a privileged container, naming it', async () => {
-    const pod = deploymentPod({ containers: [{ name: 'root', image: 'alpine', securityContext: { privileged: true } }] });
-    const r = (await post(port, '/mutate-pods', podReview(pod))).json().response;
-    assert.equal(r.allowed, false);
-    assert.match(r.status?.message ?? '', /container "root" is privileged/);
+  it('admits privileged and Unconfined containers untouched, warns naming container and binding, and records the skips', async () => {
+    const pod = deploymentPod({
+      containers: [
+        { name: 'root', image: 'alpine', securityContext: { privileged: true } },
+        { name: 'loose', image: 'alpine', securityContext: { seccompProfile: { type: 'Unconfined' } } },
+      ],
+    });
+    const a = await review(port, podReview(pod));
+    const r = a.json().response;
+    assert.equal(r.allowed, true);
+    assert.deepEqual(patchedPod(pod, a).spec?.containers, pod.spec?.containers, 'neither container is touched');
+    assert.deepEqual(r.warnings, [
+      'container "root" is privileged and gets no OCI seccomp profile (KEP-6061; the runtime ignores seccomp for it); ProfileBinding team/all not applied',
+      'container "loose" keeps its seccomp profile Unconfined (set on the container); ProfileBinding team/all not applied: set override: true on the binding to replace it',
+    ]);
+    assert.deepEqual(matches.at(-1)?.skipped, [
+      { binding: 'team/all', kind: 'seccomp', container: 'root', reason: 'Privileged' },
+      { binding: 'team/all', kind: 'seccomp', container: 'loose', reason: 'Unconfined' },
+    ]);
   });
 
   it('allows UPDATE untouched, and records nothing for dry runs', async () => {
@@ -214,7 +269,7 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     const upd = (await post(port, '/mutate-pods', podReview(pod, { operation: 'UPDATE' }))).json().response;
     assert.deepEqual({ allowed: upd.allowed, patch: upd.patch }, { allowed: true, patch: undefined });
     const before = matches.length;
-    const dry = await post(port, '/mutate-pods', podReview(pod, { dryRun: true }));
+    const dry = await review(port, podReview(pod, { dryRun: true }));
     patchedPod(pod, dry);
     assert.equal(matches.length, before, 'dry run must not be recorded (sideEffects: NoneOnDryRun)');
   });
@@ -251,12 +306,62 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
   });
 });
 
+describe('spoke binding apply answers as the webhook does', () => {
+  it('same patch and warnings for Unconfined, privileged, canonical images and a restricted namespace', async () => {
+    const bindings = [
+      binding('hub', { image: 'registry-1.docker.io:443/library/nginx' }),
+      binding('aa', { kind: 'apparmor', image: '*', reference: REF_B }),
+      binding('tagged', { image: 'Registry.Example.com/team/web:v3', reference: REF_B }),
+    ];
+    const pod: Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'parity', namespace: 'team' },
+      spec: {
+        containers: [
+          { name: 'web', image: 'nginx:1.27' },
+          { name: 'loose', image: 'docker.io/library/nginx', securityContext: { seccompProfile: { type: 'Unconfined' } } },
+          { name: 'root', image: 'index.docker.io/nginx:1', securityContext: { privileged: true } },
+          { name: 'own', image: 'registry.example.com:443/team/web:v3' },
+          { name: 'evil', image: 'registry.example.com/team/web-evil:v3' },
+        ],
+      },
+    };
+    const labels = { 'spoke.dev/binding': 'enabled', 'pod-security.kubernetes.io/enforce': 'restricted' };
+    const { server, port } = await startWebhook(new StaticBindingSource(bindings), { namespaces: new StaticNamespaceSource({ team: labels }) });
+    try {
+      const web = (await post(port, '/mutate-pods', podReview(pod))).json().response;
+      assert.equal(web.allowed, true);
+      const bindingsFile = join(dir, 'parity-bindings.json');
+      writeFileSync(bindingsFile, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [...bindings, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team', labels } }] }));
+      const podFile = join(dir, 'parity-pod.json');
+      writeFileSync(podFile, JSON.stringify(pod));
+      const cli = await spoke(['binding', 'apply', '-f', bindingsFile, '--patch', podFile]);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.deepEqual(JSON.parse(cli.stdout), JSON.parse(Buffer.from(web.patch ?? '', 'base64').toString('utf8')));
+      assert.equal(cli.stderr, (web.warnings ?? []).map((w) => `Warning: ${w}\n`).join(''));
+      assert.equal((web.warnings ?? []).length, 5, (web.warnings ?? []).join('\n'));
+      const out = applyPatch(pod, JSON.parse(cli.stdout) as Op[]);
+      assert.deepEqual(Object.keys(out.metadata?.annotations ?? {}).sort(), [
+        'apparmor.profiles.spoke.dev/evil',
+        'apparmor.profiles.spoke.dev/loose',
+        'apparmor.profiles.spoke.dev/own',
+        'apparmor.profiles.spoke.dev/web',
+        'seccomp.profiles.spoke.dev/own',
+        'seccomp.profiles.spoke.dev/web',
+      ]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('informer-backed source and status on client-node against the fake API server', () => {
   let fake: FakeApiServer;
   let kc: KubeConfig;
 
   before(async () => {
-    fake = new FakeApiServer({ resources: [PB], token: 'test-token' });
+    fake = new FakeApiServer({ resources: [PB, NS, PODS], token: 'test-token' });
     const server = await fake.listen();
     kc = new KubeConfig();
     kc.loadFromOptions({
@@ -379,12 +484,12 @@ describe('informer-backed source and status on client-node against the fake API 
       await notSynced.server.close();
     }
     src.start();
-    const { server, port } = await startWebhook(src, { onApplied: (m) => updater.record(m) });
+    const { server, port } = await startWebhook(src, { clientCaFile, onApplied: (m) => updater.record(m) });
     try {
       await src.waitForSync(5000);
       assert.equal((await post(port, '/readyz', '', {}, 'GET')).status, 200);
       const pod: Pod = { ...deploymentPod({ containers: [{ name: 'api', image: 'ghcr.io/acme/api:1.4' }] }), metadata: { generateName: 'api-5c9-', labels: { app: 'api' }, ownerReferences: [{ kind: 'ReplicaSet', name: 'api-5c9', controller: true }] } };
-      const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod, { namespace: 'shop' })));
+      const out = patchedPod(pod, await review(port, podReview(pod, { namespace: 'shop' })));
       assert.deepEqual(out.spec?.containers?.[0]?.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: REF_A } });
 
       // Someone else writes the object after our cache read: the status PUT gets 409 and is retried.
@@ -410,7 +515,7 @@ describe('informer-backed source and status on client-node against the fake API 
         return b;
       };
       const u2 = new StatusUpdater(staleClient, { conflictDelayMs: 10 });
-      u2.record({ namespace: 'shop', workload: { kind: 'Pod', name: 'one-off' }, applied: [{ binding: 'shop/status-demo', kind: 'seccomp', container: 'api', reference: REF_A }] });
+      u2.record({ namespace: 'shop', workload: { kind: 'Pod', name: 'one-off' }, applied: [{ binding: 'shop/status-demo', kind: 'seccomp', container: 'api', reference: REF_A }], skipped: [] });
       const putsBefore = fake.requests.filter((r) => r.method === 'PUT').length;
       await u2.flush();
       assert.equal(fake.requests.filter((r) => r.method === 'PUT').length, putsBefore + 2, 'one 409, one success');
@@ -423,15 +528,127 @@ describe('informer-backed source and status on client-node against the fake API 
       await src.stop();
     }
   });
+
+  it('status changes only for reviews from the API server when a client CA is configured', async () => {
+    fake.create(PB, binding('guarded', { image: 'ghcr.io/acme/guarded' }, 'vault'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
+    const updater = new StatusUpdater(new KubeStatusClient(kc, src));
+    src.start();
+    const { server, port } = await startWebhook(src, { clientCaFile, clientName: 'kube-apiserver', onApplied: (m) => updater.record(m) });
+    try {
+      await src.waitForSync(5000);
+      const pod = deploymentPod({ containers: [{ name: 'g', image: 'ghcr.io/acme/guarded:1' }] });
+      const stored = () => (fake.get(PB, 'vault', 'guarded') as unknown as ProfileBinding).status;
+      // No client certificate, one from another CA, one from the CA under another name: answered
+      // (a mutation is only a computation), not recorded.
+      for (const client of [undefined, clients.stranger, clients.node]) {
+        const a = await post(port, '/mutate-pods', podReview(pod, { namespace: 'vault' }), undefined, 'POST', client);
+        assert.equal(patchedPod(pod, a).spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
+      }
+      await updater.flush();
+      assert.equal(stored(), undefined, 'an unauthenticated review wrote status');
+      patchedPod(pod, await review(port, podReview(pod, { namespace: 'vault' })));
+      await updater.flush();
+      assert.equal(stored()?.matchedPods, 1);
+    } finally {
+      await server.close();
+      await updater.stop();
+      await src.stop();
+    }
+  });
+
+  it('Pod Security from the namespace cache: restricted by annotation, baseline by field, an unknown namespace by annotation', async () => {
+    fake.create(NS, namespace('locked', { 'pod-security.kubernetes.io/enforce': 'restricted' }));
+    fake.create(NS, namespace('middle', { 'pod-security.kubernetes.io/enforce': 'baseline' }));
+    const bindings = new StaticBindingSource(['locked', 'middle', 'fresh'].map((ns) => binding('all', {}, ns)));
+    const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
+    namespaces.start();
+    const { server, port } = await startWebhook(bindings, { namespaces });
+    try {
+      await namespaces.waitForSync(5000);
+      const pod = deploymentPod({ containers: [{ name: 'app', image: 'nginx:1' }] });
+      const answer = async (ns: string) => {
+        const a = await post(port, '/mutate-pods', podReview(pod, { namespace: ns }));
+        return { out: patchedPod(pod, a), warnings: a.json().response.warnings ?? [] };
+      };
+      const locked = await answer('locked');
+      assert.deepEqual(locked.out.spec?.containers?.[0]?.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
+      assert.equal(locked.out.metadata?.annotations?.['seccomp.profiles.spoke.dev/app'], REF_A);
+      assert.deepEqual(locked.warnings, ['namespace Pod Security level "restricted" rejects seccomp type OCI in alpha: bound by annotation (spoke shim) with RuntimeDefault in the field']);
+      const middle = await answer('middle');
+      assert.deepEqual(middle.out.spec?.containers?.[0]?.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: REF_A } });
+      const fresh = await answer('fresh');
+      assert.deepEqual(fresh.out.spec?.containers?.[0]?.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
+      assert.match(fresh.warnings.join(), /Pod Security level "unknown" is not known and is taken as restricted/);
+      // The label changes: the cache follows it.
+      fake.update(NS, { ...namespace('locked', { 'pod-security.kubernetes.io/enforce': 'privileged' }) });
+      const end = Date.now() + 5000;
+      while (namespaces.labels('locked')?.['pod-security.kubernetes.io/enforce'] !== 'privileged') {
+        if (Date.now() > end) throw new Error('namespace update not seen');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal((await answer('locked')).out.spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
+    } finally {
+      await server.close();
+      await namespaces.stop();
+    }
+  });
+
+  it('without a client CA, status comes from the pods the API server stores, each counted once, never from reviews', async () => {
+    fake.create(NS, namespace('farm', {}));
+    fake.create(NS, { metadata: { name: 'optout', labels: {} } });
+    fake.create(PB, binding('farm-all', { image: 'ghcr.io/acme/farm' }, 'farm'));
+    fake.create(PB, binding('optout-all', { image: 'ghcr.io/acme/farm' }, 'optout'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
+    const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
+    const updater = new StatusUpdater(new KubeStatusClient(kc, src));
+    const bound = { seccompProfile: { type: 'OCI', oci: { reference: REF_A } } };
+    const farmPod = (name: string, containers: NonNullable<Pod['spec']>['containers']): Pod => ({ ...deploymentPod({ containers }), metadata: { name, namespace: 'farm', ownerReferences: [{ kind: 'ReplicaSet', name: 'farm-1', controller: true }] } });
+    fake.create(PODS, farmPod('before-start', [{ name: 'c', image: 'ghcr.io/acme/farm:1', securityContext: bound }]));
+    const pods = new PodStatusInformer(kc, { bindings: src, namespaces, mode: 'field', record: (m) => updater.record(m) });
+    src.start();
+    namespaces.start();
+    await Promise.all([src.waitForSync(5000), namespaces.waitForSync(5000)]);
+    pods.start();
+    const { server, port } = await startWebhook(src, { namespaces, onApplied: (m) => updater.record(m) });
+    try {
+      await pods.waitForSync(5000);
+      // A review, even one with the API server's certificate, records nothing: no client CA is configured.
+      patchedPod(farmPod('x', [{ name: 'c', image: 'ghcr.io/acme/farm:1' }]), await review(port, podReview(farmPod('x', [{ name: 'c', image: 'ghcr.io/acme/farm:1' }]), { namespace: 'farm' })));
+      fake.create(PODS, farmPod('created', [
+        { name: 'c', image: 'ghcr.io/acme/farm:1', securityContext: bound },
+        { name: 'root', image: 'ghcr.io/acme/farm:1', securityContext: { privileged: true } },
+      ]));
+      fake.create(PODS, { ...farmPod('elsewhere', [{ name: 'c', image: 'ghcr.io/acme/farm:1', securityContext: bound }]), metadata: { name: 'elsewhere', namespace: 'optout' } });
+      const end = Date.now() + 5000;
+      while (pods.get('farm', 'created') === undefined || pods.get('optout', 'elsewhere') === undefined) {
+        if (Date.now() > end) throw new Error('pods not seen');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await updater.flush();
+      const status = (fake.get(PB, 'farm', 'farm-all') as unknown as ProfileBinding).status;
+      assert.equal(status?.matchedPods, 1, 'the pod listed before start and the review are not counted');
+      assert.deepEqual(status?.matchedWorkloads?.map((w) => [w.kind, w.name, w.containers]), [['ReplicaSet', 'farm-1', ['c']]]);
+      assert.deepEqual(status?.skippedContainers, { unconfined: 0, privileged: 1 });
+      assert.equal((fake.get(PB, 'optout', 'optout-all') as unknown as ProfileBinding).status, undefined, 'a namespace that has not opted in is never counted');
+    } finally {
+      await server.close();
+      await updater.stop();
+      await pods.stop();
+      await namespaces.stop();
+      await src.stop();
+    }
+  });
 });
 
 describe('spoke controller (process)', () => {
   it('serves the webhook from the API server cache and stops on SIGTERM', async () => {
     const { spawn } = await import('node:child_process');
     const { writeFileSync } = await import('node:fs');
-    const fake = new FakeApiServer({ resources: [PB], token: 't' });
+    const fake = new FakeApiServer({ resources: [PB, NS, PODS], token: 't' });
     const server = await fake.listen();
     fake.create(PB, binding('proc', { image: 'nginx' }));
+    fake.create(NS, namespace('team', {}));
     const kubeconfig = join(dir, 'kubeconfig');
     writeFileSync(
       kubeconfig,
@@ -457,6 +674,8 @@ describe('spoke controller (process)', () => {
       const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'solo' }, spec: { containers: [{ name: 'web', image: 'nginx:1' }] } };
       const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
       assert.equal(out.spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
+      // Without --admission-client-ca, status follows the pods the API server stores.
+      fake.create(PODS, { ...out, metadata: { name: 'solo', namespace: 'team' } });
       const end2 = Date.now() + 5000;
       while (!(fake.get(PB, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods) {
         if (Date.now() > end2) throw new Error(`status never written: ${stderr}`);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseAllDocuments, stringify } from 'yaml';
 import { SpokeError } from '../../core/errors.js';
-import { mutatePod, type BindingMode } from '../../controller/binding.js';
+import { enforceLevel, mutatePod, POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
 import { applyJsonPatch } from '../../controller/jsonpatch.js';
 import { BINDING_KIND, API_VERSION, type Pod, type ProfileBinding } from '../../controller/types.js';
 import { describeProblems, validateBinding } from '../../controller/validate.js';
@@ -12,24 +12,32 @@ const HELP = `usage: spoke binding apply -f BINDINGS.yaml [-f MORE.yaml] POD.yam
        spoke binding validate -f BINDINGS.yaml [-f MORE.yaml]
 
 apply: runs the ProfileBinding webhook's mutation offline, with the same code, on one Pod
-(POD.yaml, or - for stdin). Prints the mutated pod on stdout (YAML; JSON with --json; the
-RFC 6902 JSON Patch the webhook would return with --patch) and the admission warnings on
-stderr, one "Warning: ..." line each, exactly as the webhook would answer.
-Bindings are those of the pod's namespace (metadata.namespace, else --namespace, else
-"default"); a binding without a namespace is taken to be in the pod's namespace.
+(POD.yaml, or - for stdin), and prints exactly what the webhook would answer: the mutated pod
+on stdout (YAML; JSON with --json; the RFC 6902 JSON Patch the webhook would return with
+--patch) and the admission warnings on stderr, one "Warning: ..." line each, exit status 0.
+A binding only binds: a container it cannot bind is admitted untouched with a warning, as
+the webhook does (Unconfined without override: true; privileged: KEP-6061 gives it no OCI
+profile). Bindings are those of the pod's namespace (metadata.namespace, else --namespace,
+else "default"); a binding without a namespace is taken to be in the pod's namespace.
+The -f files may also hold Namespace objects (kubectl get ns NAME -o yaml): the pod's
+namespace label pod-security.kubernetes.io/enforce decides, as in the webhook, whether the
+KEP field can be written (restricted rejects type OCI in alpha: annotations instead).
+Without one the namespace is taken as unlabelled (--pod-security-default applies).
 
-Exit status 1 where the cluster would refuse:
+Exit status 1 only where the cluster would refuse (the admin's configuration errors):
   InvalidArgument: ...   a binding the validating webhook would reject (names it and why)
-  PermissionDenied: ...  a pod the mutating webhook would deny: two bindings of equal
-                         specificity (names both), a privileged container selected, or a
-                         pre-set Unconfined profile without override: true
+  PermissionDenied: ...  two bindings of equal specificity select a container (names both)
 validate: checks the bindings only (the validating webhook's answer); exit 1 if any is invalid.
 
 options:
-  -f, --filename F   ProfileBinding documents (YAML or JSON, multi-document, or a List)
+  -f, --filename F   ProfileBinding (and Namespace) documents (YAML or JSON, multi-document,
+                     or a List)
   --namespace N      namespace of the pod when it names none (default "default")
   --annotations      annotations mode: the shim's per-container annotations instead of the
                      KEP API field (as spoke controller --annotations)
+  --pod-security-default LEVEL
+                     enforce level of a namespace without the label (as spoke controller;
+                     default privileged)
   --patch            print the JSON Patch instead of the mutated pod
   --json             print JSON instead of YAML`;
 
@@ -37,6 +45,7 @@ const FLAGS = {
   filename: { type: 'string', short: 'f', multiple: true },
   namespace: { type: 'string' },
   annotations: { type: 'boolean' },
+  'pod-security-default': { type: 'string' },
   patch: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
@@ -67,23 +76,42 @@ function parseDocs(text: string, file: string): unknown[] {
   return out;
 }
 
-export async function loadBindings(files: string[], namespace: string): Promise<ProfileBinding[]> {
-  const out: ProfileBinding[] = [];
+interface Loaded {
+  bindings: ProfileBinding[];
+  /** Labels of the Namespace objects found, by name. */
+  namespaces: Record<string, Record<string, string>>;
+}
+
+export async function loadBindings(files: string[], namespace: string): Promise<Loaded> {
+  const out: Loaded = { bindings: [], namespaces: {} };
   for (const file of files) {
     for (const doc of parseDocs(await readText(file), file)) {
       const d = doc as { kind?: unknown; apiVersion?: unknown; items?: unknown };
       const items = d.kind === 'List' || (typeof d.kind === 'string' && d.kind.endsWith('List') && Array.isArray(d.items)) ? (d.items as unknown[]) : [doc];
       for (const item of items) {
+        const ns = item as { kind?: unknown; apiVersion?: unknown; metadata?: { name?: unknown; labels?: unknown } };
+        if (ns?.kind === 'Namespace' && ns.apiVersion === 'v1' && typeof ns.metadata?.name === 'string') {
+          out.namespaces[ns.metadata.name] = namespaceLabels(ns.metadata.labels, file);
+          continue;
+        }
         const b = item as ProfileBinding;
         if (b?.kind !== BINDING_KIND || b.apiVersion !== API_VERSION) {
-          throw new SpokeError('InvalidArgument', `${file}: expected apiVersion ${API_VERSION} kind ${BINDING_KIND}, got ${JSON.stringify(b?.apiVersion)} ${JSON.stringify(b?.kind)}`);
+          throw new SpokeError('InvalidArgument', `${file}: expected apiVersion ${API_VERSION} kind ${BINDING_KIND} (or v1 Namespace), got ${JSON.stringify(b?.apiVersion)} ${JSON.stringify(b?.kind)}`);
         }
         if (b.metadata && typeof b.metadata === 'object' && !b.metadata.namespace) b.metadata.namespace = namespace;
-        out.push(b);
+        out.bindings.push(b);
       }
     }
   }
   return out;
+}
+
+function namespaceLabels(labels: unknown, file: string): Record<string, string> {
+  if (labels === undefined || labels === null) return {};
+  if (typeof labels !== 'object' || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string')) {
+    throw new SpokeError('InvalidArgument', `${file}: a Namespace's metadata.labels must map strings to strings`);
+  }
+  return labels as Record<string, string>;
 }
 
 function validateAll(bindings: ProfileBinding[]): void {
@@ -104,7 +132,7 @@ export async function run(argv: string[]): Promise<number> {
   if (files.length === 0) throw new UsageError(`-f BINDINGS.yaml is required\n${HELP}`);
 
   if (sub === 'validate') {
-    const bindings = await loadBindings(files, values.namespace ?? 'default');
+    const { bindings } = await loadBindings(files, values.namespace ?? 'default');
     validateAll(bindings);
     process.stdout.write(`${bindings.length} binding(s) valid\n`);
     return 0;
@@ -116,10 +144,13 @@ export async function run(argv: string[]): Promise<number> {
   const pod = podDocs[0] as Pod;
   if (pod?.kind !== 'Pod' || (pod.apiVersion ?? 'v1') !== 'v1') throw new SpokeError('InvalidArgument', `${podFile}: expected apiVersion v1 kind Pod, got ${JSON.stringify(pod?.kind)}`);
   const namespace = pod.metadata?.namespace || values.namespace || 'default';
-  const bindings = await loadBindings(files, namespace);
+  const { bindings, namespaces } = await loadBindings(files, namespace);
   validateAll(bindings);
   const mode: BindingMode = values.annotations ? 'annotations' : 'field';
-  const result = mutatePod(pod, bindings.filter((b) => b.metadata.namespace === namespace), { mode });
+  const level = values['pod-security-default'];
+  if (level !== undefined && !POD_SECURITY_LEVELS.includes(level)) throw new UsageError(`--pod-security-default must be one of ${POD_SECURITY_LEVELS.join(', ')}`);
+  const podSecurity = enforceLevel(namespaces[namespace], values['pod-security-default']);
+  const result = mutatePod(pod, bindings.filter((b) => b.metadata.namespace === namespace), { mode, podSecurity });
   if ('denied' in result) throw new SpokeError('PermissionDenied', result.denied);
   for (const w of result.warnings) process.stderr.write(`Warning: ${w}\n`);
   if (values.patch) {

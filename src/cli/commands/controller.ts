@@ -1,4 +1,4 @@
-import type { BindingMode } from '../../controller/binding.js';
+import { POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
 import { StatusUpdater } from '../../controller/status.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
@@ -6,20 +6,29 @@ import { UsageError } from '../errors.js';
 import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, startRecordingControllerFromFlags } from './recorder.js';
 
 const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
+                        [--admission-client-ca F [--admission-client-name CN]]
+                        [--pod-security-default LEVEL]
 
 Runs the ProfileBinding admission webhooks over HTTPS with its own serving certificate:
   POST /mutate-pods        pods CREATE in namespaces labelled spoke.dev/binding=enabled
                            (the MutatingWebhookConfiguration's namespaceSelector): sets the
-                           KEP-6061 OCI profile on containers and init containers;
+                           KEP-6061 OCI profile on containers and init containers
+                           (by annotation where the namespace's Pod Security level
+                           rejects type OCI); Unconfined (without override: true) and
+                           privileged containers are admitted untouched, with a warning;
                            pods a ProfileRecording selects (not finalized) are annotated
                            recording.spoke.dev/name (and /containers) instead of bound, for
                            spoke shim --recording and spoke recorder
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
-  GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding list
+  GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding and
+                           namespace lists
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
-410 Gone → relist, backoff on errors). Matched workloads and a Valid condition are written
-to each binding's status (bounded lists). The certificate files are re-read when they
-change. Logs are JSON lines on stderr. SIGTERM/SIGINT stop it cleanly.
+410 Gone → relist, backoff on errors), namespace labels from one of namespaces. Matched
+workloads, skipped containers and a Valid condition are written to each binding's status
+(bounded lists): from admission calls whose client certificate verifies against
+--admission-client-ca, else from a list/watch of pods, never from an unauthenticated
+review. The certificate files are re-read when they change. Logs are JSON lines on stderr.
+SIGTERM/SIGINT stop it cleanly.
 
 options:
   --tls-cert F      PEM serving certificate (chain) for the webhook Service's DNS name
@@ -28,6 +37,15 @@ options:
   --annotations     set the shim's per-container annotations instead of the KEP API field
   --kubeconfig F    kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
   --no-status       do not write ProfileBinding status
+  --admission-client-ca F
+                    PEM CA of the API server's client certificate for webhooks; status is
+                    then taken from verified admission calls (no pod list/watch needed)
+  --admission-client-name CN
+                    the subject CN the API server's client certificate must carry (needed
+                    where that CA also signs other clients, e.g. the cluster CA)
+  --pod-security-default LEVEL
+                    the cluster's default Pod Security enforce level for namespaces without
+                    the pod-security.kubernetes.io/enforce label (default privileged)
 
 ProfileRecordings (reconciled next to the webhooks; finalized by annotating a recording with
 recording.spoke.dev/finalize): per-container results are unioned, built into a profile,
@@ -42,6 +60,9 @@ const FLAGS = {
   annotations: { type: 'boolean' },
   kubeconfig: { type: 'string' },
   'no-status': { type: 'boolean' },
+  'admission-client-ca': { type: 'string' },
+  'admission-client-name': { type: 'string' },
+  'pod-security-default': { type: 'string' },
   ...recordingControllerFlags,
 } as const;
 
@@ -65,6 +86,11 @@ export async function run(argv: string[]): Promise<number> {
   if (!cert || !key) throw new UsageError(`--tls-cert and --tls-key are required\n${HELP}`);
   const { host, port } = parseListen(values.listen ?? ':9443');
   const mode: BindingMode = values.annotations ? 'annotations' : 'field';
+  const podSecurityDefault = values['pod-security-default'] ?? 'privileged';
+  if (!POD_SECURITY_LEVELS.includes(podSecurityDefault)) throw new UsageError(`--pod-security-default must be one of ${POD_SECURITY_LEVELS.join(', ')}`);
+  const clientCaFile = values['admission-client-ca'];
+  const clientName = values['admission-client-name'];
+  if (clientName !== undefined && clientCaFile === undefined) throw new UsageError('--admission-client-name needs --admission-client-ca');
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
@@ -78,8 +104,16 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { log });
+  const namespaces = new kube.InformerNamespaceSource(kc, { log });
+  // Without a client CA a review cannot be told from the API server's: status comes from pods.
+  const pods =
+    updater && clientCaFile === undefined
+      ? new kube.PodStatusInformer(kc, { bindings: source, namespaces, mode, podSecurityDefault, record: (m) => updater?.record(m), log })
+      : undefined;
 
   source.start();
+  namespaces.start();
+  pods?.start();
   updater?.start();
   const recordings = await startRecordingControllerFromFlags(values, kc, source, log);
   // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
@@ -91,9 +125,13 @@ export async function run(argv: string[]): Promise<number> {
     port,
     mode,
     source,
+    namespaces,
+    podSecurityDefault,
     recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
     log,
-    onApplied: updater ? (m) => updater?.record(m) : undefined,
+    ...(clientCaFile === undefined ? {} : { clientCaFile }),
+    ...(clientName === undefined ? {} : { clientName }),
+    onApplied: updater && clientCaFile !== undefined ? (m) => updater?.record(m) : undefined,
   });
   const addr = await server.listen();
   log({ msg: 'listening', address: addr.address, port: addr.port, mode });
@@ -113,6 +151,8 @@ export async function run(argv: string[]): Promise<number> {
   await server.close();
   await recordings.close();
   await updater?.stop();
+  await pods?.stop();
+  await namespaces.stop();
   await source.stop();
   return 0;
 }

@@ -117,6 +117,79 @@ spec: { kind: seccomp, reference: "registry.example.com/profiles/a:v1", image: r
     assert.equal((await run(['validate', '-f', bindings])).code, 0);
   });
 
+  it('Unconfined and privileged containers: admitted untouched, exit 0, a warning naming container and binding', async () => {
+    const pod = file('mixed.yaml', `apiVersion: v1
+kind: Pod
+metadata: { name: mixed, namespace: team }
+spec:
+  containers:
+    - { name: web, image: nginx:1.27 }
+    - name: loose
+      image: nginx:1.27
+      securityContext: { seccompProfile: { type: Unconfined } }
+    - name: root
+      image: nginx:1.27
+      securityContext: { privileged: true }
+`);
+    const r = await run(['apply', '-f', bindings, '--json', pod]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.spec.containers[0].securityContext.seccompProfile, { type: 'OCI', oci: { reference: REF_A, baseProfile: { type: 'RuntimeDefault' } } });
+    assert.deepEqual(out.spec.containers[1].securityContext, { seccompProfile: { type: 'Unconfined' }, appArmorProfile: { type: 'OCI', oci: { reference: REF_B } } });
+    assert.deepEqual(out.spec.containers[2].securityContext, { privileged: true });
+    assert.equal(
+      r.stderr,
+      'Warning: container "loose" keeps its seccomp profile Unconfined (set on the container); ProfileBinding team/nginx not applied: set override: true on the binding to replace it\n' +
+        'Warning: container "root" is privileged and gets no OCI seccomp profile (KEP-6061; the runtime ignores seccomp for it); ProfileBinding team/nginx not applied\n' +
+        'Warning: container "root" is privileged and gets no OCI apparmor profile (KEP-6061; the runtime ignores apparmor for it); ProfileBinding team/default-aa not applied\n',
+    );
+  });
+
+  it('images are compared in canonical form: every spelling of the registry selects, a longer name or a nested host never', async () => {
+    const spellings = file('spellings.yaml', ['registry-1.docker.io:443/library/nginx:1.27', 'Registry.Example.com:443/team/web'].map((image, i) => `apiVersion: spoke.dev/v1alpha1
+kind: ProfileBinding
+metadata: { name: b${i} }
+spec: { kind: seccomp, reference: "${i === 0 ? REF_A : REF_B}", image: "${image}" }
+`).join('---\n'));
+    const pod = file('spellings-pod.yaml', `apiVersion: v1
+kind: Pod
+metadata: { name: p, namespace: team }
+spec:
+  containers:
+    - { name: hub, image: "nginx:1.27" }
+    - { name: hub2, image: "index.docker.io/nginx:1.27" }
+    - { name: web, image: "registry.example.com/team/web:v3" }
+    - { name: evil, image: "registry.example.com/team/web-evil:v3" }
+    - { name: sub, image: "registry.example.com/team/web/sub:v3" }
+    - { name: nested, image: "evil.example.com/registry.example.com/team/web:v3" }
+`);
+    const r = await run(['apply', '-f', spellings, '--json', pod]);
+    assert.equal(r.code, 0, r.stderr);
+    const refs = JSON.parse(r.stdout).spec.containers.map((c: { securityContext?: { seccompProfile?: { oci?: { reference: string } } } }) => c.securityContext?.seccompProfile?.oci?.reference);
+    assert.deepEqual(refs, [REF_A, REF_A, REF_B, undefined, undefined, undefined]);
+  });
+
+  it('a namespace enforcing Pod Security restricted gets annotations and a warning; baseline keeps the seccomp field', async () => {
+    const ns = (level: string) => file(`ns-${level}.yaml`, `apiVersion: v1
+kind: Namespace
+metadata:
+  name: team
+  labels: { pod-security.kubernetes.io/enforce: ${level}, spoke.dev/binding: enabled }
+`);
+    const restricted = await run(['apply', '-f', bindings, '-f', ns('restricted'), '--json', podFile]);
+    assert.equal(restricted.code, 0, restricted.stderr);
+    const out = JSON.parse(restricted.stdout);
+    assert.deepEqual(out.spec.containers[0].securityContext, { seccompProfile: { type: 'RuntimeDefault' }, appArmorProfile: { type: 'RuntimeDefault' } });
+    assert.equal(out.metadata.annotations['seccomp.profiles.spoke.dev/web'], REF_A);
+    assert.match(restricted.stderr, /^Warning: namespace Pod Security level "restricted" rejects seccomp type OCI in alpha: bound by annotation \(spoke shim\)/);
+    const baseline = JSON.parse((await run(['apply', '-f', bindings, '-f', ns('baseline'), '--json', podFile])).stdout);
+    assert.equal(baseline.spec.containers[0].securityContext.seccompProfile.type, 'OCI');
+    // The cluster's default level applies to a namespace without the label.
+    const byDefault = JSON.parse((await run(['apply', '-f', bindings, '--pod-security-default', 'restricted', '--json', podFile])).stdout);
+    assert.equal(byDefault.spec.containers[0].securityContext.seccompProfile.type, 'RuntimeDefault');
+    assert.equal((await run(['apply', '-f', bindings, '--pod-security-default', 'strict', podFile])).code, 2);
+  });
+
   it('usage errors exit 2', async () => {
     assert.equal((await run(['apply', podFile])).code, 2);
     assert.equal((await run(['frobnicate'])).code, 2);

@@ -35,13 +35,13 @@ function pod(containers: Container[], extra: { init?: Container[]; eph?: Contain
   return p;
 }
 
-function mutate(p: Pod, bs: ProfileBinding[], mode: 'field' | 'annotations' = 'field'): { r: MutationResult; out: Pod } {
-  const r = mutatePod(p, bs, { mode });
+function mutate(p: Pod, bs: ProfileBinding[], mode: 'field' | 'annotations' = 'field', podSecurity?: string): { r: MutationResult; out: Pod } {
+  const r = mutatePod(p, bs, { mode, ...(podSecurity === undefined ? {} : { podSecurity }) });
   const out = 'denied' in r ? p : applyPatch(p, r.patch as Op[]);
   return { r, out };
 }
 
-function ok(r: MutationResult): { patch: unknown[]; warnings: string[] } {
+function ok(r: MutationResult): Exclude<MutationResult, { denied: string }> {
   assert.ok(!('denied' in r), `unexpectedly denied: ${'denied' in r ? r.denied : ''}`);
   return r;
 }
@@ -82,7 +82,7 @@ describe('image references (docker normalization)', () => {
   it('normalizes', () => {
     const r = parseImage('nginx');
     assert.equal(r.repository, 'docker.io/library/nginx');
-    assert.equal(parseImage('Registry.Example.com/a/b:t').domain, 'Registry.Example.com');
+    assert.equal(parseImage('Registry.Example.com/a/b:t').domain, 'registry.example.com');
     assert.throws(() => parseImage('library/UPPER'), /lowercase/);
     assert.throws(() => parseImage('nginx:bad tag'), /whitespace/);
     assert.throws(() => parseImage(`nginx@sha256:${'z'.repeat(64)}`), /digest/);
@@ -148,9 +148,15 @@ describe('mutation rules', () => {
     assert.deepEqual(seccompOf(out), oci(REF_C));
   });
 
-  it('Unconfined without override → denied, naming container and binding', () => {
-    const msg = denied(mutatePod(pod([ctr('app', 'nginx', { seccompProfile: { type: 'Unconfined' } })]), [binding('b', {})]));
-    assert.match(msg, /container "app" asks for seccomp profile Unconfined \(set on the container\), which ProfileBinding team\/b would replace; set override: true/);
+  it('Unconfined without override → admitted untouched, warned and counted, naming container and binding', () => {
+    const p = pod([ctr('app', 'nginx', { seccompProfile: { type: 'Unconfined' } }), ctr('side')]);
+    const { r, out } = mutate(p, [binding('b', {})]);
+    const res = ok(r);
+    assert.deepEqual(seccompOf(out, 0), { type: 'Unconfined' });
+    assert.deepEqual(seccompOf(out, 1), oci(REF_A), 'the other container is still bound');
+    assert.deepEqual(res.warnings, ['container "app" keeps its seccomp profile Unconfined (set on the container); ProfileBinding team/b not applied: set override: true on the binding to replace it']);
+    assert.deepEqual(res.skipped, [{ binding: 'team/b', kind: 'seccomp', container: 'app', reason: 'Unconfined' }]);
+    assert.deepEqual(res.applied.map((a) => a.container), ['side']);
   });
 
   it('Unconfined with override: true → replaced, with a warning', () => {
@@ -159,9 +165,11 @@ describe('mutation rules', () => {
     assert.deepEqual(seccompOf(out), oci(REF_A));
   });
 
-  it('pod-level Unconfined is inherited: denied without override, per-container OCI with it', () => {
+  it('pod-level Unconfined is inherited: kept without override, per-container OCI with it', () => {
     const p = pod([ctr('app')], { podSc: { seccompProfile: { type: 'Unconfined' } } });
-    assert.match(denied(mutatePod(p, [binding('b', {})])), /Unconfined \(inherited from the pod\)/);
+    const kept = mutate(p, [binding('b', {})]);
+    assert.deepEqual(ok(kept.r).patch, []);
+    assert.match(ok(kept.r).warnings.join(), /Unconfined \(inherited from the pod\)/);
     const { r, out } = mutate(p, [binding('b', { override: true })]);
     ok(r);
     assert.deepEqual(seccompOf(out), oci(REF_A));
@@ -187,11 +195,20 @@ describe('mutation rules', () => {
     assert.deepEqual(out.spec?.ephemeralContainers, [ctr('debug')]);
   });
 
-  it('privileged containers are refused an OCI profile', () => {
-    const msg = denied(mutatePod(pod([ctr('ok'), ctr('root', 'nginx', { privileged: true })]), [binding('b', {})]));
-    assert.match(msg, /container "root" is privileged and cannot run under an OCI seccomp profile/);
-    // …unless no binding selects it.
-    ok(mutatePod(pod([ctr('ok'), ctr('root', 'nginx', { privileged: true })]), [binding('b', { containers: ['ok'] })]));
+  it('privileged containers are admitted without an OCI profile, warned and counted', () => {
+    for (const mode of ['field', 'annotations'] as const) {
+      const p = pod([ctr('ok'), ctr('root', 'nginx', { privileged: true })]);
+      const { r, out } = mutate(p, [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B, override: true })], mode);
+      const res = ok(r);
+      assert.deepEqual(out.spec?.containers?.[1], ctr('root', 'nginx', { privileged: true }), 'untouched');
+      assert.deepEqual(out.metadata?.annotations?.['seccomp.profiles.spoke.dev/root'], undefined);
+      assert.ok(res.warnings.includes('container "root" is privileged and gets no OCI seccomp profile (KEP-6061; the runtime ignores seccomp for it); ProfileBinding team/b not applied'), res.warnings.join('\n'));
+      assert.deepEqual(res.skipped, [
+        { binding: 'team/b', kind: 'seccomp', container: 'root', reason: 'Privileged' },
+        { binding: 'team/aa', kind: 'apparmor', container: 'root', reason: 'Privileged' },
+      ]);
+      assert.deepEqual(res.applied.map((a) => a.container), ['ok', 'ok']);
+    }
   });
 
   it('a tie is denied naming both bindings', () => {
@@ -246,7 +263,9 @@ describe('mutation rules', () => {
     assert.deepEqual(out.metadata?.annotations, { keep: 'me' });
     // Legacy unconfined annotation counts as Unconfined.
     const u = pod([ctr('app')], { annotations: { 'container.apparmor.security.beta.kubernetes.io/app': 'unconfined' } });
-    assert.match(denied(mutatePod(u, [binding('aa', { kind: 'apparmor' })])), /apparmor profile Unconfined \(by annotation/);
+    const kept = ok(mutatePod(u, [binding('aa', { kind: 'apparmor' })]));
+    assert.deepEqual(kept.patch, []);
+    assert.match(kept.warnings.join(), /apparmor profile Unconfined \(by annotation/);
   });
 
   it('annotations mode: shim annotations, field RuntimeDefault, a Localhost base dropped with a warning', () => {
@@ -296,6 +315,44 @@ describe('mutation rules', () => {
   it('one add op for a container without securityContext covering both kinds', () => {
     const r = ok(mutatePod(pod([ctr('app')]), [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })]));
     assert.deepEqual(r.patch, [{ op: 'add', path: '/spec/containers/0/securityContext', value: { seccompProfile: oci(REF_A), appArmorProfile: oci(REF_B) } }]);
+  });
+});
+
+describe('Pod Security: field mode only where the namespace level admits type OCI', () => {
+  const bs = [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })];
+  const run = (podSecurity: string | undefined) => mutate(pod([ctr('app')]), bs, 'field', podSecurity);
+
+  it('restricted: both kinds by annotation, RuntimeDefault in the fields, one warning per kind', () => {
+    const { r, out } = run('restricted');
+    const res = ok(r);
+    assert.deepEqual(out.spec?.containers?.[0]?.securityContext, { seccompProfile: { type: 'RuntimeDefault' }, appArmorProfile: { type: 'RuntimeDefault' } });
+    assert.deepEqual(out.metadata?.annotations, { 'seccomp.profiles.spoke.dev/app': REF_A, 'apparmor.profiles.spoke.dev/app': REF_B });
+    assert.deepEqual(res.warnings, [
+      'namespace Pod Security level "restricted" rejects seccomp type OCI in alpha: bound by annotation (spoke shim) with RuntimeDefault in the field',
+      'namespace Pod Security level "restricted" rejects apparmor type OCI in alpha: bound by annotation (spoke shim) with RuntimeDefault in the field',
+    ]);
+    assert.equal(res.applied.length, 2, 'still counted as applied');
+    // Re-invocation sees its own annotations: nothing more to do.
+    assert.deepEqual(ok(mutatePod(out, bs, { podSecurity: 'restricted' })).patch, []);
+  });
+
+  it('baseline admits seccomp OCI but not AppArmor OCI; privileged and no label admit both', () => {
+    const base = run('baseline');
+    ok(base.r);
+    assert.deepEqual(seccompOf(base.out), oci(REF_A));
+    assert.deepEqual(base.out.spec?.containers?.[0]?.securityContext?.appArmorProfile, { type: 'RuntimeDefault' });
+    assert.deepEqual(base.out.metadata?.annotations, { 'apparmor.profiles.spoke.dev/app': REF_B });
+    for (const level of ['privileged', undefined]) {
+      const { r, out } = run(level);
+      assert.deepEqual(ok(r).warnings, []);
+      assert.deepEqual(out.spec?.containers?.[0]?.securityContext, { seccompProfile: oci(REF_A), appArmorProfile: oci(REF_B) });
+    }
+  });
+
+  it('a level it does not know is taken as restricted (a pod must never fail to create)', () => {
+    const { r, out } = run('Restricted-ish');
+    ok(r);
+    assert.deepEqual(seccompOf(out), { type: 'RuntimeDefault' });
   });
 });
 
@@ -366,7 +423,8 @@ describe('property: the mutation never loosens', () => {
     fc.assert(
       fc.property(arbPod, fc.uniqueArray(arbBinding, { maxLength: 4, selector: (b) => b.metadata.name }), fc.constantFrom('field' as const, 'annotations' as const), (p, bs, mode) => {
         const r = mutatePod(p, bs, { mode });
-        if ('denied' in r) return true; // nothing is admitted, nothing loosened
+        // Valid bindings deny only when two of them tie (an admin's configuration error).
+        if ('denied' in r) return void assert.match(r.denied, /same specificity/);
         const out = applyPatch(p, r.patch as Op[]);
         assert.deepEqual(out.spec?.ephemeralContainers, p.spec?.ephemeralContainers);
         assert.deepEqual(out.spec?.securityContext, p.spec?.securityContext);

@@ -109,9 +109,9 @@ describe('pod webhook: recording', () => {
     assert.equal(out.metadata?.annotations?.['recording.spoke.dev/containers'], 'init,web');
     assert.ok(res.warnings.some((w) => /"priv" is privileged .*cannot record it/.test(w)));
     assert.ok(res.warnings.some((w) => /"local" keeps its seccomp profile Localhost/.test(w)));
-    // a privileged container selected by a binding is still denied: recording never loosens that
-    const denied = mutate(p, [binding('b', { containers: ['priv'] })], [recording('rec')]).r;
-    assert.ok('denied' in denied && /privileged/.test(denied.denied));
+    // a privileged container selected by a binding is treated as without recording: no profile, warned, counted
+    const priv = ok(mutate(p, [binding('b', { containers: ['priv'] })], [recording('rec')]).r);
+    assert.deepEqual(priv.skipped.map((s) => [s.container, s.reason]), [['priv', 'Privileged']]);
     // nothing recordable: no mark at all
     const none = mutate(pod([{ name: 'priv', image: 'nginx:1', securityContext: { privileged: true } }]), [], [recording('rec')]).r;
     assert.deepEqual(ok(none).patch, []);
