@@ -5,7 +5,7 @@
 // instead of silently making every start slow again.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -43,8 +43,10 @@ describe('fast CLI and plain CLI', () => {
     return fast;
   };
 
-  it('the build made the bundle and a code cache that this Node accepts', () => {
+  it('the build made the bundle, not older than the tsc output, and a code cache that this Node accepts', () => {
     assert.ok(existsSync(BUNDLE), 'dist/spoke.cjs');
+    // bin/spoke falls back to the plain build for a stale bundle: then the comparisons below would compare plain with plain.
+    assert.ok(statSync(BUNDLE).mtimeMs >= statSync(new URL('../../src/cli/main.js', import.meta.url)).mtimeMs, 'bundle is fresh');
     const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(BUNDLE, 'utf8')}\n})`;
     const script = new Script(source, { filename: BUNDLE.pathname, cachedData: readFileSync(new URL('../../spoke.cjs.cache', import.meta.url)) });
     assert.equal(script.cachedDataRejected, false);
