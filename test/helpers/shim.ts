@@ -37,6 +37,8 @@ export interface ShimProc {
   logs: () => Record<string, unknown>[];
   /** Everything written on stderr (JSON logs and anything else). */
   stderr: () => string;
+  /** Resolves the first JSON log line (so far or to come) that `match` accepts; rejects when the shim exits first. */
+  waitForLog: (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => Promise<Record<string, unknown>>;
   exited: Promise<number>;
   /** Spawn to "shim ready", in milliseconds. */
   readyMs: number;
@@ -47,7 +49,11 @@ export async function startShim(args: string[], opts: { timeoutMs?: number } = {
   // Started as deployed: with the heap settings of the systemd unit and the DaemonSet.
   const child = spawn(process.execPath, [SPOKE_BIN, 'shim', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
   let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const watchers = new Set<() => void>();
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of [...watchers]) w();
+  });
   child.stdout!.on('data', () => {});
   const exited = new Promise<number>((r) => child.on('exit', (code) => r(code ?? -1)));
   const logs = () =>
@@ -55,13 +61,27 @@ export async function startShim(args: string[], opts: { timeoutMs?: number } = {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const until = Date.now() + (opts.timeoutMs ?? 15_000);
-  while (!logs().some((l) => l.msg === 'shim ready')) {
-    if (child.exitCode !== null) throw new Error(`shim exited ${child.exitCode}: ${err}`);
-    if (Date.now() > until) throw new Error(`shim not ready: ${err}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return { child, logs, stderr: () => err, exited, readyMs: performance.now() - t0 };
+  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = logs().find(match);
+        if (hit !== undefined) done(() => resolve(hit));
+        else if (child.exitCode !== null) done(() => reject(new Error(`shim exited ${child.exitCode}: ${err}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`shim log not seen within ${timeoutMs} ms: ${err}`))), timeoutMs);
+      const onExit = () => check();
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        watchers.delete(check);
+        child.off('exit', onExit);
+        settle();
+      };
+      watchers.add(check);
+      child.on('exit', onExit);
+      check();
+    });
+  await waitForLog((l) => l.msg === 'shim ready', opts.timeoutMs);
+  return { child, logs, waitForLog, stderr: () => err, exited, readyMs: performance.now() - t0 };
 }
 
 /** SIGTERM, then SIGKILL after 40 s; resolves the exit code. */

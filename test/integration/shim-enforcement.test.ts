@@ -90,13 +90,14 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
 
   after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
 
-  test('start-up and idle footprint', async () => {
-    await new Promise((r) => setTimeout(r, 1500));
-    const rss = rssKiB(shim!.child.pid!);
+  test('start-up: the ready log says how long it took; the socket answers at once', async () => {
     const ready = shim!.logs().find((l) => l.msg === 'shim ready')!;
-    process.stdout.write(`# shim ready after ${Math.round(shim!.readyMs)} ms (spawn → ready log; in-process ${String(ready.startupMs)} ms), idle RSS ${(rss / 1024).toFixed(1)} MiB\n`);
-    // Footprint is a benchmark figure (npm run bench); here only that the process is alive and measured.
-    assert.ok(rss > 0);
+    assert.equal(typeof ready.startupMs, 'number');
+    assert.ok((ready.startupMs as number) <= shim!.readyMs, 'in-process start-up is within spawn → ready');
+    // Footprint and start-up time are benchmark figures (npm run bench), never asserted here.
+    process.stdout.write(`# shim ready after ${Math.round(shim!.readyMs)} ms (spawn → ready log; in-process ${String(ready.startupMs)} ms), RSS ${(rssKiB(shim!.child.pid!) / 1024).toFixed(1)} MiB\n`);
+    const version = await cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 5000 });
+    assert.equal(version.error, null);
   });
 
   test('Status advertises the feature', async () => {
@@ -256,16 +257,21 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
   });
 
   test('SIGTERM during a pull: the pull completes, then the shim exits and removes its socket', async () => {
-    // A registry front that answers every request one second late.
+    // A registry front that holds every request until the test releases it, and says when one arrived.
     const slowPort = await freePort();
+    let arrived!: () => void;
+    const inFlight = new Promise<void>((r) => (arrived = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
     const slow: Server = createHttpServer((req, res) => {
-      setTimeout(() => {
+      arrived();
+      void released.then(() => {
         const up = httpRequest({ host: '127.0.0.1', port: reg.port, path: req.url, method: req.method, headers: { ...req.headers, host: reg.host } }, (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);
         });
         req.pipe(up);
-      }, 1000);
+      });
     });
     await new Promise<void>((r) => slow.listen(slowPort, '127.0.0.1', () => r()));
     try {
@@ -279,8 +285,11 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
       args[args.indexOf('--policy') + 1] = policy;
       shim = await startShim(args);
       const pull = cri.img('PullSecurityProfileArtifact', pullReq(ref), { deadlineMs: 30_000 });
-      await new Promise((r) => setTimeout(r, 300));
+      await inFlight;
       shim.child.kill('SIGTERM');
+      const shuttingDown = await shim.waitForLog((l) => l.msg === 'shutting down');
+      assert.equal(shuttingDown.inFlight, 1, 'the pull is in flight when the shim starts to stop');
+      release();
       const res = await pull;
       assert.equal(res.cached, false);
       assert.equal(await shim.exited, 0);
@@ -288,6 +297,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
       const refused = await cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 2000 });
       assert.equal(refused.error?.code, grpc.status.UNAVAILABLE);
     } finally {
+      release();
       await new Promise<void>((r) => slow.close(() => r()));
       shim = undefined;
     }
