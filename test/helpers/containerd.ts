@@ -6,6 +6,7 @@
 // stops containerd, unmounts leftovers under the dir, removes it and empty k8s.io cgroups.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { waitFor } from './wait.js';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync, existsSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -57,15 +58,6 @@ state = "${dir}/state"
     [plugins."io.containerd.grpc.v1.cri".cni]
       conf_dir = "${dir}/cni"
 `;
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function ctrVersion(socket: string): Promise<boolean> {
@@ -132,7 +124,7 @@ export async function startContainerd(): Promise<Containerd> {
     await waitFor(async () => {
       if (c.exitCode !== null) throw new Error(`containerd exited (${c.exitCode}); see ${logFile}`);
       return existsSync(socket) && (await ctrVersion(socket));
-    }, 20_000, 'containerd');
+    }, { timeoutMs: 20_000, what: 'containerd' });
   };
 
   const kill = async (hard = false) => {

@@ -39,6 +39,8 @@ export interface ShimProc {
   stderr: () => string;
   /** Resolves the first JSON log line (so far or to come) that `match` accepts; rejects when the shim exits first. */
   waitForLog: (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => Promise<Record<string, unknown>>;
+  /** Like waitForLog, for a line written after this call only. */
+  nextLog: (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => Promise<Record<string, unknown>>;
   exited: Promise<number>;
   /** Spawn to "shim ready", in milliseconds. */
   readyMs: number;
@@ -61,10 +63,10 @@ export async function startShim(args: string[], opts: { timeoutMs?: number } = {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> =>
+  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000, from = 0): Promise<Record<string, unknown>> =>
     new Promise((resolve, reject) => {
       const check = () => {
-        const hit = logs().find(match);
+        const hit = logs().slice(from).find(match);
         if (hit !== undefined) done(() => resolve(hit));
         else if (child.exitCode !== null) done(() => reject(new Error(`shim exited ${child.exitCode}: ${err}`)));
       };
@@ -81,7 +83,8 @@ export async function startShim(args: string[], opts: { timeoutMs?: number } = {
       check();
     });
   await waitForLog((l) => l.msg === 'shim ready', opts.timeoutMs);
-  return { child, logs, waitForLog, stderr: () => err, exited, readyMs: performance.now() - t0 };
+  const nextLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => waitForLog(match, timeoutMs, logs().length);
+  return { child, logs, waitForLog, nextLog, stderr: () => err, exited, readyMs: performance.now() - t0 };
 }
 
 /** SIGTERM, then SIGKILL after 40 s; resolves the exit code. */

@@ -72,14 +72,9 @@ describe('create-time trust through the shim', { timeout: 600_000 }, () => {
 
   /** Runs `change`, then waits for the shim's own policy holder to log the reload it causes. */
   async function reloaded(change: () => void): Promise<void> {
-    const count = () => shim.logs().filter((l) => l.msg === 'node policy reloaded').length;
-    const before = count();
+    const next = shim.nextLog((l) => l.msg === 'node policy reloaded', 20_000);
     change();
-    const until = Date.now() + 20_000;
-    while (count() === before) {
-      if (Date.now() > until) throw new Error(`no policy reload logged: ${shim.stderr().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await next;
   }
 
   async function pod(namespace: string, podSeccomp?: Msg): Promise<{ id: string; config: Msg }> {

@@ -13,6 +13,7 @@ import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { ProfileStore } from '../../src/store/store.js';
+import { waitFor } from '../helpers/wait.js';
 import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import type { Digest } from '../../src/core/digest.js';
 
@@ -208,9 +209,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     assert.equal(await stopShim(shim), 0);
     shim = await startShim(shimArgs);
     const store = new ProfileStore({ root: storeDir });
-    // wait for the rebuild after the upstream connected
-    const until = Date.now() + 10_000;
-    while (!shim.logs().some((l) => l.msg === 'in-use set rebuilt from the runtime') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    await shim.waitForLog((l) => l.msg === 'in-use set rebuilt from the runtime');
     assert.ok((await store.inUseHolders(digest)).includes(`container:${cid}`));
     const gc = await store.gc({ minAgeMs: 0 });
     assert.ok(!gc.removed.includes(digest), 'gc kept the profile of the running container');
@@ -218,9 +217,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     assert.deepEqual(await probe(cid), { mkdir: false, chmod: true, unshare: false });
     await removePod(p.id);
     // after RemovePodSandbox the holders go (rebuild), and removal works
-    const until2 = Date.now() + 10_000;
-    while ((await store.inUseHolders(digest)).length > 0 && Date.now() < until2) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(await store.inUseHolders(digest), []);
+    await waitFor(async () => (await store.inUseHolders(digest)).length === 0, { timeoutMs: 10_000, what: 'the holders to go' });
     await cri.img('RemoveSecurityProfile', { digest });
     const list = await cri.img('ListSecurityProfiles', {});
     assert.ok(!(list.profiles as Msg[]).some((x) => x.digest === digest));
@@ -243,11 +240,8 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     const entries = await new ProfileStore({ root: storeDir }).list();
     assert.ok(entries.length > 0);
     // The gauges are recounted off the call's path after a fetch: wait for it.
-    let body = await scrape();
-    for (let i = 0; i < 50 && !new RegExp(`^spoke_store_artifacts ${entries.length}$`, 'm').test(body); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      body = await scrape();
-    }
+    let body = '';
+    await waitFor(async () => new RegExp(`^spoke_store_artifacts ${entries.length}$`, 'm').test((body = await scrape())), { timeoutMs: 5000, what: 'the store gauges' });
     for (const name of ['spoke_profile_pull_duration_seconds', 'spoke_profile_pull_errors_total', 'spoke_merge_constrained_total', 'spoke_policy_decisions_total', 'spoke_cri_forward_duration_seconds', 'spoke_store_artifacts']) {
       assert.ok(body.includes(name), name);
     }

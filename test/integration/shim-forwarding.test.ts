@@ -12,19 +12,11 @@ import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js'
 import { CriClient, decode, encode, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { stubShimDeps } from '../helpers/shim.js';
+import { waitFor } from '../helpers/wait.js';
 import { ShimServer, addOciFeature } from '../../src/cri/server.js';
 import { encodeFrame, encodeGrpcMessage } from '../../src/cri/frame.js';
 
 const RT = '/runtime.v1.RuntimeService/';
-
-async function waitFor(fn: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('timeout');
-}
 
 describe('shim forwarding against real containerd', { timeout: 300_000 }, () => {
   let ctrd: Containerd;
@@ -270,7 +262,7 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     const cmdlines = () => via.sh(cid, 'for c in /proc/[0-9]*/cmdline; do cat "$c"; echo; done');
     const slowExecRunning = async () => /\/bin\/sleep\x0020\x00/.test(await cmdlines());
     assert.match(await cmdlines(), /\/bin\/sleep\x003600\x00/, 'the process listing sees the container\'s own sleep');
-    await waitFor(async () => s.requestRst || s.responseRst || !(await slowExecRunning()), 5000);
+    await waitFor(async () => s.requestRst || s.responseRst || !(await slowExecRunning()), { timeoutMs: 5000, what: 'the condition' });
     assert.equal(await slowExecRunning(), false);
     await via.rt('StopPodSandbox', { pod_sandbox_id: podId });
     await via.rt('RemovePodSandbox', { pod_sandbox_id: podId });
@@ -284,7 +276,7 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     await waitFor(async () => {
       const r = await via.unaryFull(`${RT}Version`, encode('VersionRequest', { version: 'v1' }), { deadlineMs: 2000 });
       return r.error === null;
-    }, 15_000);
+    }, { timeoutMs: 15_000, what: 'the shim to reach containerd again' });
     const v = await via.rt('Version', { version: 'v1' });
     assert.equal(v.runtime_name, 'containerd');
   });
@@ -326,6 +318,10 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
   let shim: ShimServer;
   let client: CriClient;
   const seen: { path: string; headers: import('node:http2').IncomingHttpHeaders; cancelled: boolean; body: Buffer }[] = [];
+  let heldArrived!: () => void;
+  const heldArrival = new Promise<void>((r) => (heldArrived = r));
+  let releaseHeld!: () => void;
+  const held = new Promise<void>((r) => (releaseHeld = r));
 
   before(async () => {
     const http2 = await import('node:http2');
@@ -365,6 +361,14 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
         stream.write(encodeFrame(Buffer.from([0x0a, 0x01, 0x61])));
         setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 50);
+      } else if (path.endsWith('/Held')) {
+        // answered only when the test releases it: a call that is surely in flight
+        heldArrived();
+        void held.then(() => {
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+          stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+          stream.end(encodeFrame(Buffer.alloc(0)));
+        });
       } else if (path.endsWith('/Slow')) {
         // never answers; the client's deadline must reach us and cancel the stream
       }
@@ -399,7 +403,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     call.on('metadata', (m) => (headers = m));
     call.on('data', (b: Buffer) => got.push(b));
     const status = new Promise<grpc.ServiceError>((r) => call.on('error', r));
-    await waitFor(() => got.length >= 4, 5000);
+    await waitFor(() => got.length >= 4, { timeoutMs: 5000, what: 'the condition' });
     call.cancel();
     assert.equal((await status).code, grpc.status.CANCELLED);
     assert.equal(headers?.get('x-test')[0], 'hello');
@@ -407,7 +411,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     const rec = seen.find((s) => s.path === '/x.Test/Events')!;
     assert.equal(rec.headers['x-request-note'], 'abc');
     assert.equal(rec.headers['x-req-bin'], Buffer.from([9, 8, 7]).toString('base64').replace(/=+$/, ''));
-    await waitFor(() => rec.cancelled, 3000);
+    await waitFor(() => rec.cancelled, { timeoutMs: 3000, what: 'the condition' });
   });
 
   test('unary: body, headers and trailers (binary metadata included) unchanged', async () => {
@@ -441,7 +445,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     assert.equal(r.error?.code, grpc.status.DEADLINE_EXCEEDED);
     const rec = seen.find((s) => s.path === '/x.Test/Slow')!;
     assert.match(String(rec.headers['grpc-timeout']), /^[0-9]+[mun]$/);
-    await waitFor(() => rec.cancelled, 3000);
+    await waitFor(() => rec.cancelled, { timeoutMs: 3000, what: 'the condition' });
   });
 
   test('graceful shutdown: unary calls in flight finish, streams end, socket removed', async () => {
@@ -450,13 +454,16 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     await s.start();
     const c = new CriClient(sock);
     const stream = c.client.makeServerStreamRequest('/x.Test/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
+    const firstEvent = new Promise<void>((r) => stream.once('data', () => r()));
     stream.on('data', () => {});
     const streamEnd = new Promise<grpc.StatusObject>((r) => stream.on('status', r));
     stream.on('error', () => {});
-    await new Promise((r) => setTimeout(r, 100));
-    const unary = c.unaryFull('/x.Test/Unary', Buffer.from([0x0a, 0x01, 0x7a]));
-    await new Promise((r) => setTimeout(r, 20));
-    await s.close();
+    await firstEvent;
+    const unary = c.unaryFull('/x.Test/Held', Buffer.alloc(0));
+    await heldArrival;
+    const closing = s.close();
+    releaseHeld();
+    await closing;
     assert.equal((await unary).error, null);
     assert.equal((await streamEnd).code, grpc.status.UNAVAILABLE);
     assert.throws(() => statSync(sock), /ENOENT/);
