@@ -41,10 +41,10 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   const oci = (ref: string, base?: Msg) => ({ profile_type: 'OCI', oci_ref: ref, ...(base ? { base_profile: base } : {}) });
   const RD_BASE = { type: 'RuntimeDefault' };
 
-  async function pod(o: { privileged?: boolean; seccomp?: Msg } = {}): Promise<{ id: string; config: Msg }> {
+  async function pod(o: { privileged?: boolean; seccomp?: Msg; annotations?: Record<string, string> } = {}): Promise<{ id: string; config: Msg }> {
     const logDir = join(work, `logs-${++seq}`);
     mkdirSync(logDir, { recursive: true });
-    const config = hostNetworkPod(`base-${seq}`, logDir, o.seccomp ? { seccomp: o.seccomp } : {});
+    const config: Msg = { ...hostNetworkPod(`base-${seq}`, logDir, o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.annotations ? { annotations: o.annotations } : {}) };
     if (o.privileged) ((config.linux as Msg).security_context as Msg).privileged = true;
     const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
     return { id, config };
@@ -112,7 +112,7 @@ describe('base profiles and privileged containers through the shim', { timeout: 
     tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
     await tap.start();
     storeDir = join(work, 'store');
-    shimArgs = ['--listen', join(work, 'shim.sock'), '--upstream', tap.listen, '--store', storeDir, '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--baseline', loose, '--log-level', 'info'];
+    shimArgs = ['--listen', join(work, 'shim.sock'), '--upstream', tap.listen, '--store', storeDir, '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--baseline', loose, '--annotations', '--log-level', 'info'];
     shim = await startShim(shimArgs);
     cri = new CriClient(join(work, 'shim.sock'));
     for (const ref of [permissive, denyMkdir, privRef]) await cri.img('PullSecurityProfileArtifact', pullReq(ref));
@@ -191,6 +191,18 @@ describe('base profiles and privileged containers through the shim', { timeout: 
       assert.equal(await unshareAllowed(plain), true, 'the loose baseline alone lets the permissive artifact unshare');
       assert.equal(await unshareAllowed(merged), false, 'with the RuntimeDefault base, unshare is denied');
       assert.match(await cri.sh(merged, 'echo still-works'), /still-works/);
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('annotation mode: an annotation replacing RuntimeDefault keeps it as the base; replacing Unconfined does not', async () => {
+    const p = await pod({ annotations: { 'seccomp.profiles.spoke.dev/pod': permissive } });
+    try {
+      const rd = await cri.startBusybox(p, 'ann-rd', { seccomp: { profile_type: 'RuntimeDefault' } });
+      const unconfined = await cri.startBusybox(p, 'ann-unconfined', { seccomp: { profile_type: 'Unconfined' } });
+      assert.equal(await unshareAllowed(rd), false);
+      assert.equal(await unshareAllowed(unconfined), true);
     } finally {
       await removePod(p.id);
     }
