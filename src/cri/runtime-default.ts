@@ -7,7 +7,8 @@
 //   3. the container's runtime spec (ContainerStatus verbose: info["info"].runtimeSpec) holds
 //      linux.seccomp, the profile the runtime really applies for RuntimeDefault;
 //   4. container and sandbox are removed (leftovers of an interrupted read carry the label
-//      spoke.dev/runtime-default-probe and are removed before the next read).
+//      spoke.dev/runtime-default-probe and are removed by a later read once they are older than
+//      any read in progress could be, so two readers never remove each other's probe).
 // containerd derives its default from the container's capabilities; the probe has the default
 // capability set, so a container that adds capabilities (which containerd would give a looser
 // default) gets this stricter profile as its base: never looser than asked.
@@ -19,9 +20,9 @@ import { sha256Hex } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { KnownRuntimeDefault, RuntimeDefaultProvider, SeccompOps, UnaryCaller } from './deps.js';
-import { decodeId, decodeSandboxIds } from './messages.js';
+import { decodeId, getRepeatedMessages } from './messages.js';
 import { RUNTIME } from './methods.js';
-import { boolField, getStringMap, lenField, stringField, varintField } from './wire.js';
+import { boolField, getString, getStringMap, getVarint, lenField, stringField, varintField } from './wire.js';
 
 export const PROBE_LABEL = 'spoke.dev/runtime-default-probe';
 const PROBE_NAMESPACE = 'spoke-system';
@@ -31,6 +32,8 @@ const NAMESPACE_NODE = 2;
 /** RunPodSandbox may have to pull the sandbox image on a fresh node. */
 const RUN_TIMEOUT_MS = 120_000;
 const CALL_TIMEOUT_MS = 30_000;
+/** A probe sandbox older than this is a leftover (longer than any read may take). */
+const LEFTOVER_AGE_MS = RUN_TIMEOUT_MS + 4 * CALL_TIMEOUT_MS;
 /** The runtime spec travels as JSON in a status map; a real one is ~10 KiB. */
 const MAX_INFO_BYTES = 4 * 1024 * 1024;
 
@@ -108,11 +111,14 @@ async function removeSandbox(upstream: UnaryCaller, id: string): Promise<void> {
   await call(upstream, 'RemovePodSandbox', req);
 }
 
-/** Removes probe sandboxes an interrupted read left behind. */
+/** Removes probe sandboxes an interrupted read left behind (PodSandbox.id 1, created_at 4 in ns). */
 async function removeLeftovers(upstream: UnaryCaller): Promise<void> {
   const selector = lenField(3, Buffer.concat([stringField(1, PROBE_LABEL), stringField(2, 'true')]));
   const list = await call(upstream, 'ListPodSandbox', lenField(1, selector));
-  for (const id of decodeSandboxIds(list)) await removeSandbox(upstream, id);
+  const before = (Date.now() - LEFTOVER_AGE_MS) * 1e6;
+  for (const item of getRepeatedMessages(list, 1)) {
+    if (getVarint(item, 4) < before) await removeSandbox(upstream, getString(item, 1));
+  }
 }
 
 /** The sandbox image the runtime names in its verbose Status (containerd: config.sandboxImage). */
@@ -235,6 +241,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
       .then(async () => {
         let reading: RuntimeDefaultReading;
         let profile: P;
+        const started = performance.now();
         try {
           reading = await read(upstream);
           profile = this.opts.decode(reading.bytes);
@@ -243,7 +250,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
           throw err.reason === 'RUNTIME_DEFAULT_UNAVAILABLE' ? err : unavailable(`the runtime default profile cannot be used: ${err.message}`, e);
         }
         const known = { profile, sha: sha256Hex(reading.bytes) };
-        this.opts.logger.log('info', 'runtime default profile read from the runtime', { sandboxImage: reading.sandboxImage, sha256: known.sha });
+        this.opts.logger.log('info', 'runtime default profile read from the runtime', { sandboxImage: reading.sandboxImage, sha256: known.sha, ms: Math.round(performance.now() - started) });
         return known;
       });
     this.reading = p;

@@ -11,7 +11,8 @@ import { after, describe, it } from 'node:test';
 import { ProfileApplier } from '../../../src/cri/apply.js';
 import type { AppArmorOps, SeccompOps, ShimDeps, UnaryCaller } from '../../../src/cri/deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
-import { baselineLooserThanRuntimeDefault, RuntimeDefaultSource, seccompOfStatusInfo, type RuntimeDefaultReading } from '../../../src/cri/runtime-default.js';
+import { baselineLooserThanRuntimeDefault, PROBE_LABEL, readRuntimeDefault, RuntimeDefaultSource, seccompOfStatusInfo, type RuntimeDefaultReading } from '../../../src/cri/runtime-default.js';
+import { decode, encode, type Msg } from '../../helpers/cri-client.js';
 import { SpokeError } from '../../../src/core/errors.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { silentLogger, type Logger } from '../../../src/core/runtime.js';
@@ -225,6 +226,59 @@ describe('RuntimeDefaultSource', () => {
     assert.throws(() => seccompOfStatusInfo(JSON.parse('{"runtimeSpec":{"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["x"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":18446744073709551615,"op":"SCMP_CMP_EQ"}]}]}}}}')), unavailable);
     assert.throws(() => seccompOfStatusInfo(info(undefined)), unavailable);
     assert.throws(() => seccompOfStatusInfo({}), unavailable);
+  });
+});
+
+describe('readRuntimeDefault: the CRI calls of one read', () => {
+  // The calls and their order against a scripted runtime (the real one: test/integration/shim-base-profiles.test.ts).
+  function runtime(o: { leftovers?: { id: string; ageMs: number }[]; failCreate?: boolean } = {}) {
+    const calls: { method: string; req: Msg }[] = [];
+    const seccompJson = JSON.parse(RUNTIME_DEFAULT.toString()) as unknown;
+    const responses: Record<string, [string, string, (req: Msg) => Msg]> = {
+      Status: ['StatusRequest', 'StatusResponse', () => ({ info: { config: JSON.stringify({ sandboxImage: 'registry.k8s.io/pause:3.9' }) } })],
+      ListPodSandbox: ['ListPodSandboxRequest', 'ListPodSandboxResponse', () => ({ items: (o.leftovers ?? []).map((l) => ({ id: l.id, created_at: String(BigInt(Date.now() - l.ageMs) * 1_000_000n) })) })],
+      RunPodSandbox: ['RunPodSandboxRequest', 'RunPodSandboxResponse', () => ({ pod_sandbox_id: 'probe-sb' })],
+      CreateContainer: ['CreateContainerRequest', 'CreateContainerResponse', () => ({ container_id: 'probe-ctr' })],
+      ContainerStatus: ['ContainerStatusRequest', 'ContainerStatusResponse', () => ({ info: { info: JSON.stringify({ runtimeSpec: { linux: { seccomp: seccompJson } } }) } })],
+      RemoveContainer: ['RemoveContainerRequest', 'RemoveContainerResponse', () => ({})],
+      StopPodSandbox: ['StopPodSandboxRequest', 'StopPodSandboxResponse', () => ({})],
+      RemovePodSandbox: ['RemovePodSandboxRequest', 'RemovePodSandboxResponse', () => ({})],
+    };
+    const upstream: UnaryCaller = {
+      unary: async (path, request) => {
+        const method = path.slice(path.lastIndexOf('/') + 1);
+        const [reqType, resType, answer] = responses[method]!;
+        const req = decode(reqType, request);
+        calls.push({ method, req });
+        if (method === 'CreateContainer' && o.failCreate) throw Object.assign(new Error('image not found'), { grpcCode: 5 });
+        return encode(resType, answer(req));
+      },
+    };
+    return { upstream, calls };
+  }
+
+  it('Status → probe sandbox (host network, labelled) → RuntimeDefault container from the sandbox image → spec → removed', async () => {
+    const r = runtime();
+    const reading = await readRuntimeDefault(r.upstream);
+    assert.deepEqual(JSON.parse(reading.bytes.toString()), JSON.parse(RUNTIME_DEFAULT.toString()));
+    assert.equal(reading.sandboxImage, 'registry.k8s.io/pause:3.9');
+    assert.deepEqual(r.calls.map((c) => c.method), ['Status', 'ListPodSandbox', 'RunPodSandbox', 'CreateContainer', 'ContainerStatus', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox']);
+    assert.equal(r.calls[0]!.req.verbose, true);
+    const run = r.calls[2]!.req.config as Msg;
+    assert.deepEqual(run.labels, { [PROBE_LABEL]: 'true' });
+    const sc = ((run.linux as Msg).security_context as Msg);
+    assert.equal((sc.namespace_options as Msg).network, 'NODE');
+    const create = r.calls[3]!.req.config as Msg;
+    assert.equal((create.image as Msg).image, 'registry.k8s.io/pause:3.9');
+    assert.deepEqual((((create.linux as Msg).security_context as Msg).seccomp as Msg).profile_type, 'RuntimeDefault');
+    assert.equal(r.calls[4]!.req.verbose, true);
+  });
+
+  it('a failed create still removes the probe sandbox; only leftovers older than any read are removed first', async () => {
+    const r = runtime({ failCreate: true, leftovers: [{ id: 'old', ageMs: 60 * 60_000 }, { id: 'in-progress', ageMs: 1000 }] });
+    await assert.rejects(readRuntimeDefault(r.upstream), unavailable);
+    const removed = r.calls.filter((c) => c.method === 'RemovePodSandbox').map((c) => c.req.pod_sandbox_id);
+    assert.deepEqual(removed, ['old', 'probe-sb']);
   });
 });
 
