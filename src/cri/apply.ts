@@ -150,6 +150,18 @@ export class ProfileApplier<P> {
     return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained };
   }
 
+  /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */
+  private async runtimeDefault(ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
+    const source = this.deps.runtimeDefault;
+    try {
+      if (source === undefined) throw new SpokeError('Unavailable', 'this shim has no source for the runtime default profile');
+      return await source.get();
+    } catch (e) {
+      const err = asSpokeError(e, 'Unavailable');
+      throw new SpokeError('Unavailable', `${ctx.who}: cannot honour the RuntimeDefault base profile: ${err.message}`, {}, { reason: 'RUNTIME_DEFAULT_UNAVAILABLE', cause: e });
+    }
+  }
+
   /**
    * An AppArmor SecurityProfile of type OCI → the effective profile (node AppArmor baseline ∩
    * artifact), its generated name and checked policy text. Loading is the caller's (the in-use
@@ -193,18 +205,6 @@ export class ProfileApplier<P> {
     }
     this.deps.logger.log('info', 'OCI AppArmor profile prepared', { who: ctx.who, reference: canonical, digest: ref.digest, rule, name: prepared.name });
     return { name: prepared.name, text: prepared.text, digest: ref.digest, reference: canonical };
-  }
-
-  /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */
-  private async runtimeDefault(ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
-    const source = this.deps.runtimeDefault;
-    try {
-      if (source === undefined) throw new SpokeError('Unavailable', 'this shim has no source for the runtime default profile');
-      return await source.get();
-    } catch (e) {
-      const err = asSpokeError(e, 'Unavailable');
-      throw new SpokeError('Unavailable', `${ctx.who}: cannot honour the RuntimeDefault base profile: ${err.message}`, {}, { reason: 'RUNTIME_DEFAULT_UNAVAILABLE', cause: e });
-    }
   }
 
   private async readBase(localhostRef: string, ctx: ApplyContext): Promise<{ profile: P; sha: string }> {

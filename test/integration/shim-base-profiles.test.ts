@@ -121,6 +121,9 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
 
   test('spoke runtime-default prints the RuntimeDefault containerd puts in a container runtime spec', async () => {
+    const help = await spoke(['runtime-default', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: spoke runtime-default /);
     const r = await spoke(['runtime-default', '--upstream', ctrd.socket, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { sandboxImage: string; sha256: string; profile: Msg };
