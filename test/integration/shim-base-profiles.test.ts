@@ -7,6 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
@@ -20,6 +22,7 @@ import type { Digest } from '../../src/core/digest.js';
 import { actionRank, decodeSeccomp, evaluate, X86_SYSCALL_NAMES, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
 
 const HANDLER = 'runc';
+const execFileP = promisify(execFile);
 /** Argument vectors that reach the conditional rules of containerd's default (clone namespace flags, personality values). */
 const PROBE_ARGS: bigint[][] = [[0n], [0x10000000n], [0x7e020000n], [0x0040000n], [0xffffffffn]];
 
@@ -217,6 +220,29 @@ describe('base profiles and privileged containers through the shim', { timeout: 
       const cid = await cri.startBusybox(p, 'unspecified', { seccomp: oci(denyMkdir, {}) });
       assert.match(await cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
       assert.equal(await unshareAllowed(cid), true, 'no RuntimeDefault base was added');
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('runtime default unknown (sandbox image gone): a RuntimeDefault-based profile fails UNAVAILABLE, never runs without its base; it recovers', async () => {
+    const p = await pod();
+    try {
+      const failures = shim!.logs().filter((l) => /runtime default profile unavailable/.test(String(l.msg))).length;
+      await execFileP('ctr', ['-a', ctrd.socket, '-n', 'k8s.io', 'images', 'rm', PAUSE_IMAGE]);
+      tap.cutAll(); // the shim reconnects and reads the runtime default again: the probe cannot be created
+      await waitForLog(shim!, (l) => /runtime default profile unavailable/.test(String(l.msg)), failures + 1);
+      const before = tap.streams().length;
+      await assert.rejects(cri.startBusybox(p, 'rd-unknown', { seccomp: oci(permissive, RD_BASE) }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /^Unavailable: container default\/base-\d+\/rd-unknown: cannot honour the RuntimeDefault base/.test(e.details));
+      assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('rd-unknown'))), 'containerd never saw the create');
+      // Without a RuntimeDefault base nothing is missing.
+      await cri.startBusybox(p, 'no-base', { seccomp: oci(denyMkdir) });
+      const reads = shim!.logs().filter(rdRead).length;
+      await ctrd.importImages();
+      tap.cutAll();
+      await waitForLog(shim!, rdRead, reads + 1);
+      const cid = await cri.startBusybox(p, 'rd-known', { seccomp: oci(permissive, RD_BASE) });
+      assert.equal(await unshareAllowed(cid), false);
     } finally {
       await removePod(p.id);
     }
