@@ -146,6 +146,7 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   test('at start the shim reads the runtime default from containerd and warns that the baseline is looser', async () => {
     const [read] = await waitForLog(shim!, rdRead);
     assert.equal(read!.sandboxImage, PAUSE_IMAGE);
+    process.stdout.write(`# runtime default read from containerd in ${String(read!.ms)} ms (probe sandbox + container, created, read, removed)\n`);
     const warn = (await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg))))[0]!;
     // An ALLOW-everything baseline differs from the runtime default first of all in its default action.
     assert.ok((warn.rules as string[]).includes('default action'), JSON.stringify(warn.rules));
