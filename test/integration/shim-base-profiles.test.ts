@@ -132,7 +132,12 @@ describe('base profiles and privileged containers through the shim', { timeout: 
     const out = JSON.parse(r.stdout) as { sandboxImage: string; sha256: string; profile: Msg };
     assert.equal(out.sandboxImage, PAUSE_IMAGE);
     assert.match(out.sha256, /^[0-9a-f]{64}$/);
-    assert.deepEqual(out.profile, await liveRuntimeDefault());
+    const live = await liveRuntimeDefault();
+    assert.deepEqual(out.profile, live);
+    // Without --json: the profile alone, a file the config key runtimeDefault can pin.
+    const plain = await spoke(['runtime-default', '--upstream', ctrd.socket]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.deepEqual(decodeSeccomp(Buffer.from(plain.stdout)), asProfile(live));
     // The probe is gone.
     const direct = new CriClient(ctrd.socket);
     try {
