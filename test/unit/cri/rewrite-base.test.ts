@@ -119,4 +119,15 @@ describe('base profile plumbing', () => {
     await rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig({ seccomp: { profile_type: 'RuntimeDefault' }, annotations: ann }) }), h.deps);
     assert.deepEqual(h.resolved[0]!.profile.base, { type: BASE_RUNTIME_DEFAULT, localhostRef: '' });
   });
+
+  it('annotation mode: a RuntimeDefault base that cannot be honoured fails the call with its code and reason, naming the annotation', async () => {
+    const h = harness();
+    h.deps.seccomp = async () => {
+      throw new SpokeError('Unavailable', 'runtime default unknown', {}, { reason: 'RUNTIME_DEFAULT_UNAVAILABLE' });
+    };
+    await assert.rejects(
+      rewriteCreateContainer(createReq({ seccomp: { profile_type: 'RuntimeDefault' }, annotations: { [`${SC}pod`]: REF } }), h.deps),
+      (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable' && e.reason === 'RUNTIME_DEFAULT_UNAVAILABLE' && e.context.annotation === `${SC}pod`,
+    );
+  });
 });
