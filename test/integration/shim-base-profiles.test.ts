@@ -155,6 +155,9 @@ describe('base profiles and privileged containers through the shim', { timeout: 
     const warn = (await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg))))[0]!;
     // An ALLOW-everything baseline differs from the runtime default first of all in its default action.
     assert.ok((warn.rules as string[]).includes('default action'), JSON.stringify(warn.rules));
+    // A reloaded baseline is compared again.
+    shim!.child.kill('SIGHUP');
+    await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg)), 2);
   });
 
   test('privileged container with an OCI profile: INVALID_ARGUMENT naming it, nothing in use, containerd never sees the create', async () => {
