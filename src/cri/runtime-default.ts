@@ -122,7 +122,7 @@ async function removeLeftovers(upstream: UnaryCaller): Promise<void> {
 }
 
 /** The sandbox image the runtime names in its verbose Status (containerd: config.sandboxImage). */
-export async function sandboxImageOf(upstream: UnaryCaller): Promise<string> {
+async function sandboxImageOf(upstream: UnaryCaller): Promise<string> {
   const config = infoJson(await call(upstream, 'Status', boolField(1, true)), 'config', 'Status');
   const image = member(config, 'sandboxImage');
   if (typeof image !== 'string' || image === '') {
