@@ -22,6 +22,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   controller: { summary: 'run the ProfileBinding admission webhooks (list/watch cache, status)', load: () => import('./commands/controller.js') },
   status: { summary: "check this node: policy, baseline, store, and the shim's CRI socket and feature flag", load: () => import('./commands/status.js') },
   shim: { summary: 'the KEP-6061 CRI shim between the kubelet and the runtime (node daemon)', load: () => import('./commands/shim.js') },
+  'runtime-default': { summary: "print the runtime's default seccomp profile (what a RuntimeDefault base means), read live from the runtime", load: () => import('./commands/runtime-default.js') },
   sign: { summary: 'sign an artifact digest with a local key (sigstore bundle referrer and/or cosign .sig); prints the digest reference', load: () => import('./commands/sign.js') },
   verify: { summary: "verify REF's signature offline under the node policy; prints the signer, format and identity", load: () => import('./commands/verify.js') },
 };

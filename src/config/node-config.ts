@@ -30,6 +30,11 @@ export interface NodeConfig {
   readonly annotations: boolean;
   /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
   readonly authFile: string | undefined;
+  /**
+   * A pinned runtime default seccomp profile (what a RuntimeDefault base means); undefined = read
+   * live from the runtime (src/cri/runtime-default.ts).
+   */
+  readonly runtimeDefault: string | undefined;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
@@ -44,10 +49,11 @@ export const NODE_CONFIG_KEYS = [
   'logLevel',
   'annotations',
   'authFile',
+  'runtimeDefault',
 ] as const satisfies readonly (keyof NodeConfig)[];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
-const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile'] as const;
+const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault'] as const;
 
 /** The shipped baseline, `policy/seccomp-baseline.json` in the package (found from this module's location). */
 export function defaultBaselinePath(): string {
@@ -74,6 +80,7 @@ export function defaultNodeConfig(): NodeConfig {
     logLevel: 'info',
     annotations: false,
     authFile: undefined,
+    runtimeDefault: undefined,
   };
 }
 

@@ -43,7 +43,7 @@ export interface ProfileAnnotation {
 export function annotationError(key: string, e: unknown): SpokeError {
   const err = asSpokeError(e);
   if (err.context.annotation === key) return err;
-  return new SpokeError(err.code, `annotation ${key}: ${err.message}`, { ...err.context, annotation: key }, { cause: e });
+  return new SpokeError(err.code, `annotation ${key}: ${err.message}`, { ...err.context, annotation: key }, { cause: e, reason: err.reason });
 }
 
 export class ProfileAnnotations {

@@ -3,12 +3,16 @@
 //   oci_ref → digest → the stored artifact (never pulled: FailedPrecondition "has not been
 //   pulled") → effective = intersect(node baseline, pod base profile, artifact) → written
 //   content-addressed and atomically to <seccompRoot>/spoke/<sha256 hex>.json → Localhost ref.
-// Base profiles: RuntimeDefault adds nothing: the node baseline is required to be at least as
-// strict as the runtime's default profile (the shipped baseline is derived from it), so
-// baseline ∩ RuntimeDefault = baseline. Localhost: the path must resolve (realpath) under the
-// seccomp root; the file is read from an fd (regular file, ≤ 1 MiB), decoded and validated at
-// ValidateStrict level, then layered in as the second input. Its errors name the JSON path at
-// fault but never quote the file's bytes: they reach pod events.
+// Base profiles, the second merge input: RuntimeDefault is the runtime's real default profile
+// (runtime-default.ts: read live from the running runtime, or the pinned file); when it is not
+// known the call fails Unavailable (reason RUNTIME_DEFAULT_UNAVAILABLE, transient: the kubelet
+// retries) and the base is never dropped. Localhost: the file is read (≤ 1 MiB), decoded and
+// validated at ValidateStrict level. A base_profile of type BaseTypeUnspecified (0) with no
+// localhost_ref means no base (KEP-6061 §2 CRI text); with a localhost_ref it is refused
+// (InvalidArgument, BASE_PROFILE) rather than guess whether a base was meant.
+// A Localhost path must resolve (realpath) under the seccomp root and is read from an fd
+// (regular file, ≤ 1 MiB); its errors name the JSON path at fault but never quote the file's
+// bytes: they reach pod events.
 // The node policy is decided again here, for the pod's namespace and under the current policy
 // (a digest pulled for one namespace, or before a deny rule or a signer revocation, serves no
 // pod the policy now refuses); a rule that requires signatures needs a verdict recorded under
@@ -27,7 +31,7 @@ import { formatReference, parseReference, type Reference } from '../core/referen
 import { decide } from '../policy/decide.js';
 import { writeFileAtomic } from '../store/fsutil.js';
 import type { ShimDeps } from './deps.js';
-import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
+import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
 
 export interface Applied {
   /** Absolute path of the effective profile (the new localhost_ref). */
@@ -70,7 +74,8 @@ export class ProfileApplier<P> {
   /**
    * Merges already computed, per baseline object (a reloaded baseline is a new object, so its
    * merges start afresh), keyed by artifact digest and base. intersect() is pure and its inputs
-   * are content-addressed (the artifact by digest, a Localhost base by the sha256 of its bytes),
+   * are content-addressed (the artifact by digest, a Localhost base and the runtime default by
+   * the sha256 of their bytes, so a runtime default read anew with other content is a new key),
    * so a hit is exactly the merge that would be computed; every create of a pod that uses a
    * profile already applied skips decode, merge and constraint formatting.
    */
@@ -123,13 +128,10 @@ export class ProfileApplier<P> {
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
     const { seccomp, logger } = this.deps;
     const { ref, canonical, bytes, rule } = await this.stored(profile, 'seccomp', ctx);
+    const baseType = baseTypeOf(profile, ctx);
     let base: { profile: P; sha: string } | undefined;
-    if (profile.base !== undefined) {
-      if (profile.base.type === BASE_LOCALHOST) base = await this.readBase(profile.base.localhostRef, ctx);
-      else if (profile.base.type !== BASE_RUNTIME_DEFAULT) {
-        throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile type ${profile.base.type} is not RuntimeDefault or Localhost`);
-      }
-    }
+    if (baseType === BASE_LOCALHOST) base = await this.readBase(profile.base!.localhostRef, ctx);
+    else if (baseType === BASE_RUNTIME_DEFAULT) base = await this.runtimeDefault(ctx);
 
     const baseline = this.deps.baseline();
     let cache = this.merges.get(baseline as object);
@@ -162,7 +164,7 @@ export class ProfileApplier<P> {
         who: ctx.who,
         reference: canonical,
         digest: ref.digest,
-        baseProfile: profile.base?.type === BASE_LOCALHOST ? profile.base.localhostRef : profile.base ? 'RuntimeDefault' : undefined,
+        baseProfile: baseType === BASE_LOCALHOST ? profile.base!.localhostRef : baseType === BASE_RUNTIME_DEFAULT ? 'RuntimeDefault' : undefined,
         constrained: merged.constrained,
         rules: merged.rules,
       });
@@ -171,14 +173,28 @@ export class ProfileApplier<P> {
     return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained };
   }
 
+  /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */
+  private async runtimeDefault(ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
+    const source = this.deps.runtimeDefault;
+    try {
+      if (source === undefined) throw new SpokeError('Unavailable', 'this shim has no source for the runtime default profile');
+      return await source.get();
+    } catch (e) {
+      const err = asSpokeError(e, 'Unavailable');
+      throw new SpokeError('Unavailable', `${ctx.who}: cannot honour the RuntimeDefault base profile: ${err.message}`, {}, { reason: 'RUNTIME_DEFAULT_UNAVAILABLE', cause: e });
+    }
+  }
+
   /**
    * An AppArmor SecurityProfile of type OCI → the effective profile (node AppArmor baseline ∩
    * artifact), its generated name and checked policy text. Loading is the caller's (the in-use
    * tracker loads under its lock, so a concurrent unload cannot remove a profile being claimed).
    * Fails first, before any store access, where the kernel has no AppArmor: an AppArmor profile
-   * is never silently dropped. A base_profile may only be RuntimeDefault (it adds nothing: the
-   * node baseline is at least as strict as the runtime default); a Localhost AppArmor base is
-   * policy text spoke cannot intersect and is refused.
+   * is never silently dropped. A base_profile may only be RuntimeDefault (or unspecified); it
+   * adds nothing to the structured merge: the rule classes a runtime's default AppArmor profile
+   * adds (mount, ptrace, signal, deny rules under /proc and /sys) come from the render template
+   * (src/profiles/apparmor/render.ts). A Localhost AppArmor base is policy text spoke cannot
+   * intersect and is refused.
    */
   async prepareAppArmor(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<AppArmorPrepared> {
     const ops = this.deps.appArmor;
@@ -187,7 +203,8 @@ export class ProfileApplier<P> {
         reference: profile.ociRef.slice(0, 600),
       });
     }
-    if (profile.base !== undefined && profile.base.type !== BASE_RUNTIME_DEFAULT) {
+    const baseType = baseTypeOf(profile, ctx);
+    if (baseType !== undefined && baseType !== BASE_RUNTIME_DEFAULT) {
       throw new SpokeError('InvalidArgument', `${ctx.who}: an AppArmor profile of type OCI takes only a RuntimeDefault base_profile`);
     }
     const { ref, canonical, bytes, rule } = await this.stored(profile, 'apparmor', ctx);
@@ -284,6 +301,23 @@ async function holds(path: string, bytes: Buffer): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * The base_profile's type, undefined when there is none: absent, or BaseTypeUnspecified with
+ * nothing else set. Any other type than RuntimeDefault or Localhost is refused.
+ */
+function baseTypeOf(profile: SecurityProfileMsg, ctx: ApplyContext): number | undefined {
+  const base = profile.base;
+  if (base === undefined) return undefined;
+  if (base.type === BASE_UNSPECIFIED) {
+    if (base.localhostRef === '') return undefined;
+    throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile has a localhost_ref but no type`, {}, { reason: 'BASE_PROFILE' });
+  }
+  if (base.type !== BASE_RUNTIME_DEFAULT && base.type !== BASE_LOCALHOST) {
+    throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile type ${base.type} is not RuntimeDefault or Localhost`, {}, { reason: 'BASE_PROFILE' });
+  }
+  return base.type;
 }
 
 function sameReference(stored: string, canonical: string): boolean {

@@ -41,6 +41,28 @@ export interface AppArmorOps {
   unload(name: string): Promise<void>;
 }
 
+/** A unary CRI call to the upstream runtime (Upstream.unary). */
+export interface UnaryCaller {
+  unary(path: string, request: Uint8Array, timeoutMs?: number): Promise<Buffer>;
+}
+
+/** The runtime's default seccomp profile and the sha256 (hex) of the bytes it was decoded from. */
+export interface KnownRuntimeDefault<P> {
+  profile: P;
+  sha: string;
+}
+
+/**
+ * Where a RuntimeDefault base comes from (runtime-default.ts: read live from the runtime, or a
+ * pinned file). get() waits for a read in progress and throws Unavailable
+ * (RUNTIME_DEFAULT_UNAVAILABLE) when the profile is not known.
+ */
+export interface RuntimeDefaultProvider<P> {
+  get(): Promise<KnownRuntimeDefault<P>>;
+  /** Called on every upstream connect (start and each reconnect): read the profile again. */
+  refresh?(upstream: UnaryCaller): void;
+}
+
 export interface ShimDeps<P = unknown> {
   pipeline: ShimPipeline;
   store: ShimStore;
@@ -58,6 +80,8 @@ export interface ShimDeps<P = unknown> {
    * profile is decided again at RunPodSandbox / CreateContainer. A rejection refuses the call.
    */
   policy: () => Promise<Policy>;
+  /** The runtime's default seccomp profile; undefined: every RuntimeDefault base fails. */
+  runtimeDefault?: RuntimeDefaultProvider<P>;
 }
 
 export type { Digest, ProfileKind };

@@ -53,6 +53,8 @@ export const PROFILE_RUNTIME_DEFAULT = 0;
 export const PROFILE_UNCONFINED = 1;
 export const PROFILE_LOCALHOST = 2;
 export const PROFILE_OCI = 3;
+/** SecurityProfileBase.BaseType: Unspecified (0) means no base (KEP-6061 §2). */
+export const BASE_UNSPECIFIED = 0;
 export const BASE_RUNTIME_DEFAULT = 1;
 export const BASE_LOCALHOST = 2;
 

@@ -6,7 +6,12 @@
 // to do are not touched at all (the caller forwards the original).
 //
 // Fail-closed rules: profile type OCI never reaches the upstream (seccomp and AppArmor alike;
-// AppArmor fails FailedPrecondition where the kernel has no AppArmor). A path whose messages
+// AppArmor fails FailedPrecondition where the kernel has no AppArmor). A privileged container
+// whose effective profile (its own, else the pod-level one it inherits) is OCI, and a privileged
+// sandbox with a pod-level OCI profile, are refused InvalidArgument (reason
+// PRIVILEGED_CONTAINER) before anything is resolved: containerd runs privileged containers
+// without seccomp or AppArmor, so the profile would be recorded and logged as applied while
+// nothing enforces it (KEP-6061 §1 rejects such containers at validation). A path whose messages
 // occur more than once (legal protobuf, merged by the receiver, never sent by the kubelet) is
 // refused when the merged profile or any occurrence is OCI, rather than guessing which bytes to
 // edit; an annotation edit on such a path is refused the same way (WireError → InvalidArgument).
@@ -22,7 +27,10 @@
 //   3. KEP profile Localhost      → conflict: InvalidArgument naming the annotation (two
 //                                   explicit profiles; spoke will not pick one).
 //   4. RuntimeDefault, Unconfined or unset → replaced by the annotation's profile, applied like
-//                                   an OCI profile with no base (node baseline ∩ artifact).
+//                                   an OCI profile: node baseline ∩ artifact, and when the
+//                                   replaced profile is RuntimeDefault it stays as the base
+//                                   (baseline ∩ runtime default ∩ artifact), so the annotation
+//                                   never runs looser than what the pod asked for.
 // InvalidArgument (gRPC INVALID_ARGUMENT) rather than FAILED_PRECONDITION for 2–3: the request
 // itself is contradictory and no change of node state makes it succeed.
 // RunPodSandbox: the pod-level seccomp annotation is applied to the sandbox (pause) too, as a
@@ -47,6 +55,7 @@ import type { LogLevel } from '../core/runtime.js';
 import { annotationError, ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
 import type { AppArmorPrepared, Applied, ApplyContext } from './apply.js';
 import {
+  BASE_RUNTIME_DEFAULT,
   CONTAINER_METADATA,
   CREATE_CONFIG,
   CREATE_SANDBOX_CONFIG,
@@ -170,9 +179,12 @@ function appArmorResolver(deps: RewriteDeps): AppArmorResolver {
  */
 function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | undefined, privileged: boolean, who: string): void {
   if (privileged) {
-    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} conflicts with a privileged ${who.startsWith('sandbox') ? 'sandbox' : 'container'}: privileged containers run without a ${ann.kind} profile`, {
-      annotation: ann.key,
-    });
+    throw new SpokeError(
+      'InvalidArgument',
+      `${who}: annotation ${ann.key} conflicts with a privileged ${who.startsWith('sandbox') ? 'sandbox' : 'container'}: privileged containers run without a ${ann.kind} profile`,
+      { annotation: ann.key },
+      { reason: 'PRIVILEGED_CONTAINER' },
+    );
   }
   if (kep?.profileType === PROFILE_LOCALHOST) {
     throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} conflicts with the explicit Localhost ${ann.kind} profile ${JSON.stringify(kep.localhostRef.slice(0, 200))}; set one or the other`, {
@@ -184,19 +196,30 @@ function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | undefin
   }
 }
 
-/** Pulls and applies an annotation's profile; any failure names the annotation. */
+/** A KEP OCI profile on a privileged container or sandbox (header): InvalidArgument naming it. */
+function privilegedOci(who: string, kind: ProfileKind): SpokeError {
+  const what = who.startsWith('sandbox') ? 'sandbox' : 'container';
+  return new SpokeError('InvalidArgument', `${who}: a privileged ${what} runs without a ${kind} profile; refusing its ${kind} profile of type OCI`, {}, { reason: 'PRIVILEGED_CONTAINER' });
+}
+
+/**
+ * Pulls and applies an annotation's profile; any failure names the annotation. `kep` is the KEP
+ * profile the annotation replaces (rule 4): a RuntimeDefault one stays as the base.
+ */
 async function fromAnnotation<T>(
   deps: AnnotationDeps,
   ann: ProfileAnnotation,
+  kep: SecurityProfileMsg | undefined,
   namespace: string | undefined,
   who: string,
   resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>,
 ): Promise<T> {
   const ctx = { who: `${who} (annotation ${ann.key})`, namespace };
+  const base = kep?.profileType === PROFILE_RUNTIME_DEFAULT ? { type: BASE_RUNTIME_DEFAULT, localhostRef: '' } : undefined;
   try {
     await deps.ready?.(ann.kind, ctx);
     await deps.pull({ reference: ann.reference, kind: ann.kind, ...(namespace !== undefined ? { namespace } : {}) });
-    return await resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base: undefined }, ctx);
+    return await resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base }, ctx);
   } catch (e) {
     const err = annotationError(ann.key, e);
     deps.log?.(err.code === 'PermissionDenied' ? 'warn' : 'error', 'profile annotation refused', { who, annotation: ann.key, reference: ann.reference, code: err.code, error: err.message });
@@ -229,6 +252,8 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const annotations = deps.annotations ? ProfileAnnotations.read(config) : ProfileAnnotations.NONE;
   const ann = annotations.size > 0 && !site.oci ? annotations.forPod('seccomp') : undefined;
   if (!aa.oci && !site.oci && ann === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
+  const privileged = privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED);
+  if (privileged && (site.oci || aa.oci)) throw privilegedOci(who, site.oci ? 'seccomp' : 'apparmor');
 
   let out = payload;
   let holds: Applied | undefined;
@@ -236,8 +261,8 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
     if (annotations.size > 0) ignored(deps.annotations, () => annotations.forPod('seccomp'), who);
     holds = await deps.seccomp(site.profile!, { who, namespace });
   } else if (ann !== undefined) {
-    checkConflict(ann, site.profile, privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED), who);
-    holds = await fromAnnotation(deps.annotations!, ann, namespace, who, deps.seccomp);
+    checkConflict(ann, site.profile, privileged, who);
+    holds = await fromAnnotation(deps.annotations!, ann, site.profile, namespace, who, deps.seccomp);
   }
   if (holds) out = replaceMessageAt(out, POD_SECCOMP_IN_RUN, encodeLocalhostProfile(holds.path));
   const appArmor: AppArmorPrepared[] = [];
@@ -292,7 +317,7 @@ async function containerKind<T>(
     out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
   } else if ((ann = read()) !== undefined) {
     checkConflict(ann, ctr.profile ?? pod.profile, ctx.privileged, who);
-    const applied = await fromAnnotation(ctx.deps.annotations!, ann, ctx.namespace, who, s.resolve);
+    const applied = await fromAnnotation(ctx.deps.annotations!, ann, ctr.profile ?? pod.profile, ctx.namespace, who, s.resolve);
     held.push(applied);
     out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
@@ -320,6 +345,16 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   if (!anyOci && annotations.size === 0 && recording === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 
   const ctx = { annotations, deps, container, namespace: namespaceOf(sandboxConfig), privileged: privilegedAt(payload, CTR_SECCTX_IN_CREATE, CTR_PRIVILEGED) };
+  if (ctx.privileged) {
+    for (const [kind, ctrPath, podPath] of [
+      ['seccomp', CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE],
+      ['apparmor', CTR_APPARMOR_IN_CREATE, POD_APPARMOR_IN_CREATE],
+    ] as const) {
+      // The effective profile: the container's own, else the pod-level one it inherits.
+      const own = inspect(payload, ctrPath, who);
+      if (own.oci || (own.profile === undefined && inspect(payload, podPath, who).oci)) throw privilegedOci(who, kind);
+    }
+  }
   // Decided on the request as the kubelet sent it, before any edit.
   const logging = recording ? recordingProfileFor(payload, recording, deps, ctx, who) : undefined;
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);

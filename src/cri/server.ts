@@ -176,7 +176,13 @@ export class ShimServer<P = unknown> {
   constructor(private readonly opts: ShimServerOptions<P>) {
     this.logger = opts.deps.logger;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.upstream = new Upstream(opts.upstream, this.logger, { onConnect: () => this.scheduleRebuild(0) });
+    this.upstream = new Upstream(opts.upstream, this.logger, {
+      onConnect: () => {
+        this.scheduleRebuild(0);
+        // A (re)started runtime may be another version: its default profile is read again.
+        opts.deps.runtimeDefault?.refresh?.(this.upstream);
+      },
+    });
     this.applier = new ProfileApplier(opts.deps);
     this.inUse = new InUseTracker(opts.deps.store, this.logger, opts.deps.appArmor);
     this.owned = new OwnedHandlers(opts.deps);

@@ -13,7 +13,8 @@ import { createAppArmorOps } from '../../cri/apparmor.js';
 import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { decodeSeccomp, formatConstraint, intersect, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import { decodeSeccomp, formatConstraint, intersect, validate, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import { baselineLooserThanRuntimeDefault, RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
 import { ProfileStore } from '../../store/store.js';
 import { parseCommand } from '../args.js';
@@ -27,7 +28,9 @@ The KEP-6061 CRI shim. Serves CRI on --listen (point the kubelet's
 (containerd or CRI-O) byte for byte, except: PullSecurityProfileArtifact /
 PullSecurityProfile, ListSecurityProfiles and RemoveSecurityProfile are answered by spoke;
 RunPodSandbox / CreateContainer requests whose seccomp profile is of type OCI get a Localhost
-profile = node baseline ∩ pod base profile ∩ artifact; an AppArmor profile of type OCI is
+profile = node baseline ∩ pod base profile ∩ artifact (a RuntimeDefault base is the runtime's
+own default profile, see below); a KEP OCI profile on a privileged container or sandbox is
+refused (INVALID_ARGUMENT: the runtime would not enforce it); an AppArmor profile of type OCI is
 merged with the shipped AppArmor baseline (policy/apparmor-baseline.json), loaded under a
 generated name and set as Localhost (fails where the kernel has no AppArmor); the Status
 response advertises features.security_profile_oci_artifact. Every setting may come from the
@@ -69,6 +72,14 @@ options:
                        replaced (the logging profile is looser than RuntimeDefault); Localhost,
                        OCI, Unconfined, a profile annotation or a privileged container is kept
                        (logged). Without this flag the annotation is ignored (logged)
+
+RuntimeDefault: at start and after every reconnect to the runtime, the shim reads the runtime's
+default seccomp profile from the runtime itself (a throwaway sandbox and container from the
+sandbox image that CRI Status names, created with RuntimeDefault, read from the runtime spec and
+removed; see spoke runtime-default). Config key runtimeDefault: FILE pins a profile instead.
+While it is not known, OCI profiles with a RuntimeDefault base (and annotations replacing a
+RuntimeDefault profile) fail UNAVAILABLE; the base is never dropped. A baseline that permits
+what the runtime default denies is logged as a warning at start.
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
 SIGHUP reloads the policy and the baseline.`;
@@ -155,6 +166,13 @@ export async function run(argv: string[]): Promise<number> {
     intersect: (b, base, a) => intersect(b, base, a),
     formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
   };
+  // The runtime's default profile: what a RuntimeDefault base means (src/cri/runtime-default.ts).
+  const runtimeDefault = new RuntimeDefaultSource<SeccompProfile>({
+    decode: decodeRuntimeDefault,
+    logger,
+    ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinned(config.runtimeDefault) } } : {}),
+    onChange: (rd) => baselineLooserThanRuntimeDefault(seccomp, baseline, rd, logger),
+  });
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
@@ -164,7 +182,7 @@ export async function run(argv: string[]): Promise<number> {
     annotations: config.annotations,
     recording: values.recording === true,
     // The pipeline's own policy holder: a create is decided under the policy its pull would see.
-    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, policy: async () => (await nodeContext()).policy.current() },
+    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, runtimeDefault, policy: async () => (await nodeContext()).policy.current() },
   });
   try {
     await shim.start();
@@ -196,6 +214,7 @@ export async function run(argv: string[]): Promise<number> {
       logger.log('info', 'shutting down', { signal, inFlight: server.inFlight() });
       void (async () => {
         await server.close();
+        runtimeDefault.close();
         await node?.close().catch(() => undefined);
         metricsServer?.close();
         resolve(0);
@@ -217,6 +236,8 @@ export async function run(argv: string[]): Promise<number> {
       try {
         baseline = loadBaseline(config.baseline);
         logger.log('info', 'baseline reloaded', { baseline: config.baseline });
+        const rd = runtimeDefault.current();
+        if (rd) baselineLooserThanRuntimeDefault(seccomp, baseline, rd, logger);
       } catch (e) {
         logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
       }
@@ -224,6 +245,21 @@ export async function run(argv: string[]): Promise<number> {
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });
   });
+}
+
+/** The runtime's own profile: strict decode, and what the runtime itself loads (not the artifact rules). */
+function decodeRuntimeDefault(bytes: Uint8Array): SeccompProfile {
+  const p = decodeSeccomp(bytes);
+  validate(p);
+  return p;
+}
+
+function readPinned(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `runtimeDefault ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path });
+  }
 }
 
 function loadBaseline(path: string): SeccompProfile {

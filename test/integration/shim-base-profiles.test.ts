@@ -1,0 +1,292 @@
+// Base profiles and privileged containers end to end: a CRI client (playing the kubelet) → the
+// real `spoke shim` process → real containerd 1.6 → runc. The RuntimeDefault base is the
+// runtime's real default, read live; the checks compare against containerd's RuntimeDefault as
+// read from a container's runtime spec, with the seccomp reference evaluator.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
+import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
+import { PAUSE_IMAGE } from '../helpers/busybox-image.js';
+import { spoke } from '../helpers/cli.js';
+import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
+import { ProfileStore } from '../../src/store/store.js';
+import type { Digest } from '../../src/core/digest.js';
+import { actionRank, decodeSeccomp, evaluate, X86_SYSCALL_NAMES, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
+
+const HANDLER = 'runc';
+const execFileP = promisify(execFile);
+/** Argument vectors that reach the conditional rules of containerd's default (clone namespace flags, personality values). */
+const PROBE_ARGS: bigint[][] = [[0n], [0x10000000n], [0x7e020000n], [0x0040000n], [0xffffffffn]];
+
+describe('base profiles and privileged containers through the shim', { timeout: 600_000 }, () => {
+  let ctrd: Containerd;
+  let reg: TestRegistry;
+  let work: string;
+  let tap: Tap;
+  let shim: ShimProc | undefined;
+  let cri: CriClient;
+  let shimArgs: string[];
+  let storeDir: string;
+  let permissive: string;
+  let denyMkdir: string;
+  let privRef: string;
+  let seq = 0;
+
+  const pullReq = (ref: string) => ({ image: { image: ref }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+  const oci = (ref: string, base?: Msg) => ({ profile_type: 'OCI', oci_ref: ref, ...(base ? { base_profile: base } : {}) });
+  const RD_BASE = { type: 'RuntimeDefault' };
+
+  async function pod(o: { privileged?: boolean; seccomp?: Msg; annotations?: Record<string, string> } = {}): Promise<{ id: string; config: Msg }> {
+    const logDir = join(work, `logs-${++seq}`);
+    mkdirSync(logDir, { recursive: true });
+    const config: Msg = { ...hostNetworkPod(`base-${seq}`, logDir, o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.annotations ? { annotations: o.annotations } : {}) };
+    if (o.privileged) ((config.linux as Msg).security_context as Msg).privileged = true;
+    const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
+    return { id, config };
+  }
+
+  async function removePod(id: string): Promise<void> {
+    await cri.rt('StopPodSandbox', { pod_sandbox_id: id });
+    await cri.rt('RemovePodSandbox', { pod_sandbox_id: id });
+  }
+
+  /** linux.seccomp of a container's runtime spec, as containerd reports it. */
+  async function specSeccomp(client: CriClient, cid: string): Promise<Msg> {
+    const st = await client.rt('ContainerStatus', { container_id: cid, verbose: true });
+    const info = JSON.parse((st.info as Record<string, string>).info!) as { runtimeSpec: { linux: { seccomp: Msg } } };
+    return info.runtimeSpec.linux.seccomp;
+  }
+  const asProfile = (m: Msg): SeccompProfile => decodeSeccomp(Buffer.from(JSON.stringify(m)));
+
+  const unshareAllowed = async (cid: string) => /UNSHARE_OK/.test(await cri.sh(cid, 'unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED'));
+
+  async function waitForLog(s: ShimProc, pred: (l: Record<string, unknown>) => boolean, count = 1): Promise<Record<string, unknown>[]> {
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const found = s.logs().filter(pred);
+      if (found.length >= count) return found;
+      if (Date.now() > until) throw new Error(`log line not seen: ${s.stderr().slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const rdRead = (l: Record<string, unknown>) => l.msg === 'runtime default profile read from the runtime';
+
+  /** containerd's RuntimeDefault, read from the runtime spec of a container created with it (directly, not through the shim). */
+  async function liveRuntimeDefault(): Promise<Msg> {
+    const direct = new CriClient(ctrd.socket);
+    try {
+      const logDir = join(work, `logs-direct-${++seq}`);
+      mkdirSync(logDir, { recursive: true });
+      const config = hostNetworkPod(`direct-${seq}`, logDir);
+      const id = (await direct.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
+      try {
+        const cid = (await direct.rt('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'rd' }, image: { image: PAUSE_IMAGE }, linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } }, sandbox_config: config }))
+          .container_id as string;
+        return await specSeccomp(direct, cid);
+      } finally {
+        await direct.rt('StopPodSandbox', { pod_sandbox_id: id });
+        await direct.rt('RemovePodSandbox', { pod_sandbox_id: id });
+      }
+    } finally {
+      direct.close();
+    }
+  }
+
+  before(async () => {
+    ctrd = await startContainerd();
+    reg = await startRegistry();
+    work = mkdtempSync('/tmp/skb-');
+    permissive = (await pushRawArtifact(reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
+    denyMkdir = (await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
+    privRef = (await pushRawArtifact(reg.host, 'profiles/priv', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(policy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${reg.host}/profiles`, '    kinds: [seccomp]', '    unsigned: true', `insecure: [${reg.host}]`, ''].join('\n'));
+    // A baseline that permits everything: whatever is denied below comes from the RuntimeDefault base.
+    const loose = join(work, 'loose-baseline.json');
+    writeFileSync(loose, ALLOW_ALL_SECCOMP);
+    tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
+    await tap.start();
+    storeDir = join(work, 'store');
+    shimArgs = ['--listen', join(work, 'shim.sock'), '--upstream', tap.listen, '--store', storeDir, '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--baseline', loose, '--annotations', '--log-level', 'info'];
+    shim = await startShim(shimArgs);
+    cri = new CriClient(join(work, 'shim.sock'));
+    for (const ref of [permissive, denyMkdir, privRef]) await cri.img('PullSecurityProfileArtifact', pullReq(ref));
+  });
+
+  after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
+
+  test('spoke runtime-default prints the RuntimeDefault containerd puts in a container runtime spec', async () => {
+    const help = await spoke(['runtime-default', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: spoke runtime-default /);
+    const r = await spoke(['runtime-default', '--upstream', ctrd.socket, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { sandboxImage: string; sha256: string; profile: Msg };
+    assert.equal(out.sandboxImage, PAUSE_IMAGE);
+    assert.match(out.sha256, /^[0-9a-f]{64}$/);
+    const live = await liveRuntimeDefault();
+    assert.deepEqual(out.profile, live);
+    // Without --json: the profile alone, a file the config key runtimeDefault can pin.
+    const plain = await spoke(['runtime-default', '--upstream', ctrd.socket]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.deepEqual(decodeSeccomp(Buffer.from(plain.stdout)), asProfile(live));
+    // The probe is gone.
+    const direct = new CriClient(ctrd.socket);
+    try {
+      const pods = (await direct.rt('ListPodSandbox', { filter: { label_selector: { 'spoke.dev/runtime-default-probe': 'true' } } })).items as Msg[];
+      assert.deepEqual(pods, []);
+    } finally {
+      direct.close();
+    }
+  });
+
+  test('at start the shim reads the runtime default from containerd and warns that the baseline is looser', async () => {
+    const [read] = await waitForLog(shim!, rdRead);
+    assert.equal(read!.sandboxImage, PAUSE_IMAGE);
+    process.stdout.write(`# runtime default read from containerd in ${String(read!.ms)} ms (probe sandbox + container, created, read, removed)\n`);
+    const warn = (await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg))))[0]!;
+    // An ALLOW-everything baseline differs from the runtime default first of all in its default action.
+    assert.ok((warn.rules as string[]).includes('default action'), JSON.stringify(warn.rules));
+    // A reloaded baseline is compared again.
+    shim!.child.kill('SIGHUP');
+    await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg)), 2);
+  });
+
+  test('privileged container with an OCI profile: INVALID_ARGUMENT naming it, nothing in use, containerd never sees the create', async () => {
+    const p = await pod({ privileged: true });
+    try {
+      const digest = privRef.slice(privRef.indexOf('@') + 1) as Digest;
+      const before = tap.streams().length;
+      await assert.rejects(cri.startBusybox(p, 'priv-ctr', { privileged: true, seccomp: oci(privRef) }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /container default\/base-\d+\/priv-ctr/.test(e.details));
+      assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('priv-ctr'))), 'no request carrying the container reached containerd');
+      assert.deepEqual(await new ProfileStore({ root: storeDir }).inUseHolders(digest), []);
+      const entry = ((await cri.img('ListSecurityProfiles', {})).profiles as Msg[]).find((x) => x.digest === digest);
+      assert.equal(entry?.in_use, false);
+      // The same privileged container without the OCI profile is created: the refusal is about OCI.
+      await cri.startBusybox(p, 'priv-ok', { privileged: true, seccomp: { profile_type: 'Unconfined' } });
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('privileged sandbox with a pod-level OCI profile: INVALID_ARGUMENT, containerd never sees RunPodSandbox', async () => {
+    const before = tap.streams().length;
+    await assert.rejects(pod({ privileged: true, seccomp: oci(privRef) }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /sandbox default\/base-\d+/.test(e.details));
+    assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from(`base-${seq}`))));
+  });
+
+  test('loose baseline ∩ RuntimeDefault ∩ permissive artifact denies every call containerd RuntimeDefault denies; runc enforces it', async () => {
+    const rd = asProfile(await liveRuntimeDefault());
+    const p = await pod();
+    try {
+      const merged = await cri.startBusybox(p, 'merged', { seccomp: oci(permissive, RD_BASE) });
+      const plain = await cri.startBusybox(p, 'plain', { seccomp: oci(permissive) });
+      const effective = asProfile(await specSeccomp(cri, merged));
+      const names = new Set([...X86_SYSCALL_NAMES, ...(rd.syscalls ?? []).flatMap((s) => s.names)]);
+      let denied = 0;
+      for (const syscall of names) {
+        for (const args of PROBE_ARGS) {
+          const want = evaluate(rd, { syscall, args });
+          if (want.action === 'SCMP_ACT_ALLOW' || want.action === 'SCMP_ACT_LOG') continue;
+          denied++;
+          const got = evaluate(effective, { syscall, args });
+          assert.ok(actionRank(got.action) <= actionRank(want.action), `${syscall}(${args.join(',')}): RuntimeDefault ${want.action}, effective ${got.action}`);
+        }
+      }
+      assert.ok(denied > 100, `${denied} denied cases compared`);
+      // unshare(CLONE_NEWUSER): containerd's default denies it without CAP_SYS_ADMIN.
+      assert.equal(await unshareAllowed(plain), true, 'the loose baseline alone lets the permissive artifact unshare');
+      assert.equal(await unshareAllowed(merged), false, 'with the RuntimeDefault base, unshare is denied');
+      assert.match(await cri.sh(merged, 'echo still-works'), /still-works/);
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('annotation mode: an annotation replacing RuntimeDefault keeps it as the base; replacing Unconfined does not', async () => {
+    const p = await pod({ annotations: { 'seccomp.profiles.spoke.dev/pod': permissive } });
+    try {
+      const rd = await cri.startBusybox(p, 'ann-rd', { seccomp: { profile_type: 'RuntimeDefault' } });
+      const unconfined = await cri.startBusybox(p, 'ann-unconfined', { seccomp: { profile_type: 'Unconfined' } });
+      assert.equal(await unshareAllowed(rd), false);
+      assert.equal(await unshareAllowed(unconfined), true);
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('an empty base_profile (BaseTypeUnspecified) means no base', async () => {
+    const p = await pod();
+    try {
+      const cid = await cri.startBusybox(p, 'unspecified', { seccomp: oci(denyMkdir, {}) });
+      assert.match(await cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
+      assert.equal(await unshareAllowed(cid), true, 'no RuntimeDefault base was added');
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('runtime default unknown (sandbox image gone): a RuntimeDefault-based profile fails UNAVAILABLE, never runs without its base; it recovers', async () => {
+    const p = await pod();
+    try {
+      const failures = shim!.logs().filter((l) => /runtime default profile unavailable/.test(String(l.msg))).length;
+      await execFileP('ctr', ['-a', ctrd.socket, '-n', 'k8s.io', 'images', 'rm', PAUSE_IMAGE]);
+      tap.cutAll(); // the shim reconnects and reads the runtime default again: the probe cannot be created
+      await waitForLog(shim!, (l) => /runtime default profile unavailable/.test(String(l.msg)), failures + 1);
+      const before = tap.streams().length;
+      await assert.rejects(cri.startBusybox(p, 'rd-unknown', { seccomp: oci(permissive, RD_BASE) }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /^Unavailable: container default\/base-\d+\/rd-unknown: cannot honour the RuntimeDefault base/.test(e.details));
+      assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('rd-unknown'))), 'containerd never saw the create');
+      // Without a RuntimeDefault base nothing is missing.
+      await cri.startBusybox(p, 'no-base', { seccomp: oci(denyMkdir) });
+      const reads = shim!.logs().filter(rdRead).length;
+      await ctrd.importImages();
+      tap.cutAll();
+      await waitForLog(shim!, rdRead, reads + 1);
+      const cid = await cri.startBusybox(p, 'rd-known', { seccomp: oci(permissive, RD_BASE) });
+      assert.equal(await unshareAllowed(cid), false);
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('containerd restarted: the shim reads the runtime default again; RuntimeDefault-based profiles keep working', async () => {
+    const reads = shim!.logs().filter(rdRead).length;
+    await ctrd.restart();
+    await waitForLog(shim!, rdRead, reads + 1);
+    const p = await pod();
+    try {
+      const cid = await cri.startBusybox(p, 'after-restart', { seccomp: oci(permissive, RD_BASE) });
+      assert.equal(await unshareAllowed(cid), false);
+    } finally {
+      await removePod(p.id);
+    }
+  });
+
+  test('runtimeDefault: FILE pins the profile; the runtime is not read', async () => {
+    await stopShim(shim);
+    shim = undefined;
+    const pinned = join(work, 'pinned-runtime-default.json');
+    writeFileSync(pinned, denySyscalls(['mkdir', 'mkdirat']));
+    const config = join(work, 'config.yaml');
+    writeFileSync(config, `runtimeDefault: ${pinned}\n`);
+    shim = await startShim([...shimArgs, '--config', config]);
+    const p = await pod();
+    try {
+      const cid = await cri.startBusybox(p, 'pinned', { seccomp: oci(permissive, RD_BASE) });
+      assert.match(await cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
+      assert.equal(await unshareAllowed(cid), true, 'the pinned profile, not containerd’s, is the base');
+      assert.ok(shim.logs().some((l) => l.msg === 'runtime default profile pinned' && l.file === pinned));
+      assert.ok(!shim.logs().some(rdRead));
+    } finally {
+      await removePod(p.id);
+    }
+  });
+});

@@ -1,0 +1,307 @@
+// RuntimeDefault as the pod's base profile (KEP-6061 §4: baseline ∩ pod base ∩ artifact): the
+// applier merges the runtime default as the second input with the real seccomp library and a real
+// store; an unknown runtime default fails the call instead of dropping the base; the source of
+// the runtime default fails closed across reconnects; BaseTypeUnspecified means no base.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ProfileApplier } from '../../../src/cri/apply.js';
+import type { AppArmorOps, SeccompOps, ShimDeps, UnaryCaller } from '../../../src/cri/deps.js';
+import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
+import { baselineLooserThanRuntimeDefault, PROBE_LABEL, readRuntimeDefault, RuntimeDefaultSource, seccompOfStatusInfo, type RuntimeDefaultReading } from '../../../src/cri/runtime-default.js';
+import { decode, encode, type Msg } from '../../helpers/cri-client.js';
+import { SpokeError } from '../../../src/core/errors.js';
+import { sha256Digest, type Digest } from '../../../src/core/digest.js';
+import { silentLogger, type Logger } from '../../../src/core/runtime.js';
+import { noopMetrics } from '../../../src/observe/metrics.js';
+import { decodeSeccomp, evaluate, formatConstraint, intersect, validate, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { ProfileStore } from '../../../src/store/store.js';
+import { parsePolicy } from '../../../src/policy/load.js';
+
+const ARCHS = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
+const json = (o: unknown) => Buffer.from(JSON.stringify(o));
+const ALLOW_ALL = json({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHS });
+/** A runtime default in containerd's shape: deny by default, an allow list, clone3 → ENOSYS. */
+const RUNTIME_DEFAULT = json({
+  defaultAction: 'SCMP_ACT_ERRNO',
+  architectures: ARCHS,
+  syscalls: [
+    { names: ['read', 'write', 'openat', 'close', 'mkdir', 'mkdirat', 'execve', 'exit_group', 'clone'], action: 'SCMP_ACT_ALLOW' },
+    { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 },
+  ],
+});
+const OTHER_DEFAULT = json({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ARCHS, syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }] });
+
+const seccomp: SeccompOps<SeccompProfile> = {
+  decode: decodeSeccomp,
+  validateBase: validateStrict,
+  intersect: (b, base, a) => intersect(b, base, a),
+  formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
+};
+const decodeRuntime = (b: Uint8Array) => {
+  const p = decodeSeccomp(b);
+  validate(p);
+  return p;
+};
+
+/** The node policy the applier decides again at create: these tests' references, unsigned. */
+const ALLOW_PROFILES_POLICY = parsePolicy(
+  ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', '  - scope: registry.example.com/profiles', '    kinds: [seccomp, apparmor]', '    unsigned: true', ''].join('\n'),
+  'policy.yaml',
+  () => assert.fail('no files'),
+);
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+async function rig(o: { baseline?: Buffer; runtimeDefault?: ShimDeps<SeccompProfile>['runtimeDefault']; appArmor?: AppArmorOps } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-rd-'));
+  dirs.push(dir);
+  const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
+  const put = async (name: string, bytes: Buffer, kind: 'seccomp' | 'apparmor' = 'seccomp') => {
+    const manifest = json({ name, kind });
+    const digest = sha256Digest(manifest) as Digest;
+    const reference = `registry.example.com/profiles/${name}@${digest}`;
+    await store.ingest({ digest, manifestBytes: manifest, layerDigest: sha256Digest(bytes) as Digest, layerBytes: bytes, kind, reference, rule: 'test', servedBy: 'registry.example.com' });
+    return reference;
+  };
+  const baseline = decodeSeccomp(o.baseline ?? ALLOW_ALL);
+  const seccompRoot = join(dir, 'seccomp');
+  const applier = new ProfileApplier<SeccompProfile>({
+    pipeline: { pull: async () => assert.fail('no pulls here') },
+    store,
+    seccomp,
+    baseline: () => baseline,
+    seccompRoot,
+    logger: silentLogger,
+    metrics: noopMetrics,
+    policy: async () => ALLOW_PROFILES_POLICY,
+    ...(o.runtimeDefault ? { runtimeDefault: o.runtimeDefault } : {}),
+    ...(o.appArmor ? { appArmor: o.appArmor } : {}),
+  });
+  const permissive = await put('permissive', ALLOW_ALL);
+  const effectiveFiles = () => (readdirSync(join(seccompRoot, 'spoke'), { withFileTypes: true }) as { name: string; isFile(): boolean }[]).filter((e) => e.isFile()).map((e) => e.name);
+  return { applier, put, permissive, seccompRoot, effectiveFiles };
+}
+
+const oci = (ref: string, base?: { type: number; localhostRef?: string }): SecurityProfileMsg => ({
+  profileType: PROFILE_OCI,
+  localhostRef: '',
+  ociRef: ref,
+  base: base ? { type: base.type, localhostRef: base.localhostRef ?? '' } : undefined,
+});
+const ctx = { who: 'container team-a/web/app' };
+const pinned = (bytes: Buffer, logger: Logger = silentLogger) => new RuntimeDefaultSource<SeccompProfile>({ decode: decodeRuntime, logger, pinned: { file: '/etc/spoke/rd.json', bytes } });
+const verdict = (path: string, syscall: string) => evaluate(decodeSeccomp(readFileSync(path)), { syscall });
+const unavailable = (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable' && e.reason === 'RUNTIME_DEFAULT_UNAVAILABLE';
+
+describe('RuntimeDefault base in the merge', () => {
+  it('loose baseline + RuntimeDefault base + permissive artifact: denies everything the runtime default denies', async () => {
+    const r = await rig({ runtimeDefault: pinned(RUNTIME_DEFAULT) });
+    const rd = decodeSeccomp(RUNTIME_DEFAULT);
+    const merged = await r.applier.apply(oci(r.permissive, { type: BASE_RUNTIME_DEFAULT }), ctx);
+    for (const syscall of ['unshare', 'keyctl', 'mount', 'clone3', 'read', 'mkdir', 'ptrace']) {
+      const want = evaluate(rd, { syscall });
+      assert.deepEqual(verdict(merged.path, syscall), want, syscall);
+    }
+    // Without the base, the loose baseline lets the permissive artifact through: the base did it.
+    const plain = await r.applier.apply(oci(r.permissive), ctx);
+    assert.equal(verdict(plain.path, 'unshare').action, 'SCMP_ACT_ALLOW');
+    assert.notEqual(plain.effectiveSha, merged.effectiveSha);
+  });
+
+  it('the runtime default is one input among three: the artifact and the baseline still constrain', async () => {
+    const r = await rig({ baseline: json({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHS, syscalls: [{ names: ['write'], action: 'SCMP_ACT_ERRNO' }] }), runtimeDefault: pinned(RUNTIME_DEFAULT) });
+    const denyMkdir = await r.put('deny-mkdir', json({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHS, syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] }));
+    const merged = await r.applier.apply(oci(denyMkdir, { type: BASE_RUNTIME_DEFAULT }), ctx);
+    assert.equal(verdict(merged.path, 'mkdir').action, 'SCMP_ACT_ERRNO');
+    assert.equal(verdict(merged.path, 'write').action, 'SCMP_ACT_ERRNO');
+    assert.equal(verdict(merged.path, 'read').action, 'SCMP_ACT_ALLOW');
+    assert.equal(verdict(merged.path, 'unshare').action, 'SCMP_ACT_ERRNO');
+  });
+
+  it('runtime default unknown: the call fails Unavailable (RUNTIME_DEFAULT_UNAVAILABLE), nothing is written, the base is never dropped', async () => {
+    const failing = new RuntimeDefaultSource<SeccompProfile>({
+      decode: decodeRuntime,
+      logger: silentLogger,
+      read: async () => {
+        throw new SpokeError('Unavailable', 'no sandbox image', {}, { reason: 'RUNTIME_DEFAULT_UNAVAILABLE' });
+      },
+    });
+    failing.refresh({ unary: async () => Buffer.alloc(0) });
+    for (const runtimeDefault of [undefined, failing]) {
+      const r = await rig(runtimeDefault ? { runtimeDefault } : {});
+      await assert.rejects(r.applier.apply(oci(r.permissive, { type: BASE_RUNTIME_DEFAULT }), ctx), (e: unknown) => unavailable(e) && (e as Error).message.startsWith(ctx.who));
+      assert.throws(() => r.effectiveFiles(), /ENOENT/);
+      // An OCI profile without a base does not need it.
+      await r.applier.apply(oci(r.permissive), ctx);
+    }
+    failing.close();
+  });
+
+  it('the merge cache follows the runtime default: a re-read with other content gives another effective profile', async () => {
+    const reads = [RUNTIME_DEFAULT, OTHER_DEFAULT];
+    const source = new RuntimeDefaultSource<SeccompProfile>({ decode: decodeRuntime, logger: silentLogger, read: async () => ({ bytes: reads.shift()!, sandboxImage: 'pause' }) });
+    const upstream: UnaryCaller = { unary: async () => Buffer.alloc(0) };
+    source.refresh(upstream);
+    const r = await rig({ runtimeDefault: source });
+    const first = await r.applier.apply(oci(r.permissive, { type: BASE_RUNTIME_DEFAULT }), ctx);
+    assert.equal(verdict(first.path, 'mkdir').action, 'SCMP_ACT_ALLOW');
+    source.refresh(upstream); // the runtime reconnected (restarted, maybe upgraded)
+    const second = await r.applier.apply(oci(r.permissive, { type: BASE_RUNTIME_DEFAULT }), ctx);
+    assert.notEqual(second.effectiveSha, first.effectiveSha);
+    assert.equal(verdict(second.path, 'mkdir').action, 'SCMP_ACT_ERRNO');
+  });
+
+  it('BaseTypeUnspecified with nothing set means no base; with a localhost_ref it is refused (BASE_PROFILE)', async () => {
+    const r = await rig();
+    const none = await r.applier.apply(oci(r.permissive), ctx);
+    const unspecified = await r.applier.apply(oci(r.permissive, { type: BASE_UNSPECIFIED }), ctx);
+    assert.equal(unspecified.effectiveSha, none.effectiveSha);
+    await assert.rejects(r.applier.apply(oci(r.permissive, { type: BASE_UNSPECIFIED, localhostRef: '/var/lib/kubelet/seccomp/x.json' }), ctx), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument' && e.reason === 'BASE_PROFILE');
+    await assert.rejects(r.applier.apply(oci(r.permissive, { type: 7 }), ctx), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument' && e.reason === 'BASE_PROFILE');
+  });
+
+  it('AppArmor: an unspecified or RuntimeDefault base is accepted, a Localhost base refused', async () => {
+    const appArmor: AppArmorOps = {
+      enabled: async () => true,
+      prepare: async () => ({ name: 'spoke-x', text: 'profile spoke-x {}', constrained: [] }),
+      load: async () => undefined,
+      unload: async () => undefined,
+    };
+    const r = await rig({ appArmor });
+    const ref = await r.put('aa', json({ capability: { allowedCapabilities: [] } }), 'apparmor');
+    for (const type of [BASE_UNSPECIFIED, BASE_RUNTIME_DEFAULT]) assert.equal((await r.applier.prepareAppArmor(oci(ref, { type }), ctx)).name, 'spoke-x');
+    await assert.rejects(r.applier.prepareAppArmor(oci(ref, { type: BASE_LOCALHOST, localhostRef: '/x' }), ctx), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+  });
+});
+
+describe('RuntimeDefaultSource', () => {
+  const upstream: UnaryCaller = { unary: async () => Buffer.alloc(0) };
+
+  it('after a reconnect, calls wait for the new read; a failed re-read fails closed instead of serving the old profile', async () => {
+    // Each read waits until the test lets it finish.
+    const gates: (() => void)[] = [];
+    let started: () => void = () => {};
+    const nextStart = () => new Promise<void>((r) => (started = r));
+    let fail = false;
+    const source = new RuntimeDefaultSource<SeccompProfile>({
+      decode: decodeRuntime,
+      logger: silentLogger,
+      retryMs: 60_000,
+      read: async (): Promise<RuntimeDefaultReading> => {
+        const gate = new Promise<void>((r) => gates.push(r));
+        started();
+        await gate;
+        if (fail) throw new Error('runtime not ready');
+        return { bytes: RUNTIME_DEFAULT, sandboxImage: 'pause' };
+      },
+    });
+    let start = nextStart();
+    source.refresh(upstream);
+    const waiting = source.get();
+    await start;
+    gates.shift()!();
+    assert.equal((await waiting).sha.length, 64);
+    fail = true;
+    start = nextStart();
+    source.refresh(upstream);
+    assert.equal(source.current(), undefined);
+    const during = source.get();
+    await start;
+    gates.shift()!();
+    await assert.rejects(during, unavailable);
+    // Within the retry window the last error is answered at once, no new read.
+    await assert.rejects(source.get(), unavailable);
+    source.close();
+  });
+
+  it('never reached the runtime: unavailable; a bad pinned file stops the shim (InvalidArgument)', async () => {
+    await assert.rejects(new RuntimeDefaultSource<SeccompProfile>({ decode: decodeRuntime, logger: silentLogger }).get(), unavailable);
+    assert.throws(() => pinned(Buffer.from('{"defaultAction":"SCMP_ACT_BOGUS"}')), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+    const p = pinned(RUNTIME_DEFAULT);
+    p.refresh(upstream); // pinned: reconnects change nothing
+    assert.equal((await p.get()).profile.defaultAction, 'SCMP_ACT_ERRNO');
+  });
+
+  it('the runtime spec is read exactly or not at all', () => {
+    const info = (seccomp: unknown) => ({ runtimeSpec: { linux: { seccomp } } });
+    const bytes = seccompOfStatusInfo(info({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 4294967295, op: 'SCMP_CMP_EQ' }] }] }));
+    assert.equal(decodeSeccomp(bytes).syscalls![0]!.args![0]!.value, 4294967295n);
+    // 2^64-1 does not survive JSON.parse: refused, never rounded.
+    assert.throws(() => seccompOfStatusInfo(JSON.parse('{"runtimeSpec":{"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["x"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":18446744073709551615,"op":"SCMP_CMP_EQ"}]}]}}}}')), unavailable);
+    assert.throws(() => seccompOfStatusInfo(info(undefined)), unavailable);
+    assert.throws(() => seccompOfStatusInfo({}), unavailable);
+  });
+});
+
+describe('readRuntimeDefault: the CRI calls of one read', () => {
+  // The calls and their order against a scripted runtime (the real one: test/integration/shim-base-profiles.test.ts).
+  function runtime(o: { leftovers?: { id: string; ageMs: number }[]; failCreate?: boolean } = {}) {
+    const calls: { method: string; req: Msg }[] = [];
+    const seccompJson = JSON.parse(RUNTIME_DEFAULT.toString()) as unknown;
+    const responses: Record<string, [string, string, (req: Msg) => Msg]> = {
+      Status: ['StatusRequest', 'StatusResponse', () => ({ info: { config: JSON.stringify({ sandboxImage: 'registry.k8s.io/pause:3.9' }) } })],
+      ListPodSandbox: ['ListPodSandboxRequest', 'ListPodSandboxResponse', () => ({ items: (o.leftovers ?? []).map((l) => ({ id: l.id, created_at: String(BigInt(Date.now() - l.ageMs) * 1_000_000n) })) })],
+      RunPodSandbox: ['RunPodSandboxRequest', 'RunPodSandboxResponse', () => ({ pod_sandbox_id: 'probe-sb' })],
+      CreateContainer: ['CreateContainerRequest', 'CreateContainerResponse', () => ({ container_id: 'probe-ctr' })],
+      ContainerStatus: ['ContainerStatusRequest', 'ContainerStatusResponse', () => ({ info: { info: JSON.stringify({ runtimeSpec: { linux: { seccomp: seccompJson } } }) } })],
+      RemoveContainer: ['RemoveContainerRequest', 'RemoveContainerResponse', () => ({})],
+      StopPodSandbox: ['StopPodSandboxRequest', 'StopPodSandboxResponse', () => ({})],
+      RemovePodSandbox: ['RemovePodSandboxRequest', 'RemovePodSandboxResponse', () => ({})],
+    };
+    const upstream: UnaryCaller = {
+      unary: async (path, request) => {
+        const method = path.slice(path.lastIndexOf('/') + 1);
+        const [reqType, resType, answer] = responses[method]!;
+        const req = decode(reqType, request);
+        calls.push({ method, req });
+        if (method === 'CreateContainer' && o.failCreate) throw Object.assign(new Error('image not found'), { grpcCode: 5 });
+        return encode(resType, answer(req));
+      },
+    };
+    return { upstream, calls };
+  }
+
+  it('Status → probe sandbox (host network, labelled) → RuntimeDefault container from the sandbox image → spec → removed', async () => {
+    const r = runtime();
+    const reading = await readRuntimeDefault(r.upstream);
+    assert.deepEqual(JSON.parse(reading.bytes.toString()), JSON.parse(RUNTIME_DEFAULT.toString()));
+    assert.equal(reading.sandboxImage, 'registry.k8s.io/pause:3.9');
+    assert.deepEqual(r.calls.map((c) => c.method), ['Status', 'ListPodSandbox', 'RunPodSandbox', 'CreateContainer', 'ContainerStatus', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox']);
+    assert.equal(r.calls[0]!.req.verbose, true);
+    const run = r.calls[2]!.req.config as Msg;
+    assert.deepEqual(run.labels, { [PROBE_LABEL]: 'true' });
+    const sc = ((run.linux as Msg).security_context as Msg);
+    assert.equal((sc.namespace_options as Msg).network, 'NODE');
+    const create = r.calls[3]!.req.config as Msg;
+    assert.equal((create.image as Msg).image, 'registry.k8s.io/pause:3.9');
+    assert.deepEqual((((create.linux as Msg).security_context as Msg).seccomp as Msg).profile_type, 'RuntimeDefault');
+    assert.equal(r.calls[4]!.req.verbose, true);
+  });
+
+  it('a failed create still removes the probe sandbox; only leftovers older than any read are removed first', async () => {
+    const r = runtime({ failCreate: true, leftovers: [{ id: 'old', ageMs: 60 * 60_000 }, { id: 'in-progress', ageMs: 1000 }] });
+    await assert.rejects(readRuntimeDefault(r.upstream), unavailable);
+    const removed = r.calls.filter((c) => c.method === 'RemovePodSandbox').map((c) => c.req.pod_sandbox_id);
+    assert.deepEqual(removed, ['old', 'probe-sb']);
+  });
+});
+
+describe('baseline against the runtime default', () => {
+  it('a baseline looser than the runtime default is named, rule by rule, in a warning', () => {
+    const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+    const logger: Logger = { log: (level, msg, fields) => logs.push({ level, msg, ...(fields ? { fields } : {}) }) };
+    const rd = { profile: decodeSeccomp(RUNTIME_DEFAULT), sha: 'a'.repeat(64) };
+    const looser = baselineLooserThanRuntimeDefault(seccomp, decodeSeccomp(ALLOW_ALL), rd, logger);
+    assert.ok(looser.includes('default action'), looser.join(', '));
+    assert.equal(logs.filter((l) => l.level === 'warn').length, 1);
+    // A baseline at least as strict as the runtime default: nothing to say.
+    logs.length = 0;
+    assert.deepEqual(baselineLooserThanRuntimeDefault(seccomp, decodeSeccomp(OTHER_DEFAULT), rd, logger), []);
+    assert.deepEqual(logs, []);
+  });
+});
