@@ -30,6 +30,8 @@ export interface NodeConfig {
   readonly annotations: boolean;
   /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
   readonly authFile: string | undefined;
+  /** The cluster's recording key file, shared with the controller (README "Recording"); needed by `--recording`. */
+  readonly recordingKey: string | undefined;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
@@ -44,10 +46,11 @@ export const NODE_CONFIG_KEYS = [
   'logLevel',
   'annotations',
   'authFile',
+  'recordingKey',
 ] as const satisfies readonly (keyof NodeConfig)[];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
-const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile'] as const;
+const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'recordingKey'] as const;
 
 /** The shipped baseline, `policy/seccomp-baseline.json` in the package (found from this module's location). */
 export function defaultBaselinePath(): string {
@@ -74,6 +77,7 @@ export function defaultNodeConfig(): NodeConfig {
     logLevel: 'info',
     annotations: false,
     authFile: undefined,
+    recordingKey: undefined,
   };
 }
 

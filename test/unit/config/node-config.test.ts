@@ -35,6 +35,7 @@ describe('loadNodeConfig', () => {
       logLevel: 'info',
       annotations: false,
       authFile: undefined,
+      recordingKey: undefined,
     });
     assert.ok(Object.isFrozen(c));
   });
@@ -64,6 +65,7 @@ describe('loadNodeConfig', () => {
         'logLevel: debug',
         'annotations: true',
         'authFile: /etc/spoke/auth.json',
+        'recordingKey: keys/recording',
         '',
       ].join('\n'),
       { storeDir: 'here', logLevel: 'warn', metrics: undefined },
@@ -77,6 +79,7 @@ describe('loadNodeConfig', () => {
     assert.equal(c.logLevel, 'warn');
     assert.equal(c.annotations, true);
     assert.equal(c.authFile, '/etc/spoke/auth.json');
+    assert.equal(c.recordingKey, '/etc/spoke/keys/recording');
   });
 
   it('an empty file, and an empty metrics value, are fine', () => {
