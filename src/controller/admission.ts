@@ -6,6 +6,7 @@ import { mutatePod, type AppliedBinding, type BindingMode } from './binding.js';
 import type { BindingSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
+import { DEFAULT_PROOF_TTL_SECONDS } from './recording.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -73,8 +74,14 @@ export interface PodReviewOptions {
   mode?: BindingMode;
   /** Called after an allowed, non-dry-run admission that applied bindings (status tracking). */
   onApplied?: (m: PodMatch) => void;
-  /** ProfileRecordings: pods they select are annotated for recording (binding.ts R1–R5). */
+  /** ProfileRecordings: pods they select are annotated for recording (binding.ts R1–R6). */
   recordings?: RecordingSource;
+  /** The cluster's recording key: markings are signed with it (binding.ts R4); undefined: nothing is marked. */
+  recordingKey?: Buffer;
+  /** How long a marking's proof lets nodes start the pod's containers for recording (default 1 h). */
+  proofTtlSeconds?: number;
+  /** Unix milliseconds; default Date.now. */
+  now?: () => number;
 }
 
 export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewOptions = {}): AdmissionReview {
@@ -96,7 +103,14 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
   const recordingsReady = opts.recordings?.synced() === true;
-  const result = mutatePod(pod, source.list(namespace), { mode: opts.mode ?? 'field', ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}) });
+  const recordingProof = opts.recordingKey
+    ? { key: opts.recordingKey, namespace, ...(req.name ? { name: req.name } : {}), now: Math.floor((opts.now ?? Date.now)() / 1000), ttlSeconds: opts.proofTtlSeconds ?? DEFAULT_PROOF_TTL_SECONDS }
+    : undefined;
+  const result = mutatePod(pod, source.list(namespace), {
+    mode: opts.mode ?? 'field',
+    ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}),
+    ...(recordingProof ? { recordingProof } : {}),
+  });
   if ('denied' in result) {
     return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${result.denied}` } });
   }

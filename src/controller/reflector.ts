@@ -8,7 +8,7 @@
 // On client-node 1.4 aborting a watch does not call its done callback until the server-side
 // timeout, so stop() ends the wait itself.
 
-import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, VERSION, type ObjectMeta } from './types.js';
 import { codeOf } from './status-code.js';
 
@@ -19,6 +19,10 @@ type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'error'; erro
 
 export interface GenericReflectorOptions<T> {
   plural: string;
+  /** `pods` of the core API (/api/v1) instead of a spoke.dev resource (the recording controller's pod view). */
+  corePods?: boolean;
+  /** Only objects with these labels (list and watch `labelSelector`). */
+  labelSelector?: string;
   pageSize?: number;
   watchTimeoutSeconds?: number;
   backoffInitialMs?: number;
@@ -34,6 +38,7 @@ export class Reflector<T extends KubeObject> {
   private stopped = true;
   private abort: AbortController | undefined;
   private readonly api: CustomObjectsApi;
+  private readonly core: CoreV1Api | undefined;
   private readonly watch: Watch;
   private syncWaiters: (() => void)[] = [];
   private loop: Promise<void> | undefined;
@@ -47,7 +52,17 @@ export class Reflector<T extends KubeObject> {
     private readonly opts: GenericReflectorOptions<T>,
   ) {
     this.api = kc.makeApiClient(CustomObjectsApi);
+    this.core = opts.corePods ? kc.makeApiClient(CoreV1Api) : undefined;
     this.watch = new Watch(kc);
+  }
+
+  private listPage(limit: number, cont: string | undefined): Promise<unknown> {
+    const labelSelector = this.opts.labelSelector;
+    if (this.core) {
+      // The typed client names the list's continue token `_continue`.
+      return this.core.listPodForAllNamespaces({ limit, _continue: cont, labelSelector }).then((l) => ({ items: l.items, metadata: { resourceVersion: l.metadata?.resourceVersion, continue: l.metadata?._continue } }));
+    }
+    return this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.opts.plural, limit, _continue: cont, labelSelector });
   }
 
   list(namespace: string): readonly T[] {
@@ -160,7 +175,7 @@ export class Reflector<T extends KubeObject> {
       let rv = '';
       try {
         do {
-          const page = (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: this.opts.plural, limit, _continue: cont })) as {
+          const page = (await this.listPage(limit, cont)) as {
             items?: T[];
             metadata?: { resourceVersion?: string; continue?: string };
           };
@@ -244,7 +259,12 @@ export class Reflector<T extends KubeObject> {
         else resolve({ kind: 'closed' });
       };
       this.watch
-        .watch(`/apis/${GROUP}/${VERSION}/${this.opts.plural}`, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+        .watch(
+          this.core ? '/api/v1/pods' : `/apis/${GROUP}/${VERSION}/${this.opts.plural}`,
+          { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds, ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}) },
+          onEvent,
+          onDone,
+        )
         .then((controller) => {
           this.abort = controller;
           if (this.stopped) controller.abort();

@@ -25,6 +25,12 @@ export interface WebhookOptions {
   source: BindingSource;
   /** ProfileRecordings (the recording controller's cache): selected pods are marked for recording. */
   recordings?: RecordingSource;
+  /** The cluster's recording key (--recording-key): markings are signed with it; without it none is made. */
+  recordingKey?: Buffer;
+  /** Lifetime of a marking's proof (--recording-proof-ttl); default 1 h. */
+  proofTtlSeconds?: number;
+  /** Unix milliseconds, for proof expiry; default Date.now. */
+  now?: () => number;
   host?: string;
   port?: number;
   mode?: BindingMode;
@@ -120,7 +126,8 @@ export class WebhookServer {
         throw new BadReview('body is not valid JSON');
       }
       const started = process.hrtime.bigint();
-      const out = path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode: this.opts.mode, onApplied: this.opts.onApplied, recordings: this.opts.recordings }) : reviewBinding(doc);
+      const { mode, onApplied, recordings, recordingKey, proofTtlSeconds, now } = this.opts;
+      const out = path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode, onApplied, recordings, recordingKey, proofTtlSeconds, now }) : reviewBinding(doc);
       const r = out.response;
       this.opts.log?.({
         msg: 'admission',

@@ -23,6 +23,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 export interface ResourceDef {
+  /** '' for the core API, served under /api/<version> (e.g. pods). */
   group: string;
   version: string;
   plural: string;
@@ -59,6 +60,10 @@ export interface RequestRecord {
   method: string;
   path: string;
   query: Record<string, string>;
+}
+
+function apiVersionOf(r: ResourceDef): string {
+  return r.group === '' ? r.version : `${r.group}/${r.version}`;
 }
 
 function clone<T>(v: T): T {
@@ -152,7 +157,7 @@ export class FakeApiServer {
     const name = obj.metadata.name as string;
     const m = this.store.get(this.key(r)) as Map<string, Obj>;
     if (m.has(`${ns}/${name}`)) throw Object.assign(new Error('exists'), { code: 409 });
-    const stored: Obj = clone({ ...obj, apiVersion: `${r.group}/${r.version}`, kind: r.kind });
+    const stored: Obj = clone({ ...obj, apiVersion: apiVersionOf(r), kind: r.kind });
     stored.metadata = { ...stored.metadata, uid: randomUUID(), generation: 1, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
     delete stored.status;
     this.write(r, stored, 'ADDED');
@@ -231,7 +236,7 @@ export class FakeApiServer {
     for (const w of this.watchers) {
       if (!w.bookmarks) continue;
       const r = this.resources.get(w.resource) as ResourceDef;
-      w.res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: r.kind, apiVersion: `${r.group}/${r.version}`, metadata: { resourceVersion: String(this.revision) } } }) + '\n');
+      w.res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.revision) } } }) + '\n');
       n++;
     }
     return n;
@@ -297,11 +302,12 @@ export class FakeApiServer {
         inj.times--;
         return this.fail(res, inj.code, `injected ${inj.code}`);
       }
-      // /apis/G/V[/namespaces/NS]/PLURAL[/NAME[/status]]
+      // /apis/G/V[/namespaces/NS]/PLURAL[/NAME[/status]], or /api/V/… for the core group
       const parts = url.pathname.split('/').filter(Boolean);
-      if (parts[0] !== 'apis' || parts.length < 4) return this.fail(res, 404, 'the server could not find the requested resource');
-      const [, group, version] = parts as [string, string, string];
-      let rest = parts.slice(3);
+      const core = parts[0] === 'api';
+      if ((parts[0] !== 'apis' && !core) || parts.length < (core ? 3 : 4)) return this.fail(res, 404, 'the server could not find the requested resource');
+      const [group, version] = core ? ['', parts[1] as string] : [parts[1] as string, parts[2] as string];
+      let rest = parts.slice(core ? 2 : 3);
       let namespace: string | undefined;
       if (rest[0] === 'namespaces' && rest.length >= 3) {
         namespace = rest[1];
@@ -399,7 +405,7 @@ export class FakeApiServer {
       metadata.continue = Buffer.from(JSON.stringify({ rv, after: last })).toString('base64url');
       metadata.remainingItemCount = all.length - limit;
     }
-    this.reply(res, 200, { apiVersion: `${r.group}/${r.version}`, kind: `${r.kind}List`, metadata, items: page.map(([, o]) => clone(o)) });
+    this.reply(res, 200, { apiVersion: apiVersionOf(r), kind: `${r.kind}List`, metadata, items: page.map(([, o]) => clone(o)) });
   }
 
   private serveWatch(r: ResourceDef, namespace: string | undefined, query: Record<string, string>, res: ServerResponse): void {

@@ -12,8 +12,10 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            (the MutatingWebhookConfiguration's namespaceSelector): sets the
                            KEP-6061 OCI profile on containers and init containers;
                            pods a ProfileRecording selects (not finalized) are annotated
-                           recording.spoke.dev/name (and /containers) instead of bound, for
-                           spoke shim --recording and spoke recorder
+                           recording.spoke.dev/name (and /containers), signed with
+                           recording.spoke.dev/proof (--recording-key), instead of bound, for
+                           spoke shim --recording and spoke recorder; recording annotations
+                           it did not set are removed
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
   GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding list
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
@@ -92,6 +94,8 @@ export async function run(argv: string[]): Promise<number> {
     mode,
     source,
     recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
+    ...(recordings.recordingKey ? { recordingKey: recordings.recordingKey } : {}),
+    proofTtlSeconds: recordings.proofTtlSeconds,
     log,
     onApplied: updater ? (m) => updater?.record(m) : undefined,
   });
