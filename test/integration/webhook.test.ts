@@ -17,7 +17,8 @@ import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, KubeStatusClient } from '../../src/controller/kube.js';
-import { StaticBindingSource, type BindingSource } from '../../src/controller/source.js';
+import { StaticBindingSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
+import { verifyRecordingProof } from '../../src/core/recording-proof.js';
 import { StatusUpdater } from '../../src/controller/status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
@@ -147,6 +148,63 @@ async function startWebhook(source: BindingSource, extra: Partial<ConstructorPar
 }
 
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('webhook over HTTPS: recording markings are the webhook\'s own', () => {
+  const key = Buffer.alloc(32, 5);
+  const now = 1_800_000_000;
+  let server: WebhookServer;
+  let port: number;
+  const recordings = new StaticRecordingSource([
+    { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', metadata: { name: 'rec', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/rec/team' } } },
+  ]);
+  const recordingAnnotations = (p: Pod) => Object.fromEntries(Object.entries(p.metadata?.annotations ?? {}).filter(([k]) => k.startsWith('recording.spoke.dev/')));
+
+  before(async () => {
+    ({ server, port } = await startWebhook(new StaticBindingSource([]), { recordings, recordingKey: key, now: () => now * 1000 }));
+  });
+  after(() => server.close());
+
+  it('a selected pod is marked with a proof the node verifies for its generated name, and labelled', async () => {
+    const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
+    const ann = recordingAnnotations(out);
+    assert.deepEqual(Object.keys(ann).sort(), ['recording.spoke.dev/name', 'recording.spoke.dev/proof']);
+    assert.equal(out.metadata?.labels?.['recording.spoke.dev/name'], 'rec');
+    const seen = { namespace: 'team', podName: 'web-7d9f8b-x2b4z', recording: 'rec', containers: undefined };
+    assert.deepEqual(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], seen, now), { ok: true, expiresAt: now + 3600 });
+    assert.equal(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], { ...seen, namespace: 'other' }, now).ok, false);
+  });
+
+  it('user-set recording annotations are removed, with warnings, on pods it does not mark — also a proof copied from a marked pod', async () => {
+    const marked = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const copied = recordingAnnotations(patchedPod(marked, await post(port, '/mutate-pods', podReview(marked))));
+    const forged = { ...copied, 'recording.spoke.dev/containers': 'app', 'recording.spoke.dev/anything': 'x' };
+    for (const [what, ns, labels] of [
+      ['not selected', 'team', { app: 'db' }],
+      ['namespace without recordings', 'other', { app: 'web' }],
+    ] as const) {
+      const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'mine', namespace: ns, labels: { ...labels }, annotations: { ...forged, keep: 'me' } }, spec: { containers: [{ name: 'app', image: 'busybox:1.36' }] } };
+      const a = await post(port, '/mutate-pods', podReview(pod, { namespace: ns }));
+      const out = patchedPod(pod, a);
+      assert.deepEqual(out.metadata?.annotations, { keep: 'me' }, what);
+      const removed = (a.json().response.warnings ?? []).filter((w) => /^annotation recording\.spoke\.dev\/\S+ removed: only spoke's webhook marks pods for recording/.test(w));
+      assert.equal(removed.length, 4, what);
+    }
+  });
+
+  it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
+    const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings });
+    try {
+      const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+      pod.metadata!.annotations = { 'recording.spoke.dev/name': 'rec' };
+      const a = await post(p2, '/mutate-pods', podReview(pod));
+      assert.deepEqual(recordingAnnotations(patchedPod(pod, a)), {});
+      assert.ok(a.json().response.warnings?.some((w) => /not marked: the controller has no recording key/.test(w)));
+    } finally {
+      await plain.close();
+    }
+  });
+});
 
 describe('webhook over HTTPS with AdmissionReview v1', () => {
   const matches: PodMatch[] = [];
