@@ -3,7 +3,7 @@ import { StatusUpdater } from '../../controller/status.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, startRecordingControllerFromFlags } from './recorder.js';
+import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, recordingProofFlags, startRecordingControllerFromFlags } from './recorder.js';
 
 const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
 
@@ -67,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!cert || !key) throw new UsageError(`--tls-cert and --tls-key are required\n${HELP}`);
   const { host, port } = parseListen(values.listen ?? ':9443');
   const mode: BindingMode = values.annotations ? 'annotations' : 'field';
+  const { recordingKey, proofTtlSeconds } = recordingProofFlags(values);
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
@@ -83,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
 
   source.start();
   updater?.start();
-  const recordings = await startRecordingControllerFromFlags(values, kc, source, log);
+  const recordings = await startRecordingControllerFromFlags(values, kc, source, log, recordingKey);
   // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
   const recordingCache = recordings.controller.recordings;
   const server = new WebhookServer({
@@ -94,8 +95,8 @@ export async function run(argv: string[]): Promise<number> {
     mode,
     source,
     recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
-    ...(recordings.recordingKey ? { recordingKey: recordings.recordingKey } : {}),
-    proofTtlSeconds: recordings.proofTtlSeconds,
+    ...(recordingKey ? { recordingKey } : {}),
+    proofTtlSeconds,
     log,
     onApplied: updater ? (m) => updater?.record(m) : undefined,
   });

@@ -262,17 +262,22 @@ export function signingKeyLoader(dir: string): (name: string) => Promise<string>
   };
 }
 
+/** --recording-key and --recording-proof-ttl, checked before anything starts. */
+export function recordingProofFlags(values: RecordingControllerFlagValues): { recordingKey: Buffer | undefined; proofTtlSeconds: number } {
+  const ttlText = values['recording-proof-ttl'] ?? String(DEFAULT_PROOF_TTL_SECONDS);
+  const proofTtlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
+  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= 7 * 86400)) throw new UsageError('--recording-proof-ttl must be 60..604800 seconds');
+  return { recordingKey: values['recording-key'] === undefined ? undefined : readRecordingKey(values['recording-key']), proofTtlSeconds };
+}
+
 /** Starts the recording reconciler next to the binding webhook (shares its binding cache). */
 export async function startRecordingControllerFromFlags(
   values: RecordingControllerFlagValues,
   kc: KubeConfig,
   bindings: { get(namespace: string, name: string): ProfileBinding | undefined },
   logFn: (event: Record<string, unknown>) => void,
-): Promise<{ controller: RecordingController; recordingKey: Buffer | undefined; proofTtlSeconds: number; close(): Promise<void> }> {
-  const ttlText = values['recording-proof-ttl'] ?? String(DEFAULT_PROOF_TTL_SECONDS);
-  const proofTtlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
-  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= 7 * 86400)) throw new UsageError('--recording-proof-ttl must be 60..604800 seconds');
-  const recordingKey = values['recording-key'] === undefined ? undefined : readRecordingKey(values['recording-key']);
+  recordingKey: Buffer | undefined,
+): Promise<{ controller: RecordingController; close(): Promise<void> }> {
   if (!recordingKey) logFn({ msg: 'no --recording-key: no pod is marked for recording and no recording result counts', level: 'warning' });
   const { startRecordingController } = await import('../../controller/recording-kube.js');
   const registry = publisherRegistry(values);
@@ -290,8 +295,6 @@ export async function startRecordingControllerFromFlags(
   });
   return {
     controller,
-    recordingKey,
-    proofTtlSeconds,
     close: async () => {
       await controller.stop();
       await registry.close();
