@@ -6,7 +6,7 @@ import { mutatePod, type AppliedBinding, type BindingMode } from './binding.js';
 import type { BindingSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
-import { DEFAULT_PROOF_TTL_SECONDS } from './recording.js';
+import { DEFAULT_PROOF_TTL_SECONDS, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -152,4 +152,28 @@ export function reviewBinding(body: unknown): AdmissionReview {
     warnings.push(`image "*" without podSelector or containers selects every container of every pod in namespace ${req.namespace ?? obj.metadata?.namespace ?? '(unknown)'}`);
   }
   return review({ uid: req.uid, allowed: true, ...(warnings.length ? { warnings } : {}) });
+}
+
+/** The node a ServiceAccount token was bound to (pod-bound tokens, Kubernetes 1.30+), as the API server authenticated it. */
+export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
+
+/**
+ * Validating webhook for ProfileRecordingResult CREATE: the result's `spec.node` must be the
+ * node the requester's credentials are bound to (userInfo.extra, filled in by the API server
+ * from the recorder pod's ServiceAccount token). A recorder can then only report for its own
+ * node, and the reconciler accepts results only for pods scheduled there (README "Recording").
+ */
+export function reviewResult(body: unknown): AdmissionReview {
+  const req = parseReview(body);
+  const ours = req.kind?.group === GROUP && req.kind?.kind === RESULT_KIND;
+  if (!ours || req.operation !== 'CREATE' || req.subResource) return review({ uid: req.uid, allowed: true });
+  const obj = req.object as ProfileRecordingResult | undefined;
+  if (obj === null || typeof obj !== 'object') throw new BadReview('request.object is required');
+  const extra = (req.userInfo as { extra?: Record<string, unknown> } | undefined)?.extra?.[NODE_NAME_EXTRA];
+  const nodes = Array.isArray(extra) ? extra.filter((n): n is string => typeof n === 'string' && n !== '') : [];
+  const claimed = obj.spec?.node;
+  const deny = (message: string) => review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${message}` } });
+  if (nodes.length !== 1) return deny(`a ProfileRecordingResult is created by a node's recorder with a node-bound ServiceAccount token (userInfo.extra ${NODE_NAME_EXTRA}); this request has ${nodes.length === 0 ? 'none' : 'several'}`);
+  if (claimed !== nodes[0]) return deny(`spec.node ${JSON.stringify(String(claimed).slice(0, 253))} is not the requester's node ${JSON.stringify(nodes[0]!.slice(0, 253))}`);
+  return review({ uid: req.uid, allowed: true });
 }

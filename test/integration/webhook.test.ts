@@ -192,6 +192,36 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     }
   });
 
+  it('/validate-results: a result is admitted only for the node the requester\'s token is bound to', async () => {
+    const review = (node: string, extra: Record<string, string[]> | undefined, operation = 'CREATE') => {
+      const gvk = { group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileRecordingResult' };
+      return {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: `r-${++uidCounter}`,
+          kind: gvk,
+          resource: { group: 'spoke.dev', version: 'v1alpha1', resource: 'profilerecordingresults' },
+          namespace: 'team',
+          operation,
+          userInfo: { username: 'system:serviceaccount:spoke-system:spoke-recorder', ...(extra ? { extra } : {}) },
+          object: { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecordingResult', metadata: { name: 'rec-1', namespace: 'team' }, spec: { recording: 'rec', pod: 'p', container: 'app', runtime: 'runc', node, syscalls: ['read'] } },
+        },
+      };
+    };
+    const answer = async (body: unknown) => (await post(port, '/validate-results', body)).json().response;
+    const bound = { 'authentication.kubernetes.io/node-name': ['node-1'] };
+    assert.equal((await answer(review('node-1', bound))).allowed, true);
+    const other = await answer(review('node-2', bound));
+    assert.deepEqual([other.allowed, other.status?.code], [false, 403]);
+    assert.match(other.status?.message ?? '', /spec\.node "node-2" is not the requester's node "node-1"/);
+    const unbound = await answer(review('node-1', undefined));
+    assert.equal(unbound.allowed, false);
+    assert.match(unbound.status?.message ?? '', /node-bound ServiceAccount token .* has none/);
+    assert.equal((await answer(review('node-1', { 'authentication.kubernetes.io/node-name': ['node-1', 'node-2'] }))).allowed, false);
+    assert.equal((await answer(review('node-2', bound, 'DELETE'))).allowed, true, 'only CREATE is judged');
+  });
+
   it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
     const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings });
     try {
