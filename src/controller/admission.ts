@@ -6,7 +6,7 @@ import { mutatePod, type AppliedBinding, type BindingMode } from './binding.js';
 import type { BindingSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
-import { DEFAULT_PROOF_TTL_SECONDS, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
+import { DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_PREFIX, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -176,4 +176,29 @@ export function reviewResult(body: unknown): AdmissionReview {
   if (nodes.length !== 1) return deny(`a ProfileRecordingResult is created by a node's recorder with a node-bound ServiceAccount token (userInfo.extra ${NODE_NAME_EXTRA}); this request has ${nodes.length === 0 ? 'none' : 'several'}`);
   if (claimed !== nodes[0]) return deny(`spec.node ${JSON.stringify(String(claimed).slice(0, 253))} is not the requester's node ${JSON.stringify(nodes[0]!.slice(0, 253))}`);
   return review({ uid: req.uid, allowed: true });
+}
+
+/**
+ * Validating webhook for pod UPDATE: a `recording.spoke.dev/*` annotation may be removed but
+ * never added or changed after creation. The kubelet builds each CreateContainer's sandbox
+ * config from the current pod, so without this a pod author could copy a proof onto a pod the
+ * webhook saw without one (README "Recording").
+ */
+export function reviewPodUpdate(body: unknown): AdmissionReview {
+  const req = parseReview(body);
+  const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && !req.subResource;
+  if (!isPod || req.operation !== 'UPDATE') return review({ uid: req.uid, allowed: true });
+  const annotations = (o: unknown): Record<string, unknown> => ((o as Pod | null | undefined)?.metadata?.annotations as Record<string, unknown> | undefined) ?? {};
+  const now = annotations(req.object);
+  const before = annotations(req.oldObject);
+  const changed = Object.keys(now)
+    .filter((k) => k.startsWith(POD_RECORDING_PREFIX) && now[k] !== before[k])
+    .sort();
+  if (changed.length === 0) return review({ uid: req.uid, allowed: true });
+  const shown = changed.slice(0, 5).map((k) => k.slice(0, 80));
+  return review({
+    uid: req.uid,
+    allowed: false,
+    status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}${changed.length > 5 ? ', …' : ''}: recording annotations are set by spoke's webhook when the pod is created, never later` },
+  });
 }

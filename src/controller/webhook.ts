@@ -4,6 +4,8 @@
 //   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
 //   POST /validate-results   validating webhook for ProfileRecordingResult CREATE (the node
 //                            that reports is the node the requester's token is bound to)
+//   POST /validate-pod-updates  validating webhook for pods UPDATE: recording annotations are
+//                            never added or changed after creation
 //   GET  /healthz            process alive
 //   GET  /readyz             200 once the binding source has synced (Service endpoints wait for it;
 //                            the recording source is not waited for: an unmarked pod is never looser)
@@ -14,9 +16,11 @@ import { readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BadReview, reviewBinding, reviewPod, reviewResult, type PodMatch } from './admission.js';
+import { BadReview, reviewBinding, reviewPod, reviewPodUpdate, reviewResult, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
 import type { BindingSource, RecordingSource } from './source.js';
+
+const REVIEW_PATHS = new Set(['/mutate-pods', '/validate-bindings', '/validate-results', '/validate-pod-updates']);
 
 /** The API server caps request bodies at 3 MiB; a pod CREATE review stays well below 4 MiB. */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
@@ -116,7 +120,7 @@ export class WebhookServer {
       if (req.method === 'GET' && path === '/readyz') {
         return this.opts.source.synced() ? this.send(res, 200, 'ok') : this.send(res, 503, 'binding cache not synced');
       }
-      if (path !== '/mutate-pods' && path !== '/validate-bindings' && path !== '/validate-results') return this.send(res, 404, 'not found');
+      if (!REVIEW_PATHS.has(path ?? '')) return this.send(res, 404, 'not found');
       if (req.method !== 'POST') return this.send(res, 405, 'POST only');
       const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim();
       if (type !== 'application/json') return this.send(res, 415, 'content-type must be application/json');
@@ -130,7 +134,13 @@ export class WebhookServer {
       const started = process.hrtime.bigint();
       const { mode, onApplied, recordings, recordingKey, proofTtlSeconds, now } = this.opts;
       const out =
-        path === '/mutate-pods' ? reviewPod(doc, this.opts.source, { mode, onApplied, recordings, recordingKey, proofTtlSeconds, now }) : path === '/validate-results' ? reviewResult(doc) : reviewBinding(doc);
+        path === '/mutate-pods'
+          ? reviewPod(doc, this.opts.source, { mode, onApplied, recordings, recordingKey, proofTtlSeconds, now })
+          : path === '/validate-results'
+            ? reviewResult(doc)
+            : path === '/validate-pod-updates'
+              ? reviewPodUpdate(doc)
+              : reviewBinding(doc);
       const r = out.response;
       this.opts.log?.({
         msg: 'admission',

@@ -222,6 +222,21 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     assert.equal((await answer(review('node-2', bound, 'DELETE'))).allowed, true, 'only CREATE is judged');
   });
 
+  it('/validate-pod-updates: recording annotations are never added or changed after creation; removing them is fine', async () => {
+    const marked = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const copied = recordingAnnotations(patchedPod(marked, await post(port, '/mutate-pods', podReview(marked))));
+    const mine = (annotations: Record<string, string>): Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-7d9f8b-qqqqq', namespace: 'team', annotations }, spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] } });
+    const update = (before: Pod, after: Pod) => ({ ...podReview(after, { operation: 'UPDATE' }), request: { ...podReview(after, { operation: 'UPDATE' }).request, oldObject: before } });
+    const answer = async (before: Pod, after: Pod) => (await post(port, '/validate-pod-updates', update(before, after))).json().response;
+    const added = await answer(mine({ keep: 'me' }), mine({ keep: 'me', ...copied }));
+    assert.deepEqual([added.allowed, added.status?.code], [false, 403]);
+    assert.match(added.status?.message ?? '', /recording\.spoke\.dev\/name, recording\.spoke\.dev\/proof: recording annotations are set by spoke's webhook when the pod is created, never later/);
+    const changed = await answer(mine(copied), mine({ ...copied, 'recording.spoke.dev/containers': 'web' }));
+    assert.equal(changed.allowed, false);
+    assert.equal((await answer(mine(copied), mine({ ...copied, other: 'label-change' }))).allowed, true, 'other changes pass');
+    assert.equal((await answer(mine(copied), mine({}))).allowed, true, 'removing them only makes the pod stricter');
+  });
+
   it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
     const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings });
     try {
