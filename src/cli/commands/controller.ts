@@ -17,6 +17,10 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            spoke shim --recording and spoke recorder; recording annotations
                            it did not set are removed
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
+  POST /validate-results   ProfileRecordingResult CREATE: spec.node must be the node the
+                           requester's ServiceAccount token is bound to
+  POST /validate-pod-updates  pods UPDATE: recording.spoke.dev/* annotations are never added
+                           or changed after creation
   GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding list
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
 410 Gone → relist, backoff on errors). Matched workloads and a Valid condition are written
