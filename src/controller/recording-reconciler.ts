@@ -359,7 +359,8 @@ export class RecordingReconciler {
       if (verdict === undefined) {
         const pod = this.o.caches.pod(namespace, typeof r.spec?.pod === 'string' ? r.spec.pod : '');
         verdict = resultNodeProblem(r, { namespace, name }, pod, this.o.recordingKey) ?? '';
-        if (pod !== undefined) {
+        // Remembered once the pod is cached and scheduled: a cache that lags the scheduler is asked again.
+        if (pod?.spec?.nodeName) {
           if (this.verdicts.size >= MAX_REMEMBERED * 16) this.verdicts.delete(this.verdicts.keys().next().value as string);
           this.verdicts.set(id, verdict);
         }
