@@ -35,6 +35,8 @@ export interface NodeConfig {
    * live from the runtime (src/cri/runtime-default.ts).
    */
   readonly runtimeDefault: string | undefined;
+  /** The cluster's recording key file, shared with the controller (README "Recording"); needed by `--recording`. */
+  readonly recordingKey: string | undefined;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
@@ -50,10 +52,11 @@ export const NODE_CONFIG_KEYS = [
   'annotations',
   'authFile',
   'runtimeDefault',
+  'recordingKey',
 ] as const satisfies readonly (keyof NodeConfig)[];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
-const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault'] as const;
+const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
 
 /** The shipped baseline, `policy/seccomp-baseline.json` in the package (found from this module's location). */
 export function defaultBaselinePath(): string {
@@ -81,6 +84,7 @@ export function defaultNodeConfig(): NodeConfig {
     annotations: false,
     authFile: undefined,
     runtimeDefault: undefined,
+    recordingKey: undefined,
   };
 }
 

@@ -6,6 +6,7 @@ import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type Mu
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
+import { DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_PREFIX, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -78,8 +79,14 @@ export interface PodReviewOptions {
   namespaces?: NamespaceSource;
   /** The cluster's default enforce level (its PodSecurity admission configuration); default `privileged`. */
   podSecurityDefault?: string;
-  /** ProfileRecordings: pods they select are annotated for recording (binding.ts R1–R5). */
+  /** ProfileRecordings: pods they select are annotated for recording (binding.ts R1–R6). */
   recordings?: RecordingSource;
+  /** The cluster's recording key: markings are signed with it (binding.ts R4); undefined: nothing is marked. */
+  recordingKey?: Buffer;
+  /** How long a marking's proof lets nodes start the pod's containers for recording (default 1 h). */
+  proofTtlSeconds?: number;
+  /** Unix milliseconds; default Date.now. */
+  now?: () => number;
 }
 
 type NamespaceOptions = Pick<PodReviewOptions, 'mode' | 'namespaces' | 'podSecurityDefault'>;
@@ -130,9 +137,13 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
   const recordingsReady = opts.recordings?.synced() === true;
+  const recordingProof = opts.recordingKey
+    ? { key: opts.recordingKey, namespace, ...(req.name ? { name: req.name } : {}), now: Math.floor((opts.now ?? Date.now)() / 1000), ttlSeconds: opts.proofTtlSeconds ?? DEFAULT_PROOF_TTL_SECONDS }
+    : undefined;
   const result = mutatePod(pod, source.list(namespace), {
     ...namespaceOptions(namespace, opts),
     ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}),
+    ...(recordingProof ? { recordingProof } : {}),
   });
   if ('denied' in result) {
     return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${result.denied}` } });
@@ -175,4 +186,53 @@ export function reviewBinding(body: unknown): AdmissionReview {
     warnings.push(`image "*" without podSelector or containers selects every container of every pod in namespace ${req.namespace ?? obj.metadata?.namespace ?? '(unknown)'}`);
   }
   return review({ uid: req.uid, allowed: true, ...(warnings.length ? { warnings } : {}) });
+}
+
+/** The node a ServiceAccount token was bound to (pod-bound tokens, Kubernetes 1.30+), as the API server authenticated it. */
+export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
+
+/**
+ * Validating webhook for ProfileRecordingResult CREATE: the result's `spec.node` must be the
+ * node the requester's credentials are bound to (userInfo.extra, filled in by the API server
+ * from the recorder pod's ServiceAccount token). A recorder can then only report for its own
+ * node, and the reconciler accepts results only for pods scheduled there (README "Recording").
+ */
+export function reviewResult(body: unknown): AdmissionReview {
+  const req = parseReview(body);
+  const ours = req.kind?.group === GROUP && req.kind?.kind === RESULT_KIND;
+  if (!ours || req.operation !== 'CREATE' || req.subResource) return review({ uid: req.uid, allowed: true });
+  const obj = req.object as ProfileRecordingResult | undefined;
+  if (obj === null || typeof obj !== 'object') throw new BadReview('request.object is required');
+  const extra = (req.userInfo as { extra?: Record<string, unknown> } | undefined)?.extra?.[NODE_NAME_EXTRA];
+  const nodes = Array.isArray(extra) ? extra.filter((n): n is string => typeof n === 'string' && n !== '') : [];
+  const claimed = obj.spec?.node;
+  const deny = (message: string) => review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${message}` } });
+  if (nodes.length !== 1) return deny(`a ProfileRecordingResult is created by a node's recorder with a node-bound ServiceAccount token (userInfo.extra ${NODE_NAME_EXTRA}); this request has ${nodes.length === 0 ? 'none' : 'several'}`);
+  if (claimed !== nodes[0]) return deny(`spec.node ${JSON.stringify(String(claimed).slice(0, 253))} is not the requester's node ${JSON.stringify(nodes[0]!.slice(0, 253))}`);
+  return review({ uid: req.uid, allowed: true });
+}
+
+/**
+ * Validating webhook for pod UPDATE: a `recording.spoke.dev/*` annotation may be removed but
+ * never added or changed after creation. The kubelet builds each CreateContainer's sandbox
+ * config from the current pod, so without this a pod author could copy a proof onto a pod the
+ * webhook saw without one (README "Recording").
+ */
+export function reviewPodUpdate(body: unknown): AdmissionReview {
+  const req = parseReview(body);
+  const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && !req.subResource;
+  if (!isPod || req.operation !== 'UPDATE') return review({ uid: req.uid, allowed: true });
+  const annotations = (o: unknown): Record<string, unknown> => ((o as Pod | null | undefined)?.metadata?.annotations as Record<string, unknown> | undefined) ?? {};
+  const now = annotations(req.object);
+  const before = annotations(req.oldObject);
+  const changed = Object.keys(now)
+    .filter((k) => k.startsWith(POD_RECORDING_PREFIX) && now[k] !== before[k])
+    .sort();
+  if (changed.length === 0) return review({ uid: req.uid, allowed: true });
+  const shown = changed.slice(0, 5).map((k) => k.slice(0, 80));
+  return review({
+    uid: req.uid,
+    allowed: false,
+    status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}${changed.length > 5 ? ', …' : ''}: recording annotations are set by spoke's webhook when the pod is created, never later` },
+  });
 }

@@ -53,12 +53,19 @@
 //      container runs unconfined and cannot be recorded) and whose seccomp profile is unset or
 //      RuntimeDefault (warning otherwise: the node keeps an explicit profile, so they would not
 //      be recorded). None left → nothing is marked.
-//  R4. The pod gets `recording.spoke.dev/name: <recording>`, and, when not every container is
-//      recorded, `recording.spoke.dev/containers: a,b` (sorted) for the shim.
+//  R4. The pod gets `recording.spoke.dev/name: <recording>`, when not every container is
+//      recorded `recording.spoke.dev/containers: a,b` (sorted), and `recording.spoke.dev/proof`,
+//      the HMAC the shim verifies (src/core/recording-proof.ts: namespace, pod name or
+//      generateName, recording, containers, expiry), plus the label `recording.spoke.dev/name`
+//      the controller's pod cache selects on. Without the recording key nothing is marked
+//      (warning). A still-valid proof for the same marking is kept (reinvocation).
 //  R5. Recording wins over binding for the recorded containers' seccomp profile: the binding
 //      is not applied to them (warning naming both), the node runs them under the logging
 //      profile (`spoke shim --recording`). Every other container, and AppArmor, is bound as
 //      usual: nothing else is loosened.
+//  R6. Only the controller marks pods: every `recording.spoke.dev/*` annotation it does not set
+//      is removed, with a warning, whether or not recordings are considered (a pod author must
+//      not carry a marking, or a proof copied from another pod, past the webhook).
 
 import type { ProfileKind } from '../core/constants.js';
 import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
@@ -73,7 +80,18 @@ import {
   type SeccompProfile,
 } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
-import { FINALIZE_ANNOTATION, POD_RECORDING_ANNOTATION, POD_RECORDING_CONTAINERS_ANNOTATION, validateRecording, type CompiledRecording } from './recording.js';
+import { signRecordingProof, verifyRecordingProof } from '../core/recording-proof.js';
+import {
+  FINALIZE_ANNOTATION,
+  POD_RECORDING_ANNOTATION,
+  POD_RECORDING_CONTAINERS_ANNOTATION,
+  POD_RECORDING_PREFIX,
+  POD_RECORDING_PROOF_ANNOTATION,
+  RECORDING_LABEL,
+  recordingLabelValue,
+  validateRecording,
+  type CompiledRecording,
+} from './recording.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
 
@@ -86,6 +104,21 @@ export interface MutateOptions {
   recordings?: readonly unknown[];
   /** The namespace's Pod Security enforce level (`enforceLevel`); undefined: none, the field is admitted. */
   podSecurity?: string;
+  /** How markings are signed (R4); undefined: recordings mark nothing. */
+  recordingProof?: RecordingProofOptions;
+}
+
+export interface RecordingProofOptions {
+  /** The cluster's recording key (controller --recording-key), shared with the nodes. */
+  key: Buffer;
+  /** The admission request's namespace (the pod's own may be empty at admission). */
+  namespace: string;
+  /** The admission request's name, when the API server already knows it. */
+  name?: string;
+  /** Unix seconds. */
+  now: number;
+  /** How long the node may start the pod's containers under the logging profile. */
+  ttlSeconds: number;
 }
 
 /** Pod Security admission's levels, loosest first. */
@@ -263,11 +296,16 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const fieldChanges = new Map<Slot, Partial<Record<'seccompProfile' | 'appArmorProfile', SeccompProfile>>>();
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
-  const recording = options.recordings ? planRecording(pod, slots, options.recordings) : undefined;
+  const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof) : undefined;
   if (recording) {
     denials.push(...recording.denials);
     warnings.push(...recording.warnings);
     for (const [k, v] of recording.annotations) if (pod.metadata?.annotations?.[k] !== v) annotationSets.set(k, v);
+  }
+  for (const key of Object.keys(pod.metadata?.annotations ?? {}).sort()) {
+    if (!key.startsWith(POD_RECORDING_PREFIX) || recording?.annotations.has(key)) continue;
+    annotationRemovals.add(key);
+    warnings.push(`annotation ${truncate(key, 80)} removed: only spoke's webhook marks pods for recording (R6)`);
   }
 
   for (const slot of slots) {
@@ -379,6 +417,12 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       }
     }
   }
+  if (recording?.label) {
+    const [key, value] = recording.label;
+    const labels = pod.metadata?.labels;
+    if (labels === undefined || labels === null) patch.push({ op: 'add', path: '/metadata/labels', value: { [key]: value } });
+    else if (labels[key] !== value) patch.push({ op: labels[key] === undefined ? 'add' : 'replace', path: `/metadata/labels/${escapePointer(key)}`, value });
+  }
   const boundedWarnings = warnings.slice(0, MAX_WARNINGS).map((w) => truncate(w, MAX_WARNING_LENGTH));
   if (warnings.length > MAX_WARNINGS) boundedWarnings[MAX_WARNINGS - 1] = `${warnings.length - MAX_WARNINGS + 1} more warnings not shown`;
   return { patch, warnings: boundedWarnings, applied, bound, skipped };
@@ -388,6 +432,8 @@ interface RecordingPlan {
   name: string;
   recorded: Set<Slot>;
   annotations: Map<string, string>;
+  /** The pod label the controller's pod cache selects on, when the pod is marked. */
+  label?: [string, string];
   denials: string[];
   warnings: string[];
 }
@@ -398,7 +444,7 @@ function finalized(raw: unknown): boolean {
 }
 
 /** Rules R1–R4 (header): which recording marks the pod and which containers it records. */
-function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly unknown[]): RecordingPlan | undefined {
+function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly unknown[], proof: RecordingProofOptions | undefined): RecordingPlan | undefined {
   const labels = pod.metadata?.labels;
   const selecting: CompiledRecording[] = [];
   for (const raw of rawRecordings) {
@@ -439,9 +485,21 @@ function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly unknown[
     plan.recorded.add(slot);
   }
   if (plan.recorded.size === 0) return plan;
-  plan.annotations.set(POD_RECORDING_ANNOTATION, rec.name);
-  if (plan.recorded.size < slots.length) {
-    plan.annotations.set(POD_RECORDING_CONTAINERS_ANNOTATION, [...new Set([...plan.recorded].map((s) => s.container.name))].sort().join(','));
+  const name = proof?.name || pod.metadata?.name;
+  const generateName = pod.metadata?.generateName;
+  if (proof === undefined || (!name && !generateName)) {
+    plan.warnings.push(`the pod is selected by ProfileRecording ${rec.name} but not marked: ${proof === undefined ? 'the controller has no recording key (--recording-key)' : 'it has neither name nor generateName'}`);
+    plan.recorded.clear();
+    return plan;
   }
+  const containers = plan.recorded.size < slots.length ? [...new Set([...plan.recorded].map((s) => s.container.name))].sort() : undefined;
+  plan.annotations.set(POD_RECORDING_ANNOTATION, rec.name);
+  if (containers) plan.annotations.set(POD_RECORDING_CONTAINERS_ANNOTATION, containers.join(','));
+  const subject = { namespace: proof.namespace, pod: name ? { name } : { generateName: generateName as string }, recording: rec.name, containers };
+  // Reinvocation: our own still-valid proof for this very marking stays, so the patch is empty.
+  const ours = pod.metadata?.annotations?.[POD_RECORDING_PROOF_ANNOTATION];
+  const kept = ours !== undefined && name && verifyRecordingProof(proof.key, ours, { ...subject, podName: name }, proof.now).ok;
+  plan.annotations.set(POD_RECORDING_PROOF_ANNOTATION, kept ? ours : signRecordingProof(proof.key, subject, proof.now + proof.ttlSeconds));
+  plan.label = [RECORDING_LABEL, recordingLabelValue(rec.name)];
   return plan;
 }

@@ -2,7 +2,9 @@
 // `spoke controller` and `spoke recorder`):
 //  - KubeRecordingApi: PUT …/profilerecordings/NAME/status and POST …/profilebindings for the
 //    reconciler (reads come from the caches: no `get`).
-//  - startRecordingController: the caches, the reconciler and a periodic resync, wired.
+//  - startRecordingController: the caches (recordings, results, bindings, and the pods the
+//    webhook labelled recording.spoke.dev/name, for the node each runs on), the reconciler and a
+//    periodic resync, wired.
 //  - KubeResultReporter: the node recorder's two calls: GET a ProfileRecording (its selector
 //    and uid), POST a ProfileRecordingResult owned by it.
 
@@ -10,8 +12,8 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { codeOf } from './status-code.js';
 import { RecordingReconciler, type RecordingApi, type RecordingCaches, type RecordingReconcilerOptions } from './recording-reconciler.js';
-import { RECORDING_KIND, RECORDING_PLURAL, RESULT_PLURAL, type ProfileRecording, type ProfileRecordingResult } from './recording.js';
-import { API_VERSION, BINDING_PLURAL, GROUP, VERSION, type ProfileBinding } from './types.js';
+import { POD_RECORDING_ANNOTATION, RECORDING_KIND, RECORDING_LABEL, RECORDING_PLURAL, RESULT_PLURAL, type ProfileRecording, type ProfileRecordingResult } from './recording.js';
+import { API_VERSION, BINDING_PLURAL, GROUP, VERSION, type Pod, type ProfileBinding } from './types.js';
 
 export class KubeRecordingApi implements RecordingApi {
   private readonly api: CustomObjectsApi;
@@ -46,6 +48,8 @@ export interface RecordingController {
   reconciler: RecordingReconciler;
   recordings: Reflector<ProfileRecording>;
   results: Reflector<ProfileRecordingResult>;
+  /** Pods labelled recording.spoke.dev/name (by the webhook, when it marks them). */
+  pods: Reflector<Pod & { metadata: NonNullable<Pod['metadata']> }>;
   bindings: { get(namespace: string, name: string): ProfileBinding | undefined };
   waitForSync(timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
@@ -53,7 +57,7 @@ export interface RecordingController {
 
 /** Starts the caches and the reconciler; reconciles every recording after the first sync and on every change. */
 export function startRecordingController(kc: KubeConfig, o: RecordingControllerOptions): RecordingController {
-  const ready = () => recordings.synced() && results.synced() && (ownBindings?.synced() ?? true);
+  const ready = () => recordings.synced() && results.synced() && pods.synced() && (ownBindings?.synced() ?? true);
   const recordings: Reflector<ProfileRecording> = new Reflector<ProfileRecording>(kc, {
     ...o.reflector,
     plural: RECORDING_PLURAL,
@@ -70,6 +74,18 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
       if (ready()) reconciler.enqueueResult(r);
     },
   });
+  // RBAC: pods list, watch. Only pods the webhook labelled are cached; their marking is checked per result.
+  const pods = new Reflector<Pod & { metadata: NonNullable<Pod['metadata']> }>(kc, {
+    ...o.reflector,
+    plural: 'pods',
+    path: '/api/v1/pods',
+    labelSelector: RECORDING_LABEL,
+    log: o.log,
+    onChange: (_type, p) => {
+      const rec = p.metadata.annotations?.[POD_RECORDING_ANNOTATION];
+      if (ready() && rec) reconciler.enqueue(`${p.metadata.namespace}/${rec}`);
+    },
+  });
   const ownBindings = o.bindings ? undefined : new Reflector<ProfileBinding>(kc, { ...o.reflector, plural: BINDING_PLURAL, log: o.log });
   const bindings = o.bindings ?? (ownBindings as Reflector<ProfileBinding>);
   const caches: RecordingCaches = {
@@ -77,12 +93,14 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
     recordings: () => recordings.all(),
     results: (ns) => results.list(ns),
     binding: (ns, name) => bindings.get(ns, name),
+    pod: (ns, name) => pods.get(ns, name),
   };
   const reconciler = new RecordingReconciler({ ...o, caches, api: new KubeRecordingApi(kc, recordings) });
   recordings.start();
   results.start();
+  pods.start();
   ownBindings?.start();
-  const synced = Promise.all([recordings.waitForSync(3_600_000), results.waitForSync(3_600_000), ownBindings?.waitForSync(3_600_000)]).then(() => reconciler.enqueueAll());
+  const synced = Promise.all([recordings.waitForSync(3_600_000), results.waitForSync(3_600_000), pods.waitForSync(3_600_000), ownBindings?.waitForSync(3_600_000)]).then(() => reconciler.enqueueAll());
   synced.catch(() => undefined);
   const resync = setInterval(() => {
     if (ready()) reconciler.enqueueAll();
@@ -92,6 +110,7 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
     reconciler,
     recordings,
     results,
+    pods,
     bindings,
     waitForSync: (ms) =>
       Promise.race([
@@ -105,7 +124,7 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
     stop: async () => {
       clearInterval(resync);
       reconciler.stop();
-      await Promise.all([recordings.stop(), results.stop(), ownBindings?.stop()]);
+      await Promise.all([recordings.stop(), results.stop(), pods.stop(), ownBindings?.stop()]);
     },
   };
 }

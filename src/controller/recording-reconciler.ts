@@ -15,6 +15,10 @@
 // signatures are remembered per digest, so a retry after a conflict does not push again.
 // Bindings are created, never updated or deleted (RBAC: create only): one that exists with the
 // same reference is kept; one with another reference makes Bound=False (BindingExists).
+// Results count only from the node that runs the pod they name (resultNodeProblem): the verdict
+// is taken while the pod is in the pod cache and remembered (by result uid), so a pod deleted
+// after its result arrived still counts; results judged never are ignored, and every ignored
+// result is named in the ResultsAccepted condition and the log.
 
 import type { KeyObject } from 'node:crypto';
 import { sha256Digest, type Digest } from '../core/digest.js';
@@ -30,6 +34,7 @@ import {
   planProfiles,
   repositoryAllowed,
   resultBelongs,
+  resultNodeProblem,
   sameStatus,
   validateRecording,
   withCondition,
@@ -40,7 +45,7 @@ import {
   type ProfileRecordingStatus,
   type RecordedProfileStatus,
 } from './recording.js';
-import type { ProfileBinding } from './types.js';
+import type { Pod, ProfileBinding } from './types.js';
 import { codeOf } from './status-code.js';
 
 /** The registry contract, as publish/ takes it (controller/ does not import registry/). */
@@ -52,6 +57,8 @@ export interface RecordingCaches {
   recordings(): readonly ProfileRecording[];
   results(namespace: string): readonly ProfileRecordingResult[];
   binding(namespace: string, name: string): ProfileBinding | undefined;
+  /** A pod marked for recording (the controller's label-selected pod cache). */
+  pod(namespace: string, name: string): Pod | undefined;
 }
 
 export interface RecordingApi {
@@ -68,6 +75,8 @@ export interface RecordingReconcilerOptions {
   credential?: PublishCredential;
   /** Repository patterns recordings may publish to (see repositoryAllowed); none → every recording fails. */
   allowedRepositories: readonly string[];
+  /** The cluster's recording key: results count only for pods the webhook marked with it; none → no result counts. */
+  recordingKey?: Buffer;
   /** Loads a signing key by its name in the controller's key directory; rejects when absent. */
   signingKey?: (name: string) => Promise<KeyObject | string>;
   signFormat?: SignFormat;
@@ -101,6 +110,9 @@ export class RecordingReconciler {
   private readonly signed = new Set<string>();
   private readonly queue = new Set<string>();
   private readonly failures = new Map<string, number>();
+  /** Verdicts of resultNodeProblem by result uid, taken while the pod was in the cache ('' = accepted). */
+  private readonly verdicts = new Map<string, string>();
+  private readonly reported = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -186,8 +198,14 @@ export class RecordingReconciler {
     const old = rec.status ?? {};
     const v = validateRecording(rec);
     const uid = rec.metadata.uid;
-    const results = this.o.caches.results(namespace).filter((r) => resultBelongs(r, { namespace, name, uid }));
+    const { results, ignored } = this.acceptedResults(namespace, name, uid);
     const now = this.now();
+    const conds = withCondition(
+      old.conditions,
+      ignored.length === 0
+        ? condition(old.conditions, 'ResultsAccepted', 'True', 'AllAccepted', `${results.length} result(s), each from the node that runs its marked pod`, now, generation)
+        : condition(old.conditions, 'ResultsAccepted', 'False', 'ResultsIgnored', `${ignored.length} result(s) ignored: ${ignored.slice(0, 5).join('; ')}${ignored.length > 5 ? '; …' : ''}`, now, generation),
+    );
 
     if (!v.ok) {
       const status: ProfileRecordingStatus = {
@@ -195,7 +213,7 @@ export class RecordingReconciler {
         phase: 'Failed',
         results: results.length,
         observedGeneration: generation,
-        conditions: withCondition(old.conditions, condition(old.conditions, 'Finalized', 'False', 'InvalidSpec', v.problems.join('; '), now, generation)),
+        conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'InvalidSpec', v.problems.join('; '), now, generation)),
       };
       if (await this.writeStatus(rec, status)) out.action = 'failed';
       return out;
@@ -209,7 +227,7 @@ export class RecordingReconciler {
         results: results.length,
         observedGeneration: generation,
         conditions: withCondition(
-          old.conditions,
+          conds,
           condition(old.conditions, 'Finalized', 'False', 'Recording', `${results.length} result(s) so far; annotate ${FINALIZE_ANNOTATION}=<any value> to build and publish the profile(s)`, now, generation),
         ),
       };
@@ -221,11 +239,11 @@ export class RecordingReconciler {
 
     if (old.finalizeToken === token && (old.phase === 'Completed' || old.phase === 'Failed')) {
       // A snapshot already taken: only count new results, and retry bindings that could not be created.
-      let status: ProfileRecordingStatus = { ...old, results: results.length };
+      let status: ProfileRecordingStatus = { ...old, results: results.length, conditions: conds };
       if (old.phase === 'Completed' && compiled.bind && old.conditions?.find((c) => c.type === 'Bound')?.status !== 'True') {
         const r = await this.ensureBindings(compiled, old.profiles ?? [], old, now, generation);
         out.bindingsCreated = r.created;
-        status = { ...status, profiles: r.profiles, conditions: withCondition(old.conditions, r.condition) };
+        status = { ...status, profiles: r.profiles, conditions: withCondition(conds, r.condition) };
       }
       if (await this.writeStatus(rec, status)) out.action = 'status';
       return out;
@@ -239,7 +257,7 @@ export class RecordingReconciler {
         finalizeToken: token,
         results: results.length,
         observedGeneration: generation,
-        conditions: withCondition(old.conditions, condition(old.conditions, 'Finalized', 'False', reason, message, now, generation)),
+        conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', reason, message, now, generation)),
       };
       delete status.profiles;
       await this.writeStatus(rec, status);
@@ -258,7 +276,7 @@ export class RecordingReconciler {
           phase: 'Finalizing',
           results: results.length,
           observedGeneration: generation,
-          conditions: withCondition(old.conditions, condition(old.conditions, 'Finalized', 'False', 'WaitingForResults', e.message, now, generation)),
+          conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'WaitingForResults', e.message, now, generation)),
         };
         delete status.finalizeToken;
         delete status.profiles;
@@ -308,14 +326,14 @@ export class RecordingReconciler {
         phase: 'Finalizing',
         results: results.length,
         observedGeneration: generation,
-        conditions: withCondition(old.conditions, condition(old.conditions, 'Finalized', 'False', 'PublishFailed', `${messageOf(e)} (retrying)`, now, generation)),
+        conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'PublishFailed', `${messageOf(e)} (retrying)`, now, generation)),
       };
       await this.writeStatus(rec, status).catch(() => false);
       throw new Transient(messageOf(e));
     }
 
     let conditions = withCondition(
-      old.conditions,
+      conds,
       condition(old.conditions, 'Finalized', 'True', 'Published', `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}`, now, generation),
     );
     if (compiled.bind) {
@@ -328,6 +346,36 @@ export class RecordingReconciler {
     await this.writeStatus(rec, status, token);
     this.o.log?.({ msg: 'recording finalized', recording: `${namespace}/${name}`, profiles: profiles.map((p) => p.reference) });
     return { ...out, action: 'finalized' };
+  }
+
+  /** The recording's results, split by resultNodeProblem (class header). */
+  private acceptedResults(namespace: string, name: string, uid: string | undefined): { results: ProfileRecordingResult[]; ignored: string[] } {
+    const results: ProfileRecordingResult[] = [];
+    const ignored: string[] = [];
+    for (const r of this.o.caches.results(namespace)) {
+      if (!resultBelongs(r, { namespace, name, uid })) continue;
+      const id = r.metadata.uid ?? `${namespace}/${r.metadata.name}`;
+      let verdict = this.verdicts.get(id);
+      if (verdict === undefined) {
+        const pod = this.o.caches.pod(namespace, typeof r.spec?.pod === 'string' ? r.spec.pod : '');
+        verdict = resultNodeProblem(r, { namespace, name }, pod, this.o.recordingKey) ?? '';
+        // Remembered once the pod is cached and scheduled: a cache that lags the scheduler is asked again.
+        if (pod?.spec?.nodeName) {
+          if (this.verdicts.size >= MAX_REMEMBERED * 16) this.verdicts.delete(this.verdicts.keys().next().value as string);
+          this.verdicts.set(id, verdict);
+        }
+      }
+      if (verdict === '') results.push(r);
+      else {
+        ignored.push(`${r.metadata.name}: ${verdict}`);
+        if (!this.reported.has(id)) {
+          if (this.reported.size >= MAX_REMEMBERED * 16) this.reported.delete(this.reported.values().next().value as string);
+          this.reported.add(id);
+          this.o.log?.({ msg: 'recording result ignored', recording: `${namespace}/${name}`, result: r.metadata.name, reason: verdict });
+        }
+      }
+    }
+    return { results, ignored: ignored.sort() };
   }
 
   private async publish(rec: CompiledRecording, p: PlannedProfile, key: KeyObject | string | undefined): Promise<{ reference: string; pushedNow: boolean }> {

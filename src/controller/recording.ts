@@ -17,11 +17,12 @@
 
 import { sha256Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
+import { RECORDING_PROOF_ANNOTATION, verifyRecordingProof } from '../core/recording-proof.js';
 import { parseRepositoryRef, type RepositoryRef } from '../core/reference.js';
 import { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime, type SeccompProfile } from '../profiles/seccomp/index.js';
 import { ImageParseError, parseImage } from './image.js';
 import { selectorProblems } from './selector.js';
-import { API_VERSION, BINDING_KIND, type Condition, type LabelSelector, type ObjectMeta, type ProfileBinding } from './types.js';
+import { API_VERSION, BINDING_KIND, type Condition, type LabelSelector, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
 
 export const RECORDING_KIND = 'ProfileRecording';
@@ -33,9 +34,15 @@ export const RESULT_PLURAL = 'profilerecordingresults';
 export const POD_RECORDING_ANNOTATION = 'recording.spoke.dev/name';
 /** On pods (set by the binding webhook when not every container is recorded): `a,b`, the containers the shim records. */
 export const POD_RECORDING_CONTAINERS_ANNOTATION = 'recording.spoke.dev/containers';
+/** On pods (set by the binding webhook): its HMAC over the marking (src/core/recording-proof.ts); the shim verifies it. */
+export const POD_RECORDING_PROOF_ANNOTATION = RECORDING_PROOF_ANNOTATION;
+/** Every pod annotation under this prefix is the controller's: the webhook removes any it did not set. */
+export const POD_RECORDING_PREFIX = 'recording.spoke.dev/';
+/** How long a proof lets the node start a marked pod's containers under the logging profile (default). */
+export const DEFAULT_PROOF_TTL_SECONDS = 3600;
 /** On recordings (set by the user): finalize now; a new value finalizes again. */
 export const FINALIZE_ANNOTATION = 'recording.spoke.dev/finalize';
-/** On results and created bindings: the recording they belong to. */
+/** On results, created bindings and marked pods: the recording they belong to (recordingLabelValue). */
 export const RECORDING_LABEL = 'recording.spoke.dev/name';
 
 export const MAX_RESULTS_PER_RECORDING = 1000;
@@ -219,6 +226,34 @@ export function resultBelongs(r: ProfileRecordingResult, rec: { namespace: strin
   return rec.uid === undefined || mine.some((o) => o.uid === rec.uid);
 }
 
+/**
+ * Why a result is not accepted from its node, or undefined when it is. A node recorder can
+ * post any result; the controller takes it only for a pod the webhook marked for this very
+ * recording (the marking's proof verifies under the recording key; its expiry does not matter
+ * here, the pod was admitted), that the pod cache shows scheduled on the node the result names,
+ * for a container the marking records. So one node cannot add calls to a recording through
+ * pods that run elsewhere. `pod` is the controller's cached view of `spec.pod`.
+ */
+export function resultNodeProblem(r: ProfileRecordingResult, rec: { namespace: string; name: string }, pod: Pod | undefined, key: Buffer | undefined): string | undefined {
+  const podName = typeof r.spec?.pod === 'string' ? r.spec.pod : '';
+  const what = `pod ${rec.namespace}/${podName.slice(0, 253)}`;
+  if (key === undefined) return 'the controller has no recording key (--recording-key), so no pod is marked for recording';
+  if (pod === undefined) return `${what} is not a pod marked for recording in the controller's view`;
+  const ann = pod.metadata?.annotations ?? {};
+  if (ann[POD_RECORDING_ANNOTATION] !== rec.name) return `${what} is not marked for recording ${rec.name}`;
+  const list = ann[POD_RECORDING_CONTAINERS_ANNOTATION];
+  const containers = list === undefined ? undefined : list.split(',').map((c) => c.trim()).filter((c) => c !== '');
+  const seen = { namespace: rec.namespace, podName, recording: rec.name, containers };
+  if (!verifyRecordingProof(key, ann[POD_RECORDING_PROOF_ANNOTATION], seen, 0, { ignoreExpiry: true }).ok) return `${what} carries no valid marking from the webhook`;
+  const nodeName = pod.spec?.nodeName;
+  if (typeof nodeName !== 'string' || nodeName === '' || nodeName !== r.spec.node) {
+    return `reported by node ${JSON.stringify(String(r.spec.node).slice(0, 253))}, but ${what} ${typeof nodeName === 'string' && nodeName !== '' ? `runs on node ${nodeName}` : 'is not scheduled'}`;
+  }
+  const inPod = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])].some((c) => c.name === r.spec.container);
+  if (!inPod || (containers !== undefined && !containers.includes(r.spec.container))) return `${what} does not record a container named ${JSON.stringify(String(r.spec.container).slice(0, 64))}`;
+  return undefined;
+}
+
 /** Problems with one result (shape, names in the x86 tables, caps, completeness). */
 export function resultProblems(r: ProfileRecordingResult): string[] {
   const name = r.metadata?.name ?? '(unnamed)';
@@ -359,6 +394,11 @@ export function bindingImage(images: readonly string[]): string {
   return first.repository;
 }
 
+/** RECORDING_LABEL's value: the name when it fits a label value, else a hash of it. */
+export function recordingLabelValue(name: string): string {
+  return name.length <= 63 ? name : hashSuffix(name, 16);
+}
+
 export function bindingName(rec: { name: string }, p: Pick<PlannedProfile, 'key'>): string {
   return childName(rec.name, p.key === '*' ? undefined : p.key);
 }
@@ -371,7 +411,7 @@ export function bindingFor(rec: CompiledRecording, p: { key: string; containers:
     metadata: {
       name: bindingName(rec, p),
       namespace: rec.namespace,
-      labels: { [RECORDING_LABEL]: rec.name.length <= 63 ? rec.name : hashSuffix(rec.name, 16) },
+      labels: { [RECORDING_LABEL]: recordingLabelValue(rec.name) },
       annotations: { [POD_RECORDING_ANNOTATION]: rec.name },
     },
     spec: {

@@ -23,6 +23,8 @@ export interface GenericReflectorOptions<T> {
   plural: string;
   /** The collection's API path; default `/apis/spoke.dev/v1alpha1/<plural>`. */
   path?: string;
+  /** Only objects with these labels (list and watch `labelSelector`). */
+  labelSelector?: string;
   pageSize?: number;
   watchTimeoutSeconds?: number;
   backoffInitialMs?: number;
@@ -211,6 +213,7 @@ export class Reflector<T extends KubeObject> {
     ctx.setHeaderParam('Accept', 'application/json');
     ctx.setQueryParam('limit', String(limit));
     if (cont !== undefined) ctx.setQueryParam('continue', cont);
+    if (this.opts.labelSelector !== undefined) ctx.setQueryParam('labelSelector', this.opts.labelSelector);
     await this.api.authMethods.default?.applySecurityAuthentication(ctx);
     const res = await this.api.httpApi.send(ctx).toPromise();
     const text = await res.body.text();
@@ -270,7 +273,7 @@ export class Reflector<T extends KubeObject> {
         else resolve({ kind: 'closed' });
       };
       this.watch
-        .watch(this.path, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+        .watch(this.path, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds, ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}) }, onEvent, onDone)
         .then((controller) => {
           this.abort = controller;
           if (this.stopped) controller.abort();

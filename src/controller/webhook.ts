@@ -2,6 +2,10 @@
 // re-read when they change, e.g. when cert-manager rotates them). Endpoints:
 //   POST /mutate-pods        mutating webhook, pods CREATE (admission.k8s.io/v1, JSONPatch)
 //   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
+//   POST /validate-results   validating webhook for ProfileRecordingResult CREATE (the node
+//                            that reports is the node the requester's token is bound to)
+//   POST /validate-pod-updates  validating webhook for pods UPDATE: recording annotations are
+//                            never added or changed after creation
 //   GET  /healthz            process alive
 //   GET  /readyz             200 once the binding and namespace sources have synced (Service
 //                            endpoints wait for them; the recording source is not waited for: an
@@ -18,9 +22,11 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { BadReview, reviewBinding, reviewPod, type PodMatch } from './admission.js';
+import { BadReview, reviewBinding, reviewPod, reviewPodUpdate, reviewResult, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
+
+const REVIEW_PATHS = new Set(['/mutate-pods', '/validate-bindings', '/validate-results', '/validate-pod-updates']);
 
 /** The API server caps request bodies at 3 MiB; a pod CREATE review stays well below 4 MiB. */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
@@ -31,6 +37,12 @@ export interface WebhookOptions {
   source: BindingSource;
   /** ProfileRecordings (the recording controller's cache): selected pods are marked for recording. */
   recordings?: RecordingSource;
+  /** The cluster's recording key (--recording-key): markings are signed with it; without it none is made. */
+  recordingKey?: Buffer;
+  /** Lifetime of a marking's proof (--recording-proof-ttl); default 1 h. */
+  proofTtlSeconds?: number;
+  /** Unix milliseconds, for proof expiry; default Date.now. */
+  now?: () => number;
   host?: string;
   port?: number;
   mode?: BindingMode;
@@ -138,7 +150,7 @@ export class WebhookServer {
         if (!this.opts.source.synced()) return this.send(res, 503, 'binding cache not synced');
         return this.opts.namespaces?.synced() === false ? this.send(res, 503, 'namespace cache not synced') : this.send(res, 200, 'ok');
       }
-      if (path !== '/mutate-pods' && path !== '/validate-bindings') return this.send(res, 404, 'not found');
+      if (!REVIEW_PATHS.has(path ?? '')) return this.send(res, 404, 'not found');
       if (req.method !== 'POST') return this.send(res, 405, 'POST only');
       const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim();
       if (type !== 'application/json') return this.send(res, 415, 'content-type must be application/json');
@@ -151,16 +163,15 @@ export class WebhookServer {
       }
       const started = process.hrtime.bigint();
       const authenticated = this.authenticated(req.socket as TLSSocket);
+      const { mode, recordings, recordingKey, proofTtlSeconds, now, namespaces, podSecurityDefault } = this.opts;
       const out =
         path === '/mutate-pods'
-          ? reviewPod(doc, this.opts.source, {
-              mode: this.opts.mode,
-              onApplied: authenticated ? this.opts.onApplied : undefined,
-              recordings: this.opts.recordings,
-              namespaces: this.opts.namespaces,
-              podSecurityDefault: this.opts.podSecurityDefault,
-            })
-          : reviewBinding(doc);
+          ? reviewPod(doc, this.opts.source, { mode, onApplied: authenticated ? this.opts.onApplied : undefined, recordings, recordingKey, proofTtlSeconds, now, namespaces, podSecurityDefault })
+          : path === '/validate-results'
+            ? reviewResult(doc)
+            : path === '/validate-pod-updates'
+              ? reviewPodUpdate(doc)
+              : reviewBinding(doc);
       const r = out.response;
       this.opts.log?.({
         msg: 'admission',

@@ -1,13 +1,19 @@
-// Recording (issue 8): pods the binding webhook marked for a ProfileRecording run their selected
-// containers under the logging profile (SCMP_ACT_LOG default), so that `spoke recorder` can read
-// their syscalls from the kernel's audit records. The names are repeated from
-// src/controller/recording.ts because cri/ may not import controller/:
+// Recording (README "Recording"): pods the controller's pod webhook marked for a ProfileRecording
+// run their selected containers under the logging profile (SCMP_ACT_LOG default), so that
+// `spoke recorder` can read their syscalls from the kernel's audit records. The names are
+// repeated from src/controller/recording.ts because cri/ may not import controller/:
 //   recording.spoke.dev/name        the recording; its presence (non-empty) marks the pod
 //   recording.spoke.dev/containers  optional, `a,b`: only these containers are recorded;
 //                                   absent: every container and init container of the pod
+//   recording.spoke.dev/proof       the controller's HMAC over namespace, pod, recording,
+//                                   containers and expiry (src/core/recording-proof.ts)
 // The logging profile is looser than RuntimeDefault, so this is opt-in on the node:
-// `spoke shim --recording`. Without it the annotation is ignored (logged at info per container).
-// With it, a selected container whose effective seccomp profile (its own, else the pod's) is
+// `spoke shim --recording`, which refuses to start without the cluster's recording key. Without
+// --recording the annotations are ignored (logged at info per container). With it, a marking
+// whose proof is missing, does not verify under the key, or has expired is ignored and logged
+// (warn, RECORDING_UNPROVEN): the container keeps the profile it asked for, which is never looser
+// than RuntimeDefault, and a pod author cannot obtain the logging profile by annotating a pod.
+// A proven, selected container whose effective seccomp profile (its own, else the pod's) is
 // unset or RuntimeDefault gets Localhost = <seccompRoot>/spoke/spoke-record-log.json, written by
 // the shim itself at start (no "profile not found" race). Everything explicit stays as it is,
 // with a log line: Localhost, OCI (pod- or container-level), Unconfined, a spoke seccomp profile
@@ -16,12 +22,15 @@
 // never recorded.
 
 import { join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { SpokeError } from '../core/errors.js';
+import { MAX_RECORDING_KEY_BYTES, parseRecordingKey, RECORDING_PROOF_ANNOTATION, verifyRecordingProof, type ProofCheck } from '../core/recording-proof.js';
 import type { LogLevel } from '../core/runtime.js';
 import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
 import { writeFileAtomic } from '../store/fsutil.js';
-import { SANDBOX_ANNOTATIONS } from './messages.js';
-import { getStringMap } from './wire.js';
+import { SANDBOX_ANNOTATIONS, SANDBOX_METADATA } from './messages.js';
+import { getMergedMessage, getString, getStringMap } from './wire.js';
 
 export const RECORDING_ANNOTATION = 'recording.spoke.dev/name';
 export const RECORDING_CONTAINERS_ANNOTATION = 'recording.spoke.dev/containers';
@@ -34,6 +43,10 @@ const CONTAINER_NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 export interface RecordingDeps {
   /** Absolute path of the installed logging profile; undefined: `--recording` is off and the annotation is ignored. */
   loggingProfile: string | undefined;
+  /** The cluster's recording key proofs are verified with; undefined: no marking is honoured. */
+  key: Buffer | undefined;
+  /** Unix milliseconds (proof expiry); default Date.now. */
+  now?: () => number;
   log?(level: LogLevel, msg: string, fields: Record<string, unknown>): void;
 }
 
@@ -44,6 +57,10 @@ export interface PodRecording {
   containers: ReadonlySet<string> | undefined;
   /** Set when the annotations are malformed: nothing is recorded. */
   problem?: string;
+  /** The sandbox's namespace and pod name (PodSandboxMetadata) and the proof annotation, for verifyPodRecording. */
+  namespace: string;
+  pod: string;
+  proof: string | undefined;
 }
 
 /** The recording annotations of a PodSandboxConfig; undefined when the pod is not marked. Throws WireError when malformed protobuf. */
@@ -52,21 +69,29 @@ export function readRecording(podSandboxConfig: Uint8Array | undefined): PodReco
   const m = getStringMap(podSandboxConfig, SANDBOX_ANNOTATIONS, PREFIXES);
   const name = m.get(RECORDING_ANNOTATION);
   if (name === undefined || name === '') return undefined;
+  const meta = getMergedMessage(podSandboxConfig, SANDBOX_METADATA);
+  const who = { namespace: meta ? getString(meta, 3) : '', pod: meta ? getString(meta, 1) : '', proof: m.get(RECORDING_PROOF_ANNOTATION) };
   const shown = name.slice(0, MAX_NAME);
-  if (name.length > MAX_NAME) return { name: shown, containers: undefined, problem: `${RECORDING_ANNOTATION} is longer than ${MAX_NAME} characters` };
+  if (name.length > MAX_NAME) return { name: shown, containers: undefined, ...who, problem: `${RECORDING_ANNOTATION} is longer than ${MAX_NAME} characters` };
   const list = m.get(RECORDING_CONTAINERS_ANNOTATION);
-  if (list === undefined) return { name, containers: undefined };
-  if (list.length > MAX_CONTAINERS_VALUE) return { name, containers: undefined, problem: `${RECORDING_CONTAINERS_ANNOTATION} is longer than ${MAX_CONTAINERS_VALUE} characters` };
+  if (list === undefined) return { name, containers: undefined, ...who };
+  if (list.length > MAX_CONTAINERS_VALUE) return { name, containers: undefined, ...who, problem: `${RECORDING_CONTAINERS_ANNOTATION} is longer than ${MAX_CONTAINERS_VALUE} characters` };
   const names = list
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
   const bad = names.find((n) => !CONTAINER_NAME_RE.test(n));
-  if (bad !== undefined) return { name, containers: undefined, problem: `${RECORDING_CONTAINERS_ANNOTATION}: ${JSON.stringify(bad.slice(0, 64))} is not a container name` };
+  if (bad !== undefined) return { name, containers: undefined, ...who, problem: `${RECORDING_CONTAINERS_ANNOTATION}: ${JSON.stringify(bad.slice(0, 64))} is not a container name` };
   if (names.length === 0 || names.length > MAX_CONTAINERS) {
-    return { name, containers: undefined, problem: `${RECORDING_CONTAINERS_ANNOTATION} must list 1 to ${MAX_CONTAINERS} container names` };
+    return { name, containers: undefined, ...who, problem: `${RECORDING_CONTAINERS_ANNOTATION} must list 1 to ${MAX_CONTAINERS} container names` };
   }
-  return { name, containers: new Set(names) };
+  return { name, containers: new Set(names), ...who };
+}
+
+/** Whether the controller signed this very marking (namespace, pod, recording, containers) and it has not expired. */
+export function verifyPodRecording(rec: PodRecording, key: Buffer, nowMs: number): ProofCheck {
+  const seen = { namespace: rec.namespace, podName: rec.pod, recording: rec.name, containers: rec.containers ? [...rec.containers] : undefined };
+  return verifyRecordingProof(key, rec.proof, seen, Math.floor(nowMs / 1000));
 }
 
 export function recordingSelects(rec: PodRecording, container: string): boolean {
@@ -84,4 +109,22 @@ export async function installLoggingProfile(seccompRoot: string): Promise<string
   const current = await readFile(path).catch(() => undefined);
   if (current === undefined || !current.equals(bytes)) await writeFileAtomic(path, bytes, join(dir, '.tmp'), { mode: 0o644 });
   return path;
+}
+
+/**
+ * Reads the cluster's recording key file (the shim's recordingKey, the controller's
+ * --recording-key); its bytes are the key. Throws SpokeError InvalidArgument when it cannot be
+ * read or has the wrong size (never a key of fewer than 32 bytes).
+ */
+export function readRecordingKey(path: string): Buffer {
+  let bytes: Buffer;
+  try {
+    const size = statSync(path).size;
+    if (size > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: ${size} bytes, more than ${MAX_RECORDING_KEY_BYTES}`, { file: path, limit: MAX_RECORDING_KEY_BYTES, actual: size });
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof SpokeError) throw e;
+    throw new SpokeError('InvalidArgument', `recording key ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { cause: e });
+  }
+  return parseRecordingKey(bytes, path);
 }

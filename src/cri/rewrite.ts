@@ -43,11 +43,12 @@
 // with a message naming the annotation and keeping the pull's error code.
 //
 // Recording (recording.ts; `spoke shim --recording`): a CreateContainer whose sandbox_config
-// carries `recording.spoke.dev/name` and whose container is selected gets the logging profile
-// as Localhost, only when its effective seccomp profile (own, else the pod's) is unset or
-// RuntimeDefault, it is not privileged and no spoke seccomp annotation applies to it; anything
-// explicit wins over recording (logged), so recording never replaces a stricter request.
-// Without --recording the annotation is ignored (logged).
+// carries `recording.spoke.dev/name` with a valid controller proof (`recording.spoke.dev/proof`)
+// and whose container is selected gets the logging profile as Localhost, only when its effective
+// seccomp profile (own, else the pod's) is unset or RuntimeDefault, it is not privileged and no
+// spoke seccomp annotation applies to it; anything explicit wins over recording (logged), so
+// recording never replaces a stricter request. Without --recording, or without a valid proof,
+// the annotation is ignored (logged).
 
 import type { ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
@@ -79,7 +80,7 @@ import {
   SANDBOX_METADATA,
   type SecurityProfileMsg,
 } from './messages.js';
-import { readRecording, recordingSelects, type PodRecording, type RecordingDeps } from './recording.js';
+import { readRecording, recordingSelects, verifyPodRecording, type PodRecording, type RecordingDeps } from './recording.js';
 import { fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt, WIRE_VARINT } from './wire.js';
 
 export type Resolver = (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<Applied>;
@@ -386,6 +387,13 @@ function recordingProfileFor(
   }
   if (rec.problem !== undefined) {
     log('warn', 'recording annotation malformed; the container is not recorded', { error: rec.problem });
+    return undefined;
+  }
+  // Only a marking the controller signed for this pod counts: anything else keeps the container's own profile.
+  const proof = r.key === undefined ? undefined : verifyPodRecording(rec, r.key, (r.now ?? Date.now)());
+  if (proof === undefined || !proof.ok) {
+    const why = proof === undefined ? { failure: 'no-key', detail: 'the shim has no recording key' } : { failure: proof.failure, detail: proof.detail };
+    log('warn', 'recording annotation not proven by the controller; the container keeps its profile', { reason: 'RECORDING_UNPROVEN', ...why });
     return undefined;
   }
   const keep = (why: string) => log('info', `recording skipped: ${why}; the container keeps its profile`);

@@ -212,6 +212,9 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
   refresh(upstream: UnaryCaller): void {
     if (this.opts.pinned) return;
     this.upstream = upstream;
+    // A new connection is a new runtime: its retries start from the first delay again, not from
+    // where the failures of a restart's flapping connections left the backoff.
+    this.retryMs = this.opts.retryMs ?? 1000;
     void this.readNow().catch(() => undefined);
   }
 

@@ -114,9 +114,12 @@ export interface ShimServerOptions<P> {
   annotations?: boolean;
   /**
    * Recording (recording.ts): install the logging profile at start and run containers of pods
-   * annotated `recording.spoke.dev/name` under it. Off: the annotation is ignored (logged).
+   * annotated `recording.spoke.dev/name`, with a proof that verifies under `recordingKey`, under
+   * it. Off: the annotation is ignored (logged). On without a key: start() refuses.
    */
   recording?: boolean;
+  /** The cluster's recording key (recording.ts, src/core/recording-proof.ts). */
+  recordingKey?: Buffer;
   /** Per-connection limits; defaults are the constants above (tests shorten the timers). */
   limits?: Partial<ConnectionLimits>;
 }
@@ -204,6 +207,9 @@ export class ShimServer<P = unknown> {
   /** Binds the socket (refusing a path that is not a socket; removing a stale one) and starts. */
   async start(): Promise<void> {
     if (this.opts.recording) {
+      if (this.opts.recordingKey === undefined) {
+        throw new SpokeError('FailedPrecondition', 'recording needs the cluster recording key (config recordingKey, flag --recording-key): without it any pod could ask for the logging profile', {}, { reason: 'RECORDING_UNPROVEN' });
+      }
       // Before the socket exists: no pod can ask for the profile before it is on disk.
       this.loggingProfile = await installLoggingProfile(this.opts.deps.seccompRoot);
       this.logger.log('info', 'recording enabled: logging profile installed', { profile: this.loggingProfile });
@@ -497,7 +503,7 @@ export class ShimServer<P = unknown> {
         return prepared;
       },
       ...(this.annotationDeps ? { annotations: this.annotationDeps } : {}),
-      recording: { loggingProfile: this.loggingProfile, log: (level, msg, fields) => this.logger.log(level, msg, fields) },
+      recording: { loggingProfile: this.loggingProfile, key: this.opts.recordingKey, log: (level, msg, fields) => this.logger.log(level, msg, fields) },
     };
     try {
       result = await rewrite(payload, deps);

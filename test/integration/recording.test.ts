@@ -1,12 +1,14 @@
 // The ProfileRecording reconciler on @kubernetes/client-node against the in-test API server
 // (test/helpers/fake-apiserver.ts: resourceVersion, 409 conflicts, bookmarks, 410), pushing to a
-// real docker-registry over plain HTTP.
+// real docker-registry over plain HTTP. Every result names a pod the webhook marked (signed
+// proof, label) and scheduled on the result's node; results from elsewhere are ignored.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { startRecordingController, type RecordingController } from '../../src/controller/recording-kube.js';
 import { FINALIZE_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../src/controller/recording.js';
+import { signRecordingProof } from '../../src/core/recording-proof.js';
 import type { ProfileBinding } from '../../src/controller/types.js';
 import { buildRecordedProfile, decodeSeccomp } from '../../src/profiles/seccomp/index.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
@@ -18,6 +20,18 @@ const G = { group: 'spoke.dev', version: 'v1alpha1' };
 const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
 const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
 const PB: ResourceDef = { ...G, plural: 'profilebindings', kind: 'ProfileBinding' };
+const POD: ResourceDef = { group: '', version: 'v1', plural: 'pods', kind: 'Pod' };
+const RECORDING_KEY = Buffer.alloc(32, 9);
+
+/** A pod as the webhook leaves it when it marks it for `recording` (annotations, proof, label), scheduled on `node`. */
+function markedPod(api: FakeApiServer, o: { recording: string; name: string; node: string; containers: string[]; ns?: string; proofKey?: Buffer }): void {
+  const ns = o.ns ?? 'team';
+  const proof = signRecordingProof(o.proofKey ?? RECORDING_KEY, { namespace: ns, pod: { name: o.name }, recording: o.recording, containers: undefined }, 2_000_000_000);
+  api.create(POD, {
+    metadata: { name: o.name, namespace: ns, labels: { 'recording.spoke.dev/name': o.recording }, annotations: { 'recording.spoke.dev/name': o.recording, 'recording.spoke.dev/proof': proof } },
+    spec: { nodeName: o.node, containers: o.containers.map((name) => ({ name, image: 'registry.example.com/app:1' })) },
+  });
+}
 
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -41,11 +55,14 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   });
   const get = (name: string, ns = 'team') => fake.get(PR, ns, name) as unknown as ProfileRecording;
   let n = 0;
+  /** A result from node-1 for a fresh pod the webhook marked and the scheduler put on node-1. */
   const result = (recording: string, container: string, syscalls: string[], image = `${'registry.example.com'}/app/${recording}:1.0`, ns = 'team'): ProfileRecordingResult => {
     const owner = fake.get(PR, ns, recording)!;
+    const pod = `${recording}-pod-${n}`;
+    markedPod(fake, { recording, name: pod, node: 'node-1', containers: [container], ns });
     return {
       metadata: { name: `${recording}-${n++}`, namespace: ns, ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: recording, uid: owner.metadata.uid as string }] },
-      spec: { recording, pod: `${recording}-pod-${n}`, container, runtime: 'runc', node: 'node-1', syscalls, image },
+      spec: { recording, pod, container, runtime: 'runc', node: 'node-1', syscalls, image },
     };
   };
   const annotate = (name: string, value: string, ns = 'team') => {
@@ -56,7 +73,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
 
   before(async () => {
     reg = await startRegistry();
-    fake = new FakeApiServer({ resources: [PR, PRR, PB], token: 'rec-token' });
+    fake = new FakeApiServer({ resources: [PR, PRR, PB, POD], token: 'rec-token' });
     const server = await fake.listen();
     kc = new KubeConfig();
     kc.loadFromOptions({
@@ -74,6 +91,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
         if (name !== 'release') throw new Error(`no key file ${name}`);
         return key.privatePem;
       },
+      recordingKey: RECORDING_KEY,
       conflictDelayMs: 20,
       backoffInitialMs: 50,
       reflector: { backoffInitialMs: 20, watchTimeoutSeconds: 60 },
@@ -92,7 +110,8 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   it('counts results while recording, finalizes on the annotation, pushes, writes status (409 retried), binds once', async () => {
     await until('phase Recording', () => get('web').status?.phase === 'Recording');
     assert.equal(get('web').status?.results, 0);
-    assert.equal(fake.watcherCount, 3, 'recordings, results and bindings are watched');
+    assert.equal(fake.watcherCount, 4, 'recordings, results, marked pods and bindings are watched');
+    assert.ok(fake.requests.some((r) => r.path === '/api/v1/pods' && r.query.labelSelector === 'recording.spoke.dev/name'), 'only labelled pods are listed');
 
     fake.create(PRR, result('web', 'app', ['read', 'write', 'openat']));
     fake.create(PRR, result('web', 'app', ['read', 'mkdir']));
@@ -250,9 +269,49 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await until('completed', () => get('empty').status?.phase === 'Completed');
   });
 
+  it('a result counts only from the node that runs its marked pod; others are ignored and named', async () => {
+    fake.create(PR, rec('guard', {}));
+    await until('recording', () => get('guard').status?.phase === 'Recording');
+    const uid = fake.get(PR, 'team', 'guard')!.metadata.uid as string;
+    const owned = (name: string, spec: Partial<ProfileRecordingResult['spec']>): ProfileRecordingResult => ({
+      metadata: { name, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'guard', uid }] },
+      spec: { recording: 'guard', pod: 'guard-web', container: 'app', runtime: 'runc', node: 'node-1', syscalls: ['read'], ...spec },
+    });
+    markedPod(fake, { recording: 'guard', name: 'guard-web', node: 'node-1', containers: ['app'] });
+    // labelled and annotated by a pod author, not by the webhook: its proof is under another key
+    markedPod(fake, { recording: 'guard', name: 'guard-forged', node: 'node-2', containers: ['app'], proofKey: Buffer.alloc(32, 1) });
+    fake.create(PRR, owned('from-node-1', { syscalls: ['read', 'write'] }));
+    fake.create(PRR, owned('node-2-claims-node-1-pod', { node: 'node-2', syscalls: ['ptrace'] }));
+    fake.create(PRR, owned('node-2-own-forged-pod', { node: 'node-2', pod: 'guard-forged', syscalls: ['kexec_load'] }));
+    fake.create(PRR, owned('node-2-no-such-pod', { node: 'node-2', pod: 'guard-elsewhere', syscalls: ['mount'] }));
+    fake.create(PRR, owned('unrecorded-container', { container: 'sidecar', syscalls: ['bpf'] }));
+    await until('judged', () => get('guard').status?.conditions?.find((c) => c.type === 'ResultsAccepted')?.message?.includes('4 result(s) ignored') === true);
+    const st = get('guard').status!;
+    assert.equal(st.results, 1);
+    const cond = st.conditions!.find((c) => c.type === 'ResultsAccepted')!;
+    assert.equal(cond.status, 'False');
+    assert.equal(cond.reason, 'ResultsIgnored');
+    assert.match(cond.message, /node-2-claims-node-1-pod: reported by node "node-2", but pod team\/guard-web runs on node node-1/);
+    assert.match(cond.message, /node-2-own-forged-pod: pod team\/guard-forged carries no valid marking from the webhook/);
+    assert.match(cond.message, /node-2-no-such-pod: pod team\/guard-elsewhere is not a pod marked for recording/);
+    assert.match(cond.message, /unrecorded-container: pod team\/guard-web does not record a container named "sidecar"/);
+
+    // The accepted result stays accepted after its pod is gone; the profile holds only its calls.
+    fake.remove(POD, 'team', 'guard-web');
+    await until('pod cache dropped it', () => ctl.pods.get('team', 'guard-web') === undefined);
+    annotate('guard', '1');
+    await until('completed', () => get('guard').status?.phase === 'Completed');
+    const p = get('guard').status!.profiles![0]!;
+    assert.equal(p.results, 1);
+    const digest = p.reference.split('@')[1]!;
+    const manifest = (await (await fetch(`${reg.url}/v2/rec/team/manifests/${digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string }[] };
+    const layer = Buffer.from(await (await fetch(`${reg.url}/v2/rec/team/blobs/${manifest.layers[0]!.digest}`)).arrayBuffer());
+    assert.ok(layer.equals(buildRecordedProfile(new Set(['read', 'write']), 'runc').bytes), 'ptrace, kexec_load, mount and bpf from the ignored results are not in the profile');
+  });
+
   it('a registry outage keeps Finalizing and is retried with backoff', async () => {
     // Its own API server: the main controller would refuse this repository.
-    const api = new FakeApiServer({ resources: [PR, PRR, PB] });
+    const api = new FakeApiServer({ resources: [PR, PRR, PB, POD] });
     const kc2 = new KubeConfig();
     kc2.loadFromOptions({
       clusters: [{ name: 'fake', server: await api.listen(), skipTLSVerify: true }],
@@ -261,10 +320,11 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
       currentContext: 'fake',
     });
     const down = new UndiciRegistryClient({ insecure: ['127.0.0.1:9'], timeoutMs: 500 });
-    const other = startRecordingController(kc2, { registry: down, allowedRepositories: ['127.0.0.1:9/{namespace}'], backoffInitialMs: 100, reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
+    const other = startRecordingController(kc2, { registry: down, allowedRepositories: ['127.0.0.1:9/{namespace}'], recordingKey: RECORDING_KEY, backoffInitialMs: 100, reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
     try {
       await other.waitForSync(5000);
       const r = api.create(PR, { metadata: { name: 'offline', namespace: 'team' }, spec: { podSelector: {}, publish: { repository: '127.0.0.1:9/team' } } });
+      markedPod(api, { recording: 'offline', name: 'p', node: 'n', containers: ['app'] });
       api.create(PRR, {
         metadata: { name: 'offline-0', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'offline', uid: r.metadata.uid }] },
         spec: { recording: 'offline', pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] },

@@ -11,10 +11,9 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
 import { CriClient, decode, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
-import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
+import { startShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { CONFIG_MEDIA_TYPE } from '../../src/core/constants.js';
 import { validateAppArmorArtifactBytes } from '../../src/profiles/apparmor/index.js';
@@ -23,7 +22,6 @@ import { createAppArmorOps } from '../../src/cri/apparmor.js';
 import { SpokeError } from '../../src/core/errors.js';
 import type { Digest } from '../../src/core/digest.js';
 
-const SLEEP = ['/bin/sleep', '3600'];
 const SC = 'seccomp.profiles.spoke.dev/';
 const AA = 'apparmor.profiles.spoke.dev/';
 const HANDLER = 'runc';
@@ -241,36 +239,6 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     assert.deepEqual(seen.map((s) => s.profile_type), ['RuntimeDefault']);
     assert.match(await sh(cid, 'grep Seccomp: /proc/self/status'), /Seccomp:\s+2/, 'RuntimeDefault, as sent');
     assert.ok(shim!.logs().some((l) => /recording annotation ignored: the shim runs without --recording/.test(String(l.msg)) && l.recording === 'rec-off'));
-  });
-
-  test('recording.spoke.dev/name through `spoke shim --recording`: the logging profile (Seccomp: 2, mkdir allowed)', async () => {
-    const recShim = await startShim(['--listen', join(work, 'shim-rec.sock'), '--upstream', tap.listen, '--store', join(work, 'store-rec'), '--seccomp-root', join(work, 'seccomp'), '--policy', join(work, 'policy.yaml'), '--recording', '--log-level', 'debug']);
-    const recCri = new CriClient(join(work, 'shim-rec.sock'));
-    try {
-      const logging = join(work, 'seccomp', 'spoke', 'spoke-record-log.json');
-      assert.equal(recShim.logs().find((l) => l.msg === 'shim ready')?.recording, true);
-      assert.equal((JSON.parse(readFileSync(logging, 'utf8')) as { defaultAction: string }).defaultAction, 'SCMP_ACT_LOG', 'installed by the shim at start');
-      const logDir = join(work, `logs-rec`);
-      mkdirSync(logDir, { recursive: true });
-      const config = { ...hostNetworkPod('ann-rec', logDir), annotations: { 'recording.spoke.dev/name': 'rec-on' } };
-      const id = (await recCri.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
-      pods.push(id);
-      const cfg: Msg = { metadata: { name: 'recon' }, image: { image: BUSYBOX_IMAGE }, command: SLEEP, log_path: 'recon.log' };
-      const cid = (await recCri.rt('CreateContainer', { pod_sandbox_id: id, config: cfg, sandbox_config: config })).container_id as string;
-      await recCri.rt('StartContainer', { container_id: cid });
-      const seen = upstreamRequests('CreateContainerRequest', 'recon.log').map((r) => (((r.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg);
-      assert.deepEqual(seen.map((s) => [s.profile_type, s.localhost_ref]), [['Localhost', logging]]);
-      const exec = async (script: string) => {
-        const r = await recCri.rt('ExecSync', { container_id: cid, cmd: ['/bin/sh', '-c', script], timeout: 10 });
-        return (r.stdout as Buffer).toString() + (r.stderr as Buffer).toString();
-      };
-      assert.match(await exec('grep Seccomp: /proc/self/status'), /Seccomp:\s+2/);
-      assert.match(await exec('mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_OK/, 'SCMP_ACT_LOG allows');
-      assert.ok(recShim.logs().some((l) => /runs under the logging profile/.test(String(l.msg)) && l.recording === 'rec-on'));
-    } finally {
-      recCri.close();
-      await stopShim(recShim);
-    }
   });
 
   test('removing the pods releases every holder', async () => {

@@ -17,7 +17,8 @@ import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
-import { StaticBindingSource, StaticNamespaceSource, type BindingSource } from '../../src/controller/source.js';
+import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
+import { verifyRecordingProof } from '../../src/core/recording-proof.js';
 import { StatusUpdater } from '../../src/controller/status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
@@ -188,6 +189,108 @@ async function startWebhook(source: BindingSource, extra: Partial<ConstructorPar
 }
 
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('webhook over HTTPS: recording markings are the webhook\'s own', () => {
+  const key = Buffer.alloc(32, 5);
+  const now = 1_800_000_000;
+  let server: WebhookServer;
+  let port: number;
+  const recordings = new StaticRecordingSource([
+    { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', metadata: { name: 'rec', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/rec/team' } } },
+  ]);
+  const recordingAnnotations = (p: Pod) => Object.fromEntries(Object.entries(p.metadata?.annotations ?? {}).filter(([k]) => k.startsWith('recording.spoke.dev/')));
+
+  before(async () => {
+    ({ server, port } = await startWebhook(new StaticBindingSource([]), { recordings, recordingKey: key, now: () => now * 1000 }));
+  });
+  after(() => server.close());
+
+  it('a selected pod is marked with a proof the node verifies for its generated name, and labelled', async () => {
+    const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
+    const ann = recordingAnnotations(out);
+    assert.deepEqual(Object.keys(ann).sort(), ['recording.spoke.dev/name', 'recording.spoke.dev/proof']);
+    assert.equal(out.metadata?.labels?.['recording.spoke.dev/name'], 'rec');
+    const seen = { namespace: 'team', podName: 'web-7d9f8b-x2b4z', recording: 'rec', containers: undefined };
+    assert.deepEqual(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], seen, now), { ok: true, expiresAt: now + 3600 });
+    assert.equal(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], { ...seen, namespace: 'other' }, now).ok, false);
+  });
+
+  it('user-set recording annotations are removed, with warnings, on pods it does not mark — also a proof copied from a marked pod', async () => {
+    const marked = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const copied = recordingAnnotations(patchedPod(marked, await post(port, '/mutate-pods', podReview(marked))));
+    const forged = { ...copied, 'recording.spoke.dev/containers': 'app', 'recording.spoke.dev/anything': 'x' };
+    for (const [what, ns, labels] of [
+      ['not selected', 'team', { app: 'db' }],
+      ['namespace without recordings', 'other', { app: 'web' }],
+    ] as const) {
+      const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'mine', namespace: ns, labels: { ...labels }, annotations: { ...forged, keep: 'me' } }, spec: { containers: [{ name: 'app', image: 'busybox:1.36' }] } };
+      const a = await post(port, '/mutate-pods', podReview(pod, { namespace: ns }));
+      const out = patchedPod(pod, a);
+      assert.deepEqual(out.metadata?.annotations, { keep: 'me' }, what);
+      const removed = (a.json().response.warnings ?? []).filter((w) => /^annotation recording\.spoke\.dev\/\S+ removed: only spoke's webhook marks pods for recording/.test(w));
+      assert.equal(removed.length, 4, what);
+    }
+  });
+
+  it('/validate-results: a result is admitted only for the node the requester\'s token is bound to', async () => {
+    const review = (node: string, extra: Record<string, string[]> | undefined, operation = 'CREATE') => {
+      const gvk = { group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileRecordingResult' };
+      return {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: `r-${++uidCounter}`,
+          kind: gvk,
+          resource: { group: 'spoke.dev', version: 'v1alpha1', resource: 'profilerecordingresults' },
+          namespace: 'team',
+          operation,
+          userInfo: { username: 'system:serviceaccount:spoke-system:spoke-recorder', ...(extra ? { extra } : {}) },
+          object: { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecordingResult', metadata: { name: 'rec-1', namespace: 'team' }, spec: { recording: 'rec', pod: 'p', container: 'app', runtime: 'runc', node, syscalls: ['read'] } },
+        },
+      };
+    };
+    const answer = async (body: unknown) => (await post(port, '/validate-results', body)).json().response;
+    const bound = { 'authentication.kubernetes.io/node-name': ['node-1'] };
+    assert.equal((await answer(review('node-1', bound))).allowed, true);
+    const other = await answer(review('node-2', bound));
+    assert.deepEqual([other.allowed, other.status?.code], [false, 403]);
+    assert.match(other.status?.message ?? '', /spec\.node "node-2" is not the requester's node "node-1"/);
+    const unbound = await answer(review('node-1', undefined));
+    assert.equal(unbound.allowed, false);
+    assert.match(unbound.status?.message ?? '', /node-bound ServiceAccount token .* has none/);
+    assert.equal((await answer(review('node-1', { 'authentication.kubernetes.io/node-name': ['node-1', 'node-2'] }))).allowed, false);
+    assert.equal((await answer(review('node-2', bound, 'DELETE'))).allowed, true, 'only CREATE is judged');
+  });
+
+  it('/validate-pod-updates: recording annotations are never added or changed after creation; removing them is fine', async () => {
+    const marked = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const copied = recordingAnnotations(patchedPod(marked, await post(port, '/mutate-pods', podReview(marked))));
+    const mine = (annotations: Record<string, string>): Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-7d9f8b-qqqqq', namespace: 'team', annotations }, spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] } });
+    const update = (before: Pod, after: Pod) => ({ ...podReview(after, { operation: 'UPDATE' }), request: { ...podReview(after, { operation: 'UPDATE' }).request, oldObject: before } });
+    const answer = async (before: Pod, after: Pod) => (await post(port, '/validate-pod-updates', update(before, after))).json().response;
+    const added = await answer(mine({ keep: 'me' }), mine({ keep: 'me', ...copied }));
+    assert.deepEqual([added.allowed, added.status?.code], [false, 403]);
+    assert.match(added.status?.message ?? '', /recording\.spoke\.dev\/name, recording\.spoke\.dev\/proof: recording annotations are set by spoke's webhook when the pod is created, never later/);
+    const changed = await answer(mine(copied), mine({ ...copied, 'recording.spoke.dev/containers': 'web' }));
+    assert.equal(changed.allowed, false);
+    assert.equal((await answer(mine(copied), mine({ ...copied, other: 'label-change' }))).allowed, true, 'other changes pass');
+    assert.equal((await answer(mine(copied), mine({}))).allowed, true, 'removing them only makes the pod stricter');
+  });
+
+  it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
+    const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings });
+    try {
+      const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+      pod.metadata!.annotations = { 'recording.spoke.dev/name': 'rec' };
+      const a = await post(p2, '/mutate-pods', podReview(pod));
+      assert.deepEqual(recordingAnnotations(patchedPod(pod, a)), {});
+      assert.ok(a.json().response.warnings?.some((w) => /not marked: the controller has no recording key/.test(w)));
+    } finally {
+      await plain.close();
+    }
+  });
+});
 
 describe('webhook over HTTPS with AdmissionReview v1', () => {
   const matches: PodMatch[] = [];

@@ -3,7 +3,7 @@ import { StatusUpdater } from '../../controller/status.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, startRecordingControllerFromFlags } from './recorder.js';
+import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, recordingProofFlags, startRecordingControllerFromFlags } from './recorder.js';
 
 const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
                         [--admission-client-ca F [--admission-client-name CN]]
@@ -17,9 +17,15 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            rejects type OCI); Unconfined (without override: true) and
                            privileged containers are admitted untouched, with a warning;
                            pods a ProfileRecording selects (not finalized) are annotated
-                           recording.spoke.dev/name (and /containers) instead of bound, for
-                           spoke shim --recording and spoke recorder
+                           recording.spoke.dev/name (and /containers), signed with
+                           recording.spoke.dev/proof (--recording-key), instead of bound, for
+                           spoke shim --recording and spoke recorder; recording annotations
+                           it did not set are removed
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
+  POST /validate-results   ProfileRecordingResult CREATE: spec.node must be the node the
+                           requester's ServiceAccount token is bound to
+  POST /validate-pod-updates  pods UPDATE: recording.spoke.dev/* annotations are never added
+                           or changed after creation
   GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding and
                            namespace lists
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
@@ -91,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
   const clientCaFile = values['admission-client-ca'];
   const clientName = values['admission-client-name'];
   if (clientName !== undefined && clientCaFile === undefined) throw new UsageError('--admission-client-name needs --admission-client-ca');
+  const { recordingKey, proofTtlSeconds } = recordingProofFlags(values);
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
@@ -115,7 +122,7 @@ export async function run(argv: string[]): Promise<number> {
   namespaces.start();
   pods?.start();
   updater?.start();
-  const recordings = await startRecordingControllerFromFlags(values, kc, source, log);
+  const recordings = await startRecordingControllerFromFlags(values, kc, source, log, recordingKey);
   // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
   const recordingCache = recordings.controller.recordings;
   const server = new WebhookServer({
@@ -128,6 +135,8 @@ export async function run(argv: string[]): Promise<number> {
     namespaces,
     podSecurityDefault,
     recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
+    ...(recordingKey ? { recordingKey } : {}),
+    proofTtlSeconds,
     log,
     ...(clientCaFile === undefined ? {} : { clientCaFile }),
     ...(clientName === undefined ? {} : { clientName }),

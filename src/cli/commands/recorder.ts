@@ -10,7 +10,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { SpokeError } from '../../core/errors.js';
-import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
+import { childName, DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
+import { readRecordingKey } from '../../cri/recording.js';
 import type { RecordingController } from '../../controller/recording-kube.js';
 import { selectorMatches } from '../../controller/selector.js';
 import type { ProfileBinding } from '../../controller/types.js';
@@ -216,9 +217,18 @@ export const recordingControllerFlags = {
   'plain-http': { type: 'boolean' },
   'ca-file': { type: 'string' },
   'auth-file': { type: 'string' },
+  'recording-key': { type: 'string' },
+  'recording-proof-ttl': { type: 'string' },
 } as const;
 
-export const RECORDING_CONTROLLER_HELP = `  --recording-repositories LIST  comma-separated repositories ProfileRecordings may publish to;
+export const RECORDING_CONTROLLER_HELP = `  --recording-key F   the cluster's recording key (32 to 4096 bytes, a mounted Secret; every
+                    node's shim holds the same bytes as recordingKey). The pod webhook signs
+                    each recording marking with it (HMAC-SHA256 over namespace, pod, recording,
+                    containers, expiry) and results are accepted only from pods it marked.
+                    Without it no pod is marked for recording
+  --recording-proof-ttl S  seconds a marking lets nodes start the pod's containers under the
+                    logging profile (default 3600); later restarts run under the pod's own profile
+  --recording-repositories LIST  comma-separated repositories ProfileRecordings may publish to;
                     {namespace} is the recording's namespace; a trailing / allows everything
                     below (e.g. registry.example.com/profiles/{namespace}/). Empty: recordings fail
   --signing-keys DIR  directory of PEM private keys (a mounted Secret); spec.publish.signWith
@@ -227,6 +237,8 @@ export const RECORDING_CONTROLLER_HELP = `  --recording-repositories LIST  comma
   --plain-http, --ca-file F   registry transport options for pushing`;
 
 export interface RecordingControllerFlagValues {
+  'recording-key'?: string;
+  'recording-proof-ttl'?: string;
   'recording-repositories'?: string;
   'signing-keys'?: string;
   'plain-http'?: boolean;
@@ -250,13 +262,23 @@ export function signingKeyLoader(dir: string): (name: string) => Promise<string>
   };
 }
 
+/** --recording-key and --recording-proof-ttl, checked before anything starts. */
+export function recordingProofFlags(values: RecordingControllerFlagValues): { recordingKey: Buffer | undefined; proofTtlSeconds: number } {
+  const ttlText = values['recording-proof-ttl'] ?? String(DEFAULT_PROOF_TTL_SECONDS);
+  const proofTtlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
+  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= 7 * 86400)) throw new UsageError('--recording-proof-ttl must be 60..604800 seconds');
+  return { recordingKey: values['recording-key'] === undefined ? undefined : readRecordingKey(values['recording-key']), proofTtlSeconds };
+}
+
 /** Starts the recording reconciler next to the binding webhook (shares its binding cache). */
 export async function startRecordingControllerFromFlags(
   values: RecordingControllerFlagValues,
   kc: KubeConfig,
   bindings: { get(namespace: string, name: string): ProfileBinding | undefined },
   logFn: (event: Record<string, unknown>) => void,
+  recordingKey: Buffer | undefined,
 ): Promise<{ controller: RecordingController; close(): Promise<void> }> {
+  if (!recordingKey) logFn({ msg: 'no --recording-key: no pod is marked for recording and no recording result counts', level: 'warning' });
   const { startRecordingController } = await import('../../controller/recording-kube.js');
   const registry = publisherRegistry(values);
   const allowedRepositories = (values['recording-repositories'] ?? '')
@@ -269,6 +291,7 @@ export async function startRecordingControllerFromFlags(
     signingKey: signingKeyLoader(values['signing-keys'] ?? '/etc/spoke/signing-keys'),
     bindings,
     log: logFn,
+    ...(recordingKey ? { recordingKey } : {}),
   });
   return {
     controller,

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { loadNodeConfig, LOG_LEVELS } from '../../config/node-config.js';
 import { SpokeError, asSpokeError } from '../../core/errors.js';
 import type { LogLevel } from '../../core/runtime.js';
+import { readRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
 import type { SeccompOps } from '../../cri/deps.js';
 import { createAppArmorOps } from '../../cri/apparmor.js';
@@ -71,7 +72,12 @@ options:
                        for spoke recorder. Only an unset or RuntimeDefault seccomp profile is
                        replaced (the logging profile is looser than RuntimeDefault); Localhost,
                        OCI, Unconfined, a profile annotation or a privileged container is kept
-                       (logged). Without this flag the annotation is ignored (logged)
+                       (logged). Only a marking with the controller's recording.spoke.dev/proof
+                       (HMAC under the recording key, not expired) counts; any other is ignored
+                       (logged) and the container keeps its own profile. Refuses to start
+                       without --recording-key. Without this flag the annotation is ignored
+  --recording-key FILE the cluster's recording key, the same bytes as the controller's
+                       --recording-key (config: recordingKey; 32 to 4096 bytes)
 
 RuntimeDefault: at start and after every reconnect to the runtime, the shim reads the runtime's
 default seccomp profile from the runtime itself (a throwaway sandbox and container from the
@@ -111,6 +117,7 @@ export async function run(argv: string[]): Promise<number> {
       'auth-file': { type: 'string' },
       annotations: { type: 'boolean' },
       recording: { type: 'boolean' },
+      'recording-key': { type: 'string' },
     },
     HELP,
     [0, 0],
@@ -129,6 +136,7 @@ export async function run(argv: string[]): Promise<number> {
     logLevel: level as LogLevel | undefined,
     authFile: values['auth-file'],
     annotations: values.annotations === true ? true : undefined,
+    recordingKey: values['recording-key'],
   });
   const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
 
@@ -175,12 +183,14 @@ export async function run(argv: string[]): Promise<number> {
   });
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
+  const recordingKey = values.recording === true && config.recordingKey !== undefined ? readRecordingKey(config.recordingKey) : undefined;
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
   const shim = new ShimServer<SeccompProfile>({
     listen: config.listen,
     upstream: config.upstream,
     annotations: config.annotations,
     recording: values.recording === true,
+    ...(recordingKey ? { recordingKey } : {}),
     // The pipeline's own policy holder: a create is decided under the policy its pull would see.
     deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, runtimeDefault, policy: async () => (await nodeContext()).policy.current() },
   });

@@ -36,6 +36,7 @@ describe('loadNodeConfig', () => {
       annotations: false,
       authFile: undefined,
       runtimeDefault: undefined,
+      recordingKey: undefined,
     });
     assert.ok(Object.isFrozen(c));
   });
@@ -66,6 +67,7 @@ describe('loadNodeConfig', () => {
         'annotations: true',
         'authFile: /etc/spoke/auth.json',
         'runtimeDefault: runtime-default.json',
+        'recordingKey: keys/recording',
         '',
       ].join('\n'),
       { storeDir: 'here', logLevel: 'warn', metrics: undefined },
@@ -80,6 +82,7 @@ describe('loadNodeConfig', () => {
     assert.equal(c.annotations, true);
     assert.equal(c.authFile, '/etc/spoke/auth.json');
     assert.equal(c.runtimeDefault, '/etc/spoke/runtime-default.json');
+    assert.equal(c.recordingKey, '/etc/spoke/keys/recording');
   });
 
   it('an empty file, and an empty metrics value, are fine', () => {

@@ -1,7 +1,8 @@
-// The pod webhook marks pods for recording (issue 8, binding.ts rules R1–R5): a ProfileRecording
-// of the pod's namespace that selects it and is not finalized adds recording.spoke.dev/name
-// (JSON Patch, escaped pointer); two recordings deny; recording wins over a seccomp binding for
-// the recorded containers only; privileged or explicitly profiled containers are not recorded.
+// The pod webhook marks pods for recording (binding.ts rules R1–R6): a ProfileRecording of the
+// pod's namespace that selects it and is not finalized adds recording.spoke.dev/name and the
+// signed recording.spoke.dev/proof (JSON Patch, escaped pointer); two recordings deny; recording
+// wins over a seccomp binding for the recorded containers only; privileged or explicitly
+// profiled containers are not recorded; recording annotations the webhook did not set are removed.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -10,9 +11,15 @@ import { mutatePod, type MutationResult } from '../../../src/controller/binding.
 import { StaticBindingSource, StaticRecordingSource, type RecordingSource } from '../../../src/controller/source.js';
 import type { ProfileRecording } from '../../../src/controller/recording.js';
 import type { Container, Pod, ProfileBinding } from '../../../src/controller/types.js';
+import { signRecordingProof, verifyRecordingProof } from '../../../src/core/recording-proof.js';
 import { applyPatch, type Op } from '../../helpers/json-patch.js';
 
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
+const KEY = Buffer.alloc(32, 3);
+const NOW = 1_800_000_000;
+const PROOF = { key: KEY, namespace: 'team', now: NOW, ttlSeconds: 3600 };
+/** The proof the webhook writes for pod team/p at NOW. */
+const proofFor = (recording: string, containers?: string[]) => signRecordingProof(KEY, { namespace: 'team', pod: { name: 'p' }, recording, containers }, NOW + 3600);
 
 function recording(name: string, spec: Partial<ProfileRecording['spec']> = {}, annotations?: Record<string, string>): ProfileRecording {
   return {
@@ -37,7 +44,7 @@ function pod(containers: Container[], o: { init?: Container[]; labels?: Record<s
 }
 
 function mutate(p: Pod, bs: ProfileBinding[], rs: ProfileRecording[] | undefined, mode: 'field' | 'annotations' = 'field'): { r: MutationResult; out: Pod } {
-  const r = mutatePod(p, bs, { mode, ...(rs ? { recordings: rs } : {}) });
+  const r = mutatePod(p, bs, { mode, ...(rs ? { recordings: rs } : {}), recordingProof: PROOF });
   return { r, out: 'denied' in r ? p : applyPatch(p, r.patch as Op[]) };
 }
 const ok = (r: MutationResult) => {
@@ -46,14 +53,49 @@ const ok = (r: MutationResult) => {
 };
 
 describe('pod webhook: recording', () => {
-  it('a selecting, unfinalized recording adds recording.spoke.dev/name with an escaped pointer', () => {
+  it('a selecting, unfinalized recording adds recording.spoke.dev/name and its proof with escaped pointers, and the pod label', () => {
     const p = pod([{ name: 'web', image: 'nginx:1' }], { annotations: { keep: 'me' } });
     const { r, out } = mutate(p, [], [recording('rec-web')]);
-    assert.deepEqual(ok(r).patch, [{ op: 'add', path: '/metadata/annotations/recording.spoke.dev~1name', value: 'rec-web' }]);
-    assert.deepEqual(out.metadata?.annotations, { keep: 'me', 'recording.spoke.dev/name': 'rec-web' });
+    assert.deepEqual(ok(r).patch, [
+      { op: 'add', path: '/metadata/annotations/recording.spoke.dev~1name', value: 'rec-web' },
+      { op: 'add', path: '/metadata/annotations/recording.spoke.dev~1proof', value: proofFor('rec-web') },
+      { op: 'add', path: '/metadata/labels/recording.spoke.dev~1name', value: 'rec-web' },
+    ]);
+    assert.deepEqual(out.metadata?.annotations, { keep: 'me', 'recording.spoke.dev/name': 'rec-web', 'recording.spoke.dev/proof': proofFor('rec-web') });
+    assert.deepEqual(out.metadata?.labels, { app: 'web', 'recording.spoke.dev/name': 'rec-web' });
     // no annotations at all yet: the map is added
     const bare = mutate(pod([{ name: 'web', image: 'nginx:1' }]), [], [recording('rec-web')]);
-    assert.deepEqual(bare.out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec-web' });
+    assert.deepEqual(bare.out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec-web', 'recording.spoke.dev/proof': proofFor('rec-web') });
+  });
+
+  it('generateName pods (no name at admission) get a proof for the generated name; the request name wins', () => {
+    const p = pod([{ name: 'web', image: 'nginx:1' }]);
+    delete p.metadata!.name;
+    p.metadata!.generateName = 'web-7d9f8c-';
+    const { out } = mutate(p, [], [recording('rec')]);
+    const proof = out.metadata!.annotations!['recording.spoke.dev/proof']!;
+    const seen = { namespace: 'team', recording: 'rec', containers: undefined };
+    assert.equal(verifyRecordingProof(KEY, proof, { ...seen, podName: 'web-7d9f8c-x2b4z' }, NOW).ok, true);
+    assert.equal(verifyRecordingProof(KEY, proof, { ...seen, podName: 'other-x2b4z' }, NOW).ok, false);
+    const named = mutatePod(p, [], { recordings: [recording('rec')], recordingProof: { ...PROOF, name: 'given' } });
+    const v = (applyPatch(p, ok(named).patch as Op[]).metadata!.annotations!['recording.spoke.dev/proof'])!;
+    assert.equal(verifyRecordingProof(KEY, v, { ...seen, podName: 'given' }, NOW).ok, true);
+  });
+
+  it('user-set recording annotations are removed (warning) on pods the webhook does not mark; never kept next to its own', () => {
+    const forged = { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/proof': proofFor('rec'), 'recording.spoke.dev/containers': 'web', other: 'x' };
+    for (const rs of [undefined, [], [recording('r', { podSelector: { matchLabels: { app: 'db' } } })]]) {
+      const { r, out } = mutate(pod([{ name: 'web', image: 'nginx:1' }], { annotations: forged }), [], rs);
+      assert.deepEqual(out.metadata?.annotations, { other: 'x' }, JSON.stringify(rs));
+      assert.equal(ok(r).warnings.filter((w) => /removed: only spoke's webhook marks pods for recording/.test(w)).length, 3);
+    }
+    // marked by the webhook (all containers): a user-set containers list does not survive next to the proof
+    const { out } = mutate(pod([{ name: 'web', image: 'nginx:1' }], { annotations: { 'recording.spoke.dev/containers': 'web', 'recording.spoke.dev/extra': '1' } }), [], [recording('rec')]);
+    assert.deepEqual(out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/proof': proofFor('rec') });
+    // without a recording key nothing is marked, with a warning
+    const nokey = mutatePod(pod([{ name: 'web', image: 'nginx:1' }]), [], { recordings: [recording('rec')] });
+    assert.deepEqual(ok(nokey).patch, []);
+    assert.ok(ok(nokey).warnings.some((w) => /not marked: the controller has no recording key/.test(w)));
   });
 
   it('not selected: other labels, finalized, invalid, containers not in the pod', () => {
@@ -67,7 +109,7 @@ describe('pod webhook: recording', () => {
       assert.deepEqual(ok(mutate(p, [], rs).r).patch, [], JSON.stringify(rs[0]?.spec));
     }
     // an empty finalize value does not finalize
-    assert.equal(ok(mutate(p, [], [recording('r', {}, { 'recording.spoke.dev/finalize': '' })]).r).patch.length, 1);
+    assert.equal(ok(mutate(p, [], [recording('r', {}, { 'recording.spoke.dev/finalize': '' })]).r).patch.length, 2, 'annotations map and label');
   });
 
   it('two recordings selecting the pod: denied naming both', () => {
@@ -136,11 +178,14 @@ describe('pod webhook: recording', () => {
     const body = (p: Pod) => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'team', operation: 'CREATE', object: p } });
     const p = pod([{ name: 'web', image: 'nginx:1' }]);
     const rs = new StaticRecordingSource([recording('rec'), { ...recording('elsewhere', { podSelector: {} }), metadata: { name: 'elsewhere', namespace: 'other' } }]);
-    const out = reviewPod(body(p), new StaticBindingSource([]), { recordings: rs }).response;
+    const out = reviewPod(body(p), new StaticBindingSource([]), { recordings: rs, recordingKey: KEY, now: () => NOW * 1000 }).response;
     assert.equal(out.allowed, true);
-    assert.deepEqual(JSON.parse(Buffer.from(out.patch!, 'base64').toString()), [{ op: 'add', path: '/metadata/annotations', value: { 'recording.spoke.dev/name': 'rec' } }]);
+    assert.deepEqual(JSON.parse(Buffer.from(out.patch!, 'base64').toString()), [
+      { op: 'add', path: '/metadata/annotations', value: { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/proof': proofFor('rec') } },
+      { op: 'add', path: '/metadata/labels/recording.spoke.dev~1name', value: 'rec' },
+    ]);
     const unsynced: RecordingSource = { list: () => [], synced: () => false };
-    const early = reviewPod(body(p), new StaticBindingSource([]), { recordings: unsynced }).response;
+    const early = reviewPod(body(p), new StaticBindingSource([]), { recordings: unsynced, recordingKey: KEY }).response;
     assert.deepEqual([early.allowed, early.patch, early.warnings], [true, undefined, ['spoke: ProfileRecording cache not synced yet; the pod was not checked for recording']], 'admitted unmarked: never looser');
     assert.equal(reviewPod(body(p), new StaticBindingSource([])).response.patch, undefined, 'no recording source: no mark');
   });

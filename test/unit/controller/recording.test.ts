@@ -7,12 +7,15 @@ import {
   childName,
   planProfiles,
   repositoryAllowed,
+  resultNodeProblem,
   validateRecording,
   type CompiledRecording,
   type ProfileRecording,
   type ProfileRecordingResult,
 } from '../../../src/controller/recording.js';
 import { validateBinding } from '../../../src/controller/validate.js';
+import type { Pod } from '../../../src/controller/types.js';
+import { signRecordingProof } from '../../../src/core/recording-proof.js';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES } from '../../../src/profiles/seccomp/index.js';
 import { I386_SYSCALLS, X86_64_SYSCALLS } from '../../../src/recorder/syscalls.js';
 
@@ -139,4 +142,39 @@ test('binding image, names and the binding itself', () => {
   assert.deepEqual(b.spec.podSelector, { matchLabels: { app: 'web' } });
   assert.deepEqual(b.spec.containers, ['app']);
   assert.equal(validateBinding(b).ok, true);
+});
+
+test('resultNodeProblem: the node that runs a pod the webhook marked, for a recorded container', () => {
+  const key = Buffer.alloc(32, 4);
+  const rec = { namespace: 'team', name: 'web' };
+  const marked = (name: string, o: { generateName?: string; containers?: string[]; node?: string; proofKey?: Buffer } = {}): Pod => ({
+    metadata: {
+      name,
+      namespace: 'team',
+      annotations: {
+        'recording.spoke.dev/name': 'web',
+        ...(o.containers ? { 'recording.spoke.dev/containers': o.containers.join(',') } : {}),
+        'recording.spoke.dev/proof': signRecordingProof(o.proofKey ?? key, { namespace: 'team', pod: o.generateName ? { generateName: o.generateName } : { name }, recording: 'web', containers: o.containers }, 1),
+      },
+    },
+    spec: { nodeName: o.node ?? 'node-1', containers: [{ name: 'app' }, { name: 'side' }], initContainers: [{ name: 'init' }] },
+  });
+  const r = (pod: string, container = 'app', node = 'node-1') => result(container, ['read'], { pod, node });
+  // accepted: named and generated pods, init containers, an expired proof (the pod was admitted)
+  assert.equal(resultNodeProblem(r('p'), rec, marked('p'), key), undefined);
+  assert.equal(resultNodeProblem(r('web-5f7c9-x2b4z'), rec, marked('web-5f7c9-x2b4z', { generateName: 'web-5f7c9-' }), key), undefined);
+  assert.equal(resultNodeProblem(r('p', 'init'), rec, marked('p'), key), undefined);
+  // refused
+  const cases: [ReturnType<typeof result>, Pod | undefined, Buffer | undefined, RegExp][] = [
+    [r('p'), marked('p'), undefined, /no recording key/],
+    [r('p'), undefined, key, /not a pod marked for recording/],
+    [r('p', 'app', 'node-2'), marked('p'), key, /reported by node "node-2", but pod team\/p runs on node node-1/],
+    [r('p'), { ...marked('p'), spec: { containers: [{ name: 'app' }] } }, key, /is not scheduled/],
+    [r('p'), marked('p', { proofKey: Buffer.alloc(32, 5) }), key, /no valid marking/],
+    [r('q'), marked('q', { generateName: 'other-' }), key, /no valid marking/],
+    [r('p', 'side'), marked('p', { containers: ['app'] }), key, /does not record a container named "side"/],
+    [r('p', 'ghost'), marked('p'), key, /does not record a container named "ghost"/],
+    [{ ...r('p'), spec: { ...r('p').spec, recording: 'web' } }, { ...marked('p'), metadata: { ...marked('p').metadata, annotations: { ...marked('p').metadata!.annotations, 'recording.spoke.dev/name': 'other' } } }, key, /not marked for recording web/],
+  ];
+  for (const [res, pod, k, why] of cases) assert.match(resultNodeProblem(res, rec, pod, k) ?? 'accepted', why);
 });

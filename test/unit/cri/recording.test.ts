@@ -1,6 +1,7 @@
-// Recording at the wire level (issue 8): pods annotated recording.spoke.dev/name run their
-// selected containers under the logging profile, only through `spoke shim --recording`, and only
-// where the container's seccomp profile is unset or RuntimeDefault.
+// Recording at the wire level: pods annotated recording.spoke.dev/name, with the controller's
+// proof, run their selected containers under the logging profile, only through
+// `spoke shim --recording`, and only where the container's seccomp profile is unset or
+// RuntimeDefault. A marking without a valid proof never yields the logging profile.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_CREATE, PR
 import { getMergedAt } from '../../../src/cri/wire.js';
 import { ANNOTATION_PREFIX } from '../../../src/cri/annotations.js';
 import type { Digest } from '../../../src/core/digest.js';
+import { RECORDING_PROOF_ANNOTATION, signRecordingProof } from '../../../src/core/recording-proof.js';
 import { decodeSeccomp } from '../../../src/profiles/seccomp/index.js';
 import { LOGGING_PROFILE, LOGGING_PROFILE_NAME } from '../../../src/profiles/seccomp/recorded.js';
 import { writeLoggingProfile } from '../../../src/recorder/profile.js';
@@ -23,7 +25,10 @@ const D1 = `sha256:${'a'.repeat(64)}`;
 const REF = `registry.example.com/profiles/p@${D1}`;
 const SC = ANNOTATION_PREFIX.seccomp;
 
-function harness(o: { on?: boolean; annotations?: boolean } = {}) {
+const KEY = Buffer.alloc(32, 1);
+const NOW_MS = 1_800_000_000_000;
+
+function harness(o: { on?: boolean; annotations?: boolean; key?: Buffer | null; nowMs?: number } = {}) {
   const logs: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
   const resolved: string[] = [];
   const seccomp: Resolver = async (p) => {
@@ -32,7 +37,12 @@ function harness(o: { on?: boolean; annotations?: boolean } = {}) {
   };
   const deps: RewriteDeps = {
     seccomp,
-    recording: { loggingProfile: o.on === false ? undefined : LOG_PATH, log: (level, msg, fields) => logs.push({ level, msg, fields }) },
+    recording: {
+      loggingProfile: o.on === false ? undefined : LOG_PATH,
+      key: o.key === null ? undefined : (o.key ?? KEY),
+      now: () => o.nowMs ?? NOW_MS,
+      log: (level, msg, fields) => logs.push({ level, msg, fields }),
+    },
     ...(o.annotations ? { annotations: { pull: async () => undefined, log: () => undefined } } : {}),
   };
   return { deps, logs, resolved };
@@ -51,7 +61,12 @@ function createReq(o: { name?: string; annotations?: Record<string, string>; sec
   });
 }
 
-const REC = { [RECORDING_ANNOTATION]: 'rec-1' };
+/** The annotations the controller's webhook writes for pod team-a/web (createReq's sandbox). */
+function marked(o: { containers?: string[]; key?: Buffer; expiresAt?: number; namespace?: string; pod?: string; recording?: string } = {}): Record<string, string> {
+  const proof = signRecordingProof(o.key ?? KEY, { namespace: o.namespace ?? 'team-a', pod: { name: o.pod ?? 'web' }, recording: o.recording ?? 'rec-1', containers: o.containers }, o.expiresAt ?? NOW_MS / 1000 + 3600);
+  return { [RECORDING_ANNOTATION]: 'rec-1', ...(o.containers ? { [RECORDING_CONTAINERS_ANNOTATION]: o.containers.join(',') } : {}), [RECORDING_PROOF_ANNOTATION]: proof };
+}
+const REC = marked();
 const ctrSeccomp = (buf: Buffer) => {
   const m = getMergedAt(buf, CTR_SECCOMP_IN_CREATE);
   return m === undefined ? undefined : decodeSecurityProfile(m);
@@ -63,7 +78,7 @@ describe('readRecording', () => {
     assert.equal(readRecording(cfg({})), undefined);
     assert.equal(readRecording(cfg({ [RECORDING_ANNOTATION]: '' })), undefined);
     assert.equal(readRecording(undefined), undefined);
-    assert.deepEqual(readRecording(cfg(REC)), { name: 'rec-1', containers: undefined });
+    assert.deepEqual(readRecording(cfg({ [RECORDING_ANNOTATION]: 'rec-1' })), { name: 'rec-1', containers: undefined, namespace: 'n', pod: 'p', proof: undefined });
     assert.deepEqual([...readRecording(cfg({ ...REC, [RECORDING_CONTAINERS_ANNOTATION]: ' a, b ,,' }))!.containers!], ['a', 'b']);
     assert.match(readRecording(cfg({ ...REC, [RECORDING_CONTAINERS_ANNOTATION]: 'a,B_x' }))!.problem!, /not a container name/);
     assert.match(readRecording(cfg({ ...REC, [RECORDING_CONTAINERS_ANNOTATION]: ' , ' }))!.problem!, /1 to 64/);
@@ -143,7 +158,7 @@ describe('rewriteCreateContainer with recording', () => {
   });
 
   it('recording.spoke.dev/containers selects containers; a malformed list records nothing', async () => {
-    const ann = { ...REC, [RECORDING_CONTAINERS_ANNOTATION]: 'app,sidecar' };
+    const ann = marked({ containers: ['app', 'sidecar'] });
     assert.equal(ctrSeccomp((await rewriteCreateContainer(createReq({ name: 'sidecar', annotations: ann }), harness().deps)).payload)?.localhostRef, LOG_PATH);
     const other = createReq({ name: 'other', annotations: ann });
     assert.equal((await rewriteCreateContainer(other, harness().deps)).payload, other);
@@ -151,6 +166,45 @@ describe('rewriteCreateContainer with recording', () => {
     const bad = createReq({ annotations: { ...REC, [RECORDING_CONTAINERS_ANNOTATION]: 'app,../x' } });
     assert.equal((await rewriteCreateContainer(bad, h.deps)).payload, bad);
     assert.ok(h.logs.some((l) => l.level === 'warn' && /malformed/.test(l.msg)));
+  });
+});
+
+describe('the controller proof', () => {
+  const ignored = async (annotations: Record<string, string>, o: Parameters<typeof harness>[0] = {}) => {
+    const h = harness(o);
+    const req = createReq({ seccomp: { profile_type: 'RuntimeDefault' }, annotations });
+    const r = await rewriteCreateContainer(req, h.deps);
+    assert.equal(r.payload, req, 'forwarded as sent: RuntimeDefault stays');
+    const line = h.logs.find((l) => /not proven by the controller/.test(l.msg));
+    assert.equal(line?.level, 'warn');
+    assert.equal(line?.fields.reason, 'RECORDING_UNPROVEN');
+    return line!.fields.failure;
+  };
+
+  it('a made-up marking (name only, or a junk proof) never yields the logging profile', async () => {
+    assert.equal(await ignored({ [RECORDING_ANNOTATION]: 'anything' }), 'missing');
+    assert.equal(await ignored({ [RECORDING_ANNOTATION]: 'rec-1', [RECORDING_PROOF_ANNOTATION]: 'trust-me' }), 'malformed');
+  });
+
+  it('a proof under another key, for another pod, namespace, recording or container list is a mismatch', async () => {
+    assert.equal(await ignored(marked({ key: Buffer.alloc(32, 2) })), 'mismatch');
+    assert.equal(await ignored(marked({ pod: 'other' })), 'mismatch');
+    assert.equal(await ignored(marked({ namespace: 'team-b' })), 'mismatch');
+    assert.equal(await ignored({ ...marked({ recording: 'rec-2' }) }), 'mismatch');
+    // a proof for [sidecar] with the list widened to every container
+    const narrow = marked({ containers: ['sidecar'] });
+    assert.equal(await ignored({ [RECORDING_ANNOTATION]: 'rec-1', [RECORDING_PROOF_ANNOTATION]: narrow[RECORDING_PROOF_ANNOTATION]! }), 'mismatch');
+  });
+
+  it('an expired proof (injected clock) is ignored; the same proof before expiry is honoured', async () => {
+    const ann = marked({ expiresAt: NOW_MS / 1000 + 10 });
+    assert.equal(await ignored(ann, { nowMs: NOW_MS + 10_000 }), 'expired');
+    const r = await rewriteCreateContainer(createReq({ annotations: ann }), harness({ nowMs: NOW_MS + 9_000 }).deps);
+    assert.equal(ctrSeccomp(r.payload)?.localhostRef, LOG_PATH);
+  });
+
+  it('no key: no marking is honoured, even a valid one', async () => {
+    assert.equal(await ignored(REC, { key: null }), 'no-key');
   });
 });
 

@@ -219,6 +219,33 @@ describe('RuntimeDefaultSource', () => {
     source.close();
   });
 
+  it('a reconnect starts the retry delay afresh: a restart whose connections flap does not leave a long backoff', async () => {
+    const delays: number[] = [];
+    const logger: Logger = { log: (_level, msg, fields) => void (msg.startsWith('runtime default profile unavailable') && delays.push(fields?.retryMs as number)) };
+    let reads = 0;
+    let done!: () => void;
+    let failed = new Promise<void>((r) => (done = r));
+    const source = new RuntimeDefaultSource<SeccompProfile>({
+      decode: decodeRuntime,
+      logger,
+      retryMs: 1000,
+      read: async (): Promise<RuntimeDefaultReading> => {
+        reads++;
+        setImmediate(done);
+        throw new Error('server is not initialized yet');
+      },
+    });
+    // Three connections in a row, each failing its read (a runtime restarting).
+    for (let i = 0; i < 3; i++) {
+      source.refresh(upstream);
+      await failed;
+      failed = new Promise<void>((r) => (done = r));
+    }
+    source.close();
+    assert.equal(reads, 3);
+    assert.deepEqual(delays, [1000, 1000, 1000]);
+  });
+
   it('never reached the runtime: unavailable; a bad pinned file stops the shim (InvalidArgument)', async () => {
     await assert.rejects(new RuntimeDefaultSource<SeccompProfile>({ decode: decodeRuntime, logger: silentLogger }).get(), unavailable);
     assert.throws(() => pinned(Buffer.from('{"defaultAction":"SCMP_ACT_BOGUS"}')), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
