@@ -371,7 +371,7 @@ export class ShimServer<P = unknown> {
         claims.push(await this.inUse.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text)));
         return prepared;
       },
-      ...(this.annotationDeps ? { annotations: this.annotationDeps } : {}),
+      ...(this.annotationDeps ? { annotations: withDeadline(this.annotationDeps, deadline) } : {}),
       recording: { loggingProfile: this.loggingProfile, log: (level, msg, fields) => this.logger.log(level, msg, fields) },
     };
     try {
@@ -572,6 +572,12 @@ export class ShimServer<P = unknown> {
 
 function headerString(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. */
+function withDeadline(deps: AnnotationDeps, deadline: number | undefined): AnnotationDeps {
+  if (deadline === undefined) return deps;
+  return { ...deps, pull: (req) => deps.pull({ ...req, signal: AbortSignal.timeout(Math.max(0, deadline - performance.now())) }) };
 }
 
 function deadlineOf(headers: IncomingHttpHeaders, started: number): number | undefined {
