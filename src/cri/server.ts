@@ -577,7 +577,7 @@ function headerString(v: string | string[] | undefined): string | undefined {
 /** Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. */
 function withDeadline(deps: AnnotationDeps, deadline: number | undefined): AnnotationDeps {
   if (deadline === undefined) return deps;
-  return { ...deps, pull: (req) => deps.pull({ ...req, signal: AbortSignal.timeout(Math.max(0, deadline - performance.now())) }) };
+  return { ...deps, pull: (req) => deps.pull({ ...req, signal: AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now()))) }) };
 }
 
 function deadlineOf(headers: IncomingHttpHeaders, started: number): number | undefined {

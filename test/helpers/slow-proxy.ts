@@ -26,6 +26,8 @@ export interface SlowProxy {
   cut(match: Match, bytes: number): void;
   /** Requests seen so far, in arrival order. */
   requests(): { method: string; path: string }[];
+  /** Resolves once `n` matching requests (default 1) were given up by their client before the response ended. */
+  abandoned(match: Match, n?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -36,7 +38,18 @@ type BodyMode = { kind: 'trickle'; intervalMs: number } | { kind: 'cut'; bytes: 
 
 export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
   const seen: { method: string; path: string }[] = [];
-  const holds: { match: Match; waiting: (() => void)[]; count: number; listeners: (() => void)[]; released: boolean }[] = [];
+  const holds: { match: Match; waiting: (() => void)[]; count: number; released: boolean }[] = [];
+  const gone: { method: string; path: string }[] = [];
+  // Anything a test may wait for (an arrival, a client giving up) wakes every waiter to re-check.
+  let listeners: (() => void)[] = [];
+  const notify = () => {
+    const ls = listeners;
+    listeners = [];
+    for (const l of ls) l();
+  };
+  const until = async (ready: () => boolean) => {
+    while (!ready()) await new Promise<void>((r) => listeners.push(r));
+  };
   const bodies: { match: Match; mode: BodyMode }[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -81,6 +94,11 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
   const server = createServer((req, res) => {
     const info = { method: req.method ?? 'GET', path: req.url ?? '/' };
     seen.push(info);
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      gone.push(info);
+      notify();
+    });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -90,7 +108,7 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
       if (!hold) return go();
       hold.waiting.push(go);
       hold.count++;
-      for (const l of hold.listeners.splice(0)) l();
+      notify();
     });
   });
   server.on('connection', (s) => {
@@ -104,12 +122,10 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
   return {
     host: `127.0.0.1:${port}`,
     hold(match) {
-      const h = { match, waiting: [] as (() => void)[], count: 0, listeners: [] as (() => void)[], released: false };
+      const h = { match, waiting: [] as (() => void)[], count: 0, released: false };
       holds.push(h);
       return {
-        arrived: async (n = 1) => {
-          while (h.count < n) await new Promise<void>((r) => h.listeners.push(r));
-        },
+        arrived: (n = 1) => until(() => h.count >= n),
         release: () => {
           h.released = true;
           for (const go of h.waiting.splice(0)) go();
@@ -123,6 +139,7 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
       bodies.push({ match, mode: { kind: 'cut', bytes } });
     },
     requests: () => seen.slice(),
+    abandoned: (match, n = 1) => until(() => gone.filter(match).length >= n),
     close: async () => {
       for (const t of timers) clearInterval(t);
       for (const h of holds) h.released = true;

@@ -94,6 +94,8 @@ describe('single-flight pulls through a slow registry', () => {
       b.abort(new SpokeError('Unavailable', 'gone'));
       await Promise.all([first, second]);
       assert.equal(node.pipeline.waiting(ref), 0);
+      // The flight itself was stopped: its registry request is given up while still held.
+      await proxy.abandoned(manifests);
       hold.release();
       const third = await node.pipeline.pull({ reference: ref, kind: 'seccomp' });
       assert.equal(third.cached, false);
