@@ -4,8 +4,7 @@
 //   blobs/sha256/<hex>          profile bytes, named by their own sha256 (one copy per content)
 //   profiles/sha256/<hex>.json  one record per artifact (manifest digest): the manifest bytes,
 //                               kind, layer, provenance, signature verdicts keyed by policy hash
-//   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts on the content alone
-//                               (never re-fetched; `spoke store forget` clears them)
+//   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts (never re-fetched)
 //   state/in-use.json           holders (e.g. "container:<id>", "pin:<name>") → artifact digest
 //   tmp/                        temp files, renamed into place (same filesystem)
 //   locks/                      short-lived O_EXCL locks for read-modify-write of records
@@ -275,6 +274,27 @@ export class ProfileStore {
     });
   }
 
+  /**
+   * Forgets every verdict on `d`: the invalid verdict, and the signature verdicts of its record
+   * (the profile itself stays; the next pull judges and verifies it again).
+   */
+  async forget(d: Digest): Promise<{ invalid: boolean; signatures: number }> {
+    await this.init();
+    const invalid = (await readFileIfExists(this.invalidPath(d))) !== undefined;
+    await rm(this.invalidPath(d), { force: true });
+    let signatures = 0;
+    await this.lock(digestHex(d), async () => {
+      const existing = await this.getRecord(d);
+      if (!existing) return;
+      signatures = Object.keys(existing.verdicts).length;
+      if (signatures === 0) return;
+      const record = { ...structuredClone(existing), verdicts: {} };
+      await writeFileAtomic(this.recordPath(d), JSON.stringify(record, null, 1) + '\n', this.tmpDir, { fsync: false });
+      this.recordCache.delete(d);
+    });
+    return { invalid, signatures };
+  }
+
   /** Remembers that the content of `d` is not an acceptable profile. Only for verdicts on the content alone. */
   async recordInvalid(d: Digest, reason: string): Promise<void> {
     await this.init();
@@ -297,27 +317,6 @@ export class ProfileStore {
     } catch {
       return undefined;
     }
-  }
-
-  /**
-   * Forgets every verdict on `d`: the invalid verdict, and the signature verdicts of its record
-   * (the profile itself stays; the next pull judges and verifies it again).
-   */
-  async forget(d: Digest): Promise<{ invalid: boolean; signatures: number }> {
-    await this.init();
-    const invalid = (await readFileIfExists(this.invalidPath(d))) !== undefined;
-    await rm(this.invalidPath(d), { force: true });
-    let signatures = 0;
-    await this.lock(digestHex(d), async () => {
-      const existing = await this.getRecord(d);
-      if (!existing) return;
-      signatures = Object.keys(existing.verdicts).length;
-      if (signatures === 0) return;
-      const record = { ...structuredClone(existing), verdicts: {} };
-      await writeFileAtomic(this.recordPath(d), JSON.stringify(record, null, 1) + '\n', this.tmpDir, { fsync: false });
-      this.recordCache.delete(d);
-    });
-    return { invalid, signatures };
   }
 
   // ---- in-use set (filled by the shim; pins by `spoke pull --pin`) ----
