@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNodeContext, type NodeContext } from '../../src/cli/wiring.js';
 import { defaultNodeConfig, type NodeConfig } from '../../src/config/node-config.js';
+import type { PullObserver } from '../../src/pull.js';
 
 export interface TestNode extends NodeContext {
   dir: string;
@@ -15,11 +16,11 @@ export interface TestNode extends NodeContext {
 }
 
 /** `policyYaml` is the whole policy file; `config` overrides node config keys (e.g. pullTimeout). */
-export function testNode(policyYaml: string, config: Partial<NodeConfig> = {}): TestNode {
+export function testNode(policyYaml: string, config: Partial<NodeConfig> = {}, opts: { observer?: PullObserver } = {}): TestNode {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-node-'));
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, policyYaml);
-  const ctx = createNodeContext({ ...defaultNodeConfig(), policy: policyFile, storeDir: join(dir, 'store'), seccompRoot: join(dir, 'seccomp'), ...config });
+  const ctx = createNodeContext({ ...defaultNodeConfig(), policy: policyFile, storeDir: join(dir, 'store'), seccompRoot: join(dir, 'seccomp'), ...config }, opts);
   return {
     ...ctx,
     dir,

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SpokeError } from '../../src/core/errors.js';
 import type { Digest } from '../../src/core/digest.js';
-import { reasonOf } from '../../src/observe/metrics.js';
+import { createPromMetrics } from '../../src/observe/metrics.js';
 import { credentialsFromEntries } from '../../src/registry/credentials.js';
 import type { Credential } from '../../src/registry/types.js';
 import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
@@ -50,9 +50,9 @@ describe('single-flight pulls through a slow registry', () => {
     await reg.stop();
   });
 
-  const withProxy = async (fn: (node: ReturnType<typeof testNode>) => Promise<void>, config: Parameters<typeof testNode>[1] = {}) => {
+  const withProxy = async (fn: (node: TestNode) => Promise<void>, config: Parameters<typeof testNode>[1] = {}, opts: Parameters<typeof testNode>[2] = {}) => {
     proxy = await startSlowProxy(reg.port);
-    const node = testNode(unsignedPolicy([`${proxy.host}/profiles`, `${reg.host}/profiles`]), config);
+    const node = testNode(unsignedPolicy([`${proxy.host}/profiles`, `${reg.host}/profiles`]), config, opts);
     try {
       await fn(node);
     } finally {
@@ -115,14 +115,22 @@ describe('single-flight pulls through a slow registry', () => {
       { pullTimeout: 2_000 },
     ));
 
-  it('a connection closed mid-body is RegistryUnavailable (TRANSPORT), counted as registry_unavailable, no verdict', () =>
-    withProxy(async (node) => {
-      const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/cut', { layers: [{ bytes: denySyscalls(['pivot_root']) }] });
-      proxy.cut(blobs, 10);
-      const e = await rejects(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), 'RegistryUnavailable', 'TRANSPORT');
-      assert.equal(reasonOf(e.code), 'registry_unavailable');
-      assert.equal(await node.store.getInvalid(digest as Digest), undefined);
-    }));
+  it('a connection closed mid-body is RegistryUnavailable (TRANSPORT), counted as registry_unavailable, no verdict', async () => {
+    const metrics = await createPromMetrics();
+    await withProxy(
+      async (node) => {
+        const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/cut', { layers: [{ bytes: denySyscalls(['pivot_root']) }] });
+        proxy.cut(blobs, 10);
+        await rejects(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), 'RegistryUnavailable', 'TRANSPORT');
+        assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+        const { body } = await metrics.render();
+        assert.match(body, /^spoke_profile_pull_errors_total\{reason="registry_unavailable"\} 1$/m);
+        assert.match(body, /^spoke_profile_pull_errors_total\{reason="other"\} 0$/m);
+      },
+      {},
+      { observer: metrics },
+    );
+  });
 
   it('a policy reload does not close the registry client under a pull in flight', () =>
     withProxy(async (node) => {
