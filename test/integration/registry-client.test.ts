@@ -482,6 +482,32 @@ describe('protocol edges (local fake servers)', () => {
     }
   });
 
+  it('a connection closed mid-body is RegistryUnavailable (TRANSPORT), for a manifest and for a token response', async () => {
+    let host = '';
+    const srv = await fakeServer((req, res) => {
+      if (req.url?.startsWith('/token')) {
+        res.writeHead(200, { 'content-length': '100' }).write('{"tok', () => res.socket?.destroy());
+        return;
+      }
+      if (req.url?.includes('/private/')) {
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="svc"` }).end();
+        return;
+      }
+      res.writeHead(200, { 'content-length': String(manifest.length) }).write(manifest.subarray(0, 5), () => res.socket?.destroy());
+    });
+    host = srv.host;
+    const client = new UndiciRegistryClient({ insecure: [srv.host], retries: 0 });
+    try {
+      const cut = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
+      assert.equal(cut.reason, 'TRANSPORT');
+      const token = await rejectsWith(client.getManifest({ registry: srv.host, repository: 'private/case' }, manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
+      assert.equal(token.reason, 'TRANSPORT');
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
   it('refuses manifest bytes that do not match the requested digest, naming digest and host', async () => {
     const srv = await fakeServer((_req, res) => res.writeHead(200).end('{"schemaVersion":3}'));
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
