@@ -117,6 +117,10 @@ export class PullPipeline {
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
+    // setTimeout would read a missing or bad value as "at once": every fetch would fail.
+    if (!Number.isSafeInteger(deps.pullTimeoutMs) || deps.pullTimeoutMs < 1) {
+      throw new SpokeError('InvalidArgument', `pull timeout must be a positive number of milliseconds, got ${String(deps.pullTimeoutMs)}`);
+    }
   }
 
   async pull(req: PullRequest): Promise<PullResult> {
