@@ -169,7 +169,7 @@ export class PullPipeline {
     return this.joinFlight(`fetch\0${key}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
   }
 
-  /** Callers now waiting on flights for `reference` (canonical form), for status and tests. */
+  /** Callers now waiting on flights for `reference` (canonical form); tests wait on it. */
   waiting(reference: string): number {
     let n = 0;
     for (const [key, f] of this.inflight) if (key.split('\0')[1] === reference) n += f.waiters;
