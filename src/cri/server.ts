@@ -574,10 +574,24 @@ function headerString(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. */
+/**
+ * Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. The
+ * signal is made only when the pipeline asks for it (a fetch): a cached pull never does.
+ */
 function withDeadline(deps: AnnotationDeps, deadline: number | undefined): AnnotationDeps {
   if (deadline === undefined) return deps;
-  return { ...deps, pull: (req) => deps.pull({ ...req, signal: AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now()))) }) };
+  return {
+    ...deps,
+    pull: (req) => {
+      let signal: AbortSignal | undefined;
+      return deps.pull({
+        ...req,
+        get signal() {
+          return (signal ??= AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now()))));
+        },
+      });
+    },
+  };
 }
 
 function deadlineOf(headers: IncomingHttpHeaders, started: number): number | undefined {
