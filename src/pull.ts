@@ -2,10 +2,12 @@
 //   reference → policy → store (cached?) → single-flight → manifest → blob → signature →
 //   validate → store → result.
 // Policy is decided before any network I/O; a refused reference makes no request at all.
+// A shared fetch (a "flight") runs under its own abort controller and total deadline, never under
+// one caller's signal or credentials; it is aborted only when every caller waiting on it has gone.
 
-import { checkArtifactManifest, refuseArchive } from './core/artifact.js';
+import { checkArtifactManifest, declaredKind, refuseArchive, type ArtifactManifest } from './core/artifact.js';
 import { MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from './core/constants.js';
-import type { Digest } from './core/digest.js';
+import { sha256Digest, type Digest } from './core/digest.js';
 import { SpokeError, asSpokeError, type ErrorCode } from './core/errors.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
 import { formatReference, parseReference, type Reference } from './core/reference.js';
@@ -61,23 +63,64 @@ export interface PullObserver {
   verified(result: 'ok' | 'failed' | 'cached'): void;
 }
 
+/** A registry client held for the length of one flight; released when the flight ends. */
+export interface RegistryLease {
+  readonly client: RegistryClient;
+  release(): void;
+}
+
 export interface PullPipelineDeps {
   /** The current policy (re-read on every pull: reloads take effect at once). */
   policy: () => Policy;
-  /** The registry client for a policy (mirrors and insecure hosts come from it). */
-  registry: (policy: Policy) => RegistryClient;
+  /**
+   * The registry client for a policy (mirrors and insecure hosts come from it), leased for one
+   * flight: a policy reload must not close a client a flight still uses.
+   */
+  registry: (policy: Policy) => RegistryLease;
+  /** Total time one flight (all its registry requests) may take: the node config's `pullTimeout`. */
+  pullTimeoutMs: number;
   store: ProfileStore;
   verifier?: SignatureVerifier;
   logger?: Logger;
   observer?: PullObserver;
 }
 
+interface Flight {
+  readonly promise: Promise<PullResult>;
+  readonly controller: AbortController;
+  waiters: number;
+  settled: boolean;
+}
+
+/** Digests kept in the in-memory record of which credentials proved access (oldest dropped first). */
+const MAX_ACCESS_ENTRIES = 4096;
+
+/**
+ * Who a pull is made as: `node` (no per-request credentials, so the node's auth file or
+ * anonymous, the same for every such pod on this node), or a hash of the request's AuthConfig.
+ */
+export function credentialIdentity(c: Credential | undefined): string {
+  if (c === undefined) return 'node';
+  const parts = c.kind === 'basic' ? [c.kind, c.username, c.password] : [c.kind, c.token];
+  return `auth:${sha256Digest(JSON.stringify(parts))}`;
+}
+
 export class PullPipeline {
-  private readonly inflight = new Map<string, Promise<PullResult>>();
+  private readonly inflight = new Map<string, Flight>();
+  /**
+   * digest → credential identities that fetched it in this process (KEP-2535 for profiles: a
+   * profile fetched with a pod's credentials is reused only with the same credentials). Kept in
+   * memory only, so nothing derived from a credential is written to disk.
+   */
+  private readonly access = new Map<Digest, Set<string>>();
   private readonly logger: Logger;
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
+    // setTimeout would read a missing or bad value as "at once": every fetch would fail.
+    if (!Number.isSafeInteger(deps.pullTimeoutMs) || deps.pullTimeoutMs < 1) {
+      throw new SpokeError('InvalidArgument', `pull timeout must be a positive number of milliseconds, got ${String(deps.pullTimeoutMs)}`);
+    }
   }
 
   async pull(req: PullRequest): Promise<PullResult> {
@@ -116,20 +159,85 @@ export class PullPipeline {
     }
 
     // 3. Store: present, valid, and (when signatures are required) verified under this policy.
-    const cached = await this.fromStore(ref, canonical, req, policy, decision);
+    const identity = credentialIdentity(req.credential);
+    const key = `${canonical}\0${req.kind}\0${policy.hash}\0${identity}`;
+    const cached = await this.fromStore(ref, canonical, req, policy, decision, key);
     if (cached) return cached;
 
-    // 4. Single-flight: concurrent pulls of one reference under one policy share one fetch.
-    const key = `${canonical}\0${req.kind}\0${policy.hash}`;
-    let flight = this.inflight.get(key);
-    if (!flight) {
-      flight = this.fetch(ref, canonical, req, policy, decision).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, flight);
-    }
-    return flight;
+    // 4. Single-flight: concurrent pulls of one reference, kind, policy and credential identity
+    //    share one fetch; a credentialed pull never joins an anonymous one, nor the reverse.
+    return this.joinFlight(`fetch\0${key}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
   }
 
-  private async fromStore(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): Promise<PullResult | undefined> {
+  /** Callers now waiting on flights for `reference` (canonical form); tests wait on it. */
+  waiting(reference: string): number {
+    let n = 0;
+    for (const [key, f] of this.inflight) if (key.split('\0')[1] === reference) n += f.waiters;
+    return n;
+  }
+
+  /**
+   * Runs `work` as a flight shared by every caller with the same key, or joins the one running.
+   * The flight has its own controller and total deadline; each caller may leave early with its
+   * own signal, and the flight is aborted only when the last caller has left.
+   */
+  private joinFlight(key: string, req: PullRequest, policy: Policy, work: (flightReq: PullRequest, registry: RegistryClient) => Promise<PullResult>): Promise<PullResult> {
+    let flight = this.inflight.get(key);
+    if (!flight) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => {
+        controller.abort(new SpokeError('RegistryUnavailable', `${req.reference}: pull did not finish within ${this.deps.pullTimeoutMs} ms (pullTimeout)`, { limit: this.deps.pullTimeoutMs }, { reason: 'DEADLINE' }));
+      }, this.deps.pullTimeoutMs);
+      timer.unref();
+      const flightReq: PullRequest = { reference: req.reference, kind: req.kind, signal: controller.signal };
+      if (req.namespace !== undefined) flightReq.namespace = req.namespace;
+      if (req.credential !== undefined) flightReq.credential = req.credential;
+      const started = new Promise<PullResult>((resolve, reject) => {
+        const lease = this.deps.registry(policy);
+        // Whatever the work is waiting on, the flight ends when its signal fires.
+        controller.signal.addEventListener('abort', () => reject(asSpokeError(controller.signal.reason, 'RegistryUnavailable')), { once: true });
+        work(flightReq, lease.client)
+          .then(resolve, reject)
+          .finally(() => lease.release());
+      });
+      const f: Flight = {
+        controller,
+        waiters: 0,
+        settled: false,
+        promise: started.finally(() => {
+          f.settled = true;
+          clearTimeout(timer);
+          if (this.inflight.get(key) === f) this.inflight.delete(key);
+        }),
+      };
+      f.promise.catch(() => {}); // observed by each waiter
+      flight = f;
+      this.inflight.set(key, f);
+    }
+    return this.wait(key, flight, req.signal);
+  }
+
+  /** One caller's wait on a flight, ended early by the caller's own signal. */
+  private async wait(key: string, flight: Flight, signal: AbortSignal | undefined): Promise<PullResult> {
+    flight.waiters++;
+    try {
+      if (!signal) return await flight.promise;
+      if (signal.aborted) throw callerGone(signal);
+      return await new Promise<PullResult>((resolve, reject) => {
+        const onAbort = () => reject(callerGone(signal));
+        signal.addEventListener('abort', onAbort, { once: true });
+        flight.promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      });
+    } finally {
+      if (--flight.waiters === 0 && !flight.settled) {
+        // Nobody is left to use the result: stop the fetch, and let a new caller start afresh.
+        if (this.inflight.get(key) === flight) this.inflight.delete(key);
+        flight.controller.abort(new SpokeError('RegistryUnavailable', 'pull cancelled: every caller has gone'));
+      }
+    }
+  }
+
+  private async fromStore(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, key: string): Promise<PullResult | undefined> {
     const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
     // A record whose blob is gone (removed by hand, or lost in a crash) is not a cache hit.
@@ -138,13 +246,14 @@ export class PullPipeline {
       if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${bad.reason} (cached verdict)`, { reference: canonical, digest: ref.digest });
       return undefined;
     }
-    if (record.kind !== req.kind) {
-      throw new SpokeError('SecurityProfileInvalid', `${canonical}: the artifact is a ${record.kind} profile, not ${req.kind}`, {
-        reference: canonical,
-        expected: req.kind,
-        actual: record.kind,
-      });
-    }
+    // KEP-2535 for profiles: what was fetched with the node's credentials (or none) any pod may
+    // reuse; what was fetched with a pod's credentials, only a pod with the same credentials.
+    // Anyone else fetches it again as itself, which proves access to the registry.
+    if (!this.mayReuse(record, credentialIdentity(req.credential))) return undefined;
+    // Kind and size depend on the request and the policy, not on the content: checked on every
+    // call, cached or not (KEP: size and type are re-validated each time).
+    if (record.kind !== req.kind) throw kindMismatch(canonical, req.kind, record.kind);
+    checkSizeLimit(canonical, record.size, policy.limits.maxArtifactBytes);
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
       const verdict = record.verdicts[policy.hash];
@@ -152,14 +261,32 @@ export class PullPipeline {
         signer = { signer: verdict.signer, format: verdict.format, identity: verdict.identity };
         this.deps.observer?.verified('cached');
       } else {
-        // Policy or keys changed since this digest was verified: re-verify, without re-downloading the blob.
-        signer = await this.verify(ref, canonical, req, policy, decision, await store.readManifest(ref.digest));
-        await store.annotate(ref.digest, { reference: canonical, verdict: { policyHash: policy.hash, ...signer } });
-        return this.result(ref, canonical, record, decision, false, signer);
+        // Policy or keys changed since this digest was verified: re-verify, without re-downloading
+        // the blob. Registry requests again: a flight of its own, with its deadline.
+        return this.joinFlight(`verify\0${key}`, req, policy, async (flightReq, registry) => {
+          const s = await this.verify(ref, canonical, flightReq, decision, registry, await store.readManifest(ref.digest));
+          await store.annotate(ref.digest, { reference: canonical, verdict: { policyHash: policy.hash, ...s } });
+          return this.result(ref, canonical, record, decision, false, s);
+        });
       }
     }
     if (!record.references.includes(canonical)) await store.annotate(ref.digest, { reference: canonical });
     return this.result(ref, canonical, record, decision, true, signer);
+  }
+
+  private mayReuse(record: ProvenanceRecord, identity: string): boolean {
+    if (record.nodeCredentials === true) return true;
+    return identity !== 'node' && this.access.get(record.digest)?.has(identity) === true;
+  }
+
+  private rememberAccess(d: Digest, identity: string): void {
+    if (identity === 'node') return; // recorded in the store (ingest's nodeCredentials)
+    let ids = this.access.get(d);
+    if (!ids) {
+      if (this.access.size >= MAX_ACCESS_ENTRIES) this.access.delete(this.access.keys().next().value!);
+      this.access.set(d, (ids = new Set()));
+    }
+    ids.add(identity);
   }
 
   private result(ref: Reference, canonical: string, record: ProvenanceRecord, decision: Decision & { allowed: true }, cached: boolean, signer?: SignatureVerdict, servedBy?: string): PullResult {
@@ -175,8 +302,7 @@ export class PullPipeline {
     };
   }
 
-  private async fetch(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): Promise<PullResult> {
-    const registry = this.deps.registry(policy);
+  private async fetch(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, registry: RegistryClient): Promise<PullResult> {
     const repo = { registry: ref.registry, repository: ref.repository };
     const fetchOpts = { credential: req.credential, signal: req.signal, useMirrors: true };
     const limit = policy.limits.maxArtifactBytes;
@@ -185,10 +311,15 @@ export class PullPipeline {
     const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
     // 7 (started early). Signature discovery needs only the digest, so it runs alongside steps 5–6;
     // its verdict is awaited below, before anything is validated or stored.
-    const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, policy, decision, manifestP.then((m) => m.bytes));
+    const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, manifestP.then((m) => m.bytes));
     verifying?.catch(() => {}); // observed at step 7; a failure of steps 5–6 wins
     const manifest = await manifestP;
-    const artifact = await this.permanent(ref, () => checkArtifactManifest(manifest.bytes, ref.digest, req.kind, limit));
+    // Only what the content alone decides is remembered as a verdict on the digest: the kind asked
+    // for and the size limit belong to this request and this policy, so they are judged apart.
+    const declared = declaredKind(manifest.bytes);
+    if (declared !== undefined && declared !== req.kind) throw kindMismatch(canonical, req.kind, declared);
+    const artifact = await this.permanent(ref, () => checkArtifactManifest(manifest.bytes, ref.digest, declared ?? req.kind, Number.MAX_SAFE_INTEGER));
+    checkDescriptorSizes(canonical, artifact, limit);
 
     // 6. Blob: streamed with a hard cap at its declared size, hashed while streaming (the client
     //    refuses a size or digest that differs); archives refused.
@@ -211,8 +342,10 @@ export class PullPipeline {
       reference: canonical,
       rule: decision.rule.id,
       servedBy: manifest.servedBy,
+      nodeCredentials: req.credential === undefined,
       ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}),
     });
+    this.rememberAccess(ref.digest, credentialIdentity(req.credential));
     this.logger.log('info', 'profile pulled', { reference: canonical, digest: ref.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
     const record = await this.deps.store.getRecord(ref.digest);
     if (!record) throw new SpokeError('Internal', `${ref.digest} vanished from the store right after ingest`);
@@ -221,8 +354,9 @@ export class PullPipeline {
   }
 
   /**
-   * Runs a content check on bytes whose digest matched. Such failures are permanent for the
-   * digest (the content can never change), so the verdict is recorded and not fetched again.
+   * Runs a content check on bytes whose digest matched, judging the content alone (strict JSON,
+   * one layer, media types, archives, the profile under its own declared kind). Such failures are
+   * permanent for the digest (the content can never change): recorded, and not fetched again.
    */
   private async permanent<T>(ref: Reference, check: () => T): Promise<T> {
     try {
@@ -234,12 +368,12 @@ export class PullPipeline {
     }
   }
 
-  private async verify(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
+  private async verify(ref: Reference, canonical: string, req: PullRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
     const verifier = this.deps.verifier;
     if (!verifier) throw new SpokeError('SignatureValidationFailed', `${canonical}: the rule requires a signature but no verifier is configured`);
     try {
       const verdict = await verifier({
-        registry: this.deps.registry(policy),
+        registry,
         reference: ref,
         manifestBytes,
         signers: decision.signedBy.map(toVerifierSigner),
@@ -257,6 +391,29 @@ export class PullPipeline {
       throw new SpokeError('SignatureValidationFailed', `${canonical}: ${err.message}`, { reference: canonical }, { cause: err });
     }
   }
+}
+
+/** The caller's own signal ended its wait (its deadline, or it went away); the flight goes on. */
+function callerGone(signal: AbortSignal): SpokeError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof SpokeError) return reason;
+  if (reason instanceof Error && reason.name === 'TimeoutError') return new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE', cause: reason });
+  return new SpokeError('Unavailable', 'the caller cancelled the pull', {}, { cause: reason });
+}
+
+function kindMismatch(canonical: string, expected: ProfileKind, actual: ProfileKind): SpokeError {
+  return new SpokeError('SecurityProfileInvalid', `${canonical}: the artifact is a ${actual} profile, not ${expected}`, { reference: canonical, expected, actual }, { reason: 'KIND_MISMATCH' });
+}
+
+function checkSizeLimit(canonical: string, size: number, limit: number, what = 'profile'): void {
+  if (size > limit) {
+    throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${what} is ${size} bytes, over the node policy's limit of ${limit} (limits.maxArtifactBytes)`, { reference: canonical, limit, actual: size }, { reason: 'SIZE_LIMIT' });
+  }
+}
+
+function checkDescriptorSizes(canonical: string, artifact: ArtifactManifest, limit: number): void {
+  checkSizeLimit(canonical, artifact.config.size, limit, 'config');
+  checkSizeLimit(canonical, artifact.layer.size, limit, 'layer');
 }
 
 /** Policy signers (as parsed from the node policy) in the verifier's plain shape. */

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { loadNodeConfig, type NodeConfig } from '../config/node-config.js';
 import { PolicyHolder } from '../config/policy-holder.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
-import { PullPipeline, type PullObserver, type SignatureVerifier } from '../pull.js';
+import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVerifier } from '../pull.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
 import { loadCredentials } from '../registry/credentials.js';
@@ -71,25 +71,77 @@ export interface NodeContext {
 }
 
 /**
- * Builds the node pipeline. The registry client depends on the policy (mirrors, insecure
- * hosts), so one client is kept per policy hash and replaced when the policy changes.
+ * Registry clients by policy: the client depends on the policy (mirrors, insecure hosts), so the
+ * current one is replaced when the policy changes. A replaced client is closed only once the
+ * last flight leasing it has ended: a reload never closes a client under an in-flight pull.
  */
+export class RegistryClients {
+  private current: { hash: string; entry: Entry } | undefined;
+  private readonly retired = new Set<Entry>();
+
+  constructor(private readonly make: (policy: Policy) => RegistryClient) {}
+
+  lease(policy: Policy): RegistryLease {
+    if (this.current?.hash !== policy.hash) {
+      const old = this.current?.entry;
+      this.current = { hash: policy.hash, entry: { client: this.make(policy), users: 0 } };
+      if (old) this.retire(old);
+    }
+    const entry = this.current.entry;
+    entry.users++;
+    let released = false;
+    return {
+      client: entry.client,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.users--;
+        if (this.retired.has(entry) && entry.users === 0) this.closeRetired(entry);
+      },
+    };
+  }
+
+  /** Closes every client, waiting for none: for shutdown. */
+  async close(): Promise<void> {
+    const all = [...this.retired].map((e) => e.client);
+    if (this.current) all.push(this.current.entry.client);
+    this.retired.clear();
+    this.current = undefined;
+    await Promise.allSettled(all.map((c) => c.close()));
+  }
+
+  private retire(entry: Entry): void {
+    this.retired.add(entry);
+    if (entry.users === 0) this.closeRetired(entry);
+  }
+
+  private closeRetired(entry: Entry): void {
+    this.retired.delete(entry);
+    void entry.client.close().catch(() => {});
+  }
+}
+
+interface Entry {
+  readonly client: RegistryClient;
+  users: number;
+}
+
+/** Builds the node pipeline (policy holder, store, registry clients per policy, verifier). */
 export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; watchPolicy?: boolean } = {}): NodeContext {
   const logger = opts.logger ?? silentLogger;
   const policy = new PolicyHolder({ file: config.policy, watch: opts.watchPolicy ?? false, logger });
   const credentials: CredentialSource = config.authFile ? loadCredentials({ authFile: config.authFile }) : loadCredentials();
   const store = new ProfileStore({ root: config.storeDir });
-  let current: { hash: string; client: RegistryClient } | undefined;
-  const registryFor = (p: Policy): RegistryClient => {
-    if (current?.hash !== p.hash) {
-      const old = current?.client;
-      current = { hash: p.hash, client: new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }) };
-      // In-flight requests on the old client finish; its idle connections close.
-      void old?.close().catch(() => {});
-    }
-    return current.client;
-  };
-  const pipeline = new PullPipeline({ policy: () => policy.current(), registry: registryFor, store, verifier: sigstoreVerifier, logger, observer: opts.observer });
+  const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));
+  const pipeline = new PullPipeline({
+    policy: () => policy.current(),
+    registry: (p) => clients.lease(p),
+    pullTimeoutMs: config.pullTimeout,
+    store,
+    verifier: sigstoreVerifier,
+    logger,
+    observer: opts.observer,
+  });
   return {
     config,
     policy,
@@ -97,7 +149,7 @@ export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; o
     pipeline,
     close: async () => {
       policy.close();
-      await current?.client.close();
+      await clients.close();
     },
   };
 }

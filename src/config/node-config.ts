@@ -37,6 +37,8 @@ export interface NodeConfig {
   readonly runtimeDefault: string | undefined;
   /** The cluster's recording key file, shared with the controller (README "Recording"); needed by `--recording`. */
   readonly recordingKey: string | undefined;
+  /** Total time of one profile fetch, in ms (the file says `2m`, `90s`, `500ms`); default 2 min as CRI-O. */
+  readonly pullTimeout: number;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
@@ -53,8 +55,14 @@ export const NODE_CONFIG_KEYS = [
   'authFile',
   'runtimeDefault',
   'recordingKey',
+  'pullTimeout',
 ] as const satisfies readonly (keyof NodeConfig)[];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+/** CRI-O's default image pull timeout. */
+export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
+const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
+const DURATION_RE = /^([0-9]{1,7})(ms|s|m)$/;
+const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000 };
 
 const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
 
@@ -85,6 +93,7 @@ export function defaultNodeConfig(): NodeConfig {
     authFile: undefined,
     runtimeDefault: undefined,
     recordingKey: undefined,
+    pullTimeout: DEFAULT_PULL_TIMEOUT_MS,
   };
 }
 
@@ -163,9 +172,24 @@ function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) =
     case 'annotations':
       if (typeof value !== 'boolean') fail('must be true or false');
       return value;
+    case 'pullTimeout':
+      return checkPullTimeout(value, fail);
     default:
       return fail('unknown setting');
   }
+}
+
+/** A duration (`2m`, `90s`, `1500ms`; a number is milliseconds) between 1 s and 1 h, as ms. */
+function checkPullTimeout(value: unknown, fail: (why: string) => never): number {
+  let ms: number | undefined;
+  if (typeof value === 'number') ms = value;
+  else if (typeof value === 'string') {
+    const m = DURATION_RE.exec(value);
+    if (m) ms = Number(m[1]) * DURATION_UNIT_MS[m[2]!]!;
+  }
+  const [min, max] = PULL_TIMEOUT_RANGE_MS;
+  if (ms === undefined || !Number.isSafeInteger(ms) || ms < min || ms > max) fail('must be a duration between 1s and 60m, such as 2m or 90s');
+  return ms;
 }
 
 /** `host:port` with an explicit port: `127.0.0.1:9090`, `[::]:9090`, `localhost:9090`, `0.0.0.0:9090`. */

@@ -502,7 +502,7 @@ export class ShimServer<P = unknown> {
         claims.push(await this.inUse.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text)));
         return prepared;
       },
-      ...(this.annotationDeps ? { annotations: this.annotationDeps } : {}),
+      ...(this.annotationDeps ? { annotations: withDeadline(this.annotationDeps, deadline) } : {}),
       recording: { loggingProfile: this.loggingProfile, key: this.opts.recordingKey, log: (level, msg, fields) => this.logger.log(level, msg, fields) },
     };
     try {
@@ -703,6 +703,26 @@ export class ShimServer<P = unknown> {
 
 function headerString(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. The
+ * signal is made only when the pipeline asks for it (a fetch): a cached pull never does.
+ */
+function withDeadline(deps: AnnotationDeps, deadline: number | undefined): AnnotationDeps {
+  if (deadline === undefined) return deps;
+  return {
+    ...deps,
+    pull: (req) => {
+      let signal: AbortSignal | undefined;
+      return deps.pull({
+        ...req,
+        get signal() {
+          return (signal ??= AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now()))));
+        },
+      });
+    },
+  };
 }
 
 function deadlineOf(headers: IncomingHttpHeaders, started: number): number | undefined {

@@ -185,6 +185,8 @@ export class Authenticator {
       doc = JSON.parse((await readCapped(res, MAX_TOKEN_RESPONSE_BYTES, 'token response', ctx)).toString('utf8')) as typeof doc;
     } catch (e) {
       if (e instanceof SpokeError && e.code !== 'SecurityProfileInvalid') throw e;
+      // A connection lost while reading is transport trouble, not an answer about credentials.
+      if (!(e instanceof SpokeError) && !(e instanceof SyntaxError)) throw networkError(e, realm.host, ctx, t.signal);
       throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent an unreadable response`, ctx);
     }
     const token = typeof doc.token === 'string' && doc.token !== '' ? doc.token : doc.access_token;

@@ -84,17 +84,14 @@ export class UndiciRegistryClient implements RegistryClient {
       });
       if (res.status !== 200) throw statusError(res.status, `manifest ${digestOrTag}`, src.name, await errorSummary(res), ctx);
       const hash = sha256Hasher();
-      const bytes = await readCapped(res, opts.maxBytes, 'manifest', ctx, hash);
+      const bytes = byDigest ? await sourceCapped(res, opts.maxBytes, 'manifest', src, ctx, hash) : await readCapped(res, opts.maxBytes, 'manifest', ctx, hash);
       const digest: Digest = `sha256:${hash.digest('hex')}`;
       // By digest: the bytes must be what was asked for. By tag: the registry's own digest
-      // header, when it sends one, must match what it sent.
+      // header, when it sends one, must match what it sent. Either way the source is at fault,
+      // not the content the digest names: the next source is tried.
       const expected = byDigest ? digestOrTag : header(res.headers, 'docker-content-digest');
       if (expected !== undefined && (byDigest || isDigest(expected)) && expected !== digest) {
-        throw new SpokeError(
-          'SecurityProfileInvalid',
-          `manifest from ${src.name} does not match its digest: expected ${expected}, got ${digest}`,
-          { ...ctx, registry: src.name, expected, actual: digest },
-        );
+        throw digestMismatch(`manifest from ${src.name} does not match its digest: expected ${expected}, got ${digest}`, src, ctx, expected, digest);
       }
       return { bytes, contentType: header(res.headers, 'content-type'), digest, servedBy: src.name };
     });
@@ -114,11 +111,12 @@ export class UndiciRegistryClient implements RegistryClient {
     const ctx = refContext(repo, digest);
     const { expectedSize } = opts;
     if (expectedSize !== undefined && (!Number.isSafeInteger(expectedSize) || expectedSize < 0 || expectedSize > opts.maxBytes)) {
-      throw new SpokeError('SecurityProfileInvalid', `blob ${digest} declares size ${expectedSize}, over the limit of ${opts.maxBytes}`, {
-        ...ctx,
-        limit: opts.maxBytes,
-        actual: expectedSize,
-      });
+      throw new SpokeError(
+        'SecurityProfileInvalid',
+        `blob ${digest} declares size ${expectedSize}, over the limit of ${opts.maxBytes}`,
+        { ...ctx, limit: opts.maxBytes, actual: expectedSize },
+        { reason: 'SIZE_LIMIT' },
+      );
     }
     return this.fromSources(repo, opts, ctx, async (src) => {
       const res = await this.call(src, {
@@ -128,24 +126,20 @@ export class UndiciRegistryClient implements RegistryClient {
         ctx,
       });
       if (res.status !== 200) throw statusError(res.status, `blob ${digest}`, src.name, await errorSummary(res), ctx);
+      // Read up to the cap, not just the declared size: only bytes that hash to the digest tell
+      // a descriptor that lies about their size (the content's fault) from a source that sends
+      // other bytes (the source's fault, so the next source is tried).
       const hash = sha256Hasher();
-      const bytes = await readCapped(res, expectedSize ?? opts.maxBytes, 'blob', ctx, hash);
+      const bytes = await sourceCapped(res, opts.maxBytes, 'blob', src, ctx, hash);
       const actual: Digest = `sha256:${hash.digest('hex')}`;
-      if (actual !== digest) {
-        throw new SpokeError('SecurityProfileInvalid', `blob from ${src.name} does not match its digest: expected ${digest}, got ${actual}`, {
-          ...ctx,
-          registry: src.name,
-          expected: digest,
-          actual,
-        });
-      }
+      if (actual !== digest) throw digestMismatch(`blob from ${src.name} does not match its digest: expected ${digest}, got ${actual}`, src, ctx, digest, actual);
       if (expectedSize !== undefined && bytes.length !== expectedSize) {
-        throw new SpokeError('SecurityProfileInvalid', `blob ${digest} from ${src.name} is ${bytes.length} bytes, descriptor says ${expectedSize}`, {
-          ...ctx,
-          registry: src.name,
-          expected: expectedSize,
-          actual: bytes.length,
-        });
+        throw new SpokeError(
+          'SecurityProfileInvalid',
+          `blob ${digest} is ${bytes.length} bytes, its descriptor says ${expectedSize}`,
+          { ...ctx, registry: src.name, expected: expectedSize, actual: bytes.length },
+          { reason: 'SIZE_LIMIT' },
+        );
       }
       return { bytes, digest, servedBy: src.name };
     });
@@ -291,23 +285,33 @@ export class UndiciRegistryClient implements RegistryClient {
   }
 
   /**
-   * Mirrors first (when asked), then the registry. A mirror that is down, lacks the content or
-   * wants credentials we do not have is skipped; one that serves wrong bytes is an attack signal
-   * and ends the fetch. Mirrors get no retries: the registry itself is the fallback.
+   * Mirrors first (when asked), then the registry. A mirror that is down, lacks the content,
+   * wants credentials we do not have, or serves bytes that are not the digest's (a stale or
+   * tampered mirror or CDN) is skipped and logged: the next source may have the real bytes, and
+   * wrong bytes say nothing about the content the digest names. Mirrors get no retries: the
+   * registry itself is the fallback. The registry's own failure is the answer.
    */
   private async fromSources<T>(repo: RepoLocator, opts: FetchOptions, ctx: ErrorContext, fetch: (src: Source) => Promise<T>): Promise<T> {
-    const mirrors = opts.useMirrors ? this.o.mirrors.get(repo.registry) : undefined;
-    if (!mirrors) return fetch(this.source(repo, repo.registry, opts.credential, opts.signal));
+    const mirrors = opts.useMirrors ? (this.o.mirrors.get(repo.registry) ?? []) : [];
     for (const m of mirrors) {
       try {
-        return await fetch(this.source(repo, m, undefined, opts.signal));
+        return await this.attempt(this.source(repo, m, undefined, opts.signal), ctx, fetch);
       } catch (e) {
         if (!(e instanceof SpokeError) || opts.signal?.aborted) throw e;
         if (e.code !== 'RegistryUnavailable' && e.code !== 'NotFound' && e.code !== 'Unauthenticated') throw e;
-        this.o.logger.log('warn', 'mirror failed, trying next', { ...ctx, mirror: m, code: e.code });
+        this.o.logger.log('warn', 'mirror failed, trying next', { ...ctx, mirror: m, code: e.code, reason: e.reason });
       }
     }
-    return fetch(this.source(repo, repo.registry, opts.credential, opts.signal));
+    return this.attempt(this.source(repo, repo.registry, opts.credential, opts.signal), ctx, fetch);
+  }
+
+  /** One source; a connection that fails while a body is read is a transport fault of that source. */
+  private async attempt<T>(src: Source, ctx: ErrorContext, fetch: (src: Source) => Promise<T>): Promise<T> {
+    try {
+      return await fetch(src);
+    } catch (e) {
+      throw networkError(e, src.name, ctx, src.signal);
+    }
   }
 
   /** One request with auth: at most one re-authentication after a 401 from the registry itself. */
@@ -381,6 +385,26 @@ export class UndiciRegistryClient implements RegistryClient {
     }
     if (this.checkedRepos.size > 4096) this.checkedRepos.clear();
     this.checkedRepos.add(key);
+  }
+}
+
+/** Bytes a source sent that are not the content the digest names: that source's fault. */
+function digestMismatch(message: string, src: Source, ctx: ErrorContext, expected: string, actual: string): SpokeError {
+  return new SpokeError('RegistryUnavailable', message, { ...ctx, registry: src.name, expected, actual }, { reason: 'DIGEST_MISMATCH' });
+}
+
+/**
+ * readCapped for content named by a digest: more bytes than the cap cannot be the content that
+ * was asked for (or cannot be checked to be), so the source is at fault, not the digest.
+ */
+async function sourceCapped(res: HttpResponse, maxBytes: number, what: string, src: Source, ctx: ErrorContext, hash: ReturnType<typeof sha256Hasher>): Promise<Buffer> {
+  try {
+    return await readCapped(res, maxBytes, what, ctx, hash);
+  } catch (e) {
+    if (e instanceof SpokeError && e.reason === 'SIZE_LIMIT') {
+      throw new SpokeError('RegistryUnavailable', `${src.name}: ${e.message}`, { ...e.context, registry: src.name }, { reason: 'SIZE_LIMIT', cause: e });
+    }
+    throw e;
   }
 }
 

@@ -24,7 +24,10 @@ export function isRetryableNetworkError(e: unknown): boolean {
   return code !== undefined && RETRYABLE_CODES.has(code);
 }
 
-/** Anything thrown while talking to `host` → SpokeError (RegistryUnavailable unless already one). */
+/**
+ * Anything thrown while talking to `host` → SpokeError (RegistryUnavailable, reason TRANSPORT,
+ * unless already one): a refused or reset connection, a timeout, or a body cut off midway.
+ */
 export function networkError(e: unknown, host: string, ctx: ErrorContext, signal?: AbortSignal): SpokeError {
   if (e instanceof SpokeError) return e;
   if (signal?.aborted) {
@@ -39,7 +42,7 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
   else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') why = 'host not found';
   else if (/^ERR_(TLS|SSL)|CERT|VERIFY|SELF_SIGNED/.test(code)) why = 'TLS verification failed';
   else why = 'connection failed';
-  return new SpokeError('RegistryUnavailable', `registry ${host} unreachable: ${why} (${code})`, { ...ctx, registry: host }, { cause: e });
+  return new SpokeError('RegistryUnavailable', `registry ${host} unreachable: ${why} (${code})`, { ...ctx, registry: host }, { cause: e, reason: 'TRANSPORT' });
 }
 
 /**

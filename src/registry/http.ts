@@ -1,4 +1,4 @@
-// The HTTP edge: one keep-alive undici Pool per origin, scheme rules (HTTPS unless the host is
+// The HTTP edge: one keep-alive undici Pool per origin (least recently used closed past a cap), scheme rules (HTTPS unless the host is
 // allowed plain HTTP), manual redirects that drop credentials across origins, and capped reads.
 // Errors thrown by `send` are raw (undici/system); retry.ts and client.ts classify them.
 
@@ -47,7 +47,15 @@ export interface TransportOptions {
   dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
   clock: Clock;
   logger: Logger;
+  /** Connection pools kept at once (one per origin); the least recently used is closed past it. Default MAX_POOLS. */
+  maxPools?: number;
 }
+
+/**
+ * Origins with an open pool at once. Registries, mirrors, token realms and the CDNs blobs
+ * redirect to are a handful per node; redirects to ever new origins must not grow the map.
+ */
+export const MAX_POOLS = 32;
 
 export const MAX_REDIRECTS = 3;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -90,7 +98,18 @@ export class Transport {
   private dispatcher(origin: string): Dispatcher {
     if (this.closed) throw new SpokeError('Internal', 'registry client is closed');
     let d = this.pools.get(origin);
-    if (!d) {
+    if (d) {
+      // Most recently used last: Map iteration order is insertion order.
+      this.pools.delete(origin);
+      this.pools.set(origin, d);
+    } else {
+      const max = this.opts.maxPools ?? MAX_POOLS;
+      while (this.pools.size >= max) {
+        const [oldest, pool] = this.pools.entries().next().value!;
+        this.pools.delete(oldest);
+        // close() lets requests already on that pool finish; only its idle connections go.
+        void pool.close().catch(() => {});
+      }
       d =
         this.opts.dispatcherFactory?.(origin) ??
         new Pool(origin, {
@@ -217,6 +236,7 @@ export async function readCapped(
       'SecurityProfileInvalid',
       `${what} from ${res.url.host} declares ${declared} bytes, over the limit of ${maxBytes}`,
       { ...ctx, limit: maxBytes, actual: Number(declared) },
+      { reason: 'SIZE_LIMIT' },
     );
   }
   const chunks: Buffer[] = [];
@@ -225,10 +245,7 @@ export async function readCapped(
     total += chunk.length;
     if (total > maxBytes) {
       abort(res);
-      throw new SpokeError('SecurityProfileInvalid', `${what} from ${res.url.host} is larger than the limit of ${maxBytes} bytes`, {
-        ...ctx,
-        limit: maxBytes,
-      });
+      throw new SpokeError('SecurityProfileInvalid', `${what} from ${res.url.host} is larger than the limit of ${maxBytes} bytes`, { ...ctx, limit: maxBytes }, { reason: 'SIZE_LIMIT' });
     }
     hash?.update(chunk);
     chunks.push(chunk);

@@ -16,7 +16,11 @@ export interface RepoLocator {
 }
 
 export interface FetchOptions {
-  /** Hard cap: more bytes than this (declared or streamed) → SecurityProfileInvalid, nothing kept. */
+  /**
+   * Hard cap: more bytes than this (declared or streamed), nothing kept. For content named by a
+   * digest that is the source's fault (RegistryUnavailable, SIZE_LIMIT: the next source is
+   * tried); for a tag or an index, SecurityProfileInvalid.
+   */
   maxBytes: number;
   /** Per-request credentials (CRI AuthConfig); used for this request only, for this registry only. */
   credential?: Credential;
@@ -47,8 +51,10 @@ export interface RegistryClient {
   /** GET a manifest that may be absent: resolves `undefined` on 404 (MANIFEST_UNKNOWN / NAME_UNKNOWN). */
   getManifestIfExists(repo: RepoLocator, digestOrTag: string, accept: readonly string[], opts: FetchOptions): Promise<FetchedManifest | undefined>;
   /**
-   * GET a blob, streamed with the cap and hashed while streaming. A digest mismatch, or a length
-   * other than `expectedSize` when given → SecurityProfileInvalid, nothing kept.
+   * GET a blob, streamed with the cap and hashed while streaming, nothing kept on failure. Bytes
+   * that do not hash to the digest are the source's fault (RegistryUnavailable, DIGEST_MISMATCH:
+   * the next source is tried); bytes that do, but whose length is not `expectedSize`, mean the
+   * descriptor lies (SecurityProfileInvalid, SIZE_LIMIT).
    */
   getBlob(repo: RepoLocator, digest: Digest, opts: FetchOptions & { expectedSize?: number }): Promise<FetchedBlob>;
   /** OCI 1.1 referrers API. `undefined` when the registry does not support it (404): use the tag schema. */

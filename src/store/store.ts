@@ -46,12 +46,24 @@ export interface ProvenanceRecord {
   servedBy: string;
   /** policy hash → verdict; "unsigned" rules record nothing here. */
   verdicts: Record<string, SignatureVerdict>;
+  /**
+   * Fetched at least once with the node's own credentials (or none), so any pod may reuse it
+   * (KEP-2535's rule for images). Absent: only fetched with a pod's credentials, or recorded
+   * before this was kept; a pod then fetches it again as itself.
+   */
+  nodeCredentials?: true;
 }
 
 export interface InvalidVerdict {
   digest: Digest;
   reason: string;
   at: string;
+  /**
+   * Always `content`: the verdict depends on the bytes alone. Verdict files without it were
+   * written by versions that also cached request-dependent refusals (kind, size limit), and
+   * are ignored.
+   */
+  scope: 'content';
 }
 
 export interface StoreEntry extends ProvenanceRecord {
@@ -67,6 +79,8 @@ export interface IngestInput {
   reference: string;
   rule: string;
   servedBy: string;
+  /** Fetched with the node's credentials (no per-request AuthConfig). */
+  nodeCredentials?: boolean;
   verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'>;
 }
 
@@ -227,6 +241,7 @@ export class ProfileStore {
               verdicts: {},
             };
         addReference(record, input.reference);
+        if (input.nodeCredentials === true) record.nodeCredentials = true;
         if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
         // Blob flushed while the record is written; renamed blob first.
         const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(this.recordPath(input.digest), JSON.stringify(record, null, 1) + '\n', this.tmpDir, { fsync: false })]);
@@ -259,20 +274,48 @@ export class ProfileStore {
     });
   }
 
+  /**
+   * Forgets every verdict on `d`: the invalid verdict, and the signature verdicts of its record
+   * (the profile itself stays; the next pull judges and verifies it again).
+   */
+  async forget(d: Digest): Promise<{ invalid: boolean; signatures: number }> {
+    await this.init();
+    const invalid = (await readFileIfExists(this.invalidPath(d))) !== undefined;
+    await rm(this.invalidPath(d), { force: true });
+    let signatures = 0;
+    await this.lock(digestHex(d), async () => {
+      const existing = await this.getRecord(d);
+      if (!existing) return;
+      signatures = Object.keys(existing.verdicts).length;
+      if (signatures === 0) return;
+      const record = { ...structuredClone(existing), verdicts: {} };
+      await writeFileAtomic(this.recordPath(d), JSON.stringify(record, null, 1) + '\n', this.tmpDir, { fsync: false });
+      this.recordCache.delete(d);
+    });
+    return { invalid, signatures };
+  }
+
+  /** Remembers that the content of `d` is not an acceptable profile. Only for verdicts on the content alone. */
   async recordInvalid(d: Digest, reason: string): Promise<void> {
     await this.init();
-    const v: InvalidVerdict = { digest: d, reason: reason.slice(0, 1024), at: new Date(this.clock.now()).toISOString() };
+    const v: InvalidVerdict = { digest: d, reason: reason.slice(0, 1024), at: new Date(this.clock.now()).toISOString(), scope: 'content' };
     await this.write(this.invalidPath(d), JSON.stringify(v) + '\n');
   }
 
+  /**
+   * The content verdict on `d`, if any. A file that cannot be read or lacks `scope: content`
+   * counts as none: the digest is fetched and judged again, which records a fresh verdict.
+   */
   async getInvalid(d: Digest): Promise<InvalidVerdict | undefined> {
     await this.init();
     const bytes = await readFileIfExists(this.invalidPath(d));
     if (!bytes) return undefined;
     try {
-      return JSON.parse(bytes.toString('utf8')) as InvalidVerdict;
+      const v = JSON.parse(bytes.toString('utf8')) as Partial<InvalidVerdict>;
+      if (v.scope !== 'content' || typeof v.reason !== 'string') return undefined;
+      return { digest: d, reason: v.reason, at: typeof v.at === 'string' ? v.at : '', scope: 'content' };
     } catch {
-      return { digest: d, reason: 'invalid (verdict file unreadable)', at: '' };
+      return undefined;
     }
   }
 

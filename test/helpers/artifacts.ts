@@ -4,6 +4,7 @@
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_MANIFEST } from '../../src/core/constants.js';
 import { sha256Digest } from '../../src/core/digest.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
+import type { CredentialSource } from '../../src/registry/types.js';
 
 export interface LayerSpec {
   mediaType?: string;
@@ -34,8 +35,9 @@ export function denySyscalls(names: string[]): Buffer {
   );
 }
 
-export async function pushRawArtifact(host: string, repository: string, spec: RawArtifactSpec): Promise<{ reference: string; digest: string; manifest: Buffer }> {
-  const client = new UndiciRegistryClient({ plainHttp: true });
+/** `credentials`: for a registry that wants them (htpasswd). */
+export async function pushRawArtifact(host: string, repository: string, spec: RawArtifactSpec, credentials?: CredentialSource): Promise<{ reference: string; digest: string; manifest: Buffer }> {
+  const client = new UndiciRegistryClient({ plainHttp: true, ...(credentials ? { credentials } : {}) });
   try {
     const repo = { registry: host, repository };
     const configBytes = spec.configBytes ?? Buffer.from('{}');

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNodeContext, type NodeContext } from '../../src/cli/wiring.js';
-import { defaultNodeConfig } from '../../src/config/node-config.js';
+import { defaultNodeConfig, type NodeConfig } from '../../src/config/node-config.js';
+import type { PullObserver } from '../../src/pull.js';
 
 export interface TestNode extends NodeContext {
   dir: string;
@@ -14,13 +15,12 @@ export interface TestNode extends NodeContext {
   dispose(): Promise<void>;
 }
 
-/** `policyYaml` is the whole policy file. */
-export function testNode(policyYaml: string): TestNode {
+/** `policyYaml` is the whole policy file; `config` overrides node config keys (e.g. pullTimeout). */
+export function testNode(policyYaml: string, config: Partial<NodeConfig> = {}, opts: { observer?: PullObserver } = {}): TestNode {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-node-'));
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, policyYaml);
-  const config = { ...defaultNodeConfig(), policy: policyFile, storeDir: join(dir, 'store'), seccompRoot: join(dir, 'seccomp') };
-  const ctx = createNodeContext(config);
+  const ctx = createNodeContext({ ...defaultNodeConfig(), policy: policyFile, storeDir: join(dir, 'store'), seccompRoot: join(dir, 'seccomp'), ...config }, opts);
   return {
     ...ctx,
     dir,

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/constants.js';
+import type { Digest } from '../../src/core/digest.js';
 import { SpokeError } from '../../src/core/errors.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
@@ -91,15 +92,17 @@ describe('pull pipeline against a real registry', () => {
     }
   });
 
-  it('refuses a blob tampered in registry storage and leaves the store untouched', async () => {
+  it('a blob tampered in registry storage is RegistryUnavailable (the source, not the digest): nothing stored, no verdict', async () => {
     const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
     try {
       const layer = denySyscalls(['ptrace']);
-      const { reference } = await pushRawArtifact(reg.host, 'profiles/tampered', { layers: [{ bytes: layer }] });
+      const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/tampered', { layers: [{ bytes: layer }] });
       const { sha256Digest } = await import('../../src/core/digest.js');
       writeFileSync(registryBlobPath(reg, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
-      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+      const e = await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'RegistryUnavailable');
+      assert.equal(e.reason, 'DIGEST_MISMATCH');
       assert.deepEqual(storeFiles(node), []);
+      assert.equal(await node.store.getInvalid(digest as Digest), undefined);
     } finally {
       await node.dispose();
     }
@@ -109,14 +112,14 @@ describe('pull pipeline against a real registry', () => {
     const cases: { name: string; spec: Parameters<typeof pushRawArtifact>[2]; re: RegExp }[] = [
       { name: 'wrong config media type', spec: { configMediaType: 'application/vnd.oci.image.config.v1+json', layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /not a seccomp profile/ },
       { name: 'generic unknown config', spec: { configMediaType: 'application/vnd.unknown.config.v1+json', layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /generic config/ },
-      { name: 'AppArmor artifact pulled as seccomp', spec: { configMediaType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /not a seccomp profile/ },
+      { name: 'AppArmor artifact pulled as seccomp', spec: { configMediaType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /apparmor profile, not seccomp/ },
       { name: 'artifactType disagreeing with config', spec: { artifactType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /disagrees/ },
       { name: 'empty config without artifactType', spec: { configMediaType: MEDIA_TYPE_OCI_EMPTY, artifactType: null, layers: [{ bytes: ALLOW_ALL_SECCOMP }] }, re: /not declared/ },
       { name: 'two layers', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: denySyscalls(['bpf']) }] }, re: /exactly one layer/ },
       { name: 'gzip layer', spec: { layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', bytes: gzipSync(ALLOW_ALL_SECCOMP) }] }, re: /gzip/ },
       { name: 'tar layer', spec: { layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', bytes: tarOf('profile.json', ALLOW_ALL_SECCOMP) }] }, re: /tar/ },
       { name: 'oversized layer', spec: { layers: [{ bytes: Buffer.alloc(2 * 1024 * 1024, 0x20) }] }, re: /limit/ },
-      { name: 'manifest lying about size (smaller)', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, size: 10 }] }, re: /declares [0-9]+ bytes, over the limit of 10/ },
+      { name: 'manifest lying about size (smaller)', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, size: 10 }] }, re: /descriptor says 10/ },
       { name: 'external urls', spec: { layers: [{ bytes: ALLOW_ALL_SECCOMP, urls: ['https://example.com/x'] }] }, re: /urls/ },
       { name: 'not JSON', spec: { layers: [{ bytes: Buffer.from('defaultAction: SCMP_ACT_ALLOW\n') }] }, re: /JSON/ },
       { name: 'duplicate JSON members', spec: { layers: [{ bytes: Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO","defaultAction":"SCMP_ACT_ALLOW"}') }] }, re: /duplicate/ },
@@ -205,16 +208,44 @@ describe('pull pipeline against a real registry', () => {
       }
     });
 
-    it('refuses a mirror that serves tampered bytes', async () => {
+    it('falls back to the source when a mirror serves tampered or oversized bytes, caching no verdict', async () => {
       const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
       try {
-        const layer = denySyscalls(['syslog']);
-        const { reference } = await pushRawArtifact(reg.host, 'profiles/mirror-tampered', { layers: [{ bytes: layer }] });
-        await pushRawArtifact(mirror.host, 'profiles/mirror-tampered', { layers: [{ bytes: layer }] });
         const { sha256Digest } = await import('../../src/core/digest.js');
+        const tampered = denySyscalls(['syslog']);
+        const a = await pushRawArtifact(reg.host, 'profiles/mirror-tampered', { layers: [{ bytes: tampered }] });
+        await pushRawArtifact(mirror.host, 'profiles/mirror-tampered', { layers: [{ bytes: tampered }] });
+        writeFileSync(registryBlobPath(mirror, sha256Digest(tampered)), ALLOW_ALL_SECCOMP);
+        const oversized = denySyscalls(['vhangup']);
+        const b = await pushRawArtifact(reg.host, 'profiles/mirror-oversized', { layers: [{ bytes: oversized }] });
+        await pushRawArtifact(mirror.host, 'profiles/mirror-oversized', { layers: [{ bytes: oversized }] });
+        writeFileSync(registryBlobPath(mirror, sha256Digest(oversized)), Buffer.alloc(2 * 1024 * 1024, 0x20));
+        for (const { reference, digest } of [a, b]) {
+          reg.resetRequests();
+          const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
+          assert.equal(r.servedBy, mirror.host, 'the manifest came from the mirror');
+          await reg.settle();
+          assert.equal(count(reg, 'GET', '/blobs/'), 1, 'the blob came from the source');
+          assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+        }
+      } finally {
+        await node.dispose();
+      }
+    });
+
+    it('RegistryUnavailable (DIGEST_MISMATCH) when every source serves wrong bytes', async () => {
+      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
+      try {
+        const { sha256Digest } = await import('../../src/core/digest.js');
+        const layer = denySyscalls(['quotactl']);
+        const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/all-tampered', { layers: [{ bytes: layer }] });
+        await pushRawArtifact(mirror.host, 'profiles/all-tampered', { layers: [{ bytes: layer }] });
         writeFileSync(registryBlobPath(mirror, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
-        await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', new RegExp(mirror.host.replace(/\./g, '\\.')));
+        writeFileSync(registryBlobPath(reg, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
+        const e = await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'RegistryUnavailable');
+        assert.equal(e.reason, 'DIGEST_MISMATCH');
         assert.deepEqual(storeFiles(node), []);
+        assert.equal(await node.store.getInvalid(digest as Digest), undefined);
       } finally {
         await node.dispose();
       }

@@ -187,21 +187,26 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
   it('refuses a declared Content-Length over the cap before reading', async () => {
     const big = Buffer.alloc(200_000, 1);
     const d = await client.putBlob(repo, big);
-    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: 100_000 }), 'SecurityProfileInvalid', /declares 200000 bytes/);
+    // Bytes over the cap cannot be checked against the digest: the source is at fault (transient).
+    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: 100_000 }), 'RegistryUnavailable', /declares 200000 bytes/);
+    assert.equal(e.reason, 'SIZE_LIMIT');
     assert.equal(e.context.limit, 100_000);
-    await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: CAP + 1 }), 'SecurityProfileInvalid');
+    // A descriptor over the cap is the request's limit: refused before any request.
+    assert.equal((await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: CAP + 1 }), 'SecurityProfileInvalid')).reason, 'SIZE_LIMIT');
     await rejectsWith(client.getManifest(repo, 'v1', ACCEPT, { maxBytes: 16 }), 'SecurityProfileInvalid', /limit of 16/);
   });
 
-  it('refuses a blob tampered on disk and a descriptor size that lies', async () => {
+  it('a descriptor size that lies is the content at fault; a blob tampered on disk, the source', async () => {
     const bytes = profileBytes('tamper');
     const d = await client.putBlob(repo, bytes);
-    await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: bytes.length - 1 }), 'SecurityProfileInvalid');
+    // The bytes hash to the digest, so the descriptor naming them is what lies.
+    assert.equal((await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: bytes.length - 1 }), 'SecurityProfileInvalid')).reason, 'SIZE_LIMIT');
     const file = registryBlobPath(reg, d);
     const evil = Buffer.from(readFileSync(file));
     evil[evil.length - 2] ^= 1;
     writeFileSync(file, evil);
-    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP }), 'SecurityProfileInvalid', /does not match its digest/);
+    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP }), 'RegistryUnavailable', /does not match its digest/);
+    assert.equal(e.reason, 'DIGEST_MISMATCH');
     assert.equal(e.context.expected, d);
     assert.match(e.message, new RegExp(reg.host.replace(/\./g, '\\.')));
   });
@@ -304,7 +309,7 @@ describe('mirrors', () => {
     }
   });
 
-  it('a mirror that serves the content is used; one that serves tampered bytes is refused, no fallback', async () => {
+  it('a mirror that serves the content is used; one that serves tampered bytes is skipped for the source', async () => {
     const client = new UndiciRegistryClient({ plainHttp: true, mirrors: { [source.host]: [mirror.host] } });
     try {
       const repo = { registry: source.host, repository };
@@ -315,11 +320,11 @@ describe('mirrors', () => {
       evil[0] ^= 0x20;
       writeFileSync(file, evil);
       source.resetRequests();
-      const e = await rejectsWith(client.getBlob(repo, pushed.layerDigest, { maxBytes: CAP, useMirrors: true }), 'SecurityProfileInvalid');
-      assert.ok(e.message.includes(mirror.host), e.message);
-      assert.equal(e.context.registry, mirror.host);
+      const fallback = await client.getBlob(repo, pushed.layerDigest, { maxBytes: CAP, useMirrors: true });
+      assert.equal(fallback.servedBy, source.host);
+      assert.equal(fallback.digest, pushed.layerDigest);
       await source.settle();
-      assert.equal(source.requests().length, 0, 'no fallback to the source after tampering');
+      assert.equal(source.requests().length, 1, 'one fallback request to the source');
     } finally {
       await client.close();
     }
@@ -469,7 +474,34 @@ describe('protocol edges (local fake servers)', () => {
     });
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
-      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), 'SecurityProfileInvalid', /larger than the limit of 50000/);
+      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), 'RegistryUnavailable', /larger than the limit of 50000/);
+      assert.equal(e.reason, 'SIZE_LIMIT');
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  it('a connection closed mid-body is RegistryUnavailable (TRANSPORT), for a manifest and for a token response', async () => {
+    let host = '';
+    const srv = await fakeServer((req, res) => {
+      if (req.url?.startsWith('/token')) {
+        res.writeHead(200, { 'content-length': '100' }).write('{"tok', () => res.socket?.destroy());
+        return;
+      }
+      if (req.url?.includes('/private/')) {
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="svc"` }).end();
+        return;
+      }
+      res.writeHead(200, { 'content-length': String(manifest.length) }).write(manifest.subarray(0, 5), () => res.socket?.destroy());
+    });
+    host = srv.host;
+    const client = new UndiciRegistryClient({ insecure: [srv.host], retries: 0 });
+    try {
+      const cut = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
+      assert.equal(cut.reason, 'TRANSPORT');
+      const token = await rejectsWith(client.getManifest({ registry: srv.host, repository: 'private/case' }, manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
+      assert.equal(token.reason, 'TRANSPORT');
     } finally {
       await client.close();
       await srv.close();
@@ -480,7 +512,8 @@ describe('protocol edges (local fake servers)', () => {
     const srv = await fakeServer((_req, res) => res.writeHead(200).end('{"schemaVersion":3}'));
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
-      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'SecurityProfileInvalid');
+      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
+      assert.equal(e.reason, 'DIGEST_MISMATCH');
       assert.ok(e.message.includes(manifestDigest) && e.message.includes(srv.host), e.message);
     } finally {
       await client.close();

@@ -4,7 +4,7 @@ import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 import { nodeConfigOnly, nodeFlags } from '../wiring.js';
 
-const HELP = `usage: spoke store <ls|rm|gc|verify|unpin> [options]
+const HELP = `usage: spoke store <ls|rm|gc|verify|unpin|forget> [options]
 
   ls                 list stored artifacts: digest, kind, size, references, rule, signer, in use by
   rm DIGEST          remove an artifact (refused while a container, sandbox or pin uses it)
@@ -13,6 +13,8 @@ const HELP = `usage: spoke store <ls|rm|gc|verify|unpin> [options]
                      e.g. 1h, 30m; default 0), then unreferenced blobs and stale temp files
   verify             re-hash every stored blob; exit 1 if any is corrupt
   unpin DIGEST       release a pin made by 'spoke pull --pin'
+  forget DIGEST      clear the verdicts on an artifact digest: its cached "invalid" verdict and
+                     its signature verdicts; the next pull fetches, judges and verifies it again
 
 options:
   --store DIR        store directory (default from the node config, /var/lib/spoke)
@@ -74,6 +76,16 @@ export async function run(argv: string[]): Promise<number> {
       const d = digestArg(arg);
       await store.release(`pin:${d}`);
       emit(values.json, { unpinned: d }, () => `unpinned ${d}`);
+      return 0;
+    }
+    case 'forget': {
+      const d = digestArg(arg);
+      const r = await store.forget(d);
+      emit(values.json, { digest: d, ...r }, () =>
+        r.invalid || r.signatures > 0
+          ? `forgot ${[r.invalid ? 'the invalid verdict' : '', r.signatures > 0 ? `${r.signatures} signature verdict(s)` : ''].filter(Boolean).join(' and ')} on ${d}`
+          : `no verdicts on ${d}`,
+      );
       return 0;
     }
     case 'gc': {

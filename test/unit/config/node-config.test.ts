@@ -37,6 +37,7 @@ describe('loadNodeConfig', () => {
       authFile: undefined,
       runtimeDefault: undefined,
       recordingKey: undefined,
+      pullTimeout: 120_000,
     });
     assert.ok(Object.isFrozen(c));
   });
@@ -91,6 +92,17 @@ describe('loadNodeConfig', () => {
     assert.equal(loadText('metrics:\n').metrics, '');
     assert.equal(loadText("metrics: ''\n").metrics, '');
     assert.equal(loadText("metrics: '[::]:9090'\n").metrics, '[::]:9090');
+  });
+
+  it('pullTimeout is a duration between 1s and 60m, kept in milliseconds', () => {
+    assert.equal(loadText('pullTimeout: 90s\n').pullTimeout, 90_000);
+    assert.equal(loadText('pullTimeout: 2m\n').pullTimeout, 120_000);
+    assert.equal(loadText('pullTimeout: 1500ms\n').pullTimeout, 1_500);
+    assert.equal(loadText('', { pullTimeout: 5_000 }).pullTimeout, 5_000);
+    assertConfigError('pullTimeout: 0s\n', 1, 'pullTimeout', /between 1s and 60m/);
+    assertConfigError('pullTimeout: 61m\n', 1, 'pullTimeout', /between 1s and 60m/);
+    assertConfigError('pullTimeout: 2 minutes\n', 1, 'pullTimeout', /between 1s and 60m/);
+    assert.throws(() => loadText('', { pullTimeout: 10 }), /pullTimeout \(override\): must be a duration/);
   });
 
   it('errors name the line and the key', () => {

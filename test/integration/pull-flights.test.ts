@@ -1,0 +1,188 @@
+// Shared fetches ("flights") against a real docker-registry behind a proxy that can hold
+// requests, trickle bodies or cut connections: one caller's failure is never another's, every
+// flight ends at its total deadline, transport faults are transient, and a policy reload never
+// closes the registry client under a pull in flight.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SpokeError } from '../../src/core/errors.js';
+import type { Digest } from '../../src/core/digest.js';
+import { createPromMetrics } from '../../src/observe/metrics.js';
+import { credentialsFromEntries } from '../../src/registry/credentials.js';
+import type { Credential } from '../../src/registry/types.js';
+import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
+import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { blobs, manifests, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
+
+async function rejects(p: Promise<unknown>, code: string, reason?: string): Promise<SpokeError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (reason) assert.equal(e.reason, reason, e.message);
+    return e;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+/** The same artifact, named through the proxy. */
+const via = (proxy: SlowProxy, reg: TestRegistry, reference: string) => reference.replace(reg.host, proxy.host);
+const seen = (proxy: SlowProxy, match: typeof manifests) => proxy.requests().filter(match).length;
+
+/** Until `n` callers wait on flights of `reference` (each joins after its store lookup). */
+async function joined(node: TestNode, reference: string, n: number): Promise<void> {
+  while (node.pipeline.waiting(reference) < n) await new Promise((r) => setImmediate(r));
+}
+
+describe('single-flight pulls through a slow registry', () => {
+  let reg: TestRegistry;
+  let proxy: SlowProxy;
+  before(async () => {
+    reg = await startRegistry();
+  });
+  after(async () => {
+    await reg.stop();
+  });
+
+  const withProxy = async (fn: (node: TestNode) => Promise<void>, config: Parameters<typeof testNode>[1] = {}, opts: Parameters<typeof testNode>[2] = {}) => {
+    proxy = await startSlowProxy(reg.port);
+    const node = testNode(unsignedPolicy([`${proxy.host}/profiles`, `${reg.host}/profiles`]), config, opts);
+    try {
+      await fn(node);
+    } finally {
+      await node.dispose();
+      await proxy.close();
+    }
+  };
+
+  it('a cancelled first caller does not fail the second caller of the same flight', () =>
+    withProxy(async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/cancel-first', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
+      const ref = via(proxy, reg, reference);
+      const hold = proxy.hold(manifests);
+      const ac = new AbortController();
+      const first = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: ac.signal }), 'Unavailable');
+      await hold.arrived();
+      const second = node.pipeline.pull({ reference: ref, kind: 'seccomp' });
+      await joined(node, ref, 2);
+      ac.abort(new SpokeError('Unavailable', 'the client cancelled the call'));
+      await first;
+      hold.release();
+      const r = await second;
+      assert.equal(r.cached, false);
+      assert.equal(seen(proxy, manifests), 1, 'the second caller joined the first one\'s flight');
+    }));
+
+  it('a flight every caller has left is aborted, and the next caller starts afresh', () =>
+    withProxy(async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/all-gone', { layers: [{ bytes: denySyscalls(['rmdir']) }] });
+      const ref = via(proxy, reg, reference);
+      const hold = proxy.hold(manifests);
+      const a = new AbortController();
+      const b = new AbortController();
+      const first = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: a.signal }), 'Unavailable');
+      const second = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: b.signal }), 'Unavailable');
+      await hold.arrived();
+      await joined(node, ref, 2);
+      a.abort(new SpokeError('Unavailable', 'gone'));
+      b.abort(new SpokeError('Unavailable', 'gone'));
+      await Promise.all([first, second]);
+      assert.equal(node.pipeline.waiting(ref), 0);
+      // The flight itself was stopped: its registry request is given up while still held.
+      await proxy.abandoned(manifests);
+      hold.release();
+      const third = await node.pipeline.pull({ reference: ref, kind: 'seccomp' });
+      assert.equal(third.cached, false);
+      assert.equal(seen(proxy, manifests), 2, 'the third caller made a flight of its own');
+    }));
+
+  it('a body trickled at 1 byte/s ends at the flight total deadline with RegistryUnavailable, and no verdict', { timeout: 60_000 }, () =>
+    withProxy(
+      async (node) => {
+        const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/trickle', { layers: [{ bytes: denySyscalls(['chroot']) }] });
+        proxy.trickle(blobs, 1000);
+        // No caller signal at all (as a CLI pull, or a CRI call without grpc-timeout).
+        await rejects(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), 'RegistryUnavailable', 'DEADLINE');
+        assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+        assert.equal(await node.store.getRecord(digest as Digest), undefined);
+      },
+      { pullTimeout: 2_000 },
+    ));
+
+  it('a connection closed mid-body is RegistryUnavailable (TRANSPORT), counted as registry_unavailable, no verdict', async () => {
+    const metrics = await createPromMetrics();
+    await withProxy(
+      async (node) => {
+        const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/cut', { layers: [{ bytes: denySyscalls(['pivot_root']) }] });
+        proxy.cut(blobs, 10);
+        await rejects(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), 'RegistryUnavailable', 'TRANSPORT');
+        assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+        const { body } = await metrics.render();
+        assert.match(body, /^spoke_profile_pull_errors_total\{reason="registry_unavailable"\} 1$/m);
+        assert.match(body, /^spoke_profile_pull_errors_total\{reason="other"\} 0$/m);
+      },
+      {},
+      { observer: metrics },
+    );
+  });
+
+  it('a policy reload does not close the registry client under a pull in flight', () =>
+    withProxy(async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/reload-a', { layers: [{ bytes: denySyscalls(['swapoff']) }] });
+      const other = await pushRawArtifact(reg.host, 'profiles/reload-b', { layers: [{ bytes: denySyscalls(['sethostname']) }] });
+      const hold = proxy.hold(manifests);
+      const inFlight = node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' });
+      await hold.arrived();
+      // A new policy (another hash), then a pull under it: the old client is replaced.
+      node.writePolicy(unsignedPolicy([`${proxy.host}/profiles`, `${reg.host}/profiles`, `${reg.host}/elsewhere`]));
+      assert.equal((await node.pipeline.pull({ reference: other.reference, kind: 'seccomp' })).cached, false);
+      hold.release();
+      assert.equal((await inFlight).cached, false);
+    }));
+});
+
+describe('flights are keyed by credential identity (htpasswd registry)', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let proxy: SlowProxy;
+  const alice: Credential = { kind: 'basic', username: 'alice', password: 's3cret' };
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-htp-'));
+    writeFileSync(join(dir, 'htpasswd'), `${execFileSync('htpasswd', ['-Bbn', 'alice', 's3cret'], { encoding: 'utf8' }).trim()}\n`);
+    reg = await startRegistry({ authYaml: `htpasswd:\n  realm: spoke-test\n  path: ${join(dir, 'htpasswd')}` });
+    proxy = await startSlowProxy(reg.port);
+  });
+  after(async () => {
+    await proxy.close();
+    await reg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an anonymous pull never joins a credentialed one, nor reuses what it fetched', async () => {
+    const node = testNode(unsignedPolicy([`${proxy.host}/private`]));
+    try {
+      const { reference } = await pushRawArtifact(reg.host, 'private/profile', { layers: [{ bytes: denySyscalls(['kexec_load']) }] }, credentialsFromEntries({ [reg.host]: alice }));
+      const ref = via(proxy, reg, reference);
+      const hold = proxy.hold(manifests);
+      const credentialed = node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: alice });
+      await hold.arrived();
+      const anonymous = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), 'Unauthenticated');
+      hold.release();
+      assert.equal((await credentialed).cached, false);
+      await anonymous;
+      // The cache follows KEP-2535: a pod without credentials cannot reuse what a pod's
+      // credentials fetched; a pod with the same credentials can; other credentials are checked.
+      await rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), 'Unauthenticated');
+      assert.equal((await node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: alice })).cached, true);
+      await rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: { ...alice, password: 'wrong' } }), 'Unauthenticated');
+    } finally {
+      await node.dispose();
+    }
+  });
+});

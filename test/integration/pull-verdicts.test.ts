@@ -1,0 +1,116 @@
+// The verdict cache against a real docker-registry: only what the content alone decides is
+// remembered per digest; kind, size limit and signature are judged on every call, and
+// `spoke store forget` clears what was remembered.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Digest } from '../../src/core/digest.js';
+import { SpokeError } from '../../src/core/errors.js';
+import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
+import { spoke } from '../helpers/cli.js';
+import { testNode, unsignedPolicy } from '../helpers/node.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+
+async function rejects(p: Promise<unknown>, code: string, reason?: string): Promise<SpokeError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (reason) assert.equal(e.reason, reason, e.message);
+    return e;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+/** Both kinds allowed unsigned from `scope`, with an optional size limit. */
+function bothKinds(scope: string, maxArtifactBytes?: number): string {
+  return [
+    'apiVersion: spoke.dev/v1alpha1',
+    'kind: NodeProfilePolicy',
+    'rules:',
+    `  - scope: ${scope}`,
+    '    kinds: [seccomp, apparmor]',
+    '    unsigned: true',
+    `insecure: [${scope.split('/')[0]}]`,
+    ...(maxArtifactBytes === undefined ? [] : ['limits:', `  maxArtifactBytes: ${maxArtifactBytes}`]),
+  ].join('\n');
+}
+
+describe('verdict cache', () => {
+  let reg: TestRegistry;
+  before(async () => {
+    reg = await startRegistry();
+  });
+  after(async () => {
+    await reg.stop();
+  });
+
+  it('a pull with the wrong kind does not poison the digest for a pull with the right kind', async () => {
+    const node = testNode(bothKinds(`${reg.host}/verdicts`));
+    try {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/kind', { layers: [{ bytes: denySyscalls(['mount']) }] });
+      await rejects(node.pipeline.pull({ reference, kind: 'apparmor' }), 'SecurityProfileInvalid', 'KIND_MISMATCH');
+      assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+      // Cached now: the wrong kind is still refused, and the right one still served.
+      await rejects(node.pipeline.pull({ reference, kind: 'apparmor' }), 'SecurityProfileInvalid', 'KIND_MISMATCH');
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, true);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('raising maxArtifactBytes re-admits a digest; lowering it refuses a cached one', async () => {
+    const layer = denySyscalls(['umount2', 'mount', 'pivot_root']);
+    const small = layer.length - 1;
+    const node = testNode(bothKinds(`${reg.host}/verdicts`, small));
+    try {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/size', { layers: [{ bytes: layer }] });
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'SIZE_LIMIT');
+      assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+      node.writePolicy(bothKinds(`${reg.host}/verdicts`, layer.length));
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+      node.writePolicy(bothKinds(`${reg.host}/verdicts`, small));
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'SIZE_LIMIT');
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('a content verdict is remembered until `spoke store forget` clears it', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
+    try {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/forget', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+      assert.ok(await node.store.getInvalid(digest as Digest), 'two layers is a verdict on the content');
+      const r = await spoke(['store', 'forget', digest, '--store', node.config.storeDir, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { digest, invalid: true, signatures: 0 });
+      assert.equal(await node.store.getInvalid(digest as Digest), undefined);
+      reg.resetRequests();
+      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+      await reg.settle();
+      assert.ok(reg.requests().length > 0, 'judged again from the registry');
+      const again = await spoke(['store', 'forget', 'sha256:nothex', '--store', node.config.storeDir]);
+      assert.equal(again.code, 2, again.stderr);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('ignores a verdict file written without a scope (older versions cached request-dependent refusals)', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
+    try {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/legacy', { layers: [{ bytes: denySyscalls(['acct']) }] });
+      const dir = join(node.config.storeDir, 'invalid', 'sha256');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${digest.slice(7)}.json`), JSON.stringify({ digest, reason: 'artifact type is not a apparmor profile', at: '2026-01-01T00:00:00Z' }));
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+    } finally {
+      await node.dispose();
+    }
+  });
+});

@@ -1,0 +1,95 @@
+// The transport's per-origin pools are bounded: redirects to ever new origins close the least
+// recently used pool instead of growing the map, and a request on a closed pool still finishes.
+// Real undici pools against real HTTP servers on 127.0.0.1.
+
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { after, describe, it } from 'node:test';
+import { Pool, type Dispatcher } from 'undici';
+import { silentLogger, systemClock } from '../../../src/core/runtime.js';
+import { Transport, discard } from '../../../src/registry/http.js';
+
+const servers: Server[] = [];
+
+async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  const s = createServer(handler);
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const a = s.address();
+  return `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+}
+
+function transport(maxPools: number, pools: Map<string, Pool>): Transport {
+  return new Transport({
+    allowsHttp: () => true,
+    ca: undefined,
+    timeoutMs: 10_000,
+    connectTimeoutMs: 5_000,
+    userAgent: 'spoke-test',
+    dispatcherFactory: (origin): Dispatcher => {
+      const p = new Pool(origin);
+      pools.set(origin, p);
+      return p;
+    },
+    clock: systemClock,
+    logger: silentLogger,
+    maxPools,
+  });
+}
+
+describe('Transport pools', () => {
+  after(async () => {
+    for (const s of servers) {
+      s.closeAllConnections();
+      await new Promise<void>((r) => s.close(() => r()));
+    }
+  });
+
+  it('redirects to new origins evict the least recently used pool (cap 2)', async () => {
+    const targets = await Promise.all(Array.from({ length: 5 }, () => serve((_req, res) => res.end('ok'))));
+    const front = await serve((req, res) => res.writeHead(302, { location: `${targets[Number(req.url!.slice(1))]}/x` }).end());
+    const pools = new Map<string, Pool>();
+    const t = transport(2, pools);
+    try {
+      for (let i = 0; i < targets.length; i++) {
+        const res = await t.sendFollowing({ method: 'GET', url: new URL(`${front}/${i}`), headers: {} }, {});
+        assert.equal(res.status, 200);
+        await discard(res);
+        const open = [...pools.values()].filter((p) => !p.closed);
+        assert.ok(open.length <= 2, `${open.length} pools open after ${i + 1} redirects`);
+      }
+      assert.equal(pools.size, 6, 'one pool was made per origin');
+      // The front origin is used on every request, so it is never the least recently used.
+      assert.equal(pools.get(front)!.closed, false);
+      assert.equal(pools.get(targets.at(-1)!)!.closed, false);
+      assert.ok(targets.slice(0, -1).every((o) => pools.get(o)!.closed));
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a request in flight on an evicted pool still completes', async () => {
+    let answer: (() => void) | undefined;
+    let onArrival: () => void = () => {};
+    const arrived = new Promise<void>((r) => (onArrival = r));
+    const slow = await serve((_req, res) => {
+      answer = () => res.end('late');
+      onArrival();
+    });
+    const others = await Promise.all([serve((_q, s) => s.end('a')), serve((_q, s) => s.end('b'))]);
+    const pools = new Map<string, Pool>();
+    const t = transport(1, pools);
+    try {
+      const pending = t.send({ method: 'GET', url: new URL(`${slow}/held`), headers: {} });
+      await arrived;
+      for (const o of others) await discard(await t.send({ method: 'GET', url: new URL(`${o}/x`), headers: {} }));
+      assert.equal(pools.get(slow)!.closed, true);
+      answer!();
+      const res = await pending;
+      assert.equal(res.status, 200);
+      assert.equal(await res.body.text(), 'late');
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,0 +1,69 @@
+// The store's verdicts on a real filesystem: content verdicts carry their scope, files without it
+// (or torn) count as none, `forget` clears both kinds of verdict, and the node-credential mark.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { packProfile } from '../../../src/publish/pack.js';
+import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
+
+function input(body: string, extra: Partial<IngestInput> = {}): IngestInput {
+  const p = packProfile(Buffer.from(body), 'seccomp');
+  return {
+    digest: p.manifestDigest,
+    manifestBytes: p.manifest,
+    layerDigest: p.layerDigest,
+    layerBytes: p.layer,
+    kind: 'seccomp',
+    reference: `r.io/p@${p.manifestDigest}`,
+    rule: 'rules[0] (r.io)',
+    servedBy: 'r.io',
+    ...extra,
+  };
+}
+
+describe('ProfileStore verdicts', () => {
+  let dir: string;
+  let store: ProfileStore;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-verdicts-'));
+    store = new ProfileStore({ root: dir });
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a content verdict is kept with its scope; legacy and torn verdict files count as none', async () => {
+    const { digest } = input('{"defaultAction":"SCMP_ACT_KILL"}');
+    await store.recordInvalid(digest, 'artifact must have exactly one layer, has 2');
+    assert.deepEqual({ ...(await store.getInvalid(digest)), at: '' }, { digest, reason: 'artifact must have exactly one layer, has 2', at: '', scope: 'content' });
+    const file = join(dir, 'invalid', 'sha256', `${digest.slice(7)}.json`);
+    writeFileSync(file, JSON.stringify({ digest, reason: 'not a apparmor profile', at: '2026-01-01T00:00:00Z' }));
+    assert.equal(await store.getInvalid(digest), undefined);
+    writeFileSync(file, '{"digest":');
+    assert.equal(await store.getInvalid(digest), undefined);
+  });
+
+  it('forget clears the invalid verdict and the signature verdicts, keeping the profile', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_ERRNO"}', { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
+    await store.ingest(i);
+    await store.annotate(i.digest, { verdict: { policyHash: 'p2', signer: 'platform', format: 'cosign' } });
+    await store.recordInvalid(i.digest, 'stale');
+    assert.deepEqual(await store.forget(i.digest), { invalid: true, signatures: 2 });
+    assert.equal(await store.getInvalid(i.digest), undefined);
+    const record = await store.getRecord(i.digest);
+    assert.deepEqual(record?.verdicts, {});
+    assert.ok(await store.hasBlob(i.layerDigest));
+    assert.deepEqual(await store.forget(i.digest), { invalid: false, signatures: 0 });
+  });
+
+  it('marks a record fetched with node credentials, and keeps the mark once set', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_LOG","x":1}');
+    await store.ingest({ ...i, nodeCredentials: false });
+    assert.equal((await store.getRecord(i.digest))?.nodeCredentials, undefined);
+    await store.ingest({ ...i, nodeCredentials: true });
+    assert.equal((await store.getRecord(i.digest))?.nodeCredentials, true);
+    await store.ingest({ ...i, nodeCredentials: false });
+    assert.equal((await store.getRecord(i.digest))?.nodeCredentials, true);
+  });
+});
