@@ -216,6 +216,30 @@ export function sameNamespace(a: MountNamespace, b: MountNamespace): boolean {
   return a.ipc === b.ipc && a.mnt === b.mnt && a.mntId === b.mntId;
 }
 
+/** A pod as the counter sees it: its IPC namespace, and its sandbox's own mount namespace. */
+export interface PodNamespaces {
+  ipc: number;
+  pauseMnt: number;
+}
+
+export type ContainerCalls = { ok: true; key: MountNamespace; counts: BpfCount[] } | { ok: false; why: string };
+
+/**
+ * The calls of one container of `pod` in a dump. Its mount namespace is the one whose first
+ * counted call came from `pid` (the container's init, learnt while it ran); without a pid, the
+ * only namespace of the pod not yet `assigned` to another container. Anything ambiguous is
+ * refused rather than guessed (an inode can be reused by a later pod or container).
+ */
+export function callsOfContainer(dump: BpfDump, pod: PodNamespaces, pid: number | undefined, assigned: readonly MountNamespace[]): ContainerCalls {
+  const mine = dump.firsts.filter((f) => f.ipc === pod.ipc && f.mnt !== pod.pauseMnt);
+  const candidates = pid !== undefined ? mine.filter((f) => f.pid === pid) : mine.filter((f) => !assigned.some((a) => sameNamespace(a, f)));
+  if (candidates.length !== 1) {
+    return { ok: false, why: candidates.length === 0 ? 'no counted calls in its namespace' : `${candidates.length} mount namespaces of the pod could be the container's` };
+  }
+  const key = candidates[0]!;
+  return { ok: true, key: { ipc: key.ipc, mnt: key.mnt, mntId: key.mntId }, counts: dump.counts.filter((c) => sameNamespace(c, key)) };
+}
+
 /** Syscall names of counted calls, and `arch:number` of those without a name. */
 export function namesOf(counts: readonly BpfCount[]): { names: Set<string>; unnamed: string[] } {
   const names = new Set<string>();

@@ -131,7 +131,7 @@ describe('the audit backend never drops a forked child silently', { skip: skip ?
     const many = ['sh', '-c', 'i=0; while [ $i -lt 100 ]; do (mkdir /tmp/m$i); i=$((i+1)); done'];
     const refused = await spoke([...base, '--output', join(dir, 'refused.json'), '--', ...many]);
     assert.equal(refused.code, 1, refused.stderr);
-    assert.match(refused.stderr, /^FailedPrecondition: recording incomplete: \d+ logged call\(s\) .*--backend bpf.*--allow-incomplete/m);
+    assert.match(refused.stderr, /^FailedPrecondition: recording incomplete: .*--backend bpf.*--allow-incomplete/m);
     assert.equal(existsSync(join(dir, 'refused.json')), false);
     const allowed = await spoke([...base, '--allow-incomplete', '--output', join(dir, 'allowed.json'), '--', ...many]);
     assert.equal(allowed.code, 0, allowed.stderr);

@@ -42,7 +42,8 @@ options:
   --output FILE           write the profile to FILE
   --push REPO[:TAG]       push the profile as a KEP-6061 artifact
   --backend bpf|audit     recording backend (default: bpf where this node can run it, else audit)
-  --allow-incomplete      audit backend: warn instead of failing when records may be missing
+  --allow-incomplete      audit backend: warn instead of failing when records were lost or
+                          could not be tied to a container
   --runtime-handler H     CRI runtime handler (default: the runtime's default)
   --oci-runtime R         runc or crun: whose start-up calls to add (default: crun when the
                           handler is named crun, else runc)
@@ -135,7 +136,7 @@ export interface RecordOnceOptions {
   timeoutMs: number;
   /** Default: bpf where the node can run it, else audit. */
   backend?: RecordingBackend;
-  /** Audit backend: write the profile although records may be missing (a warning instead of a refusal). */
+  /** Audit backend: write the profile although records were lost or unattributed (a warning instead of a refusal). */
   allowIncomplete?: boolean;
 }
 
@@ -243,17 +244,18 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
     } else {
       const s = session!;
       await s.stop();
-      if (s.lost() > 0) {
-        throw new SpokeError('FailedPrecondition', `the kernel reported ${s.lost()} lost audit record(s) while recording; the recording is incomplete (run again on a quieter node)`, { rule: 'lost-records' }, { reason: 'INCOMPLETE_RECORDING' });
-      }
       syscalls = s.recorder.syscalls(containerId);
       unnamed = s.recorder.unnamedCalls(containerId);
       source = s.source.path;
       records = s.recorder.stats.records;
       const maybeOurs = s.recorder.stats.unattributedLogged;
-      if (maybeOurs > 0) {
-        incomplete = `${maybeOurs} logged call(s) from ${s.recorder.unattributedPids.size} process(es) could not be tied to a container (they exited before they were seen, as a shell's forked child does); if they were this workload's, the profile lacks their calls. The eBPF backend (--backend bpf: root, kernel BTF, bpftrace) sees every process`;
-        if (!o.allowIncomplete) throw new SpokeError('FailedPrecondition', `recording incomplete: ${incomplete}; --allow-incomplete writes the profile anyway`, { rule: 'unattributed-records', actual: maybeOurs }, { reason: 'INCOMPLETE_RECORDING' });
+      const why = [
+        ...(s.lost() > 0 ? [`the kernel reported ${s.lost()} lost audit record(s) (run again on a quieter node)`] : []),
+        ...(maybeOurs > 0 ? [`${maybeOurs} logged call(s) from ${s.recorder.unattributedPids.size} process(es) could not be tied to a container (they exited before they were seen, as a shell's forked child does)`] : []),
+      ];
+      if (why.length > 0) {
+        incomplete = `${why.join('; ')}; if they were this workload's calls, the profile lacks them. The eBPF backend (--backend bpf: root, kernel BTF, bpftrace) sees every process`;
+        if (!o.allowIncomplete) throw new SpokeError('FailedPrecondition', `recording incomplete: ${incomplete}; --allow-incomplete writes the profile anyway`, { rule: 'incomplete-recording', lost: s.lost(), unattributed: maybeOurs }, { reason: 'INCOMPLETE_RECORDING' });
       }
     }
     if (unnamed.length > 0) throw new SpokeError('FailedPrecondition', `the workload made calls spoke cannot name (arch:number ${unnamed.join(', ')}); refusing to write a profile that would deny them`);

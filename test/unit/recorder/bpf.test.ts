@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isSpokeError } from '../../../src/core/errors.js';
 import { chooseBackend } from '../../../src/recorder/backend.js';
-import { bpfProgram, bpfSupport, namesOf, parseBpfDump, sameNamespace } from '../../../src/recorder/bpf.js';
+import { bpfProgram, bpfSupport, callsOfContainer, namesOf, parseBpfDump, sameNamespace } from '../../../src/recorder/bpf.js';
 
 const reason = (e: unknown) => (isSpokeError(e) ? e.reason : undefined);
 
@@ -95,5 +95,42 @@ describe('backend choice', () => {
     assert.match(bpfSupport({ uid: 0, arch: 'arm64' }).reason ?? '', /x86_64/);
     assert.match(bpfSupport({ uid: 0, arch: 'x64', btf: '/nonexistent/vmlinux' }).reason ?? '', /BTF/);
     assert.match(bpfSupport({ uid: 0, arch: 'x64', btf: '/proc/self/status', pathEnv: '/nonexistent' }).reason ?? '', /bpftrace/);
+  });
+});
+
+describe('callsOfContainer', () => {
+  const pod = { ipc: 100, pauseMnt: 200 };
+  const dump = parseBpfDump([
+    '@c[100, 200, 1, 0, 34]: 1', // the sandbox's pause
+    '@c[100, 300, 5, 0, 83]: 1', // container A (init pid 11)
+    '@c[100, 301, 6, 0, 84]: 1', // container B (init pid 12)
+    '@c[999, 300, 5, 0, 90]: 1', // another pod
+    '@f[100, 200, 1]: 10',
+    '@f[100, 300, 5]: 11',
+    '@f[100, 301, 6]: 12',
+    '@f[999, 300, 5]: 11',
+  ]);
+
+  test('by the init pid learnt while the container ran', () => {
+    const a = callsOfContainer(dump, pod, 11, []);
+    assert.ok(a.ok);
+    assert.deepEqual(
+      a.counts.map((c) => c.nr),
+      [83],
+    );
+  });
+
+  test('without a pid: the one namespace of the pod not yet assigned; ambiguity is refused', () => {
+    const a = callsOfContainer(dump, pod, 11, []);
+    assert.ok(a.ok);
+    const b = callsOfContainer(dump, pod, undefined, [a.key]);
+    assert.ok(b.ok);
+    assert.deepEqual(
+      b.counts.map((c) => c.nr),
+      [84],
+    );
+    const neither = callsOfContainer(dump, pod, undefined, []);
+    assert.deepEqual(neither, { ok: false, why: '2 mount namespaces of the pod could be the container\'s' });
+    assert.equal(callsOfContainer(dump, pod, 77, []).ok, false);
   });
 });
