@@ -152,7 +152,8 @@ export function bpfProgram(o: ProgramOptions): string {
     `      $mnt = ${ns}->mnt_ns->ns.inum;`,
     `      $id = ${id};`,
     `      @c[$ipc, $mnt, $id, curtask->thread_info.status & ${TS_COMPAT}, args->id] = count();`,
-    '      if (@f[$ipc, $mnt, $id] == 0) { @f[$ipc, $mnt, $id] = pid; }',
+    // First pids tell containers apart where the node daemon counts every pod (a lookup per call).
+    ...(o.ipcNamespaces === undefined ? ['      if (@f[$ipc, $mnt, $id] == 0) { @f[$ipc, $mnt, $id] = pid; }'] : []),
     '    }',
     '  }',
     `  if (pid == ${integer(o.readyPid, 'pid')}) {`,
