@@ -143,7 +143,9 @@ export function bpfProgram(o: ProgramOptions): string {
   const ns = 'curtask->nsproxy';
   const filter = o.ipcNamespaces === undefined ? '1' : o.ipcNamespaces.length === 0 ? '0' : o.ipcNamespaces.map((n) => `$ipc == ${integer(n, 'namespace inode', 0xffffffff)}`).join(' || ');
   const id = o.nsId === undefined ? '0' : `${ns}->mnt_ns->${o.nsId}`;
-  const dump = `printf("${DUMP_BEGIN}\\n"); print(@c); print(@f); printf("${DUMP_END}\\n");`;
+  // @f exists only in the daemon form (bpftrace refuses a map no probe writes).
+  const maps = o.ipcNamespaces === undefined ? ['@c', '@f'] : ['@c'];
+  const dump = `printf("${DUMP_BEGIN}\\n"); ${maps.map((m) => `print(${m});`).join(' ')} printf("${DUMP_END}\\n");`;
   return [
     'tracepoint:raw_syscalls:sys_enter {',
     '  if (curtask->seccomp.mode == 2) {',
@@ -162,7 +164,7 @@ export function bpfProgram(o: ProgramOptions): string {
     '  }',
     '}',
     ...(o.dumpEveryMs === undefined ? [] : [`interval:ms:${integer(o.dumpEveryMs, 'interval', 3_600_000)} { ${dump} }`]),
-    `END { ${dump} clear(@c); clear(@f); clear(@r); }`,
+    `END { ${dump} ${maps.map((m) => `clear(${m});`).join(' ')} clear(@r); }`,
     '',
   ].join('\n');
 }

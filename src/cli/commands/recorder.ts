@@ -95,7 +95,9 @@ class BoundedSet {
 interface Recorded {
   syscalls: Set<string>;
   unnamed: string[];
-  /** Why the calls may be incomplete (the result then carries lostRecords > 0). */
+  /** Records lost or not attributable since the container was created (> 0 fails the recording). */
+  lost: number;
+  /** Why the calls may be incomplete, when lost > 0. */
   incomplete?: string;
 }
 
@@ -108,7 +110,6 @@ interface CallSource {
   /** createdNs: the container's created_at (ns since the epoch). */
   of(sandboxId: string, containerId: string, createdNs: bigint): Promise<Recorded>;
   forget(containerId: string): void;
-  lost(): number;
   /** Between polls: housekeeping (the eBPF maps are emptied when nothing is being recorded). */
   maintain(): Promise<void>;
   close(): void;
@@ -116,27 +117,31 @@ interface CallSource {
 
 function auditCalls(): CallSource {
   const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
-  const unattributedAtFirstSight = new Map<string, number>();
+  // Losses so far, sampled every poll: a container's share is everything since the last sample
+  // before it was created (its short-lived children may be gone before the first poll sees it).
+  const history: { atNs: bigint; unattributed: number; lost: number }[] = [{ atNs: 0n, unattributed: 0, lost: 0 }];
   return {
     source: session.source.path,
     failure: undefined,
-    seen: async (_sb, id) => {
-      if (!unattributedAtFirstSight.has(id)) unattributedAtFirstSight.set(id, session.recorder.stats.unattributedLogged);
-    },
-    of: async (_sb, id) => {
-      const unattributed = session.recorder.stats.unattributedLogged - (unattributedAtFirstSight.get(id) ?? 0);
+    seen: async () => undefined,
+    of: async (_sb, id, createdNs) => {
+      const base = history.findLast((h) => h.atNs <= createdNs) ?? history[0]!;
+      const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
+      const lost = session.lost() - base.lost;
+      const why = [...(lost > 0 ? [`${lost} audit record(s) lost`] : []), ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : [])];
       return {
         syscalls: session.recorder.syscalls(id),
         unnamed: session.recorder.unnamedCalls(id),
-        ...(unattributed > 0 ? { incomplete: `${unattributed} logged call(s) on the node could not be tied to a container while it ran` } : {}),
+        lost: lost + unattributed,
+        ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
       };
     },
-    forget: (id) => {
-      session.recorder.forget(id);
-      unattributedAtFirstSight.delete(id);
+    forget: (id) => session.recorder.forget(id),
+    maintain: async () => {
+      history.push({ atNs: BigInt(Date.now()) * 1_000_000n, unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
+      // Keeps the first (daemon start) entry; older samples only serve containers created earlier.
+      if (history.length > 4096) history.splice(1, history.length - 4096);
     },
-    lost: () => session.lost(),
-    maintain: async () => undefined,
     close: () => session.close(),
   };
 }
@@ -178,9 +183,9 @@ async function bpfCalls(cri: RuntimeCriClient, pollMs: number): Promise<CallSour
     },
     of: async (sb, id, createdNs) => {
       // Its first calls may predate a restart of the counter.
-      if (createdNs < startedNs) return { syscalls: new Set(), unnamed: [], incomplete: 'created before the eBPF counter last started' };
+      if (createdNs < startedNs) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
       const pod = pods.get(sb);
-      if (!pod) return { syscalls: new Set(), unnamed: [], incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
+      if (!pod) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
       let dump;
       try {
         dump = await counter.nextDump();
@@ -189,16 +194,15 @@ async function bpfCalls(cri: RuntimeCriClient, pollMs: number): Promise<CallSour
         throw e;
       }
       const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? []);
-      if (!found.ok) return { syscalls: new Set(), unnamed: [], incomplete: `the container's mount namespace: ${found.why}` };
+      if (!found.ok) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
       assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
       const { names, unnamed } = namesOf(found.counts);
-      return { syscalls: names, unnamed };
+      return { syscalls: names, unnamed, lost: 0 };
     },
     forget: (id) => {
       pids.delete(id);
       active.delete(id);
     },
-    lost: () => 0,
     maintain: async () => {
       if (pods.size > 1024) pods.clear();
       if (assigned.size > 1024) assigned.clear();
@@ -239,7 +243,6 @@ export async function run(argv: string[]): Promise<number> {
   const cri = new RuntimeCriClient(values.upstream);
   const calls = await startCalls(backend, cri, pollMs);
   const startedNs = BigInt(Date.now()) * 1_000_000n;
-  const lostAtFirstSight = new Map<string, number>();
   const exitedAt = new Map<string, number>();
   const done = new BoundedSet(16_384);
   const recordings = new Map<string, { at: number; rec: ProfileRecording | undefined }>();
@@ -268,7 +271,6 @@ export async function run(argv: string[]): Promise<number> {
     const rec = await recordingOf(ns, recName);
     const forget = () => {
       calls.forget(c.id);
-      lostAtFirstSight.delete(c.id);
       exitedAt.delete(c.id);
       done.add(c.id);
     };
@@ -294,7 +296,7 @@ export async function run(argv: string[]): Promise<number> {
         runtime: (sb.runtime_handler ?? '').includes('crun') ? 'crun' : defaultRuntime,
         node,
         syscalls: [...recorded.syscalls].sort(),
-        lostRecords: recorded.incomplete ? Math.max(1, calls.lost() - (lostAtFirstSight.get(c.id) ?? 0)) : calls.lost() - (lostAtFirstSight.get(c.id) ?? 0),
+        lostRecords: recorded.lost,
         unnamedCalls: recorded.unnamed.slice(0, 64),
       },
     };
@@ -316,7 +318,6 @@ export async function run(argv: string[]): Promise<number> {
           done.add(c.id);
           continue;
         }
-        if (!lostAtFirstSight.has(c.id)) lostAtFirstSight.set(c.id, calls.lost());
         await calls.seen(sb.id, c.id, c.state === 'CONTAINER_RUNNING');
         if (c.state !== 'CONTAINER_EXITED') continue;
         // Let the kernel's last records of the container arrive before reporting.
