@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { parseRepositoryRef } from '../../core/reference.js';
 import { SpokeError } from '../../core/errors.js';
 import { pushProfile } from '../../publish/push.js';
-import { RuntimeCriClient, type Msg } from '../../recorder/cri.js';
+import { pidFromVerboseInfo, RuntimeCriClient, type Msg } from '../../recorder/cri.js';
 import { buildRecordedProfile, type OciRuntime } from '../../profiles/seccomp/index.js';
 import { writeLoggingProfile } from '../../recorder/profile.js';
 import { RecordingSession } from '../../recorder/session.js';
-import { BpfCounter, namesOf, namespaceOf } from '../../recorder/bpf.js';
+import { BpfCounter, namesOf, namespaceOf, type PodNamespaces } from '../../recorder/bpf.js';
 import { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBackend } from '../../recorder/backend.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -154,17 +154,6 @@ export interface RecordOnceResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A host pid from verbose (Container|PodSandbox)Status `info.info` JSON (containerd, CRI-O: `pid`). */
-export function pidFromVerboseInfo(res: Msg): number | undefined {
-  const raw = (res.info as Record<string, string> | undefined)?.info;
-  try {
-    const pid = raw === undefined || raw.length > 1 << 22 ? undefined : (JSON.parse(raw) as { pid?: unknown }).pid;
-    return typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Runs one container under the logging profile and returns what it called. */
 export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult> {
   const backend = o.backend ?? chooseBackend(undefined);
@@ -196,7 +185,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
     };
     podId = (await cri.rt('RunPodSandbox', { config: podConfig, runtime_handler: o.handler })).pod_sandbox_id as string;
-    let pod: { ipc: number; pauseMnt: number } | undefined;
+    let pod: PodNamespaces | undefined;
     if (backend === 'bpf') {
       // The pod's IPC namespace (held by its sandbox process for the pod's whole life, joined by
       // the container: ipc POD) is known before the container exists, so counting starts
