@@ -5,7 +5,8 @@
 // never write a profile that silently lacks calls.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,7 +14,7 @@ import { recordOnce, type RecordOnceResult } from '../../src/cli/commands/record
 import { isSpokeError } from '../../src/core/errors.js';
 import { buildRecordedProfile } from '../../src/profiles/seccomp/index.js';
 import type { RecordingBackend } from '../../src/recorder/backend.js';
-import { bpfSupport } from '../../src/recorder/bpf.js';
+import { bpfSupport, ensureTracefs } from '../../src/recorder/bpf.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { spoke } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
@@ -137,5 +138,21 @@ describe('the audit backend never drops a forked child silently', { skip: skip ?
     assert.equal(allowed.code, 0, allowed.stderr);
     assert.match(allowed.stderr, /^warning: recording incomplete: /m);
     assert.ok(existsSync(join(dir, 'allowed.json')));
+  });
+});
+
+describe('tracefs', { skip: process.getuid?.() === 0 ? undefined : 'mounting needs root' }, () => {
+  test('mounted where it is missing (tracepoints are looked up there), left alone where it is there', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-tracefs-'));
+    const mountPoint = join(dir, 'tracing');
+    mkdirSync(mountPoint);
+    try {
+      assert.equal(await ensureTracefs(mountPoint), true);
+      assert.ok(existsSync(join(mountPoint, 'events', 'raw_syscalls', 'sys_enter')));
+      assert.equal(await ensureTracefs(mountPoint), false, 'already mounted: nothing to do');
+    } finally {
+      execFileSync('umount', [mountPoint]);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
