@@ -1,5 +1,6 @@
-// Node-side profile recording (issue 8 "Recording"): kernel seccomp audit records → per
-// container syscall sets → a deterministic KEP-6061 seccomp profile. Imports core and profiles only.
+// Node-side profile recording (issue 8 "Recording"): calls counted in the kernel with eBPF
+// (bpf.ts), or kernel seccomp audit records (audit.ts, session.ts) → per container syscall sets
+// → a deterministic KEP-6061 seccomp profile. Imports core and profiles only.
 
 export { parseAuditRecord, tokenizeAuditFields, isAuditLossNotice, MAX_AUDIT_LINE, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 export { syscallName, X86_64_SYSCALLS, I386_SYSCALLS, AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 } from './syscalls.js';

@@ -1,7 +1,8 @@
 // spoke recorder: the node side of ProfileRecording (issue 8). Watches the node's CRI runtime for
 // containers of pods annotated `recording.spoke.dev/name: <recording>`, records their syscalls
-// with the src/recorder session (kernel audit records, printk limit lifted while it runs), and
-// when a container exits reports one ProfileRecordingResult, owned by the recording.
+// with the backend `spoke record` would use (eBPF counts in the kernel, or the audit-record
+// session with the printk limit lifted while it runs), and when a container exits reports one
+// ProfileRecordingResult, owned by the recording.
 //
 // Also here: the controller-side wiring of the recording reconciler (flags and start-up), for
 // `spoke controller` to call — cli/ is the only place that may build a registry client.
