@@ -1,4 +1,4 @@
-// Node-side profile recording (issue 8 "Recording"): calls counted in the kernel with eBPF
+// Node-side profile recording: calls counted in the kernel with eBPF
 // (bpf.ts), or kernel seccomp audit records (audit.ts, session.ts) → per container syscall sets
 // → a deterministic KEP-6061 seccomp profile. Imports core and profiles only.
 
