@@ -5,6 +5,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { asSpokeError } from '../../core/errors.js';
 import { lintPolicy } from '../../policy/index.js';
 import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
+import { describeBackends } from '../../recorder/backend.js';
+import { bpfSupport } from '../../recorder/bpf.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
@@ -19,11 +21,13 @@ Checks this node the way the shim would use it and reports each part:
   store     artifacts, bytes and how many are in use
   shim      the shim answers on its socket (runtime name and version through it) and advertises
             RuntimeFeatures.security_profile_oci_artifact
+  recorder  which recording backends this node supports (bpf needs root, kernel BTF and
+            bpftrace; audit always works); informational, never a failure
 Exit 0 when every part is healthy, 1 otherwise.
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
-  --json       {ok, policy, baseline, store, shim} as JSON`;
+  --json       {ok, policy, baseline, store, shim, recorder} as JSON`;
 
 interface Part {
   ok: boolean;
@@ -82,9 +86,11 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const shim = await checkShim(config.listen);
+  const bpf = bpfSupport();
+  const recorder: Part = { ok: true, detail: describeBackends(bpf), backends: bpf.ok ? ['bpf', 'audit'] : ['audit'], default: bpf.ok ? 'bpf' : 'audit' };
   const ok = policy.ok && baseline.ok && store.ok && shim.ok;
-  emit(values.json, { ok, policy, baseline, store, shim }, () =>
-    Object.entries({ policy, baseline, store, shim })
+  emit(values.json, { ok, policy, baseline, store, shim, recorder }, () =>
+    Object.entries({ policy, baseline, store, shim, recorder })
       .map(([name, p]) => `${p.ok ? 'ok  ' : 'FAIL'} ${name.padEnd(8)} ${p.detail}`)
       .join('\n'),
   );
