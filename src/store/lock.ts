@@ -47,6 +47,19 @@ interface Owner {
 /** One owner socket per process and locks directory. */
 const owners = new Map<string, Promise<Owner>>();
 
+/** This process's owner socket files: noise once it has exited (a crashed one's stay: still "dead"). */
+const ownerSockets = new Set<string>();
+
+function removeOwnerSockets(): void {
+  for (const p of ownerSockets) {
+    try {
+      unlinkSync(p);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
 function ownerSocket(locksDir: string, token: string): string {
   return join(locksDir, 'owners', `${token}.sock`);
 }
@@ -67,14 +80,8 @@ function owner(locksDir: string): Promise<Owner> {
         });
       });
       server.unref();
-      // The socket file of an exited process is noise (a crashed one's stays: still "dead").
-      process.once('exit', () => {
-        try {
-          unlinkSync(path);
-        } catch {
-          /* already gone */
-        }
-      });
+      if (ownerSockets.size === 0) process.once('exit', removeOwnerSockets);
+      ownerSockets.add(path);
       return { token, server };
     })();
     owners.set(locksDir, o);
