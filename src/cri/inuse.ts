@@ -30,7 +30,8 @@
 // unconfined when it is removed, so an unload happens only after all of: no holder names the
 // profile; the runtime, listed again, runs no object whose config or runtime spec names it and
 // every live object's config could be read; no pending holder of it is left; and no readable
-// /proc/<pid>/attr/current shows it. Whatever cannot be checked keeps the profile loaded.
+// /proc/<pid>/attr/current shows it. Whatever cannot be checked keeps the profile loaded, and
+// such a profile is checked again at every rebuild.
 
 import { randomBytes } from 'node:crypto';
 import { open, readdir } from 'node:fs/promises';
@@ -164,6 +165,8 @@ export class InUseTracker {
   private readonly knownAppArmor = new Map<string, { holder: string; name: string }[]>();
   /** AppArmor profile names this process loaded. */
   private readonly loaded = new Set<string>();
+  /** Profiles no holder names but kept loaded in doubt: checked again at every rebuild. */
+  private readonly retained = new Set<string>();
   /** Pending holders (inner `pending:…`) whose create is in flight in this process. */
   private readonly inflight = new Set<string>();
   /** Effective sha|digest pairs already recorded in the store. */
@@ -327,15 +330,19 @@ export class InUseTracker {
   private async unloadUnused(names: Iterable<string>, scan?: Scan): Promise<void> {
     const unique = [...new Set(names)];
     if (unique.length === 0) return;
+    const keepAll = (msg: string, fields: Record<string, unknown>) => {
+      for (const n of unique) this.retained.add(n);
+      this.logger.log('warn', msg, { names: unique, ...fields });
+    };
     let view: Scan;
     try {
       view = scan ?? (await this.scan());
     } catch (e) {
-      this.logger.log('warn', 'AppArmor profiles kept loaded: the runtime could not be listed', { names: unique, error: asSpokeError(e).message });
+      keepAll('AppArmor profiles kept loaded: the runtime could not be listed', { error: asSpokeError(e).message });
       return;
     }
     if (view.unknown.size > 0) {
-      this.logger.log('warn', 'AppArmor profiles kept loaded: the config of some containers could not be read', { names: unique, unreadable: view.unknown.size });
+      keepAll('AppArmor profiles kept loaded: the config of some containers could not be read', { unreadable: view.unknown.size });
       return;
     }
     const held = new Set<string>();
@@ -346,14 +353,17 @@ export class InUseTracker {
       }
     }
     for (const p of view.profiles.values()) for (const n of p.appArmor) held.add(n);
+    for (const n of unique) if (held.has(n)) this.retained.delete(n);
     const candidates = unique.filter((n) => !held.has(n));
     if (candidates.length === 0) return;
     const confining = await this.confiningProfiles(new Set(candidates));
     for (const name of candidates) {
       if (confining.has(name)) {
+        this.retained.add(name);
         this.logger.log('warn', 'AppArmor profile kept loaded: a running task is confined by it', { name });
         continue;
       }
+      this.retained.delete(name);
       this.loaded.delete(name);
       if (!this.appArmor) continue;
       try {
@@ -548,7 +558,7 @@ export class InUseTracker {
           this.knownAppArmor.set(aa.holder, list);
         }
       }
-      await this.unloadUnused(droppedAppArmor, scan);
+      await this.unloadUnused([...droppedAppArmor, ...this.retained], scan);
       const recheckInMs = recheck === undefined ? undefined : Math.max(0, recheck);
       if (found > 0) this.logger.log('warn', 'in-use holders added for runtime objects whose create went unrecorded', { found });
       if (!complete) this.logger.log('warn', 'in-use rebuild: the runtime config of some objects could not be read; the set stays incomplete', { unreadable: scan.unknown.size });
