@@ -3,7 +3,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { asSpokeError } from '../../core/errors.js';
-import { lintPolicy } from '../../policy/index.js';
+import { lintPolicy, parsePolicy } from '../../policy/index.js';
 import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
 import { ProfileStore } from '../../store/store.js';
@@ -14,7 +14,9 @@ import { nodeConfigOnly } from '../wiring.js';
 const HELP = `usage: spoke status [--config F] [--json]
 
 Checks this node the way the shim would use it and reports each part:
-  policy    the node policy loads (file, hash, rule and signer counts), or the error with file:line
+  policy    the node policy loads (file, hash, rule and signer counts), or the error with file:line;
+            signers whose key file or trusted root is gone or unusable are listed (a running shim
+            keeps the rest of the policy and fails pulls that need them: SIGNER_UNAVAILABLE)
   baseline  the seccomp baseline decodes and validates
   store     artifacts, bytes and how many are in use
   shim      the shim answers on its socket (runtime name and version through it) and advertises
@@ -23,12 +25,26 @@ Exit 0 when every part is healthy, 1 otherwise.
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
-  --json       {ok, policy, baseline, store, shim} as JSON`;
+  --json       {ok, policy, baseline, store, shim} as JSON (policy.signersUnavailable:
+               [{name, file, why}] when signers are unavailable)`;
 
 interface Part {
   ok: boolean;
   detail: string;
   [key: string]: unknown;
+}
+
+/**
+ * The signers a running shim would hold as unavailable after a reload (key file gone, unreadable
+ * or not a key: src/config/policy-holder.ts); empty when the file fails for another reason.
+ */
+function unavailableSigners(text: string, file: string): { name: string; file: string; why: string }[] {
+  try {
+    const p = parsePolicy(text, file, (f) => readFileSync(f), { markUnavailableSigners: true });
+    return Object.values(p.signers).flatMap((s) => (s.type === 'unavailable' ? [{ name: s.name, file: s.file, why: s.why }] : []));
+  } catch {
+    return [];
+  }
 }
 
 async function checkShim(socket: string): Promise<Part> {
@@ -53,11 +69,19 @@ export async function run(argv: string[]): Promise<number> {
 
   let policy: Part;
   try {
-    const r = lintPolicy(readFileSync(config.policy, 'utf8'), config.policy, (p) => readFileSync(p));
+    const text = readFileSync(config.policy, 'utf8');
+    const r = lintPolicy(text, config.policy, (p) => readFileSync(p));
     const first = r.errors[0];
+    const unavailable = r.policy ? [] : unavailableSigners(text, config.policy);
     policy = r.policy
       ? { ok: true, detail: `${config.policy}: ${r.policy.rules.length} rule(s), ${Object.keys(r.policy.signers).length} signer(s), hash ${r.policy.hash.slice(0, 12)}`, hash: r.policy.hash }
-      : { ok: false, detail: first ? `${first.file}:${first.line}: ${first.message}` : `${config.policy}: invalid` };
+      : unavailable.length > 0
+        ? {
+            ok: false,
+            detail: `${config.policy}: signer(s) unavailable, pulls that need them fail closed (SIGNER_UNAVAILABLE): ${unavailable.map((s) => `${s.name}: ${s.why}`).join('; ')}`,
+            signersUnavailable: unavailable,
+          }
+        : { ok: false, detail: first ? `${first.file}:${first.line}: ${first.message}` : `${config.policy}: invalid` };
   } catch (e) {
     policy = { ok: false, detail: `${config.policy}: ${(e as NodeJS.ErrnoException).code ?? asSpokeError(e).message}` };
   }
