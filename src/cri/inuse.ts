@@ -40,8 +40,16 @@ import { sha256Hex, type Digest } from '../core/digest.js';
 import { asSpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { ShimStore } from './deps.js';
-import { getRepeatedMessages } from './messages.js';
-import { boolField, getSingleMessage, getString, getStringMap, getVarint, stringField } from './wire.js';
+import {
+  decodeContainers,
+  decodeCreateContainerKey,
+  decodeRunPodSandboxKey,
+  decodeSandboxes,
+  decodeVerboseInfo,
+  encodeVerboseStatusRequest,
+  type ContainerKey,
+  type SandboxKey,
+} from './messages.js';
 
 /** How long a create the shim forwarded may still be running in the runtime (kubelet's default --runtime-request-timeout). */
 export const PENDING_GRACE_MS = 2 * 60 * 1000;
@@ -76,9 +84,8 @@ function parsePending(h: string): { at: number; identity: string | undefined } {
   return { at: Number(at), identity };
 }
 
-function identityOf(role: 'c' | 's', parts: readonly (string | number)[]): string {
-  return `${role}${sha256Hex(JSON.stringify(parts)).slice(0, 32)}`;
-}
+const containerIdentity = (k: ContainerKey): string => `c${sha256Hex(JSON.stringify([k.sandbox, k.name, k.attempt])).slice(0, 32)}`;
+const sandboxIdentity = (k: SandboxKey): string => `s${sha256Hex(JSON.stringify([k.name, k.uid, k.namespace, k.attempt])).slice(0, 32)}`;
 
 /**
  * The identity of the object a CreateContainer or RunPodSandbox request makes (see the header);
@@ -87,12 +94,11 @@ function identityOf(role: 'c' | 's', parts: readonly (string | number)[]): strin
 export function requestIdentity(role: 'sandbox' | 'container', request: Uint8Array): string | undefined {
   try {
     if (role === 'container') {
-      const md = getSingleMessage(getSingleMessage(request, 2) ?? Buffer.alloc(0), 1);
-      const sandbox = getString(request, 1);
-      return md && sandbox ? identityOf('c', [sandbox, getString(md, 1), getVarint(md, 2)]) : undefined;
+      const key = decodeCreateContainerKey(request);
+      return key && containerIdentity(key);
     }
-    const md = getSingleMessage(getSingleMessage(request, 1) ?? Buffer.alloc(0), 1);
-    return md ? identityOf('s', [getString(md, 1), getString(md, 2), getString(md, 3), getVarint(md, 4)]) : undefined;
+    const key = decodeRunPodSandboxKey(request);
+    return key && sandboxIdentity(key);
   } catch {
     return undefined;
   }
@@ -418,14 +424,8 @@ export class InUseTracker {
   private async scan(): Promise<Scan> {
     const [sbBytes, ctBytes] = await Promise.all([this.upstream.unary(LIST_SANDBOXES, Buffer.alloc(0)), this.upstream.unary(LIST_CONTAINERS, Buffer.alloc(0))]);
     const live = new Map<string, string>();
-    for (const p of getRepeatedMessages(sbBytes, 1)) {
-      const md = getSingleMessage(p, 2) ?? Buffer.alloc(0);
-      live.set(`sandbox:${getString(p, 1)}`, identityOf('s', [getString(md, 1), getString(md, 2), getString(md, 3), getVarint(md, 4)]));
-    }
-    for (const c of getRepeatedMessages(ctBytes, 1)) {
-      const md = getSingleMessage(c, 3) ?? Buffer.alloc(0);
-      live.set(`container:${getString(c, 1)}`, identityOf('c', [getString(c, 2), getString(md, 1), getVarint(md, 2)]));
-    }
+    for (const p of decodeSandboxes(sbBytes)) live.set(`sandbox:${p.id}`, sandboxIdentity(p));
+    for (const c of decodeContainers(ctBytes)) live.set(`container:${c.id}`, containerIdentity(c));
     for (const k of this.profileCache.keys()) if (!live.has(k)) this.profileCache.delete(k);
     const unknown = new Set<string>();
     const todo = [...live.keys()].filter((h) => !this.profileCache.has(h));
@@ -456,9 +456,8 @@ export class InUseTracker {
   private async readProfiles(holder: string): Promise<ObjectProfiles> {
     const container = holder.startsWith('container:');
     const id = holder.slice(holder.indexOf(':') + 1);
-    const req = Buffer.concat([stringField(1, id), boolField(2, true)]);
-    const res = await this.upstream.unary(container ? CONTAINER_STATUS : SANDBOX_STATUS, req);
-    const info = getStringMap(res, 2).get('info');
+    const res = await this.upstream.unary(container ? CONTAINER_STATUS : SANDBOX_STATUS, encodeVerboseStatusRequest(id));
+    const info = decodeVerboseInfo(res);
     const out: ObjectProfiles = { seccomp: [], appArmor: [] };
     if (info === undefined) return out;
     const parsed = JSON.parse(info) as { config?: unknown; runtimeSpec?: unknown };
