@@ -4,7 +4,7 @@
 // content-addressed and renamed.
 //
 // Owners. Each process that takes a lock listens on a unix socket `<locks>/owners/<token>.sock`
-// (token: 16 random bytes, never reused). The kernel closes that socket when the process dies, so
+// (token: 12 random bytes, never reused). The kernel closes that socket when the process dies, so
 // "is the owner alive" is a connect(): refused (or the socket file gone) means dead, for good;
 // anything else (accepted, backlog full, timeout, permission) counts as alive. A stopped or busy
 // process still has its socket, so a live holder's lock is never broken, however old.
@@ -37,7 +37,9 @@ const CHECK_EVERY = 10;
 const MAX_BREAK_DEPTH = 4;
 const CONNECT_TIMEOUT_MS = 1000;
 const TARGET_PREFIX = 'spoke-lock:';
-const TOKEN_RE = /^[0-9a-f]{32}$/;
+const TOKEN_RE = /^[0-9a-f]{24}$/;
+/** sun_path holds 108 bytes with its NUL. */
+const MAX_SOCKET_PATH = 107;
 
 interface Owner {
   token: string;
@@ -68,8 +70,11 @@ function owner(locksDir: string): Promise<Owner> {
   let o = owners.get(locksDir);
   if (!o) {
     o = (async () => {
-      const token = randomBytes(16).toString('hex');
+      const token = randomBytes(12).toString('hex');
       const path = ownerSocket(locksDir, token);
+      if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+        throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path });
+      }
       await mkdir(dirname(path), { recursive: true, mode: 0o755 });
       const server = createServer((c) => c.destroy());
       await new Promise<void>((resolve, reject) => {

@@ -51,8 +51,8 @@ describe('cross-process lock', () => {
     const dir = locksDir();
     const lock = join(dir, 'z.lock');
     // Two processes that existed once: the holder, and a breaker that died holding its claim.
-    const holder = 'a'.repeat(32);
-    const breaker = 'b'.repeat(32);
+    const holder = 'a'.repeat(24);
+    const breaker = 'b'.repeat(24);
     symlinkSync(`spoke-lock:${holder}:1`, lock);
     symlinkSync(`spoke-lock:${breaker}:2`, `${lock}.break-${holder}`);
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
