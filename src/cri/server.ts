@@ -373,7 +373,8 @@ export class ShimServer<P = unknown> {
       throw new SpokeError('InvalidArgument', `spoke shim: ${(e as Error).message}`);
     }
     // AppArmor profiles are loaded while the request is rewritten (claimAppArmor); whatever was
-    // claimed is released again unless the runtime creates the object.
+    // claimed is released again if the call ends before it is forwarded; once forwarded, a failed
+    // or lost create keeps its claims until a rebuild settles them (inuse.ts).
     const claims: AppArmorClaim[] = [];
     const appArmor = this.opts.deps.appArmor;
     const identity = requestIdentity(role, payload);
