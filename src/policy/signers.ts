@@ -115,7 +115,7 @@ function readBounded(ctx: SignerContext, file: string, max: number, line: number
     bytes = ctx.readFile(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    ctx.src.failAt(line, path, `cannot read ${file}${code ? ` (${code})` : ''}`);
+    ctx.src.failAt(line, path, `cannot read ${file} (${code ?? (e as Error).message})`);
   }
   if (bytes.length > max) ctx.src.failAt(line, path, `${file} is larger than ${max} bytes`);
   return bytes;

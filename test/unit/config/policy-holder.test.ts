@@ -212,6 +212,7 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
     writeFileSync(join(dir, 'keys', 'k.pub'), pem('ed25519'));
     assert.equal(holder.reload().ok, false);
     assert.equal(holder.current().signers.k?.type, 'unavailable', 'a replaced key is not the key the last good policy trusted');
+    assert.match((holder.current().signers.k as { why: string }).why, /changed since the policy was loaded/);
     assert.equal(decide(holder.current(), ref('r.io/a/x'), 'seccomp').allowed, true, 'the rest of the last good policy stays');
 
     rmSync(join(dir, 'keys', 'k.pub'));
