@@ -18,7 +18,7 @@ Checks this node the way the shim would use it and reports each part:
             signers whose key file or trusted root is gone or unusable are listed (a running shim
             keeps the rest of the policy and fails pulls that need them: SIGNER_UNAVAILABLE)
   baseline  the seccomp baseline decodes and validates
-  store     artifacts, bytes and how many are in use
+  store     artifacts, bytes and how many are in use (and whether the in-use set is complete)
   shim      the shim answers on its socket (runtime name and version through it) and advertises
             RuntimeFeatures.security_profile_oci_artifact
 Exit 0 when every part is healthy, 1 otherwise.
@@ -97,10 +97,13 @@ export async function run(argv: string[]): Promise<number> {
   let store: Part;
   if (!existsSync(config.storeDir)) store = { ok: true, detail: `${config.storeDir}: not created yet (no pull so far)`, artifacts: 0, bytes: 0, inUse: 0 };
   else try {
-    const entries = await new ProfileStore({ root: config.storeDir }).list();
+    const s = new ProfileStore({ root: config.storeDir });
+    const entries = await s.list();
+    const inUseComplete = (await s.inUseState()).complete;
     const bytes = entries.reduce((n, e) => n + e.size, 0);
     const inUse = entries.filter((e) => e.inUse.length > 0).length;
-    store = { ok: true, detail: `${config.storeDir}: ${entries.length} artifact(s), ${bytes} B, ${inUse} in use`, artifacts: entries.length, bytes, inUse };
+    const note = inUseComplete ? '' : '; in-use set unreadable until the shim rebuilds it (gc removes nothing meanwhile)';
+    store = { ok: true, detail: `${config.storeDir}: ${entries.length} artifact(s), ${bytes} B, ${inUse} in use${note}`, artifacts: entries.length, bytes, inUse, inUseComplete };
   } catch (e) {
     store = { ok: false, detail: `${config.storeDir}: ${asSpokeError(e).message}` };
   }
