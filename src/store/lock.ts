@@ -22,11 +22,12 @@
 // breaker of T lost the claim. A breaker that dies holding a claim is itself broken the same way,
 // one level down (`<path>.break-<T>-<W>`), up to MAX_BREAK_DEPTH levels; past that the lock waits
 // (times out) rather than risk two holders. Claims are removed after use; a later breaker that
-// wins a re-made claim finds the lock no longer names T and leaves it alone.
+// wins a re-made claim finds the lock no longer names T and leaves it alone. A regular-file lock
+// of an older spoke is broken the same way, by age (breakLegacy).
 
 import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
-import { mkdir, readlink, symlink, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readlink, symlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
@@ -35,6 +36,7 @@ const RETRY_MS = 5;
 /** Every this many failed attempts, check whether the holder is dead. */
 const CHECK_EVERY = 10;
 const MAX_BREAK_DEPTH = 4;
+const LEGACY_STALE_MS = 60_000;
 const CONNECT_TIMEOUT_MS = 1000;
 const TARGET_PREFIX = 'spoke-lock:';
 const TOKEN_RE = /^[0-9a-f]{24}$/;
@@ -136,11 +138,38 @@ async function claim(path: string, token: string): Promise<boolean> {
 /** Removes the lock at `lockPath` if its owner is dead (see the header). */
 async function breakIfDead(lockPath: string, locksDir: string, me: string): Promise<void> {
   const dead = await tokenOf(lockPath);
-  if (dead === undefined || dead === me || (await alive(locksDir, dead))) return;
+  if (dead === undefined) {
+    await breakLegacy(lockPath, locksDir, me);
+    return;
+  }
+  if (dead === me || (await alive(locksDir, dead))) return;
+  await underBreakClaim(lockPath, dead, locksDir, me, async () => {
+    if ((await tokenOf(lockPath)) === dead) await unlink(lockPath).catch(() => undefined);
+    await unlink(ownerSocket(locksDir, dead)).catch(() => undefined);
+  });
+}
+
+/**
+ * A regular-file lock of an older spoke (pid inside, no owner socket). Those versions held a lock
+ * for one small read-modify-write and broke any lock older than 30 s themselves, so one older
+ * than LEGACY_STALE_MS is a crash's leftover. Removed under a claim named by its inode, and only
+ * if it is still that file with that mtime.
+ */
+async function breakLegacy(lockPath: string, locksDir: string, me: string): Promise<void> {
+  const st = await lstat(lockPath).catch(() => undefined);
+  if (!st?.isFile() || Date.now() - st.mtimeMs < LEGACY_STALE_MS) return;
+  await underBreakClaim(lockPath, `legacy${st.ino}`, locksDir, me, async () => {
+    const now = await lstat(lockPath).catch(() => undefined);
+    if (now?.isFile() && now.ino === st.ino && now.mtimeMs === st.mtimeMs) await unlink(lockPath).catch(() => undefined);
+  });
+}
+
+/** Runs `remove` only as the one winner of the break claim for `key` (see the header). */
+async function underBreakClaim(lockPath: string, key: string, locksDir: string, me: string, remove: () => Promise<void>): Promise<void> {
   // Claims of dead breakers on the way down: removed only once ours is won and the lock handled
   // (removing one earlier would let a second breaker in while the live one is still at work).
   const deadClaims: string[] = [];
-  let claimPath = `${lockPath}.break-${dead}`;
+  let claimPath = `${lockPath}.break-${key}`;
   for (let depth = 0; !(await claim(claimPath, me)); depth++) {
     const breaker = await tokenOf(claimPath);
     // Someone alive is breaking it, or the chain is too deep to follow safely: wait.
@@ -149,8 +178,7 @@ async function breakIfDead(lockPath: string, locksDir: string, me: string): Prom
     claimPath = `${claimPath}-${breaker}`;
   }
   try {
-    if ((await tokenOf(lockPath)) === dead) await unlink(lockPath).catch(() => undefined);
-    await unlink(ownerSocket(locksDir, dead)).catch(() => undefined);
+    await remove();
   } finally {
     // Ours first, then the dead ones above it.
     for (const p of [claimPath, ...deadClaims.reverse()]) await unlink(p).catch(() => undefined);

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { lutimesSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { lutimesSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -57,6 +57,16 @@ describe('cross-process lock', () => {
     symlinkSync(`spoke-lock:${breaker}:2`, `${lock}.break-${holder}`);
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
     assert.deepEqual(readdirSync(dir).filter((n) => n !== 'owners'), []);
+  });
+
+  it('a regular-file lock left by an older version is taken once it is over a minute old, not before', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'w.lock');
+    writeFileSync(lock, '12345');
+    await assert.rejects(withFileLock(lock, async () => undefined, 300), (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable');
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(lock, old, old);
+    assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
   });
 
   it('a live holder is never broken, however old its lock looks; once it dies the lock is taken', async () => {
