@@ -556,6 +556,24 @@ export class ProfileStore {
       const st = await stat(join(this.tmpDir, name)).catch(() => undefined);
       if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.tmpDir, name), { force: true });
     }
+    await this.pruneEffective();
+  }
+
+  /** Forgets effective-file origins whose artifacts are no longer stored (a file left with none goes). */
+  private async pruneEffective(): Promise<void> {
+    const names = await readdir(join(this.root, 'state', 'effective')).catch(() => [] as string[]);
+    for (const name of names) {
+      const sha = /^([0-9a-f]{64})\.json$/.exec(name)?.[1];
+      if (sha === undefined) continue;
+      await this.lock(`effective-${sha}`, async () => {
+        const known = await this.effectiveDigests(sha);
+        const kept: Digest[] = [];
+        for (const d of known) if (await this.has(d)) kept.push(d);
+        if (kept.length === known.length) return;
+        if (kept.length === 0) await rm(this.effectivePath(sha), { force: true });
+        else await writeFileAtomic(this.effectivePath(sha), JSON.stringify({ digests: kept }) + '\n', this.tmpDir, { fsync: this.fsync });
+      });
+    }
   }
 
   /** Re-hashes every blob of every record; returns the digests whose bytes are wrong or missing. */

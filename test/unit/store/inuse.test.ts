@@ -115,5 +115,12 @@ describe('in-use set after a crash', () => {
     await store.recordEffective(sha, digests[0]!);
     assert.deepEqual(await store.effectiveDigests(sha), digests);
     await assert.rejects(store.recordEffective('../x', digests[0]!), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+    // gc forgets the origins it removed
+    await store.markInUse(digests[0]!, 'container:keep');
+    await store.gc();
+    assert.deepEqual(await store.effectiveDigests(sha), [digests[0]]);
+    await store.release('container:keep');
+    await store.gc();
+    assert.deepEqual(await store.effectiveDigests(sha), []);
   });
 });
