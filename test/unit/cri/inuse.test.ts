@@ -34,9 +34,11 @@ function setup() {
   dirs.push(dir);
   const store = new ProfileStore({ root: dir });
   const containers: FakeContainer[] = [];
+  const sandboxes: { id: string; metadata: Record<string, unknown> }[] = [];
   const upstream: RuntimeCalls = {
     unary: async (path, request) => {
-      if (path.endsWith('/ListPodSandbox')) return encode('ListPodSandboxResponse', {});
+      if (path.endsWith('/ListPodSandbox')) return encode('ListPodSandboxResponse', { items: sandboxes });
+      if (path.endsWith('/PodSandboxStatus')) return encode('PodSandboxStatusResponse', {});
       if (path.endsWith('/ListContainers')) return encode('ListContainersResponse', { containers: containers.map((c) => ({ id: c.id, pod_sandbox_id: c.sandbox, metadata: { name: c.name, attempt: 0 } })) });
       const req = decode('ContainerStatusRequest', request);
       assert.equal(req.verbose, true);
@@ -47,7 +49,7 @@ function setup() {
   };
   let clock = 1_000_000;
   const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot: ROOT, procRoot: join(dir, 'no-proc'), now: () => clock });
-  return { store, containers, tracker, tick: (ms: number) => (clock += ms) };
+  return { store, containers, sandboxes, tracker, tick: (ms: number) => (clock += ms) };
 }
 
 const identity = (sandbox: string, name: string) => requestIdentity('container', encode('CreateContainerRequest', { pod_sandbox_id: sandbox, config: { metadata: { name, attempt: 0 } } }));
@@ -80,6 +82,16 @@ describe('in-use rebuild', () => {
     t.containers.push({ id: 'c1', sandbox: 's1', name: 'web', info: {} });
     await t.tracker.rebuild();
     assert.deepEqual(await t.store.inUseHolders(D1), ['container:c1']);
+  });
+
+  it('the sandbox a lost RunPodSandbox made takes over its pending holder', async () => {
+    const t = setup();
+    const config = { metadata: { name: 'pod', uid: 'u1', namespace: 'ns', attempt: 1 } };
+    const pending = await t.tracker.begin(D1, { identity: requestIdentity('sandbox', encode('RunPodSandboxRequest', { config }))! });
+    t.tracker.unconfirmed(pending, []);
+    t.sandboxes.push({ id: 'p1', metadata: config.metadata }, { id: 'p2', metadata: { ...config.metadata, attempt: 2 } });
+    await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D1), ['sandbox:p1']);
   });
 
   it('runtime configs naming a spoke effective file get a holder, in either spelling; other paths do not', async () => {
