@@ -19,9 +19,10 @@
 // really runs, not from the old set alone.
 //   - holders of live ids are kept, of ids the runtime no longer knows dropped;
 //   - each live object's runtime config (verbose ContainerStatus / PodSandboxStatus, read once
-//     per object: it never changes) is read; a seccomp Localhost profile at
-//     <seccompRoot>/spoke/<sha>.json gives the object a holder for the artifact that file was
-//     merged from (the store's effective map), and an AppArmor profile `spoke-<sha>` likewise;
+//     per object: it never changes) is read; a seccomp Localhost profile (or a runtime spec
+//     annotation) at <seccompRoot>/spoke/<sha>.json gives the object a holder for the artifact
+//     that file was merged from (the store's effective map), and an AppArmor profile
+//     `spoke-<sha>` likewise;
 //   - pending holders are resolved as above.
 // The result replaces every runtime holder and marks the set complete (store.replaceInUse).
 //
@@ -62,6 +63,7 @@ const MAX_MAPPED = 4096;
 const STATUS_CONCURRENCY = 8;
 const MAX_ATTR_BYTES = 512;
 const UNKNOWN_RETRY_MS = 5000;
+const MAX_ANNOTATIONS = 256;
 
 export function appArmorHolder(name: string, holder: string): string {
   return `${APPARMOR_HOLDER_PREFIX}${name}@${holder}`;
@@ -464,7 +466,15 @@ export class InUseTracker {
     const sc = pick(pick(parsed.config, 'linux'), 'security_context');
     const seccomp = [str(pick(pick(sc, 'seccomp'), 'localhost_ref')), localhostOf(str(pick(sc, 'seccomp_profile_path')))];
     const appArmor = [str(pick(pick(sc, 'apparmor'), 'localhost_ref')), localhostOf(str(pick(sc, 'apparmor_profile'))), str(pick(pick(parsed.runtimeSpec, 'process'), 'apparmorProfile'))];
-    for (const s of seccomp) if (s) out.seccomp.push(s);
+    // Runtimes that keep no CRI config in the info may still name the file in a spec annotation.
+    const annotations = pick(parsed.runtimeSpec, 'annotations');
+    if (typeof annotations === 'object' && annotations !== null) {
+      for (const v of Object.values(annotations).slice(0, MAX_ANNOTATIONS)) {
+        const path = typeof v === 'string' ? (localhostOf(v) ?? v) : undefined;
+        if (path !== undefined && this.spokeSha(path) !== undefined) seccomp.push(path);
+      }
+    }
+    for (const s of seccomp) if (s && !out.seccomp.includes(s)) out.seccomp.push(s);
     for (const a of appArmor) if (a && !out.appArmor.includes(a)) out.appArmor.push(a);
     return out;
   }

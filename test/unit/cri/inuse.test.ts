@@ -101,10 +101,11 @@ describe('in-use rebuild', () => {
       { id: 'a', sandbox: 's', name: 'a', info: { config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: `${ROOT}/spoke/${SHA}.json` } } } } } },
       { id: 'b', sandbox: 's', name: 'b', info: { config: { linux: { security_context: { seccomp_profile_path: `localhost/${ROOT}/spoke/${SHA}.json` } } } } },
       { id: 'c', sandbox: 's', name: 'c', info: { config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: `${ROOT}/other/${SHA}.json` } } } } } },
+      { id: 'd', sandbox: 's', name: 'd', info: { runtimeSpec: { annotations: { 'example.com/seccomp': `localhost/${ROOT}/spoke/${SHA}.json`, other: 'x' } } } },
     );
     const r = await t.tracker.rebuild();
-    assert.equal(r.found, 2);
-    assert.deepEqual((await t.store.inUseHolders(D2)).sort(), ['container:a', 'container:b']);
+    assert.equal(r.found, 3);
+    assert.deepEqual((await t.store.inUseHolders(D2)).sort(), ['container:a', 'container:b', 'container:d']);
   });
 
   it('a live container whose config cannot be read leaves the set incomplete: gc removes nothing', async () => {
