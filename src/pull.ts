@@ -13,7 +13,7 @@ import { MAX_MANIFEST_BYTES } from './core/limits.js';
 import { formatReference, parseReference, type Reference } from './core/reference.js';
 import { silentLogger, type Logger } from './core/runtime.js';
 import { decide } from './policy/decide.js';
-import type { Decision, Policy, SignerSpec as PolicySigner } from './policy/types.js';
+import type { Decision, Policy, SignerSpec as PolicySigner, UnavailableSigner } from './policy/types.js';
 import { validateArtifactBytes } from './profiles/index.js';
 import type { Credential, RegistryClient } from './registry/types.js';
 import type { ProfileStore, ProvenanceRecord } from './store/store.js';
@@ -257,7 +257,7 @@ export class PullPipeline {
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
       const verdict = record.verdicts[policy.hash];
-      if (verdict && decision.signedBy.some((s) => s.name === verdict.signer)) {
+      if (verdict && decision.signedBy.some((s) => s.name === verdict.signer && s.type !== 'unavailable')) {
         signer = { signer: verdict.signer, format: verdict.format, identity: verdict.identity };
         this.deps.observer?.verified('cached');
       } else {
@@ -371,12 +371,26 @@ export class PullPipeline {
   private async verify(ref: Reference, canonical: string, req: PullRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
     const verifier = this.deps.verifier;
     if (!verifier) throw new SpokeError('SignatureValidationFailed', `${canonical}: the rule requires a signature but no verifier is configured`);
+    // A signer whose key is gone verifies nothing (fail closed): the others still may.
+    const signers = decision.signedBy.filter((s): s is Exclude<PolicySigner, UnavailableSigner> => s.type !== 'unavailable');
+    const unavailable = decision.signedBy.filter((s): s is UnavailableSigner => s.type === 'unavailable');
+    const signerGone = (cause?: SpokeError) =>
+      new SpokeError(
+        'SignatureValidationFailed',
+        `${canonical}: no signature verified${signers.length > 0 ? ` by ${signers.map((s) => s.name).join(', ')}` : ''}, and the key material of ${unavailable.map((s) => `${s.name} (${s.why})`).join(', ')} is unavailable`,
+        { reference: canonical },
+        { reason: 'SIGNER_UNAVAILABLE', cause },
+      );
+    if (signers.length === 0) {
+      this.deps.observer?.verified('failed');
+      throw signerGone();
+    }
     try {
       const verdict = await verifier({
         registry,
         reference: ref,
         manifestBytes,
-        signers: decision.signedBy.map(toVerifierSigner),
+        signers: signers.map(toVerifierSigner),
         credential: req.credential,
         signal: req.signal,
       });
@@ -387,7 +401,9 @@ export class PullPipeline {
       this.deps.observer?.verified('failed');
       const err = asSpokeError(e, 'SignatureValidationFailed');
       // Registry trouble stays transient and visible as such; anything else is a refusal.
-      if (err.code === 'RegistryUnavailable' || err.code === 'Unauthenticated' || err.code === 'SignatureValidationFailed') throw err;
+      if (err.code === 'RegistryUnavailable' || err.code === 'Unauthenticated') throw err;
+      if (unavailable.length > 0) throw signerGone(err);
+      if (err.code === 'SignatureValidationFailed') throw err;
       throw new SpokeError('SignatureValidationFailed', `${canonical}: ${err.message}`, { reference: canonical }, { cause: err });
     }
   }
@@ -416,8 +432,9 @@ function checkDescriptorSizes(canonical: string, artifact: ArtifactManifest, lim
   checkSizeLimit(canonical, artifact.layer.size, limit, 'layer');
 }
 
-/** Policy signers (as parsed from the node policy) in the verifier's plain shape. */
+/** Policy signers (as parsed from the node policy) in the verifier's plain shape; an unavailable one fails closed. */
 export function toVerifierSigner(s: PolicySigner): SignerSpec {
+  if (s.type === 'unavailable') throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: ${s.why}`, { file: s.file }, { reason: 'SIGNER_UNAVAILABLE' });
   return s.type === 'publicKey'
     ? { name: s.name, kind: 'publicKey', file: s.file, pem: s.publicKeyPem, key: s.publicKey }
     : { name: s.name, kind: 'keyless', trustedRootFile: s.file, trustedRoot: s.trustedRoot, issuer: s.issuer, subject: s.subject, subjectRegExp: s.subjectRegExp, timeSource: s.timeSource };

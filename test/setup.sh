@@ -17,6 +17,7 @@ declare -A NEED=(
   [openssl]=openssl
   [htpasswd]=apache2-utils
   [mount]=mount
+  [bpftrace]=bpftrace
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

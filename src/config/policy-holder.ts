@@ -3,12 +3,22 @@
 // stays. At start there is no good policy to keep, so the constructor throws and the shim does
 // not start. Directories are watched, not files: editors and ConfigMap updates replace files by
 // rename, which a watch on the file itself would not survive.
+//
+// Revoked keys. "Last good policy" never means "a removed key is still trusted". After the
+// first load, a key file or trusted root that cannot be read or used makes its signer
+// `unavailable` (pulls that need it fail closed with SIGNER_UNAVAILABLE) while the rest of the
+// policy loads. When the policy file itself is invalid, the last good text is parsed again
+// against the key files as they are now, and a key file that changed since it was loaded counts
+// as unavailable too (the admin replaced it; the old key is not kept). Start-up stays strict:
+// no valid policy, no shim.
 
+import { createHash } from 'node:crypto';
 import { readFileSync, watch as fsWatch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { asSpokeError, SpokeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
 import { decodeText, parsePolicy, type Policy } from '../policy/index.js';
+import type { UnavailableSigner } from '../policy/types.js';
 
 export interface PolicyHolderOptions {
   readonly file: string;
@@ -36,6 +46,8 @@ export class PolicyHolder {
   private readonly watching: boolean;
   private readonly watchers = new Map<string, { close(): void }>();
   private policy: Policy | undefined;
+  /** The text of the last valid policy file and the sha256 of each key file it was loaded with. */
+  private lastGood: { text: string; keys: Map<string, string> } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -58,27 +70,65 @@ export class PolicyHolder {
     return this.policy;
   }
 
-  /** Reads and validates the file again; on failure the last good policy stays and the error is returned (and logged). */
+  /** Signers of the current policy whose key material is unavailable (see the header). */
+  unavailableSigners(): UnavailableSigner[] {
+    return Object.values(this.policy?.signers ?? {}).filter((s): s is UnavailableSigner => s.type === 'unavailable');
+  }
+
+  /**
+   * Reads and validates the file again; on failure the last good policy stays (with the key files
+   * checked again: see the header) and the error is returned (and logged).
+   */
   reload(): ReloadResult {
     let next: Policy;
+    let text: string;
+    const keys = new Map<string, string>();
+    const markUnavailableSigners = this.policy !== undefined;
     try {
-      next = parsePolicy(decodeText(this.readPolicyFile(), this.file), this.file, this.readFile);
+      text = decodeText(this.readPolicyFile(), this.file);
+      next = parsePolicy(text, this.file, (p) => remember(keys, p, this.readFile(p)), { markUnavailableSigners });
     } catch (e) {
       const error = asSpokeError(e, 'InvalidArgument');
       if (this.policy !== undefined) {
         this.logger.log('error', 'node policy not reloaded; keeping the last good policy', { file: this.file, error: error.message, hash: this.policy.hash });
+        this.recheckKeys();
       }
       return { ok: false, error };
     }
-    const previous = this.policy;
-    const changed = previous === undefined || previous.hash !== next.hash;
-    if (changed) {
-      this.policy = next;
-      this.logger.log('info', previous === undefined ? 'node policy loaded' : 'node policy reloaded', { file: this.file, hash: next.hash, rules: next.rules.length });
-      if (this.watching) this.syncWatchers(next);
-      if (previous !== undefined) this.onReload?.(next, previous);
-    }
+    this.lastGood = { text, keys };
+    const changed = this.adopt(next);
     return { ok: true, policy: this.policy!, changed };
+  }
+
+  /** Makes `next` current when its hash differs (true then); logs what is unavailable in it. */
+  private adopt(next: Policy): boolean {
+    const previous = this.policy;
+    if (previous !== undefined && previous.hash === next.hash) return false;
+    this.policy = next;
+    this.logger.log('info', previous === undefined ? 'node policy loaded' : 'node policy reloaded', { file: this.file, hash: next.hash, rules: next.rules.length });
+    for (const s of this.unavailableSigners()) {
+      this.logger.log('error', 'signer unavailable: pulls that need it fail closed', { signer: s.name, file: s.file, why: s.why });
+    }
+    if (this.watching) this.syncWatchers(next);
+    if (previous !== undefined) this.onReload?.(next, previous);
+    return true;
+  }
+
+  /** The policy file is invalid: the last good text again, against the key files as they are now. */
+  private recheckKeys(): void {
+    const good = this.lastGood;
+    if (good === undefined) return;
+    try {
+      const read = (p: string): Buffer => {
+        const bytes = this.readFile(p);
+        const was = good.keys.get(p);
+        if (was !== undefined && was !== sha256(bytes)) throw new Error(`${p} changed since the policy was loaded, and the policy file is invalid`);
+        return bytes;
+      };
+      this.adopt(parsePolicy(good.text, this.file, read, { markUnavailableSigners: true }));
+    } catch (e) {
+      this.logger.log('error', 'key files of the last good policy not re-checked', { file: this.file, error: asSpokeError(e).message });
+    }
   }
 
   /** Stops watching. */
@@ -135,6 +185,15 @@ export class PolicyHolder {
     }, this.debounceMs);
     this.timer.unref();
   }
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function remember(keys: Map<string, string>, path: string, bytes: Buffer): Buffer {
+  keys.set(path, sha256(bytes));
+  return bytes;
 }
 
 function defaultWatchDir(dir: string, onChange: () => void, onError: (e: Error) => void): { close(): void } {

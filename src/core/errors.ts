@@ -36,6 +36,8 @@ export const ERROR_REASONS = [
   'TRANSPORT', // the connection failed or closed mid-response
   'DEADLINE', // the total time allowed ran out
   'RECORDING_UNPROVEN', // a recording annotation without the controller's proof
+  'INCOMPLETE_RECORDING', // a recording may lack calls of the recorded workload (lost or unattributed records)
+  'RECORDER_UNAVAILABLE', // the chosen recording backend cannot run on this node
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -7,7 +7,9 @@ import {
   encodeVarint,
   fields,
   getMergedMessage,
+  getSingleMessage,
   getString,
+  getStringMap,
   getStrings,
   getVarint,
   lenField,
@@ -191,14 +193,59 @@ export function decodeId(buf: Uint8Array): string {
   return getString(buf, 1);
 }
 
-/** ListContainersResponse.containers(1): Container.id(1), pod_sandbox_id(2). */
-export function decodeContainerIds(buf: Uint8Array): { id: string; sandbox: string }[] {
-  return getRepeatedMessages(buf, 1).map((c) => ({ id: getString(c, 1), sandbox: getString(c, 2) }));
+/** What names a container before it has an id: its sandbox and ContainerMetadata name(1), attempt(2). */
+export interface ContainerKey {
+  sandbox: string;
+  name: string;
+  attempt: number;
 }
 
-/** ListPodSandboxResponse.items(1): PodSandbox.id(1). */
-export function decodeSandboxIds(buf: Uint8Array): string[] {
-  return getRepeatedMessages(buf, 1).map((p) => getString(p, 1));
+/** What names a sandbox before it has an id: PodSandboxMetadata name(1), uid(2), namespace(3), attempt(4). */
+export interface SandboxKey {
+  name: string;
+  uid: string;
+  namespace: string;
+  attempt: number;
+}
+
+function sandboxKey(md: Uint8Array): SandboxKey {
+  return { name: getString(md, 1), uid: getString(md, 2), namespace: getString(md, 3), attempt: getVarint(md, 4) };
+}
+
+/** ListContainersResponse.containers(1): Container.id(1), pod_sandbox_id(2), metadata(3). */
+export function decodeContainers(buf: Uint8Array): ({ id: string } & ContainerKey)[] {
+  return getRepeatedMessages(buf, 1).map((c) => {
+    const md = getSingleMessage(c, 3) ?? Buffer.alloc(0);
+    return { id: getString(c, 1), sandbox: getString(c, 2), name: getString(md, 1), attempt: getVarint(md, 2) };
+  });
+}
+
+/** ListPodSandboxResponse.items(1): PodSandbox.id(1), metadata(2). */
+export function decodeSandboxes(buf: Uint8Array): ({ id: string } & SandboxKey)[] {
+  return getRepeatedMessages(buf, 1).map((p) => ({ id: getString(p, 1), ...sandboxKey(getSingleMessage(p, 2) ?? Buffer.alloc(0)) }));
+}
+
+/** CreateContainerRequest: pod_sandbox_id(1), config(2).metadata(1); undefined without them. */
+export function decodeCreateContainerKey(buf: Uint8Array): ContainerKey | undefined {
+  const md = getSingleMessage(getSingleMessage(buf, 2) ?? Buffer.alloc(0), 1);
+  const sandbox = getString(buf, 1);
+  return md && sandbox ? { sandbox, name: getString(md, 1), attempt: getVarint(md, 2) } : undefined;
+}
+
+/** RunPodSandboxRequest: config(1).metadata(1); undefined without it. */
+export function decodeRunPodSandboxKey(buf: Uint8Array): SandboxKey | undefined {
+  const md = getSingleMessage(getSingleMessage(buf, 1) ?? Buffer.alloc(0), 1);
+  return md ? sandboxKey(md) : undefined;
+}
+
+/** Container/PodSandboxStatusRequest: id(1), verbose(2) = true. */
+export function encodeVerboseStatusRequest(id: string): Buffer {
+  return Buffer.concat([stringField(1, id), boolField(2, true)]);
+}
+
+/** Container/PodSandboxStatusResponse.info(2)["info"]: the runtime's verbose JSON, if any. */
+export function decodeVerboseInfo(buf: Uint8Array): string | undefined {
+  return getStringMap(buf, 2).get('info');
 }
 
 export function getRepeatedMessages(buf: Uint8Array, field: number): Buffer[] {

@@ -29,7 +29,7 @@ import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
 import type { ShimDeps } from './deps.js';
 import { decompress, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
-import { InUseTracker, type AppArmorClaim } from './inuse.js';
+import { InUseTracker, requestIdentity, type AppArmorClaim } from './inuse.js';
 import { decodeId, FEATURE_OCI_ARTIFACT, OCI_FEATURE_TRUE, STATUS_FEATURES } from './messages.js';
 import {
   methodLabel,
@@ -171,6 +171,8 @@ export class ShimServer<P = unknown> {
   readonly inUse: InUseTracker;
   private readonly owned: OwnedHandlers<P>;
   private rebuildTimer: NodeJS.Timeout | undefined;
+  /** When the scheduled rebuild runs (performance.now() ms); the earliest request wins. */
+  private rebuildDue = Infinity;
   private rebuilding: Promise<unknown> | undefined;
   private readonly annotationDeps: AnnotationDeps | undefined;
   /** The installed logging profile (start(), with `recording`). */
@@ -187,7 +189,12 @@ export class ShimServer<P = unknown> {
       },
     });
     this.applier = new ProfileApplier(opts.deps);
-    this.inUse = new InUseTracker(opts.deps.store, this.logger, opts.deps.appArmor);
+    this.inUse = new InUseTracker(opts.deps.store, this.logger, {
+      upstream: this.upstream,
+      seccompRoot: opts.deps.seccompRoot,
+      ...(opts.deps.appArmor ? { appArmor: opts.deps.appArmor } : {}),
+      scheduleRebuild: (ms) => this.scheduleRebuild(ms),
+    });
     this.owned = new OwnedHandlers(opts.deps);
     const { pipeline, appArmor } = opts.deps;
     this.annotationDeps = opts.annotations
@@ -272,25 +279,30 @@ export class ShimServer<P = unknown> {
     return this.calls.size;
   }
 
-  /** Rebuilds the in-use set from the runtime soon (coalesced). */
+  /**
+   * Rebuilds the in-use set from the runtime in `delayMs` (coalesced: the earliest request wins;
+   * each rebuild says when it wants the next one).
+   */
   scheduleRebuild(delayMs: number): void {
     if (this.draining) return;
+    const due = performance.now() + delayMs;
+    if (this.rebuildTimer && this.rebuildDue <= due) return;
     if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
+    this.rebuildDue = due;
     this.rebuildTimer = setTimeout(() => {
       this.rebuildTimer = undefined;
-      this.rebuilding = this.inUse.rebuild(this.upstream).catch((e) => {
-        this.logger.log('warn', 'in-use rebuild failed; will retry', { error: (e as Error).message });
-        this.scheduleRebuild(2000);
-      });
+      this.rebuildDue = Infinity;
+      this.rebuilding = this.inUse.rebuild().then(
+        (r) => {
+          if (r.recheckInMs !== undefined) this.scheduleRebuild(r.recheckInMs);
+        },
+        (e) => {
+          this.logger.log('warn', 'in-use rebuild failed; will retry', { error: (e as Error).message });
+          this.scheduleRebuild(2000);
+        },
+      );
     }, delayMs);
     this.rebuildTimer.unref();
-  }
-
-  /** Waits for the pending rebuild (tests). */
-  async rebuildNow(): Promise<void> {
-    if (this.rebuildTimer) clearTimeout(this.rebuildTimer);
-    this.rebuildTimer = undefined;
-    await this.inUse.rebuild(this.upstream);
   }
 
   // ------------------------------------------------------------------ connections
@@ -492,14 +504,16 @@ export class ShimServer<P = unknown> {
       throw new SpokeError('InvalidArgument', `spoke shim: ${(e as Error).message}`);
     }
     // AppArmor profiles are loaded while the request is rewritten (claimAppArmor); whatever was
-    // claimed is released again unless the runtime creates the object.
+    // claimed is released again if the call ends before it is forwarded; once forwarded, a failed
+    // or lost create keeps its claims until a rebuild settles them (inuse.ts).
     const claims: AppArmorClaim[] = [];
     const appArmor = this.opts.deps.appArmor;
+    const identity = requestIdentity(role, payload);
     const deps: RewriteDeps = {
       seccomp: (p, c) => this.applier.apply(p, c),
       appArmor: async (p, c) => {
         const prepared = await this.applier.prepareAppArmor(p, c);
-        claims.push(await this.inUse.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text)));
+        claims.push(await this.inUse.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text), identity));
         return prepared;
       },
       ...(this.annotationDeps ? { annotations: withDeadline(this.annotationDeps, deadline) } : {}),
@@ -532,7 +546,7 @@ export class ShimServer<P = unknown> {
       out['grpc-timeout'] = formatGrpcTimeout(left);
     }
     const holds = result.holds;
-    const pending = holds ? await this.inUse.begin(holds.digest) : undefined;
+    const pending = holds ? await this.inUse.begin(holds.digest, { effectiveSha: holds.effectiveSha, ...(identity ? { identity } : {}) }) : undefined;
     this.forward(call, out, {
       body: encodeFrame(result.payload),
       teeResponse: true,
@@ -550,8 +564,8 @@ export class ShimServer<P = unknown> {
             this.logger.log('warn', 'could not record the in-use holder', { error: (e as Error).message });
           }
         }
-        if (pending) await this.inUse.abort(pending).catch(() => undefined);
-        await this.inUse.abortAppArmor(claims).catch(() => undefined);
+        // Failed or lost after forwarding: the runtime may have made the object anyway.
+        this.inUse.unconfirmed(pending, claims);
       },
     });
   }

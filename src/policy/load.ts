@@ -31,12 +31,17 @@ export interface PolicyLines {
   readonly mirrors: Readonly<Record<string, number>>;
 }
 
-/** Parses and validates a policy file; throws SpokeError('InvalidArgument') at the line at fault. */
-export function parsePolicy(text: string, file: string, readFile: ReadFile): Policy {
-  return loadPolicy(text, file, readFile).policy;
+export interface LoadOptions {
+  /** Key material that cannot be read or used makes its signer `unavailable` (reloads; see signers.ts). */
+  readonly markUnavailableSigners?: boolean;
 }
 
-export function loadPolicy(text: string, file: string, readFile: ReadFile): { policy: Policy; lines: PolicyLines } {
+/** Parses and validates a policy file; throws SpokeError('InvalidArgument') at the line at fault. */
+export function parsePolicy(text: string, file: string, readFile: ReadFile, opts: LoadOptions = {}): Policy {
+  return loadPolicy(text, file, readFile, opts).policy;
+}
+
+export function loadPolicy(text: string, file: string, readFile: ReadFile, opts: LoadOptions = {}): { policy: Policy; lines: PolicyLines } {
   const { source: src, root } = YamlSource.parse(text, file);
   const top = src.map(root, '', POLICY_KEYS);
 
@@ -54,7 +59,7 @@ export function loadPolicy(text: string, file: string, readFile: ReadFile): { po
     if (m.entries.size > MAX_SIGNERS) src.fail(signersEntry.value, 'signers', `more than ${MAX_SIGNERS} signers`);
     for (const [name, e] of m.entries) {
       if (!SIGNER_NAME_RE.test(name)) src.fail(e.keyNode, e.path, 'signer names are lowercase letters, digits, ".", "_" and "-" (at most 63)');
-      const { spec, file: read } = parseSigner({ src, readFile, policyFile: file }, name, e.value, e.keyNode, e.path);
+      const { spec, file: read } = parseSigner({ src, readFile, policyFile: file, markUnavailable: opts.markUnavailableSigners === true }, name, e.value, e.keyNode, e.path);
       signers[name] = spec;
       files.push(read);
     }

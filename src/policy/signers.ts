@@ -4,7 +4,7 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import type { Node } from 'yaml';
-import { TIME_SOURCES, type KeylessSigner, type PublicKeySigner, type PublicKeyType, type SignerSpec, type TimeSource } from './types.js';
+import { TIME_SOURCES, type KeylessSigner, type PublicKeySigner, type PublicKeyType, type SignerSpec, type TimeSource, type UnavailableSigner } from './types.js';
 import type { YamlSource } from './yaml-source.js';
 
 export const SIGNER_KEYS = ['publicKey', 'keyless'] as const;
@@ -32,6 +32,12 @@ export interface SignerContext {
   readonly readFile: ReadFile;
   /** Relative file names are resolved against this file's directory. */
   readonly policyFile: string;
+  /**
+   * Reloads: a key file or trusted root that cannot be read or used makes its signer
+   * `unavailable` (fail closed) instead of failing the whole file, which would keep the last
+   * good policy and so keep trusting a key that was removed.
+   */
+  readonly markUnavailable?: boolean;
 }
 
 export function resolveFrom(policyFile: string, name: string): string {
@@ -47,13 +53,44 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
   if ((pk === undefined) === (kl === undefined)) src.fail(keyNode, path, 'give exactly one of publicKey or keyless');
   if (pk !== undefined) {
     const file = resolveFrom(ctx.policyFile, src.string(pk.value, pk.path));
-    const bytes = readBounded(ctx, file, MAX_KEY_FILE_BYTES, pk.line, pk.path);
-    const { pem, key, keyType } = parsePublicKey(bytes, (why) => src.failAt(pk.line, pk.path, `${file}: ${why}`));
-    const spec: PublicKeySigner = { type: 'publicKey', name, line, file, publicKeyPem: pem, publicKey: key, keyType };
-    return { spec, file: { signer: name, path: file, bytes } };
+    return material(ctx, name, line, file, () => {
+      const bytes = readBounded(ctx, file, MAX_KEY_FILE_BYTES, pk.line, pk.path);
+      const { pem, key, keyType } = parsePublicKey(bytes, (why) => src.failAt(pk.line, pk.path, `${file}: ${why}`));
+      const spec: PublicKeySigner = { type: 'publicKey', name, line, file, publicKeyPem: pem, publicKey: key, keyType };
+      return { spec, file: { signer: name, path: file, bytes } };
+    });
   }
   const entry = kl!;
   const k = src.map(entry.value, entry.path, KEYLESS_KEYS, entry.keyNode);
+  const rootEntry = k.require('trustedRoot', ' (keyless signatures are checked against a local trusted_root.json)');
+  const file = resolveFrom(ctx.policyFile, src.string(rootEntry.value, rootEntry.path));
+  // The identity is checked first: an error there is the policy's, never "unavailable".
+  const identity = keylessIdentity(src, k, entry);
+  return material(ctx, name, line, file, () => {
+    const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootEntry.line, rootEntry.path);
+    const trustedRoot = parseTrustedRoot(bytes, (why) => src.failAt(rootEntry.line, rootEntry.path, `${file}: ${why}`), identity.timeSource);
+    const spec: KeylessSigner = { type: 'keyless', name, line, file, trustedRoot, ...identity };
+    return { spec, file: { signer: name, path: file, bytes } };
+  });
+}
+
+/**
+ * Reads and parses a signer's key material; with `markUnavailable`, a failure makes the signer
+ * unavailable, and the reason (not the bytes) goes into the policy hash, so verdicts cached for
+ * the key as it was never match again.
+ */
+function material(ctx: SignerContext, name: string, line: number, file: string, read: () => { spec: SignerSpec; file: SignerFile }): { spec: SignerSpec; file: SignerFile } {
+  if (!ctx.markUnavailable) return read();
+  try {
+    return read();
+  } catch (e) {
+    const why = (e as Error).message.slice(0, 500);
+    const spec: UnavailableSigner = { type: 'unavailable', name, line, file, why };
+    return { spec, file: { signer: name, path: file, bytes: Buffer.from(`unavailable: ${why}`, 'utf8') } };
+  }
+}
+
+function keylessIdentity(src: YamlSource, k: ReturnType<YamlSource['map']>, entry: { keyNode: Node; path: string }): Pick<KeylessSigner, 'issuer' | 'subject' | 'subjectRegExp' | 'subjectRegExpSource' | 'timeSource'> {
   const timeEntry = k.get('timeSource');
   let timeSource: TimeSource = 'any';
   if (timeEntry !== undefined) {
@@ -61,10 +98,6 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
     if (!(TIME_SOURCES as readonly string[]).includes(t)) src.fail(timeEntry.value, timeEntry.path, `must be one of ${TIME_SOURCES.join(', ')}`);
     timeSource = t as TimeSource;
   }
-  const rootEntry = k.require('trustedRoot', ' (keyless signatures are checked against a local trusted_root.json)');
-  const file = resolveFrom(ctx.policyFile, src.string(rootEntry.value, rootEntry.path));
-  const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootEntry.line, rootEntry.path);
-  const trustedRoot = parseTrustedRoot(bytes, (why) => src.failAt(rootEntry.line, rootEntry.path, `${file}: ${why}`), timeSource);
   const issuerEntry = k.require('issuer');
   const issuer = src.string(issuerEntry.value, issuerEntry.path, { maxLength: 1024 });
   checkIssuer(issuer, (why) => src.fail(issuerEntry.value, issuerEntry.path, why));
@@ -80,8 +113,7 @@ export function parseSigner(ctx: SignerContext, name: string, node: Node | undef
     subjectRegExpSource = src.string(subjRe!.value, subjRe!.path, { maxLength: MAX_SUBJECT_REGEXP_LENGTH });
     subjectRegExp = compileAnchored(subjectRegExpSource, (why) => src.fail(subjRe!.value, subjRe!.path, why));
   }
-  const spec: KeylessSigner = { type: 'keyless', name, line, file, trustedRoot, issuer, subject, subjectRegExp, subjectRegExpSource, timeSource };
-  return { spec, file: { signer: name, path: file, bytes } };
+  return { issuer, subject, subjectRegExp, subjectRegExpSource, timeSource };
 }
 
 function readBounded(ctx: SignerContext, file: string, max: number, line: number, path: string): Buffer {
@@ -90,7 +122,7 @@ function readBounded(ctx: SignerContext, file: string, max: number, line: number
     bytes = ctx.readFile(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    ctx.src.failAt(line, path, `cannot read ${file}${code ? ` (${code})` : ''}`);
+    ctx.src.failAt(line, path, `cannot read ${file} (${code ?? (e as Error).message})`);
   }
   if (bytes.length > max) ctx.src.failAt(line, path, `${file} is larger than ${max} bytes`);
   return bytes;

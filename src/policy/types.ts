@@ -54,7 +54,22 @@ export interface KeylessSigner {
   readonly timeSource: TimeSource;
 }
 
-export type SignerSpec = PublicKeySigner | KeylessSigner;
+/**
+ * A signer whose key file or trusted root could not be read or used at a reload (removed,
+ * unreadable, replaced by something that is not a key). It verifies nothing: a rule that needs
+ * it fails closed with reason SIGNER_UNAVAILABLE rather than trusting the key as last loaded.
+ */
+export interface UnavailableSigner {
+  readonly type: 'unavailable';
+  readonly name: string;
+  readonly line: number;
+  /** Absolute path of the key or trusted root file. */
+  readonly file: string;
+  /** Why, without the file's bytes: e.g. "cannot read /etc/spoke/keys/p.pub (ENOENT)". */
+  readonly why: string;
+}
+
+export type SignerSpec = PublicKeySigner | KeylessSigner | UnavailableSigner;
 
 export interface Rule {
   /** Position in `rules:` (0-based) and the line of the list item. */

@@ -4,6 +4,10 @@
 //   /dev/kmsg:  `PRI,SEQ,TS_US,FLAGS[,…];audit: type=1326 audit(SEC.MS:SERIAL): k=v k=v …`
 //   audit.log:  `type=SECCOMP msg=audit(SEC.MS:SERIAL): k=v k=v …`
 //   dmesg text: `[  123.456789] audit: type=1326 audit(SEC.MS:SERIAL): k=v …`
+// auditd's default log_format ENRICHED appends a GS byte (0x1d) and its own resolutions
+// (` AUID="root" UID="root" … SYSCALL=mkdir`); everything from the first 0x1d on is cut off
+// unread. The kernel hex-encodes any value holding a control character, so a 0x1d can only be
+// auditd's separator, and the call is taken from the kernel's raw fields alone.
 // The body after the header is tokenized left to right into `key=value` pairs separated by one
 // space, where a value is either a double-quoted string without quotes inside (the kernel never
 // writes one: audit_log_untrustedstring hex-encodes any value holding a quote, space or control
@@ -40,6 +44,7 @@ export interface AuditRecord {
   kmsgTimeUs?: number;
 }
 
+const ENRICHMENT_SEPARATOR = '\x1d';
 const KMSG_PREFIX = /^(\d{1,3}),(\d{1,20}),(\d{1,20}),[^;]{0,32};/;
 const DMESG_PREFIX = /^\[ {0,12}\d{1,12}\.\d{1,9}\] /;
 const KERNEL_HEADER = /^audit: type=1326 audit\((\d{1,12})\.(\d{3}):(\d{1,20})\): /;
@@ -90,6 +95,8 @@ export function parseAuditRecord(line: string): AuditRecord | undefined {
   const nl = line.indexOf('\n');
   let text = nl < 0 ? line : line.slice(0, nl);
   if (text.endsWith('\r')) text = text.slice(0, -1);
+  const gs = text.indexOf(ENRICHMENT_SEPARATOR);
+  if (gs >= 0) text = text.slice(0, gs);
   let kmsgSeq: number | undefined;
   let kmsgTimeUs: number | undefined;
   const kmsg = KMSG_PREFIX.exec(text);

@@ -33,6 +33,17 @@ function criRoot(): protobuf.Root {
   return root;
 }
 
+/** A host pid from verbose (Container|PodSandbox)Status `info.info` JSON (containerd, CRI-O: `pid`). */
+export function pidFromVerboseInfo(res: Msg): number | undefined {
+  const raw = (res.info as Record<string, string> | undefined)?.info;
+  try {
+    const pid = raw === undefined || raw.length > 1 << 22 ? undefined : (JSON.parse(raw) as { pid?: unknown }).pid;
+    return typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class RuntimeCriClient {
   private readonly client: grpc.Client;
 

@@ -1,5 +1,6 @@
-// Node-side profile recording (issue 8 "Recording"): kernel seccomp audit records → per
-// container syscall sets → a deterministic KEP-6061 seccomp profile. Imports core and profiles only.
+// Node-side profile recording: calls counted in the kernel with eBPF
+// (bpf.ts), or kernel seccomp audit records (audit.ts, session.ts) → per container syscall sets
+// → a deterministic KEP-6061 seccomp profile. Imports core and profiles only.
 
 export { parseAuditRecord, tokenizeAuditFields, isAuditLossNotice, MAX_AUDIT_LINE, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 export { syscallName, X86_64_SYSCALLS, I386_SYSCALLS, AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 } from './syscalls.js';
@@ -9,3 +10,5 @@ export { KmsgSource, AuditLogSource, chooseAuditSource, openAuditSource, preflig
 export { writeLoggingProfile, LOGGING_PROFILE, LOGGING_PROFILE_NAME } from './profile.js';
 export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, type OciRuntime } from '../profiles/seccomp/index.js';
 export { RecordingSession } from './session.js';
+export { BpfCounter, bpfSupport, bpfProgram, parseBpfDump, callsOfContainer, namesOf, type BpfDump, type BpfCount } from './bpf.js';
+export { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBackend } from './backend.js';

@@ -1,6 +1,6 @@
 // Per-container syscall sets from audit records, with caps on every map.
 
-import { isAuditLossNotice, parseAuditRecord, type AuditRecord } from './audit.js';
+import { isAuditLossNotice, parseAuditRecord, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 import type { Attribution } from './pids.js';
 import type { AuditSource } from './source.js';
 
@@ -22,6 +22,12 @@ export interface RecorderStats {
   /** Records from processes outside any container, or from containers not being recorded. */
   ignored: number;
   unattributed: number;
+  /**
+   * Unattributed records of calls a logging profile let through (SECCOMP_RET_LOG, or no code):
+   * the kind a recorded container makes, so any of them may be its (a forked child that exited
+   * before it was seen).
+   */
+  unattributedLogged: number;
   /** Records whose number has no name in the table of their arch (x32, unknown arch, new calls). */
   unnamed: number;
   droppedContainers: number;
@@ -35,7 +41,7 @@ export interface Attributor {
 }
 
 export class SyscallRecorder {
-  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unnamed: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
+  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, unnamed: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
   private readonly sets = new Map<string, Set<string>>();
   private readonly unnamed = new Map<string, Set<string>>();
   readonly unattributedPids = new Set<number>();
@@ -67,6 +73,7 @@ export class SyscallRecorder {
     const who = this.attributor.attribute(rec.pid, rec.kmsgTimeUs);
     if (who.kind === 'unattributed') {
       this.stats.unattributed++;
+      if (rec.code === undefined || rec.code === SECCOMP_RET_LOG) this.stats.unattributedLogged++;
       if (this.unattributedPids.size < this.limits.maxUnattributedPids) this.unattributedPids.add(rec.pid);
       return;
     }

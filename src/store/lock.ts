@@ -1,50 +1,202 @@
-// A cross-process lock on a file (O_EXCL create), for read-modify-write of small state files
-// shared by the shim and `spoke pull` processes. Stale locks (dead owner pid, or older than
-// STALE_MS) are broken. Content writes never need it: blobs are content-addressed and renamed.
+// A cross-process lock on a path, for read-modify-write of small state files shared by the shim
+// and `spoke pull` processes (possibly in other PID namespaces: the DaemonSet shim has no
+// hostPID, so a pid means nothing across the two). Content writes never need it: blobs are
+// content-addressed and renamed.
+//
+// Owners. Each process that takes a lock listens on a unix socket `<locks>/owners/<token>.sock`
+// (token: 12 random bytes, never reused). The kernel closes that socket when the process dies, so
+// "is the owner alive" is a connect(): refused (or the socket file gone) means dead, for good;
+// anything else (accepted, backlog full, timeout, permission) counts as alive. A stopped or busy
+// process still has its socket, so a live holder's lock is never broken, however old.
+//
+// The lock is a symlink `<path>` whose target names the owner's token, made with symlink(2):
+// atomic create-if-absent with its content in one step (no half-written lock file). Only the
+// owner removes it when done.
+//
+// A dead owner's lock must be removed by someone else, and "check the token, then unlink the
+// path" alone could delete a fresh lock made in between by the next owner. So removal of the
+// lock of dead token T is serialised by a claim that only one process can ever win for T:
+// symlink `<path>.break-<T>` (naming the breaker's token). Its winner reads the lock again and
+// unlinks it only if it still names T; that read and the unlink cannot be separated by a change:
+// T is dead (it will not unlink), the path exists (nobody can create it), and every other
+// breaker of T lost the claim. A breaker that dies holding a claim is itself broken the same way,
+// one level down (`<path>.break-<T>-<W>`), up to MAX_BREAK_DEPTH levels; past that the lock waits
+// (times out) rather than risk two holders. Claims are removed after use; a later breaker that
+// wins a re-made claim finds the lock no longer names T and leaves it alone. A regular-file lock
+// of an older spoke is broken the same way, by age (breakLegacy).
 
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
+import { lstat, mkdir, readlink, symlink, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server } from 'node:net';
+import { dirname, join } from 'node:path';
+import { SpokeError } from '../core/errors.js';
 
-const STALE_MS = 30_000;
 const RETRY_MS = 5;
+/** Every this many failed attempts, check whether the holder is dead. */
+const CHECK_EVERY = 10;
+const MAX_BREAK_DEPTH = 4;
+const LEGACY_STALE_MS = 60_000;
+const CONNECT_TIMEOUT_MS = 1000;
+const TARGET_PREFIX = 'spoke-lock:';
+const TOKEN_RE = /^[0-9a-f]{24}$/;
+/** sun_path holds 108 bytes with its NUL. */
+const MAX_SOCKET_PATH = 107;
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+interface Owner {
+  token: string;
+  server: Server;
+}
+
+/** One owner socket per process and locks directory. */
+const owners = new Map<string, Promise<Owner>>();
+
+/** This process's owner socket files: noise once it has exited (a crashed one's stay: still "dead"). */
+const ownerSockets = new Set<string>();
+
+function removeOwnerSockets(): void {
+  for (const p of ownerSockets) {
+    try {
+      unlinkSync(p);
+    } catch {
+      /* already gone */
+    }
   }
 }
 
-async function breakIfStale(lockPath: string): Promise<void> {
+function ownerSocket(locksDir: string, token: string): string {
+  return join(locksDir, 'owners', `${token}.sock`);
+}
+
+function owner(locksDir: string): Promise<Owner> {
+  let o = owners.get(locksDir);
+  if (!o) {
+    o = (async () => {
+      const token = randomBytes(12).toString('hex');
+      const path = ownerSocket(locksDir, token);
+      if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+        throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path });
+      }
+      await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+      const server = createServer((c) => c.destroy());
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.unref();
+      if (ownerSockets.size === 0) process.once('exit', removeOwnerSockets);
+      ownerSockets.add(path);
+      return { token, server };
+    })();
+    owners.set(locksDir, o);
+    o.catch(() => owners.delete(locksDir));
+  }
+  return o;
+}
+
+/** The token a lock or claim symlink names; undefined when absent or not ours to read. */
+async function tokenOf(path: string): Promise<string | undefined> {
+  let target: string;
   try {
-    const [text, st] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
-    const pid = Number.parseInt(text, 10);
-    const dead = Number.isInteger(pid) && pid > 0 && !pidAlive(pid);
-    if (dead || Date.now() - st.mtimeMs > STALE_MS) await rm(lockPath, { force: true });
+    target = await readlink(path);
   } catch {
-    /* vanished meanwhile: fine */
+    return undefined;
+  }
+  const token = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
+  return token !== undefined && TOKEN_RE.test(token) ? token : undefined;
+}
+
+/** False only when the owner is certainly gone: its socket refuses connections or no longer exists. */
+function alive(locksDir: string, token: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection(ownerSocket(locksDir, token));
+    const done = (v: boolean) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(v);
+    };
+    const t = setTimeout(() => done(true), CONNECT_TIMEOUT_MS);
+    s.once('connect', () => done(true));
+    s.once('error', (e: NodeJS.ErrnoException) => done(!(e.code === 'ECONNREFUSED' || e.code === 'ENOENT')));
+  });
+}
+
+/** Creates `path` as a symlink naming `token`; false when it exists. */
+async function claim(path: string, token: string): Promise<boolean> {
+  try {
+    await symlink(`${TARGET_PREFIX}${token}:${Date.now()}`, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+/** Removes the lock at `lockPath` if its owner is dead (see the header). */
+async function breakIfDead(lockPath: string, locksDir: string, me: string): Promise<void> {
+  const dead = await tokenOf(lockPath);
+  if (dead === undefined) {
+    await breakLegacy(lockPath, locksDir, me);
+    return;
+  }
+  if (dead === me || (await alive(locksDir, dead))) return;
+  await underBreakClaim(lockPath, dead, locksDir, me, async () => {
+    if ((await tokenOf(lockPath)) === dead) await unlink(lockPath).catch(() => undefined);
+    await unlink(ownerSocket(locksDir, dead)).catch(() => undefined);
+  });
+}
+
+/**
+ * A regular-file lock of an older spoke (pid inside, no owner socket). Those versions held a lock
+ * for one small read-modify-write and broke any lock older than 30 s themselves, so one older
+ * than LEGACY_STALE_MS is a crash's leftover. Removed under a claim named by its inode, and only
+ * if it is still that file with that mtime.
+ */
+async function breakLegacy(lockPath: string, locksDir: string, me: string): Promise<void> {
+  const st = await lstat(lockPath).catch(() => undefined);
+  if (!st?.isFile() || Date.now() - st.mtimeMs < LEGACY_STALE_MS) return;
+  await underBreakClaim(lockPath, `legacy${st.ino}`, locksDir, me, async () => {
+    const now = await lstat(lockPath).catch(() => undefined);
+    if (now?.isFile() && now.ino === st.ino && now.mtimeMs === st.mtimeMs) await unlink(lockPath).catch(() => undefined);
+  });
+}
+
+/** Runs `remove` only as the one winner of the break claim for `key` (see the header). */
+async function underBreakClaim(lockPath: string, key: string, locksDir: string, me: string, remove: () => Promise<void>): Promise<void> {
+  // Claims of dead breakers on the way down: removed only once ours is won and the lock handled
+  // (removing one earlier would let a second breaker in while the live one is still at work).
+  const deadClaims: string[] = [];
+  let claimPath = `${lockPath}.break-${key}`;
+  for (let depth = 0; !(await claim(claimPath, me)); depth++) {
+    const breaker = await tokenOf(claimPath);
+    // Someone alive is breaking it, or the chain is too deep to follow safely: wait.
+    if (breaker === undefined || depth + 1 >= MAX_BREAK_DEPTH || (await alive(locksDir, breaker))) return;
+    deadClaims.push(claimPath);
+    claimPath = `${claimPath}-${breaker}`;
+  }
+  try {
+    await remove();
+  } finally {
+    // Ours first, then the dead ones above it.
+    for (const p of [claimPath, ...deadClaims.reverse()]) await unlink(p).catch(() => undefined);
   }
 }
 
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+  const locksDir = dirname(lockPath);
+  const me = (await owner(locksDir)).token;
   const deadline = Date.now() + timeoutMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const h = await open(lockPath, 'wx', 0o600);
-      await h.writeFile(String(process.pid));
-      await h.close();
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      if (attempt % 20 === 19) await breakIfStale(lockPath);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for lock ${lockPath}`);
-      await new Promise((r) => setTimeout(r, RETRY_MS + Math.random() * RETRY_MS));
-    }
+  for (let attempt = 1; !(await claim(lockPath, me)); attempt++) {
+    if (attempt % CHECK_EVERY === 0) await breakIfDead(lockPath, locksDir, me);
+    if (Date.now() > deadline) throw new SpokeError('Unavailable', `timed out waiting for lock ${lockPath}`, { path: lockPath });
+    await new Promise((r) => setTimeout(r, RETRY_MS + Math.random() * RETRY_MS));
   }
   try {
     return await fn();
   } finally {
-    await rm(lockPath, { force: true });
+    await unlink(lockPath);
   }
 }

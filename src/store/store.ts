@@ -5,12 +5,14 @@
 //   profiles/sha256/<hex>.json  one record per artifact (manifest digest): the manifest bytes,
 //                               kind, layer, provenance, signature verdicts keyed by policy hash
 //   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts (never re-fetched)
-//   state/in-use.json           holders (e.g. "container:<id>", "pin:<name>") → artifact digest
+//   state/in-use.json           runtime holders ("container:<id>", "pending:…") → artifact digest
+//   state/pins.json             pins ("pin:<name>") → artifact digest (flushed)
+//   state/effective/<sha>.json  artifacts an effective seccomp file was merged from
 //   tmp/                        temp files, renamed into place (same filesystem)
 //   locks/                      short-lived O_EXCL locks for read-modify-write of records
 // Writers: the profile blob goes temp → fsync → rename → fsync dir (its content is what a node
 // enforces). Records and the runtime's in-use set are renamed into place atomically but not
-// flushed: after a crash they are either intact, absent or unreadable, and an unreadable record
+// flushed (the in-use set's recovery is described at its section below): after a crash they are either intact, absent or unreadable, and an unreadable record
 // counts as absent (the artifact is pulled and verified again), so a flush there would buy
 // nothing but 4–5 ms per pull. The blob is renamed before its record, and a cached pull checks
 // the blob is there. Several processes may share one store.
@@ -319,80 +321,182 @@ export class ProfileStore {
     }
   }
 
-  // ---- in-use set (filled by the shim; pins by `spoke pull --pin`) ----
+  // ---- in-use set (runtime holders filled by the shim; pins by `spoke pull --pin`) ----
+  //
+  // Two files. state/in-use.json holds the runtime's holders (`container:`, `sandbox:`,
+  // `pending:`, `apparmor:…`): renamed atomically but not flushed (no fsync on the
+  // CreateContainer path), so a crash or power loss can leave it empty or torn. An unreadable
+  // file counts as empty *and incomplete*: writes go on (CreateContainer never fails on it) but
+  // the file keeps `complete: false` until the shim's rebuild from the runtime replaces every
+  // runtime holder (replaceInUse); while incomplete, gc and remove keep everything. Pins are an
+  // admin's intent that exists nowhere else: state/pins.json, flushed on every change, and an
+  // unreadable pins file is an error, never "no pins". Pins found in an older in-use.json are
+  // moved to pins.json (flushed) before that file is rewritten without them.
+  //
+  // state/effective/<sha>.json lists the artifact digests whose merge produced the effective
+  // seccomp file <seccompRoot>/spoke/<sha>.json, so a rebuild can map a container whose runtime
+  // config names that file back to the artifact it holds. Written once per pair, flushed.
 
   private get inUsePath(): string {
     return join(this.root, 'state', 'in-use.json');
   }
 
-  private async readInUse(): Promise<Record<string, Digest>> {
-    const bytes = await readFileIfExists(this.inUsePath);
-    if (!bytes) return {};
-    const parsed = JSON.parse(bytes.toString('utf8')) as { holders?: Record<string, string> };
-    const out: Record<string, Digest> = {};
-    for (const [holder, d] of Object.entries(parsed.holders ?? {})) if (isDigest(d)) out[holder] = d;
-    return out;
+  private get pinsPath(): string {
+    return join(this.root, 'state', 'pins.json');
   }
 
-  /**
-   * Read-modify-write of the in-use set under its lock. Runtime holders (containers, sandboxes)
-   * are rebuilt from the runtime whenever the shim starts or reconnects, so their updates are
-   * atomic but not flushed (no fsync on the CreateContainer path); pins exist only here, so
-   * changes that touch a pin are flushed.
-   */
-  private async updateInUse(fn: (holders: Record<string, Digest>) => void, durable: boolean): Promise<void> {
+  private effectivePath(sha: string): string {
+    if (!SHA_HEX_RE.test(sha)) throw new SpokeError('InvalidArgument', `not a sha256 hex: ${JSON.stringify(String(sha).slice(0, 80))}`);
+    return join(this.root, 'state', 'effective', `${sha}.json`);
+  }
+
+  /** The runtime holders; an unreadable file is empty and incomplete. Pins of older files are returned apart. */
+  private async readRuntime(): Promise<RuntimeHolders & { legacyPins: Record<string, Digest> }> {
+    const bytes = await readFileIfExists(this.inUsePath);
+    if (!bytes) return { holders: {}, complete: true, legacyPins: {} };
+    const parsed = parseHolderFile(bytes);
+    if (!parsed) return { holders: {}, complete: false, legacyPins: {} };
+    const holders: Record<string, Digest> = {};
+    const legacyPins: Record<string, Digest> = {};
+    for (const [h, d] of Object.entries(parsed.holders)) (isPin(h) ? legacyPins : holders)[h] = d;
+    return { holders, complete: parsed.complete, legacyPins };
+  }
+
+  private async readPins(): Promise<Record<string, Digest>> {
+    const bytes = await readFileIfExists(this.pinsPath);
+    if (!bytes) return {};
+    const parsed = parseHolderFile(bytes);
+    if (!parsed) throw new SpokeError('Internal', `${this.pinsPath} is unreadable; pins are kept only there, so nothing is removed until it is repaired`, { file: this.pinsPath });
+    return parsed.holders;
+  }
+
+  private async updatePins(fn: (pins: Record<string, Digest>) => void): Promise<void> {
     await this.init();
-    await this.lock('in-use', async () => {
-      const holders = await this.readInUse();
-      fn(holders);
-      await writeFileAtomic(this.inUsePath, JSON.stringify({ holders }, null, 1) + '\n', this.tmpDir, { fsync: this.fsync && durable });
+    await this.lock('pins', async () => {
+      const pins = await this.readPins();
+      fn(pins);
+      await writeFileAtomic(this.pinsPath, JSON.stringify({ holders: pins }, null, 1) + '\n', this.tmpDir, { fsync: this.fsync });
     });
   }
 
-  /** Records that `holder` (e.g. `container:<id>`) uses artifact `d`; gc keeps it while held. */
-  markInUse(d: Digest, holder: string): Promise<void> {
-    assertDigest(d);
-    return this.updateInUse((h) => {
-      h[holder] = d;
-    }, holder.startsWith('pin:'));
+  /**
+   * Read-modify-write of the runtime holders under their lock (atomic, not flushed: see above).
+   * `complete` true marks the set rebuilt from the runtime. Returns whether the set is complete
+   * after the write: false tells the caller to rebuild it from the runtime.
+   */
+  private async updateRuntime(fn: (holders: Record<string, Digest>) => void, complete?: boolean): Promise<boolean> {
+    await this.init();
+    return this.lock('in-use', async () => {
+      const cur = await this.readRuntime();
+      const legacy = Object.entries(cur.legacyPins);
+      if (legacy.length > 0) await this.updatePins((p) => legacy.forEach(([h, d]) => (p[h] ??= d)));
+      fn(cur.holders);
+      const done = complete ?? cur.complete;
+      await writeFileAtomic(this.inUsePath, JSON.stringify({ holders: cur.holders, complete: done }, null, 1) + '\n', this.tmpDir, { fsync: false });
+      return done;
+    });
   }
 
-  /** Hands `d` from one holder to another in one update (a pending create becoming its container). */
-  transferInUse(from: string, to: string, d: Digest): Promise<void> {
+  /**
+   * Records that `holder` (e.g. `container:<id>`, `pin:<name>`) uses artifact `d`; gc keeps it
+   * while held. Resolves false when the runtime holders were unreadable (rebuild them).
+   */
+  async markInUse(d: Digest, holder: string): Promise<boolean> {
     assertDigest(d);
-    return this.updateInUse((h) => {
+    if (isPin(holder)) {
+      await this.updatePins((p) => {
+        p[holder] = d;
+      });
+      return true;
+    }
+    return this.updateRuntime((h) => {
+      h[holder] = d;
+    });
+  }
+
+  /** Hands `d` from one runtime holder to another in one update (a pending create becoming its container). */
+  async transferInUse(from: string, to: string, d: Digest): Promise<boolean> {
+    assertDigest(d);
+    if (isPin(from) || isPin(to)) throw new SpokeError('InvalidArgument', 'pins are not transferred');
+    return this.updateRuntime((h) => {
       delete h[from];
       h[to] = d;
-    }, from.startsWith('pin:') || to.startsWith('pin:'));
+    });
   }
 
-  release(holder: string): Promise<void> {
-    return this.updateInUse((h) => {
+  async release(holder: string): Promise<boolean> {
+    if (isPin(holder)) {
+      await this.updatePins((p) => {
+        delete p[holder];
+      });
+      return true;
+    }
+    return this.updateRuntime((h) => {
       delete h[holder];
-    }, holder.startsWith('pin:'));
+    });
   }
 
-  /** Replaces every holder whose name starts with `prefix` (e.g. the runtime's) with `holders`. */
-  replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes: readonly string[] = ['container:', 'sandbox:']): Promise<void> {
-    return this.updateInUse((h) => {
+  /**
+   * The shim's rebuild: replaces every runtime holder whose name starts with one of `prefixes`
+   * with `holders` (pins live elsewhere and are never touched). `complete` (default true) says
+   * the rebuild saw everything the runtime runs; false leaves the set marked incomplete.
+   */
+  async replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes: readonly string[] = ['container:', 'sandbox:'], opts: { complete?: boolean } = {}): Promise<void> {
+    for (const k of holders.keys()) if (isPin(k)) throw new SpokeError('InvalidArgument', 'pins are not runtime holders');
+    await this.updateRuntime((h) => {
       for (const k of Object.keys(h)) if (prefixes.some((p) => k.startsWith(p))) delete h[k];
       for (const [k, d] of holders) h[k] = assertDigest(d);
-    }, false);
+    }, opts.complete ?? true);
   }
 
+  /** Every holder (runtime and pins) by artifact digest. */
   async inUse(): Promise<Map<Digest, string[]>> {
+    return (await this.inUseState()).byDigest;
+  }
+
+  /**
+   * Every holder by digest, and whether the runtime holders are known complete (false after a
+   * crash left in-use.json unreadable, until the shim's next rebuild).
+   */
+  async inUseState(): Promise<{ byDigest: Map<Digest, string[]>; complete: boolean }> {
     await this.init();
-    const out = new Map<Digest, string[]>();
-    for (const [holder, d] of Object.entries(await this.readInUse())) {
-      const list = out.get(d) ?? [];
-      list.push(holder);
-      out.set(d, list);
+    const runtime = await this.readRuntime();
+    const pins = await this.readPins();
+    const byDigest = new Map<Digest, string[]>();
+    for (const [holder, d] of [...Object.entries(runtime.holders), ...Object.entries(runtime.legacyPins), ...Object.entries(pins)]) {
+      const list = byDigest.get(d) ?? [];
+      if (!list.includes(holder)) list.push(holder);
+      byDigest.set(d, list);
     }
-    return out;
+    return { byDigest, complete: runtime.complete };
   }
 
   async inUseHolders(d: Digest): Promise<string[]> {
     return (await this.inUse()).get(d) ?? [];
+  }
+
+  /** Remembers that effective seccomp file `<sha>.json` was merged from artifact `d` (flushed). */
+  async recordEffective(sha: string, d: Digest): Promise<void> {
+    assertDigest(d);
+    const path = this.effectivePath(sha);
+    await this.init();
+    await this.lock(`effective-${sha}`, async () => {
+      const known = await this.effectiveDigests(sha);
+      if (known.includes(d)) return;
+      await writeFileAtomic(path, JSON.stringify({ digests: [...known, d] }) + '\n', this.tmpDir, { fsync: this.fsync });
+    });
+  }
+
+  /** The artifacts whose merge produced effective file `<sha>.json` (empty when unknown). */
+  async effectiveDigests(sha: string): Promise<Digest[]> {
+    const bytes = await readFileIfExists(this.effectivePath(sha));
+    if (!bytes) return [];
+    try {
+      const parsed = JSON.parse(bytes.toString('utf8')) as { digests?: unknown };
+      return Array.isArray(parsed.digests) ? parsed.digests.filter((d): d is Digest => typeof d === 'string' && isDigest(d)) : [];
+    } catch {
+      return [];
+    }
   }
 
   // ---- listing, removal, gc, verification ----
@@ -410,9 +514,16 @@ export class ProfileStore {
     return out.sort((a, b) => a.pulledAt.localeCompare(b.pulledAt) || a.digest.localeCompare(b.digest));
   }
 
-  /** Removes an artifact. Refused (FailedPrecondition) while a container, sandbox or pin holds it. */
+  /**
+   * Removes an artifact. Refused (FailedPrecondition) while a container, sandbox or pin holds it,
+   * and while the runtime holders are unknown (unreadable in-use set not yet rebuilt).
+   */
   async remove(d: Digest): Promise<void> {
-    const holders = await this.inUseHolders(d);
+    const state = await this.inUseState();
+    if (!state.complete) {
+      throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (it was unreadable); try again once the shim has rebuilt it`, { digest: d });
+    }
+    const holders = state.byDigest.get(d) ?? [];
     if (holders.length > 0) {
       throw new SpokeError('FailedPrecondition', `${d} is in use by ${holders.slice(0, 5).join(', ')}${holders.length > 5 ? ', …' : ''}`, { digest: d });
     }
@@ -440,10 +551,15 @@ export class ProfileStore {
    * Removes every artifact no holder uses and not pulled within `minAgeMs`, then blobs no record
    * names and temp files older than an hour (leftovers of crashed writers).
    */
-  async gc(opts: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<{ removed: Digest[]; kept: Digest[] }> {
+  async gc(opts: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<{ removed: Digest[]; kept: Digest[]; inUseComplete: boolean }> {
     const now = this.clock.now();
     const removed: Digest[] = [];
     const kept: Digest[] = [];
+    // Runtime holders unknown (in-use.json unreadable, not yet rebuilt by the shim): any artifact
+    // may be in use, so nothing is removed.
+    if (!(await this.inUseState()).complete) {
+      return { removed, kept: (await this.list()).map((e) => e.digest), inUseComplete: false };
+    }
     for (const entry of await this.list()) {
       const young = now - Date.parse(entry.pulledAt) < (opts.minAgeMs ?? 0);
       if (entry.inUse.length > 0 || young) {
@@ -464,7 +580,7 @@ export class ProfileStore {
       }
     }
     if (!opts.dryRun) await this.sweep(now);
-    return { removed, kept };
+    return { removed, kept, inUseComplete: true };
   }
 
   private async sweep(now: number): Promise<void> {
@@ -483,6 +599,24 @@ export class ProfileStore {
       const st = await stat(join(this.tmpDir, name)).catch(() => undefined);
       if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.tmpDir, name), { force: true });
     }
+    await this.pruneEffective();
+  }
+
+  /** Forgets effective-file origins whose artifacts are no longer stored (a file left with none goes). */
+  private async pruneEffective(): Promise<void> {
+    const names = await readdir(join(this.root, 'state', 'effective')).catch(() => [] as string[]);
+    for (const name of names) {
+      const sha = /^([0-9a-f]{64})\.json$/.exec(name)?.[1];
+      if (sha === undefined) continue;
+      await this.lock(`effective-${sha}`, async () => {
+        const known = await this.effectiveDigests(sha);
+        const kept: Digest[] = [];
+        for (const d of known) if (await this.has(d)) kept.push(d);
+        if (kept.length === known.length) return;
+        if (kept.length === 0) await rm(this.effectivePath(sha), { force: true });
+        else await writeFileAtomic(this.effectivePath(sha), JSON.stringify({ digests: kept }) + '\n', this.tmpDir, { fsync: this.fsync });
+      });
+    }
   }
 
   /** Re-hashes every blob of every record; returns the digests whose bytes are wrong or missing. */
@@ -500,6 +634,32 @@ export class ProfileStore {
     }
     return { ok, corrupt };
   }
+}
+
+const SHA_HEX_RE = /^[0-9a-f]{64}$/;
+
+interface RuntimeHolders {
+  holders: Record<string, Digest>;
+  /** False from a read of an unreadable file until a rebuild (replaceInUse) rewrites the set. */
+  complete: boolean;
+}
+
+const isPin = (holder: string): boolean => holder.startsWith('pin:');
+
+/** `{holders: {name: digest}, complete?}`; undefined when the bytes are not that (torn, garbage). */
+function parseHolderFile(bytes: Buffer): RuntimeHolders | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const { holders, complete } = parsed as { holders?: unknown; complete?: unknown };
+  if (typeof holders !== 'object' || holders === null || Array.isArray(holders)) return undefined;
+  const out: Record<string, Digest> = {};
+  for (const [holder, d] of Object.entries(holders)) if (typeof d === 'string' && isDigest(d)) out[holder] = d;
+  return { holders: out, complete: complete !== false };
 }
 
 function assertDigest(d: string): Digest {

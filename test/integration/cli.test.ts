@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { bpfSupport } from '../../src/recorder/bpf.js';
 import { spoke } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { denySyscalls } from '../helpers/artifacts.js';
@@ -111,6 +112,8 @@ describe('spoke CLI', () => {
     assert.equal(s.store.ok, true);
     assert.equal(s.shim.ok, false);
     assert.equal(s.ok, false);
+    // What this node can record with: bpf (default) where root, BTF and bpftrace are all there.
+    assert.deepEqual(s.recorder.backends, bpfSupport().ok ? ['bpf', 'audit'] : ['audit']);
   });
 
   it('20 concurrent spoke pull processes on one store all succeed', async () => {

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,7 +14,8 @@ import { decodeSeccomp } from '../../src/profiles/seccomp/index.js';
 import { buildRecordedProfile, writeLoggingProfile } from '../../src/recorder/profile.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { CriClient, hostNetworkPod } from '../helpers/cri-client.js';
+import { CriClient } from '../helpers/cri-client.js';
+import { runUnderProfile } from '../helpers/recording.js';
 import { createRuncSandbox, findExecutable, runcUnavailableReason, type RuncSandbox } from '../helpers/runc.js';
 
 function skipReason(): string | undefined {
@@ -85,42 +86,11 @@ describe('spoke record under containerd + runc, real kernel audit records', { sk
 
   test('the recorded profile as a Localhost profile through CRI: the workload starts every time', async () => {
     const profilePath = join(dir, 'seccomp', 'recorded.json');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(profilePath, recorded);
-    const cri = new CriClient(containerd.socket);
-    try {
-      for (let i = 0; i < 3; i++) {
-        const logDir = mkdtempSync(join(dir, 'logs-'));
-        const podConfig = hostNetworkPod(`rec-replay-${i}`, logDir);
-        const podId = (await cri.rt('RunPodSandbox', { config: podConfig })).pod_sandbox_id as string;
-        const id = (
-          await cri.rt('CreateContainer', {
-            pod_sandbox_id: podId,
-            sandbox_config: podConfig,
-            config: {
-              metadata: { name: 'c', attempt: 0 },
-              image: { image: BUSYBOX_IMAGE },
-              command: ['cat', '/etc/passwd'],
-              log_path: 'c.log',
-              linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profilePath } } },
-            },
-          })
-        ).container_id as string;
-        await cri.rt('StartContainer', { container_id: id });
-        let st: { state: string; exit_code: number } | undefined;
-        for (let t = 0; t < 200; t++) {
-          st = (await cri.rt('ContainerStatus', { container_id: id })).status as { state: string; exit_code: number };
-          if (st.state === 'CONTAINER_EXITED') break;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        assert.equal(st?.state, 'CONTAINER_EXITED');
-        assert.equal(st?.exit_code, 0, readFileSync(join(logDir, 'c.log'), 'utf8'));
-        assert.match(readFileSync(join(logDir, 'c.log'), 'utf8'), /root:x:0:0/);
-        await cri.rt('StopPodSandbox', { pod_sandbox_id: podId });
-        await cri.rt('RemovePodSandbox', { pod_sandbox_id: podId });
-      }
-    } finally {
-      cri.close();
+    for (let i = 0; i < 3; i++) {
+      const run = await runUnderProfile(containerd.socket, dir, ['cat', '/etc/passwd'], profilePath);
+      assert.equal(run.exitCode, 0, run.log);
+      assert.match(run.log, /root:x:0:0/);
     }
   });
 

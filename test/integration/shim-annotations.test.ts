@@ -221,7 +221,7 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     const ops = createAppArmorOps();
     const wide = Buffer.from(JSON.stringify({ ...JSON.parse(APPARMOR_PROFILE.toString()), capability: { allowedCapabilities: ['CHOWN', 'SYS_ADMIN'] } }));
     const r = await ops.prepare(wide);
-    assert.match(r.name, /^spoke-[0-9a-f]{16}$/);
+    assert.match(r.name, /^spoke-[0-9a-f]{64}$/);
     assert.ok(r.text.includes(`profile ${r.name} `));
     assert.ok(r.constrained.some((c) => /SYS_ADMIN: dropped/.test(c)), 'the node baseline removed SYS_ADMIN');
     assert.ok(!/sys_admin/.test(r.text));

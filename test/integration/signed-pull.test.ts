@@ -2,7 +2,7 @@
 // policy hash, key rotation re-verifies without re-downloading, failures never cached as success.
 
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SpokeError } from '../../src/core/errors.js';
@@ -126,6 +126,41 @@ describe('signed pulls', () => {
     assert.equal(r.cached, false);
     assert.equal(r.signer?.signer, 'platform');
     assert.equal((await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' })).cached, true);
+  });
+
+  it('a key file removed after the pull: pulls under its signer fail closed (SIGNER_UNAVAILABLE), cached or not; other signers still verify; spoke status names it', async () => {
+    const fileC = join(node.dir, 'revoked.pub');
+    const fileD = join(node.dir, 'kept.pub');
+    writeFileSync(fileC, keyA.publicPem);
+    writeFileSync(fileD, keyB.publicPem);
+    node.writePolicy(policy(reg, { platform: fileC, ci: fileD }, ['platform', 'ci']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/revoked-a', { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['brk'], action: 'SCMP_ACT_ALLOW' }] });
+    const b = await pushTestArtifact(reg.url, reg.host, 'signed/revoked-b', { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['mmap'], action: 'SCMP_ACT_ALLOW' }] });
+    await sign(reg, 'signed/revoked-a', a.digest, a.manifest, keyA);
+    await sign(reg, 'signed/revoked-b', b.digest, b.manifest, keyB);
+    assert.equal((await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' })).signer?.signer, 'platform');
+    assert.equal((await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' })).cached, true);
+    await node.pipeline.pull({ reference: b.reference, kind: 'seccomp' });
+
+    rmSync(fileC);
+    assert.ok(node.policy.reload().ok, 'the reload keeps the rest of the policy');
+    const revoked = (e: unknown) => e instanceof SpokeError && e.code === 'SignatureValidationFailed' && e.reason === 'SIGNER_UNAVAILABLE';
+    await assert.rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), revoked);
+    assert.equal((await node.pipeline.pull({ reference: b.reference, kind: 'seccomp' })).signer?.signer, 'ci');
+    // A rule whose only signer is gone refuses before any signature lookup.
+    node.writePolicy(policy(reg, { platform: fileC }, ['platform']));
+    reg.resetRequests();
+    await assert.rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), revoked);
+    await reg.settle();
+    assert.deepEqual(reg.requests(), []);
+
+    const config = join(node.dir, 'status.yaml');
+    writeFileSync(config, `policy: ${node.policyFile}\nstoreDir: ${node.config.storeDir}\nlisten: ${join(node.dir, 'no-shim.sock')}\n`);
+    const status = await spoke(['status', '--config', config, '--json']);
+    assert.equal(status.code, 1);
+    const part = JSON.parse(status.stdout).policy as { ok: boolean; signersUnavailable?: { name: string; file: string }[] };
+    assert.equal(part.ok, false);
+    assert.deepEqual(part.signersUnavailable?.map((s) => [s.name, s.file]), [['platform', fileC]]);
   });
 
   it('a rule with unsigned: true still pulls unsigned artifacts', async () => {

@@ -45,7 +45,7 @@ options:
                     structured AppArmor sections and no defaultAction, else seccomp)
   --artifact        seccomp: validate as a pulled artifact would be
   --strict          seccomp: artifact rules plus the strict checks
-  --name NAME       render: the profile name (default spoke-<first 16 hex of the effective sha256>)
+  --name NAME       render: the profile name (default spoke-<sha256 hex of the effective profile>)
   --baseline FILE   render: AppArmor baseline (default policy/apparmor-baseline.json)
   --from F          convert: docker (also containers-common) or spo (default: detected)
   --arch ARCH       convert: Go architecture name, amd64, arm64, … (default: this node's)

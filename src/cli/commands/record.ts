@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import { parseRepositoryRef } from '../../core/reference.js';
 import { SpokeError } from '../../core/errors.js';
 import { pushProfile } from '../../publish/push.js';
-import { RuntimeCriClient, type Msg } from '../../recorder/cri.js';
+import { pidFromVerboseInfo, RuntimeCriClient, type Msg } from '../../recorder/cri.js';
 import { buildRecordedProfile, type OciRuntime } from '../../profiles/seccomp/index.js';
 import { writeLoggingProfile } from '../../recorder/profile.js';
 import { RecordingSession } from '../../recorder/session.js';
+import { BpfCounter, namesOf, namespaceOf, type PodNamespaces } from '../../recorder/bpf.js';
+import { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBackend } from '../../recorder/backend.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
@@ -18,11 +20,18 @@ const HELP = `usage: spoke record --upstream SOCK --image IMAGE [--output FILE |
 Records a seccomp profile on this node: runs CMD in a container of IMAGE (which the runtime
 must already have) through CRI on SOCK, in a host-network pod, under a logging profile
 (defaultAction SCMP_ACT_LOG, installed by spoke itself under --seccomp-root), waits for it to
-exit, reads the kernel's seccomp audit records of that container's processes (from
-/var/log/audit/audit.log when auditd runs, else /dev/kmsg, with the printk rate limit lifted
-while recording and restored after) and builds a deterministic KEP-6061 profile: default
+exit and builds a deterministic KEP-6061 profile from the calls its processes made: default
 SCMP_ACT_ERRNO, the recorded calls plus the OCI runtime's start-up set allowed, x86 family.
-An empty recording, or one where the kernel reports lost records, is an error. Needs root.
+Needs root. Two recording backends:
+  bpf    (default where it runs) counts the calls in the kernel per mount namespace with
+         bpftrace: every process of the container, short-lived forked children included.
+         Needs root, kernel BTF (/sys/kernel/btf/vmlinux) and bpftrace (Debian package
+         bpftrace); mounts tracefs at /sys/kernel/tracing when it is not mounted.
+  audit  reads the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg
+         with the printk rate limit lifted while recording). A process that exits before its
+         records are read cannot be tied to a container: when such records may be the
+         workload's, the recording fails (--allow-incomplete: warn and write it anyway).
+An empty recording, or one where records were lost, is an error.
 
 Without --output or --push the profile is printed on stdout. With --push the digest-pinned
 reference is printed as the last line of stdout.
@@ -32,13 +41,28 @@ options:
   --image IMAGE           image to run (not pulled: it must be present)
   --output FILE           write the profile to FILE
   --push REPO[:TAG]       push the profile as a KEP-6061 artifact
+  --backend bpf|audit     recording backend (default: bpf where this node can run it, else audit)
+  --allow-incomplete      audit backend: warn instead of failing when records were lost or
+                          could not be tied to a container
   --runtime-handler H     CRI runtime handler (default: the runtime's default)
   --oci-runtime R         runc or crun: whose start-up calls to add (default: crun when the
                           handler is named crun, else runc)
   --seccomp-root DIR      where the logging profile is installed (default /var/lib/kubelet/seccomp)
   --timeout SECONDS       how long CMD may run (default 300)
   --plain-http, --ca-file F, --auth-file F   registry options for --push
-  --json                  print {containerId, exitCode, syscalls, reference?} as JSON`;
+  --json                  print {containerId, backend, exitCode, syscalls, reference?} as JSON`;
+
+/** The usage text plus what this node supports (checked when asked). */
+const helpText = (): string => `${HELP}\n\nthis node: ${describeBackends()}`;
+
+/** `--backend` of record and recorder: bpf or audit, default by what the node supports. */
+export function backendFlag(value: string | undefined): RecordingBackend {
+  if (value !== undefined && !(RECORDING_BACKENDS as readonly string[]).includes(value)) throw new UsageError('--backend must be bpf or audit');
+  return chooseBackend(value);
+}
+
+/** A recording counts one pod: about 1000 (ia32, number) keys per mount namespace in it. */
+const RECORD_MAP_KEYS = 8192;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(
@@ -53,9 +77,11 @@ export async function run(argv: string[]): Promise<number> {
       'seccomp-root': { type: 'string' },
       timeout: { type: 'string' },
       json: { type: 'boolean' },
+      backend: { type: 'string' },
+      'allow-incomplete': { type: 'boolean' },
       ...publisherFlags,
     },
-    HELP,
+    helpText(),
     [1, 4096],
   );
   if (help) return 0;
@@ -68,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
   const timeoutS = values.timeout === undefined ? 300 : Number(values.timeout);
   if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 86_400) throw new UsageError('--timeout must be 1..86400 seconds');
   const repo = values.push ? parseRepositoryRef(values.push) : undefined;
+  const backend = backendFlag(values.backend);
 
   const result = await recordOnce({
     socket: values.upstream,
@@ -76,13 +103,13 @@ export async function run(argv: string[]): Promise<number> {
     handler,
     seccompRoot: values['seccomp-root'] ?? '/var/lib/kubelet/seccomp',
     timeoutMs: timeoutS * 1000,
+    backend,
+    allowIncomplete: values['allow-incomplete'] === true,
   });
   if (result.exitCode !== 0) process.stderr.write(`warning: the workload exited with status ${result.exitCode}; the profile covers what it did until then\n`);
-  if (result.unattributed > 0) {
-    process.stderr.write(`warning: ${result.unattributed} audit record(s) from ${result.unattributedPids} process(es) could not be tied to a container (processes that exited before they were seen); if they were this workload's, its profile lacks their calls\n`);
-  }
+  if (result.incomplete) process.stderr.write(`warning: recording incomplete: ${result.incomplete}\n`);
   const { bytes } = buildRecordedProfile(result.syscalls, ociRuntime);
-  const summary = { containerId: result.containerId, exitCode: result.exitCode, syscalls: [...result.syscalls].sort() };
+  const summary = { containerId: result.containerId, backend: result.backend, exitCode: result.exitCode, syscalls: [...result.syscalls].sort() };
   if (repo) {
     const registry = publisherRegistry(values);
     try {
@@ -107,28 +134,41 @@ export interface RecordOnceOptions {
   handler: string;
   seccompRoot: string;
   timeoutMs: number;
+  /** Default: bpf where the node can run it, else audit. */
+  backend?: RecordingBackend;
+  /** Audit backend: write the profile although records were lost or unattributed (a warning instead of a refusal). */
+  allowIncomplete?: boolean;
 }
 
 export interface RecordOnceResult {
   containerId: string;
   exitCode: number;
   syscalls: Set<string>;
+  backend: RecordingBackend;
+  /** Audit backend: records no container could be found for, and how many processes made them. */
   unattributed: number;
   unattributedPids: number;
+  /** Why the recording may be incomplete (only with allowIncomplete; otherwise it throws). */
+  incomplete?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs one container under the logging profile and returns what it called. */
 export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult> {
+  const backend = o.backend ?? chooseBackend(undefined);
   const cri = new RuntimeCriClient(o.socket);
   const logDir = mkdtempSync(join(tmpdir(), 'spoke-record-'));
   let session: RecordingSession | undefined;
+  let counter: BpfCounter | undefined;
   let podId: string | undefined;
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(new SpokeError('Internal', `interrupted by ${sig}`));
-  // The printk limit is restored in finally; the 'exit' hook covers a process.exit elsewhere.
-  const onExit = () => session?.close();
+  // The printk limit is restored (and bpftrace ended) in finally; the 'exit' hook covers a process.exit elsewhere.
+  const onExit = () => {
+    session?.close();
+    counter?.close();
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   process.once('exit', onExit);
@@ -136,7 +176,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
     const status = await cri.img('ImageStatus', { image: { image: o.image } });
     if (!status.image) throw new SpokeError('NotFound', `image ${o.image} is not present in the runtime (spoke record does not pull)`, { reference: o.image });
     const profilePath = writeLoggingProfile(o.seccompRoot);
-    session = RecordingSession.start();
+    if (backend === 'audit') session = RecordingSession.start();
     const name = `spoke-record-${randomBytes(4).toString('hex')}`;
     const podConfig: Msg = {
       metadata: { name, uid: name, namespace: 'spoke-record', attempt: 0 },
@@ -145,6 +185,16 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
     };
     podId = (await cri.rt('RunPodSandbox', { config: podConfig, runtime_handler: o.handler })).pod_sandbox_id as string;
+    let pod: PodNamespaces | undefined;
+    if (backend === 'bpf') {
+      // The pod's IPC namespace (held by its sandbox process for the pod's whole life, joined by
+      // the container: ipc POD) is known before the container exists, so counting starts
+      // before the workload's first instruction and needs no pid of the workload.
+      const pausePid = pidFromVerboseInfo(await cri.rt('PodSandboxStatus', { pod_sandbox_id: podId, verbose: true }));
+      if (pausePid === undefined) throw new SpokeError('Internal', 'the runtime did not report the pod sandbox pid (verbose PodSandboxStatus info.pid)', {}, { reason: 'RECORDER_UNAVAILABLE' });
+      pod = { ipc: namespaceOf(pausePid, 'ipc'), pauseMnt: namespaceOf(pausePid, 'mnt') };
+      counter = await BpfCounter.start({ ipcNamespaces: [pod.ipc], mapKeys: RECORD_MAP_KEYS });
+    }
     const containerId = (
       await cri.rt('CreateContainer', {
         pod_sandbox_id: podId,
@@ -168,26 +218,58 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       else if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${o.timeoutMs / 1000} s`);
       else await sleep(50);
     }
-    await session.stop();
-    if (session.lost() > 0) {
-      throw new SpokeError('FailedPrecondition', `the kernel reported ${session.lost()} lost audit record(s) while recording; the recording is incomplete (run again on a quieter node)`, { rule: 'lost-records' });
+    let syscalls: Set<string>;
+    let unnamed: string[];
+    let source: string;
+    let records: number;
+    let incomplete: string | undefined;
+    if (counter && pod) {
+      // Everything counted in the pod's IPC namespace but the sandbox's own mount namespace.
+      const { ipc, pauseMnt } = pod;
+      const calls = (await counter.stop()).counts.filter((c) => c.ipc === ipc && c.mnt !== pauseMnt);
+      ({ names: syscalls, unnamed } = namesOf(calls));
+      source = 'the eBPF counter';
+      records = calls.length;
+    } else {
+      const s = session!;
+      await s.stop();
+      syscalls = s.recorder.syscalls(containerId);
+      unnamed = s.recorder.unnamedCalls(containerId);
+      source = s.source.path;
+      records = s.recorder.stats.records;
+      const maybeOurs = s.recorder.stats.unattributedLogged;
+      const why = [
+        ...(s.lost() > 0 ? [`the kernel reported ${s.lost()} lost audit record(s) (run again on a quieter node)`] : []),
+        ...(maybeOurs > 0 ? [`${maybeOurs} logged call(s) from ${s.recorder.unattributedPids.size} process(es) could not be tied to a container (they exited before they were seen, as a shell's forked child does)`] : []),
+      ];
+      if (why.length > 0) {
+        incomplete = `${why.join('; ')}; if they were this workload's calls, the profile lacks them. The eBPF backend (--backend bpf: root, kernel BTF, bpftrace) sees every process`;
+        if (!o.allowIncomplete) throw new SpokeError('FailedPrecondition', `recording incomplete: ${incomplete}; --allow-incomplete writes the profile anyway`, { rule: 'incomplete-recording', lost: s.lost(), unattributed: maybeOurs }, { reason: 'INCOMPLETE_RECORDING' });
+      }
     }
-    const syscalls = session.recorder.syscalls(containerId);
-    const unnamed = session.recorder.unnamedCalls(containerId);
     if (unnamed.length > 0) throw new SpokeError('FailedPrecondition', `the workload made calls spoke cannot name (arch:number ${unnamed.join(', ')}); refusing to write a profile that would deny them`);
     if (syscalls.size === 0) {
       throw new SpokeError(
         'FailedPrecondition',
-        `no seccomp audit records were seen for container ${containerId.slice(0, 12)} (${session.recorder.stats.records} record(s) in total from ${session.source.path}); the kernel is not logging SCMP_ACT_LOG calls, or the runtime ignored the Localhost profile — refusing to write an empty profile`,
+        `no calls were recorded for container ${containerId.slice(0, 12)} (${records} record(s) in total from ${source}); the kernel is not logging SCMP_ACT_LOG calls, or the runtime ignored the Localhost profile — refusing to write an empty profile`,
         { rule: 'empty-recording' },
       );
     }
-    return { containerId, exitCode, syscalls, unattributed: session.recorder.stats.unattributed, unattributedPids: session.recorder.unattributedPids.size };
+    return {
+      containerId,
+      exitCode,
+      syscalls,
+      backend,
+      unattributed: session?.recorder.stats.unattributed ?? 0,
+      unattributedPids: session?.recorder.unattributedPids.size ?? 0,
+      ...(incomplete === undefined ? {} : { incomplete }),
+    };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('exit', onExit);
     session?.close();
+    counter?.close();
     if (podId !== undefined) {
       await cri.rt('StopPodSandbox', { pod_sandbox_id: podId }, 30_000).catch(() => undefined);
       await cri.rt('RemovePodSandbox', { pod_sandbox_id: podId }, 30_000).catch(() => undefined);
@@ -196,4 +278,3 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
     rmSync(logDir, { recursive: true, force: true });
   }
 }
-

@@ -1,7 +1,8 @@
 // spoke recorder: the node side of ProfileRecording (issue 8). Watches the node's CRI runtime for
 // containers of pods annotated `recording.spoke.dev/name: <recording>`, records their syscalls
-// with the src/recorder session (kernel audit records, printk limit lifted while it runs), and
-// when a container exits reports one ProfileRecordingResult, owned by the recording.
+// with the backend `spoke record` would use (eBPF counts in the kernel, or the audit-record
+// session with the printk limit lifted while it runs), and when a container exits reports one
+// ProfileRecordingResult, owned by the recording.
 //
 // Also here: the controller-side wiring of the recording reconciler (flags and start-up), for
 // `spoke controller` to call — cli/ is the only place that may build a registry client.
@@ -16,29 +17,37 @@ import type { RecordingController } from '../../controller/recording-kube.js';
 import { selectorMatches } from '../../controller/selector.js';
 import type { ProfileBinding } from '../../controller/types.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
-import { RuntimeCriClient } from '../../recorder/cri.js';
+import { pidFromVerboseInfo, RuntimeCriClient } from '../../recorder/cri.js';
 import { RecordingSession } from '../../recorder/session.js';
+import { BpfCounter, callsOfContainer, DEFAULT_MAP_KEYS, namesOf, namespaceOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf.js';
+import { describeBackends, type RecordingBackend } from '../../recorder/backend.js';
+import { backendFlag } from './record.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { publisherRegistry } from '../wiring.js';
 
-const HELP = `usage: spoke recorder --upstream SOCK --node NAME [--kubeconfig F] [--oci-runtime R] [--poll-ms N]
+const HELP = `usage: spoke recorder --upstream SOCK --node NAME [--kubeconfig F] [--backend bpf|audit] [--oci-runtime R] [--poll-ms N]
 
 The node half of ProfileRecording. Containers of pods annotated
 recording.spoke.dev/name=<recording> (the binding webhook sets it on pods a recording selects;
 in annotation mode the shim runs them under the logging profile, SCMP_ACT_LOG) are recorded
-from the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the
-printk rate limit lifted while recording and restored on exit). When such a container exits,
-one ProfileRecordingResult (its syscall names, node, image, runtime) is created in the pod's
-namespace, owned by the recording; the controller builds the profile when the recording is
-annotated recording.spoke.dev/finalize=<value>. Containers created before the recorder started
-are not reported (their start-up calls were missed). Needs root; one per node (DaemonSet),
+with the backend of \`spoke record\` (see its --help): bpf counts every process's calls in the
+kernel, keyed by the pod's IPC and the container's mount namespace; audit reads the kernel's
+seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the printk rate limit
+lifted while recording and restored on exit). When such a container exits, one
+ProfileRecordingResult (its syscall names, node, image, runtime) is created in the pod's
+namespace, owned by the recording; lostRecords > 0 in it (records lost or not attributable, or
+a container whose namespace could not be told apart) makes the controller fail the recording
+as incomplete. The controller builds the profile when the recording is annotated
+recording.spoke.dev/finalize=<value>. Containers created before the recorder started are not
+reported (their start-up calls were missed). Needs root; one per node (DaemonSet),
 ServiceAccount with ClusterRole spoke-recorder.
 
 options:
   --upstream SOCK     the CRI runtime socket (containerd, CRI-O)
   --node NAME         this node's name (reported in results; default $NODE_NAME)
   --kubeconfig F      kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
+  --backend bpf|audit recording backend (default: bpf where this node can run it, else audit)
   --oci-runtime R     runc or crun for pods whose runtime handler does not name crun (default runc)
   --poll-ms N         how often CRI is asked about containers (default 1000)`;
 
@@ -48,6 +57,7 @@ const FLAGS = {
   kubeconfig: { type: 'string' },
   'oci-runtime': { type: 'string' },
   'poll-ms': { type: 'string' },
+  backend: { type: 'string' },
 } as const;
 
 function log(event: Record<string, unknown>): void {
@@ -83,8 +93,142 @@ class BoundedSet {
   }
 }
 
+/** What one container called, as either backend sees it. */
+interface Recorded {
+  syscalls: Set<string>;
+  unnamed: string[];
+  /** Records lost or not attributable since the container was created (> 0 fails the recording). */
+  lost: number;
+  /** Why the calls may be incomplete, when lost > 0. */
+  incomplete?: string;
+}
+
+/** The recorder's view of calls, per backend. */
+interface CallSource {
+  readonly source: string;
+  readonly failure: Error | undefined;
+  /** Called on every poll for each recorded container (running: whether it runs now). */
+  seen(sandboxId: string, containerId: string, running: boolean): Promise<void>;
+  /** createdNs: the container's created_at (ns since the epoch). */
+  of(sandboxId: string, containerId: string, createdNs: bigint): Promise<Recorded>;
+  forget(containerId: string): void;
+  /** Between polls: housekeeping (the eBPF maps are emptied when nothing is being recorded). */
+  maintain(): Promise<void>;
+  close(): void;
+}
+
+function auditCalls(): CallSource {
+  const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
+  // Losses so far, sampled every poll: a container's share is everything since the last sample
+  // before it was created (its short-lived children may be gone before the first poll sees it).
+  const history: { atNs: bigint; unattributed: number; lost: number }[] = [{ atNs: 0n, unattributed: 0, lost: 0 }];
+  return {
+    source: session.source.path,
+    failure: undefined,
+    seen: async () => undefined,
+    of: async (_sb, id, createdNs) => {
+      const base = history.findLast((h) => h.atNs <= createdNs) ?? history[0]!;
+      const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
+      const lost = session.lost() - base.lost;
+      const why = [...(lost > 0 ? [`${lost} audit record(s) lost`] : []), ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : [])];
+      return {
+        syscalls: session.recorder.syscalls(id),
+        unnamed: session.recorder.unnamedCalls(id),
+        lost: lost + unattributed,
+        ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
+      };
+    },
+    forget: (id) => session.recorder.forget(id),
+    maintain: async () => {
+      history.push({ atNs: BigInt(Date.now()) * 1_000_000n, unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
+      // Keeps the first (daemon start) entry; older samples only serve containers created earlier.
+      if (history.length > 4096) history.splice(1, history.length - 4096);
+    },
+    close: () => session.close(),
+  };
+}
+
+/**
+ * eBPF: one bpftrace counting every namespace, dumped every poll. A pod is known by its
+ * sandbox's IPC namespace (read from the sandbox pid), a container by the init pid seen while
+ * it ran (see callsOfContainer). The kernel maps only grow, so they are emptied (bpftrace
+ * restarted) when no recorded container is running and they are more than half full.
+ */
+async function bpfCalls(cri: RuntimeCriClient, pollMs: number): Promise<CallSource> {
+  let startedNs = 0n;
+  const start = async () => {
+    startedNs = BigInt(Date.now()) * 1_000_000n;
+    return BpfCounter.start({ dumpEveryMs: pollMs, mapKeys: DEFAULT_MAP_KEYS });
+  };
+  let counter = await start();
+  const pods = new Map<string, PodNamespaces>();
+  const pids = new Map<string, number>();
+  const assigned = new Map<string, MountNamespace[]>();
+  const active = new Set<string>();
+  let failure: Error | undefined;
+  const pidOf = async (req: 'PodSandboxStatus' | 'ContainerStatus', field: string, id: string) => pidFromVerboseInfo(await cri.rt(req, { [field]: id, verbose: true }));
+  const source: CallSource = {
+    source: 'bpftrace',
+    get failure() {
+      return failure;
+    },
+    seen: async (sb, id, running) => {
+      active.add(id);
+      if (!pods.has(sb)) {
+        const pause = await pidOf('PodSandboxStatus', 'pod_sandbox_id', sb);
+        if (pause !== undefined) pods.set(sb, { ipc: namespaceOf(pause, 'ipc'), pauseMnt: namespaceOf(pause, 'mnt') });
+      }
+      if (running && !pids.has(id)) {
+        const pid = await pidOf('ContainerStatus', 'container_id', id);
+        if (pid !== undefined) pids.set(id, pid);
+      }
+    },
+    of: async (sb, id, createdNs) => {
+      // Its first calls may predate a restart of the counter.
+      if (createdNs < startedNs) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
+      const pod = pods.get(sb);
+      if (!pod) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
+      let dump;
+      try {
+        dump = await counter.nextDump();
+      } catch (e) {
+        failure = e as Error;
+        throw e;
+      }
+      const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? []);
+      if (!found.ok) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
+      assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
+      const { names, unnamed } = namesOf(found.counts);
+      return { syscalls: names, unnamed, lost: 0 };
+    },
+    forget: (id) => {
+      pids.delete(id);
+      active.delete(id);
+    },
+    maintain: async () => {
+      if (pods.size > 1024) pods.clear();
+      if (assigned.size > 1024) assigned.clear();
+      if (active.size > 0 || counter.latest.counts.length < counter.mapKeys / 2) return;
+      try {
+        await counter.stop();
+        counter = await start();
+        assigned.clear();
+        log({ msg: 'eBPF maps emptied (bpftrace restarted) while nothing was being recorded' });
+      } catch (e) {
+        failure = e as Error;
+      }
+    },
+    close: () => counter.close(),
+  };
+  return source;
+}
+
+function startCalls(backend: RecordingBackend, cri: RuntimeCriClient, pollMs: number): Promise<CallSource> {
+  return backend === 'bpf' ? bpfCalls(cri, pollMs) : Promise.resolve(auditCalls());
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values, help } = parseCommand(argv, FLAGS, HELP, [0, 0]);
+  const { values, help } = parseCommand(argv, FLAGS, `${HELP}\n\nthis node: ${describeBackends()}`, [0, 0]);
   if (help) return 0;
   if (!values.upstream) throw new UsageError('--upstream is required');
   const node = values.node ?? process.env.NODE_NAME;
@@ -93,14 +237,14 @@ export async function run(argv: string[]): Promise<number> {
   if (defaultRuntime !== 'runc' && defaultRuntime !== 'crun') throw new UsageError('--oci-runtime must be runc or crun');
   const pollMs = values['poll-ms'] === undefined ? 1000 : Number(values['poll-ms']);
   if (!Number.isInteger(pollMs) || pollMs < 50 || pollMs > 60_000) throw new UsageError('--poll-ms must be 50..60000');
+  const backend = backendFlag(values.backend);
 
   const kube = await import('../../controller/kube.js');
   const { KubeResultReporter } = await import('../../controller/recording-kube.js');
   const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig));
   const cri = new RuntimeCriClient(values.upstream);
-  const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
+  const calls = await startCalls(backend, cri, pollMs);
   const startedNs = BigInt(Date.now()) * 1_000_000n;
-  const lostAtFirstSight = new Map<string, number>();
   const exitedAt = new Map<string, number>();
   const done = new BoundedSet(16_384);
   const recordings = new Map<string, { at: number; rec: ProfileRecording | undefined }>();
@@ -111,7 +255,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  process.once('exit', () => session.close());
+  process.once('exit', () => calls.close());
 
   const recordingOf = async (ns: string, name: string): Promise<ProfileRecording | undefined> => {
     const k = `${ns}/${name}`;
@@ -128,8 +272,7 @@ export async function run(argv: string[]): Promise<number> {
     const container = c.metadata?.name ?? '';
     const rec = await recordingOf(ns, recName);
     const forget = () => {
-      session.recorder.forget(c.id);
-      lostAtFirstSight.delete(c.id);
+      calls.forget(c.id);
       exitedAt.delete(c.id);
       done.add(c.id);
     };
@@ -143,6 +286,7 @@ export async function run(argv: string[]): Promise<number> {
       const st = (await cri.rt('ContainerStatus', { container_id: c.id })).status as { image?: { image?: string }; image_ref?: string } | undefined;
       image = [c.image?.user_specified_image, st?.image?.image, st?.image_ref, c.image?.image].find((i) => i && !i.startsWith('sha256:')) ?? '';
     }
+    const recorded = await calls.of(sb.id, c.id, BigInt(c.created_at ?? '0'));
     const result: ProfileRecordingResult = {
       metadata: { name: childName(recName, c.id.slice(0, 16)), labels: { 'recording.spoke.dev/name': recName.length <= 63 ? recName : recName.slice(0, 63).replace(/[-.]+$/, '') } },
       spec: {
@@ -153,13 +297,13 @@ export async function run(argv: string[]): Promise<number> {
         ...(image ? { image } : {}),
         runtime: (sb.runtime_handler ?? '').includes('crun') ? 'crun' : defaultRuntime,
         node,
-        syscalls: [...session.recorder.syscalls(c.id)].sort(),
-        lostRecords: session.lost() - (lostAtFirstSight.get(c.id) ?? 0),
-        unnamedCalls: session.recorder.unnamedCalls(c.id).slice(0, 64),
+        syscalls: [...recorded.syscalls].sort(),
+        lostRecords: recorded.lost,
+        unnamedCalls: recorded.unnamed.slice(0, 64),
       },
     };
     const outcome = await reporter.report(rec, result);
-    log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords });
+    log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(recorded.incomplete ? { incomplete: recorded.incomplete } : {}) });
     forget();
   };
 
@@ -176,7 +320,7 @@ export async function run(argv: string[]): Promise<number> {
           done.add(c.id);
           continue;
         }
-        if (!lostAtFirstSight.has(c.id)) lostAtFirstSight.set(c.id, session.lost());
+        await calls.seen(sb.id, c.id, c.state === 'CONTAINER_RUNNING');
         if (c.state !== 'CONTAINER_EXITED') continue;
         // Let the kernel's last records of the container arrive before reporting.
         const since = exitedAt.get(c.id) ?? Date.now();
@@ -191,7 +335,7 @@ export async function run(argv: string[]): Promise<number> {
     }
   };
 
-  log({ msg: 'recording', node, source: session.source.path });
+  log({ msg: 'recording', node, backend, source: calls.source });
   try {
     while (!stopping) {
       try {
@@ -199,10 +343,15 @@ export async function run(argv: string[]): Promise<number> {
       } catch (e) {
         log({ level: 'error', msg: 'CRI poll failed', error: (e as Error).message });
       }
+      if (calls.failure) {
+        log({ level: 'error', msg: 'recording failed; exiting', error: calls.failure.message });
+        return 1;
+      }
+      await calls.maintain();
       await new Promise((r) => setTimeout(r, pollMs));
     }
   } finally {
-    session.close();
+    calls.close();
     cri.close();
   }
   return 0;

@@ -3,8 +3,10 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { asSpokeError } from '../../core/errors.js';
-import { lintPolicy } from '../../policy/index.js';
+import { lintPolicy, parsePolicy } from '../../policy/index.js';
 import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
+import { describeBackends } from '../../recorder/backend.js';
+import { bpfSupport } from '../../recorder/bpf.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
@@ -14,21 +16,39 @@ import { nodeConfigOnly } from '../wiring.js';
 const HELP = `usage: spoke status [--config F] [--json]
 
 Checks this node the way the shim would use it and reports each part:
-  policy    the node policy loads (file, hash, rule and signer counts), or the error with file:line
+  policy    the node policy loads (file, hash, rule and signer counts), or the error with file:line;
+            signers whose key file or trusted root is gone or unusable are listed (a running shim
+            keeps the rest of the policy and fails pulls that need them: SIGNER_UNAVAILABLE)
   baseline  the seccomp baseline decodes and validates
-  store     artifacts, bytes and how many are in use
+  store     artifacts, bytes and how many are in use (and whether the in-use set is complete)
   shim      the shim answers on its socket (runtime name and version through it) and advertises
             RuntimeFeatures.security_profile_oci_artifact
+  recorder  which recording backends this node supports (bpf needs root, kernel BTF and
+            bpftrace; audit always works); informational, never a failure
 Exit 0 when every part is healthy, 1 otherwise.
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
-  --json       {ok, policy, baseline, store, shim} as JSON`;
+  --json       {ok, policy, baseline, store, shim, recorder} as JSON (policy.signersUnavailable:
+               [{name, file, why}] when signers are unavailable)`;
 
 interface Part {
   ok: boolean;
   detail: string;
   [key: string]: unknown;
+}
+
+/**
+ * The signers a running shim would hold as unavailable after a reload (key file gone, unreadable
+ * or not a key: src/config/policy-holder.ts); empty when the file fails for another reason.
+ */
+function unavailableSigners(text: string, file: string): { name: string; file: string; why: string }[] {
+  try {
+    const p = parsePolicy(text, file, (f) => readFileSync(f), { markUnavailableSigners: true });
+    return Object.values(p.signers).flatMap((s) => (s.type === 'unavailable' ? [{ name: s.name, file: s.file, why: s.why }] : []));
+  } catch {
+    return [];
+  }
 }
 
 async function checkShim(socket: string): Promise<Part> {
@@ -53,11 +73,19 @@ export async function run(argv: string[]): Promise<number> {
 
   let policy: Part;
   try {
-    const r = lintPolicy(readFileSync(config.policy, 'utf8'), config.policy, (p) => readFileSync(p));
+    const text = readFileSync(config.policy, 'utf8');
+    const r = lintPolicy(text, config.policy, (p) => readFileSync(p));
     const first = r.errors[0];
+    const unavailable = r.policy ? [] : unavailableSigners(text, config.policy);
     policy = r.policy
       ? { ok: true, detail: `${config.policy}: ${r.policy.rules.length} rule(s), ${Object.keys(r.policy.signers).length} signer(s), hash ${r.policy.hash.slice(0, 12)}`, hash: r.policy.hash }
-      : { ok: false, detail: first ? `${first.file}:${first.line}: ${first.message}` : `${config.policy}: invalid` };
+      : unavailable.length > 0
+        ? {
+            ok: false,
+            detail: `${config.policy}: signer(s) unavailable, pulls that need them fail closed (SIGNER_UNAVAILABLE): ${unavailable.map((s) => `${s.name}: ${s.why}`).join('; ')}`,
+            signersUnavailable: unavailable,
+          }
+        : { ok: false, detail: first ? `${first.file}:${first.line}: ${first.message}` : `${config.policy}: invalid` };
   } catch (e) {
     policy = { ok: false, detail: `${config.policy}: ${(e as NodeJS.ErrnoException).code ?? asSpokeError(e).message}` };
   }
@@ -73,18 +101,23 @@ export async function run(argv: string[]): Promise<number> {
   let store: Part;
   if (!existsSync(config.storeDir)) store = { ok: true, detail: `${config.storeDir}: not created yet (no pull so far)`, artifacts: 0, bytes: 0, inUse: 0 };
   else try {
-    const entries = await new ProfileStore({ root: config.storeDir }).list();
+    const s = new ProfileStore({ root: config.storeDir });
+    const entries = await s.list();
+    const inUseComplete = (await s.inUseState()).complete;
     const bytes = entries.reduce((n, e) => n + e.size, 0);
     const inUse = entries.filter((e) => e.inUse.length > 0).length;
-    store = { ok: true, detail: `${config.storeDir}: ${entries.length} artifact(s), ${bytes} B, ${inUse} in use`, artifacts: entries.length, bytes, inUse };
+    const note = inUseComplete ? '' : '; in-use set unreadable until the shim rebuilds it (gc removes nothing meanwhile)';
+    store = { ok: true, detail: `${config.storeDir}: ${entries.length} artifact(s), ${bytes} B, ${inUse} in use${note}`, artifacts: entries.length, bytes, inUse, inUseComplete };
   } catch (e) {
     store = { ok: false, detail: `${config.storeDir}: ${asSpokeError(e).message}` };
   }
 
   const shim = await checkShim(config.listen);
+  const bpf = bpfSupport();
+  const recorder: Part = { ok: true, detail: describeBackends(bpf), backends: bpf.ok ? ['bpf', 'audit'] : ['audit'], default: bpf.ok ? 'bpf' : 'audit' };
   const ok = policy.ok && baseline.ok && store.ok && shim.ok;
-  emit(values.json, { ok, policy, baseline, store, shim }, () =>
-    Object.entries({ policy, baseline, store, shim })
+  emit(values.json, { ok, policy, baseline, store, shim, recorder }, () =>
+    Object.entries({ policy, baseline, store, shim, recorder })
       .map(([name, p]) => `${p.ok ? 'ok  ' : 'FAIL'} ${name.padEnd(8)} ${p.detail}`)
       .join('\n'),
   );

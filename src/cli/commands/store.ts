@@ -91,7 +91,8 @@ export async function run(argv: string[]): Promise<number> {
     case 'gc': {
       const minAgeMs = values['min-age'] ? parseDuration(values['min-age']) : 0;
       const r = await store.gc({ dryRun: values['dry-run'], minAgeMs });
-      emit(values.json, r, () => [...r.removed.map((d) => `${values['dry-run'] ? 'would remove' : 'removed'} ${d}`), `kept ${r.kept.length}`].join('\n'));
+      const incomplete = r.inUseComplete ? [] : ['the in-use set was unreadable and the shim has not rebuilt it yet: nothing removed'];
+      emit(values.json, r, () => [...r.removed.map((d) => `${values['dry-run'] ? 'would remove' : 'removed'} ${d}`), ...incomplete, `kept ${r.kept.length}`].join('\n'));
       return 0;
     }
     case 'verify': {

@@ -157,11 +157,12 @@ export function encodeAppArmorCanonical(p: EffectiveAppArmorProfile): Buffer {
 }
 
 /**
- * The AppArmor profile name an effective profile is loaded under: `spoke-` and the first 16 hex
- * digits of the sha256 of its canonical bytes (`intersectAppArmor(...).bytes`).
+ * The AppArmor profile name an effective profile is loaded under: `spoke-` and the full sha256
+ * hex of its canonical bytes (`intersectAppArmor(...).bytes`). The whole hash: two effective
+ * profiles under one name would let one replace the other for containers already running.
  */
 export function appArmorProfileName(canonicalBytes: Uint8Array): string {
-  return `spoke-${sha256Hex(canonicalBytes).slice(0, 16)}`;
+  return `spoke-${sha256Hex(canonicalBytes)}`;
 }
 
 /** Every member explicit, omitted = nothing permitted (see the header). */

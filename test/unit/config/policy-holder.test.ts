@@ -74,18 +74,23 @@ describe('PolicyHolder', () => {
 
     writeFileSync(file, Buffer.from([0xff, 0xfe, 0x00]));
     assert.equal(holder.reload().ok, false);
-    rmSync(join(file, '..', 'keys', 'k.pub'));
-    writeFileSync(file, policyWith('r.io/b'));
-    assert.equal(holder.reload().ok, false, 'a missing key file is a load error');
     assert.equal(holder.current(), good);
     assert.deepEqual(reloaded, []);
+    // A missing key file does not keep the old key trusted: its signer becomes unavailable.
+    rmSync(join(file, '..', 'keys', 'k.pub'));
+    writeFileSync(file, policyWith('r.io/b'));
+    const revoked = holder.reload();
+    assert.ok(revoked.ok && revoked.changed);
+    assert.equal(holder.current().signers.k?.type, 'unavailable');
+    assert.deepEqual(reloaded, [holder.current()]);
 
     writeFileSync(join(file, '..', 'keys', 'k.pub'), pem('p256'));
     const ok = holder.reload();
     assert.ok(ok.ok && ok.changed);
+    assert.equal(holder.current().signers.k?.type, 'publicKey');
     assert.equal(decide(holder.current(), ref('r.io/b/x'), 'seccomp').allowed, true);
     assert.equal(decide(holder.current(), ref('r.io/a/x'), 'seccomp').allowed, false);
-    assert.deepEqual(reloaded, [holder.current()]);
+    assert.equal(reloaded.length, 2);
   });
 
   it('an unchanged file keeps the same policy object and does not call onReload', () => {
@@ -167,3 +172,59 @@ describe('PolicyHolder', () => {
 });
 
 const KEY = pem('p256');
+
+describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
+  it('a key file removed under an unchanged policy: the reload (a watch event) makes its signer unavailable', async () => {
+    const { dir, file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+    const { logger, lines } = recordingLogger();
+    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    try {
+      const good = holder.current();
+      const reloaded = nextReload(waiters);
+      rmSync(join(dir, 'keys', 'k.pub'));
+      const p = await reloaded;
+      assert.notEqual(p.hash, good.hash, 'verdicts cached under the old hash never match again');
+      const d = decide(p, ref('r.io/a/x'), 'seccomp');
+      assert.ok(d.allowed && d.signedBy.length === 1 && d.signedBy[0]!.type === 'unavailable');
+      assert.deepEqual(holder.unavailableSigners().map((s) => [s.name, s.file]), [['k', join(dir, 'keys', 'k.pub')]]);
+      assert.ok(lines.some((l) => l.level === 'error' && /signer unavailable/.test(l.msg) && l.fields?.signer === 'k'));
+      // the key comes back: trusted again
+      const back = nextReload(waiters);
+      writeFileSync(join(dir, 'keys', 'k.pub'), pem('p256'));
+      assert.equal((await back).signers.k?.type, 'publicKey');
+      assert.deepEqual(holder.unavailableSigners(), []);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('an invalid policy file does not shield a removed or replaced key: the last good text is checked against the keys as they are now', () => {
+    const { dir, file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const holder = new PolicyHolder({ file });
+    const good = holder.current();
+    writeFileSync(file, 'rules: [');
+    assert.equal(holder.reload().ok, false);
+    assert.equal(holder.current(), good, 'keys unchanged: the last good policy as it was');
+
+    writeFileSync(join(dir, 'keys', 'k.pub'), pem('ed25519'));
+    assert.equal(holder.reload().ok, false);
+    assert.equal(holder.current().signers.k?.type, 'unavailable', 'a replaced key is not the key the last good policy trusted');
+    assert.match((holder.current().signers.k as { why: string }).why, /changed since the policy was loaded/);
+    assert.equal(decide(holder.current(), ref('r.io/a/x'), 'seccomp').allowed, true, 'the rest of the last good policy stays');
+
+    rmSync(join(dir, 'keys', 'k.pub'));
+    assert.equal(holder.reload().ok, false);
+    assert.equal(holder.current().signers.k?.type, 'unavailable');
+    assert.match((holder.current().signers.k as { why: string }).why, /ENOENT/);
+  });
+
+  it('start-up stays strict: a missing key file refuses the policy', () => {
+    const { dir, file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    rmSync(join(dir, 'keys', 'k.pub'));
+    assert.equal(spokeErrorOf(() => new PolicyHolder({ file })).code, 'InvalidArgument');
+  });
+});

@@ -364,21 +364,27 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     const store = new ProfileStore({ root: dir });
     const unloaded: string[] = [];
     let loads = 0;
-    const tracker = new InUseTracker(store, silentLogger, {
-      unload: async (name) => {
-        unloaded.push(name);
-      },
-    });
-    const load = async () => {
-      loads++;
-    };
     const live = { sandboxes: [] as string[], containers: [] as string[] };
     const upstream = {
       unary: async (path: string) =>
         path.endsWith('ListPodSandbox')
           ? encode('ListPodSandboxResponse', { items: live.sandboxes.map((id) => ({ id })) })
-          : encode('ListContainersResponse', { containers: live.containers.map((id) => ({ id, pod_sandbox_id: 's' })) }),
+          : path.endsWith('ListContainers')
+            ? encode('ListContainersResponse', { containers: live.containers.map((id) => ({ id, pod_sandbox_id: 's' })) })
+            : Buffer.alloc(0),
     } as unknown as Upstream;
+    const tracker = new InUseTracker(store, silentLogger, {
+      upstream,
+      seccompRoot: join(dir, 'seccomp'),
+      appArmor: {
+        unload: async (name) => {
+          unloaded.push(name);
+        },
+      },
+    });
+    const load = async () => {
+      loads++;
+    };
     return { store, tracker, unloaded, loads: () => loads, load, live, upstream };
   }
 
@@ -421,7 +427,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     for (const c of ['c1', 'c2']) await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(`spoke-${c}`, D1 as Digest, t.load)], `container:${c}`);
     const pending = await t.tracker.claimAppArmor('spoke-p', D2 as Digest, t.load);
     t.live.containers = ['c1'];
-    await t.tracker.rebuild(t.upstream);
+    await t.tracker.rebuild();
     assert.deepEqual(t.unloaded, ['spoke-c2']);
     const holders = [...(await t.store.inUse()).values()].flat().sort();
     assert.deepEqual(holders, ['apparmor:spoke-c1@container:c1', pending.pending]);

@@ -22,6 +22,23 @@ describe('parseAuditRecord', () => {
     }
   });
 
+  // auditd's default log_format ENRICHED appends GS (0x1d) and its own resolutions of the ids.
+  const ENRICHED = `${AUDITD}\x1dAUID="unset" UID="root" GID="root" ARCH=x86_64 SYSCALL=sendfile`;
+
+  test('auditd ENRICHED lines parse like the raw record', () => {
+    const r = parseAuditRecord(ENRICHED);
+    assert.deepEqual(r, { pid: 6317, syscall: 40, arch: 0xc000003e, name: 'sendfile', code: 0x7ffc0000, auditTimeMs: 1795449621225, serial: 125 });
+  });
+
+  test('the enriched part is never read: its fields cannot change the call', () => {
+    for (const tail of ['\x1dARCH=i386 SYSCALL=mkdir syscall=83 pid=1', '\x1d syscall=83', '\x1d\x1dSYSCALL="a b"', '\x1d']) {
+      const r = parseAuditRecord(`${AUDITD}${tail}`);
+      assert.equal(r?.syscall, 40, tail);
+      assert.equal(r?.pid, 6317, tail);
+      assert.equal(r?.arch, 0xc000003e, tail);
+    }
+  });
+
   test('kmsg continuation lines are ignored', () => {
     assert.equal(parseAuditRecord(`${KMSG}\n SUBSYSTEM=audit\n DEVICE=+x`)?.syscall, 40);
   });

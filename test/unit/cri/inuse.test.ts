@@ -1,0 +1,118 @@
+// The in-use tracker's rebuild against a scripted runtime (the real-containerd cases are in
+// test/integration/inuse-recovery.test.ts and apparmor-unload.test.ts): pending holders of failed
+// creates, runtime configs in both spellings, and objects whose config cannot be read.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { decode, encode } from '../../helpers/cri-client.js';
+import { InUseTracker, PENDING_GRACE_MS, requestIdentity, type RuntimeCalls } from '../../../src/cri/inuse.js';
+import { ProfileStore } from '../../../src/store/store.js';
+import { silentLogger } from '../../../src/core/runtime.js';
+import type { Digest } from '../../../src/core/digest.js';
+
+const D1 = `sha256:${'1'.repeat(64)}` as Digest;
+const D2 = `sha256:${'2'.repeat(64)}` as Digest;
+const SHA = 'e'.repeat(64);
+const ROOT = '/var/lib/kubelet/seccomp';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+interface FakeContainer {
+  id: string;
+  sandbox: string;
+  name: string;
+  /** The `info` JSON of verbose ContainerStatus; undefined: the status call fails. */
+  info?: unknown;
+}
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-tracker-'));
+  dirs.push(dir);
+  const store = new ProfileStore({ root: dir });
+  const containers: FakeContainer[] = [];
+  const sandboxes: { id: string; metadata: Record<string, unknown> }[] = [];
+  const upstream: RuntimeCalls = {
+    unary: async (path, request) => {
+      if (path.endsWith('/ListPodSandbox')) return encode('ListPodSandboxResponse', { items: sandboxes });
+      if (path.endsWith('/PodSandboxStatus')) return encode('PodSandboxStatusResponse', {});
+      if (path.endsWith('/ListContainers')) return encode('ListContainersResponse', { containers: containers.map((c) => ({ id: c.id, pod_sandbox_id: c.sandbox, metadata: { name: c.name, attempt: 0 } })) });
+      const req = decode('ContainerStatusRequest', request);
+      assert.equal(req.verbose, true);
+      const c = containers.find((x) => path.endsWith('/ContainerStatus') && x.id === req.container_id && x.info !== undefined);
+      if (!c) throw Object.assign(new Error('unavailable'), { grpcCode: 14 });
+      return encode('ContainerStatusResponse', { info: { info: JSON.stringify(c.info) } });
+    },
+  };
+  let clock = 1_000_000;
+  const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot: ROOT, procRoot: join(dir, 'no-proc'), now: () => clock });
+  return { store, containers, sandboxes, tracker, tick: (ms: number) => (clock += ms) };
+}
+
+const identity = (sandbox: string, name: string) => requestIdentity('container', encode('CreateContainerRequest', { pod_sandbox_id: sandbox, config: { metadata: { name, attempt: 0 } } }));
+
+describe('in-use rebuild', () => {
+  it('a failed create keeps its pending holder through the grace period, then a rebuild drops it', async () => {
+    const t = setup();
+    const pending = await t.tracker.begin(D1, { identity: identity('s1', 'never') });
+    t.tracker.unconfirmed(pending, []);
+    const r = await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D1), [pending]);
+    assert.equal(r.recheckInMs, PENDING_GRACE_MS);
+    t.tick(PENDING_GRACE_MS);
+    await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D1), []);
+  });
+
+  it('a pending holder in flight is never dropped, whatever its age', async () => {
+    const t = setup();
+    const pending = await t.tracker.begin(D1);
+    t.tick(10 * PENDING_GRACE_MS);
+    await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D1), [pending]);
+  });
+
+  it('the container a lost create made takes over its pending holder', async () => {
+    const t = setup();
+    const pending = await t.tracker.begin(D1, { identity: identity('s1', 'web') });
+    t.tracker.unconfirmed(pending, []);
+    t.containers.push({ id: 'c1', sandbox: 's1', name: 'web', info: {} });
+    await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D1), ['container:c1']);
+  });
+
+  it('the sandbox a lost RunPodSandbox made takes over its pending holder', async () => {
+    const t = setup();
+    const config = { metadata: { name: 'pod', uid: 'u1', namespace: 'ns', attempt: 1 } };
+    const pending = await t.tracker.begin(D1, { identity: requestIdentity('sandbox', encode('RunPodSandboxRequest', { config }))! });
+    t.tracker.unconfirmed(pending, []);
+    t.sandboxes.push({ id: 'p1', metadata: config.metadata }, { id: 'p2', metadata: { ...config.metadata, attempt: 2 } });
+    await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D1), ['sandbox:p1']);
+  });
+
+  it('runtime configs naming a spoke effective file get a holder, in either spelling; other paths do not', async () => {
+    const t = setup();
+    await t.store.recordEffective(SHA, D2);
+    t.containers.push(
+      { id: 'a', sandbox: 's', name: 'a', info: { config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: `${ROOT}/spoke/${SHA}.json` } } } } } },
+      { id: 'b', sandbox: 's', name: 'b', info: { config: { linux: { security_context: { seccomp_profile_path: `localhost/${ROOT}/spoke/${SHA}.json` } } } } },
+      { id: 'c', sandbox: 's', name: 'c', info: { config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: `${ROOT}/other/${SHA}.json` } } } } } },
+      { id: 'd', sandbox: 's', name: 'd', info: { runtimeSpec: { annotations: { 'example.com/seccomp': `localhost/${ROOT}/spoke/${SHA}.json`, other: 'x' } } } },
+    );
+    const r = await t.tracker.rebuild();
+    assert.equal(r.found, 3);
+    assert.deepEqual((await t.store.inUseHolders(D2)).sort(), ['container:a', 'container:b', 'container:d']);
+  });
+
+  it('a live container whose config cannot be read leaves the set incomplete: gc removes nothing', async () => {
+    const t = setup();
+    t.containers.push({ id: 'x', sandbox: 's', name: 'x' });
+    const r = await t.tracker.rebuild();
+    assert.ok(r.recheckInMs !== undefined, 'tried again soon');
+    assert.equal((await t.store.inUseState()).complete, false);
+  });
+});

@@ -1,0 +1,94 @@
+// The cross-process lock with real processes: never two holders, a dead holder's lock is broken,
+// a live holder's lock never is, however old it looks.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { lutimesSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { SpokeError } from '../../../src/core/errors.js';
+import { withFileLock } from '../../../src/store/lock.js';
+
+const CHILD = fileURLToPath(new URL('./lock-child.js', import.meta.url));
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function locksDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'spoke-lock-'));
+  dirs.push(d);
+  return d;
+}
+
+function child(args: string[]): { proc: ChildProcess; exit: Promise<number | null>; line: Promise<string> } {
+  const proc = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const line = new Promise<string>((r) => proc.stdout!.once('data', (d: Buffer) => r(d.toString().trim())));
+  return { proc, exit, line };
+}
+
+describe('cross-process lock', () => {
+  it('concurrent processes never both hold it, and a holder killed mid-hold does not block the rest', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'x.lock');
+    const workers = Array.from({ length: 4 }, () => child(['work', lock, join(dir, 'marker'), '150']));
+    // Holders SIGKILLed while holding, between the workers' turns.
+    for (let i = 0; i < 3; i++) {
+      const h = child(['hold', lock]);
+      assert.equal(await h.line, 'held');
+      h.proc.kill('SIGKILL');
+      await h.exit;
+    }
+    const codes = await Promise.all(workers.map((w) => w.exit));
+    assert.deepEqual(codes, [0, 0, 0, 0], 'exit 3 means two processes held the lock at once');
+    // The last killed holder may have outlived the workers: its lock is broken by the next taker.
+    await withFileLock(lock, async () => undefined, 5000);
+    assert.deepEqual(readdirSync(dir).filter((n) => n !== 'owners'), [], 'no lock, claim or marker left behind');
+  });
+
+  it('a lock whose breaker died mid-break is still broken, one level down', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'z.lock');
+    // Two processes that existed once: the holder, and a breaker that died holding its claim.
+    const holder = 'a'.repeat(24);
+    const breaker = 'b'.repeat(24);
+    symlinkSync(`spoke-lock:${holder}:1`, lock);
+    symlinkSync(`spoke-lock:${breaker}:2`, `${lock}.break-${holder}`);
+    assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
+    assert.deepEqual(readdirSync(dir).filter((n) => n !== 'owners'), []);
+  });
+
+  it('a regular-file lock left by an older version is taken once it is over a minute old, not before', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'w.lock');
+    writeFileSync(lock, '12345');
+    await assert.rejects(withFileLock(lock, async () => undefined, 300), (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable');
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(lock, old, old);
+    assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
+  });
+
+  it('a live holder is never broken, however old its lock looks; once it dies the lock is taken', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'y.lock');
+    const h = child(['hold', lock]);
+    try {
+      assert.equal(await h.line, 'held');
+      const anHourAgo = new Date(Date.now() - 3_600_000);
+      lutimesSync(lock, anHourAgo, anHourAgo);
+      let ran = false;
+      await assert.rejects(
+        withFileLock(lock, async () => {
+          ran = true;
+        }, 1500),
+        (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable',
+      );
+      assert.equal(ran, false);
+    } finally {
+      h.proc.kill('SIGKILL');
+      await h.exit;
+    }
+    assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
+  });
+});
