@@ -8,7 +8,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
-import { decodeText, parseHost, YamlSource } from '../policy/index.js';
+import { decodeText, parseHost, YamlSource, type Entry } from '../policy/index.js';
 
 export interface NodeConfig {
   /** Unix socket the shim serves CRI on (the kubelet's `--container-runtime-endpoint`). */
@@ -30,6 +30,29 @@ export interface NodeConfig {
   readonly annotations: boolean;
   /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
   readonly authFile: string | undefined;
+  /** The shim's automatic garbage collection (docs/gc.md). */
+  readonly gc: GcConfig;
+}
+
+export interface GcConfig {
+  /** Time between runs. */
+  readonly intervalMs: number;
+  /** Unused profiles and effective files are removed once unused for this long. */
+  readonly minAgeMs: number;
+  /** Above this many profile bytes, unused profiles go least recently used first; undefined = no cap. */
+  readonly maxStoreBytes: number | undefined;
+}
+
+/** CRI-O's defaults for its own profile garbage collection. */
+export const DEFAULT_GC: GcConfig = Object.freeze({ intervalMs: 10 * 60_000, minAgeMs: 60 * 60_000, maxStoreBytes: undefined });
+const GC_KEYS = ['interval', 'minAge', 'maxStoreBytes'] as const;
+const DURATION_RE = /^([0-9]{1,7})(s|m|h)$/;
+const DURATION_UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `30s`, `10m`, `1h` → milliseconds; undefined for anything else. */
+export function parseGcDuration(text: string): number | undefined {
+  const m = DURATION_RE.exec(text);
+  return m ? Number(m[1]) * DURATION_UNIT_MS[m[2]!]! : undefined;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
@@ -44,6 +67,7 @@ export const NODE_CONFIG_KEYS = [
   'logLevel',
   'annotations',
   'authFile',
+  'gc',
 ] as const satisfies readonly (keyof NodeConfig)[];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
@@ -74,6 +98,7 @@ export function defaultNodeConfig(): NodeConfig {
     logLevel: 'info',
     annotations: false,
     authFile: undefined,
+    gc: DEFAULT_GC,
   };
 }
 
@@ -126,6 +151,10 @@ export function parseNodeConfig(text: string, file: string): Partial<NodeConfig>
     const k = key as keyof NodeConfig;
     const fail = (why: string): never => src.fail(e.value ?? e.keyNode, e.path, why);
     let raw: unknown;
+    if (k === 'gc') {
+      out.gc = parseGc(src, e);
+      continue;
+    }
     if (k === 'annotations') raw = src.boolean(e.value, e.path);
     else if (k === 'metrics' && isEmptyScalar(e.value)) raw = '';
     else raw = src.string(e.value, e.path);
@@ -152,9 +181,30 @@ function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) =
     case 'annotations':
       if (typeof value !== 'boolean') fail('must be true or false');
       return value;
+    case 'gc':
+      return value;
     default:
       return fail('unknown setting');
   }
+}
+
+/** `gc: {interval, minAge, maxStoreBytes}`; keys left out keep their defaults. */
+function parseGc(src: YamlSource, e: Entry): GcConfig {
+  const m = src.map(e.value, e.path, GC_KEYS, e.keyNode);
+  const duration = (key: 'interval' | 'minAge', min: number): number | undefined => {
+    const entry = m.get(key);
+    if (entry === undefined) return undefined;
+    const ms = parseGcDuration(src.string(entry.value, entry.path, { maxLength: 16 }));
+    if (ms === undefined) src.fail(entry.value, entry.path, 'must be a duration such as 30s, 10m or 1h');
+    if (ms < min) src.fail(entry.value, entry.path, `must be at least ${min / 1000}s`);
+    return ms;
+  };
+  const max = m.get('maxStoreBytes');
+  return Object.freeze({
+    intervalMs: duration('interval', 1000) ?? DEFAULT_GC.intervalMs,
+    minAgeMs: duration('minAge', 0) ?? DEFAULT_GC.minAgeMs,
+    maxStoreBytes: max === undefined ? undefined : src.integer(max.value, max.path, 1, Number.MAX_SAFE_INTEGER),
+  });
 }
 
 /** `host:port` with an explicit port: `127.0.0.1:9090`, `[::]:9090`, `localhost:9090`, `0.0.0.0:9090`. */
