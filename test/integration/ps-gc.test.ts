@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { request as httpRequest } from 'node:http';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import { spoke } from '../helpers/cli.js';
@@ -73,6 +74,18 @@ describe('spoke ps and the shim gc on real containerd', { timeout: 600_000 }, ()
       await new Promise((r) => setTimeout(r, 20));
     }
     return gcRuns()[seen + n - 1]!;
+  }
+
+  function scrape(port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+        .on('error', reject)
+        .end();
+    });
   }
 
   async function ps(configFile: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -181,7 +194,8 @@ describe('spoke ps and the shim gc on real containerd', { timeout: 600_000 }, ()
     // Without the rebuild first, an empty in-use set would let gc remove the running container's profile.
     await stopShim(shim);
     rmSync(join(node.storeDir, 'state', 'in-use.json'));
-    const gcConfig = nodeConfig('gc', 'gc:\n  interval: 1s\n  minAge: 0s').file;
+    const metricsPort = await freePort();
+    const gcConfig = nodeConfig('gc', `metrics: 127.0.0.1:${metricsPort}\ngc:\n  interval: 1s\n  minAge: 0s`).file;
     shim = await startShim(['--config', gcConfig]);
     const run = await gcRunsAfter(0);
     assert.equal(run.complete, true);
@@ -192,6 +206,12 @@ describe('spoke ps and the shim gc on real containerd', { timeout: 600_000 }, ()
     assert.notEqual(keptFile, goneFile);
     assert.ok(existsSync(keptFile) && !existsSync(goneFile) && existsSync(stray));
     assert.match(await cri.sh(kept, 'echo alive'), /alive/);
+    const metrics = await scrape(metricsPort);
+    assert.match(metrics, /^spoke_gc_removals_total\{what="profile"\} 1$/m);
+    assert.match(metrics, /^spoke_gc_removals_total\{what="effective"\} 1$/m);
+    assert.match(metrics, /^spoke_gc_runs_total\{result="ok"\} [1-9]/m);
+    const left = await store.list();
+    assert.match(metrics, new RegExp(`^spoke_store_bytes ${left.reduce((n, e) => n + e.size, 0)}$`, 'm'));
 
     await restart(gcConfig);
     await gcRunsAfter(0, 2);
