@@ -56,6 +56,8 @@ export interface PsRow {
   summary: string;
 }
 
+type Summary = Omit<Found, 'row'> & Pick<PsRow, 'constrained' | 'summary'>;
+
 interface Found {
   row: PsRow;
   /** For --explain: every case the merge made stricter, attributed when the inputs are known. */
@@ -108,7 +110,7 @@ async function scan(client: RuntimeCriClient, store: ProfileStore, spokeDir: str
   const list = (containers.containers as Msg[] | undefined) ?? [];
   const out: Found[][] = new Array<Found[]>(list.length);
   let next = 0;
-  const cache = new Map<string, Promise<Omit<Found, 'row'> & Pick<PsRow, 'constrained' | 'summary'>>>();
+  const cache = new Map<string, Promise<Summary>>();
   const worker = async (): Promise<void> => {
     for (let i = next++; i < list.length; i = next++) {
       const c = list[i]!;
@@ -146,7 +148,8 @@ async function scan(client: RuntimeCriClient, store: ProfileStore, spokeDir: str
         if (!summary) cache.set(key, (summary = summarise(store, digest, path, base, baseline)));
         const s = await summary;
         rows.push({
-          ...s,
+          ...(s.constraints ? { constraints: s.constraints } : {}),
+          ...(s.note ? { note: s.note } : {}),
           row: { ...who, kind: 'seccomp', ...refs, digest: digest ?? null, effective: { sha256: sha, path }, base, constrained: s.constrained, summary: s.summary },
         });
       }
@@ -185,7 +188,7 @@ async function summarise(
   path: string,
   base: EffectiveBase | null,
   baseline: SeccompProfile | undefined,
-): Promise<Omit<Found, 'row'> & Pick<PsRow, 'constrained' | 'summary'>> {
+): Promise<Summary> {
   const none = (why: string) => ({ constrained: null, summary: why, note: why });
   if (digest === undefined || !isDigest(digest)) return none('artifact unknown');
   let artifact: SeccompProfile;
