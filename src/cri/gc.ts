@@ -71,6 +71,8 @@ export interface GcSchedulerOptions {
   gate: CreateGate;
   /** Tells the shim an effective file is gone, so the next create writes it again. */
   forgetEffective: (sha: string) => void;
+  /** Tells the shim artifacts are gone, so creates record their effective-file origins again. */
+  forgetOrigins: () => void;
   /** `<seccompRoot>/spoke`. */
   effectiveDir: string;
   intervalMs: number;
@@ -125,6 +127,7 @@ export class GcScheduler {
       return undefined;
     }
     for (const sha of r.effectiveRemoved) this.o.forgetEffective(sha);
+    if (r.removed.length > 0) this.o.forgetOrigins();
     metrics.gcRun(r.complete ? 'ok' : 'incomplete');
     metrics.gcRemoved('profile', r.removed.length);
     metrics.gcRemoved('effective', r.effectiveRemoved.length);

@@ -63,6 +63,7 @@ const MAX_MAPPED = 4096;
 const STATUS_CONCURRENCY = 8;
 const MAX_ATTR_BYTES = 512;
 const UNKNOWN_RETRY_MS = 5000;
+const MAX_ANNOTATIONS = 256;
 
 export function appArmorHolder(name: string, holder: string): string {
   return `${APPARMOR_HOLDER_PREFIX}${name}@${holder}`;
@@ -258,6 +259,14 @@ export class InUseTracker {
     if (pending !== undefined) this.inflight.delete(pending);
     for (const c of claims) this.inflight.delete(parseAppArmorHolder(c.pending)?.holder ?? '');
     if (pending !== undefined || claims.length > 0) this.scheduleRebuild(PENDING_GRACE_MS);
+  }
+
+  /**
+   * Gc removed artifacts (and with them their effective-file origins): the next create records
+   * its origin again rather than trusting this process's memory of it.
+   */
+  forgetRecordedOrigins(): void {
+    this.mapped.clear();
   }
 
   /** After a successful RemoveContainer / RemovePodSandbox. */
@@ -460,7 +469,7 @@ export class InUseTracker {
     const container = holder.startsWith('container:');
     const id = holder.slice(holder.indexOf(':') + 1);
     const res = await this.upstream.unary(container ? CONTAINER_STATUS : SANDBOX_STATUS, encodeVerboseStatusRequest(id));
-    return namedProfiles(decodeVerboseInfo(res));
+    return namedProfiles(decodeVerboseInfo(res), this.spokeDir);
   }
 
   private spokeSha(path: string): string | undefined {
@@ -561,16 +570,25 @@ export class InUseTracker {
 
 /**
  * The profiles a runtime's verbose status `info` JSON names in the object's config (and, for
- * AppArmor, its runtime spec). Throws on JSON that does not parse.
+ * AppArmor, its runtime spec; for seccomp, a runtime spec annotation naming a file in `spokeDir`).
+ * Throws on JSON that does not parse.
  */
-export function namedProfiles(info: string | undefined): ObjectProfiles {
+export function namedProfiles(info: string | undefined, spokeDir: string): ObjectProfiles {
   const out: ObjectProfiles = { seccomp: [], appArmor: [] };
   if (info === undefined) return out;
   const parsed = JSON.parse(info) as { config?: unknown; runtimeSpec?: unknown };
   const sc = pick(pick(parsed.config, 'linux'), 'security_context');
   const seccomp = [str(pick(pick(sc, 'seccomp'), 'localhost_ref')), localhostOf(str(pick(sc, 'seccomp_profile_path')))];
   const appArmor = [str(pick(pick(sc, 'apparmor'), 'localhost_ref')), localhostOf(str(pick(sc, 'apparmor_profile'))), str(pick(pick(parsed.runtimeSpec, 'process'), 'apparmorProfile'))];
-  for (const s of seccomp) if (s) out.seccomp.push(s);
+  // Runtimes that keep no CRI config in the info may still name the file in a spec annotation.
+  const annotations = pick(parsed.runtimeSpec, 'annotations');
+  if (typeof annotations === 'object' && annotations !== null) {
+    for (const v of Object.values(annotations).slice(0, MAX_ANNOTATIONS)) {
+      const path = typeof v === 'string' ? (localhostOf(v) ?? v) : undefined;
+      if (path !== undefined && spokeEffectiveSha(spokeDir, path) !== undefined) seccomp.push(path);
+    }
+  }
+  for (const s of seccomp) if (s && !out.seccomp.includes(s)) out.seccomp.push(s);
   for (const a of appArmor) if (a && !out.appArmor.includes(a)) out.appArmor.push(a);
   return out;
 }

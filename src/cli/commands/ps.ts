@@ -126,7 +126,7 @@ async function scan(client: RuntimeCriClient, store: ProfileStore, spokeDir: str
         }
         throw e;
       }
-      const named = namedProfiles((status.info as Record<string, string> | undefined)?.info);
+      const named = namedProfiles((status.info as Record<string, string> | undefined)?.info, spokeDir);
       const labels = (c.labels as Record<string, string> | undefined) ?? {};
       const pod = pods.get(String(c.pod_sandbox_id));
       const who = {

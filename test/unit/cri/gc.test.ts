@@ -49,6 +49,7 @@ async function setup() {
     rebuild: () => tracker.rebuild(),
     gate: new CreateGate(),
     forgetEffective: () => undefined,
+    forgetOrigins: () => tracker.forgetRecordedOrigins(),
     effectiveDir: join(seccompRoot, 'spoke'),
     intervalMs: 60_000,
     minAgeMs: 0,
