@@ -117,10 +117,16 @@ export class GcScheduler {
       return undefined;
     }
     let r: CollectResult;
+    let gateMs = 0;
     try {
-      r = await this.o.gate.exclusive(() =>
-        this.o.store.collect({ minAgeMs: this.o.minAgeMs, maxStoreBytes: this.o.maxStoreBytes, effectiveDir: this.o.effectiveDir, effectiveInUse: new Set(rebuilt.effective) }),
-      );
+      r = await this.o.gate.exclusive(async () => {
+        const t0 = performance.now();
+        try {
+          return await this.o.store.collect({ minAgeMs: this.o.minAgeMs, maxStoreBytes: this.o.maxStoreBytes, effectiveDir: this.o.effectiveDir, effectiveInUse: new Set(rebuilt.effective) });
+        } finally {
+          gateMs = performance.now() - t0;
+        }
+      });
     } catch (e) {
       metrics.gcRun('failed');
       logger.log('warn', 'gc failed', { error: asSpokeError(e).message });
@@ -136,7 +142,8 @@ export class GcScheduler {
     if (this.o.maxStoreBytes !== undefined && r.bytes > this.o.maxStoreBytes) {
       logger.log('warn', 'store above gc.maxStoreBytes: what remains is in use or pinned', { bytes: r.bytes, maxStoreBytes: this.o.maxStoreBytes });
     }
-    logger.log('info', 'gc run', { complete: r.complete, removed: r.removed, effectiveRemoved: r.effectiveRemoved, artifacts: r.artifacts, bytes: r.bytes });
+    // gateMs: how long creates resolving a profile may have waited for this run.
+    logger.log('info', 'gc run', { complete: r.complete, removed: r.removed, effectiveRemoved: r.effectiveRemoved, artifacts: r.artifacts, bytes: r.bytes, gateMs: Math.round(gateMs * 10) / 10 });
     return r;
   }
 

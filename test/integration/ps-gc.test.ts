@@ -198,6 +198,7 @@ describe('spoke ps and the shim gc on real containerd', { timeout: 600_000 }, ()
     const gcConfig = nodeConfig('gc', `metrics: 127.0.0.1:${metricsPort}\ngc:\n  interval: 1s\n  minAge: 0s`).file;
     shim = await startShim(['--config', gcConfig]);
     const run = await gcRunsAfter(0);
+    process.stdout.write(`# gc run holding the create gate: ${String(run.gateMs)} ms (removing 1 profile, 1 effective file)\n`);
     assert.equal(run.complete, true);
     assert.deepEqual(run.removed, [digestOf(refs['deny-chown']!)]);
     assert.deepEqual(run.effectiveRemoved, [goneFile.slice(-69, -5)]);
