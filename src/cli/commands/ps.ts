@@ -126,7 +126,14 @@ async function scan(client: RuntimeCriClient, store: ProfileStore, spokeDir: str
         }
         throw e;
       }
-      const named = namedProfiles((status.info as Record<string, string> | undefined)?.info, spokeDir);
+      let named;
+      try {
+        named = namedProfiles((status.info as Record<string, string> | undefined)?.info, spokeDir);
+      } catch {
+        process.stderr.write(`warning: container ${id}: the runtime's verbose status is not JSON; not listed\n`);
+        out[i] = [];
+        continue;
+      }
       const labels = (c.labels as Record<string, string> | undefined) ?? {};
       const pod = pods.get(String(c.pod_sandbox_id));
       const who = {
