@@ -19,7 +19,7 @@ import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { nodeConfigOnly } from '../wiring.js';
 
-const HELP = `usage: spoke ps [--config F] [--json] [--explain CONTAINER]
+const HELP = `usage: spoke ps [--config F] [--store DIR] [--json] [--explain CONTAINER]
 
 Lists every container on this node that runs under a profile spoke applied: container id, pod
 namespace and name, container name, kind (seccomp or apparmor), the reference as the pod wrote
@@ -35,7 +35,7 @@ options:
   --config F   node config (default /etc/spoke/config.yaml): upstream, storeDir, seccompRoot,
                baseline
   --store DIR  store directory (overrides the config)
-  --json       rows as a JSON array ({container, constraints: [...]} with --explain)`;
+  --json       rows as a JSON array (with --explain: the row, note and constraints[])`;
 
 const STATUS_CONCURRENCY = 8;
 
