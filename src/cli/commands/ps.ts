@@ -6,6 +6,7 @@
 // baseline and the recorded base (src/profiles/seccomp/diff.ts).
 
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDigest, type Digest } from '../../core/digest.js';
@@ -70,6 +71,8 @@ export async function run(argv: string[]): Promise<number> {
   if (help) return 0;
   if (values.explain !== undefined && !/^[0-9a-f]{4,64}$/.test(values.explain)) throw new UsageError(`--explain takes a container id or a unique id prefix (at least 4 hex characters)\n${HELP}`);
   const config = await nodeConfigOnly(values);
+  // A read-only command: the store is not created here (opening it would make its directories).
+  if (!existsSync(config.storeDir)) throw new SpokeError('FailedPrecondition', `no profile store at ${config.storeDir}: nothing was pulled with this node config`, { path: config.storeDir });
   const baseline = await loadBaseline(config.baseline);
   const client = new RuntimeCriClient(config.upstream);
   let found: Found[];
