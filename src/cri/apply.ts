@@ -30,6 +30,7 @@ import type { ProfileKind } from '../core/constants.js';
 import { formatReference, parseReference, type Reference } from '../core/reference.js';
 import { decide } from '../policy/decide.js';
 import { writeFileAtomic } from '../store/fsutil.js';
+import type { EffectiveBase } from '../store/store.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
 
@@ -41,6 +42,8 @@ export interface Applied {
   reference: string;
   effectiveSha: string;
   constrained: number;
+  /** The pod's base profile in the merge (recorded for `spoke ps --explain`). */
+  base?: EffectiveBase | undefined;
 }
 
 export interface AppArmorPrepared {
@@ -170,7 +173,14 @@ export class ProfileApplier<P> {
       });
     }
     logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, effective: path });
-    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained };
+    const baseUsed: EffectiveBase | undefined =
+      profile.base?.type === BASE_LOCALHOST && base ? { type: 'Localhost', path: profile.base.localhostRef, sha256: base.sha } : profile.base ? { type: 'RuntimeDefault' } : undefined;
+    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, base: baseUsed };
+  }
+
+  /** Gc removed effective file `<sha>.json`: the next create that needs it writes it again. */
+  forgetEffective(sha: string): void {
+    this.written.delete(sha);
   }
 
   /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */
