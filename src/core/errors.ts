@@ -36,6 +36,7 @@ export const ERROR_REASONS = [
   'TRANSPORT', // the connection failed or closed mid-response
   'DEADLINE', // the total time allowed ran out
   'RECORDING_UNPROVEN', // a recording annotation without the controller's proof
+  'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
