@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { OCI_ARCHITECTURES, ociArchitecture } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
 import { decodeText, parseHost, YamlSource } from '../policy/index.js';
@@ -19,8 +20,16 @@ export interface NodeConfig {
   readonly storeDir: string;
   /** The kubelet's seccomp root; effective profiles are written under `<root>/spoke/`. */
   readonly seccompRoot: string;
-  /** Node baseline seccomp profile intersected into every OCI profile (DESIGN §5). */
+  /**
+   * Node baseline seccomp profile intersected into every OCI profile (DESIGN §5): the one this node
+   * uses, after `baselines` was consulted (docs/multi-arch.md).
+   */
   readonly baseline: string;
+  /**
+   * Per-architecture baselines by OCI architecture name (`amd64`, `arm64`, ...): the entry for this
+   * node's architecture wins over `baseline` in the file; the `--baseline` flag wins over both.
+   */
+  readonly baselines: Readonly<Record<string, string>> | undefined;
   /** The node admin policy file (DESIGN §6). */
   readonly policy: string;
   /** Prometheus listen address `host:port`; '' = metrics off. */
@@ -48,6 +57,7 @@ export const NODE_CONFIG_KEYS = [
   'storeDir',
   'seccompRoot',
   'baseline',
+  'baselines',
   'policy',
   'metrics',
   'logLevel',
@@ -63,6 +73,9 @@ export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
 const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
 const DURATION_RE = /^([0-9]{1,7})(ms|s|m)$/;
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000 };
+
+/** Keys of `baselines`: OCI architecture names (as in `spoke push --platform linux/ARCH`). */
+const BASELINE_ARCHITECTURES: readonly string[] = Object.values(OCI_ARCHITECTURES);
 
 const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
 
@@ -86,6 +99,7 @@ export function defaultNodeConfig(): NodeConfig {
     storeDir: '/var/lib/spoke',
     seccompRoot: '/var/lib/kubelet/seccomp',
     baseline: defaultBaselinePath(),
+    baselines: undefined,
     policy: '/etc/spoke/policy.yaml',
     metrics: '',
     logLevel: 'info',
@@ -99,6 +113,8 @@ export function defaultNodeConfig(): NodeConfig {
 
 export interface LoadNodeConfigIo {
   readFile?: (path: string) => Buffer;
+  /** This node's OCI architecture, which picks the `baselines` entry; default from process.arch. */
+  arch?: string;
   /** Where relative override paths are resolved; default process.cwd(). */
   cwd?: string;
 }
@@ -133,6 +149,17 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
       throw new SpokeError('InvalidArgument', `${key} (override): ${why}`, { path: key });
     }, cwd);
   }
+  const baselines = merged.baselines as NodeConfig['baselines'];
+  if (baselines !== undefined && overrides.baseline === undefined) {
+    const arch = io.arch ?? ociArchitecture(process.arch);
+    const chosen = baselines[arch];
+    if (chosen !== undefined) merged.baseline = chosen;
+    // A per-architecture map without this node means a node the admin did not plan for: say so
+    // rather than guess, unless `baseline` was written as the fallback.
+    else if (fromFile.baseline === undefined) {
+      throw new SpokeError('InvalidArgument', `${path}: baselines has no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { file: path, path: 'baselines', expected: arch });
+    }
+  }
   return Object.freeze(merged as unknown as NodeConfig);
 }
 
@@ -146,6 +173,16 @@ export function parseNodeConfig(text: string, file: string): Partial<NodeConfig>
     const k = key as keyof NodeConfig;
     const fail = (why: string): never => src.fail(e.value ?? e.keyNode, e.path, why);
     let raw: unknown;
+    if (k === 'baselines') {
+      const archMap = src.map(e.value, e.path, BASELINE_ARCHITECTURES, e.keyNode);
+      const files: Record<string, string> = {};
+      for (const [arch, a] of archMap.entries) {
+        files[arch] = checkValue('baseline', src.string(a.value, a.path), (why) => src.fail(a.value ?? a.keyNode, a.path, why), dirname(resolve(file))) as string;
+      }
+      if (Object.keys(files).length === 0) fail('must name at least one architecture');
+      out[k] = Object.freeze(files);
+      continue;
+    }
     if (k === 'annotations') raw = src.boolean(e.value, e.path);
     else if (k === 'metrics' && isEmptyScalar(e.value)) raw = '';
     else raw = src.string(e.value, e.path);
@@ -174,6 +211,15 @@ function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) =
       return value;
     case 'pullTimeout':
       return checkPullTimeout(value, fail);
+    case 'baselines': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must map architectures to files');
+      const files: Record<string, string> = {};
+      for (const [arch, f] of Object.entries(value)) {
+        if (!BASELINE_ARCHITECTURES.includes(arch)) fail(`unknown architecture ${JSON.stringify(arch.slice(0, 40))} (allowed: ${BASELINE_ARCHITECTURES.join(', ')})`);
+        files[arch] = checkValue('baseline', f, fail, baseDir) as string;
+      }
+      return Object.freeze(files);
+    }
     default:
       return fail('unknown setting');
   }
