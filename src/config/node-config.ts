@@ -79,26 +79,33 @@ const BASELINE_ARCHITECTURES: readonly string[] = Object.values(OCI_ARCHITECTURE
 
 const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
 
-/** The shipped baseline, `policy/seccomp-baseline.json` in the package (found from this module's location). */
-export function defaultBaselinePath(): string {
+/**
+ * The shipped baseline for an architecture, in the package's `policy/` (found from this module's
+ * location): `seccomp-baseline-arm64.json` on arm64 (AArch64 and 32-bit ARM), else
+ * `seccomp-baseline.json` (the x86 family). Two files because a seccomp filter lists the
+ * architectures it admits and runtime-spec has no per-architecture map (policy/seccomp-baseline.md).
+ */
+export function defaultBaselinePath(arch: string = ociArchitecture(process.arch)): string {
+  const name = arch === 'arm64' ? 'seccomp-baseline-arm64.json' : 'seccomp-baseline.json';
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, 'policy', 'seccomp-baseline.json');
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'policy', name);
     const up = dirname(dir);
     if (up === dir) break;
     dir = up;
   }
   // dist/src/config → package root
-  return fileURLToPath(new URL('../../../policy/seccomp-baseline.json', import.meta.url));
+  return fileURLToPath(new URL(`../../../policy/${name}`, import.meta.url));
 }
 
-export function defaultNodeConfig(): NodeConfig {
+/** Defaults; `arch` (this node's OCI architecture) picks the shipped baseline. */
+export function defaultNodeConfig(arch?: string): NodeConfig {
   return {
     listen: '/run/spoke/spoke.sock',
     upstream: '/run/containerd/containerd.sock',
     storeDir: '/var/lib/spoke',
     seccompRoot: '/var/lib/kubelet/seccomp',
-    baseline: defaultBaselinePath(),
+    baseline: defaultBaselinePath(arch),
     baselines: undefined,
     policy: '/etc/spoke/policy.yaml',
     metrics: '',
@@ -138,7 +145,8 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
     }
   }
   const fromFile = text === undefined ? {} : parseNodeConfig(text, path);
-  const merged: Record<string, unknown> = { ...defaultNodeConfig(), ...fromFile };
+  const arch = io.arch ?? ociArchitecture(process.arch);
+  const merged: Record<string, unknown> = { ...defaultNodeConfig(arch), ...fromFile };
   const cwd = io.cwd ?? process.cwd();
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
@@ -151,7 +159,6 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
   }
   const baselines = merged.baselines as NodeConfig['baselines'];
   if (baselines !== undefined && overrides.baseline === undefined) {
-    const arch = io.arch ?? ociArchitecture(process.arch);
     const chosen = baselines[arch];
     if (chosen !== undefined) merged.baseline = chosen;
     // A per-architecture map without this node means a node the admin did not plan for: say so

@@ -15,6 +15,12 @@ function load(text: string, arch: string, overrides = {}) {
 const BOTH = ['baselines:', '  amd64: baselines/amd64.json', '  arm64: /etc/spoke/arm64.json', ''].join('\n');
 
 describe('node config baselines', () => {
+  it('the shipped default is chosen by architecture: the x86 family, or arm64 and 32-bit ARM', () => {
+    assert.match(defaultBaselinePath('amd64'), /\/policy\/seccomp-baseline\.json$/);
+    assert.match(defaultBaselinePath('arm64'), /\/policy\/seccomp-baseline-arm64\.json$/);
+    assert.equal(defaultBaselinePath(), defaultBaselinePath('amd64')); // this node is amd64
+  });
+
   it("takes the entry for the node's architecture, paths relative to the file", () => {
     assert.equal(load(BOTH, 'amd64').baseline, '/etc/spoke/baselines/amd64.json');
     assert.equal(load(BOTH, 'arm64').baseline, '/etc/spoke/arm64.json');
@@ -27,7 +33,8 @@ describe('node config baselines', () => {
     assert.equal(load(text, 'riscv64').baseline, '/etc/spoke/generic.json');
     assert.equal(load(text, 'arm64', { baseline: 'flag.json' }).baseline, '/work/flag.json');
     assert.equal(load('baseline: generic.json\n', 'arm64').baseline, '/etc/spoke/generic.json');
-    assert.equal(load('', 'arm64').baseline, defaultBaselinePath());
+    assert.equal(load('', 'arm64').baseline, defaultBaselinePath('arm64'));
+    assert.equal(load('', 'amd64').baseline, defaultBaselinePath('amd64'));
   });
 
   it("refuses a map without the node's architecture and no fallback, naming the architecture", () => {
