@@ -13,7 +13,8 @@ import type { Digest } from '../../src/core/digest.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { signArtifact } from '../../src/publish/sign.js';
-import { fetchPutManifest, makeKey, OCI_INDEX, OCI_MANIFEST, pushTestArtifact, SECCOMP_CONFIG, type PushedArtifact } from '../helpers/signing.js';
+import { makeKey, OCI_INDEX, pushTestArtifact, type PushedArtifact } from '../helpers/signing.js';
+import { putIndex as putIndexOver, type IndexEntry } from '../helpers/multiarch.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
 import { spoke } from '../helpers/cli.js';
@@ -21,25 +22,7 @@ import { spoke } from '../helpers/cli.js';
 const AMD64_PROFILE = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] };
 const ARM64_PROFILE = { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_AARCH64', 'SCMP_ARCH_ARM'], syscalls: [{ names: ['mkdirat'], action: 'SCMP_ACT_ERRNO' }] };
 
-interface Entry {
-  artifact: PushedArtifact;
-  platform: Record<string, string>;
-}
-
-/** An OCI image index over `entries`, PUT with a plain fetch call; returns its digest reference. */
-async function putIndex(reg: TestRegistry, repository: string, entries: Entry[], extra: Record<string, unknown> = {}): Promise<{ reference: string; digest: Digest; bytes: Buffer }> {
-  const bytes = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_INDEX,
-      artifactType: SECCOMP_CONFIG,
-      manifests: entries.map((e) => ({ mediaType: OCI_MANIFEST, artifactType: SECCOMP_CONFIG, digest: e.artifact.digest, size: e.artifact.manifest.length, platform: e.platform })),
-      ...extra,
-    }),
-  );
-  const digest = (await fetchPutManifest(reg.url, repository, 'latest', bytes, OCI_INDEX)) as Digest;
-  return { reference: `${reg.host}/${repository}@${digest}`, digest, bytes };
-}
+const putIndex = (reg: TestRegistry, repository: string, entries: IndexEntry[], extra: Record<string, unknown> = {}) => putIndexOver(reg.url, reg.host, repository, entries, extra);
 
 async function rejects(p: Promise<unknown>, code: string, reason?: string): Promise<SpokeError> {
   let caught: unknown;
