@@ -46,6 +46,30 @@ async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: stri
   return digest;
 }
 
+/** The seccomp architecture of a platform's native processes (libseccomp names), where known. */
+const NATIVE_SECCOMP_ARCH: Readonly<Record<string, string>> = {
+  amd64: 'SCMP_ARCH_X86_64',
+  arm64: 'SCMP_ARCH_AARCH64',
+  arm: 'SCMP_ARCH_ARM',
+  '386': 'SCMP_ARCH_X86',
+  ppc64le: 'SCMP_ARCH_PPC64LE',
+  s390x: 'SCMP_ARCH_S390X',
+  riscv64: 'SCMP_ARCH_RISCV64',
+  loong64: 'SCMP_ARCH_LOONGARCH64',
+  mipsle: 'SCMP_ARCH_MIPSEL',
+};
+
+/**
+ * A seccomp profile published for a platform that lists architectures must list the platform's
+ * own: otherwise the file was most likely given for the wrong platform (an amd64 profile as
+ * linux/arm64), and the node's merge would drop every architecture it lists.
+ */
+function checkArchitectures(platform: Platform, listed: readonly string[] | undefined): void {
+  const native = NATIVE_SECCOMP_ARCH[platform.architecture];
+  if (native === undefined || listed === undefined || listed.length === 0 || listed.includes(native)) return;
+  throw new SpokeError('InvalidArgument', `the profile lists architectures ${listed.join(', ')} but not ${native}, this platform's own: is it the file for another platform?`, { expected: native });
+}
+
 export interface PushIndexResult {
   reference: string;
   digest: Digest;
@@ -76,7 +100,7 @@ export async function pushProfileIndex(
     if (seen.has(platformKey(e.platform))) throw new SpokeError('InvalidArgument', `platform ${platformKey(e.platform)} is given twice`);
     seen.add(platformKey(e.platform));
     try {
-      if (kind === 'seccomp') decodeSeccompWithHint(e.bytes);
+      if (kind === 'seccomp') checkArchitectures(e.platform, decodeSeccompWithHint(e.bytes).architectures);
       validateArtifactBytes(kind, e.bytes);
     } catch (err) {
       const se = asSpokeError(err, 'SecurityProfileInvalid');

@@ -219,7 +219,7 @@ describe('multi-architecture profiles', () => {
     }
   });
 
-  it('spoke push refuses a platform given twice or malformed, and pushes nothing', async () => {
+  it('spoke push refuses a platform given twice, malformed, or with a profile for another architecture, and pushes nothing', async () => {
     const a = join(node.dir, 'a2.json');
     writeFileSync(a, JSON.stringify(AMD64_PROFILE));
     const twice = await spoke(['push', '--kind', 'seccomp', '--platform', `linux/amd64=${a}`, '--platform', `linux/amd64/v1=${a}`, `${reg.host}/multi/twice:v1`, '--plain-http']);
@@ -227,6 +227,10 @@ describe('multi-architecture profiles', () => {
     assert.match(twice.stderr, /linux\/amd64/);
     const bad = await spoke(['push', '--kind', 'seccomp', '--platform', `amd64=${a}`, `${reg.host}/multi/twice:v1`, '--plain-http']);
     assert.equal(bad.code, 2);
+    // An amd64 profile given as the arm64 one: refused, naming the architecture it lacks.
+    const swapped = await spoke(['push', '--kind', 'seccomp', '--platform', `linux/arm64=${a}`, `${reg.host}/multi/twice:v1`, '--plain-http']);
+    assert.notEqual(swapped.code, 0);
+    assert.match(swapped.stderr, /linux\/arm64: .*not SCMP_ARCH_AARCH64/);
     const res = await fetch(`${reg.url}/v2/multi/twice/tags/list`);
     assert.equal(res.status, 404);
     await res.arrayBuffer();
