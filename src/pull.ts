@@ -15,7 +15,7 @@ import { silentLogger, type Logger } from './core/runtime.js';
 import { decide } from './policy/decide.js';
 import type { Decision, Policy, SignerSpec as PolicySigner } from './policy/types.js';
 import { validateArtifactBytes } from './profiles/index.js';
-import type { Credential, FetchedManifest, RegistryClient } from './registry/types.js';
+import type { Credential, RegistryClient } from './registry/types.js';
 import type { ProfileStore, ProvenanceRecord } from './store/store.js';
 import type { SignatureVerdict, SignerSpec } from './verify/types.js';
 
@@ -336,14 +336,15 @@ export class PullPipeline {
     let manifest = top;
     let chosen: PlatformDescriptor | undefined;
     if (isImageIndex(top.bytes)) {
-      chosen = await this.selectFromIndex(ref.digest, canonical, req.kind, top);
+      chosen = await this.selectFromIndex(ref.digest, canonical, req.kind, top.bytes);
       manifest = await registry.getManifest(repo, chosen.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
       // The bytes hash to the digest the index pins, so a length other than the declared size is
       // the index's fault.
-      if (manifest.bytes.length !== chosen.size) {
-        await this.permanent(ref.digest, () => {
-          throw new SpokeError('SecurityProfileInvalid', `${ref.digest}: manifest ${chosen!.digest} is ${manifest.bytes.length} bytes, the index says ${chosen!.size}`, { digest: ref.digest, expected: chosen!.size, actual: manifest.bytes.length }, { reason: 'SIZE_LIMIT' });
-        });
+      const size = manifest.bytes.length;
+      if (size !== chosen.size) {
+        const err = new SpokeError('SecurityProfileInvalid', `${ref.digest}: manifest ${chosen.digest} is ${size} bytes, the index says ${chosen.size}`, { digest: ref.digest, expected: chosen.size, actual: size }, { reason: 'SIZE_LIMIT' });
+        await this.deps.store.recordInvalid(ref.digest, err.message);
+        throw err;
       }
     }
     const contentDigest = chosen?.digest ?? ref.digest;
@@ -393,8 +394,8 @@ export class PullPipeline {
    * may use the index), nor is a kind other than the one asked for. A platform manifest already
    * judged invalid is refused without fetching it.
    */
-  private async selectFromIndex(digest: Digest, canonical: string, kind: ProfileKind, index: FetchedManifest): Promise<PlatformDescriptor> {
-    const parsed = await this.permanent(digest, () => checkProfileIndex(index.bytes, digest, MAX_MANIFEST_BYTES));
+  private async selectFromIndex(digest: Digest, canonical: string, kind: ProfileKind, indexBytes: Buffer): Promise<PlatformDescriptor> {
+    const parsed = await this.permanent(digest, () => checkProfileIndex(indexBytes, digest, MAX_MANIFEST_BYTES));
     await this.checkDeclaredType(digest, canonical, kind, parsed.artifactType, 'index artifactType');
     const chosen = selectPlatform(parsed.manifests, this.platform, digest);
     await this.checkDeclaredType(digest, canonical, kind, chosen.artifactType, `artifactType of ${formatPlatform(chosen.platform)}`);

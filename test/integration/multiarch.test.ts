@@ -136,6 +136,32 @@ describe('multi-architecture profiles', () => {
     assert.deepEqual(reg.requests(), []);
   });
 
+  it("refuses an index whose descriptor lies about the manifest's size, as a verdict on the index", async () => {
+    const liar = { digest: amd64.digest, manifest: Buffer.alloc(amd64.manifest.length + 1) };
+    const index = await putIndex(reg, 'multi/profile', [{ artifact: liar, platform: { os: 'linux', architecture: 'amd64' } }]);
+    await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'SIZE_LIMIT');
+    assert.ok(await node.store.getInvalid(index.digest));
+    assert.equal(await node.store.getInvalid(amd64.digest as Digest), undefined);
+  });
+
+  it("remembers an invalid platform profile under the platform manifest's digest, and refuses it again without fetching it", async () => {
+    const broken = await pushTestArtifact(reg.url, reg.host, 'multi/profile', { defaultAction: 'SCMP_ACT_NOPE' });
+    const index = await putIndex(reg, 'multi/profile', [
+      { artifact: broken, platform: { os: 'linux', architecture: 'amd64' } },
+      { artifact: arm64, platform: { os: 'linux', architecture: 'arm64' } },
+    ]);
+    await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+    assert.ok(await node.store.getInvalid(broken.digest as Digest));
+    assert.equal(await node.store.getInvalid(index.digest), undefined);
+    reg.resetRequests();
+    await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+    await reg.settle();
+    assert.deepEqual(
+      reg.requests().map((r) => r.path),
+      [`/v2/multi/profile/manifests/${index.digest}`],
+    );
+  });
+
   it('refuses an index whose artifactType is another kind, as a kind mismatch', async () => {
     const index = await putIndex(reg, 'multi/profile', [{ artifact: amd64, platform: { os: 'linux', architecture: 'amd64' } }], { artifactType: 'application/vnd.cncf.apparmor-profile.config.v1+json' });
     await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'KIND_MISMATCH');
