@@ -91,11 +91,15 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
   return { config, layer, artifactType, kind };
 }
 
-/** The kind an artifact manifest declares, for commands that learn it from the artifact itself. */
+/**
+ * The kind an artifact manifest declares, for commands that learn it from the artifact itself; for
+ * a multi-architecture index, its artifactType (docs/multi-arch.md).
+ */
 export function declaredKind(bytes: Uint8Array): ProfileKind | undefined {
   try {
-    const man = JSON.parse(Buffer.from(bytes).toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown } };
-    const t = man.config?.mediaType === MEDIA_TYPE_OCI_EMPTY ? man.artifactType : man.config?.mediaType;
+    const man = JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown; artifactType?: unknown; config?: { mediaType?: unknown } };
+    const byArtifactType = man.mediaType === MEDIA_TYPE_OCI_INDEX || man.config?.mediaType === MEDIA_TYPE_OCI_EMPTY;
+    const t = byArtifactType ? man.artifactType : man.config?.mediaType;
     return typeof t === 'string' ? kindOfConfigMediaType(t) : undefined;
   } catch {
     return undefined;

@@ -240,6 +240,10 @@ describe('multi-architecture profiles', () => {
     try {
       const s = await signedNode.pipeline.pull({ reference, kind: 'seccomp' });
       assert.equal(s.signer?.signer, 'ci');
+      // spoke verify checks the index reference as a pull would.
+      const verified = await spoke(['verify', reference, '--policy', signedNode.policyFile, '--json']);
+      assert.equal(verified.code, 0, verified.stderr);
+      assert.deepEqual(JSON.parse(verified.stdout).signer, 'ci');
     } finally {
       await signedNode.dispose();
     }
