@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from '../core/duration.js';
+import { OCI_ARCHITECTURES, ociArchitecture } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
 import { decodeText, parseHost, YamlSource, type Entry } from '../policy/index.js';
@@ -20,8 +21,16 @@ export interface NodeConfig {
   readonly storeDir: string;
   /** The kubelet's seccomp root; effective profiles are written under `<root>/spoke/`. */
   readonly seccompRoot: string;
-  /** Node baseline seccomp profile intersected into every OCI profile (DESIGN §5). */
+  /**
+   * Node baseline seccomp profile intersected into every OCI profile (DESIGN §5): the one this node
+   * uses, after `baselines` was consulted (docs/multi-arch.md).
+   */
   readonly baseline: string;
+  /**
+   * Per-architecture baselines by OCI architecture name (`amd64`, `arm64`, ...): the entry for this
+   * node's architecture wins over `baseline` in the file; the `--baseline` flag wins over both.
+   */
+  readonly baselines: Readonly<Record<string, string>> | undefined;
   /** The node admin policy file (DESIGN §6). */
   readonly policy: string;
   /** Prometheus listen address `host:port`; '' = metrics off. */
@@ -64,6 +73,7 @@ export const NODE_CONFIG_KEYS = [
   'storeDir',
   'seccompRoot',
   'baseline',
+  'baselines',
   'policy',
   'metrics',
   'logLevel',
@@ -79,28 +89,39 @@ export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'
 export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
 const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
 
+/** Keys of `baselines`: OCI architecture names (as in `spoke push --platform linux/ARCH`). */
+const BASELINE_ARCHITECTURES: readonly string[] = Object.values(OCI_ARCHITECTURES);
+
 const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
 
-/** The shipped baseline, `policy/seccomp-baseline.json` in the package (found from this module's location). */
-export function defaultBaselinePath(): string {
+/**
+ * The shipped baseline for an architecture, in the package's `policy/` (found from this module's
+ * location): `seccomp-baseline-arm64.json` on arm64 (AArch64 and 32-bit ARM), else
+ * `seccomp-baseline.json` (the x86 family). Two files because a seccomp filter lists the
+ * architectures it admits and runtime-spec has no per-architecture map (policy/seccomp-baseline.md).
+ */
+export function defaultBaselinePath(arch: string = ociArchitecture(process.arch)): string {
+  const name = arch === 'arm64' ? 'seccomp-baseline-arm64.json' : 'seccomp-baseline.json';
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, 'policy', 'seccomp-baseline.json');
+    if (existsSync(join(dir, 'package.json'))) return join(dir, 'policy', name);
     const up = dirname(dir);
     if (up === dir) break;
     dir = up;
   }
   // dist/src/config → package root
-  return fileURLToPath(new URL('../../../policy/seccomp-baseline.json', import.meta.url));
+  return fileURLToPath(new URL(`../../../policy/${name}`, import.meta.url));
 }
 
-export function defaultNodeConfig(): NodeConfig {
+/** Defaults; `arch` (this node's OCI architecture) picks the shipped baseline. */
+export function defaultNodeConfig(arch?: string): NodeConfig {
   return {
     listen: '/run/spoke/spoke.sock',
     upstream: '/run/containerd/containerd.sock',
     storeDir: '/var/lib/spoke',
     seccompRoot: '/var/lib/kubelet/seccomp',
-    baseline: defaultBaselinePath(),
+    baseline: defaultBaselinePath(arch),
+    baselines: undefined,
     policy: '/etc/spoke/policy.yaml',
     metrics: '',
     logLevel: 'info',
@@ -115,6 +136,8 @@ export function defaultNodeConfig(): NodeConfig {
 
 export interface LoadNodeConfigIo {
   readFile?: (path: string) => Buffer;
+  /** This node's OCI architecture, which picks the `baselines` entry; default from process.arch. */
+  arch?: string;
   /** Where relative override paths are resolved; default process.cwd(). */
   cwd?: string;
 }
@@ -138,7 +161,8 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
     }
   }
   const fromFile = text === undefined ? {} : parseNodeConfig(text, path);
-  const merged: Record<string, unknown> = { ...defaultNodeConfig(), ...fromFile };
+  const arch = io.arch ?? ociArchitecture(process.arch);
+  const merged: Record<string, unknown> = { ...defaultNodeConfig(arch), ...fromFile };
   const cwd = io.cwd ?? process.cwd();
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
@@ -148,6 +172,16 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
     merged[key] = checkValue(key as keyof NodeConfig, value, (why) => {
       throw new SpokeError('InvalidArgument', `${key} (override): ${why}`, { path: key });
     }, cwd);
+  }
+  const baselines = merged.baselines as NodeConfig['baselines'];
+  if (baselines !== undefined && overrides.baseline === undefined) {
+    const chosen = baselines[arch];
+    if (chosen !== undefined) merged.baseline = chosen;
+    // A per-architecture map without this node means a node the admin did not plan for: say so
+    // rather than guess, unless `baseline` was written as the fallback.
+    else if (fromFile.baseline === undefined) {
+      throw new SpokeError('InvalidArgument', `${path}: baselines has no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { file: path, path: 'baselines', expected: arch });
+    }
   }
   return Object.freeze(merged as unknown as NodeConfig);
 }
@@ -164,6 +198,16 @@ export function parseNodeConfig(text: string, file: string): Partial<NodeConfig>
     let raw: unknown;
     if (k === 'gc') {
       out.gc = parseGc(src, e);
+      continue;
+    }
+    if (k === 'baselines') {
+      const archMap = src.map(e.value, e.path, BASELINE_ARCHITECTURES, e.keyNode);
+      const files: Record<string, string> = {};
+      for (const [arch, a] of archMap.entries) {
+        files[arch] = checkValue('baseline', src.string(a.value, a.path), (why) => src.fail(a.value ?? a.keyNode, a.path, why), dirname(resolve(file))) as string;
+      }
+      if (Object.keys(files).length === 0) fail('must name at least one architecture');
+      out[k] = Object.freeze(files);
       continue;
     }
     if (k === 'annotations') raw = src.boolean(e.value, e.path);
@@ -196,6 +240,15 @@ function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) =
       return checkPullTimeout(value, fail);
     case 'gc':
       return value;
+    case 'baselines': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must map architectures to files');
+      const files: Record<string, string> = {};
+      for (const [arch, f] of Object.entries(value)) {
+        if (!BASELINE_ARCHITECTURES.includes(arch)) fail(`unknown architecture ${JSON.stringify(arch.slice(0, 40))} (allowed: ${BASELINE_ARCHITECTURES.join(', ')})`);
+        files[arch] = checkValue('baseline', f, fail, baseDir) as string;
+      }
+      return Object.freeze(files);
+    }
     default:
       return fail('unknown setting');
   }

@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestHex, isDigest, type Digest } from '../core/digest.js';
+import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import type { ProfileKind } from '../core/constants.js';
 import { systemClock, type Clock } from '../core/runtime.js';
@@ -56,6 +56,21 @@ export interface ProvenanceRecord {
    * before this was kept; a pod then fetches it again as itself.
    */
   nodeCredentials?: true;
+  /**
+   * Set when `digest` names a multi-architecture index (docs/multi-arch.md): then `manifest` holds
+   * the index's bytes (signatures are on the index digest) and this the manifest taken for the
+   * node's platform, whose single layer is `layerDigest`.
+   */
+  platform?: PlatformManifest;
+}
+
+/** The platform's artifact manifest chosen from an index: its digest, exact bytes (base64) and platform. */
+export interface PlatformManifest {
+  digest: Digest;
+  manifest: string;
+  os: string;
+  architecture: string;
+  variant?: string;
 }
 
 export interface InvalidVerdict {
@@ -86,6 +101,8 @@ export interface IngestInput {
   /** Fetched with the node's credentials (no per-request AuthConfig). */
   nodeCredentials?: boolean;
   verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'>;
+  /** `digest` is an index: the manifest taken from it for this node's platform. */
+  platform?: { digest: Digest; manifestBytes: Uint8Array; os: string; architecture: string; variant?: string };
 }
 
 const MAX_REFERENCES_PER_RECORD = 32;
@@ -243,6 +260,7 @@ export class ProfileStore {
               pulledAt: now,
               servedBy: input.servedBy,
               verdicts: {},
+              ...(input.platform ? { platform: platformManifest(input.platform) } : {}),
             };
         addReference(record, input.reference);
         if (input.nodeCredentials === true) record.nodeCredentials = true;
@@ -752,6 +770,7 @@ export class ProfileStore {
     for (const r of await this.list()) {
       try {
         await this.readManifest(r.digest);
+        if (r.platform && sha256Digest(Buffer.from(r.platform.manifest, 'base64')) !== r.platform.digest) throw new Error(`stored manifest of platform ${r.platform.digest} is corrupt`);
         await this.readBlob(r.layerDigest, { verify: true });
         ok.push(r.digest);
       } catch (e) {
@@ -837,6 +856,11 @@ function parseHolderFile(bytes: Buffer): RuntimeHolders | undefined {
   return { holders: out, complete: complete !== false };
 }
 
+function platformManifest(p: NonNullable<IngestInput['platform']>): PlatformManifest {
+  const { digest, manifestBytes, os, architecture, variant } = p;
+  return { digest, manifest: Buffer.from(manifestBytes).toString('base64'), os, architecture, ...(variant !== undefined ? { variant } : {}) };
+}
+
 function assertDigest(d: string): Digest {
   if (!isDigest(d)) throw new SpokeError('InvalidArgument', `not a sha256 digest: ${JSON.stringify(String(d).slice(0, 80))}`);
   return d;
@@ -874,6 +898,6 @@ function parseRecord(bytes: Buffer, d: Digest): ProvenanceRecord | undefined {
   } catch {
     return undefined;
   }
-  const ok = typeof r === 'object' && r !== null && r.schemaVersion === 1 && r.digest === d && isDigest(r.layerDigest) && typeof r.manifest === 'string' && Array.isArray(r.references) && typeof r.verdicts === 'object';
+  const ok = typeof r === 'object' && r !== null && r.schemaVersion === 1 && r.digest === d && isDigest(r.layerDigest) && typeof r.manifest === 'string' && Array.isArray(r.references) && typeof r.verdicts === 'object' && (r.platform === undefined || (isDigest(r.platform.digest) && typeof r.platform.manifest === 'string'));
   return ok ? r : undefined;
 }

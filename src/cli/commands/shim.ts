@@ -49,8 +49,9 @@ options:
   --seccomp-root DIR   the kubelet's seccomp root; effective profiles are written to
                        DIR/spoke/<sha256>.json (config: seccompRoot; default /var/lib/kubelet/seccomp)
   --baseline FILE      node baseline seccomp profile intersected into every OCI profile; checked
-                       at start, a bad file stops the shim (config: baseline; default: the shipped
-                       policy/seccomp-baseline.json)
+                       at start, a bad file stops the shim (config: baselines by architecture,
+                       then baseline; default: the shipped policy/seccomp-baseline.json, or
+                       policy/seccomp-baseline-arm64.json on arm64; docs/multi-arch.md)
   --policy FILE        node admin policy, deny by default (config: policy; default
                        /etc/spoke/policy.yaml); reloaded on change and on SIGHUP, an invalid
                        file keeps the last good policy

@@ -1,3 +1,4 @@
+import { formatPlatform } from '../../core/artifact.js';
 import { isDigest, type Digest } from '../../core/digest.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
@@ -7,7 +8,9 @@ import { nodeConfigOnly, nodeFlags } from '../wiring.js';
 
 const HELP = `usage: spoke store <ls|rm|gc|verify|unpin|forget> [options]
 
-  ls                 list stored artifacts: digest, kind, size, references, rule, signer, in use by
+  ls                 list stored artifacts: digest, kind, size, references, rule, signer, in use by;
+                     for a multi-architecture index, also the manifest taken for this node's
+                     platform (JSON: platform {digest, os, architecture, variant})
   rm DIGEST          remove an artifact (refused while a container, sandbox or pin uses it)
   gc [--dry-run] [--min-age DURATION]
                      remove every artifact nothing uses (and pulled longer ago than DURATION,
@@ -55,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
                 const signer = Object.values(e.verdicts).at(-1);
                 return [
                   `${e.digest}  ${e.kind}  ${e.size} B  pulled ${e.pulledAt}`,
+                  ...(e.platform ? [`  index; ${formatPlatform(e.platform)} manifest: ${e.platform.digest}`] : []),
                   `  references: ${e.references.join(', ')}`,
                   `  rule: ${e.rule}${signer ? `  signer: ${signer.signer} (${signer.format}${signer.identity ? `, ${signer.identity}` : ''})` : ''}`,
                   `  in use by: ${e.inUse.length ? e.inUse.join(', ') : '-'}`,

@@ -30,6 +30,7 @@ describe('loadNodeConfig', () => {
       storeDir: '/var/lib/spoke',
       seccompRoot: '/var/lib/kubelet/seccomp',
       baseline: defaultBaselinePath(),
+      baselines: undefined,
       policy: '/etc/spoke/policy.yaml',
       metrics: '',
       logLevel: 'info',
