@@ -11,7 +11,9 @@
 //     where only the artifact would deny it.
 //   - A stricter than LOG, T at least as strict as A: T is stricter than LOG, so the result is
 //     T, as when enforcing.
-// The result is never looser than baseline ∩ base. Architectures and flags are the artifact's,
+// That is the reading per call; where the merged regions have no form runc loads exactly, the
+// merge writes the most restrictive verdict involved, as in enforce mode (KEP §4). Either way the
+// result is never looser than baseline ∩ base. Architectures and flags are the artifact's,
 // unchanged: a call on an architecture the artifact leaves out is killed by the filter's
 // bad-arch action, which has no logging form.
 
