@@ -45,13 +45,3 @@ export function parseKind(k: string | undefined): ProfileKind {
   if (!(PROFILE_KINDS as readonly string[]).includes(k)) throw new UsageError(`--kind must be seccomp or apparmor, got ${JSON.stringify(k)}`);
   return k as ProfileKind;
 }
-
-const DURATION_RE = /^([0-9]{1,9})(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** A duration flag (`30s`, `10m`, `1h`, `2d`) in milliseconds; a usage error naming `flag` otherwise. */
-export function parseDuration(flag: string, s: string): number {
-  const m = DURATION_RE.exec(s);
-  if (!m) throw new UsageError(`${flag} must look like 30s, 10m, 1h or 2d, got ${JSON.stringify(s)}`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
-}

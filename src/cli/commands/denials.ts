@@ -15,7 +15,9 @@ import { RuntimeCriClient, type Msg } from '../../recorder/cri.js';
 import { PidResolver, type Attribution } from '../../recorder/pids.js';
 import { chooseAuditSource } from '../../recorder/source.js';
 import { ProfileStore } from '../../store/store.js';
-import { emit, parseCommand, parseDuration } from '../args.js';
+import { parseDuration } from '../../core/duration.js';
+import { emit, parseCommand } from '../args.js';
+import { UsageError } from '../errors.js';
 import { nodeConfigOnly } from '../wiring.js';
 
 const HELP = `usage: spoke denials [--config F] [--since DURATION] [--json]
@@ -232,7 +234,9 @@ function human(r: DenialReport): string {
 export async function run(argv: string[]): Promise<number> {
   const { values, help } = parseCommand(argv, { config: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean' } }, HELP, [0, 0]);
   if (help) return 0;
-  const sinceMs = Date.now() - parseDuration('--since', values.since ?? '1h');
+  const window = parseDuration(values.since ?? '1h');
+  if (window === undefined) throw new UsageError(`--since must look like 30s, 10m, 1h or 2d, got ${JSON.stringify(values.since)}`);
+  const sinceMs = Date.now() - window;
   const config = await nodeConfigOnly(values);
   const warnings: string[] = [];
   try {
