@@ -21,6 +21,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   denials: { summary: 'the calls audit-mode profiles logged instead of denying, per container and syscall (kernel audit records)', load: () => import('./commands/denials.js') },
   binding: { summary: 'binding apply -f BINDINGS POD | binding validate -f BINDINGS: the binding webhook offline', load: () => import('./commands/binding.js') },
   controller: { summary: 'run the ProfileBinding admission webhooks (list/watch cache, status)', load: () => import('./commands/controller.js') },
+  ps: { summary: 'which container runs which profile spoke applied (reference, digest, effective file, what the merge constrained); --explain CONTAINER', load: () => import('./commands/ps.js') },
   status: { summary: "check this node: policy, baseline, store, and the shim's CRI socket and feature flag", load: () => import('./commands/status.js') },
   shim: { summary: 'the KEP-6061 CRI shim between the kubelet and the runtime (node daemon)', load: () => import('./commands/shim.js') },
   'runtime-default': { summary: "print the runtime's default seccomp profile (what a RuntimeDefault base means), read live from the runtime", load: () => import('./commands/runtime-default.js') },

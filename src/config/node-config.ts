@@ -6,9 +6,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseDuration } from '../core/duration.js';
 import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
-import { decodeText, parseHost, YamlSource } from '../policy/index.js';
+import { decodeText, parseHost, YamlSource, type Entry } from '../policy/index.js';
 
 export interface NodeConfig {
   /** Unix socket the shim serves CRI on (the kubelet's `--container-runtime-endpoint`). */
@@ -39,7 +40,22 @@ export interface NodeConfig {
   readonly recordingKey: string | undefined;
   /** Total time of one profile fetch, in ms (the file says `2m`, `90s`, `500ms`); default 2 min as CRI-O. */
   readonly pullTimeout: number;
+  /** The shim's automatic garbage collection (docs/gc.md). */
+  readonly gc: GcConfig;
 }
+
+export interface GcConfig {
+  /** Time between runs. */
+  readonly intervalMs: number;
+  /** Unused profiles and effective files are removed once unused for this long. */
+  readonly minAgeMs: number;
+  /** Above this many profile bytes, unused profiles go least recently used first; undefined = no cap. */
+  readonly maxStoreBytes: number | undefined;
+}
+
+/** CRI-O's defaults for its own profile garbage collection. */
+export const DEFAULT_GC: GcConfig = Object.freeze({ intervalMs: 10 * 60_000, minAgeMs: 60 * 60_000, maxStoreBytes: undefined });
+const GC_KEYS = ['interval', 'minAge', 'maxStoreBytes'] as const;
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
 export const NODE_CONFIG_KEYS = [
@@ -56,13 +72,12 @@ export const NODE_CONFIG_KEYS = [
   'runtimeDefault',
   'recordingKey',
   'pullTimeout',
+  'gc',
 ] as const satisfies readonly (keyof NodeConfig)[];
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 /** CRI-O's default image pull timeout. */
 export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
 const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
-const DURATION_RE = /^([0-9]{1,7})(ms|s|m)$/;
-const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000 };
 
 const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
 
@@ -94,6 +109,7 @@ export function defaultNodeConfig(): NodeConfig {
     runtimeDefault: undefined,
     recordingKey: undefined,
     pullTimeout: DEFAULT_PULL_TIMEOUT_MS,
+    gc: DEFAULT_GC,
   };
 }
 
@@ -146,6 +162,10 @@ export function parseNodeConfig(text: string, file: string): Partial<NodeConfig>
     const k = key as keyof NodeConfig;
     const fail = (why: string): never => src.fail(e.value ?? e.keyNode, e.path, why);
     let raw: unknown;
+    if (k === 'gc') {
+      out.gc = parseGc(src, e);
+      continue;
+    }
     if (k === 'annotations') raw = src.boolean(e.value, e.path);
     else if (k === 'metrics' && isEmptyScalar(e.value)) raw = '';
     else raw = src.string(e.value, e.path);
@@ -174,6 +194,8 @@ function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) =
       return value;
     case 'pullTimeout':
       return checkPullTimeout(value, fail);
+    case 'gc':
+      return value;
     default:
       return fail('unknown setting');
   }
@@ -184,12 +206,30 @@ function checkPullTimeout(value: unknown, fail: (why: string) => never): number 
   let ms: number | undefined;
   if (typeof value === 'number') ms = value;
   else if (typeof value === 'string') {
-    const m = DURATION_RE.exec(value);
-    if (m) ms = Number(m[1]) * DURATION_UNIT_MS[m[2]!]!;
+    ms = parseDuration(value);
   }
   const [min, max] = PULL_TIMEOUT_RANGE_MS;
   if (ms === undefined || !Number.isSafeInteger(ms) || ms < min || ms > max) fail('must be a duration between 1s and 60m, such as 2m or 90s');
   return ms;
+}
+
+/** `gc: {interval, minAge, maxStoreBytes}`; keys left out keep their defaults. */
+function parseGc(src: YamlSource, e: Entry): GcConfig {
+  const m = src.map(e.value, e.path, GC_KEYS, e.keyNode);
+  const duration = (key: 'interval' | 'minAge', min: number): number | undefined => {
+    const entry = m.get(key);
+    if (entry === undefined) return undefined;
+    const ms = parseDuration(src.string(entry.value, entry.path, { maxLength: 16 }));
+    if (ms === undefined) src.fail(entry.value, entry.path, 'must be a duration such as 30s, 10m or 1h');
+    if (ms < min) src.fail(entry.value, entry.path, `must be at least ${min / 1000}s`);
+    return ms;
+  };
+  const max = m.get('maxStoreBytes');
+  return Object.freeze({
+    intervalMs: duration('interval', 1000) ?? DEFAULT_GC.intervalMs,
+    minAgeMs: duration('minAge', 0) ?? DEFAULT_GC.minAgeMs,
+    maxStoreBytes: max === undefined ? undefined : src.integer(max.value, max.path, 1, Number.MAX_SAFE_INTEGER),
+  });
 }
 
 /** `host:port` with an explicit port: `127.0.0.1:9090`, `[::]:9090`, `localhost:9090`, `0.0.0.0:9090`. */

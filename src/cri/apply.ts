@@ -31,6 +31,7 @@ import { formatReference, parseReference, type Reference } from '../core/referen
 import { decide } from '../policy/decide.js';
 import type { RuleMode } from '../policy/types.js';
 import { writeFileAtomic } from '../store/fsutil.js';
+import type { EffectiveBase } from '../store/store.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
 
@@ -42,6 +43,8 @@ export interface Applied {
   reference: string;
   effectiveSha: string;
   constrained: number;
+  /** The pod's base profile in the merge (recorded for `spoke ps --explain`). */
+  base?: EffectiveBase | undefined;
   /** The policy rule's mode (apply() always sets it): `audit` = the artifact's own denials are logged, not enforced. */
   mode?: RuleMode;
 }
@@ -174,7 +177,14 @@ export class ProfileApplier<P> {
       });
     }
     logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, mode, effective: path });
-    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, mode };
+    const baseUsed: EffectiveBase | undefined =
+      profile.base?.type === BASE_LOCALHOST && base ? { type: 'Localhost', path: profile.base.localhostRef, sha256: base.sha } : profile.base ? { type: 'RuntimeDefault' } : undefined;
+    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, base: baseUsed, mode };
+  }
+
+  /** Gc removed effective file `<sha>.json`: the next create that needs it writes it again. */
+  forgetEffective(sha: string): void {
+    this.written.delete(sha);
   }
 
   /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */

@@ -1,3 +1,4 @@
+// test-group: kernel-log (reads or changes the kernel log and its printk rate limit: runs alone, test/run.sh)
 // `spoke record` under each recording backend this machine supports, against real containerd +
 // runc: workloads whose calls are made by forked children and grandchildren, by workers that
 // live a few milliseconds, and two recordings side by side. The eBPF backend must record them

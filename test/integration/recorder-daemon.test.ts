@@ -1,3 +1,4 @@
+// test-group: kernel-log (reads or changes the kernel log and its printk rate limit: runs alone, test/run.sh)
 // `spoke recorder`, the node daemon, as a real process under each recording backend this machine
 // supports: a pod annotated with a ProfileRecording runs under the logging profile on real
 // containerd + runc, a child and a grandchild make its calls, and the daemon reports one

@@ -1,3 +1,4 @@
+// test-group: kernel-log (reads or changes the kernel log and its printk rate limit: runs alone, test/run.sh)
 // Proof under a real kernel: effective profiles from intersect() loaded by Debian runc
 // (KEP-6061 §4: the result permits a call only if every input does).
 import assert from 'node:assert/strict';

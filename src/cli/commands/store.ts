@@ -1,6 +1,7 @@
 import { isDigest, type Digest } from '../../core/digest.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
+import { parseDuration } from '../../core/duration.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 import { nodeConfigOnly, nodeFlags } from '../wiring.js';
 
@@ -21,13 +22,10 @@ options:
   --config F         node config (default /etc/spoke/config.yaml)
   --json             machine-readable output`;
 
-const DURATION_RE = /^([0-9]{1,9})(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-function parseDuration(s: string): number {
-  const m = DURATION_RE.exec(s);
-  if (!m) throw new UsageError(`--min-age must look like 30m, 1h or 2d, got ${JSON.stringify(s)}`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+function minAgeArg(s: string): number {
+  const ms = parseDuration(s);
+  if (ms === undefined) throw new UsageError(`--min-age must look like 30m, 1h or 2d, got ${JSON.stringify(s)}`);
+  return ms;
 }
 
 function digestArg(s: string | undefined): Digest {
@@ -89,7 +87,7 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case 'gc': {
-      const minAgeMs = values['min-age'] ? parseDuration(values['min-age']) : 0;
+      const minAgeMs = values['min-age'] ? minAgeArg(values['min-age']) : 0;
       const r = await store.gc({ dryRun: values['dry-run'], minAgeMs });
       const incomplete = r.inUseComplete ? [] : ['the in-use set was unreadable and the shim has not rebuilt it yet: nothing removed'];
       emit(values.json, r, () => [...r.removed.map((d) => `${values['dry-run'] ? 'would remove' : 'removed'} ${d}`), ...incomplete, `kept ${r.kept.length}`].join('\n'));
