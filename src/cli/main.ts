@@ -18,6 +18,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   diff: { summary: 'diff OLD NEW: what a profile update loosens or tightens, by behaviour; exit 1 when it loosens anything', load: () => import('./commands/diff.js') },
   record: { summary: 'run a command in a container under a logging profile and write (or push) the seccomp profile it needs; prints the digest reference with --push', load: () => import('./commands/record.js') },
   recorder: { summary: "node half of ProfileRecording: record annotated pods' containers and report results", load: () => import('./commands/recorder.js') },
+  denials: { summary: 'the calls audit-mode profiles logged instead of denying, per container and syscall (kernel audit records)', load: () => import('./commands/denials.js') },
   binding: { summary: 'binding apply -f BINDINGS POD | binding validate -f BINDINGS: the binding webhook offline', load: () => import('./commands/binding.js') },
   controller: { summary: 'run the ProfileBinding admission webhooks (list/watch cache, status)', load: () => import('./commands/controller.js') },
   ps: { summary: 'which container runs which profile spoke applied (reference, digest, effective file, what the merge constrained); --explain CONTAINER', load: () => import('./commands/ps.js') },

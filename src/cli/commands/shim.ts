@@ -15,7 +15,7 @@ import { GcScheduler } from '../../cri/gc.js';
 import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { decodeSeccomp, formatConstraint, intersect, validate, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import { auditIntersect, decodeSeccomp, formatConstraint, intersect, validate, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault, RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
 import { ProfileStore } from '../../store/store.js';
@@ -179,6 +179,7 @@ export async function run(argv: string[]): Promise<number> {
     decode: decodeSeccomp,
     validateBase: validateStrict,
     intersect: (b, base, a) => intersect(b, base, a),
+    audit: (b, base, a) => auditIntersect(b, base, a),
     formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
   };
   // The runtime's default profile: what a RuntimeDefault base means (src/cri/runtime-default.ts).
