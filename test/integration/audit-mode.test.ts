@@ -1,3 +1,4 @@
+// test-group: kernel-log (reads or changes the kernel log and its printk rate limit: runs alone, test/run.sh)
 // Audit mode end to end (docs/audit-mode.md): a CRI client (playing the kubelet) → the real
 // `spoke shim` → real containerd → runc, an artifact admitted by a `mode: audit` rule. The
 // artifact's denial (mkdir) is logged by the kernel (type=1326, SCMP_ACT_LOG) and not enforced;
