@@ -5,8 +5,8 @@
 // A shared fetch (a "flight") runs under its own abort controller and total deadline, never under
 // one caller's signal or credentials; it is aborted only when every caller waiting on it has gone.
 
-import { checkArtifactManifest, declaredKind, refuseArchive, type ArtifactManifest } from './core/artifact.js';
-import { MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from './core/constants.js';
+import { checkArtifactManifest, checkProfileIndex, declaredKind, formatPlatform, isImageIndex, refuseArchive, selectPlatform, type ArtifactManifest, type Platform, type PlatformDescriptor } from './core/artifact.js';
+import { kindOfConfigMediaType, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, ociArchitecture, type ProfileKind } from './core/constants.js';
 import { sha256Digest, type Digest } from './core/digest.js';
 import { SpokeError, asSpokeError, type ErrorCode } from './core/errors.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
@@ -42,6 +42,11 @@ export interface PullResult {
   rule: string;
   signer?: SignatureVerdict;
   servedBy?: string;
+  /**
+   * When the reference names a multi-architecture index (docs/multi-arch.md): the manifest taken
+   * for this node's platform. `digest` stays the index digest, the reference as written.
+   */
+  platform?: { digest: Digest; platform: string };
 }
 
 /** What the pipeline needs to verify signatures; implemented by src/verify (injected). */
@@ -83,6 +88,13 @@ export interface PullPipelineDeps {
   verifier?: SignatureVerifier;
   logger?: Logger;
   observer?: PullObserver;
+  /** The platform whose manifest is taken from a multi-architecture index; default this process's (nodePlatform()). */
+  platform?: Platform;
+}
+
+/** This node's OCI platform: `linux/amd64`, `linux/arm64`, ... (from the running Node.js). */
+export function nodePlatform(): Platform {
+  return { os: process.platform, architecture: ociArchitecture(process.arch) };
 }
 
 interface Flight {
@@ -114,9 +126,11 @@ export class PullPipeline {
    */
   private readonly access = new Map<Digest, Set<string>>();
   private readonly logger: Logger;
+  private readonly platform: Platform;
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
+    this.platform = deps.platform ?? nodePlatform();
     // setTimeout would read a missing or bad value as "at once": every fetch would fail.
     if (!Number.isSafeInteger(deps.pullTimeoutMs) || deps.pullTimeoutMs < 1) {
       throw new SpokeError('InvalidArgument', `pull timeout must be a positive number of milliseconds, got ${String(deps.pullTimeoutMs)}`);
@@ -299,6 +313,7 @@ export class PullPipeline {
       rule: decision.rule.id,
       ...(signer ? { signer } : {}),
       ...(servedBy ? { servedBy } : {}),
+      ...(record.platform ? { platform: { digest: record.platform.digest, platform: formatPlatform(record.platform) } } : {}),
     };
   }
 
@@ -307,35 +322,55 @@ export class PullPipeline {
     const fetchOpts = { credential: req.credential, signal: req.signal, useMirrors: true };
     const limit = policy.limits.maxArtifactBytes;
 
-    // 5. Manifest by digest (mirrors first), bytes hashed against the digest by the client.
-    const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
+    // 5. Manifest by digest (mirrors first), bytes hashed against the digest by the client. It may
+    //    be a multi-architecture index (docs/multi-arch.md).
+    const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
     // 7 (started early). Signature discovery needs only the digest, so it runs alongside steps 5–6;
-    // its verdict is awaited below, before anything is validated or stored.
+    // its verdict is awaited below, before anything is validated or stored. Always on the
+    // reference as written: for an index, the index digest, whose bytes pin every platform's.
     const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, manifestP.then((m) => m.bytes));
     verifying?.catch(() => {}); // observed at step 7; a failure of steps 5–6 wins
-    const manifest = await manifestP;
+    const top = await manifestP;
+    // 5a. An index: the artifact manifest for this node's platform, judged from here on like a
+    //     manifest named directly. Its content verdicts are kept under its own digest.
+    let manifest = top;
+    let chosen: PlatformDescriptor | undefined;
+    if (isImageIndex(top.bytes)) {
+      chosen = await this.selectFromIndex(ref.digest, canonical, req.kind, top.bytes);
+      manifest = await registry.getManifest(repo, chosen.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
+      // The bytes hash to the digest the index pins, so a length other than the declared size is
+      // the index's fault.
+      const size = manifest.bytes.length;
+      if (size !== chosen.size) {
+        const err = new SpokeError('SecurityProfileInvalid', `${ref.digest}: manifest ${chosen.digest} is ${size} bytes, the index says ${chosen.size}`, { digest: ref.digest, expected: chosen.size, actual: size }, { reason: 'SIZE_LIMIT' });
+        await this.deps.store.recordInvalid(ref.digest, err.message);
+        throw err;
+      }
+    }
+    const contentDigest = chosen?.digest ?? ref.digest;
     // Only what the content alone decides is remembered as a verdict on the digest: the kind asked
     // for and the size limit belong to this request and this policy, so they are judged apart.
     const declared = declaredKind(manifest.bytes);
     if (declared !== undefined && declared !== req.kind) throw kindMismatch(canonical, req.kind, declared);
-    const artifact = await this.permanent(ref, () => checkArtifactManifest(manifest.bytes, ref.digest, declared ?? req.kind, Number.MAX_SAFE_INTEGER));
+    const artifact = await this.permanent(contentDigest, () => checkArtifactManifest(manifest.bytes, contentDigest, declared ?? req.kind, Number.MAX_SAFE_INTEGER));
     checkDescriptorSizes(canonical, artifact, limit);
 
     // 6. Blob: streamed with a hard cap at its declared size, hashed while streaming (the client
     //    refuses a size or digest that differs); archives refused.
     const blob = await registry.getBlob(repo, artifact.layer.digest, { ...fetchOpts, maxBytes: limit, expectedSize: artifact.layer.size });
-    await this.permanent(ref, () => refuseArchive(blob.bytes, artifact.layer.digest));
+    await this.permanent(contentDigest, () => refuseArchive(blob.bytes, artifact.layer.digest));
 
     // 7. Signature, as the rule requires.
     const signer = await verifying;
 
     // 8. Validate the profile itself (kind rules); a failure is remembered for this digest.
-    await this.permanent(ref, () => validateArtifactBytes(req.kind, blob.bytes));
+    await this.permanent(contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
 
     // 9. Store: temp → fsync → rename; provenance with the rule and signer.
     await this.deps.store.ingest({
       digest: ref.digest,
-      manifestBytes: manifest.bytes,
+      manifestBytes: top.bytes,
+      ...(chosen ? { platform: { ...chosen.platform, digest: chosen.digest, manifestBytes: manifest.bytes } } : {}),
       layerDigest: artifact.layer.digest,
       layerBytes: blob.bytes,
       kind: req.kind,
@@ -346,7 +381,7 @@ export class PullPipeline {
       ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}),
     });
     this.rememberAccess(ref.digest, credentialIdentity(req.credential));
-    this.logger.log('info', 'profile pulled', { reference: canonical, digest: ref.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
+    this.logger.log('info', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
     const record = await this.deps.store.getRecord(ref.digest);
     if (!record) throw new SpokeError('Internal', `${ref.digest} vanished from the store right after ingest`);
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.
@@ -354,16 +389,46 @@ export class PullPipeline {
   }
 
   /**
+   * The descriptor of this node's platform in a multi-architecture index (docs/multi-arch.md).
+   * The index's own faults are verdicts on its digest; a missing platform is not (other nodes
+   * may use the index), nor is a kind other than the one asked for. A platform manifest already
+   * judged invalid is refused without fetching it.
+   */
+  private async selectFromIndex(digest: Digest, canonical: string, kind: ProfileKind, indexBytes: Buffer): Promise<PlatformDescriptor> {
+    const parsed = await this.permanent(digest, () => checkProfileIndex(indexBytes, digest, MAX_MANIFEST_BYTES));
+    await this.checkDeclaredType(digest, canonical, kind, parsed.artifactType, 'index artifactType');
+    const chosen = selectPlatform(parsed.manifests, this.platform, digest);
+    await this.checkDeclaredType(digest, canonical, kind, chosen.artifactType, `artifactType of ${formatPlatform(chosen.platform)}`);
+    const bad = await this.deps.store.getInvalid(chosen.digest);
+    if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${formatPlatform(chosen.platform)} manifest: ${bad.reason} (cached verdict)`, { reference: canonical, digest: chosen.digest });
+    return chosen;
+  }
+
+  /**
+   * An artifactType an index declares, when set: another profile kind is a mismatch with this
+   * request (not a content fault); a type that names no profile kind is one.
+   */
+  private async checkDeclaredType(digest: Digest, canonical: string, kind: ProfileKind, declared: string | undefined, what: string): Promise<void> {
+    if (declared === undefined) return;
+    const k = await this.permanent(digest, () => {
+      const found = kindOfConfigMediaType(declared);
+      if (found === undefined) throw new SpokeError('SecurityProfileInvalid', `${digest}: ${what} is not a profile artifact type`, { digest }, { reason: 'KIND_MISMATCH' });
+      return found;
+    });
+    if (k !== kind) throw kindMismatch(canonical, kind, k);
+  }
+
+  /**
    * Runs a content check on bytes whose digest matched, judging the content alone (strict JSON,
    * one layer, media types, archives, the profile under its own declared kind). Such failures are
    * permanent for the digest (the content can never change): recorded, and not fetched again.
    */
-  private async permanent<T>(ref: Reference, check: () => T): Promise<T> {
+  private async permanent<T>(digest: Digest, check: () => T): Promise<T> {
     try {
       return check();
     } catch (e) {
       const err = asSpokeError(e, 'SecurityProfileInvalid');
-      if (err.code === 'SecurityProfileInvalid') await this.deps.store.recordInvalid(ref.digest, err.message);
+      if (err.code === 'SecurityProfileInvalid') await this.deps.store.recordInvalid(digest, err.message);
       throw err;
     }
   }

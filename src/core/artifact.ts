@@ -1,7 +1,7 @@
 // Checks on a KEP-6061 profile artifact's manifest and layer bytes (KEP §5; DESIGN §3 steps 5–6).
 // Pure: the caller fetched and hashed the bytes; here we judge their content.
 
-import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_UNKNOWN_CONFIG, kindOfConfigMediaType, type ProfileKind } from './constants.js';
+import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_UNKNOWN_CONFIG, kindOfConfigMediaType, type ProfileKind } from './constants.js';
 import { isDigest, type Digest } from './digest.js';
 import { SpokeError } from './errors.js';
 import { decodeStrictJson } from './json.js';
@@ -11,6 +11,8 @@ export interface Descriptor {
   digest: Digest;
   size: number;
   annotations?: Record<string, string>;
+  /** Index entries only: the referenced artifact's type (OCI image spec 1.1). */
+  artifactType?: string;
 }
 
 export interface ArtifactManifest {
@@ -89,11 +91,15 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
   return { config, layer, artifactType, kind };
 }
 
-/** The kind an artifact manifest declares, for commands that learn it from the artifact itself. */
+/**
+ * The kind an artifact manifest declares, for commands that learn it from the artifact itself; for
+ * a multi-architecture index, its artifactType (docs/multi-arch.md).
+ */
 export function declaredKind(bytes: Uint8Array): ProfileKind | undefined {
   try {
-    const man = JSON.parse(Buffer.from(bytes).toString('utf8')) as { artifactType?: unknown; config?: { mediaType?: unknown } };
-    const t = man.config?.mediaType === MEDIA_TYPE_OCI_EMPTY ? man.artifactType : man.config?.mediaType;
+    const man = JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown; artifactType?: unknown; config?: { mediaType?: unknown } };
+    const byArtifactType = man.mediaType === MEDIA_TYPE_OCI_INDEX || man.config?.mediaType === MEDIA_TYPE_OCI_EMPTY;
+    const t = byArtifactType ? man.artifactType : man.config?.mediaType;
     return typeof t === 'string' ? kindOfConfigMediaType(t) : undefined;
   } catch {
     return undefined;
@@ -109,4 +115,129 @@ export function refuseArchive(bytes: Uint8Array, digest: Digest): void {
   if (bytes.length >= 262 && Buffer.from(bytes.subarray(257, 262)).toString('latin1') === 'ustar') {
     throw invalid(digest, 'layer is a tar archive; a profile layer must be the raw JSON document');
   }
+}
+
+// ---- multi-architecture profiles (docs/multi-arch.md) ----
+
+/** An OCI platform as an image index descriptor carries it (OCI image spec, image-index.md). */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface PlatformDescriptor extends Descriptor {
+  platform: Platform;
+}
+
+/** How many manifests a profile index may list: one per platform, and platforms are few. */
+export const MAX_INDEX_MANIFESTS = 32;
+
+/** os, architecture and variant values: Go's GOOS/GOARCH style names, short and plain. */
+const PLATFORM_NAME_RE = /^[a-z0-9][a-z0-9_]{0,31}$/;
+
+/** `os/architecture[/variant]`, as `spoke push --platform` and the error messages write it. */
+export function formatPlatform(p: Platform): string {
+  return `${p.os}/${p.architecture}${p.variant === undefined ? '' : `/${p.variant}`}`;
+}
+
+/**
+ * The variant a platform means when it names none (as containerd normalises them): arm64 is v8
+ * and amd64 is v1 whether written or not, so `linux/arm64/v8` and `linux/arm64` are one platform.
+ */
+function normalVariant(p: Platform): string | undefined {
+  if (p.architecture === 'arm64' && p.variant === 'v8') return undefined;
+  if (p.architecture === 'amd64' && p.variant === 'v1') return undefined;
+  return p.variant;
+}
+
+/** One name per platform, however its variant is written: two platforms are the same when their keys are. */
+export function platformKey(p: Platform): string {
+  return formatPlatform({ os: p.os, architecture: p.architecture, ...(normalVariant(p) !== undefined ? { variant: normalVariant(p) } : {}) });
+}
+
+/** Parses `os/architecture[/variant]` (a `--platform` value); undefined when malformed. */
+export function parsePlatform(s: string): Platform | undefined {
+  const parts = s.split('/');
+  if (parts.length < 2 || parts.length > 3 || !parts.every((x) => PLATFORM_NAME_RE.test(x))) return undefined;
+  return { os: parts[0]!, architecture: parts[1]!, ...(parts[2] !== undefined ? { variant: parts[2] } : {}) };
+}
+
+/** True when `bytes` declare themselves an OCI image index (the caller then uses checkProfileIndex). */
+export function isImageIndex(bytes: Uint8Array): boolean {
+  try {
+    const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown };
+    return m.mediaType === MEDIA_TYPE_OCI_INDEX;
+  } catch {
+    return false;
+  }
+}
+
+function readPlatform(v: unknown, where: string, digest: string): Platform {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where}.platform is missing: every manifest of a profile index names its platform`);
+  const p = v as Record<string, unknown>;
+  for (const k of ['os', 'architecture', 'variant'] as const) {
+    const x = p[k];
+    if (x === undefined && k === 'variant') continue;
+    if (typeof x !== 'string' || !PLATFORM_NAME_RE.test(x)) throw invalid(digest, `${where}.platform.${k} is missing or not a plain lowercase name`);
+  }
+  return { os: p.os as string, architecture: p.architecture as string, ...(p.variant !== undefined ? { variant: p.variant as string } : {}) };
+}
+
+/**
+ * Decodes and judges an OCI image index naming one profile artifact per platform: strict JSON,
+ * schemaVersion 2, the index media type, 1 to MAX_INDEX_MANIFESTS image manifests (no nested
+ * indexes, no external urls, sha256 only, each within the manifest size cap), each with a
+ * platform, no platform twice. Judges the content alone: `artifactType`s are returned for the
+ * caller to compare with the kind asked for.
+ */
+export function checkProfileIndex(bytes: Uint8Array, digest: Digest, maxManifestBytes: number): { artifactType: string | undefined; manifests: PlatformDescriptor[] } {
+  let m: unknown;
+  try {
+    m = decodeStrictJson(bytes, `index ${digest}`);
+  } catch (e) {
+    throw invalid(digest, `index is not strict JSON: ${(e as Error).message}`);
+  }
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalid(digest, 'index is not a JSON object');
+  const idx = m as Record<string, unknown>;
+  if (idx.schemaVersion !== 2) throw invalid(digest, 'index schemaVersion is not 2');
+  if (idx.mediaType !== MEDIA_TYPE_OCI_INDEX) throw invalid(digest, 'not an OCI image index', { expected: MEDIA_TYPE_OCI_INDEX });
+  const artifactType = idx.artifactType;
+  if (artifactType !== undefined && typeof artifactType !== 'string') throw invalid(digest, 'index artifactType is not a string');
+  if (!Array.isArray(idx.manifests) || idx.manifests.length === 0) throw invalid(digest, 'index lists no manifests');
+  if (idx.manifests.length > MAX_INDEX_MANIFESTS) {
+    throw invalid(digest, `index lists ${idx.manifests.length} manifests, over the limit of ${MAX_INDEX_MANIFESTS}`, { limit: MAX_INDEX_MANIFESTS, actual: idx.manifests.length });
+  }
+  const seen = new Set<string>();
+  const manifests = idx.manifests.map((v: unknown, i: number): PlatformDescriptor => {
+    const where = `manifests[${i}]`;
+    const d = readDescriptor(v, where, digest, maxManifestBytes);
+    if (d.mediaType !== MEDIA_TYPE_OCI_MANIFEST) throw invalid(digest, `${where} is not an OCI image manifest (nested indexes and other media types are not accepted)`, { expected: MEDIA_TYPE_OCI_MANIFEST });
+    const rec = v as Record<string, unknown>;
+    if (rec.artifactType !== undefined && typeof rec.artifactType !== 'string') throw invalid(digest, `${where}.artifactType is not a string`);
+    const platform = readPlatform(rec.platform, where, digest);
+    const key = platformKey(platform);
+    if (seen.has(key)) throw invalid(digest, `${where}: platform ${key} is listed twice`, { path: where });
+    seen.add(key);
+    return { ...d, platform, ...(typeof rec.artifactType === 'string' ? { artifactType: rec.artifactType } : {}) };
+  });
+  return { artifactType, manifests };
+}
+
+/**
+ * The manifest for `node`'s platform: same os and architecture, and the same variant (arm64/v8
+ * and amd64/v1 count as no variant). A node that knows no variant takes the one entry for its
+ * os and architecture, if there is exactly one. Otherwise PLATFORM_MISSING, naming the platform:
+ * permanent for this node (SecurityProfileInvalid), but not a verdict on the index, which other
+ * nodes may use.
+ */
+export function selectPlatform(manifests: readonly PlatformDescriptor[], node: Platform, digest: Digest): PlatformDescriptor {
+  const want = normalVariant(node);
+  const candidates = manifests.filter((d) => d.platform.os === node.os && d.platform.architecture === node.architecture);
+  const exact = candidates.find((d) => normalVariant(d.platform) === want);
+  if (exact) return exact;
+  if (want === undefined && candidates.length === 1) return candidates[0]!;
+  const name = formatPlatform(node);
+  const offered = manifests.map((d) => formatPlatform(d.platform)).join(', ');
+  throw new SpokeError('SecurityProfileInvalid', `${digest}: the index has no profile for this node's platform ${name} (it offers ${offered})`, { digest, expected: name, actual: offered }, { reason: 'PLATFORM_MISSING' });
 }

@@ -8,6 +8,28 @@ export const MEDIA_TYPE_OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
 export const OCI_EMPTY_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
 export const MEDIA_TYPE_UNKNOWN_CONFIG = 'application/vnd.unknown.config.v1+json';
 
+/**
+ * Node.js `process.arch` → the OCI image spec's `platform.architecture` (Go GOARCH names), which
+ * a multi-architecture profile index selects by (docs/multi-arch.md). Node's `ppc64` and `mips`
+ * builds on Linux are little-endian only.
+ */
+export const OCI_ARCHITECTURES: Readonly<Record<string, string>> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  loong64: 'loong64',
+  mipsel: 'mipsle',
+};
+
+/** The OCI architecture name of a Node.js `process.arch` value (unknown names pass through). */
+export function ociArchitecture(nodeArch: string): string {
+  return OCI_ARCHITECTURES[nodeArch] ?? nodeArch;
+}
+
 export type ProfileKind = 'seccomp' | 'apparmor';
 export const PROFILE_KINDS: readonly ProfileKind[] = ['seccomp', 'apparmor'];
 

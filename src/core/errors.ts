@@ -38,6 +38,7 @@ export const ERROR_REASONS = [
   'RECORDING_UNPROVEN', // a recording annotation without the controller's proof
   'INCOMPLETE_RECORDING', // a recording may lack calls of the recorded workload (lost or unattributed records)
   'RECORDER_UNAVAILABLE', // the chosen recording backend cannot run on this node
+  'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

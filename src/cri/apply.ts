@@ -29,7 +29,9 @@ import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
 import type { ProfileKind } from '../core/constants.js';
 import { formatReference, parseReference, type Reference } from '../core/reference.js';
 import { decide } from '../policy/decide.js';
+import type { RuleMode } from '../policy/types.js';
 import { writeFileAtomic } from '../store/fsutil.js';
+import type { EffectiveBase } from '../store/store.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
 
@@ -41,6 +43,10 @@ export interface Applied {
   reference: string;
   effectiveSha: string;
   constrained: number;
+  /** The pod's base profile in the merge (recorded for `spoke ps --explain`). */
+  base?: EffectiveBase | undefined;
+  /** The policy rule's mode (apply() always sets it): `audit` = the artifact's own denials are logged, not enforced. */
+  mode?: RuleMode;
 }
 
 export interface AppArmorPrepared {
@@ -93,7 +99,7 @@ export class ProfileApplier<P> {
    * FailedPrecondition "has not been pulled") and of `kind`, a signature verdict valid under the
    * current policy when the rule requires one, the bytes re-hashed on read.
    */
-  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; bytes: Buffer; rule: string }> {
+  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; bytes: Buffer; rule: string; mode: RuleMode }> {
     if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile');
     if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`);
     const ref = parseReference(profile.ociRef);
@@ -122,12 +128,12 @@ export class ProfileApplier<P> {
       }
     }
     const { bytes } = await store.readProfile(ref.digest, { verify: true });
-    return { ref, canonical, bytes, rule: decision.rule.id };
+    return { ref, canonical, bytes, rule: decision.rule.id, mode: decision.mode };
   }
 
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
     const { seccomp, logger } = this.deps;
-    const { ref, canonical, bytes, rule } = await this.stored(profile, 'seccomp', ctx);
+    const { ref, canonical, bytes, rule, mode } = await this.stored(profile, 'seccomp', ctx);
     const baseType = baseTypeOf(profile, ctx);
     let base: { profile: P; sha: string } | undefined;
     if (baseType === BASE_LOCALHOST) base = await this.readBase(profile.base!.localhostRef, ctx);
@@ -136,12 +142,13 @@ export class ProfileApplier<P> {
     const baseline = this.deps.baseline();
     let cache = this.merges.get(baseline as object);
     if (!cache) this.merges.set(baseline as object, (cache = new Map()));
-    const key = `${ref.digest}|${base?.sha ?? '-'}`;
+    // The mode is part of the key: a rule flipped to enforce gets the enforcing merge at the next create.
+    const key = `${ref.digest}|${base?.sha ?? '-'}|${mode}`;
     let merged = cache.get(key);
     if (!merged) {
       let result: { bytes: Buffer; constrained: readonly unknown[] };
       try {
-        result = seccomp.intersect(baseline, base?.profile, seccomp.decode(bytes));
+        result = (mode === 'audit' ? seccomp.audit : seccomp.intersect)(baseline, base?.profile, seccomp.decode(bytes));
       } catch (e) {
         const err = asSpokeError(e, 'SecurityProfileInvalid');
         throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e });
@@ -169,8 +176,15 @@ export class ProfileApplier<P> {
         rules: merged.rules,
       });
     }
-    logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, effective: path });
-    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained };
+    logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, mode, effective: path });
+    const baseUsed: EffectiveBase | undefined =
+      profile.base?.type === BASE_LOCALHOST && base ? { type: 'Localhost', path: profile.base.localhostRef, sha256: base.sha } : profile.base ? { type: 'RuntimeDefault' } : undefined;
+    return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, base: baseUsed, mode };
+  }
+
+  /** Gc removed effective file `<sha>.json`: the next create that needs it writes it again. */
+  forgetEffective(sha: string): void {
+    this.written.delete(sha);
   }
 
   /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */

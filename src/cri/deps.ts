@@ -19,6 +19,8 @@ export interface SeccompOps<P = unknown> {
   /** ValidateStrict-level check for a pod's Localhost base profile. */
   validateBase(p: P): void;
   intersect(baseline: P, base: P | undefined, artifact: P): { bytes: Buffer; constrained: readonly unknown[] };
+  /** The merge for an artifact admitted by a `mode: audit` rule: the artifact's own denials logged (docs/audit-mode.md). */
+  audit(baseline: P, base: P | undefined, artifact: P): { bytes: Buffer; constrained: readonly unknown[] };
   formatConstraint(c: unknown): string;
 }
 

@@ -40,6 +40,7 @@ import { join } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { asSpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
+import type { EffectiveInput } from '../store/store.js';
 import type { ShimStore } from './deps.js';
 import {
   decodeContainers,
@@ -141,7 +142,7 @@ const SANDBOX_STATUS = '/runtime.v1.RuntimeService/PodSandboxStatus';
 const GRPC_NOT_FOUND = 5;
 
 /** Profiles an object's runtime config names: seccomp Localhost paths and AppArmor profile names. */
-interface ObjectProfiles {
+export interface ObjectProfiles {
   seccomp: string[];
   appArmor: string[];
 }
@@ -163,6 +164,8 @@ export interface RebuildResult {
   found: number;
   /** When a kept pending holder may be dropped: rebuild again then. */
   recheckInMs: number | undefined;
+  /** Effective files (`<sha>` of `<seccompRoot>/spoke/<sha>.json`) that live objects' configs name. */
+  effective: string[];
 }
 
 export class InUseTracker {
@@ -214,10 +217,10 @@ export class InUseTracker {
     this.scheduleRebuild(0);
   }
 
-  private async recordEffective(sha: string, digest: Digest): Promise<void> {
-    const key = `${sha}|${digest}`;
+  private async recordEffective(sha: string, digest: Digest, input?: EffectiveInput): Promise<void> {
+    const key = `${sha}|${digest}|${input === undefined ? '' : JSON.stringify(input)}`;
     if (this.mapped.has(key)) return;
-    await this.store.recordEffective(sha, digest);
+    await this.store.recordEffective(sha, digest, input);
     if (this.mapped.size >= MAX_MAPPED) this.mapped.clear();
     this.mapped.add(key);
   }
@@ -226,12 +229,12 @@ export class InUseTracker {
    * Before a create is forwarded: a pending holder for `digest`, and the effective file's origin
    * recorded so a rebuild can map the object back to the artifact.
    */
-  async begin(digest: Digest, opts: { effectiveSha?: string; identity?: string } = {}): Promise<string> {
+  async begin(digest: Digest, opts: { effectiveSha?: string; identity?: string; input?: EffectiveInput } = {}): Promise<string> {
     const holder = pendingHolder(this.now(), opts.identity);
     this.inflight.add(holder);
     try {
       await this.serial(async () => {
-        if (opts.effectiveSha !== undefined) await this.recordEffective(opts.effectiveSha, digest);
+        if (opts.effectiveSha !== undefined) await this.recordEffective(opts.effectiveSha, digest, opts.input);
         this.written(await this.store.markInUse(digest, holder));
       });
     } catch (e) {
@@ -257,6 +260,14 @@ export class InUseTracker {
     if (pending !== undefined) this.inflight.delete(pending);
     for (const c of claims) this.inflight.delete(parseAppArmorHolder(c.pending)?.holder ?? '');
     if (pending !== undefined || claims.length > 0) this.scheduleRebuild(PENDING_GRACE_MS);
+  }
+
+  /**
+   * Gc removed artifacts (and with them their effective-file origins): the next create records
+   * its origin again rather than trusting this process's memory of it.
+   */
+  forgetRecordedOrigins(): void {
+    this.mapped.clear();
   }
 
   /** After a successful RemoveContainer / RemovePodSandbox. */
@@ -459,32 +470,11 @@ export class InUseTracker {
     const container = holder.startsWith('container:');
     const id = holder.slice(holder.indexOf(':') + 1);
     const res = await this.upstream.unary(container ? CONTAINER_STATUS : SANDBOX_STATUS, encodeVerboseStatusRequest(id));
-    const info = decodeVerboseInfo(res);
-    const out: ObjectProfiles = { seccomp: [], appArmor: [] };
-    if (info === undefined) return out;
-    const parsed = JSON.parse(info) as { config?: unknown; runtimeSpec?: unknown };
-    const sc = pick(pick(parsed.config, 'linux'), 'security_context');
-    const seccomp = [str(pick(pick(sc, 'seccomp'), 'localhost_ref')), localhostOf(str(pick(sc, 'seccomp_profile_path')))];
-    const appArmor = [str(pick(pick(sc, 'apparmor'), 'localhost_ref')), localhostOf(str(pick(sc, 'apparmor_profile'))), str(pick(pick(parsed.runtimeSpec, 'process'), 'apparmorProfile'))];
-    // Runtimes that keep no CRI config in the info may still name the file in a spec annotation.
-    const annotations = pick(parsed.runtimeSpec, 'annotations');
-    if (typeof annotations === 'object' && annotations !== null) {
-      for (const v of Object.values(annotations).slice(0, MAX_ANNOTATIONS)) {
-        const path = typeof v === 'string' ? (localhostOf(v) ?? v) : undefined;
-        if (path !== undefined && this.spokeSha(path) !== undefined) seccomp.push(path);
-      }
-    }
-    for (const s of seccomp) if (s && !out.seccomp.includes(s)) out.seccomp.push(s);
-    for (const a of appArmor) if (a && !out.appArmor.includes(a)) out.appArmor.push(a);
-    return out;
+    return namedProfiles(decodeVerboseInfo(res), this.spokeDir);
   }
 
-  /** `<seccompRoot>/spoke/<sha>.json` → sha; undefined for any other path. */
   private spokeSha(path: string): string | undefined {
-    const prefix = `${this.spokeDir}/`;
-    if (!path.startsWith(prefix) || !path.endsWith('.json')) return undefined;
-    const sha = path.slice(prefix.length, -'.json'.length);
-    return SHA_HEX_RE.test(sha) ? sha : undefined;
+    return spokeEffectiveSha(this.spokeDir, path);
   }
 
   /** The artifact an effective file or AppArmor profile was merged from: one still stored, else any. */
@@ -529,9 +519,11 @@ export class InUseTracker {
         }
       }
       let found = 0;
+      const effective = new Set<string>();
       for (const [obj, p] of scan.profiles) {
         for (const path of p.seccomp) {
           const sha = this.spokeSha(path);
+          if (sha !== undefined) effective.add(sha);
           const origin = sha !== undefined && !keep.has(obj) ? await this.originOf(sha) : undefined;
           if (origin !== undefined) {
             keep.set(obj, origin);
@@ -572,9 +564,47 @@ export class InUseTracker {
       if (found > 0) this.logger.log('warn', 'in-use holders added for runtime objects whose create went unrecorded', { found });
       if (!complete) this.logger.log('warn', 'in-use rebuild: the runtime config of some objects could not be read; the set stays incomplete', { unreadable: scan.unknown.size });
       this.logger.log('info', 'in-use set rebuilt from the runtime', { kept: keep.size, dropped, found, recheckInMs });
-      return { kept: keep.size, dropped, found, recheckInMs };
+      return { kept: keep.size, dropped, found, recheckInMs, effective: [...effective] };
     });
   }
+}
+
+/**
+ * The profiles a runtime's verbose status `info` JSON names in the object's config (and, for
+ * AppArmor, its runtime spec; for seccomp, a runtime spec annotation naming a file in `spokeDir`).
+ * Throws on JSON that does not parse.
+ */
+export function namedProfiles(info: string | undefined, spokeDir: string): ObjectProfiles {
+  const out: ObjectProfiles = { seccomp: [], appArmor: [] };
+  if (info === undefined) return out;
+  const parsed = JSON.parse(info) as { config?: unknown; runtimeSpec?: unknown };
+  const sc = pick(pick(parsed.config, 'linux'), 'security_context');
+  const seccomp = [str(pick(pick(sc, 'seccomp'), 'localhost_ref')), localhostOf(str(pick(sc, 'seccomp_profile_path')))];
+  const appArmor = [str(pick(pick(sc, 'apparmor'), 'localhost_ref')), localhostOf(str(pick(sc, 'apparmor_profile'))), str(pick(pick(parsed.runtimeSpec, 'process'), 'apparmorProfile'))];
+  // Runtimes that keep no CRI config in the info may still name the file in a spec annotation.
+  const annotations = pick(parsed.runtimeSpec, 'annotations');
+  if (typeof annotations === 'object' && annotations !== null) {
+    for (const v of Object.values(annotations).slice(0, MAX_ANNOTATIONS)) {
+      const path = typeof v === 'string' ? (localhostOf(v) ?? v) : undefined;
+      if (path !== undefined && spokeEffectiveSha(spokeDir, path) !== undefined) seccomp.push(path);
+    }
+  }
+  for (const s of seccomp) if (s && !out.seccomp.includes(s)) out.seccomp.push(s);
+  for (const a of appArmor) if (a && !out.appArmor.includes(a)) out.appArmor.push(a);
+  return out;
+}
+
+/** `<spokeDir>/<sha>.json` → sha; undefined for any other path. */
+export function spokeEffectiveSha(spokeDir: string, path: string): string | undefined {
+  const prefix = `${spokeDir}/`;
+  if (!path.startsWith(prefix) || !path.endsWith('.json')) return undefined;
+  const sha = path.slice(prefix.length, -'.json'.length);
+  return SHA_HEX_RE.test(sha) ? sha : undefined;
+}
+
+/** `spoke-<sha>`, the name of an AppArmor profile spoke generated → sha; undefined otherwise. */
+export function spokeAppArmorSha(name: string): string | undefined {
+  return SPOKE_APPARMOR_RE.exec(name)?.[1];
 }
 
 function pick(v: unknown, key: string): unknown {

@@ -29,6 +29,7 @@ import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
 import type { ShimDeps } from './deps.js';
 import { decompress, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
+import { CreateGate, type Lease } from './gc.js';
 import { InUseTracker, requestIdentity, type AppArmorClaim } from './inuse.js';
 import { decodeId, FEATURE_OCI_ARTIFACT, OCI_FEATURE_TRUE, STATUS_FEATURES } from './messages.js';
 import {
@@ -169,6 +170,8 @@ export class ShimServer<P = unknown> {
   private readonly logger: Logger;
   private readonly applier: ProfileApplier<P>;
   readonly inUse: InUseTracker;
+  /** Creates resolving profiles, or gc alone (gc.ts). */
+  readonly gate = new CreateGate();
   private readonly owned: OwnedHandlers<P>;
   private rebuildTimer: NodeJS.Timeout | undefined;
   /** When the scheduled rebuild runs (performance.now() ms); the earliest request wins. */
@@ -273,6 +276,11 @@ export class ShimServer<P = unknown> {
     await this.upstream.close();
     await unlink(this.opts.listen).catch(() => undefined);
     this.logger.log('info', 'shim stopped', { listen: this.opts.listen });
+  }
+
+  /** Gc removed effective file `<sha>.json`: the next create that needs it writes it again. */
+  forgetEffective(sha: string): void {
+    this.applier.forgetEffective(sha);
   }
 
   inFlight(): number {
@@ -480,11 +488,22 @@ export class ShimServer<P = unknown> {
 
   // ------------------------------------------------------------------ edited requests
 
-  private async editedCall(
+  private async editedCall(call: Call, headers: IncomingHttpHeaders, role: 'sandbox' | 'container', rewrite: (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>): Promise<void> {
+    // From the first profile resolved until the holder is recorded, out of gc's reach (gc.ts).
+    const lease = this.gate.lease();
+    try {
+      await this.forwardEdited(call, headers, role, rewrite, lease);
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async forwardEdited(
     call: Call,
     headers: IncomingHttpHeaders,
     role: 'sandbox' | 'container',
     rewrite: (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>,
+    lease: Lease,
   ): Promise<void> {
     const stream = call.stream;
     const deadline = deadlineOf(headers, call.started);
@@ -510,8 +529,12 @@ export class ShimServer<P = unknown> {
     const appArmor = this.opts.deps.appArmor;
     const identity = requestIdentity(role, payload);
     const deps: RewriteDeps = {
-      seccomp: (p, c) => this.applier.apply(p, c),
+      seccomp: async (p, c) => {
+        await lease.acquire();
+        return this.applier.apply(p, c);
+      },
       appArmor: async (p, c) => {
+        await lease.acquire();
         const prepared = await this.applier.prepareAppArmor(p, c);
         claims.push(await this.inUse.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text), identity));
         return prepared;
@@ -546,7 +569,8 @@ export class ShimServer<P = unknown> {
       out['grpc-timeout'] = formatGrpcTimeout(left);
     }
     const holds = result.holds;
-    const pending = holds ? await this.inUse.begin(holds.digest, { effectiveSha: holds.effectiveSha, ...(identity ? { identity } : {}) }) : undefined;
+    const input = { reference: holds?.reference ?? '', ...(holds?.base ? { base: holds.base } : {}) };
+    const pending = holds ? await this.inUse.begin(holds.digest, { effectiveSha: holds.effectiveSha, input, ...(identity ? { identity } : {}) }) : undefined;
     this.forward(call, out, {
       body: encodeFrame(result.payload),
       teeResponse: true,

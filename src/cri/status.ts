@@ -62,8 +62,12 @@ export interface GrpcStatus {
 /** Any thrown value → gRPC status with the KEP message prefix. Unknown failures → INTERNAL. */
 export function toGrpcStatus(e: unknown): GrpcStatus {
   const err = asSpokeError(e);
-  const m = MAPPING[err.code];
   const text = err.message.replace(/[\r\n]+/g, ' ');
+  // The caller's own deadline ran out while the shim waited (an annotation-mode pull): the answer
+  // gRPC gives for that, whichever side's timer fired first. A registry that did not finish within
+  // the pull's total time (pullTimeout) stays RegistryUnavailable.
+  if (err.code === 'Unavailable' && err.reason === 'DEADLINE') return { code: GrpcCode.DEADLINE_EXCEEDED, message: `DeadlineExceeded: ${text}` };
+  const m = MAPPING[err.code];
   return { code: m.code, message: `${m.prefix}: ${text}` };
 }
 

@@ -15,6 +15,9 @@ export interface Metrics {
   mergeConstrained(count: number): void;
   forwarded(method: string, seconds: number): void;
   store(artifacts: number, bytes: number): void;
+  /** The shim's gc (docs/gc.md): one run's outcome; removals of profiles and effective files. */
+  gcRun(result: 'ok' | 'incomplete' | 'failed'): void;
+  gcRemoved(what: 'profile' | 'effective', count: number): void;
 }
 
 export const noopMetrics: Metrics = {
@@ -25,6 +28,8 @@ export const noopMetrics: Metrics = {
   mergeConstrained: () => {},
   forwarded: () => {},
   store: () => {},
+  gcRun: () => {},
+  gcRemoved: () => {},
 };
 
 /** kubelet's pull-error reasons (KEP §7) plus permission_denied. */
@@ -98,6 +103,10 @@ export async function createPromMetrics(): Promise<PromMetrics> {
     pullErrors.inc({ reason: r }, 0);
   }
   for (const d of ['allow', 'deny']) decisions.inc({ decision: d }, 0);
+  const gcRuns = new prom.Counter({ name: 'spoke_gc_runs_total', help: 'Garbage collection runs of the shim by result (incomplete: the in-use set was, nothing removed).', labelNames: ['result'], registers: [registry] });
+  const gcRemovals = new prom.Counter({ name: 'spoke_gc_removals_total', help: 'Unused profiles and effective seccomp files removed by the shim gc.', labelNames: ['what'], registers: [registry] });
+  for (const r of ['ok', 'incomplete', 'failed']) gcRuns.inc({ result: r }, 0);
+  for (const w of ['profile', 'effective']) gcRemovals.inc({ what: w }, 0);
   // Child metrics resolved once per label value: a label lookup (hashing the label set) per
   // call costs more than the observation itself.
   const pulledCached = pullDuration.labels({ cached: 'true' });
@@ -132,6 +141,10 @@ export async function createPromMetrics(): Promise<PromMetrics> {
     store: (artifacts, bytes) => {
       storeArtifacts.set(artifacts);
       storeBytes.set(bytes);
+    },
+    gcRun: (result) => gcRuns.inc({ result }),
+    gcRemoved: (what, count) => {
+      if (count > 0) gcRemovals.inc({ what }, count);
     },
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   };

@@ -143,6 +143,7 @@ function allowWith(index: Index, rules: readonly Rule[]): Decision {
     rules: Object.freeze(rules.map((r) => index.summaries[r.index]!)),
     signedBy: Object.freeze(signedBy),
     unsigned: unsignedRule !== undefined,
+    mode: rules.every((r) => r.mode === 'audit') ? 'audit' : 'enforce',
     reason,
   });
 }

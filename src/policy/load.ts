@@ -11,11 +11,11 @@ import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
 import { prepareIndex } from './decide.js';
 import { parseHost, parseScope } from './scope.js';
 import { deepFreeze, parseSigner, SIGNER_NAME_RE, type ReadFile, type SignerFile } from './signers.js';
-import { POLICY_API_VERSION, POLICY_KIND, type Policy, type Rule, type RuleAction, type SignerSpec } from './types.js';
+import { POLICY_API_VERSION, POLICY_KIND, RULE_MODES, type Policy, type Rule, type RuleAction, type RuleMode, type SignerSpec } from './types.js';
 import { YamlSource } from './yaml-source.js';
 
 export const POLICY_KEYS = ['apiVersion', 'kind', 'signers', 'rules', 'mirrors', 'insecure', 'limits'] as const;
-export const RULE_KEYS = ['scope', 'kinds', 'action', 'signedBy', 'unsigned', 'digests', 'namespaces'] as const;
+export const RULE_KEYS = ['scope', 'kinds', 'action', 'signedBy', 'unsigned', 'digests', 'namespaces', 'mode'] as const;
 export const LIMITS_KEYS = ['maxArtifactBytes'] as const;
 
 /** Ceiling for `limits.maxArtifactBytes` (the default is 1 MiB, KEP-6061 §5). */
@@ -155,8 +155,9 @@ function parseRule(src: YamlSource, node: Node, path: string, index: number, sig
   const unsignedEntry = m.get('unsigned');
   const digestsEntry = m.get('digests');
   const namespacesEntry = m.get('namespaces');
+  const modeEntry = m.get('mode');
   if (action === 'deny') {
-    for (const e of [signedByEntry, unsignedEntry, digestsEntry, namespacesEntry]) {
+    for (const e of [signedByEntry, unsignedEntry, digestsEntry, namespacesEntry, modeEntry]) {
       if (e !== undefined) src.fail(e.keyNode, e.path, 'not allowed on a deny rule (a deny rule denies its whole scope for its kinds)');
     }
   } else if (signedByEntry === undefined && unsignedEntry === undefined) {
@@ -190,6 +191,16 @@ function parseRule(src: YamlSource, node: Node, path: string, index: number, sig
     namespaces = unique(list, (n) => n.value, (n) => src.fail(n.node, n.path, `${n.value} is listed twice`));
   }
 
+  // mode: audit logs the calls only the artifact would deny instead of denying them
+  // (docs/audit-mode.md); seccomp only: an AppArmor profile has no such merge.
+  let mode: RuleMode = 'enforce';
+  if (modeEntry !== undefined) {
+    const v = src.string(modeEntry.value, modeEntry.path);
+    if (!(RULE_MODES as readonly string[]).includes(v)) src.fail(modeEntry.value, modeEntry.path, `must be ${RULE_MODES.join(' or ')}, got ${JSON.stringify(v)}`);
+    mode = v as RuleMode;
+    if (mode === 'audit' && kinds.some((k) => k !== 'seccomp')) src.fail(modeEntry.value, modeEntry.path, 'mode: audit applies to seccomp only; give this rule kinds: [seccomp]');
+  }
+
   return {
     index,
     line,
@@ -204,6 +215,7 @@ function parseRule(src: YamlSource, node: Node, path: string, index: number, sig
     unsigned: unsignedEntry !== undefined,
     digests,
     namespaces,
+    mode,
   };
 }
 

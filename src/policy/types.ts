@@ -10,6 +10,10 @@ export const POLICY_KIND = 'NodeProfilePolicy';
 
 export type RuleAction = 'allow' | 'deny';
 
+/** What an allow rule does with what it admits: apply it (`enforce`), or log where it would deny (`audit`, seccomp only; docs/audit-mode.md). */
+export const RULE_MODES = ['enforce', 'audit'] as const;
+export type RuleMode = (typeof RULE_MODES)[number];
+
 /** The public key types a signer may use. Others (RSA < 2048, RSA-PSS, P-521, Ed448, DSA, DH) are refused. */
 export type PublicKeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'ed25519' | 'rsa';
 
@@ -94,6 +98,8 @@ export interface Rule {
   readonly digests: readonly Digest[] | undefined;
   /** When set (allow rules only), the rule admits only pods in these namespaces. */
   readonly namespaces: readonly string[] | undefined;
+  /** `enforce` on deny rules. */
+  readonly mode: RuleMode;
 }
 
 export interface PolicyLimits {
@@ -139,6 +145,8 @@ export type Decision =
       /** Any one of these must have signed the artifact; empty exactly when `unsigned`. */
       readonly signedBy: readonly SignerSpec[];
       readonly unsigned: boolean;
+      /** `audit` only when every applicable rule says so (fail closed: any enforcing rule enforces). */
+      readonly mode: RuleMode;
       readonly reason: string;
     }
   | {

@@ -1,14 +1,15 @@
 // Push a packed profile: blobs first (skipped when present), then the manifest under the tag
 // (or by digest). Returns the digest-pinned reference, which `spoke push` prints last.
 
-import { MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../core/constants.js';
-import { SpokeError } from '../core/errors.js';
+import { formatPlatform, MAX_INDEX_MANIFESTS, platformKey, type Platform } from '../core/artifact.js';
+import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../core/constants.js';
+import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { Digest } from '../core/digest.js';
 import { formatReference } from '../core/reference.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 import { validateArtifactBytes } from '../profiles/index.js';
 import { decodeSeccompWithHint } from '../profiles/seccomp/convert.js';
-import { packProfile, type PackedArtifact } from './pack.js';
+import { packIndex, packProfile, type PackedArtifact } from './pack.js';
 
 export interface PushResult {
   reference: string;
@@ -35,9 +36,87 @@ export async function pushProfile(
   opts.onProgress?.('uploading profile');
   await registry.putBlob(repo, packed.layer, put);
   opts.onProgress?.('uploading manifest');
-  const { digest } = await registry.putManifest(repo, tag ?? packed.manifestDigest, packed.manifest, MEDIA_TYPE_OCI_MANIFEST, put);
-  if (digest !== packed.manifestDigest) {
-    throw new SpokeError('RegistryUnavailable', `registry stored manifest as ${digest}, expected ${packed.manifestDigest}`, { expected: packed.manifestDigest, actual: digest });
-  }
+  const digest = await putChecked(registry, repo, tag ?? packed.manifestDigest, packed.manifest, packed.manifestDigest, MEDIA_TYPE_OCI_MANIFEST, put);
   return { reference: formatReference({ ...repo, digest }), digest, size: packed.layer.byteLength, packed };
+}
+
+async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: string, bytes: Buffer, expected: Digest, mediaType: string, put: { credential?: Credential }): Promise<Digest> {
+  const { digest } = await registry.putManifest(repo, ref, bytes, mediaType, put);
+  if (digest !== expected) throw new SpokeError('RegistryUnavailable', `registry stored manifest as ${digest}, expected ${expected}`, { expected, actual: digest });
+  return digest;
+}
+
+/** The seccomp architecture of a platform's native processes (libseccomp names), where known. */
+const NATIVE_SECCOMP_ARCH: Readonly<Record<string, string>> = {
+  amd64: 'SCMP_ARCH_X86_64',
+  arm64: 'SCMP_ARCH_AARCH64',
+  arm: 'SCMP_ARCH_ARM',
+  '386': 'SCMP_ARCH_X86',
+  ppc64le: 'SCMP_ARCH_PPC64LE',
+  s390x: 'SCMP_ARCH_S390X',
+  riscv64: 'SCMP_ARCH_RISCV64',
+  loong64: 'SCMP_ARCH_LOONGARCH64',
+  mipsle: 'SCMP_ARCH_MIPSEL',
+};
+
+/**
+ * A seccomp profile published for a platform that lists architectures must list the platform's
+ * own: otherwise the file was most likely given for the wrong platform (an amd64 profile as
+ * linux/arm64), and the node's merge would drop every architecture it lists.
+ */
+function checkArchitectures(platform: Platform, listed: readonly string[] | undefined): void {
+  const native = NATIVE_SECCOMP_ARCH[platform.architecture];
+  if (native === undefined || listed === undefined || listed.length === 0 || listed.includes(native)) return;
+  throw new SpokeError('InvalidArgument', `the profile lists architectures ${listed.join(', ')} but not ${native}, this platform's own: is it the file for another platform?`, { expected: native });
+}
+
+export interface PushIndexResult {
+  reference: string;
+  digest: Digest;
+  /** The index's exact bytes (what `spoke sign` signs). */
+  index: Buffer;
+  platforms: { platform: string; reference: string; digest: Digest; size: number }[];
+}
+
+/**
+ * A multi-architecture profile (docs/multi-arch.md): each platform's profile pushed as its own
+ * artifact (by digest, untagged), then the index naming them under `tag` (or its digest). Every
+ * profile is validated before anything is pushed; a platform given twice is refused.
+ */
+export async function pushProfileIndex(
+  registry: RegistryClient,
+  repo: RepoLocator,
+  tag: string | undefined,
+  entries: readonly { platform: Platform; bytes: Uint8Array }[],
+  kind: ProfileKind,
+  opts: { credential?: Credential; onProgress?: (step: string) => void } = {},
+): Promise<PushIndexResult> {
+  if (entries.length === 0 || entries.length > MAX_INDEX_MANIFESTS) {
+    throw new SpokeError('InvalidArgument', `a multi-architecture profile has 1 to ${MAX_INDEX_MANIFESTS} platforms, got ${entries.length}`);
+  }
+  const seen = new Set<string>();
+  for (const e of entries) {
+    const name = formatPlatform(e.platform);
+    if (seen.has(platformKey(e.platform))) throw new SpokeError('InvalidArgument', `platform ${platformKey(e.platform)} is given twice`);
+    seen.add(platformKey(e.platform));
+    try {
+      if (kind === 'seccomp') checkArchitectures(e.platform, decodeSeccompWithHint(e.bytes).architectures);
+      validateArtifactBytes(kind, e.bytes);
+    } catch (err) {
+      const se = asSpokeError(err, 'SecurityProfileInvalid');
+      throw new SpokeError(se.code, `${name}: ${se.message}`, se.context, { reason: se.reason, cause: err });
+    }
+  }
+  const platforms: PushIndexResult['platforms'] = [];
+  const packedAll: { platform: Platform; manifest: Buffer }[] = [];
+  for (const e of entries) {
+    const name = formatPlatform(e.platform);
+    const r = await pushProfile(registry, repo, undefined, e.bytes, kind, { ...opts, onProgress: (s) => opts.onProgress?.(`${name}: ${s}`) });
+    platforms.push({ platform: name, reference: r.reference, digest: r.digest, size: r.size });
+    packedAll.push({ platform: e.platform, manifest: r.packed.manifest });
+  }
+  const index = packIndex(packedAll, kind);
+  opts.onProgress?.('uploading index');
+  const digest = await putChecked(registry, repo, tag ?? index.digest, index.bytes, index.digest, MEDIA_TYPE_OCI_INDEX, { credential: opts.credential });
+  return { reference: formatReference({ ...repo, digest }), digest, index: index.bytes, platforms };
 }

@@ -7,7 +7,9 @@
 //   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts (never re-fetched)
 //   state/in-use.json           runtime holders ("container:<id>", "pending:…") → artifact digest
 //   state/pins.json             pins ("pin:<name>") → artifact digest (flushed)
-//   state/effective/<sha>.json  artifacts an effective seccomp file was merged from
+//   state/effective/<sha>.json  artifacts an effective seccomp file was merged from, and with
+//                               which pod reference and base profile (`spoke ps`)
+//   state/last-use.json         when the shim's gc last saw each artifact / effective file used
 //   tmp/                        temp files, renamed into place (same filesystem)
 //   locks/                      short-lived O_EXCL locks for read-modify-write of records
 // Writers: the profile blob goes temp → fsync → rename → fsync dir (its content is what a node
@@ -20,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestHex, isDigest, type Digest } from '../core/digest.js';
+import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import type { ProfileKind } from '../core/constants.js';
 import { systemClock, type Clock } from '../core/runtime.js';
@@ -54,6 +56,21 @@ export interface ProvenanceRecord {
    * before this was kept; a pod then fetches it again as itself.
    */
   nodeCredentials?: true;
+  /**
+   * Set when `digest` names a multi-architecture index (docs/multi-arch.md): then `manifest` holds
+   * the index's bytes (signatures are on the index digest) and this the manifest taken for the
+   * node's platform, whose single layer is `layerDigest`.
+   */
+  platform?: PlatformManifest;
+}
+
+/** The platform's artifact manifest chosen from an index: its digest, exact bytes (base64) and platform. */
+export interface PlatformManifest {
+  digest: Digest;
+  manifest: string;
+  os: string;
+  architecture: string;
+  variant?: string;
 }
 
 export interface InvalidVerdict {
@@ -84,6 +101,8 @@ export interface IngestInput {
   /** Fetched with the node's credentials (no per-request AuthConfig). */
   nodeCredentials?: boolean;
   verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'>;
+  /** `digest` is an index: the manifest taken from it for this node's platform. */
+  platform?: { digest: Digest; manifestBytes: Uint8Array; os: string; architecture: string; variant?: string };
 }
 
 const MAX_REFERENCES_PER_RECORD = 32;
@@ -241,6 +260,7 @@ export class ProfileStore {
               pulledAt: now,
               servedBy: input.servedBy,
               verdicts: {},
+              ...(input.platform ? { platform: platformManifest(input.platform) } : {}),
             };
         addReference(record, input.reference);
         if (input.nodeCredentials === true) record.nodeCredentials = true;
@@ -475,28 +495,51 @@ export class ProfileStore {
     return (await this.inUse()).get(d) ?? [];
   }
 
-  /** Remembers that effective seccomp file `<sha>.json` was merged from artifact `d` (flushed). */
-  async recordEffective(sha: string, d: Digest): Promise<void> {
+  /**
+   * Remembers that effective seccomp file `<sha>.json` was merged from artifact `d` (flushed),
+   * and, when given, the pod's reference and base profile of that merge (bounded list).
+   */
+  async recordEffective(sha: string, d: Digest, input?: EffectiveInput): Promise<void> {
     assertDigest(d);
     const path = this.effectivePath(sha);
     await this.init();
     await this.lock(`effective-${sha}`, async () => {
-      const known = await this.effectiveDigests(sha);
-      if (known.includes(d)) return;
-      await writeFileAtomic(path, JSON.stringify({ digests: [...known, d] }) + '\n', this.tmpDir, { fsync: this.fsync });
+      const known = await this.readEffective(sha);
+      const digests = known.digests.includes(d) ? known.digests : [...known.digests, d];
+      let inputs = known.inputs;
+      if (input !== undefined) {
+        const entry: EffectiveInput & { digest: Digest } = { digest: d, reference: input.reference, ...(input.base ? { base: input.base } : {}) };
+        const key = JSON.stringify(entry);
+        if (!inputs.some((i) => JSON.stringify(i) === key)) inputs = [...inputs, entry].slice(-MAX_EFFECTIVE_INPUTS);
+      }
+      if (digests === known.digests && inputs === known.inputs) return;
+      await writeFileAtomic(path, JSON.stringify({ digests, ...(inputs.length > 0 ? { inputs } : {}) }) + '\n', this.tmpDir, { fsync: this.fsync });
     });
   }
 
   /** The artifacts whose merge produced effective file `<sha>.json` (empty when unknown). */
   async effectiveDigests(sha: string): Promise<Digest[]> {
+    return (await this.readEffective(sha)).digests;
+  }
+
+  /** The merges recorded for effective file `<sha>.json`: artifact, pod reference, base profile. */
+  async effectiveInputs(sha: string): Promise<(EffectiveInput & { digest: Digest })[]> {
+    return (await this.readEffective(sha)).inputs;
+  }
+
+  private async readEffective(sha: string): Promise<{ digests: Digest[]; inputs: (EffectiveInput & { digest: Digest })[] }> {
+    const none = { digests: [], inputs: [] };
     const bytes = await readFileIfExists(this.effectivePath(sha));
-    if (!bytes) return [];
+    if (!bytes) return none;
+    let parsed: { digests?: unknown; inputs?: unknown };
     try {
-      const parsed = JSON.parse(bytes.toString('utf8')) as { digests?: unknown };
-      return Array.isArray(parsed.digests) ? parsed.digests.filter((d): d is Digest => typeof d === 'string' && isDigest(d)) : [];
+      parsed = JSON.parse(bytes.toString('utf8')) as typeof parsed;
     } catch {
-      return [];
+      return none;
     }
+    const digests = Array.isArray(parsed.digests) ? parsed.digests.filter((d): d is Digest => typeof d === 'string' && isDigest(d)) : [];
+    const inputs = Array.isArray(parsed.inputs) ? parsed.inputs.flatMap((i) => parseEffectiveInput(i)) : [];
+    return { digests, inputs };
   }
 
   // ---- listing, removal, gc, verification ----
@@ -619,6 +662,107 @@ export class ProfileStore {
     }
   }
 
+  // ---- the shim's gc by last use (src/cri/gc.ts, docs/gc.md) ----
+  //
+  // state/last-use.json records, per artifact and per effective file, the last gc run that saw
+  // it used (held, or named by a live object's runtime config). An artifact's last use is the
+  // later of that and its pull; an effective file's the later of that and its mtime (written at
+  // a create). Written by gc runs only: nothing on the pull or create path.
+
+  private get lastUsePath(): string {
+    return join(this.root, 'state', 'last-use.json');
+  }
+
+  private async readLastUse(): Promise<LastUse> {
+    const out: LastUse = { artifacts: {}, effective: {} };
+    const bytes = await readFileIfExists(this.lastUsePath);
+    if (!bytes) return out;
+    try {
+      const parsed = JSON.parse(bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown };
+      for (const [k, v] of Object.entries(isPlainObject(parsed.artifacts) ? parsed.artifacts : {})) if (isDigest(k) && Number.isSafeInteger(v)) out.artifacts[k] = v as number;
+      for (const [k, v] of Object.entries(isPlainObject(parsed.effective) ? parsed.effective : {})) if (SHA_HEX_RE.test(k) && Number.isSafeInteger(v)) out.effective[k] = v as number;
+    } catch {
+      // Torn (not flushed): last uses fall back to pull times and file mtimes.
+    }
+    return out;
+  }
+
+  /**
+   * One gc run of the shim. Nothing is removed while the runtime holders are incomplete. Effective
+   * files `<effectiveDir>/<64 hex>.json` (no other name is touched) go when no live object names
+   * them (`effectiveInUse`), none of the artifacts they were merged from is held, and they were
+   * last used at least `minAgeMs` ago. Artifacts no holder uses go once last used `minAgeMs` ago;
+   * then, while the profile bytes exceed `maxStoreBytes`, unused ones least recently used first.
+   * The caller keeps creates from resolving profiles meanwhile (src/cri/gc.ts).
+   */
+  async collect(opts: { minAgeMs: number; maxStoreBytes?: number | undefined; effectiveDir: string; effectiveInUse: ReadonlySet<string> }): Promise<CollectResult> {
+    await this.init();
+    const now = this.clock.now();
+    const state = await this.inUseState();
+    if (!state.complete) {
+      const entries = await this.list();
+      return { complete: false, removed: [], effectiveRemoved: [], artifacts: entries.length, bytes: blobBytes(entries) };
+    }
+    const last = await this.readLastUse();
+    for (const d of state.byDigest.keys()) last.artifacts[d] = now;
+
+    const effectiveRemoved: string[] = [];
+    let names: string[] = [];
+    try {
+      names = await readdir(opts.effectiveDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const present = new Set<string>();
+    for (const name of names) {
+      const sha = EFFECTIVE_FILE_RE.exec(name)?.[1];
+      if (sha === undefined) continue;
+      present.add(sha);
+      const held = opts.effectiveInUse.has(sha) || (await this.effectiveDigests(sha)).some((d) => state.byDigest.has(d));
+      if (held) {
+        last.effective[sha] = now;
+        continue;
+      }
+      const st = await stat(join(opts.effectiveDir, name)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      if (now - Math.max(st.mtimeMs, last.effective[sha] ?? 0) < opts.minAgeMs) continue;
+      await rm(join(opts.effectiveDir, name), { force: true });
+      effectiveRemoved.push(sha);
+      present.delete(sha);
+    }
+
+    const removed: Digest[] = [];
+    let entries = await this.list();
+    const lastUseOf = (e: StoreEntry): number => Math.max(Date.parse(e.pulledAt) || 0, last.artifacts[e.digest] ?? 0);
+    const tryRemove = async (e: StoreEntry): Promise<boolean> => {
+      try {
+        await this.remove(e.digest);
+      } catch (err) {
+        // Became held since it was listed: kept.
+        if (err instanceof SpokeError && err.code === 'FailedPrecondition') return false;
+        throw err;
+      }
+      removed.push(e.digest);
+      return true;
+    };
+    for (const e of entries) if (e.inUse.length === 0 && now - lastUseOf(e) >= opts.minAgeMs) await tryRemove(e);
+    entries = entries.filter((e) => !removed.includes(e.digest));
+    if (opts.maxStoreBytes !== undefined && blobBytes(entries) > opts.maxStoreBytes) {
+      const lru = entries.filter((e) => e.inUse.length === 0).sort((a, b) => lastUseOf(a) - lastUseOf(b) || a.digest.localeCompare(b.digest));
+      for (const e of lru) {
+        if (blobBytes(entries) <= opts.maxStoreBytes) break;
+        if (await tryRemove(e)) entries = entries.filter((x) => x.digest !== e.digest);
+      }
+    }
+    await this.sweep(now);
+
+    const kept = new Set<string>(entries.map((e) => e.digest));
+    for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
+    for (const sha of Object.keys(last.effective)) if (!present.has(sha)) delete last.effective[sha];
+    await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.tmpDir, { fsync: false });
+    return { complete: true, removed, effectiveRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
+  }
+
   /** Re-hashes every blob of every record; returns the digests whose bytes are wrong or missing. */
   async verify(): Promise<{ ok: Digest[]; corrupt: { digest: Digest; reason: string }[] }> {
     const ok: Digest[] = [];
@@ -626,6 +770,7 @@ export class ProfileStore {
     for (const r of await this.list()) {
       try {
         await this.readManifest(r.digest);
+        if (r.platform && sha256Digest(Buffer.from(r.platform.manifest, 'base64')) !== r.platform.digest) throw new Error(`stored manifest of platform ${r.platform.digest} is corrupt`);
         await this.readBlob(r.layerDigest, { verify: true });
         ok.push(r.digest);
       } catch (e) {
@@ -637,6 +782,55 @@ export class ProfileStore {
 }
 
 const SHA_HEX_RE = /^[0-9a-f]{64}$/;
+const EFFECTIVE_FILE_RE = /^([0-9a-f]{64})\.json$/;
+const MAX_EFFECTIVE_INPUTS = 32;
+
+/** The base profile of a merge: RuntimeDefault, or a Localhost file by path and the sha256 of the bytes merged. */
+export type EffectiveBase = { type: 'RuntimeDefault' } | { type: 'Localhost'; path: string; sha256: string };
+
+/** What a pod asked for when an effective file was merged: its reference as written, and its base. */
+export interface EffectiveInput {
+  reference: string;
+  base?: EffectiveBase;
+}
+
+export interface CollectResult {
+  /** False: the in-use set was incomplete and nothing was removed. */
+  complete: boolean;
+  removed: Digest[];
+  effectiveRemoved: string[];
+  /** What the store holds after the run. */
+  artifacts: number;
+  bytes: number;
+}
+
+interface LastUse {
+  artifacts: Record<string, number>;
+  effective: Record<string, number>;
+}
+
+/** Profile bytes on disk: each blob once. */
+function blobBytes(entries: readonly ProvenanceRecord[]): number {
+  const seen = new Map<string, number>();
+  for (const e of entries) seen.set(e.layerDigest, e.size);
+  let n = 0;
+  for (const v of seen.values()) n += v;
+  return n;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseEffectiveInput(v: unknown): (EffectiveInput & { digest: Digest })[] {
+  if (!isPlainObject(v) || typeof v.digest !== 'string' || !isDigest(v.digest) || typeof v.reference !== 'string') return [];
+  const b = v.base;
+  let base: EffectiveBase | undefined;
+  if (isPlainObject(b) && b.type === 'RuntimeDefault') base = { type: 'RuntimeDefault' };
+  else if (isPlainObject(b) && b.type === 'Localhost' && typeof b.path === 'string' && typeof b.sha256 === 'string' && SHA_HEX_RE.test(b.sha256)) base = { type: 'Localhost', path: b.path, sha256: b.sha256 };
+  else if (b !== undefined) return [];
+  return [{ digest: v.digest, reference: v.reference, ...(base ? { base } : {}) }];
+}
 
 interface RuntimeHolders {
   holders: Record<string, Digest>;
@@ -660,6 +854,11 @@ function parseHolderFile(bytes: Buffer): RuntimeHolders | undefined {
   const out: Record<string, Digest> = {};
   for (const [holder, d] of Object.entries(holders)) if (typeof d === 'string' && isDigest(d)) out[holder] = d;
   return { holders: out, complete: complete !== false };
+}
+
+function platformManifest(p: NonNullable<IngestInput['platform']>): PlatformManifest {
+  const { digest, manifestBytes, os, architecture, variant } = p;
+  return { digest, manifest: Buffer.from(manifestBytes).toString('base64'), os, architecture, ...(variant !== undefined ? { variant } : {}) };
 }
 
 function assertDigest(d: string): Digest {
@@ -699,6 +898,6 @@ function parseRecord(bytes: Buffer, d: Digest): ProvenanceRecord | undefined {
   } catch {
     return undefined;
   }
-  const ok = typeof r === 'object' && r !== null && r.schemaVersion === 1 && r.digest === d && isDigest(r.layerDigest) && typeof r.manifest === 'string' && Array.isArray(r.references) && typeof r.verdicts === 'object';
+  const ok = typeof r === 'object' && r !== null && r.schemaVersion === 1 && r.digest === d && isDigest(r.layerDigest) && typeof r.manifest === 'string' && Array.isArray(r.references) && typeof r.verdicts === 'object' && (r.platform === undefined || (isDigest(r.platform.digest) && typeof r.platform.manifest === 'string'));
   return ok ? r : undefined;
 }

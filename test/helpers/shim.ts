@@ -21,6 +21,9 @@ export function stubShimDeps(storeDir: string, seccompRoot: string): ShimDeps {
       intersect: () => {
         throw new Error('not used');
       },
+      audit: () => {
+        throw new Error('not used');
+      },
       formatConstraint: String,
     },
     baseline: () => ({}),

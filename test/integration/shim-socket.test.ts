@@ -7,7 +7,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { connect as h2connect, constants as h2, createServer as h2createServer, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
@@ -22,8 +22,30 @@ import { PATH_PULL_ARTIFACT, PATH_RUN_POD_SANDBOX } from '../../src/cri/methods.
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
-function openFds(): number {
-  return readdirSync('/proc/self/fd').length;
+/**
+ * The shim's accepted connections on `sock`: /proc/net/unix lists each accepted socket under the
+ * listener's path (state 03, connected). The shim runs in this process, so its fds are this
+ * process's, and /proc/self/fd shows which of them are those sockets; other fds of the test
+ * process (clients, containerd's) never count.
+ */
+function shimConnectionFds(sock: string): number {
+  const inodes = new Set(
+    readFileSync('/proc/net/unix', 'utf8')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f.length === 8 && f[7] === sock && f[5] === '03')
+      .map((f) => f[6]),
+  );
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m && inodes.has(m[1])) n++;
+    } catch {
+      // closed between readdir and readlink
+    }
+  }
+  return n;
 }
 
 /** Rejects when `p` has not settled within `ms`: a bound on waiting for an event, not a delay. */
@@ -68,7 +90,7 @@ describe('shim socket against misbehaving clients (real containerd)', { timeout:
   test('200 connections that break HTTP/2 after the preface, or never speak, are closed: fds back to baseline, a CRI client still connects', async () => {
     const { shim, sock } = await startShim({ probeMs: 300 });
     try {
-      const baseline = openFds();
+      assert.equal(shimConnectionFds(sock), 0);
       const conns: RawH2[] = [];
       for (let i = 0; i < 200; i++) {
         // Quarters: garbage (a "frame" far over the maximum size), a SETTINGS frame on a stream
@@ -81,11 +103,13 @@ describe('shim socket against misbehaving clients (real containerd)', { timeout:
         else if (kind === 1) c.write(frame(FRAME.SETTINGS, 0, 1));
         conns.push(c);
       }
+      // The count sees them while they are open (the silent ones wait for the probe).
+      assert.ok(shimConnectionFds(sock) > 0, 'the shim holds the connections it accepted');
       await within(Promise.all(conns.map((c) => c.closed)), 30_000, 'every broken connection closed by the shim');
       conns.forEach((c, i) => {
         if (i % 4 < 2) assert.ok(c.frames.some((f) => f.type === FRAME.GOAWAY), `connection ${i} was answered with GOAWAY`);
       });
-      assert.equal(openFds(), baseline, 'no fd left behind');
+      assert.equal(shimConnectionFds(sock), 0, 'no accepted connection left open by the shim');
       const cri = new CriClient(sock);
       try {
         assert.equal((await cri.rt('Version', { version: 'v1' })).runtime_name, 'containerd');

@@ -68,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     reason: d.reason,
     signedBy: d.allowed ? d.signedBy.map((s) => s.name) : [],
     unsigned: d.allowed ? d.unsigned : false,
+    mode: d.allowed ? d.mode : null,
     policyHash: r.policy.hash,
   };
   emit(values.json, out, () =>
@@ -76,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
       `  rule:   ${d.rule ? `${d.rule.id} at ${file}:${d.rule.line}` : '(none matches)'}`,
       `  reason: ${d.reason}`,
       ...(d.allowed ? [`  needs:  ${d.unsigned ? 'no signature (unsigned: true)' : `a signature by any of ${out.signedBy.join(', ')}`}`] : []),
+      ...(d.allowed && d.mode === 'audit' ? ['  mode:   audit (the artifact’s own denials are logged, not enforced: docs/audit-mode.md)'] : []),
     ].join('\n'),
   );
   if (!d.allowed) process.stderr.write(`PermissionDenied: ${arg}: ${d.reason}\n`);

@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises';
+import { parsePlatform, type Platform } from '../../core/artifact.js';
 import { parseRepositoryRef } from '../../core/reference.js';
-import { pushProfile } from '../../publish/push.js';
+import { pushProfile, pushProfileIndex } from '../../publish/push.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
 import { progress } from '../progress.js';
 import { publisherRegistry, publisherFlags } from '../wiring.js';
 
 const HELP = `usage: spoke push FILE REPO[:TAG] --kind seccomp|apparmor [options]
+       spoke push REPO[:TAG] --kind K --platform OS/ARCH[/VARIANT]=FILE ... [options]
 
 Packages FILE as a KEP-6061 profile artifact (config {} with the kind's config media type,
 artifactType the same, one application/json layer holding FILE's exact bytes, titled
@@ -14,42 +16,82 @@ profile.json) and pushes it. The same file always gives the same digest. The pro
 validated as an artifact first: nothing is pushed that nodes would refuse.
 The digest-pinned reference is printed as the last line of stdout.
 
+With --platform (repeatable), a multi-architecture profile: each FILE is pushed as its own
+artifact (untagged), then an OCI image index naming them by platform, under TAG. Nodes take
+the profile of their own platform; policy and signatures apply to the index digest, which is
+printed last (docs/multi-arch.md). Every FILE is validated before anything is pushed.
+
 options:
   --kind K           seccomp or apparmor (required)
-  --sign-key KEY.pem sign the pushed digest with this private key (sigstore bundle referrer,
-                     as 'spoke sign --format bundle' does) before printing the reference
+  --platform P=FILE  a platform (linux/amd64, linux/arm64, linux/arm/v7) and its profile;
+                     each platform at most once
+  --sign-key KEY.pem sign the pushed digest (the index digest with --platform) with this
+                     private key (sigstore bundle referrer, as 'spoke sign --format bundle'
+                     does) before printing the reference
   --plain-http       use HTTP instead of HTTPS (local registries)
   --ca-file F        extra CA bundle (PEM) for the registry's certificate
   --auth-file F      credentials file (docker config.json format; default
                      $REGISTRY_AUTH_FILE, then ~/.docker/config.json)
-  --json             print {reference, digest, size, signed} as JSON`;
+  --json             print {reference, digest, size, signed} as JSON; with --platform
+                     {reference, digest, platforms: [{platform, reference, digest, size}], signed}`;
 
-export async function run(argv: string[]): Promise<number> {
-  const { values, positionals, help } = parseCommand(argv, { kind: { type: 'string' }, 'sign-key': { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags }, HELP, [2, 2]);
-  if (help) return 0;
-  const kind = parseKind(values.kind);
-  const [file, target] = positionals as [string, string];
-  const repo = parseRepositoryRef(target);
-  const bytes = await readFile(file).catch((e: NodeJS.ErrnoException) => {
+async function readInput(file: string): Promise<Buffer> {
+  return readFile(file).catch((e: NodeJS.ErrnoException) => {
     throw new UsageError(`cannot read ${file}: ${e.code ?? e.message}`);
   });
+}
+
+/** `--platform os/arch[/variant]=FILE` values, files read. */
+async function platformInputs(values: string[]): Promise<{ platform: Platform; bytes: Buffer }[]> {
+  const out: { platform: Platform; bytes: Buffer }[] = [];
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const platform = eq > 0 ? parsePlatform(v.slice(0, eq)) : undefined;
+    if (!platform || eq === v.length - 1) throw new UsageError(`--platform must be OS/ARCH[/VARIANT]=FILE (for example linux/arm64=arm64.json), got ${JSON.stringify(v)}`);
+    out.push({ platform, bytes: await readInput(v.slice(eq + 1)) });
+  }
+  return out;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseCommand(
+    argv,
+    { kind: { type: 'string' }, platform: { type: 'string', multiple: true }, 'sign-key': { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags },
+    HELP,
+    [1, 2],
+  );
+  if (help) return 0;
+  const kind = parseKind(values.kind);
+  const multi = values.platform !== undefined;
+  if (multi && positionals.length !== 1) throw new UsageError(`with --platform give only REPO[:TAG]; the files come with each --platform\n${HELP}`);
+  if (!multi && positionals.length !== 2) throw new UsageError(`expected FILE REPO[:TAG]\n${HELP}`);
+  const target = positionals.at(-1)!;
+  const repo = parseRepositoryRef(target);
+  const inputs = multi ? await platformInputs(values.platform!) : undefined;
+  const file = multi ? undefined : positionals[0]!;
+  const bytes = file === undefined ? undefined : await readInput(file);
   const signKey = values['sign-key']
     ? await readFile(values['sign-key'], 'utf8').catch((e: NodeJS.ErrnoException) => {
         throw new UsageError(`cannot read ${values['sign-key']}: ${e.code ?? e.message}`);
       })
     : undefined;
   const registry = publisherRegistry(values);
-  const p = progress(`pushing ${file}`);
+  const p = progress(`pushing ${file ?? `${inputs!.length} platforms`}`);
   try {
-    const r = await pushProfile(registry, repo, repo.tag, bytes, kind, { onProgress: (s) => p.step(s) });
+    const onProgress = (s: string) => p.step(s);
+    const r = inputs
+      ? await pushProfileIndex(registry, repo, repo.tag, inputs, kind, { onProgress }).then((x) => ({ ...x, manifest: x.index }))
+      : await pushProfile(registry, repo, repo.tag, bytes!, kind, { onProgress }).then((x) => ({ ...x, manifest: x.packed.manifest }));
     if (signKey) {
       p.step('signing');
       // sigstore is loaded only when signing is asked for.
       const { signArtifact } = await import('../../publish/sign.js');
-      await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.packed.manifest, key: signKey, format: 'bundle' });
+      await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.manifest, key: signKey, format: 'bundle' });
     }
     p.done();
-    emit(values.json, { reference: r.reference, digest: r.digest, size: r.size, signed: signKey !== undefined }, () => r.reference);
+    const signed = signKey !== undefined;
+    const data = 'platforms' in r ? { reference: r.reference, digest: r.digest, platforms: r.platforms, signed } : { reference: r.reference, digest: r.digest, size: r.size, signed };
+    emit(values.json, data, () => ('platforms' in r ? [...r.platforms.map((x) => `${x.platform}: ${x.reference}`), r.reference].join('\n') : r.reference));
     return 0;
   } finally {
     p.done();

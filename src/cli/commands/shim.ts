@@ -3,7 +3,7 @@
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadNodeConfig, LOG_LEVELS } from '../../config/node-config.js';
 import { SpokeError, asSpokeError } from '../../core/errors.js';
 import type { LogLevel } from '../../core/runtime.js';
@@ -11,10 +11,11 @@ import { readRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
 import type { SeccompOps } from '../../cri/deps.js';
 import { createAppArmorOps } from '../../cri/apparmor.js';
+import { GcScheduler } from '../../cri/gc.js';
 import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { decodeSeccomp, formatConstraint, intersect, validate, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import { auditIntersect, decodeSeccomp, formatConstraint, intersect, validate, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault, RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
 import { ProfileStore } from '../../store/store.js';
@@ -48,8 +49,9 @@ options:
   --seccomp-root DIR   the kubelet's seccomp root; effective profiles are written to
                        DIR/spoke/<sha256>.json (config: seccompRoot; default /var/lib/kubelet/seccomp)
   --baseline FILE      node baseline seccomp profile intersected into every OCI profile; checked
-                       at start, a bad file stops the shim (config: baseline; default: the shipped
-                       policy/seccomp-baseline.json)
+                       at start, a bad file stops the shim (config: baselines by architecture,
+                       then baseline; default: the shipped policy/seccomp-baseline.json, or
+                       policy/seccomp-baseline-arm64.json on arm64; docs/multi-arch.md)
   --policy FILE        node admin policy, deny by default (config: policy; default
                        /etc/spoke/policy.yaml); reloaded on change and on SIGHUP, an invalid
                        file keeps the last good policy
@@ -86,6 +88,11 @@ removed; see spoke runtime-default). Config key runtimeDefault: FILE pins a prof
 While it is not known, OCI profiles with a RuntimeDefault base (and annotations replacing a
 RuntimeDefault profile) fail UNAVAILABLE; the base is never dropped. A baseline that permits
 what the runtime default denies is logged as a warning at start.
+
+gc (config only: gc: {interval: 10m, minAge: 1h, maxStoreBytes: N}; docs/gc.md): every interval
+the in-use set is rebuilt from the runtime, then profiles no container uses and no pin holds
+are removed once unused for minAge (above maxStoreBytes, unused ones least recently used
+first, even younger ones), and so are unused effective files DIR/spoke/<sha256>.json.
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
 SIGHUP reloads the policy and the baseline.`;
@@ -172,6 +179,7 @@ export async function run(argv: string[]): Promise<number> {
     decode: decodeSeccomp,
     validateBase: validateStrict,
     intersect: (b, base, a) => intersect(b, base, a),
+    audit: (b, base, a) => auditIntersect(b, base, a),
     formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
   };
   // The runtime's default profile: what a RuntimeDefault base means (src/cri/runtime-default.ts).
@@ -202,6 +210,20 @@ export async function run(argv: string[]): Promise<number> {
   }
   running.shim = shim;
   const server = shim;
+  const gc = new GcScheduler({
+    store,
+    rebuild: () => shim.inUse.rebuild(),
+    gate: shim.gate,
+    forgetEffective: (sha) => shim.forgetEffective(sha),
+    forgetOrigins: () => shim.inUse.forgetRecordedOrigins(),
+    effectiveDir: join(config.seccompRoot, 'spoke'),
+    intervalMs: config.gc.intervalMs,
+    minAgeMs: config.gc.minAgeMs,
+    maxStoreBytes: config.gc.maxStoreBytes,
+    logger,
+    metrics,
+  });
+  gc.start();
   logger.log('info', 'shim ready', {
     listen: config.listen,
     upstream: config.upstream,
@@ -210,6 +232,7 @@ export async function run(argv: string[]): Promise<number> {
     policy: config.policy,
     metrics: config.metrics || undefined,
     annotations: config.annotations,
+    gc: { intervalMs: config.gc.intervalMs, minAgeMs: config.gc.minAgeMs, maxStoreBytes: config.gc.maxStoreBytes },
     recording: values.recording === true,
     startupMs: Math.round(performance.now() - started),
     heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
@@ -223,6 +246,7 @@ export async function run(argv: string[]): Promise<number> {
       stopping = true;
       logger.log('info', 'shutting down', { signal, inFlight: server.inFlight() });
       void (async () => {
+        await gc.stop();
         await server.close();
         runtimeDefault.close();
         await node?.close().catch(() => undefined);

@@ -1,12 +1,16 @@
+import { formatPlatform } from '../../core/artifact.js';
 import { isDigest, type Digest } from '../../core/digest.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
+import { parseDuration } from '../../core/duration.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 import { nodeConfigOnly, nodeFlags } from '../wiring.js';
 
 const HELP = `usage: spoke store <ls|rm|gc|verify|unpin|forget> [options]
 
-  ls                 list stored artifacts: digest, kind, size, references, rule, signer, in use by
+  ls                 list stored artifacts: digest, kind, size, references, rule, signer, in use by;
+                     for a multi-architecture index, also the manifest taken for this node's
+                     platform (JSON: platform {digest, os, architecture, variant})
   rm DIGEST          remove an artifact (refused while a container, sandbox or pin uses it)
   gc [--dry-run] [--min-age DURATION]
                      remove every artifact nothing uses (and pulled longer ago than DURATION,
@@ -21,13 +25,10 @@ options:
   --config F         node config (default /etc/spoke/config.yaml)
   --json             machine-readable output`;
 
-const DURATION_RE = /^([0-9]{1,9})(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-function parseDuration(s: string): number {
-  const m = DURATION_RE.exec(s);
-  if (!m) throw new UsageError(`--min-age must look like 30m, 1h or 2d, got ${JSON.stringify(s)}`);
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
+function minAgeArg(s: string): number {
+  const ms = parseDuration(s);
+  if (ms === undefined) throw new UsageError(`--min-age must look like 30m, 1h or 2d, got ${JSON.stringify(s)}`);
+  return ms;
 }
 
 function digestArg(s: string | undefined): Digest {
@@ -57,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
                 const signer = Object.values(e.verdicts).at(-1);
                 return [
                   `${e.digest}  ${e.kind}  ${e.size} B  pulled ${e.pulledAt}`,
+                  ...(e.platform ? [`  index; ${formatPlatform(e.platform)} manifest: ${e.platform.digest}`] : []),
                   `  references: ${e.references.join(', ')}`,
                   `  rule: ${e.rule}${signer ? `  signer: ${signer.signer} (${signer.format}${signer.identity ? `, ${signer.identity}` : ''})` : ''}`,
                   `  in use by: ${e.inUse.length ? e.inUse.join(', ') : '-'}`,
@@ -89,7 +91,7 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case 'gc': {
-      const minAgeMs = values['min-age'] ? parseDuration(values['min-age']) : 0;
+      const minAgeMs = values['min-age'] ? minAgeArg(values['min-age']) : 0;
       const r = await store.gc({ dryRun: values['dry-run'], minAgeMs });
       const incomplete = r.inUseComplete ? [] : ['the in-use set was unreadable and the shim has not rebuilt it yet: nothing removed'];
       emit(values.json, r, () => [...r.removed.map((d) => `${values['dry-run'] ? 'would remove' : 'removed'} ${d}`), ...incomplete, `kept ${r.kept.length}`].join('\n'));

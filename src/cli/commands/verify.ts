@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { declaredKind } from '../../core/artifact.js';
-import { MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
+import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { formatReference, parseReference } from '../../core/reference.js';
@@ -71,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(values['ca-file'] ? { caFile: readFileSync(values['ca-file']) } : {}),
   });
   try {
-    const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true });
+    const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true });
     const kind = declaredKind(m.bytes);
     if (!kind) throw new SpokeError('SecurityProfileInvalid', `${reference}: not a profile artifact (no seccomp or AppArmor config media type)`, { reference });
     const d = decide(policy, ref, kind, values.namespace);

@@ -29,6 +29,7 @@ export {
 } from './validate.js';
 export { actionRank, formatVerdict } from './actions.js';
 export { canonicalize, intersect, mergeProfiles } from './intersect.js';
+export { auditIntersect, relaxToLog } from './audit.js';
 export { encodeCanonical } from './canonical.js';
 export { diff, formatConstraint, type TrustedInputs } from './diff.js';
 export { compareProfiles, OTHER_SYSCALLS, type ChangeDirection, type ProfileChange, type ProfileComparison } from './compare.js';

@@ -30,6 +30,7 @@ describe('loadNodeConfig', () => {
       storeDir: '/var/lib/spoke',
       seccompRoot: '/var/lib/kubelet/seccomp',
       baseline: defaultBaselinePath(),
+      baselines: undefined,
       policy: '/etc/spoke/policy.yaml',
       metrics: '',
       logLevel: 'info',
@@ -38,6 +39,7 @@ describe('loadNodeConfig', () => {
       runtimeDefault: undefined,
       recordingKey: undefined,
       pullTimeout: 120_000,
+      gc: { intervalMs: 600_000, minAgeMs: 3_600_000, maxStoreBytes: undefined },
     });
     assert.ok(Object.isFrozen(c));
   });
@@ -128,5 +130,21 @@ describe('loadNodeConfig', () => {
     assert.equal(schema.$schema, 'https://json-schema.org/draft/2020-12/schema');
     assert.deepEqual(Object.keys(schema.properties).sort(), [...NODE_CONFIG_KEYS].sort());
     assert.equal(schema.additionalProperties, false);
+  });
+
+  it('gc: durations in s, m, h; keys left out keep the defaults (10m, 1h, no byte cap)', () => {
+    assert.deepEqual(loadText('gc:\n  interval: 30s\n  minAge: 0s\n  maxStoreBytes: 1048576\n').gc, { intervalMs: 30_000, minAgeMs: 0, maxStoreBytes: 1_048_576 });
+    assert.deepEqual(loadText('gc:\n  minAge: 2h\n').gc, { intervalMs: 600_000, minAgeMs: 7_200_000, maxStoreBytes: undefined });
+    assert.deepEqual(loadText('gc: {interval: 1m}\n').gc, { intervalMs: 60_000, minAgeMs: 3_600_000, maxStoreBytes: undefined });
+  });
+
+  it('gc: bad values name the line and the key', () => {
+    assertConfigError('logLevel: info\ngc:\n  interval: 10 minutes\n', 3, 'gc.interval', /duration such as 30s/);
+    assertConfigError('gc:\n  interval: 0s\n', 2, 'gc.interval', /at least 1s/);
+    assertConfigError('gc:\n  minAge: -1h\n', 2, 'gc.minAge', /duration/);
+    assertConfigError('gc:\n  maxStoreBytes: 0\n', 2, 'gc.maxStoreBytes', /between 1 and/);
+    assertConfigError('gc:\n  maxStoreBytes: 1GB\n', 2, 'gc.maxStoreBytes', /integer/);
+    assertConfigError('gc:\n  every: 1h\n', 2, 'gc.every', /unknown key/);
+    assertConfigError('gc: 1h\n', 1, 'gc', /mapping/);
   });
 });

@@ -21,7 +21,7 @@ import { silentLogger } from '../../../src/core/runtime.js';
 import { sha256Digest } from '../../../src/core/digest.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../../../src/core/limits.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
-import { decodeSeccomp, formatConstraint, intersect, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { auditIntersect, decodeSeccomp, evaluate, formatConstraint, intersect, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import type { PullRequest, PullResult } from '../../../src/pull.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { denySyscalls } from '../../helpers/artifacts.js';
@@ -99,7 +99,13 @@ describe('ProfileApplier', () => {
         },
       },
       store,
-      seccomp: { decode: decodeSeccomp, validateBase: validateStrict, intersect: (b, base, a) => intersect(b, base, a), formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]) },
+      seccomp: {
+        decode: decodeSeccomp,
+        validateBase: validateStrict,
+        intersect: (b, base, a) => intersect(b, base, a),
+        audit: (b, base, a) => auditIntersect(b, base, a),
+        formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
+      },
       baseline: () => baseline,
       seccompRoot,
       logger: silentLogger,
@@ -208,6 +214,29 @@ describe('ProfileApplier', () => {
       const fifo = join(seccompRoot, 'fifo.json');
       execFileSync('mkfifo', [fifo]);
       await assert.rejects(applier.apply(oci(ref, fifo), inTeamA), refusedWith('FailedPrecondition', 'BASE_PROFILE'));
+    });
+  });
+
+  describe('mode: audit (docs/audit-mode.md)', () => {
+    const auditRule = (mode: string) => ['rules:', `  - scope: ${HOST}/audit`, '    kinds: [seccomp]', '    unsigned: true', `    mode: ${mode}`];
+    const verdictIn = (path: string, syscall: string) => evaluate(decodeSeccomp(readFileSync(path)), { syscall }).action;
+
+    it('logs what only the artifact denies, keeps the baseline, and enforces again at the next create once the rule says enforce', async () => {
+      // mkdir: denied by the artifact only; unshare: denied by the node baseline as well.
+      const ref = await ingest('audit/one', denySyscalls(['mkdir', 'unshare']));
+      writePolicy(auditRule('audit'));
+      const audited = await applier.apply(oci(ref), inTeamA);
+      assert.equal(audited.mode, 'audit');
+      assert.equal(verdictIn(audited.path, 'mkdir'), 'SCMP_ACT_LOG');
+      assert.equal(verdictIn(audited.path, 'unshare'), 'SCMP_ACT_ERRNO');
+      assert.equal(verdictIn(audited.path, 'read'), 'SCMP_ACT_ALLOW');
+      writePolicy(auditRule('enforce'));
+      const enforced = await applier.apply(oci(ref), inTeamA);
+      assert.equal(enforced.mode, 'enforce');
+      assert.notEqual(enforced.path, audited.path);
+      assert.equal(verdictIn(enforced.path, 'mkdir'), 'SCMP_ACT_ERRNO');
+      writePolicy(auditRule('audit'));
+      assert.equal((await applier.apply(oci(ref), inTeamA)).path, audited.path);
     });
   });
 

@@ -17,7 +17,7 @@ import { SpokeError } from '../../../src/core/errors.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { silentLogger, type Logger } from '../../../src/core/runtime.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
-import { decodeSeccomp, evaluate, formatConstraint, intersect, validate, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { auditIntersect, decodeSeccomp, evaluate, formatConstraint, intersect, validate, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { parsePolicy } from '../../../src/policy/load.js';
 
@@ -39,6 +39,7 @@ const seccomp: SeccompOps<SeccompProfile> = {
   decode: decodeSeccomp,
   validateBase: validateStrict,
   intersect: (b, base, a) => intersect(b, base, a),
+  audit: (b, base, a) => auditIntersect(b, base, a),
   formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
 };
 const decodeRuntime = (b: Uint8Array) => {

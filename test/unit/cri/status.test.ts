@@ -26,6 +26,12 @@ describe('error → gRPC status (the one mapping)', () => {
     }
     assert.equal(toGrpcStatus(new Error('x')).code, GrpcCode.INTERNAL);
   });
+
+  it("the caller's deadline is DEADLINE_EXCEEDED; a pull's own total time stays RegistryUnavailable", () => {
+    assert.equal(toGrpcStatus(new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE' })).code, GrpcCode.DEADLINE_EXCEEDED);
+    const flight = toGrpcStatus(new SpokeError('RegistryUnavailable', 'pull did not finish within 2000 ms', {}, { reason: 'DEADLINE' }));
+    assert.deepEqual([flight.code, flight.message.startsWith('RegistryUnavailable: ')], [GrpcCode.UNAVAILABLE, true]);
+  });
 });
 
 describe('AuthConfig → per-request credential', () => {

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   actionRank,
+  auditIntersect,
   canonicalize,
   decodeSeccomp,
   encodeCanonical,
@@ -112,4 +113,56 @@ test('property: with unconditional rules only, every order gives the same action
     }),
     RUNS,
   );
+});
+
+// Audit mode (docs/audit-mode.md): baseline ∩ base enforced, the artifact's own denials logged.
+const LOG = actionRank('SCMP_ACT_LOG');
+const plainProfile = profile.map((p) => ({ ...p, syscalls: (p.syscalls ?? []).map(({ args: _args, ...rest }) => rest) }));
+
+// Where a merge has no form runc loads exactly it writes the most restrictive verdict involved
+// (KEP §4), and relaxing the artifact can change which syscalls that happens to: only where the
+// audit merge reports nothing inexpressible is it bounded by the enforcing profile.
+test('property: audit mode is never looser than baseline ∩ base, never stricter than enforcing (where expressible), and never silently allows what the artifact denies', () => {
+  fc.assert(
+    fc.property(profile, fc.option(profile, { nil: undefined }), profile, calls, (baseline, base, artifact, cs) => {
+      const result = auditIntersect(baseline, base, artifact);
+      const audited = result.profile;
+      const enforced = intersect(baseline, base, artifact).profile;
+      const inexpressible = new Set(result.constrained.flatMap((k) => (k.kind === 'syscall' && k.by === 'inexpressible' ? [k.syscall] : [])));
+      for (const c of cs) {
+        const got = actionRank(evaluate(audited, c).action);
+        const trusted = Math.min(...[baseline, base].filter((p) => p !== undefined).map((p) => actionRank(evaluate(p, c).action)));
+        assert.ok(got <= trusted, 'looser than baseline ∩ base');
+        if (!inexpressible.has(c.syscall)) assert.ok(got >= actionRank(evaluate(enforced, c).action), 'stricter than the enforcing profile');
+        if (actionRank(evaluate(artifact, c).action) < LOG) assert.ok(got <= LOG, 'the artifact denies, the audit profile neither logs nor denies');
+      }
+    }),
+    RUNS,
+  );
+});
+
+test('property: with unconditional rules, audit mode logs exactly where only the artifact denies', () => {
+  fc.assert(
+    fc.property(plainProfile, fc.option(plainProfile, { nil: undefined }), plainProfile, calls, (baseline, base, artifact, cs) => {
+      const audited = auditIntersect(baseline, base, artifact).profile;
+      const enforced = intersect(baseline, base, artifact).profile;
+      for (const c of cs) {
+        const trusted = [baseline, base].filter((p) => p !== undefined).map((p) => evaluate(p, c)).reduce((a, b) => (actionRank(b.action) < actionRank(a.action) ? b : a));
+        const onlyArtifactDenies = actionRank(evaluate(artifact, c).action) < Math.min(LOG, actionRank(trusted.action)) && actionRank(trusted.action) >= LOG;
+        const expected = onlyArtifactDenies ? 'SCMP_ACT_LOG' : actionRank(evaluate(artifact, c).action) < LOG ? trusted.action : evaluate(enforced, c).action;
+        assert.equal(evaluate(audited, c).action, expected);
+      }
+    }),
+    RUNS,
+  );
+});
+
+test('audit mode: the artifact denies mkdir, the baseline denies unshare: mkdir is logged, unshare still denied', () => {
+  const baseline: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['unshare'], action: 'SCMP_ACT_ERRNO' }] };
+  const artifact: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 }] };
+  const audited = auditIntersect(baseline, undefined, artifact).profile;
+  assert.deepEqual(evaluate(audited, { syscall: 'mkdir' }), { action: 'SCMP_ACT_LOG' });
+  assert.deepEqual(evaluate(audited, { syscall: 'unshare' }), { action: 'SCMP_ACT_ERRNO', errno: 1 });
+  assert.deepEqual(evaluate(audited, { syscall: 'read' }), { action: 'SCMP_ACT_ALLOW' });
+  assert.deepEqual(evaluate(intersect(baseline, undefined, artifact).profile, { syscall: 'mkdir' }), { action: 'SCMP_ACT_ERRNO', errno: 13 });
 });

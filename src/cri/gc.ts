@@ -1,0 +1,156 @@
+// The shim's automatic garbage collection (docs/gc.md): every `interval`, after rebuilding the
+// in-use set from the runtime, the store removes profiles no container uses and no pin holds,
+// once unused for `minAge` (over `maxStoreBytes`, unused ones least recently used first), and
+// the effective seccomp files under <seccompRoot>/spoke/ that nothing uses (store.collect()).
+//
+// Creates and gc. A create resolves its profile (the stored artifact, the effective file) and
+// only then records its pending holder (inuse.ts begin()); a gc decision taken in between would
+// see neither the holder nor, for a reused effective file, anything young. So each edited create
+// holds a lease of the CreateGate from its first profile resolution until its holder is
+// recorded, and gc decides and removes under the gate's exclusive side: it waits for leases in
+// flight and new ones wait for it (a run takes milliseconds; pulls happen before the lease).
+// Objects made after the rebuild are covered by their holders; the rebuild covers objects the
+// runtime runs but nobody recorded. An incomplete in-use set (unreadable file not yet rebuilt, or
+// some object's config unreadable) removes nothing.
+
+import { asSpokeError } from '../core/errors.js';
+import type { Logger } from '../core/runtime.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { CollectResult, ProfileStore } from '../store/store.js';
+import type { RebuildResult } from './inuse.js';
+
+/** One create's hold on the gate: taken at its first profile resolution, released once its holder is recorded. */
+export interface Lease {
+  acquire(): Promise<void>;
+  release(): void;
+}
+
+/** Many creates at once, or gc alone (see the header). */
+export class CreateGate {
+  private active = 0;
+  private exclusiveRun: Promise<unknown> | undefined;
+  private readonly idle: (() => void)[] = [];
+
+  lease(): Lease {
+    let held = false;
+    return {
+      acquire: async () => {
+        if (held) return;
+        while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
+        held = true;
+        this.active++;
+      },
+      release: () => {
+        if (!held) return;
+        held = false;
+        if (--this.active === 0) for (const wake of this.idle.splice(0)) wake();
+      },
+    };
+  }
+
+  /** Runs `fn` once no lease is held; leases asked for meanwhile wait for it. */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
+    const run = (async () => {
+      if (this.active > 0) await new Promise<void>((r) => this.idle.push(r));
+      return fn();
+    })();
+    this.exclusiveRun = run;
+    try {
+      return await run;
+    } finally {
+      this.exclusiveRun = undefined;
+    }
+  }
+}
+
+export interface GcSchedulerOptions {
+  store: Pick<ProfileStore, 'collect'>;
+  /** The in-use set rebuilt from the runtime (InUseTracker.rebuild). */
+  rebuild: () => Promise<RebuildResult>;
+  gate: CreateGate;
+  /** Tells the shim an effective file is gone, so the next create writes it again. */
+  forgetEffective: (sha: string) => void;
+  /** Tells the shim artifacts are gone, so creates record their effective-file origins again. */
+  forgetOrigins: () => void;
+  /** `<seccompRoot>/spoke`. */
+  effectiveDir: string;
+  intervalMs: number;
+  minAgeMs: number;
+  maxStoreBytes: number | undefined;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export class GcScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = false;
+
+  constructor(private readonly o: GcSchedulerOptions) {}
+
+  /** The first run one interval from now (the shim's start-up rebuild comes first anyway: each run rebuilds). */
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.runOnce().finally(() => {
+        this.running = undefined;
+        this.schedule();
+      });
+    }, this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  /** One run: rebuild, then decide and remove under the gate. Never throws (logged). */
+  async runOnce(): Promise<CollectResult | undefined> {
+    const { logger, metrics } = this.o;
+    let rebuilt: RebuildResult;
+    try {
+      rebuilt = await this.o.rebuild();
+    } catch (e) {
+      metrics.gcRun('failed');
+      logger.log('warn', 'gc skipped: the in-use set could not be rebuilt from the runtime', { error: asSpokeError(e).message });
+      return undefined;
+    }
+    let r: CollectResult;
+    let gateMs = 0;
+    try {
+      r = await this.o.gate.exclusive(async () => {
+        const t0 = performance.now();
+        try {
+          return await this.o.store.collect({ minAgeMs: this.o.minAgeMs, maxStoreBytes: this.o.maxStoreBytes, effectiveDir: this.o.effectiveDir, effectiveInUse: new Set(rebuilt.effective) });
+        } finally {
+          gateMs = performance.now() - t0;
+        }
+      });
+    } catch (e) {
+      metrics.gcRun('failed');
+      logger.log('warn', 'gc failed', { error: asSpokeError(e).message });
+      return undefined;
+    }
+    for (const sha of r.effectiveRemoved) this.o.forgetEffective(sha);
+    if (r.removed.length > 0) this.o.forgetOrigins();
+    metrics.gcRun(r.complete ? 'ok' : 'incomplete');
+    metrics.gcRemoved('profile', r.removed.length);
+    metrics.gcRemoved('effective', r.effectiveRemoved.length);
+    metrics.store(r.artifacts, r.bytes);
+    if (!r.complete) logger.log('warn', 'gc removed nothing: the in-use set is incomplete', {});
+    if (this.o.maxStoreBytes !== undefined && r.bytes > this.o.maxStoreBytes) {
+      logger.log('warn', 'store above gc.maxStoreBytes: what remains is in use or pinned', { bytes: r.bytes, maxStoreBytes: this.o.maxStoreBytes });
+    }
+    // gateMs: how long creates resolving a profile may have waited for this run.
+    logger.log('info', 'gc run', { complete: r.complete, removed: r.removed, effectiveRemoved: r.effectiveRemoved, artifacts: r.artifacts, bytes: r.bytes, gateMs: Math.round(gateMs * 10) / 10 });
+    return r;
+  }
+
+  /** Stops scheduling and waits for a run in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+}

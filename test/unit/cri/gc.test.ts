@@ -1,0 +1,105 @@
+// The shim's gc scheduler with the real in-use tracker and store, against a scripted runtime
+// (the real-containerd cases are in test/integration/ps-gc.test.ts): a run rebuilds the in-use
+// set before it removes anything, a runtime it cannot list removes nothing, and the create gate
+// keeps gc and profile resolution apart.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { encode } from '../../helpers/cri-client.js';
+import { CreateGate, GcScheduler } from '../../../src/cri/gc.js';
+import { InUseTracker, type RuntimeCalls } from '../../../src/cri/inuse.js';
+import { ProfileStore } from '../../../src/store/store.js';
+import { silentLogger } from '../../../src/core/runtime.js';
+import { noopMetrics, type Metrics } from '../../../src/observe/metrics.js';
+import { packProfile } from '../../../src/publish/pack.js';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+async function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-gcs-'));
+  dirs.push(dir);
+  const seccompRoot = join(dir, 'seccomp');
+  mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
+  const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
+  const p = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'), 'seccomp');
+  await store.ingest({ digest: p.manifestDigest, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference: `r.io/p@${p.manifestDigest}`, rule: 'r', servedBy: 'r.io' });
+  const sha = 'a'.repeat(64);
+  const effective = join(seccompRoot, 'spoke', `${sha}.json`);
+  writeFileSync(effective, '{}');
+  await store.recordEffective(sha, p.manifestDigest);
+  let runtimeUp = true;
+  // One container the shim never recorded runs on the effective file (its holder is lost).
+  const upstream: RuntimeCalls = {
+    unary: async (path) => {
+      if (!runtimeUp) throw Object.assign(new Error('unavailable'), { grpcCode: 14 });
+      if (path.endsWith('/ListPodSandbox')) return encode('ListPodSandboxResponse', {});
+      if (path.endsWith('/ListContainers')) return encode('ListContainersResponse', { containers: [{ id: 'c1', pod_sandbox_id: 's1', metadata: { name: 'app', attempt: 0 } }] });
+      return encode('ContainerStatusResponse', { info: { info: JSON.stringify({ config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: effective } } } } }) } });
+    },
+  };
+  const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
+  const runs: string[] = [];
+  const metrics: Metrics = { ...noopMetrics, gcRun: (r) => runs.push(r) };
+  const gc = new GcScheduler({
+    store,
+    rebuild: () => tracker.rebuild(),
+    gate: new CreateGate(),
+    forgetEffective: () => undefined,
+    forgetOrigins: () => tracker.forgetRecordedOrigins(),
+    effectiveDir: join(seccompRoot, 'spoke'),
+    intervalMs: 60_000,
+    minAgeMs: 0,
+    maxStoreBytes: undefined,
+    logger: silentLogger,
+    metrics,
+  });
+  return { store, gc, digest: p.manifestDigest, effective, runs, down: () => (runtimeUp = false) };
+}
+
+describe('GcScheduler', () => {
+  it('rebuilds the in-use set from the runtime before it removes: an unrecorded container keeps its profile and effective file', async () => {
+    const t = await setup();
+    assert.deepEqual(await t.store.inUseHolders(t.digest), [], 'nothing recorded: a gc without the rebuild would remove both');
+    const r = await t.gc.runOnce();
+    assert.deepEqual([r?.complete, r?.removed, r?.effectiveRemoved], [true, [], []]);
+    assert.ok(await t.store.has(t.digest));
+    assert.ok(existsSync(t.effective));
+    assert.deepEqual(await t.store.inUseHolders(t.digest), ['container:c1']);
+  });
+
+  it('a runtime that cannot be listed: the run is skipped and nothing is removed', async () => {
+    const t = await setup();
+    t.down();
+    assert.equal(await t.gc.runOnce(), undefined);
+    assert.deepEqual(t.runs, ['failed']);
+    assert.ok(await t.store.has(t.digest));
+    assert.ok(existsSync(t.effective));
+  });
+});
+
+describe('CreateGate', () => {
+  it('gc waits for a create holding a lease; a create asking meanwhile waits for gc', async () => {
+    const gate = new CreateGate();
+    const order: string[] = [];
+    const create = gate.lease();
+    await create.acquire();
+    let gcDone = false;
+    const gc = gate.exclusive(async () => {
+      order.push('gc');
+      gcDone = true;
+    });
+    const late = gate.lease();
+    const lateAcquired = late.acquire().then(() => order.push(`late (gc done: ${gcDone})`));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(order.length, 0, 'gc waits for the create');
+    order.push('create released');
+    create.release();
+    await Promise.all([gc, lateAcquired]);
+    assert.deepEqual(order, ['create released', 'gc', 'late (gc done: true)']);
+    late.release();
+  });
+});

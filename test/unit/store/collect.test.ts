@@ -1,0 +1,142 @@
+// The shim's gc run over a real store directory and effective-file directory, on a test clock:
+// last use, minAge, the byte cap (least recently used first), effective files and their names,
+// an incomplete in-use set, and the origins record `spoke ps` reads.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { packProfile } from '../../../src/publish/pack.js';
+import { systemClock } from '../../../src/core/runtime.js';
+import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
+
+function input(body: string): IngestInput {
+  const p = packProfile(Buffer.from(body), 'seccomp');
+  return { digest: p.manifestDigest, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference: `r.io/p@${p.manifestDigest}`, rule: 'rules[0]', servedBy: 'r.io' };
+}
+
+/** Four profiles of equal size. */
+const BODIES = ['a', 'b', 'c', 'd'].map((x) => `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["${x}"],"action":"SCMP_ACT_ERRNO"}]}`);
+const HOUR = 3_600_000;
+
+describe('ProfileStore.collect', () => {
+  let dir: string;
+  let eff: string;
+  let now: number;
+  let store: ProfileStore;
+  const clock = { now: () => now, sleep: systemClock.sleep };
+  const effFile = (sha: string) => join(eff, `${sha}.json`);
+  const run = (o: { minAgeMs?: number; maxStoreBytes?: number; inUse?: string[] } = {}) =>
+    store.collect({ minAgeMs: o.minAgeMs ?? HOUR, maxStoreBytes: o.maxStoreBytes, effectiveDir: eff, effectiveInUse: new Set(o.inUse ?? []) });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-collect-'));
+    eff = join(dir, 'seccomp', 'spoke');
+    mkdirSync(eff, { recursive: true });
+    now = Date.parse('2026-01-01T00:00:00Z');
+    store = new ProfileStore({ root: join(dir, 'store'), clock, fsync: false });
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('removes unused profiles once unused for minAge; held and pinned ones stay', async () => {
+    const [a, b, c] = BODIES.map(input);
+    for (const i of [a!, b!, c!]) await store.ingest(i);
+    await store.markInUse(a!.digest, 'container:x');
+    await store.markInUse(b!.digest, 'pin:keep');
+    now += HOUR - 1;
+    assert.deepEqual((await run()).removed, []);
+    now += 1;
+    const r = await run();
+    assert.deepEqual(r.removed, [c!.digest]);
+    assert.equal(r.artifacts, 2);
+    // Released now: its last use was the run above, so it stays for another minAge.
+    await store.release('container:x');
+    now += HOUR - 1;
+    assert.deepEqual((await run()).removed, []);
+    now += 1;
+    assert.deepEqual((await run()).removed, [a!.digest]);
+  });
+
+  it('over maxStoreBytes: unused profiles go least recently used first, before minAge', async () => {
+    const [a, b, c, d] = BODIES.map(input);
+    await store.ingest(a!);
+    now += 1000;
+    await store.ingest(b!);
+    now += 1000;
+    await store.ingest(c!);
+    const size = a!.layerBytes.byteLength;
+    // `a` was pulled first but is used later than `b` and `c` were pulled.
+    await store.markInUse(a!.digest, 'container:x');
+    now += 1000;
+    assert.deepEqual((await run({ maxStoreBytes: 3 * size })).removed, []);
+    await store.release('container:x');
+    now += 1000;
+    await store.ingest(d!);
+    const r = await run({ maxStoreBytes: 2 * size });
+    assert.deepEqual(r.removed, [b!.digest, c!.digest]);
+    assert.equal(r.bytes, 2 * size);
+    // Last uses survive another store object (a shim restart).
+    const again = new ProfileStore({ root: join(dir, 'store'), clock, fsync: false });
+    now += 1000;
+    const e = input(BODIES[0]!.replace('"a"', '"e"'));
+    await again.ingest(e);
+    assert.deepEqual((await again.collect({ minAgeMs: HOUR, maxStoreBytes: 2 * size, effectiveDir: eff, effectiveInUse: new Set() })).removed, [a!.digest]);
+  });
+
+  it('effective files: kept while named by a live object or merged from a held profile; only <64 hex>.json names are touched', async () => {
+    const [a, b] = BODIES.map(input);
+    await store.ingest(a!);
+    await store.ingest(b!);
+    const [held, named, unused, young] = ['1', '2', '3', '4'].map((x) => x.repeat(64));
+    for (const sha of [held!, named!, unused!, young!]) writeFileSync(effFile(sha), '{}');
+    for (const sha of [held!, named!, unused!]) utimesSync(effFile(sha), new Date(now - 2 * HOUR), new Date(now - 2 * HOUR));
+    writeFileSync(join(eff, 'spoke-record-log.json'), '{}');
+    writeFileSync(join(eff, `${'5'.repeat(63)}.json`), '{}');
+    utimesSync(effFile(young!), new Date(now), new Date(now));
+    await store.recordEffective(held!, a!.digest, { reference: a!.reference });
+    await store.recordEffective(unused!, b!.digest);
+    await store.markInUse(a!.digest, 'pending:1:abc');
+    const r = await run({ inUse: [named!] });
+    assert.deepEqual(r.effectiveRemoved, [unused!]);
+    assert.ok(existsSync(effFile(held!)) && existsSync(effFile(named!)) && existsSync(effFile(young!)));
+    assert.ok(!existsSync(effFile(unused!)));
+    assert.ok(existsSync(join(eff, 'spoke-record-log.json')) && existsSync(join(eff, `${'5'.repeat(63)}.json`)));
+    // `named` was seen used at this run: kept for minAge after it, not after its old mtime.
+    now += HOUR - 1;
+    assert.deepEqual((await run()).effectiveRemoved, []);
+    now += 1;
+    assert.deepEqual((await run()).effectiveRemoved.sort(), [named!, young!].sort());
+    assert.ok(existsSync(effFile(held!)), 'held through its origin');
+  });
+
+  it('an incomplete in-use set removes nothing', async () => {
+    const a = input(BODIES[0]!);
+    await store.ingest(a);
+    const sha = '6'.repeat(64);
+    writeFileSync(effFile(sha), '{}');
+    utimesSync(effFile(sha), new Date(now - 2 * HOUR), new Date(now - 2 * HOUR));
+    writeFileSync(join(dir, 'store', 'state', 'in-use.json'), '{"holders":{"contai');
+    now += 2 * HOUR;
+    const r = await run({ minAgeMs: 0, maxStoreBytes: 1 });
+    assert.equal(r.complete, false);
+    assert.deepEqual([r.removed, r.effectiveRemoved], [[], []]);
+    assert.ok(await store.has(a.digest));
+    assert.ok(existsSync(effFile(sha)));
+  });
+
+  it('the origins record keeps each merge input once, with its base', async () => {
+    const a = input(BODIES[0]!);
+    const sha = '7'.repeat(64);
+    const base = { type: 'Localhost' as const, path: '/var/lib/kubelet/seccomp/base.json', sha256: '8'.repeat(64) };
+    await store.recordEffective(sha, a.digest, { reference: 'r.io/p@x', base });
+    await store.recordEffective(sha, a.digest, { reference: 'r.io/p@x', base });
+    await store.recordEffective(sha, a.digest, { reference: 'r.io/q@x', base: { type: 'RuntimeDefault' } });
+    await store.recordEffective(sha, a.digest);
+    assert.deepEqual(await store.effectiveDigests(sha), [a.digest]);
+    assert.deepEqual(await store.effectiveInputs(sha), [
+      { digest: a.digest, reference: 'r.io/p@x', base },
+      { digest: a.digest, reference: 'r.io/q@x', base: { type: 'RuntimeDefault' } },
+    ]);
+  });
+});
