@@ -65,6 +65,7 @@ export const ERROR_REASONS = [
   'UNEXPECTED', // a failure that was not a SpokeError (a bug or an unforeseen system error)
   'INVARIANT', // spoke broke one of its own rules (a bug)
   'ARCHIVE_REFUSED', // a profile layer that is compressed or a tar archive instead of raw JSON
+  'FORMAT_UNKNOWN', // the input's format cannot be recognised (name it, e.g. with --from)
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

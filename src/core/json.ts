@@ -205,7 +205,7 @@ function checkNoDuplicates(text: string, what: string): void {
       continue;
     }
     if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      if (depth >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`, { limit: MAX_JSON_DEPTH }, { reason: 'JSON_INVALID' });
+      if (depth >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`, {}, { reason: 'JSON_INVALID' });
       const object = c === 0x7b;
       isObject[depth] = object;
       keyAt[depth] = undefined;
