@@ -66,6 +66,8 @@ export const ERROR_REASONS = [
   'INVARIANT', // spoke broke one of its own rules (a bug)
   'ARCHIVE_REFUSED', // a profile layer that is compressed or a tar archive instead of raw JSON
   'FORMAT_UNKNOWN', // the input's format cannot be recognised (name it, e.g. with --from)
+  'CONFIG_INVALID', // the node config file, or a setting overriding it, is malformed
+  'FILE_UNREADABLE', // a file spoke was told to read cannot be read
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
