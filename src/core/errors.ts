@@ -68,6 +68,13 @@ export const ERROR_REASONS = [
   'FORMAT_UNKNOWN', // the input's format cannot be recognised (name it, e.g. with --from)
   'CONFIG_INVALID', // the node config file, or a setting overriding it, is malformed
   'FILE_UNREADABLE', // a file spoke was told to read cannot be read
+  'SUBJECT_MISMATCH', // a signature made for another artifact (its statement or payload names another digest)
+  'IDENTITY_MISMATCH', // a keyless certificate whose issuer or subject the rule does not name
+  'CERTIFICATE_INVALID', // a signing certificate that does not chain to the trusted root, or is malformed
+  'TIMESTAMP_INVALID', // a signing time that is missing, unreadable, unverified or in the future
+  'TLOG_INVALID', // a transparency-log entry that does not verify
+  'NOT_A_SIGNATURE', // an attestation or other signed statement that is not a signature
+  'SIGNER_MISMATCH', // signed with a kind of key (public key, certificate) the rule names no signer for
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

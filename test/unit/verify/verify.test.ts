@@ -8,7 +8,8 @@ import { initializeTSA } from '@sigstore/mock';
 import { bundleToJSON, toMessageSignatureBundle, toDSSEBundle } from '@sigstore/bundle';
 import { MEDIA_TYPE_OCI_MANIFEST } from '../../../src/core/constants.js';
 import type { Digest } from '../../../src/core/digest.js';
-import { SpokeError } from '../../../src/core/errors.js';
+import { SpokeError, type ErrorReason } from '../../../src/core/errors.js';
+import { rejectsWith } from '../../helpers/assert.js';
 import { signArtifact } from '../../../src/publish/sign.js';
 import { discoverSignatures, verifyArtifactSignature, type SignerSpec } from '../../../src/verify/index.js';
 import { anchoredRegExp } from '../../../src/verify/trust.js';
@@ -40,16 +41,10 @@ function keyed(name: string, k: TestKey): SignerSpec {
   return { name, kind: 'publicKey', key: createPublicKey(k.publicPem), pem: k.publicPem };
 }
 
-async function refused(p: Promise<unknown>, code: string, re?: RegExp): Promise<SpokeError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail('expected a refusal');
+
+/** The refusal lists `reason` among the reasons its candidates were refused for. */
+function rejectedFor(e: SpokeError, reason: ErrorReason): void {
+  assert.ok((e.context.rejections as ErrorReason[]).includes(reason), `${String(e.context.rejections)}: ${e.message}`);
 }
 
 describe('keyed signatures', () => {
@@ -68,14 +63,14 @@ describe('keyed signatures', () => {
     it(`${format}: another key fails`, async () => {
       const { reg, digest, manifestBytes } = setup();
       await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privateKey, format });
-      await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /does not verify with the key of platform/);
+      rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNATURE_INVALID');
     });
   }
 
   it('unsigned fails as not signed', async () => {
     const { reg, digest, manifestBytes } = setup();
-    const e = await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /not signed/);
-    assert.ok(e.message.startsWith(`${repo.registry}/${repo.repository}@${digest}: `));
+    const e = await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' });
+    assert.equal(e.context.reference, `${repo.registry}/${repo.repository}@${digest}`);
   });
 
   it('both formats on one artifact; two signers, either accepted', async () => {
@@ -84,7 +79,7 @@ describe('keyed signatures', () => {
     const v = await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1), keyed('ci', k2)] });
     assert.equal(v.signer, 'ci');
     assert.equal(v.format, 'bundle');
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed');
+    await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed' });
   });
 
   it('keys: P-384, Ed25519, RSA-2048, SEC1 PEM; bundle and cosign', async () => {
@@ -141,15 +136,16 @@ describe('keyed signatures', () => {
     await signArtifact({ registry: a.reg, repo, digest: b.digest, manifestBytes: b.manifestBytes, key: k1.privatePem, format: 'both' });
     // copy B's .sig manifest and tag-schema index onto A's tags
     for (const suffix of ['', '.sig']) a.reg.putRaw(repo, `sha256-${a.digest.slice(7)}${suffix}`, a.reg.tagged(repo, `sha256-${b.digest.slice(7)}${suffix}`)!, MEDIA_TYPE_OCI_MANIFEST);
-    const e = await refused(verifyArtifactSignature({ registry: a.reg, repo, digest: a.digest, manifestBytes: a.manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed');
-    assert.match(e.message, /not sha256:|referrer subject|for "sha256:/);
+    const e = await rejectsWith(verifyArtifactSignature({ registry: a.reg, repo, digest: a.digest, manifestBytes: a.manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed' });
+    assert.ok(e.context.rejections && (e.context.rejections as ErrorReason[]).length > 0, e.message);
+    assert.deepEqual(new Set(e.context.rejections as ErrorReason[]), new Set(['SUBJECT_MISMATCH']), e.message);
   });
 
   it('tampered bundle blob fails (digest check), the key hint is ignored', async () => {
     const { reg, digest, manifestBytes } = setup();
     const r = await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
     reg.tamperBlob(repo, r.bundleBlobDigest!, Buffer.from('{"x":1}'));
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /digest mismatch/);
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'DIGEST_MISMATCH');
   });
 
   it('attestation (right key, other predicate type) as the only referrer is refused as unsigned', async () => {
@@ -158,7 +154,7 @@ describe('keyed signatures', () => {
     const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), k1.privateKey);
     const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, keyHint: 'k', certificateChain: false }));
     await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify(bundle)), 'https://sigstore.dev/cosign/sign/v1');
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /not signed.*attestation/);
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' }), 'NOT_A_SIGNATURE');
   });
 
   it('message-signature bundles over the manifest bytes are accepted; over other bytes refused; v0.2 refused', async () => {
@@ -167,7 +163,7 @@ describe('keyed signatures', () => {
       Buffer.from(JSON.stringify(bundleToJSON(toMessageSignatureBundle({ digest: Buffer.from(sha256(bytes).slice(7), 'hex'), signature: cryptoSign('sha256', bytes, k1.privateKey), keyHint: 'x', certificateChain: chain }))));
     await attachRawBundle(reg, digest, manifestBytes, mk(Buffer.from('other'), false));
     await attachRawBundle(reg, digest, manifestBytes, mk(manifestBytes, true)); // v0.2 media type
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /message signature is over another artifact/);
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SUBJECT_MISMATCH');
     await attachRawBundle(reg, digest, manifestBytes, mk(manifestBytes, false));
     assert.deepEqual(await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { signer: 'platform', format: 'bundle' });
   });
@@ -180,7 +176,7 @@ describe('keyed signatures', () => {
       return Buffer.from(JSON.stringify(bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, keyHint: 'someone-else', certificateChain: false }))));
     };
     await attachRawBundle(reg, digest, manifestBytes, mk(sha256('other').slice(7)));
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'SignatureValidationFailed', /does not name/);
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SUBJECT_MISMATCH');
     await attachRawBundle(reg, digest, manifestBytes, mk(digest.slice(7)));
     assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] })).signer, 'platform');
   });
@@ -199,19 +195,19 @@ describe('keyed signatures', () => {
     for (const op of ['getReferrers', 'getManifest'] as const) {
       const { reg, digest, manifestBytes } = setup();
       reg.fail = (o) => (o === op ? new SpokeError('RegistryUnavailable', 'HTTP 503') : undefined);
-      await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'RegistryUnavailable');
+      await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'RegistryUnavailable' });
     }
     // a network error that is not a SpokeError is still RegistryUnavailable
     const { reg, digest, manifestBytes } = setup();
     await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'cosign' });
     reg.fail = (o) => (o === 'getBlob' ? new TypeError('fetch failed') : undefined);
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), 'RegistryUnavailable');
+    await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('platform', k1)] }), { code: 'RegistryUnavailable' });
   });
 
   it('manifest bytes must match the digest; empty signer list refused', async () => {
     const { reg, digest, manifestBytes } = setup();
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes: Buffer.concat([manifestBytes, Buffer.from(' ')]), signers: [keyed('p', k1)] }), 'SignatureValidationFailed', /do not hash/);
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [] }), 'SignatureValidationFailed', /no signers/);
+    await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes: Buffer.concat([manifestBytes, Buffer.from(' ')]), signers: [keyed('p', k1)] }), { code: 'SignatureValidationFailed', reason: 'DIGEST_MISMATCH' });
+    await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [] }), { code: 'SignatureValidationFailed', reason: 'SIGNER_UNAVAILABLE' });
   });
 
 });
@@ -266,12 +262,12 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     const { key, certPem } = await fx.issue();
     await signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'both' });
     const run = (s: SignerSpec) => verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [s] });
-    await refused(run(keyless({ subjectRegExp: '^https://github\\.com/evil/.*$' })), 'SignatureValidationFailed', /identity error/);
+    rejectedFor(await rejectsWith(run(keyless({ subjectRegExp: '^https://github\\.com/evil/.*$' })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
     // a prefix as a string pattern is anchored by the verifier: no match
-    await refused(run(keyless({ subjectRegExp: 'https://github.com/acme' })), 'SignatureValidationFailed');
-    await refused(run(keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme' })), 'SignatureValidationFailed');
-    await refused(run(keyless({ issuer: 'https://accounts.example.test' })), 'SignatureValidationFailed', /issuer/);
-    await refused(run(keyless({ trustedRoot: await withOtherCa(fx.trustedRoot) })), 'SignatureValidationFailed', /CERTIFICATE_ERROR/);
+    await rejectsWith(run(keyless({ subjectRegExp: 'https://github.com/acme' })), { code: 'SignatureValidationFailed' });
+    await rejectsWith(run(keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme' })), { code: 'SignatureValidationFailed' });
+    rejectedFor(await rejectsWith(run(keyless({ issuer: 'https://accounts.example.test' })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
+    rejectedFor(await rejectsWith(run(keyless({ trustedRoot: await withOtherCa(fx.trustedRoot) })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'CERTIFICATE_INVALID');
   });
 
   it('certificate bundle without timestamp → refused, not a crash (and a keyed signer does not accept it)', async () => {
@@ -282,8 +278,8 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     const der = Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false }));
     await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify(bundle)));
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), 'SignatureValidationFailed', /no RFC 3161 timestamp/);
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('k', key)] }), 'SignatureValidationFailed', /no keyless signer/);
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'TIMESTAMP_INVALID');
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyed('k', key)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNER_MISMATCH');
   });
 
   it('a timestamp sigstore-js cannot read is a refusal (SignatureValidationFailed), never a registry error', async () => {
@@ -316,14 +312,14 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
       }),
     );
     await reg.putManifest(repo, `sha256-${digest.slice(7)}.sig`, m, MEDIA_TYPE_OCI_MANIFEST);
-    await refused(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), 'SignatureValidationFailed', /unreadable RFC 3161 timestamp|verification error/);
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'TIMESTAMP_INVALID');
   });
 
   it('--cert without --timestamp-url, or a cert for another key, is refused at signing', async () => {
     const { reg, digest, manifestBytes } = setup();
     const { key, certPem } = await fx.issue();
-    await refused(signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, format: 'bundle' }), 'InvalidArgument', /timestamp-url/);
-    await refused(signArtifact({ registry: reg, repo, digest, manifestBytes, key: makeKey().privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'bundle' }), 'InvalidArgument', /not for the signing key/);
+    assert.match((await rejectsWith(signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, format: 'bundle' }), { code: 'InvalidArgument' })).message, /timestamp-url/);
+    assert.match((await rejectsWith(signArtifact({ registry: reg, repo, digest, manifestBytes, key: makeKey().privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'bundle' }), { code: 'InvalidArgument' })).message, /not for the signing key/);
   });
 });
 
