@@ -21,6 +21,7 @@ import { findApparmorParser, kernelHasAppArmor } from '../../src/apparmor/parser
 import { createAppArmorOps } from '../../src/cri/apparmor.js';
 import { SpokeError } from '../../src/core/errors.js';
 import type { Digest } from '../../src/core/digest.js';
+import { requireTool } from '../helpers/skip.js';
 
 const SC = 'seccomp.profiles.spoke.dev/';
 const AA = 'apparmor.profiles.spoke.dev/';
@@ -217,7 +218,7 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     );
   });
 
-  test('shim AppArmor ops: shipped baseline ∩ artifact, rendered, accepted by apparmor_parser -Q; load refused here', { skip: findApparmorParser() ? false : 'apparmor_parser not installed' }, async () => {
+  test('shim AppArmor ops: shipped baseline ∩ artifact, rendered, accepted by apparmor_parser -Q; load refused here', { skip: requireTool(findApparmorParser() ? undefined : 'apparmor_parser not installed') }, async () => {
     const ops = createAppArmorOps();
     const wide = Buffer.from(JSON.stringify({ ...JSON.parse(APPARMOR_PROFILE.toString()), capability: { allowedCapabilities: ['CHOWN', 'SYS_ADMIN'] } }));
     const r = await ops.prepare(wide);
