@@ -44,3 +44,9 @@ export function throwsWith(fn: () => unknown, expected: Expected): SpokeError {
   }
   assert.fail(`expected ${expected.code ?? 'a SpokeError'}${expected.reason ? ` (${expected.reason})` : ''}, but it returned`);
 }
+
+/** A signature refusal lists `reason` among the reasons its candidates were refused for (context.rejections). */
+export function rejectedFor(e: SpokeError, reason: ErrorReason): void {
+  const rejections = (e.context.rejections ?? []) as ErrorReason[];
+  assert.ok(rejections.includes(reason), `${rejections.join(', ') || 'no candidate rejections'}: ${e.message}`);
+}
