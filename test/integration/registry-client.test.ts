@@ -177,10 +177,9 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     const d = await client.putBlob(repo, big);
     // Bytes over the cap cannot be checked against the digest: the source is at fault (transient).
     const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: 100_000 }), { code: 'RegistryUnavailable', reason: 'SIZE_LIMIT' });
-    assert.equal(e.reason, 'SIZE_LIMIT');
     assert.equal(e.context.limit, 100_000);
     // A descriptor over the cap is the request's limit: refused before any request.
-    assert.equal((await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: CAP + 1 }), { code: 'SecurityProfileInvalid' })).reason, 'SIZE_LIMIT');
+    await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: CAP + 1 }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
     await rejectsWith(client.getManifest(repo, 'v1', ACCEPT, { maxBytes: 16 }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
   });
 
@@ -188,15 +187,14 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     const bytes = profileBytes('tamper');
     const d = await client.putBlob(repo, bytes);
     // The bytes hash to the digest, so the descriptor naming them is what lies.
-    assert.equal((await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: bytes.length - 1 }), { code: 'SecurityProfileInvalid' })).reason, 'SIZE_LIMIT');
+    await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: bytes.length - 1 }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
     const file = registryBlobPath(reg, d);
     const evil = Buffer.from(readFileSync(file));
     evil[evil.length - 2] ^= 1;
     writeFileSync(file, evil);
     const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'DIGEST_MISMATCH' });
-    assert.equal(e.reason, 'DIGEST_MISMATCH');
     assert.equal(e.context.expected, d);
-    assert.match(e.message, new RegExp(reg.host.replace(/\./g, '\\.')));
+    assert.equal(e.context.registry, reg.host);
   });
 
   it('referrers: registry 2.8 answers 404, which means unsupported', async () => {
@@ -460,8 +458,7 @@ describe('protocol edges (local fake servers)', () => {
     });
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
-      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), { code: 'RegistryUnavailable', reason: 'SIZE_LIMIT' });
-      assert.equal(e.reason, 'SIZE_LIMIT');
+      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), { code: 'RegistryUnavailable', reason: 'SIZE_LIMIT' });
     } finally {
       await client.close();
       await srv.close();
@@ -484,10 +481,8 @@ describe('protocol edges (local fake servers)', () => {
     host = srv.host;
     const client = new UndiciRegistryClient({ insecure: [srv.host], retries: 0 });
     try {
-      const cut = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
-      assert.equal(cut.reason, 'TRANSPORT');
-      const token = await rejectsWith(client.getManifest({ registry: srv.host, repository: 'private/case' }, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
-      assert.equal(token.reason, 'TRANSPORT');
+      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
+      await rejectsWith(client.getManifest({ registry: srv.host, repository: 'private/case' }, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
     } finally {
       await client.close();
       await srv.close();
@@ -498,8 +493,7 @@ describe('protocol edges (local fake servers)', () => {
     const srv = await fakeServer((_req, res) => res.writeHead(200).end('{"schemaVersion":3}'));
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
-      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
-      assert.equal(e.reason, 'DIGEST_MISMATCH');
+      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'DIGEST_MISMATCH' });
       assert.equal(e.context.expected, manifestDigest);
       assert.equal(e.context.registry, srv.host);
     } finally {
