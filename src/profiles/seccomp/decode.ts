@@ -31,7 +31,7 @@ class ExactNumber {
 }
 
 function invalid(path: string, message: string): SpokeError {
-  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path });
+  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path }, { reason: 'PROFILE_INVALID' });
 }
 
 function isNumberChar(c: number): boolean {
@@ -115,7 +115,7 @@ function parseDocument(bytes: Uint8Array): unknown {
     }
   }
   decodeStrictJson(bytes, WHAT);
-  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`);
+  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`, {}, { reason: 'JSON_INVALID' });
 }
 
 type JsonObject = Record<string, unknown>;
