@@ -241,14 +241,12 @@ describe('pull pipeline against a real registry', () => {
     });
   });
 
-  it('reports RegistryUnavailable quickly when the registry is down', async () => {
+  // The test's timeout is a hang guard (the client's own timeouts end the pull well before it), not a timing assertion.
+  it('reports RegistryUnavailable when the registry is down', { timeout: 30_000 }, async () => {
     const port = await freePort();
     const node = testNode(unsignedPolicy([`127.0.0.1:${port}/profiles`]));
     try {
-      const started = Date.now();
       await rejectsWith(node.pipeline.pull({ reference: `127.0.0.1:${port}/profiles/x@sha256:${'a'.repeat(64)}`, kind: 'seccomp' }), { code: 'RegistryUnavailable' });
-      // Not a timing assertion on performance: the bound is the configured timeout (10 s), far below 30 s.
-      assert.ok(Date.now() - started < 30_000);
     } finally {
       await node.dispose();
     }
