@@ -38,6 +38,7 @@ export const ERROR_REASONS = [
   'RECORDING_UNPROVEN', // a recording annotation without the controller's proof
   'INCOMPLETE_RECORDING', // a recording may lack calls of the recorded workload (lost or unattributed records)
   'RECORDER_UNAVAILABLE', // the chosen recording backend cannot run on this node
+  'RUNTIME_ERROR', // the container runtime answered a CRI call with an error
   'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
   'REFERENCE_INVALID', // a reference, registry host, repository or tag that does not parse
   'TAG_NOT_DIGEST', // a reference named by tag where only a digest pin is accepted
