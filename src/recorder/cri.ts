@@ -24,7 +24,8 @@ function protoPath(): string {
   throw new SpokeError('Internal', 'proto/api.proto not found next to spoke');
 }
 
-function criRoot(): protobuf.Root {
+/** proto/api.proto loaded once (also the test suite's CRI client: test/helpers/cri-client.ts). */
+export function criRoot(): protobuf.Root {
   if (!root) {
     root = new protobuf.Root();
     root.loadSync(protoPath(), { keepCase: true });
