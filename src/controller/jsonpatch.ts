@@ -1,6 +1,8 @@
 // RFC 6902 JSON Patch: the operation type the webhook answers with, RFC 6901 pointer escaping,
 // and a small applier (add, remove, replace, test) used by `spoke binding apply` to show the
 // mutated pod exactly as the API server would store it. The applier never mutates its input.
+// Hand-written, not a JSON Patch library: the webhook emits add/replace/test only, and a subset
+// this small is less code to review than a dependency (move, copy and the diffing unused).
 
 import { SpokeError } from '../core/errors.js';
 

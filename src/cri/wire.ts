@@ -3,6 +3,8 @@
 // new bytes in and fixes the length prefixes of the enclosing messages. Every other byte of the
 // message is kept as it was: unknown fields, field order, even non-minimal tag encodings.
 // Pure: no I/O. Throws WireError on malformed input (never reads past the end of a buffer).
+// Hand-written, not protobufjs's Reader/Writer: those decode into messages and re-encode, which
+// would not keep every other byte (unknown fields, order, non-minimal encodings) as it was.
 
 import { SpokeError } from '../core/errors.js';
 

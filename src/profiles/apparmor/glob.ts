@@ -1,3 +1,5 @@
+// Hand-written: no library matches AppArmor's glob dialect, and the merge must agree with
+// apparmor_parser byte for byte.
 // AppArmor file-rule patterns, matched as apparmor_parser matches them (parser_regex.c
 // convert_aaregex_to_pcre, then the byte-oriented DFA of libapparmor_re):
 //   *    any bytes except "/"          **   any bytes, "/" included
