@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
@@ -276,7 +276,9 @@ function report(rows: Row[], started: Date): void {
     ...rows.map((r) => `| ${r.case} | ${r.spoke} | ${r.peer} | ${r.target} | ${r.met === null ? '—' : r.met ? 'yes' : '**no**'} |`),
   ].join('\n');
   process.stdout.write(`${header}\n\n${table}\n`);
-  writeTable(fileURLToPath(new URL('../../../docs/benchmarks.md', import.meta.url)), `${header}\n\n${table}\n`);
+  const page = fileURLToPath(new URL('../../../docs/benchmarks.md', import.meta.url));
+  const chart = SVG_OUT === undefined ? '' : `\n![spoke next to its floors and peers, p50](${relative(dirname(page), resolve(SVG_OUT))})\n`;
+  writeTable(page, `${header}\n\n${table}\n${chart}`);
   if (SVG_OUT !== undefined) {
     writeFileSync(SVG_OUT, chartSvg(rows, header));
     process.stdout.write(`wrote ${SVG_OUT}\n`);

@@ -217,8 +217,8 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     await new Promise((r) => setTimeout(r, 1000));
     const loadedRss = rssMiB(shim.child.pid!);
     ctx.rows.push({
-      case: 'shim RSS idle, and after 10,000 pulls',
-      spoke: `idle ${idleRss.toFixed(1)} MiB; after ${(loadedRss).toFixed(1)} MiB`,
+      case: `shim RSS idle, and after ${total.toLocaleString('en')} pulls (${Math.ceil(total / coldEvery)} cold, 16 at a time)`,
+      spoke: `idle ${idleRss.toFixed(1)} MiB; after ${loadedRss.toFixed(1)} MiB`,
       peer: `empty @grpc/grpc-js server: ${peerRss.toFixed(1)} MiB`,
       target: '≤ 64 MiB idle, ≤ 96 MiB after load',
       met: idleRss <= 64 && loadedRss <= 96,
