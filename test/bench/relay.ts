@@ -3,21 +3,36 @@
 //     connection, bytes piped both ways: no HTTP/2 work at all);
 //   node relay.js h2 <listen> <upstream>     — a minimal node:http2 relay (one upstream session,
 //     every stream forwarded with its headers, DATA and trailers, nothing inspected: the least an
-//     HTTP/2 proxy built on node:http2 can do).
+//     HTTP/2 proxy built on node:http2 can do);
+//   node relay.js answer <listen> -          — a node:http2 server answering every call at once
+//     with an empty gRPC message and status OK: the floor of any call a node:http2 server answers
+//     itself (the warm pull's peer).
 // Prints "up" when listening.
 
 import { connect, createServer as createH2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer } from 'node:net';
 
 const [mode, listen, upstream] = process.argv.slice(2);
-if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2')) {
-  process.stderr.write('usage: relay.js bytes|h2 <listen> <upstream>\n');
+if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer')) {
+  process.stderr.write('usage: relay.js bytes|h2|answer <listen> <upstream>\n');
   process.exit(2);
 }
 
 const ready = () => process.stdout.write('up\n');
 
-if (mode === 'bytes') {
+if (mode === 'answer') {
+  const empty = Buffer.alloc(5);
+  const server = createH2Server();
+  server.on('stream', (s) => {
+    s.on('data', () => {});
+    s.on('end', () => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+      s.end(empty);
+    });
+  });
+  server.listen(listen, ready);
+} else if (mode === 'bytes') {
   createNetServer((c) => {
     const u = netConnect(upstream);
     c.pipe(u).on('error', () => c.destroy());
