@@ -469,7 +469,7 @@ export class PullPipeline {
       if (err.code === 'RegistryUnavailable' || err.code === 'Unauthenticated') throw err;
       if (unavailable.length > 0) throw signerGone(err);
       if (err.code === 'SignatureValidationFailed') throw err;
-      throw new SpokeError('SignatureValidationFailed', `${canonical}: ${err.message}`, { reference: canonical }, { cause: err });
+      throw new SpokeError('SignatureValidationFailed', `${canonical}: ${err.message}`, { ...err.context, reference: canonical }, { cause: err, reason: err.reason === 'UNSPECIFIED' || err.reason === 'UNEXPECTED' ? 'SIGNATURE_INVALID' : err.reason });
     }
   }
 }

@@ -152,12 +152,12 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
   const path = file ?? DEFAULT_CONFIG_FILE;
   let text: string | undefined;
   try {
-    text = decodeText(readFile(path), path);
+    text = decodeText(readFile(path), path, 'CONFIG_INVALID');
   } catch (e) {
     if (e instanceof SpokeError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (!(file === undefined && code === 'ENOENT')) {
-      throw new SpokeError('InvalidArgument', `${path}: cannot read the node config${code ? ` (${code})` : ''}`, { file: path }, { cause: e });
+      throw new SpokeError('InvalidArgument', `${path}: cannot read the node config${code ? ` (${code})` : ''}`, { file: path }, { cause: e, reason: 'FILE_UNREADABLE' });
     }
   }
   const fromFile = text === undefined ? {} : parseNodeConfig(text, path);
@@ -167,10 +167,10 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
     if (!(NODE_CONFIG_KEYS as readonly string[]).includes(key)) {
-      throw new SpokeError('InvalidArgument', `unknown node config setting ${JSON.stringify(key)}`, { path: key });
+      throw new SpokeError('InvalidArgument', `unknown node config setting ${JSON.stringify(key)}`, { path: key }, { reason: 'CONFIG_INVALID' });
     }
     merged[key] = checkValue(key as keyof NodeConfig, value, (why) => {
-      throw new SpokeError('InvalidArgument', `${key} (override): ${why}`, { path: key });
+      throw new SpokeError('InvalidArgument', `${key} (override): ${why}`, { path: key }, { reason: 'CONFIG_INVALID' });
     }, cwd);
   }
   const baselines = merged.baselines as NodeConfig['baselines'];
@@ -188,7 +188,7 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
 
 /** Parses the config file's text; returns only the keys it sets. Pure. */
 export function parseNodeConfig(text: string, file: string): Partial<NodeConfig> {
-  const { source: src, root } = YamlSource.parse(text, file);
+  const { source: src, root } = YamlSource.parse(text, file, 'CONFIG_INVALID');
   if (root === undefined) return {};
   const m = src.map(root, '', NODE_CONFIG_KEYS);
   const out: Record<string, unknown> = {};

@@ -10,6 +10,7 @@
 // Pure; length checked before any regex; every regex anchored. Binding `image` targets are
 // parsed by the same function (see `parseImageTarget`).
 
+import { SpokeError } from '../core/errors.js';
 import { looksLikeRegistryHost, parseRegistry, PATH_COMPONENT_RE, TAG_RE } from '../core/reference.js';
 
 const MAX_IMAGE_LENGTH = 512;
@@ -32,7 +33,13 @@ export interface ImageRef {
   readonly digest: string | undefined;
 }
 
-export class ImageParseError extends Error {}
+/** A pod's image reference that does not parse: InvalidArgument, REFERENCE_INVALID. */
+export class ImageParseError extends SpokeError {
+  constructor(message: string) {
+    super('InvalidArgument', message, {}, { reason: 'REFERENCE_INVALID' });
+    this.name = 'ImageParseError';
+  }
+}
 
 function fail(input: string, why: string): never {
   throw new ImageParseError(`invalid image reference ${JSON.stringify(input.slice(0, 120))}: ${why}`);

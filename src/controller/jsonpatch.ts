@@ -1,6 +1,10 @@
 // RFC 6902 JSON Patch: the operation type the webhook answers with, RFC 6901 pointer escaping,
 // and a small applier (add, remove, replace, test) used by `spoke binding apply` to show the
 // mutated pod exactly as the API server would store it. The applier never mutates its input.
+// Hand-written, not a JSON Patch library: the webhook emits add/replace/test only, and a subset
+// this small is less code to review than a dependency (move, copy and the diffing unused).
+
+import { SpokeError } from '../core/errors.js';
 
 export type JsonPatchOp =
   | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
@@ -18,7 +22,13 @@ function clone<T>(v: T): T {
   return v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T);
 }
 
-export class JsonPatchError extends Error {}
+/** A patch that does not apply to the pod it was made for: spoke's own bug (Internal, INVARIANT). */
+export class JsonPatchError extends SpokeError {
+  constructor(message: string) {
+    super('Internal', message, {}, { reason: 'INVARIANT' });
+    this.name = 'JsonPatchError';
+  }
+}
 
 /** Applies `ops` to a deep copy of `doc` and returns it; throws JsonPatchError on any failed op. */
 export function applyJsonPatch(doc: unknown, ops: readonly JsonPatchOp[]): unknown {

@@ -269,7 +269,7 @@ export class RecordingReconciler {
       planned = planProfiles(compiled, results);
     } catch (e) {
       if (!isSpokeError(e)) throw e;
-      if (e.code === 'FailedPrecondition' && /no recording results/.test(e.message)) {
+      if (e.reason === 'RECORDING_EMPTY') {
         // Finalized before any result arrived: wait for one (result events reconcile again); never an empty profile.
         const status: ProfileRecordingStatus = {
           ...old,

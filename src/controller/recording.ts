@@ -254,22 +254,29 @@ export function resultNodeProblem(r: ProfileRecordingResult, rec: { namespace: s
   return undefined;
 }
 
+/** A problem with one result; `malformed` when the result itself is wrong, not just incomplete. */
+export interface ResultProblem {
+  text: string;
+  malformed: boolean;
+}
+
 /** Problems with one result (shape, names in the x86 tables, caps, completeness). */
-export function resultProblems(r: ProfileRecordingResult): string[] {
+export function resultProblems(r: ProfileRecordingResult): ResultProblem[] {
   const name = r.metadata?.name ?? '(unnamed)';
-  const out: string[] = [];
+  const out: ResultProblem[] = [];
+  const add = (text: string, malformed: boolean) => out.push({ text: `${name}: ${text}`, malformed });
   const s = r.spec as Partial<ProfileRecordingResultSpec> | undefined;
-  if (!isObject(s)) return [`${name}: spec required`];
-  if (typeof s.container !== 'string' || !CONTAINER_NAME_RE.test(s.container)) out.push(`${name}: spec.container is not a container name`);
-  if (!RUNTIMES.includes(s.runtime as OciRuntime)) out.push(`${name}: spec.runtime must be runc or crun`);
-  if (!Array.isArray(s.syscalls) || s.syscalls.length > MAX_SYSCALLS_PER_RESULT) out.push(`${name}: spec.syscalls must be a list of at most ${MAX_SYSCALLS_PER_RESULT} names`);
+  if (!isObject(s)) return [{ text: `${name}: spec required`, malformed: false }];
+  if (typeof s.container !== 'string' || !CONTAINER_NAME_RE.test(s.container)) add('spec.container is not a container name', true);
+  if (!RUNTIMES.includes(s.runtime as OciRuntime)) add('spec.runtime must be runc or crun', true);
+  if (!Array.isArray(s.syscalls) || s.syscalls.length > MAX_SYSCALLS_PER_RESULT) add(`spec.syscalls must be a list of at most ${MAX_SYSCALLS_PER_RESULT} names`, true);
   else {
     const unknown = s.syscalls.filter((n) => typeof n !== 'string' || !X86_SYSCALL_NAMES.has(n));
-    if (unknown.length > 0) out.push(`${name}: not x86 syscall names: ${unknown.slice(0, 5).map((n) => JSON.stringify(String(n).slice(0, 64))).join(', ')}`);
-    if (s.syscalls.length === 0) out.push(`${name}: no syscalls were recorded (the container did not run under the logging profile?)`);
+    if (unknown.length > 0) add(`not x86 syscall names: ${unknown.slice(0, 5).map((n) => JSON.stringify(String(n).slice(0, 64))).join(', ')}`, true);
+    if (s.syscalls.length === 0) add('no syscalls were recorded (the container did not run under the logging profile?)', false);
   }
-  if (typeof s.lostRecords === 'number' && s.lostRecords > 0) out.push(`${name}: the kernel lost ${s.lostRecords} audit record(s) while it ran`);
-  if (Array.isArray(s.unnamedCalls) && s.unnamedCalls.length > 0) out.push(`${name}: calls spoke cannot name (${s.unnamedCalls.slice(0, 8).join(', ')})`);
+  if (typeof s.lostRecords === 'number' && s.lostRecords > 0) add(`the kernel lost ${s.lostRecords} audit record(s) while it ran`, false);
+  if (Array.isArray(s.unnamedCalls) && s.unnamedCalls.length > 0) add(`calls spoke cannot name (${s.unnamedCalls.slice(0, 8).join(', ')})`, false);
   return out;
 }
 
@@ -314,15 +321,19 @@ export function planProfiles(rec: CompiledRecording, all: readonly ProfileRecord
   if (results.length === 0) {
     throw new SpokeError('FailedPrecondition', `no recording results for ${rec.namespace}/${rec.name}${rec.containers ? ` (containers ${[...rec.containers].join(', ')})` : ''}: refusing to build an empty profile`, {
       rule: 'empty-recording',
-    });
+    }, { reason: 'RECORDING_EMPTY' });
   }
-  if (results.length > MAX_RESULTS_PER_RECORDING) throw new SpokeError('FailedPrecondition', `${results.length} results: more than ${MAX_RESULTS_PER_RECORDING}`);
-  const problems = results.flatMap(resultProblems).sort();
-  if (problems.length > 0) {
-    const malformed = problems.some((p) => /not a container name|runtime must|must be a list|not x86/.test(p));
-    throw new SpokeError(malformed ? 'InvalidArgument' : 'FailedPrecondition', `incomplete or invalid recording results: ${problems.slice(0, 8).join('; ')}${problems.length > 8 ? ` (and ${problems.length - 8} more)` : ''}`, {
-      rule: 'incomplete-recording',
-    });
+  if (results.length > MAX_RESULTS_PER_RECORDING) throw new SpokeError('FailedPrecondition', `${results.length} results: more than ${MAX_RESULTS_PER_RECORDING}`, { limit: MAX_RESULTS_PER_RECORDING }, { reason: 'LIMIT_EXCEEDED' });
+  const found = results.flatMap(resultProblems);
+  if (found.length > 0) {
+    const malformed = found.some((p) => p.malformed);
+    const problems = found.map((p) => p.text).sort();
+    throw new SpokeError(
+      malformed ? 'InvalidArgument' : 'FailedPrecondition',
+      `incomplete or invalid recording results: ${problems.slice(0, 8).join('; ')}${problems.length > 8 ? ` (and ${problems.length - 8} more)` : ''}`,
+      { rule: 'incomplete-recording' },
+      { reason: 'RECORDING_INVALID' },
+    );
   }
   const groups = new Map<string, ProfileRecordingResult[]>();
   for (const r of results) {
@@ -423,7 +434,7 @@ export function bindingFor(rec: CompiledRecording, p: { key: string; containers:
     },
   };
   const v = validateBinding(b);
-  if (!v.ok) throw new SpokeError('Internal', `generated binding ${b.metadata.name} is invalid: ${v.problems.join('; ')}`);
+  if (!v.ok) throw new SpokeError('Internal', `generated binding ${b.metadata.name} is invalid: ${v.problems.join('; ')}`, {}, { reason: 'INVARIANT' });
   return b;
 }
 

@@ -3,7 +3,7 @@
 
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_UNKNOWN_CONFIG, kindOfConfigMediaType, type ProfileKind } from './constants.js';
 import { isDigest, type Digest } from './digest.js';
-import { SpokeError } from './errors.js';
+import { SpokeError, type ErrorReason } from './errors.js';
 import { decodeStrictJson } from './json.js';
 
 export interface Descriptor {
@@ -22,8 +22,8 @@ export interface ArtifactManifest {
   kind: ProfileKind;
 }
 
-function invalid(digest: string, what: string, extra: Record<string, unknown> = {}): SpokeError {
-  return new SpokeError('SecurityProfileInvalid', `${digest}: ${what}`, { digest, ...extra });
+function invalid(digest: string, what: string, extra: Record<string, unknown> = {}, reason: ErrorReason = 'MANIFEST_INVALID'): SpokeError {
+  return new SpokeError('SecurityProfileInvalid', `${digest}: ${what}`, { digest, ...extra }, { reason });
 }
 
 function readDescriptor(v: unknown, where: string, digest: string, maxBytes: number): Descriptor {
@@ -35,7 +35,7 @@ function readDescriptor(v: unknown, where: string, digest: string, maxBytes: num
   if (!isDigest(d.digest)) throw invalid(digest, `${where}.digest is not sha256:<64 lowercase hex>`);
   if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) throw invalid(digest, `${where}.size missing or not a non-negative integer`);
   if (d.size > maxBytes) {
-    throw invalid(digest, `${where} declares ${d.size} bytes, over the ${maxBytes}-byte limit`, { limit: maxBytes, actual: d.size });
+    throw invalid(digest, `${where} declares ${d.size} bytes, over the ${maxBytes}-byte limit`, { limit: maxBytes, actual: d.size }, 'SIZE_LIMIT');
   }
   if (d.urls !== undefined) throw invalid(digest, `${where} has external urls, which are not accepted`);
   const annotations = d.annotations;
@@ -54,7 +54,7 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
   try {
     m = decodeStrictJson(bytes, `manifest ${digest}`);
   } catch (e) {
-    throw invalid(digest, `manifest is not strict JSON: ${(e as Error).message}`);
+    throw invalid(digest, `manifest is not strict JSON: ${(e as Error).message}`, {}, 'JSON_INVALID');
   }
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalid(digest, 'manifest is not a JSON object');
   const man = m as Record<string, unknown>;
@@ -69,16 +69,16 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
   const artifactType = man.artifactType;
   if (artifactType !== undefined && typeof artifactType !== 'string') throw invalid(digest, 'artifactType is not a string');
   if (config.mediaType === MEDIA_TYPE_UNKNOWN_CONFIG) {
-    throw invalid(digest, `generic config media type ${MEDIA_TYPE_UNKNOWN_CONFIG} is not a profile artifact; republish with ${CONFIG_MEDIA_TYPE[kind]}`);
+    throw invalid(digest, `generic config media type ${MEDIA_TYPE_UNKNOWN_CONFIG} is not a profile artifact; republish with ${CONFIG_MEDIA_TYPE[kind]}`, {}, 'KIND_MISMATCH');
   }
   let declared: string | undefined;
   if (config.mediaType === MEDIA_TYPE_OCI_EMPTY) {
     declared = artifactType;
-    if (declared === undefined) throw invalid(digest, 'empty config and no artifactType: the kind is not declared');
+    if (declared === undefined) throw invalid(digest, 'empty config and no artifactType: the kind is not declared', {}, 'KIND_MISMATCH');
   } else {
     declared = config.mediaType;
     if (artifactType !== undefined && artifactType !== config.mediaType) {
-      throw invalid(digest, `artifactType ${JSON.stringify(artifactType)} disagrees with config media type ${JSON.stringify(config.mediaType)}`);
+      throw invalid(digest, `artifactType ${JSON.stringify(artifactType)} disagrees with config media type ${JSON.stringify(config.mediaType)}`, {}, 'KIND_MISMATCH');
     }
   }
   const declaredKind = kindOfConfigMediaType(declared);
@@ -86,7 +86,7 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
     throw invalid(digest, `artifact type ${JSON.stringify(declared.slice(0, 100))} is not a ${kind} profile (expected ${CONFIG_MEDIA_TYPE[kind]})`, {
       expected: CONFIG_MEDIA_TYPE[kind],
       actual: declared.slice(0, 100),
-    });
+    }, 'KIND_MISMATCH');
   }
   return { config, layer, artifactType, kind };
 }
@@ -108,12 +108,12 @@ export function declaredKind(bytes: Uint8Array): ProfileKind | undefined {
 
 /** Profile layers are raw JSON documents; archives are refused by their magic bytes (KEP §5). */
 export function refuseArchive(bytes: Uint8Array, digest: Digest): void {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) throw invalid(digest, 'layer is gzip-compressed; a profile layer must be the raw JSON document');
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) throw invalid(digest, 'layer is gzip-compressed; a profile layer must be the raw JSON document', {}, 'ARCHIVE_REFUSED');
   if (bytes.length >= 4 && bytes[0] === 0x28 && bytes[1] === 0xb5 && bytes[2] === 0x2f && bytes[3] === 0xfd) {
-    throw invalid(digest, 'layer is zstd-compressed; a profile layer must be the raw JSON document');
+    throw invalid(digest, 'layer is zstd-compressed; a profile layer must be the raw JSON document', {}, 'ARCHIVE_REFUSED');
   }
   if (bytes.length >= 262 && Buffer.from(bytes.subarray(257, 262)).toString('latin1') === 'ustar') {
-    throw invalid(digest, 'layer is a tar archive; a profile layer must be the raw JSON document');
+    throw invalid(digest, 'layer is a tar archive; a profile layer must be the raw JSON document', {}, 'ARCHIVE_REFUSED');
   }
 }
 

@@ -15,7 +15,7 @@ export function parseDigest(s: string, what = 'digest'): Digest {
     throw new SpokeError('InvalidArgument', `${what} must be sha256:<64 lowercase hex>, got ${JSON.stringify(s.slice(0, 80))}`, {
       expected: 'sha256:<64 hex>',
       actual: s.slice(0, 80),
-    });
+    }, { reason: 'DIGEST_INVALID' });
   }
   return s;
 }

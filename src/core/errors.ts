@@ -38,7 +38,47 @@ export const ERROR_REASONS = [
   'RECORDING_UNPROVEN', // a recording annotation without the controller's proof
   'INCOMPLETE_RECORDING', // a recording may lack calls of the recorded workload (lost or unattributed records)
   'RECORDER_UNAVAILABLE', // the chosen recording backend cannot run on this node
+  'RUNTIME_ERROR', // the container runtime answered a CRI call with an error
   'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
+  'REFERENCE_INVALID', // a reference, registry host, repository or tag that does not parse
+  'TAG_NOT_DIGEST', // a reference named by tag where only a digest pin is accepted
+  'DIGEST_INVALID', // a digest not written as sha256:<64 lowercase hex>
+  'MANIFEST_INVALID', // a manifest or index that is malformed or not shaped as the artifact asked for
+  'JSON_INVALID', // bytes that are not strict JSON (UTF-8, one value, no duplicate member, bounded depth)
+  'PROFILE_INVALID', // a profile whose content breaks the artifact rules (KEP-6061 §4)
+  'LIMIT_EXCEEDED', // a count or a bound on work was exceeded (paths, results, merge cost)
+  'OPTION_INVALID', // an option, setting or argument given to spoke is malformed
+  'USAGE', // the command line is wrong (the CLI exits 2)
+  'POLICY_INVALID', // the node policy, or a signer rule in it, is malformed
+  'SIGNATURE_INVALID', // signatures were found, and none verifies for a signer the rule names
+  'AUTH_REQUIRED', // the registry wants credentials and none are configured for it
+  'AUTH_REFUSED', // the registry or its token endpoint refused the credentials sent
+  'AUTH_PROTOCOL', // the registry's challenge or the token endpoint's answer is unusable
+  'CREDENTIALS_INVALID', // a credentials file is malformed
+  'NOT_FOUND', // the registry has no such manifest, blob or tag
+  'REGISTRY_ERROR', // the registry answered with an error status or broke the protocol
+  'INSECURE_REFUSED', // plain HTTP to a host that is not allowed it
+  'CANCELLED', // the caller cancelled the operation
+  'CLOSED', // the component was already shut down
+  'WIRE_INVALID', // a protobuf message that does not parse
+  'FRAME_INVALID', // a gRPC frame that is truncated, oversized or in an unsupported encoding
+  'SYSCALL_UNKNOWN', // a syscall name that is not in the architecture's table
+  'RECORDING_EMPTY', // nothing was recorded, so there is no profile to build
+  'RECORDING_INVALID', // recording results are incomplete or malformed
+  'KEY_INVALID', // a key has the wrong size or form
+  'UNEXPECTED', // a failure that was not a SpokeError (a bug or an unforeseen system error)
+  'INVARIANT', // spoke broke one of its own rules (a bug)
+  'ARCHIVE_REFUSED', // a profile layer that is compressed or a tar archive instead of raw JSON
+  'FORMAT_UNKNOWN', // the input's format cannot be recognised (name it, e.g. with --from)
+  'CONFIG_INVALID', // the node config file, or a setting overriding it, is malformed
+  'FILE_UNREADABLE', // a file spoke was told to read cannot be read
+  'SUBJECT_MISMATCH', // a signature made for another artifact (its statement or payload names another digest)
+  'IDENTITY_MISMATCH', // a keyless certificate whose issuer or subject the rule does not name
+  'CERTIFICATE_INVALID', // a signing certificate that does not chain to the trusted root, or is malformed
+  'TIMESTAMP_INVALID', // a signing time that is missing, unreadable, unverified or in the future
+  'TLOG_INVALID', // a transparency-log entry that does not verify
+  'NOT_A_SIGNATURE', // an attestation or other signed statement that is not a signature
+  'SIGNER_MISMATCH', // signed with a kind of key (public key, certificate) the rule names no signer for
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
@@ -84,9 +124,9 @@ export function isSpokeError(e: unknown): e is SpokeError {
 export function asSpokeError(e: unknown, fallback: ErrorCode = 'Internal'): SpokeError {
   if (e instanceof SpokeError) return e;
   const message = e instanceof Error ? e.message : String(e);
-  return new SpokeError(fallback, message, {}, { cause: e });
+  return new SpokeError(fallback, message, {}, { cause: e, reason: 'UNEXPECTED' });
 }
 
 /** A transient registry failure, keeping what caused it. */
-export const registryUnavailable = (m: string, c?: ErrorContext, cause?: unknown) =>
-  new SpokeError('RegistryUnavailable', m, c, { cause });
+export const registryUnavailable = (m: string, c?: ErrorContext, cause?: unknown, reason: ErrorReason = 'TRANSPORT') =>
+  new SpokeError('RegistryUnavailable', m, c, { cause, reason });

@@ -11,7 +11,7 @@ export function decodeUtf8Strict(bytes: Uint8Array, what: string): string {
   try {
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
-    throw new SpokeError('SecurityProfileInvalid', `${what}: not valid UTF-8`);
+    throw new SpokeError('SecurityProfileInvalid', `${what}: not valid UTF-8`, {}, { reason: 'JSON_INVALID' });
   }
 }
 
@@ -24,7 +24,7 @@ export function parseStrictJson(text: string, what: string): unknown {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new SpokeError('SecurityProfileInvalid', `${what}: not valid JSON (${(e as Error).message})`);
+    throw new SpokeError('SecurityProfileInvalid', `${what}: not valid JSON (${(e as Error).message})`, {}, { reason: 'JSON_INVALID' });
   }
   const keys = countOwnKeys(value);
   // Every ':' in the text, inside strings or not, is at least the members written; equal to the
@@ -193,7 +193,7 @@ function checkNoDuplicates(text: string, what: string): void {
           }
         }
         keyAt[d] = key;
-        if (duplicate) throw new SpokeError('SecurityProfileInvalid', `${what}: duplicate member at ${pathOf()}`, { path: pathOf() });
+        if (duplicate) throw new SpokeError('SecurityProfileInvalid', `${what}: duplicate member at ${pathOf()}`, { path: pathOf() }, { reason: 'JSON_INVALID' });
         if (set !== undefined) set.add(key);
         else {
           keys.push(key);
@@ -205,7 +205,7 @@ function checkNoDuplicates(text: string, what: string): void {
       continue;
     }
     if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      if (depth >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`);
+      if (depth >= MAX_JSON_DEPTH) throw new SpokeError('SecurityProfileInvalid', `${what}: nested deeper than ${MAX_JSON_DEPTH}`, {}, { reason: 'JSON_INVALID' });
       const object = c === 0x7b;
       isObject[depth] = object;
       keyAt[depth] = undefined;

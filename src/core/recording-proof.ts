@@ -54,7 +54,7 @@ export function parseRecordingKey(bytes: Uint8Array, source: string): Buffer {
       file: source,
       expected: `${MIN_RECORDING_KEY_BYTES}..${MAX_RECORDING_KEY_BYTES}`,
       actual: bytes.length,
-    });
+    }, { reason: 'KEY_INVALID' });
   }
   return Buffer.from(bytes);
 }
@@ -70,7 +70,7 @@ function mac(key: Buffer, namespace: string, mode: 'n' | 'g', who: string, recor
 
 /** The proof annotation value for `subject`, valid until `expiresAt` (unix seconds). */
 export function signRecordingProof(key: Buffer, subject: ProofSubject, expiresAt: number): string {
-  if (!Number.isSafeInteger(expiresAt) || expiresAt < 0 || expiresAt > 999_999_999_999) throw new SpokeError('InvalidArgument', 'recording proof expiry must be unix seconds');
+  if (!Number.isSafeInteger(expiresAt) || expiresAt < 0 || expiresAt > 999_999_999_999) throw new SpokeError('InvalidArgument', 'recording proof expiry must be unix seconds', {}, { reason: 'OPTION_INVALID' });
   const [mode, who] = 'name' in subject.pod ? (['n', subject.pod.name] as const) : (['g', subject.pod.generateName.slice(0, MAX_GENERATE_NAME)] as const);
   return `v1.${mode}.${expiresAt}.${mac(key, subject.namespace, mode, who, subject.recording, subject.containers, expiresAt).toString('base64url')}`;
 }

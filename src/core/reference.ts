@@ -4,7 +4,7 @@
 // Pure: no I/O. Length is checked before any regex runs, and every regex is anchored.
 
 import { isDigest, type Digest } from './digest.js';
-import { SpokeError } from './errors.js';
+import { SpokeError, type ErrorReason } from './errors.js';
 import { MAX_REFERENCE_LENGTH, MAX_REPOSITORY_LENGTH } from './limits.js';
 
 export interface Reference {
@@ -23,10 +23,10 @@ const DNS_LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV6_RE = /^\[[0-9a-f:.]{2,45}\]$/;
 const PORT_RE = /^[0-9]{1,5}$/;
 
-function refuse(input: string, reason: string): never {
-  throw new SpokeError('InvalidArgument', `invalid reference ${JSON.stringify(input.slice(0, 120))}: ${reason}`, {
+function refuse(input: string, why: string, reason: ErrorReason = 'REFERENCE_INVALID'): never {
+  throw new SpokeError('InvalidArgument', `invalid reference ${JSON.stringify(input.slice(0, 120))}: ${why}`, {
     reference: input.slice(0, MAX_REFERENCE_LENGTH),
-  });
+  }, { reason });
 }
 
 /** Parses `host[:port]` (the registry part); throws InvalidArgument with `why` on failure. */
@@ -77,7 +77,7 @@ export function parseReference(input: string): Reference {
   if (input.length > MAX_REFERENCE_LENGTH) refuse(input, `longer than ${MAX_REFERENCE_LENGTH} characters`);
   if (/[\s\u0000-\u001f\u007f]/.test(input)) refuse(input, 'contains whitespace or control characters');
   const at = input.indexOf('@');
-  if (at < 0) refuse(input, 'not pinned by digest (expected name@sha256:<64 hex>; tags are not accepted)');
+  if (at < 0) refuse(input, 'not pinned by digest (expected name@sha256:<64 hex>; tags are not accepted)', 'TAG_NOT_DIGEST');
   if (input.indexOf('@', at + 1) >= 0) refuse(input, 'more than one "@"');
   const name = input.slice(0, at);
   const digest = input.slice(at + 1);
@@ -94,7 +94,7 @@ export function parseReference(input: string): Reference {
   if (repository.length === 0) refuse(input, 'empty repository');
   if (repository.length > MAX_REPOSITORY_LENGTH) refuse(input, `repository longer than ${MAX_REPOSITORY_LENGTH} characters`);
   const lastComponent = repository.slice(repository.lastIndexOf('/') + 1);
-  if (lastComponent.includes(':')) refuse(input, 'tags are not accepted; pin the reference by digest only');
+  if (lastComponent.includes(':')) refuse(input, 'tags are not accepted; pin the reference by digest only', 'TAG_NOT_DIGEST');
   for (const component of repository.split('/')) {
     if (component === '') refuse(input, 'empty path component');
     if (component === '.' || component === '..') refuse(input, `path component "${component}" is not allowed`);

@@ -3,6 +3,7 @@
 // grpc-message. Pure.
 
 import { gunzipSync } from 'node:zlib';
+import { SpokeError } from '../core/errors.js';
 
 export const FRAME_HEADER_BYTES = 5;
 /** The shim buffers only the unary messages it inspects; anything bigger is refused. */
@@ -13,7 +14,13 @@ export interface GrpcMessage {
   payload: Buffer;
 }
 
-export class FrameError extends Error {}
+/** A malformed gRPC frame: a SpokeError (InvalidArgument, FRAME_INVALID), so callers need no conversion. */
+export class FrameError extends SpokeError {
+  constructor(message: string) {
+    super('InvalidArgument', message, {}, { reason: 'FRAME_INVALID' });
+    this.name = 'FrameError';
+  }
+}
 
 /** Splits a complete body into its messages; throws FrameError on a truncated body. */
 export function parseFrames(body: Buffer, max = MAX_INSPECTED_MESSAGE_BYTES): GrpcMessage[] {

@@ -23,6 +23,9 @@ import {
 } from './messages.js';
 import { WireError } from './wire.js';
 
+/** The store gauges follow a change within this long (owned.refreshStoreGauges). */
+export const STORE_GAUGE_DELAY_MS = 1000;
+
 const KIND_NUMBER: Readonly<Record<ProfileKind, number>> = { seccomp: KIND_SECCOMP, apparmor: KIND_APPARMOR };
 const KIND_OF_NUMBER: ReadonlyMap<number, ProfileKind> = new Map(Object.entries(KIND_NUMBER).map(([k, n]) => [n, k as ProfileKind]));
 
@@ -126,18 +129,31 @@ export class OwnedHandlers<P> {
   }
 
   private refreshingGauges = false;
+  private gaugeTimer: NodeJS.Timeout | undefined;
 
-  /** Recounts the store after it changed (a fetch, a removal), off the call's path, one at a time. */
-  refreshStoreGauges(): void {
-    if (this.refreshingGauges) return;
-    this.refreshingGauges = true;
-    this.deps.store
-      .list()
-      .then((entries) => this.setStoreGauges(entries))
-      .catch((e: unknown) => this.deps.logger.log('warn', 'store metrics not updated', { error: asSpokeError(e).message }))
-      .finally(() => {
-        this.refreshingGauges = false;
-      });
+  /**
+   * Recounts the store after it changed (a fetch, a removal), off the call's path, at most once
+   * per STORE_GAUGE_DELAY_MS: a listing reads every record, so one per fetch would make a burst of
+   * cold pulls quadratic and keep the file-system threads busy under the pulls themselves.
+   */
+  refreshStoreGauges(delayMs = STORE_GAUGE_DELAY_MS): void {
+    if (this.gaugeTimer !== undefined) return;
+    this.gaugeTimer = setTimeout(() => {
+      this.gaugeTimer = undefined;
+      if (this.refreshingGauges) {
+        this.refreshStoreGauges();
+        return;
+      }
+      this.refreshingGauges = true;
+      this.deps.store
+        .list()
+        .then((entries) => this.setStoreGauges(entries))
+        .catch((e: unknown) => this.deps.logger.log('warn', 'store metrics not updated', { error: asSpokeError(e).message }))
+        .finally(() => {
+          this.refreshingGauges = false;
+        });
+    }, delayMs);
+    this.gaugeTimer.unref();
   }
 
   async list(request: Buffer): Promise<Buffer> {

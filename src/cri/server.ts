@@ -250,7 +250,7 @@ export class ShimServer<P = unknown> {
     this.probeTimer = setInterval(() => this.probeSessions(), this.limits.probeMs).unref();
     this.bodyTimer = setInterval(() => this.endStalledRequests(), Math.max(1, this.limits.requestBodyTimeoutMs / 4)).unref();
     this.upstream.start();
-    this.owned.refreshStoreGauges();
+    this.owned.refreshStoreGauges(0);
     this.logger.log('info', 'shim listening', { listen: path, upstream: this.opts.upstream });
   }
 

@@ -3,6 +3,10 @@
 // new bytes in and fixes the length prefixes of the enclosing messages. Every other byte of the
 // message is kept as it was: unknown fields, field order, even non-minimal tag encodings.
 // Pure: no I/O. Throws WireError on malformed input (never reads past the end of a buffer).
+// Hand-written, not protobufjs's Reader/Writer: those decode into messages and re-encode, which
+// would not keep every other byte (unknown fields, order, non-minimal encodings) as it was.
+
+import { SpokeError } from '../core/errors.js';
 
 export const WIRE_VARINT = 0;
 export const WIRE_I64 = 1;
@@ -14,9 +18,13 @@ export const WIRE_I32 = 5;
 /** Deepest group nesting we follow while skipping (groups are deprecated; nobody nests them). */
 const MAX_GROUP_DEPTH = 32;
 
-export class WireError extends Error {
+/**
+ * Malformed protobuf: a SpokeError (InvalidArgument, WIRE_INVALID), so that callers need no
+ * conversion; the class stays for `instanceof` where a caller names the request it came from.
+ */
+export class WireError extends SpokeError {
   constructor(message: string) {
-    super(message);
+    super('InvalidArgument', message, {}, { reason: 'WIRE_INVALID' });
     this.name = 'WireError';
   }
 }

@@ -42,7 +42,7 @@ export function parsePolicy(text: string, file: string, readFile: ReadFile, opts
 }
 
 export function loadPolicy(text: string, file: string, readFile: ReadFile, opts: LoadOptions = {}): { policy: Policy; lines: PolicyLines } {
-  const { source: src, root } = YamlSource.parse(text, file);
+  const { source: src, root } = YamlSource.parse(text, file, 'POLICY_INVALID');
   const top = src.map(root, '', POLICY_KEYS);
 
   const apiVersion = top.require('apiVersion');

@@ -4,17 +4,20 @@
 // the file must say what it means in one readable place. Pure: takes text, does no I/O.
 
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
-import { SpokeError } from '../core/errors.js';
+import { SpokeError, type ErrorReason } from '../core/errors.js';
+
+/** What a malformed file is: the node policy or the node config. */
+export type FileReason = Extract<ErrorReason, 'POLICY_INVALID' | 'CONFIG_INVALID'>;
 
 /** Bound on file size before the parser runs; policies and configs are small. */
 export const MAX_YAML_BYTES = 1024 * 1024;
 
 /** Bytes of a hand-written file → text; invalid UTF-8 is an error at line 1 (a leading BOM is dropped). */
-export function decodeText(bytes: Uint8Array, file: string): string {
+export function decodeText(bytes: Uint8Array, file: string, reason: FileReason = 'POLICY_INVALID'): string {
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw new SpokeError('InvalidArgument', `${file}:1: (document): not valid UTF-8`, { file, line: 1, path: '(document)' });
+    throw new SpokeError('InvalidArgument', `${file}:1: (document): not valid UTF-8`, { file, line: 1, path: '(document)' }, { reason });
   }
 }
 
@@ -23,15 +26,19 @@ export class YamlSource {
   readonly file: string;
   private readonly lines: LineCounter;
 
-  private constructor(file: string, lines: LineCounter) {
+  private constructor(
+    file: string,
+    lines: LineCounter,
+    private readonly reason: FileReason,
+  ) {
     this.file = file;
     this.lines = lines;
   }
 
   /** Parses `text`; returns the root node (undefined for an empty document) or throws at the line at fault. */
-  static parse(text: string, file: string): { source: YamlSource; root: Node | undefined } {
+  static parse(text: string, file: string, reason: FileReason): { source: YamlSource; root: Node | undefined } {
     const lines = new LineCounter();
-    const source = new YamlSource(file, lines);
+    const source = new YamlSource(file, lines, reason);
     if (text.length > MAX_YAML_BYTES) source.failAt(1, '(file)', `larger than ${MAX_YAML_BYTES} bytes`);
     const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, version: '1.2', merge: false });
     const problem = doc.errors[0] ?? doc.warnings[0];
@@ -53,7 +60,7 @@ export class YamlSource {
 
   failAt(line: number, path: string, what: string): never {
     const field = path === '' ? '(document)' : path;
-    throw new SpokeError('InvalidArgument', `${this.file}:${line}: ${field}: ${what}`, { file: this.file, line, path: field });
+    throw new SpokeError('InvalidArgument', `${this.file}:${line}: ${field}: ${what}`, { file: this.file, line, path: field }, { reason: this.reason });
   }
 
   fail(node: Node | Pair | undefined | null, path: string, what: string): never {

@@ -24,7 +24,8 @@ function protoPath(): string {
   throw new SpokeError('Internal', 'proto/api.proto not found next to spoke');
 }
 
-function criRoot(): protobuf.Root {
+/** proto/api.proto loaded once (also the test suite's CRI client: test/helpers/cri-client.ts). */
+export function criRoot(): protobuf.Root {
   if (!root) {
     root = new protobuf.Root();
     root.loadSync(protoPath(), { keepCase: true });
@@ -42,6 +43,29 @@ export function pidFromVerboseInfo(res: Msg): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The system error grpc-js buried in a connection failure (`connect ENOENT /x.sock`), if any. */
+const CONNECT_ERRNO_RE = /\bconnect (E[A-Z]{2,15})\b/;
+
+/**
+ * A failed CRI call in spoke's own words: grpc-js's connection details ("No connection
+ * established. Last error: … Resolution note: …") are not passed through; the runtime's own
+ * error text is, when it answered.
+ */
+export function criError(name: string, socket: string, deadlineMs: number, err: grpc.ServiceError): SpokeError {
+  const context = { socket, grpcCode: err.code };
+  if (err.code === grpc.status.UNAVAILABLE) {
+    const errno = CONNECT_ERRNO_RE.exec((err.details ?? '').slice(0, 2000))?.[1];
+    const why = errno === 'ENOENT' ? 'no socket there' : errno === 'ECONNREFUSED' ? 'nothing listens on it' : errno === 'EACCES' ? 'permission denied' : errno ?? 'not reachable';
+    return new SpokeError('Unavailable', `CRI ${name}: nothing answers on ${socket} (${why})`, context, { cause: err, reason: 'TRANSPORT' });
+  }
+  if (err.code === grpc.status.DEADLINE_EXCEEDED) {
+    return new SpokeError('Unavailable', `CRI ${name}: ${socket} did not answer within ${deadlineMs} ms`, context, { cause: err, reason: 'DEADLINE' });
+  }
+  const code = err.code === grpc.status.NOT_FOUND ? 'NotFound' : 'Internal';
+  const status = (grpc.status as unknown as Record<number, string>)[err.code] ?? String(err.code);
+  return new SpokeError(code, `CRI ${name}: the runtime answered ${status}: ${(err.details ?? '').slice(0, 500)}`, context, { cause: err, reason: code === 'NotFound' ? 'NOT_FOUND' : 'RUNTIME_ERROR' });
 }
 
 export class RuntimeCriClient {
@@ -62,8 +86,7 @@ export class RuntimeCriClient {
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(`/runtime.v1.${service}/${name}`, id, id, body, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
         if (err) {
-          const code = err.code === grpc.status.UNAVAILABLE ? 'Unavailable' : err.code === grpc.status.NOT_FOUND ? 'NotFound' : 'Internal';
-          reject(new SpokeError(code, `CRI ${name}: ${err.details || err.message}`, { socket: this.socket }, { cause: err }));
+          reject(criError(name, this.socket, deadlineMs, err));
           return;
         }
         resolve(resType.toObject(resType.decode(res!), { longs: String, enums: String, defaults: true }) as Msg);

@@ -101,7 +101,7 @@ export class Authenticator {
       try {
         realm = new URL(realmText);
       } catch {
-        throw new SpokeError('Unauthenticated', `registry ${t.registry} sent an invalid token realm`, { ...t.ctx, registry: t.registry });
+        throw new SpokeError('Unauthenticated', `registry ${t.registry} sent an invalid token realm`, { ...t.ctx, registry: t.registry }, { reason: 'AUTH_PROTOCOL' });
       }
       const service = bearer.params.get('service');
       this.schemes.set(t.base.origin, { kind: 'bearer', realm, service });
@@ -116,10 +116,7 @@ export class Authenticator {
       if (t.credential?.kind !== 'basic' || prev.header !== undefined) throw refused();
       return { header: basicHeader(t.credential), cached: false };
     }
-    throw new SpokeError('Unauthenticated', `registry ${t.registry} answered 401 without a supported challenge`, {
-      ...t.ctx,
-      registry: t.registry,
-    });
+    throw new SpokeError('Unauthenticated', `registry ${t.registry} answered 401 without a supported challenge`, { ...t.ctx, registry: t.registry }, { reason: 'AUTH_PROTOCOL' });
   }
 
   private tokenKey(t: AuthTarget, scope: string): string {
@@ -177,6 +174,7 @@ export class Authenticator {
           ? `token endpoint ${realm.host} for ${t.registry} refused an anonymous token`
           : `token endpoint ${realm.host} for ${t.registry} refused the configured credentials`,
         ctx,
+        { reason: cred === undefined ? 'AUTH_REQUIRED' : 'AUTH_REFUSED' },
       );
     }
     if (res.status !== 200) throw statusError(res.status, `token request for ${t.registry}`, realm.host, await errorSummary(res), ctx);
@@ -187,11 +185,11 @@ export class Authenticator {
       if (e instanceof SpokeError && e.code !== 'SecurityProfileInvalid') throw e;
       // A connection lost while reading is transport trouble, not an answer about credentials.
       if (!(e instanceof SpokeError) && !(e instanceof SyntaxError)) throw networkError(e, realm.host, ctx, t.signal);
-      throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent an unreadable response`, ctx);
+      throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent an unreadable response`, ctx, { reason: 'AUTH_PROTOCOL' });
     }
     const token = typeof doc.token === 'string' && doc.token !== '' ? doc.token : doc.access_token;
     if (typeof token !== 'string' || !TOKEN_RE.test(token)) {
-      throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent no usable token`, ctx);
+      throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent no usable token`, ctx, { reason: 'AUTH_PROTOCOL' });
     }
     const ttl =
       typeof doc.expires_in === 'number' && Number.isFinite(doc.expires_in) && doc.expires_in > 0
@@ -218,6 +216,7 @@ export function refusedError(t: AuthTarget): SpokeError {
       ? `registry ${t.registry} requires credentials and none are configured for it`
       : `registry ${t.registry} refused the configured credentials`,
     { ...t.ctx, registry: t.registry },
+    { reason: t.credential === undefined ? 'AUTH_REQUIRED' : 'AUTH_REFUSED' },
   );
 }
 

@@ -174,7 +174,7 @@ export class UndiciRegistryClient implements RegistryClient {
   async putBlob(repo: RepoLocator, bytes: Uint8Array, opts: { credential?: Credential; chunkSize?: number; signal?: AbortSignal } = {}): Promise<Digest> {
     const { chunkSize } = opts;
     if (chunkSize !== undefined && (!Number.isSafeInteger(chunkSize) || chunkSize < 1)) {
-      throw new SpokeError('InvalidArgument', `chunkSize must be a positive integer, got ${chunkSize}`);
+      throw new SpokeError('InvalidArgument', `chunkSize must be a positive integer, got ${chunkSize}`, {}, { reason: 'OPTION_INVALID' });
     }
     const digest = sha256Digest(bytes);
     const src = this.source(repo, repo.registry, opts.credential, opts.signal);
@@ -218,11 +218,12 @@ export class UndiciRegistryClient implements RegistryClient {
     const echoed = header(res.headers, 'docker-content-digest');
     await discard(res);
     if (echoed !== undefined && echoed !== digest) {
-      throw new SpokeError('SecurityProfileInvalid', `registry ${src.name} stored the blob as ${echoed}, but its bytes hash to ${digest}`, {
-        ...ctx,
-        expected: digest,
-        actual: echoed,
-      });
+      throw new SpokeError(
+        'SecurityProfileInvalid',
+        `registry ${src.name} stored the blob as ${echoed}, but its bytes hash to ${digest}`,
+        { ...ctx, expected: digest, actual: echoed },
+        { reason: 'DIGEST_MISMATCH' },
+      );
     }
     return digest;
   }
@@ -239,7 +240,7 @@ export class UndiciRegistryClient implements RegistryClient {
     const digest = sha256Digest(bytes);
     const ctx = refContext(repo, tagOrDigest);
     if (byDigest && tagOrDigest !== digest) {
-      throw new SpokeError('InvalidArgument', `manifest bytes hash to ${digest}, not ${tagOrDigest}`, { ...ctx, expected: tagOrDigest, actual: digest });
+      throw new SpokeError('InvalidArgument', `manifest bytes hash to ${digest}, not ${tagOrDigest}`, { ...ctx, expected: tagOrDigest, actual: digest }, { reason: 'DIGEST_MISMATCH' });
     }
     const src = this.source(repo, repo.registry, opts.credential, opts.signal);
     const res = await this.call(src, {
@@ -255,11 +256,12 @@ export class UndiciRegistryClient implements RegistryClient {
     const subjectHeader = header(res.headers, 'oci-subject');
     await discard(res);
     if (echoed !== undefined && echoed !== digest) {
-      throw new SpokeError('SecurityProfileInvalid', `registry ${src.name} stored the manifest as ${echoed}, but its bytes hash to ${digest}`, {
-        ...ctx,
-        expected: digest,
-        actual: echoed,
-      });
+      throw new SpokeError(
+        'SecurityProfileInvalid',
+        `registry ${src.name} stored the manifest as ${echoed}, but its bytes hash to ${digest}`,
+        { ...ctx, expected: digest, actual: echoed },
+        { reason: 'DIGEST_MISMATCH' },
+      );
     }
     return { digest, subjectHeader };
   }
@@ -367,7 +369,7 @@ export class UndiciRegistryClient implements RegistryClient {
       if (loc === undefined) throw new Error('missing');
       url = new URL(loc, res.url);
     } catch {
-      throw new SpokeError('RegistryUnavailable', `${what}: ${src.name} sent no usable Location`, { ...ctx, registry: src.name });
+      throw new SpokeError('RegistryUnavailable', `${what}: ${src.name} sent no usable Location`, { ...ctx, registry: src.name }, { reason: 'REGISTRY_ERROR' });
     }
     this.transport.checkScheme(url, 'upload location', ctx);
     return url;
@@ -377,11 +379,11 @@ export class UndiciRegistryClient implements RegistryClient {
     const key = `${repo.registry}/${repo.repository}`;
     if (this.checkedRepos.has(key)) return;
     if (normalizeHostPort(repo.registry, 'registry') !== repo.registry) {
-      throw new SpokeError('InvalidArgument', `registry ${JSON.stringify(repo.registry)} must be written as host[:port] in lowercase`);
+      throw new SpokeError('InvalidArgument', `registry ${JSON.stringify(repo.registry)} must be written as host[:port] in lowercase`, {}, { reason: 'REFERENCE_INVALID' });
     }
     const r = repo.repository;
     if (typeof r !== 'string' || r.length === 0 || r.length > MAX_REPOSITORY_LENGTH || !r.split('/').every((c) => PATH_COMPONENT_RE.test(c))) {
-      throw new SpokeError('InvalidArgument', `invalid repository ${JSON.stringify(String(r).slice(0, 80))}`, { registry: repo.registry });
+      throw new SpokeError('InvalidArgument', `invalid repository ${JSON.stringify(String(r).slice(0, 80))}`, { registry: repo.registry }, { reason: 'REFERENCE_INVALID' });
     }
     if (this.checkedRepos.size > 4096) this.checkedRepos.clear();
     this.checkedRepos.add(key);
@@ -414,7 +416,7 @@ function refContext(repo: RepoLocator, ref: string): ErrorContext {
 }
 
 function checkDigest(d: string): void {
-  if (!isDigest(d)) throw new SpokeError('InvalidArgument', `digest must be sha256:<64 lowercase hex>, got ${JSON.stringify(String(d).slice(0, 80))}`);
+  if (!isDigest(d)) throw new SpokeError('InvalidArgument', `digest must be sha256:<64 lowercase hex>, got ${JSON.stringify(String(d).slice(0, 80))}`, {}, { reason: 'DIGEST_INVALID' });
 }
 
 /** True when `ref` is a digest; a tag otherwise; anything else is InvalidArgument. */
@@ -423,12 +425,12 @@ function checkManifestRef(ref: string): boolean {
     checkDigest(ref);
     return true;
   }
-  if (typeof ref !== 'string' || !TAG_RE.test(ref)) throw new SpokeError('InvalidArgument', `invalid tag ${JSON.stringify(String(ref).slice(0, 80))}`);
+  if (typeof ref !== 'string' || !TAG_RE.test(ref)) throw new SpokeError('InvalidArgument', `invalid tag ${JSON.stringify(String(ref).slice(0, 80))}`, {}, { reason: 'REFERENCE_INVALID' });
   return false;
 }
 
 function checkMediaType(mt: string): string {
-  if (typeof mt !== 'string' || !MEDIA_TYPE_RE.test(mt)) throw new SpokeError('InvalidArgument', `invalid media type ${JSON.stringify(String(mt).slice(0, 80))}`);
+  if (typeof mt !== 'string' || !MEDIA_TYPE_RE.test(mt)) throw new SpokeError('InvalidArgument', `invalid media type ${JSON.stringify(String(mt).slice(0, 80))}`, {}, { reason: 'OPTION_INVALID' });
   return mt;
 }
 

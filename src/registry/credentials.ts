@@ -64,8 +64,8 @@ export function credentialsFromEntries(entries: Readonly<Record<string, Credenti
   return new MapCredentials(map);
 }
 
-function refuse(file: string, why: string, key?: string): never {
-  throw new SpokeError('InvalidArgument', `auth file ${file}: ${why}`, { file, ...(key === undefined ? {} : { registry: key }) });
+function refuse(file: string, why: string, key?: string, reason: 'CREDENTIALS_INVALID' | 'FILE_UNREADABLE' | 'SIZE_LIMIT' = 'CREDENTIALS_INVALID'): never {
+  throw new SpokeError('InvalidArgument', `auth file ${file}: ${why}`, { file, ...(key === undefined ? {} : { registry: key }) }, { reason });
 }
 
 function checkCredential(cred: Credential, key: string, file: string): void {
@@ -137,14 +137,14 @@ export function loadAuthFile(path: string): CredentialSource {
   try {
     size = statSync(path).size;
   } catch (e) {
-    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, undefined, 'FILE_UNREADABLE');
   }
-  if (size > MAX_AUTH_FILE_BYTES) refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`);
+  if (size > MAX_AUTH_FILE_BYTES) refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`, undefined, 'SIZE_LIMIT');
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, undefined, 'FILE_UNREADABLE');
   }
   return parseAuthFile(text, path);
 }

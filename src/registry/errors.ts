@@ -1,7 +1,7 @@
 // Mapping transport failures and HTTP statuses to SpokeError codes (DESIGN §3 error classes).
 // Messages name hosts, statuses and registry error codes, never headers, tokens or credentials.
 
-import { SpokeError, type ErrorCode, type ErrorContext } from '../core/errors.js';
+import { SpokeError, type ErrorCode, type ErrorContext, type ErrorReason } from '../core/errors.js';
 
 // Failures a second attempt may cure quickly. Timeouts are not here: one already spent the
 // budget, and repeating it would take a dead registry past the caller's patience.
@@ -33,7 +33,7 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
   if (signal?.aborted) {
     const reason: unknown = signal.reason;
     if (reason instanceof SpokeError) return reason;
-    return new SpokeError('RegistryUnavailable', `request to ${host} cancelled`, ctx, { cause: e });
+    return new SpokeError('RegistryUnavailable', `request to ${host} cancelled`, ctx, { cause: e, reason: 'CANCELLED' });
   }
   const code = errorCode(e) ?? 'unknown error';
   let why: string;
@@ -53,10 +53,15 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
  */
 export function statusError(status: number, what: string, host: string, summary: string, ctx: ErrorContext, writing = false): SpokeError {
   let code: ErrorCode;
-  if (status === 401 || status === 403) code = 'Unauthenticated';
-  else if (status === 404) code = 'NotFound';
-  else if (status === 408 || status === 429 || status >= 500) code = 'RegistryUnavailable';
+  let reason: ErrorReason = 'REGISTRY_ERROR';
+  if (status === 401 || status === 403) {
+    code = 'Unauthenticated';
+    reason = 'AUTH_REFUSED';
+  } else if (status === 404) {
+    code = 'NotFound';
+    reason = 'NOT_FOUND';
+  } else if (status === 408 || status === 429 || status >= 500) code = 'RegistryUnavailable';
   else code = writing ? 'InvalidArgument' : 'RegistryUnavailable';
   const detail = summary ? ` (${summary})` : '';
-  return new SpokeError(code, `${what}: ${host} answered ${status}${detail}`, { ...ctx, registry: host, actual: status });
+  return new SpokeError(code, `${what}: ${host} answered ${status}${detail}`, { ...ctx, registry: host, actual: status }, { reason });
 }

@@ -92,11 +92,11 @@ export class Transport {
   checkScheme(url: URL, what: string, ctx: ErrorContext): void {
     if (url.protocol === 'https:') return;
     if (url.protocol === 'http:' && this.opts.allowsHttp(url.host)) return;
-    throw new SpokeError('RegistryUnavailable', `${what} ${url.protocol}//${url.host} refused: only HTTPS is allowed for that host`, ctx);
+    throw new SpokeError('RegistryUnavailable', `${what} ${url.protocol}//${url.host} refused: only HTTPS is allowed for that host`, ctx, { reason: 'INSECURE_REFUSED' });
   }
 
   private dispatcher(origin: string): Dispatcher {
-    if (this.closed) throw new SpokeError('Internal', 'registry client is closed');
+    if (this.closed) throw new SpokeError('Internal', 'registry client is closed', {}, { reason: 'CLOSED' });
     let d = this.pools.get(origin);
     if (d) {
       // Most recently used last: Map iteration order is insertion order.
@@ -154,13 +154,13 @@ export class Transport {
       }
       await discard(res);
       if (hop >= MAX_REDIRECTS) {
-        throw new SpokeError('RegistryUnavailable', `more than ${MAX_REDIRECTS} redirects from ${req.url.host}`, ctx);
+        throw new SpokeError('RegistryUnavailable', `more than ${MAX_REDIRECTS} redirects from ${req.url.host}`, ctx, { reason: 'REGISTRY_ERROR' });
       }
       let next: URL;
       try {
         next = new URL(location, current.url);
       } catch {
-        throw new SpokeError('RegistryUnavailable', `invalid redirect location from ${current.url.host}`, ctx);
+        throw new SpokeError('RegistryUnavailable', `invalid redirect location from ${current.url.host}`, ctx, { reason: 'REGISTRY_ERROR' });
       }
       this.checkScheme(next, 'redirect to', ctx);
       const headers = { ...current.headers };

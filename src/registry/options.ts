@@ -68,7 +68,7 @@ const KNOWN = new Set([
 ]);
 
 function bad(why: string): never {
-  throw new SpokeError('InvalidArgument', `registry client: ${why}`);
+  throw new SpokeError('InvalidArgument', `registry client: ${why}`, {}, { reason: 'OPTION_INVALID' });
 }
 
 /** `host[:port]` normalised like core/reference.ts (host lowercased), or InvalidArgument. */

@@ -24,7 +24,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 export function decodeBase64Strict(s: string, what: string): Buffer {
   const t = s.trim();
-  if (t.length === 0 || t.length % 4 !== 0 || !BASE64_RE.test(t)) throw new Rejection(`${what} is not base64`);
+  if (t.length === 0 || t.length % 4 !== 0 || !BASE64_RE.test(t)) throw new Rejection('MANIFEST_INVALID', `${what} is not base64`);
   return Buffer.from(t, 'base64');
 }
 
@@ -34,16 +34,16 @@ export function checkSimpleSigningPayload(payload: Uint8Array, digest: Digest): 
   try {
     v = decodeStrictJson(payload, 'simple-signing payload');
   } catch (e) {
-    throw new Rejection((e as Error).message, true);
+    throw new Rejection('NOT_A_SIGNATURE', (e as Error).message, true);
   }
   const critical = isObject(v) ? v.critical : undefined;
-  if (!isObject(critical)) throw new Rejection('simple-signing payload has no critical section', true);
+  if (!isObject(critical)) throw new Rejection('NOT_A_SIGNATURE', 'simple-signing payload has no critical section', true);
   if (critical.type !== COSIGN_SIMPLESIGNING_TYPE) {
-    throw new Rejection(`simple-signing payload type ${JSON.stringify(String(critical.type).slice(0, 80))} is not ${JSON.stringify(COSIGN_SIMPLESIGNING_TYPE)}`, true);
+    throw new Rejection('NOT_A_SIGNATURE', `simple-signing payload type ${JSON.stringify(String(critical.type).slice(0, 80))} is not ${JSON.stringify(COSIGN_SIMPLESIGNING_TYPE)}`, true);
   }
   const image = critical.image;
   const named = isObject(image) ? image['docker-manifest-digest'] : undefined;
-  if (named !== digest) throw new Rejection(`cosign payload is for ${JSON.stringify(String(named).slice(0, 80))}, not ${digest}`);
+  if (named !== digest) throw new Rejection('SUBJECT_MISMATCH', `cosign payload is for ${JSON.stringify(String(named).slice(0, 80))}, not ${digest}`);
 }
 
 /** cosign signs with SHA-256 whatever the curve; newer tools use the curve's own hash. Both are strong. */
@@ -70,15 +70,15 @@ function parseTimestampAnnotation(text: string): RFC3161Timestamp {
   try {
     v = decodeStrictJson(Buffer.from(text, 'utf8'), 'rfc3161timestamp annotation');
   } catch (e) {
-    throw new Rejection((e as Error).message);
+    throw new Rejection('TIMESTAMP_INVALID', (e as Error).message);
   }
   const b64 = isObject(v) ? v.SignedRFC3161Timestamp : undefined;
-  if (typeof b64 !== 'string') throw new Rejection('rfc3161timestamp annotation has no SignedRFC3161Timestamp');
+  if (typeof b64 !== 'string') throw new Rejection('TIMESTAMP_INVALID', 'rfc3161timestamp annotation has no SignedRFC3161Timestamp');
   try {
     return RFC3161Timestamp.parse(decodeBase64Strict(b64, 'SignedRFC3161Timestamp') as Buffer<ArrayBuffer>);
   } catch (e) {
     if (e instanceof Rejection) throw e;
-    throw new Rejection(`malformed RFC 3161 timestamp: ${(e as Error).message}`);
+    throw new Rejection('TIMESTAMP_INVALID', `malformed RFC 3161 timestamp: ${(e as Error).message}`);
   }
 }
 
@@ -88,7 +88,7 @@ function certificateEntity(payload: Buffer, sig: Buffer, certPem: string, tsAnno
   try {
     certificate = X509Certificate.parse(pem.toDER(certPem));
   } catch (e) {
-    throw new Rejection(`malformed certificate annotation: ${(e as Error).message}`);
+    throw new Rejection('CERTIFICATE_INVALID', `malformed certificate annotation: ${(e as Error).message}`);
   }
   const timestamps: SignedEntity['timestamps'] = tsAnnotation === undefined ? [] : [{ $case: 'timestamp-authority', timestamp: parseTimestampAnnotation(tsAnnotation) }];
   const digest = sigCrypto.digest('sha256', payload);
@@ -113,7 +113,7 @@ export interface CosignLayerInput {
 /** Verifies one `.sig` layer. Resolves the verdict or throws a Rejection. */
 export function verifyCosignLayer(layer: CosignLayerInput, digest: Digest, signers: readonly PreparedSigner[], now: number): SignatureVerdict {
   const b64 = layer.annotations[ANNOTATION_COSIGN_SIGNATURE];
-  if (b64 === undefined) throw new Rejection(`layer has no ${ANNOTATION_COSIGN_SIGNATURE} annotation`, true);
+  if (b64 === undefined) throw new Rejection('NOT_A_SIGNATURE', `layer has no ${ANNOTATION_COSIGN_SIGNATURE} annotation`, true);
   const sig = decodeBase64Strict(b64, 'cosign signature annotation');
   checkSimpleSigningPayload(layer.payload, digest);
   const certPem = layer.annotations[ANNOTATION_COSIGN_CERTIFICATE];
@@ -121,9 +121,9 @@ export function verifyCosignLayer(layer: CosignLayerInput, digest: Digest, signe
     return verifyKeyless(certificateEntity(layer.payload, sig, certPem, layer.annotations[ANNOTATION_COSIGN_RFC3161]), signers, 'cosign', now);
   }
   const keyed = signers.filter((s): s is PreparedKeyed => s.kind === 'publicKey');
-  if (keyed.length === 0) throw new Rejection('signed with a public key, and the rule names no public-key signer');
+  if (keyed.length === 0) throw new Rejection('SIGNER_MISMATCH', 'signed with a public key, and the rule names no public-key signer');
   for (const p of keyed) {
     if (verifyWithKey(p, layer.payload, sig)) return { signer: p.name, format: 'cosign' };
   }
-  throw new Rejection(`signature over payload ${sha256Digest(layer.payload)} does not verify with the key of ${keyed.map((k) => k.name).join(', ')}`);
+  throw new Rejection('SIGNATURE_INVALID', `signature over payload ${sha256Digest(layer.payload)} does not verify with the key of ${keyed.map((k) => k.name).join(', ')}`);
 }

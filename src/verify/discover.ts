@@ -88,10 +88,10 @@ function stringMap(v: unknown): Record<string, string> | undefined {
 export function parseReferrersIndex(bytes: Uint8Array, what: string, notes: string[]): ReferrerCandidate[] {
   const v = decodeStrictJson(bytes, what);
   if (!isObject(v) || v.schemaVersion !== 2 || !Array.isArray(v.manifests)) {
-    throw new SpokeError('SignatureValidationFailed', `${what} is not an OCI image index`);
+    throw new SpokeError('SignatureValidationFailed', `${what} is not an OCI image index`, {}, { reason: 'MANIFEST_INVALID' });
   }
   if (v.mediaType !== undefined && v.mediaType !== MEDIA_TYPE_OCI_INDEX) {
-    throw new SpokeError('SignatureValidationFailed', `${what} has media type ${JSON.stringify(String(v.mediaType).slice(0, 80))}, not an OCI image index`);
+    throw new SpokeError('SignatureValidationFailed', `${what} has media type ${JSON.stringify(String(v.mediaType).slice(0, 80))}, not an OCI image index`, {}, { reason: 'MANIFEST_INVALID' });
   }
   const out: ReferrerCandidate[] = [];
   for (const [i, m] of v.manifests.entries()) {
@@ -113,10 +113,10 @@ export function parseReferrersIndex(bytes: Uint8Array, what: string, notes: stri
 export function parseSigManifest(bytes: Uint8Array, what: string, notes: string[]): SigLayer[] {
   const v = decodeStrictJson(bytes, what);
   if (!isObject(v) || v.schemaVersion !== 2 || !Array.isArray(v.layers)) {
-    throw new SpokeError('SignatureValidationFailed', `${what} is not an image manifest with layers`);
+    throw new SpokeError('SignatureValidationFailed', `${what} is not an image manifest with layers`, {}, { reason: 'MANIFEST_INVALID' });
   }
   if (v.mediaType !== undefined && v.mediaType !== MEDIA_TYPE_OCI_MANIFEST && v.mediaType !== MEDIA_TYPE_DOCKER_MANIFEST) {
-    throw new SpokeError('SignatureValidationFailed', `${what} has media type ${JSON.stringify(String(v.mediaType).slice(0, 80))}`);
+    throw new SpokeError('SignatureValidationFailed', `${what} has media type ${JSON.stringify(String(v.mediaType).slice(0, 80))}`, {}, { reason: 'MANIFEST_INVALID' });
   }
   const out: SigLayer[] = [];
   for (const [i, l] of v.layers.entries()) {

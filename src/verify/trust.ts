@@ -72,7 +72,7 @@ export function anchoredRegExp(re: RegExp | string): RegExp {
 
 function prepareKeyed(s: PublicKeySignerSpec): PreparedKeyed {
   if (!s.key || s.key.type !== 'public') {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: not a public key`);
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: not a public key`, {}, { reason: 'SIGNER_UNAVAILABLE' });
   }
   const key = s.key;
   // The key hint in a bundle is unauthenticated: the finder ignores it and answers with this key.
@@ -91,10 +91,10 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
   try {
     root = TrustedRoot.fromJSON(s.trustedRoot);
   } catch (e) {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: malformed trusted root: ${(e as Error).message}`, {}, { cause: e });
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: malformed trusted root: ${(e as Error).message}`, {}, { cause: e, reason: 'SIGNER_UNAVAILABLE' });
   }
   if (!root.certificateAuthorities?.length) {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no certificate authorities`);
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no certificate authorities`, {}, { reason: 'SIGNER_UNAVAILABLE' });
   }
   const timeSource = s.timeSource ?? 'any';
   const acceptTsa = timeSource !== 'tlog' && (root.timestampAuthorities?.length ?? 0) > 0;
@@ -104,7 +104,7 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
     throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: trusted root lists no ${needs} (keyless needs a verified signing time, timeSource ${timeSource})`, {}, { reason: 'SIGNER_UNAVAILABLE' });
   }
   if (typeof s.issuer !== 'string' || s.issuer.length === 0) {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without an issuer`);
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without an issuer`, {}, { reason: 'POLICY_INVALID' });
   }
   let matchSubject: (san: string) => boolean;
   let sanPolicy: RegExp;
@@ -120,15 +120,15 @@ function prepareKeyless(s: KeylessSignerSpec): PreparedKeyless {
     sanPolicy = re;
     subjectText = re.source;
   } else {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without subject or subjectRegExp`);
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: keyless signer without subject or subjectRegExp`, {}, { reason: 'POLICY_INVALID' });
   }
   let trust: TrustMaterial;
   try {
     trust = toTrustMaterial(root, () => {
-      throw new SpokeError('SignatureValidationFailed', 'keyless signer has no public keys');
+      throw new SpokeError('SignatureValidationFailed', 'keyless signer has no public keys', {}, { reason: 'SIGNER_UNAVAILABLE' });
     });
   } catch (e) {
-    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: unusable trusted root: ${(e as Error).message}`, {}, { cause: e });
+    throw new SpokeError('SignatureValidationFailed', `signer ${s.name}: unusable trusted root: ${(e as Error).message}`, {}, { cause: e, reason: 'SIGNER_UNAVAILABLE' });
   }
   return {
     kind: 'keyless',

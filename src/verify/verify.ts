@@ -6,7 +6,7 @@
 
 import { MEDIA_TYPE_COSIGN_SIMPLESIGNING, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SIGSTORE_BUNDLE_V03 } from '../core/constants.js';
 import { sha256Digest, type Digest } from '../core/digest.js';
-import { SpokeError, isSpokeError } from '../core/errors.js';
+import { SpokeError, isSpokeError, type ErrorReason } from '../core/errors.js';
 import { decodeStrictJson } from '../core/json.js';
 import { MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES } from '../core/limits.js';
 import { formatReference } from '../core/reference.js';
@@ -39,6 +39,8 @@ export interface VerifyArtifactOptions {
 
 /** Codes that condemn one candidate only; anything else is a registry problem held until the end. */
 const CANDIDATE_CODES = new Set(['SecurityProfileInvalid', 'NotFound', 'SignatureValidationFailed']);
+/** Candidates whose reasons a refusal lists, at most. */
+const MAX_LISTED_REJECTIONS = 32;
 
 function short(d: string): string {
   return d.slice(0, 19);
@@ -51,32 +53,32 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Fetches a bundle referrer manifest and its bundle layer. */
 async function loadBundle(o: VerifyArtifactOptions, r: ReferrerCandidate): Promise<Buffer> {
   const common = { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors };
-  if (r.size > MAX_MANIFEST_BYTES) throw new Rejection(`referrer manifest declares ${r.size} bytes, over ${MAX_MANIFEST_BYTES}`);
+  if (r.size > MAX_MANIFEST_BYTES) throw new Rejection('SIZE_LIMIT', `referrer manifest declares ${r.size} bytes, over ${MAX_MANIFEST_BYTES}`);
   const got = await o.registry.getManifestIfExists(o.repo, r.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...common, maxBytes: MAX_MANIFEST_BYTES });
-  if (got === undefined) throw new Rejection('listed referrer manifest is missing');
+  if (got === undefined) throw new Rejection('MANIFEST_INVALID', 'listed referrer manifest is missing');
   let m: unknown;
   try {
     m = decodeStrictJson(got.bytes, 'referrer manifest');
   } catch (e) {
-    throw new Rejection((e as Error).message, true);
+    throw new Rejection('MANIFEST_INVALID', (e as Error).message, true);
   }
-  if (!isObject(m) || m.mediaType !== MEDIA_TYPE_OCI_MANIFEST || !Array.isArray(m.layers)) throw new Rejection('referrer is not an OCI image manifest', true);
-  if (m.artifactType !== MEDIA_TYPE_SIGSTORE_BUNDLE_V03) throw new Rejection(`referrer artifactType ${JSON.stringify(String(m.artifactType).slice(0, 80))} is not a v0.3 bundle`, true);
+  if (!isObject(m) || m.mediaType !== MEDIA_TYPE_OCI_MANIFEST || !Array.isArray(m.layers)) throw new Rejection('MANIFEST_INVALID', 'referrer is not an OCI image manifest', true);
+  if (m.artifactType !== MEDIA_TYPE_SIGSTORE_BUNDLE_V03) throw new Rejection('NOT_A_SIGNATURE', `referrer artifactType ${JSON.stringify(String(m.artifactType).slice(0, 80))} is not a v0.3 bundle`, true);
   // `subject` is not covered by any signature; a mismatch only means the referrer is not for us.
-  if (!isObject(m.subject) || m.subject.digest !== o.digest) throw new Rejection(`referrer subject is not ${o.digest}`, true);
+  if (!isObject(m.subject) || m.subject.digest !== o.digest) throw new Rejection('SUBJECT_MISMATCH', `referrer subject is not ${o.digest}`, true);
   const layers = m.layers.filter((l) => isObject(l) && l.mediaType === MEDIA_TYPE_SIGSTORE_BUNDLE_V03);
-  if (layers.length !== 1) throw new Rejection(`referrer has ${layers.length} bundle layers, expected exactly one`, true);
+  if (layers.length !== 1) throw new Rejection('MANIFEST_INVALID', `referrer has ${layers.length} bundle layers, expected exactly one`, true);
   const l = layers[0] as Record<string, unknown>;
   if (typeof l.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(l.digest) || typeof l.size !== 'number' || !Number.isSafeInteger(l.size) || l.size < 0) {
-    throw new Rejection('bundle layer descriptor is malformed', true);
+    throw new Rejection('MANIFEST_INVALID', 'bundle layer descriptor is malformed', true);
   }
-  if (l.size > MAX_SIGNATURE_BYTES) throw new Rejection(`bundle layer declares ${l.size} bytes, over the ${MAX_SIGNATURE_BYTES}-byte limit`);
+  if (l.size > MAX_SIGNATURE_BYTES) throw new Rejection('SIZE_LIMIT', `bundle layer declares ${l.size} bytes, over the ${MAX_SIGNATURE_BYTES}-byte limit`);
   const blob = await o.registry.getBlob(o.repo, l.digest as Digest, { ...common, maxBytes: MAX_SIGNATURE_BYTES, expectedSize: l.size });
   return blob.bytes;
 }
 
 async function loadCosignPayload(o: VerifyArtifactOptions, l: SigLayer): Promise<Buffer> {
-  if (l.size > MAX_SIGNATURE_BYTES) throw new Rejection(`payload declares ${l.size} bytes, over the ${MAX_SIGNATURE_BYTES}-byte limit`);
+  if (l.size > MAX_SIGNATURE_BYTES) throw new Rejection('SIZE_LIMIT', `payload declares ${l.size} bytes, over the ${MAX_SIGNATURE_BYTES}-byte limit`);
   const blob = await o.registry.getBlob(o.repo, l.digest, {
     credential: o.credential,
     signal: o.signal,
@@ -93,7 +95,7 @@ function verifying(run: () => SignatureVerdict): SignatureVerdict {
     return run();
   } catch (e) {
     if (e instanceof Rejection) throw e;
-    throw new Rejection(`verification error: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Rejection('SIGNATURE_INVALID', `verification error: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
@@ -103,8 +105,11 @@ function verifying(run: () => SignatureVerdict): SignatureVerdict {
  */
 export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise<SignatureVerdict> {
   const reference = o.reference ?? formatReference({ registry: o.repo.registry, repository: o.repo.repository, digest: o.digest });
-  const refuse = (why: string, cause?: unknown) => new SpokeError('SignatureValidationFailed', `${reference}: ${why}`, { reference, digest: o.digest }, { cause });
-  if (o.signers.length === 0) throw refuse('the rule names no signers');
+  // `rejections`: why each candidate did not count, in the order tried (bounded like the message).
+  const rejections: ErrorReason[] = [];
+  const refuse = (reason: ErrorReason, why: string) =>
+    new SpokeError('SignatureValidationFailed', `${reference}: ${why}`, { reference, digest: o.digest, rejections: rejections.slice(0, MAX_LISTED_REJECTIONS) }, { reason });
+  if (o.signers.length === 0) throw refuse('SIGNER_UNAVAILABLE', 'the rule names no signers');
   // A signer whose trust material is unusable is skipped (and named if nothing else verifies).
   const prepared: PreparedSigner[] = [];
   const unusable: string[] = [];
@@ -115,7 +120,7 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
       unusable.push(isSpokeError(e) ? e.message : `signer ${s.name}: ${String(e)}`);
     }
   }
-  if (prepared.length === 0) throw refuse(`no usable signer: ${unusable.join('; ')}`);
+  if (prepared.length === 0) throw refuse('SIGNER_UNAVAILABLE', `no usable signer: ${unusable.join('; ')}`);
   const now = (o.clock ?? systemClock).now();
   // Discovery needs only the digest: it starts before the manifest bytes are in hand.
   const discovering = discoverSignatures(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
@@ -128,7 +133,7 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   }
   if (sha256Digest(manifestBytes) !== o.digest) {
     discovering.catch(() => {});
-    throw refuse('manifest bytes do not hash to the digest being verified');
+    throw refuse('DIGEST_MISMATCH', 'manifest bytes do not hash to the digest being verified');
   }
   const found = await discovering;
 
@@ -139,9 +144,13 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
     try {
       return await run();
     } catch (e) {
-      if (e instanceof Rejection) (e.notSignature ? ignored : rejected).push(`${label}: ${e.message}`);
-      else if (isSpokeError(e) && CANDIDATE_CODES.has(e.code)) rejected.push(`${label}: ${e.message}`);
-      else {
+      if (e instanceof Rejection) {
+        (e.notSignature ? ignored : rejected).push(`${label}: ${e.message}`);
+        rejections.push(e.reason);
+      } else if (isSpokeError(e) && CANDIDATE_CODES.has(e.code)) {
+        rejected.push(`${label}: ${e.message}`);
+        rejections.push(e.reason);
+      } else {
         o.signal?.throwIfAborted();
         held ??= asRegistryError(e, label);
       }
@@ -172,8 +181,8 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   if (rejected.length === 0) {
     const extra = [...ignored, ...found.notes];
     const detail = extra.length === 0 ? 'no sigstore bundle referrer and no cosign signature for this digest' : `only non-signatures: ${extra.slice(0, 3).join('; ')}`;
-    throw refuse(`not signed: no signature by ${names} found (${detail})`);
+    throw refuse('NOT_SIGNED', `not signed: no signature by ${names} found (${detail})`);
   }
   const shown = rejected.slice(0, 4).join('; ') + (rejected.length > 4 ? `; and ${rejected.length - 4} more` : '');
-  throw refuse(`no valid signature by ${names}: ${shown}`);
+  throw refuse('SIGNATURE_INVALID', `no valid signature by ${names}: ${shown}`);
 }

@@ -28,3 +28,21 @@ export async function measure(n: number, fn: (i: number) => Promise<unknown> | u
 }
 
 export const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : ms < 100 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`);
+
+/**
+ * Runs every case of `fns` once per round, `n` rounds (after `warmup` untimed rounds), so the
+ * figure and its floor see the same machine state; the case order rotates each round.
+ */
+export async function measureInterleaved<K extends string>(n: number, fns: Record<K, (i: number) => Promise<unknown> | unknown>, warmup = 3): Promise<Record<K, Stats>> {
+  const keys = Object.keys(fns) as K[];
+  const samples = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (let i = -warmup; i < n; i++) {
+    for (let j = 0; j < keys.length; j++) {
+      const k = keys[(j + (i < 0 ? 0 : i)) % keys.length]!;
+      const t0 = process.hrtime.bigint();
+      await fns[k](i);
+      if (i >= 0) samples[k].push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+  }
+  return Object.fromEntries(keys.map((k) => [k, summarize(samples[k])])) as Record<K, Stats>;
+}

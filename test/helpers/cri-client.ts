@@ -1,35 +1,14 @@
-// A CRI client for tests: @grpc/grpc-js + protobufjs loading proto/api.proto. Plays the kubelet.
+// A CRI client for tests on @grpc/grpc-js, with the proto spoke's own CRI client loads
+// (src/recorder/cri.ts criRoot). Plays the kubelet.
 // Typed loosely (objects in, plain objects out: keepCase field names, enums as strings, longs
 // as strings, defaults filled). `raw()` sends and receives bytes for byte-equality checks.
 
 import * as grpc from '@grpc/grpc-js';
 import { BUSYBOX_IMAGE } from './busybox-image.js';
-import protobuf from 'protobufjs';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type protobuf from 'protobufjs';
+import { criRoot, type Msg } from '../../src/recorder/cri.js';
 
-export type Msg = Record<string, unknown>;
-
-function protoPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const p = join(dir, 'proto', 'api.proto');
-    if (existsSync(p)) return p;
-    dir = dirname(dir);
-  }
-  throw new Error('proto/api.proto not found');
-}
-
-let root: protobuf.Root | undefined;
-export function criRoot(): protobuf.Root {
-  if (!root) {
-    root = new protobuf.Root();
-    root.loadSync(protoPath(), { keepCase: true });
-    root.resolveAll();
-  }
-  return root;
-}
+export { criRoot, type Msg };
 
 export function type(name: string): protobuf.Type {
   return criRoot().lookupType(`runtime.v1.${name}`);

@@ -36,14 +36,14 @@ export function testNode(policyYaml: string, config: Partial<NodeConfig> = {}, o
   };
 }
 
-/** A policy allowing unsigned seccomp profiles from `scopes` (plain HTTP for their hosts). */
-export function unsignedPolicy(scopes: string[], extra = ''): string {
+/** A policy allowing unsigned profiles of `kinds` (seccomp by default) from `scopes`, plain HTTP for their hosts. */
+export function unsignedPolicy(scopes: string[], extra = '', kinds: readonly string[] = ['seccomp']): string {
   const hosts = [...new Set(scopes.map((s) => s.split('/')[0]!))];
   return [
     'apiVersion: spoke.dev/v1alpha1',
     'kind: NodeProfilePolicy',
     'rules:',
-    ...scopes.flatMap((s) => [`  - scope: ${s}`, '    kinds: [seccomp]', '    unsigned: true']),
+    ...scopes.flatMap((s) => [`  - scope: ${s}`, `    kinds: [${kinds.join(', ')}]`, '    unsigned: true']),
     `insecure: [${hosts.join(', ')}]`,
     extra,
   ].join('\n');

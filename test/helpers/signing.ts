@@ -3,8 +3,9 @@
 // SIGNATURE_SPEC, sigstore bundle v0.3 + DSSE + in-toto, OCI referrers tag schema), and a
 // keyless set-up (@sigstore/mock CA + a local TSA + a hand-written trusted_root.json).
 
-import { createHash, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { initializeCA } from '@sigstore/mock';
+import type { SignerSpec } from '../../src/verify/index.js';
 import { startTsaServer, type TestTsa } from './tsa-server.js';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -263,4 +264,21 @@ export async function withOtherCa(trustedRoot: Record<string, unknown>): Promise
   const other = await initializeCA(generateKeyPairSync('ec', { namedCurve: 'P-256' }));
   const cas = trustedRoot.certificateAuthorities as Record<string, unknown>[];
   return { ...trustedRoot, certificateAuthorities: [{ ...cas[0], certChain: { certificates: [{ rawBytes: other.rootCertificate.toString('base64') }] } }] };
+}
+
+/** A rule's public-key signer for `k`. */
+export function keyedSigner(name: string, k: TestKey): SignerSpec {
+  return { name, kind: 'publicKey', key: createPublicKey(k.publicPem), pem: k.publicPem };
+}
+
+/** A rule's keyless signer trusting the fixture's root: TEST_ISSUER and subjects under acme/profiles (`over` replaces any field). */
+export function keylessSigner(fx: Pick<KeylessFixture, 'trustedRoot'>, over: Partial<Extract<SignerSpec, { kind: 'keyless' }>> = {}): SignerSpec {
+  return {
+    name: 'ci',
+    kind: 'keyless',
+    trustedRoot: JSON.parse(JSON.stringify(fx.trustedRoot)) as unknown,
+    issuer: TEST_ISSUER,
+    subjectRegExp: /^https:\/\/github\.com\/acme\/profiles\/.+$/u,
+    ...over,
+  };
 }

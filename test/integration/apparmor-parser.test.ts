@@ -21,12 +21,13 @@ import {
   validateAppArmorArtifactBytes,
   type AppArmorProfile,
 } from '../../src/profiles/apparmor/index.js';
+import { requireTool } from '../helpers/skip.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BASELINE_FILE = join(ROOT, 'policy/apparmor-baseline.json');
 const FEATURES = '/usr/share/apparmor-features/features';
 const parser = findApparmorParser();
-const skip = parser === undefined ? 'apparmor_parser is not installed' : false;
+const skip = requireTool(parser === undefined ? 'apparmor_parser is not installed' : undefined);
 
 const baseline = () => validateAppArmorArtifactBytes(readFileSync(BASELINE_FILE));
 

@@ -18,18 +18,7 @@ import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { blobs, manifests, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
-
-async function rejects(p: Promise<unknown>, code: string, reason?: string): Promise<SpokeError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (reason) assert.equal(e.reason, reason, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
+import { rejectsWith } from '../helpers/assert.js';
 
 /** The same artifact, named through the proxy. */
 const via = (proxy: SlowProxy, reg: TestRegistry, reference: string) => reference.replace(reg.host, proxy.host);
@@ -67,7 +56,7 @@ describe('single-flight pulls through a slow registry', () => {
       const ref = via(proxy, reg, reference);
       const hold = proxy.hold(manifests);
       const ac = new AbortController();
-      const first = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: ac.signal }), 'Unavailable');
+      const first = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: ac.signal }), { code: 'Unavailable' });
       await hold.arrived();
       const second = node.pipeline.pull({ reference: ref, kind: 'seccomp' });
       await joined(node, ref, 2);
@@ -86,8 +75,8 @@ describe('single-flight pulls through a slow registry', () => {
       const hold = proxy.hold(manifests);
       const a = new AbortController();
       const b = new AbortController();
-      const first = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: a.signal }), 'Unavailable');
-      const second = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: b.signal }), 'Unavailable');
+      const first = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: a.signal }), { code: 'Unavailable' });
+      const second = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: b.signal }), { code: 'Unavailable' });
       await hold.arrived();
       await joined(node, ref, 2);
       a.abort(new SpokeError('Unavailable', 'gone'));
@@ -108,7 +97,7 @@ describe('single-flight pulls through a slow registry', () => {
         const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/trickle', { layers: [{ bytes: denySyscalls(['chroot']) }] });
         proxy.trickle(blobs, 1000);
         // No caller signal at all (as a CLI pull, or a CRI call without grpc-timeout).
-        await rejects(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), 'RegistryUnavailable', 'DEADLINE');
+        await rejectsWith(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), { code: 'RegistryUnavailable', reason: 'DEADLINE' });
         assert.equal(await node.store.getInvalid(digest as Digest), undefined);
         assert.equal(await node.store.getRecord(digest as Digest), undefined);
       },
@@ -121,7 +110,7 @@ describe('single-flight pulls through a slow registry', () => {
       async (node) => {
         const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/cut', { layers: [{ bytes: denySyscalls(['pivot_root']) }] });
         proxy.cut(blobs, 10);
-        await rejects(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), 'RegistryUnavailable', 'TRANSPORT');
+        await rejectsWith(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp' }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
         assert.equal(await node.store.getInvalid(digest as Digest), undefined);
         const { body } = await metrics.render();
         assert.match(body, /^spoke_profile_pull_errors_total\{reason="registry_unavailable"\} 1$/m);
@@ -172,15 +161,15 @@ describe('flights are keyed by credential identity (htpasswd registry)', () => {
       const hold = proxy.hold(manifests);
       const credentialed = node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: alice });
       await hold.arrived();
-      const anonymous = rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), 'Unauthenticated');
+      const anonymous = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), { code: 'Unauthenticated' });
       hold.release();
       assert.equal((await credentialed).cached, false);
       await anonymous;
       // The cache follows KEP-2535: a pod without credentials cannot reuse what a pod's
       // credentials fetched; a pod with the same credentials can; other credentials are checked.
-      await rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), 'Unauthenticated');
+      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), { code: 'Unauthenticated' });
       assert.equal((await node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: alice })).cached, true);
-      await rejects(node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: { ...alice, password: 'wrong' } }), 'Unauthenticated');
+      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: { ...alice, password: 'wrong' } }), { code: 'Unauthenticated' });
     } finally {
       await node.dispose();
     }

@@ -7,23 +7,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
-import { SpokeError } from '../../src/core/errors.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { spoke } from '../helpers/cli.js';
 import { testNode, unsignedPolicy } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-
-async function rejects(p: Promise<unknown>, code: string, reason?: string): Promise<SpokeError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (reason) assert.equal(e.reason, reason, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
+import { rejectsWith } from '../helpers/assert.js';
 
 /** Both kinds allowed unsigned from `scope`, with an optional size limit. */
 function bothKinds(scope: string, maxArtifactBytes?: number): string {
@@ -52,11 +40,11 @@ describe('verdict cache', () => {
     const node = testNode(bothKinds(`${reg.host}/verdicts`));
     try {
       const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/kind', { layers: [{ bytes: denySyscalls(['mount']) }] });
-      await rejects(node.pipeline.pull({ reference, kind: 'apparmor' }), 'SecurityProfileInvalid', 'KIND_MISMATCH');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'apparmor' }), { code: 'SecurityProfileInvalid', reason: 'KIND_MISMATCH' });
       assert.equal(await node.store.getInvalid(digest as Digest), undefined);
       assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
       // Cached now: the wrong kind is still refused, and the right one still served.
-      await rejects(node.pipeline.pull({ reference, kind: 'apparmor' }), 'SecurityProfileInvalid', 'KIND_MISMATCH');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'apparmor' }), { code: 'SecurityProfileInvalid', reason: 'KIND_MISMATCH' });
       assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, true);
     } finally {
       await node.dispose();
@@ -69,12 +57,12 @@ describe('verdict cache', () => {
     const node = testNode(bothKinds(`${reg.host}/verdicts`, small));
     try {
       const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/size', { layers: [{ bytes: layer }] });
-      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'SIZE_LIMIT');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
       assert.equal(await node.store.getInvalid(digest as Digest), undefined);
       node.writePolicy(bothKinds(`${reg.host}/verdicts`, layer.length));
       assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
       node.writePolicy(bothKinds(`${reg.host}/verdicts`, small));
-      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'SIZE_LIMIT');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
     } finally {
       await node.dispose();
     }
@@ -84,14 +72,14 @@ describe('verdict cache', () => {
     const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
     try {
       const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/forget', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
-      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
       assert.ok(await node.store.getInvalid(digest as Digest), 'two layers is a verdict on the content');
       const r = await spoke(['store', 'forget', digest, '--store', node.config.storeDir, '--json']);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(JSON.parse(r.stdout), { digest, invalid: true, signatures: 0 });
       assert.equal(await node.store.getInvalid(digest as Digest), undefined);
       reg.resetRequests();
-      await rejects(node.pipeline.pull({ reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
       await reg.settle();
       assert.ok(reg.requests().length > 0, 'judged again from the registry');
       const again = await spoke(['store', 'forget', 'sha256:nothex', '--store', node.config.storeDir]);

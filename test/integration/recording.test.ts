@@ -15,6 +15,7 @@ import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey } from '../helpers/signing.js';
+import { waitFor } from '../helpers/wait.js';
 
 const G = { group: 'spoke.dev', version: 'v1alpha1' };
 const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
@@ -33,13 +34,7 @@ function markedPod(api: FakeApiServer, o: { recording: string; name: string; nod
   });
 }
 
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (what: string, cond: () => boolean, ms = 10_000) => waitFor(cond, { timeoutMs: ms, what, intervalMs: 10 });
 
 describe('ProfileRecording reconciler: fake API server + real registry', () => {
   let fake: FakeApiServer;

@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
-import { SpokeError } from '../../src/core/errors.js';
 import type { Clock } from '../../src/core/runtime.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { credentialsFromEntries } from '../../src/registry/credentials.js';
 import type { RepoLocator } from '../../src/registry/types.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
+import { rejectsWith } from '../helpers/assert.js';
 
 const ACCEPT = [MEDIA_TYPE_OCI_MANIFEST];
 const CAP = 64 * 1024;
@@ -46,18 +46,6 @@ async function pushArtifact(client: UndiciRegistryClient, repo: RepoLocator, lay
   const manifest = manifestFor(layer);
   const { digest } = await client.putManifest(repo, tag, manifest, MEDIA_TYPE_OCI_MANIFEST);
   return { layerDigest, manifestDigest: digest, manifest };
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<SpokeError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof SpokeError, `expected SpokeError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
 }
 
 /** A client clock whose time can be moved forward; sleeps are recorded and return at once. */
@@ -181,34 +169,32 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     const byTag = await client.getManifest(repo, 'v1', ACCEPT, { maxBytes: CAP });
     assert.equal(byTag.digest, manifestDigest);
     assert.equal(await client.getManifestIfExists(repo, 'nope', ACCEPT, { maxBytes: CAP }), undefined);
-    await rejectsWith(client.getManifest(repo, DIGEST_A, ACCEPT, { maxBytes: CAP }), 'NotFound');
+    await rejectsWith(client.getManifest(repo, DIGEST_A, ACCEPT, { maxBytes: CAP }), { code: 'NotFound' });
   });
 
   it('refuses a declared Content-Length over the cap before reading', async () => {
     const big = Buffer.alloc(200_000, 1);
     const d = await client.putBlob(repo, big);
     // Bytes over the cap cannot be checked against the digest: the source is at fault (transient).
-    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: 100_000 }), 'RegistryUnavailable', /declares 200000 bytes/);
-    assert.equal(e.reason, 'SIZE_LIMIT');
+    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: 100_000 }), { code: 'RegistryUnavailable', reason: 'SIZE_LIMIT' });
     assert.equal(e.context.limit, 100_000);
     // A descriptor over the cap is the request's limit: refused before any request.
-    assert.equal((await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: CAP + 1 }), 'SecurityProfileInvalid')).reason, 'SIZE_LIMIT');
-    await rejectsWith(client.getManifest(repo, 'v1', ACCEPT, { maxBytes: 16 }), 'SecurityProfileInvalid', /limit of 16/);
+    await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: CAP + 1 }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
+    await rejectsWith(client.getManifest(repo, 'v1', ACCEPT, { maxBytes: 16 }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
   });
 
   it('a descriptor size that lies is the content at fault; a blob tampered on disk, the source', async () => {
     const bytes = profileBytes('tamper');
     const d = await client.putBlob(repo, bytes);
     // The bytes hash to the digest, so the descriptor naming them is what lies.
-    assert.equal((await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: bytes.length - 1 }), 'SecurityProfileInvalid')).reason, 'SIZE_LIMIT');
+    await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP, expectedSize: bytes.length - 1 }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
     const file = registryBlobPath(reg, d);
     const evil = Buffer.from(readFileSync(file));
     evil[evil.length - 2] ^= 1;
     writeFileSync(file, evil);
-    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP }), 'RegistryUnavailable', /does not match its digest/);
-    assert.equal(e.reason, 'DIGEST_MISMATCH');
+    const e = await rejectsWith(client.getBlob(repo, d, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'DIGEST_MISMATCH' });
     assert.equal(e.context.expected, d);
-    assert.match(e.message, new RegExp(reg.host.replace(/\./g, '\\.')));
+    assert.equal(e.context.registry, reg.host);
   });
 
   it('referrers: registry 2.8 answers 404, which means unsupported', async () => {
@@ -225,7 +211,7 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     const strict = new UndiciRegistryClient({ timeoutMs: 2000 });
     try {
       // HTTPS to a plain-HTTP registry fails the handshake: unavailable, never a silent downgrade.
-      await rejectsWith(strict.getBlob(repo, DIGEST_A, { maxBytes: CAP }), 'RegistryUnavailable');
+      await rejectsWith(strict.getBlob(repo, DIGEST_A, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
     } finally {
       await strict.close();
     }
@@ -260,7 +246,7 @@ describe('HTTPS with a custom CA', () => {
       const { manifestDigest } = await pushArtifact(trusting, repo, profileBytes('tls'));
       const m = await trusting.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP });
       assert.equal(m.digest, manifestDigest);
-      await rejectsWith(plain.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable', /TLS verification failed/);
+      await rejectsWith(plain.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
     } finally {
       await Promise.all([trusting.close(), plain.close()]);
     }
@@ -358,9 +344,9 @@ describe('htpasswd (Basic) auth', () => {
       credentials: credentialsFromEntries({ [reg.host]: { kind: 'basic', username: 'alice', password: 's3cret' } }),
     });
     try {
-      const e = await rejectsWith(anon.putBlob(repo(reg), Buffer.from('x')), 'Unauthenticated', /requires credentials/);
+      const e = await rejectsWith(anon.putBlob(repo(reg), Buffer.from('x')), { code: 'Unauthenticated', reason: 'AUTH_REQUIRED' });
       assert.doesNotMatch(e.message, /s3cret|alice/);
-      const w = await rejectsWith(wrong.putBlob(repo(reg), Buffer.from('x')), 'Unauthenticated', /refused the configured credentials/);
+      const w = await rejectsWith(wrong.putBlob(repo(reg), Buffer.from('x')), { code: 'Unauthenticated', reason: 'AUTH_REFUSED' });
       assert.doesNotMatch(w.message + JSON.stringify(w.context), /nope/);
       const { manifestDigest } = await pushArtifact(right, repo(reg), profileBytes('basic'));
       // The learned scheme means later requests carry Basic up front: one request, no 401.
@@ -370,9 +356,7 @@ describe('htpasswd (Basic) auth', () => {
       assert.deepEqual(reg.requests().map((r) => r.status), [200]);
       // A per-request credential overrides the node's for that request only.
       await rejectsWith(
-        right.getManifest(repo(reg), manifestDigest, ACCEPT, { maxBytes: CAP, credential: { kind: 'basic', username: 'alice', password: 'bad' } }),
-        'Unauthenticated',
-      );
+        right.getManifest(repo(reg), manifestDigest, ACCEPT, { maxBytes: CAP, credential: { kind: 'basic', username: 'alice', password: 'bad' } }), { code: 'Unauthenticated' });
       const ok = await anon.getManifest(repo(reg), manifestDigest, ACCEPT, {
         maxBytes: CAP,
         credential: { kind: 'basic', username: 'alice', password: 's3cret' },
@@ -407,8 +391,8 @@ describe('token (Bearer) auth with a real token server', () => {
       credentials: credentialsFromEntries({ [reg.host]: { kind: 'basic', username: 'bob', password: 'wrong' } }),
     });
     try {
-      await rejectsWith(anon.getManifest(repoOf(), 'v1', ACCEPT, { maxBytes: CAP }), 'Unauthenticated', /requires credentials/);
-      await rejectsWith(wrong.getManifest(repoOf(), 'v1', ACCEPT, { maxBytes: CAP }), 'Unauthenticated', /refused the configured credentials/);
+      await rejectsWith(anon.getManifest(repoOf(), 'v1', ACCEPT, { maxBytes: CAP }), { code: 'Unauthenticated', reason: 'AUTH_REQUIRED' });
+      await rejectsWith(wrong.getManifest(repoOf(), 'v1', ACCEPT, { maxBytes: CAP }), { code: 'Unauthenticated', reason: 'AUTH_REFUSED' });
     } finally {
       await Promise.all([anon.close(), wrong.close()]);
     }
@@ -474,8 +458,7 @@ describe('protocol edges (local fake servers)', () => {
     });
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
-      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), 'RegistryUnavailable', /larger than the limit of 50000/);
-      assert.equal(e.reason, 'SIZE_LIMIT');
+      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), { code: 'RegistryUnavailable', reason: 'SIZE_LIMIT' });
     } finally {
       await client.close();
       await srv.close();
@@ -498,10 +481,8 @@ describe('protocol edges (local fake servers)', () => {
     host = srv.host;
     const client = new UndiciRegistryClient({ insecure: [srv.host], retries: 0 });
     try {
-      const cut = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
-      assert.equal(cut.reason, 'TRANSPORT');
-      const token = await rejectsWith(client.getManifest({ registry: srv.host, repository: 'private/case' }, manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
-      assert.equal(token.reason, 'TRANSPORT');
+      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
+      await rejectsWith(client.getManifest({ registry: srv.host, repository: 'private/case' }, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
     } finally {
       await client.close();
       await srv.close();
@@ -512,9 +493,9 @@ describe('protocol edges (local fake servers)', () => {
     const srv = await fakeServer((_req, res) => res.writeHead(200).end('{"schemaVersion":3}'));
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
-      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable');
-      assert.equal(e.reason, 'DIGEST_MISMATCH');
-      assert.ok(e.message.includes(manifestDigest) && e.message.includes(srv.host), e.message);
+      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'DIGEST_MISMATCH' });
+      assert.equal(e.context.expected, manifestDigest);
+      assert.equal(e.context.registry, srv.host);
     } finally {
       await client.close();
       await srv.close();
@@ -542,7 +523,7 @@ describe('protocol edges (local fake servers)', () => {
     const down = await fakeServer((_req, res) => res.writeHead(503).end());
     const c2 = new UndiciRegistryClient({ insecure: [down.host], clock: testClock(), retries: 2 });
     try {
-      await rejectsWith(c2.getManifest(repoAt(down.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable', /503/);
+      await rejectsWith(c2.getManifest(repoAt(down.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'REGISTRY_ERROR' });
       assert.equal(down.hits.length, 3);
     } finally {
       await c2.close();
@@ -552,7 +533,9 @@ describe('protocol edges (local fake servers)', () => {
     const bad = await fakeServer((_req, res) => res.writeHead(400).end('{"errors":[{"code":"NAME_INVALID","message":"bad\\u0007name"}]}'));
     const c3 = new UndiciRegistryClient({ insecure: [bad.host], clock: testClock() });
     try {
-      const e = await rejectsWith(c3.getManifest(repoAt(bad.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable', /400 \(NAME_INVALID: bad\?name\)/);
+      const e = await rejectsWith(c3.getManifest(repoAt(bad.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'REGISTRY_ERROR' });
+      // The message quotes the registry's error code, control characters replaced: that text is the feature.
+      assert.match(e.message, /400 \(NAME_INVALID: bad\?name\)/);
       assert.equal(e.context.actual, 400);
       assert.equal(bad.hits.length, 1);
     } finally {
@@ -574,9 +557,9 @@ describe('protocol edges (local fake servers)', () => {
     try {
       const d = await client.putBlob(repoAt(srv.host), Buffer.from('x'));
       assert.equal(seen[2], `PUT /v2/edge/case/blobs/uploads/u1?_state=a%3Db&digest=${encodeURIComponent(d)}`);
-      const e = await rejectsWith(client.putManifest(repoAt(srv.host), 'v1', manifest, MEDIA_TYPE_OCI_MANIFEST), 'SecurityProfileInvalid');
+      const e = await rejectsWith(client.putManifest(repoAt(srv.host), 'v1', manifest, MEDIA_TYPE_OCI_MANIFEST), { code: 'SecurityProfileInvalid' });
       assert.equal(e.context.actual, DIGEST_A);
-      await rejectsWith(client.putManifest(repoAt(srv.host), DIGEST_A, manifest, MEDIA_TYPE_OCI_MANIFEST), 'InvalidArgument');
+      await rejectsWith(client.putManifest(repoAt(srv.host), DIGEST_A, manifest, MEDIA_TYPE_OCI_MANIFEST), { code: 'InvalidArgument' });
     } finally {
       await client.close();
       await srv.close();
@@ -613,41 +596,36 @@ describe('protocol edges (local fake servers)', () => {
     }
   });
 
-  it('a dead registry is RegistryUnavailable quickly; referrers 5xx is never "no referrers"', async () => {
+  // Test timeouts here are hang guards, not timing assertions.
+  it('a dead registry is RegistryUnavailable; referrers 5xx is never "no referrers"', { timeout: 30_000 }, async () => {
     const port = await freePort();
     const client = new UndiciRegistryClient({ insecure: [`127.0.0.1:${port}`] });
     try {
-      const t0 = performance.now();
-      await rejectsWith(client.getManifest(repoAt(`127.0.0.1:${port}`), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable', /connection refused/);
-      const ms = performance.now() - t0;
-      console.log(`# registry down detected in ${ms.toFixed(0)} ms (2 retries with backoff)`);
-      assert.ok(ms < 2000, `took ${ms} ms`);
+      await rejectsWith(client.getManifest(repoAt(`127.0.0.1:${port}`), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
     } finally {
       await client.close();
     }
     const srv = await fakeServer((_req, res) => res.writeHead(500).end());
     const c2 = new UndiciRegistryClient({ insecure: [srv.host], retries: 0 });
     try {
-      await rejectsWith(c2.getReferrers(repoAt(srv.host), DIGEST_A, { maxBytes: CAP }), 'RegistryUnavailable');
+      await rejectsWith(c2.getReferrers(repoAt(srv.host), DIGEST_A, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
     } finally {
       await c2.close();
       await srv.close();
     }
   });
 
-  it('a registry that accepts but never answers times out', async () => {
+  it('a registry that accepts but never answers times out', { timeout: 30_000 }, async () => {
     const srv = await fakeServer(() => {
       /* never respond */
     });
     const client = new UndiciRegistryClient({ insecure: [srv.host], timeoutMs: 300 });
     try {
-      const t0 = performance.now();
-      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), 'RegistryUnavailable', /timed out/);
-      assert.ok(performance.now() - t0 < 2000);
+      await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
       const ac = new AbortController();
       const p = client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP, signal: ac.signal });
       setTimeout(() => ac.abort(), 20);
-      await rejectsWith(p, 'RegistryUnavailable', /cancelled/);
+      await rejectsWith(p, { code: 'RegistryUnavailable', reason: 'CANCELLED' });
     } finally {
       await client.close();
       await srv.close();
@@ -678,7 +656,7 @@ describe('protocol edges (local fake servers)', () => {
       assert.equal(storage.hits.length, 1);
       assert.equal(storage.hits[0]!.headers.authorization, undefined);
       assert.equal(storage.hits[0]!.url, '/blob-data?sig=1');
-      await rejectsWith(strict.getBlob(repoAt(reg.host), blobDigest, { maxBytes: CAP }), 'RegistryUnavailable', /only HTTPS/);
+      await rejectsWith(strict.getBlob(repoAt(reg.host), blobDigest, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'INSECURE_REFUSED' });
       assert.equal(storage.hits.length, 1);
     } finally {
       await Promise.all([client.close(), strict.close()]);
@@ -716,7 +694,7 @@ describe('protocol edges (local fake servers)', () => {
       await client.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }); // cached T1 → 401 → T2 → 200
       assert.equal(issued, 2);
       accept = 'never';
-      await rejectsWith(client.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }), 'Unauthenticated'); // T2 → 401 → T3 → 401
+      await rejectsWith(client.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'Unauthenticated' }); // T2 → 401 → T3 → 401
       assert.equal(issued, 3);
       const tokenHits = reg.hits.filter((h) => h.url?.startsWith('/token'));
       assert.ok(tokenHits.every((h) => h.headers.authorization?.startsWith('Basic ')), 'a same-host realm gets the credentials');

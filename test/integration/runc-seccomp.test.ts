@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { decodeSeccomp, intersect, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
 import { createRuncSandbox, readKernelLog, runcUnavailableReason, type RuncSandbox } from '../helpers/runc.js';
+import { requireTool } from '../helpers/skip.js';
 
-const skip = runcUnavailableReason();
+const skip = requireTool(runcUnavailableReason());
 const X86: Pick<SeccompProfile, 'architectures'> = { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] };
 const baseline = decodeSeccomp(readFileSync(new URL('../../../policy/seccomp-baseline.json', import.meta.url)));
 

@@ -4,7 +4,7 @@
 // request too, rather than keeping it open until the pull timeout (2 min).
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -14,6 +14,8 @@ import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import { manifests, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
+import { unsignedPolicy } from '../helpers/node.js';
+import { shimFiles } from '../helpers/shim-rig.js';
 
 // Well under the 2 min pull timeout: only the call's deadline can end the request in time.
 describe('annotation-mode pulls under the CRI deadline', { timeout: 60_000 }, () => {
@@ -28,14 +30,10 @@ describe('annotation-mode pulls under the CRI deadline', { timeout: 60_000 }, ()
     ctrd = await startContainerd();
     reg = await startRegistry();
     proxy = await startSlowProxy(reg.port);
-    work = mkdtempSync('/tmp/skd-');
-    const policy = join(work, 'policy.yaml');
-    writeFileSync(
-      policy,
-      ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${proxy.host}/profiles`, '    kinds: [seccomp]', '    unsigned: true', `insecure: [${proxy.host}]`, ''].join('\n'),
-    );
-    shim = await startShim(['--listen', join(work, 'shim.sock'), '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--annotations']);
-    cri = new CriClient(join(work, 'shim.sock'));
+    const files = shimFiles('skd-', unsignedPolicy([`${proxy.host}/profiles`]));
+    work = files.work;
+    shim = await startShim(files.args(ctrd.socket, '--annotations'));
+    cri = new CriClient(files.sock);
   });
 
   after(async () => {

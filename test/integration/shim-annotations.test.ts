@@ -6,7 +6,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
@@ -21,6 +21,9 @@ import { findApparmorParser, kernelHasAppArmor } from '../../src/apparmor/parser
 import { createAppArmorOps } from '../../src/cri/apparmor.js';
 import { SpokeError } from '../../src/core/errors.js';
 import type { Digest } from '../../src/core/digest.js';
+import { requireTool } from '../helpers/skip.js';
+import { unsignedPolicy } from '../helpers/node.js';
+import { shimFiles } from '../helpers/shim-rig.js';
 
 const SC = 'seccomp.profiles.spoke.dev/';
 const AA = 'apparmor.profiles.spoke.dev/';
@@ -86,20 +89,16 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
   before(async () => {
     ctrd = await startContainerd();
     reg = await startRegistry();
-    work = mkdtempSync('/tmp/ska-');
+    const files = shimFiles('ska-', unsignedPolicy([`${reg.host}/profiles`], '', ['seccomp', 'apparmor']));
+    work = files.work;
     denyMkdir = (await pushRawArtifact(reg.host, 'profiles/ann-deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
     permissive = (await pushRawArtifact(reg.host, 'profiles/ann-permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
     appArmorRef = (await pushRawArtifact(reg.host, 'profiles/ann-apparmor', { configMediaType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: APPARMOR_PROFILE }] })).reference;
-    const policy = join(work, 'policy.yaml');
-    writeFileSync(
-      policy,
-      ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${reg.host}/profiles`, '    kinds: [seccomp, apparmor]', '    unsigned: true', `insecure: [${reg.host}]`, ''].join('\n'),
-    );
     tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
     await tap.start();
-    storeDir = join(work, 'store');
-    shim = await startShim(['--listen', join(work, 'shim.sock'), '--upstream', tap.listen, '--store', storeDir, '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--annotations', '--log-level', 'debug']);
-    cri = new CriClient(join(work, 'shim.sock'));
+    storeDir = files.storeDir;
+    shim = await startShim(files.args(tap.listen, '--annotations', '--log-level', 'debug'));
+    cri = new CriClient(files.sock);
   });
 
   after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
@@ -217,7 +216,7 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     );
   });
 
-  test('shim AppArmor ops: shipped baseline ∩ artifact, rendered, accepted by apparmor_parser -Q; load refused here', { skip: findApparmorParser() ? false : 'apparmor_parser not installed' }, async () => {
+  test('shim AppArmor ops: shipped baseline ∩ artifact, rendered, accepted by apparmor_parser -Q; load refused here', { skip: requireTool(findApparmorParser() ? undefined : 'apparmor_parser not installed') }, async () => {
     const ops = createAppArmorOps();
     const wide = Buffer.from(JSON.stringify({ ...JSON.parse(APPARMOR_PROFILE.toString()), capability: { allowedCapabilities: ['CHOWN', 'SYS_ADMIN'] } }));
     const r = await ops.prepare(wide);

@@ -5,7 +5,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -20,6 +20,8 @@ import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/
 import { ProfileStore } from '../../src/store/store.js';
 import type { Digest } from '../../src/core/digest.js';
 import { actionRank, decodeSeccomp, evaluate, X86_SYSCALL_NAMES, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
+import { unsignedPolicy } from '../helpers/node.js';
+import { shimFiles } from '../helpers/shim-rig.js';
 
 const HANDLER = 'runc';
 const execFileP = promisify(execFile);
@@ -103,21 +105,20 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   before(async () => {
     ctrd = await startContainerd();
     reg = await startRegistry();
-    work = mkdtempSync('/tmp/skb-');
+    const files = shimFiles('skb-', unsignedPolicy([`${reg.host}/profiles`]));
+    work = files.work;
     permissive = (await pushRawArtifact(reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
     denyMkdir = (await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
     privRef = (await pushRawArtifact(reg.host, 'profiles/priv', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
-    const policy = join(work, 'policy.yaml');
-    writeFileSync(policy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${reg.host}/profiles`, '    kinds: [seccomp]', '    unsigned: true', `insecure: [${reg.host}]`, ''].join('\n'));
     // A baseline that permits everything: whatever is denied below comes from the RuntimeDefault base.
     const loose = join(work, 'loose-baseline.json');
     writeFileSync(loose, ALLOW_ALL_SECCOMP);
     tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
     await tap.start();
-    storeDir = join(work, 'store');
-    shimArgs = ['--listen', join(work, 'shim.sock'), '--upstream', tap.listen, '--store', storeDir, '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--baseline', loose, '--annotations', '--log-level', 'info'];
+    storeDir = files.storeDir;
+    shimArgs = files.args(tap.listen, '--baseline', loose, '--annotations', '--log-level', 'info');
     shim = await startShim(shimArgs);
-    cri = new CriClient(join(work, 'shim.sock'));
+    cri = new CriClient(files.sock);
     for (const ref of [permissive, denyMkdir, privRef]) await cri.img('PullSecurityProfileArtifact', pullReq(ref));
   });
 

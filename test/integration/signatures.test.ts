@@ -4,7 +4,6 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -12,7 +11,6 @@ import { join } from 'node:path';
 import { bundleToJSON, toDSSEBundle } from '@sigstore/bundle';
 import { sign as cryptoSign } from 'node:crypto';
 import type { Digest } from '../../src/core/digest.js';
-import { SpokeError } from '../../src/core/errors.js';
 import { signArtifact } from '../../src/publish/sign.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { discoverSignatures, verifyArtifactSignature, type SignerSpec } from '../../src/verify/index.js';
@@ -27,7 +25,9 @@ import {
   fetchPutManifest,
   independentBundleSign,
   independentCosignSign,
+  keyedSigner,
   keylessFixture,
+  keylessSigner,
   makeKey,
   pae,
   pushTestArtifact,
@@ -36,24 +36,8 @@ import {
   TEST_SUBJECT,
   type KeylessFixture,
   type PushedArtifact,
-  type TestKey,
 } from '../helpers/signing.js';
-
-function keyed(name: string, k: TestKey): SignerSpec {
-  return { name, kind: 'publicKey', key: createPublicKey(k.publicPem), pem: k.publicPem };
-}
-
-async function refused(p: Promise<unknown>, code: string, re?: RegExp): Promise<SpokeError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof SpokeError, `expected a SpokeError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (re) assert.match(e.message, re);
-    return e;
-  }
-  assert.fail('expected a refusal');
-}
+import { rejectedFor, rejectsWith } from '../helpers/assert.js';
 
 /** Runs a CLI command module in-process, capturing stdout. */
 async function cli(mod: { run(argv: string[]): Promise<number> }, argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -112,9 +96,9 @@ describe('signatures against a real registry', () => {
 
   it('unsigned → SignatureValidationFailed (not signed); another key → fail', async () => {
     const a = await fresh();
-    await refused(verify(a, [keyed('platform', platform)]), 'SignatureValidationFailed', /not signed/);
+    await rejectsWith(verify(a, [keyedSigner('platform', platform)]), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' });
     await signArtifact({ registry: client, repo: a.repo, digest: a.digest, manifestBytes: a.manifest, key: stranger.privatePem, format: 'both' });
-    await refused(verify(a, [keyed('platform', platform)]), 'SignatureValidationFailed', /does not verify with the key of platform/);
+    rejectedFor(await rejectsWith(verify(a, [keyedSigner('platform', platform)]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNATURE_INVALID');
   });
 
   it('a signature for another digest copied onto this digest fails (cosign tag and bundle referrer)', async () => {
@@ -131,9 +115,9 @@ describe('signatures against a real registry', () => {
     const moved = Buffer.from(JSON.stringify(bRef));
     const movedDigest = await fetchPutManifest(reg.url, a.repo.repository, sha256(moved), moved, OCI_MANIFEST);
     await addToFallbackIndex(reg.url, a.repo.repository, a.digest, { mediaType: OCI_MANIFEST, digest: movedDigest, size: moved.length, artifactType: BUNDLE_V03 });
-    const e = await refused(verify(a, [keyed('platform', platform)]), 'SignatureValidationFailed');
-    assert.match(e.message, /does not name sha256:/);
-    assert.match(e.message, /cosign payload is for "sha256:/);
+    const e = await rejectsWith(verify(a, [keyedSigner('platform', platform)]), { code: 'SignatureValidationFailed' });
+    // Both the bundle (its statement) and the cosign payload name the other digest.
+    assert.deepEqual(e.context.rejections, ['SUBJECT_MISMATCH', 'SUBJECT_MISMATCH']);
   });
 
   it('bundle blob tampered in registry storage → fail, as a registry fault (the bytes are not the digest named)', async () => {
@@ -146,7 +130,7 @@ describe('signatures against a real registry', () => {
     const tampered = Buffer.from(text.slice(0, i) + (text[i] === 'A' ? 'B' : 'A') + text.slice(i + 1));
     assert.equal(tampered.length, bytes.length);
     writeFileSync(path, tampered);
-    const e = await refused(verify(a, [keyed('platform', platform)]), 'RegistryUnavailable');
+    const e = await rejectsWith(verify(a, [keyedSigner('platform', platform)]), { code: 'RegistryUnavailable' });
     assert.equal(e.reason, 'DIGEST_MISMATCH');
   });
 
@@ -154,7 +138,7 @@ describe('signatures against a real registry', () => {
     const a = await fresh();
     await independentBundleSign(reg.url, a.repo.repository, { digest: a.digest, size: a.manifest.length }, platform.privateKey, { predicateType: 'https://slsa.dev/provenance/v1' });
     // the referrer's annotation even claims the signature predicate: the statement is what counts
-    await refused(verify(a, [keyed('platform', platform)]), 'SignatureValidationFailed', /not signed.*attestation/);
+    rejectedFor(await rejectsWith(verify(a, [keyedSigner('platform', platform)]), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' }), 'NOT_A_SIGNATURE');
   });
 
   it('both formats on one artifact; two signers, either accepted', async () => {
@@ -163,39 +147,32 @@ describe('signatures against a real registry', () => {
     const found = await discoverSignatures(client, a.repo, a.digest);
     assert.equal(found.bundles.length, 1);
     assert.equal(found.cosign?.layers.length, 1);
-    assert.deepEqual(await verify(a, [keyed('platform', platform), keyed('ci', ci)]), { signer: 'ci', format: 'bundle' });
+    assert.deepEqual(await verify(a, [keyedSigner('platform', platform), keyedSigner('ci', ci)]), { signer: 'ci', format: 'bundle' });
     const b = await fresh();
     await signArtifact({ registry: client, repo: b.repo, digest: b.digest, manifestBytes: b.manifest, key: platform.privatePem, format: 'cosign' });
-    assert.deepEqual(await verify(b, [keyed('platform', platform), keyed('ci', ci)]), { signer: 'platform', format: 'cosign' });
+    assert.deepEqual(await verify(b, [keyedSigner('platform', platform), keyedSigner('ci', ci)]), { signer: 'platform', format: 'cosign' });
     // appending a second cosign signature keeps the first
     await signArtifact({ registry: client, repo: b.repo, digest: b.digest, manifestBytes: b.manifest, key: ci.privatePem, format: 'cosign' });
     assert.equal((await discoverSignatures(client, b.repo, b.digest)).cosign?.layers.length, 2);
-    assert.equal((await verify(b, [keyed('ci', ci)])).signer, 'ci');
-    assert.equal((await verify(b, [keyed('platform', platform)])).signer, 'platform');
+    assert.equal((await verify(b, [keyedSigner('ci', ci)])).signer, 'ci');
+    assert.equal((await verify(b, [keyedSigner('platform', platform)])).signer, 'platform');
   });
 
   it('cosign signature and cosign-v3 DSSE bundle made independently from the published formats verify', async () => {
     const a = await fresh();
     await independentCosignSign(reg.url, a.repo.repository, a.digest, platform.privateKey);
-    assert.deepEqual(await verify(a, [keyed('platform', platform)]), { signer: 'platform', format: 'cosign' });
+    assert.deepEqual(await verify(a, [keyedSigner('platform', platform)]), { signer: 'platform', format: 'cosign' });
     const b = await fresh();
     await independentBundleSign(reg.url, b.repo.repository, { digest: b.digest, size: b.manifest.length }, ci.privateKey, { hint: 'a-hint-nobody-knows' });
-    assert.deepEqual(await verify(b, [keyed('platform', platform), keyed('ci', ci)]), { signer: 'ci', format: 'bundle' });
+    assert.deepEqual(await verify(b, [keyedSigner('platform', platform), keyedSigner('ci', ci)]), { signer: 'ci', format: 'bundle' });
     // and an independently made cosign signature naming another digest fails
     const c = await fresh();
     await independentCosignSign(reg.url, c.repo.repository, c.digest, platform.privateKey, { payloadDigest: b.digest });
-    await refused(verify(c, [keyed('platform', platform)]), 'SignatureValidationFailed', /cosign payload is for/);
+    rejectedFor(await rejectsWith(verify(c, [keyedSigner('platform', platform)]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SUBJECT_MISMATCH');
   });
 
   it('keyless: mock CA + TSA + trusted root, issuer and subject; wrong subject fails; no timestamp fails without a crash', async () => {
-    const keyless = (over: Partial<Extract<SignerSpec, { kind: 'keyless' }>> = {}): SignerSpec => ({
-      name: 'ci-keyless',
-      kind: 'keyless',
-      trustedRoot: JSON.parse(JSON.stringify(fx.trustedRoot)) as unknown,
-      issuer: TEST_ISSUER,
-      subjectRegExp: /^https:\/\/github\.com\/acme\/profiles\/.+$/u,
-      ...over,
-    });
+    const keyless = (over: Partial<Extract<SignerSpec, { kind: 'keyless' }>> = {}) => keylessSigner(fx, { name: 'ci-keyless', ...over });
     const a = await fresh();
     const { key, certPem } = await fx.issue();
     const before = fx.tsa.requests();
@@ -203,8 +180,8 @@ describe('signatures against a real registry', () => {
     assert.equal(fx.tsa.requests() - before, 2);
     assert.deepEqual(await verify(a, [keyless()]), { signer: 'ci-keyless', format: 'bundle', identity: TEST_SUBJECT });
     assert.deepEqual(await verify(a, [keyless({ subjectRegExp: undefined, subject: TEST_SUBJECT })]), { signer: 'ci-keyless', format: 'bundle', identity: TEST_SUBJECT });
-    await refused(verify(a, [keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme/other' })]), 'SignatureValidationFailed', /identity error|does not match/);
-    await refused(verify(a, [keyless({ issuer: 'https://issuer.example.test' })]), 'SignatureValidationFailed', /issuer/);
+    rejectedFor(await rejectsWith(verify(a, [keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme/other' })]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
+    rejectedFor(await rejectsWith(verify(a, [keyless({ issuer: 'https://issuer.example.test' })]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
 
     // a certificate bundle with no timestamp at all
     const b = await fresh();
@@ -226,7 +203,7 @@ describe('signatures against a real registry', () => {
     );
     const md = await fetchPutManifest(reg.url, b.repo.repository, sha256(m), m, OCI_MANIFEST);
     await addToFallbackIndex(reg.url, b.repo.repository, b.digest, { mediaType: OCI_MANIFEST, digest: md, size: m.length, artifactType: BUNDLE_V03 });
-    await refused(verify(b, [keyless()]), 'SignatureValidationFailed', /no RFC 3161 timestamp/);
+    rejectedFor(await rejectsWith(verify(b, [keyless()]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'TIMESTAMP_INVALID');
   });
 
   it('CLI: spoke sign then spoke verify --policy (keyed and keyless), JSON output; unsigned exits 1', async () => {
@@ -312,9 +289,9 @@ describe('registry answering 5xx during signature discovery', () => {
       failOn = re;
       const client = new UndiciRegistryClient({ plainHttp: true, retries: 0 });
       try {
-        await refused(
-          verifyArtifactSignature({ registry: client, repo: { registry: host, repository: 'x/y' }, digest, manifestBytes: manifest, signers: [keyed('platform', makeKey())] }),
-          'RegistryUnavailable',
+        await rejectsWith(
+          verifyArtifactSignature({ registry: client, repo: { registry: host, repository: 'x/y' }, digest, manifestBytes: manifest, signers: [keyedSigner('platform', makeKey())] }),
+          { code: 'RegistryUnavailable' },
         );
       } finally {
         await client.close();
@@ -326,10 +303,9 @@ describe('registry answering 5xx during signature discovery', () => {
     failOn = /^$/;
     const client = new UndiciRegistryClient({ plainHttp: true, retries: 0 });
     try {
-      await refused(
-        verifyArtifactSignature({ registry: client, repo: { registry: host, repository: 'x/y' }, digest, manifestBytes: manifest, signers: [keyed('platform', makeKey())] }),
-        'SignatureValidationFailed',
-        /not signed/,
+      await rejectsWith(
+        verifyArtifactSignature({ registry: client, repo: { registry: host, repository: 'x/y' }, digest, manifestBytes: manifest, signers: [keyedSigner('platform', makeKey())] }),
+        { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' },
       );
     } finally {
       await client.close();

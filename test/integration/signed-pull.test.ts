@@ -2,10 +2,10 @@
 // policy hash, key rotation re-verifies without re-downloading, failures never cached as success.
 
 import assert from 'node:assert/strict';
+import { spokeError } from '../helpers/assert.js';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SpokeError } from '../../src/core/errors.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { signArtifact } from '../../src/publish/sign.js';
 import type { Digest } from '../../src/core/digest.js';
@@ -13,6 +13,7 @@ import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { testNode, type TestNode } from '../helpers/node.js';
 import { spoke } from '../helpers/cli.js';
+import { rejectsWith } from '../helpers/assert.js';
 
 async function sign(reg: TestRegistry, repository: string, digest: string, manifest: Buffer, key: TestKey, format: 'bundle' | 'cosign' = 'bundle'): Promise<void> {
   const client = new UndiciRegistryClient({ plainHttp: true });
@@ -36,10 +37,6 @@ function policy(reg: TestRegistry, signers: Record<string, string>, signedBy: st
     extraRules,
     `insecure: [${reg.host}]`,
   ].join('\n');
-}
-
-async function rejects(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (e: unknown) => e instanceof SpokeError && e.code === code);
 }
 
 describe('signed pulls', () => {
@@ -84,16 +81,16 @@ describe('signed pulls', () => {
   it('refuses an unsigned profile, stores nothing, and refuses again on retry', async () => {
     node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
     const a = await pushTestArtifact(reg.url, reg.host, 'signed/unsigned', { defaultAction: 'SCMP_ACT_LOG' });
-    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
     assert.equal(await node.store.has(a.digest as Digest), false);
-    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
   });
 
   it('refuses a signature by a key the rule does not name', async () => {
     node.writePolicy(policy(reg, { platform: fileA, other: fileB }, ['platform']));
     const a = await pushTestArtifact(reg.url, reg.host, 'signed/wrong-key', { defaultAction: 'SCMP_ACT_TRAP' });
     await sign(reg, 'signed/wrong-key', a.digest, a.manifest, keyB);
-    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
   });
 
   it('accepts either of two signers, in either format', async () => {
@@ -115,7 +112,7 @@ describe('signed pulls', () => {
     // Rotate: the policy now trusts only key B, which has not signed this digest.
     node.writePolicy(policy(reg, { platform: fileB }, ['platform']));
     reg.resetRequests();
-    await rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), 'SignatureValidationFailed');
+    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
     await reg.settle();
     assert.ok(reg.requests().length > 0, 're-verification looked for signatures');
     assert.equal(reg.requests().filter((r) => r.path.endsWith(`/blobs/${layerDigest}`)).length, 0, 'profile blob not re-downloaded');
@@ -144,7 +141,7 @@ describe('signed pulls', () => {
 
     rmSync(fileC);
     assert.ok(node.policy.reload().ok, 'the reload keeps the rest of the policy');
-    const revoked = (e: unknown) => e instanceof SpokeError && e.code === 'SignatureValidationFailed' && e.reason === 'SIGNER_UNAVAILABLE';
+    const revoked = spokeError({ code: 'SignatureValidationFailed', reason: 'SIGNER_UNAVAILABLE' });
     await assert.rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), revoked);
     assert.equal((await node.pipeline.pull({ reference: b.reference, kind: 'seccomp' })).signer?.signer, 'ci');
     // A rule whose only signer is gone refuses before any signature lookup.

@@ -24,6 +24,7 @@ import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
+import { waitFor } from '../helpers/wait.js';
 
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
 const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
@@ -476,13 +477,7 @@ describe('informer-backed source and status on client-node against the fake API 
   });
   after(() => fake.close());
 
-  async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+  const until = (what: string, cond: () => boolean, ms = 5000) => waitFor(cond, { timeoutMs: ms, what, intervalMs: 10 });
 
   it('lists in pages, watches with bookmarks, follows events, relists after 410 Gone', async () => {
     for (let i = 0; i < 5; i++) fake.create(PB, binding(`b${i}`, { image: `app${i}` }));

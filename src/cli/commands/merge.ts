@@ -32,7 +32,7 @@ interface Outcome {
 }
 
 function inputFailure(which: string, file: string, e: unknown): never {
-  if (e instanceof SpokeError) throw new SpokeError(e.code, `${which} ${file}: ${e.message}`, { ...e.context, file });
+  if (e instanceof SpokeError) throw new SpokeError(e.code, `${which} ${file}: ${e.message}`, { ...e.context, file }, { cause: e, reason: e.reason });
   throw e;
 }
 

@@ -9,7 +9,7 @@ import type { AppArmorCapability, AppArmorExecutable, AppArmorFilesystem, AppArm
 const WHAT = 'apparmor profile';
 
 export function invalid(path: string, message: string): SpokeError {
-  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path });
+  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path }, { reason: 'PROFILE_INVALID' });
 }
 
 type JsonObject = Record<string, unknown>;

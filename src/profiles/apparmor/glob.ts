@@ -1,3 +1,5 @@
+// Hand-written: no library matches AppArmor's glob dialect, and the merge must agree with
+// apparmor_parser byte for byte.
 // AppArmor file-rule patterns, matched as apparmor_parser matches them (parser_regex.c
 // convert_aaregex_to_pcre, then the byte-oriented DFA of libapparmor_re):
 //   *    any bytes except "/"          **   any bytes, "/" included
@@ -19,6 +21,8 @@ export const MAX_ALTERNATION_DEPTH = 49;
 /** KEP-6061 §4: a pattern with more than 100 alternatives in total never matches; we refuse it. */
 export const MAX_ALTERNATIVES = 100;
 
+// A pattern the grammar refuses. Not a SpokeError on purpose: it carries no path, so the one
+// place that reports it (validate.ts) turns it into SecurityProfileInvalid at the pattern's path.
 export class GlobError extends Error {}
 
 type ByteSet = Uint8Array; // 256 entries, 1 = member
@@ -233,6 +237,8 @@ export interface MatchBudget {
   left: number;
 }
 
+// The shared budget ran out; intersect.ts (withinBudget) is the one place that turns it into a
+// SpokeError (LIMIT_EXCEEDED) for the whole merge.
 export class GlobBudgetError extends Error {}
 
 class Nfa {

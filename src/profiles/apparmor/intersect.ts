@@ -184,13 +184,13 @@ export function explicitAppArmor(p: AppArmorProfile): EffectiveAppArmorProfile {
 
 function checkInput(p: AppArmorProfile | undefined | null, which: 'baseline' | 'artifact'): AppArmorProfile {
   if (p === undefined || p === null || typeof p !== 'object') {
-    throw new SpokeError('SecurityProfileInvalid', `intersect: the ${which} profile is required`);
+    throw new SpokeError('SecurityProfileInvalid', `intersect: the ${which} profile is required`, {}, { reason: 'PROFILE_INVALID' });
   }
   try {
     validateAppArmorArtifact(p);
   } catch (e) {
     if (e instanceof SpokeError && which === 'baseline') {
-      throw new SpokeError(e.code, `baseline ${e.message}`, { ...e.context, input: 'baseline' });
+      throw new SpokeError(e.code, `baseline ${e.message}`, { ...e.context, input: 'baseline' }, { reason: e.reason });
     }
     throw e;
   }
@@ -273,6 +273,7 @@ function withinBudget<T>(fn: () => T): T {
       'SecurityProfileInvalid',
       `apparmor profile: its patterns are too costly to intersect with the baseline (over ${MERGE_MATCH_BUDGET} matching steps); use fewer or simpler globs`,
       { path: '(document)', limit: MERGE_MATCH_BUDGET },
+      { reason: 'LIMIT_EXCEEDED' },
     );
   }
 }

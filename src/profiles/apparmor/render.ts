@@ -32,7 +32,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export function checkProfileName(name: string): void {
   if (!NAME_RE.test(name)) {
-    throw new SpokeError('InvalidArgument', `AppArmor profile name ${JSON.stringify(name.slice(0, 140))} must be 1–128 of [A-Za-z0-9_.-], starting with a letter or digit`);
+    throw new SpokeError('InvalidArgument', `AppArmor profile name ${JSON.stringify(name.slice(0, 140))} must be 1–128 of [A-Za-z0-9_.-], starting with a letter or digit`, {}, { reason: 'OPTION_INVALID' });
   }
 }
 

@@ -96,7 +96,7 @@ export function validateAppArmorArtifact(p: AppArmorProfile): void {
       path: '(document)',
       limit: MAX_ARTIFACT_PATHS,
       actual: total,
-    });
+    }, { reason: 'LIMIT_EXCEEDED' });
   }
   const filesystemSeen = new Map<string, string>();
   for (const list of lists) {
@@ -123,7 +123,7 @@ export function validateAppArmorArtifact(p: AppArmorProfile): void {
       path: '(document)',
       limit: MAX_TOTAL_PATH_BYTES,
       actual: totalBytes,
-    });
+    }, { reason: 'SIZE_LIMIT' });
   }
   const caps = p.capability?.allowedCapabilities;
   if (caps !== undefined) {

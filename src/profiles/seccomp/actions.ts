@@ -22,7 +22,7 @@ export const MAX_ERRNO = 4095;
 
 export function actionRank(action: string): number {
   const rank = (RANK as Record<string, number | undefined>)[action];
-  if (rank === undefined) throw new SpokeError('SecurityProfileInvalid', `unknown seccomp action ${JSON.stringify(action)}`);
+  if (rank === undefined) throw new SpokeError('SecurityProfileInvalid', `unknown seccomp action ${JSON.stringify(action)}`, {}, { reason: 'PROFILE_INVALID' });
   return rank;
 }
 

@@ -92,7 +92,7 @@ type Json = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function invalid(path: string, message: string, reason: 'UNSPECIFIED' | 'BASE_PROFILE' = 'UNSPECIFIED'): SpokeError {
+function invalid(path: string, message: string, reason: 'PROFILE_INVALID' | 'JSON_INVALID' | 'BASE_PROFILE' = 'PROFILE_INVALID'): SpokeError {
   return new SpokeError('SecurityProfileInvalid', `${path}: ${message}`, { path }, { reason });
 }
 
@@ -115,7 +115,7 @@ export function parseProfileText(text: string): unknown {
   try {
     return parseYaml(text, { intAsBigInt: true, uniqueKeys: true, maxAliasCount: 0 });
   } catch (e) {
-    throw invalid('(document)', `not valid JSON or YAML (${(e as Error).message.split('\n')[0]!.slice(0, 200)})`);
+    throw invalid('(document)', `not valid JSON or YAML (${(e as Error).message.split('\n')[0]!.slice(0, 200)})`, 'JSON_INVALID');
   }
 }
 
@@ -225,7 +225,7 @@ function syscallEntry(names: string[], action: SeccompAction, errnoRet: number |
 function convertDocker(doc: Json, opts: ConvertOptions, notes: string[]): SeccompProfile {
   only(doc, '', ['defaultAction', 'defaultErrnoRet', 'defaultErrno', 'architectures', 'archMap', 'syscalls', 'flags', 'listenerPath', 'listenerMetadata']);
   const native = GO_ARCHITECTURES[opts.arch];
-  if (native === undefined) throw new SpokeError('InvalidArgument', `unknown architecture ${JSON.stringify(opts.arch)} (a Go name such as amd64 or arm64)`);
+  if (native === undefined) throw new SpokeError('InvalidArgument', `unknown architecture ${JSON.stringify(opts.arch)} (a Go name such as amd64 or arm64)`, {}, { reason: 'OPTION_INVALID' });
   const caps = new Set(opts.caps.map(capName));
   const profile: SeccompProfile = { defaultAction: oneOf(doc.defaultAction, 'defaultAction', SECCOMP_ACTIONS, 'action') };
   const defaultErrno = errnoOf(doc, 'defaultErrnoRet', 'defaultErrno', '');
@@ -336,7 +336,7 @@ function convertSpo(doc: Json, notes: string[]): SeccompProfile {
 export function convertProfile(doc: unknown, opts: ConvertOptions): Conversion {
   const format = opts.from ?? detectFormat(doc);
   if (format === undefined) {
-    throw new SpokeError('InvalidArgument', 'not a Docker / containers-common profile or a Security Profiles Operator SeccompProfile (a runtime-spec profile needs no conversion); name the format with --from');
+    throw new SpokeError('InvalidArgument', 'not a Docker / containers-common profile or a Security Profiles Operator SeccompProfile (a runtime-spec profile needs no conversion); name the format with --from', {}, { reason: 'FORMAT_UNKNOWN' });
   }
   if (!isObject(doc)) throw invalid('(document)', 'must be an object');
   const notes: string[] = [];

@@ -1,7 +1,8 @@
 // Strict decode of a runtime-spec LinuxSeccomp document (KEP-6061 §4 UnmarshalStrict): valid
 // UTF-8, one JSON value, no duplicate members, no unknown members, exact types. Argument values
 // are uint64, beyond the precision of a JS number, so number literals are carried through
-// JSON.parse as tagged strings and read exactly as bigint.
+// JSON.parse as tagged strings and read exactly as bigint (no JSON library here keeps uint64
+// exact and refuses duplicate members as well).
 
 import { decodeStrictJson, decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
 import { SpokeError } from '../../core/errors.js';
@@ -31,7 +32,7 @@ class ExactNumber {
 }
 
 function invalid(path: string, message: string): SpokeError {
-  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path });
+  return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path }, { reason: 'PROFILE_INVALID' });
 }
 
 function isNumberChar(c: number): boolean {
@@ -115,7 +116,7 @@ function parseDocument(bytes: Uint8Array): unknown {
     }
   }
   decodeStrictJson(bytes, WHAT);
-  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`);
+  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`, {}, { reason: 'JSON_INVALID' });
 }
 
 type JsonObject = Record<string, unknown>;

@@ -296,7 +296,7 @@ export function canonicalize(p: SeccompProfile): SeccompProfile {
  */
 export function intersect(baseline: SeccompProfile, base: SeccompProfile | undefined, artifact: SeccompProfile): MergeResult {
   if (baseline === undefined || baseline === null || artifact === undefined || artifact === null) {
-    throw new SpokeError('SecurityProfileInvalid', 'intersect: baseline and artifact profiles are required');
+    throw new SpokeError('SecurityProfileInvalid', 'intersect: baseline and artifact profiles are required', {}, { reason: 'PROFILE_INVALID' });
   }
   const inputs = base === undefined ? [baseline, artifact] : [baseline, base, artifact];
   const reads = inputs.map(readProfile);

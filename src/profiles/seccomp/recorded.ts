@@ -118,11 +118,11 @@ vmsplice vserver wait4 waitid waitpid write writev
  * An empty recording is an error, never an allow-nothing profile.
  */
 export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: OciRuntime): { profile: SeccompProfile; bytes: Buffer } {
-  if (syscalls.size === 0) throw new SpokeError('FailedPrecondition', 'no syscalls were recorded: refusing to write an empty profile', { rule: 'empty-recording' });
+  if (syscalls.size === 0) throw new SpokeError('FailedPrecondition', 'no syscalls were recorded: refusing to write an empty profile', { rule: 'empty-recording' }, { reason: 'RECORDING_EMPTY' });
   const startup = RUNTIME_STARTUP_SYSCALLS[runtime];
-  if (!startup) throw new SpokeError('InvalidArgument', `unknown OCI runtime ${JSON.stringify(runtime)} (runc or crun)`);
+  if (!startup) throw new SpokeError('InvalidArgument', `unknown OCI runtime ${JSON.stringify(runtime)} (runc or crun)`, {}, { reason: 'OPTION_INVALID' });
   for (const s of syscalls) {
-    if (!X86_SYSCALL_NAMES.has(s)) throw new SpokeError('InvalidArgument', `not an x86 syscall name: ${JSON.stringify(s.slice(0, 64))}`);
+    if (!X86_SYSCALL_NAMES.has(s)) throw new SpokeError('InvalidArgument', `not an x86 syscall name: ${JSON.stringify(s.slice(0, 64))}`, {}, { reason: 'SYSCALL_UNKNOWN' });
   }
   const names = [...new Set([...syscalls, ...startup])].sort();
   const profile: SeccompProfile = {

@@ -25,8 +25,8 @@ enum Level {
   Strict,
 }
 
-function fail(path: string, message: string, context: Record<string, unknown> = {}): never {
-  throw new SpokeError('SecurityProfileInvalid', `seccomp profile: ${path}: ${message}`, { path, ...context });
+function fail(path: string, message: string, context: Record<string, unknown> = {}, reason: 'PROFILE_INVALID' | 'LIMIT_EXCEEDED' = 'PROFILE_INVALID'): never {
+  throw new SpokeError('SecurityProfileInvalid', `seccomp profile: ${path}: ${message}`, { path, ...context }, { reason });
 }
 
 /** runc: alternatives for repeated indices, one rule otherwise. */
@@ -80,7 +80,7 @@ function check(p: SeccompProfile, level: Level): void {
   for (let i = 0; i < entries.length; i++) {
     const s = entries[i]!;
     if (s.names.length === 0) fail(`syscalls[${i}].names`, 'names no syscall');
-    if (artifact && s.names.length > MAX_NAMES_PER_ENTRY) fail(`syscalls[${i}].names`, `more than ${MAX_NAMES_PER_ENTRY} names`, { limit: MAX_NAMES_PER_ENTRY, actual: s.names.length });
+    if (artifact && s.names.length > MAX_NAMES_PER_ENTRY) fail(`syscalls[${i}].names`, `more than ${MAX_NAMES_PER_ENTRY} names`, { limit: MAX_NAMES_PER_ENTRY, actual: s.names.length }, 'LIMIT_EXCEEDED');
     if (s.action === 'SCMP_ACT_NOTIFY') {
       if (artifact) fail(`syscalls[${i}].action`, 'artifacts may not use SCMP_ACT_NOTIFY');
       if (p.listenerPath === undefined || p.listenerPath === '') fail(`syscalls[${i}].action`, 'SCMP_ACT_NOTIFY needs listenerPath');
@@ -132,9 +132,9 @@ function check(p: SeccompProfile, level: Level): void {
       tally.entries++;
       tally.rulesCount += clauses;
       totalClauses += clauses;
-      if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL });
-      if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL });
-      if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES });
+      if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
+      if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
+      if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
       for (const conj of conjs) tally.clauses.push({ conj, verdict, entry: i, name: j });
     }
   }

@@ -4,7 +4,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { defaultBaselinePath, loadNodeConfig } from '../../../src/config/index.js';
-import { memFs, spokeErrorOf } from '../policy/fixtures.js';
+import { memFs } from '../policy/fixtures.js';
+import { throwsWith } from '../../helpers/assert.js';
 
 const FILE = '/etc/spoke/config.yaml';
 
@@ -38,7 +39,7 @@ describe('node config baselines', () => {
   });
 
   it("refuses a map without the node's architecture and no fallback, naming the architecture", () => {
-    const e = spokeErrorOf(() => load(BOTH, 'riscv64'));
+    const e = throwsWith(() => load(BOTH, 'riscv64'), {});
     assert.equal(e.code, 'InvalidArgument');
     assert.equal(e.context.expected, 'riscv64');
     assert.match(e.message, /riscv64/);
@@ -47,12 +48,12 @@ describe('node config baselines', () => {
   });
 
   it('refuses unknown architecture names and empty maps at their line', () => {
-    const e = spokeErrorOf(() => load('baselines:\n  x86_64: a.json\n', 'amd64'));
+    const e = throwsWith(() => load('baselines:\n  x86_64: a.json\n', 'amd64'), {});
     assert.equal(e.code, 'InvalidArgument');
     assert.equal(e.context.line, 2);
     assert.match(e.message, /baselines\.x86_64: unknown key \(allowed: amd64, arm64/);
-    assert.equal(spokeErrorOf(() => load('baselines: {}\n', 'amd64')).context.line, 1);
-    assert.equal(spokeErrorOf(() => load('baselines:\n  amd64: ""\n', 'amd64')).context.line, 2);
-    assert.equal(spokeErrorOf(() => load('baselines: a.json\n', 'amd64')).code, 'InvalidArgument');
+    assert.equal(throwsWith(() => load('baselines: {}\n', 'amd64'), {}).context.line, 1);
+    assert.equal(throwsWith(() => load('baselines:\n  amd64: ""\n', 'amd64'), {}).context.line, 2);
+    assert.equal(throwsWith(() => load('baselines: a.json\n', 'amd64'), {}).code, 'InvalidArgument');
   });
 });

@@ -3,7 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { defaultBaselinePath, DEFAULT_CONFIG_FILE, loadNodeConfig, NODE_CONFIG_KEYS } from '../../../src/config/index.js';
-import { memFs, spokeErrorOf } from '../policy/fixtures.js';
+import type { SpokeError } from '../../../src/core/errors.js';
+import { spokeError, throwsWith } from '../../helpers/assert.js';
+import { memFs } from '../policy/fixtures.js';
 
 const FILE = '/etc/spoke/config.yaml';
 
@@ -11,13 +13,16 @@ function loadText(text: string, overrides = {}) {
   return loadNodeConfig(FILE, overrides, { readFile: memFs({ [FILE]: text }).readFile, cwd: '/work' });
 }
 
-function assertConfigError(text: string, line: number, path: string, what: RegExp) {
-  const e = spokeErrorOf(() => loadText(text));
-  assert.equal(e.code, 'InvalidArgument');
+/** Loading `text` fails at `<FILE>:<line>: <path>: ...` (the documented message form). */
+function assertConfigError(text: string, line: number, path: string) {
+  const e = throwsWith(() => loadText(text), { code: 'InvalidArgument', reason: 'CONFIG_INVALID' });
   assert.ok(e.message.startsWith(`${FILE}:${line}: ${path}: `), e.message);
-  assert.match(e.message, what);
   assert.equal(e.context.line, line);
+  assert.equal(e.context.path, path);
 }
+
+/** An override (a flag) refused, naming the setting. */
+const overrideRefused = (key: string) => (e: unknown) => spokeError({ code: 'InvalidArgument', reason: 'CONFIG_INVALID' })(e) && (e as SpokeError).context.path === key;
 
 describe('loadNodeConfig', () => {
   it('a missing default file means defaults', () => {
@@ -51,9 +56,8 @@ describe('loadNodeConfig', () => {
   });
 
   it('a named file that is missing is an error', () => {
-    const e = spokeErrorOf(() => loadNodeConfig('/nope.yaml', {}, { readFile: memFs().readFile }));
-    assert.equal(e.code, 'InvalidArgument');
-    assert.match(e.message, /^\/nope\.yaml: cannot read the node config \(ENOENT\)/);
+    const e = throwsWith(() => loadNodeConfig('/nope.yaml', {}, { readFile: memFs().readFile }), { code: 'InvalidArgument', reason: 'FILE_UNREADABLE' });
+    assert.equal(e.context.file, '/nope.yaml');
   });
 
   it('reads every key; relative paths resolve against the file, override paths against cwd', () => {
@@ -101,27 +105,27 @@ describe('loadNodeConfig', () => {
     assert.equal(loadText('pullTimeout: 2m\n').pullTimeout, 120_000);
     assert.equal(loadText('pullTimeout: 1500ms\n').pullTimeout, 1_500);
     assert.equal(loadText('', { pullTimeout: 5_000 }).pullTimeout, 5_000);
-    assertConfigError('pullTimeout: 0s\n', 1, 'pullTimeout', /between 1s and 60m/);
-    assertConfigError('pullTimeout: 61m\n', 1, 'pullTimeout', /between 1s and 60m/);
-    assertConfigError('pullTimeout: 2 minutes\n', 1, 'pullTimeout', /between 1s and 60m/);
-    assert.throws(() => loadText('', { pullTimeout: 10 }), /pullTimeout \(override\): must be a duration/);
+    assertConfigError('pullTimeout: 0s\n', 1, 'pullTimeout');
+    assertConfigError('pullTimeout: 61m\n', 1, 'pullTimeout');
+    assertConfigError('pullTimeout: 2 minutes\n', 1, 'pullTimeout');
+    assert.throws(() => loadText('', { pullTimeout: 10 }), overrideRefused('pullTimeout'));
   });
 
   it('errors name the line and the key', () => {
-    assertConfigError('listen: /a\nstoreDri: /b\n', 2, 'storeDri', /unknown key \(allowed: listen, upstream/);
-    assertConfigError('logLevel: verbose\n', 1, 'logLevel', /one of debug, info, warn, error/);
-    assertConfigError('\n\nannotations: yes\n', 3, 'annotations', /true or false/);
-    assertConfigError('metrics: 9090\n', 1, 'metrics', /must be a string/);
-    assertConfigError('metrics: localhost\n', 1, 'metrics', /host:port/);
-    assertConfigError('listen: [a]\n', 1, 'listen', /must be a single value, got a list/);
-    assertConfigError('listen: /a\nlisten: /b\n', 2, '(yaml)', /unique/i);
-    assertConfigError('- listen\n', 1, '(document)', /must be a mapping/);
+    assertConfigError('listen: /a\nstoreDri: /b\n', 2, 'storeDri');
+    assertConfigError('logLevel: verbose\n', 1, 'logLevel');
+    assertConfigError('\n\nannotations: yes\n', 3, 'annotations');
+    assertConfigError('metrics: 9090\n', 1, 'metrics');
+    assertConfigError('metrics: localhost\n', 1, 'metrics');
+    assertConfigError('listen: [a]\n', 1, 'listen');
+    assertConfigError('listen: /a\nlisten: /b\n', 2, '(yaml)');
+    assertConfigError('- listen\n', 1, '(document)');
   });
 
   it('bad overrides are refused', () => {
-    assert.throws(() => loadText('', { logLevel: 'loud' as never }), /logLevel \(override\): must be one of/);
-    assert.throws(() => loadText('', { bogus: 1 } as never), /unknown node config setting "bogus"/);
-    assert.throws(() => loadText('', { listen: '' }), /listen \(override\): must be a non-empty path/);
+    assert.throws(() => loadText('', { logLevel: 'loud' as never }), overrideRefused('logLevel'));
+    assert.throws(() => loadText('', { bogus: 1 } as never), overrideRefused('bogus'));
+    assert.throws(() => loadText('', { listen: '' }), overrideRefused('listen'));
   });
 
   it('the JSON Schema lists exactly the accepted keys', () => {
@@ -139,12 +143,12 @@ describe('loadNodeConfig', () => {
   });
 
   it('gc: bad values name the line and the key', () => {
-    assertConfigError('logLevel: info\ngc:\n  interval: 10 minutes\n', 3, 'gc.interval', /duration such as 30s/);
-    assertConfigError('gc:\n  interval: 0s\n', 2, 'gc.interval', /at least 1s/);
-    assertConfigError('gc:\n  minAge: -1h\n', 2, 'gc.minAge', /duration/);
-    assertConfigError('gc:\n  maxStoreBytes: 0\n', 2, 'gc.maxStoreBytes', /between 1 and/);
-    assertConfigError('gc:\n  maxStoreBytes: 1GB\n', 2, 'gc.maxStoreBytes', /integer/);
-    assertConfigError('gc:\n  every: 1h\n', 2, 'gc.every', /unknown key/);
-    assertConfigError('gc: 1h\n', 1, 'gc', /mapping/);
+    assertConfigError('logLevel: info\ngc:\n  interval: 10 minutes\n', 3, 'gc.interval');
+    assertConfigError('gc:\n  interval: 0s\n', 2, 'gc.interval');
+    assertConfigError('gc:\n  minAge: -1h\n', 2, 'gc.minAge');
+    assertConfigError('gc:\n  maxStoreBytes: 0\n', 2, 'gc.maxStoreBytes');
+    assertConfigError('gc:\n  maxStoreBytes: 1GB\n', 2, 'gc.maxStoreBytes');
+    assertConfigError('gc:\n  every: 1h\n', 2, 'gc.every');
+    assertConfigError('gc: 1h\n', 1, 'gc');
   });
 });

@@ -6,7 +6,8 @@ import { after, describe, it } from 'node:test';
 import { PolicyHolder } from '../../../src/config/index.js';
 import type { Logger, LogLevel } from '../../../src/core/runtime.js';
 import { decide, type Policy, type PublicKeySigner } from '../../../src/policy/index.js';
-import { HEADER, pem, ref, spokeErrorOf } from '../policy/fixtures.js';
+import { throwsWith } from '../../helpers/assert.js';
+import { HEADER, pem, ref } from '../policy/fixtures.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -49,10 +50,9 @@ function nextReload(holder: { onReloadWaiters: ((p: Policy) => void)[] }, ms = 5
 describe('PolicyHolder', () => {
   it('refuses to start on a missing or invalid file, naming the line', () => {
     const { file } = setup();
-    assert.match(spokeErrorOf(() => new PolicyHolder({ file })).message, /cannot read the node policy \(ENOENT\)/);
+    assert.match(throwsWith(() => new PolicyHolder({ file }), {}).message, /cannot read the node policy \(ENOENT\)/);
     writeFileSync(file, `${HEADER}rules:\n  - { scope: r.io/x, kinds: [seccomp] }\n`);
-    const e = spokeErrorOf(() => new PolicyHolder({ file }));
-    assert.equal(e.code, 'InvalidArgument');
+    const e = throwsWith(() => new PolicyHolder({ file }), { code: 'InvalidArgument', reason: 'POLICY_INVALID' });
     assert.equal(e.message.split(': ')[0], `${file}:4`);
   });
 
@@ -225,6 +225,6 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
     const { dir, file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
     rmSync(join(dir, 'keys', 'k.pub'));
-    assert.equal(spokeErrorOf(() => new PolicyHolder({ file })).code, 'InvalidArgument');
+    throwsWith(() => new PolicyHolder({ file }), { code: 'InvalidArgument' });
   });
 });

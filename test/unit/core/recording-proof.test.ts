@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SpokeError } from '../../../src/core/errors.js';
+import { spokeError } from '../../helpers/assert.js';
 import { parseRecordingKey, signRecordingProof, verifyRecordingProof, type ProofSeen } from '../../../src/core/recording-proof.js';
 
 const KEY = Buffer.alloc(32, 7);
@@ -76,7 +76,7 @@ describe('recording proof', () => {
   it('keys: 32 to 4096 bytes', () => {
     assert.equal(parseRecordingKey(Buffer.alloc(32), 'k').length, 32);
     for (const n of [0, 31, 4097]) {
-      assert.throws(() => parseRecordingKey(Buffer.alloc(n), 'k'), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+      assert.throws(() => parseRecordingKey(Buffer.alloc(n), 'k'), spokeError({ code: 'InvalidArgument', reason: 'KEY_INVALID' }));
     }
   });
 });

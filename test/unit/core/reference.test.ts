@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { SpokeError } from '../../../src/core/errors.js';
+import { SpokeError, type ErrorReason } from '../../../src/core/errors.js';
+import { spokeError } from '../../helpers/assert.js';
 import { formatReference, parseReference, parseRepositoryRef } from '../../../src/core/reference.js';
 
 const HEX = 'a'.repeat(64);
@@ -32,42 +33,39 @@ describe('parseReference accepts digest-pinned references with a host', () => {
 });
 
 describe('parseReference refuses everything else with InvalidArgument and a reason', () => {
-  const bad: [string, RegExp][] = [
-    ['', /empty/],
-    [`r.io/p:latest`, /not pinned by digest/],
-    [`r.io/p:latest@${D}`, /tags are not accepted/],
-    [`ubuntu@${D}`, /no registry host/],
-    [`library/ubuntu@${D}`, /no registry host/],
-    [`r.io/p@sha256:${'A'.repeat(64)}`, /64 lowercase hex/],
-    [`r.io/p@sha256:${'a'.repeat(63)}`, /64 lowercase hex/],
-    [`r.io/p@sha512:${'a'.repeat(128)}`, /must be sha256/],
-    [`r.io/p@md5:abc`, /must be sha256/],
-    [` r.io/p@${D}`, /whitespace/],
-    [`r.io/p @${D}`, /whitespace/],
-    [`r.io/p\n@${D}`, /whitespace/],
-    [`r.io/../p@${D}`, /not allowed/],
-    [`r.io/a/./p@${D}`, /not allowed/],
-    [`r.io//p@${D}`, /empty path component/],
-    [`r.io/p/@${D}`, /empty path component/],
-    [`r.io/UPPER@${D}`, /lowercase/],
-    [`r.io/-lead@${D}`, /lowercase/],
-    [`r.io/a..b@${D}`, /lowercase/],
-    [`r.io:0/p@${D}`, /out of range/],
-    [`r.io:70000/p@${D}`, /out of range/],
-    [`r.io:http/p@${D}`, /not a number/],
-    [`[::1/p@${D}`, /IPv6/],
-    [`bad_host.io/p@${D}`, /not a valid DNS name/],
-    [`r.io/p@${D}@${D}`, /more than one/],
-    [`r.io/${'a'.repeat(256)}@${D}`, /repository longer/],
-    [`r.io/${'a/'.repeat(300)}p@${D}`, /longer than 512/],
-    [`r.io/p@${D}x`, /64 lowercase hex/],
+  const bad: [string, ErrorReason][] = [
+    ['', 'REFERENCE_INVALID'],
+    [`r.io/p:latest`, 'TAG_NOT_DIGEST'],
+    [`r.io/p:latest@${D}`, 'TAG_NOT_DIGEST'],
+    [`ubuntu@${D}`, 'REFERENCE_INVALID'],
+    [`library/ubuntu@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/p@sha256:${'A'.repeat(64)}`, 'REFERENCE_INVALID'],
+    [`r.io/p@sha256:${'a'.repeat(63)}`, 'REFERENCE_INVALID'],
+    [`r.io/p@sha512:${'a'.repeat(128)}`, 'REFERENCE_INVALID'],
+    [`r.io/p@md5:abc`, 'REFERENCE_INVALID'],
+    [` r.io/p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/p @${D}`, 'REFERENCE_INVALID'],
+    [`r.io/p\n@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/../p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/a/./p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io//p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/p/@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/UPPER@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/-lead@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/a..b@${D}`, 'REFERENCE_INVALID'],
+    [`r.io:0/p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io:70000/p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io:http/p@${D}`, 'REFERENCE_INVALID'],
+    [`[::1/p@${D}`, 'REFERENCE_INVALID'],
+    [`bad_host.io/p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/p@${D}@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/${'a'.repeat(256)}@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/${'a/'.repeat(300)}p@${D}`, 'REFERENCE_INVALID'],
+    [`r.io/p@${D}x`, 'REFERENCE_INVALID'],
   ];
-  for (const [input, why] of bad) {
+  for (const [input, reason] of bad) {
     it(JSON.stringify(input.slice(0, 60)), () => {
-      assert.throws(
-        () => parseReference(input),
-        (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument' && why.test(e.message),
-      );
+      assert.throws(() => parseReference(input), spokeError({ code: 'InvalidArgument', reason }));
     });
   }
 });
@@ -89,7 +87,7 @@ describe('reference properties', () => {
         try {
           parseReference(s);
         } catch (e) {
-          assert.ok(e instanceof SpokeError && e.code === 'InvalidArgument');
+          assert.ok(e instanceof SpokeError && e.code === 'InvalidArgument' && (e.reason === 'REFERENCE_INVALID' || e.reason === 'TAG_NOT_DIGEST'));
         }
       }),
       { numRuns: 2000 },
@@ -103,7 +101,7 @@ describe('parseRepositoryRef (push targets)', () => {
     assert.deepEqual(parseRepositoryRef('r.io/a/b'), { registry: 'r.io', repository: 'a/b', tag: undefined });
   });
   it('refuses short names and bad tags', () => {
-    assert.throws(() => parseRepositoryRef('ubuntu:1'), /no registry host/);
-    assert.throws(() => parseRepositoryRef('r.io/a:-bad'), /invalid tag/);
+    assert.throws(() => parseRepositoryRef('ubuntu:1'), spokeError({ code: 'InvalidArgument', reason: 'REFERENCE_INVALID' }));
+    assert.throws(() => parseRepositoryRef('r.io/a:-bad'), spokeError({ code: 'InvalidArgument', reason: 'REFERENCE_INVALID' }));
   });
 });

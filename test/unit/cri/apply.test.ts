@@ -27,15 +27,13 @@ import { ProfileStore } from '../../../src/store/store.js';
 import { denySyscalls } from '../../helpers/artifacts.js';
 import { makeKey } from '../../helpers/signing.js';
 import { baselineBytes } from '../profiles/seccomp-fixtures.js';
+import { assertSpokeError } from '../../helpers/assert.js';
 
 const HOST = 'registry.test';
 
 function refusedWith(code: ErrorCode, reason: ErrorReason, also: (e: SpokeError) => void = () => {}) {
   return (e: unknown) => {
-    assert.ok(e instanceof SpokeError, String(e));
-    assert.equal(e.code, code, e.message);
-    assert.equal(e.reason, reason, e.message);
-    also(e);
+    also(assertSpokeError(e, { code, reason }));
     return true;
   };
 }

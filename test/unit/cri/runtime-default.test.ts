@@ -20,6 +20,7 @@ import { noopMetrics } from '../../../src/observe/metrics.js';
 import { auditIntersect, decodeSeccomp, evaluate, formatConstraint, intersect, validate, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { parsePolicy } from '../../../src/policy/load.js';
+import { spokeError } from '../../helpers/assert.js';
 
 const ARCHS = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
 const json = (o: unknown) => Buffer.from(JSON.stringify(o));
@@ -97,7 +98,7 @@ const oci = (ref: string, base?: { type: number; localhostRef?: string }): Secur
 const ctx = { who: 'container team-a/web/app' };
 const pinned = (bytes: Buffer, logger: Logger = silentLogger) => new RuntimeDefaultSource<SeccompProfile>({ decode: decodeRuntime, logger, pinned: { file: '/etc/spoke/rd.json', bytes } });
 const verdict = (path: string, syscall: string) => evaluate(decodeSeccomp(readFileSync(path)), { syscall });
-const unavailable = (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable' && e.reason === 'RUNTIME_DEFAULT_UNAVAILABLE';
+const unavailable = spokeError({ code: 'Unavailable', reason: 'RUNTIME_DEFAULT_UNAVAILABLE' });
 
 describe('RuntimeDefault base in the merge', () => {
   it('loose baseline + RuntimeDefault base + permissive artifact: denies everything the runtime default denies', async () => {

@@ -4,6 +4,7 @@ import { ERROR_CODES, SpokeError } from '../../../src/core/errors.js';
 import { GrpcCode, toGrpcStatus } from '../../../src/cri/status.js';
 import { credentialOf } from '../../../src/cri/owned.js';
 import { decodeGrpcMessage, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, parseFrames, parseGrpcTimeout } from '../../../src/cri/frame.js';
+import { spokeError } from '../../helpers/assert.js';
 
 describe('error → gRPC status (the one mapping)', () => {
   it('maps every code with the KEP prefixes', () => {
@@ -51,7 +52,7 @@ describe('gRPC framing', () => {
   it('frames and unframes', () => {
     const f = Buffer.concat([encodeFrame(Buffer.from('ab')), encodeFrame(Buffer.alloc(0))]);
     assert.deepEqual(parseFrames(f).map((m) => m.payload.toString()), ['ab', '']);
-    assert.throws(() => parseFrames(f.subarray(0, 4)));
+    assert.throws(() => parseFrames(f.subarray(0, 4)), spokeError({ code: 'InvalidArgument', reason: 'FRAME_INVALID' }));
   });
   it('parses and formats grpc-timeout', () => {
     assert.equal(parseGrpcTimeout('100m'), 100);

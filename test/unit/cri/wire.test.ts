@@ -13,13 +13,16 @@ import {
   readVarint,
   replaceMessageAt,
   validateMessage,
-  WireError,
 } from '../../../src/cri/wire.js';
 import { addOciFeature } from '../../../src/cri/server.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
 import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
 import { SpokeError } from '../../../src/core/errors.js';
 import type { Digest } from '../../../src/core/digest.js';
+import { spokeError } from '../../helpers/assert.js';
+
+/** Malformed protobuf is refused as InvalidArgument, WIRE_INVALID. */
+const malformed = spokeError({ code: 'InvalidArgument', reason: 'WIRE_INVALID' });
 
 const REF = `registry.example.com/profiles/deny-mkdir@sha256:${'a'.repeat(64)}`;
 const REF2 = `registry.example.com/profiles/pod@sha256:${'b'.repeat(64)}`;
@@ -46,8 +49,8 @@ describe('varints', () => {
     );
   });
   it('rejects truncated and overlong varints', () => {
-    assert.throws(() => readVarint(Buffer.from([0x80]), 0), WireError);
-    assert.throws(() => readVarint(Buffer.alloc(11, 0xff), 0), WireError);
+    assert.throws(() => readVarint(Buffer.from([0x80]), 0), malformed);
+    assert.throws(() => readVarint(Buffer.alloc(11, 0xff), 0), malformed);
   });
 });
 
@@ -57,9 +60,9 @@ describe('field walking', () => {
     assert.deepEqual([...fields(b)].map((f) => f.field), [1, 2, 3, 4]);
   });
   it('rejects fields running past their message', () => {
-    assert.throws(() => validateMessage(Buffer.from([0x0a, 0x05, 0x61])), WireError);
-    assert.throws(() => validateMessage(Buffer.from([0x00])), WireError); // field 0
-    assert.throws(() => validateMessage(Buffer.from([0x0b])), WireError); // unterminated group
+    assert.throws(() => validateMessage(Buffer.from([0x0a, 0x05, 0x61])), malformed);
+    assert.throws(() => validateMessage(Buffer.from([0x00])), malformed); // field 0
+    assert.throws(() => validateMessage(Buffer.from([0x0b])), malformed); // unterminated group
   });
   it('skips groups and fixed-width fields', () => {
     const b = Buffer.from([0x0b, 0x10, 0x01, 0x0c, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1d, 1, 2, 3, 4]);
@@ -93,7 +96,7 @@ describe('replaceMessageAt / appendToMessageAt', () => {
     assert.deepEqual(out, Buffer.from([0x8a, 0x00, 0x04, 0x0a, 0x02, 0x62, 0x63]));
   });
   it('refuses a repeated field on the path', () => {
-    assert.throws(() => replaceMessageAt(Buffer.from([0x0a, 0x00, 0x0a, 0x00]), [1], Buffer.alloc(0)), WireError);
+    assert.throws(() => replaceMessageAt(Buffer.from([0x0a, 0x00, 0x0a, 0x00]), [1], Buffer.alloc(0)), malformed);
   });
   it('appends to the last occurrence', () => {
     const out = appendToMessageAt(Buffer.from([0x22, 0x02, 0x08, 0x01]), [4], Buffer.from([0x20, 0x01]));

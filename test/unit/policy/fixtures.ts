@@ -4,7 +4,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { initializeCA, initializeTSA } from '@sigstore/mock';
 import { parseReference, type Reference } from '../../../src/core/reference.js';
-import { SpokeError } from '../../../src/core/errors.js';
 
 export const D1 = `sha256:${'1'.repeat(64)}` as const;
 export const D2 = `sha256:${'2'.repeat(64)}` as const;
@@ -77,15 +76,4 @@ export function policyText(rules: readonly object[], extra: Record<string, unkno
 
 export function ref(name: string, digest: string = D1): Reference {
   return parseReference(`${name}@${digest}`);
-}
-
-/** Runs `fn` and returns the SpokeError it throws (failing the test when it does not). */
-export function spokeErrorOf(fn: () => unknown): SpokeError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof SpokeError) return e;
-    throw e;
-  }
-  throw new Error('expected a SpokeError, nothing was thrown');
 }

@@ -1,16 +1,15 @@
 import { strict as assert } from 'node:assert';
 import { before, describe, it } from 'node:test';
 import { parsePolicy, type KeylessSigner, type PublicKeySigner } from '../../../src/policy/index.js';
-import { D1, HEADER, memFs, pem, policyText, privatePem, spokeErrorOf, trustedRootJson } from './fixtures.js';
+import { throwsWith } from '../../helpers/assert.js';
+import { D1, HEADER, memFs, pem, policyText, privatePem, trustedRootJson } from './fixtures.js';
 
 const FILE = '/etc/spoke/policy.yaml';
 
-/** Asserts that loading `text` fails with exactly `<FILE>:<line>: <path>: ...` matching `what`. */
-function assertLoadError(text: string, line: number, path: string, what: RegExp, fs = memFs()) {
-  const e = spokeErrorOf(() => parsePolicy(text, FILE, fs.readFile));
-  assert.equal(e.code, 'InvalidArgument');
+/** Asserts that loading `text` fails at `<FILE>:<line>: <path>: ...` (the documented message form). */
+function assertLoadError(text: string, line: number, path: string, fs = memFs()) {
+  const e = throwsWith(() => parsePolicy(text, FILE, fs.readFile), { code: 'InvalidArgument', reason: 'POLICY_INVALID' });
   assert.ok(e.message.startsWith(`${FILE}:${line}: ${path}: `), `got: ${e.message}`);
-  assert.match(e.message, what);
   assert.equal(e.context.file, FILE);
   assert.equal(e.context.line, line);
   assert.equal(e.context.path, path);
@@ -20,7 +19,7 @@ const KEYS = memFs({ '/etc/spoke/keys/p.pub': pem('p256') });
 
 describe('parsePolicy: errors point at file, line and field', () => {
   it('unknown top-level key', () => {
-    assertLoadError(`${HEADER}rules: []\nmirror: {}\n`, 4, 'mirror', /unknown key \(allowed: apiVersion, kind, signers, rules/);
+    assertLoadError(`${HEADER}rules: []\nmirror: {}\n`, 4, 'mirror');
   });
 
   it('unknown rule key (a typo must not weaken the policy)', () => {
@@ -30,17 +29,17 @@ describe('parsePolicy: errors point at file, line and field', () => {
     unsigned: true
     namespace: [dev]
 `;
-    assertLoadError(text, 7, 'rules[0].namespace', /unknown key/);
+    assertLoadError(text, 7, 'rules[0].namespace');
   });
 
   it('wrong apiVersion and kind', () => {
-    assertLoadError('apiVersion: spoke.dev/v1\nkind: NodeProfilePolicy\nrules: []\n', 1, 'apiVersion', /must be spoke\.dev\/v1alpha1/);
-    assertLoadError('apiVersion: spoke.dev/v1alpha1\nkind: Policy\nrules: []\n', 2, 'kind', /must be NodeProfilePolicy/);
-    assertLoadError('kind: NodeProfilePolicy\nrules: []\n', 1, 'apiVersion', /required/);
+    assertLoadError('apiVersion: spoke.dev/v1\nkind: NodeProfilePolicy\nrules: []\n', 1, 'apiVersion');
+    assertLoadError('apiVersion: spoke.dev/v1alpha1\nkind: Policy\nrules: []\n', 2, 'kind');
+    assertLoadError('kind: NodeProfilePolicy\nrules: []\n', 1, 'apiVersion');
   });
 
   it('missing rules', () => {
-    assertLoadError(HEADER, 1, 'rules', /required/);
+    assertLoadError(HEADER, 1, 'rules');
   });
 
   it('bad scope', () => {
@@ -49,8 +48,8 @@ describe('parsePolicy: errors point at file, line and field', () => {
     unsigned: true
     scope: r.io/team/
 `;
-    assertLoadError(text, 6, 'rules[0].scope', /trailing "\/"/);
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/A\n    action: deny\n`, 4, 'rules[0].scope', /uppercase/);
+    assertLoadError(text, 6, 'rules[0].scope');
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/A\n    action: deny\n`, 4, 'rules[0].scope');
   });
 
   it('signedBy names a signer that does not exist', () => {
@@ -63,7 +62,7 @@ rules:
       - p
       - q
 `;
-    assertLoadError(text, 10, 'rules[0].signedBy[1]', /no signer named "q"/, KEYS);
+    assertLoadError(text, 10, 'rules[0].signedBy[1]', KEYS);
   });
 
   it('signedBy and unsigned together', () => {
@@ -75,7 +74,7 @@ rules:
     signedBy: [p]
     unsigned: true
 `;
-    assertLoadError(text, 9, 'rules[0].unsigned', /either signedBy or unsigned: true, not both/, KEYS);
+    assertLoadError(text, 9, 'rules[0].unsigned', KEYS);
   });
 
   it('an allow rule with neither signedBy nor unsigned', () => {
@@ -85,20 +84,20 @@ rules:
   - scope: r.io/x
     kinds: [seccomp]
 `;
-    assertLoadError(text, 6, 'rules[1]', /must say how artifacts are signed: signedBy: \[signer, \.\.\.\] or unsigned: true/);
+    assertLoadError(text, 6, 'rules[1]');
   });
 
   it('empty signedBy, unsigned: false, and kinds missing on an allow rule', () => {
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    signedBy: []\n`, 6, 'rules[0].signedBy', /must not be empty/);
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: false\n`, 6, 'rules[0].unsigned', /only "unsigned: true"/);
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    unsigned: true\n`, 4, 'rules[0].kinds', /required on an allow rule/);
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp, Seccomp]\n    unsigned: true\n`, 5, 'rules[0].kinds[1]', /unknown kind "Seccomp"/);
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp, seccomp]\n    unsigned: true\n`, 5, 'rules[0].kinds[1]', /listed twice/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    signedBy: []\n`, 6, 'rules[0].signedBy');
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: false\n`, 6, 'rules[0].unsigned');
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    unsigned: true\n`, 4, 'rules[0].kinds');
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp, Seccomp]\n    unsigned: true\n`, 5, 'rules[0].kinds[1]');
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp, seccomp]\n    unsigned: true\n`, 5, 'rules[0].kinds[1]');
   });
 
   it('restrictions and signers are refused on deny rules', () => {
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    action: deny\n    namespaces: [a]\n`, 6, 'rules[0].namespaces', /not allowed on a deny rule/);
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    action: block\n`, 5, 'rules[0].action', /must be allow or deny/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    action: deny\n    namespaces: [a]\n`, 6, 'rules[0].namespaces');
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    action: block\n`, 5, 'rules[0].action');
   });
 
   it('bad digests and namespaces', () => {
@@ -106,26 +105,25 @@ rules:
       `${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: true\n    digests: [${D1}, sha256:abc]\n`,
       7,
       'rules[0].digests[1]',
-      /sha256:<64 lowercase hex>/,
     );
-    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: true\n    namespaces: [Team_A]\n`, 7, 'rules[0].namespaces[0]', /DNS-1123/);
+    assertLoadError(`${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: true\n    namespaces: [Team_A]\n`, 7, 'rules[0].namespaces[0]');
   });
 
   it('YAML syntax errors, duplicate keys, aliases and an empty file', () => {
-    assertLoadError(`${HEADER}rules: [\n`, 4, '(yaml)', /./);
-    assertLoadError(`${HEADER}rules: []\nkind: NodeProfilePolicy\n`, 4, '(yaml)', /unique/i);
-    assertLoadError(`${HEADER}rules:\n  - &r { scope: r.io/x, action: deny }\n  - *r\n`, 4, 'rules[0]', /anchors and aliases/);
-    assertLoadError('', 1, '(document)', /must be a mapping/);
-    assertLoadError('---\na: 1\n---\nb: 2\n', 3, '(yaml)', /./);
+    assertLoadError(`${HEADER}rules: [\n`, 4, '(yaml)');
+    assertLoadError(`${HEADER}rules: []\nkind: NodeProfilePolicy\n`, 4, '(yaml)');
+    assertLoadError(`${HEADER}rules:\n  - &r { scope: r.io/x, action: deny }\n  - *r\n`, 4, 'rules[0]');
+    assertLoadError('', 1, '(document)');
+    assertLoadError('---\na: 1\n---\nb: 2\n', 3, '(yaml)');
   });
 
   it('mirrors, insecure and limits are validated', () => {
-    assertLoadError(`${HEADER}rules: []\nmirrors:\n  r.io: [r.io]\n`, 5, 'mirrors.r.io[0]', /not its own mirror/);
-    assertLoadError(`${HEADER}rules: []\nmirrors:\n  r.io: []\n`, 5, 'mirrors.r.io', /must not be empty/);
-    assertLoadError(`${HEADER}rules: []\ninsecure:\n  - 127.0.0.1:5000\n  - 127.0.0.1:5000\n`, 6, 'insecure[1]', /listed twice/);
-    assertLoadError(`${HEADER}rules: []\ninsecure: [http://x.io]\n`, 4, 'insecure[0]', /a host has no path|not a number/);
-    assertLoadError(`${HEADER}rules: []\nlimits:\n  maxArtifactBytes: 999999999\n`, 5, 'limits.maxArtifactBytes', /between 1 and 16777216/);
-    assertLoadError(`${HEADER}rules: []\nlimits:\n  maxBytes: 1\n`, 5, 'limits.maxBytes', /unknown key/);
+    assertLoadError(`${HEADER}rules: []\nmirrors:\n  r.io: [r.io]\n`, 5, 'mirrors.r.io[0]');
+    assertLoadError(`${HEADER}rules: []\nmirrors:\n  r.io: []\n`, 5, 'mirrors.r.io');
+    assertLoadError(`${HEADER}rules: []\ninsecure:\n  - 127.0.0.1:5000\n  - 127.0.0.1:5000\n`, 6, 'insecure[1]');
+    assertLoadError(`${HEADER}rules: []\ninsecure: [http://x.io]\n`, 4, 'insecure[0]');
+    assertLoadError(`${HEADER}rules: []\nlimits:\n  maxArtifactBytes: 999999999\n`, 5, 'limits.maxArtifactBytes');
+    assertLoadError(`${HEADER}rules: []\nlimits:\n  maxBytes: 1\n`, 5, 'limits.maxBytes');
   });
 });
 
@@ -157,29 +155,29 @@ describe('parsePolicy: signers', () => {
     assert.equal(p.signers.s!.file, '/etc/spoke/keys/k.pub');
   });
 
-  const refused: [string, string | Buffer, RegExp][] = [
-    ['RSA 1024', pem('rsa1024'), /RSA key of 1024 bits is too weak/],
-    ['P-521', pem('p521'), /EC curve secp521r1 is not accepted/],
-    ['Ed448', pem('ed448'), /key type ed448 is not accepted/],
-    ['a private key', privatePem(), /this is a private key/],
-    ['not PEM', 'hello', /not a PEM file/],
-    ['two keys', pem('p256') + pem('p256'), /expected one PEM block, found 2/],
-    ['PKCS#1', '-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n', /PKCS#1/],
-    ['garbage PEM', '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n', /not a valid public key/],
+  const refused: [string, string | Buffer][] = [
+    ['RSA 1024', pem('rsa1024')],
+    ['P-521', pem('p521')],
+    ['Ed448', pem('ed448')],
+    ['a private key', privatePem()],
+    ['not PEM', 'hello'],
+    ['two keys', pem('p256') + pem('p256')],
+    ['PKCS#1', '-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n'],
+    ['garbage PEM', '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n'],
   ];
-  for (const [what, bytes, why] of refused) {
+  for (const [what, bytes] of refused) {
     it(`refuses ${what} at the publicKey line`, () => {
-      assertLoadError(signerPolicy('    publicKey: /k.pub\n'), 5, 'signers.s.publicKey', why, memFs({ '/k.pub': bytes }));
+      assertLoadError(signerPolicy('    publicKey: /k.pub\n'), 5, 'signers.s.publicKey', memFs({ '/k.pub': bytes }));
     });
   }
 
   it('an unreadable key file is an error at its line, naming the file', () => {
-    assertLoadError(signerPolicy('    publicKey: /nope.pub\n'), 5, 'signers.s.publicKey', /cannot read \/nope\.pub \(ENOENT\)/);
+    assertLoadError(signerPolicy('    publicKey: /nope.pub\n'), 5, 'signers.s.publicKey');
   });
 
   it('a signer is exactly one of publicKey and keyless, with a sane name', () => {
-    assertLoadError(signerPolicy('    {}\n'), 4, 'signers.s', /exactly one of publicKey or keyless/);
-    assertLoadError(`${HEADER}signers:\n  Bad Name: { publicKey: /k.pub }\nrules: []\n`, 4, 'signers.Bad Name', /signer names/);
+    assertLoadError(signerPolicy('    {}\n'), 4, 'signers.s');
+    assertLoadError(`${HEADER}signers:\n  Bad Name: { publicKey: /k.pub }\nrules: []\n`, 4, 'signers.Bad Name');
   });
 
   describe('keyless', () => {
@@ -207,34 +205,33 @@ describe('parsePolicy: signers', () => {
 
     it('refuses an unanchored, half-anchored or alternation-unanchored subjectRegExp', () => {
       for (const re of ['github\\.com/acme', '^https://github\\.com/acme', 'x$', '^a|b$', '^a\\$']) {
-        assertLoadError(keyless(`      issuer: https://i.example\n      subjectRegExp: '${re}'\n`), 8, 'signers.s.keyless.subjectRegExp', /anchored|unanchors/, rootFs());
+        assertLoadError(keyless(`      issuer: https://i.example\n      subjectRegExp: '${re}'\n`), 8, 'signers.s.keyless.subjectRegExp', rootFs());
       }
-      assertLoadError(keyless("      issuer: https://i.example\n      subjectRegExp: '^(a$'\n"), 8, 'signers.s.keyless.subjectRegExp', /does not compile/, rootFs());
-      assertLoadError(keyless(`      issuer: https://i.example\n      subjectRegExp: '^${'a'.repeat(1100)}$'\n`), 8, 'signers.s.keyless.subjectRegExp', /longer than 1024/, rootFs());
+      assertLoadError(keyless("      issuer: https://i.example\n      subjectRegExp: '^(a$'\n"), 8, 'signers.s.keyless.subjectRegExp', rootFs());
+      assertLoadError(keyless(`      issuer: https://i.example\n      subjectRegExp: '^${'a'.repeat(1100)}$'\n`), 8, 'signers.s.keyless.subjectRegExp', rootFs());
     });
 
     it('needs exactly one of subject and subjectRegExp, and an https issuer', () => {
-      assertLoadError(keyless('      issuer: https://i.example\n'), 5, 'signers.s.keyless', /exactly one of subject or subjectRegExp/, rootFs());
-      assertLoadError(keyless("      issuer: https://i.example\n      subject: a\n      subjectRegExp: '^a$'\n"), 5, 'signers.s.keyless', /exactly one/, rootFs());
-      assertLoadError(keyless('      issuer: http://i.example\n      subject: a\n'), 7, 'signers.s.keyless.issuer', /https/, rootFs());
-      assertLoadError(signerPolicy('    keyless:\n      issuer: https://i.example\n      subject: a\n'), 5, 'signers.s.keyless.trustedRoot', /required/, rootFs());
+      assertLoadError(keyless('      issuer: https://i.example\n'), 5, 'signers.s.keyless', rootFs());
+      assertLoadError(keyless("      issuer: https://i.example\n      subject: a\n      subjectRegExp: '^a$'\n"), 5, 'signers.s.keyless', rootFs());
+      assertLoadError(keyless('      issuer: http://i.example\n      subject: a\n'), 7, 'signers.s.keyless.issuer', rootFs());
+      assertLoadError(signerPolicy('    keyless:\n      issuer: https://i.example\n      subject: a\n'), 5, 'signers.s.keyless.trustedRoot', rootFs());
     });
 
-    const badRoots: [string, () => unknown, RegExp][] = [
-      ['not JSON', () => '{', /not valid JSON/],
-      ['wrong media type', () => ({ ...root, mediaType: 'application/json' }), /mediaType must start with application\/vnd\.dev\.sigstore\.trustedroot\+json/],
-      ['no timestamp authority and no log', () => ({ ...root, timestampAuthorities: [], tlogs: [] }), /at least one timestamp authority or transparency log \(keyless signatures need a verified signing time\)/],
-      ['a log key that is not a public key', () => ({ ...root, tlogs: [{ publicKey: { rawBytes: 'AAAA' }, logId: { keyId: 'AAAA' } }] }), /tlogs\[0\]\.publicKey\.rawBytes is not a DER public key/],
-      ['no certificate authority', () => ({ ...root, certificateAuthorities: undefined }), /certificateAuthorities must list at least one/],
+    const badRoots: [string, () => unknown][] = [
+      ['not JSON', () => '{'],
+      ['wrong media type', () => ({ ...root, mediaType: 'application/json' })],
+      ['no timestamp authority and no log', () => ({ ...root, timestampAuthorities: [], tlogs: [] })],
+      ['a log key that is not a public key', () => ({ ...root, tlogs: [{ publicKey: { rawBytes: 'AAAA' }, logId: { keyId: 'AAAA' } }] })],
+      ['no certificate authority', () => ({ ...root, certificateAuthorities: undefined })],
       [
         'a certificate that is not X.509',
         () => ({ ...root, certificateAuthorities: [{ certChain: { certificates: [{ rawBytes: 'AAAA' }] } }] }),
-        /certificateAuthorities\[0\]\.certChain\.certificates\[0\]\.rawBytes is not a DER X\.509 certificate/,
       ],
     ];
-    for (const [what, make, why] of badRoots) {
+    for (const [what, make] of badRoots) {
       it(`refuses a trusted root with ${what}`, () => {
-        assertLoadError(keyless('      issuer: https://i.example\n      subject: a\n'), 6, 'signers.s.keyless.trustedRoot', why, rootFs(make()));
+        assertLoadError(keyless('      issuer: https://i.example\n      subject: a\n'), 6, 'signers.s.keyless.trustedRoot', rootFs(make()));
       });
     }
   });

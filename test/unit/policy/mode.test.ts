@@ -3,7 +3,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { decide, parsePolicy } from '../../../src/policy/index.js';
-import { D1, D2, memFs, policyText, ref, spokeErrorOf } from './fixtures.js';
+import { D1, D2, memFs, policyText, ref } from './fixtures.js';
+import { throwsWith } from '../../helpers/assert.js';
 
 const fs = memFs();
 const load = (rules: object[]) => parsePolicy(policyText(rules), '/etc/spoke/policy.yaml', fs.readFile);
@@ -40,7 +41,7 @@ describe('policy rule mode', () => {
       [{ scope: 'r.io/x', action: 'deny', mode: 'audit' }, 'rules[0].mode'],
       [{ scope: 'r.io/x', kinds: ['seccomp', 'apparmor'], unsigned: true, mode: 'audit' }, 'rules[0].mode'],
     ] as const) {
-      const e = spokeErrorOf(() => load([rule]));
+      const e = throwsWith(() => load([rule]), {});
       assert.equal(e.code, 'InvalidArgument');
       assert.equal(e.context.path, path);
     }

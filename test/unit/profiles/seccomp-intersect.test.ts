@@ -14,6 +14,7 @@ import {
   type SeccompProfile,
   type SeccompSyscall,
 } from '../../../src/profiles/seccomp/index.js';
+import { spokeError } from '../../helpers/assert.js';
 
 const A = (names: string[], action: SeccompSyscall['action'], args?: SeccompArg[], errnoRet?: number): SeccompSyscall => ({
   names,
@@ -213,5 +214,5 @@ test('evaluate: architectures outside the filter hit the bad-arch kill', () => {
 });
 
 test('intersect refuses a missing input', () => {
-  assert.throws(() => intersect(undefined as unknown as SeccompProfile, undefined, P('SCMP_ACT_ALLOW')), /required/);
+  assert.throws(() => intersect(undefined as unknown as SeccompProfile, undefined, P('SCMP_ACT_ALLOW')), spokeError({ code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' }));
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, validateArtifact } from '../../../src/profiles/seccomp/index.js';
 import { LOGGING_PROFILE, writeLoggingProfile } from '../../../src/recorder/profile.js';
-import { isSpokeError } from '../../../src/core/errors.js';
+import { spokeError } from '../../helpers/assert.js';
 
 test('recorded profile: deterministic bytes whatever the insertion order', () => {
   const a = buildRecordedProfile(new Set(['write', 'read', 'openat', 'exit_group']), 'runc');
@@ -31,11 +31,11 @@ test('the runtime decides the start-up set', () => {
 });
 
 test('an empty recording is an error, not an allow-nothing profile', () => {
-  assert.throws(() => buildRecordedProfile(new Set(), 'runc'), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && /empty/.test(e.message));
+  assert.throws(() => buildRecordedProfile(new Set(), 'runc'), spokeError({ code: 'FailedPrecondition', reason: 'RECORDING_EMPTY' }));
 });
 
 test('names outside the x86 tables are refused', () => {
-  assert.throws(() => buildRecordedProfile(new Set(['read', 'OCI_ARTIFACT_TEST']), 'runc'), /not an x86 syscall name/);
+  assert.throws(() => buildRecordedProfile(new Set(['read', 'OCI_ARTIFACT_TEST']), 'runc'), spokeError({ code: 'InvalidArgument', reason: 'SYSCALL_UNKNOWN' }));
 });
 
 test('logging profile: SCMP_ACT_LOG default, written once, atomically, 0644', () => {

@@ -46,14 +46,20 @@ describe('ProfileStore', () => {
   });
 
   it('keeps exactly one copy of a blob shared by two artifacts', async () => {
-    const a = input('{"defaultAction":"SCMP_ACT_LOG"}');
-    const b = { ...a, digest: sha256Digest('another manifest'), manifestBytes: Buffer.from('another manifest') };
-    await store.ingest(a);
-    await store.ingest(b);
-    const names = readdirSync(join(dir, 'blobs', 'sha256')).filter((n) => n === a.layerDigest.slice(7));
-    assert.equal(names.length, 1);
-    await store.remove(b.digest);
-    assert.ok(existsSync(store.blobPath(a.layerDigest)), 'shared layer survives removal of one artifact');
+    // A store of its own: the blob directory then holds exactly what these two ingests wrote.
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const shared = new ProfileStore({ root: own });
+      const a = input('{"defaultAction":"SCMP_ACT_LOG"}');
+      const b = { ...a, digest: sha256Digest('another manifest'), manifestBytes: Buffer.from('another manifest') };
+      await shared.ingest(a);
+      await shared.ingest(b);
+      assert.deepEqual(readdirSync(join(own, 'blobs', 'sha256')), [a.layerDigest.slice(7)]);
+      await shared.remove(b.digest);
+      assert.ok(existsSync(shared.blobPath(a.layerDigest)), 'shared layer survives removal of one artifact');
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
   });
 
   it('records verdicts per policy hash and references without duplicates', async () => {

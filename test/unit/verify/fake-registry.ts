@@ -32,12 +32,12 @@ export class FakeRegistry implements RegistryClient {
   }
 
   private cap(bytes: Buffer, max: number, what: string): void {
-    if (bytes.length > max) throw new SpokeError('SecurityProfileInvalid', `${what}: ${bytes.length} bytes over the ${max}-byte limit`);
+    if (bytes.length > max) throw new SpokeError('SecurityProfileInvalid', `${what}: ${bytes.length} bytes over the ${max}-byte limit`, {}, { reason: 'SIZE_LIMIT' });
   }
 
   async getManifest(repo: RepoLocator, ref: string, accept: readonly string[], opts: FetchOptions): Promise<FetchedManifest> {
     const m = await this.getManifestIfExists(repo, ref, accept, opts);
-    if (!m) throw new SpokeError('NotFound', `manifest ${ref} not found`);
+    if (!m) throw new SpokeError('NotFound', `manifest ${ref} not found`, {}, { reason: 'NOT_FOUND' });
     return m;
   }
 
@@ -49,16 +49,16 @@ export class FakeRegistry implements RegistryClient {
     if (!m) return undefined;
     this.cap(m.bytes, opts.maxBytes, `manifest ${ref}`);
     const digest = sha(m.bytes);
-    if (ref.startsWith('sha256:') && digest !== ref) throw new SpokeError('SecurityProfileInvalid', `manifest ${ref}: digest mismatch`);
+    if (ref.startsWith('sha256:') && digest !== ref) throw new SpokeError('SecurityProfileInvalid', `manifest ${ref}: digest mismatch`, {}, { reason: 'DIGEST_MISMATCH' });
     return { bytes: Buffer.from(m.bytes), contentType: m.mediaType, digest, servedBy: repo.registry };
   }
 
   async getBlob(repo: RepoLocator, digest: Digest, opts: FetchOptions & { expectedSize?: number }): Promise<FetchedBlob> {
     this.check('getBlob', digest);
     const b = this.blobs.get(this.key(repo, digest));
-    if (!b) throw new SpokeError('NotFound', `blob ${digest} not found`);
+    if (!b) throw new SpokeError('NotFound', `blob ${digest} not found`, {}, { reason: 'NOT_FOUND' });
     this.cap(b, opts.maxBytes, `blob ${digest}`);
-    if (sha(b) !== digest) throw new SpokeError('SecurityProfileInvalid', `blob ${digest}: digest mismatch`);
+    if (sha(b) !== digest) throw new SpokeError('SecurityProfileInvalid', `blob ${digest}: digest mismatch`, {}, { reason: 'DIGEST_MISMATCH' });
     return { bytes: Buffer.from(b), digest, servedBy: repo.registry };
   }
 

@@ -1,0 +1,69 @@
+// The forwarding floors for the bench, each run as its own process like the shim:
+//   node relay.js bytes <listen> <upstream>  — a bare byte relay (one upstream socket per client
+//     connection, bytes piped both ways: no HTTP/2 work at all);
+//   node relay.js h2 <listen> <upstream>     — a minimal node:http2 relay (one upstream session,
+//     every stream forwarded with its headers, DATA and trailers, nothing inspected: the least an
+//     HTTP/2 proxy built on node:http2 can do);
+//   node relay.js answer <listen> -          — a node:http2 server answering every call at once
+//     with an empty gRPC message and status OK: the floor of any call a node:http2 server answers
+//     itself (the warm pull's peer).
+// Prints "up" when listening.
+
+import { connect, createServer as createH2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as netConnect, createServer as createNetServer } from 'node:net';
+
+const [mode, listen, upstream] = process.argv.slice(2);
+if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer')) {
+  process.stderr.write('usage: relay.js bytes|h2|answer <listen> <upstream>\n');
+  process.exit(2);
+}
+
+const ready = () => process.stdout.write('up\n');
+
+if (mode === 'answer') {
+  const empty = Buffer.alloc(5);
+  const server = createH2Server();
+  server.on('stream', (s) => {
+    s.on('data', () => {});
+    s.on('end', () => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+      s.end(empty);
+    });
+  });
+  server.listen(listen, ready);
+} else if (mode === 'bytes') {
+  createNetServer((c) => {
+    const u = netConnect(upstream);
+    c.pipe(u).on('error', () => c.destroy());
+    u.pipe(c).on('error', () => u.destroy());
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  }).listen(listen, ready);
+} else {
+  const session = connect('http://localhost', { createConnection: () => netConnect(upstream), settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  const strip = (h: IncomingHttpHeaders, keep: (k: string) => boolean): OutgoingHttpHeaders => {
+    const out: OutgoingHttpHeaders = {};
+    for (const k in h) if (keep(k) && h[k] !== undefined) out[k] = h[k];
+    return out;
+  };
+  const server = createH2Server({ settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  server.on('stream', (s, h) => {
+    const up = session.request(strip(h, (k) => k !== ':scheme' && k !== ':authority'));
+    let trailers: OutgoingHttpHeaders = {};
+    s.pipe(up);
+    up.on('response', (rh, flags) => {
+      if (flags & 1 /* END_STREAM: trailers-only */) {
+        s.respond(strip(rh, () => true), { endStream: true });
+        return;
+      }
+      s.respond(strip(rh, () => true), { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers(trailers));
+      up.pipe(s);
+    });
+    up.on('trailers', (t) => (trailers = strip(t, () => true)));
+    up.on('error', () => s.destroy());
+    s.on('error', () => up.destroy());
+  });
+  server.listen(listen, ready);
+}

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { OwnedHandlers, STORE_GAUGE_DELAY_MS } from '../../../src/cri/owned.js';
+import type { ShimDeps } from '../../../src/cri/deps.js';
+import { silentLogger } from '../../../src/core/runtime.js';
+import { noopMetrics } from '../../../src/observe/metrics.js';
+import { encode } from '../../helpers/cri-client.js';
+
+describe('owned handlers: store gauges', () => {
+  it('a burst of fetching pulls lists the store once, after the burst, and sets the gauges from it', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let lists = 0;
+    const gauges: [number, number][] = [];
+    let n = 0;
+    const deps = {
+      pipeline: {
+        pull: async () => ({ reference: 'r.example/p@sha256:' + '0'.repeat(64), digest: 'sha256:' + '0'.repeat(64), resolvedRef: `r.example/p${n++}`, cached: false, path: '/x', rule: 'r' }),
+      },
+      store: {
+        list: async () => {
+          lists++;
+          return [{ size: 10 }, { size: 32 }];
+        },
+      },
+      logger: silentLogger,
+      metrics: { ...noopMetrics, store: (a: number, b: number) => gauges.push([a, b]) },
+    } as unknown as ShimDeps;
+    const owned = new OwnedHandlers(deps);
+    const req = encode('PullSecurityProfileArtifactRequest', { image: { image: 'r.example/p@sha256:' + '0'.repeat(64) }, profile_kind: 'Seccomp' });
+    for (let i = 0; i < 20; i++) await owned.pull(req, new AbortController().signal);
+    assert.equal(lists, 0, 'no listing on the pulls’ path');
+    t.mock.timers.tick(STORE_GAUGE_DELAY_MS);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lists, 1);
+    assert.deepEqual(gauges, [[2, 42]]);
+  });
+});
