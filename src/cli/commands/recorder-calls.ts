@@ -3,7 +3,8 @@
 
 import { pidFromVerboseInfo, type RuntimeCriClient } from '../../recorder/cri.js';
 import { RecordingSession } from '../../recorder/session.js';
-import { BpfCounter, callsOfContainer, DEFAULT_MAP_KEYS, namesOf, namespaceOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf.js';
+import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
+import { callsOfContainer, DEFAULT_MAP_KEYS, namesOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf-program.js';
 import type { RecordingBackend } from '../../recorder/backend.js';
 
 type Log = (event: Record<string, unknown>) => void;
