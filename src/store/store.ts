@@ -1,7 +1,7 @@
-// Content-addressed profile store (docs/architecture.md; KEP-6061 pull-then-store). The facade
-// callers use; its parts are records.ts (artifact records, blobs and verdicts), inuse-set.ts (the
-// in-use set and pins), effective.ts (effective-file origins) and collect.ts (listing, removal,
-// gc, verification), over the shared layout and file primitives in layout.ts.
+// Content-addressed profile store (docs/architecture.md). ProfileStore is the facade callers use;
+// its parts are records.ts (artifact records, blobs and verdicts), inuse-set.ts (the in-use set
+// and pins), effective.ts (effective-file origins) and collect.ts (listing, removal, gc,
+// verification), over the layout and file primitives they share (layout.ts).
 //
 // Layout under `root` (every path is built from a digest's hex, never from input text):
 //   blobs/sha256/<hex>          profile bytes, named by their own sha256 (one copy per content)
@@ -17,9 +17,9 @@
 //   locks/                      short-lived O_EXCL locks for read-modify-write of records
 // Writers: the profile blob goes temp → fsync → rename → fsync dir (its content is what a node
 // enforces). Records and the runtime's in-use set are renamed into place atomically but not
-// flushed (the in-use set's recovery is described in inuse-set.ts): after a crash they are either intact, absent or unreadable, and an unreadable record
-// counts as absent (the artifact is pulled and verified again), so a flush there would buy
-// nothing but 4–5 ms per pull. The blob is renamed before its record, and a cached pull checks
+// flushed (the in-use set's recovery is described in inuse-set.ts): after a crash they are
+// either intact, absent or unreadable, and an unreadable record counts as absent (the artifact
+// is pulled and verified again), so a flush there would buy nothing but 4–5 ms per pull. The blob is renamed before its record, and a cached pull checks
 // the blob is there. Several processes may share one store.
 
 import type { Digest } from '../core/digest.js';
