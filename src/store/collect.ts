@@ -7,7 +7,8 @@ import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.j
 import { SpokeError } from '../core/errors.js';
 import { readFileIfExists, writeFileAtomic } from './fsutil.js';
 import { isPlainObject, SHA_HEX_RE, type StoreLayout } from './layout.js';
-import type { ProvenanceRecord, RecordStore, StoreEntry } from './records.js';
+import type { ProvenanceRecord, StoreEntry } from './record-format.js';
+import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import { EFFECTIVE_FILE_RE, type EffectiveOrigins } from './effective.js';
 

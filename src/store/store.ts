@@ -1,7 +1,8 @@
 // Content-addressed profile store (docs/architecture.md). ProfileStore is the facade callers use;
-// its parts are records.ts (artifact records, blobs and verdicts), inuse-set.ts (the in-use set
-// and pins), effective.ts (effective-file origins) and collect.ts (listing, removal, gc,
-// verification), over the layout and file primitives they share (layout.ts).
+// its parts are records.ts (artifact records, blobs and verdicts; their format in
+// record-format.ts), inuse-set.ts (the in-use set and pins), effective.ts (effective-file
+// origins) and collect.ts (listing, removal, gc, verification), over the layout and file
+// primitives they share (layout.ts).
 //
 // Layout under `root` (every path is built from a digest's hex, never from input text):
 //   blobs/sha256/<hex>          profile bytes, named by their own sha256 (one copy per content)
@@ -27,11 +28,12 @@ import { StoreCollector, type CollectResult } from './collect.js';
 import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
 import { StoreLayout, type StoreLayoutOptions } from './layout.js';
-import { RecordStore, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type SignatureVerdict, type StoreEntry } from './records.js';
+import type { IngestInput, InvalidVerdict, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
+import { RecordStore } from './records.js';
 
 export type { CollectResult } from './collect.js';
 export type { EffectiveBase, EffectiveInput } from './effective.js';
-export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, SignatureVerdict, StoreEntry } from './records.js';
+export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
 
 export type ProfileStoreOptions = StoreLayoutOptions;
 
