@@ -16,47 +16,18 @@
 // refused when the merged profile or any occurrence is OCI, rather than guessing which bytes to
 // edit; an annotation edit on such a path is refused the same way (WireError → InvalidArgument).
 //
-// Annotation precedence (annotation mode only; per kind, seccomp and AppArmor alike). The
-// container's KEP profile is its own SecurityProfile, or, when it has none, the pod-level one
-// from sandbox_config (what it inherits). The applicable annotation is the container's own
-// (`<prefix><container>`), else the pod's (`<prefix>pod`).
-//   1. KEP profile OCI            → the OCI profile wins; the annotation is ignored (logged).
-//   2. privileged container       → conflict: the call fails InvalidArgument naming the
-//                                   annotation (a privileged container runs unconfined; spoke
-//                                   will not pretend otherwise).
-//   3. KEP profile Localhost      → conflict: InvalidArgument naming the annotation (two
-//                                   explicit profiles; spoke will not pick one).
-//   4. RuntimeDefault, Unconfined or unset → replaced by the annotation's profile, applied like
-//                                   an OCI profile: node baseline ∩ artifact, and when the
-//                                   replaced profile is RuntimeDefault it stays as the base
-//                                   (baseline ∩ runtime default ∩ artifact), so the annotation
-//                                   never runs looser than what the pod asked for.
-// InvalidArgument (gRPC INVALID_ARGUMENT) rather than FAILED_PRECONDITION for 2–3: the request
-// itself is contradictory and no change of node state makes it succeed.
-// RunPodSandbox: the pod-level seccomp annotation is applied to the sandbox (pause) too, as a
-// KEP pod-level profile is, with the same rules (privileged = the sandbox's privileged flag).
-// AppArmor annotations are applied per container only (the runtime confines containers, not the
-// sandbox, with AppArmor); a pod-level AppArmor OCI *field* is still resolved at RunPodSandbox,
-// since OCI never reaches the upstream.
-// An annotation's reference is pulled first (node policy, node credentials, the pipeline's
-// single-flight, cache, signature and failure rules), then applied; any failure fails the call
-// with a message naming the annotation and keeping the pull's error code.
+// Annotation precedence (annotation mode): rewrite-annotations.ts. InvalidArgument (gRPC
+// INVALID_ARGUMENT) rather than FAILED_PRECONDITION for its conflicts: the request itself is
+// contradictory and no change of node state makes it succeed.
 //
-// Recording (recording.ts; `spoke shim --recording`): a CreateContainer whose sandbox_config
-// carries `recording.spoke.dev/name` with a valid controller proof (`recording.spoke.dev/proof`)
-// and whose container is selected gets the logging profile as Localhost, only when its effective
-// seccomp profile (own, else the pod's) is unset or RuntimeDefault, it is not privileged and no
-// spoke seccomp annotation applies to it; anything explicit wins over recording (logged), so
-// recording never replaces a stricter request. Without --recording, or without a valid proof,
-// the annotation is ignored (logged).
+// Recording (`spoke shim --recording`): rewrite-recording.ts decides when a container runs
+// under the logging profile instead.
 
 import type { ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
-import type { LogLevel } from '../core/runtime.js';
-import { annotationError, ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
+import { ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
 import type { AppArmorPrepared, Applied, ApplyContext } from './apply.js';
 import {
-  BASE_RUNTIME_DEFAULT,
   CONTAINER_METADATA,
   CREATE_CONFIG,
   CREATE_SANDBOX_CONFIG,
@@ -72,27 +43,20 @@ import {
   POD_SECCOMP_IN_CREATE,
   POD_SECCOMP_IN_RUN,
   POD_SECCTX_IN_RUN,
-  PROFILE_LOCALHOST,
   PROFILE_OCI,
-  PROFILE_RUNTIME_DEFAULT,
-  PROFILE_UNCONFINED,
   RUN_CONFIG,
   SANDBOX_METADATA,
   type SecurityProfileMsg,
 } from './messages.js';
-import { readRecording, recordingSelects, verifyPodRecording, type PodRecording, type RecordingDeps } from './recording.js';
+import { readRecording, type RecordingDeps } from './recording.js';
+import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
+import { recordingProfileFor } from './rewrite-recording.js';
 import { fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt, WIRE_VARINT } from './wire.js';
+
+export type { AnnotationDeps } from './rewrite-annotations.js';
 
 export type Resolver = (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<Applied>;
 export type AppArmorResolver = (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<AppArmorPrepared>;
-
-export interface AnnotationDeps {
-  /** Pulls an annotation's reference under the node policy with the node's credentials. */
-  pull(req: { reference: string; kind: ProfileKind; namespace?: string; signal?: AbortSignal }): Promise<unknown>;
-  /** Throws when annotations of `kind` cannot be honoured here (AppArmor off), before any pull. */
-  ready?(kind: ProfileKind, ctx: ApplyContext): Promise<void>;
-  log?(level: LogLevel, msg: string, fields: Record<string, unknown>): void;
-}
 
 export interface RewriteDeps {
   seccomp: Resolver;
@@ -153,13 +117,6 @@ function privilegedAt(payload: Buffer, secctx: readonly number[], field: number)
   return sc !== undefined && getVarint(sc, field) !== 0;
 }
 
-const TYPE_NAMES: Readonly<Record<number, string>> = {
-  [PROFILE_RUNTIME_DEFAULT]: 'RuntimeDefault',
-  [PROFILE_UNCONFINED]: 'Unconfined',
-  [PROFILE_LOCALHOST]: 'Localhost',
-  [PROFILE_OCI]: 'OCI',
-};
-
 function toDeps(r: Resolver | RewriteDeps): RewriteDeps {
   return typeof r === 'function' ? { seccomp: r } : r;
 }
@@ -173,73 +130,10 @@ function appArmorResolver(deps: RewriteDeps): AppArmorResolver {
   );
 }
 
-/**
- * Precedence rules 2–3 (see the header) for an annotation that applies: throws InvalidArgument
- * naming it on a conflict. `kep` is the KEP profile in effect (never OCI here: rule 1 is the
- * caller's).
- */
-function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | undefined, privileged: boolean, who: string): void {
-  if (privileged) {
-    throw new SpokeError(
-      'InvalidArgument',
-      `${who}: annotation ${ann.key} conflicts with a privileged ${who.startsWith('sandbox') ? 'sandbox' : 'container'}: privileged containers run without a ${ann.kind} profile`,
-      { annotation: ann.key },
-      { reason: 'PRIVILEGED_CONTAINER' },
-    );
-  }
-  if (kep?.profileType === PROFILE_LOCALHOST) {
-    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} conflicts with the explicit Localhost ${ann.kind} profile ${JSON.stringify(kep.localhostRef.slice(0, 200))}; set one or the other`, {
-      annotation: ann.key,
-    });
-  }
-  if (kep !== undefined && TYPE_NAMES[kep.profileType] === undefined) {
-    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} and an unknown ${ann.kind} profile_type ${kep.profileType}`, { annotation: ann.key });
-  }
-}
-
 /** A KEP OCI profile on a privileged container or sandbox (header): InvalidArgument naming it. */
 function privilegedOci(who: string, kind: ProfileKind): SpokeError {
   const what = who.startsWith('sandbox') ? 'sandbox' : 'container';
   return new SpokeError('InvalidArgument', `${who}: a privileged ${what} runs without a ${kind} profile; refusing its ${kind} profile of type OCI`, {}, { reason: 'PRIVILEGED_CONTAINER' });
-}
-
-/**
- * Pulls and applies an annotation's profile; any failure names the annotation. `kep` is the KEP
- * profile the annotation replaces (rule 4): a RuntimeDefault one stays as the base.
- */
-async function fromAnnotation<T>(
-  deps: AnnotationDeps,
-  ann: ProfileAnnotation,
-  kep: SecurityProfileMsg | undefined,
-  namespace: string | undefined,
-  who: string,
-  resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>,
-): Promise<T> {
-  const ctx = { who: `${who} (annotation ${ann.key})`, namespace };
-  const base = kep?.profileType === PROFILE_RUNTIME_DEFAULT ? { type: BASE_RUNTIME_DEFAULT, localhostRef: '' } : undefined;
-  try {
-    await deps.ready?.(ann.kind, ctx);
-    await deps.pull({ reference: ann.reference, kind: ann.kind, ...(namespace !== undefined ? { namespace } : {}) });
-    return await resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base }, ctx);
-  } catch (e) {
-    const err = annotationError(ann.key, e);
-    deps.log?.(err.code === 'PermissionDenied' ? 'warn' : 'error', 'profile annotation refused', { who, annotation: ann.key, reference: ann.reference, code: err.code, error: err.message });
-    throw err;
-  }
-}
-
-/** Rule 1: the KEP OCI profile wins; an applicable annotation (even a malformed one) is only logged. */
-function ignored(deps: AnnotationDeps | undefined, read: () => ProfileAnnotation | undefined, who: string): void {
-  if (!deps) return;
-  let ann: ProfileAnnotation | undefined;
-  try {
-    ann = read();
-  } catch (e) {
-    const err = e as SpokeError;
-    deps.log?.('info', 'profile annotation ignored: the request carries a KEP OCI profile, which wins', { who, annotation: err.context?.annotation, error: err.message });
-    return;
-  }
-  if (ann) deps.log?.('info', 'profile annotation ignored: the request carries a KEP OCI profile, which wins', { who, annotation: ann.key, reference: ann.reference });
 }
 
 /** RunPodSandboxRequest. */
@@ -286,7 +180,7 @@ interface KindSites<T> {
 /**
  * One kind in a CreateContainerRequest: the pod-level OCI profile in sandbox_config, the
  * container's own OCI profile or the inherited pod-level one, else the annotation (precedence
- * in the header). Returns the edited payload and what the container holds.
+ * in rewrite-annotations.ts). Returns the edited payload and what the container holds.
  */
 async function containerKind<T>(
   payload: Buffer,
@@ -357,7 +251,7 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
     }
   }
   // Decided on the request as the kubelet sent it, before any edit.
-  const logging = recording ? recordingProfileFor(payload, recording, deps, ctx, who) : undefined;
+  const logging = recording ? recordingProfileFor(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) : undefined;
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
   // Eligible means no OCI profile reached the container and no annotation applied: only a
   // pod-level OCI profile in sandbox_config may have been resolved, which the container overrides.
@@ -365,50 +259,4 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const aa = await containerKind(scOut, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
   if (aa.out === payload) return { payload, edited: false, holds: undefined, appArmor: [] };
   return { payload: aa.out, edited: true, holds: sc.held[0], appArmor: aa.held };
-}
-
-/**
- * The logging profile's path when the container is to be recorded (recording.ts, header), else
- * undefined; every case that keeps the container's profile is logged.
- */
-function recordingProfileFor(
-  payload: Buffer,
-  rec: PodRecording,
-  deps: RewriteDeps,
-  ctx: { annotations: ProfileAnnotations; container: string; privileged: boolean },
-  who: string,
-): string | undefined {
-  const r = deps.recording!;
-  const log = (level: LogLevel, msg: string, extra: Record<string, unknown> = {}) => r.log?.(level, msg, { who, recording: rec.name, ...extra });
-  if (!recordingSelects(rec, ctx.container)) return undefined;
-  if (r.loggingProfile === undefined) {
-    log('info', 'recording annotation ignored: the shim runs without --recording');
-    return undefined;
-  }
-  if (rec.problem !== undefined) {
-    log('warn', 'recording annotation malformed; the container is not recorded', { error: rec.problem });
-    return undefined;
-  }
-  // Only a marking the controller signed for this pod counts: anything else keeps the container's own profile.
-  const proof = r.key === undefined ? undefined : verifyPodRecording(rec, r.key, (r.now ?? Date.now)());
-  if (proof === undefined || !proof.ok) {
-    const why = proof === undefined ? { failure: 'no-key', detail: 'the shim has no recording key' } : { failure: proof.failure, detail: proof.detail };
-    log('warn', 'recording annotation not proven by the controller; the container keeps its profile', { reason: 'RECORDING_UNPROVEN', ...why });
-    return undefined;
-  }
-  const keep = (why: string) => log('info', `recording skipped: ${why}; the container keeps its profile`);
-  if (ctx.privileged) return void keep('privileged container');
-  if (pathOccurrences(payload, CTR_SECCOMP_IN_CREATE).some((n) => n > 1)) return void keep('the container seccomp profile occurs more than once');
-  const own = getMergedAt(payload, CTR_SECCOMP_IN_CREATE);
-  const pod = getMergedAt(payload, POD_SECCOMP_IN_CREATE);
-  const effective = own !== undefined ? decodeSecurityProfile(own) : pod !== undefined ? decodeSecurityProfile(pod) : undefined;
-  if (effective !== undefined && effective.profileType !== PROFILE_RUNTIME_DEFAULT) {
-    return void keep(`${TYPE_NAMES[effective.profileType] ?? `profile_type ${effective.profileType}`} seccomp profile ${own !== undefined ? 'set on the container' : 'inherited from the pod'}`);
-  }
-  if (deps.annotations && ctx.annotations.size > 0) {
-    const ann = ctx.annotations.forContainer('seccomp', ctx.container);
-    if (ann !== undefined) return void keep(`profile annotation ${ann.key} applies`);
-  }
-  log('info', 'container runs under the logging profile for recording', { profile: r.loggingProfile });
-  return r.loggingProfile;
 }

@@ -10,5 +10,6 @@ export { KmsgSource, AuditLogSource, chooseAuditSource, openAuditSource, preflig
 export { writeLoggingProfile, LOGGING_PROFILE, LOGGING_PROFILE_NAME } from './profile.js';
 export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, type OciRuntime } from '../profiles/seccomp/index.js';
 export { RecordingSession } from './session.js';
-export { BpfCounter, bpfSupport, bpfProgram, parseBpfDump, callsOfContainer, namesOf, type BpfDump, type BpfCount } from './bpf.js';
+export { BpfCounter, bpfSupport } from './bpf.js';
+export { bpfProgram, parseBpfDump, callsOfContainer, namesOf, type BpfDump, type BpfCount } from './bpf-program.js';
 export { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBackend } from './backend.js';

@@ -3,7 +3,7 @@ import { StatusUpdater } from '../../controller/status.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, recordingProofFlags, startRecordingControllerFromFlags } from './recorder.js';
+import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, recordingProofFlags, startRecordingControllerFromFlags } from '../recording-controller.js';
 
 const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] [--annotations] [--kubeconfig F]
                         [--admission-client-ca F [--admission-client-name CN]]

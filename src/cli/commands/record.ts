@@ -9,7 +9,8 @@ import { pidFromVerboseInfo, RuntimeCriClient, type Msg } from '../../recorder/c
 import { buildRecordedProfile, type OciRuntime } from '../../profiles/seccomp/index.js';
 import { writeLoggingProfile } from '../../recorder/profile.js';
 import { RecordingSession } from '../../recorder/session.js';
-import { BpfCounter, namesOf, namespaceOf, type PodNamespaces } from '../../recorder/bpf.js';
+import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
+import { namesOf, type PodNamespaces } from '../../recorder/bpf-program.js';
 import { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBackend } from '../../recorder/backend.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';

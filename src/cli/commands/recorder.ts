@@ -1,30 +1,21 @@
-// spoke recorder: the node side of ProfileRecording (issue 8). Watches the node's CRI runtime for
-// containers of pods annotated `recording.spoke.dev/name: <recording>`, records their syscalls
-// with the backend `spoke record` would use (eBPF counts in the kernel, or the audit-record
-// session with the printk limit lifted while it runs), and when a container exits reports one
-// ProfileRecordingResult, owned by the recording.
+// spoke recorder: the node side of ProfileRecording (docs/architecture.md). Watches the node's
+// CRI runtime for containers of pods annotated `recording.spoke.dev/name: <recording>`, records
+// their syscalls with the backend `spoke record` would use (eBPF counts in the kernel, or the
+// audit-record session with the printk limit lifted while it runs), and when a container exits
+// reports one ProfileRecordingResult, owned by the recording.
 //
-// Also here: the controller-side wiring of the recording reconciler (flags and start-up), for
-// `spoke controller` to call — cli/ is the only place that may build a registry client.
+// Where the calls come from: recorder-calls.ts. The controller-side wiring of recordings lives in
+// ../recording-controller.ts.
 
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { SpokeError } from '../../core/errors.js';
-import { childName, DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
-import { readRecordingKey } from '../../cri/recording.js';
-import type { RecordingController } from '../../controller/recording-kube.js';
+import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
 import { selectorMatches } from '../../controller/selector.js';
-import type { ProfileBinding } from '../../controller/types.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
-import { pidFromVerboseInfo, RuntimeCriClient } from '../../recorder/cri.js';
-import { RecordingSession } from '../../recorder/session.js';
-import { BpfCounter, callsOfContainer, DEFAULT_MAP_KEYS, namesOf, namespaceOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf.js';
-import { describeBackends, type RecordingBackend } from '../../recorder/backend.js';
+import { RuntimeCriClient } from '../../recorder/cri.js';
+import { describeBackends } from '../../recorder/backend.js';
 import { backendFlag } from './record.js';
+import { startCalls } from './recorder-calls.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { publisherRegistry } from '../wiring.js';
 
 const HELP = `usage: spoke recorder --upstream SOCK --node NAME [--kubeconfig F] [--backend bpf|audit] [--oci-runtime R] [--poll-ms N]
 
@@ -93,140 +84,6 @@ class BoundedSet {
   }
 }
 
-/** What one container called, as either backend sees it. */
-interface Recorded {
-  syscalls: Set<string>;
-  unnamed: string[];
-  /** Records lost or not attributable since the container was created (> 0 fails the recording). */
-  lost: number;
-  /** Why the calls may be incomplete, when lost > 0. */
-  incomplete?: string;
-}
-
-/** The recorder's view of calls, per backend. */
-interface CallSource {
-  readonly source: string;
-  readonly failure: Error | undefined;
-  /** Called on every poll for each recorded container (running: whether it runs now). */
-  seen(sandboxId: string, containerId: string, running: boolean): Promise<void>;
-  /** createdNs: the container's created_at (ns since the epoch). */
-  of(sandboxId: string, containerId: string, createdNs: bigint): Promise<Recorded>;
-  forget(containerId: string): void;
-  /** Between polls: housekeeping (the eBPF maps are emptied when nothing is being recorded). */
-  maintain(): Promise<void>;
-  close(): void;
-}
-
-function auditCalls(): CallSource {
-  const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
-  // Losses so far, sampled every poll: a container's share is everything since the last sample
-  // before it was created (its short-lived children may be gone before the first poll sees it).
-  const history: { atNs: bigint; unattributed: number; lost: number }[] = [{ atNs: 0n, unattributed: 0, lost: 0 }];
-  return {
-    source: session.source.path,
-    failure: undefined,
-    seen: async () => undefined,
-    of: async (_sb, id, createdNs) => {
-      const base = history.findLast((h) => h.atNs <= createdNs) ?? history[0]!;
-      const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
-      const lost = session.lost() - base.lost;
-      const why = [...(lost > 0 ? [`${lost} audit record(s) lost`] : []), ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : [])];
-      return {
-        syscalls: session.recorder.syscalls(id),
-        unnamed: session.recorder.unnamedCalls(id),
-        lost: lost + unattributed,
-        ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
-      };
-    },
-    forget: (id) => session.recorder.forget(id),
-    maintain: async () => {
-      history.push({ atNs: BigInt(Date.now()) * 1_000_000n, unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
-      // Keeps the first (daemon start) entry; older samples only serve containers created earlier.
-      if (history.length > 4096) history.splice(1, history.length - 4096);
-    },
-    close: () => session.close(),
-  };
-}
-
-/**
- * eBPF: one bpftrace counting every namespace, dumped every poll. A pod is known by its
- * sandbox's IPC namespace (read from the sandbox pid), a container by the init pid seen while
- * it ran (see callsOfContainer). The kernel maps only grow, so they are emptied (bpftrace
- * restarted) when no recorded container is running and they are more than half full.
- */
-async function bpfCalls(cri: RuntimeCriClient, pollMs: number): Promise<CallSource> {
-  let startedNs = 0n;
-  const start = async () => {
-    startedNs = BigInt(Date.now()) * 1_000_000n;
-    return BpfCounter.start({ dumpEveryMs: pollMs, mapKeys: DEFAULT_MAP_KEYS });
-  };
-  let counter = await start();
-  const pods = new Map<string, PodNamespaces>();
-  const pids = new Map<string, number>();
-  const assigned = new Map<string, MountNamespace[]>();
-  const active = new Set<string>();
-  let failure: Error | undefined;
-  const pidOf = async (req: 'PodSandboxStatus' | 'ContainerStatus', field: string, id: string) => pidFromVerboseInfo(await cri.rt(req, { [field]: id, verbose: true }));
-  const source: CallSource = {
-    source: 'bpftrace',
-    get failure() {
-      return failure;
-    },
-    seen: async (sb, id, running) => {
-      active.add(id);
-      if (!pods.has(sb)) {
-        const pause = await pidOf('PodSandboxStatus', 'pod_sandbox_id', sb);
-        if (pause !== undefined) pods.set(sb, { ipc: namespaceOf(pause, 'ipc'), pauseMnt: namespaceOf(pause, 'mnt') });
-      }
-      if (running && !pids.has(id)) {
-        const pid = await pidOf('ContainerStatus', 'container_id', id);
-        if (pid !== undefined) pids.set(id, pid);
-      }
-    },
-    of: async (sb, id, createdNs) => {
-      // Its first calls may predate a restart of the counter.
-      if (createdNs < startedNs) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
-      const pod = pods.get(sb);
-      if (!pod) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
-      let dump;
-      try {
-        dump = await counter.nextDump();
-      } catch (e) {
-        failure = e as Error;
-        throw e;
-      }
-      const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? []);
-      if (!found.ok) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
-      assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
-      const { names, unnamed } = namesOf(found.counts);
-      return { syscalls: names, unnamed, lost: 0 };
-    },
-    forget: (id) => {
-      pids.delete(id);
-      active.delete(id);
-    },
-    maintain: async () => {
-      if (pods.size > 1024) pods.clear();
-      if (assigned.size > 1024) assigned.clear();
-      if (active.size > 0 || counter.latest.counts.length < counter.mapKeys / 2) return;
-      try {
-        await counter.stop();
-        counter = await start();
-        assigned.clear();
-        log({ msg: 'eBPF maps emptied (bpftrace restarted) while nothing was being recorded' });
-      } catch (e) {
-        failure = e as Error;
-      }
-    },
-    close: () => counter.close(),
-  };
-  return source;
-}
-
-function startCalls(backend: RecordingBackend, cri: RuntimeCriClient, pollMs: number): Promise<CallSource> {
-  return backend === 'bpf' ? bpfCalls(cri, pollMs) : Promise.resolve(auditCalls());
-}
-
 export async function run(argv: string[]): Promise<number> {
   const { values, help } = parseCommand(argv, FLAGS, `${HELP}\n\nthis node: ${describeBackends()}`, [0, 0]);
   if (help) return 0;
@@ -243,7 +100,7 @@ export async function run(argv: string[]): Promise<number> {
   const { KubeResultReporter } = await import('../../controller/recording-kube.js');
   const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig));
   const cri = new RuntimeCriClient(values.upstream);
-  const calls = await startCalls(backend, cri, pollMs);
+  const calls = await startCalls(backend, cri, pollMs, log);
   const startedNs = BigInt(Date.now()) * 1_000_000n;
   const exitedAt = new Map<string, number>();
   const done = new BoundedSet(16_384);
@@ -356,98 +213,3 @@ export async function run(argv: string[]): Promise<number> {
   }
   return 0;
 }
-
-// ---- the controller side, for `spoke controller` ----
-
-/** Flags `spoke controller` adds for recordings. */
-export const recordingControllerFlags = {
-  'recording-repositories': { type: 'string' },
-  'signing-keys': { type: 'string' },
-  'plain-http': { type: 'boolean' },
-  'ca-file': { type: 'string' },
-  'auth-file': { type: 'string' },
-  'recording-key': { type: 'string' },
-  'recording-proof-ttl': { type: 'string' },
-} as const;
-
-export const RECORDING_CONTROLLER_HELP = `  --recording-key F   the cluster's recording key (32 to 4096 bytes, a mounted Secret; every
-                    node's shim holds the same bytes as recordingKey). The pod webhook signs
-                    each recording marking with it (HMAC-SHA256 over namespace, pod, recording,
-                    containers, expiry) and results are accepted only from pods it marked.
-                    Without it no pod is marked for recording
-  --recording-proof-ttl S  seconds a marking lets nodes start the pod's containers under the
-                    logging profile (default 3600); later restarts run under the pod's own profile
-  --recording-repositories LIST  comma-separated repositories ProfileRecordings may publish to;
-                    {namespace} is the recording's namespace; a trailing / allows everything
-                    below (e.g. registry.example.com/profiles/{namespace}/). Empty: recordings fail
-  --signing-keys DIR  directory of PEM private keys (a mounted Secret); spec.publish.signWith
-                    names a file in it (default /etc/spoke/signing-keys)
-  --auth-file F     registry credentials for pushing recorded profiles (docker config.json)
-  --plain-http, --ca-file F   registry transport options for pushing`;
-
-export interface RecordingControllerFlagValues {
-  'recording-key'?: string;
-  'recording-proof-ttl'?: string;
-  'recording-repositories'?: string;
-  'signing-keys'?: string;
-  'plain-http'?: boolean;
-  'ca-file'?: string;
-  'auth-file'?: string;
-}
-
-/** Reads `dir/name` (a key of the mounted Secret) on every use, so a rotated Secret is picked up. */
-export function signingKeyLoader(dir: string): (name: string) => Promise<string> {
-  return async (name) => {
-    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..') throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`);
-    const path = join(dir, name);
-    let size: number;
-    try {
-      size = statSync(path).size;
-    } catch {
-      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`);
-    }
-    if (size > 64 * 1024) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`);
-    return readFileSync(path, 'utf8');
-  };
-}
-
-/** --recording-key and --recording-proof-ttl, checked before anything starts. */
-export function recordingProofFlags(values: RecordingControllerFlagValues): { recordingKey: Buffer | undefined; proofTtlSeconds: number } {
-  const ttlText = values['recording-proof-ttl'] ?? String(DEFAULT_PROOF_TTL_SECONDS);
-  const proofTtlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
-  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= 7 * 86400)) throw new UsageError('--recording-proof-ttl must be 60..604800 seconds');
-  return { recordingKey: values['recording-key'] === undefined ? undefined : readRecordingKey(values['recording-key']), proofTtlSeconds };
-}
-
-/** Starts the recording reconciler next to the binding webhook (shares its binding cache). */
-export async function startRecordingControllerFromFlags(
-  values: RecordingControllerFlagValues,
-  kc: KubeConfig,
-  bindings: { get(namespace: string, name: string): ProfileBinding | undefined },
-  logFn: (event: Record<string, unknown>) => void,
-  recordingKey: Buffer | undefined,
-): Promise<{ controller: RecordingController; close(): Promise<void> }> {
-  if (!recordingKey) logFn({ msg: 'no --recording-key: no pod is marked for recording and no recording result counts', level: 'warning' });
-  const { startRecordingController } = await import('../../controller/recording-kube.js');
-  const registry = publisherRegistry(values);
-  const allowedRepositories = (values['recording-repositories'] ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const controller = startRecordingController(kc, {
-    registry,
-    allowedRepositories,
-    signingKey: signingKeyLoader(values['signing-keys'] ?? '/etc/spoke/signing-keys'),
-    bindings,
-    log: logFn,
-    ...(recordingKey ? { recordingKey } : {}),
-  });
-  return {
-    controller,
-    close: async () => {
-      await controller.stop();
-      await registry.close();
-    },
-  };
-}
-

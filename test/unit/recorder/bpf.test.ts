@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isSpokeError } from '../../../src/core/errors.js';
 import { chooseBackend } from '../../../src/recorder/backend.js';
-import { bpfProgram, bpfSupport, callsOfContainer, namesOf, parseBpfDump, sameNamespace } from '../../../src/recorder/bpf.js';
+import { bpfSupport } from '../../../src/recorder/bpf.js';
+import { bpfProgram, callsOfContainer, namesOf, parseBpfDump, sameNamespace } from '../../../src/recorder/bpf-program.js';
 
 const reason = (e: unknown) => (isSpokeError(e) ? e.reason : undefined);
 

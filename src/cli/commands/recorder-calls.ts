@@ -1,0 +1,145 @@
+// Where `spoke recorder` gets a container's calls, per backend: the audit-record session or the
+// eBPF counter (the backends `spoke record` uses).
+
+import { pidFromVerboseInfo, type RuntimeCriClient } from '../../recorder/cri.js';
+import { RecordingSession } from '../../recorder/session.js';
+import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
+import { callsOfContainer, DEFAULT_MAP_KEYS, namesOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf-program.js';
+import type { RecordingBackend } from '../../recorder/backend.js';
+
+type Log = (event: Record<string, unknown>) => void;
+
+/** What one container called, as either backend sees it. */
+export interface Recorded {
+  syscalls: Set<string>;
+  unnamed: string[];
+  /** Records lost or not attributable since the container was created (> 0 fails the recording). */
+  lost: number;
+  /** Why the calls may be incomplete, when lost > 0. */
+  incomplete?: string;
+}
+
+/** The recorder's view of calls, per backend. */
+export interface CallSource {
+  readonly source: string;
+  readonly failure: Error | undefined;
+  /** Called on every poll for each recorded container (running: whether it runs now). */
+  seen(sandboxId: string, containerId: string, running: boolean): Promise<void>;
+  /** createdNs: the container's created_at (ns since the epoch). */
+  of(sandboxId: string, containerId: string, createdNs: bigint): Promise<Recorded>;
+  forget(containerId: string): void;
+  /** Between polls: housekeeping (the eBPF maps are emptied when nothing is being recorded). */
+  maintain(): Promise<void>;
+  close(): void;
+}
+
+function auditCalls(log: Log): CallSource {
+  const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
+  // Losses so far, sampled every poll: a container's share is everything since the last sample
+  // before it was created (its short-lived children may be gone before the first poll sees it).
+  const history: { atNs: bigint; unattributed: number; lost: number }[] = [{ atNs: 0n, unattributed: 0, lost: 0 }];
+  return {
+    source: session.source.path,
+    failure: undefined,
+    seen: async () => undefined,
+    of: async (_sb, id, createdNs) => {
+      const base = history.findLast((h) => h.atNs <= createdNs) ?? history[0]!;
+      const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
+      const lost = session.lost() - base.lost;
+      const why = [...(lost > 0 ? [`${lost} audit record(s) lost`] : []), ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : [])];
+      return {
+        syscalls: session.recorder.syscalls(id),
+        unnamed: session.recorder.unnamedCalls(id),
+        lost: lost + unattributed,
+        ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
+      };
+    },
+    forget: (id) => session.recorder.forget(id),
+    maintain: async () => {
+      history.push({ atNs: BigInt(Date.now()) * 1_000_000n, unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
+      // Keeps the first (daemon start) entry; older samples only serve containers created earlier.
+      if (history.length > 4096) history.splice(1, history.length - 4096);
+    },
+    close: () => session.close(),
+  };
+}
+
+/**
+ * eBPF: one bpftrace counting every namespace, dumped every poll. A pod is known by its
+ * sandbox's IPC namespace (read from the sandbox pid), a container by the init pid seen while
+ * it ran (see callsOfContainer). The kernel maps only grow, so they are emptied (bpftrace
+ * restarted) when no recorded container is running and they are more than half full.
+ */
+async function bpfCalls(cri: RuntimeCriClient, pollMs: number, log: Log): Promise<CallSource> {
+  let startedNs = 0n;
+  const start = async () => {
+    startedNs = BigInt(Date.now()) * 1_000_000n;
+    return BpfCounter.start({ dumpEveryMs: pollMs, mapKeys: DEFAULT_MAP_KEYS });
+  };
+  let counter = await start();
+  const pods = new Map<string, PodNamespaces>();
+  const pids = new Map<string, number>();
+  const assigned = new Map<string, MountNamespace[]>();
+  const active = new Set<string>();
+  let failure: Error | undefined;
+  const pidOf = async (req: 'PodSandboxStatus' | 'ContainerStatus', field: string, id: string) => pidFromVerboseInfo(await cri.rt(req, { [field]: id, verbose: true }));
+  const source: CallSource = {
+    source: 'bpftrace',
+    get failure() {
+      return failure;
+    },
+    seen: async (sb, id, running) => {
+      active.add(id);
+      if (!pods.has(sb)) {
+        const pause = await pidOf('PodSandboxStatus', 'pod_sandbox_id', sb);
+        if (pause !== undefined) pods.set(sb, { ipc: namespaceOf(pause, 'ipc'), pauseMnt: namespaceOf(pause, 'mnt') });
+      }
+      if (running && !pids.has(id)) {
+        const pid = await pidOf('ContainerStatus', 'container_id', id);
+        if (pid !== undefined) pids.set(id, pid);
+      }
+    },
+    of: async (sb, id, createdNs) => {
+      // Its first calls may predate a restart of the counter.
+      if (createdNs < startedNs) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
+      const pod = pods.get(sb);
+      if (!pod) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
+      let dump;
+      try {
+        dump = await counter.nextDump();
+      } catch (e) {
+        failure = e as Error;
+        throw e;
+      }
+      const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? []);
+      if (!found.ok) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
+      assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
+      const { names, unnamed } = namesOf(found.counts);
+      return { syscalls: names, unnamed, lost: 0 };
+    },
+    forget: (id) => {
+      pids.delete(id);
+      active.delete(id);
+    },
+    maintain: async () => {
+      if (pods.size > 1024) pods.clear();
+      if (assigned.size > 1024) assigned.clear();
+      if (active.size > 0 || counter.latest.counts.length < counter.mapKeys / 2) return;
+      try {
+        await counter.stop();
+        counter = await start();
+        assigned.clear();
+        log({ msg: 'eBPF maps emptied (bpftrace restarted) while nothing was being recorded' });
+      } catch (e) {
+        failure = e as Error;
+      }
+    },
+    close: () => counter.close(),
+  };
+  return source;
+}
+
+/** Starts the backend's call source; `log` gets its events (the daemon's stderr log). */
+export function startCalls(backend: RecordingBackend, cri: RuntimeCriClient, pollMs: number, log: Log): Promise<CallSource> {
+  return backend === 'bpf' ? bpfCalls(cri, pollMs, log) : Promise.resolve(auditCalls(log));
+}

@@ -1,0 +1,105 @@
+// The controller-side wiring of the recording reconciler (flags and start-up), for
+// `spoke controller` to call — cli/ is the only place that may build a registry client.
+
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { SpokeError } from '../core/errors.js';
+import { DEFAULT_PROOF_TTL_SECONDS } from '../controller/recording.js';
+import { readRecordingKey } from '../cri/recording.js';
+import type { RecordingController } from '../controller/recording-kube.js';
+import type { ProfileBinding } from '../controller/types.js';
+import { UsageError } from './errors.js';
+import { publisherRegistry } from './wiring.js';
+
+/** Flags `spoke controller` adds for recordings. */
+export const recordingControllerFlags = {
+  'recording-repositories': { type: 'string' },
+  'signing-keys': { type: 'string' },
+  'plain-http': { type: 'boolean' },
+  'ca-file': { type: 'string' },
+  'auth-file': { type: 'string' },
+  'recording-key': { type: 'string' },
+  'recording-proof-ttl': { type: 'string' },
+} as const;
+
+export const RECORDING_CONTROLLER_HELP = `  --recording-key F   the cluster's recording key (32 to 4096 bytes, a mounted Secret; every
+                    node's shim holds the same bytes as recordingKey). The pod webhook signs
+                    each recording marking with it (HMAC-SHA256 over namespace, pod, recording,
+                    containers, expiry) and results are accepted only from pods it marked.
+                    Without it no pod is marked for recording
+  --recording-proof-ttl S  seconds a marking lets nodes start the pod's containers under the
+                    logging profile (default 3600); later restarts run under the pod's own profile
+  --recording-repositories LIST  comma-separated repositories ProfileRecordings may publish to;
+                    {namespace} is the recording's namespace; a trailing / allows everything
+                    below (e.g. registry.example.com/profiles/{namespace}/). Empty: recordings fail
+  --signing-keys DIR  directory of PEM private keys (a mounted Secret); spec.publish.signWith
+                    names a file in it (default /etc/spoke/signing-keys)
+  --auth-file F     registry credentials for pushing recorded profiles (docker config.json)
+  --plain-http, --ca-file F   registry transport options for pushing`;
+
+export interface RecordingControllerFlagValues {
+  'recording-key'?: string;
+  'recording-proof-ttl'?: string;
+  'recording-repositories'?: string;
+  'signing-keys'?: string;
+  'plain-http'?: boolean;
+  'ca-file'?: string;
+  'auth-file'?: string;
+}
+
+/** Reads `dir/name` (a key of the mounted Secret) on every use, so a rotated Secret is picked up. */
+export function signingKeyLoader(dir: string): (name: string) => Promise<string> {
+  return async (name) => {
+    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..') throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`);
+    const path = join(dir, name);
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`);
+    }
+    if (size > 64 * 1024) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`);
+    return readFileSync(path, 'utf8');
+  };
+}
+
+/** --recording-key and --recording-proof-ttl, checked before anything starts. */
+export function recordingProofFlags(values: RecordingControllerFlagValues): { recordingKey: Buffer | undefined; proofTtlSeconds: number } {
+  const ttlText = values['recording-proof-ttl'] ?? String(DEFAULT_PROOF_TTL_SECONDS);
+  const proofTtlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
+  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= 7 * 86400)) throw new UsageError('--recording-proof-ttl must be 60..604800 seconds');
+  return { recordingKey: values['recording-key'] === undefined ? undefined : readRecordingKey(values['recording-key']), proofTtlSeconds };
+}
+
+/** Starts the recording reconciler next to the binding webhook (shares its binding cache). */
+export async function startRecordingControllerFromFlags(
+  values: RecordingControllerFlagValues,
+  kc: KubeConfig,
+  bindings: { get(namespace: string, name: string): ProfileBinding | undefined },
+  logFn: (event: Record<string, unknown>) => void,
+  recordingKey: Buffer | undefined,
+): Promise<{ controller: RecordingController; close(): Promise<void> }> {
+  if (!recordingKey) logFn({ msg: 'no --recording-key: no pod is marked for recording and no recording result counts', level: 'warning' });
+  const { startRecordingController } = await import('../controller/recording-kube.js');
+  const registry = publisherRegistry(values);
+  const allowedRepositories = (values['recording-repositories'] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const controller = startRecordingController(kc, {
+    registry,
+    allowedRepositories,
+    signingKey: signingKeyLoader(values['signing-keys'] ?? '/etc/spoke/signing-keys'),
+    bindings,
+    log: logFn,
+    ...(recordingKey ? { recordingKey } : {}),
+  });
+  return {
+    controller,
+    close: async () => {
+      await controller.stop();
+      await registry.close();
+    },
+  };
+}

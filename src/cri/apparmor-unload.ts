@@ -1,0 +1,142 @@
+// AppArmor (KEP-6061 beta): a loaded profile is held by `apparmor:<name>@<holder>`, so one object
+// can hold a seccomp and an AppArmor artifact. The kernel makes every task confined by a profile
+// unconfined when it is removed, so an unload happens only after all of: no holder names the
+// profile; the runtime, listed again, runs no object whose config or runtime spec names it and
+// every live object's config could be read; no pending holder of it is left; and no readable
+// /proc/<pid>/attr/current shows it. Whatever cannot be checked keeps the profile loaded, and
+// such a profile is checked again at every rebuild.
+
+import { open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Digest } from '../core/digest.js';
+import { asSpokeError } from '../core/errors.js';
+import type { Logger } from '../core/runtime.js';
+import type { ShimStore } from './deps.js';
+import { parseAppArmorHolder } from './inuse-holders.js';
+import type { Scan } from './runtime-scan.js';
+
+const MAX_ATTR_BYTES = 512;
+
+export interface AppArmorUnloader {
+  unload(name: string): Promise<void>;
+}
+
+/** Which AppArmor profiles this process loaded, which it keeps loaded in doubt, and the unloads. */
+export class AppArmorUnloads {
+  /** AppArmor profile names this process loaded. */
+  private readonly loaded = new Set<string>();
+  /** Profiles no holder names but kept loaded in doubt: checked again at every rebuild. */
+  private readonly retained = new Set<string>();
+
+  constructor(
+    private readonly store: Pick<ShimStore, 'inUse'>,
+    private readonly logger: Logger,
+    private readonly appArmor: AppArmorUnloader | undefined,
+    /** Where /proc is. */
+    private readonly procRoot: string,
+    /** Lists the runtime (under the caller's lock). */
+    private readonly scan: () => Promise<Scan>,
+  ) {}
+
+  /** Loads `name` unless this process already did (the caller holds its lock). */
+  async ensureLoaded(name: string, digest: Digest, load: () => Promise<void>): Promise<void> {
+    if (this.loaded.has(name)) return;
+    await load();
+    this.loaded.add(name);
+    this.logger.log('info', 'AppArmor profile loaded', { name, digest });
+  }
+
+  /** Profiles kept loaded in doubt, to check again. */
+  retainedNames(): string[] {
+    return [...this.retained];
+  }
+
+  /**
+   * Under the lock: unloads each of `names` that nothing uses any more (see above). `scan`
+   * is a listing taken under this same lock; without one the runtime is listed here. Best effort
+   * (logged); every doubt keeps the profile loaded.
+   */
+  async unloadUnused(names: Iterable<string>, scan?: Scan): Promise<void> {
+    const unique = [...new Set(names)];
+    if (unique.length === 0) return;
+    const keepAll = (msg: string, fields: Record<string, unknown>) => {
+      for (const n of unique) this.retained.add(n);
+      this.logger.log('warn', msg, { names: unique, ...fields });
+    };
+    let view: Scan;
+    try {
+      view = scan ?? (await this.scan());
+    } catch (e) {
+      keepAll('AppArmor profiles kept loaded: the runtime could not be listed', { error: asSpokeError(e).message });
+      return;
+    }
+    if (view.unknown.size > 0) {
+      keepAll('AppArmor profiles kept loaded: the config of some containers could not be read', { unreadable: view.unknown.size });
+      return;
+    }
+    const held = new Set<string>();
+    for (const holders of (await this.store.inUse()).values()) {
+      for (const h of holders) {
+        const p = parseAppArmorHolder(h);
+        if (p) held.add(p.name);
+      }
+    }
+    for (const p of view.profiles.values()) for (const n of p.appArmor) held.add(n);
+    for (const n of unique) if (held.has(n)) this.retained.delete(n);
+    const candidates = unique.filter((n) => !held.has(n));
+    if (candidates.length === 0) return;
+    const confining = await this.confiningProfiles(new Set(candidates));
+    for (const name of candidates) {
+      if (confining.has(name)) {
+        this.retained.add(name);
+        this.logger.log('warn', 'AppArmor profile kept loaded: a running task is confined by it', { name });
+        continue;
+      }
+      this.retained.delete(name);
+      this.loaded.delete(name);
+      if (!this.appArmor) continue;
+      try {
+        await this.appArmor.unload(name);
+        this.logger.log('info', 'AppArmor profile unloaded: no container uses it', { name });
+      } catch (e) {
+        const err = asSpokeError(e);
+        if (err.code !== 'NotFound') this.logger.log('warn', 'AppArmor profile not unloaded', { name, code: err.code, error: err.message });
+      }
+    }
+  }
+
+  /** Which of `names` label a task in a readable /proc/<pid>/attr/current. */
+  private async confiningProfiles(names: ReadonlySet<string>): Promise<Set<string>> {
+    const found = new Set<string>();
+    let pids: string[];
+    try {
+      pids = (await readdir(this.procRoot)).filter((p) => /^[0-9]{1,10}$/.test(p));
+    } catch {
+      return found;
+    }
+    const buf = Buffer.alloc(MAX_ATTR_BYTES);
+    for (const pid of pids) {
+      for (const attr of ['attr/apparmor/current', 'attr/current']) {
+        let text: string;
+        try {
+          const h = await open(join(this.procRoot, pid, attr), 'r');
+          try {
+            const { bytesRead } = await h.read(buf, 0, MAX_ATTR_BYTES, 0);
+            text = buf.subarray(0, bytesRead).toString('utf8');
+          } finally {
+            await h.close();
+          }
+        } catch {
+          continue; // gone, or not readable here
+        }
+        // "<label> (<mode>)"; a stacked label joins profiles with "//&", a child follows "//".
+        const label = text.replace(/\0/g, '').trim().replace(/ \([a-z]{1,16}\)$/, '');
+        for (const part of label.split('//&')) {
+          const profile = part.split('//')[0]!.replace(/^:[^:]{0,256}:/, '');
+          if (names.has(profile)) found.add(profile);
+        }
+        break;
+      }
+    }
+    return found;
+  }}

@@ -1,0 +1,94 @@
+// The in-use rebuild's plan: from what the runtime really runs (scan), not from the old set alone.
+//   - holders of live ids are kept, of ids the runtime no longer knows dropped;
+//   - each live object's runtime config (verbose ContainerStatus / PodSandboxStatus, read once
+//     per object: it never changes) is read; a seccomp Localhost profile (or a runtime spec
+//     annotation) at <seccompRoot>/spoke/<sha>.json gives the object a holder for the artifact
+//     that file was merged from (the store's effective map), and an AppArmor profile
+//     `spoke-<sha>` likewise;
+//   - pending holders are resolved as described in inuse-holders.ts.
+// The caller replaces every runtime holder with the plan and marks the set complete
+// (store.replaceInUse); see inuse.ts.
+
+import type { Digest } from '../core/digest.js';
+import { appArmorHolder, parseAppArmorHolder, parsePending, PENDING_GRACE_MS, PENDING_PREFIX } from './inuse-holders.js';
+import { spokeAppArmorSha, spokeEffectiveSha } from './runtime-config.js';
+import type { Scan } from './runtime-scan.js';
+
+export interface RebuildContext {
+  /** Pending holders (inner `pending:…`) whose create is in flight in this process. */
+  inflight: ReadonlySet<string>;
+  now: number;
+  /** `<seccompRoot>/spoke`, where effective files live. */
+  spokeDir: string;
+  /** The artifact an effective file or AppArmor profile was merged from. */
+  originOf: (sha: string) => Promise<Digest | undefined>;
+}
+
+export interface RebuildPlan {
+  /** Every runtime holder after the rebuild. */
+  keep: Map<string, Digest>;
+  dropped: number;
+  /** AppArmor profiles whose holders were dropped (unload candidates). */
+  droppedAppArmor: string[];
+  /** Holders added from runtime configs. */
+  found: number;
+  /** When a kept pending holder comes of age (ms from now), if any. */
+  recheck: number | undefined;
+  /** Effective-file shas live objects' configs name. */
+  effective: Set<string>;
+}
+
+/** Which holders of `current` (digest → holders) stay, go or are added, given what the runtime runs. */
+export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]>, scan: Scan, ctx: RebuildContext): Promise<RebuildPlan> {
+  const keep = new Map<string, Digest>();
+  const droppedAppArmor: string[] = [];
+  let dropped = 0;
+  let recheck: number | undefined;
+  for (const [digest, holders] of current) {
+    for (const h of holders) {
+      const aa = parseAppArmorHolder(h);
+      const inner = aa ? aa.holder : h;
+      const drop = () => {
+        dropped++;
+        if (aa) droppedAppArmor.push(aa.name);
+      };
+      if (inner.startsWith('sandbox:') || inner.startsWith('container:')) {
+        if (scan.live.has(inner)) keep.set(h, digest);
+        else drop();
+      } else if (inner.startsWith(PENDING_PREFIX)) {
+        const p = parsePending(inner);
+        const made = p.identity !== undefined ? scan.byIdentity.get(p.identity) : undefined;
+        if (ctx.inflight.has(inner)) keep.set(h, digest);
+        else if (made !== undefined) keep.set(aa ? appArmorHolder(aa.name, made) : made, digest);
+        else if (!(ctx.now - p.at < PENDING_GRACE_MS)) drop();
+        else {
+          keep.set(h, digest);
+          recheck = Math.min(recheck ?? Infinity, p.at + PENDING_GRACE_MS - ctx.now);
+        }
+      }
+    }
+  }
+  let found = 0;
+  const effective = new Set<string>();
+  for (const [obj, p] of scan.profiles) {
+    for (const path of p.seccomp) {
+      const sha = spokeEffectiveSha(ctx.spokeDir, path);
+      if (sha !== undefined) effective.add(sha);
+      const origin = sha !== undefined && !keep.has(obj) ? await ctx.originOf(sha) : undefined;
+      if (origin !== undefined) {
+        keep.set(obj, origin);
+        found++;
+      }
+    }
+    for (const name of p.appArmor) {
+      const sha = spokeAppArmorSha(name);
+      const h = appArmorHolder(name, obj);
+      const origin = sha !== undefined && !keep.has(h) ? await ctx.originOf(sha) : undefined;
+      if (origin !== undefined) {
+        keep.set(h, origin);
+        found++;
+      }
+    }
+  }
+  return { keep, dropped, droppedAppArmor, found, recheck, effective };
+}

@@ -1,0 +1,60 @@
+// Recording (recording.ts; `spoke shim --recording`): a CreateContainer whose sandbox_config
+// carries `recording.spoke.dev/name` with a valid controller proof (`recording.spoke.dev/proof`)
+// and whose container is selected gets the logging profile as Localhost, only when its effective
+// seccomp profile (own, else the pod's) is unset or RuntimeDefault, it is not privileged and no
+// spoke seccomp annotation applies to it; anything explicit wins over recording (logged), so
+// recording never replaces a stricter request. Without --recording, or without a valid proof,
+// the annotation is ignored (logged).
+
+import type { LogLevel } from '../core/runtime.js';
+import type { ProfileAnnotations } from './annotations.js';
+import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_CREATE, PROFILE_RUNTIME_DEFAULT } from './messages.js';
+import { recordingSelects, verifyPodRecording, type PodRecording, type RecordingDeps } from './recording.js';
+import { TYPE_NAMES } from './rewrite-annotations.js';
+import { getMergedAt, pathOccurrences } from './wire.js';
+
+/**
+ * The logging profile's path when the container is to be recorded (recording.ts, and above), else
+ * undefined; every case that keeps the container's profile is logged.
+ */
+export function recordingProfileFor(
+  payload: Buffer,
+  rec: PodRecording,
+  r: RecordingDeps,
+  annotationsOn: boolean,
+  ctx: { annotations: ProfileAnnotations; container: string; privileged: boolean },
+  who: string,
+): string | undefined {
+  const log = (level: LogLevel, msg: string, extra: Record<string, unknown> = {}) => r.log?.(level, msg, { who, recording: rec.name, ...extra });
+  if (!recordingSelects(rec, ctx.container)) return undefined;
+  if (r.loggingProfile === undefined) {
+    log('info', 'recording annotation ignored: the shim runs without --recording');
+    return undefined;
+  }
+  if (rec.problem !== undefined) {
+    log('warn', 'recording annotation malformed; the container is not recorded', { error: rec.problem });
+    return undefined;
+  }
+  // Only a marking the controller signed for this pod counts: anything else keeps the container's own profile.
+  const proof = r.key === undefined ? undefined : verifyPodRecording(rec, r.key, (r.now ?? Date.now)());
+  if (proof === undefined || !proof.ok) {
+    const why = proof === undefined ? { failure: 'no-key', detail: 'the shim has no recording key' } : { failure: proof.failure, detail: proof.detail };
+    log('warn', 'recording annotation not proven by the controller; the container keeps its profile', { reason: 'RECORDING_UNPROVEN', ...why });
+    return undefined;
+  }
+  const keep = (why: string) => log('info', `recording skipped: ${why}; the container keeps its profile`);
+  if (ctx.privileged) return void keep('privileged container');
+  if (pathOccurrences(payload, CTR_SECCOMP_IN_CREATE).some((n) => n > 1)) return void keep('the container seccomp profile occurs more than once');
+  const own = getMergedAt(payload, CTR_SECCOMP_IN_CREATE);
+  const pod = getMergedAt(payload, POD_SECCOMP_IN_CREATE);
+  const effective = own !== undefined ? decodeSecurityProfile(own) : pod !== undefined ? decodeSecurityProfile(pod) : undefined;
+  if (effective !== undefined && effective.profileType !== PROFILE_RUNTIME_DEFAULT) {
+    return void keep(`${TYPE_NAMES[effective.profileType] ?? `profile_type ${effective.profileType}`} seccomp profile ${own !== undefined ? 'set on the container' : 'inherited from the pod'}`);
+  }
+  if (annotationsOn && ctx.annotations.size > 0) {
+    const ann = ctx.annotations.forContainer('seccomp', ctx.container);
+    if (ann !== undefined) return void keep(`profile annotation ${ann.key} applies`);
+  }
+  log('info', 'container runs under the logging profile for recording', { profile: r.loggingProfile });
+  return r.loggingProfile;
+}

@@ -1,0 +1,258 @@
+// Listing, removal, gc and verification of the store: what `spoke store gc|verify|rm` and the
+// shim's gc by last use (src/cri/gc.ts, docs/gc.md) run.
+
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
+import { SpokeError } from '../core/errors.js';
+import { readFileIfExists, writeFileAtomic } from './fsutil.js';
+import { isPlainObject, SHA_HEX_RE, type StoreLayout } from './layout.js';
+import type { ProvenanceRecord, StoreEntry } from './record-format.js';
+import type { RecordStore } from './records.js';
+import type { InUseSet } from './inuse-set.js';
+import { EFFECTIVE_FILE_RE, type EffectiveOrigins } from './effective.js';
+
+export class StoreCollector {
+  constructor(
+    private readonly layout: StoreLayout,
+    private readonly records: RecordStore,
+    private readonly holders: InUseSet,
+    private readonly effective: EffectiveOrigins,
+  ) {}
+
+  /** Every record with its holders, oldest pull first. */
+  async list(): Promise<StoreEntry[]> {
+    await this.layout.init();
+    const inUse = await this.holders.inUse();
+    const out: StoreEntry[] = [];
+    for (const record of await this.records.listRecords()) out.push({ ...record, inUse: inUse.get(record.digest) ?? [] });
+    return out.sort((a, b) => a.pulledAt.localeCompare(b.pulledAt) || a.digest.localeCompare(b.digest));
+  }
+
+  /**
+   * Removes an artifact. Refused (FailedPrecondition) while a container, sandbox or pin holds it,
+   * and while the runtime holders are unknown (unreadable in-use set not yet rebuilt).
+   */
+  async remove(d: Digest): Promise<void> {
+    const state = await this.holders.inUseState();
+    if (!state.complete) {
+      throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (it was unreadable); try again once the shim has rebuilt it`, { digest: d });
+    }
+    const holders = state.byDigest.get(d) ?? [];
+    if (holders.length > 0) {
+      throw new SpokeError('FailedPrecondition', `${d} is in use by ${holders.slice(0, 5).join(', ')}${holders.length > 5 ? ', …' : ''}`, { digest: d });
+    }
+    const record = await this.records.getRecord(d);
+    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d });
+    await this.records.deleteRecord(d);
+    await this.removeUnreferencedBlobs([record.layerDigest]);
+  }
+
+  /** Deletes blobs among `candidates` that no remaining record names. */
+  private async removeUnreferencedBlobs(candidates: Digest[]): Promise<void> {
+    const referenced = new Set<string>();
+    for (const r of await this.list()) referenced.add(r.layerDigest);
+    for (const c of candidates) {
+      if (referenced.has(c)) continue;
+      this.records.forgetBlob(c);
+      await rm(this.layout.blobPath(c), { force: true });
+    }
+  }
+
+  /**
+   * Removes every artifact no holder uses and not pulled within `minAgeMs`, then blobs no record
+   * names and temp files older than an hour (leftovers of crashed writers).
+   */
+  async gc(opts: { dryRun?: boolean; minAgeMs?: number } = {}): Promise<{ removed: Digest[]; kept: Digest[]; inUseComplete: boolean }> {
+    const now = this.layout.clock.now();
+    const removed: Digest[] = [];
+    const kept: Digest[] = [];
+    // Runtime holders unknown (in-use.json unreadable, not yet rebuilt by the shim): any artifact
+    // may be in use, so nothing is removed.
+    if (!(await this.holders.inUseState()).complete) {
+      return { removed, kept: (await this.list()).map((e) => e.digest), inUseComplete: false };
+    }
+    for (const entry of await this.list()) {
+      const young = now - Date.parse(entry.pulledAt) < (opts.minAgeMs ?? 0);
+      if (entry.inUse.length > 0 || young) {
+        kept.push(entry.digest);
+        continue;
+      }
+      removed.push(entry.digest);
+      if (!opts.dryRun) {
+        try {
+          await this.remove(entry.digest);
+        } catch (e) {
+          // Became in use between listing and removal: keep it.
+          if (e instanceof SpokeError && e.code === 'FailedPrecondition') {
+            removed.pop();
+            kept.push(entry.digest);
+          } else throw e;
+        }
+      }
+    }
+    if (!opts.dryRun) await this.sweep(now);
+    return { removed, kept, inUseComplete: true };
+  }
+
+  private async sweep(now: number): Promise<void> {
+    const referenced = new Set<string>();
+    for (const r of await this.list()) referenced.add(digestHex(r.layerDigest));
+    const blobDir = join(this.layout.root, 'blobs', 'sha256');
+    for (const name of await readdir(blobDir)) {
+      if (/^[0-9a-f]{64}$/.test(name) && !referenced.has(name)) {
+        this.records.forgetBlob(`sha256:${name}`);
+        // A concurrent ingest writes blobs before its record: leave young blobs alone.
+        const st = await stat(join(blobDir, name)).catch(() => undefined);
+        if (st && now - st.mtimeMs > 60_000) await rm(join(blobDir, name), { force: true });
+      }
+    }
+    for (const name of await readdir(this.layout.tmpDir)) {
+      const st = await stat(join(this.layout.tmpDir, name)).catch(() => undefined);
+      if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.layout.tmpDir, name), { force: true });
+    }
+    await this.effective.prune((d) => this.records.has(d));
+  }
+
+  // ---- the shim's gc by last use (src/cri/gc.ts, docs/gc.md) ----
+  //
+  // state/last-use.json records, per artifact and per effective file, the last gc run that saw
+  // it used (held, or named by a live object's runtime config). An artifact's last use is the
+  // later of that and its pull; an effective file's the later of that and its mtime (written at
+  // a create). Written by gc runs only: nothing on the pull or create path.
+
+  private get lastUsePath(): string {
+    return join(this.layout.root, 'state', 'last-use.json');
+  }
+
+  private async readLastUse(): Promise<LastUse> {
+    const out: LastUse = { artifacts: {}, effective: {} };
+    const bytes = await readFileIfExists(this.lastUsePath);
+    if (!bytes) return out;
+    try {
+      const parsed = JSON.parse(bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown };
+      for (const [k, v] of Object.entries(isPlainObject(parsed.artifacts) ? parsed.artifacts : {})) if (isDigest(k) && Number.isSafeInteger(v)) out.artifacts[k] = v as number;
+      for (const [k, v] of Object.entries(isPlainObject(parsed.effective) ? parsed.effective : {})) if (SHA_HEX_RE.test(k) && Number.isSafeInteger(v)) out.effective[k] = v as number;
+    } catch {
+      // Torn (not flushed): last uses fall back to pull times and file mtimes.
+    }
+    return out;
+  }
+
+  /**
+   * One gc run of the shim. Nothing is removed while the runtime holders are incomplete. Effective
+   * files `<effectiveDir>/<64 hex>.json` (no other name is touched) go when no live object names
+   * them (`effectiveInUse`), none of the artifacts they were merged from is held, and they were
+   * last used at least `minAgeMs` ago. Artifacts no holder uses go once last used `minAgeMs` ago;
+   * then, while the profile bytes exceed `maxStoreBytes`, unused ones least recently used first.
+   * The caller keeps creates from resolving profiles meanwhile (src/cri/gc.ts).
+   */
+  async collect(opts: { minAgeMs: number; maxStoreBytes?: number | undefined; effectiveDir: string; effectiveInUse: ReadonlySet<string> }): Promise<CollectResult> {
+    await this.layout.init();
+    const now = this.layout.clock.now();
+    const state = await this.holders.inUseState();
+    if (!state.complete) {
+      const entries = await this.list();
+      return { complete: false, removed: [], effectiveRemoved: [], artifacts: entries.length, bytes: blobBytes(entries) };
+    }
+    const last = await this.readLastUse();
+    for (const d of state.byDigest.keys()) last.artifacts[d] = now;
+
+    const effectiveRemoved: string[] = [];
+    let names: string[] = [];
+    try {
+      names = await readdir(opts.effectiveDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const present = new Set<string>();
+    for (const name of names) {
+      const sha = EFFECTIVE_FILE_RE.exec(name)?.[1];
+      if (sha === undefined) continue;
+      present.add(sha);
+      const held = opts.effectiveInUse.has(sha) || (await this.effective.effectiveDigests(sha)).some((d) => state.byDigest.has(d));
+      if (held) {
+        last.effective[sha] = now;
+        continue;
+      }
+      const st = await stat(join(opts.effectiveDir, name)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      if (now - Math.max(st.mtimeMs, last.effective[sha] ?? 0) < opts.minAgeMs) continue;
+      await rm(join(opts.effectiveDir, name), { force: true });
+      effectiveRemoved.push(sha);
+      present.delete(sha);
+    }
+
+    const removed: Digest[] = [];
+    let entries = await this.list();
+    const lastUseOf = (e: StoreEntry): number => Math.max(Date.parse(e.pulledAt) || 0, last.artifacts[e.digest] ?? 0);
+    const tryRemove = async (e: StoreEntry): Promise<boolean> => {
+      try {
+        await this.remove(e.digest);
+      } catch (err) {
+        // Became held since it was listed: kept.
+        if (err instanceof SpokeError && err.code === 'FailedPrecondition') return false;
+        throw err;
+      }
+      removed.push(e.digest);
+      return true;
+    };
+    for (const e of entries) if (e.inUse.length === 0 && now - lastUseOf(e) >= opts.minAgeMs) await tryRemove(e);
+    entries = entries.filter((e) => !removed.includes(e.digest));
+    if (opts.maxStoreBytes !== undefined && blobBytes(entries) > opts.maxStoreBytes) {
+      const lru = entries.filter((e) => e.inUse.length === 0).sort((a, b) => lastUseOf(a) - lastUseOf(b) || a.digest.localeCompare(b.digest));
+      for (const e of lru) {
+        if (blobBytes(entries) <= opts.maxStoreBytes) break;
+        if (await tryRemove(e)) entries = entries.filter((x) => x.digest !== e.digest);
+      }
+    }
+    await this.sweep(now);
+
+    const kept = new Set<string>(entries.map((e) => e.digest));
+    for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
+    for (const sha of Object.keys(last.effective)) if (!present.has(sha)) delete last.effective[sha];
+    await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.layout.tmpDir, { fsync: false });
+    return { complete: true, removed, effectiveRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
+  }
+
+  /** Re-hashes every blob of every record; returns the digests whose bytes are wrong or missing. */
+  async verify(): Promise<{ ok: Digest[]; corrupt: { digest: Digest; reason: string }[] }> {
+    const ok: Digest[] = [];
+    const corrupt: { digest: Digest; reason: string }[] = [];
+    for (const r of await this.list()) {
+      try {
+        await this.records.readManifest(r.digest);
+        if (r.platform && sha256Digest(Buffer.from(r.platform.manifest, 'base64')) !== r.platform.digest) throw new Error(`stored manifest of platform ${r.platform.digest} is corrupt`);
+        await this.records.readBlob(r.layerDigest, { verify: true });
+        ok.push(r.digest);
+      } catch (e) {
+        corrupt.push({ digest: r.digest, reason: (e as Error).message });
+      }
+    }
+    return { ok, corrupt };
+  }
+}
+
+export interface CollectResult {
+  /** False: the in-use set was incomplete and nothing was removed. */
+  complete: boolean;
+  removed: Digest[];
+  effectiveRemoved: string[];
+  /** What the store holds after the run. */
+  artifacts: number;
+  bytes: number;
+}
+
+interface LastUse {
+  artifacts: Record<string, number>;
+  effective: Record<string, number>;
+}
+
+/** Profile bytes on disk: each blob once. */
+function blobBytes(entries: readonly ProvenanceRecord[]): number {
+  const seen = new Map<string, number>();
+  for (const e of entries) seen.set(e.layerDigest, e.size);
+  let n = 0;
+  for (const v of seen.values()) n += v;
+  return n;
+}

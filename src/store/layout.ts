@@ -1,0 +1,89 @@
+// The store's directory layout and the file primitives its parts share (see store.ts for the
+// layout): every path is built from a digest's hex, never from input text.
+
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, isDigest, type Digest } from '../core/digest.js';
+import { SpokeError } from '../core/errors.js';
+import { systemClock, type Clock } from '../core/runtime.js';
+import { writeFileAtomic } from './fsutil.js';
+import { withFileLock } from './lock.js';
+
+export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
+
+export interface StoreLayoutOptions {
+  root: string;
+  clock?: Clock;
+  /** false skips fsync (tests and benchmarks that measure the floor without it). Default true. */
+  fsync?: boolean;
+}
+
+export class StoreLayout {
+  readonly root: string;
+  readonly clock: Clock;
+  readonly fsync: boolean;
+  private ready: Promise<void> | undefined;
+
+  constructor(opts: StoreLayoutOptions) {
+    if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required');
+    this.root = opts.root;
+    this.clock = opts.clock ?? systemClock;
+    this.fsync = opts.fsync ?? true;
+  }
+
+  init(): Promise<void> {
+    this.ready ??= (async () => {
+      for (const d of ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks']) {
+        await mkdir(join(this.root, d), { recursive: true, mode: 0o755 });
+      }
+    })();
+    return this.ready;
+  }
+
+  blobPath(d: Digest): string {
+    return join(this.root, 'blobs', 'sha256', digestHex(assertDigest(d)));
+  }
+
+  recordPath(d: Digest): string {
+    return join(this.root, 'profiles', 'sha256', `${digestHex(assertDigest(d))}.json`);
+  }
+
+  invalidPath(d: Digest): string {
+    return join(this.root, 'invalid', 'sha256', `${digestHex(assertDigest(d))}.json`);
+  }
+
+  /** A path under state/ (fixed names only). */
+  statePath(...parts: string[]): string {
+    return join(this.root, 'state', ...parts);
+  }
+
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+
+  write(target: string, data: Uint8Array | string): Promise<void> {
+    return writeFileAtomic(target, data, this.tmpDir, { fsync: this.fsync });
+  }
+
+  lock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return withFileLock(join(this.root, 'locks', `${name}.lock`), fn);
+  }
+}
+
+export function assertDigest(d: string): Digest {
+  if (!isDigest(d)) throw new SpokeError('InvalidArgument', `not a sha256 digest: ${JSON.stringify(String(d).slice(0, 80))}`);
+  return d;
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,117 @@
+// The record format of the store: one JSON record per artifact (profiles/sha256/<hex>.json) and
+// the content verdicts (invalid/), their parse, and the bounded updates a pull makes to a record.
+// No I/O: records.ts reads and writes them.
+
+import { isDigest, type Digest } from '../core/digest.js';
+import type { ProfileKind } from '../core/constants.js';
+
+export interface SignatureVerdict {
+  signer: string;
+  format: 'bundle' | 'cosign';
+  identity?: string;
+  at: string;
+}
+
+export interface ProvenanceRecord {
+  schemaVersion: 1;
+  digest: Digest; // the artifact (manifest) digest
+  /** The manifest's exact bytes, base64 (kept for re-verifying signatures without a fetch). */
+  manifest: string;
+  kind: ProfileKind;
+  layerDigest: Digest;
+  size: number; // profile bytes
+  references: string[]; // digest references it was pulled as (bounded)
+  rule: string; // the policy rule that admitted the first pull
+  pulledAt: string;
+  servedBy: string;
+  /** policy hash → verdict; "unsigned" rules record nothing here. */
+  verdicts: Record<string, SignatureVerdict>;
+  /**
+   * Fetched at least once with the node's own credentials (or none), so any pod may reuse it
+   * (KEP-2535's rule for images). Absent: only fetched with a pod's credentials, or recorded
+   * before this was kept; a pod then fetches it again as itself.
+   */
+  nodeCredentials?: true;
+  /**
+   * Set when `digest` names a multi-architecture index (docs/multi-arch.md): then `manifest` holds
+   * the index's bytes (signatures are on the index digest) and this the manifest taken for the
+   * node's platform, whose single layer is `layerDigest`.
+   */
+  platform?: PlatformManifest;
+}
+
+/** The platform's artifact manifest chosen from an index: its digest, exact bytes (base64) and platform. */
+export interface PlatformManifest {
+  digest: Digest;
+  manifest: string;
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface InvalidVerdict {
+  digest: Digest;
+  reason: string;
+  at: string;
+  /**
+   * Always `content`: the verdict depends on the bytes alone. Verdict files without it were
+   * written by versions that also cached request-dependent refusals (kind, size limit), and
+   * are ignored.
+   */
+  scope: 'content';
+}
+
+export interface StoreEntry extends ProvenanceRecord {
+  inUse: string[];
+}
+
+export interface IngestInput {
+  digest: Digest;
+  manifestBytes: Uint8Array;
+  layerDigest: Digest;
+  layerBytes: Uint8Array;
+  kind: ProfileKind;
+  reference: string;
+  rule: string;
+  servedBy: string;
+  /** Fetched with the node's credentials (no per-request AuthConfig). */
+  nodeCredentials?: boolean;
+  verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'>;
+  /** `digest` is an index: the manifest taken from it for this node's platform. */
+  platform?: { digest: Digest; manifestBytes: Uint8Array; os: string; architecture: string; variant?: string };
+}
+
+const MAX_REFERENCES_PER_RECORD = 32;
+const MAX_VERDICTS_PER_RECORD = 16;
+
+export function platformManifest(p: NonNullable<IngestInput['platform']>): PlatformManifest {
+  const { digest, manifestBytes, os, architecture, variant } = p;
+  return { digest, manifest: Buffer.from(manifestBytes).toString('base64'), os, architecture, ...(variant !== undefined ? { variant } : {}) };
+}
+
+export function addReference(record: ProvenanceRecord, reference: string): void {
+  if (record.references.includes(reference)) return;
+  record.references.push(reference);
+  if (record.references.length > MAX_REFERENCES_PER_RECORD) record.references.shift();
+}
+
+export function setVerdict(record: ProvenanceRecord, policyHash: string, v: SignatureVerdict): void {
+  record.verdicts[policyHash] = v;
+  const keys = Object.keys(record.verdicts);
+  // Oldest verdicts first out: only the current policy's verdict matters.
+  if (keys.length > MAX_VERDICTS_PER_RECORD) {
+    keys.sort((a, b) => record.verdicts[a]!.at.localeCompare(record.verdicts[b]!.at));
+    delete record.verdicts[keys[0]!];
+  }
+}
+
+export function parseRecord(bytes: Buffer, d: Digest): ProvenanceRecord | undefined {
+  let r: ProvenanceRecord;
+  try {
+    r = JSON.parse(bytes.toString('utf8')) as ProvenanceRecord;
+  } catch {
+    return undefined;
+  }
+  const ok = typeof r === 'object' && r !== null && r.schemaVersion === 1 && r.digest === d && isDigest(r.layerDigest) && typeof r.manifest === 'string' && Array.isArray(r.references) && typeof r.verdicts === 'object' && (r.platform === undefined || (isDigest(r.platform.digest) && typeof r.platform.manifest === 'string'));
+  return ok ? r : undefined;
+}
