@@ -1,4 +1,4 @@
-// The pull pipeline (DESIGN §3), one step after another, shared by the CRI shim and the CLI:
+// The pull pipeline (docs/architecture.md), one step after another, shared by the CRI shim and the CLI:
 //   reference → policy → store (cached?) → single-flight → manifest → blob → signature →
 //   validate → store → result.
 // Policy is decided before any network I/O; a refused reference makes no request at all.

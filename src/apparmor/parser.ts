@@ -1,4 +1,4 @@
-// The I/O edge of AppArmor (DESIGN §5): apparmor_parser to check, load and unload rendered profiles.
+// The I/O edge of AppArmor (docs/apparmor.md): apparmor_parser to check, load and unload rendered profiles.
 // The parser is always run with an argument array and the policy text on stdin; never a shell,
 // never a temp file. Imports only src/core (and src/profiles for the name check).
 //

@@ -1,4 +1,4 @@
-// The one place that maps error codes to CLI output and exit status (DESIGN §3, issue 3):
+// The one place that maps error codes to CLI output and exit status (docs/troubleshooting.md):
 // one line on stderr starting with the class, no program prefix; 0 ok, 1 refused/failed, 2 usage.
 
 import { SpokeError, asSpokeError } from '../core/errors.js';

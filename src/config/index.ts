@@ -1,4 +1,4 @@
-// Node config and policy files (DESIGN §8, §6): strict loading with line numbers, last-good retention.
+// Node config and policy files (docs/configuration.md): strict loading with line numbers, last-good retention.
 
 export { loadNodeConfig, parseNodeConfig, defaultNodeConfig, defaultBaselinePath, DEFAULT_CONFIG_FILE, NODE_CONFIG_KEYS, LOG_LEVELS } from './node-config.js';
 export type { NodeConfig, LoadNodeConfigIo } from './node-config.js';

@@ -1,4 +1,4 @@
-// The node daemon configuration (DESIGN §8): `/etc/spoke/config.yaml`, then flags on top.
+// The node daemon configuration (docs/configuration.md): `/etc/spoke/config.yaml`, then flags on top.
 // Strict like the policy: unknown keys and bad values are errors at `<file>:<line>: <key>`.
 // Relative paths in the file are resolved against the file's directory; relative paths in
 // overrides (flags) against the working directory.
@@ -22,7 +22,7 @@ export interface NodeConfig {
   /** The kubelet's seccomp root; effective profiles are written under `<root>/spoke/`. */
   readonly seccompRoot: string;
   /**
-   * Node baseline seccomp profile intersected into every OCI profile (DESIGN §5): the one this node
+   * Node baseline seccomp profile intersected into every OCI profile (docs/baseline.md): the one this node
    * uses, after `baselines` was consulted (docs/multi-arch.md).
    */
   readonly baseline: string;
@@ -31,7 +31,7 @@ export interface NodeConfig {
    * node's architecture wins over `baseline` in the file; the `--baseline` flag wins over both.
    */
   readonly baselines: Readonly<Record<string, string>> | undefined;
-  /** The node admin policy file (DESIGN §6). */
+  /** The node admin policy file (docs/configuration.md). */
   readonly policy: string;
   /** Prometheus listen address `host:port`; '' = metrics off. */
   readonly metrics: string;
@@ -45,7 +45,7 @@ export interface NodeConfig {
    * live from the runtime (src/cri/runtime-default.ts).
    */
   readonly runtimeDefault: string | undefined;
-  /** The cluster's recording key file, shared with the controller (README "Recording"); needed by `--recording`. */
+  /** The cluster's recording key file, shared with the controller (docs/recording.md); needed by `--recording`. */
   readonly recordingKey: string | undefined;
   /** Total time of one profile fetch, in ms (the file says `2m`, `90s`, `500ms`); default 2 min as CRI-O. */
   readonly pullTimeout: number;

@@ -1,4 +1,4 @@
-// Holds the current node policy and reloads it when its file or a key file changes (DESIGN §6).
+// Holds the current node policy and reloads it when its file or a key file changes (docs/configuration.md).
 // An invalid file never replaces a good policy: the error is logged and the last good policy
 // stays. At start there is no good policy to keep, so the constructor throws and the shim does
 // not start. Directories are watched, not files: editors and ConfigMap updates replace files by

@@ -195,7 +195,7 @@ export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
  * Validating webhook for ProfileRecordingResult CREATE: the result's `spec.node` must be the
  * node the requester's credentials are bound to (userInfo.extra, filled in by the API server
  * from the recorder pod's ServiceAccount token). A recorder can then only report for its own
- * node, and the reconciler accepts results only for pods scheduled there (README "Recording").
+ * node, and the reconciler accepts results only for pods scheduled there (docs/recording.md).
  */
 export function reviewResult(body: unknown): AdmissionReview {
   const req = parseReview(body);
@@ -216,7 +216,7 @@ export function reviewResult(body: unknown): AdmissionReview {
  * Validating webhook for pod UPDATE: a `recording.spoke.dev/*` annotation may be removed but
  * never added or changed after creation. The kubelet builds each CreateContainer's sandbox
  * config from the current pod, so without this a pod author could copy a proof onto a pod the
- * webhook saw without one (README "Recording").
+ * webhook saw without one (docs/recording.md).
  */
 export function reviewPodUpdate(body: unknown): AdmissionReview {
   const req = parseReview(body);

@@ -1,4 +1,4 @@
-// The pure mutation core of the ProfileBinding webhook (issue 8), shared by the webhook and
+// The pure mutation core of the ProfileBinding webhook (docs/binding.md), shared by the webhook and
 // `spoke binding apply`. Given a Pod and the ProfileBindings of its namespace it answers with
 // an RFC 6902 patch and admission warnings, or with a denial. No I/O.
 //
@@ -30,7 +30,7 @@
 //     `seccomp.profiles.spoke.dev/<container>` (or `apparmor.…`) = reference is added, and the
 //     container's field is set to RuntimeDefault, so a node without the shim still runs the
 //     container confined. The shim merges an annotation's profile with the node baseline only
-//     and refuses a Localhost field next to an annotation (issue 9: a conflict), so a binding's
+//     and refuses a Localhost field next to an annotation (docs/annotation-mode.md: a conflict), so a binding's
 //     Localhost baseProfile cannot travel in this mode: it is dropped with a warning.
 //  8. Pod Security: in alpha, `restricted` rejects seccomp type OCI and `baseline` (like
 //     `restricted`) allows AppArmor types RuntimeDefault and Localhost only. Where the
@@ -41,7 +41,7 @@
 // the validating webhook should have kept out, that may select it (its image target does not
 // parse or matches one of the pod's images): an admin's binding is never silently skipped.
 //
-// Recording (issue 8), only when the caller passes the ProfileRecordings of the namespace:
+// Recording (docs/recording.md), only when the caller passes the ProfileRecordings of the namespace:
 //  R1. A recording selects the pod when it is valid, not finalized (no non-empty
 //      `recording.spoke.dev/finalize` annotation: a finalized recording is a snapshot), its
 //      podSelector matches and, when it lists `containers`, one of them is in the pod. Invalid

@@ -1,6 +1,6 @@
 // Container image references as the kubelet and runtimes read them (distribution/reference's
 // ParseNormalizedNamed), compared in one canonical form so that every spelling that reaches the
-// same registry and repository is the same image (README, "The controller"):
+// same registry and repository is the same image (docs/binding.md):
 //  - a first component is a registry host only if it has `.` or `:`, is `localhost`, or has
 //    upper-case letters; otherwise the image is on Docker Hub;
 //  - the host is lowercased (DNS is case-insensitive) and `:443` is dropped (the default port);

@@ -1,4 +1,4 @@
-// The ProfileRecording reconciler (issue 8 "Recording", cluster side). Reads recordings,
+// The ProfileRecording reconciler (docs/recording.md, cluster side). Reads recordings,
 // their results and the bindings from list/watch caches (recording-kube.ts; no `get`
 // permission needed), and per recording:
 //   no finalize annotation   → phase Recording, status.results = the results seen so far

@@ -1,5 +1,5 @@
 // ProfileRecording (spoke.dev/v1alpha1, namespaced) and ProfileRecordingResult: the CRDs'
-// TypeScript shapes and the pure half of the recording controller (issue 8 "Recording").
+// TypeScript shapes and the pure half of the recording controller (docs/recording.md).
 // Schemas: deploy/crds/profilerecording.yaml.
 //
 //  - Node recorders (`spoke recorder`) report one ProfileRecordingResult per container that ran

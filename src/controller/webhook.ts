@@ -14,7 +14,7 @@
 // namespaceSelector (`spoke.dev/binding: enabled`, deploy/controller/webhooks.yaml), not here.
 // Anyone who reaches the port gets an answer (it is only a computation), but binding status
 // is recorded (`onApplied`) only for reviews over a connection whose client certificate
-// verifies against `clientCaFile`, i.e. from the API server (README, "The controller"); without a
+// verifies against `clientCaFile`, i.e. from the API server (docs/binding.md); without a
 // client CA the controller takes status from its pod informer instead.
 
 import { readFileSync, statSync } from 'node:fs';

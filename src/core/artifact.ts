@@ -1,4 +1,4 @@
-// Checks on a KEP-6061 profile artifact's manifest and layer bytes (KEP §5; DESIGN §3 steps 5–6).
+// Checks on a KEP-6061 profile artifact's manifest and layer bytes (KEP §5; docs/architecture.md, pull steps 5–6).
 // Pure: the caller fetched and hashed the bytes; here we judge their content.
 
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_UNKNOWN_CONFIG, kindOfConfigMediaType, type ProfileKind } from './constants.js';

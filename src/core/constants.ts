@@ -48,7 +48,7 @@ export function kindOfConfigMediaType(mediaType: string): ProfileKind | undefine
 export const MEDIA_TYPE_PROFILE_LAYER = 'application/json';
 export const ANNOTATION_TITLE = 'org.opencontainers.image.title';
 
-// Signatures (DESIGN §7).
+// Signatures (docs/signatures.md).
 export const MEDIA_TYPE_SIGSTORE_BUNDLE_V03 = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 export const MEDIA_TYPE_IN_TOTO = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
@@ -61,5 +61,5 @@ export const ANNOTATION_BUNDLE_CONTENT = 'dev.sigstore.bundle.content';
 export const ANNOTATION_BUNDLE_PREDICATE = 'dev.sigstore.bundle.predicateType';
 export const COSIGN_SIMPLESIGNING_TYPE = 'cosign container image signature';
 
-// CRI names (KEP text and implementation spellings; DESIGN §4).
+// CRI names (KEP text and implementation spellings; docs/shim.md).
 export const CRI_PULL_METHODS = ['PullSecurityProfileArtifact', 'PullSecurityProfile'] as const;

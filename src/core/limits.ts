@@ -1,4 +1,4 @@
-// Size and count limits. KEP-6061 §5 recommends 1 MiB per artifact; DESIGN §3 caps manifests at 64 KiB.
+// Size and count limits. KEP-6061 §5 recommends 1 MiB per artifact; manifests are capped at 64 KiB (docs/architecture.md).
 export const DEFAULT_MAX_ARTIFACT_BYTES = 1024 * 1024;
 export const MAX_MANIFEST_BYTES = 64 * 1024;
 /** Repository names are at most 255 characters (distribution spec); a full reference stays below this. */

@@ -1,4 +1,4 @@
-// The recording proof (README "Recording"): the controller's pod webhook marks a pod for a
+// The recording proof (docs/recording.md): the controller's pod webhook marks a pod for a
 // ProfileRecording and signs the marking with HMAC-SHA256 under a per-cluster key that the nodes
 // hold too; the shim runs a container under the logging profile only when the proof verifies
 // over what the kubelet sends in the PodSandboxConfig (namespace and name from its metadata, the

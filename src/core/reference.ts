@@ -1,5 +1,5 @@
 // Digest-pinned OCI references: `host[:port]/path@sha256:<64 lowercase hex>` and nothing else
-// (KEP-6061 §1: alpha accepts digest references only; DESIGN §3 step 1). Grammar of path
+// (KEP-6061 §1: alpha accepts digest references only; docs/architecture.md, pull step 1). Grammar of path
 // components from the OCI distribution spec (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`).
 // Pure: no I/O. Length is checked before any regex runs, and every regex is anchored.
 

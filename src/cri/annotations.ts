@@ -1,4 +1,4 @@
-// Annotation mode (issue 9): OCI profiles named by pod annotations, for kubelets that do not speak
+// Annotation mode (docs/annotation-mode.md): OCI profiles named by pod annotations, for kubelets that do not speak
 // KEP-6061 yet. The controller's `--annotations` mode writes them (src/controller/types.ts
 // ANNOTATION_PREFIX; repeated here because cri/ may not import controller/):
 //   seccomp.profiles.spoke.dev/pod          pod level: the sandbox and every container

@@ -1,5 +1,5 @@
 // Turning a CRI SecurityProfile of type OCI into a Localhost profile the runtime can load
-// (DESIGN §4–5, KEP-6061 §2, §4):
+// (docs/shim.md, KEP-6061 §2, §4):
 //   oci_ref → digest → the stored artifact (never pulled: FailedPrecondition "has not been
 //   pulled") → effective = intersect(node baseline, pod base profile, artifact) → written
 //   content-addressed and atomically to <seccompRoot>/spoke/<sha256 hex>.json → Localhost ref.
@@ -17,7 +17,7 @@
 // (a digest pulled for one namespace, or before a deny rule or a signer revocation, serves no
 // pod the policy now refuses); a rule that requires signatures needs a verdict recorded under
 // the current policy, else the pull pipeline verifies again (fail closed).
-// AppArmor (issue 9): the same lookup; baseline ∩ artifact rendered under a generated name and
+// AppArmor (docs/apparmor.md): the same lookup; baseline ∩ artifact rendered under a generated name and
 // checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
 import { constants as fsConstants } from 'node:fs';

@@ -1,4 +1,4 @@
-// Recording (README "Recording"): pods the controller's pod webhook marked for a ProfileRecording
+// Recording (docs/recording.md): pods the controller's pod webhook marked for a ProfileRecording
 // run their selected containers under the logging profile (SCMP_ACT_LOG default), so that
 // `spoke recorder` can read their syscalls from the kernel's audit records. The names are
 // repeated from src/controller/recording.ts because cri/ may not import controller/:

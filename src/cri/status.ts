@@ -1,5 +1,5 @@
 // The one place that maps spoke error codes to gRPC status codes and message prefixes
-// (DESIGN §3, KEP-6061 §2). The kubelet classifies pull failures by message prefix
+// (docs/troubleshooting.md, KEP-6061 §2). The kubelet classifies pull failures by message prefix
 // (k8s.io/cri-api/pkg/errors): `SecurityProfileInvalid` is permanent (pod fails), everything
 // else is retried with backoff. Decisions:
 //  - InvalidArgument (malformed request: untagged/undigested reference, kind Unspecified; in

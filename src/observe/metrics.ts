@@ -1,4 +1,4 @@
-// Prometheus metrics of the node daemon (DESIGN §8). Labels are bounded by construction: the
+// Prometheus metrics of the node daemon (docs/configuration.md). Labels are bounded by construction: the
 // callers pass values from fixed sets (method names are folded to a known list + "other").
 // prom-client is loaded only when metrics are switched on, so an idle shim without a metrics
 // address does not pay for it.

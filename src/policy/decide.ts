@@ -1,4 +1,4 @@
-// The frozen evaluator (DESIGN §6): decide(policy, ref, kind, namespace) → allow with the rule
+// The frozen evaluator (docs/configuration.md): decide(policy, ref, kind, namespace) → allow with the rule
 // and the signers it requires, or deny with the reason. Pure and allocation-light: it runs on
 // every CRI pull, so rules are indexed once per policy by registry, kind and scope path.
 //

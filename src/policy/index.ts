@@ -1,4 +1,4 @@
-// The node admin policy (DESIGN §6): load, lint, decide. Named exports only.
+// The node admin policy (docs/configuration.md): load, lint, decide. Named exports only.
 
 export { parsePolicy, loadPolicy, policyHash, POLICY_KEYS, RULE_KEYS, LIMITS_KEYS, MAX_ARTIFACT_BYTES_CEILING } from './load.js';
 export type { PolicyLines } from './load.js';

@@ -1,4 +1,4 @@
-// Loading the node admin policy (DESIGN §6): strict YAML → validated, deeply frozen `Policy`.
+// Loading the node admin policy (docs/configuration.md): strict YAML → validated, deeply frozen `Policy`.
 // Pure except through the injected `readFile` (keys and trusted roots named by signers).
 // Every error is InvalidArgument `<file>:<line>: <field>: <what>`; unknown keys are errors
 // because a typo must never silently weaken the policy.

@@ -1,5 +1,5 @@
-// Rule scopes: `host[:port][/path prefix]`, matched on whole components (signing-policy.md §5
-// traps 1 and 2). `r.io/team` covers `r.io/team` and `r.io/team/x`, never `r.io/teamevil`;
+// Rule scopes: `host[:port][/path prefix]`, matched on whole components (docs/configuration.md,
+// "Node policy"). `r.io/team` covers `r.io/team` and `r.io/team/x`, never `r.io/teamevil`;
 // `reg.io` never covers `reg.io.evil.com` nor `reg.io:5000`. Pure.
 
 import { parseRegistry, type Reference } from '../core/reference.js';

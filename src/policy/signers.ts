@@ -1,5 +1,5 @@
-// Named trust material (`signers:`): public keys and keyless identities (signing-policy.md §2,
-// §5 trap 7). Files are read through the injected `readFile`; everything else is pure.
+// Named trust material (`signers:`): public keys and keyless identities (docs/signatures.md,
+// docs/configuration.md). Files are read through the injected `readFile`; everything else is pure.
 
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isAbsolute, resolve, dirname } from 'node:path';

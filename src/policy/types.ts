@@ -1,4 +1,4 @@
-// The node admin policy as loaded: deeply frozen data, plus the decision type (DESIGN §6).
+// The node admin policy as loaded: deeply frozen data, plus the decision type (docs/configuration.md).
 // The YAML format is described by policy/node-policy.schema.json and policy/example-policy.yaml.
 
 import type { KeyObject } from 'node:crypto';

@@ -1,6 +1,6 @@
 // spoke sign: sign an artifact digest with a local key (optionally a certificate plus an
 // RFC 3161 timestamp for keyless verification) and attach the signature the ways verifiers
-// look for it (DESIGN §7):
+// look for it (docs/signatures.md):
 //  - bundle: the shape cosign v3 writes for an image signature: a sigstore bundle v0.3 holding
 //    a DSSE envelope (in-toto Statement v1, the artifact's sha256 as subject, predicateType
 //    cosign/sign/v1, predicate {}), attached as an OCI 1.1 referrer; where the registry has no

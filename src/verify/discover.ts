@@ -1,4 +1,4 @@
-// Signature discovery (DESIGN §7): the OCI 1.1 referrers API, its tag-schema fallback (an image
+// Signature discovery (docs/signatures.md): the OCI 1.1 referrers API, its tag-schema fallback (an image
 // index at tag `sha256-<hex>`), and cosign's `sha256-<hex>.sig` tag. A 404 means "nothing on
 // this channel"; 5xx and network errors come back as RegistryUnavailable and are never read
 // as "unsigned". Everything fetched is capped (MAX_INDEX_BYTES) and parsed strictly.

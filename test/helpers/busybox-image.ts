@@ -1,6 +1,6 @@
 // Builds an OCI image layout tar holding busybox-static, with no network: two image names
 // (docker.io/e2e/pause:1 running `sleep`, docker.io/e2e/busybox:1 with `/bin/sh`) sharing one
-// layer. Ported from the e2e recipe (reference/e2e-feasibility.md, mkimage.py); the tar writer is
+// layer. Described in docs/testing.md; the tar writer is
 // a small ustar implementation. Import with `ctr -n k8s.io images import <tar>`.
 
 import { createHash } from 'node:crypto';

@@ -1,5 +1,5 @@
 // A real Debian containerd 1.6 with the CRI plugin, in a temp dir with a short path (unix socket
-// paths must stay below 108 bytes), for integration tests (DESIGN §9, reference/e2e-feasibility.md):
+// paths must stay below 108 bytes), for integration tests (docs/testing.md):
 // restrict_oom_score_adj (root lacks CAP_SYS_RESOURCE here), no CNI (pods on the host network),
 // two runtime handlers: `runc` (default) and `crun` (io.containerd.runc.v2 with BinaryName crun),
 // and the busybox image built locally and imported with `ctr`. stop() removes pods first, then

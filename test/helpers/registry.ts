@@ -1,5 +1,5 @@
 // A real Debian docker-registry 2.8 on 127.0.0.1, in a temp dir, for integration tests and
-// benchmarks (DESIGN §9). The access log (combined format on stdout/stderr) is parsed so tests
+// benchmarks (docs/testing.md). The access log (combined format on stdout/stderr) is parsed so tests
 // can prove how many requests a pull made.
 
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -1,8 +1,8 @@
-// Runs a busybox command in a real runc container with a given seccomp profile (DESIGN §9).
+// Runs a busybox command in a real runc container with a given seccomp profile (docs/testing.md).
 // Each sandbox owns a temp dir with the runc state root and one bundle per run; cleanup() runs
 // `runc delete --force` for every container it started and removes the dir, also after failures.
 // Processes are started with argument arrays only. The bundle starts from `runc spec` and sets no
-// oomScoreAdj (root here lacks CAP_SYS_RESOURCE, reference/e2e-feasibility.md).
+// oomScoreAdj (root here lacks CAP_SYS_RESOURCE, docs/testing.md).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';

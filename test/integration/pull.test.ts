@@ -1,4 +1,4 @@
-// The pull pipeline against a real docker-registry (issue 3 "Tests that must exist").
+// The pull pipeline against a real docker-registry (docs/architecture.md, "The pull pipeline").
 
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';

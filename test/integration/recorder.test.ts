@@ -1,5 +1,5 @@
 // test-group: kernel-log (reads or changes the kernel log and its printk rate limit: runs alone, test/run.sh)
-// Recording for real (issue 8): containerd + runc run a workload under the logging profile
+// Recording for real (docs/recording.md): containerd + runc run a workload under the logging profile
 // (SCMP_ACT_LOG), the kernel writes type=1326 audit records, `spoke record` turns them into a
 // profile, and that profile — applied on later runs — lets the workload work and denies a call
 // it never made. Needs root, containerd, runc and busybox.

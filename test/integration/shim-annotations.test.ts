@@ -1,4 +1,4 @@
-// Annotation mode end to end (issue 9): a CRI client playing a kubelet WITHOUT KEP-6061 (no OCI
+// Annotation mode end to end (docs/annotation-mode.md): a CRI client playing a kubelet WITHOUT KEP-6061 (no OCI
 // profile type in any request; only pod annotations) → the real `spoke shim --annotations` →
 // real containerd → runc. The shim pulls the annotated references itself (node policy, node
 // credentials), applies them as Localhost, and the kernel enforces them. Also: AppArmor over the

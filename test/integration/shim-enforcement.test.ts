@@ -221,7 +221,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     assert.ok(!(list.profiles as Msg[]).some((x) => x.digest === digest));
   });
 
-  test('metrics are served with the DESIGN §8 names; the store gauges follow pulls', async () => {
+  test('metrics are served with the docs/configuration.md names; the store gauges follow pulls', async () => {
     await cri.rt('Version', { version: 'v1' });
     const fresh = (await pushRawArtifact(reg.host, 'profiles/metrics', { layers: [{ bytes: denySyscalls(['acct']) }] })).reference;
     await cri.img('PullSecurityProfileArtifact', pullReq(fresh));

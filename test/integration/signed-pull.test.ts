@@ -1,4 +1,4 @@
-// Signatures in the pull pipeline (issue 6 items 3–5): rules with signedBy, verdicts cached per
+// Signatures in the pull pipeline (docs/signatures.md): rules with signedBy, verdicts cached per
 // policy hash, key rotation re-verifies without re-downloading, failures never cached as success.
 
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// spoke recorder: the node side of ProfileRecording (docs/architecture.md). Watches the node's
+// spoke recorder: the node side of ProfileRecording (docs/recording.md). Watches the node's
 // CRI runtime for containers of pods annotated `recording.spoke.dev/name: <recording>`, records
 // their syscalls with the backend `spoke record` would use (eBPF counts in the kernel, or the
 // audit-record session with the printk limit lifted while it runs), and when a container exits

@@ -1,4 +1,4 @@
-// The recorded seccomp profile (issue 8 "Recording"): recorded syscalls plus the OCI runtime's
+// The recorded seccomp profile (docs/recording.md): recorded syscalls plus the OCI runtime's
 // start-up set, default ERRNO, x86 family, canonical bytes. Pure; shared by the node recorder
 // (`spoke record`, `spoke recorder`) and the controller's ProfileRecording reconciler.
 

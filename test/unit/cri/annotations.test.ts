@@ -1,4 +1,4 @@
-// Annotation mode at the wire level (issue 9): the PodSandboxConfig annotations map read from
+// Annotation mode at the wire level (docs/annotation-mode.md): the PodSandboxConfig annotations map read from
 // raw bytes, the precedence rules between annotations and the KEP SecurityProfile, and the
 // AppArmor load/unload bookkeeping of the in-use tracker (with a fake apparmor_parser: this
 // machine's kernel has no AppArmor).

@@ -1,4 +1,4 @@
-// Properties of the evaluator against a brute-force model of DESIGN §6 (filter by kind, most
+// Properties of the evaluator against a brute-force model of docs/configuration.md (filter by kind, most
 // specific scope, deny wins at equal scope, restrictions never fall through, deny by default).
 
 import { strict as assert } from 'node:assert';
