@@ -1,0 +1,155 @@
+// The calls that make or remove what holds a profile: RunPodSandbox / CreateContainer requests
+// are edited (rewrite.ts), their profiles claimed in the in-use set and the claims committed once
+// the runtime answered (inuse-claims.ts); RemovePodSandbox / RemoveContainer release them.
+
+import type { IncomingHttpHeaders } from 'node:http2';
+import { SpokeError } from '../core/errors.js';
+import type { ProfileApplier } from './apply.js';
+import type { Call, CallHost } from './call.js';
+import type { ShimDeps } from './deps.js';
+import { encodeFrame, formatGrpcTimeout } from './frame.js';
+import type { CreateGate, Lease } from './gc.js';
+import { CreateClaims } from './inuse-claims.js';
+import { requestIdentity, type InUseTracker } from './inuse.js';
+import { decodeId } from './messages.js';
+import { forward } from './relay.js';
+import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
+import { GrpcCode } from './status.js';
+import { deadlineOf, decodeRequest, readBody } from './unary.js';
+import { WireError } from './wire.js';
+
+export type Role = 'sandbox' | 'container';
+export type Rewrite = (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>;
+
+export interface EditedCallDeps<P> {
+  host: CallHost;
+  deps: ShimDeps<P>;
+  applier: ProfileApplier<P>;
+  inUse: InUseTracker;
+  gate: CreateGate;
+  /** Annotation mode's pull and checks; undefined: annotations are not read. */
+  annotationDeps: AnnotationDeps | undefined;
+  recordingKey: Buffer | undefined;
+  /** The set needs a rebuild in `delayMs`. */
+  scheduleRebuild: (delayMs: number) => void;
+}
+
+export class EditedCalls<P> {
+  /** The installed logging profile (ShimServer.start(), with `recording`). */
+  loggingProfile: string | undefined;
+
+  constructor(private readonly d: EditedCallDeps<P>) {}
+
+  async create(call: Call, headers: IncomingHttpHeaders, role: Role, rewrite: Rewrite): Promise<void> {
+    // From the first profile resolved until the holder is recorded, out of gc's reach (gc.ts).
+    const lease = this.d.gate.lease();
+    try {
+      await this.forwardEdited(call, headers, role, rewrite, lease);
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async forwardEdited(call: Call, headers: IncomingHttpHeaders, role: Role, rewrite: Rewrite, lease: Lease): Promise<void> {
+    const { host, applier } = this.d;
+    const stream = call.stream;
+    const deadline = deadlineOf(headers, call.started);
+    const body = await readBody(stream);
+    let result: RewriteResult;
+    let payload: Buffer;
+    try {
+      payload = decodeRequest(body, headers);
+    } catch (e) {
+      throw new SpokeError('InvalidArgument', `spoke shim: malformed gRPC request body: ${(e as Error).message}`);
+    }
+    // AppArmor profiles are loaded while the request is rewritten; whatever was claimed is
+    // released again if the call ends before it is forwarded (inuse-claims.ts).
+    const appArmor = this.d.deps.appArmor;
+    const claims = new CreateClaims(this.d.inUse, host.logger, role, requestIdentity(role, payload));
+    const deps: RewriteDeps = {
+      seccomp: async (p, c) => {
+        await lease.acquire();
+        return applier.apply(p, c);
+      },
+      appArmor: async (p, c) => {
+        await lease.acquire();
+        const prepared = await applier.prepareAppArmor(p, c);
+        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text));
+        return prepared;
+      },
+      ...(this.d.annotationDeps ? { annotations: withDeadline(this.d.annotationDeps, deadline) } : {}),
+      recording: { loggingProfile: this.loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
+    };
+    try {
+      result = await rewrite(payload, deps);
+    } catch (e) {
+      await claims.abort();
+      if (e instanceof WireError) throw new SpokeError('InvalidArgument', `spoke shim: malformed request message: ${e.message}`);
+      throw e;
+    }
+    if (stream.closed || stream.destroyed) {
+      await claims.abort();
+      return;
+    }
+    if (!result.edited) {
+      // Not ours: the original bytes, headers untouched.
+      forward(host, call, headers, { body });
+      return;
+    }
+    const out: IncomingHttpHeaders = { ...headers };
+    if (deadline !== undefined) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        await claims.abort();
+        host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        return;
+      }
+      out['grpc-timeout'] = formatGrpcTimeout(left);
+    }
+    await claims.begin(result.holds);
+    forward(host, call, out, {
+      body: encodeFrame(result.payload),
+      teeResponse: true,
+      onComplete: (status, responseBody) => claims.settle(status, responseBody),
+    });
+  }
+
+  async remove(call: Call, headers: IncomingHttpHeaders, role: Role): Promise<void> {
+    const body = await readBody(call.stream);
+    let id = '';
+    try {
+      id = decodeId(decodeRequest(body, headers));
+    } catch {
+      id = '';
+    }
+    forward(this.d.host, call, headers, {
+      body,
+      onComplete: async (status) => {
+        if (status !== '0' || id === '') return;
+        await this.d.inUse.released(`${role}:${id}`).catch((e) => this.d.host.logger.log('warn', 'release failed', { error: (e as Error).message }));
+        // Containers go with their sandbox: let the runtime's list say which remain.
+        if (role === 'sandbox') this.d.scheduleRebuild(100);
+      },
+    });
+  }
+}
+
+/**
+ * Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. The
+ * signal is made only when the pipeline asks for it (a fetch): a cached pull never does.
+ */
+function withDeadline(deps: AnnotationDeps, deadline: number | undefined): AnnotationDeps {
+  if (deadline === undefined) return deps;
+  return {
+    ...deps,
+    pull: (req) => {
+      let signal: AbortSignal | undefined;
+      return deps.pull({
+        ...req,
+        get signal() {
+          return (signal ??= AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now()))));
+        },
+      });
+    },
+  };
+}

@@ -1,0 +1,229 @@
+// The raw relay: one call forwarded as HTTP/2 to the upstream runtime. Request headers (minus
+// connection-specific ones), DATA, response headers, DATA and trailers pass unchanged; an
+// upstream reset or disconnect ends the client's stream (UNAVAILABLE when nothing was sent yet).
+
+import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { Readable, Writable } from 'node:stream';
+import type { Call, CallHost } from './call.js';
+import { encodeFrame, encodeGrpcMessage, parseFrames } from './frame.js';
+import { GrpcCode } from './status.js';
+import { headerString, RESPOND_END, RESPOND_TRAILERS } from './unary.js';
+
+const { NGHTTP2_FLAG_END_STREAM } = constants;
+
+/** Headers that are per-connection in HTTP/1 and forbidden in HTTP/2 (RFC 9113 §8.2.2). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
+const REQUEST_PSEUDO = new Set([':method', ':path', ':scheme', ':authority']);
+
+export interface ForwardOptions {
+  body?: Buffer;
+  editResponse?: (payload: Buffer) => Buffer;
+  teeResponse?: boolean;
+  onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
+}
+
+export const noop = (): void => {};
+
+/**
+ * Forwards one call as raw HTTP/2. The upstream stream is opened at once and the request body
+ * relayed as it arrives (or `o.body` sent whole); the response headers are passed on as soon as
+ * they arrive, DATA relayed, trailers passed at the end. Without `onComplete` everything happens
+ * synchronously in the HTTP/2 callbacks, so a unary exchange leaves in one write each way.
+ */
+export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders, o: ForwardOptions): void {
+  const stream = call.stream;
+  if (stream.closed || stream.destroyed) {
+    // The client is gone (while an edited request was being prepared): nothing to forward.
+    void o.onComplete?.(undefined, undefined);
+    return;
+  }
+  const session = host.upstream.get();
+  if (!session) {
+    void o.onComplete?.(undefined, undefined);
+    host.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime is not available');
+    return;
+  }
+  let up: ClientHttp2Stream;
+  try {
+    up = session.request(requestHeaders(headers), { endStream: false });
+  } catch (e) {
+    void o.onComplete?.(undefined, undefined);
+    host.endCall(call, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`);
+    return;
+  }
+  up.on('error', noop);
+  call.up = up;
+  let responded = false;
+  let trailers: OutgoingHttpHeaders | undefined;
+  let grpcStatus: string | undefined;
+  let tee: Buffer[] | undefined;
+  let downRelay: Relay | undefined;
+  const onComplete = o.onComplete;
+  let completed = false;
+  const complete = async () => {
+    if (completed) return;
+    completed = true;
+    if (onComplete) await onComplete(grpcStatus, tee ? Buffer.concat(tee) : undefined).catch(() => undefined);
+  };
+
+  // client → upstream
+  if (o.body !== undefined) up.end(o.body);
+  else relay(stream, up);
+
+  up.on('response', (h, flags) => {
+    if (stream.closed || stream.destroyed) return;
+    const rh = responseHeaders(h);
+    responded = true;
+    host.report(call);
+    if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+      // Trailers-only response (errors, unknown methods): status and message in one block.
+      grpcStatus = headerString(h['grpc-status']);
+      if (!onComplete) {
+        completed = true;
+        stream.respond(rh, RESPOND_END);
+        return;
+      }
+      void complete().finally(() => {
+        if (!stream.closed && !stream.destroyed) stream.respond(rh, RESPOND_END);
+      });
+      return;
+    }
+    stream.respond(rh, RESPOND_TRAILERS);
+    stream.on('wantTrailers', () => {
+      if (!onComplete) {
+        completed = true;
+        sendTrailers(stream, trailers);
+        return;
+      }
+      void complete().finally(() => sendTrailers(stream, trailers));
+    });
+    if (o.teeResponse || o.editResponse) {
+      const chunks: Buffer[] = (tee = []);
+      up.on('data', (c: Buffer) => chunks.push(c));
+    }
+    if (o.editResponse) {
+      const edit = o.editResponse;
+      up.on('end', () => {
+        const body = Buffer.concat(tee!);
+        let outBody: Buffer = body;
+        try {
+          const frames = parseFrames(body, 256 * 1024 * 1024);
+          if (frames.length === 1 && !frames[0]!.compressed) outBody = encodeFrame(edit(frames[0]!.payload));
+        } catch (e) {
+          host.logger.log('warn', 'response not edited: unparseable', { error: (e as Error).message });
+        }
+        if (!stream.closed && !stream.destroyed) stream.end(outBody);
+      });
+    } else {
+      downRelay = relay(up, stream);
+    }
+  });
+
+  up.on('trailers', (t) => {
+    trailers = responseHeaders(t);
+    grpcStatus = headerString(t['grpc-status']);
+  });
+
+  up.on('close', () => {
+    call.up = undefined;
+    if (stream.closed || stream.destroyed) {
+      void complete();
+      return;
+    }
+    if (!responded) {
+      void complete();
+      host.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime closed the stream');
+    } else if (trailers === undefined && up.rstCode !== undefined && up.rstCode !== 0) {
+      // Reset or disconnect in the middle of a response: what arrived goes out, then UNAVAILABLE.
+      downRelay?.flush();
+      trailers = { 'grpc-status': String(GrpcCode.UNAVAILABLE), 'grpc-message': encodeGrpcMessage('spoke shim: the upstream runtime reset the stream') };
+      if (!stream.writableEnded) stream.end();
+    }
+  });
+}
+/** Request headers for the upstream: pseudo-headers of a request, minus connection-specific ones. */
+function requestHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (k.charCodeAt(0) === 0x3a /* : */ ? !REQUEST_PSEUDO.has(k) : HOP_BY_HOP.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (k.charCodeAt(0) === 0x3a /* : */ ? k !== ':status' : HOP_BY_HOP.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+function sendTrailers(stream: ServerHttp2Stream, trailers: OutgoingHttpHeaders | undefined): void {
+  if (stream.closed || stream.destroyed) return;
+  try {
+    stream.sendTrailers(trailers ?? {});
+  } catch {
+    /* stream already gone */
+  }
+}
+
+interface Relay {
+  /** Writes the chunk held back, if any (before ending the destination some other way). */
+  flush(): void;
+}
+
+/**
+ * Relays DATA from `src` to `dst` as it arrives, with backpressure, and ends `dst` when `src`
+ * ends. The latest chunk is held back until the next one, the end of `src`, or the next turn of
+ * the event loop, whichever comes first: a unary message and its END_STREAM usually arrive in
+ * one read, and writing them together lets HTTP/2 send the END_STREAM flag (and trailers) on the
+ * last DATA frame in the same write instead of an extra frame and an extra loop turn later.
+ */
+function relay(src: Readable, dst: Writable): Relay {
+  let held: Buffer | undefined;
+  let timer: NodeJS.Immediate | undefined;
+  const write = (c: Buffer) => {
+    if (dst.destroyed || dst.writableEnded) return;
+    if (!dst.write(c)) {
+      src.pause();
+      dst.once('drain', () => src.resume());
+    }
+  };
+  const flush = () => {
+    if (timer !== undefined) {
+      clearImmediate(timer);
+      timer = undefined;
+    }
+    const c = held;
+    held = undefined;
+    if (c !== undefined) write(c);
+  };
+  const onImmediate = () => {
+    timer = undefined;
+    flush();
+  };
+  src.on('data', (c: Buffer) => {
+    if (held !== undefined) write(held);
+    held = c;
+    timer ??= setImmediate(onImmediate);
+  });
+  src.on('end', () => {
+    if (timer !== undefined) {
+      clearImmediate(timer);
+      timer = undefined;
+    }
+    const c = held;
+    held = undefined;
+    if (dst.destroyed || dst.writableEnded) return;
+    if (c !== undefined) dst.end(c);
+    else dst.end();
+  });
+  return { flush };
+}
+

@@ -1,0 +1,150 @@
+// Unary gRPC helpers of the shim: reading a request body, its single message, sending a
+// response or a status, the call's deadline (grpc-timeout), and a unary call answered here.
+
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream, type ServerStreamResponseOptions } from 'node:http2';
+import { SpokeError } from '../core/errors.js';
+import { decompress, encodeFrame, encodeGrpcMessage, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
+import type { Call, CallHost } from './call.js';
+import { GrpcCode, type GrpcCodeValue } from './status.js';
+
+const { NGHTTP2_CANCEL } = constants;
+
+const GRPC_RESPONSE_HEADERS: OutgoingHttpHeaders = Object.freeze({ ':status': 200, 'content-type': 'application/grpc' });
+const GRPC_OK_TRAILERS: OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0' });
+// No `date` header of our own (Node adds one by default): responses carry what the upstream sent.
+// `sendDate` is honoured by respond() but missing from @types/node.
+export const RESPOND_END = Object.freeze({ endStream: true, sendDate: false }) as ServerStreamResponseOptions;
+export const RESPOND_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false }) as ServerStreamResponseOptions;
+
+export function headerString(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function deadlineOf(headers: IncomingHttpHeaders, started: number): number | undefined {
+  const ms = parseGrpcTimeout(headerString(headers['grpc-timeout']));
+  return ms === undefined ? undefined : started + ms;
+}
+
+export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, message: string): void {
+  if (stream.closed || stream.destroyed) return;
+  const trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+  try {
+    if (!stream.headersSent) {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, RESPOND_END);
+    } else {
+      stream.close(NGHTTP2_CANCEL);
+    }
+  } catch {
+    stream.destroy();
+  }
+}
+
+export function sendUnary(stream: ServerHttp2Stream, payload: Buffer): void {
+  if (stream.closed || stream.destroyed) return;
+  stream.respond(GRPC_RESPONSE_HEADERS, RESPOND_TRAILERS);
+  stream.on('wantTrailers', () => {
+    try {
+      stream.sendTrailers(GRPC_OK_TRAILERS);
+    } catch {
+      /* gone */
+    }
+  });
+  stream.end(encodeFrame(payload));
+}
+
+export function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_BYTES + 5): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        cleanup();
+        reject(new SpokeError('InvalidArgument', `request larger than ${max} bytes`));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new SpokeError('Unavailable', 'the client closed the stream before the request was complete'));
+    };
+    const cleanup = () => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onClose);
+    };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('close', onClose);
+  });
+}
+
+/**
+ * The one message of a unary request body, decompressed per grpc-encoding. Throws on a body
+ * that is not exactly one well-formed frame or whose encoding cannot be undone.
+ */
+export function decodeRequest(body: Buffer, headers: IncomingHttpHeaders): Buffer {
+  const frames = parseFrames(body);
+  if (frames.length !== 1) throw new FrameError(`expected one request message, got ${frames.length}`);
+  return decompress(frames[0]!, headerString(headers['grpc-encoding']));
+}
+
+export function singleMessage(body: Buffer, headers: IncomingHttpHeaders): Buffer {
+  try {
+    return decodeRequest(body, headers);
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `malformed gRPC request: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * A unary call answered by the shim: the request read whole, `handler` given its message and an
+ * abort signal (client cancel, deadline), the response sent unless the deadline passed.
+ */
+export async function unaryCall(host: CallHost, call: Call, headers: IncomingHttpHeaders, handler: (request: Buffer, signal: () => AbortSignal) => Promise<Buffer>): Promise<void> {
+  const stream = call.stream;
+  const deadline = deadlineOf(headers, call.started);
+  // The abort signal (client cancel, deadline) is made only when the handler asks for it: a
+  // cached pull never does, and an AbortController plus a deadline timer per call are a
+  // noticeable part of its cost.
+  let ac: AbortController | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let cancelled: SpokeError | undefined;
+  const signal = (): AbortSignal => {
+    if (ac === undefined) {
+      const c = (ac = new AbortController());
+      if (cancelled !== undefined) c.abort(cancelled);
+      else if (deadline !== undefined) {
+        timer = setTimeout(() => c.abort(new SpokeError('Unavailable', 'deadline exceeded')), Math.max(0, deadline - performance.now()));
+      }
+    }
+    return ac.signal;
+  };
+  const onClose = () => {
+    cancelled ??= new SpokeError('Unavailable', 'the client cancelled the call');
+    ac?.abort(cancelled);
+  };
+  stream.once('close', onClose);
+  try {
+    const body = await readBody(stream);
+    const request = singleMessage(body, headers);
+    const response = await handler(request, signal);
+    if (deadline !== undefined && performance.now() > deadline) {
+      host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+      return;
+    }
+    host.report(call);
+    sendUnary(stream, response);
+  } catch (e) {
+    if (deadline !== undefined && performance.now() >= deadline) host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+    else throw e;
+  } finally {
+    if (timer) clearTimeout(timer);
+    stream.off('close', onClose);
+  }
+}
