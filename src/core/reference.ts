@@ -1,5 +1,5 @@
 // Digest-pinned OCI references: `host[:port]/path@sha256:<64 lowercase hex>` and nothing else
-// (KEP-6061 §1: alpha accepts digest references only; DESIGN §3 step 1). Grammar of path
+// (KEP-6061 §1: alpha accepts digest references only; docs/architecture.md, pull step 1). Grammar of path
 // components from the OCI distribution spec (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`).
 // Pure: no I/O. Length is checked before any regex runs, and every regex is anchored.
 
@@ -17,7 +17,7 @@ export interface Reference {
   readonly digest: Digest;
 }
 
-/** One repository path component (OCI distribution spec); shared with controller/image.ts. */
+/** One repository path component (OCI distribution spec); the one copy, used by policy/scope.ts, registry/ and controller/image.ts. */
 export const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DNS_LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV6_RE = /^\[[0-9a-f:.]{2,45}\]$/;
@@ -116,7 +116,7 @@ export interface RepositoryRef {
   readonly tag: string | undefined;
 }
 
-/** A tag (OCI distribution spec); shared with controller/image.ts. */
+/** A tag (OCI distribution spec); the one copy, used by registry/ and controller/image.ts. */
 export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export function parseRepositoryRef(input: string): RepositoryRef {

@@ -6,6 +6,7 @@ import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../core/constants.js';
 import { MAX_REPOSITORY_LENGTH } from '../core/limits.js';
+import { PATH_COMPONENT_RE, TAG_RE } from '../core/reference.js';
 import { Authenticator, isOwn401, refusedError, type AuthState, type AuthTarget } from './auth.js';
 import { networkError, statusError } from './errors.js';
 import { discard, errorSummary, header, readCapped, sha256Hasher, Transport, type HttpResponse, type Method } from './http.js';
@@ -21,8 +22,6 @@ import type {
 
 export type { UndiciRegistryClientOptions } from './options.js';
 
-const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const MEDIA_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
 const DEFAULT_ACCEPT = `${MEDIA_TYPE_OCI_MANIFEST}, ${MEDIA_TYPE_OCI_INDEX}`;
 
