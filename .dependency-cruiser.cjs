@@ -1,4 +1,4 @@
-// Import direction of DESIGN §2: each folder may import only the folders listed; nothing imports cli/; no cycles.
+// Import direction of the layers (docs/architecture.md): each folder may import only the folders listed; nothing imports cli/; no cycles.
 const allowed = {
   core: [],
   policy: ['core'],

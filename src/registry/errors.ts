@@ -1,4 +1,4 @@
-// Mapping transport failures and HTTP statuses to SpokeError codes (DESIGN §3 error classes).
+// Mapping transport failures and HTTP statuses to SpokeError codes (error classes: docs/architecture.md, docs/errors.md).
 // Messages name hosts, statuses and registry error codes, never headers, tokens or credentials.
 
 import { SpokeError, type ErrorCode, type ErrorContext, type ErrorReason } from '../core/errors.js';
