@@ -17,7 +17,7 @@ export interface Reference {
   readonly digest: Digest;
 }
 
-/** One repository path component (OCI distribution spec); shared with controller/image.ts. */
+/** One repository path component (OCI distribution spec); the one copy, used by policy/scope.ts, registry/ and controller/image.ts. */
 export const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DNS_LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV6_RE = /^\[[0-9a-f:.]{2,45}\]$/;
@@ -116,7 +116,7 @@ export interface RepositoryRef {
   readonly tag: string | undefined;
 }
 
-/** A tag (OCI distribution spec); shared with controller/image.ts. */
+/** A tag (OCI distribution spec); the one copy, used by registry/ and controller/image.ts. */
 export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export function parseRepositoryRef(input: string): RepositoryRef {

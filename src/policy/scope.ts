@@ -2,7 +2,7 @@
 // "Node policy"). `r.io/team` covers `r.io/team` and `r.io/team/x`, never `r.io/teamevil`;
 // `reg.io` never covers `reg.io.evil.com` nor `reg.io:5000`. Pure.
 
-import { parseRegistry, type Reference } from '../core/reference.js';
+import { parseRegistry, PATH_COMPONENT_RE, type Reference } from '../core/reference.js';
 import { MAX_REPOSITORY_LENGTH } from '../core/limits.js';
 
 export interface Scope {
@@ -15,8 +15,6 @@ export interface Scope {
   /** Number of path components. */
   readonly depth: number;
 }
-
-const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
 /**
  * Parses `host[:port]` as used in `mirrors:` and `insecure:` (and a scope's host); throws

@@ -1,0 +1,38 @@
+// Content, kind and size checks of the pull pipeline (docs/architecture.md). Kind and size depend
+// on the request and the policy; only what the content alone decides becomes a verdict on a digest.
+
+import type { ArtifactManifest } from '../core/artifact.js';
+import type { ProfileKind } from '../core/constants.js';
+import type { Digest } from '../core/digest.js';
+import { SpokeError, asSpokeError } from '../core/errors.js';
+import type { ProfileStore } from '../store/store.js';
+
+/**
+ * Runs a content check on bytes whose digest matched, judging the content alone (strict JSON,
+ * one layer, media types, archives, the profile under its own declared kind). Such failures are
+ * permanent for the digest (the content can never change): recorded, and not fetched again.
+ */
+export async function permanent<T>(store: ProfileStore, digest: Digest, check: () => T): Promise<T> {
+  try {
+    return check();
+  } catch (e) {
+    const err = asSpokeError(e, 'SecurityProfileInvalid');
+    if (err.code === 'SecurityProfileInvalid') await store.recordInvalid(digest, err.message);
+    throw err;
+  }
+}
+
+export function kindMismatch(canonical: string, expected: ProfileKind, actual: ProfileKind): SpokeError {
+  return new SpokeError('SecurityProfileInvalid', `${canonical}: the artifact is a ${actual} profile, not ${expected}`, { reference: canonical, expected, actual }, { reason: 'KIND_MISMATCH' });
+}
+
+export function checkSizeLimit(canonical: string, size: number, limit: number, what = 'profile'): void {
+  if (size > limit) {
+    throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${what} is ${size} bytes, over the node policy's limit of ${limit} (limits.maxArtifactBytes)`, { reference: canonical, limit, actual: size }, { reason: 'SIZE_LIMIT' });
+  }
+}
+
+export function checkDescriptorSizes(canonical: string, artifact: ArtifactManifest, limit: number): void {
+  checkSizeLimit(canonical, artifact.config.size, limit, 'config');
+  checkSizeLimit(canonical, artifact.layer.size, limit, 'layer');
+}

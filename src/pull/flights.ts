@@ -1,0 +1,106 @@
+// Single-flight for the pull pipeline (docs/architecture.md): concurrent pulls with one key share
+// one fetch. A shared fetch (a "flight") runs under its own abort controller and total deadline,
+// never under one caller's signal or credentials; it is aborted only when every caller waiting on
+// it has gone.
+
+import { SpokeError, asSpokeError } from '../core/errors.js';
+import type { Policy } from '../policy/types.js';
+import type { RegistryClient } from '../registry/types.js';
+import type { PullRequest, PullResult, RegistryLease } from './types.js';
+
+interface Flight {
+  readonly promise: Promise<PullResult>;
+  readonly controller: AbortController;
+  waiters: number;
+  settled: boolean;
+}
+
+/** The flights now running, by key (`step\0reference\0...`). */
+export class Flights {
+  private readonly inflight = new Map<string, Flight>();
+
+  /**
+   * `lease` gives the registry client for a policy, held for one flight; `timeoutMs` is the total
+   * time one flight may take (the node config's `pullTimeout`).
+   */
+  constructor(
+    private readonly lease: (policy: Policy) => RegistryLease,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Callers now waiting on flights for `reference` (canonical form); tests wait on it. */
+  waiting(reference: string): number {
+    let n = 0;
+    for (const [key, f] of this.inflight) if (key.split('\0')[1] === reference) n += f.waiters;
+    return n;
+  }
+
+  /**
+   * Runs `work` as a flight shared by every caller with the same key, or joins the one running.
+   * The flight has its own controller and total deadline; each caller may leave early with its
+   * own signal, and the flight is aborted only when the last caller has left.
+   */
+  join(key: string, req: PullRequest, policy: Policy, work: (flightReq: PullRequest, registry: RegistryClient) => Promise<PullResult>): Promise<PullResult> {
+    let flight = this.inflight.get(key);
+    if (!flight) {
+      const controller = new AbortController();
+      const timer = setTimeout(() => {
+        controller.abort(new SpokeError('RegistryUnavailable', `${req.reference}: pull did not finish within ${this.timeoutMs} ms (pullTimeout)`, { limit: this.timeoutMs }, { reason: 'DEADLINE' }));
+      }, this.timeoutMs);
+      timer.unref();
+      const flightReq: PullRequest = { reference: req.reference, kind: req.kind, signal: controller.signal };
+      if (req.namespace !== undefined) flightReq.namespace = req.namespace;
+      if (req.credential !== undefined) flightReq.credential = req.credential;
+      const started = new Promise<PullResult>((resolve, reject) => {
+        const lease = this.lease(policy);
+        // Whatever the work is waiting on, the flight ends when its signal fires.
+        controller.signal.addEventListener('abort', () => reject(asSpokeError(controller.signal.reason, 'RegistryUnavailable')), { once: true });
+        work(flightReq, lease.client)
+          .then(resolve, reject)
+          .finally(() => lease.release());
+      });
+      const f: Flight = {
+        controller,
+        waiters: 0,
+        settled: false,
+        promise: started.finally(() => {
+          f.settled = true;
+          clearTimeout(timer);
+          if (this.inflight.get(key) === f) this.inflight.delete(key);
+        }),
+      };
+      f.promise.catch(() => {}); // observed by each waiter
+      flight = f;
+      this.inflight.set(key, f);
+    }
+    return this.wait(key, flight, req.signal);
+  }
+
+  /** One caller's wait on a flight, ended early by the caller's own signal. */
+  private async wait(key: string, flight: Flight, signal: AbortSignal | undefined): Promise<PullResult> {
+    flight.waiters++;
+    try {
+      if (!signal) return await flight.promise;
+      if (signal.aborted) throw callerGone(signal);
+      return await new Promise<PullResult>((resolve, reject) => {
+        const onAbort = () => reject(callerGone(signal));
+        signal.addEventListener('abort', onAbort, { once: true });
+        flight.promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      });
+    } finally {
+      if (--flight.waiters === 0 && !flight.settled) {
+        // Nobody is left to use the result: stop the fetch, and let a new caller start afresh.
+        if (this.inflight.get(key) === flight) this.inflight.delete(key);
+        flight.controller.abort(new SpokeError('RegistryUnavailable', 'pull cancelled: every caller has gone'));
+      }
+    }
+  }
+}
+
+/** The caller's own signal ended its wait (its deadline, or it went away); the flight goes on. */
+function callerGone(signal: AbortSignal): SpokeError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof SpokeError) return reason;
+  if (reason instanceof Error && reason.name === 'TimeoutError') return new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE', cause: reason });
+  return new SpokeError('Unavailable', 'the caller cancelled the pull', {}, { cause: reason });
+}
