@@ -30,14 +30,12 @@ import {
   RECORDING_LABEL,
   bindingFor,
   bindingImage,
-  condition,
   planProfiles,
   repositoryAllowed,
   resultBelongs,
   resultNodeProblem,
   sameStatus,
   validateRecording,
-  withCondition,
   type CompiledRecording,
   type PlannedProfile,
   type ProfileRecording,
@@ -46,7 +44,8 @@ import {
   type RecordedProfileStatus,
 } from './recording.js';
 import type { Pod, ProfileBinding } from './types.js';
-import { codeOf } from './status-code.js';
+import { codeOf, retryOnConflict } from './api-errors.js';
+import { condition, withCondition } from './conditions.js';
 
 /** The registry contract, as publish/ takes it (controller/ does not import registry/). */
 export type PublishRegistry = Parameters<typeof pushProfile>[0];
@@ -88,7 +87,6 @@ export interface RecordingReconcilerOptions {
   backoffMaxMs?: number;
 }
 
-const CONFLICT_RETRIES = 5;
 /** Pushes and signatures remembered (by digest) so retries do not repeat them. */
 const MAX_REMEMBERED = 1024;
 
@@ -458,24 +456,25 @@ export class RecordingReconciler {
     const ns = rec.metadata.namespace as string;
     const name = rec.metadata.name as string;
     let current = rec;
-    for (let attempt = 0; ; attempt++) {
-      if (sameStatus(current.status, status)) return false;
-      try {
-        await this.o.api.replaceRecordingStatus(ns, name, { ...current, status });
+    return retryOnConflict(
+      async (attempt) => {
+        if (attempt > 0) {
+          const fresh = this.o.caches.recording(ns, name);
+          if (!fresh || fresh.metadata.uid !== rec.metadata.uid) return false;
+          if (token !== undefined && (fresh.metadata.annotations?.[FINALIZE_ANNOTATION] ?? '') !== token) throw new Transient('finalize annotation changed while writing status');
+          current = fresh;
+        }
+        if (sameStatus(current.status, status)) return false;
+        try {
+          await this.o.api.replaceRecordingStatus(ns, name, { ...current, status });
+        } catch (e) {
+          if (codeOf(e) === 404) return false;
+          throw e;
+        }
         this.stats.statusWrites++;
         return true;
-      } catch (e) {
-        const code = codeOf(e);
-        if (code === 404) return false;
-        if (code !== 409 || attempt >= CONFLICT_RETRIES) throw e;
-        this.stats.conflicts++;
-        const delay = (this.o.conflictDelayMs ?? 200) * (attempt + 1);
-        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-        const fresh = this.o.caches.recording(ns, name);
-        if (!fresh || fresh.metadata.uid !== rec.metadata.uid) return false;
-        if (token !== undefined && (fresh.metadata.annotations?.[FINALIZE_ANNOTATION] ?? '') !== token) throw new Transient('finalize annotation changed while writing status');
-        current = fresh;
-      }
-    }
+      },
+      { conflictDelayMs: this.o.conflictDelayMs, onConflict: () => this.stats.conflicts++ },
+    );
   }
 }

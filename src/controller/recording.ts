@@ -438,18 +438,6 @@ export function bindingFor(rec: CompiledRecording, p: { key: string; containers:
   return b;
 }
 
-/** A condition, keeping lastTransitionTime when the status did not change. */
-export function condition(previous: readonly Condition[] | undefined, type: string, status: Condition['status'], reason: string, message: string, now: string, generation?: number): Condition {
-  const prev = previous?.find((c) => c.type === type);
-  const c: Condition = { type, status, reason, message: message.slice(0, 1024), lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : now };
-  if (generation !== undefined) c.observedGeneration = generation;
-  return c;
-}
-
-export function withCondition(list: readonly Condition[] | undefined, c: Condition): Condition[] {
-  return [...(list ?? []).filter((x) => x.type !== c.type), c].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
-}
-
 /** Status equality that ignores lastTransitionTime-only differences from a recomputation. */
 export function sameStatus(a: ProfileRecordingStatus | undefined, b: ProfileRecordingStatus | undefined): boolean {
   return JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
