@@ -1,5 +1,6 @@
 // Status conditions (metav1.Condition), shared by the ProfileBinding and ProfileRecording
-// status writers: lastTransitionTime moves only when a condition's status does.
+// status writers: lastTransitionTime moves only when a condition's status does, so a
+// recomputed status equals the stored one (sameStatus) and is not written again.
 
 import type { Condition } from './types.js';
 
@@ -13,4 +14,9 @@ export function condition(previous: readonly Condition[] | undefined, type: stri
 
 export function withCondition(list: readonly Condition[] | undefined, c: Condition): Condition[] {
   return [...(list ?? []).filter((x) => x.type !== c.type), c].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
+}
+
+/** Status equality that ignores lastTransitionTime-only differences from a recomputation. */
+export function sameStatus<T extends object>(a: T | undefined, b: T | undefined): boolean {
+  return JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
 }
