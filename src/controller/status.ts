@@ -2,9 +2,9 @@
 // admitted pods, counters of the containers it selected but left alone (Unconfined without
 // override, privileged), and a `Valid` condition. Matches are recorded in memory, from
 // authenticated admission calls (never dry runs) or from the pod informer (webhook.ts); a timer
-// flushes them with get → merge → PUT /status carrying the
-// resourceVersion, retrying on 409 Conflict (api-errors.ts), so concurrent replicas never lose each other's
-// entries. The merge itself is pure (`mergeStatus`).
+// flushes them with get → merge → PUT /status carrying the resourceVersion, retrying on 409
+// Conflict (api-errors.ts), so concurrent replicas never lose each other's entries. The merge
+// itself is pure (`mergeStatus`).
 
 import type { PodMatch } from './admission.js';
 import { retryOnConflict } from './api-errors.js';
