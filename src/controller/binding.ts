@@ -30,72 +30,43 @@
 //     `seccomp.profiles.spoke.dev/<container>` (or `apparmor.…`) = reference is added, and the
 //     container's field is set to RuntimeDefault, so a node without the shim still runs the
 //     container confined. The shim merges an annotation's profile with the node baseline only
-//     and refuses a Localhost field next to an annotation (docs/annotation-mode.md: a conflict), so a binding's
+//     and refuses a Localhost field next to an annotation (a conflict), so a binding's
 //     Localhost baseProfile cannot travel in this mode: it is dropped with a warning.
-//  8. Pod Security: in alpha, `restricted` rejects seccomp type OCI and `baseline` (like
-//     `restricted`) allows AppArmor types RuntimeDefault and Localhost only. Where the
-//     namespace's enforce level rejects the field for a kind, that kind is bound in
-//     `annotations` mode instead, with a warning: the pod is created, and confined by the shim.
-//     A level not known here is taken as `restricted`.
+//  8. Pod Security: where the namespace's enforce level rejects the field for a kind, that kind
+//     is bound in `annotations` mode instead, with a warning (pod-security.ts).
 // Only an admin's configuration errors deny a pod: a tie (rule 2), or an invalid binding, which
 // the validating webhook should have kept out, that may select it (its image target does not
 // parse or matches one of the pod's images): an admin's binding is never silently skipped.
 //
-// Recording (docs/recording.md), only when the caller passes the ProfileRecordings of the namespace:
-//  R1. A recording selects the pod when it is valid, not finalized (no non-empty
-//      `recording.spoke.dev/finalize` annotation: a finalized recording is a snapshot), its
-//      podSelector matches and, when it lists `containers`, one of them is in the pod. Invalid
-//      recordings select nothing (recording is not a confinement: missing one never loosens).
-//  R2. Two recordings select the pod → denied, naming both. A pod already annotated
-//      `recording.spoke.dev/name` with another recording is denied the same way.
-//  R3. The recorded containers: those the recording selects (all containers and init
-//      containers, or its `containers`) that are not privileged (warning: a privileged
-//      container runs unconfined and cannot be recorded) and whose seccomp profile is unset or
-//      RuntimeDefault (warning otherwise: the node keeps an explicit profile, so they would not
-//      be recorded). None left → nothing is marked.
-//  R4. The pod gets `recording.spoke.dev/name: <recording>`, when not every container is
-//      recorded `recording.spoke.dev/containers: a,b` (sorted), and `recording.spoke.dev/proof`,
-//      the HMAC the shim verifies (src/core/recording-proof.ts: namespace, pod name or
-//      generateName, recording, containers, expiry), plus the label `recording.spoke.dev/name`
-//      the controller's pod cache selects on. Without the recording key nothing is marked
-//      (warning). A still-valid proof for the same marking is kept (reinvocation).
-//  R5. Recording wins over binding for the recorded containers' seccomp profile: the binding
-//      is not applied to them (warning naming both), the node runs them under the logging
-//      profile (`spoke shim --recording`). Every other container, and AppArmor, is bound as
-//      usual: nothing else is loosened.
-//  R6. Only the controller marks pods: every `recording.spoke.dev/*` annotation it does not set
-//      is removed, with a warning, whether or not recordings are considered (a pod author must
-//      not carry a marking, or a proof copied from another pod, past the webhook).
+// Recording (R1 to R6), when the caller passes the ProfileRecordings of the namespace:
+// recording-mark.ts. Selection: binding-match.ts; the patch: binding-patch.ts.
 
 import type { ProfileKind } from '../core/constants.js';
-import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
-import { escapePointer, type JsonPatchOp } from './jsonpatch.js';
+import {
+  FIELD,
+  alreadyBound,
+  candidatesFor,
+  compareSpecificity,
+  describeSlot,
+  describeSpecificity,
+  effectiveProfile,
+  invalidBindingDenials,
+  slotsOf,
+  type BindingMode,
+} from './binding-match.js';
+import { boundWarnings, buildPatch, truncate, type PodChanges } from './binding-patch.js';
+import type { JsonPatchOp } from './jsonpatch.js';
+import { fieldRejected, podSecurityWarning } from './pod-security.js';
+import { foreignMarkings, planRecording, type RecordingProofOptions } from './recording-mark.js';
 import { selectorMatches } from './selector.js';
-import {
-  ANNOTATION_PREFIX,
-  LEGACY_APPARMOR_ANNOTATION_PREFIX,
-  type Container,
-  type Pod,
-  type ProfileOCI,
-  type SeccompProfile,
-} from './types.js';
+import { ANNOTATION_PREFIX, LEGACY_APPARMOR_ANNOTATION_PREFIX, type Pod, type ProfileOCI } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
-import { signRecordingProof, verifyRecordingProof } from '../core/recording-proof.js';
-import {
-  FINALIZE_ANNOTATION,
-  POD_RECORDING_ANNOTATION,
-  POD_RECORDING_CONTAINERS_ANNOTATION,
-  POD_RECORDING_PREFIX,
-  POD_RECORDING_PROOF_ANNOTATION,
-  RECORDING_LABEL,
-  recordingLabelValue,
-  validateRecording,
-  type CompiledRecording,
-} from './recording.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
-
-export type BindingMode = 'field' | 'annotations';
+export { compareSpecificity, describeSpecificity, type BindingMode } from './binding-match.js';
+export { MAX_WARNINGS, MAX_WARNING_LENGTH } from './binding-patch.js';
+export { enforceLevel, POD_SECURITY_ENFORCE_LABEL, POD_SECURITY_LEVELS } from './pod-security.js';
+export type { RecordingProofOptions } from './recording-mark.js';
 
 export interface MutateOptions {
   /** `field` (default): the KEP API field. `annotations`: the shim's per-container annotations. */
@@ -106,37 +77,6 @@ export interface MutateOptions {
   podSecurity?: string;
   /** How markings are signed (R4); undefined: recordings mark nothing. */
   recordingProof?: RecordingProofOptions;
-}
-
-export interface RecordingProofOptions {
-  /** The cluster's recording key (controller --recording-key), shared with the nodes. */
-  key: Buffer;
-  /** The admission request's namespace (the pod's own may be empty at admission). */
-  namespace: string;
-  /** The admission request's name, when the API server already knows it. */
-  name?: string;
-  /** Unix seconds. */
-  now: number;
-  /** How long the node may start the pod's containers under the logging profile. */
-  ttlSeconds: number;
-}
-
-/** Pod Security admission's levels, loosest first. */
-export const POD_SECURITY_LEVELS: readonly string[] = ['privileged', 'baseline', 'restricted'];
-
-/** The Pod Security admission label that decides whether a pod is rejected. */
-export const POD_SECURITY_ENFORCE_LABEL = 'pod-security.kubernetes.io/enforce';
-
-/** A namespace's Pod Security enforce level: its label, else the cluster's default level. */
-export function enforceLevel(labels: Readonly<Record<string, string>> | undefined, clusterDefault = 'privileged'): string {
-  return labels?.[POD_SECURITY_ENFORCE_LABEL] ?? clusterDefault;
-}
-
-/** Rule 8: whether Pod Security at `level` rejects `type: OCI` for `kind` (unknown levels: as restricted). */
-function fieldRejected(kind: ProfileKind, level: string | undefined): boolean {
-  if (level === undefined || level === 'privileged') return false;
-  if (level === 'baseline') return kind === 'apparmor';
-  return true;
 }
 
 /** Why a binding that selects a container did not bind it (counted in the binding's status). */
@@ -169,106 +109,7 @@ export type MutationResult =
     }
   | { denied: string };
 
-export const MAX_WARNINGS = 32;
-export const MAX_WARNING_LENGTH = 256;
 const MAX_DENIALS_SHOWN = 5;
-
-const FIELD: Record<ProfileKind, 'seccompProfile' | 'appArmorProfile'> = { seccomp: 'seccompProfile', apparmor: 'appArmorProfile' };
-const IMAGE_RANK_NAME = ['image "*"', 'image repository', 'image tag', 'image digest'];
-
-/** Compares two specificity tuples: > 0 when a is more specific. */
-export function compareSpecificity(a: readonly number[], b: readonly number[]): number {
-  for (let i = 0; i < a.length; i++) if ((a[i] as number) !== (b[i] as number)) return (a[i] as number) - (b[i] as number);
-  return 0;
-}
-
-export function describeSpecificity(rank: readonly [number, number, number]): string {
-  return `${IMAGE_RANK_NAME[rank[0]]}, ${rank[1] ? 'with' : 'without'} podSelector, ${rank[2] ? 'with' : 'without'} containers list`;
-}
-
-interface Effective {
-  type: string; // RuntimeDefault | Localhost | Unconfined | OCI | unset | annotation
-  where: string; // human: "set on the container", "inherited from the pod", …
-}
-
-function legacyAppArmor(value: string): string {
-  if (value === 'runtime/default') return 'RuntimeDefault';
-  if (value === 'unconfined') return 'Unconfined';
-  if (value.startsWith('localhost/')) return 'Localhost';
-  return `unknown (${value})`;
-}
-
-function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Effective {
-  const annotations = pod.metadata?.annotations ?? {};
-  if (Object.prototype.hasOwnProperty.call(annotations, ANNOTATION_PREFIX[kind] + c.name)) {
-    return { type: 'annotation', where: `by annotation ${ANNOTATION_PREFIX[kind]}${c.name}` };
-  }
-  const own = c.securityContext?.[FIELD[kind]];
-  if (own?.type) return { type: own.type, where: 'set on the container' };
-  if (kind === 'apparmor') {
-    const legacy = annotations[LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name];
-    if (typeof legacy === 'string') return { type: legacyAppArmor(legacy), where: `by annotation ${LEGACY_APPARMOR_ANNOTATION_PREFIX}${c.name}` };
-  }
-  const podLevel = pod.spec?.securityContext?.[FIELD[kind]];
-  if (podLevel?.type) return { type: podLevel.type, where: 'inherited from the pod' };
-  return { type: 'unset', where: 'not set' };
-}
-
-/** True when the container already carries exactly what `winner` would set (reinvocationPolicy: IfNeeded). */
-function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: CompiledBinding, mode: BindingMode): boolean {
-  if (mode === 'annotations') return pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === winner.reference;
-  const own = c.securityContext?.[FIELD[kind]];
-  if (own?.type !== 'OCI' || own.oci?.reference !== winner.reference) return false;
-  return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
-}
-
-function truncate(s: string, n: number): string {
-  return s.length <= n ? s : s.slice(0, n - 1) + '…';
-}
-
-interface Slot {
-  list: 'containers' | 'initContainers';
-  index: number;
-  container: Container;
-  image: ImageRef | undefined;
-}
-
-function slotsOf(pod: Pod): Slot[] {
-  const out: Slot[] = [];
-  for (const list of ['initContainers', 'containers'] as const) {
-    (pod.spec?.[list] ?? []).forEach((container, index) => {
-      let image: ImageRef | undefined;
-      try {
-        image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
-      } catch {
-        image = undefined; // the kubelet could not pull it either; only `*` selects it
-      }
-      out.push({ list, index, container, image });
-    });
-  }
-  return out;
-}
-
-/** Invalid bindings deny pods they might select: unparseable target, or an image match. */
-function invalidBindingDenials(rawBindings: readonly unknown[], slots: Slot[]): string[] {
-  const out: string[] = [];
-  for (const raw of rawBindings) {
-    const v = validateBinding(raw);
-    if (v.ok) continue;
-    const image = (raw as { spec?: { image?: unknown } })?.spec?.image;
-    let hit: Slot | undefined;
-    try {
-      const target = parseImageTarget(typeof image === 'string' ? image : '');
-      hit = slots.find((s) => imageMatches(target, s.image));
-    } catch {
-      hit = slots[0];
-    }
-    if (hit) {
-      out.push(`ProfileBinding ${v.name} is invalid and may select container "${hit.container.name}": ${v.problems.join('; ')}`);
-    }
-  }
-  return out;
-}
 
 /**
  * Computes the admission answer for `pod` given the bindings of its namespace (raw objects, as
@@ -293,7 +134,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const modeOf = (kind: ProfileKind): BindingMode => (mode === 'field' && fieldRejected(kind, options.podSecurity) ? 'annotations' : mode);
   const switched = new Set<ProfileKind>();
   // Per slot: the new values of securityContext fields; per pod: annotation changes.
-  const fieldChanges = new Map<Slot, Partial<Record<'seccompProfile' | 'appArmorProfile', SeccompProfile>>>();
+  const fieldChanges: PodChanges['fields'] = new Map();
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
   const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof) : undefined;
@@ -302,19 +143,16 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
     warnings.push(...recording.warnings);
     for (const [k, v] of recording.annotations) if (pod.metadata?.annotations?.[k] !== v) annotationSets.set(k, v);
   }
-  for (const key of Object.keys(pod.metadata?.annotations ?? {}).sort()) {
-    if (!key.startsWith(POD_RECORDING_PREFIX) || recording?.annotations.has(key)) continue;
+  for (const key of foreignMarkings(pod, recording)) {
     annotationRemovals.add(key);
     warnings.push(`annotation ${truncate(key, 80)} removed: only spoke's webhook marks pods for recording (R6)`);
   }
 
   for (const slot of slots) {
     const c = slot.container;
-    const what = `${slot.list === 'initContainers' ? 'init container' : 'container'} "${c.name}"`;
+    const what = describeSlot(slot);
     for (const kind of ['seccomp', 'apparmor'] as const) {
-      const candidates = podSelected
-        .filter((b) => b.kind === kind && imageMatches(b.target, slot.image) && (b.containers === undefined || b.containers.has(c.name)))
-        .sort((a, b) => compareSpecificity(b.rank, a.rank) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const candidates = candidatesFor(podSelected, kind, slot);
       if (candidates.length === 0) continue;
       const winner = candidates[0] as CompiledBinding;
       if (kind === 'seccomp' && recording?.recorded.has(slot)) {
@@ -378,13 +216,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
     }
   }
   warnings.unshift(
-    ...(['seccomp', 'apparmor'] as const)
-      .filter((kind) => switched.has(kind))
-      .map((kind) => {
-        const level = options.podSecurity as string;
-        const why = level === 'restricted' || level === 'baseline' ? 'rejects' : 'is not known and is taken as restricted, which rejects';
-        return `namespace Pod Security level ${JSON.stringify(level)} ${why} ${kind} type OCI in alpha: bound by annotation (spoke shim) with RuntimeDefault in the field`;
-      }),
+    ...(['seccomp', 'apparmor'] as const).filter((kind) => switched.has(kind)).map((kind) => podSecurityWarning(kind, options.podSecurity as string)),
   );
 
   if (denials.length > 0) {
@@ -393,113 +225,6 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
     return { denied: shown.join('; ') };
   }
 
-  const patch: JsonPatchOp[] = [];
-  for (const [slot, changes] of fieldChanges) {
-    const base = `/spec/${slot.list}/${slot.index}/securityContext`;
-    const sc = slot.container.securityContext;
-    if (sc === undefined || sc === null) {
-      patch.push({ op: 'add', path: base, value: changes });
-      continue;
-    }
-    for (const [field, value] of Object.entries(changes)) {
-      patch.push({ op: sc[field] === undefined ? 'add' : 'replace', path: `${base}/${field}`, value });
-    }
-  }
-  const existing = pod.metadata?.annotations;
-  if (annotationSets.size > 0 || annotationRemovals.size > 0) {
-    if (existing === undefined || existing === null) {
-      const value = Object.fromEntries([...annotationSets].sort());
-      patch.push(pod.metadata ? { op: 'add', path: '/metadata/annotations', value } : { op: 'add', path: '/metadata', value: { annotations: value } });
-    } else {
-      for (const key of [...annotationRemovals].sort()) patch.push({ op: 'remove', path: `/metadata/annotations/${escapePointer(key)}` });
-      for (const [key, value] of [...annotationSets].sort()) {
-        patch.push({ op: existing[key] === undefined ? 'add' : 'replace', path: `/metadata/annotations/${escapePointer(key)}`, value });
-      }
-    }
-  }
-  if (recording?.label) {
-    const [key, value] = recording.label;
-    const labels = pod.metadata?.labels;
-    if (labels === undefined || labels === null) patch.push({ op: 'add', path: '/metadata/labels', value: { [key]: value } });
-    else if (labels[key] !== value) patch.push({ op: labels[key] === undefined ? 'add' : 'replace', path: `/metadata/labels/${escapePointer(key)}`, value });
-  }
-  const boundedWarnings = warnings.slice(0, MAX_WARNINGS).map((w) => truncate(w, MAX_WARNING_LENGTH));
-  if (warnings.length > MAX_WARNINGS) boundedWarnings[MAX_WARNINGS - 1] = `${warnings.length - MAX_WARNINGS + 1} more warnings not shown`;
-  return { patch, warnings: boundedWarnings, applied, bound, skipped };
-}
-
-interface RecordingPlan {
-  name: string;
-  recorded: Set<Slot>;
-  annotations: Map<string, string>;
-  /** The pod label the controller's pod cache selects on, when the pod is marked. */
-  label?: [string, string];
-  denials: string[];
-  warnings: string[];
-}
-
-function finalized(raw: unknown): boolean {
-  const v = (raw as { metadata?: { annotations?: Record<string, unknown> } })?.metadata?.annotations?.[FINALIZE_ANNOTATION];
-  return typeof v === 'string' && v !== '';
-}
-
-/** Rules R1–R4 (header): which recording marks the pod and which containers it records. */
-function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly unknown[], proof: RecordingProofOptions | undefined): RecordingPlan | undefined {
-  const labels = pod.metadata?.labels;
-  const selecting: CompiledRecording[] = [];
-  for (const raw of rawRecordings) {
-    if (finalized(raw)) continue;
-    const v = validateRecording(raw);
-    if (!v.ok) continue;
-    const r = v.recording;
-    if (!selectorMatches(r.podSelector, labels)) continue;
-    if (r.containers && !slots.some((s) => r.containers!.has(s.container.name))) continue;
-    selecting.push(r);
-  }
-  if (selecting.length === 0) return undefined;
-  selecting.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const rec = selecting[0] as CompiledRecording;
-  const plan: RecordingPlan = { name: rec.name, recorded: new Set(), annotations: new Map(), denials: [], warnings: [] };
-  if (selecting.length > 1) {
-    plan.denials.push(`the pod is selected by ProfileRecordings ${selecting.map((r) => r.name).join(' and ')}; a pod can be recorded for one recording only: narrow their podSelectors`);
-    return plan;
-  }
-  const existing = pod.metadata?.annotations?.[POD_RECORDING_ANNOTATION];
-  if (existing !== undefined && existing !== '' && existing !== rec.name) {
-    plan.denials.push(`the pod is annotated ${POD_RECORDING_ANNOTATION}: ${JSON.stringify(existing.slice(0, 253))} but selected by ProfileRecording ${rec.name}; remove the annotation or narrow the recording's podSelector`);
-    return plan;
-  }
-  for (const slot of slots) {
-    const c = slot.container;
-    if (rec.containers && !rec.containers.has(c.name)) continue;
-    const what = `${slot.list === 'initContainers' ? 'init container' : 'container'} "${c.name}"`;
-    if (c.securityContext?.privileged === true) {
-      plan.warnings.push(`${what} is privileged and runs unconfined: ProfileRecording ${rec.name} cannot record it`);
-      continue;
-    }
-    const current = effectiveProfile('seccomp', pod, c);
-    if (current.type !== 'unset' && current.type !== 'RuntimeDefault') {
-      plan.warnings.push(`${what} keeps its seccomp profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileRecording ${rec.name} does not record it`);
-      continue;
-    }
-    plan.recorded.add(slot);
-  }
-  if (plan.recorded.size === 0) return plan;
-  const name = proof?.name || pod.metadata?.name;
-  const generateName = pod.metadata?.generateName;
-  if (proof === undefined || (!name && !generateName)) {
-    plan.warnings.push(`the pod is selected by ProfileRecording ${rec.name} but not marked: ${proof === undefined ? 'the controller has no recording key (--recording-key)' : 'it has neither name nor generateName'}`);
-    plan.recorded.clear();
-    return plan;
-  }
-  const containers = plan.recorded.size < slots.length ? [...new Set([...plan.recorded].map((s) => s.container.name))].sort() : undefined;
-  plan.annotations.set(POD_RECORDING_ANNOTATION, rec.name);
-  if (containers) plan.annotations.set(POD_RECORDING_CONTAINERS_ANNOTATION, containers.join(','));
-  const subject = { namespace: proof.namespace, pod: name ? { name } : { generateName: generateName as string }, recording: rec.name, containers };
-  // Reinvocation: our own still-valid proof for this very marking stays, so the patch is empty.
-  const ours = pod.metadata?.annotations?.[POD_RECORDING_PROOF_ANNOTATION];
-  const kept = ours !== undefined && name && verifyRecordingProof(proof.key, ours, { ...subject, podName: name }, proof.now).ok;
-  plan.annotations.set(POD_RECORDING_PROOF_ANNOTATION, kept ? ours : signRecordingProof(proof.key, subject, proof.now + proof.ttlSeconds));
-  plan.label = [RECORDING_LABEL, recordingLabelValue(rec.name)];
-  return plan;
+  const patch = buildPatch(pod, { fields: fieldChanges, annotationSets, annotationRemovals, label: recording?.label });
+  return { patch, warnings: boundWarnings(warnings), applied, bound, skipped };
 }

@@ -10,7 +10,7 @@
 
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
-import { codeOf } from './status-code.js';
+import { codeOf } from './api-errors.js';
 import { RecordingReconciler, type RecordingApi, type RecordingCaches, type RecordingReconcilerOptions } from './recording-reconciler.js';
 import { POD_RECORDING_ANNOTATION, RECORDING_KIND, RECORDING_LABEL, RECORDING_PLURAL, RESULT_PLURAL, type ProfileRecording, type ProfileRecordingResult } from './recording.js';
 import { API_VERSION, BINDING_PLURAL, GROUP, VERSION, type Pod, type ProfileBinding } from './types.js';

@@ -1,6 +1,6 @@
-// The ProfileRecording reconciler (docs/recording.md, cluster side). Reads recordings,
-// their results and the bindings from list/watch caches (recording-kube.ts; no `get`
-// permission needed), and per recording:
+// The ProfileRecording reconciler (docs/recording.md, cluster side): the finalize state
+// machine. Reads recordings, their results and the bindings from list/watch caches
+// (recording-kube.ts; no `get` permission needed), and per recording:
 //   no finalize annotation   → phase Recording, status.results = the results seen so far
 //   finalize annotation set  → union per mergeStrategy → buildRecordedProfile → push with the
 //                              controller's own credentials → sign (spec.publish.signWith) →
@@ -9,36 +9,26 @@
 //   token already processed  → nothing (a second reconcile writes, pushes and creates nothing)
 // Permanent problems (incomplete results, repository not allowed, unknown signing key, invalid
 // spec) end in phase Failed with a condition naming them; transient ones (registry, API) keep
-// phase Finalizing and are retried with backoff; finalizing before any result arrived keeps
-// phase Finalizing (WaitingForResults) until one does — never an empty profile. Status is written with the object's
-// resourceVersion (PUT …/status) and retried on 409 Conflict from a fresh read. Pushes and
-// signatures are remembered per digest, so a retry after a conflict does not push again.
-// Bindings are created, never updated or deleted (RBAC: create only): one that exists with the
-// same reference is kept; one with another reference makes Bound=False (BindingExists).
-// Results count only from the node that runs the pod they name (resultNodeProblem): the verdict
-// is taken while the pod is in the pod cache and remembered (by result uid), so a pod deleted
-// after its result arrived still counts; results judged never are ignored, and every ignored
-// result is named in the ResultsAccepted condition and the log.
+// phase Finalizing and are retried with backoff (work-queue.ts); finalizing before any result
+// arrived keeps phase Finalizing (WaitingForResults) until one does — never an empty profile.
+// Status is written with the object's resourceVersion (PUT …/status) and retried on 409
+// Conflict from a fresh read (api-errors.ts). Pushing, signing and creating bindings:
+// recording-publish.ts; which results count: recording-results.ts.
 
 import type { KeyObject } from 'node:crypto';
-import { sha256Digest, type Digest } from '../core/digest.js';
 import { isSpokeError } from '../core/errors.js';
-import { pushProfile } from '../publish/push.js';
-import { signArtifact, type SignFormat } from '../publish/sign.js';
+import type { SignFormat } from '../publish/sign.js';
+import { codeOf, retryOnConflict } from './api-errors.js';
+import { condition, withCondition } from './conditions.js';
+import { messageOf, RecordingPublisher, Transient, type PublishCredential, type PublishRegistry } from './recording-publish.js';
+import { ResultGate } from './recording-results.js';
 import {
   FINALIZE_ANNOTATION,
-  RECORDING_LABEL,
-  bindingFor,
   bindingImage,
-  condition,
   planProfiles,
   repositoryAllowed,
-  resultBelongs,
-  resultNodeProblem,
   sameStatus,
   validateRecording,
-  withCondition,
-  type CompiledRecording,
   type PlannedProfile,
   type ProfileRecording,
   type ProfileRecordingResult,
@@ -46,11 +36,7 @@ import {
   type RecordedProfileStatus,
 } from './recording.js';
 import type { Pod, ProfileBinding } from './types.js';
-import { codeOf } from './status-code.js';
-
-/** The registry contract, as publish/ takes it (controller/ does not import registry/). */
-export type PublishRegistry = Parameters<typeof pushProfile>[0];
-export type PublishCredential = NonNullable<Parameters<typeof pushProfile>[5]>['credential'];
+import { WorkQueue } from './work-queue.js';
 
 export interface RecordingCaches {
   recording(namespace: string, name: string): ProfileRecording | undefined;
@@ -88,17 +74,6 @@ export interface RecordingReconcilerOptions {
   backoffMaxMs?: number;
 }
 
-const CONFLICT_RETRIES = 5;
-/** Pushes and signatures remembered (by digest) so retries do not repeat them. */
-const MAX_REMEMBERED = 1024;
-
-class Transient extends Error {}
-
-
-function messageOf(e: unknown): string {
-  return (e as Error)?.message ?? String(e);
-}
-
 export interface ReconcileOutcome {
   action: 'none' | 'status' | 'finalized' | 'failed' | 'deleted';
   pushed: number;
@@ -106,21 +81,38 @@ export interface ReconcileOutcome {
 }
 
 export class RecordingReconciler {
-  private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest }>();
-  private readonly signed = new Set<string>();
-  private readonly queue = new Set<string>();
-  private readonly failures = new Map<string, number>();
-  /** Verdicts of resultNodeProblem by result uid, taken while the pod was in the cache ('' = accepted). */
-  private readonly verdicts = new Map<string, string>();
-  private readonly reported = new Set<string>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private running: Promise<void> | undefined;
-  private stopped = false;
-  private idleWaiters: (() => void)[] = [];
   /** Counters for tests and logs. */
   readonly stats = { reconciles: 0, pushes: 0, signatures: 0, bindingsCreated: 0, statusWrites: 0, conflicts: 0, errors: 0 };
 
-  constructor(private readonly o: RecordingReconcilerOptions) {}
+  private readonly queue: WorkQueue;
+  private readonly publisher: RecordingPublisher;
+  private readonly gate: ResultGate;
+
+  constructor(private readonly o: RecordingReconcilerOptions) {
+    this.queue = new WorkQueue(
+      (key) => {
+        const [namespace, name] = key.split('/') as [string, string];
+        return this.reconcile(namespace, name);
+      },
+      {
+        backoffInitialMs: o.backoffInitialMs,
+        backoffMaxMs: o.backoffMaxMs,
+        onError: (key, e, retryInMs) => {
+          this.stats.errors++;
+          this.o.log?.({ msg: 'reconcile failed; retrying', recording: key, error: messageOf(e), code: codeOf(e), retryInMs });
+        },
+      },
+    );
+    this.publisher = new RecordingPublisher({
+      registry: o.registry,
+      credential: o.credential,
+      signFormat: o.signFormat,
+      binding: (namespace, name) => o.caches.binding(namespace, name),
+      createBinding: (namespace, obj) => o.api.createBinding(namespace, obj),
+      stats: this.stats,
+    });
+    this.gate = new ResultGate({ results: (ns) => o.caches.results(ns), pod: (ns, name) => o.caches.pod(ns, name), recordingKey: o.recordingKey, log: o.log });
+  }
 
   private now(): string {
     return (this.o.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -130,9 +122,7 @@ export class RecordingReconciler {
 
   /** Queues a recording (`namespace/name`); processed one at a time, deduplicated. */
   enqueue(key: string): void {
-    if (this.stopped) return;
     this.queue.add(key);
-    if (!this.running) this.running = this.drain().finally(() => (this.running = undefined));
   }
 
   /** Queues the recording a result belongs to. */
@@ -148,42 +138,11 @@ export class RecordingReconciler {
 
   /** Resolves when the queue is empty and nothing runs (retries scheduled for later do not count). */
   idle(): Promise<void> {
-    if (!this.running && this.queue.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.queue.idle();
   }
 
   stop(): void {
-    this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
-    this.timers.clear();
-    this.queue.clear();
-  }
-
-  private async drain(): Promise<void> {
-    while (this.queue.size > 0 && !this.stopped) {
-      const key = this.queue.values().next().value as string;
-      this.queue.delete(key);
-      const [namespace, name] = key.split('/') as [string, string];
-      try {
-        await this.reconcile(namespace, name);
-        this.failures.delete(key);
-      } catch (e) {
-        this.stats.errors++;
-        const n = (this.failures.get(key) ?? 0) + 1;
-        this.failures.set(key, n);
-        const delay = Math.min((this.o.backoffInitialMs ?? 1000) * 2 ** (n - 1), this.o.backoffMaxMs ?? 300_000);
-        this.o.log?.({ msg: 'reconcile failed; retrying', recording: key, error: messageOf(e), code: codeOf(e), retryInMs: delay });
-        const old = this.timers.get(key);
-        if (old) clearTimeout(old);
-        const t = setTimeout(() => {
-          this.timers.delete(key);
-          this.enqueue(key);
-        }, delay);
-        t.unref();
-        this.timers.set(key, t);
-      }
-    }
-    for (const w of this.idleWaiters.splice(0)) w();
+    this.queue.stop();
   }
 
   // ---- one recording ----
@@ -198,7 +157,7 @@ export class RecordingReconciler {
     const old = rec.status ?? {};
     const v = validateRecording(rec);
     const uid = rec.metadata.uid;
-    const { results, ignored } = this.acceptedResults(namespace, name, uid);
+    const { results, ignored } = this.gate.accepted(namespace, name, uid);
     const now = this.now();
     const conds = withCondition(
       old.conditions,
@@ -241,7 +200,7 @@ export class RecordingReconciler {
       // A snapshot already taken: only count new results, and retry bindings that could not be created.
       let status: ProfileRecordingStatus = { ...old, results: results.length, conditions: conds };
       if (old.phase === 'Completed' && compiled.bind && old.conditions?.find((c) => c.type === 'Bound')?.status !== 'True') {
-        const r = await this.ensureBindings(compiled, old.profiles ?? [], old, now, generation);
+        const r = await this.publisher.ensureBindings(compiled, old.profiles ?? [], old, now, generation);
         out.bindingsCreated = r.created;
         status = { ...status, profiles: r.profiles, conditions: withCondition(conds, r.condition) };
       }
@@ -305,7 +264,7 @@ export class RecordingReconciler {
     try {
       profiles = [];
       for (const p of planned) {
-        const r = await this.publish(compiled, p, key);
+        const r = await this.publisher.publish(compiled, p, key);
         if (r.pushedNow) out.pushed++;
         profiles.push({
           containers: p.containers,
@@ -337,7 +296,7 @@ export class RecordingReconciler {
       condition(old.conditions, 'Finalized', 'True', 'Published', `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}`, now, generation),
     );
     if (compiled.bind) {
-      const r = await this.ensureBindings(compiled, profiles, old, now, generation);
+      const r = await this.publisher.ensureBindings(compiled, profiles, old, now, generation);
       profiles = r.profiles;
       out.bindingsCreated = r.created;
       conditions = withCondition(conditions, r.condition);
@@ -346,106 +305,6 @@ export class RecordingReconciler {
     await this.writeStatus(rec, status, token);
     this.o.log?.({ msg: 'recording finalized', recording: `${namespace}/${name}`, profiles: profiles.map((p) => p.reference) });
     return { ...out, action: 'finalized' };
-  }
-
-  /** The recording's results, split by resultNodeProblem (class header). */
-  private acceptedResults(namespace: string, name: string, uid: string | undefined): { results: ProfileRecordingResult[]; ignored: string[] } {
-    const results: ProfileRecordingResult[] = [];
-    const ignored: string[] = [];
-    for (const r of this.o.caches.results(namespace)) {
-      if (!resultBelongs(r, { namespace, name, uid })) continue;
-      const id = r.metadata.uid ?? `${namespace}/${r.metadata.name}`;
-      let verdict = this.verdicts.get(id);
-      if (verdict === undefined) {
-        const pod = this.o.caches.pod(namespace, typeof r.spec?.pod === 'string' ? r.spec.pod : '');
-        verdict = resultNodeProblem(r, { namespace, name }, pod, this.o.recordingKey) ?? '';
-        // Remembered once the pod is cached and scheduled: a cache that lags the scheduler is asked again.
-        if (pod?.spec?.nodeName) {
-          if (this.verdicts.size >= MAX_REMEMBERED * 16) this.verdicts.delete(this.verdicts.keys().next().value as string);
-          this.verdicts.set(id, verdict);
-        }
-      }
-      if (verdict === '') results.push(r);
-      else {
-        ignored.push(`${r.metadata.name}: ${verdict}`);
-        if (!this.reported.has(id)) {
-          if (this.reported.size >= MAX_REMEMBERED * 16) this.reported.delete(this.reported.values().next().value as string);
-          this.reported.add(id);
-          this.o.log?.({ msg: 'recording result ignored', recording: `${namespace}/${name}`, result: r.metadata.name, reason: verdict });
-        }
-      }
-    }
-    return { results, ignored: ignored.sort() };
-  }
-
-  private async publish(rec: CompiledRecording, p: PlannedProfile, key: KeyObject | string | undefined): Promise<{ reference: string; pushedNow: boolean }> {
-    const repo = { registry: rec.repository.registry, repository: rec.repository.repository };
-    const memo = `${repo.registry}/${repo.repository}:${p.tag}@${sha256Digest(p.bytes)}`;
-    let pushed = this.pushed.get(memo);
-    let pushedNow = false;
-    if (!pushed) {
-      const r = await pushProfile(this.o.registry, repo, p.tag, p.bytes, 'seccomp', { credential: this.o.credential });
-      this.stats.pushes++;
-      pushedNow = true;
-      pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest };
-      if (this.pushed.size >= MAX_REMEMBERED) this.pushed.delete(this.pushed.keys().next().value as string);
-      this.pushed.set(memo, pushed);
-    }
-    if (key !== undefined && !this.signed.has(`${rec.signWith}|${pushed.reference}`)) {
-      await signArtifact({ registry: this.o.registry, repo, digest: pushed.digest, manifestBytes: pushed.manifest, key, format: this.o.signFormat ?? 'bundle', credential: this.o.credential });
-      this.stats.signatures++;
-      if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);
-      this.signed.add(`${rec.signWith}|${pushed.reference}`);
-    }
-    return { reference: pushed.reference, pushedNow };
-  }
-
-  private async ensureBindings(
-    rec: CompiledRecording,
-    profiles: readonly RecordedProfileStatus[],
-    old: ProfileRecordingStatus,
-    now: string,
-    generation: number | undefined,
-  ): Promise<{ profiles: RecordedProfileStatus[]; created: number; condition: ReturnType<typeof condition> }> {
-    const out: RecordedProfileStatus[] = [];
-    const problems: string[] = [];
-    let created = 0;
-    for (const prof of profiles) {
-      const key = rec.mergeStrategy === 'Containers' ? '*' : (prof.containers[0] as string);
-      const want = bindingFor(rec, { key, containers: prof.containers, image: prof.image }, prof.reference);
-      const bname = want.metadata.name as string;
-      const existing = this.o.caches.binding(rec.namespace, bname);
-      if (existing) {
-        if (existing.spec?.reference === prof.reference) out.push({ ...prof, binding: bname });
-        else {
-          problems.push(`ProfileBinding ${rec.namespace}/${bname} exists with reference ${existing.spec?.reference}; delete it to bind ${prof.reference}`);
-          out.push(prof);
-        }
-        continue;
-      }
-      try {
-        await this.o.api.createBinding(rec.namespace, want);
-        created++;
-        this.stats.bindingsCreated++;
-        out.push({ ...prof, binding: bname });
-      } catch (e) {
-        if (codeOf(e) === 409) {
-          // Created meanwhile (another replica, or our own earlier attempt): the cache will tell which reference it has.
-          throw new Transient(`ProfileBinding ${rec.namespace}/${bname} already exists; waiting for the cache to compare it`);
-        }
-        if (codeOf(e) === 403 || codeOf(e) === 422 || codeOf(e) === 400) {
-          problems.push(`creating ProfileBinding ${rec.namespace}/${bname}: ${messageOf(e)}`);
-          out.push(prof);
-          continue;
-        }
-        throw e;
-      }
-    }
-    const cond =
-      problems.length === 0
-        ? condition(old.conditions, 'Bound', 'True', 'BindingsCreated', `ProfileBinding(s) ${out.map((p) => p.binding).join(', ')} (label ${RECORDING_LABEL})`, now, generation)
-        : condition(old.conditions, 'Bound', 'False', 'BindingExists', problems.join('; '), now, generation);
-    return { profiles: out, created, condition: cond };
   }
 
   /**
@@ -458,24 +317,25 @@ export class RecordingReconciler {
     const ns = rec.metadata.namespace as string;
     const name = rec.metadata.name as string;
     let current = rec;
-    for (let attempt = 0; ; attempt++) {
-      if (sameStatus(current.status, status)) return false;
-      try {
-        await this.o.api.replaceRecordingStatus(ns, name, { ...current, status });
+    return retryOnConflict(
+      async (attempt) => {
+        if (attempt > 0) {
+          const fresh = this.o.caches.recording(ns, name);
+          if (!fresh || fresh.metadata.uid !== rec.metadata.uid) return false;
+          if (token !== undefined && (fresh.metadata.annotations?.[FINALIZE_ANNOTATION] ?? '') !== token) throw new Transient('finalize annotation changed while writing status');
+          current = fresh;
+        }
+        if (sameStatus(current.status, status)) return false;
+        try {
+          await this.o.api.replaceRecordingStatus(ns, name, { ...current, status });
+        } catch (e) {
+          if (codeOf(e) === 404) return false;
+          throw e;
+        }
         this.stats.statusWrites++;
         return true;
-      } catch (e) {
-        const code = codeOf(e);
-        if (code === 404) return false;
-        if (code !== 409 || attempt >= CONFLICT_RETRIES) throw e;
-        this.stats.conflicts++;
-        const delay = (this.o.conflictDelayMs ?? 200) * (attempt + 1);
-        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-        const fresh = this.o.caches.recording(ns, name);
-        if (!fresh || fresh.metadata.uid !== rec.metadata.uid) return false;
-        if (token !== undefined && (fresh.metadata.annotations?.[FINALIZE_ANNOTATION] ?? '') !== token) throw new Transient('finalize annotation changed while writing status');
-        current = fresh;
-      }
-    }
+      },
+      { conflictDelayMs: this.o.conflictDelayMs, onConflict: () => this.stats.conflicts++ },
+    );
   }
 }

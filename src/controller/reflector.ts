@@ -12,7 +12,7 @@
 
 import { createConfiguration, HttpMethod, ServerConfiguration, Watch, type Configuration, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, VERSION, type ObjectMeta } from './types.js';
-import { codeOf } from './status-code.js';
+import { codeOf } from './api-errors.js';
 
 export type KubeObject = { metadata: ObjectMeta };
 export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';

@@ -2,12 +2,14 @@
 // admitted pods, counters of the containers it selected but left alone (Unconfined without
 // override, privileged), and a `Valid` condition. Matches are recorded in memory, from
 // authenticated admission calls (never dry runs) or from the pod informer (webhook.ts); a timer
-// flushes them with get → merge → PUT /status carrying the
-// resourceVersion, retrying on 409 Conflict, so concurrent replicas never lose each other's
-// entries. The merge itself is pure (`mergeStatus`).
+// flushes them with get → merge → PUT /status carrying the resourceVersion, retrying on 409
+// Conflict (api-errors.ts), so concurrent replicas never lose each other's entries. The merge
+// itself is pure (`mergeStatus`).
 
 import type { PodMatch } from './admission.js';
+import { retryOnConflict } from './api-errors.js';
 import type { SkipReason } from './binding.js';
+import { condition } from './conditions.js';
 import { MAX_MATCHED_WORKLOADS, type Condition, type MatchedWorkload, type ProfileBinding, type ProfileBindingStatus } from './types.js';
 import { validateBinding } from './validate.js';
 
@@ -36,21 +38,13 @@ export const MAX_PENDING_BINDINGS = 1024;
 function emptyPending(): Pending {
   return { workloads: new Map(), pods: 0, skipped: { unconfined: 0, privileged: 0 } };
 }
-const CONFLICT_RETRIES = 5;
 
 /** The `Valid` condition for a binding, from the same validation as the webhooks. */
 export function validCondition(b: ProfileBinding, now: string, previous: Condition | undefined): Condition {
   const v = validateBinding(b);
-  const status = v.ok ? 'True' : 'False';
-  const cond: Condition = {
-    type: 'Valid',
-    status,
-    reason: v.ok ? 'Validated' : 'Invalid',
-    message: v.ok ? 'reference, image and selectors are valid' : v.problems.join('; ').slice(0, 1024),
-    lastTransitionTime: previous && previous.status === status ? previous.lastTransitionTime : now,
-  };
-  if (typeof b.metadata.generation === 'number') cond.observedGeneration = b.metadata.generation;
-  return cond;
+  const message = v.ok ? 'reference, image and selectors are valid' : v.problems.join('; ');
+  const generation = typeof b.metadata.generation === 'number' ? b.metadata.generation : undefined;
+  return condition(previous ? [previous] : undefined, 'Valid', v.ok ? 'True' : 'False', v.ok ? 'Validated' : 'Invalid', message, now, generation);
 }
 
 /** Merges new matches into a status: newest first, one entry per workload, at most MAX_MATCHED_WORKLOADS. */
@@ -178,17 +172,10 @@ export class StatusUpdater {
   }
 
   private async writeOne(namespace: string, name: string, p: Pending): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    await retryOnConflict(async () => {
       const current = await this.client.get(namespace, name);
       const status = mergeStatus(current, { workloads: [...p.workloads.values()], pods: p.pods, skipped: p.skipped }, this.now());
-      try {
-        await this.client.replaceStatus(namespace, name, { ...current, status });
-        return;
-      } catch (e) {
-        if ((e as { code?: number }).code !== 409 || attempt >= CONFLICT_RETRIES) throw e;
-        const delay = (this.opts.conflictDelayMs ?? 200) * (attempt + 1);
-        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      await this.client.replaceStatus(namespace, name, { ...current, status });
+    }, { conflictDelayMs: this.opts.conflictDelayMs });
   }
 }

@@ -1,6 +1,6 @@
 // ProfileBinding (spoke.dev/v1alpha1, namespaced): the CRD's TypeScript shape, the names the
 // webhook, the CLI and the shim agree on, and the few Kubernetes core shapes the mutation reads.
-// Schema: deploy/crds/profilebinding.yaml. docs/binding.md.
+// Schema: deploy/crds/profilebinding.yaml. See docs/binding.md.
 
 import type { ProfileKind } from '../core/constants.js';
 

@@ -1,0 +1,115 @@
+// Binding selection for the ProfileBinding webhook (rules 1 to 3 and 6 of binding.ts,
+// docs/binding.md): the pod's container slots, which bindings select a slot and how specific
+// they are, the profile a container runs under today, and whether our own patch is already there.
+
+import type { ProfileKind } from '../core/constants.js';
+import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
+import { ANNOTATION_PREFIX, LEGACY_APPARMOR_ANNOTATION_PREFIX, type Container, type Pod } from './types.js';
+import { validateBinding, type CompiledBinding } from './validate.js';
+
+export type BindingMode = 'field' | 'annotations';
+
+export const FIELD: Record<ProfileKind, 'seccompProfile' | 'appArmorProfile'> = { seccomp: 'seccompProfile', apparmor: 'appArmorProfile' };
+const IMAGE_RANK_NAME = ['image "*"', 'image repository', 'image tag', 'image digest'];
+
+/** Compares two specificity tuples: > 0 when a is more specific. */
+export function compareSpecificity(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if ((a[i] as number) !== (b[i] as number)) return (a[i] as number) - (b[i] as number);
+  return 0;
+}
+
+export function describeSpecificity(rank: readonly [number, number, number]): string {
+  return `${IMAGE_RANK_NAME[rank[0]]}, ${rank[1] ? 'with' : 'without'} podSelector, ${rank[2] ? 'with' : 'without'} containers list`;
+}
+
+/** Rule 2: the bindings of `kind` that select the slot, most specific first (ties by name). */
+export function candidatesFor(bindings: readonly CompiledBinding[], kind: ProfileKind, slot: Slot): CompiledBinding[] {
+  return bindings
+    .filter((b) => b.kind === kind && imageMatches(b.target, slot.image) && (b.containers === undefined || b.containers.has(slot.container.name)))
+    .sort((a, b) => compareSpecificity(b.rank, a.rank) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+export interface Effective {
+  type: string; // RuntimeDefault | Localhost | Unconfined | OCI | unset | annotation
+  where: string; // human: "set on the container", "inherited from the pod", …
+}
+
+function legacyAppArmor(value: string): string {
+  if (value === 'runtime/default') return 'RuntimeDefault';
+  if (value === 'unconfined') return 'Unconfined';
+  if (value.startsWith('localhost/')) return 'Localhost';
+  return `unknown (${value})`;
+}
+
+export function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Effective {
+  const annotations = pod.metadata?.annotations ?? {};
+  if (Object.prototype.hasOwnProperty.call(annotations, ANNOTATION_PREFIX[kind] + c.name)) {
+    return { type: 'annotation', where: `by annotation ${ANNOTATION_PREFIX[kind]}${c.name}` };
+  }
+  const own = c.securityContext?.[FIELD[kind]];
+  if (own?.type) return { type: own.type, where: 'set on the container' };
+  if (kind === 'apparmor') {
+    const legacy = annotations[LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name];
+    if (typeof legacy === 'string') return { type: legacyAppArmor(legacy), where: `by annotation ${LEGACY_APPARMOR_ANNOTATION_PREFIX}${c.name}` };
+  }
+  const podLevel = pod.spec?.securityContext?.[FIELD[kind]];
+  if (podLevel?.type) return { type: podLevel.type, where: 'inherited from the pod' };
+  return { type: 'unset', where: 'not set' };
+}
+
+/** True when the container already carries exactly what `winner` would set (reinvocationPolicy: IfNeeded). */
+export function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: CompiledBinding, mode: BindingMode): boolean {
+  if (mode === 'annotations') return pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === winner.reference;
+  const own = c.securityContext?.[FIELD[kind]];
+  if (own?.type !== 'OCI' || own.oci?.reference !== winner.reference) return false;
+  return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
+}
+
+export interface Slot {
+  list: 'containers' | 'initContainers';
+  index: number;
+  container: Container;
+  image: ImageRef | undefined;
+}
+
+export function slotsOf(pod: Pod): Slot[] {
+  const out: Slot[] = [];
+  for (const list of ['initContainers', 'containers'] as const) {
+    (pod.spec?.[list] ?? []).forEach((container, index) => {
+      let image: ImageRef | undefined;
+      try {
+        image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
+      } catch {
+        image = undefined; // the kubelet could not pull it either; only `*` selects it
+      }
+      out.push({ list, index, container, image });
+    });
+  }
+  return out;
+}
+
+/** Invalid bindings deny pods they might select: unparseable target, or an image match. */
+export function invalidBindingDenials(rawBindings: readonly unknown[], slots: Slot[]): string[] {
+  const out: string[] = [];
+  for (const raw of rawBindings) {
+    const v = validateBinding(raw);
+    if (v.ok) continue;
+    const image = (raw as { spec?: { image?: unknown } })?.spec?.image;
+    let hit: Slot | undefined;
+    try {
+      const target = parseImageTarget(typeof image === 'string' ? image : '');
+      hit = slots.find((s) => imageMatches(target, s.image));
+    } catch {
+      hit = slots[0];
+    }
+    if (hit) {
+      out.push(`ProfileBinding ${v.name} is invalid and may select container "${hit.container.name}": ${v.problems.join('; ')}`);
+    }
+  }
+  return out;
+}
+
+/** "container \"a\"" or "init container \"a\"", for warnings and denials. */
+export function describeSlot(slot: Slot): string {
+  return `${slot.list === 'initContainers' ? 'init container' : 'container'} "${slot.container.name}"`;
+}

@@ -1,0 +1,125 @@
+// Publishing a finalized recording's profiles (docs/recording.md): push with the controller's
+// own credentials, sign (spec.publish.signWith), and, with `bind: true`, create the
+// ProfileBindings. Pushes and signatures are remembered per digest, so a retry after a conflict
+// does not push again. Bindings are created, never updated or deleted (RBAC: create only): one
+// that exists with the same reference is kept; one with another reference makes Bound=False
+// (BindingExists).
+
+import type { KeyObject } from 'node:crypto';
+import { sha256Digest, type Digest } from '../core/digest.js';
+import { pushProfile } from '../publish/push.js';
+import { signArtifact, type SignFormat } from '../publish/sign.js';
+import { codeOf } from './api-errors.js';
+import { condition } from './conditions.js';
+import {
+  RECORDING_LABEL,
+  bindingFor,
+  type CompiledRecording,
+  type PlannedProfile,
+  type ProfileRecordingStatus,
+  type RecordedProfileStatus,
+} from './recording.js';
+import type { ProfileBinding } from './types.js';
+
+/** The registry contract, as publish/ takes it (controller/ does not import registry/). */
+export type PublishRegistry = Parameters<typeof pushProfile>[0];
+export type PublishCredential = NonNullable<Parameters<typeof pushProfile>[5]>['credential'];
+
+/** Pushes and signatures remembered (by digest) so retries do not repeat them. */
+const MAX_REMEMBERED = 1024;
+
+/** A failure the reconciler retries with backoff. */
+export class Transient extends Error {}
+
+export function messageOf(e: unknown): string {
+  return (e as Error)?.message ?? String(e);
+}
+
+export interface PublisherOptions {
+  registry: PublishRegistry;
+  credential?: PublishCredential;
+  signFormat?: SignFormat;
+  /** The ProfileBinding the controller's cache holds under this name. */
+  binding(namespace: string, name: string): ProfileBinding | undefined;
+  /** POST …/profilebindings; rejects {code: 409} when it exists. */
+  createBinding(namespace: string, obj: ProfileBinding): Promise<ProfileBinding>;
+  /** The reconciler's counters (pushes, signatures, bindingsCreated). */
+  stats: { pushes: number; signatures: number; bindingsCreated: number };
+}
+
+export class RecordingPublisher {
+  private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest }>();
+  private readonly signed = new Set<string>();
+
+  constructor(private readonly o: PublisherOptions) {}
+
+  async publish(rec: CompiledRecording, p: PlannedProfile, key: KeyObject | string | undefined): Promise<{ reference: string; pushedNow: boolean }> {
+    const repo = { registry: rec.repository.registry, repository: rec.repository.repository };
+    const memo = `${repo.registry}/${repo.repository}:${p.tag}@${sha256Digest(p.bytes)}`;
+    let pushed = this.pushed.get(memo);
+    let pushedNow = false;
+    if (!pushed) {
+      const r = await pushProfile(this.o.registry, repo, p.tag, p.bytes, 'seccomp', { credential: this.o.credential });
+      this.o.stats.pushes++;
+      pushedNow = true;
+      pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest };
+      if (this.pushed.size >= MAX_REMEMBERED) this.pushed.delete(this.pushed.keys().next().value as string);
+      this.pushed.set(memo, pushed);
+    }
+    if (key !== undefined && !this.signed.has(`${rec.signWith}|${pushed.reference}`)) {
+      await signArtifact({ registry: this.o.registry, repo, digest: pushed.digest, manifestBytes: pushed.manifest, key, format: this.o.signFormat ?? 'bundle', credential: this.o.credential });
+      this.o.stats.signatures++;
+      if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);
+      this.signed.add(`${rec.signWith}|${pushed.reference}`);
+    }
+    return { reference: pushed.reference, pushedNow };
+  }
+
+  async ensureBindings(
+    rec: CompiledRecording,
+    profiles: readonly RecordedProfileStatus[],
+    old: ProfileRecordingStatus,
+    now: string,
+    generation: number | undefined,
+  ): Promise<{ profiles: RecordedProfileStatus[]; created: number; condition: ReturnType<typeof condition> }> {
+    const out: RecordedProfileStatus[] = [];
+    const problems: string[] = [];
+    let created = 0;
+    for (const prof of profiles) {
+      const key = rec.mergeStrategy === 'Containers' ? '*' : (prof.containers[0] as string);
+      const want = bindingFor(rec, { key, containers: prof.containers, image: prof.image }, prof.reference);
+      const bname = want.metadata.name as string;
+      const existing = this.o.binding(rec.namespace, bname);
+      if (existing) {
+        if (existing.spec?.reference === prof.reference) out.push({ ...prof, binding: bname });
+        else {
+          problems.push(`ProfileBinding ${rec.namespace}/${bname} exists with reference ${existing.spec?.reference}; delete it to bind ${prof.reference}`);
+          out.push(prof);
+        }
+        continue;
+      }
+      try {
+        await this.o.createBinding(rec.namespace, want);
+        created++;
+        this.o.stats.bindingsCreated++;
+        out.push({ ...prof, binding: bname });
+      } catch (e) {
+        if (codeOf(e) === 409) {
+          // Created meanwhile (another replica, or our own earlier attempt): the cache will tell which reference it has.
+          throw new Transient(`ProfileBinding ${rec.namespace}/${bname} already exists; waiting for the cache to compare it`);
+        }
+        if (codeOf(e) === 403 || codeOf(e) === 422 || codeOf(e) === 400) {
+          problems.push(`creating ProfileBinding ${rec.namespace}/${bname}: ${messageOf(e)}`);
+          out.push(prof);
+          continue;
+        }
+        throw e;
+      }
+    }
+    const cond =
+      problems.length === 0
+        ? condition(old.conditions, 'Bound', 'True', 'BindingsCreated', `ProfileBinding(s) ${out.map((p) => p.binding).join(', ')} (label ${RECORDING_LABEL})`, now, generation)
+        : condition(old.conditions, 'Bound', 'False', 'BindingExists', problems.join('; '), now, generation);
+    return { profiles: out, created, condition: cond };
+  }
+}
