@@ -79,6 +79,8 @@ export const ERROR_REASONS = [
   'TLOG_INVALID', // a transparency-log entry that does not verify
   'NOT_A_SIGNATURE', // an attestation or other signed statement that is not a signature
   'SIGNER_MISMATCH', // signed with a kind of key (public key, certificate) the rule names no signer for
+  'TAG_CONTESTED', // a tag kept changing while spoke updated it (another writer), so the update was given up
+  'TSA_ERROR', // the timestamp authority answered with an error status
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
