@@ -83,6 +83,8 @@ export const ERROR_REASONS = [
   'TSA_ERROR', // the timestamp authority answered with an error status
   'APPARMOR_UNAVAILABLE', // apparmor_parser cannot be found or run, or the kernel has no AppArmor
   'APPARMOR_FAILED', // apparmor_parser failed to load or remove a profile in the kernel
+  'IN_USE', // an artifact a container, sandbox or pin holds (or may hold, while the in-use set is rebuilt) is not removed
+  'STATE_CORRUPT', // a file of spoke's own state (a store record, the pins, the in-use set) is malformed
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
