@@ -94,10 +94,10 @@ export function namespaceOf(pid: number, kind: 'ipc' | 'mnt', procRoot = '/proc'
   try {
     link = readlinkSync(`${procRoot}/${integer(pid, 'pid')}/ns/${kind}`);
   } catch (e) {
-    throw new SpokeError('NotFound', `cannot read the ${kind} namespace of pid ${pid}`, { pid }, { cause: e });
+    throw new SpokeError('NotFound', `cannot read the ${kind} namespace of pid ${pid}`, { pid }, { cause: e, reason: 'NOT_FOUND' });
   }
   const m = /^(?:ipc|mnt):\[(\d{1,10})\]$/.exec(link);
-  if (!m || !link.startsWith(`${kind}:`)) throw new SpokeError('Internal', `unexpected /proc/${pid}/ns/${kind} link`, { pid });
+  if (!m || !link.startsWith(`${kind}:`)) throw new SpokeError('Internal', `unexpected /proc/${pid}/ns/${kind} link`, { pid }, { reason: 'UNEXPECTED' });
   return Number(m[1]);
 }
 

@@ -32,9 +32,9 @@ describe('bpfProgram', () => {
 
   test('only safe positive integers are interpolated', () => {
     for (const bad of [Number.NaN, -1, 0, 1.5, 2 ** 60, 0x1_0000_0000]) {
-      assert.throws(() => bpfProgram({ ipcNamespaces: [bad], readyPid: 1, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument', String(bad));
+      assert.throws(() => bpfProgram({ ipcNamespaces: [bad], readyPid: 1, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && e.reason === 'OPTION_INVALID', String(bad));
     }
-    assert.throws(() => bpfProgram({ readyPid: -5, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument');
+    assert.throws(() => bpfProgram({ readyPid: -5, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && e.reason === 'OPTION_INVALID');
     assert.throws(() => bpfProgram({ readyPid: 1, nsId: undefined, dumpEveryMs: 1e9 }), (e) => isSpokeError(e) && e.code === 'InvalidArgument');
   });
 });
@@ -89,7 +89,7 @@ describe('backend choice', () => {
     assert.equal(chooseBackend(undefined, no), 'audit');
     assert.equal(chooseBackend('audit', yes), 'audit');
     assert.throws(() => chooseBackend('bpf', no), (e) => reason(e) === 'RECORDER_UNAVAILABLE');
-    assert.throws(() => chooseBackend('ptrace', yes), (e) => isSpokeError(e) && e.code === 'InvalidArgument');
+    assert.throws(() => chooseBackend('ptrace', yes), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && e.reason === 'OPTION_INVALID');
   });
 
   test('support names what is missing', () => {
