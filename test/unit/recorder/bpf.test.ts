@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isSpokeError } from '../../../src/core/errors.js';
 import { chooseBackend } from '../../../src/recorder/backend.js';
-import { bpfSupport } from '../../../src/recorder/bpf.js';
+import { bpfSupport, namespaceOf } from '../../../src/recorder/bpf.js';
 import { bpfProgram, callsOfContainer, namesOf, parseBpfDump, sameNamespace } from '../../../src/recorder/bpf-program.js';
 
 const reason = (e: unknown) => (isSpokeError(e) ? e.reason : undefined);
@@ -78,6 +81,16 @@ describe('namesOf', () => {
     ]);
     assert.deepEqual([...names].sort(), ['getpid', 'mkdir']);
     assert.deepEqual(unnamed, ['c000003e:-1', `c000003e:${0x40000000 + 59}`]);
+  });
+});
+
+describe('namespaceOf', () => {
+  test('reads the namespace inode of a live process; a gone one is NOT_FOUND, a bad pid keeps OPTION_INVALID', () => {
+    assert.ok(namespaceOf(process.pid, 'ipc') > 0);
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-ns-'));
+    assert.throws(() => namespaceOf(4242, 'mnt', dir), (e) => isSpokeError(e) && e.code === 'NotFound' && e.reason === 'NOT_FOUND');
+    assert.throws(() => namespaceOf(-1, 'mnt', dir), (e) => reason(e) === 'OPTION_INVALID');
+    rmSync(dir, { recursive: true });
   });
 });
 
