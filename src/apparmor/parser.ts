@@ -47,7 +47,7 @@ export function findApparmorParser(candidates: readonly string[] = PARSER_CANDID
 
 function parserPath(opts: ParserOptions): string {
   const p = opts.parser ?? findApparmorParser();
-  if (p === undefined) throw new SpokeError('FailedPrecondition', `apparmor_parser not found (looked in ${PARSER_CANDIDATES.join(', ')})`);
+  if (p === undefined) throw new SpokeError('FailedPrecondition', `apparmor_parser not found (looked in ${PARSER_CANDIDATES.join(', ')})`, {}, { reason: 'APPARMOR_UNAVAILABLE' });
   return p;
 }
 
@@ -86,12 +86,12 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${e.message}`, {}, { cause: e }));
+      reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${e.message}`, {}, { cause: e, reason: 'APPARMOR_UNAVAILABLE' }));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (timedOut) {
-        reject(new SpokeError('Internal', `${bin} did not finish within ${timeoutMs} ms`));
+        reject(new SpokeError('Internal', `${bin} did not finish within ${timeoutMs} ms`, {}, { reason: 'DEADLINE' }));
         return;
       }
       resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
@@ -126,13 +126,13 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error'];
   if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
   const run = await runParser(args, text, opts);
-  if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run));
+  if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
   return { warnings: lines(run.stderr).filter((l) => l.startsWith('Warning')) };
 }
 
 function requireKernel(opts: ParserOptions, what: string): void {
   if (!kernelHasAppArmor(opts.securityfs)) {
-    throw new SpokeError('FailedPrecondition', `${what}: this node's kernel has no AppArmor (${opts.securityfs ?? DEFAULT_SECURITYFS} is missing)`);
+    throw new SpokeError('FailedPrecondition', `${what}: this node's kernel has no AppArmor (${opts.securityfs ?? DEFAULT_SECURITYFS} is missing)`, {}, { reason: 'APPARMOR_UNAVAILABLE' });
   }
 }
 
@@ -140,7 +140,7 @@ function requireKernel(opts: ParserOptions, what: string): void {
 export async function loadProfile(text: string, opts: ParserOptions = {}): Promise<void> {
   requireKernel(opts, 'cannot load an AppArmor profile');
   const run = await runParser(['--replace', '--skip-cache', '--abort-on-error'], text, opts);
-  if (run.code !== 0) throw new SpokeError('Internal', failure('loading the AppArmor profile failed', run));
+  if (run.code !== 0) throw new SpokeError('Internal', failure('loading the AppArmor profile failed', run), {}, { reason: 'APPARMOR_FAILED' });
 }
 
 /** Removes the profile `name` from the kernel: `apparmor_parser --remove` fed an empty profile of that name. */
@@ -149,7 +149,7 @@ export async function unloadProfile(name: string, opts: ParserOptions = {}): Pro
   requireKernel(opts, 'cannot unload an AppArmor profile');
   const run = await runParser(['--remove'], `profile ${name} {\n}\n`, opts);
   if (run.code !== 0) {
-    if (/not found|does not exist|No such file/i.test(run.stderr)) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`);
-    throw new SpokeError('Internal', failure(`unloading AppArmor profile ${name} failed`, run));
+    if (/not found|does not exist|No such file/i.test(run.stderr)) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`, {}, { reason: 'NOT_FOUND' });
+    throw new SpokeError('Internal', failure(`unloading AppArmor profile ${name} failed`, run), {}, { reason: 'APPARMOR_FAILED' });
   }
 }

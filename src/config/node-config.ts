@@ -180,7 +180,7 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
     // A per-architecture map without this node means a node the admin did not plan for: say so
     // rather than guess, unless `baseline` was written as the fallback.
     else if (fromFile.baseline === undefined) {
-      throw new SpokeError('InvalidArgument', `${path}: baselines has no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { file: path, path: 'baselines', expected: arch });
+      throw new SpokeError('InvalidArgument', `${path}: baselines has no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { file: path, path: 'baselines', expected: arch }, { reason: 'CONFIG_INVALID' });
     }
   }
   return Object.freeze(merged as unknown as NodeConfig);

@@ -66,7 +66,7 @@ export class PolicyHolder {
 
   /** The last good policy. */
   current(): Policy {
-    if (this.policy === undefined) throw new SpokeError('FailedPrecondition', `no valid node policy has been loaded from ${this.file}`);
+    if (this.policy === undefined) throw new SpokeError('FailedPrecondition', `no valid node policy has been loaded from ${this.file}`, {}, { reason: 'INVARIANT' });
     return this.policy;
   }
 
@@ -144,7 +144,7 @@ export class PolicyHolder {
       return this.readFile(this.file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new SpokeError('InvalidArgument', `${this.file}: cannot read the node policy${code ? ` (${code})` : ''}`, { file: this.file }, { cause: e });
+      throw new SpokeError('InvalidArgument', `${this.file}: cannot read the node policy${code ? ` (${code})` : ''}`, { file: this.file }, { cause: e, reason: 'FILE_UNREADABLE' });
     }
   }
 

@@ -55,7 +55,7 @@ export const ERROR_REASONS = [
   'AUTH_REFUSED', // the registry or its token endpoint refused the credentials sent
   'AUTH_PROTOCOL', // the registry's challenge or the token endpoint's answer is unusable
   'CREDENTIALS_INVALID', // a credentials file is malformed
-  'NOT_FOUND', // the registry has no such manifest, blob or tag
+  'NOT_FOUND', // the registry, the store or the kernel has no such manifest, blob, tag or profile
   'REGISTRY_ERROR', // the registry answered with an error status or broke the protocol
   'INSECURE_REFUSED', // plain HTTP to a host that is not allowed it
   'CANCELLED', // the caller cancelled the operation
@@ -79,6 +79,12 @@ export const ERROR_REASONS = [
   'TLOG_INVALID', // a transparency-log entry that does not verify
   'NOT_A_SIGNATURE', // an attestation or other signed statement that is not a signature
   'SIGNER_MISMATCH', // signed with a kind of key (public key, certificate) the rule names no signer for
+  'TAG_CONTESTED', // a tag kept changing while spoke updated it (another writer), so the update was given up
+  'TSA_ERROR', // the timestamp authority answered with an error status
+  'APPARMOR_UNAVAILABLE', // apparmor_parser cannot be found or run, or the kernel has no AppArmor
+  'APPARMOR_FAILED', // apparmor_parser failed to load or remove a profile in the kernel
+  'IN_USE', // an artifact a container, sandbox or pin holds (or may hold, while the in-use set is rebuilt) is not removed
+  'STATE_CORRUPT', // a file of spoke's own state (a store record, the pins, the in-use set) is malformed
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

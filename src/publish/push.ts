@@ -42,7 +42,7 @@ export async function pushProfile(
 
 async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: string, bytes: Buffer, expected: Digest, mediaType: string, put: { credential?: Credential }): Promise<Digest> {
   const { digest } = await registry.putManifest(repo, ref, bytes, mediaType, put);
-  if (digest !== expected) throw new SpokeError('RegistryUnavailable', `registry stored manifest as ${digest}, expected ${expected}`, { expected, actual: digest });
+  if (digest !== expected) throw new SpokeError('RegistryUnavailable', `registry stored manifest as ${digest}, expected ${expected}`, { expected, actual: digest }, { reason: 'REGISTRY_ERROR' });
   return digest;
 }
 
@@ -67,7 +67,7 @@ const NATIVE_SECCOMP_ARCH: Readonly<Record<string, string>> = {
 function checkArchitectures(platform: Platform, listed: readonly string[] | undefined): void {
   const native = NATIVE_SECCOMP_ARCH[platform.architecture];
   if (native === undefined || listed === undefined || listed.length === 0 || listed.includes(native)) return;
-  throw new SpokeError('InvalidArgument', `the profile lists architectures ${listed.join(', ')} but not ${native}, this platform's own: is it the file for another platform?`, { expected: native });
+  throw new SpokeError('InvalidArgument', `the profile lists architectures ${listed.join(', ')} but not ${native}, this platform's own: is it the file for another platform?`, { expected: native }, { reason: 'OPTION_INVALID' });
 }
 
 export interface PushIndexResult {
@@ -92,12 +92,12 @@ export async function pushProfileIndex(
   opts: { credential?: Credential; onProgress?: (step: string) => void } = {},
 ): Promise<PushIndexResult> {
   if (entries.length === 0 || entries.length > MAX_INDEX_MANIFESTS) {
-    throw new SpokeError('InvalidArgument', `a multi-architecture profile has 1 to ${MAX_INDEX_MANIFESTS} platforms, got ${entries.length}`);
+    throw new SpokeError('InvalidArgument', `a multi-architecture profile has 1 to ${MAX_INDEX_MANIFESTS} platforms, got ${entries.length}`, {}, { reason: entries.length === 0 ? 'OPTION_INVALID' : 'LIMIT_EXCEEDED' });
   }
   const seen = new Set<string>();
   for (const e of entries) {
     const name = formatPlatform(e.platform);
-    if (seen.has(platformKey(e.platform))) throw new SpokeError('InvalidArgument', `platform ${platformKey(e.platform)} is given twice`);
+    if (seen.has(platformKey(e.platform))) throw new SpokeError('InvalidArgument', `platform ${platformKey(e.platform)} is given twice`, {}, { reason: 'OPTION_INVALID' });
     seen.add(platformKey(e.platform));
     try {
       if (kind === 'seccomp') checkArchitectures(e.platform, decodeSeccompWithHint(e.bytes).architectures);

@@ -82,13 +82,13 @@ interface Signing {
 
 function loadPrivateKey(key: KeyObject | string): KeyObject {
   if (typeof key !== 'string') {
-    if (key.type !== 'private') throw new SpokeError('InvalidArgument', 'signing key must be a private key');
+    if (key.type !== 'private') throw new SpokeError('InvalidArgument', 'signing key must be a private key', {}, { reason: 'KEY_INVALID' });
     return key;
   }
   try {
     return createPrivateKey({ key, format: 'pem' });
   } catch (e) {
-    throw new SpokeError('InvalidArgument', `signing key is not an unencrypted PEM private key (PKCS#8 or SEC1): ${(e as Error).message}`);
+    throw new SpokeError('InvalidArgument', `signing key is not an unencrypted PEM private key (PKCS#8 or SEC1): ${(e as Error).message}`, {}, { reason: 'KEY_INVALID' });
   }
 }
 
@@ -98,7 +98,7 @@ function checkKeyStrength(k: KeyObject): void {
   if (t === 'ec' && (d?.namedCurve === 'prime256v1' || d?.namedCurve === 'secp384r1' || d?.namedCurve === 'secp521r1')) return;
   if (t === 'ed25519') return;
   if (t === 'rsa' && (d?.modulusLength ?? 0) >= 2048) return;
-  throw new SpokeError('InvalidArgument', `signing key type ${t}${d?.namedCurve ? ` (${d.namedCurve})` : ''}${d?.modulusLength ? ` ${d.modulusLength} bits` : ''} is not accepted: use ECDSA P-256/P-384, Ed25519 or RSA ≥ 2048`);
+  throw new SpokeError('InvalidArgument', `signing key type ${t}${d?.namedCurve ? ` (${d.namedCurve})` : ''}${d?.modulusLength ? ` ${d.modulusLength} bits` : ''} is not accepted: use ECDSA P-256/P-384, Ed25519 or RSA ≥ 2048`, {}, { reason: 'KEY_INVALID' });
 }
 
 function prepareSigning(o: SignArtifactOptions): Signing {
@@ -111,17 +111,17 @@ function prepareSigning(o: SignArtifactOptions): Signing {
     try {
       cert = new NodeX509(o.cert);
     } catch (e) {
-      throw new SpokeError('InvalidArgument', `certificate is not a PEM X.509 certificate: ${(e as Error).message}`);
+      throw new SpokeError('InvalidArgument', `certificate is not a PEM X.509 certificate: ${(e as Error).message}`, {}, { reason: 'CERTIFICATE_INVALID' });
     }
     const mine = publicKey.export({ type: 'spki', format: 'der' });
     const theirs = cert.publicKey.export({ type: 'spki', format: 'der' });
-    if (!mine.equals(theirs)) throw new SpokeError('InvalidArgument', 'certificate is not for the signing key (public keys differ)');
+    if (!mine.equals(theirs)) throw new SpokeError('InvalidArgument', 'certificate is not for the signing key (public keys differ)', {}, { reason: 'CERTIFICATE_INVALID' });
     if (o.timestampUrl === undefined) {
-      throw new SpokeError('InvalidArgument', 'a certificate signature needs --timestamp-url: keyless verification requires an RFC 3161 timestamp from the signing time');
+      throw new SpokeError('InvalidArgument', 'a certificate signature needs --timestamp-url: keyless verification requires an RFC 3161 timestamp from the signing time', {}, { reason: 'OPTION_INVALID' });
     }
     certPem = cert.toString();
   } else if (o.chain !== undefined) {
-    throw new SpokeError('InvalidArgument', '--chain needs --cert');
+    throw new SpokeError('InvalidArgument', '--chain needs --cert', {}, { reason: 'OPTION_INVALID' });
   }
   return { key, publicKey, hash: hashForKey(key), certPem };
 }
@@ -210,7 +210,7 @@ async function addToTagSchemaIndex(o: SignArtifactOptions, entry: Record<string,
         parsed = undefined;
       }
       if (!isObject(parsed) || !Array.isArray(parsed.manifests) || (parsed.mediaType !== undefined && parsed.mediaType !== MEDIA_TYPE_OCI_INDEX)) {
-        throw new SpokeError('FailedPrecondition', `tag ${tag} exists and is not an OCI image index; refusing to overwrite it`);
+        throw new SpokeError('FailedPrecondition', `tag ${tag} exists and is not an OCI image index; refusing to overwrite it`, {}, { reason: 'MANIFEST_INVALID' });
       }
       index = parsed;
     }
@@ -221,7 +221,7 @@ async function addToTagSchemaIndex(o: SignArtifactOptions, entry: Record<string,
     const check = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_INDEX], { ...common, maxBytes: MAX_INDEX_BYTES });
     if (check && check.bytes.includes(Buffer.from(entry.digest as string))) return;
   }
-  throw new SpokeError('RegistryUnavailable', `tag ${tag} kept changing under us; the referrer is pushed but not listed in the tag-schema index`);
+  throw new SpokeError('RegistryUnavailable', `tag ${tag} kept changing under us; the referrer is pushed but not listed in the tag-schema index`, {}, { reason: 'TAG_CONTESTED' });
 }
 
 async function attachBundle(o: SignArtifactOptions, s: Signing, clock: Clock): Promise<Pick<SignArtifactResult, 'bundleDigest' | 'bundleBlobDigest' | 'referrers'>> {
@@ -288,7 +288,7 @@ async function attachCosign(o: SignArtifactOptions, s: Signing): Promise<Digest>
       } catch {
         parsed = undefined;
       }
-      if (!isObject(parsed) || !Array.isArray(parsed.layers)) throw new SpokeError('FailedPrecondition', `tag ${tag} exists and is not an image manifest; refusing to overwrite it`);
+      if (!isObject(parsed) || !Array.isArray(parsed.layers)) throw new SpokeError('FailedPrecondition', `tag ${tag} exists and is not an image manifest; refusing to overwrite it`, {}, { reason: 'MANIFEST_INVALID' });
       layers = parsed.layers.filter(isObject);
       // Idempotent: an existing layer with our payload and a signature our key verifies is enough.
       const already = layers.find((l) => {
@@ -323,13 +323,13 @@ async function attachCosign(o: SignArtifactOptions, s: Signing): Promise<Digest>
     const check = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST], { ...common, maxBytes: MAX_INDEX_BYTES });
     if (check && check.digest === put.digest) return put.digest;
   }
-  throw new SpokeError('RegistryUnavailable', `tag ${tag} kept changing under us; signature not attached`);
+  throw new SpokeError('RegistryUnavailable', `tag ${tag} kept changing under us; signature not attached`, {}, { reason: 'TAG_CONTESTED' });
 }
 
 /** Signs `digest` and attaches the signature in the requested format(s). */
 export async function signArtifact(o: SignArtifactOptions): Promise<SignArtifactResult> {
-  if (sha256Digest(o.manifestBytes) !== o.digest) throw new SpokeError('InvalidArgument', `manifest bytes do not hash to ${o.digest}`);
-  if (o.format !== 'bundle' && o.format !== 'cosign' && o.format !== 'both') throw new SpokeError('InvalidArgument', `unknown signature format ${JSON.stringify(o.format)}`);
+  if (sha256Digest(o.manifestBytes) !== o.digest) throw new SpokeError('InvalidArgument', `manifest bytes do not hash to ${o.digest}`, {}, { reason: 'DIGEST_MISMATCH' });
+  if (o.format !== 'bundle' && o.format !== 'cosign' && o.format !== 'both') throw new SpokeError('InvalidArgument', `unknown signature format ${JSON.stringify(o.format)}`, {}, { reason: 'OPTION_INVALID' });
   const s = prepareSigning(o);
   const clock = o.clock ?? systemClock;
   const out: SignArtifactResult = {};
@@ -338,7 +338,7 @@ export async function signArtifact(o: SignArtifactOptions): Promise<SignArtifact
     if (o.format === 'cosign' || o.format === 'both') out.sigManifestDigest = await attachCosign(o, s);
   } catch (e) {
     if (isSpokeError(e)) throw e;
-    throw new SpokeError('RegistryUnavailable', `signing ${o.digest}: ${(e as Error).message}`, {}, { cause: e });
+    throw new SpokeError('RegistryUnavailable', `signing ${o.digest}: ${(e as Error).message}`, {}, { cause: e, reason: 'UNEXPECTED' });
   }
   return out;
 }

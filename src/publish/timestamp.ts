@@ -90,9 +90,9 @@ async function requestTimestampOnce(url: string, data: Uint8Array, opts: Timesta
   try {
     u = new URL(url);
   } catch {
-    throw new SpokeError('InvalidArgument', `timestamp URL ${JSON.stringify(url)} is not a URL`);
+    throw new SpokeError('InvalidArgument', `timestamp URL ${JSON.stringify(url)} is not a URL`, {}, { reason: 'OPTION_INVALID' });
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new SpokeError('InvalidArgument', `timestamp URL must be http(s), got ${u.protocol}`);
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new SpokeError('InvalidArgument', `timestamp URL must be http(s), got ${u.protocol}`, {}, { reason: 'OPTION_INVALID' });
   const hash = createHash('sha256').update(data).digest();
   const nonceBytes = randomBytes(6); // 48 bits: enough against replay, fits every TSA's integer handling
   nonceBytes[0]! &= 0x7f;
@@ -107,14 +107,14 @@ async function requestTimestampOnce(url: string, data: Uint8Array, opts: Timesta
       signal: AbortSignal.any(signals),
     });
   } catch (e) {
-    throw new SpokeError('Unavailable', `timestamp authority ${u.origin}: ${(e as Error).message}`, {}, { cause: e });
+    throw new SpokeError('Unavailable', `timestamp authority ${u.origin}: ${(e as Error).message}`, {}, { cause: e, reason: 'TRANSPORT' });
   }
   const reply = Buffer.from(await res.arrayBuffer());
-  if (res.status >= 500) throw new SpokeError('Unavailable', `timestamp authority ${u.origin} answered ${res.status}`);
+  if (res.status >= 500) throw new SpokeError('Unavailable', `timestamp authority ${u.origin} answered ${res.status}`, {}, { reason: 'TSA_ERROR' });
   if (res.status !== 200 && res.status !== 201) {
-    throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin} answered ${res.status}: ${reply.toString('utf8').slice(0, 200)}`);
+    throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin} answered ${res.status}: ${reply.toString('utf8').slice(0, 200)}`, {}, { reason: 'TSA_ERROR' });
   }
-  if (reply.length > MAX_TSA_REPLY_BYTES) throw new SpokeError('FailedPrecondition', `timestamp reply larger than ${MAX_TSA_REPLY_BYTES} bytes`);
+  if (reply.length > MAX_TSA_REPLY_BYTES) throw new SpokeError('FailedPrecondition', `timestamp reply larger than ${MAX_TSA_REPLY_BYTES} bytes`, {}, { reason: 'SIZE_LIMIT' });
   let ts: RFC3161Timestamp;
   try {
     ts = RFC3161Timestamp.parse(reply as Buffer<ArrayBuffer>);
@@ -122,16 +122,16 @@ async function requestTimestampOnce(url: string, data: Uint8Array, opts: Timesta
     ts.tstInfo.verify(Buffer.from(data));
     if (ts.tstInfo.messageImprintHashAlgorithm !== 'sha256') throw new Error('message imprint is not sha256');
   } catch (e) {
-    throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: unusable reply: ${(e as Error).message}`, {}, { cause: e });
+    throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: unusable reply: ${(e as Error).message}`, {}, { cause: e, reason: 'TIMESTAMP_INVALID' });
   }
   try {
     void ts.signingTime;
   } catch (e) {
-    throw new UnreadableTime(new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: reply time is unreadable by sigstore verifiers: ${(e as Error).message}`));
+    throw new UnreadableTime(new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: reply time is unreadable by sigstore verifiers: ${(e as Error).message}`, {}, { reason: 'TIMESTAMP_INVALID' }));
   }
   const nonce = tstNonce(ts);
   const sent = BigInt(`0x${nonceBytes.toString('hex')}`);
-  if (nonce !== sent) throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: reply nonce does not match the request`);
+  if (nonce !== sent) throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: reply nonce does not match the request`, {}, { reason: 'TIMESTAMP_INVALID' });
   return reply;
 }
 

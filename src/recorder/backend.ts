@@ -17,7 +17,7 @@ export function describeBackends(support: BpfSupport = bpfSupport()): string {
 /** The backend asked for (a usage error when unknown), or the default for this node. */
 export function chooseBackend(requested: string | undefined, support: BpfSupport = bpfSupport()): RecordingBackend {
   if (requested === undefined) return support.ok ? 'bpf' : 'audit';
-  if (!(RECORDING_BACKENDS as readonly string[]).includes(requested)) throw new SpokeError('InvalidArgument', `--backend must be bpf or audit`);
+  if (!(RECORDING_BACKENDS as readonly string[]).includes(requested)) throw new SpokeError('InvalidArgument', `--backend must be bpf or audit`, {}, { reason: 'OPTION_INVALID' });
   if (requested === 'bpf' && !support.ok) throw new SpokeError('FailedPrecondition', `the eBPF recording backend cannot run on this node: ${support.reason}`, {}, { reason: 'RECORDER_UNAVAILABLE' });
   return requested as RecordingBackend;
 }

@@ -55,7 +55,7 @@ export interface ProgramOptions {
 
 /** `n` as program text, once checked to be a safe integer in 1..max. */
 export function integer(n: number, what: string, max = Number.MAX_SAFE_INTEGER): string {
-  if (!Number.isSafeInteger(n) || n <= 0 || n > max) throw new SpokeError('InvalidArgument', `bad ${what} for the bpftrace program`);
+  if (!Number.isSafeInteger(n) || n <= 0 || n > max) throw new SpokeError('InvalidArgument', `bad ${what} for the bpftrace program`, {}, { reason: 'OPTION_INVALID' });
   return String(n);
 }
 

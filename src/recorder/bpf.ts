@@ -10,7 +10,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
-import { SpokeError } from '../core/errors.js';
+import { isSpokeError, SpokeError } from '../core/errors.js';
 import { bpfProgram, DEFAULT_MAP_KEYS, DUMP_BEGIN, DUMP_END, integer, parseBpfDump, READY, STOP_PID, type BpfDump, type NsIdField } from './bpf-program.js';
 
 const execFileP = promisify(execFile);
@@ -94,10 +94,10 @@ export function namespaceOf(pid: number, kind: 'ipc' | 'mnt', procRoot = '/proc'
   try {
     link = readlinkSync(`${procRoot}/${integer(pid, 'pid')}/ns/${kind}`);
   } catch (e) {
-    throw new SpokeError('NotFound', `cannot read the ${kind} namespace of pid ${pid}`, { pid }, { cause: e });
+    throw new SpokeError('NotFound', `cannot read the ${kind} namespace of pid ${pid}`, { pid }, { cause: e, reason: isSpokeError(e) ? e.reason : 'NOT_FOUND' });
   }
   const m = /^(?:ipc|mnt):\[(\d{1,10})\]$/.exec(link);
-  if (!m || !link.startsWith(`${kind}:`)) throw new SpokeError('Internal', `unexpected /proc/${pid}/ns/${kind} link`, { pid });
+  if (!m || !link.startsWith(`${kind}:`)) throw new SpokeError('Internal', `unexpected /proc/${pid}/ns/${kind} link`, { pid }, { reason: 'UNEXPECTED' });
   return Number(m[1]);
 }
 

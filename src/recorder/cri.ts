@@ -21,7 +21,7 @@ function protoPath(): string {
     if (existsSync(p)) return p;
     dir = dirname(dir);
   }
-  throw new SpokeError('Internal', 'proto/api.proto not found next to spoke');
+  throw new SpokeError('Internal', 'proto/api.proto not found next to spoke', {}, { reason: 'FILE_UNREADABLE' });
 }
 
 /** proto/api.proto loaded once (also the test suite's CRI client: test/helpers/cri-client.ts). */
@@ -77,7 +77,7 @@ export class RuntimeCriClient {
 
   call(service: 'RuntimeService' | 'ImageService', name: string, req: Msg, deadlineMs = 60_000): Promise<Msg> {
     const method = criRoot().lookupService(`runtime.v1.${service}`).methods[name];
-    if (!method) throw new SpokeError('Internal', `no CRI method ${service}.${name}`);
+    if (!method) throw new SpokeError('Internal', `no CRI method ${service}.${name}`, {}, { reason: 'INVARIANT' });
     method.resolve();
     const reqType = method.resolvedRequestType!;
     const resType = method.resolvedResponseType!;

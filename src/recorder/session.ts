@@ -76,7 +76,7 @@ export class RecordingSession {
       if (this.recorder.drain(this.source) > 0) quietSince = Date.now();
       await new Promise((r) => setTimeout(r, 2));
     }
-    if (this.failure) throw new SpokeError('Internal', `reading ${this.source.path} failed: ${String((this.failure as Error).message ?? this.failure)}`);
+    if (this.failure) throw new SpokeError('Internal', `reading ${this.source.path} failed: ${String((this.failure as Error).message ?? this.failure)}`, {}, { reason: 'FILE_UNREADABLE' });
   }
 
   /** Lost records anywhere in the session (kernel notices and source losses). */

@@ -193,7 +193,7 @@ export interface PreflightOptions {
 /** Throws FailedPrecondition naming the first missing feature; returns the source to use. */
 export function preflight(opts: PreflightOptions = {}): SourceChoice {
   const proc = opts.procRoot ?? '/proc';
-  const fail = (message: string, rule: string) => new SpokeError('FailedPrecondition', message, { rule });
+  const fail = (message: string, rule: string) => new SpokeError('FailedPrecondition', message, { rule }, { reason: 'RECORDER_UNAVAILABLE' });
   const uid = opts.uid ?? process.getuid?.();
   if (uid !== 0) throw fail('recording needs root: it reads the kernel log and lifts the printk rate limit', 'root');
   let avail: string;

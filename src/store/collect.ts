@@ -36,14 +36,14 @@ export class StoreCollector {
   async remove(d: Digest): Promise<void> {
     const state = await this.holders.inUseState();
     if (!state.complete) {
-      throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (it was unreadable); try again once the shim has rebuilt it`, { digest: d });
+      throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (it was unreadable); try again once the shim has rebuilt it`, { digest: d }, { reason: 'IN_USE' });
     }
     const holders = state.byDigest.get(d) ?? [];
     if (holders.length > 0) {
-      throw new SpokeError('FailedPrecondition', `${d} is in use by ${holders.slice(0, 5).join(', ')}${holders.length > 5 ? ', …' : ''}`, { digest: d });
+      throw new SpokeError('FailedPrecondition', `${d} is in use by ${holders.slice(0, 5).join(', ')}${holders.length > 5 ? ', …' : ''}`, { digest: d }, { reason: 'IN_USE' });
     }
     const record = await this.records.getRecord(d);
-    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d });
+    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
     await this.records.deleteRecord(d);
     await this.removeUnreferencedBlobs([record.layerDigest]);
   }

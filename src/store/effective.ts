@@ -25,7 +25,7 @@ export class EffectiveOrigins {
   constructor(private readonly layout: StoreLayout) {}
 
   private effectivePath(sha: string): string {
-    if (!SHA_HEX_RE.test(sha)) throw new SpokeError('InvalidArgument', `not a sha256 hex: ${JSON.stringify(String(sha).slice(0, 80))}`);
+    if (!SHA_HEX_RE.test(sha)) throw new SpokeError('InvalidArgument', `not a sha256 hex: ${JSON.stringify(String(sha).slice(0, 80))}`, {}, { reason: 'DIGEST_INVALID' });
     return this.layout.statePath('effective', `${sha}.json`);
   }
 

@@ -42,7 +42,7 @@ export class InUseSet {
     const bytes = await readFileIfExists(this.pinsPath);
     if (!bytes) return {};
     const parsed = parseHolderFile(bytes);
-    if (!parsed) throw new SpokeError('Internal', `${this.pinsPath} is unreadable; pins are kept only there, so nothing is removed until it is repaired`, { file: this.pinsPath });
+    if (!parsed) throw new SpokeError('Internal', `${this.pinsPath} is unreadable; pins are kept only there, so nothing is removed until it is repaired`, { file: this.pinsPath }, { reason: 'STATE_CORRUPT' });
     return parsed.holders;
   }
 
@@ -93,7 +93,7 @@ export class InUseSet {
   /** Hands `d` from one runtime holder to another in one update (a pending create becoming its container). */
   async transferInUse(from: string, to: string, d: Digest): Promise<boolean> {
     assertDigest(d);
-    if (isPin(from) || isPin(to)) throw new SpokeError('InvalidArgument', 'pins are not transferred');
+    if (isPin(from) || isPin(to)) throw new SpokeError('InvalidArgument', 'pins are not transferred', {}, { reason: 'INVARIANT' });
     return this.updateRuntime((h) => {
       delete h[from];
       h[to] = d;
@@ -118,7 +118,7 @@ export class InUseSet {
    * the rebuild saw everything the runtime runs; false leaves the set marked incomplete.
    */
   async replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes: readonly string[] = ['container:', 'sandbox:'], opts: { complete?: boolean } = {}): Promise<void> {
-    for (const k of holders.keys()) if (isPin(k)) throw new SpokeError('InvalidArgument', 'pins are not runtime holders');
+    for (const k of holders.keys()) if (isPin(k)) throw new SpokeError('InvalidArgument', 'pins are not runtime holders', {}, { reason: 'INVARIANT' });
     await this.updateRuntime((h) => {
       for (const k of Object.keys(h)) if (prefixes.some((p) => k.startsWith(p))) delete h[k];
       for (const [k, d] of holders) h[k] = assertDigest(d);

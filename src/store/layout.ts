@@ -25,7 +25,7 @@ export class StoreLayout {
   private ready: Promise<void> | undefined;
 
   constructor(opts: StoreLayoutOptions) {
-    if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required');
+    if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required', {}, { reason: 'OPTION_INVALID' });
     this.root = opts.root;
     this.clock = opts.clock ?? systemClock;
     this.fsync = opts.fsync ?? true;
@@ -71,7 +71,7 @@ export class StoreLayout {
 }
 
 export function assertDigest(d: string): Digest {
-  if (!isDigest(d)) throw new SpokeError('InvalidArgument', `not a sha256 digest: ${JSON.stringify(String(d).slice(0, 80))}`);
+  if (!isDigest(d)) throw new SpokeError('InvalidArgument', `not a sha256 digest: ${JSON.stringify(String(d).slice(0, 80))}`, {}, { reason: 'DIGEST_INVALID' });
   return d;
 }
 

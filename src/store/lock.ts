@@ -75,7 +75,7 @@ function owner(locksDir: string): Promise<Owner> {
       const token = randomBytes(12).toString('hex');
       const path = ownerSocket(locksDir, token);
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-        throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path });
+        throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path }, { reason: 'OPTION_INVALID' });
       }
       await mkdir(dirname(path), { recursive: true, mode: 0o755 });
       const server = createServer((c) => c.destroy());
@@ -191,7 +191,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; !(await claim(lockPath, me)); attempt++) {
     if (attempt % CHECK_EVERY === 0) await breakIfDead(lockPath, locksDir, me);
-    if (Date.now() > deadline) throw new SpokeError('Unavailable', `timed out waiting for lock ${lockPath}`, { path: lockPath });
+    if (Date.now() > deadline) throw new SpokeError('Unavailable', `timed out waiting for lock ${lockPath}`, { path: lockPath }, { reason: 'DEADLINE' });
     await new Promise((r) => setTimeout(r, RETRY_MS + Math.random() * RETRY_MS));
   }
   try {

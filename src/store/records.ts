@@ -50,7 +50,7 @@ export class RecordStore {
   /** The profile bytes of an artifact. NotFound when absent; `verify` re-hashes them. */
   async readProfile(d: Digest, opts: { verify?: boolean } = {}): Promise<{ record: ProvenanceRecord; bytes: Buffer }> {
     const record = await this.getRecord(d);
-    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d });
+    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
     const bytes = await this.readBlob(record.layerDigest, opts);
     return { record, bytes };
   }
@@ -58,10 +58,10 @@ export class RecordStore {
   /** The artifact's manifest bytes, checked against its digest. */
   async readManifest(d: Digest): Promise<Buffer> {
     const record = await this.getRecord(d);
-    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d });
+    if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
     const bytes = Buffer.from(record.manifest, 'base64');
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    if (actual !== d) throw new SpokeError('SecurityProfileInvalid', `stored manifest of ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual });
+    if (actual !== d) throw new SpokeError('SecurityProfileInvalid', `stored manifest of ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
     return bytes;
   }
 
@@ -80,11 +80,11 @@ export class RecordStore {
   async readBlob(d: Digest, opts: { verify?: boolean } = {}): Promise<Buffer> {
     await this.layout.init();
     const bytes = await readFileIfExists(this.layout.blobPath(d));
-    if (!bytes) throw new SpokeError('NotFound', `blob ${d} is not in the store`, { digest: d });
+    if (!bytes) throw new SpokeError('NotFound', `blob ${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
     if (opts.verify) {
       const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
       if (actual !== d) {
-        throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual });
+        throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
       }
     }
     return bytes;
@@ -139,7 +139,7 @@ export class RecordStore {
   async annotate(d: Digest, update: { reference?: string; verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'> }): Promise<void> {
     await this.layout.lock(digestHex(d), async () => {
       const existing = await this.getRecord(d);
-      if (!existing) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d });
+      if (!existing) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
       const record = structuredClone(existing);
       if (update.reference) addReference(record, update.reference);
       if (update.verdict) {

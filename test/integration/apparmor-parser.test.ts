@@ -21,6 +21,7 @@ import {
   validateAppArmorArtifactBytes,
   type AppArmorProfile,
 } from '../../src/profiles/apparmor/index.js';
+import { rejectsWith } from '../helpers/assert.js';
 import { requireTool } from '../helpers/skip.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -114,6 +115,7 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
     await assert.rejects(checkWithParser(text), (e: unknown) => {
       assert.ok(e instanceof SpokeError);
       assert.equal(e.code, 'SecurityProfileInvalid');
+      assert.equal(e.reason, 'PROFILE_INVALID');
       assert.match(e.message, /AppArmor policy rejected: apparmor_parser exit \d+: .*(error|syntax)/i);
       return true;
     });
@@ -131,8 +133,8 @@ describe('loading into the kernel', { skip }, () => {
 
   it('without kernel AppArmor, load and unload fail clearly', { skip: kernel ? 'this kernel has AppArmor' : false }, async () => {
     const text = renderAppArmor({}, 'spoke-noload');
-    await assert.rejects(loadProfile(text), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition' && /no AppArmor/.test(e.message));
-    await assert.rejects(unloadProfile('spoke-noload'), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition');
+    await rejectsWith(loadProfile(text), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+    await rejectsWith(unloadProfile('spoke-noload'), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
   });
 
   it('with kernel AppArmor and root, a rendered profile loads, replaces and unloads', { skip: kernel && root ? false : 'needs kernel AppArmor and root' }, async () => {
@@ -148,6 +150,26 @@ describe('loading into the kernel', { skip }, () => {
 
   it('unloadProfile refuses names that are not profile names', async () => {
     await assert.rejects(unloadProfile('x {\n}\nprofile y'), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+  });
+});
+
+// A stand-in apparmor_parser (a real executable that fails as the real one does) and a missing
+// one: the failures carry their reasons on any machine, with or without AppArmor.
+describe('apparmor_parser failures', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-fake-'));
+  const failing = join(dir, 'apparmor_parser');
+  writeFileSync(failing, '#!/bin/sh\necho "AppArmor parser error at line 1: syntax error" >&2\nexit 1\n', { mode: 0o755 });
+  const text = renderAppArmor({}, 'spoke-fake');
+
+  it('a parser that refuses the text: PROFILE_INVALID; one that cannot run: APPARMOR_UNAVAILABLE', async () => {
+    await rejectsWith(checkWithParser(text, { parser: failing }), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
+    await rejectsWith(checkWithParser(text, { parser: join(dir, 'missing') }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+  });
+
+  it('no kernel AppArmor (securityfs missing): load and unload refuse with APPARMOR_UNAVAILABLE', async () => {
+    const securityfs = join(dir, 'no-securityfs');
+    await rejectsWith(loadProfile(text, { parser: failing, securityfs }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+    await rejectsWith(unloadProfile('spoke-fake', { parser: failing, securityfs }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
   });
 });
 

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isSpokeError } from '../../../src/core/errors.js';
 import { chooseBackend } from '../../../src/recorder/backend.js';
-import { bpfSupport } from '../../../src/recorder/bpf.js';
+import { bpfSupport, namespaceOf } from '../../../src/recorder/bpf.js';
 import { bpfProgram, callsOfContainer, namesOf, parseBpfDump, sameNamespace } from '../../../src/recorder/bpf-program.js';
 
 const reason = (e: unknown) => (isSpokeError(e) ? e.reason : undefined);
@@ -32,9 +35,9 @@ describe('bpfProgram', () => {
 
   test('only safe positive integers are interpolated', () => {
     for (const bad of [Number.NaN, -1, 0, 1.5, 2 ** 60, 0x1_0000_0000]) {
-      assert.throws(() => bpfProgram({ ipcNamespaces: [bad], readyPid: 1, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument', String(bad));
+      assert.throws(() => bpfProgram({ ipcNamespaces: [bad], readyPid: 1, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && e.reason === 'OPTION_INVALID', String(bad));
     }
-    assert.throws(() => bpfProgram({ readyPid: -5, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument');
+    assert.throws(() => bpfProgram({ readyPid: -5, nsId: undefined }), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && e.reason === 'OPTION_INVALID');
     assert.throws(() => bpfProgram({ readyPid: 1, nsId: undefined, dumpEveryMs: 1e9 }), (e) => isSpokeError(e) && e.code === 'InvalidArgument');
   });
 });
@@ -81,6 +84,16 @@ describe('namesOf', () => {
   });
 });
 
+describe('namespaceOf', () => {
+  test('reads the namespace inode of a live process; a gone one is NOT_FOUND, a bad pid keeps OPTION_INVALID', () => {
+    assert.ok(namespaceOf(process.pid, 'ipc') > 0);
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-ns-'));
+    assert.throws(() => namespaceOf(4242, 'mnt', dir), (e) => isSpokeError(e) && e.code === 'NotFound' && e.reason === 'NOT_FOUND');
+    assert.throws(() => namespaceOf(-1, 'mnt', dir), (e) => reason(e) === 'OPTION_INVALID');
+    rmSync(dir, { recursive: true });
+  });
+});
+
 describe('backend choice', () => {
   const yes = { ok: true, bpftrace: '/usr/bin/bpftrace' };
   const no = { ok: false, reason: 'no kernel BTF (/sys/kernel/btf/vmlinux)' };
@@ -89,7 +102,7 @@ describe('backend choice', () => {
     assert.equal(chooseBackend(undefined, no), 'audit');
     assert.equal(chooseBackend('audit', yes), 'audit');
     assert.throws(() => chooseBackend('bpf', no), (e) => reason(e) === 'RECORDER_UNAVAILABLE');
-    assert.throws(() => chooseBackend('ptrace', yes), (e) => isSpokeError(e) && e.code === 'InvalidArgument');
+    assert.throws(() => chooseBackend('ptrace', yes), (e) => isSpokeError(e) && e.code === 'InvalidArgument' && e.reason === 'OPTION_INVALID');
   });
 
   test('support names what is missing', () => {

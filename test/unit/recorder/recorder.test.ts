@@ -194,7 +194,7 @@ describe('sources and kernel settings', () => {
       mkdirSync(join(dir, 'sys/kernel/seccomp'), { recursive: true });
       mkdirSync(join(dir, 'self'), { recursive: true });
       const expectRule = (rule: string, opts: Parameters<typeof preflight>[0]) =>
-        assert.throws(() => preflight({ procRoot: dir, source: { kind: 'kmsg', path: join(dir, 'kmsg') }, ...opts }), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && e.context.rule === rule);
+        assert.throws(() => preflight({ procRoot: dir, source: { kind: 'kmsg', path: join(dir, 'kmsg') }, ...opts }), (e) => isSpokeError(e) && e.code === 'FailedPrecondition' && e.reason === 'RECORDER_UNAVAILABLE' && e.context.rule === rule);
       expectRule('root', { uid: 1000 });
       expectRule('seccomp', { uid: 0 });
       writeFileSync(join(dir, 'sys/kernel/seccomp/actions_avail'), 'kill_process kill_thread trap errno trace allow\n');

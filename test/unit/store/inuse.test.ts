@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Digest } from '../../../src/core/digest.js';
-import { SpokeError } from '../../../src/core/errors.js';
+import { rejectsWith } from '../../helpers/assert.js';
 import { packProfile } from '../../../src/publish/pack.js';
 import { ProfileStore } from '../../../src/store/store.js';
 
@@ -55,7 +55,7 @@ describe('in-use set after a crash', () => {
       assert.equal(dry.inUseComplete, false);
       await store.gc();
       assert.ok(await store.has(unused));
-      await assert.rejects(store.remove(unused), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition');
+      await rejectsWith(store.remove(unused), { code: 'FailedPrecondition', reason: 'IN_USE' });
 
       // the shim's create path goes on, and says the set needs a rebuild
       assert.equal(await store.markInUse(used, 'pending:1:x'), false);
@@ -102,7 +102,7 @@ describe('in-use set after a crash', () => {
     const { store, dir, digests } = await storeWith(BODIES);
     await store.markInUse(digests[0]!, 'pin:x');
     writeFileSync(join(dir, 'state', 'pins.json'), 'not json');
-    await assert.rejects(store.gc(), (e: unknown) => e instanceof SpokeError && e.code === 'Internal');
+    await rejectsWith(store.gc(), { code: 'Internal', reason: 'STATE_CORRUPT' });
     assert.ok(await store.has(digests[0]!));
   });
 
@@ -114,7 +114,7 @@ describe('in-use set after a crash', () => {
     await store.recordEffective(sha, digests[1]!);
     await store.recordEffective(sha, digests[0]!);
     assert.deepEqual(await store.effectiveDigests(sha), digests);
-    await assert.rejects(store.recordEffective('../x', digests[0]!), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+    await rejectsWith(store.recordEffective('../x', digests[0]!), { code: 'InvalidArgument', reason: 'DIGEST_INVALID' });
     // gc forgets the origins it removed
     await store.markInUse(digests[0]!, 'container:keep');
     await store.gc();

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../../../src/core/errors.js';
+import { rejectsWith } from '../../helpers/assert.js';
 import { withFileLock } from '../../../src/store/lock.js';
 
 const CHILD = fileURLToPath(new URL('./lock-child.js', import.meta.url));
@@ -63,7 +64,7 @@ describe('cross-process lock', () => {
     const dir = locksDir();
     const lock = join(dir, 'w.lock');
     writeFileSync(lock, '12345');
-    await assert.rejects(withFileLock(lock, async () => undefined, 300), (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable');
+    await rejectsWith(withFileLock(lock, async () => undefined, 300), { code: 'Unavailable', reason: 'DEADLINE' });
     const old = new Date(Date.now() - 120_000);
     utimesSync(lock, old, old);
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');

@@ -2,13 +2,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
-import { SpokeError } from '../../../src/core/errors.js';
+import { rejectsWith, throwsWith } from '../../helpers/assert.js';
 import { packProfile } from '../../../src/publish/pack.js';
 import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
 
@@ -79,7 +79,7 @@ describe('ProfileStore', () => {
     await store.ingest(used);
     await store.ingest(unused);
     await store.markInUse(used.digest, 'container:abc');
-    await assert.rejects(store.remove(used.digest), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition' && /container:abc/.test(e.message));
+    await rejectsWith(store.remove(used.digest), { code: 'FailedPrecondition', reason: 'IN_USE' });
     const dry = await store.gc({ dryRun: true });
     assert.ok(dry.removed.includes(unused.digest));
     assert.ok(await store.has(unused.digest), 'dry run removes nothing');
@@ -116,7 +116,18 @@ describe('ProfileStore', () => {
     writeFileSync(store.blobPath(i.layerDigest), 'tampered');
     const r = await store.verify();
     assert.ok(r.corrupt.some((c) => c.digest === i.digest));
-    await assert.rejects(store.readProfile(i.digest, { verify: true }), /corrupt/);
+    await rejectsWith(store.readProfile(i.digest, { verify: true }), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+  });
+
+  it('a record whose manifest no longer hashes to its digest is refused as DIGEST_MISMATCH; an absent one is NOT_FOUND', async () => {
+    const i = input('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_ARM"]}');
+    await store.ingest(i);
+    const file = join(dir, 'profiles', 'sha256', `${i.digest.slice(7)}.json`);
+    const record = JSON.parse(readFileSync(file, 'utf8')) as { manifest: string };
+    record.manifest = Buffer.from('{"tampered":true}').toString('base64');
+    writeFileSync(file, JSON.stringify(record));
+    await rejectsWith(store.readManifest(i.digest), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+    await rejectsWith(store.readManifest(sha256Digest(Buffer.from('absent'))), { code: 'NotFound', reason: 'NOT_FOUND' });
   });
 
   it('treats a torn record (not flushed before a crash) as absent, and the next ingest rewrites it', async () => {
@@ -129,7 +140,7 @@ describe('ProfileStore', () => {
   });
 
   it('refuses non-digest names for paths', () => {
-    assert.throws(() => store.blobPath('sha256:../../etc/passwd' as Digest), /not a sha256 digest/);
+    throwsWith(() => store.blobPath('sha256:../../etc/passwd' as Digest), { code: 'InvalidArgument', reason: 'DIGEST_INVALID' });
   });
 });
 

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RFC3161Timestamp } from '@sigstore/core';
-import { SpokeError } from '../../../src/core/errors.js';
 import { decodeTimestampRequest, encodeTimestampRequest, requestTimestamp } from '../../../src/publish/timestamp.js';
+import { rejectsWith } from '../../helpers/assert.js';
 import { startTsaServer, type TestTsa } from '../../helpers/tsa-server.js';
 
 describe('RFC 3161 client', () => {
@@ -36,13 +36,13 @@ describe('RFC 3161 client', () => {
   it('refuses a TSA error and a reply for other data', async () => {
     const bad = await startTsaServer({ status: 503 });
     try {
-      await assert.rejects(requestTimestamp(bad.url, Buffer.from('x')), (e: unknown) => e instanceof SpokeError && e.code === 'Unavailable');
+      await rejectsWith(requestTimestamp(bad.url, Buffer.from('x')), { code: 'Unavailable', reason: 'TSA_ERROR' });
     } finally {
       await bad.stop();
     }
     const other = await tsa.timestamp(Buffer.from('other data'));
     const fakeFetch = (async () => new Response(other, { status: 200 })) as typeof fetch;
-    await assert.rejects(requestTimestamp(tsa.url, Buffer.from('x'), { fetch: fakeFetch }), /unusable reply/);
-    await assert.rejects(requestTimestamp('ftp://x', Buffer.from('x')), /http/);
+    await rejectsWith(requestTimestamp(tsa.url, Buffer.from('x'), { fetch: fakeFetch }), { code: 'FailedPrecondition', reason: 'TIMESTAMP_INVALID' });
+    await rejectsWith(requestTimestamp('ftp://x', Buffer.from('x')), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
   });
 });
