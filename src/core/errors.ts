@@ -54,7 +54,7 @@ export const ERROR_REASONS = [
   'AUTH_REQUIRED', // the registry wants credentials and none are configured for it
   'AUTH_REFUSED', // the registry or its token endpoint refused the credentials sent
   'AUTH_PROTOCOL', // the registry's challenge or the token endpoint's answer is unusable
-  'CREDENTIALS_INVALID', // a credentials file is malformed
+  'CREDENTIALS_INVALID', // a credentials file, or the credentials sent with a request, is malformed
   'NOT_FOUND', // the registry has no such manifest, blob or tag
   'REGISTRY_ERROR', // the registry answered with an error status or broke the protocol
   'INSECURE_REFUSED', // plain HTTP to a host that is not allowed it
@@ -79,6 +79,9 @@ export const ERROR_REASONS = [
   'TLOG_INVALID', // a transparency-log entry that does not verify
   'NOT_A_SIGNATURE', // an attestation or other signed statement that is not a signature
   'SIGNER_MISMATCH', // signed with a kind of key (public key, certificate) the rule names no signer for
+  'APPARMOR_UNAVAILABLE', // AppArmor is not enabled on this node, so an AppArmor profile cannot be enforced
+  'ANNOTATION_CONFLICT', // a profile annotation on a pod or container that also sets a profile the annotation cannot replace
+  'SOCKET_IN_USE', // the socket path to listen on is in use by another process
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
