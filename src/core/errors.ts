@@ -82,6 +82,7 @@ export const ERROR_REASONS = [
   'APPARMOR_UNAVAILABLE', // AppArmor is not enabled on this node, so an AppArmor profile cannot be enforced
   'ANNOTATION_CONFLICT', // a profile annotation on a pod or container that also sets a profile the annotation cannot replace
   'SOCKET_IN_USE', // the socket path to listen on is in use by another process
+  'KNOWN_INVALID', // content an earlier pull judged invalid (a cached verdict on the digest; the message says why)
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
