@@ -55,7 +55,7 @@ export const ERROR_REASONS = [
   'AUTH_REFUSED', // the registry or its token endpoint refused the credentials sent
   'AUTH_PROTOCOL', // the registry's challenge or the token endpoint's answer is unusable
   'CREDENTIALS_INVALID', // a credentials file, or the credentials sent with a request, is malformed
-  'NOT_FOUND', // the registry has no such manifest, blob or tag
+  'NOT_FOUND', // the registry has no such manifest, blob or tag (or the runtime no such image or container)
   'REGISTRY_ERROR', // the registry answered with an error status or broke the protocol
   'INSECURE_REFUSED', // plain HTTP to a host that is not allowed it
   'CANCELLED', // the caller cancelled the operation
@@ -83,6 +83,8 @@ export const ERROR_REASONS = [
   'ANNOTATION_CONFLICT', // a profile annotation on a pod or container that also sets a profile the annotation cannot replace
   'SOCKET_IN_USE', // the socket path to listen on is in use by another process
   'KNOWN_INVALID', // content an earlier pull judged invalid (a cached verdict on the digest; the message says why)
+  'OBJECT_INVALID', // a Kubernetes object given to spoke (ProfileBinding, ProfileRecording, Pod, Namespace) is malformed or invalid
+  'BINDING_CONFLICT', // ProfileBindings or ProfileRecordings select a pod ambiguously, so spoke refuses to choose
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
