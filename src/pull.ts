@@ -41,7 +41,7 @@ export class PullPipeline {
     this.platform = deps.platform ?? nodePlatform();
     // setTimeout would read a missing or bad value as "at once": every fetch would fail.
     if (!Number.isSafeInteger(deps.pullTimeoutMs) || deps.pullTimeoutMs < 1) {
-      throw new SpokeError('InvalidArgument', `pull timeout must be a positive number of milliseconds, got ${String(deps.pullTimeoutMs)}`);
+      throw new SpokeError('InvalidArgument', `pull timeout must be a positive number of milliseconds, got ${String(deps.pullTimeoutMs)}`, {}, { reason: 'OPTION_INVALID' });
     }
     this.flights = new Flights((policy) => deps.registry(policy), deps.pullTimeoutMs);
   }
@@ -78,7 +78,7 @@ export class PullPipeline {
       reason: decision.reason,
     });
     if (!decision.allowed) {
-      throw new SpokeError('PermissionDenied', `${canonical}: ${decision.reason}`, { reference: canonical, rule: decision.rule?.id });
+      throw new SpokeError('PermissionDenied', `${canonical}: ${decision.reason}`, { reference: canonical, rule: decision.rule?.id }, { reason: 'POLICY_DENIED' });
     }
 
     // 3. Store: present, valid, and (when signatures are required) verified under this policy.
@@ -103,7 +103,7 @@ export class PullPipeline {
     // A record whose blob is gone (removed by hand, or lost in a crash) is not a cache hit.
     if (!record || !(await store.hasBlob(record.layerDigest))) {
       const bad = await store.getInvalid(ref.digest);
-      if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${bad.reason} (cached verdict)`, { reference: canonical, digest: ref.digest });
+      if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${bad.reason} (cached verdict)`, { reference: canonical, digest: ref.digest }, { reason: 'KNOWN_INVALID' });
       return undefined;
     }
     // KEP-2535 for profiles: what was fetched with the node's credentials (or none) any pod may
@@ -214,7 +214,7 @@ export class PullPipeline {
     this.access.remember(ref.digest, credentialIdentity(req.credential));
     this.logger.log('info', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
     const record = await this.deps.store.getRecord(ref.digest);
-    if (!record) throw new SpokeError('Internal', `${ref.digest} vanished from the store right after ingest`);
+    if (!record) throw new SpokeError('Internal', `${ref.digest} vanished from the store right after ingest`, {}, { reason: 'INVARIANT' });
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.
     return this.result(ref, canonical, record, decision, false, signer, manifest.servedBy);
   }

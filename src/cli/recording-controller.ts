@@ -51,15 +51,15 @@ export interface RecordingControllerFlagValues {
 /** Reads `dir/name` (a key of the mounted Secret) on every use, so a rotated Secret is picked up. */
 export function signingKeyLoader(dir: string): (name: string) => Promise<string> {
   return async (name) => {
-    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..') throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`);
+    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..') throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`, {}, { reason: 'OBJECT_INVALID' });
     const path = join(dir, name);
     let size: number;
     try {
       size = statSync(path).size;
     } catch {
-      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`);
+      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`, { file: path }, { reason: 'FILE_UNREADABLE' });
     }
-    if (size > 64 * 1024) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`);
+    if (size > 64 * 1024) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`, { file: path, limit: 64 * 1024 }, { reason: 'KEY_INVALID' });
     return readFileSync(path, 'utf8');
   };
 }

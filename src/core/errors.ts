@@ -54,8 +54,8 @@ export const ERROR_REASONS = [
   'AUTH_REQUIRED', // the registry wants credentials and none are configured for it
   'AUTH_REFUSED', // the registry or its token endpoint refused the credentials sent
   'AUTH_PROTOCOL', // the registry's challenge or the token endpoint's answer is unusable
-  'CREDENTIALS_INVALID', // a credentials file is malformed
-  'NOT_FOUND', // the registry, the store or the kernel has no such manifest, blob, tag or profile
+  'CREDENTIALS_INVALID', // a credentials file, or the credentials sent with a request, is malformed
+  'NOT_FOUND', // the registry, the store, the kernel or the runtime has no such manifest, blob, tag, profile, image or container
   'REGISTRY_ERROR', // the registry answered with an error status or broke the protocol
   'INSECURE_REFUSED', // plain HTTP to a host that is not allowed it
   'CANCELLED', // the caller cancelled the operation
@@ -85,6 +85,11 @@ export const ERROR_REASONS = [
   'APPARMOR_FAILED', // apparmor_parser failed to load or remove a profile in the kernel
   'IN_USE', // an artifact a container, sandbox or pin holds (or may hold, while the in-use set is rebuilt) is not removed
   'STATE_CORRUPT', // a file of spoke's own state (a store record, the pins, the in-use set) is malformed
+  'ANNOTATION_CONFLICT', // a profile annotation on a pod or container that also sets a profile the annotation cannot replace
+  'SOCKET_IN_USE', // the socket path to listen on is in use by another process
+  'KNOWN_INVALID', // content an earlier pull judged invalid (a cached verdict on the digest; the message says why)
+  'OBJECT_INVALID', // a Kubernetes object given to spoke (ProfileBinding, ProfileRecording, Pod, Namespace) is malformed or invalid
+  'BINDING_CONFLICT', // ProfileBindings or ProfileRecordings select a pod ambiguously, so spoke refuses to choose
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -81,7 +81,7 @@ export class ProfileAnnotations {
     const value = this.entries.get(key);
     if (value === undefined) return undefined;
     if (Buffer.byteLength(value, 'utf8') > MAX_REFERENCE_LENGTH) {
-      throw new SpokeError('InvalidArgument', `annotation ${key}: the value is longer than ${MAX_REFERENCE_LENGTH} bytes`, { annotation: key });
+      throw new SpokeError('InvalidArgument', `annotation ${key}: the value is longer than ${MAX_REFERENCE_LENGTH} bytes`, { annotation: key }, { reason: 'REFERENCE_INVALID' });
     }
     let reference: string;
     try {

@@ -51,14 +51,15 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     try {
       bytes = await readFile(baselinePath);
     } catch (e) {
-      throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: baselinePath });
+      throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: baselinePath }, { reason: 'FILE_UNREADABLE' });
     }
     try {
       const p = l.decodeAppArmor(bytes);
       l.validateAppArmorArtifact(p);
       return p;
     } catch (e) {
-      throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: ${asSpokeError(e).message}`, { file: baselinePath }, { cause: e });
+      const err = asSpokeError(e);
+      throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: ${err.message}`, { file: baselinePath }, { cause: e, reason: err.reason });
     }
   };
 

@@ -1,7 +1,7 @@
 // Turning a CRI SecurityProfile of type OCI into a Localhost profile the runtime can load
 // (docs/shim.md, KEP-6061 §2, §4):
-//   oci_ref → digest → the stored artifact (never pulled: FailedPrecondition "has not been
-//   pulled") → effective = intersect(node baseline, pod base profile, artifact) → written
+//   oci_ref → digest → the stored artifact (never pulled: FailedPrecondition, reason NOT_PULLED;
+//   of another kind: KIND_MISMATCH) → effective = intersect(node baseline, pod base profile, artifact) → written
 //   content-addressed and atomically to <seccompRoot>/spoke/<sha256 hex>.json → Localhost ref.
 // Base profiles, the second merge input: RuntimeDefault is the runtime's real default profile
 // (runtime-default.ts: read live from the running runtime, or the pinned file); when it is not
@@ -100,8 +100,8 @@ export class ProfileApplier<P> {
    * current policy when the rule requires one, the bytes re-hashed on read.
    */
   private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; bytes: Buffer; rule: string; mode: RuleMode }> {
-    if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile');
-    if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`);
+    if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile', {}, { reason: 'INVARIANT' });
+    if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`, {}, { reason: 'REFERENCE_INVALID' });
     const ref = parseReference(profile.ociRef);
     const canonical = formatReference(ref);
     const policy = await this.deps.policy();
@@ -113,10 +113,10 @@ export class ProfileApplier<P> {
     const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
     if (!record || !record.references.some((r) => sameReference(r, canonical))) {
-      throw new SpokeError('FailedPrecondition', `security profile ${canonical} has not been pulled`, { reference: canonical, digest: ref.digest });
+      throw new SpokeError('FailedPrecondition', `security profile ${canonical} has not been pulled`, { reference: canonical, digest: ref.digest }, { reason: 'NOT_PULLED' });
     }
     if (record.kind !== kind) {
-      throw new SpokeError('SecurityProfileInvalid', `${canonical} is a ${record.kind} profile, not ${kind}`, { reference: canonical, digest: ref.digest });
+      throw new SpokeError('SecurityProfileInvalid', `${canonical} is a ${record.kind} profile, not ${kind}`, { reference: canonical, digest: ref.digest }, { reason: 'KIND_MISMATCH' });
     }
     if (!decision.unsigned) {
       // The verdict must be one recorded under this policy (its hash covers the keys) by a signer
@@ -151,7 +151,7 @@ export class ProfileApplier<P> {
         result = (mode === 'audit' ? seccomp.audit : seccomp.intersect)(baseline, base?.profile, seccomp.decode(bytes));
       } catch (e) {
         const err = asSpokeError(e, 'SecurityProfileInvalid');
-        throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e });
+        throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e, reason: err.reason });
       }
       merged = { bytes: result.bytes, sha: sha256Hex(result.bytes), constrained: result.constrained.length, rules: result.constrained.slice(0, 50).map((c) => seccomp.formatConstraint(c)) };
       if (cache.size >= MAX_MERGES_PER_BASELINE) cache.delete(cache.keys().next().value!);
@@ -191,7 +191,7 @@ export class ProfileApplier<P> {
   private async runtimeDefault(ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
     const source = this.deps.runtimeDefault;
     try {
-      if (source === undefined) throw new SpokeError('Unavailable', 'this shim has no source for the runtime default profile');
+      if (source === undefined) throw new SpokeError('Unavailable', 'this shim has no source for the runtime default profile', {}, { reason: 'RUNTIME_DEFAULT_UNAVAILABLE' });
       return await source.get();
     } catch (e) {
       const err = asSpokeError(e, 'Unavailable');
@@ -213,13 +213,16 @@ export class ProfileApplier<P> {
   async prepareAppArmor(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<AppArmorPrepared> {
     const ops = this.deps.appArmor;
     if (ops === undefined || !(await ops.enabled())) {
-      throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node; refusing the OCI AppArmor profile ${profile.ociRef.slice(0, 600)}`, {
-        reference: profile.ociRef.slice(0, 600),
-      });
+      throw new SpokeError(
+        'FailedPrecondition',
+        `${ctx.who}: AppArmor is not enabled on this node; refusing the OCI AppArmor profile ${profile.ociRef.slice(0, 600)}`,
+        { reference: profile.ociRef.slice(0, 600) },
+        { reason: 'APPARMOR_UNAVAILABLE' },
+      );
     }
     const baseType = baseTypeOf(profile, ctx);
     if (baseType !== undefined && baseType !== BASE_RUNTIME_DEFAULT) {
-      throw new SpokeError('InvalidArgument', `${ctx.who}: an AppArmor profile of type OCI takes only a RuntimeDefault base_profile`);
+      throw new SpokeError('InvalidArgument', `${ctx.who}: an AppArmor profile of type OCI takes only a RuntimeDefault base_profile`, {}, { reason: 'BASE_PROFILE' });
     }
     const { ref, canonical, bytes, rule } = await this.stored(profile, 'apparmor', ctx);
     let prepared: { name: string; text: string; constrained: readonly string[] };
@@ -227,7 +230,7 @@ export class ProfileApplier<P> {
       prepared = await ops.prepare(bytes);
     } catch (e) {
       const err = asSpokeError(e, 'SecurityProfileInvalid');
-      throw new SpokeError(err.code, `${canonical}: cannot merge with the node AppArmor baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e });
+      throw new SpokeError(err.code, `${canonical}: cannot merge with the node AppArmor baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e, reason: err.reason });
     }
     if (prepared.constrained.length > 0) {
       this.deps.metrics.mergeConstrained(prepared.constrained.length);

@@ -16,7 +16,6 @@ import { forward } from './relay.js';
 import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
 import { GrpcCode } from './status.js';
 import { deadlineOf, decodeRequest, readBody } from './unary.js';
-import { WireError } from './wire.js';
 
 export type Role = 'sandbox' | 'container';
 export type Rewrite = (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>;
@@ -60,7 +59,7 @@ export class EditedCalls<P> {
     try {
       payload = decodeRequest(body, headers);
     } catch (e) {
-      throw new SpokeError('InvalidArgument', `spoke shim: malformed gRPC request body: ${(e as Error).message}`);
+      throw new SpokeError('InvalidArgument', `spoke shim: malformed gRPC request body: ${(e as Error).message}`, {}, { cause: e, reason: 'FRAME_INVALID' });
     }
     // AppArmor profiles are loaded while the request is rewritten; whatever was claimed is
     // released again if the call ends before it is forwarded (inuse-claims.ts).
@@ -84,7 +83,6 @@ export class EditedCalls<P> {
       result = await rewrite(payload, deps);
     } catch (e) {
       await claims.abort();
-      if (e instanceof WireError) throw new SpokeError('InvalidArgument', `spoke shim: malformed request message: ${e.message}`);
       throw e;
     }
     if (stream.closed || stream.destroyed) {

@@ -21,7 +21,6 @@ import {
   KIND_UNSPECIFIED,
   type AuthConfigMsg,
 } from './messages.js';
-import { WireError } from './wire.js';
 
 /** The store gauges follow a change within this long (owned.refreshStoreGauges). */
 export const STORE_GAUGE_DELAY_MS = 1000;
@@ -42,7 +41,7 @@ export function credentialOf(auth: AuthConfigMsg | undefined): Credential | unde
   if (auth.auth !== '') {
     const decoded = Buffer.from(auth.auth, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
-    if (colon <= 0) throw new SpokeError('InvalidArgument', 'auth.auth is not base64 of "username:password"');
+    if (colon <= 0) throw new SpokeError('InvalidArgument', 'auth.auth is not base64 of "username:password"', {}, { reason: 'CREDENTIALS_INVALID' });
     return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
   }
   return undefined;
@@ -54,26 +53,17 @@ function logEnabled(logger: Logger, level: LogLevel): boolean {
   return typeof enabled === 'function' ? enabled.call(logger, level) : true;
 }
 
-function decoded<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof WireError) throw new SpokeError('InvalidArgument', `malformed request: ${e.message}`);
-    throw e;
-  }
-}
-
 export class OwnedHandlers<P> {
   constructor(private readonly deps: ShimDeps<P>) {}
 
   /** `signal` may be a function making it on demand (the pipeline reads it only to fetch). */
   async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal)): Promise<Buffer> {
-    const req = decoded(() => decodePullRequest(request));
+    const req = decodePullRequest(request);
     const { logger } = this.deps;
-    if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp or AppArmor)');
+    if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp or AppArmor)', {}, { reason: 'OPTION_INVALID' });
     const kind = KIND_OF_NUMBER.get(req.kind);
-    if (kind === undefined) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`);
-    if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty');
+    if (kind === undefined) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`, {}, { reason: 'OPTION_INVALID' });
+    if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty', {}, { reason: 'REFERENCE_INVALID' });
     const credential = credentialOf(req.auth);
     const started = performance.now();
     try {
@@ -157,7 +147,7 @@ export class OwnedHandlers<P> {
   }
 
   async list(request: Buffer): Promise<Buffer> {
-    const { kind } = decoded(() => decodeListRequest(request));
+    const { kind } = decodeListRequest(request);
     const entries = await this.deps.store.list();
     this.setStoreGauges(entries);
     return encodeListResponse(
@@ -175,7 +165,7 @@ export class OwnedHandlers<P> {
   }
 
   async remove(request: Buffer): Promise<Buffer> {
-    const { digest } = decoded(() => decodeRemoveRequest(request));
+    const { digest } = decodeRemoveRequest(request);
     const d = parseDigest(digest, 'digest');
     await this.deps.store.remove(d);
     this.deps.logger.log('info', 'security profile removed', { digest: d });

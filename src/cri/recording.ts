@@ -120,11 +120,11 @@ export function readRecordingKey(path: string): Buffer {
   let bytes: Buffer;
   try {
     const size = statSync(path).size;
-    if (size > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: ${size} bytes, more than ${MAX_RECORDING_KEY_BYTES}`, { file: path, limit: MAX_RECORDING_KEY_BYTES, actual: size });
+    if (size > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: ${size} bytes, more than ${MAX_RECORDING_KEY_BYTES}`, { file: path, limit: MAX_RECORDING_KEY_BYTES, actual: size }, { reason: 'KEY_INVALID' });
     bytes = readFileSync(path);
   } catch (e) {
     if (e instanceof SpokeError) throw e;
-    throw new SpokeError('InvalidArgument', `recording key ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { cause: e });
+    throw new SpokeError('InvalidArgument', `recording key ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { cause: e, reason: 'FILE_UNREADABLE' });
   }
   return parseRecordingKey(bytes, path);
 }

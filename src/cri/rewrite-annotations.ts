@@ -64,12 +64,15 @@ export function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | 
     );
   }
   if (kep?.profileType === PROFILE_LOCALHOST) {
-    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} conflicts with the explicit Localhost ${ann.kind} profile ${JSON.stringify(kep.localhostRef.slice(0, 200))}; set one or the other`, {
-      annotation: ann.key,
-    });
+    throw new SpokeError(
+      'InvalidArgument',
+      `${who}: annotation ${ann.key} conflicts with the explicit Localhost ${ann.kind} profile ${JSON.stringify(kep.localhostRef.slice(0, 200))}; set one or the other`,
+      { annotation: ann.key },
+      { reason: 'ANNOTATION_CONFLICT' },
+    );
   }
   if (kep !== undefined && TYPE_NAMES[kep.profileType] === undefined) {
-    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} and an unknown ${ann.kind} profile_type ${kep.profileType}`, { annotation: ann.key });
+    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} and an unknown ${ann.kind} profile_type ${kep.profileType}`, { annotation: ann.key }, { reason: 'ANNOTATION_CONFLICT' });
   }
 }
 

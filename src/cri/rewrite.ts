@@ -6,7 +6,7 @@
 // to do are not touched at all (the caller forwards the original).
 //
 // Fail-closed rules: profile type OCI never reaches the upstream (seccomp and AppArmor alike;
-// AppArmor fails FailedPrecondition where the kernel has no AppArmor). A privileged container
+// AppArmor fails FailedPrecondition, APPARMOR_UNAVAILABLE, where the kernel has no AppArmor). A privileged container
 // whose effective profile (its own, else the pod-level one it inherits) is OCI, and a privileged
 // sandbox with a pod-level OCI profile, are refused InvalidArgument (reason
 // PRIVILEGED_CONTAINER) before anything is resolved: containerd runs privileged containers
@@ -94,7 +94,7 @@ function inspect(payload: Buffer, path: readonly number[], what: string): Site {
   const profile = decodeSecurityProfile(merged);
   const duplicated = pathOccurrences(payload, path).some((n) => n > 1);
   if (duplicated && anyOciType(merged)) {
-    throw new SpokeError('InvalidArgument', `${what}: the message path to an OCI security profile occurs more than once; refusing to guess`);
+    throw new SpokeError('InvalidArgument', `${what}: the message path to an OCI security profile occurs more than once; refusing to guess`, {}, { reason: 'WIRE_INVALID' });
   }
   return { profile, oci: profile.profileType === PROFILE_OCI };
 }
@@ -125,7 +125,7 @@ function appArmorResolver(deps: RewriteDeps): AppArmorResolver {
   return (
     deps.appArmor ??
     (async (_p, ctx) => {
-      throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node; refusing the OCI AppArmor profile`);
+      throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node; refusing the OCI AppArmor profile`, {}, { reason: 'APPARMOR_UNAVAILABLE' });
     })
   );
 }

@@ -197,7 +197,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
         profile = opts.decode(bytes);
       } catch (e) {
         const err = asSpokeError(e, 'InvalidArgument');
-        throw new SpokeError('InvalidArgument', `runtimeDefault ${file}: ${err.message}`, { file }, { cause: e });
+        throw new SpokeError('InvalidArgument', `runtimeDefault ${file}: ${err.message}`, { file }, { cause: e, reason: err.reason });
       }
       this.set({ profile, sha: sha256Hex(bytes) });
       opts.logger.log('info', 'runtime default profile pinned', { file, sha256: this.known!.sha });

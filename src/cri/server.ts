@@ -127,7 +127,7 @@ export class ShimServer<P = unknown> {
           pull: (req) => pipeline.pull(req),
           ready: async (kind, ctx) => {
             if (kind === 'apparmor' && !(appArmor && (await appArmor.enabled()))) {
-              throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node`);
+              throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node`, {}, { reason: 'APPARMOR_UNAVAILABLE' });
             }
           },
           log: (level, msg, fields) => this.logger.log(level, msg, fields),

@@ -33,7 +33,7 @@ export async function prepareSocketPath(path: string): Promise<void> {
     throw e;
   }
   if (!st.isSocket()) {
-    throw new SpokeError('InvalidArgument', `${path} exists and is not a socket; refusing to replace it`, { path });
+    throw new SpokeError('InvalidArgument', `${path} exists and is not a socket; refusing to replace it`, { path }, { reason: 'OPTION_INVALID' });
   }
   const live = await new Promise<boolean>((resolve) => {
     const s = netConnect(path);
@@ -43,6 +43,6 @@ export async function prepareSocketPath(path: string): Promise<void> {
     });
     s.once('error', () => resolve(false));
   });
-  if (live) throw new SpokeError('InvalidArgument', `${path} is in use by another process`, { path });
+  if (live) throw new SpokeError('InvalidArgument', `${path} is in use by another process`, { path }, { reason: 'SOCKET_IN_USE' });
   await unlink(path);
 }

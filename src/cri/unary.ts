@@ -60,7 +60,7 @@ export function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_
       size += c.length;
       if (size > max) {
         cleanup();
-        reject(new SpokeError('InvalidArgument', `request larger than ${max} bytes`));
+        reject(new SpokeError('InvalidArgument', `request larger than ${max} bytes`, { limit: max }, { reason: 'FRAME_INVALID' }));
         return;
       }
       chunks.push(c);
@@ -71,7 +71,7 @@ export function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_
     };
     const onClose = () => {
       cleanup();
-      reject(new SpokeError('Unavailable', 'the client closed the stream before the request was complete'));
+      reject(new SpokeError('Unavailable', 'the client closed the stream before the request was complete', {}, { reason: 'CANCELLED' }));
     };
     const cleanup = () => {
       stream.off('data', onData);
@@ -98,7 +98,7 @@ export function singleMessage(body: Buffer, headers: IncomingHttpHeaders): Buffe
   try {
     return decodeRequest(body, headers);
   } catch (e) {
-    throw new SpokeError('InvalidArgument', `malformed gRPC request: ${(e as Error).message}`);
+    throw new SpokeError('InvalidArgument', `malformed gRPC request: ${(e as Error).message}`, {}, { cause: e, reason: 'FRAME_INVALID' });
   }
 }
 
@@ -120,13 +120,13 @@ export async function unaryCall(host: CallHost, call: Call, headers: IncomingHtt
       const c = (ac = new AbortController());
       if (cancelled !== undefined) c.abort(cancelled);
       else if (deadline !== undefined) {
-        timer = setTimeout(() => c.abort(new SpokeError('Unavailable', 'deadline exceeded')), Math.max(0, deadline - performance.now()));
+        timer = setTimeout(() => c.abort(new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE' })), Math.max(0, deadline - performance.now()));
       }
     }
     return ac.signal;
   };
   const onClose = () => {
-    cancelled ??= new SpokeError('Unavailable', 'the client cancelled the call');
+    cancelled ??= new SpokeError('Unavailable', 'the client cancelled the call', {}, { reason: 'CANCELLED' });
     ac?.abort(cancelled);
   };
   stream.once('close', onClose);

@@ -91,7 +91,7 @@ export class Flights {
       if (--flight.waiters === 0 && !flight.settled) {
         // Nobody is left to use the result: stop the fetch, and let a new caller start afresh.
         if (this.inflight.get(key) === flight) this.inflight.delete(key);
-        flight.controller.abort(new SpokeError('RegistryUnavailable', 'pull cancelled: every caller has gone'));
+        flight.controller.abort(new SpokeError('RegistryUnavailable', 'pull cancelled: every caller has gone', {}, { reason: 'CANCELLED' }));
       }
     }
   }
@@ -102,5 +102,5 @@ function callerGone(signal: AbortSignal): SpokeError {
   const reason: unknown = signal.reason;
   if (reason instanceof SpokeError) return reason;
   if (reason instanceof Error && reason.name === 'TimeoutError') return new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE', cause: reason });
-  return new SpokeError('Unavailable', 'the caller cancelled the pull', {}, { cause: reason });
+  return new SpokeError('Unavailable', 'the caller cancelled the pull', {}, { reason: 'CANCELLED', cause: reason });
 }

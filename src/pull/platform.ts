@@ -26,7 +26,7 @@ export async function selectFromIndex(store: ProfileStore, platform: Platform, d
   const chosen = selectPlatform(parsed.manifests, platform, digest);
   await checkDeclaredType(store, digest, canonical, kind, chosen.artifactType, `artifactType of ${formatPlatform(chosen.platform)}`);
   const bad = await store.getInvalid(chosen.digest);
-  if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${formatPlatform(chosen.platform)} manifest: ${bad.reason} (cached verdict)`, { reference: canonical, digest: chosen.digest });
+  if (bad) throw new SpokeError('SecurityProfileInvalid', `${canonical}: ${formatPlatform(chosen.platform)} manifest: ${bad.reason} (cached verdict)`, { reference: canonical, digest: chosen.digest }, { reason: 'KNOWN_INVALID' });
   return chosen;
 }
 

@@ -17,7 +17,7 @@ export interface SignatureStep {
 
 export async function verifySignature(step: SignatureStep, logger: Logger, ref: Reference, canonical: string, req: PullRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
   const verifier = step.verifier;
-  if (!verifier) throw new SpokeError('SignatureValidationFailed', `${canonical}: the rule requires a signature but no verifier is configured`);
+  if (!verifier) throw new SpokeError('SignatureValidationFailed', `${canonical}: the rule requires a signature but no verifier is configured`, { reference: canonical }, { reason: 'SIGNER_UNAVAILABLE' });
   // A signer whose key is gone verifies nothing (fail closed): the others still may.
   const signers = decision.signedBy.filter((s): s is Exclude<PolicySigner, UnavailableSigner> => s.type !== 'unavailable');
   const unavailable = decision.signedBy.filter((s): s is UnavailableSigner => s.type === 'unavailable');

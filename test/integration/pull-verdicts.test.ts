@@ -74,6 +74,7 @@ describe('verdict cache', () => {
       const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/forget', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
       await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
       assert.ok(await node.store.getInvalid(digest as Digest), 'two layers is a verdict on the content');
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'KNOWN_INVALID' });
       const r = await spoke(['store', 'forget', digest, '--store', node.config.storeDir, '--json']);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(JSON.parse(r.stdout), { digest, invalid: true, signatures: 0 });

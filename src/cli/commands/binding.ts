@@ -68,7 +68,7 @@ function parseDocs(text: string, file: string): unknown[] {
     const err = doc.errors[0];
     if (err) {
       const line = err.linePos?.[0]?.line;
-      throw new SpokeError('InvalidArgument', `${file}${line ? `:${line}` : ''}: ${err.message.split('\n')[0]}`, { file, line });
+      throw new SpokeError('InvalidArgument', `${file}${line ? `:${line}` : ''}: ${err.message.split('\n')[0]}`, { file, line }, { reason: 'OBJECT_INVALID' });
     }
     const v = doc.toJS({ maxAliasCount: 100 }) as unknown;
     if (v !== null && v !== undefined) out.push(v);
@@ -96,7 +96,7 @@ export async function loadBindings(files: string[], namespace: string): Promise<
         }
         const b = item as ProfileBinding;
         if (b?.kind !== BINDING_KIND || b.apiVersion !== API_VERSION) {
-          throw new SpokeError('InvalidArgument', `${file}: expected apiVersion ${API_VERSION} kind ${BINDING_KIND} (or v1 Namespace), got ${JSON.stringify(b?.apiVersion)} ${JSON.stringify(b?.kind)}`);
+          throw new SpokeError('InvalidArgument', `${file}: expected apiVersion ${API_VERSION} kind ${BINDING_KIND} (or v1 Namespace), got ${JSON.stringify(b?.apiVersion)} ${JSON.stringify(b?.kind)}`, { file }, { reason: 'OBJECT_INVALID' });
         }
         if (b.metadata && typeof b.metadata === 'object' && !b.metadata.namespace) b.metadata.namespace = namespace;
         out.bindings.push(b);
@@ -109,14 +109,14 @@ export async function loadBindings(files: string[], namespace: string): Promise<
 function namespaceLabels(labels: unknown, file: string): Record<string, string> {
   if (labels === undefined || labels === null) return {};
   if (typeof labels !== 'object' || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string')) {
-    throw new SpokeError('InvalidArgument', `${file}: a Namespace's metadata.labels must map strings to strings`);
+    throw new SpokeError('InvalidArgument', `${file}: a Namespace's metadata.labels must map strings to strings`, { file }, { reason: 'OBJECT_INVALID' });
   }
   return labels as Record<string, string>;
 }
 
 function validateAll(bindings: ProfileBinding[]): void {
   const bad = bindings.map((b) => validateBinding(b)).filter((v) => !v.ok);
-  if (bad.length > 0) throw new SpokeError('InvalidArgument', bad.map((v) => describeProblems(v as { name: string; problems: string[] })).join('; '));
+  if (bad.length > 0) throw new SpokeError('InvalidArgument', bad.map((v) => describeProblems(v as { name: string; problems: string[] })).join('; '), {}, { reason: 'OBJECT_INVALID' });
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -140,9 +140,9 @@ export async function run(argv: string[]): Promise<number> {
 
   const podFile = positionals[0] as string;
   const podDocs = parseDocs(await readText(podFile), podFile);
-  if (podDocs.length !== 1) throw new SpokeError('InvalidArgument', `${podFile}: expected exactly one Pod document, found ${podDocs.length}`);
+  if (podDocs.length !== 1) throw new SpokeError('InvalidArgument', `${podFile}: expected exactly one Pod document, found ${podDocs.length}`, { file: podFile }, { reason: 'OBJECT_INVALID' });
   const pod = podDocs[0] as Pod;
-  if (pod?.kind !== 'Pod' || (pod.apiVersion ?? 'v1') !== 'v1') throw new SpokeError('InvalidArgument', `${podFile}: expected apiVersion v1 kind Pod, got ${JSON.stringify(pod?.kind)}`);
+  if (pod?.kind !== 'Pod' || (pod.apiVersion ?? 'v1') !== 'v1') throw new SpokeError('InvalidArgument', `${podFile}: expected apiVersion v1 kind Pod, got ${JSON.stringify(pod?.kind)}`, { file: podFile }, { reason: 'OBJECT_INVALID' });
   const namespace = pod.metadata?.namespace || values.namespace || 'default';
   const { bindings, namespaces } = await loadBindings(files, namespace);
   validateAll(bindings);
@@ -151,7 +151,7 @@ export async function run(argv: string[]): Promise<number> {
   if (level !== undefined && !POD_SECURITY_LEVELS.includes(level)) throw new UsageError(`--pod-security-default must be one of ${POD_SECURITY_LEVELS.join(', ')}`);
   const podSecurity = enforceLevel(namespaces[namespace], values['pod-security-default']);
   const result = mutatePod(pod, bindings.filter((b) => b.metadata.namespace === namespace), { mode, podSecurity });
-  if ('denied' in result) throw new SpokeError('PermissionDenied', result.denied);
+  if ('denied' in result) throw new SpokeError('PermissionDenied', result.denied, {}, { reason: 'BINDING_CONFLICT' });
   for (const w of result.warnings) process.stderr.write(`Warning: ${w}\n`);
   if (values.patch) {
     process.stdout.write(JSON.stringify(result.patch, null, values.json ? 2 : undefined) + '\n');

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isDigest, type Digest } from '../../core/digest.js';
-import { SpokeError, asSpokeError } from '../../core/errors.js';
+import { SpokeError, asSpokeError, type ErrorReason } from '../../core/errors.js';
 import type { ProfileKind } from '../../core/constants.js';
 import { APPARMOR_HOLDER_PREFIX } from '../../cri/inuse-holders.js';
 import { namedProfiles, spokeAppArmorSha, spokeEffectiveSha } from '../../cri/runtime-config.js';
@@ -65,6 +65,8 @@ interface Found {
   /** For --explain: every case the merge made stricter, attributed when the inputs are known. */
   constraints?: Constraint[];
   note?: string;
+  /** Why there are no constraints to explain (an input of the merge is gone). */
+  unexplained?: ErrorReason;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -73,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.explain !== undefined && !/^[0-9a-f]{4,64}$/.test(values.explain)) throw new UsageError(`--explain takes a container id or a unique id prefix (at least 4 hex characters)\n${HELP}`);
   const config = await nodeConfigOnly(values);
   // A read-only command: the store is not created here (opening it would make its directories).
-  if (!existsSync(config.storeDir)) throw new SpokeError('FailedPrecondition', `no profile store at ${config.storeDir}: nothing was pulled with this node config`, { path: config.storeDir });
+  if (!existsSync(config.storeDir)) throw new SpokeError('FailedPrecondition', `no profile store at ${config.storeDir}: nothing was pulled with this node config`, { path: config.storeDir }, { reason: 'NOT_PULLED' });
   const baseline = await loadBaseline(config.baseline);
   const client = new RuntimeCriClient(config.upstream);
   let found: Found[];
@@ -161,6 +163,7 @@ async function scan(client: RuntimeCriClient, store: ProfileStore, spokeDir: str
         rows.push({
           ...(s.constraints ? { constraints: s.constraints } : {}),
           ...(s.note ? { note: s.note } : {}),
+          ...(s.unexplained ? { unexplained: s.unexplained } : {}),
           row: { ...who, kind: 'seccomp', ...refs, digest: digest ?? null, effective: { sha256: sha, path }, base, constrained: s.constrained, summary: s.summary },
         });
       }
@@ -200,19 +203,19 @@ async function summarise(
   base: EffectiveBase | null,
   baseline: SeccompProfile | undefined,
 ): Promise<Summary> {
-  const none = (why: string) => ({ constrained: null, summary: why, note: why });
-  if (digest === undefined || !isDigest(digest)) return none('artifact unknown');
+  const none = (why: string, unexplained: ErrorReason) => ({ constrained: null, summary: why, note: why, unexplained });
+  if (digest === undefined || !isDigest(digest)) return none('artifact unknown', 'NOT_PULLED');
   let artifact: SeccompProfile;
   let effective: SeccompProfile;
   try {
     artifact = decodeSeccomp((await store.readProfile(digest, { verify: true })).bytes);
   } catch {
-    return none('artifact no longer in the store');
+    return none('artifact no longer in the store', 'NOT_PULLED');
   }
   try {
     effective = decodeSeccomp(await readFile(path));
   } catch {
-    return none('effective file missing or unreadable');
+    return none('effective file missing or unreadable', 'FILE_UNREADABLE');
   }
   let baseProfile: SeccompProfile | undefined;
   let note: string | undefined;
@@ -255,9 +258,9 @@ function explain(query: string, found: Found[], json: boolean): number {
   const ids = new Set(matches.map((f) => f.row.containerId));
   if (ids.size > 1) throw new UsageError(`--explain ${query} matches ${ids.size} containers; give more of the id`);
   const f = matches[0];
-  if (f === undefined) throw new SpokeError('NotFound', `no container ${query} runs under a seccomp profile spoke applied`, { container: query });
+  if (f === undefined) throw new SpokeError('NotFound', `no container ${query} runs under a seccomp profile spoke applied`, { container: query }, { reason: 'NOT_FOUND' });
   const constraints = f.constraints;
-  if (constraints === undefined) throw new SpokeError('FailedPrecondition', `container ${f.row.containerId}: ${f.note ?? 'cannot explain'}`, { container: f.row.containerId });
+  if (constraints === undefined) throw new SpokeError('FailedPrecondition', `container ${f.row.containerId}: ${f.note ?? 'cannot explain'}`, { container: f.row.containerId }, { reason: f.unexplained ?? 'INVARIANT' });
   emit(json, { ...f.row, note: f.note ?? null, constraints: constraints.map(toJson) }, () => formatExplain(f, constraints));
   return 0;
 }

@@ -164,7 +164,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
   let counter: BpfCounter | undefined;
   let podId: string | undefined;
   const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => abort.abort(new SpokeError('Internal', `interrupted by ${sig}`));
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(new SpokeError('Internal', `interrupted by ${sig}`, {}, { reason: 'CANCELLED' }));
   // The printk limit is restored (and bpftrace ended) in finally; the 'exit' hook covers a process.exit elsewhere.
   const onExit = () => {
     session?.close();
@@ -175,7 +175,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
   process.once('exit', onExit);
   try {
     const status = await cri.img('ImageStatus', { image: { image: o.image } });
-    if (!status.image) throw new SpokeError('NotFound', `image ${o.image} is not present in the runtime (spoke record does not pull)`, { reference: o.image });
+    if (!status.image) throw new SpokeError('NotFound', `image ${o.image} is not present in the runtime (spoke record does not pull)`, { reference: o.image }, { reason: 'NOT_FOUND' });
     const profilePath = writeLoggingProfile(o.seccompRoot);
     if (backend === 'audit') session = RecordingSession.start();
     const name = `spoke-record-${randomBytes(4).toString('hex')}`;
@@ -216,7 +216,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       if (abort.signal.aborted) throw abort.signal.reason;
       const st = (await cri.rt('ContainerStatus', { container_id: containerId })).status as { state: string; exit_code: number };
       if (st.state === 'CONTAINER_EXITED') exitCode = st.exit_code;
-      else if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${o.timeoutMs / 1000} s`);
+      else if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${o.timeoutMs / 1000} s`, { limit: o.timeoutMs }, { reason: 'DEADLINE' });
       else await sleep(50);
     }
     let syscalls: Set<string>;
@@ -248,12 +248,13 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
         if (!o.allowIncomplete) throw new SpokeError('FailedPrecondition', `recording incomplete: ${incomplete}; --allow-incomplete writes the profile anyway`, { rule: 'incomplete-recording', lost: s.lost(), unattributed: maybeOurs }, { reason: 'INCOMPLETE_RECORDING' });
       }
     }
-    if (unnamed.length > 0) throw new SpokeError('FailedPrecondition', `the workload made calls spoke cannot name (arch:number ${unnamed.join(', ')}); refusing to write a profile that would deny them`);
+    if (unnamed.length > 0) throw new SpokeError('FailedPrecondition', `the workload made calls spoke cannot name (arch:number ${unnamed.join(', ')}); refusing to write a profile that would deny them`, {}, { reason: 'SYSCALL_UNKNOWN' });
     if (syscalls.size === 0) {
       throw new SpokeError(
         'FailedPrecondition',
         `no calls were recorded for container ${containerId.slice(0, 12)} (${records} record(s) in total from ${source}); the kernel is not logging SCMP_ACT_LOG calls, or the runtime ignored the Localhost profile — refusing to write an empty profile`,
         { rule: 'empty-recording' },
+        { reason: 'RECORDING_EMPTY' },
       );
     }
     return {

@@ -292,7 +292,7 @@ function readPinned(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new SpokeError('InvalidArgument', `runtimeDefault ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path });
+    throw new SpokeError('InvalidArgument', `runtimeDefault ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
   }
 }
 
@@ -301,7 +301,7 @@ function loadBaseline(path: string): SeccompProfile {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new SpokeError('InvalidArgument', `baseline ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path });
+    throw new SpokeError('InvalidArgument', `baseline ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
   }
   try {
     const p = decodeSeccomp(bytes);
@@ -309,6 +309,6 @@ function loadBaseline(path: string): SeccompProfile {
     return p;
   } catch (e) {
     const err = asSpokeError(e, 'InvalidArgument');
-    throw new SpokeError('InvalidArgument', `baseline ${path}: ${err.message}`, { file: path }, { cause: e });
+    throw new SpokeError('InvalidArgument', `baseline ${path}: ${err.message}`, { file: path }, { cause: e, reason: err.reason });
   }
 }

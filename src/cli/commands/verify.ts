@@ -61,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
   const policy = lint.policy;
   if (!policy) {
     const first = lint.errors[0];
-    throw new SpokeError('InvalidArgument', first ? `${first.file}:${first.line}: ${first.path ? `${first.path}: ` : ''}${first.message}` : `${file}: invalid policy`);
+    throw new SpokeError('InvalidArgument', first ? `${first.file}:${first.line}: ${first.path ? `${first.path}: ` : ''}${first.message}` : `${file}: invalid policy`, { file }, { reason: 'POLICY_INVALID' });
   }
   const authFile = values['auth-file'] ?? config?.authFile;
   const registry = new UndiciRegistryClient({
@@ -73,9 +73,9 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true });
     const kind = declaredKind(m.bytes);
-    if (!kind) throw new SpokeError('SecurityProfileInvalid', `${reference}: not a profile artifact (no seccomp or AppArmor config media type)`, { reference });
+    if (!kind) throw new SpokeError('SecurityProfileInvalid', `${reference}: not a profile artifact (no seccomp or AppArmor config media type)`, { reference }, { reason: 'KIND_MISMATCH' });
     const d = decide(policy, ref, kind, values.namespace);
-    if (!d.allowed) throw new SpokeError('PermissionDenied', `${reference}: ${d.reason}`, { reference, rule: d.rule?.id });
+    if (!d.allowed) throw new SpokeError('PermissionDenied', `${reference}: ${d.reason}`, { reference, rule: d.rule?.id }, { reason: 'POLICY_DENIED' });
     if (d.unsigned) {
       const out = { digest: ref.digest, signer: null, format: null, identity: null, kind, rule: d.rule.id, unsigned: true };
       emit(values.json, out, () => `${reference}: no signature required (${d.rule.id} says unsigned: true); nothing verified`);

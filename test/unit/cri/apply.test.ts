@@ -50,7 +50,7 @@ describe('ProfileApplier', () => {
   const baseline = decodeSeccomp(baselineBytes());
 
   /** Ingests an artifact as a completed pull would, with an optional signature verdict. */
-  async function ingest(repository: string, layer: Buffer, verdict?: { policyHash: string; signer: string }): Promise<string> {
+  async function ingest(repository: string, layer: Buffer, verdict?: { policyHash: string; signer: string }, kind: 'seccomp' | 'apparmor' = 'seccomp'): Promise<string> {
     const layerDigest = sha256Digest(layer);
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ digest: layerDigest, size: layer.length }] }));
     const digest = sha256Digest(manifest);
@@ -60,7 +60,7 @@ describe('ProfileApplier', () => {
       manifestBytes: manifest,
       layerDigest,
       layerBytes: layer,
-      kind: 'seccomp',
+      kind,
       reference,
       rule: 'rules[0]',
       servedBy: HOST,
@@ -148,6 +148,25 @@ describe('ProfileApplier', () => {
       assert.notEqual(holder.current().hash, hash);
       await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SignatureValidationFailed', 'NOT_SIGNED'));
       assert.deepEqual(pulls, [{ reference: ref, kind: 'seccomp', namespace: 'team-a' }], 'verified again through the pipeline, for the pod namespace');
+    });
+  });
+
+  describe('the stored artifact', () => {
+    before(() => writePolicy(['rules:', `  - scope: ${HOST}/stored`, '    kinds: [seccomp]', '    unsigned: true']));
+
+    it('a profile never pulled is refused FailedPrecondition, NOT_PULLED', async () => {
+      const never = `${HOST}/stored/never@${sha256Digest(Buffer.from('never pulled'))}`;
+      await assert.rejects(applier.apply(oci(never), inTeamA), refusedWith('FailedPrecondition', 'NOT_PULLED'));
+    });
+
+    it('an artifact stored as another kind is refused SecurityProfileInvalid, KIND_MISMATCH', async () => {
+      const ref = await ingest('stored/apparmor', Buffer.from('{}'), undefined, 'apparmor');
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SecurityProfileInvalid', 'KIND_MISMATCH'));
+    });
+
+    it('an artifact that cannot be merged keeps the reason of the failure', async () => {
+      const ref = await ingest('stored/not-json', Buffer.from('not json'));
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SecurityProfileInvalid', 'JSON_INVALID'));
     });
   });
 

@@ -5,6 +5,7 @@ import type { ShimDeps } from '../../../src/cri/deps.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
 import { encode } from '../../helpers/cri-client.js';
+import { rejectsWith } from '../../helpers/assert.js';
 
 describe('owned handlers: store gauges', () => {
   it('a burst of fetching pulls lists the store once, after the burst, and sets the gauges from it', async (t) => {
@@ -33,5 +34,23 @@ describe('owned handlers: store gauges', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(lists, 1);
     assert.deepEqual(gauges, [[2, 42]]);
+  });
+});
+
+describe('owned handlers: malformed requests', () => {
+  const owned = new OwnedHandlers({ logger: silentLogger, metrics: noopMetrics } as unknown as ShimDeps);
+  const pull = (req: Buffer) => owned.pull(req, new AbortController().signal);
+  const digested = 'r.example/p@sha256:' + '0'.repeat(64);
+
+  it('protobuf that does not parse is InvalidArgument, WIRE_INVALID, for every owned method', async () => {
+    const truncated = Buffer.from([0x0a, 0x05, 0x61]);
+    await rejectsWith(pull(truncated), { code: 'InvalidArgument', reason: 'WIRE_INVALID' });
+    await rejectsWith(owned.list(truncated), { code: 'InvalidArgument', reason: 'WIRE_INVALID' });
+    await rejectsWith(owned.remove(truncated), { code: 'InvalidArgument', reason: 'WIRE_INVALID' });
+  });
+
+  it('an unspecified profile_kind is OPTION_INVALID; an empty reference is REFERENCE_INVALID', async () => {
+    await rejectsWith(pull(encode('PullSecurityProfileArtifactRequest', { image: { image: digested } })), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+    await rejectsWith(pull(encode('PullSecurityProfileArtifactRequest', { image: { image: '' }, profile_kind: 'Seccomp' })), { code: 'InvalidArgument', reason: 'REFERENCE_INVALID' });
   });
 });

@@ -44,7 +44,7 @@ describe('AuthConfig → per-request credential', () => {
     assert.deepEqual(credentialOf({ ...empty, auth: Buffer.from('al:ice:pw').toString('base64') }), { kind: 'basic', username: 'al', password: 'ice:pw' });
     assert.deepEqual(credentialOf({ ...empty, identityToken: 'it', username: 'u' }), { kind: 'identityToken', token: 'it' });
     assert.deepEqual(credentialOf({ ...empty, registryToken: 'rt', identityToken: 'it' }), { kind: 'registryToken', token: 'rt' });
-    assert.throws(() => credentialOf({ ...empty, auth: Buffer.from('nocolon').toString('base64') }), SpokeError);
+    assert.throws(() => credentialOf({ ...empty, auth: Buffer.from('nocolon').toString('base64') }), spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' }));
   });
 });
 
