@@ -6,7 +6,7 @@
 
 import { createHash, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { initializeTLog } from '@sigstore/mock';
-import { BUNDLE_V03, COSIGN_PREDICATE, EMPTY_DIGEST, OCI_MANIFEST, addToFallbackIndex, fetchPutBlob, fetchPutManifest, pae, sha256 } from './signing.js';
+import { BUNDLE_V03, COSIGN_PREDICATE, pae, pushBundleReferrer } from './signing.js';
 
 const REKOR_URL = 'https://rekor.example.test';
 const IN_TOTO = 'application/vnd.in-toto+json';
@@ -89,19 +89,5 @@ export async function rekorSignedReferrer(
     dsseEnvelope: { payload: payload.toString('base64'), payloadType: IN_TOTO, signatures: [{ sig: sig.toString('base64'), keyid: '' }] },
   };
   tamper(bundle);
-  const bytes = Buffer.from(JSON.stringify(bundle));
-  const blob = await fetchPutBlob(url, repository, bytes);
-  await fetchPutBlob(url, repository, Buffer.from('{}'));
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: BUNDLE_V03,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: EMPTY_DIGEST, size: 2 },
-      layers: [{ mediaType: BUNDLE_V03, digest: blob, size: bytes.length }],
-      subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
-    }),
-  );
-  const referrer = await fetchPutManifest(url, repository, sha256(manifest), manifest, OCI_MANIFEST);
-  await addToFallbackIndex(url, repository, subject.digest, { mediaType: OCI_MANIFEST, digest: referrer, size: manifest.length, artifactType: BUNDLE_V03 });
+  await pushBundleReferrer(url, repository, subject, Buffer.from(JSON.stringify(bundle)));
 }

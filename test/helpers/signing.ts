@@ -170,9 +170,23 @@ export async function independentBundleSign(
       dsseEnvelope: { payload: statement.toString('base64'), payloadType, signatures: [{ sig: sig.toString('base64'), keyid: '' }] },
     }),
   );
+  const annotations = { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': opts.predicateType ?? COSIGN_PREDICATE };
+  return pushBundleReferrer(url, repository, subject, bundle, annotations);
+}
+
+/**
+ * Stores sigstore bundle bytes as a v0.3 referrer of `subject`: the bundle blob, the empty
+ * config, the referrer manifest, and its entry in the tag-schema fallback index.
+ */
+export async function pushBundleReferrer(
+  url: string,
+  repository: string,
+  subject: { digest: string; size: number },
+  bundle: Buffer,
+  annotations?: Record<string, string>,
+): Promise<{ referrer: string; blob: string }> {
   const blob = await fetchPutBlob(url, repository, bundle);
   await fetchPutBlob(url, repository, Buffer.from('{}'));
-  const annotations = { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': opts.predicateType ?? COSIGN_PREDICATE };
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -181,11 +195,11 @@ export async function independentBundleSign(
       config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: EMPTY_DIGEST, size: 2 },
       layers: [{ mediaType: BUNDLE_V03, digest: blob, size: bundle.length }],
       subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
-      annotations,
+      ...(annotations ? { annotations } : {}),
     }),
   );
   const referrer = await fetchPutManifest(url, repository, sha256(manifest), manifest, OCI_MANIFEST);
-  await addToFallbackIndex(url, repository, subject.digest, { mediaType: OCI_MANIFEST, digest: referrer, size: manifest.length, artifactType: BUNDLE_V03, annotations });
+  await addToFallbackIndex(url, repository, subject.digest, { mediaType: OCI_MANIFEST, digest: referrer, size: manifest.length, artifactType: BUNDLE_V03, ...(annotations ? { annotations } : {}) });
   return { referrer, blob };
 }
 

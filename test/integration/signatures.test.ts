@@ -21,7 +21,7 @@ import {
   OCI_MANIFEST,
   addToFallbackIndex,
   fetchGetManifest,
-  fetchPutBlob,
+  pushBundleReferrer,
   fetchPutManifest,
   independentBundleSign,
   independentCosignSign,
@@ -189,20 +189,7 @@ describe('signatures against a real registry', () => {
     const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), key.privateKey);
     const der = Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     const bundle = Buffer.from(JSON.stringify(bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false }))));
-    const blob = await fetchPutBlob(reg.url, b.repo.repository, bundle);
-    await fetchPutBlob(reg.url, b.repo.repository, Buffer.from('{}'));
-    const m = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        artifactType: BUNDLE_V03,
-        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: EMPTY_DIGEST, size: 2 },
-        layers: [{ mediaType: BUNDLE_V03, digest: blob, size: bundle.length }],
-        subject: { mediaType: OCI_MANIFEST, digest: b.digest, size: b.manifest.length },
-      }),
-    );
-    const md = await fetchPutManifest(reg.url, b.repo.repository, sha256(m), m, OCI_MANIFEST);
-    await addToFallbackIndex(reg.url, b.repo.repository, b.digest, { mediaType: OCI_MANIFEST, digest: md, size: m.length, artifactType: BUNDLE_V03 });
+    await pushBundleReferrer(reg.url, b.repo.repository, { digest: b.digest, size: b.manifest.length }, bundle);
     rejectedFor(await rejectsWith(verify(b, [keyless()]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'TIMESTAMP_INVALID');
   });
 
