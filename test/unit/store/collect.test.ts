@@ -7,14 +7,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { packProfile } from '../../../src/publish/pack.js';
 import { systemClock } from '../../../src/core/runtime.js';
-import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
-
-function input(body: string): IngestInput {
-  const p = packProfile(Buffer.from(body), 'seccomp');
-  return { digest: p.manifestDigest, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference: `r.io/p@${p.manifestDigest}`, rule: 'rules[0]', servedBy: 'r.io' };
-}
+import { ProfileStore } from '../../../src/store/store.js';
+import { ingestInput } from './fixtures.js';
 
 /** Four profiles of equal size. */
 const BODIES = ['a', 'b', 'c', 'd'].map((x) => `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["${x}"],"action":"SCMP_ACT_ERRNO"}]}`);
@@ -40,7 +35,7 @@ describe('ProfileStore.collect', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('removes unused profiles once unused for minAge; held and pinned ones stay', async () => {
-    const [a, b, c] = BODIES.map(input);
+    const [a, b, c] = BODIES.map((b) => ingestInput(b));
     for (const i of [a!, b!, c!]) await store.ingest(i);
     await store.markInUse(a!.digest, 'container:x');
     await store.markInUse(b!.digest, 'pin:keep');
@@ -59,7 +54,7 @@ describe('ProfileStore.collect', () => {
   });
 
   it('over maxStoreBytes: unused profiles go least recently used first, before minAge', async () => {
-    const [a, b, c, d] = BODIES.map(input);
+    const [a, b, c, d] = BODIES.map((b) => ingestInput(b));
     await store.ingest(a!);
     now += 1000;
     await store.ingest(b!);
@@ -79,13 +74,13 @@ describe('ProfileStore.collect', () => {
     // Last uses survive another store object (a shim restart).
     const again = new ProfileStore({ root: join(dir, 'store'), clock, fsync: false });
     now += 1000;
-    const e = input(BODIES[0]!.replace('"a"', '"e"'));
+    const e = ingestInput(BODIES[0]!.replace('"a"', '"e"'));
     await again.ingest(e);
     assert.deepEqual((await again.collect({ minAgeMs: HOUR, maxStoreBytes: 2 * size, effectiveDir: eff, effectiveInUse: new Set() })).removed, [a!.digest]);
   });
 
   it('effective files: kept while named by a live object or merged from a held profile; only <64 hex>.json names are touched', async () => {
-    const [a, b] = BODIES.map(input);
+    const [a, b] = BODIES.map((b) => ingestInput(b));
     await store.ingest(a!);
     await store.ingest(b!);
     const [held, named, unused, young] = ['1', '2', '3', '4'].map((x) => x.repeat(64));
@@ -111,7 +106,7 @@ describe('ProfileStore.collect', () => {
   });
 
   it('an incomplete in-use set removes nothing', async () => {
-    const a = input(BODIES[0]!);
+    const a = ingestInput(BODIES[0]!);
     await store.ingest(a);
     const sha = '6'.repeat(64);
     writeFileSync(effFile(sha), '{}');
@@ -126,7 +121,7 @@ describe('ProfileStore.collect', () => {
   });
 
   it('the origins record keeps each merge input once, with its base', async () => {
-    const a = input(BODIES[0]!);
+    const a = ingestInput(BODIES[0]!);
     const sha = '7'.repeat(64);
     const base = { type: 'Localhost' as const, path: '/var/lib/kubelet/seccomp/base.json', sha256: '8'.repeat(64) };
     await store.recordEffective(sha, a.digest, { reference: 'r.io/p@x', base });

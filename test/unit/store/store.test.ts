@@ -9,22 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, throwsWith } from '../../helpers/assert.js';
-import { packProfile } from '../../../src/publish/pack.js';
-import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
-
-function input(body: string, reference = 'r.io/p@'): IngestInput {
-  const p = packProfile(Buffer.from(body), 'seccomp');
-  return {
-    digest: p.manifestDigest,
-    manifestBytes: p.manifest,
-    layerDigest: p.layerDigest,
-    layerBytes: p.layer,
-    kind: 'seccomp',
-    reference: `${reference}${p.manifestDigest}`,
-    rule: 'rules[0] (r.io)',
-    servedBy: 'r.io',
-  };
-}
+import { ProfileStore } from '../../../src/store/store.js';
+import { ingestInput } from './fixtures.js';
 
 describe('ProfileStore', () => {
   let dir: string;
@@ -36,7 +22,7 @@ describe('ProfileStore', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('ingests content-addressed blobs and a provenance record', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_ALLOW"}');
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW"}');
     const path = await store.ingest(i);
     assert.equal(path, join(dir, 'blobs', 'sha256', i.layerDigest.slice(7)));
     const { bytes, record } = await store.readProfile(i.digest, { verify: true });
@@ -50,7 +36,7 @@ describe('ProfileStore', () => {
     const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
     try {
       const shared = new ProfileStore({ root: own });
-      const a = input('{"defaultAction":"SCMP_ACT_LOG"}');
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_LOG"}');
       const b = { ...a, digest: sha256Digest('another manifest'), manifestBytes: Buffer.from('another manifest') };
       await shared.ingest(a);
       await shared.ingest(b);
@@ -63,7 +49,7 @@ describe('ProfileStore', () => {
   });
 
   it('records verdicts per policy hash and references without duplicates', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_TRAP"}');
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
     await store.ingest({ ...i, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
     await store.annotate(i.digest, { reference: i.reference });
     await store.annotate(i.digest, { reference: `other.io/x@${i.digest}`, verdict: { policyHash: 'p2', signer: 'ci', format: 'cosign', identity: 'https://x' } });
@@ -74,8 +60,8 @@ describe('ProfileStore', () => {
   });
 
   it('refuses removal while in use, and gc keeps what is in use', async () => {
-    const used = input('{"defaultAction":"SCMP_ACT_ERRNO"}');
-    const unused = input('{"defaultAction":"SCMP_ACT_KILL"}');
+    const used = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO"}');
+    const unused = ingestInput('{"defaultAction":"SCMP_ACT_KILL"}');
     await store.ingest(used);
     await store.ingest(unused);
     await store.markInUse(used.digest, 'container:abc');
@@ -93,7 +79,7 @@ describe('ProfileStore', () => {
   });
 
   it('transferInUse hands a digest from a pending holder to its container in one update', async () => {
-    const a = input('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X32"]}');
+    const a = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X32"]}');
     await store.ingest(a);
     await store.markInUse(a.digest, 'pending:1');
     await store.transferInUse('pending:1', 'container:c1', a.digest as Digest);
@@ -102,7 +88,7 @@ describe('ProfileStore', () => {
   });
 
   it('replaceInUse rebuilds the runtime holders and keeps pins', async () => {
-    const a = input('{"defaultAction":"SCMP_ACT_ALLOW","architectures":[]}');
+    const a = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":[]}');
     await store.ingest(a);
     await store.markInUse(a.digest, 'pin:manual');
     await store.markInUse(a.digest, 'container:old');
@@ -111,7 +97,7 @@ describe('ProfileStore', () => {
   });
 
   it('store verify finds a corrupted blob', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_X86_64"]}');
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_X86_64"]}');
     await store.ingest(i);
     writeFileSync(store.blobPath(i.layerDigest), 'tampered');
     const r = await store.verify();
@@ -120,7 +106,7 @@ describe('ProfileStore', () => {
   });
 
   it('a record whose manifest no longer hashes to its digest is refused as DIGEST_MISMATCH; an absent one is NOT_FOUND', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_ARM"]}');
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_ARM"]}');
     await store.ingest(i);
     const file = join(dir, 'profiles', 'sha256', `${i.digest.slice(7)}.json`);
     const record = JSON.parse(readFileSync(file, 'utf8')) as { manifest: string };
@@ -131,7 +117,7 @@ describe('ProfileStore', () => {
   });
 
   it('treats a torn record (not flushed before a crash) as absent, and the next ingest rewrites it', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86"]}');
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86"]}');
     await store.ingest(i);
     writeFileSync(join(dir, 'profiles', 'sha256', `${i.digest.slice(7)}.json`), '{"schemaVersion":1,"dige');
     assert.equal(await store.getRecord(i.digest), undefined);

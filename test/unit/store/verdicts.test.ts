@@ -6,23 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { packProfile } from '../../../src/publish/pack.js';
-import { ProfileStore, type IngestInput } from '../../../src/store/store.js';
-
-function input(body: string, extra: Partial<IngestInput> = {}): IngestInput {
-  const p = packProfile(Buffer.from(body), 'seccomp');
-  return {
-    digest: p.manifestDigest,
-    manifestBytes: p.manifest,
-    layerDigest: p.layerDigest,
-    layerBytes: p.layer,
-    kind: 'seccomp',
-    reference: `r.io/p@${p.manifestDigest}`,
-    rule: 'rules[0] (r.io)',
-    servedBy: 'r.io',
-    ...extra,
-  };
-}
+import { ProfileStore } from '../../../src/store/store.js';
+import { ingestInput } from './fixtures.js';
 
 describe('ProfileStore verdicts', () => {
   let dir: string;
@@ -34,7 +19,7 @@ describe('ProfileStore verdicts', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a content verdict is kept with its scope; legacy and torn verdict files count as none', async () => {
-    const { digest } = input('{"defaultAction":"SCMP_ACT_KILL"}');
+    const { digest } = ingestInput('{"defaultAction":"SCMP_ACT_KILL"}');
     await store.recordInvalid(digest, 'artifact must have exactly one layer, has 2');
     assert.deepEqual({ ...(await store.getInvalid(digest)), at: '' }, { digest, reason: 'artifact must have exactly one layer, has 2', at: '', scope: 'content' });
     const file = join(dir, 'invalid', 'sha256', `${digest.slice(7)}.json`);
@@ -45,7 +30,7 @@ describe('ProfileStore verdicts', () => {
   });
 
   it('forget clears the invalid verdict and the signature verdicts, keeping the profile', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_ERRNO"}', { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO"}', { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
     await store.ingest(i);
     await store.annotate(i.digest, { verdict: { policyHash: 'p2', signer: 'platform', format: 'cosign' } });
     await store.recordInvalid(i.digest, 'stale');
@@ -58,7 +43,7 @@ describe('ProfileStore verdicts', () => {
   });
 
   it('marks a record fetched with node credentials, and keeps the mark once set', async () => {
-    const i = input('{"defaultAction":"SCMP_ACT_LOG","x":1}');
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_LOG","x":1}');
     await store.ingest({ ...i, nodeCredentials: false });
     assert.equal((await store.getRecord(i.digest))?.nodeCredentials, undefined);
     await store.ingest({ ...i, nodeCredentials: true });
