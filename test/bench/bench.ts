@@ -62,6 +62,10 @@ const QUICK = process.argv.includes('--quick');
 const SVG_AT = process.argv.indexOf('--svg');
 const SVG_OUT = SVG_AT >= 0 ? process.argv[SVG_AT + 1] : undefined;
 const N = QUICK ? 20 : 200;
+/** `--only merge,pull,cli,shim`: run these groups and print, without rewriting the docs table. */
+const ONLY_AT = process.argv.indexOf('--only');
+const ONLY = ONLY_AT >= 0 ? new Set((process.argv[ONLY_AT + 1] ?? '').split(',')) : undefined;
+const runs = (group: string) => ONLY === undefined || ONLY.has(group);
 
 const ms = (s: Stats) => `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}`;
 
@@ -109,10 +113,10 @@ async function main(): Promise<void> {
   };
   try {
     ctx.unsigned = await pushUnsigned(reg, QUICK ? 300 : 1000);
-    await mergeCases(ctx);
-    await pullCases(ctx);
-    await cliCases(ctx);
-    await shimCases(ctx, { n: N, quick: QUICK });
+    if (runs('merge')) await mergeCases(ctx);
+    if (runs('pull')) await pullCases(ctx);
+    if (runs('cli')) await cliCases(ctx);
+    if (runs('shim')) await shimCases(ctx, { n: N, quick: QUICK });
   } finally {
     await reg.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -276,6 +280,7 @@ function report(rows: Row[], started: Date): void {
     ...rows.map((r) => `| ${r.case} | ${r.spoke} | ${r.peer} | ${r.target} | ${r.met === null ? '—' : r.met ? 'yes' : '**no**'} |`),
   ].join('\n');
   process.stdout.write(`${header}\n\n${table}\n`);
+  if (ONLY !== undefined) return;
   const page = fileURLToPath(new URL('../../../docs/benchmarks.md', import.meta.url));
   const chart = SVG_OUT === undefined ? '' : `\n![spoke next to its floors and peers, p50](${relative(dirname(page), resolve(SVG_OUT))})\n`;
   writeTable(page, `${header}\n\n${table}\n${chart}`);

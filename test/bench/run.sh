@@ -1,5 +1,5 @@
 #!/bin/bash
-# npm run bench [-- --json] [-- --quick]: set-up as the tests do, then the benchmarks.
+# npm run bench [-- --json] [-- --quick] [-- --only merge,pull,cli,shim]: set-up as the tests do, then the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash test/setup.sh
