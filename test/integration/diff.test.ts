@@ -118,6 +118,37 @@ describe('spoke diff', () => {
     assert.equal((await spoke(['diff', wrong, ref2, '--plain-http'])).code, 2);
   });
 
+  it('index references: the platform a node would take (or --platform), an index without it refused', async () => {
+    const pushIndex = async (tag: string, amd64: unknown, arm64: unknown) => {
+      const args = ['push', `${reg.host}/profiles/diff-multi:${tag}`, '--kind', 'seccomp', '--plain-http', '--platform', `linux/amd64=${file(`${tag}-amd64.json`, amd64)}`];
+      if (arm64 !== undefined) args.push('--platform', `linux/arm64=${file(`${tag}-arm64.json`, arm64)}`);
+      const r = await spoke(args);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim().split('\n').at(-1)!;
+    };
+    const arm = (p: typeof v1) => ({ ...p, architectures: ['SCMP_ARCH_AARCH64'] });
+    // amd64 only tightens (v1 → v3); arm64 loosens (v1 → v2).
+    const old = await pushIndex('old', v1, arm(v1));
+    const next = await pushIndex('next', v3, arm(v2));
+    const amd = await spoke(['diff', old, next, '--plain-http', '--platform', 'linux/amd64', '--json']);
+    assert.equal(amd.code, 0, amd.stderr);
+    assert.deepEqual((JSON.parse(amd.stdout) as { loosened: Entry[] }).loosened, []);
+    const arm64 = await spoke(['diff', old, next, '--plain-http', '--platform', 'linux/arm64', '--json']);
+    assert.equal(arm64.code, 1, arm64.stderr);
+    assert.ok((JSON.parse(arm64.stdout) as { loosened: Entry[] }).loosened.some((e) => e.syscall === 'ptrace'));
+    // An index and the file of its amd64 entry: no change.
+    assert.equal((await spoke(['diff', old, file('v1c.json', v1), '--plain-http', '--platform', 'linux/amd64'])).code, 0);
+    // No linux/arm64 in this index: an error naming the platform (exit 2), never a comparison.
+    const amdOnly = await pushIndex('amd-only', v1, undefined);
+    const missing = await spoke(['diff', amdOnly, next, '--plain-http', '--platform', 'linux/arm64']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /linux\/arm64/);
+    assert.equal((await spoke(['diff', old, next, '--platform', 'amd64'])).code, 2);
+    // inspect lists the index's platforms.
+    const inspected = JSON.parse((await spoke(['inspect', next, '--plain-http', '--json'])).stdout) as { manifests: { platform: string }[] };
+    assert.deepEqual(inspected.manifests.map((m) => m.platform).sort(), ['linux/amd64', 'linux/arm64']);
+  });
+
   it('AppArmor: by path and permission', async () => {
     const a1 = { filesystem: { readOnlyPaths: ['/etc/**'], readWritePaths: ['/tmp/**'] }, capability: { allowedCapabilities: ['CHOWN'] } };
     const a2 = { filesystem: { readOnlyPaths: ['/etc/**'], readWritePaths: ['/tmp/**', '/var/lib/app/**'] }, capability: { allowedCapabilities: [] }, network: { allowRaw: true } };

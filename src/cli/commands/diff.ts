@@ -1,22 +1,25 @@
 import { existsSync } from 'node:fs';
-import { checkArtifactManifest, declaredKind, refuseArchive } from '../../core/artifact.js';
-import { MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../../core/constants.js';
+import { checkArtifactManifest, checkProfileIndex, declaredKind, isImageIndex, parsePlatform, refuseArchive, selectPlatform, type Platform } from '../../core/artifact.js';
+import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../../core/constants.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
 import { compareAppArmor, formatAppArmorChange, validateAppArmorArtifactBytes } from '../../profiles/apparmor/index.js';
 import { compareProfiles, decodeSeccomp, formatVerdict, validate, type ProfileChange } from '../../profiles/seccomp/index.js';
 import type { RegistryClient } from '../../registry/index.js';
 import { emit, parseCommand } from '../args.js';
-import { reportError, EXIT_USAGE } from '../errors.js';
+import { reportError, EXIT_USAGE, UsageError } from '../errors.js';
+import { nodePlatform } from '../../pull.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 import { kindOf, readInput } from './profile.js';
 
-const HELP = `usage: spoke diff OLD NEW [--kind seccomp|apparmor] [--json]
+const HELP = `usage: spoke diff OLD NEW [--kind seccomp|apparmor] [--platform OS/ARCH] [--json]
 
 Compares two profiles by what they decide, not by their text: for seccomp, every syscall and
 argument case on the architectures the profiles load; for AppArmor, every path, capability and
 network permission. OLD and NEW are files or digest references (host[:port]/repo@sha256:...),
-which are fetched and checked like a pull but never stored.
+which are fetched and checked like a pull but never stored. A reference to a multi-architecture
+index (docs/multi-arch.md) is compared by the manifest it lists for --platform (default this
+machine's, as a node would choose); an index without that platform is an error.
 
 A change is "loosened" when NEW's verdict comes later in the KEP action order (KILL, TRAP,
 ERRNO, NOTIFY, TRACE, LOG, ALLOW) or grants what OLD did not; "tightened" the other way round;
@@ -27,6 +30,8 @@ exit status (like diff(1)): 0 when NEW loosens nothing (identical, or only tight
 
 options:
   --kind K          seccomp or apparmor (default: guessed from OLD)
+  --platform P      the platform whose profile an index reference stands for (linux/amd64,
+                    linux/arm64, ...; default this machine's)
   --plain-http      fetch references over HTTP instead of HTTPS
   --ca-file F       extra CA bundle (PEM) for references
   --auth-file F     credentials file (docker config.json format) for references
@@ -38,14 +43,23 @@ interface Input {
   declared?: ProfileKind;
 }
 
-/** A file when one exists at that path; otherwise a digest reference, fetched and checked like a pull. */
-async function load(arg: string, kind: ProfileKind | undefined, registry: () => RegistryClient): Promise<Input> {
+/**
+ * A file when one exists at that path; otherwise a digest reference, fetched and checked like a
+ * pull: an index by its digest, then the manifest it lists for `platform`, by that digest.
+ */
+async function load(arg: string, kind: ProfileKind | undefined, platform: Platform, registry: () => RegistryClient): Promise<Input> {
   if (existsSync(arg) || !arg.includes('@')) return { bytes: await readInput(arg, 'profile') };
   const ref = parseReference(arg);
   const repo = { registry: ref.registry, repository: ref.repository };
-  const manifest = await registry().getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES });
+  let manifest = await registry().getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
+  let digest = ref.digest;
+  if (isImageIndex(manifest.bytes)) {
+    const chosen = selectPlatform(checkProfileIndex(manifest.bytes, ref.digest, MAX_MANIFEST_BYTES).manifests, platform, ref.digest);
+    digest = chosen.digest;
+    manifest = await registry().getManifest(repo, digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES });
+  }
   const declared = kind ?? declaredKind(manifest.bytes) ?? 'seccomp';
-  const artifact = checkArtifactManifest(manifest.bytes, ref.digest, declared, DEFAULT_MAX_ARTIFACT_BYTES);
+  const artifact = checkArtifactManifest(manifest.bytes, digest, declared, DEFAULT_MAX_ARTIFACT_BYTES);
   const blob = await registry().getBlob(repo, artifact.layer.digest, { maxBytes: DEFAULT_MAX_ARTIFACT_BYTES, expectedSize: artifact.layer.size });
   refuseArchive(blob.bytes, artifact.layer.digest);
   return { bytes: blob.bytes, declared };
@@ -93,13 +107,15 @@ function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Recor
 export async function run(argv: string[]): Promise<number> {
   let client: RegistryClient | undefined;
   try {
-    const { values, positionals, help } = parseCommand(argv, { kind: { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags }, HELP, [2, 2]);
+    const { values, positionals, help } = parseCommand(argv, { kind: { type: 'string' }, platform: { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags }, HELP, [2, 2]);
     if (help) return 0;
+    const platform = values.platform === undefined ? nodePlatform() : parsePlatform(values.platform);
+    if (platform === undefined) throw new UsageError(`--platform must look like linux/amd64 or linux/arm/v7, got ${JSON.stringify(values.platform)}`);
     const registry = () => (client ??= publisherRegistry(values));
     const kindFlag = values.kind === undefined ? undefined : kindOf(values.kind, Buffer.alloc(0));
-    const older = await load(positionals[0]!, kindFlag, registry);
+    const older = await load(positionals[0]!, kindFlag, platform, registry);
     const kind = kindFlag ?? older.declared ?? kindOf(undefined, older.bytes);
-    const newer = await load(positionals[1]!, kind, registry);
+    const newer = await load(positionals[1]!, kind, platform, registry);
     const r = compare(kind, older.bytes, newer.bytes);
     emit(values.json, r.json, () => (r.lines.length === 0 ? 'no change in behaviour' : r.lines.join('\n')));
     return r.loosened > 0 ? 1 : 0;

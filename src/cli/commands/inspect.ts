@@ -1,4 +1,4 @@
-import { declaredKind } from '../../core/artifact.js';
+import { checkProfileIndex, declaredKind, formatPlatform, isImageIndex } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
@@ -8,13 +8,17 @@ import { publisherFlags, publisherRegistry } from '../wiring.js';
 const HELP = `usage: spoke inspect REF [options]
 
 Fetches the artifact manifest of REF (host[:port]/repo@sha256:...), checks its bytes against the
-digest, and prints the kind, media types and sizes. The profile itself is not downloaded.
+digest, and prints the kind, media types and sizes. The profile itself is not downloaded. For a
+multi-architecture index (docs/multi-arch.md), checked like a pull checks it, it prints the
+platforms and the digest of each one's manifest.
 
 options:
   --plain-http       use HTTP instead of HTTPS
   --ca-file F        extra CA bundle (PEM)
   --auth-file F      credentials file (docker config.json format)
-  --json             print {reference, digest, kind, mediaType, artifactType, config, layers} as JSON`;
+  --json             print {reference, digest, kind, mediaType, artifactType, config, layers,
+                     manifests} as JSON (manifests: [{platform, digest, size, artifactType}] of
+                     an index, else [])`;
 
 interface ManifestView {
   mediaType?: string;
@@ -31,6 +35,9 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
     const view = JSON.parse(m.bytes.toString('utf8')) as ManifestView;
+    const manifests = isImageIndex(m.bytes)
+      ? checkProfileIndex(m.bytes, m.digest, MAX_MANIFEST_BYTES).manifests.map((d) => ({ platform: formatPlatform(d.platform), digest: d.digest, size: d.size, artifactType: d.artifactType ?? null }))
+      : [];
     const out = {
       reference: positionals[0],
       digest: m.digest,
@@ -39,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
       artifactType: view.artifactType ?? null,
       config: view.config ?? null,
       layers: view.layers ?? [],
+      manifests,
       manifestSize: m.bytes.byteLength,
     };
     emit(values.json, out, () =>
@@ -49,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
         `artifactType:  ${out.artifactType ?? '(none)'}`,
         `config:        ${out.config ? `${out.config.mediaType} ${out.config.size} B` : '(none)'}`,
         ...out.layers.map((l, i) => `layer[${i}]:      ${l.mediaType} ${l.size} B ${l.digest}`),
+        ...out.manifests.map((d) => `platform:      ${d.platform.padEnd(16)} ${d.digest} ${d.size} B`),
       ].join('\n'),
     );
     return 0;
