@@ -14,7 +14,7 @@
 // recording-publish.ts; which results count: recording-results.ts.
 
 import type { KeyObject } from 'node:crypto';
-import type { SignFormat } from '../publish/sign.js';
+import type { SignFormat } from '../publish/signing.js';
 import { codeOf, retryOnConflict } from './api-errors.js';
 import { condition, withCondition } from './conditions.js';
 import { finalizeRecording, type FinalizeDeps, type ReconcileOutcome } from './recording-finalize.js';
