@@ -8,7 +8,8 @@
 import type { KeyObject } from 'node:crypto';
 import { sha256Digest, type Digest } from '../core/digest.js';
 import { pushProfile } from '../publish/push.js';
-import { signArtifact, type SignFormat } from '../publish/sign.js';
+import { signArtifact } from '../publish/sign.js';
+import type { SignFormat } from '../publish/signing.js';
 import { codeOf } from './api-errors.js';
 import { condition } from './conditions.js';
 import {

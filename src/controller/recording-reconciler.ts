@@ -7,34 +7,20 @@
 //                              status.profiles[].reference → with bind: create ProfileBinding(s)
 //                              → phase Completed, status.finalizeToken = the annotation value
 //   token already processed  → nothing (a second reconcile writes, pushes and creates nothing)
-// Permanent problems (incomplete results, repository not allowed, unknown signing key, invalid
-// spec) end in phase Failed with a condition naming them; transient ones (registry, API) keep
-// phase Finalizing and are retried with backoff (work-queue.ts); finalizing before any result
-// arrived keeps phase Finalizing (WaitingForResults) until one does — never an empty profile.
+// Finalizing (recording-finalize.ts): permanent problems end in phase Failed, transient ones
+// (registry, API) keep phase Finalizing and are retried with backoff (work-queue.ts).
 // Status is written with the object's resourceVersion (PUT …/status) and retried on 409
 // Conflict from a fresh read (api-errors.ts). Pushing, signing and creating bindings:
 // recording-publish.ts; which results count: recording-results.ts.
 
 import type { KeyObject } from 'node:crypto';
-import { isSpokeError } from '../core/errors.js';
-import type { SignFormat } from '../publish/sign.js';
+import type { SignFormat } from '../publish/signing.js';
 import { codeOf, retryOnConflict } from './api-errors.js';
 import { condition, withCondition } from './conditions.js';
+import { finalizeRecording, type FinalizeDeps, type ReconcileOutcome } from './recording-finalize.js';
 import { messageOf, RecordingPublisher, Transient, type PublishCredential, type PublishRegistry } from './recording-publish.js';
 import { ResultGate } from './recording-results.js';
-import {
-  FINALIZE_ANNOTATION,
-  bindingImage,
-  planProfiles,
-  repositoryAllowed,
-  sameStatus,
-  validateRecording,
-  type PlannedProfile,
-  type ProfileRecording,
-  type ProfileRecordingResult,
-  type ProfileRecordingStatus,
-  type RecordedProfileStatus,
-} from './recording.js';
+import { FINALIZE_ANNOTATION, sameStatus, validateRecording, type ProfileRecording, type ProfileRecordingResult, type ProfileRecordingStatus } from './recording.js';
 import type { Pod, ProfileBinding } from './types.js';
 import { WorkQueue } from './work-queue.js';
 
@@ -74,11 +60,6 @@ export interface RecordingReconcilerOptions {
   backoffMaxMs?: number;
 }
 
-export interface ReconcileOutcome {
-  action: 'none' | 'status' | 'finalized' | 'failed' | 'deleted';
-  pushed: number;
-  bindingsCreated: number;
-}
 
 export class RecordingReconciler {
   /** Counters for tests and logs. */
@@ -87,6 +68,7 @@ export class RecordingReconciler {
   private readonly queue: WorkQueue;
   private readonly publisher: RecordingPublisher;
   private readonly gate: ResultGate;
+  private readonly finalizer: FinalizeDeps;
 
   constructor(private readonly o: RecordingReconcilerOptions) {
     this.queue = new WorkQueue(
@@ -112,6 +94,7 @@ export class RecordingReconciler {
       stats: this.stats,
     });
     this.gate = new ResultGate({ results: (ns) => o.caches.results(ns), pod: (ns, name) => o.caches.pod(ns, name), recordingKey: o.recordingKey, log: o.log });
+    this.finalizer = { publisher: this.publisher, allowedRepositories: o.allowedRepositories, signingKey: o.signingKey, log: o.log, writeStatus: (r, s, t) => this.writeStatus(r, s, t) };
   }
 
   private now(): string {
@@ -208,103 +191,7 @@ export class RecordingReconciler {
       return out;
     }
 
-    // Finalize.
-    const fail = async (reason: string, message: string) => {
-      const status: ProfileRecordingStatus = {
-        ...old,
-        phase: 'Failed',
-        finalizeToken: token,
-        results: results.length,
-        observedGeneration: generation,
-        conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', reason, message, now, generation)),
-      };
-      delete status.profiles;
-      await this.writeStatus(rec, status);
-      this.o.log?.({ msg: 'recording failed', recording: `${namespace}/${name}`, reason, message });
-      return { ...out, action: 'failed' as const };
-    };
-    let planned: PlannedProfile[];
-    try {
-      planned = planProfiles(compiled, results);
-    } catch (e) {
-      if (!isSpokeError(e)) throw e;
-      if (e.reason === 'RECORDING_EMPTY') {
-        // Finalized before any result arrived: wait for one (result events reconcile again); never an empty profile.
-        const status: ProfileRecordingStatus = {
-          ...old,
-          phase: 'Finalizing',
-          results: results.length,
-          observedGeneration: generation,
-          conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'WaitingForResults', e.message, now, generation)),
-        };
-        delete status.finalizeToken;
-        delete status.profiles;
-        if (await this.writeStatus(rec, status)) out.action = 'status';
-        return out;
-      }
-      return fail('IncompleteRecording', e.message);
-    }
-    if (!repositoryAllowed(compiled.repository, namespace, this.o.allowedRepositories)) {
-      return fail(
-        'RepositoryNotAllowed',
-        `the controller may not publish to ${compiled.repository.registry}/${compiled.repository.repository} for namespace ${namespace} (allowed: ${this.o.allowedRepositories.join(', ') || 'none; see spoke controller --recording-repositories'})`,
-      );
-    }
-    let key: KeyObject | string | undefined;
-    if (compiled.signWith !== undefined) {
-      if (!this.o.signingKey) return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: the controller has no signing keys (--signing-keys)`);
-      try {
-        key = await this.o.signingKey(compiled.signWith);
-      } catch (e) {
-        return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: ${messageOf(e)}`);
-      }
-    }
-
-    let profiles: RecordedProfileStatus[];
-    try {
-      profiles = [];
-      for (const p of planned) {
-        const r = await this.publisher.publish(compiled, p, key);
-        if (r.pushedNow) out.pushed++;
-        profiles.push({
-          containers: p.containers,
-          reference: r.reference,
-          image: bindingImage(p.images),
-          syscalls: p.syscalls.length,
-          results: p.results.length,
-          ...(key !== undefined ? { signed: true } : {}),
-        });
-      }
-    } catch (e) {
-      if (isSpokeError(e) && (e.code === 'InvalidArgument' || e.code === 'SecurityProfileInvalid' || e.code === 'PermissionDenied' || e.code === 'Unauthenticated')) {
-        return fail('PublishFailed', e.message);
-      }
-      // Registry down or similar: say so, and retry with backoff.
-      const status: ProfileRecordingStatus = {
-        ...old,
-        phase: 'Finalizing',
-        results: results.length,
-        observedGeneration: generation,
-        conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'PublishFailed', `${messageOf(e)} (retrying)`, now, generation)),
-      };
-      await this.writeStatus(rec, status).catch(() => false);
-      throw new Transient(messageOf(e));
-    }
-
-    let conditions = withCondition(
-      conds,
-      condition(old.conditions, 'Finalized', 'True', 'Published', `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}`, now, generation),
-    );
-    if (compiled.bind) {
-      const r = await this.publisher.ensureBindings(compiled, profiles, old, now, generation);
-      profiles = r.profiles;
-      out.bindingsCreated = r.created;
-      conditions = withCondition(conditions, r.condition);
-    } else conditions = conditions.filter((c) => c.type !== 'Bound');
-    const status: ProfileRecordingStatus = { phase: 'Completed', observedGeneration: generation, results: results.length, finalizeToken: token, profiles, conditions };
-    await this.writeStatus(rec, status, token);
-    this.o.log?.({ msg: 'recording finalized', recording: `${namespace}/${name}`, profiles: profiles.map((p) => p.reference) });
-    return { ...out, action: 'finalized' };
+    return finalizeRecording(this.finalizer, { rec, namespace, name, token, old, compiled, results, conds, now, generation });
   }
 
   /**

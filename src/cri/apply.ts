@@ -6,13 +6,7 @@
 // Base profiles, the second merge input: RuntimeDefault is the runtime's real default profile
 // (runtime-default.ts: read live from the running runtime, or the pinned file); when it is not
 // known the call fails Unavailable (reason RUNTIME_DEFAULT_UNAVAILABLE, transient: the kubelet
-// retries) and the base is never dropped. Localhost: the file is read (≤ 1 MiB), decoded and
-// validated at ValidateStrict level. A base_profile of type BaseTypeUnspecified (0) with no
-// localhost_ref means no base (KEP-6061 §2 CRI text); with a localhost_ref it is refused
-// (InvalidArgument, BASE_PROFILE) rather than guess whether a base was meant.
-// A Localhost path must resolve (realpath) under the seccomp root and is read from an fd
-// (regular file, ≤ 1 MiB); its errors name the JSON path at fault but never quote the file's
-// bytes: they reach pod events.
+// retries) and the base is never dropped. Localhost: base-profile.ts.
 // The node policy is decided again here, for the pod's namespace and under the current policy
 // (a digest pulled for one namespace, or before a deny rule or a signer revocation, serves no
 // pod the policy now refuses); a rule that requires signatures needs a verdict recorded under
@@ -20,20 +14,19 @@
 // AppArmor (docs/apparmor.md): the same lookup; baseline ∩ artifact rendered under a generated name and
 // checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
-import { constants as fsConstants } from 'node:fs';
-import { lstat, open, readFile, realpath } from 'node:fs/promises';
-import { isAbsolute, join, normalize, sep } from 'node:path';
+import { lstat, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
 import type { ProfileKind } from '../core/constants.js';
 import { formatReference, parseReference, type Reference } from '../core/reference.js';
 import { decide } from '../policy/decide.js';
 import type { RuleMode } from '../policy/types.js';
 import { writeFileAtomic } from '../store/fsutil.js';
 import type { EffectiveBase } from '../store/store.js';
+import { baseTypeOf, readLocalhostBase } from './base-profile.js';
 import type { ShimDeps } from './deps.js';
-import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
+import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
 
 export interface Applied {
   /** Absolute path of the effective profile (the new localhost_ref). */
@@ -134,9 +127,9 @@ export class ProfileApplier<P> {
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
     const { seccomp, logger } = this.deps;
     const { ref, canonical, bytes, rule, mode } = await this.stored(profile, 'seccomp', ctx);
-    const baseType = baseTypeOf(profile, ctx);
+    const baseType = baseTypeOf(profile, ctx.who);
     let base: { profile: P; sha: string } | undefined;
-    if (baseType === BASE_LOCALHOST) base = await this.readBase(profile.base!.localhostRef, ctx);
+    if (baseType === BASE_LOCALHOST) base = await readLocalhostBase(profile.base!.localhostRef, ctx.who, this.deps.seccompRoot, this.deps.seccomp);
     else if (baseType === BASE_RUNTIME_DEFAULT) base = await this.runtimeDefault(ctx);
 
     const baseline = this.deps.baseline();
@@ -220,7 +213,7 @@ export class ProfileApplier<P> {
         { reason: 'APPARMOR_UNAVAILABLE' },
       );
     }
-    const baseType = baseTypeOf(profile, ctx);
+    const baseType = baseTypeOf(profile, ctx.who);
     if (baseType !== undefined && baseType !== BASE_RUNTIME_DEFAULT) {
       throw new SpokeError('InvalidArgument', `${ctx.who}: an AppArmor profile of type OCI takes only a RuntimeDefault base_profile`, {}, { reason: 'BASE_PROFILE' });
     }
@@ -246,68 +239,6 @@ export class ProfileApplier<P> {
     this.deps.logger.log('info', 'OCI AppArmor profile prepared', { who: ctx.who, reference: canonical, digest: ref.digest, rule, name: prepared.name });
     return { name: prepared.name, text: prepared.text, digest: ref.digest, reference: canonical };
   }
-
-  private async readBase(localhostRef: string, ctx: ApplyContext): Promise<{ profile: P; sha: string }> {
-    const refused = (code: 'InvalidArgument' | 'FailedPrecondition' | 'SecurityProfileInvalid', why: string, context: Record<string, unknown> = {}) =>
-      new SpokeError(code, `${ctx.who}: base profile ${localhostRef} ${why}`, { path: localhostRef, ...context }, { reason: 'BASE_PROFILE' });
-    if (!isAbsolute(localhostRef) || normalize(localhostRef) !== localhostRef) {
-      throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile localhost_ref must be an absolute, normalised path`, { path: localhostRef }, { reason: 'BASE_PROFILE' });
-    }
-    let bytes: Buffer;
-    try {
-      const [root, real] = await Promise.all([realpath(this.deps.seccompRoot), realpath(localhostRef)]);
-      // The kubelet's seccomp root is where Localhost profiles live; a path (or a symlink) leading
-      // elsewhere could make any file on the node a "profile".
-      if (!real.startsWith(root + sep)) throw refused('InvalidArgument', `does not resolve under the seccomp root ${this.deps.seccompRoot}`);
-      bytes = await readCapped(real, DEFAULT_MAX_ARTIFACT_BYTES, refused);
-    } catch (e) {
-      if (e instanceof SpokeError) throw e;
-      throw refused('FailedPrecondition', `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    try {
-      const p = this.deps.seccomp.decode(bytes);
-      this.deps.seccomp.validateBase(p);
-      return { profile: p, sha: sha256Hex(bytes) };
-    } catch (e) {
-      // Only the JSON path of the fault: decoder messages may quote the file (a JSON syntax error
-      // shows its first bytes), and this message reaches pod events. No cause kept, for the same reason.
-      const at = e instanceof SpokeError ? e.context.path : undefined;
-      const where = typeof at === 'string' && JSON_PATH_RE.test(at) ? ` (at ${at})` : ' (not one strict JSON object)';
-      throw refused('SecurityProfileInvalid', `is not a valid seccomp profile${where}`);
-    }
-  }
-}
-
-/** A JSON path as the seccomp decoder and validators write them (member names, indexes). */
-const JSON_PATH_RE = /^[A-Za-z0-9_.[\]()]{1,128}$/;
-
-type Refusal = (code: 'FailedPrecondition' | 'SecurityProfileInvalid', why: string, context?: Record<string, unknown>) => SpokeError;
-
-/**
- * A regular file's bytes, read from one fd (no symlink at the last step, no blocking open of a
- * FIFO), at most `cap` + 1 bytes: a file larger than `cap`, even one growing while read, is refused.
- */
-async function readCapped(path: string, cap: number, refused: Refusal): Promise<Buffer> {
-  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw refused('FailedPrecondition', 'is not a regular file');
-    const tooBig = () => refused('SecurityProfileInvalid', `is larger than ${cap} bytes`, { limit: cap });
-    if (st.size > cap) throw tooBig();
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const want = Math.min(cap + 1 - total, Math.max(st.size + 1 - total, 4096));
-      const { bytesRead, buffer } = await fh.read({ buffer: Buffer.allocUnsafe(want), position: null });
-      if (bytesRead === 0) break;
-      chunks.push(buffer.subarray(0, bytesRead));
-      total += bytesRead;
-      if (total > cap) throw tooBig();
-    }
-    return Buffer.concat(chunks, total);
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Whether `path` is a regular file holding exactly `bytes` (read only when the size matches). */
@@ -318,23 +249,6 @@ async function holds(path: string, bytes: Buffer): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/**
- * The base_profile's type, undefined when there is none: absent, or BaseTypeUnspecified with
- * nothing else set. Any other type than RuntimeDefault or Localhost is refused.
- */
-function baseTypeOf(profile: SecurityProfileMsg, ctx: ApplyContext): number | undefined {
-  const base = profile.base;
-  if (base === undefined) return undefined;
-  if (base.type === BASE_UNSPECIFIED) {
-    if (base.localhostRef === '') return undefined;
-    throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile has a localhost_ref but no type`, {}, { reason: 'BASE_PROFILE' });
-  }
-  if (base.type !== BASE_RUNTIME_DEFAULT && base.type !== BASE_LOCALHOST) {
-    throw new SpokeError('InvalidArgument', `${ctx.who}: base_profile type ${base.type} is not RuntimeDefault or Localhost`, {}, { reason: 'BASE_PROFILE' });
-  }
-  return base.type;
 }
 
 function sameReference(stored: string, canonical: string): boolean {

@@ -1,11 +1,11 @@
 // `spoke runtime-default`: the runtime's default seccomp profile, read live from the runtime the
-// way the shim reads it (src/cri/runtime-default.ts), for inspection or for pinning.
+// way the shim reads it (src/cri/runtime-default-probe.ts), for inspection or for pinning.
 
 import { loadNodeConfig } from '../../config/node-config.js';
 import { sha256Hex } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
 import { silentLogger } from '../../core/runtime.js';
-import { readRuntimeDefault } from '../../cri/runtime-default.js';
+import { readRuntimeDefault } from '../../cri/runtime-default-probe.js';
 import { Upstream } from '../../cri/upstream.js';
 import { decodeSeccomp, validate } from '../../profiles/seccomp/index.js';
 import { emit, parseCommand } from '../args.js';

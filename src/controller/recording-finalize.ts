@@ -1,0 +1,157 @@
+// Finalizing a ProfileRecording (docs/recording.md) once its finalize annotation is set: union
+// the results per mergeStrategy → buildRecordedProfile → check the repository → load the signing
+// key → push and sign each profile (recording-publish.ts) → with bind, create the
+// ProfileBinding(s) → phase Completed, status.finalizeToken = the annotation value. Permanent
+// problems end in phase Failed with a condition naming them; a registry failure keeps phase
+// Finalizing and throws Transient (the reconciler retries with backoff); finalizing before any
+// result arrived keeps phase Finalizing (WaitingForResults) until one does — never an empty profile.
+
+import type { KeyObject } from 'node:crypto';
+import { isSpokeError } from '../core/errors.js';
+import { condition, withCondition } from './conditions.js';
+import { messageOf, Transient, type RecordingPublisher } from './recording-publish.js';
+import {
+  bindingImage,
+  planProfiles,
+  repositoryAllowed,
+  type CompiledRecording,
+  type PlannedProfile,
+  type ProfileRecording,
+  type ProfileRecordingResult,
+  type ProfileRecordingStatus,
+  type RecordedProfileStatus,
+} from './recording.js';
+import type { Condition } from './types.js';
+
+export interface ReconcileOutcome {
+  action: 'none' | 'status' | 'finalized' | 'failed' | 'deleted';
+  pushed: number;
+  bindingsCreated: number;
+}
+
+export interface FinalizeDeps {
+  publisher: RecordingPublisher;
+  /** Repository patterns recordings may publish to (see repositoryAllowed). */
+  allowedRepositories: readonly string[];
+  /** Loads a signing key by its name in the controller's key directory; rejects when absent. */
+  signingKey?: ((name: string) => Promise<KeyObject | string>) | undefined;
+  log?: ((event: Record<string, unknown>) => void) | undefined;
+  /** The reconciler's status write (retried on conflict; with `token`, only while the annotation still has it). */
+  writeStatus(rec: ProfileRecording, status: ProfileRecordingStatus, token?: string): Promise<boolean>;
+}
+
+/** A recording to finalize, as the reconciler read it: spec validated, results accepted, conditions so far. */
+export interface Finalizing {
+  rec: ProfileRecording;
+  namespace: string;
+  name: string;
+  /** The finalize annotation's value. */
+  token: string;
+  old: ProfileRecordingStatus;
+  compiled: CompiledRecording;
+  results: readonly ProfileRecordingResult[];
+  conds: Condition[];
+  now: string;
+  generation: number | undefined;
+}
+
+export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Promise<ReconcileOutcome> {
+  const { rec, namespace, name, token, old, compiled, results, conds, now, generation } = f;
+  const out: ReconcileOutcome = { action: 'none', pushed: 0, bindingsCreated: 0 };
+  const fail = async (reason: string, message: string) => {
+    const status: ProfileRecordingStatus = {
+      ...old,
+      phase: 'Failed',
+      finalizeToken: token,
+      results: results.length,
+      observedGeneration: generation,
+      conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', reason, message, now, generation)),
+    };
+    delete status.profiles;
+    await deps.writeStatus(rec, status);
+    deps.log?.({ msg: 'recording failed', recording: `${namespace}/${name}`, reason, message });
+    return { ...out, action: 'failed' as const };
+  };
+  let planned: PlannedProfile[];
+  try {
+    planned = planProfiles(compiled, results);
+  } catch (e) {
+    if (!isSpokeError(e)) throw e;
+    if (e.reason === 'RECORDING_EMPTY') {
+      // Finalized before any result arrived: wait for one (result events reconcile again); never an empty profile.
+      const status: ProfileRecordingStatus = {
+        ...old,
+        phase: 'Finalizing',
+        results: results.length,
+        observedGeneration: generation,
+        conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'WaitingForResults', e.message, now, generation)),
+      };
+      delete status.finalizeToken;
+      delete status.profiles;
+      if (await deps.writeStatus(rec, status)) out.action = 'status';
+      return out;
+    }
+    return fail('IncompleteRecording', e.message);
+  }
+  if (!repositoryAllowed(compiled.repository, namespace, deps.allowedRepositories)) {
+    return fail(
+      'RepositoryNotAllowed',
+      `the controller may not publish to ${compiled.repository.registry}/${compiled.repository.repository} for namespace ${namespace} (allowed: ${deps.allowedRepositories.join(', ') || 'none; see spoke controller --recording-repositories'})`,
+    );
+  }
+  let key: KeyObject | string | undefined;
+  if (compiled.signWith !== undefined) {
+    if (!deps.signingKey) return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: the controller has no signing keys (--signing-keys)`);
+    try {
+      key = await deps.signingKey(compiled.signWith);
+    } catch (e) {
+      return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: ${messageOf(e)}`);
+    }
+  }
+
+  let profiles: RecordedProfileStatus[];
+  try {
+    profiles = [];
+    for (const p of planned) {
+      const r = await deps.publisher.publish(compiled, p, key);
+      if (r.pushedNow) out.pushed++;
+      profiles.push({
+        containers: p.containers,
+        reference: r.reference,
+        image: bindingImage(p.images),
+        syscalls: p.syscalls.length,
+        results: p.results.length,
+        ...(key !== undefined ? { signed: true } : {}),
+      });
+    }
+  } catch (e) {
+    if (isSpokeError(e) && (e.code === 'InvalidArgument' || e.code === 'SecurityProfileInvalid' || e.code === 'PermissionDenied' || e.code === 'Unauthenticated')) {
+      return fail('PublishFailed', e.message);
+    }
+    // Registry down or similar: say so, and retry with backoff.
+    const status: ProfileRecordingStatus = {
+      ...old,
+      phase: 'Finalizing',
+      results: results.length,
+      observedGeneration: generation,
+      conditions: withCondition(conds, condition(old.conditions, 'Finalized', 'False', 'PublishFailed', `${messageOf(e)} (retrying)`, now, generation)),
+    };
+    await deps.writeStatus(rec, status).catch(() => false);
+    throw new Transient(messageOf(e));
+  }
+
+  let conditions = withCondition(
+    conds,
+    condition(old.conditions, 'Finalized', 'True', 'Published', `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}`, now, generation),
+  );
+  if (compiled.bind) {
+    const r = await deps.publisher.ensureBindings(compiled, profiles, old, now, generation);
+    profiles = r.profiles;
+    out.bindingsCreated = r.created;
+    conditions = withCondition(conditions, r.condition);
+  } else conditions = conditions.filter((c) => c.type !== 'Bound');
+  const status: ProfileRecordingStatus = { phase: 'Completed', observedGeneration: generation, results: results.length, finalizeToken: token, profiles, conditions };
+  await deps.writeStatus(rec, status, token);
+  deps.log?.({ msg: 'recording finalized', recording: `${namespace}/${name}`, profiles: profiles.map((p) => p.reference) });
+  return { ...out, action: 'finalized' };
+}

@@ -1,0 +1,107 @@
+// What both signature formats of signArtifact (sign.ts) are made with: its options and result,
+// the signing key (and certificate) loaded and checked, and the helpers of a tag's
+// read-modify-write.
+
+import { X509Certificate as NodeX509, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import type { Digest } from '../core/digest.js';
+import { SpokeError } from '../core/errors.js';
+import type { Clock } from '../core/runtime.js';
+import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
+import { hashForKey } from '../verify/index.js';
+
+export type SignFormat = 'bundle' | 'cosign' | 'both';
+/** A contested tag (concurrent signers) is read, updated and checked at most this often. */
+export const TAG_UPDATE_ATTEMPTS = 5;
+
+export interface SignArtifactOptions {
+  registry: RegistryClient;
+  repo: RepoLocator;
+  digest: Digest;
+  /** The artifact manifest bytes; their sha256 must be `digest`. */
+  manifestBytes: Uint8Array;
+  /** Private key: a KeyObject or PEM (PKCS#8 or SEC1; unencrypted). */
+  key: KeyObject | string;
+  /** Leaf certificate (PEM) for the key: keyless-style signature; needs `timestampUrl`. */
+  cert?: string;
+  /** Certificate chain (PEM), written to cosign's chain annotation. */
+  chain?: string;
+  /** RFC 3161 TSA URL; the timestamp is over the signature bytes. */
+  timestampUrl?: string;
+  format: SignFormat;
+  credential?: Credential;
+  signal?: AbortSignal;
+  clock?: Clock;
+  /** Injected fetch for the TSA (tests). */
+  fetch?: typeof fetch;
+}
+
+export interface SignArtifactResult {
+  /** Digest of the referrer manifest holding the bundle. */
+  bundleDigest?: Digest;
+  /** Digest of the bundle blob itself. */
+  bundleBlobDigest?: Digest;
+  /** How the referrer is discoverable: the registry's referrers API, or the tag-schema index we updated. */
+  referrers?: 'referrers-api' | 'tag-schema';
+  /** Digest of the `sha256-<hex>.sig` manifest after appending. */
+  sigManifestDigest?: Digest;
+}
+export interface Signing {
+  key: KeyObject;
+  publicKey: KeyObject;
+  hash: string | null;
+  certPem: string | undefined;
+}
+
+function loadPrivateKey(key: KeyObject | string): KeyObject {
+  if (typeof key !== 'string') {
+    if (key.type !== 'private') throw new SpokeError('InvalidArgument', 'signing key must be a private key', {}, { reason: 'KEY_INVALID' });
+    return key;
+  }
+  try {
+    return createPrivateKey({ key, format: 'pem' });
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `signing key is not an unencrypted PEM private key (PKCS#8 or SEC1): ${(e as Error).message}`, {}, { reason: 'KEY_INVALID' });
+  }
+}
+
+function checkKeyStrength(k: KeyObject): void {
+  const t = k.asymmetricKeyType;
+  const d = k.asymmetricKeyDetails;
+  if (t === 'ec' && (d?.namedCurve === 'prime256v1' || d?.namedCurve === 'secp384r1' || d?.namedCurve === 'secp521r1')) return;
+  if (t === 'ed25519') return;
+  if (t === 'rsa' && (d?.modulusLength ?? 0) >= 2048) return;
+  throw new SpokeError('InvalidArgument', `signing key type ${t}${d?.namedCurve ? ` (${d.namedCurve})` : ''}${d?.modulusLength ? ` ${d.modulusLength} bits` : ''} is not accepted: use ECDSA P-256/P-384, Ed25519 or RSA ≥ 2048`, {}, { reason: 'KEY_INVALID' });
+}
+
+export function prepareSigning(o: SignArtifactOptions): Signing {
+  const key = loadPrivateKey(o.key);
+  checkKeyStrength(key);
+  const publicKey = createPublicKey(key);
+  let certPem: string | undefined;
+  if (o.cert !== undefined) {
+    let cert: NodeX509;
+    try {
+      cert = new NodeX509(o.cert);
+    } catch (e) {
+      throw new SpokeError('InvalidArgument', `certificate is not a PEM X.509 certificate: ${(e as Error).message}`, {}, { reason: 'CERTIFICATE_INVALID' });
+    }
+    const mine = publicKey.export({ type: 'spki', format: 'der' });
+    const theirs = cert.publicKey.export({ type: 'spki', format: 'der' });
+    if (!mine.equals(theirs)) throw new SpokeError('InvalidArgument', 'certificate is not for the signing key (public keys differ)', {}, { reason: 'CERTIFICATE_INVALID' });
+    if (o.timestampUrl === undefined) {
+      throw new SpokeError('InvalidArgument', 'a certificate signature needs --timestamp-url: keyless verification requires an RFC 3161 timestamp from the signing time', {}, { reason: 'OPTION_INVALID' });
+    }
+    certPem = cert.toString();
+  } else if (o.chain !== undefined) {
+    throw new SpokeError('InvalidArgument', '--chain needs --cert', {}, { reason: 'OPTION_INVALID' });
+  }
+  return { key, publicKey, hash: hashForKey(key), certPem };
+}
+
+export function jsonBytes(v: unknown): Buffer {
+  return Buffer.from(JSON.stringify(v));
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
