@@ -1,6 +1,6 @@
 // How the controller reads Kubernetes API errors: their HTTP status, and the optimistic
 // concurrency of status writes (PUT …/status with the object's resourceVersion, retried on 409
-// Conflict). Both status writers (ProfileBinding status in status.ts, ProfileRecording status in
+// Conflict). Both status writers (ProfileBinding status in binding-status.ts, ProfileRecording status in
 // recording-reconciler.ts) use the one retry loop here.
 
 /** The HTTP status of an API error, as client-node's errors (`code`) and others (`statusCode`) carry it. */

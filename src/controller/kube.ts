@@ -11,7 +11,7 @@ import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { matchOfStoredPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
 import type { BindingSource, NamespaceSource } from './source.js';
-import type { StatusClient } from './status.js';
+import type { StatusClient } from './binding-status.js';
 import { BINDING_PLURAL, GROUP, VERSION, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
 
 export function loadKubeConfig(file?: string): KubeConfig {

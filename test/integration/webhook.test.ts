@@ -19,7 +19,7 @@ import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
 import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
 import { verifyRecordingProof } from '../../src/core/recording-proof.js';
-import { StatusUpdater } from '../../src/controller/status.js';
+import { StatusUpdater } from '../../src/controller/binding-status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
