@@ -2,7 +2,7 @@
 // (docs/audit-mode.md). Real record text as the kernel prints it; attribution given per pid.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { summarizeDenials } from '../../../src/cli/commands/denials.js';
+import { summarizeDenials } from '../../../src/recorder/denials.js';
 import type { Attribution } from '../../../src/recorder/pids.js';
 
 const A = 'a'.repeat(64);
