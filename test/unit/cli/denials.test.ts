@@ -1,0 +1,30 @@
+// `spoke denials` flags: --for and --since exclude each other; --for without eBPF is refused
+// with RECORDER_UNAVAILABLE (and points at --since) before anything is read.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isSpokeError } from '../../../src/core/errors.js';
+import { run } from '../../../src/cli/commands/denials.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'spoke-denials-'));
+const config = join(dir, 'config.yaml');
+writeFileSync(config, `upstream: ${join(dir, 'none.sock')}\nstoreDir: ${join(dir, 'store')}\n`);
+const reason = (want: string) => (e: unknown) => isSpokeError(e) && e.reason === want;
+
+test('--for with --since, or a --for that is no duration, is a usage error', async () => {
+  await assert.rejects(run(['--config', config, '--for', '1m', '--since', '1h']), reason('USAGE'));
+  await assert.rejects(run(['--config', config, '--for', 'soon']), reason('USAGE'));
+  await assert.rejects(run(['--config', config, '--for', '0s']), reason('USAGE'));
+});
+
+test('--for without bpftrace (or without root) is refused with RECORDER_UNAVAILABLE', async () => {
+  const path = process.env.PATH;
+  process.env.PATH = dir;
+  try {
+    await assert.rejects(run(['--config', config, '--for', '1m']), (e) => reason('RECORDER_UNAVAILABLE')(e) && (e as Error).message.includes('--since'));
+  } finally {
+    process.env.PATH = path;
+  }
+});
