@@ -11,29 +11,87 @@ import { BpfCounter, bpfSupport, namespaceOf } from '../../recorder/bpf.js';
 import { pidFromVerboseInfo, RuntimeCriClient, type Msg } from '../../recorder/cri.js';
 import { LiveDenials, type ContainerInfo, type DenialSummary, type Names, type SeenContainer } from '../../recorder/denials.js';
 import { PidResolver } from '../../recorder/pids.js';
-import { openAuditSource, preflight, PrintkRateLimit } from '../../recorder/source.js';
+import { openAuditSource, preflight, PrintkRateLimit, type AuditSource } from '../../recorder/source.js';
 
 /** How often the runtime is asked for its running containers (a container must run this long to be seen). */
 export const POLL_MS = 500;
 /** Containers remembered in one watch. */
 const MAX_SEEN = 65_536;
 
-/** container id → pod and container names, from the runtime (ListContainers, ListPodSandbox). */
-export async function containersOf(client: RuntimeCriClient, runningOnly = false): Promise<Map<string, ContainerInfo>> {
-  const filter = runningOnly ? { filter: { state: { state: 'CONTAINER_RUNNING' } } } : {};
-  const list = ((await client.rt('ListContainers', filter, 10_000)).containers as Msg[] | undefined) ?? [];
-  const out = new Map<string, ContainerInfo>();
-  if (list.length === 0) return out;
+/** Pod sandbox id → pod name and namespace. */
+async function podsOf(client: RuntimeCriClient): Promise<Map<string, { name: string; namespace: string }>> {
   const pods = new Map<string, { name: string; namespace: string }>();
   for (const p of ((await client.rt('ListPodSandbox', {}, 10_000)).items as Msg[] | undefined) ?? []) {
     const m = p.metadata as { name?: string; namespace?: string } | undefined;
     pods.set(String(p.id), { name: m?.name ?? '', namespace: m?.namespace ?? '' });
   }
-  for (const c of list) {
-    const pod = pods.get(String(c.pod_sandbox_id));
-    out.set(String(c.id), { podNamespace: pod?.namespace ?? '', podName: pod?.name ?? '', container: (c.metadata as { name?: string } | undefined)?.name ?? '' });
+  return pods;
+}
+
+function infoOf(c: Msg, pods: ReadonlyMap<string, { name: string; namespace: string }>): ContainerInfo {
+  const pod = pods.get(String(c.pod_sandbox_id));
+  return { podNamespace: pod?.namespace ?? '', podName: pod?.name ?? '', container: (c.metadata as { name?: string } | undefined)?.name ?? '' };
+}
+
+async function listContainers(client: RuntimeCriClient, runningOnly: boolean): Promise<Msg[]> {
+  const filter = runningOnly ? { filter: { state: { state: 'CONTAINER_RUNNING' } } } : {};
+  return ((await client.rt('ListContainers', filter, 10_000)).containers as Msg[] | undefined) ?? [];
+}
+
+/** container id → pod and container names, from the runtime (ListContainers, ListPodSandbox). */
+export async function containersOf(client: RuntimeCriClient): Promise<Map<string, ContainerInfo>> {
+  const list = await listContainers(client, false);
+  const pods = list.length > 0 ? await podsOf(client) : new Map<string, { name: string; namespace: string }>();
+  return new Map(list.map((c) => [String(c.id), infoOf(c, pods)]));
+}
+
+/** What the watch learns from the runtime and the shim's in-use set while containers come and go. */
+class RuntimeView {
+  readonly seen = new Map<string, SeenContainer>();
+  readonly containers = new Map<string, ContainerInfo>();
+  readonly holders = new Map<string, Digest>();
+  readonly references = new Map<Digest, string>();
+  full = false;
+
+  constructor(
+    private readonly cri: RuntimeCriClient,
+    private readonly inUse: WatchOptions['holders'],
+  ) {}
+
+  /** Reads the namespaces of running containers not seen yet (through their pid). */
+  async poll(): Promise<void> {
+    const fresh = (await listContainers(this.cri, true)).filter((c) => !this.seen.has(String(c.id)));
+    if (fresh.length === 0) return;
+    const pods = await podsOf(this.cri);
+    for (const c of fresh) {
+      const id = String(c.id);
+      this.containers.set(id, infoOf(c, pods));
+      if (this.seen.size >= MAX_SEEN) {
+        this.full = true;
+        continue;
+      }
+      const pid = pidFromVerboseInfo(await this.cri.rt('ContainerStatus', { container_id: id, verbose: true }, 10_000));
+      if (pid === undefined) continue;
+      try {
+        this.seen.set(id, { ipc: namespaceOf(pid, 'ipc'), mnt: namespaceOf(pid, 'mnt') });
+      } catch {
+        /* exited meanwhile: its namespaces are unknown, as if never seen */
+      }
+    }
+    // Read while the containers exist: the shim drops a container from the set when it is removed.
+    await this.mergeHolders();
   }
-  return out;
+
+  async mergeHolders(): Promise<void> {
+    const h = await this.inUse();
+    for (const [k, v] of h.holders) this.holders.set(k, v);
+    for (const [k, v] of h.references) this.references.set(k, v);
+  }
+
+  /** Names of containers that were never seen running (attributed through /proc). */
+  async completeNames(): Promise<void> {
+    for (const [id, c] of await containersOf(this.cri)) if (!this.containers.has(id)) this.containers.set(id, c);
+  }
 }
 
 export interface WatchOptions {
@@ -54,91 +112,68 @@ export async function watchDenials(o: WatchOptions): Promise<{ summary: DenialSu
     throw new SpokeError('FailedPrecondition', `spoke denials --for needs eBPF, which cannot run here (${support.reason}); --since reads the kernel log instead`, {}, { reason: 'RECORDER_UNAVAILABLE' });
   }
   const choice = preflight();
-  const counter = await BpfCounter.start({ probe: 'exits', bpftrace: support.bpftrace, ownProcessGroup: true });
-  const printk = choice.kind === 'kmsg' ? new PrintkRateLimit() : undefined;
-  const cri = new RuntimeCriClient(o.upstream);
+  const warn = (w: string) => {
+    if (!o.warnings.includes(w) && o.warnings.length < 16) o.warnings.push(w);
+  };
+  // Installed first: a signal while bpftrace starts must still end it (it runs in its own group).
   let stop = () => {};
   const stopped = new Promise<void>((resolve) => (stop = resolve));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  let done = false;
+  void stopped.then(() => (done = true));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   const deadline = setTimeout(stop, o.forMs);
+  let counter: BpfCounter | undefined;
+  let source: AuditSource | undefined;
+  const printk = choice.kind === 'kmsg' ? new PrintkRateLimit() : undefined;
+  const cri = new RuntimeCriClient(o.upstream);
   try {
+    counter = await BpfCounter.start({ probe: 'exits', bpftrace: support.bpftrace, ownProcessGroup: true });
+    // bpftrace gone (a full map, killed): the watch ends now and stop() reports why.
+    counter.nextDump().catch(stop);
     printk?.lift();
-    const source = openAuditSource(choice);
-    try {
-      const sinceMs = Date.now();
-      const resolver = new PidResolver();
-      const live = new LiveDenials(sinceMs, o.bootWallMs, (pid, us) => resolver.attribute(pid, us));
-      const drain = () => {
-        for (let lines = source.poll(); lines.length > 0; lines = source.poll()) for (const l of lines) live.addLine(l);
-      };
-      const seen = new Map<string, SeenContainer>();
-      const containers = new Map<string, ContainerInfo>();
-      const holders = new Map<string, Digest>();
-      const references = new Map<Digest, string>();
-      const warn = (w: string) => {
-        if (!o.warnings.includes(w) && o.warnings.length < 16) o.warnings.push(w);
-      };
-      const mergeHolders = async () => {
-        const h = await o.holders();
-        for (const [k, v] of h.holders) holders.set(k, v);
-        for (const [k, v] of h.references) references.set(k, v);
-      };
-      const poll = async () => {
-        const running = await containersOf(cri, true);
-        let fresh = false;
-        for (const [id, c] of running) {
-          containers.set(id, c);
-          if (seen.has(id) || seen.size >= MAX_SEEN) continue;
-          const pid = pidFromVerboseInfo(await cri.rt('ContainerStatus', { container_id: id, verbose: true }, 10_000));
-          if (pid === undefined) continue;
-          try {
-            seen.set(id, { ipc: namespaceOf(pid, 'ipc'), mnt: namespaceOf(pid, 'mnt') });
-            fresh = true;
-          } catch {
-            /* exited meanwhile: its namespaces are unknown, as if never seen */
-          }
-        }
-        if (fresh) await mergeHolders();
-      };
-      o.onWatching(`watching for ${Math.round(o.forMs / 1000)}s (kernel log ${choice.path}; exited processes named through eBPF); interrupt to stop early`);
-      let done = false;
-      void stopped.then(() => (done = true));
-      while (!done) {
-        drain();
-        try {
-          await poll();
-        } catch (e) {
-          warn(`the runtime could not be polled (containers started meanwhile are not attributed): ${asSpokeError(e).message}`);
-        }
-        await Promise.race([stopped, delay(POLL_MS)]);
-      }
-      drain();
-      const dump = await counter.stop();
+    source = openAuditSource(choice);
+    const sinceMs = Date.now();
+    const resolver = new PidResolver();
+    const live = new LiveDenials(sinceMs, o.bootWallMs, (pid, us) => resolver.attribute(pid, us));
+    const drain = () => {
+      for (let lines = source!.poll(); lines.length > 0; lines = source!.poll()) for (const l of lines) live.addLine(l);
+    };
+    const view = new RuntimeView(cri, o.holders);
+    o.onWatching(`watching for ${Math.round(o.forMs / 1000)}s (kernel log ${choice.path}; exited processes named through eBPF); interrupt to stop early`);
+    while (!done) {
       drain();
       try {
-        for (const [id, c] of await containersOf(cri)) if (!containers.has(id)) containers.set(id, c);
+        await view.poll();
       } catch (e) {
-        warn(`pod and container names unknown: ${asSpokeError(e).message}`);
+        warn(`the runtime could not be polled (containers started meanwhile may be unattributed): ${asSpokeError(e).message}`);
       }
-      await mergeHolders();
-      o.warnings.push(...(source.lost > 0 ? [`${source.lost} kernel log record(s) were overwritten before they were read; counts are lower bounds`] : []));
-      let hostIpc: number | undefined;
-      try {
-        hostIpc = namespaceOf(1, 'ipc');
-      } catch (e) {
-        warn(`exited processes outside containers are counted as unattributed: the host's IPC namespace is unknown (${asSpokeError(e).message})`);
-      }
-      const summary = live.finish(dump.exits, seen, hostIpc, { holders, references, containers });
-      return { summary, path: choice.path };
-    } finally {
-      source.close();
+      await Promise.race([stopped, delay(POLL_MS)]);
     }
+    drain();
+    const dump = await counter.stop();
+    drain();
+    try {
+      await view.completeNames();
+      await view.mergeHolders();
+    } catch (e) {
+      warn(`pod names or artifacts unknown: ${asSpokeError(e).message}`);
+    }
+    if (view.full) warn(`more than ${MAX_SEEN} containers ran during the watch: the calls of later ones are unattributed`);
+    let hostIpc: number | undefined;
+    try {
+      hostIpc = namespaceOf(1, 'ipc');
+    } catch (e) {
+      warn(`exited processes outside containers are counted as unattributed: the host's IPC namespace is unknown (${asSpokeError(e).message})`);
+    }
+    live.tally.lost += source.lost;
+    return { summary: live.finish(dump.exits, view.seen, hostIpc, view), path: choice.path };
   } finally {
     clearTimeout(deadline);
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
-    counter.close();
+    counter?.close();
+    source?.close();
     printk?.restore();
     cri.close();
   }

@@ -61,6 +61,7 @@ options:
 
 /** Read at most this much of the audit log's end (a record is < 1 KiB; the kmsg buffer is bounded by the kernel). */
 const MAX_AUDIT_LOG_BYTES = 64 * 1024 * 1024;
+const MAX_WATCH_MS = 24 * 24 * 3600 * 1000;
 
 /** Every record /dev/kmsg still holds, oldest first (records the kernel overwrote meanwhile are skipped). */
 function readKmsg(path: string): string[] {
@@ -163,7 +164,8 @@ export async function run(argv: string[]): Promise<number> {
   if (help) return 0;
   if (values.since !== undefined && values.for !== undefined) throw new UsageError('--since and --for cannot be combined: --since reads the log the kernel holds, --for watches from now');
   const forMs = values.for === undefined ? undefined : parseDuration(values.for);
-  if (forMs === 0 || (values.for !== undefined && forMs === undefined)) throw new UsageError(`--for must look like 30s, 10m or 1h, got ${JSON.stringify(values.for)}`);
+  // (Node's timers hold at most 2^31-1 ms.)
+  if (forMs === 0 || (values.for !== undefined && (forMs === undefined || forMs > MAX_WATCH_MS))) throw new UsageError(`--for must look like 30s, 10m or 1h (at most 24d), got ${JSON.stringify(values.for)}`);
   const config = await nodeConfigOnly(values);
   const warnings: string[] = [];
   try {

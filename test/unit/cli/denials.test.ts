@@ -17,6 +17,7 @@ test('--for with --since, or a --for that is no duration, is a usage error', asy
   await assert.rejects(run(['--config', config, '--for', '1m', '--since', '1h']), reason('USAGE'));
   await assert.rejects(run(['--config', config, '--for', 'soon']), reason('USAGE'));
   await assert.rejects(run(['--config', config, '--for', '0s']), reason('USAGE'));
+  await assert.rejects(run(['--config', config, '--for', '25d']), reason('USAGE'));
 });
 
 test('--for without bpftrace (or without root) is refused with RECORDER_UNAVAILABLE', async () => {
