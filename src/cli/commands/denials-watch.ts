@@ -8,6 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Digest } from '../../core/digest.js';
 import { asSpokeError, SpokeError } from '../../core/errors.js';
 import { BpfCounter, bpfSupport, namespaceOf } from '../../recorder/bpf.js';
+import type { BpfDump } from '../../recorder/bpf-program.js';
 import { pidFromVerboseInfo, RuntimeCriClient, type Msg } from '../../recorder/cri.js';
 import { LiveDenials, type ContainerInfo, type DenialSummary, type Names, type SeenContainer } from '../../recorder/denials.js';
 import { PidResolver } from '../../recorder/pids.js';
@@ -129,7 +130,7 @@ export async function watchDenials(o: WatchOptions): Promise<{ summary: DenialSu
   const cri = new RuntimeCriClient(o.upstream);
   try {
     counter = await BpfCounter.start({ probe: 'exits', bpftrace: support.bpftrace, ownProcessGroup: true });
-    // bpftrace gone (a full map, killed): the watch ends now and stop() reports why.
+    // bpftrace gone (killed, a broken dump): the watch ends now and stop() says why.
     counter.nextDump().catch(stop);
     printk?.lift();
     source = openAuditSource(choice);
@@ -151,7 +152,14 @@ export async function watchDenials(o: WatchOptions): Promise<{ summary: DenialSu
       await Promise.race([stopped, delay(POLL_MS)]);
     }
     drain();
-    const dump = await counter.stop();
+    let exits: BpfDump['exits'] = [];
+    try {
+      exits = (await counter.stop()).exits;
+    } catch (e) {
+      // A full map may lack the exit of a pid's later process and keep an earlier one's: without
+      // the whole map no exit is used, and those records stay unattributed.
+      warn(`exited processes are not attributed: ${asSpokeError(e).message}`);
+    }
     drain();
     try {
       await view.completeNames();
@@ -167,7 +175,7 @@ export async function watchDenials(o: WatchOptions): Promise<{ summary: DenialSu
       warn(`exited processes outside containers are counted as unattributed: the host's IPC namespace is unknown (${asSpokeError(e).message})`);
     }
     live.tally.lost += source.lost;
-    return { summary: live.finish(dump.exits, view.seen, hostIpc, view), path: choice.path };
+    return { summary: live.finish(exits, view.seen, hostIpc, view), path: choice.path };
   } finally {
     clearTimeout(deadline);
     process.off('SIGINT', stop);
