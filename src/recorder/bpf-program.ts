@@ -56,7 +56,7 @@ export interface ProgramOptions {
   /** A pid whose next syscall proves the probe is attached (spoke's own). */
   readyPid: number;
   nsId: NsIdField;
-  /** Print the maps every this many ms (the node daemon); the final print happens on exit. */
+  /** Print the maps every this many ms (the node daemon; `syscalls` form); the final print happens on exit. */
   dumpEveryMs?: number;
   /** What is kept: calls per namespace (recording, the default) or exited processes' namespaces. */
   probe?: 'syscalls' | 'exits';
@@ -89,14 +89,12 @@ function exitsProgram(o: ProgramOptions): string {
     `tracepoint:raw_syscalls:sys_enter /pid == ${integer(o.readyPid, 'pid')}/ {`,
     ...readyStop(),
     '}',
-    ...(o.dumpEveryMs === undefined ? [] : [`interval:ms:${integer(o.dumpEveryMs, 'interval', 3_600_000)} { ${dumpOf(['@x'])} }`]),
     `END { ${dumpOf(['@x'])} clear(@x); clear(@r); }`,
     '',
   ].join('\n');
 }
 
 function syscallsProgram(o: ProgramOptions): string {
-  const ns = NS;
   const filter = o.ipcNamespaces === undefined ? '1' : o.ipcNamespaces.length === 0 ? '0' : o.ipcNamespaces.map((n) => `$ipc == ${integer(n, 'namespace inode', 0xffffffff)}`).join(' || ');
   const id = nsIdOf(o.nsId);
   // @f exists only in the daemon form (bpftrace refuses a map no probe writes).
@@ -105,9 +103,9 @@ function syscallsProgram(o: ProgramOptions): string {
   return [
     'tracepoint:raw_syscalls:sys_enter {',
     '  if (curtask->seccomp.mode == 2) {',
-    `    $ipc = ${ns}->ipc_ns->ns.inum;`,
+    `    $ipc = ${NS}->ipc_ns->ns.inum;`,
     `    if (${filter}) {`,
-    `      $mnt = ${ns}->mnt_ns->ns.inum;`,
+    `      $mnt = ${NS}->mnt_ns->ns.inum;`,
     `      $id = ${id};`,
     `      @c[$ipc, $mnt, $id, curtask->thread_info.status & ${TS_COMPAT}, args->id] = count();`,
     // First pids tell containers apart where the node daemon counts every pod (a lookup per call).

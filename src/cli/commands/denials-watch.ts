@@ -57,6 +57,7 @@ class RuntimeView {
   constructor(
     private readonly cri: RuntimeCriClient,
     private readonly inUse: WatchOptions['holders'],
+    private readonly warn: (w: string) => void,
   ) {}
 
   /** Reads the namespaces of running containers not seen yet (through their pid). */
@@ -84,9 +85,13 @@ class RuntimeView {
   }
 
   async mergeHolders(): Promise<void> {
-    const h = await this.inUse();
-    for (const [k, v] of h.holders) this.holders.set(k, v);
-    for (const [k, v] of h.references) this.references.set(k, v);
+    try {
+      const h = await this.inUse();
+      for (const [k, v] of h.holders) this.holders.set(k, v);
+      for (const [k, v] of h.references) this.references.set(k, v);
+    } catch (e) {
+      this.warn(`the shim's in-use set could not be read (containers under an artifact may be listed as other): ${asSpokeError(e).message}`);
+    }
   }
 
   /** Names of containers that were never seen running (attributed through /proc). */
@@ -140,7 +145,7 @@ export async function watchDenials(o: WatchOptions): Promise<{ summary: DenialSu
     const drain = () => {
       for (let lines = source!.poll(); lines.length > 0; lines = source!.poll()) for (const l of lines) live.addLine(l);
     };
-    const view = new RuntimeView(cri, o.holders);
+    const view = new RuntimeView(cri, o.holders, warn);
     o.onWatching(`watching for ${Math.round(o.forMs / 1000)}s (kernel log ${choice.path}; exited processes named through eBPF); interrupt to stop early`);
     while (!done) {
       drain();
@@ -163,10 +168,10 @@ export async function watchDenials(o: WatchOptions): Promise<{ summary: DenialSu
     drain();
     try {
       await view.completeNames();
-      await view.mergeHolders();
     } catch (e) {
-      warn(`pod names or artifacts unknown: ${asSpokeError(e).message}`);
+      warn(`pod and container names unknown: ${asSpokeError(e).message}`);
     }
+    await view.mergeHolders();
     if (view.full) warn(`more than ${MAX_SEEN} containers ran during the watch: the calls of later ones are unattributed`);
     let hostIpc: number | undefined;
     try {
