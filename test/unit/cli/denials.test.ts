@@ -29,3 +29,8 @@ test('--for without bpftrace (or without root) is refused with RECORDER_UNAVAILA
     process.env.PATH = path;
   }
 });
+
+test('a textfile that cannot be written is refused with FILE_UNWRITABLE', { skip: process.getuid?.() !== 0 ? 'reads the kernel log (root)' : false }, async () => {
+  // A regular file where its directory should be: no temporary file can be made there.
+  await assert.rejects(run(['--config', config, '--since', '1s', '--textfile', join(config, 'denials.prom')]), reason('FILE_UNWRITABLE'));
+});
