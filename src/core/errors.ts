@@ -90,6 +90,7 @@ export const ERROR_REASONS = [
   'KNOWN_INVALID', // content an earlier pull judged invalid (a cached verdict on the digest; the message says why)
   'OBJECT_INVALID', // a Kubernetes object given to spoke (ProfileBinding, ProfileRecording, Pod, Namespace) is malformed or invalid
   'BINDING_CONFLICT', // ProfileBindings or ProfileRecordings select a pod ambiguously, so spoke refuses to choose
+  'FILE_UNWRITABLE', // a file spoke was told to write cannot be written
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

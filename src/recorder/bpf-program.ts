@@ -20,6 +20,13 @@
 //   the i386 table, native ones from x86_64; x32 calls keep their 0x40000000 bit and stay unnamed.
 // @f keeps the first pid that made a counted call in each mount namespace: a container's init.
 // bpftrace prints the maps between marker lines; the parser accepts nothing else there.
+//
+// The `exits` form (`spoke denials --for`, docs/audit-mode.md) counts no calls: it keeps, for
+// every process under a seccomp filter that exits, its pid with the same namespace key, taken on
+// sched:sched_process_exit (the task still holds its namespaces there). That names the container
+// of a kernel audit record whose process is gone before /proc can be read. Kprobes and fentry on
+// audit_seccomp() would see the logged calls themselves, but need CONFIG_KPROBES or BPF
+// trampolines that nodes may lack; tracepoints are always there where the recorder runs.
 
 import { SpokeError } from '../core/errors.js';
 import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, syscallName } from './syscalls.js';
@@ -49,8 +56,10 @@ export interface ProgramOptions {
   /** A pid whose next syscall proves the probe is attached (spoke's own). */
   readyPid: number;
   nsId: NsIdField;
-  /** Print the maps every this many ms (the node daemon); the final print happens on exit. */
+  /** Print the maps every this many ms (the node daemon; `syscalls` form); the final print happens on exit. */
   dumpEveryMs?: number;
+  /** What is kept: calls per namespace (recording, the default) or exited processes' namespaces. */
+  probe?: 'syscalls' | 'exits';
 }
 
 /** `n` as program text, once checked to be a safe integer in 1..max. */
@@ -61,18 +70,42 @@ export function integer(n: number, what: string, max = Number.MAX_SAFE_INTEGER):
 
 /** The bpftrace program text. Only checked integers are interpolated. */
 export function bpfProgram(o: ProgramOptions): string {
-  const ns = 'curtask->nsproxy';
+  return o.probe === 'exits' ? exitsProgram(o) : syscallsProgram(o);
+}
+
+const NS = 'curtask->nsproxy';
+const nsIdOf = (f: NsIdField) => (f === undefined ? '0' : `${NS}->mnt_ns->${f}`);
+const dumpOf = (maps: readonly string[]) => `printf("${DUMP_BEGIN}\\n"); ${maps.map((m) => `print(${m});`).join(' ')} printf("${DUMP_END}\\n");`;
+/** The ready line on spoke's first call after attaching; exit() on its kill(STOP_PID, 0). */
+const readyStop = () => [`    if (@r == 0) { @r = 1; printf("${READY}\\n"); }`, `    if (args->id == ${SYS_KILL_X86_64} && args->args[0] == ${STOP_PID}) { exit(); }`];
+
+function exitsProgram(o: ProgramOptions): string {
+  return [
+    'tracepoint:sched:sched_process_exit {',
+    '  if (curtask->seccomp.mode == 2) {',
+    `    @x[pid, ${NS}->ipc_ns->ns.inum, ${NS}->mnt_ns->ns.inum, ${nsIdOf(o.nsId)}] = count();`,
+    '  }',
+    '}',
+    `tracepoint:raw_syscalls:sys_enter /pid == ${integer(o.readyPid, 'pid')}/ {`,
+    ...readyStop(),
+    '}',
+    `END { ${dumpOf(['@x'])} clear(@x); clear(@r); }`,
+    '',
+  ].join('\n');
+}
+
+function syscallsProgram(o: ProgramOptions): string {
   const filter = o.ipcNamespaces === undefined ? '1' : o.ipcNamespaces.length === 0 ? '0' : o.ipcNamespaces.map((n) => `$ipc == ${integer(n, 'namespace inode', 0xffffffff)}`).join(' || ');
-  const id = o.nsId === undefined ? '0' : `${ns}->mnt_ns->${o.nsId}`;
+  const id = nsIdOf(o.nsId);
   // @f exists only in the daemon form (bpftrace refuses a map no probe writes).
   const maps = o.ipcNamespaces === undefined ? ['@c', '@f'] : ['@c'];
-  const dump = `printf("${DUMP_BEGIN}\\n"); ${maps.map((m) => `print(${m});`).join(' ')} printf("${DUMP_END}\\n");`;
+  const dump = dumpOf(maps);
   return [
     'tracepoint:raw_syscalls:sys_enter {',
     '  if (curtask->seccomp.mode == 2) {',
-    `    $ipc = ${ns}->ipc_ns->ns.inum;`,
+    `    $ipc = ${NS}->ipc_ns->ns.inum;`,
     `    if (${filter}) {`,
-    `      $mnt = ${ns}->mnt_ns->ns.inum;`,
+    `      $mnt = ${NS}->mnt_ns->ns.inum;`,
     `      $id = ${id};`,
     `      @c[$ipc, $mnt, $id, curtask->thread_info.status & ${TS_COMPAT}, args->id] = count();`,
     // First pids tell containers apart where the node daemon counts every pod (a lookup per call).
@@ -80,8 +113,7 @@ export function bpfProgram(o: ProgramOptions): string {
     '    }',
     '  }',
     `  if (pid == ${integer(o.readyPid, 'pid')}) {`,
-    `    if (@r == 0) { @r = 1; printf("${READY}\\n"); }`,
-    `    if (args->id == ${SYS_KILL_X86_64} && args->args[0] == ${STOP_PID}) { exit(); }`,
+    ...readyStop(),
     '  }',
     '}',
     ...(o.dumpEveryMs === undefined ? [] : [`interval:ms:${integer(o.dumpEveryMs, 'interval', 3_600_000)} { ${dump} }`]),
@@ -109,14 +141,17 @@ export interface BpfDump {
   counts: BpfCount[];
   /** The first pid that made a counted call in each mount namespace. */
   firsts: (MountNamespace & { pid: number })[];
+  /** The `exits` form: processes that exited, with the namespaces they held (count: exits of that pid there). */
+  exits: (MountNamespace & { pid: number; count: number })[];
 }
 
 const COUNT_LINE = /^@c\[(\d{1,10}), (\d{1,10}), (\d{1,20}), ([02]), (-?\d{1,20})\]: (\d{1,20})$/;
 const FIRST_LINE = /^@f\[(\d{1,10}), (\d{1,10}), (\d{1,20})\]: (\d{1,10})$/;
+const EXIT_LINE = /^@x\[(\d{1,10}), (\d{1,10}), (\d{1,10}), (\d{1,20})\]: (\d{1,20})$/;
 
 /** Parses the lines printed between the dump markers; anything else there is an error. */
 export function parseBpfDump(lines: readonly string[]): BpfDump {
-  const dump: BpfDump = { counts: [], firsts: [] };
+  const dump: BpfDump = { counts: [], firsts: [], exits: [] };
   for (const line of lines) {
     if (line === '') continue;
     if (line.length > 128) throw new SpokeError('Internal', 'unexpected bpftrace output (over-long line)', {}, { reason: 'INCOMPLETE_RECORDING' });
@@ -128,6 +163,11 @@ export function parseBpfDump(lines: readonly string[]): BpfDump {
     const f = FIRST_LINE.exec(line);
     if (f) {
       dump.firsts.push({ ipc: Number(f[1]), mnt: Number(f[2]), mntId: f[3]!, pid: Number(f[4]) });
+      continue;
+    }
+    const x = EXIT_LINE.exec(line);
+    if (x) {
+      dump.exits.push({ pid: Number(x[1]), ipc: Number(x[2]), mnt: Number(x[3]), mntId: x[4]!, count: Number(x[5]) });
       continue;
     }
     throw new SpokeError('Internal', 'unexpected bpftrace output in a map dump', {}, { reason: 'INCOMPLETE_RECORDING' });

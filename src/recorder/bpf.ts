@@ -11,7 +11,7 @@ import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'n
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { isSpokeError, SpokeError } from '../core/errors.js';
-import { bpfProgram, DEFAULT_MAP_KEYS, DUMP_BEGIN, DUMP_END, integer, parseBpfDump, READY, STOP_PID, type BpfDump, type NsIdField } from './bpf-program.js';
+import { bpfProgram, DEFAULT_MAP_KEYS, DUMP_BEGIN, DUMP_END, integer, parseBpfDump, READY, STOP_PID, type BpfDump, type NsIdField, type ProgramOptions } from './bpf-program.js';
 
 const execFileP = promisify(execFile);
 
@@ -108,6 +108,12 @@ export interface CounterOptions {
   mapKeys?: number;
   /** How long attaching may take (bpftrace compiles the program first). */
   readyTimeoutMs?: number;
+  probe?: ProgramOptions['probe'];
+  /**
+   * Runs bpftrace in its own process group, so a terminal's Ctrl-C reaches only spoke, which
+   * then stops it the usual way (a SIGINT of its own would print its maps before stop() asks).
+   */
+  ownProcessGroup?: boolean;
 }
 
 /** A running bpftrace counting syscalls; dumps arrive in order, the last one on stop(). */
@@ -120,7 +126,7 @@ export class BpfCounter {
   private failure: Error | undefined;
   private exited: Promise<void>;
   /** The latest complete dump. */
-  latest: BpfDump = { counts: [], firsts: [] };
+  latest: BpfDump = { counts: [], firsts: [], exits: [] };
   readonly mapKeys: number;
 
   private constructor(child: ChildProcess, mapKeys: number) {
@@ -134,10 +140,10 @@ export class BpfCounter {
     if (!support.ok || !support.bpftrace) throw new SpokeError('FailedPrecondition', `the eBPF recorder cannot run here: ${support.reason}`, {}, { reason: 'RECORDER_UNAVAILABLE' });
     await ensureTracefs();
     const nsId = await detectNsIdField(support.bpftrace);
-    const program = bpfProgram({ ipcNamespaces: o.ipcNamespaces, readyPid: process.pid, nsId, dumpEveryMs: o.dumpEveryMs });
+    const program = bpfProgram({ ipcNamespaces: o.ipcNamespaces, readyPid: process.pid, nsId, dumpEveryMs: o.dumpEveryMs, probe: o.probe });
     const mapKeys = o.mapKeys ?? DEFAULT_MAP_KEYS;
     // -B line: the ready line and the dumps must not wait in a full stdio buffer.
-    const child = spawn(support.bpftrace, ['-B', 'line', '-e', program], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BPFTRACE_MAP_KEYS_MAX: String(mapKeys) } });
+    const child = spawn(support.bpftrace, ['-B', 'line', '-e', program], { stdio: ['ignore', 'pipe', 'pipe'], detached: o.ownProcessGroup === true, env: { ...process.env, BPFTRACE_MAP_KEYS_MAX: String(mapKeys) } });
     const counter = new BpfCounter(child, mapKeys);
     let onReady: (() => void) | undefined;
     const ready = new Promise<void>((resolve, reject) => {
@@ -205,7 +211,7 @@ export class BpfCounter {
         this.dumpLines = undefined;
       }
       // A full map drops new keys without a word: treat it as a lost recording.
-      if (dump.counts.length >= this.mapKeys || dump.firsts.length >= this.mapKeys) {
+      if (Math.max(dump.counts.length, dump.firsts.length, dump.exits.length) >= this.mapKeys) {
         return this.fail(new SpokeError('FailedPrecondition', `the eBPF map is full (${this.mapKeys} entries); calls may be missing`, { limit: this.mapKeys }, { reason: 'INCOMPLETE_RECORDING' }));
       }
       this.latest = dump;

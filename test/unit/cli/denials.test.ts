@@ -1,54 +1,36 @@
-// summarizeDenials: which kernel records `spoke denials` counts and how each is attributed
-// (docs/audit-mode.md). Real record text as the kernel prints it; attribution given per pid.
+// `spoke denials` flags: --for and --since exclude each other; --for without eBPF is refused
+// with RECORDER_UNAVAILABLE (and points at --since) before anything is read.
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { summarizeDenials } from '../../../src/cli/commands/denials.js';
-import type { Attribution } from '../../../src/recorder/pids.js';
+import { isSpokeError } from '../../../src/core/errors.js';
+import { run } from '../../../src/cli/commands/denials.js';
 
-const A = 'a'.repeat(64);
-const B = 'b'.repeat(64);
-const DIGEST = `sha256:${'c'.repeat(64)}` as const;
-const rec = (sec: number, pid: number, syscall: number, code: string) =>
-  `6,${pid},${sec * 1_000_000},-;audit: type=1326 audit(${1_700_000_000 + sec}.000:${pid}): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=${pid} comm="x" exe="/bin/busybox" sig=0 arch=c000003e syscall=${syscall} compat=0 ip=0x47b567 code=${code}`;
+const dir = mkdtempSync(join(tmpdir(), 'spoke-denials-'));
+const config = join(dir, 'config.yaml');
+writeFileSync(config, `upstream: ${join(dir, 'none.sock')}\nstoreDir: ${join(dir, 'store')}\n`);
+const reason = (want: string) => (e: unknown) => isSpokeError(e) && e.reason === want;
 
-test('counts SCMP_ACT_LOG records in the window per container and syscall; exited processes unattributed, never guessed', () => {
-  const who: Record<number, Attribution> = {
-    10: { kind: 'container', containerId: A },
-    11: { kind: 'container', containerId: B },
-    12: { kind: 'unattributed', reason: 'exited before it was seen' },
-    13: { kind: 'host' },
-  };
-  const lines = [
-    rec(1, 10, 83, '0x7ffc0000'), // before the window
-    rec(100, 10, 83, '0x7ffc0000'),
-    rec(101, 10, 83, '0x7ffc0000'),
-    rec(102, 10, 95, '0x7ffc0000'),
-    rec(103, 10, 83, '0x50001'), // an ERRNO record: denied, not logged
-    rec(104, 11, 83, '0x7ffc0000'),
-    rec(105, 12, 83, '0x7ffc0000'),
-    rec(106, 13, 83, '0x7ffc0000'),
-    '4,99,107000000,-;kauditd_printk_skb: 3 callbacks suppressed',
-    'not a record',
-  ];
-  const r = summarizeDenials({
-    lines,
-    sinceMs: (1_700_000_000 + 50) * 1000,
-    bootWallMs: 1_700_000_000_000,
-    attribute: (pid) => who[pid]!,
-    holders: new Map([[A, DIGEST]]),
-    references: new Map([[DIGEST, `r.io/p@${DIGEST}`]]),
-    containers: new Map([[A, { podNamespace: 'ns', podName: 'pod', container: 'c' }]]),
-  });
-  assert.equal(r.records, 6);
-  assert.deepEqual(
-    r.audit.map((e) => [e.containerId, e.syscall, e.count, e.podName, e.reference]),
-    [
-      [A, 'mkdir', 2, 'pod', `r.io/p@${DIGEST}`],
-      [A, 'umask', 1, 'pod', `r.io/p@${DIGEST}`],
-    ],
-  );
-  assert.deepEqual(r.other.map((e) => [e.containerId, e.syscall, e.count, e.reference]), [[B, 'mkdir', 1, undefined]]);
-  assert.deepEqual(r.unattributed, [{ syscall: 'mkdir', count: 1, reasons: { 'exited before it was seen': 1 } }]);
-  assert.equal(r.host, 1);
-  assert.equal(r.lost, 1);
+test('--for with --since, or a --for that is no duration, is a usage error', async () => {
+  await assert.rejects(run(['--config', config, '--for', '1m', '--since', '1h']), reason('USAGE'));
+  await assert.rejects(run(['--config', config, '--for', 'soon']), reason('USAGE'));
+  await assert.rejects(run(['--config', config, '--for', '0s']), reason('USAGE'));
+  await assert.rejects(run(['--config', config, '--for', '25d']), reason('USAGE'));
+});
+
+test('--for without bpftrace (or without root) is refused with RECORDER_UNAVAILABLE', async () => {
+  const path = process.env.PATH;
+  process.env.PATH = dir;
+  try {
+    await assert.rejects(run(['--config', config, '--for', '1m']), (e) => reason('RECORDER_UNAVAILABLE')(e) && (e as Error).message.includes('--since'));
+  } finally {
+    process.env.PATH = path;
+  }
+});
+
+test('a textfile that cannot be written is refused with FILE_UNWRITABLE', { skip: process.getuid?.() !== 0 ? 'reads the kernel log (root)' : false }, async () => {
+  // A regular file where its directory should be: no temporary file can be made there.
+  await assert.rejects(run(['--config', config, '--since', '1s', '--textfile', join(config, 'denials.prom')]), reason('FILE_UNWRITABLE'));
 });
