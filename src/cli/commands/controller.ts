@@ -1,5 +1,5 @@
 import { POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
-import { StatusUpdater } from '../../controller/status.js';
+import { StatusUpdater } from '../../controller/binding-status.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
