@@ -93,8 +93,9 @@ describe('image references (docker normalization)', () => {
 describe('binding validation (same parser as the node)', () => {
   it('accepts a good binding', () => assert.ok(validateBinding(binding('ok', {})).ok));
   const bad: [string, Partial<ProfileBinding['spec']>, RegExp][] = [
-    ['tag reference', { reference: 'registry.example.com/profiles/a:v1' }, /not pinned by digest/],
-    ['short name', { reference: `profiles/a@sha256:${'a'.repeat(64)}` }, /no registry host/],
+    ['tag reference', { reference: 'registry.example.com/profiles/a:v1' }, /spec\.reference: must be a digest-pinned reference/],
+    ['short name', { reference: `profiles/a@sha256:${'a'.repeat(64)}` }, /spec\.reference: must be a digest-pinned reference/],
+    ['port out of range (the node parser, after the schema)', { reference: `registry.example.com:99999/p@sha256:${'a'.repeat(64)}` }, /spec\.reference: .*port 99999 out of range/],
     ['sha512', { reference: `registry.example.com/p@sha512:${'a'.repeat(128)}` }, /sha256/],
     ['AppArmor Localhost base', { kind: 'apparmor', baseProfile: { type: 'Localhost', localhostProfile: 'x' } }, /only be RuntimeDefault/],
     ['Unconfined base', { baseProfile: { type: 'Unconfined' } as never }, /RuntimeDefault or Localhost/],
@@ -102,7 +103,7 @@ describe('binding validation (same parser as the node)', () => {
     ['dotdot localhost', { baseProfile: { type: 'Localhost', localhostProfile: 'a/../../x.json' } }, /\.\./],
     ['bad image', { image: 'Bad Image' }, /spec\.image/],
     ['bad selector', { podSelector: { matchExpressions: [{ key: 'a', operator: 'In' }] } }, /non-empty/],
-    ['empty containers', { containers: [] }, /non-empty/],
+    ['empty containers', { containers: [] }, /spec\.containers: must not be empty/],
     ['unknown field', { imageSelector: 'x' } as never, /unknown field/],
     ['kind', { kind: 'selinux' as never }, /seccomp or apparmor/],
   ];
@@ -296,8 +297,8 @@ describe('mutation rules', () => {
   });
 
   it('invalid bindings that may select the pod deny it, with the parser reason', () => {
-    const msg = denied(mutatePod(pod([ctr('app')]), [binding('bad', { reference: 'registry.example.com/p:v1' })]));
-    assert.match(msg, /ProfileBinding team\/bad is invalid and may select container "app": spec\.reference: .*not pinned by digest/);
+    const msg = denied(mutatePod(pod([ctr('app')]), [binding('bad', { reference: `registry.example.com:99999/p@sha256:${'a'.repeat(64)}` })]));
+    assert.match(msg, /ProfileBinding team\/bad is invalid and may select container "app": spec\.reference: .*port 99999 out of range/);
     // One that cannot select it (another image) does not.
     ok(mutatePod(pod([ctr('app', 'redis')]), [binding('bad', { image: 'nginx', reference: 'registry.example.com/p:v1' })]));
   });
