@@ -21,11 +21,12 @@ const { values: args } = parseArgs({ options: { check: { type: 'boolean' }, root
 const root = args.root ?? join(dirname(fileURLToPath(import.meta.url)), '..');
 
 // One error, not all: with allErrors a pattern would also run on a string already found too
-// long. verbose: errors carry their schema, from which messages name the allowed values.
-// unicode: false: lengths count UTF-16 units, so the module needs no ajv runtime helper.
+// long. verbose: errors carry their schema, from which src/policy/schema.ts words the message
+// (ajv's own messages are left out). unicode: false: lengths count UTF-16 units, so the module
+// needs no ajv runtime helper.
 // (ajv calls that option deprecated and says so; nothing else it logs is dropped.)
 const logger = { log: console.log, error: console.error, warn: (m) => String(m).startsWith('DEPRECATED: option unicode') || console.warn(m) };
-const OPTIONS = { allErrors: false, verbose: true, unicode: false, strict: true, allowUnionTypes: true, logger, code: { source: true, esm: true } };
+const OPTIONS = { allErrors: false, verbose: true, messages: false, unicode: false, strict: true, allowUnionTypes: true, logger, code: { source: true, esm: true } };
 
 /** Only what validation needs: descriptions are for people and editors. */
 function strip(node, drop) {
