@@ -107,11 +107,11 @@ items:
     const bad = file('bad.yaml', `apiVersion: spoke.dev/v1alpha1
 kind: ProfileBinding
 metadata: { name: tagged }
-spec: { kind: seccomp, reference: "registry.example.com:99999/profiles/a@sha256:${'a'.repeat(64)}", image: redis }
+spec: { kind: seccomp, reference: "registry.example.com/profiles/a:v1", image: redis }
 `);
     const r = await run(['apply', '-f', bad, podFile]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^InvalidArgument: ProfileBinding team\/tagged is invalid: spec\.reference: invalid reference .*port 99999 out of range/);
+    assert.match(r.stderr, /^InvalidArgument: ProfileBinding team\/tagged is invalid: spec\.reference: invalid reference .*not pinned by digest/);
     const v = await run(['validate', '-f', bad]);
     assert.equal(v.code, 1);
     assert.equal((await run(['validate', '-f', bindings])).code, 0);
