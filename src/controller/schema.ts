@@ -18,5 +18,5 @@ const VALIDATORS: Readonly<Record<CrdKind, SchemaValidator>> = {
 /** The first way `obj` does not match its CRD schema, as `spec.kind: must be seccomp or apparmor`; undefined when it matches. */
 export function crdProblem(kind: CrdKind, obj: unknown): string | undefined {
   const p = schemaProblem(VALIDATORS[kind], obj);
-  return p === undefined ? undefined : `${formatPath(p.path)}: ${p.what}`;
+  return p === undefined ? undefined : `${p.path.length === 0 ? 'object' : formatPath(p.path)}: ${p.what}`;
 }

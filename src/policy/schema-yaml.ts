@@ -48,8 +48,9 @@ export class YamlFile {
     if (problem !== undefined) fail(problem.linePos?.[0].line ?? lines.linePos(problem.pos[0]).line, '(yaml)', firstLine(problem.message));
     let root = (doc.contents ?? undefined) as Node | undefined;
     if (root !== undefined && isScalar(root) && root.value === null) root = undefined;
+    // Before toJS, which would expand aliases.
+    if (root !== undefined) refuseIndirection(root, (node, path, what) => fail(node.range ? lines.linePos(node.range[0]).line : 1, formatPath(path), what));
     const loaded = new YamlFile(file, lines, root, reason, root === undefined ? undefined : doc.toJS());
-    loaded.refuseIndirection();
     if (root === undefined && emptyOk) return loaded;
     const found = schemaProblem(schema, loaded.data ?? null);
     if (found !== undefined) loaded.fail(found.path, found.what, { atKey: found.atKey, atParent: found.atParent });
@@ -94,25 +95,19 @@ export class YamlFile {
     }
     return { node, key };
   }
+}
 
-  /** Anchors, aliases and keys that are not plain strings have no place in a file read by people. */
-  private refuseIndirection(): void {
-    if (this.root === undefined) return;
-    const fail = (node: Node, path: Segment[], what: string) => failAt(this.file, this.reason, this.lineOfNode(node), formatPath(path), what);
-    visit(this.root, (_key, node, ancestry) => {
-      const path = pathOf(ancestry, node);
-      if (isAlias(node) || ((isMap(node) || isSeq(node) || isScalar(node)) && node.anchor !== undefined)) {
-        fail(node as Node, path, 'anchors and aliases are not supported; write the value out');
-      }
-      if (isPair(node) && (!isScalar(node.key) || typeof node.key.value !== 'string')) {
-        fail((node.key ?? this.root) as Node, path, 'keys must be plain strings');
-      }
-    });
-  }
-
-  private lineOfNode(node: Node): number {
-    return node.range ? this.lines.linePos(node.range[0]).line : 1;
-  }
+/** Anchors, aliases and keys that are not plain strings have no place in a file read by people. */
+function refuseIndirection(root: Node, fail: (node: Node, path: Segment[], what: string) => never): void {
+  visit(root, (_key, node, ancestry) => {
+    const path = pathOf(ancestry, node);
+    if (isAlias(node) || ((isMap(node) || isSeq(node) || isScalar(node)) && node.anchor !== undefined)) {
+      fail(node as Node, path, 'anchors and aliases are not supported; write the value out');
+    }
+    if (isPair(node) && (!isScalar(node.key) || typeof node.key.value !== 'string')) {
+      fail((node.key ?? root) as Node, path, 'keys must be plain strings');
+    }
+  });
 }
 
 /** The path of `node` from the ancestry `visit` gives (pairs contribute their key). */

@@ -90,6 +90,12 @@ describe('schema errors point at the line of the field at fault', () => {
     assert.deepEqual(at(rule(`    namespaces:\n      - a\n      - b\n      - a\n`)), [10, 'rules[0].namespaces[2]']);
   });
 
+  it('aliases are refused before anything expands them (no alias bomb)', () => {
+    const letter = (i: number) => String.fromCharCode(97 + i);
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${letter(i + 1)}: &${letter(i + 1)} [${Array(10).fill(`*${letter(i)}`).join(', ')}]`)];
+    assert.deepEqual(at(`${HEADER}rules: []\n${bomb.join('\n')}\n`), [4, 'a']);
+  });
+
   it('keys that look like list indexes stay keys', () => {
     assert.deepEqual(at(`${HEADER}rules: []\nmirrors:\n  "0.io": [7]\n`), [5, 'mirrors.0.io[0]']);
   });
