@@ -133,6 +133,8 @@ describe('loadNodeConfig', () => {
     assertConfigError('listen: "/run/a\\0b"\n', 1, 'listen');
     assertConfigError('gc:\n  maxStoreBytes: 9007199254740992\n', 2, 'gc.maxStoreBytes');
     assertConfigError(`logLevel: info\nstoreDir: /${'a'.repeat(5000)}\n`, 2, 'storeDir');
+    // Bounded before its pattern runs (the pattern backtracks on long input).
+    assertConfigError(`metrics: ${'a'.repeat(100_000)}\n`, 1, 'metrics');
     assert.throws(() => loadText('', { storeDir: `/${'a'.repeat(5000)}` }), overrideRefused('storeDir'));
   });
 
