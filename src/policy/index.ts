@@ -9,8 +9,8 @@ export type { Scope } from './scope.js';
 export { parsePublicKey, parseTrustedRoot, compileAnchored } from './signers.js';
 export type { ReadFile } from './signers.js';
 export { YamlFile, decodeText } from './schema-yaml.js';
-export { describeError, formatPath, schemaProblem } from './schema.js';
-export type { SchemaError, SchemaProblem, SchemaValidator, Segment } from './schema.js';
+export { formatPath, schemaProblem } from './schema.js';
+export type { SchemaProblem, SchemaValidator, Segment } from './schema.js';
 export { POLICY_API_VERSION, POLICY_KIND } from './types.js';
 export type {
   Decision,

@@ -43,7 +43,7 @@ export function schemaProblem(validate: SchemaValidator, data: unknown): SchemaP
 }
 
 /** `data` is what was validated: it tells list indexes from keys that look like numbers. */
-export function describeError(e: SchemaError, data: unknown): SchemaProblem {
+function describeError(e: SchemaError, data: unknown): SchemaProblem {
   const path = pointerSegments(e.instancePath, data);
   const p = e.params;
   if (e.keyword === 'required') return { path: [...path, String(p.missingProperty)], atKey: false, atParent: true, what: 'required' };
@@ -119,7 +119,7 @@ function kindOf(data: unknown): string {
 }
 
 /** JSON pointer (RFC 6901) into `data` → segments; indexes into lists as numbers. */
-export function pointerSegments(pointer: string, data: unknown): Segment[] {
+function pointerSegments(pointer: string, data: unknown): Segment[] {
   if (pointer === '') return [];
   const out: Segment[] = [];
   let at = data;
