@@ -1,5 +1,7 @@
 // The node daemon configuration (docs/configuration.md): `/etc/spoke/config.yaml`, then flags on top.
-// Strict like the policy: unknown keys and bad values are errors at `<file>:<line>: <key>`.
+// Strict like the policy: unknown keys and bad values are errors at `<file>:<line>: <key>`. The
+// shape (keys, types, enums, patterns) is policy/node-config.schema.json's, checked by the
+// validator generated from it; this module checks what it cannot say. Flags go through both too.
 // Relative paths in the file are resolved against the file's directory; relative paths in
 // overrides (flags) against the working directory.
 
@@ -7,10 +9,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from '../core/duration.js';
-import { OCI_ARCHITECTURES, ociArchitecture } from '../core/constants.js';
+import { ociArchitecture } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
-import { decodeText, parseHost, YamlSource, type Entry } from '../policy/index.js';
+import { decodeText, parseHost, schemaProblem, YamlFile, type SchemaValidator, type Segment } from '../policy/index.js';
+import { nodeConfig } from './schema-generated.js';
 
 export interface NodeConfig {
   /** Unix socket the shim serves CRI on (the kubelet's `--container-runtime-endpoint`). */
@@ -64,35 +67,24 @@ export interface GcConfig {
 
 /** CRI-O's defaults for its own profile garbage collection. */
 export const DEFAULT_GC: GcConfig = Object.freeze({ intervalMs: 10 * 60_000, minAgeMs: 60 * 60_000, maxStoreBytes: undefined });
-const GC_KEYS = ['interval', 'minAge', 'maxStoreBytes'] as const;
 
 export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
-export const NODE_CONFIG_KEYS = [
-  'listen',
-  'upstream',
-  'storeDir',
-  'seccompRoot',
-  'baseline',
-  'baselines',
-  'policy',
-  'metrics',
-  'logLevel',
-  'annotations',
-  'authFile',
-  'runtimeDefault',
-  'recordingKey',
-  'pullTimeout',
-  'gc',
-] as const satisfies readonly (keyof NodeConfig)[];
+/** For the shim's --log-level usage message; the file's `logLevel` is checked by the schema. */
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 /** CRI-O's default image pull timeout. */
 export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
 const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
 
-/** Keys of `baselines`: OCI architecture names (as in `spoke push --platform linux/ARCH`). */
-const BASELINE_ARCHITECTURES: readonly string[] = Object.values(OCI_ARCHITECTURES);
+const PATH_KEYS: readonly string[] = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'];
 
-const PATH_KEYS = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'] as const;
+const validateConfig = nodeConfig as unknown as SchemaValidator;
+
+/** Settings as the file writes them, which the schema has checked: strings, a boolean, gc and baselines mappings. */
+type ConfigYaml = Record<string, unknown> & {
+  baselines?: Record<string, string>;
+  metrics?: string | null;
+  gc?: { interval?: string; minAge?: string; maxStoreBytes?: number };
+};
 
 /**
  * The shipped baseline for an architecture, in the package's `policy/` (found from this module's
@@ -166,12 +158,14 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
   const cwd = io.cwd ?? process.cwd();
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
-    if (!(NODE_CONFIG_KEYS as readonly string[]).includes(key)) {
-      throw new SpokeError('InvalidArgument', `unknown node config setting ${JSON.stringify(key)}`, { path: key }, { reason: 'CONFIG_INVALID' });
-    }
-    merged[key] = checkValue(key as keyof NodeConfig, value, (why) => {
+    const fail = (why: string): never => {
       throw new SpokeError('InvalidArgument', `${key} (override): ${why}`, { path: key }, { reason: 'CONFIG_INVALID' });
-    }, cwd);
+    };
+    // A flag is checked as the same setting written in the file (a timeout in ms as `<n>ms`).
+    const written = { [key]: key === 'pullTimeout' && typeof value === 'number' ? `${value}ms` : value };
+    const problem = schemaProblem(validateConfig, written);
+    if (problem !== undefined) fail(problem.what);
+    Object.assign(merged, settle(written, cwd, (_path, why) => fail(why)));
   }
   const baselines = merged.baselines as NodeConfig['baselines'];
   if (baselines !== undefined && overrides.baseline === undefined) {
@@ -188,111 +182,56 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
 
 /** Parses the config file's text; returns only the keys it sets. Pure. */
 export function parseNodeConfig(text: string, file: string): Partial<NodeConfig> {
-  const { source: src, root } = YamlSource.parse(text, file, 'CONFIG_INVALID');
-  if (root === undefined) return {};
-  const m = src.map(root, '', NODE_CONFIG_KEYS);
+  const doc = YamlFile.load(text, file, 'CONFIG_INVALID', validateConfig, true);
+  if (doc.data === undefined) return {};
+  return settle(doc.data as ConfigYaml, dirname(resolve(file)), (path, why) => doc.fail(path, why));
+}
+
+/**
+ * Settings the schema admitted → NodeConfig values: what a schema cannot say is checked here
+ * (durations in range, a listen address's host and port); relative paths resolve against `baseDir`.
+ */
+function settle(data: ConfigYaml, baseDir: string, fail: (path: Segment[], why: string) => never): Partial<NodeConfig> {
   const out: Record<string, unknown> = {};
-  for (const [key, e] of m.entries) {
-    const k = key as keyof NodeConfig;
-    const fail = (why: string): never => src.fail(e.value ?? e.keyNode, e.path, why);
-    let raw: unknown;
-    if (k === 'gc') {
-      out.gc = parseGc(src, e);
-      continue;
-    }
-    if (k === 'baselines') {
-      const archMap = src.map(e.value, e.path, BASELINE_ARCHITECTURES, e.keyNode);
-      const files: Record<string, string> = {};
-      for (const [arch, a] of archMap.entries) {
-        files[arch] = checkValue('baseline', src.string(a.value, a.path), (why) => src.fail(a.value ?? a.keyNode, a.path, why), dirname(resolve(file))) as string;
-      }
-      if (Object.keys(files).length === 0) fail('must name at least one architecture');
-      out[k] = Object.freeze(files);
-      continue;
-    }
-    if (k === 'annotations') raw = src.boolean(e.value, e.path);
-    else if (k === 'metrics' && isEmptyScalar(e.value)) raw = '';
-    else raw = src.string(e.value, e.path);
-    out[k] = checkValue(k, raw, fail, dirname(resolve(file)));
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  for (const [key, value] of Object.entries(data)) {
+    if (PATH_KEYS.includes(key)) out[key] = path(value as string);
+    else if (key === 'baselines') out[key] = Object.freeze(Object.fromEntries(Object.entries(data.baselines!).map(([arch, p]) => [arch, path(p)])));
+    else if (key === 'metrics') out[key] = data.metrics ? listenAddress(data.metrics, (why) => fail([key], why)) : '';
+    else if (key === 'pullTimeout') out[key] = pullTimeout(value as string, (why) => fail([key], why));
+    else if (key === 'gc') out[key] = gcConfig(data.gc!, (k, why) => fail([key, k], why));
+    else out[key] = value;
   }
   return out;
 }
 
-function checkValue(key: keyof NodeConfig, value: unknown, fail: (why: string) => never, baseDir: string): unknown {
-  if ((PATH_KEYS as readonly string[]).includes(key)) {
-    if (typeof value !== 'string' || value === '') fail('must be a non-empty path');
-    if (value.includes('\0')) fail('must not contain NUL');
-    return isAbsolute(value) ? value : resolve(baseDir, value);
-  }
-  switch (key) {
-    case 'metrics':
-      if (typeof value !== 'string') fail('must be host:port or empty');
-      if (value === '') return value;
-      checkListenAddress(value, fail);
-      return value;
-    case 'logLevel':
-      if (!(LOG_LEVELS as readonly unknown[]).includes(value)) fail(`must be one of ${LOG_LEVELS.join(', ')}`);
-      return value;
-    case 'annotations':
-      if (typeof value !== 'boolean') fail('must be true or false');
-      return value;
-    case 'pullTimeout':
-      return checkPullTimeout(value, fail);
-    case 'gc':
-      return value;
-    case 'baselines': {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('must map architectures to files');
-      const files: Record<string, string> = {};
-      for (const [arch, f] of Object.entries(value)) {
-        if (!BASELINE_ARCHITECTURES.includes(arch)) fail(`unknown architecture ${JSON.stringify(arch.slice(0, 40))} (allowed: ${BASELINE_ARCHITECTURES.join(', ')})`);
-        files[arch] = checkValue('baseline', f, fail, baseDir) as string;
-      }
-      return Object.freeze(files);
-    }
-    default:
-      return fail('unknown setting');
-  }
-}
-
-/** A duration (`2m`, `90s`, `1500ms`; a number is milliseconds) between 1 s and 1 h, as ms. */
-function checkPullTimeout(value: unknown, fail: (why: string) => never): number {
-  let ms: number | undefined;
-  if (typeof value === 'number') ms = value;
-  else if (typeof value === 'string') {
-    ms = parseDuration(value);
-  }
+/** A duration between 1 s and 1 h, as ms. */
+function pullTimeout(value: string, fail: (why: string) => never): number {
+  const ms = parseDuration(value);
   const [min, max] = PULL_TIMEOUT_RANGE_MS;
   if (ms === undefined || !Number.isSafeInteger(ms) || ms < min || ms > max) fail('must be a duration between 1s and 60m, such as 2m or 90s');
   return ms;
 }
 
 /** `gc: {interval, minAge, maxStoreBytes}`; keys left out keep their defaults. */
-function parseGc(src: YamlSource, e: Entry): GcConfig {
-  const m = src.map(e.value, e.path, GC_KEYS, e.keyNode);
+function gcConfig(gc: NonNullable<ConfigYaml['gc']>, fail: (key: string, why: string) => never): GcConfig {
   const duration = (key: 'interval' | 'minAge', min: number): number | undefined => {
-    const entry = m.get(key);
-    if (entry === undefined) return undefined;
-    const ms = parseDuration(src.string(entry.value, entry.path, { maxLength: 16 }));
-    if (ms === undefined) src.fail(entry.value, entry.path, 'must be a duration such as 30s, 10m or 1h');
-    if (ms < min) src.fail(entry.value, entry.path, `must be at least ${min / 1000}s`);
+    const text = gc[key];
+    if (text === undefined) return undefined;
+    const ms = parseDuration(text);
+    if (ms === undefined) fail(key, 'must be a duration such as 30s, 10m or 1h');
+    if (ms < min) fail(key, `must be at least ${min / 1000}s`);
     return ms;
   };
-  const max = m.get('maxStoreBytes');
   return Object.freeze({
     intervalMs: duration('interval', 1000) ?? DEFAULT_GC.intervalMs,
     minAgeMs: duration('minAge', 0) ?? DEFAULT_GC.minAgeMs,
-    maxStoreBytes: max === undefined ? undefined : src.integer(max.value, max.path, 1, Number.MAX_SAFE_INTEGER),
+    maxStoreBytes: gc.maxStoreBytes,
   });
 }
 
-/** `host:port` with an explicit port: `127.0.0.1:9090`, `[::]:9090`, `localhost:9090`, `0.0.0.0:9090`. */
-function checkListenAddress(value: string, fail: (why: string) => never): void {
-  if (!/:\d+$/.test(value)) fail('must be host:port (for example 127.0.0.1:9090), or empty for no metrics');
+/** `host:port` (the schema's shape) whose host and port parse: `127.0.0.1:9090`, `[::]:9090`, `localhost:9090`. */
+function listenAddress(value: string, fail: (why: string) => never): string {
   parseHost(value, fail);
-}
-
-function isEmptyScalar(node: unknown): boolean {
-  if (node === undefined) return true;
-  const value = typeof node === 'object' && node !== null && 'value' in node ? (node as { value: unknown }).value : undefined;
-  return value === null || value === '';
+  return value;
 }

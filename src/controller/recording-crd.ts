@@ -1,6 +1,6 @@
 // ProfileRecording (spoke.dev/v1alpha1, namespaced) and ProfileRecordingResult: the CRDs'
-// TypeScript shapes, their limits and the annotations and labels of recording
-// (docs/recording.md). Schemas: deploy/crds/profilerecording.yaml.
+// TypeScript shapes and the annotations and labels of recording (docs/recording.md). Schemas,
+// with the limits (1024 syscalls per result, the node recorder's own cap): deploy/crds/profilerecording.yaml.
 
 import { RECORDING_PROOF_ANNOTATION } from '../core/recording-proof.js';
 import type { RepositoryRef } from '../core/reference.js';
@@ -28,10 +28,6 @@ export const FINALIZE_ANNOTATION = 'recording.spoke.dev/finalize';
 export const RECORDING_LABEL = 'recording.spoke.dev/name';
 
 export const MAX_RESULTS_PER_RECORDING = 1000;
-/** The node recorder's own cap (DEFAULT_LIMITS.maxSyscallsPerContainer); the CRD says the same. */
-export const MAX_SYSCALLS_PER_RESULT = 1024;
-export const MAX_UNNAMED_CALLS = 64;
-export const MAX_CONTAINERS_PER_RECORDING = 64;
 export type MergeStrategy = 'None' | 'Containers';
 export type RecordingPhase = 'Recording' | 'Finalizing' | 'Completed' | 'Failed';
 

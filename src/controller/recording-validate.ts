@@ -3,83 +3,45 @@
 
 import { verifyRecordingProof } from '../core/recording-proof.js';
 import { parseRepositoryRef, type RepositoryRef } from '../core/reference.js';
-import { X86_SYSCALL_NAMES, type OciRuntime } from '../profiles/seccomp/index.js';
+import { X86_SYSCALL_NAMES } from '../profiles/seccomp/index.js';
 import {
-  MAX_CONTAINERS_PER_RECORDING,
-  MAX_SYSCALLS_PER_RESULT,
   POD_RECORDING_ANNOTATION,
   POD_RECORDING_CONTAINERS_ANNOTATION,
   POD_RECORDING_PROOF_ANNOTATION,
   RECORDING_KIND,
   type CompiledRecording,
-  type MergeStrategy,
+  type ProfileRecording,
   type ProfileRecordingResult,
-  type ProfileRecordingResultSpec,
 } from './recording-crd.js';
+import { crdProblem } from './schema.js';
 import { selectorProblems } from './selector.js';
-import type { LabelSelector, ObjectMeta, Pod } from './types.js';
-
-const CONTAINER_NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
-const SIGN_WITH_RE = /^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/;
-const RUNTIMES: readonly OciRuntime[] = ['runc', 'crun'];
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
+import type { Pod } from './types.js';
 
 export type RecordingValidation = { ok: true; recording: CompiledRecording } | { ok: false; problems: string[] };
 
+/**
+ * The CRD schema first (deploy/crds/profilerecording.yaml: fields, types, enums, bounds), then
+ * what it cannot say: the selector's label syntax and the repository through the node's parser.
+ */
 export function validateRecording(obj: unknown): RecordingValidation {
+  const shape = crdProblem('ProfileRecording', obj);
+  if (shape !== undefined) return { ok: false, problems: [shape] };
+  const { metadata: meta, spec } = obj as ProfileRecording;
   const problems: string[] = [];
   const bad = (path: string, why: string) => problems.push(`${path}: ${why}`);
-  if (!isObject(obj) || !isObject(obj.metadata)) return { ok: false, problems: ['not an object with metadata'] };
-  const meta = obj.metadata as ObjectMeta;
-  if (typeof meta.name !== 'string' || meta.name === '') bad('metadata.name', 'required');
-  const spec = obj.spec;
-  if (!isObject(spec)) return { ok: false, problems: [...problems, 'spec: required'] };
-  for (const k of Object.keys(spec)) if (!['podSelector', 'containers', 'mergeStrategy', 'publish', 'bind'].includes(k)) bad(`spec.${k}`, 'unknown field');
-  if (spec.podSelector === undefined) bad('spec.podSelector', 'required');
-  else problems.push(...selectorProblems(spec.podSelector, 'spec.podSelector'));
-  let containers: Set<string> | undefined;
-  if (spec.containers !== undefined) {
-    if (!Array.isArray(spec.containers) || spec.containers.length === 0 || spec.containers.length > MAX_CONTAINERS_PER_RECORDING) {
-      bad('spec.containers', `must be a list of 1 to ${MAX_CONTAINERS_PER_RECORDING} container names (omit it for all containers)`);
-    } else {
-      containers = new Set();
-      for (const c of spec.containers as unknown[]) {
-        if (typeof c !== 'string' || !CONTAINER_NAME_RE.test(c)) bad('spec.containers', `${JSON.stringify(c)} is not a container name (DNS label)`);
-        else containers.add(c);
-      }
-    }
-  }
-  const strategy = spec.mergeStrategy ?? 'None';
-  if (strategy !== 'None' && strategy !== 'Containers') bad('spec.mergeStrategy', 'must be None or Containers');
+  // The API server always sets it; an object from elsewhere may not.
+  if (typeof meta?.name !== 'string' || meta.name === '') bad('metadata.name', 'required');
+  problems.push(...selectorProblems(spec.podSelector, 'spec.podSelector'));
   let repository: RepositoryRef | undefined;
-  let signWith: string | undefined;
-  if (!isObject(spec.publish)) bad('spec.publish', 'required: {repository, signWith?}');
-  else {
-    for (const k of Object.keys(spec.publish)) if (k !== 'repository' && k !== 'signWith') bad(`spec.publish.${k}`, 'unknown field');
-    const r = spec.publish.repository;
-    if (typeof r !== 'string' || r === '') bad('spec.publish.repository', 'required: host[:port]/path');
-    else if (r.includes('@')) bad('spec.publish.repository', 'a repository, without digest');
-    else {
-      try {
-        repository = parseRepositoryRef(r);
-        if (repository.tag !== undefined) {
-          bad('spec.publish.repository', 'a repository, without tag (the controller tags each profile <recording>[-<container>])');
-          repository = undefined;
-        }
-      } catch (e) {
-        bad('spec.publish.repository', (e as Error).message);
-      }
+  try {
+    repository = parseRepositoryRef(spec.publish.repository);
+    if (repository.tag !== undefined) {
+      bad('spec.publish.repository', 'a repository, without tag (the controller tags each profile <recording>[-<container>])');
+      repository = undefined;
     }
-    const s = spec.publish.signWith;
-    if (s !== undefined) {
-      if (typeof s !== 'string' || !SIGN_WITH_RE.test(s) || s === '.' || s === '..') bad('spec.publish.signWith', 'must be a key name of the signing-key Secret (letters, digits, -, _, .)');
-      else signWith = s;
-    }
+  } catch (e) {
+    bad('spec.publish.repository', (e as Error).message);
   }
-  if (spec.bind !== undefined && typeof spec.bind !== 'boolean') bad('spec.bind', 'must be true or false');
   if (problems.length > 0 || repository === undefined) return { ok: false, problems };
   return {
     ok: true,
@@ -87,11 +49,11 @@ export function validateRecording(obj: unknown): RecordingValidation {
       namespace: meta.namespace ?? '',
       name: meta.name as string,
       uid: meta.uid,
-      podSelector: spec.podSelector as LabelSelector,
-      containers,
-      mergeStrategy: strategy as MergeStrategy,
+      podSelector: spec.podSelector,
+      containers: spec.containers === undefined ? undefined : new Set(spec.containers),
+      mergeStrategy: spec.mergeStrategy ?? 'None',
       repository,
-      signWith,
+      signWith: spec.publish.signWith,
       bind: spec.bind === true,
     },
   };
@@ -140,22 +102,19 @@ export interface ResultProblem {
   malformed: boolean;
 }
 
-/** Problems with one result (shape, names in the x86 tables, caps, completeness). */
+/** Problems with one result (its CRD schema, names in the x86 tables, completeness). */
 export function resultProblems(r: ProfileRecordingResult): ResultProblem[] {
   const name = r.metadata?.name ?? '(unnamed)';
+  if (r.spec === null || typeof r.spec !== 'object') return [{ text: `${name}: spec required`, malformed: false }];
+  const shape = crdProblem('ProfileRecordingResult', r);
+  if (shape !== undefined) return [{ text: `${name}: ${shape}`, malformed: true }];
   const out: ResultProblem[] = [];
   const add = (text: string, malformed: boolean) => out.push({ text: `${name}: ${text}`, malformed });
-  const s = r.spec as Partial<ProfileRecordingResultSpec> | undefined;
-  if (!isObject(s)) return [{ text: `${name}: spec required`, malformed: false }];
-  if (typeof s.container !== 'string' || !CONTAINER_NAME_RE.test(s.container)) add('spec.container is not a container name', true);
-  if (!RUNTIMES.includes(s.runtime as OciRuntime)) add('spec.runtime must be runc or crun', true);
-  if (!Array.isArray(s.syscalls) || s.syscalls.length > MAX_SYSCALLS_PER_RESULT) add(`spec.syscalls must be a list of at most ${MAX_SYSCALLS_PER_RESULT} names`, true);
-  else {
-    const unknown = s.syscalls.filter((n) => typeof n !== 'string' || !X86_SYSCALL_NAMES.has(n));
-    if (unknown.length > 0) add(`not x86 syscall names: ${unknown.slice(0, 5).map((n) => JSON.stringify(String(n).slice(0, 64))).join(', ')}`, true);
-    if (s.syscalls.length === 0) add('no syscalls were recorded (the container did not run under the logging profile?)', false);
-  }
-  if (typeof s.lostRecords === 'number' && s.lostRecords > 0) add(`the kernel lost ${s.lostRecords} audit record(s) while it ran`, false);
-  if (Array.isArray(s.unnamedCalls) && s.unnamedCalls.length > 0) add(`calls spoke cannot name (${s.unnamedCalls.slice(0, 8).join(', ')})`, false);
+  const s = r.spec;
+  const unknown = s.syscalls.filter((n) => !X86_SYSCALL_NAMES.has(n));
+  if (unknown.length > 0) add(`not x86 syscall names: ${unknown.slice(0, 5).map((n) => JSON.stringify(n)).join(', ')}`, true);
+  if (s.syscalls.length === 0) add('no syscalls were recorded (the container did not run under the logging profile?)', false);
+  if (s.lostRecords !== undefined && s.lostRecords > 0) add(`the kernel lost ${s.lostRecords} audit record(s) while it ran`, false);
+  if (s.unnamedCalls !== undefined && s.unnamedCalls.length > 0) add(`calls spoke cannot name (${s.unnamedCalls.slice(0, 8).join(', ')})`, false);
   return out;
 }

@@ -6,10 +6,8 @@ import type { LabelSelector } from './types.js';
 const NAME_RE = /^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const PREFIX_RE = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
 const VALUE_RE = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
-const OPERATORS = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
 
-function keyProblem(key: unknown): string | undefined {
-  if (typeof key !== 'string' || key.length === 0) return 'label key must be a non-empty string';
+function keyProblem(key: string): string | undefined {
   const slash = key.indexOf('/');
   const name = slash < 0 ? key : key.slice(slash + 1);
   if (slash >= 0) {
@@ -20,53 +18,34 @@ function keyProblem(key: unknown): string | undefined {
   return undefined;
 }
 
-function valueProblem(v: unknown): string | undefined {
-  if (typeof v !== 'string' || !VALUE_RE.test(v)) return `label value ${JSON.stringify(v)} must be 63 characters or less, alphanumeric with -_. inside`;
+function valueProblem(v: string): string | undefined {
+  if (!VALUE_RE.test(v)) return `label value ${JSON.stringify(v)} must be 63 characters or less, alphanumeric with -_. inside`;
   return undefined;
 }
 
-/** Problems with a selector, each prefixed with `path`; empty when valid. */
-export function selectorProblems(sel: unknown, path: string): string[] {
+/**
+ * Problems with a selector the CRD schemas cannot state (label key and value syntax, values
+ * per operator), each prefixed with `path`; empty when valid. Its shape (fields, types,
+ * operators, bounds) is the CRD schema's, checked before (schema.ts).
+ */
+export function selectorProblems(sel: LabelSelector, path: string): string[] {
   const out: string[] = [];
-  if (sel === null || typeof sel !== 'object' || Array.isArray(sel)) return [`${path}: must be an object`];
-  for (const k of Object.keys(sel)) {
-    if (k !== 'matchLabels' && k !== 'matchExpressions') out.push(`${path}: unknown field ${JSON.stringify(k)}`);
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) {
+    const p = keyProblem(k) ?? valueProblem(v);
+    if (p) out.push(`${path}.matchLabels: ${p}`);
   }
-  const s = sel as { matchLabels?: unknown; matchExpressions?: unknown };
-  if (s.matchLabels !== undefined) {
-    if (s.matchLabels === null || typeof s.matchLabels !== 'object' || Array.isArray(s.matchLabels)) out.push(`${path}.matchLabels: must be a map of strings`);
-    else {
-      for (const [k, v] of Object.entries(s.matchLabels)) {
-        const p = keyProblem(k) ?? valueProblem(v);
-        if (p) out.push(`${path}.matchLabels: ${p}`);
-      }
+  (sel.matchExpressions ?? []).forEach((e, i) => {
+    const p = `${path}.matchExpressions[${i}]`;
+    const kp = keyProblem(e.key);
+    if (kp) out.push(`${p}: ${kp}`);
+    const n = e.values?.length ?? 0;
+    if ((e.operator === 'In' || e.operator === 'NotIn') && n === 0) out.push(`${p}.values: must be non-empty for ${e.operator}`);
+    if ((e.operator === 'Exists' || e.operator === 'DoesNotExist') && n > 0) out.push(`${p}.values: must be empty for ${e.operator}`);
+    for (const v of e.values ?? []) {
+      const vp = valueProblem(v);
+      if (vp) out.push(`${p}.values: ${vp}`);
     }
-  }
-  if (s.matchExpressions !== undefined) {
-    if (!Array.isArray(s.matchExpressions)) out.push(`${path}.matchExpressions: must be a list`);
-    else {
-      s.matchExpressions.forEach((e: unknown, i: number) => {
-        const p = `${path}.matchExpressions[${i}]`;
-        if (e === null || typeof e !== 'object') return void out.push(`${p}: must be an object`);
-        const r = e as { key?: unknown; operator?: unknown; values?: unknown };
-        const kp = keyProblem(r.key);
-        if (kp) out.push(`${p}: ${kp}`);
-        if (typeof r.operator !== 'string' || !OPERATORS.includes(r.operator)) {
-          out.push(`${p}.operator: must be one of ${OPERATORS.join(', ')}`);
-          return;
-        }
-        const values = r.values;
-        if (values !== undefined && !Array.isArray(values)) return void out.push(`${p}.values: must be a list`);
-        const n = Array.isArray(values) ? values.length : 0;
-        if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) out.push(`${p}.values: must be non-empty for ${r.operator}`);
-        if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0) out.push(`${p}.values: must be empty for ${r.operator}`);
-        for (const v of (values as unknown[] | undefined) ?? []) {
-          const vp = valueProblem(v);
-          if (vp) out.push(`${p}.values: ${vp}`);
-        }
-      });
-    }
-  }
+  });
   return out;
 }
 

@@ -3,22 +3,23 @@
 
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isAbsolute, resolve, dirname } from 'node:path';
-import type { Node } from 'yaml';
-import { TIME_SOURCES, type KeylessSigner, type PublicKeySigner, type PublicKeyType, type SignerSpec, type TimeSource, type UnavailableSigner } from './types.js';
-import type { YamlSource } from './yaml-source.js';
+import type { Segment } from './schema.js';
+import type { YamlFile } from './schema-yaml.js';
+import type { KeylessSigner, PublicKeySigner, PublicKeyType, SignerSpec, TimeSource, UnavailableSigner } from './types.js';
 
-export const SIGNER_KEYS = ['publicKey', 'keyless'] as const;
-export const KEYLESS_KEYS = ['trustedRoot', 'issuer', 'subject', 'subjectRegExp', 'timeSource'] as const;
-
-export const SIGNER_NAME_RE = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
 export const MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024;
-export const MAX_SUBJECT_REGEXP_LENGTH = 1024;
 export const MIN_RSA_BITS = 2048;
 export const MAX_RSA_BITS = 8192;
 export const TRUSTED_ROOT_MEDIA_TYPE_PREFIX = 'application/vnd.dev.sigstore.trustedroot+json';
 
 export type ReadFile = (path: string) => Buffer;
+
+/** A signer as policy/node-policy.schema.json admits it (names, lengths and enums already checked). */
+export interface SignerYaml {
+  publicKey?: string;
+  keyless?: { trustedRoot: string; issuer: string; subject?: string; subjectRegExp?: string; timeSource?: TimeSource };
+}
 
 /** What a signer read from disk, for the policy hash. */
 export interface SignerFile {
@@ -28,7 +29,7 @@ export interface SignerFile {
 }
 
 export interface SignerContext {
-  readonly src: YamlSource;
+  readonly doc: YamlFile;
   readonly readFile: ReadFile;
   /** Relative file names are resolved against this file's directory. */
   readonly policyFile: string;
@@ -44,31 +45,31 @@ export function resolveFrom(policyFile: string, name: string): string {
   return isAbsolute(name) ? name : resolve(dirname(resolve(policyFile)), name);
 }
 
-export function parseSigner(ctx: SignerContext, name: string, node: Node | undefined, keyNode: Node, path: string): { spec: SignerSpec; file: SignerFile } {
-  const { src } = ctx;
-  const line = src.lineOf(keyNode);
-  const m = src.map(node, path, SIGNER_KEYS, keyNode);
-  const pk = m.get('publicKey');
-  const kl = m.get('keyless');
-  if ((pk === undefined) === (kl === undefined)) src.fail(keyNode, path, 'give exactly one of publicKey or keyless');
-  if (pk !== undefined) {
-    const file = resolveFrom(ctx.policyFile, src.string(pk.value, pk.path));
+export function parseSigner(ctx: SignerContext, name: string, signer: SignerYaml): { spec: SignerSpec; file: SignerFile } {
+  const { doc } = ctx;
+  const at: Segment[] = ['signers', name];
+  const line = doc.lineOf(at, { atKey: true });
+  if ((signer.publicKey === undefined) === (signer.keyless === undefined)) doc.fail(at, 'give exactly one of publicKey or keyless', { atKey: true });
+  if (signer.publicKey !== undefined) {
+    const keyAt = [...at, 'publicKey'];
+    const keyLine = doc.lineOf(keyAt);
+    const file = resolveFrom(ctx.policyFile, signer.publicKey);
     return material(ctx, name, line, file, () => {
-      const bytes = readBounded(ctx, file, MAX_KEY_FILE_BYTES, pk.line, pk.path);
-      const { pem, key, keyType } = parsePublicKey(bytes, (why) => src.failAt(pk.line, pk.path, `${file}: ${why}`));
+      const bytes = readBounded(ctx, file, MAX_KEY_FILE_BYTES, keyLine, keyAt);
+      const { pem, key, keyType } = parsePublicKey(bytes, (why) => doc.failAt(keyLine, keyAt, `${file}: ${why}`));
       const spec: PublicKeySigner = { type: 'publicKey', name, line, file, publicKeyPem: pem, publicKey: key, keyType };
       return { spec, file: { signer: name, path: file, bytes } };
     });
   }
-  const entry = kl!;
-  const k = src.map(entry.value, entry.path, KEYLESS_KEYS, entry.keyNode);
-  const rootEntry = k.require('trustedRoot', ' (keyless signatures are checked against a local trusted_root.json)');
-  const file = resolveFrom(ctx.policyFile, src.string(rootEntry.value, rootEntry.path));
+  const keyless = signer.keyless!;
+  const rootAt = [...at, 'keyless', 'trustedRoot'];
+  const rootLine = doc.lineOf(rootAt);
+  const file = resolveFrom(ctx.policyFile, keyless.trustedRoot);
   // The identity is checked first: an error there is the policy's, never "unavailable".
-  const identity = keylessIdentity(src, k, entry);
+  const identity = keylessIdentity(doc, keyless, [...at, 'keyless']);
   return material(ctx, name, line, file, () => {
-    const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootEntry.line, rootEntry.path);
-    const trustedRoot = parseTrustedRoot(bytes, (why) => src.failAt(rootEntry.line, rootEntry.path, `${file}: ${why}`), identity.timeSource);
+    const bytes = readBounded(ctx, file, MAX_TRUSTED_ROOT_BYTES, rootLine, rootAt);
+    const trustedRoot = parseTrustedRoot(bytes, (why) => doc.failAt(rootLine, rootAt, `${file}: ${why}`), identity.timeSource);
     const spec: KeylessSigner = { type: 'keyless', name, line, file, trustedRoot, ...identity };
     return { spec, file: { signer: name, path: file, bytes } };
   });
@@ -90,41 +91,23 @@ function material(ctx: SignerContext, name: string, line: number, file: string, 
   }
 }
 
-function keylessIdentity(src: YamlSource, k: ReturnType<YamlSource['map']>, entry: { keyNode: Node; path: string }): Pick<KeylessSigner, 'issuer' | 'subject' | 'subjectRegExp' | 'subjectRegExpSource' | 'timeSource'> {
-  const timeEntry = k.get('timeSource');
-  let timeSource: TimeSource = 'any';
-  if (timeEntry !== undefined) {
-    const t = src.string(timeEntry.value, timeEntry.path);
-    if (!(TIME_SOURCES as readonly string[]).includes(t)) src.fail(timeEntry.value, timeEntry.path, `must be one of ${TIME_SOURCES.join(', ')}`);
-    timeSource = t as TimeSource;
-  }
-  const issuerEntry = k.require('issuer');
-  const issuer = src.string(issuerEntry.value, issuerEntry.path, { maxLength: 1024 });
-  checkIssuer(issuer, (why) => src.fail(issuerEntry.value, issuerEntry.path, why));
-  const subj = k.get('subject');
-  const subjRe = k.get('subjectRegExp');
-  if ((subj === undefined) === (subjRe === undefined)) src.fail(entry.keyNode, entry.path, 'give exactly one of subject or subjectRegExp');
-  let subject: string | undefined;
-  let subjectRegExp: RegExp | undefined;
-  let subjectRegExpSource: string | undefined;
-  if (subj !== undefined) {
-    subject = src.string(subj.value, subj.path, { maxLength: 1024 });
-  } else {
-    subjectRegExpSource = src.string(subjRe!.value, subjRe!.path, { maxLength: MAX_SUBJECT_REGEXP_LENGTH });
-    subjectRegExp = compileAnchored(subjectRegExpSource, (why) => src.fail(subjRe!.value, subjRe!.path, why));
-  }
-  return { issuer, subject, subjectRegExp, subjectRegExpSource, timeSource };
+function keylessIdentity(doc: YamlFile, k: NonNullable<SignerYaml['keyless']>, at: Segment[]): Pick<KeylessSigner, 'issuer' | 'subject' | 'subjectRegExp' | 'subjectRegExpSource' | 'timeSource'> {
+  checkIssuer(k.issuer, (why) => doc.fail([...at, 'issuer'], why));
+  if ((k.subject === undefined) === (k.subjectRegExp === undefined)) doc.fail(at, 'give exactly one of subject or subjectRegExp', { atKey: true });
+  const source = k.subjectRegExp;
+  const subjectRegExp = source === undefined ? undefined : compileAnchored(source, (why) => doc.fail([...at, 'subjectRegExp'], why));
+  return { issuer: k.issuer, subject: k.subject, subjectRegExp, subjectRegExpSource: source, timeSource: k.timeSource ?? 'any' };
 }
 
-function readBounded(ctx: SignerContext, file: string, max: number, line: number, path: string): Buffer {
+function readBounded(ctx: SignerContext, file: string, max: number, line: number, path: readonly Segment[]): Buffer {
   let bytes: Buffer;
   try {
     bytes = ctx.readFile(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    ctx.src.failAt(line, path, `cannot read ${file} (${code ?? (e as Error).message})`);
+    ctx.doc.failAt(line, path, `cannot read ${file} (${code ?? (e as Error).message})`);
   }
-  if (bytes.length > max) ctx.src.failAt(line, path, `${file} is larger than ${max} bytes`);
+  if (bytes.length > max) ctx.doc.failAt(line, path, `${file} is larger than ${max} bytes`);
   return bytes;
 }
 
@@ -225,15 +208,9 @@ export function parseTrustedRoot(bytes: Buffer, onError: (why: string) => never,
   return deepFreeze(root);
 }
 
-/** OIDC issuers are https URLs, compared exactly as written (no normalization). */
+/** OIDC issuers are https URLs (the schema checks the scheme), compared exactly as written (no normalization). */
 function checkIssuer(issuer: string, onError: (why: string) => never): void {
-  let url: URL;
-  try {
-    url = new URL(issuer);
-  } catch {
-    onError(`${JSON.stringify(issuer)} is not a URL`);
-  }
-  if (url.protocol !== 'https:') onError('the issuer must be an https URL');
+  if (!URL.canParse(issuer)) onError(`${JSON.stringify(issuer)} is not a URL`);
 }
 
 /**

@@ -11,8 +11,7 @@ export const POLICY_KIND = 'NodeProfilePolicy';
 export type RuleAction = 'allow' | 'deny';
 
 /** What an allow rule does with what it admits: apply it (`enforce`), or log where it would deny (`audit`, seccomp only; docs/audit-mode.md). */
-export const RULE_MODES = ['enforce', 'audit'] as const;
-export type RuleMode = (typeof RULE_MODES)[number];
+export type RuleMode = 'enforce' | 'audit';
 
 /** The public key types a signer may use. Others (RSA < 2048, RSA-PSS, P-521, Ed448, DSA, DH) are refused. */
 export type PublicKeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'ed25519' | 'rsa';
@@ -35,8 +34,7 @@ export interface PublicKeySigner {
  * transparency-log entry's integrated time (`tlog`, Rekor), or either (`any`). At least one
  * verified time is always required: without one the certificate chain is never checked.
  */
-export const TIME_SOURCES = ['tsa', 'tlog', 'any'] as const;
-export type TimeSource = (typeof TIME_SOURCES)[number];
+export type TimeSource = 'tsa' | 'tlog' | 'any';
 
 /** Keyless: a certificate from a CA in the trusted root, with this exact issuer and subject. */
 export interface KeylessSigner {

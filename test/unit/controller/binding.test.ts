@@ -102,10 +102,18 @@ describe('binding validation (same parser as the node)', () => {
     ['dotdot localhost', { baseProfile: { type: 'Localhost', localhostProfile: 'a/../../x.json' } }, /\.\./],
     ['bad image', { image: 'Bad Image' }, /spec\.image/],
     ['bad selector', { podSelector: { matchExpressions: [{ key: 'a', operator: 'In' }] } }, /non-empty/],
-    ['empty containers', { containers: [] }, /non-empty/],
+    ['empty containers', { containers: [] }, /spec\.containers: must not be empty/],
     ['unknown field', { imageSelector: 'x' } as never, /unknown field/],
     ['kind', { kind: 'selinux' as never }, /seccomp or apparmor/],
+    // Bounds only the CRD schema states (deploy/crds/profilebinding.yaml).
+    ['65 matchLabels', { podSelector: { matchLabels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) } }, /spec\.podSelector\.matchLabels: must have at most 64 entries/],
+    ['a 5000-character localhostProfile', { baseProfile: { type: 'Localhost', localhostProfile: 'a'.repeat(5000) } }, /spec\.baseProfile\.localhostProfile: must be at most 4096 characters/],
   ];
+  it('refuses a field the CRD does not define, at any level', () => {
+    const v = validateBinding({ ...binding('extra', {}), extra: 1 });
+    assert.ok(!v.ok);
+    assert.match(v.problems.join('; '), /^extra: unknown field/);
+  });
   for (const [what, spec, re] of bad) {
     it(`refuses ${what}`, () => {
       const v = validateBinding(binding('bad', spec));

@@ -100,6 +100,8 @@ test('incomplete or forged results are refused', () => {
   assert.throws(() => planProfiles(recording(), [result('app', ['read'], { unnamedCalls: ['c000003e:999'] })]), spokeError({ code: 'FailedPrecondition', reason: 'RECORDING_INVALID' }));
   assert.throws(() => planProfiles(recording(), [result('app', ['read', 'OCI_ARTIFACT_TEST'])]), spokeError({ code: 'InvalidArgument', reason: 'RECORDING_INVALID' }));
   assert.throws(() => planProfiles(recording(), [result('app', ['read'], { runtime: 'kata' as never })]), spokeError({ code: 'InvalidArgument', reason: 'RECORDING_INVALID' }));
+  // The result CRD's bounds: a node name over 253 characters is malformed, not merely incomplete.
+  assert.throws(() => planProfiles(recording(), [result('app', ['read'], { node: 'n'.repeat(300) })]), spokeError({ code: 'InvalidArgument', reason: 'RECORDING_INVALID' }));
 });
 
 test('recording spec validation', () => {
@@ -115,6 +117,10 @@ test('recording spec validation', () => {
   assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p', signWith: '../etc/passwd' } }), /signWith/);
   assert.match(bad({ podSelector: {}, mergeStrategy: 'Pods', publish: { repository: 'r.example.com/p' } }), /None or Containers/);
   assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p' }, bind: 'yes' }), /bind/);
+  // Bounds only the CRD schema states (deploy/crds/profilerecording.yaml).
+  const exists = { key: 'a', operator: 'Exists' };
+  assert.match(bad({ podSelector: { matchExpressions: Array(65).fill(exists) }, publish: { repository: 'r.example.com/p' } }), /spec\.podSelector\.matchExpressions: must have at most 64 entries/);
+  assert.match(bad({ podSelector: {}, publish: { repository: 'r.example.com/p', sign: 'k' } }), /spec\.publish\.sign: unknown field/);
 });
 
 test('repository allow-list with {namespace}', () => {
