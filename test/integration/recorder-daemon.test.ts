@@ -16,6 +16,7 @@ import { POD_RECORDING_ANNOTATION, type ProfileRecordingResult } from '../../src
 import type { RecordingBackend } from '../../src/recorder/backend.js';
 import { bpfSupport } from '../../src/recorder/bpf.js';
 import { writeLoggingProfile } from '../../src/recorder/profile.js';
+import { startProfiledContainer } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { SPOKE_BIN } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
@@ -108,21 +109,8 @@ for (const backend of backends) {
         const base = hostNetworkPod('web-1', mkdtempSync(join(dir, 'logs-')), { namespace: 'team' });
         const podConfig = { ...base, labels: { app: 'web' }, annotations: { [POD_RECORDING_ANNOTATION]: 'web' } };
         const podId = (await cri.rt('RunPodSandbox', { config: podConfig })).pod_sandbox_id as string;
-        const id = (
-          await cri.rt('CreateContainer', {
-            pod_sandbox_id: podId,
-            sandbox_config: podConfig,
-            config: {
-              metadata: { name: 'app', attempt: 0 },
-              image: { image: BUSYBOX_IMAGE },
-              command: NESTED,
-              log_path: 'app.log',
-              linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profile } } },
-            },
-          })
-        ).container_id as string;
         const reported = logged(daemon!, 'reported', lines);
-        await cri.rt('StartContainer', { container_id: id });
+        const id = await startProfiledContainer(cri, { id: podId, config: podConfig }, { name: 'app', image: BUSYBOX_IMAGE, command: NESTED, profilePath: profile });
         await reported;
         const results = fake.list(PRR) as unknown as ProfileRecordingResult[];
         assert.equal(results.length, 1, lines.join('\n'));
