@@ -1,11 +1,30 @@
-// Runs a busybox command to its exit through CRI under a Localhost seccomp profile (a recorded
-// one), for the recording tests: exit code and the container's log.
+// For the recording tests: what this machine can record with, a workload whose calls forked
+// processes make, and a busybox command run to its exit through CRI under a Localhost seccomp
+// profile (a recorded one): exit code and the container's log.
 
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RecordingBackend } from '../../src/recorder/backend.js';
+import { bpfSupport } from '../../src/recorder/bpf.js';
 import { startProfiledContainer, waitForExit } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from './busybox-image.js';
 import { CriClient, hostNetworkPod } from './cri-client.js';
+import { findExecutable, runcUnavailableReason } from './runc.js';
+
+/** Why recording under containerd + runc cannot run here, or undefined when it can. */
+export function recordingSkipReason(): string | undefined {
+  const r = runcUnavailableReason();
+  if (r) return r;
+  if (!findExecutable('containerd', ['/usr/bin/containerd'])) return 'containerd not installed';
+  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
+  return undefined;
+}
+
+/** The recording backends this machine supports. */
+export const recordingBackends = (): RecordingBackend[] => [...(bpfSupport().ok ? (['bpf'] as const) : []), ...(existsSync('/dev/kmsg') ? (['audit'] as const) : [])];
+
+/** A child (the `&&` chain's mkdir) and a grandchild (the inner sh's chmod) make the calls. */
+export const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];
 
 export interface Exited {
   exitCode: number;

@@ -8,13 +8,11 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { POD_RECORDING_ANNOTATION, type ProfileRecordingResult } from '../../src/controller/recording.js';
-import type { RecordingBackend } from '../../src/recorder/backend.js';
-import { bpfSupport } from '../../src/recorder/bpf.js';
 import { writeLoggingProfile } from '../../src/recorder/profile.js';
 import { startProfiledContainer } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
@@ -22,23 +20,14 @@ import { SPOKE_BIN } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod } from '../helpers/cri-client.js';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
-import { findExecutable, runcUnavailableReason } from '../helpers/runc.js';
+import { NESTED, recordingBackends, recordingSkipReason } from '../helpers/recording.js';
 
 const G = { group: 'spoke.dev', version: 'v1alpha1' };
 const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
 const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
 
-function skipReason(): string | undefined {
-  const r = runcUnavailableReason();
-  if (r) return r;
-  if (!findExecutable('containerd', ['/usr/bin/containerd'])) return 'containerd not installed';
-  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
-  return undefined;
-}
-const skip = skipReason();
-const backends: RecordingBackend[] = [...(bpfSupport().ok ? (['bpf'] as const) : []), ...(existsSync('/dev/kmsg') ? (['audit'] as const) : [])];
-
-const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];
+const skip = recordingSkipReason();
+const backends = recordingBackends();
 
 /** Resolves when the daemon's stderr carries a JSON log line with msg `msg`. */
 function logged(child: ChildProcess, msg: string, lines: string[]): Promise<void> {
