@@ -21,7 +21,8 @@ import { silentLogger } from '../../../src/core/runtime.js';
 import { sha256Digest } from '../../../src/core/digest.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../../../src/core/limits.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
-import { auditIntersect, decodeSeccomp, evaluate, formatConstraint, intersect, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, evaluate, intersect, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { seccompOps } from '../../../src/cri/seccomp.js';
 import type { PullRequest, PullResult } from '../../../src/pull.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { denySyscalls } from '../../helpers/artifacts.js';
@@ -97,13 +98,7 @@ describe('ProfileApplier', () => {
         },
       },
       store,
-      seccomp: {
-        decode: decodeSeccomp,
-        validateBase: validateStrict,
-        intersect: (b, base, a) => intersect(b, base, a),
-        audit: (b, base, a) => auditIntersect(b, base, a),
-        formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
-      },
+      seccomp: seccompOps,
       baseline: () => baseline,
       seccompRoot,
       logger: silentLogger,
