@@ -21,11 +21,11 @@ import { silentLogger } from '../../../src/core/runtime.js';
 import { sha256Digest } from '../../../src/core/digest.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../../../src/core/limits.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
-import { decodeSeccomp, evaluate, intersect, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, evaluate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import { seccompOps } from '../../../src/cri/seccomp.js';
 import type { PullRequest, PullResult } from '../../../src/pull.js';
 import { ProfileStore } from '../../../src/store/store.js';
-import { denySyscalls } from '../../helpers/artifacts.js';
+import { denySyscalls, plantLookalikeEffective } from '../../helpers/artifacts.js';
 import { makeKey } from '../../helpers/signing.js';
 import { baselineBytes } from '../profiles/seccomp-fixtures.js';
 import { assertSpokeError } from '../../helpers/assert.js';
@@ -256,15 +256,8 @@ describe('ProfileApplier', () => {
     writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
     const layer = denySyscalls(['uname']);
     const ref = await ingest('effective/one', layer);
-    const expected = intersect(baseline, undefined, decodeSeccomp(layer)).bytes;
-    const sha = createHash('sha256').update(expected).digest('hex');
-    const path = join(seccompRoot, 'spoke', `${sha}.json`);
-    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
     // (uname: allowed by the baseline, so this effective profile is one no other test wrote.)
-    // Same length, every syscall allowed: what a size check alone would take for the profile.
-    const planted = Buffer.alloc(expected.length, ' ');
-    Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}').copy(planted);
-    writeFileSync(path, planted);
+    const { path, sha } = plantLookalikeEffective(seccompRoot, baseline, layer);
     const applied = await applier.apply(oci(ref), inTeamA);
     assert.equal(applied.path, path);
     assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), sha);
