@@ -13,19 +13,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ProfileApplier, type ApplyContext } from '../../../src/cri/apply.js';
-import type { ShimDeps } from '../../../src/cri/deps.js';
 import { BASE_LOCALHOST, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
 import { PolicyHolder } from '../../../src/config/policy-holder.js';
 import { SpokeError, type ErrorCode, type ErrorReason } from '../../../src/core/errors.js';
-import { silentLogger } from '../../../src/core/runtime.js';
 import { sha256Digest } from '../../../src/core/digest.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../../../src/core/limits.js';
-import { noopMetrics } from '../../../src/observe/metrics.js';
 import { decodeSeccomp, evaluate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
-import { seccompOps } from '../../../src/cri/seccomp.js';
 import type { PullRequest, PullResult } from '../../../src/pull.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { denySyscalls, plantLookalikeEffective } from '../../helpers/artifacts.js';
+import { applierDeps } from '../../helpers/shim.js';
 import { makeKey } from '../../helpers/signing.js';
 import { baselineBytes } from '../profiles/seccomp-fixtures.js';
 import { assertSpokeError } from '../../helpers/assert.js';
@@ -90,22 +87,20 @@ describe('ProfileApplier', () => {
     writeFileSync(policyFile, 'apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules: []\n');
     holder = new PolicyHolder({ file: policyFile });
     pullOutcome = async () => Promise.reject(new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' }));
-    const deps: ShimDeps<SeccompProfile> = {
-      pipeline: {
-        pull: async (req) => {
-          pulls.push(req);
-          return pullOutcome();
+    applier = new ProfileApplier(
+      applierDeps({
+        pipeline: {
+          pull: async (req) => {
+            pulls.push(req);
+            return pullOutcome();
+          },
         },
-      },
-      store,
-      seccomp: seccompOps,
-      baseline: () => baseline,
-      seccompRoot,
-      logger: silentLogger,
-      metrics: noopMetrics,
-      policy: async () => holder.current(),
-    };
-    applier = new ProfileApplier(deps);
+        store,
+        baseline,
+        seccompRoot,
+        policy: async () => holder.current(),
+      }),
+    );
   });
 
   after(() => {

@@ -16,10 +16,10 @@ import { baselineLooserThanRuntimeDefault } from '../../../src/cri/baseline-loos
 import { RuntimeDefaultSource } from '../../../src/cri/runtime-default.js';
 import { PROBE_LABEL, readRuntimeDefault, seccompOfStatusInfo, type RuntimeDefaultReading } from '../../../src/cri/runtime-default-probe.js';
 import { decode, encode, type Msg } from '../../helpers/cri-client.js';
+import { applierDeps } from '../../helpers/shim.js';
 import { SpokeError } from '../../../src/core/errors.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { silentLogger, type Logger } from '../../../src/core/runtime.js';
-import { noopMetrics } from '../../../src/observe/metrics.js';
 import { decodeSeccomp, evaluate, validate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { parsePolicy } from '../../../src/policy/load.js';
@@ -68,18 +68,17 @@ async function rig(o: { baseline?: Buffer; runtimeDefault?: ShimDeps<SeccompProf
   };
   const baseline = decodeSeccomp(o.baseline ?? ALLOW_ALL);
   const seccompRoot = join(dir, 'seccomp');
-  const applier = new ProfileApplier<SeccompProfile>({
-    pipeline: { pull: async () => assert.fail('no pulls here') },
-    store,
-    seccomp: seccompOps,
-    baseline: () => baseline,
-    seccompRoot,
-    logger: silentLogger,
-    metrics: noopMetrics,
-    policy: async () => ALLOW_PROFILES_POLICY,
-    ...(o.runtimeDefault ? { runtimeDefault: o.runtimeDefault } : {}),
-    ...(o.appArmor ? { appArmor: o.appArmor } : {}),
-  });
+  const applier = new ProfileApplier<SeccompProfile>(
+    applierDeps({
+      pipeline: { pull: async () => assert.fail('no pulls here') },
+      store,
+      baseline,
+      seccompRoot,
+      policy: async () => ALLOW_PROFILES_POLICY,
+      ...(o.runtimeDefault ? { runtimeDefault: o.runtimeDefault } : {}),
+      ...(o.appArmor ? { appArmor: o.appArmor } : {}),
+    }),
+  );
   const permissive = await put('permissive', ALLOW_ALL);
   const effectiveFiles = () => (readdirSync(join(seccompRoot, 'spoke'), { withFileTypes: true }) as { name: string; isFile(): boolean }[]).filter((e) => e.isFile()).map((e) => e.name);
   return { applier, put, permissive, seccompRoot, effectiveFiles };
