@@ -19,7 +19,7 @@ import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { SPOKE_BIN } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod } from '../helpers/cri-client.js';
-import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { NESTED, recordingBackends, recordingSkipReason } from '../helpers/recording.js';
 
 const G = { group: 'spoke.dev', version: 'v1alpha1' };
@@ -65,17 +65,7 @@ for (const backend of backends) {
       fake = new FakeApiServer({ resources: [PR, PRR], token: 'node-token' });
       const server = await fake.listen();
       const kubeconfig = join(dir, 'kubeconfig');
-      writeFileSync(
-        kubeconfig,
-        JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'Config',
-          clusters: [{ name: 'fake', cluster: { server, 'insecure-skip-tls-verify': true } }],
-          users: [{ name: 'recorder', user: { token: 'node-token' } }],
-          contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'recorder' } }],
-          'current-context': 'fake',
-        }),
-      );
+      writeFileSync(kubeconfig, fakeKubeConfig(server, 'node-token').exportConfig());
       fake.create(PR, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/rec/team' } } });
       daemon = spawn(process.execPath, [SPOKE_BIN, 'recorder', '--backend', backend, '--upstream', containerd.socket, '--node', 'node-1', '--kubeconfig', kubeconfig, '--poll-ms', '200'], { stdio: ['ignore', 'ignore', 'pipe'] });
       await logged(daemon, 'recording', lines);

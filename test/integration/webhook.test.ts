@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SPOKE_BIN, spoke } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
 import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
@@ -22,7 +22,7 @@ import { verifyRecordingProof } from '../../src/core/recording-proof.js';
 import { StatusUpdater } from '../../src/controller/status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
-import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -467,13 +467,7 @@ describe('informer-backed source and status on client-node against the fake API 
   before(async () => {
     fake = new FakeApiServer({ resources: [PB, NS, PODS], token: 'test-token' });
     const server = await fake.listen();
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'fake', server, skipTLSVerify: true }],
-      users: [{ name: 'controller', token: 'test-token' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'controller' }],
-      currentContext: 'fake',
-    });
+    kc = fakeKubeConfig(server, 'test-token');
   });
   after(() => fake.close());
 
