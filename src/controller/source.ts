@@ -11,19 +11,18 @@ export interface BindingSource {
   synced(): boolean;
 }
 
-export class StaticBindingSource implements BindingSource {
-  private readonly byNamespace = new Map<string, ProfileBinding[]>();
+/** A fixed list of namespaced objects, by namespace (objects without one: `defaultNamespace`). */
+class StaticByNamespace<T extends { metadata?: { namespace?: string } }> {
+  private readonly byNamespace = new Map<string, T[]>();
 
-  constructor(bindings: readonly ProfileBinding[], defaultNamespace = 'default') {
-    for (const b of bindings) {
-      const ns = b.metadata?.namespace ?? defaultNamespace;
-      const list = this.byNamespace.get(ns) ?? [];
-      list.push(b);
-      this.byNamespace.set(ns, list);
+  constructor(items: readonly T[], defaultNamespace = 'default') {
+    for (const item of items) {
+      const ns = item.metadata?.namespace ?? defaultNamespace;
+      this.byNamespace.set(ns, [...(this.byNamespace.get(ns) ?? []), item]);
     }
   }
 
-  list(namespace: string): readonly ProfileBinding[] {
+  list(namespace: string): readonly T[] {
     return this.byNamespace.get(namespace) ?? [];
   }
 
@@ -31,6 +30,8 @@ export class StaticBindingSource implements BindingSource {
     return true;
   }
 }
+
+export class StaticBindingSource extends StaticByNamespace<ProfileBinding> implements BindingSource {}
 
 /**
  * Where the webhook gets the ProfileRecordings of a namespace from (to mark pods for
@@ -44,24 +45,7 @@ export interface RecordingSource {
   synced(): boolean;
 }
 
-export class StaticRecordingSource implements RecordingSource {
-  private readonly byNamespace = new Map<string, ProfileRecording[]>();
-
-  constructor(recordings: readonly ProfileRecording[], defaultNamespace = 'default') {
-    for (const r of recordings) {
-      const ns = r.metadata?.namespace ?? defaultNamespace;
-      this.byNamespace.set(ns, [...(this.byNamespace.get(ns) ?? []), r]);
-    }
-  }
-
-  list(namespace: string): readonly ProfileRecording[] {
-    return this.byNamespace.get(namespace) ?? [];
-  }
-
-  synced(): boolean {
-    return true;
-  }
-}
+export class StaticRecordingSource extends StaticByNamespace<ProfileRecording> implements RecordingSource {}
 
 /**
  * Where the webhook gets a namespace's labels from (its Pod Security enforce level decides

@@ -45,6 +45,51 @@ export function pidFromVerboseInfo(res: Msg): number | undefined {
   }
 }
 
+/** What the helpers below need of a CRI client (RuntimeCriClient, or the test suite's). */
+export interface RuntimeCalls {
+  rt(name: string, req?: Msg): Promise<Msg>;
+}
+
+/** A container to run to its exit under a Localhost seccomp profile (recording, replaying a recorded profile). */
+export interface ProfiledContainer {
+  name: string;
+  image: string;
+  command: string[];
+  /** The Localhost profile's path (under the kubelet's seccomp root). */
+  profilePath: string;
+}
+
+/** Creates and starts `c` in the running pod `pod` (log: <name>.log in the pod's log directory); resolves its id. */
+export async function startProfiledContainer(cri: RuntimeCalls, pod: { id: string; config: Msg }, c: ProfiledContainer): Promise<string> {
+  const id = (
+    await cri.rt('CreateContainer', {
+      pod_sandbox_id: pod.id,
+      sandbox_config: pod.config,
+      config: {
+        metadata: { name: c.name, attempt: 0 },
+        image: { image: c.image },
+        command: c.command,
+        log_path: `${c.name}.log`,
+        linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: c.profilePath } } },
+      },
+    })
+  ).container_id as string;
+  await cri.rt('StartContainer', { container_id: id });
+  return id;
+}
+
+/** Polls the container's status until it exited (DEADLINE after `timeoutMs`; the signal's reason once aborted); resolves its exit code. */
+export async function waitForExit(cri: RuntimeCalls, containerId: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (signal?.aborted) throw signal.reason;
+    const st = (await cri.rt('ContainerStatus', { container_id: containerId })).status as { state: string; exit_code: number };
+    if (st.state === 'CONTAINER_EXITED') return st.exit_code;
+    if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${timeoutMs / 1000} s`, { limit: timeoutMs }, { reason: 'DEADLINE' });
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** The system error grpc-js buried in a connection failure (`connect ENOENT /x.sock`), if any. */
 const CONNECT_ERRNO_RE = /\bconnect (E[A-Z]{2,15})\b/;
 

@@ -12,6 +12,20 @@ export const AUDIT_ARCH_I386 = 0x40000003;
 /** Bit set in the syscall number of an x32 call (arch is still AUDIT_ARCH_X86_64). */
 export const X32_SYSCALL_BIT = 0x40000000;
 
+// 424 and above are numbered alike on both ABIs ("common" numbers), except that i386 has no
+// map_shadow_stack (453) in the kernel table; 428–433 (the mount API) are 428–433 on i386 too.
+const COMMON_FROM_424 = `
+424 pidfd_send_signal 425 io_uring_setup 426 io_uring_enter 427 io_uring_register 428 open_tree
+429 move_mount 430 fsopen 431 fsconfig 432 fsmount 433 fspick 434 pidfd_open 435 clone3
+436 close_range 437 openat2 438 pidfd_getfd 439 faccessat2 440 process_madvise 441 epoll_pwait2
+442 mount_setattr 443 quotactl_fd 444 landlock_create_ruleset 445 landlock_add_rule
+446 landlock_restrict_self 447 memfd_secret 448 process_mrelease 449 futex_waitv
+450 set_mempolicy_home_node 451 cachestat 452 fchmodat2 453 map_shadow_stack 454 futex_wake
+455 futex_wait 456 futex_requeue 457 statmount 458 listmount 459 lsm_get_self_attr
+460 lsm_set_self_attr 461 lsm_list_modules 462 mseal 463 setxattrat 464 getxattrat
+465 listxattrat 466 removexattrat 467 open_tree_attr 468 file_getattr 469 file_setattr
+`;
+
 const X86_64 = `
 0 read 1 write 2 open 3 close 4 stat 5 fstat 6 lstat 7 poll 8 lseek 9 mmap 10 mprotect 11 munmap
 12 brk 13 rt_sigaction 14 rt_sigprocmask 15 rt_sigreturn 16 ioctl 17 pread64 18 pwrite64 19 readv
@@ -63,19 +77,8 @@ const X86_64 = `
 319 memfd_create 320 kexec_file_load 321 bpf 322 execveat 323 userfaultfd 324 membarrier
 325 mlock2 326 copy_file_range 327 preadv2 328 pwritev2 329 pkey_mprotect 330 pkey_alloc
 331 pkey_free 332 statx 333 io_pgetevents 334 rseq
-424 pidfd_send_signal 425 io_uring_setup 426 io_uring_enter 427 io_uring_register 428 open_tree
-429 move_mount 430 fsopen 431 fsconfig 432 fsmount 433 fspick 434 pidfd_open 435 clone3
-436 close_range 437 openat2 438 pidfd_getfd 439 faccessat2 440 process_madvise 441 epoll_pwait2
-442 mount_setattr 443 quotactl_fd 444 landlock_create_ruleset 445 landlock_add_rule
-446 landlock_restrict_self 447 memfd_secret 448 process_mrelease 449 futex_waitv
-450 set_mempolicy_home_node 451 cachestat 452 fchmodat2 453 map_shadow_stack 454 futex_wake
-455 futex_wait 456 futex_requeue 457 statmount 458 listmount 459 lsm_get_self_attr
-460 lsm_set_self_attr 461 lsm_list_modules 462 mseal 463 setxattrat 464 getxattrat
-465 listxattrat 466 removexattrat 467 open_tree_attr 468 file_getattr 469 file_setattr
 `;
 
-// 424 and above are numbered alike on both ABIs ("common" numbers), except that i386 has no
-// map_shadow_stack (453) in the kernel table; 428–433 (the mount API) are 428–433 on i386 too.
 const I386 = `
 0 restart_syscall 1 exit 2 fork 3 read 4 write 5 open 6 close 7 waitpid 8 creat 9 link 10 unlink
 11 execve 12 chdir 13 time 14 mknod 15 chmod 16 lchown 17 break 18 oldstat 19 lseek 20 getpid
@@ -140,26 +143,19 @@ const I386 = `
 412 utimensat_time64 413 pselect6_time64 414 ppoll_time64 416 io_pgetevents_time64
 417 recvmmsg_time64 418 mq_timedsend_time64 419 mq_timedreceive_time64 420 semtimedop_time64
 421 rt_sigtimedwait_time64 422 futex_time64 423 sched_rr_get_interval_time64
-424 pidfd_send_signal 425 io_uring_setup 426 io_uring_enter 427 io_uring_register 428 open_tree
-429 move_mount 430 fsopen 431 fsconfig 432 fsmount 433 fspick 434 pidfd_open 435 clone3
-436 close_range 437 openat2 438 pidfd_getfd 439 faccessat2 440 process_madvise 441 epoll_pwait2
-442 mount_setattr 443 quotactl_fd 444 landlock_create_ruleset 445 landlock_add_rule
-446 landlock_restrict_self 447 memfd_secret 448 process_mrelease 449 futex_waitv
-450 set_mempolicy_home_node 451 cachestat 452 fchmodat2 454 futex_wake 455 futex_wait
-456 futex_requeue 457 statmount 458 listmount 459 lsm_get_self_attr 460 lsm_set_self_attr
-461 lsm_list_modules 462 mseal 463 setxattrat 464 getxattrat 465 listxattrat 466 removexattrat
-467 open_tree_attr 468 file_getattr 469 file_setattr
 `;
 
-function table(text: string): ReadonlyMap<number, string> {
-  const words = text.trim().split(/\s+/);
+/** The ABI's own rows, then the common ones 424 and above but `absent`. */
+function table(own: string, absent: readonly number[] = []): ReadonlyMap<number, string> {
+  const words = `${own} ${COMMON_FROM_424}`.trim().split(/\s+/);
   const map = new Map<number, string>();
   for (let i = 0; i + 1 < words.length; i += 2) map.set(Number(words[i]), words[i + 1]!);
+  for (const nr of absent) map.delete(nr);
   return map;
 }
 
 export const X86_64_SYSCALLS: ReadonlyMap<number, string> = table(X86_64);
-export const I386_SYSCALLS: ReadonlyMap<number, string> = table(I386);
+export const I386_SYSCALLS: ReadonlyMap<number, string> = table(I386, [453]);
 
 export type AuditArch = 'x86_64' | 'i386' | 'x32';
 

@@ -1,8 +1,12 @@
 // Pushes hand-made artifacts (good and deliberately broken) to a real registry over plain HTTP,
 // with the project's registry client, so tests can see how the pipeline judges them.
 
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_MANIFEST } from '../../src/core/constants.js';
 import { sha256Digest } from '../../src/core/digest.js';
+import { decodeSeccomp, intersect, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import type { CredentialSource } from '../../src/registry/types.js';
 
@@ -36,6 +40,22 @@ export function denySyscalls(names: string[]): Buffer {
 }
 
 /** `credentials`: for a registry that wants them (htpasswd). */
+/**
+ * A look-alike of the effective profile `baseline` ∩ `layer` (no base) where the shim keeps it
+ * (<seccompRoot>/spoke/<sha256>.json): same length, every call allowed, what a size check alone
+ * would take for the profile. Returns its path and the sha256 of the real effective profile.
+ */
+export function plantLookalikeEffective(seccompRoot: string, baseline: SeccompProfile, layer: Buffer): { path: string; sha: string } {
+  const expected = intersect(baseline, undefined, decodeSeccomp(layer)).bytes;
+  const sha = createHash('sha256').update(expected).digest('hex');
+  mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
+  const path = join(seccompRoot, 'spoke', `${sha}.json`);
+  const planted = Buffer.alloc(expected.length, ' ');
+  Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}').copy(planted);
+  writeFileSync(path, planted);
+  return { path, sha };
+}
+
 export async function pushRawArtifact(host: string, repository: string, spec: RawArtifactSpec, credentials?: CredentialSource): Promise<{ reference: string; digest: string; manifest: Buffer }> {
   const client = new UndiciRegistryClient({ plainHttp: true, ...(credentials ? { credentials } : {}) });
   try {

@@ -61,22 +61,13 @@ export class CriClient {
   }
 
   /** Unary call with bytes in and out (any path, known or not). */
-  unaryRaw(path: string, request: Buffer, opts: CallOptions = {}): Promise<Buffer> {
-    const id = (b: Buffer) => b;
-    return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(
-        path,
-        id,
-        id,
-        request,
-        opts.metadata ?? new grpc.Metadata(),
-        { deadline: Date.now() + (opts.deadlineMs ?? 60_000) },
-        (err, res) => (err ? reject(err) : resolve(res!)),
-      );
-    });
+  async unaryRaw(path: string, request: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+    const r = await this.unaryFull(path, request, opts);
+    if (r.error) throw r.error;
+    return r.response!;
   }
 
-  /** Same, also returning the response metadata and trailers (status metadata). */
+  /** Unary call with bytes in and out, also returning the response metadata and trailers (status metadata). */
   unaryFull(path: string, request: Buffer, opts: CallOptions = {}): Promise<{ error: grpc.ServiceError | null; response?: Buffer; headers?: grpc.Metadata; trailers?: grpc.Metadata }> {
     const id = (b: Buffer) => b;
     return new Promise((resolve) => {

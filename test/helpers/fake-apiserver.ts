@@ -19,9 +19,22 @@
 // Tests drive it directly too: create/update/remove objects, send bookmarks, compact history,
 // close watches, inject errors, and read the request log.
 
+import { KubeConfig } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+
+/** A client-node KubeConfig for the fake server at `url`, with `token` as its bearer token when given (`exportConfig()` for a kubeconfig file). */
+export function fakeKubeConfig(url: string, token?: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
+    users: [{ name: 'test', ...(token === undefined ? {} : { token }) }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'test' }],
+    currentContext: 'fake',
+  });
+  return kc;
+}
 
 export interface ResourceDef {
   /** "" for the core group (served under /api/v1). */

@@ -36,6 +36,16 @@ export function testNode(policyYaml: string, config: Partial<NodeConfig> = {}, o
   };
 }
 
+/** Runs `fn` on a fresh testNode(policyYaml) and disposes of the node afterwards, whatever `fn` does. */
+export async function withTestNode<T>(policyYaml: string, fn: (node: TestNode) => Promise<T>): Promise<T> {
+  const node = testNode(policyYaml);
+  try {
+    return await fn(node);
+  } finally {
+    await node.dispose();
+  }
+}
+
 /** A policy allowing unsigned profiles of `kinds` (seccomp by default) from `scopes`, plain HTTP for their hosts. */
 export function unsignedPolicy(scopes: string[], extra = '', kinds: readonly string[] = ['seccomp']): string {
   const hosts = [...new Set(scopes.map((s) => s.split('/')[0]!))];

@@ -1,10 +1,30 @@
-// Runs a busybox command to its exit through CRI under a Localhost seccomp profile (a recorded
-// one), for the recording tests: exit code and the container's log.
+// For the recording tests: what this machine can record with, a workload whose calls forked
+// processes make, and a busybox command run to its exit through CRI under a Localhost seccomp
+// profile (a recorded one): exit code and the container's log.
 
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RecordingBackend } from '../../src/recorder/backend.js';
+import { bpfSupport } from '../../src/recorder/bpf.js';
+import { startProfiledContainer, waitForExit } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from './busybox-image.js';
 import { CriClient, hostNetworkPod } from './cri-client.js';
+import { findExecutable, runcUnavailableReason } from './runc.js';
+
+/** Why recording under containerd + runc cannot run here, or undefined when it can. */
+export function recordingSkipReason(): string | undefined {
+  const r = runcUnavailableReason();
+  if (r) return r;
+  if (!findExecutable('containerd', ['/usr/bin/containerd'])) return 'containerd not installed';
+  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
+  return undefined;
+}
+
+/** The recording backends this machine supports. */
+export const recordingBackends = (): RecordingBackend[] => [...(bpfSupport().ok ? (['bpf'] as const) : []), ...(existsSync('/dev/kmsg') ? (['audit'] as const) : [])];
+
+/** A child (the `&&` chain's mkdir) and a grandchild (the inner sh's chmod) make the calls. */
+export const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];
 
 export interface Exited {
   exitCode: number;
@@ -14,29 +34,12 @@ export interface Exited {
 export async function runUnderProfile(socket: string, dir: string, command: string[], profilePath: string): Promise<Exited> {
   const cri = new CriClient(socket);
   const logDir = mkdtempSync(join(dir, 'logs-'));
-  const podConfig = hostNetworkPod(`replay-${logDir.slice(-6).toLowerCase()}`, logDir);
-  const podId = (await cri.rt('RunPodSandbox', { config: podConfig })).pod_sandbox_id as string;
+  const config = hostNetworkPod(`replay-${logDir.slice(-6).toLowerCase()}`, logDir);
+  const podId = (await cri.rt('RunPodSandbox', { config })).pod_sandbox_id as string;
   try {
-    const id = (
-      await cri.rt('CreateContainer', {
-        pod_sandbox_id: podId,
-        sandbox_config: podConfig,
-        config: {
-          metadata: { name: 'c', attempt: 0 },
-          image: { image: BUSYBOX_IMAGE },
-          command,
-          log_path: 'c.log',
-          linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profilePath } } },
-        },
-      })
-    ).container_id as string;
-    await cri.rt('StartContainer', { container_id: id });
-    for (let t = 0; t < 600; t++) {
-      const st = (await cri.rt('ContainerStatus', { container_id: id })).status as { state: string; exit_code: number };
-      if (st.state === 'CONTAINER_EXITED') return { exitCode: st.exit_code, log: readFileSync(join(logDir, 'c.log'), 'utf8') };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`${command.join(' ')} did not exit within 30 s`);
+    const id = await startProfiledContainer(cri, { id: podId, config }, { name: 'c', image: BUSYBOX_IMAGE, command, profilePath });
+    const exitCode = await waitForExit(cri, id, 30_000);
+    return { exitCode, log: readFileSync(join(logDir, 'c.log'), 'utf8') };
   } finally {
     await cri.rt('StopPodSandbox', { pod_sandbox_id: podId }).catch(() => undefined);
     await cri.rt('RemovePodSandbox', { pod_sandbox_id: podId }).catch(() => undefined);

@@ -4,9 +4,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import type { ShimDeps } from '../../src/cri/deps.js';
+import { seccompOps } from '../../src/cri/seccomp.js';
 import { SpokeError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/runtime.js';
 import { noopMetrics } from '../../src/observe/metrics.js';
+import type { SeccompProfile } from '../../src/profiles/seccomp/index.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { SPOKE_BIN } from './cli.js';
 
@@ -32,6 +34,12 @@ export function stubShimDeps(storeDir: string, seccompRoot: string): ShimDeps {
     metrics: noopMetrics,
     policy: async () => Promise.reject(new SpokeError('PermissionDenied', 'no node policy in this test')),
   };
+}
+
+/** Deps for an in-process ProfileApplier with the real seccomp library and a fixed `baseline`; no logs, no metrics. */
+export function applierDeps(o: Pick<ShimDeps<SeccompProfile>, 'pipeline' | 'store' | 'seccompRoot' | 'policy' | 'runtimeDefault' | 'appArmor'> & { baseline: SeccompProfile }): ShimDeps<SeccompProfile> {
+  const { baseline, ...rest } = o;
+  return { ...rest, seccomp: seccompOps, baseline: () => baseline, logger: silentLogger, metrics: noopMetrics };
 }
 
 export interface ShimProc {

@@ -5,14 +5,17 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/constants.js';
-import type { Digest } from '../../src/core/digest.js';
+import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import type { ErrorReason } from '../../src/core/errors.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
+import { unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
 import { rejectsWith } from '../helpers/assert.js';
 
 const count = (reg: TestRegistry, method: string, part: string) => reg.requests().filter((r) => r.method === method && r.path.includes(part)).length;
+
+/** Replaces the stored bytes of blob `layer` in `reg`'s storage with `bytes` (the registry serves them unchecked). */
+const tamper = (reg: TestRegistry, layer: Buffer, bytes: Buffer) => writeFileSync(registryBlobPath(reg, sha256Digest(layer)), bytes);
 
 function storeFiles(node: TestNode): string[] {
   const dir = `${node.config.storeDir}/blobs/sha256`;
@@ -28,9 +31,8 @@ describe('pull pipeline against a real registry', () => {
     await reg.stop();
   });
 
-  it('pulls, then serves the second pull from the store with zero registry requests', async () => {
-    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
-    try {
+  it('pulls, then serves the second pull from the store with zero registry requests', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] });
       reg.resetRequests();
       const first = await node.pipeline.pull({ reference, kind: 'seccomp' });
@@ -47,14 +49,10 @@ describe('pull pipeline against a real registry', () => {
       assert.equal(second.path, first.path);
       await reg.settle();
       assert.deepEqual(reg.requests(), []);
-    } finally {
-      await node.dispose();
-    }
-  });
+    }));
 
-  it('refuses a reference no rule allows without any request to any registry', async () => {
-    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
-    try {
+  it('refuses a reference no rule allows without any request to any registry', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference } = await pushRawArtifact(reg.host, 'other/deny', { layers: [{ bytes: denySyscalls(['chmod']) }] });
       const scopeTrap = reference.replace('/other/', '/profilesevil/');
       reg.resetRequests();
@@ -64,38 +62,26 @@ describe('pull pipeline against a real registry', () => {
       await reg.settle();
       assert.deepEqual(reg.requests(), []);
       assert.deepEqual(storeFiles(node), []);
-    } finally {
-      await node.dispose();
-    }
-  });
+    }));
 
-  it('refuses a digest already in the store once the policy no longer allows it', async () => {
-    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
-    try {
+  it('refuses a digest already in the store once the policy no longer allows it', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference } = await pushRawArtifact(reg.host, 'profiles/cached', { layers: [{ bytes: denySyscalls(['unshare']) }] });
       await node.pipeline.pull({ reference, kind: 'seccomp' });
       node.writePolicy(unsignedPolicy([`${reg.host}/elsewhere`]));
       await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'PermissionDenied' });
-    } finally {
-      await node.dispose();
-    }
-  });
+    }));
 
-  it('a blob tampered in registry storage is RegistryUnavailable (the source, not the digest): nothing stored, no verdict', async () => {
-    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
-    try {
+  it('a blob tampered in registry storage is RegistryUnavailable (the source, not the digest): nothing stored, no verdict', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const layer = denySyscalls(['ptrace']);
       const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/tampered', { layers: [{ bytes: layer }] });
-      const { sha256Digest } = await import('../../src/core/digest.js');
-      writeFileSync(registryBlobPath(reg, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
+      tamper(reg, layer, ALLOW_ALL_SECCOMP);
       const e = await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'RegistryUnavailable' });
       assert.equal(e.reason, 'DIGEST_MISMATCH');
       assert.deepEqual(storeFiles(node), []);
       assert.equal(await node.store.getInvalid(digest as Digest), undefined);
-    } finally {
-      await node.dispose();
-    }
-  });
+    }));
 
   describe('artifact checks on real pushed artifacts', () => {
     const cases: { name: string; spec: Parameters<typeof pushRawArtifact>[2]; reason: ErrorReason }[] = [
@@ -115,36 +101,27 @@ describe('pull pipeline against a real registry', () => {
       { name: 'invalid UTF-8', spec: { layers: [{ bytes: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]) }] }, reason: 'JSON_INVALID' },
     ];
     for (const c of cases) {
-      it(`refuses: ${c.name}`, async () => {
-        const node = testNode(unsignedPolicy([`${reg.host}/bad`]));
-        try {
+      it(`refuses: ${c.name}`, () =>
+        withTestNode(unsignedPolicy([`${reg.host}/bad`]), async (node) => {
           const { reference } = await pushRawArtifact(reg.host, `bad/${c.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase()}`, c.spec);
           await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: c.reason });
           assert.deepEqual(storeFiles(node), []);
-        } finally {
-          await node.dispose();
-        }
-      });
+        }));
     }
 
-    it('remembers a permanent verdict: the second pull of an invalid digest makes no request', async () => {
-      const node = testNode(unsignedPolicy([`${reg.host}/bad`]));
-      try {
+    it('remembers a permanent verdict: the second pull of an invalid digest makes no request', () =>
+      withTestNode(unsignedPolicy([`${reg.host}/bad`]), async (node) => {
         const { reference } = await pushRawArtifact(reg.host, 'bad/remembered', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
         await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
         reg.resetRequests();
         assert.match((await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' })).message, /cached verdict/);
         await reg.settle();
         assert.deepEqual(reg.requests(), []);
-      } finally {
-        await node.dispose();
-      }
-    });
+      }));
   });
 
-  it('200 concurrent pulls of one digest make one manifest GET and one blob GET', async () => {
-    const node = testNode(unsignedPolicy([`${reg.host}/profiles`]));
-    try {
+  it('200 concurrent pulls of one digest make one manifest GET and one blob GET', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference } = await pushRawArtifact(reg.host, 'profiles/concurrent', { layers: [{ bytes: denySyscalls(['keyctl']) }] });
       reg.resetRequests();
       const results = await Promise.all(Array.from({ length: 200 }, () => node.pipeline.pull({ reference, kind: 'seccomp' })));
@@ -153,10 +130,7 @@ describe('pull pipeline against a real registry', () => {
       await reg.settle();
       assert.equal(count(reg, 'GET', '/manifests/'), 1);
       assert.equal(count(reg, 'GET', '/blobs/'), 1);
-    } finally {
-      await node.dispose();
-    }
-  });
+    }));
 
   describe('mirrors', () => {
     let mirror: TestRegistry;
@@ -167,48 +141,46 @@ describe('pull pipeline against a real registry', () => {
       await mirror.stop();
     });
 
+    /** reg/profiles allowed unsigned, `mirrorHost` its mirror; both plain HTTP. */
+    const mirrorPolicy = (mirrorHost: string) => unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirrorHost}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirrorHost}]`);
+
+    /** One layer pushed to both the source and the mirror under `repo`: the source's reference and digest. */
+    async function pushToBoth(repo: string, layer: Buffer): Promise<{ reference: string; digest: string }> {
+      const pushed = await pushRawArtifact(reg.host, repo, { layers: [{ bytes: layer }] });
+      await pushRawArtifact(mirror.host, repo, { layers: [{ bytes: layer }] });
+      return pushed;
+    }
+
     it('falls back to the source when the mirror is down, and keeps the requested name', async () => {
       const deadPort = await freePort();
-      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [127.0.0.1:${deadPort}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, 127.0.0.1:${deadPort}]`));
-      try {
+      await withTestNode(mirrorPolicy(`127.0.0.1:${deadPort}`), async (node) => {
         const { reference } = await pushRawArtifact(reg.host, 'profiles/mirror-down', { layers: [{ bytes: denySyscalls(['acct']) }] });
         const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
         assert.equal(r.resolvedRef, reference);
         assert.equal(r.servedBy, reg.host);
-      } finally {
-        await node.dispose();
-      }
+      });
     });
 
-    it('serves from the mirror when it has the artifact, keeping the requested name', async () => {
-      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
-      try {
+    it('serves from the mirror when it has the artifact, keeping the requested name', () =>
+      withTestNode(mirrorPolicy(mirror.host), async (node) => {
         const layer = denySyscalls(['swapon']);
-        const { reference } = await pushRawArtifact(reg.host, 'profiles/mirrored', { layers: [{ bytes: layer }] });
-        await pushRawArtifact(mirror.host, 'profiles/mirrored', { layers: [{ bytes: layer }] });
+        const { reference } = await pushToBoth('profiles/mirrored', layer);
         reg.resetRequests();
         const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
         assert.equal(r.resolvedRef, reference);
         assert.equal(r.servedBy, mirror.host);
         await reg.settle();
         assert.deepEqual(reg.requests(), []);
-      } finally {
-        await node.dispose();
-      }
-    });
+      }));
 
-    it('falls back to the source when a mirror serves tampered or oversized bytes, caching no verdict', async () => {
-      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
-      try {
-        const { sha256Digest } = await import('../../src/core/digest.js');
+    it('falls back to the source when a mirror serves tampered or oversized bytes, caching no verdict', () =>
+      withTestNode(mirrorPolicy(mirror.host), async (node) => {
         const tampered = denySyscalls(['syslog']);
-        const a = await pushRawArtifact(reg.host, 'profiles/mirror-tampered', { layers: [{ bytes: tampered }] });
-        await pushRawArtifact(mirror.host, 'profiles/mirror-tampered', { layers: [{ bytes: tampered }] });
-        writeFileSync(registryBlobPath(mirror, sha256Digest(tampered)), ALLOW_ALL_SECCOMP);
+        const a = await pushToBoth('profiles/mirror-tampered', tampered);
+        tamper(mirror, tampered, ALLOW_ALL_SECCOMP);
         const oversized = denySyscalls(['vhangup']);
-        const b = await pushRawArtifact(reg.host, 'profiles/mirror-oversized', { layers: [{ bytes: oversized }] });
-        await pushRawArtifact(mirror.host, 'profiles/mirror-oversized', { layers: [{ bytes: oversized }] });
-        writeFileSync(registryBlobPath(mirror, sha256Digest(oversized)), Buffer.alloc(2 * 1024 * 1024, 0x20));
+        const b = await pushToBoth('profiles/mirror-oversized', oversized);
+        tamper(mirror, oversized, Buffer.alloc(2 * 1024 * 1024, 0x20));
         for (const { reference, digest } of [a, b]) {
           reg.resetRequests();
           const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
@@ -217,39 +189,27 @@ describe('pull pipeline against a real registry', () => {
           assert.equal(count(reg, 'GET', '/blobs/'), 1, 'the blob came from the source');
           assert.equal(await node.store.getInvalid(digest as Digest), undefined);
         }
-      } finally {
-        await node.dispose();
-      }
-    });
+      }));
 
-    it('RegistryUnavailable (DIGEST_MISMATCH) when every source serves wrong bytes', async () => {
-      const node = testNode(unsignedPolicy([`${reg.host}/profiles`], `mirrors:\n  ${reg.host}: [${mirror.host}]\n`).replace(`insecure: [${reg.host}]`, `insecure: [${reg.host}, ${mirror.host}]`));
-      try {
-        const { sha256Digest } = await import('../../src/core/digest.js');
+    it('RegistryUnavailable (DIGEST_MISMATCH) when every source serves wrong bytes', () =>
+      withTestNode(mirrorPolicy(mirror.host), async (node) => {
         const layer = denySyscalls(['quotactl']);
-        const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/all-tampered', { layers: [{ bytes: layer }] });
-        await pushRawArtifact(mirror.host, 'profiles/all-tampered', { layers: [{ bytes: layer }] });
-        writeFileSync(registryBlobPath(mirror, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
-        writeFileSync(registryBlobPath(reg, sha256Digest(layer)), ALLOW_ALL_SECCOMP);
+        const { reference, digest } = await pushToBoth('profiles/all-tampered', layer);
+        tamper(mirror, layer, ALLOW_ALL_SECCOMP);
+        tamper(reg, layer, ALLOW_ALL_SECCOMP);
         const e = await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'RegistryUnavailable' });
         assert.equal(e.reason, 'DIGEST_MISMATCH');
         assert.deepEqual(storeFiles(node), []);
         assert.equal(await node.store.getInvalid(digest as Digest), undefined);
-      } finally {
-        await node.dispose();
-      }
-    });
+      }));
   });
 
   // The test's timeout is a hang guard (the client's own timeouts end the pull well before it), not a timing assertion.
   it('reports RegistryUnavailable when the registry is down', { timeout: 30_000 }, async () => {
     const port = await freePort();
-    const node = testNode(unsignedPolicy([`127.0.0.1:${port}/profiles`]));
-    try {
+    await withTestNode(unsignedPolicy([`127.0.0.1:${port}/profiles`]), async (node) => {
       await rejectsWith(node.pipeline.pull({ reference: `127.0.0.1:${port}/profiles/x@sha256:${'a'.repeat(64)}`, kind: 'seccomp' }), { code: 'RegistryUnavailable' });
-    } finally {
-      await node.dispose();
-    }
+    });
   });
 });
 

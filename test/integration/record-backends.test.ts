@@ -7,39 +7,28 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { recordOnce, type RecordOnceResult } from '../../src/cli/commands/record.js';
 import { isSpokeError } from '../../src/core/errors.js';
 import { buildRecordedProfile } from '../../src/profiles/seccomp/index.js';
-import type { RecordingBackend } from '../../src/recorder/backend.js';
-import { bpfSupport, ensureTracefs } from '../../src/recorder/bpf.js';
+import { ensureTracefs } from '../../src/recorder/bpf.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { spoke } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
-import { runUnderProfile } from '../helpers/recording.js';
-import { findExecutable, runcUnavailableReason } from '../helpers/runc.js';
+import { NESTED, recordingBackends, recordingSkipReason, runUnderProfile } from '../helpers/recording.js';
 
-function skipReason(): string | undefined {
-  const r = runcUnavailableReason();
-  if (r) return r;
-  if (!findExecutable('containerd', ['/usr/bin/containerd'])) return 'containerd not installed';
-  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
-  return undefined;
-}
-const skip = skipReason();
+const skip = recordingSkipReason();
 
-// A child (the `&&` chain's mkdir) and a grandchild (the inner sh's chmod) make the calls.
-const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];
 // Workers forked in a loop, each living a few milliseconds; only they call mkdir and rmdir.
 const WORKERS = ['sh', '-c', 'i=0; while [ $i -lt 12 ]; do (mkdir /tmp/w$i && usleep 2000 && rmdir /tmp/w$i) & i=$((i+1)); done; wait; echo done'];
 // The busy loop of forked children of the side-by-side test, and its quiet neighbour.
 const BUSY = ['sh', '-c', 'i=0; while [ $i -lt 300 ]; do (mkdir /tmp/b$i; rmdir /tmp/b$i); i=$((i+1)); done'];
 const QUIET = ['sh', '-c', 'sleep 1; cat /etc/passwd'];
 
-const backends: RecordingBackend[] = [...(bpfSupport().ok ? (['bpf'] as const) : []), ...(existsSync('/dev/kmsg') ? (['audit'] as const) : [])];
+const backends = recordingBackends();
 
 const incomplete = (e: unknown) => isSpokeError(e) && e.reason === 'INCOMPLETE_RECORDING';
 

@@ -8,36 +8,26 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { POD_RECORDING_ANNOTATION, type ProfileRecordingResult } from '../../src/controller/recording.js';
-import type { RecordingBackend } from '../../src/recorder/backend.js';
-import { bpfSupport } from '../../src/recorder/bpf.js';
 import { writeLoggingProfile } from '../../src/recorder/profile.js';
+import { startProfiledContainer } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { SPOKE_BIN } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod } from '../helpers/cri-client.js';
-import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
-import { findExecutable, runcUnavailableReason } from '../helpers/runc.js';
+import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { NESTED, recordingBackends, recordingSkipReason } from '../helpers/recording.js';
 
 const G = { group: 'spoke.dev', version: 'v1alpha1' };
 const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
 const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
 
-function skipReason(): string | undefined {
-  const r = runcUnavailableReason();
-  if (r) return r;
-  if (!findExecutable('containerd', ['/usr/bin/containerd'])) return 'containerd not installed';
-  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
-  return undefined;
-}
-const skip = skipReason();
-const backends: RecordingBackend[] = [...(bpfSupport().ok ? (['bpf'] as const) : []), ...(existsSync('/dev/kmsg') ? (['audit'] as const) : [])];
-
-const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];
+const skip = recordingSkipReason();
+const backends = recordingBackends();
 
 /** Resolves when the daemon's stderr carries a JSON log line with msg `msg`. */
 function logged(child: ChildProcess, msg: string, lines: string[]): Promise<void> {
@@ -75,17 +65,7 @@ for (const backend of backends) {
       fake = new FakeApiServer({ resources: [PR, PRR], token: 'node-token' });
       const server = await fake.listen();
       const kubeconfig = join(dir, 'kubeconfig');
-      writeFileSync(
-        kubeconfig,
-        JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'Config',
-          clusters: [{ name: 'fake', cluster: { server, 'insecure-skip-tls-verify': true } }],
-          users: [{ name: 'recorder', user: { token: 'node-token' } }],
-          contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'recorder' } }],
-          'current-context': 'fake',
-        }),
-      );
+      writeFileSync(kubeconfig, fakeKubeConfig(server, 'node-token').exportConfig());
       fake.create(PR, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/rec/team' } } });
       daemon = spawn(process.execPath, [SPOKE_BIN, 'recorder', '--backend', backend, '--upstream', containerd.socket, '--node', 'node-1', '--kubeconfig', kubeconfig, '--poll-ms', '200'], { stdio: ['ignore', 'ignore', 'pipe'] });
       await logged(daemon, 'recording', lines);
@@ -108,21 +88,8 @@ for (const backend of backends) {
         const base = hostNetworkPod('web-1', mkdtempSync(join(dir, 'logs-')), { namespace: 'team' });
         const podConfig = { ...base, labels: { app: 'web' }, annotations: { [POD_RECORDING_ANNOTATION]: 'web' } };
         const podId = (await cri.rt('RunPodSandbox', { config: podConfig })).pod_sandbox_id as string;
-        const id = (
-          await cri.rt('CreateContainer', {
-            pod_sandbox_id: podId,
-            sandbox_config: podConfig,
-            config: {
-              metadata: { name: 'app', attempt: 0 },
-              image: { image: BUSYBOX_IMAGE },
-              command: NESTED,
-              log_path: 'app.log',
-              linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profile } } },
-            },
-          })
-        ).container_id as string;
         const reported = logged(daemon!, 'reported', lines);
-        await cri.rt('StartContainer', { container_id: id });
+        const id = await startProfiledContainer(cri, { id: podId, config: podConfig }, { name: 'app', image: BUSYBOX_IMAGE, command: NESTED, profilePath: profile });
         await reported;
         const results = fake.list(PRR) as unknown as ProfileRecordingResult[];
         assert.equal(results.length, 1, lines.join('\n'));

@@ -5,14 +5,14 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { startRecordingController, type RecordingController } from '../../src/controller/recording-kube.js';
 import { FINALIZE_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../src/controller/recording.js';
 import { signRecordingProof } from '../../src/core/recording-proof.js';
 import type { ProfileBinding } from '../../src/controller/types.js';
 import { buildRecordedProfile, decodeSeccomp } from '../../src/profiles/seccomp/index.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
-import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey } from '../helpers/signing.js';
 import { waitFor } from '../helpers/wait.js';
@@ -70,13 +70,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     reg = await startRegistry();
     fake = new FakeApiServer({ resources: [PR, PRR, PB, POD], token: 'rec-token' });
     const server = await fake.listen();
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'fake', server, skipTLSVerify: true }],
-      users: [{ name: 'controller', token: 'rec-token' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'controller' }],
-      currentContext: 'fake',
-    });
+    kc = fakeKubeConfig(server, 'rec-token');
     registry = new UndiciRegistryClient({ insecure: [reg.host] });
     fake.create(PR, rec('web', { bind: true }));
     ctl = startRecordingController(kc, {
@@ -307,13 +301,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   it('a registry outage keeps Finalizing and is retried with backoff', async () => {
     // Its own API server: the main controller would refuse this repository.
     const api = new FakeApiServer({ resources: [PR, PRR, PB, POD] });
-    const kc2 = new KubeConfig();
-    kc2.loadFromOptions({
-      clusters: [{ name: 'fake', server: await api.listen(), skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'u' }],
-      currentContext: 'fake',
-    });
+    const kc2 = fakeKubeConfig(await api.listen());
     const down = new UndiciRegistryClient({ insecure: ['127.0.0.1:9'], timeoutMs: 500 });
     const other = startRecordingController(kc2, { registry: down, allowedRepositories: ['127.0.0.1:9/{namespace}'], recordingKey: RECORDING_KEY, backoffInitialMs: 100, reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
     try {

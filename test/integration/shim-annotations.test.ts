@@ -6,14 +6,11 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
-import { CriClient, decode, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { decode, type Msg } from '../helpers/cri-client.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { startShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { CONFIG_MEDIA_TYPE } from '../../src/core/constants.js';
 import { validateAppArmorArtifactBytes } from '../../src/profiles/apparmor/index.js';
@@ -22,8 +19,7 @@ import { createAppArmorOps } from '../../src/cri/apparmor.js';
 import { SpokeError } from '../../src/core/errors.js';
 import type { Digest } from '../../src/core/digest.js';
 import { requireTool } from '../helpers/skip.js';
-import { unsignedPolicy } from '../helpers/node.js';
-import { shimFiles } from '../helpers/shim-rig.js';
+import { startShimRig, type Pod, type ShimRig } from '../helpers/shim-rig.js';
 
 const SC = 'seccomp.profiles.spoke.dev/';
 const AA = 'apparmor.profiles.spoke.dev/';
@@ -39,35 +35,19 @@ const APPARMOR_PROFILE = Buffer.from(
 );
 
 describe('annotation mode through the shim (no OCI type in any request)', { timeout: 600_000 }, () => {
-  let ctrd: Containerd;
-  let reg: TestRegistry;
-  let work: string;
-  let tap: Tap;
-  let shim: ShimProc | undefined;
-  let cri: CriClient;
-  let storeDir: string;
+  let rig: ShimRig;
   let denyMkdir: string;
   let permissive: string;
   let appArmorRef: string;
-  let seq = 0;
-  const pods: string[] = [];
 
-  async function pod(annotations: Record<string, string>, podSeccomp?: Msg): Promise<{ id: string; config: Msg }> {
-    const logDir = join(work, `logs-${++seq}`);
-    mkdirSync(logDir, { recursive: true });
-    const config = { ...hostNetworkPod(`ann-${seq}`, logDir, podSeccomp ? { seccomp: podSeccomp } : {}), annotations };
-    const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
-    pods.push(id);
-    return { id, config };
-  }
-
-  const container = (p: { id: string; config: Msg }, name: string, sec: Msg = {}) => cri.startBusybox(p, name, sec);
-  const sh = (cid: string, script: string) => cri.sh(cid, script);
+  const pod = (annotations: Record<string, string>, seccomp?: Msg) => rig.pod({ handler: HANDLER, annotations, ...(seccomp ? { seccomp } : {}) });
+  const container = (p: Pod, name: string, sec: Msg = {}) => rig.cri.startBusybox(p, name, sec);
+  const sh = (cid: string, script: string) => rig.cri.sh(cid, script);
   const mkdirAllowed = async (cid: string) => /MKDIR_OK/.test(await sh(cid, 'mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED'));
 
   /** The request bodies containerd received for `method` that mention `needle`. */
   function upstreamRequests(method: string, needle: string): Msg[] {
-    return tap
+    return rig.tap
       .streams()
       .filter((s) => s.request.length > 5 && s.request.includes(Buffer.from(needle)))
       .map((s) => {
@@ -87,24 +67,16 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
   };
 
   before(async () => {
-    ctrd = await startContainerd();
-    reg = await startRegistry();
-    const files = shimFiles('ska-', unsignedPolicy([`${reg.host}/profiles`], '', ['seccomp', 'apparmor']));
-    work = files.work;
-    denyMkdir = (await pushRawArtifact(reg.host, 'profiles/ann-deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
-    permissive = (await pushRawArtifact(reg.host, 'profiles/ann-permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
-    appArmorRef = (await pushRawArtifact(reg.host, 'profiles/ann-apparmor', { configMediaType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: APPARMOR_PROFILE }] })).reference;
-    tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
-    await tap.start();
-    storeDir = files.storeDir;
-    shim = await startShim(files.args(tap.listen, '--annotations', '--log-level', 'debug'));
-    cri = new CriClient(files.sock);
+    rig = await startShimRig('ska-', { kinds: ['seccomp', 'apparmor'], extraArgs: () => ['--annotations', '--log-level', 'debug'] });
+    denyMkdir = (await pushRawArtifact(rig.reg.host, 'profiles/ann-deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
+    permissive = (await pushRawArtifact(rig.reg.host, 'profiles/ann-permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
+    appArmorRef = (await pushRawArtifact(rig.reg.host, 'profiles/ann-apparmor', { configMediaType: CONFIG_MEDIA_TYPE.apparmor, layers: [{ bytes: APPARMOR_PROFILE }] })).reference;
   });
 
-  after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
+  after(() => rig.tearDown());
 
   test('the shim runs in annotation mode', () => {
-    assert.equal(shim!.logs().find((l) => l.msg === 'shim ready')?.annotations, true);
+    assert.equal(rig.shim!.logs().find((l) => l.msg === 'shim ready')?.annotations, true);
   });
 
   test('container annotation, never pulled over CRI: the shim pulls it and mkdir is denied (Unconfined replaced)', async () => {
@@ -117,22 +89,22 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     assert.match(await sh(cid, 'echo still-works'), /still-works/);
     // pulled by the shim, stored and held by the container
     const digest = denyMkdir.slice(denyMkdir.indexOf('@') + 1) as Digest;
-    const store = new ProfileStore({ root: storeDir });
+    const store = new ProfileStore({ root: rig.files.storeDir });
     assert.equal((await store.getRecord(digest))?.kind, 'seccomp');
     assert.ok((await store.inUseHolders(digest)).includes(`container:${cid}`));
     // containerd saw a Localhost profile under the seccomp root, never an OCI type
     const seen = upstreamRequests('CreateContainerRequest', 'app.log').map((r) => ((((r.config as Msg).linux as Msg | undefined)?.security_context as Msg | undefined)?.seccomp as Msg | undefined));
-    assert.ok(seen.some((s) => s?.profile_type === 'Localhost' && String(s.localhost_ref).startsWith(join(work, 'seccomp', 'spoke'))));
+    assert.ok(seen.some((s) => s?.profile_type === 'Localhost' && String(s.localhost_ref).startsWith(join(rig.files.seccompRoot, 'spoke'))));
     assert.ok(!seen.some((s) => s?.profile_type === 'OCI'));
   });
 
   test('RuntimeDefault and unset are replaced; /pod applies to the sandbox and every container', async () => {
     const p = await pod({ [`${SC}pod`]: denyMkdir }, { profile_type: 'RuntimeDefault' });
     // the sandbox (pause) runs under the profile: containerd got Localhost, the process has a filter
-    const run = upstreamRequests('RunPodSandboxRequest', `ann-${seq}`).at(-1)!;
+    const run = upstreamRequests('RunPodSandboxRequest', p.name).at(-1)!;
     const sbSeccomp = (((run.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg;
     assert.equal(sbSeccomp.profile_type, 'Localhost');
-    const st = await cri.rt('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
+    const st = await rig.cri.rt('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true });
     const pid = (JSON.parse(((st.info as Record<string, string>).info ?? '{}')) as { pid?: number }).pid;
     assert.ok(pid, 'PodSandboxStatus verbose info has the pause pid');
     assert.match(readFileSync(`/proc/${pid}/status`, 'utf8'), /Seccomp:\s+2/);
@@ -149,15 +121,15 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
   });
 
   test('a KEP OCI profile in the request wins over the annotation (annotation ignored, logged)', async () => {
-    await cri.img('PullSecurityProfileArtifact', { image: { image: permissive }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+    await rig.cri.img('PullSecurityProfileArtifact', { image: { image: permissive }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
     const p = await pod({ [`${SC}kep`]: denyMkdir });
     const cid = await container(p, 'kep', { seccomp: { profile_type: 'OCI', oci_ref: permissive } });
     assert.equal(await mkdirAllowed(cid), true, 'the permissive OCI profile, not the annotation');
-    assert.ok(shim!.logs().some((l) => /annotation ignored/.test(String(l.msg)) && l.annotation === `${SC}kep`));
+    assert.ok(rig.shim!.logs().some((l) => /annotation ignored/.test(String(l.msg)) && l.annotation === `${SC}kep`));
   });
 
   test('Localhost + annotation: INVALID_ARGUMENT naming the annotation; containerd never sees the create', async () => {
-    const localhost = join(work, 'local.json');
+    const localhost = join(rig.files.work, 'local.json');
     writeFileSync(localhost, ALLOW_ALL_SECCOMP);
     const p = await pod({ [`${SC}local`]: denyMkdir });
     await assert.rejects(container(p, 'local', { seccomp: { profile_type: 'Localhost', localhost_ref: localhost } }), grpcError(grpc.status.INVALID_ARGUMENT, /annotation seccomp\.profiles\.spoke\.dev\/local conflicts with the explicit Localhost/));
@@ -173,13 +145,13 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
   test('refused reference (unlisted registry path): the create fails naming the annotation, never unconfined', async () => {
     const refused = denyMkdir.replace('/profiles/', '/elsewhere/');
     const p = await pod({ [`${SC}refused`]: refused });
-    reg.resetRequests();
+    rig.reg.resetRequests();
     await assert.rejects(container(p, 'refused', { seccomp: { profile_type: 'Unconfined' } }), grpcError(grpc.status.PERMISSION_DENIED, /^PermissionDenied: .*annotation seccomp\.profiles\.spoke\.dev\/refused: /));
-    await reg.settle();
-    assert.deepEqual(reg.requests(), [], 'policy refused before any registry request');
+    await rig.reg.settle();
+    assert.deepEqual(rig.reg.requests(), [], 'policy refused before any registry request');
     assert.deepEqual(upstreamRequests('CreateContainerRequest', 'refused.log'), []);
     // a malformed value fails the same way
-    const q = await pod({ [`${SC}tagged`]: `${reg.host}/profiles/ann-deny-mkdir:latest` });
+    const q = await pod({ [`${SC}tagged`]: `${rig.reg.host}/profiles/ann-deny-mkdir:latest` });
     await assert.rejects(container(q, 'tagged'), grpcError(grpc.status.INVALID_ARGUMENT, /annotation seccomp\.profiles\.spoke\.dev\/tagged: invalid reference/));
     // a refused /pod annotation fails the sandbox itself
     await assert.rejects(pod({ [`${SC}pod`]: refused }), grpcError(grpc.status.PERMISSION_DENIED, /annotation seccomp\.profiles\.spoke\.dev\/pod: /));
@@ -190,28 +162,26 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     await assert.rejects(container(p, 'aa'), grpcError(grpc.status.FAILED_PRECONDITION, /annotation apparmor\.profiles\.spoke\.dev\/aa: .*AppArmor is not enabled on this node/));
     await assert.rejects(container(p, 'aa-field', { apparmor: { profile_type: 'OCI', oci_ref: appArmorRef } }), grpcError(grpc.status.FAILED_PRECONDITION, /AppArmor is not enabled on this node/));
     // a pod-level AppArmor OCI profile fails the sandbox
-    const logDir = join(work, 'logs-aa');
-    mkdirSync(logDir, { recursive: true });
-    const config = hostNetworkPod('ann-aa-pod', logDir);
+    const config = rig.podConfig({ name: 'ann-aa-pod' });
     ((config.linux as Msg).security_context as Msg).apparmor = { profile_type: 'OCI', oci_ref: appArmorRef };
-    await assert.rejects(cri.rt('RunPodSandbox', { config, runtime_handler: HANDLER }), grpcError(grpc.status.FAILED_PRECONDITION, /AppArmor is not enabled on this node/));
+    await assert.rejects(rig.cri.rt('RunPodSandbox', { config, runtime_handler: HANDLER }), grpcError(grpc.status.FAILED_PRECONDITION, /AppArmor is not enabled on this node/));
     assert.deepEqual(upstreamRequests('CreateContainerRequest', 'aa.log'), []);
-    assert.ok(!tap.streams().some((s) => s.request.includes(Buffer.from(appArmorRef)) && !s.request.includes(Buffer.from(AA))), 'no AppArmor OCI reference reached containerd');
+    assert.ok(!rig.tap.streams().some((s) => s.request.includes(Buffer.from(appArmorRef)) && !s.request.includes(Buffer.from(AA))), 'no AppArmor OCI reference reached containerd');
   });
 
   test('PullSecurityProfileArtifact kind AppArmor pulls and stores a valid AppArmor artifact', async () => {
-    const res = await cri.img('PullSecurityProfileArtifact', { image: { image: appArmorRef }, profile_kind: 'AppArmor', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+    const res = await rig.cri.img('PullSecurityProfileArtifact', { image: { image: appArmorRef }, profile_kind: 'AppArmor', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
     assert.equal(res.resolved_ref, appArmorRef);
     const digest = appArmorRef.slice(appArmorRef.indexOf('@') + 1) as Digest;
-    const store = new ProfileStore({ root: storeDir });
+    const store = new ProfileStore({ root: rig.files.storeDir });
     assert.equal((await store.getRecord(digest))?.kind, 'apparmor');
     const { bytes } = await store.readProfile(digest, { verify: true });
     validateAppArmorArtifactBytes(bytes);
-    const list = await cri.img('ListSecurityProfiles', { profile_kind: 'AppArmor' });
+    const list = await rig.cri.img('ListSecurityProfiles', { profile_kind: 'AppArmor' });
     assert.ok((list.profiles as Msg[]).some((x) => x.digest === digest && x.profile_kind === 'AppArmor'));
     // a seccomp artifact asked for as AppArmor is refused as invalid
     await assert.rejects(
-      cri.img('PullSecurityProfileArtifact', { image: { image: denyMkdir }, profile_kind: 'AppArmor' }),
+      rig.cri.img('PullSecurityProfileArtifact', { image: { image: denyMkdir }, profile_kind: 'AppArmor' }),
       grpcError(grpc.status.INVALID_ARGUMENT, /^SecurityProfileInvalid: /),
     );
   });
@@ -237,15 +207,15 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     const seen = upstreamRequests('CreateContainerRequest', 'recoff.log').map((r) => (((r.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg);
     assert.deepEqual(seen.map((s) => s.profile_type), ['RuntimeDefault']);
     assert.match(await sh(cid, 'grep Seccomp: /proc/self/status'), /Seccomp:\s+2/, 'RuntimeDefault, as sent');
-    assert.ok(shim!.logs().some((l) => /recording annotation ignored: the shim runs without --recording/.test(String(l.msg)) && l.recording === 'rec-off'));
+    assert.ok(rig.shim!.logs().some((l) => /recording annotation ignored: the shim runs without --recording/.test(String(l.msg)) && l.recording === 'rec-off'));
   });
 
   test('removing the pods releases every holder', async () => {
-    for (const id of pods) {
-      await cri.rt('StopPodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-      await cri.rt('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+    for (const id of rig.pods) {
+      await rig.cri.rt('StopPodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+      await rig.cri.rt('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
     }
-    const store = new ProfileStore({ root: storeDir });
+    const store = new ProfileStore({ root: rig.files.storeDir });
     const digest = denyMkdir.slice(denyMkdir.indexOf('@') + 1) as Digest;
     const until = Date.now() + 10_000;
     while ((await store.inUseHolders(digest)).length > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));

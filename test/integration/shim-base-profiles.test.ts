@@ -5,23 +5,20 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
-import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { CriClient, type Msg } from '../helpers/cri-client.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { PAUSE_IMAGE } from '../helpers/busybox-image.js';
 import { spoke } from '../helpers/cli.js';
-import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
+import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { ProfileStore } from '../../src/store/store.js';
 import type { Digest } from '../../src/core/digest.js';
 import { actionRank, decodeSeccomp, evaluate, X86_SYSCALL_NAMES, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
-import { unsignedPolicy } from '../helpers/node.js';
-import { shimFiles } from '../helpers/shim-rig.js';
+import { startShimRig, type PodOptions, type ShimRig } from '../helpers/shim-rig.js';
 
 const HANDLER = 'runc';
 const execFileP = promisify(execFile);
@@ -29,36 +26,17 @@ const execFileP = promisify(execFile);
 const PROBE_ARGS: bigint[][] = [[0n], [0x10000000n], [0x7e020000n], [0x0040000n], [0xffffffffn]];
 
 describe('base profiles and privileged containers through the shim', { timeout: 600_000 }, () => {
-  let ctrd: Containerd;
-  let reg: TestRegistry;
-  let work: string;
-  let tap: Tap;
-  let shim: ShimProc | undefined;
-  let cri: CriClient;
-  let shimArgs: string[];
-  let storeDir: string;
+  let rig: ShimRig;
   let permissive: string;
   let denyMkdir: string;
   let privRef: string;
-  let seq = 0;
 
   const pullReq = (ref: string) => ({ image: { image: ref }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
   const oci = (ref: string, base?: Msg) => ({ profile_type: 'OCI', oci_ref: ref, ...(base ? { base_profile: base } : {}) });
   const RD_BASE = { type: 'RuntimeDefault' };
 
-  async function pod(o: { privileged?: boolean; seccomp?: Msg; annotations?: Record<string, string> } = {}): Promise<{ id: string; config: Msg }> {
-    const logDir = join(work, `logs-${++seq}`);
-    mkdirSync(logDir, { recursive: true });
-    const config: Msg = { ...hostNetworkPod(`base-${seq}`, logDir, o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.annotations ? { annotations: o.annotations } : {}) };
-    if (o.privileged) ((config.linux as Msg).security_context as Msg).privileged = true;
-    const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
-    return { id, config };
-  }
-
-  async function removePod(id: string): Promise<void> {
-    await cri.rt('StopPodSandbox', { pod_sandbox_id: id });
-    await cri.rt('RemovePodSandbox', { pod_sandbox_id: id });
-  }
+  const pod = (o: PodOptions = {}) => rig.pod({ ...o, handler: HANDLER });
+  const removePod = (id: string) => rig.removePod(id);
 
   /** linux.seccomp of a container's runtime spec, as containerd reports it. */
   async function specSeccomp(client: CriClient, cid: string): Promise<Msg> {
@@ -68,7 +46,7 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   }
   const asProfile = (m: Msg): SeccompProfile => decodeSeccomp(Buffer.from(JSON.stringify(m)));
 
-  const unshareAllowed = async (cid: string) => /UNSHARE_OK/.test(await cri.sh(cid, 'unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED'));
+  const unshareAllowed = async (cid: string) => /UNSHARE_OK/.test(await rig.cri.sh(cid, 'unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED'));
 
   async function waitForLog(s: ShimProc, pred: (l: Record<string, unknown>) => boolean, count = 1): Promise<Record<string, unknown>[]> {
     const until = Date.now() + 30_000;
@@ -83,11 +61,9 @@ describe('base profiles and privileged containers through the shim', { timeout: 
 
   /** containerd's RuntimeDefault, read from the runtime spec of a container created with it (directly, not through the shim). */
   async function liveRuntimeDefault(): Promise<Msg> {
-    const direct = new CriClient(ctrd.socket);
+    const direct = new CriClient(rig.ctrd.socket);
     try {
-      const logDir = join(work, `logs-direct-${++seq}`);
-      mkdirSync(logDir, { recursive: true });
-      const config = hostNetworkPod(`direct-${seq}`, logDir);
+      const config = rig.podConfig();
       const id = (await direct.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
       try {
         const cid = (await direct.rt('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'rd' }, image: { image: PAUSE_IMAGE }, linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } }, sandbox_config: config }))
@@ -103,32 +79,27 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   }
 
   before(async () => {
-    ctrd = await startContainerd();
-    reg = await startRegistry();
-    const files = shimFiles('skb-', unsignedPolicy([`${reg.host}/profiles`]));
-    work = files.work;
-    permissive = (await pushRawArtifact(reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
-    denyMkdir = (await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
-    privRef = (await pushRawArtifact(reg.host, 'profiles/priv', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
-    // A baseline that permits everything: whatever is denied below comes from the RuntimeDefault base.
-    const loose = join(work, 'loose-baseline.json');
-    writeFileSync(loose, ALLOW_ALL_SECCOMP);
-    tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
-    await tap.start();
-    storeDir = files.storeDir;
-    shimArgs = files.args(tap.listen, '--baseline', loose, '--annotations', '--log-level', 'info');
-    shim = await startShim(shimArgs);
-    cri = new CriClient(files.sock);
-    for (const ref of [permissive, denyMkdir, privRef]) await cri.img('PullSecurityProfileArtifact', pullReq(ref));
+    rig = await startShimRig('skb-', {
+      extraArgs: (files) => {
+        // A baseline that permits everything: whatever is denied below comes from the RuntimeDefault base.
+        const loose = join(files.work, 'loose-baseline.json');
+        writeFileSync(loose, ALLOW_ALL_SECCOMP);
+        return ['--baseline', loose, '--annotations', '--log-level', 'info'];
+      },
+    });
+    permissive = (await pushRawArtifact(rig.reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
+    denyMkdir = (await pushRawArtifact(rig.reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
+    privRef = (await pushRawArtifact(rig.reg.host, 'profiles/priv', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
+    for (const ref of [permissive, denyMkdir, privRef]) await rig.cri.img('PullSecurityProfileArtifact', pullReq(ref));
   });
 
-  after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
+  after(() => rig.tearDown());
 
   test('spoke runtime-default prints the RuntimeDefault containerd puts in a container runtime spec', async () => {
     const help = await spoke(['runtime-default', '--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /^usage: spoke runtime-default /);
-    const r = await spoke(['runtime-default', '--upstream', ctrd.socket, '--json']);
+    const r = await spoke(['runtime-default', '--upstream', rig.ctrd.socket, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { sandboxImage: string; sha256: string; profile: Msg };
     assert.equal(out.sandboxImage, PAUSE_IMAGE);
@@ -136,11 +107,11 @@ describe('base profiles and privileged containers through the shim', { timeout: 
     const live = await liveRuntimeDefault();
     assert.deepEqual(out.profile, live);
     // Without --json: the profile alone, a file the config key runtimeDefault can pin.
-    const plain = await spoke(['runtime-default', '--upstream', ctrd.socket]);
+    const plain = await spoke(['runtime-default', '--upstream', rig.ctrd.socket]);
     assert.equal(plain.code, 0, plain.stderr);
     assert.deepEqual(decodeSeccomp(Buffer.from(plain.stdout)), asProfile(live));
     // The probe is gone.
-    const direct = new CriClient(ctrd.socket);
+    const direct = new CriClient(rig.ctrd.socket);
     try {
       const pods = (await direct.rt('ListPodSandbox', { filter: { label_selector: { 'spoke.dev/runtime-default-probe': 'true' } } })).items as Msg[];
       assert.deepEqual(pods, []);
@@ -150,47 +121,47 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   });
 
   test('at start the shim reads the runtime default from containerd and warns that the baseline is looser', async () => {
-    const [read] = await waitForLog(shim!, rdRead);
+    const [read] = await waitForLog(rig.shim!, rdRead);
     assert.equal(read!.sandboxImage, PAUSE_IMAGE);
     process.stdout.write(`# runtime default read from containerd in ${String(read!.ms)} ms (probe sandbox + container, created, read, removed)\n`);
-    const warn = (await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg))))[0]!;
+    const warn = (await waitForLog(rig.shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg))))[0]!;
     // An ALLOW-everything baseline differs from the runtime default first of all in its default action.
     assert.ok((warn.rules as string[]).includes('default action'), JSON.stringify(warn.rules));
     // A reloaded baseline is compared again.
-    shim!.child.kill('SIGHUP');
-    await waitForLog(shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg)), 2);
+    rig.shim!.child.kill('SIGHUP');
+    await waitForLog(rig.shim!, (l) => l.level === 'warn' && /baseline is looser than the runtime default/.test(String(l.msg)), 2);
   });
 
   test('privileged container with an OCI profile: INVALID_ARGUMENT naming it, nothing in use, containerd never sees the create', async () => {
     const p = await pod({ privileged: true });
     try {
       const digest = privRef.slice(privRef.indexOf('@') + 1) as Digest;
-      const before = tap.streams().length;
-      await assert.rejects(cri.startBusybox(p, 'priv-ctr', { privileged: true, seccomp: oci(privRef) }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /container default\/base-\d+\/priv-ctr/.test(e.details));
-      assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('priv-ctr'))), 'no request carrying the container reached containerd');
-      assert.deepEqual(await new ProfileStore({ root: storeDir }).inUseHolders(digest), []);
-      const entry = ((await cri.img('ListSecurityProfiles', {})).profiles as Msg[]).find((x) => x.digest === digest);
+      const before = rig.tap.streams().length;
+      await assert.rejects(rig.cri.startBusybox(p, 'priv-ctr', { privileged: true, seccomp: oci(privRef) }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details.includes(`container default/${p.name}/priv-ctr`));
+      assert.ok(!rig.tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('priv-ctr'))), 'no request carrying the container reached containerd');
+      assert.deepEqual(await new ProfileStore({ root: rig.files.storeDir }).inUseHolders(digest), []);
+      const entry = ((await rig.cri.img('ListSecurityProfiles', {})).profiles as Msg[]).find((x) => x.digest === digest);
       assert.equal(entry?.in_use, false);
       // The same privileged container without the OCI profile is created: the refusal is about OCI.
-      await cri.startBusybox(p, 'priv-ok', { privileged: true, seccomp: { profile_type: 'Unconfined' } });
+      await rig.cri.startBusybox(p, 'priv-ok', { privileged: true, seccomp: { profile_type: 'Unconfined' } });
     } finally {
       await removePod(p.id);
     }
   });
 
   test('privileged sandbox with a pod-level OCI profile: INVALID_ARGUMENT, containerd never sees RunPodSandbox', async () => {
-    const before = tap.streams().length;
-    await assert.rejects(pod({ privileged: true, seccomp: oci(privRef) }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /sandbox default\/base-\d+/.test(e.details));
-    assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from(`base-${seq}`))));
+    const before = rig.tap.streams().length;
+    await assert.rejects(pod({ name: 'priv-sandbox', privileged: true, seccomp: oci(privRef) }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details.includes('sandbox default/priv-sandbox'));
+    assert.ok(!rig.tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('priv-sandbox'))));
   });
 
   test('loose baseline ∩ RuntimeDefault ∩ permissive artifact denies every call containerd RuntimeDefault denies; runc enforces it', async () => {
     const rd = asProfile(await liveRuntimeDefault());
     const p = await pod();
     try {
-      const merged = await cri.startBusybox(p, 'merged', { seccomp: oci(permissive, RD_BASE) });
-      const plain = await cri.startBusybox(p, 'plain', { seccomp: oci(permissive) });
-      const effective = asProfile(await specSeccomp(cri, merged));
+      const merged = await rig.cri.startBusybox(p, 'merged', { seccomp: oci(permissive, RD_BASE) });
+      const plain = await rig.cri.startBusybox(p, 'plain', { seccomp: oci(permissive) });
+      const effective = asProfile(await specSeccomp(rig.cri, merged));
       const names = new Set([...X86_SYSCALL_NAMES, ...(rd.syscalls ?? []).flatMap((s) => s.names)]);
       let denied = 0;
       for (const syscall of names) {
@@ -206,7 +177,7 @@ describe('base profiles and privileged containers through the shim', { timeout: 
       // unshare(CLONE_NEWUSER): containerd's default denies it without CAP_SYS_ADMIN.
       assert.equal(await unshareAllowed(plain), true, 'the loose baseline alone lets the permissive artifact unshare');
       assert.equal(await unshareAllowed(merged), false, 'with the RuntimeDefault base, unshare is denied');
-      assert.match(await cri.sh(merged, 'echo still-works'), /still-works/);
+      assert.match(await rig.cri.sh(merged, 'echo still-works'), /still-works/);
     } finally {
       await removePod(p.id);
     }
@@ -215,8 +186,8 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   test('annotation mode: an annotation replacing RuntimeDefault keeps it as the base; replacing Unconfined does not', async () => {
     const p = await pod({ annotations: { 'seccomp.profiles.spoke.dev/pod': permissive } });
     try {
-      const rd = await cri.startBusybox(p, 'ann-rd', { seccomp: { profile_type: 'RuntimeDefault' } });
-      const unconfined = await cri.startBusybox(p, 'ann-unconfined', { seccomp: { profile_type: 'Unconfined' } });
+      const rd = await rig.cri.startBusybox(p, 'ann-rd', { seccomp: { profile_type: 'RuntimeDefault' } });
+      const unconfined = await rig.cri.startBusybox(p, 'ann-unconfined', { seccomp: { profile_type: 'Unconfined' } });
       assert.equal(await unshareAllowed(rd), false);
       assert.equal(await unshareAllowed(unconfined), true);
     } finally {
@@ -227,8 +198,8 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   test('an empty base_profile (BaseTypeUnspecified) means no base', async () => {
     const p = await pod();
     try {
-      const cid = await cri.startBusybox(p, 'unspecified', { seccomp: oci(denyMkdir, {}) });
-      assert.match(await cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
+      const cid = await rig.cri.startBusybox(p, 'unspecified', { seccomp: oci(denyMkdir, {}) });
+      assert.match(await rig.cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
       assert.equal(await unshareAllowed(cid), true, 'no RuntimeDefault base was added');
     } finally {
       await removePod(p.id);
@@ -238,20 +209,20 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   test('runtime default unknown (sandbox image gone): a RuntimeDefault-based profile fails UNAVAILABLE, never runs without its base; it recovers', async () => {
     const p = await pod();
     try {
-      const failures = shim!.logs().filter((l) => /runtime default profile unavailable/.test(String(l.msg))).length;
-      await execFileP('ctr', ['-a', ctrd.socket, '-n', 'k8s.io', 'images', 'rm', PAUSE_IMAGE]);
-      tap.cutAll(); // the shim reconnects and reads the runtime default again: the probe cannot be created
-      await waitForLog(shim!, (l) => /runtime default profile unavailable/.test(String(l.msg)), failures + 1);
-      const before = tap.streams().length;
-      await assert.rejects(cri.startBusybox(p, 'rd-unknown', { seccomp: oci(permissive, RD_BASE) }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && /^Unavailable: container default\/base-\d+\/rd-unknown: cannot honour the RuntimeDefault base/.test(e.details));
-      assert.ok(!tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('rd-unknown'))), 'containerd never saw the create');
+      const failures = rig.shim!.logs().filter((l) => /runtime default profile unavailable/.test(String(l.msg))).length;
+      await execFileP('ctr', ['-a', rig.ctrd.socket, '-n', 'k8s.io', 'images', 'rm', PAUSE_IMAGE]);
+      rig.tap.cutAll(); // the shim reconnects and reads the runtime default again: the probe cannot be created
+      await waitForLog(rig.shim!, (l) => /runtime default profile unavailable/.test(String(l.msg)), failures + 1);
+      const before = rig.tap.streams().length;
+      await assert.rejects(rig.cri.startBusybox(p, 'rd-unknown', { seccomp: oci(permissive, RD_BASE) }), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE && e.details.startsWith(`Unavailable: container default/${p.name}/rd-unknown: cannot honour the RuntimeDefault base`));
+      assert.ok(!rig.tap.streams().slice(before).some((s) => s.request.includes(Buffer.from('rd-unknown'))), 'containerd never saw the create');
       // Without a RuntimeDefault base nothing is missing.
-      await cri.startBusybox(p, 'no-base', { seccomp: oci(denyMkdir) });
-      const reads = shim!.logs().filter(rdRead).length;
-      await ctrd.importImages();
-      tap.cutAll();
-      await waitForLog(shim!, rdRead, reads + 1);
-      const cid = await cri.startBusybox(p, 'rd-known', { seccomp: oci(permissive, RD_BASE) });
+      await rig.cri.startBusybox(p, 'no-base', { seccomp: oci(denyMkdir) });
+      const reads = rig.shim!.logs().filter(rdRead).length;
+      await rig.ctrd.importImages();
+      rig.tap.cutAll();
+      await waitForLog(rig.shim!, rdRead, reads + 1);
+      const cid = await rig.cri.startBusybox(p, 'rd-known', { seccomp: oci(permissive, RD_BASE) });
       assert.equal(await unshareAllowed(cid), false);
     } finally {
       await removePod(p.id);
@@ -259,12 +230,12 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   });
 
   test('containerd restarted: the shim reads the runtime default again; RuntimeDefault-based profiles keep working', async () => {
-    const reads = shim!.logs().filter(rdRead).length;
-    await ctrd.restart();
-    await waitForLog(shim!, rdRead, reads + 1);
+    const reads = rig.shim!.logs().filter(rdRead).length;
+    await rig.ctrd.restart();
+    await waitForLog(rig.shim!, rdRead, reads + 1);
     const p = await pod();
     try {
-      const cid = await cri.startBusybox(p, 'after-restart', { seccomp: oci(permissive, RD_BASE) });
+      const cid = await rig.cri.startBusybox(p, 'after-restart', { seccomp: oci(permissive, RD_BASE) });
       assert.equal(await unshareAllowed(cid), false);
     } finally {
       await removePod(p.id);
@@ -272,20 +243,20 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   });
 
   test('runtimeDefault: FILE pins the profile; the runtime is not read', async () => {
-    await stopShim(shim);
-    shim = undefined;
-    const pinned = join(work, 'pinned-runtime-default.json');
+    await stopShim(rig.shim);
+    rig.shim = undefined;
+    const pinned = join(rig.files.work, 'pinned-runtime-default.json');
     writeFileSync(pinned, denySyscalls(['mkdir', 'mkdirat']));
-    const config = join(work, 'config.yaml');
+    const config = join(rig.files.work, 'config.yaml');
     writeFileSync(config, `runtimeDefault: ${pinned}\n`);
-    shim = await startShim([...shimArgs, '--config', config]);
+    rig.shim = await startShim([...rig.shimArgs, '--config', config]);
     const p = await pod();
     try {
-      const cid = await cri.startBusybox(p, 'pinned', { seccomp: oci(permissive, RD_BASE) });
-      assert.match(await cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
+      const cid = await rig.cri.startBusybox(p, 'pinned', { seccomp: oci(permissive, RD_BASE) });
+      assert.match(await rig.cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
       assert.equal(await unshareAllowed(cid), true, 'the pinned profile, not containerd’s, is the base');
-      assert.ok(shim.logs().some((l) => l.msg === 'runtime default profile pinned' && l.file === pinned));
-      assert.ok(!shim.logs().some(rdRead));
+      assert.ok(rig.shim.logs().some((l) => l.msg === 'runtime default profile pinned' && l.file === pinned));
+      assert.ok(!rig.shim.logs().some(rdRead));
     } finally {
       await removePod(p.id);
     }

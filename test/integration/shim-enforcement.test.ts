@@ -8,52 +8,37 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { startContainerd, Tap, RUNTIME_HANDLERS, type Containerd } from '../helpers/containerd.js';
-import { CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
-import { freePort, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { RUNTIME_HANDLERS } from '../helpers/containerd.js';
+import type { Msg } from '../helpers/cri-client.js';
+import { freePort } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { waitFor } from '../helpers/wait.js';
-import { startShim, stopShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
+import { startShim, stopShim } from '../helpers/shim.js';
 import type { Digest } from '../../src/core/digest.js';
 import { unsignedPolicy } from '../helpers/node.js';
-import { shimFiles } from '../helpers/shim-rig.js';
+import { startShimRig, type Pod, type ShimRig } from '../helpers/shim-rig.js';
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0);
 }
 
-
 describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 }, () => {
-  let ctrd: Containerd;
-  let reg: TestRegistry;
-  let work: string;
-  let tap: Tap;
-  let shim: ShimProc | undefined;
-  let cri: CriClient;
-  let shimArgs: string[];
-  let storeDir: string;
+  let rig: ShimRig;
   let metricsPort: number;
   let denyMkdir: string;
   let permissive: string;
   let neverPulled: string;
   let baseChmod: string;
-  let seq = 0;
 
   const pullReq = (ref: string, extra: Msg = {}) => ({ image: { image: ref }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } }, ...extra });
   const oci = (ref: string, base?: Msg) => ({ profile_type: 'OCI', oci_ref: ref, ...(base ? { base_profile: base } : {}) });
 
-  async function pod(handler: string, podSeccomp?: Msg): Promise<{ id: string; config: Msg }> {
-    const logDir = join(work, `logs-${++seq}`);
-    mkdirSync(logDir, { recursive: true });
-    const config = hostNetworkPod(`enf-${seq}`, logDir, podSeccomp ? { seccomp: podSeccomp } : {});
-    const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: handler })).pod_sandbox_id as string;
-    return { id, config };
-  }
-
-  const container = (p: { id: string; config: Msg }, name: string, seccomp?: Msg) => cri.startBusybox(p, name, seccomp ? { seccomp } : undefined);
-  const sh = (cid: string, script: string) => cri.sh(cid, script);
+  const pod = (handler: string, seccomp?: Msg) => rig.pod({ handler, ...(seccomp ? { seccomp } : {}) });
+  const removePod = (id: string) => rig.removePod(id);
+  const container = (p: Pod, name: string, seccomp?: Msg) => rig.cri.startBusybox(p, name, seccomp ? { seccomp } : undefined);
+  const sh = (cid: string, script: string) => rig.cri.sh(cid, script);
 
   const probe = async (cid: string) => ({
     mkdir: /MKDIR_OK/.test(await sh(cid, `mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED`)),
@@ -61,81 +46,71 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     unshare: /UNSHARE_OK/.test(await sh(cid, `unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED`)),
   });
 
-  async function removePod(id: string): Promise<void> {
-    await cri.rt('StopPodSandbox', { pod_sandbox_id: id });
-    await cri.rt('RemovePodSandbox', { pod_sandbox_id: id });
-  }
-
   before(async () => {
-    ctrd = await startContainerd();
-    reg = await startRegistry();
-    const files = shimFiles('ske-', unsignedPolicy([`${reg.host}/profiles`]));
-    work = files.work;
-    denyMkdir = (await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
-    permissive = (await pushRawArtifact(reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
-    neverPulled = (await pushRawArtifact(reg.host, 'profiles/never', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
-    // Localhost bases live under the kubelet's seccomp root (a path outside it is refused).
-    mkdirSync(join(work, 'seccomp'));
-    baseChmod = join(work, 'seccomp', 'base-deny-chmod.json');
-    writeFileSync(baseChmod, denySyscalls(['chmod', 'fchmod', 'fchmodat']));
-    tap = new Tap(join(work, 'tap.sock'), ctrd.socket);
-    await tap.start();
-    storeDir = files.storeDir;
-    metricsPort = await freePort();
-    shimArgs = files.args(tap.listen, '--metrics', `127.0.0.1:${metricsPort}`, '--log-level', 'info');
-    shim = await startShim(shimArgs);
-    cri = new CriClient(files.sock);
+    rig = await startShimRig('ske-', {
+      extraArgs: async (files) => {
+        // Localhost bases live under the kubelet's seccomp root (a path outside it is refused).
+        mkdirSync(files.seccompRoot);
+        baseChmod = join(files.seccompRoot, 'base-deny-chmod.json');
+        writeFileSync(baseChmod, denySyscalls(['chmod', 'fchmod', 'fchmodat']));
+        metricsPort = await freePort();
+        return ['--metrics', `127.0.0.1:${metricsPort}`, '--log-level', 'info'];
+      },
+    });
+    denyMkdir = (await pushRawArtifact(rig.reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
+    permissive = (await pushRawArtifact(rig.reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
+    neverPulled = (await pushRawArtifact(rig.reg.host, 'profiles/never', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
   });
 
-  after(() => tearDownShimRig({ cri, ctrd, shim, tap, reg, work }));
+  after(() => rig.tearDown());
 
   test('start-up: the ready log says how long it took; the socket answers at once', async () => {
-    const ready = shim!.logs().find((l) => l.msg === 'shim ready')!;
+    const ready = rig.shim!.logs().find((l) => l.msg === 'shim ready')!;
     assert.equal(typeof ready.startupMs, 'number');
-    assert.ok((ready.startupMs as number) <= shim!.readyMs, 'in-process start-up is within spawn → ready');
+    assert.ok((ready.startupMs as number) <= rig.shim!.readyMs, 'in-process start-up is within spawn → ready');
     // Footprint and start-up time are benchmark figures (npm run bench), never asserted here.
-    process.stdout.write(`# shim ready after ${Math.round(shim!.readyMs)} ms (spawn → ready log; in-process ${String(ready.startupMs)} ms), RSS ${(rssKiB(shim!.child.pid!) / 1024).toFixed(1)} MiB\n`);
-    const version = await cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 5000 });
+    process.stdout.write(`# shim ready after ${Math.round(rig.shim!.readyMs)} ms (spawn → ready log; in-process ${String(ready.startupMs)} ms), RSS ${(rssKiB(rig.shim!.child.pid!) / 1024).toFixed(1)} MiB\n`);
+    const version = await rig.cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 5000 });
     assert.equal(version.error, null);
   });
 
   test('Status advertises the feature', async () => {
-    const st = await cri.rt('Status', {});
+    const st = await rig.cri.rt('Status', {});
     assert.equal((st.features as Msg).security_profile_oci_artifact, true);
   });
 
   test('pull over CRI: first from the registry, second cached with zero registry requests', async () => {
-    reg.resetRequests();
+    rig.reg.resetRequests();
     let t = performance.now();
-    const first = await cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir));
+    const first = await rig.cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir));
     const coldMs = performance.now() - t;
     assert.equal(first.resolved_ref, denyMkdir);
     assert.equal(first.cached, false);
-    await reg.settle();
-    assert.ok(reg.requests().length >= 2);
-    reg.resetRequests();
+    await rig.reg.settle();
+    assert.ok(rig.reg.requests().length >= 2);
+    rig.reg.resetRequests();
     t = performance.now();
-    const second = await cri.img('PullSecurityProfile', pullReq(denyMkdir));
+    const second = await rig.cri.img('PullSecurityProfile', pullReq(denyMkdir));
     const warmMs = performance.now() - t;
     process.stdout.write(`# pull over CRI: cold ${coldMs.toFixed(1)} ms (first pull also loads the pipeline), warm ${warmMs.toFixed(2)} ms\n`);
     assert.equal(second.cached, true);
     assert.equal(second.resolved_ref, denyMkdir);
-    await reg.settle();
-    assert.deepEqual(reg.requests(), []);
-    await cri.img('PullSecurityProfile', pullReq(permissive));
-    const log = shim!.logs().find((l) => l.msg === 'security profile pull' && l.reference === denyMkdir);
+    await rig.reg.settle();
+    assert.deepEqual(rig.reg.requests(), []);
+    await rig.cri.img('PullSecurityProfile', pullReq(permissive));
+    const log = rig.shim!.logs().find((l) => l.msg === 'security profile pull' && l.reference === denyMkdir);
     assert.ok(log && typeof log.digest === 'string' && typeof log.rule === 'string');
   });
 
   test('pull refusals: unlisted registry, bad kinds, tags', async () => {
     const other = denyMkdir.replace('/profiles/', '/elsewhere/');
-    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(other)), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /^PermissionDenied: /.test(e.details));
-    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir, { profile_kind: 'SecurityProfileKindUnspecified' })), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /^SecurityProfileInvalid: /.test(e.details));
+    await assert.rejects(rig.cri.img('PullSecurityProfileArtifact', pullReq(other)), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /^PermissionDenied: /.test(e.details));
+    await assert.rejects(rig.cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir, { profile_kind: 'SecurityProfileKindUnspecified' })), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /^SecurityProfileInvalid: /.test(e.details));
     // Kind AppArmor is pulled now (shim-annotations.test.ts); here the node policy allows only seccomp.
-    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir, { profile_kind: 'AppArmor' })), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /apparmor/.test(e.details));
-    await assert.rejects(cri.img('PullSecurityProfileArtifact', pullReq(`${reg.host}/profiles/deny-mkdir:latest`)), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /^SecurityProfileInvalid: /.test(e.details));
+    await assert.rejects(rig.cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir, { profile_kind: 'AppArmor' })), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /apparmor/.test(e.details));
+    await assert.rejects(rig.cri.img('PullSecurityProfileArtifact', pullReq(`${rig.reg.host}/profiles/deny-mkdir:latest`)), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /^SecurityProfileInvalid: /.test(e.details));
     // Profiles never show up as images.
-    const imgs = await cri.img('ListImages', {});
+    const imgs = await rig.cri.img('ListImages', {});
     assert.ok(!(imgs.images as Msg[]).some((i) => JSON.stringify(i).includes('profiles/')));
   });
 
@@ -150,7 +125,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
           assert.deepEqual(await probe(cid), { mkdir: false, chmod: false, unshare: false });
           assert.match(await sh(cid, 'mkdir /tmp/x'), /Operation not permitted/);
           assert.match(await sh(cid, 'echo still-works'), /still-works/);
-          const list = await cri.img('ListSecurityProfiles', {});
+          const list = await rig.cri.img('ListSecurityProfiles', {});
           const entry = (list.profiles as Msg[]).find((x) => (x.references as string[]).includes(denyMkdir));
           assert.equal(entry?.in_use, true);
         } finally {
@@ -163,7 +138,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
         try {
           const cid = await container(p, 'permissive', oci(permissive));
           assert.deepEqual(await probe(cid), { mkdir: true, chmod: true, unshare: false });
-          const logs = shim!.logs().filter((l) => l.msg === 'SecurityProfileMergeConstrained' && l.reference === permissive);
+          const logs = rig.shim!.logs().filter((l) => l.msg === 'SecurityProfileMergeConstrained' && l.reference === permissive);
           assert.ok(logs.length > 0, 'the constraint was logged');
         } finally {
           await removePod(p.id);
@@ -188,13 +163,13 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
   test('never-pulled reference: create fails, containerd never sees the call', async () => {
     const p = await pod('');
     try {
-      const before = tap.streams().length;
+      const before = rig.tap.streams().length;
       await assert.rejects(container(p, 'never-pulled-ctr', oci(neverPulled)), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION && /has not been pulled/.test(e.details));
-      const after = tap.streams().slice(before);
+      const after = rig.tap.streams().slice(before);
       assert.ok(!after.some((s) => s.request.includes(Buffer.from('never-pulled-ctr'))), 'no request carrying the container reached containerd');
-      assert.ok(!tap.streams().some((s) => s.request.includes(Buffer.from(neverPulled))), 'containerd never saw an OCI reference');
+      assert.ok(!rig.tap.streams().some((s) => s.request.includes(Buffer.from(neverPulled))), 'containerd never saw an OCI reference');
       // OCI type 3 never reached the upstream in any request: every OCI ref was replaced.
-      for (const ref of [denyMkdir, permissive]) assert.ok(!tap.streams().some((s) => s.request.includes(Buffer.from(ref))));
+      for (const ref of [denyMkdir, permissive]) assert.ok(!rig.tap.streams().some((s) => s.request.includes(Buffer.from(ref))));
     } finally {
       await removePod(p.id);
     }
@@ -204,27 +179,27 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     const p = await pod('');
     const cid = await container(p, 'survivor', oci(denyMkdir));
     const digest = denyMkdir.slice(denyMkdir.indexOf('@') + 1) as Digest;
-    assert.equal(await stopShim(shim), 0);
-    shim = await startShim(shimArgs);
-    const store = new ProfileStore({ root: storeDir });
-    await shim.waitForLog((l) => l.msg === 'in-use set rebuilt from the runtime');
+    assert.equal(await stopShim(rig.shim), 0);
+    rig.shim = await startShim(rig.shimArgs);
+    const store = new ProfileStore({ root: rig.files.storeDir });
+    await rig.shim.waitForLog((l) => l.msg === 'in-use set rebuilt from the runtime');
     assert.ok((await store.inUseHolders(digest)).includes(`container:${cid}`));
     const gc = await store.gc({ minAgeMs: 0 });
     assert.ok(!gc.removed.includes(digest), 'gc kept the profile of the running container');
-    await assert.rejects(cri.img('RemoveSecurityProfile', { digest }), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION);
+    await assert.rejects(rig.cri.img('RemoveSecurityProfile', { digest }), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION);
     assert.deepEqual(await probe(cid), { mkdir: false, chmod: true, unshare: false });
     await removePod(p.id);
     // after RemovePodSandbox the holders go (rebuild), and removal works
     await waitFor(async () => (await store.inUseHolders(digest)).length === 0, { timeoutMs: 10_000, what: 'the holders to go' });
-    await cri.img('RemoveSecurityProfile', { digest });
-    const list = await cri.img('ListSecurityProfiles', {});
+    await rig.cri.img('RemoveSecurityProfile', { digest });
+    const list = await rig.cri.img('ListSecurityProfiles', {});
     assert.ok(!(list.profiles as Msg[]).some((x) => x.digest === digest));
   });
 
   test('metrics are served with the docs/configuration.md names; the store gauges follow pulls', async () => {
-    await cri.rt('Version', { version: 'v1' });
-    const fresh = (await pushRawArtifact(reg.host, 'profiles/metrics', { layers: [{ bytes: denySyscalls(['acct']) }] })).reference;
-    await cri.img('PullSecurityProfileArtifact', pullReq(fresh));
+    await rig.cri.rt('Version', { version: 'v1' });
+    const fresh = (await pushRawArtifact(rig.reg.host, 'profiles/metrics', { layers: [{ bytes: denySyscalls(['acct']) }] })).reference;
+    await rig.cri.img('PullSecurityProfileArtifact', pullReq(fresh));
     const scrape = () =>
       new Promise<string>((resolve, reject) => {
         httpRequest({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
@@ -235,7 +210,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
           .on('error', reject)
           .end();
       });
-    const entries = await new ProfileStore({ root: storeDir }).list();
+    const entries = await new ProfileStore({ root: rig.files.storeDir }).list();
     assert.ok(entries.length > 0);
     // The gauges are recounted off the call's path after a fetch: wait for it.
     let body = '';
@@ -260,7 +235,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     const slow: Server = createHttpServer((req, res) => {
       arrived();
       void released.then(() => {
-        const up = httpRequest({ host: '127.0.0.1', port: reg.port, path: req.url, method: req.method, headers: { ...req.headers, host: reg.host } }, (r) => {
+        const up = httpRequest({ host: '127.0.0.1', port: rig.reg.port, path: req.url, method: req.method, headers: { ...req.headers, host: rig.reg.host } }, (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);
         });
@@ -270,30 +245,30 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     await new Promise<void>((r) => slow.listen(slowPort, '127.0.0.1', () => r()));
     try {
       const slowHost = `127.0.0.1:${slowPort}`;
-      const pushed = await pushRawArtifact(reg.host, 'profiles/slow', { layers: [{ bytes: denySyscalls(['mknod']) }] });
-      const ref = pushed.reference.replace(reg.host, slowHost);
-      const policy = join(work, 'policy-slow.yaml');
-      writeFileSync(policy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', `  - scope: ${slowHost}/profiles`, '    kinds: [seccomp]', '    unsigned: true', `insecure: [${slowHost}]`, ''].join('\n'));
-      await stopShim(shim);
-      const args = [...shimArgs];
+      const pushed = await pushRawArtifact(rig.reg.host, 'profiles/slow', { layers: [{ bytes: denySyscalls(['mknod']) }] });
+      const ref = pushed.reference.replace(rig.reg.host, slowHost);
+      const policy = join(rig.files.work, 'policy-slow.yaml');
+      writeFileSync(policy, unsignedPolicy([`${slowHost}/profiles`]));
+      await stopShim(rig.shim);
+      const args = [...rig.shimArgs];
       args[args.indexOf('--policy') + 1] = policy;
-      shim = await startShim(args);
-      const pull = cri.img('PullSecurityProfileArtifact', pullReq(ref), { deadlineMs: 30_000 });
+      rig.shim = await startShim(args);
+      const pull = rig.cri.img('PullSecurityProfileArtifact', pullReq(ref), { deadlineMs: 30_000 });
       await inFlight;
-      shim.child.kill('SIGTERM');
-      const shuttingDown = await shim.waitForLog((l) => l.msg === 'shutting down');
+      rig.shim.child.kill('SIGTERM');
+      const shuttingDown = await rig.shim.waitForLog((l) => l.msg === 'shutting down');
       assert.equal(shuttingDown.inFlight, 1, 'the pull is in flight when the shim starts to stop');
       release();
       const res = await pull;
       assert.equal(res.cached, false);
-      assert.equal(await shim.exited, 0);
-      assert.ok(!existsSync(join(work, 'shim.sock')), 'socket removed');
-      const refused = await cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 2000 });
+      assert.equal(await rig.shim.exited, 0);
+      assert.ok(!existsSync(rig.files.sock), 'socket removed');
+      const refused = await rig.cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 2000 });
       assert.equal(refused.error?.code, grpc.status.UNAVAILABLE);
     } finally {
       release();
       await new Promise<void>((r) => slow.close(() => r()));
-      shim = undefined;
+      rig.shim = undefined;
     }
   });
 });

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SPOKE_BIN, spoke } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
 import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
@@ -22,7 +22,7 @@ import { verifyRecordingProof } from '../../src/core/recording-proof.js';
 import { StatusUpdater } from '../../src/controller/binding-status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { WebhookServer } from '../../src/controller/webhook.js';
-import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -98,51 +98,30 @@ function deploymentPod(containers: Pod['spec']): Pod {
 }
 
 let uidCounter = 0;
-function podReview(pod: Pod, opts: { operation?: string; dryRun?: boolean; namespace?: string } = {}) {
-  const gvk = { group: '', version: 'v1', kind: 'Pod' };
-  const gvr = { group: '', version: 'v1', resource: 'pods' };
+/** An admission.k8s.io/v1 AdmissionReview of a `gvk` object served as `resource`; `request` holds the rest of the request (object, namespace, …). */
+function admissionReview(gvk: { group: string; version: string; kind: string }, resource: string, request: Record<string, unknown>) {
+  const gvr = { group: gvk.group, version: gvk.version, resource };
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
-    request: {
-      uid: `705ab4f5-6393-11e8-b7cc-42010a80${String(++uidCounter).padStart(4, '0')}`,
-      kind: gvk,
-      resource: gvr,
-      requestKind: gvk,
-      requestResource: gvr,
-      name: '',
-      namespace: opts.namespace ?? 'team',
-      operation: opts.operation ?? 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: 'a1b2', groups: ['system:serviceaccounts', 'system:authenticated'] },
-      object: pod,
-      oldObject: null,
-      dryRun: opts.dryRun ?? false,
-      options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1' },
-    },
+    request: { uid: `705ab4f5-6393-11e8-b7cc-42010a80${String(++uidCounter).padStart(4, '0')}`, kind: gvk, resource: gvr, requestKind: gvk, requestResource: gvr, operation: 'CREATE', oldObject: null, dryRun: false, ...request },
   };
 }
 
+function podReview(pod: Pod, opts: { operation?: string; dryRun?: boolean; namespace?: string } = {}) {
+  return admissionReview({ group: '', version: 'v1', kind: 'Pod' }, 'pods', {
+    name: '',
+    namespace: opts.namespace ?? 'team',
+    ...(opts.operation ? { operation: opts.operation } : {}),
+    userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: 'a1b2', groups: ['system:serviceaccounts', 'system:authenticated'] },
+    object: pod,
+    dryRun: opts.dryRun ?? false,
+    options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1' },
+  });
+}
+
 function bindingReview(obj: ProfileBinding, operation = 'CREATE') {
-  const gvk = { group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileBinding' };
-  const gvr = { group: 'spoke.dev', version: 'v1alpha1', resource: 'profilebindings' };
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: `b-${++uidCounter}`,
-      kind: gvk,
-      resource: gvr,
-      requestKind: gvk,
-      requestResource: gvr,
-      name: obj.metadata.name,
-      namespace: obj.metadata.namespace,
-      operation,
-      userInfo: { username: 'admin' },
-      object: obj,
-      oldObject: null,
-      dryRun: false,
-    },
-  };
+  return admissionReview({ group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileBinding' }, 'profilebindings', { name: obj.metadata.name, namespace: obj.metadata.namespace, operation, userInfo: { username: 'admin' }, object: obj });
 }
 
 interface Answer {
@@ -235,22 +214,13 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
   });
 
   it('/validate-results: a result is admitted only for the node the requester\'s token is bound to', async () => {
-    const review = (node: string, extra: Record<string, string[]> | undefined, operation = 'CREATE') => {
-      const gvk = { group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileRecordingResult' };
-      return {
-        apiVersion: 'admission.k8s.io/v1',
-        kind: 'AdmissionReview',
-        request: {
-          uid: `r-${++uidCounter}`,
-          kind: gvk,
-          resource: { group: 'spoke.dev', version: 'v1alpha1', resource: 'profilerecordingresults' },
-          namespace: 'team',
-          operation,
-          userInfo: { username: 'system:serviceaccount:spoke-system:spoke-recorder', ...(extra ? { extra } : {}) },
-          object: { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecordingResult', metadata: { name: 'rec-1', namespace: 'team' }, spec: { recording: 'rec', pod: 'p', container: 'app', runtime: 'runc', node, syscalls: ['read'] } },
-        },
-      };
-    };
+    const review = (node: string, extra: Record<string, string[]> | undefined, operation = 'CREATE') =>
+      admissionReview({ group: 'spoke.dev', version: 'v1alpha1', kind: 'ProfileRecordingResult' }, 'profilerecordingresults', {
+        namespace: 'team',
+        operation,
+        userInfo: { username: 'system:serviceaccount:spoke-system:spoke-recorder', ...(extra ? { extra } : {}) },
+        object: { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecordingResult', metadata: { name: 'rec-1', namespace: 'team' }, spec: { recording: 'rec', pod: 'p', container: 'app', runtime: 'runc', node, syscalls: ['read'] } },
+      });
     const answer = async (body: unknown) => (await post(port, '/validate-results', body)).json().response;
     const bound = { 'authentication.kubernetes.io/node-name': ['node-1'] };
     assert.equal((await answer(review('node-1', bound))).allowed, true);
@@ -467,13 +437,7 @@ describe('informer-backed source and status on client-node against the fake API 
   before(async () => {
     fake = new FakeApiServer({ resources: [PB, NS, PODS], token: 'test-token' });
     const server = await fake.listen();
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'fake', server, skipTLSVerify: true }],
-      users: [{ name: 'controller', token: 'test-token' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'controller' }],
-      currentContext: 'fake',
-    });
+    kc = fakeKubeConfig(server, 'test-token');
   });
   after(() => fake.close());
 

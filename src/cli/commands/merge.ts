@@ -31,72 +31,43 @@ interface Outcome {
   inputs: string;
 }
 
-function inputFailure(which: string, file: string, e: unknown): never {
-  if (e instanceof SpokeError) throw new SpokeError(e.code, `${which} ${file}: ${e.message}`, { ...e.context, file }, { cause: e, reason: e.reason });
-  throw e;
+/** `parse(bytes)` of one input; a SpokeError it throws names the input ("<which> <file>: …"). */
+function parseInput<T>(which: string, file: string, bytes: Buffer, parse: (bytes: Buffer) => T): T {
+  try {
+    return parse(bytes);
+  } catch (e) {
+    if (e instanceof SpokeError) throw new SpokeError(e.code, `${which} ${file}: ${e.message}`, { ...e.context, file }, { cause: e, reason: e.reason });
+    throw e;
+  }
+}
+
+const loadInput = async <T>(which: string, file: string, parse: (bytes: Buffer) => T): Promise<T> => parseInput(which, file, await readInput(file, which), parse);
+
+/** A parser: `decode`, then `check` the decoded profile. */
+const checked =
+  <T>(decode: (bytes: Buffer) => T, check: (p: T) => void) =>
+  (bytes: Buffer): T => {
+    const p = decode(bytes);
+    check(p);
+    return p;
+  };
+
+function outcome<C>(r: { bytes: Buffer; digest: string; constrained: C[] }, format: (c: C) => string, inputs: string, extra: Record<string, unknown> = {}): Outcome {
+  return { bytes: r.bytes, digest: r.digest, constrained: r.constrained.map((c) => ({ message: format(c), detail: c })), extra, inputs };
 }
 
 async function mergeSeccomp(artifactFile: string, artifactBytes: Buffer, baselineFile: string, baseFile: string | undefined): Promise<Outcome> {
-  const baselineBytes = await readInput(baselineFile, 'baseline');
-  const baseline = (() => {
-    try {
-      const p = decodeSeccomp(baselineBytes);
-      validateBaseline(p);
-      return p;
-    } catch (e) {
-      return inputFailure('baseline', baselineFile, e);
-    }
-  })();
-  let base;
-  if (baseFile !== undefined) {
-    const baseBytes = await readInput(baseFile, 'base profile');
-    try {
-      base = decodeSeccomp(baseBytes);
-      validate(base);
-    } catch (e) {
-      inputFailure('base profile', baseFile, e);
-    }
-  }
-  let artifact;
-  try {
-    artifact = decodeSeccompWithHint(artifactBytes);
-    validateArtifact(artifact);
-  } catch (e) {
-    inputFailure('artifact', artifactFile, e);
-  }
-  const r = intersect(baseline, base, artifact);
-  return {
-    bytes: r.bytes,
-    digest: r.digest,
-    constrained: r.constrained.map((c) => ({ message: formatConstraint(c), detail: c })),
-    extra: {},
-    inputs: `baseline ${baselineFile}${baseFile === undefined ? '' : `, base ${baseFile}`}`,
-  };
+  const baseline = await loadInput('baseline', baselineFile, checked(decodeSeccomp, validateBaseline));
+  const base = baseFile === undefined ? undefined : await loadInput('base profile', baseFile, checked(decodeSeccomp, validate));
+  const artifact = parseInput('artifact', artifactFile, artifactBytes, checked(decodeSeccompWithHint, validateArtifact));
+  return outcome(intersect(baseline, base, artifact), formatConstraint, `baseline ${baselineFile}${baseFile === undefined ? '' : `, base ${baseFile}`}`);
 }
 
 async function mergeAppArmor(artifactFile: string, artifactBytes: Buffer, baselineFile: string): Promise<Outcome> {
-  const baselineBytes = await readInput(baselineFile, 'baseline');
-  let baseline;
-  try {
-    baseline = decodeAppArmor(baselineBytes);
-    validateAppArmorArtifact(baseline);
-  } catch (e) {
-    inputFailure('baseline', baselineFile, e);
-  }
-  let artifact;
-  try {
-    artifact = validateAppArmorArtifactBytes(artifactBytes);
-  } catch (e) {
-    inputFailure('artifact', artifactFile, e);
-  }
+  const baseline = await loadInput('baseline', baselineFile, checked(decodeAppArmor, validateAppArmorArtifact));
+  const artifact = parseInput('artifact', artifactFile, artifactBytes, validateAppArmorArtifactBytes);
   const r = intersectAppArmor(baseline, artifact);
-  return {
-    bytes: r.bytes,
-    digest: r.digest,
-    constrained: r.constrained.map((c) => ({ message: formatAppArmorConstraint(c), detail: c })),
-    extra: { profileName: appArmorProfileName(r.bytes) },
-    inputs: `baseline ${baselineFile}`,
-  };
+  return outcome(r, formatAppArmorConstraint, `baseline ${baselineFile}`, { profileName: appArmorProfileName(r.bytes) });
 }
 
 export async function run(argv: string[]): Promise<number> {

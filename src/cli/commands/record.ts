@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parseRepositoryRef } from '../../core/reference.js';
 import { SpokeError } from '../../core/errors.js';
 import { pushProfile } from '../../publish/push.js';
-import { pidFromVerboseInfo, RuntimeCriClient, type Msg } from '../../recorder/cri.js';
+import { pidFromVerboseInfo, RuntimeCriClient, startProfiledContainer, waitForExit, type Msg } from '../../recorder/cri.js';
 import { buildRecordedProfile, type OciRuntime } from '../../profiles/seccomp/index.js';
 import { writeLoggingProfile } from '../../recorder/profile.js';
 import { RecordingSession } from '../../recorder/session.js';
@@ -153,8 +153,6 @@ export interface RecordOnceResult {
   incomplete?: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Runs one container under the logging profile and returns what it called. */
 export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult> {
   const backend = o.backend ?? chooseBackend(undefined);
@@ -196,29 +194,8 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       pod = { ipc: namespaceOf(pausePid, 'ipc'), pauseMnt: namespaceOf(pausePid, 'mnt') };
       counter = await BpfCounter.start({ ipcNamespaces: [pod.ipc], mapKeys: RECORD_MAP_KEYS });
     }
-    const containerId = (
-      await cri.rt('CreateContainer', {
-        pod_sandbox_id: podId,
-        sandbox_config: podConfig,
-        config: {
-          metadata: { name: 'record', attempt: 0 },
-          image: { image: o.image },
-          command: o.command,
-          log_path: 'record.log',
-          linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: profilePath } } },
-        },
-      })
-    ).container_id as string;
-    await cri.rt('StartContainer', { container_id: containerId });
-    const until = Date.now() + o.timeoutMs;
-    let exitCode: number | undefined;
-    while (exitCode === undefined) {
-      if (abort.signal.aborted) throw abort.signal.reason;
-      const st = (await cri.rt('ContainerStatus', { container_id: containerId })).status as { state: string; exit_code: number };
-      if (st.state === 'CONTAINER_EXITED') exitCode = st.exit_code;
-      else if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${o.timeoutMs / 1000} s`, { limit: o.timeoutMs }, { reason: 'DEADLINE' });
-      else await sleep(50);
-    }
+    const containerId = await startProfiledContainer(cri, { id: podId, config: podConfig }, { name: 'record', image: o.image, command: o.command, profilePath });
+    const exitCode = await waitForExit(cri, containerId, o.timeoutMs, abort.signal);
     let syscalls: Set<string>;
     let unnamed: string[];
     let source: string;

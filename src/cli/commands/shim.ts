@@ -8,13 +8,13 @@ import { dirname, join } from 'node:path';
 import { SpokeError, asSpokeError } from '../../core/errors.js';
 import { readRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
-import type { SeccompOps } from '../../cri/deps.js';
+import { seccompOps } from '../../cri/seccomp.js';
 import { createAppArmorOps } from '../../cri/apparmor.js';
 import { GcScheduler } from '../../cri/gc.js';
 import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { auditIntersect, decodeSeccomp, formatConstraint, intersect, validate, validateBaseline, validateStrict, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import { decodeSeccomp, validate, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
@@ -67,19 +67,12 @@ export async function run(argv: string[]): Promise<number> {
     return loading;
   };
   const pipeline = { pull: async (req: PullRequest): Promise<PullResult> => (await nodeContext()).pipeline.pull(req) };
-  const seccomp: SeccompOps<SeccompProfile> = {
-    decode: decodeSeccomp,
-    validateBase: validateStrict,
-    intersect: (b, base, a) => intersect(b, base, a),
-    audit: (b, base, a) => auditIntersect(b, base, a),
-    formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
-  };
   // The runtime's default profile: what a RuntimeDefault base means (src/cri/runtime-default.ts).
   const runtimeDefault = new RuntimeDefaultSource<SeccompProfile>({
     decode: decodeRuntimeDefault,
     logger,
     ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinned(config.runtimeDefault) } } : {}),
-    onChange: (rd) => baselineLooserThanRuntimeDefault(seccomp, baseline, rd, logger),
+    onChange: (rd) => baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger),
   });
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
@@ -92,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
     recording,
     ...(recordingKey ? { recordingKey } : {}),
     // The pipeline's own policy holder: a create is decided under the policy its pull would see.
-    deps: { pipeline, store, seccomp, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, runtimeDefault, policy: async () => (await nodeContext()).policy.current() },
+    deps: { pipeline, store, seccomp: seccompOps, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, runtimeDefault, policy: async () => (await nodeContext()).policy.current() },
   });
   try {
     await shim.start();
@@ -163,7 +156,7 @@ export async function run(argv: string[]): Promise<number> {
         baseline = loadBaseline(config.baseline);
         logger.log('info', 'baseline reloaded', { baseline: config.baseline });
         const rd = runtimeDefault.current();
-        if (rd) baselineLooserThanRuntimeDefault(seccomp, baseline, rd, logger);
+        if (rd) baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger);
       } catch (e) {
         logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
       }

@@ -13,18 +13,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ProfileApplier, type ApplyContext } from '../../../src/cri/apply.js';
-import type { ShimDeps } from '../../../src/cri/deps.js';
 import { BASE_LOCALHOST, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
 import { PolicyHolder } from '../../../src/config/policy-holder.js';
 import { SpokeError, type ErrorCode, type ErrorReason } from '../../../src/core/errors.js';
-import { silentLogger } from '../../../src/core/runtime.js';
 import { sha256Digest } from '../../../src/core/digest.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../../../src/core/limits.js';
-import { noopMetrics } from '../../../src/observe/metrics.js';
-import { auditIntersect, decodeSeccomp, evaluate, formatConstraint, intersect, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, evaluate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import type { PullRequest, PullResult } from '../../../src/pull.js';
 import { ProfileStore } from '../../../src/store/store.js';
-import { denySyscalls } from '../../helpers/artifacts.js';
+import { denySyscalls, plantLookalikeEffective } from '../../helpers/artifacts.js';
+import { applierDeps } from '../../helpers/shim.js';
 import { makeKey } from '../../helpers/signing.js';
 import { baselineBytes } from '../profiles/seccomp-fixtures.js';
 import { assertSpokeError } from '../../helpers/assert.js';
@@ -89,28 +87,20 @@ describe('ProfileApplier', () => {
     writeFileSync(policyFile, 'apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules: []\n');
     holder = new PolicyHolder({ file: policyFile });
     pullOutcome = async () => Promise.reject(new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' }));
-    const deps: ShimDeps<SeccompProfile> = {
-      pipeline: {
-        pull: async (req) => {
-          pulls.push(req);
-          return pullOutcome();
+    applier = new ProfileApplier(
+      applierDeps({
+        pipeline: {
+          pull: async (req) => {
+            pulls.push(req);
+            return pullOutcome();
+          },
         },
-      },
-      store,
-      seccomp: {
-        decode: decodeSeccomp,
-        validateBase: validateStrict,
-        intersect: (b, base, a) => intersect(b, base, a),
-        audit: (b, base, a) => auditIntersect(b, base, a),
-        formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
-      },
-      baseline: () => baseline,
-      seccompRoot,
-      logger: silentLogger,
-      metrics: noopMetrics,
-      policy: async () => holder.current(),
-    };
-    applier = new ProfileApplier(deps);
+        store,
+        baseline,
+        seccompRoot,
+        policy: async () => holder.current(),
+      }),
+    );
   });
 
   after(() => {
@@ -261,15 +251,8 @@ describe('ProfileApplier', () => {
     writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
     const layer = denySyscalls(['uname']);
     const ref = await ingest('effective/one', layer);
-    const expected = intersect(baseline, undefined, decodeSeccomp(layer)).bytes;
-    const sha = createHash('sha256').update(expected).digest('hex');
-    const path = join(seccompRoot, 'spoke', `${sha}.json`);
-    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
     // (uname: allowed by the baseline, so this effective profile is one no other test wrote.)
-    // Same length, every syscall allowed: what a size check alone would take for the profile.
-    const planted = Buffer.alloc(expected.length, ' ');
-    Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}').copy(planted);
-    writeFileSync(path, planted);
+    const { path, sha } = plantLookalikeEffective(seccompRoot, baseline, layer);
     const applied = await applier.apply(oci(ref), inTeamA);
     assert.equal(applied.path, path);
     assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), sha);

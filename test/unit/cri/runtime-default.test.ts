@@ -9,17 +9,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ProfileApplier } from '../../../src/cri/apply.js';
-import type { AppArmorOps, SeccompOps, ShimDeps, UnaryCaller } from '../../../src/cri/deps.js';
+import type { AppArmorOps, ShimDeps, UnaryCaller } from '../../../src/cri/deps.js';
+import { seccompOps } from '../../../src/cri/seccomp.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
 import { baselineLooserThanRuntimeDefault } from '../../../src/cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../../src/cri/runtime-default.js';
 import { PROBE_LABEL, readRuntimeDefault, seccompOfStatusInfo, type RuntimeDefaultReading } from '../../../src/cri/runtime-default-probe.js';
 import { decode, encode, type Msg } from '../../helpers/cri-client.js';
+import { applierDeps } from '../../helpers/shim.js';
 import { SpokeError } from '../../../src/core/errors.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { silentLogger, type Logger } from '../../../src/core/runtime.js';
-import { noopMetrics } from '../../../src/observe/metrics.js';
-import { auditIntersect, decodeSeccomp, evaluate, formatConstraint, intersect, validate, validateStrict, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, evaluate, validate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { parsePolicy } from '../../../src/policy/load.js';
 import { spokeError } from '../../helpers/assert.js';
@@ -38,13 +39,6 @@ const RUNTIME_DEFAULT = json({
 });
 const OTHER_DEFAULT = json({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ARCHS, syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }] });
 
-const seccomp: SeccompOps<SeccompProfile> = {
-  decode: decodeSeccomp,
-  validateBase: validateStrict,
-  intersect: (b, base, a) => intersect(b, base, a),
-  audit: (b, base, a) => auditIntersect(b, base, a),
-  formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
-};
 const decodeRuntime = (b: Uint8Array) => {
   const p = decodeSeccomp(b);
   validate(p);
@@ -74,18 +68,17 @@ async function rig(o: { baseline?: Buffer; runtimeDefault?: ShimDeps<SeccompProf
   };
   const baseline = decodeSeccomp(o.baseline ?? ALLOW_ALL);
   const seccompRoot = join(dir, 'seccomp');
-  const applier = new ProfileApplier<SeccompProfile>({
-    pipeline: { pull: async () => assert.fail('no pulls here') },
-    store,
-    seccomp,
-    baseline: () => baseline,
-    seccompRoot,
-    logger: silentLogger,
-    metrics: noopMetrics,
-    policy: async () => ALLOW_PROFILES_POLICY,
-    ...(o.runtimeDefault ? { runtimeDefault: o.runtimeDefault } : {}),
-    ...(o.appArmor ? { appArmor: o.appArmor } : {}),
-  });
+  const applier = new ProfileApplier<SeccompProfile>(
+    applierDeps({
+      pipeline: { pull: async () => assert.fail('no pulls here') },
+      store,
+      baseline,
+      seccompRoot,
+      policy: async () => ALLOW_PROFILES_POLICY,
+      ...(o.runtimeDefault ? { runtimeDefault: o.runtimeDefault } : {}),
+      ...(o.appArmor ? { appArmor: o.appArmor } : {}),
+    }),
+  );
   const permissive = await put('permissive', ALLOW_ALL);
   const effectiveFiles = () => (readdirSync(join(seccompRoot, 'spoke'), { withFileTypes: true }) as { name: string; isFile(): boolean }[]).filter((e) => e.isFile()).map((e) => e.name);
   return { applier, put, permissive, seccompRoot, effectiveFiles };
@@ -327,12 +320,12 @@ describe('baseline against the runtime default', () => {
     const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
     const logger: Logger = { log: (level, msg, fields) => logs.push({ level, msg, ...(fields ? { fields } : {}) }) };
     const rd = { profile: decodeSeccomp(RUNTIME_DEFAULT), sha: 'a'.repeat(64) };
-    const looser = baselineLooserThanRuntimeDefault(seccomp, decodeSeccomp(ALLOW_ALL), rd, logger);
+    const looser = baselineLooserThanRuntimeDefault(seccompOps, decodeSeccomp(ALLOW_ALL), rd, logger);
     assert.ok(looser.includes('default action'), looser.join(', '));
     assert.equal(logs.filter((l) => l.level === 'warn').length, 1);
     // A baseline at least as strict as the runtime default: nothing to say.
     logs.length = 0;
-    assert.deepEqual(baselineLooserThanRuntimeDefault(seccomp, decodeSeccomp(OTHER_DEFAULT), rd, logger), []);
+    assert.deepEqual(baselineLooserThanRuntimeDefault(seccompOps, decodeSeccomp(OTHER_DEFAULT), rd, logger), []);
     assert.deepEqual(logs, []);
   });
 });
