@@ -6,7 +6,8 @@
 //   the rest ("kauditd_printk_skb: N callbacks suppressed"). We read /dev/kmsg from its end and
 //   lift that limit while recording (PrintkRateLimit), restoring it afterwards.
 
-import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { MAX_AUDIT_LINE } from './audit.js';
@@ -231,13 +232,23 @@ export interface PrintkSettings {
 }
 
 /**
- * Lifts printk rate limiting (printk_ratelimit = 0 disables it) and restores the saved values.
- * The original values are saved to `stateFile` before anything is changed, so a recorder that
- * died without restoring is corrected by the next one (which restores from the file, not from
- * the lifted values). Nested lifts in one process share one save.
+ * Lifts printk rate limiting (printk_ratelimit = 0 disables it) and restores the values found.
+ * The values are saved to `stateFile` before anything is changed, so a recorder that died
+ * without restoring is corrected by the next one, which restores from the file, not from the
+ * lifted values. Nested lifts in one process share one save.
+ *
+ * Recorders in several processes: a lift that finds the limit in force (not 0) takes those
+ * values as the originals and saves them (written aside, renamed over the file); one that finds
+ * it lifted (another recorder's lift, or one that crashed) takes the saved ones. Each process
+ * restores what it took, and the file stays (in /run, gone at boot), so no lift can mistake
+ * another's 0 for the original. A restore while another process still records rate-limits
+ * that recorder's records again; it sees the kernel's notices and refuses its recording as
+ * incomplete, never silently short.
  */
 export class PrintkRateLimit {
   private static holders = 0;
+  /** The values this process restores, taken at its first lift. */
+  private static original: PrintkSettings | undefined;
   private lifted = false;
   private readonly ratelimitPath: string;
   private readonly burstPath: string;
@@ -268,27 +279,38 @@ export class PrintkRateLimit {
   lift(): void {
     if (this.lifted) return;
     if (PrintkRateLimit.holders === 0) {
-      const original = this.saved() ?? this.current();
-      mkdirSync(dirname(this.stateFile), { recursive: true });
-      writeFileSync(`${this.stateFile}.tmp`, JSON.stringify(original));
-      renameSync(`${this.stateFile}.tmp`, this.stateFile);
-      writeFileSync(this.ratelimitPath, '0');
+      const now = this.current();
+      if (now.ratelimit !== '0') this.save(now);
+      PrintkRateLimit.original = now.ratelimit !== '0' ? now : (this.saved() ?? now);
+      writeSysctl(this.ratelimitPath, '0');
     }
     PrintkRateLimit.holders++;
     this.lifted = true;
   }
 
-  /** Idempotent; the last holder in the process writes the saved values back. */
+  private save(values: PrintkSettings): void {
+    mkdirSync(dirname(this.stateFile), { recursive: true });
+    const aside = `${this.stateFile}.${process.pid}.${randomBytes(6).toString('hex')}`;
+    writeFileSync(aside, JSON.stringify(values), { flag: 'wx' });
+    renameSync(aside, this.stateFile);
+  }
+
+  /** Idempotent; the last holder in the process writes back the values it took. */
   restore(): void {
     if (!this.lifted) return;
     this.lifted = false;
     PrintkRateLimit.holders--;
     if (PrintkRateLimit.holders > 0) return;
-    const original = this.saved();
+    const original = PrintkRateLimit.original;
+    PrintkRateLimit.original = undefined;
     if (original) {
-      writeFileSync(this.ratelimitPath, original.ratelimit);
-      writeFileSync(this.burstPath, original.burst);
+      writeSysctl(this.ratelimitPath, original.ratelimit);
+      writeSysctl(this.burstPath, original.burst);
     }
-    rmSync(this.stateFile, { force: true });
   }
+}
+
+/** A sysctl write: in place (a sysctl takes the whole value in one write; nothing to truncate). */
+function writeSysctl(path: string, value: string): void {
+  writeFileSync(path, value, { flag: 'r+' });
 }

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { containerIdFromCgroup, cyclicDistance, passedOver, PidResolver, startTicksFromStat, type Attribution } from '../../../src/recorder/pids.js';
 import { SyscallRecorder } from '../../../src/recorder/recorder.js';
 import { AuditLogSource, preflight, PrintkRateLimit } from '../../../src/recorder/source.js';
 import { isSpokeError } from '../../../src/core/errors.js';
+
+const execFileP = promisify(execFile);
 
 const ID_A = 'a'.repeat(64);
 const ID_B = 'b'.repeat(64);
@@ -227,14 +231,14 @@ describe('sources and kernel settings', () => {
       const state = join(dir, 'state/printk.json');
       const a = new PrintkRateLimit(state, dir);
       a.lift();
-      assert.equal(readFileSync(rl, 'utf8'), '0');
+      assert.equal(readFileSync(rl, 'utf8').trim(), '0');
       const b = new PrintkRateLimit(state, dir);
       b.lift(); // nested in-process: one save
       a.restore();
-      assert.equal(readFileSync(rl, 'utf8'), '0');
+      assert.equal(readFileSync(rl, 'utf8').trim(), '0');
       b.restore();
-      assert.equal(readFileSync(rl, 'utf8'), '5');
-      assert.equal(readFileSync(burst, 'utf8'), '10');
+      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
+      assert.equal(readFileSync(burst, 'utf8').trim(), '10');
       b.restore(); // idempotent
       // A recorder that died while lifted left the file: the next one restores the true values.
       writeFileSync(rl, '0');
@@ -243,7 +247,51 @@ describe('sources and kernel settings', () => {
       const c = new PrintkRateLimit(state, dir);
       c.lift();
       c.restore();
-      assert.equal(readFileSync(rl, 'utf8'), '5');
+      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('printk rate limit: a lift that found another process\'s saved file restores those values even when the file is gone by then', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-printk-'));
+    try {
+      mkdirSync(join(dir, 'sys/kernel'), { recursive: true });
+      mkdirSync(join(dir, 'state'), { recursive: true });
+      const rl = join(dir, 'sys/kernel/printk_ratelimit');
+      writeFileSync(join(dir, 'sys/kernel/printk_ratelimit_burst'), '10\n');
+      const state = join(dir, 'state/printk.json');
+      // Another recorder saved the originals, lifted, and has just written them back.
+      writeFileSync(state, JSON.stringify({ ratelimit: '5', burst: '10' }));
+      writeFileSync(rl, '5\n');
+      const late = new PrintkRateLimit(state, dir);
+      late.lift();
+      assert.equal(readFileSync(rl, 'utf8').trim(), '0');
+      rmSync(state);
+      late.restore();
+      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('printk rate limit: recorders in several processes lifting and restoring at once never fail, and the originals come back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-printk-'));
+    try {
+      mkdirSync(join(dir, 'sys/kernel'), { recursive: true });
+      const rl = join(dir, 'sys/kernel/printk_ratelimit');
+      const burst = join(dir, 'sys/kernel/printk_ratelimit_burst');
+      writeFileSync(rl, '5\n');
+      writeFileSync(burst, '10\n');
+      const state = join(dir, 'state/printk.json');
+      const module = new URL('../../../src/recorder/source.js', import.meta.url).href;
+      const script = `import { PrintkRateLimit } from ${JSON.stringify(module)};
+        for (let i = 0; i < 200; i++) { const p = new PrintkRateLimit(${JSON.stringify(state)}, ${JSON.stringify(dir)}); p.lift(); p.restore(); }`;
+      const runs = Array.from({ length: 6 }, () => execFileP(process.execPath, ['--input-type=module', '-e', script]));
+      const results = await Promise.allSettled(runs);
+      assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String(((r as PromiseRejectedResult).reason as { stderr?: string }).stderr).trim().split('\n').at(-1)), []);
+      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
+      assert.equal(readFileSync(burst, 'utf8').trim(), '10');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
