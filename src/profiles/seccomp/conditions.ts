@@ -234,24 +234,33 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
   return out;
 }
 
-/** True when one atom alone is already in normal form (what normalizeIndex would return for it). */
-function isNormalAlone(a: Atom): boolean {
-  switch (a.op) {
+/** True when one condition alone is already in normal form (what normalizeIndex would return for it). */
+function isNormalCondition(op: AtomOp, value: bigint, valueTwo: bigint): boolean {
+  switch (op) {
     case 'SCMP_CMP_EQ':
       return true;
     case 'SCMP_CMP_NE':
-      return a.value > 0n && a.value < MAX_UINT64;
+      return value > 0n && value < MAX_UINT64;
     case 'SCMP_CMP_GE':
-      return a.value > 0n && a.value < MAX_UINT64 && a.value !== MAX_UINT32 + 1n;
+      return value > 0n && value < MAX_UINT64 && value !== MAX_UINT32 + 1n;
     case 'SCMP_CMP_GT':
-      return a.value === MAX_UINT32;
+      return value === MAX_UINT32;
     case 'SCMP_CMP_LE':
-      return a.value > 0n && a.value < MAX_UINT64;
+      return value > 0n && value < MAX_UINT64;
     case 'SCMP_CMP_LT':
       return false;
     default:
-      return a.value !== 0n && (a.valueTwo & ~a.value) === 0n;
+      return value !== 0n && (valueTwo & ~value) === 0n;
   }
+}
+
+function isNormalAlone(a: Atom): boolean {
+  return isNormalCondition(a.op, a.value, a.valueTwo);
+}
+
+/** normalize([atomOfArg(arg)]) is that one atom, without making it. */
+export function isNormalArg(arg: SeccompArg): boolean {
+  return isNormalCondition(arg.op, arg.value, isMasked(arg.op) ? (arg.valueTwo ?? 0n) : 0n);
 }
 
 /** AND of conjunctions already in normal form, or null when provably unsatisfiable. */

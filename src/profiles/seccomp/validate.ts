@@ -5,10 +5,10 @@
 // The first failure is reported, in document order, as SecurityProfileInvalid with the JSON path.
 
 import { SpokeError } from '../../core/errors.js';
-import { MAX_ERRNO, takesErrno, verdictKey, verdictOf } from './actions.js';
-import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32 } from './conditions.js';
+import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
+import { ARCHS_32_BIT, isNormalArg, MAX_ARG_INDEX, MAX_UINT32 } from './conditions.js';
 import { decide, entryConjunctions, type Clause } from './decision.js';
-import type { SeccompArg, SeccompProfile } from './types.js';
+import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
 /** KEP-6061 §4 artifact limits (MaxArtifact*). */
 export const MAX_ENTRIES_PER_SYSCALL = 128;
@@ -54,8 +54,26 @@ interface SyscallTally {
   rulesCount: number;
   /** verdict + filter of each entry naming it, for strict duplicate detection. */
   rules: Set<string> | undefined;
-  /** How runc reads the entries naming it, as readProfile() would give them. */
-  clauses: Clause[];
+  /** Where it is named: entry and name index, in pairs, in document order. */
+  refs: number[];
+  /**
+   * While every entry naming it either gives the default verdict or has one condition already in
+   * normal form, the one verdict of those conditions (null before the first): decide() can then
+   * only find no rule, a single rule or an or-set, none of them a problem. False otherwise.
+   */
+  orSet: Verdict | null | false;
+}
+
+/** How runc reads the entries naming a syscall, as readProfile() would give them. */
+function clausesOf(entries: readonly SeccompSyscall[], refs: readonly number[]): Clause[] {
+  const clauses: Clause[] = [];
+  for (let r = 0; r < refs.length; r += 2) {
+    const entry = refs[r]!;
+    const s = entries[entry]!;
+    const verdict = verdictOf(s.action, s.errnoRet);
+    for (const conj of entryConjunctions(s.args ?? [])) clauses.push({ conj, verdict, entry, name: refs[r + 1]! });
+  }
+  return clauses;
 }
 
 function check(p: SeccompProfile, level: Level): void {
@@ -74,9 +92,14 @@ function check(p: SeccompProfile, level: Level): void {
     if (p.listenerMetadata !== undefined) fail('listenerMetadata', 'artifacts may not set a seccomp notify listener');
   }
   const narrowArchs = (p.architectures ?? []).some((a) => ARCHS_32_BIT.has(a));
+  const defaultVerdict = verdictOf(p.defaultAction, p.defaultErrnoRet);
   const tallies = new Map<string, SyscallTally>();
   let totalClauses = 0;
   const entries = p.syscalls ?? [];
+  // Consecutive entries mostly share action and errno: one verdict for them.
+  let verdict: Verdict | undefined;
+  let lastAction: string | undefined;
+  let lastErrno: number | undefined;
   for (let i = 0; i < entries.length; i++) {
     const s = entries[i]!;
     if (s.names.length === 0) fail(`syscalls[${i}].names`, 'names no syscall');
@@ -107,9 +130,13 @@ function check(p: SeccompProfile, level: Level): void {
     }
     const clauses = clauseCount(args);
     const ruleKey = strict ? `${verdictKey(verdictOf(s.action, s.errnoRet))}|${args.map((a) => `${a.index}:${a.op}:${a.value}:${a.op === 'SCMP_CMP_MASKED_EQ' ? (a.valueTwo ?? 0n) : 0n}`).sort().join('&')}` : '';
-    // What runc makes of the entry, gathered here so the profile is read in this one pass.
-    const verdict = verdictOf(s.action, s.errnoRet);
-    const conjs = entryConjunctions(args);
+    if (verdict === undefined || s.action !== lastAction || s.errnoRet !== lastErrno) {
+      verdict = verdictOf(s.action, s.errnoRet);
+      lastAction = s.action;
+      lastErrno = s.errnoRet;
+    }
+    // The verdict this entry adds to an or-set, null when decide() skips it (the default), false when it may be anything else.
+    const orSetVerdict = sameVerdict(verdict, defaultVerdict) ? null : args.length === 1 && isNormalArg(args[0]!) ? verdict : false;
     const namesHere = strict ? new Set<string>() : undefined;
     for (let j = 0; j < s.names.length; j++) {
       const name = s.names[j]!;
@@ -119,7 +146,7 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally === undefined) {
         // A name with a tally has passed this check already.
         if (!SYSCALL_NAME_RE.test(name)) fail(`syscalls[${i}].names[${j}]`, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
-        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, clauses: [] }));
+        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, refs: [], orSet: null }));
       }
       if (namesHere !== undefined) {
         if (namesHere.has(name)) fail(`syscalls[${i}].names[${j}]`, `duplicate syscall name ${name}`);
@@ -135,13 +162,14 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
-      for (const conj of conjs) tally.clauses.push({ conj, verdict, entry: i, name: j });
+      tally.refs.push(i, j);
+      if (tally.orSet !== false && orSetVerdict !== null) tally.orSet = orSetVerdict !== false && (tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict)) ? orSetVerdict : false;
     }
   }
   if (!artifact) return;
-  const defaultVerdict = verdictOf(p.defaultAction, p.defaultErrnoRet);
   for (const [name, tally] of tallies) {
-    const d = decide(tally.clauses, defaultVerdict);
+    if (tally.orSet !== false) continue;
+    const d = decide(clausesOf(entries, tally.refs), defaultVerdict);
     if (d.culprit === undefined) continue;
     const path = `syscalls[${d.culprit.entry}].names[${d.culprit.name}]`;
     fail(
