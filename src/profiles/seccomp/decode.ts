@@ -4,7 +4,7 @@
 // JSON.parse as tagged strings and read exactly as bigint (no JSON library here keeps uint64
 // exact and refuses duplicate members as well).
 
-import { decodeStrictJson, decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
+import { decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
 import { SpokeError } from '../../core/errors.js';
 import {
   SECCOMP_ACTIONS,
@@ -20,8 +20,10 @@ const WHAT = 'seccomp profile';
 const STRING_TAG = 's';
 const NUMBER_TAG = 'n';
 const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
-/** Any fraction, exponent or integer of 16+ digits, i.e. a literal a JS number may not hold exactly. */
-const INEXACT_LITERAL_RE = /[0-9][.eE]|[0-9]{16}/;
+/** A fraction or exponent: a literal that JSON.parse may turn into an integer it does not spell. */
+const FRACTION_OR_EXPONENT_RE = /[0-9][.eE]/;
+/** An integer of 16+ digits, which a JS number may not hold exactly. */
+const LONG_INTEGER_RE = /[0-9]{16}/;
 const UINT_RE = /^(?:0|[1-9][0-9]{0,19})$/;
 const MAX_UINT64 = (1n << 64n) - 1n;
 const MAX_UINT32 = 0xffff_ffffn;
@@ -30,6 +32,12 @@ const MAX_UINT32 = 0xffff_ffffn;
 class ExactNumber {
   constructor(readonly literal: string) {}
 }
+
+/**
+ * Thrown, and caught in decodeSeccomp, when a value is read from a JS number JSON.parse may have
+ * rounded (16+ digits): the document is then read again with every literal exact.
+ */
+class RoundedNumber {}
 
 function invalid(path: string, message: string): SpokeError {
   return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path }, { reason: 'PROFILE_INVALID' });
@@ -101,10 +109,8 @@ function untag(v: unknown): unknown {
   return v;
 }
 
-/** Strict JSON; numbers are JS numbers when every literal is a short integer, else ExactNumbers. */
-function parseDocument(bytes: Uint8Array): unknown {
-  const text = decodeUtf8Strict(bytes, WHAT);
-  if (!INEXACT_LITERAL_RE.test(text)) return parseStrictJson(text, WHAT);
+/** Strict JSON with every number literal an ExactNumber. */
+function parseExact(text: string): unknown {
   const tagged = tagScalars(text);
   if (tagged !== undefined) {
     try {
@@ -115,7 +121,7 @@ function parseDocument(bytes: Uint8Array): unknown {
       if (e instanceof SpokeError && e.context.path !== undefined) throw e;
     }
   }
-  decodeStrictJson(bytes, WHAT);
+  parseStrictJson(text, WHAT);
   throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`, {}, { reason: 'JSON_INVALID' });
 }
 
@@ -152,7 +158,9 @@ function asEnum<T extends string>(v: unknown, path: string, allowed: readonly T[
 function asUint(v: unknown, path: string, max: bigint): bigint {
   let value: bigint;
   if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) throw invalid(path, `must be an unsigned integer, got ${v}`);
+    // Without a fraction or exponent in the text (or numbers would be ExactNumbers) only a literal of 16+ digits can be unsafe.
+    if (!Number.isSafeInteger(v)) throw new RoundedNumber();
+    if (v < 0) throw invalid(path, `must be an unsigned integer, got ${v}`);
     value = BigInt(v);
   } else if (v instanceof ExactNumber) {
     if (!UINT_RE.test(v.literal)) throw invalid(path, `must be an unsigned integer, got ${v.literal.slice(0, 40)}`);
@@ -283,6 +291,14 @@ function plainSyscall(v: unknown): SeccompSyscall | undefined {
   }
   if (args !== undefined && args !== null) {
     if (!Array.isArray(args)) return undefined;
+    if (args.length === 1) {
+      // The usual single condition: the parsed array is ours alone, reused (untouched on failure).
+      const arg = plainArg(args[0]);
+      if (arg === undefined) return undefined;
+      args[0] = arg;
+      syscall.args = args as SeccompArg[];
+      return syscall;
+    }
     const out: SeccompArg[] = new Array<SeccompArg>(args.length);
     for (let k = 0; k < args.length; k++) {
       const arg = plainArg(args[k]);
@@ -303,9 +319,27 @@ function decodeSyscall(v: unknown, i: number, fast: boolean): SeccompSyscall {
   return (fast ? plainSyscall(v) : undefined) ?? decodeSyscallChecked(v, `syscalls[${i}]`);
 }
 
-/** Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. */
+/**
+ * Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. Numbers are
+ * read from JS numbers while every literal is an integer (one regex pass: no fraction or
+ * exponent), and the document is read again with exact literals only if a value needs it. A
+ * literal "-0" is refused by the exact reading but read as 0 by the plain one, so a text with
+ * both "-0" and a long integer goes the exact way from the start, as it always did.
+ */
 export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
-  const m = members(asObject(parseDocument(bytes), '(document)'), '', PROFILE_MEMBERS);
+  const text = decodeUtf8Strict(bytes, WHAT);
+  if (!FRACTION_OR_EXPONENT_RE.test(text) && !(text.includes('-0') && LONG_INTEGER_RE.test(text))) {
+    try {
+      return decodeDocument(parseStrictJson(text, WHAT));
+    } catch (e) {
+      if (!(e instanceof RoundedNumber)) throw e;
+    }
+  }
+  return decodeDocument(parseExact(text));
+}
+
+function decodeDocument(document: unknown): SeccompProfile {
+  const m = members(asObject(document, '(document)'), '', PROFILE_MEMBERS);
   const profile: SeccompProfile = { defaultAction: asEnum(required(m, 'defaultAction', ''), 'defaultAction', SECCOMP_ACTIONS, 'action') };
   if (m.has('defaultErrnoRet')) profile.defaultErrnoRet = Number(asUint(m.get('defaultErrnoRet'), 'defaultErrnoRet', MAX_UINT32));
   if (m.has('architectures')) {
@@ -320,7 +354,10 @@ export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
   if (m.has('listenerMetadata')) profile.listenerMetadata = asString(m.get('listenerMetadata'), 'listenerMetadata');
   if (m.has('syscalls')) {
     const fast = prototypeIsClean();
-    profile.syscalls = asArray(m.get('syscalls'), 'syscalls').map((s, i) => decodeSyscall(s, i, fast));
+    // Decoded in place: the parsed array is ours alone, and each parsed entry is garbage once read.
+    const syscalls = asArray(m.get('syscalls'), 'syscalls');
+    for (let i = 0; i < syscalls.length; i++) syscalls[i] = decodeSyscall(syscalls[i], i, fast);
+    profile.syscalls = syscalls as SeccompSyscall[];
   }
   return profile;
 }
