@@ -139,6 +139,15 @@ export function conjunctionKey(conj: Conjunction): AtomKey {
 }
 
 export function compareAtoms(a: Atom, b: Atom): number {
+  const ka = a.key;
+  const kb = b.key;
+  if (typeof ka === 'number' && typeof kb === 'number') {
+    // Numeric keys hold (value, op, index) exactly, value within 32 bits and no datum (makeAtom).
+    if (ka % 8 !== kb % 8) return (ka % 8) - (kb % 8);
+    const oa = Math.floor(ka / 8) % 8;
+    const ob = Math.floor(kb / 8) % 8;
+    return oa !== ob ? oa - ob : Math.floor(ka / 64) - Math.floor(kb / 64);
+  }
   if (a.index !== b.index) return a.index - b.index;
   if (a.op !== b.op) return OP_CODE[a.op] - OP_CODE[b.op];
   if (a.value !== b.value) return a.value < b.value ? -1 : 1;
@@ -280,6 +289,13 @@ export function conjoin(...parts: Conjunction[]): Conjunction | null {
 /** AND of arbitrary atoms in normal form, or null when provably unsatisfiable. */
 export function normalize(atoms: readonly Atom[]): Conjunction | null {
   if (atoms.length === 1 && isNormalAlone(atoms[0]!)) return atoms;
+  let oneIndex = true;
+  for (let i = 1; i < atoms.length && oneIndex; i++) oneIndex = atoms[i]!.index === atoms[0]!.index;
+  if (oneIndex && atoms.length > 2) {
+    // All on one index (the complement of an or-set, say): one group, no regrouping.
+    const normal = normalizeIndex(atoms[0]!.index, atoms);
+    return normal === null ? null : sortAtoms(normal);
+  }
   const sorted = [...atoms].sort((a, b) => a.index - b.index);
   const out: Atom[] = [];
   for (let start = 0; start < sorted.length; ) {
@@ -296,7 +312,13 @@ export function normalize(atoms: readonly Atom[]): Conjunction | null {
     }
     start = end;
   }
-  return out.sort(compareAtoms);
+  return sortAtoms(out);
+}
+
+/** Sorts in canonical order, in place; atoms mostly arrive sorted already. */
+function sortAtoms(atoms: Atom[]): Atom[] {
+  for (let i = 1; i < atoms.length; i++) if (compareAtoms(atoms[i - 1]!, atoms[i]!) > 0) return atoms.sort(compareAtoms);
+  return atoms;
 }
 
 /** True when the conjunction can be written as one runtime-spec entry: at most one loadable condition per index. */
@@ -309,20 +331,25 @@ export function isExpressible(conj: Conjunction): boolean {
   return true;
 }
 
+const SYMBOL: Readonly<Record<AtomOp, string>> = {
+  SCMP_CMP_EQ: '==',
+  SCMP_CMP_NE: '!=',
+  SCMP_CMP_LT: '<',
+  SCMP_CMP_LE: '<=',
+  SCMP_CMP_GE: '>=',
+  SCMP_CMP_GT: '>',
+  SCMP_CMP_MASKED_EQ: '==',
+  MASKED_NE: '!=',
+};
+
 export function formatConjunction(conj: Conjunction): string {
-  const symbol: Record<AtomOp, string> = {
-    SCMP_CMP_EQ: '==',
-    SCMP_CMP_NE: '!=',
-    SCMP_CMP_LT: '<',
-    SCMP_CMP_LE: '<=',
-    SCMP_CMP_GE: '>=',
-    SCMP_CMP_GT: '>',
-    SCMP_CMP_MASKED_EQ: '==',
-    MASKED_NE: '!=',
-  };
-  return conj
-    .map((a) =>
-      isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${symbol[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${symbol[a.op]} ${a.value}`,
-    )
-    .join(' && ');
+  let text = '';
+  for (let i = 0; i < conj.length; i++) {
+    const a = conj[i]!;
+    if (i > 0) text += ' && ';
+    // A numeric key holds the value (within 32 bits): decimal without a bigint conversion.
+    const value = typeof a.key === 'number' ? Math.floor(a.key / 64) : a.value;
+    text += isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${SYMBOL[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${SYMBOL[a.op]} ${value}`;
+  }
+  return text;
 }
