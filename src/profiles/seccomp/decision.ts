@@ -124,16 +124,23 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
   const seen = new Map<number | string, Set<AtomKey>>();
   let lastCode: number | string | undefined;
   let lastSeen: Set<AtomKey> | undefined;
+  // Clauses of one entry, and mostly of consecutive entries, share one verdict object.
+  let lastVerdict: Verdict | undefined;
+  let lastIsDefault = false;
   const live: Clause[] = [];
   let unconditional = false;
   for (const c of clauses) {
-    if (sameVerdict(c.verdict, defaultVerdict)) continue;
-    const code = verdictCode(c.verdict);
-    if (code !== lastCode || lastSeen === undefined) {
-      lastCode = code;
-      lastSeen = seen.get(code);
-      if (lastSeen === undefined) seen.set(code, (lastSeen = new Set()));
+    if (c.verdict !== lastVerdict) {
+      lastVerdict = c.verdict;
+      lastIsDefault = sameVerdict(c.verdict, defaultVerdict);
+      const code = lastIsDefault ? undefined : verdictCode(c.verdict);
+      if (code !== undefined && (code !== lastCode || lastSeen === undefined)) {
+        lastCode = code;
+        lastSeen = seen.get(code);
+        if (lastSeen === undefined) seen.set(code, (lastSeen = new Set()));
+      }
     }
+    if (lastIsDefault || lastSeen === undefined) continue;
     const key = conjunctionKey(c.conj);
     if (lastSeen.has(key)) continue;
     lastSeen.add(key);

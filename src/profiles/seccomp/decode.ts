@@ -245,68 +245,113 @@ function plainUint32(v: unknown): number {
   return value === undefined ? -1 : Number(value);
 }
 
-function plainArg(v: unknown): SeccompArg | undefined {
+/**
+ * The decoded condition. With `reuse` (nothing can fail after it) the parsed object itself
+ * becomes it when its members come in the order the built one would have.
+ */
+function plainArg(v: unknown, reuse: boolean): SeccompArg | undefined {
   if (!isObject(v)) return undefined;
   let index: unknown, value: unknown, valueTwo: unknown, op: unknown;
+  let rank = 0;
+  let inOrder = true;
   // for-in: no key array (only used while Object.prototype has no enumerable property).
   for (const key in v) {
     const x = v[key];
-    if (key === 'index') index = x;
-    else if (key === 'value') value = x;
-    else if (key === 'valueTwo') valueTwo = x;
-    else if (key === 'op') op = x;
-    else return undefined;
+    let r: number;
+    if (key === 'index') {
+      index = x;
+      r = 1;
+    } else if (key === 'value') {
+      value = x;
+      r = 2;
+    } else if (key === 'op') {
+      op = x;
+      r = 3;
+    } else if (key === 'valueTwo') {
+      valueTwo = x;
+      r = 4;
+    } else return undefined;
+    if (r < rank) inOrder = false;
+    rank = r;
   }
   const i = plainUint32(index);
   const val = plainUint(value, MAX_UINT64);
   if (i < 0 || val === undefined || typeof op !== 'string' || !OPERATOR_SET.has(op)) return undefined;
-  const arg: SeccompArg = { index: i, value: val, op: op as SeccompArg['op'] };
+  let two: bigint | undefined;
   if (valueTwo !== undefined && valueTwo !== null) {
-    const two = plainUint(valueTwo, MAX_UINT64);
+    two = plainUint(valueTwo, MAX_UINT64);
     if (two === undefined) return undefined;
-    arg.valueTwo = two;
   }
+  const arg: SeccompArg = reuse && inOrder && valueTwo !== null ? (v as unknown as SeccompArg) : { index: i, value: val, op: op as SeccompArg['op'] };
+  arg.index = i;
+  arg.value = val;
+  if (two !== undefined) arg.valueTwo = two;
   return arg;
 }
 
+/** The decoded conditions; a single one (the usual case) in the parsed array, which is ours alone. */
+function plainArgs(args: unknown[]): SeccompArg[] | undefined {
+  if (args.length === 1) {
+    const arg = plainArg(args[0], true);
+    if (arg === undefined) return undefined;
+    args[0] = arg;
+    return args as SeccompArg[];
+  }
+  const out: SeccompArg[] = new Array<SeccompArg>(args.length);
+  for (let k = 0; k < args.length; k++) {
+    const arg = plainArg(args[k], false);
+    if (arg === undefined) return undefined;
+    out[k] = arg;
+  }
+  return out;
+}
+
+/**
+ * decodeSyscallChecked's result when it would accept `v` without complaint, else undefined. The
+ * parsed object itself becomes the result when its members come in the order the built one
+ * would have (names, action, errnoRet, args) and none is null: nothing can tell the two apart.
+ */
 function plainSyscall(v: unknown): SeccompSyscall | undefined {
   if (!isObject(v)) return undefined;
   let names: unknown, action: unknown, errnoRet: unknown, args: unknown;
+  let rank = 0;
+  let inOrder = true;
   for (const key in v) {
     const x = v[key];
-    if (key === 'names') names = x;
-    else if (key === 'action') action = x;
-    else if (key === 'errnoRet') errnoRet = x;
-    else if (key === 'args') args = x;
-    else return undefined;
+    let r: number;
+    if (key === 'names') {
+      names = x;
+      r = 1;
+    } else if (key === 'action') {
+      action = x;
+      r = 2;
+    } else if (key === 'errnoRet') {
+      errnoRet = x;
+      r = 3;
+    } else if (key === 'args') {
+      args = x;
+      r = 4;
+    } else return undefined;
+    if (r < rank) inOrder = false;
+    rank = r;
   }
   if (!Array.isArray(names) || typeof action !== 'string' || !ACTION_SET.has(action)) return undefined;
   for (let j = 0; j < names.length; j++) if (typeof names[j] !== 'string') return undefined;
-  // The parsed array is ours alone: no copy needed.
-  const syscall: SeccompSyscall = { names: names as string[], action: action as SeccompSyscall['action'] };
+  let errno = -1;
   if (errnoRet !== undefined && errnoRet !== null) {
-    const errno = plainUint32(errnoRet);
+    errno = plainUint32(errnoRet);
     if (errno < 0) return undefined;
-    syscall.errnoRet = errno;
   }
+  let decodedArgs: SeccompArg[] | undefined;
   if (args !== undefined && args !== null) {
     if (!Array.isArray(args)) return undefined;
-    if (args.length === 1) {
-      // The usual single condition: the parsed array is ours alone, reused (untouched on failure).
-      const arg = plainArg(args[0]);
-      if (arg === undefined) return undefined;
-      args[0] = arg;
-      syscall.args = args as SeccompArg[];
-      return syscall;
-    }
-    const out: SeccompArg[] = new Array<SeccompArg>(args.length);
-    for (let k = 0; k < args.length; k++) {
-      const arg = plainArg(args[k]);
-      if (arg === undefined) return undefined;
-      out[k] = arg;
-    }
-    syscall.args = out;
+    decodedArgs = plainArgs(args);
+    if (decodedArgs === undefined) return undefined;
   }
+  // The parsed names array is ours alone: no copy needed.
+  const syscall: SeccompSyscall = inOrder && errnoRet !== null && args !== null ? (v as unknown as SeccompSyscall) : { names: names as string[], action: action as SeccompSyscall['action'] };
+  if (errno >= 0) syscall.errnoRet = errno;
+  if (decodedArgs !== undefined) syscall.args = decodedArgs;
   return syscall;
 }
 

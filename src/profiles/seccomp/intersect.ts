@@ -225,15 +225,20 @@ function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readon
   // may arrive multiplexed; both are known as soon as one conjunction says so.
   let wide = false;
   let multiplexed = false;
-  const see = (name: string, conj: Conjunction): boolean => {
-    if (conj.length === 0) return false;
-    if (!wide) wide = conj.some(isWide);
-    if (!multiplexed) multiplexed = MULTIPLEXED_SYSCALLS.has(name);
+  const see = (name: string, list: readonly { conj: Conjunction }[]): boolean => {
+    let mux = !multiplexed && MULTIPLEXED_SYSCALLS.has(name);
+    for (let i = 0; i < list.length && (mux || !wide); i++) {
+      const conj = list[i]!.conj;
+      if (conj.length === 0) continue;
+      if (mux) multiplexed = true;
+      mux = false;
+      for (let k = 0; k < conj.length && !wide; k++) wide = isWide(conj[k]!);
+    }
     return wide && multiplexed;
   };
   scan: {
-    for (const r of reads) for (const [name, clauses] of r.clauses) for (const c of clauses) if (see(name, c.conj)) break scan;
-    for (const [name, list] of output) for (const rule of list) if (see(name, rule.conj)) break scan;
+    for (const r of reads) for (const [name, clauses] of r.clauses) if (see(name, clauses)) break scan;
+    for (const [name, list] of output) if (see(name, list)) break scan;
   }
   return [...archs].filter((a) => !(wide && ARCHS_32_BIT.has(a)) && !(multiplexed && MULTIPLEXING_ARCHS.has(a)));
 }

@@ -6,7 +6,7 @@
 
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
-import { ARCHS_32_BIT, isNormalArg, MAX_ARG_INDEX, MAX_UINT32 } from './conditions.js';
+import { ARCHS_32_BIT, isNormalArg, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
 import { decide, entryConjunctions, type Clause } from './decision.js';
 import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
@@ -54,8 +54,6 @@ interface SyscallTally {
   rulesCount: number;
   /** verdict + filter of each entry naming it, for strict duplicate detection. */
   rules: Set<string> | undefined;
-  /** Where it is named: entry and name index, in pairs, in document order. */
-  refs: number[];
   /**
    * While every entry naming it either gives the default verdict or has one condition already in
    * normal form, the one verdict of those conditions (null before the first): decide() can then
@@ -64,14 +62,25 @@ interface SyscallTally {
   orSet: Verdict | null | false;
 }
 
-/** How runc reads the entries naming a syscall, as readProfile() would give them. */
-function clausesOf(entries: readonly SeccompSyscall[], refs: readonly number[]): Clause[] {
-  const clauses: Clause[] = [];
-  for (let r = 0; r < refs.length; r += 2) {
-    const entry = refs[r]!;
+/**
+ * How runc reads the entries naming each syscall whose tally is not an or-set, as readProfile()
+ * would give them (one pass, so the cost follows the profile's size whatever the mix).
+ */
+function clausesOf(entries: readonly SeccompSyscall[], tallies: ReadonlyMap<string, SyscallTally>): Map<SyscallTally, Clause[]> {
+  const clauses = new Map<SyscallTally, Clause[]>();
+  for (let entry = 0; entry < entries.length; entry++) {
     const s = entries[entry]!;
-    const verdict = verdictOf(s.action, s.errnoRet);
-    for (const conj of entryConjunctions(s.args ?? [])) clauses.push({ conj, verdict, entry, name: refs[r + 1]! });
+    let conjs: readonly Conjunction[] | undefined;
+    let verdict: Verdict | undefined;
+    for (let name = 0; name < s.names.length; name++) {
+      const tally = tallies.get(s.names[name]!)!;
+      if (tally.orSet !== false) continue;
+      conjs ??= entryConjunctions(s.args ?? []);
+      verdict ??= verdictOf(s.action, s.errnoRet);
+      let list = clauses.get(tally);
+      if (list === undefined) clauses.set(tally, (list = []));
+      for (const conj of conjs) list.push({ conj, verdict, entry, name });
+    }
   }
   return clauses;
 }
@@ -146,7 +155,7 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally === undefined) {
         // A name with a tally has passed this check already.
         if (!SYSCALL_NAME_RE.test(name)) fail(`syscalls[${i}].names[${j}]`, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
-        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, refs: [], orSet: null }));
+        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, orSet: null }));
       }
       if (namesHere !== undefined) {
         if (namesHere.has(name)) fail(`syscalls[${i}].names[${j}]`, `duplicate syscall name ${name}`);
@@ -162,14 +171,15 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
-      tally.refs.push(i, j);
       if (tally.orSet !== false && orSetVerdict !== null) tally.orSet = orSetVerdict !== false && (tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict)) ? orSetVerdict : false;
     }
   }
   if (!artifact) return;
+  const clauses = clausesOf(entries, tallies);
   for (const [name, tally] of tallies) {
-    if (tally.orSet !== false) continue;
-    const d = decide(clausesOf(entries, tally.refs), defaultVerdict);
+    const list = clauses.get(tally);
+    if (list === undefined) continue;
+    const d = decide(list, defaultVerdict);
     if (d.culprit === undefined) continue;
     const path = `syscalls[${d.culprit.entry}].names[${d.culprit.name}]`;
     fail(
