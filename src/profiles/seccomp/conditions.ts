@@ -343,13 +343,13 @@ const SYMBOL: Readonly<Record<AtomOp, string>> = {
 };
 
 export function formatConjunction(conj: Conjunction): string {
-  let text = '';
+  const parts = new Array<string>(conj.length);
   for (let i = 0; i < conj.length; i++) {
     const a = conj[i]!;
-    if (i > 0) text += ' && ';
     // A numeric key holds the value (within 32 bits): decimal without a bigint conversion.
     const value = typeof a.key === 'number' ? Math.floor(a.key / 64) : a.value;
-    text += isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${SYMBOL[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${SYMBOL[a.op]} ${value}`;
+    parts[i] = isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${SYMBOL[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${SYMBOL[a.op]} ${value}`;
   }
-  return text;
+  // One flat string (repeated += would build a tree of pieces, flattened again when used as a key).
+  return parts.join(' && ');
 }

@@ -92,27 +92,37 @@ interface Group {
   conjs: Conjunction[];
 }
 
-type GroupMap = Map<number | string, { verdict: Sourced; conjs: Map<AtomKey, Conjunction> }>;
+/** Per verdict code, the group and, where regions may repeat a conjunction, the keys seen. */
+type GroupMap = Map<number | string, { verdict: Sourced; conjs: Conjunction[]; keys: Set<AtomKey> | undefined }>;
 
-/** Adds a region to the group of its verdict; equal verdicts keep the earliest input's. */
-function addRegion(groups: GroupMap, conj: Conjunction, verdict: Sourced): void {
-  const key = verdictCode(verdict.verdict);
-  const g = groups.get(key);
-  if (g === undefined) groups.set(key, { verdict, conjs: new Map([[conjunctionKey(conj), conj]]) });
-  else {
-    g.verdict = stricter(g.verdict, verdict);
-    g.conjs.set(conjunctionKey(conj), conj);
+/**
+ * Adds a region to the group of its verdict; equal verdicts keep the earliest input's. With
+ * `distinct` (the cells of one decision, which never repeat a conjunction) no keys are kept.
+ */
+function addRegion(groups: GroupMap, conj: Conjunction, verdict: Sourced, distinct: boolean): void {
+  const code = verdictCode(verdict.verdict);
+  const g = groups.get(code);
+  if (g === undefined) {
+    groups.set(code, { verdict, conjs: [conj], keys: distinct ? undefined : new Set([conjunctionKey(conj)]) });
+    return;
   }
+  g.verdict = stricter(g.verdict, verdict);
+  if (g.keys !== undefined) {
+    const key = conjunctionKey(conj);
+    if (g.keys.has(key)) return;
+    g.keys.add(key);
+  }
+  g.conjs.push(conj);
 }
 
 function finishGroups(groups: GroupMap): Group[] {
-  return [...groups.values()].map((g) => ({ verdict: g.verdict, conjs: withoutSubsumed([...g.conjs.values()]) }));
+  return [...groups.values()].map((g) => ({ verdict: g.verdict, conjs: withoutSubsumed(g.conjs) }));
 }
 
 /** Regions with equal verdicts, their conjunctions deduplicated and with subsumed ones removed. */
 function groupRegions(regions: readonly Region[]): Group[] {
   const groups: GroupMap = new Map();
-  for (const r of regions) addRegion(groups, r.conj, r.verdict);
+  for (const r of regions) addRegion(groups, r.conj, r.verdict, false);
   return finishGroups(groups);
 }
 
@@ -149,20 +159,27 @@ function groupsOf(decisions: readonly Decision[]): Group[] | undefined {
   let afterRank = Infinity;
   let afterRanked = false;
   const groups: GroupMap = new Map();
+  // Cells mostly share verdict objects: one Sourced per verdict and source, not per cell.
+  let lastVerdict: Verdict | undefined;
+  let lastSourced: Sourced | undefined;
   for (const region of regions) {
-    const rank = actionRank(region.verdict.action);
-    if (!afterRanked) {
-      for (let i = k + 1; i < decisions.length; i++) {
-        const r = actionRank(decisions[i]!.otherwise.action);
-        if (r < afterRank) {
-          after = i;
-          afterRank = r;
+    if (region.verdict !== lastVerdict || lastSourced === undefined) {
+      const rank = actionRank(region.verdict.action);
+      if (!afterRanked) {
+        for (let i = k + 1; i < decisions.length; i++) {
+          const r = actionRank(decisions[i]!.otherwise.action);
+          if (r < afterRank) {
+            after = i;
+            afterRank = r;
+          }
         }
+        afterRanked = true;
       }
-      afterRanked = true;
+      const source = beforeRank <= rank && beforeRank <= afterRank ? before : rank <= afterRank ? k : after;
+      lastVerdict = region.verdict;
+      lastSourced = { verdict: source === k ? region.verdict : decisions[source]!.otherwise, source };
     }
-    const source = beforeRank <= rank && beforeRank <= afterRank ? before : rank <= afterRank ? k : after;
-    addRegion(groups, region.conj, { verdict: source === k ? region.verdict : decisions[source]!.otherwise, source });
+    addRegion(groups, region.conj, lastSourced, true);
   }
   return finishGroups(groups);
 }
