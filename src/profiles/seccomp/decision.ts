@@ -5,7 +5,8 @@
 // restrictive verdict. Shared by evaluate, validate and intersect so all three agree.
 
 import { sameVerdict, stricter, verdictCode, verdictOf, type Sourced } from './actions.js';
-import { atomOfArg, conjoin, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, normalize, type AtomKey, type Conjunction } from './conditions.js';
+import { atomOfArg, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, type AtomKey, type Conjunction } from './conditions.js';
+import { conjoin, normalize } from './normal-form.js';
 import type { SeccompArg, SeccompProfile, Verdict } from './types.js';
 
 export interface Clause {

@@ -1,11 +1,13 @@
 // Strict decode of a runtime-spec LinuxSeccomp document (KEP-6061 §4 UnmarshalStrict): valid
 // UTF-8, one JSON value, no duplicate members, no unknown members, exact types. Argument values
-// are uint64, beyond the precision of a JS number, so number literals are carried through
-// JSON.parse as tagged strings and read exactly as bigint (no JSON library here keeps uint64
-// exact and refuses duplicate members as well).
+// are uint64, beyond the precision of a JS number: decode-numbers.ts reads them exactly.
+// Well-formed entries take the fast path of decode-fast.ts.
 
 import { decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
 import { SpokeError } from '../../core/errors.js';
+import { MAX_UINT32, MAX_UINT64 } from './conditions.js';
+import { plainSyscall, prototypeIsClean } from './decode-fast.js';
+import { ExactNumber, needsExactReading, parseExact, RoundedNumber, UINT_RE } from './decode-numbers.js';
 import {
   SECCOMP_ACTIONS,
   SECCOMP_ARCHITECTURES,
@@ -17,112 +19,9 @@ import {
 } from './types.js';
 
 const WHAT = 'seccomp profile';
-const STRING_TAG = 's';
-const NUMBER_TAG = 'n';
-const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
-/** A fraction or exponent: a literal that JSON.parse may turn into an integer it does not spell. */
-const FRACTION_OR_EXPONENT_RE = /[0-9][.eE]/;
-/** An integer of 16+ digits, which a JS number may not hold exactly. */
-const LONG_INTEGER_RE = /[0-9]{16}/;
-const UINT_RE = /^(?:0|[1-9][0-9]{0,19})$/;
-const MAX_UINT64 = (1n << 64n) - 1n;
-const MAX_UINT32 = 0xffff_ffffn;
-
-/** A number literal kept as written, for values beyond a JS number's exact range. */
-class ExactNumber {
-  constructor(readonly literal: string) {}
-}
-
-/**
- * Thrown, and caught in decodeSeccomp, when a value is read from a JS number JSON.parse may have
- * rounded (16+ digits): the document is then read again with every literal exact.
- */
-class RoundedNumber {}
 
 function invalid(path: string, message: string): SpokeError {
   return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path }, { reason: 'PROFILE_INVALID' });
-}
-
-function isNumberChar(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
-}
-
-function isJsonSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-}
-
-/**
- * Rewrites number literals to `"n<literal>"` and string values to `"s<string>"` (member names
- * stay as they are) so that JSON.parse keeps every number's exact text and a string can never
- * pass for a number. Returns undefined if the text is not well-formed enough to rewrite; the
- * caller then lets the plain strict parser produce the precise error.
- */
-function tagScalars(text: string): string | undefined {
-  const out: string[] = [];
-  let copied = 0;
-  let i = 0;
-  const n = text.length;
-  while (i < n) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      let end = i + 1;
-      for (;;) {
-        end = text.indexOf('"', end);
-        if (end < 0) return undefined;
-        let backslashes = 0;
-        while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++;
-        if (backslashes % 2 === 0) break;
-        end++;
-      }
-      let next = end + 1;
-      while (next < n && isJsonSpace(text.charCodeAt(next))) next++;
-      if (text.charCodeAt(next) !== 0x3a /* : */) {
-        out.push(text.slice(copied, i + 1), STRING_TAG);
-        copied = i + 1;
-      }
-      i = end + 1;
-    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
-      let end = i + 1;
-      while (end < n && isNumberChar(text.charCodeAt(end))) end++;
-      const literal = text.slice(i, end);
-      if (literal.length > 400 || !JSON_NUMBER_RE.test(literal)) return undefined;
-      out.push(text.slice(copied, i), `"${NUMBER_TAG}${literal}"`);
-      copied = end;
-      i = end;
-    } else {
-      i++;
-    }
-  }
-  out.push(text.slice(copied));
-  return out.join('');
-}
-
-/** Turns tagged strings back into strings and ExactNumbers. */
-function untag(v: unknown): unknown {
-  if (typeof v === 'string') return v.startsWith(NUMBER_TAG) ? new ExactNumber(v.slice(1)) : v.slice(1);
-  if (Array.isArray(v)) return v.map(untag);
-  if (typeof v === 'object' && v !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, value] of Object.entries(v)) out[k] = untag(value);
-    return out;
-  }
-  return v;
-}
-
-/** Strict JSON with every number literal an ExactNumber. */
-function parseExact(text: string): unknown {
-  const tagged = tagScalars(text);
-  if (tagged !== undefined) {
-    try {
-      return untag(parseStrictJson(tagged, WHAT));
-    } catch (e) {
-      // Duplicate members carry the right path already; syntax errors are re-reported below
-      // against the original text so positions in the message are the user's.
-      if (e instanceof SpokeError && e.context.path !== undefined) throw e;
-    }
-  }
-  parseStrictJson(text, WHAT);
-  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`, {}, { reason: 'JSON_INVALID' });
 }
 
 type JsonObject = Record<string, unknown>;
@@ -214,173 +113,25 @@ function decodeSyscallChecked(v: unknown, path: string): SeccompSyscall {
   return syscall;
 }
 
-// The fast path below decodes well-formed entries without building paths or maps; anything it
-// does not plainly accept goes to the checked decoder above, which gives the same result or the
-// precise error. So both paths accept exactly the same documents with the same values.
-
-const ACTION_SET: ReadonlySet<string> = new Set(SECCOMP_ACTIONS);
-const OPERATOR_SET: ReadonlySet<string> = new Set(SECCOMP_OPERATORS);
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof ExactNumber);
-}
-
-/** asUint's value when it accepts `v` without complaint, else undefined. */
-function plainUint(v: unknown, max: bigint): bigint | undefined {
-  let value: bigint;
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) return undefined;
-    value = BigInt(v);
-  } else if (v instanceof ExactNumber) {
-    if (!UINT_RE.test(v.literal)) return undefined;
-    value = BigInt(v.literal);
-  } else return undefined;
-  return value <= max ? value : undefined;
-}
-
-/** Number(asUint(v, path, MAX_UINT32)) when that succeeds, else -1. */
-function plainUint32(v: unknown): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 0xffff_ffff) return v === 0 ? 0 : v; // never -0, as Number(0n)
-  const value = plainUint(v, MAX_UINT32);
-  return value === undefined ? -1 : Number(value);
-}
-
-/**
- * The decoded condition. With `reuse` (nothing can fail after it) the parsed object itself
- * becomes it when its members come in the order the built one would have.
- */
-function plainArg(v: unknown, reuse: boolean): SeccompArg | undefined {
-  if (!isObject(v)) return undefined;
-  let index: unknown, value: unknown, valueTwo: unknown, op: unknown;
-  let rank = 0;
-  let inOrder = true;
-  // for-in: no key array (only used while Object.prototype has no enumerable property).
-  for (const key in v) {
-    const x = v[key];
-    let r: number;
-    if (key === 'index') {
-      index = x;
-      r = 1;
-    } else if (key === 'value') {
-      value = x;
-      r = 2;
-    } else if (key === 'op') {
-      op = x;
-      r = 3;
-    } else if (key === 'valueTwo') {
-      valueTwo = x;
-      r = 4;
-    } else return undefined;
-    if (r < rank) inOrder = false;
-    rank = r;
-  }
-  const i = plainUint32(index);
-  const val = plainUint(value, MAX_UINT64);
-  if (i < 0 || val === undefined || typeof op !== 'string' || !OPERATOR_SET.has(op)) return undefined;
-  let two: bigint | undefined;
-  if (valueTwo !== undefined && valueTwo !== null) {
-    two = plainUint(valueTwo, MAX_UINT64);
-    if (two === undefined) return undefined;
-  }
-  const arg: SeccompArg = reuse && inOrder && valueTwo !== null ? (v as unknown as SeccompArg) : { index: i, value: val, op: op as SeccompArg['op'] };
-  arg.index = i;
-  arg.value = val;
-  if (two !== undefined) arg.valueTwo = two;
-  return arg;
-}
-
-/** The decoded conditions; a single one (the usual case) in the parsed array, which is ours alone. */
-function plainArgs(args: unknown[]): SeccompArg[] | undefined {
-  if (args.length === 1) {
-    const arg = plainArg(args[0], true);
-    if (arg === undefined) return undefined;
-    args[0] = arg;
-    return args as SeccompArg[];
-  }
-  const out: SeccompArg[] = new Array<SeccompArg>(args.length);
-  for (let k = 0; k < args.length; k++) {
-    const arg = plainArg(args[k], false);
-    if (arg === undefined) return undefined;
-    out[k] = arg;
-  }
-  return out;
-}
-
-/**
- * decodeSyscallChecked's result when it would accept `v` without complaint, else undefined. The
- * parsed object itself becomes the result when its members come in the order the built one
- * would have (names, action, errnoRet, args) and none is null: nothing can tell the two apart.
- */
-function plainSyscall(v: unknown): SeccompSyscall | undefined {
-  if (!isObject(v)) return undefined;
-  let names: unknown, action: unknown, errnoRet: unknown, args: unknown;
-  let rank = 0;
-  let inOrder = true;
-  for (const key in v) {
-    const x = v[key];
-    let r: number;
-    if (key === 'names') {
-      names = x;
-      r = 1;
-    } else if (key === 'action') {
-      action = x;
-      r = 2;
-    } else if (key === 'errnoRet') {
-      errnoRet = x;
-      r = 3;
-    } else if (key === 'args') {
-      args = x;
-      r = 4;
-    } else return undefined;
-    if (r < rank) inOrder = false;
-    rank = r;
-  }
-  if (!Array.isArray(names) || typeof action !== 'string' || !ACTION_SET.has(action)) return undefined;
-  for (let j = 0; j < names.length; j++) if (typeof names[j] !== 'string') return undefined;
-  let errno = -1;
-  if (errnoRet !== undefined && errnoRet !== null) {
-    errno = plainUint32(errnoRet);
-    if (errno < 0) return undefined;
-  }
-  let decodedArgs: SeccompArg[] | undefined;
-  if (args !== undefined && args !== null) {
-    if (!Array.isArray(args)) return undefined;
-    decodedArgs = plainArgs(args);
-    if (decodedArgs === undefined) return undefined;
-  }
-  // The parsed names array is ours alone: no copy needed.
-  const syscall: SeccompSyscall = inOrder && errnoRet !== null && args !== null ? (v as unknown as SeccompSyscall) : { names: names as string[], action: action as SeccompSyscall['action'] };
-  if (errno >= 0) syscall.errnoRet = errno;
-  if (decodedArgs !== undefined) syscall.args = decodedArgs;
-  return syscall;
-}
-
-/** True unless something made a property of Object.prototype enumerable (for-in would see it). */
-function prototypeIsClean(): boolean {
-  return Object.keys(Object.prototype).length === 0;
-}
-
 function decodeSyscall(v: unknown, i: number, fast: boolean): SeccompSyscall {
   return (fast ? plainSyscall(v) : undefined) ?? decodeSyscallChecked(v, `syscalls[${i}]`);
 }
 
 /**
  * Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. Numbers are
- * read from JS numbers while every literal is an integer (one regex pass: no fraction or
- * exponent), and the document is read again with exact literals only if a value needs it. A
- * literal "-0" is refused by the exact reading but read as 0 by the plain one, so a text with
- * both "-0" and a long integer goes the exact way from the start, as it always did.
+ * read from JS numbers unless the text needs the exact reading, and the document is read again
+ * exactly if a value turns out to need it (RoundedNumber).
  */
 export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
   const text = decodeUtf8Strict(bytes, WHAT);
-  if (!FRACTION_OR_EXPONENT_RE.test(text) && !(text.includes('-0') && LONG_INTEGER_RE.test(text))) {
+  if (!needsExactReading(text)) {
     try {
       return decodeDocument(parseStrictJson(text, WHAT));
     } catch (e) {
       if (!(e instanceof RoundedNumber)) throw e;
     }
   }
-  return decodeDocument(parseExact(text));
+  return decodeDocument(parseExact(text, WHAT));
 }
 
 function decodeDocument(document: unknown): SeccompProfile {

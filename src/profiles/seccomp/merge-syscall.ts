@@ -4,7 +4,8 @@
 // verdict they contain.
 
 import { actionRank, sameVerdict, stricter, verdictCode, type Sourced } from './actions.js';
-import { conjunctionKey, isExpressible, MAX_UINT32, negate, normalize, type AtomKey, type Conjunction } from './conditions.js';
+import { conjunctionKey, isExpressible, MAX_UINT32, negate, type AtomKey, type Conjunction } from './conditions.js';
+import { normalize } from './normal-form.js';
 import { cellsOf, isComplementPair, partition, type Decision, type Rule } from './decision.js';
 import type { Verdict } from './types.js';
 

@@ -6,8 +6,9 @@
 
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
-import { ARCHS_32_BIT, isNormalArg, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
+import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
 import { decide, entryConjunctions, type Clause } from './decision.js';
+import { isNormalArg } from './normal-form.js';
 import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
 /** KEP-6061 §4 artifact limits (MaxArtifact*). */
