@@ -10,12 +10,22 @@ interface Masked {
   positive: boolean;
 }
 
+/** NE atoms by value, ascending, the first of each value only (they mostly come sorted already). */
+function distinctValues(nes: Atom[]): Atom[] {
+  let sorted = true;
+  for (let i = 1; i < nes.length && sorted; i++) sorted = nes[i - 1]!.value < nes[i]!.value;
+  if (sorted) return nes;
+  // Stable: the first atom of each value stays first.
+  const byValue = nes.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  return byValue.filter((a, i) => i === 0 || byValue[i - 1]!.value !== a.value);
+}
+
 /** Normal form of the atoms on one index, or null when no value satisfies them all. */
 function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
   let lo = 0n;
   let hi = MAX_UINT64;
-  /** Excluded values, each with an NE atom that says so when it has no datum (reused for the output). */
-  const excluded = new Map<bigint, Atom | undefined>();
+  /** The NE atoms: the excluded values. */
+  const nes: Atom[] = [];
   const masked: Masked[] = [];
   for (const a of atoms) {
     switch (a.op) {
@@ -24,7 +34,7 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
         if (a.value < hi) hi = a.value;
         break;
       case 'SCMP_CMP_NE':
-        if (!excluded.has(a.value)) excluded.set(a.value, a.valueTwo === 0n ? a : undefined);
+        nes.push(a);
         break;
       case 'SCMP_CMP_LT':
         if (a.value === 0n) return null;
@@ -56,17 +66,28 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
       }
     }
   }
+  const excluded = distinctValues(nes);
+  // The excluded values within [lo, hi] are excluded[first..last].
+  let first = 0;
+  let last = excluded.length - 1;
+  while (first <= last && excluded[first]!.value < lo) first++;
+  while (first <= last && excluded[last]!.value > hi) last--;
   // An excluded end point narrows the interval (NE 0 is GE 1), so equal sets have one form.
-  while (lo <= hi && excluded.has(lo) && lo < MAX_UINT64) lo++;
-  while (lo <= hi && excluded.has(hi) && hi > 0n) hi--;
+  while (lo <= hi && first <= last && excluded[first]!.value === lo && lo < MAX_UINT64) {
+    lo++;
+    first++;
+  }
+  while (lo <= hi && first <= last && excluded[last]!.value === hi && hi > 0n) {
+    hi--;
+    last--;
+  }
   if (lo > hi) return null;
   if (lo === hi) {
-    if (excluded.has(lo)) return null;
+    if (first <= last) return null;
     if (masked.some((m) => ((lo & m.mask) === m.datum) !== m.positive)) return null;
     return [makeAtom(index, 'SCMP_CMP_EQ', lo)];
   }
-  const inRange = [...excluded.keys()].filter((v) => v >= lo && v <= hi);
-  if (BigInt(inRange.length) >= hi - lo + 1n) return null;
+  if (BigInt(last - first + 1) >= hi - lo + 1n) return null;
   for (const p of masked) {
     for (const q of masked) {
       if (p.positive && q.positive && ((p.datum ^ q.datum) & p.mask & q.mask) !== 0n) return null;
@@ -79,7 +100,8 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
     out.push(lo > MAX_UINT32 && lo - 1n <= MAX_UINT32 ? makeAtom(index, 'SCMP_CMP_GT', lo - 1n) : makeAtom(index, 'SCMP_CMP_GE', lo));
   }
   if (hi < MAX_UINT64) out.push(makeAtom(index, 'SCMP_CMP_LE', hi));
-  for (const v of inRange) out.push(excluded.get(v) ?? makeAtom(index, 'SCMP_CMP_NE', v));
+  // An NE atom with no datum is reused for the output.
+  for (let i = first; i <= last; i++) out.push(excluded[i]!.valueTwo === 0n ? excluded[i]! : makeAtom(index, 'SCMP_CMP_NE', excluded[i]!.value));
   for (const m of masked) out.push(makeAtom(index, m.positive ? 'SCMP_CMP_MASKED_EQ' : 'MASKED_NE', m.mask, m.datum));
   return out;
 }
