@@ -73,9 +73,15 @@ function plainArg(v: unknown, reuse: boolean): SeccompArg | undefined {
     two = plainUint(valueTwo, MAX_UINT64);
     if (two === undefined) return undefined;
   }
-  const arg: SeccompArg = reuse && inOrder && valueTwo !== null ? (v as unknown as SeccompArg) : { index: i, value: val, op: op as SeccompArg['op'] };
-  arg.index = i;
-  arg.value = val;
+  if (reuse && inOrder && valueTwo !== null) {
+    // The same members in the same order as the object built below would have: the parsed one (ours alone) becomes it.
+    const parsed = v as unknown as SeccompArg;
+    parsed.index = i;
+    parsed.value = val;
+    if (two !== undefined) parsed.valueTwo = two;
+    return parsed;
+  }
+  const arg: SeccompArg = { index: i, value: val, op: op as SeccompArg['op'] };
   if (two !== undefined) arg.valueTwo = two;
   return arg;
 }

@@ -172,7 +172,8 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
-      if (tally.orSet !== false && orSetVerdict !== null) tally.orSet = orSetVerdict !== false && (tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict)) ? orSetVerdict : false;
+      if (orSetVerdict === false) tally.orSet = false;
+      else if (orSetVerdict !== null && tally.orSet !== false) tally.orSet = tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict) ? orSetVerdict : false;
     }
   }
   if (!artifact) return;
