@@ -155,7 +155,8 @@ export function normalize(atoms: readonly Atom[]): Conjunction | null {
   let oneIndex = true;
   for (let i = 1; i < atoms.length && oneIndex; i++) oneIndex = atoms[i]!.index === atoms[0]!.index;
   if (oneIndex && atoms.length > 2) {
-    // All on one index (the complement of an or-set, say): one group, no regrouping.
+    // All on one index (the complement of an or-set, say): one group, no regrouping. (Two go the
+    // general way below, which has a shortcut for two EQs.)
     const normal = normalizeIndex(atoms[0]!.index, atoms);
     return normal === null ? null : sortAtoms(normal);
   }
