@@ -1,7 +1,7 @@
 // Strict JSON: one value, no duplicate object members, no trailing data but whitespace, valid
 // UTF-8 (KEP-6061 §4 UnmarshalStrict). JSON.parse silently keeps the last duplicate and accepts
 // lone surrogates from bad bytes, so we check after parsing: a cheap count proves the common case
-// (no duplicates), the exact scanner finds the first problem otherwise. Iterative, bounded depth.
+// (no duplicates), the exact scanner finds the first problem otherwise. Bounded depth.
 
 import { SpokeError } from './errors.js';
 
@@ -85,42 +85,43 @@ function countMembers(text: string): number {
  */
 function countOwnKeys(root: unknown): number {
   if (typeof root !== 'object' || root === null) return 0;
-  let keys = 0;
   // Parsed objects inherit from Object.prototype; unless something made a property of it enumerable.
-  const inheritsNothing = Object.keys(Object.prototype).length === 0;
-  const values: object[] = [root];
-  const depths: number[] = [1];
-  while (values.length > 0) {
-    const v = values.pop()!;
-    const depth = depths.pop()!;
-    if (depth > MAX_JSON_DEPTH) return -2;
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) {
-        const x: unknown = v[i];
-        if (typeof x === 'object' && x !== null) {
-          values.push(x);
-          depths.push(depth + 1);
-        }
+  return countKeysIn(root, 1, Object.keys(Object.prototype).length === 0);
+}
+
+/** countOwnKeys below `v`; recursion stops at MAX_JSON_DEPTH + 1 levels, and no list of pending values grows with the width. */
+function countKeysIn(v: object, depth: number, inheritsNothing: boolean): number {
+  if (depth > MAX_JSON_DEPTH) return -2;
+  let keys = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (typeof x === 'object' && x !== null) {
+        const below = countKeysIn(x, depth + 1, inheritsNothing);
+        if (below < 0) return below;
+        keys += below;
       }
-    } else if (inheritsNothing) {
-      // for-in sees own keys only here, without the array Object.keys would allocate.
-      for (const name in v) {
-        keys++;
-        const x: unknown = (v as Record<string, unknown>)[name];
-        if (typeof x === 'object' && x !== null) {
-          values.push(x);
-          depths.push(depth + 1);
-        }
+    }
+  } else if (inheritsNothing) {
+    // for-in sees own keys only here, without the array Object.keys would allocate.
+    for (const name in v) {
+      keys++;
+      const x: unknown = (v as Record<string, unknown>)[name];
+      if (typeof x === 'object' && x !== null) {
+        const below = countKeysIn(x, depth + 1, inheritsNothing);
+        if (below < 0) return below;
+        keys += below;
       }
-    } else {
-      const names = Object.keys(v);
-      keys += names.length;
-      for (let i = 0; i < names.length; i++) {
-        const x: unknown = (v as Record<string, unknown>)[names[i]!];
-        if (typeof x === 'object' && x !== null) {
-          values.push(x);
-          depths.push(depth + 1);
-        }
+    }
+  } else {
+    const names = Object.keys(v);
+    keys += names.length;
+    for (let i = 0; i < names.length; i++) {
+      const x: unknown = (v as Record<string, unknown>)[names[i]!];
+      if (typeof x === 'object' && x !== null) {
+        const below = countKeysIn(x, depth + 1, inheritsNothing);
+        if (below < 0) return below;
+        keys += below;
       }
     }
   }

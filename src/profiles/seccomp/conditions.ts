@@ -1,7 +1,5 @@
-// Argument conditions as libseccomp evaluates them (64-bit unsigned comparisons), conjunctions
-// of them, and the normal form the merge reasons in: per argument index one interval, the
-// excluded points, and masked comparisons; provably empty conjunctions become null
-// (KEP-6061 §4 "Argument filters").
+// Argument conditions as libseccomp evaluates them (64-bit unsigned comparisons) and conjunctions
+// of them (KEP-6061 §4 "Argument filters"); their normal form is in normal-form.ts.
 
 import type { SeccompArchitecture, SeccompArg, SeccompOperator } from './types.js';
 
@@ -65,7 +63,7 @@ const NEGATION: Readonly<Record<AtomOp, AtomOp>> = {
   MASKED_NE: 'SCMP_CMP_MASKED_EQ',
 };
 
-const isMasked = (op: AtomOp): boolean => op === 'SCMP_CMP_MASKED_EQ' || op === 'MASKED_NE';
+export const isMasked = (op: AtomOp): boolean => op === 'SCMP_CMP_MASKED_EQ' || op === 'MASKED_NE';
 
 export function atomOfArg(arg: SeccompArg): Atom {
   return makeAtom(arg.index, arg.op, arg.value, isMasked(arg.op) ? (arg.valueTwo ?? 0n) : 0n);
@@ -139,6 +137,15 @@ export function conjunctionKey(conj: Conjunction): AtomKey {
 }
 
 export function compareAtoms(a: Atom, b: Atom): number {
+  const ka = a.key;
+  const kb = b.key;
+  if (typeof ka === 'number' && typeof kb === 'number') {
+    // Numeric keys hold (value, op, index) exactly, value within 32 bits and no datum (makeAtom).
+    if (ka % 8 !== kb % 8) return (ka % 8) - (kb % 8);
+    const oa = Math.floor(ka / 8) % 8;
+    const ob = Math.floor(kb / 8) % 8;
+    return oa !== ob ? oa - ob : Math.floor(ka / 64) - Math.floor(kb / 64);
+  }
   if (a.index !== b.index) return a.index - b.index;
   if (a.op !== b.op) return OP_CODE[a.op] - OP_CODE[b.op];
   if (a.value !== b.value) return a.value < b.value ? -1 : 1;
@@ -154,142 +161,6 @@ export function compareConjunctions(a: Conjunction, b: Conjunction): number {
   return a.length - b.length;
 }
 
-interface Masked {
-  mask: bigint;
-  datum: bigint;
-  positive: boolean;
-}
-
-/** Normal form of the atoms on one index, or null when no value satisfies them all. */
-function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
-  let lo = 0n;
-  let hi = MAX_UINT64;
-  /** Excluded values, each with an NE atom that says so when it has no datum (reused for the output). */
-  const excluded = new Map<bigint, Atom | undefined>();
-  const masked: Masked[] = [];
-  for (const a of atoms) {
-    switch (a.op) {
-      case 'SCMP_CMP_EQ':
-        if (a.value > lo) lo = a.value;
-        if (a.value < hi) hi = a.value;
-        break;
-      case 'SCMP_CMP_NE':
-        if (!excluded.has(a.value)) excluded.set(a.value, a.valueTwo === 0n ? a : undefined);
-        break;
-      case 'SCMP_CMP_LT':
-        if (a.value === 0n) return null;
-        if (a.value - 1n < hi) hi = a.value - 1n;
-        break;
-      case 'SCMP_CMP_LE':
-        if (a.value < hi) hi = a.value;
-        break;
-      case 'SCMP_CMP_GT':
-        if (a.value === MAX_UINT64) return null;
-        if (a.value + 1n > lo) lo = a.value + 1n;
-        break;
-      case 'SCMP_CMP_GE':
-        if (a.value > lo) lo = a.value;
-        break;
-      case 'SCMP_CMP_MASKED_EQ':
-      case 'MASKED_NE': {
-        const positive = a.op === 'SCMP_CMP_MASKED_EQ';
-        // (x & mask) == datum: never true if datum has bits outside the mask; always true for
-        // mask 0 and datum 0 (the KEP's "MASKED_EQ with empty mask is dropped").
-        const satisfiable = (a.valueTwo & ~a.value) === 0n;
-        if (a.value === 0n || !satisfiable) {
-          if ((satisfiable && a.valueTwo === 0n) !== positive) return null;
-          break;
-        }
-        if (!masked.some((m) => m.mask === a.value && m.datum === a.valueTwo && m.positive === positive)) {
-          masked.push({ mask: a.value, datum: a.valueTwo, positive });
-        }
-      }
-    }
-  }
-  // An excluded end point narrows the interval (NE 0 is GE 1), so equal sets have one form.
-  while (lo <= hi && excluded.has(lo) && lo < MAX_UINT64) lo++;
-  while (lo <= hi && excluded.has(hi) && hi > 0n) hi--;
-  if (lo > hi) return null;
-  if (lo === hi) {
-    if (excluded.has(lo)) return null;
-    if (masked.some((m) => ((lo & m.mask) === m.datum) !== m.positive)) return null;
-    return [makeAtom(index, 'SCMP_CMP_EQ', lo)];
-  }
-  const inRange = [...excluded.keys()].filter((v) => v >= lo && v <= hi);
-  if (BigInt(inRange.length) >= hi - lo + 1n) return null;
-  for (const p of masked) {
-    for (const q of masked) {
-      if (p.positive && q.positive && ((p.datum ^ q.datum) & p.mask & q.mask) !== 0n) return null;
-      if (p.positive && !q.positive && p.mask === q.mask && p.datum === q.datum) return null;
-    }
-  }
-  const out: Atom[] = [];
-  if (lo > 0n) {
-    // GT keeps the written value within 32 bits where GE would need a 33rd.
-    out.push(lo > MAX_UINT32 && lo - 1n <= MAX_UINT32 ? makeAtom(index, 'SCMP_CMP_GT', lo - 1n) : makeAtom(index, 'SCMP_CMP_GE', lo));
-  }
-  if (hi < MAX_UINT64) out.push(makeAtom(index, 'SCMP_CMP_LE', hi));
-  for (const v of inRange) out.push(excluded.get(v) ?? makeAtom(index, 'SCMP_CMP_NE', v));
-  for (const m of masked) out.push(makeAtom(index, m.positive ? 'SCMP_CMP_MASKED_EQ' : 'MASKED_NE', m.mask, m.datum));
-  return out;
-}
-
-/** True when one atom alone is already in normal form (what normalizeIndex would return for it). */
-function isNormalAlone(a: Atom): boolean {
-  switch (a.op) {
-    case 'SCMP_CMP_EQ':
-      return true;
-    case 'SCMP_CMP_NE':
-      return a.value > 0n && a.value < MAX_UINT64;
-    case 'SCMP_CMP_GE':
-      return a.value > 0n && a.value < MAX_UINT64 && a.value !== MAX_UINT32 + 1n;
-    case 'SCMP_CMP_GT':
-      return a.value === MAX_UINT32;
-    case 'SCMP_CMP_LE':
-      return a.value > 0n && a.value < MAX_UINT64;
-    case 'SCMP_CMP_LT':
-      return false;
-    default:
-      return a.value !== 0n && (a.valueTwo & ~a.value) === 0n;
-  }
-}
-
-/** AND of conjunctions already in normal form, or null when provably unsatisfiable. */
-export function conjoin(...parts: Conjunction[]): Conjunction | null {
-  if (parts.length === 2) {
-    const [a, b] = parts as [Conjunction, Conjunction];
-    if (b.length === 0) return a;
-    if (a.length === 0) return b;
-    return normalize([...a, ...b]);
-  }
-  const nonEmpty = parts.filter((p) => p.length > 0);
-  if (nonEmpty.length === 0) return [];
-  if (nonEmpty.length === 1) return nonEmpty[0]!;
-  return normalize(nonEmpty.flat());
-}
-
-/** AND of arbitrary atoms in normal form, or null when provably unsatisfiable. */
-export function normalize(atoms: readonly Atom[]): Conjunction | null {
-  if (atoms.length === 1 && isNormalAlone(atoms[0]!)) return atoms;
-  const sorted = [...atoms].sort((a, b) => a.index - b.index);
-  const out: Atom[] = [];
-  for (let start = 0; start < sorted.length; ) {
-    let end = start + 1;
-    while (end < sorted.length && sorted[end]!.index === sorted[start]!.index) end++;
-    const first = sorted[start]!;
-    if (end - start === 1 && isNormalAlone(first)) out.push(first);
-    else {
-      // Two different EQ values on one index, the common case when EQ rules are multiplied: no allocation.
-      if (end - start === 2 && first.op === 'SCMP_CMP_EQ' && sorted[start + 1]!.op === 'SCMP_CMP_EQ' && first.value !== sorted[start + 1]!.value) return null;
-      const normal = normalizeIndex(first.index, sorted.slice(start, end));
-      if (normal === null) return null;
-      out.push(...normal);
-    }
-    start = end;
-  }
-  return out.sort(compareAtoms);
-}
-
 /** True when the conjunction can be written as one runtime-spec entry: at most one loadable condition per index. */
 export function isExpressible(conj: Conjunction): boolean {
   const seen = new Set<number>();
@@ -300,20 +171,25 @@ export function isExpressible(conj: Conjunction): boolean {
   return true;
 }
 
+const SYMBOL: Readonly<Record<AtomOp, string>> = {
+  SCMP_CMP_EQ: '==',
+  SCMP_CMP_NE: '!=',
+  SCMP_CMP_LT: '<',
+  SCMP_CMP_LE: '<=',
+  SCMP_CMP_GE: '>=',
+  SCMP_CMP_GT: '>',
+  SCMP_CMP_MASKED_EQ: '==',
+  MASKED_NE: '!=',
+};
+
 export function formatConjunction(conj: Conjunction): string {
-  const symbol: Record<AtomOp, string> = {
-    SCMP_CMP_EQ: '==',
-    SCMP_CMP_NE: '!=',
-    SCMP_CMP_LT: '<',
-    SCMP_CMP_LE: '<=',
-    SCMP_CMP_GE: '>=',
-    SCMP_CMP_GT: '>',
-    SCMP_CMP_MASKED_EQ: '==',
-    MASKED_NE: '!=',
-  };
-  return conj
-    .map((a) =>
-      isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${symbol[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${symbol[a.op]} ${a.value}`,
-    )
-    .join(' && ');
+  const parts = new Array<string>(conj.length);
+  for (let i = 0; i < conj.length; i++) {
+    const a = conj[i]!;
+    // A numeric key holds the value (within 32 bits): decimal without a bigint conversion.
+    const value = typeof a.key === 'number' ? Math.floor(a.key / 64) : a.value;
+    parts[i] = isMasked(a.op) ? `(arg${a.index} & 0x${a.value.toString(16)}) ${SYMBOL[a.op]} 0x${a.valueTwo.toString(16)}` : `arg${a.index} ${SYMBOL[a.op]} ${value}`;
+  }
+  // One flat string (repeated += would build a tree of pieces, flattened again when used as a key).
+  return parts.join(' && ');
 }

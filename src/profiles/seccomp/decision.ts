@@ -5,7 +5,8 @@
 // restrictive verdict. Shared by evaluate, validate and intersect so all three agree.
 
 import { sameVerdict, stricter, verdictCode, verdictOf, type Sourced } from './actions.js';
-import { atomOfArg, conjoin, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, normalize, type AtomKey, type Conjunction } from './conditions.js';
+import { atomOfArg, conjunctionKey, conjunctionMatches, MAX_UINT32, negate, type AtomKey, type Conjunction } from './conditions.js';
+import { conjoin, normalize } from './normal-form.js';
 import type { SeccompArg, SeccompProfile, Verdict } from './types.js';
 
 export interface Clause {
@@ -117,23 +118,52 @@ function strictest(verdicts: readonly Verdict[]): Verdict {
 
 const uniform = (v: Verdict): Decision => ({ shape: 'uniform', rules: [], otherwise: v });
 
+/**
+ * True when the clauses share one verdict and each is one atom with a numeric key, keys strictly
+ * increasing: no two are alike. (Canonical profiles, and generated ones, list them so.)
+ */
+function distinctSingles(clauses: readonly Clause[]): boolean {
+  const verdict = clauses[0]!.verdict;
+  let last = -1;
+  for (let i = 0; i < clauses.length; i++) {
+    const c = clauses[i]!;
+    if (c.conj.length !== 1) return false;
+    const key = c.conj[0]!.key;
+    if (typeof key !== 'number' || key <= last || (c.verdict !== verdict && !sameVerdict(c.verdict, verdict))) return false;
+    last = key;
+  }
+  return true;
+}
+
 /** Reads one syscall's clauses the way libseccomp loads them (see the header). */
 export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: Verdict): Decision {
   if (clauses === undefined) return uniform(defaultVerdict);
+  if (clauses.length > 0 && distinctSingles(clauses)) {
+    // What the general reading below gives them, without a set to find duplicates.
+    if (sameVerdict(clauses[0]!.verdict, defaultVerdict)) return uniform(defaultVerdict);
+    return { shape: clauses.length === 1 ? 'single' : 'or-set', rules: clauses.slice(), otherwise: defaultVerdict };
+  }
   // Distinct (filter, verdict) pairs: conjunction keys per verdict code.
   const seen = new Map<number | string, Set<AtomKey>>();
   let lastCode: number | string | undefined;
   let lastSeen: Set<AtomKey> | undefined;
+  // Clauses of one entry, and mostly of consecutive entries, share one verdict object.
+  let lastVerdict: Verdict | undefined;
+  let lastIsDefault = false;
   const live: Clause[] = [];
   let unconditional = false;
   for (const c of clauses) {
-    if (sameVerdict(c.verdict, defaultVerdict)) continue;
-    const code = verdictCode(c.verdict);
-    if (code !== lastCode || lastSeen === undefined) {
-      lastCode = code;
-      lastSeen = seen.get(code);
-      if (lastSeen === undefined) seen.set(code, (lastSeen = new Set()));
+    if (c.verdict !== lastVerdict) {
+      lastVerdict = c.verdict;
+      lastIsDefault = sameVerdict(c.verdict, defaultVerdict);
+      const code = lastIsDefault ? undefined : verdictCode(c.verdict);
+      if (code !== undefined && (code !== lastCode || lastSeen === undefined)) {
+        lastCode = code;
+        lastSeen = seen.get(code);
+        if (lastSeen === undefined) seen.set(code, (lastSeen = new Set()));
+      }
     }
+    if (lastIsDefault || lastSeen === undefined) continue;
     const key = conjunctionKey(c.conj);
     if (lastSeen.has(key)) continue;
     lastSeen.add(key);

@@ -1,11 +1,13 @@
 // Strict decode of a runtime-spec LinuxSeccomp document (KEP-6061 §4 UnmarshalStrict): valid
 // UTF-8, one JSON value, no duplicate members, no unknown members, exact types. Argument values
-// are uint64, beyond the precision of a JS number, so number literals are carried through
-// JSON.parse as tagged strings and read exactly as bigint (no JSON library here keeps uint64
-// exact and refuses duplicate members as well).
+// are uint64, beyond the precision of a JS number: decode-numbers.ts reads them exactly.
+// Well-formed entries take the fast path of decode-fast.ts.
 
-import { decodeStrictJson, decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
+import { decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
 import { SpokeError } from '../../core/errors.js';
+import { MAX_UINT32, MAX_UINT64 } from './conditions.js';
+import { plainSyscall, prototypeIsClean } from './decode-fast.js';
+import { ExactNumber, needsExactReading, parseExact, RoundedNumber, UINT_RE } from './decode-numbers.js';
 import {
   SECCOMP_ACTIONS,
   SECCOMP_ARCHITECTURES,
@@ -17,106 +19,9 @@ import {
 } from './types.js';
 
 const WHAT = 'seccomp profile';
-const STRING_TAG = 's';
-const NUMBER_TAG = 'n';
-const JSON_NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
-/** Any fraction, exponent or integer of 16+ digits, i.e. a literal a JS number may not hold exactly. */
-const INEXACT_LITERAL_RE = /[0-9][.eE]|[0-9]{16}/;
-const UINT_RE = /^(?:0|[1-9][0-9]{0,19})$/;
-const MAX_UINT64 = (1n << 64n) - 1n;
-const MAX_UINT32 = 0xffff_ffffn;
-
-/** A number literal kept as written, for values beyond a JS number's exact range. */
-class ExactNumber {
-  constructor(readonly literal: string) {}
-}
 
 function invalid(path: string, message: string): SpokeError {
   return new SpokeError('SecurityProfileInvalid', `${WHAT}: ${path}: ${message}`, { path }, { reason: 'PROFILE_INVALID' });
-}
-
-function isNumberChar(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x45 || c === 0x65;
-}
-
-function isJsonSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-}
-
-/**
- * Rewrites number literals to `"n<literal>"` and string values to `"s<string>"` (member names
- * stay as they are) so that JSON.parse keeps every number's exact text and a string can never
- * pass for a number. Returns undefined if the text is not well-formed enough to rewrite; the
- * caller then lets the plain strict parser produce the precise error.
- */
-function tagScalars(text: string): string | undefined {
-  const out: string[] = [];
-  let copied = 0;
-  let i = 0;
-  const n = text.length;
-  while (i < n) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      let end = i + 1;
-      for (;;) {
-        end = text.indexOf('"', end);
-        if (end < 0) return undefined;
-        let backslashes = 0;
-        while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++;
-        if (backslashes % 2 === 0) break;
-        end++;
-      }
-      let next = end + 1;
-      while (next < n && isJsonSpace(text.charCodeAt(next))) next++;
-      if (text.charCodeAt(next) !== 0x3a /* : */) {
-        out.push(text.slice(copied, i + 1), STRING_TAG);
-        copied = i + 1;
-      }
-      i = end + 1;
-    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
-      let end = i + 1;
-      while (end < n && isNumberChar(text.charCodeAt(end))) end++;
-      const literal = text.slice(i, end);
-      if (literal.length > 400 || !JSON_NUMBER_RE.test(literal)) return undefined;
-      out.push(text.slice(copied, i), `"${NUMBER_TAG}${literal}"`);
-      copied = end;
-      i = end;
-    } else {
-      i++;
-    }
-  }
-  out.push(text.slice(copied));
-  return out.join('');
-}
-
-/** Turns tagged strings back into strings and ExactNumbers. */
-function untag(v: unknown): unknown {
-  if (typeof v === 'string') return v.startsWith(NUMBER_TAG) ? new ExactNumber(v.slice(1)) : v.slice(1);
-  if (Array.isArray(v)) return v.map(untag);
-  if (typeof v === 'object' && v !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, value] of Object.entries(v)) out[k] = untag(value);
-    return out;
-  }
-  return v;
-}
-
-/** Strict JSON; numbers are JS numbers when every literal is a short integer, else ExactNumbers. */
-function parseDocument(bytes: Uint8Array): unknown {
-  const text = decodeUtf8Strict(bytes, WHAT);
-  if (!INEXACT_LITERAL_RE.test(text)) return parseStrictJson(text, WHAT);
-  const tagged = tagScalars(text);
-  if (tagged !== undefined) {
-    try {
-      return untag(parseStrictJson(tagged, WHAT));
-    } catch (e) {
-      // Duplicate members carry the right path already; syntax errors are re-reported below
-      // against the original text so positions in the message are the user's.
-      if (e instanceof SpokeError && e.context.path !== undefined) throw e;
-    }
-  }
-  decodeStrictJson(bytes, WHAT);
-  throw new SpokeError('SecurityProfileInvalid', `${WHAT}: not valid JSON`, {}, { reason: 'JSON_INVALID' });
 }
 
 type JsonObject = Record<string, unknown>;
@@ -152,7 +57,9 @@ function asEnum<T extends string>(v: unknown, path: string, allowed: readonly T[
 function asUint(v: unknown, path: string, max: bigint): bigint {
   let value: bigint;
   if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) throw invalid(path, `must be an unsigned integer, got ${v}`);
+    // Without a fraction or exponent in the text (or numbers would be ExactNumbers) only a literal of 16+ digits can be unsafe.
+    if (!Number.isSafeInteger(v)) throw new RoundedNumber();
+    if (v < 0) throw invalid(path, `must be an unsigned integer, got ${v}`);
     value = BigInt(v);
   } else if (v instanceof ExactNumber) {
     if (!UINT_RE.test(v.literal)) throw invalid(path, `must be an unsigned integer, got ${v.literal.slice(0, 40)}`);
@@ -206,106 +113,29 @@ function decodeSyscallChecked(v: unknown, path: string): SeccompSyscall {
   return syscall;
 }
 
-// The fast path below decodes well-formed entries without building paths or maps; anything it
-// does not plainly accept goes to the checked decoder above, which gives the same result or the
-// precise error. So both paths accept exactly the same documents with the same values.
-
-const ACTION_SET: ReadonlySet<string> = new Set(SECCOMP_ACTIONS);
-const OPERATOR_SET: ReadonlySet<string> = new Set(SECCOMP_OPERATORS);
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof ExactNumber);
-}
-
-/** asUint's value when it accepts `v` without complaint, else undefined. */
-function plainUint(v: unknown, max: bigint): bigint | undefined {
-  let value: bigint;
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) return undefined;
-    value = BigInt(v);
-  } else if (v instanceof ExactNumber) {
-    if (!UINT_RE.test(v.literal)) return undefined;
-    value = BigInt(v.literal);
-  } else return undefined;
-  return value <= max ? value : undefined;
-}
-
-/** Number(asUint(v, path, MAX_UINT32)) when that succeeds, else -1. */
-function plainUint32(v: unknown): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 0xffff_ffff) return v === 0 ? 0 : v; // never -0, as Number(0n)
-  const value = plainUint(v, MAX_UINT32);
-  return value === undefined ? -1 : Number(value);
-}
-
-function plainArg(v: unknown): SeccompArg | undefined {
-  if (!isObject(v)) return undefined;
-  let index: unknown, value: unknown, valueTwo: unknown, op: unknown;
-  // for-in: no key array (only used while Object.prototype has no enumerable property).
-  for (const key in v) {
-    const x = v[key];
-    if (key === 'index') index = x;
-    else if (key === 'value') value = x;
-    else if (key === 'valueTwo') valueTwo = x;
-    else if (key === 'op') op = x;
-    else return undefined;
-  }
-  const i = plainUint32(index);
-  const val = plainUint(value, MAX_UINT64);
-  if (i < 0 || val === undefined || typeof op !== 'string' || !OPERATOR_SET.has(op)) return undefined;
-  const arg: SeccompArg = { index: i, value: val, op: op as SeccompArg['op'] };
-  if (valueTwo !== undefined && valueTwo !== null) {
-    const two = plainUint(valueTwo, MAX_UINT64);
-    if (two === undefined) return undefined;
-    arg.valueTwo = two;
-  }
-  return arg;
-}
-
-function plainSyscall(v: unknown): SeccompSyscall | undefined {
-  if (!isObject(v)) return undefined;
-  let names: unknown, action: unknown, errnoRet: unknown, args: unknown;
-  for (const key in v) {
-    const x = v[key];
-    if (key === 'names') names = x;
-    else if (key === 'action') action = x;
-    else if (key === 'errnoRet') errnoRet = x;
-    else if (key === 'args') args = x;
-    else return undefined;
-  }
-  if (!Array.isArray(names) || typeof action !== 'string' || !ACTION_SET.has(action)) return undefined;
-  for (let j = 0; j < names.length; j++) if (typeof names[j] !== 'string') return undefined;
-  // The parsed array is ours alone: no copy needed.
-  const syscall: SeccompSyscall = { names: names as string[], action: action as SeccompSyscall['action'] };
-  if (errnoRet !== undefined && errnoRet !== null) {
-    const errno = plainUint32(errnoRet);
-    if (errno < 0) return undefined;
-    syscall.errnoRet = errno;
-  }
-  if (args !== undefined && args !== null) {
-    if (!Array.isArray(args)) return undefined;
-    const out: SeccompArg[] = new Array<SeccompArg>(args.length);
-    for (let k = 0; k < args.length; k++) {
-      const arg = plainArg(args[k]);
-      if (arg === undefined) return undefined;
-      out[k] = arg;
-    }
-    syscall.args = out;
-  }
-  return syscall;
-}
-
-/** True unless something made a property of Object.prototype enumerable (for-in would see it). */
-function prototypeIsClean(): boolean {
-  return Object.keys(Object.prototype).length === 0;
-}
-
 function decodeSyscall(v: unknown, i: number, fast: boolean): SeccompSyscall {
   return (fast ? plainSyscall(v) : undefined) ?? decodeSyscallChecked(v, `syscalls[${i}]`);
 }
 
-/** Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. */
+/**
+ * Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. Numbers are
+ * read from JS numbers unless the text needs the exact reading, and the document is read again
+ * exactly if a value turns out to need it (RoundedNumber).
+ */
 export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
-  const m = members(asObject(parseDocument(bytes), '(document)'), '', PROFILE_MEMBERS);
+  const text = decodeUtf8Strict(bytes, WHAT);
+  if (!needsExactReading(text)) {
+    try {
+      return decodeDocument(parseStrictJson(text, WHAT));
+    } catch (e) {
+      if (!(e instanceof RoundedNumber)) throw e;
+    }
+  }
+  return decodeDocument(parseExact(text, WHAT));
+}
+
+function decodeDocument(document: unknown): SeccompProfile {
+  const m = members(asObject(document, '(document)'), '', PROFILE_MEMBERS);
   const profile: SeccompProfile = { defaultAction: asEnum(required(m, 'defaultAction', ''), 'defaultAction', SECCOMP_ACTIONS, 'action') };
   if (m.has('defaultErrnoRet')) profile.defaultErrnoRet = Number(asUint(m.get('defaultErrnoRet'), 'defaultErrnoRet', MAX_UINT32));
   if (m.has('architectures')) {
@@ -320,7 +150,10 @@ export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
   if (m.has('listenerMetadata')) profile.listenerMetadata = asString(m.get('listenerMetadata'), 'listenerMetadata');
   if (m.has('syscalls')) {
     const fast = prototypeIsClean();
-    profile.syscalls = asArray(m.get('syscalls'), 'syscalls').map((s, i) => decodeSyscall(s, i, fast));
+    // Decoded in place: the parsed array is ours alone, and each parsed entry is garbage once read.
+    const syscalls = asArray(m.get('syscalls'), 'syscalls');
+    for (let i = 0; i < syscalls.length; i++) syscalls[i] = decodeSyscall(syscalls[i], i, fast);
+    profile.syscalls = syscalls as SeccompSyscall[];
   }
   return profile;
 }

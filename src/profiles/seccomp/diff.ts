@@ -57,7 +57,11 @@ function syscallConstraints(name: string, artifact: ReadProfile, effective: Read
   const e = decisionFor(effective, name);
   if (sameDecision(a, e)) return [];
   const decisions = [a, e, ...(trusted ?? []).map((t) => decisionFor(t.value, name))];
+  // Cases keyed by what they say: cells of a partition may repeat one. (The cells of one decision
+  // never repeat a conjunction, so there every case is new and goes straight to the list.)
   const out = new Map<string, Constraint>();
+  const list: Constraint[] = [];
+  let distinct = false;
   const visit = (conj: Conjunction, verdicts: readonly Verdict[]): void => {
     const av = verdicts[0]!;
     const ev = verdicts[1]!;
@@ -71,7 +75,8 @@ function syscallConstraints(name: string, artifact: ReadProfile, effective: Read
       effective: ev,
       ...attribute(ev, labelled),
     };
-    out.set(`${c.args ?? ''}|${verdictKey(av)}|${verdictKey(ev)}|${c.by ?? ''}`, c);
+    if (distinct) list.push(c);
+    else out.set(`${c.args ?? ''}|${verdictKey(av)}|${verdictKey(ev)}|${c.by ?? ''}`, c);
   };
   const tooMany = (): Constraint[] => [{ kind: 'syscall', syscall: name, args: '(too many argument cases to list)', artifact: a.otherwise, effective: e.otherwise }];
   const withRules = decisions.filter((d) => d.rules.length > 0);
@@ -80,6 +85,7 @@ function syscallConstraints(name: string, artifact: ReadProfile, effective: Read
     // other decisions add their one verdict each.
     const verdicts = decisions.map((d) => d.otherwise);
     const k = decisions.findIndex((d) => d.rules.length > 0);
+    distinct = true;
     if (k < 0) visit([], verdicts);
     else {
       const regions = cellsOf(decisions[k]!);
@@ -94,7 +100,7 @@ function syscallConstraints(name: string, artifact: ReadProfile, effective: Read
     if (cells === undefined) return tooMany();
     for (const { conj, verdicts } of cells) visit(conj, verdicts);
   }
-  return [...out.values()];
+  return distinct ? list : [...out.values()];
 }
 
 /** diff over profiles already read; `trusted` undefined = no attribution. */

@@ -1,20 +1,17 @@
 // The intersection merge, KEP-6061 §4: the effective profile permits a call only if every input
 // does. Inputs come in trust order (baseline, pod base, artifact); actions are order-independent,
-// errno and listener ties go to the earlier input. Per syscall the inputs' decisions are
-// multiplied into regions of argument space; the regions are then written back in one of the
-// shapes runc loads exactly, or collapsed to the most restrictive verdict they contain.
+// errno and listener ties go to the earlier input. Each syscall is merged on its own
+// (merge-syscall.ts); architectures and flags here.
 
 import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
-import { actionRank, sameVerdict, stricter, verdictCode, type Sourced } from './actions.js';
+import { stricter } from './actions.js';
 import { encodeCanonical, buildProfile } from './canonical.js';
-import { ARCHS_32_BIT, conjunctionKey, isExpressible, isWide, MAX_UINT32, negate, normalize, type AtomKey, type Conjunction } from './conditions.js';
-import { cellsOf, decisionFor, isComplementPair, partition, readOf, readProfile, type Clause, type Decision, type ReadProfile, type Rule } from './decision.js';
+import { ARCHS_32_BIT, isWide, type Conjunction } from './conditions.js';
+import { decisionFor, readOf, readProfile, type Clause, type ReadProfile, type Rule } from './decision.js';
 import { diffReads } from './diff.js';
-import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
-
-/** Regions per syscall beyond which the product is not worth exact treatment (collapse instead). */
-const MAX_REGIONS_PER_SYSCALL = 4096;
+import { mergeSyscall } from './merge-syscall.js';
+import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile } from './types.js';
 
 /** Architectures where socket and SysV IPC calls may arrive multiplexed through socketcall(2)/ipc(2). */
 const MULTIPLEXING_ARCHS: ReadonlySet<SeccompArchitecture> = new Set([
@@ -39,185 +36,6 @@ const MULTIPLEXED_SYSCALLS: ReadonlySet<string> = new Set([
   'msgctl', 'shmat', 'shmdt', 'shmget', 'shmctl',
 ]);
 
-interface Region {
-  conj: Conjunction;
-  verdict: Sourced;
-}
-
-/** The most restrictive of verdicts listed in trust order, with its position: what reduce(stricter) gives, without the objects. */
-function strictestSourced(verdicts: readonly Verdict[]): Sourced {
-  let best = 0;
-  let bestRank = actionRank(verdicts[0]!.action);
-  for (let i = 1; i < verdicts.length; i++) {
-    const rank = actionRank(verdicts[i]!.action);
-    if (rank < bestRank) {
-      best = i;
-      bestRank = rank;
-    }
-  }
-  return { verdict: verdicts[best]!, source: best };
-}
-
-/** Regions of argument space where every input's decision is constant, with the stricter verdict. */
-function multiply(decisions: readonly Decision[]): Region[] | undefined {
-  const cells = partition(decisions, MAX_REGIONS_PER_SYSCALL);
-  return cells?.map((cell) => ({ conj: cell.conj, verdict: strictestSourced(cell.verdicts) }));
-}
-
-/** Used when the regions cannot be written exactly: the most restrictive verdict any input gives the syscall. */
-function strictestOf(decisions: readonly Decision[]): Sourced {
-  return decisions.flatMap((d, source) => cellsOf(d).map((cell) => ({ verdict: cell.verdict, source }))).reduce(stricter);
-}
-
-/** The effective rules of one syscall, in a shape runc loads exactly. */
-function mergeSyscall(decisions: readonly Decision[], defaultVerdict: Sourced): Rule[] {
-  let written: Rule[] | undefined;
-  if (decisions.every((d) => d.rules.length === 0)) {
-    const v = strictestSourced(decisions.map((d) => d.otherwise)).verdict;
-    written = sameVerdict(v, defaultVerdict.verdict) ? [] : [{ conj: [], verdict: v }];
-  } else {
-    const groups = groupsOf(decisions);
-    written = groups === undefined ? undefined : express(groups, defaultVerdict);
-    if (written === undefined) {
-      // Inexpressible in runc: the whole syscall gets the most restrictive verdict involved (KEP §4).
-      const strictest = groups === undefined ? strictestOf(decisions) : groups.map((g) => g.verdict).reduce(stricter);
-      written = sameVerdict(strictest.verdict, defaultVerdict.verdict) ? [] : [{ conj: [], verdict: strictest.verdict }];
-    }
-  }
-  return written;
-}
-
-interface Group {
-  verdict: Sourced;
-  conjs: Conjunction[];
-}
-
-type GroupMap = Map<number | string, { verdict: Sourced; conjs: Map<AtomKey, Conjunction> }>;
-
-/** Adds a region to the group of its verdict; equal verdicts keep the earliest input's. */
-function addRegion(groups: GroupMap, conj: Conjunction, verdict: Sourced): void {
-  const key = verdictCode(verdict.verdict);
-  const g = groups.get(key);
-  if (g === undefined) groups.set(key, { verdict, conjs: new Map([[conjunctionKey(conj), conj]]) });
-  else {
-    g.verdict = stricter(g.verdict, verdict);
-    g.conjs.set(conjunctionKey(conj), conj);
-  }
-}
-
-function finishGroups(groups: GroupMap): Group[] {
-  return [...groups.values()].map((g) => ({ verdict: g.verdict, conjs: withoutSubsumed([...g.conjs.values()]) }));
-}
-
-/** Regions with equal verdicts, their conjunctions deduplicated and with subsumed ones removed. */
-function groupRegions(regions: readonly Region[]): Group[] {
-  const groups: GroupMap = new Map();
-  for (const r of regions) addRegion(groups, r.conj, r.verdict);
-  return finishGroups(groups);
-}
-
-/**
- * groupRegions(multiply(decisions)) for decisions not all uniform. When only one has rules (the
- * usual case: baseline and base rarely filter arguments where the artifact does) the regions are
- * that decision's cells and the verdicts are picked exactly as strictestSourced would, without
- * building the cells.
- */
-function groupsOf(decisions: readonly Decision[]): Group[] | undefined {
-  let k = -1;
-  for (let i = 0; i < decisions.length; i++) {
-    if (decisions[i]!.rules.length === 0) continue;
-    if (k >= 0) {
-      const regions = multiply(decisions);
-      return regions === undefined ? undefined : groupRegions(regions);
-    }
-    k = i;
-  }
-  const regions = cellsOf(decisions[k]!);
-  if (regions.length > MAX_REGIONS_PER_SYSCALL) return undefined;
-  // The strictest uniform verdict before and after k (first of equal ranks), ranked in the order
-  // strictestSourced ranks a cell's verdicts, so an unknown action fails the same way.
-  let before = -1;
-  let beforeRank = Infinity;
-  for (let i = 0; i < k; i++) {
-    const rank = actionRank(decisions[i]!.otherwise.action);
-    if (rank < beforeRank) {
-      before = i;
-      beforeRank = rank;
-    }
-  }
-  let after = -1;
-  let afterRank = Infinity;
-  let afterRanked = false;
-  const groups: GroupMap = new Map();
-  for (const region of regions) {
-    const rank = actionRank(region.verdict.action);
-    if (!afterRanked) {
-      for (let i = k + 1; i < decisions.length; i++) {
-        const r = actionRank(decisions[i]!.otherwise.action);
-        if (r < afterRank) {
-          after = i;
-          afterRank = r;
-        }
-      }
-      afterRanked = true;
-    }
-    const source = beforeRank <= rank && beforeRank <= afterRank ? before : rank <= afterRank ? k : after;
-    addRegion(groups, region.conj, { verdict: source === k ? region.verdict : decisions[source]!.otherwise, source });
-  }
-  return finishGroups(groups);
-}
-
-/** Drops conjunctions that contain all atoms of another one (their region lies inside it). Skipped for large sets. */
-function withoutSubsumed(conjs: Conjunction[]): Conjunction[] {
-  if (conjs.length > 64) return conjs;
-  // Only a strictly shorter conjunction can subsume another one.
-  if (conjs.every((c) => c.length === conjs[0]!.length)) return conjs;
-  const keys = conjs.map((c) => new Set(c.map((a) => a.key)));
-  return conjs.filter((_, i) => !keys.some((other, j) => j !== i && other.size < keys[i]!.size && [...other].every((k) => keys[i]!.has(k))));
-}
-
-/**
- * Writes the groups in a shape runc loads exactly (KEP §4 "safe shapes"), given the effective
- * default; undefined when no such shape exists. Never mixes unconditional and conditional rules.
- */
-function express(groups: readonly Group[], defaultVerdict: Sourced): Rule[] | undefined {
-  if (groups.length === 1) {
-    const v = groups[0]!.verdict.verdict;
-    return sameVerdict(v, defaultVerdict.verdict) ? [] : [{ conj: [], verdict: v }];
-  }
-  const others = groups.filter((g) => !sameVerdict(g.verdict.verdict, defaultVerdict.verdict));
-  if (others.length < groups.length) {
-    if (others.length === 1 && others[0]!.conjs.length === 1 && isExpressible(others[0]!.conjs[0]!)) {
-      return [{ conj: others[0]!.conjs[0]!, verdict: others[0]!.verdict.verdict }];
-    }
-    const singles = others.every((g) => g.conjs.every((c) => c.length === 1 && isExpressible(c)));
-    if (!singles) return undefined;
-    const rules = others.flatMap((g) => g.conjs.map((conj) => ({ conj, verdict: g.verdict.verdict })));
-    if (others.length === 1) return rules; // or-set: alternatives sharing one verdict
-    const low = new Set<bigint>();
-    const index = rules[0]!.conj[0]!.index;
-    const eqSet = rules.every(({ conj: [a] }) => {
-      if (a!.op !== 'SCMP_CMP_EQ' || a!.index !== index || low.has(a!.value & MAX_UINT32)) return false;
-      low.add(a!.value & MAX_UINT32);
-      return true;
-    });
-    return eqSet ? rules : undefined;
-  }
-  // No region keeps the default: only a complementary pair covers everything (P / not P).
-  if (groups.length !== 2) return undefined;
-  for (const [a, b] of [groups, [...groups].reverse()]) {
-    const p = a!.conjs.length === 1 ? a!.conjs[0]! : undefined;
-    const complement = p?.length === 1 ? normalize([negate(p[0]!)]) : null;
-    if (p !== undefined && complement !== null && isComplementPair(p, complement)) {
-      return [
-        { conj: p, verdict: a!.verdict.verdict },
-        { conj: complement, verdict: b!.verdict.verdict },
-      ];
-    }
-  }
-  return undefined;
-}
-
 function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readonly ReadProfile[], output: ReadonlyMap<string, Rule[]>): SeccompArchitecture[] {
   let archs = new Set<SeccompArchitecture>(inputs[0]!.architectures ?? []);
   for (const p of inputs.slice(1)) archs = new Set((p.architectures ?? []).filter((a) => archs.has(a)));
@@ -225,15 +43,20 @@ function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readon
   // may arrive multiplexed; both are known as soon as one conjunction says so.
   let wide = false;
   let multiplexed = false;
-  const see = (name: string, conj: Conjunction): boolean => {
-    if (conj.length === 0) return false;
-    if (!wide) wide = conj.some(isWide);
-    if (!multiplexed) multiplexed = MULTIPLEXED_SYSCALLS.has(name);
+  const see = (name: string, list: readonly { conj: Conjunction }[]): boolean => {
+    let mux = !multiplexed && MULTIPLEXED_SYSCALLS.has(name);
+    for (let i = 0; i < list.length && (mux || !wide); i++) {
+      const conj = list[i]!.conj;
+      if (conj.length === 0) continue;
+      if (mux) multiplexed = true;
+      mux = false;
+      for (let k = 0; k < conj.length && !wide; k++) wide = isWide(conj[k]!);
+    }
     return wide && multiplexed;
   };
   scan: {
-    for (const r of reads) for (const [name, clauses] of r.clauses) for (const c of clauses) if (see(name, c.conj)) break scan;
-    for (const [name, list] of output) for (const rule of list) if (see(name, rule.conj)) break scan;
+    for (const r of reads) for (const [name, clauses] of r.clauses) if (see(name, clauses)) break scan;
+    for (const [name, list] of output) if (see(name, list)) break scan;
   }
   return [...archs].filter((a) => !(wide && ARCHS_32_BIT.has(a)) && !(multiplexed && MULTIPLEXING_ARCHS.has(a)));
 }

@@ -5,10 +5,11 @@
 // The first failure is reported, in document order, as SecurityProfileInvalid with the JSON path.
 
 import { SpokeError } from '../../core/errors.js';
-import { MAX_ERRNO, takesErrno, verdictKey, verdictOf } from './actions.js';
-import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32 } from './conditions.js';
+import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
+import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
 import { decide, entryConjunctions, type Clause } from './decision.js';
-import type { SeccompArg, SeccompProfile } from './types.js';
+import { isNormalArg } from './normal-form.js';
+import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
 /** KEP-6061 §4 artifact limits (MaxArtifact*). */
 export const MAX_ENTRIES_PER_SYSCALL = 128;
@@ -54,8 +55,35 @@ interface SyscallTally {
   rulesCount: number;
   /** verdict + filter of each entry naming it, for strict duplicate detection. */
   rules: Set<string> | undefined;
-  /** How runc reads the entries naming it, as readProfile() would give them. */
-  clauses: Clause[];
+  /**
+   * While every entry naming it either gives the default verdict or has one condition already in
+   * normal form, the one verdict of those conditions (null before the first): decide() can then
+   * only find no rule, a single rule or an or-set, none of them a problem. False otherwise.
+   */
+  orSet: Verdict | null | false;
+}
+
+/**
+ * How runc reads the entries naming each syscall whose tally is not an or-set, as readProfile()
+ * would give them (one pass, so the cost follows the profile's size whatever the mix).
+ */
+function clausesOf(entries: readonly SeccompSyscall[], tallies: ReadonlyMap<string, SyscallTally>): Map<SyscallTally, Clause[]> {
+  const clauses = new Map<SyscallTally, Clause[]>();
+  for (let entry = 0; entry < entries.length; entry++) {
+    const s = entries[entry]!;
+    let conjs: readonly Conjunction[] | undefined;
+    let verdict: Verdict | undefined;
+    for (let name = 0; name < s.names.length; name++) {
+      const tally = tallies.get(s.names[name]!)!;
+      if (tally.orSet !== false) continue;
+      conjs ??= entryConjunctions(s.args ?? []);
+      verdict ??= verdictOf(s.action, s.errnoRet);
+      let list = clauses.get(tally);
+      if (list === undefined) clauses.set(tally, (list = []));
+      for (const conj of conjs) list.push({ conj, verdict, entry, name });
+    }
+  }
+  return clauses;
 }
 
 function check(p: SeccompProfile, level: Level): void {
@@ -74,9 +102,14 @@ function check(p: SeccompProfile, level: Level): void {
     if (p.listenerMetadata !== undefined) fail('listenerMetadata', 'artifacts may not set a seccomp notify listener');
   }
   const narrowArchs = (p.architectures ?? []).some((a) => ARCHS_32_BIT.has(a));
+  const defaultVerdict = verdictOf(p.defaultAction, p.defaultErrnoRet);
   const tallies = new Map<string, SyscallTally>();
   let totalClauses = 0;
   const entries = p.syscalls ?? [];
+  // Consecutive entries mostly share action and errno: one verdict for them.
+  let verdict: Verdict | undefined;
+  let lastAction: string | undefined;
+  let lastErrno: number | undefined;
   for (let i = 0; i < entries.length; i++) {
     const s = entries[i]!;
     if (s.names.length === 0) fail(`syscalls[${i}].names`, 'names no syscall');
@@ -107,9 +140,13 @@ function check(p: SeccompProfile, level: Level): void {
     }
     const clauses = clauseCount(args);
     const ruleKey = strict ? `${verdictKey(verdictOf(s.action, s.errnoRet))}|${args.map((a) => `${a.index}:${a.op}:${a.value}:${a.op === 'SCMP_CMP_MASKED_EQ' ? (a.valueTwo ?? 0n) : 0n}`).sort().join('&')}` : '';
-    // What runc makes of the entry, gathered here so the profile is read in this one pass.
-    const verdict = verdictOf(s.action, s.errnoRet);
-    const conjs = entryConjunctions(args);
+    if (verdict === undefined || s.action !== lastAction || s.errnoRet !== lastErrno) {
+      verdict = verdictOf(s.action, s.errnoRet);
+      lastAction = s.action;
+      lastErrno = s.errnoRet;
+    }
+    // The verdict this entry adds to an or-set, null when decide() skips it (the default), false when it may be anything else.
+    const orSetVerdict = sameVerdict(verdict, defaultVerdict) ? null : args.length === 1 && isNormalArg(args[0]!) ? verdict : false;
     const namesHere = strict ? new Set<string>() : undefined;
     for (let j = 0; j < s.names.length; j++) {
       const name = s.names[j]!;
@@ -119,7 +156,7 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally === undefined) {
         // A name with a tally has passed this check already.
         if (!SYSCALL_NAME_RE.test(name)) fail(`syscalls[${i}].names[${j}]`, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
-        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, clauses: [] }));
+        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, orSet: null }));
       }
       if (namesHere !== undefined) {
         if (namesHere.has(name)) fail(`syscalls[${i}].names[${j}]`, `duplicate syscall name ${name}`);
@@ -135,13 +172,16 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
-      for (const conj of conjs) tally.clauses.push({ conj, verdict, entry: i, name: j });
+      if (orSetVerdict === false) tally.orSet = false;
+      else if (orSetVerdict !== null && tally.orSet !== false) tally.orSet = tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict) ? orSetVerdict : false;
     }
   }
   if (!artifact) return;
-  const defaultVerdict = verdictOf(p.defaultAction, p.defaultErrnoRet);
+  const clauses = clausesOf(entries, tallies);
   for (const [name, tally] of tallies) {
-    const d = decide(tally.clauses, defaultVerdict);
+    const list = clauses.get(tally);
+    if (list === undefined) continue;
+    const d = decide(list, defaultVerdict);
     if (d.culprit === undefined) continue;
     const path = `syscalls[${d.culprit.entry}].names[${d.culprit.name}]`;
     fail(

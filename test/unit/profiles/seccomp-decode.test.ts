@@ -66,6 +66,32 @@ test('decode rejects bad UTF-8', () => {
 });
 
 test('a string that looks like a tagged number stays a string', () => {
-  // The exact-number path is taken because of the 16-digit literal; "n5" must not read as 5.
-  rejects('{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":"n5","syscalls":[{"names":["a"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1234567890123456,"op":"SCMP_CMP_EQ"}]}]}', 'defaultErrnoRet');
+  // The value beyond 2^53 sends the document to the exact reading before "n5" is read; it must not read as 5.
+  rejects(
+    '{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["a"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":18446744073709551615,"op":"SCMP_CMP_EQ"}]},{"names":["b"],"action":"SCMP_ACT_ERRNO","errnoRet":"n5"}]}',
+    'syscalls[1].errnoRet',
+  );
+});
+
+test('values beyond 2^53 after entries read as JS numbers are still exact', () => {
+  const p = decodeSeccomp(
+    bytes('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["a"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":1,"value":5,"op":"SCMP_CMP_EQ"}]},{"names":["b"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":9007199254740993,"valueTwo":18446744073709551614,"op":"SCMP_CMP_MASKED_EQ"}]}]}'),
+  );
+  assert.deepEqual(p.syscalls, [
+    { names: ['a'], action: 'SCMP_ACT_ERRNO', errnoRet: 13, args: [{ index: 1, value: 5n, op: 'SCMP_CMP_EQ' }] },
+    { names: ['b'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 9007199254740993n, valueTwo: 18446744073709551614n, op: 'SCMP_CMP_MASKED_EQ' }] },
+  ]);
+});
+
+test('-0 reads as 0, except next to a literal of 16+ digits (the exact reading refuses it), as it always has', () => {
+  const doc = (extra: string) => `{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":-0${extra}}`;
+  assert.equal(decodeSeccomp(bytes(doc(''))).defaultErrnoRet, 0);
+  rejects(doc(',"listenerPath":"/run/1234567890123456"'), 'defaultErrnoRet');
+});
+
+test('entries are read alike whatever the order of their members (the decoded objects list them in one order)', () => {
+  const ordered = decodeSeccomp(bytes('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["a"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":1,"value":5,"op":"SCMP_CMP_EQ"}]}]}'));
+  const shuffled = decodeSeccomp(bytes('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"args":[{"op":"SCMP_CMP_EQ","value":5,"index":1}],"errnoRet":13,"action":"SCMP_ACT_ERRNO","names":["a"]}]}'));
+  assert.deepEqual(shuffled, ordered);
+  assert.equal(JSON.stringify(shuffled, (_, v: unknown) => (typeof v === 'bigint' ? `${v}` : v)), JSON.stringify(ordered, (_, v: unknown) => (typeof v === 'bigint' ? `${v}` : v)));
 });

@@ -14,11 +14,14 @@ import {
   intersect,
   mergeProfiles,
   validate,
+  validateArtifact,
   type SeccompAction,
   type SeccompArg,
   type SeccompProfile,
   type SeccompSyscall,
 } from '../../../src/profiles/seccomp/index.js';
+import { decide, readProfile } from '../../../src/profiles/seccomp/decision.js';
+import { isSpokeError } from '../../../src/core/errors.js';
 
 const NAMES = ['read', 'write', 'mkdir'];
 const VALUES = [0n, 1n, 2n, 3n, 5n, (1n << 32n) - 1n, 1n << 32n, (1n << 64n) - 1n];
@@ -84,6 +87,33 @@ test('property: merging is idempotent and its bytes are canonical', () => {
       validate(r.profile);
     }),
     RUNS,
+  );
+});
+
+// validateArtifact skips decide() for syscalls whose rules can only form an or-set; this holds it
+// to the plain reading: refused exactly where decide() over readProfile() names a culprit, there.
+test('property: validateArtifact refuses a shape exactly where decide() over the read profile finds a culprit', () => {
+  fc.assert(
+    fc.property(profile, (p) => {
+      const read = readProfile(p);
+      let expected: string | undefined;
+      for (const clauses of read.clauses.values()) {
+        const culprit = decide(clauses, read.defaultVerdict).culprit;
+        if (culprit !== undefined) {
+          expected = `syscalls[${culprit.entry}].names[${culprit.name}]`;
+          break;
+        }
+      }
+      let got: string | undefined;
+      try {
+        validateArtifact(p);
+      } catch (e) {
+        assert.ok(isSpokeError(e) && e.reason === 'PROFILE_INVALID', String(e));
+        got = String(e.context.path);
+      }
+      assert.equal(got, expected);
+    }),
+    { numRuns: 1000 },
   );
 });
 
