@@ -129,11 +129,22 @@ async function mergeCases(ctx: BenchContext): Promise<void> {
   validateBaseline(baseline);
   const bytes = largeArtifact();
   const artifact = decodeSeccomp(bytes);
-  const validateStats = await measure(QUICK ? 5 : 30, () => validateArtifact(decodeSeccomp(bytes)), 2);
-  const mergeStats = await measure(QUICK ? 5 : 30, () => intersect(baseline, undefined, artifact), 2);
+  // The first calls of a process run cold (interpreted, then optimised); the shim merges for its
+  // whole life, so the figure is taken warm, after 10 runs, and the first call is shown beside it.
+  const firstCall = (fn: () => unknown) => {
+    const t0 = process.hrtime.bigint();
+    fn();
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  const validateOnce = () => validateArtifact(decodeSeccomp(bytes));
+  const mergeOnce = () => intersect(baseline, undefined, artifact);
+  const validateFirst = firstCall(validateOnce);
+  const mergeFirst = firstCall(mergeOnce);
+  const validateStats = await measure(QUICK ? 10 : 50, validateOnce, 10);
+  const mergeStats = await measure(QUICK ? 10 : 50, mergeOnce, 10);
   const kib = (bytes.byteLength / 1024).toFixed(0);
-  ctx.rows.push({ case: `decode + validateArtifact of a ${kib} KiB artifact`, spoke: ms(validateStats), peer: '—', target: '≤ 10 ms', met: validateStats.p50 <= 10, data: { validateStats }, chart: { spoke: validateStats.p50, peer: 10, peerLabel: 'target' } });
-  ctx.rows.push({ case: `merge of a ${kib} KiB artifact with the baseline`, spoke: ms(mergeStats), peer: '—', target: '≤ 20 ms', met: mergeStats.p50 <= 20, data: { mergeStats }, chart: { spoke: mergeStats.p50, peer: 20, peerLabel: 'target' } });
+  ctx.rows.push({ case: `decode + validateArtifact of a ${kib} KiB artifact`, spoke: `${ms(validateStats)} (first call of the process: ${fmt(validateFirst)})`, peer: '—', target: '≤ 10 ms', met: validateStats.p50 <= 10, data: { validateStats, validateFirst }, chart: { spoke: validateStats.p50, peer: 10, peerLabel: 'target' } });
+  ctx.rows.push({ case: `merge of a ${kib} KiB artifact with the baseline`, spoke: `${ms(mergeStats)} (first call of the process: ${fmt(mergeFirst)})`, peer: '—', target: '≤ 20 ms', met: mergeStats.p50 <= 20, data: { mergeStats, mergeFirst }, chart: { spoke: mergeStats.p50, peer: 20, peerLabel: 'target' } });
 }
 
 async function pullCases(ctx: BenchContext): Promise<void> {
