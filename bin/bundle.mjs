@@ -1,13 +1,18 @@
 #!/usr/bin/env node
 // Run by `npm run build` after tsc: bundles the CLI (dist/src/cli/main.js and everything it
 // loads, commands included) into one CommonJS file, dist/spoke.cjs, and records a V8 code cache
-// for it, dist/spoke.cjs.cache, from a warm-up run of `spoke pull --help`. bin/spoke starts from
+// for it, dist/spoke.cjs.cache, from a warm-up run of `spoke pull` against a throwaway registry on
+// 127.0.0.1 served from this script (the cache then holds the bytecode of everything a pull runs:
+// policy, registry client, checks, store, not only the top level). bin/spoke starts from
 // these when they exist (docs/benchmarks.md: a cold Node process spends most of a short command
 // resolving, reading and compiling ~200 modules; one file with its compiled code cached does not).
 // SPOKE_CLI=plain makes bin/spoke use the unbundled build instead; the tests run both.
-import { execFileSync } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -51,9 +56,31 @@ await build({
 // The entry's shebang is no JavaScript inside the loader's function wrapper.
 await writeFile(outfile, (await readFile(outfile, 'utf8')).replace(/^#![^\n]*\n/, ''));
 
-// Warm-up: the code cache then holds what a short command compiles (the entry, the argument
-// parser, the pull command and its modules), not only the top level.
-execFileSync(process.execPath, [join(root, 'bin', 'spoke'), 'pull', '--help'], {
-  env: { ...process.env, SPOKE_CLI: 'fast', SPOKE_WRITE_CODE_CACHE: '1' },
-  stdio: ['ignore', 'ignore', 'inherit'],
+// Warm-up: one unsigned pull of a small seccomp artifact from a registry that answers only the
+// two GETs a pull makes (OCI distribution spec: manifests and blobs by digest).
+const { packProfile } = await import(join(dist, 'src/publish/pack.js'));
+const packed = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}'), 'seccomp');
+const served = new Map([
+  [`/v2/warm/up/manifests/${packed.manifestDigest}`, { type: 'application/vnd.oci.image.manifest.v1+json', body: packed.manifest }],
+  [`/v2/warm/up/blobs/${packed.layerDigest}`, { type: 'application/octet-stream', body: packed.layer }],
+]);
+const server = createServer((req, res) => {
+  const hit = served.get(req.url ?? '');
+  if (!hit) return void res.writeHead(404).end();
+  res.writeHead(200, { 'content-type': hit.type, 'content-length': hit.body.byteLength, 'docker-content-digest': req.url.split('/').pop() });
+  res.end(req.method === 'HEAD' ? undefined : hit.body);
 });
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const host = `127.0.0.1:${server.address().port}`;
+const work = await mkdtemp(join(tmpdir(), 'spoke-warm-up-'));
+try {
+  const policy = join(work, 'policy.yaml');
+  await writeFile(policy, `apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules:\n  - scope: ${host}/warm\n    kinds: [seccomp]\n    unsigned: true\ninsecure: [${host}]\n`);
+  await promisify(execFile)(process.execPath, [join(root, 'bin', 'spoke'), 'pull', `${host}/warm/up@${packed.manifestDigest}`, '--kind', 'seccomp', '--policy', policy, '--store', join(work, 'store'), '--config', '/dev/null'], {
+    env: { ...process.env, SPOKE_CLI: 'fast', SPOKE_WRITE_CODE_CACHE: '1' },
+    timeout: 60_000,
+  });
+} finally {
+  server.close();
+  await rm(work, { recursive: true, force: true });
+}
