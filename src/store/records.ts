@@ -105,8 +105,9 @@ export class RecordStore {
     const now = new Date(this.layout.clock.now()).toISOString();
     const staged: StagedFile[] = [];
     try {
-      // Content-addressed: an existing blob file already holds these bytes (one copy).
-      const blob = this.blobsSeen.has(input.layerDigest) || exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.tmpDir, { fsync: this.layout.fsync });
+      // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
+      // at on disk, not in blobsSeen: another process may have removed it since.
+      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.tmpDir, { fsync: this.layout.fsync });
       const record = updatedRecord(undefined, input, now);
       // Staged while the blob is flushed; the blob is placed first.
       const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.tmpDir, { fsync: false, exclusive: true })]);

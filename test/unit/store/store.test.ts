@@ -73,6 +73,23 @@ describe('ProfileStore', () => {
     }
   });
 
+  it('writes a blob again that another process removed after this one saw it', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const a = new ProfileStore({ root: own });
+      const other = new ProfileStore({ root: own });
+      const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_S390X"]}');
+      await a.ingest(i);
+      assert.ok(await a.hasBlob(i.layerDigest));
+      await other.remove(i.digest);
+      await a.ingest(i);
+      const { bytes } = await a.readProfile(i.digest, { verify: true });
+      assert.deepEqual(bytes, Buffer.from(i.layerBytes));
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
   it('records verdicts per policy hash and references without duplicates', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
     await store.ingest({ ...i, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
