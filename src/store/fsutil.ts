@@ -2,18 +2,40 @@
 // A crash at any point leaves either the old file or the new one visible, never half of one.
 // Several files can be staged (written and fsynced) concurrently and then committed in order,
 // so their flushes overlap instead of queueing one after another.
+//
+// Only the flushes (fsync, milliseconds each) and large writes leave the event loop. The
+// metadata steps (open, a small write, rename, link, unlink, stat, reading a small state file)
+// are made synchronously: on the node's local disk each takes a few microseconds, while a trip
+// through libuv's thread pool and back costs 50–300 µs on a busy node, and a pull or a create
+// used to make about twenty of them one after another (docs/benchmarks.md).
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, readFile } from 'node:fs/promises';
+import { closeSync, fstatSync, fsync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, write, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const fsyncFd = promisify(fsync);
+const writeFd = promisify(write);
+
+/** Larger data is written from the thread pool, so one big file cannot hold up other calls. */
+const SYNC_WRITE_MAX = 256 * 1024;
+
+const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 export async function fsyncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    await h.sync();
+    await fsyncFd(fd);
   } finally {
-    await h.close();
+    closeSync(fd);
   }
+}
+
+/** A file's identity as a reader's cache keys it: a rename or link keeps all three. */
+export interface FileIdentity {
+  ino: number;
+  size: number;
+  mtimeMs: number;
 }
 
 /** A file written and flushed under a temp name, not yet visible under its target name. */
@@ -22,6 +44,10 @@ export interface StagedFile {
   readonly tmp: string;
   /** Flushed before the rename, and its directory flushed after it. */
   readonly durable: boolean;
+  /** Placed only if nothing is at `target` yet (link(2)), never replacing what is there. */
+  readonly exclusive: boolean;
+  /** The written file's identity, which it keeps once committed. */
+  readonly identity: FileIdentity;
 }
 
 export interface WriteOptions {
@@ -30,43 +56,89 @@ export interface WriteOptions {
   fsync?: boolean;
 }
 
-/** Writes `data` to a temp file in `tmpDir` (same filesystem as `target`) and flushes it. */
-export async function stageFile(target: string, data: Uint8Array | string, tmpDir: string, opts: WriteOptions = {}): Promise<StagedFile> {
-  await mkdir(tmpDir, { recursive: true });
-  const tmp = join(tmpDir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
-  const h = await open(tmp, 'wx', opts.mode ?? 0o644);
+/** Runs `fn`; when it fails with ENOENT, creates `dir` and runs it once more. */
+function withDir<T>(dir: string, fn: () => T): T {
   try {
-    await h.writeFile(data);
-    if (opts.fsync ?? true) await h.sync();
+    return fn();
   } catch (e) {
-    await h.close();
-    await rm(tmp, { force: true });
-    throw e;
+    if (errno(e) !== 'ENOENT') throw e;
+    mkdirSync(dir, { recursive: true });
+    return fn();
   }
-  await h.close();
-  return { target, tmp, durable: opts.fsync ?? true };
+}
+
+function unlinkQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if (errno(e) !== 'ENOENT') throw e;
+  }
+}
+
+async function writeAll(fd: number, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) {
+    const n = data.byteLength - off;
+    off += n <= SYNC_WRITE_MAX ? writeSync(fd, data, off, n) : (await writeFd(fd, data, off, Math.min(n, SYNC_WRITE_MAX * 4))).bytesWritten;
+  }
 }
 
 /**
- * Renames staged files into place in the given order (a file others depend on goes first), then
- * flushes the directory of each durable file once, concurrently.
+ * Writes `data` to a temp file in `tmpDir` (same filesystem as `target`) and flushes it.
+ * `exclusive`: commitStaged places it only where no file exists yet.
  */
-export async function commitStaged(files: readonly StagedFile[]): Promise<void> {
+export async function stageFile(target: string, data: Uint8Array | string, tmpDir: string, opts: WriteOptions & { exclusive?: boolean } = {}): Promise<StagedFile> {
+  const durable = opts.fsync ?? true;
+  const tmp = join(tmpDir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
+  const fd = withDir(tmpDir, () => openSync(tmp, 'wx', opts.mode ?? 0o644));
+  let identity: FileIdentity;
+  try {
+    await writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    if (durable) await fsyncFd(fd);
+    const st = fstatSync(fd);
+    identity = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+  } catch (e) {
+    closeSync(fd);
+    unlinkQuiet(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  return { target, tmp, durable, exclusive: opts.exclusive ?? false, identity };
+}
+
+/**
+ * Puts staged files in place in the given order (a file others depend on goes first): renamed
+ * over what is there, or for an exclusive one linked only where nothing is yet. Then flushes the
+ * directory of each durable file once, concurrently. Returns the exclusive files that were not
+ * placed because their target already existed (their temp files are removed).
+ */
+export async function commitStaged(files: readonly StagedFile[]): Promise<StagedFile[]> {
+  const lost: StagedFile[] = [];
   try {
     for (const f of files) {
-      await mkdir(dirname(f.target), { recursive: true });
-      await rename(f.tmp, f.target);
+      if (!f.exclusive) {
+        withDir(dirname(f.target), () => renameSync(f.tmp, f.target));
+        continue;
+      }
+      try {
+        withDir(dirname(f.target), () => linkSync(f.tmp, f.target));
+      } catch (e) {
+        if (errno(e) !== 'EEXIST') throw e;
+        lost.push(f);
+      }
+      unlinkQuiet(f.tmp);
     }
   } catch (e) {
     await discardStaged(files);
     throw e;
   }
-  await Promise.all([...new Set(files.filter((f) => f.durable).map((f) => dirname(f.target)))].map(fsyncDir));
+  await Promise.all([...new Set(files.filter((f) => f.durable && !lost.includes(f)).map((f) => dirname(f.target)))].map(fsyncDir));
+  return lost;
 }
 
-/** Removes staged temp files that will not be committed (already-renamed ones are gone: rm is forced). */
+/** Removes staged temp files that will not be committed (already-placed ones are gone). */
 export async function discardStaged(files: readonly StagedFile[]): Promise<void> {
-  await Promise.all(files.map((f) => rm(f.tmp, { force: true })));
+  for (const f of files) unlinkQuiet(f.tmp);
 }
 
 /** Writes one file atomically: stage, then commit. */
@@ -74,11 +146,17 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
   await commitStaged([await stageFile(target, data, tmpDir, opts)]);
 }
 
+/** A file's bytes, or undefined when it does not exist (read synchronously: see the header). */
 export async function readFileIfExists(path: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(path);
+    return readFileSync(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (errno(e) === 'ENOENT') return undefined;
     throw e;
   }
+}
+
+/** Removes a file if it is there. */
+export async function removeIfExists(path: string): Promise<void> {
+  unlinkQuiet(path);
 }

@@ -1,7 +1,8 @@
 // The store's directory layout and the file primitives its parts share (see store.ts for the
 // layout): every path is built from a digest's hex, never from input text.
 
-import { mkdir, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
@@ -75,10 +76,10 @@ export function assertDigest(d: string): Digest {
   return d;
 }
 
-export async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (a synchronous stat: see fsutil.ts). */
+export function exists(path: string): boolean {
   try {
-    await stat(path);
-    return true;
+    return statSync(path, { throwIfNoEntry: false }) !== undefined;
   } catch {
     return false;
   }

@@ -26,8 +26,8 @@
 // of an older spoke is broken the same way, by age (breakLegacy).
 
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
-import { lstat, mkdir, readlink, symlink, unlink } from 'node:fs/promises';
+import { symlinkSync, unlinkSync } from 'node:fs';
+import { lstat, mkdir, readlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
@@ -124,10 +124,14 @@ function alive(locksDir: string, token: string): Promise<boolean> {
   });
 }
 
-/** Creates `path` as a symlink naming `token`; false when it exists. */
+/**
+ * Creates `path` as a symlink naming `token`; false when it exists. Synchronous, like the
+ * release: a lock is taken and dropped around every small state update, and two trips through
+ * the thread pool cost more than the update itself (fsutil.ts).
+ */
 async function claim(path: string, token: string): Promise<boolean> {
   try {
-    await symlink(`${TARGET_PREFIX}${token}:${Date.now()}`, path);
+    symlinkSync(`${TARGET_PREFIX}${token}:${Date.now()}`, path);
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -197,6 +201,6 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   try {
     return await fn();
   } finally {
-    await unlink(lockPath);
+    unlinkSync(lockPath);
   }
 }

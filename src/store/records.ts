@@ -4,13 +4,17 @@
 // store.ts.
 
 import { createHash } from 'node:crypto';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, readFileIfExists, stageFile, writeFileAtomic, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, readFileIfExists, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import { exists, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type SignatureVerdict } from './record-format.js';
+
+/** Records read between two turns of the event loop in a listing. */
+const LIST_BATCH = 64;
 
 export class RecordStore {
   /** Parsed records, reused while the file's identity (ino, size, mtime) is unchanged. */
@@ -19,24 +23,23 @@ export class RecordStore {
 
   constructor(private readonly layout: StoreLayout) {}
 
-  /** The record of an artifact, or undefined. Cheap when unchanged since the last read (one stat). */
+  /**
+   * The record of an artifact, or undefined. Cheap when unchanged since the last read: one
+   * synchronous stat (fsutil.ts), so a cached pull never leaves the event loop.
+   */
   async getRecord(d: Digest): Promise<ProvenanceRecord | undefined> {
     await this.layout.init();
     const path = this.layout.recordPath(d);
-    let st;
-    try {
-      st = await stat(path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        this.recordCache.delete(d);
-        return undefined;
-      }
-      throw e;
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st === undefined) {
+      this.recordCache.delete(d);
+      return undefined;
     }
-    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    const key = identityKey(st);
     const hit = this.recordCache.get(d);
     if (hit && hit.key === key) return hit.record;
-    const record = parseRecord(await readFile(path), d);
+    const bytes = await readFileIfExists(path);
+    const record = bytes && parseRecord(bytes, d);
     // Unreadable (e.g. torn by a crash: records are not flushed): a miss, rewritten by the next pull.
     if (!record) return undefined;
     this.recordCache.set(d, { key, record });
@@ -72,7 +75,7 @@ export class RecordStore {
    */
   async hasBlob(d: Digest): Promise<boolean> {
     if (this.blobsSeen.has(d)) return true;
-    const present = await exists(this.layout.blobPath(d));
+    const present = exists(this.layout.blobPath(d));
     if (present) this.blobsSeen.add(d);
     return present;
   }
@@ -90,48 +93,43 @@ export class RecordStore {
     return bytes;
   }
 
-  /** Stores an artifact that passed every check; the record (written last) makes it visible. */
+  /**
+   * Stores an artifact that passed every check; the record (placed last) makes it visible. A new
+   * record is placed with link(2), which fails if another writer placed one first: only then is
+   * the record's lock taken to merge into it, so a first pull takes no lock at all.
+   */
   async ingest(input: IngestInput): Promise<string> {
     await this.layout.init();
     const blobPath = this.layout.blobPath(input.layerDigest);
+    const recordPath = this.layout.recordPath(input.digest);
     const now = new Date(this.layout.clock.now()).toISOString();
     const staged: StagedFile[] = [];
     try {
-      // Content-addressed: an existing blob file already holds these bytes (one copy).
-      const blob = (await exists(blobPath)) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.tmpDir, { fsync: this.layout.fsync });
-      await this.layout.lock(digestHex(input.digest), async () => {
-        const existing = await this.getRecord(input.digest);
-        const record: ProvenanceRecord = existing
-          ? structuredClone(existing)
-          : {
-              schemaVersion: 1,
-              digest: input.digest,
-              manifest: Buffer.from(input.manifestBytes).toString('base64'),
-              kind: input.kind,
-              layerDigest: input.layerDigest,
-              size: input.layerBytes.byteLength,
-              references: [],
-              rule: input.rule,
-              pulledAt: now,
-              servedBy: input.servedBy,
-              verdicts: {},
-              ...(input.platform ? { platform: platformManifest(input.platform) } : {}),
-            };
-        addReference(record, input.reference);
-        if (input.nodeCredentials === true) record.nodeCredentials = true;
-        if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
-        // Blob flushed while the record is written; renamed blob first.
-        const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(this.layout.recordPath(input.digest), JSON.stringify(record, null, 1) + '\n', this.layout.tmpDir, { fsync: false })]);
-        if (stagedBlob) staged.push(stagedBlob);
-        staged.push(stagedRecord);
-        await commitStaged(staged);
-        this.recordCache.delete(input.digest);
-      });
+      // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
+      // at on disk, not in blobsSeen: another process may have removed it since.
+      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.tmpDir, { fsync: this.layout.fsync });
+      const record = updatedRecord(undefined, input, now);
+      // Staged while the blob is flushed; the blob is placed first.
+      const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.tmpDir, { fsync: false, exclusive: true })]);
+      if (stagedBlob) staged.push(stagedBlob);
+      staged.push(stagedRecord);
+      const lost = await commitStaged(staged);
+      this.blobsSeen.add(input.layerDigest);
+      if (lost.length === 0) {
+        // The file keeps the identity it was written with, so the pull's next read is a cache hit.
+        this.recordCache.set(input.digest, { key: identityKey(stagedRecord.identity), record });
+      } else {
+        await this.layout.lock(digestHex(input.digest), async () => {
+          const merged = updatedRecord(await this.getRecord(input.digest), input, now);
+          await writeFileAtomic(recordPath, formatRecord(merged), this.layout.tmpDir, { fsync: false });
+          this.recordCache.delete(input.digest);
+        });
+      }
     } catch (e) {
       await discardStaged(staged);
       throw e;
     }
-    await rm(this.layout.invalidPath(input.digest), { force: true });
+    await removeIfExists(this.layout.invalidPath(input.digest));
     return blobPath;
   }
 
@@ -146,7 +144,7 @@ export class RecordStore {
         const { policyHash, ...v } = update.verdict;
         setVerdict(record, policyHash, { ...v, at: new Date(this.layout.clock.now()).toISOString() });
       }
-      await writeFileAtomic(this.layout.recordPath(d), JSON.stringify(record, null, 1) + '\n', this.layout.tmpDir, { fsync: false });
+      await writeFileAtomic(this.layout.recordPath(d), formatRecord(record), this.layout.tmpDir, { fsync: false });
       this.recordCache.delete(d);
     });
   }
@@ -158,7 +156,7 @@ export class RecordStore {
   async forget(d: Digest): Promise<{ invalid: boolean; signatures: number }> {
     await this.layout.init();
     const invalid = (await readFileIfExists(this.layout.invalidPath(d))) !== undefined;
-    await rm(this.layout.invalidPath(d), { force: true });
+    await removeIfExists(this.layout.invalidPath(d));
     let signatures = 0;
     await this.layout.lock(digestHex(d), async () => {
       const existing = await this.getRecord(d);
@@ -166,7 +164,7 @@ export class RecordStore {
       signatures = Object.keys(existing.verdicts).length;
       if (signatures === 0) return;
       const record = { ...structuredClone(existing), verdicts: {} };
-      await writeFileAtomic(this.layout.recordPath(d), JSON.stringify(record, null, 1) + '\n', this.layout.tmpDir, { fsync: false });
+      await writeFileAtomic(this.layout.recordPath(d), formatRecord(record), this.layout.tmpDir, { fsync: false });
       this.recordCache.delete(d);
     });
     return { invalid, signatures };
@@ -196,13 +194,18 @@ export class RecordStore {
     }
   }
 
-  /** Every readable record, in directory order. */
+  /**
+   * Every readable record, in directory order. The reads are synchronous (fsutil.ts), so a long
+   * listing lets the event loop serve other calls every LIST_BATCH records.
+   */
   async listRecords(): Promise<ProvenanceRecord[]> {
     await this.layout.init();
     const out: ProvenanceRecord[] = [];
+    let n = 0;
     for (const name of await readdir(join(this.layout.root, 'profiles', 'sha256'))) {
       const m = /^([0-9a-f]{64})\.json$/.exec(name);
       if (!m) continue;
+      if (++n % LIST_BATCH === 0) await new Promise((r) => setImmediate(r));
       const record = await this.getRecord(`sha256:${m[1]}`);
       if (record) out.push(record);
     }
@@ -212,7 +215,7 @@ export class RecordStore {
   /** Deletes the record of `d` (its blob stays: removeBlob once no record names it). */
   async deleteRecord(d: Digest): Promise<void> {
     await this.layout.lock(digestHex(d), async () => {
-      await rm(this.layout.recordPath(d), { force: true });
+      await removeIfExists(this.layout.recordPath(d));
       this.recordCache.delete(d);
     });
   }
@@ -221,4 +224,32 @@ export class RecordStore {
   forgetBlob(d: Digest): void {
     this.blobsSeen.delete(d);
   }
+}
+
+const identityKey = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeMs}`;
+
+const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record, null, 1) + '\n';
+
+/** `existing` (a copy) or a new record for `input`, with the input's reference, credentials and verdict added. */
+function updatedRecord(existing: ProvenanceRecord | undefined, input: IngestInput, now: string): ProvenanceRecord {
+  const record: ProvenanceRecord = existing
+    ? structuredClone(existing)
+    : {
+        schemaVersion: 1,
+        digest: input.digest,
+        manifest: Buffer.from(input.manifestBytes).toString('base64'),
+        kind: input.kind,
+        layerDigest: input.layerDigest,
+        size: input.layerBytes.byteLength,
+        references: [],
+        rule: input.rule,
+        pulledAt: now,
+        servedBy: input.servedBy,
+        verdicts: {},
+        ...(input.platform ? { platform: platformManifest(input.platform) } : {}),
+      };
+  addReference(record, input.reference);
+  if (input.nodeCredentials === true) record.nodeCredentials = true;
+  if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
+  return record;
 }

@@ -20,8 +20,11 @@
 // enforces). Records and the runtime's in-use set are renamed into place atomically but not
 // flushed (the in-use set's recovery is described in inuse-set.ts): after a crash they are
 // either intact, absent or unreadable, and an unreadable record counts as absent (the artifact
-// is pulled and verified again), so a flush there would buy nothing but 4–5 ms per pull. The blob is renamed before its record, and a cached pull checks
-// the blob is there. Several processes may share one store.
+// is pulled and verified again), so a flush there would buy nothing but 4–5 ms per pull. The
+// blob is renamed before its record, and a cached pull checks the blob is there. A new record is
+// linked into place (create-if-absent), so a first pull takes no lock; only a record that exists
+// is updated under its lock. Several processes may share one store. Only the flushes leave the
+// event loop: the metadata steps are synchronous (fsutil.ts).
 
 import type { Digest } from '../core/digest.js';
 import { StoreCollector, type CollectResult } from './collect.js';

@@ -205,17 +205,39 @@ async function discoverCosign(registry: RegistryClient, repo: RepoLocator, diges
   }
 }
 
+/** The two discovery channels, each settling on its own (see discoverChannels). */
+export interface DiscoveryChannels {
+  /** Sigstore bundle referrers (API, then the tag-schema index). */
+  bundles: Promise<{ bundles: ReferrerCandidate[]; referrersSource: DiscoveredSignatures['referrersSource'] }>;
+  /** The cosign `.sig` manifest. */
+  cosign: Promise<CosignSignatures | undefined>;
+  /** Entries skipped and why, from both channels (complete once both settled). */
+  notes: string[];
+}
+
 /**
- * Lists the signatures attached to `digest` in `repo`: sigstore bundle referrers (API, then the
- * tag-schema index) and the cosign `.sig` manifest. Registry failures throw (RegistryUnavailable,
- * Unauthenticated, …); a malformed or oversized index or `.sig` manifest is noted and ignored.
+ * Starts both channels at once (one round trip of latency instead of two) and hands them back
+ * apart: a verifier can try the bundles while the cosign tag is still being looked up. Registry
+ * failures reject the channel they happened on; a malformed or oversized index or `.sig`
+ * manifest is noted and ignored.
  */
-export async function discoverSignatures(registry: RegistryClient, repo: RepoLocator, digest: Digest, opts: DiscoverOptions = {}): Promise<DiscoveredSignatures> {
+export function discoverChannels(registry: RegistryClient, repo: RepoLocator, digest: Digest, opts: DiscoverOptions = {}): DiscoveryChannels {
   const notes: string[] = [];
-  // Both channels at once: one round trip of latency instead of two.
-  const [ref, cosign] = await Promise.all([discoverReferrers(registry, repo, digest, opts, notes), discoverCosign(registry, repo, digest, opts, notes)]);
+  const bundles = discoverReferrers(registry, repo, digest, opts, notes).then((ref) => ({ bundles: bundleCandidates(ref.list, notes), referrersSource: ref.source }));
+  const cosign = discoverCosign(registry, repo, digest, opts, notes).then((c) => {
+    if (c && c.layers.length > MAX_SIGNATURE_CANDIDATES) {
+      notes.push(`more than ${MAX_SIGNATURE_CANDIDATES} cosign signature layers; the rest ignored`);
+      c.layers = c.layers.slice(0, MAX_SIGNATURE_CANDIDATES);
+    }
+    return c;
+  });
+  return { bundles, cosign, notes };
+}
+
+/** The referrers that are v0.3 sigstore bundles in OCI manifests, deduplicated and capped. */
+function bundleCandidates(list: readonly ReferrerCandidate[], notes: string[]): ReferrerCandidate[] {
   const bundles: ReferrerCandidate[] = [];
-  for (const r of ref.list) {
+  for (const r of list) {
     if (r.artifactType !== MEDIA_TYPE_SIGSTORE_BUNDLE_V03) {
       // Registries may ignore the artifactType filter; other types (v0.2 bundles, SBOMs) are not ours.
       notes.push(`referrer ${r.digest} has artifactType ${JSON.stringify(r.artifactType ?? '(none)')}; not a v0.3 sigstore bundle`);
@@ -231,9 +253,16 @@ export async function discoverSignatures(registry: RegistryClient, repo: RepoLoc
     }
     if (!bundles.some((b) => b.digest === r.digest)) bundles.push(r);
   }
-  if (cosign && cosign.layers.length > MAX_SIGNATURE_CANDIDATES) {
-    notes.push(`more than ${MAX_SIGNATURE_CANDIDATES} cosign signature layers; the rest ignored`);
-    cosign.layers = cosign.layers.slice(0, MAX_SIGNATURE_CANDIDATES);
-  }
-  return { bundles, referrersSource: ref.source, cosign, notes };
+  return bundles;
+}
+
+/**
+ * Lists the signatures attached to `digest` in `repo`: sigstore bundle referrers (API, then the
+ * tag-schema index) and the cosign `.sig` manifest. Registry failures throw (RegistryUnavailable,
+ * Unauthenticated, …); a malformed or oversized index or `.sig` manifest is noted and ignored.
+ */
+export async function discoverSignatures(registry: RegistryClient, repo: RepoLocator, digest: Digest, opts: DiscoverOptions = {}): Promise<DiscoveredSignatures> {
+  const channels = discoverChannels(registry, repo, digest, opts);
+  const [ref, cosign] = await Promise.all([channels.bundles, channels.cosign]);
+  return { bundles: ref.bundles, referrersSource: ref.referrersSource, cosign, notes: channels.notes };
 }

@@ -14,7 +14,7 @@ import { systemClock, type Clock } from '../core/runtime.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 import { Rejection, verifyBundleBytes } from './bundle.js';
 import { verifyCosignLayer } from './cosign.js';
-import { asRegistryError, discoverSignatures, type ReferrerCandidate, type SigLayer } from './discover.js';
+import { asRegistryError, discoverChannels, type ReferrerCandidate, type SigLayer } from './discover.js';
 import { prepareSigner, type PreparedSigner } from './trust.js';
 import type { SignatureVerdict, SignerSpec } from './types.js';
 
@@ -122,20 +122,15 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   }
   if (prepared.length === 0) throw refuse('SIGNER_UNAVAILABLE', `no usable signer: ${unusable.join('; ')}`);
   const now = (o.clock ?? systemClock).now();
-  // Discovery needs only the digest: it starts before the manifest bytes are in hand.
-  const discovering = discoverSignatures(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
-  let manifestBytes: Buffer;
-  try {
-    manifestBytes = Buffer.from(await o.manifestBytes);
-  } catch (e) {
-    discovering.catch(() => {}); // the caller's manifest failure is the error that matters
-    throw e;
-  }
-  if (sha256Digest(manifestBytes) !== o.digest) {
-    discovering.catch(() => {});
-    throw refuse('DIGEST_MISMATCH', 'manifest bytes do not hash to the digest being verified');
-  }
-  const found = await discovering;
+  // Discovery needs only the digest: it starts before the manifest bytes are in hand. Each
+  // channel is awaited only when its candidates are tried (bundles first), so a bundle that
+  // verifies does not wait for the cosign tag lookup; a failure of a channel that is never
+  // awaited (a manifest failure first, or a verdict from the bundles) is dropped here.
+  const channels = discoverChannels(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
+  channels.bundles.catch(() => {});
+  channels.cosign.catch(() => {});
+  const manifestBytes = Buffer.from(await o.manifestBytes);
+  if (sha256Digest(manifestBytes) !== o.digest) throw refuse('DIGEST_MISMATCH', 'manifest bytes do not hash to the digest being verified');
 
   const rejected: string[] = [];
   const ignored: string[] = [];
@@ -158,14 +153,14 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
     }
   };
 
-  for (const r of found.bundles) {
+  for (const r of (await channels.bundles).bundles) {
     const v = await attempt(`bundle ${short(r.digest)}`, async () => {
       const bytes = await loadBundle(o, r);
       return verifying(() => verifyBundleBytes(bytes, { digest: o.digest, manifestBytes, signers: prepared, now }));
     });
     if (v) return v;
   }
-  for (const l of found.cosign?.layers ?? []) {
+  for (const l of (await channels.cosign)?.layers ?? []) {
     if (l.mediaType !== MEDIA_TYPE_COSIGN_SIMPLESIGNING) {
       ignored.push(`cosign layer ${short(l.digest)}: media type ${JSON.stringify(l.mediaType.slice(0, 80))} is not simple signing`);
       continue;
@@ -179,7 +174,7 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   if (held) throw held;
   const names = prepared.map((s) => s.name).join(', ') + (unusable.length ? ` (skipped: ${unusable.join('; ')})` : '');
   if (rejected.length === 0) {
-    const extra = [...ignored, ...found.notes];
+    const extra = [...ignored, ...channels.notes];
     const detail = extra.length === 0 ? 'no sigstore bundle referrer and no cosign signature for this digest' : `only non-signatures: ${extra.slice(0, 3).join('; ')}`;
     throw refuse('NOT_SIGNED', `not signed: no signature by ${names} found (${detail})`);
   }

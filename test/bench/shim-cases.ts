@@ -10,7 +10,7 @@ import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { Pool } from 'undici';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
-import { fmt, measure, measureInterleaved, type Stats } from './stats.js';
+import { fmt, measureInterleaved, type Stats } from './stats.js';
 import { floorPull, floorSignedPull } from './floor.js';
 import type { BenchContext, Pushed, Row } from './bench.js';
 
@@ -199,8 +199,15 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     // The effective profile the shim wrote (content-addressed) is the Localhost peer's profile.
     const effectiveDir = join(work, 'seccomp', 'spoke');
     const localhostRef = join(effectiveDir, readdirSync(effectiveDir).find((f) => /^[0-9a-f]{64}\.json$/.test(f))!);
-    const cLocal = await measure(opts.quick ? 10 : 40, () => create({ profile_type: 'Localhost', localhost_ref: localhostRef }), 2);
-    const cOci = await measure(opts.quick ? 10 : 40, () => create({ profile_type: 'OCI', oci_ref: ref }), 2);
+    // Interleaved: one after the other, the two figures saw different minutes of a shared machine.
+    const { local: cLocal, oci: cOci } = await measureInterleaved(
+      opts.quick ? 10 : 40,
+      {
+        local: () => create({ profile_type: 'Localhost', localhost_ref: localhostRef }),
+        oci: () => create({ profile_type: 'OCI', oci_ref: ref }),
+      },
+      2,
+    );
     ctx.rows.push({
       case: 'CreateContainer with an OCI profile',
       spoke: `${ms(cOci)} (${(cOci.p50 / cLocal.p50).toFixed(2)}× at p50)`,

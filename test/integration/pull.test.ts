@@ -11,6 +11,7 @@ import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '..
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
 import { rejectsWith } from '../helpers/assert.js';
+import { settlesWithinTurn } from '../helpers/event-loop.js';
 
 const count = (reg: TestRegistry, method: string, part: string) => reg.requests().filter((r) => r.method === method && r.path.includes(part)).length;
 
@@ -49,6 +50,15 @@ describe('pull pipeline against a real registry', () => {
       assert.equal(second.path, first.path);
       await reg.settle();
       assert.deepEqual(reg.requests(), []);
+    }));
+
+  it('answers a cached pull without a file-system trip through the thread pool (one stat, made synchronously)', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/deny-rmdir', { layers: [{ bytes: denySyscalls(['rmdir']) }] });
+      await node.pipeline.pull({ reference, kind: 'seccomp' });
+      const { value, turned } = await settlesWithinTurn(() => node.pipeline.pull({ reference, kind: 'seccomp' }));
+      assert.equal(value.cached, true);
+      assert.equal(turned, false, 'the cached pull waited on the event loop');
     }));
 
   it('refuses a reference no rule allows without any request to any registry', () =>

@@ -11,6 +11,7 @@ import type { Digest } from '../../../src/core/digest.js';
 import { rejectsWith } from '../../helpers/assert.js';
 import { packProfile } from '../../../src/publish/pack.js';
 import { ProfileStore } from '../../../src/store/store.js';
+import { settlesWithinTurn } from '../../helpers/event-loop.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -124,3 +125,23 @@ describe('in-use set after a crash', () => {
     assert.deepEqual(await store.effectiveDigests(sha), []);
   });
 });
+
+describe('in-use updates on the create path', () => {
+  it('records and hands over a holder without a file-system trip through the thread pool (the create path)', async () => {
+    const { store, digests } = await storeWith(['{"defaultAction":"SCMP_ACT_TRAP"}']);
+    const d = digests[0]!;
+    // The first lock of a process opens its owner socket (lock.ts); every later update is synchronous.
+    await store.markInUse(d, 'pending:0:warm');
+    for (const [what, update] of [
+      ['markInUse', () => store.markInUse(d, 'pending:1:a')],
+      ['transferInUse', () => store.transferInUse('pending:1:a', 'container:c1', d)],
+      ['release', () => store.release('container:c1')],
+    ] as const) {
+      const { value, turned } = await settlesWithinTurn(update);
+      assert.equal(value, true);
+      assert.equal(turned, false, `${what} waited on the event loop`);
+    }
+    assert.deepEqual(await store.inUseHolders(d), ['pending:0:warm']);
+  });
+});
+

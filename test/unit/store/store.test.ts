@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, throwsWith } from '../../helpers/assert.js';
 import { ProfileStore } from '../../../src/store/store.js';
+import { withFileLock } from '../../../src/store/lock.js';
 import { ingestInput } from './fixtures.js';
 
 describe('ProfileStore', () => {
@@ -43,6 +44,47 @@ describe('ProfileStore', () => {
       assert.deepEqual(readdirSync(join(own, 'blobs', 'sha256')), [a.layerDigest.slice(7)]);
       await shared.remove(b.digest);
       assert.ok(existsSync(shared.blobPath(a.layerDigest)), 'shared layer survives removal of one artifact');
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
+  it('places a new record without taking its lock, and merges under the lock into one another writer placed first', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const a = new ProfileStore({ root: own });
+      const b = new ProfileStore({ root: own });
+      const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_MIPS"]}');
+      // Held for the whole first ingest: a writer that waited for it would time out (DEADLINE).
+      await withFileLock(join(own, 'locks', `${i.digest.slice(7)}.lock`), () => a.ingest(i));
+      assert.deepEqual((await b.getRecord(i.digest))?.references, [i.reference]);
+      const other = `other.io/p@${i.digest}`;
+      await b.ingest({ ...i, reference: other, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
+      const merged = await a.getRecord(i.digest);
+      assert.deepEqual(merged?.references, [i.reference, other]);
+      assert.equal(merged?.verdicts.p1?.signer, 'platform');
+      // Two writers placing the same new record at once: one links it, the other merges into it.
+      const j = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_PPC"]}');
+      await Promise.all([a.ingest(j), b.ingest({ ...j, reference: other.replace(i.digest, j.digest) })]);
+      assert.deepEqual((await a.getRecord(j.digest))?.references.sort(), [j.reference, other.replace(i.digest, j.digest)].sort());
+      assert.deepEqual(readdirSync(join(own, 'tmp')), [], 'no temp file left behind');
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
+  it('writes a blob again that another process removed after this one saw it', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const a = new ProfileStore({ root: own });
+      const other = new ProfileStore({ root: own });
+      const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_S390X"]}');
+      await a.ingest(i);
+      assert.ok(await a.hasBlob(i.layerDigest));
+      await other.remove(i.digest);
+      await a.ingest(i);
+      const { bytes } = await a.readProfile(i.digest, { verify: true });
+      assert.deepEqual(bytes, Buffer.from(i.layerBytes));
     } finally {
       rmSync(own, { recursive: true, force: true });
     }

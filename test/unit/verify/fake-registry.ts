@@ -18,6 +18,8 @@ export class FakeRegistry implements RegistryClient {
   readonly log: string[] = [];
   /** Return an error to make that call fail (e.g. a RegistryUnavailable for a 5xx). */
   fail: ((op: Op, ref: string) => Error | undefined) | undefined;
+  /** Return a promise to hold a manifest read until it settles (a slow lookup). */
+  hold: ((ref: string) => Promise<void> | undefined) | undefined;
 
   constructor(readonly referrersApi = false) {}
 
@@ -43,6 +45,7 @@ export class FakeRegistry implements RegistryClient {
 
   async getManifestIfExists(repo: RepoLocator, ref: string, _accept: readonly string[], opts: FetchOptions): Promise<FetchedManifest | undefined> {
     this.check('getManifest', ref);
+    await this.hold?.(ref);
     const d = ref.startsWith('sha256:') ? ref : this.tags.get(this.key(repo, ref));
     if (!d) return undefined;
     const m = this.manifests.get(this.key(repo, d));

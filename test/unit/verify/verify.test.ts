@@ -190,6 +190,19 @@ describe('keyed signatures', () => {
     assert.match(found.notes.join('\n'), /duplicate/);
   });
 
+  it('a bundle that verifies is accepted without waiting for the cosign tag lookup', { timeout: 10_000 }, async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    let release = () => {};
+    // The `.sig` tag answers only after the verdict: a verifier that waited for it would hang (test timeout).
+    reg.hold = (ref) => (ref.endsWith('.sig') ? new Promise<void>((r) => (release = r)) : undefined);
+    try {
+      assert.deepEqual(await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] }), { signer: 'platform', format: 'bundle' });
+    } finally {
+      release();
+    }
+  });
+
   it('registry 5xx during discovery → RegistryUnavailable, never unsigned', async () => {
     for (const op of ['getReferrers', 'getManifest'] as const) {
       const { reg, digest, manifestBytes } = setup();
