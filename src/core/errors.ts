@@ -1,5 +1,5 @@
 // The one error class of spoke. `code` is stable and maps, in exactly one place each, to a CLI
-// message prefix (src/cli/errors.ts) and to a gRPC status (src/cri/status.ts). docs/troubleshooting.md.
+// message prefix (src/cli/errors.ts) and to a gRPC status (src/cri/grpc-status.ts). docs/troubleshooting.md.
 
 export const ERROR_CODES = [
   'InvalidArgument', // malformed reference, flag or request field

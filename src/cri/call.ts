@@ -2,7 +2,7 @@
 
 import type { ClientHttp2Stream, ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../core/runtime.js';
-import type { GrpcCodeValue } from './status.js';
+import type { GrpcCodeValue } from './grpc-status.js';
 import type { Upstream } from './upstream.js';
 
 export interface Call {

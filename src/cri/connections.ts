@@ -5,7 +5,7 @@ import { constants, type ServerHttp2Session } from 'node:http2';
 import type { Logger } from '../core/runtime.js';
 import type { Call } from './call.js';
 import { methodLabel } from './methods.js';
-import { GrpcCode, type GrpcCodeValue } from './status.js';
+import { GrpcCode, type GrpcCodeValue } from './grpc-status.js';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_STREAM_STATE_HALF_CLOSED_REMOTE, NGHTTP2_STREAM_STATE_CLOSED } = constants;
 

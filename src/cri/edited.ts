@@ -14,7 +14,7 @@ import { requestIdentity, type InUseTracker } from './inuse.js';
 import { decodeId } from './messages.js';
 import { forward } from './relay.js';
 import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
-import { GrpcCode } from './status.js';
+import { GrpcCode } from './grpc-status.js';
 import { deadlineOf, decodeRequest, readBody } from './unary.js';
 
 export type Role = 'sandbox' | 'container';

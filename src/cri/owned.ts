@@ -1,6 +1,6 @@
 // The KEP-6061 methods spoke answers itself: PullSecurityProfileArtifact / PullSecurityProfile
 // (one handler), ListSecurityProfiles, RemoveSecurityProfile. Requests are decoded by hand
-// (messages.ts); errors are thrown as SpokeError and mapped to gRPC in status.ts.
+// (messages.ts); errors are thrown as SpokeError and mapped to gRPC in grpc-status.ts.
 
 import type { ProfileKind } from '../core/constants.js';
 import { parseDigest } from '../core/digest.js';

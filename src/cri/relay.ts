@@ -6,7 +6,7 @@ import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type Outgo
 import type { Readable, Writable } from 'node:stream';
 import type { Call, CallHost } from './call.js';
 import { encodeFrame, encodeGrpcMessage, parseFrames } from './frame.js';
-import { GrpcCode } from './status.js';
+import { GrpcCode } from './grpc-status.js';
 import { headerString, RESPOND_END, RESPOND_TRAILERS } from './unary.js';
 
 const { NGHTTP2_FLAG_END_STREAM } = constants;

@@ -43,7 +43,7 @@ import { installLoggingProfile } from './recording.js';
 import { forward, noop, type ForwardOptions } from './relay.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps } from './rewrite.js';
 import { listenOnSocket, prepareSocketPath } from './socket.js';
-import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './status.js';
+import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './grpc-status.js';
 import { endWithStatus, unaryCall } from './unary.js';
 import { Upstream } from './upstream.js';
 

@@ -5,7 +5,7 @@ import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type Ser
 import { SpokeError } from '../core/errors.js';
 import { decompress, encodeFrame, encodeGrpcMessage, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
 import type { Call, CallHost } from './call.js';
-import { GrpcCode, type GrpcCodeValue } from './status.js';
+import { GrpcCode, type GrpcCodeValue } from './grpc-status.js';
 
 const { NGHTTP2_CANCEL } = constants;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ERROR_CODES, SpokeError } from '../../../src/core/errors.js';
-import { GrpcCode, toGrpcStatus } from '../../../src/cri/status.js';
+import { GrpcCode, toGrpcStatus } from '../../../src/cri/grpc-status.js';
 import { credentialOf } from '../../../src/cri/owned.js';
 import { decodeGrpcMessage, encodeFrame, encodeGrpcMessage, formatGrpcTimeout, parseFrames, parseGrpcTimeout } from '../../../src/cri/frame.js';
 import { spokeError } from '../../helpers/assert.js';
