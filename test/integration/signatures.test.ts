@@ -177,7 +177,11 @@ describe('signatures against a real registry', () => {
     const { key, certPem } = await fx.issue();
     const before = fx.tsa.requests();
     await signArtifact({ registry: client, repo: a.repo, digest: a.digest, manifestBytes: a.manifest, key: key.privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'both' });
-    assert.equal(fx.tsa.requests() - before, 2);
+    // One timestamp per format; a reply whose time sigstore-js cannot read (a millisecond
+    // ending in 0, trimmed by the mock TSA) is asked for again, up to 3 times per format
+    // (src/publish/timestamp.ts).
+    const asked = fx.tsa.requests() - before;
+    assert.ok(asked >= 2 && asked <= 6, `${asked} timestamp requests`);
     assert.deepEqual(await verify(a, [keyless()]), { signer: 'ci-keyless', format: 'bundle', identity: TEST_SUBJECT });
     assert.deepEqual(await verify(a, [keyless({ subjectRegExp: undefined, subject: TEST_SUBJECT })]), { signer: 'ci-keyless', format: 'bundle', identity: TEST_SUBJECT });
     rejectedFor(await rejectsWith(verify(a, [keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme/other' })]), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
