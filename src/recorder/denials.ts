@@ -171,13 +171,38 @@ export function attributeNamespace(key: MountNamespace, keys: readonly MountName
 /** Exited processes as the eBPF exit map kept them. */
 export type ExitKey = MountNamespace & { pid: number };
 
-/** The container of an exited `pid`, through the namespaces its exit was seen with. */
-export function attributeExited(pid: number, exits: readonly ExitKey[], seen: ReadonlyMap<string, SeenContainer>, hostIpc: number | undefined): Attribution | undefined {
-  const mine = exits.filter((e) => e.pid === pid);
-  if (mine.length === 0) return undefined;
-  const first = mine[0]!;
-  if (mine.some((e) => e.ipc !== first.ipc || e.mnt !== first.mnt || e.mntId !== first.mntId)) return { kind: 'unattributed', reason: 'pid reused in other namespaces during the watch' };
-  return attributeNamespace(first, exits, seen, hostIpc);
+/**
+ * The container of exited processes, through the namespaces their exits were seen with. Built
+ * once per watch: exits grouped by pid, and each namespace pair judged once (a busy node's map
+ * holds tens of thousands of exits, and as many records may wait for it).
+ */
+export class ExitAttribution {
+  private readonly byPid = new Map<number, ExitKey[]>();
+  private readonly byPair = new Map<string, Attribution>();
+
+  constructor(
+    private readonly exits: readonly ExitKey[],
+    private readonly seen: ReadonlyMap<string, SeenContainer>,
+    private readonly hostIpc: number | undefined,
+  ) {
+    for (const e of exits) {
+      const list = this.byPid.get(e.pid);
+      if (list) list.push(e);
+      else this.byPid.set(e.pid, [e]);
+    }
+  }
+
+  /** undefined when no exit of `pid` was seen. */
+  of(pid: number): Attribution | undefined {
+    const mine = this.byPid.get(pid);
+    if (!mine) return undefined;
+    const first = mine[0]!;
+    if (mine.some((e) => e.ipc !== first.ipc || e.mnt !== first.mnt || e.mntId !== first.mntId)) return { kind: 'unattributed', reason: 'pid reused in other namespaces during the watch' };
+    const pair = `${first.ipc}:${first.mnt}`;
+    let who = this.byPair.get(pair);
+    if (!who) this.byPair.set(pair, (who = attributeNamespace(first, this.exits, this.seen, this.hostIpc)));
+    return who;
+  }
 }
 
 /**
@@ -212,8 +237,9 @@ export class LiveDenials {
 
   /** Attributes the waiting records through the final exit map; the report's counts. */
   finish(exits: readonly ExitKey[], seen: ReadonlyMap<string, SeenContainer>, hostIpc: number | undefined, names: Names): DenialSummary {
+    const exited = new ExitAttribution(exits, seen, hostIpc);
     for (const p of this.pending.values()) {
-      this.tally.add(attributeExited(p.pid, exits, seen, hostIpc) ?? { kind: 'unattributed', reason: p.reason }, p.syscall, p.count);
+      this.tally.add(exited.of(p.pid) ?? { kind: 'unattributed', reason: p.reason }, p.syscall, p.count);
     }
     this.pending.clear();
     return this.tally.summary(this.sinceMs, names);
