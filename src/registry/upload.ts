@@ -63,14 +63,7 @@ export class Uploader {
     if (res.status !== 201) throw statusError(res.status, `blob upload ${digest}`, src.name, await errorSummary(res), ctx, true);
     const echoed = header(res.headers, 'docker-content-digest');
     await discard(res);
-    if (echoed !== undefined && echoed !== digest) {
-      throw new SpokeError(
-        'SecurityProfileInvalid',
-        `registry ${src.name} stored the blob as ${echoed}, but its bytes hash to ${digest}`,
-        { ...ctx, expected: digest, actual: echoed },
-        { reason: 'DIGEST_MISMATCH' },
-      );
-    }
+    refuseEchoMismatch('blob', src, echoed, digest, ctx);
     return digest;
   }
 
@@ -101,14 +94,7 @@ export class Uploader {
     const echoed = header(res.headers, 'docker-content-digest');
     const subjectHeader = header(res.headers, 'oci-subject');
     await discard(res);
-    if (echoed !== undefined && echoed !== digest) {
-      throw new SpokeError(
-        'SecurityProfileInvalid',
-        `registry ${src.name} stored the manifest as ${echoed}, but its bytes hash to ${digest}`,
-        { ...ctx, expected: digest, actual: echoed },
-        { reason: 'DIGEST_MISMATCH' },
-      );
-    }
+    refuseEchoMismatch('manifest', src, echoed, digest, ctx);
     return { digest, subjectHeader };
   }
 
@@ -127,4 +113,10 @@ export class Uploader {
     this.transport.checkScheme(url, 'upload location', ctx);
     return url;
   }
+}
+
+/** A registry that echoes another digest than the bytes hash to stored something else: refused. */
+function refuseEchoMismatch(what: 'blob' | 'manifest', src: Source, echoed: string | undefined, digest: Digest, ctx: ErrorContext): void {
+  if (echoed === undefined || echoed === digest) return;
+  throw new SpokeError('SecurityProfileInvalid', `registry ${src.name} stored the ${what} as ${echoed}, but its bytes hash to ${digest}`, { ...ctx, expected: digest, actual: echoed }, { reason: 'DIGEST_MISMATCH' });
 }
