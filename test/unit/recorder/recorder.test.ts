@@ -220,80 +220,67 @@ describe('sources and kernel settings', () => {
     }
   });
 
-  test('printk rate limit: lifted, restored, and a crashed lift is repaired from the saved file', () => {
+  /** A fake /proc with printk_ratelimit 5 and burst 10, and a state file path beside it. */
+  const withPrintkRoot = async (fn: (p: { dir: string; rl: string; burst: string; state: string }) => void | Promise<void>) => {
     const dir = mkdtempSync(join(tmpdir(), 'spoke-printk-'));
     try {
       mkdirSync(join(dir, 'sys/kernel'), { recursive: true });
+      mkdirSync(join(dir, 'state'), { recursive: true });
       const rl = join(dir, 'sys/kernel/printk_ratelimit');
       const burst = join(dir, 'sys/kernel/printk_ratelimit_burst');
       writeFileSync(rl, '5\n');
       writeFileSync(burst, '10\n');
-      const state = join(dir, 'state/printk.json');
+      await fn({ dir, rl, burst, state: join(dir, 'state/printk.json') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const value = (path: string) => readFileSync(path, 'utf8').trim();
+
+  test('printk rate limit: lifted, restored, and a crashed lift is repaired from the saved file', () =>
+    withPrintkRoot(({ dir, rl, burst, state }) => {
       const a = new PrintkRateLimit(state, dir);
       a.lift();
-      assert.equal(readFileSync(rl, 'utf8').trim(), '0');
+      assert.equal(value(rl), '0');
       const b = new PrintkRateLimit(state, dir);
       b.lift(); // nested in-process: one save
       a.restore();
-      assert.equal(readFileSync(rl, 'utf8').trim(), '0');
+      assert.equal(value(rl), '0');
       b.restore();
-      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
-      assert.equal(readFileSync(burst, 'utf8').trim(), '10');
+      assert.equal(value(rl), '5');
+      assert.equal(value(burst), '10');
       b.restore(); // idempotent
       // A recorder that died while lifted left the file: the next one restores the true values.
       writeFileSync(rl, '0');
-      mkdirSync(join(dir, 'state'), { recursive: true });
       writeFileSync(state, JSON.stringify({ ratelimit: '5', burst: '10' }));
       const c = new PrintkRateLimit(state, dir);
       c.lift();
       c.restore();
-      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      assert.equal(value(rl), '5');
+    }));
 
-  test('printk rate limit: a lift that found another process\'s saved file restores those values even when the file is gone by then', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'spoke-printk-'));
-    try {
-      mkdirSync(join(dir, 'sys/kernel'), { recursive: true });
-      mkdirSync(join(dir, 'state'), { recursive: true });
-      const rl = join(dir, 'sys/kernel/printk_ratelimit');
-      writeFileSync(join(dir, 'sys/kernel/printk_ratelimit_burst'), '10\n');
-      const state = join(dir, 'state/printk.json');
-      // Another recorder saved the originals, lifted, and has just written them back.
+  test('printk rate limit: a lift made while another process holds the limit lifted restores the saved values, even when the file is gone by then', () =>
+    withPrintkRoot(({ dir, rl, state }) => {
+      // Another recorder saved the originals and lifted; it still records.
       writeFileSync(state, JSON.stringify({ ratelimit: '5', burst: '10' }));
-      writeFileSync(rl, '5\n');
+      writeFileSync(rl, '0\n');
       const late = new PrintkRateLimit(state, dir);
       late.lift();
-      assert.equal(readFileSync(rl, 'utf8').trim(), '0');
+      assert.equal(value(rl), '0');
       rmSync(state);
       late.restore();
-      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      assert.equal(value(rl), '5');
+    }));
 
-  test('printk rate limit: recorders in several processes lifting and restoring at once never fail, and the originals come back', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'spoke-printk-'));
-    try {
-      mkdirSync(join(dir, 'sys/kernel'), { recursive: true });
-      const rl = join(dir, 'sys/kernel/printk_ratelimit');
-      const burst = join(dir, 'sys/kernel/printk_ratelimit_burst');
-      writeFileSync(rl, '5\n');
-      writeFileSync(burst, '10\n');
-      const state = join(dir, 'state/printk.json');
+  test('printk rate limit: recorders in several processes lifting and restoring at once never fail, and the originals come back', () =>
+    withPrintkRoot(async ({ dir, rl, burst, state }) => {
       const module = new URL('../../../src/recorder/source.js', import.meta.url).href;
       const script = `import { PrintkRateLimit } from ${JSON.stringify(module)};
         for (let i = 0; i < 200; i++) { const p = new PrintkRateLimit(${JSON.stringify(state)}, ${JSON.stringify(dir)}); p.lift(); p.restore(); }`;
       const runs = Array.from({ length: 6 }, () => execFileP(process.execPath, ['--input-type=module', '-e', script]));
       const results = await Promise.allSettled(runs);
       assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String(((r as PromiseRejectedResult).reason as { stderr?: string }).stderr).trim().split('\n').at(-1)), []);
-      assert.equal(readFileSync(rl, 'utf8').trim(), '5');
-      assert.equal(readFileSync(burst, 'utf8').trim(), '10');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+      assert.equal(value(rl), '5');
+      assert.equal(value(burst), '10');
+    }));
 });
