@@ -8,7 +8,7 @@ import { compareProfiles, decodeSeccomp, formatVerdict, validate, type ProfileCh
 import type { RegistryClient } from '../../registry/index.js';
 import { emit, parseCommand } from '../args.js';
 import { reportError, EXIT_USAGE, UsageError } from '../errors.js';
-import { nodePlatform } from '../../pull.js';
+import { nodePlatform } from '../../pull/platform.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 import { kindOf, readInput } from './profile.js';
 
