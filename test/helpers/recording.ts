@@ -10,14 +10,15 @@ import { startProfiledContainer, waitForExit } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from './busybox-image.js';
 import { CriClient, hostNetworkPod } from './cri-client.js';
 import { findExecutable, runcUnavailableReason } from './runc.js';
+import { requireTool } from './skip.js';
 
-/** Why recording under containerd + runc cannot run here, or undefined when it can. */
+/**
+ * Why recording under containerd + runc cannot run here, or undefined when it can. A missing
+ * tool fails the run on CI (requireTool); a kernel that does not log SCMP_ACT_LOG stays a skip.
+ */
 export function recordingSkipReason(): string | undefined {
-  const r = runcUnavailableReason();
-  if (r) return r;
-  if (!findExecutable('containerd', ['/usr/bin/containerd'])) return 'containerd not installed';
-  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
-  return undefined;
+  const tool = runcUnavailableReason() ?? (findExecutable('containerd', ['/usr/bin/containerd']) && findExecutable('ctr', ['/usr/bin/ctr']) ? undefined : 'containerd not installed');
+  return requireTool(tool) || (readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log') ? undefined : 'kernel does not log SCMP_ACT_LOG');
 }
 
 /** The recording backends this machine supports. */

@@ -16,24 +16,12 @@ import { buildRecordedProfile, writeLoggingProfile } from '../../src/recorder/pr
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient } from '../helpers/cri-client.js';
-import { runUnderProfile } from '../helpers/recording.js';
-import { createRuncSandbox, findExecutable, runcUnavailableReason, type RuncSandbox } from '../helpers/runc.js';
-import { requireTool } from '../helpers/skip.js';
+import { recordingSkipReason, runUnderProfile } from '../helpers/recording.js';
+import { createRuncSandbox, type RuncSandbox } from '../helpers/runc.js';
 
 /** Tools test/setup.sh installs (a failure on CI when missing). */
-function missingTool(): string | undefined {
-  const r = runcUnavailableReason();
-  if (r) return r;
-  if (!findExecutable('containerd', ['/usr/bin/containerd']) || !findExecutable('ctr', ['/usr/bin/ctr'])) return 'containerd not installed';
-  return undefined;
-}
-/** Kernel features: these stay skips everywhere. */
-function missingKernelFeature(): string | undefined {
-  if (!existsSync('/dev/kmsg')) return 'no /dev/kmsg';
-  if (!readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log')) return 'kernel does not log SCMP_ACT_LOG';
-  return undefined;
-}
-const skip = requireTool(missingTool()) || missingKernelFeature();
+// Kernel features stay skips everywhere; a missing tool fails on CI (recordingSkipReason).
+const skip = recordingSkipReason() ?? (existsSync('/dev/kmsg') ? undefined : 'no /dev/kmsg');
 const PRINTK = '/proc/sys/kernel/printk_ratelimit';
 
 describe('spoke record under containerd + runc, real kernel audit records', { skip }, () => {
