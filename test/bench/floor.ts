@@ -39,6 +39,17 @@ export async function floorPull(pool: Pool, repo: string, a: { digest: string; l
 }
 
 /**
+ * The unsigned floor given only a reference (`host/repo@sha256:…`): the layer digest is read from
+ * the manifest, as any client must.
+ */
+export async function floorPullRef(pool: Pool, ref: string, dir: string, name: string): Promise<void> {
+  const at = ref.indexOf('@');
+  const repo = ref.slice(ref.indexOf('/') + 1, at);
+  const manifest = JSON.parse((await get(pool, `/v2/${repo}/manifests/${ref.slice(at + 1)}`, OCI_MANIFEST)).toString()) as { layers: { digest: string }[] };
+  durable(dir, name, await get(pool, `/v2/${repo}/blobs/${manifest.layers[0]!.digest}`));
+}
+
+/**
  * Keyed-signature floor on a registry without the referrers API. The minimum chain is three
  * serial round trips: the tag-schema index `sha256-<hex>` (asked at once, the digest is in the
  * reference) → the bundle's manifest → the bundle blob; the artifact's manifest → blob runs

@@ -7,28 +7,47 @@
 //   node relay.js answer <listen> -          — a node:http2 server answering every call at once
 //     with an empty gRPC message and status OK: the floor of any call a node:http2 server answers
 //     itself (the warm pull's peer).
+//   node relay.js pull <listen> <registry URL> — a node:http2 server that answers each
+//     PullSecurityProfileArtifact call with the lean client floor's work (floor.ts: GET manifest,
+//     GET blob, write + fsync file + directory) and an empty message: the cold pull floor with
+//     the CRI hop a kubelet's pull makes.
 // Prints "up" when listening.
 
 import { connect, createServer as createH2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { floorPullRef } from './floor.js';
 
 const [mode, listen, upstream] = process.argv.slice(2);
-if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer')) {
-  process.stderr.write('usage: relay.js bytes|h2|answer <listen> <upstream>\n');
+if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer' && mode !== 'pull')) {
+  process.stderr.write('usage: relay.js bytes|h2|answer|pull <listen> <upstream>\n');
   process.exit(2);
 }
 
 const ready = () => process.stdout.write('up\n');
 
-if (mode === 'answer') {
+if (mode === 'answer' || mode === 'pull') {
   const empty = Buffer.alloc(5);
+  const pool = mode === 'pull' ? new Pool(upstream, { connections: 4 }) : undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-floor-'));
+  let seq = 0;
   const server = createH2Server();
   server.on('stream', (s) => {
-    s.on('data', () => {});
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
     s.on('end', () => {
-      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
-      s.end(empty);
+      const answer = () => {
+        s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+        s.end(empty);
+      };
+      if (!pool) return answer();
+      // The reference is the request's only string with "@sha256:" in it (PullSecurityProfileArtifactRequest.image.image).
+      const ref = /[\x21-\x7e]+@sha256:[0-9a-f]{64}/.exec(Buffer.concat(chunks).toString('latin1'))?.[0] ?? '';
+      floorPullRef(pool, ref, dir, `p${seq++}`).then(answer, () => s.close(2));
     });
   });
   server.listen(listen, ready);

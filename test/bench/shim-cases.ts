@@ -35,7 +35,7 @@ async function emptyGrpcServerRss(sock: string): Promise<number> {
 }
 
 /** A forwarding floor (relay.ts) in its own process, started with the shim's NODE_OPTIONS. */
-async function startRelay(mode: 'bytes' | 'h2' | 'answer', listen: string, upstream: string): Promise<ChildProcess> {
+async function startRelay(mode: 'bytes' | 'h2' | 'answer' | 'pull', listen: string, upstream: string): Promise<ChildProcess> {
   const script = new URL('./relay.js', import.meta.url).pathname;
   const child = spawn(process.execPath, [script, mode, listen, upstream], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
   await new Promise<void>((resolve, reject) => {
@@ -134,14 +134,20 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     // Warm-up rounds take the last artifacts (i = -1, -2, …); the figure takes the even ones, the floor the odd ones.
     const pick = (list: Pushed[], i: number, odd: number) => list[i < 0 ? 2 * n + 6 + i : 2 * i + odd]!;
     try {
+      // The CRI floor: the same lean work behind a node:http2 server (relay.ts pull), called as the shim is.
+      relays.push(await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url));
+      const viaFloor = new CriClient(join(work, 'pull.sock'));
+      const more = await ctx.pushUnsigned(n + 8, 4_000_000, 4096);
       const u = await measureInterleaved(n, {
         floor: (i) => floorPull(pool, 'open/many', pick(open, i, 1), floorDir, `u${i}`),
         spoke: (i) => pull(pick(open, i, 0)),
+        cri: (i) => viaFloor.img('PullSecurityProfileArtifact', pullReq(more[i < 0 ? n + 7 + i : i]!.reference)),
       });
+      viaFloor.close();
       ctx.rows.push({
         case: 'cold pull over CRI, unsigned rule, 4 KiB (policy, manifest, blob, validate, store)',
-        spoke: `${ms(u.spoke)} (${(u.spoke.p50 / u.floor.p50).toFixed(2)}× at p50)`,
-        peer: `floor (GET manifest → GET blob, keep-alive undici, fsync file + dir): ${ms(u.floor)}`,
+        spoke: `${ms(u.spoke)} (${(u.spoke.p50 / u.floor.p50).toFixed(2)}× at p50; ${(u.spoke.p50 / u.cri.p50).toFixed(2)}× the CRI floor)`,
+        peer: `floor (GET manifest → GET blob, keep-alive undici, fsync file + dir): ${ms(u.floor)}; the same behind a node:http2 server called over CRI: ${ms(u.cri)} (${(u.cri.p50 / u.floor.p50).toFixed(2)}×)`,
         target: '≤ 1.5× floor at p50',
         met: u.spoke.p50 <= 1.5 * u.floor.p50,
         data: { ...u },
