@@ -127,11 +127,12 @@ interface Entry {
 }
 
 /** Builds the node pipeline (policy holder, store, registry clients per policy, verifier). */
-export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; watchPolicy?: boolean } = {}): NodeContext {
+/** `store`: the caller's (the shim shares its own, one record cache for pulls and creates). */
+export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; watchPolicy?: boolean; store?: ProfileStore } = {}): NodeContext {
   const logger = opts.logger ?? silentLogger;
   const policy = new PolicyHolder({ file: config.policy, watch: opts.watchPolicy ?? false, logger });
   const credentials: CredentialSource = config.authFile ? loadCredentials({ authFile: config.authFile }) : loadCredentials();
-  const store = new ProfileStore({ root: config.storeDir });
+  const store = opts.store ?? new ProfileStore({ root: config.storeDir });
   const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));
   const pipeline = new PullPipeline({
     policy: () => policy.current(),

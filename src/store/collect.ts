@@ -211,7 +211,7 @@ export class StoreCollector {
     const kept = new Set<string>(entries.map((e) => e.digest));
     for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
     for (const sha of Object.keys(last.effective)) if (!present.has(sha)) delete last.effective[sha];
-    await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.layout.tmpDir, { fsync: false });
+    await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.layout.temp, { fsync: false });
     return { complete: true, removed, effectiveRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
   }
 

@@ -51,7 +51,7 @@ export class InUseSet {
     await this.layout.lock('pins', async () => {
       const pins = await this.readPins();
       fn(pins);
-      await writeFileAtomic(this.pinsPath, JSON.stringify({ holders: pins }, null, 1) + '\n', this.layout.tmpDir, { fsync: this.layout.fsync });
+      await writeFileAtomic(this.pinsPath, JSON.stringify({ holders: pins }, null, 1) + '\n', this.layout.temp, { fsync: this.layout.fsync });
     });
   }
 
@@ -68,7 +68,7 @@ export class InUseSet {
       if (legacy.length > 0) await this.updatePins((p) => legacy.forEach(([h, d]) => (p[h] ??= d)));
       fn(cur.holders);
       const done = complete ?? cur.complete;
-      await writeFileAtomic(this.inUsePath, JSON.stringify({ holders: cur.holders, complete: done }, null, 1) + '\n', this.layout.tmpDir, { fsync: false });
+      await writeFileAtomic(this.inUsePath, JSON.stringify({ holders: cur.holders, complete: done }, null, 1) + '\n', this.layout.temp, { fsync: false });
       return done;
     });
   }

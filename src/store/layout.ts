@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
-import { writeFileAtomic } from './fsutil.js';
+import { TempDir, writeFileAtomic } from './fsutil.js';
 import { withFileLock } from './lock.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
@@ -17,12 +17,16 @@ export interface StoreLayoutOptions {
   clock?: Clock;
   /** false skips fsync (tests and benchmarks that measure the floor without it). Default true. */
   fsync?: boolean;
+  /** Empty temp files kept made ahead for writes (fsutil.ts TempDir): for long-lived writers. Default 0. */
+  preparedTempFiles?: number;
 }
 
 export class StoreLayout {
   readonly root: string;
   readonly clock: Clock;
   readonly fsync: boolean;
+  /** Where writes stage their files (tmpDir). */
+  readonly temp: TempDir;
   private ready: Promise<void> | undefined;
 
   constructor(opts: StoreLayoutOptions) {
@@ -30,6 +34,7 @@ export class StoreLayout {
     this.root = opts.root;
     this.clock = opts.clock ?? systemClock;
     this.fsync = opts.fsync ?? true;
+    this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now());
   }
 
   init(): Promise<void> {
@@ -59,11 +64,11 @@ export class StoreLayout {
   }
 
   get tmpDir(): string {
-    return join(this.root, 'tmp');
+    return this.temp.dir;
   }
 
   write(target: string, data: Uint8Array | string): Promise<void> {
-    return writeFileAtomic(target, data, this.tmpDir, { fsync: this.fsync });
+    return writeFileAtomic(target, data, this.temp, { fsync: this.fsync });
   }
 
   lock<T>(name: string, fn: () => Promise<T>): Promise<T> {

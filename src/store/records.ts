@@ -107,10 +107,10 @@ export class RecordStore {
     try {
       // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
       // at on disk, not in blobsSeen: another process may have removed it since.
-      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.tmpDir, { fsync: this.layout.fsync });
+      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.temp, { fsync: this.layout.fsync });
       const record = updatedRecord(undefined, input, now);
       // Staged while the blob is flushed; the blob is placed first.
-      const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.tmpDir, { fsync: false, exclusive: true })]);
+      const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.temp, { fsync: false, exclusive: true })]);
       if (stagedBlob) staged.push(stagedBlob);
       staged.push(stagedRecord);
       const lost = await commitStaged(staged);
@@ -121,7 +121,7 @@ export class RecordStore {
       } else {
         await this.layout.lock(digestHex(input.digest), async () => {
           const merged = updatedRecord(await this.getRecord(input.digest), input, now);
-          await writeFileAtomic(recordPath, formatRecord(merged), this.layout.tmpDir, { fsync: false });
+          await writeFileAtomic(recordPath, formatRecord(merged), this.layout.temp, { fsync: false });
           this.recordCache.delete(input.digest);
         });
       }
@@ -144,7 +144,7 @@ export class RecordStore {
         const { policyHash, ...v } = update.verdict;
         setVerdict(record, policyHash, { ...v, at: new Date(this.layout.clock.now()).toISOString() });
       }
-      await writeFileAtomic(this.layout.recordPath(d), formatRecord(record), this.layout.tmpDir, { fsync: false });
+      await writeFileAtomic(this.layout.recordPath(d), formatRecord(record), this.layout.temp, { fsync: false });
       this.recordCache.delete(d);
     });
   }
@@ -164,7 +164,7 @@ export class RecordStore {
       signatures = Object.keys(existing.verdicts).length;
       if (signatures === 0) return;
       const record = { ...structuredClone(existing), verdicts: {} };
-      await writeFileAtomic(this.layout.recordPath(d), formatRecord(record), this.layout.tmpDir, { fsync: false });
+      await writeFileAtomic(this.layout.recordPath(d), formatRecord(record), this.layout.temp, { fsync: false });
       this.recordCache.delete(d);
     });
     return { invalid, signatures };

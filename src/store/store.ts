@@ -61,6 +61,11 @@ export class ProfileStore {
     return this.layout.blobPath(d);
   }
 
+  /** Makes the temp files of `preparedTempFiles` ahead (fsutil.ts TempDir); resolves when they are. */
+  prepareTempFiles(): Promise<void> {
+    return this.layout.temp.prepare();
+  }
+
   // ---- records, blobs and verdicts (records.ts) ----
 
   getRecord(d: Digest): Promise<ProvenanceRecord | undefined> {

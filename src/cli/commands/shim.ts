@@ -30,6 +30,9 @@ import { parseShimOptions } from './shim-options.js';
  * V8 reads them only at start-up, so they cannot be set from inside the process. The old-space
  * cap is generous (4× the live set seen) so a burst cannot run the daemon out of memory.
  */
+/** Two per cold pull (blob, record), one per in-use update: a burst beyond creates its files on demand. */
+const PREPARED_TEMP_FILES = 8;
+
 export const SHIM_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=128';
 
 export async function run(argv: string[]): Promise<number> {
@@ -52,12 +55,14 @@ export async function run(argv: string[]): Promise<number> {
   // sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need only
   // the store, so start-up stays fast and an idle shim stays small.
   new PolicyHolder({ file: config.policy, watch: false, logger }).close();
-  const store = new ProfileStore({ root: config.storeDir });
+  // A long-lived writer: temp files made ahead keep file creation off pulls and creates (src/store/fsutil.ts).
+  const store = new ProfileStore({ root: config.storeDir, preparedTempFiles: PREPARED_TEMP_FILES });
+  void store.prepareTempFiles();
   let node: NodeContext | undefined;
   let loading: Promise<NodeContext> | undefined;
   const nodeContext = (): Promise<NodeContext> => {
     loading ??= import('../wiring.js').then((w) => {
-      node = w.createNodeContext(config, { logger, observer: metrics, watchPolicy: true });
+      node = w.createNodeContext(config, { logger, observer: metrics, watchPolicy: true, store });
       logger.log('info', 'pull pipeline loaded', { policy: config.policy });
       return node;
     });

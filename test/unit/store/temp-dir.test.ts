@@ -1,0 +1,90 @@
+// Temp files made ahead (src/store/fsutil.ts TempDir): handed out empty and young, never one that
+// gc removed, refilled off the event loop, and removed when the process exits.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { stageFile, commitStaged, TempDir } from '../../../src/store/fsutil.js';
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function tempRoot(): string {
+  const d = mkdtempSync(join(tmpdir(), 'spoke-tempdir-'));
+  dirs.push(d);
+  return d;
+}
+
+/** Waits for the refill, then checks that `dir` holds `n` entries. */
+async function until(temp: TempDir, dir: string, n: number): Promise<void> {
+  await temp.prepare();
+  assert.equal(readdirSync(dir).length, n);
+}
+
+describe('TempDir', () => {
+  it('hands out files made ahead and makes new ones in their place', async () => {
+    const dir = join(tempRoot(), 'tmp');
+    const temp = new TempDir(dir, 3);
+    const first = temp.create();
+    closeSync(first.fd);
+    unlinkSync(first.path);
+    await until(temp, dir, 3);
+    const made = new Set(readdirSync(dir).map((n) => join(dir, n)));
+    const f = temp.create();
+    assert.ok(made.has(f.path), 'a prepared file is handed out');
+    assert.equal(fstatSync(f.fd).size, 0);
+    writeSync(f.fd, 'x');
+    closeSync(f.fd);
+    await until(temp, dir, 4);
+  });
+
+  it('never hands out a file gc removed or one older than the freshness limit', async () => {
+    const dir = join(tempRoot(), 'tmp');
+    let now = 1_000_000;
+    const temp = new TempDir(dir, 2, () => now);
+    closeSync(temp.create().fd);
+    await until(temp, dir, 3);
+    const prepared = readdirSync(dir).map((n) => join(dir, n));
+    // gc's rule for old temp files removed them all.
+    for (const p of prepared) unlinkSync(p);
+    const a = temp.create();
+    assert.ok(!prepared.includes(a.path));
+    assert.equal(fstatSync(a.fd).nlink, 1);
+    closeSync(a.fd);
+    await until(temp, dir, 3);
+    const young = readdirSync(dir).map((n) => join(dir, n)).filter((p) => p !== a.path);
+    now += 21 * 60_000;
+    const b = temp.create();
+    assert.ok(!young.includes(b.path), 'a stale prepared file is not handed out');
+    closeSync(b.fd);
+    for (const p of young) assert.ok(!readdirSync(dir).includes(p.slice(dir.length + 1)), 'and it is removed');
+  });
+
+  it('stages and commits through prepared files like through new ones', async () => {
+    const root = tempRoot();
+    const temp = new TempDir(join(root, 'tmp'), 2);
+    for (let i = 0; i < 5; i++) await commitStaged([await stageFile(join(root, `f${i}`), `data ${i}`, temp, { fsync: false })]);
+    for (let i = 0; i < 5; i++) assert.ok(readdirSync(root).includes(`f${i}`));
+  });
+
+  it('removes the files it made ahead when the process exits', () => {
+    const dir = join(tempRoot(), 'tmp');
+    const fsutil = fileURLToPath(new URL('../../../src/store/fsutil.js', import.meta.url));
+    const script = `
+      const { TempDir } = await import(${JSON.stringify(fsutil)});
+      const { readdirSync } = await import('node:fs');
+      const t = new TempDir(${JSON.stringify(dir)}, 4);
+      t.create();
+      await t.prepare();
+      console.log(readdirSync(${JSON.stringify(dir)}).length);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '5');
+    // The one handed out is the caller's; the four made ahead went with the process.
+    assert.equal(readdirSync(dir).length, 1);
+  });
+});
