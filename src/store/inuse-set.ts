@@ -1,41 +1,115 @@
 // The in-use set (runtime holders filled by the shim; pins by `spoke pull --pin`)
 //
-// Two files. state/in-use.json holds the runtime's holders (`container:`, `sandbox:`,
-// `pending:`, `apparmor:…`): renamed atomically but not flushed (no fsync on the
-// CreateContainer path), so a crash or power loss can leave it empty or torn. An unreadable
-// file counts as empty *and incomplete*: writes go on (CreateContainer never fails on it) but
-// the file keeps `complete: false` until the shim's rebuild from the runtime replaces every
-// runtime holder (replaceInUse); while incomplete, gc and remove keep everything. Pins are an
-// admin's intent that exists nowhere else: state/pins.json, flushed on every change, and an
-// unreadable pins file is an error, never "no pins". Pins found in an older in-use.json are
-// moved to pins.json (flushed) before that file is rewritten without them.
+// Runtime holders (`container:`, `sandbox:`, `pending:`, `apparmor:…`) live in a snapshot,
+// state/in-use.json, and a journal of the changes since, state/in-use.log: one JSON line per
+// update (`{"del":[holder…],"set":{holder:digest…}}`, written after a newline so that a torn
+// tail never swallows the next line), appended with a single write(2) and no lock. A create makes two updates before it answers, and rewriting the snapshot for each cost
+// ~0.5 ms here (a new temp file, and a rename over the old file, which makes ext4 allocate and
+// free blocks at once); an append costs a few microseconds (docs/benchmarks.md).
+//
+// Compaction (under the `in-use` lock: the rebuild's replaceInUse, or once the journal passes
+// COMPACT_BYTES) renames the journal to in-use.log.old, folds it into a new snapshot, renames
+// that into place and removes the old journal; a leftover in-use.log.old (a crash mid-way) is
+// folded first. No append is lost to it: after its write, an appender checks that in-use.log is
+// still the file it wrote to; if the compaction renamed it away first, the line may have missed
+// the fold and is appended again to the new journal (lines are idempotent). A reader takes the
+// snapshot, the journal and then the old journal, and starts again if the snapshot changed
+// meanwhile.
+//
+// Neither file is flushed (no fsync on the CreateContainer path), so a crash or power loss can
+// leave them empty or torn. An unreadable snapshot or journal counts as empty *and incomplete*:
+// writes go on (CreateContainer never fails on it) but the set stays `complete: false` until the
+// shim's rebuild from the runtime replaces every runtime holder (replaceInUse); while incomplete,
+// gc and remove keep everything. Pins are an admin's intent that exists nowhere else:
+// state/pins.json, flushed on every change, and an unreadable pins file is an error, never "no
+// pins". Pins found in an older in-use.json are moved to pins.json (flushed) at its next
+// compaction.
 
+import { closeSync, constants, fstatSync, openSync, readFileSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readFileIfExists, writeFileAtomic } from './fsutil.js';
+import { readFileIfExists, removeIfExists, writeFileAtomic } from './fsutil.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
+/** The journal is folded into the snapshot once it is this long (~200 creates). */
+const COMPACT_BYTES = 64 * 1024;
+/** Appends whose journal was renamed away under them, and reads whose snapshot changed, are tried this often. */
+const ATTEMPTS = 5;
+
+/** One journal line: holders removed, then holders set. */
+interface Change {
+  del?: string[];
+  set?: Record<string, Digest>;
+}
+
+interface RuntimeState extends RuntimeHolders {
+  legacyPins: Record<string, Digest>;
+}
+
+/** A snapshot's identity: a compaction's rename changes the inode, a rewrite in place the size or mtime. */
+const sameFile = (a: Stats | undefined, b: Stats | undefined): boolean =>
+  a === undefined || b === undefined ? a === b : a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+
+const statIfExists = (path: string): Stats | undefined => statSync(path, { throwIfNoEntry: false });
+
 export class InUseSet {
+  /** The snapshot this process last read, and whether it was complete (saves a read per append). */
+  private seen: { file: Stats | undefined; complete: boolean } | undefined;
+  private compacting: Promise<void> | undefined;
+
   constructor(private readonly layout: StoreLayout) {}
 
   private get inUsePath(): string {
     return this.layout.statePath('in-use.json');
   }
 
+  private get journalPath(): string {
+    return this.layout.statePath('in-use.log');
+  }
+
+  private get oldJournalPath(): string {
+    return this.layout.statePath('in-use.log.old');
+  }
+
   private get pinsPath(): string {
     return this.layout.statePath('pins.json');
   }
 
-  /** The runtime holders; an unreadable file is empty and incomplete. Pins of older files are returned apart. */
-  private async readRuntime(): Promise<RuntimeHolders & { legacyPins: Record<string, Digest> }> {
-    const bytes = await readFileIfExists(this.inUsePath);
-    if (!bytes) return { holders: {}, complete: true, legacyPins: {} };
-    const parsed = parseHolderFile(bytes);
-    if (!parsed) return { holders: {}, complete: false, legacyPins: {} };
-    const holders: Record<string, Digest> = {};
-    const legacyPins: Record<string, Digest> = {};
-    for (const [h, d] of Object.entries(parsed.holders)) (isPin(h) ? legacyPins : holders)[h] = d;
-    return { holders, complete: parsed.complete, legacyPins };
+  /** The snapshot's runtime holders; an unreadable file is empty and incomplete. Pins of older files are returned apart. */
+  private readSnapshot(file: Stats | undefined): RuntimeState {
+    const state = snapshotState(readIfExists(this.inUsePath));
+    this.seen = { file, complete: state.complete };
+    return state;
+  }
+
+  /**
+   * The runtime holders: snapshot, journal and old journal read consistently (see the header);
+   * undefined when a compaction changed the snapshot under every attempt.
+   */
+  private readRuntimeOnce(attempts = ATTEMPTS): RuntimeState | undefined {
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const before = statIfExists(this.inUsePath);
+      const state = this.readSnapshot(before);
+      const journal = readIfExists(this.journalPath);
+      const old = readIfExists(this.oldJournalPath);
+      if (!sameFile(before, statIfExists(this.inUsePath))) continue;
+      // The old journal holds the earlier changes; read after the journal, it may repeat its lines (idempotent).
+      const oldWhole = applyJournal(state.holders, old);
+      const journalWhole = applyJournal(state.holders, journal);
+      const complete = state.complete && oldWhole && journalWhole;
+      this.seen = { file: before, complete };
+      return { ...state, complete };
+    }
+    return undefined;
+  }
+
+  /**
+   * As readRuntimeOnce, then under the lock (no compaction runs) when compactions kept changing
+   * the snapshot; a snapshot still changing there (rewritten by hand) is an incomplete set.
+   */
+  private async readRuntime(): Promise<RuntimeState> {
+    const unsettled: RuntimeState = { holders: {}, complete: false, legacyPins: {} };
+    return this.readRuntimeOnce() ?? (await this.layout.lock('in-use', async () => this.readRuntimeOnce() ?? unsettled));
   }
 
   private async readPins(): Promise<Record<string, Digest>> {
@@ -56,21 +130,77 @@ export class InUseSet {
   }
 
   /**
-   * Read-modify-write of the runtime holders under their lock (atomic, not flushed: see above).
-   * `complete` true marks the set rebuilt from the runtime. Returns whether the set is complete
-   * after the write: false tells the caller to rebuild it from the runtime.
+   * Appends one change to the journal (see the header). Returns whether the set is complete: false
+   * tells the caller to rebuild it from the runtime.
    */
-  private async updateRuntime(fn: (holders: Record<string, Digest>) => void, complete?: boolean): Promise<boolean> {
+  private async appendRuntime(change: Change): Promise<boolean> {
+    await this.layout.init();
+    const line = Buffer.from('\n' + JSON.stringify(change));
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const fd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o644);
+      let written: Stats;
+      try {
+        writeSync(fd, line);
+        written = fstatSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      const now = statIfExists(this.journalPath);
+      if (now === undefined || now.ino !== written.ino || now.dev !== written.dev) continue;
+      if (written.size > COMPACT_BYTES) void this.compactSoon();
+      return this.complete();
+    }
+    // Renamed away under every attempt: fold it in under the lock instead.
+    return this.compact((h) => applyChange(h, change));
+  }
+
+  /** Whether the runtime holders are known complete, reading the set only when the snapshot changed since this process last did. */
+  private async complete(): Promise<boolean> {
+    const file = statIfExists(this.inUsePath);
+    if (this.seen === undefined || !sameFile(this.seen.file, file)) return (await this.readRuntime()).complete;
+    return this.seen.complete;
+  }
+
+  /** A compaction in the background (errors are left to the next one: the journal stays). */
+  private compactSoon(): Promise<void> {
+    this.compacting ??= this.compact()
+      .then(() => undefined, () => undefined)
+      .finally(() => {
+        this.compacting = undefined;
+      });
+    return this.compacting;
+  }
+
+  /**
+   * Folds the journal into a new snapshot under the lock (see the header), applying `fn` last.
+   * `complete` true marks the set rebuilt from the runtime. Returns whether the set is complete.
+   */
+  private async compact(fn?: (holders: Record<string, Digest>) => void, complete?: boolean): Promise<boolean> {
     await this.layout.init();
     return this.layout.lock('in-use', async () => {
-      const cur = await this.readRuntime();
-      const legacy = Object.entries(cur.legacyPins);
-      if (legacy.length > 0) await this.updatePins((p) => legacy.forEach(([h, d]) => (p[h] ??= d)));
-      fn(cur.holders);
-      const done = complete ?? cur.complete;
-      await writeFileAtomic(this.inUsePath, JSON.stringify({ holders: cur.holders, complete: done }, null, 1) + '\n', this.layout.temp, { fsync: false });
-      return done;
+      // A crash's leftover first: the journal cannot be renamed onto it.
+      if (statIfExists(this.oldJournalPath) !== undefined) await this.fold();
+      try {
+        renameSync(this.journalPath, this.oldJournalPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      return this.fold(fn, complete);
     });
+  }
+
+  /** Snapshot + old journal (+ `fn`) → a new snapshot; then the old journal goes. Under the lock. */
+  private async fold(fn?: (holders: Record<string, Digest>) => void, complete?: boolean): Promise<boolean> {
+    const cur = this.readSnapshot(statIfExists(this.inUsePath));
+    const journalRead = applyJournal(cur.holders, readIfExists(this.oldJournalPath));
+    const legacy = Object.entries(cur.legacyPins);
+    if (legacy.length > 0) await this.updatePins((p) => legacy.forEach(([h, d]) => (p[h] ??= d)));
+    fn?.(cur.holders);
+    const done = complete ?? (cur.complete && journalRead);
+    await writeFileAtomic(this.inUsePath, JSON.stringify({ holders: cur.holders, complete: done }, null, 1) + '\n', this.layout.temp, { fsync: false });
+    await removeIfExists(this.oldJournalPath);
+    this.seen = { file: statIfExists(this.inUsePath), complete: done };
+    return done;
   }
 
   /**
@@ -85,19 +215,14 @@ export class InUseSet {
       });
       return true;
     }
-    return this.updateRuntime((h) => {
-      h[holder] = d;
-    });
+    return this.appendRuntime({ set: { [holder]: d } });
   }
 
   /** Hands `d` from one runtime holder to another in one update (a pending create becoming its container). */
   async transferInUse(from: string, to: string, d: Digest): Promise<boolean> {
     assertDigest(d);
     if (isPin(from) || isPin(to)) throw new SpokeError('InvalidArgument', 'pins are not transferred', {}, { reason: 'INVARIANT' });
-    return this.updateRuntime((h) => {
-      delete h[from];
-      h[to] = d;
-    });
+    return this.appendRuntime({ del: [from], set: { [to]: d } });
   }
 
   async release(holder: string): Promise<boolean> {
@@ -107,9 +232,7 @@ export class InUseSet {
       });
       return true;
     }
-    return this.updateRuntime((h) => {
-      delete h[holder];
-    });
+    return this.appendRuntime({ del: [holder] });
   }
 
   /**
@@ -119,7 +242,7 @@ export class InUseSet {
    */
   async replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes: readonly string[] = ['container:', 'sandbox:'], opts: { complete?: boolean } = {}): Promise<void> {
     for (const k of holders.keys()) if (isPin(k)) throw new SpokeError('InvalidArgument', 'pins are not runtime holders', {}, { reason: 'INVARIANT' });
-    await this.updateRuntime((h) => {
+    await this.compact((h) => {
       for (const k of Object.keys(h)) if (prefixes.some((p) => k.startsWith(p))) delete h[k];
       for (const [k, d] of holders) h[k] = assertDigest(d);
     }, opts.complete ?? true);
@@ -159,6 +282,66 @@ interface RuntimeHolders {
 }
 
 const isPin = (holder: string): boolean => holder.startsWith('pin:');
+
+/** A file's bytes, or undefined when it does not exist (synchronous: see fsutil.ts). */
+function readIfExists(path: string): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** The snapshot's runtime holders and legacy pins apart; absent: empty and complete; unreadable: empty and incomplete. */
+function snapshotState(bytes: Buffer | undefined): RuntimeState {
+  if (!bytes) return { holders: {}, complete: true, legacyPins: {} };
+  const parsed = parseHolderFile(bytes);
+  if (!parsed) return { holders: {}, complete: false, legacyPins: {} };
+  const holders: Record<string, Digest> = {};
+  const legacyPins: Record<string, Digest> = {};
+  for (const [h, d] of Object.entries(parsed.holders)) (isPin(h) ? legacyPins : holders)[h] = d;
+  return { holders, complete: parsed.complete, legacyPins };
+}
+
+function applyChange(holders: Record<string, Digest>, change: Change): void {
+  for (const h of change.del ?? []) delete holders[h];
+  for (const [h, d] of Object.entries(change.set ?? {})) holders[h] = d;
+}
+
+/**
+ * Applies a journal's lines in order; false when a line is not a change (torn by a crash, or
+ * garbage): the lines that are still apply, and the set counts as incomplete. Every line is
+ * written after a newline, so one appended after a torn tail starts a line of its own, and a
+ * torn line never parses (a JSON object's last byte is its closing brace).
+ */
+function applyJournal(holders: Record<string, Digest>, bytes: Buffer | undefined): boolean {
+  if (!bytes) return true;
+  let whole = true;
+  for (const line of bytes.toString('utf8').split('\n')) {
+    if (line === '') continue;
+    const change = parseChange(line);
+    if (change) applyChange(holders, change);
+    else whole = false;
+  }
+  return whole;
+}
+
+/** One journal line, checked: runtime holders only, digests only. */
+function parseChange(line: string): Change | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const { del, set } = parsed as { del?: unknown; set?: unknown };
+  if (del !== undefined && !(Array.isArray(del) && del.every((h) => typeof h === 'string' && !isPin(h)))) return undefined;
+  if (set !== undefined && (typeof set !== 'object' || set === null || Array.isArray(set))) return undefined;
+  for (const [h, d] of Object.entries((set ?? {}) as Record<string, unknown>)) if (isPin(h) || typeof d !== 'string' || !isDigest(d)) return undefined;
+  return { ...(del !== undefined ? { del: del as string[] } : {}), ...(set !== undefined ? { set: set as Record<string, Digest> } : {}) };
+}
 
 /** `{holders: {name: digest}, complete?}`; undefined when the bytes are not that (torn, garbage). */
 function parseHolderFile(bytes: Buffer): RuntimeHolders | undefined {

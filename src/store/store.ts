@@ -9,7 +9,8 @@
 //   profiles/sha256/<hex>.json  one record per artifact (manifest digest): the manifest bytes,
 //                               kind, layer, provenance, signature verdicts keyed by policy hash
 //   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts (never re-fetched)
-//   state/in-use.json           runtime holders ("container:<id>", "pending:…") → artifact digest
+//   state/in-use.json           runtime holders ("container:<id>", "pending:…") → artifact digest,
+//   state/in-use.log            and the changes since, appended (inuse-set.ts)
 //   state/pins.json             pins ("pin:<name>") → artifact digest (flushed)
 //   state/effective/<sha>.json  artifacts an effective seccomp file was merged from, and with
 //                               which pod reference and base profile (`spoke ps`)

@@ -85,7 +85,7 @@ describe('in-use set recovery through the shim', { timeout: 300_000 }, () => {
   ] as const) {
     test(`${name} in-use file: OCI CreateContainer, store ls and gc work; the set is rebuilt from the runtime`, async () => {
       const p = await pod(cri);
-      writeFileSync(join(storeDir, 'state', 'in-use.json'), bytes);
+      for (const f of ['in-use.json', 'in-use.log']) writeFileSync(join(storeDir, 'state', f), bytes);
       const seen = rebuilds();
       const cid = await cri.startBusybox(p, 'after-crash', { seccomp: oci() });
       assert.match(await cri.sh(cid, 'mkdir /tmp/x || echo DENIED'), /DENIED/, 'the profile is enforced');

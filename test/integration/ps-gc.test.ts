@@ -193,7 +193,7 @@ describe('spoke ps and the shim gc on real containerd', { timeout: 600_000 }, ()
 
     // Without the rebuild first, an empty in-use set would let gc remove the running container's profile.
     await stopShim(shim);
-    rmSync(join(node.storeDir, 'state', 'in-use.json'));
+    for (const f of ['in-use.json', 'in-use.log']) rmSync(join(node.storeDir, 'state', f), { force: true });
     const metricsPort = await freePort();
     const gcConfig = nodeConfig('gc', `metrics: 127.0.0.1:${metricsPort}\ngc:\n  interval: 1s\n  minAge: 0s`).file;
     shim = await startShim(['--config', gcConfig]);

@@ -3,10 +3,12 @@
 // rebuilt, and pins live in their own flushed file and survive whatever happens to in-use.json.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { Digest } from '../../../src/core/digest.js';
 import { rejectsWith } from '../../helpers/assert.js';
 import { packProfile } from '../../../src/publish/pack.js';
@@ -29,6 +31,8 @@ async function storeWith(bodies: string[]): Promise<{ store: ProfileStore; dir: 
   return { store, dir, digests };
 }
 
+const readIfExists = (path: string): string => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+
 const BODIES = ['{"defaultAction":"SCMP_ACT_ERRNO"}', '{"defaultAction":"SCMP_ACT_KILL"}'];
 
 // What a crash can leave of an unflushed file: nothing, a prefix, or bytes of something else.
@@ -45,7 +49,9 @@ describe('in-use set after a crash', () => {
       const { store, dir, digests } = await storeWith(BODIES);
       const [used, unused] = digests as [Digest, Digest];
       await store.markInUse(used, 'container:c1');
+      // Neither the snapshot nor the journal of changes since is flushed.
       writeFileSync(join(dir, 'state', 'in-use.json'), bytes);
+      writeFileSync(join(dir, 'state', 'in-use.log'), bytes);
 
       // store ls
       const listed = await store.list();
@@ -78,8 +84,9 @@ describe('in-use set after a crash', () => {
     const [pinned, other] = digests as [Digest, Digest];
     await store.markInUse(pinned, `pin:${pinned}`);
     await store.markInUse(other, 'container:c1');
-    assert.ok(!readFileSync(join(dir, 'state', 'in-use.json'), 'utf8').includes('pin:'), 'no pin in the runtime file');
+    for (const f of ['in-use.json', 'in-use.log']) assert.ok(!readIfExists(join(dir, 'state', f)).includes('pin:'), `no pin in ${f}`);
     writeFileSync(join(dir, 'state', 'in-use.json'), '{"hol');
+    writeFileSync(join(dir, 'state', 'in-use.log'), '{"hol');
     await store.replaceInUse(new Map());
     assert.deepEqual(await store.inUseHolders(pinned), [`pin:${pinned}`]);
     const r = await store.gc();
@@ -145,3 +152,73 @@ describe('in-use updates on the create path', () => {
   });
 });
 
+
+describe('in-use journal', () => {
+  const CHILD = fileURLToPath(new URL('./inuse-child.js', import.meta.url));
+  const run = (args: string[]) =>
+    new Promise<number | null>((resolve) => {
+      const p = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+      p.once('exit', (code) => resolve(code));
+    });
+
+  it('appends from several processes survive concurrent compactions, and readers never miss a holder', async () => {
+    const { store, dir } = await storeWith([]);
+    const a = `sha256:${'a'.repeat(64)}` as Digest;
+    await store.markInUse(a, 'container:anchor');
+    const codes = await Promise.all([
+      run(['append', dir, 'p', '1000']),
+      run(['append', dir, 'q', '1000']),
+      run(['compact', dir, '200']),
+      run(['compact', dir, '200']),
+      run(['read', dir, '500']),
+    ]);
+    assert.deepEqual(codes, [0, 0, 0, 0, 0]);
+    const holders = new Set(await store.inUseHolders(a));
+    for (const name of ['p', 'q']) for (let i = 0; i < 1000; i++) assert.ok(holders.has(`container:${name}-${i}`), `container:${name}-${i} was lost`);
+    assert.equal(holders.size, 2001);
+    assert.equal((await store.inUseState()).complete, true);
+  });
+
+  it('a line appended after a torn tail is kept; the torn line makes the set incomplete', async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const d = digests[0]!;
+    await store.markInUse(d, 'container:c1');
+    writeFileSync(join(dir, 'state', 'in-use.log'), readFileSync(join(dir, 'state', 'in-use.log'), 'utf8').slice(0, -5));
+    assert.equal(await new ProfileStore({ root: dir }).markInUse(d, 'container:c2'), false, 'the writer is told to rebuild');
+    const state = await store.inUseState();
+    assert.deepEqual(state.byDigest.get(d), ['container:c2']);
+    assert.equal(state.complete, false);
+  });
+
+  it('folds the old journal a crash left mid-compaction, before the journal it would overwrite', async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const [d1, d2] = digests as [Digest, Digest];
+    writeFileSync(join(dir, 'state', 'in-use.json'), JSON.stringify({ holders: { 'container:s': d1 }, complete: true }));
+    writeFileSync(join(dir, 'state', 'in-use.log.old'), `\n${JSON.stringify({ set: { 'container:old': d1 } })}\n${JSON.stringify({ del: ['container:s'] })}`);
+    writeFileSync(join(dir, 'state', 'in-use.log'), `\n${JSON.stringify({ set: { 'pending:1:x': d2 } })}`);
+    assert.deepEqual(Object.fromEntries((await store.inUse()).entries()), { [d1]: ['container:old'], [d2]: ['pending:1:x'] });
+    await store.replaceInUse(new Map([['container:new', d1]]));
+    assert.ok(!existsSync(join(dir, 'state', 'in-use.log.old')) && !existsSync(join(dir, 'state', 'in-use.log')));
+    assert.deepEqual(Object.fromEntries((await store.inUse()).entries()), { [d1]: ['container:new'], [d2]: ['pending:1:x'] });
+  });
+
+  it('is folded into the snapshot once it grows, in the background, with nothing lost', async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const d = digests[0]!;
+    // Creates come one per call: the event loop turns between them.
+    for (let i = 0; i < 1200; i++) {
+      await store.markInUse(d, `container:grow-${i}`);
+      await new Promise((r) => setImmediate(r));
+    }
+    await store.release('container:grow-7');
+    const snapshot = join(dir, 'state', 'in-use.json');
+    for (const deadline = Date.now() + 5000; !readIfExists(snapshot).includes('container:grow-0'); await new Promise((r) => setImmediate(r))) {
+      assert.ok(Date.now() < deadline, 'the journal was never folded');
+    }
+    const log = readIfExists(join(dir, 'state', 'in-use.log'));
+    assert.ok(log.length < 2 * 64 * 1024, `journal of ${log.length} bytes`);
+    const holders = await new ProfileStore({ root: dir }).inUseHolders(d);
+    assert.equal(holders.length, 1199);
+    assert.ok(!holders.includes('container:grow-7'));
+  });
+});
