@@ -105,9 +105,12 @@ export class EditedCalls<P> {
       out['grpc-timeout'] = formatGrpcTimeout(left);
     }
     await claims.begin(result.holds);
+    // The pending holder recorded above keeps the profile until the commit (inuse-holders.ts), so
+    // the client's answer does not wait for the commit.
     forward(host, call, out, {
       body: encodeFrame(result.payload),
       teeResponse: true,
+      completeAfterResponse: true,
       onComplete: (status, responseBody) => claims.settle(status, responseBody),
     });
   }

@@ -2,7 +2,8 @@
 // shim performs it: AppArmor profiles are claimed while the request is rewritten; what was claimed
 // is released again if the call ends before it is forwarded; the seccomp artifact gets a pending
 // holder just before forwarding; once the runtime answers with the new object's id, the pending
-// holder and the claims move to `sandbox:<id>` / `container:<id>`. A failed or lost create keeps
+// holder and the claims move to `sandbox:<id>` / `container:<id>` (after the client has its answer:
+// the pending holder covers the time between). A failed or lost create keeps
 // its claims until a rebuild settles them (inuse.ts).
 
 import type { Logger } from '../core/runtime.js';
@@ -49,8 +50,7 @@ export class CreateClaims {
       try {
         const id = decodeId(parseFrames(responseBody)[0]?.payload ?? Buffer.alloc(0));
         if (id !== '') {
-          if (pending && holds) await this.inUse.commit(pending, `${this.role}:${id}`, holds.digest);
-          await this.inUse.commitAppArmor(claims, `${this.role}:${id}`);
+          await this.inUse.commitCreate(`${this.role}:${id}`, pending && holds ? { pending, digest: holds.digest } : undefined, claims);
           return;
         }
       } catch (e) {

@@ -61,6 +61,8 @@ export class InUseTracker {
   private chain: Promise<unknown> = Promise.resolve();
   /** Holders known to be recorded (saves a store write for removals of unrelated objects). */
   private readonly known = new Set<string>();
+  /** Holders whose commit is under way (a create answered before its commit: commitCreate). */
+  private readonly committing = new Map<string, Promise<void>>();
   /** Runtime holder → the AppArmor holders recorded for it. */
   private readonly knownAppArmor = new Map<string, { holder: string; name: string }[]>();
   /** Pending holders (inner `pending:…`) whose create is in flight in this process. */
@@ -125,7 +127,25 @@ export class InUseTracker {
     return holder;
   }
 
-  async commit(pending: string, holder: string, digest: Digest): Promise<void> {
+  /**
+   * The create succeeded: its pending seccomp holder and its AppArmor claims move to the object
+   * (`container:<id>` / `sandbox:<id>`). Runs after the create was answered, so a removal of the
+   * object that comes meanwhile waits for it (released) instead of finding nothing to release.
+   */
+  async commitCreate(holder: string, seccomp: { pending: string; digest: Digest } | undefined, claims: readonly AppArmorClaim[]): Promise<void> {
+    const run = (async () => {
+      if (seccomp) await this.commit(seccomp.pending, holder, seccomp.digest);
+      await this.commitAppArmor(claims, holder);
+    })();
+    this.committing.set(holder, run);
+    try {
+      await run;
+    } finally {
+      this.committing.delete(holder);
+    }
+  }
+
+  private async commit(pending: string, holder: string, digest: Digest): Promise<void> {
     await this.serial(async () => {
       this.written(await this.store.transferInUse(pending, holder, digest));
       this.known.add(holder);
@@ -153,6 +173,7 @@ export class InUseTracker {
 
   /** After a successful RemoveContainer / RemovePodSandbox. */
   async released(holder: string): Promise<void> {
+    await this.committing.get(holder)?.catch(() => undefined);
     if (!this.known.has(holder) && !this.knownAppArmor.has(holder)) return;
     await this.serial(async () => {
       if (this.known.has(holder)) {

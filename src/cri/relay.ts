@@ -20,6 +20,8 @@ export interface ForwardOptions {
   editResponse?: (payload: Buffer) => Buffer;
   teeResponse?: boolean;
   onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
+  /** Answer the client first and run `onComplete` after (default: before the trailers go). */
+  completeAfterResponse?: boolean;
 }
 
 export const noop = (): void => {};
@@ -78,9 +80,9 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
     if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
       // Trailers-only response (errors, unknown methods): status and message in one block.
       grpcStatus = headerString(h['grpc-status']);
-      if (!onComplete) {
-        completed = true;
+      if (!onComplete || o.completeAfterResponse) {
         stream.respond(rh, RESPOND_END);
+        void complete();
         return;
       }
       void complete().finally(() => {
@@ -90,9 +92,9 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
     }
     stream.respond(rh, RESPOND_TRAILERS);
     stream.on('wantTrailers', () => {
-      if (!onComplete) {
-        completed = true;
+      if (!onComplete || o.completeAfterResponse) {
         sendTrailers(stream, trailers);
+        void complete();
         return;
       }
       void complete().finally(() => sendTrailers(stream, trailers));

@@ -116,3 +116,17 @@ describe('in-use rebuild', () => {
     assert.equal((await t.store.inUseState()).complete, false);
   });
 });
+
+describe('commit after the answer', () => {
+  it('a removal that comes while the create is still being committed releases its holders', async () => {
+    const t = setup();
+    const pending = await t.tracker.begin(D1);
+    const claim = { name: 'spoke-x', digest: D2, pending: `apparmor:spoke-x@${pending}` };
+    await t.store.markInUse(D2, claim.pending);
+    // The create was answered: the commit runs, and the kubelet's RemoveContainer arrives before it ends.
+    const commit = t.tracker.commitCreate('container:c1', { pending, digest: D1 }, [claim]);
+    const removal = t.tracker.released('container:c1');
+    await Promise.all([commit, removal]);
+    assert.deepEqual(Object.fromEntries(await t.store.inUse()), {});
+  });
+});
