@@ -276,7 +276,7 @@ async function cliCases(ctx: BenchContext): Promise<void> {
   ctx.rows.push({
     case: 'cold pull, CLI, whole process (spoke pull)',
     spoke: `${ms(spokeS)} (beyond bare node: ${fmt(beyond)})`,
-    peer: `skopeo copy: ${ms(skopeoS)}; node -e 0: ${ms(nodeS)}; Node floor (a script making the same two requests with undici, fsync file + dir): ${ms(leanS)} (beyond bare node: ${fmt(leanS.p50 - nodeS.p50)})`,
+    peer: `skopeo copy: ${ms(skopeoS)}; node -e 0: ${ms(nodeS)}; a plain Node script making the same two requests with undici, fsync file + dir: ${ms(leanS)} (beyond bare node: ${fmt(leanS.p50 - nodeS.p50)})`,
     target: `beyond-node ≤ 1.0× skopeo (stretch: whole ≤ 2× node -e 0: ${spokeS.p50 <= 2 * nodeS.p50 ? 'met' : 'not met'})`,
     met: beyond <= skopeoS.p50,
     data: { spoke: spokeS, skopeo: skopeoS, node: nodeS, lean: leanS, stretchMet: spokeS.p50 <= 2 * nodeS.p50 },

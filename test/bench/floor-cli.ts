@@ -1,6 +1,7 @@
-// The CLI pull's floor on Node: a whole process that only makes the pull's two requests with
-// undici and writes the blob with fsync of file and directory. `node floor-cli.js <ref> <dir>`.
-// What it takes beyond `node -e 0` is what any Node CLI on undici pays for a pull here.
+// The CLI pull as a plain Node script: a whole process that only makes the pull's two requests
+// with undici (imported as usual, no bundle, no code cache) and writes the blob with fsync of
+// file and directory. `node floor-cli.js <ref> <dir>`. What it takes beyond `node -e 0` is what
+// a straightforward Node CLI on undici pays for a pull here.
 
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';

@@ -39,14 +39,27 @@ export async function floorPull(pool: Pool, repo: string, a: { digest: string; l
 }
 
 /**
- * The unsigned floor given only a reference (`host/repo@sha256:…`): the layer digest is read from
- * the manifest, as any client must.
+ * A floor given only a reference (`host/repo@sha256:…`), as a CRI server gets it: the layer
+ * digest is read from the manifest, as any client must; `keyed` adds the signature chain of
+ * floorSignedPull beside it.
  */
-export async function floorPullRef(pool: Pool, ref: string, dir: string, name: string): Promise<void> {
+export async function floorPullRef(pool: Pool, ref: string, dir: string, name: string, keyed: boolean): Promise<void> {
   const at = ref.indexOf('@');
   const repo = ref.slice(ref.indexOf('/') + 1, at);
-  const manifest = JSON.parse((await get(pool, `/v2/${repo}/manifests/${ref.slice(at + 1)}`, OCI_MANIFEST)).toString()) as { layers: { digest: string }[] };
-  durable(dir, name, await get(pool, `/v2/${repo}/blobs/${manifest.layers[0]!.digest}`));
+  const digest = ref.slice(at + 1);
+  const artifact = (async () => {
+    const manifest = JSON.parse((await get(pool, `/v2/${repo}/manifests/${digest}`, OCI_MANIFEST)).toString()) as { layers: { digest: string }[] };
+    return get(pool, `/v2/${repo}/blobs/${manifest.layers[0]!.digest}`);
+  })();
+  const [data] = await Promise.all([artifact, keyed ? signatureChain(pool, repo, digest) : undefined]);
+  durable(dir, name, data);
+}
+
+/** Tag-schema index → the bundle's manifest → the bundle blob (see floorSignedPull). */
+async function signatureChain(pool: Pool, repo: string, digest: string): Promise<Buffer> {
+  const index = JSON.parse((await get(pool, `/v2/${repo}/manifests/sha256-${digest.slice(7)}`, OCI_INDEX)).toString()) as { manifests: { digest: string }[] };
+  const manifest = JSON.parse((await get(pool, `/v2/${repo}/manifests/${index.manifests[0]!.digest}`, OCI_MANIFEST)).toString()) as { layers: { digest: string }[] };
+  return get(pool, `/v2/${repo}/blobs/${manifest.layers[0]!.digest}`);
 }
 
 /**
@@ -60,11 +73,6 @@ export async function floorSignedPull(pool: Pool, repo: string, a: { digest: str
     await get(pool, `/v2/${repo}/manifests/${a.digest}`, OCI_MANIFEST);
     return get(pool, `/v2/${repo}/blobs/${a.layerDigest}`);
   })();
-  const signature = (async () => {
-    const index = JSON.parse((await get(pool, `/v2/${repo}/manifests/sha256-${a.digest.slice(7)}`, OCI_INDEX)).toString()) as { manifests: { digest: string }[] };
-    const manifest = JSON.parse((await get(pool, `/v2/${repo}/manifests/${index.manifests[0]!.digest}`, OCI_MANIFEST)).toString()) as { layers: { digest: string }[] };
-    return get(pool, `/v2/${repo}/blobs/${manifest.layers[0]!.digest}`);
-  })();
-  const [data] = await Promise.all([artifact, signature]);
+  const [data] = await Promise.all([artifact, signatureChain(pool, repo, a.digest)]);
   durable(dir, name, data);
 }

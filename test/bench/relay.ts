@@ -9,8 +9,9 @@
 //     itself (the warm pull's peer).
 //   node relay.js pull <listen> <registry URL> — a node:http2 server that answers each
 //     PullSecurityProfileArtifact call with the lean client floor's work (floor.ts: GET manifest,
-//     GET blob, write + fsync file + directory) and an empty message: the cold pull floor with
-//     the CRI hop a kubelet's pull makes.
+//     GET blob, for a repository under bench/ the signature chain beside them as the bench
+//     policy requires, then write + fsync file + directory) and an empty message: the cold pull
+//     floor with the CRI hop a kubelet's pull makes.
 // Prints "up" when listening.
 
 import { connect, createServer as createH2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
@@ -47,7 +48,7 @@ if (mode === 'answer' || mode === 'pull') {
       if (!pool) return answer();
       // The reference is the request's only string with "@sha256:" in it (PullSecurityProfileArtifactRequest.image.image).
       const ref = /[\x21-\x7e]+@sha256:[0-9a-f]{64}/.exec(Buffer.concat(chunks).toString('latin1'))?.[0] ?? '';
-      floorPullRef(pool, ref, dir, `p${seq++}`).then(answer, () => s.close(2));
+      floorPullRef(pool, ref, dir, `p${seq++}`, ref.includes('/bench/')).then(answer, () => s.close(2));
     });
   });
   server.listen(listen, ready);
