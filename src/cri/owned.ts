@@ -7,6 +7,7 @@ import { parseDigest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { LogLevel, Logger } from '../core/runtime.js';
 import type { PullRequest } from '../pull.js';
+import { noopMetrics } from '../observe/metrics.js';
 
 type Credential = NonNullable<PullRequest['credential']>;
 import type { ShimDeps } from './deps.js';
@@ -127,7 +128,8 @@ export class OwnedHandlers<P> {
    * cold pulls quadratic and keep the file-system threads busy under the pulls themselves.
    */
   refreshStoreGauges(delayMs = STORE_GAUGE_DELAY_MS): void {
-    if (this.gaugeTimer !== undefined) return;
+    // No metrics served: nobody reads the gauges, and a listing costs a read of every record.
+    if (this.gaugeTimer !== undefined || this.deps.metrics === noopMetrics) return;
     this.gaugeTimer = setTimeout(() => {
       this.gaugeTimer = undefined;
       if (this.refreshingGauges) {

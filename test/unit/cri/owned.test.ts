@@ -37,6 +37,30 @@ describe('owned handlers: store gauges', () => {
   });
 });
 
+describe('owned handlers: store gauges without metrics', () => {
+  it('a shim that serves no metrics never lists the store for them', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let lists = 0;
+    const deps = {
+      pipeline: { pull: async () => ({ reference: 'r.example/p@sha256:' + '0'.repeat(64), digest: 'sha256:' + '0'.repeat(64), resolvedRef: 'r.example/p', cached: false, path: '/x', rule: 'r' }) },
+      store: {
+        list: async () => {
+          lists++;
+          return [];
+        },
+      },
+      logger: silentLogger,
+      metrics: noopMetrics,
+    } as unknown as ShimDeps;
+    const owned = new OwnedHandlers(deps);
+    await owned.pull(encode('PullSecurityProfileArtifactRequest', { image: { image: 'r.example/p@sha256:' + '0'.repeat(64) }, profile_kind: 'Seccomp' }), new AbortController().signal);
+    owned.refreshStoreGauges(0);
+    t.mock.timers.tick(STORE_GAUGE_DELAY_MS);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lists, 0);
+  });
+});
+
 describe('owned handlers: malformed requests', () => {
   const owned = new OwnedHandlers({ logger: silentLogger, metrics: noopMetrics } as unknown as ShimDeps);
   const pull = (req: Buffer) => owned.pull(req, new AbortController().signal);
