@@ -302,6 +302,8 @@ function report(rows: Row[], started: Date): void {
   const page = fileURLToPath(new URL('../../../docs/benchmarks.md', import.meta.url));
   const chart = SVG_OUT === undefined ? '' : `\n![spoke next to its floors and peers, p50](${relative(dirname(page), resolve(SVG_OUT))})\n`;
   writeTable(page, `${header}\n\n${table}\n${chart}`);
+  const readme = fileURLToPath(new URL('../../../README.md', import.meta.url));
+  writeTable(readme, `${summary(rows, header)}${SVG_OUT === undefined ? '' : `\n![spoke next to its floors and peers, p50](${relative(dirname(readme), resolve(SVG_OUT))})\n`}`);
   if (SVG_OUT !== undefined) {
     writeFileSync(SVG_OUT, chartSvg(rows, header));
     process.stdout.write(`wrote ${SVG_OUT}\n`);
@@ -311,6 +313,15 @@ function report(rows: Row[], started: Date): void {
     writeFileSync(out, JSON.stringify({ date: started.toISOString(), machine: m, quick: QUICK, rows }, null, 2) + '\n');
     process.stdout.write(`wrote ${out}\n`);
   }
+}
+
+/** README's short form: each charted figure's p50 next to its floor or peer, and the full table's link. */
+function summary(rows: Row[], header: string): string {
+  const value = (v: number, unit?: 'MiB') => (unit === 'MiB' ? `${v.toFixed(1)} MiB` : fmt(v));
+  const lines = rows
+    .filter((r) => r.chart !== undefined)
+    .map((r) => `| ${r.case} | ${value(r.chart!.spoke, r.chart!.unit)} | ${r.chart!.peerLabel}: ${value(r.chart!.peer, r.chart!.unit)} | ${r.target} | ${r.met === null ? '—' : r.met ? 'yes' : '**no**'} |`);
+  return [`${header} p50 figures; p99, every peer and why: [docs/benchmarks.md](docs/benchmarks.md).`, '', '| case | spoke | floor or peer | target | met |', '|---|---|---|---|---|', ...lines, ''].join('\n');
 }
 
 const START = '<!-- bench:start -->';
