@@ -12,9 +12,10 @@
 // that into place and removes the old journal; a leftover in-use.log.old (a crash mid-way) is
 // folded first. No append is lost to it: after its write, an appender checks that in-use.log is
 // still the file it wrote to; if the compaction renamed it away first, the line may have missed
-// the fold and is appended again to the new journal (lines are idempotent). A reader takes the
-// snapshot, the journal and then the old journal, and starts again if the snapshot changed
-// meanwhile.
+// the fold and is appended again to the new journal (applying a line twice changes nothing: holder
+// names are never reused, so no later line undoes it). A reader takes the snapshot, the journal
+// and then the old journal (which is the journal it read, told by its inode, when a fold renamed
+// it in between), and starts again if the snapshot changed meanwhile.
 //
 // Neither file is flushed (no fsync on the CreateContainer path), so a crash or power loss can
 // leave them empty or torn. An unreadable snapshot or journal counts as empty *and incomplete*:
@@ -90,12 +91,13 @@ export class InUseSet {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const before = statIfExists(this.inUsePath);
       const state = this.readSnapshot(before);
-      const journal = readIfExists(this.journalPath);
-      const old = readIfExists(this.oldJournalPath);
+      const journal = readWithInode(this.journalPath);
+      const old = readWithInode(this.oldJournalPath);
       if (!sameFile(before, statIfExists(this.inUsePath))) continue;
-      // The old journal holds the earlier changes; read after the journal, it may repeat its lines (idempotent).
-      const oldWhole = applyJournal(state.holders, old);
-      const journalWhole = applyJournal(state.holders, journal);
+      // The old journal holds the earlier changes. Read after the journal, it can be that same file,
+      // renamed meanwhile (with any lines appended since): then it alone has them all, in order.
+      const oldWhole = applyJournal(state.holders, old?.bytes);
+      const journalWhole = old !== undefined && journal?.ino === old.ino ? true : applyJournal(state.holders, journal?.bytes);
       const complete = state.complete && oldWhole && journalWhole;
       this.seen = { file: before, complete };
       return { ...state, complete };
@@ -290,6 +292,22 @@ function readIfExists(path: string): Buffer | undefined {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
+  }
+}
+
+/** A file's bytes and inode (read through one descriptor), or undefined when it does not exist. */
+function readWithInode(path: string): { bytes: Buffer; ino: number } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    return { ino: fstatSync(fd).ino, bytes: readFileSync(fd) };
+  } finally {
+    closeSync(fd);
   }
 }
 
