@@ -128,6 +128,12 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     // RemoveImage on an extra tag (made with ctr), so the test image stays.
     const { execFileSync } = await import('node:child_process');
     execFileSync('ctr', ['-a', ctrd.socket, '-n', 'k8s.io', 'images', 'tag', BUSYBOX_IMAGE, 'docker.io/e2e/extra:1']);
+    // containerd's CRI plugin learns of a tag made with ctr from an event, a moment later: a
+    // RemoveImage before that finds nothing to remove and the tag shows up after it.
+    for (const deadline = Date.now() + 10_000; !(await direct.img('ImageStatus', { image: { image: 'docker.io/e2e/extra:1' } })).image; ) {
+      assert.ok(Date.now() < deadline, 'the CRI plugin never saw the tag made with ctr');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     await via.img('RemoveImage', { image: { image: 'docker.io/e2e/extra:1' } });
     const after = await direct.img('ListImages', {});
     assert.ok(!(after.images as Msg[]).some((i) => (i.repo_tags as string[]).includes('docker.io/e2e/extra:1')));
