@@ -57,6 +57,8 @@ export class InUseSet {
   /** The snapshot this process last read, and whether it was complete (saves a read per append). */
   private seen: { file: Stats | undefined; complete: boolean } | undefined;
   private compacting: Promise<void> | undefined;
+  /** The journal as this process's last append left it. */
+  private journalEnd: { ino: number; size: number } | undefined;
 
   constructor(private readonly layout: StoreLayout) {}
 
@@ -149,8 +151,12 @@ export class InUseSet {
       }
       const now = statIfExists(this.journalPath);
       if (now === undefined || now.ino !== written.ino || now.dev !== written.dev) continue;
+      // Anything but our own line since our last append (another writer, a torn tail, a new
+      // journal): the set is read again, so a torn line there is seen and the set rebuilt.
+      const ours = this.journalEnd !== undefined && this.journalEnd.ino === written.ino && this.journalEnd.size + line.length === written.size;
+      this.journalEnd = { ino: written.ino, size: written.size };
       if (written.size > COMPACT_BYTES) void this.compactSoon();
-      return this.complete();
+      return ours ? this.complete() : (await this.readRuntime()).complete;
     }
     // Renamed away under every attempt: fold it in under the lock instead.
     return this.compact((h) => applyChange(h, change));

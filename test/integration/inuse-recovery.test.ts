@@ -97,7 +97,10 @@ describe('in-use set recovery through the shim', { timeout: 300_000 }, () => {
       assert.equal(gc.inUseComplete, true);
       assert.ok(!gc.removed.includes(digest), 'gc keeps the profile of the running container');
       await cri.rt('StopPodSandbox', { pod_sandbox_id: p.id });
+      // The removal schedules a rebuild: the next test starts once it is done, not under it.
+      const removed = rebuilds();
       await cri.rt('RemovePodSandbox', { pod_sandbox_id: p.id });
+      await rebuiltAfter(removed);
     });
   }
 

@@ -3,7 +3,7 @@
 // rebuilt, and pins live in their own flushed file and survive whatever happens to in-use.json.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -188,6 +188,16 @@ describe('in-use journal', () => {
     const state = await store.inUseState();
     assert.deepEqual(state.byDigest.get(d), ['container:c2']);
     assert.equal(state.complete, false);
+  });
+
+  it('a journal torn by someone else after this process last appended is seen at its next append', async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const d = digests[0]!;
+    assert.equal(await store.markInUse(d, 'container:c1'), true);
+    appendFileSync(join(dir, 'state', 'in-use.log'), '\n{"set":{"contai');
+    assert.equal(await store.markInUse(d, 'container:c2'), false, 'the writer is told to rebuild');
+    await store.replaceInUse(new Map([['container:c2', d]]));
+    assert.equal(await store.markInUse(d, 'container:c3'), true);
   });
 
   it('folds the old journal a crash left mid-compaction, before the journal it would overwrite', async () => {
