@@ -29,7 +29,7 @@
 // of an older spoke is broken the same way, by age (breakLegacy).
 
 import { randomBytes } from 'node:crypto';
-import { linkSync, symlinkSync, unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, symlinkSync, unlinkSync } from 'node:fs';
 import { lstat, mkdir, readlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -69,6 +69,9 @@ function removeOwnerFiles(): void {
   }
 }
 
+/** What a lock symlink names: its owner's token (and, for people reading it, when it was made). */
+const ownerTarget = (token: string): string => `${TARGET_PREFIX}${token}:${Date.now()}`;
+
 function ownerSocket(locksDir: string, token: string): string {
   return join(locksDir, 'owners', `${token}.sock`);
 }
@@ -95,7 +98,7 @@ function owner(locksDir: string): Promise<Owner> {
       if (ownerFiles.size === 0) process.once('exit', removeOwnerFiles);
       ownerFiles.add(path);
       const link = join(dirname(path), `${token}.link`);
-      symlinkSync(`${TARGET_PREFIX}${token}:${Date.now()}`, link);
+      symlinkSync(ownerTarget(token), link);
       ownerFiles.add(link);
       return { token, server, link };
     })();
@@ -137,13 +140,17 @@ function alive(locksDir: string, token: string): Promise<boolean> {
  * Synchronous, like the release: a lock is taken and dropped around every small state update,
  * and two trips through the thread pool cost more than the update itself (fsutil.ts).
  */
-async function claim(path: string, me: Owner): Promise<boolean> {
+async function claim(path: string, me: Owner, remade = false): Promise<boolean> {
   try {
     linkSync(me.link, path);
     return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    // The owner's symlink was removed (a cleaned-up owners directory): made again, then placed.
+    if (code !== 'ENOENT' || remade || lstatSync(me.link, { throwIfNoEntry: false }) !== undefined) throw e;
+    symlinkSync(ownerTarget(me.token), me.link);
+    return claim(path, me, true);
   }
 }
 

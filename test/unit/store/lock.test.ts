@@ -93,3 +93,14 @@ describe('cross-process lock', () => {
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
   });
 });
+
+describe('lock owner link', () => {
+  it('a lock is still taken after the owners directory was cleaned of its link', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'y.lock');
+    assert.equal(await withFileLock(lock, async () => 1), 1);
+    for (const f of readdirSync(join(dir, 'owners'))) if (f.endsWith('.link')) rmSync(join(dir, 'owners', f));
+    assert.equal(await withFileLock(lock, async () => 2), 2);
+    assert.ok(readdirSync(join(dir, 'owners')).some((f) => f.endsWith('.link')), 'the link is made again');
+  });
+});
