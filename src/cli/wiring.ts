@@ -126,8 +126,10 @@ interface Entry {
   users: number;
 }
 
-/** Builds the node pipeline (policy holder, store, registry clients per policy, verifier). */
-/** `store`: the caller's (the shim shares its own, one record cache for pulls and creates). */
+/**
+ * Builds the node pipeline (policy holder, store, registry clients per policy, verifier).
+ * `store`: the caller's (the shim shares its own: one record cache for pulls and creates).
+ */
 export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; watchPolicy?: boolean; store?: ProfileStore } = {}): NodeContext {
   const logger = opts.logger ?? silentLogger;
   const policy = new PolicyHolder({ file: config.policy, watch: opts.watchPolicy ?? false, logger });

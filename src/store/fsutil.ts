@@ -102,20 +102,11 @@ interface TempFile {
   fd: number;
 }
 
-/** Files made ahead and not handed out, in every TempDir of this process: removed at exit. */
-const preparedFiles = new Map<string, number>();
-let removedAtExit = false;
+/** The TempDirs of this process that made files ahead: what they still hold is removed at exit. */
+const preparing = new Set<TempDir>();
 
 function removePreparedFiles(): void {
-  for (const [path, fd] of preparedFiles) {
-    try {
-      closeSync(fd);
-      unlinkSync(path);
-    } catch {
-      /* already gone */
-    }
-  }
-  preparedFiles.clear();
+  for (const t of preparing) t.discardReady();
 }
 
 /**
@@ -140,19 +131,34 @@ export class TempDir {
   /** A new empty file in the directory, open for writing; the caller closes and places or removes it. */
   create(mode = PREPARED_MODE): TempFile {
     if (this.prepared > 0 && mode === PREPARED_MODE) {
-      for (let f = this.ready.shift(); f !== undefined; f = this.ready.shift()) {
-        preparedFiles.delete(f.path);
-        if (this.now() - f.madeAt < PREPARED_FRESH_MS && fstatSync(f.fd).nlink === 1) {
-          void this.prepare();
-          return { path: f.path, fd: f.fd };
-        }
-        closeSync(f.fd);
-        unlinkQuiet(f.path);
-      }
+      const made = this.takeReady();
       void this.prepare();
+      if (made) return made;
     }
     const path = this.name();
     return { path, fd: withDir(this.dir, () => openSync(path, 'wx', mode)) };
+  }
+
+  /** A file made ahead that is young and still there; the others found on the way are removed. */
+  private takeReady(): TempFile | undefined {
+    for (let f = this.ready.shift(); f !== undefined; f = this.ready.shift()) {
+      if (this.now() - f.madeAt < PREPARED_FRESH_MS && fstatSync(f.fd).nlink === 1) return { path: f.path, fd: f.fd };
+      closeSync(f.fd);
+      unlinkQuiet(f.path);
+    }
+    return undefined;
+  }
+
+  /** Removes the files made ahead and not handed out (at exit). */
+  discardReady(): void {
+    for (const f of this.ready.splice(0)) {
+      try {
+        closeSync(f.fd);
+        unlinkSync(f.path);
+      } catch {
+        /* already gone */
+      }
+    }
   }
 
   /**
@@ -164,12 +170,11 @@ export class TempDir {
     if (this.filling === undefined && this.ready.length < this.prepared) {
       const fill = async (): Promise<void> => {
         mkdirSync(this.dir, { recursive: true });
+        if (preparing.size === 0) process.once('exit', removePreparedFiles);
+        preparing.add(this);
         while (this.ready.length < this.prepared) {
           const path = this.name();
           const fd = await openAsync(path, 'wx', PREPARED_MODE);
-          if (!removedAtExit) process.once('exit', removePreparedFiles);
-          removedAtExit = true;
-          preparedFiles.set(path, fd);
           this.ready.push({ path, fd, madeAt: this.now() });
         }
       };
@@ -247,6 +252,11 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
 
 /** A file's bytes, or undefined when it does not exist (read synchronously: see the header). */
 export async function readFileIfExists(path: string): Promise<Buffer | undefined> {
+  return readFileIfExistsSync(path);
+}
+
+/** readFileIfExists for callers that must not yield in between (a consistent read of several files). */
+export function readFileIfExistsSync(path: string): Buffer | undefined {
   try {
     return readFileSync(path);
   } catch (e) {

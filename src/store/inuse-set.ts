@@ -29,7 +29,7 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readFileIfExists, removeIfExists, writeFileAtomic } from './fsutil.js';
+import { readFileIfExists, readFileIfExistsSync, removeIfExists, writeFileAtomic } from './fsutil.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
 /** The journal is folded into the snapshot once it is this long (~200 creates). */
@@ -80,7 +80,7 @@ export class InUseSet {
 
   /** The snapshot's runtime holders; an unreadable file is empty and incomplete. Pins of older files are returned apart. */
   private readSnapshot(file: Stats | undefined): RuntimeState {
-    const state = snapshotState(readIfExists(this.inUsePath));
+    const state = snapshotState(readFileIfExistsSync(this.inUsePath));
     this.seen = { file, complete: state.complete };
     return state;
   }
@@ -112,8 +112,7 @@ export class InUseSet {
    * the snapshot; a snapshot still changing there (rewritten by hand) is an incomplete set.
    */
   private async readRuntime(): Promise<RuntimeState> {
-    const unsettled: RuntimeState = { holders: {}, complete: false, legacyPins: {} };
-    return this.readRuntimeOnce() ?? (await this.layout.lock('in-use', async () => this.readRuntimeOnce() ?? unsettled));
+    return this.readRuntimeOnce() ?? (await this.layout.lock('in-use', async () => this.readRuntimeOnce() ?? { holders: {}, complete: false, legacyPins: {} }));
   }
 
   private async readPins(): Promise<Record<string, Digest>> {
@@ -155,7 +154,7 @@ export class InUseSet {
       // journal): the set is read again, so a torn line there is seen and the set rebuilt.
       const ours = this.journalEnd !== undefined && this.journalEnd.ino === written.ino && this.journalEnd.size + line.length === written.size;
       this.journalEnd = { ino: written.ino, size: written.size };
-      if (written.size > COMPACT_BYTES) void this.compactSoon();
+      if (written.size > COMPACT_BYTES) this.compactSoon();
       return ours ? this.complete() : (await this.readRuntime()).complete;
     }
     // Renamed away under every attempt: fold it in under the lock instead.
@@ -170,13 +169,12 @@ export class InUseSet {
   }
 
   /** A compaction in the background (errors are left to the next one: the journal stays). */
-  private compactSoon(): Promise<void> {
+  private compactSoon(): void {
     this.compacting ??= this.compact()
       .then(() => undefined, () => undefined)
       .finally(() => {
         this.compacting = undefined;
       });
-    return this.compacting;
   }
 
   /**
@@ -200,7 +198,7 @@ export class InUseSet {
   /** Snapshot + old journal (+ `fn`) → a new snapshot; then the old journal goes. Under the lock. */
   private async fold(fn?: (holders: Record<string, Digest>) => void, complete?: boolean): Promise<boolean> {
     const cur = this.readSnapshot(statIfExists(this.inUsePath));
-    const journalRead = applyJournal(cur.holders, readIfExists(this.oldJournalPath));
+    const journalRead = applyJournal(cur.holders, readFileIfExistsSync(this.oldJournalPath));
     const legacy = Object.entries(cur.legacyPins);
     if (legacy.length > 0) await this.updatePins((p) => legacy.forEach(([h, d]) => (p[h] ??= d)));
     fn?.(cur.holders);
@@ -290,16 +288,6 @@ interface RuntimeHolders {
 }
 
 const isPin = (holder: string): boolean => holder.startsWith('pin:');
-
-/** A file's bytes, or undefined when it does not exist (synchronous: see fsutil.ts). */
-function readIfExists(path: string): Buffer | undefined {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
 
 /** A file's bytes and inode (read through one descriptor), or undefined when it does not exist. */
 function readWithInode(path: string): { bytes: Buffer; ino: number } | undefined {

@@ -22,6 +22,9 @@ import { ProfileStore } from '../../store/store.js';
 import type { NodeContext } from '../wiring.js';
 import { parseShimOptions } from './shim-options.js';
 
+/** Temp files made ahead for the store: two per cold pull (blob, record); a burst beyond creates its files on demand. */
+const PREPARED_TEMP_FILES = 8;
+
 /**
  * Heap settings the shim is deployed with (NODE_OPTIONS in deploy/systemd/spoke-shim.service and
  * deploy/daemonset/spoke-shim.yaml; the benchmark starts it the same way). The live heap stays
@@ -30,9 +33,6 @@ import { parseShimOptions } from './shim-options.js';
  * V8 reads them only at start-up, so they cannot be set from inside the process. The old-space
  * cap is generous (4× the live set seen) so a burst cannot run the daemon out of memory.
  */
-/** Two per cold pull (blob, record), one per in-use update: a burst beyond creates its files on demand. */
-const PREPARED_TEMP_FILES = 8;
-
 export const SHIM_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=128';
 
 export async function run(argv: string[]): Promise<number> {

@@ -3,9 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stageFile, commitStaged, TempDir } from '../../../src/store/fsutil.js';
@@ -66,9 +66,16 @@ describe('TempDir', () => {
 
   it('stages and commits through prepared files like through new ones', async () => {
     const root = tempRoot();
-    const temp = new TempDir(join(root, 'tmp'), 2);
-    for (let i = 0; i < 5; i++) await commitStaged([await stageFile(join(root, `f${i}`), `data ${i}`, temp, { fsync: false })]);
-    for (let i = 0; i < 5; i++) assert.ok(readdirSync(root).includes(`f${i}`));
+    const tmp = join(root, 'tmp');
+    const temp = new TempDir(tmp, 2);
+    for (let i = 0; i < 5; i++) {
+      await temp.prepare();
+      const prepared = readdirSync(tmp);
+      const staged = await stageFile(join(root, `f${i}`), `data ${i}`, temp, { fsync: false });
+      assert.ok(prepared.includes(basename(staged.tmp)), 'the write took a file made ahead');
+      await commitStaged([staged]);
+    }
+    for (let i = 0; i < 5; i++) assert.equal(readFileSync(join(root, `f${i}`), 'utf8'), `data ${i}`);
   });
 
   it('removes the files it made ahead when the process exits', () => {
