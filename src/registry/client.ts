@@ -4,6 +4,7 @@
 // Source selection (mirrors, fallback) is in sources.ts, the push path in upload.ts.
 
 import { SpokeError } from '../core/errors.js';
+import type { Clock } from '../core/runtime.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../core/constants.js';
 import { Authenticator } from './auth.js';
@@ -27,14 +28,31 @@ export type { UndiciRegistryClientOptions } from './options.js';
 
 const DEFAULT_ACCEPT = `${MEDIA_TYPE_OCI_MANIFEST}, ${MEDIA_TYPE_OCI_INDEX}`;
 
+/**
+ * A registry that answered 404 to the referrers API of a repository does not have the API
+ * (distribution spec v1.1: one that has it never answers 404 there), and is not asked again
+ * for that repository for this long: signature discovery goes straight to the tag-schema index.
+ * A 404 that says the repository does not exist (NAME_UNKNOWN) is not remembered: the repository
+ * may be pushed a minute later. A registry upgraded meanwhile is asked again after this time;
+ * until then a signature pushed only through its new API is not found, a refusal
+ * (docs/signatures.md).
+ */
+const REFERRERS_ABSENT_MS = 10 * 60_000;
+/** Repositories remembered as lacking the referrers API, at most (then forgotten all at once). */
+const MAX_REFERRERS_ABSENT = 1024;
+
 export class UndiciRegistryClient implements RegistryClient {
   private readonly transport: Transport;
   private readonly sources: Sources;
   private readonly caller: Caller;
   private readonly uploader: Uploader;
+  private readonly clock: Clock;
+  /** Registry origin and repository → until when they are taken to lack the referrers API (clock ms). */
+  private readonly referrersAbsent = new Map<string, number>();
 
   constructor(options: UndiciRegistryClientOptions = {}) {
     const o = resolveOptions(options);
+    this.clock = o.clock;
     const { insecure, plainHttp } = o;
     this.transport = new Transport({
       allowsHttp: (hostPort) => plainHttp || insecure.has(hostPort.toLowerCase()),
@@ -134,6 +152,11 @@ export class UndiciRegistryClient implements RegistryClient {
     const query = opts.artifactType === undefined ? '' : `?artifactType=${encodeURIComponent(checkMediaType(opts.artifactType))}`;
     return undefinedIfNotFound(
       this.sources.fromSources(repo, opts, ctx, async (src) => {
+        const key = `${src.base.origin}/${src.repository}`;
+        const absentUntil = this.referrersAbsent.get(key);
+        if (absentUntil !== undefined && this.clock.now() < absentUntil) {
+          throw new SpokeError('NotFound', `referrers of ${digest}: ${src.name} has no referrers API for ${src.repository} (it answered 404 less than ${REFERRERS_ABSENT_MS / 60_000} minutes ago)`, { ...ctx, registry: src.name }, { reason: 'NOT_FOUND' });
+        }
         const res = await this.caller.call(src, {
           method: 'GET',
           url: new URL(`/v2/${src.repository}/referrers/${digest}${query}`, src.base),
@@ -141,7 +164,14 @@ export class UndiciRegistryClient implements RegistryClient {
           actions: 'pull',
           ctx,
         });
-        if (res.status !== 200) throw statusError(res.status, `referrers of ${digest}`, src.name, await errorSummary(res), ctx);
+        if (res.status !== 200) {
+          const summary = await errorSummary(res);
+          if (res.status === 404 && !summary.startsWith('NAME_UNKNOWN')) {
+            if (this.referrersAbsent.size >= MAX_REFERRERS_ABSENT) this.referrersAbsent.clear();
+            this.referrersAbsent.set(key, this.clock.now() + REFERRERS_ABSENT_MS);
+          }
+          throw statusError(res.status, `referrers of ${digest}`, src.name, summary, ctx);
+        }
         return readCapped(res, opts.maxBytes, 'referrers index', ctx);
       }),
     );

@@ -207,31 +207,34 @@ async function discoverCosign(registry: RegistryClient, repo: RepoLocator, diges
 
 /** The two discovery channels, each settling on its own (see discoverChannels). */
 export interface DiscoveryChannels {
-  /** Sigstore bundle referrers (API, then the tag-schema index). */
+  /** Sigstore bundle referrers (API, then the tag-schema index), looked up at once. */
   bundles: Promise<{ bundles: ReferrerCandidate[]; referrersSource: DiscoveredSignatures['referrersSource'] }>;
-  /** The cosign `.sig` manifest. */
-  cosign: Promise<CosignSignatures | undefined>;
+  /** The cosign `.sig` manifest, looked up on the first call (later calls share it). */
+  cosign: () => Promise<CosignSignatures | undefined>;
   /** Entries skipped and why, from both channels (complete once both settled). */
   notes: string[];
 }
 
 /**
- * Starts both channels at once (one round trip of latency instead of two) and hands them back
- * apart: a verifier can try the bundles while the cosign tag is still being looked up. Registry
- * failures reject the channel they happened on; a malformed or oversized index or `.sig`
- * manifest is noted and ignored.
+ * Starts the bundle channel and hands back the cosign channel to start when wanted: a verifier
+ * tries the bundles first and asks for the legacy `.sig` tag only if none verified, so a pull
+ * signed the current way makes no request for the old way (a registry counts and rate-limits
+ * every manifest request; docs/signatures.md). Registry failures reject the channel they
+ * happened on; a malformed or oversized index or `.sig` manifest is noted and ignored.
  */
 export function discoverChannels(registry: RegistryClient, repo: RepoLocator, digest: Digest, opts: DiscoverOptions = {}): DiscoveryChannels {
   const notes: string[] = [];
   const bundles = discoverReferrers(registry, repo, digest, opts, notes).then((ref) => ({ bundles: bundleCandidates(ref.list, notes), referrersSource: ref.source }));
-  const cosign = discoverCosign(registry, repo, digest, opts, notes).then((c) => {
-    if (c && c.layers.length > MAX_SIGNATURE_CANDIDATES) {
-      notes.push(`more than ${MAX_SIGNATURE_CANDIDATES} cosign signature layers; the rest ignored`);
-      c.layers = c.layers.slice(0, MAX_SIGNATURE_CANDIDATES);
-    }
-    return c;
-  });
-  return { bundles, cosign, notes };
+  let cosign: Promise<CosignSignatures | undefined> | undefined;
+  const lookUpCosign = () =>
+    (cosign ??= discoverCosign(registry, repo, digest, opts, notes).then((c) => {
+      if (c && c.layers.length > MAX_SIGNATURE_CANDIDATES) {
+        notes.push(`more than ${MAX_SIGNATURE_CANDIDATES} cosign signature layers; the rest ignored`);
+        c.layers = c.layers.slice(0, MAX_SIGNATURE_CANDIDATES);
+      }
+      return c;
+    }));
+  return { bundles, cosign: lookUpCosign, notes };
 }
 
 /** The referrers that are v0.3 sigstore bundles in OCI manifests, deduplicated and capped. */
@@ -263,6 +266,6 @@ function bundleCandidates(list: readonly ReferrerCandidate[], notes: string[]): 
  */
 export async function discoverSignatures(registry: RegistryClient, repo: RepoLocator, digest: Digest, opts: DiscoverOptions = {}): Promise<DiscoveredSignatures> {
   const channels = discoverChannels(registry, repo, digest, opts);
-  const [ref, cosign] = await Promise.all([channels.bundles, channels.cosign]);
+  const [ref, cosign] = await Promise.all([channels.bundles, channels.cosign()]);
   return { bundles: ref.bundles, referrersSource: ref.referrersSource, cosign, notes: channels.notes };
 }

@@ -122,13 +122,11 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   }
   if (prepared.length === 0) throw refuse('SIGNER_UNAVAILABLE', `no usable signer: ${unusable.join('; ')}`);
   const now = (o.clock ?? systemClock).now();
-  // Discovery needs only the digest: it starts before the manifest bytes are in hand. Each
-  // channel is awaited only when its candidates are tried (bundles first), so a bundle that
-  // verifies does not wait for the cosign tag lookup; a failure of a channel that is never
-  // awaited (a manifest failure first, or a verdict from the bundles) is dropped here.
+  // Discovery needs only the digest: bundle discovery starts before the manifest bytes are in
+  // hand; a failure of it that is never awaited (the manifest failed first) is dropped here. The
+  // cosign tag is looked up only once no bundle verified (discover.ts).
   const channels = discoverChannels(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
   channels.bundles.catch(() => {});
-  channels.cosign.catch(() => {});
   const manifestBytes = Buffer.from(await o.manifestBytes);
   if (sha256Digest(manifestBytes) !== o.digest) throw refuse('DIGEST_MISMATCH', 'manifest bytes do not hash to the digest being verified');
 
@@ -160,7 +158,7 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
     });
     if (v) return v;
   }
-  for (const l of (await channels.cosign)?.layers ?? []) {
+  for (const l of (await channels.cosign())?.layers ?? []) {
     if (l.mediaType !== MEDIA_TYPE_COSIGN_SIMPLESIGNING) {
       ignored.push(`cosign layer ${short(l.digest)}: media type ${JSON.stringify(l.mediaType.slice(0, 80))} is not simple signing`);
       continue;

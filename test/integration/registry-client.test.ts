@@ -207,6 +207,28 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     assert.ok(got.bytes.equals(index));
   });
 
+  it('referrers: a registry that answered 404 is not asked again for ten minutes, then asked again', async () => {
+    const clock = testClock();
+    const remembering = new UndiciRegistryClient({ insecure: [reg.host], clock });
+    const referrerRequests = async () => {
+      await reg.settle();
+      return reg.requests().filter((r) => r.path.includes('/referrers/')).length;
+    };
+    try {
+      reg.resetRequests();
+      for (let i = 0; i < 3; i++) assert.equal(await remembering.getReferrers(repo, DIGEST_A, { maxBytes: CAP }), undefined);
+      assert.equal(await referrerRequests(), 1);
+      clock.advance(9 * 60_000);
+      assert.equal(await remembering.getReferrers(repo, DIGEST_A, { maxBytes: CAP }), undefined);
+      assert.equal(await referrerRequests(), 1);
+      clock.advance(60_000);
+      assert.equal(await remembering.getReferrers(repo, DIGEST_A, { maxBytes: CAP }), undefined);
+      assert.equal(await referrerRequests(), 2);
+    } finally {
+      await remembering.close();
+    }
+  });
+
   it('refuses plain HTTP to a host that is not listed insecure', async () => {
     const strict = new UndiciRegistryClient({ timeoutMs: 2000 });
     try {
@@ -496,6 +518,25 @@ describe('protocol edges (local fake servers)', () => {
       const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'DIGEST_MISMATCH' });
       assert.equal(e.context.expected, manifestDigest);
       assert.equal(e.context.registry, srv.host);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  it('referrers: a 404 saying the repository is unknown (NAME_UNKNOWN) is not remembered; other repositories are asked on their own', async () => {
+    const srv = await fakeServer((req, res) => {
+      const unknown = (req.url ?? '').startsWith('/v2/not/yet/');
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: unknown ? 'NAME_UNKNOWN' : 'NOT_FOUND', message: 'x' }] }));
+    });
+    const client = new UndiciRegistryClient({ insecure: [srv.host] });
+    try {
+      const notYet = { registry: srv.host, repository: 'not/yet' };
+      for (const r of [notYet, notYet, repoAt(srv.host), repoAt(srv.host), notYet]) assert.equal(await client.getReferrers(r, manifestDigest, { maxBytes: CAP }), undefined);
+      assert.deepEqual(
+        srv.hits.map((h) => h.url?.split('/referrers/')[0]),
+        ['/v2/not/yet', '/v2/not/yet', '/v2/edge/case', '/v2/not/yet'],
+      );
     } finally {
       await client.close();
       await srv.close();

@@ -203,6 +203,18 @@ describe('keyed signatures', () => {
     }
   });
 
+  it('a bundle that verifies makes no cosign tag lookup; a cosign signature is looked up once no bundle verified', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'cosign' });
+    const sigLookups = () => reg.log.filter((l) => l.endsWith('.sig')).length;
+    const before = sigLookups();
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] })).format, 'bundle');
+    assert.equal(sigLookups(), before);
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('ci', k2)] })).format, 'cosign');
+    assert.equal(sigLookups(), before + 1);
+  });
+
   it('registry 5xx during discovery → RegistryUnavailable, never unsigned', async () => {
     for (const op of ['getReferrers', 'getManifest'] as const) {
       const { reg, digest, manifestBytes } = setup();
