@@ -90,9 +90,10 @@ export class ProfileApplier<P> {
    * The stored artifact an OCI SecurityProfile names: the node policy's decision for it now (the
    * pod's namespace, the current policy), the record present with this reference (never pulled:
    * FailedPrecondition "has not been pulled") and of `kind`, a signature verdict valid under the
-   * current policy when the rule requires one, the bytes re-hashed on read.
+   * current policy when the rule requires one. The caller reads (or checks) the profile blob,
+   * `layerDigest`, through the store, which re-hashes it or checks its file is unchanged since.
    */
-  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; bytes: Buffer; rule: string; mode: RuleMode }> {
+  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; layerDigest: Digest; rule: string; mode: RuleMode }> {
     if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile', {}, { reason: 'INVARIANT' });
     if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`, {}, { reason: 'REFERENCE_INVALID' });
     const ref = parseReference(profile.ociRef);
@@ -120,13 +121,12 @@ export class ProfileApplier<P> {
         await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });
       }
     }
-    const { bytes } = await store.readProfile(ref.digest, { verify: true });
-    return { ref, canonical, bytes, rule: decision.rule.id, mode: decision.mode };
+    return { ref, canonical, layerDigest: record.layerDigest, rule: decision.rule.id, mode: decision.mode };
   }
 
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {
     const { seccomp, logger } = this.deps;
-    const { ref, canonical, bytes, rule, mode } = await this.stored(profile, 'seccomp', ctx);
+    const { ref, canonical, layerDigest, rule, mode } = await this.stored(profile, 'seccomp', ctx);
     const baseType = baseTypeOf(profile, ctx.who);
     let base: { profile: P; sha: string } | undefined;
     if (baseType === BASE_LOCALHOST) base = await readLocalhostBase(profile.base!.localhostRef, ctx.who, this.deps.seccompRoot, this.deps.seccomp);
@@ -138,7 +138,11 @@ export class ProfileApplier<P> {
     // The mode is part of the key: a rule flipped to enforce gets the enforcing merge at the next create.
     const key = `${ref.digest}|${base?.sha ?? '-'}|${mode}`;
     let merged = cache.get(key);
-    if (!merged) {
+    // A merge already made is reused only while the stored profile is intact: a corrupt or
+    // missing blob fails every create that names it (fail closed).
+    if (merged) await this.deps.store.checkBlob(layerDigest);
+    else {
+      const bytes = await this.deps.store.readBlob(layerDigest, { verify: true });
       let result: { bytes: Buffer; constrained: readonly unknown[] };
       try {
         result = (mode === 'audit' ? seccomp.audit : seccomp.intersect)(baseline, base?.profile, seccomp.decode(bytes));
@@ -217,7 +221,8 @@ export class ProfileApplier<P> {
     if (baseType !== undefined && baseType !== BASE_RUNTIME_DEFAULT) {
       throw new SpokeError('InvalidArgument', `${ctx.who}: an AppArmor profile of type OCI takes only a RuntimeDefault base_profile`, {}, { reason: 'BASE_PROFILE' });
     }
-    const { ref, canonical, bytes, rule } = await this.stored(profile, 'apparmor', ctx);
+    const { ref, canonical, layerDigest, rule } = await this.stored(profile, 'apparmor', ctx);
+    const bytes = await this.deps.store.readBlob(layerDigest, { verify: true });
     let prepared: { name: string; text: string; constrained: readonly string[] };
     try {
       prepared = await ops.prepare(bytes);

@@ -15,7 +15,7 @@
 // update takes an empty file already there instead of creating one.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, unlinkSync, write, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -262,6 +262,28 @@ export function readFileIfExistsSync(path: string): Buffer | undefined {
   } catch (e) {
     if (errno(e) === 'ENOENT') return undefined;
     throw e;
+  }
+}
+
+/**
+ * A file's bytes read through one descriptor, with its stat before and after the read (a reader
+ * can tell which file the bytes came from, and whether it changed meanwhile), or undefined when
+ * it does not exist.
+ */
+export function readFileWithStats(path: string): { bytes: Buffer; before: Stats; after: Stats } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const before = fstatSync(fd);
+    const bytes = readFileSync(fd);
+    return { bytes, before, after: fstatSync(fd) };
+  } finally {
+    closeSync(fd);
   }
 }
 

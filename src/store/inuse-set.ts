@@ -26,10 +26,10 @@
 // pins". Pins found in an older in-use.json are moved to pins.json (flushed) at its next
 // compaction.
 
-import { closeSync, constants, fstatSync, openSync, readFileSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readFileIfExists, readFileIfExistsSync, removeIfExists, writeFileAtomic } from './fsutil.js';
+import { readFileIfExists, readFileIfExistsSync, readFileWithStats, removeIfExists, writeFileAtomic } from './fsutil.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
 /** The journal is folded into the snapshot once it is this long (~200 creates). */
@@ -93,13 +93,13 @@ export class InUseSet {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const before = statIfExists(this.inUsePath);
       const state = this.readSnapshot(before);
-      const journal = readWithInode(this.journalPath);
-      const old = readWithInode(this.oldJournalPath);
+      const journal = readFileWithStats(this.journalPath);
+      const old = readFileWithStats(this.oldJournalPath);
       if (!sameFile(before, statIfExists(this.inUsePath))) continue;
       // The old journal holds the earlier changes. Read after the journal, it can be that same file,
       // renamed meanwhile (with any lines appended since): then it alone has them all, in order.
       const oldWhole = applyJournal(state.holders, old?.bytes);
-      const journalWhole = old !== undefined && journal?.ino === old.ino ? true : applyJournal(state.holders, journal?.bytes);
+      const journalWhole = old !== undefined && journal?.before.ino === old.before.ino ? true : applyJournal(state.holders, journal?.bytes);
       const complete = state.complete && oldWhole && journalWhole;
       this.seen = { file: before, complete };
       return { ...state, complete };
@@ -288,22 +288,6 @@ interface RuntimeHolders {
 }
 
 const isPin = (holder: string): boolean => holder.startsWith('pin:');
-
-/** A file's bytes and inode (read through one descriptor), or undefined when it does not exist. */
-function readWithInode(path: string): { bytes: Buffer; ino: number } | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  try {
-    return { ino: fstatSync(fd).ino, bytes: readFileSync(fd) };
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The snapshot's runtime holders and legacy pins apart; absent: empty and complete; unreadable: empty and incomplete. */
 function snapshotState(bytes: Buffer | undefined): RuntimeState {

@@ -4,12 +4,12 @@
 // store.ts.
 
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, readFileIfExists, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import { exists, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type SignatureVerdict } from './record-format.js';
 
@@ -20,6 +20,8 @@ export class RecordStore {
   /** Parsed records, reused while the file's identity (ino, size, mtime) is unchanged. */
   private readonly recordCache = new Map<string, { key: string; record: ProvenanceRecord }>();
   private readonly blobsSeen = new Set<Digest>();
+  /** Blob digest → the file's identity (blobIdentity) when its bytes last hashed to the digest. */
+  private readonly intactBlobs = new Map<Digest, string>();
 
   constructor(private readonly layout: StoreLayout) {}
 
@@ -82,15 +84,38 @@ export class RecordStore {
 
   async readBlob(d: Digest, opts: { verify?: boolean } = {}): Promise<Buffer> {
     await this.layout.init();
-    const bytes = await readFileIfExists(this.layout.blobPath(d));
-    if (!bytes) throw new SpokeError('NotFound', `blob ${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
-    if (opts.verify) {
-      const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-      if (actual !== d) {
-        throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
-      }
+    if (!opts.verify) {
+      const bytes = await readFileIfExists(this.layout.blobPath(d));
+      if (!bytes) throw blobNotFound(d);
+      return bytes;
+    }
+    const read = readFileWithStats(this.layout.blobPath(d));
+    if (!read) throw blobNotFound(d);
+    const { bytes } = read;
+    // The identity the file had both before and after the read belongs to exactly these bytes.
+    const identity = blobIdentity(read.before) === blobIdentity(read.after) ? blobIdentity(read.after) : undefined;
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== d) {
+      this.intactBlobs.delete(d);
+      throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
+    }
+    if (identity !== undefined) {
+      if (this.intactBlobs.size >= MAX_INTACT_BLOBS) this.intactBlobs.clear();
+      this.intactBlobs.set(d, identity);
     }
     return bytes;
+  }
+
+  /**
+   * Fails unless blob `d` is present and holds the bytes its digest names (SecurityProfileInvalid
+   * DIGEST_MISMATCH, NotFound). The bytes are hashed once; afterwards, while the file keeps the
+   * identity it had when they hashed right, one stat: a write into the file changes its mtime
+   * and ctime, a replacement its inode, and ctime cannot be set back from user space.
+   */
+  async checkBlob(d: Digest): Promise<void> {
+    const st = statSync(this.layout.blobPath(d), { throwIfNoEntry: false });
+    if (st !== undefined && this.intactBlobs.get(d) === blobIdentity(st)) return;
+    await this.readBlob(d, { verify: true });
   }
 
   /**
@@ -227,6 +252,14 @@ export class RecordStore {
 }
 
 const identityKey = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeMs}`;
+/** A blob's identity for checkBlob: the record's identity and the inode's change time. */
+const blobIdentity = (st: Stats): string => `${identityKey(st)}:${st.ctimeMs}`;
+/** Blobs remembered as intact, at most (then forgotten all at once: the next checks hash again). */
+const MAX_INTACT_BLOBS = 4096;
+
+function blobNotFound(d: Digest): SpokeError {
+  return new SpokeError('NotFound', `blob ${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
+}
 
 const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record, null, 1) + '\n';
 

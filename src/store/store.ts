@@ -93,6 +93,10 @@ export class ProfileStore {
     return this.records.readBlob(d, opts);
   }
 
+  checkBlob(d: Digest): Promise<void> {
+    return this.records.checkBlob(d);
+  }
+
   ingest(input: IngestInput): Promise<string> {
     return this.records.ingest(input);
   }

@@ -247,6 +247,21 @@ describe('ProfileApplier', () => {
     });
   });
 
+  it('a stored profile changed after its merge was made is refused at the next create (the merge is not reused for it)', async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    const layer = denySyscalls(['uname', 'getpid']);
+    const ref = await ingest('effective/changed', layer);
+    await applier.apply(oci(ref), inTeamA);
+    await applier.apply(oci(ref), inTeamA);
+    const blob = store.blobPath(sha256Digest(layer));
+    const bad = Buffer.from(layer);
+    bad[bad.length - 2] ^= 1;
+    writeFileSync(blob, bad);
+    await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SecurityProfileInvalid', 'DIGEST_MISMATCH'));
+    writeFileSync(blob, layer);
+    await applier.apply(oci(ref), inTeamA);
+  });
+
   it('an effective file with the right size but other bytes is replaced: its content hashes to its name', async () => {
     writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
     const layer = denySyscalls(['uname']);

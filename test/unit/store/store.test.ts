@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -145,6 +145,28 @@ describe('ProfileStore', () => {
     const r = await store.verify();
     assert.ok(r.corrupt.some((c) => c.digest === i.digest));
     await rejectsWith(store.readProfile(i.digest, { verify: true }), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+  });
+
+  it('checkBlob: hashes a blob once, then refuses it as soon as its file is changed in place, replaced or removed', async () => {
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"]}');
+    await store.ingest(i);
+    const path = store.blobPath(i.layerDigest);
+    const good = readFileSync(path);
+    await store.checkBlob(i.layerDigest);
+    await store.checkBlob(i.layerDigest);
+    // Same size, one byte changed, written into the same inode.
+    const bad = Buffer.from(good);
+    bad[bad.length - 2] ^= 1;
+    writeFileSync(path, bad);
+    await rejectsWith(store.checkBlob(i.layerDigest), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+    writeFileSync(`${path}.new`, good);
+    renameSync(`${path}.new`, path);
+    await store.checkBlob(i.layerDigest);
+    writeFileSync(`${path}.new`, bad);
+    renameSync(`${path}.new`, path);
+    await rejectsWith(store.checkBlob(i.layerDigest), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+    unlinkSync(path);
+    await rejectsWith(store.checkBlob(i.layerDigest), { code: 'NotFound', reason: 'NOT_FOUND' });
   });
 
   it('a record whose manifest no longer hashes to its digest is refused as DIGEST_MISMATCH; an absent one is NOT_FOUND', async () => {
