@@ -20,7 +20,11 @@ export interface ForwardOptions {
   editResponse?: (payload: Buffer) => Buffer;
   teeResponse?: boolean;
   onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
-  /** Answer the client first and run `onComplete` after (default: before the trailers go). */
+  /**
+   * Answer the client first and run `onComplete` once its stream has closed, the answer sent
+   * (default: before the trailers go). Work done in the same turn as the answer would hold it
+   * up: node:http2 writes what a turn submitted only after the turn ends.
+   */
   completeAfterResponse?: boolean;
 }
 
@@ -67,6 +71,9 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
     completed = true;
     if (onComplete) await onComplete(grpcStatus, tee ? Buffer.concat(tee) : undefined).catch(() => undefined);
   };
+  const completeOnClose = () => {
+    if (onComplete) stream.once('close', () => void complete());
+  };
 
   // client → upstream
   if (o.body !== undefined) up.end(o.body);
@@ -82,7 +89,7 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
       grpcStatus = headerString(h['grpc-status']);
       if (!onComplete || o.completeAfterResponse) {
         stream.respond(rh, RESPOND_END);
-        void complete();
+        completeOnClose();
         return;
       }
       void complete().finally(() => {
@@ -94,7 +101,7 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
     stream.on('wantTrailers', () => {
       if (!onComplete || o.completeAfterResponse) {
         sendTrailers(stream, trailers);
-        void complete();
+        completeOnClose();
         return;
       }
       void complete().finally(() => sendTrailers(stream, trailers));

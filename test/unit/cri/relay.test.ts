@@ -1,0 +1,107 @@
+// forward() (src/cri/relay.ts) between an in-process node:http2 client, front server and
+// upstream server on unix sockets: when the answer goes before onComplete, onComplete runs only
+// once the client's stream is closed, so the work it does never holds up the answer.
+
+import assert from 'node:assert/strict';
+import { connect, createServer, type ClientHttp2Session, type Http2Server } from 'node:http2';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Call, CallHost } from '../../../src/cri/call.js';
+import { encodeFrame } from '../../../src/cri/frame.js';
+import { forward } from '../../../src/cri/relay.js';
+import type { Upstream } from '../../../src/cri/upstream.js';
+import { silentLogger } from '../../../src/core/runtime.js';
+
+const PATH = '/runtime.v1.RuntimeService/CreateContainer';
+
+function listen(server: Http2Server, path: string): Promise<void> {
+  return new Promise((resolve) => server.listen(path, resolve));
+}
+
+describe('forward with completeAfterResponse', () => {
+  let dir: string;
+  let upstreamServer: Http2Server;
+  let front: Http2Server;
+  let upstreamSession: ClientHttp2Session;
+  let client: ClientHttp2Session;
+  /** What each onComplete saw: the client stream already closed, and the status it was given. */
+  const seen: { closed: boolean; status: string | undefined }[] = [];
+  let trailersOnly = false;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-relay-'));
+    upstreamServer = createServer();
+    upstreamServer.on('stream', (s) => {
+      s.resume();
+      s.on('end', () => {
+        if (trailersOnly) {
+          s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5' }, { endStream: true });
+          return;
+        }
+        s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+        s.end(encodeFrame(Buffer.from([0x0a, 0x02, 0x69, 0x64])));
+      });
+    });
+    await listen(upstreamServer, join(dir, 'up.sock'));
+    upstreamSession = connect('http://localhost', { path: join(dir, 'up.sock') } as never);
+    const host: CallHost = {
+      upstream: { get: () => upstreamSession } as unknown as Upstream,
+      logger: silentLogger,
+      report: () => undefined,
+      endCall: () => undefined,
+    };
+    front = createServer();
+    front.on('stream', (stream, headers) => {
+      const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false };
+      stream.resume();
+      forward(host, call, headers, {
+        body: encodeFrame(Buffer.alloc(0)),
+        teeResponse: true,
+        completeAfterResponse: true,
+        onComplete: async (status) => {
+          seen.push({ closed: stream.closed, status });
+        },
+      });
+    });
+    await listen(front, join(dir, 'front.sock'));
+    client = connect('http://localhost', { path: join(dir, 'front.sock') } as never);
+  });
+
+  after(async () => {
+    client.close();
+    upstreamSession.close();
+    await new Promise((r) => front.close(r));
+    await new Promise((r) => upstreamServer.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function call(): Promise<string | undefined> {
+    const req = client.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc' });
+    req.end(encodeFrame(Buffer.alloc(0)));
+    req.resume();
+    let status: string | undefined;
+    req.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+    req.on('trailers', (t) => (status = t['grpc-status'] as string | undefined));
+    await new Promise((r) => req.on('close', r));
+    return status;
+  }
+
+  it('a response with trailers: onComplete runs after the client stream closed', async () => {
+    seen.length = 0;
+    trailersOnly = false;
+    assert.equal(await call(), '0');
+    while (seen.length === 0) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(seen, [{ closed: true, status: '0' }]);
+  });
+
+  it('a trailers-only response: the same', async () => {
+    seen.length = 0;
+    trailersOnly = true;
+    assert.equal(await call(), '5');
+    while (seen.length === 0) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(seen, [{ closed: true, status: '5' }]);
+  });
+});
