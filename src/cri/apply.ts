@@ -138,6 +138,7 @@ export class ProfileApplier<P> {
     // The mode is part of the key: a rule flipped to enforce gets the enforcing merge at the next create.
     const key = `${ref.digest}|${base?.sha ?? '-'}|${mode}`;
     let merged = cache.get(key);
+    const made = merged === undefined;
     // A merge already made is reused only while the stored profile is intact: a corrupt or
     // missing blob fails every create that names it (fail closed).
     if (merged) await this.deps.store.checkBlob(layerDigest);
@@ -164,16 +165,21 @@ export class ProfileApplier<P> {
     }
     if (merged.constrained > 0) {
       this.deps.metrics.mergeConstrained(merged.constrained);
-      logger.log('warn', 'SecurityProfileMergeConstrained', {
-        who: ctx.who,
-        reference: canonical,
-        digest: ref.digest,
-        baseProfile: baseType === BASE_LOCALHOST ? profile.base!.localhostRef : baseType === BASE_RUNTIME_DEFAULT ? 'RuntimeDefault' : undefined,
-        constrained: merged.constrained,
-        rules: merged.rules,
-      });
+      // What a merge constrained is the same at every create that reuses it: logged, with the
+      // rules, when the merge is made; each create's line below says how many (docs/shim.md).
+      if (made) {
+        logger.log('warn', 'SecurityProfileMergeConstrained', {
+          who: ctx.who,
+          reference: canonical,
+          digest: ref.digest,
+          baseProfile: baseType === BASE_LOCALHOST ? profile.base!.localhostRef : baseType === BASE_RUNTIME_DEFAULT ? 'RuntimeDefault' : undefined,
+          constrained: merged.constrained,
+          rules: merged.rules,
+          effective: path,
+        });
+      }
     }
-    logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, mode, effective: path });
+    logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, mode, effective: path, constrained: merged.constrained });
     const baseUsed: EffectiveBase | undefined =
       profile.base?.type === BASE_LOCALHOST && base ? { type: 'Localhost', path: profile.base.localhostRef, sha256: base.sha } : profile.base ? { type: 'RuntimeDefault' } : undefined;
     return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, base: baseUsed, mode };

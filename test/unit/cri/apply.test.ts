@@ -247,6 +247,30 @@ describe('ProfileApplier', () => {
     });
   });
 
+  it('what a merge constrained is logged with its rules when the merge is made; every create says how many', async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    // Allows everything but uname: the baseline's denials constrain it.
+    const ref = await ingest('effective/constrained', denySyscalls(['uname', 'getppid']));
+    const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+    const deps = applierDeps({ pipeline: { pull: async () => Promise.reject(new Error('not used')) }, store, baseline, seccompRoot, policy: async () => holder.current() });
+    const logging = new ProfileApplier({ ...deps, logger: { log: (level, msg, fields = {}) => lines.push({ level, msg, fields }) } });
+    const first = await logging.apply(oci(ref), inTeamA);
+    const second = await logging.apply(oci(ref), { who: 'container team-a/p/d', namespace: 'team-a' });
+    assert.ok(first.constrained > 0);
+    const warned = lines.filter((l) => l.msg === 'SecurityProfileMergeConstrained');
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0]!.fields.who, inTeamA.who);
+    assert.ok(Array.isArray(warned[0]!.fields.rules) && (warned[0]!.fields.rules as unknown[]).length > 0);
+    const applied = lines.filter((l) => l.msg === 'OCI seccomp profile applied');
+    assert.deepEqual(
+      applied.map((l) => [l.fields.who, l.fields.constrained]),
+      [
+        [inTeamA.who, first.constrained],
+        ['container team-a/p/d', second.constrained],
+      ],
+    );
+  });
+
   it('a stored profile changed after its merge was made is refused at the next create (the merge is not reused for it)', async () => {
     writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
     const layer = denySyscalls(['uname', 'getpid']);
