@@ -35,6 +35,22 @@ const importMetaUrl = {
   },
 };
 
+// undici's HTTP/1.1 client loads its HTTP/2 client at start, and with it node:http2 and node:tls
+// (~7 ms of a short command here, docs/benchmarks.md), though a connection speaks HTTP/2 only
+// after TLS negotiated it. In the bundle that module is loaded when the first such connection is
+// made. The build fails if undici's source no longer has the line this rewrites.
+const UNDICI_H2_REQUIRE = "const connectH2 = require('./client-h2.js')";
+const lazyHttp2 = {
+  name: 'lazy-undici-http2',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (!text.includes(UNDICI_H2_REQUIRE)) throw new Error(`${args.path}: expected "${UNDICI_H2_REQUIRE}" (undici changed: update bin/bundle.mjs)`);
+      return { contents: text.replace(UNDICI_H2_REQUIRE, "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"), loader: 'js' };
+    });
+  },
+};
+
 await rm(`${outfile}.cache`, { force: true });
 await build({
   entryPoints: [join(dist, 'src/cli/main.js')],
@@ -46,7 +62,7 @@ await build({
   // The Kubernetes client is ESM-only and used by the controller alone: loaded from
   // node_modules with import() when that command runs.
   external: ['@kubernetes/client-node'],
-  plugins: [importMetaUrl],
+  plugins: [importMetaUrl, lazyHttp2],
   logLevel: 'warning',
   legalComments: 'none',
   // Smaller source to read and hash at every start; SPOKE_CLI=plain gives readable stacks.

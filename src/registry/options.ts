@@ -2,7 +2,7 @@
 // InvalidArgument at start-up, never a surprise on the first pull).
 
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
+import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { SpokeError } from '../core/errors.js';
 import { parseRegistry } from '../core/reference.js';
@@ -96,6 +96,9 @@ function loadCa(caFile: string | Buffer | undefined): string[] | undefined {
     }
   } else return bad('caFile must be a path or a Buffer');
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) bad('caFile holds no PEM certificate');
+  // node:tls is loaded only for a CA file: a plain-HTTP or default-CA pull never needs it, and
+  // loading it costs a short CLI command milliseconds (docs/benchmarks.md).
+  const { rootCertificates } = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
   return [...rootCertificates, pem];
 }
 

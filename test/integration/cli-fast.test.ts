@@ -87,5 +87,16 @@ describe('fast CLI and plain CLI', () => {
     assert.equal(pulled.code, 0, pulled.stderr);
     await both((way) => ['store', 'ls', '--config', join(dir, `${way}.yaml`), '--json']);
     assert.equal((await both((way) => ['pull', ref.replace('/profiles/', '/elsewhere/'), '--kind', 'seccomp', '--config', join(dir, `${way}.yaml`)])).code, 1);
+
+    // A plain-HTTP pull from the fast CLI loads neither node:http2 nor node:tls (bin/bundle.mjs,
+    // src/registry/options.ts): Node's list of the built-in modules it loaded, written at exit.
+    const preload = join(dir, 'loaded.cjs');
+    const list = join(dir, 'loaded.txt');
+    writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`);
+    const fresh = await spoke(['pull', ref, '--kind', 'seccomp', '--policy', policy, '--store', join(dir, 'loaded-store'), '--config', '/dev/null'], { env: { SPOKE_CLI: 'fast', NODE_OPTIONS: `--require ${preload}` } });
+    assert.equal(fresh.code, 0, fresh.stderr);
+    const builtins = readFileSync(list, 'utf8').split('\n').filter((m) => m.startsWith('NativeModule '));
+    assert.ok(builtins.includes('NativeModule http'), 'the list is read');
+    assert.deepEqual(builtins.filter((m) => m === 'NativeModule http2' || m === 'NativeModule tls'), []);
   });
 });
