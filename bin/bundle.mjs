@@ -69,8 +69,13 @@ await build({
   minify: true,
 });
 
-// The entry's shebang is no JavaScript inside the loader's function wrapper.
-await writeFile(outfile, (await readFile(outfile, 'utf8')).replace(/^#![^\n]*\n/, ''));
+// The file holds the bundle already inside CommonJS's function wrapper, which bin/spoke compiles
+// as it is read (no copy of 1.7 MB made at each start to add it), and only ASCII (esbuild's
+// default charset), so bin/spoke reads it as latin1 without a UTF-8 decoding pass. The entry's
+// shebang is no JavaScript inside the wrapper.
+const code = (await readFile(outfile, 'utf8')).replace(/^#![^\n]*\n/, '');
+if (Buffer.byteLength(code, 'utf8') !== code.length) throw new Error(`${outfile}: not ASCII, but bin/spoke reads it as latin1`);
+await writeFile(outfile, `(function (exports, require, module, __filename, __dirname) {${code}\n})`);
 
 // Warm-up: one unsigned pull of a small seccomp artifact from a registry that answers only the
 // two GETs a pull makes (OCI distribution spec: manifests and blobs by digest).
