@@ -34,8 +34,11 @@ export interface TestRegistry {
   readonly storageDir: string;
   /** Access log entries seen so far. */
   requests(): AccessLogEntry[];
-  /** Forget log entries seen so far (call before the step you count). */
-  resetRequests(): void;
+  /**
+   * Forgets every request answered so far (call before the step you count): waits for the access
+   * log to catch up first (settle), so a late line of an earlier step is not counted as the next one's.
+   */
+  resetRequests(): Promise<void>;
   /**
    * Waits until the access log has caught up with every response already received: sends a
    * marker request and returns once the registry has logged it (markers never show in requests()).
@@ -159,7 +162,8 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     dir,
     storageDir,
     requests: () => log.slice(),
-    resetRequests: () => {
+    resetRequests: async () => {
+      await settle();
       log = [];
     },
     settle,

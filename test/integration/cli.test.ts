@@ -56,7 +56,7 @@ describe('spoke CLI', () => {
   it('push refuses an invalid profile before anything leaves the machine', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{"defaultAction":"SCMP_ACT_NOTIFY"}');
-    reg.resetRequests();
+    await reg.resetRequests();
     const r = await spoke(['push', bad, `${reg.host}/profiles/bad:v1`, '--kind', 'seccomp', '--plain-http']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^SecurityProfileInvalid: /);

@@ -70,7 +70,7 @@ describe('multi-architecture profiles', () => {
     assert.deepEqual(Buffer.from(record!.platform!.manifest, 'base64'), amd64.manifest);
     assert.deepEqual((await node.store.verify()).corrupt, []);
 
-    reg.resetRequests();
+    await reg.resetRequests();
     const second = await node.pipeline.pull({ reference: index.reference, kind: 'seccomp' });
     assert.equal(second.cached, true);
     assert.deepEqual(second.platform, first.platform);
@@ -130,7 +130,7 @@ describe('multi-architecture profiles', () => {
     ]);
     await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
     assert.ok(await node.store.getInvalid(index.digest));
-    reg.resetRequests();
+    await reg.resetRequests();
     await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
     await reg.settle();
     assert.deepEqual(reg.requests(), []);
@@ -153,7 +153,7 @@ describe('multi-architecture profiles', () => {
     await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
     assert.ok(await node.store.getInvalid(broken.digest as Digest));
     assert.equal(await node.store.getInvalid(index.digest), undefined);
-    reg.resetRequests();
+    await reg.resetRequests();
     await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid');
     await reg.settle();
     assert.deepEqual(

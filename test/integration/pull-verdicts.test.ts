@@ -79,7 +79,7 @@ describe('verdict cache', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(JSON.parse(r.stdout), { digest, invalid: true, signatures: 0 });
       assert.equal(await node.store.getInvalid(digest as Digest), undefined);
-      reg.resetRequests();
+      await reg.resetRequests();
       await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
       await reg.settle();
       assert.ok(reg.requests().length > 0, 'judged again from the registry');

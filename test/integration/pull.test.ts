@@ -35,7 +35,7 @@ describe('pull pipeline against a real registry', () => {
   it('pulls, then serves the second pull from the store with zero registry requests', () =>
     withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] });
-      reg.resetRequests();
+      await reg.resetRequests();
       const first = await node.pipeline.pull({ reference, kind: 'seccomp' });
       assert.equal(first.cached, false);
       assert.equal(first.digest, digest);
@@ -44,7 +44,7 @@ describe('pull pipeline against a real registry', () => {
       await reg.settle();
       assert.equal(count(reg, 'GET', '/manifests/'), 1);
       assert.equal(count(reg, 'GET', '/blobs/'), 1);
-      reg.resetRequests();
+      await reg.resetRequests();
       const second = await node.pipeline.pull({ reference, kind: 'seccomp' });
       assert.equal(second.cached, true);
       assert.equal(second.path, first.path);
@@ -65,7 +65,7 @@ describe('pull pipeline against a real registry', () => {
     withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference } = await pushRawArtifact(reg.host, 'other/deny', { layers: [{ bytes: denySyscalls(['chmod']) }] });
       const scopeTrap = reference.replace('/other/', '/profilesevil/');
-      reg.resetRequests();
+      await reg.resetRequests();
       assert.match((await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'PermissionDenied' })).message, /no rule/);
       await rejectsWith(node.pipeline.pull({ reference: scopeTrap, kind: 'seccomp' }), { code: 'PermissionDenied' });
       await rejectsWith(node.pipeline.pull({ reference: reference.replace('@sha256:', ':latest@sha256:'), kind: 'seccomp' }), { code: 'InvalidArgument', reason: 'TAG_NOT_DIGEST' });
@@ -123,7 +123,7 @@ describe('pull pipeline against a real registry', () => {
       withTestNode(unsignedPolicy([`${reg.host}/bad`]), async (node) => {
         const { reference } = await pushRawArtifact(reg.host, 'bad/remembered', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
         await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
-        reg.resetRequests();
+        await reg.resetRequests();
         assert.match((await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' })).message, /cached verdict/);
         await reg.settle();
         assert.deepEqual(reg.requests(), []);
@@ -133,7 +133,7 @@ describe('pull pipeline against a real registry', () => {
   it('200 concurrent pulls of one digest make one manifest GET and one blob GET', () =>
     withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference } = await pushRawArtifact(reg.host, 'profiles/concurrent', { layers: [{ bytes: denySyscalls(['keyctl']) }] });
-      reg.resetRequests();
+      await reg.resetRequests();
       const results = await Promise.all(Array.from({ length: 200 }, () => node.pipeline.pull({ reference, kind: 'seccomp' })));
       assert.equal(results.length, 200);
       assert.ok(results.every((r) => r.path === results[0]!.path));
@@ -175,7 +175,7 @@ describe('pull pipeline against a real registry', () => {
       withTestNode(mirrorPolicy(mirror.host), async (node) => {
         const layer = denySyscalls(['swapon']);
         const { reference } = await pushToBoth('profiles/mirrored', layer);
-        reg.resetRequests();
+        await reg.resetRequests();
         const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
         assert.equal(r.resolvedRef, reference);
         assert.equal(r.servedBy, mirror.host);
@@ -192,7 +192,7 @@ describe('pull pipeline against a real registry', () => {
         const b = await pushToBoth('profiles/mirror-oversized', oversized);
         tamper(mirror, oversized, Buffer.alloc(2 * 1024 * 1024, 0x20));
         for (const { reference, digest } of [a, b]) {
-          reg.resetRequests();
+          await reg.resetRequests();
           const r = await node.pipeline.pull({ reference, kind: 'seccomp' });
           assert.equal(r.servedBy, mirror.host, 'the manifest came from the mirror');
           await reg.settle();

@@ -108,7 +108,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await until('3 results counted', () => get('web').status?.results === 3);
     assert.match(get('web').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /annotate recording\.spoke\.dev\/finalize/);
 
-    reg.resetRequests();
+    await reg.resetRequests();
     const conflictsBefore = ctl.reconciler.stats.conflicts;
     fake.inject({ method: 'PUT', match: '/profilerecordings/web/status', code: 409, times: 1 });
     annotate('web', '1');
@@ -164,7 +164,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await ctl.reconciler.idle();
     const rv = get('web').metadata.resourceVersion;
     const revision = fake.currentRevision;
-    reg.resetRequests();
+    await reg.resetRequests();
     const out = await ctl.reconciler.reconcile('team', 'web');
     assert.deepEqual(out, { action: 'none', pushed: 0, bindingsCreated: 0 });
     // A resync of everything, and a late result: counted, but the snapshot stays.
@@ -222,7 +222,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   });
 
   it('permanent problems end in Failed with the reason; nothing is pushed', async () => {
-    reg.resetRequests();
+    await reg.resetRequests();
     fake.create(PR, rec('empty', {}));
     annotate('empty', '1');
     await until('waiting', () => get('empty').status?.phase === 'Finalizing');

@@ -111,7 +111,7 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
 
   it('pushes a blob monolithically (HEAD, POST, PUT) and skips it when present', async () => {
     const bytes = profileBytes('mono');
-    reg.resetRequests();
+    await reg.resetRequests();
     const d = await client.putBlob(repo, bytes);
     assert.equal(d, sha256Digest(bytes));
     await reg.settle();
@@ -119,7 +119,7 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
       reg.requests().map((r) => `${r.method} ${r.status}`),
       ['HEAD 404', 'POST 202', 'PUT 201'],
     );
-    reg.resetRequests();
+    await reg.resetRequests();
     assert.equal(await client.putBlob(repo, bytes), d);
     await reg.settle();
     assert.deepEqual(reg.requests().map((r) => `${r.method} ${r.status}`), ['HEAD 200']);
@@ -129,7 +129,7 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
 
   it('pushes a blob in chunks (PATCH with Content-Range, then PUT)', async () => {
     const bytes = Buffer.alloc(10_000, 7);
-    reg.resetRequests();
+    await reg.resetRequests();
     const d = await client.putBlob(repo, bytes, { chunkSize: 4096 });
     await reg.settle();
     assert.deepEqual(
@@ -146,7 +146,7 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     assert.equal(manifestDigest, sha256Digest(manifest));
     const fresh = new UndiciRegistryClient({ insecure: [reg.host] });
     try {
-      reg.resetRequests();
+      await reg.resetRequests();
       const t0 = performance.now();
       const m = await fresh.getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP });
       const b = await fresh.getBlob(repo, layerDigest, { maxBytes: CAP, expectedSize: layer.length });
@@ -215,7 +215,7 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
       return reg.requests().filter((r) => r.path.includes('/referrers/')).length;
     };
     try {
-      reg.resetRequests();
+      await reg.resetRequests();
       for (let i = 0; i < 3; i++) assert.equal(await remembering.getReferrers(repo, DIGEST_A, { maxBytes: CAP }), undefined);
       assert.equal(await referrerRequests(), 1);
       clock.advance(9 * 60_000);
@@ -307,7 +307,7 @@ describe('mirrors', () => {
       await empty.settle();
       assert.equal(empty.requests().length, 1, 'the empty mirror was asked once');
       // Without useMirrors (publishing), mirrors are not contacted.
-      empty.resetRequests();
+      await empty.resetRequests();
       await client.getManifest({ registry: source.host, repository }, pushed.manifestDigest, ACCEPT, { maxBytes: CAP });
       await empty.settle();
       assert.equal(empty.requests().length, 0);
@@ -327,7 +327,7 @@ describe('mirrors', () => {
       const evil = Buffer.from(readFileSync(file));
       evil[0] ^= 0x20;
       writeFileSync(file, evil);
-      source.resetRequests();
+      await source.resetRequests();
       const fallback = await client.getBlob(repo, pushed.layerDigest, { maxBytes: CAP, useMirrors: true });
       assert.equal(fallback.servedBy, source.host);
       assert.equal(fallback.digest, pushed.layerDigest);
@@ -372,7 +372,7 @@ describe('htpasswd (Basic) auth', () => {
       assert.doesNotMatch(w.message + JSON.stringify(w.context), /nope/);
       const { manifestDigest } = await pushArtifact(right, repo(reg), profileBytes('basic'));
       // The learned scheme means later requests carry Basic up front: one request, no 401.
-      reg.resetRequests();
+      await reg.resetRequests();
       await right.getManifest(repo(reg), manifestDigest, ACCEPT, { maxBytes: CAP });
       await reg.settle();
       assert.deepEqual(reg.requests().map((r) => r.status), [200]);
@@ -434,7 +434,7 @@ describe('token (Bearer) auth with a real token server', () => {
       assert.equal(tokens.requests().length, 1, 'one pull,push token serves the whole push');
       assert.equal(tokens.requests()[0]!.user, 'bob');
       assert.equal(tokens.requests()[0]!.scope, 'repository:private/tokened:pull,push');
-      reg.resetRequests();
+      await reg.resetRequests();
       await client.getManifest(repoOf(), manifestDigest, ACCEPT, { maxBytes: CAP });
       await client.getBlob(repoOf(), layerDigest, { maxBytes: CAP });
       await client.getBlob(repoOf(), layerDigest, { maxBytes: CAP });

@@ -145,7 +145,7 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
   test('refused reference (unlisted registry path): the create fails naming the annotation, never unconfined', async () => {
     const refused = denyMkdir.replace('/profiles/', '/elsewhere/');
     const p = await pod({ [`${SC}refused`]: refused });
-    rig.reg.resetRequests();
+    await rig.reg.resetRequests();
     await assert.rejects(container(p, 'refused', { seccomp: { profile_type: 'Unconfined' } }), grpcError(grpc.status.PERMISSION_DENIED, /^PermissionDenied: .*annotation seccomp\.profiles\.spoke\.dev\/refused: /));
     await rig.reg.settle();
     assert.deepEqual(rig.reg.requests(), [], 'policy refused before any registry request');

@@ -80,7 +80,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
   });
 
   test('pull over CRI: first from the registry, second cached with zero registry requests', async () => {
-    rig.reg.resetRequests();
+    await rig.reg.resetRequests();
     let t = performance.now();
     const first = await rig.cri.img('PullSecurityProfileArtifact', pullReq(denyMkdir));
     const coldMs = performance.now() - t;
@@ -88,7 +88,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     assert.equal(first.cached, false);
     await rig.reg.settle();
     assert.ok(rig.reg.requests().length >= 2);
-    rig.reg.resetRequests();
+    await rig.reg.resetRequests();
     t = performance.now();
     const second = await rig.cri.img('PullSecurityProfile', pullReq(denyMkdir));
     const warmMs = performance.now() - t;

@@ -71,7 +71,7 @@ describe('signed pulls', () => {
     assert.equal(first.signer?.format, 'bundle');
     const record = await node.store.getRecord(a.digest as Digest);
     assert.equal(record?.verdicts[node.policy.current().hash]?.signer, 'platform');
-    reg.resetRequests();
+    await reg.resetRequests();
     const second = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
     assert.equal(second.cached, true);
     await reg.settle();
@@ -111,7 +111,7 @@ describe('signed pulls', () => {
 
     // Rotate: the policy now trusts only key B, which has not signed this digest.
     node.writePolicy(policy(reg, { platform: fileB }, ['platform']));
-    reg.resetRequests();
+    await reg.resetRequests();
     await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
     await reg.settle();
     assert.ok(reg.requests().length > 0, 're-verification looked for signatures');
@@ -146,7 +146,7 @@ describe('signed pulls', () => {
     assert.equal((await node.pipeline.pull({ reference: b.reference, kind: 'seccomp' })).signer?.signer, 'ci');
     // A rule whose only signer is gone refuses before any signature lookup.
     node.writePolicy(policy(reg, { platform: fileC }, ['platform']));
-    reg.resetRequests();
+    await reg.resetRequests();
     await assert.rejects(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), revoked);
     await reg.settle();
     assert.deepEqual(reg.requests(), []);
