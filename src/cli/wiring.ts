@@ -134,7 +134,8 @@ export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; o
   const logger = opts.logger ?? silentLogger;
   const policy = new PolicyHolder({ file: config.policy, watch: opts.watchPolicy ?? false, logger });
   const credentials: CredentialSource = config.authFile ? loadCredentials({ authFile: config.authFile }) : loadCredentials();
-  const store = opts.store ?? new ProfileStore({ root: config.storeDir });
+  // A CLI process does one thing: its flushes need not leave the thread (src/store/fsutil.ts).
+  const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true });
   const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));
   const pipeline = new PullPipeline({
     policy: () => policy.current(),

@@ -222,6 +222,13 @@ export class ShimServer<P = unknown> {
     return this.calls.size;
   }
 
+  /** Unary calls in flight (a long-lived stream such as GetContainerEvents does not count). */
+  unaryInFlight(): number {
+    let n = 0;
+    for (const c of this.calls) if (!c.streaming) n++;
+    return n;
+  }
+
   /**
    * Rebuilds the in-use set from the runtime in `delayMs` (coalesced: the earliest request wins;
    * each rebuild says when it wants the next one).

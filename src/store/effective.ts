@@ -47,7 +47,7 @@ export class EffectiveOrigins {
         if (!inputs.some((i) => JSON.stringify(i) === key)) inputs = [...inputs, entry].slice(-MAX_EFFECTIVE_INPUTS);
       }
       if (digests === known.digests && inputs === known.inputs) return;
-      await writeFileAtomic(path, JSON.stringify({ digests, ...(inputs.length > 0 ? { inputs } : {}) }) + '\n', this.layout.temp, { fsync: this.layout.fsync });
+      await writeFileAtomic(path, JSON.stringify({ digests, ...(inputs.length > 0 ? { inputs } : {}) }) + '\n', this.layout.temp, this.layout.durable);
     });
   }
 
@@ -88,7 +88,7 @@ export class EffectiveOrigins {
         for (const d of known) if (await has(d)) kept.push(d);
         if (kept.length === known.length) return;
         if (kept.length === 0) await rm(this.effectivePath(sha), { force: true });
-        else await writeFileAtomic(this.effectivePath(sha), JSON.stringify({ digests: kept }) + '\n', this.layout.temp, { fsync: this.layout.fsync });
+        else await writeFileAtomic(this.effectivePath(sha), JSON.stringify({ digests: kept }) + '\n', this.layout.temp, this.layout.durable);
       });
     }
   }

@@ -3,7 +3,11 @@
 // Several files can be staged (written and fsynced) concurrently and then committed in order,
 // so their flushes overlap instead of queueing one after another.
 //
-// Only the flushes (fsync, milliseconds each) and large writes leave the event loop. The
+// Only the flushes (fsync, milliseconds each) and large writes leave the event loop, unless the
+// writer says nothing else waits on it (`flushInline`, asked at each flush): a trip to libuv's
+// thread pool and back costs wake-ups of two threads, which took ~0.8 ms per flush in a busy
+// shim here, and a process with one thing to do (a CLI pull, a shim serving one call) flushes
+// on its own thread instead (docs/benchmarks.md). The
 // metadata steps (open, a small write, rename, link, unlink, stat, reading a small state file)
 // are made synchronously: on the node's local disk each takes a few microseconds, while a trip
 // through libuv's thread pool and back costs 50–300 µs on a busy node, and a pull or a create
@@ -15,7 +19,7 @@
 // update takes an empty file already there instead of creating one.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -28,10 +32,16 @@ const SYNC_WRITE_MAX = 256 * 1024;
 
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
-export async function fsyncDir(dir: string): Promise<void> {
+/** Flushes `fd`: on this thread when `inline`, else from the thread pool. */
+async function flush(fd: number, inline: boolean): Promise<void> {
+  if (inline) fsyncSync(fd);
+  else await fsyncFd(fd);
+}
+
+export async function fsyncDir(dir: string, inline = false): Promise<void> {
   const fd = openSync(dir, 'r');
   try {
-    await fsyncFd(fd);
+    await flush(fd, inline);
   } finally {
     closeSync(fd);
   }
@@ -54,12 +64,16 @@ export interface StagedFile {
   readonly exclusive: boolean;
   /** The written file's identity, which it keeps once committed. */
   readonly identity: FileIdentity;
+  /** WriteOptions.flushInline, for the directory's flush. */
+  readonly flushInline: (() => boolean) | undefined;
 }
 
 export interface WriteOptions {
   mode?: number;
   /** false skips the flushes (tests that measure without them). Default true. */
   fsync?: boolean;
+  /** Asked before each flush: true flushes on this thread (see the header). Default: never. */
+  flushInline?: () => boolean;
 }
 
 /** Runs `fn`; when it fails with ENOENT, creates `dir` and runs it once more. */
@@ -198,7 +212,7 @@ export async function stageFile(target: string, data: Uint8Array | string, tmpDi
   let identity: FileIdentity;
   try {
     await writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    if (durable) await fsyncFd(fd);
+    if (durable) await flush(fd, opts.flushInline?.() ?? false);
     const st = fstatSync(fd);
     identity = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
   } catch (e) {
@@ -207,7 +221,7 @@ export async function stageFile(target: string, data: Uint8Array | string, tmpDi
     throw e;
   }
   closeSync(fd);
-  return { target, tmp, durable, exclusive: opts.exclusive ?? false, identity };
+  return { target, tmp, durable, exclusive: opts.exclusive ?? false, identity, flushInline: opts.flushInline };
 }
 
 /**
@@ -236,7 +250,9 @@ export async function commitStaged(files: readonly StagedFile[]): Promise<Staged
     await discardStaged(files);
     throw e;
   }
-  await Promise.all([...new Set(files.filter((f) => f.durable && !lost.includes(f)).map((f) => dirname(f.target)))].map(fsyncDir));
+  const dirs = new Map<string, StagedFile>();
+  for (const f of files) if (f.durable && !lost.includes(f) && !dirs.has(dirname(f.target))) dirs.set(dirname(f.target), f);
+  await Promise.all([...dirs].map(([dir, f]) => fsyncDir(dir, f.flushInline?.() ?? false)));
   return lost;
 }
 

@@ -128,7 +128,7 @@ export class InUseSet {
     await this.layout.lock('pins', async () => {
       const pins = await this.readPins();
       fn(pins);
-      await writeFileAtomic(this.pinsPath, JSON.stringify({ holders: pins }, null, 1) + '\n', this.layout.temp, { fsync: this.layout.fsync });
+      await writeFileAtomic(this.pinsPath, JSON.stringify({ holders: pins }, null, 1) + '\n', this.layout.temp, this.layout.durable);
     });
   }
 

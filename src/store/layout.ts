@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
-import { TempDir, writeFileAtomic } from './fsutil.js';
+import { TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
 import { withFileLock } from './lock.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
@@ -19,12 +19,15 @@ export interface StoreLayoutOptions {
   fsync?: boolean;
   /** Empty temp files kept made ahead for writes (fsutil.ts TempDir): for long-lived writers. Default 0. */
   preparedTempFiles?: number;
+  /** Asked before each flush: true flushes on the calling thread (fsutil.ts). Default: never. */
+  flushInline?: () => boolean;
 }
 
 export class StoreLayout {
   readonly root: string;
   readonly clock: Clock;
-  readonly fsync: boolean;
+  /** The options of every flushed write (fsync, flushInline). */
+  readonly durable: WriteOptions;
   /** Where writes stage their files (tmpDir). */
   readonly temp: TempDir;
   private ready: Promise<void> | undefined;
@@ -33,7 +36,7 @@ export class StoreLayout {
     if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required', {}, { reason: 'OPTION_INVALID' });
     this.root = opts.root;
     this.clock = opts.clock ?? systemClock;
-    this.fsync = opts.fsync ?? true;
+    this.durable = { fsync: opts.fsync ?? true, ...(opts.flushInline ? { flushInline: opts.flushInline } : {}) };
     this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now());
   }
 
@@ -68,7 +71,7 @@ export class StoreLayout {
   }
 
   write(target: string, data: Uint8Array | string): Promise<void> {
-    return writeFileAtomic(target, data, this.temp, { fsync: this.fsync });
+    return writeFileAtomic(target, data, this.temp, this.durable);
   }
 
   lock<T>(name: string, fn: () => Promise<T>): Promise<T> {

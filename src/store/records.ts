@@ -132,7 +132,7 @@ export class RecordStore {
     try {
       // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
       // at on disk, not in blobsSeen: another process may have removed it since.
-      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.temp, { fsync: this.layout.fsync });
+      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.temp, this.layout.durable);
       const record = updatedRecord(undefined, input, now);
       // Staged while the blob is flushed; the blob is placed first.
       const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.temp, { fsync: false, exclusive: true })]);

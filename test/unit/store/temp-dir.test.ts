@@ -2,13 +2,14 @@
 // gc removed, refilled off the event loop, and removed when the process exits.
 
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
 import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { stageFile, commitStaged, TempDir } from '../../../src/store/fsutil.js';
+import { stageFile, commitStaged, TempDir, writeFileAtomic } from '../../../src/store/fsutil.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -93,5 +94,34 @@ describe('TempDir', () => {
     assert.equal(r.stdout.trim(), '5');
     // The one handed out is the caller's; the four made ahead went with the process.
     assert.equal(readdirSync(dir).length, 1);
+  });
+});
+
+describe('flushing on the calling thread (flushInline)', () => {
+  /** Runs `write` and counts the fs requests it sent to libuv's thread pool. */
+  async function poolRequests(write: () => Promise<unknown>): Promise<number> {
+    let n = 0;
+    const hook = createHook({
+      init: (_id, type) => {
+        if (type === 'FSREQCALLBACK') n++;
+      },
+    }).enable();
+    try {
+      await write();
+    } finally {
+      hook.disable();
+    }
+    return n;
+  }
+
+  it('asked at each flush: yes flushes file and directory without the thread pool, no sends both there', async () => {
+    const root = tempRoot();
+    const asked: string[] = [];
+    const inline = await poolRequests(() => writeFileAtomic(join(root, 'a'), 'inline', root, { flushInline: () => (asked.push('a'), true) }));
+    const pooled = await poolRequests(() => writeFileAtomic(join(root, 'b'), 'pooled', root, { flushInline: () => (asked.push('b'), false) }));
+    assert.deepEqual({ inline, pooled }, { inline: 0, pooled: 2 });
+    assert.deepEqual(asked, ['a', 'a', 'b', 'b']);
+    assert.equal(readFileSync(join(root, 'a'), 'utf8'), 'inline');
+    assert.equal(readFileSync(join(root, 'b'), 'utf8'), 'pooled');
   });
 });
