@@ -171,7 +171,7 @@ async function pullCases(ctx: BenchContext): Promise<void> {
 
     // 500 concurrent pulls of one new digest: one manifest GET and one blob GET.
     const [fresh] = await ctx.pushSigned(1, 'bench/herd');
-    ctx.reg.resetRequests();
+    await ctx.reg.resetRequests();
     const t0 = process.hrtime.bigint();
     const all = await Promise.allSettled(Array.from({ length: 500 }, () => node.pipeline.pull({ reference: fresh!.reference, kind: 'seccomp' })));
     const herdMs = Number(process.hrtime.bigint() - t0) / 1e6;
