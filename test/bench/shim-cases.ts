@@ -211,7 +211,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     const localhostRef = join(effectiveDir, readdirSync(effectiveDir).find((f) => /^[0-9a-f]{64}\.json$/.test(f))!);
     // Interleaved: one after the other, the two figures saw different minutes of a shared machine.
     const { local: cLocal, oci: cOci } = await measureInterleaved(
-      opts.quick ? 10 : 100,
+      opts.quick ? 10 : 300,
       {
         local: () => create({ profile_type: 'Localhost', localhost_ref: localhostRef }),
         oci: () => create({ profile_type: 'OCI', oci_ref: ref }),
