@@ -250,6 +250,11 @@ export async function readCapped(
     hash?.update(chunk);
     chunks.push(chunk);
   }
+  // undici frees a connection for the next request one event-loop turn after its response ended
+  // (so that a server closing it is seen first), and a request made before then opens another
+  // connection: for a remote registry, another TLS handshake. One turn here lets the request
+  // that follows a body (the blob after its manifest, a bundle after its index) reuse it.
+  await new Promise((resolve) => setImmediate(resolve));
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
 }
 

@@ -472,6 +472,25 @@ describe('protocol edges (local fake servers)', () => {
   const manifest = Buffer.from('{"schemaVersion":2}');
   const manifestDigest = sha256Digest(manifest);
 
+  it('a request made right after a body was read reuses its connection: a cold pull opens one', async () => {
+    const blob = Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}');
+    const srv = await fakeServer((req, res) => {
+      if (req.url?.includes('/blobs/')) return void res.writeHead(200, { 'content-length': String(blob.length) }).end(blob);
+      res.writeHead(200, { 'content-type': MEDIA_TYPE_OCI_MANIFEST, 'content-length': String(manifest.length) }).end(manifest);
+    });
+    const client = new UndiciRegistryClient({ insecure: [srv.host] });
+    try {
+      await client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP });
+      await client.getBlob(repoAt(srv.host), sha256Digest(blob), { maxBytes: CAP });
+      await client.getManifest(repoAt(srv.host), 'v1', ACCEPT, { maxBytes: CAP });
+      assert.equal(srv.hits.length, 3);
+      assert.equal(new Set(srv.hits.map((h) => h.socket)).size, 1);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
   it('refuses a chunked body that streams past the cap', async () => {
     const srv = await fakeServer((_req, res) => {
       res.writeHead(200, { 'content-type': MEDIA_TYPE_OCI_MANIFEST }); // no Content-Length: chunked
