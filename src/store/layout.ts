@@ -1,8 +1,7 @@
 // The store's directory layout and the file primitives its parts share (see store.ts for the
 // layout): every path is built from a digest's hex, never from input text.
 
-import { statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
@@ -40,10 +39,11 @@ export class StoreLayout {
     this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now());
   }
 
+  /** Makes the store's directories, once per process: synchronously, like every metadata step (fsutil.ts). */
   init(): Promise<void> {
     this.ready ??= (async () => {
       for (const d of ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks']) {
-        await mkdir(join(this.root, d), { recursive: true, mode: 0o755 });
+        mkdirSync(join(this.root, d), { recursive: true, mode: 0o755 });
       }
     })();
     return this.ready;

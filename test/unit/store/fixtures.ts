@@ -1,5 +1,7 @@
-// What the store's tests ingest: a seccomp profile packed as the KEP artifact.
+// What the store's tests ingest: a seccomp profile packed as the KEP artifact; and a count of
+// the file-system requests a step sends to libuv's thread pool.
 
+import { createHook } from 'node:async_hooks';
 import { packProfile } from '../../../src/publish/pack.js';
 import type { IngestInput } from '../../../src/store/store.js';
 
@@ -16,4 +18,20 @@ export function ingestInput(body: string, extra: Partial<IngestInput> = {}): Ing
     servedBy: 'r.io',
     ...extra,
   };
+}
+
+/** Runs `step` and counts the fs requests it sent to libuv's thread pool (callback and promise APIs). */
+export async function poolRequests(step: () => Promise<unknown>): Promise<number> {
+  let n = 0;
+  const hook = createHook({
+    init: (_id, type) => {
+      if (type === 'FSREQCALLBACK' || type === 'FSREQPROMISE') n++;
+    },
+  }).enable();
+  try {
+    await step();
+  } finally {
+    hook.disable();
+  }
+  return n;
 }

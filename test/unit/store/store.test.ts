@@ -11,7 +11,7 @@ import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, throwsWith } from '../../helpers/assert.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
-import { ingestInput } from './fixtures.js';
+import { ingestInput, poolRequests } from './fixtures.js';
 
 describe('ProfileStore', () => {
   let dir: string;
@@ -21,6 +21,12 @@ describe('ProfileStore', () => {
     store = new ProfileStore({ root: dir });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('makes its directories at first use without the thread pool', async () => {
+    const fresh = new ProfileStore({ root: join(dir, 'fresh-store'), fsync: false });
+    assert.equal(await poolRequests(() => fresh.getRecord(sha256Digest('none'))), 0);
+    assert.ok(existsSync(join(dir, 'fresh-store', 'profiles', 'sha256')));
+  });
 
   it('ingests content-addressed blobs and a provenance record', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW"}');

@@ -2,7 +2,6 @@
 // gc removed, refilled off the event loop, and removed when the process exits.
 
 import assert from 'node:assert/strict';
-import { createHook } from 'node:async_hooks';
 import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +9,7 @@ import { basename, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stageFile, commitStaged, TempDir, writeFileAtomic } from '../../../src/store/fsutil.js';
+import { poolRequests } from './fixtures.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -98,22 +98,6 @@ describe('TempDir', () => {
 });
 
 describe('flushing on the calling thread (flushInline)', () => {
-  /** Runs `write` and counts the fs requests it sent to libuv's thread pool. */
-  async function poolRequests(write: () => Promise<unknown>): Promise<number> {
-    let n = 0;
-    const hook = createHook({
-      init: (_id, type) => {
-        if (type === 'FSREQCALLBACK') n++;
-      },
-    }).enable();
-    try {
-      await write();
-    } finally {
-      hook.disable();
-    }
-    return n;
-  }
-
   it('asked at each flush: yes flushes file and directory without the thread pool, no sends both there', async () => {
     const root = tempRoot();
     const asked: string[] = [];
