@@ -89,19 +89,16 @@ describe('forward with completeAfterResponse', () => {
     return status;
   }
 
-  it('a response with trailers: onComplete runs after the client stream closed', async () => {
-    seen.length = 0;
-    trailersOnly = false;
-    assert.equal(await call(), '0');
-    while (seen.length === 0) await new Promise((r) => setImmediate(r));
-    assert.deepEqual(seen, [{ closed: true, status: '0' }]);
-  });
-
-  it('a trailers-only response: the same', async () => {
-    seen.length = 0;
-    trailersOnly = true;
-    assert.equal(await call(), '5');
-    while (seen.length === 0) await new Promise((r) => setImmediate(r));
-    assert.deepEqual(seen, [{ closed: true, status: '5' }]);
-  });
+  for (const [what, only, status] of [
+    ['a response with trailers', false, '0'],
+    ['a trailers-only response', true, '5'],
+  ] as const) {
+    it(`${what}: onComplete runs after the client stream closed`, async () => {
+      seen.length = 0;
+      trailersOnly = only;
+      assert.equal(await call(), status);
+      while (seen.length === 0) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(seen, [{ closed: true, status }]);
+    });
+  }
 });
