@@ -250,8 +250,8 @@ export async function commitStaged(files: readonly StagedFile[]): Promise<Staged
     await discardStaged(files);
     throw e;
   }
-  const dirs = new Map<string, StagedFile>();
-  for (const f of files) if (f.durable && !lost.includes(f) && !dirs.has(dirname(f.target))) dirs.set(dirname(f.target), f);
+  // Each directory once, flushed as a file placed in it asks.
+  const dirs = new Map(files.filter((f) => f.durable && !lost.includes(f)).map((f) => [dirname(f.target), f] as const));
   await Promise.all([...dirs].map(([dir, f]) => fsyncDir(dir, f.flushInline?.() ?? false)));
   return lost;
 }

@@ -92,14 +92,14 @@ export class RecordStore {
     const read = readFileWithStats(this.layout.blobPath(d));
     if (!read) throw blobNotFound(d);
     const { bytes } = read;
-    // The identity the file had both before and after the read belongs to exactly these bytes.
-    const identity = blobIdentity(read.before) === blobIdentity(read.after) ? blobIdentity(read.after) : undefined;
+    const identity = blobIdentity(read.after);
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== d) {
       this.intactBlobs.delete(d);
       throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
     }
-    if (identity !== undefined) {
+    // Only an identity the file had both before and after the read belongs to exactly these bytes.
+    if (blobIdentity(read.before) === identity) {
       if (this.intactBlobs.size >= MAX_INTACT_BLOBS) this.intactBlobs.clear();
       this.intactBlobs.set(d, identity);
     }

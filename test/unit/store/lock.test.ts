@@ -3,24 +3,17 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { lutimesSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lutimesSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../../../src/core/errors.js';
 import { rejectsWith } from '../../helpers/assert.js';
 import { withFileLock } from '../../../src/store/lock.js';
+import { tempDirMaker } from '../../helpers/temp-dirs.js';
 
 const CHILD = fileURLToPath(new URL('./lock-child.js', import.meta.url));
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-function locksDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'spoke-lock-'));
-  dirs.push(d);
-  return d;
-}
+const locksDir = tempDirMaker('spoke-lock-');
 
 function child(args: string[]): { proc: ChildProcess; exit: Promise<number | null>; line: Promise<string> } {
   const proc = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });

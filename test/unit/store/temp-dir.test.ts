@@ -3,22 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, fstatSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { stageFile, commitStaged, TempDir, writeFileAtomic } from '../../../src/store/fsutil.js';
 import { poolRequests } from './fixtures.js';
+import { tempDirMaker } from '../../helpers/temp-dirs.js';
 
-const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-function tempRoot(): string {
-  const d = mkdtempSync(join(tmpdir(), 'spoke-tempdir-'));
-  dirs.push(d);
-  return d;
-}
+const tempRoot = tempDirMaker('spoke-tempdir-');
 
 /** Waits for the refill, then checks that `dir` holds `n` entries. */
 async function until(temp: TempDir, dir: string, n: number): Promise<void> {
