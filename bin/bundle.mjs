@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -35,18 +36,70 @@ const importMetaUrl = {
   },
 };
 
-// undici's HTTP/1.1 client loads its HTTP/2 client at start, and with it node:http2 and node:tls
-// (~7 ms of a short command here, docs/benchmarks.md), though a connection speaks HTTP/2 only
-// after TLS negotiated it. In the bundle that module is loaded when the first such connection is
-// made. The build fails if undici's source no longer has the line this rewrites.
-const UNDICI_H2_REQUIRE = "const connectH2 = require('./client-h2.js')";
-const lazyHttp2 = {
-  name: 'lazy-undici-http2',
+// Start-up work a short command does not need, deferred to first use in the bundle (each
+// measured in docs/benchmarks.md). The build fails if undici's source no longer has a line these
+// rewrite.
+// - undici's HTTP/1.1 client loads its HTTP/2 client at start, and with it node:http2 and
+//   node:tls (~7 ms), though a connection speaks HTTP/2 only after TLS negotiated it: that module
+//   is loaded when the first such connection is made.
+// - undici reads node:http at load for two things: the class of a response stream to destroy and
+//   the default header-size cap (which the registry client sets itself, src/registry/http.ts).
+//   Both become reads at use, so node:http (~1 ms) is loaded only if they happen.
+const UNDICI_REWRITES = [
+  [
+    /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/,
+    [
+      ["const connectH2 = require('./client-h2.js')", "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"],
+      [
+        "const getDefaultNodeMaxHeaderSize = http &&\n  http.maxHeaderSize &&\n  Number.isInteger(http.maxHeaderSize) &&\n  http.maxHeaderSize > 0\n  ? () => http.maxHeaderSize\n  : () => { throw new InvalidArgumentError('http module not available or http.maxHeaderSize invalid') }",
+        "const getDefaultNodeMaxHeaderSize = () => {\n  if (http && http.maxHeaderSize && Number.isInteger(http.maxHeaderSize) && http.maxHeaderSize > 0) return http.maxHeaderSize\n  throw new InvalidArgumentError('http module not available or http.maxHeaderSize invalid')\n}",
+      ],
+    ],
+  ],
+  [
+    /[\\/]undici[\\/]lib[\\/]core[\\/]util\.js$/,
+    [
+      ["const { IncomingMessage } = require('node:http')", "const http = require('node:http')"],
+      ['Object.getPrototypeOf(stream).constructor === IncomingMessage', 'Object.getPrototypeOf(stream).constructor === http.IncomingMessage'],
+    ],
+  ],
+];
+const undiciRewrites = {
+  name: 'undici-rewrites',
   setup(b) {
-    b.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, async (args) => {
-      const text = await readFile(args.path, 'utf8');
-      if (!text.includes(UNDICI_H2_REQUIRE)) throw new Error(`${args.path}: expected "${UNDICI_H2_REQUIRE}" (undici changed: update bin/bundle.mjs)`);
-      return { contents: text.replace(UNDICI_H2_REQUIRE, "const connectH2 = (client, socket) => require('./client-h2.js')(client, socket)"), loader: 'js' };
+    for (const [file, edits] of UNDICI_REWRITES) {
+      b.onLoad({ filter: file }, async (args) => {
+        let text = await readFile(args.path, 'utf8');
+        for (const [from, to] of edits) {
+          if (!text.includes(from)) throw new Error(`${args.path}: expected ${JSON.stringify(from)} (undici changed: update bin/bundle.mjs)`);
+          text = text.replace(from, to);
+        }
+        return { contents: text, loader: 'js' };
+      });
+    }
+  },
+};
+
+// Built-in modules loaded at their first use instead of at start (~1 ms each here):
+// node:fs/promises (the store's rarer paths), node:http (above) and, for undici alone,
+// node:assert, which undici only calls as assert(value): the wrapper loads it when a value
+// fails. In the bundle an ES import of a module becomes a property read at each use, so getters
+// on the module object defer the load.
+const LAZY_BUILTIN = /^node:(fs\/promises|http|assert)$/;
+const requireHere = createRequire(import.meta.url);
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    b.onResolve({ filter: LAZY_BUILTIN }, (args) => {
+      if (args.namespace === 'lazy-builtin') return { path: args.path, external: true };
+      if (args.path === 'node:assert' && !/[\\/]node_modules[\\/]undici[\\/]/.test(args.importer)) return undefined;
+      return { path: args.path, namespace: 'lazy-builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
+      const load = `let loaded;\nconst load = () => (loaded ??= require(${JSON.stringify(args.path)}));\n`;
+      if (args.path === 'node:assert') return { contents: `${load}module.exports = function assert(value, ...rest) {\n  if (!value) load()(value, ...rest);\n};\n`, loader: 'js' };
+      const getters = Object.keys(requireHere(args.path)).map((k) => `Object.defineProperty(exports, ${JSON.stringify(k)}, { enumerable: true, get: () => load()[${JSON.stringify(k)}] });`);
+      return { contents: `${load}${getters.join('\n')}\n`, loader: 'js' };
     });
   },
 };
@@ -62,7 +115,7 @@ await build({
   // The Kubernetes client is ESM-only and used by the controller alone: loaded from
   // node_modules with import() when that command runs.
   external: ['@kubernetes/client-node'],
-  plugins: [importMetaUrl, lazyHttp2],
+  plugins: [importMetaUrl, undiciRewrites, lazyBuiltins],
   logLevel: 'warning',
   legalComments: 'none',
   // Smaller source to read and hash at every start; SPOKE_CLI=plain gives readable stacks.

@@ -8,3 +8,5 @@ export const MAX_REPOSITORY_LENGTH = 255;
 export const MAX_SIGNATURE_BYTES = 256 * 1024;
 /** Referrer indexes and .sig manifests may list many entries; still bounded. */
 export const MAX_INDEX_BYTES = 4 * 1024 * 1024;
+/** A registry response's header block, all lines together: Node's own default for HTTP, set explicitly. */
+export const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;

@@ -14,6 +14,7 @@ import type { Dispatcher } from 'undici';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import dispatchRequest from 'undici/lib/api/api-request.js';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
+import { MAX_RESPONSE_HEADER_BYTES } from '../core/limits.js';
 import type { Clock, Logger } from '../core/runtime.js';
 import { isRetryableNetworkError } from './errors.js';
 import { backoffMs, isRetryableStatus, parseRetryAfter } from './retry.js';
@@ -115,6 +116,7 @@ export class Transport {
         new Pool(origin, {
           connections: 8,
           keepAliveTimeout: 30_000,
+          maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
           headersTimeout: this.opts.timeoutMs,
           bodyTimeout: this.opts.timeoutMs,
           connect: { timeout: this.opts.connectTimeoutMs, ...(this.opts.ca ? { ca: this.opts.ca } : {}) },
