@@ -1,24 +1,39 @@
-// The CLI pull as a plain Node script: a whole process that only makes the pull's two requests
-// with undici (imported as usual, no bundle, no code cache) and writes the blob with fsync of
-// file and directory. `node floor-cli.js <ref> <dir>`. What it takes beyond `node -e 0` is what
-// a straightforward Node CLI on undici pays for a pull here.
+// The CLI pull's floor on undici: a whole process that only makes the pull's two requests (GET
+// manifest, GET blob) with undici, loaded as spoke loads it (its pool and request API, not its
+// index), writes the blob with fsync of file and directory, and exits. The bench bundles it with
+// bin/bundle-build.mjs and starts it with bin/start-bundle.cjs from its code cache, the start-up
+// spoke's CLI gets, so what it takes beyond `node -e 0` is the least a Node CLI on undici pays for
+// a pull here. `<start> <ref> <dir>`.
 
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from 'undici';
+import Pool from 'undici/lib/dispatcher/pool.js';
+import request from 'undici/lib/api/api-request.js';
 
-const [ref, dir] = process.argv.slice(2) as [string, string];
-const at = ref.indexOf('@');
-const slash = ref.indexOf('/');
-const base = `http://${ref.slice(0, slash)}/v2/${ref.slice(slash + 1, at)}`;
-const manifest = await request(`${base}/manifests/${ref.slice(at + 1)}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-const { layers } = (await manifest.body.json()) as { layers: { digest: string }[] };
-const blob = await request(`${base}/blobs/${layers[0]!.digest}`);
-const bytes = Buffer.from(await blob.body.arrayBuffer());
-const fd = openSync(join(dir, layers[0]!.digest.slice(7)), 'w');
-writeSync(fd, bytes);
-fsyncSync(fd);
-closeSync(fd);
-const dfd = openSync(dir, 'r');
-fsyncSync(dfd);
-closeSync(dfd);
+async function main(): Promise<void> {
+  const [ref, dir] = process.argv.slice(2) as [string, string];
+  const at = ref.indexOf('@');
+  const slash = ref.indexOf('/');
+  const repository = `/v2/${ref.slice(slash + 1, at)}`;
+  const pool = new Pool(`http://${ref.slice(0, slash)}`, { connections: 1 });
+  const manifest = await request.call(pool, { method: 'GET', path: `${repository}/manifests/${ref.slice(at + 1)}`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const { layers } = (await manifest.body.json()) as { layers: { digest: string }[] };
+  const blob = await request.call(pool, { method: 'GET', path: `${repository}/blobs/${layers[0]!.digest}` });
+  const bytes = Buffer.from(await blob.body.arrayBuffer());
+  const fd = openSync(join(dir, layers[0]!.digest.slice(7)), 'w');
+  writeSync(fd, bytes);
+  fsyncSync(fd);
+  closeSync(fd);
+  const dfd = openSync(dir, 'r');
+  fsyncSync(dfd);
+  closeSync(dfd);
+}
+
+// Exits once done, as spoke's CLI does (src/cli/main.ts): no wait for the idle connection.
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`${String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,32 @@
+// Starts a bundle made by bin/bundle-build.mjs from its V8 code cache (`<bundle>.cache`, when
+// there is one): bin/spoke for the CLI, and the bench's CLI floor (test/bench/bench.ts), so both
+// start the same way. SPOKE_WRITE_CODE_CACHE=1 writes the cache at exit instead, from what the
+// run compiled (bin/bundle.mjs runs a pull for it).
+'use strict';
+const { readFileSync, writeFileSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname } = require('node:path');
+const { Script } = require('node:vm');
+
+/** `liftoffOnly`: for a short command (below). */
+exports.startBundle = function startBundle(bundle, { liftoffOnly }) {
+  const cacheFile = `${bundle}.cache`;
+  let cachedData;
+  try {
+    cachedData = readFileSync(cacheFile);
+  } catch {
+    // no cache: compile as usual
+  }
+  // The bundle is wrapped and ASCII (bin/bundle-build.mjs).
+  const script = new Script(readFileSync(bundle, 'latin1'), { filename: bundle, cachedData });
+  if (process.env.SPOKE_WRITE_CODE_CACHE === '1') process.on('exit', () => writeFileSync(cacheFile, script.createCachedData()));
+  else if (liftoffOnly) {
+    // A short command compiles undici's WebAssembly HTTP parser with the baseline compiler only:
+    // V8 otherwise optimises it again in the background, and the process waits for that at exit
+    // (~40 ms of a pull here, docs/benchmarks.md). Set after the code cache was read, as V8 checks
+    // the cache against the flags it was made with; the cache is made without it.
+    require('node:v8').setFlagsFromString('--liftoff-only');
+  }
+  const mod = { exports: {} };
+  script.runInThisContext()(mod.exports, createRequire(bundle), mod, bundle, dirname(bundle));
+};
