@@ -296,7 +296,7 @@ async function cliCases(ctx: BenchContext): Promise<void> {
   ctx.rows.push({
     case: 'cold pull, CLI, whole process (spoke pull)',
     spoke: `${ms(spokeS)} (beyond bare node: ${fmt(beyond)}; ${(beyond / floorBeyond).toFixed(2)}× the undici floor's)`,
-    peer: `skopeo copy: ${ms(skopeoS)}; node -e 0: ${ms(nodeS)}; undici floor (the same two requests with undici, fsync file + dir, bundled and started from its code cache as spoke is): ${ms(floorS)} (beyond bare node: ${fmt(floorBeyond)}, ${(floorBeyond / skopeoS.p50).toFixed(2)}× skopeo)`,
+    peer: `skopeo copy: ${ms(skopeoS)}; node -e 0: ${ms(nodeS)}; undici floor (the same two requests with undici, each body checked against its digest, fsync file + dir; bundled and started from its code cache as spoke is): ${ms(floorS)} (beyond bare node: ${fmt(floorBeyond)}, ${(floorBeyond / skopeoS.p50).toFixed(2)}× skopeo)`,
     target: `beyond-node ≤ 1.0× skopeo (stretch: whole ≤ 2× node -e 0: ${spokeS.p50 <= 2 * nodeS.p50 ? 'met' : 'not met'})`,
     met: beyond <= skopeoS.p50,
     data: { spoke: spokeS, skopeo: skopeoS, node: nodeS, undiciFloor: floorS, stretchMet: spokeS.p50 <= 2 * nodeS.p50 },

@@ -1,14 +1,22 @@
 // The CLI pull's floor on undici: a whole process that only makes the pull's two requests (GET
 // manifest, GET blob) with undici, loaded as spoke loads it (its pool and request API, not its
-// index), writes the blob with fsync of file and directory, and exits. The bench bundles it with
+// index), checks each body against its digest (as any pull must: OCI distribution spec, "Pulling
+// manifests" and "Pulling blobs"), writes the blob with fsync of file and directory, and exits. The bench bundles it with
 // bin/bundle-build.mjs and starts it with bin/start-bundle.cjs from its code cache, the start-up
 // spoke's CLI gets, so what it takes beyond `node -e 0` is the least a Node CLI on undici pays for
 // a pull here. `<start> <ref> <dir>`.
 
+import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import request from 'undici/lib/api/api-request.js';
+
+async function body(res: { body: { arrayBuffer(): Promise<ArrayBuffer> } }, digest: string): Promise<Buffer> {
+  const bytes = Buffer.from(await res.body.arrayBuffer());
+  if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== digest) throw new Error(`digest mismatch: ${digest}`);
+  return bytes;
+}
 
 async function main(): Promise<void> {
   const [ref, dir] = process.argv.slice(2) as [string, string];
@@ -17,10 +25,11 @@ async function main(): Promise<void> {
   const repository = `/v2/${ref.slice(slash + 1, at)}`;
   // The header cap given, as spoke gives it (src/registry/http.ts): undici then never loads node:http.
   const pool = new Pool(`http://${ref.slice(0, slash)}`, { connections: 1, maxHeaderSize: 16 * 1024 });
-  const manifest = await request.call(pool, { method: 'GET', path: `${repository}/manifests/${ref.slice(at + 1)}`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-  const { layers } = (await manifest.body.json()) as { layers: { digest: string }[] };
+  const digest = ref.slice(at + 1);
+  const manifest = await request.call(pool, { method: 'GET', path: `${repository}/manifests/${digest}`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const { layers } = JSON.parse((await body(manifest, digest)).toString()) as { layers: { digest: string }[] };
   const blob = await request.call(pool, { method: 'GET', path: `${repository}/blobs/${layers[0]!.digest}` });
-  const bytes = Buffer.from(await blob.body.arrayBuffer());
+  const bytes = await body(blob, layers[0]!.digest);
   const fd = openSync(join(dir, layers[0]!.digest.slice(7)), 'w');
   writeSync(fd, bytes);
   fsyncSync(fd);
