@@ -31,9 +31,10 @@ export const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : m
 
 /**
  * Runs every case of `fns` once per round, `n` rounds (after `warmup` untimed rounds), so the
- * figure and its floor see the same machine state; the case order rotates each round.
+ * figure and its floor see the same machine state; the case order rotates each round. Returns
+ * each case's samples in round order.
  */
-export async function measureInterleaved<K extends string>(n: number, fns: Record<K, (i: number) => Promise<unknown> | unknown>, warmup = 3): Promise<Record<K, Stats>> {
+export async function sampleInterleaved<K extends string>(n: number, fns: Record<K, (i: number) => Promise<unknown> | unknown>, warmup = 3): Promise<Record<K, number[]>> {
   const keys = Object.keys(fns) as K[];
   const samples = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (let i = -warmup; i < n; i++) {
@@ -44,5 +45,20 @@ export async function measureInterleaved<K extends string>(n: number, fns: Recor
       if (i >= 0) samples[k].push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   }
-  return Object.fromEntries(keys.map((k) => [k, summarize(samples[k])])) as Record<K, Stats>;
+  return samples;
+}
+
+/** sampleInterleaved, summarised per case. */
+export async function measureInterleaved<K extends string>(n: number, fns: Record<K, (i: number) => Promise<unknown> | unknown>, warmup = 3): Promise<Record<K, Stats>> {
+  const samples = await sampleInterleaved(n, fns, warmup);
+  return Object.fromEntries(Object.entries<number[]>(samples).map(([k, v]) => [k, summarize(v)])) as Record<K, Stats>;
+}
+
+/**
+ * What `samples` add over `base`, round by round (both from one sampleInterleaved): the p99 of
+ * these differences is the tail a call adds. A difference of the two p99s is not: each p99 is a
+ * few samples, and a slow base round can make it negative.
+ */
+export function addedPerRound(samples: readonly number[], base: readonly number[]): Stats {
+  return summarize(samples.map((v, i) => v - base[i]!));
 }
