@@ -46,12 +46,18 @@ export async function nodeConfigOnly(values: NodeFlagValues): Promise<NodeConfig
   return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'] });
 }
 
+/** src/verify, once the first signed pull has loaded it. */
+let verifyModule: typeof import('../verify/index.js') | undefined;
+
 /**
  * The verifier adapter: the pipeline's view → src/verify's options. sigstore-js is loaded on the
- * first signed pull only, so unsigned rules and cached pulls do not pay for it at start-up.
+ * first signed pull only, so unsigned rules and cached pulls do not pay for it at start-up. Once
+ * loaded it is called at once: an `await import()` of a loaded module still resolves a turn
+ * later, behind the manifest request the pipeline has just made, and signature discovery's first
+ * request, the head of a keyed pull's longest chain, left ~0.15 ms after it (docs/benchmarks.md).
  */
 export const sigstoreVerifier: SignatureVerifier = async ({ registry, reference, manifestBytes, signers, credential, signal }) =>
-  (await import('../verify/index.js')).verifyArtifactSignature({
+  (verifyModule ??= await import('../verify/index.js')).verifyArtifactSignature({
     registry,
     repo: { registry: reference.registry, repository: reference.repository },
     digest: reference.digest,
