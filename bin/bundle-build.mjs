@@ -60,7 +60,7 @@ const undiciRewrites = {
       b.onLoad({ filter: file }, async (args) => {
         let text = await readFile(args.path, 'utf8');
         for (const [from, to] of edits) {
-          if (!text.includes(from)) throw new Error(`${args.path}: expected ${JSON.stringify(from)} (undici changed: update bin/bundle.mjs)`);
+          if (!text.includes(from)) throw new Error(`${args.path}: expected ${JSON.stringify(from)} (undici changed: update bin/bundle-build.mjs)`);
           text = text.replace(from, to);
         }
         return { contents: text, loader: 'js' };

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import request from 'undici/lib/api/api-request.js';
 
-async function body(res: { body: { arrayBuffer(): Promise<ArrayBuffer> } }, digest: string): Promise<Buffer> {
+async function verifiedBody(res: { body: { arrayBuffer(): Promise<ArrayBuffer> } }, digest: string): Promise<Buffer> {
   const bytes = Buffer.from(await res.body.arrayBuffer());
   if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== digest) throw new Error(`digest mismatch: ${digest}`);
   return bytes;
@@ -27,9 +27,9 @@ async function main(): Promise<void> {
   const pool = new Pool(`http://${ref.slice(0, slash)}`, { connections: 1, maxHeaderSize: 16 * 1024 });
   const digest = ref.slice(at + 1);
   const manifest = await request.call(pool, { method: 'GET', path: `${repository}/manifests/${digest}`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
-  const { layers } = JSON.parse((await body(manifest, digest)).toString()) as { layers: { digest: string }[] };
+  const { layers } = JSON.parse((await verifiedBody(manifest, digest)).toString()) as { layers: { digest: string }[] };
   const blob = await request.call(pool, { method: 'GET', path: `${repository}/blobs/${layers[0]!.digest}` });
-  const bytes = await body(blob, layers[0]!.digest);
+  const bytes = await verifiedBody(blob, layers[0]!.digest);
   const fd = openSync(join(dir, layers[0]!.digest.slice(7)), 'w');
   writeSync(fd, bytes);
   fsyncSync(fd);
