@@ -71,7 +71,9 @@ export class PullPipeline {
     const policy = this.deps.policy();
     const decision = decide(policy, ref, req.kind, req.namespace);
     this.deps.observer?.decided(decision.allowed);
-    this.logger.log(decision.allowed ? 'info' : 'warn', 'policy decision', {
+    // An allowed decision is debug: the caller's outcome line (the shim's "security profile
+    // pull") names the rule, and a line per decision would be the cost of a cached pull.
+    this.logger.log(decision.allowed ? 'debug' : 'warn', 'policy decision', {
       reference: canonical,
       digest: ref.digest,
       kind: req.kind,
@@ -201,7 +203,7 @@ export class PullPipeline {
     await permanent(this.deps.store, contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
 
     // 9. Store: temp → fsync → rename; provenance with the rule and signer.
-    await this.deps.store.ingest({
+    const { record } = await this.deps.store.ingest({
       digest: ref.digest,
       manifestBytes: top.bytes,
       ...(chosen ? { platform: { ...chosen.platform, digest: chosen.digest, manifestBytes: manifest.bytes } } : {}),
@@ -215,9 +217,7 @@ export class PullPipeline {
       ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}),
     });
     this.access.remember(ref.digest, credentialIdentity(req.credential));
-    this.logger.log('info', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
-    const record = await this.deps.store.getRecord(ref.digest);
-    if (!record) throw new SpokeError('Internal', `${ref.digest} vanished from the store right after ingest`, {}, { reason: 'INVARIANT' });
+    this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.
     return this.result(ref, canonical, record, decision, false, signer, manifest.servedBy);
   }

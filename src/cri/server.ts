@@ -101,6 +101,8 @@ export class ShimServer<P = unknown> {
   /** When the scheduled rebuild runs (performance.now() ms); the earliest request wins. */
   private rebuildDue = Infinity;
   private rebuilding: Promise<unknown> | undefined;
+  /** Work waiting for the next unary call to end (afterUnaryCall). */
+  private readonly afterUnary: (() => void)[] = [];
 
   constructor(private readonly opts: ShimServerOptions<P>) {
     this.logger = opts.deps.logger;
@@ -230,6 +232,17 @@ export class ShimServer<P = unknown> {
   }
 
   /**
+   * Runs `work` once the next unary call ends (its stream closed: the answer sent), or at once
+   * when none is in flight: for work a call starts but nobody waits on, which would otherwise
+   * share the machine with that call's answer. Under steady load calls keep ending, so it is
+   * never put off for long.
+   */
+  afterUnaryCall(work: () => void): void {
+    if (this.unaryInFlight() === 0) work();
+    else this.afterUnary.push(work);
+  }
+
+  /**
    * Rebuilds the in-use set from the runtime in `delayMs` (coalesced: the earliest request wins;
    * each rebuild says when it wants the next one).
    */
@@ -265,6 +278,7 @@ export class ShimServer<P = unknown> {
     stream.on('close', () => {
       this.calls.delete(call);
       this.report(call);
+      if (!call.streaming && this.afterUnary.length > 0) for (const work of this.afterUnary.splice(0)) work();
       // Cancellation: the client went away before the upstream finished.
       const up = call.up;
       if (up !== undefined && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);

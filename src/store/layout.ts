@@ -20,6 +20,8 @@ export interface StoreLayoutOptions {
   preparedTempFiles?: number;
   /** Asked before each flush: true flushes on the calling thread (fsutil.ts). Default: never. */
   flushInline?: () => boolean;
+  /** When temp files made ahead are made again after some were taken (fsutil.ts TempDir). Default: at once. */
+  refillTempFiles?: (refill: () => void) => void;
 }
 
 export class StoreLayout {
@@ -36,7 +38,7 @@ export class StoreLayout {
     this.root = opts.root;
     this.clock = opts.clock ?? systemClock;
     this.durable = { fsync: opts.fsync ?? true, ...(opts.flushInline ? { flushInline: opts.flushInline } : {}) };
-    this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now());
+    this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now(), opts.refillTempFiles);
   }
 
   /** Makes the store's directories, once per process: synchronously, like every metadata step (fsutil.ts). */

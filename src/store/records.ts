@@ -13,6 +13,12 @@ import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, remov
 import { exists, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type SignatureVerdict } from './record-format.js';
 
+/** What ingest placed: the blob's path and the record now in the store. */
+export interface Ingested {
+  blobPath: string;
+  record: ProvenanceRecord;
+}
+
 /** Records read between two turns of the event loop in a listing. */
 const LIST_BATCH = 64;
 
@@ -123,12 +129,13 @@ export class RecordStore {
    * record is placed with link(2), which fails if another writer placed one first: only then is
    * the record's lock taken to merge into it, so a first pull takes no lock at all.
    */
-  async ingest(input: IngestInput): Promise<string> {
+  async ingest(input: IngestInput): Promise<Ingested> {
     await this.layout.init();
     const blobPath = this.layout.blobPath(input.layerDigest);
     const recordPath = this.layout.recordPath(input.digest);
     const now = new Date(this.layout.clock.now()).toISOString();
     const staged: StagedFile[] = [];
+    let placed: ProvenanceRecord;
     try {
       // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
       // at on disk, not in blobsSeen: another process may have removed it since.
@@ -143,11 +150,13 @@ export class RecordStore {
       if (lost.length === 0) {
         // The file keeps the identity it was written with, so the pull's next read is a cache hit.
         this.recordCache.set(input.digest, { key: identityKey(stagedRecord.identity), record });
+        placed = record;
       } else {
-        await this.layout.lock(digestHex(input.digest), async () => {
+        placed = await this.layout.lock(digestHex(input.digest), async () => {
           const merged = updatedRecord(await this.getRecord(input.digest), input, now);
           await writeFileAtomic(recordPath, formatRecord(merged), this.layout.temp, { fsync: false });
           this.recordCache.delete(input.digest);
+          return merged;
         });
       }
     } catch (e) {
@@ -155,7 +164,7 @@ export class RecordStore {
       throw e;
     }
     await removeIfExists(this.layout.invalidPath(input.digest));
-    return blobPath;
+    return { blobPath, record: placed };
   }
 
   /** Adds a reference and/or a verdict to an existing record (cached pulls, re-verification). */

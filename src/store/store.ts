@@ -33,10 +33,11 @@ import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
 import { StoreLayout, type StoreLayoutOptions } from './layout.js';
 import type { IngestInput, InvalidVerdict, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
-import { RecordStore } from './records.js';
+import { RecordStore, type Ingested } from './records.js';
 
 export type { CollectResult } from './collect.js';
 export type { EffectiveBase, EffectiveInput } from './effective.js';
+export type { Ingested } from './records.js';
 export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
 
 export type ProfileStoreOptions = StoreLayoutOptions;
@@ -97,7 +98,7 @@ export class ProfileStore {
     return this.records.checkBlob(d);
   }
 
-  ingest(input: IngestInput): Promise<string> {
+  ingest(input: IngestInput): Promise<Ingested> {
     return this.records.ingest(input);
   }
 

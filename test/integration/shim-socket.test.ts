@@ -215,6 +215,8 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
   let sock: string;
   /** Calls the upstream received, with the RST code their stream closed with. */
   const seen: { path: string; closed: Promise<number> }[] = [];
+  /** Told each call the upstream receives (the client's call through the shim is then in flight). */
+  let onUpstreamCall: ((path: string) => void) | undefined;
 
   before(async () => {
     work = mkdtempSync('/tmp/skb-');
@@ -222,6 +224,7 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
     upstream.on('stream', (stream, headers) => {
       const rec = { path: String(headers[':path']), closed: new Promise<number>((r) => stream.on('close', () => r(stream.rstCode))) };
       seen.push(rec);
+      onUpstreamCall?.(rec.path);
       stream.on('error', () => {});
       if (rec.path.endsWith('/Events')) {
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
@@ -281,6 +284,31 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
     const rec = seen.find((s) => s.path === '/x.Test/Stalled');
     assert.ok(rec, 'the call had reached the upstream');
     assert.equal(await within(rec.closed, 10_000, 'the upstream stream closed'), h2.NGHTTP2_CANCEL);
+  });
+
+  test('work put off with afterUnaryCall runs at once when no call is in flight, else when the call in flight has ended', async () => {
+    let ran = 0;
+    shim.afterUnaryCall(() => ran++);
+    assert.equal(ran, 1, 'no call in flight: at once');
+    let ranWhileInFlight: number | undefined;
+    const ranAfter = new Promise<void>((resolve) => {
+      onUpstreamCall = (path) => {
+        if (path !== '/x.Test/Stalled') return;
+        shim.afterUnaryCall(() => {
+          ran++;
+          resolve();
+        });
+        ranWhileInFlight = ran;
+      };
+    });
+    try {
+      await stall('/x.Test/Stalled');
+      await within(ranAfter, 10_000, 'the work put off');
+    } finally {
+      onUpstreamCall = undefined;
+    }
+    assert.equal(ranWhileInFlight, 1, 'not while the call was in flight');
+    assert.equal(ran, 2);
   });
 
   test('the same for calls the shim reads itself (an owned pull, an edited RunPodSandbox)', async () => {

@@ -55,10 +55,16 @@ export async function run(argv: string[]): Promise<number> {
   // sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need only
   // the store, so start-up stays fast and an idle shim stays small.
   new PolicyHolder({ file: config.policy, watch: false, logger }).close();
-  // A long-lived writer: temp files made ahead keep file creation off pulls and creates; a pull
-  // that is the only call in flight flushes on the event loop's thread, as nothing waits on it
-  // meanwhile (src/store/fsutil.ts).
-  const store = new ProfileStore({ root: config.storeDir, preparedTempFiles: PREPARED_TEMP_FILES, flushInline: () => (running.shim?.unaryInFlight() ?? 0) <= 1 });
+  // A long-lived writer: temp files made ahead keep file creation off pulls and creates, and are
+  // made again once the call that took them has been answered; a pull that is the only call in
+  // flight flushes on the event loop's thread, as nothing waits on it meanwhile
+  // (src/store/fsutil.ts).
+  const store = new ProfileStore({
+    root: config.storeDir,
+    preparedTempFiles: PREPARED_TEMP_FILES,
+    flushInline: () => (running.shim?.unaryInFlight() ?? 0) <= 1,
+    refillTempFiles: (refill) => (running.shim ? running.shim.afterUnaryCall(refill) : refill()),
+  });
   void store.prepareTempFiles();
   let node: NodeContext | undefined;
   let loading: Promise<NodeContext> | undefined;

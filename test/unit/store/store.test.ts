@@ -30,9 +30,11 @@ describe('ProfileStore', () => {
 
   it('ingests content-addressed blobs and a provenance record', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW"}');
-    const path = await store.ingest(i);
-    assert.equal(path, join(dir, 'blobs', 'sha256', i.layerDigest.slice(7)));
+    const ingested = await store.ingest(i);
+    assert.equal(ingested.blobPath, join(dir, 'blobs', 'sha256', i.layerDigest.slice(7)));
     const { bytes, record } = await store.readProfile(i.digest, { verify: true });
+    // What ingest reports placed is what a reader finds.
+    assert.deepEqual(ingested.record, record);
     assert.deepEqual(bytes, Buffer.from(i.layerBytes));
     assert.equal(record.rule, 'rules[0] (r.io)');
     assert.deepEqual(record.references, [i.reference]);

@@ -72,6 +72,22 @@ describe('TempDir', () => {
     for (let i = 0; i < 5; i++) assert.equal(readFileSync(join(root, `f${i}`), 'utf8'), `data ${i}`);
   });
 
+  it('makes files again when its refillWhen runs the refill, not before', async () => {
+    const dir = join(tempRoot(), 'tmp');
+    const asked: (() => void)[] = [];
+    const temp = new TempDir(dir, 2, Date.now, (refill) => asked.push(refill));
+    await until(temp, dir, 2);
+    const started = await poolRequests(async () => {
+      closeSync(temp.create().fd);
+      closeSync(temp.create().fd);
+    });
+    assert.equal(started, 0, 'no file made while the taker runs');
+    assert.equal(asked.length, 1, 'one refill asked for both files taken');
+    assert.equal(readdirSync(dir).length, 2, 'the two taken, nothing made in their place yet');
+    asked[0]!();
+    await until(temp, dir, 4);
+  });
+
   it('removes the files it made ahead when the process exits', () => {
     const dir = join(tempRoot(), 'tmp');
     const fsutil = fileURLToPath(new URL('../../../src/store/fsutil.js', import.meta.url));
