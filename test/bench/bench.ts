@@ -272,13 +272,16 @@ async function cliCases(ctx: BenchContext): Promise<void> {
   const spokeStats: number[] = [];
   const skopeoStats: number[] = [];
   const floorStats: number[] = [];
+  // Each run pulls a digest new to the store, into the one store all runs share, as a node or a
+  // CI job has one (the first run, a warm-up, makes its directories); the floor writes into one
+  // existing directory likewise.
+  const store = join(ctx.dir, 'cli-store');
+  const floorDir = join(ctx.dir, 'cli-floor');
+  mkdirSync(floorDir);
   for (let i = 0; i < n + 2; i++) {
-    const store = join(ctx.dir, `cli-store-${i}`);
     const a = await timeProcess(process.execPath, ['-e', '0']);
     const b = await timeProcess(process.execPath, [SPOKE_BIN, 'pull', refs[3 * i]!, '--kind', 'seccomp', '--policy', policy, '--store', store, '--config', '/dev/null']);
     const c = await timeProcess('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${refs[3 * i + 1]!}`, `oci:${join(ctx.dir, `skopeo-${i}`)}`]);
-    const floorDir = join(ctx.dir, `cli-floor-${i}`);
-    mkdirSync(floorDir);
     const d = await timeProcess(process.execPath, [floorCli, refs[3 * i + 2]!, floorDir]);
     if (i >= 2) {
       nodeStats.push(a);
