@@ -1,6 +1,6 @@
 // The pull pipeline (docs/architecture.md), one step after another, shared by the CRI shim and the CLI:
-//   reference → policy → store (cached?) → single-flight → manifest → blob → signature →
-//   validate → store → result.
+//   reference → policy → store (cached?) → single-flight → manifest → blob → validate →
+//   signature (its requests started with the manifest's) → store → result.
 // Policy is decided before any network I/O; a refused reference makes no request at all.
 // The steps' helpers live in src/pull/: flights (single-flight), access (credential identity),
 // platform (multi-architecture indexes), signature, and the kind and size checks.
@@ -161,8 +161,8 @@ export class PullPipeline {
     // 5. Manifest by digest (mirrors first), bytes hashed against the digest by the client. It may
     //    be a multi-architecture index (docs/multi-arch.md).
     const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
-    // 7 (started early). Signature discovery needs only the digest, so it runs alongside steps 5–6;
-    // its verdict is awaited below, before anything is validated or stored. Always on the
+    // 8 (started early). Signature discovery needs only the digest, so it runs alongside steps 5–7;
+    // its verdict is awaited below, before anything is stored. Always on the
     // reference as written: for an index, the index digest, whose bytes pin every platform's.
     const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, manifestP.then((m) => m.bytes));
     verifying?.catch(() => {}); // observed at step 7; a failure of steps 5–6 wins
@@ -196,11 +196,13 @@ export class PullPipeline {
     const blob = await registry.getBlob(repo, artifact.layer.digest, { ...fetchOpts, maxBytes: limit, expectedSize: artifact.layer.size });
     await permanent(this.deps.store, contentDigest, () => refuseArchive(blob.bytes, artifact.layer.digest));
 
-    // 7. Signature, as the rule requires.
-    const signer = await verifying;
-
-    // 8. Validate the profile itself (kind rules); a failure is remembered for this digest.
+    // 7. Validate the profile itself (kind rules); a failure is remembered for this digest. A
+    //    verdict on the content alone, like the checks above, so it is judged while the
+    //    signature's requests (a longer chain than the artifact's) are still in flight.
     await permanent(this.deps.store, contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
+
+    // 8. Signature, as the rule requires: nothing is stored without it.
+    const signer = await verifying;
 
     // 9. Store: temp → fsync → rename; provenance with the rule and signer.
     const { record } = await this.deps.store.ingest({

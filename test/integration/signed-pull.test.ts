@@ -7,6 +7,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
+import { PullPipeline } from '../../src/pull.js';
 import { signArtifact } from '../../src/publish/sign.js';
 import type { Digest } from '../../src/core/digest.js';
 import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
@@ -158,6 +159,37 @@ describe('signed pulls', () => {
     const part = JSON.parse(status.stdout).policy as { ok: boolean; signersUnavailable?: { name: string; file: string }[] };
     assert.equal(part.ok, false);
     assert.deepEqual(part.signersUnavailable?.map((s) => [s.name, s.file]), [['platform', fileC]]);
+  });
+
+  it('judges the profile while its signature is still being verified: invalid content is refused as such, nothing stored, without waiting for the verdict', { timeout: 20_000 }, async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/invalid', { defaultAction: 'SCMP_ACT_ALLOW', notAMember: true });
+    // A verifier whose verdict is held until the test lets it go: the old order (verdict, then
+    // validation) left the pull waiting on it until the test's timeout.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let asked = 0;
+    const client = new UndiciRegistryClient({ plainHttp: true });
+    const pipeline = new PullPipeline({
+      policy: () => node.policy.current(),
+      registry: () => ({ client, release: () => undefined }),
+      pullTimeoutMs: 60_000,
+      store: node.store,
+      verifier: async () => {
+        asked++;
+        await held;
+        return { signer: 'platform', format: 'bundle' };
+      },
+    });
+    try {
+      await rejectsWith(pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
+      assert.equal(asked, 1, 'the signature was being verified meanwhile');
+      assert.equal(await node.store.getRecord(a.digest as Digest), undefined, 'nothing stored');
+      assert.ok(await node.store.getInvalid(a.digest as Digest), 'the content verdict is remembered');
+    } finally {
+      release();
+      await client.close();
+    }
   });
 
   it('a rule with unsigned: true still pulls unsigned artifacts', async () => {
