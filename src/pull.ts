@@ -201,8 +201,17 @@ export class PullPipeline {
     //    signature's requests (a longer chain than the artifact's) are still in flight.
     await permanent(this.deps.store, contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
 
-    // 8. Signature, as the rule requires: nothing is stored without it.
-    const signer = await verifying;
+    // 8. Signature, as the rule requires: nothing is stored without it. Its chain of requests is
+    //    the longer one, so the blob is written and flushed under a temp name meanwhile, which
+    //    nothing reads; a refusal removes it.
+    const early = verifying ? await this.deps.store.stageBlob(artifact.layer.digest, blob.bytes) : undefined;
+    let signer: SignatureVerdict | undefined;
+    try {
+      signer = await verifying;
+    } catch (e) {
+      await early?.discard();
+      throw e;
+    }
 
     // 9. Store: temp → fsync → rename; provenance with the rule and signer.
     const { record } = await this.deps.store.ingest({
@@ -217,7 +226,7 @@ export class PullPipeline {
       servedBy: manifest.servedBy,
       nodeCredentials: req.credential === undefined,
       ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}),
-    });
+    }, early);
     this.access.remember(ref.digest, credentialIdentity(req.credential));
     this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.

@@ -19,6 +19,22 @@ export interface Ingested {
   record: ProvenanceRecord;
 }
 
+/**
+ * A profile blob written and flushed under a temp name ahead of its ingest (stageBlob): nothing
+ * in the store names it until ingest places it; discard() removes it.
+ */
+export class StagedBlob {
+  constructor(
+    readonly layerDigest: Digest,
+    /** undefined: the blob was in the store already when staged (one copy). */
+    readonly file: StagedFile | undefined,
+  ) {}
+
+  discard(): Promise<void> {
+    return discardStaged(this.file ? [this.file] : []);
+  }
+}
+
 /** Records read between two turns of the event loop in a listing. */
 const LIST_BATCH = 64;
 
@@ -129,7 +145,7 @@ export class RecordStore {
    * record is placed with link(2), which fails if another writer placed one first: only then is
    * the record's lock taken to merge into it, so a first pull takes no lock at all.
    */
-  async ingest(input: IngestInput): Promise<Ingested> {
+  async ingest(input: IngestInput, early?: StagedBlob): Promise<Ingested> {
     await this.layout.init();
     const blobPath = this.layout.blobPath(input.layerDigest);
     const recordPath = this.layout.recordPath(input.digest);
@@ -139,7 +155,8 @@ export class RecordStore {
     try {
       // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
       // at on disk, not in blobsSeen: another process may have removed it since.
-      const blob = exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.temp, this.layout.durable);
+      const earlyFile = early?.layerDigest === input.layerDigest ? early.file : undefined;
+      const blob = earlyFile ?? (exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.temp, this.layout.durable));
       const record = updatedRecord(undefined, input, now);
       // Staged while the blob is flushed; the blob is placed first.
       const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.temp, { fsync: false, exclusive: true })]);
@@ -165,6 +182,17 @@ export class RecordStore {
     }
     await removeIfExists(this.layout.invalidPath(input.digest));
     return { blobPath, record: placed };
+  }
+
+  /**
+   * Writes and flushes the blob `layerDigest` under a temp name ahead of its ingest, so that the
+   * flush overlaps what the ingest must wait for (a keyed pull's signature requests): see
+   * StagedBlob. Nothing when the blob is in the store already.
+   */
+  async stageBlob(layerDigest: Digest, bytes: Uint8Array): Promise<StagedBlob> {
+    await this.layout.init();
+    const path = this.layout.blobPath(layerDigest);
+    return new StagedBlob(layerDigest, exists(path) ? undefined : await stageFile(path, bytes, this.layout.temp, this.layout.durable));
   }
 
   /** Adds a reference and/or a verdict to an existing record (cached pulls, re-verification). */

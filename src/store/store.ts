@@ -33,11 +33,11 @@ import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
 import { StoreLayout, type StoreLayoutOptions } from './layout.js';
 import type { IngestInput, InvalidVerdict, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
-import { RecordStore, type Ingested } from './records.js';
+import { RecordStore, type Ingested, type StagedBlob } from './records.js';
 
 export type { CollectResult } from './collect.js';
 export type { EffectiveBase, EffectiveInput } from './effective.js';
-export type { Ingested } from './records.js';
+export type { Ingested, StagedBlob } from './records.js';
 export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
 
 export type ProfileStoreOptions = StoreLayoutOptions;
@@ -98,8 +98,13 @@ export class ProfileStore {
     return this.records.checkBlob(d);
   }
 
-  ingest(input: IngestInput): Promise<Ingested> {
-    return this.records.ingest(input);
+  /** `early`: the blob staged ahead by stageBlob, placed instead of writing it again. */
+  ingest(input: IngestInput, early?: StagedBlob): Promise<Ingested> {
+    return this.records.ingest(input, early);
+  }
+
+  stageBlob(layerDigest: Digest, bytes: Uint8Array): Promise<StagedBlob> {
+    return this.records.stageBlob(layerDigest, bytes);
   }
 
   annotate(d: Digest, update: { reference?: string; verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'> }): Promise<void> {

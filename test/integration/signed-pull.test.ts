@@ -3,11 +3,14 @@
 
 import assert from 'node:assert/strict';
 import { spokeError } from '../helpers/assert.js';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { PullPipeline } from '../../src/pull.js';
+import { ProfileStore, type StagedBlob } from '../../src/store/store.js';
+import { SpokeError } from '../../src/core/errors.js';
+import { sha256Digest } from '../../src/core/digest.js';
 import { signArtifact } from '../../src/publish/sign.js';
 import type { Digest } from '../../src/core/digest.js';
 import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
@@ -188,6 +191,60 @@ describe('signed pulls', () => {
       assert.ok(await node.store.getInvalid(a.digest as Digest), 'the content verdict is remembered');
     } finally {
       release();
+      await client.close();
+    }
+  });
+
+  it("writes a keyed pull's blob under a temp name while its signature is verified: placed with the verdict, removed with a refusal", { timeout: 20_000 }, async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const tmp = join(node.store.root, 'tmp');
+    const client = new UndiciRegistryClient({ plainHttp: true });
+    try {
+      for (const outcome of ['verdict', 'refusal'] as const) {
+        const profile = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: [outcome === 'verdict' ? 'fchownat' : 'fchmodat'], action: 'SCMP_ACT_ERRNO' }] };
+        const layer = Buffer.from(JSON.stringify(profile));
+        const a = await pushTestArtifact(reg.url, reg.host, `signed/early-${outcome}`, profile);
+        const tempsHolding = () => readdirSync(tmp).filter((n) => readFileSync(join(tmp, n)).equals(layer)).length;
+        let staged!: () => void;
+        const stagedNow = new Promise<void>((r) => (staged = r));
+        // The store as the pipeline sees it, telling the test when the blob has been staged.
+        class WatchedStore extends ProfileStore {
+          override async stageBlob(d: Digest, bytes: Uint8Array): Promise<StagedBlob> {
+            const s = await super.stageBlob(d, bytes);
+            staged();
+            return s;
+          }
+        }
+        let decide!: (ok: boolean) => void;
+        const verdict = new Promise<boolean>((r) => (decide = r));
+        const pipeline = new PullPipeline({
+          policy: () => node.policy.current(),
+          registry: () => ({ client, release: () => undefined }),
+          pullTimeoutMs: 60_000,
+          store: new WatchedStore({ root: node.store.root }),
+          verifier: async () => {
+            if (await verdict) return { signer: 'platform', format: 'bundle' };
+            throw new SpokeError('SignatureValidationFailed', 'refused by the test', {}, { reason: 'SIGNATURE_INVALID' });
+          },
+        });
+        const pulled = pipeline.pull({ reference: a.reference, kind: 'seccomp' });
+        pulled.catch(() => {});
+        await Promise.race([stagedNow, pulled.then(() => assert.fail(`${outcome}: pulled before staging`), (e: unknown) => assert.fail(`${outcome}: ${String(e)}`))]);
+        const blobPath = node.store.blobPath(sha256Digest(layer));
+        assert.equal(existsSync(blobPath), false, `${outcome}: nothing in the store while the signature is pending`);
+        assert.equal(tempsHolding(), 1, `${outcome}: the blob is written under a temp name meanwhile`);
+        decide(outcome === 'verdict');
+        if (outcome === 'verdict') {
+          assert.equal((await pulled).signer?.signer, 'platform');
+          assert.deepEqual(readFileSync(blobPath), layer);
+        } else {
+          await rejectsWith(pulled, { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' });
+          assert.equal(existsSync(blobPath), false);
+          assert.equal(await node.store.getRecord(a.digest as Digest), undefined);
+        }
+        assert.equal(tempsHolding(), 0, `${outcome}: no temp file left`);
+      }
+    } finally {
       await client.close();
     }
   });
