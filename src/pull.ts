@@ -165,7 +165,7 @@ export class PullPipeline {
     // its verdict is awaited below, before anything is stored. Always on the
     // reference as written: for an index, the index digest, whose bytes pin every platform's.
     const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, manifestP.then((m) => m.bytes));
-    verifying?.catch(() => {}); // observed at step 7; a failure of steps 5–6 wins
+    verifying?.catch(() => {}); // observed at step 8; a failure of steps 5–7 wins
     const top = await manifestP;
     // 5a. An index: the artifact manifest for this node's platform, judged from here on like a
     //     manifest named directly. Its content verdicts are kept under its own digest.

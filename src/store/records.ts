@@ -146,6 +146,16 @@ export class RecordStore {
    * the record's lock taken to merge into it, so a first pull takes no lock at all.
    */
   async ingest(input: IngestInput, early?: StagedBlob): Promise<Ingested> {
+    // `early` is this call's to place or remove, whatever fails.
+    try {
+      return await this.place(input, early);
+    } catch (e) {
+      await early?.discard();
+      throw e;
+    }
+  }
+
+  private async place(input: IngestInput, early: StagedBlob | undefined): Promise<Ingested> {
     await this.layout.init();
     const blobPath = this.layout.blobPath(input.layerDigest);
     const recordPath = this.layout.recordPath(input.digest);

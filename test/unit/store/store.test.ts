@@ -40,6 +40,30 @@ describe('ProfileStore', () => {
     assert.deepEqual(record.references, [i.reference]);
   });
 
+  it('places a blob staged ahead (stageBlob) at ingest, and removes it when that ingest fails', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const staging = new ProfileStore({ root: own });
+      const tmp = join(own, 'tmp');
+      const ok = ingestInput('{"defaultAction":"SCMP_ACT_LOG"}');
+      const early = await staging.stageBlob(ok.layerDigest, ok.layerBytes);
+      assert.equal(readdirSync(tmp).length, 1, 'written under a temp name');
+      assert.equal(existsSync(staging.blobPath(ok.layerDigest)), false, 'not in the store yet');
+      await staging.ingest(ok, early);
+      assert.deepEqual(readFileSync(staging.blobPath(ok.layerDigest)), Buffer.from(ok.layerBytes));
+      assert.deepEqual(readdirSync(tmp), []);
+      // An ingest that fails (here: a digest no path can be made from) removes what was staged for it.
+      const bad = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
+      const staged = await staging.stageBlob(bad.layerDigest, bad.layerBytes);
+      assert.equal(readdirSync(tmp).length, 1);
+      await rejectsWith(staging.ingest({ ...bad, digest: 'sha256:nothex' as Digest }, staged), { code: 'InvalidArgument' });
+      assert.deepEqual(readdirSync(tmp), [], 'the staged blob is gone');
+      assert.equal(existsSync(staging.blobPath(bad.layerDigest)), false);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
   it('keeps exactly one copy of a blob shared by two artifacts', async () => {
     // A store of its own: the blob directory then holds exactly what these two ingests wrote.
     const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
