@@ -163,10 +163,10 @@ export class RecordStore {
     const staged: StagedFile[] = [];
     let placed: ProvenanceRecord;
     try {
-      // Content-addressed: an existing blob file already holds these bytes (one copy). Looked
-      // at on disk, not in blobsSeen: another process may have removed it since.
-      const earlyFile = early?.layerDigest === input.layerDigest ? early.file : undefined;
-      const blob = earlyFile ?? (exists(blobPath) ? undefined : stageFile(blobPath, input.layerBytes, this.layout.temp, this.layout.durable));
+      if (early !== undefined && early.layerDigest !== input.layerDigest) {
+        throw new SpokeError('Internal', `a blob staged for ${early.layerDigest} was handed to the ingest of ${input.layerDigest}`, {}, { reason: 'INVARIANT' });
+      }
+      const blob = early?.file ?? this.stageBlobFile(blobPath, input.layerBytes);
       const record = updatedRecord(undefined, input, now);
       // Staged while the blob is flushed; the blob is placed first.
       const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.temp, { fsync: false, exclusive: true })]);
@@ -201,8 +201,16 @@ export class RecordStore {
    */
   async stageBlob(layerDigest: Digest, bytes: Uint8Array): Promise<StagedBlob> {
     await this.layout.init();
-    const path = this.layout.blobPath(layerDigest);
-    return new StagedBlob(layerDigest, exists(path) ? undefined : await stageFile(path, bytes, this.layout.temp, this.layout.durable));
+    return new StagedBlob(layerDigest, await this.stageBlobFile(this.layout.blobPath(layerDigest), bytes));
+  }
+
+  /**
+   * The blob written and flushed under a temp name, or nothing when a file is at `path` already:
+   * content-addressed, it holds these bytes (one copy). Looked at on disk, not in blobsSeen:
+   * another process may have removed it since.
+   */
+  private async stageBlobFile(path: string, bytes: Uint8Array): Promise<StagedFile | undefined> {
+    return exists(path) ? undefined : stageFile(path, bytes, this.layout.temp, this.layout.durable);
   }
 
   /** Adds a reference and/or a verdict to an existing record (cached pulls, re-verification). */

@@ -59,6 +59,10 @@ describe('ProfileStore', () => {
       await rejectsWith(staging.ingest({ ...bad, digest: 'sha256:nothex' as Digest }, staged), { code: 'InvalidArgument' });
       assert.deepEqual(readdirSync(tmp), [], 'the staged blob is gone');
       assert.equal(existsSync(staging.blobPath(bad.layerDigest)), false);
+      // A blob staged for another layer is never placed under this one's digest.
+      const other = await staging.stageBlob(bad.layerDigest, bad.layerBytes);
+      await rejectsWith(staging.ingest(ingestInput('{"defaultAction":"SCMP_ACT_KILL"}'), other), { code: 'Internal', reason: 'INVARIANT' });
+      assert.deepEqual(readdirSync(tmp), []);
     } finally {
       rmSync(own, { recursive: true, force: true });
     }
