@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startContainerd } from '../helpers/containerd.js';
-import { CriClient, encode, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
+import { encode, H2CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { Pool } from 'undici';
@@ -77,7 +77,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
   const args = ['--listen', sock, '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--log-level', 'warn'];
   let shim: ShimProc | undefined;
   const relays: ChildProcess[] = [];
-  const direct = new CriClient(ctrd.socket);
+  const direct = new H2CriClient(ctrd.socket);
   try {
     // Start to ready: spawn → the "shim ready" log line, several times.
     const starts: number[] = [];
@@ -91,7 +91,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     ctx.rows.push({ case: 'shim start to ready (spawn → ready log)', spoke: `p50 ${fmt(startP50)}`, peer: '—', target: '≤ 300 ms', met: startP50 <= 300 });
 
     shim = await startShim([...args.slice(0, -1), 'info']);
-    const viaShim = new CriClient(sock);
+    const viaShim = new H2CriClient(sock);
     await viaShim.rt('Version', { version: 'v1' });
     await new Promise((r) => setTimeout(r, 1000));
     const idleRss = rssMiB(shim.child.pid!);
@@ -99,8 +99,8 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
 
     // Forwarded calls vs direct and the two relay floors, interleaved so all see the same machine state.
     relays.push(await startRelay('bytes', join(work, 'bytes.sock'), ctrd.socket), await startRelay('h2', join(work, 'h2.sock'), ctrd.socket));
-    const viaBytes = new CriClient(join(work, 'bytes.sock'));
-    const viaH2 = new CriClient(join(work, 'h2.sock'));
+    const viaBytes = new H2CriClient(join(work, 'bytes.sock'));
+    const viaH2 = new H2CriClient(join(work, 'h2.sock'));
     const forwarded = (path: string, req: Buffer) => ({
       direct: () => direct.unaryRaw(path, req),
       bytes: () => viaBytes.unaryRaw(path, req),
@@ -139,7 +139,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     try {
       // The CRI floor: the same lean work behind a node:http2 server (relay.ts pull), called as the shim is.
       relays.push(await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url));
-      const viaFloor = new CriClient(join(work, 'pull.sock'));
+      const viaFloor = new H2CriClient(join(work, 'pull.sock'));
       const more = await ctx.pushUnsigned(n + 8, 4_000_000, 4096);
       const u = await measureInterleaved(n, {
         floor: (i) => floorPull(pool, 'open/many', pick(open, i, 1), floorDir, `u${i}`),
@@ -157,7 +157,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
         chart: { spoke: u.spoke.p50, peer: u.floor.p50, peerLabel: 'lean client floor' },
       });
       const moreSigned = await ctx.pushSigned(n + 8, 'bench/cri');
-      const viaKeyedFloor = new CriClient(join(work, 'pull.sock'));
+      const viaKeyedFloor = new H2CriClient(join(work, 'pull.sock'));
       const k = await measureInterleaved(n, {
         floor: (i) => floorSignedPull(pool, 'bench/cri', pick(signed, i, 1), floorDir, `k${i}`),
         spoke: (i) => pull(pick(signed, i, 0)),
@@ -178,7 +178,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     }
     const artifacts = signed;
     relays.push(await startRelay('answer', join(work, 'answer.sock'), '-'));
-    const viaAnswer = new CriClient(join(work, 'answer.sock'));
+    const viaAnswer = new H2CriClient(join(work, 'answer.sock'));
     const pullBytes = encode('PullSecurityProfileArtifactRequest', pullReq(artifacts[0]!.reference));
     const warm = await measureInterleaved(
       n * 5,

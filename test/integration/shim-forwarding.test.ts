@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startContainerd, Tap, type Containerd } from '../helpers/containerd.js';
-import { CriClient, decode, encode, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
+import { CriClient, decode, encode, H2CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { stubShimDeps } from '../helpers/shim.js';
 import { waitFor } from '../helpers/wait.js';
@@ -62,6 +62,18 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     const d = decode('VersionResponse', got);
     assert.equal(d.runtime_name, 'containerd');
     assert.deepEqual(d, await direct.rt('Version', { version: 'v1' }));
+  });
+
+  test('the benchmarks\' node:http2 client (H2CriClient) gets the bytes grpc-js gets, and the error', async () => {
+    const lean = new H2CriClient(shimSock);
+    try {
+      const req = encode('VersionRequest', { version: 'v1' });
+      assert.deepEqual(await lean.unaryRaw(`${RT}Version`, req), await via.unaryRaw(`${RT}Version`, req));
+      assert.equal((await lean.rt('Version', { version: 'v1' })).runtime_name, 'containerd');
+      await assert.rejects(lean.rt('ContainerStatus', { container_id: 'no-such-container' }), /grpc-status 5: /);
+    } finally {
+      lean.close();
+    }
   });
 
   test('unknown fields in a request reach containerd', async () => {
