@@ -11,6 +11,7 @@ import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import request from 'undici/lib/api/api-request.js';
+import { MAX_RESPONSE_HEADER_BYTES } from '../../src/core/limits.js';
 
 async function verifiedBody(res: { body: { arrayBuffer(): Promise<ArrayBuffer> } }, digest: string): Promise<Buffer> {
   const bytes = Buffer.from(await res.body.arrayBuffer());
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
   const slash = ref.indexOf('/');
   const repository = `/v2/${ref.slice(slash + 1, at)}`;
   // The header cap given, as spoke gives it (src/registry/http.ts): undici then never loads node:http.
-  const pool = new Pool(`http://${ref.slice(0, slash)}`, { connections: 1, maxHeaderSize: 16 * 1024 });
+  const pool = new Pool(`http://${ref.slice(0, slash)}`, { connections: 1, maxHeaderSize: MAX_RESPONSE_HEADER_BYTES });
   const digest = ref.slice(at + 1);
   const manifest = await request.call(pool, { method: 'GET', path: `${repository}/manifests/${digest}`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
   const { layers } = JSON.parse((await verifiedBody(manifest, digest)).toString()) as { layers: { digest: string }[] };
