@@ -28,7 +28,7 @@ export function chartSvg(rows: Row[], caption: string): string {
     const c = r.chart!;
     const y = TOP + i * PAIR_H;
     const scale = BAR_MAX / Math.max(c.spoke, c.peer, 1e-9);
-    const met = r.met === null ? '' : r.met ? ' ✓' : ' ✗';
+    const met = r.met === null ? '' : r.met ? ' ✓' : r.belowFloor === undefined ? ' ✗' : ' ✗ below floor';
     out.push(`<text x="10" y="${y + BAR_H}">${esc(short(r.case, 58))}</text>`);
     out.push(`<text x="10" y="${y + 2 * BAR_H + 4}" fill="#555">target ${esc(short(r.target, 44))}${met}</text>`);
     const bar = (dy: number, v: number, fill: string, name: string) => {

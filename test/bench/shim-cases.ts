@@ -10,11 +10,16 @@ import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { Pool } from 'undici';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
-import { addedPerRound, fmt, measureInterleaved, sampleInterleaved, summarize, type Stats } from './stats.js';
+import { addedPerRound, fmt, measureInterleaved, sampleInterleaved, summarize, verdict, type Stats } from './stats.js';
 import { floorPull, floorSignedPull } from './floor.js';
 import type { BenchContext, Pushed, Row } from './bench.js';
 
 const ms = (s: Stats) => `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}`;
+/**
+ * Rounds per n for the figures judged at p99: with n = 200, 3,000 rounds, so a p99 is the 30th
+ * slowest sample (at 1,000 rounds it was the 10th: a few scheduling stalls of the shared cores).
+ */
+const TAIL_ROUNDS = 15;
 const RT = '/runtime.v1.RuntimeService/';
 
 function rssMiB(pid: number): number {
@@ -60,9 +65,30 @@ function forwardRow(name: string, samples: Record<'direct' | 'bytes' | 'h2' | 's
     spoke: `${ms(s.shim)} (added per round: p50 ${fmt(shim.p50)}, p99 ${fmt(shim.p99)}; p99 − direct p99: ${fmt(s.shim.p99 - s.direct.p99)})`,
     peer: `straight to containerd: ${ms(s.direct)}; bare byte relay: added p50 ${fmt(bytes.p50)}, p99 ${fmt(bytes.p99)}; minimal node:http2 relay: added p50 ${fmt(h2.p50)}, p99 ${fmt(h2.p99)}`,
     target: `added p50 ≤ 200 µs; added p99 ≤ ${fmt(p99Limit)}`,
-    met: shim.p50 <= 0.2 && shim.p99 <= p99Limit,
+    ...verdict([
+      { spoke: shim.p50 <= 0.2, floor: { meets: h2.p50 <= 0.2, figure: `node:http2 relay added p50 ${fmt(h2.p50)}` } },
+      { spoke: shim.p99 <= p99Limit, floor: { meets: h2.p99 <= p99Limit, figure: `node:http2 relay added p99 ${fmt(h2.p99)}` } },
+    ]),
     data: { ...s, added: { shim, bytes, h2 } },
     chart: { spoke: shim.p50, peer: h2.p50, peerLabel: 'node:http2 relay (added p50)' },
+  };
+}
+
+/**
+ * Cold-pull-over-CRI row: ≤ 1.5× the lean client floor at p50. Beside it the CRI floor (relay.ts
+ * pull): the lean floor's work behind a node:http2 server called over CRI, flushing off its event
+ * loop as a server must (floor.ts). When that floor misses 1.5× too, the target sits below it.
+ */
+function coldCriRow(name: string, r: Record<'floor' | 'spoke' | 'cri', Stats>, floorSteps: string, floorLabel: string): Row {
+  const ratio = (x: Stats) => (x.p50 / r.floor.p50).toFixed(2);
+  return {
+    case: `cold pull over CRI, ${name}`,
+    spoke: `${ms(r.spoke)} (${ratio(r.spoke)}× at p50; ${(r.spoke.p50 / r.cri.p50).toFixed(2)}× the CRI floor)`,
+    peer: `floor (${floorSteps}): ${ms(r.floor)}; CRI floor (the same behind a node:http2 server called over CRI, flushing off its event loop): ${ms(r.cri)} (${ratio(r.cri)}×)`,
+    target: '≤ 1.5× floor at p50',
+    ...verdict([{ spoke: r.spoke.p50 <= 1.5 * r.floor.p50, floor: { meets: r.cri.p50 <= 1.5 * r.floor.p50, figure: `CRI floor ${ratio(r.cri)}×` } }]),
+    data: { ...r },
+    chart: { spoke: r.spoke.p50, peer: r.floor.p50, peerLabel: floorLabel },
   };
 }
 
@@ -108,7 +134,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       shim: () => viaShim.unaryRaw(path, req),
     });
     const versionReq = encode('VersionRequest', { version: 'v1' });
-    const version = await sampleInterleaved(n * 5, forwarded(`${RT}Version`, versionReq), 20);
+    const version = await sampleInterleaved(n * TAIL_ROUNDS, forwarded(`${RT}Version`, versionReq), 20);
     ctx.rows.push(forwardRow('Version', version));
 
     // 100 containers for ListContainers.
@@ -121,7 +147,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       await direct.rt('CreateContainer', { pod_sandbox_id: podId, config: { metadata: { name: `c${i}` }, image: { image: BUSYBOX_IMAGE }, command: ['/bin/sleep', '3600'], log_path: `c${i}.log` }, sandbox_config: podConfig });
     }
     const listReq = encode('ListContainersRequest', {});
-    ctx.rows.push(forwardRow(`ListContainers (${containers} containers)`, await sampleInterleaved(n, forwarded(`${RT}ListContainers`, listReq), 5)));
+    ctx.rows.push(forwardRow(`ListContainers (${containers} containers)`, await sampleInterleaved(n * 5, forwarded(`${RT}ListContainers`, listReq), 5)));
     viaBytes.close();
     viaH2.close();
 
@@ -147,15 +173,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
         cri: (i) => viaFloor.img('PullSecurityProfileArtifact', pullReq(more[i < 0 ? n + 7 + i : i]!.reference)),
       });
       viaFloor.close();
-      ctx.rows.push({
-        case: 'cold pull over CRI, unsigned rule, 4 KiB (policy, manifest, blob, validate, store)',
-        spoke: `${ms(u.spoke)} (${(u.spoke.p50 / u.floor.p50).toFixed(2)}× at p50; ${(u.spoke.p50 / u.cri.p50).toFixed(2)}× the CRI floor)`,
-        peer: `floor (GET manifest → GET blob, keep-alive undici, fsync file + dir): ${ms(u.floor)}; the same behind a node:http2 server called over CRI: ${ms(u.cri)} (${(u.cri.p50 / u.floor.p50).toFixed(2)}×)`,
-        target: '≤ 1.5× floor at p50',
-        met: u.spoke.p50 <= 1.5 * u.floor.p50,
-        data: { ...u },
-        chart: { spoke: u.spoke.p50, peer: u.floor.p50, peerLabel: 'lean client floor' },
-      });
+      ctx.rows.push(coldCriRow('unsigned rule, 4 KiB (policy, manifest, blob, validate, store)', u, 'GET manifest → GET blob, keep-alive undici, fsync file + dir', 'lean client floor'));
       const moreSigned = await ctx.pushSigned(n + 8, 'bench/cri');
       const viaKeyedFloor = new H2CriClient(join(work, 'pull.sock'));
       const k = await measureInterleaved(n, {
@@ -164,15 +182,14 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
         cri: (i) => viaKeyedFloor.img('PullSecurityProfileArtifact', pullReq(moreSigned[i < 0 ? n + 7 + i : i]!.reference)),
       });
       viaKeyedFloor.close();
-      ctx.rows.push({
-        case: 'cold pull over CRI, keyed signature, 4 KiB (policy, manifest, blob, signature discovery + verify, validate, store)',
-        spoke: `${ms(k.spoke)} (${(k.spoke.p50 / k.floor.p50).toFixed(2)}× at p50; ${(k.spoke.p50 / k.cri.p50).toFixed(2)}× the CRI floor)`,
-        peer: `floor (tag-schema index → bundle manifest → bundle blob, beside manifest → blob; fsync file + dir): ${ms(k.floor)}; the same behind a node:http2 server called over CRI: ${ms(k.cri)} (${(k.cri.p50 / k.floor.p50).toFixed(2)}×)`,
-        target: '≤ 1.5× floor at p50',
-        met: k.spoke.p50 <= 1.5 * k.floor.p50,
-        data: { ...k },
-        chart: { spoke: k.spoke.p50, peer: k.floor.p50, peerLabel: 'lean client floor (3 serial GETs)' },
-      });
+      ctx.rows.push(
+        coldCriRow(
+          'keyed signature, 4 KiB (policy, manifest, blob, signature discovery + verify, validate, store)',
+          k,
+          'tag-schema index → bundle manifest → bundle blob, beside manifest → blob; fsync file + dir',
+          'lean client floor (3 serial GETs)',
+        ),
+      );
     } finally {
       await pool.close();
     }
@@ -181,7 +198,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     const viaAnswer = new H2CriClient(join(work, 'answer.sock'));
     const pullBytes = encode('PullSecurityProfileArtifactRequest', pullReq(artifacts[0]!.reference));
     const warm = await measureInterleaved(
-      n * 5,
+      n * TAIL_ROUNDS,
       {
         direct: () => direct.unaryRaw(`${RT}Version`, versionReq),
         answer: () => viaAnswer.unaryRaw('/runtime.v1.ImageService/PullSecurityProfileArtifact', pullBytes),
@@ -196,7 +213,10 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       spoke: ms(warm.warm),
       peer: `Version straight to containerd: ${ms(warm.direct)}; a node:http2 server answering at once (floor): ${ms(warm.answer)}`,
       target: `≤ 500 µs p50; p99 ≤ ${fmt(peerP99)}`,
-      met: warm.warm.p50 <= 0.5 && warm.warm.p99 <= peerP99,
+      ...verdict([
+        { spoke: warm.warm.p50 <= 0.5, floor: { meets: warm.answer.p50 <= 0.5, figure: `answer floor p50 ${fmt(warm.answer.p50)}` } },
+        { spoke: warm.warm.p99 <= peerP99, floor: { meets: warm.answer.p99 <= peerP99, figure: `answer floor p99 ${fmt(warm.answer.p99)}` } },
+      ]),
       data: { ...warm },
       chart: { spoke: warm.warm.p50, peer: warm.answer.p50, peerLabel: 'node:http2 answering at once' },
     });

@@ -62,3 +62,22 @@ export async function measureInterleaved<K extends string>(n: number, fns: Recor
 export function addedPerRound(samples: readonly number[], base: readonly number[]): Stats {
   return summarize(samples.map((v, i) => v - base[i]!));
 }
+
+/** One target of a bench row: does spoke meet it, and does the floor measured in the same run. */
+export interface TargetCheck {
+  spoke: boolean;
+  /** The floor beside it (the least any implementation of that step does here), with its figure. */
+  floor?: { meets: boolean; figure: string };
+}
+
+/**
+ * A row's verdict: met when spoke meets every target. Otherwise the target sits below the floor
+ * when every target spoke misses is missed by its floor too, in the same run: `belowFloor` names
+ * those floors' figures. A miss without a floor beside it, or one its floor meets, is spoke's own.
+ */
+export function verdict(checks: readonly TargetCheck[]): { met: boolean; belowFloor?: string } {
+  const missed = checks.filter((c) => !c.spoke);
+  if (missed.length === 0) return { met: true };
+  if (missed.some((c) => c.floor === undefined || c.floor.meets)) return { met: false };
+  return { met: false, belowFloor: missed.map((c) => c.floor!.figure).join('; ') };
+}
