@@ -1,9 +1,8 @@
 // The pull floors: a lean client on a warm keep-alive undici pool doing only the round trips a
 // pull cannot avoid, then the durability floor (one fsync of the blob, one of its directory).
 
-import { closeSync, fsync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Pool } from 'undici';
 
 async function get(pool: Pool, path: string, accept?: string): Promise<Buffer> {
@@ -16,43 +15,33 @@ async function get(pool: Pool, path: string, accept?: string): Promise<Buffer> {
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
-/**
- * Writes `data` to `dir/name`, then flushes the file and the directory with `flush`: in the
- * calling thread (fsyncSync, a client's way), or off the event loop (fsyncOffLoop).
- */
-async function durable(dir: string, name: string, data: Buffer, flush: (fd: number) => unknown = fsyncSync): Promise<void> {
+function durable(dir: string, name: string, data: Buffer): void {
   const fd = openSync(join(dir, name), 'w');
   try {
     writeSync(fd, data);
-    await flush(fd);
+    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   const dfd = openSync(dir, 'r');
   try {
-    await flush(dfd);
+    fsyncSync(dfd);
   } finally {
     closeSync(dfd);
   }
 }
 
-/**
- * The thread pool's fsync: a CRI server flushes this way, as spoke's store does, because it must
- * keep answering other calls while a flush waits on the disk (milliseconds on a busy node).
- */
-const fsyncOffLoop = promisify(fsync);
-
 /** Unsigned floor: GET manifest, GET blob, write + fsync file + fsync directory. */
 export async function floorPull(pool: Pool, repo: string, a: { digest: string; layerDigest: string }, dir: string, name: string): Promise<void> {
   await get(pool, `/v2/${repo}/manifests/${a.digest}`, OCI_MANIFEST);
   const data = await get(pool, `/v2/${repo}/blobs/${a.layerDigest}`);
-  await durable(dir, name, data);
+  durable(dir, name, data);
 }
 
 /**
  * A floor given only a reference (`host/repo@sha256:…`), as a CRI server gets it: the layer
  * digest is read from the manifest, as any client must; `keyed` adds the signature chain of
- * floorSignedPull beside it. The flushes leave the event loop (fsyncOffLoop).
+ * floorSignedPull beside it.
  */
 export async function floorPullRef(pool: Pool, ref: string, dir: string, name: string, keyed: boolean): Promise<void> {
   const at = ref.indexOf('@');
@@ -63,7 +52,7 @@ export async function floorPullRef(pool: Pool, ref: string, dir: string, name: s
     return get(pool, `/v2/${repo}/blobs/${manifest.layers[0]!.digest}`);
   })();
   const [data] = await Promise.all([artifact, keyed ? signatureChain(pool, repo, digest) : undefined]);
-  await durable(dir, name, data, fsyncOffLoop);
+  durable(dir, name, data);
 }
 
 /** Tag-schema index → the bundle's manifest → the bundle blob (see floorSignedPull). */
@@ -85,5 +74,5 @@ export async function floorSignedPull(pool: Pool, repo: string, a: { digest: str
     return get(pool, `/v2/${repo}/blobs/${a.layerDigest}`);
   })();
   const [data] = await Promise.all([artifact, signatureChain(pool, repo, a.digest)]);
-  await durable(dir, name, data);
+  durable(dir, name, data);
 }

@@ -76,15 +76,15 @@ function forwardRow(name: string, samples: Record<'direct' | 'bytes' | 'h2' | 's
 
 /**
  * Cold-pull-over-CRI row: ≤ 1.5× the lean client floor at p50. Beside it the CRI floor (relay.ts
- * pull): the lean floor's work behind a node:http2 server called over CRI, flushing off its event
- * loop as a server must (floor.ts). When that floor misses 1.5× too, the target sits below it.
+ * pull): the lean floor's work behind a node:http2 server called over CRI. When that floor misses
+ * 1.5× too, the target sits below it.
  */
 function coldCriRow(name: string, r: Record<'floor' | 'spoke' | 'cri', Stats>, floorSteps: string, floorLabel: string): Row {
   const ratio = (x: Stats) => (x.p50 / r.floor.p50).toFixed(2);
   return {
     case: `cold pull over CRI, ${name}`,
     spoke: `${ms(r.spoke)} (${ratio(r.spoke)}× at p50; ${(r.spoke.p50 / r.cri.p50).toFixed(2)}× the CRI floor)`,
-    peer: `floor (${floorSteps}): ${ms(r.floor)}; CRI floor (the same behind a node:http2 server called over CRI, flushing off its event loop): ${ms(r.cri)} (${ratio(r.cri)}×)`,
+    peer: `floor (${floorSteps}): ${ms(r.floor)}; CRI floor (the same behind a node:http2 server called over CRI): ${ms(r.cri)} (${ratio(r.cri)}×)`,
     target: '≤ 1.5× floor at p50',
     ...verdict([{ spoke: r.spoke.p50 <= 1.5 * r.floor.p50, floor: { meets: r.cri.p50 <= 1.5 * r.floor.p50, figure: `CRI floor ${ratio(r.cri)}×` } }]),
     data: { ...r },
