@@ -7,9 +7,12 @@ import { SpokeError } from './errors.js';
 
 export const MAX_JSON_DEPTH = 64;
 
+/** One decoder for every call: a one-shot decode() (no `stream`) keeps no state between calls. */
+const UTF8_FATAL = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
 export function decodeUtf8Strict(bytes: Uint8Array, what: string): string {
   try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+    return UTF8_FATAL.decode(bytes);
   } catch {
     throw new SpokeError('SecurityProfileInvalid', `${what}: not valid UTF-8`, {}, { reason: 'JSON_INVALID' });
   }

@@ -155,6 +155,10 @@ export class UndiciRegistryClient implements RegistryClient {
         const key = `${src.base.origin}/${src.repository}`;
         const absentUntil = this.referrersAbsent.get(key);
         if (absentUntil !== undefined && this.clock.now() < absentUntil) {
+          // The registry itself answers "no referrers" at once: building an error (its stack
+          // trace) would hold up the tag-schema request that discovery sends next, on a keyed
+          // pull's longest chain. A mirror throws, so that the next source is asked.
+          if (src.name === repo.registry) return undefined;
           throw new SpokeError('NotFound', `referrers of ${digest}: ${src.name} has no referrers API for ${src.repository} (it answered 404 less than ${REFERRERS_ABSENT_MS / 60_000} minutes ago)`, { ...ctx, registry: src.name }, { reason: 'NOT_FOUND' });
         }
         const res = await this.caller.call(src, {

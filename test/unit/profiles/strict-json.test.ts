@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { MAX_JSON_DEPTH, parseStrictJson } from '../../../src/core/json.js';
+import { decodeUtf8Strict, MAX_JSON_DEPTH, parseStrictJson } from '../../../src/core/json.js';
 import { isSpokeError, SpokeError } from '../../../src/core/errors.js';
 
 /** The previous implementation, kept verbatim as the oracle. */
@@ -142,4 +142,16 @@ test('strict JSON: nesting limit', () => {
   for (const text of [deep(MAX_JSON_DEPTH + 1), `{"a":1,"a":${deep(70)}}`, `[${deep(70)},{"a":1,"a":2}]`]) {
     assert.deepEqual(outcome(() => parseStrictJson(text, 'x')), reference(text), text);
   }
+});
+
+test('strict UTF-8: one shared decoder carries nothing from a refused input into the next', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), fc.string({ unit: 'binary', maxLength: 64 }), (bytes, text) => {
+      // A truncated multi-byte sequence at the end is the state a streaming decoder would keep.
+      const truncated = Buffer.concat([Buffer.from(bytes), Buffer.from([0xe2, 0x82])]);
+      assert.throws(() => decodeUtf8Strict(truncated, 'x'), (e: unknown) => isSpokeError(e) && e.reason === 'JSON_INVALID');
+      // A leading byte-order mark is dropped, as it always was.
+      assert.equal(decodeUtf8Strict(Buffer.from(text, 'utf8'), 'x'), text.startsWith('\uFEFF') ? text.slice(1) : text);
+    }),
+  );
 });
