@@ -12,27 +12,33 @@
 //     GET blob, for a repository under bench/ the signature chain beside them as the bench
 //     policy requires, then write + fsync file + directory) and an empty message: the cold pull
 //     floor with the CRI hop a kubelet's pull makes.
+//   node relay.js conforming <listen> <registry URL> <public key file> — the same server doing the
+//     conforming floor's work (floor.ts conformingPullRef: digests, JSON, atomic placement, a
+//     provenance record, for a repository under bench/ the bundle's signature verified with the
+//     key) and answering an empty message: the least a conforming implementation does per pull.
 // Prints "up" when listening.
 
 import { connect, createServer as createH2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer } from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { floorPullRef } from './floor.js';
+import { conformingPullRef, floorPullRef } from './floor.js';
 
-const [mode, listen, upstream] = process.argv.slice(2);
-if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer' && mode !== 'pull')) {
-  process.stderr.write('usage: relay.js bytes|h2|answer|pull <listen> <upstream>\n');
+const [mode, listen, upstream, keyFile] = process.argv.slice(2);
+if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer' && mode !== 'pull' && !(mode === 'conforming' && keyFile))) {
+  process.stderr.write('usage: relay.js bytes|h2|answer|pull <listen> <upstream> | conforming <listen> <registry URL> <public key file>\n');
   process.exit(2);
 }
 
 const ready = () => process.stdout.write('up\n');
 
-if (mode === 'answer' || mode === 'pull') {
+if (mode === 'answer' || mode === 'pull' || mode === 'conforming') {
   const empty = Buffer.alloc(5);
-  const pool = mode === 'pull' ? new Pool(upstream, { connections: 4 }) : undefined;
+  const pool = mode === 'answer' ? undefined : new Pool(upstream, { connections: 4 });
+  const key = keyFile ? createPublicKey(readFileSync(keyFile)) : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'spoke-floor-'));
   let seq = 0;
   const server = createH2Server();
@@ -48,7 +54,9 @@ if (mode === 'answer' || mode === 'pull') {
       if (!pool) return answer();
       // The reference is the request's only string with "@sha256:" in it (PullSecurityProfileArtifactRequest.image.image).
       const ref = /[\x21-\x7e]+@sha256:[0-9a-f]{64}/.exec(Buffer.concat(chunks).toString('latin1'))?.[0] ?? '';
-      floorPullRef(pool, ref, dir, `p${seq++}`, ref.includes('/bench/')).then(answer, () => s.close(2));
+      const keyed = ref.includes('/bench/');
+      const work = key ? conformingPullRef(pool, ref, dir, `p${seq++}`, keyed ? key : undefined) : floorPullRef(pool, ref, dir, `p${seq++}`, keyed);
+      work.then(answer, () => s.close(2));
     });
   });
   server.listen(listen, ready);

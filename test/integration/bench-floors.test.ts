@@ -1,0 +1,66 @@
+// The bench's conforming floor (test/bench/floor.ts) does the work it is credited with: a floor
+// that skipped a check would make a target look below what a conforming pull costs
+// (docs/benchmarks.md).
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Pool } from 'undici';
+import type { Digest } from '../../src/core/digest.js';
+import { signArtifact } from '../../src/publish/sign.js';
+import { UndiciRegistryClient } from '../../src/registry/client.js';
+import { conformingPullRef, FloorRefusal } from '../bench/floor.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
+
+describe('the conforming floor of the bench', () => {
+  let reg: TestRegistry;
+  let pool: Pool;
+  let dir: string;
+  let key: TestKey;
+  before(async () => {
+    reg = await startRegistry();
+    pool = new Pool(reg.url);
+    dir = mkdtempSync(join(tmpdir(), 'spoke-floor-test-'));
+    key = makeKey('p256');
+  });
+  after(async () => {
+    await pool.close();
+    await reg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const refusal = (reason: FloorRefusal['reason']) => (e: unknown) => e instanceof FloorRefusal && e.reason === reason;
+
+  it('places the profile and a provenance record under their names, leaving no temp file', async () => {
+    const profile = { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] };
+    const a = await pushTestArtifact(reg.url, reg.host, 'open/floor', profile);
+    await conformingPullRef(pool, a.reference, dir, 'plain');
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'plain'), 'utf8')), profile);
+    const record = JSON.parse(readFileSync(join(dir, 'plain.record'), 'utf8')) as { digest: string; manifest: string };
+    assert.equal(record.digest, a.digest);
+    assert.deepEqual(Buffer.from(record.manifest, 'base64'), a.manifest);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.tmp-')), []);
+  });
+
+  it('refuses a layer that is not a seccomp profile, and places nothing', async () => {
+    const a = await pushTestArtifact(reg.url, reg.host, 'open/floor', { notAProfile: true });
+    await assert.rejects(conformingPullRef(pool, a.reference, dir, 'odd'), refusal('NOT_SECCOMP'));
+    assert.ok(!readdirSync(dir).some((f) => f.startsWith('odd')));
+  });
+
+  it('verifies the bundle signature against the key and refuses another key', async () => {
+    const a = await pushTestArtifact(reg.url, reg.host, 'bench/floor');
+    const client = new UndiciRegistryClient({ plainHttp: true });
+    try {
+      await signArtifact({ registry: client, repo: { registry: reg.host, repository: 'bench/floor' }, digest: a.digest as Digest, manifestBytes: a.manifest, key: key.privatePem, format: 'bundle' });
+    } finally {
+      await client.close();
+    }
+    await conformingPullRef(pool, a.reference, dir, 'signed', key.publicKey);
+    await assert.rejects(conformingPullRef(pool, a.reference, dir, 'forged', makeKey('p256').publicKey), refusal('SIGNATURE'));
+    assert.ok(!readdirSync(dir).some((f) => f.startsWith('forged')));
+  });
+});
