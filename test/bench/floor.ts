@@ -17,20 +17,29 @@ async function get(pool: Pool, path: string, accept?: string): Promise<Buffer> {
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
-function durable(dir: string, name: string, data: Buffer): void {
-  const fd = openSync(join(dir, name), 'w');
+/** Writes `data` to the file at `path` (`flag` 'w' or 'wx'), flushed when `flushed`. */
+function writeFile(path: string, data: Buffer, flag: 'w' | 'wx', flushed: boolean): void {
+  const fd = openSync(path, flag);
   try {
     writeSync(fd, data);
+    if (flushed) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function flushDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+}
+
+function durable(dir: string, name: string, data: Buffer): void {
+  writeFile(join(dir, name), data, 'w', true);
+  flushDir(dir);
 }
 
 /** Unsigned floor: GET manifest, GET blob, write + fsync file + fsync directory. */
@@ -99,31 +108,15 @@ async function getChecked(pool: Pool, path: string, digest: string, accept?: str
 /** Placed so that a crash leaves no half file under its name: temp file, flush, rename, directory flush. */
 function atomicDurable(dir: string, name: string, data: Buffer): void {
   const tmp = join(dir, `.tmp-${name}`);
-  const fd = openSync(tmp, 'wx');
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  writeFile(tmp, data, 'wx', true);
   renameSync(tmp, join(dir, name));
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  flushDir(dir);
 }
 
 /** A provenance record beside the blob, unflushed and placed by link(2) where none is yet, as the store places a first record. */
 function placeRecord(dir: string, name: string, record: object): void {
   const tmp = join(dir, `.tmp-${name}.record`);
-  const fd = openSync(tmp, 'wx');
-  try {
-    writeSync(fd, JSON.stringify(record));
-  } finally {
-    closeSync(fd);
-  }
+  writeFile(tmp, Buffer.from(JSON.stringify(record)), 'wx', false);
   linkSync(tmp, join(dir, `${name}.record`));
   unlinkSync(tmp);
 }
