@@ -167,7 +167,9 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     // Warm-up rounds take the last artifacts (i = -1, -2, …); the figure takes the even ones, the floor the odd ones.
     const pick = (list: Pushed[], i: number, odd: number) => list[i < 0 ? 2 * n + 6 + i : 2 * i + odd]!;
     try {
-      // The CRI floor: the same lean work behind a node:http2 server (relay.ts pull), called as the shim is.
+      // The CRI floor (the same lean work behind a node:http2 server, relay.ts pull) and the
+      // conforming floor (that server doing the checks the design requires, relay.ts conforming),
+      // called as the shim is.
       relays.push(await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url), await startRelay('conforming', join(work, 'conforming.sock'), ctx.reg.url, ctx.pubFile));
       const viaFloor = new H2CriClient(join(work, 'pull.sock'));
       const viaConforming = new H2CriClient(join(work, 'conforming.sock'));
