@@ -2,10 +2,11 @@
 // pull cannot avoid, then the durability floor (one fsync of the blob, one of its directory).
 // The conforming floor adds what the design asks of any implementation before it answers.
 
-import { createHash, verify, type KeyObject } from 'node:crypto';
+import { verify, type KeyObject } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'undici';
+import { sha256Digest } from '../../src/core/digest.js';
 
 async function get(pool: Pool, path: string, accept?: string): Promise<Buffer> {
   const r = await pool.request({ path, method: 'GET', ...(accept ? { headers: { accept } } : {}) });
@@ -101,7 +102,7 @@ export class FloorRefusal extends Error {
 /** A GET whose body must hash to `digest`, as any client of content-addressed data must check. */
 async function getChecked(pool: Pool, path: string, digest: string, accept?: string): Promise<Buffer> {
   const body = await get(pool, path, accept);
-  if (`sha256:${createHash('sha256').update(body).digest('hex')}` !== digest) throw new FloorRefusal('DIGEST', `GET ${path}: the body does not match ${digest}`);
+  if (sha256Digest(body) !== digest) throw new FloorRefusal('DIGEST', `GET ${path}: the body does not match ${digest}`);
   return body;
 }
 

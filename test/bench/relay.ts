@@ -38,7 +38,7 @@ const ready = () => process.stdout.write('up\n');
 if (mode === 'answer' || mode === 'pull' || mode === 'conforming') {
   const empty = Buffer.alloc(5);
   const pool = mode === 'answer' ? undefined : new Pool(upstream, { connections: 4 });
-  const key = keyFile ? createPublicKey(readFileSync(keyFile)) : undefined;
+  const key = mode === 'conforming' ? createPublicKey(readFileSync(keyFile!)) : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'spoke-floor-'));
   let seq = 0;
   const server = createH2Server();
@@ -55,7 +55,7 @@ if (mode === 'answer' || mode === 'pull' || mode === 'conforming') {
       // The reference is the request's only string with "@sha256:" in it (PullSecurityProfileArtifactRequest.image.image).
       const ref = /[\x21-\x7e]+@sha256:[0-9a-f]{64}/.exec(Buffer.concat(chunks).toString('latin1'))?.[0] ?? '';
       const keyed = ref.includes('/bench/');
-      const work = key ? conformingPullRef(pool, ref, dir, `p${seq++}`, keyed ? key : undefined) : floorPullRef(pool, ref, dir, `p${seq++}`, keyed);
+      const work = mode === 'conforming' ? conformingPullRef(pool, ref, dir, `p${seq++}`, keyed ? key : undefined) : floorPullRef(pool, ref, dir, `p${seq++}`, keyed);
       work.then(answer, () => s.close(2));
     });
   });

@@ -4,6 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -49,6 +51,22 @@ describe('the conforming floor of the bench', () => {
     const a = await pushTestArtifact(reg.url, reg.host, 'open/floor', { notAProfile: true });
     await assert.rejects(conformingPullRef(pool, a.reference, dir, 'odd'), refusal('NOT_SECCOMP'));
     assert.ok(!readdirSync(dir).some((f) => f.startsWith('odd')));
+  });
+
+  it('refuses a manifest whose bytes do not hash to the digest asked for', async () => {
+    // A server that answers every GET with the same manifest, whatever digest was asked.
+    const a = await pushTestArtifact(reg.url, reg.host, 'open/floor');
+    const server = createServer((_req, res) => res.end(a.manifest));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const other = new Pool(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const wrong = `127.0.0.1/open/floor@sha256:${'0'.repeat(64)}`;
+      await assert.rejects(conformingPullRef(other, wrong, dir, 'wrong'), refusal('DIGEST'));
+      assert.ok(!readdirSync(dir).some((f) => f.startsWith('wrong')));
+    } finally {
+      await other.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('verifies the bundle signature against the key and refuses another key', async () => {
