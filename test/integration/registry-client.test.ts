@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import diagnostics from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -486,6 +487,27 @@ describe('protocol edges (local fake servers)', () => {
       assert.equal(srv.hits.length, 3);
       assert.equal(new Set(srv.hits.map((h) => h.socket)).size, 1);
     } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  it('a body read to its end resolves before the next turn of the event loop: the last response of a pull delays nothing after it', async () => {
+    // undici publishes this as a response ends; an immediate queued then runs at the next turn.
+    // The client waits for a turn only before a request that would otherwise open a connection
+    // (the one above), never after a body, so what follows the last response (a pull's checks,
+    // its store writes, the shim's answer) runs in the turn its bytes arrived.
+    const blob = Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}');
+    const srv = await fakeServer((_req, res) => void res.writeHead(200, { 'content-length': String(blob.length) }).end(blob));
+    const client = new UndiciRegistryClient({ insecure: [srv.host] });
+    let turned = false;
+    const onEnd = () => setImmediate(() => (turned = true));
+    diagnostics.subscribe('undici:request:trailers', onEnd);
+    try {
+      await client.getBlob(repoAt(srv.host), sha256Digest(blob), { maxBytes: CAP });
+      assert.equal(turned, false);
+    } finally {
+      diagnostics.unsubscribe('undici:request:trailers', onEnd);
       await client.close();
       await srv.close();
     }
