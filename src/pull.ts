@@ -88,12 +88,17 @@ export class PullPipeline {
 
     // 3. Store: present, valid, and (when signatures are required) verified under this policy.
     const identity = credentialIdentity(req.credential);
-    const key = `${canonical}\0${req.kind}\0${policy.hash}\0${identity}`;
+    // A shared fetch or verification carries its first caller's decision (whether a signature is
+    // required, and whose): callers share one only when the same rules of the same policy decided
+    // for them. Rules that admit some namespaces only can decide one reference differently.
+    const rules = decision.rules.map((r) => r.index).join(',');
+    const key = `${canonical}\0${req.kind}\0${policy.hash}\0${rules}\0${identity}`;
     const cached = await this.fromStore(ref, canonical, req, policy, decision, key);
     if (cached) return cached;
 
-    // 4. Single-flight: concurrent pulls of one reference, kind, policy and credential identity
-    //    share one fetch; a credentialed pull never joins an anonymous one, nor the reverse.
+    // 4. Single-flight: concurrent pulls of one reference, kind, policy, deciding rules and
+    //    credential identity share one fetch; a credentialed pull never joins an anonymous one,
+    //    nor the reverse.
     return this.flights.join(`fetch\0${key}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
   }
 

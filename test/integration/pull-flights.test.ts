@@ -19,6 +19,9 @@ import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { blobs, manifests, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
 import { rejectsWith } from '../helpers/assert.js';
+import { makeKey } from '../helpers/signing.js';
+import { signArtifact } from '../../src/publish/sign.js';
+import { UndiciRegistryClient } from '../../src/registry/client.js';
 
 /** The same artifact, named through the proxy. */
 const via = (proxy: SlowProxy, reg: TestRegistry, reference: string) => reference.replace(reg.host, proxy.host);
@@ -134,6 +137,74 @@ describe('single-flight pulls through a slow registry', () => {
       hold.release();
       assert.equal((await inFlight).cached, false);
     }));
+
+  /**
+   * Two rules at one scope that differ by namespace: team-a's admits the profile unsigned, and
+   * `signed` says what team-b's and team-c's require. The keys' files sit in the node's dir.
+   */
+  const namespacedPolicy = (dir: string, host: string, keys: Record<string, string>, signed: { teamB: string; teamC?: string }) => {
+    for (const [name, pem] of Object.entries(keys)) writeFileSync(join(dir, `${name}.pub`), pem);
+    return [
+      'apiVersion: spoke.dev/v1alpha1',
+      'kind: NodeProfilePolicy',
+      'signers:',
+      ...Object.keys(keys).map((name) => `  ${name}: { publicKey: ${join(dir, `${name}.pub`)} }`),
+      'rules:',
+      `  - scope: ${host}/teams\n    kinds: [seccomp]\n    namespaces: [team-a]\n    unsigned: true`,
+      `  - scope: ${host}/teams\n    kinds: [seccomp]\n    namespaces: [team-b]\n    signedBy: [${signed.teamB}]`,
+      ...(signed.teamC ? [`  - scope: ${host}/teams\n    kinds: [seccomp]\n    namespaces: [team-c]\n    signedBy: [${signed.teamC}]`] : []),
+      `insecure: [${host}]`,
+    ].join('\n');
+  };
+
+  it('a pull joins only a fetch decided by the same rules: a namespace that requires a signature never takes an unsigned rule\'s result', async () => {
+    proxy = await startSlowProxy(reg.port);
+    const node = testNode(unsignedPolicy([`${proxy.host}/none`]));
+    try {
+      node.writePolicy(namespacedPolicy(node.dir, proxy.host, { platform: makeKey().publicPem }, { teamB: 'platform' }));
+      const { reference } = await pushRawArtifact(reg.host, 'teams/unsigned', { layers: [{ bytes: denySyscalls(['swapon']) }] });
+      const ref = via(proxy, reg, reference);
+      const hold = proxy.hold(manifests);
+      const teamA = node.pipeline.pull({ reference: ref, kind: 'seccomp', namespace: 'team-a' });
+      await hold.arrived();
+      const teamB = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', namespace: 'team-b' }), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' });
+      await joined(node, ref, 2);
+      hold.release();
+      assert.equal((await teamA).signer, undefined);
+      await teamB;
+    } finally {
+      await node.dispose();
+      await proxy.close();
+    }
+  });
+
+  it('a re-verification is shared only under the same rules: a namespace whose signer did not sign is refused beside one whose signer did', async () => {
+    proxy = await startSlowProxy(reg.port);
+    const node = testNode(unsignedPolicy([`${proxy.host}/none`]));
+    const signerA = makeKey();
+    const client = new UndiciRegistryClient({ insecure: [reg.host] });
+    try {
+      node.writePolicy(namespacedPolicy(node.dir, proxy.host, { a: signerA.publicPem, b: makeKey().publicPem }, { teamB: 'a', teamC: 'b' }));
+      const pushed = await pushRawArtifact(reg.host, 'teams/signed', { layers: [{ bytes: denySyscalls(['swapoff']) }] });
+      const repo = { registry: reg.host, repository: 'teams/signed' };
+      await signArtifact({ registry: client, repo, digest: pushed.digest as Digest, manifestBytes: pushed.manifest, key: signerA.privatePem, format: 'cosign' });
+      const ref = via(proxy, reg, pushed.reference);
+      // In the store, verified under no signer: each signed rule's pull verifies it again.
+      assert.equal((await node.pipeline.pull({ reference: ref, kind: 'seccomp', namespace: 'team-a' })).cached, false);
+      const hold = proxy.hold(manifests);
+      const teamB = node.pipeline.pull({ reference: ref, kind: 'seccomp', namespace: 'team-b' });
+      await hold.arrived();
+      const teamC = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', namespace: 'team-c' }), { code: 'SignatureValidationFailed' });
+      await joined(node, ref, 2);
+      hold.release();
+      assert.equal((await teamB).signer?.signer, 'a');
+      await teamC;
+    } finally {
+      await client.close();
+      await node.dispose();
+      await proxy.close();
+    }
+  });
 });
 
 describe('flights are keyed by credential identity (htpasswd registry)', () => {
