@@ -66,6 +66,18 @@ function readSmallVarint(buf: Uint8Array, pos: number, end: number): { value: nu
   throw new WireError('varint longer than 10 bytes');
 }
 
+/**
+ * A field's tag. Protobuf tags are 32-bit (field numbers up to 2^29 - 1): a longer one is refused,
+ * since decoders disagree on it. Runtimes built on older generated code keep int32(tag >> 3), so
+ * field 2^32 + 15 would reach them as field 15 while this reader saw an unknown field and kept it:
+ * a second profile the edit never saw.
+ */
+function readTag(buf: Uint8Array, pos: number, end: number): { value: number; next: number } {
+  const tag = readSmallVarint(buf, pos, end);
+  if (tag.value > 0xffffffff) throw new WireError('field tag beyond 32 bits');
+  return tag;
+}
+
 export function encodeVarint(n: number | bigint): Buffer {
   let v = typeof n === 'bigint' ? BigInt.asUintN(64, n) : BigInt(n < 0 ? BigInt.asUintN(64, BigInt(n)) : n);
   const out: number[] = [];
@@ -117,7 +129,7 @@ function skipValue(buf: Uint8Array, wireType: number, pos: number, end: number, 
       let p = pos;
       for (;;) {
         if (p >= end) throw new WireError('unterminated group');
-        const tag = readSmallVarint(buf, p, end);
+        const tag = readTag(buf, p, end);
         const wt = tag.value & 7;
         const fn = Math.floor(tag.value / 8);
         if (wt === WIRE_EGROUP) {
@@ -137,7 +149,7 @@ export function* fields(buf: Uint8Array, start = 0, end = buf.length): Generator
   let pos = start;
   while (pos < end) {
     const tagStart = pos;
-    const tag = readSmallVarint(buf, pos, end);
+    const tag = readTag(buf, pos, end);
     const wireType = tag.value & 7;
     const field = Math.floor(tag.value / 8);
     if (field === 0) throw new WireError('field number 0');
@@ -205,21 +217,18 @@ export function getMergedMessage(buf: Uint8Array, field: number): Buffer | undef
   return parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.length) : Buffer.concat(parts);
 }
 
-/** Last value of a scalar varint field (proto3: last one wins); `dflt` when absent. */
+/**
+ * Last value of a singular varint field (proto3: last one wins); `dflt` when absent. Any other
+ * wire type is refused, a length-delimited one too: packed encoding is for repeated fields, and
+ * runtimes read it on a singular field either as an error or as an unknown field (the default
+ * value), never as the value this reader would pick.
+ */
 export function getVarint(buf: Uint8Array, field: number, dflt = 0): number {
   let v = dflt;
   for (const f of fields(buf)) {
     if (f.field !== field) continue;
-    if (f.wireType === WIRE_VARINT) v = f.varint!;
-    else if (f.wireType === WIRE_LEN) {
-      // packed encoding of a repeated scalar: last element wins for a singular field
-      let p = f.valueStart;
-      while (p < f.end) {
-        const x = readVarint(buf, p, f.end);
-        v = x.value;
-        p = x.next;
-      }
-    } else throw new WireError(`field ${field} is not a varint`);
+    if (f.wireType !== WIRE_VARINT) throw new WireError(`field ${field} is not a varint`);
+    v = f.varint!;
   }
   return v;
 }

@@ -64,6 +64,18 @@ describe('field walking', () => {
     assert.throws(() => validateMessage(Buffer.from([0x00])), malformed); // field 0
     assert.throws(() => validateMessage(Buffer.from([0x0b])), malformed); // unterminated group
   });
+  it('refuses a tag beyond 32 bits, which a runtime built on older generated decoders reads as another field', () => {
+    // Field 2^32 + 15, an empty message: such a decoder keeps int32(tag >> 3) and reads it as
+    // field 15, the seccomp profile of a container's security context.
+    assert.throws(() => validateMessage(Buffer.from([0xfa, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00])), malformed);
+    // A ten-byte tag whose bits past 64 that decoder drops.
+    assert.throws(() => validateMessage(Buffer.from([0xfa, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 0x00])), malformed);
+    // Inside a group too.
+    assert.throws(() => validateMessage(Buffer.from([0x0b, 0xf8, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00, 0x0c])), malformed);
+    // The largest field number protobuf allows, and a tag padded with zero continuation bytes, are read.
+    assert.equal([...fields(Buffer.concat([encodeVarint(536870911 * 8 + 2), Buffer.from([0])]))][0]!.field, 536870911);
+    assert.equal([...fields(Buffer.from([0xfa, 0x80, 0x80, 0x80, 0x00, 0x00]))][0]!.field, 15);
+  });
   it('skips groups and fixed-width fields', () => {
     const b = Buffer.from([0x0b, 0x10, 0x01, 0x0c, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1d, 1, 2, 3, 4]);
     assert.deepEqual([...fields(b)].map((f) => [f.field, f.wireType]), [[1, 3], [2, 1], [3, 5]]);
@@ -197,6 +209,17 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     const one = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'OCI', oci_ref: REF }) });
     const dup = Buffer.concat([one, encode('RunPodSandboxRequest', { config: { hostname: 'x' } })]);
     await assert.rejects(rewriteRunPodSandbox(dup, fakeResolver), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+  });
+
+  it('refuses a profile type sent length-delimited (as if packed) in either request: runtimes read it as an error or as no profile', async () => {
+    const packedOci = Buffer.concat([Buffer.from([0x0a, 0x01, 0x03, 0x1a, REF.length]), Buffer.from(REF)]);
+    const sandbox = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'RuntimeDefault' }) });
+    await assert.rejects(rewriteRunPodSandbox(replaceMessageAt(sandbox, POD_SECCOMP_IN_RUN, packedOci), fakeResolver), { reason: 'WIRE_INVALID' });
+    const create = encode('CreateContainerRequest', {
+      config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } },
+      sandbox_config: podConfig(),
+    });
+    await assert.rejects(rewriteCreateContainer(replaceMessageAt(create, CTR_SECCOMP_IN_CREATE, packedOci), fakeResolver), { reason: 'WIRE_INVALID' });
   });
 
   it('property: the edit changes the seccomp profile and nothing else', async () => {
