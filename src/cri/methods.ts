@@ -17,6 +17,17 @@ export const PATH_PULL_PROFILE = `${IMAGE}${CRI_PULL_METHODS[1]}`;
 export const PATH_LIST_PROFILES = `${IMAGE}ListSecurityProfiles`;
 export const PATH_REMOVE_PROFILE = `${IMAGE}RemoveSecurityProfile`;
 
+/**
+ * RunPodSandbox or CreateContainer of a CRI version other than v1 (v1alpha2, which containerd 1.6
+ * and 1.7 still serve through their v1 code, or any later one). The shim reads security profiles
+ * only in v1 messages, so such a call would take its profiles to the runtime unread: it is
+ * refused instead of forwarded (docs/shim.md).
+ */
+export function isOtherVersionCreate(path: string): boolean {
+  return OTHER_VERSION_CREATE_RE.test(path) && path !== PATH_RUN_POD_SANDBOX && path !== PATH_CREATE_CONTAINER;
+}
+const OTHER_VERSION_CREATE_RE = /^\/runtime\.[A-Za-z0-9]{1,32}\.RuntimeService\/(?:RunPodSandbox|CreateContainer)$/;
+
 const RUNTIME_METHODS = [
   'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes',
   'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ListContainers', 'StreamContainers', 'ContainerStatus',

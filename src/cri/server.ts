@@ -25,6 +25,7 @@ import { EditedCalls } from './edited.js';
 import { CreateGate } from './gc.js';
 import { InUseTracker } from './inuse.js';
 import {
+  isOtherVersionCreate,
   methodLabel,
   PATH_CREATE_CONTAINER,
   PATH_LIST_PROFILES,
@@ -291,6 +292,10 @@ export class ShimServer<P = unknown> {
     }
     const route = this.routes.get(path);
     if (route === undefined) {
+      if (isOtherVersionCreate(path)) {
+        this.endCall(call, GrpcCode.UNIMPLEMENTED, `spoke shim: ${path} is refused: security profiles are read only in CRI v1 requests; use runtime.v1`);
+        return;
+      }
       forward(this.host, call, headers, NO_OPTIONS);
       return;
     }

@@ -466,6 +466,19 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     await waitFor(() => rec.cancelled, { timeoutMs: 3000, what: 'the condition' });
   });
 
+  test('RunPodSandbox and CreateContainer of another CRI version are refused, never forwarded: their profiles would reach the runtime unread', async () => {
+    // containerd 1.6 and 1.7 still serve v1alpha2 and run such a request through their v1 code.
+    const pod = encode('RunPodSandboxRequest', { config: hostNetworkPod('alpha', work) });
+    for (const path of ['/runtime.v1alpha2.RuntimeService/RunPodSandbox', '/runtime.v1alpha2.RuntimeService/CreateContainer', '/runtime.v2.RuntimeService/CreateContainer']) {
+      const r = await client.unaryFull(path, pod, { deadlineMs: 2000 });
+      assert.equal(r.error?.code, grpc.status.UNIMPLEMENTED, path);
+      assert.equal(seen.filter((s) => s.path === path).length, 0, path);
+    }
+    // Every other call of another version is forwarded as it was (this upstream never answers it).
+    await client.unaryFull('/runtime.v1alpha2.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 300 });
+    assert.equal(seen.filter((s) => s.path === '/runtime.v1alpha2.RuntimeService/Version').length, 1);
+  });
+
   test('graceful shutdown: unary calls in flight finish, streams end, socket removed', async () => {
     const sock = join(work, 'g.sock');
     const s = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'st9'), join(work, 'sc9')), shutdownGraceMs: 5000 });
