@@ -65,8 +65,18 @@ const NEGATION: Readonly<Record<AtomOp, AtomOp>> = {
 
 export const isMasked = (op: AtomOp): boolean => op === 'SCMP_CMP_MASKED_EQ' || op === 'MASKED_NE';
 
+/**
+ * The datum a masked comparison tests, 0 for the others. libseccomp compares (x & mask) with
+ * (datum & mask), dropping the datum's bits outside the mask (with mask 0 the rule applies to
+ * every call), so that is what the model reads: a datum with such bits is not a rule that never
+ * matches.
+ */
+export function maskedDatum(arg: SeccompArg): bigint {
+  return isMasked(arg.op) ? (arg.valueTwo ?? 0n) & arg.value : 0n;
+}
+
 export function atomOfArg(arg: SeccompArg): Atom {
-  return makeAtom(arg.index, arg.op, arg.value, isMasked(arg.op) ? (arg.valueTwo ?? 0n) : 0n);
+  return makeAtom(arg.index, arg.op, arg.value, maskedDatum(arg));
 }
 
 export function argOfAtom(atom: Atom): SeccompArg {

@@ -1,7 +1,7 @@
 // The normal form the merge reasons in (KEP-6061 §4 "Argument filters"): per argument index one
 // interval, the excluded points, and masked comparisons; provably empty conjunctions become null.
 
-import { compareAtoms, isMasked, makeAtom, MAX_UINT32, MAX_UINT64, type Atom, type AtomOp, type Conjunction } from './conditions.js';
+import { compareAtoms, makeAtom, maskedDatum, MAX_UINT32, MAX_UINT64, type Atom, type AtomOp, type Conjunction } from './conditions.js';
 import type { SeccompArg } from './types.js';
 
 interface Masked {
@@ -132,7 +132,7 @@ function isNormalAlone(a: Atom): boolean {
 
 /** normalize([atomOfArg(arg)]) is that one atom, without making it. */
 export function isNormalArg(arg: SeccompArg): boolean {
-  return isNormalCondition(arg.op, arg.value, isMasked(arg.op) ? (arg.valueTwo ?? 0n) : 0n);
+  return isNormalCondition(arg.op, arg.value, maskedDatum(arg));
 }
 
 /** AND of conjunctions already in normal form, or null when provably unsatisfiable. */

@@ -216,3 +216,19 @@ test('evaluate: architectures outside the filter hit the bad-arch kill', () => {
 test('intersect refuses a missing input', () => {
   assert.throws(() => intersect(undefined as unknown as SeccompProfile, undefined, P('SCMP_ACT_ALLOW')), spokeError({ code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' }));
 });
+
+test('MASKED_EQ compares the datum under its mask, as libseccomp does: datum bits outside the mask never make a rule dead', () => {
+  // libseccomp tests (x & mask) == (datum & mask); with mask 0 the comparison goes, and the rule
+  // applies to every call.
+  const baseline = P('SCMP_ACT_ALLOW', [A(['getppid'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_MASKED_EQ', 0n, 1n)])]);
+  const merged = merge(baseline, P('SCMP_ACT_ALLOW'));
+  for (const x of [0n, 1n, 7n]) {
+    assert.equal(ev(baseline, 'getppid', x).action, 'SCMP_ACT_ERRNO');
+    assert.equal(ev(merged.profile, 'getppid', x).action, 'SCMP_ACT_ERRNO');
+  }
+  // Mask 1, datum 3: the calls whose first argument is odd.
+  const artifact = P('SCMP_ACT_ALLOW', [A(['getppid'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_MASKED_EQ', 1n, 3n)])]);
+  const fromArtifact = merge(P('SCMP_ACT_ALLOW'), artifact);
+  for (const x of [1n, 3n, 5n]) assert.equal(ev(fromArtifact.profile, 'getppid', x).action, 'SCMP_ACT_ERRNO');
+  for (const x of [0n, 2n]) assert.equal(ev(fromArtifact.profile, 'getppid', x).action, 'SCMP_ACT_ALLOW');
+});
