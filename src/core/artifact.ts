@@ -93,11 +93,15 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
 
 /**
  * The kind an artifact manifest declares, for commands that learn it from the artifact itself; for
- * a multi-architecture index, its artifactType (docs/multi-arch.md).
+ * a multi-architecture index, its artifactType (docs/multi-arch.md). Read with the strict decoder
+ * checkArtifactManifest uses: the pull judges the requested kind apart from the content, and a
+ * reader that failed where the check succeeds (a byte order mark) would hand the check the
+ * request's kind, making a verdict on the digest of what is not one.
  */
 export function declaredKind(bytes: Uint8Array): ProfileKind | undefined {
   try {
-    const man = JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown; artifactType?: unknown; config?: { mediaType?: unknown } };
+    const man = decodeStrictJson(bytes, 'manifest') as { mediaType?: unknown; artifactType?: unknown; config?: { mediaType?: unknown } } | null;
+    if (typeof man !== 'object' || man === null) return undefined;
     const byArtifactType = man.mediaType === MEDIA_TYPE_OCI_INDEX || man.config?.mediaType === MEDIA_TYPE_OCI_EMPTY;
     const t = byArtifactType ? man.artifactType : man.config?.mediaType;
     return typeof t === 'string' ? kindOfConfigMediaType(t) : undefined;
@@ -166,8 +170,8 @@ export function parsePlatform(s: string): Platform | undefined {
 /** True when `bytes` declare themselves an OCI image index (the caller then uses checkProfileIndex). */
 export function isImageIndex(bytes: Uint8Array): boolean {
   try {
-    const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown };
-    return m.mediaType === MEDIA_TYPE_OCI_INDEX;
+    const m = decodeStrictJson(bytes, 'manifest') as { mediaType?: unknown } | null;
+    return typeof m === 'object' && m !== null && m.mediaType === MEDIA_TYPE_OCI_INDEX;
   } catch {
     return false;
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkArtifactManifest, refuseArchive } from '../../../src/core/artifact.js';
-import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../../src/core/constants.js';
+import { checkArtifactManifest, declaredKind, isImageIndex, refuseArchive } from '../../../src/core/artifact.js';
+import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { decodeStrictJson } from '../../../src/core/json.js';
 import { SpokeError, type ErrorReason } from '../../../src/core/errors.js';
@@ -103,5 +103,20 @@ describe('packProfile', () => {
     assert.equal(checked.layer.annotations?.['org.opencontainers.image.title'], 'profile.json');
     assert.equal(checked.layer.mediaType, 'application/json');
     assert.equal(checked.artifactType, CONFIG_MEDIA_TYPE.seccomp);
+  });
+});
+
+describe('declaredKind / isImageIndex', () => {
+  it('read a manifest as the strict check does: the kind a manifest with a byte order mark declares is known before it is judged', () => {
+    // The pull judges the requested kind apart from the content (a mismatch is no verdict on the
+    // digest): a reader that failed where the check succeeds would hand the check the request's kind.
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const withBom = Buffer.concat([bom, manifest()]);
+    assert.equal(checkArtifactManifest(withBom, D, 'seccomp', MIB).kind, 'seccomp');
+    assert.equal(declaredKind(withBom), 'seccomp');
+    assert.equal(isImageIndex(Buffer.concat([bom, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests: [] }))])), true);
+    // What the strict check refuses, they do not read either (duplicate members: the last would win in JSON.parse).
+    const duplicate = Buffer.from(`{"artifactType":"${CONFIG_MEDIA_TYPE.seccomp}","artifactType":"${CONFIG_MEDIA_TYPE.apparmor}"}`);
+    assert.equal(declaredKind(duplicate), undefined);
   });
 });
