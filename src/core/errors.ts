@@ -40,6 +40,7 @@ export const ERROR_REASONS = [
   'RECORDER_UNAVAILABLE', // the chosen recording backend cannot run on this node
   'RUNTIME_ERROR', // the container runtime answered a CRI call with an error
   'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
+  'ARCH_UNENFORCEABLE', // a merged profile that the node's own architecture cannot enforce as written
   'REFERENCE_INVALID', // a reference, registry host, repository or tag that does not parse
   'TAG_NOT_DIGEST', // a reference named by tag where only a digest pin is accepted
   'DIGEST_INVALID', // a digest not written as sha256:<64 lowercase hex>

@@ -1,13 +1,64 @@
 // The seccomp library (src/profiles/seccomp) as the shim's SeccompOps: the wiring `spoke shim`
 // uses, and the tests of the CRI layer with it.
 
-import { auditIntersect, decodeSeccomp, formatConstraint, intersect, validateStrict, type SeccompProfile } from '../profiles/seccomp/index.js';
+import { SpokeError } from '../core/errors.js';
+import {
+  auditIntersect,
+  decodeSeccomp,
+  formatConstraint,
+  intersect,
+  multiplexedConditions,
+  multiplexesSocketCalls,
+  validateStrict,
+  type MergeResult,
+  type SeccompArchitecture,
+  type SeccompProfile,
+} from '../profiles/seccomp/index.js';
 import type { SeccompOps } from './deps.js';
 
-export const seccompOps: SeccompOps<SeccompProfile> = {
-  decode: decodeSeccomp,
-  validateBase: validateStrict,
-  intersect: (b, base, a) => intersect(b, base, a),
-  audit: (b, base, a) => auditIntersect(b, base, a),
-  formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
+/** libseccomp's name for a Node.js `process.arch` (Node's ppc64 is little-endian on Linux). */
+const NATIVE_ARCH: Readonly<Record<string, SeccompArchitecture>> = {
+  x64: 'SCMP_ARCH_X86_64',
+  ia32: 'SCMP_ARCH_X86',
+  arm64: 'SCMP_ARCH_AARCH64',
+  arm: 'SCMP_ARCH_ARM',
+  ppc64: 'SCMP_ARCH_PPC64LE',
+  s390x: 'SCMP_ARCH_S390X',
+  riscv64: 'SCMP_ARCH_RISCV64',
+  mips: 'SCMP_ARCH_MIPS',
+  mipsel: 'SCMP_ARCH_MIPSEL',
 };
+
+/**
+ * The merge checked against the node's own architecture, which every filter includes whatever the
+ * profile lists. Where it multiplexes socket and IPC calls (ppc64le, s390x), a rule on their
+ * arguments reaches socketcall(2) and ipc(2) without its test: a merged "allow socket unless
+ * domain 17" would allow every socket. Such a merge is refused rather than applied
+ * (docs/security-model.md#only-tighter).
+ */
+function enforceable(native: SeccompArchitecture | undefined, result: MergeResult): MergeResult {
+  if (native === undefined || !multiplexesSocketCalls(native)) return result;
+  const names = multiplexedConditions(result.profile);
+  if (names.length > 0) {
+    throw new SpokeError(
+      'FailedPrecondition',
+      `the effective profile filters ${names.join(', ')} by their arguments, which this node's architecture (${native}) cannot enforce through socketcall(2)/ipc(2)`,
+      { actual: names.join(',') },
+      { reason: 'ARCH_UNENFORCEABLE' },
+    );
+  }
+  return result;
+}
+
+/** The shim's seccomp operations on a node whose own architecture is `native`. */
+export function seccompOpsFor(native: SeccompArchitecture | undefined): SeccompOps<SeccompProfile> {
+  return {
+    decode: decodeSeccomp,
+    validateBase: validateStrict,
+    intersect: (b, base, a) => enforceable(native, intersect(b, base, a)),
+    audit: (b, base, a) => enforceable(native, auditIntersect(b, base, a)),
+    formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
+  };
+}
+
+export const seccompOps: SeccompOps<SeccompProfile> = seccompOpsFor(NATIVE_ARCH[process.arch]);

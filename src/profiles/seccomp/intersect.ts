@@ -28,6 +28,25 @@ const MULTIPLEXING_ARCHS: ReadonlySet<SeccompArchitecture> = new Set([
   'SCMP_ARCH_SHEB',
 ]);
 
+/** Whether socket and SysV IPC calls may arrive on `arch` multiplexed through socketcall(2)/ipc(2). */
+export function multiplexesSocketCalls(arch: SeccompArchitecture): boolean {
+  return MULTIPLEXING_ARCHS.has(arch);
+}
+
+/**
+ * The socket and SysV IPC calls that `profile` filters by their arguments. libseccomp writes such
+ * a rule for socketcall(2) and ipc(2) too, without the argument test, which it cannot see there:
+ * on a multiplexing architecture the rule then applies to every call of that kind.
+ */
+export function multiplexedConditions(profile: SeccompProfile): string[] {
+  const names = new Set<string>();
+  for (const s of profile.syscalls ?? []) {
+    if ((s.args ?? []).length === 0) continue;
+    for (const name of s.names) if (MULTIPLEXED_SYSCALLS.has(name)) names.add(name);
+  }
+  return [...names].sort();
+}
+
 /** Calls whose arguments a filter cannot see when they go through socketcall(2) or ipc(2). */
 const MULTIPLEXED_SYSCALLS: ReadonlySet<string> = new Set([
   'socket', 'bind', 'connect', 'listen', 'accept', 'accept4', 'getsockname', 'getpeername', 'socketpair',
