@@ -205,6 +205,10 @@ export function parseBundle(bytes: Uint8Array): Bundle {
     throw new Rejection('MANIFEST_INVALID', describe(e), true);
   }
   if (!isObject(json)) throw new Rejection('MANIFEST_INVALID', 'bundle is not a JSON object', true);
+  // One protobuf oneof: a JSON form with both is malformed, and verifiers differ on which they read.
+  if (json.dsseEnvelope !== undefined && json.messageSignature !== undefined) {
+    throw new Rejection('MANIFEST_INVALID', 'bundle carries both a DSSE envelope and a message signature', true);
+  }
   if (json.mediaType !== MEDIA_TYPE_SIGSTORE_BUNDLE_V03) {
     throw new Rejection('MANIFEST_INVALID', `bundle media type ${JSON.stringify(String(json.mediaType).slice(0, 80))} refused; ${MEDIA_TYPE_SIGSTORE_BUNDLE_V03} is required`, true);
   }

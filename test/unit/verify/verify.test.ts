@@ -167,6 +167,15 @@ describe('keyed signatures', () => {
     assert.deepEqual(await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] }), { signer: 'platform', format: 'bundle' });
   });
 
+  it('a bundle carrying both a message signature and a DSSE envelope is refused: the two fields are one protobuf oneof, and verifiers differ on which they read', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const message = bundleToJSON(toMessageSignatureBundle({ digest: Buffer.from(digest.slice(7), 'hex'), signature: cryptoSign('sha256', manifestBytes, k1.privateKey), keyHint: 'x', certificateChain: false })) as Record<string, unknown>;
+    const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: sha256('other').slice(7) } }], predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {} }));
+    const dsse = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: cryptoSign('sha256', pae('application/vnd.in-toto+json', st), k1.privateKey), keyHint: 'x', certificateChain: false })) as Record<string, unknown>;
+    await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify({ ...message, dsseEnvelope: dsse.dsseEnvelope })));
+    rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] }), { code: 'SignatureValidationFailed' }), 'MANIFEST_INVALID');
+  });
+
   it('DSSE statement naming another digest (referrer subject ours) is refused; any key hint works', async () => {
     const { reg, digest, manifestBytes } = setup(true);
     const mk = (subjectHex: string) => {
