@@ -14,8 +14,9 @@
 // (warn, RECORDING_UNPROVEN): the container keeps the profile it asked for, which is never looser
 // than RuntimeDefault, and a pod author cannot obtain the logging profile by annotating a pod.
 // A proven, selected container whose effective seccomp profile (its own, else the pod's) is
-// unset or RuntimeDefault gets Localhost = <seccompRoot>/spoke/spoke-record-log.json, written by
-// the shim itself at start (no "profile not found" race). Everything explicit stays as it is,
+// unset or RuntimeDefault gets Localhost = <store>/recording/spoke-record-log.json, written by
+// the shim itself at start (no "profile not found" race), outside the kubelet's seccomp root so
+// that no pod can name it as its own Localhost profile. Everything explicit stays as it is,
 // with a log line: Localhost, OCI (pod- or container-level), Unconfined, a spoke seccomp profile
 // annotation for the container (annotation mode), a privileged container. A malformed annotation
 // records nothing (warn): failing to record only keeps the pod stricter. The sandbox (pause) is
@@ -28,7 +29,7 @@ import { SpokeError } from '../core/errors.js';
 import { MAX_RECORDING_KEY_BYTES, parseRecordingKey, RECORDING_PROOF_ANNOTATION, verifyRecordingProof, type ProofCheck } from '../core/recording-proof.js';
 import type { LogLevel } from '../core/runtime.js';
 import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
-import { writeFileAtomic } from '../store/fsutil.js';
+import { removeIfExists, writeFileAtomic } from '../store/fsutil.js';
 import { SANDBOX_ANNOTATIONS, SANDBOX_METADATA } from './messages.js';
 import { getMergedMessage, getString, getStringMap } from './wire.js';
 
@@ -99,11 +100,15 @@ export function recordingSelects(rec: PodRecording, container: string): boolean 
 }
 
 /**
- * Writes the logging profile to `<seccompRoot>/spoke/spoke-record-log.json` (atomically; kept
- * when the bytes are already there) and returns its path. Called by the shim at start.
+ * Writes the logging profile to `<dir>/spoke-record-log.json` (atomically; kept when the bytes are
+ * already there) and returns its path: the shim at start (`<store>/recording`), `spoke record`
+ * in its run's own directory. Never under the kubelet's seccomp root: a pod's `localhostProfile`
+ * is a path under that root, so no pod can name the logging profile itself; only spoke's own edit
+ * of a proven marking, or its own recording container, sends its path (docs/recording.md). The
+ * copy an earlier version kept at `<kubeletSeccompRoot>/spoke/spoke-record-log.json` is removed.
  */
-export async function installLoggingProfile(seccompRoot: string): Promise<string> {
-  const dir = join(seccompRoot, 'spoke');
+export async function installLoggingProfile(dir: string, kubeletSeccompRoot: string): Promise<string> {
+  await removeIfExists(join(kubeletSeccompRoot, 'spoke', LOGGING_PROFILE_NAME));
   const path = join(dir, LOGGING_PROFILE_NAME);
   const bytes = loggingProfileBytes();
   const current = await readFile(path).catch(() => undefined);

@@ -15,6 +15,7 @@
 
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
@@ -173,7 +174,7 @@ export class ShimServer<P = unknown> {
         throw new SpokeError('FailedPrecondition', 'recording needs the cluster recording key (config recordingKey, flag --recording-key): without it any pod could ask for the logging profile', {}, { reason: 'RECORDING_UNPROVEN' });
       }
       // Before the socket exists: no pod can ask for the profile before it is on disk.
-      this.edited.loggingProfile = await installLoggingProfile(this.opts.deps.seccompRoot);
+      this.edited.loggingProfile = await installLoggingProfile(join(this.opts.deps.store.root, 'recording'), this.opts.deps.seccompRoot);
       this.logger.log('info', 'recording enabled: logging profile installed', { profile: this.edited.loggingProfile });
     }
     const path = this.opts.listen;

@@ -7,7 +7,7 @@ export { syscallName, X86_64_SYSCALLS, I386_SYSCALLS, AUDIT_ARCH_X86_64, AUDIT_A
 export { PidResolver, containerIdFromCgroup, startTicksFromStat, passedOver, type Attribution, type PidIdentity } from './pids.js';
 export { SyscallRecorder, DEFAULT_LIMITS, type RecorderLimits, type RecorderStats } from './recorder.js';
 export { KmsgSource, AuditLogSource, chooseAuditSource, openAuditSource, preflight, PrintkRateLimit, auditdRunning, type AuditSource } from './source.js';
-export { writeLoggingProfile, LOGGING_PROFILE, LOGGING_PROFILE_NAME } from './profile.js';
+export { LOGGING_PROFILE, LOGGING_PROFILE_NAME } from './profile.js';
 export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, type OciRuntime } from '../profiles/seccomp/index.js';
 export { RecordingSession } from './session.js';
 export { BpfCounter, bpfSupport } from './bpf.js';

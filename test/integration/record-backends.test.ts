@@ -63,6 +63,7 @@ for (const backend of backends) {
       assert.equal(r.exitCode, 0);
       for (const s of ['mkdir', 'chmod']) assert.ok(r.syscalls.has(s), `${s} in ${[...r.syscalls].join(' ')}`);
       assert.ok(!r.syscalls.has('rmdir'));
+      mkdirSync(join(dir, 'seccomp'), { recursive: true });
       const profilePath = join(dir, 'seccomp', `nested-${backend}.json`);
       writeFileSync(profilePath, buildRecordedProfile(r.syscalls, 'runc').bytes);
       for (let i = 0; i < 3; i++) {

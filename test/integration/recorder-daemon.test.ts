@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { POD_RECORDING_ANNOTATION, type ProfileRecordingResult } from '../../src/controller/recording.js';
-import { writeLoggingProfile } from '../../src/recorder/profile.js';
+import { installLoggingProfile } from '../../src/cri/recording.js';
 import { startProfiledContainer } from '../../src/recorder/cri.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { SPOKE_BIN } from '../helpers/cli.js';
@@ -84,7 +84,7 @@ for (const backend of backends) {
     test('a recorded pod whose child and grandchild make the calls: one result with them, or one marked incomplete', async () => {
       const cri = new CriClient(containerd.socket);
       try {
-        const profile = writeLoggingProfile(join(dir, 'seccomp'));
+        const profile = await installLoggingProfile(join(dir, 'recording'), join(dir, 'seccomp'));
         const base = hostNetworkPod('web-1', mkdtempSync(join(dir, 'logs-')), { namespace: 'team' });
         const podConfig = { ...base, labels: { app: 'web' }, annotations: { [POD_RECORDING_ANNOTATION]: 'web' } };
         const podId = (await cri.rt('RunPodSandbox', { config: podConfig })).pod_sandbox_id as string;

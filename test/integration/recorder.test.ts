@@ -6,13 +6,14 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { recordOnce, run as recordCommand } from '../../src/cli/commands/record.js';
 import { decodeSeccomp } from '../../src/profiles/seccomp/index.js';
-import { buildRecordedProfile, writeLoggingProfile } from '../../src/recorder/profile.js';
+import { buildRecordedProfile } from '../../src/recorder/profile.js';
+import { installLoggingProfile } from '../../src/cri/recording.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient } from '../helpers/cri-client.js';
@@ -81,6 +82,7 @@ describe('spoke record under containerd + runc, real kernel audit records', { sk
   });
 
   test('the recorded profile as a Localhost profile through CRI: the workload starts every time', async () => {
+    mkdirSync(join(dir, 'seccomp'), { recursive: true });
     const profilePath = join(dir, 'seccomp', 'recorded.json');
     writeFileSync(profilePath, recorded);
     for (let i = 0; i < 3; i++) {
@@ -90,8 +92,8 @@ describe('spoke record under containerd + runc, real kernel audit records', { sk
     }
   });
 
-  test('the logging profile lets everything through and the kernel logs it (records reach /dev/kmsg)', () => {
-    const path = writeLoggingProfile(join(dir, 'seccomp'));
+  test('the logging profile lets everything through and the kernel logs it (records reach /dev/kmsg)', async () => {
+    const path = await installLoggingProfile(join(dir, 'recording'), join(dir, 'seccomp'));
     assert.equal(decodeSeccomp(readFileSync(path)).defaultAction, 'SCMP_ACT_LOG');
     // dmesg shows the records of the first test's container (seccomp type 1326, LOG code).
     const dmesg = spawnSync('dmesg', [], { encoding: 'utf8', maxBuffer: 1 << 28 }).stdout;

@@ -7,8 +7,8 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod } from '../helpers/cri-client.js';
 import { startShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
@@ -55,7 +55,10 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
     writeFileSync(keyFile, KEY, { mode: 0o600 });
     policy = join(work, 'policy.yaml');
     writeFileSync(policy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', '  - scope: registry.example.com/profiles', '    kinds: [seccomp]', '    unsigned: true', ''].join('\n'));
-    logging = join(work, 'seccomp', 'spoke', 'spoke-record-log.json');
+    logging = join(work, 'store', 'recording', 'spoke-record-log.json');
+    // Where an earlier version installed it, under the kubelet's seccomp root.
+    mkdirSync(join(work, 'seccomp', 'spoke'), { recursive: true });
+    writeFileSync(join(work, 'seccomp', 'spoke', 'spoke-record-log.json'), '{"defaultAction":"SCMP_ACT_LOG"}');
     shim = await startShim(['--listen', join(work, 'shim.sock'), '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--recording', '--recording-key', keyFile]);
     cri = new CriClient(join(work, 'shim.sock'));
   });
@@ -72,6 +75,14 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
     const r = await spoke([...base, '--recording-key', short]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /recording key .*short\.key: 7 bytes; it must hold 32 to 4096 bytes/);
+  });
+
+  test('the logging profile lives outside the kubelet\'s seccomp root: no pod can name it as its Localhost profile', () => {
+    // A pod's localhostProfile is a path under the kubelet's seccomp root; the shim's edit of a
+    // proven marking is the only way to the logging profile. An earlier version's copy there is gone.
+    assert.equal(existsSync(join(work, 'seccomp', 'spoke', 'spoke-record-log.json')), false);
+    assert.equal(existsSync(logging), true);
+    assert.ok(relative(join(work, 'seccomp'), logging).startsWith('..'));
   });
 
   test('a properly signed marking: the logging profile (SCMP_ACT_LOG), the kernel filters, mkdir allowed', async () => {

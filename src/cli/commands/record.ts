@@ -7,7 +7,7 @@ import { SpokeError } from '../../core/errors.js';
 import { pushProfile } from '../../publish/push.js';
 import { pidFromVerboseInfo, RuntimeCriClient, startProfiledContainer, waitForExit, type Msg } from '../../recorder/cri.js';
 import { buildRecordedProfile, type OciRuntime } from '../../profiles/seccomp/index.js';
-import { writeLoggingProfile } from '../../recorder/profile.js';
+import { installLoggingProfile } from '../../cri/recording.js';
 import { RecordingSession } from '../../recorder/session.js';
 import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
 import { namesOf, type PodNamespaces } from '../../recorder/bpf-program.js';
@@ -20,7 +20,7 @@ const HELP = `usage: spoke record --upstream SOCK --image IMAGE [--output FILE |
 
 Records a seccomp profile on this node: runs CMD in a container of IMAGE (which the runtime
 must already have) through CRI on SOCK, in a host-network pod, under a logging profile
-(defaultAction SCMP_ACT_LOG, installed by spoke itself under --seccomp-root), waits for it to
+(defaultAction SCMP_ACT_LOG, written by spoke in the run's own directory), waits for it to
 exit and builds a deterministic KEP-6061 profile from the calls its processes made: default
 SCMP_ACT_ERRNO, the recorded calls plus the OCI runtime's start-up set allowed, x86 family.
 Needs root. Two recording backends:
@@ -48,7 +48,8 @@ options:
   --runtime-handler H     CRI runtime handler (default: the runtime's default)
   --oci-runtime R         runc or crun: whose start-up calls to add (default: crun when the
                           handler is named crun, else runc)
-  --seccomp-root DIR      where the logging profile is installed (default /var/lib/kubelet/seccomp)
+  --seccomp-root DIR      the kubelet's seccomp root, where a logging profile an earlier
+                          version left is removed (default /var/lib/kubelet/seccomp)
   --timeout SECONDS       how long CMD may run (default 300)
   --plain-http, --ca-file F, --auth-file F   registry options for --push
   --json                  print {containerId, backend, exitCode, syscalls, reference?} as JSON`;
@@ -174,7 +175,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
   try {
     const status = await cri.img('ImageStatus', { image: { image: o.image } });
     if (!status.image) throw new SpokeError('NotFound', `image ${o.image} is not present in the runtime (spoke record does not pull)`, { reference: o.image }, { reason: 'NOT_FOUND' });
-    const profilePath = writeLoggingProfile(o.seccompRoot);
+    const profilePath = await installLoggingProfile(logDir, o.seccompRoot);
     if (backend === 'audit') session = RecordingSession.start();
     const name = `spoke-record-${randomBytes(4).toString('hex')}`;
     const podConfig: Msg = {

@@ -51,7 +51,7 @@ options:
                        profile wins; RuntimeDefault, Unconfined and unset are replaced; Localhost
                        or a privileged container with an annotation fails the call
   --recording          recording (default off; no config key): writes the logging profile
-                       (SCMP_ACT_LOG default) to <seccomp-root>/spoke/spoke-record-log.json at
+                       (SCMP_ACT_LOG default) to <store>/recording/spoke-record-log.json at
                        start and runs the containers of pods annotated recording.spoke.dev/name
                        (all, or those listed in recording.spoke.dev/containers: a,b) under it,
                        for spoke recorder. Only an unset or RuntimeDefault seccomp profile is

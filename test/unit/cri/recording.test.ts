@@ -4,7 +4,7 @@
 // RuntimeDefault. A marking without a valid proof never yields the logging profile.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -18,7 +18,6 @@ import type { Digest } from '../../../src/core/digest.js';
 import { RECORDING_PROOF_ANNOTATION, signRecordingProof } from '../../../src/core/recording-proof.js';
 import { decodeSeccomp } from '../../../src/profiles/seccomp/index.js';
 import { LOGGING_PROFILE, LOGGING_PROFILE_NAME } from '../../../src/profiles/seccomp/recorded.js';
-import { writeLoggingProfile } from '../../../src/recorder/profile.js';
 
 const LOG_PATH = '/var/lib/kubelet/seccomp/spoke/spoke-record-log.json';
 const D1 = `sha256:${'a'.repeat(64)}`;
@@ -212,18 +211,20 @@ describe('the logging profile file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-rec-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('the shim and the recorder write the same bytes at the same path (SCMP_ACT_LOG default), idempotently', async () => {
-    const p = await installLoggingProfile(dir);
-    assert.equal(p, join(dir, 'spoke', LOGGING_PROFILE_NAME));
+  it('is written in the directory given (SCMP_ACT_LOG default, 0644), idempotently, and an earlier version\'s copy under the kubelet\'s seccomp root is removed', async () => {
+    const kubelet = join(dir, 'kubelet-seccomp');
+    mkdirSync(join(kubelet, 'spoke'), { recursive: true });
+    writeFileSync(join(kubelet, 'spoke', LOGGING_PROFILE_NAME), '{"defaultAction":"SCMP_ACT_LOG"}');
+    const p = await installLoggingProfile(join(dir, 'recording'), kubelet);
+    assert.equal(p, join(dir, 'recording', LOGGING_PROFILE_NAME));
+    assert.equal(existsSync(join(kubelet, 'spoke', LOGGING_PROFILE_NAME)), false);
     assert.equal((statSync(p).mode & 0o777).toString(8), '644');
     const prof = decodeSeccomp(readFileSync(p));
     assert.equal(prof.defaultAction, 'SCMP_ACT_LOG');
     assert.deepEqual(prof, decodeSeccomp(Buffer.from(JSON.stringify(LOGGING_PROFILE))));
     const bytes = readFileSync(p);
-    assert.equal(writeLoggingProfile(dir), p);
-    assert.deepEqual(readFileSync(p), bytes);
     writeFileSync(p, '{}');
-    assert.equal(await installLoggingProfile(dir), p);
+    assert.equal(await installLoggingProfile(join(dir, 'recording'), kubelet), p);
     assert.deepEqual(readFileSync(p), bytes, 'a changed file is rewritten');
   });
 });

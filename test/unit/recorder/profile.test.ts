@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, validateArtifact } from '../../../src/profiles/seccomp/index.js';
-import { LOGGING_PROFILE, writeLoggingProfile } from '../../../src/recorder/profile.js';
 import { spokeError } from '../../helpers/assert.js';
 
 test('recorded profile: deterministic bytes whatever the insertion order', () => {
@@ -36,21 +32,4 @@ test('an empty recording is an error, not an allow-nothing profile', () => {
 
 test('names outside the x86 tables are refused', () => {
   assert.throws(() => buildRecordedProfile(new Set(['read', 'OCI_ARTIFACT_TEST']), 'runc'), spokeError({ code: 'InvalidArgument', reason: 'SYSCALL_UNKNOWN' }));
-});
-
-test('logging profile: SCMP_ACT_LOG default, written once, atomically, 0644', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'spoke-logprof-'));
-  try {
-    const p = writeLoggingProfile(dir);
-    assert.ok(p.startsWith(dir + '/'));
-    const prof = decodeSeccomp(readFileSync(p));
-    assert.equal(prof.defaultAction, 'SCMP_ACT_LOG');
-    assert.deepEqual(prof, decodeSeccomp(Buffer.from(JSON.stringify(LOGGING_PROFILE))));
-    assert.equal(statSync(p).mode & 0o777, 0o644);
-    const mtime = statSync(p).mtimeMs;
-    assert.equal(writeLoggingProfile(dir), p);
-    assert.equal(statSync(p).mtimeMs, mtime);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });
