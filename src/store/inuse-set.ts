@@ -351,6 +351,11 @@ function parseHolderFile(bytes: Buffer): RuntimeHolders | undefined {
   const { holders, complete } = parsed as { holders?: unknown; complete?: unknown };
   if (typeof holders !== 'object' || holders === null || Array.isArray(holders)) return undefined;
   const out: Record<string, Digest> = {};
-  for (const [holder, d] of Object.entries(holders)) if (typeof d === 'string' && isDigest(d)) out[holder] = d;
+  // One entry that does not name a digest makes the whole file unreadable: skipping it would drop
+  // a holder from a set still counted complete (gc would remove what it holds).
+  for (const [holder, d] of Object.entries(holders)) {
+    if (typeof d !== 'string' || !isDigest(d)) return undefined;
+    out[holder] = d;
+  }
   return { holders: out, complete: complete !== false };
 }

@@ -114,6 +114,22 @@ describe('in-use set after a crash', () => {
     assert.ok(await store.has(digests[0]!));
   });
 
+  it('a holder file with one entry that does not name a digest is unreadable as a whole: gc refuses, never drops the holder', async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const [a] = digests as [Digest];
+    const damaged = (path: string) => writeFileSync(path, readFileSync(path, 'utf8').replace(a, `${a.slice(0, -1)}G`));
+    await store.markInUse(a, 'pin:warm');
+    damaged(join(dir, 'state', 'pins.json'));
+    await rejectsWith(store.gc({ minAgeMs: 0 }), { code: 'Internal', reason: 'STATE_CORRUPT' });
+    assert.ok(await store.has(a));
+    rmSync(join(dir, 'state', 'pins.json'));
+    await store.replaceInUse(new Map([['container:c1', a]]));
+    damaged(join(dir, 'state', 'in-use.json'));
+    assert.equal((await store.inUseState()).complete, false);
+    assert.equal((await store.gc({ minAgeMs: 0 })).removed.length, 0);
+    assert.ok(await store.has(a));
+  });
+
   it('remembers which artifacts an effective file was merged from', async () => {
     const { store, digests } = await storeWith(BODIES);
     const sha = 'e'.repeat(64);
