@@ -22,6 +22,7 @@ import {
   KIND_UNSPECIFIED,
   type AuthConfigMsg,
 } from './messages.js';
+import type { CreateGate } from './gc.js';
 
 /** The store gauges follow a change within this long (owned.refreshStoreGauges). */
 export const STORE_GAUGE_DELAY_MS = 1000;
@@ -55,7 +56,11 @@ function logEnabled(logger: Logger, level: LogLevel): boolean {
 }
 
 export class OwnedHandlers<P> {
-  constructor(private readonly deps: ShimDeps<P>) {}
+  /** `gate`: the creates' gate gc decides under; a removal waits on it the same way (remove()). */
+  constructor(
+    private readonly deps: ShimDeps<P>,
+    private readonly gate: CreateGate,
+  ) {}
 
   /** `signal` may be a function making it on demand (the pipeline reads it only to fetch). */
   async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal)): Promise<Buffer> {
@@ -172,7 +177,9 @@ export class OwnedHandlers<P> {
   async remove(request: Buffer): Promise<Buffer> {
     const { digest } = decodeRemoveRequest(request);
     const d = parseDigest(digest, 'digest');
-    await this.deps.store.remove(d);
+    // Under the gate's exclusive side, like gc: a create between resolving this profile and
+    // recording its holder holds a lease, so the removal sees that holder and is refused.
+    await this.gate.exclusive(() => this.deps.store.remove(d));
     this.deps.logger.log('info', 'security profile removed', { digest: d });
     this.refreshStoreGauges();
     return Buffer.alloc(0);

@@ -123,7 +123,7 @@ export class ShimServer<P = unknown> {
       ...(opts.deps.appArmor ? { appArmor: opts.deps.appArmor } : {}),
       scheduleRebuild: (ms) => this.scheduleRebuild(ms),
     });
-    this.owned = new OwnedHandlers(opts.deps);
+    this.owned = new OwnedHandlers(opts.deps, this.gate);
     const { pipeline, appArmor } = opts.deps;
     const annotationDeps: AnnotationDeps | undefined = opts.annotations
       ? {

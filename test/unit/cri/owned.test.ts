@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { OwnedHandlers, STORE_GAUGE_DELAY_MS } from '../../../src/cri/owned.js';
+import { CreateGate } from '../../../src/cri/gc.js';
 import type { ShimDeps } from '../../../src/cri/deps.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
@@ -26,7 +27,7 @@ describe('owned handlers: store gauges', () => {
       logger: silentLogger,
       metrics: { ...noopMetrics, store: (a: number, b: number) => gauges.push([a, b]) },
     } as unknown as ShimDeps;
-    const owned = new OwnedHandlers(deps);
+    const owned = new OwnedHandlers(deps, new CreateGate());
     const req = encode('PullSecurityProfileArtifactRequest', { image: { image: 'r.example/p@sha256:' + '0'.repeat(64) }, profile_kind: 'Seccomp' });
     for (let i = 0; i < 20; i++) await owned.pull(req, new AbortController().signal);
     assert.equal(lists, 0, 'no listing on the pulls’ path');
@@ -52,7 +53,7 @@ describe('owned handlers: store gauges without metrics', () => {
       logger: silentLogger,
       metrics: noopMetrics,
     } as unknown as ShimDeps;
-    const owned = new OwnedHandlers(deps);
+    const owned = new OwnedHandlers(deps, new CreateGate());
     await owned.pull(encode('PullSecurityProfileArtifactRequest', { image: { image: 'r.example/p@sha256:' + '0'.repeat(64) }, profile_kind: 'Seccomp' }), new AbortController().signal);
     owned.refreshStoreGauges(0);
     t.mock.timers.tick(STORE_GAUGE_DELAY_MS);
@@ -62,7 +63,7 @@ describe('owned handlers: store gauges without metrics', () => {
 });
 
 describe('owned handlers: malformed requests', () => {
-  const owned = new OwnedHandlers({ logger: silentLogger, metrics: noopMetrics } as unknown as ShimDeps);
+  const owned = new OwnedHandlers({ logger: silentLogger, metrics: noopMetrics } as unknown as ShimDeps, new CreateGate());
   const pull = (req: Buffer) => owned.pull(req, new AbortController().signal);
   const digested = 'r.example/p@sha256:' + '0'.repeat(64);
 
@@ -76,5 +77,23 @@ describe('owned handlers: malformed requests', () => {
   it('an unspecified profile_kind is OPTION_INVALID; an empty reference is REFERENCE_INVALID', async () => {
     await rejectsWith(pull(encode('PullSecurityProfileArtifactRequest', { image: { image: digested } })), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
     await rejectsWith(pull(encode('PullSecurityProfileArtifactRequest', { image: { image: '' }, profile_kind: 'Seccomp' })), { code: 'InvalidArgument', reason: 'REFERENCE_INVALID' });
+  });
+});
+
+describe('owned handlers: RemoveSecurityProfile beside creates', () => {
+  it('removes only once no create is between resolving a profile and recording its holder (the gc gate), so it sees that holder', async () => {
+    const gate = new CreateGate();
+    const removed: string[] = [];
+    const deps = { store: { remove: async (d: string) => void removed.push(d), list: async () => [] }, logger: silentLogger, metrics: noopMetrics } as unknown as ShimDeps;
+    const owned = new OwnedHandlers(deps, gate);
+    const create = gate.lease();
+    await create.acquire();
+    const digest = `sha256:${'1'.repeat(64)}`;
+    const remove = owned.remove(encode('RemoveSecurityProfileRequest', { digest }));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.deepEqual(removed, [], 'not while the create holds its lease');
+    create.release();
+    await remove;
+    assert.deepEqual(removed, [digest]);
   });
 });
