@@ -96,8 +96,18 @@ export class StoreCollector {
   }
 
   private async sweep(now: number): Promise<void> {
+    for (const name of await readdir(this.layout.tmpDir)) {
+      const st = await stat(join(this.layout.tmpDir, name)).catch(() => undefined);
+      if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.layout.tmpDir, name), { force: true });
+    }
+    const entries = await this.list();
+    // A held artifact without a readable record (records are not flushed: a crash can leave one
+    // torn) still needs its blob and its effective files' origins, and which blob is its is
+    // unknown: no blob is removed and no origin pruned until a pull writes its record again.
+    const listed = new Set<string>(entries.map((e) => e.digest));
+    for (const d of (await this.holders.inUseState()).byDigest.keys()) if (!listed.has(d)) return;
     const referenced = new Set<string>();
-    for (const r of await this.list()) referenced.add(digestHex(r.layerDigest));
+    for (const r of entries) referenced.add(digestHex(r.layerDigest));
     const blobDir = join(this.layout.root, 'blobs', 'sha256');
     for (const name of await readdir(blobDir)) {
       if (/^[0-9a-f]{64}$/.test(name) && !referenced.has(name)) {
@@ -106,10 +116,6 @@ export class StoreCollector {
         const st = await stat(join(blobDir, name)).catch(() => undefined);
         if (st && now - st.mtimeMs > 60_000) await rm(join(blobDir, name), { force: true });
       }
-    }
-    for (const name of await readdir(this.layout.tmpDir)) {
-      const st = await stat(join(this.layout.tmpDir, name)).catch(() => undefined);
-      if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.layout.tmpDir, name), { force: true });
     }
     await this.effective.prune((d) => this.records.has(d));
   }

@@ -105,6 +105,22 @@ describe('ProfileStore.collect', () => {
     assert.ok(existsSync(effFile(held!)), 'held through its origin');
   });
 
+  it('a held artifact whose record a crash left unreadable keeps its blob and its effective files\' origins', async () => {
+    const a = ingestInput(BODIES[0]!);
+    await store.ingest(a);
+    await store.markInUse(a.digest, 'container:c1');
+    const sha = '7'.repeat(64);
+    await store.recordEffective(sha, a.digest);
+    // Records are not flushed: a crash can leave one torn (docs/decisions.md#store-durability).
+    writeFileSync(join(dir, 'store', 'profiles', 'sha256', `${a.digest.slice(7)}.json`), '');
+    const blob = store.blobPath(a.layerDigest);
+    utimesSync(blob, new Date(now - 2 * HOUR), new Date(now - 2 * HOUR));
+    now += 2 * HOUR;
+    await run({ minAgeMs: 0 });
+    assert.ok(existsSync(blob));
+    assert.deepEqual(await store.effectiveDigests(sha), [a.digest]);
+  });
+
   it('an incomplete in-use set removes nothing', async () => {
     const a = ingestInput(BODIES[0]!);
     await store.ingest(a);
