@@ -11,8 +11,10 @@
 //      container runs unconfined and cannot be recorded) and whose seccomp profile is unset or
 //      RuntimeDefault (warning otherwise: the node keeps an explicit profile, so they would not
 //      be recorded). None left → nothing is marked.
-//  R4. The pod gets `recording.spoke.dev/name: <recording>`, when not every container is
-//      recorded `recording.spoke.dev/containers: a,b` (sorted), and `recording.spoke.dev/proof`,
+//  R4. The pod gets `recording.spoke.dev/name: <recording>`, the recorded containers
+//      `recording.spoke.dev/containers: a,b` (sorted; always listed, also when every container is
+//      recorded, so that the proof never covers a container added later, such as an ephemeral
+//      debug container the webhook never saw), and `recording.spoke.dev/proof`,
 //      the HMAC the shim verifies (src/core/recording-proof.ts: namespace, pod name or
 //      generateName, recording, containers, expiry), plus the label `recording.spoke.dev/name`
 //      the controller's pod cache selects on. Without the recording key nothing is marked
@@ -119,9 +121,9 @@ export function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly u
     plan.recorded.clear();
     return plan;
   }
-  const containers = plan.recorded.size < slots.length ? [...new Set([...plan.recorded].map((s) => s.container.name))].sort() : undefined;
+  const containers = [...new Set([...plan.recorded].map((s) => s.container.name))].sort();
   plan.annotations.set(POD_RECORDING_ANNOTATION, rec.name);
-  if (containers) plan.annotations.set(POD_RECORDING_CONTAINERS_ANNOTATION, containers.join(','));
+  plan.annotations.set(POD_RECORDING_CONTAINERS_ANNOTATION, containers.join(','));
   const subject = { namespace: proof.namespace, pod: name ? { name } : { generateName: generateName as string }, recording: rec.name, containers };
   // Reinvocation: our own still-valid proof for this very marking stays, so the patch is empty.
   const ours = pod.metadata?.annotations?.[POD_RECORDING_PROOF_ANNOTATION];

@@ -189,9 +189,10 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
     const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
     const ann = recordingAnnotations(out);
-    assert.deepEqual(Object.keys(ann).sort(), ['recording.spoke.dev/name', 'recording.spoke.dev/proof']);
+    assert.deepEqual(Object.keys(ann).sort(), ['recording.spoke.dev/containers', 'recording.spoke.dev/name', 'recording.spoke.dev/proof']);
+    assert.equal(ann['recording.spoke.dev/containers'], 'web');
     assert.equal(out.metadata?.labels?.['recording.spoke.dev/name'], 'rec');
-    const seen = { namespace: 'team', podName: 'web-7d9f8b-x2b4z', recording: 'rec', containers: undefined };
+    const seen = { namespace: 'team', podName: 'web-7d9f8b-x2b4z', recording: 'rec', containers: ['web'] };
     assert.deepEqual(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], seen, now), { ok: true, expiresAt: now + 3600 });
     assert.equal(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], { ...seen, namespace: 'other' }, now).ok, false);
   });
@@ -242,8 +243,8 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     const answer = async (before: Pod, after: Pod) => (await post(port, '/validate-pod-updates', update(before, after))).json().response;
     const added = await answer(mine({ keep: 'me' }), mine({ keep: 'me', ...copied }));
     assert.deepEqual([added.allowed, added.status?.code], [false, 403]);
-    assert.match(added.status?.message ?? '', /recording\.spoke\.dev\/name, recording\.spoke\.dev\/proof: recording annotations are set by spoke's webhook when the pod is created, never later/);
-    const changed = await answer(mine(copied), mine({ ...copied, 'recording.spoke.dev/containers': 'web' }));
+    assert.match(added.status?.message ?? '', /recording\.spoke\.dev\/containers, recording\.spoke\.dev\/name, recording\.spoke\.dev\/proof: recording annotations are set by spoke's webhook when the pod is created, never later/);
+    const changed = await answer(mine(copied), mine({ ...copied, 'recording.spoke.dev/containers': 'web,debugger' }));
     assert.equal(changed.allowed, false);
     assert.equal((await answer(mine(copied), mine({ ...copied, other: 'label-change' }))).allowed, true, 'other changes pass');
     assert.equal((await answer(mine(copied), mine({}))).allowed, true, 'removing them only makes the pod stricter');

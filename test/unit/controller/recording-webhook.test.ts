@@ -57,15 +57,20 @@ describe('pod webhook: recording', () => {
     const p = pod([{ name: 'web', image: 'nginx:1' }], { annotations: { keep: 'me' } });
     const { r, out } = mutate(p, [], [recording('rec-web')]);
     assert.deepEqual(ok(r).patch, [
+      { op: 'add', path: '/metadata/annotations/recording.spoke.dev~1containers', value: 'web' },
       { op: 'add', path: '/metadata/annotations/recording.spoke.dev~1name', value: 'rec-web' },
-      { op: 'add', path: '/metadata/annotations/recording.spoke.dev~1proof', value: proofFor('rec-web') },
+      { op: 'add', path: '/metadata/annotations/recording.spoke.dev~1proof', value: proofFor('rec-web', ['web']) },
       { op: 'add', path: '/metadata/labels/recording.spoke.dev~1name', value: 'rec-web' },
     ]);
-    assert.deepEqual(out.metadata?.annotations, { keep: 'me', 'recording.spoke.dev/name': 'rec-web', 'recording.spoke.dev/proof': proofFor('rec-web') });
+    const marked = { keep: 'me', 'recording.spoke.dev/name': 'rec-web', 'recording.spoke.dev/containers': 'web', 'recording.spoke.dev/proof': proofFor('rec-web', ['web']) };
+    assert.deepEqual(out.metadata?.annotations, marked);
     assert.deepEqual(out.metadata?.labels, { app: 'web', 'recording.spoke.dev/name': 'rec-web' });
+    // Every container is recorded, and still listed: the proof covers no container added later
+    // (an ephemeral debug container the webhook never saw).
+    assert.equal(verifyRecordingProof(KEY, marked['recording.spoke.dev/proof'], { namespace: 'team', podName: 'p', recording: 'rec-web', containers: undefined }, NOW).ok, false);
     // no annotations at all yet: the map is added
     const bare = mutate(pod([{ name: 'web', image: 'nginx:1' }]), [], [recording('rec-web')]);
-    assert.deepEqual(bare.out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec-web', 'recording.spoke.dev/proof': proofFor('rec-web') });
+    assert.deepEqual(bare.out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec-web', 'recording.spoke.dev/containers': 'web', 'recording.spoke.dev/proof': proofFor('rec-web', ['web']) });
   });
 
   it('generateName pods (no name at admission) get a proof for the generated name; the request name wins', () => {
@@ -74,7 +79,7 @@ describe('pod webhook: recording', () => {
     p.metadata!.generateName = 'web-7d9f8c-';
     const { out } = mutate(p, [], [recording('rec')]);
     const proof = out.metadata!.annotations!['recording.spoke.dev/proof']!;
-    const seen = { namespace: 'team', recording: 'rec', containers: undefined };
+    const seen = { namespace: 'team', recording: 'rec', containers: ['web'] };
     assert.equal(verifyRecordingProof(KEY, proof, { ...seen, podName: 'web-7d9f8c-x2b4z' }, NOW).ok, true);
     assert.equal(verifyRecordingProof(KEY, proof, { ...seen, podName: 'other-x2b4z' }, NOW).ok, false);
     const named = mutatePod(p, [], { recordings: [recording('rec')], recordingProof: { ...PROOF, name: 'given' } });
@@ -89,9 +94,9 @@ describe('pod webhook: recording', () => {
       assert.deepEqual(out.metadata?.annotations, { other: 'x' }, JSON.stringify(rs));
       assert.equal(ok(r).warnings.filter((w) => /removed: only spoke's webhook marks pods for recording/.test(w)).length, 3);
     }
-    // marked by the webhook (all containers): a user-set containers list does not survive next to the proof
-    const { out } = mutate(pod([{ name: 'web', image: 'nginx:1' }], { annotations: { 'recording.spoke.dev/containers': 'web', 'recording.spoke.dev/extra': '1' } }), [], [recording('rec')]);
-    assert.deepEqual(out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/proof': proofFor('rec') });
+    // marked by the webhook: a user-set containers list does not survive next to the proof
+    const { out } = mutate(pod([{ name: 'web', image: 'nginx:1' }], { annotations: { 'recording.spoke.dev/containers': 'web,ghost', 'recording.spoke.dev/extra': '1' } }), [], [recording('rec')]);
+    assert.deepEqual(out.metadata?.annotations, { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/containers': 'web', 'recording.spoke.dev/proof': proofFor('rec', ['web']) });
     // without a recording key nothing is marked, with a warning
     const nokey = mutatePod(pod([{ name: 'web', image: 'nginx:1' }]), [], { recordings: [recording('rec')] });
     assert.deepEqual(ok(nokey).patch, []);
@@ -181,7 +186,7 @@ describe('pod webhook: recording', () => {
     const out = reviewPod(body(p), new StaticBindingSource([]), { recordings: rs, recordingKey: KEY, now: () => NOW * 1000 }).response;
     assert.equal(out.allowed, true);
     assert.deepEqual(JSON.parse(Buffer.from(out.patch!, 'base64').toString()), [
-      { op: 'add', path: '/metadata/annotations', value: { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/proof': proofFor('rec') } },
+      { op: 'add', path: '/metadata/annotations', value: { 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/containers': 'web', 'recording.spoke.dev/proof': proofFor('rec', ['web']) } },
       { op: 'add', path: '/metadata/labels/recording.spoke.dev~1name', value: 'rec' },
     ]);
     const unsynced: RecordingSource = { list: () => [], synced: () => false };
