@@ -13,9 +13,10 @@
 // Which namespaces reach /mutate-pods is decided by the MutatingWebhookConfiguration's
 // namespaceSelector (`spoke.dev/binding: enabled`, deploy/controller/webhooks.yaml), not here.
 // Anyone who reaches the port gets an answer (it is only a computation), but binding status
-// is recorded (`onApplied`) only for reviews over a connection whose client certificate
-// verifies against `clientCaFile`, i.e. from the API server (docs/binding.md); without a
-// client CA the controller takes status from its pod informer instead.
+// is recorded (`onApplied`) and pods are marked for recording (a signed proof) only for reviews
+// over a connection whose client certificate verifies against `clientCaFile`, i.e. from the API
+// server (docs/binding.md, docs/recording.md); without a client CA the controller takes status
+// from its pod informer instead and marks no pod.
 
 import { readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
@@ -166,7 +167,18 @@ export class WebhookServer {
       const { mode, recordings, recordingKey, proofTtlSeconds, now, namespaces, podSecurityDefault } = this.opts;
       const out =
         path === '/mutate-pods'
-          ? reviewPod(doc, this.opts.source, { mode, onApplied: authenticated ? this.opts.onApplied : undefined, recordings, recordingKey, proofTtlSeconds, now, namespaces, podSecurityDefault })
+          ? reviewPod(doc, this.opts.source, {
+              mode,
+              onApplied: authenticated ? this.opts.onApplied : undefined,
+              // Recording proofs only for the API server: anyone else could mark any pod of a
+              // namespace with a recording, opted in or not, for the logging profile.
+              recordings: authenticated ? recordings : undefined,
+              recordingKey,
+              proofTtlSeconds,
+              now,
+              namespaces,
+              podSecurityDefault,
+            })
           : path === '/validate-results'
             ? reviewResult(doc)
             : path === '/validate-pod-updates'

@@ -181,13 +181,13 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
   const recordingAnnotations = (p: Pod) => Object.fromEntries(Object.entries(p.metadata?.annotations ?? {}).filter(([k]) => k.startsWith('recording.spoke.dev/')));
 
   before(async () => {
-    ({ server, port } = await startWebhook(new StaticBindingSource([]), { recordings, recordingKey: key, now: () => now * 1000 }));
+    ({ server, port } = await startWebhook(new StaticBindingSource([]), { recordings, recordingKey: key, now: () => now * 1000, clientCaFile }));
   });
   after(() => server.close());
 
   it('a selected pod is marked with a proof the node verifies for its generated name, and labelled', async () => {
     const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
-    const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
+    const out = patchedPod(pod, await review(port, podReview(pod)));
     const ann = recordingAnnotations(out);
     assert.deepEqual(Object.keys(ann).sort(), ['recording.spoke.dev/containers', 'recording.spoke.dev/name', 'recording.spoke.dev/proof']);
     assert.equal(ann['recording.spoke.dev/containers'], 'web');
@@ -197,16 +197,27 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     assert.equal(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], { ...seen, namespace: 'other' }, now).ok, false);
   });
 
+  it('a review from a caller without the API server\'s client certificate is never marked: no proof for a caller it cannot authenticate', async () => {
+    // Anyone who reaches the port gets an answer; a proof would let them put any pod of a namespace
+    // with a recording, opted in or not, under the logging profile.
+    const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    for (const client of [undefined, clients.stranger]) {
+      const a = await post(port, '/mutate-pods', podReview(pod), undefined, 'POST', client);
+      assert.equal(a.json().response.allowed, true);
+      assert.deepEqual(recordingAnnotations(patchedPod(pod, a)), {});
+    }
+  });
+
   it('user-set recording annotations are removed, with warnings, on pods it does not mark — also a proof copied from a marked pod', async () => {
     const marked = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
-    const copied = recordingAnnotations(patchedPod(marked, await post(port, '/mutate-pods', podReview(marked))));
+    const copied = recordingAnnotations(patchedPod(marked, await review(port, podReview(marked))));
     const forged = { ...copied, 'recording.spoke.dev/containers': 'app', 'recording.spoke.dev/anything': 'x' };
     for (const [what, ns, labels] of [
       ['not selected', 'team', { app: 'db' }],
       ['namespace without recordings', 'other', { app: 'web' }],
     ] as const) {
       const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'mine', namespace: ns, labels: { ...labels }, annotations: { ...forged, keep: 'me' } }, spec: { containers: [{ name: 'app', image: 'busybox:1.36' }] } };
-      const a = await post(port, '/mutate-pods', podReview(pod, { namespace: ns }));
+      const a = await review(port, podReview(pod, { namespace: ns }));
       const out = patchedPod(pod, a);
       assert.deepEqual(out.metadata?.annotations, { keep: 'me' }, what);
       const removed = (a.json().response.warnings ?? []).filter((w) => /^annotation recording\.spoke\.dev\/\S+ removed: only spoke's webhook marks pods for recording/.test(w));
@@ -237,7 +248,7 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
 
   it('/validate-pod-updates: recording annotations are never added or changed after creation; removing them is fine', async () => {
     const marked = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
-    const copied = recordingAnnotations(patchedPod(marked, await post(port, '/mutate-pods', podReview(marked))));
+    const copied = recordingAnnotations(patchedPod(marked, await review(port, podReview(marked))));
     const mine = (annotations: Record<string, string>): Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-7d9f8b-qqqqq', namespace: 'team', annotations }, spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] } });
     const update = (before: Pod, after: Pod) => ({ ...podReview(after, { operation: 'UPDATE' }), request: { ...podReview(after, { operation: 'UPDATE' }).request, oldObject: before } });
     const answer = async (before: Pod, after: Pod) => (await post(port, '/validate-pod-updates', update(before, after))).json().response;
@@ -251,11 +262,11 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
   });
 
   it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
-    const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings });
+    const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings, clientCaFile });
     try {
       const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
       pod.metadata!.annotations = { 'recording.spoke.dev/name': 'rec' };
-      const a = await post(p2, '/mutate-pods', podReview(pod));
+      const a = await review(p2, podReview(pod));
       assert.deepEqual(recordingAnnotations(patchedPod(pod, a)), {});
       assert.ok(a.json().response.warnings?.some((w) => /not marked: the controller has no recording key/.test(w)));
     } finally {

@@ -98,6 +98,8 @@ export async function run(argv: string[]): Promise<number> {
   const clientName = values['admission-client-name'];
   if (clientName !== undefined && clientCaFile === undefined) throw new UsageError('--admission-client-name needs --admission-client-ca');
   const { recordingKey, proofTtlSeconds } = recordingProofFlags(values);
+  // Proofs are signed only for reviews from the API server (webhook.ts): without its client CA none would be.
+  if (recordingKey !== undefined && clientCaFile === undefined) throw new UsageError('--recording-key needs --admission-client-ca: pods are marked for recording only in reviews from the API server');
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
