@@ -716,6 +716,14 @@ describe('informer-backed source and status on client-node against the fake API 
 });
 
 describe('spoke controller (process)', () => {
+  it('refuses --recording-key without --admission-client-ca: it would mark pods for no one', async () => {
+    const keyPath = join(dir, 'recording.key');
+    writeFileSync(keyPath, Buffer.alloc(32, 9));
+    const r = await spoke(['controller', '--tls-cert', certFile, '--tls-key', keyFile, '--recording-key', keyPath]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--recording-key needs --admission-client-ca/);
+  });
+
   it('serves the webhook from the API server cache and stops on SIGTERM', async () => {
     const { spawn } = await import('node:child_process');
     const { writeFileSync } = await import('node:fs');
