@@ -133,7 +133,9 @@ export class GcScheduler {
       return undefined;
     }
     for (const sha of r.effectiveRemoved) this.o.forgetEffective(sha);
-    if (r.removed.length > 0) this.o.forgetOrigins();
+    // Every run: its sweep also prunes the origins of artifacts removed elsewhere since the last
+    // run (RemoveSecurityProfile, `spoke store rm|gc`), which the tracker still takes for recorded.
+    this.o.forgetOrigins();
     metrics.gcRun(r.complete ? 'ok' : 'incomplete');
     metrics.gcRemoved('profile', r.removed.length);
     metrics.gcRemoved('effective', r.effectiveRemoved.length);

@@ -81,6 +81,64 @@ describe('GcScheduler', () => {
   });
 });
 
+describe('GcScheduler and origins removed by others', () => {
+  it('after a run whose sweep pruned the origins of an artifact removed elsewhere, a create records its origin again: the rebuild can still map its container', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-gco-'));
+    dirs.push(dir);
+    const seccompRoot = join(dir, 'seccomp');
+    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
+    const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
+    const p = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'), 'seccomp');
+    const d = p.manifestDigest;
+    const reference = `r.io/p@${d}`;
+    const ingest = () => store.ingest({ digest: d, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference, rule: 'r', servedBy: 'r.io' });
+    const sha = 'e'.repeat(64);
+    const effective = join(seccompRoot, 'spoke', `${sha}.json`);
+    let running: string[] = [];
+    const upstream: RuntimeCalls = {
+      unary: async (path) => {
+        if (path.endsWith('/ListPodSandbox')) return encode('ListPodSandboxResponse', {});
+        if (path.endsWith('/ListContainers')) return encode('ListContainersResponse', { containers: running.map((id) => ({ id, pod_sandbox_id: 's1', metadata: { name: id, attempt: 0 } })) });
+        return encode('ContainerStatusResponse', { info: { info: JSON.stringify({ config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: effective } } } } }) } });
+      },
+    };
+    const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
+    const gc = new GcScheduler({
+      store,
+      rebuild: () => tracker.rebuild(),
+      gate: new CreateGate(),
+      forgetEffective: () => undefined,
+      forgetOrigins: () => tracker.forgetRecordedOrigins(),
+      effectiveDir: join(seccompRoot, 'spoke'),
+      intervalMs: 60_000,
+      minAgeMs: 0,
+      maxStoreBytes: undefined,
+      logger: silentLogger,
+      metrics: noopMetrics,
+    });
+    const create = async (id: string) => {
+      writeFileSync(effective, '{}');
+      const pending = await tracker.begin(d, { effectiveSha: sha, input: { reference } });
+      await tracker.commitCreate(`container:${id}`, { pending, digest: d }, []);
+      running.push(id);
+    };
+    await ingest();
+    await create('c1');
+    running = [];
+    await tracker.released('container:c1');
+    await store.remove(d); // RemoveSecurityProfile, or spoke store rm: not this scheduler's removal
+    assert.deepEqual((await gc.runOnce())?.removed, []);
+    await ingest();
+    await create('c2');
+    assert.deepEqual(await store.effectiveDigests(sha), [d]);
+    // The in-use set lost: the rebuild from the runtime maps c2's effective file to its artifact.
+    writeFileSync(join(dir, 'store', 'state', 'in-use.json'), '{"holders":');
+    writeFileSync(join(dir, 'store', 'state', 'in-use.log'), '');
+    assert.deepEqual((await gc.runOnce())?.removed, []);
+    assert.ok(await store.has(d));
+  });
+});
+
 describe('CreateGate', () => {
   it('gc waits for a create holding a lease; a create asking meanwhile waits for gc', async () => {
     const gate = new CreateGate();
