@@ -34,11 +34,10 @@ export {
 } from './validate.js';
 export { compileGlob, GlobError, MAX_ALTERNATIVES, narrowsStarStar, tryCompileGlob, type CompiledGlob } from './glob.js';
 export {
-  appArmorProfileName,
   encodeAppArmorCanonical,
   explicitAppArmor,
   formatAppArmorConstraint,
   intersectAppArmor,
 } from './intersect.js';
 export { compareAppArmor, formatAppArmorChange, type AppArmorChange, type AppArmorComparison } from './compare.js';
-export { checkProfileName, renderAppArmor, RENDER_TEMPLATE_VERSION } from './render.js';
+export { appArmorProfileName, checkProfileName, renderAppArmor, RENDER_TEMPLATE_VERSION } from './render.js';

@@ -13,7 +13,7 @@
 //   says which pairs match), collapsed back (rw ∩ r = r, r ∩ w = dropped).
 // - Executables and libraries: the same path intersection, one bit each.
 
-import { sha256Digest, sha256Hex } from '../../core/digest.js';
+import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
 import { GlobBudgetError, type MatchBudget } from './glob.js';
 import { intersectPathSets, MERGE_MATCH_BUDGET, type Merged } from './path-intersect.js';
@@ -71,15 +71,6 @@ export function encodeAppArmorCanonical(p: EffectiveAppArmorProfile): Buffer {
     capability: { allowedCapabilities: sorted(p.capability.allowedCapabilities.map((c) => c.toUpperCase())) },
   };
   return Buffer.from(JSON.stringify(canonical), 'utf8');
-}
-
-/**
- * The AppArmor profile name an effective profile is loaded under: `spoke-` and the full sha256
- * hex of its canonical bytes (`intersectAppArmor(...).bytes`). The whole hash: two effective
- * profiles under one name would let one replace the other for containers already running.
- */
-export function appArmorProfileName(canonicalBytes: Uint8Array): string {
-  return `spoke-${sha256Hex(canonicalBytes)}`;
 }
 
 /** Every member explicit, omitted = nothing permitted (see the header). */

@@ -20,6 +20,7 @@
 // mount/umount/pivot_root, and deny rules for kernel interfaces under /proc and /sys that no
 // container should write (deny beats any allow, so a permissive baseline cannot open them).
 
+import { sha256Hex } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
 import { compareBytes } from './intersect.js';
 import { validateRenderable } from './validate.js';
@@ -27,6 +28,17 @@ import type { AppArmorProfile } from './types.js';
 
 /** Bumped whenever the text for the same input changes. */
 export const RENDER_TEMPLATE_VERSION = 1;
+
+/**
+ * The AppArmor profile name an effective profile is loaded under: `spoke-` and the full sha256
+ * hex of the render template's version and the profile's canonical bytes
+ * (`intersectAppArmor(...).bytes`), which together decide the loaded text. The whole hash, and
+ * both: two texts under one name would let one replace the other (`--replace`) for containers
+ * already running under it, after a spoke upgrade that changed the template too.
+ */
+export function appArmorProfileName(canonicalBytes: Uint8Array, templateVersion: number = RENDER_TEMPLATE_VERSION): string {
+  return `spoke-${sha256Hex(Buffer.concat([Buffer.from(`spoke apparmor template v${templateVersion}\n`), canonicalBytes]))}`;
+}
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 

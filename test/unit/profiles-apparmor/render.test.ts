@@ -9,6 +9,7 @@ import {
   intersectAppArmor,
   pathProblem,
   renderAppArmor,
+  RENDER_TEMPLATE_VERSION,
   validateAppArmorArtifact,
   type AppArmorProfile,
 } from '../../../src/profiles/apparmor/index.js';
@@ -90,6 +91,15 @@ describe('renderAppArmor', () => {
     const r = intersectAppArmor(profile, profile);
     const name = appArmorProfileName(r.bytes);
     assert.match(renderAppArmor(r.profile, name), new RegExp(`^profile ${name} `, 'm'));
+  });
+
+  it('names a profile by its effective bytes and the render template: a template that changes what the same input renders never replaces the text under a loaded name', () => {
+    const r = intersectAppArmor(profile, profile);
+    const name = appArmorProfileName(r.bytes);
+    assert.match(name, /^spoke-[0-9a-f]{64}$/);
+    assert.equal(appArmorProfileName(r.bytes, RENDER_TEMPLATE_VERSION), name);
+    assert.notEqual(appArmorProfileName(r.bytes, RENDER_TEMPLATE_VERSION + 1), name);
+    assert.notEqual(appArmorProfileName(intersectAppArmor(profile, { filesystem: { readOnlyPaths: ['/x'] } }).bytes), name);
   });
 
   it('renders an effective profile larger than one input may be (count limits are for inputs)', () => {
