@@ -42,6 +42,10 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   let baseline: AppArmorProfile | undefined;
   let enabled: boolean | undefined;
   const checked = new Set<string>();
+  // Texts the parser rejected, with its refusal: the compile is deterministic, and a text that
+  // overflows the parser's state limit takes seconds of CPU to refuse, so a retried create must
+  // not pay it again. Only the parser's own rejection is kept (a timeout or a missing binary is not).
+  const rejected = new Map<string, SpokeError>();
   const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
   const parserOf = () => (parser ??= import('../apparmor/parser.js'));
 
@@ -77,9 +81,19 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       const name = l.appArmorProfileName(merged.bytes);
       const text = l.renderAppArmor(merged.profile, name);
       const key = `${name}:${sha256Hex(Buffer.from(text, 'utf8'))}`;
+      const refusal = rejected.get(key);
+      if (refusal !== undefined) throw refusal;
       if (!checked.has(key)) {
         const p = await parserOf();
-        await p.checkWithParser(text, opts.parser ?? {});
+        try {
+          await p.checkWithParser(text, opts.parser ?? {});
+        } catch (e) {
+          if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
+            if (rejected.size >= MAX_CHECKED) rejected.clear();
+            rejected.set(key, e);
+          }
+          throw e;
+        }
         if (checked.size >= MAX_CHECKED) checked.clear();
         checked.add(key);
       }
