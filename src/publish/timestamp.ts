@@ -3,7 +3,7 @@
 // reply is granted, its message imprint is our hash and the nonce is ours. The sigstore
 // timestamp authority accepts this at /api/v1/timestamp, and so does any RFC 3161 TSA.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { ASN1Obj, RFC3161Timestamp } from '@sigstore/core';
 import { SpokeError } from '../core/errors.js';
 
@@ -85,6 +85,28 @@ class UnreadableTime extends Error {
   }
 }
 
+/**
+ * The reply's CMS signature (over its signed attributes, whose message digest covers the TSTInfo)
+ * verifies with a certificate the reply carries (certReq=true asks for it). Not trust, which is
+ * the node's to judge against its trusted root, but a reply damaged or altered on its way is
+ * refused here instead of published as a signature every node would refuse.
+ */
+function verifiedBySignerCertificate(ts: RFC3161Timestamp, data: Buffer): void {
+  // TimeStampResp { status, timeStampToken ContentInfo { contentType, [0] SignedData } }
+  const signedData = ts.root.subs[1]?.subs[1]?.subs[0];
+  const certificates = signedData?.subs.find((s) => s.tag.isContextSpecific(0))?.subs ?? [];
+  if (certificates.length === 0) throw new Error('the reply carries no certificate to check its signature with');
+  for (const cert of certificates) {
+    try {
+      ts.verify(data, new X509Certificate(cert.toDER()).publicKey);
+      return;
+    } catch {
+      // another certificate of the reply may be the signer's
+    }
+  }
+  throw new Error('its signature does not verify with any certificate it carries');
+}
+
 async function requestTimestampOnce(url: string, data: Uint8Array, opts: TimestampOptions): Promise<Buffer> {
   let u: URL;
   try {
@@ -121,6 +143,7 @@ async function requestTimestampOnce(url: string, data: Uint8Array, opts: Timesta
     if (ts.status !== 0n && ts.status !== 1n) throw new Error(`status ${ts.status} (not granted)`);
     ts.tstInfo.verify(Buffer.from(data));
     if (ts.tstInfo.messageImprintHashAlgorithm !== 'sha256') throw new Error('message imprint is not sha256');
+    verifiedBySignerCertificate(ts, Buffer.from(data));
   } catch (e) {
     throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin}: unusable reply: ${(e as Error).message}`, {}, { cause: e, reason: 'TIMESTAMP_INVALID' });
   }

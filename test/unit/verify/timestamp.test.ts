@@ -33,6 +33,21 @@ describe('RFC 3161 client', () => {
     assert.ok(Math.abs(ts.signingTime.getTime() - Date.now()) < 60_000);
   });
 
+  it('refuses a reply whose signature does not verify with the certificate it carries: nothing a node would refuse is published', async () => {
+    const data = Buffer.from('signature bytes');
+    // The reply as the TSA sent it, but for the last bytes of its CMS signature value.
+    const corrupting: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      const reply = Buffer.from(await res.arrayBuffer());
+      const sig = RFC3161Timestamp.parse(Buffer.from(reply) as Buffer<ArrayBuffer>).signatureValue;
+      const at = reply.lastIndexOf(sig) + sig.length - 4;
+      for (let i = 0; i < 4; i++) reply[at + i]! ^= 0xff;
+      return new Response(reply, { status: res.status, headers: res.headers });
+    };
+    await rejectsWith(requestTimestamp(tsa.url, data, { fetch: corrupting }), { code: 'FailedPrecondition', reason: 'TIMESTAMP_INVALID' });
+    assert.ok((await requestTimestamp(tsa.url, data)).length > 0, 'the same TSA, unaltered: accepted');
+  });
+
   it('refuses a TSA error and a reply for other data', async () => {
     const bad = await startTsaServer({ status: 503 });
     try {
