@@ -73,9 +73,15 @@ function checkKeyStrength(k: KeyObject): void {
   throw new SpokeError('InvalidArgument', `signing key type ${t}${d?.namedCurve ? ` (${d.namedCurve})` : ''}${d?.modulusLength ? ` ${d.modulusLength} bits` : ''} is not accepted: use ECDSA P-256/P-384, Ed25519 or RSA ≥ 2048`, {}, { reason: 'KEY_INVALID' });
 }
 
+/** The private key a signature will be made with, refused (KEY_INVALID) when unreadable or too weak. */
+export function signingKey(key: KeyObject | string): KeyObject {
+  const k = loadPrivateKey(key);
+  checkKeyStrength(k);
+  return k;
+}
+
 export function prepareSigning(o: SignArtifactOptions): Signing {
-  const key = loadPrivateKey(o.key);
-  checkKeyStrength(key);
+  const key = signingKey(o.key);
   const publicKey = createPublicKey(key);
   let certPem: string | undefined;
   if (o.cert !== undefined) {

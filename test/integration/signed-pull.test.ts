@@ -2,6 +2,7 @@
 // policy hash, key rotation re-verifies without re-downloading, failures never cached as success.
 
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { spokeError } from '../helpers/assert.js';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -254,6 +255,19 @@ describe('signed pulls', () => {
     const a = await pushTestArtifact(reg.url, reg.host, 'open/x', { defaultAction: 'SCMP_ACT_ALLOW' });
     const r = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
     assert.equal(r.signer, undefined);
+  });
+
+  it('spoke push --sign-key with a key it refuses pushes nothing: the tag is not moved to an unsigned artifact', async () => {
+    const keyFile = join(node.dir, 'weak.key');
+    writeFileSync(keyFile, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const profile = join(node.dir, 'weak.json');
+    writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chown'], action: 'SCMP_ACT_ERRNO' }] }));
+    const pushed = await spoke(['push', profile, `${reg.host}/signed/weak:v1`, '--kind', 'seccomp', '--plain-http', '--sign-key', keyFile]);
+    assert.notEqual(pushed.code, 0);
+    assert.match(pushed.stderr, /rsa 1024 bits is not accepted/);
+    assert.equal(pushed.stdout, '');
+    await reg.settle();
+    assert.equal(reg.requests().filter((r) => r.path.includes('/signed/weak/')).length, 0, 'nothing reached the registry');
   });
 
   it('spoke push --sign-key, then spoke verify and spoke store ls show the signer', async () => {

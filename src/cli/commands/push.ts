@@ -75,6 +75,9 @@ export async function run(argv: string[]): Promise<number> {
         throw new UsageError(`cannot read ${values['sign-key']}: ${e.code ?? e.message}`);
       })
     : undefined;
+  // A key that signing would refuse is refused before anything is pushed: the tag must not move
+  // to an artifact left unsigned. sigstore is loaded only when signing is asked for.
+  if (signKey !== undefined) (await import('../../publish/signing.js')).signingKey(signKey);
   const registry = publisherRegistry(values);
   const p = progress(`pushing ${file ?? `${inputs!.length} platforms`}`);
   try {
@@ -84,7 +87,6 @@ export async function run(argv: string[]): Promise<number> {
       : await pushProfile(registry, repo, repo.tag, bytes!, kind, { onProgress }).then((x) => ({ ...x, manifest: x.packed.manifest }));
     if (signKey) {
       p.step('signing');
-      // sigstore is loaded only when signing is asked for.
       const { signArtifact } = await import('../../publish/sign.js');
       await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.manifest, key: signKey, format: 'bundle' });
     }
