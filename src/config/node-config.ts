@@ -215,16 +215,18 @@ function pullTimeout(value: string, fail: (why: string) => never): number {
 
 /** `gc: {interval, minAge, maxStoreBytes}`; keys left out keep their defaults. */
 function gcConfig(gc: NonNullable<ConfigYaml['gc']>, fail: (key: string, why: string) => never): GcConfig {
-  const duration = (key: 'interval' | 'minAge', min: number): number | undefined => {
+  const duration = (key: 'interval' | 'minAge', min: number, max = Number.MAX_SAFE_INTEGER): number | undefined => {
     const text = gc[key];
     if (text === undefined) return undefined;
     const ms = parseDuration(text);
     if (ms === undefined) fail(key, 'must be a duration such as 30s, 10m or 1h');
     if (ms < min) fail(key, `must be at least ${min / 1000}s`);
+    if (ms > max) fail(key, `must be at most ${max / 3_600_000}h`);
     return ms;
   };
   return Object.freeze({
-    intervalMs: duration('interval', 1000) ?? DEFAULT_GC.intervalMs,
+    // At most a day: a timer cannot wait longer than 2^31 - 1 ms (~24.8 days), and fires at once beyond.
+    intervalMs: duration('interval', 1000, 24 * 3_600_000) ?? DEFAULT_GC.intervalMs,
     minAgeMs: duration('minAge', 0) ?? DEFAULT_GC.minAgeMs,
     maxStoreBytes: gc.maxStoreBytes,
   });

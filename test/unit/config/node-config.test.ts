@@ -154,6 +154,8 @@ describe('loadNodeConfig', () => {
   it('gc: bad values name the line and the key', () => {
     assertConfigError('logLevel: info\ngc:\n  interval: 10 minutes\n', 3, 'gc.interval');
     assertConfigError('gc:\n  interval: 0s\n', 2, 'gc.interval');
+    // Longer than a timer can wait (2^31 - 1 ms): it would fire at once, and then gc would run every millisecond.
+    assertConfigError('gc:\n  interval: 600h\n', 2, 'gc.interval');
     assertConfigError('gc:\n  minAge: -1h\n', 2, 'gc.minAge');
     assertConfigError('gc:\n  maxStoreBytes: 0\n', 2, 'gc.maxStoreBytes');
     assertConfigError('gc:\n  maxStoreBytes: 1GB\n', 2, 'gc.maxStoreBytes');
