@@ -2,7 +2,7 @@
 // processes sharing one store.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -101,6 +101,16 @@ describe('spoke CLI', () => {
     assert.match(deny.stdout, /^DENY /);
     const lint = await spoke(['policy', 'lint', policy]);
     assert.equal(lint.code, 0, lint.stdout + lint.stderr);
+  });
+
+  it('policy lint and check read the file as the shim does: invalid UTF-8 is an error, never replaced', async () => {
+    const broken = join(dir, 'broken-utf8.yaml');
+    writeFileSync(broken, Buffer.concat([readFileSync(policy), Buffer.from('# \xff\n', 'latin1')]));
+    for (const args of [['policy', 'lint', broken], ['policy', 'check', `${reg.host}/profiles/x@sha256:${'b'.repeat(64)}`, '--policy', broken]]) {
+      const r = await spoke(args);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr + r.stdout, /broken-utf8\.yaml:1: \(document\): not valid UTF-8/);
+    }
   });
 
   it('status reports each part and fails when the shim is not answering', async () => {

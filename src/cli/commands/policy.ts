@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseReference } from '../../core/reference.js';
-import { decide, lintPolicy } from '../../policy/index.js';
+import { decide, decodeText, lintPolicy } from '../../policy/index.js';
 import type { PolicyIssue } from '../../policy/types.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
@@ -21,12 +21,15 @@ options:
   --config F        node config (default /etc/spoke/config.yaml)
   --json            machine-readable output`;
 
+/** The policy's text as the shim reads it (decodeText: invalid UTF-8 refused, a BOM dropped), so lint, check and the node agree. */
 function readPolicyFile(file: string): string {
+  let bytes: Buffer;
   try {
-    return readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (e) {
     throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  return decodeText(bytes, file);
 }
 
 const formatIssue = (i: PolicyIssue) => `${i.file}:${i.line}: ${i.severity}: ${i.path ? `${i.path}: ` : ''}${i.message}`;
