@@ -291,6 +291,13 @@ export class ShimServer<P = unknown> {
       this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
       return;
     }
+    // nghttp2 asks for a leading slash only under an http(s) :scheme, and grpc-go drops one when
+    // there is one: "runtime.v1.RuntimeService/CreateContainer" would reach the runtime as the
+    // create it names, unread by the routes below.
+    if (!path.startsWith('/')) {
+      this.endCall(call, GrpcCode.UNIMPLEMENTED, 'spoke shim: the :path of a gRPC call must start with /');
+      return;
+    }
     const route = this.routes.get(path);
     if (route === undefined) {
       if (isOtherVersionCreate(path)) {

@@ -479,6 +479,33 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     assert.equal(seen.filter((s) => s.path === '/runtime.v1alpha2.RuntimeService/Version').length, 1);
   });
 
+  test('a :path without its leading slash is refused, never forwarded: the runtime reads it as the method it names', async () => {
+    // nghttp2 asks for the slash only under an http(s) :scheme; grpc-go drops one leading slash
+    // if there is one and routes on the rest, so "runtime.v1.RuntimeService/CreateContainer"
+    // would be a create the shim never inspected.
+    const http2 = await import('node:http2');
+    const { connect: netConnect } = await import('node:net');
+    const session = http2.connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
+    try {
+      for (const path of ['runtime.v1.RuntimeService/CreateContainer', 'runtime.v1alpha2.RuntimeService/RunPodSandbox', 'x.Test/Unary']) {
+        const req = session.request({ ':method': 'POST', ':scheme': 'grpc', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+        const status = new Promise<string | undefined>((resolve) => {
+          let got: string | undefined;
+          req.on('response', (h) => (got ??= h['grpc-status'] as string | undefined));
+          req.on('trailers', (h) => (got ??= h['grpc-status'] as string | undefined));
+          req.on('close', () => resolve(got));
+          req.on('error', () => {});
+          req.on('data', () => {});
+        });
+        req.end(encodeFrame(Buffer.alloc(0)));
+        assert.equal(await status, String(grpc.status.UNIMPLEMENTED), path);
+        assert.equal(seen.filter((s) => s.path === path || s.path === `/${path}`).length, 0, path);
+      }
+    } finally {
+      session.destroy();
+    }
+  });
+
   test('graceful shutdown: unary calls in flight finish, streams end, socket removed', async () => {
     const sock = join(work, 'g.sock');
     const s = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'st9'), join(work, 'sc9')), shutdownGraceMs: 5000 });
