@@ -98,10 +98,12 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
       return;
     }
     stream.respond(rh, RESPOND_TRAILERS);
+    // From here the answer is the client's: whenever its stream closes, trailers sent or not (a
+    // client that never opened its window and then reset gets no 'wantTrailers'), the call is over.
+    if (o.completeAfterResponse) completeOnClose();
     stream.on('wantTrailers', () => {
       if (!onComplete || o.completeAfterResponse) {
         sendTrailers(stream, trailers);
-        completeOnClose();
         return;
       }
       void complete().finally(() => sendTrailers(stream, trailers));

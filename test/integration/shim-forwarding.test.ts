@@ -488,6 +488,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     const session = http2.connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
     try {
       for (const path of ['runtime.v1.RuntimeService/CreateContainer', 'runtime.v1alpha2.RuntimeService/RunPodSandbox', 'x.Test/Unary']) {
+        const earlier = seen.length;
         const req = session.request({ ':method': 'POST', ':scheme': 'grpc', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
         const status = new Promise<string | undefined>((resolve) => {
           let got: string | undefined;
@@ -499,7 +500,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
         });
         req.end(encodeFrame(Buffer.alloc(0)));
         assert.equal(await status, String(grpc.status.UNIMPLEMENTED), path);
-        assert.equal(seen.filter((s) => s.path === path || s.path === `/${path}`).length, 0, path);
+        assert.equal(seen.slice(earlier).filter((s) => s.path === path || s.path === `/${path}`).length, 0, path);
       }
     } finally {
       session.destroy();
