@@ -1,6 +1,7 @@
 // Structured JSON logs, one object per line: {"time","level","msg",...fields}. Implements the
 // core Logger. Fields are copied as given except secrets, which never belong in a log: values of
-// keys that look like credentials are replaced.
+// keys that look like credentials are replaced; and a string longer than MAX_LOGGED_FIELD_CHARS
+// is cut: fields often carry what a client sent (a reference, a namespace), which may be megabytes.
 
 import type { LogLevel, Logger } from '../core/runtime.js';
 
@@ -26,6 +27,15 @@ let pending: string[] = [];
 let flushScheduled = false;
 let exitHooked = false;
 const MAX_PENDING_LINES = 256;
+
+/** The longest string a field keeps; the rest is replaced by a note of how much was left out. */
+export const MAX_LOGGED_FIELD_CHARS = 2048;
+
+function bounded(v: unknown): unknown {
+  const s = v instanceof Error ? v.message : v;
+  if (typeof s !== 'string' || s.length <= MAX_LOGGED_FIELD_CHARS) return s;
+  return `${s.slice(0, MAX_LOGGED_FIELD_CHARS)}…(${s.length - MAX_LOGGED_FIELD_CHARS} more characters)`;
+}
 
 function flushPending(): void {
   flushScheduled = false;
@@ -96,7 +106,7 @@ export class JsonLogger implements Logger {
     if (fields) {
       for (const [k, v] of Object.entries(fields)) {
         if (v === undefined) continue;
-        rec[k] = isSecretKey(k) ? '[redacted]' : v instanceof Error ? v.message : v;
+        rec[k] = isSecretKey(k) ? '[redacted]' : bounded(v);
       }
     }
     let line: string;
