@@ -36,7 +36,8 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_RETRIES = 2;
 export const MAX_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_USER_AGENT = 'spoke/0.1';
-const MAX_MIRRORS_PER_REGISTRY = 8;
+/** As many as the node policy's schema allows (policy/node-policy.schema.json), so a policy that loads leases a client. */
+const MAX_MIRRORS_PER_REGISTRY = 16;
 
 export interface ResolvedOptions {
   insecure: ReadonlySet<string>;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { ErrorReason } from '../../../src/core/errors.js';
 import { rejectsWith, spokeError } from '../../helpers/assert.js';
@@ -28,6 +29,14 @@ describe('UndiciRegistryClient options', () => {
     refuses({ retries: 1.5 });
     refuses({ mirrors: { 'r.example.com': ['r.example.com'] } });
     refuses({ mirrors: { 'r.example.com': 'm' } });
+    refuses({ mirrors: { 'r.example.com': Array.from({ length: 17 }, (_, i) => `m${i}.example.com`) } });
+  });
+
+  it('takes as many mirrors per registry as the node policy schema allows (16): a policy that loads never fails every pull', () => {
+    const schema = JSON.parse(readFileSync(new URL('../../../../policy/node-policy.schema.json', import.meta.url), 'utf8')) as { properties: { mirrors: { additionalProperties: { maxItems: number } } } };
+    const max = schema.properties.mirrors.additionalProperties.maxItems;
+    const o = resolveOptions({ mirrors: { 'r.example.com': Array.from({ length: max }, (_, i) => `m${i}.example.com`) } });
+    assert.equal(o.mirrors.get('r.example.com')?.length, max);
     refuses({ caFile: '/nonexistent/ca.pem' });
     refuses({ caFile: Buffer.from('not pem') });
     refuses({ userAgent: 'a\r\nb' });
