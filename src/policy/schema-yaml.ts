@@ -46,6 +46,8 @@ export class YamlFile {
     const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, version: '1.2', merge: false });
     const problem = doc.errors[0] ?? doc.warnings[0];
     if (problem !== undefined) fail(problem.linePos?.[0].line ?? lines.linePos(problem.pos[0]).line, '(yaml)', firstLine(problem.message));
+    // A %YAML directive overrides the version asked for: under 1.1, `on` is true and 0100000 octal.
+    if (doc.directives?.yaml.version !== '1.2') fail(1, '(yaml)', `only YAML 1.2 is read, not ${doc.directives?.yaml.version ?? 'another version'}: remove the %YAML directive`);
     let root = (doc.contents ?? undefined) as Node | undefined;
     if (root !== undefined && isScalar(root) && root.value === null) root = undefined;
     // Before toJS, which would expand aliases.

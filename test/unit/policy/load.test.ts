@@ -115,6 +115,8 @@ rules:
     assertLoadError(`${HEADER}rules:\n  - &r { scope: r.io/x, action: deny }\n  - *r\n`, 4, 'rules[0]');
     assertLoadError('', 1, '(document)');
     assertLoadError('---\na: 1\n---\nb: 2\n', 3, '(yaml)');
+    // Only YAML 1.2 is read: a %YAML 1.1 directive would make `on` true and 0100000 octal.
+    assertLoadError(`%YAML 1.1\n---\n${HEADER}rules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    unsigned: on\n`, 1, '(yaml)');
   });
 
   it('mirrors, insecure and limits are validated', () => {
