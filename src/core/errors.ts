@@ -41,6 +41,7 @@ export const ERROR_REASONS = [
   'RUNTIME_ERROR', // the container runtime answered a CRI call with an error
   'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
   'ARCH_UNENFORCEABLE', // a merged profile that the node's own architecture cannot enforce as written
+  'OVERLOADED', // the shim holds as many request bytes as it may; the call is refused, to be retried
   'REFERENCE_INVALID', // a reference, registry host, repository or tag that does not parse
   'TAG_NOT_DIGEST', // a reference named by tag where only a digest pin is accepted
   'DIGEST_INVALID', // a digest not written as sha256:<64 lowercase hex>

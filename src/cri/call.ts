@@ -19,9 +19,29 @@ export interface Call {
   requestDone: boolean;
 }
 
+/** Bytes of request bodies being read, over every call: what the shim holds for them is bounded. */
+export class BodyBudget {
+  private used = 0;
+
+  constructor(readonly limit: number) {}
+
+  /** Takes `n` bytes; false (nothing taken) when that would pass the limit. */
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
 export interface CallHost {
   readonly upstream: Upstream;
   readonly logger: Logger;
+  /** Shared by every request body the shim reads whole (connections.ts MAX_BUFFERED_REQUEST_BYTES). */
+  readonly bodies: BodyBudget;
   /** Records the forward-duration metric once: at the response headers, or when the call closes. */
   report(call: Call): void;
   /** Reports the call and ends it with a gRPC status. */

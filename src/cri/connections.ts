@@ -34,9 +34,18 @@ export const REQUEST_BODY_TIMEOUT_MS = 30_000;
 export const CONNECTION_PROBE_MS = 10_000;
 /** After a client's GOAWAY, its calls in flight get this long before the connection is destroyed. */
 export const GOAWAY_GRACE_MS = 10_000;
+/**
+ * Request bodies the shim reads whole (its own calls, and the creates it may edit) hold at most
+ * this many bytes at once, over every call and connection: one client opening many streams of
+ * 16 MiB bodies must not take the shim's memory (its deployments cap it at 256 MiB). Past it a
+ * call is refused UNAVAILABLE (OVERLOADED), never forwarded unread. A kubelet's requests are a
+ * few KiB.
+ */
+export const MAX_BUFFERED_REQUEST_BYTES = 64 * 1024 * 1024;
 
 export interface ConnectionLimits {
   maxConcurrentStreams: number;
+  maxBufferedRequestBytes: number;
   requestBodyTimeoutMs: number;
   probeMs: number;
   goawayGraceMs: number;
@@ -44,6 +53,7 @@ export interface ConnectionLimits {
 
 const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+  maxBufferedRequestBytes: MAX_BUFFERED_REQUEST_BYTES,
   requestBodyTimeoutMs: REQUEST_BODY_TIMEOUT_MS,
   probeMs: CONNECTION_PROBE_MS,
   goawayGraceMs: GOAWAY_GRACE_MS,

@@ -53,7 +53,7 @@ export class EditedCalls<P> {
     const { host, applier } = this.d;
     const stream = call.stream;
     const deadline = deadlineOf(headers, call.started);
-    const body = await readBody(stream);
+    const body = await readBody(stream, host.bodies);
     let result: RewriteResult;
     let payload: Buffer;
     try {
@@ -116,7 +116,7 @@ export class EditedCalls<P> {
   }
 
   async remove(call: Call, headers: IncomingHttpHeaders, role: Role): Promise<void> {
-    const body = await readBody(call.stream);
+    const body = await readBody(call.stream, this.d.host.bodies);
     let id = '';
     try {
       id = decodeId(decodeRequest(body, headers));

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
-import type { Call, CallHost } from './call.js';
+import { BodyBudget, type Call, type CallHost } from './call.js';
 import { ConnectionGuard, type ConnectionLimits } from './connections.js';
 import type { ShimDeps } from './deps.js';
 import { EditedCalls } from './edited.js';
@@ -140,6 +140,7 @@ export class ShimServer<P = unknown> {
     this.host = {
       upstream: this.upstream,
       logger: this.logger,
+      bodies: new BodyBudget(this.connections.limits.maxBufferedRequestBytes),
       report: (call) => this.report(call),
       endCall: (call, code, message) => this.endCall(call, code, message),
     };

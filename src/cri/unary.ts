@@ -4,7 +4,7 @@
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream, type ServerStreamResponseOptions } from 'node:http2';
 import { SpokeError } from '../core/errors.js';
 import { decompress, encodeFrame, encodeGrpcMessage, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
-import type { Call, CallHost } from './call.js';
+import type { BodyBudget, Call, CallHost } from './call.js';
 import { GrpcCode, type GrpcCodeValue } from './grpc-status.js';
 
 const { NGHTTP2_CANCEL } = constants;
@@ -52,7 +52,11 @@ export function sendUnary(stream: ServerHttp2Stream, payload: Buffer): void {
   stream.end(encodeFrame(payload));
 }
 
-export function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_BYTES + 5): Promise<Buffer> {
+/**
+ * The request body, whole. Its bytes count against `budget` while it is read (given back once it
+ * is complete or refused): past the budget the call is refused, never forwarded unread.
+ */
+export function readBody(stream: ServerHttp2Stream, budget: BodyBudget, max = MAX_INSPECTED_MESSAGE_BYTES + 5): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -61,6 +65,12 @@ export function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_
       if (size > max) {
         cleanup();
         reject(new SpokeError('InvalidArgument', `request larger than ${max} bytes`, { limit: max }, { reason: 'FRAME_INVALID' }));
+        return;
+      }
+      if (!budget.take(c.length)) {
+        size -= c.length;
+        cleanup();
+        reject(new SpokeError('Unavailable', `the shim is reading ${budget.limit} bytes of request bodies already; try again`, { limit: budget.limit }, { reason: 'OVERLOADED' }));
         return;
       }
       chunks.push(c);
@@ -74,6 +84,8 @@ export function readBody(stream: ServerHttp2Stream, max = MAX_INSPECTED_MESSAGE_
       reject(new SpokeError('Unavailable', 'the client closed the stream before the request was complete', {}, { reason: 'CANCELLED' }));
     };
     const cleanup = () => {
+      budget.give(size);
+      size = 0;
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('close', onClose);
@@ -131,7 +143,7 @@ export async function unaryCall(host: CallHost, call: Call, headers: IncomingHtt
   };
   stream.once('close', onClose);
   try {
-    const body = await readBody(stream);
+    const body = await readBody(stream, host.bodies);
     const request = singleMessage(body, headers);
     const response = await handler(request, signal);
     if (deadline !== undefined && performance.now() > deadline) {

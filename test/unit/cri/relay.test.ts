@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Call, CallHost } from '../../../src/cri/call.js';
+import { BodyBudget, type Call, type CallHost } from '../../../src/cri/call.js';
+import { MAX_BUFFERED_REQUEST_BYTES } from '../../../src/cri/connections.js';
 import { encodeFrame } from '../../../src/cri/frame.js';
 import { forward } from '../../../src/cri/relay.js';
 import type { Upstream } from '../../../src/cri/upstream.js';
@@ -50,6 +51,7 @@ describe('forward with completeAfterResponse', () => {
     const host: CallHost = {
       upstream: { get: () => upstreamSession } as unknown as Upstream,
       logger: silentLogger,
+      bodies: new BodyBudget(MAX_BUFFERED_REQUEST_BYTES),
       report: () => undefined,
       endCall: () => undefined,
     };

@@ -1,11 +1,13 @@
-// A create whose client goes away after the runtime answered, in front of a scripted runtime:
-// the pending holder the create recorded before the call must be settled, never left behind
-// (a leaked one keeps its profile from gc and RemoveSecurityProfile until the shim restarts).
+// Clients that misbehave, in front of a scripted runtime. A create whose client goes away after
+// the runtime answered must settle the pending holder it recorded before the call (a leaked one
+// keeps its profile from gc and RemoveSecurityProfile until the shim restarts). Request bodies
+// the shim reads whole are bounded over all calls: past the bound a call is refused, not forwarded.
 
 import { connect as h2connect, constants as h2, createServer as h2createServer } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ShimServer } from '../../src/cri/server.js';
@@ -73,5 +75,50 @@ describe('shim: a create reset by its client after the runtime answered', () => 
     }
     const pending = async () => [...(await deps.store.inUse()).values()].flat().filter((h) => h.startsWith('pending:')).length;
     await waitFor(async () => (await pending()) === 0, { timeoutMs: 5000, what: 'no pending holder left' });
+  });
+});
+
+describe('shim: request bodies read whole are bounded over every call', () => {
+  const work = mkdtempSync(join(tmpdir(), 'spoke-budget-'));
+  const upstream = h2createServer();
+  const seen: string[] = [];
+  let shim: ShimServer;
+
+  before(async () => {
+    upstream.on('stream', (stream, headers) => {
+      seen.push(String(headers[':path']));
+      stream.on('error', () => {});
+    });
+    await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
+    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')), limits: { maxBufferedRequestBytes: 1024 * 1024 } });
+    await shim.start();
+  });
+  after(async () => {
+    await shim?.close();
+    await new Promise<void>((r) => upstream.close(() => r()));
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('refuses a create once the bodies being read pass the bound (UNAVAILABLE), and forwards none of them', async () => {
+    const session = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
+    session.on('error', () => {});
+    const statuses: string[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/CreateContainer', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', () => {});
+        req.on('data', () => {});
+        req.on('response', (h) => {
+          if (h['grpc-status'] !== undefined) statuses.push(`${String(h['grpc-status'])} ${String(h['grpc-message'])}`);
+        });
+        // 600 KiB of a body that never ends: each call holds what it sent.
+        req.write(Buffer.alloc(600 * 1024));
+      }
+      await waitFor(() => statuses.length > 0, { timeoutMs: 5000, what: 'a refused call' });
+      assert.match(statuses[0]!, /^14 Unavailable.*request bodies/);
+      assert.equal(seen.filter((p) => p.endsWith('/CreateContainer')).length, 0);
+    } finally {
+      session.destroy();
+    }
   });
 });
