@@ -42,8 +42,15 @@ export const GOAWAY_GRACE_MS = 10_000;
  * few KiB.
  */
 export const MAX_BUFFERED_REQUEST_BYTES = 64 * 1024 * 1024;
+/**
+ * Client connections at once; one more is closed as it opens. A kubelet keeps one or two, and
+ * crictl or spoke's own tools one each for a call; a session costs ~30 KB even when idle, and
+ * the liveness ping keeps any client that answers it.
+ */
+export const MAX_SESSIONS = 128;
 
 export interface ConnectionLimits {
+  maxSessions: number;
   maxConcurrentStreams: number;
   maxBufferedRequestBytes: number;
   requestBodyTimeoutMs: number;
@@ -52,6 +59,7 @@ export interface ConnectionLimits {
 }
 
 const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
+  maxSessions: MAX_SESSIONS,
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
   maxBufferedRequestBytes: MAX_BUFFERED_REQUEST_BYTES,
   requestBodyTimeoutMs: REQUEST_BODY_TIMEOUT_MS,
@@ -104,6 +112,11 @@ export class ConnectionGuard {
 
   /** Tracks a new client connection: its probe, its errors, the grace after its GOAWAY. */
   onSession(s: ServerHttp2Session): void {
+    if (this.sessions.size >= this.limits.maxSessions) {
+      this.logger.log('warn', 'client connection refused: too many open', { limit: this.limits.maxSessions });
+      s.destroy();
+      return;
+    }
     const probe: Probe = { awaiting: false, goaway: undefined };
     this.sessions.set(s, probe);
     s.on('close', () => {

@@ -122,3 +122,59 @@ describe('shim: request bodies read whole are bounded over every call', () => {
     }
   });
 });
+
+describe('shim: client connections are bounded', () => {
+  const work = mkdtempSync(join(tmpdir(), 'spoke-sessions-'));
+  const upstream = h2createServer();
+  let shim: ShimServer;
+
+  before(async () => {
+    upstream.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(encodeFrame(Buffer.alloc(0)));
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
+    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')), limits: { maxSessions: 2 } });
+    await shim.start();
+  });
+  after(async () => {
+    await shim?.close();
+    await new Promise<void>((r) => upstream.close(() => r()));
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('closes a connection past the bound as it opens; the ones before it are served', async () => {
+    const call = (session: ReturnType<typeof h2connect>) =>
+      new Promise<string>((resolve) => {
+        let status = 'closed without an answer';
+        if (session.destroyed) return resolve(status);
+        const req = session.request({ ':method': 'POST', ':path': '/x.Test/Unary', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', () => {});
+        req.on('data', () => {});
+        req.on('trailers', (h) => (status = String(h['grpc-status'])));
+        req.on('close', () => resolve(status));
+        req.end(encodeFrame(Buffer.alloc(0)));
+      });
+    const open = () =>
+      new Promise<ReturnType<typeof h2connect>>((resolve) => {
+        const s = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
+        s.on('error', () => {});
+        // Served or closed: the shim has seen this connection.
+        s.once('remoteSettings', () => resolve(s));
+        s.once('close', () => resolve(s));
+      });
+    const sessions = [await open(), await open(), await open()];
+    try {
+      assert.equal(await call(sessions[0]!), '0');
+      assert.equal(await call(sessions[1]!), '0');
+      assert.equal(await call(sessions[2]!), 'closed without an answer');
+    } finally {
+      for (const s of sessions) s.destroy();
+    }
+  });
+});
