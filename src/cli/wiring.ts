@@ -136,9 +136,10 @@ interface Entry {
  * Builds the node pipeline (policy holder, store, registry clients per policy, verifier).
  * `store`: the caller's (the shim shares its own: one record cache for pulls and creates).
  */
-export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; watchPolicy?: boolean; store?: ProfileStore } = {}): NodeContext {
+/** `policy`: a holder already loaded (the shim's, from its start), else one made here, not watched. */
+export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder } = {}): NodeContext {
   const logger = opts.logger ?? silentLogger;
-  const policy = new PolicyHolder({ file: config.policy, watch: opts.watchPolicy ?? false, logger });
+  const policy = opts.policy ?? new PolicyHolder({ file: config.policy, watch: false, logger });
   const credentials: CredentialSource = config.authFile ? loadCredentials({ authFile: config.authFile }) : loadCredentials();
   // A CLI process does one thing: its flushes need not leave the thread (src/store/fsutil.ts).
   const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true });

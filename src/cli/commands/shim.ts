@@ -51,10 +51,11 @@ export async function run(argv: string[]): Promise<number> {
     metrics = prom;
     metricsServer = await serveMetrics(prom, config.metrics, () => running.shim?.upstream.isUp() ?? false);
   }
-  // The policy is checked now (no valid policy: no shim). The pull pipeline (registry client,
-  // sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need only
-  // the store, so start-up stays fast and an idle shim stays small.
-  new PolicyHolder({ file: config.policy, watch: false, logger }).close();
+  // The policy is loaded now (no valid policy: no shim) and held, watched, from here on: the one
+  // checked at start is the last good policy, before any pull too. The pull pipeline (registry
+  // client, sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need
+  // only the store, so start-up stays fast and an idle shim stays small.
+  const policy = new PolicyHolder({ file: config.policy, watch: true, logger });
   // A long-lived writer: temp files made ahead keep file creation off pulls and creates, and are
   // made again once the call that took them has been answered; a pull that is the only call in
   // flight flushes on the event loop's thread, as nothing waits on it meanwhile
@@ -70,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
   let loading: Promise<NodeContext> | undefined;
   const nodeContext = (): Promise<NodeContext> => {
     loading ??= import('../wiring.js').then((w) => {
-      node = w.createNodeContext(config, { logger, observer: metrics, watchPolicy: true, store });
+      node = w.createNodeContext(config, { logger, observer: metrics, store, policy });
       logger.log('info', 'pull pipeline loaded', { policy: config.policy });
       return node;
     });
@@ -148,6 +149,7 @@ export async function run(argv: string[]): Promise<number> {
         await server.close();
         runtimeDefault.close();
         await node?.close().catch(() => undefined);
+        policy.close();
         metricsServer?.close();
         resolve(0);
       })();
@@ -155,16 +157,7 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
-      let policyOk = true;
-      if (node) policyOk = node.policy.reload().ok;
-      else {
-        try {
-          new PolicyHolder({ file: config.policy, watch: false, logger }).close();
-        } catch (e) {
-          policyOk = false;
-          logger.log('error', 'node policy invalid', { policy: config.policy, error: asSpokeError(e).message });
-        }
-      }
+      const policyOk = policy.reload().ok;
       try {
         baseline = loadBaseline(config.baseline);
         logger.log('info', 'baseline reloaded', { baseline: config.baseline });

@@ -1,0 +1,47 @@
+// The node policy a started shim holds before its first pull: the one it checked at start is its
+// last good policy from then on, as after any reload (a corrupt file keeps it).
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { after, before, describe, it } from 'node:test';
+import { H2CriClient } from '../helpers/cri-client.js';
+import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
+import { unsignedPolicy } from '../helpers/node.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+
+describe('spoke shim: the policy checked at start is the last good one before any pull', { timeout: 120_000 }, () => {
+  let reg: TestRegistry;
+  let work: string;
+  let shim: ShimProc | undefined;
+  before(async () => {
+    reg = await startRegistry();
+    work = mkdtempSync(join(tmpdir(), 'spoke-polstart-'));
+  });
+  after(async () => {
+    if (shim) await stopShim(shim);
+    await reg.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('a policy made corrupt before the first pull is not read: the pull is decided by the one checked at start', async () => {
+    const { reference } = await pushRawArtifact(reg.host, 'open/first', { layers: [{ bytes: denySyscalls(['acct']) }] });
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/open`]));
+    // No runtime behind it: a pull is the shim's own call.
+    shim = await startShim(['--listen', join(work, 'shim.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy]);
+    writeFileSync(policy, 'rules: [\n');
+    const refused = shim.nextLog((l) => /node policy (not reloaded|invalid)/.test(String(l.msg)));
+    shim.child.kill('SIGHUP');
+    await refused;
+    const cri = new H2CriClient(join(work, 'shim.sock'));
+    try {
+      const r = await cri.img('PullSecurityProfileArtifact', { image: { image: reference }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+      assert.deepEqual([r.resolved_ref, r.cached], [reference, false]);
+    } finally {
+      cri.close();
+    }
+  });
+});
