@@ -13,7 +13,7 @@
 // no valid policy, no shim.
 
 import { createHash } from 'node:crypto';
-import { readFileSync, watch as fsWatch } from 'node:fs';
+import { readFileSync, realpathSync, watch as fsWatch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { asSpokeError, SpokeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
@@ -151,7 +151,10 @@ export class PolicyHolder {
   /** Watches the directories of the policy file and of every key and trusted root it names. */
   private syncWatchers(policy: Policy): void {
     if (this.closed) return;
-    const dirs = new Set([dirname(this.file), ...Object.values(policy.signers).map((s) => dirname(s.file))]);
+    // The directory of each file, and of the file a symlink names: removing a key file behind a
+    // symlink (in another directory) must reload the policy as removing the link would.
+    const files = [this.file, ...Object.values(policy.signers).map((s) => s.file)];
+    const dirs = new Set(files.flatMap((f) => [dirname(f), ...realDir(f)]));
     for (const [dir, w] of this.watchers) {
       if (!dirs.has(dir)) {
         w.close();
@@ -200,4 +203,14 @@ function defaultWatchDir(dir: string, onChange: () => void, onError: (e: Error) 
   const w = fsWatch(dir, { persistent: false }, () => onChange());
   w.on('error', onError);
   return w;
+}
+
+/** The directory of the file `path` resolves to, when it is another than its own (a symlink). */
+function realDir(path: string): string[] {
+  try {
+    const real = dirname(realpathSync(path));
+    return real === dirname(path) ? [] : [real];
+  } catch {
+    return [];
+  }
 }

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -195,6 +195,24 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
       writeFileSync(join(dir, 'keys', 'k.pub'), pem('p256'));
       assert.equal((await back).signers.k?.type, 'publicKey');
       assert.deepEqual(holder.unavailableSigners(), []);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('a key file behind a symlink: removing the file it points to (in another directory) makes its signer unavailable', async () => {
+    const { dir, file } = setup();
+    mkdirSync(join(dir, 'real'));
+    renameSync(join(dir, 'keys', 'k.pub'), join(dir, 'real', 'k.pub'));
+    symlinkSync(join(dir, 'real', 'k.pub'), join(dir, 'keys', 'k.pub'));
+    writeFileSync(file, policyWith('r.io/a'));
+    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, logger: recordingLogger().logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    try {
+      assert.equal(holder.current().signers.k?.type, 'publicKey');
+      const reloaded = nextReload(waiters);
+      rmSync(join(dir, 'real', 'k.pub'));
+      assert.equal((await reloaded).signers.k?.type, 'unavailable');
     } finally {
       holder.close();
     }
