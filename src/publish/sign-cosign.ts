@@ -9,7 +9,7 @@ import { MAX_INDEX_BYTES } from '../core/limits.js';
 import type { RepoLocator } from '../registry/types.js';
 import { ANNOTATION_COSIGN_RFC3161, MEDIA_TYPE_DOCKER_MANIFEST, cosignSigTag } from '../verify/index.js';
 import { isObject, jsonBytes, TAG_UPDATE_ATTEMPTS, type SignArtifactOptions, type Signing } from './signing.js';
-import { requestTimestamp } from './timestamp.js';
+import { requestTimestamp, timestampCovers } from './timestamp.js';
 
 const MEDIA_TYPE_OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 
@@ -21,6 +21,18 @@ export function simpleSigningPayload(repo: RepoLocator, digest: Digest): Buffer 
       optional: null,
     }),
   );
+}
+
+/** The layer's cosign timestamp annotation holds a timestamp over `signature` that verifies. */
+function hasTimestampOver(annotations: Record<string, unknown>, signature: Buffer): boolean {
+  const raw = annotations[ANNOTATION_COSIGN_RFC3161];
+  if (typeof raw !== 'string') return false;
+  try {
+    const token = (JSON.parse(raw) as { SignedRFC3161Timestamp?: unknown }).SignedRFC3161Timestamp;
+    return typeof token === 'string' && timestampCovers(token, signature);
+  } catch {
+    return false;
+  }
 }
 
 function b64(b: Buffer): string {
@@ -55,11 +67,15 @@ export async function attachCosign(o: SignArtifactOptions, s: Signing): Promise<
       }
       if (!isObject(parsed) || !Array.isArray(parsed.layers)) throw new SpokeError('FailedPrecondition', `tag ${tag} exists and is not an image manifest; refusing to overwrite it`, {}, { reason: 'MANIFEST_INVALID' });
       layers = parsed.layers.filter(isObject);
-      // Idempotent: an existing layer with our payload and a signature our key verifies is enough.
+      // Idempotent: an existing layer with our payload and a signature our key verifies is enough,
+      // when it carries what this signing adds: with a timestamp asked for, one over its own
+      // signature (else an earlier signature without one, or with a broken one, could never be
+      // repaired by signing again).
       const already = layers.find((l) => {
         const sig = isObject(l.annotations) ? l.annotations[ANNOTATION_COSIGN_SIGNATURE] : undefined;
         if (l.digest !== payloadDigest || typeof sig !== 'string') return false;
         if (s.certPem !== undefined && (l.annotations as Record<string, unknown>)[ANNOTATION_COSIGN_CERTIFICATE] !== s.certPem) return false;
+        if (o.timestampUrl !== undefined && !hasTimestampOver(l.annotations as Record<string, unknown>, Buffer.from(sig, 'base64'))) return false;
         try {
           return cryptoVerify(s.hash, payload, s.publicKey, Buffer.from(sig, 'base64'));
         } catch {

@@ -107,6 +107,18 @@ function verifiedBySignerCertificate(ts: RFC3161Timestamp, data: Buffer): void {
   throw new Error('its signature does not verify with any certificate it carries');
 }
 
+/** Whether `token` (a TimeStampToken reply, base64 as cosign annotates it) is a timestamp over `data` that verifies with a certificate it carries. */
+export function timestampCovers(token: string, data: Buffer): boolean {
+  try {
+    const ts = RFC3161Timestamp.parse(Buffer.from(token, 'base64') as Buffer<ArrayBuffer>);
+    ts.tstInfo.verify(data);
+    verifiedBySignerCertificate(ts, data);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function requestTimestampOnce(url: string, data: Uint8Array, opts: TimestampOptions): Promise<Buffer> {
   let u: URL;
   try {

@@ -11,7 +11,7 @@ import type { Digest } from '../../../src/core/digest.js';
 import { SpokeError, type ErrorReason } from '../../../src/core/errors.js';
 import { rejectedFor, rejectsWith } from '../../helpers/assert.js';
 import { signArtifact } from '../../../src/publish/sign.js';
-import { discoverSignatures, verifyArtifactSignature, type SignerSpec } from '../../../src/verify/index.js';
+import { ANNOTATION_COSIGN_RFC3161, cosignSigTag, discoverSignatures, verifyArtifactSignature, type SignerSpec } from '../../../src/verify/index.js';
 import { anchoredRegExp } from '../../../src/verify/trust.js';
 import { FakeRegistry } from './fake-registry.js';
 import { keyedSigner, keylessFixture, keylessSigner, makeKey, pae, sha256, TEST_SUBJECT, withOtherCa, type KeylessFixture } from '../../helpers/signing.js';
@@ -282,6 +282,20 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
       assert.deepEqual(await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless({ subjectRegExp: undefined, subject: TEST_SUBJECT })] }), v);
     });
   }
+
+  it('cosign: signing again with a timestamp adds one where the same key\'s earlier signature had none, instead of taking that one as enough', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const key = makeKey();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, format: 'cosign' });
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, timestampUrl: fx.tsa.url, format: 'cosign' });
+    const tag = await reg.getManifestIfExists(repo, cosignSigTag(digest), [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: 65536 });
+    const layers = (JSON.parse(tag!.bytes.toString()) as { layers: { annotations: Record<string, string> }[] }).layers;
+    assert.equal(layers.filter((l) => l.annotations[ANNOTATION_COSIGN_RFC3161] !== undefined).length, 1);
+    // Signed again with the timestamp: that one is enough now (idempotent).
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, timestampUrl: fx.tsa.url, format: 'cosign' });
+    const again = await reg.getManifestIfExists(repo, cosignSigTag(digest), [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: 65536 });
+    assert.equal((JSON.parse(again!.bytes.toString()) as { layers: unknown[] }).layers.length, layers.length);
+  });
 
   it('wrong subject, unanchored-looking subject, wrong issuer, untrusted CA → refused', async () => {
     const { reg, digest, manifestBytes } = setup();
