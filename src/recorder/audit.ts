@@ -100,6 +100,10 @@ export function parseAuditRecord(line: string): AuditRecord | undefined {
   let kmsgSeq: number | undefined;
   let kmsgTimeUs: number | undefined;
   const kmsg = KMSG_PREFIX.exec(text);
+  // The kernel's own lines carry facility 0 (priority 0-7). What a process writes to /dev/kmsg
+  // is tagged LOG_USER (8 and up): anyone allowed to open it could otherwise print a record of
+  // another pid's call.
+  if (kmsg && Number(kmsg[1]) >= 8) return undefined;
   if (kmsg) {
     kmsgSeq = Number(kmsg[2]);
     kmsgTimeUs = Number(kmsg[3]);

@@ -13,6 +13,12 @@ describe('parseAuditRecord', () => {
     assert.deepEqual(r, { pid: 6317, syscall: 40, arch: 0xc000003e, name: 'sendfile', code: 0x7ffc0000, auditTimeMs: 1795449621225, serial: 125, kmsgSeq: 1234, kmsgTimeUs: 3051664856 });
   });
 
+  test('a kmsg line a process wrote (facility LOG_USER, priority 8 and up) is not a kernel record', () => {
+    // Any process that may open /dev/kmsg for writing can print this: the kernel tags it LOG_USER.
+    for (const prio of [8, 13, 14, 191]) assert.equal(parseAuditRecord(KMSG.replace(/^5,/, `${prio},`)), undefined, String(prio));
+    assert.equal(parseAuditRecord(KMSG.replace(/^5,/, '4,'))?.pid, 6317);
+  });
+
   test('audit.log and dmesg forms give the same call', () => {
     for (const line of [AUDITD, DMESG]) {
       const r = parseAuditRecord(line);
