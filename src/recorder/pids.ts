@@ -39,13 +39,27 @@ export interface PidResolverOptions {
 }
 
 const CONTAINER_ID = /[0-9a-f]{64}/g;
+const CONTAINER_ID_ONE = /[0-9a-f]{64}/;
 export const MAX_DEAD_AGE_MS = 10_000;
 const RESERVED_PIDS = 300;
 
-/** The last 64-hex run of a /proc/<pid>/cgroup text (containerd, CRI-O and Docker name cgroups so). */
+/**
+ * The container of a /proc/<pid>/cgroup text (containerd, CRI-O and Docker name cgroups by 64-hex
+ * ids). Below the kubelet's pods hierarchy (`kubepods`), the first id: a container that may write
+ * its own cgroup can make children named as it likes (another container's id), and a node that is
+ * itself a container (kind) has its own id above `kubepods`. Elsewhere (a runtime's own parent,
+ * such as containerd's `/k8s.io/<id>`), the last id.
+ */
 export function containerIdFromCgroup(text: string): string | undefined {
+  const bounded = text.slice(0, 64 * 1024);
+  for (const line of bounded.split('\n')) {
+    const at = line.indexOf('kubepods');
+    if (at < 0) continue;
+    const first = CONTAINER_ID_ONE.exec(line.slice(at));
+    if (first) return first[0];
+  }
   let last: string | undefined;
-  for (const m of text.slice(0, 64 * 1024).matchAll(CONTAINER_ID)) last = m[0];
+  for (const m of bounded.matchAll(CONTAINER_ID)) last = m[0];
   return last;
 }
 

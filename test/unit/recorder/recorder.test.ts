@@ -64,6 +64,14 @@ describe('pid → container', () => {
     assert.equal(containerIdFromCgroup('0::/user.slice\n'), undefined);
   });
 
+  test('below the kubelet\'s pods hierarchy the container is the first 64-hex name: a child cgroup named after another container does not make its calls that container\'s', () => {
+    // A container that can write its own cgroup made a child named after B and moved into it.
+    assert.equal(containerIdFromCgroup(`0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-${ID_A}.scope/${ID_B}\n`), ID_A);
+    assert.equal(containerIdFromCgroup(`0::/kubepods/burstable/pod1/${ID_A}/${ID_B}\n`), ID_A);
+    // A node that is itself a container (kind): its own id comes before kubepods.
+    assert.equal(containerIdFromCgroup(`0::/docker/${ID_B}/kubepods/besteffort/pod1/${ID_A}\n`), ID_A);
+  });
+
   test('cyclic allocator crossing', () => {
     assert.equal(cyclicDistance(1000, 1100, 32768), 100);
     assert.equal(cyclicDistance(32000, 400, 32768), 768 + 101);
