@@ -120,6 +120,11 @@ export class PullPipeline {
     // reuse; what was fetched with a pod's credentials, only a pod with the same credentials.
     // Anyone else fetches it again as itself, which proves access to the registry.
     if (!this.access.mayReuse(record, credentialIdentity(req.credential))) return undefined;
+    // A record holds one platform's profile of an index: a store shared with a node of another
+    // platform (docs/multi-arch.md) must never hand this node that one.
+    if (record.platform && (record.platform.os !== this.platform.os || record.platform.architecture !== this.platform.architecture)) {
+      throw new SpokeError('FailedPrecondition', `${canonical}: the store holds its profile for ${formatPlatform(record.platform)}, not for this node's ${formatPlatform(this.platform)}; a store serves the nodes of one platform`, { reference: canonical, digest: ref.digest }, { reason: 'STORE_PLATFORM' });
+    }
     // Kind and size depend on the request and the policy, not on the content: checked on every
     // call, cached or not (KEP: size and type are re-validated each time).
     if (record.kind !== req.kind) throw kindMismatch(canonical, req.kind, record.kind);

@@ -40,6 +40,7 @@ export const ERROR_REASONS = [
   'RECORDER_UNAVAILABLE', // the chosen recording backend cannot run on this node
   'RUNTIME_ERROR', // the container runtime answered a CRI call with an error
   'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
+  'STORE_PLATFORM', // the store holds an index's profile for another platform than this node's (a store serves one platform)
   'ARCH_UNENFORCEABLE', // a merged profile that the node's own architecture cannot enforce as written
   'OVERLOADED', // the shim holds as many request bytes as it may; the call is refused, to be retried
   'REFERENCE_INVALID', // a reference, registry host, repository or tag that does not parse

@@ -86,6 +86,24 @@ describe('multi-architecture profiles', () => {
     assert.match(text.stdout, new RegExp(`${index.digest}  seccomp[^\\n]*\\n  index; linux/amd64 manifest: ${amd64.digest}`));
   });
 
+  it('a store shared with a node of another platform: its record of the index is refused, never this node\'s cached pull', async () => {
+    const index = await putIndex(reg, 'multi/profile', [
+      { artifact: amd64, platform: { os: 'linux', architecture: 'amd64' } },
+      { artifact: arm64, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+    ]);
+    const root = join(node.dir, 'shared-store');
+    const client = new UndiciRegistryClient({ insecure: [reg.host] });
+    const pipelineOn = (platform: { os: string; architecture: string }) =>
+      new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => {} }), pullTimeoutMs: 30_000, store: new ProfileStore({ root }), platform });
+    try {
+      assert.equal((await pipelineOn({ os: 'linux', architecture: 'arm64' }).pull({ reference: index.reference, kind: 'seccomp' })).platform?.platform, 'linux/arm64/v8');
+      // One record per digest holds one platform's profile: a store serves the nodes of one platform.
+      await rejects(pipelineOn({ os: 'linux', architecture: 'amd64' }).pull({ reference: index.reference, kind: 'seccomp' }), 'FailedPrecondition', 'STORE_PLATFORM');
+    } finally {
+      await client.close();
+    }
+  });
+
   it('with an injected arm64 platform takes the arm64 manifest of the same index', async () => {
     const index = await putIndex(reg, 'multi/profile', [
       { artifact: amd64, platform: { os: 'linux', architecture: 'amd64' } },
