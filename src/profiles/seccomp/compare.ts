@@ -4,7 +4,7 @@
 // A verdict later in the KEP-6061 §4 action order (KILL … ERRNO … LOG, ALLOW) is looser.
 
 import { actionRank, sameVerdict } from './actions.js';
-import { formatConjunction } from './conditions.js';
+import { conjunctionKey, formatConjunction } from './conditions.js';
 import { cellsOf, decisionFor, partition, readProfile, type Decision } from './decision.js';
 import type { SeccompProfile, Verdict } from './types.js';
 
@@ -53,12 +53,13 @@ function syscallChanges(name: string, older: Decision, newer: Decision, architec
   };
   const cells = partition([older, newer], MAX_CASES_PER_SYSCALL);
   if (cells === undefined) {
-    // Too many regions to list: report the strictness extremes, so a loosening is never hidden.
-    const verdicts = (d: Decision) => cellsOf(d).map((c) => c.verdict);
-    const loosest = (vs: Verdict[]) => vs.reduce((a, b) => (actionRank(b.action) > actionRank(a.action) ? b : a));
-    const strictest = (vs: Verdict[]) => vs.reduce((a, b) => (actionRank(b.action) < actionRank(a.action) ? b : a));
-    visit('(too many argument cases to list; loosest case)', loosest(verdicts(older)), loosest(verdicts(newer)));
-    visit('(too many argument cases to list; strictest case)', strictest(verdicts(older)), strictest(verdicts(newer)));
+    // Too many regions to compare one by one. Comparing only the strictness extremes hides a
+    // loosening in between (a NEW allowing more argument cases, at the same extremes): any
+    // difference in the two decisions counts as loosened, which a reviewer then reads.
+    const shape = (d: Decision) => cellsOf(d).map((c) => `${conjunctionKey(c.conj)}=${c.verdict.action}/${c.verdict.errno ?? ''}`).join('|');
+    if (shape(older) === shape(newer)) return;
+    const loosest = (d: Decision) => cellsOf(d).map((c) => c.verdict).reduce((a, b) => (actionRank(b.action) > actionRank(a.action) ? b : a));
+    push('loosened', { kind: 'syscall', syscall: name, architectures, args: '(too many argument cases to compare one by one; the rules differ)', old: loosest(older), new: loosest(newer) });
     return;
   }
   for (const { conj, verdicts } of cells) visit(conj.length === 0 ? undefined : formatConjunction(conj), verdicts[0]!, verdicts[1]!);

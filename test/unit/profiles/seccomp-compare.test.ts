@@ -90,3 +90,14 @@ test('property: every call NEW treats more loosely than OLD is reported loosened
     { numRuns: 300 },
   );
 });
+
+test('too many argument cases to compare one by one: any difference counts as loosened, so a loosening is never hidden', () => {
+  const allow = (index: number, value: number): SeccompSyscall => ({ names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index, value: BigInt(value), op: 'SCMP_CMP_EQ' }] });
+  const older: SeccompProfile = { defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: Array.from({ length: 64 }, (_, i) => allow(0, i)) };
+  // NEW also allows personality(x, y) for y < 63: personality(100, 0) was ERRNO, is ALLOW.
+  const newer: SeccompProfile = { ...older, syscalls: [...older.syscalls!, ...Array.from({ length: 63 }, (_, i) => allow(1, i))] };
+  assert.equal(evaluate(older, { syscall: 'personality', args: [100n, 0n] }).action, 'SCMP_ACT_ERRNO');
+  assert.equal(evaluate(newer, { syscall: 'personality', args: [100n, 0n] }).action, 'SCMP_ACT_ALLOW');
+  assert.ok(compareProfiles(older, newer).loosened.some((c) => c.kind === 'syscall' && c.syscall === 'personality'));
+  assert.deepEqual(compareProfiles(newer, newer), { loosened: [], tightened: [], changed: [] });
+});
