@@ -98,6 +98,12 @@ describe('spoke diff', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^SecurityProfileInvalid: /);
     assert.equal((await spoke(['diff', file('v1.json', v1), join(dir, 'missing.json')])).code, 2);
+    // A profile a node would refuse as an artifact is not judged either: here one whose ptrace
+    // rules the comparison's model cannot read as runc builds them.
+    const odd = { defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['ptrace'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 16, op: 'SCMP_CMP_EQ' }] }, { names: ['ptrace'], action: 'SCMP_ACT_KILL_PROCESS', args: [{ index: 1, value: 1, op: 'SCMP_CMP_EQ' }] }] };
+    const unreadable = await spoke(['diff', file('v1.json', v1), file('odd.json', odd)]);
+    assert.equal(unreadable.code, 2, unreadable.stdout + unreadable.stderr);
+    assert.match(unreadable.stderr, /^SecurityProfileInvalid: /);
   });
 
   it('digest references are fetched from the registry, checked, and compared', async () => {

@@ -4,7 +4,7 @@ import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from 
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
 import { compareAppArmor, formatAppArmorChange, validateAppArmorArtifactBytes } from '../../profiles/apparmor/index.js';
-import { compareProfiles, decodeSeccomp, formatVerdict, validate, type ProfileChange } from '../../profiles/seccomp/index.js';
+import { compareProfiles, decodeSeccomp, formatVerdict, validateArtifact, type ProfileChange } from '../../profiles/seccomp/index.js';
 import type { RegistryClient } from '../../registry/index.js';
 import { emit, parseCommand } from '../args.js';
 import { reportError, EXIT_USAGE, UsageError } from '../errors.js';
@@ -87,9 +87,11 @@ function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Recor
       loosened: r.loosened.length,
     };
   }
+  // Judged only what a node would accept as an artifact (validateArtifact): the comparison reads
+  // profiles as the merge does, and a rule set outside its shapes would be misread.
   const decodeValid = (bytes: Buffer) => {
     const p = decodeSeccomp(bytes);
-    validate(p);
+    validateArtifact(p);
     return p;
   };
   const r = compareProfiles(decodeValid(older), decodeValid(newer));
