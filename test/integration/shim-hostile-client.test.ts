@@ -3,7 +3,7 @@
 // keeps its profile from gc and RemoveSecurityProfile until the shim restarts). Request bodies
 // the shim reads whole are bounded over all calls: past the bound a call is refused, not forwarded.
 
-import { connect as h2connect, constants as h2, createServer as h2createServer } from 'node:http2';
+import { connect as h2connect, constants as h2, createServer as h2createServer, type IncomingHttpHeaders, type ServerHttp2Stream, type Settings } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ShimServer } from '../../src/cri/server.js';
+import type { ConnectionLimits } from '../../src/cri/connections.js';
 import { encodeFrame } from '../../src/cri/frame.js';
 import type { Applied } from '../../src/cri/apply.js';
 import { encode } from '../helpers/cri-client.js';
@@ -19,39 +20,60 @@ import { waitFor } from '../helpers/wait.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
-describe('shim: a create reset by its client after the runtime answered', () => {
-  const work = mkdtempSync(join(tmpdir(), 'spoke-reset-'));
-  const upstream = h2createServer();
-  let shim: ShimServer;
-  const deps = stubShimDeps(join(work, 'store'), join(work, 'sc'));
-
-  before(async () => {
-    upstream.on('stream', (stream, headers) => {
-      stream.on('error', () => {});
-      stream.on('data', () => {});
-      stream.on('end', () => {
-        const create = String(headers[':path']).endsWith('/CreateContainer');
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(encodeFrame(create ? encode('CreateContainerResponse', { container_id: 'ctr' }) : Buffer.alloc(0)));
-      });
+/** Answers every call at once, OK, with `answer(path)` as its message (empty by default). */
+function answering(answer: (path: string) => Buffer = () => Buffer.alloc(0)) {
+  return (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    stream.on('error', () => {});
+    stream.on('data', () => {});
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(encodeFrame(answer(String(headers[':path']))));
     });
-    await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
-    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps });
+  };
+}
+
+/** An in-process shim in front of a scripted runtime (`onStream`), in its own directory. */
+function shimRig(prefix: string, onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, limits?: Partial<ConnectionLimits>) {
+  const work = mkdtempSync(join(tmpdir(), prefix));
+  const upstream = h2createServer();
+  const deps = stubShimDeps(join(work, 'store'), join(work, 'sc'));
+  const shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps, ...(limits ? { limits } : {}) });
+  const connect = (settings?: Settings) => {
+    const session = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')), ...(settings ? { settings } : {}) });
+    session.on('error', () => {});
+    return session;
+  };
+  return {
+    work,
+    deps,
+    shim,
+    connect,
+    async start() {
+      upstream.on('stream', onStream);
+      await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
+      await shim.start();
+    },
+    async stop() {
+      await shim.close();
+      await new Promise<void>((r) => upstream.close(() => r()));
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('shim: a create reset by its client after the runtime answered', () => {
+  const rig = shimRig('spoke-reset-', answering((path) => (path.endsWith('/CreateContainer') ? encode('CreateContainerResponse', { container_id: 'ctr' }) : Buffer.alloc(0))));
+  before(async () => {
     // The merge itself is another test's: here every OCI profile resolves to one stored artifact.
-    const applied: Applied = { path: join(work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
-    (shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => applied;
-    await shim.start();
+    const applied: Applied = { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
+    (rig.shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => applied;
+    await rig.start();
   });
-  after(async () => {
-    await shim?.close();
-    await new Promise<void>((r) => upstream.close(() => r()));
-    rmSync(work, { recursive: true, force: true });
-  });
+  after(() => rig.stop());
 
   it('settles the pending holder when the client resets a stream it never read (window 0)', async () => {
-    const session = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')), settings: { initialWindowSize: 0 } });
-    session.on('error', () => {});
+    const session = rig.connect({ initialWindowSize: 0 });
     try {
       for (let i = 0; i < 5; i++) {
         const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/CreateContainer', 'content-type': 'application/grpc', te: 'trailers' });
@@ -73,35 +95,26 @@ describe('shim: a create reset by its client after the runtime answered', () => 
     } finally {
       session.destroy();
     }
-    const pending = async () => [...(await deps.store.inUse()).values()].flat().filter((h) => h.startsWith('pending:')).length;
+    const pending = async () => [...(await rig.deps.store.inUse()).values()].flat().filter((h) => h.startsWith('pending:')).length;
     await waitFor(async () => (await pending()) === 0, { timeoutMs: 5000, what: 'no pending holder left' });
   });
 });
 
 describe('shim: request bodies read whole are bounded over every call', () => {
-  const work = mkdtempSync(join(tmpdir(), 'spoke-budget-'));
-  const upstream = h2createServer();
   const seen: string[] = [];
-  let shim: ShimServer;
-
-  before(async () => {
-    upstream.on('stream', (stream, headers) => {
+  const rig = shimRig(
+    'spoke-budget-',
+    (stream, headers) => {
       seen.push(String(headers[':path']));
       stream.on('error', () => {});
-    });
-    await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
-    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')), limits: { maxBufferedRequestBytes: 1024 * 1024 } });
-    await shim.start();
-  });
-  after(async () => {
-    await shim?.close();
-    await new Promise<void>((r) => upstream.close(() => r()));
-    rmSync(work, { recursive: true, force: true });
-  });
+    },
+    { maxBufferedRequestBytes: 1024 * 1024 },
+  );
+  before(() => rig.start());
+  after(() => rig.stop());
 
   it('refuses a create once the bodies being read pass the bound (UNAVAILABLE), and forwards none of them', async () => {
-    const session = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
-    session.on('error', () => {});
+    const session = rig.connect();
     const statuses: string[] = [];
     try {
       for (let i = 0; i < 3; i++) {
@@ -124,29 +137,9 @@ describe('shim: request bodies read whole are bounded over every call', () => {
 });
 
 describe('shim: client connections are bounded', () => {
-  const work = mkdtempSync(join(tmpdir(), 'spoke-sessions-'));
-  const upstream = h2createServer();
-  let shim: ShimServer;
-
-  before(async () => {
-    upstream.on('stream', (stream) => {
-      stream.on('error', () => {});
-      stream.on('data', () => {});
-      stream.on('end', () => {
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-        stream.end(encodeFrame(Buffer.alloc(0)));
-      });
-    });
-    await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
-    shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'store'), join(work, 'sc')), limits: { maxSessions: 2 } });
-    await shim.start();
-  });
-  after(async () => {
-    await shim?.close();
-    await new Promise<void>((r) => upstream.close(() => r()));
-    rmSync(work, { recursive: true, force: true });
-  });
+  const rig = shimRig('spoke-sessions-', answering(), { maxSessions: 2 });
+  before(() => rig.start());
+  after(() => rig.stop());
 
   it('closes a connection past the bound as it opens; the ones before it are served', async () => {
     const call = (session: ReturnType<typeof h2connect>) =>
@@ -162,8 +155,7 @@ describe('shim: client connections are bounded', () => {
       });
     const open = () =>
       new Promise<ReturnType<typeof h2connect>>((resolve) => {
-        const s = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
-        s.on('error', () => {});
+        const s = rig.connect();
         // Served or closed: the shim has seen this connection.
         s.once('remoteSettings', () => resolve(s));
         s.once('close', () => resolve(s));

@@ -19,6 +19,23 @@ import { packProfile } from '../../../src/publish/pack.js';
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
+/** A scheduler over `store` whose runs rebuild with `tracker`, every artifact old enough at once. */
+function schedulerFor(store: ProfileStore, tracker: InUseTracker, seccompRoot: string, metrics: Metrics = noopMetrics): GcScheduler {
+  return new GcScheduler({
+    store,
+    rebuild: () => tracker.rebuild(),
+    gate: new CreateGate(),
+    forgetEffective: () => undefined,
+    forgetOrigins: () => tracker.forgetRecordedOrigins(),
+    effectiveDir: join(seccompRoot, 'spoke'),
+    intervalMs: 60_000,
+    minAgeMs: 0,
+    maxStoreBytes: undefined,
+    logger: silentLogger,
+    metrics,
+  });
+}
+
 async function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-gcs-'));
   dirs.push(dir);
@@ -44,19 +61,7 @@ async function setup() {
   const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
   const runs: string[] = [];
   const metrics: Metrics = { ...noopMetrics, gcRun: (r) => runs.push(r) };
-  const gc = new GcScheduler({
-    store,
-    rebuild: () => tracker.rebuild(),
-    gate: new CreateGate(),
-    forgetEffective: () => undefined,
-    forgetOrigins: () => tracker.forgetRecordedOrigins(),
-    effectiveDir: join(seccompRoot, 'spoke'),
-    intervalMs: 60_000,
-    minAgeMs: 0,
-    maxStoreBytes: undefined,
-    logger: silentLogger,
-    metrics,
-  });
+  const gc = schedulerFor(store, tracker, seccompRoot, metrics);
   return { store, gc, digest: p.manifestDigest, effective, runs, down: () => (runtimeUp = false) };
 }
 
@@ -103,19 +108,7 @@ describe('GcScheduler and origins removed by others', () => {
       },
     };
     const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
-    const gc = new GcScheduler({
-      store,
-      rebuild: () => tracker.rebuild(),
-      gate: new CreateGate(),
-      forgetEffective: () => undefined,
-      forgetOrigins: () => tracker.forgetRecordedOrigins(),
-      effectiveDir: join(seccompRoot, 'spoke'),
-      intervalMs: 60_000,
-      minAgeMs: 0,
-      maxStoreBytes: undefined,
-      logger: silentLogger,
-      metrics: noopMetrics,
-    });
+    const gc = schedulerFor(store, tracker, seccompRoot);
     const create = async (id: string) => {
       writeFileSync(effective, '{}');
       const pending = await tracker.begin(d, { effectiveSha: sha, input: { reference } });
