@@ -60,19 +60,19 @@ export function readBody(stream: ServerHttp2Stream, budget: BodyBudget, max = MA
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // `size` is what this read has taken from the budget; cleanup() gives exactly that back.
     const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
+      if (size + c.length > max) {
         cleanup();
         reject(new SpokeError('InvalidArgument', `request larger than ${max} bytes`, { limit: max }, { reason: 'FRAME_INVALID' }));
         return;
       }
       if (!budget.take(c.length)) {
-        size -= c.length;
         cleanup();
         reject(new SpokeError('Unavailable', `the shim is reading ${budget.limit} bytes of request bodies already; try again`, { limit: budget.limit }, { reason: 'OVERLOADED' }));
         return;
       }
+      size += c.length;
       chunks.push(c);
     };
     const onEnd = () => {

@@ -1,0 +1,45 @@
+// Reading a unary request body whole: its bytes count against the shim's body budget while read,
+// and every byte taken is given back however the read ends.
+
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import type { ServerHttp2Stream } from 'node:http2';
+import { describe, it } from 'node:test';
+import { BodyBudget } from '../../../src/cri/call.js';
+import { readBody } from '../../../src/cri/unary.js';
+import { rejectsWith } from '../../helpers/assert.js';
+
+/** A stream as readBody sees it: 'data', 'end' and 'close' events. */
+const stream = () => new EventEmitter() as unknown as ServerHttp2Stream & EventEmitter;
+/** The budget has all its `limit` bytes free: nothing is still taken, and none was given back twice. */
+const whole = (b: BodyBudget) => b.take(b.limit) && !b.take(1) && (b.give(b.limit), true);
+
+describe('readBody', () => {
+  it('gives back what it took when the body ends, when it passes its size cap, and when it passes the budget', async () => {
+    const budget = new BodyBudget(100);
+    const done = stream();
+    const body = readBody(done, budget, 50);
+    done.emit('data', Buffer.alloc(30));
+    done.emit('end');
+    assert.equal((await body).length, 30);
+    assert.ok(whole(budget), 'after the end');
+
+    const oversized = stream();
+    const refused = rejectsWith(readBody(oversized, budget, 50), { code: 'InvalidArgument', reason: 'FRAME_INVALID' });
+    oversized.emit('data', Buffer.alloc(30));
+    oversized.emit('data', Buffer.alloc(30));
+    await refused;
+    assert.ok(whole(budget), 'after a body over its cap');
+
+    const held = stream();
+    const first = readBody(held, budget, 200);
+    held.emit('data', Buffer.alloc(80));
+    const over = stream();
+    const overloaded = rejectsWith(readBody(over, budget, 200), { code: 'Unavailable', reason: 'OVERLOADED' });
+    over.emit('data', Buffer.alloc(30));
+    await overloaded;
+    held.emit('end');
+    await first;
+    assert.ok(whole(budget), 'after a refusal for the budget');
+  });
+});
