@@ -39,7 +39,6 @@ export interface PidResolverOptions {
 }
 
 const CONTAINER_ID = /[0-9a-f]{64}/g;
-const CONTAINER_ID_ONE = /[0-9a-f]{64}/;
 export const MAX_DEAD_AGE_MS = 10_000;
 const RESERVED_PIDS = 300;
 
@@ -55,8 +54,8 @@ export function containerIdFromCgroup(text: string): string | undefined {
   for (const line of bounded.split('\n')) {
     const at = line.indexOf('kubepods');
     if (at < 0) continue;
-    const first = CONTAINER_ID_ONE.exec(line.slice(at));
-    if (first) return first[0];
+    const first = line.slice(at).match(CONTAINER_ID)?.[0];
+    if (first !== undefined) return first;
   }
   let last: string | undefined;
   for (const m of bounded.matchAll(CONTAINER_ID)) last = m[0];
