@@ -42,7 +42,8 @@ export function parseRegistry(text: string, onError: (why: string) => never): { 
       if (!rest.startsWith(':')) onError('unexpected text after IPv6 address');
       portPart = rest.slice(1);
     }
-    if (!IPV6_RE.test(hostPart.toLowerCase())) onError('malformed IPv6 address');
+    // The registry client builds its URLs with the URL parser: what it refuses is refused here.
+    if (!IPV6_RE.test(hostPart.toLowerCase()) || !URL.canParse(`http://${hostPart}/`)) onError('malformed IPv6 address');
   } else {
     const colon = text.lastIndexOf(':');
     if (colon >= 0) {

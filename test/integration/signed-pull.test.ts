@@ -270,6 +270,16 @@ describe('signed pulls', () => {
     assert.equal(reg.requests().filter((r) => r.path.includes('/signed/weak/')).length, 0, 'nothing reached the registry');
   });
 
+  it('spoke verify of a reference no rule allows for any kind asks the registry nothing', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const denied = `${reg.host}/elsewhere/p@sha256:${'ab'.repeat(32)}`;
+    const out = await spoke(['verify', denied, '--policy', node.policyFile, '--json']);
+    assert.equal(out.code, 1, out.stderr);
+    assert.match(out.stderr, /^PermissionDenied: /);
+    await reg.settle();
+    assert.equal(reg.requests().filter((r) => r.path.includes('/elsewhere/')).length, 0, 'nothing reached the registry');
+  });
+
   it('spoke push --sign-key, then spoke verify and spoke store ls show the signer', async () => {
     node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
     const keyFile = join(node.dir, 'a.key');

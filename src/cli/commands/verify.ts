@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { declaredKind } from '../../core/artifact.js';
-import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
+import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, PROFILE_KINDS } from '../../core/constants.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { formatReference, parseReference } from '../../core/reference.js';
@@ -62,6 +62,12 @@ export async function run(argv: string[]): Promise<number> {
   if (!policy) {
     const first = lint.errors[0];
     throw new SpokeError('InvalidArgument', first ? `${first.file}:${first.line}: ${first.path ? `${first.path}: ` : ''}${first.message}` : `${file}: invalid policy`, { file }, { reason: 'POLICY_INVALID' });
+  }
+  // The kind is read from the manifest, but nothing leaves the node for a reference that no rule
+  // allows for any kind (docs/security-model.md): the policy is asked before the registry.
+  const before = PROFILE_KINDS.map((k) => decide(policy, ref, k, values.namespace));
+  if (!before.some((d) => d.allowed)) {
+    throw new SpokeError('PermissionDenied', `${reference}: ${before[0]!.reason}`, { reference }, { reason: 'POLICY_DENIED' });
   }
   const authFile = values['auth-file'] ?? config?.authFile;
   const registry = new UndiciRegistryClient({

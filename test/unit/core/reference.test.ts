@@ -57,6 +57,10 @@ describe('parseReference refuses everything else with InvalidArgument and a reas
     [`r.io:70000/p@${D}`, 'REFERENCE_INVALID'],
     [`r.io:http/p@${D}`, 'REFERENCE_INVALID'],
     [`[::1/p@${D}`, 'REFERENCE_INVALID'],
+    // Bracketed text the URL parser refuses: it would pass the policy and fail every pull.
+    [`[127.0.0.1]:5000/p@${D}`, 'REFERENCE_INVALID'],
+    [`[..]/p@${D}`, 'REFERENCE_INVALID'],
+    [`[1:2:3:4:5:6:7:8:9]/p@${D}`, 'REFERENCE_INVALID'],
     [`bad_host.io/p@${D}`, 'REFERENCE_INVALID'],
     [`r.io/p@${D}@${D}`, 'REFERENCE_INVALID'],
     [`r.io/${'a'.repeat(256)}@${D}`, 'REFERENCE_INVALID'],
