@@ -2,9 +2,10 @@
 // without the HTTP. `reviewPod` is the mutating webhook (pods, CREATE only), `reviewBinding`
 // the validating webhook for ProfileBinding objects.
 
+import { PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
-import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
+import { ANNOTATION_PREFIX, API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
 import { DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_PREFIX, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
 
@@ -213,10 +214,14 @@ export function reviewResult(body: unknown): AdmissionReview {
 }
 
 /**
- * Validating webhook for pod UPDATE: a `recording.spoke.dev/*` annotation may be removed but
- * never added or changed after creation. The kubelet builds each CreateContainer's sandbox
- * config from the current pod, so without this a pod author could copy a proof onto a pod the
- * webhook saw without one (docs/recording.md).
+ * Validating webhook for pod UPDATE. The kubelet builds each CreateContainer's sandbox config
+ * from the current pod, so annotations changed after admission reach the shim at the next
+ * container start:
+ * - a `recording.spoke.dev/*` annotation may be removed but never added or changed: otherwise a
+ *   pod author could copy a proof onto a pod the webhook saw without one (docs/recording.md);
+ * - an annotation-mode profile annotation (`seccomp|apparmor.profiles.spoke.dev/*`) is never
+ *   added, changed or removed: removing the one a binding wrote would start the container under
+ *   plain RuntimeDefault, changing it would swap the bound profile (docs/annotation-mode.md).
  */
 export function reviewPodUpdate(body: unknown): AdmissionReview {
   const req = parseReview(body);
@@ -225,14 +230,19 @@ export function reviewPodUpdate(body: unknown): AdmissionReview {
   const annotations = (o: unknown): Record<string, unknown> => ((o as Pod | null | undefined)?.metadata?.annotations as Record<string, unknown> | undefined) ?? {};
   const now = annotations(req.object);
   const before = annotations(req.oldObject);
-  const changed = Object.keys(now)
+  const recording = Object.keys(now)
     .filter((k) => k.startsWith(POD_RECORDING_PREFIX) && now[k] !== before[k])
     .sort();
-  if (changed.length === 0) return review({ uid: req.uid, allowed: true });
-  const shown = changed.slice(0, 5).map((k) => k.slice(0, 80));
-  return review({
-    uid: req.uid,
-    allowed: false,
-    status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}${changed.length > 5 ? ', …' : ''}: recording annotations are set by spoke's webhook when the pod is created, never later` },
-  });
+  if (recording.length > 0) return refuseUpdate(req.uid, recording, "recording annotations are set by spoke's webhook when the pod is created, never later");
+  const isProfileKey = (k: string) => PROFILE_KINDS.some((kind) => k.startsWith(ANNOTATION_PREFIX[kind]));
+  const profile = [...new Set([...Object.keys(now), ...Object.keys(before)])]
+    .filter((k) => isProfileKey(k) && now[k] !== before[k])
+    .sort();
+  if (profile.length > 0) return refuseUpdate(req.uid, profile, 'profile annotations are set when the pod is created, never changed later');
+  return review({ uid: req.uid, allowed: true });
+}
+
+function refuseUpdate(uid: string, keys: string[], why: string): AdmissionReview {
+  const shown = keys.slice(0, 5).map((k) => k.slice(0, 80));
+  return review({ uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}${keys.length > 5 ? ', …' : ''}: ${why}` } });
 }

@@ -261,6 +261,21 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     assert.equal((await answer(mine(copied), mine({}))).allowed, true, 'removing them only makes the pod stricter');
   });
 
+  it('/validate-pod-updates: annotation-mode profile annotations are never added, changed or removed after creation', async () => {
+    // The kubelet builds each CreateContainer's sandbox config from the current pod: removing
+    // the annotation a binding wrote would give the next container start plain RuntimeDefault.
+    const bound = { 'seccomp.profiles.spoke.dev/web': REF_A, 'apparmor.profiles.spoke.dev/web': REF_B };
+    const mine = (annotations: Record<string, string>): Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-1', namespace: 'team', annotations }, spec: { containers: [{ name: 'web', image: 'nginx:1.27', securityContext: { seccompProfile: { type: 'RuntimeDefault' } } }] } });
+    const update = (before: Pod, after: Pod) => ({ ...podReview(after, { operation: 'UPDATE' }), request: { ...podReview(after, { operation: 'UPDATE' }).request, oldObject: before } });
+    const answer = async (before: Pod, after: Pod) => (await post(port, '/validate-pod-updates', update(before, after))).json().response;
+    const removed = await answer(mine(bound), mine({ 'apparmor.profiles.spoke.dev/web': REF_B }));
+    assert.deepEqual([removed.allowed, removed.status?.code], [false, 403]);
+    assert.match(removed.status?.message ?? '', /seccomp\.profiles\.spoke\.dev\/web: profile annotations are set when the pod is created, never changed later/);
+    assert.equal((await answer(mine(bound), mine({ ...bound, 'seccomp.profiles.spoke.dev/web': REF_B }))).allowed, false, 'changed');
+    assert.equal((await answer(mine({}), mine(bound))).allowed, false, 'added');
+    assert.equal((await answer(mine(bound), mine({ ...bound, other: 'x' }))).allowed, true, 'other changes pass');
+  });
+
   it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
     const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings, clientCaFile });
     try {
