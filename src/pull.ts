@@ -184,13 +184,18 @@ export class PullPipeline {
     if (isImageIndex(top.bytes)) {
       chosen = await selectFromIndex(this.deps.store, this.platform, ref.digest, canonical, req.kind, top.bytes);
       manifest = await registry.getManifest(repo, chosen.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
-      // The bytes hash to the digest the index pins, so a length other than the declared size is
-      // the index's fault.
+      // The bytes hash to the digest the index pins, so what is wrong with them is the index's
+      // fault, and the verdict is the index's: the entry may be a valid index of its own, and a
+      // verdict on its digest would refuse it in every scope.
       const size = manifest.bytes.length;
-      if (size !== chosen.size) {
-        const err = new SpokeError('SecurityProfileInvalid', `${ref.digest}: manifest ${chosen.digest} is ${size} bytes, the index says ${chosen.size}`, { digest: ref.digest, expected: chosen.size, actual: size }, { reason: 'SIZE_LIMIT' });
-        await this.deps.store.recordInvalid(ref.digest, err.message);
-        throw err;
+      const indexFault = size !== chosen.size
+        ? new SpokeError('SecurityProfileInvalid', `${ref.digest}: manifest ${chosen.digest} is ${size} bytes, the index says ${chosen.size}`, { digest: ref.digest, expected: chosen.size, actual: size }, { reason: 'SIZE_LIMIT' })
+        : isImageIndex(manifest.bytes)
+          ? new SpokeError('SecurityProfileInvalid', `${ref.digest}: the ${formatPlatform(chosen.platform)} entry ${chosen.digest} is an image index, not an image manifest`, { digest: ref.digest }, { reason: 'MANIFEST_INVALID' })
+          : undefined;
+      if (indexFault) {
+        await this.deps.store.recordInvalid(ref.digest, indexFault.message);
+        throw indexFault;
       }
     }
     const contentDigest = chosen?.digest ?? ref.digest;

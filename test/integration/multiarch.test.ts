@@ -4,7 +4,10 @@
 // `spoke push --platform` and `spoke sign` of the index through the CLI; `spoke store ls`.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nodePlatform, PullPipeline } from '../../src/pull.js';
@@ -13,7 +16,7 @@ import type { Digest } from '../../src/core/digest.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { signArtifact } from '../../src/publish/sign.js';
-import { makeKey, OCI_INDEX, pushTestArtifact, type PushedArtifact } from '../helpers/signing.js';
+import { makeKey, OCI_INDEX, OCI_MANIFEST, pushTestArtifact, SECCOMP_CONFIG, type PushedArtifact } from '../helpers/signing.js';
 import { putIndex as putIndexOver, type IndexEntry } from '../helpers/multiarch.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
@@ -160,6 +163,34 @@ describe('multi-architecture profiles', () => {
     await rejects(node.pipeline.pull({ reference: index.reference, kind: 'seccomp' }), 'SecurityProfileInvalid', 'SIZE_LIMIT');
     assert.ok(await node.store.getInvalid(index.digest));
     assert.equal(await node.store.getInvalid(amd64.digest as Digest), undefined);
+  });
+
+  it('an index whose entry is another index is refused as a verdict on the outer index: the inner one stays pullable', async () => {
+    // A registry that answers a manifest request with an index whatever the Accept header says
+    // (docker-registry honours it). Verdicts are kept by digest for every scope: the inner
+    // index's bytes are only wrong where the outer one calls them an image manifest.
+    const inner = await putIndex(reg, 'multi/profile', [{ artifact: amd64, platform: { os: 'linux', architecture: 'amd64' } }]);
+    const outerBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, artifactType: SECCOMP_CONFIG, manifests: [{ mediaType: OCI_MANIFEST, digest: inner.digest, size: inner.bytes.length, platform: { os: 'linux', architecture: 'amd64' } }] }));
+    const outerDigest = `sha256:${createHash('sha256').update(outerBytes).digest('hex')}` as Digest;
+    const served = new Map([[outerDigest, outerBytes], [inner.digest, inner.bytes]]);
+    const hostile = createServer((req, res) => {
+      const bytes = served.get(req.url!.split('/manifests/')[1] as Digest);
+      if (!bytes) return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': OCI_INDEX, 'content-length': bytes.length }).end(bytes);
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+    const host = `127.0.0.1:${(hostile.address() as AddressInfo).port}`;
+    const other = testNode(unsignedPolicy([`${host}/tenant-a`, `${reg.host}/multi`]));
+    try {
+      await rejects(other.pipeline.pull({ reference: `${host}/tenant-a@${outerDigest}`, kind: 'seccomp' }), 'SecurityProfileInvalid', 'MANIFEST_INVALID');
+      assert.ok(await other.store.getInvalid(outerDigest));
+      assert.equal(await other.store.getInvalid(inner.digest), undefined);
+      const pulled = await other.pipeline.pull({ reference: inner.reference, kind: 'seccomp' });
+      assert.equal(pulled.platform?.digest, amd64.digest);
+    } finally {
+      await other.dispose();
+      hostile.close();
+    }
   });
 
   it("remembers an invalid platform profile under the platform manifest's digest, and refuses it again without fetching it", async () => {
