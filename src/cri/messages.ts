@@ -11,6 +11,7 @@ import {
   getString,
   getStringMap,
   getStrings,
+  getEnum,
   getVarint,
   lenField,
   stringField,
@@ -70,10 +71,10 @@ export interface SecurityProfileMsg {
 export function decodeSecurityProfile(buf: Uint8Array): SecurityProfileMsg {
   const baseBytes = getMergedMessage(buf, 4);
   return {
-    profileType: getVarint(buf, 1),
+    profileType: getEnum(buf, 1),
     localhostRef: getString(buf, 2),
     ociRef: getString(buf, 3),
-    base: baseBytes === undefined ? undefined : { type: getVarint(baseBytes, 1), localhostRef: getString(baseBytes, 2) },
+    base: baseBytes === undefined ? undefined : { type: getEnum(baseBytes, 1), localhostRef: getString(baseBytes, 2) },
   };
 }
 

@@ -51,7 +51,7 @@ import {
 import { readRecording, type RecordingDeps } from './recording.js';
 import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
 import { recordingProfileFor } from './rewrite-recording.js';
-import { fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt, WIRE_VARINT, WireError } from './wire.js';
+import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt } from './wire.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
 
@@ -83,13 +83,9 @@ interface Site {
   oci: boolean;
 }
 
-/** Whether any occurrence of profile_type is OCI; throws on a profile_type that is not a varint, as decodeSecurityProfile does. */
+/** Whether any occurrence of profile_type is OCI; throws on one that is not an int32 varint, as decodeSecurityProfile does. */
 function anyOciType(profileBytes: Uint8Array): boolean {
-  for (const f of fields(profileBytes)) {
-    if (f.field !== 1) continue;
-    if (f.wireType !== WIRE_VARINT) throw new WireError('profile_type is not a varint');
-    if (f.varint === PROFILE_OCI) return true;
-  }
+  for (const f of fields(profileBytes)) if (f.field === 1 && enumValue(f) === PROFILE_OCI) return true;
   return false;
 }
 

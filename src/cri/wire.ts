@@ -233,6 +233,24 @@ export function getVarint(buf: Uint8Array, field: number, dflt = 0): number {
   return v;
 }
 
+/**
+ * One occurrence of an enum field, as Go's CRI decoders read it: they keep the low 32 bits (an
+ * int32), so 2^32 + 3 is 3 to them. A value beyond int32, negative ones included (ten-byte
+ * varints), is refused rather than read two ways; a non-varint as by getVarint.
+ */
+export function enumValue(f: WireField): number {
+  if (f.wireType !== WIRE_VARINT) throw new WireError(`field ${f.field} is not a varint`);
+  if (f.varint! > 0x7fffffff) throw new WireError(`field ${f.field}: enum value ${f.varint!} is beyond int32`);
+  return f.varint!;
+}
+
+/** Last value of a singular enum field (see enumValue); `dflt` when absent. */
+export function getEnum(buf: Uint8Array, field: number, dflt = 0): number {
+  let v = dflt;
+  for (const f of fields(buf)) if (f.field === field) v = enumValue(f);
+  return v;
+}
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Last value of a string field; '' when absent. Throws on invalid UTF-8 (proto3 strings must be UTF-8). */

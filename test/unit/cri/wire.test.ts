@@ -12,7 +12,9 @@ import {
   getMergedAt,
   readVarint,
   replaceMessageAt,
+  stringField,
   validateMessage,
+  varintField,
 } from '../../../src/cri/wire.js';
 import { addOciFeature } from '../../../src/cri/server.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
@@ -220,6 +222,19 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
       sandbox_config: podConfig(),
     });
     await assert.rejects(rewriteCreateContainer(replaceMessageAt(create, CTR_SECCOMP_IN_CREATE, packedOci), fakeResolver), { reason: 'WIRE_INVALID' });
+  });
+
+  it('refuses a profile type beyond int32, which Go decoders read by its low 32 bits (2^32 + 3 is OCI to the runtime)', async () => {
+    const wide = (type: bigint, base?: bigint) => Buffer.concat([varintField(1, type), stringField(3, REF), ...(base === undefined ? [] : [Buffer.concat([encodeVarint(4 << 3 | 2), encodeVarint(2), varintField(1, base)])])]);
+    const sandbox = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'RuntimeDefault' }) });
+    const create = encode('CreateContainerRequest', {
+      config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } },
+      sandbox_config: podConfig(),
+    });
+    for (const profile of [wide(2n ** 32n + 3n), wide(2n ** 32n + 1n), wide(2n ** 64n - 1n), wide(3n, 2n ** 32n + 1n)]) {
+      await assert.rejects(rewriteRunPodSandbox(replaceMessageAt(sandbox, POD_SECCOMP_IN_RUN, profile), fakeResolver), { reason: 'WIRE_INVALID' });
+      await assert.rejects(rewriteCreateContainer(replaceMessageAt(create, CTR_SECCOMP_IN_CREATE, profile), fakeResolver), { reason: 'WIRE_INVALID' });
+    }
   });
 
   it('property: the edit changes the seccomp profile and nothing else', async () => {
