@@ -2,7 +2,9 @@
 // An invalid file never replaces a good policy: the error is logged and the last good policy
 // stays. At start there is no good policy to keep, so the constructor throws and the shim does
 // not start. Directories are watched, not files: editors and ConfigMap updates replace files by
-// rename, which a watch on the file itself would not survive.
+// rename, which a watch on the file itself would not survive. A watch follows a directory's
+// inode, so some replacements reach no watch (the directory renamed away and another renamed
+// in, a symlinked directory retargeted): the files' identities are compared every `pollMs` too.
 //
 // Revoked keys. "Last good policy" never means "a removed key is still trusted". After the
 // first load, a key file or trusted root that cannot be read or used makes its signer
@@ -13,7 +15,7 @@
 // no valid policy, no shim.
 
 import { createHash } from 'node:crypto';
-import { readFileSync, realpathSync, watch as fsWatch } from 'node:fs';
+import { readFileSync, realpathSync, statSync, watch as fsWatch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { asSpokeError, SpokeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
@@ -30,6 +32,8 @@ export interface PolicyHolderOptions {
   readonly onReload?: (policy: Policy, previous: Policy) => void;
   /** Quiet time after the last change event before reloading; default 200 ms. */
   readonly debounceMs?: number;
+  /** With `watch`: how often the files' identities are compared (see the header); default 2000 ms. */
+  readonly pollMs?: number;
   /** Directory watcher, injectable for tests; default node:fs watch (non-persistent). */
   readonly watchDir?: (dir: string, onChange: () => void, onError: (e: Error) => void) => { close(): void };
 }
@@ -44,7 +48,11 @@ export class PolicyHolder {
   private readonly debounceMs: number;
   private readonly watchDir: NonNullable<PolicyHolderOptions['watchDir']>;
   private readonly watching: boolean;
-  private readonly watchers = new Map<string, { close(): void }>();
+  /** By directory, with the identity (device and inode) of the directory watched. */
+  private readonly watchers = new Map<string, { watcher: { close(): void }; id: string }>();
+  /** The identity of the policy file and each key file as they were when last read. */
+  private seen = new Map<string, string>();
+  private poll: NodeJS.Timeout | undefined;
   private policy: Policy | undefined;
   /** The text of the last valid policy file and the sha256 of each key file it was loaded with. */
   private lastGood: { text: string; keys: Map<string, string> } | undefined;
@@ -62,6 +70,14 @@ export class PolicyHolder {
     this.watching = opts.watch === true;
     const first = this.reload();
     if (!first.ok) throw first.error;
+    if (this.watching) {
+      this.poll = setInterval(() => {
+        for (const [path, id] of this.seen) {
+          if (fileId(path) !== id) return this.schedule();
+        }
+      }, opts.pollMs ?? 2000);
+      this.poll.unref();
+    }
   }
 
   /** The last good policy. */
@@ -84,9 +100,11 @@ export class PolicyHolder {
     let text: string;
     const keys = new Map<string, string>();
     const markUnavailableSigners = this.policy !== undefined;
+    // Each identity is taken before the file is read: a change after it is seen by the next poll.
+    this.seen = new Map([[this.file, fileId(this.file)]]);
     try {
       text = decodeText(this.readPolicyFile(), this.file);
-      next = parsePolicy(text, this.file, (p) => remember(keys, p, this.readFile(p)), { markUnavailableSigners });
+      next = parsePolicy(text, this.file, (p) => remember(keys, p, this.readKey(p)), { markUnavailableSigners });
     } catch (e) {
       const error = asSpokeError(e, 'InvalidArgument');
       if (this.policy !== undefined) {
@@ -120,7 +138,7 @@ export class PolicyHolder {
     if (good === undefined) return;
     try {
       const read = (p: string): Buffer => {
-        const bytes = this.readFile(p);
+        const bytes = this.readKey(p);
         const was = good.keys.get(p);
         if (was !== undefined && was !== sha256(bytes)) throw new Error(`${p} changed since the policy was loaded, and the policy file is invalid`);
         return bytes;
@@ -135,8 +153,15 @@ export class PolicyHolder {
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    for (const w of this.watchers.values()) w.close();
+    if (this.poll) clearInterval(this.poll);
+    for (const w of this.watchers.values()) w.watcher.close();
     this.watchers.clear();
+  }
+
+  /** A key file, its identity noted first (see reload). */
+  private readKey(path: string): Buffer {
+    this.seen.set(path, fileId(path));
+    return this.readFile(path);
   }
 
   private readPolicyFile(): Buffer {
@@ -157,19 +182,24 @@ export class PolicyHolder {
     const dirs = new Set(files.flatMap((f) => [dirname(f), ...realDir(f)]));
     for (const [dir, w] of this.watchers) {
       if (!dirs.has(dir)) {
-        w.close();
+        w.watcher.close();
         this.watchers.delete(dir);
       }
     }
     for (const dir of dirs) {
-      if (this.watchers.has(dir)) continue;
+      // A watch stays on the directory it was armed on: another one renamed to its path is watched anew.
+      const id = fileId(dir);
+      const armed = this.watchers.get(dir);
+      if (armed?.id === id) continue;
+      armed?.watcher.close();
+      this.watchers.delete(dir);
       try {
-        const w = this.watchDir(dir, () => this.schedule(), (e) => {
+        const watcher = this.watchDir(dir, () => this.schedule(), (e) => {
           this.logger.log('warn', 'policy directory watch failed; will retry on the next change', { dir, error: e.message });
-          this.watchers.get(dir)?.close();
+          this.watchers.get(dir)?.watcher.close();
           this.watchers.delete(dir);
         });
-        this.watchers.set(dir, w);
+        this.watchers.set(dir, { watcher, id });
       } catch (e) {
         this.logger.log('warn', 'cannot watch policy directory', { dir, error: (e as Error).message });
       }
@@ -183,10 +213,20 @@ export class PolicyHolder {
       this.timer = undefined;
       if (this.closed) return;
       const r = this.reload();
-      // A watch that failed is re-armed here even when nothing changed.
+      // A watch that failed, or whose directory was replaced, is re-armed here even when nothing changed.
       if (r.ok && !r.changed && this.policy) this.syncWatchers(this.policy);
     }, this.debounceMs);
     this.timer.unref();
+  }
+}
+
+/** What identifies a file's content without reading it: device, inode, size, mtime and ctime (following symlinks). */
+function fileId(path: string): string {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch (e) {
+    return `absent:${(e as NodeJS.ErrnoException).code ?? ''}`;
   }
 }
 

@@ -218,6 +218,49 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
     }
   });
 
+  it('a key directory swapped by rename: a key removed from the new directory later still makes its signer unavailable', async () => {
+    const { dir, file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, logger: recordingLogger().logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    try {
+      mkdirSync(join(dir, 'keys.new'));
+      writeFileSync(join(dir, 'keys.new', 'k.pub'), pem('p384'));
+      const swapped = nextReload(waiters);
+      renameSync(join(dir, 'keys'), join(dir, 'keys.old'));
+      renameSync(join(dir, 'keys.new'), join(dir, 'keys'));
+      assert.equal((await swapped).signers.k?.type, 'publicKey');
+      const revoked = nextReload(waiters);
+      rmSync(join(dir, 'keys', 'k.pub'));
+      assert.equal((await revoked).signers.k?.type, 'unavailable');
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('a policy directory behind a symlink retargeted (ln -sfn): the new target is loaded', async () => {
+    const { dir } = setup();
+    for (const [v, scope] of [['v1', 'r.io/a'], ['v2', 'r.io/b']] as const) {
+      mkdirSync(join(dir, v, 'keys'), { recursive: true });
+      writeFileSync(join(dir, v, 'keys', 'k.pub'), pem('p256'));
+      writeFileSync(join(dir, v, 'policy.yaml'), policyWith(scope));
+    }
+    symlinkSync('v1', join(dir, 'current'));
+    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+    const holder = new PolicyHolder({ file: join(dir, 'current', 'policy.yaml'), watch: true, debounceMs: 30, logger: recordingLogger().logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    try {
+      assert.ok(decide(holder.current(), ref('r.io/a/x'), 'seccomp').allowed);
+      const retargeted = nextReload(waiters);
+      symlinkSync('v2', join(dir, 'current.tmp'));
+      renameSync(join(dir, 'current.tmp'), join(dir, 'current'));
+      const p = await retargeted;
+      assert.equal(decide(p, ref('r.io/a/x'), 'seccomp').allowed, false);
+      assert.ok(decide(p, ref('r.io/b/x'), 'seccomp').allowed);
+    } finally {
+      holder.close();
+    }
+  });
+
   it('an invalid policy file does not shield a removed or replaced key: the last good text is checked against the keys as they are now', () => {
     const { dir, file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
