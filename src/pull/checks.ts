@@ -11,14 +11,15 @@ import type { ProfileStore } from '../store/store.js';
  * Runs a content check on bytes whose digest matched, judging the content alone (strict JSON,
  * one layer, media types, archives, the profile under its own declared kind). Such failures are
  * permanent for the digest (the content can never change): recorded, and not fetched again.
+ * Anything else the check throws still refuses, but is no verdict on the content (a stack
+ * overflow depends on the process, a TypeError on spoke's own code).
  */
 export async function permanent<T>(store: ProfileStore, digest: Digest, check: () => T): Promise<T> {
   try {
     return check();
   } catch (e) {
-    const err = asSpokeError(e, 'SecurityProfileInvalid');
-    if (err.code === 'SecurityProfileInvalid') await store.recordInvalid(digest, err.message);
-    throw err;
+    if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') await store.recordInvalid(digest, e.message);
+    throw asSpokeError(e, 'SecurityProfileInvalid');
   }
 }
 
