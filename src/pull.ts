@@ -18,7 +18,7 @@ import type { RegistryClient } from './registry/types.js';
 import type { ProvenanceRecord } from './store/store.js';
 import type { SignatureVerdict } from './verify/types.js';
 import { AccessMemory, credentialIdentity } from './pull/access.js';
-import { checkDescriptorSizes, checkSizeLimit, kindMismatch, permanent } from './pull/checks.js';
+import { checkDescriptorSizes, checkStored, kindMismatch, permanent } from './pull/checks.js';
 import { Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
 import { verifySignature } from './pull/signature.js';
@@ -120,15 +120,7 @@ export class PullPipeline {
     // reuse; what was fetched with a pod's credentials, only a pod with the same credentials.
     // Anyone else fetches it again as itself, which proves access to the registry.
     if (!this.access.mayReuse(record, credentialIdentity(req.credential))) return undefined;
-    // A record holds one platform's profile of an index: a store shared with a node of another
-    // platform (docs/multi-arch.md) must never hand this node that one.
-    if (record.platform && (record.platform.os !== this.platform.os || record.platform.architecture !== this.platform.architecture)) {
-      throw new SpokeError('FailedPrecondition', `${canonical}: the store holds its profile for ${formatPlatform(record.platform)}, not for this node's ${formatPlatform(this.platform)}; a store serves the nodes of one platform`, { reference: canonical, digest: ref.digest }, { reason: 'STORE_PLATFORM' });
-    }
-    // Kind and size depend on the request and the policy, not on the content: checked on every
-    // call, cached or not (KEP: size and type are re-validated each time).
-    if (record.kind !== req.kind) throw kindMismatch(canonical, req.kind, record.kind);
-    checkSizeLimit(canonical, record.size, policy.limits.maxArtifactBytes);
+    checkStored(canonical, record, req.kind, policy.limits.maxArtifactBytes, this.platform);
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
       const verdict = record.verdicts[policy.hash];

@@ -21,6 +21,8 @@ import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { ProfileKind } from '../core/constants.js';
 import { formatReference, parseReference, type Reference } from '../core/reference.js';
 import { decide } from '../policy/decide.js';
+import { checkStored } from '../pull/checks.js';
+import { nodePlatform } from '../pull/platform.js';
 import type { RuleMode } from '../policy/types.js';
 import { writeFileAtomic } from '../store/fsutil.js';
 import type { EffectiveBase } from '../store/store.js';
@@ -89,7 +91,8 @@ export class ProfileApplier<P> {
   /**
    * The stored artifact an OCI SecurityProfile names: the node policy's decision for it now (the
    * pod's namespace, the current policy), the record present with this reference (never pulled:
-   * FailedPrecondition "has not been pulled") and of `kind`, a signature verdict valid under the
+   * FailedPrecondition "has not been pulled"), of `kind`, this node's platform and within the
+   * current size limit (checkStored, as a pull checks it), a signature verdict valid under the
    * current policy when the rule requires one. The caller reads (or checks) the profile blob,
    * `layerDigest`, through the store, which re-hashes it or checks its file is unchanged since.
    */
@@ -109,9 +112,7 @@ export class ProfileApplier<P> {
     if (!record || !record.references.some((r) => sameReference(r, canonical))) {
       throw new SpokeError('FailedPrecondition', `security profile ${canonical} has not been pulled`, { reference: canonical, digest: ref.digest }, { reason: 'NOT_PULLED' });
     }
-    if (record.kind !== kind) {
-      throw new SpokeError('SecurityProfileInvalid', `${canonical} is a ${record.kind} profile, not ${kind}`, { reference: canonical, digest: ref.digest }, { reason: 'KIND_MISMATCH' });
-    }
+    checkStored(canonical, record, kind, policy.limits.maxArtifactBytes, this.deps.platform ?? nodePlatform());
     if (!decision.unsigned) {
       // The verdict must be one recorded under this policy (its hash covers the keys) by a signer
       // the rule names now; otherwise the pipeline verifies again (the stored manifest, no blob

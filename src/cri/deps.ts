@@ -2,6 +2,7 @@
 // tested with small fakes and wired to the real pipeline/store/seccomp library by the CLI.
 
 import type { ProfileKind } from '../core/constants.js';
+import type { Platform } from '../core/artifact.js';
 import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/runtime.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -71,6 +72,8 @@ export interface ShimDeps<P = unknown> {
   seccomp: SeccompOps<P>;
   /** The node baseline, decoded and validated (swapped on reload). */
   baseline: () => P;
+  /** The platform a record of an index must be for; default this process's (nodePlatform()). */
+  platform?: Platform;
   /** The kubelet's seccomp root; effective profiles go to `<root>/spoke/<sha256>.json`. */
   seccompRoot: string;
   logger: Logger;

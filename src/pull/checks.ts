@@ -1,10 +1,11 @@
 // Content, kind and size checks of the pull pipeline (docs/architecture.md). Kind and size depend
 // on the request and the policy; only what the content alone decides becomes a verdict on a digest.
 
-import type { ArtifactManifest } from '../core/artifact.js';
+import { formatPlatform, type ArtifactManifest, type Platform } from '../core/artifact.js';
 import type { ProfileKind } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
+import type { ProvenanceRecord } from '../store/record-format.js';
 import type { ProfileStore } from '../store/store.js';
 
 /**
@@ -36,4 +37,18 @@ export function checkSizeLimit(canonical: string, size: number, limit: number, w
 export function checkDescriptorSizes(canonical: string, artifact: ArtifactManifest, limit: number): void {
   checkSizeLimit(canonical, artifact.config.size, limit, 'config');
   checkSizeLimit(canonical, artifact.layer.size, limit, 'layer');
+}
+
+/**
+ * What a stored artifact must match for this request and this node, whatever its content: checked
+ * on every use, pull or create, cached or not (KEP: size and type are re-validated each time).
+ * A record holds one platform's profile of an index: a store shared with a node of another
+ * platform (docs/multi-arch.md) must never hand this node that one.
+ */
+export function checkStored(canonical: string, record: ProvenanceRecord, kind: ProfileKind, limit: number, platform: Platform): void {
+  if (record.platform && (record.platform.os !== platform.os || record.platform.architecture !== platform.architecture)) {
+    throw new SpokeError('FailedPrecondition', `${canonical}: the store holds its profile for ${formatPlatform(record.platform)}, not for this node's ${formatPlatform(platform)}; a store serves the nodes of one platform`, { reference: canonical, digest: record.digest }, { reason: 'STORE_PLATFORM' });
+  }
+  if (record.kind !== kind) throw kindMismatch(canonical, kind, record.kind);
+  checkSizeLimit(canonical, record.size, limit);
 }

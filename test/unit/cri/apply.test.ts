@@ -154,6 +154,29 @@ describe('ProfileApplier', () => {
       await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SecurityProfileInvalid', 'KIND_MISMATCH'));
     });
 
+    it('a stored profile over the current policy size limit is refused, as its pull would be', async () => {
+      const ref = await ingest('stored/big', denySyscalls(['mkdir', 'rmdir', 'chown', 'chmod']));
+      await applier.apply(oci(ref), inTeamA);
+      writePolicy(['limits: { maxArtifactBytes: 16 }', 'rules:', `  - scope: ${HOST}/stored`, '    kinds: [seccomp]', '    unsigned: true']);
+      try {
+        await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SecurityProfileInvalid', 'SIZE_LIMIT'));
+      } finally {
+        writePolicy(['rules:', `  - scope: ${HOST}/stored`, '    kinds: [seccomp]', '    unsigned: true']);
+      }
+    });
+
+    it("a record of another platform's profile (a store shared across platforms) is refused STORE_PLATFORM", async () => {
+      const layer = denySyscalls(['mkdirat']);
+      const layerDigest = sha256Digest(layer);
+      const platformManifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ digest: layerDigest, size: layer.length }] }));
+      const index = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ digest: sha256Digest(platformManifest) }] }));
+      const digest = sha256Digest(index);
+      const reference = `${HOST}/stored/arm@${digest}`;
+      const other = process.arch === 'arm64' ? 'amd64' : 'arm64';
+      await store.ingest({ digest, manifestBytes: index, platform: { digest: sha256Digest(platformManifest), manifestBytes: platformManifest, os: 'linux', architecture: other }, layerDigest, layerBytes: layer, kind: 'seccomp', reference, rule: 'rules[0]', servedBy: HOST });
+      await assert.rejects(applier.apply(oci(reference), inTeamA), refusedWith('FailedPrecondition', 'STORE_PLATFORM'));
+    });
+
     it('an artifact that cannot be merged keeps the reason of the failure', async () => {
       const ref = await ingest('stored/not-json', Buffer.from('not json'));
       await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SecurityProfileInvalid', 'JSON_INVALID'));
