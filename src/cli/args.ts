@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { PROFILE_KINDS, type ProfileKind } from '../core/constants.js';
 import { UsageError } from './errors.js';
+import { terminalSafe } from './terminal.js';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }>;
 
@@ -34,9 +35,9 @@ export function parseCommand<T extends FlagSpec>(argv: string[], spec: T, help: 
   return { values: parsed.values as unknown as Parsed<T>['values'], positionals: parsed.positionals, help: false };
 }
 
-/** Writes data as JSON (for --json) or as the human text. */
+/** Writes data as JSON (for --json) or as the human text (terminalSafe). */
 export function emit(json: boolean | undefined, data: unknown, human: () => string): void {
-  process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : human().replace(/\n?$/, '\n'));
+  process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : terminalSafe(human()).replace(/\n?$/, '\n'));
 }
 
 /** `--kind` of the profile commands: seccomp or apparmor (a usage error otherwise). */

@@ -2,6 +2,7 @@
 // one line on stderr starting with the class, no program prefix; 0 ok, 1 refused/failed, 2 usage.
 
 import { SpokeError, asSpokeError } from '../core/errors.js';
+import { terminalSafe } from './terminal.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -23,10 +24,10 @@ export class UsageError extends SpokeError {
 export function reportError(e: unknown): number {
   const err = asSpokeError(e);
   if (err.reason === 'USAGE') {
-    process.stderr.write(`${err.code}: ${err.message}\n`);
+    process.stderr.write(terminalSafe(`${err.code}: ${err.message}`) + '\n');
     return EXIT_USAGE;
   }
   // One line: newlines inside messages would split it.
-  process.stderr.write(err.toLine().replace(/[\r\n]+/g, ' ') + '\n');
+  process.stderr.write(terminalSafe(err.toLine().replace(/[\r\n]+/g, ' ')) + '\n');
   return EXIT_FAILED;
 }
