@@ -63,3 +63,11 @@ export const COSIGN_SIMPLESIGNING_TYPE = 'cosign container image signature';
 
 // CRI names (KEP text and implementation spellings; docs/shim.md).
 export const CRI_PULL_METHODS = ['PullSecurityProfileArtifact', 'PullSecurityProfile'] as const;
+
+/**
+ * The version of spoke's signature rules, part of the policy hash that keys every signature
+ * verdict (docs/signatures.md#verdicts). Raised whenever verification comes to refuse something
+ * an earlier version accepted, so that no verdict outlives the rules that made it: 2 refuses a
+ * bundle holding both a DSSE envelope and a message signature.
+ */
+export const SIGNATURE_RULES_VERSION = 2;

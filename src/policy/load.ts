@@ -4,7 +4,7 @@
 // because a typo must never silently weaken the policy.
 
 import { createHash } from 'node:crypto';
-import { PROFILE_KINDS, type ProfileKind } from '../core/constants.js';
+import { PROFILE_KINDS, SIGNATURE_RULES_VERSION, type ProfileKind } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
 import { prepareIndex } from './decide.js';
@@ -170,7 +170,7 @@ function unique(hosts: readonly string[], onDuplicate: (index: number, host: str
 }
 
 /**
- * sha256 hex over: a format tag, the policy file bytes, then for every signer in order of
+ * sha256 hex over: a format tag with the version of spoke's signature rules, the policy file bytes, then for every signer in order of
  * name (code-unit order) its name and the bytes of its key or trusted root file. Each part is
  * length-prefixed (8-byte big-endian), so no two different inputs share a hash.
  */
@@ -182,7 +182,7 @@ export function policyHash(policyBytes: Uint8Array, files: readonly Pick<SignerF
     len.writeBigUInt64BE(BigInt(bytes.length));
     h.update(len).update(bytes);
   };
-  part('spoke NodeProfilePolicy hash v1');
+  part(`spoke NodeProfilePolicy hash v1; signature rules ${SIGNATURE_RULES_VERSION}`);
   part(policyBytes);
   for (const f of [...files].sort((a, b) => (a.signer < b.signer ? -1 : a.signer > b.signer ? 1 : 0))) {
     part(f.signer);

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { before, describe, it } from 'node:test';
-import { parsePolicy, type KeylessSigner, type PublicKeySigner } from '../../../src/policy/index.js';
+import { parsePolicy, policyHash, type KeylessSigner, type PublicKeySigner } from '../../../src/policy/index.js';
 import { throwsWith } from '../../helpers/assert.js';
 import { D1, HEADER, memFs, pem, policyText, privatePem, trustedRootJson } from './fixtures.js';
 
@@ -262,5 +262,13 @@ describe('parsePolicy: result', () => {
     const h2 = parsePolicy(text, FILE, fs.readFile).hash;
     assert.notEqual(h2, h1, 'a new key changes the hash');
     assert.notEqual(parsePolicy(`${text}# comment\n`, FILE, fs.readFile).hash, h2, 'policy bytes are hashed');
+  });
+
+  it("the hash covers the version of spoke's signature rules: verdicts a version with laxer rules recorded are not honoured", () => {
+    // Signature verdicts are kept by policy hash. This is the hash spoke gave this policy before
+    // it refused a bundle with both a DSSE envelope and a message signature: a verdict made then
+    // must be made again.
+    const bytes = Buffer.from('apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules: []\n');
+    assert.notEqual(policyHash(bytes, []), '152617f4ad86891fd5280e4f2b16d896ef2c09bc713510f7072930a4b2625f4c');
   });
 });
