@@ -57,6 +57,7 @@ export const ERROR_REASONS = [
   'AUTH_REQUIRED', // the registry wants credentials and none are configured for it
   'AUTH_REFUSED', // the registry or its token endpoint refused the credentials sent
   'AUTH_PROTOCOL', // the registry's challenge or the token endpoint's answer is unusable
+  'AUTH_WITHHELD', // credentials are configured, but the registry's token endpoint is on another host: they were not sent
   'CREDENTIALS_INVALID', // a credentials file, or the credentials sent with a request, is malformed
   'NOT_FOUND', // the registry, the store, the kernel or the runtime has no such manifest, blob, tag, profile, image or container
   'REGISTRY_ERROR', // the registry answered with an error status or broke the protocol

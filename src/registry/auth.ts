@@ -4,8 +4,9 @@
 //
 // Where credentials go: a registry's credential is sent to that registry's own origin, and to a
 // token realm only when the realm has the registry's host name (any port: token services often
-// run beside the registry). A realm elsewhere is asked anonymously: sending our credentials on
-// the say-so of a registry's challenge would let any registry collect tokens for another.
+// run beside the registry) or is, over https, the one token service its owner runs elsewhere
+// (TOKEN_SERVICE_HOSTS). A realm elsewhere is asked anonymously: sending our credentials on the
+// say-so of a registry's challenge would let any registry collect tokens for another.
 
 import { createHash } from 'node:crypto';
 import type { Clock, Logger } from '../core/runtime.js';
@@ -92,7 +93,7 @@ export class Authenticator {
   async after401(t: AuthTarget, res: HttpResponse, prev: AuthState): Promise<AuthState> {
     const challenges = parseChallenges(res.headers['www-authenticate']);
     await discard(res);
-    const refused = () => refusedError(t);
+    const refused = () => this.refusal(t);
     if (t.credential?.kind === 'registryToken') throw refused();
     const bearer = findChallenge(challenges, 'bearer');
     const realmText = bearer?.params.get('realm');
@@ -119,6 +120,12 @@ export class Authenticator {
     throw new SpokeError('Unauthenticated', `registry ${t.registry} answered 401 without a supported challenge`, { ...t.ctx, registry: t.registry }, { reason: 'AUTH_PROTOCOL' });
   }
 
+  /** Unauthenticated for `t`, saying whether its credentials were kept from the realm it named. */
+  refusal(t: AuthTarget): SpokeError {
+    const scheme = this.schemes.get(t.base.origin);
+    return refusedError(t, scheme?.kind === 'bearer' ? scheme.realm : undefined);
+  }
+
   private tokenKey(t: AuthTarget, scope: string): string {
     return `${t.base.origin}\n${scope}\n${credentialKey(t.credential)}`;
   }
@@ -137,8 +144,7 @@ export class Authenticator {
     const { transport, clock, logger } = this.opts;
     const ctx = { ...t.ctx, registry: t.registry };
     transport.checkScheme(realm, 'token realm', ctx);
-    // Credentials go to the realm only when it is on the registry's own host name.
-    const cred = realm.hostname === t.base.hostname ? t.credential : undefined;
+    const cred = mayTakeCredentials(realm, t.base) ? t.credential : undefined;
     const url = new URL(realm);
     const headers: Record<string, string> = { accept: 'application/json' };
     let body: Buffer | undefined;
@@ -208,16 +214,25 @@ export class Authenticator {
   }
 }
 
-/** The registry refused us: we had no credentials for it, or it did not accept ours. */
-export function refusedError(t: AuthTarget): SpokeError {
-  return new SpokeError(
-    'Unauthenticated',
-    t.credential === undefined
-      ? `registry ${t.registry} requires credentials and none are configured for it`
-      : `registry ${t.registry} refused the configured credentials`,
-    { ...t.ctx, registry: t.registry },
-    { reason: t.credential === undefined ? 'AUTH_REQUIRED' : 'AUTH_REFUSED' },
-  );
+/**
+ * Token services on another host than their registry's API, by API host: run by the registry's
+ * owner (Docker Hub's API is registry-1.docker.io, its tokens come from auth.docker.io).
+ */
+const TOKEN_SERVICE_HOSTS: ReadonlyMap<string, string> = new Map([['registry-1.docker.io', 'auth.docker.io']]);
+
+/** Whether a token realm gets the registry's credentials (docs/security-model.md#credentials-never-leave-their-host). */
+function mayTakeCredentials(realm: URL, base: URL): boolean {
+  return realm.hostname === base.hostname || (realm.protocol === 'https:' && TOKEN_SERVICE_HOSTS.get(base.hostname) === realm.hostname);
+}
+
+/** The registry refused us: we had no credentials for it, kept them from its realm, or it did not accept them. */
+function refusedError(t: AuthTarget, realm: URL | undefined): SpokeError {
+  const ctx = { ...t.ctx, registry: t.registry };
+  if (t.credential === undefined) return new SpokeError('Unauthenticated', `registry ${t.registry} requires credentials and none are configured for it`, ctx, { reason: 'AUTH_REQUIRED' });
+  if (realm !== undefined && !mayTakeCredentials(realm, t.base)) {
+    return new SpokeError('Unauthenticated', `registry ${t.registry} refused an anonymous token: its token endpoint ${realm.host} is on another host, and the credentials configured for ${t.registry} go only to its own`, ctx, { reason: 'AUTH_WITHHELD' });
+  }
+  return new SpokeError('Unauthenticated', `registry ${t.registry} refused the configured credentials`, ctx, { reason: 'AUTH_REFUSED' });
 }
 
 /** A 401 from the registry itself; one from a redirect target is never answered with credentials. */

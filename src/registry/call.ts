@@ -2,7 +2,7 @@
 
 import type { ErrorContext } from '../core/errors.js';
 import type { Digest } from '../core/digest.js';
-import { isOwn401, refusedError, type AuthState, type AuthTarget, type Authenticator } from './auth.js';
+import { isOwn401, type AuthState, type AuthTarget, type Authenticator } from './auth.js';
 import { networkError, statusError } from './errors.js';
 import { discard, type HttpResponse, type Method, type Transport } from './http.js';
 import type { Source } from './sources.js';
@@ -52,7 +52,7 @@ export class Caller {
       if (!isOwn401(res, src.base)) return res;
       if (round > 0) {
         await discard(res);
-        throw refusedError(target);
+        throw this.auth.refusal(target);
       }
       state = await this.auth.after401(target, res, state);
     }

@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Pool } from 'undici';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import type { Clock } from '../../src/core/runtime.js';
@@ -743,6 +744,43 @@ describe('protocol edges (local fake servers)', () => {
     } finally {
       await Promise.all([client.close(), strict.close()]);
       await Promise.all([reg.close(), storage.close()]);
+    }
+  });
+
+  it("Docker Hub: credentials go to its token service auth.docker.io, over https only; any other host's realm stays anonymous", async () => {
+    // Each origin the client opens is routed to a local server: the names are Docker Hub's own.
+    let realmUrl = 'https://auth.docker.io/token';
+    const hub = await fakeServer((req, res) => {
+      if (req.headers.authorization === 'Bearer AUTHED') return void res.writeHead(200).end(manifest);
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realmUrl}",service="registry.docker.io"` }).end();
+    });
+    const tokens = await fakeServer((req, res) => res.writeHead(200).end(JSON.stringify({ token: req.headers.authorization === 'Basic YWxpY2U6czNjcmV0' ? 'AUTHED' : 'ANON' })));
+    const routes: Record<string, string> = { 'https://registry-1.docker.io': hub.url, 'https://auth.docker.io': tokens.url, 'http://auth.docker.io': tokens.url, 'https://auth.docker.io.example': tokens.url };
+    const options = {
+      retries: 0,
+      insecure: ['auth.docker.io'],
+      credentials: credentialsFromEntries({ 'docker.io': { kind: 'basic', username: 'alice', password: 's3cret' } }),
+      dispatcherFactory: (origin: string) => new Pool(routes[origin]!),
+    };
+    const hubRepo = { registry: 'docker.io', repository: 'alice/profiles' };
+    const clients: UndiciRegistryClient[] = [];
+    const fresh = () => {
+      clients.push(new UndiciRegistryClient(options));
+      return clients.at(-1)!;
+    };
+    try {
+      await fresh().getManifest(hubRepo, manifestDigest, ACCEPT, { maxBytes: CAP });
+      assert.equal(tokens.hits.at(-1)!.headers.authorization, 'Basic YWxpY2U6czNjcmV0');
+      for (const elsewhere of ['http://auth.docker.io/token', 'https://auth.docker.io.example/token']) {
+        realmUrl = elsewhere;
+        const before = tokens.hits.length;
+        await rejectsWith(fresh().getManifest(hubRepo, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'Unauthenticated', reason: 'AUTH_WITHHELD' });
+        assert.equal(tokens.hits.length, before + 1);
+        assert.equal(tokens.hits.at(-1)!.headers.authorization, undefined, elsewhere);
+      }
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all([hub.close(), tokens.close()]);
     }
   });
 
