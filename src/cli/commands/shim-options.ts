@@ -78,7 +78,8 @@ are removed once unused for minAge (above maxStoreBytes, unused ones least recen
 first, even younger ones), and so are unused effective files DIR/spoke/<sha256>.json.
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
-SIGHUP reloads the policy and the baseline.`;
+the policy, its key files and the baseline are reloaded when their files change, and on SIGHUP
+(an invalid file keeps the last good one).`;
 
 export interface ShimOptions {
   config: NodeConfig;

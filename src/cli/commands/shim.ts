@@ -13,6 +13,7 @@ import { createAppArmorOps } from '../../cri/apparmor.js';
 import { GcScheduler } from '../../cri/gc.js';
 import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
+import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
 import { decodeSeccomp, validate, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
@@ -42,7 +43,36 @@ export async function run(argv: string[]): Promise<number> {
   const { config, recording } = options;
   const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
 
-  let baseline = loadBaseline(config.baseline);
+  // The baseline file is watched like the policy (src/config/file-watch.ts): a tightened baseline
+  // applies to the next create without SIGHUP; an invalid file keeps the last good baseline.
+  const baselineWatch = new FileWatch({ what: 'baseline', logger, onChange: () => reloadBaseline() });
+  // Made below; a change seen before then is compared with the runtime default once it is read.
+  const late: { runtimeDefault?: RuntimeDefaultSource<SeccompProfile> } = {};
+  const readBaseline = (): SeccompProfile => {
+    try {
+      baselineWatch.note(config.baseline);
+      return loadBaseline(config.baseline);
+    } finally {
+      baselineWatch.commit();
+    }
+  };
+  let baseline: SeccompProfile;
+  try {
+    baseline = readBaseline();
+  } catch (e) {
+    baselineWatch.close();
+    throw e;
+  }
+  const reloadBaseline = (): void => {
+    try {
+      baseline = readBaseline();
+      logger.log('info', 'baseline reloaded', { baseline: config.baseline });
+      const rd = late.runtimeDefault?.current();
+      if (rd) baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger);
+    } catch (e) {
+      logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
+    }
+  };
   let metrics: Metrics = noopMetrics;
   let metricsServer: import('node:http').Server | undefined;
   const running: { shim?: ShimServer<SeccompProfile> } = {};
@@ -88,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinned(config.runtimeDefault) } } : {}),
     onChange: (rd) => baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger),
   });
+  late.runtimeDefault = runtimeDefault;
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
   const recordingKey = recording && config.recordingKey !== undefined ? readRecordingKey(config.recordingKey) : undefined;
@@ -150,6 +181,7 @@ export async function run(argv: string[]): Promise<number> {
         runtimeDefault.close();
         await node?.close().catch(() => undefined);
         policy.close();
+        baselineWatch.close();
         metricsServer?.close();
         resolve(0);
       })();
@@ -158,14 +190,7 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
       const policyOk = policy.reload().ok;
-      try {
-        baseline = loadBaseline(config.baseline);
-        logger.log('info', 'baseline reloaded', { baseline: config.baseline });
-        const rd = runtimeDefault.current();
-        if (rd) baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger);
-      } catch (e) {
-        logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
-      }
+      reloadBaseline();
       void appArmor.reloadBaseline();
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });

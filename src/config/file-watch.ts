@@ -1,0 +1,135 @@
+// Watches files that are replaced the way editors, ConfigMap updates and deploy tools replace
+// them (docs/configuration.md): by rename, in a directory that may itself be renamed or sit
+// behind a symlink. Directories are watched, not files (a watch on a file does not survive its
+// replacement), and the directory a symlinked file resolves to as well. A watch follows its
+// directory's inode, so some replacements reach no watch (the directory renamed away and another
+// renamed in, a symlinked directory retargeted with `ln -sfn`): watches are re-armed when their
+// directory is replaced, and every `pollMs` the files' identities are compared too.
+
+import { realpathSync, statSync, watch as fsWatch } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from '../core/runtime.js';
+
+export type WatchDir = (dir: string, onChange: () => void, onError: (e: Error) => void) => { close(): void };
+
+export interface FileWatchOptions {
+  /** Called once after a burst of changes has been quiet for `debounceMs`. */
+  readonly onChange: () => void;
+  readonly logger: Logger;
+  /** What the files are, for log lines: "policy", "baseline". */
+  readonly what: string;
+  /** Quiet time after the last change event; default 200 ms. */
+  readonly debounceMs?: number;
+  /** How often the files' identities are compared; default 2000 ms. */
+  readonly pollMs?: number;
+  /** Directory watcher, injectable for tests; default node:fs watch (non-persistent). */
+  readonly watchDir?: WatchDir;
+}
+
+export class FileWatch {
+  private readonly opts: FileWatchOptions;
+  private readonly watchDir: WatchDir;
+  /** By directory, with the identity (device and inode) of the directory watched. */
+  private readonly watchers = new Map<string, { watcher: { close(): void }; id: string }>();
+  /** The identity of each watched file as it was when last read. */
+  private seen = new Map<string, string>();
+  private noted = new Map<string, string>();
+  private readonly poll: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(opts: FileWatchOptions) {
+    this.opts = opts;
+    this.watchDir = opts.watchDir ?? defaultWatchDir;
+    this.poll = setInterval(() => {
+      for (const [path, id] of this.seen) {
+        if (fileId(path) !== id) return this.schedule();
+      }
+    }, opts.pollMs ?? 2000);
+    this.poll.unref();
+  }
+
+  /** Notes `path`'s identity; called just before the file is read, so a change after it is seen. */
+  note(path: string): void {
+    this.noted.set(path, fileId(path));
+  }
+
+  /** The files noted since the last commit are the ones watched from now on. */
+  commit(): void {
+    this.seen = this.noted;
+    this.noted = new Map();
+    this.syncWatchers();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    clearInterval(this.poll);
+    for (const w of this.watchers.values()) w.watcher.close();
+    this.watchers.clear();
+  }
+
+  private syncWatchers(): void {
+    if (this.closed) return;
+    const dirs = new Set([...this.seen.keys()].flatMap((f) => [dirname(f), ...realDir(f)]));
+    for (const [dir, w] of this.watchers) {
+      if (!dirs.has(dir)) {
+        w.watcher.close();
+        this.watchers.delete(dir);
+      }
+    }
+    for (const dir of dirs) {
+      const id = fileId(dir);
+      const armed = this.watchers.get(dir);
+      if (armed?.id === id) continue;
+      armed?.watcher.close();
+      this.watchers.delete(dir);
+      try {
+        const watcher = this.watchDir(dir, () => this.schedule(), (e) => {
+          this.opts.logger.log('warn', `${this.opts.what} directory watch failed; will retry on the next change`, { dir, error: e.message });
+          this.watchers.get(dir)?.watcher.close();
+          this.watchers.delete(dir);
+        });
+        this.watchers.set(dir, { watcher, id });
+      } catch (e) {
+        this.opts.logger.log('warn', `cannot watch ${this.opts.what} directory`, { dir, error: (e as Error).message });
+      }
+    }
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.closed) this.opts.onChange();
+    }, this.opts.debounceMs ?? 200);
+    this.timer.unref();
+  }
+}
+
+/** What identifies a file's content without reading it: device, inode, size, mtime and ctime (following symlinks). */
+function fileId(path: string): string {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch (e) {
+    return `absent:${(e as NodeJS.ErrnoException).code ?? ''}`;
+  }
+}
+
+function defaultWatchDir(dir: string, onChange: () => void, onError: (e: Error) => void): { close(): void } {
+  const w = fsWatch(dir, { persistent: false }, () => onChange());
+  w.on('error', onError);
+  return w;
+}
+
+/** The directory of the file `path` resolves to, when it is another than its own (a symlink). */
+function realDir(path: string): string[] {
+  try {
+    const real = dirname(realpathSync(path));
+    return real === dirname(path) ? [] : [real];
+  } catch {
+    return [];
+  }
+}
