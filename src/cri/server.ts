@@ -14,7 +14,6 @@
 // removals), connections.ts (limits and probes), socket.ts, oci-feature.ts (the Status edit).
 
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
@@ -44,7 +43,7 @@ import { OwnedHandlers } from './owned.js';
 import { installLoggingProfile } from './recording.js';
 import { forward, noop, type ForwardOptions } from './relay.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps } from './rewrite.js';
-import { listenOnSocket, prepareSocketPath } from './socket.js';
+import { listenOnSocket, prepareSocketPath, removeOwnSocket, type SocketIdentity } from './socket.js';
 import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './grpc-status.js';
 import { endWithStatus, unaryCall } from './unary.js';
 import { Upstream } from './upstream.js';
@@ -87,6 +86,8 @@ const STATUS_OPTIONS: ForwardOptions = Object.freeze({ editResponse: addOciFeatu
 export class ShimServer<P = unknown> {
   readonly upstream: Upstream;
   private server: Http2Server | undefined;
+  /** The socket file this server bound (removeOwnSocket). */
+  private socket: SocketIdentity | undefined;
   private readonly calls = new Set<Call>();
   private readonly connections: ConnectionGuard;
   private draining = false;
@@ -187,7 +188,7 @@ export class ShimServer<P = unknown> {
     server.on('session', (s) => this.connections.onSession(s));
     server.on('stream', (stream, headers) => this.onStream(stream, headers));
     server.on('error', (e) => this.logger.log('error', 'server error', { error: e.message }));
-    await listenOnSocket(server, path, this.opts.socketMode ?? 0o660);
+    this.socket = await listenOnSocket(server, path, this.opts.socketMode ?? 0o660);
     this.server = server;
     this.connections.start();
     this.upstream.start();
@@ -214,8 +215,8 @@ export class ShimServer<P = unknown> {
     await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
     await this.rebuilding?.catch(() => undefined);
     await this.upstream.close();
-    await unlink(this.opts.listen).catch(() => undefined);
-    this.logger.log('info', 'shim stopped', { listen: this.opts.listen });
+    const removed = this.socket !== undefined && (await removeOwnSocket(this.opts.listen, this.socket));
+    this.logger.log('info', 'shim stopped', { listen: this.opts.listen, socketRemoved: removed });
   }
 
   /** Gc removed effective file `<sha>.json`: the next create that needs it writes it again. */

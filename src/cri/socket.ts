@@ -1,18 +1,31 @@
 // The shim's unix socket: the path made ready (never replacing a file that is not a socket, nor a
-// live socket), then bound with its mode set before any client can connect.
+// live socket), then bound with its mode set before any client can connect, and removed at the
+// end only while it is still this shim's.
 
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { chmod, link, lstat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Http2Server } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { SpokeError } from '../core/errors.js';
 
-/** Binds `server` to the socket at `path` (group rw at creation), then sets `mode`. */
-export async function listenOnSocket(server: Http2Server, path: string, mode: number): Promise<void> {
-  const oldMask = process.umask(0o117);
+/** The socket file a server bound: its device and inode. */
+export type SocketIdentity = string;
+
+/**
+ * Binds `server` to a socket at `path` with `mode`; returns the file's identity. The socket is
+ * bound under a temp name, given its mode, then linked to `path` (which must not exist: see
+ * prepareSocketPath), so no client ever sees it with another mode and no other file is replaced.
+ * libuv removes the name it bound when the server closes: that is the temp name, gone by then,
+ * so closing never removes a socket another shim has bound at `path` since (removeOwnSocket).
+ */
+export async function listenOnSocket(server: Http2Server, path: string, mode: number): Promise<SocketIdentity> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.binding`);
+  await unlink(temp).catch(() => undefined);
+  const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(path, () => {
+      server.listen(temp, () => {
         server.off('error', reject);
         resolve();
       });
@@ -20,7 +33,36 @@ export async function listenOnSocket(server: Http2Server, path: string, mode: nu
   } finally {
     process.umask(oldMask);
   }
-  await chmod(path, mode);
+  try {
+    await chmod(temp, mode);
+    await link(temp, path);
+  } catch (e) {
+    await new Promise<void>((r) => server.close(() => r()));
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SpokeError('InvalidArgument', `${path} is in use by another process`, { path }, { reason: 'SOCKET_IN_USE' });
+    throw e;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+  return socketIdentity(await lstat(path));
+}
+
+/**
+ * Removes the socket at `path` when it is still the one bound (`identity`): a shim started since
+ * may have taken the path over (it removes a socket nobody answers on, as this one during its
+ * shutdown), and its socket stays.
+ */
+export async function removeOwnSocket(path: string, identity: SocketIdentity): Promise<boolean> {
+  try {
+    if (socketIdentity(await lstat(path)) !== identity) return false;
+    await unlink(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function socketIdentity(st: { dev: number; ino: number }): SocketIdentity {
+  return `${st.dev}:${st.ino}`;
 }
 
 /** Refuses a path that exists and is not a socket; removes a stale socket; refuses a live one. */

@@ -4,7 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -326,6 +326,21 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
     await s2.close();
   });
 
+  test('a stopping shim removes only its own socket: not one a shim started since has bound at the path', async () => {
+    const sock = join(work, 'handover.sock');
+    const old = new ShimServer({ listen: sock, upstream: ctrd.socket, deps: stubShimDeps(join(work, 'st5'), join(work, 'sc5')) });
+    await old.start();
+    // The path was taken over (removed, then bound by a successor) while the old shim still runs.
+    unlinkSync(sock);
+    const successor = createServer();
+    await new Promise<void>((r) => successor.listen(sock, () => r()));
+    try {
+      await old.close();
+      assert.ok(lstatSync(sock).isSocket(), "the successor's socket is still there");
+    } finally {
+      await new Promise<void>((r) => successor.close(() => r()));
+    }
+  });
 });
 
 // Streaming, trailers and cancellation semantics, against a small HTTP/2 gRPC upstream whose
