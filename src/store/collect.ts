@@ -1,7 +1,8 @@
 // Listing, removal, gc and verification of the store: what `spoke store gc|verify|rm` and the
 // shim's gc by last use (src/cri/gc.ts, docs/gc.md) run.
 
-import { readdir, rm, stat } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
@@ -11,6 +12,9 @@ import type { ProvenanceRecord, StoreEntry } from './record-format.js';
 import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import { EFFECTIVE_FILE_RE, type EffectiveOrigins } from './effective.js';
+
+/** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
+const REMOVING_PREFIX = '.removing-';
 
 export class StoreCollector {
   constructor(
@@ -34,6 +38,13 @@ export class StoreCollector {
    * and while the runtime holders are unknown (unreadable in-use set not yet rebuilt).
    */
   async remove(d: Digest): Promise<void> {
+    const layer = await this.removeRecord(d);
+    const named = new Set((await this.list()).map((r) => r.layerDigest));
+    if (!named.has(layer)) await this.removeBlobs([layer]);
+  }
+
+  /** The record of `d` removed, as remove() refuses or allows it; its blob is left to the caller. */
+  private async removeRecord(d: Digest): Promise<Digest> {
     const state = await this.holders.inUseState();
     if (!state.complete) {
       throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (it was unreadable); try again once the shim has rebuilt it`, { digest: d }, { reason: 'IN_USE' });
@@ -45,17 +56,48 @@ export class StoreCollector {
     const record = await this.records.getRecord(d);
     if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
     await this.records.deleteRecord(d);
-    await this.removeUnreferencedBlobs([record.layerDigest]);
+    return record.layerDigest;
   }
 
-  /** Deletes blobs among `candidates` that no remaining record names. */
-  private async removeUnreferencedBlobs(candidates: Digest[]): Promise<void> {
-    const referenced = new Set<string>();
-    for (const r of await this.list()) referenced.add(r.layerDigest);
-    for (const c of candidates) {
-      if (referenced.has(c)) continue;
-      this.records.forgetBlob(c);
-      await rm(this.layout.blobPath(c), { force: true });
+  /**
+   * Deletes the blobs among `candidates`, which no record named when the caller listed them. An
+   * ingest may link a record naming one meanwhile (it does not write a blob that exists): each
+   * blob is moved aside first, the records are listed again, and a blob a record names now is put
+   * back. The ingest looks for its blob after linking its record and writes it again when it is
+   * gone (records.ts), so one of the two always sees the other. A crash in between loses the
+   * blob, never the record's claim to it: the next pull finds it missing and fetches it again.
+   */
+  private async removeBlobs(candidates: readonly Digest[]): Promise<void> {
+    const aside: { d: Digest; moved: string }[] = [];
+    for (const d of candidates) {
+      const moved = join(this.layout.root, 'blobs', 'sha256', `${REMOVING_PREFIX}${digestHex(d)}-${randomUUID()}`);
+      try {
+        await rename(this.layout.blobPath(d), moved);
+        aside.push({ d, moved });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+    if (aside.length === 0) return;
+    const named = new Set((await this.list()).map((r) => r.layerDigest));
+    for (const { d, moved } of aside) {
+      if (named.has(d)) await rename(moved, this.layout.blobPath(d));
+      else await rm(moved, { force: true });
+    }
+  }
+
+  /**
+   * Removes `d`'s record for a gc run (its blob goes in the run's sweep): kept when it became held
+   * since it was listed, gone when another process removed it first.
+   */
+  private async removeListed(d: Digest): Promise<'removed' | 'kept' | 'gone'> {
+    try {
+      await this.removeRecord(d);
+      return 'removed';
+    } catch (e) {
+      if (e instanceof SpokeError && e.code === 'FailedPrecondition') return 'kept';
+      if (e instanceof SpokeError && e.code === 'NotFound') return 'gone';
+      throw e;
     }
   }
 
@@ -78,18 +120,9 @@ export class StoreCollector {
         kept.push(entry.digest);
         continue;
       }
-      removed.push(entry.digest);
-      if (!opts.dryRun) {
-        try {
-          await this.remove(entry.digest);
-        } catch (e) {
-          // Became in use between listing and removal: keep it.
-          if (e instanceof SpokeError && e.code === 'FailedPrecondition') {
-            removed.pop();
-            kept.push(entry.digest);
-          } else throw e;
-        }
-      }
+      const outcome = opts.dryRun ? 'removed' : await this.removeListed(entry.digest);
+      if (outcome === 'removed') removed.push(entry.digest);
+      else if (outcome === 'kept') kept.push(entry.digest);
     }
     if (!opts.dryRun) await this.sweep(now);
     return { removed, kept, inUseComplete: true };
@@ -109,14 +142,16 @@ export class StoreCollector {
     const referenced = new Set<string>();
     for (const r of entries) referenced.add(digestHex(r.layerDigest));
     const blobDir = join(this.layout.root, 'blobs', 'sha256');
+    const unreferenced: Digest[] = [];
     for (const name of await readdir(blobDir)) {
-      if (/^[0-9a-f]{64}$/.test(name) && !referenced.has(name)) {
-        this.records.forgetBlob(`sha256:${name}`);
-        // A concurrent ingest writes blobs before its record: leave young blobs alone.
-        const st = await stat(join(blobDir, name)).catch(() => undefined);
-        if (st && now - st.mtimeMs > 60_000) await rm(join(blobDir, name), { force: true });
-      }
+      const st = await stat(join(blobDir, name)).catch(() => undefined);
+      if (st === undefined) continue;
+      // A concurrent ingest writes blobs before its record: leave young blobs alone.
+      if (SHA_HEX_RE.test(name) && !referenced.has(name) && now - st.mtimeMs > 60_000) unreferenced.push(`sha256:${name}`);
+      // Moved aside by a removal that crashed before it ended (removeBlobs; a rename sets ctime).
+      else if (name.startsWith(REMOVING_PREFIX) && now - st.ctimeMs > 3_600_000) await rm(join(blobDir, name), { force: true });
     }
+    await this.removeBlobs(unreferenced);
     await this.effective.prune((d) => this.records.has(d));
   }
 
@@ -192,19 +227,15 @@ export class StoreCollector {
     const removed: Digest[] = [];
     let entries = await this.list();
     const lastUseOf = (e: StoreEntry): number => Math.max(Date.parse(e.pulledAt) || 0, last.artifacts[e.digest] ?? 0);
+    const gone = new Set<string>();
     const tryRemove = async (e: StoreEntry): Promise<boolean> => {
-      try {
-        await this.remove(e.digest);
-      } catch (err) {
-        // Became held since it was listed: kept.
-        if (err instanceof SpokeError && err.code === 'FailedPrecondition') return false;
-        throw err;
-      }
-      removed.push(e.digest);
-      return true;
+      const outcome = await this.removeListed(e.digest);
+      if (outcome === 'removed') removed.push(e.digest);
+      if (outcome === 'gone') gone.add(e.digest);
+      return outcome !== 'kept';
     };
     for (const e of entries) if (e.inUse.length === 0 && now - lastUseOf(e) >= opts.minAgeMs) await tryRemove(e);
-    entries = entries.filter((e) => !removed.includes(e.digest));
+    entries = entries.filter((e) => !removed.includes(e.digest) && !gone.has(e.digest));
     if (opts.maxStoreBytes !== undefined && blobBytes(entries) > opts.maxStoreBytes) {
       const lru = entries.filter((e) => e.inUse.length === 0).sort((a, b) => lastUseOf(a) - lastUseOf(b) || a.digest.localeCompare(b.digest));
       for (const e of lru) {

@@ -41,7 +41,6 @@ const LIST_BATCH = 64;
 export class RecordStore {
   /** Parsed records, reused while the file's identity (ino, size, mtime) is unchanged. */
   private readonly recordCache = new Map<string, { key: string; record: ProvenanceRecord }>();
-  private readonly blobsSeen = new Set<Digest>();
   /** Blob digest → the file's identity (blobIdentity) when its bytes last hashed to the digest. */
   private readonly intactBlobs = new Map<Digest, string>();
 
@@ -93,15 +92,11 @@ export class RecordStore {
   }
 
   /**
-   * True when the profile blob a record names is present (a cached pull checks it). A blob seen
-   * once is remembered: blobs are removed only through remove()/gc(), which forget them, and a
-   * blob deleted behind the store's back fails closed when the profile is read at apply time.
+   * True when the profile blob a record names is present (a cached pull checks it). Looked at on
+   * disk each time: another process (`spoke store rm`, `gc`) may have removed it.
    */
   async hasBlob(d: Digest): Promise<boolean> {
-    if (this.blobsSeen.has(d)) return true;
-    const present = exists(this.layout.blobPath(d));
-    if (present) this.blobsSeen.add(d);
-    return present;
+    return exists(this.layout.blobPath(d));
   }
 
   async readBlob(d: Digest, opts: { verify?: boolean } = {}): Promise<Buffer> {
@@ -173,7 +168,13 @@ export class RecordStore {
       if (stagedBlob) staged.push(stagedBlob);
       staged.push(stagedRecord);
       const lost = await commitStaged(staged);
-      this.blobsSeen.add(input.layerDigest);
+      // The blob was there, so it was not written: a removal may have taken it since, having
+      // listed the records before this one was linked. It looks again after moving the blob
+      // aside (collect.ts removeBlobs); this looks after linking: one of the two sees the other.
+      if (stagedBlob === undefined && !exists(blobPath)) {
+        const again = await this.stageBlobFile(blobPath, input.layerBytes);
+        if (again) await commitStaged([again]);
+      }
       if (lost.length === 0) {
         // The file keeps the identity it was written with, so the pull's next read is a cache hit.
         this.recordCache.set(input.digest, { key: identityKey(stagedRecord.identity), record });
@@ -206,7 +207,7 @@ export class RecordStore {
 
   /**
    * The blob written and flushed under a temp name, or nothing when a file is at `path` already:
-   * content-addressed, it holds these bytes (one copy). Looked at on disk, not in blobsSeen:
+   * content-addressed, it holds these bytes (one copy). Looked at on disk:
    * another process may have removed it since.
    */
   private async stageBlobFile(path: string, bytes: Uint8Array): Promise<StagedFile | undefined> {
@@ -298,11 +299,6 @@ export class RecordStore {
       await removeIfExists(this.layout.recordPath(d));
       this.recordCache.delete(d);
     });
-  }
-
-  /** Forgets that blob `d` was seen present (it is about to be removed, or may be). */
-  forgetBlob(d: Digest): void {
-    this.blobsSeen.delete(d);
   }
 }
 

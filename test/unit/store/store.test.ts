@@ -126,6 +126,59 @@ describe('ProfileStore', () => {
     }
   });
 
+  it('a removal racing an ingest of the same blob never leaves a record without its blob', async () => {
+    // The ingest skips writing a blob that exists; the removal lists the records and deletes the
+    // blob none names. Many records make the listing slow enough for the ingest to land inside it.
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const store = new ProfileStore({ root: own, fsync: false });
+      for (let i = 0; i < 150; i++) await store.ingest(ingestInput(`{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","comment":"${i}"}]}`));
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["write"],"action":"SCMP_ACT_ALLOW"}]}');
+      for (let round = 0; round < 10; round++) {
+        await store.ingest(a);
+        const removing = store.remove(a.digest);
+        // The pull that comes next: the record is gone, so it fetches and ingests again.
+        while (await store.getRecord(a.digest)) await new Promise((r) => setImmediate(r));
+        await Promise.all([removing, store.ingest(a)]);
+        assert.ok(await store.getRecord(a.digest), `round ${round}: the ingest's record`);
+        assert.deepEqual(await store.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes), `round ${round}: its blob`);
+      }
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
+  it('a blob another process removed is not taken as present by a cached pull', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const a = new ProfileStore({ root: own });
+      const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_MIPS"]}');
+      await a.ingest(i);
+      assert.ok(await a.hasBlob(i.layerDigest));
+      rmSync(a.blobPath(i.layerDigest));
+      assert.equal(await a.hasBlob(i.layerDigest), false);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
+  it('gc goes on when another process removed an artifact it listed', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+    try {
+      const a = new ProfileStore({ root: own });
+      const other = new ProfileStore({ root: own });
+      const inputs = Array.from({ length: 40 }, (_, n) => ingestInput(`{"defaultAction":"SCMP_ACT_LOG","comment":"gc ${n}"}`));
+      for (const i of inputs) await a.ingest(i);
+      // Two gc runs at once (a `spoke store gc` cron job beside another): each finds artifacts
+      // the other removed after its listing.
+      const [r1, r2] = await Promise.all([a.gc(), other.gc()]);
+      assert.deepEqual(await a.list(), []);
+      assert.equal(new Set([...r1.removed, ...r2.removed]).size, inputs.length);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+
   it('records verdicts per policy hash and references without duplicates', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
     await store.ingest({ ...i, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
