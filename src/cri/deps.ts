@@ -64,6 +64,8 @@ export interface RuntimeDefaultProvider<P> {
   get(): Promise<KnownRuntimeDefault<P>>;
   /** Called on every upstream connect (start and each reconnect): read the profile again. */
   refresh?(upstream: UnaryCaller): void;
+  /** Called when the connection to the runtime is lost: the one that comes back may be another version. */
+  forget?(): void;
 }
 
 export interface ShimDeps<P = unknown> {

@@ -72,6 +72,15 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
     void this.readNow().catch(() => undefined);
   }
 
+  /**
+   * The runtime went away: its profile is not served to a create that comes before the next
+   * connection's read, as the runtime that comes back may be another version with another default.
+   */
+  forget(): void {
+    if (this.opts.pinned) return;
+    this.known = undefined;
+  }
+
   async get(): Promise<KnownRuntimeDefault<P>> {
     if (this.reading) return this.reading;
     if (this.known) return this.known;

@@ -116,6 +116,7 @@ export class ShimServer<P = unknown> {
         // A (re)started runtime may be another version: its default profile is read again.
         opts.deps.runtimeDefault?.refresh?.(this.upstream);
       },
+      onDisconnect: () => opts.deps.runtimeDefault?.forget?.(),
     });
     this.applier = new ProfileApplier(opts.deps);
     this.inUse = new InUseTracker(opts.deps.store, this.logger, {

@@ -14,6 +14,8 @@ export const BACKOFF_MAX_MS = 2000;
 export interface UpstreamEvents {
   /** Called each time a session becomes connected (first start and every reconnect). */
   onConnect?: () => void;
+  /** Called each time a connected session is lost (the runtime stopped, restarts, or went away). */
+  onDisconnect?: () => void;
 }
 
 export class Upstream {
@@ -104,7 +106,10 @@ export class Upstream {
     const wasConnected = this.connected;
     this.session = undefined;
     this.connected = false;
-    if (wasConnected) this.logger.log('warn', 'upstream disconnected', { upstream: this.socketPath });
+    if (wasConnected) {
+      this.logger.log('warn', 'upstream disconnected', { upstream: this.socketPath });
+      this.events.onDisconnect?.();
+    }
     if (!session.closed && !session.destroyed) session.close();
     if (this.closed) return;
     if (failed && !wasConnected) {

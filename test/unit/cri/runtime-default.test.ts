@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type ServerHttp2Session } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import { seccompOps } from '../../../src/cri/seccomp.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
 import { baselineLooserThanRuntimeDefault } from '../../../src/cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../../src/cri/runtime-default.js';
+import { Upstream } from '../../../src/cri/upstream.js';
 import { PROBE_LABEL, readRuntimeDefault, seccompOfStatusInfo, type RuntimeDefaultReading } from '../../../src/cri/runtime-default-probe.js';
 import { decode, encode, type Msg } from '../../helpers/cri-client.js';
 import { applierDeps } from '../../helpers/shim.js';
@@ -214,6 +216,51 @@ describe('RuntimeDefaultSource', () => {
     // Within the retry window the last error is answered at once, no new read.
     await assert.rejects(source.get(), unavailable);
     source.close();
+  });
+
+  it("a lost connection forgets the profile: the runtime that comes back may be another version, and its own is read", async () => {
+    let reads = 0;
+    const source = new RuntimeDefaultSource<SeccompProfile>({
+      decode: decodeRuntime,
+      logger: silentLogger,
+      read: async (): Promise<RuntimeDefaultReading> => {
+        reads++;
+        return { bytes: RUNTIME_DEFAULT, sandboxImage: 'pause' };
+      },
+    });
+    source.refresh(upstream);
+    await source.get();
+    assert.ok(source.current());
+    source.forget();
+    assert.equal(source.current(), undefined);
+    await source.get();
+    assert.equal(reads, 2);
+    source.close();
+  });
+
+  it('the shim forgets the runtime default when its connection to the runtime drops', async () => {
+    // A runtime that answers the connection and then goes away.
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-rd-'));
+    const sock = join(dir, 'rt.sock');
+    const runtime = createServer();
+    const sessions: ServerHttp2Session[] = [];
+    runtime.on('session', (s) => sessions.push(s));
+    await new Promise<void>((r) => runtime.listen(sock, () => r()));
+    const events: string[] = [];
+    const up = new Upstream(sock, silentLogger, { onConnect: () => events.push('connect'), onDisconnect: () => events.push('disconnect') });
+    try {
+      up.start();
+      assert.ok(await up.waitUp(5000));
+      const dropped = new Promise<void>((r) => runtime.once('close', () => r()));
+      runtime.close();
+      for (const s of sessions) s.destroy();
+      await dropped;
+      while (!events.includes('disconnect')) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(events.slice(0, 2), ['connect', 'disconnect']);
+    } finally {
+      await up.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a reconnect starts the retry delay afresh: a restart whose connections flap does not leave a long backoff', async () => {
