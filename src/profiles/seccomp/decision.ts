@@ -135,13 +135,38 @@ function distinctSingles(clauses: readonly Clause[]): boolean {
   return true;
 }
 
+const RANGE_OPS: ReadonlySet<string> = new Set(['SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_GT', 'SCMP_CMP_GE']);
+
+/**
+ * Whether libseccomp may build wrong BPF for these alternatives (an or-set): two conditions on one
+ * argument, one of them a range comparison (LT, LE, GT, GE), and a value of 2^32 or more among
+ * them. libseccomp 2.5.4 under runc enforced `ALLOW kill if arg0 < 40, ALLOW kill if
+ * arg0 >= 2^32 + 5` as allowing kill(40, …). Such a set is not a safe shape: it is read as its
+ * most restrictive verdict, refused in an artifact, and never written by a merge.
+ */
+export function misbuiltOrSet(rules: readonly { conj: Conjunction }[]): boolean {
+  const byIndex = new Map<number, { count: number; range: boolean; wide: boolean }>();
+  for (const { conj } of rules) {
+    for (const a of conj) {
+      let t = byIndex.get(a.index);
+      if (t === undefined) byIndex.set(a.index, (t = { count: 0, range: false, wide: false }));
+      t.count++;
+      if (RANGE_OPS.has(a.op)) t.range = true;
+      if (a.value > MAX_UINT32) t.wide = true;
+    }
+  }
+  for (const t of byIndex.values()) if (t.count > 1 && t.range && t.wide) return true;
+  return false;
+}
+
 /** Reads one syscall's clauses the way libseccomp loads them (see the header). */
 export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: Verdict): Decision {
   if (clauses === undefined) return uniform(defaultVerdict);
   if (clauses.length > 0 && distinctSingles(clauses)) {
     // What the general reading below gives them, without a set to find duplicates.
     if (sameVerdict(clauses[0]!.verdict, defaultVerdict)) return uniform(defaultVerdict);
-    return { shape: clauses.length === 1 ? 'single' : 'or-set', rules: clauses.slice(), otherwise: defaultVerdict };
+    if (clauses.length === 1) return { shape: 'single', rules: clauses.slice(), otherwise: defaultVerdict };
+    if (!misbuiltOrSet(clauses)) return { shape: 'or-set', rules: clauses.slice(), otherwise: defaultVerdict };
   }
   // Distinct (filter, verdict) pairs: conjunction keys per verdict code.
   const seen = new Map<number | string, Set<AtomKey>>();
@@ -187,7 +212,7 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
     else if (oneVerdict && !sameVerdict(c.verdict, first.verdict)) oneVerdict = false;
   }
   if (singles) {
-    if (oneVerdict) return { shape: 'or-set', rules, otherwise: defaultVerdict };
+    if (oneVerdict && !misbuiltOrSet(live)) return { shape: 'or-set', rules, otherwise: defaultVerdict };
     const index = first.conj[0]!.index;
     const low = new Set<number>();
     const eqSet = live.every((c) => {

@@ -6,7 +6,7 @@
 import { actionRank, sameVerdict, stricter, verdictCode, type Sourced } from './actions.js';
 import { conjunctionKey, isExpressible, MAX_UINT32, negate, type AtomKey, type Conjunction } from './conditions.js';
 import { normalize } from './normal-form.js';
-import { cellsOf, isComplementPair, partition, type Decision, type Rule } from './decision.js';
+import { cellsOf, isComplementPair, misbuiltOrSet, partition, type Decision, type Rule } from './decision.js';
 import type { Verdict } from './types.js';
 
 /** Regions per syscall beyond which the product is not worth exact treatment (collapse instead). */
@@ -183,7 +183,7 @@ function express(groups: readonly Group[], defaultVerdict: Sourced): Rule[] | un
     const singles = others.every((g) => g.conjs.every((c) => c.length === 1 && isExpressible(c)));
     if (!singles) return undefined;
     const rules = others.flatMap((g) => g.conjs.map((conj) => ({ conj, verdict: g.verdict.verdict })));
-    if (others.length === 1) return rules; // or-set: alternatives sharing one verdict
+    if (others.length === 1) return misbuiltOrSet(rules) ? undefined : rules; // or-set: alternatives sharing one verdict
     const low = new Set<bigint>();
     const index = rules[0]!.conj[0]!.index;
     const eqSet = rules.every(({ conj: [a] }) => {

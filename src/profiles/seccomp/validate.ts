@@ -145,8 +145,10 @@ function check(p: SeccompProfile, level: Level): void {
       lastAction = s.action;
       lastErrno = s.errnoRet;
     }
-    // The verdict this entry adds to an or-set, null when decide() skips it (the default), false when it may be anything else.
-    const orSetVerdict = sameVerdict(verdict, defaultVerdict) ? null : args.length === 1 && isNormalArg(args[0]!) ? verdict : false;
+    // The verdict this entry adds to an or-set, null when decide() skips it (the default), false
+    // when it may be anything else, or when a value of 2^32 or more may make the set one
+    // libseccomp misbuilds (decide() judges that: misbuiltOrSet).
+    const orSetVerdict = sameVerdict(verdict, defaultVerdict) ? null : args.length === 1 && isNormalArg(args[0]!) && args[0]!.value <= MAX_UINT32 ? verdict : false;
     const namesHere = strict ? new Set<string>() : undefined;
     for (let j = 0; j < s.names.length; j++) {
       const name = s.names[j]!;

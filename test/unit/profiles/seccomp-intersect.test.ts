@@ -10,6 +10,7 @@ import {
   formatConstraint,
   intersect,
   validate,
+  validateArtifact,
   type SeccompArg,
   type SeccompProfile,
   type SeccompSyscall,
@@ -231,4 +232,24 @@ test('MASKED_EQ compares the datum under its mask, as libseccomp does: datum bit
   const fromArtifact = merge(P('SCMP_ACT_ALLOW'), artifact);
   for (const x of [1n, 3n, 5n]) assert.equal(ev(fromArtifact.profile, 'getppid', x).action, 'SCMP_ACT_ERRNO');
   for (const x of [0n, 2n]) assert.equal(ev(fromArtifact.profile, 'getppid', x).action, 'SCMP_ACT_ALLOW');
+});
+
+test('libseccomp 2.5 misbuilds an or-set of two range comparisons on one argument with a value of 2^32 or more: never read, accepted or written as one', () => {
+  // Checked against libseccomp 2.5.4 under runc: ALLOW kill if arg0 < 40, ALLOW kill if
+  // arg0 >= 2^32 + 5 was enforced as allowing kill(40, …), which the baseline denies.
+  const range = [A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LT', 40n)]), A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_GE', (1n << 32n) + 5n)])];
+  const baseline = P('SCMP_ACT_ERRNO', [A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_NE', 40n)]), A(['read'], 'SCMP_ACT_ALLOW')], { architectures: ['SCMP_ARCH_X86_64'] });
+  const artifact = P('SCMP_ACT_ERRNO', [...range, A(['read'], 'SCMP_ACT_ALLOW')], { architectures: ['SCMP_ARCH_X86_64'] });
+  // Read as its most restrictive verdict, as any shape runc does not load exactly.
+  assert.equal(ev(artifact, 'kill', 1n).action, 'SCMP_ACT_ERRNO');
+  assert.throws(() => validateArtifact(artifact), spokeError({ code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' }));
+  const r = merge(baseline, artifact);
+  assert.equal(ev(r.profile, 'kill', 40n).action, 'SCMP_ACT_ERRNO');
+  const kills = (r.profile.syscalls ?? []).filter((s) => s.names.includes('kill'));
+  const wide = kills.flatMap((s) => s.args ?? []).some((a) => a.value > 0xffffffffn);
+  assert.ok(!(kills.length > 1 && wide), `no misbuilt or-set written: ${JSON.stringify(kills, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+  // Below 2^32 the same shape is loaded exactly, and stays an or-set.
+  const narrow = P('SCMP_ACT_ERRNO', [A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LT', 40n)]), A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_GE', 50n)])]);
+  validateArtifact(narrow);
+  assert.equal(ev(narrow, 'kill', 1n).action, 'SCMP_ACT_ALLOW');
 });
