@@ -19,7 +19,7 @@ export type SocketIdentity = string;
  * so closing never removes a socket another shim has bound at `path` since (removeOwnSocket).
  */
 export async function listenOnSocket(server: Http2Server, path: string, mode: number): Promise<SocketIdentity> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.binding`);
+  const temp = bindName(path);
   await unlink(temp).catch(() => undefined);
   const oldMask = process.umask(0o177);
   try {
@@ -44,6 +44,14 @@ export async function listenOnSocket(server: Http2Server, path: string, mode: nu
     await unlink(temp).catch(() => undefined);
   }
   return socketIdentity(await lstat(path));
+}
+
+/**
+ * The name the socket for `path` is bound under: what `ss -x` and /proc/net/unix show for it
+ * (the file itself is gone once linked to `path`).
+ */
+export function bindName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.binding`);
 }
 
 /**

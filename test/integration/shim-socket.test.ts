@@ -18,13 +18,14 @@ import { FLAG, FRAME, H2_NO_ERROR, H2_REFUSED_STREAM, RawH2, frame, grpcRequestH
 import { stubShimDeps } from '../helpers/shim.js';
 import { MAX_CONCURRENT_STREAMS, ShimServer, type ConnectionLimits } from '../../src/cri/server.js';
 import { encodeFrame } from '../../src/cri/frame.js';
+import { bindName } from '../../src/cri/socket.js';
 import { PATH_PULL_ARTIFACT, PATH_RUN_POD_SANDBOX } from '../../src/cri/methods.js';
 
 const VERSION = '/runtime.v1.RuntimeService/Version';
 
 /**
  * The shim's accepted connections on `sock`: /proc/net/unix lists each accepted socket under the
- * listener's path (state 03, connected). The shim runs in this process, so its fds are this
+ * name the listener was bound under (bindName; state 03, connected). The shim runs in this process, so its fds are this
  * process's, and /proc/self/fd shows which of them are those sockets; other fds of the test
  * process (clients, containerd's) never count.
  */
@@ -33,7 +34,7 @@ function shimConnectionFds(sock: string): number {
     readFileSync('/proc/net/unix', 'utf8')
       .split('\n')
       .map((l) => l.trim().split(/\s+/))
-      .filter((f) => f.length === 8 && f[7] === sock && f[5] === '03')
+      .filter((f) => f.length === 8 && f[7] === bindName(sock) && f[5] === '03')
       .map((f) => f[6]),
   );
   let n = 0;
