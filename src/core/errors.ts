@@ -30,6 +30,7 @@ export const ERROR_REASONS = [
   'NOT_SIGNED', // no acceptable signature from a signer the rule names
   'SIGNER_UNAVAILABLE', // the rule's trust material (a key file, a trusted root) cannot be read
   'NOT_PULLED', // the profile is not in the store for this reference
+  'ANNOTATIONS_OFF', // a profile annotation applies to the call, and this node's shim does not apply annotations
   'PRIVILEGED_CONTAINER', // an OCI profile on a privileged container (containerd would not enforce it)
   'BASE_PROFILE', // the pod's base profile cannot be used
   'RUNTIME_DEFAULT_UNAVAILABLE', // the runtime's default profile is not known, so a RuntimeDefault base cannot be honoured

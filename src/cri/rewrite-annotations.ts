@@ -81,13 +81,18 @@ export function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | 
  * profile the annotation replaces (rule 4): a RuntimeDefault one stays as the base.
  */
 export async function fromAnnotation<T>(
-  deps: AnnotationDeps,
+  deps: AnnotationDeps | undefined,
   ann: ProfileAnnotation,
   kep: SecurityProfileMsg | undefined,
   namespace: string | undefined,
   who: string,
   resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>,
 ): Promise<T> {
+  // A shim that does not apply annotations refuses the call rather than run it without the
+  // profile: the controller binds by annotation where the field cannot carry it (docs/binding.md).
+  if (deps === undefined) {
+    throw new SpokeError('FailedPrecondition', `${who}: annotation ${ann.key} names a ${ann.kind} profile, but this node's shim does not apply profile annotations (annotations: true in its node config)`, { annotation: ann.key }, { reason: 'ANNOTATIONS_OFF' });
+  }
   const ctx = { who: `${who} (annotation ${ann.key})`, namespace };
   const base = kep?.profileType === PROFILE_RUNTIME_DEFAULT ? { type: BASE_RUNTIME_DEFAULT, localhostRef: '' } : undefined;
   try {

@@ -145,7 +145,8 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const namespace = namespaceOf(config);
   const aa = inspect(payload, POD_APPARMOR_IN_RUN, who);
   const site = inspect(payload, POD_SECCOMP_IN_RUN, who);
-  const annotations = deps.annotations ? ProfileAnnotations.read(config) : ProfileAnnotations.NONE;
+  // Read in either mode: one that would apply is refused where the shim does not apply them (fromAnnotation).
+  const annotations = ProfileAnnotations.read(config);
   const ann = annotations.size > 0 && !site.oci ? annotations.forPod('seccomp') : undefined;
   if (!aa.oci && !site.oci && ann === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
   const privileged = privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED);
@@ -158,7 +159,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
     holds = await deps.seccomp(site.profile!, { who, namespace });
   } else if (ann !== undefined) {
     checkConflict(ann, site.profile, privileged, who);
-    holds = await fromAnnotation(deps.annotations!, ann, site.profile, namespace, who, deps.seccomp);
+    holds = await fromAnnotation(deps.annotations, ann, site.profile, namespace, who, deps.seccomp);
   }
   if (holds) out = replaceMessageAt(out, POD_SECCOMP_IN_RUN, encodeLocalhostProfile(holds.path));
   const appArmor: AppArmorPrepared[] = [];
@@ -213,7 +214,7 @@ async function containerKind<T>(
     out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
   } else if ((ann = read()) !== undefined) {
     checkConflict(ann, ctr.profile ?? pod.profile, ctx.privileged, who);
-    const applied = await fromAnnotation(ctx.deps.annotations!, ann, ctr.profile ?? pod.profile, ctx.namespace, who, s.resolve);
+    const applied = await fromAnnotation(ctx.deps.annotations, ann, ctr.profile ?? pod.profile, ctx.namespace, who, s.resolve);
     held.push(applied);
     out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
@@ -231,7 +232,7 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const meta = config ? getMergedMessage(config, CONTAINER_METADATA) : undefined;
   const container = meta ? getString(meta, 1) : '';
   const who = `container ${podName(sandboxConfig)}/${container || '?'}`;
-  const annotations = deps.annotations ? ProfileAnnotations.read(sandboxConfig) : ProfileAnnotations.NONE;
+  const annotations = ProfileAnnotations.read(sandboxConfig);
   const recording = deps.recording ? readRecording(sandboxConfig) : undefined;
   // Fast path: nothing OCI anywhere and no annotation → not ours.
   const anyOci = [CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE, CTR_APPARMOR_IN_CREATE, POD_APPARMOR_IN_CREATE].some((p) => {

@@ -196,11 +196,21 @@ describe('annotation precedence: RunPodSandbox', () => {
     assert.deepEqual(h.pulls, []);
   });
 
-  it('annotation mode off, or only container annotations: the request is not touched', async () => {
+  it('annotation mode off: a pod annotation is refused, never ignored (the controller falls back to annotations)', async () => {
     const h = harness();
     const req = run({ annotations: { [`${SC}pod`]: REF_POD } });
-    const off = await rewriteRunPodSandbox(req, { seccomp: h.deps.seccomp });
-    assert.equal(off.payload, req);
+    await assert.rejects(rewriteRunPodSandbox(req, { seccomp: h.deps.seccomp }), refusedAnnotation(`${SC}pod`, { code: 'FailedPrecondition', reason: 'ANNOTATIONS_OFF' }));
+    // A KEP OCI profile in the request wins, in this mode too.
+    const kep = run({ annotations: { [`${SC}pod`]: REF_POD }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } });
+    assert.equal((await rewriteRunPodSandbox(kep, { seccomp: h.deps.seccomp })).edited, true);
+    // Container annotations are the containers' business.
+    const theirs = run({ annotations: { [`${SC}app`]: REF_CTR } });
+    assert.equal((await rewriteRunPodSandbox(theirs, { seccomp: h.deps.seccomp })).payload, theirs);
+    assert.deepEqual(h.pulls, []);
+  });
+
+  it('only container annotations: the request is not touched', async () => {
+    const h = harness();
     const ctrOnly = run({ annotations: { [`${SC}app`]: REF_CTR, [`${AA}pod`]: REF_POD } });
     const r = await rewriteRunPodSandbox(ctrOnly, h.deps);
     assert.equal(r.edited, false);
@@ -281,14 +291,25 @@ describe('annotation precedence: CreateContainer', () => {
     assert.equal((await rewriteCreateContainer(req, h.deps)).payload, req);
   });
 
-  it('annotations for other containers only, or mode off: the same buffer is forwarded', async () => {
+  it('annotations for other containers only: the same buffer is forwarded, in either mode', async () => {
     const h = harness();
     const req = createReq({ annotations: { [`${SC}other`]: REF_CTR, [`${SC}bad`]: 'not a reference' } });
     const r = await rewriteCreateContainer(req, h.deps);
     assert.equal(r.edited, false);
     assert.equal(r.payload, req);
-    const mine = createReq({ annotations: { [`${SC}app`]: REF_CTR } });
-    assert.equal((await rewriteCreateContainer(mine, { seccomp: h.deps.seccomp })).payload, mine);
+    assert.equal((await rewriteCreateContainer(req, { seccomp: h.deps.seccomp })).payload, req);
+    assert.deepEqual(h.pulls, []);
+  });
+
+  it('annotation mode off: an annotation for this container (own or /pod, either kind) is refused, never ignored', async () => {
+    const h = harness();
+    const off = { seccomp: h.deps.seccomp };
+    for (const [key, ref] of [[`${SC}app`, REF_CTR], [`${SC}pod`, REF_POD], [`${AA}app`, REF_CTR]] as const) {
+      await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [key]: ref } }), off), refusedAnnotation(key, { code: 'FailedPrecondition', reason: 'ANNOTATIONS_OFF' }));
+    }
+    // The container's own KEP OCI profile of that kind wins, as in annotation mode.
+    const kep = createReq({ annotations: { [`${SC}app`]: REF_CTR }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } });
+    assert.equal((await rewriteCreateContainer(kep, off)).edited, true);
     assert.deepEqual(h.pulls, []);
   });
 
