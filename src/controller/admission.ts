@@ -2,10 +2,10 @@
 // without the HTTP. `reviewPod` is the mutating webhook (pods, CREATE only), `reviewBinding`
 // the validating webhook for ProfileBinding objects.
 
-import { PROFILE_KINDS } from '../core/constants.js';
+import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
-import { ANNOTATION_PREFIX, API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
+import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
 import { DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_PREFIX, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
 

@@ -2,9 +2,9 @@
 // docs/binding.md): the pod's container slots, which bindings select a slot and how specific
 // they are, the profile a container runs under today, and whether our own patch is already there.
 
-import type { ProfileKind } from '../core/constants.js';
+import { ANNOTATION_PREFIX, type ProfileKind } from '../core/constants.js';
 import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
-import { ANNOTATION_PREFIX, LEGACY_APPARMOR_ANNOTATION_PREFIX, type Container, type Pod } from './types.js';
+import { LEGACY_APPARMOR_ANNOTATION_PREFIX, type Container, type Pod } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
 
 export type BindingMode = 'field' | 'annotations';

@@ -41,7 +41,7 @@
 // Recording (R1 to R6), when the caller passes the ProfileRecordings of the namespace:
 // recording-mark.ts. Selection: binding-match.ts; the patch: binding-patch.ts.
 
-import type { ProfileKind } from '../core/constants.js';
+import { ANNOTATION_PREFIX, POD_ANNOTATION, type ProfileKind } from '../core/constants.js';
 import {
   FIELD,
   alreadyBound,
@@ -59,7 +59,7 @@ import type { JsonPatchOp } from './jsonpatch.js';
 import { fieldRejected, podSecurityWarning } from './pod-security.js';
 import { foreignMarkings, planRecording, type RecordingProofOptions } from './recording-mark.js';
 import { selectorMatches } from './selector.js';
-import { ANNOTATION_PREFIX, LEGACY_APPARMOR_ANNOTATION_PREFIX, type Pod, type ProfileOCI } from './types.js';
+import { LEGACY_APPARMOR_ANNOTATION_PREFIX, type Pod, type ProfileOCI } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
@@ -201,6 +201,11 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         if (winner.baseProfile) oci.baseProfile = { ...winner.baseProfile };
         changes[FIELD[kind]] = { type: 'OCI', oci };
       } else {
+        // The shim reads `<prefix>pod` as the pod-wide annotation, every container's profile.
+        if (c.name === POD_ANNOTATION) {
+          denials.push(`${what}: container "${POD_ANNOTATION}" cannot be bound by annotation: ${ANNOTATION_PREFIX[kind]}${POD_ANNOTATION} is the pod-wide key (docs/annotation-mode.md); rename the container or bind it in field mode`);
+          continue;
+        }
         if (mode === 'field') switched.add(kind);
         annotationSets.set(ANNOTATION_PREFIX[kind] + c.name, winner.reference);
         changes[FIELD[kind]] = { type: 'RuntimeDefault' };

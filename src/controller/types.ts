@@ -14,11 +14,6 @@ export const BINDING_PLURAL = 'profilebindings';
 export const NAMESPACE_OPT_IN_LABEL = 'spoke.dev/binding';
 export const NAMESPACE_OPT_IN_VALUE = 'enabled';
 
-/** `annotations` mode: per-container annotations the shim reads instead of the KEP API field. */
-export const ANNOTATION_PREFIX: Readonly<Record<ProfileKind, string>> = {
-  seccomp: 'seccomp.profiles.spoke.dev/',
-  apparmor: 'apparmor.profiles.spoke.dev/',
-};
 /** Legacy AppArmor annotation (pre-1.30); the API server requires it to agree with the field when both are set. */
 export const LEGACY_APPARMOR_ANNOTATION_PREFIX = 'container.apparmor.security.beta.kubernetes.io/';
 

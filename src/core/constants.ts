@@ -71,3 +71,13 @@ export const CRI_PULL_METHODS = ['PullSecurityProfileArtifact', 'PullSecurityPro
  * bundle holding both a DSSE envelope and a message signature.
  */
 export const SIGNATURE_RULES_VERSION = 2;
+
+/**
+ * Annotation mode (docs/annotation-mode.md): `<prefix><container>` names a container's profile,
+ * `<prefix>pod` every container's; read by the shim, written by the controller.
+ */
+export const ANNOTATION_PREFIX: Readonly<Record<ProfileKind, string>> = {
+  seccomp: 'seccomp.profiles.spoke.dev/',
+  apparmor: 'apparmor.profiles.spoke.dev/',
+};
+export const POD_ANNOTATION = 'pod';

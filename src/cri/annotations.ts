@@ -1,6 +1,6 @@
 // Annotation mode (docs/annotation-mode.md): OCI profiles named by pod annotations, for kubelets that do not speak
-// KEP-6061 yet. The controller's `--annotations` mode writes them (src/controller/types.ts
-// ANNOTATION_PREFIX; repeated here because cri/ may not import controller/):
+// KEP-6061 yet. The controller's `--annotations` mode writes them (ANNOTATION_PREFIX in
+// src/core/constants.ts, shared with the controller):
 //   seccomp.profiles.spoke.dev/pod          pod level: the sandbox and every container
 //   seccomp.profiles.spoke.dev/<container>  one container; wins over /pod
 //   apparmor.profiles.spoke.dev/…           the same for AppArmor (containers only, see rewrite.ts)
@@ -16,18 +16,13 @@
 // A container named `pod` shares its key with the pod-level annotation; either reading gives it
 // that profile.
 
-import type { ProfileKind } from '../core/constants.js';
+import { ANNOTATION_PREFIX, POD_ANNOTATION, type ProfileKind } from '../core/constants.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import { MAX_REFERENCE_LENGTH } from '../core/limits.js';
 import { formatReference, parseReference } from '../core/reference.js';
 import { SANDBOX_ANNOTATIONS } from './messages.js';
 import { getStringMap } from './wire.js';
 
-export const ANNOTATION_PREFIX: Readonly<Record<ProfileKind, string>> = {
-  seccomp: 'seccomp.profiles.spoke.dev/',
-  apparmor: 'apparmor.profiles.spoke.dev/',
-};
-export const POD_ANNOTATION = 'pod';
 const PREFIXES = [ANNOTATION_PREFIX.seccomp, ANNOTATION_PREFIX.apparmor] as const;
 
 export interface ProfileAnnotation {

@@ -296,6 +296,16 @@ describe('mutation rules', () => {
     assert.ok((r2.patch as Op[]).some((o) => o.path === '/metadata/annotations/seccomp.profiles.spoke.dev~1app'));
   });
 
+  it('annotations mode: a container named "pod" cannot be bound by annotation (its key is the pod-wide one): the pod is denied', () => {
+    // The shim reads seccomp.profiles.spoke.dev/pod as every container's profile: written for one
+    // container it would bind its siblings too (and fail next to a Localhost or privileged one).
+    const msg = denied(mutatePod(pod([ctr('pod'), ctr('agent', 'nginx', { seccompProfile: { type: 'Localhost', localhostProfile: 'agent.json' } })]), [binding('b', { containers: ['pod'] })], { mode: 'annotations' }));
+    assert.match(msg, /container "pod"/);
+    assert.match(msg, /pod-wide/);
+    // In field mode the container is bound like any other.
+    ok(mutatePod(pod([ctr('pod')]), [binding('b', {})]));
+  });
+
   it('an existing spoke annotation with another reference is kept, with a warning', () => {
     const p = pod([ctr('app')], { annotations: { 'seccomp.profiles.spoke.dev/app': REF_C } });
     const r = ok(mutatePod(p, [binding('b', {})], { mode: 'annotations' }));

@@ -13,7 +13,7 @@ import { rewriteCreateContainer, type RewriteDeps, type Resolver } from '../../.
 import { installLoggingProfile, readRecording, RECORDING_ANNOTATION, RECORDING_CONTAINERS_ANNOTATION } from '../../../src/cri/recording.js';
 import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_CREATE, PROFILE_LOCALHOST, PROFILE_RUNTIME_DEFAULT } from '../../../src/cri/messages.js';
 import { getMergedAt } from '../../../src/cri/wire.js';
-import { ANNOTATION_PREFIX } from '../../../src/cri/annotations.js';
+import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { RECORDING_PROOF_ANNOTATION, signRecordingProof } from '../../../src/core/recording-proof.js';
 import { decodeSeccomp } from '../../../src/profiles/seccomp/index.js';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encode, type Msg } from '../../helpers/cri-client.js';
-import { ANNOTATION_PREFIX } from '../../../src/cri/annotations.js';
+import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type RewriteDeps } from '../../../src/cri/rewrite.js';
 import { BASE_RUNTIME_DEFAULT, type SecurityProfileMsg } from '../../../src/cri/messages.js';
 import { SpokeError } from '../../../src/core/errors.js';
