@@ -4,6 +4,7 @@
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
+import { bindingWinners, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
@@ -128,13 +129,7 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   if (pod === null || typeof pod !== 'object') throw new BadReview('request.object is required for CREATE');
   const namespace = req.namespace || pod.metadata?.namespace;
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
-  if (!source.synced()) {
-    return review({
-      uid: req.uid,
-      allowed: false,
-      status: { code: 503, reason: 'ServiceUnavailable', message: 'spoke: ProfileBinding cache not synced yet; retry shortly' },
-    });
-  }
+  if (!source.synced()) return notSynced(req.uid);
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
   const recordingsReady = opts.recordings?.synced() === true;
@@ -221,9 +216,11 @@ export function reviewResult(body: unknown): AdmissionReview {
  *   pod author could copy a proof onto a pod the webhook saw without one (docs/recording.md);
  * - an annotation-mode profile annotation (`seccomp|apparmor.profiles.spoke.dev/*`) is never
  *   added, changed or removed: removing the one a binding wrote would start the container under
- *   plain RuntimeDefault, changing it would swap the bound profile (docs/annotation-mode.md).
+ *   plain RuntimeDefault, changing it would swap the bound profile (docs/annotation-mode.md);
+ * - a container's image changes only where the bindings give the new image what they gave the
+ *   old one: the profile decided at creation stays with the container whatever it runs.
  */
-export function reviewPodUpdate(body: unknown): AdmissionReview {
+export function reviewPodUpdate(body: unknown, source: BindingSource): AdmissionReview {
   const req = parseReview(body);
   const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && !req.subResource;
   if (!isPod || req.operation !== 'UPDATE') return review({ uid: req.uid, allowed: true });
@@ -239,7 +236,35 @@ export function reviewPodUpdate(body: unknown): AdmissionReview {
     .filter((k) => isProfileKey(k) && now[k] !== before[k])
     .sort();
   if (profile.length > 0) return refuseUpdate(req.uid, profile, 'profile annotations are set when the pod is created, never changed later');
-  return review({ uid: req.uid, allowed: true });
+  // A container's image may change in place (the kubelet restarts it with the new one): the
+  // binding decided at creation for the old image must still be the one the new image gets.
+  const changed = imageChanges(req.oldObject as Pod | undefined, req.object as Pod | undefined);
+  if (changed.length === 0) return review({ uid: req.uid, allowed: true });
+  const namespace = req.namespace || (req.object as Pod | undefined)?.metadata?.namespace;
+  if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
+  if (!source.synced()) return notSynced(req.uid);
+  const bindings = source.list(namespace);
+  const oldWinners = bindingWinners(req.oldObject as Pod, bindings);
+  const newWinners = bindingWinners(req.object as Pod, bindings);
+  const moved = changed.filter((slot) => oldWinners.get(slot) !== newWinners.get(slot));
+  if (moved.length === 0) return review({ uid: req.uid, allowed: true });
+  const shown = moved.slice(0, 5).map((slot) => `${slot.startsWith('initContainers/') ? 'init container' : 'container'} "${slot.slice(slot.indexOf('/') + 1).slice(0, 63)}"`);
+  return review({
+    uid: req.uid,
+    allowed: false,
+    status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}: a new image changes the profiles its ProfileBindings give it; recreate the pod instead (docs/binding.md)` },
+  });
+}
+
+/** `<list>/<name>` of each container whose image differs between the two pods. */
+function imageChanges(before: Pod | undefined, after: Pod | undefined): string[] {
+  const images = (p: Pod | undefined) => new Map(slotsOf(p ?? {}).map((s) => [`${s.list}/${s.container.name}`, s.container.image]));
+  const old = images(before);
+  return [...images(after)].filter(([slot, image]) => old.has(slot) && old.get(slot) !== image).map(([slot]) => slot);
+}
+
+function notSynced(uid: string): AdmissionReview {
+  return review({ uid, allowed: false, status: { code: 503, reason: 'ServiceUnavailable', message: 'spoke: ProfileBinding cache not synced yet; retry shortly' } });
 }
 
 function refuseUpdate(uid: string, keys: string[], why: string): AdmissionReview {

@@ -4,6 +4,7 @@
 
 import { ANNOTATION_PREFIX, type ProfileKind } from '../core/constants.js';
 import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
+import { selectorMatches } from './selector.js';
 import { LEGACY_APPARMOR_ANNOTATION_PREFIX, type Container, type Pod } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
 
@@ -63,6 +64,27 @@ export function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: 
   const own = c.securityContext?.[FIELD[kind]];
   if (own?.type !== 'OCI' || own.oci?.reference !== winner.reference) return false;
   return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
+}
+
+/**
+ * What the bindings would give each container of `pod`: per `<list>/<name>`, per kind, the
+ * winning binding's name, reference and base (as mutatePod picks the winner), or nothing.
+ */
+export function bindingWinners(pod: Pod, rawBindings: readonly unknown[]): Map<string, string> {
+  const bindings: CompiledBinding[] = [];
+  for (const raw of rawBindings) {
+    const v = validateBinding(raw);
+    if (v.ok && selectorMatches(v.binding.podSelector, pod.metadata?.labels)) bindings.push(v.binding);
+  }
+  const out = new Map<string, string>();
+  for (const slot of slotsOf(pod)) {
+    const winners = (['seccomp', 'apparmor'] as const).map((kind) => {
+      const w = candidatesFor(bindings, kind, slot)[0];
+      return w === undefined ? null : [w.name, w.reference, w.baseProfile ?? null];
+    });
+    out.set(`${slot.list}/${slot.container.name}`, JSON.stringify(winners));
+  }
+  return out;
 }
 
 export interface Slot {

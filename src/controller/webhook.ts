@@ -182,7 +182,7 @@ export class WebhookServer {
           : path === '/validate-results'
             ? reviewResult(doc)
             : path === '/validate-pod-updates'
-              ? reviewPodUpdate(doc)
+              ? reviewPodUpdate(doc, this.opts.source)
               : reviewBinding(doc);
       const r = out.response;
       this.opts.log?.({

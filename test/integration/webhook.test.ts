@@ -307,6 +307,25 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
   });
   after(() => server.close());
 
+  it("/validate-pod-updates: an image change that changes a container's binding is refused; one that keeps it passes", async () => {
+    // Kubernetes lets a pod UPDATE change container images, and the kubelet restarts the
+    // container with the new one: the binding decided for the old image would stay with it.
+    const created = deploymentPod({ initContainers: [{ name: 'init', image: 'busybox:1.36' }], containers: [{ name: 'web', image: 'busybox:1.36' }] });
+    const stored = patchedPod(created, await review(port, podReview(created)));
+    assert.deepEqual(stored.spec?.containers?.[0]?.securityContext, { seccompProfile: { type: 'OCI', oci: { reference: REF_B } } });
+    const withImage = (list: 'containers' | 'initContainers', image: string): Pod => ({ ...stored, spec: { ...stored.spec, [list]: stored.spec![list]!.map((c) => ({ ...c, image })) } });
+    const update = (before: Pod, after: Pod) => ({ ...podReview(after, { operation: 'UPDATE' }), request: { ...podReview(after, { operation: 'UPDATE' }).request, oldObject: before } });
+    const answer = async (after: Pod) => (await post(port, '/validate-pod-updates', update(stored, after))).json().response;
+    // busybox → nginx: the app=web nginx binding (REF_A) and the AppArmor one would win now.
+    const moved = await answer(withImage('containers', 'nginx:1.27'));
+    assert.deepEqual([moved.allowed, moved.status?.code], [false, 403]);
+    assert.match(moved.status?.message ?? '', /container "web": a new image changes the profiles its ProfileBindings give it/);
+    const movedInit = await answer(withImage('initContainers', 'docker.io/library/nginx:1.27'));
+    assert.equal(movedInit.allowed, false);
+    assert.equal((await answer(withImage('containers', 'busybox:1.37'))).allowed, true, 'the same binding wins for the new image');
+    assert.equal((await answer({ ...stored, metadata: { ...stored.metadata, labels: { ...stored.metadata!.labels, extra: 'x' } } })).allowed, true, 'no image change');
+  });
+
   it('patches a pod CREATE: containers and init containers, the most specific binding, uid echoed', async () => {
     const pod = deploymentPod({
       initContainers: [{ name: 'migrate', image: 'busybox:1.36' }],
