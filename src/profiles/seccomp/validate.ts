@@ -61,6 +61,39 @@ interface SyscallTally {
    * only find no rule, a single rule or an or-set, none of them a problem. False otherwise.
    */
   orSet: Verdict | null | false;
+  /** Per argument index, the conditions written on it by entries libseccomp loads (writtenMisbuild). */
+  written: Map<number, WrittenConditions> | undefined;
+}
+
+interface WrittenConditions {
+  count: number;
+  range: boolean;
+  wide: boolean;
+  /** The last condition written, for the error path. */
+  path: string;
+}
+
+const RANGE_OPS: ReadonlySet<string> = new Set(['SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_GT', 'SCMP_CMP_GE']);
+
+/**
+ * Notes what entry `i` writes on each argument of a syscall. libseccomp 2.5 builds wrong BPF for
+ * two or more conditions on one argument with a range comparison and a value above 32 bits among
+ * them, as written: a boundary spelled `>= 2^32`, a condition that never or always matches, all
+ * reach it unnormalised (checked under runc). Such a syscall is refused in artifacts and
+ * baselines, so that whatever spoke accepts is enforced as spoke reads it (decision.ts
+ * misbuiltOrSet judges the normalised forms a merge writes).
+ */
+function noteWritten(tally: SyscallTally, args: readonly SeccompArg[], i: number): void {
+  tally.written ??= new Map();
+  for (let k = 0; k < args.length; k++) {
+    const a = args[k]!;
+    let w = tally.written.get(a.index);
+    if (w === undefined) tally.written.set(a.index, (w = { count: 0, range: false, wide: false, path: '' }));
+    w.count++;
+    if (RANGE_OPS.has(a.op)) w.range = true;
+    if (a.value > MAX_UINT32 || (a.valueTwo ?? 0n) > MAX_UINT32) w.wide = true;
+    w.path = `syscalls[${i}].args[${k}]`;
+  }
 }
 
 /**
@@ -158,7 +191,7 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally === undefined) {
         // A name with a tally has passed this check already.
         if (!SYSCALL_NAME_RE.test(name)) fail(`syscalls[${i}].names[${j}]`, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
-        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, orSet: null }));
+        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, orSet: null, written: undefined }));
       }
       if (namesHere !== undefined) {
         if (namesHere.has(name)) fail(`syscalls[${i}].names[${j}]`, `duplicate syscall name ${name}`);
@@ -174,11 +207,18 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally.entries > MAX_ENTRIES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_ENTRIES_PER_SYSCALL} entries for ${name}`, { limit: MAX_ENTRIES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
+      // runc skips an entry whose verdict is the default: libseccomp never sees it.
+      if (artifact && args.length > 0 && orSetVerdict !== null) noteWritten(tally, args, i);
       if (orSetVerdict === false) tally.orSet = false;
       else if (orSetVerdict !== null && tally.orSet !== false) tally.orSet = tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict) ? orSetVerdict : false;
     }
   }
   if (!artifact) return;
+  for (const [name, tally] of tallies) {
+    for (const [index, w] of tally.written ?? []) {
+      if (w.count > 1 && w.range && w.wide) fail(w.path, `rules for ${name} compare argument ${index} ${w.count} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
+    }
+  }
   const clauses = clausesOf(entries, tallies);
   for (const [name, tally] of tallies) {
     const list = clauses.get(tally);

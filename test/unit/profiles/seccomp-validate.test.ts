@@ -8,6 +8,7 @@ import {
   validateArtifact,
   validateBaseline,
   validateStrict,
+  type SeccompArg,
   type SeccompProfile,
   type SeccompSyscall,
 } from '../../../src/profiles/seccomp/index.js';
@@ -36,6 +37,7 @@ function failsAt(v: Validator, p: SeccompProfile, path: string): void {
 const allow = (names: string[], extra: Partial<SeccompSyscall> = {}): SeccompSyscall => ({ names, action: 'SCMP_ACT_ALLOW', ...extra });
 const profile = (syscalls: SeccompSyscall[], extra: Partial<SeccompProfile> = {}): SeccompProfile => ({ defaultAction: 'SCMP_ACT_ERRNO', syscalls, ...extra });
 const eq = (index: number, value: bigint) => ({ index, value, op: 'SCMP_CMP_EQ' as const });
+const arg = (index: number, op: SeccompArg['op'], value: bigint): SeccompArg => ({ index, op, value });
 
 /** [rule, profile, first level that rejects it (0 validate, 1 artifact, 2 strict), path, or path per level] */
 const RULES: [string, SeccompProfile, number, string | string[]][] = [
@@ -63,6 +65,13 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   ['non-safe shape (two multi-condition clauses)', profile([allow(['read'], { args: [eq(0, 1n), eq(1, 1n)] }), allow(['read'], { args: [eq(0, 2n), eq(1, 2n)] })]), 1, 'syscalls[1].names[0]'],
   ['EQ values equal in the low 32 bits are not distinct', profile([allow(['read'], { args: [eq(0, 1n)] }), { names: ['read'], action: 'SCMP_ACT_LOG', args: [eq(0, (1n << 32n) + 1n)] }]), 1, 'syscalls[1].names[0]'],
   ['values wider than 32 bits with 32-bit archs', profile([allow(['read'], { args: [eq(0, 1n << 33n)] })], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] }), 1, 'syscalls[0].args[0].value'],
+  // libseccomp 2.5 builds wrong BPF for two conditions on one argument with a range comparison
+  // and a value above 32 bits among them, as written (checked under runc): these shapes would be
+  // enforced otherwise than read, so they are refused however their values are spelled.
+  ['libseccomp misbuild: LT 40 + GE 2^32 (a boundary spelled the long way)', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kill'], action: 'SCMP_ACT_ERRNO', errnoRet: 13, args: [arg(0, 'SCMP_CMP_LT', 40n)] }, { names: ['kill'], action: 'SCMP_ACT_ERRNO', errnoRet: 13, args: [arg(0, 'SCMP_CMP_GE', 1n << 32n)] }] }, 1, 'syscalls[1].args[0]'],
+  ['libseccomp misbuild: GE 5 + LT 2^32', profile([allow(['kill'], { args: [arg(0, 'SCMP_CMP_GE', 5n)] }), allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', 1n << 32n)] })]), 1, 'syscalls[1].args[0]'],
+  ['libseccomp misbuild: a never-matching LT 0 next to LT 2^32 + 5', profile([allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', 0n)] }), allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', (1n << 32n) + 5n)] })]), 1, 'syscalls[1].args[0]'],
+  ['libseccomp misbuild: an always-matching LE 2^64-1 next to GE 0xffffffff', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_KILL', args: [arg(0, 'SCMP_CMP_GE', 0xffffffffn)] }, { names: ['read'], action: 'SCMP_ACT_KILL', args: [arg(0, 'SCMP_CMP_LE', (1n << 64n) - 1n)] }] }, 1, 'syscalls[1].args[0]'],
   ['strict: duplicate name in an entry', profile([allow(['read', 'read'])]), 2, 'syscalls[0].names[1]'],
   ['strict: duplicate rule across entries', profile([allow(['read']), allow(['write', 'read'])]), 2, 'syscalls[1].names[1]'],
   ['strict: unused valueTwo', profile([allow(['read'], { args: [{ index: 0, value: 1n, valueTwo: 2n, op: 'SCMP_CMP_EQ' }] })]), 2, 'syscalls[0].args[0].valueTwo'],
