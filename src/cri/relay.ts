@@ -81,6 +81,16 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
 
   up.on('response', (h, flags) => {
     if (stream.closed || stream.destroyed) return;
+    // node:http2 refuses to send a status outside 200–599, which nghttp2 accepts from the
+    // upstream: the call fails as grpc-go reads an unknown HTTP status (UNKNOWN), not the shim.
+    const status = Number(h[':status']);
+    if (!(status >= 200 && status <= 599)) {
+      responded = true; // answered here: the upstream stream's close adds nothing
+      void complete();
+      up.close(constants.NGHTTP2_CANCEL);
+      host.endCall(call, GrpcCode.UNKNOWN, `spoke shim: the upstream runtime answered HTTP status ${String(h[':status']).slice(0, 16)}`);
+      return;
+    }
     const rh = responseHeaders(h);
     responded = true;
     host.report(call);

@@ -1,9 +1,10 @@
-// A raw HTTP/2 client for tests that must break the rules a real HTTP/2 library enforces: send
-// garbage after the preface, open more streams than the server allows, never finish a request.
+// A raw HTTP/2 client (and server) for tests that must break the rules a real HTTP/2 library
+// enforces: send garbage after the preface, open more streams than the server allows, never
+// finish a request, answer with a status node:http2 would refuse to send.
 // Frames per RFC 9113 §4.1; header blocks use HPACK literals without indexing (RFC 7541 §6.2.2),
 // so no encoder state is needed. Incoming frames are split but only their headers are read.
 
-import { connect, type Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -115,4 +116,37 @@ export function resets(frames: readonly Frame[]): Map<number, number> {
   const out = new Map<number, number>();
   for (const f of frames) if (f.type === FRAME.RST_STREAM) out.set(f.stream, f.payload.readUInt32BE(0));
   return out;
+}
+
+/**
+ * A raw HTTP/2 server on a unix socket, answering each request's HEADERS with `answer` (the
+ * socket and the stream id): for upstream answers node:http2 would not send itself.
+ */
+export function rawUpstream(path: string, answer: (sock: Socket, stream: number) => void): Promise<NetServer> {
+  const server = createNetServer((sock) => {
+    let buf = Buffer.alloc(0);
+    let preface = false;
+    sock.on('error', () => {});
+    sock.write(frame(FRAME.SETTINGS, 0, 0));
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!preface) {
+        if (buf.length < PREFACE.length) return;
+        buf = buf.subarray(PREFACE.length);
+        preface = true;
+      }
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        const type = buf[3]!;
+        const flags = buf[4]!;
+        const id = buf.readUInt32BE(5) & 0x7fffffff;
+        buf = buf.subarray(9 + len);
+        if (type === FRAME.SETTINGS && (flags & FLAG.ACK) === 0) sock.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+        if (type === FRAME.PING && (flags & FLAG.ACK) === 0) sock.write(frame(FRAME.PING, FLAG.ACK, 0, Buffer.alloc(8)));
+        if (type === FRAME.HEADERS) answer(sock, id);
+      }
+    });
+  });
+  return new Promise((resolve) => server.listen(path, () => resolve(server)));
 }

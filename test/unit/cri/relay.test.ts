@@ -14,6 +14,11 @@ import { encodeFrame } from '../../../src/cri/frame.js';
 import { forward } from '../../../src/cri/relay.js';
 import type { Upstream } from '../../../src/cri/upstream.js';
 import { silentLogger } from '../../../src/core/runtime.js';
+import { ShimServer } from '../../../src/cri/server.js';
+import { H2CriClient } from '../../helpers/cri-client.js';
+import { FLAG, FRAME, frame, headerBlock, rawUpstream } from '../../helpers/h2raw.js';
+import { stubShimDeps } from '../../helpers/shim.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 
 const PATH = '/runtime.v1.RuntimeService/CreateContainer';
 
@@ -103,4 +108,27 @@ describe('forward with completeAfterResponse', () => {
       assert.deepEqual(seen, [{ closed: true, status }]);
     });
   }
+});
+
+describe('forward against an upstream answering what node:http2 refuses to send', () => {
+  it('an HTTP status outside 200–599 fails that call, as grpc-go reads it (UNKNOWN), and the shim goes on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-relay-status-'));
+    const upstream = await rawUpstream(join(dir, 'up.sock'), (sock, id) => {
+      sock.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock({ ':status': '600', 'content-type': 'application/grpc', 'grpc-status': '0' })));
+    });
+    const shim = new ShimServer({ listen: join(dir, 'shim.sock'), upstream: join(dir, 'up.sock'), deps: stubShimDeps(join(dir, 'store'), join(dir, 'seccomp')) });
+    await shim.start();
+    const client = new H2CriClient(join(dir, 'shim.sock'));
+    try {
+      for (let i = 0; i < 2; i++) {
+        // The status the client reads off the wire (H2CriClient reports it as `grpc-status N: message`).
+        await assert.rejects(client.unaryRaw('/runtime.v1.RuntimeService/Version', Buffer.alloc(0)), new RegExp(`grpc-status ${grpcStatus.UNKNOWN}: .*HTTP status 600`), `call ${i}`);
+      }
+    } finally {
+      client.close();
+      await shim.close();
+      upstream.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
