@@ -17,7 +17,15 @@ export interface Call {
   up: ClientHttp2Stream | undefined;
   /** The client has sent the whole request (END_STREAM), as last seen by the body sweep. */
   requestDone: boolean;
+  /** The request's header fields as received (name, value, …): a repeated name stays repeated. */
+  rawHeaders: RawHeaders;
 }
+
+/**
+ * A header list as received, name and value alternating. node:http2 passes it to 'stream',
+ * 'response' and 'trailers' listeners after the arguments @types/node declares.
+ */
+export type RawHeaders = readonly string[];
 
 /** Bytes of request bodies being read, over every call: what the shim holds for them is bounded. */
 export class BodyBudget {

@@ -91,10 +91,10 @@ export class EditedCalls<P> {
     }
     if (!result.edited) {
       // Not ours: the original bytes, headers untouched.
-      forward(host, call, headers, { body });
+      forward(host, call, { body });
       return;
     }
-    const out: IncomingHttpHeaders = { ...headers };
+    let replace: Record<string, string> | undefined;
     if (deadline !== undefined) {
       const left = deadline - performance.now();
       if (left <= 0) {
@@ -102,12 +102,13 @@ export class EditedCalls<P> {
         host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
         return;
       }
-      out['grpc-timeout'] = formatGrpcTimeout(left);
+      replace = { 'grpc-timeout': formatGrpcTimeout(left) };
     }
     await claims.begin(result.holds);
     // The pending holder recorded above keeps the profile until the commit (inuse-holders.ts), so
     // the client's answer does not wait for the commit.
-    forward(host, call, out, {
+    forward(host, call, {
+      ...(replace ? { replace } : {}),
       body: encodeFrame(result.payload),
       teeResponse: true,
       completeAfterResponse: true,
@@ -123,7 +124,7 @@ export class EditedCalls<P> {
     } catch {
       id = '';
     }
-    forward(this.d.host, call, headers, {
+    forward(this.d.host, call, {
       body,
       onComplete: async (status) => {
         if (status !== '0' || id === '') return;

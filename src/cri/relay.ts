@@ -4,7 +4,7 @@
 
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import type { Call, CallHost } from './call.js';
+import type { Call, CallHost, RawHeaders } from './call.js';
 import { encodeFrame, encodeGrpcMessage, parseFrames } from './frame.js';
 import { GrpcCode } from './grpc-status.js';
 import { headerString, RESPOND_END, RESPOND_TRAILERS } from './unary.js';
@@ -17,6 +17,8 @@ const REQUEST_PSEUDO = new Set([':method', ':path', ':scheme', ':authority']);
 
 export interface ForwardOptions {
   body?: Buffer;
+  /** Request fields sent instead of the client's (an edited create's shorter grpc-timeout). */
+  replace?: Readonly<Record<string, string>>;
   editResponse?: (payload: Buffer) => Buffer;
   teeResponse?: boolean;
   onComplete?: (grpcStatus: string | undefined, responseBody: Buffer | undefined) => Promise<void>;
@@ -36,7 +38,7 @@ export const noop = (): void => {};
  * they arrive, DATA relayed, trailers passed at the end. Without `onComplete` everything happens
  * synchronously in the HTTP/2 callbacks, so a unary exchange leaves in one write each way.
  */
-export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders, o: ForwardOptions): void {
+export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
   const stream = call.stream;
   if (stream.closed || stream.destroyed) {
     // The client is gone (while an edited request was being prepared): nothing to forward.
@@ -51,7 +53,7 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
   }
   let up: ClientHttp2Stream;
   try {
-    up = session.request(requestHeaders(headers), { endStream: false });
+    up = session.request({ ...fromRaw(call.rawHeaders, isRequestField), ...o.replace }, { endStream: false });
   } catch (e) {
     void o.onComplete?.(undefined, undefined);
     host.endCall(call, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`);
@@ -79,7 +81,7 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
   if (o.body !== undefined) up.end(o.body);
   else relay(stream, up);
 
-  up.on('response', (h, flags) => {
+  up.on('response', (h: IncomingHttpHeaders, flags: number, raw: RawHeaders) => {
     if (stream.closed || stream.destroyed) return;
     // node:http2 refuses to send a status outside 200–599, which nghttp2 accepts from the
     // upstream: the call fails as grpc-go reads an unknown HTTP status (UNKNOWN), not the shim.
@@ -91,7 +93,7 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
       host.endCall(call, GrpcCode.UNKNOWN, `spoke shim: the upstream runtime answered HTTP status ${String(h[':status']).slice(0, 16)}`);
       return;
     }
-    const rh = responseHeaders(h);
+    const rh = fromRaw(raw, isResponseField);
     responded = true;
     host.report(call);
     if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
@@ -140,8 +142,8 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
     }
   });
 
-  up.on('trailers', (t) => {
-    trailers = responseHeaders(t);
+  up.on('trailers', (t: IncomingHttpHeaders, _flags: number, raw: RawHeaders) => {
+    trailers = fromRaw(raw, isResponseField);
     grpcStatus = headerString(t['grpc-status']);
   });
 
@@ -162,25 +164,24 @@ export function forward(host: CallHost, call: Call, headers: IncomingHttpHeaders
     }
   });
 }
-/** Request headers for the upstream: pseudo-headers of a request, minus connection-specific ones. */
-function requestHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const k in h) {
-    const v = h[k];
-    if (v === undefined) continue;
-    if (k.charCodeAt(0) === 0x3a /* : */ ? !REQUEST_PSEUDO.has(k) : HOP_BY_HOP.has(k)) continue;
-    out[k] = v;
-  }
-  return out;
-}
+/** Request fields for the upstream: the pseudo-headers of a request, no connection-specific field. */
+const isRequestField = (k: string): boolean => (k.charCodeAt(0) === 0x3a /* : */ ? REQUEST_PSEUDO.has(k) : !HOP_BY_HOP.has(k));
+/** Response fields and trailers for the client: `:status`, no connection-specific field. */
+const isResponseField = (k: string): boolean => (k.charCodeAt(0) === 0x3a /* : */ ? k === ':status' : !HOP_BY_HOP.has(k));
 
-function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+/**
+ * The fields of a raw header list that `keep` accepts. A name received several times is sent
+ * several times, in order (node:http2's parsed headers join them with commas, which breaks a
+ * `-bin` value: grpc-go decodes each field on its own).
+ */
+function fromRaw(raw: RawHeaders, keep: (name: string) => boolean): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const k in h) {
-    const v = h[k];
-    if (v === undefined) continue;
-    if (k.charCodeAt(0) === 0x3a /* : */ ? k !== ':status' : HOP_BY_HOP.has(k)) continue;
-    out[k] = v;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (!keep(k)) continue;
+    const v = raw[i + 1]!;
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
   }
   return out;
 }

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
-import { BodyBudget, type Call, type CallHost } from './call.js';
+import { BodyBudget, type Call, type CallHost, type RawHeaders } from './call.js';
 import { ConnectionGuard, type ConnectionLimits } from './connections.js';
 import type { ShimDeps } from './deps.js';
 import { EditedCalls } from './edited.js';
@@ -164,7 +164,7 @@ export class ShimServer<P = unknown> {
       [PATH_REMOVE_PROFILE, (call, headers) => unaryCall(this.host, call, headers, (req) => this.owned.remove(req))],
       [PATH_RUN_POD_SANDBOX, (call, headers) => this.edited.create(call, headers, 'sandbox', rewriteRunPodSandbox)],
       [PATH_CREATE_CONTAINER, (call, headers) => this.edited.create(call, headers, 'container', rewriteCreateContainer)],
-      [PATH_STATUS, (call, headers) => forward(this.host, call, headers, STATUS_OPTIONS)],
+      [PATH_STATUS, (call) => forward(this.host, call, STATUS_OPTIONS)],
       [PATH_REMOVE_CONTAINER, (call, headers) => this.edited.remove(call, headers, 'container')],
       [PATH_REMOVE_POD_SANDBOX, (call, headers) => this.edited.remove(call, headers, 'sandbox')],
     ]);
@@ -187,7 +187,7 @@ export class ShimServer<P = unknown> {
       maxSessionMemory: 64,
     });
     server.on('session', (s) => this.connections.onSession(s));
-    server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: RawHeaders) => this.onStream(stream, headers, rawHeaders));
     server.on('error', (e) => this.logger.log('error', 'server error', { error: e.message }));
     this.socket = await listenOnSocket(server, path, this.opts.socketMode ?? 0o660);
     this.server = server;
@@ -275,10 +275,10 @@ export class ShimServer<P = unknown> {
 
   // ------------------------------------------------------------------ routing
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: RawHeaders): void {
     const rawPath = headers[':path'];
     const path = typeof rawPath === 'string' ? rawPath : '';
-    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined, requestDone: false };
+    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders };
     this.calls.add(call);
     stream.on('close', () => {
       this.calls.delete(call);
@@ -307,7 +307,7 @@ export class ShimServer<P = unknown> {
         this.endCall(call, GrpcCode.UNIMPLEMENTED, `spoke shim: ${path} is refused: security profiles are read only in CRI v1 requests; use runtime.v1`);
         return;
       }
-      forward(this.host, call, headers, NO_OPTIONS);
+      forward(this.host, call, NO_OPTIONS);
       return;
     }
     route(call, headers)?.catch((e: unknown) => this.fail(call, e));

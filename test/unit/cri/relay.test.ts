@@ -3,12 +3,12 @@
 // once the client's stream is closed, so the work it does never holds up the answer.
 
 import assert from 'node:assert/strict';
-import { connect, createServer, type ClientHttp2Session, type Http2Server } from 'node:http2';
+import { connect, createServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BodyBudget, type Call, type CallHost } from '../../../src/cri/call.js';
+import { BodyBudget, type Call, type CallHost, type RawHeaders } from '../../../src/cri/call.js';
 import { MAX_BUFFERED_REQUEST_BYTES } from '../../../src/cri/connections.js';
 import { encodeFrame } from '../../../src/cri/frame.js';
 import { forward } from '../../../src/cri/relay.js';
@@ -61,10 +61,10 @@ describe('forward with completeAfterResponse', () => {
       endCall: () => undefined,
     };
     front = createServer();
-    front.on('stream', (stream, headers) => {
-      const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false };
+    front.on('stream', (stream: ServerHttp2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders: RawHeaders) => {
+      const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders };
       stream.resume();
-      forward(host, call, headers, {
+      forward(host, call, {
         body: encodeFrame(Buffer.alloc(0)),
         teeResponse: true,
         completeAfterResponse: true,
@@ -128,6 +128,49 @@ describe('forward against an upstream answering what node:http2 refuses to send'
       client.close();
       await shim.close();
       upstream.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('forward keeps repeated metadata as repeated fields', () => {
+  it('a key sent twice reaches the other side twice, in order, both ways: a -bin value is never joined with a comma', async () => {
+    // grpc-go decodes each -bin field on its own: "AAEC, AwQ" is not base64.
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-relay-dup-'));
+    const rawOf = (raw: RawHeaders, name: string) => raw.flatMap((v, i) => (i % 2 === 0 && v === name ? [raw[i + 1]!] : []));
+    let upstreamSaw: string[] = [];
+    const upstream = createServer();
+    upstream.on('stream', (s: ServerHttp2Stream, h: IncomingHttpHeaders, _f: number, raw: RawHeaders) => {
+      // The shim's own calls (its in-use rebuild at connect) come here too.
+      if (h[':path'] === '/runtime.v1.RuntimeService/Version') upstreamSaw = rawOf(raw, 'x-a-bin');
+      s.resume();
+      s.on('end', () => {
+        s.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-h': ['1', '2'] }, { waitForTrailers: true });
+        s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0', 'x-t-bin': ['AAEC', 'AwQ'] }));
+        s.end(encodeFrame(Buffer.alloc(0)));
+      });
+    });
+    await listen(upstream, join(dir, 'up.sock'));
+    const shim = new ShimServer({ listen: join(dir, 'shim.sock'), upstream: join(dir, 'up.sock'), deps: stubShimDeps(join(dir, 'store'), join(dir, 'seccomp')) });
+    await shim.start();
+    const client = connect('http://localhost', { path: join(dir, 'shim.sock') } as never);
+    try {
+      const got = await new Promise<{ headers: string[]; trailers: string[] }>((resolve, reject) => {
+        const req = client.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Version', 'content-type': 'application/grpc', 'x-a-bin': ['AAEC', 'AwQ'] });
+        let headers: string[] = [];
+        req.on('response', (_h: IncomingHttpHeaders, _f: number, raw: RawHeaders) => (headers = rawOf(raw, 'x-h')));
+        req.on('trailers', (_t: IncomingHttpHeaders, _f: number, raw: RawHeaders) => resolve({ headers, trailers: rawOf(raw, 'x-t-bin') }));
+        req.on('error', reject);
+        req.resume();
+        req.end(encodeFrame(Buffer.alloc(0)));
+      });
+      assert.deepEqual(upstreamSaw, ['AAEC', 'AwQ'], 'request metadata');
+      assert.deepEqual(got.headers, ['1', '2'], 'response headers');
+      assert.deepEqual(got.trailers, ['AAEC', 'AwQ'], 'trailers');
+    } finally {
+      client.close();
+      await shim.close();
+      await new Promise((r) => upstream.close(r));
       rmSync(dir, { recursive: true, force: true });
     }
   });
