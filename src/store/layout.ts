@@ -41,11 +41,14 @@ export class StoreLayout {
     this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now(), opts.refillTempFiles);
   }
 
-  /** Makes the store's directories, once per process: synchronously, like every metadata step (fsutil.ts). */
+  /**
+   * Makes the store's directories, once per process: synchronously, like every metadata step
+   * (fsutil.ts). Private (0700): a profile pulled with a pod's credentials is that pod's to read.
+   */
   init(): Promise<void> {
     this.ready ??= (async () => {
       for (const d of ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks']) {
-        mkdirSync(join(this.root, d), { recursive: true, mode: 0o755 });
+        mkdirSync(join(this.root, d), { recursive: true, mode: 0o700 });
       }
     })();
     return this.ready;

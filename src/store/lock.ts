@@ -85,7 +85,7 @@ function owner(locksDir: string): Promise<Owner> {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
         throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path }, { reason: 'OPTION_INVALID' });
       }
-      await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       const server = createServer((c) => c.destroy());
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +26,10 @@ describe('ProfileStore', () => {
     const fresh = new ProfileStore({ root: join(dir, 'fresh-store'), fsync: false });
     assert.equal(await poolRequests(() => fresh.getRecord(sha256Digest('none'))), 0);
     assert.ok(existsSync(join(dir, 'fresh-store', 'profiles', 'sha256')));
+    // Private to the node's root: a profile pulled with a pod's credentials is that pod's to read.
+    for (const d of ['', 'blobs', 'blobs/sha256', 'profiles/sha256', 'state', 'tmp', 'locks']) {
+      assert.equal(statSync(join(dir, 'fresh-store', d)).mode & 0o777, 0o700, d || 'the store root');
+    }
   });
 
   it('ingests content-addressed blobs and a provenance record', async () => {
