@@ -222,7 +222,8 @@ export function reviewResult(body: unknown): AdmissionReview {
  */
 export function reviewPodUpdate(body: unknown, source: BindingSource): AdmissionReview {
   const req = parseReview(body);
-  const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && !req.subResource;
+  // pods/status too: a status update stores the annotations it carries (only spec is reset).
+  const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && (!req.subResource || req.subResource === 'status');
   if (!isPod || req.operation !== 'UPDATE') return review({ uid: req.uid, allowed: true });
   const annotations = (o: unknown): Record<string, unknown> => ((o as Pod | null | undefined)?.metadata?.annotations as Record<string, unknown> | undefined) ?? {};
   const now = annotations(req.object);

@@ -276,6 +276,21 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     assert.equal((await answer(mine(bound), mine({ ...bound, other: 'x' }))).allowed, true, 'other changes pass');
   });
 
+  it('/validate-pod-updates: a pods/status update is held to the same annotation rules (it may change annotations)', async () => {
+    // Kubernetes resets spec on a status update, not metadata: the annotations a status writer
+    // sends are stored, and the kubelet reads them at the next container start.
+    const bound = { 'seccomp.profiles.spoke.dev/web': REF_A };
+    const mine = (annotations: Record<string, string>): Pod => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web-2', namespace: 'team', annotations }, spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] } });
+    const statusUpdate = (before: Pod, after: Pod) => {
+      const r = podReview(after, { operation: 'UPDATE' });
+      return { ...r, request: { ...r.request, subResource: 'status', oldObject: before } };
+    };
+    const answer = async (before: Pod, after: Pod) => (await post(port, '/validate-pod-updates', statusUpdate(before, after))).json().response;
+    assert.equal((await answer(mine(bound), mine({}))).allowed, false, 'a binding annotation removed');
+    assert.equal((await answer(mine({}), mine({ 'recording.spoke.dev/name': 'rec' }))).allowed, false, 'a recording annotation added');
+    assert.equal((await answer(mine(bound), mine({ ...bound, other: 'x' }))).allowed, true, 'other changes pass');
+  });
+
   it('without a recording key nothing is marked and user-set annotations are still removed', async () => {
     const { server: plain, port: p2 } = await startWebhook(new StaticBindingSource([]), { recordings, clientCaFile });
     try {
