@@ -83,7 +83,7 @@ function withDir<T>(dir: string, fn: () => T): T {
     return fn();
   } catch (e) {
     if (errno(e) !== 'ENOENT') throw e;
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     return fn();
   }
 }
@@ -104,8 +104,14 @@ async function writeAll(fd: number, data: Uint8Array): Promise<void> {
   }
 }
 
-/** The mode of files made ahead (the default of every write); other modes are created on demand. */
-const PREPARED_MODE = 0o644;
+/**
+ * The mode of files made ahead (the default of every write; other modes are created on demand),
+ * and of the directories made for them: private to the node's root, as a profile pulled with a
+ * pod's credentials is that pod's to read. A file made ahead is open to the later write that
+ * fills it: nobody else may open it meanwhile.
+ */
+const PREPARED_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
 /**
  * A file made ahead is handed out only this young: gc removes temp files older than an hour
  * (collect.ts), and one it removed under a writer would fail that write's rename.
@@ -201,7 +207,7 @@ export class TempDir {
   prepare(): Promise<void> {
     if (this.filling === undefined && this.ready.length < this.prepared) {
       const fill = async (): Promise<void> => {
-        mkdirSync(this.dir, { recursive: true });
+        mkdirSync(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
         if (preparing.size === 0) process.once('exit', removePreparedFiles);
         preparing.add(this);
         while (this.ready.length < this.prepared) {

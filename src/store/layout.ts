@@ -1,12 +1,12 @@
 // The store's directory layout and the file primitives its parts share (see store.ts for the
 // layout): every path is built from a digest's hex, never from input text.
 
-import { mkdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
-import { TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
+import { PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
 import { withFileLock } from './lock.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
@@ -43,12 +43,16 @@ export class StoreLayout {
 
   /**
    * Makes the store's directories, once per process: synchronously, like every metadata step
-   * (fsutil.ts). Private (0700): a profile pulled with a pod's credentials is that pod's to read.
+   * (fsutil.ts). Private (0700), those an older version made open too: a profile pulled with a
+   * pod's credentials is that pod's to read.
    */
   init(): Promise<void> {
     this.ready ??= (async () => {
       for (const d of ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks']) {
-        mkdirSync(join(this.root, d), { recursive: true, mode: 0o700 });
+        mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
+      }
+      for (const d of ['', 'blobs', 'blobs/sha256', 'profiles', 'profiles/sha256', 'invalid', 'invalid/sha256', 'state', 'tmp', 'locks']) {
+        chmodSync(join(this.root, d), PRIVATE_DIR_MODE);
       }
     })();
     return this.ready;

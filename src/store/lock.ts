@@ -34,6 +34,7 @@ import { lstat, mkdir, readlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
+import { PRIVATE_DIR_MODE } from './fsutil.js';
 
 const RETRY_MS = 5;
 /** Every this many failed attempts, check whether the holder is dead. */
@@ -85,7 +86,7 @@ function owner(locksDir: string): Promise<Owner> {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
         throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path }, { reason: 'OPTION_INVALID' });
       }
-      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      await mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
       const server = createServer((c) => c.destroy());
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

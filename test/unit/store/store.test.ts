@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,6 +30,20 @@ describe('ProfileStore', () => {
     for (const d of ['', 'blobs', 'blobs/sha256', 'profiles/sha256', 'state', 'tmp', 'locks']) {
       assert.equal(statSync(join(dir, 'fresh-store', d)).mode & 0o777, 0o700, d || 'the store root');
     }
+  });
+
+  it('keeps its files private: files made ahead, what is written into them, and directories an older version made open', async () => {
+    // A local user who could open a file made ahead would read the profile a later pull writes into it.
+    const root = join(dir, 'older-store');
+    mkdirSync(join(root, 'tmp'), { recursive: true, mode: 0o755 });
+    mkdirSync(join(root, 'blobs', 'sha256'), { recursive: true, mode: 0o755 });
+    const store = new ProfileStore({ root, fsync: false, preparedTempFiles: 2 });
+    await store.prepareTempFiles();
+    for (const name of readdirSync(join(root, 'tmp'))) assert.equal(statSync(join(root, 'tmp', name)).mode & 0o777, 0o600, name);
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_ARM"]}');
+    await store.ingest(i);
+    assert.equal(statSync(store.blobPath(i.layerDigest)).mode & 0o777, 0o600);
+    for (const d of ['', 'tmp', 'blobs', 'blobs/sha256']) assert.equal(statSync(join(root, d)).mode & 0o777, 0o700, d || 'the store root');
   });
 
   it('ingests content-addressed blobs and a provenance record', async () => {
