@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../core/runtime.js';
 import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVerifier } from '../pull.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
-import { loadCredentials } from '../registry/credentials.js';
+import { loadCredentials, nodeCredentials } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
 
@@ -140,7 +140,7 @@ interface Entry {
 export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder } = {}): NodeContext {
   const logger = opts.logger ?? silentLogger;
   const policy = opts.policy ?? new PolicyHolder({ file: config.policy, watch: false, logger });
-  const credentials: CredentialSource = config.authFile ? loadCredentials({ authFile: config.authFile }) : loadCredentials();
+  const credentials: CredentialSource = nodeCredentials(config.authFile);
   // A CLI process does one thing: its flushes need not leave the thread (src/store/fsutil.ts).
   const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true });
   const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));

@@ -169,6 +169,14 @@ export function resolveAuthFile(opts: AuthFileLookup = {}): { path: string; requ
   return { path: join(dockerDir, 'config.json'), required: false };
 }
 
+/**
+ * A node's credentials (the shim, node commands): its config's auth file and nothing else, never
+ * the docker login of the user the process runs as (docs/configuration.md#registry-credentials).
+ */
+export function nodeCredentials(authFile: string | undefined): CredentialSource {
+  return authFile ? loadAuthFile(authFile) : emptyCredentials;
+}
+
 /** Credentials from the resolved auth file; an absent optional file gives none. */
 export function loadCredentials(opts: AuthFileLookup = {}): CredentialSource {
   const where = resolveAuthFile(opts);

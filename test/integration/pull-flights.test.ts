@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +22,7 @@ import { rejectsWith } from '../helpers/assert.js';
 import { makeKey } from '../helpers/signing.js';
 import { signArtifact } from '../../src/publish/sign.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
+import { spoke } from '../helpers/cli.js';
 
 /** The same artifact, named through the proxy. */
 const via = (proxy: SlowProxy, reg: TestRegistry, reference: string) => reference.replace(reg.host, proxy.host);
@@ -244,5 +245,24 @@ describe('flights are keyed by credential identity (htpasswd registry)', () => {
     } finally {
       await node.dispose();
     }
+  });
+
+  it("a node pull without an authFile never uses the docker login of the user it runs as", async () => {
+    // The shim runs as root: root's ~/.docker/config.json (or $DOCKER_CONFIG, $REGISTRY_AUTH_FILE)
+    // is not the node's credential, and a pod's pull must not go out under it.
+    const { reference } = await pushRawArtifact(reg.host, 'private/cli', { layers: [{ bytes: denySyscalls(['swapon']) }] }, credentialsFromEntries({ [reg.host]: alice }));
+    const home = join(dir, 'docker-home');
+    mkdirSync(home);
+    writeFileSync(join(home, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
+    writeFileSync(join(dir, 'policy.yaml'), unsignedPolicy([`${reg.host}/private`]));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(config, `policy: ${join(dir, 'policy.yaml')}\nstoreDir: ${join(dir, 'store')}\n`);
+    const env = { DOCKER_CONFIG: home, REGISTRY_AUTH_FILE: join(home, 'config.json') };
+    const anonymous = await spoke(['pull', reference, '--kind', 'seccomp', '--config', config], { env });
+    assert.equal(anonymous.code, 1, anonymous.stdout);
+    assert.match(anonymous.stderr, /^Unauthenticated: /);
+    // Named as the node's auth file, the same file is used.
+    const named = await spoke(['pull', reference, '--kind', 'seccomp', '--config', config, '--auth-file', join(home, 'config.json')], { env });
+    assert.equal(named.code, 0, named.stderr);
   });
 });

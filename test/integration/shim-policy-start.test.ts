@@ -11,6 +11,7 @@ import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { unsignedPolicy } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+import { spoke } from '../helpers/cli.js';
 
 describe('spoke shim: the policy checked at start is the last good one before any pull', { timeout: 120_000 }, () => {
   let reg: TestRegistry;
@@ -43,5 +44,13 @@ describe('spoke shim: the policy checked at start is the last good one before an
     } finally {
       cri.close();
     }
+  });
+
+  it('an auth file that cannot be read stops the shim at start, as a bad policy does', async () => {
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/open`]));
+    const r = await spoke(['shim', '--listen', join(work, 'auth.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-auth'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--auth-file', join(work, 'missing-auth.json')]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /missing-auth\.json.*cannot be read \(ENOENT\)/);
   });
 });

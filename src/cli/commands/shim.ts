@@ -15,6 +15,7 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
+import { nodeCredentials } from '../../registry/credentials.js';
 import { decodeSeccomp, validate, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../cri/runtime-default.js';
@@ -86,6 +87,9 @@ export async function run(argv: string[]): Promise<number> {
   // client, sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need
   // only the store, so start-up stays fast and an idle shim stays small.
   const policy = new PolicyHolder({ file: config.policy, watch: true, logger });
+  // The node's auth file is read by the pull pipeline, loaded on the first pull: one that cannot
+  // be read or parsed stops the shim now, as a bad policy does, rather than fail every pull.
+  if (config.authFile !== undefined) nodeCredentials(config.authFile);
   // A long-lived writer: temp files made ahead keep file creation off pulls and creates, and are
   // made again once the call that took them has been answered; a pull that is the only call in
   // flight flushes on the event loop's thread, as nothing waits on it meanwhile

@@ -7,7 +7,7 @@ import { formatReference, parseReference } from '../../core/reference.js';
 import { decide, lintPolicy } from '../../policy/index.js';
 import { toVerifierSigner } from '../../pull.js';
 import { UndiciRegistryClient } from '../../registry/client.js';
-import { loadCredentials } from '../../registry/credentials.js';
+import { nodeCredentials } from '../../registry/credentials.js';
 import { verifyArtifactSignature } from '../../verify/index.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -73,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
   const registry = new UndiciRegistryClient({
     insecure: policy.insecure,
     mirrors: policy.mirrors,
-    credentials: loadCredentials(authFile ? { authFile } : {}),
+    credentials: nodeCredentials(authFile),
     ...(values['ca-file'] ? { caFile: readFileSync(values['ca-file']) } : {}),
   });
   try {
