@@ -159,10 +159,17 @@ export function parseListenAddress(addr: string): { host: string; port: number }
   return { host: m[1] ?? (m[2] === '' ? '127.0.0.1' : m[2]!), port };
 }
 
+/**
+ * Scrapers are a few, and quick: more connections than this, or slower ones, are someone else.
+ * The DaemonSet serves metrics on the node's network, and idle or half-sent requests held open
+ * (Node's defaults allow them a minute) would take the shim's memory and file descriptors.
+ */
+export const METRICS_MAX_CONNECTIONS = 16;
+
 /** Serves /metrics (and /healthz) on addr. Resolves once listening. */
 export async function serveMetrics(metrics: PromMetrics, addr: string, healthy: () => boolean = () => true): Promise<Server> {
   const { host, port } = parseListenAddress(addr);
-  const server = createServer((req, res) => {
+  const server = createServer({ headersTimeout: 5000, requestTimeout: 10_000, keepAliveTimeout: 5000, connectionsCheckingInterval: 1000 }, (req, res) => {
     if (req.url === '/metrics') {
       metrics.render().then(
         ({ contentType, body }) => {
@@ -183,6 +190,8 @@ export async function serveMetrics(metrics: PromMetrics, addr: string, healthy: 
       res.end();
     }
   });
+  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  server.setTimeout(10_000, (socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
