@@ -111,6 +111,12 @@ describe('spoke CLI', () => {
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr + r.stdout, /broken-utf8\.yaml:1: \(document\): not valid UTF-8/);
     }
+    // spoke status too: it reports the policy the shim would refuse as not ok.
+    const brokenConfig = join(dir, 'broken-utf8-config.yaml');
+    writeFileSync(brokenConfig, `policy: ${broken}\nstoreDir: ${join(dir, 'status-store')}\n`);
+    const status = JSON.parse((await spoke(['status', '--config', brokenConfig, '--json'])).stdout);
+    assert.equal(status.policy.ok, false);
+    assert.match(status.policy.detail, /not valid UTF-8/);
   });
 
   it('status reports each part and fails when the shim is not answering', async () => {

@@ -2,8 +2,8 @@
 // shim (through its own CRI socket), each reported with what is wrong when it is not.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { asSpokeError } from '../../core/errors.js';
-import { lintPolicy, parsePolicy } from '../../policy/index.js';
+import { asSpokeError, isSpokeError } from '../../core/errors.js';
+import { decodeText, lintPolicy, parsePolicy } from '../../policy/index.js';
 import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
 import { describeBackends } from '../../recorder/backend.js';
 import { bpfSupport } from '../../recorder/bpf.js';
@@ -73,7 +73,8 @@ export async function run(argv: string[]): Promise<number> {
 
   let policy: Part;
   try {
-    const text = readFileSync(config.policy, 'utf8');
+    // Read as the shim reads it: a file it would refuse (not UTF-8, say) is not ok here either.
+    const text = decodeText(readFileSync(config.policy), config.policy);
     const r = lintPolicy(text, config.policy, (p) => readFileSync(p));
     const first = r.errors[0];
     const unavailable = r.policy ? [] : unavailableSigners(text, config.policy);
@@ -87,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
           }
         : { ok: false, detail: first ? `${first.file}:${first.line}: ${first.message}` : `${config.policy}: invalid` };
   } catch (e) {
-    policy = { ok: false, detail: `${config.policy}: ${(e as NodeJS.ErrnoException).code ?? asSpokeError(e).message}` };
+    policy = { ok: false, detail: `${config.policy}: ${failure(e)}` };
   }
 
   let baseline: Part;
@@ -95,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     validateBaseline(decodeSeccomp(readFileSync(config.baseline)));
     baseline = { ok: true, detail: config.baseline };
   } catch (e) {
-    baseline = { ok: false, detail: `${config.baseline}: ${(e as NodeJS.ErrnoException).code ?? asSpokeError(e).message}` };
+    baseline = { ok: false, detail: `${config.baseline}: ${failure(e)}` };
   }
 
   let store: Part;
@@ -122,4 +123,9 @@ export async function run(argv: string[]): Promise<number> {
       .join('\n'),
   );
   return ok ? 0 : EXIT_FAILED;
+}
+
+/** What went wrong: spoke's own message, or a system error's code (ENOENT, EACCES, …). */
+function failure(e: unknown): string {
+  return isSpokeError(e) ? e.message : ((e as NodeJS.ErrnoException).code ?? asSpokeError(e).message);
 }
