@@ -70,6 +70,13 @@ export function tokenizeAuditFields(body: string): Map<string, string> | undefin
       if (close < 0) return undefined;
       value = body.slice(eq + 1, close + 1);
       end = close + 1;
+    } else if (key === 'subj') {
+      // The LSM label, written unescaped: AppArmor's carries its mode, `name (enforce)`. It runs
+      // to the pid field the kernel writes next.
+      end = body.indexOf(' pid=', eq + 1);
+      if (end < 0) return undefined;
+      value = body.slice(eq + 1, end);
+      if (value.includes('"')) return undefined;
     } else {
       const space = body.indexOf(' ', eq + 1);
       end = space < 0 ? body.length : space;

@@ -19,6 +19,19 @@ describe('parseAuditRecord', () => {
     assert.equal(parseAuditRecord(KMSG.replace(/^5,/, '4,'))?.pid, 6317);
   });
 
+  test('an AppArmor subject label, written by the kernel unescaped with its mode in parentheses, is read to the pid field', () => {
+    // containerd's default profile (`cri-containerd.apparmor.d (enforce)`), GKE's docker-default.
+    for (const subj of ['cri-containerd.apparmor.d (enforce)', 'docker-default (enforce)', 'spoke-abc (complain)']) {
+      for (const line of [KMSG, AUDITD]) {
+        const r = parseAuditRecord(line.replace('subj=unconfined', `subj=${subj}`));
+        assert.equal(r?.pid, 6317, `${subj} in ${line.slice(0, 12)}`);
+        assert.equal(r?.name, 'sendfile');
+      }
+    }
+    // Only up to the first ` pid=`: a label cannot hide a second pid field.
+    assert.equal(parseAuditRecord(KMSG.replace('subj=unconfined pid=6317', 'subj=x (enforce) pid=1 pid=6317')), undefined);
+  });
+
   test('audit.log and dmesg forms give the same call', () => {
     for (const line of [AUDITD, DMESG]) {
       const r = parseAuditRecord(line);
