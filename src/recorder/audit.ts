@@ -152,3 +152,10 @@ export function isAuditLossNotice(line: string): boolean {
   if (line.length > MAX_AUDIT_LINE) return false;
   return /kauditd_printk_skb: \d{1,10} callbacks suppressed/.test(line) || /^(?:[^;]{0,64};)?audit: audit_lost=\d{1,10} /.test(line);
 }
+
+
+/** When the call was made, in µs since boot: the kmsg timestamp, else the audit timestamp less the boot time. */
+export function recordTimeUs(rec: AuditRecord, bootWallMs: number | undefined): number | undefined {
+  if (rec.kmsgTimeUs !== undefined || bootWallMs === undefined) return rec.kmsgTimeUs;
+  return Math.max(0, (rec.auditTimeMs - bootWallMs) * 1000);
+}

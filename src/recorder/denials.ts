@@ -5,7 +5,7 @@
 // could belong to two containers is counted as unattributed with the reason, never guessed.
 
 import type { Digest } from '../core/digest.js';
-import { isAuditLossNotice, parseAuditRecord, SECCOMP_RET_LOG } from './audit.js';
+import { isAuditLossNotice, parseAuditRecord, recordTimeUs, SECCOMP_RET_LOG } from './audit.js';
 import type { MountNamespace } from './bpf-program.js';
 import type { Attribution } from './pids.js';
 
@@ -70,7 +70,7 @@ export function logLineOf(line: string, sinceMs: number, bootWallMs: number): Lo
   if (rec === undefined) return isAuditLossNotice(line) ? { kind: 'lost' } : undefined;
   if (rec.code !== SECCOMP_RET_LOG || rec.auditTimeMs < sinceMs) return undefined;
   // kmsg gives µs since boot; an audit.log record only its wall-clock time.
-  const recordUs = rec.kmsgTimeUs ?? Math.max(0, (rec.auditTimeMs - bootWallMs) * 1000);
+  const recordUs = recordTimeUs(rec, bootWallMs) ?? 0;
   return { kind: 'record', pid: rec.pid, syscall: rec.name ?? `#${rec.syscall}`, recordUs };
 }
 

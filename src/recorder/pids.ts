@@ -221,3 +221,8 @@ export function passedOver(from: number, steps: number, pid: number, pidMax: num
   const need = cyclicDistance(from, pid, pidMax);
   return steps >= (need === 0 ? pidMax - RESERVED_PIDS : need);
 }
+
+/** The wall-clock time of boot: /proc/uptime is the clock kmsg timestamps and process start times use. */
+export function bootWallMs(): number {
+  return Date.now() - Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000);
+}

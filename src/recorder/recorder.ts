@@ -1,6 +1,6 @@
 // Per-container syscall sets from audit records, with caps on every map.
 
-import { isAuditLossNotice, parseAuditRecord, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
+import { isAuditLossNotice, parseAuditRecord, recordTimeUs, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 import type { Attribution } from './pids.js';
 import type { AuditSource } from './source.js';
 
@@ -47,13 +47,20 @@ export class SyscallRecorder {
   readonly unattributedPids = new Set<number>();
   private readonly limits: RecorderLimits;
 
+  /**
+   * `bootWallMs`: the wall-clock time of boot (bootWallMs() in pids.ts), so that an audit.log
+   * record, which has no kmsg timestamp, is attributed at its own time too.
+   */
   constructor(
     private readonly attributor: Attributor,
-    opts: { limits?: Partial<RecorderLimits>; wants?: (containerId: string) => boolean } = {},
+    opts: { limits?: Partial<RecorderLimits>; wants?: (containerId: string) => boolean; bootWallMs?: number } = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.wants = opts.wants ?? (() => true);
+    this.bootWallMs = opts.bootWallMs;
   }
+
+  private readonly bootWallMs: number | undefined;
 
   private readonly wants: (containerId: string) => boolean;
 
@@ -70,7 +77,7 @@ export class SyscallRecorder {
 
   addRecord(rec: AuditRecord): void {
     this.stats.records++;
-    const who = this.attributor.attribute(rec.pid, rec.kmsgTimeUs);
+    const who = this.attributor.attribute(rec.pid, recordTimeUs(rec, this.bootWallMs));
     if (who.kind === 'unattributed') {
       this.stats.unattributed++;
       if (rec.code === undefined || rec.code === SECCOMP_RET_LOG) this.stats.unattributedLogged++;

@@ -3,7 +3,7 @@
 
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
-import { PidResolver } from './pids.js';
+import { bootWallMs, PidResolver } from './pids.js';
 import { SyscallRecorder, type RecorderLimits } from './recorder.js';
 import { openAuditSource, preflight, PrintkRateLimit, type AuditSource, type SourceChoice } from './source.js';
 
@@ -31,7 +31,8 @@ export class RecordingSession {
   private constructor(source: AuditSource, printk: PrintkRateLimit | undefined, opts: SessionOptions) {
     this.source = source;
     this.printk = printk;
-    this.recorder = new SyscallRecorder(this.resolver, { limits: opts.limits });
+    // audit.log records carry no kmsg timestamp: their own time comes from the boot time.
+    this.recorder = new SyscallRecorder(this.resolver, { limits: opts.limits, bootWallMs: bootWallMs() });
     this.busy = opts.busyPollMs ?? 1;
     this.idle = opts.idlePollMs ?? 5;
   }

@@ -15,7 +15,7 @@ import type { Digest } from '../../core/digest.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
 import { summarizeDenials, type ContainerInfo, type DenialEntry, type DenialReport, type Names } from '../../recorder/denials.js';
 import { renderTextfile } from '../../recorder/denials-textfile.js';
-import { PidResolver } from '../../recorder/pids.js';
+import { bootWallMs, PidResolver } from '../../recorder/pids.js';
 import { chooseAuditSource } from '../../recorder/source.js';
 import { writeFileAtomic } from '../../store/fsutil.js';
 import { ProfileStore } from '../../store/store.js';
@@ -92,11 +92,6 @@ async function readAuditLog(path: string): Promise<string[]> {
   const size = statSync(path).size;
   const text = (await readFile(path)).subarray(Math.max(0, size - MAX_AUDIT_LOG_BYTES)).toString('utf8');
   return text.split('\n');
-}
-
-function bootWallMs(): number {
-  // /proc/uptime: seconds since boot, the clock the kmsg timestamps and process start times use.
-  return Date.now() - Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000);
 }
 
 function human(r: DenialReport): string {

@@ -44,6 +44,18 @@ describe('SyscallRecorder', () => {
     assert.equal(r.stats.unattributed, 10);
   });
 
+  test('an audit.log record is attributed at its own time (from its audit timestamp), as a kmsg record is', () => {
+    // Without it, the pid would be looked up as it is when the line is read: a reused pid would
+    // give another process's call to the container that holds it by then.
+    const seen: (number | undefined)[] = [];
+    const attributor = { attribute: (_pid: number, us: number | undefined): Attribution => (seen.push(us), { kind: 'host' }) };
+    const bootWallMs = 1_795_449_000_000;
+    const r = new SyscallRecorder(attributor, { bootWallMs });
+    r.addLine('type=SECCOMP msg=audit(1795449621.225:125): pid=7 comm="x" exe="/x" sig=0 arch=c000003e syscall=0 compat=0 ip=0x1 code=0x7ffc0000');
+    r.addLine(line(7, 0, 42));
+    assert.deepEqual(seen, [(1_795_449_621_225 - bootWallMs) * 1000, 42]);
+  });
+
   test('loss notices are counted', () => {
     const r = new SyscallRecorder(fixed({}));
     r.addLine('4,2,3,-;kauditd_printk_skb: 5 callbacks suppressed');
