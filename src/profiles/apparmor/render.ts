@@ -26,8 +26,8 @@ import { compareBytes } from './intersect.js';
 import { validateRenderable } from './validate.js';
 import type { AppArmorProfile } from './types.js';
 
-/** Bumped whenever the text for the same input changes. */
-export const RENDER_TEMPLATE_VERSION = 1;
+/** Bumped whenever the text for the same input changes (2: the powercap denial). */
+export const RENDER_TEMPLATE_VERSION = 2;
 
 /**
  * The AppArmor profile name an effective profile is loaded under: `spoke-` and the full sha256
@@ -62,6 +62,8 @@ const TEMPLATE_DENY = [
   ['/sys/firmware/**', 'rwklx'],
   ['/sys/kernel/security/**', 'rwklx'],
   ['/sys/kernel/debug/**', 'rwklx'],
+  // The RAPL energy counters, a power side channel (CVE-2020-8694): containerd's default denies them.
+  ['/sys/devices/virtual/powercap/**', 'rwklx'],
 ] as const;
 
 const sortedUnique = (xs: readonly string[] | undefined) => [...new Set(xs ?? [])].sort(compareBytes);

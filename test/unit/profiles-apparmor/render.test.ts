@@ -71,6 +71,9 @@ describe('renderAppArmor', () => {
       'deny pivot_root,',
       'deny /proc/sysrq-trigger rwklx,',
       'deny /sys/** wl,',
+      // containerd's RuntimeDefault denies the RAPL energy counters (CVE-2020-8694, Platypus):
+      // a baseline granting /** read must not give them back.
+      'deny /sys/devices/virtual/powercap/** rwklx,',
     ]) {
       assert.ok(text.includes(`  ${rule}\n`), rule);
     }
