@@ -61,12 +61,17 @@ export function kernelHasAppArmor(securityfs: string = DEFAULT_SECURITYFS, modul
   }
 }
 
-/** Runs apparmor_parser with `args`, `stdin` as its input. Output is capped; a timeout kills it. */
+/**
+ * Runs apparmor_parser with `args`, `stdin` as its input. Output is capped; a timeout kills it.
+ * The parser compiles in forked workers, so it runs in a process group of its own and the
+ * timeout kills the group: a worker killed with the parent alone went on compiling, holding the
+ * pipes, and the call never answered.
+ */
 export function runParser(args: readonly string[], stdin: string, opts: ParserOptions = {}): Promise<ParserRun> {
   const bin = parserPath(opts);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, [...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
+    const child = spawn(bin, [...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;
@@ -82,7 +87,11 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL'); // the group is gone already
+      }
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);

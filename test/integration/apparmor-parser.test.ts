@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spoke } from '../helpers/cli.js';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -121,6 +121,17 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
     });
   });
 
+  it('a compile that outlives its timeout is stopped, workers and all, and the call answers', { timeout: 60_000 }, async () => {
+    // A 60-byte artifact's path needs ~2^18 DFA states. apparmor_parser compiles in a forked
+    // worker: killing only the process spawned left the worker running (and holding the pipes,
+    // so the call never settled), for every retry of the create.
+    const before = parserProcesses().map((p) => p.pid);
+    await assert.rejects(checkWithParser('profile t {\n "/**a??????????????????" r,\n}\n', { timeoutMs: 2000 }), (e: unknown) => e instanceof SpokeError && e.reason === 'DEADLINE');
+    // An orphaned worker is reparented to init; other tests' parsers have their test as parent.
+    const orphans = parserProcesses().filter((p) => !before.includes(p.pid) && p.ppid === 1);
+    assert.deepEqual(orphans, [], 'no parser process outlives the call');
+  });
+
   it('unbalanced braces and unknown capabilities are refused', async () => {
     await assert.rejects(checkWithParser('profile spoke-x {\n  "/a/{b" r,\n}\n'), SpokeError);
     await assert.rejects(checkWithParser('profile spoke-x {\n  capability sys_everything,\n}\n'), SpokeError);
@@ -231,3 +242,19 @@ describe('spoke profile / spoke merge (AppArmor)', { skip }, () => {
     assert.match(b.stderr, /^SecurityProfileInvalid: artifact .*filesystem\.readOnlyPaths\[1\]/);
   });
 });
+
+/** The apparmor_parser processes running now, with their parents (from /proc). */
+function parserProcesses(): { pid: number; ppid: number }[] {
+  const out: { pid: number; ppid: number }[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0')[0]?.endsWith('apparmor_parser')) continue;
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      out.push({ pid: Number(name), ppid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
