@@ -43,7 +43,7 @@ export class FileWatch {
     this.watchDir = opts.watchDir ?? defaultWatchDir;
     this.poll = setInterval(() => {
       for (const [path, id] of this.seen) {
-        if (fileId(path) !== id) return this.schedule();
+        if (identity(path, 'file') !== id) return this.schedule();
       }
     }, opts.pollMs ?? 2000);
     this.poll.unref();
@@ -51,7 +51,7 @@ export class FileWatch {
 
   /** Notes `path`'s identity; called just before the file is read, so a change after it is seen. */
   note(path: string): void {
-    this.noted.set(path, fileId(path));
+    this.noted.set(path, identity(path, 'file'));
   }
 
   /** The files noted since the last commit are the ones watched from now on. */
@@ -79,7 +79,7 @@ export class FileWatch {
       }
     }
     for (const dir of dirs) {
-      const id = fileId(dir);
+      const id = identity(dir, 'dir');
       const armed = this.watchers.get(dir);
       if (armed?.id === id) continue;
       armed?.watcher.close();
@@ -108,11 +108,16 @@ export class FileWatch {
   }
 }
 
-/** What identifies a file's content without reading it: device, inode, size, mtime and ctime (following symlinks). */
-function fileId(path: string): string {
+/**
+ * A path's identity, following symlinks: device and inode, and for a file also size, mtime and
+ * ctime, which identify its content without reading it. A directory is named by device and
+ * inode only: its times change with every entry replaced in it, which leaves a watch on it as
+ * good as it was.
+ */
+function identity(path: string, of: 'file' | 'dir'): string {
   try {
     const st = statSync(path, { bigint: true });
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    return of === 'dir' ? `${st.dev}:${st.ino}` : `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
   } catch (e) {
     return `absent:${(e as NodeJS.ErrnoException).code ?? ''}`;
   }

@@ -66,16 +66,22 @@ export function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: 
   return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
 }
 
+/** The valid bindings among `rawBindings` whose podSelector selects `pod` (invalid ones: invalidBindingDenials). */
+export function podSelected(pod: Pod, rawBindings: readonly unknown[]): CompiledBinding[] {
+  const out: CompiledBinding[] = [];
+  for (const raw of rawBindings) {
+    const v = validateBinding(raw);
+    if (v.ok && selectorMatches(v.binding.podSelector, pod.metadata?.labels)) out.push(v.binding);
+  }
+  return out;
+}
+
 /**
  * What the bindings would give each container of `pod`: per `<list>/<name>`, per kind, the
  * winning binding's name, reference and base (as mutatePod picks the winner), or nothing.
  */
 export function bindingWinners(pod: Pod, rawBindings: readonly unknown[]): Map<string, string> {
-  const bindings: CompiledBinding[] = [];
-  for (const raw of rawBindings) {
-    const v = validateBinding(raw);
-    if (v.ok && selectorMatches(v.binding.podSelector, pod.metadata?.labels)) bindings.push(v.binding);
-  }
+  const bindings = podSelected(pod, rawBindings);
   const out = new Map<string, string>();
   for (const slot of slotsOf(pod)) {
     const winners = (['seccomp', 'apparmor'] as const).map((kind) => {

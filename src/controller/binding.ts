@@ -51,6 +51,7 @@ import {
   describeSpecificity,
   effectiveProfile,
   invalidBindingDenials,
+  podSelected,
   slotsOf,
   type BindingMode,
 } from './binding-match.js';
@@ -58,9 +59,8 @@ import { boundWarnings, buildPatch, truncate, type PodChanges } from './binding-
 import type { JsonPatchOp } from './jsonpatch.js';
 import { fieldRejected, podSecurityWarning } from './pod-security.js';
 import { foreignMarkings, planRecording, type RecordingProofOptions } from './recording-mark.js';
-import { selectorMatches } from './selector.js';
 import { LEGACY_APPARMOR_ANNOTATION_PREFIX, type Pod, type ProfileOCI } from './types.js';
-import { validateBinding, type CompiledBinding } from './validate.js';
+import type { CompiledBinding } from './validate.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
 export { compareSpecificity, describeSpecificity, type BindingMode } from './binding-match.js';
@@ -119,13 +119,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const mode = options.mode ?? 'field';
   const slots = slotsOf(pod);
   const denials: string[] = invalidBindingDenials(rawBindings, slots);
-  const bindings: CompiledBinding[] = [];
-  for (const raw of rawBindings) {
-    const v = validateBinding(raw);
-    if (v.ok) bindings.push(v.binding);
-  }
-  const labels = pod.metadata?.labels;
-  const podSelected = bindings.filter((b) => selectorMatches(b.podSelector, labels));
+  const selected = podSelected(pod, rawBindings);
 
   const warnings: string[] = [];
   const applied: AppliedBinding[] = [];
@@ -152,7 +146,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
     const c = slot.container;
     const what = describeSlot(slot);
     for (const kind of ['seccomp', 'apparmor'] as const) {
-      const candidates = candidatesFor(podSelected, kind, slot);
+      const candidates = candidatesFor(selected, kind, slot);
       if (candidates.length === 0) continue;
       const winner = candidates[0] as CompiledBinding;
       if (kind === 'seccomp' && recording?.recorded.has(slot)) {

@@ -144,12 +144,14 @@ export class StoreCollector {
     const blobDir = join(this.layout.root, 'blobs', 'sha256');
     const unreferenced: Digest[] = [];
     for (const name of await readdir(blobDir)) {
+      const blob = SHA_HEX_RE.test(name);
+      if (blob ? referenced.has(name) : !name.startsWith(REMOVING_PREFIX)) continue;
       const st = await stat(join(blobDir, name)).catch(() => undefined);
       if (st === undefined) continue;
       // A concurrent ingest writes blobs before its record: leave young blobs alone.
-      if (SHA_HEX_RE.test(name) && !referenced.has(name) && now - st.mtimeMs > 60_000) unreferenced.push(`sha256:${name}`);
+      if (blob && now - st.mtimeMs > 60_000) unreferenced.push(`sha256:${name}`);
       // Moved aside by a removal that crashed before it ended (removeBlobs; a rename sets ctime).
-      else if (name.startsWith(REMOVING_PREFIX) && now - st.ctimeMs > 3_600_000) await rm(join(blobDir, name), { force: true });
+      else if (!blob && now - st.ctimeMs > 3_600_000) await rm(join(blobDir, name), { force: true });
     }
     await this.removeBlobs(unreferenced);
     await this.effective.prune((d) => this.records.has(d));

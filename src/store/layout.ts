@@ -11,6 +11,9 @@ import { withFileLock } from './lock.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 
+/** The store's directories under its root. */
+const STORE_DIRS = ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks'] as const;
+
 export interface StoreLayoutOptions {
   root: string;
   clock?: Clock;
@@ -48,12 +51,9 @@ export class StoreLayout {
    */
   init(): Promise<void> {
     this.ready ??= (async () => {
-      for (const d of ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks']) {
-        mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
-      }
-      for (const d of ['', 'blobs', 'blobs/sha256', 'profiles', 'profiles/sha256', 'invalid', 'invalid/sha256', 'state', 'tmp', 'locks']) {
-        chmodSync(join(this.root, d), PRIVATE_DIR_MODE);
-      }
+      for (const d of STORE_DIRS) mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
+      // mkdir's mode is for the directories it makes: the root and those an older version made too.
+      for (const d of new Set(['', ...STORE_DIRS.flatMap((d) => [d.split('/')[0]!, d])])) chmodSync(join(this.root, d), PRIVATE_DIR_MODE);
     })();
     return this.ready;
   }

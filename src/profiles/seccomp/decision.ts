@@ -138,24 +138,46 @@ function distinctSingles(clauses: readonly Clause[]): boolean {
 const RANGE_OPS: ReadonlySet<string> = new Set(['SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_GT', 'SCMP_CMP_GE']);
 
 /**
- * Whether libseccomp may build wrong BPF for these alternatives (an or-set): two conditions on one
- * argument, one of them a range comparison (LT, LE, GT, GE), and a value of 2^32 or more among
- * them. libseccomp 2.5.4 under runc enforced `ALLOW kill if arg0 < 40, ALLOW kill if
- * arg0 >= 2^32 + 5` as allowing kill(40, …). Such a set is not a safe shape: it is read as its
- * most restrictive verdict, refused in an artifact, and never written by a merge.
+ * The conditions on one argument of one syscall. libseccomp 2.5 builds wrong BPF for two or more
+ * of them with a range comparison (LT, LE, GT, GE) and a value of 2^32 or more among them:
+ * libseccomp 2.5.4 under runc enforced `ALLOW kill if arg0 < 40, ALLOW kill if arg0 >= 2^32 + 5`
+ * as allowing kill(40, …) (misbuilt()).
+ */
+export class ArgConditions {
+  private count = 0;
+  private range = false;
+  private wide = false;
+
+  add(op: string, value: bigint, valueTwo = 0n): void {
+    this.count++;
+    if (RANGE_OPS.has(op)) this.range = true;
+    if (value > MAX_UINT32 || valueTwo > MAX_UINT32) this.wide = true;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  misbuilt(): boolean {
+    return this.count > 1 && this.range && this.wide;
+  }
+}
+
+/**
+ * Whether libseccomp may build wrong BPF for these alternatives (an or-set; see ArgConditions).
+ * Such a set is not a safe shape: it is read as its most restrictive verdict, and never written
+ * by a merge (validate.ts refuses the conditions as an artifact or baseline writes them).
  */
 export function misbuiltOrSet(rules: readonly { conj: Conjunction }[]): boolean {
-  const byIndex = new Map<number, { count: number; range: boolean; wide: boolean }>();
+  const byIndex = new Map<number, ArgConditions>();
   for (const { conj } of rules) {
     for (const a of conj) {
       let t = byIndex.get(a.index);
-      if (t === undefined) byIndex.set(a.index, (t = { count: 0, range: false, wide: false }));
-      t.count++;
-      if (RANGE_OPS.has(a.op)) t.range = true;
-      if (a.value > MAX_UINT32) t.wide = true;
+      if (t === undefined) byIndex.set(a.index, (t = new ArgConditions()));
+      t.add(a.op, a.value);
     }
   }
-  for (const t of byIndex.values()) if (t.count > 1 && t.range && t.wide) return true;
+  for (const t of byIndex.values()) if (t.misbuilt()) return true;
   return false;
 }
 

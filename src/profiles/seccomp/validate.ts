@@ -7,7 +7,7 @@
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
 import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
-import { decide, entryConjunctions, type Clause } from './decision.js';
+import { ArgConditions, decide, entryConjunctions, type Clause } from './decision.js';
 import { isNormalArg } from './normal-form.js';
 import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
@@ -61,19 +61,9 @@ interface SyscallTally {
    * only find no rule, a single rule or an or-set, none of them a problem. False otherwise.
    */
   orSet: Verdict | null | false;
-  /** Per argument index, the conditions written on it by entries libseccomp loads (writtenMisbuild). */
-  written: Map<number, WrittenConditions> | undefined;
+  /** Per argument index, the conditions written on it by entries libseccomp loads (noteWritten), and where the last is. */
+  written: Map<number, { conditions: ArgConditions; path: string }> | undefined;
 }
-
-interface WrittenConditions {
-  count: number;
-  range: boolean;
-  wide: boolean;
-  /** The last condition written, for the error path. */
-  path: string;
-}
-
-const RANGE_OPS: ReadonlySet<string> = new Set(['SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_GT', 'SCMP_CMP_GE']);
 
 /**
  * Notes what entry `i` writes on each argument of a syscall. libseccomp 2.5 builds wrong BPF for
@@ -88,10 +78,8 @@ function noteWritten(tally: SyscallTally, args: readonly SeccompArg[], i: number
   for (let k = 0; k < args.length; k++) {
     const a = args[k]!;
     let w = tally.written.get(a.index);
-    if (w === undefined) tally.written.set(a.index, (w = { count: 0, range: false, wide: false, path: '' }));
-    w.count++;
-    if (RANGE_OPS.has(a.op)) w.range = true;
-    if (a.value > MAX_UINT32 || (a.valueTwo ?? 0n) > MAX_UINT32) w.wide = true;
+    if (w === undefined) tally.written.set(a.index, (w = { conditions: new ArgConditions(), path: '' }));
+    w.conditions.add(a.op, a.value, a.valueTwo);
     w.path = `syscalls[${i}].args[${k}]`;
   }
 }
@@ -216,7 +204,7 @@ function check(p: SeccompProfile, level: Level): void {
   if (!artifact) return;
   for (const [name, tally] of tallies) {
     for (const [index, w] of tally.written ?? []) {
-      if (w.count > 1 && w.range && w.wide) fail(w.path, `rules for ${name} compare argument ${index} ${w.count} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
+      if (w.conditions.misbuilt()) fail(w.path, `rules for ${name} compare argument ${index} ${w.conditions.size} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
     }
   }
   const clauses = clausesOf(entries, tallies);

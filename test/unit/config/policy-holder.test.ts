@@ -47,6 +47,13 @@ function nextReload(holder: { onReloadWaiters: ((p: Policy) => void)[] }, ms = 5
   });
 }
 
+/** A holder watching `file` (30 ms debounce), and the waiters nextReload() hands each reload to. */
+function watchedHolder(file: string, logger?: Logger) {
+  const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
+  const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, ...(logger ? { logger } : {}), onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+  return { holder, waiters };
+}
+
 describe('PolicyHolder', () => {
   it('refuses to start on a missing or invalid file, naming the line', () => {
     const { file } = setup();
@@ -107,8 +114,7 @@ describe('PolicyHolder', () => {
   it('watches the policy directory: reloads after a rename-replace, ignores a corrupt one', async () => {
     const { file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
-    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
-    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    const { holder, waiters } = watchedHolder(file);
     try {
       const first = holder.current();
       const reloaded = nextReload(waiters);
@@ -129,8 +135,7 @@ describe('PolicyHolder', () => {
   it('watches key directories: a new key file changes the policy hash', async () => {
     const { file, dir } = setup();
     writeFileSync(file, policyWith('r.io/a'));
-    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
-    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    const { holder, waiters } = watchedHolder(file);
     try {
       const first = holder.current();
       const reloaded = nextReload(waiters);
@@ -177,9 +182,8 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
   it('a key file removed under an unchanged policy: the reload (a watch event) makes its signer unavailable', async () => {
     const { dir, file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
-    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
     const { logger, lines } = recordingLogger();
-    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    const { holder, waiters } = watchedHolder(file, logger);
     try {
       const good = holder.current();
       const reloaded = nextReload(waiters);
@@ -206,8 +210,7 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
     renameSync(join(dir, 'keys', 'k.pub'), join(dir, 'real', 'k.pub'));
     symlinkSync(join(dir, 'real', 'k.pub'), join(dir, 'keys', 'k.pub'));
     writeFileSync(file, policyWith('r.io/a'));
-    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
-    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, logger: recordingLogger().logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    const { holder, waiters } = watchedHolder(file, recordingLogger().logger);
     try {
       assert.equal(holder.current().signers.k?.type, 'publicKey');
       const reloaded = nextReload(waiters);
@@ -221,8 +224,7 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
   it('a key directory swapped by rename: a key removed from the new directory later still makes its signer unavailable', async () => {
     const { dir, file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
-    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
-    const holder = new PolicyHolder({ file, watch: true, debounceMs: 30, logger: recordingLogger().logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    const { holder, waiters } = watchedHolder(file, recordingLogger().logger);
     try {
       mkdirSync(join(dir, 'keys.new'));
       writeFileSync(join(dir, 'keys.new', 'k.pub'), pem('p384'));
@@ -246,8 +248,7 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
       writeFileSync(join(dir, v, 'policy.yaml'), policyWith(scope));
     }
     symlinkSync('v1', join(dir, 'current'));
-    const waiters = { onReloadWaiters: [] as ((p: Policy) => void)[] };
-    const holder = new PolicyHolder({ file: join(dir, 'current', 'policy.yaml'), watch: true, debounceMs: 30, logger: recordingLogger().logger, onReload: (p) => waiters.onReloadWaiters.shift()?.(p) });
+    const { holder, waiters } = watchedHolder(join(dir, 'current', 'policy.yaml'), recordingLogger().logger);
     try {
       assert.ok(decide(holder.current(), ref('r.io/a/x'), 'seccomp').allowed);
       const retargeted = nextReload(waiters);

@@ -13,6 +13,16 @@ import { ProfileStore } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
 import { ingestInput, poolRequests } from './fixtures.js';
 
+/** Runs `fn` with a store directory of its own, removed afterwards. */
+async function inOwnStoreDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
+  try {
+    await fn(own);
+  } finally {
+    rmSync(own, { recursive: true, force: true });
+  }
+}
+
 describe('ProfileStore', () => {
   let dir: string;
   let store: ProfileStore;
@@ -59,8 +69,7 @@ describe('ProfileStore', () => {
   });
 
   it('places a blob staged ahead (stageBlob) at ingest, and removes it when that ingest fails', async () => {
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const staging = new ProfileStore({ root: own });
       const tmp = join(own, 'tmp');
       const ok = ingestInput('{"defaultAction":"SCMP_ACT_LOG"}');
@@ -81,15 +90,12 @@ describe('ProfileStore', () => {
       const other = await staging.stageBlob(bad.layerDigest, bad.layerBytes);
       await rejectsWith(staging.ingest(ingestInput('{"defaultAction":"SCMP_ACT_KILL"}'), other), { code: 'Internal', reason: 'INVARIANT' });
       assert.deepEqual(readdirSync(tmp), []);
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('keeps exactly one copy of a blob shared by two artifacts', async () => {
     // A store of its own: the blob directory then holds exactly what these two ingests wrote.
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const shared = new ProfileStore({ root: own });
       const a = ingestInput('{"defaultAction":"SCMP_ACT_LOG"}');
       const b = { ...a, digest: sha256Digest('another manifest'), manifestBytes: Buffer.from('another manifest') };
@@ -98,14 +104,11 @@ describe('ProfileStore', () => {
       assert.deepEqual(readdirSync(join(own, 'blobs', 'sha256')), [a.layerDigest.slice(7)]);
       await shared.remove(b.digest);
       assert.ok(existsSync(shared.blobPath(a.layerDigest)), 'shared layer survives removal of one artifact');
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('places a new record without taking its lock, and merges under the lock into one another writer placed first', async () => {
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const a = new ProfileStore({ root: own });
       const b = new ProfileStore({ root: own });
       const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_MIPS"]}');
@@ -122,14 +125,11 @@ describe('ProfileStore', () => {
       await Promise.all([a.ingest(j), b.ingest({ ...j, reference: other.replace(i.digest, j.digest) })]);
       assert.deepEqual((await a.getRecord(j.digest))?.references.sort(), [j.reference, other.replace(i.digest, j.digest)].sort());
       assert.deepEqual(readdirSync(join(own, 'tmp')), [], 'no temp file left behind');
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('writes a blob again that another process removed after this one saw it', async () => {
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const a = new ProfileStore({ root: own });
       const other = new ProfileStore({ root: own });
       const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_S390X"]}');
@@ -139,16 +139,13 @@ describe('ProfileStore', () => {
       await a.ingest(i);
       const { bytes } = await a.readProfile(i.digest, { verify: true });
       assert.deepEqual(bytes, Buffer.from(i.layerBytes));
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('a removal racing an ingest of the same blob never leaves a record without its blob', async () => {
     // The ingest skips writing a blob that exists; the removal lists the records and deletes the
     // blob none names. Many records make the listing slow enough for the ingest to land inside it.
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const store = new ProfileStore({ root: own, fsync: false });
       for (let i = 0; i < 150; i++) await store.ingest(ingestInput(`{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","comment":"${i}"}]}`));
       const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["write"],"action":"SCMP_ACT_ALLOW"}]}');
@@ -161,28 +158,22 @@ describe('ProfileStore', () => {
         assert.ok(await store.getRecord(a.digest), `round ${round}: the ingest's record`);
         assert.deepEqual(await store.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes), `round ${round}: its blob`);
       }
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('a blob another process removed is not taken as present by a cached pull', async () => {
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const a = new ProfileStore({ root: own });
       const i = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_MIPS"]}');
       await a.ingest(i);
       assert.ok(await a.hasBlob(i.layerDigest));
       rmSync(a.blobPath(i.layerDigest));
       assert.equal(await a.hasBlob(i.layerDigest), false);
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('gc goes on when another process removed an artifact it listed', async () => {
-    const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
-    try {
+    await inOwnStoreDir(async (own) => {
       const a = new ProfileStore({ root: own });
       const other = new ProfileStore({ root: own });
       const inputs = Array.from({ length: 40 }, (_, n) => ingestInput(`{"defaultAction":"SCMP_ACT_LOG","comment":"gc ${n}"}`));
@@ -192,9 +183,7 @@ describe('ProfileStore', () => {
       const [r1, r2] = await Promise.all([a.gc(), other.gc()]);
       assert.deepEqual(await a.list(), []);
       assert.equal(new Set([...r1.removed, ...r2.removed]).size, inputs.length);
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 
   it('records verdicts per policy hash and references without duplicates', async () => {
