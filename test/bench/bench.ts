@@ -48,7 +48,6 @@ export interface BenchContext {
   reg: TestRegistry;
   dir: string;
   keyPem: string;
-  pubFile: string;
   rows: Row[];
   /** Pushes `n` distinct signed 4 KiB profiles; returns their references. */
   pushSigned(n: number, repo: string): Promise<Pushed[]>;
@@ -84,7 +83,6 @@ async function main(): Promise<void> {
     reg,
     dir,
     keyPem: key.privatePem,
-    pubFile,
     rows,
     unsigned: [],
     pushUnsigned: (n, salt, bytes) => pushUnsigned(reg, n, salt, bytes),

@@ -6,7 +6,12 @@ import { verify, type KeyObject } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Pool } from 'undici';
+import { checkArtifactManifest } from '../../src/core/artifact.js';
 import { sha256Digest } from '../../src/core/digest.js';
+import { parseReference } from '../../src/core/reference.js';
+import { decide } from '../../src/policy/decide.js';
+import type { Policy } from '../../src/policy/types.js';
+import { validateArtifactBytes } from '../../src/profiles/index.js';
 
 async function get(pool: Pool, path: string, accept?: string): Promise<Buffer> {
   const r = await pool.request({ path, method: 'GET', ...(accept ? { headers: { accept } } : {}) });
@@ -92,7 +97,7 @@ export async function floorSignedPull(pool: Pool, repo: string, a: { digest: str
 /** What the conforming floor refused, by `reason` (its tests branch on it). */
 export class FloorRefusal extends Error {
   constructor(
-    readonly reason: 'DIGEST' | 'SIZE' | 'NOT_SECCOMP' | 'PAYLOAD_TYPE' | 'SIGNATURE' | 'SUBJECT',
+    readonly reason: 'POLICY' | 'MANIFEST' | 'DIGEST' | 'SIZE' | 'NOT_SECCOMP' | 'PAYLOAD_TYPE' | 'SIGNATURE' | 'SUBJECT',
     message: string,
   ) {
     super(`conforming floor: ${message}`);
@@ -146,27 +151,43 @@ async function verifiedSignature(pool: Pool, repo: string, digest: string, key: 
   if (statement.subject[0]?.digest.sha256 !== digest.slice(7)) throw new FloorRefusal('SUBJECT', 'the statement names another digest');
 }
 
+/** `step()`, its failure refused with `reason`: the floor's checks are spoke's pure functions, their errors renamed. */
+function checked<T>(reason: FloorRefusal['reason'], step: () => T): T {
+  try {
+    return step();
+  } catch (e) {
+    throw new FloorRefusal(reason, (e as Error).message);
+  }
+}
+
 /**
  * The conforming floor, given a reference as a CRI server gets it: the lean floor plus what the
- * design asks of any implementation before it answers (docs/benchmarks.md). Every body is
- * checked against its digest, manifest and profile are parsed as JSON, the blob is placed
- * atomically and a provenance record is written beside it; with `key` (a keyed rule) the
- * bundle's signature is verified, its chain beside the artifact's. Nothing more: no policy, no
- * schema validation, no duplicate-member check, no logging.
+ * design and the KEP ask of any implementation before it answers (docs/benchmarks.md). The
+ * reference must be pinned by digest and the node's policy must allow it before any request;
+ * every body is checked against its digest; the manifest is checked as an artifact manifest
+ * (media types, one layer, sizes) and the profile decoded strictly and validated
+ * (`ValidateArtifact`, kep6061 §library flow), with spoke's own pure functions, which no floor
+ * can do without; the blob is placed atomically and a provenance record written beside it; when
+ * the deciding rule wants a signature, the bundle's is verified with its signer's key, its chain
+ * beside the artifact's. Nothing more: no store lookups, no single-flight, no deadline, no logging.
  */
-export async function conformingPullRef(pool: Pool, ref: string, dir: string, name: string, key?: KeyObject): Promise<void> {
-  const at = ref.indexOf('@');
-  const repo = ref.slice(ref.indexOf('/') + 1, at);
-  const digest = ref.slice(at + 1);
+export async function conformingPullRef(pool: Pool, ref: string, dir: string, name: string, policy: Policy): Promise<void> {
+  const reference = checked('POLICY', () => parseReference(ref));
+  const decision = decide(policy, reference, 'seccomp', 'default');
+  if (!decision.allowed) throw new FloorRefusal('POLICY', decision.reason);
+  // The bench's signed rules name one public-key signer.
+  const signer = decision.signedBy[0];
+  if (!decision.unsigned && signer?.type !== 'publicKey') throw new FloorRefusal('SIGNATURE', `${decision.rule.id} wants a signer the floor cannot check`);
+  const { repository, digest } = reference;
   const artifact = (async () => {
-    const manifestBytes = await getChecked(pool, `/v2/${repo}/manifests/${digest}`, digest, OCI_MANIFEST);
-    const layer = (JSON.parse(manifestBytes.toString()) as { layers: { digest: string; size: number }[] }).layers[0]!;
-    const blob = await getChecked(pool, `/v2/${repo}/blobs/${layer.digest}`, layer.digest);
+    const manifestBytes = await getChecked(pool, `/v2/${repository}/manifests/${digest}`, digest, OCI_MANIFEST);
+    const { layer } = checked('MANIFEST', () => checkArtifactManifest(manifestBytes, digest, 'seccomp', policy.limits.maxArtifactBytes));
+    const blob = await getChecked(pool, `/v2/${repository}/blobs/${layer.digest}`, layer.digest);
     if (blob.length !== layer.size) throw new FloorRefusal('SIZE', 'the blob size differs from the manifest');
-    if (typeof (JSON.parse(blob.toString()) as { defaultAction?: unknown }).defaultAction !== 'string') throw new FloorRefusal('NOT_SECCOMP', 'not a seccomp profile');
+    checked('NOT_SECCOMP', () => validateArtifactBytes('seccomp', blob));
     return { blob, layer: layer.digest, manifestBytes };
   })();
-  const [a] = await Promise.all([artifact, key ? verifiedSignature(pool, repo, digest, key) : undefined]);
+  const [a] = await Promise.all([artifact, signer?.type === 'publicKey' ? verifiedSignature(pool, repository, digest, signer.publicKey) : undefined]);
   atomicDurable(dir, name, a.blob);
-  placeRecord(dir, name, { digest, layerDigest: a.layer, manifest: a.manifestBytes.toString('base64'), references: [ref], at: new Date().toISOString() });
+  placeRecord(dir, name, { digest, layerDigest: a.layer, manifest: a.manifestBytes.toString('base64'), references: [ref], rule: decision.rule.id, at: new Date().toISOString() });
 }

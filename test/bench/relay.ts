@@ -12,24 +12,26 @@
 //     GET blob, for a repository under bench/ the signature chain beside them as the bench
 //     policy requires, then write + fsync file + directory) and an empty message: the cold pull
 //     floor with the CRI hop a kubelet's pull makes.
-//   node relay.js conforming <listen> <registry URL> <public key file> — the same server doing the
-//     conforming floor's work (floor.ts conformingPullRef: digests, JSON, atomic placement, a
-//     provenance record, for a repository under bench/ the bundle's signature verified with the
-//     key) and answering an empty message: the least a conforming implementation does per pull.
+//   node relay.js conforming <listen> <registry URL> <policy file> — the same server doing the
+//     conforming floor's work (floor.ts conformingPullRef: the reference and the node policy, digests,
+//     the artifact manifest and the profile validated, atomic placement, a provenance record, the
+//     bundle's signature verified when the rule wants one) and answering an empty message: the
+//     least a conforming implementation does per pull.
 // Prints "up" when listening.
 
 import { connect, createServer as createH2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer } from 'node:net';
-import { createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
+import { getMergedMessage, getString } from '../../src/cri/wire.js';
+import { parsePolicy } from '../../src/policy/load.js';
 import { conformingPullRef, floorPullRef } from './floor.js';
 
-const [mode, listen, upstream, keyFile] = process.argv.slice(2);
-if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer' && mode !== 'pull' && !(mode === 'conforming' && keyFile))) {
-  process.stderr.write('usage: relay.js bytes|h2|answer|pull <listen> <upstream> | conforming <listen> <registry URL> <public key file>\n');
+const [mode, listen, upstream, policyFile] = process.argv.slice(2);
+if (!listen || !upstream || (mode !== 'bytes' && mode !== 'h2' && mode !== 'answer' && mode !== 'pull' && !(mode === 'conforming' && policyFile))) {
+  process.stderr.write('usage: relay.js bytes|h2|answer|pull <listen> <upstream> | conforming <listen> <registry URL> <policy file>\n');
   process.exit(2);
 }
 
@@ -38,7 +40,7 @@ const ready = () => process.stdout.write('up\n');
 if (mode === 'answer' || mode === 'pull' || mode === 'conforming') {
   const empty = Buffer.alloc(5);
   const pool = mode === 'answer' ? undefined : new Pool(upstream, { connections: 4 });
-  const key = mode === 'conforming' ? createPublicKey(readFileSync(keyFile!)) : undefined;
+  const policy = mode === 'conforming' ? parsePolicy(readFileSync(policyFile!, 'utf8'), policyFile!, (p) => readFileSync(p)) : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'spoke-floor-'));
   let seq = 0;
   const server = createH2Server();
@@ -52,11 +54,13 @@ if (mode === 'answer' || mode === 'pull' || mode === 'conforming') {
         s.end(empty);
       };
       if (!pool) return answer();
-      // The reference is the request's only string with "@sha256:" in it (PullSecurityProfileArtifactRequest.image.image).
-      const ref = /[\x21-\x7e]+@sha256:[0-9a-f]{64}/.exec(Buffer.concat(chunks).toString('latin1'))?.[0] ?? '';
-      const keyed = ref.includes('/bench/');
-      const work = mode === 'conforming' ? conformingPullRef(pool, ref, dir, `p${seq++}`, keyed ? key : undefined) : floorPullRef(pool, ref, dir, `p${seq++}`, keyed);
-      work.then(answer, () => s.close(2));
+      // PullSecurityProfileArtifactRequest (proto/): image = 1 { image = 1 }, after the gRPC frame's 5-byte prefix.
+      const ref = getString(getMergedMessage(Buffer.concat(chunks).subarray(5), 1) ?? Buffer.alloc(0), 1);
+      const work = policy ? conformingPullRef(pool, ref, dir, `p${seq++}`, policy) : floorPullRef(pool, ref, dir, `p${seq++}`, ref.includes('/bench/'));
+      work.then(answer, (e: Error) => {
+        process.stderr.write(`relay ${mode}: ${e.message}\n`);
+        s.close(2);
+      });
     });
   });
   server.listen(listen, ready);

@@ -77,8 +77,9 @@ function forwardRow(name: string, samples: Record<'direct' | 'bytes' | 'h2' | 's
 /**
  * Cold-pull-over-CRI row: ≤ 1.5× the lean client floor at p50. Beside it two floors called over
  * CRI as the shim is (relay.ts): the CRI floor (the lean floor's work behind a node:http2 server)
- * and the conforming floor (that server doing what the design asks of any implementation before
- * it answers: digests, JSON, atomic placement, a provenance record, the signature). When the
+ * and the conforming floor (that server doing what the design and the KEP ask of any
+ * implementation before it answers: the policy, digests, the artifact manifest and the profile
+ * validated, atomic placement, a provenance record, the signature). When the
  * conforming floor misses 1.5× too, the target sits below what a conforming pull costs here.
  */
 function coldCriRow(name: string, r: Record<'floor' | 'spoke' | 'cri' | 'conforming', Stats>, floorSteps: string, floorLabel: string): Row {
@@ -88,7 +89,7 @@ function coldCriRow(name: string, r: Record<'floor' | 'spoke' | 'cri' | 'conform
     spoke: `${ms(r.spoke)} (${ratio(r.spoke)}× at p50; ${(r.spoke.p50 / r.cri.p50).toFixed(2)}× the CRI floor, ${(r.spoke.p50 / r.conforming.p50).toFixed(2)}× the conforming floor)`,
     peer:
       `floor (${floorSteps}): ${ms(r.floor)}; CRI floor (the same behind a node:http2 server called over CRI): ${ms(r.cri)} (${ratio(r.cri)}×); ` +
-      `conforming floor (the CRI floor checking every digest, parsing the JSON, placing the blob atomically and writing a provenance record${name.startsWith('keyed') ? ', the DSSE signature verified' : ''}): ${ms(r.conforming)} (${ratio(r.conforming)}×)`,
+      `conforming floor (the CRI floor asking the node policy, checking every digest, the artifact manifest and the profile (ValidateArtifact), placing the blob atomically and writing a provenance record${name.startsWith('keyed') ? ', the DSSE signature verified' : ''}): ${ms(r.conforming)} (${ratio(r.conforming)}×)`,
     target: '≤ 1.5× floor at p50',
     ...verdict([{ spoke: r.spoke.p50 <= 1.5 * r.floor.p50, floor: { meets: r.conforming.p50 <= 1.5 * r.floor.p50, figure: `conforming floor ${ratio(r.conforming)}×` } }]),
     data: { ...r },
@@ -170,7 +171,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       // The CRI floor (the same lean work behind a node:http2 server, relay.ts pull) and the
       // conforming floor (that server doing the checks the design requires, relay.ts conforming),
       // called as the shim is.
-      relays.push(await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url), await startRelay('conforming', join(work, 'conforming.sock'), ctx.reg.url, ctx.pubFile));
+      relays.push(await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url), await startRelay('conforming', join(work, 'conforming.sock'), ctx.reg.url, policy));
       const viaFloor = new H2CriClient(join(work, 'pull.sock'));
       const viaConforming = new H2CriClient(join(work, 'conforming.sock'));
       const more = await ctx.pushUnsigned(n + 8, 4_000_000, 4096);
