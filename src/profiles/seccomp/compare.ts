@@ -5,7 +5,7 @@
 
 import { actionRank, sameVerdict } from './actions.js';
 import { conjunctionKey, formatConjunction } from './conditions.js';
-import { cellsOf, decisionFor, partition, readProfile, type Decision } from './decision.js';
+import { cellsOf, decisionFor, partition, ProductBudget, readProfile, type Decision } from './decision.js';
 import type { SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
@@ -46,12 +46,12 @@ function direction(oldVerdict: Verdict, newVerdict: Verdict): ChangeDirection {
   return n > o ? 'loosened' : n < o ? 'tightened' : 'changed';
 }
 
-function syscallChanges(name: string, older: Decision, newer: Decision, architectures: string[], push: (d: ChangeDirection, c: ProfileChange) => void): void {
+function syscallChanges(name: string, older: Decision, newer: Decision, architectures: string[], budget: ProductBudget, push: (d: ChangeDirection, c: ProfileChange) => void): void {
   const visit = (args: string | undefined, o: Verdict, n: Verdict): void => {
     if (sameVerdict(o, n)) return;
     push(direction(o, n), { kind: 'syscall', syscall: name, architectures, ...(args === undefined ? {} : { args }), old: o, new: n });
   };
-  const cells = partition([older, newer], MAX_CASES_PER_SYSCALL);
+  const cells = partition([older, newer], MAX_CASES_PER_SYSCALL, budget);
   if (cells === undefined) {
     // Too many regions to compare one by one. Comparing only the strictness extremes hides a
     // loosening in between (a NEW allowing more argument cases, at the same extremes): any
@@ -82,8 +82,9 @@ export function compareProfiles(older: SeccompProfile, newer: SeccompProfile): P
   const architectures = shared.length > 0 ? shared : oldArchs.length + newArchs.length === 0 ? ['native'] : [...new Set([...oldArchs, ...newArchs])];
   const o = readProfile(older);
   const n = readProfile(newer);
-  syscallChanges(OTHER_SYSCALLS, o.unnamed, n.unnamed, architectures, push);
+  const budget = new ProductBudget();
+  syscallChanges(OTHER_SYSCALLS, o.unnamed, n.unnamed, architectures, budget, push);
   const names = [...new Set([...o.clauses.keys(), ...n.clauses.keys()])].sort();
-  for (const name of names) syscallChanges(name, decisionFor(o, name), decisionFor(n, name), architectures, push);
+  for (const name of names) syscallChanges(name, decisionFor(o, name), decisionFor(n, name), architectures, budget, push);
   return out;
 }

@@ -287,10 +287,28 @@ export interface Cell {
 }
 
 /**
- * The common refinement of the decisions' regions (empty intersections dropped), or undefined
- * when it would exceed `maxCells`, so a pathological input costs a bounded amount of work.
+ * Atoms conjoined across every product of one merge, diff or comparison, at most: each product's
+ * work is known before it is made (cells × regions, in atoms), and one that would pass the budget
+ * is not made, as if it had too many cells (a merge then gives the syscall its strictest verdict,
+ * KEP §4). Products of realistic profiles take a few hundred; without a budget, or-sets of 128
+ * masked comparisons on each of 120 syscalls in an artifact and in a Localhost base once took
+ * seconds of the shim's only thread (docs/decisions.md#merge-budget).
  */
-export function partition(decisions: readonly Decision[], maxCells: number): Cell[] | undefined {
+export const PRODUCT_ATOM_BUDGET = 100_000;
+
+/** What is left of PRODUCT_ATOM_BUDGET for one merge, diff or comparison. */
+export class ProductBudget {
+  constructor(public remaining = PRODUCT_ATOM_BUDGET) {}
+}
+
+const atomsOf = (list: readonly { conj: Conjunction }[]): number => list.reduce((n, x) => n + x.conj.length, 0);
+
+/**
+ * The common refinement of the decisions' regions (empty intersections dropped), or undefined
+ * when it would exceed `maxCells` or the budget, so a pathological input costs a bounded amount
+ * of work.
+ */
+export function partition(decisions: readonly Decision[], maxCells: number, budget: ProductBudget): Cell[] | undefined {
   let cells: Cell[] = [{ conj: [], verdicts: [] }];
   for (const d of decisions) {
     if (d.rules.length === 0) {
@@ -299,17 +317,21 @@ export function partition(decisions: readonly Decision[], maxCells: number): Cel
       continue;
     }
     const regions = cellsOf(d);
+    // Each conjoin reads both conjunctions' atoms (and costs one more for itself).
+    const work = cells.length * (atomsOf(regions) + regions.length) + regions.length * atomsOf(cells);
+    if (work > budget.remaining) return undefined;
+    budget.remaining -= work;
     const next: Cell[] = [];
     for (const cell of cells) {
       for (const region of regions) {
         const conj = conjoin(cell.conj, region.conj);
         if (conj === null) continue;
+        if (next.length === maxCells) return undefined;
         const verdicts = cell.verdicts.slice();
         verdicts.push(region.verdict);
         next.push({ conj, verdicts });
       }
     }
-    if (next.length > maxCells) return undefined;
     cells = next;
   }
   return cells;

@@ -3,7 +3,7 @@
 
 import { formatVerdict, sameVerdict, verdictKey } from './actions.js';
 import { conjunctionKey, formatConjunction, type Conjunction } from './conditions.js';
-import { cellsOf, decisionFor, partition, readProfile, type Decision, type ReadProfile } from './decision.js';
+import { cellsOf, decisionFor, partition, ProductBudget, readProfile, type Decision, type ReadProfile } from './decision.js';
 import type { ConstrainedBy, Constraint, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the cases listed per syscall; beyond it one summary case is reported. */
@@ -52,7 +52,7 @@ export interface ReadInput {
   read: ReadProfile;
 }
 
-function syscallConstraints(name: string, artifact: ReadProfile, effective: ReadProfile, trusted: readonly Labelled<ReadProfile>[] | undefined): Constraint[] {
+function syscallConstraints(name: string, artifact: ReadProfile, effective: ReadProfile, trusted: readonly Labelled<ReadProfile>[] | undefined, budget: ProductBudget): Constraint[] {
   const a = decisionFor(artifact, name);
   const e = decisionFor(effective, name);
   if (sameDecision(a, e)) return [];
@@ -96,7 +96,7 @@ function syscallConstraints(name: string, artifact: ReadProfile, effective: Read
       }
     }
   } else {
-    const cells = partition(decisions, MAX_CASES_PER_SYSCALL);
+    const cells = partition(decisions, MAX_CASES_PER_SYSCALL, budget);
     if (cells === undefined) return tooMany();
     for (const { conj, verdicts } of cells) visit(conj, verdicts);
   }
@@ -126,7 +126,8 @@ export function diffReads(artifact: ReadInput, effective: ReadInput, trusted: re
     if (!(effective.profile.flags ?? []).includes(flag)) out.push({ kind: 'flag', flag, ...attributeMissing(flag, flagLists) });
   }
   const names = new Set([...a.clauses.keys(), ...e.clauses.keys(), ...(t ?? []).flatMap((r) => [...r.value.clauses.keys()])]);
-  for (const name of [...names].sort()) out.push(...syscallConstraints(name, a, e, t));
+  const budget = new ProductBudget();
+  for (const name of [...names].sort()) out.push(...syscallConstraints(name, a, e, t, budget));
   return out;
 }
 

@@ -8,7 +8,7 @@ import { SpokeError } from '../../core/errors.js';
 import { stricter } from './actions.js';
 import { encodeCanonical, buildProfile } from './canonical.js';
 import { ARCHS_32_BIT, isWide, type Conjunction } from './conditions.js';
-import { decisionFor, readOf, readProfile, type Clause, type ReadProfile, type Rule } from './decision.js';
+import { decisionFor, ProductBudget, readOf, readProfile, type Clause, type ReadProfile, type Rule } from './decision.js';
 import { diffReads } from './diff.js';
 import { mergeSyscall } from './merge-syscall.js';
 import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile } from './types.js';
@@ -97,10 +97,12 @@ function mergeReads(inputs: readonly SeccompProfile[], reads: readonly ReadProfi
   const names = new Set<string>();
   for (const r of reads) for (const name of r.clauses.keys()) names.add(name);
   const rules = new Map<string, Rule[]>();
+  const budget = new ProductBudget();
   for (const name of names) {
     const written = mergeSyscall(
       reads.map((r) => decisionFor(r, name)),
       defaultVerdict,
+      budget,
     );
     if (written.length > 0) rules.set(name, written);
   }

@@ -6,7 +6,7 @@
 import { actionRank, sameVerdict, stricter, verdictCode, type Sourced } from './actions.js';
 import { conjunctionKey, isExpressible, MAX_UINT32, negate, type AtomKey, type Conjunction } from './conditions.js';
 import { normalize } from './normal-form.js';
-import { cellsOf, isComplementPair, misbuiltOrSet, partition, type Decision, type Rule } from './decision.js';
+import { cellsOf, isComplementPair, misbuiltOrSet, partition, type Decision, type ProductBudget, type Rule } from './decision.js';
 import type { Verdict } from './types.js';
 
 /** Regions per syscall beyond which the product is not worth exact treatment (collapse instead). */
@@ -32,8 +32,8 @@ function strictestSourced(verdicts: readonly Verdict[]): Sourced {
 }
 
 /** Regions of argument space where every input's decision is constant, with the stricter verdict. */
-function multiply(decisions: readonly Decision[]): Region[] | undefined {
-  const cells = partition(decisions, MAX_REGIONS_PER_SYSCALL);
+function multiply(decisions: readonly Decision[], budget: ProductBudget): Region[] | undefined {
+  const cells = partition(decisions, MAX_REGIONS_PER_SYSCALL, budget);
   return cells?.map((cell) => ({ conj: cell.conj, verdict: strictestSourced(cell.verdicts) }));
 }
 
@@ -42,14 +42,14 @@ function strictestOf(decisions: readonly Decision[]): Sourced {
   return decisions.flatMap((d, source) => cellsOf(d).map((cell) => ({ verdict: cell.verdict, source }))).reduce(stricter);
 }
 
-/** The effective rules of one syscall, in a shape runc loads exactly. */
-export function mergeSyscall(decisions: readonly Decision[], defaultVerdict: Sourced): Rule[] {
+/** The effective rules of one syscall, in a shape runc loads exactly; products draw on the merge's `budget`. */
+export function mergeSyscall(decisions: readonly Decision[], defaultVerdict: Sourced, budget: ProductBudget): Rule[] {
   let written: Rule[] | undefined;
   if (decisions.every((d) => d.rules.length === 0)) {
     const v = strictestSourced(decisions.map((d) => d.otherwise)).verdict;
     written = sameVerdict(v, defaultVerdict.verdict) ? [] : [{ conj: [], verdict: v }];
   } else {
-    const groups = groupsOf(decisions);
+    const groups = groupsOf(decisions, budget);
     written = groups === undefined ? undefined : express(groups, defaultVerdict);
     if (written === undefined) {
       // Inexpressible in runc: the whole syscall gets the most restrictive verdict involved (KEP §4).
@@ -105,12 +105,12 @@ function groupRegions(regions: readonly Region[]): Group[] {
  * that decision's cells and the verdicts are picked exactly as strictestSourced would, without
  * building the cells.
  */
-function groupsOf(decisions: readonly Decision[]): Group[] | undefined {
+function groupsOf(decisions: readonly Decision[], budget: ProductBudget): Group[] | undefined {
   let k = -1;
   for (let i = 0; i < decisions.length; i++) {
     if (decisions[i]!.rules.length === 0) continue;
     if (k >= 0) {
-      const regions = multiply(decisions);
+      const regions = multiply(decisions, budget);
       return regions === undefined ? undefined : groupRegions(regions);
     }
     k = i;

@@ -27,6 +27,7 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
   /** The NE atoms: the excluded values. */
   const nes: Atom[] = [];
   const masked: Masked[] = [];
+  const maskedKeys = new Set<string>();
   for (const a of atoms) {
     switch (a.op) {
       case 'SCMP_CMP_EQ':
@@ -60,7 +61,10 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
           if ((satisfiable && a.valueTwo === 0n) !== positive) return null;
           break;
         }
-        if (!masked.some((m) => m.mask === a.value && m.datum === a.valueTwo && m.positive === positive)) {
+        // A set, not a scan: a conjunction may hold hundreds of masked atoms (an or-set's complement).
+        const key = `${positive ? '+' : '-'}${a.value}:${a.valueTwo}`;
+        if (!maskedKeys.has(key)) {
+          maskedKeys.add(key);
           masked.push({ mask: a.value, datum: a.valueTwo, positive });
         }
       }
@@ -88,11 +92,16 @@ function normalizeIndex(index: number, atoms: readonly Atom[]): Atom[] | null {
     return [makeAtom(index, 'SCMP_CMP_EQ', lo)];
   }
   if (BigInt(last - first + 1) >= hi - lo + 1n) return null;
+  // Linear, not pairwise: the positive atoms fix bits (their masks) to values (their data), and
+  // they conflict exactly when two of them fix one bit differently, which the bits fixed so far
+  // show; an atom and its own negation conflict.
+  let fixedMask = 0n;
+  let fixedBits = 0n;
   for (const p of masked) {
-    for (const q of masked) {
-      if (p.positive && q.positive && ((p.datum ^ q.datum) & p.mask & q.mask) !== 0n) return null;
-      if (p.positive && !q.positive && p.mask === q.mask && p.datum === q.datum) return null;
-    }
+    if (!p.positive) continue;
+    if (((fixedBits ^ p.datum) & fixedMask & p.mask) !== 0n || maskedKeys.has(`-${p.mask}:${p.datum}`)) return null;
+    fixedMask |= p.mask;
+    fixedBits |= p.datum;
   }
   const out: Atom[] = [];
   if (lo > 0n) {

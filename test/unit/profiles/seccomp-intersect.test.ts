@@ -253,3 +253,23 @@ test('libseccomp 2.5 misbuilds an or-set of two range comparisons on one argumen
   validateArtifact(narrow);
   assert.equal(ev(narrow, 'kill', 1n).action, 'SCMP_ACT_ALLOW');
 });
+
+test('products share one work budget per merge: past it a syscall gets its strictest verdict, and the report lists it', () => {
+  // An or-set of 128 values in both the base and the artifact: each syscall's exact product
+  // conjoins ~66,000 atoms, so the first fits the budget and the rest are not multiplied
+  // (docs/decisions.md#merge-budget). Without a budget 120 such syscalls took seconds.
+  const names = ['read', 'write', 'close', 'fstat', 'lseek'];
+  const orSet = Array.from({ length: 128 }, (_, i) => arg(0, 'SCMP_CMP_EQ', BigInt(i)));
+  const baseline = P('SCMP_ACT_ERRNO', [A(names, 'SCMP_ACT_ALLOW')]);
+  const filtered = P('SCMP_ACT_ERRNO', [A(names, 'SCMP_ACT_ALLOW', orSet)]);
+  const r = merge(baseline, filtered, filtered);
+  assert.deepEqual(ev(r.profile, 'read', 5n), { action: 'SCMP_ACT_ALLOW' }, 'the first product is made: exact');
+  assert.deepEqual(ev(r.profile, 'read', 500n), { action: 'SCMP_ACT_ERRNO', errno: 1 });
+  for (const name of names.slice(1)) {
+    assert.deepEqual(ev(r.profile, name, 5n), { action: 'SCMP_ACT_ERRNO', errno: 1 }, `${name}: strictest verdict`);
+    assert.ok(
+      r.constrained.some((c) => c.kind === 'syscall' && c.syscall === name),
+      `${name} is in the report`,
+    );
+  }
+});
