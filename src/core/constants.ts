@@ -81,3 +81,9 @@ export const ANNOTATION_PREFIX: Readonly<Record<ProfileKind, string>> = {
   apparmor: 'apparmor.profiles.spoke.dev/',
 };
 export const POD_ANNOTATION = 'pod';
+
+/**
+ * The directory under the kubelet's seccomp root where the shim writes its merge results
+ * (`spoke/<sha256>.json`, docs/shim.md); gc removes them once unused.
+ */
+export const EFFECTIVE_SECCOMP_DIR = 'spoke';

@@ -18,7 +18,7 @@ import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import type { ProfileKind } from '../core/constants.js';
+import { EFFECTIVE_SECCOMP_DIR, type ProfileKind } from '../core/constants.js';
 import { formatReference, parseReference, type Reference } from '../core/reference.js';
 import { decide } from '../policy/decide.js';
 import { checkStored } from '../pull/checks.js';
@@ -85,7 +85,7 @@ export class ProfileApplier<P> {
   constructor(private readonly deps: ShimDeps<P>) {}
 
   get spokeDir(): string {
-    return join(this.deps.seccompRoot, 'spoke');
+    return join(this.deps.seccompRoot, EFFECTIVE_SECCOMP_DIR);
   }
 
   /**

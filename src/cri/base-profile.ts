@@ -3,13 +3,15 @@
 // A base_profile of type BaseTypeUnspecified (0) with no localhost_ref means no base (KEP-6061 §2
 // CRI text); with a localhost_ref it is refused (InvalidArgument, BASE_PROFILE) rather than guess
 // whether a base was meant.
-// A Localhost path must resolve (realpath) under the seccomp root and is read from an fd
+// A Localhost path must resolve (realpath) under the seccomp root, outside spoke's own merge
+// results, and is read from an fd
 // (regular file, ≤ 1 MiB), then decoded and validated at ValidateStrict level; its errors name
 // the JSON path at fault but never quote the file's bytes: they reach pod events.
 
 import { constants as fsConstants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
-import { isAbsolute, normalize, sep } from 'node:path';
+import { isAbsolute, join, normalize, sep } from 'node:path';
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { sha256Hex } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES } from '../core/limits.js';
@@ -29,6 +31,9 @@ export async function readLocalhostBase<P>(localhostRef: string, who: string, se
     // The kubelet's seccomp root is where Localhost profiles live; a path (or a symlink) leading
     // elsewhere could make any file on the node a "profile".
     if (!real.startsWith(root + sep)) throw refused('InvalidArgument', `does not resolve under the seccomp root ${seccompRoot}`);
+    // A base is a profile the node's admin placed. spoke's merge results are made from artifacts
+    // and removed once unused, and a product with one could cost a create the whole merge budget.
+    if (real.startsWith(join(root, EFFECTIVE_SECCOMP_DIR) + sep)) throw refused('InvalidArgument', `is one of spoke's merge results (${EFFECTIVE_SECCOMP_DIR}/ under the seccomp root), not a base profile`);
     bytes = await readCapped(real, DEFAULT_MAX_ARTIFACT_BYTES, refused);
   } catch (e) {
     if (e instanceof SpokeError) throw e;

@@ -9,6 +9,7 @@
 // holder and marks the set complete (store.replaceInUse). Holder names and pending holders:
 // inuse-holders.ts. AppArmor unloads and their checks: apparmor-unload.ts.
 
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { join } from 'node:path';
 import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/runtime.js';
@@ -80,7 +81,7 @@ export class InUseTracker {
     private readonly logger: Logger,
     opts: InUseTrackerOptions,
   ) {
-    this.spokeDir = join(opts.seccompRoot, 'spoke');
+    this.spokeDir = join(opts.seccompRoot, EFFECTIVE_SECCOMP_DIR);
     this.runtime = new RuntimeScanner(opts.upstream, this.spokeDir);
     this.appArmor = new AppArmorUnloads(store, logger, opts.appArmor, opts.procRoot ?? '/proc', () => this.runtime.scan());
     this.scheduleRebuild = opts.scheduleRebuild ?? (() => undefined);

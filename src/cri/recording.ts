@@ -22,6 +22,7 @@
 // records nothing (warn): failing to record only keeps the pod stricter. The sandbox (pause) is
 // never recorded.
 
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { join } from 'node:path';
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -108,7 +109,7 @@ export function recordingSelects(rec: PodRecording, container: string): boolean 
  * copy an earlier version kept at `<kubeletSeccompRoot>/spoke/spoke-record-log.json` is removed.
  */
 export async function installLoggingProfile(dir: string, kubeletSeccompRoot: string): Promise<string> {
-  await removeIfExists(join(kubeletSeccompRoot, 'spoke', LOGGING_PROFILE_NAME));
+  await removeIfExists(join(kubeletSeccompRoot, EFFECTIVE_SECCOMP_DIR, LOGGING_PROFILE_NAME));
   const path = join(dir, LOGGING_PROFILE_NAME);
   const bytes = loggingProfileBytes();
   const current = await readFile(path).catch(() => undefined);

@@ -206,6 +206,14 @@ describe('ProfileApplier', () => {
       );
     });
 
+    it("one of spoke's own merge results is refused as a base, directly or through a symlink: it is no admin's profile, and gc removes it once unused", async () => {
+      const merged = await applier.apply(oci(ref), inTeamA);
+      await assert.rejects(applier.apply(oci(ref, merged.path), inTeamA), refusedWith('InvalidArgument', 'BASE_PROFILE', (e) => assert.match(e.message, /merge result/)));
+      const link = join(seccompRoot, 'merged-link.json');
+      symlinkSync(merged.path, link);
+      await assert.rejects(applier.apply(oci(ref, link), inTeamA), refusedWith('InvalidArgument', 'BASE_PROFILE'));
+    });
+
     it('a symlink under the root pointing outside it is refused', async () => {
       const link = join(seccompRoot, 'passwd.json');
       symlinkSync('/etc/passwd', link);
