@@ -20,6 +20,7 @@ import type { AppArmorOps } from './deps.js';
 type Lib = typeof import('../profiles/apparmor/index.js');
 type Parser = typeof import('../apparmor/parser.js');
 type AppArmorProfile = ReturnType<Lib['decodeAppArmor']>;
+type Prepared = Awaited<ReturnType<AppArmorOps['prepare']>>;
 
 export function defaultAppArmorBaselinePath(): string {
   return join(dirname(defaultBaselinePath()), 'apparmor-baseline.json');
@@ -34,6 +35,12 @@ export interface AppArmorOpsOptions {
 
 /** Checked texts are remembered by name (a name is the hash of the effective profile). */
 const MAX_CHECKED = 1024;
+/**
+ * Prepared profiles are remembered by the artifact's hash until the baseline is reloaded, up to
+ * this many bytes of text: merging and rendering a large artifact takes ~0.2 s of the shim's
+ * only thread, and the kubelet creates its containers again and again.
+ */
+const MAX_PREPARED_TEXT_BYTES = 16 * 1024 * 1024;
 
 export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & { reloadBaseline(): Promise<void> } {
   const baselinePath = opts.baselinePath ?? defaultAppArmorBaselinePath();
@@ -46,6 +53,12 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   // overflows the parser's state limit takes seconds of CPU to refuse, so a retried create must
   // not pay it again. Only the parser's own rejection is kept (a timeout or a missing binary is not).
   const rejected = new Map<string, SpokeError>();
+  let prepared = new Map<string, Prepared>();
+  let preparedBytes = 0;
+  const forgetPrepared = () => {
+    prepared = new Map();
+    preparedBytes = 0;
+  };
   const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
   const parserOf = () => (parser ??= import('../apparmor/parser.js'));
 
@@ -77,7 +90,11 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     async prepare(artifact: Uint8Array) {
       const l = await libOf();
       baseline ??= await readBaseline();
-      const merged = l.intersectAppArmor(baseline, l.decodeAppArmor(artifact));
+      const artifactSha = sha256Hex(artifact);
+      const known = prepared.get(artifactSha);
+      if (known !== undefined) return known;
+      const against = baseline;
+      const merged = l.intersectAppArmor(against, l.decodeAppArmor(artifact));
       const name = l.appArmorProfileName(merged.bytes);
       const text = l.renderAppArmor(merged.profile, name);
       const key = `${name}:${sha256Hex(Buffer.from(text, 'utf8'))}`;
@@ -97,7 +114,14 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         if (checked.size >= MAX_CHECKED) checked.clear();
         checked.add(key);
       }
-      return { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
+      const result: Prepared = { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
+      // Not when the baseline was reloaded while the parser ran: the result is the old baseline's.
+      if (against === baseline) {
+        if (preparedBytes + text.length > MAX_PREPARED_TEXT_BYTES) forgetPrepared();
+        prepared.set(artifactSha, result);
+        preparedBytes += text.length;
+      }
+      return result;
     },
 
     async load(text: string): Promise<void> {
@@ -111,6 +135,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     async reloadBaseline(): Promise<void> {
       try {
         baseline = await readBaseline();
+        forgetPrepared();
         opts.logger?.log('info', 'AppArmor baseline reloaded', { baseline: baselinePath });
       } catch (e) {
         opts.logger?.log('error', 'AppArmor baseline not reloaded; keeping the last good one', { baseline: baselinePath, error: asSpokeError(e).message });

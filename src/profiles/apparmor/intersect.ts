@@ -144,13 +144,14 @@ export function intersectAppArmor(baseline: AppArmorProfile, artifact: AppArmorP
     else if (bits === R) filesystem.readOnlyPaths.push(path);
     else if (bits === W) filesystem.writeOnlyPaths.push(path);
   }
+  let fsNarrowed: Map<string, string[]> | undefined;
   for (const list of FILESYSTEM_LISTS) {
     filesystem[list].sort(compareBytes);
     for (const path of sorted(art.filesystem?.[list] ?? [])) {
       const want = FS_BITS[list];
       const got = (fs.get(path)?.bits ?? 0) & want;
       if (got === want) continue;
-      constrained.push(pathConstraint(list, path, fsAccess(want), fsAccess(got), fs, fsAccess));
+      constrained.push(pathConstraint(list, path, fsAccess(want), fsAccess(got), fs, (fsNarrowed ??= narrowings(fs)), fsAccess));
     }
   }
 
@@ -161,9 +162,10 @@ export function intersectAppArmor(baseline: AppArmorProfile, artifact: AppArmorP
     executable[list] = sorted(merged.keys());
     const access: PathAccess = list === 'allowedExecutables' ? 'x' : 'm';
     const accessOf = (bits: number): PathAccess => (bits === 0 ? 'none' : access);
+    let narrowed: Map<string, string[]> | undefined;
     for (const path of sorted(new Set(art.executable?.[list] ?? []))) {
       if (merged.has(path)) continue;
-      constrained.push(pathConstraint(list, path, access, 'none', merged, accessOf));
+      constrained.push(pathConstraint(list, path, access, 'none', merged, (narrowed ??= narrowings(merged)), accessOf));
     }
   }
 
@@ -186,11 +188,22 @@ function withinBudget<T>(fn: () => T): T {
   }
 }
 
-function pathConstraint(list: PathList, path: string, artifact: PathAccess, effective: PathAccess, merged: Merged, accessOf: (bits: number) => PathAccess): AppArmorConstraint {
-  const narrowedTo = [...merged]
-    .filter(([key, m]) => key !== path && m.from.has(path))
-    .map(([key, m]) => ({ path: key, access: accessOf(m.bits) }))
-    .sort((x, y) => compareBytes(x.path, y.path));
+/** For each artifact path, the other merged entries it narrowed into: built once per list, not scanned per constrained path. */
+function narrowings(merged: Merged): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const [key, m] of merged) {
+    for (const from of m.from) {
+      if (from === key) continue;
+      const keys = out.get(from);
+      if (keys === undefined) out.set(from, [key]);
+      else keys.push(key);
+    }
+  }
+  return out;
+}
+
+function pathConstraint(list: PathList, path: string, artifact: PathAccess, effective: PathAccess, merged: Merged, narrowed: Map<string, string[]>, accessOf: (bits: number) => PathAccess): AppArmorConstraint {
+  const narrowedTo = (narrowed.get(path) ?? []).map((key) => ({ path: key, access: accessOf(merged.get(key)!.bits) })).sort((x, y) => compareBytes(x.path, y.path));
   return { kind: 'path', list, path, artifact, effective, ...(narrowedTo.length > 0 ? { narrowedTo } : {}), by: 'baseline' };
 }
 
