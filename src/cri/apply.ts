@@ -68,6 +68,36 @@ interface Merged {
 }
 
 const MAX_MERGES_PER_BASELINE = 512;
+/** Bytes of merged profiles kept per baseline: a 1 MiB artifact can merge to 1.6 MB. */
+const MAX_MERGE_BYTES_PER_BASELINE = 32 * 1024 * 1024;
+
+/** Merges of one baseline, oldest first, at most MAX_MERGES_PER_BASELINE of them and `maxBytes` in all. */
+class MergeCache {
+  private readonly entries = new Map<string, Merged>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): Merged | undefined {
+    return this.entries.get(key);
+  }
+
+  set(key: string, merged: Merged): void {
+    this.entries.set(key, merged);
+    this.bytes += merged.bytes.length;
+    for (const [oldest, m] of this.entries) {
+      if (this.entries.size <= MAX_MERGES_PER_BASELINE && this.bytes <= this.maxBytes) break;
+      if (oldest === key) break; // the merge just made is kept, whatever its size
+      this.entries.delete(oldest);
+      this.bytes -= m.bytes.length;
+    }
+  }
+}
+
+export interface ApplierLimits {
+  /** Bytes of merged profiles kept per baseline; default 32 MiB. */
+  mergeCacheBytes?: number;
+}
 
 export class ProfileApplier<P> {
   /** Effective files known to exist: sha → path (saves a stat per create). */
@@ -80,9 +110,12 @@ export class ProfileApplier<P> {
    * so a hit is exactly the merge that would be computed; every create of a pod that uses a
    * profile already applied skips decode, merge and constraint formatting.
    */
-  private readonly merges = new WeakMap<object, Map<string, Merged>>();
+  private readonly merges = new WeakMap<object, MergeCache>();
 
-  constructor(private readonly deps: ShimDeps<P>) {}
+  constructor(
+    private readonly deps: ShimDeps<P>,
+    private readonly limits: ApplierLimits = {},
+  ) {}
 
   get spokeDir(): string {
     return join(this.deps.seccompRoot, EFFECTIVE_SECCOMP_DIR);
@@ -135,7 +168,7 @@ export class ProfileApplier<P> {
 
     const baseline = this.deps.baseline();
     let cache = this.merges.get(baseline as object);
-    if (!cache) this.merges.set(baseline as object, (cache = new Map()));
+    if (!cache) this.merges.set(baseline as object, (cache = new MergeCache(this.limits.mergeCacheBytes ?? MAX_MERGE_BYTES_PER_BASELINE)));
     // The mode is part of the key: a rule flipped to enforce gets the enforcing merge at the next create.
     const key = `${ref.digest}|${base?.sha ?? '-'}|${mode}`;
     let merged = cache.get(key);
@@ -153,7 +186,6 @@ export class ProfileApplier<P> {
         throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e, reason: err.reason });
       }
       merged = { bytes: result.bytes, sha: sha256Hex(result.bytes), constrained: result.constrained.length, rules: result.constrained.slice(0, 50).map((c) => seccomp.formatConstraint(c)) };
-      if (cache.size >= MAX_MERGES_PER_BASELINE) cache.delete(cache.keys().next().value!);
       cache.set(key, merged);
     }
     const sha = merged.sha;

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -300,6 +300,23 @@ describe('ProfileApplier', () => {
         ['container team-a/p/d', second.constrained],
       ],
     );
+  });
+
+  it('merges are kept up to a total of bytes: past it the oldest is dropped and made again when needed', async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    const one = await ingest('effective/bytes-one', denySyscalls(['uname', 'getppid']));
+    const two = await ingest('effective/bytes-two', denySyscalls(['uname', 'getpid']));
+    const made: string[] = [];
+    const deps = applierDeps({ pipeline: { pull: async () => Promise.reject(new Error('not used')) }, store, baseline, seccompRoot, policy: async () => holder.current() });
+    const logger = { log: (_level: string, msg: string, fields: Record<string, unknown> = {}) => void (msg === 'SecurityProfileMergeConstrained' && made.push(String(fields.reference))) };
+    const size = statSync((await new ProfileApplier({ ...deps, logger }).apply(oci(one), inTeamA)).path).size;
+    made.length = 0;
+    const bounded = new ProfileApplier({ ...deps, logger }, { mergeCacheBytes: Math.floor(size * 1.5) });
+    await bounded.apply(oci(one), inTeamA);
+    await bounded.apply(oci(one), inTeamA);
+    await bounded.apply(oci(two), inTeamA);
+    await bounded.apply(oci(one), inTeamA);
+    assert.deepEqual(made, [one, two, one]);
   });
 
   it('a stored profile changed after its merge was made is refused at the next create (the merge is not reused for it)', async () => {
