@@ -121,6 +121,8 @@ export class PullPipeline {
     // Anyone else fetches it again as itself, which proves access to the registry.
     if (!this.access.mayReuse(record, credentialIdentity(req.credential))) return undefined;
     checkStored(canonical, record, req.kind, policy.limits.maxArtifactBytes, this.platform);
+    // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md).
+    store.noteUse(ref.digest);
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
       const verdict = record.verdicts[policy.hash];

@@ -14,6 +14,8 @@ import type { InUseSet } from './inuse-set.js';
 import { EFFECTIVE_FILE_RE, type EffectiveOrigins } from './effective.js';
 
 /** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
+/** Cached pulls' uses kept in memory between gc runs (collect.ts noteUse), at most: one entry per digest pulled. */
+const MAX_NOTED_USES = 65_536;
 const REMOVING_PREFIX = '.removing-';
 
 export class StoreCollector {
@@ -160,9 +162,19 @@ export class StoreCollector {
   // ---- the shim's gc by last use (src/cri/gc.ts, docs/gc.md) ----
   //
   // state/last-use.json records, per artifact and per effective file, the last gc run that saw
-  // it used (held, or named by a live object's runtime config). An artifact's last use is the
-  // later of that and its pull; an effective file's the later of that and its mtime (written at
-  // a create). Written by gc runs only: nothing on the pull or create path.
+  // it used (held, or named by a live object's runtime config) or the last use noted in memory
+  // before that run (a cached pull). An artifact's last use is the later of that and its pull; an
+  // effective file's the later of that and its mtime (written at a create). Written by gc runs
+  // only: nothing on the pull or create path.
+
+  /** Uses noted since the last run (ProfileStore.noteUse), by digest, at most MAX_NOTED_USES. */
+  private noted = new Map<Digest, number>();
+
+  noteUse(digest: Digest): void {
+    // A full map is dropped whole: those uses then fall back to pull times, as before notes.
+    if (this.noted.size >= MAX_NOTED_USES && !this.noted.has(digest)) this.noted.clear();
+    this.noted.set(digest, this.layout.clock.now());
+  }
 
   private get lastUsePath(): string {
     return join(this.layout.root, 'state', 'last-use.json');
@@ -200,6 +212,8 @@ export class StoreCollector {
     }
     const last = await this.readLastUse();
     for (const d of state.byDigest.keys()) last.artifacts[d] = now;
+    for (const [d, at] of this.noted) last.artifacts[d] = Math.max(last.artifacts[d] ?? 0, at);
+    this.noted = new Map();
 
     const effectiveRemoved: string[] = [];
     let names: string[] = [];

@@ -185,6 +185,15 @@ export class ProfileStore {
     return this.collector.collect(opts);
   }
 
+  /**
+   * `digest` was used now without a holder: a cached pull, after which the kubelet creates its
+   * containers. Kept in memory (nothing written on the pull path) until the next gc run, which
+   * takes it for the artifact's last use (collect.ts).
+   */
+  noteUse(digest: Digest): void {
+    this.collector.noteUse(digest);
+  }
+
   verify(): Promise<{ ok: Digest[]; corrupt: { digest: Digest; reason: string }[] }> {
     return this.collector.verify();
   }

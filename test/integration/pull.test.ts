@@ -1,7 +1,8 @@
 // The pull pipeline against a real docker-registry (docs/architecture.md, "The pull pipeline").
 
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/constants.js';
@@ -50,6 +51,20 @@ describe('pull pipeline against a real registry', () => {
       assert.equal(second.path, first.path);
       await reg.settle();
       assert.deepEqual(reg.requests(), []);
+    }));
+
+  it('a cached pull counts as a use: the next gc run writes it down as the profile\'s last use (docs/gc.md)', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-unlink', { layers: [{ bytes: denySyscalls(['unlink']) }] });
+      await node.pipeline.pull({ reference, kind: 'seccomp' });
+      const lastUse = async () => {
+        await node.store.collect({ minAgeMs: 3_600_000, effectiveDir: join(node.dir, 'seccomp', 'spoke'), effectiveInUse: new Set() });
+        return (JSON.parse(readFileSync(join(node.store.root, 'state', 'last-use.json'), 'utf8')) as { artifacts: Record<string, number> }).artifacts[digest];
+      };
+      assert.equal(await lastUse(), undefined, 'pulled, never used');
+      const before = Date.now();
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, true);
+      assert.ok((await lastUse())! >= before);
     }));
 
   it('answers a cached pull without a file-system trip through the thread pool (one stat, made synchronously)', () =>

@@ -53,6 +53,20 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await run()).removed, [a!.digest]);
   });
 
+  it('a noted use (a cached pull: the kubelet creates next) counts as a last use, in memory until the next run', async () => {
+    const [a, b] = BODIES.map((b) => ingestInput(b));
+    for (const i of [a!, b!]) await store.ingest(i);
+    now += 2 * HOUR;
+    store.noteUse(a!.digest);
+    now += HOUR - 1;
+    assert.deepEqual((await run()).removed, [b!.digest], 'a was used an hour ago less a millisecond');
+    // The run wrote it down: another store object (a shim restart) keeps it as long.
+    const again = new ProfileStore({ root: join(dir, 'store'), clock, fsync: false });
+    assert.deepEqual((await again.collect({ minAgeMs: HOUR, effectiveDir: eff, effectiveInUse: new Set() })).removed, []);
+    now += 1;
+    assert.deepEqual((await run()).removed, [a!.digest]);
+  });
+
   it('over maxStoreBytes: unused profiles go least recently used first, before minAge', async () => {
     const [a, b, c, d] = BODIES.map((b) => ingestInput(b));
     await store.ingest(a!);
