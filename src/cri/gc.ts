@@ -71,8 +71,6 @@ export interface GcSchedulerOptions {
   gate: CreateGate;
   /** Tells the shim an effective file is gone, so the next create writes it again. */
   forgetEffective: (sha: string) => void;
-  /** Tells the shim artifacts are gone, so creates record their effective-file origins again. */
-  forgetOrigins: () => void;
   /** `<seccompRoot>/spoke`. */
   effectiveDir: string;
   intervalMs: number;
@@ -133,9 +131,6 @@ export class GcScheduler {
       return undefined;
     }
     for (const sha of r.effectiveRemoved) this.o.forgetEffective(sha);
-    // Every run: its sweep also prunes the origins of artifacts removed elsewhere since the last
-    // run (RemoveSecurityProfile, `spoke store rm|gc`), which the tracker still takes for recorded.
-    this.o.forgetOrigins();
     metrics.gcRun(r.complete ? 'ok' : 'incomplete');
     metrics.gcRemoved('profile', r.removed.length);
     metrics.gcRemoved('effective', r.effectiveRemoved.length);

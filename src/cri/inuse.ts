@@ -68,8 +68,11 @@ export class InUseTracker {
   private readonly knownAppArmor = new Map<string, { holder: string; name: string }[]>();
   /** Pending holders (inner `pending:…`) whose create is in flight in this process. */
   private readonly inflight = new Set<string>();
-  /** Effective sha|digest pairs already recorded in the store. */
-  private readonly mapped = new Set<string>();
+  /**
+   * Origins already recorded in the store (sha|digest|input), with the identity their record had
+   * then: another process may prune it (`spoke store gc`), and a changed record is written again.
+   */
+  private readonly mapped = new Map<string, string | undefined>();
   private readonly runtime: RuntimeScanner;
   private readonly appArmor: AppArmorUnloads;
   private readonly spokeDir: string;
@@ -103,10 +106,11 @@ export class InUseTracker {
 
   private async recordEffective(sha: string, digest: Digest, input?: EffectiveInput): Promise<void> {
     const key = `${sha}|${digest}|${input === undefined ? '' : JSON.stringify(input)}`;
-    if (this.mapped.has(key)) return;
+    const identity = this.store.originsIdentity(sha);
+    if (identity !== undefined && this.mapped.get(key) === identity) return;
     await this.store.recordEffective(sha, digest, input);
     if (this.mapped.size >= MAX_MAPPED) this.mapped.clear();
-    this.mapped.add(key);
+    this.mapped.set(key, this.store.originsIdentity(sha));
   }
 
   /**
@@ -162,14 +166,6 @@ export class InUseTracker {
     if (pending !== undefined) this.inflight.delete(pending);
     for (const c of claims) this.inflight.delete(parseAppArmorHolder(c.pending)?.holder ?? '');
     if (pending !== undefined || claims.length > 0) this.scheduleRebuild(PENDING_GRACE_MS);
-  }
-
-  /**
-   * Gc removed artifacts (and with them their effective-file origins): the next create records
-   * its origin again rather than trusting this process's memory of it.
-   */
-  forgetRecordedOrigins(): void {
-    this.mapped.clear();
   }
 
   /** After a successful RemoveContainer / RemovePodSandbox. */

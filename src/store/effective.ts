@@ -3,6 +3,7 @@
 // config names that file back to the artifact it holds. Written once per pair, flushed.
 // The pod reference and base profile of each merge are kept beside them (bounded) for `spoke ps`.
 
+import { statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
@@ -49,6 +50,15 @@ export class EffectiveOrigins {
       if (digests === known.digests && inputs === known.inputs) return;
       await writeFileAtomic(path, JSON.stringify({ digests, ...(inputs.length > 0 ? { inputs } : {}) }) + '\n', this.layout.temp, this.layout.durable);
     });
+  }
+
+  /**
+   * The origins record's identity (inode, size, modification time), undefined when there is none:
+   * any process's rewrite or removal of it (a prune by `spoke store gc`) changes it.
+   */
+  originsIdentity(sha: string): string | undefined {
+    const st = statSync(this.effectivePath(sha), { bigint: true, throwIfNoEntry: false });
+    return st === undefined ? undefined : `${st.ino}:${st.size}:${st.mtimeNs}`;
   }
 
   /** The artifacts whose merge produced effective file `<sha>.json` (empty when unknown). */

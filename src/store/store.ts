@@ -159,6 +159,11 @@ export class ProfileStore {
     return this.effective.recordEffective(sha, d, input);
   }
 
+  /** The identity of effective file `<sha>.json`'s origins record (effective.ts), undefined when there is none. */
+  originsIdentity(sha: string): string | undefined {
+    return this.effective.originsIdentity(sha);
+  }
+
   effectiveDigests(sha: string): Promise<Digest[]> {
     return this.effective.effectiveDigests(sha);
   }

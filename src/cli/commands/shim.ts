@@ -149,7 +149,6 @@ export async function run(argv: string[]): Promise<number> {
     rebuild: () => shim.inUse.rebuild(),
     gate: shim.gate,
     forgetEffective: (sha) => shim.forgetEffective(sha),
-    forgetOrigins: () => shim.inUse.forgetRecordedOrigins(),
     effectiveDir: join(config.seccompRoot, 'spoke'),
     intervalMs: config.gc.intervalMs,
     minAgeMs: config.gc.minAgeMs,

@@ -26,7 +26,6 @@ function schedulerFor(store: ProfileStore, tracker: InUseTracker, seccompRoot: s
     rebuild: () => tracker.rebuild(),
     gate: new CreateGate(),
     forgetEffective: () => undefined,
-    forgetOrigins: () => tracker.forgetRecordedOrigins(),
     effectiveDir: join(seccompRoot, 'spoke'),
     intervalMs: 60_000,
     minAgeMs: 0,
@@ -129,6 +128,33 @@ describe('GcScheduler and origins removed by others', () => {
     writeFileSync(join(dir, 'store', 'state', 'in-use.log'), '');
     assert.deepEqual((await gc.runOnce())?.removed, []);
     assert.ok(await store.has(d));
+  });
+
+  it('origins pruned by another process (`spoke store gc`) with no run of this shim in between are recorded again at the next create', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-gcp-'));
+    dirs.push(dir);
+    const seccompRoot = join(dir, 'seccomp');
+    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
+    const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
+    const p = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'), 'seccomp');
+    const d = p.manifestDigest;
+    const ingest = () => store.ingest({ digest: d, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference: `r.io/p@${d}`, rule: 'r', servedBy: 'r.io' });
+    const sha = 'f'.repeat(64);
+    const upstream: RuntimeCalls = { unary: async () => Promise.reject(new Error('not called')) };
+    const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
+    const create = async (id: string) => {
+      const pending = await tracker.begin(d, { effectiveSha: sha });
+      await tracker.commitCreate(`container:${id}`, { pending, digest: d }, []);
+    };
+    await ingest();
+    await create('c1');
+    await tracker.released('container:c1');
+    // Another process (a cron `spoke store gc`) removes the unused artifact and prunes its origins.
+    assert.deepEqual((await new ProfileStore({ root: join(dir, 'store'), fsync: false }).gc()).removed, [d]);
+    assert.deepEqual(await store.effectiveDigests(sha), []);
+    await ingest();
+    await create('c2');
+    assert.deepEqual(await store.effectiveDigests(sha), [d]);
   });
 });
 
