@@ -29,8 +29,10 @@ export function defaultAppArmorBaselinePath(): string {
 export interface AppArmorOpsOptions {
   baselinePath?: string;
   logger?: Logger;
-  /** Overrides for tests: parser binary, securityfs location. */
-  parser?: { parser?: string; securityfs?: string };
+  /** Overrides for tests: parser binary, securityfs location, check timeout. */
+  parser?: { parser?: string; securityfs?: string; timeoutMs?: number };
+  /** Milliseconds now, for how long a timed-out check is remembered; default Date.now. */
+  clock?: () => number;
 }
 
 /** Checked texts are remembered by name (a name is the hash of the effective profile). */
@@ -41,6 +43,14 @@ const MAX_CHECKED = 1024;
  * only thread, and the kubelet creates its containers again and again.
  */
 const MAX_PREPARED_TEXT_BYTES = 16 * 1024 * 1024;
+/**
+ * A text the parser did not finish compiling in time is not compiled again for this long: some
+ * small patterns spin apparmor_parser 3.0 until the timeout (docs/apparmor.md), and the kubelet
+ * retries the create. The refusal stays transient: a parser slowed by a busy node may do better later.
+ */
+const TIMED_OUT_MEMORY_MS = 10 * 60_000;
+/** Parser checks running at once: each may take a core until its timeout. */
+const MAX_CONCURRENT_CHECKS = 2;
 
 export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & { reloadBaseline(): Promise<void> } {
   const baselinePath = opts.baselinePath ?? defaultAppArmorBaselinePath();
@@ -53,6 +63,12 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   // overflows the parser's state limit takes seconds of CPU to refuse, so a retried create must
   // not pay it again. Only the parser's own rejection is kept (a timeout or a missing binary is not).
   const rejected = new Map<string, SpokeError>();
+  const timedOut = new Map<string, { error: SpokeError; until: number }>();
+  /** Checks under way by text key: creates of one profile at once share one parser run. */
+  const checking = new Map<string, Promise<void>>();
+  let checksRunning = 0;
+  const checkSlots: (() => void)[] = [];
+  const now = opts.clock ?? Date.now;
   let prepared = new Map<string, Prepared>();
   let preparedBytes = 0;
   const forgetPrepared = () => {
@@ -60,6 +76,30 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     preparedBytes = 0;
   };
   const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
+
+  /** Compiles `text` (its key `name:sha`) with the parser, at most MAX_CONCURRENT_CHECKS at once; remembers the outcome. */
+  const check = async (key: string, text: string): Promise<void> => {
+    while (checksRunning >= MAX_CONCURRENT_CHECKS) await new Promise<void>((r) => checkSlots.push(r));
+    checksRunning++;
+    try {
+      await (await parserOf()).checkWithParser(text, opts.parser ?? {});
+    } catch (e) {
+      if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
+        if (rejected.size >= MAX_CHECKED) rejected.clear();
+        rejected.set(key, e);
+      } else if (e instanceof SpokeError && e.reason === 'DEADLINE') {
+        if (timedOut.size >= MAX_CHECKED) timedOut.clear();
+        const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: 'DEADLINE' });
+        timedOut.set(key, { error, until: now() + TIMED_OUT_MEMORY_MS });
+      }
+      throw e;
+    } finally {
+      checksRunning--;
+      checkSlots.shift()?.();
+    }
+    if (checked.size >= MAX_CHECKED) checked.clear();
+    checked.add(key);
+  };
   const parserOf = () => (parser ??= import('../apparmor/parser.js'));
 
   const readBaseline = async (): Promise<AppArmorProfile> => {
@@ -100,19 +140,15 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       const key = `${name}:${sha256Hex(Buffer.from(text, 'utf8'))}`;
       const refusal = rejected.get(key);
       if (refusal !== undefined) throw refusal;
+      const slow = timedOut.get(key);
+      if (slow !== undefined && now() < slow.until) throw slow.error;
       if (!checked.has(key)) {
-        const p = await parserOf();
-        try {
-          await p.checkWithParser(text, opts.parser ?? {});
-        } catch (e) {
-          if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
-            if (rejected.size >= MAX_CHECKED) rejected.clear();
-            rejected.set(key, e);
-          }
-          throw e;
+        let flight = checking.get(key);
+        if (flight === undefined) {
+          flight = check(key, text).finally(() => checking.delete(key));
+          checking.set(key, flight);
         }
-        if (checked.size >= MAX_CHECKED) checked.clear();
-        checked.add(key);
+        await flight;
       }
       const result: Prepared = { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
       // Not when the baseline was reloaded while the parser ran: the result is the old baseline's.

@@ -38,4 +38,37 @@ describe('createAppArmorOps', () => {
     assert.notEqual(after.text, first.text, 'prepared anew against the reloaded baseline');
     assert.doesNotMatch(after.text, /\/etc\/hosts /);
   });
+
+  it('a text the parser could not compile in time is neither compiled twice at once nor again for ten minutes, and at most two checks run at once', async () => {
+    const runs = join(dir, 'slow-runs');
+    const parser = join(dir, 'spinning_parser');
+    // Spins like apparmor_parser 3.0 on some nested alternations, until the timeout kills it.
+    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\nexec sleep 30\n`, { mode: 0o755 });
+    let now = 0;
+    const ops = createAppArmorOps({ parser: { parser, timeoutMs: 200 }, clock: () => now });
+    const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
+    const spins = artifact('/etc/{,{b,},,}/');
+    const deadline = { code: 'Internal', reason: 'DEADLINE' } as const;
+    await Promise.all([0, 1, 2].map(() => rejectsWith(ops.prepare(spins), deadline)));
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'three creates at once: one parser run');
+    now += 9 * 60_000;
+    await rejectsWith(ops.prepare(spins), deadline);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'a retry within ten minutes: no parser run');
+    now += 60_000;
+    await rejectsWith(ops.prepare(spins), deadline);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n', 'ten minutes later it is tried again');
+  });
+
+  it('at most two parser checks run at once: each may spin a core until its timeout', async () => {
+    const live = join(dir, 'live');
+    const counts = join(dir, 'counts');
+    const parser = join(dir, 'slow_parser');
+    // Counts the parsers running beside it (itself included), then takes a while to accept.
+    writeFileSync(parser, `#!/bin/sh\nmkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`, { mode: 0o755 });
+    const ops = createAppArmorOps({ parser: { parser } });
+    await Promise.all(['a', 'b', 'c', 'd', 'e'].map((x) => ops.prepare(Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/${x}`] } })))));
+    const seen = readFileSync(counts, 'utf8').trim().split('\n').map(Number);
+    assert.equal(seen.length, 5);
+    assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
+  });
 });
