@@ -13,6 +13,31 @@ import type { Credential, RegistryClient, RepoLocator } from '../registry/types.
 export const MEDIA_TYPE_DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 /** At most this many referrers / .sig layers are looked at; more is a sign of abuse, not of signing. */
 export const MAX_SIGNATURE_CANDIDATES = 64;
+/**
+ * Entries of one list noted one by one when skipped; the rest are counted in one note. A refusal
+ * quotes the first three notes, and a 4 MiB index of malformed entries once made two million of
+ * them (~550 MB held until the verdict).
+ */
+const NOTES_PER_LIST = 4;
+
+/** Notes on the skipped entries of one list: the first NOTES_PER_LIST, then how many more. */
+class SkippedEntries {
+  private count = 0;
+
+  constructor(
+    private readonly notes: string[],
+    private readonly what: string,
+  ) {}
+
+  skip(text: string): void {
+    if (this.count++ < NOTES_PER_LIST) this.notes.push(text);
+  }
+
+  /** After the list: the count of those not noted. */
+  close(): void {
+    if (this.count > NOTES_PER_LIST) this.notes.push(`${this.what}: ${this.count - NOTES_PER_LIST} more entries skipped`);
+  }
+}
 
 export interface DiscoverOptions {
   credential?: Credential;
@@ -94,18 +119,20 @@ export function parseReferrersIndex(bytes: Uint8Array, what: string, notes: stri
     throw new SpokeError('SignatureValidationFailed', `${what} has media type ${JSON.stringify(String(v.mediaType).slice(0, 80))}, not an OCI image index`, {}, { reason: 'MANIFEST_INVALID' });
   }
   const out: ReferrerCandidate[] = [];
+  const skipped = new SkippedEntries(notes, what);
   for (const [i, m] of v.manifests.entries()) {
     if (!isObject(m) || typeof m.digest !== 'string' || !isDigest(m.digest) || typeof m.mediaType !== 'string' || typeof m.size !== 'number' || !Number.isSafeInteger(m.size) || m.size < 0) {
-      notes.push(`${what}: manifests[${i}] is not a sha256 descriptor; skipped`);
+      skipped.skip(`${what}: manifests[${i}] is not a sha256 descriptor; skipped`);
       continue;
     }
     const annotations = stringMap(m.annotations);
     if (annotations === undefined || (m.artifactType !== undefined && typeof m.artifactType !== 'string')) {
-      notes.push(`${what}: manifests[${i}] has malformed annotations or artifactType; skipped`);
+      skipped.skip(`${what}: manifests[${i}] has malformed annotations or artifactType; skipped`);
       continue;
     }
     out.push({ digest: m.digest, size: m.size, mediaType: m.mediaType, artifactType: m.artifactType as string | undefined, annotations });
   }
+  skipped.close();
   return out;
 }
 
@@ -119,18 +146,20 @@ export function parseSigManifest(bytes: Uint8Array, what: string, notes: string[
     throw new SpokeError('SignatureValidationFailed', `${what} has media type ${JSON.stringify(String(v.mediaType).slice(0, 80))}`, {}, { reason: 'MANIFEST_INVALID' });
   }
   const out: SigLayer[] = [];
+  const skipped = new SkippedEntries(notes, what);
   for (const [i, l] of v.layers.entries()) {
     if (!isObject(l) || typeof l.digest !== 'string' || !isDigest(l.digest) || typeof l.mediaType !== 'string' || typeof l.size !== 'number' || !Number.isSafeInteger(l.size) || l.size < 0) {
-      notes.push(`${what}: layers[${i}] is not a sha256 descriptor; skipped`);
+      skipped.skip(`${what}: layers[${i}] is not a sha256 descriptor; skipped`);
       continue;
     }
     const annotations = stringMap(l.annotations);
     if (annotations === undefined) {
-      notes.push(`${what}: layers[${i}] has malformed annotations; skipped`);
+      skipped.skip(`${what}: layers[${i}] has malformed annotations; skipped`);
       continue;
     }
     out.push({ mediaType: l.mediaType, digest: l.digest, size: l.size, annotations });
   }
+  skipped.close();
   return out;
 }
 
@@ -240,14 +269,15 @@ export function discoverChannels(registry: RegistryClient, repo: RepoLocator, di
 /** The referrers that are v0.3 sigstore bundles in OCI manifests, deduplicated and capped. */
 function bundleCandidates(list: readonly ReferrerCandidate[], notes: string[]): ReferrerCandidate[] {
   const bundles: ReferrerCandidate[] = [];
+  const skipped = new SkippedEntries(notes, 'referrers');
   for (const r of list) {
     if (r.artifactType !== MEDIA_TYPE_SIGSTORE_BUNDLE_V03) {
       // Registries may ignore the artifactType filter; other types (v0.2 bundles, SBOMs) are not ours.
-      notes.push(`referrer ${r.digest} has artifactType ${JSON.stringify(r.artifactType ?? '(none)')}; not a v0.3 sigstore bundle`);
+      skipped.skip(`referrer ${r.digest} has artifactType ${JSON.stringify((r.artifactType ?? '(none)').slice(0, 80))}; not a v0.3 sigstore bundle`);
       continue;
     }
     if (r.mediaType !== MEDIA_TYPE_OCI_MANIFEST) {
-      notes.push(`referrer ${r.digest} is a ${r.mediaType}, not an OCI image manifest`);
+      skipped.skip(`referrer ${r.digest} is a ${JSON.stringify(r.mediaType.slice(0, 80))}, not an OCI image manifest`);
       continue;
     }
     if (bundles.length >= MAX_SIGNATURE_CANDIDATES) {
@@ -256,6 +286,7 @@ function bundleCandidates(list: readonly ReferrerCandidate[], notes: string[]): 
     }
     if (!bundles.some((b) => b.digest === r.digest)) bundles.push(r);
   }
+  skipped.close();
   return bundles;
 }
 

@@ -199,6 +199,18 @@ describe('keyed signatures', () => {
     assert.match(found.notes.join('\n'), /duplicate/);
   });
 
+  it('malformed entries by the thousand in the tag-schema index and the cosign manifest keep a few notes, not one each', async () => {
+    const { reg, digest } = setup();
+    const zeros = (n: number) => Array.from({ length: n }, () => 0);
+    reg.putRaw(repo, `sha256-${digest.slice(7)}`, Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: zeros(20_000) })), 'application/vnd.oci.image.index.v1+json');
+    reg.putRaw(repo, cosignSigTag(digest), Buffer.from(JSON.stringify({ schemaVersion: 2, layers: zeros(20_000) })), MEDIA_TYPE_OCI_MANIFEST);
+    const found = await discoverSignatures(reg, repo, digest);
+    assert.equal(found.bundles.length, 0);
+    assert.equal(found.cosign?.layers.length, 0);
+    assert.ok(found.notes.length <= 10, `${found.notes.length} notes`);
+    assert.match(found.notes.join('\n'), /manifests\[0\] is not a sha256 descriptor/);
+  });
+
   it('a bundle that verifies is accepted without waiting for the cosign tag lookup', { timeout: 10_000 }, async () => {
     const { reg, digest, manifestBytes } = setup();
     await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
