@@ -334,6 +334,29 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('k', key)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNER_MISMATCH');
   });
 
+  it('a bundle with more than four transparency-log entries is refused before any is read (sigstore-js compares them pairwise)', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const { key, certPem } = await fx.issue();
+    const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: digest.slice(7) } }], predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {} }));
+    const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), key.privateKey);
+    const der = Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false })) as { verificationMaterial: { tlogEntries: unknown[] } };
+    const entry = (i: number) => ({
+      logIndex: String(i),
+      logId: { keyId: Buffer.from('log').toString('base64') },
+      kindVersion: { kind: 'dsse', version: '0.0.1' },
+      integratedTime: String(1_700_000_000 + i),
+      inclusionPromise: { signedEntryTimestamp: Buffer.from('set').toString('base64') },
+      inclusionProof: { logIndex: String(i), rootHash: Buffer.from('root').toString('base64'), treeSize: '1', hashes: [], checkpoint: { envelope: 'c' } },
+      canonicalizedBody: Buffer.from('{}').toString('base64'),
+    });
+    bundle.verificationMaterial.tlogEntries = [0, 1, 2, 3, 4].map(entry);
+    await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify(bundle)));
+    const err = await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' });
+    rejectedFor(err, 'MANIFEST_INVALID');
+    assert.match(err.message, /5 transparency-log entries/);
+  });
+
   it('a timestamp sigstore-js cannot read is a refusal (SignatureValidationFailed), never a registry error', async () => {
     const { reg, digest, manifestBytes } = setup();
     const { key, certPem } = await fx.issue();
