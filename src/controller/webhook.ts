@@ -31,6 +31,14 @@ const REVIEW_PATHS = new Set(['/mutate-pods', '/validate-bindings', '/validate-r
 
 /** The API server caps request bodies at 3 MiB; a pod CREATE review stays well below 4 MiB. */
 export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
+/**
+ * Bytes of review bodies held at once, at most: a body that would pass it is answered 503 and
+ * dropped. Anyone who reaches the port may post, and six 4 MiB reviews at once took the
+ * controller to 1.6 GB; reviews are computed one at a time, so this bounds what waits.
+ */
+export const MAX_BODY_BYTES_HELD = 16 * 1024 * 1024;
+/** Connections at once (the API server keeps a few open); more are closed as they come. */
+export const MAX_CONNECTIONS = 64;
 
 export interface WebhookOptions {
   certFile: string;
@@ -66,6 +74,8 @@ export class WebhookServer {
   private readonly server: Server;
   private certStamp = '';
   private timer: NodeJS.Timeout | undefined;
+  /** Bytes of bodies being read or reviewed now (MAX_BODY_BYTES_HELD). */
+  private readonly held = { bytes: 0 };
 
   constructor(private readonly opts: WebhookOptions) {
     // Client certificates are asked for, not required: probes and other callers carry none.
@@ -73,6 +83,12 @@ export class WebhookServer {
     this.server = createServer({ ...this.readCertificate(), minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: false }, (req, res) => void this.handle(req, res));
     this.server.requestTimeout = 10_000;
     this.server.headersTimeout = 5_000;
+    this.server.maxConnections = MAX_CONNECTIONS;
+  }
+
+  /** Bytes of review bodies held now (read or being reviewed). */
+  get heldBodyBytes(): number {
+    return this.held.bytes;
   }
 
   private files(): string[] {
@@ -155,12 +171,14 @@ export class WebhookServer {
       if (req.method !== 'POST') return this.send(res, 405, 'POST only');
       const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim();
       if (type !== 'application/json') return this.send(res, 415, 'content-type must be application/json');
-      const body = await readBody(req, MAX_REVIEW_BYTES);
+      const body = await readBody(req, MAX_REVIEW_BYTES, this.held);
       let doc: unknown;
       try {
         doc = JSON.parse(body.toString('utf8'));
       } catch {
         throw new BadReview('body is not valid JSON');
+      } finally {
+        this.held.bytes -= body.length;
       }
       const started = process.hrtime.bigint();
       const authenticated = this.authenticated(req.socket as TLSSocket);
@@ -200,6 +218,11 @@ export class WebhookServer {
     } catch (e) {
       if (e instanceof BadReview) return this.send(res, 400, e.message);
       if (e instanceof BodyTooLarge) return this.send(res, 413, e.message);
+      if (e instanceof Busy) {
+        res.setHeader('retry-after', '1');
+        res.shouldKeepAlive = false;
+        return this.send(res, 503, e.message);
+      }
       this.opts.log?.({ msg: 'webhook handler failed', error: (e as Error).message });
       this.send(res, 500, 'internal error');
     }
@@ -207,8 +230,13 @@ export class WebhookServer {
 }
 
 class BodyTooLarge extends Error {}
+class Busy extends Error {}
 
-function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+/**
+ * The request body, at most `max` bytes, counted in `held` as it arrives (the caller subtracts
+ * it once done); Busy when `held` would pass MAX_BODY_BYTES_HELD (what was counted is returned).
+ */
+function readBody(req: IncomingMessage, max: number, held: { bytes: number }): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > max) {
@@ -217,17 +245,27 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
+    const stop = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      held.bytes -= size;
+      req.removeAllListeners('data');
+      req.resume();
+      reject(e);
+    };
     req.on('data', (chunk: Buffer) => {
+      if (size + chunk.length > max) return stop(new BodyTooLarge(`body larger than ${max} bytes`));
+      if (held.bytes + chunk.length > MAX_BODY_BYTES_HELD) return stop(new Busy('too many reviews at once; retry'));
       size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new BodyTooLarge(`body larger than ${max} bytes`));
-        return;
-      }
+      held.bytes += chunk.length;
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    req.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (e) => stop(e));
   });
 }

@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SPOKE_BIN, spoke } from '../helpers/cli.js';
@@ -21,7 +22,7 @@ import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type
 import { verifyRecordingProof } from '../../src/core/recording-proof.js';
 import { StatusUpdater } from '../../src/controller/binding-status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
-import { WebhookServer } from '../../src/controller/webhook.js';
+import { MAX_CONNECTIONS, MAX_REVIEW_BYTES, WebhookServer } from '../../src/controller/webhook.js';
 import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
 import { waitFor } from '../helpers/wait.js';
@@ -429,6 +430,41 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     assert.equal((await post(port, '/mutate-pods', '', {}, 'GET')).status, 405);
     assert.equal((await post(port, '/mutate-pods', 'x'.repeat(4 * 1024 * 1024 + 1))).status, 413);
     assert.equal((await post(port, '/healthz', '', {}, 'GET')).status, 200);
+  });
+
+  it('bodies held at once are bounded: past 16 MiB a review is answered 503 at once, and served again once they are gone', async () => {
+    const ca = readFileSync(certFile);
+    const almost = MAX_REVIEW_BYTES - 16;
+    // Four callers each send all but the end of a 4 MiB body and wait.
+    const slow = [0, 1, 2, 3].map(() => {
+      const req = request({ host: '127.0.0.1', port, path: '/mutate-pods', method: 'POST', ca, agent: false, headers: { 'content-type': 'application/json', 'content-length': MAX_REVIEW_BYTES } });
+      req.on('error', () => undefined);
+      req.write(Buffer.alloc(almost, 0x20));
+      return req;
+    });
+    await waitFor(() => server.heldBodyBytes === 4 * almost, { timeoutMs: 20_000, what: 'the four bodies held' });
+    const busy = await review(port, podReview(deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.25' }] })));
+    assert.equal(busy.status, 503);
+    for (const req of slow) req.destroy();
+    await waitFor(() => server.heldBodyBytes === 0, { timeoutMs: 20_000, what: 'the bodies released' });
+    assert.equal((await review(port, podReview(deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.25' }] })))).status, 200);
+  });
+
+  it(`at most ${MAX_CONNECTIONS} connections at once: the next one is closed before its handshake`, async () => {
+    const ca = readFileSync(certFile);
+    const open = (): Promise<TLSSocket> =>
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => resolve(s));
+        s.on('error', reject);
+        s.on('close', () => reject(new Error('closed')));
+      });
+    const sockets = await Promise.all(Array.from({ length: MAX_CONNECTIONS }, open));
+    try {
+      await assert.rejects(open());
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    await waitFor(async () => (await post(port, '/healthz', '', {}, 'GET').catch(() => undefined))?.status === 200, { timeoutMs: 20_000, what: 'the server to take connections again' });
   });
 
   it('re-reads a rotated serving certificate', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { mutatePod, type MutationResult } from '../../../src/controller/binding.js';
+import { MAX_POD_CONTAINERS, mutatePod, type MutationResult } from '../../../src/controller/binding.js';
 import { imageMatches, parseImage, parseImageTarget } from '../../../src/controller/image.js';
 import type { Container, Pod, ProfileBinding, SeccompProfile } from '../../../src/controller/types.js';
 import { validateBinding } from '../../../src/controller/validate.js';
@@ -218,6 +218,13 @@ describe('mutation rules', () => {
       ]);
       assert.deepEqual(res.applied.map((a) => a.container), ['ok', 'ok']);
     }
+  });
+
+  it('a pod with more containers than MAX_POD_CONTAINERS (init ones counted) is denied, not bound in part; one at the limit is bound', () => {
+    const many = (n: number) => Array.from({ length: n }, (_, i) => ctr(`c${i}`));
+    assert.match(denied(mutatePod(pod(many(MAX_POD_CONTAINERS - 1), { init: many(2) }), [binding('one', {})])), new RegExp(`${MAX_POD_CONTAINERS + 1} containers`));
+    const r = ok(mutatePod(pod(many(MAX_POD_CONTAINERS - 1), { init: many(1) }), [binding('one', {})]));
+    assert.equal(r.applied.length, MAX_POD_CONTAINERS);
   });
 
   it('a tie is denied naming both bindings', () => {
