@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { PROFILE_KINDS, type ProfileKind } from '../core/constants.js';
 import { UsageError } from './errors.js';
-import { terminalSafe } from './terminal.js';
+import { terminalSafe } from '../core/text.js';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }>;
 

@@ -2,7 +2,7 @@
 // one line on stderr starting with the class, no program prefix; 0 ok, 1 refused/failed, 2 usage.
 
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import { terminalSafe } from './terminal.js';
+import { terminalSafe } from '../core/text.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -20,6 +20,11 @@ export class UsageError extends SpokeError {
   }
 }
 
+/** An error as one terminal-safe line starting with its class (newlines inside messages would split it). */
+export function errorLine(err: SpokeError): string {
+  return terminalSafe(err.toLine().replace(/[\r\n]+/g, ' '));
+}
+
 /** Usage errors (reason USAGE) exit 2; everything else that is refused or fails exits 1. */
 export function reportError(e: unknown): number {
   const err = asSpokeError(e);
@@ -27,7 +32,6 @@ export function reportError(e: unknown): number {
     process.stderr.write(terminalSafe(`${err.code}: ${err.message}`) + '\n');
     return EXIT_USAGE;
   }
-  // One line: newlines inside messages would split it.
-  process.stderr.write(terminalSafe(err.toLine().replace(/[\r\n]+/g, ' ')) + '\n');
+  process.stderr.write(errorLine(err) + '\n');
   return EXIT_FAILED;
 }

@@ -7,6 +7,27 @@ import { SpokeError } from './errors.js';
 
 export const MAX_JSON_DEPTH = 64;
 
+/**
+ * A member's JSON path below `path` for messages: a name that is not a plain word of at most 64
+ * characters is quoted and cut, since the name is the author's text and the message may reach a
+ * pod event.
+ */
+export function memberPath(path: string, key: string): string {
+  const name = /^[A-Za-z0-9_]{1,64}$/.test(key) ? key : JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
+  return path === '' ? name : `${path}.${name}`;
+}
+
+/**
+ * Why JSON.parse refused, without its message: V8 quotes the text around the fault, which may be
+ * a secret (an auth file's password) or bytes an artifact's author chose, bound for a pod event.
+ */
+export function jsonSyntaxFault(e: unknown): string {
+  const message = e instanceof Error ? e.message : '';
+  const at = /at position (\d{1,10})/.exec(message)?.[1];
+  if (at !== undefined) return `not valid JSON (at character ${at})`;
+  return message.startsWith('Unexpected end') ? 'not valid JSON (it ends early)' : 'not valid JSON';
+}
+
 /** One decoder for every call: a one-shot decode() (no `stream`) keeps no state between calls. */
 const UTF8_FATAL = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
@@ -27,7 +48,7 @@ export function parseStrictJson(text: string, what: string): unknown {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new SpokeError('SecurityProfileInvalid', `${what}: not valid JSON (${(e as Error).message})`, {}, { reason: 'JSON_INVALID' });
+    throw new SpokeError('SecurityProfileInvalid', `${what}: ${jsonSyntaxFault(e)}`, {}, { reason: 'JSON_INVALID' });
   }
   const keys = countOwnKeys(value);
   // Every ':' in the text, inside strings or not, is at least the members written; equal to the

@@ -18,6 +18,7 @@
 //  - NotFound → NOT_FOUND; Unavailable (upstream down) → UNAVAILABLE; Internal → INTERNAL.
 
 import { asSpokeError, type ErrorCode } from '../core/errors.js';
+import { terminalSafe } from '../core/text.js';
 
 export const GrpcCode = {
   OK: 0,
@@ -54,6 +55,9 @@ const MAPPING: Readonly<Record<ErrorCode, { code: GrpcCodeValue; prefix: string 
   Internal: { code: GrpcCode.INTERNAL, prefix: 'Internal' },
 };
 
+/** Characters of an error message in a status, at most (with the class prefix the whole stays under 1 KiB). */
+const MAX_STATUS_TEXT = 960;
+
 export interface GrpcStatus {
   code: GrpcCodeValue;
   message: string;
@@ -62,7 +66,11 @@ export interface GrpcStatus {
 /** Any thrown value → gRPC status with the KEP message prefix. Unknown failures → INTERNAL. */
 export function toGrpcStatus(e: unknown): GrpcStatus {
   const err = asSpokeError(e);
-  const text = err.message.replace(/[\r\n]+/g, ' ');
+  // The kubelet shows it in pod events, and node:http2 resets a stream whose headers pass 64 KiB
+  // (the kubelet then sees INTERNAL, not the KEP class): escaped, one line, cut. The shim's log
+  // keeps the whole message.
+  let text = terminalSafe(err.message.replace(/[\r\n]+/g, ' '));
+  if (text.length > MAX_STATUS_TEXT) text = `${text.slice(0, MAX_STATUS_TEXT - 8)} …(cut)`;
   // The caller's own deadline ran out while the shim waited (an annotation-mode pull): the answer
   // gRPC gives for that, whichever side's timer fired first. A registry that did not finish within
   // the pull's total time (pullTimeout) stays RegistryUnavailable.

@@ -6,6 +6,7 @@ import { isAbsolute, resolve, dirname } from 'node:path';
 import type { Segment } from './schema.js';
 import type { YamlFile } from './schema-yaml.js';
 import type { KeylessSigner, PublicKeySigner, PublicKeyType, SignerSpec, TimeSource, UnavailableSigner } from './types.js';
+import { jsonSyntaxFault } from '../core/json.js';
 
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
 export const MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024;
@@ -162,7 +163,7 @@ export function parseTrustedRoot(bytes: Buffer, onError: (why: string) => never,
   try {
     root = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (e) {
-    onError(`not valid JSON (${(e as Error).message})`);
+    onError(jsonSyntaxFault(e));
   }
   if (!isObject(root)) onError('must be a JSON object');
   const mediaType = root.mediaType;

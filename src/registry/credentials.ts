@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import type { Credential, CredentialSource } from './types.js';
+import { jsonSyntaxFault } from '../core/json.js';
 
 /** Auth files are small; anything larger is refused before it is read. */
 export const MAX_AUTH_FILE_BYTES = 1024 * 1024;
@@ -113,7 +114,7 @@ export function parseAuthFile(text: string, file: string): CredentialSource {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    return refuse(file, `not valid JSON (${(e as Error).message.slice(0, 100)})`);
+    return refuse(file, jsonSyntaxFault(e));
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) refuse(file, 'must be a JSON object');
   const auths = (doc as Record<string, unknown>)['auths'];

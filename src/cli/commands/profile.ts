@@ -20,7 +20,7 @@ import { convertProfile, CRI_DEFAULT_CAPABILITIES, decodeSeccompWithHint, parseP
 import { stringifyExact } from '../../core/json.js';
 import { writeFileAtomic } from '../../store/fsutil.js';
 import { emit, parseCommand, parseKind } from '../args.js';
-import { EXIT_FAILED, UsageError } from '../errors.js';
+import { errorLine, EXIT_FAILED, UsageError } from '../errors.js';
 
 const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--artifact | --strict] [--json]
        spoke profile render --kind apparmor FILE [--name NAME] [--baseline FILE | --raw] [--check]
@@ -108,7 +108,7 @@ async function runValidate(file: string, values: { kind?: string; artifact?: boo
   } catch (e) {
     if (!(e instanceof SpokeError) || e.code !== 'SecurityProfileInvalid' || !values.json) throw e;
     emit(true, { file, kind, level, valid: false, digest, error: { code: e.code, message: e.message, path: e.context.path ?? null } }, () => '');
-    process.stderr.write(e.toLine().replace(/[\r\n]+/g, ' ') + '\n');
+    process.stderr.write(errorLine(e) + '\n');
     return EXIT_FAILED;
   }
   emit(values.json, { file, kind, level, valid: true, digest }, () => `${file}: valid ${kind} profile (${level} rules), ${digest}`);

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { asSpokeError } from '../../core/errors.js';
 import type { PullResult } from '../../pull.js';
 import { emit, parseCommand, parseKind } from '../args.js';
-import { EXIT_FAILED, UsageError } from '../errors.js';
+import { errorLine, EXIT_FAILED, UsageError } from '../errors.js';
 import { progress } from '../progress.js';
 import { nodeFlags, openNode } from '../wiring.js';
 
@@ -61,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
         const err = asSpokeError(e);
         results.push({ reference, error: err.toLine() });
         // One line per failure on stderr, starting with its class.
-        process.stderr.write(err.toLine().replace(/[\r\n]+/g, ' ') + '\n');
+        process.stderr.write(errorLine(err) + '\n');
       } finally {
         p.done();
       }

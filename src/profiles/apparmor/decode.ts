@@ -3,7 +3,7 @@
 // member matching is refused too), exact types. Errors name the JSON path at fault.
 
 import { SpokeError } from '../../core/errors.js';
-import { decodeStrictJson } from '../../core/json.js';
+import { decodeStrictJson, memberPath } from '../../core/json.js';
 import type { AppArmorCapability, AppArmorExecutable, AppArmorFilesystem, AppArmorNetwork, AppArmorProfile, AppArmorProtocols } from './types.js';
 
 const WHAT = 'apparmor profile';
@@ -29,7 +29,7 @@ function asObject(v: unknown, path: string): JsonObject {
 function members(obj: JsonObject, path: string, known: readonly string[]): Map<string, unknown> {
   const present = new Map<string, unknown>();
   for (const [key, value] of Object.entries(obj)) {
-    const at = path === '' ? key : `${path}.${key}`;
+    const at = memberPath(path, key);
     if (!known.includes(key)) {
       const near = known.find((k) => k.toLowerCase() === key.toLowerCase());
       throw invalid(at, near === undefined ? 'unknown member' : `unknown member (the member is spelled ${JSON.stringify(near)})`);

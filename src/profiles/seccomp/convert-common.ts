@@ -5,6 +5,7 @@
 import { SpokeError } from '../../core/errors.js';
 import { actionRank, sameVerdict, verdictOf } from './actions.js';
 import { SECCOMP_OPERATORS, type SeccompAction, type SeccompArg, type SeccompProfile, type SeccompSyscall } from './types.js';
+import { memberPath } from '../../core/json.js';
 
 export type SourceFormat = 'docker' | 'spo';
 
@@ -50,7 +51,7 @@ export function stringList(v: unknown, path: string): string[] {
 }
 
 export function only(o: Json, path: string, known: readonly string[]): void {
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw invalid(path === '' ? k : `${path}.${k}`, 'unknown member');
+  for (const k of Object.keys(o)) if (!known.includes(k)) throw invalid(memberPath(path, k), 'unknown member');
 }
 
 export const U32 = 0xffff_ffffn;

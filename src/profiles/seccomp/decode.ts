@@ -3,7 +3,7 @@
 // are uint64, beyond the precision of a JS number: decode-numbers.ts reads them exactly.
 // Well-formed entries take the fast path of decode-fast.ts.
 
-import { decodeUtf8Strict, parseStrictJson } from '../../core/json.js';
+import { decodeUtf8Strict, memberPath, parseStrictJson } from '../../core/json.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_UINT32, MAX_UINT64 } from './conditions.js';
 import { plainSyscall, prototypeIsClean } from './decode-fast.js';
@@ -75,7 +75,7 @@ function asUint(v: unknown, path: string, max: bigint): bigint {
 function members(obj: JsonObject, path: string, known: readonly string[]): Map<string, unknown> {
   const present = new Map<string, unknown>();
   for (const [key, value] of Object.entries(obj)) {
-    const at = path === '' ? key : `${path}.${key}`;
+    const at = memberPath(path, key);
     if (!known.includes(key)) throw invalid(at, 'unknown member');
     if (value !== null) present.set(key, value);
   }
@@ -84,7 +84,7 @@ function members(obj: JsonObject, path: string, known: readonly string[]): Map<s
 
 function required(m: Map<string, unknown>, key: string, path: string): unknown {
   const v = m.get(key);
-  if (v === undefined) throw invalid(path === '' ? key : `${path}.${key}`, 'required member missing');
+  if (v === undefined) throw invalid(memberPath(path, key), 'required member missing');
   return v;
 }
 

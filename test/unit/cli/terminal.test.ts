@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { emit } from '../../../src/cli/args.js';
 import { reportError } from '../../../src/cli/errors.js';
 import { SpokeError } from '../../../src/core/errors.js';
-import { terminalSafe } from '../../../src/cli/terminal.js';
+import { terminalSafe } from '../../../src/core/text.js';
 
 function captured(write: () => void, stream: NodeJS.WriteStream = process.stdout): string {
   const original = stream.write.bind(stream);

@@ -28,6 +28,15 @@ describe('error → gRPC status (the one mapping)', () => {
     assert.equal(toGrpcStatus(new Error('x')).code, GrpcCode.INTERNAL);
   });
 
+  it('a status message carries no terminal controls or bidi overrides, and is cut to fit a header (a longer one reset the stream: INTERNAL instead of the KEP class)', () => {
+    const s = toGrpcStatus(new SpokeError('SecurityProfileInvalid', 'profile: \x1b[2J\x1b]0;owned\x07\u202eOK'));
+    assert.equal(s.message, 'SecurityProfileInvalid: profile: \\x1b[2J\\x1b]0;owned\\x07\\u202eOK');
+    const long = toGrpcStatus(new SpokeError('SecurityProfileInvalid', `profile: unknown member ${'m'.repeat(100_000)}`));
+    assert.equal(long.code, GrpcCode.INVALID_ARGUMENT);
+    assert.ok(long.message.startsWith('SecurityProfileInvalid: profile: unknown member mmm'));
+    assert.ok(long.message.length <= 1024, `${long.message.length} characters`);
+  });
+
   it("the caller's deadline is DEADLINE_EXCEEDED; a pull's own total time stays RegistryUnavailable", () => {
     assert.equal(toGrpcStatus(new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE' })).code, GrpcCode.DEADLINE_EXCEEDED);
     const flight = toGrpcStatus(new SpokeError('RegistryUnavailable', 'pull did not finish within 2000 ms', {}, { reason: 'DEADLINE' }));

@@ -95,3 +95,22 @@ test('entries are read alike whatever the order of their members (the decoded ob
   assert.deepEqual(shuffled, ordered);
   assert.equal(JSON.stringify(shuffled, (_, v: unknown) => (typeof v === 'bigint' ? `${v}` : v)), JSON.stringify(ordered, (_, v: unknown) => (typeof v === 'bigint' ? `${v}` : v)));
 });
+
+test("an unknown member's name reaches the message quoted and cut: it is the author's text, bound for pod events", () => {
+  const name = `\u001b[2J\u202eOK${'m'.repeat(10_000)}`;
+  assert.throws(
+    () => decodeSeccomp(Buffer.from(JSON.stringify({ defaultAction: 'SCMP_ACT_ERRNO', [name]: 1 }))),
+    (e: Error) => {
+      assert.ok(!e.message.includes('\u001b') && e.message.length < 300, e.message.slice(0, 300));
+      assert.match(e.message, /"\\u001b\[2J\u202eOKm+…": unknown member/);
+      return true;
+    },
+  );
+});
+
+test('JSON that does not parse is refused without quoting the text around the fault', () => {
+  assert.throws(
+    () => decodeSeccomp(Buffer.from('{"defaultAction": SCMP_ACT_ERRNO_secret_text}')),
+    (e: Error) => !/secret_text|SCMP_ACT/.test(e.message),
+  );
+});

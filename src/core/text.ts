@@ -1,4 +1,5 @@
-// What the CLI writes for people goes through here (docs/cli.md).
+// Text that reaches people: what the CLI writes (docs/cli.md), and gRPC status messages, which
+// the kubelet shows as pod events.
 
 /** Control characters but newline and tab, DEL, C1 controls, and bidi overrides and isolates. */
 const TERMINAL_UNSAFE_RE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
