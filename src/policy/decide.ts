@@ -107,8 +107,10 @@ function decideRestricted(index: Index, level: Level, digest: Digest, namespace:
   if (applicable.length > 0) return allowWith(index, applicable);
   const why = level.allows.map((r) => {
     if (r.digests !== undefined && !r.digests.includes(digest)) return `${r.id} admits only its listed digests, not ${digest}`;
-    if (namespace === undefined) return `${r.id} admits only namespaces [${r.namespaces!.join(', ')}] and no namespace was given`;
-    return `${r.id} admits only namespaces [${r.namespaces!.join(', ')}], not ${JSON.stringify(namespace)}`;
+    // Only the asking namespace: the reason reaches that pod's events, and which namespaces a rule
+    // admits is the node admin's to read in the policy, not another tenant's.
+    if (namespace === undefined) return `${r.id} admits only listed namespaces and no namespace was given`;
+    return `${r.id} does not admit namespace ${JSON.stringify(namespace)}`;
   });
   return Object.freeze({
     allowed: false,
