@@ -118,14 +118,35 @@ export function timestampCovers(token: string, data: Buffer): boolean {
   }
 }
 
+/** The response body, refused (SIZE_LIMIT) as soon as it passes `max` bytes: nothing more is read. */
+async function readCapped(res: Response, max: number): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (res.body === null) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      throw new SpokeError('FailedPrecondition', `timestamp reply larger than ${max} bytes`, {}, { reason: 'SIZE_LIMIT' });
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
 async function requestTimestampOnce(url: string, data: Uint8Array, opts: TimestampOptions): Promise<Buffer> {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new SpokeError('InvalidArgument', `timestamp URL ${JSON.stringify(url)} is not a URL`, {}, { reason: 'OPTION_INVALID' });
+    throw new SpokeError('InvalidArgument', 'the timestamp URL is not a URL', {}, { reason: 'OPTION_INVALID' });
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new SpokeError('InvalidArgument', `timestamp URL must be http(s), got ${u.protocol}`, {}, { reason: 'OPTION_INVALID' });
+  // Errors name the origin and fetch's messages quote the URL: credentials in it would be printed.
+  if (u.username !== '' || u.password !== '') throw new SpokeError('InvalidArgument', `timestamp URL for ${u.host} carries a user name or password; RFC 3161 requests here are anonymous`, {}, { reason: 'OPTION_INVALID' });
   const hash = createHash('sha256').update(data).digest();
   const nonceBytes = randomBytes(6); // 48 bits: enough against replay, fits every TSA's integer handling
   nonceBytes[0]! &= 0x7f;
@@ -142,12 +163,11 @@ async function requestTimestampOnce(url: string, data: Uint8Array, opts: Timesta
   } catch (e) {
     throw new SpokeError('Unavailable', `timestamp authority ${u.origin}: ${(e as Error).message}`, {}, { cause: e, reason: 'TRANSPORT' });
   }
-  const reply = Buffer.from(await res.arrayBuffer());
+  const reply = await readCapped(res, MAX_TSA_REPLY_BYTES);
   if (res.status >= 500) throw new SpokeError('Unavailable', `timestamp authority ${u.origin} answered ${res.status}`, {}, { reason: 'TSA_ERROR' });
   if (res.status !== 200 && res.status !== 201) {
     throw new SpokeError('FailedPrecondition', `timestamp authority ${u.origin} answered ${res.status}: ${reply.toString('utf8').slice(0, 200)}`, {}, { reason: 'TSA_ERROR' });
   }
-  if (reply.length > MAX_TSA_REPLY_BYTES) throw new SpokeError('FailedPrecondition', `timestamp reply larger than ${MAX_TSA_REPLY_BYTES} bytes`, {}, { reason: 'SIZE_LIMIT' });
   let ts: RFC3161Timestamp;
   try {
     ts = RFC3161Timestamp.parse(reply as Buffer<ArrayBuffer>);

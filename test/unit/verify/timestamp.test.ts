@@ -60,4 +60,29 @@ describe('RFC 3161 client', () => {
     await rejectsWith(requestTimestamp(tsa.url, Buffer.from('x'), { fetch: fakeFetch }), { code: 'FailedPrecondition', reason: 'TIMESTAMP_INVALID' });
     await rejectsWith(requestTimestamp('ftp://x', Buffer.from('x')), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
   });
+
+  it('a URL with a user name or password is refused without echoing them, before any request', async () => {
+    let asked = false;
+    const counting = (async () => {
+      asked = true;
+      return new Response('', { status: 500 });
+    }) as typeof fetch;
+    const err = await rejectsWith(requestTimestamp('http://tsauser:TSA-S3CRET@127.0.0.1:9/tsr', Buffer.from('x'), { fetch: counting }), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+    assert.doesNotMatch(err.message, /S3CRET|tsauser/);
+    assert.equal(asked, false);
+  });
+
+  it('a reply is read only up to its cap: an endless one is cut off, not buffered', async () => {
+    let sent = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(c) {
+        sent += 65536;
+        c.enqueue(new Uint8Array(65536));
+        if (sent > 64 * 1024 * 1024) c.close();
+      },
+    });
+    const flooding = (async () => new Response(endless, { status: 200 })) as typeof fetch;
+    await rejectsWith(requestTimestamp(tsa.url, Buffer.from('x'), { fetch: flooding }), { code: 'FailedPrecondition', reason: 'SIZE_LIMIT' });
+    assert.ok(sent < 1024 * 1024, `${sent} bytes pulled`);
+  });
 });
