@@ -20,7 +20,7 @@ import { testNode, type TestNode } from '../helpers/node.js';
 import { makeKey } from '../helpers/signing.js';
 import { SPOKE_BIN } from '../helpers/cli.js';
 import { fmt, measure, measureInterleaved, summarize, verdict, type Stats } from './stats.js';
-import { floorSignedPull } from './floor.js';
+import { benchPolicyText, floorSignedPull } from './floor.js';
 import { chartSvg } from './chart.js';
 import { largeArtifact, smallProfile } from './profiles.js';
 import { shimCases } from './shim-cases.js';
@@ -100,16 +100,7 @@ async function main(): Promise<void> {
       }
       return out;
     },
-    signedPolicy: () =>
-      [
-        'apiVersion: spoke.dev/v1alpha1',
-        'kind: NodeProfilePolicy',
-        `signers:\n  platform: { publicKey: ${pubFile} }`,
-        'rules:',
-        `  - scope: ${reg.host}/bench\n    kinds: [seccomp]\n    signedBy: [platform]`,
-        `  - scope: ${reg.host}/open\n    kinds: [seccomp]\n    unsigned: true`,
-        `insecure: [${reg.host}]`,
-      ].join('\n'),
+    signedPolicy: () => benchPolicyText(reg.host, pubFile),
   };
   try {
     ctx.unsigned = await pushUnsigned(reg, QUICK ? 300 : 1000);

@@ -151,6 +151,19 @@ async function verifiedSignature(pool: Pool, repo: string, digest: string, key: 
   if (statement.subject[0]?.digest.sha256 !== digest.slice(7)) throw new FloorRefusal('SUBJECT', 'the statement names another digest');
 }
 
+/** The bench's node policy: `<host>/bench` signed by the key in `publicKeyFile`, `<host>/open` unsigned. */
+export function benchPolicyText(host: string, publicKeyFile: string): string {
+  return [
+    'apiVersion: spoke.dev/v1alpha1',
+    'kind: NodeProfilePolicy',
+    `signers:\n  platform: { publicKey: ${publicKeyFile} }`,
+    'rules:',
+    `  - scope: ${host}/bench\n    kinds: [seccomp]\n    signedBy: [platform]`,
+    `  - scope: ${host}/open\n    kinds: [seccomp]\n    unsigned: true`,
+    `insecure: [${host}]`,
+  ].join('\n');
+}
+
 /** `step()`, its failure refused with `reason`: the floor's checks are spoke's pure functions, their errors renamed. */
 function checked<T>(reason: FloorRefusal['reason'], step: () => T): T {
   try {

@@ -15,7 +15,7 @@ import { parsePolicy } from '../../src/policy/load.js';
 import type { Policy } from '../../src/policy/types.js';
 import { signArtifact } from '../../src/publish/sign.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
-import { conformingPullRef, FloorRefusal } from '../bench/floor.js';
+import { benchPolicyText, conformingPullRef, FloorRefusal } from '../bench/floor.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
 
@@ -29,16 +29,7 @@ describe('the conforming floor of the bench', () => {
   const policyFor = (signer: TestKey, file: string): Policy => {
     const keyFile = join(dir, `${file}.pub`);
     writeFileSync(keyFile, signer.publicPem);
-    const text = [
-      'apiVersion: spoke.dev/v1alpha1',
-      'kind: NodeProfilePolicy',
-      `signers:\n  platform: { publicKey: ${keyFile} }`,
-      'rules:',
-      `  - scope: ${reg.host}/bench\n    kinds: [seccomp]\n    signedBy: [platform]`,
-      `  - scope: ${reg.host}/open\n    kinds: [seccomp]\n    unsigned: true`,
-      `insecure: [${reg.host}]`,
-    ].join('\n');
-    return parsePolicy(text, join(dir, `${file}.yaml`), (p) => readFileSync(p));
+    return parsePolicy(benchPolicyText(reg.host, keyFile), join(dir, `${file}.yaml`), (p) => readFileSync(p));
   };
   before(async () => {
     reg = await startRegistry();

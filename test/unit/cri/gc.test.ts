@@ -86,7 +86,8 @@ describe('GcScheduler', () => {
 });
 
 describe('GcScheduler and origins removed by others', () => {
-  it('after a run whose sweep pruned the origins of an artifact removed elsewhere, a create records its origin again: the rebuild can still map its container', async () => {
+  /** A store and seccomp root, and one artifact `d` that `ingest` stores (again). */
+  function originsRig() {
     const dir = mkdtempSync(join(tmpdir(), 'spoke-gco-'));
     dirs.push(dir);
     const seccompRoot = join(dir, 'seccomp');
@@ -96,6 +97,11 @@ describe('GcScheduler and origins removed by others', () => {
     const d = p.manifestDigest;
     const reference = `r.io/p@${d}`;
     const ingest = () => store.ingest({ digest: d, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference, rule: 'r', servedBy: 'r.io' });
+    return { dir, seccompRoot, store, d, reference, ingest };
+  }
+
+  it('after a run whose sweep pruned the origins of an artifact removed elsewhere, a create records its origin again: the rebuild can still map its container', async () => {
+    const { dir, seccompRoot, store, d, reference, ingest } = originsRig();
     const sha = 'e'.repeat(64);
     const effective = join(seccompRoot, 'spoke', `${sha}.json`);
     let running: string[] = [];
@@ -131,14 +137,7 @@ describe('GcScheduler and origins removed by others', () => {
   });
 
   it('origins pruned by another process (`spoke store gc`) with no run of this shim in between are recorded again at the next create', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'spoke-gcp-'));
-    dirs.push(dir);
-    const seccompRoot = join(dir, 'seccomp');
-    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
-    const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
-    const p = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'), 'seccomp');
-    const d = p.manifestDigest;
-    const ingest = () => store.ingest({ digest: d, manifestBytes: p.manifest, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference: `r.io/p@${d}`, rule: 'r', servedBy: 'r.io' });
+    const { dir, seccompRoot, store, d, ingest } = originsRig();
     const sha = 'f'.repeat(64);
     const upstream: RuntimeCalls = { unary: async () => Promise.reject(new Error('not called')) };
     const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });

@@ -322,13 +322,18 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     rejectedFor(await rejectsWith(run(keyless({ trustedRoot: await withOtherCa(fx.trustedRoot) })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'CERTIFICATE_INVALID');
   });
 
-  it('certificate bundle without timestamp → refused, not a crash (and a keyed signer does not accept it)', async () => {
-    const { reg, digest, manifestBytes } = setup(true);
+  /** A DSSE bundle over an in-toto statement naming `digest`, signed with a fresh certificate of the mock CA, with no timestamp or log entry. */
+  async function certificateBundleWithoutTimestamp(digest: string) {
     const { key, certPem } = await fx.issue();
     const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: digest.slice(7) } }], predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {} }));
     const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), key.privateKey);
     const der = Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-    const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false }));
+    return { key, bundle: bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false })) };
+  }
+
+  it('certificate bundle without timestamp → refused, not a crash (and a keyed signer does not accept it)', async () => {
+    const { reg, digest, manifestBytes } = setup(true);
+    const { key, bundle } = await certificateBundleWithoutTimestamp(digest);
     await attachRawBundle(reg, digest, manifestBytes, Buffer.from(JSON.stringify(bundle)));
     rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyless()] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'TIMESTAMP_INVALID');
     rejectedFor(await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('k', key)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNER_MISMATCH');
@@ -336,11 +341,7 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
 
   it('a bundle with more than four transparency-log entries is refused before any is read (sigstore-js compares them pairwise)', async () => {
     const { reg, digest, manifestBytes } = setup(true);
-    const { key, certPem } = await fx.issue();
-    const st = Buffer.from(JSON.stringify({ _type: 'https://in-toto.io/Statement/v1', subject: [{ name: 'x', digest: { sha256: digest.slice(7) } }], predicateType: 'https://sigstore.dev/cosign/sign/v1', predicate: {} }));
-    const sig = cryptoSign('sha256', pae('application/vnd.in-toto+json', st), key.privateKey);
-    const der = Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-    const bundle = bundleToJSON(toDSSEBundle({ artifact: st, artifactType: 'application/vnd.in-toto+json', signature: sig, certificate: der, certificateChain: false })) as { verificationMaterial: { tlogEntries: unknown[] } };
+    const { bundle } = (await certificateBundleWithoutTimestamp(digest)) as { bundle: { verificationMaterial: { tlogEntries: unknown[] } } };
     const entry = (i: number) => ({
       logIndex: String(i),
       logId: { keyId: Buffer.from('log').toString('base64') },
