@@ -58,6 +58,9 @@ export function decompress(msg: GrpcMessage, encoding: string | undefined): Buff
 const TIMEOUT_UNITS: Readonly<Record<string, number | undefined>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
 /** grpc-timeout header → milliseconds; undefined when absent or malformed. */
+/** The longest delay a Node timer keeps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export function parseGrpcTimeout(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const last = v.length - 1;
@@ -70,7 +73,9 @@ export function parseGrpcTimeout(v: string | undefined): number | undefined {
     if (d < 0 || d > 9) return undefined;
     n = n * 10 + d;
   }
-  return n * unit;
+  // Node fires a timer longer than 2^31 - 1 ms (~24.8 days) at once: a 30-day deadline (grpc-go
+  // writes "43200M") would fail every call. Longer is that much.
+  return Math.min(n * unit, MAX_TIMER_MS);
 }
 
 /** Milliseconds → grpc-timeout header value (at most 8 digits). */

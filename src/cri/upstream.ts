@@ -6,7 +6,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import type { Logger } from '../core/runtime.js';
-import { encodeFrame, formatGrpcTimeout, parseFrames } from './frame.js';
+import { decodeGrpcMessage, encodeFrame, formatGrpcTimeout, parseFrames } from './frame.js';
 
 export const BACKOFF_INITIAL_MS = 50;
 export const BACKOFF_MAX_MS = 2000;
@@ -180,7 +180,7 @@ export class Upstream {
           }
         } else {
           const code = status === undefined ? 14 : Number(status);
-          reject(Object.assign(new Error(`upstream ${path}: ${decodeURIComponent(message || 'no status')}`), { grpcCode: code }));
+          reject(Object.assign(new Error(`upstream ${path}: ${decodeGrpcMessage(message || 'no status')}`), { grpcCode: code }));
         }
       });
       stream.end(encodeFrame(request));

@@ -73,6 +73,11 @@ describe('gRPC framing', () => {
     assert.equal(formatGrpcTimeout(1500.2), '1501m');
     assert.equal(parseGrpcTimeout(formatGrpcTimeout(1e9)), 1_000_000_000);
   });
+  it('a grpc-timeout past what a timer holds (2^31 - 1 ms, ~24.8 days) is that much: Node fires a longer timer at once', () => {
+    assert.equal(parseGrpcTimeout('43200M'), 2 ** 31 - 1, "grpc-go's form of 30 days");
+    assert.equal(parseGrpcTimeout('99999999H'), 2 ** 31 - 1);
+    assert.equal(parseGrpcTimeout('595H'), 595 * 3_600_000);
+  });
   it('percent-encodes grpc-message', () => {
     const s = 'PermissionDenied: 100% é\n';
     assert.equal(encodeGrpcMessage(s), 'PermissionDenied: 100%25 %C3%A9%0A');

@@ -238,6 +238,28 @@ describe('RuntimeDefaultSource', () => {
     source.close();
   });
 
+  it('a runtime answering a grpc-message that is not valid percent-encoding fails the call, not the process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-rd-'));
+    const sock = join(dir, 'rt.sock');
+    const runtime = createServer();
+    runtime.on('stream', (s) => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '2', 'grpc-message': 'bad %ZZ' }));
+      s.end();
+    });
+    await new Promise<void>((r) => runtime.listen(sock, () => r()));
+    const up = new Upstream(sock, silentLogger);
+    try {
+      up.start();
+      assert.ok(await up.waitUp(5000));
+      await assert.rejects(up.unary('/runtime.v1.RuntimeService/Version', encode('VersionRequest', {})), /bad %ZZ/);
+    } finally {
+      await up.close();
+      runtime.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the shim forgets the runtime default when its connection to the runtime drops', async () => {
     // A runtime that answers the connection and then goes away.
     const dir = mkdtempSync(join(tmpdir(), 'spoke-rd-'));
