@@ -32,6 +32,11 @@ export function jsonSyntaxFault(e: unknown): string {
 const UTF8_FATAL = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 export function decodeUtf8Strict(bytes: Uint8Array, what: string): string {
+  // The decoder would drop it; Go's encoding/json, which the KEP's UnmarshalStrict and the
+  // runtimes use, refuses the document.
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    throw new SpokeError('SecurityProfileInvalid', `${what}: starts with a byte-order mark (not JSON)`, {}, { reason: 'JSON_INVALID' });
+  }
   try {
     return UTF8_FATAL.decode(bytes);
   } catch {

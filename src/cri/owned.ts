@@ -179,7 +179,14 @@ export class OwnedHandlers<P> {
     const d = parseDigest(digest, 'digest');
     // Under the gate's exclusive side, like gc: a create between resolving this profile and
     // recording its holder holds a lease, so the removal sees that holder and is refused.
-    await this.gate.exclusive(() => this.deps.store.remove(d));
+    try {
+      await this.gate.exclusive(() => this.deps.store.remove(d));
+    } catch (e) {
+      // Removing what is gone succeeds, as the kubelet expects: gc (or `spoke store rm`) may have
+      // removed it between the kubelet's list and this call.
+      if (e instanceof SpokeError && e.reason === 'NOT_FOUND') return Buffer.alloc(0);
+      throw e;
+    }
     this.deps.logger.log('info', 'security profile removed', { digest: d });
     this.refreshStoreGauges();
     return Buffer.alloc(0);

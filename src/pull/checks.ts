@@ -13,14 +13,15 @@ import type { ProfileStore } from '../store/store.js';
  * one layer, media types, archives, the profile under its own declared kind). Such failures are
  * permanent for the digest (the content can never change): recorded, and not fetched again.
  * Anything else the check throws still refuses, but is no verdict on the content (a stack
- * overflow depends on the process, a TypeError on spoke's own code).
+ * overflow depends on the process, a TypeError on spoke's own code), and is Internal: the KEP
+ * has the kubelet retry unclassified failures rather than reject the pod.
  */
 export async function permanent<T>(store: ProfileStore, digest: Digest, check: () => T): Promise<T> {
   try {
     return check();
   } catch (e) {
     if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') await store.recordInvalid(digest, e.message);
-    throw asSpokeError(e, 'SecurityProfileInvalid');
+    throw asSpokeError(e, 'Internal');
   }
 }
 

@@ -155,3 +155,11 @@ test('strict UTF-8: one shared decoder carries nothing from a refused input into
     }),
   );
 });
+
+test('strict UTF-8: a leading byte-order mark is refused, as Go encoding/json (UnmarshalStrict) refuses it', () => {
+  assert.throws(
+    () => decodeUtf8Strict(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO"}')]), 'profile'),
+    (e: unknown) => isSpokeError(e) && e.reason === 'JSON_INVALID' && /byte-order mark/.test(e.message),
+  );
+  assert.equal(decodeUtf8Strict(Buffer.from('{"a":"\uFEFF"}'), 'profile'), '{"a":"\uFEFF"}', 'inside a string it is a character like any other');
+});

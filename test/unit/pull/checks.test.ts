@@ -24,12 +24,12 @@ describe('permanent', () => {
     assert.ok(await store.getInvalid(digest));
   });
 
-  it('an unexpected exception refuses the pull but is no verdict: it may not be the content', async () => {
+  it('an unexpected exception refuses the pull but is no verdict, and is transient to the kubelet (KEP: unclassified failures retry): it may not be the content', async () => {
     // A stack overflow depends on the process's stack, a TypeError on spoke's own code.
     const digest = sha256Digest(Buffer.from('unexpected'));
     await assert.rejects(permanent(store, digest, () => {
       throw new RangeError('Maximum call stack size exceeded');
-    }), spokeError({ code: 'SecurityProfileInvalid' }));
+    }), spokeError({ code: 'Internal' }));
     assert.equal(await store.getInvalid(digest), undefined);
   });
 });
