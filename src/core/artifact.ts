@@ -95,7 +95,7 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
  * The kind an artifact manifest declares, for commands that learn it from the artifact itself; for
  * a multi-architecture index, its artifactType (docs/multi-arch.md). Read with the strict decoder
  * checkArtifactManifest uses: the pull judges the requested kind apart from the content, and a
- * reader that failed where the check succeeds (a byte order mark) would hand the check the
+ * reader that failed where the check succeeds would hand the check the
  * request's kind, making a verdict on the digest of what is not one.
  */
 export function declaredKind(bytes: Uint8Array): ProfileKind | undefined {
