@@ -6,6 +6,7 @@ import type { ErrorReason } from '../../../src/core/errors.js';
 import {
   decodeAppArmor,
   MAX_ARTIFACT_PATHS,
+  MAX_TOTAL_PATH_BYTES,
   validateAppArmorArtifact,
   validateAppArmorArtifactBytes,
   type AppArmorProfile,
@@ -124,6 +125,12 @@ describe('validateAppArmorArtifact', () => {
       '(document)',
       'LIMIT_EXCEEDED',
     );
+  });
+
+  it(`limits the paths' total to ${MAX_TOTAL_PATH_BYTES} bytes before any pattern is compiled (compiling 1 MiB of patterns took ~0.5 s)`, () => {
+    const long = Array.from({ length: 70 }, (_, i) => `/${String(i).padStart(3, '0')}${'a'.repeat(3900)}`);
+    // The last one is malformed: it is never compiled, the total refuses the document first.
+    refused(() => validateAppArmorArtifact(withPath('readOnlyPaths', [...long, '/lib/{a'])), '(document)', 'SIZE_LIMIT');
   });
 
   it('refuses duplicates within a list and a path in two filesystem lists', () => {
