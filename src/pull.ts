@@ -236,6 +236,9 @@ export class PullPipeline {
       nodeCredentials: req.credential === undefined,
       ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}),
     }, early);
+    // A record already there is kept as it was: one of another platform's profile (a store shared
+    // with such a node, whose fetch this credential could not reuse) is refused, as a cached pull is.
+    checkStored(canonical, record, req.kind, limit, this.platform);
     this.access.remember(ref.digest, credentialIdentity(req.credential));
     this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.

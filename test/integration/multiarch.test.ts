@@ -102,6 +102,13 @@ describe('multi-architecture profiles', () => {
       assert.equal((await pipelineOn({ os: 'linux', architecture: 'arm64' }).pull({ reference: index.reference, kind: 'seccomp' })).platform?.platform, 'linux/arm64/v8');
       // One record per digest holds one platform's profile: a store serves the nodes of one platform.
       await rejects(pipelineOn({ os: 'linux', architecture: 'amd64' }).pull({ reference: index.reference, kind: 'seccomp' }), 'FailedPrecondition', 'STORE_PLATFORM');
+      // The same when the other node's record was fetched with a pod's credentials, which this
+      // pull may not reuse: it fetches its own platform's profile, and the record it finds at
+      // ingest is still the other platform's. Refused, not answered with that record.
+      const other = join(node.dir, 'shared-store-credentialed');
+      const on = (architecture: string) => new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => {} }), pullTimeoutMs: 30_000, store: new ProfileStore({ root: other }), platform: { os: 'linux', architecture } });
+      await on('arm64').pull({ reference: index.reference, kind: 'seccomp', credential: { kind: 'basic', username: 'pod', password: 'secret' } });
+      await rejects(on('amd64').pull({ reference: index.reference, kind: 'seccomp' }), 'FailedPrecondition', 'STORE_PLATFORM');
     } finally {
       await client.close();
     }
