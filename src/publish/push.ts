@@ -46,18 +46,37 @@ async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: stri
   return digest;
 }
 
-/** The seccomp architecture of a platform's native processes (libseccomp names), where known. */
+/**
+ * The seccomp architecture (libseccomp name) of each Linux architecture a node can report, by its
+ * OCI (Go) name: a platform names one of these, or no node ever selects it.
+ */
 const NATIVE_SECCOMP_ARCH: Readonly<Record<string, string>> = {
   amd64: 'SCMP_ARCH_X86_64',
   arm64: 'SCMP_ARCH_AARCH64',
   arm: 'SCMP_ARCH_ARM',
   '386': 'SCMP_ARCH_X86',
+  ppc64: 'SCMP_ARCH_PPC64',
   ppc64le: 'SCMP_ARCH_PPC64LE',
   s390x: 'SCMP_ARCH_S390X',
   riscv64: 'SCMP_ARCH_RISCV64',
   loong64: 'SCMP_ARCH_LOONGARCH64',
+  mips: 'SCMP_ARCH_MIPS',
   mipsle: 'SCMP_ARCH_MIPSEL',
+  mips64: 'SCMP_ARCH_MIPS64',
+  mips64le: 'SCMP_ARCH_MIPSEL64',
 };
+
+/** Kernel and distribution names for architectures, with the OCI name a node reports instead. */
+const OCI_ARCH_FOR: Readonly<Record<string, string>> = { x86_64: 'amd64', aarch64: 'arm64', i386: '386', i686: '386', armhf: 'arm', armv7l: 'arm', ppc64el: 'ppc64le' };
+
+/** A platform a node can match: Linux (the profiles are Linux's), and an OCI architecture name. */
+function checkPlatform(platform: Platform): void {
+  if (platform.os !== 'linux') throw new SpokeError('InvalidArgument', `os ${platform.os}: seccomp and AppArmor profiles are for linux`, {}, { reason: 'OPTION_INVALID' });
+  if (NATIVE_SECCOMP_ARCH[platform.architecture] === undefined) {
+    const oci = OCI_ARCH_FOR[platform.architecture];
+    throw new SpokeError('InvalidArgument', `architecture ${platform.architecture} is not an OCI architecture name${oci ? `; nodes report ${oci}` : ''} (one of ${Object.keys(NATIVE_SECCOMP_ARCH).join(', ')})`, {}, { reason: 'OPTION_INVALID' });
+  }
+}
 
 /**
  * A seccomp profile published for a platform that lists architectures must list the platform's
@@ -65,8 +84,8 @@ const NATIVE_SECCOMP_ARCH: Readonly<Record<string, string>> = {
  * linux/arm64), and the node's merge would drop every architecture it lists.
  */
 function checkArchitectures(platform: Platform, listed: readonly string[] | undefined): void {
-  const native = NATIVE_SECCOMP_ARCH[platform.architecture];
-  if (native === undefined || listed === undefined || listed.length === 0 || listed.includes(native)) return;
+  const native = NATIVE_SECCOMP_ARCH[platform.architecture]!;
+  if (listed === undefined || listed.length === 0 || listed.includes(native)) return;
   throw new SpokeError('InvalidArgument', `the profile lists architectures ${listed.join(', ')} but not ${native}, this platform's own: is it the file for another platform?`, { expected: native }, { reason: 'OPTION_INVALID' });
 }
 
@@ -100,6 +119,7 @@ export async function pushProfileIndex(
     if (seen.has(platformKey(e.platform))) throw new SpokeError('InvalidArgument', `platform ${platformKey(e.platform)} is given twice`, {}, { reason: 'OPTION_INVALID' });
     seen.add(platformKey(e.platform));
     try {
+      checkPlatform(e.platform);
       if (kind === 'seccomp') checkArchitectures(e.platform, decodeSeccompWithHint(e.bytes).architectures);
       validateArtifactBytes(kind, e.bytes);
     } catch (err) {

@@ -317,6 +317,13 @@ describe('multi-architecture profiles', () => {
     const swapped = await spoke(['push', '--kind', 'seccomp', '--platform', `linux/arm64=${a}`, `${reg.host}/multi/twice:v1`, '--plain-http']);
     assert.notEqual(swapped.code, 0);
     assert.match(swapped.stderr, /linux\/arm64: .*not SCMP_ARCH_AARCH64/);
+    // Kernel names no node matches (nodes use the OCI names), and a profile for another OS.
+    const kernelName = await spoke(['push', '--kind', 'seccomp', '--platform', `linux/x86_64=${a}`, `${reg.host}/multi/twice:v1`, '--plain-http']);
+    assert.notEqual(kernelName.code, 0);
+    assert.match(kernelName.stderr, /x86_64 .*amd64/);
+    const windows = await spoke(['push', '--kind', 'seccomp', '--platform', `windows/amd64=${a}`, `${reg.host}/multi/twice:v1`, '--plain-http']);
+    assert.notEqual(windows.code, 0);
+    assert.match(windows.stderr, /linux/);
     const res = await fetch(`${reg.url}/v2/multi/twice/tags/list`);
     assert.equal(res.status, 404);
     await res.arrayBuffer();
