@@ -8,6 +8,7 @@ import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { LogLevel, Logger } from '../core/runtime.js';
 import type { PullRequest } from '../pull.js';
 import { noopMetrics } from '../observe/metrics.js';
+import { credentialProblem } from '../registry/credentials.js';
 
 type Credential = NonNullable<PullRequest['credential']>;
 import type { ShimDeps } from './deps.js';
@@ -36,6 +37,14 @@ const KIND_OF_NUMBER: ReadonlyMap<number, ProfileKind> = new Map(Object.entries(
  * auth (base64 "user:password"). An empty AuthConfig means anonymous.
  */
 export function credentialOf(auth: AuthConfigMsg | undefined): Credential | undefined {
+  const cred = credentialFrom(auth);
+  // What cannot go into a header is the request's fault, not the registry's: refused, not retried.
+  const problem = cred === undefined ? undefined : credentialProblem(cred);
+  if (problem !== undefined) throw new SpokeError('InvalidArgument', `auth: the credential ${problem}`, {}, { reason: 'CREDENTIALS_INVALID' });
+  return cred;
+}
+
+function credentialFrom(auth: AuthConfigMsg | undefined): Credential | undefined {
   if (!auth) return undefined;
   if (auth.registryToken !== '') return { kind: 'registryToken', token: auth.registryToken };
   if (auth.identityToken !== '') return { kind: 'identityToken', token: auth.identityToken };

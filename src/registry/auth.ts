@@ -70,7 +70,8 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   private readonly schemes = new Map<string, KnownScheme>();
   private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
-  private readonly inflight = new Map<string, Promise<string>>();
+  /** Token fetches under way, with the signal of the caller that started each (it runs under that signal). */
+  private readonly inflight = new Map<string, { token: Promise<string>; signal: AbortSignal | undefined }>();
 
   constructor(private readonly opts: AuthenticatorOptions) {}
 
@@ -130,14 +131,25 @@ export class Authenticator {
     return `${t.base.origin}\n${scope}\n${credentialKey(t.credential)}`;
   }
 
-  /** A token from the cache or the realm; concurrent callers for one key share one fetch. */
-  private token(t: AuthTarget, realm: URL, service: string | undefined, scope: string, key: string): Promise<string> {
-    let p = this.inflight.get(key);
-    if (!p) {
-      p = this.fetchToken(t, realm, service, scope, key).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
+  /**
+   * A token from the cache or the realm; concurrent callers for one key share one fetch. The
+   * fetch runs under the signal of the caller that started it: when that caller went away, the
+   * others, still here, fetch again under their own (one pod's deadline never fails another's pull).
+   */
+  private async token(t: AuthTarget, realm: URL, service: string | undefined, scope: string, key: string): Promise<string> {
+    for (;;) {
+      let fetch = this.inflight.get(key);
+      if (fetch === undefined) {
+        const token = this.fetchToken(t, realm, service, scope, key).finally(() => this.inflight.delete(key));
+        fetch = { token, signal: t.signal };
+        this.inflight.set(key, fetch);
+      }
+      try {
+        return await fetch.token;
+      } catch (e) {
+        if (fetch.signal === t.signal || fetch.signal?.aborted !== true || t.signal?.aborted === true) throw e;
+      }
     }
-    return p;
   }
 
   private async fetchToken(t: AuthTarget, realm: URL, service: string | undefined, scope: string, key: string): Promise<string> {

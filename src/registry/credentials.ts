@@ -69,13 +69,21 @@ function refuse(file: string, why: string, key?: string, reason: 'CREDENTIALS_IN
   throw new SpokeError('InvalidArgument', `auth file ${file}: ${why}`, { file, ...(key === undefined ? {} : { registry: key }) }, { reason });
 }
 
-function checkCredential(cred: Credential, key: string, file: string): void {
+/**
+ * Why a credential cannot go into an Authorization header, or undefined: a control character (a
+ * header split), a ":" in a user name (Basic's separator), an empty token. Never quotes it.
+ */
+export function credentialProblem(cred: Credential): string | undefined {
   const parts = cred.kind === 'basic' ? [cred.username, cred.password] : [cred.token];
-  for (const p of parts) {
-    if (typeof p !== 'string' || CONTROL_RE.test(p)) refuse(file, `entry ${JSON.stringify(key)} holds a control character or a non-string`, key);
-  }
-  if (cred.kind === 'basic' && cred.username.includes(':')) refuse(file, `entry ${JSON.stringify(key)}: username contains ":"`, key);
-  if (cred.kind !== 'basic' && cred.token.length === 0) refuse(file, `entry ${JSON.stringify(key)}: empty token`, key);
+  if (parts.some((p) => typeof p !== 'string' || CONTROL_RE.test(p))) return 'holds a control character or a non-string';
+  if (cred.kind === 'basic' && cred.username.includes(':')) return 'username contains ":"';
+  if (cred.kind !== 'basic' && cred.token.length === 0) return 'empty token';
+  return undefined;
+}
+
+function checkCredential(cred: Credential, key: string, file: string): void {
+  const problem = credentialProblem(cred);
+  if (problem !== undefined) refuse(file, `entry ${JSON.stringify(key)}: ${problem}`, key);
 }
 
 function str(entry: Record<string, unknown>, name: string, key: string, file: string): string | undefined {

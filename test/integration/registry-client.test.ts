@@ -14,8 +14,10 @@ import { after, before, describe, it } from 'node:test';
 import { Pool } from 'undici';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
-import type { Clock } from '../../src/core/runtime.js';
+import { silentLogger, systemClock, type Clock } from '../../src/core/runtime.js';
+import { Authenticator } from '../../src/registry/auth.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
+import { Transport, type HttpResponse } from '../../src/registry/http.js';
 import { credentialsFromEntries } from '../../src/registry/credentials.js';
 import type { RepoLocator } from '../../src/registry/types.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -550,6 +552,39 @@ describe('protocol edges (local fake servers)', () => {
     } finally {
       await client.close();
       await srv.close();
+    }
+  });
+
+  it("a token fetch shared by two callers: when the one that started it goes away, the other fetches its own", async () => {
+    let held: ServerResponse | undefined;
+    let heldArrived!: () => void;
+    const arrived = new Promise<void>((r) => (heldArrived = r));
+    const realm = await fakeServer((_req, res, n) => {
+      if (n === 1) {
+        held = res; // the first fetch is never answered: its caller leaves first
+        heldArrived();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'second' }));
+    });
+    const transport = new Transport({ allowsHttp: () => true, ca: undefined, timeoutMs: 30_000, connectTimeoutMs: 5_000, userAgent: 'spoke-test', dispatcherFactory: undefined, clock: systemClock, logger: silentLogger });
+    const auth = new Authenticator({ transport, clock: systemClock, logger: silentLogger, retries: 0 });
+    const base = new URL('http://registry.test');
+    const target = (signal: AbortSignal) => ({ registry: 'registry.test', base, scope: 'repository:team/app:pull', credential: undefined, signal, ctx: {} });
+    const a = new AbortController();
+    const challenge = { status: 401, headers: { 'www-authenticate': `Bearer realm="${realm.url}/token",service="svc"` }, body: { dump: async () => undefined }, url: base } as unknown as HttpResponse;
+    try {
+      const first = auth.after401(target(a.signal), challenge, { header: undefined, cached: false });
+      first.catch(() => undefined);
+      await arrived;
+      const second = auth.before(target(new AbortController().signal)); // joins the fetch in flight
+      a.abort();
+      await rejectsWith(first, { code: 'RegistryUnavailable', reason: 'CANCELLED' });
+      assert.deepEqual(await second, { header: 'Bearer second', cached: false });
+    } finally {
+      held?.destroy();
+      await transport.close();
+      await realm.close();
     }
   });
 

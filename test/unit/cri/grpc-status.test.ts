@@ -55,6 +55,17 @@ describe('AuthConfig → per-request credential', () => {
     assert.deepEqual(credentialOf({ ...empty, registryToken: 'rt', identityToken: 'it' }), { kind: 'registryToken', token: 'rt' });
     assert.throws(() => credentialOf({ ...empty, auth: Buffer.from('nocolon').toString('base64') }), spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' }));
   });
+  it('refuses what cannot go in a header as InvalidArgument (the kubelet must not retry it as a registry fault), without quoting it', () => {
+    const refused = spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' });
+    for (const auth of [
+      { ...empty, registryToken: 'a\r\nX-Evil: 1' },
+      { ...empty, identityToken: 'a\u0000b' },
+      { ...empty, username: 'u', password: 'p\nw' },
+      { ...empty, username: 'u:v', password: 'p' },
+    ]) {
+      assert.throws(() => credentialOf(auth), (e: Error) => refused(e) && !/Evil|p\nw/.test(e.message));
+    }
+  });
 });
 
 describe('gRPC framing', () => {
