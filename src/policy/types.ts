@@ -159,6 +159,7 @@ export interface PolicyIssue {
   readonly file: string;
   readonly line: number;
   readonly path: string;
+  /** The whole line: `file:line: path: what`. */
   readonly message: string;
 }
 

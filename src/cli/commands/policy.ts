@@ -32,7 +32,11 @@ function readPolicyFile(file: string): string {
   return decodeText(bytes, file);
 }
 
-const formatIssue = (i: PolicyIssue) => `${i.file}:${i.line}: ${i.severity}: ${i.path ? `${i.path}: ` : ''}${i.message}`;
+/** `file:line: severity: path: what`; an issue's message starts with its `file:line: ` already. */
+function formatIssue(i: PolicyIssue): string {
+  const at = `${i.file}:${i.line}: `;
+  return `${at}${i.severity}: ${i.message.startsWith(at) ? i.message.slice(at.length) : `${i.path ? `${i.path}: ` : ''}${i.message}`}`;
+}
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(

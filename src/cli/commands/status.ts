@@ -86,7 +86,7 @@ export async function run(argv: string[]): Promise<number> {
             detail: `${config.policy}: signer(s) unavailable, pulls that need them fail closed (SIGNER_UNAVAILABLE): ${unavailable.map((s) => `${s.name}: ${s.why}`).join('; ')}`,
             signersUnavailable: unavailable,
           }
-        : { ok: false, detail: first ? `${first.file}:${first.line}: ${first.message}` : `${config.policy}: invalid` };
+        : { ok: false, detail: first ? first.message : `${config.policy}: invalid` };
   } catch (e) {
     policy = { ok: false, detail: `${config.policy}: ${failure(e)}` };
   }
