@@ -123,8 +123,14 @@ async function holdersOf(storeDir: string): Promise<Pick<Names, 'holders' | 'ref
   return { holders, references };
 }
 
-/** Writes the textfile through a temporary file in its directory: a collector never reads half of it. */
+/**
+ * Writes the textfile through a temporary file in its directory: a collector never reads half of
+ * it. The directory must exist: it is the collector's, with the permissions its admin chose.
+ */
 async function writeTextfile(path: string, text: string): Promise<void> {
+  if (statSync(dirname(resolve(path)), { throwIfNoEntry: false })?.isDirectory() !== true) {
+    throw new SpokeError('FailedPrecondition', `cannot write the textfile ${path}: its directory does not exist`, { path }, { reason: 'FILE_UNWRITABLE' });
+  }
   try {
     await writeFileAtomic(resolve(path), text, dirname(resolve(path)), { mode: 0o644 });
   } catch (e) {

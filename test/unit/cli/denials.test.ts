@@ -1,7 +1,7 @@
 // `spoke denials` flags: --for and --since exclude each other; --for without eBPF is refused
 // with RECORDER_UNAVAILABLE (and points at --since) before anything is read.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -33,4 +33,8 @@ test('--for without bpftrace (or without root) is refused with RECORDER_UNAVAILA
 test('a textfile that cannot be written is refused with FILE_UNWRITABLE', { skip: process.getuid?.() !== 0 ? 'reads the kernel log (root)' : false }, async () => {
   // A regular file where its directory should be: no temporary file can be made there.
   await assert.rejects(run(['--config', config, '--since', '1s', '--textfile', join(config, 'denials.prom')]), reason('FILE_UNWRITABLE'));
+  // A directory that does not exist is not made: the collector's directory is the admin's to create.
+  const missing = join(dir, 'no-such-dir');
+  await assert.rejects(run(['--config', config, '--since', '1s', '--textfile', join(missing, 'denials.prom')]), reason('FILE_UNWRITABLE'));
+  assert.equal(existsSync(missing), false);
 });
