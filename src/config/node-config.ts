@@ -90,7 +90,7 @@ type ConfigYaml = Record<string, unknown> & {
  * The shipped baseline for an architecture, in the package's `policy/` (found from this module's
  * location): `seccomp-baseline-arm64.json` on arm64 (AArch64 and 32-bit ARM), else
  * `seccomp-baseline.json` (the x86 family). Two files because a seccomp filter lists the
- * architectures it admits and runtime-spec has no per-architecture map (policy/seccomp-baseline.md).
+ * architectures it admits and runtime-spec has no per-architecture map (docs/baseline.md).
  */
 export function defaultBaselinePath(arch: string = ociArchitecture(process.arch)): string {
   const name = arch === 'arm64' ? 'seccomp-baseline-arm64.json' : 'seccomp-baseline.json';

@@ -40,6 +40,8 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
   if (TIMEOUT_CODES.has(code)) why = 'timed out';
   else if (code === 'ECONNREFUSED') why = 'connection refused';
   else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') why = 'host not found';
+  // An HTTPS request answered in plain HTTP: say which option speaks it (never a silent downgrade).
+  else if (code === 'ERR_SSL_WRONG_VERSION_NUMBER') why = 'it answers plain HTTP: publishers pass --plain-http, nodes list it under insecure: in their policy; TLS failed';
   else if (/^ERR_(TLS|SSL)|CERT|VERIFY|SELF_SIGNED/.test(code)) why = 'TLS verification failed';
   else why = 'connection failed';
   return new SpokeError('RegistryUnavailable', `registry ${host} unreachable: ${why} (${code})`, { ...ctx, registry: host }, { cause: e, reason: 'TRANSPORT' });

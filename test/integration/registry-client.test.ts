@@ -237,7 +237,8 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
     const strict = new UndiciRegistryClient({ timeoutMs: 2000 });
     try {
       // HTTPS to a plain-HTTP registry fails the handshake: unavailable, never a silent downgrade.
-      await rejectsWith(strict.getBlob(repo, DIGEST_A, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
+      const err = await rejectsWith(strict.getBlob(repo, DIGEST_A, { maxBytes: CAP }), { code: 'RegistryUnavailable' });
+      assert.match(err.message, /answers plain HTTP: .*--plain-http.*insecure/);
     } finally {
       await strict.close();
     }

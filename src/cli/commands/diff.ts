@@ -21,8 +21,8 @@ which are fetched and checked like a pull but never stored. A reference to a mul
 index (docs/multi-arch.md) is compared by the manifest it lists for --platform (default this
 machine's, as a node would choose); an index without that platform is an error.
 
-A change is "loosened" when NEW's verdict comes later in the KEP action order (KILL, TRAP,
-ERRNO, NOTIFY, TRACE, LOG, ALLOW) or grants what OLD did not; "tightened" the other way round;
+A change is "loosened" when NEW's verdict comes later in the KEP action order (KILL_PROCESS,
+KILL, TRAP, ERRNO, NOTIFY, TRACE, LOG, ALLOW) or grants what OLD did not; "tightened" the other way round;
 "changed" when the strictness is equal (another errno, a logging flag).
 
 exit status (like diff(1)): 0 when NEW loosens nothing (identical, or only tighter);

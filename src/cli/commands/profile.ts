@@ -33,7 +33,7 @@ const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--ar
             rules (limits, absolute paths, no variables, no rule syntax in paths, known
             capabilities). Exit 0 when valid, 1 with the JSON path at fault otherwise.
   render    print the AppArmor policy text spoke would load for FILE: FILE intersected with
-            the AppArmor baseline, under the generated name spoke-<sha256 prefix>.
+            the AppArmor baseline, under the generated name spoke-<sha256 of the merged profile>.
   convert   turn a Docker / containers-common seccomp profile (archMap, includes/excludes) or a
             Security Profiles Operator SeccompProfile (JSON or YAML) into the runtime-spec
             profile an artifact carries, for one architecture and capability set; it passes

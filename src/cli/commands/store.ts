@@ -10,7 +10,7 @@ const HELP = `usage: spoke store <ls|rm|gc|verify|unpin|forget> [options]
 
   ls                 list stored artifacts: digest, kind, size, references, rule, signer, in use by;
                      for a multi-architecture index, also the manifest taken for this node's
-                     platform (JSON: platform {digest, os, architecture, variant})
+                     platform (JSON: platform {digest, os, architecture, variant, manifest})
   rm DIGEST          remove an artifact (refused while a container, sandbox or pin uses it)
   gc [--dry-run] [--min-age DURATION]
                      remove every artifact nothing uses (and pulled longer ago than DURATION,

@@ -28,7 +28,7 @@ options:
   --namespace N     pod namespace, for namespace-scoped rules
   --auth-file F     credentials file (docker config.json format)
   --ca-file F       extra CA bundle (PEM) for the registry's certificate
-  --json            print {digest, signer, format, identity} as JSON`;
+  --json            print {digest, kind, rule, signer, format, identity} as JSON`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(

@@ -12,6 +12,14 @@ describe('shim deployment', () => {
     const unit = readFileSync(new URL('deploy/systemd/spoke-shim.service', root), 'utf8');
     assert.ok(unit.split('\n').includes(`Environment=NODE_OPTIONS="${SHIM_NODE_OPTIONS}"`));
   });
+  it('every ReadWritePaths directory of the systemd unit exists before the sandbox is made: systemd refuses to start a unit naming a missing one', () => {
+    const lines = readFileSync(new URL('deploy/systemd/spoke-shim.service', root), 'utf8').split('\n');
+    const rw = lines.find((l) => l.startsWith('ReadWritePaths='))!.slice('ReadWritePaths='.length).split(' ');
+    // Made by systemd itself (RuntimeDirectory, StateDirectory), by containerd, or made first, outside the sandbox.
+    const made = new Set(['/run/spoke', '/var/lib/spoke', '/run/containerd']);
+    for (const l of lines) if (l.startsWith('ExecStartPre=+/bin/mkdir -p ')) for (const d of l.slice('ExecStartPre=+/bin/mkdir -p '.length).split(' ')) made.add(d);
+    for (const dir of rw) assert.ok(dir.startsWith('-') || made.has(dir), `${dir} may be missing`);
+  });
   it('the DaemonSet container sets NODE_OPTIONS to SHIM_NODE_OPTIONS', () => {
     const docs = parseAllDocuments(readFileSync(new URL('deploy/daemonset/spoke-shim.yaml', root), 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: { command?: string[]; env?: { name: string; value: string }[] }[] } } } });
     const ds = docs.find((d) => d.kind === 'DaemonSet');
