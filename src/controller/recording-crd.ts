@@ -88,6 +88,11 @@ export interface ProfileRecordingResultSpec {
   node: string;
   /** Recorded syscall names, sorted. */
   syscalls: string[];
+  /**
+   * Whether any was a 32-bit (ia32) call, so the profile opens the i386 ABI. Absent (a result
+   * of a recorder before the field): taken as true, as profiles were built then.
+   */
+  ia32?: boolean;
   /** Audit records the kernel reported lost while the container ran: > 0 makes the result incomplete. */
   lostRecords?: number;
   /** `arch:number` of calls the recorder could not name: non-empty makes the result incomplete. */

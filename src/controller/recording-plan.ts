@@ -90,7 +90,8 @@ export function planProfiles(rec: CompiledRecording, all: readonly ProfileRecord
     // Mixed runtimes (nodes with runc and crun): the first builds, the others' start-up sets join the recorded calls.
     const withStartup = new Set(syscalls);
     for (const rt of runtimes.slice(1)) for (const s of RUNTIME_STARTUP_SYSCALLS[rt]) withStartup.add(s);
-    const { profile, bytes } = buildRecordedProfile(withStartup, runtimes[0] as OciRuntime);
+    // The i386 ABI when any result saw a 32-bit call (or predates the field, which is read as true).
+    const { profile, bytes } = buildRecordedProfile(withStartup, runtimes[0] as OciRuntime, { ia32: rs.some((r) => r.spec.ia32 !== false) });
     const containers = [...new Set(rs.map((r) => r.spec.container))].sort();
     out.push({
       key,

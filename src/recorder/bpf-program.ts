@@ -204,15 +204,19 @@ export function callsOfContainer(dump: BpfDump, pod: PodNamespaces, pid: number 
   return { ok: true, key: { ipc: key.ipc, mnt: key.mnt, mntId: key.mntId }, counts: dump.counts.filter((c) => sameNamespace(c, key)) };
 }
 
-/** Syscall names of counted calls, and `arch:number` of those without a name. */
-export function namesOf(counts: readonly BpfCount[]): { names: Set<string>; unnamed: string[] } {
+/** Syscall names of counted calls, `arch:number` of those without a name, and whether any named one was a 32-bit (ia32) call. */
+export function namesOf(counts: readonly BpfCount[]): { names: Set<string>; unnamed: string[]; ia32: boolean } {
   const names = new Set<string>();
   const unnamed = new Set<string>();
+  let ia32 = false;
   for (const c of counts) {
     const arch = c.ia32 ? AUDIT_ARCH_I386 : AUDIT_ARCH_X86_64;
     const name = c.nr >= 0 && c.nr <= 0xffffffff ? syscallName(arch, c.nr) : undefined;
     if (name === undefined) unnamed.add(`${arch.toString(16)}:${c.nr}`);
-    else names.add(name);
+    else {
+      names.add(name);
+      ia32 ||= c.ia32;
+    }
   }
-  return { names, unnamed: [...unnamed].sort() };
+  return { names, unnamed: [...unnamed].sort(), ia32 };
 }

@@ -2,6 +2,7 @@
 
 import { isAuditLossNotice, parseAuditRecord, recordTimeUs, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 import type { Attribution } from './pids.js';
+import { AUDIT_ARCH_I386 } from './syscalls.js';
 import type { AuditSource } from './source.js';
 
 export interface RecorderLimits {
@@ -43,6 +44,8 @@ export interface Attributor {
 export class SyscallRecorder {
   readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, unnamed: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
   private readonly sets = new Map<string, Set<string>>();
+  /** Containers that made a named 32-bit (ia32) call: their profile needs the i386 ABI. */
+  private readonly ia32 = new Set<string>();
   private readonly unnamed = new Map<string, Set<string>>();
   readonly unattributedPids = new Set<number>();
   private readonly limits: RecorderLimits;
@@ -96,6 +99,7 @@ export class SyscallRecorder {
       return;
     }
     this.bounded(this.sets, id, rec.name);
+    if (rec.arch === AUDIT_ARCH_I386 && this.sets.has(id)) this.ia32.add(id);
   }
 
   private bounded(map: Map<string, Set<string>>, id: string, value: string): void {
@@ -131,6 +135,11 @@ export class SyscallRecorder {
     return new Set(this.sets.get(containerId) ?? []);
   }
 
+  /** Whether the container made a named 32-bit (ia32) call. */
+  madeIa32Calls(containerId: string): boolean {
+    return this.ia32.has(containerId);
+  }
+
   /** `arch:number` of calls without a name in our tables (reported, never silently dropped). */
   unnamedCalls(containerId: string): string[] {
     return [...(this.unnamed.get(containerId) ?? [])].sort();
@@ -138,6 +147,7 @@ export class SyscallRecorder {
 
   forget(containerId: string): void {
     this.sets.delete(containerId);
+    this.ia32.delete(containerId);
     this.unnamed.delete(containerId);
   }
 }

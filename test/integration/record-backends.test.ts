@@ -65,7 +65,7 @@ for (const backend of backends) {
       assert.ok(!r.syscalls.has('rmdir'));
       mkdirSync(join(dir, 'seccomp'), { recursive: true });
       const profilePath = join(dir, 'seccomp', `nested-${backend}.json`);
-      writeFileSync(profilePath, buildRecordedProfile(r.syscalls, 'runc').bytes);
+      writeFileSync(profilePath, buildRecordedProfile(r.syscalls, 'runc', { ia32: r.ia32 }).bytes);
       for (let i = 0; i < 3; i++) {
         const run = await runUnderProfile(containerd.socket, dir, NESTED, profilePath);
         assert.equal(run.exitCode, 0, run.log);

@@ -52,7 +52,7 @@ options:
                           version left is removed (default /var/lib/kubelet/seccomp)
   --timeout SECONDS       how long CMD may run (default 300)
   --plain-http, --ca-file F, --auth-file F   registry options for --push
-  --json                  print {containerId, backend, exitCode, syscalls, reference?} as JSON`;
+  --json                  print {containerId, backend, exitCode, syscalls, ia32, reference?} as JSON`;
 
 /** The usage text plus what this node supports (checked when asked). */
 const helpText = (): string => `${HELP}\n\nthis node: ${describeBackends()}`;
@@ -110,8 +110,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (result.exitCode !== 0) process.stderr.write(`warning: the workload exited with status ${result.exitCode}; the profile covers what it did until then\n`);
   if (result.incomplete) process.stderr.write(`warning: recording incomplete: ${result.incomplete}\n`);
-  const { bytes } = buildRecordedProfile(result.syscalls, ociRuntime);
-  const summary = { containerId: result.containerId, backend: result.backend, exitCode: result.exitCode, syscalls: [...result.syscalls].sort() };
+  const { bytes } = buildRecordedProfile(result.syscalls, ociRuntime, { ia32: result.ia32 });
+  const summary = { containerId: result.containerId, backend: result.backend, exitCode: result.exitCode, syscalls: [...result.syscalls].sort(), ia32: result.ia32 };
   if (repo) {
     const registry = publisherRegistry(values);
     try {
@@ -146,6 +146,8 @@ export interface RecordOnceResult {
   containerId: string;
   exitCode: number;
   syscalls: Set<string>;
+  /** Whether any of them was a 32-bit (ia32) call. */
+  ia32: boolean;
   backend: RecordingBackend;
   /** Audit backend: records no container could be found for, and how many processes made them. */
   unattributed: number;
@@ -198,6 +200,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
     const containerId = await startProfiledContainer(cri, { id: podId, config: podConfig }, { name: 'record', image: o.image, command: o.command, profilePath });
     const exitCode = await waitForExit(cri, containerId, o.timeoutMs, abort.signal);
     let syscalls: Set<string>;
+    let ia32: boolean;
     let unnamed: string[];
     let source: string;
     let records: number;
@@ -206,13 +209,14 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       // Everything counted in the pod's IPC namespace but the sandbox's own mount namespace.
       const { ipc, pauseMnt } = pod;
       const calls = (await counter.stop()).counts.filter((c) => c.ipc === ipc && c.mnt !== pauseMnt);
-      ({ names: syscalls, unnamed } = namesOf(calls));
+      ({ names: syscalls, unnamed, ia32 } = namesOf(calls));
       source = 'the eBPF counter';
       records = calls.length;
     } else {
       const s = session!;
       await s.stop();
       syscalls = s.recorder.syscalls(containerId);
+      ia32 = s.recorder.madeIa32Calls(containerId);
       unnamed = s.recorder.unnamedCalls(containerId);
       source = s.source.path;
       records = s.recorder.stats.records;
@@ -239,6 +243,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       containerId,
       exitCode,
       syscalls,
+      ia32,
       backend,
       unattributed: session?.recorder.stats.unattributed ?? 0,
       unattributedPids: session?.recorder.unattributedPids.size ?? 0,

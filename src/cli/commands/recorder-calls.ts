@@ -12,6 +12,8 @@ type Log = (event: Record<string, unknown>) => void;
 /** What one container called, as either backend sees it. */
 export interface Recorded {
   syscalls: Set<string>;
+  /** Whether any of them was a 32-bit (ia32) call: the profile then needs the i386 ABI. */
+  ia32: boolean;
   unnamed: string[];
   /** Records lost or not attributable since the container was created (> 0 fails the recording). */
   lost: number;
@@ -49,6 +51,7 @@ function auditCalls(log: Log): CallSource {
       const why = [...(lost > 0 ? [`${lost} audit record(s) lost`] : []), ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : [])];
       return {
         syscalls: session.recorder.syscalls(id),
+        ia32: session.recorder.madeIa32Calls(id),
         unnamed: session.recorder.unnamedCalls(id),
         lost: lost + unattributed,
         ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
@@ -101,9 +104,9 @@ async function bpfCalls(cri: RuntimeCriClient, pollMs: number, log: Log): Promis
     },
     of: async (sb, id, createdNs) => {
       // Its first calls may predate a restart of the counter.
-      if (createdNs < startedNs) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
+      if (createdNs < startedNs) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
       const pod = pods.get(sb);
-      if (!pod) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
+      if (!pod) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
       let dump;
       try {
         dump = await counter.nextDump();
@@ -112,10 +115,10 @@ async function bpfCalls(cri: RuntimeCriClient, pollMs: number, log: Log): Promis
         throw e;
       }
       const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? []);
-      if (!found.ok) return { syscalls: new Set(), unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
+      if (!found.ok) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
       assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
-      const { names, unnamed } = namesOf(found.counts);
-      return { syscalls: names, unnamed, lost: 0 };
+      const { names, unnamed, ia32 } = namesOf(found.counts);
+      return { syscalls: names, ia32, unnamed, lost: 0 };
     },
     forget: (id) => {
       pids.delete(id);

@@ -155,6 +155,7 @@ export async function run(argv: string[]): Promise<number> {
         runtime: (sb.runtime_handler ?? '').includes('crun') ? 'crun' : defaultRuntime,
         node,
         syscalls: [...recorded.syscalls].sort(),
+        ia32: recorded.ia32,
         lostRecords: recorded.lost,
         unnamedCalls: recorded.unnamed.slice(0, 64),
       },

@@ -45,8 +45,15 @@ export const RUNTIME_STARTUP_SYSCALLS: Readonly<Record<OciRuntime, readonly stri
   crun: ['capset', 'close', 'execve', 'prctl', 'pselect6', 'read', 'rt_sigaction', 'rt_sigprocmask', 'setgroups', 'setresgid', 'setresuid', 'write'],
 };
 
-/** The x86 family, as the runtime-default profiles name it. */
-export const RECORDED_ARCHITECTURES: readonly SeccompArchitecture[] = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
+/**
+ * x86_64, and i386 only for a recording that saw 32-bit (ia32) calls: both recorders name them
+ * (the i386 table) and know their ABI. Never x32: its calls have no names here, so a recording
+ * that saw one fails, and one that did not never needs the ABI. A 64-bit workload's profile that
+ * opened the compat ABIs would hand it their whole syscall surface for every recorded name.
+ */
+export function recordedArchitectures(abi: { ia32: boolean }): SeccompArchitecture[] {
+  return abi.ia32 ? ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] : ['SCMP_ARCH_X86_64'];
+}
 
 /**
  * Every x86_64 and i386 syscall name (the kernel's syscall_64.tbl and syscall_32.tbl, the same
@@ -114,10 +121,10 @@ vmsplice vserver wait4 waitid waitpid write writev
 
 /**
  * Deterministic: default ERRNO (EPERM), one ALLOW entry with the recorded calls plus the
- * runtime's start-up set, sorted; x86 family architectures; no flags. Validated as an artifact.
- * An empty recording is an error, never an allow-nothing profile.
+ * runtime's start-up set, sorted; the architectures the recording saw (recordedArchitectures);
+ * no flags. Validated as an artifact. An empty recording is an error, never an allow-nothing profile.
  */
-export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: OciRuntime): { profile: SeccompProfile; bytes: Buffer } {
+export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: OciRuntime, abi: { ia32: boolean }): { profile: SeccompProfile; bytes: Buffer } {
   if (syscalls.size === 0) throw new SpokeError('FailedPrecondition', 'no syscalls were recorded: refusing to write an empty profile', { rule: 'empty-recording' }, { reason: 'RECORDING_EMPTY' });
   const startup = RUNTIME_STARTUP_SYSCALLS[runtime];
   if (!startup) throw new SpokeError('InvalidArgument', `unknown OCI runtime ${JSON.stringify(runtime)} (runc or crun)`, {}, { reason: 'OPTION_INVALID' });
@@ -127,7 +134,7 @@ export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: Oci
   const names = [...new Set([...syscalls, ...startup])].sort();
   const profile: SeccompProfile = {
     defaultAction: 'SCMP_ACT_ERRNO',
-    architectures: [...RECORDED_ARCHITECTURES],
+    architectures: recordedArchitectures(abi),
     syscalls: [{ names, action: 'SCMP_ACT_ALLOW' }],
   };
   validateArtifact(profile);
@@ -142,9 +149,10 @@ export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: Oci
  * `recording.spoke.dev/name` through `spoke shim --recording`): every call allowed and logged
  * (SCMP_ACT_LOG, kernel audit type 1326). Looser than RuntimeDefault: only ever applied on
  * request. The node daemon writes it itself under `<seccompRoot>/spoke/`, so there is no
- * "profile not found" race.
+ * "profile not found" race. Every x86 ABI, so that a call of any is logged (an x32 one then fails
+ * the recording as unnamed) rather than killed.
  */
-export const LOGGING_PROFILE: SeccompProfile = { defaultAction: 'SCMP_ACT_LOG', architectures: [...RECORDED_ARCHITECTURES] };
+export const LOGGING_PROFILE: SeccompProfile = { defaultAction: 'SCMP_ACT_LOG', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] };
 /** Its file name under `<seccompRoot>/spoke/`. */
 export const LOGGING_PROFILE_NAME = 'spoke-record-log.json';
 

@@ -56,8 +56,15 @@ test('mergeStrategy None: one profile per container name, union over pods', () =
   const app = plans[0]!;
   assert.deepEqual(app.syscalls, ['mkdir', 'read', 'write']);
   assert.equal(app.results.length, 2);
-  assert.ok(app.bytes.equals(buildRecordedProfile(new Set(['mkdir', 'read', 'write']), 'runc').bytes));
+  assert.ok(app.bytes.equals(buildRecordedProfile(new Set(['mkdir', 'read', 'write']), 'runc', { ia32: true }).bytes));
   assert.ok(!names(plans[1]!.bytes).includes('mkdir'), 'None keeps containers apart');
+});
+
+test('the i386 ABI only when a result saw a 32-bit call, or predates the field', () => {
+  const archs = (results: ProfileRecordingResult[]) => decodeSeccomp(planProfiles(recording(), results)[0]!.bytes).architectures;
+  assert.deepEqual(archs([result('app', ['read'], { ia32: false }), result('app', ['write'], { ia32: false })]), ['SCMP_ARCH_X86_64']);
+  assert.deepEqual(archs([result('app', ['read'], { ia32: false }), result('app', ['write'], { ia32: true })]), ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86']);
+  assert.deepEqual(archs([result('app', ['read'], { ia32: false }), result('app', ['write'])]), ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86']);
 });
 
 test('mergeStrategy Containers: one profile for all containers', () => {

@@ -82,6 +82,13 @@ describe('namesOf', () => {
     assert.deepEqual([...names].sort(), ['getpid', 'mkdir']);
     assert.deepEqual(unnamed, ['c000003e:-1', `c000003e:${0x40000000 + 59}`]);
   });
+
+  test('says whether a named call was a 32-bit (ia32) one: only then does the profile open the i386 ABI', () => {
+    const count = (ia32: boolean, nr: number) => ({ ipc: 1, mnt: 1, mntId: '1', ia32, nr, count: 1 });
+    assert.equal(namesOf([count(false, 83), count(false, 0)]).ia32, false);
+    assert.equal(namesOf([count(false, 83), count(true, 20)]).ia32, true);
+    assert.equal(namesOf([count(false, 83), count(true, 99_999)]).ia32, false, 'an unnamed one fails the recording instead');
+  });
 });
 
 describe('namespaceOf', () => {

@@ -30,6 +30,17 @@ describe('SyscallRecorder', () => {
     assert.equal(r.stats.lines, 8);
   });
 
+  test('remembers which containers made a named 32-bit (ia32) call', () => {
+    const r = new SyscallRecorder(fixed({ 1: { kind: 'container', containerId: ID_A }, 2: { kind: 'container', containerId: ID_B } }));
+    r.addLine(line(1, 0));
+    r.addLine(line(2, 0));
+    r.addLine(line(2, 20).replace('arch=c000003e', 'arch=40000003').replace('compat=0', 'compat=1'));
+    assert.deepEqual([r.madeIa32Calls(ID_A), r.madeIa32Calls(ID_B)], [false, true]);
+    assert.ok(r.syscalls(ID_B).has('getpid'), 'named from the i386 table');
+    r.forget(ID_B);
+    assert.equal(r.madeIa32Calls(ID_B), false);
+  });
+
   test('caps: containers, syscalls per container, unattributed pids', () => {
     const attr = { attribute: (pid: number): Attribution => (pid < 1000 ? { kind: 'container', containerId: String(pid).padStart(64, '0') } : { kind: 'unattributed', reason: 't' }) };
     const r = new SyscallRecorder(attr, { limits: { maxContainers: 3, maxSyscallsPerContainer: 2, maxUnattributedPids: 2 } });
