@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
 import {
   bindingFor,
   bindingImage,
@@ -109,6 +111,14 @@ test('incomplete or forged results are refused', () => {
   assert.throws(() => planProfiles(recording(), [result('app', ['read'], { runtime: 'kata' as never })]), spokeError({ code: 'InvalidArgument', reason: 'RECORDING_INVALID' }));
   // The result CRD's bounds: a node name over 253 characters is malformed, not merely incomplete.
   assert.throws(() => planProfiles(recording(), [result('app', ['read'], { node: 'n'.repeat(300) })]), spokeError({ code: 'InvalidArgument', reason: 'RECORDING_INVALID' }));
+});
+
+test('the CRD makes the pods a recording selects immutable (the API server enforces it; none runs here): results recorded under an old selector would be bound to the new one', () => {
+  const crd = parseAllDocuments(readFileSync(new URL('../../../../deploy/crds/profilerecording.yaml', import.meta.url), 'utf8')).map((d) => d.toJS() as { spec?: { names?: { kind?: string }; versions?: { schema: { openAPIV3Schema: { properties: { spec: { 'x-kubernetes-validations'?: { rule: string }[] } } } } }[] } });
+  const recordingCrd = crd.find((d) => d.spec?.names?.kind === 'ProfileRecording')!;
+  const rules = (recordingCrd.spec!.versions![0]!.schema.openAPIV3Schema.properties.spec['x-kubernetes-validations'] ?? []).map((r) => r.rule);
+  assert.ok(rules.includes('self.podSelector == oldSelf.podSelector'), rules.join(' | '));
+  assert.ok(rules.some((r) => r.includes('self.containers == oldSelf.containers') && r.includes('has(self.containers) == has(oldSelf.containers)')), rules.join(' | '));
 });
 
 test('recording spec validation', () => {
