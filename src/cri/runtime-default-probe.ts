@@ -17,7 +17,7 @@ import { SpokeError } from '../core/errors.js';
 import type { UnaryCaller } from './deps.js';
 import { decodeId, getRepeatedMessages } from './messages.js';
 import { RUNTIME } from './methods.js';
-import { boolField, getString, getStringMap, getVarint, lenField, stringField, varintField } from './wire.js';
+import { boolField, getMergedMessage, getString, getStringMap, getVarint, lenField, stringField, varintField } from './wire.js';
 
 export const PROBE_LABEL = 'spoke.dev/runtime-default-probe';
 const PROBE_NAMESPACE = 'spoke-system';
@@ -96,8 +96,12 @@ function probePodConfig(uid: string): Buffer {
 }
 
 function probeContainerConfig(image: string): Buffer {
-  // seccomp = SecurityProfile{} (profile_type RuntimeDefault, the zero value, present).
-  const linux = lenField(2, lenField(15, Buffer.alloc(0)));
+  // seccomp = SecurityProfile{} (profile_type RuntimeDefault, the zero value, present), and
+  // capabilities { drop_capabilities: ["ALL"] }: containerd's default opens calls for the
+  // capabilities a container keeps (chroot with CAP_SYS_CHROOT), so the probe keeps none and reads
+  // the strictest default, a subset of every container's (docs/shim.md#runtimedefault-base).
+  const capabilities = lenField(1, stringField(2, 'ALL'));
+  const linux = lenField(2, Buffer.concat([capabilities, lenField(15, Buffer.alloc(0))]));
   return Buffer.concat([lenField(1, stringField(1, PROBE_NAME)), lenField(2, stringField(1, image)), lenField(15, linux)]);
 }
 
@@ -107,13 +111,20 @@ async function removeSandbox(upstream: UnaryCaller, id: string): Promise<void> {
   await call(upstream, 'RemovePodSandbox', req);
 }
 
-/** Removes probe sandboxes an interrupted read left behind (PodSandbox.id 1, created_at 4 in ns). */
+/**
+ * Removes probe sandboxes an interrupted read left behind (PodSandbox.id 1, metadata 2, created_at
+ * 4 in ns). The label alone is not enough: a pod's labels reach its sandbox, so any pod may carry
+ * it; the probe's metadata (name, namespace, uid) says it is one. One that cannot be removed now
+ * is left for the next read, which it does not fail.
+ */
 async function removeLeftovers(upstream: UnaryCaller): Promise<void> {
   const selector = lenField(3, Buffer.concat([stringField(1, PROBE_LABEL), stringField(2, 'true')]));
   const list = await call(upstream, 'ListPodSandbox', lenField(1, selector));
   const before = (Date.now() - LEFTOVER_AGE_MS) * 1e6;
   for (const item of getRepeatedMessages(list, 1)) {
-    if (getVarint(item, 4) < before) await removeSandbox(upstream, getString(item, 1));
+    const metadata = getMergedMessage(item, 2) ?? Buffer.alloc(0);
+    const probe = getString(metadata, 1) === PROBE_NAME && getString(metadata, 3) === PROBE_NAMESPACE && getString(metadata, 2).startsWith(`${PROBE_NAME}-`);
+    if (probe && getVarint(item, 4) < before) await removeSandbox(upstream, getString(item, 1)).catch(() => undefined);
   }
 }
 

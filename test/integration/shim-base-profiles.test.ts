@@ -60,13 +60,15 @@ describe('base profiles and privileged containers through the shim', { timeout: 
   const rdRead = (l: Record<string, unknown>) => l.msg === 'runtime default profile read from the runtime';
 
   /** containerd's RuntimeDefault, read from the runtime spec of a container created with it (directly, not through the shim). */
-  async function liveRuntimeDefault(): Promise<Msg> {
+  /** The RuntimeDefault containerd writes into a container's spec: one that drops every capability, as the probe does, or one that keeps the default set. */
+  async function liveRuntimeDefault(capabilities: 'none' | 'default' = 'none'): Promise<Msg> {
     const direct = new CriClient(rig.ctrd.socket);
     try {
       const config = rig.podConfig();
       const id = (await direct.rt('RunPodSandbox', { config, runtime_handler: HANDLER })).pod_sandbox_id as string;
       try {
-        const cid = (await direct.rt('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'rd' }, image: { image: PAUSE_IMAGE }, linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } }, sandbox_config: config }))
+        const securityContext = { seccomp: { profile_type: 'RuntimeDefault' }, ...(capabilities === 'none' ? { capabilities: { drop_capabilities: ['ALL'] } } : {}) };
+        const cid = (await direct.rt('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'rd' }, image: { image: PAUSE_IMAGE }, linux: { security_context: securityContext } }, sandbox_config: config }))
           .container_id as string;
         return await specSeccomp(direct, cid);
       } finally {
@@ -106,6 +108,11 @@ describe('base profiles and privileged containers through the shim', { timeout: 
     assert.match(out.sha256, /^[0-9a-f]{64}$/);
     const live = await liveRuntimeDefault();
     assert.deepEqual(out.profile, live);
+    // The strictest default: containerd opens chroot for a container that keeps CAP_SYS_CHROOT
+    // (the default set), and the probe keeps no capability, so its base never allows more.
+    const chroot = (p: Msg) => evaluate(asProfile(p), { syscall: 'chroot', args: [] }).action;
+    assert.equal(chroot(live), 'SCMP_ACT_ERRNO');
+    assert.equal(chroot(await liveRuntimeDefault('default')), 'SCMP_ACT_ALLOW');
     // Without --json: the profile alone, a file the config key runtimeDefault can pin.
     const plain = await spoke(['runtime-default', '--upstream', rig.ctrd.socket]);
     assert.equal(plain.code, 0, plain.stderr);

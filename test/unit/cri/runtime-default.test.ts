@@ -333,12 +333,22 @@ describe('RuntimeDefaultSource', () => {
 
 describe('readRuntimeDefault: the CRI calls of one read', () => {
   // The calls and their order against a scripted runtime (the real one: test/integration/shim-base-profiles.test.ts).
-  function runtime(o: { leftovers?: { id: string; ageMs: number }[]; failCreate?: boolean } = {}) {
+  function runtime(o: { leftovers?: { id: string; ageMs: number; metadata?: Msg }[]; failCreate?: boolean; failRemove?: string } = {}) {
     const calls: { method: string; req: Msg }[] = [];
     const seccompJson = JSON.parse(RUNTIME_DEFAULT.toString()) as unknown;
     const responses: Record<string, [string, string, (req: Msg) => Msg]> = {
       Status: ['StatusRequest', 'StatusResponse', () => ({ info: { config: JSON.stringify({ sandboxImage: 'registry.k8s.io/pause:3.9' }) } })],
-      ListPodSandbox: ['ListPodSandboxRequest', 'ListPodSandboxResponse', () => ({ items: (o.leftovers ?? []).map((l) => ({ id: l.id, created_at: String(BigInt(Date.now() - l.ageMs) * 1_000_000n) })) })],
+      ListPodSandbox: [
+        'ListPodSandboxRequest',
+        'ListPodSandboxResponse',
+        () => ({
+          items: (o.leftovers ?? []).map((l) => ({
+            id: l.id,
+            metadata: l.metadata ?? { name: 'spoke-runtime-default', uid: `spoke-runtime-default-${l.id}`, namespace: 'spoke-system' },
+            created_at: String(BigInt(Date.now() - l.ageMs) * 1_000_000n),
+          })),
+        }),
+      ],
       RunPodSandbox: ['RunPodSandboxRequest', 'RunPodSandboxResponse', () => ({ pod_sandbox_id: 'probe-sb' })],
       CreateContainer: ['CreateContainerRequest', 'CreateContainerResponse', () => ({ container_id: 'probe-ctr' })],
       ContainerStatus: ['ContainerStatusRequest', 'ContainerStatusResponse', () => ({ info: { info: JSON.stringify({ runtimeSpec: { linux: { seccomp: seccompJson } } }) } })],
@@ -353,6 +363,7 @@ describe('readRuntimeDefault: the CRI calls of one read', () => {
         const req = decode(reqType, request);
         calls.push({ method, req });
         if (method === 'CreateContainer' && o.failCreate) throw Object.assign(new Error('image not found'), { grpcCode: 5 });
+        if (method === 'StopPodSandbox' && req.pod_sandbox_id === o.failRemove) throw Object.assign(new Error('busy'), { grpcCode: 14 });
         return encode(resType, answer(req));
       },
     };
@@ -373,7 +384,24 @@ describe('readRuntimeDefault: the CRI calls of one read', () => {
     const create = r.calls[3]!.req.config as Msg;
     assert.equal((create.image as Msg).image, 'registry.k8s.io/pause:3.9');
     assert.deepEqual((((create.linux as Msg).security_context as Msg).seccomp as Msg).profile_type, 'RuntimeDefault');
+    // containerd opens calls (chroot with CAP_SYS_CHROOT) for capabilities a container keeps: a
+    // probe with none reads the strictest default, a subset of every container's.
+    assert.deepEqual((((create.linux as Msg).security_context as Msg).capabilities as Msg).drop_capabilities, ['ALL']);
     assert.equal(r.calls[4]!.req.verbose, true);
+  });
+
+  it("leftovers are only the probe's own sandboxes (a pod may carry the label), and one that cannot be removed does not fail the read", async () => {
+    const r = runtime({
+      failRemove: 'stuck',
+      leftovers: [
+        { id: 'tenant', ageMs: 60 * 60_000, metadata: { name: 'web', uid: 'u-1', namespace: 'tenant-a' } },
+        { id: 'stuck', ageMs: 60 * 60_000 },
+        { id: 'old', ageMs: 60 * 60_000 },
+      ],
+    });
+    await readRuntimeDefault(r.upstream);
+    const stopped = r.calls.filter((c) => c.method === 'StopPodSandbox').map((c) => c.req.pod_sandbox_id);
+    assert.deepEqual(stopped, ['stuck', 'old', 'probe-sb']);
   });
 
   it('a failed create still removes the probe sandbox; only leftovers older than any read are removed first', async () => {
