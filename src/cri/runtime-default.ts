@@ -41,6 +41,8 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
   private lastSha: string | undefined;
+  /** Bumped when the connection is lost: a read begun before serves no caller (forget()). */
+  private generation = 0;
 
   constructor(private readonly opts: RuntimeDefaultSourceOptions<P>) {
     this.retryMs = opts.retryMs ?? 1000;
@@ -79,14 +81,23 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
   forget(): void {
     if (this.opts.pinned) return;
     this.known = undefined;
+    // A read in flight is the runtime that went away: its result serves nobody (get() below).
+    this.reading = undefined;
+    this.generation++;
   }
 
   async get(): Promise<KnownRuntimeDefault<P>> {
-    if (this.reading) return this.reading;
     if (this.known) return this.known;
-    if (this.upstream === undefined) throw this.lastError ?? unavailable('the runtime default profile has not been read yet: the runtime was not reached');
-    if (this.lastError && Date.now() - this.failedAt < this.retryMs) throw this.lastError;
-    return this.readNow();
+    const generation = this.generation;
+    let known: KnownRuntimeDefault<P>;
+    if (this.reading) known = await this.reading;
+    else {
+      if (this.upstream === undefined) throw this.lastError ?? unavailable('the runtime default profile has not been read yet: the runtime was not reached');
+      if (this.lastError && Date.now() - this.failedAt < this.retryMs) throw this.lastError;
+      known = await this.readNow();
+    }
+    if (generation !== this.generation) throw unavailable('the connection to the runtime was lost while its default profile was read');
+    return known;
   }
 
   close(): void {

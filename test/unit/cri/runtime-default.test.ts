@@ -218,6 +218,36 @@ describe('RuntimeDefaultSource', () => {
     source.close();
   });
 
+  it('a read in flight when the connection is lost serves nobody: its profile is the runtime that went away', async () => {
+    let finish!: () => void;
+    let started!: () => void;
+    const readStarted = new Promise<void>((r) => (started = r));
+    let reads = 0;
+    const source = new RuntimeDefaultSource<SeccompProfile>({
+      decode: decodeRuntime,
+      logger: silentLogger,
+      read: async (): Promise<RuntimeDefaultReading> => {
+        reads++;
+        if (reads === 1) {
+          started();
+          await new Promise<void>((r) => (finish = r));
+        }
+        return { bytes: RUNTIME_DEFAULT, sandboxImage: 'pause' };
+      },
+    });
+    source.refresh(upstream);
+    const waiting = source.get();
+    await readStarted;
+    source.forget();
+    finish();
+    await assert.rejects(waiting, unavailable);
+    assert.equal(source.current(), undefined);
+    // The next caller reads anew.
+    await source.get();
+    assert.equal(reads, 2);
+    source.close();
+  });
+
   it("a lost connection forgets the profile: the runtime that comes back may be another version, and its own is read", async () => {
     let reads = 0;
     const source = new RuntimeDefaultSource<SeccompProfile>({
