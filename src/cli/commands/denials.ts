@@ -7,8 +7,7 @@
 // is the recorder's: the audit log when auditd runs, else the kernel ring buffer (/dev/kmsg).
 // Counting happens here, not in the shim: the shim never reads the kernel log.
 
-import { closeSync, constants, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { asSpokeError, SpokeError } from '../../core/errors.js';
 import type { Digest } from '../../core/digest.js';
@@ -88,10 +87,27 @@ function readKmsg(path: string): string[] {
   return out;
 }
 
-async function readAuditLog(path: string): Promise<string[]> {
-  const size = statSync(path).size;
-  const text = (await readFile(path)).subarray(Math.max(0, size - MAX_AUDIT_LOG_BYTES)).toString('utf8');
-  return text.split('\n');
+/**
+ * The lines of the last `maxBytes` of an audit log, read from there only (a log may be larger than
+ * memory, or than the 2 GiB a Buffer holds); the first line, cut by the start, is dropped.
+ */
+export function readAuditLogTail(path: string, maxBytes = MAX_AUDIT_LOG_BYTES): string[] {
+  const fd = openSync(path, constants.O_RDONLY);
+  try {
+    const size = fstatSync(fd).size;
+    const start = Math.max(0, size - maxBytes);
+    const buf = Buffer.alloc(size - start);
+    let read = 0;
+    while (read < buf.length) {
+      const n = readSync(fd, buf, read, buf.length - read, start + read);
+      if (n === 0) break;
+      read += n;
+    }
+    const lines = buf.toString('utf8', 0, read).split('\n');
+    return start > 0 ? lines.slice(1) : lines;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function human(r: DenialReport): string {
@@ -143,7 +159,7 @@ async function sinceReport(values: { since?: string }, config: { storeDir: strin
   if (window === undefined) throw new UsageError(`--since must look like 30s, 10m, 1h or 2d, got ${JSON.stringify(values.since)}`);
   const sinceMs = Date.now() - window;
   const choice = chooseAuditSource();
-  const lines = choice.kind === 'kmsg' ? readKmsg(choice.path) : await readAuditLog(choice.path);
+  const lines = choice.kind === 'kmsg' ? readKmsg(choice.path) : readAuditLogTail(choice.path);
   const { holders, references } = await holdersOf(config.storeDir);
   let containers = new Map<string, ContainerInfo>();
   const client = new RuntimeCriClient(config.upstream);
