@@ -218,22 +218,28 @@ describe('RuntimeDefaultSource', () => {
     source.close();
   });
 
-  it('a read in flight when the connection is lost serves nobody: its profile is the runtime that went away', async () => {
-    let finish!: () => void;
-    let started!: () => void;
-    const readStarted = new Promise<void>((r) => (started = r));
+  /** A source whose reads answer RUNTIME_DEFAULT after `before(n)` (n: the read's number, from 1). */
+  function countingSource(before: (n: number) => Promise<void> = async () => undefined) {
     let reads = 0;
     const source = new RuntimeDefaultSource<SeccompProfile>({
       decode: decodeRuntime,
       logger: silentLogger,
       read: async (): Promise<RuntimeDefaultReading> => {
-        reads++;
-        if (reads === 1) {
-          started();
-          await new Promise<void>((r) => (finish = r));
-        }
+        await before(++reads);
         return { bytes: RUNTIME_DEFAULT, sandboxImage: 'pause' };
       },
+    });
+    return { source, reads: () => reads };
+  }
+
+  it('a read in flight when the connection is lost serves nobody: its profile is the runtime that went away', async () => {
+    let finish!: () => void;
+    let started!: () => void;
+    const readStarted = new Promise<void>((r) => (started = r));
+    const { source, reads } = countingSource(async (n) => {
+      if (n > 1) return;
+      started();
+      await new Promise<void>((r) => (finish = r));
     });
     source.refresh(upstream);
     const waiting = source.get();
@@ -244,27 +250,19 @@ describe('RuntimeDefaultSource', () => {
     assert.equal(source.current(), undefined);
     // The next caller reads anew.
     await source.get();
-    assert.equal(reads, 2);
+    assert.equal(reads(), 2);
     source.close();
   });
 
   it("a lost connection forgets the profile: the runtime that comes back may be another version, and its own is read", async () => {
-    let reads = 0;
-    const source = new RuntimeDefaultSource<SeccompProfile>({
-      decode: decodeRuntime,
-      logger: silentLogger,
-      read: async (): Promise<RuntimeDefaultReading> => {
-        reads++;
-        return { bytes: RUNTIME_DEFAULT, sandboxImage: 'pause' };
-      },
-    });
+    const { source, reads } = countingSource();
     source.refresh(upstream);
     await source.get();
     assert.ok(source.current());
     source.forget();
     assert.equal(source.current(), undefined);
     await source.get();
-    assert.equal(reads, 2);
+    assert.equal(reads(), 2);
     source.close();
   });
 
