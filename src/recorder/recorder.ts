@@ -44,6 +44,8 @@ export interface Attributor {
 export class SyscallRecorder {
   readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, unnamed: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
   private readonly sets = new Map<string, Set<string>>();
+  /** Containers whose records were not kept (the table was full): their recording is incomplete. */
+  private readonly dropped = new Set<string>();
   /** Containers that made a named 32-bit (ia32) call: their profile needs the i386 ABI. */
   private readonly ia32 = new Set<string>();
   private readonly unnamed = new Map<string, Set<string>>();
@@ -107,6 +109,8 @@ export class SyscallRecorder {
     if (!set) {
       if (this.sets.size + (map === this.sets ? 0 : this.unnamed.size) >= this.limits.maxContainers && !this.sets.has(id) && !this.unnamed.has(id)) {
         this.stats.droppedContainers++;
+        if (this.dropped.size >= this.limits.maxContainers * 16) this.dropped.clear();
+        this.dropped.add(id);
         return;
       }
       set = new Set();
@@ -135,6 +139,11 @@ export class SyscallRecorder {
     return new Set(this.sets.get(containerId) ?? []);
   }
 
+  /** Whether records of the container were dropped because the table was full. */
+  wasDropped(containerId: string): boolean {
+    return this.dropped.has(containerId);
+  }
+
   /** Whether the container made a named 32-bit (ia32) call. */
   madeIa32Calls(containerId: string): boolean {
     return this.ia32.has(containerId);
@@ -148,6 +157,7 @@ export class SyscallRecorder {
   forget(containerId: string): void {
     this.sets.delete(containerId);
     this.ia32.delete(containerId);
+    this.dropped.delete(containerId);
     this.unnamed.delete(containerId);
   }
 }

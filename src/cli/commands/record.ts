@@ -224,6 +224,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
       const why = [
         ...(s.lost() > 0 ? [`the kernel reported ${s.lost()} lost audit record(s) (run again on a quieter node)`] : []),
         ...(maybeOurs > 0 ? [`${maybeOurs} logged call(s) from ${s.recorder.unattributedPids.size} process(es) could not be tied to a container (they exited before they were seen, as a shell's forked child does)`] : []),
+        ...(s.recorder.wasDropped(containerId) ? ["the container's records were not kept: the recorder's table of containers was full"] : []),
       ];
       if (why.length > 0) {
         incomplete = `${why.join('; ')}; if they were this workload's calls, the profile lacks them. The eBPF backend (--backend bpf: root, kernel BTF, bpftrace) sees every process`;

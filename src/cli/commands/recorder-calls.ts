@@ -48,12 +48,17 @@ function auditCalls(log: Log): CallSource {
       const base = history.findLast((h) => h.atNs <= createdNs) ?? history[0]!;
       const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
       const lost = session.lost() - base.lost;
-      const why = [...(lost > 0 ? [`${lost} audit record(s) lost`] : []), ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : [])];
+      const dropped = session.recorder.wasDropped(id) ? 1 : 0;
+      const why = [
+        ...(lost > 0 ? [`${lost} audit record(s) lost`] : []),
+        ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : []),
+        ...(dropped > 0 ? ["its records were not kept: the recorder's table of containers was full"] : []),
+      ];
       return {
         syscalls: session.recorder.syscalls(id),
         ia32: session.recorder.madeIa32Calls(id),
         unnamed: session.recorder.unnamedCalls(id),
-        lost: lost + unattributed,
+        lost: lost + unattributed + dropped,
         ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
       };
     },

@@ -47,6 +47,8 @@ describe('SyscallRecorder', () => {
     for (let pid = 1; pid <= 5; pid++) r.addLine(line(pid, 0));
     assert.equal(r.containers().length, 3);
     assert.equal(r.stats.droppedContainers, 2);
+    // A dropped container is known as such: its recording is incomplete, not empty.
+    assert.deepEqual([4, 5, 1].map((pid) => r.wasDropped(String(pid).padStart(64, '0'))), [true, true, false]);
     for (const nr of [1, 2, 3]) r.addLine(line(1, nr));
     assert.equal(r.syscalls(String(1).padStart(64, '0')).size, 2);
     assert.equal(r.stats.droppedSyscalls, 2);
