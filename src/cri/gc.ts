@@ -48,6 +48,11 @@ export class CreateGate {
     };
   }
 
+  /** Whether gc holds the gate now (its exclusive run is under way). */
+  get held(): boolean {
+    return this.exclusiveRun !== undefined;
+  }
+
   /** Runs `fn` once no lease is held; leases asked for meanwhile wait for it. */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
@@ -120,7 +125,10 @@ export class GcScheduler {
       r = await this.o.gate.exclusive(async () => {
         const t0 = performance.now();
         try {
-          return await this.o.store.collect({ minAgeMs: this.o.minAgeMs, maxStoreBytes: this.o.maxStoreBytes, effectiveDir: this.o.effectiveDir, effectiveInUse: new Set(rebuilt.effective) });
+          const result = await this.o.store.collect({ minAgeMs: this.o.minAgeMs, maxStoreBytes: this.o.maxStoreBytes, effectiveDir: this.o.effectiveDir, effectiveInUse: new Set(rebuilt.effective) });
+          // Before the gate opens: a create waiting on it must not be handed a file just removed.
+          for (const sha of result.effectiveRemoved) this.o.forgetEffective(sha);
+          return result;
         } finally {
           gateMs = performance.now() - t0;
         }
@@ -130,7 +138,6 @@ export class GcScheduler {
       logger.log('warn', 'gc failed', { error: asSpokeError(e).message });
       return undefined;
     }
-    for (const sha of r.effectiveRemoved) this.o.forgetEffective(sha);
     metrics.gcRun(r.complete ? 'ok' : 'incomplete');
     metrics.gcRemoved('profile', r.removed.length);
     metrics.gcRemoved('effective', r.effectiveRemoved.length);

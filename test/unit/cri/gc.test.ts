@@ -75,6 +75,34 @@ describe('GcScheduler', () => {
     assert.deepEqual(await t.store.inUseHolders(t.digest), ['container:c1']);
   });
 
+  it('the shim forgets a removed effective file before gc lets creates back in: a create waiting on the gate is never handed it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-gcf-'));
+    dirs.push(dir);
+    const seccompRoot = join(dir, 'seccomp');
+    mkdirSync(join(seccompRoot, 'spoke'), { recursive: true });
+    const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
+    const sha = 'b'.repeat(64);
+    writeFileSync(join(seccompRoot, 'spoke', `${sha}.json`), '{}');
+    const upstream: RuntimeCalls = { unary: async (path) => encode(path.endsWith('/ListPodSandbox') ? 'ListPodSandboxResponse' : 'ListContainersResponse', {}) };
+    const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
+    const gate = new CreateGate();
+    const forgotten: { sha: string; gcHeldTheGate: boolean }[] = [];
+    const gc = new GcScheduler({
+      store,
+      rebuild: () => tracker.rebuild(),
+      gate,
+      forgetEffective: (s) => forgotten.push({ sha: s, gcHeldTheGate: gate.held }),
+      effectiveDir: join(seccompRoot, 'spoke'),
+      intervalMs: 60_000,
+      minAgeMs: 0,
+      maxStoreBytes: undefined,
+      logger: silentLogger,
+      metrics: noopMetrics,
+    });
+    assert.deepEqual((await gc.runOnce())?.effectiveRemoved, [sha]);
+    assert.deepEqual(forgotten, [{ sha, gcHeldTheGate: true }]);
+  });
+
   it('a runtime that cannot be listed: the run is skipped and nothing is removed', async () => {
     const t = await setup();
     t.down();
