@@ -40,6 +40,9 @@ function checkErrno(errno: number | undefined, action: SeccompProfile['defaultAc
   if (errno === undefined) return;
   if (!takesErrno(action)) fail(path, `errno is only allowed with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not ${action} (crun refuses it)`);
   if (errno > MAX_ERRNO) fail(path, `errno ${errno} is above ${MAX_ERRNO}`, { limit: MAX_ERRNO, actual: errno });
+  // libseccomp refuses ERRNO(4095) (an action's data must be below it), so runc and crun would
+  // fail every create of the pod; TRACE(4095) loads.
+  if (action === 'SCMP_ACT_ERRNO' && errno > MAX_ERRNO - 1) fail(path, `errno ${errno} is above ${MAX_ERRNO - 1} for SCMP_ACT_ERRNO (libseccomp refuses it)`, { limit: MAX_ERRNO - 1, actual: errno });
 }
 
 function checkUnique<T>(values: readonly T[] | undefined, path: string, what: string): void {

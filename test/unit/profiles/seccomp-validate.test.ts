@@ -50,7 +50,10 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   ['artifacts set no listenerMetadata', profile([], { listenerMetadata: 'x' }), 1, 'listenerMetadata'],
   ['artifacts set no listener flag (WAIT_KILLABLE_RECV)', profile([], { flags: ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'] }), 1, 'flags[1]'],
   ['errno at most 4095', profile([{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 4096 }]), 1, 'syscalls[0].errnoRet'],
+  // libseccomp (2.5) refuses ERRNO(4095): runc and crun then fail every create of the pod.
+  ['ERRNO errno at most 4094', profile([{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 4095 }]), 1, 'syscalls[0].errnoRet'],
   ['defaultErrnoRet at most 4095', profile([], { defaultErrnoRet: 5000 }), 1, 'defaultErrnoRet'],
+  ['ERRNO defaultErrnoRet at most 4094', profile([], { defaultErrnoRet: 4095 }), 1, 'defaultErrnoRet'],
   ['errnoRet only on ERRNO/TRACE', profile([allow(['mkdir'], { errnoRet: 1 })]), 1, 'syscalls[0].errnoRet'],
   ['defaultErrnoRet only on ERRNO/TRACE', { defaultAction: 'SCMP_ACT_KILL', defaultErrnoRet: 1 }, 1, 'defaultErrnoRet'],
   ['no duplicate architectures', profile([], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86_64'] }), 1, 'architectures[1]'],
