@@ -112,16 +112,16 @@ export type MutationResult =
 const MAX_DENIALS_SHOWN = 5;
 
 /**
- * Computes the admission answer for `pod` given the bindings of its namespace (raw objects, as
- * listed: each is validated here). Pure and deterministic: same inputs, same patch.
- */
-/**
  * Containers (init ones counted) of a pod spoke binds: every binding is matched against each and
  * the patch has an operation per container; a review of ~14,000 containers took 0.3 s of the
  * controller. A pod with more is denied, not bound in part (docs/binding.md).
  */
 export const MAX_POD_CONTAINERS = 256;
 
+/**
+ * Computes the admission answer for `pod` given the bindings of its namespace (raw objects, as
+ * listed: each is validated here). Pure and deterministic: same inputs, same patch.
+ */
 export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: MutateOptions = {}): MutationResult {
   const mode = options.mode ?? 'field';
   const count = (list: unknown) => (Array.isArray(list) ? list.length : 0);

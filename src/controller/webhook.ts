@@ -74,7 +74,7 @@ export class WebhookServer {
   private readonly server: Server;
   private certStamp = '';
   private timer: NodeJS.Timeout | undefined;
-  /** Bytes of bodies being read or reviewed now (MAX_BODY_BYTES_HELD). */
+  /** Bytes of review bodies read and not yet parsed (MAX_BODY_BYTES_HELD). */
   private readonly held = { bytes: 0 };
 
   constructor(private readonly opts: WebhookOptions) {
@@ -86,7 +86,7 @@ export class WebhookServer {
     this.server.maxConnections = MAX_CONNECTIONS;
   }
 
-  /** Bytes of review bodies held now (read or being reviewed). */
+  /** Bytes of review bodies held now (read and not yet parsed). */
   get heldBodyBytes(): number {
     return this.held.bytes;
   }

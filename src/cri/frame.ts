@@ -57,10 +57,10 @@ export function decompress(msg: GrpcMessage, encoding: string | undefined): Buff
 
 const TIMEOUT_UNITS: Readonly<Record<string, number | undefined>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 
-/** grpc-timeout header → milliseconds; undefined when absent or malformed. */
 /** The longest delay a Node timer keeps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** grpc-timeout header → milliseconds; undefined when absent or malformed. */
 export function parseGrpcTimeout(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const last = v.length - 1;

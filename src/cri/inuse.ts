@@ -9,8 +9,8 @@
 // holder and marks the set complete (store.replaceInUse). Holder names and pending holders:
 // inuse-holders.ts. AppArmor unloads and their checks: apparmor-unload.ts.
 
-import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { join } from 'node:path';
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/runtime.js';
 import type { EffectiveInput } from '../store/store.js';

@@ -22,10 +22,10 @@
 // records nothing (warn): failing to record only keeps the pod stricter. The sandbox (pause) is
 // never recorded.
 
-import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { join } from 'node:path';
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import { MAX_RECORDING_KEY_BYTES, parseRecordingKey, RECORDING_PROOF_ANNOTATION, verifyRecordingProof, type ProofCheck } from '../core/recording-proof.js';
 import type { LogLevel } from '../core/runtime.js';

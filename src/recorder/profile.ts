@@ -3,5 +3,5 @@
 // and `spoke record` write the same logging profile (installLoggingProfile, src/cri/recording.ts)
 // and the controller builds the same recorded profile; re-exported here for the recorder's callers.
 
-export { buildRecordedProfile, recordedArchitectures, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime } from '../profiles/seccomp/index.js';
+export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime } from '../profiles/seccomp/index.js';
 export { LOGGING_PROFILE, LOGGING_PROFILE_NAME } from '../profiles/seccomp/recorded.js';

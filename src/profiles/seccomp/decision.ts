@@ -294,7 +294,7 @@ export interface Cell {
  * masked comparisons on each of 120 syscalls in an artifact and in a Localhost base once took
  * seconds of the shim's only thread (docs/decisions.md#merge-budget).
  */
-export const PRODUCT_ATOM_BUDGET = 100_000;
+const PRODUCT_ATOM_BUDGET = 100_000;
 
 /** What is left of PRODUCT_ATOM_BUDGET for one merge, diff or comparison. */
 export class ProductBudget {

@@ -51,7 +51,7 @@ export const RUNTIME_STARTUP_SYSCALLS: Readonly<Record<OciRuntime, readonly stri
  * that saw one fails, and one that did not never needs the ABI. A 64-bit workload's profile that
  * opened the compat ABIs would hand it their whole syscall surface for every recorded name.
  */
-export function recordedArchitectures(abi: { ia32: boolean }): SeccompArchitecture[] {
+function recordedArchitectures(abi: { ia32: boolean }): SeccompArchitecture[] {
   return abi.ia32 ? ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] : ['SCMP_ARCH_X86_64'];
 }
 
