@@ -83,6 +83,12 @@ class MergeCache {
   }
 
   set(key: string, merged: Merged): void {
+    // Two creates may make one merge at once: the second replaces the first, counted once.
+    const replaced = this.entries.get(key);
+    if (replaced !== undefined) {
+      this.entries.delete(key);
+      this.bytes -= replaced.bytes.length;
+    }
     this.entries.set(key, merged);
     this.bytes += merged.bytes.length;
     for (const [oldest, m] of this.entries) {

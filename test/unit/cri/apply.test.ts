@@ -317,6 +317,13 @@ describe('ProfileApplier', () => {
     await bounded.apply(oci(two), inTeamA);
     await bounded.apply(oci(one), inTeamA);
     assert.deepEqual(made, [one, two, one]);
+    // Two creates that merge one artifact at once count its bytes once: room for two merges keeps both.
+    made.length = 0;
+    const roomy = new ProfileApplier({ ...deps, logger }, { mergeCacheBytes: Math.floor(size * 2.5) });
+    await Promise.all([roomy.apply(oci(one), inTeamA), roomy.apply(oci(one), inTeamA)]);
+    await roomy.apply(oci(two), inTeamA);
+    await roomy.apply(oci(one), inTeamA);
+    assert.equal(made.at(-1), two, 'one is not merged again after two');
   });
 
   it('a stored profile changed after its merge was made is refused at the next create (the merge is not reused for it)', async () => {
