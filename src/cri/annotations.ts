@@ -21,7 +21,7 @@ import { SpokeError, asSpokeError } from '../core/errors.js';
 import { MAX_REFERENCE_LENGTH } from '../core/limits.js';
 import { formatReference, parseReference } from '../core/reference.js';
 import { SANDBOX_ANNOTATIONS } from './messages.js';
-import { getStringMap } from './wire.js';
+import { getStringMap } from './wire-map.js';
 
 const PREFIXES = [ANNOTATION_PREFIX.seccomp, ANNOTATION_PREFIX.apparmor] as const;
 

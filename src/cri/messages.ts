@@ -9,7 +9,6 @@ import {
   getMergedMessage,
   getSingleMessage,
   getString,
-  getStringMap,
   getStrings,
   getEnum,
   getVarint,
@@ -20,6 +19,7 @@ import {
   WIRE_VARINT,
   WireError,
 } from './wire.js';
+import { getStringMap } from './wire-map.js';
 
 // ---- paths to the seccomp SecurityProfile
 /** RunPodSandboxRequest.config(1) → PodSandboxConfig.linux(8) → LinuxPodSandboxConfig.security_context(2) → .seccomp(9) */

@@ -32,7 +32,8 @@ import type { LogLevel } from '../core/runtime.js';
 import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
 import { removeIfExists, writeFileAtomic } from '../store/fsutil.js';
 import { SANDBOX_ANNOTATIONS, SANDBOX_METADATA } from './messages.js';
-import { getMergedMessage, getString, getStringMap } from './wire.js';
+import { getMergedMessage, getString } from './wire.js';
+import { getStringMap } from './wire-map.js';
 
 export const RECORDING_ANNOTATION = 'recording.spoke.dev/name';
 export const RECORDING_CONTAINERS_ANNOTATION = 'recording.spoke.dev/containers';
