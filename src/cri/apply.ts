@@ -105,6 +105,9 @@ export interface ApplierLimits {
   mergeCacheBytes?: number;
 }
 
+/** Times one create decides again when the policy changes under its signature check (then Unavailable: the kubelet retries). */
+const MAX_POLICY_CHANGES_PER_CREATE = 3;
+
 export class ProfileApplier<P> {
   /** Effective files known to exist: sha → path (saves a stat per create). */
   private readonly written = new Set<string>();
@@ -135,7 +138,7 @@ export class ProfileApplier<P> {
    * current policy when the rule requires one. The caller reads (or checks) the profile blob,
    * `layerDigest`, through the store, which re-hashes it or checks its file is unchanged since.
    */
-  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext): Promise<{ ref: Reference; canonical: string; layerDigest: Digest; rule: string; mode: RuleMode }> {
+  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext, attempt = 1): Promise<{ ref: Reference; canonical: string; layerDigest: Digest; rule: string; mode: RuleMode }> {
     if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile', {}, { reason: 'INVARIANT' });
     if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`, {}, { reason: 'REFERENCE_INVALID' });
     const ref = parseReference(profile.ociRef);
@@ -159,6 +162,15 @@ export class ProfileApplier<P> {
       const verdict = record.verdicts[policy.hash];
       if (verdict === undefined || !decision.signedBy.some((s) => s.name === verdict.signer)) {
         await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });
+        // The verification took registry round trips and ran under the policy of its own time: a
+        // policy changed meanwhile (a rule flipped from audit to enforce) decides this create
+        // anew, so the rule's mode and the verdict always come from one policy.
+        if ((await this.deps.policy()).hash !== policy.hash) {
+          if (attempt >= MAX_POLICY_CHANGES_PER_CREATE) {
+            throw new SpokeError('Unavailable', `${ctx.who}: ${canonical}: the node policy changed ${attempt} times while its signature was verified; try again`, { reference: canonical, digest: ref.digest }, { reason: 'POLICY_CHANGED' });
+          }
+          return this.stored(profile, kind, ctx, attempt + 1);
+        }
       }
     }
     return { ref, canonical, layerDigest: record.layerDigest, rule: decision.rule.id, mode: decision.mode };

@@ -139,6 +139,38 @@ describe('ProfileApplier', () => {
       await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SignatureValidationFailed', 'NOT_SIGNED'));
       assert.deepEqual(pulls, [{ reference: ref, kind: 'seccomp', namespace: 'team-a' }], 'verified again through the pipeline, for the pod namespace');
     });
+
+    it('a policy changed while the signature is verified again: the create is decided under the policy the verdict was made under', async () => {
+      // The verification takes registry round trips; an admin who flips the rule from audit to
+      // enforce meanwhile must not get the audit merge with a verdict made under enforce.
+      const signed = (mode: string) => ['signers:', `  platform: { publicKey: ${join(dir, 'platform.pub')} }`, 'rules:', `  - scope: ${HOST}/flip`, '    kinds: [seccomp]', '    signedBy: [platform]', `    mode: ${mode}`];
+      writePolicy(signed('audit'));
+      const ref = await ingest('flip/one', denySyscalls(['mkdir']));
+      const digest = ref.slice(ref.indexOf('@') + 1) as `sha256:${string}`;
+      pullOutcome = async () => {
+        writePolicy(signed('enforce'));
+        await store.annotate(digest, { reference: ref, verdict: { policyHash: holder.current().hash, signer: 'platform', format: 'bundle' } });
+        return { reference: ref, digest, resolvedRef: ref, cached: true, path: '', rule: 'rules[0]' };
+      };
+      try {
+        const applied = await applier.apply(oci(ref), inTeamA);
+        assert.equal(holder.current().rules[0]?.mode, 'enforce');
+        assert.equal(applied.mode, 'enforce', 'the rule in force when the verdict was recorded decides the merge');
+        // A policy that changes at every verification: the create gives up, to be retried.
+        let flips = 0;
+        const other = await ingest('flip/two', denySyscalls(['rmdir']));
+        pullOutcome = async () => {
+          writePolicy(signed(flips++ % 2 === 0 ? 'audit' : 'enforce'));
+          const d = other.slice(other.indexOf('@') + 1) as `sha256:${string}`;
+          await store.annotate(d, { reference: other, verdict: { policyHash: `sha256:${'0'.repeat(64)}`, signer: 'platform', format: 'bundle' } });
+          return { reference: other, digest: d, resolvedRef: other, cached: true, path: '', rule: 'rules[0]' };
+        };
+        await assert.rejects(applier.apply(oci(other), inTeamA), refusedWith('Unavailable', 'POLICY_CHANGED'));
+        assert.equal(flips, 3, 'decided three times, then refused');
+      } finally {
+        pullOutcome = async () => Promise.reject(new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' }));
+      }
+    });
   });
 
   describe('the stored artifact', () => {
