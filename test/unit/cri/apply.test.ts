@@ -140,6 +140,16 @@ describe('ProfileApplier', () => {
       assert.deepEqual(pulls, [{ reference: ref, kind: 'seccomp', namespace: 'team-a' }], 'verified again through the pipeline, for the pod namespace');
     });
 
+    it('a verdict by a signer whose key is now unavailable is not taken: verified again, and refused', async () => {
+      const missing = join(dir, 'gone.pub');
+      writePolicy(['signers:', `  platform: { publicKey: ${missing} }`, 'rules:', `  - scope: ${HOST}/gone`, '    kinds: [seccomp]', '    signedBy: [platform]']);
+      assert.equal(holder.current().signers['platform']?.type, 'unavailable');
+      const ref = await ingest('gone/one', denySyscalls(['acct']), { policyHash: holder.current().hash, signer: 'platform' });
+      pulls.length = 0;
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SignatureValidationFailed', 'NOT_SIGNED'));
+      assert.equal(pulls.length, 1, 'verified again through the pipeline');
+    });
+
     it('a policy changed while the signature is verified again: the create is decided under the policy the verdict was made under', async () => {
       // The verification takes registry round trips; an admin who flips the rule from audit to
       // enforce meanwhile must not get the audit merge with a verdict made under enforce.
