@@ -105,6 +105,7 @@ function sameRule(a: Rule, b: Rule): boolean {
   const set = (x: readonly string[] | undefined) => (x === undefined ? '-' : [...x].sort().join(','));
   return (
     a.action === b.action &&
+    a.mode === b.mode &&
     set(a.kinds) === set(b.kinds) &&
     signing(a) === signing(b) &&
     set(a.digests) === set(b.digests) &&

@@ -49,6 +49,13 @@ describe('lintPolicy', () => {
     ]);
     assert.equal(dup.length, 1);
     assert.match(dup[0]!.message, /rules\[1\]: duplicate of rules\[0\]/);
+    // Rules that differ only in mode are no duplicates: deleting the enforcing one would leave
+    // the scope in audit (docs/audit-mode.md: one enforcing rule at the scope enforces).
+    const modes = warnings([
+      { scope: 'r.io/x/y', kinds: ['seccomp'], signedBy: ['k'], mode: 'audit' },
+      { scope: 'r.io/x/y', kinds: ['seccomp'], signedBy: ['k'] },
+    ]);
+    assert.deepEqual(modes.filter((w) => /duplicate/.test(w.message)), []);
   });
 
   it('warns about an unsigned allow on a broad scope', () => {
