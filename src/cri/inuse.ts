@@ -246,8 +246,12 @@ export class InUseTracker {
   /** Rebuilds the runtime holders from what the runtime runs (see the header). */
   async rebuild(): Promise<RebuildResult> {
     return this.serial(async () => {
+      // The set is read before the runtime is listed: an object made after this read (by a
+      // create of this shim, waiting on serial(), or of another shim on this store) has a holder
+      // the plan never saw, which replaceInUse leaves alone, and one made before it is listed.
+      const before = await this.store.inUse();
       const scan = await this.runtime.scan();
-      const plan = await planRebuild(await this.store.inUse(), scan, {
+      const plan = await planRebuild(before, scan, {
         inflight: this.inflight,
         now: this.now(),
         spokeDir: this.spokeDir,
@@ -259,7 +263,7 @@ export class InUseTracker {
       // stays marked incomplete (gc removes nothing) and the rebuild is tried again soon.
       const complete = scan.unknown.size === 0;
       if (!complete) recheck = Math.min(recheck ?? Infinity, UNKNOWN_RETRY_MS);
-      await this.store.replaceInUse(keep, RUNTIME_PREFIXES, { complete });
+      await this.store.replaceInUse(keep, RUNTIME_PREFIXES, { complete, seen: new Set([...before.values()].flat()) });
       this.known.clear();
       this.knownAppArmor.clear();
       for (const h of keep.keys()) {

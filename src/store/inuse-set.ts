@@ -245,12 +245,18 @@ export class InUseSet {
    * The shim's rebuild: replaces every runtime holder whose name starts with one of `prefixes`
    * with `holders` (pins live elsewhere and are never touched). `complete` (default true) says
    * the rebuild saw everything the runtime runs; false leaves the set marked incomplete.
+   * `seen`: the holders the rebuild was planned from (read before it listed the runtime). What
+   * another process on this store (a second shim during a rolling update) changed since wins:
+   * a holder it wrote is for an object the listing may have missed, and stays; one of `seen` it
+   * removed (its create committed under another name, its object removed) is not put back.
    */
-  async replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes: readonly string[] = ['container:', 'sandbox:'], opts: { complete?: boolean } = {}): Promise<void> {
+  async replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes: readonly string[] = ['container:', 'sandbox:'], opts: { complete?: boolean; seen?: ReadonlySet<string> } = {}): Promise<void> {
     for (const k of holders.keys()) if (isPin(k)) throw new SpokeError('InvalidArgument', 'pins are not runtime holders', {}, { reason: 'INVARIANT' });
+    const { seen } = opts;
     await this.compact((h) => {
-      for (const k of Object.keys(h)) if (prefixes.some((p) => k.startsWith(p))) delete h[k];
-      for (const [k, d] of holders) h[k] = assertDigest(d);
+      const present = new Set(Object.keys(h));
+      for (const k of present) if (prefixes.some((p) => k.startsWith(p)) && (seen === undefined || seen.has(k))) delete h[k];
+      for (const [k, d] of holders) if (seen === undefined || !seen.has(k) || present.has(k)) h[k] = assertDigest(d);
     }, opts.complete ?? true);
   }
 

@@ -137,7 +137,7 @@ export class ProfileStore {
     return this.holders.release(holder);
   }
 
-  replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes?: readonly string[], opts: { complete?: boolean } = {}): Promise<void> {
+  replaceInUse(holders: ReadonlyMap<string, Digest>, prefixes?: readonly string[], opts: { complete?: boolean; seen?: ReadonlySet<string> } = {}): Promise<void> {
     return this.holders.replaceInUse(holders, prefixes, opts);
   }
 

@@ -29,8 +29,8 @@ interface FakeContainer {
   info?: unknown;
 }
 
-function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'spoke-tracker-'));
+function setup(opts: { dir?: string; onListed?: () => Promise<void> } = {}) {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'spoke-tracker-'));
   dirs.push(dir);
   const store = new ProfileStore({ root: dir });
   const containers: FakeContainer[] = [];
@@ -39,7 +39,11 @@ function setup() {
     unary: async (path, request) => {
       if (path.endsWith('/ListPodSandbox')) return encode('ListPodSandboxResponse', { items: sandboxes });
       if (path.endsWith('/PodSandboxStatus')) return encode('PodSandboxStatusResponse', {});
-      if (path.endsWith('/ListContainers')) return encode('ListContainersResponse', { containers: containers.map((c) => ({ id: c.id, pod_sandbox_id: c.sandbox, metadata: { name: c.name, attempt: 0 } })) });
+      if (path.endsWith('/ListContainers')) {
+        const listed = encode('ListContainersResponse', { containers: containers.map((c) => ({ id: c.id, pod_sandbox_id: c.sandbox, metadata: { name: c.name, attempt: 0 } })) });
+        await opts.onListed?.();
+        return listed;
+      }
       const req = decode('ContainerStatusRequest', request);
       assert.equal(req.verbose, true);
       const c = containers.find((x) => path.endsWith('/ContainerStatus') && x.id === req.container_id && x.info !== undefined);
@@ -49,7 +53,7 @@ function setup() {
   };
   let clock = 1_000_000;
   const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot: ROOT, procRoot: join(dir, 'no-proc'), now: () => clock });
-  return { store, containers, sandboxes, tracker, tick: (ms: number) => (clock += ms) };
+  return { dir, store, containers, sandboxes, tracker, tick: (ms: number) => (clock += ms) };
 }
 
 const identity = (sandbox: string, name: string) => requestIdentity('container', encode('CreateContainerRequest', { pod_sandbox_id: sandbox, config: { metadata: { name, attempt: 0 } } }));
@@ -92,6 +96,28 @@ describe('in-use rebuild', () => {
     t.sandboxes.push({ id: 'p1', metadata: config.metadata }, { id: 'p2', metadata: { ...config.metadata, attempt: 2 } });
     await t.tracker.rebuild();
     assert.deepEqual(await t.store.inUseHolders(D1), ['sandbox:p1']);
+  });
+
+  it('two shims on one store (a rolling update with surge): a holder the other commits during a rebuild is kept', async () => {
+    // B's create commits container:X after A's rebuild listed the runtime (X not yet listed):
+    // A's rebuild must not take X for dead, or D is left with no holder while X runs.
+    let commit: () => Promise<void> = async () => {};
+    const a = setup({ onListed: () => commit() });
+    const b = setup({ dir: a.dir });
+    const pending = await b.tracker.begin(D1, { identity: identity('s1', 'web') });
+    commit = async () => {
+      commit = async () => {};
+      a.containers.push({ id: 'X', sandbox: 's1', name: 'web', info: {} });
+      await b.tracker.commitCreate('container:X', { pending, digest: D1 }, []);
+    };
+    await a.tracker.rebuild();
+    assert.deepEqual(await a.store.inUseHolders(D1), ['container:X']);
+    // The next rebuild sees X in the runtime and keeps it; once X is gone, it drops it.
+    await a.tracker.rebuild();
+    assert.deepEqual(await a.store.inUseHolders(D1), ['container:X']);
+    a.containers.length = 0;
+    await a.tracker.rebuild();
+    assert.deepEqual(await a.store.inUseHolders(D1), []);
   });
 
   it('runtime configs naming a spoke effective file get a holder, in either spelling; other paths do not', async () => {
