@@ -7,6 +7,7 @@ import {
   decodeSeccomp,
   formatConstraint,
   intersect,
+  looserCarrierOf,
   multiplexedConditions,
   multiplexesSocketCalls,
   validateStrict,
@@ -44,6 +45,16 @@ function enforceable(native: SeccompArchitecture | undefined, result: MergeResul
       'FailedPrecondition',
       `the effective profile filters ${names.join(', ')} by their arguments, which this node's architecture (${native}) cannot enforce through socketcall(2)/ipc(2)`,
       { actual: names.join(',') },
+      { reason: 'ARCH_UNENFORCEABLE' },
+    );
+  }
+  // A carrier whose rule lets through more than a call it carries (intersect.ts looserCarrier).
+  const looser = looserCarrierOf(result.profile);
+  if (looser !== undefined) {
+    throw new SpokeError(
+      'FailedPrecondition',
+      `the effective profile lets ${looser} through where the call itself is denied, which this node's architecture (${native}) cannot enforce`,
+      { actual: looser },
       { reason: 'ARCH_UNENFORCEABLE' },
     );
   }

@@ -5,13 +5,13 @@
 
 import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
-import { stricter } from './actions.js';
+import { actionRank, stricter } from './actions.js';
 import { encodeCanonical, buildProfile } from './canonical.js';
 import { ARCHS_32_BIT, isWide, type Conjunction } from './conditions.js';
 import { decisionFor, ProductBudget, readOf, readProfile, type Clause, type ReadProfile, type Rule } from './decision.js';
 import { diffReads } from './diff.js';
 import { mergeSyscall } from './merge-syscall.js';
-import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile } from './types.js';
+import type { MergeResult, SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Architectures where socket and SysV IPC calls may arrive multiplexed through socketcall(2)/ipc(2). */
 const MULTIPLEXING_ARCHS: ReadonlySet<SeccompArchitecture> = new Set([
@@ -47,15 +47,55 @@ export function multiplexedConditions(profile: SeccompProfile): string[] {
   return [...names].sort();
 }
 
-/** Calls whose arguments a filter cannot see when they go through socketcall(2) or ipc(2). */
-const MULTIPLEXED_SYSCALLS: ReadonlySet<string> = new Set([
-  'socket', 'bind', 'connect', 'listen', 'accept', 'accept4', 'getsockname', 'getpeername', 'socketpair',
-  'send', 'recv', 'sendto', 'recvfrom', 'shutdown', 'setsockopt', 'getsockopt', 'sendmsg', 'recvmsg',
-  'recvmmsg', 'sendmmsg', 'semop', 'semget', 'semctl', 'semtimedop', 'msgsnd', 'msgrcv', 'msgget',
-  'msgctl', 'shmat', 'shmdt', 'shmget', 'shmctl',
+/** The calls socketcall(2) and ipc(2) carry on the multiplexing architectures (linux/net.h, linux/ipc.h). */
+const CARRIED: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ['socketcall', new Set([
+    'socket', 'bind', 'connect', 'listen', 'accept', 'accept4', 'getsockname', 'getpeername', 'socketpair',
+    'send', 'recv', 'sendto', 'recvfrom', 'shutdown', 'setsockopt', 'getsockopt', 'sendmsg', 'recvmsg',
+    'recvmmsg', 'sendmmsg',
+  ])],
+  ['ipc', new Set(['semop', 'semget', 'semctl', 'semtimedop', 'msgsnd', 'msgrcv', 'msgget', 'msgctl', 'shmat', 'shmdt', 'shmget', 'shmctl'])],
 ]);
 
-function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readonly ReadProfile[], output: ReadonlyMap<string, Rule[]>): SeccompArchitecture[] {
+/** Calls whose arguments a filter cannot see when they go through socketcall(2) or ipc(2). */
+const MULTIPLEXED_SYSCALLS: ReadonlySet<string> = new Set([...CARRIED.values()].flatMap((calls) => [...calls]));
+
+/** Ranks (actionRank: lower is stricter) a call's rules can give it, the default's among them unless one rule is unconditional. */
+function ranksOf(rules: readonly { conj: Conjunction; verdict: Verdict }[] | undefined, defaultVerdict: Verdict): number[] {
+  const ranks = (rules ?? []).map((r) => actionRank(r.verdict.action));
+  if (!(rules ?? []).some((r) => r.conj.length === 0)) ranks.push(actionRank(defaultVerdict.action));
+  return ranks;
+}
+
+/**
+ * A call whose verdict the multiplexing architectures cannot enforce, as `<call> through
+ * <carrier>`, or undefined. libseccomp writes a rule on a carried call for its carrier too
+ * (`ERRNO socket` also as `socketcall(SYS_SOCKET, …)`), but a rule on the carrier itself
+ * overrides it, and a carried call left at the default action gets none: where the carrier has
+ * a rule that lets through more than a call it carries, that call made through the carrier gets
+ * the carrier's verdict (checked on the kernel: socketcall(SYS_SOCKET) by int 0x80 returned a
+ * socket under "ALLOW socketcall, ERRNO socket"). A carrier with no rule follows the default,
+ * and the rules written for it are exact.
+ */
+function looserCarrier(rules: ReadonlyMap<string, readonly { conj: Conjunction; verdict: Verdict }[]>, defaultVerdict: Verdict): string | undefined {
+  for (const [carrier, carried] of CARRIED) {
+    const own = rules.get(carrier);
+    if (own === undefined || own.length === 0) continue;
+    const loosest = Math.max(...ranksOf(own, defaultVerdict));
+    for (const call of carried) {
+      if (Math.min(...ranksOf(rules.get(call), defaultVerdict)) < loosest) return `${call} through ${carrier}`;
+    }
+  }
+  return undefined;
+}
+
+/** looserCarrier of a profile as runc loads it (the shim's check on a node that multiplexes natively). */
+export function looserCarrierOf(profile: SeccompProfile): string | undefined {
+  const read = readProfile(profile);
+  return looserCarrier(read.clauses, read.defaultVerdict);
+}
+
+function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readonly ReadProfile[], output: ReadonlyMap<string, Rule[]>, defaultVerdict: Verdict): SeccompArchitecture[] {
   let archs = new Set<SeccompArchitecture>(inputs[0]!.architectures ?? []);
   for (const p of inputs.slice(1)) archs = new Set((p.architectures ?? []).filter((a) => archs.has(a)));
   // Whether any input or the output compares values wider than 32 bits, or filters a call that
@@ -77,6 +117,7 @@ function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readon
     for (const r of reads) for (const [name, clauses] of r.clauses) if (see(name, clauses)) break scan;
     for (const [name, list] of output) if (see(name, list)) break scan;
   }
+  multiplexed ||= looserCarrier(output, defaultVerdict) !== undefined;
   return [...archs].filter((a) => !(wide && ARCHS_32_BIT.has(a)) && !(multiplexed && MULTIPLEXING_ARCHS.has(a)));
 }
 
@@ -109,7 +150,7 @@ function mergeReads(inputs: readonly SeccompProfile[], reads: readonly ReadProfi
   const listenerSource = inputs.find((p) => p.listenerPath !== undefined && p.listenerPath !== '');
   const profile = buildProfile({
     defaultVerdict: defaultVerdict.verdict,
-    architectures: intersectArchitectures(inputs, reads, rules),
+    architectures: intersectArchitectures(inputs, reads, rules, defaultVerdict.verdict),
     flags: intersectFlags(inputs, listenerSource),
     listenerPath: listenerSource?.listenerPath,
     listenerMetadata: listenerSource?.listenerMetadata,
