@@ -14,6 +14,7 @@
 // AppArmor (docs/apparmor.md): the same lookup; baseline ∩ artifact rendered under a generated name and
 // checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
+import { existsSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
@@ -109,7 +110,7 @@ export interface ApplierLimits {
 const MAX_POLICY_CHANGES_PER_CREATE = 3;
 
 export class ProfileApplier<P> {
-  /** Effective files known to exist: sha → path (saves a stat per create). */
+  /** Effective files whose content was checked (saves a read per create). */
   private readonly written = new Set<string>();
   /**
    * Merges already computed, per baseline object (a reloaded baseline is a new object, so its
@@ -208,9 +209,9 @@ export class ProfileApplier<P> {
     }
     const sha = merged.sha;
     const path = join(this.spokeDir, `${sha}.json`);
-    if (!this.written.has(sha)) {
-      // Checked once by content (the name promises it), then remembered; anything else there is
-      // replaced atomically.
+    // Checked once by content (the name promises it), then by one stat: another process on this
+    // store (a second shim's gc) may have removed it. Anything else there is replaced atomically.
+    if (!this.written.has(sha) || !existsSync(path)) {
       if (!(await holds(path, merged.bytes))) await writeFileAtomic(path, merged.bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
       this.written.add(sha);
     }

@@ -393,4 +393,14 @@ describe('ProfileApplier', () => {
     assert.equal(applied.path, path);
     assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), sha);
   });
+
+  it("an effective file removed by another process (a second shim's gc on this store) is written again at the next create", async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    const ref = await ingest('effective/two', denySyscalls(['sethostname']));
+    const first = await applier.apply(oci(ref), inTeamA);
+    rmSync(first.path);
+    const again = await applier.apply(oci(ref), inTeamA);
+    assert.equal(again.path, first.path);
+    assert.ok(statSync(again.path).isFile(), 'the create names a file that is there');
+  });
 });
