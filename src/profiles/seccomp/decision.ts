@@ -15,6 +15,11 @@ export interface Clause {
   /** Where it was written: syscalls[entry].names[name]. */
   entry: number;
   name: number;
+  /**
+   * Written with conditions that always match (`arg0 <= 2^64-1`, a mask of 0): `conj` is empty,
+   * but libseccomp loads a conditional rule, which hides no other rule (decide()).
+   */
+  alwaysMatches?: true;
 }
 
 /**
@@ -85,11 +90,16 @@ export function readProfile(p: SeccompProfile): ReadProfile {
       let list = clauses.get(s.names[name]!);
       if (list === undefined) clauses.set(s.names[name]!, (list = []));
       if (conjs === undefined) {
-        if (one !== null && one !== undefined) list.push({ conj: one, verdict, entry, name });
-      } else for (const conj of conjs) list.push({ conj, verdict, entry, name });
+        if (one !== null && one !== undefined) list.push(clauseOf(one, verdict, entry, name, true));
+      } else for (const conj of conjs) list.push(clauseOf(conj, verdict, entry, name, args.length > 0));
     }
   }
   return readOf(verdictOf(p.defaultAction, p.defaultErrnoRet), clauses);
+}
+
+/** A clause of an entry; `conditional`: the entry has args (see Clause.alwaysMatches). */
+export function clauseOf(conj: Conjunction, verdict: Verdict, entry: number, name: number, conditional: boolean): Clause {
+  return conj.length === 0 && conditional ? { conj, verdict, entry, name, alwaysMatches: true } : { conj, verdict, entry, name };
 }
 
 const ALWAYS: readonly Conjunction[] = [[]];
@@ -199,6 +209,7 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
   let lastIsDefault = false;
   const live: Clause[] = [];
   let unconditional = false;
+  let alwaysMatching = false;
   for (const c of clauses) {
     if (c.verdict !== lastVerdict) {
       lastVerdict = c.verdict;
@@ -215,11 +226,14 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
     if (lastSeen.has(key)) continue;
     lastSeen.add(key);
     live.push(c);
-    if (c.conj.length === 0) unconditional = true;
+    if (c.conj.length === 0) {
+      if (c.alwaysMatches) alwaysMatching = true;
+      else unconditional = true;
+    }
   }
   if (live.length === 0) return uniform(defaultVerdict);
   if (unconditional) {
-    const v = strictest(live.filter((c) => c.conj.length === 0).map((c) => c.verdict));
+    const v = strictest(live.filter((c) => c.conj.length === 0 && !c.alwaysMatches).map((c) => c.verdict));
     const culprit = live.find((c) => !sameVerdict(c.verdict, v));
     return culprit === undefined ? uniform(v) : { shape: 'conflict', rules: [], otherwise: v, culprit };
   }
@@ -229,6 +243,13 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
   let singles = true;
   let oneVerdict = true;
   const first = live[0]!;
+  // Conditional rules, one of them always matching: with one verdict, that is the verdict of
+  // every call; with several, which rule libseccomp applies where they overlap has no defined
+  // meaning (not a safe shape).
+  if (alwaysMatching) {
+    const culprit = live.find((c) => !sameVerdict(c.verdict, first.verdict));
+    return culprit === undefined ? uniform(first.verdict) : { shape: 'unsafe', rules: [], otherwise: strictest([...live.map((c) => c.verdict), defaultVerdict]), culprit };
+  }
   for (const c of live) {
     if (c.conj.length !== 1) singles = false;
     else if (oneVerdict && !sameVerdict(c.verdict, first.verdict)) oneVerdict = false;

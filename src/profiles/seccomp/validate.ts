@@ -7,7 +7,7 @@
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
 import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
-import { ArgConditions, decide, entryConjunctions, type Clause } from './decision.js';
+import { ArgConditions, clauseOf, decide, entryConjunctions, type Clause } from './decision.js';
 import { isNormalArg } from './normal-form.js';
 import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
@@ -104,7 +104,7 @@ function clausesOf(entries: readonly SeccompSyscall[], tallies: ReadonlyMap<stri
       verdict ??= verdictOf(s.action, s.errnoRet);
       let list = clauses.get(tally);
       if (list === undefined) clauses.set(tally, (list = []));
-      for (const conj of conjs) list.push({ conj, verdict, entry, name });
+      for (const conj of conjs) list.push(clauseOf(conj, verdict, entry, name, (s.args ?? []).length > 0));
     }
   }
   return clauses;

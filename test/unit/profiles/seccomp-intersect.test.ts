@@ -273,3 +273,17 @@ test('products share one work budget per merge: past it a syscall gets its stric
     );
   }
 });
+
+test('a rule whose conditions always match is still a conditional rule to libseccomp: never read as one that hides the others', () => {
+  // A RuntimeDefault base (checked at the runtime's level only) may write it. libseccomp 2.5.4
+  // loaded `KILL_PROCESS kill if arg1 == 9` + `ALLOW kill if arg0 <= 2^64-1` as killing kill(1, 9);
+  // read as an unconditional ALLOW, the merge let it through.
+  const base = P('SCMP_ACT_ERRNO', [A(['kill'], 'SCMP_ACT_KILL_PROCESS', [arg(1, 'SCMP_CMP_EQ', 9n)]), A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LE', (1n << 64n) - 1n)])]);
+  validate(base);
+  assert.equal(ev(base, 'kill', 1n, 9n).action, 'SCMP_ACT_KILL_PROCESS');
+  const r = merge(P('SCMP_ACT_ALLOW'), P('SCMP_ACT_ALLOW'), base);
+  assert.equal(ev(r.profile, 'kill', 1n, 9n).action, 'SCMP_ACT_KILL_PROCESS');
+  // Alone, such a rule is what it says: every call.
+  const alone = P('SCMP_ACT_ERRNO', [A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LE', (1n << 64n) - 1n)])]);
+  assert.equal(ev(alone, 'kill', 7n, 9n).action, 'SCMP_ACT_ALLOW');
+});
