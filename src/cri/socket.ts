@@ -85,14 +85,20 @@ export async function prepareSocketPath(path: string): Promise<void> {
   if (!st.isSocket()) {
     throw new SpokeError('InvalidArgument', `${path} exists and is not a socket; refusing to replace it`, { path }, { reason: 'OPTION_INVALID' });
   }
+  // Only a refusal (nobody listens) or a vanished file says stale: a listener busy enough that
+  // its queue is full answers EAGAIN, and anything else is taken as alive too, as a lock's owner
+  // is (src/store/lock.ts).
   const live = await new Promise<boolean>((resolve) => {
     const s = netConnect(path);
     s.once('connect', () => {
       s.destroy();
       resolve(true);
     });
-    s.once('error', () => resolve(false));
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code !== 'ECONNREFUSED' && e.code !== 'ENOENT'));
   });
   if (live) throw new SpokeError('InvalidArgument', `${path} is in use by another process`, { path }, { reason: 'SOCKET_IN_USE' });
-  await unlink(path);
+  // Another shim starting at once may have removed it first.
+  await unlink(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
 }
