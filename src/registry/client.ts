@@ -58,6 +58,7 @@ export class UndiciRegistryClient implements RegistryClient {
       allowsHttp: (hostPort) => plainHttp || insecure.has(hostPort.toLowerCase()),
       ca: o.ca,
       timeoutMs: o.timeoutMs,
+      totalTimeoutMs: o.totalTimeoutMs,
       connectTimeoutMs: o.connectTimeoutMs,
       userAgent: o.userAgent,
       dispatcherFactory: o.dispatcherFactory,

@@ -35,6 +35,10 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
     if (reason instanceof SpokeError) return reason;
     return new SpokeError('RegistryUnavailable', `request to ${host} cancelled`, ctx, { cause: e, reason: 'CANCELLED' });
   }
+  // The request's own total deadline (http.ts: no caller's signal): AbortSignal.timeout's reason.
+  if ((e as Error | undefined)?.name === 'TimeoutError') {
+    return new SpokeError('RegistryUnavailable', `registry ${host} took longer than the request's total deadline`, { ...ctx, registry: host }, { cause: e, reason: 'DEADLINE' });
+  }
   const code = errorCode(e) ?? 'unknown error';
   let why: string;
   if (TIMEOUT_CODES.has(code)) why = 'timed out';

@@ -18,6 +18,7 @@ import { MAX_RESPONSE_HEADER_BYTES } from '../core/limits.js';
 import type { Clock, Logger } from '../core/runtime.js';
 import { isRetryableNetworkError } from './errors.js';
 import { backoffMs, isRetryableStatus, parseRetryAfter } from './retry.js';
+import { DEFAULT_TOTAL_TIMEOUT_MS } from './options.js';
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH';
 
@@ -43,6 +44,8 @@ export interface TransportOptions {
   /** Trusted CAs (system roots plus the extra bundle) or undefined for the defaults. */
   ca: string[] | undefined;
   timeoutMs: number;
+  /** A request without a signal of its own is ended after this long, body included (options.ts). */
+  totalTimeoutMs?: number;
   connectTimeoutMs: number;
   userAgent: string;
   dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
@@ -137,7 +140,8 @@ export class Transport {
       path: req.url.pathname + req.url.search,
       headers,
       body: req.body === undefined ? null : req.body,
-      signal: req.signal ?? null,
+      // A caller's signal carries its deadline (a pull's); without one, the request has its own.
+      signal: req.signal ?? AbortSignal.timeout(this.opts.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS),
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });

@@ -19,6 +19,12 @@ export interface UndiciRegistryClientOptions {
   caFile?: string | Buffer;
   /** Per request: connect (at most 5 s), headers and idle-body timeouts. Default 10000. */
   timeoutMs?: number;
+  /**
+   * Per request without a caller's signal (publishers, the recording controller): the whole
+   * request, body included. A body trickled a byte at a time is never idle for `timeoutMs`.
+   * Default 300000.
+   */
+  totalTimeoutMs?: number;
   /** Further attempts after a retryable failure (network, 408, 429, 5xx). Default 2. */
   retries?: number;
   /** Registry `host[:port]` → mirror hosts, tried in order before the registry when `useMirrors`. */
@@ -33,6 +39,7 @@ export interface UndiciRegistryClientOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
+export const DEFAULT_TOTAL_TIMEOUT_MS = 300_000;
 export const DEFAULT_RETRIES = 2;
 export const MAX_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_USER_AGENT = 'spoke/0.1';
@@ -44,6 +51,7 @@ export interface ResolvedOptions {
   plainHttp: boolean;
   ca: string[] | undefined;
   timeoutMs: number;
+  totalTimeoutMs: number;
   connectTimeoutMs: number;
   retries: number;
   mirrors: ReadonlyMap<string, readonly string[]>;
@@ -59,6 +67,7 @@ const KNOWN = new Set([
   'plainHttp',
   'caFile',
   'timeoutMs',
+  'totalTimeoutMs',
   'retries',
   'mirrors',
   'credentials',
@@ -110,6 +119,7 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
   const insecure = new Set((opts.insecure ?? []).map((h) => normalizeHostPort(h, 'insecure entry')));
   if (opts.plainHttp !== undefined && typeof opts.plainHttp !== 'boolean') bad('plainHttp must be a boolean');
   const timeoutMs = intIn(opts.timeoutMs, 'timeoutMs', 1, 600_000, DEFAULT_TIMEOUT_MS);
+  const totalTimeoutMs = intIn(opts.totalTimeoutMs, 'totalTimeoutMs', 1, 3_600_000, DEFAULT_TOTAL_TIMEOUT_MS);
   const retries = intIn(opts.retries, 'retries', 0, 10, DEFAULT_RETRIES);
   const mirrors = new Map<string, readonly string[]>();
   if (opts.mirrors !== undefined) {
@@ -138,6 +148,7 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
     plainHttp: opts.plainHttp ?? false,
     ca: loadCa(opts.caFile),
     timeoutMs,
+    totalTimeoutMs,
     connectTimeoutMs: Math.min(timeoutMs, MAX_CONNECT_TIMEOUT_MS),
     retries,
     mirrors,
