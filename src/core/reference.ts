@@ -122,10 +122,8 @@ export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 export function parseRepositoryRef(input: string): RepositoryRef {
   if (input.length > MAX_REFERENCE_LENGTH) refuse(input, 'too long');
-  if (input.includes('@')) {
-    const r = parseReference(input);
-    return { registry: r.registry, repository: r.repository, tag: undefined };
-  }
+  // A digest would be dropped silently: the push names what it pushed by its own bytes' digest.
+  if (input.includes('@')) refuse(input, 'a repository to push to names no digest (the digest of what is pushed is printed)');
   const slash = input.indexOf('/');
   if (slash < 0) refuse(input, 'no registry host');
   const registryText = input.slice(0, slash);

@@ -108,4 +108,8 @@ describe('parseRepositoryRef (push targets)', () => {
     assert.throws(() => parseRepositoryRef('ubuntu:1'), spokeError({ code: 'InvalidArgument', reason: 'REFERENCE_INVALID' }));
     assert.throws(() => parseRepositoryRef('r.io/a:-bad'), spokeError({ code: 'InvalidArgument', reason: 'REFERENCE_INVALID' }));
   });
+  it('refuses a digest: what is pushed gets the digest of its bytes, never one written in the target', () => {
+    assert.throws(() => parseRepositoryRef(`r.io/a@sha256:${'0'.repeat(64)}`), spokeError({ code: 'InvalidArgument', reason: 'REFERENCE_INVALID' }));
+    assert.throws(() => parseRepositoryRef(`r.io/a:v1@sha256:${'0'.repeat(64)}`), spokeError({ code: 'InvalidArgument', reason: 'REFERENCE_INVALID' }));
+  });
 });
