@@ -25,10 +25,16 @@ const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export const emptyCredentials: CredentialSource = { lookup: () => undefined };
 
-/** `host[:port][/path]` with the scheme, a trailing `/v1/` or `/v2/` and slashes removed; host lowercased. */
+/**
+ * `host[:port][/path]` with trailing slashes removed and the host lowercased; a URL-style key
+ * (`https://host/v1/`, docker's) loses its scheme and API path. Without a scheme, `/v2` is a
+ * namespace of that name.
+ */
 export function normalizeAuthKey(key: string): string {
-  let k = key.trim().replace(/^https?:\/\//i, '');
-  k = k.replace(/\/+$/, '').replace(/\/v[12]$/, '');
+  const trimmed = key.trim();
+  const urlStyle = /^https?:\/\//i.test(trimmed);
+  let k = trimmed.replace(/^https?:\/\//i, '').replace(/\/+$/, '');
+  if (urlStyle) k = k.replace(/\/v[12]$/, '');
   const slash = k.indexOf('/');
   const host = (slash < 0 ? k : k.slice(0, slash)).toLowerCase();
   const rest = slash < 0 ? '' : k.slice(slash);

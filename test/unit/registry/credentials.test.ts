@@ -76,6 +76,10 @@ describe('auth files', () => {
     assert.equal(normalizeAuthKey('https://Registry.Example.com/v2/'), 'registry.example.com');
     assert.equal(normalizeAuthKey('index.docker.io'), 'docker.io');
     assert.equal(normalizeAuthKey('http://h:5000/ns/repo/'), 'h:5000/ns/repo');
+    // Without a scheme, /v2 is a namespace of that name (containers/image strips the API path
+    // from URL-style keys only): its credentials are not the whole host's.
+    assert.equal(normalizeAuthKey('reg.example/v2'), 'reg.example/v2');
+    assert.equal(normalizeAuthKey('reg.example/team/v1/'), 'reg.example/team/v1');
   });
 
   it('resolves --auth-file, then REGISTRY_AUTH_FILE, then docker config', () => {
