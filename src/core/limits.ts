@@ -1,5 +1,7 @@
 // Size and count limits. KEP-6061 §5 recommends 1 MiB per artifact; manifests are capped at 64 KiB (docs/architecture.md).
 export const DEFAULT_MAX_ARTIFACT_BYTES = 1024 * 1024;
+/** The largest limits.maxArtifactBytes a node policy may set (policy/node-policy.schema.json): no node takes more. */
+export const MAX_POLICY_ARTIFACT_BYTES = 16 * 1024 * 1024;
 export const MAX_MANIFEST_BYTES = 64 * 1024;
 /** Repository names are at most 255 characters (distribution spec); a full reference stays below this. */
 export const MAX_REFERENCE_LENGTH = 512;

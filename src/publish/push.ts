@@ -6,6 +6,7 @@ import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from 
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { Digest } from '../core/digest.js';
 import { formatReference } from '../core/reference.js';
+import { MAX_POLICY_ARTIFACT_BYTES } from '../core/limits.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 import { validateArtifactBytes } from '../profiles/index.js';
 import { decodeSeccompWithHint } from '../profiles/seccomp/convert.js';
@@ -18,6 +19,16 @@ export interface PushResult {
   packed: PackedArtifact;
 }
 
+/** A profile larger than any node policy admits. */
+export function oversized(bytes: number): SpokeError {
+  return new SpokeError(
+    'SecurityProfileInvalid',
+    `the profile is ${bytes} bytes; no node takes more than ${MAX_POLICY_ARTIFACT_BYTES} (limits.maxArtifactBytes at most, 1 MiB by default)`,
+    { limit: MAX_POLICY_ARTIFACT_BYTES, actual: bytes },
+    { reason: 'SIZE_LIMIT' },
+  );
+}
+
 export async function pushProfile(
   registry: RegistryClient,
   repo: RepoLocator,
@@ -27,6 +38,7 @@ export async function pushProfile(
   opts: { credential?: Credential; onProgress?: (step: string) => void } = {},
 ): Promise<PushResult> {
   // The publisher refuses what every node would refuse, before anything leaves the machine.
+  if (profileBytes.byteLength > MAX_POLICY_ARTIFACT_BYTES) throw oversized(profileBytes.byteLength);
   if (kind === 'seccomp') decodeSeccompWithHint(profileBytes);
   validateArtifactBytes(kind, profileBytes);
   const packed = packProfile(profileBytes, kind);
@@ -120,6 +132,7 @@ export async function pushProfileIndex(
     seen.add(platformKey(e.platform));
     try {
       checkPlatform(e.platform);
+      if (e.bytes.byteLength > MAX_POLICY_ARTIFACT_BYTES) throw oversized(e.bytes.byteLength);
       if (kind === 'seccomp') checkArchitectures(e.platform, decodeSeccompWithHint(e.bytes).architectures);
       validateArtifactBytes(kind, e.bytes);
     } catch (err) {

@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { parsePlatform, type Platform } from '../../core/artifact.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_POLICY_ARTIFACT_BYTES } from '../../core/limits.js';
 import { parseRepositoryRef } from '../../core/reference.js';
-import { pushProfile, pushProfileIndex } from '../../publish/push.js';
+import { oversized, pushProfile, pushProfileIndex } from '../../publish/push.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
 import { progress } from '../progress.js';
@@ -35,10 +36,18 @@ options:
   --json             print {reference, digest, size, signed} as JSON; with --platform
                      {reference, digest, platforms: [{platform, reference, digest, size}], signed}`;
 
+/** FILE's bytes: its size is looked at first, so a file no node would take is never read whole. */
 async function readInput(file: string): Promise<Buffer> {
-  return readFile(file).catch((e: NodeJS.ErrnoException) => {
+  const fail = (e: NodeJS.ErrnoException): never => {
     throw new UsageError(`cannot read ${file}: ${e.code ?? e.message}`);
-  });
+  };
+  const size = (await stat(file).catch(fail)).size;
+  if (size > MAX_POLICY_ARTIFACT_BYTES) throw oversized(size);
+  const bytes = await readFile(file).catch(fail);
+  if (bytes.length > DEFAULT_MAX_ARTIFACT_BYTES) {
+    process.stderr.write(`warning: ${file} is ${bytes.length} bytes, over the default node limit of ${DEFAULT_MAX_ARTIFACT_BYTES} (limits.maxArtifactBytes): nodes with the default policy refuse it\n`);
+  }
+  return bytes;
 }
 
 /** `--platform os/arch[/variant]=FILE` values, files read. */
