@@ -106,7 +106,11 @@ describe('spoke CLI', () => {
   it('policy lint and check read the file as the shim does: invalid UTF-8 is an error, never replaced', async () => {
     const broken = join(dir, 'broken-utf8.yaml');
     writeFileSync(broken, Buffer.concat([readFileSync(policy), Buffer.from('# \xff\n', 'latin1')]));
-    for (const args of [['policy', 'lint', broken], ['policy', 'check', `${reg.host}/profiles/x@sha256:${'b'.repeat(64)}`, '--policy', broken]]) {
+    for (const args of [
+      ['policy', 'lint', broken],
+      ['policy', 'check', `${reg.host}/profiles/x@sha256:${'b'.repeat(64)}`, '--policy', broken],
+      ['verify', `${reg.host}/profiles/x@sha256:${'b'.repeat(64)}`, '--policy', broken],
+    ]) {
       const r = await spoke(args);
       assert.notEqual(r.code, 0, args.join(' '));
       assert.match(r.stderr + r.stdout, /broken-utf8\.yaml:1: (error: )?\(document\): not valid UTF-8/);

@@ -61,7 +61,8 @@ export async function run(argv: string[]): Promise<number> {
   const policy = lint.policy;
   if (!policy) {
     const first = lint.errors[0];
-    throw new SpokeError('InvalidArgument', first ? `${first.file}:${first.line}: ${first.path ? `${first.path}: ` : ''}${first.message}` : `${file}: invalid policy`, { file }, { reason: 'POLICY_INVALID' });
+    // An issue's message is the whole line already: `file:line: path: what` (policy/types.ts).
+    throw new SpokeError('InvalidArgument', first ? first.message : `${file}: invalid policy`, { file }, { reason: 'POLICY_INVALID' });
   }
   // The kind is read from the manifest, but nothing leaves the node for a reference that no rule
   // allows for any kind (docs/security-model.md): the policy is asked before the registry.
