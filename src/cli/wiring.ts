@@ -6,11 +6,24 @@ import { loadNodeConfig, type NodeConfig } from '../config/node-config.js';
 import { PolicyHolder } from '../config/policy-holder.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
 import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVerifier } from '../pull.js';
+import { decodeText } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
 import { loadCredentials, nodeCredentials } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
+import { UsageError } from './errors.js';
+
+/** The policy's text as the shim reads it (decodeText: invalid UTF-8 refused, a BOM dropped), so lint, check, verify and the node agree. */
+export function readPolicyFile(file: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return decodeText(bytes, file);
+}
 
 /** Flags every publisher command takes (oras habits). */
 export const publisherFlags = {

@@ -103,7 +103,7 @@ describe('spoke CLI', () => {
     assert.equal(lint.code, 0, lint.stdout + lint.stderr);
   });
 
-  it('policy lint and check read the file as the shim does: invalid UTF-8 is an error, never replaced', async () => {
+  it('policy lint, check and verify read the file as the shim does: invalid UTF-8 is an error, never replaced', async () => {
     const broken = join(dir, 'broken-utf8.yaml');
     writeFileSync(broken, Buffer.concat([readFileSync(policy), Buffer.from('# \xff\n', 'latin1')]));
     for (const args of [

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parseReference } from '../../core/reference.js';
-import { decide, decodeText, lintPolicy } from '../../policy/index.js';
+import { decide, lintPolicy } from '../../policy/index.js';
 import type { PolicyIssue } from '../../policy/types.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
-import { nodeConfigOnly } from '../wiring.js';
+import { nodeConfigOnly, readPolicyFile } from '../wiring.js';
 
 const HELP = `usage: spoke policy check REF [--kind K] [--namespace N] [--policy FILE] [--json]
        spoke policy lint FILE [--json]
@@ -20,17 +20,6 @@ options:
   --policy FILE     policy file (default from the node config, /etc/spoke/policy.yaml)
   --config F        node config (default /etc/spoke/config.yaml)
   --json            machine-readable output`;
-
-/** The policy's text as the shim reads it (decodeText: invalid UTF-8 refused, a BOM dropped), so lint, check and the node agree. */
-function readPolicyFile(file: string): string {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return decodeText(bytes, file);
-}
 
 /** `file:line: severity: path: what`; an issue's message starts with its `file:line: ` already. */
 function formatIssue(i: PolicyIssue): string {

@@ -11,7 +11,7 @@ import { nodeCredentials } from '../../registry/credentials.js';
 import { verifyArtifactSignature } from '../../verify/index.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { nodeConfigOnly } from '../wiring.js';
+import { nodeConfigOnly, readPolicyFile } from '../wiring.js';
 
 const HELP = `usage: spoke verify REF [--policy FILE] [options]
 
@@ -51,13 +51,7 @@ export async function run(argv: string[]): Promise<number> {
   const config = values.config !== undefined || values.policy === undefined ? await nodeConfigOnly(values) : undefined;
   const file = values.policy ?? config?.policy;
   if (!file) throw new UsageError('no policy: give --policy FILE or a node config naming one');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  const lint = lintPolicy(text, file, (p) => readFileSync(p));
+  const lint = lintPolicy(readPolicyFile(file), file, (p) => readFileSync(p));
   const policy = lint.policy;
   if (!policy) {
     const first = lint.errors[0];
