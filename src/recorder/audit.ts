@@ -154,8 +154,14 @@ export function isAuditLossNotice(line: string): boolean {
 }
 
 
-/** When the call was made, in µs since boot: the kmsg timestamp, else the audit timestamp less the boot time. */
+/**
+ * When the call was made, in µs since boot: the audit timestamp (wall clock) less the boot time,
+ * for a kmsg record too. Its printk timestamp is on another clock than the process start times
+ * it is compared with (/proc/<pid>/stat counts boot time): here it ran 0.6 s ahead after 22 h,
+ * and a process that took a dead caller's pid that long after the call passed for the caller
+ * (src/recorder/pids.ts). Without the boot time, the kmsg timestamp is all there is.
+ */
 export function recordTimeUs(rec: AuditRecord, bootWallMs: number | undefined): number | undefined {
-  if (rec.kmsgTimeUs !== undefined || bootWallMs === undefined) return rec.kmsgTimeUs;
+  if (bootWallMs === undefined) return rec.kmsgTimeUs;
   return Math.max(0, (rec.auditTimeMs - bootWallMs) * 1000);
 }

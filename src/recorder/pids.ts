@@ -3,7 +3,8 @@
 //
 // How a record is attributed (records arrive after the call, possibly after the caller exited):
 // 1. The live holder of the pid is read from /proc/<pid>/stat (start time, field 22). When it
-//    started no later than the record was written (kmsg timestamp), it is the caller: its
+//    started no later than the record was written (audit timestamp less the boot time; audit.ts
+//    recordTimeUs), it is the caller: its
 //    container id (the last 64-hex name in /proc/<pid>/cgroup) is cached under (pid, start).
 // 2. Otherwise (exited, or the pid already belongs to a newer process) the cached entry of the
 //    pid is used only if nothing can have taken the pid since that entry was last seen alive:
@@ -13,8 +14,8 @@
 // Limits: a process that makes its calls and exits before its first record is read (a sub-ms
 // helper forked by a shell) was never seen alive and stays unattributed; start times have
 // clock-tick (10 ms) resolution, so a pid reused within one tick of a record is treated as the
-// same process; kmsg timestamps (local clock) and start times (boot time) drift apart after a
-// suspend. Caches are bounded (LRU by insertion).
+// same process; a wall clock stepped forward while recording widens that window by the step.
+// Caches are bounded (LRU by insertion).
 
 import { readFileSync } from 'node:fs';
 

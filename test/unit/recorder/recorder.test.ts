@@ -65,8 +65,12 @@ describe('SyscallRecorder', () => {
     const bootWallMs = 1_795_449_000_000;
     const r = new SyscallRecorder(attributor, { bootWallMs });
     r.addLine('type=SECCOMP msg=audit(1795449621.225:125): pid=7 comm="x" exe="/x" sig=0 arch=c000003e syscall=0 compat=0 ip=0x1 code=0x7ffc0000');
-    r.addLine(line(7, 0, 42));
-    assert.deepEqual(seen, [(1_795_449_621_225 - bootWallMs) * 1000, 42]);
+    r.addLine(line(7, 0, 42).replace('audit(1.000:1)', 'audit(1795449621.300:126)'));
+    assert.deepEqual(seen, [(1_795_449_621_225 - bootWallMs) * 1000, (1_795_449_621_300 - bootWallMs) * 1000], 'a kmsg record too, by its audit timestamp');
+    // Without the boot time, a kmsg record has only its printk timestamp.
+    const seenAlone: (number | undefined)[] = [];
+    new SyscallRecorder({ attribute: (_pid: number, us: number | undefined): Attribution => (seenAlone.push(us), { kind: 'host' }) }).addLine(line(7, 0, 42));
+    assert.deepEqual(seenAlone, [42]);
   });
 
   test('loss notices are counted', () => {
@@ -136,6 +140,18 @@ describe('pid → container', () => {
       tick: (us: number) => (nowUs += us),
     };
   }
+
+  test('a kmsg record is timed by its audit timestamp: the printk clock runs ahead of start times, and a process that took the pid after the call is not its caller', () => {
+    // Here the printk clock ran 0.6 s ahead of the boot-time clock /proc/<pid>/stat counts in.
+    const f = fakeProc();
+    const bootWallMs = 1_795_449_000_000;
+    const r = new SyscallRecorder(f.resolver, { bootWallMs });
+    // The call at 52.0 s since boot (audit timestamp); its caller exited unseen; B took the pid at 52.3 s.
+    f.spawn(2000, ID_B, 5230);
+    r.addLine(`5,1,52600000,-;audit: type=1326 audit(1795449052.000:7): pid=2000 comm="x" exe="/x" sig=0 arch=c000003e syscall=110 compat=0 ip=0x1 code=0x7ffc0000`);
+    assert.deepEqual([...r.syscalls(ID_B)], [], 'not credited to the container that took the pid');
+    assert.equal(r.stats.unattributed, 1);
+  });
 
   test('live process started before the record: attributed and cached', () => {
     const f = fakeProc();
