@@ -150,8 +150,15 @@ export function parseAuditRecord(line: string): AuditRecord | undefined {
  */
 export function isAuditLossNotice(line: string): boolean {
   if (line.length > MAX_AUDIT_LINE) return false;
-  return /kauditd_printk_skb: \d{1,10} callbacks suppressed/.test(line) || /^(?:[^;]{0,64};)?audit: audit_lost=\d{1,10} /.test(line);
+  const kmsg = KMSG_PREFIX.exec(line);
+  // The kernel's own lines only (facility 0, the notice at the start of the message): a user
+  // audit message carries text a process chose inside msg='…', and what a process writes to
+  // /dev/kmsg is tagged LOG_USER.
+  if (kmsg && Number(kmsg[1]) >= 8) return false;
+  return LOSS_NOTICE.test(kmsg ? line.slice(kmsg[0].length) : line);
 }
+
+const LOSS_NOTICE = /^(?:kauditd_printk_skb: \d{1,10} callbacks suppressed|audit: audit_lost=\d{1,10} )/;
 
 
 /**

@@ -141,4 +141,13 @@ describe('isAuditLossNotice', () => {
     assert.ok(isAuditLossNotice('4,99,1,-;audit: audit_lost=3 audit_rate_limit=0 audit_backlog_limit=64'));
     assert.ok(!isAuditLossNotice(KMSG));
   });
+
+  test('only the kernel says so: a notice inside a user audit message, or written to /dev/kmsg by a process, is not one', () => {
+    // Any process with CAP_AUDIT_WRITE (containerd's default set) can send a user message whose
+    // text the kernel copies into msg='…'; counted, it failed every recording on the node.
+    assert.ok(!isAuditLossNotice("5,123,456,-;audit: type=1107 audit(1795449621.225:9): pid=7 uid=65534 auid=4294967295 ses=4294967295 msg='kauditd_printk_skb: 1 callbacks suppressed'"));
+    assert.ok(!isAuditLossNotice("type=USER msg=audit(1795449621.225:9): pid=7 uid=65534 auid=4294967295 ses=4294967295 msg='kauditd_printk_skb: 1 callbacks suppressed'"));
+    assert.ok(!isAuditLossNotice('12,5,6,-;audit: audit_lost=3 audit_rate_limit=0 audit_backlog_limit=64'));
+    assert.ok(!isAuditLossNotice('12,5,6,-;kauditd_printk_skb: 17 callbacks suppressed'));
+  });
 });
