@@ -7,7 +7,7 @@ import {
   decodeSeccomp,
   formatConstraint,
   intersect,
-  looserCarrierOf,
+  carriesExactlyIn,
   multiplexedConditions,
   multiplexesSocketCalls,
   validateStrict,
@@ -48,13 +48,12 @@ function enforceable(native: SeccompArchitecture | undefined, result: MergeResul
       { reason: 'ARCH_UNENFORCEABLE' },
     );
   }
-  // A carrier whose rule lets through more than a call it carries (intersect.ts looserCarrier).
-  const looser = looserCarrierOf(result.profile);
-  if (looser !== undefined) {
+  // A carrier judged otherwise than a call it carries (intersect.ts carriesExactly).
+  if (!carriesExactlyIn(result.profile)) {
     throw new SpokeError(
       'FailedPrecondition',
-      `the effective profile lets ${looser} through where the call itself is denied, which this node's architecture (${native}) cannot enforce`,
-      { actual: looser },
+      `the effective profile judges socketcall(2) or ipc(2) otherwise than the socket or SysV IPC calls they carry, which this node's architecture (${native}) cannot enforce`,
+      {},
       { reason: 'ARCH_UNENFORCEABLE' },
     );
   }

@@ -28,7 +28,7 @@ export {
   MAX_NAMES_PER_ENTRY,
 } from './validate.js';
 export { actionRank, formatVerdict } from './actions.js';
-export { canonicalize, intersect, looserCarrierOf, mergeProfiles, multiplexedConditions, multiplexesSocketCalls } from './intersect.js';
+export { canonicalize, carriesExactlyIn, intersect, mergeProfiles, multiplexedConditions, multiplexesSocketCalls } from './intersect.js';
 export { auditIntersect, relaxToLog } from './audit.js';
 export { encodeCanonical } from './canonical.js';
 export { diff, formatConstraint, type TrustedInputs } from './diff.js';

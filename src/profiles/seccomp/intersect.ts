@@ -60,39 +60,37 @@ const CARRIED: ReadonlyMap<string, ReadonlySet<string>> = new Map([
 /** Calls whose arguments a filter cannot see when they go through socketcall(2) or ipc(2). */
 const MULTIPLEXED_SYSCALLS: ReadonlySet<string> = new Set([...CARRIED.values()].flatMap((calls) => [...calls]));
 
-/** Ranks (actionRank: lower is stricter) a call's rules can give it, the default's among them unless one rule is unconditional. */
-function ranksOf(rules: readonly { conj: Conjunction; verdict: Verdict }[] | undefined, defaultVerdict: Verdict): number[] {
-  const ranks = (rules ?? []).map((r) => actionRank(r.verdict.action));
-  if (!(rules ?? []).some((r) => r.conj.length === 0)) ranks.push(actionRank(defaultVerdict.action));
-  return ranks;
-}
-
 /**
- * A call whose verdict the multiplexing architectures cannot enforce, as `<call> through
- * <carrier>`, or undefined. libseccomp writes a rule on a carried call for its carrier too
- * (`ERRNO socket` also as `socketcall(SYS_SOCKET, …)`), but a rule on the carrier itself
- * overrides it, and a carried call left at the default action gets none: where the carrier has
- * a rule that lets through more than a call it carries, that call made through the carrier gets
- * the carrier's verdict (checked on the kernel: socketcall(SYS_SOCKET) by int 0x80 returned a
- * socket under "ALLOW socketcall, ERRNO socket"). A carrier with no rule follows the default,
- * and the rules written for it are exact.
+ * Whether a profile, as `verdictOf` reads it, gives each carrier (socketcall, ipc) and every call
+ * it carries one and the same action, unconditionally: only then is a call made through the
+ * carrier judged on a multiplexing architecture as the profile means it. libseccomp writes a rule
+ * on a carried call for its carrier too (`ERRNO socket` also as `socketcall(SYS_SOCKET, …)`), but
+ * a rule on the carrier itself overrides it, a carried call at the default action gets none, and
+ * the kernel ignores the version bits of ipc(2)'s call number that the written rule compares
+ * (`ipc(SHMGET | 1 << 16)` passed an `ERRNO shmget` rule). Checked on the kernel here with
+ * int 0x80: "ALLOW socketcall, ERRNO socket" made a socket, and so did "ALLOW ipc, semop" under
+ * "ERRNO ipc" once merged. `verdictOf` answers undefined for a call with conditional rules.
  */
-function looserCarrier(rules: ReadonlyMap<string, readonly { conj: Conjunction; verdict: Verdict }[]>, defaultVerdict: Verdict): string | undefined {
+function carriesExactly(verdictOf: (name: string) => Verdict | undefined): boolean {
   for (const [carrier, carried] of CARRIED) {
-    const own = rules.get(carrier);
-    if (own === undefined || own.length === 0) continue;
-    const loosest = Math.max(...ranksOf(own, defaultVerdict));
+    const first = verdictOf(carrier);
+    if (first === undefined) return false;
+    const rank = actionRank(first.action);
     for (const call of carried) {
-      if (Math.min(...ranksOf(rules.get(call), defaultVerdict)) < loosest) return `${call} through ${carrier}`;
+      const v = verdictOf(call);
+      if (v === undefined || actionRank(v.action) !== rank) return false;
     }
   }
-  return undefined;
+  return true;
 }
 
-/** looserCarrier of a profile as runc loads it (the shim's check on a node that multiplexes natively). */
-export function looserCarrierOf(profile: SeccompProfile): string | undefined {
+/** carriesExactly of a profile as runc loads it (the shim's check on a node that multiplexes natively). */
+export function carriesExactlyIn(profile: SeccompProfile): boolean {
   const read = readProfile(profile);
-  return looserCarrier(read.clauses, read.defaultVerdict);
+  return carriesExactly((name) => {
+    const d = decisionFor(read, name);
+    return d.shape === 'uniform' ? d.otherwise : undefined;
+  });
 }
 
 function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readonly ReadProfile[], output: ReadonlyMap<string, Rule[]>, defaultVerdict: Verdict): SeccompArchitecture[] {
@@ -117,7 +115,14 @@ function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readon
     for (const r of reads) for (const [name, clauses] of r.clauses) if (see(name, clauses)) break scan;
     for (const [name, list] of output) if (see(name, list)) break scan;
   }
-  multiplexed ||= looserCarrier(output, defaultVerdict) !== undefined;
+  // The output must judge calls through a carrier as it judges the calls (carriesExactly). Its
+  // verdict for each name is at least each input's, so one verdict for a whole family is at least
+  // what any input means for a call through its carrier.
+  multiplexed ||= !carriesExactly((name) => {
+    const list = output.get(name);
+    if (list === undefined || list.length === 0) return defaultVerdict;
+    return list.length === 1 && list[0]!.conj.length === 0 ? list[0]!.verdict : undefined;
+  });
   return [...archs].filter((a) => !(wide && ARCHS_32_BIT.has(a)) && !(multiplexed && MULTIPLEXING_ARCHS.has(a)));
 }
 
