@@ -205,6 +205,39 @@ async function underBreakClaim(lockPath: string, key: string, locksDir: string, 
   }
 }
 
+/** While waiting to hold a lock for good (holdFileLock): between attempts, and between notes to the caller. */
+const HOLD_RETRY_MS = 200;
+const HOLD_NOTE_MS = 10_000;
+
+/**
+ * Takes the lock at `lockPath` for as long as the caller keeps it (a process's lifetime), waiting
+ * as long as a live owner holds it: `waiting` is told at the first refusal and every
+ * HOLD_NOTE_MS after. A dead owner's lock is broken as withFileLock breaks it. The lock goes at
+ * release(), or with the process (its owner socket then refuses, and the next taker breaks it).
+ */
+export async function holdFileLock(lockPath: string, waiting: (waitedMs: number) => void): Promise<{ release(): void }> {
+  const locksDir = dirname(lockPath);
+  const me = await owner(locksDir);
+  const started = Date.now();
+  let noted: number | undefined;
+  for (let attempt = 1; !(await claim(lockPath, me)); attempt++) {
+    if (noted === undefined || Date.now() - noted >= HOLD_NOTE_MS) {
+      noted = Date.now();
+      waiting(noted - started);
+    }
+    await breakIfDead(lockPath, locksDir, me);
+    await new Promise((r) => setTimeout(r, HOLD_RETRY_MS));
+  }
+  let held = true;
+  return {
+    release: () => {
+      if (!held) return;
+      held = false;
+      unlinkSync(lockPath);
+    },
+  };
+}
+
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
   const locksDir = dirname(lockPath);
   const me = await owner(locksDir);

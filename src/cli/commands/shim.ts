@@ -21,6 +21,7 @@ import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
 import { ProfileStore } from '../../store/store.js';
+import { holdFileLock } from '../../store/lock.js';
 import type { NodeContext } from '../wiring.js';
 import { parseShimOptions } from './shim-options.js';
 
@@ -136,9 +137,16 @@ export async function run(argv: string[]): Promise<number> {
     // The pipeline's own policy holder: a create is decided under the policy its pull would see.
     deps: { pipeline, store, seccomp: seccompOps, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, runtimeDefault, policy: async () => (await nodeContext()).policy.current() },
   });
+  // One shim serves a store at a time (docs/shim.md#one-shim-per-store): a second one (a rolling
+  // update with surge, a second unit) waits here, before its socket and its in-use rebuild, until
+  // the first has stopped. Two at once raced over the in-use set, AppArmor unloads and the socket.
+  const storeLock = await holdFileLock(join(config.storeDir, 'locks', 'shim'), (waitedMs) =>
+    logger.log('warn', 'another shim serves this store; waiting for it to stop', { storeDir: config.storeDir, waitedMs }),
+  );
   try {
     await shim.start();
   } catch (e) {
+    storeLock.release();
     metricsServer?.close();
     throw e;
   }
@@ -186,6 +194,7 @@ export async function run(argv: string[]): Promise<number> {
         policy.close();
         baselineWatch.close();
         metricsServer?.close();
+        storeLock.release();
         resolve(0);
       })();
     };
