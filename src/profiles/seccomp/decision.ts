@@ -103,6 +103,8 @@ export function clauseOf(conj: Conjunction, verdict: Verdict, entry: number, nam
 }
 
 const ALWAYS: readonly Conjunction[] = [[]];
+/** The dedup key of clauses whose written conditions always match (no conjunction's key). */
+const ALWAYS_MATCHING_KEY = '!always';
 
 /** runc: several conditions on one index cannot be ANDed, so each becomes its own rule. Never-matching ones are dropped. */
 export function entryConjunctions(args: readonly SeccompArg[]): readonly Conjunction[] {
@@ -222,7 +224,8 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
       }
     }
     if (lastIsDefault || lastSeen === undefined) continue;
-    const key = conjunctionKey(c.conj);
+    // An always-matching clause is no duplicate of an unconditional one: it hides nothing.
+    const key = c.alwaysMatches ? ALWAYS_MATCHING_KEY : conjunctionKey(c.conj);
     if (lastSeen.has(key)) continue;
     lastSeen.add(key);
     live.push(c);

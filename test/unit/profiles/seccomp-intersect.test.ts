@@ -287,3 +287,12 @@ test('a rule whose conditions always match is still a conditional rule to libsec
   const alone = P('SCMP_ACT_ERRNO', [A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LE', (1n << 64n) - 1n)])]);
   assert.equal(ev(alone, 'kill', 7n, 9n).action, 'SCMP_ACT_ALLOW');
 });
+
+test('an unconditional rule and an always-matching one of the same verdict are read alike in either order', () => {
+  // Found by the compare property: deduplicated as one, the always-matching one hid the
+  // unconditional one when it came first, and the syscall read otherwise than in document order.
+  const entries = [A(['mkdir'], 'SCMP_ACT_LOG'), A(['mkdir'], 'SCMP_ACT_LOG', [arg(0, 'SCMP_CMP_MASKED_EQ', 0n, 0n)]), A(['mkdir'], 'SCMP_ACT_KILL_PROCESS', [arg(0, 'SCMP_CMP_NE', 0n)])];
+  const forward = P('SCMP_ACT_ERRNO', entries);
+  const reversed = P('SCMP_ACT_ERRNO', [...entries].reverse());
+  for (const a0 of [0n, 1n]) assert.deepEqual(ev(reversed, 'mkdir', a0), ev(forward, 'mkdir', a0), `mkdir(${a0})`);
+});
