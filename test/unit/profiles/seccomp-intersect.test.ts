@@ -296,3 +296,12 @@ test('an unconditional rule and an always-matching one of the same verdict are r
   const reversed = P('SCMP_ACT_ERRNO', [...entries].reverse());
   for (const a0 of [0n, 1n]) assert.deepEqual(ev(reversed, 'mkdir', a0), ev(forward, 'mkdir', a0), `mkdir(${a0})`);
 });
+
+test('a merge never keeps x32: libseccomp 2.5.4 misbuilt the x86_64 branch of such filters', () => {
+  // A deny-list baseline denying ipc (a name x86_64 lacks) and an artifact denying
+  // socket(AF_UNSPEC): with x32 listed, the filter libseccomp built let x86_64 socket(0) through.
+  const archs: SeccompProfile['architectures'] = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X32'];
+  const r = merge(P('SCMP_ACT_ALLOW', [A(['ipc'], 'SCMP_ACT_ERRNO')], { architectures: archs }), P('SCMP_ACT_ALLOW', [A(['socket'], 'SCMP_ACT_ERRNO', [arg(0, 'SCMP_CMP_EQ', 0n)])], { architectures: archs }));
+  assert.deepEqual(r.profile.architectures, ['SCMP_ARCH_X86_64']);
+  assert.equal(ev(r.profile, 'socket', 0n).action, 'SCMP_ACT_ERRNO');
+});
