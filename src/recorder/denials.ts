@@ -74,6 +74,9 @@ export function logLineOf(line: string, sinceMs: number, bootWallMs: number): Lo
   return { kind: 'record', pid: rec.pid, syscall: rec.name ?? `#${rec.syscall}`, recordUs };
 }
 
+/** Distinct syscall numbers without a name a tally keeps apart (then `#other`). */
+const MAX_UNNAMED_SYSCALLS = 1024;
+
 /** Counts per container and syscall, per unattributed syscall and reason, and host calls. */
 export class DenialTally {
   records = 0;
@@ -82,7 +85,16 @@ export class DenialTally {
   private readonly counts = new Map<string, { containerId: string; syscall: string; count: number }>();
   private readonly unattributed = new Map<string, UnattributedEntry>();
 
-  add(who: Attribution, syscall: string, n = 1): void {
+  /** Syscall numbers no table names seen so far (`#N`): the caller picks them, so they are capped. */
+  private readonly unnamed = new Set<string>();
+
+  add(who: Attribution, name: string, n = 1): void {
+    // Past MAX_UNNAMED_SYSCALLS distinct `#N`, the rest are counted as one `#other`.
+    let syscall = name;
+    if (syscall.startsWith('#') && !this.unnamed.has(syscall)) {
+      if (this.unnamed.size >= MAX_UNNAMED_SYSCALLS) syscall = '#other';
+      else this.unnamed.add(syscall);
+    }
     if (who.kind === 'host') {
       this.host += n;
     } else if (who.kind === 'unattributed') {

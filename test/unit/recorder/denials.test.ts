@@ -131,3 +131,21 @@ describe('LiveDenials (--for)', () => {
     assert.equal(r.unattributed[0]!.count, 1);
   });
 });
+
+test('the tally is bounded: syscall numbers no table names are folded past a cap, their counts kept', () => {
+  // The number is the caller's choice: 1,000,000 distinct ones held ~400 MB of one report.
+  const line = (nr: number) => `5,1,1,-;audit: type=1326 audit(1795449621.225:1): pid=7 comm="x" exe="/x" sig=0 arch=c000003e syscall=${nr} compat=0 ip=0x1 code=0x7ffc0000`;
+  const lines = Array.from({ length: 20_000 }, (_, i) => line(100_000 + i));
+  const s = summarizeDenials({
+    lines,
+    sinceMs: 0,
+    bootWallMs: 1_795_449_000_000,
+    attribute: (): Attribution => ({ kind: 'container', containerId: 'a'.repeat(64) }),
+    holders: new Map(),
+    references: new Map(),
+    containers: new Map(),
+  });
+  assert.ok(s.other.length <= 1025, `${s.other.length} entries`);
+  assert.equal(s.other.reduce((n, e) => n + e.count, 0), 20_000);
+  assert.ok(s.other.some((e) => e.syscall === '#other'));
+});
