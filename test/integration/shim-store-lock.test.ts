@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
@@ -29,9 +30,15 @@ describe('one shim per store', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const args = (sock: string) => ['--listen', join(dir, sock), '--upstream', ctrd.socket, '--store', join(dir, 'store'), '--seccomp-root', join(dir, 'seccomp'), '--policy', join(dir, 'policy.yaml'), '--log-level', 'info'];
+  // Both on one metrics address, as two copies of one unit are: the second must wait before it binds anything.
+  let metrics = '';
+  const args = (sock: string) => ['--listen', join(dir, sock), '--upstream', ctrd.socket, '--store', join(dir, 'store'), '--seccomp-root', join(dir, 'seccomp'), '--policy', join(dir, 'policy.yaml'), '--metrics', metrics, '--log-level', 'info'];
 
   it('a second shim on the store waits for the first to stop, then serves', async () => {
+    const free = createServer();
+    await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
+    metrics = `127.0.0.1:${(free.address() as AddressInfo).port}`;
+    await new Promise((r) => free.close(r));
     firstShim = await startShim(args('a.sock'));
     const second = spawn(process.execPath, [SPOKE_BIN, 'shim', ...args('b.sock')], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
     let err = '';

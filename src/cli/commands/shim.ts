@@ -75,6 +75,14 @@ export async function run(argv: string[]): Promise<number> {
       logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
     }
   };
+  // One shim serves a store at a time (docs/shim.md#one-shim-per-store): a second one (a rolling
+  // update with surge, a second unit) waits here, once its files are checked and before it binds
+  // anything (metrics address, socket) or rebuilds the in-use set, until the first has stopped.
+  // Two at once raced over the in-use set, AppArmor unloads and the socket. A start that fails
+  // from here on ends the process, and the lock with it (src/store/lock.ts).
+  const storeLock = await holdFileLock(join(config.storeDir, 'locks', 'shim'), (waitedMs) =>
+    logger.log('warn', 'another shim serves this store; waiting for it to stop', { storeDir: config.storeDir, waitedMs }),
+  );
   let metrics: Metrics = noopMetrics;
   let metricsServer: import('node:http').Server | undefined;
   const running: { shim?: ShimServer<SeccompProfile> } = {};
@@ -137,12 +145,6 @@ export async function run(argv: string[]): Promise<number> {
     // The pipeline's own policy holder: a create is decided under the policy its pull would see.
     deps: { pipeline, store, seccomp: seccompOps, baseline: () => baseline, seccompRoot: config.seccompRoot, logger, metrics, appArmor, runtimeDefault, policy: async () => (await nodeContext()).policy.current() },
   });
-  // One shim serves a store at a time (docs/shim.md#one-shim-per-store): a second one (a rolling
-  // update with surge, a second unit) waits here, before its socket and its in-use rebuild, until
-  // the first has stopped. Two at once raced over the in-use set, AppArmor unloads and the socket.
-  const storeLock = await holdFileLock(join(config.storeDir, 'locks', 'shim'), (waitedMs) =>
-    logger.log('warn', 'another shim serves this store; waiting for it to stop', { storeDir: config.storeDir, waitedMs }),
-  );
   try {
     await shim.start();
   } catch (e) {
