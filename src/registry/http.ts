@@ -18,7 +18,6 @@ import { MAX_RESPONSE_HEADER_BYTES } from '../core/limits.js';
 import type { Clock, Logger } from '../core/runtime.js';
 import { isRetryableNetworkError } from './errors.js';
 import { backoffMs, isRetryableStatus, parseRetryAfter } from './retry.js';
-import { DEFAULT_TOTAL_TIMEOUT_MS } from './options.js';
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH';
 
@@ -45,7 +44,7 @@ export interface TransportOptions {
   ca: string[] | undefined;
   timeoutMs: number;
   /** A request without a signal of its own is ended after this long, body included (options.ts). */
-  totalTimeoutMs?: number;
+  totalTimeoutMs: number;
   connectTimeoutMs: number;
   userAgent: string;
   dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
@@ -141,7 +140,7 @@ export class Transport {
       headers,
       body: req.body === undefined ? null : req.body,
       // A caller's signal carries its deadline (a pull's); without one, the request has its own.
-      signal: req.signal ?? AbortSignal.timeout(this.opts.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS),
+      signal: req.signal ?? AbortSignal.timeout(this.opts.totalTimeoutMs),
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });

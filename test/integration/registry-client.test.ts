@@ -568,7 +568,7 @@ describe('protocol edges (local fake servers)', () => {
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'second' }));
     });
-    const transport = new Transport({ allowsHttp: () => true, ca: undefined, timeoutMs: 30_000, connectTimeoutMs: 5_000, userAgent: 'spoke-test', dispatcherFactory: undefined, clock: systemClock, logger: silentLogger });
+    const transport = new Transport({ allowsHttp: () => true, ca: undefined, timeoutMs: 30_000, totalTimeoutMs: 300_000, connectTimeoutMs: 5_000, userAgent: 'spoke-test', dispatcherFactory: undefined, clock: systemClock, logger: silentLogger });
     const auth = new Authenticator({ transport, clock: systemClock, logger: silentLogger, retries: 0 });
     const base = new URL('http://registry.test');
     const target = (signal: AbortSignal) => ({ registry: 'registry.test', base, scope: 'repository:team/app:pull', credential: undefined, signal, ctx: {} });

@@ -24,6 +24,7 @@ function transport(maxPools: number, pools: Map<string, Pool>): Transport {
     allowsHttp: () => true,
     ca: undefined,
     timeoutMs: 10_000,
+    totalTimeoutMs: 300_000,
     connectTimeoutMs: 5_000,
     userAgent: 'spoke-test',
     dispatcherFactory: (origin): Dispatcher => {
