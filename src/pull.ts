@@ -162,14 +162,18 @@ export class PullPipeline {
     const fetchOpts = { credential: req.credential, signal: req.signal, useMirrors: true };
     const limit = policy.limits.maxArtifactBytes;
 
+    // 8 (started first). Signature discovery needs only the digest, so it runs alongside steps
+    //    5–7, and its chain of requests (one longer than the artifact's) leaves first; the
+    //    manifest's bytes reach it when they arrive. Its verdict is awaited below, before anything
+    //    is stored. Always on the reference as written: for an index, the index digest, whose
+    //    bytes pin every platform's.
+    let supplyManifest: ((bytes: Promise<Buffer>) => void) | undefined;
+    const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, new Promise<Buffer>((resolve) => (supplyManifest = resolve)));
+    verifying?.catch(() => {}); // observed at step 8; a failure of steps 5–7 wins
     // 5. Manifest by digest (mirrors first), bytes hashed against the digest by the client. It may
     //    be a multi-architecture index (docs/multi-arch.md).
     const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
-    // 8 (started early). Signature discovery needs only the digest, so it runs alongside steps 5–7;
-    // its verdict is awaited below, before anything is stored. Always on the
-    // reference as written: for an index, the index digest, whose bytes pin every platform's.
-    const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, manifestP.then((m) => m.bytes));
-    verifying?.catch(() => {}); // observed at step 8; a failure of steps 5–7 wins
+    supplyManifest?.(manifestP.then((m) => m.bytes));
     const top = await manifestP;
     // 5a. An index: the artifact manifest for this node's platform, judged from here on like a
     //     manifest named directly. Its content verdicts are kept under its own digest.

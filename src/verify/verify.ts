@@ -122,18 +122,26 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   }
   if (prepared.length === 0) throw refuse('SIGNER_UNAVAILABLE', `no usable signer: ${unusable.join('; ')}`);
   const now = (o.clock ?? systemClock).now();
-  // Discovery needs only the digest: bundle discovery starts before the manifest bytes are in
-  // hand; a failure of it that is never awaited (the manifest failed first) is dropped here. The
-  // cosign tag is looked up only once no bundle verified (discover.ts).
+  // Discovery and the candidates' own requests need only the digest: they start before the
+  // manifest bytes are in hand, which only the verification of a loaded candidate needs (on a
+  // registry that answers the tag-schema index first, the bundle's requests would otherwise
+  // wait for the manifest; docs/benchmarks.md). A failure of either that is never awaited (the
+  // other failed first) is dropped here. The cosign tag is looked up only once no bundle
+  // verified (discover.ts).
   const channels = discoverChannels(o.registry, o.repo, o.digest, { credential: o.credential, signal: o.signal, useMirrors: o.useMirrors });
   channels.bundles.catch(() => {});
-  const manifestBytes = Buffer.from(await o.manifestBytes);
-  if (sha256Digest(manifestBytes) !== o.digest) throw refuse('DIGEST_MISMATCH', 'manifest bytes do not hash to the digest being verified');
+  const manifest = Promise.resolve(o.manifestBytes).then((bytes) => {
+    const copy = Buffer.from(bytes);
+    if (sha256Digest(copy) !== o.digest) throw refuse('DIGEST_MISMATCH', 'manifest bytes do not hash to the digest being verified');
+    return copy;
+  });
+  manifest.catch(() => {});
 
   const rejected: string[] = [];
   const ignored: string[] = [];
   let held: SpokeError | undefined;
-  const attempt = async (label: string, run: () => Promise<SignatureVerdict>): Promise<SignatureVerdict | undefined> => {
+  /** Runs one step of one candidate: what condemns only that candidate is noted, and undefined returned. */
+  const attempt = async <T>(label: string, run: () => Promise<T>): Promise<T | undefined> => {
     try {
       return await run();
     } catch (e) {
@@ -152,12 +160,17 @@ export async function verifyArtifactSignature(o: VerifyArtifactOptions): Promise
   };
 
   for (const r of (await channels.bundles).bundles) {
-    const v = await attempt(`bundle ${short(r.digest)}`, async () => {
-      const bytes = await loadBundle(o, r);
-      return verifying(() => verifyBundleBytes(bytes, { digest: o.digest, manifestBytes, signers: prepared, now }));
-    });
+    const label = `bundle ${short(r.digest)}`;
+    const bytes = await attempt(label, () => loadBundle(o, r));
+    if (bytes === undefined) continue;
+    // Awaited outside `attempt`: a manifest that fails (or is not the digest's) refuses the
+    // whole verification, not one candidate.
+    const manifestBytes = await manifest;
+    const v = await attempt(label, async () => verifying(() => verifyBundleBytes(bytes, { digest: o.digest, manifestBytes, signers: prepared, now })));
     if (v) return v;
   }
+  // No verdict, not even a refusal, without the manifest's bytes checked against the digest.
+  await manifest;
   for (const l of (await channels.cosign())?.layers ?? []) {
     if (l.mediaType !== MEDIA_TYPE_COSIGN_SIMPLESIGNING) {
       ignored.push(`cosign layer ${short(l.digest)}: media type ${JSON.stringify(l.mediaType.slice(0, 80))} is not simple signing`);

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { PullPipeline } from '../../src/pull.js';
+import { sigstoreVerifier } from '../../src/cli/wiring.js';
+import { Pool, type Dispatcher } from 'undici';
 import { ProfileStore, type StagedBlob } from '../../src/store/store.js';
 import { SpokeError } from '../../src/core/errors.js';
 import { sha256Digest } from '../../src/core/digest.js';
@@ -245,6 +247,37 @@ describe('signed pulls', () => {
         }
         assert.equal(tempsHolding(), 0, `${outcome}: no temp file left`);
       }
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("a keyed pull's signature chain, the longer one, sends its first request before the manifest's", async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const sent: string[] = [];
+    // The order the client hands requests to undici: the order they are written.
+    class Recording extends Pool {
+      override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+        sent.push(options.path);
+        return super.dispatch(options, handler);
+      }
+    }
+    const client = new UndiciRegistryClient({ plainHttp: true, dispatcherFactory: (origin) => new Recording(origin) });
+    try {
+      const pipeline = new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => undefined }), pullTimeoutMs: 60_000, store: node.store, verifier: sigstoreVerifier });
+      const pull = async (n: number) => {
+        const a = await pushTestArtifact(reg.url, reg.host, 'signed/order', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['fchownat'], action: 'SCMP_ACT_ERRNO', errnoRet: n }] });
+        await sign(reg, 'signed/order', a.digest, a.manifest, keyA);
+        sent.length = 0;
+        assert.equal((await pipeline.pull({ reference: a.reference, kind: 'seccomp' })).signer?.signer, 'platform');
+        return { manifest: sent.indexOf(`/v2/signed/order/manifests/${a.digest}`), index: sent.indexOf(`/v2/signed/order/manifests/sha256-${a.digest.slice(7)}`) };
+      };
+      // The first keyed pull from a repository asks its registry for the referrers API too and
+      // learns it has none; from then on the chain starts at the tag-schema index.
+      await pull(1);
+      const { manifest, index } = await pull(2);
+      assert.ok(manifest >= 0 && index >= 0, sent.join(' '));
+      assert.ok(index < manifest, `the tag-schema index first: ${sent.join(' ')}`);
     } finally {
       await client.close();
     }

@@ -224,6 +224,28 @@ describe('keyed signatures', () => {
     }
   });
 
+  it('the bundle is fetched while the manifest bytes are still in flight; they are checked before any verdict', { timeout: 10_000 }, async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    const verifyWith = (settle: (resolve: (b: Buffer) => void, reject: (e: Error) => void) => void) => {
+      let resolve!: (b: Buffer) => void;
+      let reject!: (e: Error) => void;
+      const pending = new Promise<Buffer>((res, rej) => ((resolve = res), (reject = rej)));
+      // The manifest arrives only once the bundle's blob has been asked for: a verifier that
+      // waited for it first would hang (test timeout).
+      reg.fail = (op) => {
+        if (op === 'getBlob') settle(resolve, reject);
+        return undefined;
+      };
+      return verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes: pending, signers: [keyedSigner('platform', k1)] });
+    };
+    assert.deepEqual(await verifyWith((resolve) => resolve(manifestBytes)), { signer: 'platform', format: 'bundle' });
+    // Bytes that are not the digest's refuse the whole verification, though the bundle was fetched.
+    await rejectsWith(verifyWith((resolve) => resolve(Buffer.concat([manifestBytes, Buffer.from(' ')]))), { code: 'SignatureValidationFailed', reason: 'DIGEST_MISMATCH' });
+    // A manifest that fails is the verification's failure, not one candidate's.
+    await rejectsWith(verifyWith((_, reject) => reject(new SpokeError('RegistryUnavailable', 'HTTP 503', {}, { reason: 'REGISTRY_ERROR' }))), { code: 'RegistryUnavailable', reason: 'REGISTRY_ERROR' });
+  });
+
   it('a bundle that verifies makes no cosign tag lookup; a cosign signature is looked up once no bundle verified', async () => {
     const { reg, digest, manifestBytes } = setup();
     await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
