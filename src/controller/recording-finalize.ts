@@ -7,7 +7,7 @@
 // result arrived keeps phase Finalizing (WaitingForResults) until one does — never an empty profile.
 
 import type { KeyObject } from 'node:crypto';
-import { isSpokeError } from '../core/errors.js';
+import { isSpokeError, SpokeError } from '../core/errors.js';
 import { condition, withCondition } from './conditions.js';
 import { messageOf, Transient, type RecordingPublisher } from './recording-publish.js';
 import {
@@ -36,6 +36,8 @@ export interface FinalizeDeps {
   /** Loads a signing key by its name in the controller's key directory; rejects when absent. */
   signingKey?: ((name: string) => Promise<KeyObject | string>) | undefined;
   log?: ((event: Record<string, unknown>) => void) | undefined;
+  /** How long publishing one recording's profiles may take, every request included (PUBLISH_TIMEOUT_MS). */
+  publishTimeoutMs: number;
   /** The reconciler's status write (retried on conflict; with `token`, only while the annotation still has it). */
   writeStatus(rec: ProfileRecording, status: ProfileRecordingStatus, token?: string): Promise<boolean>;
 }
@@ -110,10 +112,21 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
   }
 
   let profiles: RecordedProfileStatus[];
+  // Each request has its own deadline, but a registry that answers slowly, never idle for long,
+  // could hold one publish (and the controller's single work queue) for half an hour: the whole
+  // publish has one too. Its end is a registry failure, retried with backoff like an outage.
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () =>
+      deadline.abort(
+        new SpokeError('RegistryUnavailable', `publishing to ${compiled.repository.registry} took longer than ${deps.publishTimeoutMs / 1000} s`, { registry: compiled.repository.registry, limit: deps.publishTimeoutMs }, { reason: 'DEADLINE' }),
+      ),
+    deps.publishTimeoutMs,
+  );
   try {
     profiles = [];
     for (const p of planned) {
-      const r = await deps.publisher.publish(compiled, p, key);
+      const r = await deps.publisher.publish(compiled, p, key, deadline.signal);
       if (r.pushedNow) out.pushed++;
       profiles.push({
         containers: p.containers,
@@ -138,6 +151,8 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
     };
     await deps.writeStatus(rec, status).catch(() => false);
     throw new Transient(messageOf(e));
+  } finally {
+    clearTimeout(timer);
   }
 
   let conditions = withCondition(

@@ -54,13 +54,14 @@ export class RecordingPublisher {
 
   constructor(private readonly o: PublisherOptions) {}
 
-  async publish(rec: CompiledRecording, p: PlannedProfile, key: KeyObject | string | undefined): Promise<{ reference: string; pushedNow: boolean }> {
+  /** `signal`: the deadline of the whole publish (recording-finalize.ts), on every request it makes. */
+  async publish(rec: CompiledRecording, p: PlannedProfile, key: KeyObject | string | undefined, signal?: AbortSignal): Promise<{ reference: string; pushedNow: boolean }> {
     const repo = { registry: rec.repository.registry, repository: rec.repository.repository };
     const memo = `${repo.registry}/${repo.repository}:${p.tag}@${sha256Digest(p.bytes)}`;
     let pushed = this.pushed.get(memo);
     let pushedNow = false;
     if (!pushed) {
-      const r = await pushProfile(this.o.registry, repo, p.tag, p.bytes, 'seccomp', { credential: this.o.credential });
+      const r = await pushProfile(this.o.registry, repo, p.tag, p.bytes, 'seccomp', { credential: this.o.credential, signal });
       this.o.stats.pushes++;
       pushedNow = true;
       pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest };
@@ -68,7 +69,7 @@ export class RecordingPublisher {
       this.pushed.set(memo, pushed);
     }
     if (key !== undefined && !this.signed.has(`${rec.signWith}|${pushed.reference}`)) {
-      await signArtifact({ registry: this.o.registry, repo, digest: pushed.digest, manifestBytes: pushed.manifest, key, format: this.o.signFormat ?? 'bundle', credential: this.o.credential });
+      await signArtifact({ registry: this.o.registry, repo, digest: pushed.digest, manifestBytes: pushed.manifest, key, format: this.o.signFormat ?? 'bundle', credential: this.o.credential, signal });
       this.o.stats.signatures++;
       if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);
       this.signed.add(`${rec.signWith}|${pushed.reference}`);

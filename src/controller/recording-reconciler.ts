@@ -15,6 +15,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import type { SignFormat } from '../publish/signing.js';
+import { SpokeError } from '../core/errors.js';
 import { codeOf, retryOnConflict } from './api-errors.js';
 import { condition, withCondition } from './conditions.js';
 import { finalizeRecording, type FinalizeDeps, type ReconcileOutcome } from './recording-finalize.js';
@@ -58,7 +59,16 @@ export interface RecordingReconcilerOptions {
   conflictDelayMs?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /** How long publishing one recording may take, every request included; default PUBLISH_TIMEOUT_MS. */
+  publishTimeoutMs?: number;
 }
+
+/**
+ * A recording's whole publish (its profiles pushed and signed): ten minutes, twice the transport's
+ * deadline for one request (src/registry/options.ts), and minutes more than any registry takes for
+ * a few small pushes.
+ */
+export const PUBLISH_TIMEOUT_MS = 10 * 60_000;
 
 
 export class RecordingReconciler {
@@ -71,6 +81,10 @@ export class RecordingReconciler {
   private readonly finalizer: FinalizeDeps;
 
   constructor(private readonly o: RecordingReconcilerOptions) {
+    // setTimeout reads a missing or bad value as "at once": every publish would fail.
+    if (o.publishTimeoutMs !== undefined && (!Number.isSafeInteger(o.publishTimeoutMs) || o.publishTimeoutMs < 1)) {
+      throw new SpokeError('InvalidArgument', `publish timeout must be a positive number of milliseconds, got ${String(o.publishTimeoutMs)}`, {}, { reason: 'OPTION_INVALID' });
+    }
     this.queue = new WorkQueue(
       (key) => {
         const [namespace, name] = key.split('/') as [string, string];
@@ -94,7 +108,7 @@ export class RecordingReconciler {
       stats: this.stats,
     });
     this.gate = new ResultGate({ results: (ns) => o.caches.results(ns), pod: (ns, name) => o.caches.pod(ns, name), recordingKey: o.recordingKey, log: o.log });
-    this.finalizer = { publisher: this.publisher, allowedRepositories: o.allowedRepositories, signingKey: o.signingKey, log: o.log, writeStatus: (r, s, t) => this.writeStatus(r, s, t) };
+    this.finalizer = { publisher: this.publisher, allowedRepositories: o.allowedRepositories, signingKey: o.signingKey, log: o.log, publishTimeoutMs: o.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS, writeStatus: (r, s, t) => this.writeStatus(r, s, t) };
   }
 
   private now(): string {

@@ -35,14 +35,14 @@ export async function pushProfile(
   tag: string | undefined,
   profileBytes: Uint8Array,
   kind: ProfileKind,
-  opts: { credential?: Credential; onProgress?: (step: string) => void } = {},
+  opts: { credential?: Credential; signal?: AbortSignal; onProgress?: (step: string) => void } = {},
 ): Promise<PushResult> {
   // The publisher refuses what every node would refuse, before anything leaves the machine.
   if (profileBytes.byteLength > MAX_POLICY_ARTIFACT_BYTES) throw oversized(profileBytes.byteLength);
   if (kind === 'seccomp') decodeSeccompWithHint(profileBytes);
   validateArtifactBytes(kind, profileBytes);
   const packed = packProfile(profileBytes, kind);
-  const put = { credential: opts.credential };
+  const put = { credential: opts.credential, signal: opts.signal };
   opts.onProgress?.('uploading config');
   await registry.putBlob(repo, packed.config, put);
   opts.onProgress?.('uploading profile');
@@ -52,7 +52,7 @@ export async function pushProfile(
   return { reference: formatReference({ ...repo, digest }), digest, size: packed.layer.byteLength, packed };
 }
 
-async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: string, bytes: Buffer, expected: Digest, mediaType: string, put: { credential?: Credential }): Promise<Digest> {
+async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: string, bytes: Buffer, expected: Digest, mediaType: string, put: { credential?: Credential; signal?: AbortSignal }): Promise<Digest> {
   const { digest } = await registry.putManifest(repo, ref, bytes, mediaType, put);
   if (digest !== expected) throw new SpokeError('RegistryUnavailable', `registry stored manifest as ${digest}, expected ${expected}`, { expected, actual: digest }, { reason: 'REGISTRY_ERROR' });
   return digest;

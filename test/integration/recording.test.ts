@@ -16,6 +16,7 @@ import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey } from '../helpers/signing.js';
 import { waitFor } from '../helpers/wait.js';
+import { startSlowProxy, type Match } from '../helpers/slow-proxy.js';
 
 const G = { group: 'spoke.dev', version: 'v1alpha1' };
 const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
@@ -298,32 +299,77 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.ok(layer.equals(buildRecordedProfile(new Set(['read', 'write']), 'runc', { ia32: true }).bytes), 'ptrace, kexec_load, mount and bpf from the ignored results are not in the profile');
   });
 
-  it('a registry outage keeps Finalizing and is retried with backoff', async () => {
-    // Its own API server: the main controller would refuse this repository.
+  /**
+   * A controller of its own (the main one would refuse the repository) with one recording of one
+   * result on `host`, set to finalize: its status, its controller, and its tear-down.
+   */
+  const finalizing = async (name: string, host: string, registry: UndiciRegistryClient, publishTimeoutMs?: number) => {
     const api = new FakeApiServer({ resources: [PR, PRR, PB, POD] });
     const kc2 = fakeKubeConfig(await api.listen());
-    const down = new UndiciRegistryClient({ insecure: ['127.0.0.1:9'], timeoutMs: 500 });
-    const other = startRecordingController(kc2, { registry: down, allowedRepositories: ['127.0.0.1:9/{namespace}'], recordingKey: RECORDING_KEY, backoffInitialMs: 100, reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
-    try {
-      await other.waitForSync(5000);
-      const r = api.create(PR, { metadata: { name: 'offline', namespace: 'team' }, spec: { podSelector: {}, publish: { repository: '127.0.0.1:9/team' } } });
-      markedPod(api, { recording: 'offline', name: 'p', node: 'n', containers: ['app'] });
-      api.create(PRR, {
-        metadata: { name: 'offline-0', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'offline', uid: r.metadata.uid }] },
-        spec: { recording: 'offline', pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] },
-      });
-      const st = () => (api.get(PR, 'team', 'offline') as unknown as ProfileRecording).status;
-      await until('result counted', () => st()?.results === 1);
-      const cur = api.get(PR, 'team', 'offline')!;
-      api.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
-      await until('finalizing', () => st()?.phase === 'Finalizing', 15_000);
-      assert.equal(st()?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'PublishFailed');
-      await until('retried', () => other.reconciler.stats.errors >= 2, 15_000);
-      assert.equal(st()?.phase, 'Finalizing');
-    } finally {
-      await other.stop();
-      await down.close();
+    const ctl2 = startRecordingController(kc2, { registry, allowedRepositories: [`${host}/{namespace}`], recordingKey: RECORDING_KEY, backoffInitialMs: 100, ...(publishTimeoutMs ? { publishTimeoutMs } : {}), reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
+    const close = async () => {
+      await ctl2.stop();
       await api.close();
+    };
+    try {
+      await ctl2.waitForSync(5000);
+      const r = api.create(PR, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team` } } });
+      markedPod(api, { recording: name, name: 'p', node: 'n', containers: ['app'] });
+      api.create(PRR, {
+        metadata: { name: `${name}-0`, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name, uid: r.metadata.uid }] },
+        spec: { recording: name, pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] },
+      });
+      const st = () => (api.get(PR, 'team', name) as unknown as ProfileRecording).status;
+      await until('result counted', () => st()?.results === 1);
+      const cur = api.get(PR, 'team', name)!;
+      api.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
+      return { st, stats: ctl2.reconciler.stats, close };
+    } catch (e) {
+      await close();
+      throw e;
+    }
+  };
+
+  it('a registry that holds a publish past its whole deadline: the publish ends, keeps Finalizing, and is retried', async () => {
+    // Every blob upload is held: each request would wait for its own deadline.
+    const proxy = await startSlowProxy(reg.port);
+    const uploads: Match = (r) => r.method === 'POST' && r.path.includes('/blobs/uploads/');
+    const held = proxy.hold(uploads);
+    const slow = new UndiciRegistryClient({ insecure: [proxy.host] });
+    try {
+      const f = await finalizing('held', proxy.host, slow, 300);
+      try {
+        await held.arrived();
+        await proxy.abandoned(uploads);
+        await until('publish failed at its deadline', () => /took longer than 0\.3 s \(retrying\)/.test(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.message ?? ''), 15_000);
+        assert.equal(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'PublishFailed');
+        await until('retried', () => f.stats.errors >= 2, 15_000);
+        assert.equal(f.st()?.phase, 'Finalizing');
+        assert.equal(f.stats.pushes, 0);
+      } finally {
+        await f.close();
+      }
+    } finally {
+      held.release();
+      await slow.close();
+      await proxy.close();
+    }
+  });
+
+  it('a registry outage keeps Finalizing and is retried with backoff', async () => {
+    const down = new UndiciRegistryClient({ insecure: ['127.0.0.1:9'], timeoutMs: 500 });
+    try {
+      const f = await finalizing('offline', '127.0.0.1:9', down);
+      try {
+        await until('finalizing', () => f.st()?.phase === 'Finalizing', 15_000);
+        assert.equal(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'PublishFailed');
+        await until('retried', () => f.stats.errors >= 2, 15_000);
+        assert.equal(f.st()?.phase, 'Finalizing');
+      } finally {
+        await f.close();
+      }
+    } finally {
+      await down.close();
     }
   });
 });
