@@ -11,9 +11,10 @@
 // COMPACT_BYTES) renames the journal to in-use.log.old, folds it into a new snapshot, renames
 // that into place and removes the old journal; a leftover in-use.log.old (a crash mid-way) is
 // folded first. No append is lost to it: after its write, an appender checks that in-use.log is
-// still the file it wrote to; if the compaction renamed it away first, the line may have missed
-// the fold and is appended again to the new journal (applying a line twice changes nothing: holder
-// names are never reused, so no later line undoes it). A reader takes the snapshot, the journal
+// still the file it wrote to, before closing it (a removed file's inode number is free for a new
+// file only once its last descriptor is closed); if the compaction renamed it away first, the
+// line may have missed the fold and is appended again to the new journal (applying a line twice
+// changes nothing: holder names are never reused, so no later line undoes it). A reader takes the snapshot, the journal
 // and then the old journal (which is the journal it read, told by its inode, when a fold renamed
 // it in between), and starts again if the snapshot changed meanwhile.
 //
@@ -142,13 +143,17 @@ export class InUseSet {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const fd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o644);
       let written: Stats;
+      let now: Stats | undefined;
       try {
         writeSync(fd, line);
         written = fstatSync(fd);
+        // Looked at while the file is still open: a journal a compaction removed keeps its inode
+        // number only until its last close, and a new journal created after that can get the same
+        // number (ext4 reuses it at once), which would pass for the file written to.
+        now = statIfExists(this.journalPath);
       } finally {
         closeSync(fd);
       }
-      const now = statIfExists(this.journalPath);
       if (now === undefined || now.ino !== written.ino || now.dev !== written.dev) continue;
       // Anything but our own line since our last append (another writer, a torn tail, a new
       // journal): the set is read again, so a torn line there is seen and the set rebuilt.

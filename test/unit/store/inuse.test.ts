@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Digest } from '../../../src/core/digest.js';
@@ -193,6 +195,55 @@ describe('in-use journal', () => {
     for (const name of ['p', 'q']) for (let i = 0; i < 1000; i++) assert.ok(holders.has(`container:${name}-${i}`), `container:${name}-${i} was lost`);
     assert.equal(holders.size, 2001);
     assert.equal((await store.inUseState()).complete, true);
+  });
+
+  it('an append that lands in a journal folded and removed under it is made again, though a new journal took its inode number', async () => {
+    const { store, dir } = await storeWith([]);
+    const a = `sha256:${'a'.repeat(64)}` as Digest;
+    await store.markInUse(a, 'container:first');
+    const journal = join(dir, 'state', 'in-use.log');
+    const line = `\n${JSON.stringify({ set: { 'container:other': a } })}`;
+    // Between this process's open of the journal and its write, another process folds the journal
+    // into the snapshot and removes it. Once this process closes it, its inode number is free, and
+    // ext4 hands it to the next file created in that directory: a new journal can carry the
+    // removed one's number. That is made here by creating files until one gets it.
+    const { writeSync, closeSync } = fs;
+    let journalFd: number | undefined;
+    let removed: number | undefined;
+    let reused = false;
+    fs.writeSync = ((fd: number, ...rest: unknown[]) => {
+      if (removed === undefined && fs.readlinkSync(`/proc/self/fd/${fd}`) === journal) {
+        removed = fs.fstatSync(fd).ino;
+        journalFd = fd;
+        assert.equal(spawnSync(process.execPath, [CHILD, 'compact', dir, '1']).status, 0);
+      }
+      return (writeSync as (...a: unknown[]) => number)(fd, ...rest);
+    }) as typeof fs.writeSync;
+    fs.closeSync = ((fd: number) => {
+      closeSync(fd);
+      if (fd !== journalFd) return;
+      journalFd = undefined;
+      const probes: string[] = [];
+      for (let i = 0; i < 64 && !reused; i++) {
+        const probe = join(dir, 'state', `.probe-${i}`);
+        fs.writeFileSync(probe, line, { flag: 'wx' });
+        reused = fs.statSync(probe).ino === removed;
+        if (reused) fs.renameSync(probe, journal);
+        else probes.push(probe);
+      }
+      for (const probe of probes) fs.unlinkSync(probe);
+      if (!reused) fs.appendFileSync(journal, line);
+    }) as typeof fs.closeSync;
+    syncBuiltinESMExports();
+    try {
+      await store.markInUse(a, 'container:second');
+    } finally {
+      Object.assign(fs, { writeSync, closeSync });
+      syncBuiltinESMExports();
+    }
+    assert.ok(removed !== undefined);
+    const holders = await new ProfileStore({ root: dir }).inUseHolders(a);
+    assert.deepEqual(holders.sort(), ['container:first', 'container:other', 'container:second'], `the new journal took the removed one's inode number: ${reused}`);
   });
 
   it('a line appended after a torn tail is kept; the torn line makes the set incomplete', async () => {
