@@ -6,6 +6,7 @@ import {
   encodeTag,
   encodeVarint,
   fields,
+  getMergedAt,
   getMergedMessage,
   getSingleMessage,
   getString,
@@ -35,6 +36,26 @@ export const POD_APPARMOR_IN_CREATE = [3, 8, 2, 10] as const;
  *  CreateContainerRequest the container's config(2).linux(15).security_context(2). */
 export const POD_SECCTX_IN_RUN = [1, 8, 2] as const;
 export const CTR_SECCTX_IN_CREATE = [2, 15, 2] as const;
+/**
+ * The deprecated strings that named a profile before the SecurityProfile messages, which a
+ * runtime still reads when the message beside them is absent (containerd and CRI-O alike), and
+ * which older kubelets send alone (AppArmor until the message came, seccomp before it):
+ * LinuxSandboxSecurityContext.seccomp_profile_path(7); LinuxContainerSecurityContext
+ * .apparmor_profile(9) and .seccomp_profile_path(10). By a profile message's path: where the
+ * string beside it is, if there is one.
+ */
+export function deprecatedProfileField(profilePath: readonly number[]): { securityContext: readonly number[]; field: number } | undefined {
+  const field = DEPRECATED_BY_PATH.get(profilePath.join('.'));
+  return field === undefined ? undefined : { securityContext: profilePath.slice(0, -1), field };
+}
+const DEPRECATED_BY_PATH: ReadonlyMap<string, number> = new Map([
+  [POD_SECCOMP_IN_RUN.join('.'), 7],
+  [POD_SECCOMP_IN_CREATE.join('.'), 7],
+  [CTR_SECCOMP_IN_CREATE.join('.'), 10],
+  [CTR_APPARMOR_IN_CREATE.join('.'), 9],
+]);
+/** profile_type of a deprecated string no runtime reads as a profile (a runtime refuses the call). */
+export const PROFILE_UNREADABLE = -1;
 /** LinuxSandboxSecurityContext.privileged(6); LinuxContainerSecurityContext.privileged(2). */
 export const POD_PRIVILEGED = 6;
 export const CTR_PRIVILEGED = 2;
@@ -76,6 +97,33 @@ export function decodeSecurityProfile(buf: Uint8Array): SecurityProfileMsg {
     ociRef: getString(buf, 3),
     base: baseBytes === undefined ? undefined : { type: getEnum(baseBytes, 1), localhostRef: getString(baseBytes, 2) },
   };
+}
+
+/**
+ * The profile a runtime reads from a deprecated string when the message is absent (the CRI's
+ * spelling: `runtime/default` and `docker/default`, `unconfined`, `localhost/<ref>`); undefined
+ * for the empty string (none given). Anything else is PROFILE_UNREADABLE, `localhostRef` holding
+ * the string for messages.
+ */
+export function deprecatedProfile(value: string): SecurityProfileMsg | undefined {
+  const profile = (profileType: number, localhostRef = ''): SecurityProfileMsg => ({ profileType, localhostRef, ociRef: '', base: undefined });
+  if (value === '') return undefined;
+  if (value === 'runtime/default' || value === 'docker/default') return profile(PROFILE_RUNTIME_DEFAULT);
+  if (value === 'unconfined') return profile(PROFILE_UNCONFINED);
+  if (value.startsWith('localhost/')) return profile(PROFILE_LOCALHOST, value.slice('localhost/'.length));
+  return profile(PROFILE_UNREADABLE, value);
+}
+
+/**
+ * The profile a runtime applies from `profilePath` of `payload`: the message when it is there,
+ * else the deprecated string beside it (deprecatedProfile); undefined when neither is.
+ */
+export function profileAt(payload: Uint8Array, profilePath: readonly number[]): SecurityProfileMsg | undefined {
+  const message = getMergedAt(payload, profilePath);
+  if (message !== undefined) return decodeSecurityProfile(message);
+  const deprecated = deprecatedProfileField(profilePath);
+  const securityContext = deprecated && getMergedAt(payload, deprecated.securityContext);
+  return securityContext === undefined ? undefined : deprecatedProfile(getString(securityContext, deprecated!.field));
 }
 
 /** `{profile_type: Localhost, localhost_ref: path}` */

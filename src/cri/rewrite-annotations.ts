@@ -1,7 +1,10 @@
 // Annotation precedence (annotation mode only; per kind, seccomp and AppArmor alike). The
 // container's KEP profile is its own SecurityProfile, or, when it has none, the pod-level one
 // from sandbox_config (what it inherits). The applicable annotation is the container's own
-// (`<prefix><container>`), else the pod's (`<prefix>pod`).
+// (`<prefix><container>`), else the pod's (`<prefix>pod`). A profile an older kubelet gives only
+// in the deprecated string field (`seccomp_profile_path`, `apparmor_profile`) is the KEP profile
+// there too: the runtime reads it when the message is absent, and an edit that set the message
+// would replace it (messages.ts profileAt); a string that names no profile is a conflict (rule 3).
 //   1. KEP profile OCI            → the OCI profile wins; the annotation is ignored (logged).
 //   2. privileged container       → conflict: the call fails InvalidArgument naming the
 //                                   annotation (a privileged container runs unconfined; spoke
@@ -31,7 +34,7 @@ import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
 import { annotationError, type ProfileAnnotation } from './annotations.js';
 import type { ApplyContext } from './apply.js';
-import { BASE_RUNTIME_DEFAULT, PROFILE_LOCALHOST, PROFILE_OCI, PROFILE_RUNTIME_DEFAULT, PROFILE_UNCONFINED, type SecurityProfileMsg } from './messages.js';
+import { BASE_RUNTIME_DEFAULT, PROFILE_LOCALHOST, PROFILE_OCI, PROFILE_RUNTIME_DEFAULT, PROFILE_UNCONFINED, PROFILE_UNREADABLE, type SecurityProfileMsg } from './messages.js';
 
 export interface AnnotationDeps {
   /** Pulls an annotation's reference under the node policy with the node's credentials. */
@@ -67,6 +70,14 @@ export function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | 
     throw new SpokeError(
       'InvalidArgument',
       `${who}: annotation ${ann.key} conflicts with the explicit Localhost ${ann.kind} profile ${JSON.stringify(kep.localhostRef.slice(0, 200))}; set one or the other`,
+      { annotation: ann.key },
+      { reason: 'ANNOTATION_CONFLICT' },
+    );
+  }
+  if (kep?.profileType === PROFILE_UNREADABLE) {
+    throw new SpokeError(
+      'InvalidArgument',
+      `${who}: annotation ${ann.key} and the deprecated ${ann.kind} profile string ${JSON.stringify(kep.localhostRef.slice(0, 200))}, which names no profile a runtime reads`,
       { annotation: ann.key },
       { reason: 'ANNOTATION_CONFLICT' },
     );

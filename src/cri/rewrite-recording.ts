@@ -8,10 +8,10 @@
 
 import type { LogLevel } from '../core/runtime.js';
 import type { ProfileAnnotations } from './annotations.js';
-import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_CREATE, PROFILE_RUNTIME_DEFAULT } from './messages.js';
+import { CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE, profileAt, PROFILE_RUNTIME_DEFAULT } from './messages.js';
 import { recordingSelects, verifyPodRecording, type PodRecording, type RecordingDeps } from './recording.js';
 import { TYPE_NAMES } from './rewrite-annotations.js';
-import { getMergedAt, pathOccurrences } from './wire.js';
+import { pathOccurrences } from './wire.js';
 
 /**
  * The logging profile's path when the container is to be recorded (recording.ts, and above), else
@@ -45,9 +45,9 @@ export function recordingProfileFor(
   const keep = (why: string) => log('info', `recording skipped: ${why}; the container keeps its profile`);
   if (ctx.privileged) return void keep('privileged container');
   if (pathOccurrences(payload, CTR_SECCOMP_IN_CREATE).some((n) => n > 1)) return void keep('the container seccomp profile occurs more than once');
-  const own = getMergedAt(payload, CTR_SECCOMP_IN_CREATE);
-  const pod = getMergedAt(payload, POD_SECCOMP_IN_CREATE);
-  const effective = own !== undefined ? decodeSecurityProfile(own) : pod !== undefined ? decodeSecurityProfile(pod) : undefined;
+  // As the runtime reads them: a deprecated string counts where its message is absent.
+  const own = profileAt(payload, CTR_SECCOMP_IN_CREATE);
+  const effective = own ?? profileAt(payload, POD_SECCOMP_IN_CREATE);
   if (effective !== undefined && effective.profileType !== PROFILE_RUNTIME_DEFAULT) {
     return void keep(`${TYPE_NAMES[effective.profileType] ?? `profile_type ${effective.profileType}`} seccomp profile ${own !== undefined ? 'set on the container' : 'inherited from the pod'}`);
   }

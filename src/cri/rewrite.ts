@@ -36,6 +36,7 @@ import {
   CTR_SECCOMP_IN_CREATE,
   CTR_SECCTX_IN_CREATE,
   decodeSecurityProfile,
+  profileAt,
   encodeLocalhostProfile,
   POD_APPARMOR_IN_CREATE,
   POD_APPARMOR_IN_RUN,
@@ -89,9 +90,11 @@ function anyOciType(profileBytes: Uint8Array): boolean {
   return false;
 }
 
+/** The profile at `path` as the runtime would read it (messages.ts profileAt), and whether it is OCI. */
 function inspect(payload: Buffer, path: readonly number[], what: string): Site {
   const merged = getMergedAt(payload, path);
-  if (merged === undefined) return { profile: undefined, oci: false };
+  // No message: the deprecated string beside it, if any, is what the runtime applies (never OCI).
+  if (merged === undefined) return { profile: profileAt(payload, path), oci: false };
   const profile = decodeSecurityProfile(merged);
   const duplicated = pathOccurrences(payload, path).some((n) => n > 1);
   if (duplicated && anyOciType(merged)) {

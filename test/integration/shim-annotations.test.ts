@@ -136,6 +136,25 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     assert.deepEqual(upstreamRequests('CreateContainerRequest', 'local.log'), []);
   });
 
+  test("a profile given in the deprecated seccomp_profile_path (an older kubelet's): Localhost is a conflict, runtime/default stays the base", async () => {
+    // containerd applies the string when the field is absent, and the field once the shim sets it.
+    const strict = join(rig.files.work, 'deprecated-strict.json');
+    writeFileSync(strict, denySyscalls(['mkdir', 'mkdirat']));
+    const p = await pod({ [`${SC}pod`]: permissive });
+    await assert.rejects(container(p, 'oldlocal', { seccomp_profile_path: `localhost/${strict}` }), grpcError(grpc.status.INVALID_ARGUMENT, /annotation seccomp\.profiles\.spoke\.dev\/pod conflicts with the explicit Localhost/));
+    assert.deepEqual(upstreamRequests('CreateContainerRequest', 'oldlocal.log'), []);
+    // The same merge as for the field's RuntimeDefault: one content-addressed effective profile.
+    const effective = async (cid: string) => {
+      const st = await rig.cri.rt('ContainerStatus', { container_id: cid, verbose: true });
+      const info = JSON.parse((st.info as Record<string, string>).info ?? '{}') as { config: { linux: { security_context: { seccomp: { localhost_ref: string } } } } };
+      return info.config.linux.security_context.seccomp.localhost_ref;
+    };
+    const viaField = await effective(await container(p, 'newrd', { seccomp: { profile_type: 'RuntimeDefault' } }));
+    const viaString = await effective(await container(p, 'oldrd', { seccomp_profile_path: 'runtime/default' }));
+    assert.equal(viaString, viaField);
+    assert.ok(viaField.startsWith(join(rig.files.seccompRoot, 'spoke')));
+  });
+
   test('privileged container + annotation: INVALID_ARGUMENT naming the annotation', async () => {
     const p = await pod({ [`${SC}pod`]: denyMkdir });
     await assert.rejects(container(p, 'priv', { privileged: true, seccomp: { profile_type: 'Unconfined' } }), grpcError(grpc.status.INVALID_ARGUMENT, /annotation seccomp\.profiles\.spoke\.dev\/pod conflicts with a privileged container/));

@@ -15,7 +15,7 @@ import { getStringMap } from '../../../src/cri/wire-map.js';
 import { ProfileAnnotations } from '../../../src/cri/annotations.js';
 import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type RewriteDeps, type Resolver } from '../../../src/cri/rewrite.js';
-import { CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN, SANDBOX_ANNOTATIONS } from '../../../src/cri/messages.js';
+import { BASE_RUNTIME_DEFAULT, CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN, SANDBOX_ANNOTATIONS } from '../../../src/cri/messages.js';
 import { getMergedAt } from '../../../src/cri/wire.js';
 import { InUseTracker } from '../../../src/cri/inuse.js';
 import { SpokeError } from '../../../src/core/errors.js';
@@ -41,8 +41,10 @@ function harness(opts: { pullFails?: SpokeError; appArmorOff?: boolean } = {}) {
   const pulls: { reference: string; kind: ProfileKind; namespace?: string }[] = [];
   const resolved: string[] = [];
   const logs: { msg: string; fields: Record<string, unknown> }[] = [];
+  const bases: (number | undefined)[] = [];
   const seccomp: Resolver = async (p) => {
     resolved.push(p.ociRef);
+    bases.push(p.base?.type);
     return { path: pathOf(p.ociRef), digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest, reference: p.ociRef, effectiveSha: '1'.repeat(64), constrained: 0 };
   };
   const annotations: AnnotationDeps = {
@@ -60,20 +62,20 @@ function harness(opts: { pullFails?: SpokeError; appArmorOff?: boolean } = {}) {
     appArmor: async (p) => ({ name: `spoke-${p.ociRef.slice(-16)}`, text: 'profile x {}', digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest, reference: p.ociRef }),
     annotations,
   };
-  return { deps, pulls, resolved, logs };
+  return { deps, pulls, resolved, bases, logs };
 }
 
-function podConfig(o: { annotations?: Record<string, string>; seccomp?: Msg; privileged?: boolean } = {}): Msg {
+function podConfig(o: { annotations?: Record<string, string>; seccomp?: Msg; privileged?: boolean; seccompPath?: string } = {}): Msg {
   return {
     metadata: { name: 'web', uid: 'u1', namespace: 'team-a', attempt: 0 },
     labels: { app: 'web' },
     annotations: { 'kubernetes.io/config.source': 'api', ...(o.annotations ?? {}) },
-    linux: { security_context: { namespace_options: { network: 'NODE' }, ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}) } },
+    linux: { security_context: { namespace_options: { network: 'NODE' }, ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.seccompPath ? { seccomp_profile_path: o.seccompPath } : {}) } },
   };
 }
 
-function createReq(o: { name?: string; annotations?: Record<string, string>; seccomp?: Msg; apparmor?: Msg; podSeccomp?: Msg; privileged?: boolean } = {}): Buffer {
-  const sec: Msg = { ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.apparmor ? { apparmor: o.apparmor } : {}) };
+function createReq(o: { name?: string; annotations?: Record<string, string>; seccomp?: Msg; apparmor?: Msg; podSeccomp?: Msg; privileged?: boolean; deprecated?: Msg } = {}): Buffer {
+  const sec: Msg = { ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.apparmor ? { apparmor: o.apparmor } : {}), ...(o.deprecated ?? {}) };
   return encode('CreateContainerRequest', {
     pod_sandbox_id: 'sb1',
     config: { metadata: { name: o.name ?? 'app' }, image: { image: 'busybox' }, args: ['sleep', '1'], ...(Object.keys(sec).length ? { linux: { security_context: sec } } : {}) },
@@ -180,6 +182,14 @@ describe('annotation precedence: RunPodSandbox', () => {
     });
   }
 
+  it('a sandbox profile given only in the deprecated seccomp_profile_path counts as given', async () => {
+    const h = harness();
+    await assert.rejects(rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, seccompPath: 'localhost/l.json' }), h.deps), refusedAnnotation(`${SC}pod`, { code: 'InvalidArgument', reason: 'ANNOTATION_CONFLICT' }));
+    const r = await rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, seccompPath: 'runtime/default' }), h.deps);
+    assert.equal(r.holds?.digest, D1);
+    assert.deepEqual(h.bases, [BASE_RUNTIME_DEFAULT]);
+  });
+
   it('a KEP OCI profile wins: the annotation is ignored (no pull) and logged', async () => {
     const h = harness();
     const r = await rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, seccomp: { profile_type: 'OCI', oci_ref: REF_OCI } }), h.deps);
@@ -277,6 +287,36 @@ describe('annotation precedence: CreateContainer', () => {
       refusedAnnotation(`${SC}pod`, { code: 'InvalidArgument', reason: 'ANNOTATION_CONFLICT' }),
     );
     assert.deepEqual(h.pulls, []);
+  });
+
+  it('a profile given only in the deprecated string fields counts as given: the runtime reads them when the message is absent', async () => {
+    // Localhost: refused as the message's Localhost is (the runtime would take the annotation's instead).
+    for (const [key, deprecated] of [
+      [`${SC}app`, { seccomp_profile_path: 'localhost/l.json' }],
+      [`${AA}app`, { apparmor_profile: 'localhost/strict' }],
+    ] as const) {
+      const h = harness();
+      await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [key]: REF_CTR }, deprecated }), h.deps), refusedAnnotation(key, { code: 'InvalidArgument', reason: 'ANNOTATION_CONFLICT' }));
+      assert.deepEqual(h.pulls, []);
+    }
+    // RuntimeDefault (either spelling) stays the base; Unconfined is replaced without one.
+    for (const [path, base] of [
+      ['runtime/default', BASE_RUNTIME_DEFAULT],
+      ['docker/default', BASE_RUNTIME_DEFAULT],
+      ['unconfined', undefined],
+    ] as const) {
+      const h = harness();
+      const r = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, deprecated: { seccomp_profile_path: path } }), h.deps);
+      assert.equal(ctrSeccomp(r.payload).localhostRef, pathOf(REF_CTR));
+      assert.deepEqual(h.bases, [base], path);
+    }
+    // A value the runtime would refuse: the call is refused, nothing pulled.
+    const h = harness();
+    await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, deprecated: { seccomp_profile_path: 'strict.json' } }), h.deps), spokeError({ code: 'InvalidArgument', reason: 'ANNOTATION_CONFLICT' }));
+    assert.deepEqual(h.pulls, []);
+    // The message, when present, is what the runtime reads: the deprecated string beside it is not.
+    const both = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, seccomp: { profile_type: 'RuntimeDefault' }, deprecated: { seccomp_profile_path: 'localhost/l.json' } }), h.deps);
+    assert.equal(ctrSeccomp(both.payload).localhostRef, pathOf(REF_CTR));
   });
 
   it('privileged container + annotation (container or pod level): InvalidArgument naming the annotation', async () => {

@@ -47,8 +47,8 @@ function harness(o: { on?: boolean; annotations?: boolean; key?: Buffer | null; 
   return { deps, logs, resolved };
 }
 
-function createReq(o: { name?: string; annotations?: Record<string, string>; seccomp?: Msg; podSeccomp?: Msg; privileged?: boolean } = {}): Buffer {
-  const sec: Msg = { ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}) };
+function createReq(o: { name?: string; annotations?: Record<string, string>; seccomp?: Msg; podSeccomp?: Msg; privileged?: boolean; seccompPath?: string } = {}): Buffer {
+  const sec: Msg = { ...(o.privileged ? { privileged: true } : {}), ...(o.seccomp ? { seccomp: o.seccomp } : {}), ...(o.seccompPath ? { seccomp_profile_path: o.seccompPath } : {}) };
   return encode('CreateContainerRequest', {
     pod_sandbox_id: 'sb1',
     config: { metadata: { name: o.name ?? 'app' }, image: { image: 'busybox' }, args: ['sleep', '1'], ...(Object.keys(sec).length ? { linux: { security_context: sec } } : {}) },
@@ -122,6 +122,9 @@ describe('rewriteCreateContainer with recording', () => {
       { o: { seccomp: { profile_type: 'Unconfined' } }, why: /Unconfined/ },
       { o: { podSeccomp: { profile_type: 'Localhost', localhost_ref: '/x.json' } }, why: /inherited from the pod/ },
       { o: { privileged: true }, why: /privileged/ },
+      // Only in the deprecated string, which the runtime reads when the message is absent.
+      { o: { seccompPath: 'localhost/x.json' }, why: /Localhost seccomp profile set on the container/ },
+      { o: { seccompPath: 'unconfined' }, why: /Unconfined/ },
     ];
     for (const c of cases) {
       const h = harness();
