@@ -2,10 +2,10 @@
 // docs/binding.md): the pod's container slots, which bindings select a slot and how specific
 // they are, the profile a container runs under today, and whether our own patch is already there.
 
-import { ANNOTATION_PREFIX, type ProfileKind } from '../core/constants.js';
+import { ANNOTATION_PREFIX, POD_ANNOTATION, type ProfileKind } from '../core/constants.js';
 import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
 import { selectorMatches } from './selector.js';
-import { LEGACY_APPARMOR_ANNOTATION_PREFIX, type Container, type Pod } from './types.js';
+import { LEGACY_APPARMOR_ANNOTATION_PREFIX, LEGACY_SECCOMP_ANNOTATION_PREFIX, LEGACY_SECCOMP_POD_ANNOTATION, type Container, type Pod } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
 
 export type BindingMode = 'field' | 'annotations';
@@ -35,27 +35,43 @@ export interface Effective {
   where: string; // human: "set on the container", "inherited from the pod", …
 }
 
-function legacyAppArmor(value: string): string {
-  if (value === 'runtime/default') return 'RuntimeDefault';
+/** A legacy annotation's value as the profile type the API server gives the field from it. */
+function legacyType(kind: ProfileKind, value: string): string {
+  if (value === 'runtime/default' || (kind === 'seccomp' && value === 'docker/default')) return 'RuntimeDefault';
   if (value === 'unconfined') return 'Unconfined';
   if (value.startsWith('localhost/')) return 'Localhost';
   return `unknown (${value})`;
 }
 
+/** The legacy annotation that gives a container's `kind` field (seccomp and AppArmor alike). */
+export function legacyContainerAnnotation(kind: ProfileKind, container: string): string {
+  return (kind === 'seccomp' ? LEGACY_SECCOMP_ANNOTATION_PREFIX : LEGACY_APPARMOR_ANNOTATION_PREFIX) + container;
+}
+
+/**
+ * The profile a container will run under, as the shim and the API server read the pod: a spoke
+ * annotation (the container's own, else the pod-wide one the shim applies to every container),
+ * then the container's field, then its legacy annotation, then the pod's field, then (seccomp)
+ * the pod's legacy annotation. A legacy annotation fills only an empty field (the API server's
+ * copy after admission), so each comes after the field it would fill.
+ */
 export function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Effective {
   const annotations = pod.metadata?.annotations ?? {};
-  if (Object.prototype.hasOwnProperty.call(annotations, ANNOTATION_PREFIX[kind] + c.name)) {
-    return { type: 'annotation', where: `by annotation ${ANNOTATION_PREFIX[kind]}${c.name}` };
+  const has = (key: string) => Object.prototype.hasOwnProperty.call(annotations, key);
+  for (const key of [ANNOTATION_PREFIX[kind] + c.name, ANNOTATION_PREFIX[kind] + POD_ANNOTATION]) {
+    if (has(key)) return { type: 'annotation', where: `by annotation ${key}` };
   }
+  const legacy = (key: string): Effective | undefined => {
+    const value = annotations[key];
+    return typeof value === 'string' ? { type: legacyType(kind, value), where: `by annotation ${key}` } : undefined;
+  };
   const own = c.securityContext?.[FIELD[kind]];
   if (own?.type) return { type: own.type, where: 'set on the container' };
-  if (kind === 'apparmor') {
-    const legacy = annotations[LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name];
-    if (typeof legacy === 'string') return { type: legacyAppArmor(legacy), where: `by annotation ${LEGACY_APPARMOR_ANNOTATION_PREFIX}${c.name}` };
-  }
+  const ownLegacy = legacy(legacyContainerAnnotation(kind, c.name));
+  if (ownLegacy) return ownLegacy;
   const podLevel = pod.spec?.securityContext?.[FIELD[kind]];
   if (podLevel?.type) return { type: podLevel.type, where: 'inherited from the pod' };
-  return { type: 'unset', where: 'not set' };
+  return (kind === 'seccomp' ? legacy(LEGACY_SECCOMP_POD_ANNOTATION) : undefined) ?? { type: 'unset', where: 'not set' };
 }
 
 /** True when the container already carries exactly what `winner` would set (reinvocationPolicy: IfNeeded). */

@@ -10,11 +10,14 @@
 //       podSelector: present with at least one requirement 1 > absent or `{}` 0
 //       containers:  list present 1 > absent 0
 //     Two candidates with equal tuples at the top are a tie: the pod is denied, naming both.
-//  3. Never loosens. The effective profile is the container's own, else the pod's
-//     (`spec.securityContext`), else, for AppArmor, the legacy annotation:
-//       unset or RuntimeDefault → replaced by the binding's OCI profile;
-//       Localhost or OCI (or a spoke annotation already on the pod) → left alone, with a warning
-//         naming the container;
+//  3. Never loosens. The effective profile is a spoke annotation on the pod (the container's, or
+//     the pod-wide `<prefix>pod` the shim applies to every container), else the container's
+//     field, else its legacy annotation, else the pod's field (`spec.securityContext`), else the
+//     pod's legacy seccomp annotation (binding-match.ts effectiveProfile):
+//       unset or RuntimeDefault → replaced by the binding's OCI profile (and the container's
+//         legacy annotation removed: the API server requires it to agree with the field);
+//       Localhost or OCI (or a spoke annotation) → left alone, with a warning naming the
+//         container;
 //       Unconfined → replaced only when the winning binding has `override: true`; otherwise the
 //         container is left alone, with a warning naming it and the binding, and counted in the
 //         binding's status (a binding is not a gate: Pod Security denies Unconfined where wanted).
@@ -50,6 +53,7 @@ import {
   describeSlot,
   describeSpecificity,
   effectiveProfile,
+  legacyContainerAnnotation,
   invalidBindingDenials,
   podSelected,
   slotsOf,
@@ -59,7 +63,7 @@ import { boundWarnings, buildPatch, truncate, type PodChanges } from './binding-
 import type { JsonPatchOp } from './jsonpatch.js';
 import { fieldRejected, podSecurityWarning } from './pod-security.js';
 import { foreignMarkings, planRecording, type RecordingProofOptions } from './recording-mark.js';
-import { LEGACY_APPARMOR_ANNOTATION_PREFIX, type Pod, type ProfileOCI } from './types.js';
+import type { Pod, ProfileOCI } from './types.js';
 import type { CompiledBinding } from './validate.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
@@ -218,9 +222,9 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         }
       }
       fieldChanges.set(slot, changes);
-      // The API server requires the legacy AppArmor annotation to agree with the field.
-      const legacyKey = LEGACY_APPARMOR_ANNOTATION_PREFIX + c.name;
-      if (kind === 'apparmor' && pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
+      // The API server requires a container's legacy annotation to agree with its field.
+      const legacyKey = legacyContainerAnnotation(kind, c.name);
+      if (pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
       applied.push({ ...entry, reference: winner.reference });
     }
   }

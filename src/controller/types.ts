@@ -16,6 +16,12 @@ export const NAMESPACE_OPT_IN_VALUE = 'enabled';
 
 /** Legacy AppArmor annotation (pre-1.30); the API server requires it to agree with the field when both are set. */
 export const LEGACY_APPARMOR_ANNOTATION_PREFIX = 'container.apparmor.security.beta.kubernetes.io/';
+/**
+ * Legacy seccomp annotations (before the field): the API server sets the field from them where
+ * the field is empty (after admission), and requires a container's to agree with its field.
+ */
+export const LEGACY_SECCOMP_ANNOTATION_PREFIX = 'container.seccomp.security.alpha.kubernetes.io/';
+export const LEGACY_SECCOMP_POD_ANNOTATION = 'seccomp.security.alpha.kubernetes.io/pod';
 
 /** Status lists are bounded so that a busy binding never grows its object without limit. */
 export const MAX_MATCHED_WORKLOADS = 32;

@@ -284,6 +284,41 @@ describe('mutation rules', () => {
     assert.match(kept.warnings.join(), /apparmor profile Unconfined \(by annotation/);
   });
 
+  it("a pod's own pod-wide spoke annotation is the profile of every container without its own: kept, in either mode", () => {
+    for (const mode of ['field', 'annotations'] as const) {
+      for (const kind of ['seccomp', 'apparmor'] as const) {
+        const key = `${kind}.profiles.spoke.dev/pod`;
+        const p = pod([ctr('app')], { annotations: { [key]: REF_C } });
+        const r = ok(mutatePod(p, [binding('b', { kind, reference: REF_B })], { mode }));
+        assert.deepEqual(r.patch, [], `${mode} ${kind}`);
+        assert.match(r.warnings.join(), new RegExp(`keeps its ${kind} profile OCI \\(by annotation ${key.replace(/[./]/g, '\\$&')}`), `${mode} ${kind}`);
+      }
+    }
+  });
+
+  it("legacy seccomp annotations count as the profile the API server will set from them", () => {
+    const CTR = 'container.seccomp.security.alpha.kubernetes.io/app';
+    const POD = 'seccomp.security.alpha.kubernetes.io/pod';
+    // Localhost (container's or pod's), and Unconfined without override: kept.
+    for (const annotations of [{ [CTR]: 'localhost/tight.json' }, { [POD]: 'localhost/tight.json' }, { [CTR]: 'unconfined' }] as Record<string, string>[]) {
+      const r = ok(mutatePod(pod([ctr('app')], { annotations }), [binding('b', {})]));
+      assert.deepEqual(r.patch, [], JSON.stringify(annotations));
+      assert.match(r.warnings.join(), /keeps its seccomp profile (Localhost|Unconfined) \(by annotation/, JSON.stringify(annotations));
+    }
+    // The container's field wins over its annotation, its annotation over the pod's field.
+    const fieldWins = ok(mutatePod(pod([ctr('app', 'nginx:1.25', { seccompProfile: { type: 'Localhost', localhostProfile: 'x.json' } })], { annotations: { [CTR]: 'runtime/default' } }), [binding('b', {})]));
+    assert.deepEqual(fieldWins.patch, []);
+    const annotationWins = ok(mutatePod(pod([ctr('app')], { annotations: { [CTR]: 'localhost/tight.json' }, podSc: { seccompProfile: { type: 'RuntimeDefault' } } }), [binding('b', {})]));
+    assert.deepEqual(annotationWins.patch, []);
+    // RuntimeDefault (either spelling) is replaced, and the container's legacy annotation removed: the API server requires it to agree with the field.
+    for (const value of ['runtime/default', 'docker/default']) {
+      const { r, out } = mutate(pod([ctr('app')], { annotations: { [CTR]: value, [POD]: value, keep: 'me' } }), [binding('b', {})]);
+      ok(r);
+      assert.deepEqual(seccompOf(out), oci(REF_A));
+      assert.deepEqual(out.metadata?.annotations, { [POD]: value, keep: 'me' });
+    }
+  });
+
   it('annotations mode: shim annotations, field RuntimeDefault, a Localhost base dropped with a warning', () => {
     const p = pod([ctr('app'), ctr('side', 'nginx', { seccompProfile: { type: 'RuntimeDefault' } })]);
     const { r, out } = mutate(p, [binding('b', { baseProfile: { type: 'Localhost', localhostProfile: 'base.json' } }), binding('aa', { kind: 'apparmor', reference: REF_B, containers: ['app'] })], 'annotations');
