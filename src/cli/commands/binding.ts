@@ -61,10 +61,14 @@ async function readText(file: string): Promise<string> {
   });
 }
 
-/** All documents of a YAML/JSON file; syntax errors point at the line. */
+/**
+ * All documents of a YAML/JSON file; syntax errors point at the line. Read as YAML 1.1, as kubectl
+ * reads what it sends the API server (`yes` is true, `<<` merges a mapping): the answer printed
+ * must be the webhook's for the same objects.
+ */
 function parseDocs(text: string, file: string): unknown[] {
   const out: unknown[] = [];
-  for (const doc of parseAllDocuments(text, { uniqueKeys: true, prettyErrors: true })) {
+  for (const doc of parseAllDocuments(text, { version: '1.1', uniqueKeys: true, prettyErrors: true })) {
     const err = doc.errors[0];
     if (err) {
       const line = err.linePos?.[0]?.line;

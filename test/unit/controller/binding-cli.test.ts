@@ -145,6 +145,29 @@ spec:
     );
   });
 
+  it('reads YAML as kubectl does (YAML 1.1): yes is true, << merges a mapping', async () => {
+    const pod = file('yaml11.yaml', `apiVersion: v1
+kind: Pod
+metadata: { name: old, namespace: team }
+x-defaults: &loose { seccompProfile: { type: Unconfined } }
+spec:
+  containers:
+    - name: root
+      image: nginx:1.27
+      securityContext: { privileged: yes }
+    - name: loose
+      image: nginx:1.27
+      securityContext: { <<: *loose }
+`);
+    const r = await run(['apply', '-f', bindings, '--json', pod]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.spec.containers[0].securityContext, { privileged: true });
+    assert.deepEqual(out.spec.containers[1].securityContext, { seccompProfile: { type: 'Unconfined' }, appArmorProfile: { type: 'OCI', oci: { reference: REF_B } } });
+    assert.match(r.stderr, /container "root" is privileged/);
+    assert.match(r.stderr, /container "loose" keeps its seccomp profile Unconfined/);
+  });
+
   it('images are compared in canonical form: every spelling of the registry selects, a longer name or a nested host never', async () => {
     const spellings = file('spellings.yaml', ['registry-1.docker.io:443/library/nginx:1.27', 'Registry.Example.com:443/team/web'].map((image, i) => `apiVersion: spoke.dev/v1alpha1
 kind: ProfileBinding
