@@ -60,6 +60,7 @@ import {
   type BindingMode,
 } from './binding-match.js';
 import { boundWarnings, buildPatch, truncate, type PodChanges } from './binding-patch.js';
+import { isImageId } from './image.js';
 import type { JsonPatchOp } from './jsonpatch.js';
 import { fieldRejected, podSecurityWarning } from './pod-security.js';
 import { foreignMarkings, planRecording, type RecordingProofOptions } from './recording-mark.js';
@@ -134,6 +135,14 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const slots = slotsOf(pod);
   const denials: string[] = invalidBindingDenials(rawBindings, slots);
   const selected = podSelected(pod, rawBindings);
+  // A runtime runs an image ID as the local image it names, whatever its repository: a binding
+  // that names images cannot tell whether it selects it, so the pod is refused rather than run
+  // unbound (a `*` binding still binds it).
+  for (const slot of slots) {
+    const image = slot.container.image;
+    const naming = typeof image === 'string' && isImageId(image) ? selected.find((b) => b.target.kind !== 'any') : undefined;
+    if (naming) denials.push(`${describeSlot(slot)}: image ${truncate(image as string, 80)} is an image ID, which no binding's image can be matched against (ProfileBinding ${naming.name} binds by image ${naming.target.text}); name the image by its repository`);
+  }
 
   const warnings: string[] = [];
   const applied: AppliedBinding[] = [];

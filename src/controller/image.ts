@@ -17,6 +17,13 @@ const MAX_IMAGE_LENGTH = 512;
 const NAME_MAX = 255;
 const DIGEST_RE = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 const HEX64_RE = /^[a-f0-9]{64}$/;
+/** An image ID (a config digest, bare or with its algorithm), which a runtime resolves to a local image. */
+const IMAGE_ID_RE = /^(?:[a-f0-9]{64}|sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
+/** True for an image ID rather than a name: no binding's image can be matched against it. */
+export function isImageId(image: string): boolean {
+  return IMAGE_ID_RE.test(image);
+}
 const DOCKER_HUB = 'docker.io';
 /** Names the Docker Hub registry answers to (distribution/reference and containerd's resolver). */
 const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([DOCKER_HUB, 'index.docker.io', 'registry-1.docker.io']);
@@ -50,6 +57,7 @@ export function parseImage(input: string): ImageRef {
   if (typeof input !== 'string' || input.length === 0) fail(String(input), 'empty');
   if (input.length > MAX_IMAGE_LENGTH) fail(input, `longer than ${MAX_IMAGE_LENGTH} characters`);
   if (/[\s\u0000-\u001f\u007f]/.test(input)) fail(input, 'contains whitespace or control characters');
+  if (isImageId(input)) fail(input, 'an image ID, not a repository');
   let rest = input;
   let digest: string | undefined;
   const at = rest.indexOf('@');

@@ -284,6 +284,16 @@ describe('mutation rules', () => {
     assert.match(kept.warnings.join(), /apparmor profile Unconfined \(by annotation/);
   });
 
+  it('an image ID (which the runtime resolves to a local image) is denied where a binding names images; only `*` bindings bind it', () => {
+    for (const id of [DIGEST, 'd'.repeat(64), `sha512:${'e'.repeat(128)}`]) {
+      const p = pod([ctr('app', id)]);
+      assert.match(denied(mutatePod(p, [binding('b', { image: 'nginx' })])), new RegExp(`container "app": image ${id.slice(0, 16)}.* is an image ID.*ProfileBinding team/b binds by image nginx`), id);
+      const { r, out } = mutate(p, [binding('all', { image: '*' })]);
+      ok(r);
+      assert.deepEqual(seccompOf(out), oci(REF_A), id);
+    }
+  });
+
   it("a pod's own pod-wide spoke annotation is the profile of every container without its own: kept, in either mode", () => {
     for (const mode of ['field', 'annotations'] as const) {
       for (const kind of ['seccomp', 'apparmor'] as const) {
