@@ -76,7 +76,9 @@ export function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Eff
 
 /** True when the container already carries exactly what `winner` would set (reinvocationPolicy: IfNeeded). */
 export function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: CompiledBinding, mode: BindingMode): boolean {
-  if (mode === 'annotations') return pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === winner.reference;
+  // Our annotations-mode patch sets both: the annotation alone may be the pod author's, beside a
+  // field a node without the shim runs as it is.
+  if (mode === 'annotations') return pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === winner.reference && c.securityContext?.[FIELD[kind]]?.type === 'RuntimeDefault';
   const own = c.securityContext?.[FIELD[kind]];
   if (own?.type !== 'OCI' || own.oci?.reference !== winner.reference) return false;
   return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);

@@ -284,6 +284,18 @@ describe('mutation rules', () => {
     assert.match(kept.warnings.join(), /apparmor profile Unconfined \(by annotation/);
   });
 
+  it("annotations mode: the pod's own annotation equal to the winner's is not counted as bound unless the field is the RuntimeDefault our patch sets", () => {
+    const p = pod([ctr('app', 'nginx:1.25', { seccompProfile: { type: 'Unconfined' } })], { annotations: { 'seccomp.profiles.spoke.dev/app': REF_A } });
+    const r = ok(mutatePod(p, [binding('b', { override: true })], { mode: 'annotations' }));
+    assert.deepEqual(r.bound, [], 'a node without the shim runs this container Unconfined');
+    assert.match(r.warnings.join(), /keeps its seccomp profile OCI \(by annotation seccomp\.profiles\.spoke\.dev\/app\)/);
+    // our own patch, seen again: bound, nothing to do
+    const { out } = mutate(pod([ctr('app')]), [binding('b', {})], 'annotations');
+    const again = ok(mutatePod(out, [binding('b', {})], { mode: 'annotations' }));
+    assert.deepEqual(again.patch, []);
+    assert.equal(again.bound.length, 1);
+  });
+
   it('an image ID (which the runtime resolves to a local image) is denied where a binding names images; only `*` bindings bind it', () => {
     for (const id of [DIGEST, 'd'.repeat(64), `sha512:${'e'.repeat(128)}`]) {
       const p = pod([ctr('app', id)]);
