@@ -52,6 +52,21 @@ const TIMED_OUT_MEMORY_MS = 10 * 60_000;
 /** Parser checks running at once: each may take a core until its timeout. */
 const MAX_CONCURRENT_CHECKS = 2;
 
+function cancelled(message: string): SpokeError {
+  return new SpokeError('Unavailable', message, {}, { reason: 'CANCELLED' });
+}
+
+/** `work`, or a CANCELLED refusal as soon as `signal` fires (the caller has gone; `work` goes on). */
+function untilGone<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  if (signal.aborted) return Promise.reject(cancelled('the create went away before its AppArmor profile was checked'));
+  return new Promise<T>((resolve, reject) => {
+    const gone = () => reject(cancelled('the create went away before its AppArmor profile was checked'));
+    signal.addEventListener('abort', gone, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', gone));
+  });
+}
+
 export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & { reloadBaseline(): Promise<void> } {
   const baselinePath = opts.baselinePath ?? defaultAppArmorBaselinePath();
   let lib: Promise<Lib> | undefined;
@@ -64,10 +79,29 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   // not pay it again. Only the parser's own rejection is kept (a timeout or a missing binary is not).
   const rejected = new Map<string, SpokeError>();
   const timedOut = new Map<string, { error: SpokeError; until: number }>();
-  /** Checks under way by text key: creates of one profile at once share one parser run. */
-  const checking = new Map<string, Promise<void>>();
+  /**
+   * Checks under way by text key: creates of one profile at once share one parser run. A check
+   * still waiting for a slot is dropped once every create waiting on it has gone (`waiters` 0):
+   * texts that spin the parser must not hold back the creates that come after them for nothing.
+   */
+  const checking = new Map<string, { done: Promise<void>; waiters: number; drop: AbortController }>();
   let checksRunning = 0;
   const checkSlots: (() => void)[] = [];
+  /** Waits for a parser slot; rejects, giving up its place, when `dropped` fires first. */
+  const slot = (dropped: AbortSignal): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const take = () => {
+        dropped.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = () => {
+        const i = checkSlots.indexOf(take);
+        if (i >= 0) checkSlots.splice(i, 1);
+        reject(dropped.reason);
+      };
+      dropped.addEventListener('abort', leave, { once: true });
+      checkSlots.push(take);
+    });
   const now = opts.clock ?? Date.now;
   let prepared = new Map<string, Prepared>();
   let preparedBytes = 0;
@@ -77,12 +111,18 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   };
   const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
 
-  /** Compiles `text` (its key `name:sha`) with the parser, at most MAX_CONCURRENT_CHECKS at once; remembers the outcome. */
-  const check = async (key: string, text: string): Promise<void> => {
-    while (checksRunning >= MAX_CONCURRENT_CHECKS) await new Promise<void>((r) => checkSlots.push(r));
+  /**
+   * Compiles `text` (its key `name:sha`) with the parser, at most MAX_CONCURRENT_CHECKS at once;
+   * remembers the outcome. `dropped`: nobody waits for it any more (before it started).
+   */
+  const check = async (key: string, text: string, dropped: AbortSignal): Promise<void> => {
+    while (checksRunning >= MAX_CONCURRENT_CHECKS) await slot(dropped);
     checksRunning++;
     try {
-      await (await parserOf()).checkWithParser(text, opts.parser ?? {});
+      const parserModule = await parserOf();
+      // Nobody waits for it any more (the last create went while it waited): the slot goes on.
+      dropped.throwIfAborted();
+      await parserModule.checkWithParser(text, opts.parser ?? {});
     } catch (e) {
       if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
         if (rejected.size >= MAX_CHECKED) rejected.clear();
@@ -127,7 +167,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       return enabled;
     },
 
-    async prepare(artifact: Uint8Array) {
+    async prepare(artifact: Uint8Array, signal?: AbortSignal) {
       const l = await libOf();
       baseline ??= await readBaseline();
       const artifactSha = sha256Hex(artifact);
@@ -143,12 +183,21 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       const slow = timedOut.get(key);
       if (slow !== undefined && now() < slow.until) throw slow.error;
       if (!checked.has(key)) {
+        if (signal?.aborted) throw cancelled('the create went away before its AppArmor profile was checked');
         let flight = checking.get(key);
         if (flight === undefined) {
-          flight = check(key, text).finally(() => checking.delete(key));
+          const drop = new AbortController();
+          const done = check(key, text, drop.signal).finally(() => checking.delete(key));
+          done.catch(() => undefined); // its waiters see the outcome; a dropped one has none
+          flight = { done, waiters: 0, drop };
           checking.set(key, flight);
         }
-        await flight;
+        flight.waiters++;
+        try {
+          await untilGone(flight.done, signal);
+        } finally {
+          if (--flight.waiters === 0) flight.drop.abort(cancelled('the AppArmor profile check was dropped: no create waits for it'));
+        }
       }
       const result: Prepared = { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
       // Not when the baseline was reloaded while the parser ran: the result is the old baseline's.

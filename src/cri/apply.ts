@@ -59,6 +59,8 @@ export interface ApplyContext {
   who: string;
   /** The pod's namespace (sandbox config metadata), for the node policy; absent: none known. */
   namespace?: string;
+  /** Fires when the call has gone (its client left, or its deadline passed). */
+  gone?: AbortSignal;
 }
 
 interface Merged {
@@ -283,7 +285,7 @@ export class ProfileApplier<P> {
     const bytes = await this.deps.store.readBlob(layerDigest, { verify: true });
     let prepared: { name: string; text: string; constrained: readonly string[] };
     try {
-      prepared = await ops.prepare(bytes);
+      prepared = await ops.prepare(bytes, ctx.gone);
     } catch (e) {
       const err = asSpokeError(e, 'SecurityProfileInvalid');
       throw new SpokeError(err.code, `${canonical}: cannot merge with the node AppArmor baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e, reason: err.reason });

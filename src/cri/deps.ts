@@ -35,9 +35,11 @@ export interface AppArmorOps {
   /**
    * Artifact bytes → node AppArmor baseline ∩ artifact, its generated name (`spoke-<hex>`) and
    * rendered policy text, checked by `apparmor_parser -Q`. Throws SecurityProfileInvalid when the
-   * artifact cannot be merged or the parser refuses the text.
+   * artifact cannot be merged or the parser refuses the text. `signal`: the create has gone (its
+   * client left, or its deadline passed); Unavailable (CANCELLED) then, and a check nobody else
+   * waits for is not run.
    */
-  prepare(artifact: Uint8Array): Promise<{ name: string; text: string; constrained: readonly string[] }>;
+  prepare(artifact: Uint8Array, signal?: AbortSignal): Promise<{ name: string; text: string; constrained: readonly string[] }>;
   /** `apparmor_parser --replace`. */
   load(text: string): Promise<void>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */

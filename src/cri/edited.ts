@@ -2,7 +2,7 @@
 // are edited (rewrite.ts), their profiles claimed in the in-use set and the claims committed once
 // the runtime answered (inuse-claims.ts); RemovePodSandbox / RemoveContainer release them.
 
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { SpokeError } from '../core/errors.js';
 import type { ProfileApplier } from './apply.js';
 import type { Call, CallHost } from './call.js';
@@ -72,7 +72,7 @@ export class EditedCalls<P> {
       },
       appArmor: async (p, c) => {
         await lease.acquire();
-        const prepared = await applier.prepareAppArmor(p, c);
+        const prepared = await applier.prepareAppArmor(p, { ...c, gone: callGone(call.stream, deadline) });
         await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text));
         return prepared;
       },
@@ -134,6 +134,14 @@ export class EditedCalls<P> {
       },
     });
   }
+}
+
+/** Fires when the call's client has gone (its stream closed) or its deadline (grpc-timeout) passed. */
+function callGone(stream: ServerHttp2Stream, deadline: number | undefined): AbortSignal {
+  const closed = new AbortController();
+  if (stream.closed || stream.destroyed) closed.abort();
+  else stream.once('close', () => closed.abort());
+  return deadline === undefined ? closed.signal : AbortSignal.any([closed.signal, AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())))]);
 }
 
 /**

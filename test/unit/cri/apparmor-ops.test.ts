@@ -2,7 +2,7 @@
 // profile the parser rejects (the real parser's cases are in test/integration/apparmor-parser.test.ts).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -57,6 +57,40 @@ describe('createAppArmorOps', () => {
     now += 60_000;
     await rejectsWith(ops.prepare(spins), deadline);
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n', 'ten minutes later it is tried again');
+  });
+
+  it('a check still waiting for a slot is dropped once every create waiting on it has gone: slow checks nobody waits for do not hold back the next profile', async () => {
+    const runs = join(dir, 'queued-runs');
+    const parser = join(dir, 'queue_parser');
+    // Takes its time (as a spinning parser would, a while before its timeout), then accepts.
+    writeFileSync(parser, `#!/bin/sh\ncat | grep -o 'spin-[a-z]' | head -1 >> '${runs}'\nsleep 1\n`, { mode: 0o755 });
+    const ops = createAppArmorOps({ parser: { parser, timeoutMs: 60_000 } });
+    const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
+    const gone = new AbortController();
+    // Two slow checks take both slots; two more wait for one, and then their creates go away.
+    writeFileSync(runs, '');
+    const started = (n: number) =>
+      new Promise<void>((resolve) => {
+        const watcher = watch(runs, () => {
+          if (readFileSync(runs, 'utf8').trim().split('\n').filter(Boolean).length >= n) {
+            watcher.close();
+            resolve();
+          }
+        });
+      });
+    const bothStarted = started(2);
+    const running = ['a', 'b'].map((x) => ops.prepare(artifact(`/etc/spin-${x}`)));
+    await bothStarted;
+    const waiting = ['c', 'd'].map((x) => ops.prepare(artifact(`/etc/spin-${x}`), gone.signal));
+    for (const p of waiting) p.catch(() => undefined);
+    // Each of them reaches the queue (a turn of merging and rendering) before its create goes.
+    await new Promise((resolve) => setImmediate(resolve));
+    gone.abort(new Error('the create went away'));
+    for (const p of waiting) await rejectsWith(p, { code: 'Unavailable', reason: 'CANCELLED' });
+    // Once the running ones end, nothing dropped runs after them.
+    await Promise.all(running);
+    assert.ok(await ops.prepare(artifact('/etc/spin-e')));
+    assert.deepEqual(readFileSync(runs, 'utf8').trim().split('\n').sort(), ['spin-a', 'spin-b', 'spin-e']);
   });
 
   it('at most two parser checks run at once: each may spin a core until its timeout', async () => {
