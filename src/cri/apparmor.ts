@@ -90,6 +90,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   /** Waits for a parser slot; rejects, giving up its place, when `dropped` fires first. */
   const slot = (dropped: AbortSignal): Promise<void> =>
     new Promise<void>((resolve, reject) => {
+      if (dropped.aborted) return reject(dropped.reason);
       const take = () => {
         dropped.removeEventListener('abort', leave);
         resolve();
@@ -187,16 +188,24 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         let flight = checking.get(key);
         if (flight === undefined) {
           const drop = new AbortController();
-          const done = check(key, text, drop.signal).finally(() => checking.delete(key));
-          done.catch(() => undefined); // its waiters see the outcome; a dropped one has none
-          flight = { done, waiters: 0, drop };
+          const created = { waiters: 0, drop, done: Promise.resolve() };
+          created.done = check(key, text, drop.signal).finally(() => {
+            if (checking.get(key) === created) checking.delete(key);
+          });
+          created.done.catch(() => undefined); // its waiters see the outcome; a dropped one has none
+          flight = created;
           checking.set(key, flight);
         }
-        flight.waiters++;
+        const joined = flight;
+        joined.waiters++;
         try {
-          await untilGone(flight.done, signal);
+          await untilGone(joined.done, signal);
         } finally {
-          if (--flight.waiters === 0) flight.drop.abort(cancelled('the AppArmor profile check was dropped: no create waits for it'));
+          if (--joined.waiters === 0 && checking.get(key) === joined) {
+            // Gone from the map at once: a create of this text that comes next starts its own.
+            checking.delete(key);
+            joined.drop.abort(cancelled('the AppArmor profile check was dropped: no create waits for it'));
+          }
         }
       }
       const result: Prepared = { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };

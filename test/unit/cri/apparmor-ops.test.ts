@@ -86,9 +86,9 @@ describe('createAppArmorOps', () => {
     // Each of them reaches the queue (a turn of merging and rendering) before its create goes.
     await new Promise((resolve) => setImmediate(resolve));
     gone.abort(new Error('the create went away'));
-    for (const p of waiting) await rejectsWith(p, { code: 'Unavailable', reason: 'CANCELLED' });
-    // A create of a dropped text that comes right after is not given the dropped check's refusal.
+    // A create of a dropped text that comes in the same turn is not given the dropped check's refusal.
     const again = ops.prepare(artifact('/etc/spin-c'));
+    for (const p of waiting) await rejectsWith(p, { code: 'Unavailable', reason: 'CANCELLED' });
     // Once the running ones end, nothing dropped runs after them.
     await Promise.all(running);
     assert.ok(await again);
