@@ -63,7 +63,9 @@ export function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Eff
   }
   const legacy = (key: string): Effective | undefined => {
     const value = annotations[key];
-    return typeof value === 'string' ? { type: legacyType(kind, value), where: `by annotation ${key}` } : undefined;
+    // `localhost/` names no file: the API server sets no seccomp field from it.
+    if (typeof value !== 'string' || (kind === 'seccomp' && value === 'localhost/')) return undefined;
+    return { type: legacyType(kind, value), where: `by annotation ${key}` };
   };
   const own = c.securityContext?.[FIELD[kind]];
   if (own?.type) return { type: own.type, where: 'set on the container' };

@@ -140,7 +140,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   // unbound (a `*` binding still binds it).
   for (const slot of slots) {
     const image = slot.container.image;
-    const naming = typeof image === 'string' && isImageId(image) ? selected.find((b) => b.target.kind !== 'any') : undefined;
+    const naming = typeof image === 'string' && isImageId(image) ? selected.find((b) => b.target.kind !== 'any' && (b.containers === undefined || b.containers.has(slot.container.name))) : undefined;
     if (naming) denials.push(`${describeSlot(slot)}: image ${truncate(image as string, 80)} is an image ID, which no binding's image can be matched against (ProfileBinding ${naming.name} binds by image ${naming.target.text}); name the image by its repository`);
   }
 

@@ -296,6 +296,14 @@ describe('mutation rules', () => {
     assert.equal(again.bound.length, 1);
   });
 
+  it('an image ID is denied only where a binding that names images could select that container', () => {
+    const p = pod([ctr('web'), ctr('debug', DIGEST)]);
+    const { r, out } = mutate(p, [binding('web-only', { image: 'nginx', containers: ['web'] })]);
+    ok(r);
+    assert.deepEqual(seccompOf(out, 0), oci(REF_A));
+    assert.equal(seccompOf(out, 1), undefined);
+  });
+
   it('an image ID (which the runtime resolves to a local image) is denied where a binding names images; only `*` bindings bind it', () => {
     for (const id of [DIGEST, 'd'.repeat(64), `sha512:${'e'.repeat(128)}`]) {
       const p = pod([ctr('app', id)]);
@@ -326,6 +334,12 @@ describe('mutation rules', () => {
       const r = ok(mutatePod(pod([ctr('app')], { annotations }), [binding('b', {})]));
       assert.deepEqual(r.patch, [], JSON.stringify(annotations));
       assert.match(r.warnings.join(), /keeps its seccomp profile (Localhost|Unconfined) \(by annotation/, JSON.stringify(annotations));
+    }
+    // `localhost/` with no name sets no field (the API server copies nothing from it): the next source counts.
+    for (const annotations of [{ [CTR]: 'localhost/' }, { [POD]: 'localhost/' }] as Record<string, string>[]) {
+      const { r, out } = mutate(pod([ctr('app')], { annotations, podSc: annotations[POD] ? undefined : { seccompProfile: { type: 'RuntimeDefault' } } }), [binding('b', {})]);
+      ok(r);
+      assert.deepEqual(seccompOf(out), oci(REF_A), JSON.stringify(annotations));
     }
     // The container's field wins over its annotation, its annotation over the pod's field.
     const fieldWins = ok(mutatePod(pod([ctr('app', 'nginx:1.25', { seccompProfile: { type: 'Localhost', localhostProfile: 'x.json' } })], { annotations: { [CTR]: 'runtime/default' } }), [binding('b', {})]));
