@@ -56,12 +56,14 @@ function cancelled(message: string): SpokeError {
   return new SpokeError('Unavailable', message, {}, { reason: 'CANCELLED' });
 }
 
+const CREATE_GONE = 'the create went away before its AppArmor profile was checked';
+
 /** `work`, or a CANCELLED refusal as soon as `signal` fires (the caller has gone; `work` goes on). */
 function untilGone<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return work;
-  if (signal.aborted) return Promise.reject(cancelled('the create went away before its AppArmor profile was checked'));
+  if (signal.aborted) return Promise.reject(cancelled(CREATE_GONE));
   return new Promise<T>((resolve, reject) => {
-    const gone = () => reject(cancelled('the create went away before its AppArmor profile was checked'));
+    const gone = () => reject(cancelled(CREATE_GONE));
     signal.addEventListener('abort', gone, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener('abort', gone));
   });
@@ -184,7 +186,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       const slow = timedOut.get(key);
       if (slow !== undefined && now() < slow.until) throw slow.error;
       if (!checked.has(key)) {
-        if (signal?.aborted) throw cancelled('the create went away before its AppArmor profile was checked');
+        if (signal?.aborted) throw cancelled(CREATE_GONE);
         let flight = checking.get(key);
         if (flight === undefined) {
           const drop = new AbortController();
