@@ -121,7 +121,11 @@ export function deprecatedProfile(value: string): SecurityProfileMsg | undefined
  */
 export function profileAt(payload: Uint8Array, profilePath: readonly number[]): SecurityProfileMsg | undefined {
   const message = getMergedAt(payload, profilePath);
-  if (message !== undefined) return decodeSecurityProfile(message);
+  return message !== undefined ? decodeSecurityProfile(message) : deprecatedProfileAt(payload, profilePath);
+}
+
+/** The deprecated string beside the (absent) message at `profilePath`, read as deprecatedProfile does. */
+export function deprecatedProfileAt(payload: Uint8Array, profilePath: readonly number[]): SecurityProfileMsg | undefined {
   const deprecated = deprecatedProfileField(profilePath);
   const securityContext = deprecated && getMergedAt(payload, deprecated.securityContext);
   return securityContext === undefined ? undefined : deprecatedProfile(getString(securityContext, deprecated!.field));

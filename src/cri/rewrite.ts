@@ -36,7 +36,7 @@ import {
   CTR_SECCOMP_IN_CREATE,
   CTR_SECCTX_IN_CREATE,
   decodeSecurityProfile,
-  profileAt,
+  deprecatedProfileAt,
   encodeLocalhostProfile,
   POD_APPARMOR_IN_CREATE,
   POD_APPARMOR_IN_RUN,
@@ -94,7 +94,7 @@ function anyOciType(profileBytes: Uint8Array): boolean {
 function inspect(payload: Buffer, path: readonly number[], what: string): Site {
   const merged = getMergedAt(payload, path);
   // No message: the deprecated string beside it, if any, is what the runtime applies (never OCI).
-  if (merged === undefined) return { profile: profileAt(payload, path), oci: false };
+  if (merged === undefined) return { profile: deprecatedProfileAt(payload, path), oci: false };
   const profile = decodeSecurityProfile(merged);
   const duplicated = pathOccurrences(payload, path).some((n) => n > 1);
   if (duplicated && anyOciType(merged)) {
