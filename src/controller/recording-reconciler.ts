@@ -70,7 +70,6 @@ export interface RecordingReconcilerOptions {
  */
 export const PUBLISH_TIMEOUT_MS = 10 * 60_000;
 
-
 export class RecordingReconciler {
   /** Counters for tests and logs. */
   readonly stats = { reconciles: 0, pushes: 0, signatures: 0, bindingsCreated: 0, statusWrites: 0, conflicts: 0, errors: 0 };

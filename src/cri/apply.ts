@@ -160,8 +160,9 @@ export class ProfileApplier<P> {
     checkStored(canonical, record, kind, policy.limits.maxArtifactBytes, this.deps.platform ?? nodePlatform());
     if (!decision.unsigned) {
       // The verdict must be one recorded under this policy (its hash covers the keys) by a signer
-      // the rule names now, whose key is at hand (as a cached pull asks, src/pull.ts); otherwise the pipeline verifies again (the stored manifest, no blob
-      // download) and refuses what no current signer signed.
+      // the rule names now, whose key is at hand (as a cached pull asks, src/pull.ts); otherwise
+      // the pipeline verifies again (the stored manifest, no blob download) and refuses what no
+      // current signer signed.
       const verdict = record.verdicts[policy.hash];
       if (verdict === undefined || !decision.signedBy.some((s) => s.name === verdict.signer && s.type !== 'unavailable')) {
         await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });

@@ -39,8 +39,8 @@ export const CTR_SECCTX_IN_CREATE = [2, 15, 2] as const;
 /**
  * The deprecated strings that named a profile before the SecurityProfile messages, which a
  * runtime still reads when the message beside them is absent (containerd does, tested in
- * test/integration/shim-annotations.test.ts; CRI-O is not tested here), and
- * which older kubelets send alone (AppArmor until the message came, seccomp before it):
+ * test/integration/shim-annotations.test.ts; CRI-O is not tested here), and which older
+ * kubelets send alone (AppArmor until the message came, seccomp before it):
  * LinuxSandboxSecurityContext.seccomp_profile_path(7); LinuxContainerSecurityContext
  * .apparmor_profile(9) and .seccomp_profile_path(10). By a profile message's path: where the
  * string beside it is, if there is one.

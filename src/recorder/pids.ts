@@ -4,8 +4,8 @@
 // How a record is attributed (records arrive after the call, possibly after the caller exited):
 // 1. The live holder of the pid is read from /proc/<pid>/stat (start time, field 22). When it
 //    started no later than the record was written (audit timestamp less the boot time; audit.ts
-//    recordTimeUs), it is the caller: its
-//    container id (the last 64-hex name in /proc/<pid>/cgroup) is cached under (pid, start).
+//    recordTimeUs), it is the caller: its container id (the last 64-hex name in
+//    /proc/<pid>/cgroup) is cached under (pid, start).
 // 2. Otherwise (exited, or the pid already belongs to a newer process) the cached entry of the
 //    pid is used only if nothing can have taken the pid since that entry was last seen alive:
 //    the host's pid allocator (last pid in /proc/loadavg, allocated cyclically up to pid_max)

@@ -14,9 +14,9 @@
 // still the file it wrote to, before closing it (a removed file's inode number is free for a new
 // file only once its last descriptor is closed); if the compaction renamed it away first, the
 // line may have missed the fold and is appended again to the new journal (applying a line twice
-// changes nothing: holder names are never reused, so no later line undoes it). A reader takes the snapshot, the journal
-// and then the old journal (which is the journal it read, told by its inode, when a fold renamed
-// it in between), and starts again if the snapshot changed meanwhile.
+// changes nothing: holder names are never reused, so no later line undoes it). A reader takes
+// the snapshot, the journal and then the old journal (which is the journal it read, told by its
+// inode, when a fold renamed it in between), and starts again if the snapshot changed meanwhile.
 //
 // Neither file is flushed (no fsync on the CreateContainer path), so a crash or power loss can
 // leave them empty or torn. An unreadable snapshot or journal counts as empty *and incomplete*:

@@ -220,7 +220,7 @@ export async function holdFileLock(lockPath: string, waiting: (waitedMs: number)
   const me = await owner(locksDir);
   const started = Date.now();
   let noted: number | undefined;
-  for (let attempt = 1; !(await claim(lockPath, me)); attempt++) {
+  while (!(await claim(lockPath, me))) {
     if (noted === undefined || Date.now() - noted >= HOLD_NOTE_MS) {
       noted = Date.now();
       waiting(noted - started);
