@@ -24,9 +24,9 @@ import { formatReference, parseReference, type Reference } from '../core/referen
 import { decide } from '../policy/decide.js';
 import { checkStored } from '../pull/checks.js';
 import { nodePlatform } from '../pull/platform.js';
-import type { RuleMode } from '../policy/types.js';
+import type { Policy, RuleMode } from '../policy/types.js';
 import { writeFileAtomic } from '../store/fsutil.js';
-import type { EffectiveBase } from '../store/store.js';
+import type { EffectiveBase, ProvenanceRecord } from '../store/store.js';
 import { baseTypeOf, readLocalhostBase } from './base-profile.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
@@ -70,7 +70,17 @@ interface Merged {
   rules: string[];
 }
 
+/** An OCI profile a create may use: the artifact's reference, profile blob and the rule that allows it. */
+interface StoredProfile {
+  ref: Reference;
+  canonical: string;
+  layerDigest: Digest;
+  rule: string;
+  mode: RuleMode;
+}
+
 const MAX_MERGES_PER_BASELINE = 512;
+const MAX_FOUND_PER_POLICY = 4096;
 /** Bytes of merged profiles kept per baseline: a 1 MiB artifact can merge to 1.6 MB. */
 const MAX_MERGE_BYTES_PER_BASELINE = 32 * 1024 * 1024;
 
@@ -123,6 +133,13 @@ export class ProfileApplier<P> {
    * profile already applied skips decode, merge and constraint formatting.
    */
   private readonly merges = new WeakMap<object, MergeCache>();
+  /**
+   * What stored() found, per policy object (a reloaded policy is a new object) and (kind,
+   * namespace, oci_ref): every input of its checks is the policy, those three and the record, so
+   * it holds while the store returns the same record object, which it does while the record's
+   * file is unchanged (a verdict, a reference or a removal changes it). Refusals are not kept.
+   */
+  private readonly found = new WeakMap<Policy, Map<string, { record: ProvenanceRecord; stored: StoredProfile }>>();
 
   constructor(
     private readonly deps: ShimDeps<P>,
@@ -141,18 +158,24 @@ export class ProfileApplier<P> {
    * current policy when the rule requires one. The caller reads (or checks) the profile blob,
    * `layerDigest`, through the store, which re-hashes it or checks its file is unchanged since.
    */
-  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext, attempt = 1): Promise<{ ref: Reference; canonical: string; layerDigest: Digest; rule: string; mode: RuleMode }> {
+  private async stored(profile: SecurityProfileMsg, kind: ProfileKind, ctx: ApplyContext, attempt = 1): Promise<StoredProfile> {
     if (profile.profileType !== PROFILE_OCI) throw new SpokeError('Internal', 'apply called for a non-OCI profile', {}, { reason: 'INVARIANT' });
     if (profile.ociRef === '') throw new SpokeError('InvalidArgument', `${ctx.who}: ${kind} profile of type OCI without oci_ref`, {}, { reason: 'REFERENCE_INVALID' });
+    const policy = await this.deps.policy();
+    const { store } = this.deps;
+    let found = this.found.get(policy);
+    if (found === undefined) this.found.set(policy, (found = new Map()));
+    // Unambiguous whatever the strings hold (a namespace is the client's bytes).
+    const foundKey = JSON.stringify([kind, ctx.namespace ?? null, profile.ociRef]);
+    const earlier = found.get(foundKey);
+    if (earlier !== undefined && (await store.getRecord(earlier.stored.ref.digest)) === earlier.record) return earlier.stored;
     const ref = parseReference(profile.ociRef);
     const canonical = formatReference(ref);
-    const policy = await this.deps.policy();
     const decision = decide(policy, ref, kind, ctx.namespace);
     if (!decision.allowed) {
       this.deps.logger.log('warn', 'OCI profile refused by the node policy', { who: ctx.who, reference: canonical, kind, namespace: ctx.namespace, rule: decision.rule?.id, reason: decision.reason });
       throw new SpokeError('PermissionDenied', `${ctx.who}: ${canonical}: ${decision.reason}`, { reference: canonical, digest: ref.digest, rule: decision.rule?.id }, { reason: 'POLICY_DENIED' });
     }
-    const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
     if (!record || !record.references.some((r) => sameReference(r, canonical))) {
       throw new SpokeError('FailedPrecondition', `security profile ${canonical} has not been pulled`, { reference: canonical, digest: ref.digest }, { reason: 'NOT_PULLED' });
@@ -175,9 +198,14 @@ export class ProfileApplier<P> {
           }
           return this.stored(profile, kind, ctx, attempt + 1);
         }
+        // Verified again just now: the record it annotated is read (and remembered) next time.
+        return { ref, canonical, layerDigest: record.layerDigest, rule: decision.rule.id, mode: decision.mode };
       }
     }
-    return { ref, canonical, layerDigest: record.layerDigest, rule: decision.rule.id, mode: decision.mode };
+    const stored: StoredProfile = { ref, canonical, layerDigest: record.layerDigest, rule: decision.rule.id, mode: decision.mode };
+    if (found.size >= MAX_FOUND_PER_POLICY) found.clear();
+    found.set(foundKey, { record, stored });
+    return stored;
   }
 
   async apply(profile: SecurityProfileMsg, ctx: ApplyContext): Promise<Applied> {

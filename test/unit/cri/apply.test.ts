@@ -140,6 +140,33 @@ describe('ProfileApplier', () => {
       assert.deepEqual(pulls, [{ reference: ref, kind: 'seccomp', namespace: 'team-a' }], 'verified again through the pipeline, for the pod namespace');
     });
 
+    it('what a create found is reused only while the record is unchanged: a verdict forgotten is verified again, a record removed is not pulled', async () => {
+      writePolicy(['signers:', `  platform: { publicKey: ${join(dir, 'platform.pub')} }`, 'rules:', `  - scope: ${HOST}/kept`, '    kinds: [seccomp]', '    signedBy: [platform]']);
+      const ref = await ingest('kept/one', denySyscalls(['acct']), { policyHash: holder.current().hash, signer: 'platform' });
+      const digest = ref.slice(ref.indexOf('@') + 1) as `sha256:${string}`;
+      pulls.length = 0;
+      await applier.apply(oci(ref), inTeamA);
+      await applier.apply(oci(ref), inTeamA);
+      assert.deepEqual(pulls, [], 'the verdict serves both creates');
+      // The same policy object: only the record says the verdict is gone (`spoke store forget`).
+      await store.forget(digest);
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SignatureValidationFailed', 'NOT_SIGNED'));
+      assert.equal(pulls.length, 1, 'verified again through the pipeline');
+      await store.annotate(digest, { verdict: { policyHash: holder.current().hash, signer: 'platform', format: 'bundle' } });
+      await applier.apply(oci(ref), inTeamA);
+      await store.remove(digest);
+      await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('FailedPrecondition', 'NOT_PULLED'));
+    });
+
+    it('a namespace is never mistaken for another, whatever bytes it holds', async () => {
+      writePolicy(['rules:', `  - scope: ${HOST}/quoted`, '    kinds: [seccomp]', '    unsigned: true', '    namespaces: [team-a]']);
+      const ref = await ingest('quoted/one', denySyscalls(['mkdir']));
+      await applier.apply(oci(ref), inTeamA);
+      for (const namespace of ['team-a ', 'team-a\0', 'team-a","', '"team-a"', 'team-']) {
+        await assert.rejects(applier.apply(oci(ref), { who: 'container x/p/c', namespace }), refusedWith('PermissionDenied', 'POLICY_DENIED'), JSON.stringify(namespace));
+      }
+    });
+
     it('a verdict by a signer whose key is now unavailable is not taken: verified again, and refused', async () => {
       const missing = join(dir, 'gone.pub');
       writePolicy(['signers:', `  platform: { publicKey: ${missing} }`, 'rules:', `  - scope: ${HOST}/gone`, '    kinds: [seccomp]', '    signedBy: [platform]']);
