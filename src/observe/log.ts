@@ -20,10 +20,12 @@ function isSecretKey(k: string): boolean {
 }
 
 // The default sink: stderr, written in batches off the request path. A line logged while a call
-// is handled is written two turns of the event loop later, after the HTTP/2 writes of that call
-// (the response, then its trailers, which node:http2 sends one turn later) instead of before
-// them; whatever is pending is written synchronously when the process exits.
-let pending: string[] = [];
+// is handled is formatted and written two turns of the event loop later, after the HTTP/2 writes
+// of that call (the response, then its trailers, which node:http2 sends one turn later; a
+// forwarded create's request, while the runtime works on it) instead of before them; whatever is
+// pending is written synchronously when the process exits. Its fields are read then: callers pass
+// values they do not change afterwards.
+let pending: (() => string)[] = [];
 let flushScheduled = false;
 let exitHooked = false;
 const MAX_PENDING_LINES = 256;
@@ -40,16 +42,16 @@ function bounded(v: unknown): unknown {
 function flushPending(): void {
   flushScheduled = false;
   if (pending.length === 0) return;
-  const text = pending.length === 1 ? pending[0]! : pending.join('');
+  const lines = pending;
   pending = [];
-  process.stderr.write(text);
+  process.stderr.write(lines.length === 1 ? lines[0]!() : lines.map((line) => line()).join(''));
 }
 
 function flushNextTurn(): void {
   setImmediate(flushPending);
 }
 
-function writeDeferred(line: string): void {
+function writeDeferred(line: () => string): void {
   pending.push(line);
   if (!exitHooked) {
     exitHooked = true;
@@ -72,7 +74,7 @@ export function flushLogs(): void {
 
 export interface JsonLoggerOptions {
   level?: LogLevel;
-  /** Where lines go; default process.stderr (batched, see writeDeferred). */
+  /** Where lines go, each as it is logged; default process.stderr (batched, see writeDeferred). */
   write?: (line: string) => void;
   /** Fields added to every line (e.g. component). */
   base?: Record<string, unknown>;
@@ -81,13 +83,14 @@ export interface JsonLoggerOptions {
 
 export class JsonLogger implements Logger {
   private threshold: number;
-  private readonly write: (line: string) => void;
+  /** undefined: the default sink. */
+  private readonly write: ((line: string) => void) | undefined;
   private readonly base: Record<string, unknown>;
   private readonly now: () => number;
 
   constructor(opts: JsonLoggerOptions = {}) {
     this.threshold = ORDER[opts.level ?? 'info'];
-    this.write = opts.write ?? writeDeferred;
+    this.write = opts.write;
     this.base = opts.base ?? {};
     this.now = opts.now ?? Date.now;
   }
@@ -102,7 +105,13 @@ export class JsonLogger implements Logger {
 
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (ORDER[level] < this.threshold) return;
-    const rec: Record<string, unknown> = { time: new Date(this.now()).toISOString(), level, msg, ...this.base };
+    const time = this.now();
+    if (this.write === undefined) writeDeferred(() => this.format(time, level, msg, fields));
+    else this.write(this.format(time, level, msg, fields));
+  }
+
+  private format(time: number, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): string {
+    const rec: Record<string, unknown> = { time: new Date(time).toISOString(), level, msg, ...this.base };
     if (fields) {
       for (const [k, v] of Object.entries(fields)) {
         if (v === undefined) continue;
@@ -115,7 +124,7 @@ export class JsonLogger implements Logger {
     } catch {
       line = JSON.stringify({ time: rec.time, level, msg, note: 'fields not serialisable' });
     }
-    this.write(line + '\n');
+    return line + '\n';
   }
 }
 

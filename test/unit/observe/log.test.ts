@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { JsonLogger, MAX_LOGGED_FIELD_CHARS } from '../../../src/observe/log.js';
+import { flushLogs, JsonLogger, MAX_LOGGED_FIELD_CHARS } from '../../../src/observe/log.js';
 
 describe('JsonLogger', () => {
   const logged = (fields: Record<string, unknown>) => {
@@ -23,5 +23,28 @@ describe('JsonLogger', () => {
     assert.equal(r.namespace, 'n'.repeat(MAX_LOGGED_FIELD_CHARS), 'at the bound: kept whole');
     assert.equal(r.reference, `${'r'.repeat(MAX_LOGGED_FIELD_CHARS)}…(${12 * 1024 * 1024 - MAX_LOGGED_FIELD_CHARS} more characters)`);
     assert.equal(r.error, `${'e'.repeat(MAX_LOGGED_FIELD_CHARS)}…(1 more characters)`);
+  });
+
+  it('the default sink writes, when it flushes, each line logged at or above the level, in order, with the time it was logged at', () => {
+    let now = 1000;
+    const logger = new JsonLogger({ now: () => now, base: { component: 'shim' } });
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stderr.write;
+    try {
+      logger.log('info', 'first', { token: 't', digest: 'sha256:1' });
+      now = 2000;
+      logger.log('debug', 'below the level');
+      logger.log('warn', 'second');
+      now = 9000;
+      flushLogs();
+    } finally {
+      process.stderr.write = write;
+    }
+    const lines = written.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as unknown);
+    assert.deepEqual(lines, [
+      { time: new Date(1000).toISOString(), level: 'info', msg: 'first', component: 'shim', token: '[redacted]', digest: 'sha256:1' },
+      { time: new Date(2000).toISOString(), level: 'warn', msg: 'second', component: 'shim' },
+    ]);
   });
 });
