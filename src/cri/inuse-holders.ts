@@ -2,7 +2,7 @@
 // `container:<id>` after the ids the upstream returned, `apparmor:<name>@<holder>` for a loaded
 // AppArmor profile, and pending holders.
 //
-// Pending holders. Around a create, `pending:<ms>:<nonce><n>[:<identity>]` covers the window between
+// Pending holders. Around a create, `pending:<ms>:<unique>[:<identity>]` covers the window between
 // "profile resolved" and "id known". <identity> hashes what names the object before it has an id
 // (container: sandbox id, metadata name and attempt; sandbox: metadata name, uid, namespace and
 // attempt), the same key the runtime reserves the name under, so a rebuild can find the object a
@@ -13,8 +13,8 @@
 // PENDING_GRACE_MS, the kubelet's default runtime request timeout, and not in flight in this
 // process) and no live object carries its identity.
 
-import { randomBytes } from 'node:crypto';
 import { sha256Hex } from '../core/digest.js';
+import { uniqueSuffix } from '../core/unique.js';
 import { decodeCreateContainerKey, decodeRunPodSandboxKey, type ContainerKey, type SandboxKey } from './messages.js';
 
 /** How long a create the shim forwarded may still be running in the runtime (kubelet's default --runtime-request-timeout). */
@@ -34,14 +34,8 @@ export function parseAppArmorHolder(h: string): { name: string; holder: string }
   if (at < 0) return undefined;
   return { name: h.slice(APPARMOR_HOLDER_PREFIX.length, at), holder: h.slice(at + 1) };
 }
-/**
- * What makes a pending holder unique: random per process (two shims on one store, a restarted
- * shim), then a counter. One random draw per create cost more than the rest of the holder.
- */
-const PROCESS_NONCE = randomBytes(6).toString('hex');
-let pendingSeq = 0;
 export function pendingHolder(now: number, identity: string | undefined): string {
-  return `${PENDING_PREFIX}${now}:${PROCESS_NONCE}${(++pendingSeq).toString(36)}${identity ? `:${identity}` : ''}`;
+  return `${PENDING_PREFIX}${now}:${uniqueSuffix()}${identity ? `:${identity}` : ''}`;
 }
 export function parsePending(h: string): { at: number; identity: string | undefined } {
   const [, at, , identity] = h.split(':');

@@ -19,10 +19,10 @@
 // update takes an empty file already there instead of creating one, and makes the new ones once
 // that call has been answered.
 
-import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { uniqueSuffix } from '../core/unique.js';
 
 const fsyncFd = promisify(fsync);
 const writeFd = promisify(write);
@@ -132,7 +132,7 @@ function removePreparedFiles(): void {
 
 /**
  * A directory for temp files, optionally with `prepared` empty files made ahead (see the header).
- * They are named like any temp file (`.tmp-<pid>-<random>`), so those a crash leaves behind go
+ * They are named like any temp file (`.tmp-<pid>-<unique>`, core/unique.ts), so those a crash leaves behind go
  * with gc's rule for old temp files; a clean exit removes them.
  */
 export class TempDir {
@@ -160,7 +160,7 @@ export class TempDir {
   };
 
   private name(): string {
-    return join(this.dir, `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
+    return join(this.dir, `.tmp-${process.pid}-${uniqueSuffix()}`);
   }
 
   /** A new empty file in the directory, open for writing; the caller closes and places or removes it. */
