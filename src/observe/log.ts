@@ -23,8 +23,8 @@ function isSecretKey(k: string): boolean {
 // is handled is formatted and written two turns of the event loop later, after the HTTP/2 writes
 // of that call (the response, then its trailers, which node:http2 sends one turn later; a
 // forwarded create's request, while the runtime works on it) instead of before them; whatever is
-// pending is written synchronously when the process exits. Its fields are read then: callers pass
-// values they do not change afterwards.
+// pending is written synchronously when the process exits. A line whose fields are all short
+// strings, numbers and booleans is formatted then; any other is formatted at once (JsonLogger.log).
 let pending: (() => string)[] = [];
 let flushScheduled = false;
 let exitHooked = false;
@@ -72,6 +72,16 @@ export function flushLogs(): void {
   flushPending();
 }
 
+/** Whether every field is a number, a boolean, null, undefined or a string within the bound. */
+function onlyShortValues(fields: Record<string, unknown>): boolean {
+  for (const k in fields) {
+    const v = fields[k];
+    if (v === null || v === undefined || typeof v === 'number' || typeof v === 'boolean') continue;
+    if (typeof v !== 'string' || v.length > MAX_LOGGED_FIELD_CHARS) return false;
+  }
+  return true;
+}
+
 export interface JsonLoggerOptions {
   level?: LogLevel;
   /** Where lines go, each as it is logged; default process.stderr (batched, see writeDeferred). */
@@ -106,8 +116,14 @@ export class JsonLogger implements Logger {
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (ORDER[level] < this.threshold) return;
     const time = this.now();
-    if (this.write === undefined) writeDeferred(() => this.format(time, level, msg, fields));
-    else this.write(this.format(time, level, msg, fields));
+    if (this.write !== undefined) this.write(this.format(time, level, msg, fields));
+    else if (fields === undefined || onlyShortValues(fields)) writeDeferred(() => this.format(time, level, msg, fields));
+    // An object may change before the sink writes, and a long string would be kept whole until
+    // then (a client's megabytes, cut to MAX_LOGGED_FIELD_CHARS only when formatted): now.
+    else {
+      const line = this.format(time, level, msg, fields);
+      writeDeferred(() => line);
+    }
   }
 
   private format(time: number, level: LogLevel, msg: string, fields: Record<string, unknown> | undefined): string {

@@ -47,4 +47,22 @@ describe('JsonLogger', () => {
       { time: new Date(2000).toISOString(), level: 'warn', msg: 'second', component: 'shim' },
     ]);
   });
+
+  it('the default sink writes a line with an object or a long string as it was when logged', () => {
+    const logger = new JsonLogger({ now: () => 0 });
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stderr.write;
+    const rules = ['syscall mkdir'];
+    try {
+      logger.log('warn', 'merge constrained', { rules, reference: 'r'.repeat(MAX_LOGGED_FIELD_CHARS + 10) });
+      rules.push('syscall chown');
+      flushLogs();
+    } finally {
+      process.stderr.write = write;
+    }
+    const line = JSON.parse(written.join('')) as Record<string, unknown>;
+    assert.deepEqual(line.rules, ['syscall mkdir']);
+    assert.equal(line.reference, `${'r'.repeat(MAX_LOGGED_FIELD_CHARS)}…(10 more characters)`);
+  });
 });
