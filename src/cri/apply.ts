@@ -80,7 +80,7 @@ interface StoredProfile {
 }
 
 const MAX_MERGES_PER_BASELINE = 512;
-const MAX_FOUND_PER_POLICY = 4096;
+const MAX_FOUND_PER_POLICY = 1024;
 /** Bytes of merged profiles kept per baseline: a 1 MiB artifact can merge to 1.6 MB. */
 const MAX_MERGE_BYTES_PER_BASELINE = 32 * 1024 * 1024;
 
