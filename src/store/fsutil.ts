@@ -132,8 +132,8 @@ function removePreparedFiles(): void {
 
 /**
  * A directory for temp files, optionally with `prepared` empty files made ahead (see the header).
- * They are named like any temp file (`.tmp-<pid>-<unique>`, core/unique.ts), so those a crash leaves behind go
- * with gc's rule for old temp files; a clean exit removes them.
+ * They are named like any temp file (`.tmp-<pid>-<unique>`, core/unique.ts), so those a crash
+ * leaves behind go with gc's rule for old temp files; a clean exit removes them.
  */
 export class TempDir {
   private readonly ready: (TempFile & { madeAt: number })[] = [];
