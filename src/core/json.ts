@@ -3,6 +3,7 @@
 // lone surrogates from bad bytes, so we check after parsing: a cheap count proves the common case
 // (no duplicates), the exact scanner finds the first problem otherwise. Bounded depth.
 
+import { isAscii } from 'node:buffer';
 import { SpokeError } from './errors.js';
 
 export const MAX_JSON_DEPTH = 64;
@@ -37,6 +38,9 @@ export function decodeUtf8Strict(bytes: Uint8Array, what: string): string {
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
     throw new SpokeError('SecurityProfileInvalid', `${what}: starts with a byte-order mark (not JSON)`, {}, { reason: 'JSON_INVALID' });
   }
+  // ASCII (every profile spoke writes, and most others) is UTF-8 whose latin1 reading is the
+  // same text; that reading is the cheaper one.
+  if (isAscii(bytes)) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
   try {
     return UTF8_FATAL.decode(bytes);
   } catch {

@@ -65,7 +65,7 @@ interface SyscallTally {
    */
   orSet: Verdict | null | false;
   /** Per argument index, the conditions written on it by entries libseccomp loads (noteWritten), and where the last is. */
-  written: Map<number, { conditions: ArgConditions; path: string }> | undefined;
+  written: Map<number, { conditions: ArgConditions; entry: number; arg: number }> | undefined;
 }
 
 /**
@@ -81,9 +81,11 @@ function noteWritten(tally: SyscallTally, args: readonly SeccompArg[], i: number
   for (let k = 0; k < args.length; k++) {
     const a = args[k]!;
     let w = tally.written.get(a.index);
-    if (w === undefined) tally.written.set(a.index, (w = { conditions: new ArgConditions(), path: '' }));
+    if (w === undefined) tally.written.set(a.index, (w = { conditions: new ArgConditions(), entry: 0, arg: 0 }));
     w.conditions.add(a.op, a.value, a.valueTwo);
-    w.path = `syscalls[${i}].args[${k}]`;
+    // Where, as numbers: the path is written only for a failure.
+    w.entry = i;
+    w.arg = k;
   }
 }
 
@@ -207,7 +209,7 @@ function check(p: SeccompProfile, level: Level): void {
   if (!artifact) return;
   for (const [name, tally] of tallies) {
     for (const [index, w] of tally.written ?? []) {
-      if (w.conditions.misbuilt()) fail(w.path, `rules for ${name} compare argument ${index} ${w.conditions.size} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
+      if (w.conditions.misbuilt()) fail(`syscalls[${w.entry}].args[${w.arg}]`, `rules for ${name} compare argument ${index} ${w.conditions.size} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
     }
   }
   const clauses = clausesOf(entries, tallies);
