@@ -136,12 +136,17 @@ export class EditedCalls<P> {
   }
 }
 
+/** Fires at `deadline` (performance.now() time, from the call's grpc-timeout). */
+function untilDeadline(deadline: number): AbortSignal {
+  return AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())));
+}
+
 /** Fires when the call's client has gone (its stream closed) or its deadline (grpc-timeout) passed. */
 function callGone(stream: ServerHttp2Stream, deadline: number | undefined): AbortSignal {
   const closed = new AbortController();
   if (stream.closed || stream.destroyed) closed.abort();
   else stream.once('close', () => closed.abort());
-  return deadline === undefined ? closed.signal : AbortSignal.any([closed.signal, AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())))]);
+  return deadline === undefined ? closed.signal : AbortSignal.any([closed.signal, untilDeadline(deadline)]);
 }
 
 /**
@@ -157,7 +162,7 @@ function withDeadline(deps: AnnotationDeps, deadline: number | undefined): Annot
       return deps.pull({
         ...req,
         get signal() {
-          return (signal ??= AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now()))));
+          return (signal ??= untilDeadline(deadline));
         },
       });
     },

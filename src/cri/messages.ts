@@ -45,7 +45,7 @@ export const CTR_SECCTX_IN_CREATE = [2, 15, 2] as const;
  * .apparmor_profile(9) and .seccomp_profile_path(10). By a profile message's path: where the
  * string beside it is, if there is one.
  */
-export function deprecatedProfileField(profilePath: readonly number[]): { securityContext: readonly number[]; field: number } | undefined {
+function deprecatedProfileField(profilePath: readonly number[]): { securityContext: readonly number[]; field: number } | undefined {
   const field = DEPRECATED_BY_PATH.get(profilePath.join('.'));
   return field === undefined ? undefined : { securityContext: profilePath.slice(0, -1), field };
 }
@@ -106,7 +106,7 @@ export function decodeSecurityProfile(buf: Uint8Array): SecurityProfileMsg {
  * for the empty string (none given). Anything else is PROFILE_UNREADABLE, `localhostRef` holding
  * the string for messages.
  */
-export function deprecatedProfile(value: string): SecurityProfileMsg | undefined {
+function deprecatedProfile(value: string): SecurityProfileMsg | undefined {
   const profile = (profileType: number, localhostRef = ''): SecurityProfileMsg => ({ profileType, localhostRef, ociRef: '', base: undefined });
   if (value === '') return undefined;
   if (value === 'runtime/default' || value === 'docker/default') return profile(PROFILE_RUNTIME_DEFAULT);
