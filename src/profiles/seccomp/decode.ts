@@ -1,12 +1,14 @@
 // Strict decode of a runtime-spec LinuxSeccomp document (KEP-6061 §4 UnmarshalStrict): valid
 // UTF-8, one JSON value, no duplicate members, no unknown members, exact types. Argument values
 // are uint64, beyond the precision of a JS number: decode-numbers.ts reads them exactly.
-// Well-formed entries take the fast path of decode-fast.ts.
+// A document in a plain subset of JSON is read in one pass (decode-scan.ts); otherwise well-formed
+// entries take the fast path of decode-fast.ts.
 
 import { decodeUtf8Strict, memberPath, parseStrictJson } from '../../core/json.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_UINT32, MAX_UINT64 } from './conditions.js';
 import { plainSyscall, prototypeIsClean } from './decode-fast.js';
+import { scanPlainSeccomp } from './decode-scan.js';
 import { ExactNumber, needsExactReading, parseExact, RoundedNumber, UINT_RE } from './decode-numbers.js';
 import {
   SECCOMP_ACTIONS,
@@ -118,12 +120,20 @@ function decodeSyscall(v: unknown, i: number, fast: boolean): SeccompSyscall {
 }
 
 /**
- * Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. Numbers are
- * read from JS numbers unless the text needs the exact reading, and the document is read again
- * exactly if a value turns out to need it (RoundedNumber).
+ * Bytes → SeccompProfile, or SecurityProfileInvalid naming the JSON path at fault. A document in
+ * the plain subset of decode-scan.ts is read in one pass; any other goes to readSeccomp.
  */
 export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
   const text = decodeUtf8Strict(bytes, WHAT);
+  return scanPlainSeccomp(text) ?? readSeccomp(text);
+}
+
+/**
+ * The general reading of a decoded text: every document, every error. Numbers are read from JS
+ * numbers unless the text needs the exact reading, and the document is read again exactly if a
+ * value turns out to need it (RoundedNumber).
+ */
+export function readSeccomp(text: string): SeccompProfile {
   if (!needsExactReading(text)) {
     try {
       return decodeDocument(parseStrictJson(text, WHAT));
