@@ -135,6 +135,7 @@ export class StoreCollector {
       const st = await stat(join(this.layout.tmpDir, name)).catch(() => undefined);
       if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.layout.tmpDir, name), { force: true });
     }
+    await this.layout.sweepLockOwners();
     const entries = await this.list();
     // A held artifact without a readable record (records are not flushed: a crash can leave one
     // torn) still needs its blob and its effective files' origins, and which blob is its is

@@ -7,7 +7,7 @@ import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
 import { PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
-import { withFileLock } from './lock.js';
+import { sweepDeadOwners, withFileLock } from './lock.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 
@@ -85,6 +85,11 @@ export class StoreLayout {
 
   lock<T>(name: string, fn: () => Promise<T>): Promise<T> {
     return withFileLock(join(this.root, 'locks', `${name}.lock`), fn);
+  }
+
+  /** Removes the lock owner files of processes that are gone (lock.ts sweepDeadOwners). */
+  sweepLockOwners(): Promise<number> {
+    return sweepDeadOwners(join(this.root, 'locks'));
   }
 }
 

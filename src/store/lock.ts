@@ -7,7 +7,8 @@
 // (token: 12 random bytes, never reused). The kernel closes that socket when the process dies, so
 // "is the owner alive" is a connect(): refused (or the socket file gone) means dead, for good;
 // anything else (accepted, backlog full, timeout, permission) counts as alive. A stopped or busy
-// process still has its socket, so a live holder's lock is never broken, however old.
+// process still has its socket, so a live holder's lock is never broken, however old. A process
+// removes its owner files at exit; a crashed one's are removed by the store's gc (sweepDeadOwners).
 //
 // The lock is a symlink `<path>` whose target names the owner's token: atomic create-if-absent
 // with its content in one step (no half-written lock file). Each owner makes its symlink once,
@@ -30,9 +31,9 @@
 
 import { randomBytes } from 'node:crypto';
 import { linkSync, lstatSync, symlinkSync, unlinkSync } from 'node:fs';
-import { lstat, mkdir, readlink, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { PRIVATE_DIR_MODE } from './fsutil.js';
 
@@ -203,6 +204,41 @@ async function underBreakClaim(lockPath: string, key: string, locksDir: string, 
     // Ours first, then the dead ones above it.
     for (const p of [claimPath, ...deadClaims.reverse()]) await unlink(p).catch(() => undefined);
   }
+}
+
+const OWNER_FILE_RE = /^([0-9a-f]{24})\.(sock|link)$/;
+
+/**
+ * Removes the owner files of processes that are gone: a crash skips the exit handler that removes
+ * a process's own, so without this they pile up. An owner is gone when its socket refuses
+ * connections or is missing (a breaker removed it): its socket and link are removed. A lock that
+ * names it stays breakable (its socket is missing: dead), and a lock is a link of its own, so
+ * removing the owner's link name leaves it whole. A live owner's files stay; one whose link went
+ * anyway makes it again (claim). Returns how many owners were swept. Run by the store's gc sweep.
+ */
+export async function sweepDeadOwners(locksDir: string): Promise<number> {
+  const dir = join(locksDir, 'owners');
+  const names = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [];
+    throw e;
+  });
+  const sockets = new Set<string>();
+  const links = new Set<string>();
+  for (const name of names) {
+    const m = OWNER_FILE_RE.exec(name);
+    if (m) (m[2] === 'sock' ? sockets : links).add(m[1]!);
+  }
+  // This process's own owners are alive; asked anyway, they would answer so.
+  const own = new Set([...ownerFiles].filter((p) => dirname(p) === dir).map((p) => basename(p).split('.')[0]!));
+  let swept = 0;
+  for (const token of new Set([...sockets, ...links])) {
+    // A socket is made before its link (owner()), so a link alone means the socket is gone.
+    if (own.has(token) || (sockets.has(token) && (await alive(locksDir, token)))) continue;
+    await unlink(ownerSocket(locksDir, token)).catch(() => undefined);
+    await unlink(join(dir, `${token}.link`)).catch(() => undefined);
+    swept++;
+  }
+  return swept;
 }
 
 /** While waiting to hold a lock for good (holdFileLock): between attempts, and between notes to the caller. */

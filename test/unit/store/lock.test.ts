@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../../../src/core/errors.js';
 import { rejectsWith } from '../../helpers/assert.js';
-import { withFileLock } from '../../../src/store/lock.js';
+import { sweepDeadOwners, withFileLock } from '../../../src/store/lock.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
 
 const CHILD = fileURLToPath(new URL('./lock-child.js', import.meta.url));
@@ -95,5 +95,46 @@ describe('lock owner link', () => {
     for (const f of readdirSync(join(dir, 'owners'))) if (f.endsWith('.link')) rmSync(join(dir, 'owners', f));
     assert.equal(await withFileLock(lock, async () => 2), 2);
     assert.ok(readdirSync(join(dir, 'owners')).some((f) => f.endsWith('.link')), 'the link is made again');
+  });
+});
+
+describe('dead owners', () => {
+  const owned = (dir: string) => readdirSync(join(dir, 'owners')).sort();
+  const tokens = (names: string[]) => [...new Set(names.map((n) => n.split('.')[0]!))];
+
+  it("a crashed process's owner files are swept; a live process's stay, and a dead owner's lock is still broken", async () => {
+    const dir = locksDir();
+    const crashedLock = join(dir, 'c.lock');
+    const liveLock = join(dir, 'l.lock');
+    const crashed = child(['hold', crashedLock]);
+    assert.equal(await crashed.line, 'held');
+    const crashedFiles = owned(dir);
+    crashed.proc.kill('SIGKILL');
+    await crashed.exit;
+    const live = child(['hold', liveLock]);
+    try {
+      assert.equal(await live.line, 'held');
+      // This process owns locks here too.
+      await withFileLock(join(dir, 'm.lock'), async () => undefined);
+      const before = owned(dir);
+      assert.equal(tokens(before).length, 3, `three owners: ${before.join(' ')}`);
+      // A link whose socket a breaker removed already (the crash's other leftover).
+      writeFileSync(join(dir, 'owners', `${'d'.repeat(24)}.link`), '');
+
+      assert.equal(await sweepDeadOwners(dir), 2, 'two dead owners: the crashed process and the orphan link');
+      const after = owned(dir);
+      assert.deepEqual(after, before.filter((n) => !crashedFiles.includes(n)), 'only the crashed owner and the orphan link are gone');
+      // Still broken: its lock names a token whose socket is gone.
+      assert.equal(await withFileLock(crashedLock, async () => 'taken', 5000), 'taken');
+      // The live holder is untouched.
+      await rejectsWith(withFileLock(liveLock, async () => undefined, 300), { code: 'Unavailable', reason: 'DEADLINE' });
+    } finally {
+      live.proc.kill('SIGKILL');
+      await live.exit;
+    }
+  });
+
+  it('a directory without owners sweeps nothing', async () => {
+    assert.equal(await sweepDeadOwners(locksDir()), 0);
   });
 });

@@ -216,6 +216,21 @@ describe('ProfileStore', () => {
     assert.ok(!(await store.has(used.digest)));
   });
 
+  it("gc sweeps the lock owner files of processes that are gone, and keeps this process's", async () => {
+    const used = ingestInput('{"defaultAction":"SCMP_ACT_LOG"}');
+    await store.ingest(used);
+    await store.markInUse(used.digest, 'container:owners');
+    const owners = join(dir, 'locks', 'owners');
+    const live = readdirSync(owners).sort();
+    assert.ok(live.length >= 2, `this process owns locks here: ${live.join(' ')}`);
+    // What a crash leaves: a link whose socket a breaker has removed.
+    const orphan = `${'e'.repeat(24)}.link`;
+    writeFileSync(join(owners, orphan), '');
+    await store.gc();
+    assert.deepEqual(readdirSync(owners).sort(), live);
+    await store.release('container:owners');
+  });
+
   it('transferInUse hands a digest from a pending holder to its container in one update', async () => {
     const a = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X32"]}');
     await store.ingest(a);
