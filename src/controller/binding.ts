@@ -58,6 +58,7 @@ import {
   podSelected,
   slotsOf,
   type BindingMode,
+  type Slot,
 } from './binding-match.js';
 import { boundWarnings, buildPatch, truncate, type PodChanges } from './binding-patch.js';
 import { isImageId } from './image.js';
@@ -154,7 +155,13 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const fieldChanges: PodChanges['fields'] = new Map();
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
-  const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof) : undefined;
+  // R3: a container that carries exactly its seccomp binding's profile (this webhook's own patch,
+  // seen again on reinvocation) is recordable like an unset one.
+  const carriesItsBinding = (slot: Slot): boolean => {
+    const winner = candidatesFor(selected, 'seccomp', slot)[0];
+    return winner !== undefined && alreadyBound('seccomp', pod, slot.container, winner, modeOf('seccomp'));
+  };
+  const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof, carriesItsBinding) : undefined;
   if (recording) {
     denials.push(...recording.denials);
     warnings.push(...recording.warnings);
@@ -173,8 +180,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       if (candidates.length === 0) continue;
       const winner = candidates[0] as CompiledBinding;
       if (kind === 'seccomp' && recording?.recorded.has(slot)) {
-        warnings.push(`${what} is recorded by ProfileRecording ${recording.name} and runs under the logging profile; ProfileBinding ${winner.name} not applied to this pod`);
-        continue;
+        warnings.push(`${what} is recorded by ProfileRecording ${recording.name}: it runs under the logging profile while the marking's proof is valid, then ProfileBinding ${winner.name} applies`);
       }
       const second = candidates[1];
       if (second && compareSpecificity(winner.rank, second.rank) === 0) {

@@ -8,9 +8,10 @@
 //      `recording.spoke.dev/name` with another recording is denied the same way.
 //  R3. The recorded containers: those the recording selects (all containers and init
 //      containers, or its `containers`) that are not privileged (warning: a privileged
-//      container runs unconfined and cannot be recorded) and whose seccomp profile is unset or
-//      RuntimeDefault (warning otherwise: the node keeps an explicit profile, so they would not
-//      be recorded). None left → nothing is marked.
+//      container runs unconfined and cannot be recorded) and whose seccomp profile is unset,
+//      RuntimeDefault or exactly their binding's (this webhook's own patch, on reinvocation);
+//      warning otherwise: the node keeps an explicit profile, so they would not be recorded.
+//      None left → nothing is marked.
 //  R4. The pod gets `recording.spoke.dev/name: <recording>`, the recorded containers
 //      `recording.spoke.dev/containers: a,b` (sorted; always listed, also when every container is
 //      recorded, so that the proof never covers a container added later, such as an ephemeral
@@ -19,10 +20,10 @@
 //      generateName, recording, containers, expiry), plus the label `recording.spoke.dev/name`
 //      the controller's pod cache selects on. Without the recording key nothing is marked
 //      (warning). A still-valid proof for the same marking is kept (reinvocation).
-//  R5. Recording wins over binding for the recorded containers' seccomp profile: the binding
-//      is not applied to them (warning naming both), the node runs them under the logging
-//      profile (`spoke shim --recording`). Every other container, and AppArmor, is bound as
-//      usual: nothing else is loosened.
+//  R5. Recorded containers are bound as usual (warning naming both): the node runs them under
+//      the logging profile while the marking's proof is valid (`spoke shim --recording`), and
+//      under their binding once it has expired, or on a node that does not record. So a
+//      recording loosens a container for its proof's lifetime only, never for the pod's.
 //  R6. Only the controller marks pods: every `recording.spoke.dev/*` annotation it does not set
 //      is removed, with a warning, whether or not recordings are considered (a pod author must
 //      not carry a marking, or a proof copied from another pod, past the webhook).
@@ -73,7 +74,13 @@ function finalized(raw: unknown): boolean {
 }
 
 /** Rules R1–R4 (header): which recording marks the pod and which containers it records. */
-export function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly unknown[], proof: RecordingProofOptions | undefined): RecordingPlan | undefined {
+export function planRecording(
+  pod: Pod,
+  slots: Slot[],
+  rawRecordings: readonly unknown[],
+  proof: RecordingProofOptions | undefined,
+  carriesItsBinding: (slot: Slot) => boolean,
+): RecordingPlan | undefined {
   const labels = pod.metadata?.labels;
   const selecting: CompiledRecording[] = [];
   for (const raw of rawRecordings) {
@@ -107,7 +114,7 @@ export function planRecording(pod: Pod, slots: Slot[], rawRecordings: readonly u
       continue;
     }
     const current = effectiveProfile('seccomp', pod, c);
-    if (current.type !== 'unset' && current.type !== 'RuntimeDefault') {
+    if (current.type !== 'unset' && current.type !== 'RuntimeDefault' && !carriesItsBinding(slot)) {
       plan.warnings.push(`${what} keeps its seccomp profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileRecording ${rec.name} does not record it`);
       continue;
     }

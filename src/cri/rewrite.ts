@@ -258,8 +258,10 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   // Decided on the request as the kubelet sent it, before any edit.
   const logging = recording ? recordingProfileFor(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) : undefined;
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
-  // Eligible means no OCI profile reached the container and no annotation applied: only a
-  // pod-level OCI profile in sandbox_config may have been resolved, which the container overrides.
+  // A recorded container's own profile is replaced. What was resolved for it is the binding the
+  // webhook wrote beside the marking (rewrite-recording.ts), held as usual: it applies once the
+  // proof has expired. A pod-level OCI profile in sandbox_config may have been resolved too,
+  // which the container overrides.
   const scOut = logging !== undefined ? replaceMessageAt(sc.out, CTR_SECCOMP_IN_CREATE, encodeLocalhostProfile(logging)) : sc.out;
   const aa = await containerKind(scOut, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
   if (aa.out === payload) return { payload, edited: false, holds: undefined, appArmor: [] };

@@ -1,8 +1,9 @@
 // The pod webhook marks pods for recording (binding.ts rules R1–R6): a ProfileRecording of the
 // pod's namespace that selects it and is not finalized adds recording.spoke.dev/name and the
-// signed recording.spoke.dev/proof (JSON Patch, escaped pointer); two recordings deny; recording
-// wins over a seccomp binding for the recorded containers only; privileged or explicitly
-// profiled containers are not recorded; recording annotations the webhook did not set are removed.
+// signed recording.spoke.dev/proof (JSON Patch, escaped pointer); two recordings deny; recorded
+// containers still get their seccomp binding, which applies once the recording's proof expires;
+// privileged or explicitly profiled containers are not recorded; recording annotations the
+// webhook did not set are removed.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -123,23 +124,35 @@ describe('pod webhook: recording', () => {
     assert.match(r.denied, /ProfileRecordings rec-a and rec-b/);
   });
 
-  it('recording wins over a seccomp binding for recorded containers only; AppArmor and other containers are bound', () => {
+  it('a recorded container is bound too: the node records it while the proof holds, and its binding applies once the proof expires', () => {
     const p = pod([{ name: 'web', image: 'nginx:1' }, { name: 'side', image: 'nginx:1' }]);
     const bs = [binding('bind-all'), binding('aa', { kind: 'apparmor' })];
     const { r, out } = mutate(p, bs, [recording('rec', { containers: ['web'] })]);
     const res = ok(r);
     const [web, side] = out.spec!.containers!;
-    assert.equal(web!.securityContext?.seccompProfile, undefined, 'the recorded container gets no OCI profile');
+    assert.deepEqual(web!.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: REF_A } }, 'the recorded container carries its binding for when the proof has expired');
     assert.equal(web!.securityContext?.appArmorProfile?.type, 'OCI');
     assert.equal(side!.securityContext?.seccompProfile?.type, 'OCI');
     assert.equal(out.metadata?.annotations?.['recording.spoke.dev/name'], 'rec');
     assert.equal(out.metadata?.annotations?.['recording.spoke.dev/containers'], 'web');
-    assert.ok(res.warnings.some((w) => /container "web" is recorded by ProfileRecording rec .*ProfileBinding team\/bind-all not applied/.test(w)), res.warnings.join('\n'));
-    assert.deepEqual(res.applied.map((a) => `${a.kind}:${a.container}`).sort(), ['apparmor:side', 'apparmor:web', 'seccomp:side']);
-    // annotations mode: same decision, no seccomp annotation for the recorded container
+    assert.ok(res.warnings.some((w) => /container "web" is recorded by ProfileRecording rec: .*then ProfileBinding team\/bind-all applies/.test(w)), res.warnings.join('\n'));
+    assert.deepEqual(res.applied.map((a) => `${a.kind}:${a.container}`).sort(), ['apparmor:side', 'apparmor:web', 'seccomp:side', 'seccomp:web']);
+    // annotations mode: the same, by annotation (the field RuntimeDefault)
     const am = mutate(p, bs, [recording('rec', { containers: ['web'] })], 'annotations');
-    assert.equal(am.out.metadata?.annotations?.['seccomp.profiles.spoke.dev/web'], undefined);
+    assert.equal(am.out.metadata?.annotations?.['seccomp.profiles.spoke.dev/web'], REF_A);
     assert.equal(am.out.metadata?.annotations?.['seccomp.profiles.spoke.dev/side'], REF_A);
+    assert.equal(am.out.metadata?.annotations?.['recording.spoke.dev/containers'], 'web');
+    // Reinvoked on its own output, in either mode: the same marking, the same proof, nothing to patch.
+    assert.deepEqual(ok(mutate(out, bs, [recording('rec', { containers: ['web'] })]).r).patch, []);
+    assert.deepEqual(ok(mutate(am.out, bs, [recording('rec', { containers: ['web'] })], 'annotations').r).patch, []);
+  });
+
+  it("a container whose own OCI profile is not its binding's is not recorded", () => {
+    const other = `registry.example.com/profiles/o@sha256:${'b'.repeat(64)}`;
+    const p = pod([{ name: 'web', image: 'nginx:1', securityContext: { seccompProfile: { type: 'OCI', oci: { reference: other } } } }]);
+    const res = ok(mutate(p, [binding('bind-all')], [recording('rec')]).r);
+    assert.ok(res.warnings.some((w) => /"web" keeps its seccomp profile OCI/.test(w)), res.warnings.join('\n'));
+    assert.deepEqual(res.patch, []);
   });
 
   it('privileged and explicitly profiled containers are not recorded (warning) and keep the old rules', () => {

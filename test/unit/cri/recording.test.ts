@@ -1,7 +1,9 @@
 // Recording at the wire level: pods annotated recording.spoke.dev/name, with the controller's
 // proof, run their selected containers under the logging profile, only through
 // `spoke shim --recording`, and only where the container's seccomp profile is unset or
-// RuntimeDefault. A marking without a valid proof never yields the logging profile.
+// RuntimeDefault, or (when the proof lists the container) its own OCI profile or annotation, the
+// binding that applies once the proof expires. A marking without a valid proof never yields the
+// logging profile.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -151,7 +153,40 @@ describe('rewriteCreateContainer with recording', () => {
     assert.equal(decodeSecurityProfile(getMergedAt(r.payload, POD_SECCOMP_IN_CREATE)!).profileType, PROFILE_LOCALHOST, 'OCI never reaches the runtime');
   });
 
-  it('a spoke seccomp profile annotation for the container wins over recording (annotation mode)', async () => {
+  it("with a proof that lists the container, its own OCI profile or annotation (its binding) gives way to the logging profile, and applies once the proof has expired", async () => {
+    const listed = marked({ containers: ['app'], expiresAt: NOW_MS / 1000 + 10 });
+    const own = { seccomp: { profile_type: 'OCI', oci_ref: REF } };
+    const byAnnotation = { seccomp: { profile_type: 'RuntimeDefault' }, annotations: { ...listed, [`${SC}app`]: REF } };
+    for (const [o, annotations] of [[{ ...own, annotations: listed }, false], [byAnnotation, true]] as const) {
+      const h = harness({ annotations, nowMs: NOW_MS + 9_000 });
+      const r = await rewriteCreateContainer(createReq(o), h.deps);
+      assert.equal(ctrSeccomp(r.payload)?.localhostRef, LOG_PATH, JSON.stringify(o));
+      assert.ok(h.logs.some((l) => /runs under the logging profile/.test(l.msg)));
+      // Expired: the binding's profile, resolved as always.
+      const later = harness({ annotations, nowMs: NOW_MS + 10_000 });
+      const after = await rewriteCreateContainer(createReq(o), later.deps);
+      assert.deepEqual(later.resolved, [REF]);
+      assert.match(ctrSeccomp(after.payload)!.localhostRef, /spoke\/a{64}\.json$/);
+      assert.ok(later.logs.some((l) => l.fields.reason === 'RECORDING_UNPROVEN' && l.fields.failure === 'expired'));
+    }
+  });
+
+  it('an OCI profile inherited from the pod, or the pod-wide annotation, still wins: the webhook binds containers, never the pod', async () => {
+    const listed = marked({ containers: ['app'] });
+    const cases = [
+      { o: { podSeccomp: { profile_type: 'OCI', oci_ref: REF }, annotations: listed }, why: /OCI seccomp profile inherited from the pod/ },
+      { o: { annotations: { ...listed, [`${SC}pod`]: REF } }, why: /profile annotation seccomp\.profiles\.spoke\.dev\/pod applies/ },
+    ];
+    for (const c of cases) {
+      const h = harness({ annotations: true });
+      const r = await rewriteCreateContainer(createReq(c.o), h.deps);
+      assert.deepEqual(h.resolved, [REF]);
+      assert.notEqual(ctrSeccomp(r.payload)?.localhostRef, LOG_PATH);
+      assert.ok(h.logs.some((l) => /recording skipped/.test(l.msg) && c.why.test(l.msg)), JSON.stringify(h.logs));
+    }
+  });
+
+  it('a spoke seccomp profile annotation for the container wins over a proof without a container list (annotation mode)', async () => {
     const h = harness({ annotations: true });
     const r = await rewriteCreateContainer(createReq({ annotations: { ...REC, [`${SC}app`]: REF } }), h.deps);
     assert.deepEqual(h.resolved, [REF]);
