@@ -4,7 +4,7 @@
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
-import { bindingWinners, slotsOf } from './binding-match.js';
+import { addedEphemeralSlots, bindingWinners, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
@@ -123,23 +123,29 @@ export function matchOfStoredPod(pod: Pod, source: BindingSource, opts: Namespac
 export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewOptions = {}): AdmissionReview {
   const req = parseReview(body);
   const allow = (): AdmissionReview => review({ uid: req.uid, allowed: true });
-  const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && !req.subResource;
-  if (!isPod || req.operation !== 'CREATE') return allow(); // not ours: the configuration sends pods CREATE only
+  const isPods = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods';
+  // Not ours otherwise: the configuration sends pods CREATE and pods/ephemeralcontainers UPDATE.
+  const ephemeral = isPods && req.subResource === 'ephemeralcontainers' && req.operation === 'UPDATE';
+  if (!ephemeral && (!isPods || req.subResource || req.operation !== 'CREATE')) return allow();
   const pod = req.object as Pod | undefined;
-  if (pod === null || typeof pod !== 'object') throw new BadReview('request.object is required for CREATE');
+  if (pod === null || typeof pod !== 'object') throw new BadReview(`request.object is required for ${req.operation}`);
   const namespace = req.namespace || pod.metadata?.namespace;
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
+  // binding.ts rule 9: only the ephemeral containers this update adds.
+  const added = ephemeral ? addedEphemeralSlots(pod, req.oldObject as Pod | undefined) : undefined;
+  if (added?.length === 0) return allow();
   if (!source.synced()) return notSynced(req.uid);
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
-  const recordingsReady = opts.recordings?.synced() === true;
-  const recordingProof = opts.recordingKey
+  const recordingsReady = !ephemeral && opts.recordings?.synced() === true;
+  const recordingProof = opts.recordingKey && !ephemeral
     ? { key: opts.recordingKey, namespace, ...(req.name ? { name: req.name } : {}), now: Math.floor((opts.now ?? Date.now)() / 1000), ttlSeconds: opts.proofTtlSeconds ?? DEFAULT_PROOF_TTL_SECONDS }
     : undefined;
   const result = mutatePod(pod, source.list(namespace), {
     ...namespaceOptions(namespace, opts),
     ...(recordingsReady ? { recordings: opts.recordings!.list(namespace) } : {}),
     ...(recordingProof ? { recordingProof } : {}),
+    ...(added ? { ephemeral: added } : {}),
   });
   if ('denied' in result) {
     return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${result.denied}` } });
@@ -149,7 +155,7 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
     response.patchType = 'JSONPatch';
     response.patch = Buffer.from(JSON.stringify(result.patch)).toString('base64');
   }
-  const warnings = opts.recordings && !recordingsReady ? [...result.warnings, 'spoke: ProfileRecording cache not synced yet; the pod was not checked for recording'] : result.warnings;
+  const warnings = opts.recordings && !recordingsReady && !ephemeral ? [...result.warnings, 'spoke: ProfileRecording cache not synced yet; the pod was not checked for recording'] : result.warnings;
   if (warnings.length > 0) response.warnings = warnings;
   if ((result.applied.length > 0 || result.skipped.length > 0) && req.dryRun !== true && opts.onApplied) {
     opts.onApplied({ namespace, workload: workloadOf(pod, req.name), applied: result.applied, skipped: result.skipped });

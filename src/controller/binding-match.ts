@@ -114,26 +114,36 @@ export function bindingWinners(pod: Pod, rawBindings: readonly unknown[]): Map<s
 }
 
 export interface Slot {
-  list: 'containers' | 'initContainers';
+  list: 'containers' | 'initContainers' | 'ephemeralContainers';
   index: number;
   container: Container;
   image: ImageRef | undefined;
 }
 
+/** The containers and init containers of `pod`: those made with it, whose profiles it fixes. */
 export function slotsOf(pod: Pod): Slot[] {
-  const out: Slot[] = [];
-  for (const list of ['initContainers', 'containers'] as const) {
-    (pod.spec?.[list] ?? []).forEach((container, index) => {
-      let image: ImageRef | undefined;
-      try {
-        image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
-      } catch {
-        image = undefined; // the kubelet could not pull it either; only `*` selects it
-      }
-      out.push({ list, index, container, image });
-    });
-  }
-  return out;
+  return [...slotsIn(pod, 'initContainers'), ...slotsIn(pod, 'containers')];
+}
+
+/**
+ * The ephemeral containers `pod` has that `before` had not: those a pods/ephemeralcontainers
+ * update adds (`kubectl debug`), the only ones it may still change.
+ */
+export function addedEphemeralSlots(pod: Pod, before: Pod | undefined): Slot[] {
+  const old = new Set((before?.spec?.ephemeralContainers ?? []).map((c) => c.name));
+  return slotsIn(pod, 'ephemeralContainers').filter((s) => !old.has(s.container.name));
+}
+
+function slotsIn(pod: Pod, list: Slot['list']): Slot[] {
+  return (pod.spec?.[list] ?? []).map((container, index) => {
+    let image: ImageRef | undefined;
+    try {
+      image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
+    } catch {
+      image = undefined; // the kubelet could not pull it either; only `*` selects it
+    }
+    return { list, index, container, image };
+  });
 }
 
 /** Invalid bindings deny pods they might select: unparseable target, or an image match. */
@@ -159,5 +169,5 @@ export function invalidBindingDenials(rawBindings: readonly unknown[], slots: Sl
 
 /** "container \"a\"" or "init container \"a\"", for warnings and denials. */
 export function describeSlot(slot: Slot): string {
-  return `${slot.list === 'initContainers' ? 'init container' : 'container'} "${slot.container.name}"`;
+  return `${slot.list === 'initContainers' ? 'init container' : slot.list === 'ephemeralContainers' ? 'ephemeral container' : 'container'} "${slot.container.name}"`;
 }

@@ -2,7 +2,7 @@
 // `spoke binding apply`. Given a Pod and the ProfileBindings of its namespace it answers with
 // an RFC 6902 patch and admission warnings, or with a denial. No I/O.
 //
-// Rules, per container and init container (ephemeral containers are never touched), per kind:
+// Rules, per container, init container and ephemeral container (rule 9), per kind:
 //  1. Candidates: bindings of the kind whose `image`, `podSelector` and `containers` select it.
 //  2. Most specific wins. Specificity is the tuple (image, podSelector, containers), compared
 //     lexicographically, higher first:
@@ -25,8 +25,9 @@
 //     seccomp for them): left alone, warned and counted like Unconfined.
 //  5. Profiles are always set per container (`containers[i].securityContext`), never at pod
 //     level: a pod-level OCI profile would also reach containers no binding selected and
-//     ephemeral debug containers added later. A pod-level RuntimeDefault or unset profile is
-//     therefore overridden container by container; a pod-level Localhost/OCI is kept.
+//     ephemeral debug containers added later (rule 9 binds those by their own image). A
+//     pod-level RuntimeDefault or unset profile is therefore overridden container by container;
+//     a pod-level Localhost/OCI is kept.
 //  6. Idempotent: a container that already carries exactly the winner's profile (our own patch,
 //     seen again under reinvocationPolicy IfNeeded) is left alone without a warning.
 //  7. `annotations` mode: instead of the KEP field, the annotation
@@ -37,6 +38,10 @@
 //     Localhost baseProfile cannot travel in this mode: it is dropped with a warning.
 //  8. Pod Security: where the namespace's enforce level rejects the field for a kind, that kind
 //     is bound in `annotations` mode instead, with a warning (pod-security.ts).
+//  9. Ephemeral containers (`kubectl debug`, a pods/ephemeralcontainers update) get the same
+//     rules, each only the containers the update adds. In `annotations` mode (or where Pod
+//     Security rejects the field) one a binding would bind is denied: a running pod's
+//     annotations cannot change, and the container would run looser than its bindings say.
 // Only an admin's configuration errors deny a pod: a tie (rule 2), or an invalid binding, which
 // the validating webhook should have kept out, that may select it (its image target does not
 // parse or matches one of the pod's images): an admin's binding is never silently skipped.
@@ -83,6 +88,12 @@ export interface MutateOptions {
   podSecurity?: string;
   /** How markings are signed (R4); undefined: recordings mark nothing. */
   recordingProof?: RecordingProofOptions;
+  /**
+   * A pods/ephemeralcontainers update: only these containers (binding-match.ts
+   * addedEphemeralSlots) are bound, since nothing else of the pod may change then, its
+   * annotations included; recordings are not considered (rule 9).
+   */
+  ephemeral?: Slot[];
 }
 
 /** Why a binding that selects a container did not bind it (counted in the binding's status). */
@@ -133,7 +144,8 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const count = (list: unknown) => (Array.isArray(list) ? list.length : 0);
   const containers = count(pod.spec?.initContainers) + count(pod.spec?.containers);
   if (containers > MAX_POD_CONTAINERS) return { denied: `the pod has ${containers} containers; spoke binds pods of at most ${MAX_POD_CONTAINERS}` };
-  const slots = slotsOf(pod);
+  const ephemeral = options.ephemeral !== undefined;
+  const slots = options.ephemeral ?? slotsOf(pod);
   const denials: string[] = invalidBindingDenials(rawBindings, slots);
   const selected = podSelected(pod, rawBindings);
   // A runtime runs an image ID as the local image it names, whatever its repository: a binding
@@ -167,7 +179,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
     warnings.push(...recording.warnings);
     for (const [k, v] of recording.annotations) if (pod.metadata?.annotations?.[k] !== v) annotationSets.set(k, v);
   }
-  for (const key of foreignMarkings(pod, recording)) {
+  for (const key of ephemeral ? [] : foreignMarkings(pod, recording)) {
     annotationRemovals.add(key);
     warnings.push(`annotation ${truncate(key, 80)} removed: only spoke's webhook marks pods for recording (R6)`);
   }
@@ -224,6 +236,13 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         if (winner.baseProfile) oci.baseProfile = { ...winner.baseProfile };
         changes[FIELD[kind]] = { type: 'OCI', oci };
       } else {
+        if (ephemeral) {
+          denials.push(
+            `${what}: ProfileBinding ${winner.name} binds its ${kind} profile, which annotation mode cannot give a container added to a running pod ` +
+              `(the pod's annotations are fixed); bind this namespace in field mode, or narrow the binding (image, containers)`,
+          );
+          continue;
+        }
         // The shim reads `<prefix>pod` as the pod-wide annotation, every container's profile.
         if (c.name === POD_ANNOTATION) {
           denials.push(`${what}: container "${POD_ANNOTATION}" cannot be bound by annotation: ${ANNOTATION_PREFIX[kind]}${POD_ANNOTATION} is the pod-wide key (docs/annotation-mode.md); rename the container or bind it in field mode`);
@@ -237,9 +256,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         }
       }
       fieldChanges.set(slot, changes);
-      // The API server requires a container's legacy annotation to agree with its field.
+      // The API server requires a container's legacy annotation to agree with its field (an
+      // ephemeral container has none: the legacy annotations predate them).
       const legacyKey = legacyContainerAnnotation(kind, c.name);
-      if (pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
+      if (!ephemeral && pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
       applied.push({ ...entry, reference: winner.reference });
     }
   }

@@ -1,6 +1,7 @@
 // The webhook's HTTPS server (node:https, its own serving certificate read from files and
 // re-read when they change, e.g. when cert-manager rotates them). Endpoints:
-//   POST /mutate-pods        mutating webhook, pods CREATE (admission.k8s.io/v1, JSONPatch)
+//   POST /mutate-pods        mutating webhook, pods CREATE and pods/ephemeralcontainers UPDATE
+//                            (admission.k8s.io/v1, JSONPatch)
 //   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
 //   POST /validate-results   validating webhook for ProfileRecordingResult CREATE (the node
 //                            that reports is the node the requester's token is bound to)

@@ -400,6 +400,18 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     ]);
   });
 
+  it('binds the ephemeral container a pods/ephemeralcontainers update adds (kubectl debug), and only it', async () => {
+    const created = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
+    const stored = patchedPod(created, await review(port, podReview(created)));
+    const debug = { name: 'debugger-x7k2p', image: 'busybox:1.36', targetContainerName: 'web' };
+    const updated: Pod = { ...stored, spec: { ...stored.spec, ephemeralContainers: [debug] } };
+    const body = podReview(updated, { operation: 'UPDATE' });
+    const a = await review(port, { ...body, request: { ...body.request, subResource: 'ephemeralcontainers', oldObject: stored, options: { kind: 'UpdateOptions', apiVersion: 'meta.k8s.io/v1' } } });
+    const out = patchedPod(updated, a);
+    assert.deepEqual(out.spec?.ephemeralContainers?.[0], { ...debug, securityContext: { seccompProfile: { type: 'OCI', oci: { reference: REF_B } } } });
+    assert.deepEqual(out.spec?.containers, stored.spec?.containers, 'the containers made with the pod are not touched');
+  });
+
   it('allows UPDATE untouched, and records nothing for dry runs', async () => {
     const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx' }] });
     const upd = (await post(port, '/mutate-pods', podReview(pod, { operation: 'UPDATE' }))).json().response;
