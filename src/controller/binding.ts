@@ -167,13 +167,16 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const fieldChanges: PodChanges['fields'] = new Map();
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
-  // R3: a container that carries exactly its seccomp binding's profile (this webhook's own patch,
-  // seen again on reinvocation) is recordable like an unset one.
-  const carriesItsBinding = (slot: Slot): boolean => {
+  // R3: a container its seccomp binding gives its profile is recordable like an unset one: one
+  // that carries it already (this webhook's own patch, seen again on reinvocation), or an
+  // Unconfined one an override binding replaces below (so that reinvocation decides the same).
+  const boundByItsBinding = (slot: Slot): boolean => {
     const winner = candidatesFor(selected, 'seccomp', slot)[0];
-    return winner !== undefined && alreadyBound('seccomp', pod, slot.container, winner, modeOf('seccomp'));
+    if (winner === undefined) return false;
+    if (alreadyBound('seccomp', pod, slot.container, winner, modeOf('seccomp'))) return true;
+    return winner.override && effectiveProfile('seccomp', pod, slot.container).type === 'Unconfined';
   };
-  const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof, carriesItsBinding) : undefined;
+  const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof, boundByItsBinding) : undefined;
   if (recording) {
     denials.push(...recording.denials);
     warnings.push(...recording.warnings);

@@ -9,9 +9,9 @@
 //  R3. The recorded containers: those the recording selects (all containers and init
 //      containers, or its `containers`) that are not privileged (warning: a privileged
 //      container runs unconfined and cannot be recorded) and whose seccomp profile is unset,
-//      RuntimeDefault or exactly their binding's (this webhook's own patch, on reinvocation);
-//      warning otherwise: the node keeps an explicit profile, so they would not be recorded.
-//      None left → nothing is marked.
+//      RuntimeDefault or given by their binding (already, as on reinvocation, or now: Unconfined
+//      under an override binding); warning otherwise: the node keeps an explicit profile, so
+//      they would not be recorded. None left → nothing is marked.
 //  R4. The pod gets `recording.spoke.dev/name: <recording>`, the recorded containers
 //      `recording.spoke.dev/containers: a,b` (sorted; always listed, also when every container is
 //      recorded, so that the proof never covers a container added later, such as an ephemeral
@@ -79,7 +79,7 @@ export function planRecording(
   slots: Slot[],
   rawRecordings: readonly unknown[],
   proof: RecordingProofOptions | undefined,
-  carriesItsBinding: (slot: Slot) => boolean,
+  boundByItsBinding: (slot: Slot) => boolean,
 ): RecordingPlan | undefined {
   const labels = pod.metadata?.labels;
   const selecting: CompiledRecording[] = [];
@@ -114,7 +114,7 @@ export function planRecording(
       continue;
     }
     const current = effectiveProfile('seccomp', pod, c);
-    if (current.type !== 'unset' && current.type !== 'RuntimeDefault' && !carriesItsBinding(slot)) {
+    if (current.type !== 'unset' && current.type !== 'RuntimeDefault' && !boundByItsBinding(slot)) {
       plan.warnings.push(`${what} keeps its seccomp profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileRecording ${rec.name} does not record it`);
       continue;
     }

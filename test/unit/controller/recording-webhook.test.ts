@@ -147,6 +147,15 @@ describe('pod webhook: recording', () => {
     assert.deepEqual(ok(mutate(am.out, bs, [recording('rec', { containers: ['web'] })], 'annotations').r).patch, []);
   });
 
+  it('an Unconfined container that an override binding binds is recorded from the first call, so the reinvocation changes nothing', () => {
+    const p = pod([{ name: 'web', image: 'nginx:1', securityContext: { seccompProfile: { type: 'Unconfined' } } }]);
+    const bs = [binding('bind-all', { override: true })];
+    const first = mutate(p, bs, [recording('rec')]);
+    assert.equal(first.out.metadata?.annotations?.['recording.spoke.dev/containers'], 'web');
+    assert.deepEqual(first.out.spec?.containers?.[0]?.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: REF_A } });
+    assert.deepEqual(ok(mutate(first.out, bs, [recording('rec')]).r).patch, []);
+  });
+
   it("a container whose own OCI profile is not its binding's is not recorded", () => {
     const other = `registry.example.com/profiles/o@sha256:${'b'.repeat(64)}`;
     const p = pod([{ name: 'web', image: 'nginx:1', securityContext: { seccompProfile: { type: 'OCI', oci: { reference: other } } } }]);
