@@ -88,9 +88,24 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    */
   const checking = new Map<string, { done: Promise<void>; waiters: number; drop: AbortController }>();
   let checksRunning = 0;
-  const checkSlots: (() => void)[] = [];
+  /**
+   * Checks waiting for a parser slot, by source (the namespace of the pod that asked), served in
+   * turn: a freed slot goes to the first waiter of the source whose turn it is, and that source
+   * goes to the back. So one namespace's burst of slow texts holds back another namespace's
+   * check by one slot's turn, not by the whole burst. The map's order is the turn order.
+   */
+  const waitingBySource = new Map<string, (() => void)[]>();
+  const nextWaiter = (): (() => void) | undefined => {
+    for (const [source, waiting] of waitingBySource) {
+      const take = waiting.shift();
+      waitingBySource.delete(source);
+      if (waiting.length > 0) waitingBySource.set(source, waiting);
+      return take;
+    }
+    return undefined;
+  };
   /** Waits for a parser slot; rejects, giving up its place, when `dropped` fires first. */
-  const slot = (dropped: AbortSignal): Promise<void> =>
+  const slot = (dropped: AbortSignal, source: string): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       if (dropped.aborted) return reject(dropped.reason);
       const take = () => {
@@ -98,12 +113,16 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         resolve();
       };
       const leave = () => {
-        const i = checkSlots.indexOf(take);
-        if (i >= 0) checkSlots.splice(i, 1);
+        const waiting = waitingBySource.get(source);
+        const i = waiting?.indexOf(take) ?? -1;
+        if (i >= 0) waiting!.splice(i, 1);
+        if (waiting?.length === 0) waitingBySource.delete(source);
         reject(dropped.reason);
       };
       dropped.addEventListener('abort', leave, { once: true });
-      checkSlots.push(take);
+      const waiting = waitingBySource.get(source);
+      if (waiting === undefined) waitingBySource.set(source, [take]);
+      else waiting.push(take);
     });
   const now = opts.clock ?? Date.now;
   let prepared = new Map<string, Prepared>();
@@ -117,9 +136,10 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   /**
    * Compiles `text` (its key `name:sha`) with the parser, at most MAX_CONCURRENT_CHECKS at once;
    * remembers the outcome. `dropped`: nobody waits for it any more (before it started).
+   * `source`: whose turn it waits in (waitingBySource).
    */
-  const check = async (key: string, text: string, dropped: AbortSignal): Promise<void> => {
-    while (checksRunning >= MAX_CONCURRENT_CHECKS) await slot(dropped);
+  const check = async (key: string, text: string, dropped: AbortSignal, source: string): Promise<void> => {
+    while (checksRunning >= MAX_CONCURRENT_CHECKS) await slot(dropped, source);
     checksRunning++;
     try {
       const parserModule = await parserOf();
@@ -138,7 +158,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       throw e;
     } finally {
       checksRunning--;
-      checkSlots.shift()?.();
+      nextWaiter()?.();
     }
     if (checked.size >= MAX_CHECKED) checked.clear();
     checked.add(key);
@@ -170,7 +190,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       return enabled;
     },
 
-    async prepare(artifact: Uint8Array, signal?: AbortSignal) {
+    async prepare(artifact: Uint8Array, signal?: AbortSignal, source = '') {
       const l = await libOf();
       baseline ??= await readBaseline();
       const artifactSha = sha256Hex(artifact);
@@ -191,7 +211,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         if (flight === undefined) {
           const drop = new AbortController();
           const created = { waiters: 0, drop, done: Promise.resolve() };
-          created.done = check(key, text, drop.signal).finally(() => {
+          created.done = check(key, text, drop.signal, source).finally(() => {
             if (checking.get(key) === created) checking.delete(key);
           });
           created.done.catch(() => undefined); // its waiters see the outcome; a dropped one has none

@@ -314,7 +314,7 @@ export class ProfileApplier<P> {
     const bytes = await this.deps.store.readBlob(layerDigest, { verify: true });
     let prepared: { name: string; text: string; constrained: readonly string[] };
     try {
-      prepared = await ops.prepare(bytes, ctx.gone);
+      prepared = await ops.prepare(bytes, ctx.gone, ctx.namespace);
     } catch (e) {
       const err = asSpokeError(e, 'SecurityProfileInvalid');
       throw new SpokeError(err.code, `${canonical}: cannot merge with the node AppArmor baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e, reason: err.reason });

@@ -37,9 +37,10 @@ export interface AppArmorOps {
    * rendered policy text, checked by `apparmor_parser -Q`. Throws SecurityProfileInvalid when the
    * artifact cannot be merged or the parser refuses the text. `signal`: the create has gone (its
    * client left, or its deadline passed); Unavailable (CANCELLED) then, and a check nobody else
-   * waits for is not run.
+   * waits for is not run. `source`: who asks (the pod's namespace); checks waiting for the
+   * parser are served in turn across sources.
    */
-  prepare(artifact: Uint8Array, signal?: AbortSignal): Promise<{ name: string; text: string; constrained: readonly string[] }>;
+  prepare(artifact: Uint8Array, signal?: AbortSignal, source?: string): Promise<{ name: string; text: string; constrained: readonly string[] }>;
   /** `apparmor_parser --replace`. */
   load(text: string): Promise<void>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */

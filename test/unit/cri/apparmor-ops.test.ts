@@ -96,6 +96,24 @@ describe('createAppArmorOps', () => {
     assert.deepEqual(readFileSync(runs, 'utf8').trim().split('\n').sort(), ['spin-a', 'spin-b', 'spin-c', 'spin-e']);
   });
 
+  it("checks waiting for a parser slot are served in turn across namespaces: one namespace's burst of slow texts does not hold back another's", async () => {
+    const runs = join(dir, 'fair-runs');
+    const parser = join(dir, 'fair_parser');
+    writeFileSync(runs, '');
+    // Notes which text it checks, then takes a while (as a spinning parser would), then accepts.
+    writeFileSync(parser, `#!/bin/sh\ncat | grep -o 'slow-[a-z0-9]*' | head -1 >> '${runs}'\nsleep 0.2\n`, { mode: 0o755 });
+    const ops = createAppArmorOps({ parser: { parser, timeoutMs: 60_000 } });
+    const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
+    // Namespace "noisy" asks for six distinct texts, then "quiet" for one.
+    const noisy = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6'].map((x) => ops.prepare(artifact(`/etc/slow-${x}`), undefined, 'noisy'));
+    const quiet = ops.prepare(artifact('/etc/slow-b1'), undefined, 'quiet');
+    await Promise.all([...noisy, quiet]);
+    const order = readFileSync(runs, 'utf8').trim().split('\n');
+    assert.equal(order.length, 7);
+    // Two noisy checks hold the slots when quiet's arrives; it gets the next turn but one at most.
+    assert.ok(order.indexOf('slow-b1') <= 3, `checks ran in the order ${order.join(', ')}`);
+  });
+
   it('at most two parser checks run at once: each may spin a core until its timeout', async () => {
     const live = join(dir, 'live');
     const counts = join(dir, 'counts');
