@@ -138,7 +138,7 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
   const recordingsReady = !ephemeral && opts.recordings?.synced() === true;
-  const recordingProof = opts.recordingKey && !ephemeral
+  const recordingProof = opts.recordingKey
     ? { key: opts.recordingKey, namespace, ...(req.name ? { name: req.name } : {}), now: Math.floor((opts.now ?? Date.now)() / 1000), ttlSeconds: opts.proofTtlSeconds ?? DEFAULT_PROOF_TTL_SECONDS }
     : undefined;
   const result = mutatePod(pod, source.list(namespace), {

@@ -176,7 +176,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
     if (alreadyBound('seccomp', pod, slot.container, winner, modeOf('seccomp'))) return true;
     return winner.override && effectiveProfile('seccomp', pod, slot.container).type === 'Unconfined';
   };
-  const recording = options.recordings ? planRecording(pod, slots, options.recordings, options.recordingProof, boundByItsBinding) : undefined;
+  const recording = options.recordings && !ephemeral ? planRecording(pod, slots, options.recordings, options.recordingProof, boundByItsBinding) : undefined;
   if (recording) {
     denials.push(...recording.denials);
     warnings.push(...recording.warnings);

@@ -96,13 +96,13 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    */
   const waitingBySource = new Map<string, (() => void)[]>();
   const nextWaiter = (): (() => void) | undefined => {
-    for (const [source, waiting] of waitingBySource) {
-      const take = waiting.shift();
-      waitingBySource.delete(source);
-      if (waiting.length > 0) waitingBySource.set(source, waiting);
-      return take;
-    }
-    return undefined;
+    const turn = waitingBySource.entries().next();
+    if (turn.done === true) return undefined;
+    const [source, waiting] = turn.value;
+    waitingBySource.delete(source);
+    const take = waiting.shift();
+    if (waiting.length > 0) waitingBySource.set(source, waiting);
+    return take;
   };
   /** Waits for a parser slot; rejects, giving up its place, when `dropped` fires first. */
   const slot = (dropped: AbortSignal, source: string): Promise<void> =>

@@ -60,7 +60,7 @@ export function recordingProfileFor(
   }
   if (annotationsOn && ctx.annotations.size > 0) {
     const ann = ctx.annotations.forContainer('seccomp', ctx.container);
-    if (ann !== undefined && !(bindingGivesWay && !ann.podLevel)) return void keep(`profile annotation ${ann.key} applies`);
+    if (ann !== undefined && (ann.podLevel || !bindingGivesWay)) return void keep(`profile annotation ${ann.key} applies`);
   }
   log('info', 'container runs under the logging profile for recording', { profile: r.loggingProfile });
   return r.loggingProfile;
