@@ -10,17 +10,18 @@ import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './core/constants.
 import { SpokeError, asSpokeError } from './core/errors.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
 import { formatReference, parseReference, type Reference } from './core/reference.js';
-import { silentLogger, type Logger } from './core/runtime.js';
+import { logEnabled, silentLogger, type Logger } from './core/runtime.js';
 import { decide } from './policy/decide.js';
 import type { Decision, Policy } from './policy/types.js';
 import { validateArtifactBytes } from './profiles/index.js';
 import type { RegistryClient } from './registry/types.js';
-import type { ProvenanceRecord } from './store/store.js';
+import type { ProvenanceRecord, RecordInput } from './store/store.js';
 import type { SignatureVerdict } from './verify/types.js';
 import { AccessMemory, credentialIdentity } from './pull/access.js';
 import { checkDescriptorSizes, checkStored, kindMismatch, permanent } from './pull/checks.js';
 import { Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
+import { RecordAhead } from './pull/record-ahead.js';
 import { verifySignature } from './pull/signature.js';
 import type { PullPipelineDeps, PullRequest, PullResult } from './pull/types.js';
 
@@ -73,15 +74,18 @@ export class PullPipeline {
     this.deps.observer?.decided(decision.allowed);
     // An allowed decision is debug: the caller's outcome line (the shim's "security profile
     // pull") names the rule, and a line per decision would be the cost of a cached pull.
-    this.logger.log(decision.allowed ? 'debug' : 'warn', 'policy decision', {
-      reference: canonical,
-      digest: ref.digest,
-      kind: req.kind,
-      namespace: req.namespace,
-      allowed: decision.allowed,
-      rule: decision.rule?.id,
-      reason: decision.reason,
-    });
+    const level = decision.allowed ? 'debug' : 'warn';
+    if (logEnabled(this.logger, level)) {
+      this.logger.log(level, 'policy decision', {
+        reference: canonical,
+        digest: ref.digest,
+        kind: req.kind,
+        namespace: req.namespace,
+        allowed: decision.allowed,
+        rule: decision.rule?.id,
+        reason: decision.reason,
+      });
+    }
     if (!decision.allowed) {
       throw new SpokeError('PermissionDenied', `${canonical}: ${decision.reason}`, { reference: canonical, rule: decision.rule?.id }, { reason: 'POLICY_DENIED' });
     }
@@ -204,47 +208,59 @@ export class PullPipeline {
     const artifact = await permanent(this.deps.store, contentDigest, () => checkArtifactManifest(manifest.bytes, contentDigest, declared ?? req.kind, Number.MAX_SAFE_INTEGER));
     checkDescriptorSizes(canonical, artifact, limit);
 
-    // 6. Blob: streamed with a hard cap at its declared size, hashed while streaming (the client
-    //    refuses a size or digest that differs); archives refused.
-    const blob = await registry.getBlob(repo, artifact.layer.digest, { ...fetchOpts, maxBytes: limit, expectedSize: artifact.layer.size });
-    await permanent(this.deps.store, contentDigest, () => refuseArchive(blob.bytes, artifact.layer.digest));
-
-    // 7. Validate the profile itself (kind rules); a failure is remembered for this digest. A
-    //    verdict on the content alone, like the checks above, so it is judged while the
-    //    signature's requests (a longer chain than the artifact's) are still in flight.
-    await permanent(this.deps.store, contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
-
-    // 8. Signature, as the rule requires: nothing is stored without it. Its chain of requests is
-    //    the longer one, so the blob is written and flushed under a temp name meanwhile, which
-    //    nothing reads; a refusal removes it.
-    const early = verifying ? await this.deps.store.stageBlob(artifact.layer.digest, blob.bytes) : undefined;
-    let signer: SignatureVerdict | undefined;
-    try {
-      signer = await verifying;
-    } catch (e) {
-      await early?.discard();
-      throw e;
-    }
-
-    // 9. Store: temp → fsync → rename; provenance with the rule and signer.
-    const { record } = await this.deps.store.ingest({
+    const recordInput: RecordInput = {
       digest: ref.digest,
       manifestBytes: top.bytes,
       ...(chosen ? { platform: { ...chosen.platform, digest: chosen.digest, manifestBytes: manifest.bytes } } : {}),
       layerDigest: artifact.layer.digest,
-      layerBytes: blob.bytes,
       kind: req.kind,
       reference: canonical,
       rule: decision.rule.id,
       servedBy: manifest.servedBy,
       nodeCredentials: req.credential === undefined,
-      ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}),
-    }, early);
+    };
+    // An unsigned pull's record is complete now: it is staged while the blob is on its way
+    // (src/pull/record-ahead.ts). A signed pull's waits for its verdict.
+    const ahead = verifying ? undefined : new RecordAhead(this.deps.store, recordInput, artifact.layer.size);
+    let record: ProvenanceRecord;
+    let signer: SignatureVerdict | undefined;
+    try {
+      // 6. Blob: streamed with a hard cap at its declared size, hashed while streaming (the client
+      //    refuses a size or digest that differs); archives refused.
+      const blob = await registry.getBlob(repo, artifact.layer.digest, { ...fetchOpts, maxBytes: limit, expectedSize: artifact.layer.size, ...(ahead ? { onDispatched: ahead.afterDispatch } : {}) });
+      await permanent(this.deps.store, contentDigest, () => refuseArchive(blob.bytes, artifact.layer.digest));
+
+      // 7. Validate the profile itself (kind rules); a failure is remembered for this digest. A
+      //    verdict on the content alone, like the checks above, so it is judged while the
+      //    signature's requests (a longer chain than the artifact's) are still in flight.
+      await permanent(this.deps.store, contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
+
+      // 8. Signature, as the rule requires: nothing is stored without it. Its chain of requests is
+      //    the longer one, so the blob is written and flushed under a temp name meanwhile, which
+      //    nothing reads; a refusal removes it.
+      const early = verifying ? await this.deps.store.stageBlob(artifact.layer.digest, blob.bytes) : undefined;
+      try {
+        signer = await verifying;
+      } catch (e) {
+        await early?.discard();
+        throw e;
+      }
+
+      // 9. Store: temp → fsync → rename; provenance with the rule and signer.
+      ({ record } = await this.deps.store.ingest(
+        { ...recordInput, layerBytes: blob.bytes, ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}) },
+        { ...(early ? { blob: early } : {}), ...(ahead ? { record: await ahead.take() } : {}) },
+      ));
+    } finally {
+      await ahead?.discard();
+    }
     // A record already there is kept as it was: one of another platform's profile (a store shared
     // with such a node, whose fetch this credential could not reuse) is refused, as a cached pull is.
     checkStored(canonical, record, req.kind, limit, this.platform);
     this.access.remember(ref.digest, credentialIdentity(req.credential));
-    this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
+    if (logEnabled(this.logger, 'debug')) {
+      this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
+    }
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.
     return this.result(ref, canonical, record, decision, false, signer, manifest.servedBy);
   }

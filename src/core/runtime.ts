@@ -32,3 +32,12 @@ export const systemClock: Clock = {
 };
 
 export const silentLogger: Logger = { log: () => {} };
+
+/**
+ * Whether `level` is logged (a Logger without enabled() logs everything it is given): asked
+ * before building the fields of a line on a hot path that is mostly not logged.
+ */
+export function logEnabled(logger: Logger, level: LogLevel): boolean {
+  const enabled = (logger as { enabled?: (level: LogLevel) => boolean }).enabled;
+  return typeof enabled === 'function' ? enabled.call(logger, level) : true;
+}

@@ -5,7 +5,7 @@
 import type { ProfileKind } from '../core/constants.js';
 import { parseDigest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import type { LogLevel, Logger } from '../core/runtime.js';
+import { logEnabled } from '../core/runtime.js';
 import type { PullRequest } from '../pull.js';
 import { noopMetrics } from '../observe/metrics.js';
 import { credentialProblem } from '../registry/credentials.js';
@@ -56,12 +56,6 @@ function credentialFrom(auth: AuthConfigMsg | undefined): Credential | undefined
     return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
   }
   return undefined;
-}
-
-/** Whether `level` is logged (a Logger without enabled() logs everything it is given). */
-function logEnabled(logger: Logger, level: LogLevel): boolean {
-  const enabled = (logger as { enabled?: (level: LogLevel) => boolean }).enabled;
-  return typeof enabled === 'function' ? enabled.call(logger, level) : true;
 }
 
 export class OwnedHandlers<P> {

@@ -16,6 +16,8 @@ export interface CallInit {
   body?: Uint8Array;
   actions: Actions;
   ctx: ErrorContext;
+  /** FetchOptions.onDispatched. */
+  onDispatched?: () => void;
 }
 
 export class Caller {
@@ -42,7 +44,14 @@ export class Caller {
       let res: HttpResponse;
       try {
         res = await this.transport.request(
-          { method: init.method, url: init.url, headers, ...(init.body ? { body: init.body } : {}), ...(src.signal ? { signal: src.signal } : {}) },
+          {
+            method: init.method,
+            url: init.url,
+            headers,
+            ...(init.body ? { body: init.body } : {}),
+            ...(src.signal ? { signal: src.signal } : {}),
+            ...(init.onDispatched ? { onDispatched: init.onDispatched } : {}),
+          },
           src.retries,
           { ...init.ctx, registry: src.name },
         );

@@ -126,6 +126,7 @@ export class UndiciRegistryClient implements RegistryClient {
         url: new URL(`/v2/${src.repository}/blobs/${digest}`, src.base),
         actions: 'pull',
         ctx,
+        ...(opts.onDispatched ? { onDispatched: opts.onDispatched } : {}),
       });
       if (res.status !== 200) throw statusError(res.status, `blob ${digest}`, src.name, await errorSummary(res), ctx);
       // Read up to the cap, not just the declared size: only bytes that hash to the digest tell

@@ -27,6 +27,8 @@ export interface HttpRequest {
   headers: Record<string, string>;
   body?: Uint8Array;
   signal?: AbortSignal;
+  /** FetchOptions.onDispatched: called once the request is handed to its pool. */
+  onDispatched?: () => void;
 }
 
 export interface HttpResponse {
@@ -134,7 +136,7 @@ export class Transport {
     if (req.body !== undefined) headers['content-length'] = String(req.body.byteLength);
     const dispatcher = this.dispatcher(req.url.origin);
     if (onlyFinishingConnections(dispatcher)) await new Promise((resolve) => setImmediate(resolve));
-    const res = await dispatchRequest.call(dispatcher, {
+    const responded = dispatchRequest.call(dispatcher, {
       method: req.method,
       path: req.url.pathname + req.url.search,
       headers,
@@ -144,6 +146,8 @@ export class Transport {
       headersTimeout: this.opts.timeoutMs,
       bodyTimeout: this.opts.timeoutMs,
     });
+    req.onDispatched?.();
+    const res = await responded;
     return { status: res.statusCode, headers: res.headers, body: res.body, url: req.url };
   }
 

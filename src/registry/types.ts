@@ -27,6 +27,12 @@ export interface FetchOptions {
   signal?: AbortSignal;
   /** Try the policy's mirrors for this registry first (pulls: yes; publishing: no). */
   useMirrors?: boolean;
+  /**
+   * Called each time a request for this content has been handed to its connection pool (again
+   * for a retry or a redirect). undici writes it then, or in a check phase it has already asked
+   * for, so work put in a check phase from here (setImmediate) runs once the request has gone out.
+   */
+  onDispatched?: () => void;
 }
 
 export interface FetchedManifest {

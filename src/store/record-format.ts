@@ -65,11 +65,11 @@ export interface StoreEntry extends ProvenanceRecord {
   inUse: string[];
 }
 
-export interface IngestInput {
+/** What a provenance record is made of: an ingest's input without the profile's bytes. */
+export interface RecordInput {
   digest: Digest;
   manifestBytes: Uint8Array;
   layerDigest: Digest;
-  layerBytes: Uint8Array;
   kind: ProfileKind;
   reference: string;
   rule: string;
@@ -79,6 +79,10 @@ export interface IngestInput {
   verdict?: { policyHash: string } & Omit<SignatureVerdict, 'at'>;
   /** `digest` is an index: the manifest taken from it for this node's platform. */
   platform?: { digest: Digest; manifestBytes: Uint8Array; os: string; architecture: string; variant?: string };
+}
+
+export interface IngestInput extends RecordInput {
+  layerBytes: Uint8Array;
 }
 
 const MAX_REFERENCES_PER_RECORD = 32;

@@ -11,7 +11,7 @@ import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import { exists, type StoreLayout } from './layout.js';
-import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type SignatureVerdict } from './record-format.js';
+import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
 /** What ingest placed: the blob's path and the record now in the store. */
 export interface Ingested {
@@ -33,6 +33,27 @@ export class StagedBlob {
   discard(): Promise<void> {
     return discardStaged(this.file ? [this.file] : []);
   }
+}
+
+/**
+ * A first provenance record written (unflushed) under a temp name ahead of its ingest
+ * (stageRecord): nothing in the store names it until ingest links it; discard() removes it.
+ */
+export class StagedRecord {
+  constructor(
+    readonly record: ProvenanceRecord,
+    readonly file: StagedFile,
+  ) {}
+
+  discard(): Promise<void> {
+    return discardStaged([this.file]);
+  }
+}
+
+/** What a pull wrote ahead of its ingest, placed by it instead of being written again. */
+export interface StagedAhead {
+  blob?: StagedBlob;
+  record?: StagedRecord;
 }
 
 /** Records read between two turns of the event loop in a listing. */
@@ -140,17 +161,18 @@ export class RecordStore {
    * record is placed with link(2), which fails if another writer placed one first: only then is
    * the record's lock taken to merge into it, so a first pull takes no lock at all.
    */
-  async ingest(input: IngestInput, early?: StagedBlob): Promise<Ingested> {
-    // `early` is this call's to place or remove, whatever fails.
+  async ingest(input: IngestInput, early: StagedAhead = {}): Promise<Ingested> {
+    // What was staged ahead is this call's to place or remove, whatever fails.
     try {
       return await this.place(input, early);
     } catch (e) {
-      await early?.discard();
+      await early.blob?.discard();
+      await early.record?.discard();
       throw e;
     }
   }
 
-  private async place(input: IngestInput, early: StagedBlob | undefined): Promise<Ingested> {
+  private async place(input: IngestInput, early: StagedAhead): Promise<Ingested> {
     await this.layout.init();
     const blobPath = this.layout.blobPath(input.layerDigest);
     const recordPath = this.layout.recordPath(input.digest);
@@ -158,13 +180,16 @@ export class RecordStore {
     const staged: StagedFile[] = [];
     let placed: ProvenanceRecord;
     try {
-      if (early !== undefined && early.layerDigest !== input.layerDigest) {
-        throw new SpokeError('Internal', `a blob staged for ${early.layerDigest} was handed to the ingest of ${input.layerDigest}`, {}, { reason: 'INVARIANT' });
+      if (early.blob !== undefined && early.blob.layerDigest !== input.layerDigest) {
+        throw new SpokeError('Internal', `a blob staged for ${early.blob.layerDigest} was handed to the ingest of ${input.layerDigest}`, {}, { reason: 'INVARIANT' });
       }
-      const blob = early?.file ?? this.stageBlobFile(blobPath, input.layerBytes);
-      const record = updatedRecord(undefined, input, now);
-      // Staged while the blob is flushed; the blob is placed first.
-      const [stagedBlob, stagedRecord] = await Promise.all([blob, stageFile(recordPath, formatRecord(record), this.layout.temp, { fsync: false, exclusive: true })]);
+      const ahead = early.record?.record;
+      if (ahead !== undefined && (ahead.digest !== input.digest || ahead.layerDigest !== input.layerDigest || ahead.size !== input.layerBytes.byteLength)) {
+        throw new SpokeError('Internal', `a record staged for ${ahead.digest} (${ahead.layerDigest}) was handed to the ingest of ${input.digest} (${input.layerDigest})`, {}, { reason: 'INVARIANT' });
+      }
+      const blob = early.blob ? early.blob.file : this.stageBlobFile(blobPath, input.layerBytes);
+      // Staged while the blob is flushed, unless staged ahead; the blob is placed first.
+      const [stagedBlob, { record, file: stagedRecord }] = await Promise.all([blob, early.record ?? this.stageRecord(input, input.layerBytes.byteLength, now)]);
       if (stagedBlob) staged.push(stagedBlob);
       staged.push(stagedRecord);
       const lost = await commitStaged(staged);
@@ -181,7 +206,7 @@ export class RecordStore {
         placed = record;
       } else {
         placed = await this.layout.lock(digestHex(input.digest), async () => {
-          const merged = updatedRecord(await this.getRecord(input.digest), input, now);
+          const merged = updatedRecord(await this.getRecord(input.digest), input, input.layerBytes.byteLength, now);
           await writeFileAtomic(recordPath, formatRecord(merged), this.layout.temp, { fsync: false });
           this.recordCache.delete(input.digest);
           return merged;
@@ -193,6 +218,17 @@ export class RecordStore {
     }
     await removeIfExists(this.layout.invalidPath(input.digest));
     return { blobPath, record: placed };
+  }
+
+  /**
+   * Writes the first record of `input.digest` (unflushed, as records are) under a temp name ahead
+   * of its ingest, which links it only where no record is yet: see StagedRecord. `size`: the
+   * profile's, which the record names.
+   */
+  async stageRecord(input: RecordInput, size: number, now = new Date(this.layout.clock.now()).toISOString()): Promise<StagedRecord> {
+    await this.layout.init();
+    const record = updatedRecord(undefined, input, size, now);
+    return new StagedRecord(record, await stageFile(this.layout.recordPath(input.digest), formatRecord(record), this.layout.temp, { fsync: false, exclusive: true }));
   }
 
   /**
@@ -315,7 +351,7 @@ function blobNotFound(d: Digest): SpokeError {
 const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record, null, 1) + '\n';
 
 /** `existing` (a copy) or a new record for `input`, with the input's reference, credentials and verdict added. */
-function updatedRecord(existing: ProvenanceRecord | undefined, input: IngestInput, now: string): ProvenanceRecord {
+function updatedRecord(existing: ProvenanceRecord | undefined, input: RecordInput, size: number, now: string): ProvenanceRecord {
   const record: ProvenanceRecord = existing
     ? structuredClone(existing)
     : {
@@ -324,7 +360,7 @@ function updatedRecord(existing: ProvenanceRecord | undefined, input: IngestInpu
         manifest: Buffer.from(input.manifestBytes).toString('base64'),
         kind: input.kind,
         layerDigest: input.layerDigest,
-        size: input.layerBytes.byteLength,
+        size,
         references: [],
         rule: input.rule,
         pulledAt: now,

@@ -32,13 +32,13 @@ import { StoreCollector, type CollectResult } from './collect.js';
 import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
 import { StoreLayout, type StoreLayoutOptions } from './layout.js';
-import type { IngestInput, InvalidVerdict, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
-import { RecordStore, type Ingested, type StagedBlob } from './records.js';
+import type { IngestInput, InvalidVerdict, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';
+import { RecordStore, type Ingested, type StagedAhead, type StagedBlob, type StagedRecord } from './records.js';
 
 export type { CollectResult } from './collect.js';
 export type { EffectiveBase, EffectiveInput } from './effective.js';
-export type { Ingested, StagedBlob } from './records.js';
-export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, SignatureVerdict, StoreEntry } from './record-format.js';
+export type { Ingested, StagedAhead, StagedBlob, StagedRecord } from './records.js';
+export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';
 
 export type ProfileStoreOptions = StoreLayoutOptions;
 
@@ -98,9 +98,14 @@ export class ProfileStore {
     return this.records.checkBlob(d);
   }
 
-  /** `early`: the blob staged ahead by stageBlob, placed instead of writing it again. */
-  ingest(input: IngestInput, early?: StagedBlob): Promise<Ingested> {
+  /** `early`: the blob and record staged ahead (stageBlob, stageRecord), placed instead of written again. */
+  ingest(input: IngestInput, early?: StagedAhead): Promise<Ingested> {
     return this.records.ingest(input, early);
+  }
+
+  /** `size`: the profile's, in bytes. */
+  stageRecord(input: RecordInput, size: number): Promise<StagedRecord> {
+    return this.records.stageRecord(input, size);
   }
 
   stageBlob(layerDigest: Digest, bytes: Uint8Array): Promise<StagedBlob> {

@@ -19,9 +19,12 @@ const count = (reg: TestRegistry, method: string, part: string) => reg.requests(
 /** Replaces the stored bytes of blob `layer` in `reg`'s storage with `bytes` (the registry serves them unchecked). */
 const tamper = (reg: TestRegistry, layer: Buffer, bytes: Buffer) => writeFileSync(registryBlobPath(reg, sha256Digest(layer)), bytes);
 
+/** The store's blobs, records and temp files (a refused pull leaves none, not even under a temp name). */
 function storeFiles(node: TestNode): string[] {
-  const dir = `${node.config.storeDir}/blobs/sha256`;
-  return existsSync(dir) ? readdirSync(dir) : [];
+  return ['blobs/sha256', 'profiles/sha256', 'tmp'].flatMap((sub) => {
+    const dir = `${node.config.storeDir}/${sub}`;
+    return existsSync(dir) ? readdirSync(dir).map((f) => `${sub}/${f}`) : [];
+  });
 }
 
 describe('pull pipeline against a real registry', () => {

@@ -76,20 +76,53 @@ describe('ProfileStore', () => {
       const early = await staging.stageBlob(ok.layerDigest, ok.layerBytes);
       assert.equal(readdirSync(tmp).length, 1, 'written under a temp name');
       assert.equal(existsSync(staging.blobPath(ok.layerDigest)), false, 'not in the store yet');
-      await staging.ingest(ok, early);
+      await staging.ingest(ok, { blob: early });
       assert.deepEqual(readFileSync(staging.blobPath(ok.layerDigest)), Buffer.from(ok.layerBytes));
       assert.deepEqual(readdirSync(tmp), []);
       // An ingest that fails (here: a digest no path can be made from) removes what was staged for it.
       const bad = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
       const staged = await staging.stageBlob(bad.layerDigest, bad.layerBytes);
       assert.equal(readdirSync(tmp).length, 1);
-      await rejectsWith(staging.ingest({ ...bad, digest: 'sha256:nothex' as Digest }, staged), { code: 'InvalidArgument' });
+      await rejectsWith(staging.ingest({ ...bad, digest: 'sha256:nothex' as Digest }, { blob: staged }), { code: 'InvalidArgument' });
       assert.deepEqual(readdirSync(tmp), [], 'the staged blob is gone');
       assert.equal(existsSync(staging.blobPath(bad.layerDigest)), false);
       // A blob staged for another layer is never placed under this one's digest.
       const other = await staging.stageBlob(bad.layerDigest, bad.layerBytes);
-      await rejectsWith(staging.ingest(ingestInput('{"defaultAction":"SCMP_ACT_KILL"}'), other), { code: 'Internal', reason: 'INVARIANT' });
+      await rejectsWith(staging.ingest(ingestInput('{"defaultAction":"SCMP_ACT_KILL"}'), { blob: other }), { code: 'Internal', reason: 'INVARIANT' });
       assert.deepEqual(readdirSync(tmp), []);
+    });
+  });
+
+  it('links a record staged ahead (stageRecord) at ingest, keeps one already there, and removes it when that ingest fails', async () => {
+    await inOwnStoreDir(async (own) => {
+      const staging = new ProfileStore({ root: own });
+      const tmp = join(own, 'tmp');
+      const ok = ingestInput('{"defaultAction":"SCMP_ACT_LOG"}');
+      const early = await staging.stageRecord(ok, ok.layerBytes.byteLength);
+      assert.equal(readdirSync(tmp).length, 1, 'written under a temp name');
+      assert.equal(await staging.getRecord(ok.digest), undefined, 'not in the store yet');
+      const { record } = await staging.ingest(ok, { record: early });
+      assert.deepEqual(record, early.record);
+      assert.deepEqual(await staging.getRecord(ok.digest), early.record, 'the staged record is the one read back');
+      assert.equal(record.size, ok.layerBytes.byteLength);
+      assert.deepEqual(readdirSync(tmp), []);
+      // A record there already is kept: the staged one only adds this pull's reference to it.
+      const again = await staging.stageRecord({ ...ok, reference: 'r.io/other@' + ok.digest }, ok.layerBytes.byteLength);
+      const merged = await staging.ingest({ ...ok, reference: 'r.io/other@' + ok.digest }, { record: again });
+      assert.deepEqual(merged.record.references, [ok.reference, 'r.io/other@' + ok.digest]);
+      assert.equal(merged.record.pulledAt, record.pulledAt);
+      assert.deepEqual(readdirSync(tmp), []);
+      // An ingest that fails (here: a digest no path can be made from) removes the record staged for it.
+      const bad = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
+      const staged = await staging.stageRecord(bad, bad.layerBytes.byteLength);
+      await rejectsWith(staging.ingest({ ...bad, digest: 'sha256:nothex' as Digest }, { record: staged }), { code: 'InvalidArgument' });
+      assert.deepEqual(readdirSync(tmp), [], 'the staged record is gone');
+      assert.equal(await staging.getRecord(bad.digest), undefined);
+      // A record staged for a profile of another size (or digest) is never linked for this one.
+      const other = await staging.stageRecord(bad, bad.layerBytes.byteLength + 1);
+      await rejectsWith(staging.ingest(bad, { record: other }), { code: 'Internal', reason: 'INVARIANT' });
+      assert.deepEqual(readdirSync(tmp), []);
+      assert.equal(await staging.getRecord(bad.digest), undefined);
     });
   });
 
