@@ -207,12 +207,17 @@ export class TempDir {
   prepare(): Promise<void> {
     if (this.filling === undefined && this.ready.length < this.prepared) {
       const fill = async (): Promise<void> => {
-        mkdirSync(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
         if (preparing.size === 0) process.once('exit', removePreparedFiles);
         preparing.add(this);
         while (this.ready.length < this.prepared) {
           const path = this.name();
-          const fd = await openAsync(path, 'wx', PREPARED_MODE);
+          // The directory is made when it is missing (the first fill, or removed since), not
+          // asked for at every fill: two system calls on the thread a pull has just answered on.
+          const fd = await openAsync(path, 'wx', PREPARED_MODE).catch((e: unknown) => {
+            if (errno(e) !== 'ENOENT') throw e;
+            mkdirSync(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+            return openAsync(path, 'wx', PREPARED_MODE);
+          });
           this.ready.push({ path, fd, madeAt: this.now() });
         }
       };

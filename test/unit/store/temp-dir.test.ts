@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,23 @@ describe('TempDir', () => {
     writeSync(f.fd, 'x');
     closeSync(f.fd);
     await until(temp, dir, 4);
+  });
+
+  it('makes its directory again when it was removed between two fills', async () => {
+    const dir = join(tempRoot(), 'tmp');
+    const asked: (() => void)[] = [];
+    const temp = new TempDir(dir, 2, Date.now, (refill) => asked.push(refill));
+    await until(temp, dir, 2);
+    for (const f of [temp.create(), temp.create()]) {
+      closeSync(f.fd);
+      unlinkSync(f.path);
+    }
+    rmdirSync(dir);
+    asked[0]!();
+    await until(temp, dir, 2);
+    const f = temp.create();
+    assert.equal(basename(join(f.path, '..')), 'tmp');
+    closeSync(f.fd);
   });
 
   it('never hands out a file gc removed or one older than the freshness limit', async () => {
