@@ -79,6 +79,18 @@ function readTag(buf: Uint8Array, pos: number, end: number): { value: number; ne
 }
 
 export function encodeVarint(n: number | bigint): Buffer {
+  // Tags, lengths and most values fit 32 bits: written without BigInt, which a response and
+  // every edited request would otherwise pay per field.
+  if (typeof n === 'number' && n >= 0 && n <= 0xffffffff && Number.isInteger(n)) {
+    const out: number[] = [];
+    let small = n;
+    while (small >= 0x80) {
+      out.push((small & 0x7f) | 0x80);
+      small = Math.floor(small / 128);
+    }
+    out.push(small);
+    return Buffer.from(out);
+  }
   let v = typeof n === 'bigint' ? BigInt.asUintN(64, n) : BigInt(n < 0 ? BigInt.asUintN(64, BigInt(n)) : n);
   const out: number[] = [];
   while (v >= 0x80n) {

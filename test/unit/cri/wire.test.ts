@@ -50,6 +50,16 @@ describe('varints', () => {
       }),
     );
   });
+  it('writes a number as the same bytes as the bigint of its value, negative ones as their 64-bit two\'s complement', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: -(2 ** 31), max: -1 }), fc.maxSafeNat()), (n) => {
+        assert.deepEqual(encodeVarint(n), encodeVarint(BigInt.asUintN(64, BigInt(n))));
+      }),
+    );
+    for (const n of [0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 0xffffffff, 2 ** 32, -1]) {
+      assert.deepEqual(encodeVarint(n), encodeVarint(BigInt.asUintN(64, BigInt(n))), String(n));
+    }
+  });
   it('rejects truncated and overlong varints', () => {
     assert.throws(() => readVarint(Buffer.from([0x80]), 0), malformed);
     assert.throws(() => readVarint(Buffer.alloc(11, 0xff), 0), malformed);
