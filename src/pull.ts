@@ -5,7 +5,7 @@
 // The steps' helpers live in src/pull/: flights (single-flight), access (credential identity),
 // platform (multi-architecture indexes), signature, and the kind and size checks.
 
-import { checkArtifactManifest, declaredKind, formatPlatform, isImageIndex, refuseArchive, type Platform, type PlatformDescriptor } from './core/artifact.js';
+import { checkArtifactManifest, declaredKind, formatPlatform, isImageIndex, ManifestDocument, refuseArchive, type Platform, type PlatformDescriptor } from './core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './core/constants.js';
 import { SpokeError, asSpokeError } from './core/errors.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
@@ -182,17 +182,20 @@ export class PullPipeline {
     // 5a. An index: the artifact manifest for this node's platform, judged from here on like a
     //     manifest named directly. Its content verdicts are kept under its own digest.
     let manifest = top;
+    // Decoded once for the readings below (is it an index, its kind, the artifact checks).
+    let document = new ManifestDocument(top.bytes, `manifest ${ref.digest}`);
     let chosen: PlatformDescriptor | undefined;
-    if (isImageIndex(top.bytes)) {
+    if (isImageIndex(document)) {
       chosen = await selectFromIndex(this.deps.store, this.platform, ref.digest, canonical, req.kind, top.bytes);
       manifest = await registry.getManifest(repo, chosen.digest, [MEDIA_TYPE_OCI_MANIFEST], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });
       // The bytes hash to the digest the index pins, so what is wrong with them is the index's
       // fault, and the verdict is the index's: the entry may be a valid index of its own, and a
       // verdict on its digest would refuse it in every scope.
+      document = new ManifestDocument(manifest.bytes, `manifest ${chosen.digest}`);
       const size = manifest.bytes.length;
       const indexFault = size !== chosen.size
         ? new SpokeError('SecurityProfileInvalid', `${ref.digest}: manifest ${chosen.digest} is ${size} bytes, the index says ${chosen.size}`, { digest: ref.digest, expected: chosen.size, actual: size }, { reason: 'SIZE_LIMIT' })
-        : isImageIndex(manifest.bytes)
+        : isImageIndex(document)
           ? new SpokeError('SecurityProfileInvalid', `${ref.digest}: the ${formatPlatform(chosen.platform)} entry ${chosen.digest} is an image index, not an image manifest`, { digest: ref.digest }, { reason: 'MANIFEST_INVALID' })
           : undefined;
       if (indexFault) {
@@ -203,9 +206,9 @@ export class PullPipeline {
     const contentDigest = chosen?.digest ?? ref.digest;
     // Only what the content alone decides is remembered as a verdict on the digest: the kind asked
     // for and the size limit belong to this request and this policy, so they are judged apart.
-    const declared = declaredKind(manifest.bytes);
+    const declared = declaredKind(document);
     if (declared !== undefined && declared !== req.kind) throw kindMismatch(canonical, req.kind, declared);
-    const artifact = await permanent(this.deps.store, contentDigest, () => checkArtifactManifest(manifest.bytes, contentDigest, declared ?? req.kind, Number.MAX_SAFE_INTEGER));
+    const artifact = await permanent(this.deps.store, contentDigest, () => checkArtifactManifest(document, contentDigest, declared ?? req.kind, Number.MAX_SAFE_INTEGER));
     checkDescriptorSizes(canonical, artifact, limit);
 
     const recordInput: RecordInput = {

@@ -46,13 +46,42 @@ function readDescriptor(v: unknown, where: string, digest: string, maxBytes: num
 }
 
 /**
+ * A manifest's bytes with their strict decoding, made at most once however many of the readings
+ * below judge them (a pull asks whether they are an index, which kind they declare, and whether
+ * they are a valid artifact manifest). `what` names them in a decoding error.
+ */
+export class ManifestDocument {
+  private decoded: { value: unknown } | { error: unknown } | undefined;
+
+  constructor(
+    readonly bytes: Uint8Array,
+    private readonly what = 'manifest',
+  ) {}
+
+  /** The decoded value; throws what decodeStrictJson threw, each time it is asked. */
+  value(): unknown {
+    if (this.decoded === undefined) {
+      try {
+        this.decoded = { value: decodeStrictJson(this.bytes, this.what) };
+      } catch (error) {
+        this.decoded = { error };
+      }
+    }
+    if ('error' in this.decoded) throw this.decoded.error;
+    return this.decoded.value;
+  }
+}
+
+const documentOf = (m: Uint8Array | ManifestDocument, what?: string): ManifestDocument => (m instanceof ManifestDocument ? m : new ManifestDocument(m, what));
+
+/**
  * Decodes and judges an artifact manifest: an OCI image manifest whose config media type (or
  * artifactType when the config is the empty descriptor) names `kind`, with exactly one layer.
  */
-export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: ProfileKind, maxArtifactBytes: number): ArtifactManifest {
+export function checkArtifactManifest(bytes: Uint8Array | ManifestDocument, digest: Digest, kind: ProfileKind, maxArtifactBytes: number): ArtifactManifest {
   let m: unknown;
   try {
-    m = decodeStrictJson(bytes, `manifest ${digest}`);
+    m = documentOf(bytes, `manifest ${digest}`).value();
   } catch (e) {
     throw invalid(digest, `manifest is not strict JSON: ${(e as Error).message}`, {}, 'JSON_INVALID');
   }
@@ -98,9 +127,9 @@ export function checkArtifactManifest(bytes: Uint8Array, digest: Digest, kind: P
  * reader that failed where the check succeeds would hand the check the
  * request's kind, making a verdict on the digest of what is not one.
  */
-export function declaredKind(bytes: Uint8Array): ProfileKind | undefined {
+export function declaredKind(bytes: Uint8Array | ManifestDocument): ProfileKind | undefined {
   try {
-    const man = decodeStrictJson(bytes, 'manifest') as { mediaType?: unknown; artifactType?: unknown; config?: { mediaType?: unknown } } | null;
+    const man = documentOf(bytes).value() as { mediaType?: unknown; artifactType?: unknown; config?: { mediaType?: unknown } } | null;
     if (typeof man !== 'object' || man === null) return undefined;
     const byArtifactType = man.mediaType === MEDIA_TYPE_OCI_INDEX || man.config?.mediaType === MEDIA_TYPE_OCI_EMPTY;
     const t = byArtifactType ? man.artifactType : man.config?.mediaType;
@@ -168,9 +197,9 @@ export function parsePlatform(s: string): Platform | undefined {
 }
 
 /** True when `bytes` declare themselves an OCI image index (the caller then uses checkProfileIndex). */
-export function isImageIndex(bytes: Uint8Array): boolean {
+export function isImageIndex(bytes: Uint8Array | ManifestDocument): boolean {
   try {
-    const m = decodeStrictJson(bytes, 'manifest') as { mediaType?: unknown } | null;
+    const m = documentOf(bytes).value() as { mediaType?: unknown } | null;
     return typeof m === 'object' && m !== null && m.mediaType === MEDIA_TYPE_OCI_INDEX;
   } catch {
     return false;

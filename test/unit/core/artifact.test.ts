@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkArtifactManifest, declaredKind, isImageIndex, refuseArchive } from '../../../src/core/artifact.js';
+import { checkArtifactManifest, declaredKind, isImageIndex, ManifestDocument, refuseArchive } from '../../../src/core/artifact.js';
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { decodeStrictJson } from '../../../src/core/json.js';
@@ -118,5 +118,37 @@ describe('declaredKind / isImageIndex', () => {
     // What the strict check refuses, they do not read either (duplicate members: the last would win in JSON.parse).
     const duplicate = Buffer.from(`{"artifactType":"${CONFIG_MEDIA_TYPE.seccomp}","artifactType":"${CONFIG_MEDIA_TYPE.apparmor}"}`);
     assert.equal(declaredKind(duplicate), undefined);
+  });
+});
+
+describe('ManifestDocument', () => {
+  it('gives each reading what the bytes give it, decoding once, and the same error every time it is asked', () => {
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, artifactType: CONFIG_MEDIA_TYPE.apparmor, manifests: [] }));
+    const cases = [
+      manifest(),
+      manifest({ config: { mediaType: MEDIA_TYPE_OCI_EMPTY, digest: OCI_EMPTY_DIGEST, size: 2 } }),
+      manifest({ layers: [] }),
+      index,
+      Buffer.from('{"schemaVersion":2,"schemaVersion":2}'),
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), manifest()]),
+      Buffer.from('not json'),
+    ];
+    const outcome = (f: () => unknown) => {
+      try {
+        return { value: f() };
+      } catch (e) {
+        return { code: (e as SpokeError).code, reason: (e as SpokeError).reason, message: (e as Error).message };
+      }
+    };
+    for (const bytes of cases) {
+      const document = new ManifestDocument(bytes, `manifest ${D}`);
+      assert.equal(isImageIndex(document), isImageIndex(bytes));
+      assert.equal(declaredKind(document), declaredKind(bytes));
+      assert.deepEqual(outcome(() => checkArtifactManifest(document, D, 'seccomp', MIB)), outcome(() => checkArtifactManifest(bytes, D, 'seccomp', MIB)));
+      const first = outcome(() => document.value());
+      const again = outcome(() => document.value());
+      assert.deepEqual(again, first);
+      if ('value' in first) assert.equal(again.value, first.value, 'the one decoding, not a second');
+    }
   });
 });
