@@ -769,9 +769,11 @@ describe('protocol edges (local fake servers)', () => {
       credentials: credentialsFromEntries({ [reg.host]: { kind: 'basic', username: 'u', password: 'p' } }),
     });
     try {
-      const b = await client.getBlob(repoAt(reg.host), blobDigest, { maxBytes: CAP });
+      let dispatched = 0;
+      const b = await client.getBlob(repoAt(reg.host), blobDigest, { maxBytes: CAP, onDispatched: () => dispatched++ });
       assert.ok(b.bytes.equals(blob));
       assert.equal(b.servedBy, reg.host);
+      assert.equal(dispatched, reg.hits.length + storage.hits.length, 'onDispatched once per request handed to a pool, each hop included');
       assert.equal(storage.hits.length, 1);
       assert.equal(storage.hits[0]!.headers.authorization, undefined);
       assert.equal(storage.hits[0]!.url, '/blob-data?sig=1');
