@@ -3,7 +3,8 @@
 //   signature (its requests started with the manifest's) → store → result.
 // Policy is decided before any network I/O; a refused reference makes no request at all.
 // The steps' helpers live in src/pull/: flights (single-flight), access (credential identity),
-// platform (multi-architecture indexes), signature, and the kind and size checks.
+// platform (multi-architecture indexes), signature, record-ahead (an unsigned pull's record,
+// written while the blob is on its way), and the kind and size checks.
 
 import { checkArtifactManifest, declaredKind, formatPlatform, isImageIndex, ManifestDocument, refuseArchive, type Platform, type PlatformDescriptor } from './core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './core/constants.js';
