@@ -5,7 +5,7 @@
 // null, no repeated member, and the members decode.ts knows except the notify listener's. Past
 // that subset it answers undefined and decode.ts reads the document the general way, which gives
 // the result or the precise error. So the scan never decides an error, and whatever it accepts
-// the general reading accepts with the same values (test/unit/profiles/seccomp/decode-scan.test.ts
+// the general reading accepts with the same values (test/unit/profiles/seccomp-decode-scan.test.ts
 // compares the two on generated documents).
 
 import { MAX_UINT64 } from './conditions.js';
