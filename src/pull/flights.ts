@@ -3,14 +3,15 @@
 // never under one caller's signal or credentials; it is aborted only when every caller waiting on
 // it has gone.
 
-import { SpokeError, asSpokeError } from '../core/errors.js';
+import { SpokeError } from '../core/errors.js';
 import type { Policy } from '../policy/types.js';
 import type { RegistryClient } from '../registry/types.js';
 import type { PullRequest, PullResult, RegistryLease } from './types.js';
 
 interface Flight {
   readonly promise: Promise<PullResult>;
-  readonly controller: AbortController;
+  /** Ends the flight with `reason`: its signal aborts, and its promise rejects at once. */
+  readonly abort: (reason: SpokeError) => void;
   waiters: number;
   settled: boolean;
 }
@@ -44,23 +45,30 @@ export class Flights {
     let flight = this.inflight.get(key);
     if (!flight) {
       const controller = new AbortController();
-      const timer = setTimeout(() => {
-        controller.abort(new SpokeError('RegistryUnavailable', `${req.reference}: pull did not finish within ${this.timeoutMs} ms (pullTimeout)`, { limit: this.timeoutMs }, { reason: 'DEADLINE' }));
-      }, this.timeoutMs);
-      timer.unref();
       const flightReq: PullRequest = { reference: req.reference, kind: req.kind, signal: controller.signal };
       if (req.namespace !== undefined) flightReq.namespace = req.namespace;
       if (req.credential !== undefined) flightReq.credential = req.credential;
+      let end!: (reason: SpokeError) => void;
       const started = new Promise<PullResult>((resolve, reject) => {
+        end = reject;
         const lease = this.lease(policy);
-        // Whatever the work is waiting on, the flight ends when its signal fires.
-        controller.signal.addEventListener('abort', () => reject(asSpokeError(controller.signal.reason, 'RegistryUnavailable')), { once: true });
         work(flightReq, lease.client)
           .then(resolve, reject)
           .finally(() => lease.release());
       });
+      // Whatever the work is waiting on, the flight ends when it is aborted: its two aborts (the
+      // deadline, the last caller leaving) reject it themselves, which costs less on a pull's
+      // path than a listener on the signal.
+      const abort = (reason: SpokeError): void => {
+        controller.abort(reason);
+        end(reason);
+      };
+      const timer = setTimeout(() => {
+        abort(new SpokeError('RegistryUnavailable', `${req.reference}: pull did not finish within ${this.timeoutMs} ms (pullTimeout)`, { limit: this.timeoutMs }, { reason: 'DEADLINE' }));
+      }, this.timeoutMs);
+      timer.unref();
       const f: Flight = {
-        controller,
+        abort,
         waiters: 0,
         settled: false,
         promise: started.finally(() => {
@@ -91,7 +99,7 @@ export class Flights {
       if (--flight.waiters === 0 && !flight.settled) {
         // Nobody is left to use the result: stop the fetch, and let a new caller start afresh.
         if (this.inflight.get(key) === flight) this.inflight.delete(key);
-        flight.controller.abort(new SpokeError('RegistryUnavailable', 'pull cancelled: every caller has gone', {}, { reason: 'CANCELLED' }));
+        flight.abort(new SpokeError('RegistryUnavailable', 'pull cancelled: every caller has gone', {}, { reason: 'CANCELLED' }));
       }
     }
   }

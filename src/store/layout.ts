@@ -2,7 +2,7 @@
 // layout): every path is built from a digest's hex, never from input text.
 
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
@@ -35,6 +35,10 @@ export class StoreLayout {
   /** Where writes stage their files (tmpDir). */
   readonly temp: TempDir;
   private ready: Promise<void> | undefined;
+  /** The digest directories, each with its trailing separator: a digest's path is one concatenation. */
+  private readonly blobDir: string;
+  private readonly recordDir: string;
+  private readonly invalidDir: string;
 
   constructor(opts: StoreLayoutOptions) {
     if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required', {}, { reason: 'OPTION_INVALID' });
@@ -42,6 +46,9 @@ export class StoreLayout {
     this.clock = opts.clock ?? systemClock;
     this.durable = { fsync: opts.fsync ?? true, ...(opts.flushInline ? { flushInline: opts.flushInline } : {}) };
     this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now(), opts.refillTempFiles);
+    this.blobDir = join(this.root, 'blobs', 'sha256') + sep;
+    this.recordDir = join(this.root, 'profiles', 'sha256') + sep;
+    this.invalidDir = join(this.root, 'invalid', 'sha256') + sep;
   }
 
   /**
@@ -59,15 +66,15 @@ export class StoreLayout {
   }
 
   blobPath(d: Digest): string {
-    return join(this.root, 'blobs', 'sha256', digestHex(assertDigest(d)));
+    return this.blobDir + digestHex(assertDigest(d));
   }
 
   recordPath(d: Digest): string {
-    return join(this.root, 'profiles', 'sha256', `${digestHex(assertDigest(d))}.json`);
+    return `${this.recordDir}${digestHex(assertDigest(d))}.json`;
   }
 
   invalidPath(d: Digest): string {
-    return join(this.root, 'invalid', 'sha256', `${digestHex(assertDigest(d))}.json`);
+    return `${this.invalidDir}${digestHex(assertDigest(d))}.json`;
   }
 
   /** A path under state/ (fixed names only). */
