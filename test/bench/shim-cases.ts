@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { startContainerd } from '../helpers/containerd.js';
 import { encode, H2CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
-import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+import { handLogToReader, startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { Pool } from 'undici';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import { addedPerRound, fmt, measureInterleaved, sampleInterleaved, summarize, verdict, type Stats } from './stats.js';
@@ -122,6 +122,8 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     ctx.rows.push({ case: 'shim start to ready (spawn → ready log)', spoke: `p50 ${fmt(startP50)}`, peer: '—', target: '≤ 300 ms', met: startP50 <= 300 });
 
     shim = await startShim([...args.slice(0, -1), 'info']);
+    // Its log is read by a process of its own, as on a node: the bench process is the kubelet here.
+    handLogToReader(shim, join(work, 'shim.log'));
     const viaShim = new H2CriClient(sock);
     await viaShim.rt('Version', { version: 'v1' });
     await new Promise((r) => setTimeout(r, 1000));

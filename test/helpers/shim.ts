@@ -1,7 +1,7 @@
 // Starts the real `spoke shim` process (bin/spoke) and waits for its "shim ready" log line.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import type { ShimDeps } from '../../src/cri/deps.js';
 import { seccompOps } from '../../src/cri/seccomp.js';
@@ -96,6 +96,25 @@ export async function startShim(args: string[], opts: { timeoutMs?: number } = {
   await waitForLog((l) => l.msg === 'shim ready', opts.timeoutMs);
   const nextLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => waitForLog(match, timeoutMs, logs().length);
   return { child, logs, waitForLog, nextLog, stderr: () => err, exited, readyMs: performance.now() - t0 };
+}
+
+/**
+ * From now on the shim's stderr is read by another process (`cat`, appending to `path`), as
+ * journald or the runtime's log collector reads it on a node: a caller measuring calls to the shim
+ * is not woken by its log lines, which a kubelet never reads. `logs`, `stderr` and the log waits
+ * see nothing written after this call. The reader exits when the shim does.
+ */
+export function handLogToReader(s: ShimProc, path: string): ChildProcess {
+  const stderr = s.child.stderr!;
+  stderr.removeAllListeners('data');
+  stderr.pause();
+  const out = openSync(path, 'a');
+  try {
+    return spawn('cat', [], { stdio: [stderr, out, 'ignore'] });
+  } finally {
+    closeSync(out);
+    stderr.destroy();
+  }
 }
 
 /** SIGTERM, then SIGKILL after 40 s; resolves the exit code. */
