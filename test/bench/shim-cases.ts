@@ -27,6 +27,34 @@ function rssMiB(pid: number): number {
   return Number(m?.[1] ?? 0) / 1024;
 }
 
+/**
+ * CPU time a process has used so far (user + system, all its threads), in ms: /proc/<pid>/stat
+ * counts it in clock ticks of 1/100 s (USER_HZ, 100 on Linux's mainstream architectures).
+ */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces: the fields after it start past its ')'.
+  const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(after[11]) + Number(after[12])) * 10;
+}
+
+type ColdWay = 'floor' | 'spoke' | 'cri' | 'conforming';
+type ColdServer = Exclude<ColdWay, 'floor'>;
+const COLD_WARMUP = 3;
+
+/**
+ * measureInterleaved over the four ways of a cold pull, with the CPU each server process (the
+ * shim and the two relays) used per pull over all its rounds: a steadier figure than latency on
+ * two shared cores, and the one that says how much work a way does beyond its floor.
+ */
+async function measureCold(n: number, fns: Record<ColdWay, (i: number) => Promise<unknown>>, pids: Record<ColdServer, number>): Promise<{ stats: Record<ColdWay, Stats>; cpu: Record<ColdServer, number> }> {
+  const servers = Object.keys(pids) as ColdServer[];
+  const before = servers.map((k) => cpuMs(pids[k]));
+  const stats = await measureInterleaved(n, fns, COLD_WARMUP);
+  const cpu = Object.fromEntries(servers.map((k, i) => [k, (cpuMs(pids[k]) - before[i]!) / (n + COLD_WARMUP)])) as Record<ColdServer, number>;
+  return { stats, cpu };
+}
+
 /** The peer for footprint: an empty @grpc/grpc-js server on a unix socket, in its own process. */
 async function emptyGrpcServerRss(sock: string): Promise<number> {
   const grpcPath = import.meta.resolve('@grpc/grpc-js');
@@ -82,17 +110,20 @@ function forwardRow(name: string, samples: Record<'direct' | 'bytes' | 'h2' | 's
  * validated, atomic placement, a provenance record, the signature). When the
  * conforming floor misses 1.5× too, the target sits below what a conforming pull costs here.
  */
-function coldCriRow(name: string, r: Record<'floor' | 'spoke' | 'cri' | 'conforming', Stats>, floorSteps: string, floorLabel: string): Row {
+function coldCriRow(name: string, measured: { stats: Record<ColdWay, Stats>; cpu: Record<ColdServer, number> }, floorSteps: string, floorLabel: string): Row {
+  const { stats: r, cpu } = measured;
   const ratio = (x: Stats) => (x.p50 / r.floor.p50).toFixed(2);
   return {
     case: `cold pull over CRI, ${name}`,
-    spoke: `${ms(r.spoke)} (${ratio(r.spoke)}× at p50; ${(r.spoke.p50 / r.cri.p50).toFixed(2)}× the CRI floor, ${(r.spoke.p50 / r.conforming.p50).toFixed(2)}× the conforming floor)`,
+    spoke:
+      `${ms(r.spoke)} (${ratio(r.spoke)}× at p50; ${(r.spoke.p50 / r.cri.p50).toFixed(2)}× the CRI floor, ${(r.spoke.p50 / r.conforming.p50).toFixed(2)}× the conforming floor; ` +
+      `CPU a pull ${fmt(cpu.spoke)}, the CRI floor's ${fmt(cpu.cri)}, the conforming floor's ${fmt(cpu.conforming)})`,
     peer:
       `floor (${floorSteps}): ${ms(r.floor)}; CRI floor (the same behind a node:http2 server called over CRI): ${ms(r.cri)} (${ratio(r.cri)}×); ` +
       `conforming floor (the CRI floor asking the node policy, checking every digest, the artifact manifest and the profile (ValidateArtifact), placing the blob atomically and writing a provenance record${name.startsWith('keyed') ? ', the DSSE signature verified' : ''}): ${ms(r.conforming)} (${ratio(r.conforming)}×)`,
     target: '≤ 1.5× floor at p50',
     ...verdict([{ spoke: r.spoke.p50 <= 1.5 * r.floor.p50, floor: { meets: r.conforming.p50 <= 1.5 * r.floor.p50, figure: `conforming floor ${ratio(r.conforming)}×` } }]),
-    data: { ...r },
+    data: { ...r, cpuPerPull: cpu },
     chart: { spoke: r.spoke.p50, peer: r.floor.p50, peerLabel: floorLabel },
   };
 }
@@ -173,29 +204,32 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       // The CRI floor (the same lean work behind a node:http2 server, relay.ts pull) and the
       // conforming floor (that server doing the checks the design requires, relay.ts conforming),
       // called as the shim is.
-      relays.push(await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url), await startRelay('conforming', join(work, 'conforming.sock'), ctx.reg.url, policy));
+      const criRelay = await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url);
+      const conformingRelay = await startRelay('conforming', join(work, 'conforming.sock'), ctx.reg.url, policy);
+      relays.push(criRelay, conformingRelay);
+      const pids = { spoke: shim.child.pid!, cri: criRelay.pid!, conforming: conformingRelay.pid! };
       const viaFloor = new H2CriClient(join(work, 'pull.sock'));
       const viaConforming = new H2CriClient(join(work, 'conforming.sock'));
       const more = await ctx.pushUnsigned(n + 8, 4_000_000, 4096);
       const conformingOpen = await ctx.pushUnsigned(n + 8, 5_000_000, 4096);
       const own = (list: Pushed[], i: number) => list[i < 0 ? n + 7 + i : i]!.reference;
-      const u = await measureInterleaved(n, {
+      const u = await measureCold(n, {
         floor: (i) => floorPull(pool, 'open/many', pick(open, i, 1), floorDir, `u${i}`),
         spoke: (i) => pull(pick(open, i, 0)),
         cri: (i) => viaFloor.img('PullSecurityProfileArtifact', pullReq(own(more, i))),
         conforming: (i) => viaConforming.img('PullSecurityProfileArtifact', pullReq(own(conformingOpen, i))),
-      });
+      }, pids);
       viaFloor.close();
       ctx.rows.push(coldCriRow('unsigned rule, 4 KiB (policy, manifest, blob, validate, store)', u, 'GET manifest → GET blob, keep-alive undici, fsync file + dir', 'lean client floor'));
       const moreSigned = await ctx.pushSigned(n + 8, 'bench/cri');
       const conformingSigned = await ctx.pushSigned(n + 8, 'bench/cri');
       const viaKeyedFloor = new H2CriClient(join(work, 'pull.sock'));
-      const k = await measureInterleaved(n, {
+      const k = await measureCold(n, {
         floor: (i) => floorSignedPull(pool, 'bench/cri', pick(signed, i, 1), floorDir, `k${i}`),
         spoke: (i) => pull(pick(signed, i, 0)),
         cri: (i) => viaKeyedFloor.img('PullSecurityProfileArtifact', pullReq(own(moreSigned, i))),
         conforming: (i) => viaConforming.img('PullSecurityProfileArtifact', pullReq(own(conformingSigned, i))),
-      });
+      }, pids);
       viaKeyedFloor.close();
       viaConforming.close();
       ctx.rows.push(
