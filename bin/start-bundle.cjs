@@ -8,12 +8,16 @@ const { createRequire } = require('node:module');
 const { dirname } = require('node:path');
 const { Script } = require('node:vm');
 
-/** `liftoffOnly`: for a short command (below). */
-exports.startBundle = function startBundle(bundle, { liftoffOnly }) {
+/**
+ * `liftoffOnly`: for a short command (below). `codeCache: false` compiles without the cache: the
+ * shim's heap flags (SHIM_NODE_OPTIONS) make V8 reject a cache made without them, so the shim
+ * does not read it.
+ */
+exports.startBundle = function startBundle(bundle, { liftoffOnly, codeCache = true }) {
   const cacheFile = `${bundle}.cache`;
   let cachedData;
   try {
-    cachedData = readFileSync(cacheFile);
+    if (codeCache) cachedData = readFileSync(cacheFile);
   } catch {
     // no cache: compile as usual
   }

@@ -41,3 +41,11 @@ export function logEnabled(logger: Logger, level: LogLevel): boolean {
   const enabled = (logger as { enabled?: (level: LogLevel) => boolean }).enabled;
   return typeof enabled === 'function' ? enabled.call(logger, level) : true;
 }
+
+/**
+ * Which build this process runs: the bundle bin/spoke starts (dist/spoke.cjs, CommonJS, where
+ * `require` is in scope) or the plain tsc output (ES modules, where it is not).
+ */
+export function runningBuild(): 'bundle' | 'plain' {
+  return typeof require === 'function' ? 'bundle' : 'plain';
+}

@@ -1,6 +1,7 @@
 // The fast CLI (the bundle and its V8 code cache, bin/bundle.mjs) and the plain tsc build give the
 // same answers: the same stdout, stderr and exit status for every command's help, for profile
-// work on files, and for pulls from a real registry into separate stores. And the build really
+// work on files, and for pulls from a real registry into separate stores; the shim, which runs
+// from the bundle too, answers the same CRI calls the same either way. And the build really
 // made the fast CLI, with a code cache this Node accepts, so a broken bundling step fails here
 // instead of silently making every start slow again.
 
@@ -10,10 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Script } from 'node:vm';
+import type { ServiceError } from '@grpc/grpc-js';
 import { denySyscalls } from '../helpers/artifacts.js';
 import { spoke, type CliResult } from '../helpers/cli.js';
+import { startContainerd } from '../helpers/containerd.js';
+import { CriClient } from '../helpers/cri-client.js';
 import { unsignedPolicy } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+import { shimFiles } from '../helpers/shim-rig.js';
 
 const BUNDLE = new URL('../../spoke.cjs', import.meta.url);
 
@@ -99,5 +105,48 @@ describe('fast CLI and plain CLI', () => {
     assert.ok(builtins.includes('NativeModule net'), 'the list is read');
     const deferred = ['http2', 'tls', 'http', 'fs/promises', 'assert'].map((m) => `NativeModule ${m}`);
     assert.deepEqual(builtins.filter((m) => deferred.includes(m)), []);
+  });
+
+  it('the shim runs from the bundle, or plain with SPOKE_CLI=plain, and answers the same either way', async () => {
+    const profile = join(dir, 'shim.json');
+    writeFileSync(profile, denySyscalls(['acct']));
+    const pushed = await spoke(['push', profile, `${reg.host}/profiles/shim:v1`, '--kind', 'seccomp', '--plain-http']);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    const pullReq = (image: string) => ({ image: { image }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+    const ctrd = await startContainerd();
+    const shims: ShimProc[] = [];
+    const works: string[] = [];
+    const answers: unknown[] = [];
+    try {
+      for (const way of ['fast', 'plain']) {
+        const files = shimFiles(`spoke-fast-shim-${way}-`, unsignedPolicy([`${reg.host}/profiles`]));
+        works.push(files.work);
+        const shim = await startShim(files.args(ctrd.socket, '--log-level', 'info'), { env: { SPOKE_CLI: way } });
+        shims.push(shim);
+        const ready = await shim.waitForLog((l) => l.msg === 'shim ready');
+        assert.equal(ready.build, way === 'fast' ? 'bundle' : 'plain', way);
+        const cri = new CriClient(files.sock);
+        try {
+          const refused = await cri.img('PullSecurityProfileArtifact', pullReq(ref.replace('/profiles/', '/elsewhere/'))).then(
+            () => assert.fail('a reference no rule allows was pulled'),
+            (e: ServiceError) => ({ code: e.code, details: e.details }),
+          );
+          answers.push({
+            cold: await cri.img('PullSecurityProfileArtifact', pullReq(ref)),
+            cached: await cri.img('PullSecurityProfileArtifact', pullReq(ref)),
+            refused,
+            version: await cri.rt('Version', { version: 'v1' }),
+          });
+        } finally {
+          cri.close();
+        }
+      }
+      assert.deepEqual(answers[0], answers[1]);
+    } finally {
+      for (const s of shims) await stopShim(s);
+      await ctrd.stop();
+      for (const w of works) rmSync(w, { recursive: true, force: true });
+    }
   });
 });

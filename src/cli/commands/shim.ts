@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { dirname, join } from 'node:path';
 import { SpokeError, asSpokeError } from '../../core/errors.js';
+import { runningBuild } from '../../core/runtime.js';
 import { readRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
 import { seccompOps } from '../../cri/seccomp.js';
@@ -179,6 +180,7 @@ export async function run(argv: string[]): Promise<number> {
     recording,
     startupMs: Math.round(performance.now() - started),
     heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+    build: runningBuild(),
     sinceProcessStartMs: Math.round(process.uptime() * 1000),
   });
 
