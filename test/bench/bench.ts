@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { signArtifact } from '../../src/publish/sign.js';
@@ -24,6 +24,7 @@ import { benchPolicyText, floorSignedPull } from './floor.js';
 import { chartSvg } from './chart.js';
 import { largeArtifact, smallProfile } from './profiles.js';
 import { shimCases } from './shim-cases.js';
+import { bundleLauncher } from './bundled.js';
 
 export interface Row {
   case: string;
@@ -241,14 +242,7 @@ function timeProcess(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Prom
  * launcher, with its code cache written by one warm-up pull of `warmRef`.
  */
 async function prepareCliFloor(dir: string, warmRef: string): Promise<string> {
-  const bin = dirname(SPOKE_BIN);
-  const { bundleCommonJs } = (await import(pathToFileURL(join(bin, 'bundle-build.mjs')).href)) as {
-    bundleCommonJs(o: { entry: string; outfile: string }): Promise<void>;
-  };
-  const bundle = join(dir, 'floor-cli.cjs');
-  await bundleCommonJs({ entry: fileURLToPath(new URL('./floor-cli.js', import.meta.url)), outfile: bundle });
-  const launcher = join(dir, 'floor-cli-start.cjs');
-  writeFileSync(launcher, `require(${JSON.stringify(join(bin, 'start-bundle.cjs'))}).startBundle(${JSON.stringify(bundle)}, { liftoffOnly: true });\n`);
+  const launcher = await bundleLauncher(fileURLToPath(new URL('./floor-cli.js', import.meta.url)), dir, 'floor-cli', { liftoffOnly: true, codeCache: true });
   const warmDir = join(dir, 'floor-warm-up');
   mkdirSync(warmDir);
   await timeProcess(process.execPath, [launcher, warmRef, warmDir], { SPOKE_WRITE_CODE_CACHE: '1' });

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startContainerd } from '../helpers/containerd.js';
 import { encode, H2CriClient, hostNetworkPod, type Msg } from '../helpers/cri-client.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
@@ -13,6 +14,7 @@ import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import { addedPerRound, fmt, measureInterleaved, sampleInterleaved, summarize, verdict, type Stats } from './stats.js';
 import { floorPull, floorSignedPull } from './floor.js';
 import type { BenchContext, Pushed, Row } from './bench.js';
+import { bundleLauncher } from './bundled.js';
 
 const ms = (s: Stats) => `p50 ${fmt(s.p50)}, p99 ${fmt(s.p99)}`;
 /**
@@ -67,10 +69,12 @@ async function emptyGrpcServerRss(sock: string): Promise<number> {
   return rss;
 }
 
-/** A floor of relay.ts in its own process, started with the shim's NODE_OPTIONS. */
-async function startRelay(mode: 'bytes' | 'h2' | 'answer' | 'pull' | 'conforming', listen: string, upstream: string, ...more: string[]): Promise<ChildProcess> {
-  const script = new URL('./relay.js', import.meta.url).pathname;
-  const child = spawn(process.execPath, [script, mode, listen, upstream, ...more], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
+/**
+ * A floor of relay.ts in its own process, built and started as the shim is: from a bundle
+ * (`launcher`, bundled.ts), with the shim's NODE_OPTIONS.
+ */
+async function startRelay(launcher: string, mode: 'bytes' | 'h2' | 'answer' | 'pull' | 'conforming', listen: string, upstream: string, ...more: string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [launcher, mode, listen, upstream, ...more], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (c) => reject(new Error(`relay ${mode} exited ${c}`)));
@@ -139,6 +143,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
   const args = ['--listen', sock, '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--log-level', 'warn'];
   let shim: ShimProc | undefined;
   const relays: ChildProcess[] = [];
+  const relayLauncher = await bundleLauncher(fileURLToPath(new URL('./relay.js', import.meta.url)), work, 'relay', { liftoffOnly: false, codeCache: false });
   const direct = new H2CriClient(ctrd.socket);
   try {
     // Start to ready: spawn → the "shim ready" log line, several times.
@@ -162,7 +167,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
     const peerRss = await emptyGrpcServerRss(join(work, 'g.sock'));
 
     // Forwarded calls vs direct and the two relay floors, interleaved so all see the same machine state.
-    relays.push(await startRelay('bytes', join(work, 'bytes.sock'), ctrd.socket), await startRelay('h2', join(work, 'h2.sock'), ctrd.socket));
+    relays.push(await startRelay(relayLauncher, 'bytes', join(work, 'bytes.sock'), ctrd.socket), await startRelay(relayLauncher, 'h2', join(work, 'h2.sock'), ctrd.socket));
     const viaBytes = new H2CriClient(join(work, 'bytes.sock'));
     const viaH2 = new H2CriClient(join(work, 'h2.sock'));
     const forwarded = (path: string, req: Buffer) => ({
@@ -204,8 +209,8 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       // The CRI floor (the same lean work behind a node:http2 server, relay.ts pull) and the
       // conforming floor (that server doing the checks the design requires, relay.ts conforming),
       // called as the shim is.
-      const criRelay = await startRelay('pull', join(work, 'pull.sock'), ctx.reg.url);
-      const conformingRelay = await startRelay('conforming', join(work, 'conforming.sock'), ctx.reg.url, policy);
+      const criRelay = await startRelay(relayLauncher, 'pull', join(work, 'pull.sock'), ctx.reg.url);
+      const conformingRelay = await startRelay(relayLauncher, 'conforming', join(work, 'conforming.sock'), ctx.reg.url, policy);
       relays.push(criRelay, conformingRelay);
       const pids = { spoke: shim.child.pid!, cri: criRelay.pid!, conforming: conformingRelay.pid! };
       const viaFloor = new H2CriClient(join(work, 'pull.sock'));
@@ -244,7 +249,7 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       await pool.close();
     }
     const artifacts = signed;
-    relays.push(await startRelay('answer', join(work, 'answer.sock'), '-'));
+    relays.push(await startRelay(relayLauncher, 'answer', join(work, 'answer.sock'), '-'));
     const viaAnswer = new H2CriClient(join(work, 'answer.sock'));
     const pullBytes = encode('PullSecurityProfileArtifactRequest', pullReq(artifacts[0]!.reference));
     const warm = await measureInterleaved(
