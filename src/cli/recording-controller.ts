@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 import { DEFAULT_PROOF_TTL_SECONDS } from '../controller/recording.js';
+import { MAX_SCOPE_BYTES, parseKeyScope, SCOPE_SUFFIX, scopeAllows } from '../controller/signing-scope.js';
 import { readRecordingKey } from '../cri/recording.js';
 import type { RecordingController } from '../controller/recording-kube.js';
 import type { ProfileBinding } from '../controller/types.js';
@@ -34,7 +35,8 @@ export const RECORDING_CONTROLLER_HELP = `  --recording-key F   the cluster's re
                     {namespace} is the recording's namespace; a trailing / allows everything
                     below (e.g. registry.example.com/profiles/{namespace}/). Empty: recordings fail
   --signing-keys DIR  directory of PEM private keys (a mounted Secret); spec.publish.signWith
-                    names a file in it (default /etc/spoke/signing-keys)
+                    names a file in it (default /etc/spoke/signing-keys). A key NAME signs only
+                    for the namespaces listed in NAME.namespaces beside it (one per line, or *)
   --auth-file F     registry credentials for pushing recorded profiles (docker config.json)
   --plain-http, --ca-file F   registry transport options for pushing`;
 
@@ -48,20 +50,38 @@ export interface RecordingControllerFlagValues {
   'auth-file'?: string;
 }
 
-/** Reads `dir/name` (a key of the mounted Secret) on every use, so a rotated Secret is picked up. */
-export function signingKeyLoader(dir: string): (name: string) => Promise<string> {
-  return async (name) => {
-    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..') throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`, {}, { reason: 'OBJECT_INVALID' });
-    const path = join(dir, name);
-    let size: number;
-    try {
-      size = statSync(path).size;
-    } catch {
-      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`, { file: path }, { reason: 'FILE_UNREADABLE' });
+/**
+ * Loads the key `dir/name` (a key of the mounted Secret) for a recording in `namespace`, reading
+ * the key and its scope file `dir/name.namespaces` on every use, so a rotated Secret is picked
+ * up. A key signs only for the namespaces its scope file lists (src/controller/signing-scope.ts).
+ */
+export function signingKeyLoader(dir: string): (name: string, namespace: string) => Promise<string> {
+  return async (name, namespace) => {
+    if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..' || name.endsWith(SCOPE_SUFFIX)) {
+      throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`, {}, { reason: 'OBJECT_INVALID' });
     }
-    if (size > 64 * 1024) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`, { file: path, limit: 64 * 1024 }, { reason: 'KEY_INVALID' });
+    const path = join(dir, name);
+    const size = statSync(path, { throwIfNoEntry: false })?.size;
+    if (size === undefined) throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`, { file: path }, { reason: 'FILE_UNREADABLE' });
+    const scopeFile = `${path}${SCOPE_SUFFIX}`;
+    const scopeText = readScopeText(scopeFile);
+    if (!scopeAllows(scopeText === undefined ? undefined : parseKeyScope(scopeText, scopeFile), namespace)) {
+      const why = scopeText === undefined ? `it has no scope file ${name}${SCOPE_SUFFIX} beside it, so it signs for no namespace` : `${name}${SCOPE_SUFFIX} does not list it`;
+      throw new SpokeError('PermissionDenied', `signing key ${name} may not sign for namespace ${namespace}: ${why}`, { file: scopeFile, namespace }, { reason: 'KEY_NOT_ALLOWED' });
+    }
+    if (size > MAX_KEY_BYTES) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`, { file: path, limit: MAX_KEY_BYTES }, { reason: 'KEY_INVALID' });
     return readFileSync(path, 'utf8');
   };
+}
+
+const MAX_KEY_BYTES = 64 * 1024;
+
+/** A key's scope file, undefined when there is none; one larger than MAX_SCOPE_BYTES is refused. */
+function readScopeText(file: string): string | undefined {
+  const size = statSync(file, { throwIfNoEntry: false })?.size;
+  if (size === undefined) return undefined;
+  if (size > MAX_SCOPE_BYTES) throw new SpokeError('InvalidArgument', `${file} is larger than ${MAX_SCOPE_BYTES} bytes`, { file, limit: MAX_SCOPE_BYTES, actual: size }, { reason: 'OPTION_INVALID' });
+  return readFileSync(file, 'utf8');
 }
 
 /** --recording-key and --recording-proof-ttl, checked before anything starts. */

@@ -33,8 +33,11 @@ export interface FinalizeDeps {
   publisher: RecordingPublisher;
   /** Repository patterns recordings may publish to (see repositoryAllowed). */
   allowedRepositories: readonly string[];
-  /** Loads a signing key by its name in the controller's key directory; rejects when absent. */
-  signingKey?: ((name: string) => Promise<KeyObject | string>) | undefined;
+  /**
+   * Loads a signing key by its name in the controller's key directory for a recording in
+   * `namespace`; rejects when absent, and with KEY_NOT_ALLOWED when the key may not sign there.
+   */
+  signingKey?: ((name: string, namespace: string) => Promise<KeyObject | string>) | undefined;
   log?: ((event: Record<string, unknown>) => void) | undefined;
   /** How long publishing one recording's profiles may take, every request included (PUBLISH_TIMEOUT_MS). */
   publishTimeoutMs: number;
@@ -105,9 +108,9 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
   if (compiled.signWith !== undefined) {
     if (!deps.signingKey) return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: the controller has no signing keys (--signing-keys)`);
     try {
-      key = await deps.signingKey(compiled.signWith);
+      key = await deps.signingKey(compiled.signWith, namespace);
     } catch (e) {
-      return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: ${messageOf(e)}`);
+      return fail(isSpokeError(e) && e.reason === 'KEY_NOT_ALLOWED' ? 'SigningKeyNotAllowed' : 'SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: ${messageOf(e)}`);
     }
   }
 

@@ -51,7 +51,7 @@ export interface RecordingReconcilerOptions {
   /** The cluster's recording key: results count only for pods the webhook marked with it; none → no result counts. */
   recordingKey?: Buffer;
   /** Loads a signing key by its name in the controller's key directory; rejects when absent. */
-  signingKey?: (name: string) => Promise<KeyObject | string>;
+  signingKey?: (name: string, namespace: string) => Promise<KeyObject | string>;
   signFormat?: SignFormat;
   now?: () => Date;
   log?: (event: Record<string, unknown>) => void;

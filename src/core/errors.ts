@@ -72,6 +72,7 @@ export const ERROR_REASONS = [
   'RECORDING_EMPTY', // nothing was recorded, so there is no profile to build
   'RECORDING_INVALID', // recording results are incomplete or malformed
   'KEY_INVALID', // a key has the wrong size or form
+  'KEY_NOT_ALLOWED', // a signing key named for a namespace its scope file does not list
   'UNEXPECTED', // a failure that was not a SpokeError (a bug or an unforeseen system error)
   'INVARIANT', // spoke broke one of its own rules (a bug)
   'ARCHIVE_REFUSED', // a profile layer that is compressed or a tar archive instead of raw JSON

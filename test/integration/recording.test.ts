@@ -4,8 +4,12 @@
 // proof, label) and scheduled on the result's node; results from elsewhere are ignored.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { signingKeyLoader } from '../../src/cli/recording-controller.js';
 import { startRecordingController, type RecordingController } from '../../src/controller/recording-kube.js';
 import { FINALIZE_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../src/controller/recording.js';
 import { signRecordingProof } from '../../src/core/recording-proof.js';
@@ -44,6 +48,9 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   let registry: UndiciRegistryClient;
   let ctl: RecordingController;
   const key = makeKey('p256');
+  const keyDir = mkdtempSync(join(tmpdir(), 'spoke-rec-keys-'));
+  writeFileSync(join(keyDir, 'release'), key.privatePem);
+  writeFileSync(join(keyDir, 'release.namespaces'), 'team\n');
 
   const rec = (name: string, spec: Record<string, unknown>, ns = 'team') => ({
     metadata: { name, namespace: ns },
@@ -77,10 +84,8 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     ctl = startRecordingController(kc, {
       registry,
       allowedRepositories: [`${reg.host}/rec/{namespace}`],
-      signingKey: async (name) => {
-        if (name !== 'release') throw new Error(`no key file ${name}`);
-        return key.privatePem;
-      },
+      // The Secret as mounted: the key, and the namespaces that may sign with it.
+      signingKey: signingKeyLoader(keyDir),
       recordingKey: RECORDING_KEY,
       conflictDelayMs: 20,
       backoffInitialMs: 50,
@@ -95,6 +100,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await registry?.close();
     await fake?.close();
     await reg?.stop();
+    rmSync(keyDir, { recursive: true, force: true });
   });
 
   it('counts results while recording, finalizes on the annotation, pushes, writes status (409 retried), binds once', async () => {
@@ -242,7 +248,19 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await until('result seen', () => get('nokey').status?.results === 1);
     annotate('nokey', '1');
     await until('failed', () => get('nokey').status?.phase === 'Failed');
-    assert.match(get('nokey').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /no key file missing/);
+    assert.equal(get('nokey').status?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'SigningKeyUnavailable');
+    assert.match(get('nokey').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /no signing key missing/);
+
+    // release may sign for team only (release.namespaces): a recording elsewhere that names it
+    // fails, though its repository is allowed, and pushes nothing unsigned in its place.
+    fake.create(PR, rec('guest', { publish: { repository: `${reg.host}/rec/guests`, signWith: 'release' } }, 'guests'));
+    fake.create(PRR, result('guest', 'app', ['read'], undefined, 'guests'));
+    await until('result seen', () => get('guest', 'guests').status?.results === 1);
+    annotate('guest', '1', 'guests');
+    await until('failed', () => get('guest', 'guests').status?.phase === 'Failed');
+    const notAllowed = get('guest', 'guests').status?.conditions?.find((c) => c.type === 'Finalized');
+    assert.equal(notAllowed?.reason, 'SigningKeyNotAllowed');
+    assert.match(notAllowed?.message ?? '', /release\.namespaces/);
     fake.create(PR, rec('lossy', {}));
     const lossy = result('lossy', 'app', ['read']);
     fake.create(PRR, { ...lossy, spec: { ...lossy.spec, lostRecords: 2 } });

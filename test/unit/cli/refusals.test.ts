@@ -1,6 +1,7 @@
 // The reasons CLI inputs are refused with (src/core/errors.ts), from real files: scripts and the
 // controller branch on them, never on message text.
 
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,10 +31,33 @@ describe('binding files', () => {
 describe('the recording controller signing keys', () => {
   const load = signingKeyLoader(dir);
 
-  it('a name that is not a Secret key: OBJECT_INVALID; a missing key: FILE_UNREADABLE; an oversized one: KEY_INVALID', async () => {
-    await rejectsWith(load('../etc'), { code: 'InvalidArgument', reason: 'OBJECT_INVALID' });
-    await rejectsWith(load('absent'), { code: 'NotFound', reason: 'FILE_UNREADABLE' });
+  it('a name that is not a Secret key, or names a scope file: OBJECT_INVALID; a missing key: FILE_UNREADABLE; an oversized one: KEY_INVALID', async () => {
+    await rejectsWith(load('../etc', 'team'), { code: 'InvalidArgument', reason: 'OBJECT_INVALID' });
+    await rejectsWith(load('release.namespaces', 'team'), { code: 'InvalidArgument', reason: 'OBJECT_INVALID' });
+    file('absent.namespaces', 'team\n');
+    await rejectsWith(load('absent', 'team'), { code: 'NotFound', reason: 'FILE_UNREADABLE' });
     file('huge', Buffer.alloc(64 * 1024 + 1, 'a'));
-    await rejectsWith(load('huge'), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+    file('huge.namespaces', '*\n');
+    await rejectsWith(load('huge', 'team'), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+  });
+
+  it('a key signs only for the namespaces of its scope file, read on every use; without one, for none', async () => {
+    file('release', 'PEM of release');
+    await rejectsWith(load('release', 'team'), { code: 'PermissionDenied', reason: 'KEY_NOT_ALLOWED' });
+    file('release.namespaces', '# who may sign\nteam\n');
+    assert.equal(await load('release', 'team'), 'PEM of release');
+    const refused = await rejectsWith(load('release', 'other'), { code: 'PermissionDenied', reason: 'KEY_NOT_ALLOWED' });
+    assert.equal(refused.context.namespace, 'other');
+    file('release.namespaces', '*\n');
+    assert.equal(await load('release', 'other'), 'PEM of release');
+  });
+
+  it('a malformed or oversized scope file: OPTION_INVALID, with its line; the key is not read', async () => {
+    file('typo', 'PEM of typo');
+    file('typo.namespaces', 'team\nTeam B\n');
+    const bad = await rejectsWith(load('typo', 'team'), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+    assert.deepEqual([bad.context.file, bad.context.line], [join(dir, 'typo.namespaces'), 2]);
+    file('typo.namespaces', `${'team\n'.repeat(16 * 1024 + 1)}`);
+    await rejectsWith(load('typo', 'team'), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
   });
 });
