@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { checkArtifactManifest, checkProfileIndex, declaredKind, isImageIndex, parsePlatform, refuseArchive, selectPlatform, type Platform } from '../../core/artifact.js';
+import { checkArtifactManifest, checkProfileIndex, declaredKind, isImageIndex, ManifestDocument, parsePlatform, refuseArchive, selectPlatform, type Platform } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../../core/constants.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
@@ -53,13 +53,15 @@ async function load(arg: string, kind: ProfileKind | undefined, platform: Platfo
   const repo = { registry: ref.registry, repository: ref.repository };
   let manifest = await registry().getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
   let digest = ref.digest;
-  if (isImageIndex(manifest.bytes)) {
+  if (isImageIndex(new ManifestDocument(manifest.bytes))) {
     const chosen = selectPlatform(checkProfileIndex(manifest.bytes, ref.digest, MAX_MANIFEST_BYTES).manifests, platform, ref.digest);
     digest = chosen.digest;
     manifest = await registry().getManifest(repo, digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES });
   }
-  const declared = kind ?? declaredKind(manifest.bytes) ?? 'seccomp';
-  const artifact = checkArtifactManifest(manifest.bytes, digest, declared, DEFAULT_MAX_ARTIFACT_BYTES);
+  // Decoded once for the kind it declares and the artifact checks.
+  const document = new ManifestDocument(manifest.bytes, `manifest ${digest}`);
+  const declared = kind ?? declaredKind(document) ?? 'seccomp';
+  const artifact = checkArtifactManifest(document, digest, declared, DEFAULT_MAX_ARTIFACT_BYTES);
   const blob = await registry().getBlob(repo, artifact.layer.digest, { maxBytes: DEFAULT_MAX_ARTIFACT_BYTES, expectedSize: artifact.layer.size });
   refuseArchive(blob.bytes, artifact.layer.digest);
   return { bytes: blob.bytes, declared };

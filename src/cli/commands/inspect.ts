@@ -1,4 +1,4 @@
-import { checkProfileIndex, declaredKind, formatPlatform, isImageIndex } from '../../core/artifact.js';
+import { checkProfileIndex, declaredKind, formatPlatform, isImageIndex, ManifestDocument } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
@@ -35,13 +35,14 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
     const view = JSON.parse(m.bytes.toString('utf8')) as ManifestView;
-    const manifests = isImageIndex(m.bytes)
+    const document = new ManifestDocument(m.bytes);
+    const manifests = isImageIndex(document)
       ? checkProfileIndex(m.bytes, m.digest, MAX_MANIFEST_BYTES).manifests.map((d) => ({ platform: formatPlatform(d.platform), digest: d.digest, size: d.size, artifactType: d.artifactType ?? null }))
       : [];
     const out = {
       reference: positionals[0],
       digest: m.digest,
-      kind: declaredKind(m.bytes) ?? null,
+      kind: declaredKind(document) ?? null,
       mediaType: view.mediaType ?? null,
       artifactType: view.artifactType ?? null,
       config: view.config ?? null,
