@@ -61,7 +61,8 @@ export interface Finalizing {
 }
 
 export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Promise<ReconcileOutcome> {
-  const { rec, namespace, name, token, old, compiled, results, conds, now, generation } = f;
+  const { rec, namespace, name, token, old, compiled, results, now, generation } = f;
+  let conds = f.conds;
   const out: ReconcileOutcome = { action: 'none', pushed: 0, bindingsCreated: 0 };
   const fail = async (reason: string, message: string) => {
     const status: ProfileRecordingStatus = {
@@ -106,12 +107,10 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
   }
   let key: KeyObject | string | undefined;
   if (compiled.signWith !== undefined) {
-    if (!deps.signingKey) return fail('SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: the controller has no signing keys (--signing-keys)`);
-    try {
-      key = await deps.signingKey(compiled.signWith, namespace);
-    } catch (e) {
-      return fail(isSpokeError(e) && e.reason === 'KEY_NOT_ALLOWED' ? 'SigningKeyNotAllowed' : 'SigningKeyUnavailable', `spec.publish.signWith ${compiled.signWith}: ${messageOf(e)}`);
-    }
+    const loaded = await loadSigningKey(deps, compiled.signWith, namespace);
+    conds = withCondition(conds, signingKeyCondition(loaded, compiled.signWith, namespace, old.conditions, now, generation));
+    if ('problem' in loaded) return fail(loaded.problem, loaded.message);
+    key = loaded.key;
   }
 
   let profiles: RecordedProfileStatus[];
@@ -172,4 +171,27 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
   await deps.writeStatus(rec, status, token);
   deps.log?.({ msg: 'recording finalized', recording: `${namespace}/${name}`, profiles: profiles.map((p) => p.reference) });
   return { ...out, action: 'finalized' };
+}
+
+/** A recording's signing key, or why it cannot sign with it (a condition reason and message). */
+export type LoadedSigningKey = { key: KeyObject | string } | { problem: 'SigningKeyNotAllowed' | 'SigningKeyUnavailable'; message: string };
+
+/** Loads the key `signWith` names for a recording in `namespace` (docs/recording.md#signing-keys). */
+export async function loadSigningKey(deps: Pick<FinalizeDeps, 'signingKey'>, signWith: string, namespace: string): Promise<LoadedSigningKey> {
+  if (!deps.signingKey) return { problem: 'SigningKeyUnavailable', message: `spec.publish.signWith ${signWith}: the controller has no signing keys (--signing-keys)` };
+  try {
+    return { key: await deps.signingKey(signWith, namespace) };
+  } catch (e) {
+    return { problem: isSpokeError(e) && e.reason === 'KEY_NOT_ALLOWED' ? 'SigningKeyNotAllowed' : 'SigningKeyUnavailable', message: `spec.publish.signWith ${signWith}: ${messageOf(e)}` };
+  }
+}
+
+/**
+ * Condition SigningKeyUsable: whether the recording's key may sign for its namespace. Set while
+ * it records, so that a key it cannot use is known before anyone finalizes, and at finalize.
+ */
+export function signingKeyCondition(loaded: LoadedSigningKey, signWith: string, namespace: string, previous: readonly Condition[] | undefined, now: string, generation: number | undefined): Condition {
+  return 'problem' in loaded
+    ? condition(previous, 'SigningKeyUsable', 'False', loaded.problem, loaded.message, now, generation)
+    : condition(previous, 'SigningKeyUsable', 'True', 'Allowed', `signing key ${signWith} may sign for namespace ${namespace}`, now, generation);
 }

@@ -18,7 +18,7 @@ import type { SignFormat } from '../publish/signing.js';
 import { SpokeError } from '../core/errors.js';
 import { codeOf, retryOnConflict } from './api-errors.js';
 import { condition, withCondition } from './conditions.js';
-import { finalizeRecording, type FinalizeDeps, type ReconcileOutcome } from './recording-finalize.js';
+import { finalizeRecording, loadSigningKey, signingKeyCondition, type FinalizeDeps, type ReconcileOutcome } from './recording-finalize.js';
 import { messageOf, RecordingPublisher, Transient, type PublishCredential, type PublishRegistry } from './recording-publish.js';
 import { ResultGate } from './recording-results.js';
 import { FINALIZE_ANNOTATION, sameStatus, validateRecording, type ProfileRecording, type ProfileRecordingResult, type ProfileRecordingStatus } from './recording.js';
@@ -176,13 +176,14 @@ export class RecordingReconciler {
     const compiled = v.recording;
 
     if (token === '') {
+      const keyConds = compiled.signWith === undefined ? conds : withCondition(conds, signingKeyCondition(await loadSigningKey(this.finalizer, compiled.signWith, namespace), compiled.signWith, namespace, old.conditions, now, generation));
       const status: ProfileRecordingStatus = {
         ...old,
         phase: 'Recording',
         results: results.length,
         observedGeneration: generation,
         conditions: withCondition(
-          conds,
+          keyConds,
           condition(old.conditions, 'Finalized', 'False', 'Recording', `${results.length} result(s) so far; annotate ${FINALIZE_ANNOTATION}=<any value> to build and publish the profile(s)`, now, generation),
         ),
       };

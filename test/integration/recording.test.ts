@@ -209,6 +209,8 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   it('Containers strategy with signWith: one profile, signed with the mounted key', async () => {
     fake.create(PR, rec('api', { mergeStrategy: 'Containers', publish: { repository: `${reg.host}/rec/team`, signWith: 'release' } }));
     await until('recording', () => get('api').status?.phase === 'Recording');
+    const usable = get('api').status?.conditions?.find((c) => c.type === 'SigningKeyUsable');
+    assert.deepEqual([usable?.status, usable?.reason], ['True', 'Allowed']);
     fake.create(PRR, result('api', 'main', ['read', 'write']));
     fake.create(PRR, result('api', 'helper', ['nanosleep', 'clock_nanosleep']));
     await until('2 results', () => get('api').status?.results === 2);
@@ -253,7 +255,11 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
 
     // release may sign for team only (release.namespaces): a recording elsewhere that names it
     // fails, though its repository is allowed, and pushes nothing unsigned in its place.
+    // Said while it records, before anyone waits for a profile that cannot be signed.
     fake.create(PR, rec('guest', { publish: { repository: `${reg.host}/rec/guests`, signWith: 'release' } }, 'guests'));
+    await until('recording', () => get('guest', 'guests').status?.phase === 'Recording');
+    const early = get('guest', 'guests').status?.conditions?.find((c) => c.type === 'SigningKeyUsable');
+    assert.deepEqual([early?.status, early?.reason], ['False', 'SigningKeyNotAllowed']);
     fake.create(PRR, result('guest', 'app', ['read'], undefined, 'guests'));
     await until('result seen', () => get('guest', 'guests').status?.results === 1);
     annotate('guest', '1', 'guests');
