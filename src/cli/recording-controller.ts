@@ -1,7 +1,7 @@
 // The controller-side wiring of the recording reconciler (flags and start-up), for
 // `spoke controller` to call — cli/ is the only place that may build a registry client.
 
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
@@ -76,6 +76,33 @@ export function signingKeyLoader(dir: string): (name: string, namespace: string)
 
 const MAX_KEY_BYTES = 64 * 1024;
 
+/**
+ * What `spoke controller` says at start about the keys in `dir`: each key that signs for no
+ * namespace (no scope file) or whose scope file does not parse, so that neither waits for a
+ * recording to be found. A missing directory says nothing: recordings then fail as they name keys.
+ */
+export function signingKeyWarnings(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+  const warnings: string[] = [];
+  // A mounted Secret's own entries start with a dot (..data, ..<timestamp>); its keys are links.
+  for (const name of names.filter((n) => !n.startsWith('.') && !n.endsWith(SCOPE_SUFFIX) && statSync(join(dir, n), { throwIfNoEntry: false })?.isFile())) {
+    const scopeFile = join(dir, `${name}${SCOPE_SUFFIX}`);
+    try {
+      const text = readScopeText(scopeFile);
+      if (text === undefined) warnings.push(`signing key ${name} has no ${name}${SCOPE_SUFFIX} beside it: it signs for no namespace`);
+      else parseKeyScope(text, scopeFile);
+    } catch (e) {
+      warnings.push(`signing key ${name}: ${(e as Error).message}`);
+    }
+  }
+  return warnings;
+}
+
 /** A key's scope file, undefined when there is none; one larger than MAX_SCOPE_BYTES is refused. */
 function readScopeText(file: string): string | undefined {
   const size = statSync(file, { throwIfNoEntry: false })?.size;
@@ -101,6 +128,8 @@ export async function startRecordingControllerFromFlags(
   recordingKey: Buffer | undefined,
 ): Promise<{ controller: RecordingController; close(): Promise<void> }> {
   if (!recordingKey) logFn({ msg: 'no --recording-key: no pod is marked for recording and no recording result counts', level: 'warning' });
+  const keysDir = values['signing-keys'] ?? '/etc/spoke/signing-keys';
+  for (const msg of signingKeyWarnings(keysDir)) logFn({ msg, level: 'warning' });
   const { startRecordingController } = await import('../controller/recording-kube.js');
   const registry = publisherRegistry(values);
   const allowedRepositories = (values['recording-repositories'] ?? '')
@@ -110,7 +139,7 @@ export async function startRecordingControllerFromFlags(
   const controller = startRecordingController(kc, {
     registry,
     allowedRepositories,
-    signingKey: signingKeyLoader(values['signing-keys'] ?? '/etc/spoke/signing-keys'),
+    signingKey: signingKeyLoader(keysDir),
     bindings,
     log: logFn,
     ...(recordingKey ? { recordingKey } : {}),

@@ -2,12 +2,12 @@
 // controller branch on them, never on message text.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadBindings } from '../../../src/cli/commands/binding.js';
-import { signingKeyLoader } from '../../../src/cli/recording-controller.js';
+import { signingKeyLoader, signingKeyWarnings } from '../../../src/cli/recording-controller.js';
 import { rejectsWith } from '../../helpers/assert.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-cli-refusals-'));
@@ -50,6 +50,21 @@ describe('the recording controller signing keys', () => {
     assert.equal(refused.context.namespace, 'other');
     file('release.namespaces', '*\n');
     assert.equal(await load('release', 'other'), 'PEM of release');
+  });
+
+  it('at start, names each key that signs for no namespace or whose scope file does not parse', () => {
+    const keys = mkdtempSync(join(tmpdir(), 'spoke-keys-'));
+    try {
+      for (const [name, text] of [['open', 'PEM'], ['open.namespaces', '*\n'], ['team', 'PEM'], ['team.namespaces', 'team\n'], ['bare', 'PEM'], ['typo', 'PEM'], ['typo.namespaces', 'Team\n']]) writeFileSync(join(keys, name!), text!);
+      mkdirSync(join(keys, '..2026_12_06')); // a mounted Secret's own entries
+      const warnings = signingKeyWarnings(keys);
+      assert.equal(warnings.length, 2, warnings.join('\n'));
+      assert.match(warnings[0]!, /^signing key bare has no bare\.namespaces/);
+      assert.match(warnings[1]!, /^signing key typo: .*typo\.namespaces:1/);
+      assert.deepEqual(signingKeyWarnings(join(keys, 'absent')), []);
+    } finally {
+      rmSync(keys, { recursive: true, force: true });
+    }
   });
 
   it('a malformed or oversized scope file: OPTION_INVALID, with its line; the key is not read', async () => {
