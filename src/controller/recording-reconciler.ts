@@ -50,7 +50,7 @@ export interface RecordingReconcilerOptions {
   allowedRepositories: readonly string[];
   /** The cluster's recording key: results count only for pods the webhook marked with it; none → no result counts. */
   recordingKey?: Buffer;
-  /** Loads a signing key by its name in the controller's key directory; rejects when absent. */
+  /** FinalizeDeps.signingKey: a key by its name, for a recording in `namespace`. */
   signingKey?: (name: string, namespace: string) => Promise<KeyObject | string>;
   signFormat?: SignFormat;
   now?: () => Date;

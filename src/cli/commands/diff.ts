@@ -53,13 +53,14 @@ async function load(arg: string, kind: ProfileKind | undefined, platform: Platfo
   const repo = { registry: ref.registry, repository: ref.repository };
   let manifest = await registry().getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
   let digest = ref.digest;
-  if (isImageIndex(new ManifestDocument(manifest.bytes))) {
+  // Decoded once for every reading below: is it an index, the kind it declares, the artifact checks.
+  let document = new ManifestDocument(manifest.bytes, `manifest ${digest}`);
+  if (isImageIndex(document)) {
     const chosen = selectPlatform(checkProfileIndex(manifest.bytes, ref.digest, MAX_MANIFEST_BYTES).manifests, platform, ref.digest);
     digest = chosen.digest;
     manifest = await registry().getManifest(repo, digest, [MEDIA_TYPE_OCI_MANIFEST], { maxBytes: MAX_MANIFEST_BYTES });
+    document = new ManifestDocument(manifest.bytes, `manifest ${digest}`);
   }
-  // Decoded once for the kind it declares and the artifact checks.
-  const document = new ManifestDocument(manifest.bytes, `manifest ${digest}`);
   const declared = kind ?? declaredKind(document) ?? 'seccomp';
   const artifact = checkArtifactManifest(document, digest, declared, DEFAULT_MAX_ARTIFACT_BYTES);
   const blob = await registry().getBlob(repo, artifact.layer.digest, { maxBytes: DEFAULT_MAX_ARTIFACT_BYTES, expectedSize: artifact.layer.size });
