@@ -61,8 +61,12 @@ export function signingKeyLoader(dir: string): (name: string, namespace: string)
       throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`, {}, { reason: 'OBJECT_INVALID' });
     }
     const path = join(dir, name);
-    const size = statSync(path, { throwIfNoEntry: false })?.size;
-    if (size === undefined) throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`, { file: path }, { reason: 'FILE_UNREADABLE' });
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      throw new SpokeError('NotFound', `no signing key ${name} in ${dir}`, { file: path }, { reason: 'FILE_UNREADABLE' });
+    }
     const scopeFile = `${path}${SCOPE_SUFFIX}`;
     const scopeText = readScopeText(scopeFile);
     if (!scopeAllows(scopeText === undefined ? undefined : parseKeyScope(scopeText, scopeFile), namespace)) {
