@@ -1,15 +1,17 @@
 // The controller-side wiring of the recording reconciler (flags and start-up), for
 // `spoke controller` to call — cli/ is the only place that may build a registry client.
 
+import type { KeyObject } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { SpokeError } from '../core/errors.js';
+import { SpokeError, isSpokeError } from '../core/errors.js';
 import { DEFAULT_PROOF_TTL_SECONDS } from '../controller/recording.js';
 import { MAX_SCOPE_BYTES, parseKeyScope, SCOPE_SUFFIX, scopeAllows } from '../controller/signing-scope.js';
 import { readRecordingKey } from '../cri/recording.js';
 import type { RecordingController } from '../controller/recording-kube.js';
 import type { ProfileBinding } from '../controller/types.js';
+import { signingKey } from '../publish/signing.js';
 import { UsageError } from './errors.js';
 import { publisherRegistry } from './wiring.js';
 
@@ -53,9 +55,12 @@ export interface RecordingControllerFlagValues {
 /**
  * Loads the key `dir/name` (a key of the mounted Secret) for a recording in `namespace`, reading
  * the key and its scope file `dir/name.namespaces` on every use, so a rotated Secret is picked
- * up. A key signs only for the namespaces its scope file lists (src/controller/signing-scope.ts).
+ * up. A key signs only for the namespaces its scope file lists (src/controller/signing-scope.ts),
+ * and is handed out parsed and checked as `spoke sign` checks its key (KEY_INVALID otherwise):
+ * the recording's SigningKeyUsable condition then means the key can sign, and a key that cannot
+ * fails the recording before anything is pushed unsigned.
  */
-export function signingKeyLoader(dir: string): (name: string, namespace: string) => Promise<string> {
+export function signingKeyLoader(dir: string): (name: string, namespace: string) => Promise<KeyObject> {
   return async (name, namespace) => {
     if (!/^[A-Za-z0-9][-._A-Za-z0-9]{0,252}$/.test(name) || name === '..' || name.endsWith(SCOPE_SUFFIX)) {
       throw new SpokeError('InvalidArgument', `bad signing key name ${JSON.stringify(name)}`, {}, { reason: 'OBJECT_INVALID' });
@@ -73,17 +78,32 @@ export function signingKeyLoader(dir: string): (name: string, namespace: string)
       const why = scopeText === undefined ? `it has no scope file ${name}${SCOPE_SUFFIX} beside it, so it signs for no namespace` : `${name}${SCOPE_SUFFIX} does not list it`;
       throw new SpokeError('PermissionDenied', `signing key ${name} may not sign for namespace ${namespace}: ${why}`, { file: scopeFile, namespace }, { reason: 'KEY_NOT_ALLOWED' });
     }
-    if (size > MAX_KEY_BYTES) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`, { file: path, limit: MAX_KEY_BYTES }, { reason: 'KEY_INVALID' });
-    return readFileSync(path, 'utf8');
+    return readSigningKey(path, name, size);
   };
 }
 
 const MAX_KEY_BYTES = 64 * 1024;
 
+/** The private key in `path` (`size` bytes), parsed and checked for strength; KEY_INVALID otherwise. */
+function readSigningKey(path: string, name: string, size: number): KeyObject {
+  if (size > MAX_KEY_BYTES) throw new SpokeError('InvalidArgument', `signing key ${name} is larger than 64 KiB`, { file: path, limit: MAX_KEY_BYTES }, { reason: 'KEY_INVALID' });
+  try {
+    return signingKey(readFileSync(path, 'utf8'));
+  } catch (e) {
+    // signing.ts says "signing key is not …" / "signing key type … is not accepted": name the key.
+    if (isSpokeError(e) && e.reason === 'KEY_INVALID') {
+      const what = e.message.startsWith('signing key ') ? e.message.slice('signing key '.length) : e.message;
+      throw new SpokeError(e.code, `signing key ${name} ${what}`, { ...e.context, file: path }, { reason: e.reason });
+    }
+    throw e;
+  }
+}
+
 /**
  * What `spoke controller` says at start about the keys in `dir`: each key that signs for no
- * namespace (no scope file) or whose scope file does not parse, so that neither waits for a
- * recording to be found. A missing directory says nothing: recordings then fail as they name keys.
+ * namespace (no scope file), whose scope file does not parse, or that cannot sign (not a PEM
+ * private key, or too weak), so that none waits for a recording to be found. A missing
+ * directory says nothing: recordings then fail as they name keys.
  */
 export function signingKeyWarnings(dir: string): string[] {
   let names: string[];
@@ -94,14 +114,26 @@ export function signingKeyWarnings(dir: string): string[] {
   }
   const warnings: string[] = [];
   // A mounted Secret's own entries start with a dot (..data, ..<timestamp>); its keys are links.
-  for (const name of names.filter((n) => !n.startsWith('.') && !n.endsWith(SCOPE_SUFFIX) && statSync(join(dir, n), { throwIfNoEntry: false })?.isFile())) {
-    const scopeFile = join(dir, `${name}${SCOPE_SUFFIX}`);
+  for (const name of names.filter((n) => !n.startsWith('.') && !n.endsWith(SCOPE_SUFFIX))) {
+    const path = join(dir, name);
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st?.isFile()) continue;
+    const scopeFile = `${path}${SCOPE_SUFFIX}`;
     try {
       const text = readScopeText(scopeFile);
-      if (text === undefined) warnings.push(`signing key ${name} has no ${name}${SCOPE_SUFFIX} beside it: it signs for no namespace`);
-      else parseKeyScope(text, scopeFile);
+      if (text === undefined) {
+        warnings.push(`signing key ${name} has no ${name}${SCOPE_SUFFIX} beside it: it signs for no namespace`);
+        continue;
+      }
+      parseKeyScope(text, scopeFile);
     } catch (e) {
       warnings.push(`signing key ${name}: ${(e as Error).message}`);
+      continue;
+    }
+    try {
+      readSigningKey(path, name, st.size);
+    } catch (e) {
+      warnings.push((e as Error).message);
     }
   }
   return warnings;

@@ -174,7 +174,14 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
 }
 
 /** A recording's signing key, or why it cannot sign with it (a condition reason and message). */
-export type LoadedSigningKey = { key: KeyObject | string } | { problem: 'SigningKeyNotAllowed' | 'SigningKeyUnavailable'; message: string };
+export type LoadedSigningKey = { key: KeyObject | string } | { problem: 'SigningKeyNotAllowed' | 'SigningKeyInvalid' | 'SigningKeyUnavailable'; message: string };
+
+/** The condition reason of a key that cannot be loaded, by the loader's error reason. */
+function signingKeyProblem(e: unknown): 'SigningKeyNotAllowed' | 'SigningKeyInvalid' | 'SigningKeyUnavailable' {
+  if (!isSpokeError(e)) return 'SigningKeyUnavailable';
+  if (e.reason === 'KEY_NOT_ALLOWED') return 'SigningKeyNotAllowed';
+  return e.reason === 'KEY_INVALID' ? 'SigningKeyInvalid' : 'SigningKeyUnavailable';
+}
 
 /** Loads the key `signWith` names for a recording in `namespace` (docs/recording.md#signing-keys). */
 export async function loadSigningKey(deps: Pick<FinalizeDeps, 'signingKey'>, signWith: string, namespace: string): Promise<LoadedSigningKey> {
@@ -182,7 +189,7 @@ export async function loadSigningKey(deps: Pick<FinalizeDeps, 'signingKey'>, sig
   try {
     return { key: await deps.signingKey(signWith, namespace) };
   } catch (e) {
-    return { problem: isSpokeError(e) && e.reason === 'KEY_NOT_ALLOWED' ? 'SigningKeyNotAllowed' : 'SigningKeyUnavailable', message: `spec.publish.signWith ${signWith}: ${messageOf(e)}` };
+    return { problem: signingKeyProblem(e), message: `spec.publish.signWith ${signWith}: ${messageOf(e)}` };
   }
 }
 

@@ -51,6 +51,9 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   const keyDir = mkdtempSync(join(tmpdir(), 'spoke-rec-keys-'));
   writeFileSync(join(keyDir, 'release'), key.privatePem);
   writeFileSync(join(keyDir, 'release.namespaces'), 'team\n');
+  // A public key where the private one belongs: allowed for team, but it cannot sign.
+  writeFileSync(join(keyDir, 'mixup'), key.publicPem);
+  writeFileSync(join(keyDir, 'mixup.namespaces'), 'team\n');
 
   const rec = (name: string, spec: Record<string, unknown>, ns = 'team') => ({
     metadata: { name, namespace: ns },
@@ -267,6 +270,18 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     const notAllowed = get('guest', 'guests').status?.conditions?.find((c) => c.type === 'Finalized');
     assert.equal(notAllowed?.reason, 'SigningKeyNotAllowed');
     assert.match(notAllowed?.message ?? '', /release\.namespaces/);
+    // A key the namespace may use that cannot sign: known while recording; nothing pushed unsigned.
+    fake.create(PR, rec('mixed', { publish: { repository: `${reg.host}/rec/team`, signWith: 'mixup' } }));
+    await until('recording', () => get('mixed').status?.phase === 'Recording');
+    const unusable = get('mixed').status?.conditions?.find((c) => c.type === 'SigningKeyUsable');
+    assert.deepEqual([unusable?.status, unusable?.reason], ['False', 'SigningKeyInvalid']);
+    fake.create(PRR, result('mixed', 'app', ['read']));
+    await until('result seen', () => get('mixed').status?.results === 1);
+    annotate('mixed', '1');
+    await until('failed', () => get('mixed').status?.phase === 'Failed');
+    const invalid = get('mixed').status?.conditions?.find((c) => c.type === 'Finalized');
+    assert.equal(invalid?.reason, 'SigningKeyInvalid');
+    assert.match(invalid?.message ?? '', /not an unencrypted PEM private key/);
     fake.create(PR, rec('lossy', {}));
     const lossy = result('lossy', 'app', ['read']);
     fake.create(PRR, { ...lossy, spec: { ...lossy.spec, lostRecords: 2 } });

@@ -2,6 +2,7 @@
 // controller branch on them, never on message text.
 
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { after, describe, it } from 'node:test';
 import { loadBindings } from '../../../src/cli/commands/binding.js';
 import { signingKeyLoader, signingKeyWarnings } from '../../../src/cli/recording-controller.js';
 import { rejectsWith } from '../../helpers/assert.js';
+import { makeKey } from '../../helpers/signing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-cli-refusals-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -41,26 +43,44 @@ describe('the recording controller signing keys', () => {
     await rejectsWith(load('huge', 'team'), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
   });
 
+  const release = makeKey('p256');
+  const loadedPublic = async (name: string, namespace: string) => (await load(name, namespace)).asymmetricKeyType;
+
   it('a key signs only for the namespaces of its scope file, read on every use; without one, for none', async () => {
-    file('release', 'PEM of release');
+    file('release', release.privatePem);
     await rejectsWith(load('release', 'team'), { code: 'PermissionDenied', reason: 'KEY_NOT_ALLOWED' });
     file('release.namespaces', '# who may sign\nteam\n');
-    assert.equal(await load('release', 'team'), 'PEM of release');
+    assert.equal(await loadedPublic('release', 'team'), 'ec');
     const refused = await rejectsWith(load('release', 'other'), { code: 'PermissionDenied', reason: 'KEY_NOT_ALLOWED' });
     assert.equal(refused.context.namespace, 'other');
     file('release.namespaces', '*\n');
-    assert.equal(await load('release', 'other'), 'PEM of release');
+    assert.equal(await loadedPublic('release', 'other'), 'ec');
+    file('release', makeKey('ed25519').privatePem);
+    assert.equal(await loadedPublic('release', 'other'), 'ed25519', 'a rotated key applies to the next use');
   });
 
-  it('at start, names each key that signs for no namespace or whose scope file does not parse', () => {
+  it('a key that is not a PEM private key, or one too weak to sign with: KEY_INVALID, naming its file', async () => {
+    file('garbled.namespaces', 'team\n');
+    file('garbled', 'PEM of garbled');
+    const garbled = await rejectsWith(load('garbled', 'team'), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+    assert.equal(garbled.context.file, join(dir, 'garbled'));
+    file('garbled', release.publicPem);
+    await rejectsWith(load('garbled', 'team'), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+    file('garbled', generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    await rejectsWith(load('garbled', 'team'), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+  });
+
+  it('at start, names each key that signs for no namespace, whose scope file does not parse, or that cannot sign', () => {
     const keys = mkdtempSync(join(tmpdir(), 'spoke-keys-'));
     try {
-      for (const [name, text] of [['open', 'PEM'], ['open.namespaces', '*\n'], ['team', 'PEM'], ['team.namespaces', 'team\n'], ['bare', 'PEM'], ['typo', 'PEM'], ['typo.namespaces', 'Team\n']]) writeFileSync(join(keys, name!), text!);
+      const pem = release.privatePem;
+      for (const [name, text] of [['open', pem], ['open.namespaces', '*\n'], ['team', pem], ['team.namespaces', 'team\n'], ['bare', pem], ['typo', pem], ['typo.namespaces', 'Team\n'], ['public', release.publicPem], ['public.namespaces', 'team\n']]) writeFileSync(join(keys, name!), text!);
       mkdirSync(join(keys, '..2026_12_06')); // a mounted Secret's own entries
       const warnings = signingKeyWarnings(keys);
-      assert.equal(warnings.length, 2, warnings.join('\n'));
+      assert.equal(warnings.length, 3, warnings.join('\n'));
       assert.match(warnings[0]!, /^signing key bare has no bare\.namespaces/);
-      assert.match(warnings[1]!, /^signing key typo: .*typo\.namespaces:1/);
+      assert.match(warnings[1]!, /^signing key public is not an unencrypted PEM private key/);
+      assert.match(warnings[2]!, /^signing key typo: .*typo\.namespaces:1/);
       assert.deepEqual(signingKeyWarnings(join(keys, 'absent')), []);
     } finally {
       rmSync(keys, { recursive: true, force: true });
