@@ -184,8 +184,10 @@ export class ProfileApplier<P> {
     if (!decision.unsigned) {
       // The verdict must be one recorded under this policy (its hash covers the keys) by a signer
       // the rule names now, whose key is at hand (as a cached pull asks, src/pull.ts); otherwise
-      // the pipeline verifies again (the stored manifest, no blob download) and refuses what no
-      // current signer signed.
+      // the pipeline verifies again as the node and refuses what no current signer signed: the
+      // stored manifest, no blob download, when the node's credentials fetched it; fetched again
+      // when only a pod's did (KEP-2535 reuse, src/pull/access.ts), which a registry the node may
+      // not read refuses (docs/shim.md).
       const verdict = record.verdicts[policy.hash];
       if (verdict === undefined || !decision.signedBy.some((s) => s.name === verdict.signer && s.type !== 'unavailable')) {
         await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });
