@@ -86,6 +86,11 @@ export class AppArmorUnloads {
     const candidates = unique.filter((n) => !held.has(n));
     if (candidates.length === 0) return;
     const confining = await this.confiningProfiles(new Set(candidates));
+    if ('doubt' in confining) {
+      for (const n of candidates) this.retained.add(n);
+      this.logger.log('warn', 'AppArmor profiles kept loaded: the tasks running under them could not all be read', { names: candidates, ...confining.doubt });
+      return;
+    }
     for (const name of candidates) {
       if (confining.has(name)) {
         this.retained.add(name);
@@ -105,29 +110,38 @@ export class AppArmorUnloads {
     }
   }
 
-  /** Which of `names` label a task in a readable /proc/<pid>/attr/current. */
-  private async confiningProfiles(names: ReadonlySet<string>): Promise<Set<string>> {
+  /**
+   * Which of `names` label a task in /proc/<pid>/attr/current, or `doubt` when /proc cannot be
+   * listed or a task's label cannot be read: that task may run under any of them.
+   */
+  private async confiningProfiles(names: ReadonlySet<string>): Promise<Set<string> | { doubt: { path: string; code: string } }> {
     const found = new Set<string>();
     let pids: string[];
     try {
       pids = (await readdir(this.procRoot)).filter((p) => /^[0-9]{1,10}$/.test(p));
-    } catch {
-      return found;
+    } catch (e) {
+      return { doubt: { path: this.procRoot, code: errorCode(e) } };
     }
     const buf = Buffer.alloc(MAX_ATTR_BYTES);
     for (const pid of pids) {
       for (const attr of ['attr/apparmor/current', 'attr/current']) {
+        const path = join(this.procRoot, pid, attr);
         let text: string;
         try {
-          const h = await open(join(this.procRoot, pid, attr), 'r');
+          const h = await open(path, 'r');
           try {
             const { bytesRead } = await h.read(buf, 0, MAX_ATTR_BYTES, 0);
             text = buf.subarray(0, bytesRead).toString('utf8');
           } finally {
             await h.close();
           }
-        } catch {
-          continue; // gone, or not readable here
+        } catch (e) {
+          const code = errorCode(e);
+          // No such attribute here: this kernel's other interface (ENOENT), or no security module
+          // serves it (EINVAL: read on a kernel without AppArmor). ESRCH: the task is exiting.
+          if (code === 'ENOENT' || code === 'EINVAL') continue;
+          if (code === 'ESRCH') break;
+          return { doubt: { path, code } };
         }
         // "<label> (<mode>)"; a stacked label joins profiles with "//&", a child follows "//".
         const label = text.replace(/\0/g, '').trim().replace(/ \([a-z]{1,16}\)$/, '');
@@ -139,4 +153,7 @@ export class AppArmorUnloads {
       }
     }
     return found;
-  }}
+  }
+}
+
+const errorCode = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? 'UNKNOWN';

@@ -124,6 +124,23 @@ describe('AppArmor profiles are unloaded only when nothing runs under them', { t
     assert.deepEqual(unloaded, [name('3')], 'checked again at the next rebuild');
   });
 
+  test('/proc that cannot be listed, or a task label that cannot be read: nothing is unloaded until it can', async () => {
+    await store.markInUse(D, appArmorHolder(name('5'), `pending:${clock - 3_600_000}:0123456789ab`));
+    rmSync(proc, { recursive: true });
+    await tracker.rebuild();
+    assert.deepEqual(await store.inUseHolders(D), [], 'the stale holder goes');
+    assert.deepEqual(unloaded, [], 'no /proc: in doubt, kept loaded');
+    mkdirSync(proc);
+    confined(4244, 'unconfined');
+    // A label that does not read as a file (EISDIR): its task may run under the profile.
+    mkdirSync(join(proc, '4245', 'attr', 'current'), { recursive: true });
+    await tracker.rebuild();
+    assert.deepEqual(unloaded, [], 'an unreadable label: in doubt, kept loaded');
+    rmSync(join(proc, '4245'), { recursive: true });
+    await tracker.rebuild();
+    assert.deepEqual(unloaded, [name('5')], 'checked again at the next rebuild');
+  });
+
   test('runtime unreachable: nothing is unloaded until it can be listed again', async () => {
     const claim = await tracker.claimAppArmor(name('4'), D, async () => undefined);
     await tracker.commitAppArmor([claim], 'container:gone');
