@@ -265,8 +265,9 @@ export class ProfileApplier<P> {
       }
     }
     logger.log('info', 'OCI seccomp profile applied', { who: ctx.who, reference: canonical, digest: ref.digest, rule, mode, effective: path, constrained: merged.constrained });
+    // As merged: an empty base_profile (no type, no path) is no base (baseTypeOf).
     const baseUsed: EffectiveBase | undefined =
-      profile.base?.type === BASE_LOCALHOST && base ? { type: 'Localhost', path: profile.base.localhostRef, sha256: base.sha } : profile.base ? { type: 'RuntimeDefault' } : undefined;
+      baseType === BASE_LOCALHOST && base ? { type: 'Localhost', path: profile.base!.localhostRef, sha256: base.sha } : baseType === BASE_RUNTIME_DEFAULT ? { type: 'RuntimeDefault' } : undefined;
     return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, base: baseUsed, mode };
   }
 

@@ -208,6 +208,12 @@ describe('base profiles and privileged containers through the shim', { timeout: 
       const cid = await rig.cri.startBusybox(p, 'unspecified', { seccomp: oci(denyMkdir, {}) });
       assert.match(await rig.cri.sh(cid, 'mkdir /tmp/x$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_DENIED/);
       assert.equal(await unshareAllowed(cid), true, 'no RuntimeDefault base was added');
+      // What `spoke ps` reports for the merge says so too.
+      const applied = rig.shim!.logs().find((l) => l.msg === 'OCI seccomp profile applied' && String(l.who).endsWith('/unspecified'));
+      const sha = String(applied?.effective).split('/').pop()!.replace(/\.json$/, '');
+      const inputs = await new ProfileStore({ root: rig.files.storeDir }).effectiveInputs(sha);
+      assert.ok(inputs.length > 0, `no inputs recorded for ${sha}`);
+      assert.deepEqual(inputs.map((i) => i.base), inputs.map(() => undefined));
     } finally {
       await removePod(p.id);
     }
