@@ -90,10 +90,10 @@ function readSigningKey(path: string, name: string, size: number): KeyObject {
   try {
     return signingKey(readFileSync(path, 'utf8'));
   } catch (e) {
-    // signing.ts says "signing key is not …" / "signing key type … is not accepted": name the key.
+    // signing.ts says "signing key is not …" / "signing key: RSA key of …": name the key.
     if (isSpokeError(e) && e.reason === 'KEY_INVALID') {
-      const what = e.message.startsWith('signing key ') ? e.message.slice('signing key '.length) : e.message;
-      throw new SpokeError(e.code, `signing key ${name} ${what}`, { ...e.context, file: path }, { reason: e.reason });
+      const what = e.message.startsWith('signing key') ? e.message.slice('signing key'.length) : `: ${e.message}`;
+      throw new SpokeError(e.code, `signing key ${name}${what}`, { ...e.context, file: path }, { reason: e.reason });
     }
     throw e;
   }

@@ -7,11 +7,10 @@ import type { Segment } from './schema.js';
 import type { YamlFile } from './schema-yaml.js';
 import type { KeylessSigner, PublicKeySigner, PublicKeyType, SignerSpec, TimeSource, UnavailableSigner } from './types.js';
 import { jsonSyntaxFault } from '../core/json.js';
+import { acceptedKeyType } from '../core/key-type.js';
 
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
 export const MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024;
-export const MIN_RSA_BITS = 2048;
-export const MAX_RSA_BITS = 8192;
 export const TRUSTED_ROOT_MEDIA_TYPE_PREFIX = 'application/vnd.dev.sigstore.trustedroot+json';
 
 export type ReadFile = (path: string) => Buffer;
@@ -132,23 +131,9 @@ export function parsePublicKey(bytes: Buffer, onError: (why: string) => never): 
   } catch (e) {
     onError(`not a valid public key (${(e as Error).message})`);
   }
-  const details = key.asymmetricKeyDetails ?? {};
-  switch (key.asymmetricKeyType) {
-    case 'ec':
-      if (details.namedCurve === 'prime256v1') return { pem: text, key, keyType: 'ecdsa-p256' };
-      if (details.namedCurve === 'secp384r1') return { pem: text, key, keyType: 'ecdsa-p384' };
-      return onError(`EC curve ${details.namedCurve ?? '(unknown)'} is not accepted (P-256 or P-384)`);
-    case 'ed25519':
-      return { pem: text, key, keyType: 'ed25519' };
-    case 'rsa': {
-      const bits = details.modulusLength ?? 0;
-      if (bits < MIN_RSA_BITS) onError(`RSA key of ${bits} bits is too weak (at least ${MIN_RSA_BITS})`);
-      if (bits > MAX_RSA_BITS) onError(`RSA key of ${bits} bits is larger than ${MAX_RSA_BITS}`);
-      return { pem: text, key, keyType: 'rsa' };
-    }
-    default:
-      return onError(`key type ${key.asymmetricKeyType ?? '(unknown)'} is not accepted (ECDSA P-256/P-384, Ed25519, RSA >= ${MIN_RSA_BITS})`);
-  }
+  const accepted = acceptedKeyType(key);
+  if ('refused' in accepted) return onError(accepted.refused);
+  return { pem: text, key, keyType: accepted.type };
 }
 
 /**

@@ -2,6 +2,7 @@
 // The YAML format is described by policy/node-policy.schema.json and policy/example-policy.yaml.
 
 import type { KeyObject } from 'node:crypto';
+import type { AcceptedKeyType } from '../core/key-type.js';
 import type { ProfileKind } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 
@@ -13,8 +14,8 @@ export type RuleAction = 'allow' | 'deny';
 /** What an allow rule does with what it admits: apply it (`enforce`), or log where it would deny (`audit`, seccomp only; docs/audit-mode.md). */
 export type RuleMode = 'enforce' | 'audit';
 
-/** The public key types a signer may use. Others (RSA < 2048, RSA-PSS, P-521, Ed448, DSA, DH) are refused. */
-export type PublicKeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'ed25519' | 'rsa';
+/** The public key types a signer may use (src/core/key-type.ts). */
+export type PublicKeyType = AcceptedKeyType;
 
 export interface PublicKeySigner {
   readonly type: 'publicKey';

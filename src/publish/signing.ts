@@ -5,6 +5,7 @@
 import { X509Certificate as NodeX509, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
+import { acceptedKeyType } from '../core/key-type.js';
 import type { Clock } from '../core/runtime.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 import { hashForKey } from '../verify/index.js';
@@ -65,12 +66,9 @@ function loadPrivateKey(key: KeyObject | string): KeyObject {
 }
 
 function checkKeyStrength(k: KeyObject): void {
-  const t = k.asymmetricKeyType;
-  const d = k.asymmetricKeyDetails;
-  if (t === 'ec' && (d?.namedCurve === 'prime256v1' || d?.namedCurve === 'secp384r1' || d?.namedCurve === 'secp521r1')) return;
-  if (t === 'ed25519') return;
-  if (t === 'rsa' && (d?.modulusLength ?? 0) >= 2048) return;
-  throw new SpokeError('InvalidArgument', `signing key type ${t}${d?.namedCurve ? ` (${d.namedCurve})` : ''}${d?.modulusLength ? ` ${d.modulusLength} bits` : ''} is not accepted: use ECDSA P-256/P-384, Ed25519 or RSA ≥ 2048`, {}, { reason: 'KEY_INVALID' });
+  const accepted = acceptedKeyType(k);
+  // Signing is refused for a key no node policy could trust (src/core/key-type.ts).
+  if ('refused' in accepted) throw new SpokeError('InvalidArgument', `signing key: ${accepted.refused}`, {}, { reason: 'KEY_INVALID' });
 }
 
 /** The private key a signature will be made with, refused (KEY_INVALID) when unreadable or too weak. */

@@ -50,7 +50,6 @@ export function checkSimpleSigningPayload(payload: Uint8Array, digest: Digest): 
 function hashesFor(p: PreparedKeyed): (string | null)[] {
   const curve = p.key.asymmetricKeyDetails?.namedCurve;
   if (curve === 'secp384r1') return ['sha256', 'sha384'];
-  if (curve === 'secp521r1') return ['sha256', 'sha512'];
   return [p.hash];
 }
 
