@@ -127,12 +127,18 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   // Not ours otherwise: the configuration sends pods CREATE and pods/ephemeralcontainers UPDATE.
   const ephemeral = isPods && req.subResource === 'ephemeralcontainers' && req.operation === 'UPDATE';
   if (!ephemeral && (!isPods || req.subResource || req.operation !== 'CREATE')) return allow();
-  const pod = req.object as Pod | undefined;
-  if (pod === null || typeof pod !== 'object') throw new BadReview(`request.object is required for ${req.operation}`);
+  const sent = req.object as Pod | undefined;
+  if (sent === null || typeof sent !== 'object') throw new BadReview(`request.object is required for ${req.operation}`);
+  const stored = req.oldObject as Pod | undefined;
+  if (ephemeral && (stored === null || typeof stored !== 'object')) throw new BadReview('request.oldObject is required for a pods/ephemeralcontainers UPDATE');
+  // Of a pods/ephemeralcontainers update the API server keeps spec.ephemeralContainers only and
+  // drops every other change after admission: the pod is judged as stored (its labels,
+  // annotations, pod-level profile), never as the request body claims it (docs/binding.md).
+  const pod: Pod = ephemeral ? { ...stored!, spec: { ...stored!.spec, ephemeralContainers: sent.spec?.ephemeralContainers ?? [] } } : sent;
   const namespace = req.namespace || pod.metadata?.namespace;
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
   // binding.ts rule 9: only the ephemeral containers this update adds.
-  const added = ephemeral ? addedEphemeralSlots(pod, req.oldObject as Pod | undefined) : undefined;
+  const added = ephemeral ? addedEphemeralSlots(pod, stored) : undefined;
   if (added?.length === 0) return allow();
   if (!source.synced()) return notSynced(req.uid);
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only

@@ -91,4 +91,32 @@ describe('pod webhook: ephemeral containers', () => {
       assert.equal(answer(body, [binding('all')]).allowed, true);
     }
   });
+
+  // The API server keeps only spec.ephemeralContainers of this update (it drops every other change
+  // after admission): what the request body claims about the pod is never stored, so it decides
+  // nothing. The pod as stored (oldObject) does.
+  it('labels, annotations or a pod-level profile changed in the request body do not change what binds the debug container', () => {
+    const selected = binding('web', { podSelector: { matchLabels: { app: 'web' } }, override: true });
+    const forged = (edit: (p: Pod) => void) => {
+      const body = review([app], [], [debug]);
+      edit(body.request.object);
+      return answer(body, [selected]);
+    };
+    const patched = [{ op: 'add', path: '/spec/ephemeralContainers/0/securityContext', value: { seccompProfile: { type: 'OCI', oci: { reference: REF_A } } } }];
+    assert.deepEqual(answer(review([app], [], [debug]), [selected]).ops, patched, 'the honest request');
+    for (const [what, edit] of [
+      ['labels removed', (p: Pod) => delete p.metadata!.labels],
+      ['an annotation naming another profile', (p: Pod) => (p.metadata!.annotations = { 'seccomp.profiles.spoke.dev/debugger-abcde': REF_B })],
+      ['a pod-level Localhost profile', (p: Pod) => (p.spec!.securityContext = { seccompProfile: { type: 'Localhost', localhostProfile: 'loose.json' } })],
+    ] as const) {
+      const r = forged(edit);
+      assert.deepEqual([r.allowed, r.ops], [true, patched], what);
+    }
+  });
+
+  it('an update without the stored pod (oldObject) is refused', () => {
+    const body = review([app], [], [debug]) as { request: Record<string, unknown> };
+    delete body.request.oldObject;
+    assert.throws(() => reviewPod(body, new StaticBindingSource([binding('all')]), {}), /oldObject/);
+  });
 });
