@@ -3,8 +3,8 @@
 // the validating webhook for ProfileBinding objects.
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
-import { enforceLevel, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
-import { addedEphemeralSlots, bindingWinners, slotsOf } from './binding-match.js';
+import { enforceLevel, imageIdDenials, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
+import { addedEphemeralSlots, bindingWinners, podSelected, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
@@ -230,7 +230,8 @@ export function reviewResult(body: unknown): AdmissionReview {
  *   added, changed or removed: removing the one a binding wrote would start the container under
  *   plain RuntimeDefault, changing it would swap the bound profile (docs/annotation-mode.md);
  * - a container's image changes only where the bindings give the new image what they gave the
- *   old one: the profile decided at creation stays with the container whatever it runs.
+ *   old one: the profile decided at creation stays with the container whatever it runs; and,
+ *   as at creation, never to an image ID where a binding names images.
  */
 export function reviewPodUpdate(body: unknown, source: BindingSource): AdmissionReview {
   const req = parseReview(body);
@@ -257,8 +258,12 @@ export function reviewPodUpdate(body: unknown, source: BindingSource): Admission
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
   if (!source.synced()) return notSynced(req.uid);
   const bindings = source.list(namespace);
+  const after = req.object as Pod;
+  // Held to the rule a create is held to: an image ID where a binding names images.
+  const byId = imageIdDenials(slotsOf(after).filter((slot) => changed.includes(`${slot.list}/${slot.container.name}`)), podSelected(after, bindings));
+  if (byId.length > 0) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${byId.join('; ')}` } });
   const oldWinners = bindingWinners(req.oldObject as Pod, bindings);
-  const newWinners = bindingWinners(req.object as Pod, bindings);
+  const newWinners = bindingWinners(after, bindings);
   const moved = changed.filter((slot) => oldWinners.get(slot) !== newWinners.get(slot));
   if (moved.length === 0) return review({ uid: req.uid, allowed: true });
   const shown = moved.slice(0, 5).map((slot) => `${slot.startsWith('initContainers/') ? 'init container' : 'container'} "${slot.slice(slot.indexOf('/') + 1).slice(0, 63)}"`);

@@ -136,6 +136,22 @@ const MAX_DENIALS_SHOWN = 5;
 export const MAX_POD_CONTAINERS = 256;
 
 /**
+ * A runtime runs an image ID as the local image it names, whatever its repository: a binding
+ * that names images cannot tell whether it selects it, so such a container is refused rather
+ * than run unbound (a `*` binding still binds it). At creation, and when an update changes a
+ * container's image (admission.ts reviewPodUpdate). `selected`: the bindings selecting the pod.
+ */
+export function imageIdDenials(slots: readonly Slot[], selected: readonly CompiledBinding[]): string[] {
+  const denials: string[] = [];
+  for (const slot of slots) {
+    const image = slot.container.image;
+    const naming = typeof image === 'string' && isImageId(image) ? selected.find((b) => b.target.kind !== 'any' && (b.containers === undefined || b.containers.has(slot.container.name))) : undefined;
+    if (naming) denials.push(`${describeSlot(slot)}: image ${truncate(image as string, 80)} is an image ID, which no binding's image can be matched against (ProfileBinding ${naming.name} binds by image ${naming.target.text}); name the image by its repository`);
+  }
+  return denials;
+}
+
+/**
  * Computes the admission answer for `pod` given the bindings of its namespace (raw objects, as
  * listed: each is validated here). Pure and deterministic: same inputs, same patch.
  */
@@ -148,14 +164,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const slots = options.ephemeral ?? slotsOf(pod);
   const denials: string[] = invalidBindingDenials(rawBindings, slots);
   const selected = podSelected(pod, rawBindings);
-  // A runtime runs an image ID as the local image it names, whatever its repository: a binding
-  // that names images cannot tell whether it selects it, so the pod is refused rather than run
-  // unbound (a `*` binding still binds it).
-  for (const slot of slots) {
-    const image = slot.container.image;
-    const naming = typeof image === 'string' && isImageId(image) ? selected.find((b) => b.target.kind !== 'any' && (b.containers === undefined || b.containers.has(slot.container.name))) : undefined;
-    if (naming) denials.push(`${describeSlot(slot)}: image ${truncate(image as string, 80)} is an image ID, which no binding's image can be matched against (ProfileBinding ${naming.name} binds by image ${naming.target.text}); name the image by its repository`);
-  }
+  denials.push(...imageIdDenials(slots, selected));
 
   const warnings: string[] = [];
   const applied: AppliedBinding[] = [];

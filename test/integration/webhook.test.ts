@@ -340,6 +340,14 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     assert.equal(movedInit.allowed, false);
     assert.equal((await answer(withImage('containers', 'busybox:1.37'))).allowed, true, 'the same binding wins for the new image');
     assert.equal((await answer({ ...stored, metadata: { ...stored.metadata, labels: { ...stored.metadata!.labels, extra: 'x' } } })).allowed, true, 'no image change');
+    // An image ID runs whatever local image it names, nginx's too: refused where a binding names
+    // images, as it is at creation, though `all` would still win for it.
+    const imageId = `sha256:${'e'.repeat(64)}`;
+    const byId = await answer(withImage('containers', imageId));
+    assert.deepEqual([byId.allowed, byId.status?.code], [false, 403]);
+    assert.match(byId.status?.message ?? '', /container "web": image sha256:e+ is an image ID, .*ProfileBinding team\/web-nginx/);
+    const createdById = deploymentPod({ containers: [{ name: 'web', image: imageId }] });
+    assert.equal((await review(port, podReview(createdById))).json().response.allowed, false, 'as a create is');
   });
 
   it('patches a pod CREATE: containers and init containers, the most specific binding, uid echoed', async () => {
