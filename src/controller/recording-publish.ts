@@ -5,7 +5,7 @@
 // that exists with the same reference is kept; one with another reference makes Bound=False
 // (BindingExists).
 
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { sha256Digest, type Digest } from '../core/digest.js';
 import { pushProfile } from '../publish/push.js';
 import { signArtifact } from '../publish/sign.js';
@@ -28,6 +28,11 @@ export type PublishCredential = NonNullable<Parameters<typeof pushProfile>[5]>['
 
 /** Pushes and signatures remembered (by digest) so retries do not repeat them. */
 const MAX_REMEMBERED = 1024;
+
+/** A signing key by its public half (SPKI), as the signatures it makes are checked. */
+function keyFingerprint(key: KeyObject | string): Digest {
+  return sha256Digest(createPublicKey(key).export({ type: 'spki', format: 'der' }));
+}
 
 /** A failure the reconciler retries with backoff. */
 export class Transient extends Error {}
@@ -68,11 +73,13 @@ export class RecordingPublisher {
       if (this.pushed.size >= MAX_REMEMBERED) this.pushed.delete(this.pushed.keys().next().value as string);
       this.pushed.set(memo, pushed);
     }
-    if (key !== undefined && !this.signed.has(`${rec.signWith}|${pushed.reference}`)) {
+    // Remembered by the key itself, not its name: a key rotated under the same name signs again.
+    const signedKey = key === undefined ? undefined : `${keyFingerprint(key)}|${pushed.reference}`;
+    if (key !== undefined && signedKey !== undefined && !this.signed.has(signedKey)) {
       await signArtifact({ registry: this.o.registry, repo, digest: pushed.digest, manifestBytes: pushed.manifest, key, format: this.o.signFormat ?? 'bundle', credential: this.o.credential, signal });
       this.o.stats.signatures++;
       if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);
-      this.signed.add(`${rec.signWith}|${pushed.reference}`);
+      this.signed.add(signedKey);
     }
     return { reference: pushed.reference, pushedNow };
   }

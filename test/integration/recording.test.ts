@@ -233,6 +233,20 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(fake.list(PB).filter((b) => (b.metadata.name as string).startsWith('api')).length, 0, 'bind: false creates nothing');
   });
 
+  it('a rotated key signs again at the next finalize, though the profile is the same', async () => {
+    const before = ctl.reconciler.stats.signatures;
+    const reference = get('api').status!.profiles![0]!.reference;
+    writeFileSync(join(keyDir, 'release'), makeKey('p256').privatePem);
+    annotate('api', 'rotated');
+    await until('refinalized', () => get('api').status?.finalizeToken === 'rotated' && get('api').status?.phase === 'Completed');
+    assert.equal(get('api').status!.profiles![0]!.reference, reference, 'the same profile');
+    assert.equal(ctl.reconciler.stats.signatures, before + 1, 'signed with the new key');
+    const idx = await fetch(`${reg.url}/v2/rec/team/manifests/sha256-${reference.split('@')[1]!.slice(7)}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    const body = (await idx.json()) as { manifests: { artifactType?: string }[] };
+    assert.equal(body.manifests.filter((m) => m.artifactType === 'application/vnd.dev.sigstore.bundle.v0.3+json').length, 2, 'a bundle by each key');
+    writeFileSync(join(keyDir, 'release'), key.privatePem);
+  });
+
   it('permanent problems end in Failed with the reason; nothing is pushed', async () => {
     await reg.resetRequests();
     fake.create(PR, rec('empty', {}));
