@@ -46,6 +46,10 @@ export class SyscallRecorder {
   private readonly sets = new Map<string, Set<string>>();
   /** Containers whose records were not kept (the table was full): their recording is incomplete. */
   private readonly dropped = new Set<string>();
+  /** More containers were dropped than `dropped` holds: see wasDropped. */
+  private droppedOverflow = false;
+  /** The containers tracked and not wanted at the last prune. */
+  private trackedAtPrune = new Set<string>();
   /** Containers that made a named 32-bit (ia32) call: their profile needs the i386 ABI. */
   private readonly ia32 = new Set<string>();
   private readonly unnamed = new Map<string, Set<string>>();
@@ -109,8 +113,10 @@ export class SyscallRecorder {
     if (!set) {
       if (this.sets.size + (map === this.sets ? 0 : this.unnamed.size) >= this.limits.maxContainers && !this.sets.has(id) && !this.unnamed.has(id)) {
         this.stats.droppedContainers++;
-        if (this.dropped.size >= this.limits.maxContainers * 16) this.dropped.clear();
-        this.dropped.add(id);
+        // Past the cap, every container not tracked counts as dropped (wasDropped): a mark
+        // forgotten would let a partial recording pass for a whole one.
+        if (this.dropped.size >= this.limits.maxContainers * 16) this.droppedOverflow = true;
+        else this.dropped.add(id);
         return;
       }
       set = new Set();
@@ -141,7 +147,18 @@ export class SyscallRecorder {
 
   /** Whether records of the container were dropped because the table was full. */
   wasDropped(containerId: string): boolean {
-    return this.dropped.has(containerId);
+    return this.dropped.has(containerId) || (this.droppedOverflow && !this.sets.has(containerId) && !this.unnamed.has(containerId));
+  }
+
+  /**
+   * Forgets the containers that `wanted` (those a poll just found being recorded) does not name,
+   * so that the node's other containers whose calls are logged cannot fill the table: only those
+   * already tracked at the previous prune, since a container made since may be one the next poll
+   * wants (its first records arrive before any poll sees it).
+   */
+  prune(wanted: ReadonlySet<string>): void {
+    for (const id of this.trackedAtPrune) if (!wanted.has(id)) this.forget(id);
+    this.trackedAtPrune = new Set([...this.sets.keys(), ...this.unnamed.keys(), ...this.dropped].filter((id) => !wanted.has(id)));
   }
 
   /** Whether the container made a named 32-bit (ia32) call. */

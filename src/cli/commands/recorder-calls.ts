@@ -30,8 +30,13 @@ export interface CallSource {
   /** createdNs: the container's created_at (ns since the epoch). */
   of(sandboxId: string, containerId: string, createdNs: bigint): Promise<Recorded>;
   forget(containerId: string): void;
-  /** Between polls: housekeeping (the eBPF maps are emptied when nothing is being recorded). */
-  maintain(): Promise<void>;
+  /**
+   * Between polls: housekeeping. `recorded`: the containers the poll just passed to `seen`, or
+   * undefined when it failed; only a complete poll lets a source drop what it tracks for others
+   * (the audit table) or for containers gone before their report (the eBPF maps are emptied when
+   * nothing is being recorded).
+   */
+  maintain(recorded: ReadonlySet<string> | undefined): Promise<void>;
   close(): void;
 }
 
@@ -63,7 +68,8 @@ function auditCalls(log: Log): CallSource {
       };
     },
     forget: (id) => session.recorder.forget(id),
-    maintain: async () => {
+    maintain: async (recorded) => {
+      if (recorded) session.recorder.prune(recorded);
       history.push({ atNs: BigInt(Date.now()) * 1_000_000n, unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
       // Keeps the first (daemon start) entry; older samples only serve containers created earlier.
       if (history.length > 4096) history.splice(1, history.length - 4096);
@@ -129,7 +135,10 @@ async function bpfCalls(cri: RuntimeCriClient, pollMs: number, log: Log): Promis
       pids.delete(id);
       active.delete(id);
     },
-    maintain: async () => {
+    maintain: async (recorded) => {
+      // A recorded container gone from the runtime before its report (its pod deleted) is no
+      // longer recorded: it must not keep the maps from being emptied.
+      if (recorded) for (const id of active) if (!recorded.has(id)) source.forget(id);
       if (pods.size > 1024) pods.clear();
       if (assigned.size > 1024) assigned.clear();
       if (active.size > 0 || counter.latest.counts.length < counter.mapKeys / 2) return;

@@ -165,7 +165,9 @@ export async function run(argv: string[]): Promise<number> {
     forget();
   };
 
-  const tick = async (): Promise<void> => {
+  /** One poll; returns the containers it found being recorded (passed to `seen`). */
+  const tick = async (): Promise<Set<string>> => {
+    const recorded = new Set<string>();
     const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
     for (const sb of sandboxes) {
       const recName = sb.annotations?.[POD_RECORDING_ANNOTATION];
@@ -179,6 +181,7 @@ export async function run(argv: string[]): Promise<number> {
           continue;
         }
         await calls.seen(sb.id, c.id, c.state === 'CONTAINER_RUNNING');
+        recorded.add(c.id);
         if (c.state !== 'CONTAINER_EXITED') continue;
         // Let the kernel's last records of the container arrive before reporting.
         const since = exitedAt.get(c.id) ?? Date.now();
@@ -191,13 +194,15 @@ export async function run(argv: string[]): Promise<number> {
         }
       }
     }
+    return recorded;
   };
 
   log({ msg: 'recording', node, backend, source: calls.source });
   try {
     while (!stopping) {
+      let recorded: Set<string> | undefined;
       try {
-        await tick();
+        recorded = await tick();
       } catch (e) {
         log({ level: 'error', msg: 'CRI poll failed', error: (e as Error).message });
       }
@@ -205,7 +210,7 @@ export async function run(argv: string[]): Promise<number> {
         log({ level: 'error', msg: 'recording failed; exiting', error: calls.failure.message });
         return 1;
       }
-      await calls.maintain();
+      await calls.maintain(recorded);
       await new Promise((r) => setTimeout(r, pollMs));
     }
   } finally {

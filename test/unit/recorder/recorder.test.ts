@@ -57,6 +57,34 @@ describe('SyscallRecorder', () => {
     assert.equal(r.stats.unattributed, 10);
   });
 
+  test("the node's other containers cannot fill the table: those no poll wants are forgotten at the next prune", () => {
+    const id = (pid: number) => String(pid).padStart(64, '0');
+    const attr = { attribute: (pid: number): Attribution => ({ kind: 'container', containerId: id(pid) }) };
+    const r = new SyscallRecorder(attr, { limits: { maxContainers: 4 } });
+    // 1 is recorded; 2, 3 are other containers whose calls are logged (audit-mode rules, say).
+    for (const pid of [1, 2, 3]) r.addLine(line(pid, 0));
+    r.prune(new Set([id(1)]));
+    // Tracked since the previous prune and still not wanted: forgotten. 5 came after it: kept,
+    // as a container a poll has not seen yet may be one it wants.
+    r.addLine(line(5, 0));
+    r.prune(new Set([id(1)]));
+    assert.deepEqual(r.containers(), [id(1), id(5)]);
+    r.addLine(line(1, 257));
+    for (const pid of [6, 7]) r.addLine(line(pid, 0));
+    assert.deepEqual([...r.syscalls(id(1))].sort(), ['openat', 'read']);
+    assert.deepEqual([6, 7].map((pid) => r.wasDropped(id(pid))), [false, false], 'room for two more');
+  });
+
+  test('a container whose records were dropped stays known as dropped, however many others were dropped since', () => {
+    const id = (pid: number) => String(pid).padStart(64, '0');
+    const attr = { attribute: (pid: number): Attribution => ({ kind: 'container', containerId: id(pid) }) };
+    const r = new SyscallRecorder(attr, { limits: { maxContainers: 1 } });
+    r.addLine(line(1, 0));
+    r.addLine(line(2, 0));
+    for (let pid = 3; pid < 40; pid++) r.addLine(line(pid, 0));
+    assert.equal(r.wasDropped(id(2)), true, 'its recording is incomplete');
+  });
+
   test('an audit.log record is attributed at its own time (from its audit timestamp), as a kmsg record is', () => {
     // Without it, the pid would be looked up as it is when the line is read: a reused pid would
     // give another process's call to the container that holds it by then.
