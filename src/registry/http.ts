@@ -96,7 +96,8 @@ export class Transport {
   /** Refuses plain HTTP to a host that is not allowed it (redirect targets, token realms, upload locations). */
   checkScheme(url: URL, what: string, ctx: ErrorContext): void {
     if (url.protocol === 'https:') return;
-    if (url.protocol === 'http:' && this.opts.allowsHttp(url.host)) return;
+    // The URL parser drops a default port: `insecure: [host:80]` names `http://host` too.
+    if (url.protocol === 'http:' && (this.opts.allowsHttp(url.host) || (url.port === '' && this.opts.allowsHttp(`${url.host}:80`)))) return;
     throw new SpokeError('RegistryUnavailable', `${what} ${url.protocol}//${url.host} refused: only HTTPS is allowed for that host`, ctx, { reason: 'INSECURE_REFUSED' });
   }
 

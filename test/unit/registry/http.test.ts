@@ -94,3 +94,22 @@ describe('Transport pools', () => {
     }
   });
 });
+
+describe('plain HTTP only where allowed', () => {
+  const allowed = new Set(['reg.local:80', 'reg.local:5000']);
+  const t = new Transport({ allowsHttp: (h) => allowed.has(h), ca: undefined, timeoutMs: 1_000, totalTimeoutMs: 1_000, connectTimeoutMs: 1_000, userAgent: 'spoke-test', dispatcherFactory: undefined, clock: systemClock, logger: silentLogger });
+  const check = (url: string) => t.checkScheme(new URL(url), 'token realm', {});
+
+  it('a host allowed it with its default port keeps it though the URL drops the port', () => {
+    check('http://reg.local:80/token');
+    check('http://reg.local/token');
+    check('http://reg.local:5000/token');
+  });
+
+  it('every other host and port is refused', () => {
+    for (const url of ['http://reg.local:8080/token', 'http://other.local/token', 'http://other.local:80/token']) {
+      assert.throws(() => check(url), (e: unknown) => (e as { reason?: string }).reason === 'INSECURE_REFUSED', url);
+    }
+    check('https://other.local/token');
+  });
+});
