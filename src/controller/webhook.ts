@@ -38,8 +38,23 @@ export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
  * controller to 1.6 GB; reviews are computed one at a time, so this bounds what waits.
  */
 export const MAX_BODY_BYTES_HELD = 16 * 1024 * 1024;
+/**
+ * With a client CA, bytes of review bodies that callers without the API server's certificate may
+ * have held at once: a budget of their own, so that slow uploads from anyone who reaches the port
+ * cannot crowd out the API server's reviews (one review's worth).
+ */
+export const MAX_ANONYMOUS_BODY_BYTES_HELD = MAX_REVIEW_BYTES;
 /** Connections at once (the API server keeps a few open); more are closed as they come. */
 export const MAX_CONNECTIONS = 64;
+/**
+ * A connection holds one of MAX_CONNECTIONS slots: one that has not finished its TLS handshake
+ * within this is closed (Node's default is 120 s), and request timeouts are checked every second
+ * (default 30 s), so silent connections cannot keep the API server out for long.
+ */
+const HANDSHAKE_TIMEOUT_MS = 5_000;
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+/** A review uid is logged at most this long: the body is anyone's (the API server's are 36). */
+const MAX_LOGGED_UID_CHARS = 64;
 
 export interface WebhookOptions {
   certFile: string;
@@ -75,13 +90,17 @@ export class WebhookServer {
   private readonly server: Server;
   private certStamp = '';
   private timer: NodeJS.Timeout | undefined;
-  /** Bytes of review bodies read and not yet parsed (MAX_BODY_BYTES_HELD). */
-  private readonly held = { bytes: 0 };
+  /** Bytes of review bodies read and not yet parsed (MAX_BODY_BYTES_HELD), and of callers without the API server's certificate. */
+  private readonly held = { bytes: 0, limit: MAX_BODY_BYTES_HELD };
+  private readonly heldAnonymous = { bytes: 0, limit: MAX_ANONYMOUS_BODY_BYTES_HELD };
 
   constructor(private readonly opts: WebhookOptions) {
     // Client certificates are asked for, not required: probes and other callers carry none.
     const requestCert = opts.clientCaFile !== undefined;
-    this.server = createServer({ ...this.readCertificate(), minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: false }, (req, res) => void this.handle(req, res));
+    this.server = createServer(
+      { ...this.readCertificate(), minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
+      (req, res) => void this.handle(req, res),
+    );
     this.server.requestTimeout = 10_000;
     this.server.headersTimeout = 5_000;
     this.server.maxConnections = MAX_CONNECTIONS;
@@ -89,7 +108,7 @@ export class WebhookServer {
 
   /** Bytes of review bodies held now (read and not yet parsed). */
   get heldBodyBytes(): number {
-    return this.held.bytes;
+    return this.held.bytes + this.heldAnonymous.bytes;
   }
 
   private files(): string[] {
@@ -172,17 +191,19 @@ export class WebhookServer {
       if (req.method !== 'POST') return this.send(res, 405, 'POST only');
       const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim();
       if (type !== 'application/json') return this.send(res, 415, 'content-type must be application/json');
-      const body = await readBody(req, MAX_REVIEW_BYTES, this.held);
+      // Known before the body is read: the certificate came with the handshake.
+      const authenticated = this.authenticated(req.socket as TLSSocket);
+      const budget = this.opts.clientCaFile !== undefined && !authenticated ? this.heldAnonymous : this.held;
+      const body = await readBody(req, MAX_REVIEW_BYTES, budget);
       let doc: unknown;
       try {
         doc = JSON.parse(body.toString('utf8'));
       } catch {
         throw new BadReview('body is not valid JSON');
       } finally {
-        this.held.bytes -= body.length;
+        budget.bytes -= body.length;
       }
       const started = process.hrtime.bigint();
-      const authenticated = this.authenticated(req.socket as TLSSocket);
       const { mode, recordings, recordingKey, proofTtlSeconds, now, namespaces, podSecurityDefault } = this.opts;
       const out =
         path === '/mutate-pods'
@@ -207,7 +228,7 @@ export class WebhookServer {
       this.opts.log?.({
         msg: 'admission',
         path,
-        uid: r.uid,
+        uid: typeof r.uid === 'string' ? r.uid.slice(0, MAX_LOGGED_UID_CHARS) : r.uid,
         allowed: r.allowed,
         patched: r.patch !== undefined,
         authenticated,
@@ -235,9 +256,9 @@ class Busy extends Error {}
 
 /**
  * The request body, at most `max` bytes, counted in `held` as it arrives (the caller subtracts
- * it once done); Busy when `held` would pass MAX_BODY_BYTES_HELD (what was counted is returned).
+ * it once done); Busy when `held` would pass its limit (what was counted is returned).
  */
-function readBody(req: IncomingMessage, max: number, held: { bytes: number }): Promise<Buffer> {
+function readBody(req: IncomingMessage, max: number, held: { bytes: number; limit: number }): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > max) {
@@ -257,7 +278,7 @@ function readBody(req: IncomingMessage, max: number, held: { bytes: number }): P
     };
     req.on('data', (chunk: Buffer) => {
       if (size + chunk.length > max) return stop(new BodyTooLarge(`body larger than ${max} bytes`));
-      if (held.bytes + chunk.length > MAX_BODY_BYTES_HELD) return stop(new Busy('too many reviews at once; retry'));
+      if (held.bytes + chunk.length > held.limit) return stop(new Busy('too many reviews at once; retry'));
       size += chunk.length;
       held.bytes += chunk.length;
       chunks.push(chunk);

@@ -11,6 +11,8 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SPOKE_BIN, spoke } from '../helpers/cli.js';
@@ -452,22 +454,54 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     assert.equal((await post(port, '/healthz', '', {}, 'GET')).status, 200);
   });
 
-  it('bodies held at once are bounded: past 16 MiB a review is answered 503 at once, and served again once they are gone', async () => {
+  /** `n` callers that each send all but the end of a 4 MiB review and wait; `client`: their certificate. */
+  function slowUploads(n: number, client?: ClientCert) {
     const ca = readFileSync(certFile);
-    const almost = MAX_REVIEW_BYTES - 16;
-    // Four callers each send all but the end of a 4 MiB body and wait.
-    const slow = [0, 1, 2, 3].map(() => {
-      const req = request({ host: '127.0.0.1', port, path: '/mutate-pods', method: 'POST', ca, agent: false, headers: { 'content-type': 'application/json', 'content-length': MAX_REVIEW_BYTES } });
+    /** Status codes of the answers that came before the upload ended. */
+    const answered: number[] = [];
+    const reqs = Array.from({ length: n }, () => {
+      const req = request({ host: '127.0.0.1', port, path: '/mutate-pods', method: 'POST', ca, agent: false, ...client, headers: { 'content-type': 'application/json', 'content-length': MAX_REVIEW_BYTES } });
       req.on('error', () => undefined);
-      req.write(Buffer.alloc(almost, 0x20));
+      req.on('response', (res) => (res.resume(), answered.push(res.statusCode ?? 0)));
+      req.write(Buffer.alloc(MAX_REVIEW_BYTES - 16, 0x20));
       return req;
     });
-    await waitFor(() => server.heldBodyBytes === 4 * almost, { timeoutMs: 20_000, what: 'the four bodies held' });
-    const busy = await review(port, podReview(deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.25' }] })));
-    assert.equal(busy.status, 503);
-    for (const req of slow) req.destroy();
+    return { reqs, answered };
+  }
+  const aReview = () => podReview(deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.25' }] }));
+
+  it("bodies the API server's reviews hold at once are bounded: past 16 MiB a review is answered 503 at once, and served again once they are gone", async () => {
+    const almost = MAX_REVIEW_BYTES - 16;
+    const slow = slowUploads(4, clients.apiServer);
+    try {
+      await waitFor(() => server.heldBodyBytes === 4 * almost, { timeoutMs: 20_000, what: 'the four bodies held' });
+      assert.equal((await review(port, aReview())).status, 503);
+    } finally {
+      for (const req of slow.reqs) req.destroy();
+    }
     await waitFor(() => server.heldBodyBytes === 0, { timeoutMs: 20_000, what: 'the bodies released' });
-    assert.equal((await review(port, podReview(deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.25' }] })))).status, 200);
+    assert.equal((await review(port, aReview())).status, 200);
+  });
+
+  it("callers without the API server's certificate hold one review's worth between them: their slow uploads cannot crowd out its reviews", async () => {
+    const almost = MAX_REVIEW_BYTES - 16;
+    const slow = slowUploads(4);
+    try {
+      // One is held; the other three are answered 503 as they pass the callers' budget.
+      await waitFor(() => slow.answered.length === 3 && server.heldBodyBytes === almost, { timeoutMs: 20_000, what: 'three uploads refused, one held' });
+      assert.deepEqual(slow.answered, [503, 503, 503]);
+      assert.equal((await review(port, aReview())).status, 200, "the API server's review is served");
+      assert.equal((await post(port, '/mutate-pods', aReview())).status, 503, 'another caller without it is not');
+    } finally {
+      for (const req of slow.reqs) req.destroy();
+    }
+    await waitFor(() => server.heldBodyBytes === 0, { timeoutMs: 20_000, what: 'the bodies released' });
+  });
+
+  it('a connection that never starts its TLS handshake does not keep its slot: it is closed within seconds', { timeout: 30_000 }, async () => {
+    const silent = netConnect({ host: '127.0.0.1', port });
+    silent.on('error', () => undefined);
+    await once(silent, 'close');
   });
 
   it(`at most ${MAX_CONNECTIONS} connections at once: the next one is closed before its handshake`, async () => {
