@@ -498,6 +498,20 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     await waitFor(() => server.heldBodyBytes === 0, { timeoutMs: 20_000, what: 'the bodies released' });
   });
 
+  it("a review's uid, anyone's text, is logged cut", async () => {
+    const logged: Record<string, unknown>[] = [];
+    const { server: logging, port: p2 } = await startWebhook(new StaticBindingSource([]), { log: (e) => logged.push(e) });
+    try {
+      const body = aReview();
+      body.request.uid = 'u'.repeat(100_000);
+      const a = await post(p2, '/mutate-pods', body);
+      assert.equal(a.json().response.uid.length, 100_000, 'echoed whole, as the API server expects');
+      assert.deepEqual(logged.map((e) => String(e.uid).length), [64]);
+    } finally {
+      await logging.close();
+    }
+  });
+
   it('a connection that never starts its TLS handshake does not keep its slot: it is closed within seconds', { timeout: 30_000 }, async () => {
     const silent = netConnect({ host: '127.0.0.1', port });
     silent.on('error', () => undefined);
