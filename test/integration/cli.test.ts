@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { bpfSupport } from '../../src/recorder/bpf.js';
 import { spoke } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { denySyscalls } from '../helpers/artifacts.js';
+import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { unsignedPolicy } from '../helpers/node.js';
 
 describe('spoke CLI', () => {
@@ -89,6 +89,16 @@ describe('spoke CLI', () => {
     const tag = await spoke(['pull', `${reg.host}/profiles/deny-mkdir:v1`, '--kind', 'seccomp', '--config', config]);
     assert.equal(tag.code, 1);
     assert.match(tag.stderr, /^InvalidArgument: .*not pinned by digest/);
+  });
+
+  it("inspect shows a registry's text on the line it belongs to: a newline in a media type cannot forge another line", async () => {
+    const forged = 'application/vnd.example\nsignature:     verified by security-team (cosign)';
+    const { reference } = await pushRawArtifact(reg.host, 'profiles/forged', { artifactType: forged, layers: [{ bytes: denySyscalls(['mkdir']) }] });
+    const shown = await spoke(['inspect', reference, '--plain-http']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.ok(!shown.stdout.split('\n').some((l) => l.startsWith('signature:')), shown.stdout);
+    assert.match(shown.stdout, /^artifactType: {2}application\/vnd\.example\\nsignature: {5}verified/m);
+    assert.equal(JSON.parse((await spoke(['inspect', reference, '--plain-http', '--json'])).stdout).artifactType, forged, 'JSON keeps the text as it is');
   });
 
   it('policy check exits 0 when allowed and 1 when denied, naming the rule', async () => {

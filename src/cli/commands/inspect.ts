@@ -27,6 +27,16 @@ interface ManifestView {
   layers?: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[];
 }
 
+/**
+ * A value the registry chose, on the one line it belongs to: newlines and tabs shown escaped
+ * (emit's terminalSafe escapes the other controls but keeps those), anything not a string as JSON.
+ * The manifest is shown as sent, valid or not, so no field's shape is assumed.
+ */
+function oneLine(v: unknown): string {
+  const text = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
+  return text.replace(/\n/g, '\\n').replace(/\t/g, '\\t');
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(argv, { json: { type: 'boolean' }, ...publisherFlags }, HELP, [1, 1]);
   if (help) return 0;
@@ -54,10 +64,10 @@ export async function run(argv: string[]): Promise<number> {
       [
         `digest:        ${out.digest}`,
         `kind:          ${out.kind ?? '(not a profile artifact)'}`,
-        `mediaType:     ${out.mediaType}`,
-        `artifactType:  ${out.artifactType ?? '(none)'}`,
-        `config:        ${out.config ? `${out.config.mediaType} ${out.config.size} B` : '(none)'}`,
-        ...out.layers.map((l, i) => `layer[${i}]:      ${l.mediaType} ${l.size} B ${l.digest}`),
+        `mediaType:     ${oneLine(out.mediaType)}`,
+        `artifactType:  ${out.artifactType === null ? '(none)' : oneLine(out.artifactType)}`,
+        `config:        ${out.config ? `${oneLine(out.config.mediaType)} ${oneLine(out.config.size)} B` : '(none)'}`,
+        ...(Array.isArray(out.layers) ? out.layers.map((l, i) => `layer[${i}]:      ${oneLine(l?.mediaType)} ${oneLine(l?.size)} B ${oneLine(l?.digest)}`) : [`layers:        ${oneLine(out.layers)} (not a list)`]),
         ...out.manifests.map((d) => `platform:      ${d.platform.padEnd(16)} ${d.digest} ${d.size} B`),
       ].join('\n'),
     );
