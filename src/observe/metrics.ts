@@ -4,6 +4,7 @@
 // address does not pay for it.
 
 import { createServer, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.js';
 
 /** What the shim and the pull pipeline report. All methods are cheap and never throw. */
@@ -163,8 +164,48 @@ export function parseListenAddress(addr: string): { host: string; port: number }
  * Scrapers are a few, and quick: more connections than this, or slower ones, are someone else.
  * The DaemonSet serves metrics on the node's network, and idle or half-sent requests held open
  * (Node's defaults allow them a minute) would take the shim's memory and file descriptors.
+ * Counted apart from the node's own address, and at most METRICS_MAX_PER_ADDRESS from one.
  */
 export const METRICS_MAX_CONNECTIONS = 16;
+/** Connections at once from one other address: one caller cannot take every slot. */
+export const METRICS_MAX_PER_ADDRESS = 4;
+/**
+ * Connections at once from the node's own address (the address they arrived at): the kubelet's
+ * probes of a host-network pod. Apart from the others, so that callers elsewhere on the network
+ * cannot fail the shim's liveness probe by holding every slot.
+ */
+export const METRICS_MAX_LOCAL_CONNECTIONS = 8;
+
+/** Closes a connection past the limits above as it comes. */
+function limitConnections(server: Server): void {
+  const byAddress = new Map<string, number>();
+  let others = 0;
+  let local = 0;
+  server.on('connection', (socket: Socket) => {
+    const from = socket.remoteAddress ?? '';
+    const isLocal = from !== '' && from === socket.localAddress;
+    const mine = byAddress.get(from) ?? 0;
+    if (isLocal ? local >= METRICS_MAX_LOCAL_CONNECTIONS : others >= METRICS_MAX_CONNECTIONS || mine >= METRICS_MAX_PER_ADDRESS) {
+      socket.destroy();
+      return;
+    }
+    if (isLocal) local++;
+    else {
+      others++;
+      byAddress.set(from, mine + 1);
+    }
+    socket.once('close', () => {
+      if (isLocal) {
+        local--;
+        return;
+      }
+      others--;
+      const left = (byAddress.get(from) ?? 1) - 1;
+      if (left === 0) byAddress.delete(from);
+      else byAddress.set(from, left);
+    });
+  });
+}
 
 /** Serves /metrics (and /healthz) on addr. Resolves once listening. */
 export async function serveMetrics(metrics: PromMetrics, addr: string, healthy: () => boolean = () => true): Promise<Server> {
@@ -190,7 +231,7 @@ export async function serveMetrics(metrics: PromMetrics, addr: string, healthy: 
       res.end();
     }
   });
-  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  limitConnections(server);
   server.setTimeout(10_000, (socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
