@@ -160,7 +160,9 @@ describe('spoke diff', () => {
     const a2 = { filesystem: { readOnlyPaths: ['/etc/**'], readWritePaths: ['/tmp/**', '/var/lib/app/**'] }, capability: { allowedCapabilities: [] }, network: { allowRaw: true } };
     const r = await spoke(['diff', '--kind', 'apparmor', file('a1.json', a1), file('a2.json', a2), '--json']);
     assert.equal(r.code, 1, r.stderr);
-    const out = JSON.parse(r.stdout) as { loosened: { kind: string; path?: string; permission?: string; new: unknown }[]; tightened: { kind: string; capability?: string }[] };
+    const out = JSON.parse(r.stdout) as { loosened: { kind: string; path?: string; permission?: string; new: unknown }[]; tightened: { kind: string; capability?: string }[]; changed: unknown[] };
+    assert.deepEqual(Object.keys(out), ['loosened', 'tightened', 'changed'], 'the shape --help promises, as for seccomp');
+    assert.deepEqual(out.changed, [], 'an AppArmor permission is granted or not: nothing changes at equal strictness');
     assert.deepEqual(out.loosened.map((c) => c.path ?? c.permission).sort(), ['/var/lib/app/**', 'allowRaw']);
     assert.deepEqual(out.tightened.map((c) => c.capability), ['CHOWN']);
     assert.equal((await spoke(['diff', '--kind', 'apparmor', file('a2.json', a2), file('a1.json', a1)])).code, 1, 'CHOWN regained');

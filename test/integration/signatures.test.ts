@@ -233,7 +233,7 @@ describe('signatures against a real registry', () => {
     assert.equal(s.out.trimEnd().split('\n').pop(), a.reference);
     const v = await cli(verifyCmd, [a.reference, '--policy', policy, '--json']);
     assert.equal(v.code, 0, v.err);
-    assert.deepEqual(JSON.parse(v.out), { digest: a.digest, signer: 'platform', format: 'bundle', identity: null, kind: 'seccomp', rule: JSON.parse(v.out).rule });
+    assert.deepEqual(JSON.parse(v.out), { digest: a.digest, signer: 'platform', format: 'bundle', identity: null, kind: 'seccomp', rule: JSON.parse(v.out).rule, unsigned: false });
 
     const b = await fresh();
     const s2 = await cli(signCmd, [b.reference, '--key', join(dir, 'ci.key'), '--cert', join(dir, 'ci.crt'), '--timestamp-url', fx.tsa.url, '--format', 'cosign', '--plain-http', '--json']);

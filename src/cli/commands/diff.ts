@@ -85,7 +85,8 @@ function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Recor
   if (kind === 'apparmor') {
     const r = compareAppArmor(validateAppArmorArtifactBytes(older), validateAppArmorArtifactBytes(newer));
     return {
-      json: { loosened: r.loosened, tightened: r.tightened },
+      // An AppArmor permission is granted or not: nothing changes at equal strictness.
+      json: { loosened: r.loosened, tightened: r.tightened, changed: [] },
       lines: [...r.loosened.map((c) => `loosened   ${formatAppArmorChange(c)}`), ...r.tightened.map((c) => `tightened  ${formatAppArmorChange(c)}`)],
       loosened: r.loosened.length,
     };

@@ -28,7 +28,9 @@ options:
   --namespace N     pod namespace, for namespace-scoped rules
   --auth-file F     credentials file (docker config.json format)
   --ca-file F       extra CA bundle (PEM) for the registry's certificate
-  --json            print {digest, kind, rule, signer, format, identity} as JSON`;
+  --json            print {digest, kind, rule, signer, format, identity, unsigned} as JSON
+                    (unsigned: true when the deciding rule requires no signature; then
+                    nothing is verified and signer, format and identity are null)`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(
@@ -91,7 +93,7 @@ export async function run(argv: string[]): Promise<number> {
       useMirrors: true,
       reference,
     });
-    const out = { digest: ref.digest, signer: v.signer, format: v.format, identity: v.identity ?? null, kind, rule: d.rule.id };
+    const out = { digest: ref.digest, signer: v.signer, format: v.format, identity: v.identity ?? null, kind, rule: d.rule.id, unsigned: false };
     emit(values.json, out, () =>
       [`Verified ${reference}`, `  signer:   ${v.signer}`, `  format:   ${v.format}`, ...(v.identity ? [`  identity: ${v.identity}`] : []), `  rule:     ${d.rule.id}`].join('\n'),
     );
