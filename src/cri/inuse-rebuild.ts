@@ -44,6 +44,8 @@ export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]
   const droppedAppArmor: string[] = [];
   let dropped = 0;
   let recheck: number | undefined;
+  /** Pending holders whose create the runtime made: the object's holder → [pending holder, digest]. */
+  const takeovers = new Map<string, [string, Digest][]>();
   for (const [digest, holders] of current) {
     for (const h of holders) {
       const aa = parseAppArmorHolder(h);
@@ -59,7 +61,10 @@ export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]
         const p = parsePending(inner);
         const made = p.identity !== undefined ? scan.byIdentity.get(p.identity) : undefined;
         if (ctx.inflight.has(inner)) keep.set(h, digest);
-        else if (made !== undefined) keep.set(aa ? appArmorHolder(aa.name, made) : made, digest);
+        else if (made !== undefined) {
+          const to = aa ? appArmorHolder(aa.name, made) : made;
+          takeovers.set(to, [...(takeovers.get(to) ?? []), [h, digest]]);
+        }
         else if (!(ctx.now - p.at < PENDING_GRACE_MS)) drop();
         else {
           keep.set(h, digest);
@@ -67,6 +72,16 @@ export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]
         }
       }
     }
+  }
+  // The object takes its pending holders' artifact over, when they name one and it holds no
+  // other. Several artifacts for one object (retries of a lost create naming different ones)
+  // cannot tell which it runs: each stays held by its pending holder while the object lives
+  // (dropped once it is gone), and its runtime config names its own below.
+  for (const [to, pending] of takeovers) {
+    const digests = new Set(pending.map(([, d]) => d));
+    const held = keep.get(to);
+    if (digests.size === 1 && (held === undefined || digests.has(held))) keep.set(to, pending[0]![1]);
+    else for (const [h, d] of pending) keep.set(h, d);
   }
   let found = 0;
   const effective = new Set<string>();

@@ -88,6 +88,21 @@ describe('in-use rebuild', () => {
     assert.deepEqual(await t.store.inUseHolders(D1), ['container:c1']);
   });
 
+  it('two pending holders of one lost create with different artifacts: neither takes the container over the other; both stay held while it lives', async () => {
+    const t = setup();
+    const first = await t.tracker.begin(D1, { identity: identity('s1', 'web') });
+    t.tracker.unconfirmed(first, []);
+    const retry = await t.tracker.begin(D2, { identity: identity('s1', 'web') });
+    t.tracker.unconfirmed(retry, []);
+    t.containers.push({ id: 'c1', sandbox: 's1', name: 'web', info: {} });
+    t.tick(PENDING_GRACE_MS);
+    await t.tracker.rebuild();
+    assert.deepEqual([await t.store.inUseHolders(D1), await t.store.inUseHolders(D2)], [[first], [retry]], 'which one c1 runs cannot be told from the holders');
+    t.containers.pop();
+    await t.tracker.rebuild();
+    assert.deepEqual([await t.store.inUseHolders(D1), await t.store.inUseHolders(D2)], [[], []], 'gone with the container');
+  });
+
   it('the sandbox a lost RunPodSandbox made takes over its pending holder', async () => {
     const t = setup();
     const config = { metadata: { name: 'pod', uid: 'u1', namespace: 'ns', attempt: 1 } };
