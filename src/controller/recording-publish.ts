@@ -74,8 +74,8 @@ export class RecordingPublisher {
       this.pushed.set(memo, pushed);
     }
     // Remembered by the key itself, not its name: a key rotated under the same name signs again.
-    const signedKey = key === undefined ? undefined : `${keyFingerprint(key)}|${pushed.reference}`;
-    if (key !== undefined && signedKey !== undefined && !this.signed.has(signedKey)) {
+    const signedKey = key === undefined ? '' : `${keyFingerprint(key)}|${pushed.reference}`;
+    if (key !== undefined && !this.signed.has(signedKey)) {
       await signArtifact({ registry: this.o.registry, repo, digest: pushed.digest, manifestBytes: pushed.manifest, key, format: this.o.signFormat ?? 'bundle', credential: this.o.credential, signal });
       this.o.stats.signatures++;
       if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);

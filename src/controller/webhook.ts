@@ -228,7 +228,7 @@ export class WebhookServer {
       this.opts.log?.({
         msg: 'admission',
         path,
-        uid: typeof r.uid === 'string' ? r.uid.slice(0, MAX_LOGGED_UID_CHARS) : r.uid,
+        uid: r.uid.slice(0, MAX_LOGGED_UID_CHARS),
         allowed: r.allowed,
         patched: r.patch !== undefined,
         authenticated,

@@ -63,7 +63,9 @@ export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]
         if (ctx.inflight.has(inner)) keep.set(h, digest);
         else if (made !== undefined) {
           const to = aa ? appArmorHolder(aa.name, made) : made;
-          takeovers.set(to, [...(takeovers.get(to) ?? []), [h, digest]]);
+          const list = takeovers.get(to) ?? [];
+          list.push([h, digest]);
+          takeovers.set(to, list);
         }
         else if (!(ctx.now - p.at < PENDING_GRACE_MS)) drop();
         else {
