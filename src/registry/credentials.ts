@@ -33,7 +33,11 @@ export const emptyCredentials: CredentialSource = { lookup: () => undefined };
 export function normalizeAuthKey(key: string): string {
   const trimmed = key.trim();
   const urlStyle = /^https?:\/\//i.test(trimmed);
-  let k = trimmed.replace(/^https?:\/\//i, '').replace(/\/+$/, '');
+  let k = trimmed.replace(/^https?:\/\//i, '');
+  // A scan, not /\/+$/: that backtracks quadratically on a run of slashes not at the end.
+  let end = k.length;
+  while (end > 0 && k.charCodeAt(end - 1) === 0x2f) end--;
+  k = k.slice(0, end);
   if (urlStyle) k = k.replace(/\/v[12]$/, '');
   const slash = k.indexOf('/');
   const host = (slash < 0 ? k : k.slice(0, slash)).toLowerCase();

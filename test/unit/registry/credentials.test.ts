@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { ErrorReason } from '../../../src/core/errors.js';
 import { throwsWith } from '../../helpers/assert.js';
+import { finishesInChild } from '../../helpers/hang.js';
 import { loadAuthFile, loadCredentials, normalizeAuthKey, parseAuthFile, resolveAuthFile } from '../../../src/registry/credentials.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -80,6 +81,16 @@ describe('auth files', () => {
     // from URL-style keys only): its credentials are not the whole host's.
     assert.equal(normalizeAuthKey('reg.example/v2'), 'reg.example/v2');
     assert.equal(normalizeAuthKey('reg.example/team/v1/'), 'reg.example/team/v1');
+    assert.equal(normalizeAuthKey('h//'), 'h');
+    assert.equal(normalizeAuthKey('/'), '');
+  });
+
+  it('normalizes a key of a million slashes in one pass', () => {
+    // A backtracking /\/+$/ takes hours on the first key; an auth file's 1 MiB allows it.
+    const out = finishesInChild(new URL('../../../src/registry/credentials.js', import.meta.url), `
+      const inner = 'h' + '/'.repeat(1_000_000) + 'x';
+      process.stdout.write(JSON.stringify([m.normalizeAuthKey(inner) === inner, m.normalizeAuthKey('h' + '/'.repeat(1_000_000))]));`);
+    assert.deepEqual(JSON.parse(out), [true, 'h']);
   });
 
   it('resolves --auth-file, then REGISTRY_AUTH_FILE, then docker config', () => {
