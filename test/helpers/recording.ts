@@ -21,8 +21,19 @@ export function recordingSkipReason(): string | undefined {
   return requireTool(tool) || (readFileSync('/proc/sys/kernel/seccomp/actions_logged', 'utf8').includes('log') ? undefined : 'kernel does not log SCMP_ACT_LOG');
 }
 
-/** The recording backends this machine supports. */
-export const recordingBackends = (): RecordingBackend[] => [...(bpfSupport().ok ? (['bpf'] as const) : []), ...(existsSync('/dev/kmsg') ? (['audit'] as const) : [])];
+/**
+ * Every recording backend, each with why it cannot run here (false when it can), so a backend
+ * this machine lacks shows as a skipped suite, never as no suite. A missing bpftrace fails the
+ * run on CI (requireTool); no root, no kernel BTF or no /dev/kmsg stays a skip.
+ */
+export function recordingBackends(): { backend: RecordingBackend; skip: string | false }[] {
+  const bpf = bpfSupport();
+  const bpftrace = requireTool(findExecutable('bpftrace', ['/usr/bin/bpftrace']) ? undefined : 'bpftrace not installed');
+  return [
+    { backend: 'bpf', skip: bpftrace || (bpf.ok ? false : (bpf.reason ?? 'eBPF recording unavailable')) },
+    { backend: 'audit', skip: existsSync('/dev/kmsg') ? false : 'no /dev/kmsg' },
+  ];
+}
 
 /** A child (the `&&` chain's mkdir) and a grandchild (the inner sh's chmod) make the calls. */
 export const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];

@@ -28,12 +28,11 @@ const WORKERS = ['sh', '-c', 'i=0; while [ $i -lt 12 ]; do (mkdir /tmp/w$i && us
 const BUSY = ['sh', '-c', 'i=0; while [ $i -lt 300 ]; do (mkdir /tmp/b$i; rmdir /tmp/b$i); i=$((i+1)); done'];
 const QUIET = ['sh', '-c', 'sleep 1; cat /etc/passwd'];
 
-const backends = recordingBackends();
 
 const incomplete = (e: unknown) => isSpokeError(e) && e.reason === 'INCOMPLETE_RECORDING';
 
-for (const backend of backends) {
-  describe(`spoke record --backend ${backend}: every process of the container`, { skip }, () => {
+for (const { backend, skip: unavailable } of recordingBackends()) {
+  describe(`spoke record --backend ${backend}: every process of the container`, { skip: skip ?? unavailable }, () => {
     let containerd: Containerd;
     let dir: string;
 

@@ -27,7 +27,6 @@ const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecor
 const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
 
 const skip = recordingSkipReason();
-const backends = recordingBackends();
 
 /** Resolves when the daemon's stderr carries a JSON log line with msg `msg`. */
 function logged(child: ChildProcess, msg: string, lines: string[]): Promise<void> {
@@ -51,8 +50,8 @@ function logged(child: ChildProcess, msg: string, lines: string[]): Promise<void
   });
 }
 
-for (const backend of backends) {
-  describe(`spoke recorder --backend ${backend}`, { skip, timeout: 180_000 }, () => {
+for (const { backend, skip: unavailable } of recordingBackends()) {
+  describe(`spoke recorder --backend ${backend}`, { skip: skip ?? unavailable, timeout: 180_000 }, () => {
     let containerd: Containerd;
     let fake: FakeApiServer;
     let dir: string;

@@ -66,8 +66,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
 
   test('start-up: the ready log says how long it took; the socket answers at once', async () => {
     const ready = rig.shim!.logs().find((l) => l.msg === 'shim ready')!;
-    assert.equal(typeof ready.startupMs, 'number');
-    assert.ok((ready.startupMs as number) <= rig.shim!.readyMs, 'in-process start-up is within spawn → ready');
+    assert.ok(Number.isFinite(ready.startupMs) && (ready.startupMs as number) >= 0, 'the ready log carries its start-up time');
     // Footprint and start-up time are benchmark figures (npm run bench), never asserted here.
     process.stdout.write(`# shim ready after ${Math.round(rig.shim!.readyMs)} ms (spawn → ready log; in-process ${String(ready.startupMs)} ms), RSS ${(rssKiB(rig.shim!.child.pid!) / 1024).toFixed(1)} MiB\n`);
     const version = await rig.cri.unaryFull('/runtime.v1.RuntimeService/Version', Buffer.alloc(0), { deadlineMs: 5000 });

@@ -266,12 +266,9 @@ describe('shim forwarding against real containerd', { timeout: 300_000 }, () => 
       })
     ).container_id as string;
     await via.rt('StartContainer', { container_id: cid });
-    const t0 = Date.now();
     const req = encode('ExecSyncRequest', { container_id: cid, cmd: ['/bin/sleep', '20'], timeout: 0 });
     const r = await via.unaryFull(`${RT}ExecSync`, req, { deadlineMs: 700 });
-    const took = Date.now() - t0;
     assert.equal(r.error?.code, grpc.status.DEADLINE_EXCEEDED);
-    assert.ok(took < 3000, `took ${took} ms`);
     const s = tap.findByRequest(encodeFrame(req));
     assert.ok(s, 'the ExecSync reached containerd');
     // The upstream call ends either by the shim's RST_STREAM (the client's cancel passed on) or by

@@ -114,7 +114,17 @@ describe('PolicyHolder', () => {
   it('watches the policy directory: reloads after a rename-replace, ignores a corrupt one', async () => {
     const { file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
-    const { holder, waiters } = watchedHolder(file);
+    let refused: (fields: Record<string, unknown> | undefined) => void = () => {};
+    const refusal = new Promise<Record<string, unknown> | undefined>((resolve, reject) => {
+      // The watch does not hold the event loop open; this timer does, and bounds the wait.
+      const timer = setTimeout(() => reject(new Error('no refusal logged within 5 s')), 5000);
+      refused = (fields) => {
+        clearTimeout(timer);
+        resolve(fields);
+      };
+    });
+    const logger: Logger = { log: (_level, msg, fields) => msg === 'node policy not reloaded; keeping the last good policy' && refused(fields) };
+    const { holder, waiters } = watchedHolder(file, logger);
     try {
       const first = holder.current();
       const reloaded = nextReload(waiters);
@@ -125,7 +135,8 @@ describe('PolicyHolder', () => {
       assert.equal(decide(p, ref('r.io/b/x'), 'seccomp').allowed, true);
 
       replace(file, 'not: [valid');
-      await new Promise((r) => setTimeout(r, 200));
+      // The watcher read the corrupt file (its refusal is logged) and kept the last good policy.
+      assert.equal((await refusal)?.hash, p.hash);
       assert.equal(holder.current(), p, 'the last good policy stays');
     } finally {
       holder.close();
@@ -148,7 +159,8 @@ describe('PolicyHolder', () => {
     }
   });
 
-  it('debounces bursts of events into one reload, and stops after close()', async () => {
+  it('debounces bursts of events into one reload, and stops after close()', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
     const { file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
     const listeners: (() => void)[] = [];
@@ -169,8 +181,12 @@ describe('PolicyHolder', () => {
     assert.equal(listeners.length, 2, 'policy dir and keys dir');
     const before = reads;
     for (let i = 0; i < 10; i++) listeners[0]!();
-    await new Promise((r) => setTimeout(r, 100));
+    t.mock.timers.tick(19);
+    assert.equal(reads, before, 'nothing read before the debounce ends');
+    t.mock.timers.tick(1);
     assert.equal(reads - before, 2, 'one reload: the policy file and its key');
+    t.mock.timers.tick(1000);
+    assert.equal(reads - before, 2, 'and no other');
     holder.close();
     assert.equal(listeners.length, 0);
   });

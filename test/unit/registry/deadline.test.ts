@@ -28,12 +28,11 @@ describe('registry requests have a total deadline', () => {
     const port = (s.address() as { port: number }).port;
     const client = new UndiciRegistryClient({ plainHttp: true, timeoutMs: 10_000, totalTimeoutMs: 500, retries: 0 });
     try {
-      const started = Date.now();
+      // A byte every 50 ms never trips the 10 s idle timeout: only the total deadline ends this.
       await assert.rejects(
         client.getBlob({ registry: `127.0.0.1:${port}`, repository: 'p' }, `sha256:${'a'.repeat(64)}`, { maxBytes: 4096 }),
         spokeError({ code: 'RegistryUnavailable', reason: 'DEADLINE' }),
       );
-      assert.ok(Date.now() - started < 10_000, 'ended by the total deadline, not by the idle timeout');
     } finally {
       await client.close();
     }
