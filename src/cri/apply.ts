@@ -15,7 +15,6 @@
 // checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
 import { existsSync } from 'node:fs';
-import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
@@ -25,7 +24,7 @@ import { decide } from '../policy/decide.js';
 import { checkStored } from '../pull/checks.js';
 import { nodePlatform } from '../pull/platform.js';
 import type { Policy, RuleMode } from '../policy/types.js';
-import { writeFileAtomic } from '../store/fsutil.js';
+import { holdsBytes, writeFileAtomic } from '../store/fsutil.js';
 import type { EffectiveBase, ProvenanceRecord } from '../store/store.js';
 import { baseTypeOf, readLocalhostBase } from './base-profile.js';
 import type { ShimDeps } from './deps.js';
@@ -245,7 +244,7 @@ export class ProfileApplier<P> {
     // Checked once by content (the name promises it), then by one stat: another process on this
     // store (a second shim's gc) may have removed it. Anything else there is replaced atomically.
     if (!this.written.has(sha) || !existsSync(path)) {
-      if (!(await holds(path, merged.bytes))) await writeFileAtomic(path, merged.bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
+      if (!(await holdsBytes(path, merged.bytes))) await writeFileAtomic(path, merged.bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
       this.written.add(sha);
     }
     if (merged.constrained > 0) {
@@ -335,16 +334,6 @@ export class ProfileApplier<P> {
     }
     this.deps.logger.log('info', 'OCI AppArmor profile prepared', { who: ctx.who, reference: canonical, digest: ref.digest, rule, name: prepared.name });
     return { name: prepared.name, text: prepared.text, digest: ref.digest, reference: canonical };
-  }
-}
-
-/** Whether `path` is a regular file holding exactly `bytes` (read only when the size matches). */
-async function holds(path: string, bytes: Buffer): Promise<boolean> {
-  try {
-    const st = await lstat(path);
-    return st.isFile() && st.size === bytes.length && (await readFile(path)).equals(bytes);
-  } catch {
-    return false;
   }
 }
 

@@ -11,6 +11,7 @@ import { encodeFrame, formatGrpcTimeout } from './frame.js';
 import type { CreateGate, Lease } from './gc.js';
 import { CreateClaims } from './inuse-claims.js';
 import { requestIdentity, type InUseTracker } from './inuse.js';
+import type { LoggingProfiles } from './logging-profile.js';
 import { decodeId } from './messages.js';
 import { forward } from './relay.js';
 import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
@@ -34,8 +35,8 @@ export interface EditedCallDeps<P> {
 }
 
 export class EditedCalls<P> {
-  /** The installed logging profile (ShimServer.start(), with `recording`). */
-  loggingProfile: string | undefined;
+  /** The logging profiles recorded containers run under (ShimServer.start(), with `recording`). */
+  logging: LoggingProfiles<P> | undefined;
 
   constructor(private readonly d: EditedCallDeps<P>) {}
 
@@ -65,6 +66,8 @@ export class EditedCalls<P> {
     // released again if the call ends before it is forwarded (inuse-claims.ts).
     const appArmor = this.d.deps.appArmor;
     const claims = new CreateClaims(this.d.inUse, host.logger, role, requestIdentity(role, payload));
+    // The current baseline's: a reloaded baseline bounds the next recorded container (logging-profile.ts).
+    const loggingProfile = this.logging === undefined ? undefined : await this.logging.pathFor(this.d.deps.baseline());
     const deps: RewriteDeps = {
       seccomp: async (p, c) => {
         await lease.acquire();
@@ -77,7 +80,7 @@ export class EditedCalls<P> {
         return prepared;
       },
       ...(this.d.annotationDeps ? { annotations: withDeadline(this.d.annotationDeps, deadline) } : {}),
-      recording: { loggingProfile: this.loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
+      recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
     };
     try {
       result = await rewrite(payload, deps);

@@ -1,22 +1,24 @@
 // Recording (docs/recording.md): pods the controller's pod webhook marked for a ProfileRecording
-// run their selected containers under the logging profile (SCMP_ACT_LOG default), so that
-// `spoke recorder` can read their syscalls from the kernel's audit records. The names are
+// run their selected containers under the logging profile (the node baseline with SCMP_ACT_LOG
+// for what it lets through: logging-profile.ts), so that `spoke recorder` can read their
+// syscalls from the kernel's audit records. The names are
 // repeated from src/controller/recording.ts because cri/ may not import controller/:
 //   recording.spoke.dev/name        the recording; its presence (non-empty) marks the pod
 //   recording.spoke.dev/containers  optional, `a,b`: only these containers are recorded;
 //                                   absent: every container and init container of the pod
 //   recording.spoke.dev/proof       the controller's HMAC over namespace, pod, recording,
 //                                   containers and expiry (src/core/recording-proof.ts)
-// The logging profile is looser than RuntimeDefault, so this is opt-in on the node:
+// The logging profile is as loose as the baseline, which may be looser than RuntimeDefault, so
+// this is opt-in on the node:
 // `spoke shim --recording`, which refuses to start without the cluster's recording key. Without
 // --recording the annotations are ignored (logged at info per container). With it, a marking
 // whose proof is missing, does not verify under the key, or has expired is ignored and logged
 // (warn, RECORDING_UNPROVEN): the container keeps the profile it asked for, which is never looser
 // than RuntimeDefault, and a pod author cannot obtain the logging profile by annotating a pod.
 // A proven, selected container whose effective seccomp profile (its own, else the pod's) is
-// unset or RuntimeDefault gets Localhost = <store>/recording/spoke-record-log.json, written by
-// the shim itself at start (no "profile not found" race), outside the kubelet's seccomp root so
-// that no pod can name it as its own Localhost profile. Everything explicit stays as it is,
+// unset or RuntimeDefault gets Localhost = <store>/recording/log-<sha256>.json, written by the
+// shim itself (no "profile not found" race), outside the kubelet's seccomp root so that no pod
+// can name it as its own Localhost profile. Everything explicit stays as it is,
 // with a log line: Localhost, OCI (pod- or container-level), Unconfined, a spoke seccomp profile
 // annotation for the container (annotation mode), a privileged container. A malformed annotation
 // records nothing (warn): failing to record only keeps the pod stricter. The sandbox (pause) is
@@ -102,12 +104,12 @@ export function recordingSelects(rec: PodRecording, container: string): boolean 
 }
 
 /**
- * Writes the logging profile to `<dir>/spoke-record-log.json` (atomically; kept when the bytes are
- * already there) and returns its path: the shim at start (`<store>/recording`), `spoke record`
- * in its run's own directory. Never under the kubelet's seccomp root: a pod's `localhostProfile`
- * is a path under that root, so no pod can name the logging profile itself; only spoke's own edit
- * of a proven marking, or its own recording container, sends its path (docs/recording.md). The
+ * Writes the allow-all logging profile `spoke record` runs its own command under to
+ * `<dir>/spoke-record-log.json` (atomically; kept when the bytes are already there) and returns
+ * its path. `dir` is the run's own directory, never the kubelet's seccomp root: a pod's
+ * `localhostProfile` is a path under that root, so no pod can name it (docs/recording.md). The
  * copy an earlier version kept at `<kubeletSeccompRoot>/spoke/spoke-record-log.json` is removed.
+ * The shim's recorded pods run under a baseline-bounded one instead (logging-profile.ts).
  */
 export async function installLoggingProfile(dir: string, kubeletSeccompRoot: string): Promise<string> {
   await removeIfExists(join(kubeletSeccompRoot, EFFECTIVE_SECCOMP_DIR, LOGGING_PROFILE_NAME));

@@ -40,7 +40,7 @@ import {
 } from './methods.js';
 import { addOciFeature } from './oci-feature.js';
 import { OwnedHandlers } from './owned.js';
-import { installLoggingProfile } from './recording.js';
+import { LoggingProfiles } from './logging-profile.js';
 import { forward, noop, type ForwardOptions } from './relay.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps } from './rewrite.js';
 import { listenOnSocket, prepareSocketPath, removeOwnSocket, type SocketIdentity } from './socket.js';
@@ -177,8 +177,10 @@ export class ShimServer<P = unknown> {
         throw new SpokeError('FailedPrecondition', 'recording needs the cluster recording key (config recordingKey, flag --recording-key): without it any pod could ask for the logging profile', {}, { reason: 'RECORDING_UNPROVEN' });
       }
       // Before the socket exists: no pod can ask for the profile before it is on disk.
-      this.edited.loggingProfile = await installLoggingProfile(join(this.opts.deps.store.root, 'recording'), this.opts.deps.seccompRoot);
-      this.logger.log('info', 'recording enabled: logging profile installed', { profile: this.edited.loggingProfile });
+      const logging = new LoggingProfiles(join(this.opts.deps.store.root, 'recording'), this.opts.deps.seccomp);
+      const profile = await logging.install(this.opts.deps.baseline(), this.opts.deps.seccompRoot);
+      this.edited.logging = logging;
+      this.logger.log('info', 'recording enabled: logging profile installed', { profile });
     }
     const path = this.opts.listen;
     await prepareSocketPath(path);

@@ -31,6 +31,13 @@ export interface RecorderStats {
   unattributedLogged: number;
   /** Records whose number has no name in the table of their arch (x32, unknown arch, new calls). */
   unnamed: number;
+  /**
+   * Records of a recorded container's calls the filter refused (a code other than
+   * SECCOMP_RET_LOG: the node baseline's own denial under the shim's logging profile, logged when
+   * the baseline asks for it or kills). Not recorded: the call did not run, and a profile that
+   * allowed it would lose it again in the merge with the same baseline.
+   */
+  refused: number;
   droppedContainers: number;
   droppedSyscalls: number;
   /** Kernel notices of lost audit records (printk suppression, audit_lost) plus source losses. */
@@ -42,7 +49,7 @@ export interface Attributor {
 }
 
 export class SyscallRecorder {
-  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, unnamed: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
+  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, unnamed: 0, refused: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
   private readonly sets = new Map<string, Set<string>>();
   /** Containers whose records were not kept (the table was full): their recording is incomplete. */
   private readonly dropped = new Set<string>();
@@ -98,6 +105,10 @@ export class SyscallRecorder {
       return;
     }
     this.stats.attributed++;
+    if (rec.code !== undefined && rec.code !== SECCOMP_RET_LOG) {
+      this.stats.refused++;
+      return;
+    }
     const id = who.containerId;
     if (rec.name === undefined) {
       this.stats.unnamed++;

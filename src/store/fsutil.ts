@@ -21,6 +21,7 @@
 
 import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { lstat, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { uniqueSuffix } from '../core/unique.js';
 
@@ -332,6 +333,16 @@ export function readFileWithStats(path: string): { bytes: Buffer; before: Stats;
     return { bytes, before, after: fstatSync(fd) };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Whether `path` is a regular file holding exactly `bytes` (read only when the size matches). */
+export async function holdsBytes(path: string, bytes: Uint8Array): Promise<boolean> {
+  try {
+    const st = await lstat(path);
+    return st.isFile() && st.size === bytes.length && (await readFile(path)).equals(bytes);
+  } catch {
+    return false;
   }
 }
 

@@ -1,8 +1,8 @@
 // Recording through the real `spoke shim --recording` on real containerd + runc: only a pod
 // marking the controller signed with the cluster's recording key (recording.spoke.dev/proof)
-// gets the logging profile (SCMP_ACT_LOG default). A made-up marking — a name alone, a proof
-// under another key, a proof copied from another pod, an expired one — leaves the container
-// under the profile it asked for. What runc was given is read back from containerd (verbose
+// gets the logging profile (the node baseline, with SCMP_ACT_LOG for what it lets through). A
+// made-up marking — a name alone, a proof under another key, a proof copied from another pod, an
+// expired one — leaves the container under the profile it asked for. What runc was given is read back from containerd (verbose
 // ContainerStatus: the OCI runtime spec), and the kernel's view from /proc/self/status.
 
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +16,13 @@ import { spoke } from '../helpers/cli.js';
 import { RECORDING_PROOF_ANNOTATION, signRecordingProof } from '../../src/core/recording-proof.js';
 
 const KEY = Buffer.alloc(32, 0x5a);
+
+interface SeccompSpec {
+  defaultAction?: string;
+  syscalls?: { names: string[]; action: string }[];
+}
+/** Whether runc was given the logging profile: calls logged (RuntimeDefault logs none). */
+const logs = (spec: SeccompSpec | undefined) => spec?.syscalls?.some((s) => s.action === 'SCMP_ACT_LOG') === true;
 const NAME = 'recording.spoke.dev/name';
 const CONTAINERS = 'recording.spoke.dev/containers';
 
@@ -34,14 +41,14 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
     signRecordingProof(o.key ?? KEY, { namespace: o.namespace ?? 'team', pod: { name: o.pod }, recording: 'rec', containers: o.containers }, o.expiresAt ?? inAnHour());
 
   /** A pod `name` in namespace team with `annotations`, and one busybox container `app` asking for RuntimeDefault. */
-  async function run(name: string, annotations: Record<string, string>): Promise<{ cid: string; spec: { defaultAction?: string } | undefined; status: string }> {
+  async function run(name: string, annotations: Record<string, string>): Promise<{ cid: string; spec: SeccompSpec | undefined; status: string }> {
     const logDir = join(work, `logs-${++seq}`);
     mkdirSync(logDir, { recursive: true });
     const config = { ...hostNetworkPod(name, logDir, { namespace: 'team' }), annotations };
     const id = (await cri.rt('RunPodSandbox', { config, runtime_handler: 'runc' })).pod_sandbox_id as string;
     const cid = await cri.startBusybox({ id, config }, 'app', { seccomp: { profile_type: 'RuntimeDefault' } });
     const st = await cri.rt('ContainerStatus', { container_id: cid, verbose: true });
-    const info = JSON.parse((st.info as Record<string, string>).info ?? '{}') as { runtimeSpec?: { linux?: { seccomp?: { defaultAction?: string } } } };
+    const info = JSON.parse((st.info as Record<string, string>).info ?? '{}') as { runtimeSpec?: { linux?: { seccomp?: SeccompSpec } } };
     return { cid, spec: info.runtimeSpec?.linux?.seccomp, status: await cri.sh(cid, 'grep Seccomp: /proc/self/status') };
   }
 
@@ -55,12 +62,15 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
     writeFileSync(keyFile, KEY, { mode: 0o600 });
     policy = join(work, 'policy.yaml');
     writeFileSync(policy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', '  - scope: registry.example.com/profiles', '    kinds: [seccomp]', '    unsigned: true', ''].join('\n'));
-    logging = join(work, 'store', 'recording', 'spoke-record-log.json');
-    // Where an earlier version installed it, under the kubelet's seccomp root.
+    // Where earlier versions installed an allow-all one: under the kubelet's seccomp root, and
+    // in the store.
     mkdirSync(join(work, 'seccomp', 'spoke'), { recursive: true });
     writeFileSync(join(work, 'seccomp', 'spoke', 'spoke-record-log.json'), '{"defaultAction":"SCMP_ACT_LOG"}');
+    mkdirSync(join(work, 'store', 'recording'), { recursive: true });
+    writeFileSync(join(work, 'store', 'recording', 'spoke-record-log.json'), '{"defaultAction":"SCMP_ACT_LOG"}');
     shim = await startShim(['--listen', join(work, 'shim.sock'), '--upstream', ctrd.socket, '--store', join(work, 'store'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--recording', '--recording-key', keyFile]);
     cri = new CriClient(join(work, 'shim.sock'));
+    logging = String(shim.logs().find((l) => l.msg === 'recording enabled: logging profile installed')?.profile);
   });
 
   after(() => tearDownShimRig({ cri, ctrd, shim, work }));
@@ -81,17 +91,24 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
     // A pod's localhostProfile is a path under the kubelet's seccomp root; the shim's edit of a
     // proven marking is the only way to the logging profile. An earlier version's copy there is gone.
     assert.equal(existsSync(join(work, 'seccomp', 'spoke', 'spoke-record-log.json')), false);
+    assert.equal(existsSync(join(work, 'store', 'recording', 'spoke-record-log.json')), false);
+    assert.match(logging, /\/store\/recording\/log-[0-9a-f]{64}\.json$/);
     assert.equal(existsSync(logging), true);
     assert.ok(relative(join(work, 'seccomp'), logging).startsWith('..'));
   });
 
-  test('a properly signed marking: the logging profile (SCMP_ACT_LOG), the kernel filters, mkdir allowed', async () => {
+  test('a properly signed marking: the logging profile, the kernel filters, mkdir logged and allowed, what the baseline denies denied', async () => {
     assert.equal(shim!.logs().find((l) => l.msg === 'shim ready')?.recording, true);
     const r = await run('signed', { [NAME]: 'rec', [RECORDING_PROOF_ANNOTATION]: proof({ pod: 'signed' }) });
-    assert.equal(r.spec?.defaultAction, 'SCMP_ACT_LOG');
-    assert.equal((JSON.parse(readFileSync(logging, 'utf8')) as { defaultAction: string }).defaultAction, 'SCMP_ACT_LOG');
+    assert.ok(logs(r.spec), 'runc was given the logging profile');
+    const file = JSON.parse(readFileSync(logging, 'utf8')) as SeccompSpec;
+    assert.equal(r.spec?.defaultAction, file.defaultAction);
+    assert.ok(file.syscalls?.some((s) => s.action === 'SCMP_ACT_LOG' && s.names.includes('mkdir')));
     assert.match(r.status, /Seccomp:\s+2/);
     assert.match(await cri.sh(r.cid, 'mkdir /tmp/m$$ && echo MKDIR_OK || echo MKDIR_DENIED'), /MKDIR_OK/);
+    // unshare(2) is outside the node baseline (policy/seccomp-baseline.json): a recorded container
+    // is never looser than the baseline every OCI profile is merged with.
+    assert.match(await cri.sh(r.cid, 'unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED'), /UNSHARE_DENIED/);
     assert.ok(shim!.logs().some((l) => /runs under the logging profile/.test(String(l.msg)) && l.recording === 'rec'));
   });
 
@@ -107,7 +124,8 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
     ];
     for (const [pod, annotations, failure] of cases) {
       const r = await run(pod, annotations);
-      assert.equal(r.spec?.defaultAction, 'SCMP_ACT_ERRNO', `${pod}: containerd's RuntimeDefault, not the logging profile`);
+      assert.equal(r.spec?.defaultAction, 'SCMP_ACT_ERRNO', `${pod}: containerd's RuntimeDefault`);
+      assert.ok(!logs(r.spec), `${pod}: not the logging profile`);
       assert.match(r.status, /Seccomp:\s+2/, pod);
       assert.ok(unproven(failure, pod), `${pod}: logged as ${failure}`);
     }
@@ -115,8 +133,8 @@ describe('spoke shim --recording: only a proven marking yields the logging profi
 
   test('a signed marking that lists containers records only those', async () => {
     const r = await run('listed', { [NAME]: 'rec', [CONTAINERS]: 'app', [RECORDING_PROOF_ANNOTATION]: proof({ pod: 'listed', containers: ['app'] }) });
-    assert.equal(r.spec?.defaultAction, 'SCMP_ACT_LOG');
+    assert.ok(logs(r.spec));
     const other = await run('unlisted', { [NAME]: 'rec', [CONTAINERS]: 'sidecar', [RECORDING_PROOF_ANNOTATION]: proof({ pod: 'unlisted', containers: ['sidecar'] }) });
-    assert.equal(other.spec?.defaultAction, 'SCMP_ACT_ERRNO');
+    assert.ok(!logs(other.spec));
   });
 });

@@ -145,15 +145,14 @@ export function buildRecordedProfile(syscalls: ReadonlySet<string>, runtime: Oci
 }
 
 /**
- * The logging profile recorded workloads run under (`spoke record`, and pods annotated
- * `recording.spoke.dev/name` through `spoke shim --recording`): every call allowed and logged
- * (SCMP_ACT_LOG, kernel audit type 1326). Looser than RuntimeDefault: only ever applied on
- * request. The node daemon writes it itself under `<seccompRoot>/spoke/`, so there is no
- * "profile not found" race. Every x86 ABI, so that a call of any is logged (an x32 one then fails
- * the recording as unnamed) rather than killed.
+ * The logging profile: every call allowed and logged (SCMP_ACT_LOG, kernel audit type 1326).
+ * `spoke record` runs its command under it as is; `spoke shim --recording` runs recorded pods
+ * under it merged with the node baseline (src/cri/logging-profile.ts). Looser than RuntimeDefault:
+ * only ever applied on request. Every x86 ABI, so that a call of any is logged (an x32 one then
+ * fails the recording as unnamed) rather than killed.
  */
 export const LOGGING_PROFILE: SeccompProfile = { defaultAction: 'SCMP_ACT_LOG', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] };
-/** Its file name under `<seccompRoot>/spoke/`. */
+/** Its file name in the directory it is written to. */
 export const LOGGING_PROFILE_NAME = 'spoke-record-log.json';
 
 /** The logging profile's canonical bytes (what the node daemons write). */

@@ -249,7 +249,7 @@ describe('the logging profile file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-rec-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('is written in the directory given (SCMP_ACT_LOG default, 0644), idempotently, and an earlier version\'s copy under the kubelet\'s seccomp root is removed', async () => {
+  it('spoke record\'s allow-all one is written in the directory given (SCMP_ACT_LOG default, 0644), idempotently, and an earlier version\'s copy under the kubelet\'s seccomp root is removed', async () => {
     const kubelet = join(dir, 'kubelet-seccomp');
     mkdirSync(join(kubelet, 'spoke'), { recursive: true });
     writeFileSync(join(kubelet, 'spoke', LOGGING_PROFILE_NAME), '{"defaultAction":"SCMP_ACT_LOG"}');

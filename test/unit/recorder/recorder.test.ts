@@ -30,6 +30,19 @@ describe('SyscallRecorder', () => {
     assert.equal(r.stats.lines, 8);
   });
 
+  test('a call the filter refused is not recorded: only what SCMP_ACT_LOG let through (or a record without a code)', () => {
+    const r = new SyscallRecorder(fixed({ 1: { kind: 'container', containerId: ID_A } }));
+    // ERRNO(EPERM) and KILL_PROCESS, as the baseline inside the shim's logging profile answers
+    // unshare (272) and bpf (321); mkdir (83) let through; openat (257) from a kernel without code=.
+    r.addLine(line(1, 272).replace('code=0x7ffc0000', 'code=0x50001'));
+    r.addLine(line(1, 321).replace('code=0x7ffc0000', 'code=0x80000000'));
+    r.addLine(line(1, 83));
+    r.addLine(line(1, 257).replace(' code=0x7ffc0000', ''));
+    assert.deepEqual([...r.syscalls(ID_A)].sort(), ['mkdir', 'openat']);
+    assert.equal(r.stats.refused, 2);
+    assert.equal(r.stats.attributed, 4);
+  });
+
   test('remembers which containers made a named 32-bit (ia32) call', () => {
     const r = new SyscallRecorder(fixed({ 1: { kind: 'container', containerId: ID_A }, 2: { kind: 'container', containerId: ID_B } }));
     r.addLine(line(1, 0));
