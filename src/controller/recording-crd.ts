@@ -12,7 +12,7 @@ export const RECORDING_PLURAL = 'profilerecordings';
 export const RESULT_KIND = 'ProfileRecordingResult';
 export const RESULT_PLURAL = 'profilerecordingresults';
 
-/** On pods (set by the binding webhook or by hand): the recording the pod's containers are recorded for. */
+/** On pods (set by the binding webhook, with its proof; a marking set by hand is ignored): the recording the pod's containers are recorded for. */
 export const POD_RECORDING_ANNOTATION = 'recording.spoke.dev/name';
 /** On pods (set by the binding webhook when not every container is recorded): `a,b`, the containers the shim records. */
 export const POD_RECORDING_CONTAINERS_ANNOTATION = 'recording.spoke.dev/containers';

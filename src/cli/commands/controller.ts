@@ -10,22 +10,29 @@ const HELP = `usage: spoke controller --tls-cert F --tls-key F [--listen :9443] 
                         [--pod-security-default LEVEL]
 
 Runs the ProfileBinding admission webhooks over HTTPS with its own serving certificate:
-  POST /mutate-pods        pods CREATE in namespaces labelled spoke.dev/binding=enabled
-                           (the MutatingWebhookConfiguration's namespaceSelector): sets the
-                           KEP-6061 OCI profile on containers and init containers
-                           (by annotation where the namespace's Pod Security level
-                           rejects type OCI); Unconfined (without override: true) and
+  POST /mutate-pods        pods CREATE, and pods/ephemeralcontainers UPDATE (kubectl debug:
+                           the containers it adds), in namespaces labelled
+                           spoke.dev/binding=enabled (the MutatingWebhookConfiguration's
+                           namespaceSelector): sets the KEP-6061 OCI profile on containers
+                           and init containers (by annotation where the namespace's Pod
+                           Security level rejects type OCI, or with --annotations); an
+                           ephemeral container an update adds gets the field, and is denied
+                           where it would need an annotation (a running pod's annotations
+                           cannot change); Unconfined (without override: true) and
                            privileged containers are admitted untouched, with a warning;
-                           pods a ProfileRecording selects (not finalized) are annotated
-                           recording.spoke.dev/name (and /containers), signed with
-                           recording.spoke.dev/proof (--recording-key), instead of bound, for
-                           spoke shim --recording and spoke recorder; recording annotations
-                           it did not set are removed
+                           pods a ProfileRecording selects (not finalized) are also
+                           annotated recording.spoke.dev/name (and /containers), signed
+                           with recording.spoke.dev/proof (--recording-key), for spoke shim
+                           --recording and spoke recorder; recording annotations it did not
+                           set are removed
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
   POST /validate-results   ProfileRecordingResult CREATE: spec.node must be the node the
                            requester's ServiceAccount token is bound to
-  POST /validate-pod-updates  pods UPDATE: recording.spoke.dev/* annotations are never added
-                           or changed after creation
+  POST /validate-pod-updates  pods and pods/status UPDATE, same namespaces: refuses adding
+                           or changing recording.spoke.dev/* annotations, any change to
+                           seccomp|apparmor.profiles.spoke.dev/* annotations, and an image
+                           change that the bindings would give a different profile (or an
+                           image ID where a binding names images; docs/binding.md)
   GET  /healthz, /readyz   readiness waits for the first complete ProfileBinding and
                            namespace lists
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,

@@ -22,7 +22,9 @@ response advertises features.security_profile_oci_artifact. Every setting may co
 config file; flags win.
 
 options:
-  --config FILE        node config, YAML (default /etc/spoke/config.yaml; absent = defaults)
+  --config FILE        node config, YAML (default /etc/spoke/config.yaml, all defaults when
+                       that file is absent); a FILE given here that is missing or unreadable
+                       is an error (FILE_UNREADABLE)
   --listen SOCK        unix socket to serve CRI on, created mode 0660 (config: listen;
                        default /run/spoke/spoke.sock). An existing non-socket path is refused.
   --upstream SOCK      the runtime's CRI socket (config: upstream; default
@@ -50,17 +52,22 @@ options:
                        (node policy, node credentials) and applied like OCI profiles. A KEP OCI
                        profile wins; RuntimeDefault, Unconfined and unset are replaced; Localhost
                        or a privileged container with an annotation fails the call
-  --recording          recording (default off; no config key): writes the logging profile
-                       (SCMP_ACT_LOG default) to <store>/recording/spoke-record-log.json at
-                       start and runs the containers of pods annotated recording.spoke.dev/name
-                       (all, or those listed in recording.spoke.dev/containers: a,b) under it,
-                       for spoke recorder. Only an unset or RuntimeDefault seccomp profile is
-                       replaced (the logging profile is looser than RuntimeDefault); Localhost,
-                       OCI, Unconfined, a profile annotation or a privileged container is kept
-                       (logged). Only a marking with the controller's recording.spoke.dev/proof
-                       (HMAC under the recording key, not expired) counts; any other is ignored
-                       (logged) and the container keeps its own profile. Refuses to start
-                       without --recording-key. Without this flag the annotation is ignored
+  --recording          recording (default off; no config key): writes the logging profile (the
+                       node baseline, with SCMP_ACT_LOG for every call it lets through) to
+                       <store>/recording/log-<sha256>.json and runs the containers of pods
+                       annotated recording.spoke.dev/name (all, or those listed in
+                       recording.spoke.dev/containers: a,b) under it, for spoke recorder.
+                       Replaced: an unset or RuntimeDefault seccomp profile and, when the proven
+                       marking lists the containers, the container's own OCI profile or own
+                       seccomp.profiles.spoke.dev/<container> annotation (the binding the
+                       webhook wrote). Kept (logged): any other profile inherited from the pod,
+                       the pod-wide annotation, Localhost, Unconfined and privileged containers
+                       (the logging profile is as loose as the baseline, which may be looser
+                       than RuntimeDefault). Only a marking with the controller's
+                       recording.spoke.dev/proof (HMAC under the recording key, not expired)
+                       counts; any other is ignored (logged) and the container keeps its own
+                       profile. Refuses to start without --recording-key. Without this flag the
+                       annotation is ignored
   --recording-key FILE the cluster's recording key, the same bytes as the controller's
                        --recording-key (config: recordingKey; 32 to 4096 bytes)
 
