@@ -233,15 +233,15 @@ describe('flights are keyed by credential identity (htpasswd registry)', () => {
       const hold = proxy.hold(manifests);
       const credentialed = node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: alice });
       await hold.arrived();
-      const anonymous = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), { code: 'Unauthenticated' });
+      const anonymous = rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), { code: 'Unauthenticated', reason: 'AUTH_REQUIRED' });
       hold.release();
       assert.equal((await credentialed).cached, false);
       await anonymous;
       // The cache follows KEP-2535: a pod without credentials cannot reuse what a pod's
       // credentials fetched; a pod with the same credentials can; other credentials are checked.
-      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), { code: 'Unauthenticated' });
+      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp' }), { code: 'Unauthenticated', reason: 'AUTH_REQUIRED' });
       assert.equal((await node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: alice })).cached, true);
-      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: { ...alice, password: 'wrong' } }), { code: 'Unauthenticated' });
+      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', credential: { ...alice, password: 'wrong' } }), { code: 'Unauthenticated', reason: 'AUTH_REFUSED' });
     } finally {
       await node.dispose();
     }

@@ -73,6 +73,7 @@ describe('shim: a create reset by its client after the runtime answered', () => 
   after(() => rig.stop());
 
   it('settles the pending holder when the client resets a stream it never read (window 0)', async () => {
+    const pending = async () => [...(await rig.deps.store.inUse()).values()].flat().filter((h) => h.startsWith('pending:')).length;
     const session = rig.connect({ initialWindowSize: 0 });
     try {
       for (let i = 0; i < 5; i++) {
@@ -88,6 +89,10 @@ describe('shim: a create reset by its client after the runtime answered', () => 
           ),
         );
         await new Promise((r) => req.once('response', r));
+        // The runtime answered and the answer is stuck in the closed window: the create's pending
+        // holder is still recorded (it is settled only when the client's stream ends), so the
+        // wait below can only pass by settling it.
+        assert.ok((await pending()) > 0, `create ${i}: no pending holder recorded before the reset`);
         const closed = new Promise((r) => req.once('close', r));
         req.close(h2.NGHTTP2_CANCEL);
         await closed;
@@ -95,7 +100,6 @@ describe('shim: a create reset by its client after the runtime answered', () => 
     } finally {
       session.destroy();
     }
-    const pending = async () => [...(await rig.deps.store.inUse()).values()].flat().filter((h) => h.startsWith('pending:')).length;
     await waitFor(async () => (await pending()) === 0, { timeoutMs: 5000, what: 'no pending holder left' });
   });
 });

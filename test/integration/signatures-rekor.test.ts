@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
-import { SpokeError } from '../../src/core/errors.js';
+import type { ErrorReason, SpokeError } from '../../src/core/errors.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { verifyArtifactSignature, type SignerSpec } from '../../src/verify/index.js';
+import { rejectsWith } from '../helpers/assert.js';
 import { spoke } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { mockRekor, rekorSignedReferrer, type RekorLog } from '../helpers/rekor.js';
@@ -61,15 +62,14 @@ describe('keyless signatures with a Rekor entry', () => {
   });
   const verify = (a: PushedArtifact & { repo: string }, signer: SignerSpec) =>
     verifyArtifactSignature({ registry: client, repo: { registry: reg.host, repository: a.repo }, digest: a.digest as Digest, manifestBytes: a.manifest, signers: [signer] });
-  const refusal = async (p: Promise<unknown>): Promise<SpokeError> => {
-    try {
-      await p;
-    } catch (e) {
-      assert.ok(e instanceof SpokeError, String(e));
-      assert.equal(e.code, 'SignatureValidationFailed', e.message);
-      return e;
-    }
-    return assert.fail('expected a refusal');
+  /**
+   * `p` is refused (SignatureValidationFailed) for `reason`, its candidates (the one bundle, when
+   * it was tried) for `rejections` (context.rejections).
+   */
+  const refusal = async (p: Promise<unknown>, reason: ErrorReason, rejections: ErrorReason[]): Promise<SpokeError> => {
+    const e = await rejectsWith(p, { code: 'SignatureValidationFailed', reason });
+    assert.deepEqual(e.context.rejections, rejections, e.message);
+    return e;
   };
 
   it('the log entry serves as the signing time: accepted with timeSource any (the default) and tlog', async () => {
@@ -83,33 +83,35 @@ describe('keyless signatures with a Rekor entry', () => {
 
   it('timeSource tsa refuses a bundle whose only time is a log entry; a root without the log refuses it too', async () => {
     const a = await signed();
-    const tsa = await refusal(verify(a, keyless({ ...fx.trustedRoot, tlogs: [rekor.trustedRootEntry] }, 'tsa')));
-    assert.match(tsa.message, /no RFC 3161 timestamp/);
-    await refusal(verify(a, keyless(tsaOnly)));
-    // timeSource tlog with a root that lists no log: the signer itself is unusable.
-    const unusable = await refusal(verify(a, keyless(tsaOnly, 'tlog')));
-    assert.match(unusable.message, /no transparency logs/);
+    // The bundle is found and refused: it carries no signing time the signer accepts.
+    await refusal(verify(a, keyless({ ...fx.trustedRoot, tlogs: [rekor.trustedRootEntry] }, 'tsa')), 'SIGNATURE_INVALID', ['TIMESTAMP_INVALID']);
+    await refusal(verify(a, keyless(tsaOnly)), 'SIGNATURE_INVALID', ['TIMESTAMP_INVALID']);
+    // timeSource tlog with a root that lists no log: the signer itself is unusable, no candidate is tried.
+    await refusal(verify(a, keyless(tsaOnly, 'tlog')), 'SIGNER_UNAVAILABLE', []);
   });
 
   it('a tampered entry is refused: integrated time, body, promise; and a log the root does not trust', async () => {
     type Entry = { integratedTime: string; canonicalizedBody: string; inclusionPromise?: { signedEntryTimestamp: string } };
     const entryOf = (b: Record<string, unknown>) => ((b.verificationMaterial as { tlogEntries: Entry[] }).tlogEntries[0]!);
-    const cases: [string, (b: Record<string, unknown>) => void][] = [
-      ['integrated time moved', (b) => (entryOf(b).integratedTime = String(Number(entryOf(b).integratedTime) - 3600))],
-      ['body of another signature', (b) => {
+    const cases: [string, ErrorReason, (b: Record<string, unknown>) => void][] = [
+      // An hour back is before the certificate's validity, which sigstore-js checks at the (still
+      // unverified) integrated time before it checks the entry's promise: refused for the certificate.
+      ['integrated time moved', 'CERTIFICATE_INVALID', (b) => (entryOf(b).integratedTime = String(Number(entryOf(b).integratedTime) - 3600))],
+      ['body of another signature', 'TLOG_INVALID', (b) => {
         const body = JSON.parse(Buffer.from(entryOf(b).canonicalizedBody, 'base64').toString()) as { spec: { payloadHash: { value: string } } };
         body.spec.payloadHash.value = '0'.repeat(64);
         entryOf(b).canonicalizedBody = Buffer.from(JSON.stringify(body)).toString('base64');
       }],
-      ['promise removed', (b) => delete entryOf(b).inclusionPromise],
+      // Without its promise the entry vouches for no time: the bundle has none the signer accepts.
+      ['promise removed', 'TIMESTAMP_INVALID', (b) => delete entryOf(b).inclusionPromise],
     ];
-    for (const [what, tamper] of cases) {
+    for (const [what, rejection, tamper] of cases) {
       const a = await signed(tamper);
-      await refusal(verify(a, keyless(logOnly))).catch((e: unknown) => assert.fail(`${what}: ${String(e)}`));
+      await refusal(verify(a, keyless(logOnly)), 'SIGNATURE_INVALID', [rejection]).catch((e: unknown) => assert.fail(`${what}: ${String(e)}`));
     }
     const other = await mockRekor();
     const a = await signed();
-    await refusal(verify(a, keyless({ ...logOnly, tlogs: [other.trustedRootEntry] })));
+    await refusal(verify(a, keyless({ ...logOnly, tlogs: [other.trustedRootEntry] })), 'SIGNATURE_INVALID', ['TLOG_INVALID']);
   });
 
   it('node policy: timeSource is a signer key; spoke verify under it', async () => {

@@ -20,7 +20,7 @@ import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { testNode, type TestNode } from '../helpers/node.js';
 import { spoke } from '../helpers/cli.js';
-import { rejectsWith } from '../helpers/assert.js';
+import { rejectedFor, rejectsWith } from '../helpers/assert.js';
 
 async function sign(reg: TestRegistry, repository: string, digest: string, manifest: Buffer, key: TestKey, format: 'bundle' | 'cosign' = 'bundle'): Promise<void> {
   const client = new UndiciRegistryClient({ plainHttp: true });
@@ -88,16 +88,17 @@ describe('signed pulls', () => {
   it('refuses an unsigned profile, stores nothing, and refuses again on retry', async () => {
     node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
     const a = await pushTestArtifact(reg.url, reg.host, 'signed/unsigned', { defaultAction: 'SCMP_ACT_LOG' });
-    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
+    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' });
     assert.equal(await node.store.has(a.digest as Digest), false);
-    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
+    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' });
   });
 
   it('refuses a signature by a key the rule does not name', async () => {
     node.writePolicy(policy(reg, { platform: fileA, other: fileB }, ['platform']));
     const a = await pushTestArtifact(reg.url, reg.host, 'signed/wrong-key', { defaultAction: 'SCMP_ACT_TRAP' });
     await sign(reg, 'signed/wrong-key', a.digest, a.manifest, keyB);
-    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
+    // Found, and refused: its signature does not verify with the key of the one signer the rule names.
+    rejectedFor(await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNATURE_INVALID');
   });
 
   it('accepts either of two signers, in either format', async () => {
@@ -119,7 +120,8 @@ describe('signed pulls', () => {
     // Rotate: the policy now trusts only key B, which has not signed this digest.
     node.writePolicy(policy(reg, { platform: fileB }, ['platform']));
     await reg.resetRequests();
-    await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed' });
+    // A's signature is found and does not verify with B's key.
+    rejectedFor(await rejectsWith(node.pipeline.pull({ reference: a.reference, kind: 'seccomp' }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'SIGNATURE_INVALID');
     await reg.settle();
     assert.ok(reg.requests().length > 0, 're-verification looked for signatures');
     assert.equal(reg.requests().filter((r) => r.path.endsWith(`/blobs/${layerDigest}`)).length, 0, 'profile blob not re-downloaded');

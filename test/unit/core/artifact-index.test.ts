@@ -7,7 +7,8 @@ import { checkProfileIndex, MAX_INDEX_MANIFESTS, parsePlatform, selectPlatform, 
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, ociArchitecture } from '../../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { MAX_MANIFEST_BYTES } from '../../../src/core/limits.js';
-import { SpokeError } from '../../../src/core/errors.js';
+import { SpokeError, type ErrorContext, type ErrorReason } from '../../../src/core/errors.js';
+import { assertSpokeError } from '../../helpers/assert.js';
 import { packIndex, packProfile } from '../../../src/publish/pack.js';
 
 const D = sha256Digest('index') as Digest;
@@ -20,7 +21,14 @@ function index(manifests: unknown[], over: Record<string, unknown> = {}): Buffer
   return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPE_OCI_INDEX, manifests, ...over }));
 }
 
-const invalid = (re: RegExp) => (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && re.test(e.message);
+/** Refused as SecurityProfileInvalid for `reason`, its context naming the index digest and holding `context`. */
+const invalid =
+  (reason: ErrorReason, context: ErrorContext = {}) =>
+  (e: unknown) => {
+    const err = assertSpokeError(e, { code: 'SecurityProfileInvalid', reason });
+    assert.deepEqual(err.context, { digest: D, ...context }, err.message);
+    return true;
+  };
 
 describe('checkProfileIndex', () => {
   it('accepts what packIndex writes and returns the platforms in order', () => {
@@ -45,37 +53,38 @@ describe('checkProfileIndex', () => {
   });
 
   it('refuses duplicate platforms, arm64/v8 and arm64 being one platform', () => {
-    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux', architecture: 'arm64' }), entry({ os: 'linux', architecture: 'arm64', variant: 'v8' })]), D, MAX_MANIFEST_BYTES), invalid(/linux\/arm64 is listed twice/));
-    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux', architecture: 'amd64' }), entry({ os: 'linux', architecture: 'amd64', variant: 'v1' })]), D, MAX_MANIFEST_BYTES), invalid(/listed twice/));
+    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux', architecture: 'arm64' }), entry({ os: 'linux', architecture: 'arm64', variant: 'v8' })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { path: 'manifests[1]' }));
+    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux', architecture: 'amd64' }), entry({ os: 'linux', architecture: 'amd64', variant: 'v1' })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { path: 'manifests[1]' }));
     // Different variants of one architecture are different platforms.
     assert.equal(checkProfileIndex(index([entry({ os: 'linux', architecture: 'arm', variant: 'v6' }), entry({ os: 'linux', architecture: 'arm', variant: 'v7' })]), D, MAX_MANIFEST_BYTES).manifests.length, 2);
   });
 
   it('bounds the number of manifests and refuses an empty index', () => {
     const many = Array.from({ length: MAX_INDEX_MANIFESTS + 1 }, (_, i) => entry({ os: 'linux', architecture: `a${i}` }));
-    assert.throws(() => checkProfileIndex(index(many), D, MAX_MANIFEST_BYTES), invalid(/over the limit of 32/));
+    assert.throws(() => checkProfileIndex(index(many), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { limit: MAX_INDEX_MANIFESTS, actual: MAX_INDEX_MANIFESTS + 1 }));
     assert.doesNotThrow(() => checkProfileIndex(index(many.slice(0, MAX_INDEX_MANIFESTS)), D, MAX_MANIFEST_BYTES));
-    assert.throws(() => checkProfileIndex(index([]), D, MAX_MANIFEST_BYTES), invalid(/no manifests/));
+    assert.throws(() => checkProfileIndex(index([]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
   });
 
   it('refuses nested indexes, missing platforms, external urls, other digests and oversized manifests', () => {
     const p = { os: 'linux', architecture: 'amd64' };
-    assert.throws(() => checkProfileIndex(index([entry(p, { mediaType: MEDIA_TYPE_OCI_INDEX })]), D, MAX_MANIFEST_BYTES), invalid(/nested indexes/));
-    assert.throws(() => checkProfileIndex(index([entry(undefined)]), D, MAX_MANIFEST_BYTES), invalid(/platform is missing/));
-    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux' })]), D, MAX_MANIFEST_BYTES), invalid(/platform.architecture/));
-    assert.throws(() => checkProfileIndex(index([entry({ os: 'Linux', architecture: 'amd64' })]), D, MAX_MANIFEST_BYTES), invalid(/platform.os/));
-    assert.throws(() => checkProfileIndex(index([entry(p, { urls: ['https://example.com/m'] })]), D, MAX_MANIFEST_BYTES), invalid(/external urls/));
-    assert.throws(() => checkProfileIndex(index([entry(p, { digest: `sha512:${'a'.repeat(128)}` })]), D, MAX_MANIFEST_BYTES), invalid(/only sha256/));
-    assert.throws(() => checkProfileIndex(index([entry(p, { size: MAX_MANIFEST_BYTES + 1 })]), D, MAX_MANIFEST_BYTES), invalid(/over the 65536-byte limit/));
-    assert.throws(() => checkProfileIndex(index([entry(p, { artifactType: 7 })]), D, MAX_MANIFEST_BYTES), invalid(/artifactType is not a string/));
+    assert.throws(() => checkProfileIndex(index([entry(p, { mediaType: MEDIA_TYPE_OCI_INDEX })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { expected: MEDIA_TYPE_OCI_MANIFEST }));
+    assert.throws(() => checkProfileIndex(index([entry(undefined)]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux' })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    assert.throws(() => checkProfileIndex(index([entry({ os: 'Linux', architecture: 'amd64' })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    assert.throws(() => checkProfileIndex(index([entry(p, { urls: ['https://example.com/m'] })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    assert.throws(() => checkProfileIndex(index([entry(p, { digest: `sha512:${'a'.repeat(128)}` })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    assert.throws(() => checkProfileIndex(index([entry(p, { size: MAX_MANIFEST_BYTES + 1 })]), D, MAX_MANIFEST_BYTES), invalid('SIZE_LIMIT', { limit: MAX_MANIFEST_BYTES, actual: MAX_MANIFEST_BYTES + 1 }));
+    assert.throws(() => checkProfileIndex(index([entry(p, { artifactType: 7 })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
   });
 
   it('refuses what is not a strict OCI index', () => {
     const one = [entry({ os: 'linux', architecture: 'amd64' })];
-    assert.throws(() => checkProfileIndex(index(one, { mediaType: MEDIA_TYPE_OCI_MANIFEST }), D, MAX_MANIFEST_BYTES), invalid(/not an OCI image index/));
-    assert.throws(() => checkProfileIndex(index(one, { schemaVersion: 1 }), D, MAX_MANIFEST_BYTES), invalid(/schemaVersion/));
-    const dup = Buffer.from(`{"schemaVersion":2,"mediaType":"${MEDIA_TYPE_OCI_INDEX}","manifests":[],"manifests":${JSON.stringify(one)}}`);
-    assert.throws(() => checkProfileIndex(dup, D, MAX_MANIFEST_BYTES), invalid(/not strict JSON/));
+    assert.throws(() => checkProfileIndex(index(one, { mediaType: MEDIA_TYPE_OCI_MANIFEST }), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { expected: MEDIA_TYPE_OCI_INDEX }));
+    assert.throws(() => checkProfileIndex(index(one, { schemaVersion: 1 }), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    // The same list twice: read either way, it would be a valid index; the duplicate member alone is refused.
+    const dup = Buffer.from(`{"schemaVersion":2,"mediaType":"${MEDIA_TYPE_OCI_INDEX}","manifests":${JSON.stringify(one)},"manifests":${JSON.stringify(one)}}`);
+    assert.throws(() => checkProfileIndex(dup, D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
   });
 });
 

@@ -53,7 +53,8 @@ function harness(opts: { pullFails?: SpokeError; appArmorOff?: boolean } = {}) {
       if (opts.pullFails) throw opts.pullFails;
     },
     ready: async (kind, ctx) => {
-      if (kind === 'apparmor' && opts.appArmorOff) throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node`);
+      // As the shim's own (src/cri/server.ts).
+      if (kind === 'apparmor' && opts.appArmorOff) throw new SpokeError('FailedPrecondition', `${ctx.who}: AppArmor is not enabled on this node`, {}, { reason: 'APPARMOR_UNAVAILABLE' });
     },
     log: (_level, msg, fields) => logs.push({ msg, fields }),
   };
@@ -84,7 +85,6 @@ function createReq(o: { name?: string; annotations?: Record<string, string>; sec
 }
 
 const ctrSeccomp = (buf: Buffer) => decodeSecurityProfile(getMergedAt(buf, CTR_SECCOMP_IN_CREATE)!);
-const isCode = (code: string, re: RegExp) => (e: unknown) => e instanceof SpokeError && e.code === code && re.test(e.message);
 /** Refused with `expected`, naming the annotation in its context. */
 const refusedAnnotation = (key: string, expected: Expected) => (e: unknown) => spokeError(expected)(e) && (e as SpokeError).context.annotation === key;
 
@@ -204,7 +204,7 @@ describe('annotation precedence: RunPodSandbox', () => {
       rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, seccomp: { profile_type: 'Localhost', localhost_ref: '/p.json' } }), h.deps),
       refusedAnnotation(`${SC}pod`, { code: 'InvalidArgument', reason: 'ANNOTATION_CONFLICT' }),
     );
-    await assert.rejects(rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, privileged: true }), h.deps), isCode('InvalidArgument', /annotation seccomp\.profiles\.spoke\.dev\/pod conflicts with a privileged sandbox/));
+    await assert.rejects(rewriteRunPodSandbox(run({ annotations: { [`${SC}pod`]: REF_POD }, privileged: true }), h.deps), refusedAnnotation(`${SC}pod`, { code: 'InvalidArgument', reason: 'PRIVILEGED_CONTAINER' }));
     assert.deepEqual(h.pulls, []);
   });
 
@@ -373,10 +373,10 @@ describe('annotation precedence: CreateContainer', () => {
 
   it('AppArmor annotation or OCI field where AppArmor is off: FailedPrecondition, no pull', async () => {
     const h = harness({ appArmorOff: true });
-    await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR } }), h.deps), isCode('FailedPrecondition', /annotation apparmor\.profiles\.spoke\.dev\/app: .*AppArmor is not enabled on this node/));
+    await assert.rejects(rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR } }), h.deps), refusedAnnotation(`${AA}app`, { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' }));
     assert.deepEqual(h.pulls, []);
     // No AppArmor resolver at all (the unit-level default): the OCI field is refused, never forwarded.
-    await assert.rejects(rewriteCreateContainer(createReq({ apparmor: { profile_type: 'OCI', oci_ref: REF_OCI } }), { seccomp: h.deps.seccomp }), isCode('FailedPrecondition', /AppArmor is not enabled on this node/));
+    await assert.rejects(rewriteCreateContainer(createReq({ apparmor: { profile_type: 'OCI', oci_ref: REF_OCI } }), { seccomp: h.deps.seccomp }), spokeError({ code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' }));
   });
 
   it('property: an annotation edit changes the container seccomp profile and nothing else', async () => {

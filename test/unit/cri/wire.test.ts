@@ -19,7 +19,6 @@ import {
 import { addOciFeature } from '../../../src/cri/server.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
 import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
-import { SpokeError } from '../../../src/core/errors.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { spokeError } from '../../helpers/assert.js';
 
@@ -217,10 +216,11 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
 
   it('refuses AppArmor OCI and ambiguous duplicated paths', async () => {
     const aa = encode('RunPodSandboxRequest', { config: podConfig(undefined, { profile_type: 'OCI', oci_ref: REF }) });
-    await assert.rejects(rewriteRunPodSandbox(aa, fakeResolver), (e: unknown) => e instanceof SpokeError && /AppArmor/.test(e.message));
+    // A resolver alone (no AppArmor one): an OCI AppArmor profile cannot be honoured here.
+    await assert.rejects(rewriteRunPodSandbox(aa, fakeResolver), spokeError({ code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' }));
     const one = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'OCI', oci_ref: REF }) });
     const dup = Buffer.concat([one, encode('RunPodSandboxRequest', { config: { hostname: 'x' } })]);
-    await assert.rejects(rewriteRunPodSandbox(dup, fakeResolver), (e: unknown) => e instanceof SpokeError && e.code === 'InvalidArgument');
+    await assert.rejects(rewriteRunPodSandbox(dup, fakeResolver), malformed);
   });
 
   it('refuses a profile type sent length-delimited (as if packed) in either request: runtimes read it as an error or as no profile', async () => {

@@ -69,7 +69,9 @@ describe('keyed signatures', () => {
     const v = await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1), keyedSigner('ci', k2)] });
     assert.equal(v.signer, 'ci');
     assert.equal(v.format, 'bundle');
-    await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] }), { code: 'SignatureValidationFailed' });
+    // Both of k2's signatures (bundle, cosign) are found; neither verifies with k1.
+    const e = await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' });
+    assert.deepEqual(e.context.rejections, ['SIGNATURE_INVALID', 'SIGNATURE_INVALID'], e.message);
   });
 
   it('keys: P-384, Ed25519, RSA-2048, SEC1 PEM; bundle and cosign', async () => {
@@ -338,8 +340,8 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     const run = (s: SignerSpec) => verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [s] });
     rejectedFor(await rejectsWith(run(keyless({ subjectRegExp: '^https://github\\.com/evil/.*$' })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
     // a prefix as a string pattern is anchored by the verifier: no match
-    await rejectsWith(run(keyless({ subjectRegExp: 'https://github.com/acme' })), { code: 'SignatureValidationFailed' });
-    await rejectsWith(run(keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme' })), { code: 'SignatureValidationFailed' });
+    rejectedFor(await rejectsWith(run(keyless({ subjectRegExp: 'https://github.com/acme' })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
+    rejectedFor(await rejectsWith(run(keyless({ subjectRegExp: undefined, subject: 'https://github.com/acme' })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
     rejectedFor(await rejectsWith(run(keyless({ issuer: 'https://accounts.example.test' })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'IDENTITY_MISMATCH');
     rejectedFor(await rejectsWith(run(keyless({ trustedRoot: await withOtherCa(fx.trustedRoot) })), { code: 'SignatureValidationFailed', reason: 'SIGNATURE_INVALID' }), 'CERTIFICATE_INVALID');
   });
