@@ -135,6 +135,9 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error'];
   if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
   const run = await runParser(args, text, opts);
+  // A parser killed by a signal (the OOM killer in the shim's cgroup, say) judged nothing: a
+  // transient failure, never a verdict on the text that would be remembered against it.
+  if (run.signal !== null) throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
   if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
   return { warnings: lines(run.stderr).filter((l) => l.startsWith('Warning')) };
 }

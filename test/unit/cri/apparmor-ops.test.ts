@@ -23,6 +23,19 @@ describe('createAppArmorOps', () => {
     assert.equal(readFileSync(runs, 'utf8'), 'run\n');
   });
 
+  it('a parser killed by a signal (the OOM killer) says nothing of the text: the create fails as transient, and the next one runs the parser again', async () => {
+    const runs = join(dir, 'runs-killed');
+    const parser = join(dir, 'apparmor_parser-killed');
+    // Killed on its first run, compiles on the next.
+    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`, { mode: 0o755 });
+    const ops = createAppArmorOps({ parser: { parser } });
+    const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/passwd'] } }));
+    await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    const prepared = await ops.prepare(artifact);
+    assert.match(prepared.name, /^spoke-/);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
+  });
+
   it('a profile prepared once is reused until the baseline is reloaded: its merge and render cost ~0.2 s of the shim thread for a large artifact', async () => {
     const parser = join(dir, 'accepting_parser');
     writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
