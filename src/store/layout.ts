@@ -57,11 +57,18 @@ export class StoreLayout {
    * pod's credentials is that pod's to read.
    */
   init(): Promise<void> {
-    this.ready ??= (async () => {
-      for (const d of STORE_DIRS) mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
-      // mkdir's mode is for the directories it makes: the root and those an older version made too.
-      for (const d of new Set(['', ...STORE_DIRS.flatMap((d) => [d.split('/')[0]!, d])])) chmodSync(join(this.root, d), PRIVATE_DIR_MODE);
-    })();
+    if (this.ready === undefined) {
+      const ready = (async () => {
+        for (const d of STORE_DIRS) mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
+        // mkdir's mode is for the directories it makes: the root and those an older version made too.
+        for (const d of new Set(['', ...STORE_DIRS.flatMap((d) => [d.split('/')[0]!, d])])) chmodSync(join(this.root, d), PRIVATE_DIR_MODE);
+      })();
+      this.ready = ready;
+      // A failure (a full or read-only disk at first use) is not kept: the next use tries again.
+      ready.catch(() => {
+        if (this.ready === ready) this.ready = undefined;
+      });
+    }
     return this.ready;
   }
 

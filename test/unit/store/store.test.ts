@@ -42,6 +42,16 @@ describe('ProfileStore', () => {
     }
   });
 
+  it('a first use that cannot make the directories fails, and the next use tries again', async () => {
+    const root = join(dir, 'blocked-store');
+    writeFileSync(root, 'a file where the store should be');
+    const blocked = new ProfileStore({ root, fsync: false });
+    await assert.rejects(blocked.getRecord(sha256Digest('none')), (e: NodeJS.ErrnoException) => e.code === 'EEXIST' || e.code === 'ENOTDIR');
+    rmSync(root);
+    assert.equal(await blocked.getRecord(sha256Digest('none')), undefined);
+    assert.ok(existsSync(join(root, 'profiles', 'sha256')));
+  });
+
   it('keeps its files private: files made ahead, what is written into them, and directories an older version made open', async () => {
     // A local user who could open a file made ahead would read the profile a later pull writes into it.
     const root = join(dir, 'older-store');
