@@ -41,6 +41,12 @@ export interface FinalizeDeps {
   log?: ((event: Record<string, unknown>) => void) | undefined;
   /** How long publishing one recording's profiles may take, every request included (PUBLISH_TIMEOUT_MS). */
   publishTimeoutMs: number;
+  /**
+   * Whether `rec` is still what is being finalized: the same object (uid) with the finalize
+   * annotation still `token`, as the cache has it now. A publish takes a while; a recording
+   * deleted, re-created or finalized again meanwhile must not be bound from the old snapshot.
+   */
+  stillFinalizing(rec: ProfileRecording, token: string): boolean;
   /** The reconciler's status write (retried on conflict; with `token`, only while the annotation still has it). */
   writeStatus(rec: ProfileRecording, status: ProfileRecordingStatus, token?: string): Promise<boolean>;
 }
@@ -125,9 +131,14 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
       ),
     deps.publishTimeoutMs,
   );
+  const superseded = () => {
+    deps.log?.({ msg: 'recording deleted, re-created or finalized again while publishing; nothing more is pushed or bound from this snapshot', recording: `${namespace}/${name}`, token });
+    return { ...out, action: 'none' as const };
+  };
   try {
     profiles = [];
     for (const p of planned) {
+      if (!deps.stillFinalizing(rec, token)) return superseded();
       const r = await deps.publisher.publish(compiled, p, key, deadline.signal);
       if (r.pushedNow) out.pushed++;
       profiles.push({
@@ -157,6 +168,7 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
     clearTimeout(timer);
   }
 
+  if (!deps.stillFinalizing(rec, token)) return superseded();
   let conditions = withCondition(
     conds,
     condition(old.conditions, 'Finalized', 'True', 'Published', `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}`, now, generation),

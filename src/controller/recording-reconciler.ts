@@ -107,7 +107,18 @@ export class RecordingReconciler {
       stats: this.stats,
     });
     this.gate = new ResultGate({ results: (ns) => o.caches.results(ns), pod: (ns, name) => o.caches.pod(ns, name), recordingKey: o.recordingKey, log: o.log });
-    this.finalizer = { publisher: this.publisher, allowedRepositories: o.allowedRepositories, signingKey: o.signingKey, log: o.log, publishTimeoutMs: o.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS, writeStatus: (r, s, t) => this.writeStatus(r, s, t) };
+    this.finalizer = {
+      publisher: this.publisher,
+      allowedRepositories: o.allowedRepositories,
+      signingKey: o.signingKey,
+      log: o.log,
+      publishTimeoutMs: o.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS,
+      stillFinalizing: (r, token) => {
+        const fresh = o.caches.recording(r.metadata.namespace as string, r.metadata.name as string);
+        return fresh !== undefined && fresh.metadata.uid === r.metadata.uid && (fresh.metadata.annotations?.[FINALIZE_ANNOTATION] ?? '') === token;
+      },
+      writeStatus: (r, s, t) => this.writeStatus(r, s, t),
+    };
   }
 
   private now(): string {

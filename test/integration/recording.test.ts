@@ -356,17 +356,22 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
    * A controller of its own (the main one would refuse the repository) with one recording of one
    * result on `host`, set to finalize: its status, its controller, and its tear-down.
    */
-  const finalizing = async (name: string, host: string, registry: UndiciRegistryClient, publishTimeoutMs?: number) => {
+  const finalizing = async (name: string, host: string, registry: UndiciRegistryClient, publishTimeoutMs?: number, o: { bind?: boolean } = {}) => {
     const api = new FakeApiServer({ resources: [PR, PRR, PB, POD] });
     const kc2 = fakeKubeConfig(await api.listen());
-    const ctl2 = startRecordingController(kc2, { registry, allowedRepositories: [`${host}/{namespace}`], recordingKey: RECORDING_KEY, backoffInitialMs: 100, ...(publishTimeoutMs ? { publishTimeoutMs } : {}), reflector: { watchTimeoutSeconds: 60 }, log: process.env.DEBUG_RECORDING ? (e) => console.error(e) : undefined });
+    const events: Record<string, unknown>[] = [];
+    const log = (e: Record<string, unknown>) => {
+      events.push(e);
+      if (process.env.DEBUG_RECORDING) console.error(e);
+    };
+    const ctl2 = startRecordingController(kc2, { registry, allowedRepositories: [`${host}/{namespace}`], recordingKey: RECORDING_KEY, backoffInitialMs: 100, ...(publishTimeoutMs ? { publishTimeoutMs } : {}), reflector: { watchTimeoutSeconds: 60 }, log });
     const close = async () => {
       await ctl2.stop();
       await api.close();
     };
     try {
       await ctl2.waitForSync(5000);
-      const r = api.create(PR, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team` } } });
+      const r = api.create(PR, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team` }, ...(o.bind ? { bind: true } : {}) } });
       markedPod(api, { recording: name, name: 'p', node: 'n', containers: ['app'] });
       api.create(PRR, {
         metadata: { name: `${name}-0`, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name, uid: r.metadata.uid }] },
@@ -376,7 +381,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
       await until('result counted', () => st()?.results === 1);
       const cur = api.get(PR, 'team', name)!;
       api.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
-      return { st, stats: ctl2.reconciler.stats, close };
+      return { st, stats: ctl2.reconciler.stats, close, api, ctl: ctl2, events };
     } catch (e) {
       await close();
       throw e;
@@ -399,6 +404,32 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
         await until('retried', () => f.stats.errors >= 2, 15_000);
         assert.equal(f.st()?.phase, 'Finalizing');
         assert.equal(f.stats.pushes, 0);
+      } finally {
+        await f.close();
+      }
+    } finally {
+      held.release();
+      await slow.close();
+      await proxy.close();
+    }
+  });
+
+  it('a recording deleted while its profile is pushed: nothing is bound from the deleted snapshot', async () => {
+    const proxy = await startSlowProxy(reg.port);
+    const uploads: Match = (r) => r.method === 'POST' && r.path.includes('/blobs/uploads/');
+    const held = proxy.hold(uploads);
+    const slow = new UndiciRegistryClient({ insecure: [proxy.host] });
+    try {
+      const f = await finalizing('deleted', proxy.host, slow, undefined, { bind: true });
+      try {
+        await held.arrived();
+        f.api.remove(PR, 'team', 'deleted');
+        await until('the deletion reached the cache', () => f.ctl.recordings.get('team', 'deleted') === undefined);
+        held.release();
+        await until('the publish saw it', () => f.events.some((e) => String(e.msg).startsWith('recording deleted, re-created or finalized again while publishing')), 15_000);
+        assert.deepEqual(f.api.list(PB), [], 'no binding from a deleted recording');
+        assert.equal(f.stats.bindingsCreated, 0);
+        assert.ok(!f.events.some((e) => e.msg === 'recording finalized'));
       } finally {
         await f.close();
       }
