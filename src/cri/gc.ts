@@ -7,13 +7,17 @@
 // only then records its pending holder (inuse.ts begin()); a gc decision taken in between would
 // see neither the holder nor, for a reused effective file, anything young. So each edited create
 // holds a lease of the CreateGate from its first profile resolution until its holder is
-// recorded, and gc decides and removes under the gate's exclusive side: it waits for leases in
-// flight and new ones wait for it (a run takes milliseconds; pulls happen before the lease).
+// recorded, and gc decides and removes under the gate's exclusive side: it waits for a moment no
+// lease is held and then runs, and leases asked for while it runs wait for it (a run takes
+// milliseconds). While it waits it holds nobody back: a lease may span a pull (a create that
+// verifies a signature again, up to the pull timeout), and one slow registry must not stall
+// every create on the node behind gc. A run that finds no quiet moment in EXCLUSIVE_WAIT_MS is
+// given up (Unavailable, OVERLOADED) and removes nothing; the next one tries again.
 // Objects made after the rebuild are covered by their holders; the rebuild covers objects the
 // runtime runs but nobody recorded. An incomplete in-use set (unreadable file not yet rebuilt, or
 // some object's config unreadable) removes nothing.
 
-import { asSpokeError } from '../core/errors.js';
+import { asSpokeError, SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CollectResult, ProfileStore } from '../store/store.js';
@@ -24,6 +28,9 @@ export interface Lease {
   acquire(): Promise<void>;
   release(): void;
 }
+
+/** How long gc (or a RemoveSecurityProfile) waits for a moment no create holds the gate. */
+export const EXCLUSIVE_WAIT_MS = 10_000;
 
 /** Many creates at once, or gc alone (see the header). */
 export class CreateGate {
@@ -53,19 +60,45 @@ export class CreateGate {
     return this.exclusiveRun !== undefined;
   }
 
-  /** Runs `fn` once no lease is held; leases asked for meanwhile wait for it. */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
-    const run = (async () => {
-      if (this.active > 0) await new Promise<void>((r) => this.idle.push(r));
-      return fn();
-    })();
+  /**
+   * Runs `fn` at a moment no lease is held; leases asked for while it runs wait for it, those
+   * asked for while it waits do not (see the header). Rejects Unavailable (OVERLOADED), without
+   * running `fn`, when no such moment comes within `waitMs`.
+   */
+  async exclusive<T>(fn: () => Promise<T>, waitMs = EXCLUSIVE_WAIT_MS): Promise<T> {
+    const until = performance.now() + waitMs;
+    for (;;) {
+      while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
+      if (this.active === 0) break;
+      if (!(await this.quiet(until - performance.now()))) {
+        throw new SpokeError('Unavailable', `creates in flight held the profile store for ${Math.round(waitMs / 1000)} s; try again`, { limit: waitMs }, { reason: 'OVERLOADED' });
+      }
+    }
+    // Nothing awaited since `active` was 0: no lease slipped in.
+    const run = fn();
     this.exclusiveRun = run;
     try {
       return await run;
     } finally {
       this.exclusiveRun = undefined;
     }
+  }
+
+  /** Resolves true when the last lease is released, false after `ms`. */
+  private quiet(ms: number): Promise<boolean> {
+    if (ms <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const i = this.idle.indexOf(wake);
+        if (i >= 0) this.idle.splice(i, 1);
+        resolve(false);
+      }, ms);
+      this.idle.push(wake);
+    });
   }
 }
 

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { rejectsWith } from '../../helpers/assert.js';
 import { encode } from '../../helpers/cri-client.js';
 import { CreateGate, GcScheduler } from '../../../src/cri/gc.js';
 import { InUseTracker, type RuntimeCalls } from '../../../src/cri/inuse.js';
@@ -186,24 +187,55 @@ describe('GcScheduler and origins removed by others', () => {
 });
 
 describe('CreateGate', () => {
-  it('gc waits for a create holding a lease; a create asking meanwhile waits for gc', async () => {
+  it('gc waits for a quiet moment without holding back creates (a lease may span a pull of minutes); a create asking while gc runs waits for it', async () => {
     const gate = new CreateGate();
     const order: string[] = [];
-    const create = gate.lease();
-    await create.acquire();
-    let gcDone = false;
+    const first = gate.lease();
+    await first.acquire();
+    let releaseGc!: () => void;
+    const gcRunning = new Promise<void>((r) => (releaseGc = r));
+    let gcStarted!: () => void;
+    const started = new Promise<void>((r) => (gcStarted = r));
     const gc = gate.exclusive(async () => {
       order.push('gc');
-      gcDone = true;
+      gcStarted();
+      await gcRunning;
     });
-    const late = gate.lease();
-    const lateAcquired = late.acquire().then(() => order.push(`late (gc done: ${gcDone})`));
+    // Asked while gc waits for the first create: let in at once.
+    const second = gate.lease();
+    await second.acquire();
+    order.push('second acquired');
+    first.release();
+    assert.equal(gate.held, false, 'one create still holds the gate');
+    second.release();
+    await started;
+    assert.equal(gate.held, true);
+    // Asked while gc runs: waits for it.
+    const third = gate.lease();
+    const thirdAcquired = third.acquire().then(() => order.push('third acquired'));
     await new Promise((r) => setImmediate(r));
-    assert.equal(order.length, 0, 'gc waits for the create');
-    order.push('create released');
-    create.release();
-    await Promise.all([gc, lateAcquired]);
-    assert.deepEqual(order, ['create released', 'gc', 'late (gc done: true)']);
-    late.release();
+    releaseGc();
+    await Promise.all([gc, thirdAcquired]);
+    assert.deepEqual(order, ['second acquired', 'gc', 'third acquired']);
+    third.release();
+  });
+
+  it('gc gives up when the creates in flight do not leave it a quiet moment in time: Unavailable, OVERLOADED, and nothing runs', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const gate = new CreateGate();
+    const stuck = gate.lease();
+    await stuck.acquire();
+    let ran = false;
+    const gc = gate.exclusive(async () => {
+      ran = true;
+    }, 10_000);
+    const refused = rejectsWith(gc, { code: 'Unavailable', reason: 'OVERLOADED' });
+    t.mock.timers.tick(10_000);
+    await refused;
+    assert.equal(ran, false);
+    assert.equal(gate.held, false);
+    // The gate still works: once the create leaves, the next run goes ahead.
+    stuck.release();
+    assert.equal(await gate.exclusive(async () => 'ran'), 'ran');
   });
 });
