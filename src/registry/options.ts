@@ -25,6 +25,12 @@ export interface UndiciRegistryClientOptions {
    * Default 300000.
    */
   totalTimeoutMs?: number;
+  /**
+   * The whole of one answer from a mirror, body included; past it the next source is asked. A
+   * degraded mirror that trickles bytes would otherwise use up the caller's whole deadline (a
+   * pull's), and the registry behind it would never be asked. Default 15000.
+   */
+  mirrorTimeoutMs?: number;
   /** Further attempts after a retryable failure (network, 408, 429, 5xx). Default 2. */
   retries?: number;
   /** Registry `host[:port]` → mirror hosts, tried in order before the registry when `useMirrors`. */
@@ -40,6 +46,8 @@ export interface UndiciRegistryClientOptions {
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_TOTAL_TIMEOUT_MS = 300_000;
+/** A mirror's whole answer: far more than a profile of a few KiB takes from a healthy one. */
+export const DEFAULT_MIRROR_TIMEOUT_MS = 15_000;
 export const DEFAULT_RETRIES = 2;
 export const MAX_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_USER_AGENT = 'spoke/0.1';
@@ -52,6 +60,7 @@ export interface ResolvedOptions {
   ca: string[] | undefined;
   timeoutMs: number;
   totalTimeoutMs: number;
+  mirrorTimeoutMs: number;
   connectTimeoutMs: number;
   retries: number;
   mirrors: ReadonlyMap<string, readonly string[]>;
@@ -68,6 +77,7 @@ const KNOWN = new Set([
   'caFile',
   'timeoutMs',
   'totalTimeoutMs',
+  'mirrorTimeoutMs',
   'retries',
   'mirrors',
   'credentials',
@@ -120,6 +130,7 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
   if (opts.plainHttp !== undefined && typeof opts.plainHttp !== 'boolean') bad('plainHttp must be a boolean');
   const timeoutMs = intIn(opts.timeoutMs, 'timeoutMs', 1, 600_000, DEFAULT_TIMEOUT_MS);
   const totalTimeoutMs = intIn(opts.totalTimeoutMs, 'totalTimeoutMs', 1, 3_600_000, DEFAULT_TOTAL_TIMEOUT_MS);
+  const mirrorTimeoutMs = intIn(opts.mirrorTimeoutMs, 'mirrorTimeoutMs', 1, 600_000, DEFAULT_MIRROR_TIMEOUT_MS);
   const retries = intIn(opts.retries, 'retries', 0, 10, DEFAULT_RETRIES);
   const mirrors = new Map<string, readonly string[]>();
   if (opts.mirrors !== undefined) {
@@ -149,6 +160,7 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
     ca: loadCa(opts.caFile),
     timeoutMs,
     totalTimeoutMs,
+    mirrorTimeoutMs,
     connectTimeoutMs: Math.min(timeoutMs, MAX_CONNECT_TIMEOUT_MS),
     retries,
     mirrors,

@@ -51,12 +51,20 @@ export class Sources {
   async fromSources<T>(repo: RepoLocator, opts: FetchOptions, ctx: ErrorContext, fetch: (src: Source) => Promise<T>): Promise<T> {
     const mirrors = opts.useMirrors ? (this.o.mirrors.get(repo.registry) ?? []) : [];
     for (const m of mirrors) {
+      // Each mirror has a budget of its own (mirrorTimeoutMs), so the registry is still asked in time.
+      const budget = new AbortController();
+      const timer = setTimeout(
+        () => budget.abort(new SpokeError('RegistryUnavailable', `mirror ${m} took longer than ${this.o.mirrorTimeoutMs} ms`, { ...ctx, registry: m, limit: this.o.mirrorTimeoutMs }, { reason: 'DEADLINE' })),
+        this.o.mirrorTimeoutMs,
+      );
       try {
-        return await attempt(this.source(repo, m, undefined, opts.signal), ctx, fetch);
+        return await attempt(this.source(repo, m, undefined, opts.signal ? AbortSignal.any([opts.signal, budget.signal]) : budget.signal), ctx, fetch);
       } catch (e) {
         if (!(e instanceof SpokeError) || opts.signal?.aborted) throw e;
         if (e.code !== 'RegistryUnavailable' && e.code !== 'NotFound' && e.code !== 'Unauthenticated') throw e;
         this.o.logger.log('warn', 'mirror failed, trying next', { ...ctx, mirror: m, code: e.code, reason: e.reason });
+      } finally {
+        clearTimeout(timer);
       }
     }
     return attempt(this.source(repo, repo.registry, opts.credential, opts.signal), ctx, fetch);

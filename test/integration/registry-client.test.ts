@@ -23,6 +23,7 @@ import type { RepoLocator } from '../../src/registry/types.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { rejectsWith } from '../helpers/assert.js';
+import { blobs, startSlowProxy } from '../helpers/slow-proxy.js';
 
 const ACCEPT = [MEDIA_TYPE_OCI_MANIFEST];
 const CAP = 64 * 1024;
@@ -320,6 +321,27 @@ describe('mirrors', () => {
       await client.close();
       await empty.stop();
     }
+  });
+
+  it('a mirror that trickles its answer is given up at its own budget, and the source serves it within the pull\'s deadline', async () => {
+    const proxy = await startSlowProxy(mirror.port);
+    proxy.trickle(blobs, 200);
+    const client = new UndiciRegistryClient({ plainHttp: true, mirrors: { [source.host]: [proxy.host] }, mirrorTimeoutMs: 500 });
+    try {
+      // Never idle for the 10 s request timeout: only the mirror's budget ends it.
+      const b = await client.getBlob({ registry: source.host, repository }, pushed.layerDigest, { maxBytes: CAP, useMirrors: true, signal: AbortSignal.timeout(60_000) });
+      assert.equal(b.servedBy, source.host);
+      assert.equal(b.digest, pushed.layerDigest);
+      assert.ok(proxy.requests().some(blobs), 'the mirror was asked first');
+    } finally {
+      await client.close();
+      await proxy.close();
+    }
+  });
+
+  it('the mirror budget is an option of the client, validated', async () => {
+    await new UndiciRegistryClient({ mirrorTimeoutMs: 1000 }).close();
+    await rejectsWith(Promise.resolve().then(() => new UndiciRegistryClient({ mirrorTimeoutMs: 0 })), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
   });
 
   it('a mirror that serves the content is used; one that serves tampered bytes is skipped for the source', async () => {
