@@ -39,7 +39,13 @@ export class CreateClaims {
     if (!holds) return;
     this.holds = holds;
     const input = { reference: holds.reference, ...(holds.base ? { base: holds.base } : {}) };
-    this.pending = await this.inUse.begin(holds.digest, { effectiveSha: holds.effectiveSha, input, ...(this.identity ? { identity: this.identity } : {}) });
+    try {
+      this.pending = await this.inUse.begin(holds.digest, { effectiveSha: holds.effectiveSha, input, ...(this.identity ? { identity: this.identity } : {}) });
+    } catch (e) {
+      // The create is not forwarded (a full disk): its AppArmor claims go too.
+      await this.abort();
+      throw e;
+    }
   }
 
   /** The forwarded create completed (`status` undefined: lost): commit to the new id, or leave it to a rebuild. */

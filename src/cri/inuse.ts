@@ -200,7 +200,15 @@ export class InUseTracker {
       const sha = spokeAppArmorSha(name);
       if (sha !== undefined) await this.recordEffective(sha, digest);
       this.inflight.add(inner);
-      this.written(await this.store.markInUse(digest, pending));
+      try {
+        this.written(await this.store.markInUse(digest, pending));
+      } catch (e) {
+        // Not claimed after all (a full disk): nothing in flight keeps the profile, and it goes
+        // now unless another create holds it (a rebuild would not look at a name never held).
+        this.inflight.delete(inner);
+        await this.appArmor.unloadUnused([name]);
+        throw e;
+      }
       return { name, digest, pending };
     });
   }

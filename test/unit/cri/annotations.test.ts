@@ -18,6 +18,7 @@ import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type
 import { BASE_RUNTIME_DEFAULT, CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN, SANDBOX_ANNOTATIONS } from '../../../src/cri/messages.js';
 import { getMergedAt } from '../../../src/cri/wire.js';
 import { InUseTracker } from '../../../src/cri/inuse.js';
+import { CreateClaims } from '../../../src/cri/inuse-claims.js';
 import { SpokeError } from '../../../src/core/errors.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { spokeError, type Expected } from '../../helpers/assert.js';
@@ -481,6 +482,40 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
       /loading/,
     );
     assert.deepEqual(await t.store.inUseHolders(D3 as Digest), []);
+  });
+
+  /** Makes the store's next markInUse fail as a full disk does. */
+  function fullDiskOnce(store: ProfileStore): void {
+    const markInUse = store.markInUse.bind(store);
+    let failed = false;
+    store.markInUse = async (...args: Parameters<ProfileStore['markInUse']>) => {
+      if (failed) return markInUse(...args);
+      failed = true;
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+  }
+
+  it('a claim whose holder cannot be written is refused, leaves nothing in flight, and unloads the profile it loaded', async () => {
+    const t = setup();
+    fullDiskOnce(t.store);
+    await assert.rejects(t.tracker.claimAppArmor('spoke-4444', D1 as Digest, t.load), { code: 'ENOSPC' });
+    assert.deepEqual(await t.store.inUseHolders(D1 as Digest), []);
+    assert.deepEqual(t.unloaded, ['spoke-4444'], 'loaded, and held by nothing');
+    // Claimed again later: loaded again, held as usual.
+    await t.tracker.claimAppArmor('spoke-4444', D1 as Digest, t.load);
+    assert.equal(t.loads(), 2);
+    assert.equal((await t.store.inUseHolders(D1 as Digest)).length, 1);
+  });
+
+  it('a create whose seccomp holder cannot be written after its AppArmor claim: the claim goes with it', async () => {
+    const t = setup();
+    const claims = new CreateClaims(t.tracker, silentLogger, 'container', undefined);
+    await claims.claimAppArmor('spoke-5555', D2 as Digest, t.load);
+    fullDiskOnce(t.store);
+    const holds = { path: '/x', digest: D3 as Digest, reference: 'r.io/p@' + D3, effectiveSha: 'a'.repeat(64), constrained: 0 };
+    await assert.rejects(claims.begin(holds), { code: 'ENOSPC' });
+    assert.deepEqual(await t.store.inUseHolders(D2 as Digest), [], 'the AppArmor claim is released');
+    assert.deepEqual(t.unloaded, ['spoke-5555']);
   });
 
   it('rebuild keeps live holders, drops dead ones and unloads what nobody holds any more', async () => {
