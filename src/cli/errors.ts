@@ -20,9 +20,12 @@ export class UsageError extends SpokeError {
   }
 }
 
-/** An error as one terminal-safe line starting with its class (newlines inside messages would split it). */
+/**
+ * An error as one terminal-safe line starting with its class (newlines inside messages would
+ * split it) and ending with its reason, which scripts branch on (docs/troubleshooting.md).
+ */
 export function errorLine(err: SpokeError): string {
-  return terminalSafe(err.toLine().replace(/[\r\n]+/g, ' '));
+  return terminalSafe(err.toLine().replace(/[\r\n]+/g, ' ')) + err.reasonSuffix();
 }
 
 /** Usage errors (reason USAGE) exit 2; everything else that is refused or fails exits 1. */

@@ -133,6 +133,14 @@ export class SpokeError extends Error {
   toLine(): string {
     return `${this.code}: ${this.message}`;
   }
+
+  /**
+   * ` (reason R)`, which ends those one-line forms so that scripts and operators can branch on
+   * the reason (docs/troubleshooting.md); nothing for an error not classified beyond its code.
+   */
+  reasonSuffix(): string {
+    return this.reason === 'UNSPECIFIED' ? '' : ` (reason ${this.reason})`;
+  }
 }
 
 export function isSpokeError(e: unknown): e is SpokeError {

@@ -74,8 +74,9 @@ export function toGrpcStatus(e: unknown): GrpcStatus {
   // The caller's own deadline ran out while the shim waited (an annotation-mode pull): the answer
   // gRPC gives for that, whichever side's timer fired first. A registry that did not finish within
   // the pull's total time (pullTimeout) stays RegistryUnavailable.
-  if (err.code === 'Unavailable' && err.reason === 'DEADLINE') return { code: GrpcCode.DEADLINE_EXCEEDED, message: `DeadlineExceeded: ${text}` };
+  if (err.code === 'Unavailable' && err.reason === 'DEADLINE') return { code: GrpcCode.DEADLINE_EXCEEDED, message: `DeadlineExceeded: ${text}${err.reasonSuffix()}` };
   const m = MAPPING[err.code];
-  return { code: m.code, message: `${m.prefix}: ${text}` };
+  // The reason last, after any cut: pod events show it, and troubleshooting.md explains each.
+  return { code: m.code, message: `${m.prefix}: ${text}${err.reasonSuffix()}` };
 }
 

@@ -47,7 +47,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (refs.length === 0) throw new UsageError(`no reference given\n${HELP}`);
   const node = await openNode(values);
-  const results: (PullResult | { reference: string; error: string })[] = [];
+  const results: (PullResult | { reference: string; error: string; code: string; reason: string })[] = [];
   let failed = 0;
   try {
     for (const reference of refs) {
@@ -59,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
       } catch (e) {
         failed++;
         const err = asSpokeError(e);
-        results.push({ reference, error: err.toLine() });
+        results.push({ reference, error: err.toLine(), code: err.code, reason: err.reason });
         // One line per failure on stderr, starting with its class.
         process.stderr.write(errorLine(err) + '\n');
       } finally {

@@ -25,9 +25,9 @@ describe('CLI error mapping', () => {
     assert.deepEqual(report(e), { status: EXIT_USAGE, stderr: 'InvalidArgument: --kind is required\nUsage: spoke x\n' });
   });
 
-  it('any other failure is one line starting with its class, and exits 1', () => {
+  it('any other failure is one line starting with its class and ending with its reason, and exits 1', () => {
     const e = new SpokeError('PermissionDenied', 'denied\nby rule x', {}, { reason: 'POLICY_DENIED' });
-    assert.deepEqual(report(e), { status: EXIT_FAILED, stderr: 'PermissionDenied: denied by rule x\n' });
-    assert.deepEqual(report(new TypeError('boom')), { status: EXIT_FAILED, stderr: 'Internal: boom\n' });
+    assert.deepEqual(report(e), { status: EXIT_FAILED, stderr: 'PermissionDenied: denied by rule x (reason POLICY_DENIED)\n' });
+    assert.deepEqual(report(new TypeError('boom')), { status: EXIT_FAILED, stderr: 'Internal: boom (reason UNEXPECTED)\n' });
   });
 });

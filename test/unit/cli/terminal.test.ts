@@ -42,6 +42,6 @@ describe('terminal-safe human output', () => {
 
   it('errors on stderr go through it too', () => {
     const err = new SpokeError('NotFound', 'manifest answered 404 (\x1b]0;owned\x07)', {}, { reason: 'NOT_FOUND' });
-    assert.equal(captured(() => reportError(err), process.stderr), 'NotFound: manifest answered 404 (\\x1b]0;owned\\x07)\n');
+    assert.equal(captured(() => reportError(err), process.stderr), 'NotFound: manifest answered 404 (\\x1b]0;owned\\x07) (reason NOT_FOUND)\n');
   });
 });

@@ -42,6 +42,13 @@ describe('error → gRPC status (the one mapping)', () => {
     const flight = toGrpcStatus(new SpokeError('RegistryUnavailable', 'pull did not finish within 2000 ms', {}, { reason: 'DEADLINE' }));
     assert.deepEqual([flight.code, flight.message.startsWith('RegistryUnavailable: ')], [GrpcCode.UNAVAILABLE, true]);
   });
+
+  it('the message ends with the reason, after any cut: pod events show it', () => {
+    assert.equal(toGrpcStatus(new SpokeError('PermissionDenied', 'r.io/p@sha256:…: no rule allows it', {}, { reason: 'POLICY_DENIED' })).message, 'PermissionDenied: r.io/p@sha256:…: no rule allows it (reason POLICY_DENIED)');
+    const long = toGrpcStatus(new SpokeError('SecurityProfileInvalid', `profile: unknown member ${'m'.repeat(100_000)}`, {}, { reason: 'PROFILE_INVALID' }));
+    assert.ok(long.message.endsWith('…(cut) (reason PROFILE_INVALID)'), long.message.slice(-60));
+    assert.ok(long.message.length <= 1024);
+  });
 });
 
 describe('AuthConfig → per-request credential', () => {
