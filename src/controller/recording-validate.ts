@@ -59,12 +59,15 @@ export function validateRecording(obj: unknown): RecordingValidation {
   };
 }
 
-/** Whether a result belongs to the recording: same namespace and name, and (when set) owned by this very object (uid). */
+/**
+ * Whether a result belongs to the recording: same namespace and name, and owned by this very
+ * object (uid). Recorders always set the owner; an unowned result would count for every
+ * recording of that name and never be garbage-collected with one.
+ */
 export function resultBelongs(r: ProfileRecordingResult, rec: { namespace: string; name: string; uid: string | undefined }): boolean {
   if ((r.metadata?.namespace ?? '') !== rec.namespace || r.spec?.recording !== rec.name) return false;
-  const owners = r.metadata.ownerReferences ?? [];
-  const mine = owners.filter((o) => o.kind === RECORDING_KIND);
-  if (mine.length === 0) return true;
+  const mine = (r.metadata.ownerReferences ?? []).filter((o) => o.kind === RECORDING_KIND);
+  if (mine.length === 0) return false;
   return rec.uid === undefined || mine.some((o) => o.uid === rec.uid);
 }
 

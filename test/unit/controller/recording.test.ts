@@ -100,6 +100,11 @@ test('empty → error, never an allow-nothing profile', () => {
   assert.throws(() => planProfiles(recording({ containers: ['other'] }), [result('app', ['read'])]), spokeError({ code: 'FailedPrecondition', reason: 'RECORDING_EMPTY' }));
   // results of another recording object of the same name (other uid) do not count
   assert.throws(() => planProfiles(recording(), [result('app', ['read'], {}, 'u-old')]), spokeError({ code: 'FailedPrecondition', reason: 'RECORDING_EMPTY' }));
+  // nor does one owned by no recording: every recorder's result is owned, and an unowned one
+  // would count for every recording of that name, and outlive each of them
+  const unowned = result('app', ['ptrace']);
+  delete unowned.metadata.ownerReferences;
+  assert.throws(() => planProfiles(recording(), [unowned]), spokeError({ code: 'FailedPrecondition', reason: 'RECORDING_EMPTY' }));
   // a result that recorded nothing is an incomplete recording
   assert.throws(() => planProfiles(recording(), [result('app', ['read']), result('app', [])]), spokeError({ code: 'FailedPrecondition', reason: 'RECORDING_INVALID' }));
 });
