@@ -53,6 +53,18 @@ export interface PublisherOptions {
   stats: { pushes: number; signatures: number; bindingsCreated: number };
 }
 
+/** What in `existing` differs from the binding the recording would create, or undefined when nothing does. */
+function bindingDifference(existing: ProfileBinding, want: ProfileBinding): string | undefined {
+  const a = existing.spec;
+  const b = want.spec;
+  if (a?.reference !== b.reference) return `reference ${String(a?.reference)}`;
+  if (a.kind !== b.kind) return `kind ${String(a.kind)}`;
+  if (a.image !== b.image) return `image ${String(a.image)}`;
+  if (JSON.stringify([...(a.containers ?? [])].sort()) !== JSON.stringify([...(b.containers ?? [])].sort())) return 'other containers';
+  if (JSON.stringify(a.podSelector) !== JSON.stringify(b.podSelector)) return 'another podSelector';
+  return undefined;
+}
+
 export class RecordingPublisher {
   private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest }>();
   private readonly signed = new Set<string>();
@@ -100,9 +112,12 @@ export class RecordingPublisher {
       const bname = want.metadata.name as string;
       const existing = this.o.binding(rec.namespace, bname);
       if (existing) {
-        if (existing.spec?.reference === prof.reference) out.push({ ...prof, binding: bname });
+        // Ours only when it binds what we would: a binding of this name that someone else made
+        // (another selector, containers or image) is not reported as the recording's.
+        const differs = bindingDifference(existing, want);
+        if (differs === undefined) out.push({ ...prof, binding: bname });
         else {
-          problems.push(`ProfileBinding ${rec.namespace}/${bname} exists with reference ${existing.spec?.reference}; delete it to bind ${prof.reference}`);
+          problems.push(`ProfileBinding ${rec.namespace}/${bname} exists with ${differs}; delete it to bind ${prof.reference}`);
           out.push(prof);
         }
         continue;

@@ -15,7 +15,8 @@ import {
   type ProfileRecordingResult,
 } from '../../../src/controller/recording.js';
 import { validateBinding } from '../../../src/controller/validate.js';
-import type { Pod } from '../../../src/controller/types.js';
+import type { Pod, ProfileBinding } from '../../../src/controller/types.js';
+import { RecordingPublisher, type PublishRegistry } from '../../../src/controller/recording-publish.js';
 import { signRecordingProof } from '../../../src/core/recording-proof.js';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES } from '../../../src/profiles/seccomp/index.js';
 import { I386_SYSCALLS, X86_64_SYSCALLS } from '../../../src/recorder/syscalls.js';
@@ -205,4 +206,38 @@ test('resultNodeProblem: the node that runs a pod the webhook marked, for a reco
     [{ ...r('p'), spec: { ...r('p').spec, recording: 'web' } }, { ...marked('p'), metadata: { ...marked('p').metadata, annotations: { ...marked('p').metadata!.annotations, 'recording.spoke.dev/name': 'other' } } }, key, /not marked for recording web/],
   ];
   for (const [res, pod, k, why] of cases) assert.match(resultNodeProblem(res, rec, pod, k) ?? 'accepted', why);
+});
+
+test('a binding of the same name is the recording\'s only when it binds what the recording would: the same reference, selector, containers and image', async () => {
+  const rec = recording({ bind: true });
+  const reference = `registry.example.com/profiles/team@sha256:${'a'.repeat(64)}`;
+  const prof = { containers: ['app'], reference, image: 'registry.example.com/app/web:1.2', syscalls: 2, results: 1 };
+  const mine = bindingFor(rec, { key: 'app', containers: ['app'], image: prof.image }, reference);
+  const ensure = async (existing: ProfileBinding) => {
+    let created = 0;
+    const publisher = new RecordingPublisher({
+      registry: {} as PublishRegistry,
+      binding: (_ns, name) => (name === existing.metadata.name ? existing : undefined),
+      createBinding: async (_ns, obj) => {
+        created++;
+        return obj;
+      },
+      stats: { pushes: 0, signatures: 0, bindingsCreated: 0 },
+    });
+    const r = await publisher.ensureBindings(rec, [prof], {}, '2026-01-01T00:00:00Z', 1);
+    return { created, condition: r.condition, binding: r.profiles[0]!.binding };
+  };
+  const same = await ensure(structuredClone(mine));
+  assert.deepEqual([same.created, same.condition.status, same.binding], [0, 'True', mine.metadata.name]);
+  for (const [what, change] of [
+    ['another podSelector', (b: ProfileBinding) => (b.spec.podSelector = {})],
+    ['other containers', (b: ProfileBinding) => (b.spec.containers = ['app', 'sidecar'])],
+    ['another image', (b: ProfileBinding) => (b.spec.image = '*')],
+    ['another reference', (b: ProfileBinding) => (b.spec.reference = `registry.example.com/profiles/team@sha256:${'b'.repeat(64)}`)],
+  ] as const) {
+    const other = structuredClone(mine);
+    change(other);
+    const r = await ensure(other);
+    assert.deepEqual([r.created, r.condition.status, r.condition.reason, r.binding], [0, 'False', 'BindingExists', undefined], what);
+  }
 });
