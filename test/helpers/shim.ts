@@ -52,6 +52,8 @@ export interface ShimProc {
   waitForLog: (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => Promise<Record<string, unknown>>;
   /** Like waitForLog, for a line written after this call only. */
   nextLog: (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => Promise<Record<string, unknown>>;
+  /** Resolves every JSON log line `match` accepts once there are at least `count` of them. */
+  waitForLogs: (match: (l: Record<string, unknown>) => boolean, count: number, timeoutMs?: number) => Promise<Record<string, unknown>[]>;
   exited: Promise<number>;
   /** Spawn to "shim ready", in milliseconds. */
   readyMs: number;
@@ -75,10 +77,11 @@ export async function startShim(args: string[], opts: { timeoutMs?: number; env?
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000, from = 0): Promise<Record<string, unknown>> =>
+  // Checked again on every write to stderr (and at exit): an event, never a poll.
+  const whenLogged = <T>(probe: () => T | undefined, timeoutMs: number): Promise<T> =>
     new Promise((resolve, reject) => {
       const check = () => {
-        const hit = logs().slice(from).find(match);
+        const hit = probe();
         if (hit !== undefined) done(() => resolve(hit));
         else if (child.exitCode !== null) done(() => reject(new Error(`shim exited ${child.exitCode}: ${err}`)));
       };
@@ -94,9 +97,15 @@ export async function startShim(args: string[], opts: { timeoutMs?: number; env?
       child.on('exit', onExit);
       check();
     });
+  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000, from = 0) => whenLogged(() => logs().slice(from).find(match), timeoutMs);
+  const waitForLogs = (match: (l: Record<string, unknown>) => boolean, count: number, timeoutMs = 30_000) =>
+    whenLogged(() => {
+      const found = logs().filter(match);
+      return found.length >= count ? found : undefined;
+    }, timeoutMs);
   await waitForLog((l) => l.msg === 'shim ready', opts.timeoutMs);
   const nextLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => waitForLog(match, timeoutMs, logs().length);
-  return { child, logs, waitForLog, nextLog, stderr: () => err, exited, readyMs: performance.now() - t0 };
+  return { child, logs, waitForLog, nextLog, waitForLogs, stderr: () => err, exited, readyMs: performance.now() - t0 };
 }
 
 /**

@@ -37,11 +37,7 @@ describe('in-use set recovery through the shim', { timeout: 300_000 }, () => {
 
   /** Waits for a rebuild after `count` were logged (the shim logs each one). */
   async function rebuiltAfter(count: number): Promise<void> {
-    const until = Date.now() + 30_000;
-    while (rebuilds() <= count) {
-      if (Date.now() > until) throw new Error(`no in-use rebuild: ${shim!.stderr()}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await shim!.waitForLogs((l) => l.msg === REBUILT, count + 1);
   }
 
   async function pod(client: CriClient): Promise<{ id: string; config: Msg }> {

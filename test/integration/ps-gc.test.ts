@@ -68,12 +68,7 @@ describe('spoke ps and the shim gc on real containerd', { timeout: 600_000 }, ()
 
   /** Waits (bounded) until `n` more gc runs than `seen` were logged; returns the last one. */
   async function gcRunsAfter(seen: number, n = 1): Promise<Record<string, unknown>> {
-    const until = Date.now() + 30_000;
-    while (gcRuns().length < seen + n) {
-      if (Date.now() > until) throw new Error(`no gc run: ${shim!.stderr()}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return gcRuns()[seen + n - 1]!;
+    return (await shim!.waitForLogs((l) => l.msg === 'gc run', seen + n))[seen + n - 1]!;
   }
 
   function scrape(port: number): Promise<string> {

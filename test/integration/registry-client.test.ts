@@ -756,16 +756,18 @@ describe('protocol edges (local fake servers)', () => {
     }
   });
 
-  it('a registry that accepts but never answers times out', { timeout: 30_000 }, async () => {
-    const srv = await fakeServer(() => {
-      /* never respond */
-    });
+  it('a registry that accepts but never answers times out; a request in flight is cancelled by its signal', { timeout: 30_000 }, async () => {
+    let secondArrived!: () => void;
+    const inFlight = new Promise<void>((r) => (secondArrived = r));
+    // Never responds; says when the second request is there.
+    const srv = await fakeServer((_req, _res, n) => n === 2 && secondArrived());
     const client = new UndiciRegistryClient({ insecure: [srv.host], timeoutMs: 300 });
     try {
       await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'TRANSPORT' });
       const ac = new AbortController();
       const p = client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP, signal: ac.signal });
-      setTimeout(() => ac.abort(), 20);
+      await inFlight;
+      ac.abort();
       await rejectsWith(p, { code: 'RegistryUnavailable', reason: 'CANCELLED' });
     } finally {
       await client.close();

@@ -48,15 +48,7 @@ describe('base profiles and privileged containers through the shim', { timeout: 
 
   const unshareAllowed = async (cid: string) => /UNSHARE_OK/.test(await rig.cri.sh(cid, 'unshare -U true && echo UNSHARE_OK || echo UNSHARE_DENIED'));
 
-  async function waitForLog(s: ShimProc, pred: (l: Record<string, unknown>) => boolean, count = 1): Promise<Record<string, unknown>[]> {
-    const until = Date.now() + 30_000;
-    for (;;) {
-      const found = s.logs().filter(pred);
-      if (found.length >= count) return found;
-      if (Date.now() > until) throw new Error(`log line not seen: ${s.stderr().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const waitForLog = (s: ShimProc, pred: (l: Record<string, unknown>) => boolean, count = 1) => s.waitForLogs(pred, count);
   const rdRead = (l: Record<string, unknown>) => l.msg === 'runtime default profile read from the runtime';
 
   /** containerd's RuntimeDefault, read from the runtime spec of a container created with it (directly, not through the shim). */
