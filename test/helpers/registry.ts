@@ -86,12 +86,30 @@ function markerRequest(port: number, tls: boolean, marker: string): Promise<void
 
 const ACCESS_RE = /^\S{1,64} - \S{1,256} \[[^\]]{1,64}\] "([A-Z]{1,10}) (\S{1,2048}) HTTP\/[0-9.]{1,4}" ([0-9]{3}) /;
 
+/** The port freePort() found was taken by another process before the registry bound it. */
+class PortTaken extends Error {}
+
+/**
+ * Starts docker-registry on a free port of 127.0.0.1. freePort() closes the port it found before
+ * the registry binds it, so another test file's server may take it first: the registry then
+ * exits, and a marker request answered by the other server never reaches this registry's log.
+ * Either way it is started again on another port.
+ */
 export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRegistryOn(await freePort(), opts);
+    } catch (e) {
+      if (!(e instanceof PortTaken) || attempt >= 5) throw e;
+    }
+  }
+}
+
+async function startRegistryOn(port: number, opts: RegistryOptions): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-reg-'));
   const storageDir = join(dir, 'data');
   mkdirSync(storageDir);
   for (const [name, body] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), body);
-  const port = await freePort();
   const config = [
     'version: 0.1',
     'log: { level: error, accesslog: { disabled: false } }',
@@ -133,10 +151,15 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
+  const exited = new Promise<never>((_resolve, reject) => child.once('exit', (code) => reject(new PortTaken(`docker-registry exited with ${code} on port ${port}`))));
+  exited.catch(() => undefined);
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}`);
+    if (child.exitCode !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new PortTaken(`docker-registry exited with ${child.exitCode} on port ${port}`);
+    }
     try {
       // With TLS the certificate is the test's own: a TCP connect says the registry is up.
       if (opts.tls) {
@@ -152,8 +175,15 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     if (Date.now() > deadline) throw new Error('docker-registry did not start within 10 s');
     await new Promise((r) => setTimeout(r, 30));
   }
-  // The start-up probes are logged too: wait for them, then forget them.
-  await settle();
+  // The start-up probes are logged too: wait for them, then forget them. A marker that never
+  // shows in this registry's log went to another server on the port.
+  try {
+    await Promise.race([settle(), exited]);
+  } catch (e) {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   log = [];
   return {
     host: `127.0.0.1:${port}`,
