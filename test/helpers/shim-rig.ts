@@ -74,13 +74,25 @@ export interface ShimRig {
  */
 export async function startShimRig(prefix: string, o: { kinds?: readonly string[]; extraArgs?: (files: ShimFiles) => string[] | Promise<string[]> } = {}): Promise<ShimRig> {
   const ctrd = await startContainerd();
-  const reg = await startRegistry();
-  const files = shimFiles(prefix, unsignedPolicy([`${reg.host}/profiles`], '', o.kinds));
-  const extra = (await o.extraArgs?.(files)) ?? [];
-  const tap = new Tap(join(files.work, 'tap.sock'), ctrd.socket);
-  await tap.start();
-  const shimArgs = files.args(tap.listen, ...extra);
-  const shim = await startShim(shimArgs);
+  let reg: TestRegistry | undefined;
+  let files: ShimFiles | undefined;
+  let tap: Tap | undefined;
+  let shimArgs: string[];
+  let shim: ShimProc;
+  try {
+    reg = await startRegistry();
+    files = shimFiles(prefix, unsignedPolicy([`${reg.host}/profiles`], '', o.kinds));
+    const extra = (await o.extraArgs?.(files)) ?? [];
+    tap = new Tap(join(files.work, 'tap.sock'), ctrd.socket);
+    await tap.start();
+    shimArgs = files.args(tap.listen, ...extra);
+    shim = await startShim(shimArgs);
+  } catch (e) {
+    // What started is stopped: left running, it would keep the test file's process (and the
+    // suite) waiting instead of failing.
+    await tearDownShimRig({ ctrd, tap, reg, work: files?.work });
+    throw e;
+  }
   const cri = new CriClient(files.sock);
   let seq = 0;
   const rig: ShimRig = {

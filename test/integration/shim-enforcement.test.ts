@@ -2,6 +2,7 @@
 // `spoke shim` process → real containerd 1.6 → runc or crun, with profiles pulled over CRI
 // from a real docker-registry. Runs under both runtime handlers.
 
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,8 +10,8 @@ import { createServer as createHttpServer, request as httpRequest, type Server }
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { RUNTIME_HANDLERS } from '../helpers/containerd.js';
-import type { Msg } from '../helpers/cri-client.js';
 import { freePort } from '../helpers/registry.js';
+import type { Msg } from '../helpers/cri-client.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { ProfileStore } from '../../src/store/store.js';
 import { waitFor } from '../helpers/wait.js';
@@ -60,6 +61,7 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
     denyMkdir = (await pushRawArtifact(rig.reg.host, 'profiles/deny-mkdir', { layers: [{ bytes: denySyscalls(['mkdir', 'mkdirat']) }] })).reference;
     permissive = (await pushRawArtifact(rig.reg.host, 'profiles/permissive', { layers: [{ bytes: ALLOW_ALL_SECCOMP }] })).reference;
     neverPulled = (await pushRawArtifact(rig.reg.host, 'profiles/never', { layers: [{ bytes: denySyscalls(['chown']) }] })).reference;
+    assert.equal(rig.shim!.logs().find((l) => l.msg === 'shim ready')?.metrics, `127.0.0.1:${metricsPort}`, 'the ready line names the metrics address bound');
   });
 
   after(() => rig.tearDown());
@@ -229,7 +231,6 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
 
   test('SIGTERM during a pull: the pull completes, then the shim exits and removes its socket', async () => {
     // A registry front that holds every request until the test releases it, and says when one arrived.
-    const slowPort = await freePort();
     let arrived!: () => void;
     const inFlight = new Promise<void>((r) => (arrived = r));
     let release!: () => void;
@@ -244,9 +245,9 @@ describe('OCI seccomp profiles enforced through the shim', { timeout: 600_000 },
         req.pipe(up);
       });
     });
-    await new Promise<void>((r) => slow.listen(slowPort, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', () => r()));
     try {
-      const slowHost = `127.0.0.1:${slowPort}`;
+      const slowHost = `127.0.0.1:${(slow.address() as AddressInfo).port}`;
       const pushed = await pushRawArtifact(rig.reg.host, 'profiles/slow', { layers: [{ bytes: denySyscalls(['mknod']) }] });
       const ref = pushed.reference.replace(rig.reg.host, slowHost);
       const policy = join(rig.files.work, 'policy-slow.yaml');

@@ -174,7 +174,8 @@ export async function run(argv: string[]): Promise<number> {
     storeDir: config.storeDir,
     seccompRoot: config.seccompRoot,
     policy: config.policy,
-    metrics: config.metrics || undefined,
+    // The address bound, so that port 0 (any free port) says which one it got.
+    metrics: boundAddress(metricsServer),
     annotations: config.annotations,
     gc: { intervalMs: config.gc.intervalMs, minAgeMs: config.gc.minAgeMs, maxStoreBytes: config.gc.maxStoreBytes },
     recording,
@@ -243,4 +244,11 @@ function loadBaseline(path: string): SeccompProfile {
     const err = asSpokeError(e, 'InvalidArgument');
     throw new SpokeError('InvalidArgument', `baseline ${path}: ${err.message}`, { file: path }, { cause: e, reason: err.reason });
   }
+}
+
+/** `host:port` a server listens on, or undefined without one. */
+function boundAddress(server: import('node:http').Server | undefined): string | undefined {
+  const a = server?.address();
+  if (a === undefined || a === null || typeof a === 'string') return undefined;
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }
