@@ -61,6 +61,8 @@ export interface Finalizing {
   old: ProfileRecordingStatus;
   compiled: CompiledRecording;
   results: readonly ProfileRecordingResult[];
+  /** Results named for the recording that did not count (ResultsAccepted says which and why). */
+  ignored: number;
   conds: Condition[];
   now: string;
   generation: number | undefined;
@@ -171,7 +173,16 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
   if (!deps.stillFinalizing(rec, token)) return superseded();
   let conditions = withCondition(
     conds,
-    condition(old.conditions, 'Finalized', 'True', 'Published', `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}`, now, generation),
+    condition(
+      old.conditions,
+      'Finalized',
+      'True',
+      'Published',
+      // Ignored results may be calls the workload made: the profile is built without them, and says so.
+      `${profiles.length} profile(s) from ${results.length} result(s) pushed to ${compiled.repository.registry}/${compiled.repository.repository}${f.ignored > 0 ? `; ${f.ignored} result(s) ignored and not in the profile (condition ResultsAccepted)` : ''}`,
+      now,
+      generation,
+    ),
   );
   if (compiled.bind) {
     const r = await deps.publisher.ensureBindings(compiled, profiles, old, now, generation);

@@ -216,7 +216,7 @@ export class RecordingReconciler {
       return out;
     }
 
-    return finalizeRecording(this.finalizer, { rec, namespace, name, token, old, compiled, results, conds, now, generation });
+    return finalizeRecording(this.finalizer, { rec, namespace, name, token, old, compiled, results, ignored: ignored.length, conds, now, generation });
   }
 
   /**

@@ -346,6 +346,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await until('completed', () => get('guard').status?.phase === 'Completed');
     const p = get('guard').status!.profiles![0]!;
     assert.equal(p.results, 1);
+    assert.match(get('guard').status!.conditions!.find((c) => c.type === 'Finalized')!.message, /; 4 result\(s\) ignored and not in the profile \(condition ResultsAccepted\)$/);
     const digest = p.reference.split('@')[1]!;
     const manifest = (await (await fetch(`${reg.url}/v2/rec/team/manifests/${digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string }[] };
     const layer = Buffer.from(await (await fetch(`${reg.url}/v2/rec/team/blobs/${manifest.layers[0]!.digest}`)).arrayBuffer());
