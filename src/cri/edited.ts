@@ -67,7 +67,8 @@ export class EditedCalls<P> {
     const appArmor = this.d.deps.appArmor;
     const claims = new CreateClaims(this.d.inUse, host.logger, role, requestIdentity(role, payload));
     // The current baseline's: a reloaded baseline bounds the next recorded container (logging-profile.ts).
-    const loggingProfile = this.logging === undefined ? undefined : await this.logging.pathFor(this.d.deps.baseline());
+    const logging = this.logging;
+    const loggingProfile = logging === undefined ? undefined : () => logging.pathFor(this.d.deps.baseline());
     const deps: RewriteDeps = {
       seccomp: async (p, c) => {
         await lease.acquire();

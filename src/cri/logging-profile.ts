@@ -12,6 +12,7 @@
 // gets its own file before its first recorded create; files of earlier baselines, and the
 // allow-all file earlier versions wrote, are removed at start.
 
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
@@ -45,13 +46,24 @@ export class LoggingProfiles<P> {
   }
 
   /** The logging profile's path for `baseline`, written (atomically, 0644) on first use. */
-  pathFor(baseline: P): Promise<string> {
+  async pathFor(baseline: P): Promise<string> {
+    const known = this.paths.get(baseline as object);
+    if (known !== undefined) {
+      const path = await known.catch(() => undefined);
+      // One stat: another shim on this store (started with another baseline) or an operator may
+      // have removed it since; then it is written again.
+      if (path !== undefined && existsSync(path)) return path;
+      if (this.paths.get(baseline as object) === known) this.paths.delete(baseline as object);
+    }
     let path = this.paths.get(baseline as object);
     if (path === undefined) {
-      path = this.write(baseline);
-      this.paths.set(baseline as object, path);
+      const written = this.write(baseline);
+      this.paths.set(baseline as object, written);
       // A failed write (a full disk) is tried again by the next create, never remembered.
-      path.catch(() => this.paths.delete(baseline as object));
+      written.catch(() => {
+        if (this.paths.get(baseline as object) === written) this.paths.delete(baseline as object);
+      });
+      path = written;
     }
     return path;
   }

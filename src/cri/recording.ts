@@ -16,13 +16,14 @@
 // (warn, RECORDING_UNPROVEN): the container keeps the profile it asked for, which is never looser
 // than RuntimeDefault, and a pod author cannot obtain the logging profile by annotating a pod.
 // A proven, selected container whose effective seccomp profile (its own, else the pod's) is
-// unset or RuntimeDefault gets Localhost = <store>/recording/log-<sha256>.json, written by the
-// shim itself (no "profile not found" race), outside the kubelet's seccomp root so that no pod
-// can name it as its own Localhost profile. Everything explicit stays as it is,
-// with a log line: Localhost, OCI (pod- or container-level), Unconfined, a spoke seccomp profile
-// annotation for the container (annotation mode), a privileged container. A malformed annotation
-// records nothing (warn): failing to record only keeps the pod stricter. The sandbox (pause) is
-// never recorded.
+// unset or RuntimeDefault, or, when the marking lists the containers, is the container's own OCI
+// profile or own spoke annotation (the binding the webhook wrote: rewrite-recording.ts), gets
+// Localhost = <store>/recording/log-<sha256>.json, written by the shim itself (no "profile not
+// found" race), outside the kubelet's seccomp root so that no pod can name it as its own
+// Localhost profile. Everything else explicit stays as it is, with a log line: Localhost,
+// Unconfined, a profile or annotation inherited from the pod, a privileged container. A
+// malformed annotation records nothing (warn): failing to record only keeps the pod stricter.
+// The sandbox (pause) is never recorded.
 
 import { join } from 'node:path';
 import { readFileSync, statSync } from 'node:fs';
@@ -46,8 +47,13 @@ const MAX_CONTAINERS = 64;
 const CONTAINER_NAME_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export interface RecordingDeps {
-  /** Absolute path of the installed logging profile; undefined: `--recording` is off and the annotation is ignored. */
-  loggingProfile: string | undefined;
+  /**
+   * The logging profile's absolute path, written for the current baseline on first use
+   * (logging-profile.ts); asked only for a container that is recorded, so a profile that cannot
+   * be written fails only those creates. Undefined: `--recording` is off and the annotation is
+   * ignored.
+   */
+  loggingProfile: (() => Promise<string>) | undefined;
   /** The cluster's recording key proofs are verified with; undefined: no marking is honoured. */
   key: Buffer | undefined;
   /** Unix milliseconds (proof expiry); default Date.now. */

@@ -16,37 +16,40 @@ import { TYPE_NAMES } from './rewrite-annotations.js';
 import { pathOccurrences } from './wire.js';
 
 /**
- * The logging profile's path when the container is to be recorded (recording.ts, and above), else
- * undefined; every case that keeps the container's profile is logged.
+ * Whether the container is to be recorded (recording.ts, and above); every case that keeps the
+ * container's profile is logged.
  */
-export function recordingProfileFor(
+export function recordsContainer(
   payload: Buffer,
   rec: PodRecording,
   r: RecordingDeps,
   annotationsOn: boolean,
   ctx: { annotations: ProfileAnnotations; container: string; privileged: boolean },
   who: string,
-): string | undefined {
+): boolean {
   const log = (level: LogLevel, msg: string, extra: Record<string, unknown> = {}) => r.log?.(level, msg, { who, recording: rec.name, ...extra });
-  if (!recordingSelects(rec, ctx.container)) return undefined;
+  if (!recordingSelects(rec, ctx.container)) return false;
   if (r.loggingProfile === undefined) {
     log('info', 'recording annotation ignored: the shim runs without --recording');
-    return undefined;
+    return false;
   }
   if (rec.problem !== undefined) {
     log('warn', 'recording annotation malformed; the container is not recorded', { error: rec.problem });
-    return undefined;
+    return false;
   }
   // Only a marking the controller signed for this pod counts: anything else keeps the container's own profile.
   const proof = r.key === undefined ? undefined : verifyPodRecording(rec, r.key, (r.now ?? Date.now)());
   if (proof === undefined || !proof.ok) {
     const why = proof === undefined ? { failure: 'no-key', detail: 'the shim has no recording key' } : { failure: proof.failure, detail: proof.detail };
     log('warn', 'recording annotation not proven by the controller; the container keeps its profile', { reason: 'RECORDING_UNPROVEN', ...why });
-    return undefined;
+    return false;
   }
-  const keep = (why: string) => log('info', `recording skipped: ${why}; the container keeps its profile`);
-  if (ctx.privileged) return void keep('privileged container');
-  if (pathOccurrences(payload, CTR_SECCOMP_IN_CREATE).some((n) => n > 1)) return void keep('the container seccomp profile occurs more than once');
+  const keep = (why: string) => {
+    log('info', `recording skipped: ${why}; the container keeps its profile`);
+    return false;
+  };
+  if (ctx.privileged) return keep('privileged container');
+  if (pathOccurrences(payload, CTR_SECCOMP_IN_CREATE).some((n) => n > 1)) return keep('the container seccomp profile occurs more than once');
   // The webhook lists the containers it records and binds each of them (its own OCI profile or
   // annotation), never the pod; their profiles cannot change after admission. So with a list,
   // the container's own binding gives way while the proof holds and applies once it has expired.
@@ -56,12 +59,12 @@ export function recordingProfileFor(
   const effective = own ?? profileAt(payload, POD_SECCOMP_IN_CREATE);
   const ownBinding = bindingGivesWay && own?.profileType === PROFILE_OCI;
   if (effective !== undefined && effective.profileType !== PROFILE_RUNTIME_DEFAULT && !ownBinding) {
-    return void keep(`${TYPE_NAMES[effective.profileType] ?? `profile_type ${effective.profileType}`} seccomp profile ${own !== undefined ? 'set on the container' : 'inherited from the pod'}`);
+    return keep(`${TYPE_NAMES[effective.profileType] ?? `profile_type ${effective.profileType}`} seccomp profile ${own !== undefined ? 'set on the container' : 'inherited from the pod'}`);
   }
   if (annotationsOn && ctx.annotations.size > 0) {
     const ann = ctx.annotations.forContainer('seccomp', ctx.container);
-    if (ann !== undefined && (ann.podLevel || !bindingGivesWay)) return void keep(`profile annotation ${ann.key} applies`);
+    if (ann !== undefined && (ann.podLevel || !bindingGivesWay)) return keep(`profile annotation ${ann.key} applies`);
   }
-  log('info', 'container runs under the logging profile for recording', { profile: r.loggingProfile });
-  return r.loggingProfile;
+  log('info', 'container runs under the logging profile for recording');
+  return true;
 }

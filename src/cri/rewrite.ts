@@ -51,7 +51,7 @@ import {
 } from './messages.js';
 import { readRecording, type RecordingDeps } from './recording.js';
 import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
-import { recordingProfileFor } from './rewrite-recording.js';
+import { recordsContainer } from './rewrite-recording.js';
 import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt } from './wire.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
@@ -256,7 +256,7 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
     }
   }
   // Decided on the request as the kubelet sent it, before any edit.
-  const logging = recording ? recordingProfileFor(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) : undefined;
+  const logging = recording && recordsContainer(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) ? await deps.recording!.loggingProfile!() : undefined;
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
   // A recorded container's own profile is replaced. What was resolved for it is the binding the
   // webhook wrote beside the marking (rewrite-recording.ts), held as usual: it applies once the

@@ -20,7 +20,7 @@ import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey } from '../helpers/signing.js';
 import { waitFor } from '../helpers/wait.js';
-import { startSlowProxy, type Match } from '../helpers/slow-proxy.js';
+import { startSlowProxy, type Match, type SlowProxy } from '../helpers/slow-proxy.js';
 
 const G = { group: 'spoke.dev', version: 'v1alpha1' };
 const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
@@ -389,22 +389,23 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     }
   };
 
-  it('a registry that holds a publish past its whole deadline: the publish ends, keeps Finalizing, and is retried', async () => {
-    // Every blob upload is held: each request would wait for its own deadline.
+  /**
+   * A recording finalizing through a proxy that holds every blob upload until `held.release()`
+   * (each request would wait for its own deadline); `test` runs while they are held.
+   */
+  const withHeldUploads = async (
+    name: string,
+    o: { publishTimeoutMs?: number; bind?: boolean },
+    test: (f: Awaited<ReturnType<typeof finalizing>>, held: ReturnType<SlowProxy['hold']>, uploads: Match, proxy: SlowProxy) => Promise<void>,
+  ) => {
     const proxy = await startSlowProxy(reg.port);
     const uploads: Match = (r) => r.method === 'POST' && r.path.includes('/blobs/uploads/');
     const held = proxy.hold(uploads);
     const slow = new UndiciRegistryClient({ insecure: [proxy.host] });
     try {
-      const f = await finalizing('held', proxy.host, slow, 300);
+      const f = await finalizing(name, proxy.host, slow, o.publishTimeoutMs, { bind: o.bind });
       try {
-        await held.arrived();
-        await proxy.abandoned(uploads);
-        await until('publish failed at its deadline', () => /took longer than 0\.3 s \(retrying\)/.test(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.message ?? ''), 15_000);
-        assert.equal(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'PublishFailed');
-        await until('retried', () => f.stats.errors >= 2, 15_000);
-        assert.equal(f.st()?.phase, 'Finalizing');
-        assert.equal(f.stats.pushes, 0);
+        await test(f, held, uploads, proxy);
       } finally {
         await f.close();
       }
@@ -413,32 +414,31 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
       await slow.close();
       await proxy.close();
     }
+  };
+
+  it('a registry that holds a publish past its whole deadline: the publish ends, keeps Finalizing, and is retried', async () => {
+    await withHeldUploads('held', { publishTimeoutMs: 300 }, async (f, held, uploads, proxy) => {
+      await held.arrived();
+      await proxy.abandoned(uploads);
+      await until('publish failed at its deadline', () => /took longer than 0\.3 s \(retrying\)/.test(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.message ?? ''), 15_000);
+      assert.equal(f.st()?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'PublishFailed');
+      await until('retried', () => f.stats.errors >= 2, 15_000);
+      assert.equal(f.st()?.phase, 'Finalizing');
+      assert.equal(f.stats.pushes, 0);
+    });
   });
 
   it('a recording deleted while its profile is pushed: nothing is bound from the deleted snapshot', async () => {
-    const proxy = await startSlowProxy(reg.port);
-    const uploads: Match = (r) => r.method === 'POST' && r.path.includes('/blobs/uploads/');
-    const held = proxy.hold(uploads);
-    const slow = new UndiciRegistryClient({ insecure: [proxy.host] });
-    try {
-      const f = await finalizing('deleted', proxy.host, slow, undefined, { bind: true });
-      try {
-        await held.arrived();
-        f.api.remove(PR, 'team', 'deleted');
-        await until('the deletion reached the cache', () => f.ctl.recordings.get('team', 'deleted') === undefined);
-        held.release();
-        await until('the publish saw it', () => f.events.some((e) => String(e.msg).startsWith('recording deleted, re-created or finalized again while publishing')), 15_000);
-        assert.deepEqual(f.api.list(PB), [], 'no binding from a deleted recording');
-        assert.equal(f.stats.bindingsCreated, 0);
-        assert.ok(!f.events.some((e) => e.msg === 'recording finalized'));
-      } finally {
-        await f.close();
-      }
-    } finally {
+    await withHeldUploads('deleted', { bind: true }, async (f, held) => {
+      await held.arrived();
+      f.api.remove(PR, 'team', 'deleted');
+      await until('the deletion reached the cache', () => f.ctl.recordings.get('team', 'deleted') === undefined);
       held.release();
-      await slow.close();
-      await proxy.close();
-    }
+      await until('the publish saw it', () => f.events.some((e) => String(e.msg).startsWith('recording deleted, re-created or finalized again while publishing')), 15_000);
+      assert.deepEqual(f.api.list(PB), [], 'no binding from a deleted recording');
+      assert.equal(f.stats.bindingsCreated, 0);
+      assert.ok(!f.events.some((e) => e.msg === 'recording finalized'));
+    });
   });
 
   it('a registry outage keeps Finalizing and is retried with backoff', async () => {

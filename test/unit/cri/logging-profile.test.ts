@@ -77,6 +77,14 @@ describe('LoggingProfiles: the logging profile of recorded containers', () => {
     assert.equal(actionOf(decodeSeccomp(readFileSync(path)), 'mkdir'), 'SCMP_ACT_LOG');
   });
 
+  it('a file removed since (another shim\'s start, an operator) is written again', async () => {
+    const profiles = new LoggingProfiles(join(dir, 'e'), seccompOps);
+    const path = await profiles.pathFor(BASELINE);
+    rmSync(path);
+    assert.equal(await profiles.pathFor(BASELINE), path);
+    assert.equal(actionOf(decodeSeccomp(readFileSync(path)), 'mkdir'), 'SCMP_ACT_LOG');
+  });
+
   it('a write that fails is not remembered: the next create tries again', async () => {
     const blocked = join(dir, 'd');
     writeFileSync(blocked, 'a file where the directory should be');

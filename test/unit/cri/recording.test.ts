@@ -29,7 +29,7 @@ const SC = ANNOTATION_PREFIX.seccomp;
 const KEY = Buffer.alloc(32, 1);
 const NOW_MS = 1_800_000_000_000;
 
-function harness(o: { on?: boolean; annotations?: boolean; key?: Buffer | null; nowMs?: number } = {}) {
+function harness(o: { on?: boolean; annotations?: boolean; key?: Buffer | null; nowMs?: number; loggingProfile?: () => Promise<string> } = {}) {
   const logs: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
   const resolved: string[] = [];
   const seccomp: Resolver = async (p) => {
@@ -39,7 +39,7 @@ function harness(o: { on?: boolean; annotations?: boolean; key?: Buffer | null; 
   const deps: RewriteDeps = {
     seccomp,
     recording: {
-      loggingProfile: o.on === false ? undefined : LOG_PATH,
+      loggingProfile: o.on === false ? undefined : (o.loggingProfile ?? (async () => LOG_PATH)),
       key: o.key === null ? undefined : (o.key ?? KEY),
       now: () => o.nowMs ?? NOW_MS,
       log: (level, msg, fields) => logs.push({ level, msg, fields }),
@@ -101,6 +101,23 @@ describe('rewriteCreateContainer with recording', () => {
       assert.deepEqual(pod === undefined ? undefined : decodeSecurityProfile(pod), o.podSeccomp ? { profileType: PROFILE_RUNTIME_DEFAULT, localhostRef: '', ociRef: '', base: undefined } : undefined);
       assert.ok(h.logs.some((l) => /runs under the logging profile/.test(l.msg) && l.fields.recording === 'rec-1'));
     }
+  });
+
+  it('the logging profile is written only for a recorded container: a store that cannot take it fails those creates, not the others', async () => {
+    let asked = 0;
+    const h = harness({
+      loggingProfile: async () => {
+        asked++;
+        throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      },
+    });
+    const plain = createReq({ seccomp: { profile_type: 'RuntimeDefault' } });
+    assert.equal((await rewriteCreateContainer(plain, h.deps)).edited, false);
+    const unproven = createReq({ annotations: { [RECORDING_ANNOTATION]: 'rec-1' } });
+    assert.equal((await rewriteCreateContainer(unproven, h.deps)).edited, false);
+    assert.equal(asked, 0);
+    await assert.rejects(rewriteCreateContainer(createReq({ annotations: REC }), h.deps), { code: 'ENOSPC' });
+    assert.equal(asked, 1);
   });
 
   it('without --recording the annotation is ignored (logged) and the request forwarded as is', async () => {
