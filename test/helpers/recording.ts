@@ -22,15 +22,24 @@ export function recordingSkipReason(): string | undefined {
 }
 
 /**
+ * Why eBPF recording cannot run here, or false. A missing bpftrace fails the run on CI
+ * (requireTool); no root, no kernel BTF or another architecture is a skip.
+ */
+export function bpfSkip(): string | false {
+  const bpftrace = requireTool(findExecutable('bpftrace', ['/usr/bin/bpftrace']) ? undefined : 'bpftrace not installed');
+  if (bpftrace) return bpftrace;
+  const bpf = bpfSupport();
+  return bpf.ok ? false : `eBPF: ${bpf.reason ?? 'unavailable'}`;
+}
+
+/**
  * Every recording backend, each with why it cannot run here (false when it can), so a backend
  * this machine lacks shows as a skipped suite, never as no suite. A missing bpftrace fails the
  * run on CI (requireTool); no root, no kernel BTF or no /dev/kmsg stays a skip.
  */
 export function recordingBackends(): { backend: RecordingBackend; skip: string | false }[] {
-  const bpf = bpfSupport();
-  const bpftrace = requireTool(findExecutable('bpftrace', ['/usr/bin/bpftrace']) ? undefined : 'bpftrace not installed');
   return [
-    { backend: 'bpf', skip: bpftrace || (bpf.ok ? false : (bpf.reason ?? 'eBPF recording unavailable')) },
+    { backend: 'bpf', skip: bpfSkip() },
     { backend: 'audit', skip: existsSync('/dev/kmsg') ? false : 'no /dev/kmsg' },
   ];
 }

@@ -20,11 +20,10 @@ import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { spoke, SPOKE_BIN } from '../helpers/cli.js';
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { waitFor } from '../helpers/wait.js';
-import { requireTool } from '../helpers/skip.js';
+import { bpfSkip } from '../helpers/recording.js';
 import { startShim, tearDownShimRig, type ShimProc } from '../helpers/shim.js';
 import { PrintkRateLimit } from '../../src/recorder/source.js';
 import type { DenialReport } from '../../src/cli/commands/denials.js';
-import { bpfSupport } from '../../src/recorder/bpf.js';
 
 describe('audit mode under real containerd + runc', { timeout: 300_000 }, () => {
   let ctrd: Containerd;
@@ -132,7 +131,7 @@ describe('audit mode under real containerd + runc', { timeout: 300_000 }, () => 
       await removePod(p.id);
     }
   });
-  test('spoke denials --for names the container of a forked child that exited; --since cannot', { skip: requireTool(bpfSupport().ok ? undefined : `eBPF: ${bpfSupport().reason}`) }, async () => {
+  test('spoke denials --for names the container of a forked child that exited; --since cannot', { skip: bpfSkip() }, async () => {
     // The watcher's runtime calls go through their own tap: the test waits on the poll that has
     // read the container's namespaces instead of guessing how long that takes.
     // (The test before this one leaves the rule at enforce.)
