@@ -128,9 +128,12 @@ async function startRegistryOn(port: number, opts: RegistryOptions): Promise<Tes
   });
   let log: AccessLogEntry[] = [];
   let pending = '';
+  // The last of what it printed, for the error when it does not start.
+  let tail = '';
   const markers = new Map<string, () => void>();
   const onData = (chunk: Buffer) => {
     pending += chunk.toString('utf8');
+    tail = (tail + chunk.toString('utf8')).slice(-2000);
     let nl;
     while ((nl = pending.indexOf('\n')) >= 0) {
       const line = pending.slice(0, nl);
@@ -151,15 +154,17 @@ async function startRegistryOn(port: number, opts: RegistryOptions): Promise<Tes
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  const exited = new Promise<never>((_resolve, reject) => child.once('exit', (code) => reject(new PortTaken(`docker-registry exited with ${code} on port ${port}`))));
+  const exited = new Promise<never>((_resolve, reject) => child.once('exit', (code) => reject(new PortTaken(`docker-registry exited with ${code} on port ${port}: ${tail}`))));
   exited.catch(() => undefined);
+  const giveUp = (e: Error) => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    return e;
+  };
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
-    if (child.exitCode !== null) {
-      rmSync(dir, { recursive: true, force: true });
-      throw new PortTaken(`docker-registry exited with ${child.exitCode} on port ${port}`);
-    }
+    if (child.exitCode !== null) throw giveUp(new PortTaken(`docker-registry exited with ${child.exitCode} on port ${port}: ${tail}`));
     try {
       // With TLS the certificate is the test's own: a TCP connect says the registry is up.
       if (opts.tls) {
@@ -172,7 +177,7 @@ async function startRegistryOn(port: number, opts: RegistryOptions): Promise<Tes
     } catch {
       /* not up yet */
     }
-    if (Date.now() > deadline) throw new Error('docker-registry did not start within 10 s');
+    if (Date.now() > deadline) throw giveUp(new Error(`docker-registry did not start within 10 s: ${tail}`));
     await new Promise((r) => setTimeout(r, 30));
   }
   // The start-up probes are logged too: wait for them, then forget them. A marker that never
@@ -180,9 +185,11 @@ async function startRegistryOn(port: number, opts: RegistryOptions): Promise<Tes
   try {
     await Promise.race([settle(), exited]);
   } catch (e) {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
+    if (e instanceof PortTaken) throw giveUp(e);
+    // The marker failed: another server on the port (which reset it) while this registry, unable
+    // to bind, is exiting. Its exit says so; one that stays up is another failure.
+    const gone = await Promise.race([exited.catch(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5000).unref())]);
+    throw giveUp(gone ? new PortTaken(`docker-registry exited on port ${port}: ${tail}`) : (e as Error));
   }
   log = [];
   return {

@@ -103,7 +103,17 @@ export async function startShim(args: string[], opts: { timeoutMs?: number; env?
       const found = logs().filter(match);
       return found.length >= count ? found : undefined;
     }, timeoutMs);
-  await waitForLog((l) => l.msg === 'shim ready', opts.timeoutMs);
+  try {
+    await waitForLog((l) => l.msg === 'shim ready', opts.timeoutMs);
+  } catch (e) {
+    // A shim that never got ready is stopped: left running, its pipes would keep the test
+    // file's process (and the suite) waiting.
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    throw e;
+  }
   const nextLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs?: number) => waitForLog(match, timeoutMs, logs().length);
   return { child, logs, waitForLog, nextLog, waitForLogs, stderr: () => err, exited, readyMs: performance.now() - t0 };
 }

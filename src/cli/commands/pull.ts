@@ -24,7 +24,8 @@ options:
   --store DIR        store directory (default from config, /var/lib/spoke)
   --auth-file F      registry credentials (docker config.json format)
   --json             print the results as a JSON array of
-                     {reference, digest, resolvedRef, cached, path, rule, signer?} (failures as {reference, error})`;
+                     {reference, digest, resolvedRef, cached, path, rule, signer?} (failures as
+                     {reference, error, code, reason})`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(

@@ -22,11 +22,11 @@ const HELP = `usage: spoke recorder --upstream SOCK --node NAME [--kubeconfig F]
 The node half of ProfileRecording. Containers of pods annotated
 recording.spoke.dev/name=<recording> (the binding webhook sets it on pods a recording selects,
 with the controller's proof; a shim run with --recording runs them under the logging profile,
-SCMP_ACT_LOG, once the proof verifies) are recorded with the backend of \`spoke record\` (see
-its --help): bpf counts every process's calls in the kernel, keyed by the pod's IPC and the
-container's mount namespace; audit reads the kernel's seccomp audit records (audit.log when
-auditd runs, else /dev/kmsg with the printk rate limit lifted while recording and restored on
-exit). When such a container exits, one
+the node baseline with SCMP_ACT_LOG for what it lets through, once the proof verifies) are
+recorded with the backend of \`spoke record\` (see its --help): bpf counts every process's
+calls in the kernel, keyed by the pod's IPC and the container's mount namespace; audit reads
+the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the printk
+rate limit lifted while recording and restored on exit). When such a container exits, one
 ProfileRecordingResult (its syscall names, node, image, runtime) is created in the pod's
 namespace, owned by the recording; lostRecords > 0 in it (records lost or not attributable, or
 a container whose namespace could not be told apart) makes the controller fail the recording

@@ -214,6 +214,7 @@ describe('CreateGate', () => {
     const third = gate.lease();
     const thirdAcquired = third.acquire().then(() => order.push('third acquired'));
     await new Promise((r) => setImmediate(r));
+    assert.ok(!order.includes('third acquired'), 'the third create waits while gc runs');
     releaseGc();
     await Promise.all([gc, thirdAcquired]);
     assert.deepEqual(order, ['second acquired', 'gc', 'third acquired']);
