@@ -185,7 +185,7 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
     ),
   );
   if (compiled.bind) {
-    const r = await deps.publisher.ensureBindings(compiled, profiles, old, now, generation);
+    const r = await deps.publisher.ensureBindings(compiled, profiles, old, now, generation, () => deps.stillFinalizing(rec, token));
     profiles = r.profiles;
     out.bindingsCreated = r.created;
     conditions = withCondition(conditions, r.condition);

@@ -102,6 +102,7 @@ export class RecordingPublisher {
     old: ProfileRecordingStatus,
     now: string,
     generation: number | undefined,
+    stillCurrent: () => boolean,
   ): Promise<{ profiles: RecordedProfileStatus[]; created: number; condition: ReturnType<typeof condition> }> {
     const out: RecordedProfileStatus[] = [];
     const problems: string[] = [];
@@ -122,6 +123,9 @@ export class RecordingPublisher {
         }
         continue;
       }
+      // Asked before each create: a recording deleted or finalized again meanwhile gets none
+      // (bindings have no owner, so nothing would remove them with it).
+      if (!stillCurrent()) throw new Transient(`ProfileRecording ${rec.namespace}/${rec.name} changed while its bindings were created`);
       try {
         await this.o.createBinding(rec.namespace, want);
         created++;

@@ -208,7 +208,7 @@ export class RecordingReconciler {
       // A snapshot already taken: only count new results, and retry bindings that could not be created.
       let status: ProfileRecordingStatus = { ...old, results: results.length, conditions: conds };
       if (old.phase === 'Completed' && compiled.bind && old.conditions?.find((c) => c.type === 'Bound')?.status !== 'True') {
-        const r = await this.publisher.ensureBindings(compiled, old.profiles ?? [], old, now, generation);
+        const r = await this.publisher.ensureBindings(compiled, old.profiles ?? [], old, now, generation, () => this.finalizer.stillFinalizing(rec, token));
         out.bindingsCreated = r.created;
         status = { ...status, profiles: r.profiles, conditions: withCondition(conds, r.condition) };
       }

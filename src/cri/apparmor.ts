@@ -150,9 +150,12 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
         if (rejected.size >= MAX_CHECKED) rejected.clear();
         rejected.set(key, e);
-      } else if (e instanceof SpokeError && e.reason === 'DEADLINE') {
+      } else if (e instanceof SpokeError && (e.reason === 'DEADLINE' || e.reason === 'APPARMOR_FAILED')) {
+        // Out of time, or killed by a signal (the OOM killer: a text whose compile blows up
+        // memory): nothing said about the text, but compiling it again at every retry would
+        // take the shim's time or memory each time.
         if (timedOut.size >= MAX_CHECKED) timedOut.clear();
-        const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: 'DEADLINE' });
+        const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: e.reason });
         timedOut.set(key, { error, until: now() + TIMED_OUT_MEMORY_MS });
       }
       throw e;

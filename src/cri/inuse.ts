@@ -206,7 +206,7 @@ export class InUseTracker {
         // Not claimed after all (a full disk): nothing in flight keeps the profile, and it goes
         // now unless another create holds it (a rebuild would not look at a name never held).
         this.inflight.delete(inner);
-        await this.appArmor.unloadUnused([name]);
+        await this.appArmor.unloadUnused([name]).catch(() => undefined);
         throw e;
       }
       return { name, digest, pending };

@@ -32,10 +32,10 @@ export interface RecorderStats {
   /** Records whose number has no name in the table of their arch (x32, unknown arch, new calls). */
   unnamed: number;
   /**
-   * Records of a recorded container's calls the filter refused (a code other than
-   * SECCOMP_RET_LOG: the node baseline's own denial under the shim's logging profile, logged when
-   * the baseline asks for it or kills). Not recorded: the call did not run, and a profile that
-   * allowed it would lose it again in the merge with the same baseline.
+   * Records of a recorded container's calls the filter refused (ERRNO, TRAP or KILL: the node
+   * baseline's own denial under the shim's logging profile, logged when the baseline asks for it
+   * or kills). Not recorded: the call did not run, and a profile that allowed it would lose it
+   * again in the merge with the same baseline.
    */
   refused: number;
   droppedContainers: number;
@@ -105,7 +105,7 @@ export class SyscallRecorder {
       return;
     }
     this.stats.attributed++;
-    if (rec.code !== undefined && rec.code !== SECCOMP_RET_LOG) {
+    if (rec.code !== undefined && !letThrough(rec.code)) {
       this.stats.refused++;
       return;
     }
@@ -188,4 +188,17 @@ export class SyscallRecorder {
     this.dropped.delete(containerId);
     this.unnamed.delete(containerId);
   }
+}
+
+// The action part of a seccomp return value (SECCOMP_RET_ACTION_FULL), and the actions under
+// which a call may run: LOG; USER_NOTIF and TRACE, where a listener or tracer may let it through
+// (a baseline's NOTIFY or TRACE verdict comes back in the merge with the same baseline).
+const SECCOMP_RET_ACTION_FULL = 0xffff0000;
+const SECCOMP_RET_USER_NOTIF = 0x7fc00000;
+const SECCOMP_RET_TRACE = 0x7ff00000;
+
+/** Whether a record's code says the filter may have let the call run. */
+function letThrough(code: number): boolean {
+  const action = (code & SECCOMP_RET_ACTION_FULL) >>> 0;
+  return action === SECCOMP_RET_LOG || action === SECCOMP_RET_USER_NOTIF || action === SECCOMP_RET_TRACE;
 }

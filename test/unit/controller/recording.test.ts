@@ -16,7 +16,7 @@ import {
 } from '../../../src/controller/recording.js';
 import { validateBinding } from '../../../src/controller/validate.js';
 import type { Pod, ProfileBinding } from '../../../src/controller/types.js';
-import { RecordingPublisher, type PublishRegistry } from '../../../src/controller/recording-publish.js';
+import { RecordingPublisher, Transient, type PublishRegistry } from '../../../src/controller/recording-publish.js';
 import { signRecordingProof } from '../../../src/core/recording-proof.js';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES } from '../../../src/profiles/seccomp/index.js';
 import { I386_SYSCALLS, X86_64_SYSCALLS } from '../../../src/recorder/syscalls.js';
@@ -224,7 +224,7 @@ test('a binding of the same name is the recording\'s only when it binds what the
       },
       stats: { pushes: 0, signatures: 0, bindingsCreated: 0 },
     });
-    const r = await publisher.ensureBindings(rec, [prof], {}, '2026-01-01T00:00:00Z', 1);
+    const r = await publisher.ensureBindings(rec, [prof], {}, '2026-01-01T00:00:00Z', 1, () => true);
     return { created, condition: r.condition, binding: r.profiles[0]!.binding };
   };
   const same = await ensure(structuredClone(mine));
@@ -240,4 +240,24 @@ test('a binding of the same name is the recording\'s only when it binds what the
     const r = await ensure(other);
     assert.deepEqual([r.created, r.condition.status, r.condition.reason, r.binding], [0, 'False', 'BindingExists', undefined], what);
   }
+});
+
+test('no binding is created for a recording deleted or finalized again while its bindings are made: the reconcile starts over', async () => {
+  const rec = recording({ bind: true });
+  const reference = `registry.example.com/profiles/team@sha256:${'c'.repeat(64)}`;
+  const profs = ['app', 'sidecar'].map((c) => ({ containers: [c], reference, image: 'registry.example.com/app/web:1.2', syscalls: 2, results: 1 }));
+  const created: string[] = [];
+  let current = true;
+  const publisher = new RecordingPublisher({
+    registry: {} as PublishRegistry,
+    binding: () => undefined,
+    createBinding: async (_ns, obj) => {
+      created.push(obj.metadata.name as string);
+      current = false; // deleted right after the first binding was made
+      return obj;
+    },
+    stats: { pushes: 0, signatures: 0, bindingsCreated: 0 },
+  });
+  await assert.rejects(publisher.ensureBindings(rec, profs, {}, '2026-01-01T00:00:00Z', 1, () => current), (e: Error) => e instanceof Transient);
+  assert.deepEqual(created, ['web-app']);
 });

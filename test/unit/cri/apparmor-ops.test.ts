@@ -23,14 +23,19 @@ describe('createAppArmorOps', () => {
     assert.equal(readFileSync(runs, 'utf8'), 'run\n');
   });
 
-  it('a parser killed by a signal (the OOM killer) says nothing of the text: the create fails as transient, and the next one runs the parser again', async () => {
+  it('a parser killed by a signal (the OOM killer) says nothing of the text: transient, not compiled again for ten minutes, then compiled', async () => {
     const runs = join(dir, 'runs-killed');
     const parser = join(dir, 'apparmor_parser-killed');
     // Killed on its first run, compiles on the next.
     writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`, { mode: 0o755 });
-    const ops = createAppArmorOps({ parser: { parser } });
+    let now = 0;
+    const ops = createAppArmorOps({ parser: { parser }, clock: () => now });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/passwd'] } }));
     await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    now += 9 * 60_000;
+    await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'not compiled again within ten minutes');
+    now += 2 * 60_000;
     const prepared = await ops.prepare(artifact);
     assert.match(prepared.name, /^spoke-/);
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');

@@ -30,17 +30,22 @@ describe('SyscallRecorder', () => {
     assert.equal(r.stats.lines, 8);
   });
 
-  test('a call the filter refused is not recorded: only what SCMP_ACT_LOG let through (or a record without a code)', () => {
+  test('a call the filter refused is not recorded: only what it may have let run (LOG, USER_NOTIF, TRACE, or a record without a code)', () => {
     const r = new SyscallRecorder(fixed({ 1: { kind: 'container', containerId: ID_A } }));
-    // ERRNO(EPERM) and KILL_PROCESS, as the baseline inside the shim's logging profile answers
-    // unshare (272) and bpf (321); mkdir (83) let through; openat (257) from a kernel without code=.
+    // ERRNO(EPERM), KILL_PROCESS and TRAP, as the baseline inside the shim's logging profile may
+    // answer unshare (272), bpf (321) and ptrace (101); mkdir (83) let through by LOG; mount (165)
+    // handed to a listener and chroot (161) to a tracer, which may let them run; openat (257)
+    // from a kernel without code=.
     r.addLine(line(1, 272).replace('code=0x7ffc0000', 'code=0x50001'));
     r.addLine(line(1, 321).replace('code=0x7ffc0000', 'code=0x80000000'));
+    r.addLine(line(1, 101).replace('code=0x7ffc0000', 'code=0x30000'));
     r.addLine(line(1, 83));
+    r.addLine(line(1, 165).replace('code=0x7ffc0000', 'code=0x7fc00000'));
+    r.addLine(line(1, 161).replace('code=0x7ffc0000', 'code=0x7ff00007'));
     r.addLine(line(1, 257).replace(' code=0x7ffc0000', ''));
-    assert.deepEqual([...r.syscalls(ID_A)].sort(), ['mkdir', 'openat']);
-    assert.equal(r.stats.refused, 2);
-    assert.equal(r.stats.attributed, 4);
+    assert.deepEqual([...r.syscalls(ID_A)].sort(), ['chroot', 'mkdir', 'mount', 'openat']);
+    assert.equal(r.stats.refused, 3);
+    assert.equal(r.stats.attributed, 7);
   });
 
   test('remembers which containers made a named 32-bit (ia32) call', () => {
