@@ -20,6 +20,7 @@ import type { ProvenanceRecord, RecordInput } from './store/store.js';
 import type { SignatureVerdict } from './verify/types.js';
 import { AccessMemory, credentialIdentity } from './pull/access.js';
 import { checkDescriptorSizes, checkStored, kindMismatch, permanent } from './pull/checks.js';
+import { ByteBudget } from './pull/byte-budget.js';
 import { Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
 import { RecordAhead } from './pull/record-ahead.js';
@@ -37,6 +38,7 @@ export class PullPipeline {
   private readonly access = new AccessMemory();
   private readonly logger: Logger;
   private readonly platform: Platform;
+  private readonly blobBudget: ByteBudget;
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -46,6 +48,7 @@ export class PullPipeline {
       throw new SpokeError('InvalidArgument', `pull timeout must be a positive number of milliseconds, got ${String(deps.pullTimeoutMs)}`, {}, { reason: 'OPTION_INVALID' });
     }
     this.flights = new Flights((policy) => deps.registry(policy), deps.pullTimeoutMs);
+    this.blobBudget = new ByteBudget(deps.blobBytesInFlight);
   }
 
   async pull(req: PullRequest): Promise<PullResult> {
@@ -225,6 +228,13 @@ export class PullPipeline {
     };
     // An unsigned pull's record is complete now: it is staged while the blob is on its way
     // (src/pull/record-ahead.ts). A signed pull's waits for its verdict.
+    // The blob is held from its download until it is stored: its declared size comes out of the
+    // node's budget for that (byte-budget.ts), waited for in turn while other pulls hold it.
+    const blobSize = artifact.layer.size;
+    if (!this.blobBudget.tryTake(blobSize)) {
+      this.logger.log('info', 'pull waits for memory: other pulls hold the blob bytes the node allows at once', { reference: canonical, bytes: blobSize, held: this.blobBudget.inUse, limit: this.blobBudget.limit });
+      await this.blobBudget.take(blobSize, req.signal);
+    }
     const ahead = verifying ? undefined : new RecordAhead(this.deps.store, recordInput, artifact.layer.size);
     let record: ProvenanceRecord;
     let signer: SignatureVerdict | undefined;
@@ -256,6 +266,7 @@ export class PullPipeline {
         { ...(early ? { blob: early } : {}), ...(ahead ? { record: await ahead.take() } : {}) },
       ));
     } finally {
+      this.blobBudget.give(blobSize);
       await ahead?.discard();
     }
     // A record already there is kept as it was: one of another platform's profile (a store shared

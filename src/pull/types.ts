@@ -82,4 +82,6 @@ export interface PullPipelineDeps {
   observer?: PullObserver;
   /** The platform whose manifest is taken from a multi-architecture index; default this process's (nodePlatform()). */
   platform?: Platform;
+  /** Blob bytes all pulls may hold in memory at once (src/pull/byte-budget.ts); default BLOB_BYTES_IN_FLIGHT. */
+  blobBytesInFlight?: number;
 }

@@ -13,6 +13,10 @@ import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/art
 import { unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { settlesWithinTurn } from '../helpers/event-loop.js';
+import { PullPipeline } from '../../src/pull.js';
+import { UndiciRegistryClient } from '../../src/registry/client.js';
+import type { Logger } from '../../src/core/runtime.js';
+import { blobs, startSlowProxy } from '../helpers/slow-proxy.js';
 
 const count = (reg: TestRegistry, method: string, part: string) => reg.requests().filter((r) => r.method === method && r.path.includes(part)).length;
 
@@ -160,6 +164,42 @@ describe('pull pipeline against a real registry', () => {
       await reg.settle();
       assert.equal(count(reg, 'GET', '/manifests/'), 1);
       assert.equal(count(reg, 'GET', '/blobs/'), 1);
+    }));
+
+  it('blobs held at once are bounded across pulls: a pull past the budget waits for one to finish, then completes', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const a = await pushRawArtifact(reg.host, 'profiles/budget-a', { layers: [{ bytes: denySyscalls(['keyctl', 'request_key']) }] });
+      const b = await pushRawArtifact(reg.host, 'profiles/budget-b', { layers: [{ bytes: denySyscalls(['add_key']) }] });
+      const proxy = await startSlowProxy(reg.port);
+      node.writePolicy(unsignedPolicy([`${proxy.host}/profiles`]));
+      const held = proxy.hold(blobs);
+      const client = new UndiciRegistryClient({ insecure: [proxy.host] });
+      let waits!: () => void;
+      const waiting = new Promise<void>((resolve, reject) => {
+        const bound = setTimeout(() => reject(new Error('the second pull never waited for the budget')), 20_000);
+        waits = () => {
+          clearTimeout(bound);
+          resolve();
+        };
+      });
+      const logger: Logger = { log: (_level, msg) => msg.startsWith('pull waits for memory') && waits() };
+      // Room for one of these blobs (about 170 bytes each) at a time.
+      const pipeline = new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => {} }), pullTimeoutMs: 30_000, store: node.store, logger, blobBytesInFlight: 300 });
+      try {
+        const first = pipeline.pull({ reference: a.reference.replace(reg.host, proxy.host), kind: 'seccomp' });
+        await held.arrived(1);
+        const second = pipeline.pull({ reference: b.reference.replace(reg.host, proxy.host), kind: 'seccomp' });
+        await waiting;
+        assert.equal(proxy.requests().filter(blobs).length, 1, 'the second blob is not asked for while the first is held');
+        held.release();
+        const [ra, rb] = await Promise.all([first, second]);
+        assert.deepEqual([ra.digest, rb.digest], [a.digest, b.digest]);
+        assert.equal(proxy.requests().filter(blobs).length, 2);
+      } finally {
+        held.release();
+        await client.close();
+        await proxy.close();
+      }
     }));
 
   describe('mirrors', () => {
