@@ -226,8 +226,6 @@ export class PullPipeline {
       servedBy: manifest.servedBy,
       nodeCredentials: req.credential === undefined,
     };
-    // An unsigned pull's record is complete now: it is staged while the blob is on its way
-    // (src/pull/record-ahead.ts). A signed pull's waits for its verdict.
     // The blob is held from its download until it is stored: its declared size comes out of the
     // node's budget for that (byte-budget.ts), waited for in turn while other pulls hold it.
     const blobSize = artifact.layer.size;
@@ -235,6 +233,8 @@ export class PullPipeline {
       this.logger.log('info', 'pull waits for memory: other pulls hold the blob bytes the node allows at once', { reference: canonical, bytes: blobSize, held: this.blobBudget.inUse, limit: this.blobBudget.limit });
       await this.blobBudget.take(blobSize, req.signal);
     }
+    // An unsigned pull's record is complete now: it is staged while the blob is on its way
+    // (src/pull/record-ahead.ts). A signed pull's waits for its verdict.
     const ahead = verifying ? undefined : new RecordAhead(this.deps.store, recordInput, artifact.layer.size);
     let record: ProvenanceRecord;
     let signer: SignatureVerdict | undefined;
