@@ -96,7 +96,10 @@ describe('keyless signatures with a Rekor entry', () => {
     const cases: [string, ErrorReason, (b: Record<string, unknown>) => void][] = [
       // An hour back is before the certificate's validity, which sigstore-js checks at the (still
       // unverified) integrated time before it checks the entry's promise: refused for the certificate.
-      ['integrated time moved', 'CERTIFICATE_INVALID', (b) => (entryOf(b).integratedTime = String(Number(entryOf(b).integratedTime) - 3600))],
+      ['integrated time moved an hour back', 'CERTIFICATE_INVALID', (b) => (entryOf(b).integratedTime = String(Number(entryOf(b).integratedTime) - 3600))],
+      // A second later is still within the certificate's validity: the log's signed promise over
+      // the entry is what refuses it.
+      ['integrated time moved a second', 'TLOG_INVALID', (b) => (entryOf(b).integratedTime = String(Number(entryOf(b).integratedTime) + 1))],
       ['body of another signature', 'TLOG_INVALID', (b) => {
         const body = JSON.parse(Buffer.from(entryOf(b).canonicalizedBody, 'base64').toString()) as { spec: { payloadHash: { value: string } } };
         body.spec.payloadHash.value = '0'.repeat(64);
