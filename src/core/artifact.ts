@@ -27,20 +27,20 @@ function invalid(digest: string, what: string, extra: Record<string, unknown> = 
 }
 
 function readDescriptor(v: unknown, where: string, digest: string, maxBytes: number): Descriptor {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where} is not a descriptor`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where} is not a descriptor`, { path: where });
   const d = v as Record<string, unknown>;
-  if (typeof d.mediaType !== 'string' || d.mediaType.length === 0 || d.mediaType.length > 255) throw invalid(digest, `${where}.mediaType missing or malformed`);
-  if (typeof d.digest !== 'string') throw invalid(digest, `${where}.digest missing`);
-  if (!d.digest.startsWith('sha256:')) throw invalid(digest, `${where}.digest uses ${JSON.stringify(d.digest.split(':')[0]?.slice(0, 20))}, only sha256 is accepted`);
-  if (!isDigest(d.digest)) throw invalid(digest, `${where}.digest is not sha256:<64 lowercase hex>`);
-  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) throw invalid(digest, `${where}.size missing or not a non-negative integer`);
+  if (typeof d.mediaType !== 'string' || d.mediaType.length === 0 || d.mediaType.length > 255) throw invalid(digest, `${where}.mediaType missing or malformed`, { path: `${where}.mediaType` });
+  if (typeof d.digest !== 'string') throw invalid(digest, `${where}.digest missing`, { path: `${where}.digest` });
+  if (!d.digest.startsWith('sha256:')) throw invalid(digest, `${where}.digest uses ${JSON.stringify(d.digest.split(':')[0]?.slice(0, 20))}, only sha256 is accepted`, { path: `${where}.digest` });
+  if (!isDigest(d.digest)) throw invalid(digest, `${where}.digest is not sha256:<64 lowercase hex>`, { path: `${where}.digest` });
+  if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) throw invalid(digest, `${where}.size missing or not a non-negative integer`, { path: `${where}.size` });
   if (d.size > maxBytes) {
-    throw invalid(digest, `${where} declares ${d.size} bytes, over the ${maxBytes}-byte limit`, { limit: maxBytes, actual: d.size }, 'SIZE_LIMIT');
+    throw invalid(digest, `${where} declares ${d.size} bytes, over the ${maxBytes}-byte limit`, { path: `${where}.size`, limit: maxBytes, actual: d.size }, 'SIZE_LIMIT');
   }
-  if (d.urls !== undefined) throw invalid(digest, `${where} has external urls, which are not accepted`);
+  if (d.urls !== undefined) throw invalid(digest, `${where} has external urls, which are not accepted`, { path: `${where}.urls` });
   const annotations = d.annotations;
   if (annotations !== undefined && (typeof annotations !== 'object' || annotations === null || Array.isArray(annotations))) {
-    throw invalid(digest, `${where}.annotations is not an object`);
+    throw invalid(digest, `${where}.annotations is not an object`, { path: `${where}.annotations` });
   }
   return { mediaType: d.mediaType, digest: d.digest, size: d.size, annotations: annotations as Record<string, string> | undefined };
 }
@@ -207,12 +207,12 @@ export function isImageIndex(bytes: Uint8Array | ManifestDocument): boolean {
 }
 
 function readPlatform(v: unknown, where: string, digest: string): Platform {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where}.platform is missing: every manifest of a profile index names its platform`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where}.platform is missing: every manifest of a profile index names its platform`, { path: `${where}.platform` });
   const p = v as Record<string, unknown>;
   for (const k of ['os', 'architecture', 'variant'] as const) {
     const x = p[k];
     if (x === undefined && k === 'variant') continue;
-    if (typeof x !== 'string' || !PLATFORM_NAME_RE.test(x)) throw invalid(digest, `${where}.platform.${k} is missing or not a plain lowercase name`);
+    if (typeof x !== 'string' || !PLATFORM_NAME_RE.test(x)) throw invalid(digest, `${where}.platform.${k} is missing or not a plain lowercase name`, { path: `${where}.platform.${k}` });
   }
   return { os: p.os as string, architecture: p.architecture as string, ...(p.variant !== undefined ? { variant: p.variant as string } : {}) };
 }
@@ -245,9 +245,9 @@ export function checkProfileIndex(bytes: Uint8Array, digest: Digest, maxManifest
   const manifests = idx.manifests.map((v: unknown, i: number): PlatformDescriptor => {
     const where = `manifests[${i}]`;
     const d = readDescriptor(v, where, digest, maxManifestBytes);
-    if (d.mediaType !== MEDIA_TYPE_OCI_MANIFEST) throw invalid(digest, `${where} is not an OCI image manifest (nested indexes and other media types are not accepted)`, { expected: MEDIA_TYPE_OCI_MANIFEST });
+    if (d.mediaType !== MEDIA_TYPE_OCI_MANIFEST) throw invalid(digest, `${where} is not an OCI image manifest (nested indexes and other media types are not accepted)`, { path: `${where}.mediaType`, expected: MEDIA_TYPE_OCI_MANIFEST });
     const rec = v as Record<string, unknown>;
-    if (rec.artifactType !== undefined && typeof rec.artifactType !== 'string') throw invalid(digest, `${where}.artifactType is not a string`);
+    if (rec.artifactType !== undefined && typeof rec.artifactType !== 'string') throw invalid(digest, `${where}.artifactType is not a string`, { path: `${where}.artifactType` });
     const platform = readPlatform(rec.platform, where, digest);
     const key = platformKey(platform);
     if (seen.has(key)) throw invalid(digest, `${where}: platform ${key} is listed twice`, { path: where });

@@ -68,14 +68,16 @@ describe('checkProfileIndex', () => {
 
   it('refuses nested indexes, missing platforms, external urls, other digests and oversized manifests', () => {
     const p = { os: 'linux', architecture: 'amd64' };
-    assert.throws(() => checkProfileIndex(index([entry(p, { mediaType: MEDIA_TYPE_OCI_INDEX })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { expected: MEDIA_TYPE_OCI_MANIFEST }));
-    assert.throws(() => checkProfileIndex(index([entry(undefined)]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
-    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux' })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
-    assert.throws(() => checkProfileIndex(index([entry({ os: 'Linux', architecture: 'amd64' })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
-    assert.throws(() => checkProfileIndex(index([entry(p, { urls: ['https://example.com/m'] })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
-    assert.throws(() => checkProfileIndex(index([entry(p, { digest: `sha512:${'a'.repeat(128)}` })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
-    assert.throws(() => checkProfileIndex(index([entry(p, { size: MAX_MANIFEST_BYTES + 1 })]), D, MAX_MANIFEST_BYTES), invalid('SIZE_LIMIT', { limit: MAX_MANIFEST_BYTES, actual: MAX_MANIFEST_BYTES + 1 }));
-    assert.throws(() => checkProfileIndex(index([entry(p, { artifactType: 7 })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID'));
+    // Each refusal names the member at fault (context.path), so the cases are told apart.
+    const at = (path: string) => invalid('MANIFEST_INVALID', { path });
+    assert.throws(() => checkProfileIndex(index([entry(p, { mediaType: MEDIA_TYPE_OCI_INDEX })]), D, MAX_MANIFEST_BYTES), invalid('MANIFEST_INVALID', { path: 'manifests[0].mediaType', expected: MEDIA_TYPE_OCI_MANIFEST }));
+    assert.throws(() => checkProfileIndex(index([entry(undefined)]), D, MAX_MANIFEST_BYTES), at('manifests[0].platform'));
+    assert.throws(() => checkProfileIndex(index([entry({ os: 'linux' })]), D, MAX_MANIFEST_BYTES), at('manifests[0].platform.architecture'));
+    assert.throws(() => checkProfileIndex(index([entry({ os: 'Linux', architecture: 'amd64' })]), D, MAX_MANIFEST_BYTES), at('manifests[0].platform.os'));
+    assert.throws(() => checkProfileIndex(index([entry(p, { urls: ['https://example.com/m'] })]), D, MAX_MANIFEST_BYTES), at('manifests[0].urls'));
+    assert.throws(() => checkProfileIndex(index([entry(p, { digest: `sha512:${'a'.repeat(128)}` })]), D, MAX_MANIFEST_BYTES), at('manifests[0].digest'));
+    assert.throws(() => checkProfileIndex(index([entry(p, { size: MAX_MANIFEST_BYTES + 1 })]), D, MAX_MANIFEST_BYTES), invalid('SIZE_LIMIT', { path: 'manifests[0].size', limit: MAX_MANIFEST_BYTES, actual: MAX_MANIFEST_BYTES + 1 }));
+    assert.throws(() => checkProfileIndex(index([entry(p, { artifactType: 7 })]), D, MAX_MANIFEST_BYTES), at('manifests[0].artifactType'));
   });
 
   it('refuses what is not a strict OCI index', () => {
