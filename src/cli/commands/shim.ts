@@ -174,7 +174,7 @@ export async function run(argv: string[]): Promise<number> {
     storeDir: config.storeDir,
     seccompRoot: config.seccompRoot,
     policy: config.policy,
-    // The address bound, so that port 0 (any free port) says which one it got.
+    // The address the listener bound (an empty host in the config listens on 127.0.0.1).
     metrics: boundAddress(metricsServer),
     annotations: config.annotations,
     gc: { intervalMs: config.gc.intervalMs, minAgeMs: config.gc.minAgeMs, maxStoreBytes: config.gc.maxStoreBytes },
