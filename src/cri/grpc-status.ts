@@ -55,8 +55,26 @@ const MAPPING: Readonly<Record<ErrorCode, { code: GrpcCodeValue; prefix: string 
   Internal: { code: GrpcCode.INTERNAL, prefix: 'Internal' },
 };
 
-/** Characters of an error message in a status, at most (with the class prefix the whole stays under 1 KiB). */
-const MAX_STATUS_TEXT = 960;
+/** UTF-8 bytes of an error message in a status, at most (with the class prefix and reason the whole stays under 1 KiB). */
+const MAX_STATUS_TEXT_BYTES = 960;
+const CUT_MARK = ' …(cut)';
+
+/** `text` cut to at most `maxBytes` of UTF-8 with the cut mark, at a character boundary. */
+function cutToBytes(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
+  const budget = maxBytes - Buffer.byteLength(CUT_MARK, 'utf8');
+  let bytes = 0;
+  let end = 0;
+  // By code point, so a surrogate pair is kept or dropped whole.
+  for (const c of text) {
+    const cp = c.codePointAt(0)!;
+    const size = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes + size > budget) break;
+    bytes += size;
+    end += c.length;
+  }
+  return `${text.slice(0, end)}${CUT_MARK}`;
+}
 
 export interface GrpcStatus {
   code: GrpcCodeValue;
@@ -70,7 +88,7 @@ export function toGrpcStatus(e: unknown): GrpcStatus {
   // (the kubelet then sees INTERNAL, not the KEP class): escaped, one line, cut. The shim's log
   // keeps the whole message.
   let text = terminalSafe(err.message.replace(/[\r\n]+/g, ' '));
-  if (text.length > MAX_STATUS_TEXT) text = `${text.slice(0, MAX_STATUS_TEXT - 8)} …(cut)`;
+  text = cutToBytes(text, MAX_STATUS_TEXT_BYTES);
   // The caller's own deadline ran out while the shim waited (an annotation-mode pull): the answer
   // gRPC gives for that, whichever side's timer fired first. A registry that did not finish within
   // the pull's total time (pullTimeout) stays RegistryUnavailable.

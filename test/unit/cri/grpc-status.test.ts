@@ -49,6 +49,17 @@ describe('error → gRPC status (the one mapping)', () => {
     assert.ok(long.message.endsWith('…(cut) (reason PROFILE_INVALID)'), long.message.slice(-60));
     assert.ok(long.message.length <= 1024);
   });
+
+  it('a message of many-byte characters is cut by its UTF-8 bytes, at a character boundary', () => {
+    // A registry's error text may be in any script: 960 characters of it were up to 3,840 bytes.
+    for (const unit of ['é', '名', '😀']) {
+      const s = toGrpcStatus(new SpokeError('SecurityProfileInvalid', `profile: ${unit.repeat(5_000)}`, {}, { reason: 'PROFILE_INVALID' }));
+      assert.ok(Buffer.byteLength(s.message, 'utf8') <= 1024, `${unit}: ${Buffer.byteLength(s.message, 'utf8')} bytes`);
+      assert.ok(s.message.endsWith('…(cut) (reason PROFILE_INVALID)'), s.message.slice(-60));
+      // A lone half of a surrogate pair does not survive a round trip through UTF-8.
+      assert.equal(Buffer.from(s.message, 'utf8').toString('utf8'), s.message, `${unit}: a character was split`);
+    }
+  });
 });
 
 describe('AuthConfig → per-request credential', () => {
