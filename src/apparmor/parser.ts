@@ -121,8 +121,13 @@ function lines(stderr: string): string[] {
     .filter((l) => l !== '' && !NOISE.some((re) => re.test(l)));
 }
 
+/** What the parser said about the text: its output but the noise and the warnings. */
+function diagnostics(run: ParserRun): string[] {
+  return lines(run.stderr).filter((l) => !l.startsWith('Warning'));
+}
+
 function failure(what: string, run: ParserRun): string {
-  const detail = lines(run.stderr).filter((l) => !l.startsWith('Warning'));
+  const detail = diagnostics(run);
   const text = (detail.length > 0 ? detail : lines(run.stderr)).join('; ').slice(0, 500);
   return `${what}: apparmor_parser ${run.signal ? `killed by ${run.signal}` : `exit ${run.code}`}${text ? `: ${text}` : ''}`;
 }
@@ -136,8 +141,12 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
   const run = await runParser(args, text, opts);
   // A parser killed by a signal (the OOM killer in the shim's cgroup, say) judged nothing: a
-  // transient failure, never a verdict on the text that would be remembered against it.
-  if (run.signal !== null) throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
+  // transient failure, never a verdict on the text that would be remembered against it. The
+  // parser compiles in a forked worker, and when the worker is killed the parent exits non-zero
+  // having said nothing of the text; every rejection seen says why (docs/apparmor.md).
+  if (run.signal !== null || (run.code !== 0 && diagnostics(run).length === 0)) {
+    throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
+  }
   if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
   return { warnings: lines(run.stderr).filter((l) => l.startsWith('Warning')) };
 }

@@ -41,6 +41,26 @@ describe('createAppArmorOps', () => {
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
   });
 
+  it("a parser whose compile worker was killed exits non-zero with no diagnostic: transient too, not a verdict on the text", async () => {
+    const runs = join(dir, 'runs-worker');
+    const parser = join(dir, 'apparmor_parser-worker');
+    // apparmor_parser 3.0 compiles in a forked worker; when the OOM killer takes the worker, the
+    // parent exits 10 having printed only its start-up notice (seen with the real parser here).
+    writeFileSync(
+      parser,
+      `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\necho 'Cache read/write disabled: interface file missing. (Kernel needs AppArmor 2.4 compatibility patch.)' >&2\n{ sh -c 'kill -KILL $$'; } 2>/dev/null\nexit 10\n`,
+      { mode: 0o755 },
+    );
+    let now = 0;
+    const ops = createAppArmorOps({ parser: { parser }, clock: () => now });
+    const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/group'] } }));
+    await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    now += 11 * 60_000;
+    const prepared = await ops.prepare(artifact);
+    assert.match(prepared.name, /^spoke-/);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
+  });
+
   it('a profile prepared once is reused until the baseline is reloaded: its merge and render cost ~0.2 s of the shim thread for a large artifact', async () => {
     const parser = join(dir, 'accepting_parser');
     writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
