@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -419,6 +419,22 @@ describe('ProfileApplier', () => {
     const applied = await applier.apply(oci(ref), inTeamA);
     assert.equal(applied.path, path);
     assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), sha);
+  });
+
+  it('an effective file changed after a create is checked again and replaced at the next create: the name is trusted only while the file is the one written', async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    const ref = await ingest('effective/changed-after', denySyscalls(['setdomainname']));
+    const first = await applier.apply(oci(ref), inTeamA);
+    const written = readFileSync(first.path);
+    // Same size, same inode (rewritten in place), its times set back: an allow-all look-alike.
+    const before = statSync(first.path);
+    const allowAll = Buffer.alloc(written.length, ' ');
+    Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}').copy(allowAll);
+    writeFileSync(first.path, allowAll);
+    utimesSync(first.path, before.atime, before.mtime);
+    const again = await applier.apply(oci(ref), inTeamA);
+    assert.equal(again.path, first.path);
+    assert.deepEqual(readFileSync(again.path), written, 'the file holds the merge again');
   });
 
   it("an effective file removed by another process (a second shim's gc on this store) is written again at the next create", async () => {
