@@ -148,12 +148,16 @@ interface Entry {
 /**
  * Builds the node pipeline (policy holder, store, registry clients per policy, verifier).
  * `store`: the caller's (the shim shares its own: one record cache for pulls and creates).
+ * `policy`: a holder already loaded (the shim's, from its start), else one made here, not watched.
+ * `credentials`: the caller's (the shim's, watched), else the config's auth file read here.
  */
-/** `policy`: a holder already loaded (the shim's, from its start), else one made here, not watched. */
-export function createNodeContext(config: NodeConfig, opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder } = {}): NodeContext {
+export function createNodeContext(
+  config: NodeConfig,
+  opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder; credentials?: CredentialSource } = {},
+): NodeContext {
   const logger = opts.logger ?? silentLogger;
   const policy = opts.policy ?? new PolicyHolder({ file: config.policy, watch: false, logger });
-  const credentials: CredentialSource = nodeCredentials(config.authFile);
+  const credentials: CredentialSource = opts.credentials ?? nodeCredentials(config.authFile);
   // A CLI process does one thing: its flushes need not leave the thread (src/store/fsutil.ts).
   const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true });
   const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));

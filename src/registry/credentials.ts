@@ -196,6 +196,23 @@ export function nodeCredentials(authFile: string | undefined): CredentialSource 
   return authFile ? loadAuthFile(authFile) : emptyCredentials;
 }
 
+/**
+ * Credentials that a long-lived process replaces as a whole when their file changes (the shim
+ * watches its auth file: docs/configuration.md#registry-credentials); each lookup reads the
+ * credentials held at that moment.
+ */
+export class HeldCredentials implements CredentialSource {
+  constructor(private held: CredentialSource) {}
+
+  replace(next: CredentialSource): void {
+    this.held = next;
+  }
+
+  lookup(registry: string, repository?: string): Credential | undefined {
+    return this.held.lookup(registry, repository);
+  }
+}
+
 /** Credentials from the resolved auth file; an absent optional file gives none. */
 export function loadCredentials(opts: AuthFileLookup = {}): CredentialSource {
   const where = resolveAuthFile(opts);

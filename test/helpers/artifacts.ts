@@ -39,7 +39,6 @@ export function denySyscalls(names: string[]): Buffer {
   );
 }
 
-/** `credentials`: for a registry that wants them (htpasswd). */
 /**
  * A look-alike of the effective profile `baseline` ∩ `layer` (no base) where the shim keeps it
  * (<seccompRoot>/spoke/<sha256>.json): same length, every call allowed, what a size check alone
@@ -56,6 +55,7 @@ export function plantLookalikeEffective(seccompRoot: string, baseline: SeccompPr
   return { path, sha };
 }
 
+/** `credentials`: for a registry that wants them (htpasswd). */
 export async function pushRawArtifact(host: string, repository: string, spec: RawArtifactSpec, credentials?: CredentialSource): Promise<{ reference: string; digest: string; manifest: Buffer }> {
   const client = new UndiciRegistryClient({ plainHttp: true, ...(credentials ? { credentials } : {}) });
   try {

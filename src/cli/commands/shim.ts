@@ -16,7 +16,8 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { nodeCredentials } from '../../registry/credentials.js';
+import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
+import type { CredentialSource } from '../../registry/types.js';
 import { decodeSeccomp, validate, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../cri/runtime-default.js';
@@ -97,9 +98,36 @@ export async function run(argv: string[]): Promise<number> {
   // client, sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need
   // only the store, so start-up stays fast and an idle shim stays small.
   const policy = new PolicyHolder({ file: config.policy, watch: true, logger });
-  // The node's auth file is read by the pull pipeline, loaded on the first pull: one that cannot
-  // be read or parsed stops the shim now, as a bad policy does, rather than fail every pull.
-  if (config.authFile !== undefined) nodeCredentials(config.authFile);
+  // The node's auth file is read now: one that cannot be read or parsed stops the shim, as a bad
+  // policy does, rather than fail every pull. It is watched like the baseline: credentials rotated
+  // into it (a registry token refresher rewrites it every few hours) reach the next pull, and an
+  // invalid file keeps the last good ones (docs/configuration.md#registry-credentials).
+  const authFile = config.authFile;
+  const authWatch = authFile === undefined ? undefined : new FileWatch({ what: 'auth file', logger, onChange: () => reloadCredentials() });
+  const readCredentials = (): CredentialSource => {
+    try {
+      if (authFile !== undefined) authWatch?.note(authFile);
+      return nodeCredentials(authFile);
+    } finally {
+      authWatch?.commit();
+    }
+  };
+  let credentials: HeldCredentials;
+  try {
+    credentials = new HeldCredentials(readCredentials());
+  } catch (e) {
+    authWatch?.close();
+    throw e;
+  }
+  const reloadCredentials = (): void => {
+    if (authFile === undefined) return;
+    try {
+      credentials.replace(readCredentials());
+      logger.log('info', 'registry credentials reloaded', { authFile });
+    } catch (e) {
+      logger.log('error', 'registry credentials not reloaded; keeping the last good ones', { authFile, error: asSpokeError(e).message });
+    }
+  };
   // A long-lived writer: temp files made ahead keep file creation off pulls and creates, and are
   // made again once the call that took them has been answered; a pull that is the only call in
   // flight flushes on the event loop's thread, as nothing waits on it meanwhile
@@ -115,7 +143,7 @@ export async function run(argv: string[]): Promise<number> {
   let loading: Promise<NodeContext> | undefined;
   const nodeContext = (): Promise<NodeContext> => {
     loading ??= import('../wiring.js').then((w) => {
-      node = w.createNodeContext(config, { logger, observer: metrics, store, policy });
+      node = w.createNodeContext(config, { logger, observer: metrics, store, policy, credentials });
       logger.log('info', 'pull pipeline loaded', { policy: config.policy });
       return node;
     });
@@ -198,6 +226,7 @@ export async function run(argv: string[]): Promise<number> {
         await node?.close().catch(() => undefined);
         policy.close();
         baselineWatch.close();
+        authWatch?.close();
         metricsServer?.close();
         storeLock.release();
         resolve(0);
@@ -208,6 +237,7 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGHUP', () => {
       const policyOk = policy.reload().ok;
       reloadBaseline();
+      reloadCredentials();
       void appArmor.reloadBaseline();
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });
