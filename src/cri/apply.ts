@@ -231,10 +231,12 @@ export class ProfileApplier<P> {
       const bytes = await this.deps.store.readBlob(layerDigest, { verify: true });
       let result: { bytes: Buffer; constrained: readonly unknown[] };
       try {
-        result = (mode === 'audit' ? seccomp.audit : seccomp.intersect)(baseline, base?.profile, seccomp.decode(bytes));
+        result = (mode === 'audit' ? seccomp.audit : seccomp.intersect)(baseline, base?.profile, seccomp.decodeArtifact(bytes));
       } catch (e) {
         const err = asSpokeError(e, 'SecurityProfileInvalid');
-        throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest }, { cause: e, reason: err.reason });
+        // The path names the member at fault when the artifact itself is (its decode or rules).
+        const at = err.context.path === undefined ? {} : { path: err.context.path };
+        throw new SpokeError(err.code, `${canonical}: cannot merge with the node baseline: ${err.message}`, { reference: canonical, digest: ref.digest, ...at }, { cause: e, reason: err.reason });
       }
       merged = { bytes: result.bytes, sha: sha256Hex(result.bytes), constrained: result.constrained.length, rules: result.constrained.slice(0, 50).map((c) => seccomp.formatConstraint(c)) };
       cache.set(key, merged);

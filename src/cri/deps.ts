@@ -17,6 +17,11 @@ export type ShimStore = Pick<ProfileStore, 'root' | 'getRecord' | 'readBlob' | '
 /** The seccomp library, injected (src/profiles/seccomp). P is its decoded profile type. */
 export interface SeccompOps<P = unknown> {
   decode(bytes: Uint8Array): P;
+  /**
+   * A stored artifact decoded and judged by today's artifact rules (ValidateArtifact), as each
+   * merge is made: the store's verdict may be an older spoke's, made under looser rules.
+   */
+  decodeArtifact(bytes: Uint8Array): P;
   /** ValidateStrict-level check for a pod's Localhost base profile. */
   validateBase(p: P): void;
   intersect(baseline: P, base: P | undefined, artifact: P): { bytes: Buffer; constrained: readonly unknown[] };

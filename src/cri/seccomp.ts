@@ -10,6 +10,7 @@ import {
   carriesExactlyIn,
   multiplexedConditions,
   multiplexesSocketCalls,
+  validateArtifact,
   validateStrict,
   type MergeResult,
   type SeccompArchitecture,
@@ -64,6 +65,11 @@ function enforceable(native: SeccompArchitecture | undefined, result: MergeResul
 export function seccompOpsFor(native: SeccompArchitecture | undefined): SeccompOps<SeccompProfile> {
   return {
     decode: decodeSeccomp,
+    decodeArtifact: (bytes) => {
+      const p = decodeSeccomp(bytes);
+      validateArtifact(p);
+      return p;
+    },
     validateBase: validateStrict,
     intersect: (b, base, a) => enforceable(native, intersect(b, base, a)),
     audit: (b, base, a) => enforceable(native, auditIntersect(b, base, a)),

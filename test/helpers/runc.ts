@@ -44,6 +44,13 @@ export interface RunOptions {
   seccompJson?: string | Uint8Array;
   /** Extra names in /bin: a symlink to busybox, or a copy when `copy` is set (own exe name for audit matching). */
   extraBinaries?: { name: string; copy?: boolean }[];
+  /**
+   * The process runs as this uid and gid (runc drops to it, and to the spec's capabilities, after
+   * loading the filter when `noNewPrivileges` is false, as Kubernetes leaves it by default).
+   */
+  user?: { uid: number; gid: number };
+  /** Default true, as `runc spec` writes it. */
+  noNewPrivileges?: boolean;
 }
 
 export interface RunResult {
@@ -75,13 +82,15 @@ function writeConfig(runc: string, bundle: string, options: RunOptions): void {
   const spec = spawnSync(runc, ['spec', '--bundle', bundle], { encoding: 'utf8' });
   if (spec.status !== 0) throw new Error(`runc spec failed: ${spec.stderr}`);
   const config = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as {
-    process: { terminal: boolean; args: string[]; oomScoreAdj?: number };
+    process: { terminal: boolean; args: string[]; oomScoreAdj?: number; user: { uid: number; gid: number }; noNewPrivileges?: boolean };
     root: { readonly: boolean };
     linux: { seccomp?: unknown };
   };
   config.process.terminal = false;
   config.process.args = options.args;
   delete config.process.oomScoreAdj;
+  if (options.user !== undefined) config.process.user = { uid: options.user.uid, gid: options.user.gid };
+  if (options.noNewPrivileges !== undefined) config.process.noNewPrivileges = options.noNewPrivileges;
   config.root.readonly = false;
   let text = JSON.stringify(config);
   if (options.seccompJson !== undefined) {

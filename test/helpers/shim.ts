@@ -19,6 +19,7 @@ export function stubShimDeps(storeDir: string, seccompRoot: string): ShimDeps {
     store: new ProfileStore({ root: storeDir, fsync: false }),
     seccomp: {
       decode: () => ({}),
+      decodeArtifact: () => ({}),
       validateBase: () => {},
       intersect: () => {
         throw new Error('not used');

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { PrintkRateLimit } from '../../src/recorder/source.js';
 import { waitFor } from '../helpers/wait.js';
 import { after, before, describe, test } from 'node:test';
-import { decodeSeccomp, intersect, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, intersect, validateArtifact, type SeccompProfile } from '../../src/profiles/seccomp/index.js';
+import { SpokeError } from '../../src/core/errors.js';
 import { createRuncSandbox, readKernelLog, runcUnavailableReason, type RuncSandbox } from '../helpers/runc.js';
 import { requireTool } from '../helpers/skip.js';
 
@@ -70,6 +71,25 @@ describe('seccomp merge under runc', { skip }, () => {
     assert.match(control.stdout, /UNSHARE_OK/, control.stderr);
     const merged = await run(intersect(baseline, undefined, artifact).bytes, args);
     assert.match(merged.stdout, /UNSHARE_DENIED/);
+  });
+
+  test('why ERRNO(0) is refused: a filter runc loads before it drops privileges makes the drop pretend, and the container keeps uid 0 and every capability', async () => {
+    // Who the process is: its uid and effective capabilities, from its own status.
+    const script = ['/bin/sh', '-c', 'grep -E "^(Uid|CapEff):" /proc/self/status'];
+    const dropping = ['setuid', 'setgid', 'setgroups', 'setresuid', 'setresgid', 'capset', 'prctl'];
+    const silent: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', ...X86, syscalls: [{ names: dropping, action: 'SCMP_ACT_ERRNO', errnoRet: 0 }] };
+    assert.throws(() => validateArtifact(silent), (e) => e instanceof SpokeError && e.reason === 'PROFILE_INVALID' && e.context.path === 'syscalls[0].errnoRet');
+    // As a pod with no allowPrivilegeEscalation setting runs: no_new_privs off, a non-root user.
+    const asPod = { args: script, user: { uid: 1000, gid: 1000 }, noNewPrivileges: false, extraBinaries: [{ name: 'grep' }] };
+    const confined = await sandbox.run({ ...asPod, seccompJson: intersect(baseline, undefined, baseline).bytes });
+    assert.equal(confined.status, 0, confined.stderr);
+    assert.match(confined.stdout, /^Uid:\s+1000\s/m);
+    assert.match(confined.stdout, /^CapEff:\s+0+$/m);
+    // The merge alone keeps the artifact's ERRNO(0) (stricter than the baseline's ALLOW).
+    const fooled = await sandbox.run({ ...asPod, seccompJson: intersect(baseline, undefined, silent).bytes });
+    assert.equal(fooled.status, 0, fooled.stderr);
+    assert.match(fooled.stdout, /^Uid:\s+0\s/m, 'the privilege drop pretended');
+    assert.doesNotMatch(fooled.stdout, /^CapEff:\s+0+$/m);
   });
 
   test('SCMP_ACT_LOG lets the call through and the kernel writes an audit record (type=1326)', async () => {

@@ -36,8 +36,29 @@ function clauseCount(args: readonly SeccompArg[]): number {
   return new Set(args.map((a) => a.index)).size === args.length ? 1 : args.length;
 }
 
+/**
+ * ERRNO(0) skips the call and reports success. runc and crun load the filter before they drop
+ * privileges when no_new_privs is off (the Kubernetes default), so ERRNO(0) on setuid, setgroups
+ * or capset would leave the container with uid 0 and every capability while the runtime believed
+ * it had dropped them (docs/security-model.md#only-tighter). Refused in artifacts, pod bases and
+ * baselines: a merge keeps the stricter verdict, and ERRNO(0) counts as stricter than ALLOW.
+ */
+function checkSilentSuccess(errno: number | undefined, action: SeccompProfile['defaultAction'], path: string): void {
+  if (action === 'SCMP_ACT_ERRNO' && errno === 0) {
+    fail(path, 'errno 0 with SCMP_ACT_ERRNO makes a refused call report success (a runtime dropping privileges would keep them)', { actual: 0 });
+  }
+}
+
+/** checkSilentSuccess over a whole profile, for a baseline checked only at the runtime level. */
+function refuseSilentSuccess(p: SeccompProfile): void {
+  checkSilentSuccess(p.defaultErrnoRet, p.defaultAction, 'defaultErrnoRet');
+  const entries = p.syscalls ?? [];
+  for (let i = 0; i < entries.length; i++) checkSilentSuccess(entries[i]!.errnoRet, entries[i]!.action, `syscalls[${i}].errnoRet`);
+}
+
 function checkErrno(errno: number | undefined, action: SeccompProfile['defaultAction'], path: string): void {
   if (errno === undefined) return;
+  checkSilentSuccess(errno, action, path);
   if (!takesErrno(action)) fail(path, `errno is only allowed with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not ${action} (crun refuses it)`);
   if (errno > MAX_ERRNO) fail(path, `errno ${errno} is above ${MAX_ERRNO}`, { limit: MAX_ERRNO, actual: errno });
   // libseccomp refuses ERRNO(4095) (an action's data must be below it), so runc and crun would
@@ -246,6 +267,8 @@ export function validateStrict(p: SeccompProfile): void {
 
 /** The node baseline: strict, or only runtime rules when it uses a notify listener (KEP-6061 §4). */
 export function validateBaseline(p: SeccompProfile): void {
-  if (p.listenerPath !== undefined && p.listenerPath !== '') validate(p);
-  else validateStrict(p);
+  if (p.listenerPath !== undefined && p.listenerPath !== '') {
+    validate(p);
+    refuseSilentSuccess(p);
+  } else validateStrict(p);
 }

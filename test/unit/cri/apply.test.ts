@@ -410,6 +410,17 @@ describe('ProfileApplier', () => {
     await applier.apply(oci(ref), inTeamA);
   });
 
+  it('a stored artifact the artifact rules now refuse (judged by an older spoke) is refused at create, never merged', async () => {
+    writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
+    // ERRNO(0) on the calls a runtime drops privileges with: they would report success and do nothing.
+    const layer = Buffer.from(JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['setuid', 'setgid', 'setgroups', 'capset'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 }] }));
+    const ref = await ingest('effective/errno-zero', layer);
+    await assert.rejects(
+      applier.apply(oci(ref), inTeamA),
+      refusedWith('SecurityProfileInvalid', 'PROFILE_INVALID', (e) => assert.equal(e.context.path, 'syscalls[0].errnoRet')),
+    );
+  });
+
   it('an effective file with the right size but other bytes is replaced: its content hashes to its name', async () => {
     writePolicy(['rules:', `  - scope: ${HOST}/effective`, '    kinds: [seccomp]', '    unsigned: true']);
     const layer = denySyscalls(['uname']);

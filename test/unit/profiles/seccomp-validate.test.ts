@@ -54,6 +54,11 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   ['ERRNO errno at most 4094', profile([{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', errnoRet: 4095 }]), 1, 'syscalls[0].errnoRet'],
   ['defaultErrnoRet at most 4095', profile([], { defaultErrnoRet: 5000 }), 1, 'defaultErrnoRet'],
   ['ERRNO defaultErrnoRet at most 4094', profile([], { defaultErrnoRet: 4095 }), 1, 'defaultErrnoRet'],
+  // ERRNO(0) skips the call and reports success: a filter loaded before the runtime drops
+  // privileges (runc and crun, without no_new_privs) would make setuid, setgroups and capset
+  // pretend, and the container would keep uid 0 and every capability.
+  ['ERRNO errno 0 (a refused call that reports success)', profile([{ names: ['setuid', 'capset'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 }]), 1, 'syscalls[0].errnoRet'],
+  ['ERRNO defaultErrnoRet 0', profile([], { defaultErrnoRet: 0 }), 1, 'defaultErrnoRet'],
   ['errnoRet only on ERRNO/TRACE', profile([allow(['mkdir'], { errnoRet: 1 })]), 1, 'syscalls[0].errnoRet'],
   ['defaultErrnoRet only on ERRNO/TRACE', { defaultAction: 'SCMP_ACT_KILL', defaultErrnoRet: 1 }, 1, 'defaultErrnoRet'],
   ['no duplicate architectures', profile([], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86_64'] }), 1, 'architectures[1]'],
