@@ -61,6 +61,16 @@ describe('createAppArmorOps', () => {
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
   });
 
+  it("a stored artifact the artifact rules refuse (judged by an older spoke) is refused before any merge or parser run", async () => {
+    const runs = join(dir, 'runs-stale');
+    const parser = join(dir, 'apparmor_parser-stale');
+    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\nexit 0\n`, { mode: 0o755 });
+    const ops = createAppArmorOps({ parser: { parser } });
+    const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/motd', '/etc/motd'] } }));
+    await rejectsWith(ops.prepare(artifact), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
+    assert.throws(() => readFileSync(runs), /ENOENT/, 'the parser never ran');
+  });
+
   it('a profile prepared once is reused until the baseline is reloaded: its merge and render cost ~0.2 s of the shim thread for a large artifact', async () => {
     const parser = join(dir, 'accepting_parser');
     writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
