@@ -11,8 +11,12 @@
 // lease is held and then runs, and leases asked for while it runs wait for it (a run takes
 // milliseconds). While it waits it holds nobody back: a lease may span a pull (a create that
 // verifies a signature again, up to the pull timeout), and one slow registry must not stall
-// every create on the node behind gc. A run that finds no quiet moment in EXCLUSIVE_WAIT_MS is
-// given up (Unavailable, OVERLOADED) and removes nothing; the next one tries again.
+// every create on the node behind gc. Creates that keep overlapping (a busy node, each asking
+// before the last has left) would leave it no quiet moment at all: after EXCLUSIVE_WAIT_MS gc
+// holds new creates back for at most EXCLUSIVE_DRAIN_MS while those in flight finish (a create
+// holds its lease for milliseconds unless it waits on a registry), and runs. A run that still
+// finds no quiet moment is given up (Unavailable, OVERLOADED) and removes nothing, the creates
+// held back go on, and the next run tries again.
 // Objects made after the rebuild are covered by their holders; the rebuild covers objects the
 // runtime runs but nobody recorded. An incomplete in-use set (unreadable file not yet rebuilt, or
 // some object's config unreadable) removes nothing.
@@ -31,11 +35,15 @@ export interface Lease {
 
 /** How long gc (or a RemoveSecurityProfile) waits for a moment no create holds the gate. */
 export const EXCLUSIVE_WAIT_MS = 10_000;
+/** Then, how long it holds new creates back while those in flight finish (see the header). */
+export const EXCLUSIVE_DRAIN_MS = 2_000;
 
 /** Many creates at once, or gc alone (see the header). */
 export class CreateGate {
   private active = 0;
   private exclusiveRun: Promise<unknown> | undefined;
+  /** Set while a starved exclusive side holds new leases back (see the header). */
+  private draining: Promise<void> | undefined;
   private readonly idle: (() => void)[] = [];
 
   lease(): Lease {
@@ -43,7 +51,7 @@ export class CreateGate {
     return {
       acquire: async () => {
         if (held) return;
-        while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
+        for (let wait = this.blocking(); wait !== undefined; wait = this.blocking()) await wait;
         held = true;
         this.active++;
       },
@@ -66,22 +74,43 @@ export class CreateGate {
    * running `fn`, when no such moment comes within `waitMs`.
    */
   async exclusive<T>(fn: () => Promise<T>, waitMs = EXCLUSIVE_WAIT_MS): Promise<T> {
-    const until = performance.now() + waitMs;
-    for (;;) {
-      while (this.exclusiveRun !== undefined) await this.exclusiveRun.catch(() => undefined);
-      if (this.active === 0) break;
-      if (!(await this.quiet(until - performance.now()))) {
-        throw new SpokeError('Unavailable', `creates in flight held the profile store for ${Math.round(waitMs / 1000)} s; try again`, { limit: waitMs }, { reason: 'OVERLOADED' });
+    let until = performance.now() + waitMs;
+    /** Ends this side's hold on new leases, once it has taken one. */
+    let endDrain: (() => void) | undefined;
+    try {
+      for (;;) {
+        // Another exclusive run, or another's drain: wait for it (this side's own drain is no wait).
+        for (let wait = this.blocking(endDrain !== undefined); wait !== undefined; wait = this.blocking(endDrain !== undefined)) await wait;
+        if (this.active === 0) break;
+        if (await this.quiet(until - performance.now())) continue;
+        if (endDrain !== undefined) {
+          throw new SpokeError('Unavailable', `creates in flight held the profile store for ${Math.round((waitMs + EXCLUSIVE_DRAIN_MS) / 1000)} s; try again`, { limit: waitMs + EXCLUSIVE_DRAIN_MS }, { reason: 'OVERLOADED' });
+        }
+        // No quiet moment came: new leases wait from now while those held finish.
+        this.draining = new Promise<void>((resolve) => (endDrain = resolve));
+        until = performance.now() + EXCLUSIVE_DRAIN_MS;
+      }
+      // Nothing awaited since `active` was 0: no lease slipped in.
+      const run = fn();
+      this.exclusiveRun = run;
+      try {
+        return await run;
+      } finally {
+        this.exclusiveRun = undefined;
+      }
+    } finally {
+      if (endDrain !== undefined) {
+        this.draining = undefined;
+        endDrain();
       }
     }
-    // Nothing awaited since `active` was 0: no lease slipped in.
-    const run = fn();
-    this.exclusiveRun = run;
-    try {
-      return await run;
-    } finally {
-      this.exclusiveRun = undefined;
-    }
+  }
+
+  /** What a new lease (or, with `ownDrain`, the draining exclusive side itself) must wait for now. */
+  private blocking(ownDrain = false): Promise<unknown> | undefined {
+    if (this.exclusiveRun !== undefined) return this.exclusiveRun.catch(() => undefined);
+    if (this.draining !== undefined && !ownDrain) return this.draining;
+    return undefined;
   }
 
   /** Resolves true when the last lease is released, false after `ms`. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { rejectsWith } from '../../helpers/assert.js';
 import { encode } from '../../helpers/cri-client.js';
-import { CreateGate, GcScheduler } from '../../../src/cri/gc.js';
+import { CreateGate, EXCLUSIVE_DRAIN_MS, GcScheduler } from '../../../src/cri/gc.js';
 import { InUseTracker, type RuntimeCalls } from '../../../src/cri/inuse.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { silentLogger } from '../../../src/core/runtime.js';
@@ -221,22 +221,58 @@ describe('CreateGate', () => {
     third.release();
   });
 
-  it('gc gives up when the creates in flight do not leave it a quiet moment in time: Unavailable, OVERLOADED, and nothing runs', async (t) => {
+  it('gc starved by creates that overlap without a gap holds new creates back for a moment, lets those in flight finish, and runs', async () => {
+    const gate = new CreateGate();
+    let stop = false;
+    let creates = 0;
+    // Each create asks for the gate while the one before still holds it (the next turn of the
+    // event loop), and leaves just after: never a moment with none in flight.
+    const create = async (): Promise<void> => {
+      const lease = gate.lease();
+      await lease.acquire();
+      creates++;
+      const next = stop ? undefined : new Promise((r) => setImmediate(r)).then(create);
+      await new Promise((r) => setImmediate(r));
+      lease.release();
+      await next;
+    };
+    const stream = create();
+    const ran = await gate.exclusive(async () => 'ran', 50);
+    stop = true;
+    await stream;
+    assert.equal(ran, 'ran');
+    assert.ok(creates > 1);
+  });
+
+  it('gc gives up when the creates in flight do not leave it a quiet moment in time, even holding new ones back: Unavailable, OVERLOADED, nothing runs, and the creates held back go on', async (t) => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const gate = new CreateGate();
     const stuck = gate.lease();
     await stuck.acquire();
     let ran = false;
-    const gc = gate.exclusive(async () => {
-      ran = true;
-    }, 10_000);
+    const gc = gate.exclusive(
+      async () => {
+        ran = true;
+      },
+      10_000,
+    );
     const refused = rejectsWith(gc, { code: 'Unavailable', reason: 'OVERLOADED' });
     t.mock.timers.tick(10_000);
+    // gc now holds new creates back while it waits for the one in flight.
+    await new Promise((r) => setImmediate(r));
+    const late = gate.lease();
+    let lateIn = false;
+    const lateAcquired = late.acquire().then(() => (lateIn = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lateIn, false, 'a create asked while gc drains waits');
+    t.mock.timers.tick(EXCLUSIVE_DRAIN_MS);
     await refused;
+    await lateAcquired;
     assert.equal(ran, false);
     assert.equal(gate.held, false);
-    // The gate still works: once the create leaves, the next run goes ahead.
+    // The gate still works: once the creates leave, the next run goes ahead.
     stuck.release();
+    late.release();
     assert.equal(await gate.exclusive(async () => 'ran'), 'ran');
   });
 });
