@@ -92,6 +92,22 @@ describe('seccomp merge under runc', { skip }, () => {
     assert.doesNotMatch(fooled.stdout, /^CapEff:\s+0+$/m);
   });
 
+  test('why ERRNO(EINVAL) on prctl(PR_CAPBSET_DROP) is refused: runc reads it as a capability this kernel lacks and keeps it in the bounding set', async () => {
+    const script = ['/bin/sh', '-c', 'grep -E "^(Uid|CapBnd):" /proc/self/status'];
+    const keep: SeccompProfile = { defaultAction: 'SCMP_ACT_ALLOW', ...X86, syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [{ index: 0, value: 24n, op: 'SCMP_CMP_EQ' }] }] };
+    assert.throws(() => validateArtifact(keep), (e) => e instanceof SpokeError && e.reason === 'PROFILE_INVALID' && e.context.path === 'syscalls[0].errnoRet');
+    // A root pod with the runtime's default capabilities, no_new_privs off.
+    const asPod = { args: script, user: { uid: 0, gid: 0 }, noNewPrivileges: false, extraBinaries: [{ name: 'grep' }] };
+    const bounded = (out: string) => BigInt(`0x${/^CapBnd:\s+([0-9a-f]+)$/m.exec(out)?.[1] ?? '0'}`);
+    const confined = await sandbox.run({ ...asPod, seccompJson: intersect(baseline, undefined, baseline).bytes });
+    assert.equal(confined.status, 0, confined.stderr);
+    const fooled = await sandbox.run({ ...asPod, seccompJson: intersect(baseline, undefined, keep).bytes });
+    assert.equal(fooled.status, 0, fooled.stderr);
+    const CAP_SYS_ADMIN = 1n << 21n;
+    assert.equal(bounded(confined.stdout) & CAP_SYS_ADMIN, 0n, confined.stdout);
+    assert.equal(bounded(fooled.stdout) & CAP_SYS_ADMIN, CAP_SYS_ADMIN, `the bounding set kept CAP_SYS_ADMIN: ${fooled.stdout}`);
+  });
+
   test('SCMP_ACT_LOG lets the call through and the kernel writes an audit record (type=1326)', async () => {
     // A busybox copy under a unique name gives the audit record a comm we can find; busybox
     // runs argv[1] as the applet when its own name starts with "busybox". comm keeps 15 chars.

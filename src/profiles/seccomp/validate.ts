@@ -9,6 +9,7 @@ import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './act
 import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
 import { ArgConditions, clauseOf, decide, entryConjunctions, type Clause } from './decision.js';
 import { isNormalArg } from './normal-form.js';
+import { capabilityDropIgnored } from './runtime-init.js';
 import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
 /** KEP-6061 §4 artifact limits (MaxArtifact*). */
@@ -49,11 +50,15 @@ function checkSilentSuccess(errno: number | undefined, action: SeccompProfile['d
   }
 }
 
-/** checkSilentSuccess over a whole profile, for a baseline checked only at the runtime level. */
-function refuseSilentSuccess(p: SeccompProfile): void {
+/**
+ * The rules on what the runtime does under the filter (checkSilentSuccess, checkCapabilityDrop),
+ * for a baseline checked only at the runtime level.
+ */
+function checkRuntimeSteps(p: SeccompProfile): void {
   checkSilentSuccess(p.defaultErrnoRet, p.defaultAction, 'defaultErrnoRet');
   const entries = p.syscalls ?? [];
   for (let i = 0; i < entries.length; i++) checkSilentSuccess(entries[i]!.errnoRet, entries[i]!.action, `syscalls[${i}].errnoRet`);
+  checkCapabilityDrop(p);
 }
 
 function checkErrno(errno: number | undefined, action: SeccompProfile['defaultAction'], path: string): void {
@@ -248,6 +253,15 @@ function check(p: SeccompProfile, level: Level): void {
       { syscall: name },
     );
   }
+  checkCapabilityDrop(p);
+}
+
+/** capabilityDropIgnored as a refusal (runtime-init.ts). */
+function checkCapabilityDrop(p: SeccompProfile): void {
+  const path = capabilityDropIgnored(p);
+  if (path !== undefined) {
+    fail(path, 'ERRNO(EINVAL) on prctl(PR_CAPBSET_DROP) makes runc and crun keep the capability in the bounding set (they read EINVAL as "no such capability")', { syscall: 'prctl' });
+  }
 }
 
 /** What runc loads, plus NOTIFY never as default or on write (KEP-6061 §4). */
@@ -269,6 +283,6 @@ export function validateStrict(p: SeccompProfile): void {
 export function validateBaseline(p: SeccompProfile): void {
   if (p.listenerPath !== undefined && p.listenerPath !== '') {
     validate(p);
-    refuseSilentSuccess(p);
+    checkRuntimeSteps(p);
   } else validateStrict(p);
 }

@@ -59,6 +59,11 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   // pretend, and the container would keep uid 0 and every capability.
   ['ERRNO errno 0 (a refused call that reports success)', profile([{ names: ['setuid', 'capset'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 }]), 1, 'syscalls[0].errnoRet'],
   ['ERRNO defaultErrnoRet 0', profile([], { defaultErrnoRet: 0 }), 1, 'defaultErrnoRet'],
+  // runc and crun take EINVAL from prctl(PR_CAPBSET_DROP, cap) for a capability the kernel lacks
+  // and keep it in the bounding set: a root pod would start with every capability.
+  ['ERRNO(EINVAL) on prctl(PR_CAPBSET_DROP)', profile([allow(['read']), { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 24n)] }], { defaultAction: 'SCMP_ACT_ALLOW' }), 1, 'syscalls[1].errnoRet'],
+  ['ERRNO(EINVAL) on prctl(PR_CAPBSET_DROP) of one capability (CAP_SYS_ADMIN)', profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 24n), eq(1, 21n)] }], { defaultAction: 'SCMP_ACT_ALLOW' }), 1, 'syscalls[0].errnoRet'],
+  ['ERRNO(EINVAL) on prctl(PR_CAPBSET_DROP) by the default action', profile([allow(['read']), allow(['prctl'], { args: [{ index: 0, value: 24n, op: 'SCMP_CMP_NE' }] })], { defaultErrnoRet: 22 }), 1, 'defaultErrnoRet'],
   ['errnoRet only on ERRNO/TRACE', profile([allow(['mkdir'], { errnoRet: 1 })]), 1, 'syscalls[0].errnoRet'],
   ['defaultErrnoRet only on ERRNO/TRACE', { defaultAction: 'SCMP_ACT_KILL', defaultErrnoRet: 1 }, 1, 'defaultErrnoRet'],
   ['no duplicate architectures', profile([], { architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86_64'] }), 1, 'architectures[1]'],
@@ -104,6 +109,8 @@ test('safe shapes pass artifact validation', () => {
     { names: ['d'], action: 'SCMP_ACT_KILL', args: [{ index: 1, value: 1n, op: 'SCMP_CMP_NE' }] }, // complement
     { names: ['e'], action: 'SCMP_ACT_ERRNO', args: [eq(0, 1n)] }, // equal to the default: skipped
     allow(['e']),
+    { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 15n)] }, // EINVAL on PR_SET_NAME: no runtime step
+    { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [eq(0, 24n)] }, // EPERM on PR_CAPBSET_DROP: the runtime fails the create
   ];
   validateStrict(profile(safe, { architectures: ['SCMP_ARCH_X86_64'] }));
 });
