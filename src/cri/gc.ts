@@ -14,9 +14,10 @@
 // every create on the node behind gc. Creates that keep overlapping (a busy node, each asking
 // before the last has left) would leave it no quiet moment at all: after EXCLUSIVE_WAIT_MS gc
 // holds new creates back for at most EXCLUSIVE_DRAIN_MS while those in flight finish (a create
-// holds its lease for milliseconds unless it waits on a registry), and runs. A run that still
-// finds no quiet moment is given up (Unavailable, OVERLOADED) and removes nothing, the creates
-// held back go on, and the next run tries again.
+// holds its lease for milliseconds unless it waits on a registry, and then new creates wait up
+// to that long once per gc interval), and runs. A run that still finds no quiet moment is given
+// up (Unavailable, OVERLOADED) and removes nothing, the creates held back go on, and the next
+// run tries again. A RemoveSecurityProfile waits for a quiet moment only, and never drains.
 // Objects made after the rebuild are covered by their holders; the rebuild covers objects the
 // runtime runs but nobody recorded. An incomplete in-use set (unreadable file not yet rebuilt, or
 // some object's config unreadable) removes nothing.
@@ -71,23 +72,27 @@ export class CreateGate {
   /**
    * Runs `fn` at a moment no lease is held; leases asked for while it runs wait for it, those
    * asked for while it waits do not (see the header). Rejects Unavailable (OVERLOADED), without
-   * running `fn`, when no such moment comes within `waitMs`.
+   * running `fn`, when no such moment comes within `waitMs`, or with `drain` (gc), when none comes
+   * within EXCLUSIVE_DRAIN_MS more while it holds new leases back (one side drains at a time).
    */
-  async exclusive<T>(fn: () => Promise<T>, waitMs = EXCLUSIVE_WAIT_MS): Promise<T> {
+  async exclusive<T>(fn: () => Promise<T>, waitMs = EXCLUSIVE_WAIT_MS, opts: { drain?: boolean } = {}): Promise<T> {
     let until = performance.now() + waitMs;
-    /** Ends this side's hold on new leases, once it has taken one. */
-    let endDrain: (() => void) | undefined;
+    /** This side's hold on new leases, once it has taken one (at most one side holds it). */
+    let mine: { promise: Promise<void>; end: () => void } | undefined;
     try {
       for (;;) {
-        // Another exclusive run, or another's drain: wait for it (this side's own drain is no wait).
-        for (let wait = this.blocking(endDrain !== undefined); wait !== undefined; wait = this.blocking(endDrain !== undefined)) await wait;
+        // Another exclusive run, or another side's drain: wait for it.
+        for (let wait = this.blocking(mine?.promise); wait !== undefined; wait = this.blocking(mine?.promise)) await wait;
         if (this.active === 0) break;
         if (await this.quiet(until - performance.now())) continue;
-        if (endDrain !== undefined) {
-          throw new SpokeError('Unavailable', `creates in flight held the profile store for ${Math.round((waitMs + EXCLUSIVE_DRAIN_MS) / 1000)} s; try again`, { limit: waitMs + EXCLUSIVE_DRAIN_MS }, { reason: 'OVERLOADED' });
+        if (mine !== undefined || !opts.drain || this.draining !== undefined) {
+          const limit = mine === undefined ? waitMs : waitMs + EXCLUSIVE_DRAIN_MS;
+          throw new SpokeError('Unavailable', `creates in flight held the profile store for ${Math.round(limit / 1000)} s; try again`, { limit }, { reason: 'OVERLOADED' });
         }
         // No quiet moment came: new leases wait from now while those held finish.
-        this.draining = new Promise<void>((resolve) => (endDrain = resolve));
+        let end!: () => void;
+        mine = { promise: new Promise<void>((resolve) => (end = resolve)), end };
+        this.draining = mine.promise;
         until = performance.now() + EXCLUSIVE_DRAIN_MS;
       }
       // Nothing awaited since `active` was 0: no lease slipped in.
@@ -99,17 +104,17 @@ export class CreateGate {
         this.exclusiveRun = undefined;
       }
     } finally {
-      if (endDrain !== undefined) {
-        this.draining = undefined;
-        endDrain();
+      if (mine !== undefined) {
+        if (this.draining === mine.promise) this.draining = undefined;
+        mine.end();
       }
     }
   }
 
-  /** What a new lease (or, with `ownDrain`, the draining exclusive side itself) must wait for now. */
-  private blocking(ownDrain = false): Promise<unknown> | undefined {
+  /** What a new lease, or an exclusive side holding `ownDrain`, must wait for now. */
+  private blocking(ownDrain?: Promise<void>): Promise<unknown> | undefined {
     if (this.exclusiveRun !== undefined) return this.exclusiveRun.catch(() => undefined);
-    if (this.draining !== undefined && !ownDrain) return this.draining;
+    if (this.draining !== undefined && this.draining !== ownDrain) return this.draining;
     return undefined;
   }
 
@@ -194,7 +199,7 @@ export class GcScheduler {
         } finally {
           gateMs = performance.now() - t0;
         }
-      });
+      }, EXCLUSIVE_WAIT_MS, { drain: true });
     } catch (e) {
       metrics.gcRun('failed');
       logger.log('warn', 'gc failed', { error: asSpokeError(e).message });

@@ -237,7 +237,7 @@ describe('CreateGate', () => {
       await next;
     };
     const stream = create();
-    const ran = await gate.exclusive(async () => 'ran', 50);
+    const ran = await gate.exclusive(async () => 'ran', 50, { drain: true });
     stop = true;
     await stream;
     assert.equal(ran, 'ran');
@@ -255,6 +255,7 @@ describe('CreateGate', () => {
         ran = true;
       },
       10_000,
+      { drain: true },
     );
     const refused = rejectsWith(gc, { code: 'Unavailable', reason: 'OVERLOADED' });
     t.mock.timers.tick(10_000);
@@ -274,5 +275,34 @@ describe('CreateGate', () => {
     stuck.release();
     late.release();
     assert.equal(await gate.exclusive(async () => 'ran'), 'ran');
+  });
+
+  it('a removal never holds creates back: it gives up after its wait while gc, waiting beside it, drains', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const gate = new CreateGate();
+    const stuck = gate.lease();
+    await stuck.acquire();
+    const gc = rejectsWith(
+      gate.exclusive(async () => 'gc', 10_000, { drain: true }),
+      { code: 'Unavailable', reason: 'OVERLOADED' },
+    );
+    const removal = rejectsWith(
+      gate.exclusive(async () => 'removed', 10_000),
+      { code: 'Unavailable', reason: 'OVERLOADED' },
+    );
+    t.mock.timers.tick(10_000);
+    await removal;
+    // gc drains: a create asked now waits for it, and for it only.
+    await new Promise((r) => setImmediate(r));
+    const late = gate.lease();
+    let lateIn = false;
+    const lateAcquired = late.acquire().then(() => (lateIn = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lateIn, false);
+    t.mock.timers.tick(EXCLUSIVE_DRAIN_MS);
+    await gc;
+    await lateAcquired;
+    stuck.release();
+    late.release();
   });
 });
