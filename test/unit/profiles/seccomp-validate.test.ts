@@ -127,6 +127,25 @@ test('validateBaseline accepts a notify listener baseline with runtime rules onl
   failsAt(validateBaseline, { ...p, defaultAction: 'SCMP_ACT_NOTIFY' }, 'defaultAction');
 });
 
+test('a notify listener baseline still may not make a runtime step pretend: ERRNO(0), however spelled, and EINVAL on PR_CAPBSET_DROP', () => {
+  const listener = { listenerPath: '/run/l.sock' };
+  // libseccomp keeps an errno's low 16 bits: 65536 is ERRNO(0), 65558 is EINVAL.
+  failsAt(validateBaseline, profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }, { names: ['setuid', 'capset'], action: 'SCMP_ACT_ERRNO', errnoRet: 65536 }], listener), 'syscalls[1].errnoRet');
+  failsAt(validateBaseline, profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { ...listener, defaultErrnoRet: 0 }), 'defaultErrnoRet');
+  failsAt(validateBaseline, profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }, { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 65558, args: [eq(0, 24n)] }], listener), 'syscalls[1].errnoRet');
+});
+
+test('EINVAL on PR_CAPBSET_DROP is refused whatever the rule says of the arguments the kernel ignores (2–5: what the runtime\'s libc left in those registers)', () => {
+  const allowAll = { defaultAction: 'SCMP_ACT_ALLOW' as const };
+  const ne0 = (index: number) => ({ index, value: 0n, op: 'SCMP_CMP_NE' as const });
+  failsAt(validateArtifact, profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 24n), ne0(5)] }], allowAll), 'syscalls[0].errnoRet');
+  failsAt(validateArtifact, profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [ne0(2)] }], allowAll), 'syscalls[0].errnoRet');
+  // An EINVAL default that a rule takes from PR_CAPBSET_DROP only when argument 2 is 0.
+  failsAt(validateArtifact, profile([allow(['read']), allow(['prctl'], { args: [eq(0, 24n), eq(2, 0n)] })], { defaultErrnoRet: 22 }), 'defaultErrnoRet');
+  // Taken whole by a rule on the option alone: the default never answers it.
+  validateArtifact(profile([allow(['read']), allow(['prctl'], { args: [eq(0, 24n)] })], { defaultErrnoRet: 22 }));
+});
+
 test('validateArtifactBytes: seccomp decodes and applies artifact rules; apparmor needs a JSON object', () => {
   validateArtifactBytes('seccomp', Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'));
   assert.throws(() => validateArtifactBytes('seccomp', Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/x"}')), (e: unknown) => spokeError({ reason: 'PROFILE_INVALID' })(e) && (e as SpokeError).context.path === 'listenerPath');
