@@ -10,7 +10,9 @@ import {
   carriesExactlyIn,
   multiplexedConditions,
   multiplexesSocketCalls,
+  validate,
   validateArtifact,
+  validateRuntimeSteps,
   validateStrict,
   type MergeResult,
   type SeccompArchitecture,
@@ -59,6 +61,18 @@ function enforceable(native: SeccompArchitecture | undefined, result: MergeResul
     );
   }
   return result;
+}
+
+/**
+ * The runtime's own default profile, as a base: strictly decoded and checked as what the runtime
+ * itself loads (not the artifact rules), but, merged into an effective profile, it may not make a
+ * runtime step pretend either (validateRuntimeSteps).
+ */
+export function decodeRuntimeDefault(bytes: Uint8Array): SeccompProfile {
+  const p = decodeSeccomp(bytes);
+  validate(p);
+  validateRuntimeSteps(p);
+  return p;
 }
 
 /** The shim's seccomp operations on a node whose own architecture is `native`. */

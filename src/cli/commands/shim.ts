@@ -9,7 +9,7 @@ import { SpokeError, asSpokeError } from '../../core/errors.js';
 import { runningBuild } from '../../core/runtime.js';
 import { readRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
-import { seccompOps } from '../../cri/seccomp.js';
+import { decodeRuntimeDefault, seccompOps } from '../../cri/seccomp.js';
 import { createAppArmorOps } from '../../cri/apparmor.js';
 import { GcScheduler } from '../../cri/gc.js';
 import { JsonLogger } from '../../observe/log.js';
@@ -18,7 +18,7 @@ import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import type { CredentialSource } from '../../registry/types.js';
-import { decodeSeccomp, validate, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import { decodeSeccomp, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
@@ -242,13 +242,6 @@ export async function run(argv: string[]): Promise<number> {
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });
   });
-}
-
-/** The runtime's own profile: strict decode, and what the runtime itself loads (not the artifact rules). */
-function decodeRuntimeDefault(bytes: Uint8Array): SeccompProfile {
-  const p = decodeSeccomp(bytes);
-  validate(p);
-  return p;
 }
 
 function readPinned(path: string): Buffer {

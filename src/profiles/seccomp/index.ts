@@ -21,6 +21,7 @@ export {
   validate,
   validateArtifact,
   validateBaseline,
+  validateRuntimeSteps,
   validateStrict,
   MAX_CLAUSES,
   MAX_CLAUSES_PER_SYSCALL,

@@ -53,9 +53,10 @@ function checkSilentSuccess(errno: number | undefined, action: SeccompProfile['d
 
 /**
  * The rules on what the runtime does under the filter (checkSilentSuccess, checkCapabilityDrop),
- * for a baseline checked only at the runtime level.
+ * for a profile checked only at the runtime level that is merged all the same: a notify-listener
+ * baseline, the runtime's default as a base.
  */
-function checkRuntimeSteps(p: SeccompProfile): void {
+export function validateRuntimeSteps(p: SeccompProfile): void {
   checkSilentSuccess(p.defaultErrnoRet, p.defaultAction, 'defaultErrnoRet');
   const entries = p.syscalls ?? [];
   for (let i = 0; i < entries.length; i++) checkSilentSuccess(entries[i]!.errnoRet, entries[i]!.action, `syscalls[${i}].errnoRet`);
@@ -284,6 +285,6 @@ export function validateStrict(p: SeccompProfile): void {
 export function validateBaseline(p: SeccompProfile): void {
   if (p.listenerPath !== undefined && p.listenerPath !== '') {
     validate(p);
-    checkRuntimeSteps(p);
+    validateRuntimeSteps(p);
   } else validateStrict(p);
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ProfileApplier } from '../../../src/cri/apply.js';
 import type { AppArmorOps, ShimDeps, UnaryCaller } from '../../../src/cri/deps.js';
-import { seccompOps } from '../../../src/cri/seccomp.js';
+import { decodeRuntimeDefault, seccompOps } from '../../../src/cri/seccomp.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, BASE_UNSPECIFIED, PROFILE_OCI, type SecurityProfileMsg } from '../../../src/cri/messages.js';
 import { baselineLooserThanRuntimeDefault } from '../../../src/cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../../src/cri/runtime-default.js';
@@ -22,7 +22,7 @@ import { applierDeps } from '../../helpers/shim.js';
 import { SpokeError } from '../../../src/core/errors.js';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { silentLogger, type Logger } from '../../../src/core/runtime.js';
-import { decodeSeccomp, evaluate, validate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, evaluate, type SeccompProfile } from '../../../src/profiles/seccomp/index.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { parsePolicy } from '../../../src/policy/load.js';
 import { spokeError } from '../../helpers/assert.js';
@@ -41,11 +41,7 @@ const RUNTIME_DEFAULT = json({
 });
 const OTHER_DEFAULT = json({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ARCHS, syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_ALLOW' }] });
 
-const decodeRuntime = (b: Uint8Array) => {
-  const p = decodeSeccomp(b);
-  validate(p);
-  return p;
-};
+const decodeRuntime = decodeRuntimeDefault;
 
 /** The node policy the applier decides again at create: these tests' references, unsigned. */
 const ALLOW_PROFILES_POLICY = parsePolicy(
@@ -452,5 +448,16 @@ describe('baseline against the runtime default', () => {
     logs.length = 0;
     assert.deepEqual(baselineLooserThanRuntimeDefault(seccompOps, decodeSeccomp(OTHER_DEFAULT), rd, logger), []);
     assert.deepEqual(logs, []);
+  });
+});
+
+describe('the runtime default as a base', () => {
+  it('may not make a runtime step pretend either: ERRNO(0) or EINVAL on PR_CAPBSET_DROP in it is refused, the base unavailable', () => {
+    const silent = json({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHS, syscalls: [{ names: ['setuid', 'capset'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 }] });
+    assert.throws(() => decodeRuntimeDefault(silent), (e) => e instanceof SpokeError && e.reason === 'PROFILE_INVALID' && e.context.path === 'syscalls[0].errnoRet');
+    const keep = json({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHS, syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22 }] });
+    assert.throws(() => decodeRuntimeDefault(keep), (e) => e instanceof SpokeError && e.reason === 'PROFILE_INVALID' && e.context.path === 'syscalls[0].errnoRet');
+    // What the runtime itself loads is taken otherwise as it is (no artifact rules).
+    decodeRuntimeDefault(OTHER_DEFAULT);
   });
 });
