@@ -14,7 +14,6 @@
 // AppArmor (docs/apparmor.md): the same lookup; baseline ∩ artifact rendered under a generated name and
 // checked by apparmor_parser (prepareAppArmor); the in-use tracker loads it.
 
-import { lstatSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
@@ -24,7 +23,7 @@ import { decide } from '../policy/decide.js';
 import { checkStored } from '../pull/checks.js';
 import { nodePlatform } from '../pull/platform.js';
 import type { Policy, RuleMode } from '../policy/types.js';
-import { holdsBytes, writeFileAtomic } from '../store/fsutil.js';
+import { CheckedFiles } from '../store/fsutil.js';
 import type { EffectiveBase, ProvenanceRecord } from '../store/store.js';
 import { baseTypeOf, readLocalhostBase } from './base-profile.js';
 import type { ShimDeps } from './deps.js';
@@ -121,8 +120,8 @@ export interface ApplierLimits {
 const MAX_POLICY_CHANGES_PER_CREATE = 3;
 
 export class ProfileApplier<P> {
-  /** Effective files whose content was checked: sha → the stamp of the file checked (saves a read per create). */
-  private readonly written = new Map<string, string>();
+  /** Effective files, checked by content once and then by their stamp (saves a read per create). */
+  private readonly effective = new CheckedFiles();
   /**
    * Merges already computed, per baseline object (a reloaded baseline is a new object, so its
    * merges start afresh), keyed by artifact digest and base. intersect() is pure and its inputs
@@ -243,7 +242,7 @@ export class ProfileApplier<P> {
     }
     const sha = merged.sha;
     const path = join(this.spokeDir, `${sha}.json`);
-    await this.placeEffective(path, sha, merged.bytes);
+    await this.effective.ensure(path, merged.bytes, join(this.spokeDir, '.tmp'), 0o644);
     if (merged.constrained > 0) {
       this.deps.metrics.mergeConstrained(merged.constrained);
       // What a merge constrained is the same at every create that reuses it: logged, with the
@@ -267,28 +266,9 @@ export class ProfileApplier<P> {
     return { path, digest: ref.digest, reference: canonical, effectiveSha: sha, constrained: merged.constrained, base: baseUsed, mode };
   }
 
-  /**
-   * Makes sure `path` holds `bytes`. Checked by content (the name promises it) and then, while the
-   * file keeps the stamp it had when checked, by one lstat: a file changed since (by another
-   * process on this store, or by hand), removed, or replaced by a link, is checked again. Anything
-   * else there is replaced atomically.
-   */
-  private async placeEffective(path: string, sha: string, bytes: Buffer): Promise<void> {
-    // Taken before the content is read: a change made after it fails the next comparison.
-    const before = lstatSync(path, { throwIfNoEntry: false });
-    if (before !== undefined && this.written.get(sha) === fileStamp(before)) return;
-    if (before !== undefined && (await holdsBytes(path, bytes))) {
-      this.written.set(sha, fileStamp(before));
-      return;
-    }
-    await writeFileAtomic(path, bytes, join(this.spokeDir, '.tmp'), { mode: 0o644 });
-    const placed = lstatSync(path, { throwIfNoEntry: false });
-    if (placed !== undefined) this.written.set(sha, fileStamp(placed));
-  }
-
   /** Gc removed effective file `<sha>.json`: the next create that needs it writes it again. */
   forgetEffective(sha: string): void {
-    this.written.delete(sha);
+    this.effective.forget(join(this.spokeDir, `${sha}.json`));
   }
 
   /** The runtime default as the base (header): fails Unavailable, never dropped, when unknown. */
@@ -362,10 +342,3 @@ function sameReference(stored: string, canonical: string): boolean {
   }
 }
 
-/**
- * What tells one file from another at a path without reading it: a rewrite in place changes the
- * ctime, which no caller can set back (the mtime can be).
- */
-function fileStamp(st: Stats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.mode}`;
-}

@@ -12,19 +12,20 @@
 // gets its own file before its first recorded create; files of earlier baselines, and the
 // allow-all file earlier versions wrote, are removed at start.
 
-import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { sha256Hex } from '../core/digest.js';
 import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
-import { holdsBytes, removeIfExists, writeFileAtomic } from '../store/fsutil.js';
+import { CheckedFiles, removeIfExists } from '../store/fsutil.js';
 import type { SeccompOps } from './deps.js';
 
 const FILE_RE = /^log-[0-9a-f]{64}\.json$/;
 
 export class LoggingProfiles<P> {
-  private readonly paths = new WeakMap<object, Promise<string>>();
+  /** Per baseline object (a reloaded baseline is a new one): its merge with LOG, and where it goes. */
+  private readonly merged = new WeakMap<object, { path: string; bytes: Buffer }>();
+  private readonly files = new CheckedFiles();
 
   constructor(
     private readonly dir: string,
@@ -45,33 +46,20 @@ export class LoggingProfiles<P> {
     return path;
   }
 
-  /** The logging profile's path for `baseline`, written (atomically, 0644) on first use. */
+  /**
+   * The logging profile's path for `baseline`, written (atomically, 0644) when first asked for,
+   * and again whenever it is found changed or removed (another shim on this store started with
+   * another baseline, an operator): CheckedFiles. A failed write (a full disk) fails this create
+   * only; the next one tries again.
+   */
   async pathFor(baseline: P): Promise<string> {
-    const known = this.paths.get(baseline as object);
-    if (known !== undefined) {
-      const path = await known.catch(() => undefined);
-      // One stat: another shim on this store (started with another baseline) or an operator may
-      // have removed it since; then it is written again.
-      if (path !== undefined && existsSync(path)) return path;
-      if (this.paths.get(baseline as object) === known) this.paths.delete(baseline as object);
+    let made = this.merged.get(baseline as object);
+    if (made === undefined) {
+      const { bytes } = this.seccomp.intersect(baseline, undefined, this.seccomp.decode(loggingProfileBytes()));
+      made = { path: join(this.dir, `log-${sha256Hex(bytes)}.json`), bytes };
+      this.merged.set(baseline as object, made);
     }
-    let path = this.paths.get(baseline as object);
-    if (path === undefined) {
-      const written = this.write(baseline);
-      this.paths.set(baseline as object, written);
-      // A failed write (a full disk) is tried again by the next create, never remembered.
-      written.catch(() => {
-        if (this.paths.get(baseline as object) === written) this.paths.delete(baseline as object);
-      });
-      path = written;
-    }
-    return path;
-  }
-
-  private async write(baseline: P): Promise<string> {
-    const { bytes } = this.seccomp.intersect(baseline, undefined, this.seccomp.decode(loggingProfileBytes()));
-    const path = join(this.dir, `log-${sha256Hex(bytes)}.json`);
-    if (!(await holdsBytes(path, bytes))) await writeFileAtomic(path, bytes, join(this.dir, '.tmp'), { mode: 0o644 });
-    return path;
+    await this.files.ensure(made.path, made.bytes, join(this.dir, '.tmp'), 0o644);
+    return made.path;
   }
 }

@@ -19,7 +19,7 @@
 // update takes an empty file already there instead of creating one, and makes the new ones once
 // that call has been answered.
 
-import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, fsync, fsyncSync, linkSync, lstatSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { lstat, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -344,6 +344,47 @@ export async function holdsBytes(path: string, bytes: Uint8Array): Promise<boole
   } catch {
     return false;
   }
+}
+
+/**
+ * Files a node writes by content and hands to others by path (the effective seccomp profiles, the
+ * recording's logging profile): each is checked by content once and then, while it keeps the
+ * stamp it had when checked, by one lstat. A file changed since (in place too: its ctime moves,
+ * and no caller can set that back), removed, or replaced by a link is checked again and, when it
+ * holds other bytes, replaced atomically.
+ */
+export class CheckedFiles {
+  /** Path → the stamp the file had when its content was found right. */
+  private readonly stamps = new Map<string, string>();
+
+  /** Makes sure `path` holds `bytes` (writing it atomically, with `mode`, from `tmpDir`). */
+  async ensure(path: string, bytes: Uint8Array, tmpDir: string, mode: number): Promise<void> {
+    const seen = fileStamp(path);
+    if (seen !== undefined && this.stamps.get(path) === seen) return;
+    if (seen !== undefined && (await this.check(path, bytes, seen))) return;
+    await writeFileAtomic(path, bytes, tmpDir, { mode });
+    // Checked as a file found there: what was placed is trusted only once read back.
+    const placed = fileStamp(path);
+    if (placed !== undefined) await this.check(path, bytes, placed);
+  }
+
+  /** Forgets `path` (removed by gc): the next ensure checks it again. */
+  forget(path: string): void {
+    this.stamps.delete(path);
+  }
+
+  /** Whether the file holds `bytes`; `stamp`, taken before the read, is remembered if so (a change after it fails the next comparison). */
+  private async check(path: string, bytes: Uint8Array, stamp: string): Promise<boolean> {
+    if (!(await holdsBytes(path, bytes))) return false;
+    this.stamps.set(path, stamp);
+    return true;
+  }
+}
+
+/** What tells one file at a path from another without reading it, or undefined when none is there. */
+function fileStamp(path: string): string | undefined {
+  const st = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  return st === undefined ? undefined : `${st.dev}:${st.ino}:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 /** Removes a file if it is there. */

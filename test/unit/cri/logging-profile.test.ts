@@ -1,7 +1,7 @@
 // The shim's logging profile for recorded containers (src/cri/logging-profile.ts): the node
 // baseline with SCMP_ACT_LOG for what it lets through, one content-named file per baseline.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -83,6 +83,19 @@ describe('LoggingProfiles: the logging profile of recorded containers', () => {
     rmSync(path);
     assert.equal(await profiles.pathFor(BASELINE), path);
     assert.equal(actionOf(decodeSeccomp(readFileSync(path)), 'mkdir'), 'SCMP_ACT_LOG');
+  });
+
+  it('a file changed since it was written (even in place, its mtime set back) is checked again and rewritten: the name is trusted only while the file is the one written', async () => {
+    const profiles = new LoggingProfiles(join(dir, 'f'), seccompOps);
+    const path = await profiles.pathFor(BASELINE);
+    const written = readFileSync(path);
+    const before = statSync(path);
+    const allowAll = Buffer.alloc(written.length, ' ');
+    Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}').copy(allowAll);
+    writeFileSync(path, allowAll);
+    utimesSync(path, before.atime, before.mtime);
+    assert.equal(await profiles.pathFor(BASELINE), path);
+    assert.deepEqual(readFileSync(path), written);
   });
 
   it('a write that fails is not remembered: the next create tries again', async () => {
