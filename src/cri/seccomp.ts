@@ -1,7 +1,7 @@
 // The seccomp library (src/profiles/seccomp) as the shim's SeccompOps: the wiring `spoke shim`
 // uses, and the tests of the CRI layer with it.
 
-import { SpokeError } from '../core/errors.js';
+import { SpokeError, asSpokeError } from '../core/errors.js';
 import {
   auditIntersect,
   decodeSeccomp,
@@ -41,6 +41,7 @@ const NATIVE_ARCH: Readonly<Record<string, SeccompArchitecture>> = {
  * (docs/security-model.md#only-tighter).
  */
 function enforceable(native: SeccompArchitecture | undefined, result: MergeResult): MergeResult {
+  effectiveRuntimeSteps(result);
   if (native === undefined || !multiplexesSocketCalls(native)) return result;
   const names = multiplexedConditions(result.profile);
   if (names.length > 0) {
@@ -61,6 +62,21 @@ function enforceable(native: SeccompArchitecture | undefined, result: MergeResul
     );
   }
   return result;
+}
+
+/**
+ * The runtime-step rules (validateRuntimeSteps) on the effective profile itself: each input meets
+ * them, but a syscall the merge cannot write exactly takes the strictest verdict of its inputs
+ * whole, which may be one an input gave only some calls (an EINVAL on another prctl option).
+ * Such a merge is refused (docs/security-model.md#only-tighter).
+ */
+function effectiveRuntimeSteps(result: MergeResult): void {
+  try {
+    validateRuntimeSteps(result.profile);
+  } catch (e) {
+    const err = asSpokeError(e);
+    throw new SpokeError('SecurityProfileInvalid', `the effective profile of this merge would make the runtime skip a privilege step: ${err.message}`, { path: err.context.path }, { cause: e, reason: err.reason });
+  }
 }
 
 /**

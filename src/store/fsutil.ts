@@ -19,10 +19,11 @@
 // update takes an empty file already there instead of creating one, and makes the new ones once
 // that call has been answered.
 
-import { closeSync, fstatSync, fsync, fsyncSync, linkSync, lstatSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, fsync, fsyncSync, linkSync, lstatSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type BigIntStats, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat, open as openHandle, readFile, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { SpokeError } from '../core/errors.js';
 import { uniqueSuffix } from '../core/unique.js';
 
 const fsyncFd = promisify(fsync);
@@ -349,9 +350,10 @@ export async function holdsBytes(path: string, bytes: Uint8Array): Promise<boole
 /**
  * Files a node writes by content and hands to others by path (the effective seccomp profiles, the
  * recording's logging profile): each is checked by content once and then, while it keeps the
- * stamp it had when checked, by one lstat. A file changed since (in place too: its ctime moves,
- * and no caller can set that back), removed, or replaced by a link is checked again and, when it
- * holds other bytes, replaced atomically.
+ * stamp it had when checked (device, inode, mode, size, mtime and ctime), by one lstat. A file
+ * changed since, removed, or replaced by a link is checked again and, when it holds other bytes,
+ * replaced atomically. An in-place rewrite moves the ctime, which no caller can set back, though
+ * within one tick of the kernel's coarse clock the times could stay as they were.
  */
 export class CheckedFiles {
   /** Path → the stamp the file had when its content was found right. */
@@ -359,13 +361,15 @@ export class CheckedFiles {
 
   /** Makes sure `path` holds `bytes` (writing it atomically, with `mode`, from `tmpDir`). */
   async ensure(path: string, bytes: Uint8Array, tmpDir: string, mode: number): Promise<void> {
-    const seen = fileStamp(path);
+    const seen = lstatStamp(path);
     if (seen !== undefined && this.stamps.get(path) === seen) return;
     if (seen !== undefined && (await this.check(path, bytes, seen))) return;
     await writeFileAtomic(path, bytes, tmpDir, { mode });
-    // Checked as a file found there: what was placed is trusted only once read back.
-    const placed = fileStamp(path);
-    if (placed !== undefined) await this.check(path, bytes, placed);
+    // Trusted, as a file found there is, only once read back as the file just stamped.
+    const placed = lstatStamp(path);
+    if (placed === undefined || !(await this.check(path, bytes, placed))) {
+      throw new SpokeError('Internal', `${path} changed while it was written`, { file: path }, { reason: 'FILE_UNWRITABLE' });
+    }
   }
 
   /** Forgets `path` (removed by gc): the next ensure checks it again. */
@@ -373,18 +377,38 @@ export class CheckedFiles {
     this.stamps.delete(path);
   }
 
-  /** Whether the file holds `bytes`; `stamp`, taken before the read, is remembered if so (a change after it fails the next comparison). */
+  /**
+   * Whether the regular file at `path` (no link followed, no FIFO waited on) is the one stamped
+   * `stamp` and holds `bytes`, read through the descriptor its stamp was taken from; remembered
+   * if so.
+   */
   private async check(path: string, bytes: Uint8Array, stamp: string): Promise<boolean> {
-    if (!(await holdsBytes(path, bytes))) return false;
+    let file: FileHandle;
+    try {
+      file = await openHandle(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch {
+      return false;
+    }
+    try {
+      const st = await file.stat({ bigint: true });
+      if (!st.isFile() || stampOf(st) !== stamp || st.size !== BigInt(bytes.length)) return false;
+      if (!(await file.readFile()).equals(bytes)) return false;
+    } finally {
+      await file.close();
+    }
     this.stamps.set(path, stamp);
     return true;
   }
 }
 
+function stampOf(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
 /** What tells one file at a path from another without reading it, or undefined when none is there. */
-function fileStamp(path: string): string | undefined {
+function lstatStamp(path: string): string | undefined {
   const st = lstatSync(path, { bigint: true, throwIfNoEntry: false });
-  return st === undefined ? undefined : `${st.dev}:${st.ino}:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  return st === undefined ? undefined : stampOf(st);
 }
 
 /** Removes a file if it is there. */

@@ -5,11 +5,14 @@
 // step of the runtime silently do nothing (docs/security-model.md#only-tighter). Checked on each
 // pulled artifact, pod base and baseline. Pure.
 
-import { atomMatches, atomOfArg } from './conditions.js';
-import type { SeccompArg, SeccompProfile, SeccompSyscall } from './types.js';
+import { atomMatches, type Conjunction } from './conditions.js';
+import { decisionFor, decisionVerdict, entryConjunctions, readProfile } from './decision.js';
+import type { SeccompProfile, SeccompSyscall } from './types.js';
 
 const PR_CAPBSET_DROP = 24n;
 const EINVAL = 22;
+/** Capability numbers a runtime may drop from the bounding set (cap_last_cap is below 64). */
+const CAPABILITIES = 64n;
 
 /** The errno a runtime passes on for an errnoRet: libseccomp keeps its low 16 bits (actions.ts verdictOf). */
 function errnoOf(errnoRet: number | undefined): number {
@@ -17,39 +20,59 @@ function errnoOf(errnoRet: number | undefined): number {
 }
 
 /**
- * Whether the entry's conditions on prctl's option (argument 0) let PR_CAPBSET_DROP through.
- * runc reads repeated indices as alternatives, so any one of them matching is enough; conditions
- * on the other arguments are taken to match: the kernel ignores arguments 2–5 of this option, so
+ * Whether one alternative of a rule (a conjunction, entryConjunctions) may match
+ * prctl(PR_CAPBSET_DROP, …): its conditions on the option (argument 0) all admit it. Conditions on
+ * the other arguments are taken to match: the kernel ignores arguments 2–5 of this option, so
  * their registers hold whatever the runtime's libc left there.
  */
-function optionMayBeCapbsetDrop(args: readonly SeccompArg[] | undefined): boolean {
-  const onOption = (args ?? []).filter((a) => a.index === 0);
-  return onOption.length === 0 || onOption.some((a) => atomMatches(atomOfArg(a), PR_CAPBSET_DROP));
+function mayMatch(alternative: Conjunction): boolean {
+  return alternative.every((atom) => atom.index !== 0 || atomMatches(atom, PR_CAPBSET_DROP));
 }
 
-/** Whether `s` decides every prctl(PR_CAPBSET_DROP, …) call, whatever its other arguments. */
-function takesEveryCapbsetDrop(s: SeccompSyscall): boolean {
-  return (s.args ?? []).every((a) => a.index === 0) && optionMayBeCapbsetDrop(s.args);
+/** Whether an alternative takes every prctl(PR_CAPBSET_DROP, …) call, whatever its other arguments. */
+function takesEvery(alternative: Conjunction): boolean {
+  return alternative.every((atom) => atom.index === 0 && atomMatches(atom, PR_CAPBSET_DROP));
 }
+
+const isEinval = (s: SeccompSyscall): boolean => s.action === 'SCMP_ACT_ERRNO' && errnoOf(s.errnoRet) === EINVAL;
 
 /**
  * Where `p` may answer prctl(PR_CAPBSET_DROP, cap) with EINVAL: the runtime's capability library
  * reads EINVAL as "this kernel has no such capability" and keeps it in the bounding set, so a
  * process that gains root (uid 0, or a setuid binary) gets every capability not dropped. Checked
- * under runc 1.1.5 and crun 1.8.1; EPERM or ENOSYS fails the create instead. Judged
- * conservatively, without the evaluator: an EINVAL rule on prctl whose option condition admits
- * PR_CAPBSET_DROP, or an EINVAL default that no rule on the option alone takes from such calls.
+ * under runc 1.1.5 and crun 1.8.1; EPERM or ENOSYS fails the create instead. Judged twice, and
+ * either finding refuses: rule by rule, as runc reads a rule (repeated argument indices make each
+ * condition a rule of its own), conservatively (an EINVAL rule that may match, an EINVAL default
+ * that no rule takes such calls from whole); and as the merge and runc read the whole (a shape
+ * with no defined meaning by its strictest verdict), for each capability with arguments 2–5 zero.
  * Returns the JSON path of the verdict at fault, or undefined.
  */
 export function capabilityDropIgnored(p: SeccompProfile): string | undefined {
-  const entries = p.syscalls ?? [];
+  const all = p.syscalls ?? [];
+  const prctl: number[] = [];
   let covered = false;
-  for (let i = 0; i < entries.length; i++) {
-    const s = entries[i]!;
+  for (let i = 0; i < all.length; i++) {
+    const s = all[i]!;
     if (!s.names.includes('prctl')) continue;
-    if (s.action === 'SCMP_ACT_ERRNO' && errnoOf(s.errnoRet) === EINVAL && optionMayBeCapbsetDrop(s.args)) return `syscalls[${i}].errnoRet`;
-    covered ||= takesEveryCapbsetDrop(s);
+    prctl.push(i);
+    const alternatives = entryConjunctions(s.args ?? []);
+    if (isEinval(s) && alternatives.some(mayMatch)) return `syscalls[${i}].errnoRet`;
+    covered ||= alternatives.some(takesEvery);
   }
-  if (p.defaultAction === 'SCMP_ACT_ERRNO' && errnoOf(p.defaultErrnoRet) === EINVAL && !covered) return 'defaultErrnoRet';
+  const defaultEinval = p.defaultAction === 'SCMP_ACT_ERRNO' && errnoOf(p.defaultErrnoRet) === EINVAL;
+  if (defaultEinval && !covered) return 'defaultErrnoRet';
+  // Only the entries naming prctl decide it: read apart, so a large profile costs a scan of names.
+  const prctlOnly: SeccompProfile = {
+    defaultAction: p.defaultAction,
+    ...(p.defaultErrnoRet === undefined ? {} : { defaultErrnoRet: p.defaultErrnoRet }),
+    syscalls: prctl.map((i) => ({ ...all[i]!, names: ['prctl'] })),
+  };
+  const decision = decisionFor(readProfile(prctlOnly), 'prctl');
+  for (let cap = 0n; cap < CAPABILITIES; cap++) {
+    const v = decisionVerdict(decision, [PR_CAPBSET_DROP, cap, 0n, 0n, 0n, 0n]);
+    if (v.action !== 'SCMP_ACT_ERRNO' || v.errno !== EINVAL) continue;
+    const at = prctl.find((i) => isEinval(all[i]!));
+    return at === undefined ? 'defaultErrnoRet' : `syscalls[${at}].errnoRet`;
+  }
   return undefined;
 }

@@ -2,9 +2,10 @@
 // what the node's filter enforces.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { seccompOpsFor } from '../../../src/cri/seccomp.js';
-import { decodeSeccomp } from '../../../src/profiles/seccomp/index.js';
+import { decodeSeccomp, validateArtifact, validateStrict } from '../../../src/profiles/seccomp/index.js';
 import { spokeError } from '../../helpers/assert.js';
 
 const profile = (o: object) => decodeSeccomp(Buffer.from(JSON.stringify(o)));
@@ -79,5 +80,16 @@ describe('seccompOpsFor', () => {
       // The allow-list above allows ipc outright but not semop: its merges leave x86 out too.
       assert.ok(!archsOf(seccompOpsFor('SCMP_ARCH_X86_64').intersect(allowList, undefined, both)).includes('SCMP_ARCH_X86'));
     });
+  });
+
+  it('refuses a merge whose effective profile would answer prctl(PR_CAPBSET_DROP) with EINVAL, though each input passes: a rule the merge cannot write exactly takes the strictest verdict of its inputs', () => {
+    const shipped = decodeSeccomp(readFileSync(new URL('../../../../policy/seccomp-baseline.json', import.meta.url)));
+    // A pod base that logs prctl(·, 5) and an artifact that refuses PR_SET_PDEATHSIG (1) with EINVAL:
+    // neither touches PR_CAPBSET_DROP (24), but together they are written as prctl → ERRNO(EINVAL).
+    const base = profile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_LOG', args: [{ index: 1, value: 5, op: 'SCMP_CMP_EQ' }] }] });
+    const einvalOnPdeathsig = profile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }] });
+    validateStrict(base);
+    validateArtifact(einvalOnPdeathsig);
+    assert.throws(() => seccompOpsFor('SCMP_ARCH_X86_64').intersect(shipped, base, einvalOnPdeathsig), spokeError({ code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' }));
   });
 });

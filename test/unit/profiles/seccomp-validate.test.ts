@@ -8,6 +8,7 @@ import {
   validateArtifact,
   validateBaseline,
   validateStrict,
+  validateRuntimeSteps,
   type SeccompArg,
   type SeccompProfile,
   type SeccompSyscall,
@@ -135,6 +136,14 @@ test('a notify listener baseline still may not make a runtime step pretend: ERRN
   failsAt(validateBaseline, profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }, { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 65558, args: [eq(0, 24n)] }], listener), 'syscalls[1].errnoRet');
 });
 
+test('the runtime-step rules read a profile checked only at the runtime level as the merge does: shapes with no defined meaning by their strictest verdict', () => {
+  // Neither rule alone answers PR_CAPBSET_DROP with EINVAL; read as their strictest verdict, together they do.
+  const conflicting = profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 1n)] }, { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 38, args: [eq(1, 5n)] }], { defaultAction: 'SCMP_ACT_ALLOW' });
+  failsAt(validateRuntimeSteps, conflicting, 'syscalls[0].errnoRet');
+  const coveredThenNot = profile([allow(['prctl'], { args: [eq(0, 24n)] }), { names: ['prctl'], action: 'SCMP_ACT_LOG', args: [eq(1, 3n)] }], { defaultErrnoRet: 22 });
+  failsAt(validateRuntimeSteps, coveredThenNot, 'defaultErrnoRet');
+});
+
 test('EINVAL on PR_CAPBSET_DROP is refused whatever the rule says of the arguments the kernel ignores (2–5: what the runtime\'s libc left in those registers)', () => {
   const allowAll = { defaultAction: 'SCMP_ACT_ALLOW' as const };
   const ne0 = (index: number) => ({ index, value: 0n, op: 'SCMP_CMP_NE' as const });
@@ -142,6 +151,8 @@ test('EINVAL on PR_CAPBSET_DROP is refused whatever the rule says of the argumen
   failsAt(validateArtifact, profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [ne0(2)] }], allowAll), 'syscalls[0].errnoRet');
   // An EINVAL default that a rule takes from PR_CAPBSET_DROP only when argument 2 is 0.
   failsAt(validateArtifact, profile([allow(['read']), allow(['prctl'], { args: [eq(0, 24n), eq(2, 0n)] })], { defaultErrnoRet: 22 }), 'defaultErrnoRet');
+  // runc reads repeated indices as alternatives, each condition a rule of its own: arg1 == 5 alone refuses prctl(24, 5).
+  failsAt(validateArtifact, profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 1n), eq(1, 5n), eq(1, 6n)] }], allowAll), 'syscalls[0].errnoRet');
   // Taken whole by a rule on the option alone: the default never answers it.
   validateArtifact(profile([allow(['read']), allow(['prctl'], { args: [eq(0, 24n)] })], { defaultErrnoRet: 22 }));
 });
