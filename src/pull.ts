@@ -32,6 +32,9 @@ export { credentialIdentity } from './pull/access.js';
 export { nodePlatform } from './pull/platform.js';
 export { toVerifierSigner } from './pull/signature.js';
 
+/** Stored profiles remembered as judged by this process's rules; past it the memory starts afresh (each is judged again once). */
+const MAX_JUDGED = 4096;
+
 export class PullPipeline {
   private readonly flights: Flights;
   /** Which credentials proved access to which digest in this process (KEP-2535 for profiles). */
@@ -39,6 +42,8 @@ export class PullPipeline {
   private readonly logger: Logger;
   private readonly platform: Platform;
   private readonly blobBudget: ByteBudget;
+  /** Kind and layer digest of the stored profiles this process has judged by its rules (judgeStored). */
+  private readonly judged = new Set<string>();
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -129,6 +134,7 @@ export class PullPipeline {
     // Anyone else fetches it again as itself, which proves access to the registry.
     if (!this.access.mayReuse(record, credentialIdentity(req.credential))) return undefined;
     checkStored(canonical, record, req.kind, policy.limits.maxArtifactBytes, this.platform);
+    await this.judgeStored(canonical, record);
     // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md).
     store.noteUse(ref.digest);
     let signer: SignatureVerdict | undefined;
@@ -149,6 +155,30 @@ export class PullPipeline {
     }
     if (!record.references.includes(canonical)) await store.annotate(ref.digest, { reference: canonical });
     return this.result(ref, canonical, record, decision, true, signer);
+  }
+
+  /**
+   * A stored profile judged by this version's artifact rules (ValidateArtifact) once per process:
+   * the store's verdict may be an older spoke's, made under looser rules
+   * (docs/security-model.md#verdicts-outlive-only-their-reasons). A fetch judges what it stores.
+   */
+  private async judgeStored(canonical: string, record: ProvenanceRecord): Promise<void> {
+    const key = `${record.kind}\0${record.layerDigest}`;
+    if (this.judged.has(key)) return;
+    const bytes = await this.deps.store.readBlob(record.layerDigest, { verify: true });
+    try {
+      validateArtifactBytes(record.kind, bytes);
+    } catch (e) {
+      const err = asSpokeError(e, 'Internal');
+      const at = err.context.path === undefined ? {} : { path: err.context.path };
+      throw new SpokeError(err.code, `${canonical}: the stored profile fails this version's rules: ${err.message}`, { reference: canonical, digest: record.digest, ...at }, { cause: e, reason: err.reason });
+    }
+    this.noteJudged(key);
+  }
+
+  private noteJudged(key: string): void {
+    if (this.judged.size >= MAX_JUDGED) this.judged.clear();
+    this.judged.add(key);
   }
 
   private result(ref: Reference, canonical: string, record: ProvenanceRecord, decision: Decision & { allowed: true }, cached: boolean, signer?: SignatureVerdict, servedBy?: string): PullResult {
@@ -248,6 +278,7 @@ export class PullPipeline {
       //    verdict on the content alone, like the checks above, so it is judged while the
       //    signature's requests (a longer chain than the artifact's) are still in flight.
       await permanent(this.deps.store, contentDigest, () => validateArtifactBytes(req.kind, blob.bytes));
+      this.noteJudged(`${req.kind}\0${artifact.layer.digest}`);
 
       // 8. Signature, as the rule requires: nothing is stored without it. Its chain of requests is
       //    the longer one, so the blob is written and flushed under a temp name meanwhile, which

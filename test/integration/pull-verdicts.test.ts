@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Digest } from '../../src/core/digest.js';
+import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
 import { spoke } from '../helpers/cli.js';
 import { testNode, unsignedPolicy } from '../helpers/node.js';
@@ -98,6 +98,25 @@ describe('verdict cache', () => {
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, `${digest.slice(7)}.json`), JSON.stringify({ digest, reason: 'artifact type is not a apparmor profile', at: '2026-01-01T00:00:00Z' }));
       assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('a stored artifact that today\'s rules refuse (admitted by an older spoke) is refused by a cached pull, before it is handed out', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
+    try {
+      // ERRNO(0): a refused call reporting success, which the artifact rules now refuse.
+      const layer = Buffer.from(JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['setuid', 'capset'], action: 'SCMP_ACT_ERRNO', errnoRet: 0 }] }));
+      const { reference, digest, manifest } = await pushRawArtifact(reg.host, 'verdicts/older', { layers: [{ bytes: layer }] });
+      // As an older spoke stored it: the record and blob in place, judged by its rules.
+      await node.store.ingest({ digest: digest as Digest, manifestBytes: manifest, layerDigest: sha256Digest(layer), layerBytes: layer, kind: 'seccomp', reference, rule: 'rules[0]', servedBy: reg.host, nodeCredentials: true });
+      await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
+      // A valid one stored the same way is served from the store.
+      const good = denySyscalls(['swapoff']);
+      const ok = await pushRawArtifact(reg.host, 'verdicts/older-good', { layers: [{ bytes: good }] });
+      await node.store.ingest({ digest: ok.digest as Digest, manifestBytes: ok.manifest, layerDigest: sha256Digest(good), layerBytes: good, kind: 'seccomp', reference: ok.reference, rule: 'rules[0]', servedBy: reg.host, nodeCredentials: true });
+      assert.equal((await node.pipeline.pull({ reference: ok.reference, kind: 'seccomp' })).cached, true);
     } finally {
       await node.dispose();
     }
