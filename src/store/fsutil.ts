@@ -355,21 +355,28 @@ export async function holdsBytes(path: string, bytes: Uint8Array): Promise<boole
  * replaced atomically. An in-place rewrite moves the ctime, which no caller can set back, though
  * within one tick of the kernel's coarse clock the times could stay as they were.
  */
+/** Writes of one file by CheckedFiles.ensure before it gives up (see there). */
+const MAX_CHECKED_WRITES = 3;
+
 export class CheckedFiles {
   /** Path → the stamp the file had when its content was found right. */
   private readonly stamps = new Map<string, string>();
 
-  /** Makes sure `path` holds `bytes` (writing it atomically, with `mode`, from `tmpDir`). */
+  /**
+   * Makes sure `path` holds `bytes` (writing it atomically, with `mode`, from `tmpDir`). What was
+   * written is trusted, as a file found there is, only once read back. Another writer of the same
+   * bytes (a second create merging the same profile) may replace it in between: the file is then
+   * checked again, and written again if it holds other bytes, a bounded number of times.
+   */
   async ensure(path: string, bytes: Uint8Array, tmpDir: string, mode: number): Promise<void> {
-    const seen = lstatStamp(path);
-    if (seen !== undefined && this.stamps.get(path) === seen) return;
-    if (seen !== undefined && (await this.check(path, bytes, seen))) return;
-    await writeFileAtomic(path, bytes, tmpDir, { mode });
-    // Trusted, as a file found there is, only once read back as the file just stamped.
-    const placed = lstatStamp(path);
-    if (placed === undefined || !(await this.check(path, bytes, placed))) {
-      throw new SpokeError('Internal', `${path} changed while it was written`, { file: path }, { reason: 'FILE_UNWRITABLE' });
+    for (let writes = 0; ; writes++) {
+      const seen = lstatStamp(path);
+      if (seen !== undefined && this.stamps.get(path) === seen) return;
+      if (seen !== undefined && (await this.check(path, bytes, seen))) return;
+      if (writes === MAX_CHECKED_WRITES) break;
+      await writeFileAtomic(path, bytes, tmpDir, { mode });
     }
+    throw new SpokeError('Internal', `${path} was changed each time it was written (${MAX_CHECKED_WRITES} times)`, { file: path, limit: MAX_CHECKED_WRITES }, { reason: 'FILE_UNWRITABLE' });
   }
 
   /** Forgets `path` (removed by gc): the next ensure checks it again. */
