@@ -134,7 +134,8 @@ export class PullPipeline {
     // Anyone else fetches it again as itself, which proves access to the registry.
     if (!this.access.mayReuse(record, credentialIdentity(req.credential))) return undefined;
     checkStored(canonical, record, req.kind, policy.limits.maxArtifactBytes, this.platform);
-    await this.judgeStored(canonical, record);
+    // A blob removed since hasBlob (gc of another process, `spoke store rm`): fetched again.
+    if (!(await this.judgeStored(canonical, record))) return undefined;
     // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md).
     store.noteUse(ref.digest);
     let signer: SignatureVerdict | undefined;
@@ -161,11 +162,18 @@ export class PullPipeline {
    * A stored profile judged by this version's artifact rules (ValidateArtifact) once per process:
    * the store's verdict may be an older spoke's, made under looser rules
    * (docs/security-model.md#verdicts-outlive-only-their-reasons). A fetch judges what it stores.
+   * False when the blob is gone.
    */
-  private async judgeStored(canonical: string, record: ProvenanceRecord): Promise<void> {
+  private async judgeStored(canonical: string, record: ProvenanceRecord): Promise<boolean> {
     const key = `${record.kind}\0${record.layerDigest}`;
-    if (this.judged.has(key)) return;
-    const bytes = await this.deps.store.readBlob(record.layerDigest, { verify: true });
+    if (this.judged.has(key)) return true;
+    let bytes: Buffer;
+    try {
+      bytes = await this.deps.store.readBlob(record.layerDigest, { verify: true });
+    } catch (e) {
+      if (e instanceof SpokeError && e.reason === 'NOT_FOUND') return false;
+      throw e;
+    }
     try {
       validateArtifactBytes(record.kind, bytes);
     } catch (e) {
@@ -174,6 +182,7 @@ export class PullPipeline {
       throw new SpokeError(err.code, `${canonical}: the stored profile fails this version's rules: ${err.message}`, { reference: canonical, digest: record.digest, ...at }, { cause: e, reason: err.reason });
     }
     this.noteJudged(key);
+    return true;
   }
 
   private noteJudged(key: string): void {

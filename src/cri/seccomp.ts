@@ -70,12 +70,13 @@ function enforceable(native: SeccompArchitecture | undefined, result: MergeResul
  * whole, which may be one an input gave only some calls (an EINVAL on another prctl option).
  * Such a merge is refused (docs/security-model.md#only-tighter).
  */
-function effectiveRuntimeSteps(result: MergeResult): void {
+export function effectiveRuntimeSteps(result: Pick<MergeResult, 'profile'>): void {
   try {
     validateRuntimeSteps(result.profile);
   } catch (e) {
+    // No path: it would name a member of the effective profile, which is never written.
     const err = asSpokeError(e);
-    throw new SpokeError('SecurityProfileInvalid', `the effective profile of this merge would make the runtime skip a privilege step: ${err.message}`, { path: err.context.path }, { cause: e, reason: err.reason });
+    throw new SpokeError('FailedPrecondition', `the effective profile of this merge would make the runtime skip a privilege step: ${err.message.replace(/^seccomp profile: [^:]*: /, '')}`, {}, { cause: e, reason: 'MERGE_UNSAFE' });
   }
 }
 

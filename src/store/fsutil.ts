@@ -347,6 +347,9 @@ export async function holdsBytes(path: string, bytes: Uint8Array): Promise<boole
   }
 }
 
+/** Writes of one file by CheckedFiles.ensure before it gives up (see there). */
+const MAX_CHECKED_WRITES = 3;
+
 /**
  * Files a node writes by content and hands to others by path (the effective seccomp profiles, the
  * recording's logging profile): each is checked by content once and then, while it keeps the
@@ -355,9 +358,6 @@ export async function holdsBytes(path: string, bytes: Uint8Array): Promise<boole
  * replaced atomically. An in-place rewrite moves the ctime, which no caller can set back, though
  * within one tick of the kernel's coarse clock the times could stay as they were.
  */
-/** Writes of one file by CheckedFiles.ensure before it gives up (see there). */
-const MAX_CHECKED_WRITES = 3;
-
 export class CheckedFiles {
   /** Path → the stamp the file had when its content was found right. */
   private readonly stamps = new Map<string, string>();

@@ -64,6 +64,18 @@ describe('spoke CLI', () => {
     assert.deepEqual(reg.requests(), []);
   });
 
+  it('merge refuses, as the shim does at a create, a merge whose effective profile would answer PR_CAPBSET_DROP with EINVAL', async () => {
+    // Each passes alone: EINVAL on another prctl option (35) in the baseline, EPERM on prctl(·, 5) in the artifact.
+    const baseline = join(dir, 'einval-baseline.json');
+    writeFileSync(baseline, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [{ index: 0, value: 35, op: 'SCMP_CMP_EQ' }] }] }));
+    const artifact = join(dir, 'eperm-artifact.json');
+    writeFileSync(artifact, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [{ index: 1, value: 5, op: 'SCMP_CMP_EQ' }] }] }));
+    const r = await spoke(['merge', artifact, '--baseline', baseline]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^FailedPrecondition: .*PR_CAPBSET_DROP.* \(reason MERGE_UNSAFE\)$/m);
+  });
+
   it('pull, inspect, store ls; refused pulls exit 1 with one line starting with the class', async () => {
     const pushed = await spoke(['push', profile, `${reg.host}/profiles/deny-mkdir:v1`, '--kind', 'seccomp', '--plain-http']);
     const ref = pushed.stdout.trim().split('\n').at(-1)!;

@@ -3,7 +3,7 @@
 // `spoke store forget` clears what was remembered.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
@@ -117,6 +117,33 @@ describe('verdict cache', () => {
       const ok = await pushRawArtifact(reg.host, 'verdicts/older-good', { layers: [{ bytes: good }] });
       await node.store.ingest({ digest: ok.digest as Digest, manifestBytes: ok.manifest, layerDigest: sha256Digest(good), layerBytes: good, kind: 'seccomp', reference: ok.reference, rule: 'rules[0]', servedBy: reg.host, nodeCredentials: true });
       assert.equal((await node.pipeline.pull({ reference: ok.reference, kind: 'seccomp' })).cached, true);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it('a stored blob removed while a cached pull judges it (gc of another process, `spoke store rm`) is fetched again, not refused', async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
+    try {
+      const { reference } = await pushRawArtifact(reg.host, 'verdicts/removed', { layers: [{ bytes: denySyscalls(['sethostname']) }] });
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+      // A new process (its own memory of what it judged) whose first cached pull loses the blob between its check and its read.
+      const next = testNode(unsignedPolicy([`${reg.host}/verdicts`]), { storeDir: node.config.storeDir });
+      try {
+        const read = next.store.readBlob.bind(next.store);
+        let removed = false;
+        next.store.readBlob = async (d, opts) => {
+          if (!removed) {
+            removed = true;
+            rmSync(next.store.blobPath(d));
+          }
+          return read(d, opts);
+        };
+        assert.equal((await next.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+        assert.ok(removed);
+      } finally {
+        await next.dispose();
+      }
     } finally {
       await node.dispose();
     }

@@ -1,3 +1,4 @@
+import { effectiveRuntimeSteps } from '../../cri/seccomp.js';
 import { defaultBaselinePath } from '../../config/node-config.js';
 import { SpokeError } from '../../core/errors.js';
 import { stringifyExact as stringify } from '../../core/json.js';
@@ -60,7 +61,10 @@ async function mergeSeccomp(artifactFile: string, artifactBytes: Buffer, baselin
   const baseline = await loadInput('baseline', baselineFile, checked(decodeSeccomp, validateBaseline));
   const base = baseFile === undefined ? undefined : await loadInput('base profile', baseFile, checked(decodeSeccomp, validate));
   const artifact = parseInput('artifact', artifactFile, artifactBytes, checked(decodeSeccompWithHint, validateArtifact));
-  return outcome(intersect(baseline, base, artifact), formatConstraint, `baseline ${baselineFile}${baseFile === undefined ? '' : `, base ${baseFile}`}`);
+  const merged = intersect(baseline, base, artifact);
+  // Refused here as the shim refuses it at a create.
+  effectiveRuntimeSteps(merged);
+  return outcome(merged, formatConstraint, `baseline ${baselineFile}${baseFile === undefined ? '' : `, base ${baseFile}`}`);
 }
 
 async function mergeAppArmor(artifactFile: string, artifactBytes: Buffer, baselineFile: string): Promise<Outcome> {

@@ -90,6 +90,6 @@ describe('seccompOpsFor', () => {
     const einvalOnPdeathsig = profile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }] });
     validateStrict(base);
     validateArtifact(einvalOnPdeathsig);
-    assert.throws(() => seccompOpsFor('SCMP_ARCH_X86_64').intersect(shipped, base, einvalOnPdeathsig), spokeError({ code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' }));
+    assert.throws(() => seccompOpsFor('SCMP_ARCH_X86_64').intersect(shipped, base, einvalOnPdeathsig), spokeError({ code: 'FailedPrecondition', reason: 'MERGE_UNSAFE' }));
   });
 });
