@@ -23,7 +23,7 @@ import { decide } from '../policy/decide.js';
 import { checkStored } from '../pull/checks.js';
 import { nodePlatform } from '../pull/platform.js';
 import type { Policy, RuleMode } from '../policy/types.js';
-import { CheckedFiles } from '../store/fsutil.js';
+import { CheckedFiles } from '../store/checked-files.js';
 import type { EffectiveBase, ProvenanceRecord } from '../store/store.js';
 import { baseTypeOf, readLocalhostBase } from './base-profile.js';
 import type { ShimDeps } from './deps.js';
@@ -341,4 +341,3 @@ function sameReference(stored: string, canonical: string): boolean {
     return false;
   }
 }
-

@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { sha256Hex } from '../core/digest.js';
 import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
-import { CheckedFiles, removeIfExists } from '../store/fsutil.js';
+import { CheckedFiles } from '../store/checked-files.js';
+import { removeIfExists } from '../store/fsutil.js';
 import type { SeccompOps } from './deps.js';
 
 const FILE_RE = /^log-[0-9a-f]{64}\.json$/;

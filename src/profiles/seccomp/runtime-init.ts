@@ -5,19 +5,15 @@
 // step of the runtime silently do nothing (docs/security-model.md#only-tighter). Checked on each
 // pulled artifact, pod base and baseline. Pure.
 
+import { verdictOf } from './actions.js';
 import { atomMatches, type Conjunction } from './conditions.js';
 import { decisionFor, decisionVerdict, entryConjunctions, readProfile } from './decision.js';
-import type { SeccompProfile, SeccompSyscall } from './types.js';
+import type { SeccompAction, SeccompProfile, SeccompSyscall } from './types.js';
 
 const PR_CAPBSET_DROP = 24n;
 const EINVAL = 22;
 /** Capability numbers a runtime may drop from the bounding set (cap_last_cap is below 64). */
 const CAPABILITIES = 64n;
-
-/** The errno a runtime passes on for an errnoRet: libseccomp keeps its low 16 bits (actions.ts verdictOf). */
-function errnoOf(errnoRet: number | undefined): number {
-  return (errnoRet ?? 1) & 0xffff;
-}
 
 /**
  * Whether one alternative of a rule (a conjunction, entryConjunctions) may match
@@ -34,7 +30,13 @@ function takesEvery(alternative: Conjunction): boolean {
   return alternative.every((atom) => atom.index === 0 && atomMatches(atom, PR_CAPBSET_DROP));
 }
 
-const isEinval = (s: SeccompSyscall): boolean => s.action === 'SCMP_ACT_ERRNO' && errnoOf(s.errnoRet) === EINVAL;
+/** Whether an action and errnoRet answer EINVAL, read as libseccomp reads an errno (verdictOf: its low 16 bits). */
+function answersEinval(action: SeccompAction, errnoRet: number | undefined): boolean {
+  const v = verdictOf(action, errnoRet);
+  return v.action === 'SCMP_ACT_ERRNO' && v.errno === EINVAL;
+}
+
+const isEinval = (s: SeccompSyscall): boolean => answersEinval(s.action, s.errnoRet);
 
 /**
  * Where `p` may answer prctl(PR_CAPBSET_DROP, cap) with EINVAL: the runtime's capability library
@@ -59,7 +61,7 @@ export function capabilityDropIgnored(p: SeccompProfile): string | undefined {
     if (isEinval(s) && alternatives.some(mayMatch)) return `syscalls[${i}].errnoRet`;
     covered ||= alternatives.some(takesEvery);
   }
-  const defaultEinval = p.defaultAction === 'SCMP_ACT_ERRNO' && errnoOf(p.defaultErrnoRet) === EINVAL;
+  const defaultEinval = answersEinval(p.defaultAction, p.defaultErrnoRet);
   if (defaultEinval && !covered) return 'defaultErrnoRet';
   // Only the entries naming prctl decide it: read apart, so a large profile costs a scan of names.
   const prctlOnly: SeccompProfile = {

@@ -45,8 +45,10 @@ function clauseCount(args: readonly SeccompArg[]): number {
  * baselines: a merge keeps the stricter verdict, and ERRNO(0) counts as stricter than ALLOW.
  */
 function checkSilentSuccess(errno: number | undefined, action: SeccompProfile['defaultAction'], path: string): void {
-  // libseccomp keeps the low 16 bits: 65536 is ERRNO(0) too (a runtime-level baseline's errno is not range-checked).
-  if (action === 'SCMP_ACT_ERRNO' && errno !== undefined && (errno & 0xffff) === 0) {
+  // Read as libseccomp reads it (verdictOf: the low 16 bits), so 65536 is ERRNO(0) too: a
+  // runtime-level baseline's errno is not range-checked.
+  const v = verdictOf(action, errno);
+  if (v.action === 'SCMP_ACT_ERRNO' && v.errno === 0) {
     fail(path, 'errno 0 with SCMP_ACT_ERRNO makes a refused call report success (a runtime dropping privileges would keep them)', { actual: 0 });
   }
 }

@@ -1,4 +1,4 @@
-// Files written by content and handed out by path (src/store/fsutil.ts CheckedFiles): trusted by
+// Files written by content and handed out by path (src/store/checked-files.ts): trusted by
 // their stamp once read right, checked again when changed, and never refused because another
 // writer placed the same bytes at the same moment.
 
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { CheckedFiles } from '../../../src/store/fsutil.js';
+import { CheckedFiles } from '../../../src/store/checked-files.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
 
 const tempRoot = tempDirMaker('spoke-checked-');
