@@ -61,6 +61,16 @@ export class FileWatch {
     this.syncWatchers();
   }
 
+  /** `load(path)` as the one file watched: noted before it is read, committed however the read ends. */
+  readOne<T>(path: string, load: (path: string) => T): T {
+    try {
+      this.note(path);
+      return load(path);
+    } finally {
+      this.commit();
+    }
+  }
+
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);

@@ -52,14 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const baselineWatch = new FileWatch({ what: 'baseline', logger, onChange: () => reloadBaseline() });
   // Made below; a change seen before then is compared with the runtime default once it is read.
   const late: { runtimeDefault?: RuntimeDefaultSource<SeccompProfile> } = {};
-  const readBaseline = (): SeccompProfile => {
-    try {
-      baselineWatch.note(config.baseline);
-      return loadBaseline(config.baseline);
-    } finally {
-      baselineWatch.commit();
-    }
-  };
+  const readBaseline = (): SeccompProfile => baselineWatch.readOne(config.baseline, loadBaseline);
   let baseline: SeccompProfile;
   try {
     baseline = readBaseline();
@@ -104,14 +97,7 @@ export async function run(argv: string[]): Promise<number> {
   // invalid file keeps the last good ones (docs/configuration.md#registry-credentials).
   const authFile = config.authFile;
   const authWatch = authFile === undefined ? undefined : new FileWatch({ what: 'auth file', logger, onChange: () => reloadCredentials() });
-  const readCredentials = (): CredentialSource => {
-    try {
-      if (authFile !== undefined) authWatch?.note(authFile);
-      return nodeCredentials(authFile);
-    } finally {
-      authWatch?.commit();
-    }
-  };
+  const readCredentials = (): CredentialSource => (authFile === undefined || authWatch === undefined ? nodeCredentials(undefined) : authWatch.readOne(authFile, nodeCredentials));
   let credentials: HeldCredentials;
   try {
     credentials = new HeldCredentials(readCredentials());
