@@ -86,7 +86,7 @@ export class UndiciRegistryClient implements RegistryClient {
       });
       if (res.status !== 200) throw statusError(res.status, `manifest ${digestOrTag}`, src.name, await errorSummary(res), ctx);
       const hash = sha256Hasher();
-      const bytes = byDigest ? await sourceCapped(res, opts.maxBytes, 'manifest', src, ctx, hash) : await readCapped(res, opts.maxBytes, 'manifest', ctx, hash);
+      const bytes = byDigest ? (await sourceCapped(res, opts.maxBytes, opts.maxBytes, 'manifest', src, ctx, hash)).bytes : await readCapped(res, opts.maxBytes, 'manifest', ctx, hash);
       const digest: Digest = `sha256:${hash.digest('hex')}`;
       // By digest: the bytes must be what was asked for. By tag: the registry's own digest
       // header, when it sends one, must match what it sent. Either way the source is at fault,
@@ -129,22 +129,23 @@ export class UndiciRegistryClient implements RegistryClient {
         ...(opts.onDispatched ? { onDispatched: opts.onDispatched } : {}),
       });
       if (res.status !== 200) throw statusError(res.status, `blob ${digest}`, src.name, await errorSummary(res), ctx);
-      // Read up to the cap, not just the declared size: only bytes that hash to the digest tell
+      // Hashed up to the cap, not just the declared size: only bytes that hash to the digest tell
       // a descriptor that lies about their size (the content's fault) from a source that sends
-      // other bytes (the source's fault, so the next source is tried).
+      // other bytes (the source's fault, so the next source is tried). Held only up to the
+      // declared size, which is what the pull holds of the node's budget for it.
       const hash = sha256Hasher();
-      const bytes = await sourceCapped(res, opts.maxBytes, 'blob', src, ctx, hash);
+      const body = await sourceCapped(res, opts.maxBytes, expectedSize ?? opts.maxBytes, 'blob', src, ctx, hash);
       const actual: Digest = `sha256:${hash.digest('hex')}`;
       if (actual !== digest) throw digestMismatch(`blob from ${src.name} does not match its digest: expected ${digest}, got ${actual}`, src, ctx, digest, actual);
-      if (expectedSize !== undefined && bytes.length !== expectedSize) {
+      if (expectedSize !== undefined && body.length !== expectedSize) {
         throw new SpokeError(
           'SecurityProfileInvalid',
-          `blob ${digest} is ${bytes.length} bytes, its descriptor says ${expectedSize}`,
-          { ...ctx, registry: src.name, expected: expectedSize, actual: bytes.length },
+          `blob ${digest} is ${body.length} bytes, its descriptor says ${expectedSize}`,
+          { ...ctx, registry: src.name, expected: expectedSize, actual: body.length },
           { reason: 'SIZE_LIMIT' },
         );
       }
-      return { bytes, digest, servedBy: src.name };
+      return { bytes: body.bytes, digest, servedBy: src.name };
     });
   }
 

@@ -250,13 +250,23 @@ export async function discard(res: HttpResponse): Promise<void> {
  * Reads the body with a hard cap: a declared Content-Length over `maxBytes` is refused before
  * reading, streamed bytes past it abort the read. Optionally hashes while streaming.
  */
-export async function readCapped(
-  res: HttpResponse,
-  maxBytes: number,
-  what: string,
-  ctx: ErrorContext,
-  hash?: Hash,
-): Promise<Buffer> {
+export async function readCapped(res: HttpResponse, maxBytes: number, what: string, ctx: ErrorContext, hash?: Hash): Promise<Buffer> {
+  return (await readCappedKeeping(res, maxBytes, maxBytes, what, ctx, hash)).bytes;
+}
+
+/** A body read by readCappedKeeping: its first bytes, and how many it had in all. */
+export interface KeptBody {
+  bytes: Buffer;
+  length: number;
+}
+
+/**
+ * readCapped that holds at most `keep` bytes in memory: later bytes are hashed and counted, then
+ * dropped. A blob's download is held against the node's budget at its declared size
+ * (src/pull/byte-budget.ts), so a source that sends more must not make it hold more; the hash of
+ * the whole body still tells whose fault the extra bytes are.
+ */
+export async function readCappedKeeping(res: HttpResponse, maxBytes: number, keep: number, what: string, ctx: ErrorContext, hash?: Hash): Promise<KeptBody> {
   const declared = header(res.headers, 'content-length');
   if (declared !== undefined && /^[0-9]{1,15}$/.test(declared) && Number(declared) > maxBytes) {
     abort(res);
@@ -272,6 +282,7 @@ export async function readCapped(
   const body = res.body;
   const chunks: Buffer[] = [];
   let total = 0;
+  let kept = 0;
   const cutShort = (): Error => Object.assign(new Error('the response body was closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
   if (body.destroyed) throw body.errored ?? cutShort();
   await new Promise<void>((resolve, reject) => {
@@ -284,7 +295,11 @@ export async function readCapped(
         return;
       }
       hash?.update(chunk);
-      chunks.push(chunk);
+      if (kept < keep) {
+        const part = kept + chunk.length <= keep ? chunk : chunk.subarray(0, keep - kept);
+        chunks.push(part);
+        kept += part.length;
+      }
     };
     const onEnd = (): void => {
       done();
@@ -301,7 +316,7 @@ export async function readCapped(
     };
     body.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
   });
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  return { bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, kept), length: total };
 }
 
 export function sha256Hasher(): Hash {

@@ -5,7 +5,7 @@ import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { MAX_REPOSITORY_LENGTH } from '../core/limits.js';
 import { PATH_COMPONENT_RE } from '../core/reference.js';
 import { networkError } from './errors.js';
-import { readCapped, type HttpResponse, type sha256Hasher, type Transport } from './http.js';
+import { readCappedKeeping, type HttpResponse, type KeptBody, type sha256Hasher, type Transport } from './http.js';
 import { normalizeHostPort, type ResolvedOptions } from './options.js';
 import type { Credential, FetchOptions, RepoLocator } from './types.js';
 
@@ -100,12 +100,12 @@ export function digestMismatch(message: string, src: Source, ctx: ErrorContext, 
 }
 
 /**
- * readCapped for content named by a digest: more bytes than the cap cannot be the content that
- * was asked for (or cannot be checked to be), so the source is at fault, not the digest.
+ * readCappedKeeping for content named by a digest: more bytes than the cap cannot be the content
+ * that was asked for (or cannot be checked to be), so the source is at fault, not the digest.
  */
-export async function sourceCapped(res: HttpResponse, maxBytes: number, what: string, src: Source, ctx: ErrorContext, hash: ReturnType<typeof sha256Hasher>): Promise<Buffer> {
+export async function sourceCapped(res: HttpResponse, maxBytes: number, keep: number, what: string, src: Source, ctx: ErrorContext, hash: ReturnType<typeof sha256Hasher>): Promise<KeptBody> {
   try {
-    return await readCapped(res, maxBytes, what, ctx, hash);
+    return await readCappedKeeping(res, maxBytes, keep, what, ctx, hash);
   } catch (e) {
     if (e instanceof SpokeError && e.reason === 'SIZE_LIMIT') {
       throw new SpokeError('RegistryUnavailable', `${src.name}: ${e.message}`, { ...e.context, registry: src.name }, { reason: 'SIZE_LIMIT', cause: e });

@@ -9,6 +9,8 @@ import diagnostics from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Pool } from 'undici';
@@ -24,6 +26,9 @@ import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '..
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { blobs, startSlowProxy } from '../helpers/slow-proxy.js';
+
+// A test below measures what a read holds, after a collection.
+setFlagsFromString('--expose-gc');
 
 const ACCEPT = [MEDIA_TYPE_OCI_MANIFEST];
 const CAP = 64 * 1024;
@@ -548,6 +553,44 @@ describe('protocol edges (local fake servers)', () => {
     const client = new UndiciRegistryClient({ insecure: [srv.host] });
     try {
       await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: 50_000 }), { code: 'RegistryUnavailable', reason: 'SIZE_LIMIT' });
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  it('a blob body longer than its descriptor is hashed to its end but held only up to the declared size', async () => {
+    // The pull holds the declared size of the node's budget (src/pull/byte-budget.ts): a source
+    // that sends more must not make it hold more.
+    const gc = runInNewContext('gc') as () => void;
+    const chunk = Buffer.alloc(1024 * 1024, 0x7b);
+    const sent = 40;
+    let peak = 0;
+    let base = 0;
+    const srv = await fakeServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }); // no Content-Length
+      let i = 0;
+      const more = (): void => {
+        // Measured each time the client has taken the last chunk: what it holds so far.
+        gc();
+        peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
+        if (i++ === sent) {
+          res.end();
+          return;
+        }
+        if (res.write(chunk)) setImmediate(more);
+        else res.once('drain', more);
+      };
+      more();
+    });
+    const client = new UndiciRegistryClient({ insecure: [srv.host] });
+    try {
+      gc();
+      base = process.memoryUsage().arrayBuffers;
+      const declared = Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO"}');
+      const e = await rejectsWith(client.getBlob(repoAt(srv.host), sha256Digest(declared), { maxBytes: 64 * 1024 * 1024, expectedSize: declared.length }), { code: 'RegistryUnavailable', reason: 'DIGEST_MISMATCH' });
+      assert.equal(e.context.registry, srv.host);
+      assert.ok(peak < 16 * 1024 * 1024, `held ${(peak / 2 ** 20).toFixed(1)} MiB of a ${sent} MiB body declared ${declared.length} bytes`);
     } finally {
       await client.close();
       await srv.close();
