@@ -232,8 +232,12 @@ export class Authenticator {
  */
 const TOKEN_SERVICE_HOSTS: ReadonlyMap<string, string> = new Map([['registry-1.docker.io', 'auth.docker.io']]);
 
-/** Whether a token realm gets the registry's credentials (docs/security-model.md#credentials-never-leave-their-host). */
+/**
+ * Whether a token realm gets the registry's credentials (docs/security-model.md#credentials-never-leave-their-host):
+ * never over plain http when the registry was reached over https, whatever the insecure list allows.
+ */
 function mayTakeCredentials(realm: URL, base: URL): boolean {
+  if (realm.protocol !== 'https:' && base.protocol === 'https:') return false;
   return realm.hostname === base.hostname || (realm.protocol === 'https:' && TOKEN_SERVICE_HOSTS.get(base.hostname) === realm.hostname);
 }
 
@@ -242,7 +246,10 @@ function refusedError(t: AuthTarget, realm: URL | undefined): SpokeError {
   const ctx = { ...t.ctx, registry: t.registry };
   if (t.credential === undefined) return new SpokeError('Unauthenticated', `registry ${t.registry} requires credentials and none are configured for it`, ctx, { reason: 'AUTH_REQUIRED' });
   if (realm !== undefined && !mayTakeCredentials(realm, t.base)) {
-    return new SpokeError('Unauthenticated', `registry ${t.registry} refused an anonymous token: its token endpoint ${realm.host} is on another host, and the credentials configured for ${t.registry} go only to its own`, ctx, { reason: 'AUTH_WITHHELD' });
+    const why = realm.hostname === t.base.hostname
+      ? `its token endpoint ${realm.host} is plain http, and the credentials configured for ${t.registry}, reached over https, go only over https`
+      : `its token endpoint ${realm.host} is on another host, and the credentials configured for ${t.registry} go only to its own`;
+    return new SpokeError('Unauthenticated', `registry ${t.registry} refused an anonymous token: ${why}`, ctx, { reason: 'AUTH_WITHHELD' });
   }
   return new SpokeError('Unauthenticated', `registry ${t.registry} refused the configured credentials`, ctx, { reason: 'AUTH_REFUSED' });
 }

@@ -889,6 +889,41 @@ describe('protocol edges (local fake servers)', () => {
     }
   });
 
+  it('credentials of a registry reached over https never go to a realm over plain http, even on its own host name', async () => {
+    // Each origin the client opens is routed to a local server; the realm's port is listed insecure.
+    let realmUrl = 'http://registry.test:5001/token';
+    const registry = await fakeServer((req, res) => {
+      if (req.headers.authorization === 'Bearer AUTHED') return void res.writeHead(200).end(manifest);
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realmUrl}",service="svc"` }).end();
+    });
+    const tokens = await fakeServer((req, res) => res.writeHead(200).end(JSON.stringify({ token: req.headers.authorization === 'Basic YWxpY2U6czNjcmV0' ? 'AUTHED' : 'ANON' })));
+    const routes: Record<string, string> = { 'https://registry.test': registry.url, 'http://registry.test:5001': tokens.url, 'https://registry.test:5001': tokens.url };
+    const options = {
+      retries: 0,
+      insecure: ['registry.test:5001'],
+      credentials: credentialsFromEntries({ 'registry.test': { kind: 'basic', username: 'alice', password: 's3cret' } }),
+      dispatcherFactory: (origin: string) => new Pool(routes[origin]!),
+    };
+    const repo = { registry: 'registry.test', repository: 'alice/profiles' };
+    const clients: UndiciRegistryClient[] = [];
+    const fresh = () => {
+      clients.push(new UndiciRegistryClient(options));
+      return clients.at(-1)!;
+    };
+    try {
+      await rejectsWith(fresh().getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'Unauthenticated', reason: 'AUTH_WITHHELD' });
+      assert.equal(tokens.hits.length, 1);
+      assert.equal(tokens.hits[0]!.headers.authorization, undefined);
+      // The same realm over https, on another port of the registry's host name, gets them.
+      realmUrl = 'https://registry.test:5001/token';
+      await fresh().getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP });
+      assert.equal(tokens.hits.at(-1)!.headers.authorization, 'Basic YWxpY2U6czNjcmV0');
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all([registry.close(), tokens.close()]);
+    }
+  });
+
   it('a cached token the registry rejects is refetched once; a realm on another host gets no credentials', async () => {
     let accept = 'T1';
     let issued = 0;
