@@ -2,10 +2,15 @@
 // processes sharing one store.
 
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { MEDIA_TYPE_OCI_MANIFEST } from '../../src/core/constants.js';
+import { packProfile } from '../../src/publish/pack.js';
 import { bpfSupport } from '../../src/recorder/bpf.js';
 import { spoke } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -145,6 +150,36 @@ describe('spoke CLI', () => {
     assert.equal(status.policy.ok, false);
     assert.doesNotMatch(status.policy.detail, /broken-utf8\.yaml:1: .*broken-utf8\.yaml:1:/);
     assert.match(status.policy.detail, /not valid UTF-8/);
+  });
+
+  it('verify gives up at one deadline for the whole verification, not one per request (--timeout)', async () => {
+    const packed = packProfile(Buffer.from(denySyscalls(['mkdir'])), 'seccomp');
+    const held: ServerResponse[] = [];
+    const seen: string[] = [];
+    // Serves the manifest; every signature lookup is accepted and never answered.
+    const server = createServer((req, res) => {
+      seen.push(req.url ?? '');
+      if (req.url === `/v2/slow/p/manifests/${packed.manifestDigest}`) return void res.writeHead(200, { 'content-type': MEDIA_TYPE_OCI_MANIFEST }).end(packed.manifest);
+      held.push(res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const pub = join(dir, 'verify-deadline.pub');
+    writeFileSync(pub, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+    const signedPolicy = join(dir, 'verify-deadline.yaml');
+    writeFileSync(signedPolicy, ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'signers:', `  ci: { publicKey: ${pub} }`, 'rules:', `  - scope: ${host}/slow`, '    kinds: [seccomp]', '    signedBy: [ci]', `insecure: [${host}]`].join('\n'));
+    try {
+      const r = await spoke(['verify', `${host}/slow/p@${packed.manifestDigest}`, '--policy', signedPolicy, '--timeout', '1s']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /\(reason DEADLINE\)$/m);
+      assert.ok(seen.some((u) => u.includes(`sha256-${packed.manifestDigest.slice(7)}`) || u.includes('/referrers/')), seen.join(' '));
+      const bad = await spoke(['verify', `${host}/slow/p@${packed.manifestDigest}`, '--policy', signedPolicy, '--timeout', 'soon']);
+      assert.equal(bad.code, 2);
+    } finally {
+      for (const res of held) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   it('status reports each part and fails when the shim is not answering', async () => {

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { declaredKind } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, PROFILE_KINDS } from '../../core/constants.js';
+import { parseDuration } from '../../core/duration.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { formatReference, parseReference } from '../../core/reference.js';
+import { DEFAULT_PULL_TIMEOUT_MS } from '../../config/node-config.js';
 import { decide, lintPolicy } from '../../policy/index.js';
 import { toVerifierSigner } from '../../pull.js';
 import { UndiciRegistryClient } from '../../registry/client.js';
@@ -28,6 +30,8 @@ options:
   --namespace N     pod namespace, for namespace-scoped rules
   --auth-file F     credentials file (docker config.json format)
   --ca-file F       extra CA bundle (PEM) for the registry's certificate
+  --timeout D       give up after D in all (30s, 2m; default the node config's pullTimeout,
+                    2m without one): signature discovery may try many candidates in turn
   --json            print {digest, kind, rule, signer, format, identity, unsigned} as JSON
                     (unsigned: true when the deciding rule requires no signature; then
                     nothing is verified and signer, format and identity are null)`;
@@ -41,6 +45,7 @@ export async function run(argv: string[]): Promise<number> {
       namespace: { type: 'string' },
       'auth-file': { type: 'string' },
       'ca-file': { type: 'string' },
+      timeout: { type: 'string' },
       json: { type: 'boolean' },
     },
     HELP,
@@ -49,6 +54,8 @@ export async function run(argv: string[]): Promise<number> {
   if (help) return 0;
   const ref = parseReference(positionals[0]!);
   const reference = formatReference(ref);
+  const timeoutMs = values.timeout === undefined ? undefined : parseDuration(values.timeout);
+  if (values.timeout !== undefined && (timeoutMs === undefined || timeoutMs < 1)) throw new UsageError(`--timeout ${JSON.stringify(values.timeout)}: give a duration such as 30s or 2m`);
   // The node config only when asked for, or when it is where the policy comes from.
   const config = values.config !== undefined || values.policy === undefined ? await nodeConfigOnly(values) : undefined;
   const file = values.policy ?? config?.policy;
@@ -73,8 +80,14 @@ export async function run(argv: string[]): Promise<number> {
     credentials: nodeCredentials(authFile),
     ...(values['ca-file'] ? { caFile: readFileSync(values['ca-file']) } : {}),
   });
+  // One deadline for the whole verification, as a pull has: each request's own deadline alone
+  // would let a registry listing many candidates that trickle hold it for hours.
+  const limit = timeoutMs ?? config?.pullTimeout ?? DEFAULT_PULL_TIMEOUT_MS;
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new SpokeError('RegistryUnavailable', `${reference}: verification did not finish within ${limit} ms`, { reference, limit }, { reason: 'DEADLINE' })), limit);
+  const { signal } = deadline;
   try {
-    const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true });
+    const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true, signal });
     const kind = declaredKind(m.bytes);
     if (!kind) throw new SpokeError('SecurityProfileInvalid', `${reference}: not a profile artifact (no seccomp or AppArmor config media type)`, { reference }, { reason: 'KIND_MISMATCH' });
     const d = decide(policy, ref, kind, values.namespace);
@@ -92,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       signers: d.signedBy.map(toVerifierSigner),
       useMirrors: true,
       reference,
+      signal,
     });
     const out = { digest: ref.digest, signer: v.signer, format: v.format, identity: v.identity ?? null, kind, rule: d.rule.id, unsigned: false };
     emit(values.json, out, () =>
@@ -99,6 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   } finally {
+    clearTimeout(timer);
     await registry.close();
   }
 }
