@@ -27,7 +27,8 @@ export class GlobError extends Error {}
 
 type ByteSet = Uint8Array; // 256 entries, 1 = member
 
-type Node = { t: 'byte'; set: ByteSet } | { t: 'star'; set: ByteSet } | { t: 'alt'; alts: Node[][] };
+/** `only`: the one byte a set holds, -1 when it holds several (read by spellsOddComponent). */
+type Node = { t: 'byte'; set: ByteSet; only: number } | { t: 'star'; set: ByteSet } | { t: 'alt'; alts: Node[][] };
 
 export interface CompiledGlob {
   /** The pattern as written. */
@@ -45,6 +46,14 @@ export interface CompiledGlob {
    * `bytes`). With a budget, throws GlobBudgetError once the shared budget is spent.
    */
   matches(name: string, bytes?: boolean, budget?: MatchBudget): boolean;
+  /** Whether the pattern matches some name that starts with `prefix` (bytes as a latin1 string). */
+  matchesSomeNameStartingWith(prefix: string, budget?: MatchBudget): boolean;
+  /**
+   * Whether the bytes the pattern itself writes (literals, one-member classes, through any choice
+   * of alternatives) spell an empty, "." or ".." path component. What a star, "?" or a wider
+   * class matches is left out: "*" may match "..", and no name the kernel checks has one.
+   */
+  readonly spellsOddComponent: boolean;
 }
 
 const NOT_NUL_OR_SLASH: ByteSet = (() => {
@@ -103,19 +112,20 @@ class Parser {
         this.mark();
         const after = this.i + run;
         const fillsComponent = this.last === '/' && (after === s.length || s[after] === '/');
-        if (fillsComponent) out.push({ t: 'byte', set: NOT_NUL_OR_SLASH });
+        if (fillsComponent) out.push({ t: 'byte', set: NOT_NUL_OR_SLASH, only: -1 });
         out.push({ t: 'star', set: run === 2 ? NOT_NUL : NOT_NUL_OR_SLASH });
         if (run === 2 && fillsComponent && after === s.length) this.trailingStarStar = true;
         this.last = '*';
         this.i = after;
       } else if (c === '?') {
         this.mark();
-        out.push({ t: 'byte', set: NOT_NUL_OR_SLASH });
+        out.push({ t: 'byte', set: NOT_NUL_OR_SLASH, only: -1 });
         this.last = '?';
         this.i++;
       } else if (c === '[') {
         this.mark();
-        out.push({ t: 'byte', set: this.cls() });
+        const set = this.cls();
+        out.push({ t: 'byte', set, only: onlyMember(set) });
         this.last = ']';
       } else if (c === ']') {
         throw new GlobError('"]" without "["');
@@ -128,7 +138,7 @@ class Parser {
       } else {
         const code = c.charCodeAt(0);
         if (code === 0) throw new GlobError('NUL byte');
-        out.push({ t: 'byte', set: SINGLE[code]! });
+        out.push({ t: 'byte', set: SINGLE[code]!, only: code });
         this.last = c;
         this.i++;
       }
@@ -205,6 +215,7 @@ class Parser {
 // Thompson NFA: state k is either a byte test (set, next) or an epsilon fan-out.
 interface State {
   set?: ByteSet;
+  only?: number;
   next: number[]; // byte state: one successor; split state: any number
 }
 
@@ -213,13 +224,13 @@ function build(nodes: Node[], states: State[], next: number): number {
   for (let k = nodes.length - 1; k >= 0; k--) {
     const node = nodes[k]!;
     if (node.t === 'byte') {
-      states.push({ set: node.set, next: [cur] });
+      states.push({ set: node.set, only: node.only, next: [cur] });
       cur = states.length - 1;
     } else if (node.t === 'star') {
       const split: State = { next: [] };
       states.push(split);
       const splitIdx = states.length - 1;
-      states.push({ set: node.set, next: [splitIdx] });
+      states.push({ set: node.set, only: -1, next: [splitIdx] });
       split.next.push(states.length - 1, cur);
       cur = splitIdx;
     } else {
@@ -276,7 +287,8 @@ class Nfa {
     }
   }
 
-  run(name: string, budget: MatchBudget | undefined): boolean {
+  /** The states after reading `name` (empty: no name with that start matches). */
+  private after(name: string, budget: MatchBudget | undefined): number[] {
     this.nextGen();
     let current: number[] = [];
     this.close(current, this.start);
@@ -292,11 +304,69 @@ class Nfa {
         const st = this.states[s]!;
         if (st.set !== undefined && st.set[b] === 1) this.close(next, st.next[0]!);
       }
-      if (next.length === 0) return false;
+      if (next.length === 0) return next;
       current = next;
     }
-    return current.includes(MATCH);
+    return current;
   }
+
+  run(name: string, budget: MatchBudget | undefined): boolean {
+    return this.after(name, budget).includes(MATCH);
+  }
+
+  /** Every state reaches MATCH (each byte set has a member), so any state left means a match. */
+  startsSomeMatch(prefix: string, budget: MatchBudget | undefined): boolean {
+    return this.after(prefix, budget).length > 0;
+  }
+
+  /**
+   * Walks the pattern with a four-state reader of components (0: inside a name, 1: after "/",
+   * 2: after "/.", 3: after "/..") over the bytes it forces; any other byte resets it to 0.
+   */
+  spellsOddComponent(): boolean {
+    const seen = new Uint8Array(this.states.length * 4);
+    const todo: number[] = [this.start * 4];
+    while (todo.length > 0) {
+      const item = todo.pop()!;
+      if (seen[item] === 1) continue;
+      seen[item] = 1;
+      const s = item >> 2;
+      const at = item & 3;
+      if (s === MATCH) {
+        if (at >= 2) return true; // ends in "/." or "/.."
+        continue;
+      }
+      const st = this.states[s]!;
+      if (st.set === undefined) {
+        for (const n of st.next) todo.push(n * 4 + at);
+        continue;
+      }
+      const forced = st.only;
+      let next = 0;
+      if (forced === SLASH) {
+        if (at !== 0) return true; // "//", "/./" or "/../"
+        next = 1;
+      } else if (forced === DOT && at !== 0) {
+        next = at === 3 ? 0 : at + 1;
+      }
+      todo.push(st.next[0]! * 4 + next);
+    }
+    return false;
+  }
+}
+
+const SLASH = 0x2f;
+const DOT = 0x2e;
+
+/** The one byte a set holds, or -1 when it holds several. */
+function onlyMember(set: ByteSet): number {
+  let member = -1;
+  for (let b = 0; b < 256; b++) {
+    if (set[b] !== 1) continue;
+    if (member >= 0) return -1;
+    member = b;
+  }
+  return member;
 }
 
 /** Compiles an AppArmor path pattern; throws GlobError for what apparmor_parser (or we) refuse. */
@@ -321,6 +391,12 @@ export function compileGlob(pattern: string): CompiledGlob {
       if (!isGlob) return b === literalPrefix;
       return nfa.run(b, budget);
     },
+    matchesSomeNameStartingWith(prefix: string, budget?: MatchBudget): boolean {
+      return nfa.startsSomeMatch(prefix, budget);
+    },
+    get spellsOddComponent(): boolean {
+      return nfa.spellsOddComponent();
+    },
   };
 }
 
@@ -337,12 +413,14 @@ export function tryCompileGlob(pattern: string): CompiledGlob | undefined {
 /**
  * Whether every name `narrow` matches is also matched by `wide`, where `wide` is a `<prefix>/**`
  * pattern (KEP-6061 §4: "one narrows the other's prefix/**"). `<prefix>/**` matches exactly the
- * names that start with `<prefix>/` and are longer, so it suffices that `narrow`'s literal prefix
- * starts with `<prefix>/` and that `narrow` cannot match `<prefix>/` itself.
+ * names that start with `<prefix>/` followed by a byte other than "/", so it suffices that
+ * `narrow`'s literal prefix starts with `<prefix>/`, that `narrow` cannot match `<prefix>/`
+ * itself, and that no name it matches starts with `<prefix>//` (a negated class or an empty
+ * alternative may write that "/").
  */
 export function narrowsStarStar(wide: CompiledGlob, narrow: CompiledGlob, budget?: MatchBudget): boolean {
   if (!wide.starStarOnly) return false;
   const prefix = wide.literalPrefix;
   if (!narrow.literalPrefix.startsWith(prefix)) return false;
-  return !narrow.matches(prefix, true, budget);
+  return !narrow.matches(prefix, true, budget) && !narrow.matchesSomeNameStartingWith(`${prefix}/`, budget);
 }

@@ -60,12 +60,14 @@ export function pathProblem(path: string): string | undefined {
   if (path.includes('//')) return 'contains an empty path component ("//")';
   const components = path.split('/');
   if (components.some((c) => c === '.' || c === '..')) return 'contains a "." or ".." component';
+  let glob;
   try {
-    compileGlob(path);
+    glob = compileGlob(path);
   } catch (e) {
     if (e instanceof GlobError) return `invalid pattern: ${e.message}`;
     throw e;
   }
+  if (glob.isGlob && glob.spellsOddComponent) return 'its alternatives or one-character classes spell an empty, "." or ".." component';
   return undefined;
 }
 

@@ -95,7 +95,7 @@ describe('createAppArmorOps', () => {
     let now = 0;
     const ops = createAppArmorOps({ parser: { parser, timeoutMs: 200 }, clock: () => now });
     const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
-    const spins = artifact('/etc/{,{b,},,}/');
+    const spins = artifact('/etc/x{,{b,},,}/');
     const deadline = { code: 'Internal', reason: 'DEADLINE' } as const;
     await Promise.all([0, 1, 2].map(() => rejectsWith(ops.prepare(spins), deadline)));
     assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'three creates at once: one parser run');

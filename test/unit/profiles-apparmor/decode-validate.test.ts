@@ -71,7 +71,7 @@ describe('validateAppArmorArtifact', () => {
   it('accepts the shipped shapes', () => {
     validateAppArmorArtifact(full);
     validateAppArmorArtifact({});
-    validateAppArmorArtifact(withPath('readOnlyPaths', ['/', '/dir/', '/a b/c', '/é/ü', '/x/{a,b,}/[^.]*', '/proc/[0-9]*/status', '/a$b^c~d=e+f%g(h)i']));
+    validateAppArmorArtifact(withPath('readOnlyPaths', ['/', '/dir/', '/a b/c', '/é/ü', '/x/{a,b,}z/[^.]*', '/proc/[0-9]*/status', '/a$b^c~d=e+f%g(h)i']));
   });
 
   const bad: [string, string][] = [
@@ -137,6 +137,15 @@ describe('validateAppArmorArtifact', () => {
     refused(() => validateAppArmorArtifact(withPath('readOnlyPaths', ['/a', '/b', '/a'])), 'filesystem.readOnlyPaths[2]');
     refused(() => validateAppArmorArtifact({ filesystem: { readOnlyPaths: ['/a'], readWritePaths: ['/a'] } }), 'filesystem.readWritePaths[0]');
     validateAppArmorArtifact({ filesystem: { readOnlyPaths: ['/a'] }, executable: { allowedExecutables: ['/a'] } });
+  });
+
+  it('refuses an empty, "." or ".." component however it is spelled, but not what a star or class may match', () => {
+    for (const p of ['/tmp/{..,x}/etc/shadow', '/tmp/{,/}x', '/tmp/{,/x}', '/tmp/x/{.,y}', '/tmp/[.][.]/x', '/tmp/{[.],y}{[.],}/x', '/tmp/x/{a,.}']) {
+      refused(() => validateAppArmorArtifact(withPath('readWritePaths', [p])), 'filesystem.readWritePaths[0]');
+    }
+    for (const p of ['/home/*/.config/**', '/a{..,b}', '/etc/{,app/}config', '/x/...', '/x/.{a,b}', '/x/[^a]y', '/x/**/y', '/x/{a,b}/']) {
+      validateAppArmorArtifact(withPath('readWritePaths', [p]));
+    }
   });
 
   it('executables and libraries follow the same path rules', () => {

@@ -63,6 +63,11 @@ describe('AppArmor globs', () => {
     assert.equal(narrowsStarStar(wide, compileGlob('/etc/{,**}')), false);
     assert.equal(narrowsStarStar(wide, compileGlob('/et*')), false);
     assert.equal(narrowsStarStar(compileGlob('/etc/*'), compileGlob('/etc/a*')), false);
+    // "/etc/**" matches no name starting "/etc//" (its first byte is not "/"): a glob that may
+    // spell one is not narrower, whether by a negated class or an empty alternative.
+    assert.equal(narrowsStarStar(wide, compileGlob('/etc/[^x]shadow')), false);
+    assert.equal(narrowsStarStar(wide, compileGlob('/etc/{,/}shadow')), false);
+    assert.equal(narrowsStarStar(wide, compileGlob('/etc/?shadow')), true);
   });
 
   it('refuses what apparmor_parser refuses', () => {

@@ -38,6 +38,12 @@ describe('AppArmor intersection (KEP-6061 §4)', () => {
     assert.deepEqual(r.constrained, [{ kind: 'network', permission: 'allowUdp', by: 'baseline' }]);
   });
 
+  it('filesystem: a glob that may spell "<prefix>//" is not kept inside "<prefix>/**", which never matches such a name', () => {
+    // apparmor_parser's DFA: "/tmp/**" does not match "/tmp//etc/shadow", "/tmp/[^x]etc/shadow" does.
+    const r = merge(fs([], [], ['/tmp/**']), fs([], [], ['/tmp/[^x]etc/shadow', '/tmp/?etc/shadow']));
+    assert.deepEqual(files(r.profile), { readOnlyPaths: [], writeOnlyPaths: [], readWritePaths: ['/tmp/?etc/shadow'] });
+  });
+
   it('filesystem: rw ∩ ro = ro', () => {
     const r = merge(fs(['/etc/hosts']), fs([], [], ['/etc/hosts']));
     assert.deepEqual(files(r.profile), { readOnlyPaths: ['/etc/hosts'], writeOnlyPaths: [], readWritePaths: [] });
