@@ -216,6 +216,8 @@ class Parser {
 interface State {
   set?: ByteSet;
   only?: number;
+  /** The fan-out of a star (its loop and its exit). */
+  star?: true;
   next: number[]; // byte state: one successor; split state: any number
 }
 
@@ -227,7 +229,7 @@ function build(nodes: Node[], states: State[], next: number): number {
       states.push({ set: node.set, only: node.only, next: [cur] });
       cur = states.length - 1;
     } else if (node.t === 'star') {
-      const split: State = { next: [] };
+      const split: State = { next: [], star: true };
       states.push(split);
       const splitIdx = states.length - 1;
       states.push({ set: node.set, only: -1, next: [splitIdx] });
@@ -338,7 +340,10 @@ class Nfa {
       }
       const st = this.states[s]!;
       if (st.set === undefined) {
-        for (const n of st.next) todo.push(n * 4 + at);
+        // Past a star the reader starts afresh: what the star matched, even nothing, is not
+        // the pattern's to spell ("/home/*/.*" spells no "." component).
+        const next = st.star ? 0 : at;
+        for (const n of st.next) todo.push(n * 4 + next);
         continue;
       }
       const forced = st.only;

@@ -143,7 +143,7 @@ describe('validateAppArmorArtifact', () => {
     for (const p of ['/tmp/{..,x}/etc/shadow', '/tmp/{,/}x', '/tmp/{,/x}', '/tmp/x/{.,y}', '/tmp/[.][.]/x', '/tmp/{[.],y}{[.],}/x', '/tmp/x/{a,.}']) {
       refused(() => validateAppArmorArtifact(withPath('readWritePaths', [p])), 'filesystem.readWritePaths[0]');
     }
-    for (const p of ['/home/*/.config/**', '/a{..,b}', '/etc/{,app/}config', '/x/...', '/x/.{a,b}', '/x/[^a]y', '/x/**/y', '/x/{a,b}/']) {
+    for (const p of ['/home/*/.config/**', '/a{..,b}', '/etc/{,app/}config', '/x/...', '/x/.{a,b}', '/x/[^a]y', '/x/**/y', '/x/{a,b}/', '/home/*/.*', '/etc/.*', '/x/.**', '/x/.*/y', '/x/..*', '/x/{,*/}y', '/x/{,**/}y', '/x/*{,/}y', '/x/{*,a}/']) {
       validateAppArmorArtifact(withPath('readWritePaths', [p]));
     }
   });
