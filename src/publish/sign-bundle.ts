@@ -23,9 +23,9 @@ import { digestHex, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { MAX_INDEX_BYTES } from '../core/limits.js';
 import type { Clock } from '../core/runtime.js';
-import type { RepoLocator } from '../registry/types.js';
+import type { Credential, RepoLocator } from '../registry/types.js';
 import { tagSchemaTag } from '../verify/index.js';
-import { isObject, jsonBytes, TAG_UPDATE_ATTEMPTS, type SignArtifactOptions, type SignArtifactResult, type Signing } from './signing.js';
+import { isObject, jsonBytes, refuseOverCap, TAG_UPDATE_ATTEMPTS, type SignArtifactOptions, type SignArtifactResult, type Signing } from './signing.js';
 import { requestTimestamp } from './timestamp.js';
 
 function manifestMediaType(bytes: Uint8Array): string {
@@ -101,11 +101,22 @@ async function addToTagSchemaIndex(o: SignArtifactOptions, entry: Record<string,
     const manifests = index.manifests as unknown[];
     if (manifests.some((m) => isObject(m) && m.digest === entry.digest)) return;
     manifests.push(entry);
-    await o.registry.putManifest(o.repo, tag, jsonBytes(index), MEDIA_TYPE_OCI_INDEX, common);
+    const bytes = jsonBytes(index);
+    refuseOverCap(bytes, MAX_INDEX_BYTES, `tag ${tag}`, `referrer ${entry.digest as string} is pushed but not listed`);
+    await o.registry.putManifest(o.repo, tag, bytes, MEDIA_TYPE_OCI_INDEX, common);
     const check = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_INDEX], { ...common, maxBytes: MAX_INDEX_BYTES });
     if (check && check.bytes.includes(Buffer.from(entry.digest as string))) return;
   }
   throw new SpokeError('RegistryUnavailable', `tag ${tag} kept changing under us; the referrer is pushed but not listed in the tag-schema index`, {}, { reason: 'TAG_CONTESTED' });
+}
+
+async function hasReferrersApi(o: SignArtifactOptions, common: { credential?: Credential; signal?: AbortSignal }): Promise<boolean> {
+  try {
+    return (await o.registry.getReferrers(o.repo, o.digest, { ...common, maxBytes: MAX_INDEX_BYTES })) !== undefined;
+  } catch (e) {
+    if (e instanceof SpokeError && e.reason === 'SIZE_LIMIT') return true;
+    throw e;
+  }
 }
 
 export async function attachBundle(o: SignArtifactOptions, s: Signing, clock: Clock): Promise<Pick<SignArtifactResult, 'bundleDigest' | 'bundleBlobDigest' | 'referrers'>> {
@@ -129,9 +140,9 @@ export async function attachBundle(o: SignArtifactOptions, s: Signing, clock: Cl
   const bundleDigest = sha256Digest(manifest);
   const put = await o.registry.putManifest(o.repo, bundleDigest, manifest, MEDIA_TYPE_OCI_MANIFEST, common);
   if (put.subjectHeader !== undefined) return { bundleDigest, bundleBlobDigest, referrers: 'referrers-api' };
-  // No OCI-Subject header: ask the referrers API itself before falling back (some registries omit the header).
-  const api = await o.registry.getReferrers(o.repo, o.digest, { ...common, maxBytes: MAX_INDEX_BYTES });
-  if (api !== undefined) return { bundleDigest, bundleBlobDigest, referrers: 'referrers-api' };
+  // No OCI-Subject header: ask the referrers API itself before falling back (some registries omit
+  // the header). Only whether it answers matters: a listing longer than a node reads is an answer.
+  if (await hasReferrersApi(o, common)) return { bundleDigest, bundleBlobDigest, referrers: 'referrers-api' };
   await addToTagSchemaIndex(o, {
     mediaType: MEDIA_TYPE_OCI_MANIFEST,
     digest: bundleDigest,

@@ -5,10 +5,10 @@ import { sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
 import { ANNOTATION_COSIGN_CERTIFICATE, ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE, COSIGN_SIMPLESIGNING_TYPE, MEDIA_TYPE_COSIGN_SIMPLESIGNING, MEDIA_TYPE_OCI_MANIFEST } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { MAX_INDEX_BYTES } from '../core/limits.js';
+import { MAX_SIG_MANIFEST_BYTES } from '../core/limits.js';
 import type { RepoLocator } from '../registry/types.js';
 import { ANNOTATION_COSIGN_RFC3161, MEDIA_TYPE_DOCKER_MANIFEST, cosignSigTag } from '../verify/index.js';
-import { isObject, jsonBytes, TAG_UPDATE_ATTEMPTS, type SignArtifactOptions, type Signing } from './signing.js';
+import { isObject, jsonBytes, refuseOverCap, TAG_UPDATE_ATTEMPTS, type SignArtifactOptions, type Signing } from './signing.js';
 import { requestTimestamp, timestampCovers } from './timestamp.js';
 
 const MEDIA_TYPE_OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
@@ -56,7 +56,7 @@ export async function attachCosign(o: SignArtifactOptions, s: Signing): Promise<
   const tag = cosignSigTag(o.digest);
   const newLayer = { mediaType: MEDIA_TYPE_COSIGN_SIMPLESIGNING, digest: payloadDigest, size: payload.length, annotations };
   for (let attempt = 0; attempt < TAG_UPDATE_ATTEMPTS; attempt++) {
-    const cur = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST], { ...common, maxBytes: MAX_INDEX_BYTES });
+    const cur = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST], { ...common, maxBytes: MAX_SIG_MANIFEST_BYTES });
     let layers: Record<string, unknown>[] = [];
     if (cur !== undefined) {
       let parsed: unknown;
@@ -100,8 +100,9 @@ export async function attachCosign(o: SignArtifactOptions, s: Signing): Promise<
       config: { mediaType: MEDIA_TYPE_OCI_CONFIG, digest: configDigest, size: config.length },
       layers,
     });
+    refuseOverCap(manifest, MAX_SIG_MANIFEST_BYTES, `tag ${tag}`, 'signature is pushed but not attached');
     const put = await o.registry.putManifest(o.repo, tag, manifest, MEDIA_TYPE_OCI_MANIFEST, common);
-    const check = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST], { ...common, maxBytes: MAX_INDEX_BYTES });
+    const check = await o.registry.getManifestIfExists(o.repo, tag, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST], { ...common, maxBytes: MAX_SIG_MANIFEST_BYTES });
     if (check && check.digest === put.digest) return put.digest;
   }
   throw new SpokeError('RegistryUnavailable', `tag ${tag} kept changing under us; signature not attached`, {}, { reason: 'TAG_CONTESTED' });

@@ -106,6 +106,21 @@ export function jsonBytes(v: unknown): Buffer {
   return Buffer.from(JSON.stringify(v));
 }
 
+/**
+ * A signature list (tag-schema index, `.sig` manifest) grown past what a node reads would hide
+ * every signature in it (src/core/limits.ts): refused before it is written. `pushed`: what was
+ * already pushed when this is found out.
+ */
+export function refuseOverCap(bytes: Buffer, cap: number, what: string, pushed: string): void {
+  if (bytes.length <= cap) return;
+  throw new SpokeError(
+    'FailedPrecondition',
+    `${what} would grow to ${bytes.length} bytes, over the ${cap} bytes a node reads, which would hide every signature it lists; it is left as it was (the ${pushed})`,
+    { limit: cap, actual: bytes.length },
+    { reason: 'LIMIT_EXCEEDED' },
+  );
+}
+
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

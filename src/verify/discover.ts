@@ -1,13 +1,14 @@
 // Signature discovery (docs/signatures.md): the OCI 1.1 referrers API, its tag-schema fallback (an image
 // index at tag `sha256-<hex>`), and cosign's `sha256-<hex>.sig` tag. A 404 means "nothing on
 // this channel"; 5xx and network errors come back as RegistryUnavailable and are never read
-// as "unsigned". Everything fetched is capped (MAX_INDEX_BYTES) and parsed strictly.
+// as "unsigned". Everything fetched is capped (MAX_INDEX_BYTES, MAX_SIG_MANIFEST_BYTES) and
+// parsed strictly.
 
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_SIGSTORE_BUNDLE_V03 } from '../core/constants.js';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError, isSpokeError, registryUnavailable } from '../core/errors.js';
 import { decodeStrictJson } from '../core/json.js';
-import { MAX_INDEX_BYTES } from '../core/limits.js';
+import { MAX_INDEX_BYTES, MAX_SIG_MANIFEST_BYTES } from '../core/limits.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
 
 export const MEDIA_TYPE_DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -221,7 +222,7 @@ async function discoverCosign(registry: RegistryClient, repo: RepoLocator, diges
   const what = `cosign signature tag ${tag}`;
   try {
     const got = await registry.getManifestIfExists(repo, tag, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST], {
-      maxBytes: MAX_INDEX_BYTES,
+      maxBytes: MAX_SIG_MANIFEST_BYTES,
       credential: opts.credential,
       signal: opts.signal,
       useMirrors: opts.useMirrors,

@@ -213,7 +213,7 @@ describe('keyed signatures', () => {
     assert.match(found.notes.join('\n'), /manifests\[0\] is not a sha256 descriptor/);
   });
 
-  it('a tag-schema index or .sig manifest is read up to 256 KiB: a longer one is noted and skipped, as its strict decoding holds the event loop (4 MiB took 0.35 s)', async () => {
+  it('a tag-schema index is read up to 256 KiB and a .sig manifest up to 1 MiB: a longer one is noted and skipped, as its strict decoding holds the event loop (4 MiB took 0.35 s)', async () => {
     const filler = (n: number) => Array.from({ length: n }, (_, i) => ({ mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: sha256(`sbom-${i}`), size: 100, artifactType: 'application/spdx+json' }));
     for (const [fillers, signed] of [[1000, true], [2000, false]] as const) {
       const { reg, digest, manifestBytes } = setup();
@@ -235,9 +235,47 @@ describe('keyed signatures', () => {
     const { reg, digest, manifestBytes } = setup();
     await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'cosign' });
     const sig = JSON.parse(reg.tagged(repo, cosignSigTag(digest))!.toString()) as { layers: unknown[] };
-    sig.layers.push(...filler(2000));
+    sig.layers.push(...filler(8000));
     reg.putRaw(repo, cosignSigTag(digest), Buffer.from(JSON.stringify(sig)), MEDIA_TYPE_OCI_MANIFEST);
     await rejectsWith(verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] }), { code: 'SignatureValidationFailed', reason: 'NOT_SIGNED' });
+  });
+
+  it('spoke sign never grows a tag-schema index past what a node reads: it refuses, and the signatures already listed still verify', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    const tag = `sha256-${digest.slice(7)}`;
+    const index = JSON.parse(reg.tagged(repo, tag)!.toString()) as { manifests: unknown[] };
+    const filler = { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: sha256('sbom'), size: 100, artifactType: 'application/spdx+json', annotations: { note: 'x'.repeat(200) } };
+    // Just under the cap: the index is readable, and one more entry takes it over.
+    while (Buffer.byteLength(JSON.stringify(index)) < 256 * 1024 - 700) index.manifests.push(filler);
+    reg.putRaw(repo, tag, Buffer.from(JSON.stringify(index)), 'application/vnd.oci.image.index.v1+json');
+    await rejectsWith(signArtifact({ registry: reg, repo, digest, manifestBytes, key: k2.privatePem, format: 'bundle' }), { code: 'FailedPrecondition', reason: 'LIMIT_EXCEEDED' });
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] })).format, 'bundle');
+  });
+
+  it('a .sig manifest of 64 layers the size keyless signing writes (certificate, chain, log bundle: ~8.4 KB each) is read', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'cosign' });
+    const sig = JSON.parse(reg.tagged(repo, cosignSigTag(digest))!.toString()) as { layers: unknown[] };
+    const keyless = (i: number) => ({ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: sha256(`other-${i}`), size: 250, annotations: { 'dev.sigstore.cosign/certificate': 'c'.repeat(2800), 'dev.sigstore.cosign/chain': 'c'.repeat(2800), 'dev.sigstore.cosign/bundle': 'b'.repeat(2700), 'dev.cosignproject.cosign/signature': 's'.repeat(96) } });
+    sig.layers.unshift(...Array.from({ length: 63 }, (_, i) => keyless(i)));
+    const bytes = Buffer.from(JSON.stringify(sig));
+    assert.ok(bytes.length > 512 * 1024, `${bytes.length}`);
+    reg.putRaw(repo, cosignSigTag(digest), bytes, MEDIA_TYPE_OCI_MANIFEST);
+    assert.equal((await verifyArtifactSignature({ registry: reg, repo, digest, manifestBytes, signers: [keyedSigner('platform', k1)] })).format, 'cosign');
+  });
+
+  it('spoke sign asks the referrers API only whether it exists: a listing longer than a node reads does not fail it', async () => {
+    // A registry with the API that sends no OCI-Subject header, and lists many referrers.
+    const { reg, digest, manifestBytes } = setup(true);
+    const putManifest = reg.putManifest.bind(reg);
+    reg.putManifest = async (...args) => ({ ...(await putManifest(...args)), subjectHeader: undefined });
+    reg.getReferrers = async (_repo, _digest, opts) => {
+      if (opts.maxBytes < 300 * 1024) throw new SpokeError('RegistryUnavailable', 'referrers listing over the cap', {}, { reason: 'SIZE_LIMIT' });
+      return Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [] }));
+    };
+    const r = await signArtifact({ registry: reg, repo, digest, manifestBytes, key: k1.privatePem, format: 'bundle' });
+    assert.equal(r.referrers, 'referrers-api');
   });
 
   it('a bundle that verifies is accepted without waiting for the cosign tag lookup', { timeout: 10_000 }, async () => {
