@@ -73,7 +73,8 @@ export const DEFAULT_CONFIG_FILE = '/etc/spoke/config.yaml';
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 /** CRI-O's default image pull timeout. */
 export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
-const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
+/** What pullTimeout (and `spoke verify --timeout`) may be: 1 s to 1 h. */
+export const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
 
 const PATH_KEYS: readonly string[] = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'];
 

@@ -173,8 +173,10 @@ describe('spoke CLI', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, /\(reason DEADLINE\)$/m);
       assert.ok(seen.some((u) => u.includes(`sha256-${packed.manifestDigest.slice(7)}`) || u.includes('/referrers/')), seen.join(' '));
-      const bad = await spoke(['verify', `${host}/slow/p@${packed.manifestDigest}`, '--policy', signedPolicy, '--timeout', 'soon']);
-      assert.equal(bad.code, 2);
+      for (const timeout of ['soon', '30d', '0s']) {
+        const bad = await spoke(['verify', `${host}/slow/p@${packed.manifestDigest}`, '--policy', signedPolicy, '--timeout', timeout]);
+        assert.equal(bad.code, 2, timeout);
+      }
     } finally {
       for (const res of held) res.destroy();
       server.closeAllConnections();

@@ -5,7 +5,7 @@ import { parseDuration } from '../../core/duration.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { formatReference, parseReference } from '../../core/reference.js';
-import { DEFAULT_PULL_TIMEOUT_MS } from '../../config/node-config.js';
+import { DEFAULT_PULL_TIMEOUT_MS, PULL_TIMEOUT_RANGE_MS } from '../../config/node-config.js';
 import { decide, lintPolicy } from '../../policy/index.js';
 import { toVerifierSigner } from '../../pull.js';
 import { UndiciRegistryClient } from '../../registry/client.js';
@@ -30,8 +30,9 @@ options:
   --namespace N     pod namespace, for namespace-scoped rules
   --auth-file F     credentials file (docker config.json format)
   --ca-file F       extra CA bundle (PEM) for the registry's certificate
-  --timeout D       give up after D in all (30s, 2m; default the node config's pullTimeout,
-                    2m without one): signature discovery may try many candidates in turn
+  --timeout D       give up after D in all (1s to 60m; default the node config's pullTimeout
+                    when the config is read, i.e. with --config or without --policy, else 2m):
+                    signature discovery may try many candidates in turn
   --json            print {digest, kind, rule, signer, format, identity, unsigned} as JSON
                     (unsigned: true when the deciding rule requires no signature; then
                     nothing is verified and signer, format and identity are null)`;
@@ -55,7 +56,10 @@ export async function run(argv: string[]): Promise<number> {
   const ref = parseReference(positionals[0]!);
   const reference = formatReference(ref);
   const timeoutMs = values.timeout === undefined ? undefined : parseDuration(values.timeout);
-  if (values.timeout !== undefined && (timeoutMs === undefined || timeoutMs < 1)) throw new UsageError(`--timeout ${JSON.stringify(values.timeout)}: give a duration such as 30s or 2m`);
+  const [minMs, maxMs] = PULL_TIMEOUT_RANGE_MS;
+  if (values.timeout !== undefined && (timeoutMs === undefined || timeoutMs < minMs || timeoutMs > maxMs)) {
+    throw new UsageError(`--timeout ${JSON.stringify(values.timeout)}: give a duration between 1s and 60m, as pullTimeout takes, such as 30s or 2m`);
+  }
   // The node config only when asked for, or when it is where the policy comes from.
   const config = values.config !== undefined || values.policy === undefined ? await nodeConfigOnly(values) : undefined;
   const file = values.policy ?? config?.policy;
