@@ -281,6 +281,9 @@ export async function readCappedKeeping(res: HttpResponse, maxBytes: number, kee
   // set-up cost more than the reading (docs/benchmarks.md).
   const body = res.body;
   const chunks: Buffer[] = [];
+  // A body held short of the cap (a blob at its declared size) is copied into one buffer of that
+  // size as it arrives: chunks and a copy of them held at once would be twice the size.
+  const into = keep < maxBytes ? Buffer.allocUnsafe(keep) : undefined;
   let total = 0;
   let kept = 0;
   const cutShort = (): Error => Object.assign(new Error('the response body was closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
@@ -295,11 +298,13 @@ export async function readCappedKeeping(res: HttpResponse, maxBytes: number, kee
         return;
       }
       hash?.update(chunk);
-      if (kept < keep) {
-        const part = kept + chunk.length <= keep ? chunk : chunk.subarray(0, keep - kept);
-        chunks.push(part);
-        kept += part.length;
+      if (kept >= keep) return;
+      if (into !== undefined) {
+        kept += chunk.copy(into, kept, 0, Math.min(chunk.length, keep - kept));
+        return;
       }
+      chunks.push(chunk);
+      kept += chunk.length;
     };
     const onEnd = (): void => {
       done();
@@ -316,6 +321,7 @@ export async function readCappedKeeping(res: HttpResponse, maxBytes: number, kee
     };
     body.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
   });
+  if (into !== undefined) return { bytes: kept === keep ? into : into.subarray(0, kept), length: total };
   return { bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, kept), length: total };
 }
 

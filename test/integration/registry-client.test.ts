@@ -504,6 +504,38 @@ describe('protocol edges (local fake servers)', () => {
   const manifest = Buffer.from('{"schemaVersion":2}');
   const manifestDigest = sha256Digest(manifest);
 
+  /**
+   * A registry whose Bearer challenge names `realm()`, a token server that gives a usable token
+   * only for alice's credentials (configured for `credentialHost`), and clients whose every origin
+   * is routed to one of the two, so that the names are the real ones.
+   */
+  async function bearerRig(o: { credentialHost: string; insecure: string[]; service: string; realm: () => string; routes: (registry: string, tokens: string) => Record<string, string> }) {
+    const registry = await fakeServer((req, res) => {
+      if (req.headers.authorization === 'Bearer AUTHED') return void res.writeHead(200).end(manifest);
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${o.realm()}",service="${o.service}"` }).end();
+    });
+    const tokens = await fakeServer((req, res) => res.writeHead(200).end(JSON.stringify({ token: req.headers.authorization === 'Basic YWxpY2U6czNjcmV0' ? 'AUTHED' : 'ANON' })));
+    const routes = o.routes(registry.url, tokens.url);
+    const options = {
+      retries: 0,
+      insecure: o.insecure,
+      credentials: credentialsFromEntries({ [o.credentialHost]: { kind: 'basic', username: 'alice', password: 's3cret' } }),
+      dispatcherFactory: (origin: string) => new Pool(routes[origin]!),
+    };
+    const clients: UndiciRegistryClient[] = [];
+    return {
+      tokens,
+      fresh: () => {
+        clients.push(new UndiciRegistryClient(options));
+        return clients.at(-1)!;
+      },
+      close: async () => {
+        await Promise.all(clients.map((c) => c.close()));
+        await Promise.all([registry.close(), tokens.close()]);
+      },
+    };
+  }
+
   it('a request made right after a body was read reuses its connection: a cold pull opens one', async () => {
     const blob = Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}');
     const srv = await fakeServer((req, res) => {
@@ -855,24 +887,15 @@ describe('protocol edges (local fake servers)', () => {
   it("Docker Hub: credentials go to its token service auth.docker.io, over https only; any other host's realm stays anonymous", async () => {
     // Each origin the client opens is routed to a local server: the names are Docker Hub's own.
     let realmUrl = 'https://auth.docker.io/token';
-    const hub = await fakeServer((req, res) => {
-      if (req.headers.authorization === 'Bearer AUTHED') return void res.writeHead(200).end(manifest);
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realmUrl}",service="registry.docker.io"` }).end();
-    });
-    const tokens = await fakeServer((req, res) => res.writeHead(200).end(JSON.stringify({ token: req.headers.authorization === 'Basic YWxpY2U6czNjcmV0' ? 'AUTHED' : 'ANON' })));
-    const routes: Record<string, string> = { 'https://registry-1.docker.io': hub.url, 'https://auth.docker.io': tokens.url, 'http://auth.docker.io': tokens.url, 'https://auth.docker.io.example': tokens.url };
-    const options = {
-      retries: 0,
+    const rig = await bearerRig({
+      credentialHost: 'docker.io',
       insecure: ['auth.docker.io'],
-      credentials: credentialsFromEntries({ 'docker.io': { kind: 'basic', username: 'alice', password: 's3cret' } }),
-      dispatcherFactory: (origin: string) => new Pool(routes[origin]!),
-    };
+      service: 'registry.docker.io',
+      realm: () => realmUrl,
+      routes: (hub, tokens) => ({ 'https://registry-1.docker.io': hub, 'https://auth.docker.io': tokens, 'http://auth.docker.io': tokens, 'https://auth.docker.io.example': tokens }),
+    });
+    const { tokens, fresh } = rig;
     const hubRepo = { registry: 'docker.io', repository: 'alice/profiles' };
-    const clients: UndiciRegistryClient[] = [];
-    const fresh = () => {
-      clients.push(new UndiciRegistryClient(options));
-      return clients.at(-1)!;
-    };
     try {
       await fresh().getManifest(hubRepo, manifestDigest, ACCEPT, { maxBytes: CAP });
       assert.equal(tokens.hits.at(-1)!.headers.authorization, 'Basic YWxpY2U6czNjcmV0');
@@ -884,32 +907,22 @@ describe('protocol edges (local fake servers)', () => {
         assert.equal(tokens.hits.at(-1)!.headers.authorization, undefined, elsewhere);
       }
     } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all([hub.close(), tokens.close()]);
+      await rig.close();
     }
   });
 
   it('credentials of a registry reached over https never go to a realm over plain http, even on its own host name', async () => {
     // Each origin the client opens is routed to a local server; the realm's port is listed insecure.
     let realmUrl = 'http://registry.test:5001/token';
-    const registry = await fakeServer((req, res) => {
-      if (req.headers.authorization === 'Bearer AUTHED') return void res.writeHead(200).end(manifest);
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realmUrl}",service="svc"` }).end();
-    });
-    const tokens = await fakeServer((req, res) => res.writeHead(200).end(JSON.stringify({ token: req.headers.authorization === 'Basic YWxpY2U6czNjcmV0' ? 'AUTHED' : 'ANON' })));
-    const routes: Record<string, string> = { 'https://registry.test': registry.url, 'http://registry.test:5001': tokens.url, 'https://registry.test:5001': tokens.url };
-    const options = {
-      retries: 0,
+    const rig = await bearerRig({
+      credentialHost: 'registry.test',
       insecure: ['registry.test:5001'],
-      credentials: credentialsFromEntries({ 'registry.test': { kind: 'basic', username: 'alice', password: 's3cret' } }),
-      dispatcherFactory: (origin: string) => new Pool(routes[origin]!),
-    };
+      service: 'svc',
+      realm: () => realmUrl,
+      routes: (registry, tokens) => ({ 'https://registry.test': registry, 'http://registry.test:5001': tokens, 'https://registry.test:5001': tokens }),
+    });
+    const { tokens, fresh } = rig;
     const repo = { registry: 'registry.test', repository: 'alice/profiles' };
-    const clients: UndiciRegistryClient[] = [];
-    const fresh = () => {
-      clients.push(new UndiciRegistryClient(options));
-      return clients.at(-1)!;
-    };
     try {
       await rejectsWith(fresh().getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'Unauthenticated', reason: 'AUTH_WITHHELD' });
       assert.equal(tokens.hits.length, 1);
@@ -919,8 +932,7 @@ describe('protocol edges (local fake servers)', () => {
       await fresh().getManifest(repo, manifestDigest, ACCEPT, { maxBytes: CAP });
       assert.equal(tokens.hits.at(-1)!.headers.authorization, 'Basic YWxpY2U6czNjcmV0');
     } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all([registry.close(), tokens.close()]);
+      await rig.close();
     }
   });
 

@@ -3,11 +3,14 @@
 // Real undici pools against real HTTP servers on 127.0.0.1.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, describe, it } from 'node:test';
 import { Pool, type Dispatcher } from 'undici';
 import { silentLogger, systemClock } from '../../../src/core/runtime.js';
-import { Transport, discard } from '../../../src/registry/http.js';
+import { Transport, discard, readCappedKeeping, type HttpResponse } from '../../../src/registry/http.js';
+import { rejectsWith } from '../../helpers/assert.js';
 
 const servers: Server[] = [];
 
@@ -111,5 +114,42 @@ describe('plain HTTP only where allowed', () => {
       assert.throws(() => check(url), (e: unknown) => (e as { reason?: string }).reason === 'INSECURE_REFUSED', url);
     }
     check('https://other.local/token');
+  });
+});
+
+describe('readCappedKeeping', () => {
+  const response = (chunks: Buffer[]): HttpResponse => {
+    const body = new PassThrough();
+    for (const c of chunks) body.write(c);
+    body.end();
+    return { status: 200, headers: {}, body: body as unknown as HttpResponse['body'], url: new URL('http://registry.test/v2/x/blobs/sha256:0') };
+  };
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+  it('holds at most `keep` bytes, counts and hashes them all, wherever the chunks split', async () => {
+    const whole = Buffer.from('0123456789abcdef');
+    for (const split of [[16], [3, 5, 8], [6, 10], [1, 1, 14], [7, 9]]) {
+      const chunks: Buffer[] = [];
+      let at = 0;
+      for (const n of split) chunks.push(whole.subarray(at, (at += n)));
+      for (const keep of [0, 1, 6, 7, 15, 16]) {
+        const hash = createHash('sha256');
+        const r = await readCappedKeeping(response(chunks), 64, keep, 'blob', {}, hash);
+        assert.deepEqual(r.bytes, whole.subarray(0, keep), `split ${split} keep ${keep}`);
+        assert.equal(r.length, 16);
+        assert.equal(hash.digest('hex'), sha(whole));
+      }
+    }
+    // A body shorter than `keep`: all of it, in a buffer of its own length.
+    const short = await readCappedKeeping(response([whole.subarray(0, 5)]), 64, 10, 'blob', {});
+    assert.deepEqual(short.bytes, whole.subarray(0, 5));
+    assert.equal(short.length, 5);
+  });
+
+  it('a body at or under the cap with nothing held back reads as readCapped does; past the cap is SIZE_LIMIT', async () => {
+    const whole = Buffer.alloc(40, 7);
+    const r = await readCappedKeeping(response([whole.subarray(0, 10), whole.subarray(10)]), 40, 40, 'blob', {});
+    assert.deepEqual(r.bytes, whole);
+    await rejectsWith(readCappedKeeping(response([whole, Buffer.from('x')]), 40, 10, 'blob', {}), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
   });
 });
