@@ -7,6 +7,7 @@
 //  - KubeStatusClient: PUT of the status subresource for the StatusUpdater (reads: the cache).
 
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { SpokeError } from '../core/errors.js';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { matchOfStoredPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
@@ -16,9 +17,31 @@ import { BINDING_PLURAL, GROUP, VERSION, type ObjectMeta, type Pod, type Profile
 
 export function loadKubeConfig(file?: string): KubeConfig {
   const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromDefault(); // in-cluster service account when run as the Deployment
+  try {
+    if (file) kc.loadFromFile(file);
+    else kc.loadFromDefault(); // in-cluster service account when run as the Deployment
+  } catch (e) {
+    throw kubeConfigError(e, file ?? process.env['KUBECONFIG'] ?? 'the default kubeconfig');
+  }
   return kc;
+}
+
+/** client-node's word on a missing member ("users[0].name is missing"), which quotes no value. */
+const MISSING_MEMBER_RE = /^[A-Za-z0-9_.[\]-]{1,100} is missing$/;
+
+/**
+ * A kubeconfig that cannot be loaded, named by file and place only: the YAML parser's message
+ * quotes the lines around its fault, and those hold bearer tokens and client keys.
+ */
+function kubeConfigError(e: unknown, file: string): SpokeError {
+  const fault = e as { code?: unknown; reason?: unknown; mark?: { line?: unknown; column?: unknown } } | undefined;
+  let why: string;
+  if (typeof fault?.code === 'string') why = `cannot be read (${fault.code})`;
+  else if (typeof fault?.reason === 'string' && typeof fault.mark?.line === 'number' && typeof fault.mark.column === 'number') {
+    return new SpokeError('InvalidArgument', `kubeconfig ${file}:${fault.mark.line + 1}:${fault.mark.column + 1}: ${fault.reason.slice(0, 120)}`, { file }, { reason: 'OPTION_INVALID' });
+  } else if (e instanceof Error && MISSING_MEMBER_RE.test(e.message)) why = `is not usable: ${e.message}`;
+  else why = `is not a kubeconfig that can be used (${e instanceof Error ? e.name : typeof e})`;
+  return new SpokeError('InvalidArgument', `kubeconfig ${file} ${why}`, { file }, { reason: 'OPTION_INVALID' });
 }
 
 export type ReflectorOptions = Omit<GenericReflectorOptions<ProfileBinding>, 'plural'>;
