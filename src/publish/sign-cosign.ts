@@ -45,7 +45,7 @@ export async function attachCosign(o: SignArtifactOptions, s: Signing): Promise<
   const annotations: Record<string, string> = { [ANNOTATION_COSIGN_SIGNATURE]: b64(signature) };
   if (s.certPem !== undefined) {
     annotations[ANNOTATION_COSIGN_CERTIFICATE] = s.certPem;
-    if (o.chain !== undefined) annotations[ANNOTATION_COSIGN_CHAIN] = o.chain;
+    if (s.chainPem !== undefined) annotations[ANNOTATION_COSIGN_CHAIN] = s.chainPem;
   }
   if (o.timestampUrl !== undefined) {
     const ts = await requestTimestamp(o.timestampUrl, signature, { signal: o.signal, fetch: o.fetch });

@@ -51,6 +51,8 @@ export interface Signing {
   publicKey: KeyObject;
   hash: string | null;
   certPem: string | undefined;
+  /** The chain's certificates, re-encoded (certificatesOnly). */
+  chainPem?: string | undefined;
 }
 
 function loadPrivateKey(key: KeyObject | string): KeyObject {
@@ -99,7 +101,34 @@ export function prepareSigning(o: SignArtifactOptions): Signing {
   } else if (o.chain !== undefined) {
     throw new SpokeError('InvalidArgument', '--chain needs --cert', {}, { reason: 'OPTION_INVALID' });
   }
-  return { key, publicKey, hash: hashForKey(key), certPem };
+  const chainPem = o.chain === undefined ? undefined : certificatesOnly(o.chain);
+  return { key, publicKey, hash: hashForKey(key), certPem, chainPem };
+}
+
+const PEM_BLOCK_RE = /-----BEGIN ([A-Z0-9 ]{1,64})-----([A-Za-z0-9+/=\s]*?)-----END \1-----/g;
+const PEM_BEGIN_RE = /-----BEGIN /g;
+
+/**
+ * The certificates of a chain file, as they parse, and nothing else: the file is published in the
+ * `.sig` manifest, and a combined PEM (chain and key, a common layout) would push the key. Any
+ * block but CERTIFICATE, or one that does not parse, is refused; text around the blocks is dropped.
+ */
+function certificatesOnly(chain: string): string {
+  const refuse = (why: string): never => {
+    throw new SpokeError('InvalidArgument', `certificate chain: ${why}; only certificates are published with the signature`, {}, { reason: 'CERTIFICATE_INVALID' });
+  };
+  const out: string[] = [];
+  for (const [block, label] of chain.matchAll(PEM_BLOCK_RE)) {
+    if (label !== 'CERTIFICATE') refuse(`it holds a ${label} block`);
+    try {
+      out.push(new NodeX509(block).toString());
+    } catch {
+      refuse(`certificate ${out.length + 1} does not parse`);
+    }
+  }
+  if ((chain.match(PEM_BEGIN_RE) ?? []).length !== out.length) refuse('a PEM block is malformed or not closed');
+  if (out.length === 0) refuse('no certificate in it');
+  return out.join('');
 }
 
 export function jsonBytes(v: unknown): Buffer {

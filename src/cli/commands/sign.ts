@@ -25,7 +25,8 @@ options:
   --key KEY.pem         private key, PEM, unencrypted (PKCS#8 or SEC1): ECDSA P-256/P-384,
                         Ed25519 or RSA 2048-8192, as a node policy trusts (required)
   --cert CERT.pem       certificate for the key (keyless-style signature; needs --timestamp-url)
-  --chain CHAIN.pem     its issuing chain (written to the cosign chain annotation)
+  --chain CHAIN.pem     its issuing chain, certificates only (any other PEM block, a key
+                        say, is refused; written to the cosign chain annotation)
   --timestamp-url URL   RFC 3161 timestamp authority (a sigstore TSA: .../api/v1/timestamp)
   --format F            bundle, cosign or both (default bundle)
   --plain-http          use HTTP instead of HTTPS (local registries)

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { generateKeyPairSync, sign as cryptoSign, X509Certificate } from 'node:crypto';
 import { initializeTSA } from '@sigstore/mock';
 import { bundleToJSON, toMessageSignatureBundle, toDSSEBundle } from '@sigstore/bundle';
 import { MEDIA_TYPE_OCI_MANIFEST } from '../../../src/core/constants.js';
@@ -485,6 +485,20 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     const { key, certPem } = await fx.issue();
     await rejectsWith(signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, format: 'bundle' }), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
     await rejectsWith(signArtifact({ registry: reg, repo, digest, manifestBytes, key: makeKey().privatePem, cert: certPem, timestampUrl: fx.tsa.url, format: 'bundle' }), { code: 'InvalidArgument', reason: 'CERTIFICATE_INVALID' });
+  });
+
+  it('--chain publishes certificates only: a file that also holds a private key (or anything else) is refused before anything is pushed', async () => {
+    const { reg, digest, manifestBytes } = setup();
+    const { key, certPem } = await fx.issue();
+    const sign = (chain: string) => signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, chain, timestampUrl: fx.tsa.url, format: 'cosign' });
+    for (const chain of [certPem + key.privatePem, key.privatePem, '', `${certPem}-----BEGIN CERTIFICATE-----\nnot base64\n`]) {
+      await rejectsWith(sign(chain), { code: 'InvalidArgument', reason: 'CERTIFICATE_INVALID' });
+    }
+    assert.equal(reg.log.filter((l) => l.startsWith('put')).length, 0, reg.log.join(' '));
+    // Comments around the blocks are dropped; the certificates go as they parse.
+    await sign(`# issuing chain\n${certPem}\n`);
+    const sig = JSON.parse(reg.tagged(repo, cosignSigTag(digest))!.toString()) as { layers: { annotations: Record<string, string> }[] };
+    assert.equal(sig.layers[0]!.annotations['dev.sigstore.cosign/chain'], new X509Certificate(certPem).toString());
   });
 });
 
