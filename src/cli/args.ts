@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { PROFILE_KINDS, type ProfileKind } from '../core/constants.js';
 import { UsageError } from './errors.js';
-import { terminalSafe } from '../core/text.js';
+import { terminalSafe, terminalSafeJson } from '../core/text.js';
 
 export type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean; default?: string | boolean }>;
 
@@ -37,7 +37,7 @@ export function parseCommand<T extends FlagSpec>(argv: string[], spec: T, help: 
 
 /** Writes data as JSON (for --json) or as the human text (terminalSafe). */
 export function emit(json: boolean | undefined, data: unknown, human: () => string): void {
-  process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : terminalSafe(human()).replace(/\n?$/, '\n'));
+  process.stdout.write(json ? terminalSafeJson(data, 2) + '\n' : terminalSafe(human()).replace(/\n?$/, '\n'));
 }
 
 /** `--kind` of the profile commands: seccomp or apparmor (a usage error otherwise). */

@@ -7,6 +7,7 @@ import { BINDING_KIND, API_VERSION, type Pod, type ProfileBinding } from '../../
 import { describeProblems, validateBinding } from '../../controller/validate.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
+import { terminalSafeJson, writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke binding apply -f BINDINGS.yaml [-f MORE.yaml] POD.yaml [options]
        spoke binding validate -f BINDINGS.yaml [-f MORE.yaml]
@@ -156,12 +157,12 @@ export async function run(argv: string[]): Promise<number> {
   const podSecurity = enforceLevel(namespaces[namespace], values['pod-security-default']);
   const result = mutatePod(pod, bindings.filter((b) => b.metadata.namespace === namespace), { mode, podSecurity });
   if ('denied' in result) throw new SpokeError('PermissionDenied', result.denied, {}, { reason: 'BINDING_CONFLICT' });
-  for (const w of result.warnings) process.stderr.write(`Warning: ${w}\n`);
+  for (const w of result.warnings) writeSafeLine(process.stderr, `Warning: ${w}`);
   if (values.patch) {
-    process.stdout.write(JSON.stringify(result.patch, null, values.json ? 2 : undefined) + '\n');
+    process.stdout.write(terminalSafeJson(result.patch, values.json ? 2 : undefined) + '\n');
     return 0;
   }
   const mutated = applyJsonPatch(pod, result.patch);
-  process.stdout.write(values.json ? JSON.stringify(mutated, null, 2) + '\n' : stringify(mutated));
+  process.stdout.write(values.json ? terminalSafeJson(mutated, 2) + '\n' : stringify(mutated));
   return 0;
 }

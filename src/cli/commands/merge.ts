@@ -8,6 +8,7 @@ import { decodeSeccomp, formatConstraint, intersect, validate, validateArtifact,
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { defaultAppArmorBaselinePath, kindOf, readInput } from './profile.js';
+import { writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke merge ARTIFACT [--kind seccomp|apparmor] [--baseline FILE] [--base FILE] [--explain] [--json]
 
@@ -93,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
       ? await mergeAppArmor(artifactFile, artifactBytes, values.baseline ?? defaultAppArmorBaselinePath())
       : await mergeSeccomp(artifactFile, artifactBytes, values.baseline ?? defaultBaselinePath(), values.base);
   if (values.explain) {
-    for (const c of out.constrained) process.stderr.write(`constrained: ${c.message}\n`);
+    for (const c of out.constrained) writeSafeLine(process.stderr, `constrained: ${c.message}`);
     process.stderr.write(`merge: ${out.constrained.length} constraint(s) on ${artifactFile} (${kind}; ${out.inputs}); effective ${out.digest}\n`);
   }
   if (values.json) {

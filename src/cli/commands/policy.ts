@@ -5,6 +5,7 @@ import type { PolicyIssue } from '../../policy/types.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
 import { nodeConfigOnly, readPolicyFile } from '../wiring.js';
+import { writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke policy check REF [--kind K] [--namespace N] [--policy FILE] [--json]
        spoke policy lint FILE [--json]
@@ -76,6 +77,6 @@ export async function run(argv: string[]): Promise<number> {
       ...(d.allowed && d.mode === 'audit' ? ['  mode:   audit (the artifact’s own denials are logged, not enforced: docs/audit-mode.md)'] : []),
     ].join('\n'),
   );
-  if (!d.allowed) process.stderr.write(`PermissionDenied: ${arg}: ${d.reason}\n`);
+  if (!d.allowed) writeSafeLine(process.stderr, `PermissionDenied: ${arg}: ${d.reason}`);
   return d.allowed ? 0 : EXIT_FAILED;
 }

@@ -21,6 +21,7 @@ import { stringifyExact } from '../../core/json.js';
 import { writeFileAtomic } from '../../store/fsutil.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { errorLine, EXIT_FAILED, UsageError } from '../errors.js';
+import { writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--artifact | --strict] [--json]
        spoke profile render --kind apparmor FILE [--name NAME] [--baseline FILE | --raw] [--check]
@@ -137,7 +138,7 @@ async function runRender(file: string, values: { kind?: string; name?: string; b
   const text = renderAppArmor(effective, name);
   let warnings: string[] = [];
   if (values.check) warnings = (await checkWithParser(text)).warnings;
-  for (const w of warnings) process.stderr.write(`apparmor_parser: ${w}\n`);
+  for (const w of warnings) writeSafeLine(process.stderr, `apparmor_parser: ${w}`);
   if (values.json) emit(true, { name, digest: sha256Digest(bytes), text, ...(values.check ? { checked: true, warnings } : {}) }, () => '');
   else process.stdout.write(text);
   return 0;
@@ -160,7 +161,7 @@ async function runConvert(file: string, values: { from?: string; arch?: string; 
   const text = stringifyExact(profile) + '\n';
   // What it prints must be what a node accepts: checked with the artifact rules before anything is written.
   validateArtifact(decodeSeccomp(Buffer.from(text)));
-  for (const n of notes) process.stderr.write(`note: ${n}\n`);
+  for (const n of notes) writeSafeLine(process.stderr, `note: ${n}`);
   if (values.output !== undefined) {
     await writeFileAtomic(resolve(values.output), text, dirname(resolve(values.output)), { mode: 0o644 });
     process.stderr.write(`${file} (${format}) → ${values.output}, ${sha256Digest(Buffer.from(text))}\n`);

@@ -20,6 +20,7 @@ import { ProfileStore, type EffectiveBase } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { nodeConfigOnly } from '../wiring.js';
+import { writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke ps [--config F] [--store DIR] [--json] [--explain CONTAINER]
 
@@ -136,7 +137,7 @@ async function scan(client: RuntimeCriClient, store: ProfileStore, spokeDir: str
       try {
         named = namedProfiles((status.info as Record<string, string> | undefined)?.info, spokeDir);
       } catch {
-        process.stderr.write(`warning: container ${id}: the runtime's verbose status is not JSON; not listed\n`);
+        writeSafeLine(process.stderr, `warning: container ${id}: the runtime's verbose status is not JSON; not listed`);
         out[i] = [];
         continue;
       }

@@ -15,6 +15,7 @@ import { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBack
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
+import { writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke record --upstream SOCK --image IMAGE [--output FILE | --push REPO[:TAG]] [options] -- CMD [ARGS...]
 
@@ -109,7 +110,7 @@ export async function run(argv: string[]): Promise<number> {
     allowIncomplete: values['allow-incomplete'] === true,
   });
   if (result.exitCode !== 0) process.stderr.write(`warning: the workload exited with status ${result.exitCode}; the profile covers what it did until then\n`);
-  if (result.incomplete) process.stderr.write(`warning: recording incomplete: ${result.incomplete}\n`);
+  if (result.incomplete) writeSafeLine(process.stderr, `warning: recording incomplete: ${result.incomplete}`);
   const { bytes } = buildRecordedProfile(result.syscalls, ociRuntime, { ia32: result.ia32 });
   const summary = { containerId: result.containerId, backend: result.backend, exitCode: result.exitCode, syscalls: [...result.syscalls].sort(), ia32: result.ia32 };
   if (repo) {

@@ -39,12 +39,17 @@ interface Conditions {
   minKernel: string | undefined;
 }
 
+/** moby's minKernel: major.minor, a patch level optional (it is quoted in the notes). */
+const KERNEL_VERSION_RE = /^[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?$/;
+
 function conditions(v: unknown, path: string): Conditions {
   if (v === undefined || v === null) return { arches: [], caps: [], minKernel: undefined };
   if (!isObject(v)) throw invalid(path, 'must be an object');
   only(v, path, ['arches', 'caps', 'minKernel']);
   const minKernel = v.minKernel;
-  if (minKernel !== undefined && minKernel !== null && typeof minKernel !== 'string') throw invalid(`${path}.minKernel`, 'must be a string');
+  if (minKernel !== undefined && minKernel !== null && (typeof minKernel !== 'string' || !KERNEL_VERSION_RE.test(minKernel))) {
+    throw invalid(`${path}.minKernel`, 'must be a kernel version such as "5.8" or "4.14.0"');
+  }
   return { arches: stringList(v.arches, `${path}.arches`), caps: stringList(v.caps, `${path}.caps`).map(capName), minKernel: minKernel ?? undefined };
 }
 

@@ -32,12 +32,19 @@ describe('terminal-safe human output', () => {
   });
 
   it('property: the result never holds a control character other than newline and tab', () => {
-    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (s) => !/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/.test(terminalSafe(s))));
+    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (s) => !/[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(terminalSafe(s))));
   });
 
-  it('emit writes human text through it, and --json as JSON (which escapes on its own)', () => {
+  it('emit writes human text through it, and --json as JSON that escapes C1 controls and bidi characters too', () => {
     assert.equal(captured(() => emit(false, {}, () => 'mediaType: x\x1b[1A\x1b[2Kforged')), 'mediaType: x\\x1b[1A\\x1b[2Kforged\n');
     assert.equal(captured(() => emit(true, { m: 'x\x1b' }, () => '')), '{\n  "m": "x\\u001b"\n}\n');
+    const json = captured(() => emit(true, { m: 'a\u202eb\u009bc\u2028d\u200fe' }, () => ''));
+    assert.equal(json, '{\n  "m": "a\\u202eb\\u009bc\\u2028d\\u200fe"\n}\n');
+    assert.deepEqual(JSON.parse(json), { m: 'a\u202eb\u009bc\u2028d\u200fe' });
+  });
+
+  it('bidi marks and line separators are escaped too', () => {
+    assert.equal(terminalSafe('a\u200eb\u200fc\u061cd\u2028e\u2029f'), 'a\\u200eb\\u200fc\\u061cd\\u2028e\\u2029f');
   });
 
   it('errors on stderr go through it too', () => {

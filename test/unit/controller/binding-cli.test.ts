@@ -67,6 +67,14 @@ describe('spoke binding apply', () => {
     assert.equal(r.stderr, 'Warning: container "side" keeps its seccomp profile Localhost (set on the container); ProfileBinding team/nginx not applied\n');
   });
 
+  it("warnings carry the pod's own text, escaped for the terminal", async () => {
+    const hostile = podText.replace('type: Localhost, localhostProfile: side.json', 'type: "Weird\\e]0;TITLE\\a\\r\\u202eX"');
+    const r = await run(['apply', '-f', bindings, '-'], hostile);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /[\x1b\x07\r\u202e]/);
+    assert.match(r.stderr, /Weird\\x1b\]0;TITLE\\x07\\x0d\\u202eX/);
+  });
+
   it('--patch prints exactly the webhook patch; --json the pod as JSON; - reads stdin', async () => {
     const r = await run(['apply', '-f', bindings, '--patch', '-'], podText);
     assert.equal(r.code, 0, r.stderr);

@@ -50,6 +50,17 @@ test('minKernel cannot be checked offline: a recent kernel is assumed, and said'
   assert.match(r.notes.join('\n'), /4\.8, 5\.8/);
 });
 
+test('a minKernel that is not a kernel version is refused by its path: it is quoted in the notes', () => {
+  for (const minKernel of ['5.0\u001b]0;PWNED\u0007', '5', 'five', '5.8.1.2', `5.${'1'.repeat(20)}`]) {
+    assert.throws(
+      () => convertProfile(doc([{ names: ['new'], action: 'SCMP_ACT_ALLOW', includes: { minKernel } }]), { arch: 'amd64', caps: [] }),
+      (e: unknown) => e instanceof SpokeError && e.context.path === 'syscalls[0].includes.minKernel',
+      minKernel,
+    );
+  }
+  assert.equal(convertProfile(doc([{ names: ['new'], action: 'SCMP_ACT_ALLOW', includes: { minKernel: '4.14.0' } }]), { arch: 'amd64', caps: [] }).profile.syscalls?.length, 1);
+});
+
 test('conflicting unconditional rules keep the most restrictive; conditional ones are untouched', () => {
   const d = doc([
     { names: ['setns', 'read'], action: 'SCMP_ACT_ALLOW' },
