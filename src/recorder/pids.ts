@@ -11,13 +11,21 @@
 //    the host's pid allocator (last pid in /proc/loadavg, allocated cyclically up to pid_max)
 //    has not passed over the pid since then, and that was at most MAX_DEAD_AGE_MS ago.
 // 3. Else the record is unattributed (counted, never guessed).
+// A cgroup path is only a name: a host user with a delegated cgroup subtree (systemd's user
+// manager, rootless podman) can make a directory named after any container and move into it. So
+// a process counts as the container its cgroup names only while it is in a pod's IPC namespace
+// (not the host's) and in the host's user namespace: a pod's containers share their sandbox's IPC
+// namespace, made by the runtime as root, and an unprivileged process can join none and make one
+// only inside a user namespace of its own. Otherwise its records are unattributed, so the
+// recording is reported incomplete rather than given calls it did not make. hostIPC pods and pods
+// with user namespaces (hostUsers: false) are unattributed too (docs/recording-backends.md).
 // Limits: a process that makes its calls and exits before its first record is read (a sub-ms
 // helper forked by a shell) was never seen alive and stays unattributed; start times have
 // clock-tick (10 ms) resolution, so a pid reused within one tick of a record is treated as the
 // same process; a wall clock stepped forward while recording widens that window by the step.
 // Caches are bounded (LRU by insertion).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 export interface PidIdentity {
   pid: number;
@@ -25,6 +33,8 @@ export interface PidIdentity {
   startTicks: number;
   /** 64-hex container id, or undefined for a process outside any container. */
   containerId: string | undefined;
+  /** Its cgroup names a container whose namespaces it is not in (see above): never attributed. */
+  claimed?: true;
 }
 
 export type Attribution = { kind: 'container'; containerId: string } | { kind: 'host' } | { kind: 'unattributed'; reason: string };
@@ -37,6 +47,8 @@ export interface PidResolverOptions {
   /** Monotonic µs since boot "now" (for entry age); defaults to /proc/uptime. */
   nowUs?: () => number;
   read?: (path: string) => string;
+  /** readlink, for /proc/<pid>/ns/*. */
+  readLink?: (path: string) => string;
 }
 
 const CONTAINER_ID = /[0-9a-f]{64}/g;
@@ -87,6 +99,9 @@ export class PidResolver {
   private readonly ticks: number;
   private readonly nowUs: () => number;
   private readonly read: (path: string) => string;
+  private readonly readLink: (path: string) => string;
+  /** The host's IPC namespaces (pid 1's, where it can be read, and this process's) and user namespace, read once. */
+  private hostNamespaces: { ipc: ReadonlySet<string>; user: string } | undefined;
   private readonly entries = new Map<number, Entry>();
   private pidMax: number | undefined;
   private lastCursor: number | undefined;
@@ -98,6 +113,7 @@ export class PidResolver {
     this.maxEntries = opts.maxEntries ?? 4096;
     this.ticks = opts.clockTicksPerSecond ?? 100;
     this.read = opts.read ?? ((p) => readFileSync(p, 'utf8'));
+    this.readLink = opts.readLink ?? ((p) => readlinkSync(p));
     this.nowUs = opts.nowUs ?? (() => Math.round(Number(this.read(`${this.procRoot}/uptime`).split(' ')[0]) * 1e6));
   }
 
@@ -110,12 +126,33 @@ export class PidResolver {
     try {
       const startTicks = startTicksFromStat(this.read(`${this.procRoot}/${pid}/stat`));
       if (startTicks === undefined) return undefined;
-      const containerId = containerIdFromCgroup(this.read(`${this.procRoot}/${pid}/cgroup`));
-      // The pid may have been reused between the two reads: read stat again.
+      const named = containerIdFromCgroup(this.read(`${this.procRoot}/${pid}/cgroup`));
+      const claimed = named !== undefined && !this.inPodNamespaces(pid);
+      // The pid may have been reused between the reads: read stat again.
       if (startTicksFromStat(this.read(`${this.procRoot}/${pid}/stat`)) !== startTicks) return undefined;
-      return { pid, startTicks, containerId };
+      return claimed ? { pid, startTicks, containerId: undefined, claimed } : { pid, startTicks, containerId: named };
     } catch {
       return undefined;
+    }
+  }
+
+  /** In a pod's IPC namespace and the host's user namespace (see the top of this file). */
+  private inPodNamespaces(pid: number): boolean {
+    const host = (this.hostNamespaces ??= this.readHostNamespaces());
+    return !host.ipc.has(this.readLink(`${this.procRoot}/${pid}/ns/ipc`)) && this.readLink(`${this.procRoot}/${pid}/ns/user`) === host.user;
+  }
+
+  /**
+   * The recorder runs in the host's namespaces (the systemd unit; a DaemonSet pod needs hostPID
+   * and hostIPC). pid 1 is the host's init where /proc shows it; some sandboxes refuse reading its
+   * links even to root, and then this process's own namespaces stand for the host's.
+   */
+  private readHostNamespaces(): { ipc: ReadonlySet<string>; user: string } {
+    const own = { ipc: this.readLink(`${this.procRoot}/self/ns/ipc`), user: this.readLink(`${this.procRoot}/self/ns/user`) };
+    try {
+      return { ipc: new Set([own.ipc, this.readLink(`${this.procRoot}/1/ns/ipc`)]), user: this.readLink(`${this.procRoot}/1/ns/user`) };
+    } catch {
+      return { ipc: new Set([own.ipc]), user: own.user };
     }
   }
 
@@ -132,7 +169,7 @@ export class PidResolver {
     const live = this.identify(pid);
     if (live && (recordUs === undefined || this.startUs(live.startTicks) <= recordUs + this.tickUs())) {
       this.remember(live);
-      return live.containerId === undefined ? { kind: 'host' } : { kind: 'container', containerId: live.containerId };
+      return attribution(live);
     }
     const entry = this.entries.get(pid);
     if (!entry || (live && live.startTicks === entry.startTicks)) return { kind: 'unattributed', reason: 'exited before it was seen' };
@@ -141,7 +178,7 @@ export class PidResolver {
       // The process was last seen alive before the record: safe only if the pid was not reused since.
       if ((live && live.startTicks !== entry.startTicks) || !this.notReusedSince(entry)) return { kind: 'unattributed', reason: 'pid may have been reused' };
     }
-    return entry.containerId === undefined ? { kind: 'host' } : { kind: 'container', containerId: entry.containerId };
+    return attribution(entry);
   }
 
   private remember(id: PidIdentity): void {
@@ -205,6 +242,11 @@ export class PidResolver {
     }
     return this.pidMax;
   }
+}
+
+function attribution(id: PidIdentity): Attribution {
+  if (id.claimed) return { kind: 'unattributed', reason: 'its cgroup names a container whose namespaces it is not in' };
+  return id.containerId === undefined ? { kind: 'host' } : { kind: 'container', containerId: id.containerId };
 }
 
 /** Steps a cyclic allocator takes from `from` to `to` (upwards, wrapping from pid_max-1 to RESERVED_PIDS). */

@@ -163,7 +163,8 @@ describe('pid → container', () => {
 
   /** A fake /proc whose processes and allocator the test moves. */
   function fakeProc() {
-    const procs = new Map<number, { start: number; cgroup: string }>();
+    const procs = new Map<number, { start: number; cgroup: string; ipc: string; user: string }>();
+    procs.set(1, { start: 1, cgroup: '0::/init.scope\n', ipc: 'ipc:[4026531839]', user: 'user:[4026531837]' });
     let lastPid = 1000;
     let nowUs = 50_000_000;
     const read = (p: string): string => {
@@ -175,11 +176,18 @@ describe('pid → container', () => {
       if (!m || !proc) throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
       return m[2] === 'stat' ? stat(Number(m[1]), 'x', proc.start) : proc.cgroup;
     };
+    const readLink = (p: string): string => {
+      const m = /^\/p\/(\d+|self)\/ns\/(ipc|user)$/.exec(p);
+      const proc = m ? procs.get(m[1] === 'self' ? 1 : Number(m[1])) : undefined;
+      if (!m || !proc) throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+      return m[2] === 'ipc' ? proc.ipc : proc.user;
+    };
     return {
       procs,
-      resolver: new PidResolver({ procRoot: '/p', read }),
-      spawn(pid: number, id: string | undefined, startTicks: number) {
-        procs.set(pid, { start: startTicks, cgroup: id ? `4:memory:/k8s.io/${id}\n` : '0::/\n' });
+      resolver: new PidResolver({ procRoot: '/p', read, readLink }),
+      /** A process in container `id` (its pod's IPC namespace, the host's user namespace), or on the host. */
+      spawn(pid: number, id: string | undefined, startTicks: number, ns: { ipc?: string; user?: string } = {}) {
+        procs.set(pid, { start: startTicks, cgroup: id ? `4:memory:/k8s.io/${id}\n` : '0::/\n', ipc: ns.ipc ?? (id ? 'ipc:[4026532500]' : 'ipc:[4026531839]'), user: ns.user ?? 'user:[4026531837]' });
         lastPid = pid;
       },
       exit: (pid: number) => procs.delete(pid),
@@ -247,6 +255,40 @@ describe('pid → container', () => {
     assert.equal(f.resolver.attribute(2000, 60_000_000).kind, 'unattributed'); // passed 2000
   });
 
+  test("a process whose cgroup names a container but that shares the host's IPC namespace, or has a user namespace of its own, is not that container's", () => {
+    // A host user with a delegated cgroup subtree can make a directory named after any container
+    // and move into it; it cannot join the pod's IPC namespace, nor make one without a user
+    // namespace of its own.
+    const f = fakeProc();
+    f.spawn(2000, ID_A, 4000, { ipc: 'ipc:[4026531839]' });
+    assert.equal(f.resolver.attribute(2000, 41_000_000).kind, 'unattributed');
+    f.spawn(2001, ID_A, 4000, { ipc: 'ipc:[4026539999]', user: 'user:[4026539998]' });
+    assert.equal(f.resolver.attribute(2001, 41_000_000).kind, 'unattributed');
+    // Seen alive once as such, its later records stay unattributed after it exits.
+    f.exit(2000);
+    assert.equal(f.resolver.attribute(2000, 41_500_000).kind, 'unattributed');
+    // The container's own process is.
+    f.spawn(2002, ID_A, 4000);
+    assert.deepEqual(f.resolver.attribute(2002, 41_000_000), { kind: 'container', containerId: ID_A });
+    // Where pid 1's links cannot be read (some sandboxes refuse them even to root), the recorder's
+    // own namespaces stand for the host's.
+    const sealed = new PidResolver({
+      procRoot: '/p',
+      read: (p) => (p.endsWith('/stat') ? stat(1, 'x', 1) : p.endsWith('cgroup') ? `4:memory:/k8s.io/${ID_A}\n` : p.endsWith('uptime') ? '1 1' : '0 0 0 0 1'),
+      readLink: (p) => {
+        if (p.startsWith('/p/1/')) throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+        return p.endsWith('/user') ? 'user:[4026531837]' : p.startsWith('/p/self/') || p.startsWith('/p/7/') ? 'ipc:[4026531839]' : 'ipc:[4026532500]';
+      },
+    });
+    assert.equal(sealed.attribute(7, undefined).kind, 'unattributed');
+    assert.deepEqual(sealed.attribute(8, undefined), { kind: 'container', containerId: ID_A });
+    const r = new SyscallRecorder(f.resolver, {});
+    f.spawn(2003, ID_A, 4000, { ipc: 'ipc:[4026531839]' });
+    r.addRecord({ pid: 2003, syscall: 175, arch: 0xc000003e, name: 'init_module', code: 0x7ffc0000, auditTimeMs: 0, serial: 1 });
+    assert.deepEqual([...r.syscalls(ID_A)], []);
+    assert.equal(r.stats.unattributed, 1);
+  });
+
   test('never-seen exited process is unattributed; host processes are "host"', () => {
     const f = fakeProc();
     assert.equal(f.resolver.attribute(3000, 1).kind, 'unattributed');
@@ -256,7 +298,7 @@ describe('pid → container', () => {
 
   test('the cache is bounded', () => {
     const f = fakeProc();
-    const r = new PidResolver({ procRoot: '/p', maxEntries: 5, read: (p) => (p.endsWith('/stat') ? stat(1, 'x', 1) : p.endsWith('cgroup') ? `1:x:/${ID_A}` : p.endsWith('uptime') ? '1 1' : '0 0 0 0 1') });
+    const r = new PidResolver({ procRoot: '/p', maxEntries: 5, read: (p) => (p.endsWith('/stat') ? stat(1, 'x', 1) : p.endsWith('cgroup') ? `1:x:/${ID_A}` : p.endsWith('uptime') ? '1 1' : '0 0 0 0 1'), readLink: (p) => (p.endsWith('/user') ? 'user:[1]' : p === '/p/1/ns/ipc' || p === '/p/self/ns/ipc' ? 'ipc:[1]' : 'ipc:[2]') });
     for (let pid = 1; pid <= 20; pid++) r.observe(pid);
     assert.equal(r.size, 5);
     assert.ok(f);
