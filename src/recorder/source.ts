@@ -150,13 +150,17 @@ export class AuditLogSource implements AuditSource {
   }
 }
 
-/** Whether an auditd process runs on this host (then the kernel sends records to it, not printk). */
+/**
+ * Whether an auditd process runs on this host (then the kernel sends records to it, not printk).
+ * Only one run by root counts: any user can name a process `auditd`, and the recording would then
+ * read a log nobody writes.
+ */
 export function auditdRunning(procRoot = '/proc'): boolean {
   try {
     for (const name of readdirSync(procRoot)) {
       if (!/^\d+$/.test(name)) continue;
       try {
-        if (readFileSync(`${procRoot}/${name}/comm`, 'utf8').trim() === 'auditd') return true;
+        if (readFileSync(`${procRoot}/${name}/comm`, 'utf8').trim() === 'auditd' && statSync(`${procRoot}/${name}`).uid === 0) return true;
       } catch {
         /* exited */
       }
