@@ -21,10 +21,14 @@ export function loadKubeConfig(file?: string): KubeConfig {
     if (file) kc.loadFromFile(file);
     else kc.loadFromDefault(); // in-cluster service account when run as the Deployment
   } catch (e) {
-    throw kubeConfigError(e, file ?? process.env['KUBECONFIG'] ?? 'the default kubeconfig');
+    const list = process.env['KUBECONFIG'];
+    throw kubeConfigError(e, file ?? (list === undefined || list === '' ? 'the default kubeconfig' : list.includes(':') ? 'one of the $KUBECONFIG files' : list));
   }
   return kc;
 }
+
+/** A YAML parser's reason in plain words, which quotes nothing of the file. */
+const PLAIN_REASON_RE = /^[a-z][a-z ,-]{0,100}$/;
 
 /** client-node's word on a missing member ("users[0].name is missing"), which quotes no value. */
 const MISSING_MEMBER_RE = /^[A-Za-z0-9_.[\]-]{1,100} is missing$/;
@@ -38,7 +42,10 @@ function kubeConfigError(e: unknown, file: string): SpokeError {
   let why: string;
   if (typeof fault?.code === 'string') why = `cannot be read (${fault.code})`;
   else if (typeof fault?.reason === 'string' && typeof fault.mark?.line === 'number' && typeof fault.mark.column === 'number') {
-    return new SpokeError('InvalidArgument', `kubeconfig ${file}:${fault.mark.line + 1}:${fault.mark.column + 1}: ${fault.reason.slice(0, 120)}`, { file }, { reason: 'OPTION_INVALID' });
+    // Some reasons quote the input (`unidentified alias "…"`, `unknown tag !<…>`): only one made
+    // of plain words is kept.
+    const why = PLAIN_REASON_RE.test(fault.reason) ? fault.reason : 'YAML syntax error';
+    return new SpokeError('InvalidArgument', `kubeconfig ${file}:${fault.mark.line + 1}:${fault.mark.column + 1}: ${why}`, { file }, { reason: 'OPTION_INVALID' });
   } else if (e instanceof Error && MISSING_MEMBER_RE.test(e.message)) why = `is not usable: ${e.message}`;
   else why = `is not a kubeconfig that can be used (${e instanceof Error ? e.name : typeof e})`;
   return new SpokeError('InvalidArgument', `kubeconfig ${file} ${why}`, { file }, { reason: 'OPTION_INVALID' });

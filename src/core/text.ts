@@ -28,7 +28,10 @@ export function terminalSafeJson(value: unknown, indent?: number): string {
   return JSON.stringify(value, null, indent).replace(JSON_UNSAFE_RE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** One line of human text on `stream` (a warning, a note), through terminalSafe. */
+/**
+ * One line of human text on `stream` (a warning, a note), through terminalSafe, and with any line
+ * break in it made a space: a newline in a quoted value would forge a line of its own.
+ */
 export function writeSafeLine(stream: NodeJS.WritableStream, text: string): void {
-  stream.write(`${terminalSafe(text)}\n`);
+  stream.write(`${terminalSafe(text.replace(/[\r\n]+/g, ' '))}\n`);
 }

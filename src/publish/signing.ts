@@ -106,7 +106,9 @@ export function prepareSigning(o: SignArtifactOptions): Signing {
 }
 
 const PEM_BLOCK_RE = /-----BEGIN ([A-Z0-9 ]{1,64})-----([A-Za-z0-9+/=\s]*?)-----END \1-----/g;
-const PEM_BEGIN_RE = /-----BEGIN /g;
+const PEM_BEGIN_RE = /-----BEGIN ([^\r\n-]{1,64})-----/g;
+/** A chain file past this is no chain: the `.sig` manifest that carries it is read up to 1 MiB. */
+const MAX_CHAIN_BYTES = 256 * 1024;
 
 /**
  * The certificates of a chain file, as they parse, and nothing else: the file is published in the
@@ -117,18 +119,27 @@ function certificatesOnly(chain: string): string {
   const refuse = (why: string): never => {
     throw new SpokeError('InvalidArgument', `certificate chain: ${why}; only certificates are published with the signature`, {}, { reason: 'CERTIFICATE_INVALID' });
   };
-  const out: string[] = [];
-  for (const [block, label] of chain.matchAll(PEM_BLOCK_RE)) {
+  if (chain.length > MAX_CHAIN_BYTES) refuse(`it is over ${MAX_CHAIN_BYTES} bytes`);
+  // Every block by its label first: an encrypted key's headers would otherwise read as a
+  // malformed block rather than as the key it is.
+  let blocks = 0;
+  for (const [, label] of chain.matchAll(PEM_BEGIN_RE)) {
     if (label !== 'CERTIFICATE') refuse(`it holds a ${label} block`);
+    blocks++;
+  }
+  const out = new Set<string>(); // a certificate listed twice is published once
+  let parsed = 0;
+  for (const [block] of chain.matchAll(PEM_BLOCK_RE)) {
+    parsed++;
     try {
-      out.push(new NodeX509(block).toString());
+      out.add(new NodeX509(block).toString());
     } catch {
-      refuse(`certificate ${out.length + 1} does not parse`);
+      refuse(`certificate ${parsed} does not parse`);
     }
   }
-  if ((chain.match(PEM_BEGIN_RE) ?? []).length !== out.length) refuse('a PEM block is malformed or not closed');
-  if (out.length === 0) refuse('no certificate in it');
-  return out.join('');
+  if (parsed !== blocks) refuse('a PEM block is malformed or not closed');
+  if (out.size === 0) refuse('no certificate in it');
+  return [...out].join('');
 }
 
 export function jsonBytes(v: unknown): Buffer {

@@ -77,6 +77,9 @@ export function logLineOf(line: string, sinceMs: number, bootWallMs: number): Lo
 /** Distinct syscall numbers without a name a tally keeps apart (then `#other`). */
 const MAX_UNNAMED_SYSCALLS = 1024;
 
+/** Why a `claimed` call is no container's (src/recorder/pids.ts). */
+const CLAIMED_REASON = 'its cgroup names a container whose namespaces it is not in';
+
 /** Counts per container and syscall, per unattributed syscall and reason, and host calls. */
 export class DenialTally {
   records = 0;
@@ -97,11 +100,12 @@ export class DenialTally {
     }
     if (who.kind === 'host') {
       this.host += n;
-    } else if (who.kind === 'unattributed') {
+    } else if (who.kind === 'unattributed' || who.kind === 'claimed') {
+      const reason = who.kind === 'claimed' ? CLAIMED_REASON : who.reason;
       let u = this.unattributed.get(syscall);
       if (!u) this.unattributed.set(syscall, (u = { syscall, count: 0, reasons: {} }));
       u.count += n;
-      u.reasons[who.reason] = (u.reasons[who.reason] ?? 0) + n;
+      u.reasons[reason] = (u.reasons[reason] ?? 0) + n;
     } else {
       const key = `${who.containerId}\0${syscall}`;
       const e = this.counts.get(key) ?? { containerId: who.containerId, syscall, count: 0 };

@@ -16,9 +16,10 @@
 // a process counts as the container its cgroup names only while it is in a pod's IPC namespace
 // (not the host's) and in the host's user namespace: a pod's containers share their sandbox's IPC
 // namespace, made by the runtime as root, and an unprivileged process can join none and make one
-// only inside a user namespace of its own. Otherwise its records are unattributed, so the
-// recording is reported incomplete rather than given calls it did not make. hostIPC pods and pods
-// with user namespaces (hostUsers: false) are unattributed too (docs/recording-backends.md).
+// only inside a user namespace of its own. Otherwise its records are `claimed`: never the
+// container's, and that container's recording is reported incomplete rather than given calls it
+// did not make. hostIPC pods, pods with user namespaces (hostUsers: false) and processes that made
+// a user namespace of their own are claimed too (docs/recording-backends.md).
 // Limits: a process that makes its calls and exits before its first record is read (a sub-ms
 // helper forked by a shell) was never seen alive and stays unattributed; start times have
 // clock-tick (10 ms) resolution, so a pid reused within one tick of a record is treated as the
@@ -33,11 +34,16 @@ export interface PidIdentity {
   startTicks: number;
   /** 64-hex container id, or undefined for a process outside any container. */
   containerId: string | undefined;
-  /** Its cgroup names a container whose namespaces it is not in (see above): never attributed. */
+  /** Its cgroup names this container, whose namespaces it is not in (see above): `claimed`. */
   claimed?: true;
 }
 
-export type Attribution = { kind: 'container'; containerId: string } | { kind: 'host' } | { kind: 'unattributed'; reason: string };
+/**
+ * `claimed`: the process's cgroup names the container, but it is not in that container's
+ * namespaces (see the top of this file): never the container's calls, and a recording of that
+ * container is incomplete; no one else's concern.
+ */
+export type Attribution = { kind: 'container'; containerId: string } | { kind: 'claimed'; containerId: string } | { kind: 'host' } | { kind: 'unattributed'; reason: string };
 
 export interface PidResolverOptions {
   procRoot?: string;
@@ -130,7 +136,7 @@ export class PidResolver {
       const claimed = named !== undefined && !this.inPodNamespaces(pid);
       // The pid may have been reused between the reads: read stat again.
       if (startTicksFromStat(this.read(`${this.procRoot}/${pid}/stat`)) !== startTicks) return undefined;
-      return claimed ? { pid, startTicks, containerId: undefined, claimed } : { pid, startTicks, containerId: named };
+      return claimed ? { pid, startTicks, containerId: named, claimed } : { pid, startTicks, containerId: named };
     } catch {
       return undefined;
     }
@@ -245,8 +251,8 @@ export class PidResolver {
 }
 
 function attribution(id: PidIdentity): Attribution {
-  if (id.claimed) return { kind: 'unattributed', reason: 'its cgroup names a container whose namespaces it is not in' };
-  return id.containerId === undefined ? { kind: 'host' } : { kind: 'container', containerId: id.containerId };
+  if (id.containerId === undefined) return { kind: 'host' };
+  return { kind: id.claimed ? 'claimed' : 'container', containerId: id.containerId };
 }
 
 /** Steps a cyclic allocator takes from `from` to `to` (upwards, wrapping from pid_max-1 to RESERVED_PIDS). */

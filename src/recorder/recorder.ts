@@ -29,6 +29,8 @@ export interface RecorderStats {
    * before it was seen).
    */
   unattributedLogged: number;
+  /** Records of a process whose cgroup names a wanted container it is not in (pids.ts `claimed`). */
+  claimed: number;
   /** Records whose number has no name in the table of their arch (x32, unknown arch, new calls). */
   unnamed: number;
   /**
@@ -49,7 +51,7 @@ export interface Attributor {
 }
 
 export class SyscallRecorder {
-  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, unnamed: 0, refused: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
+  readonly stats: RecorderStats = { lines: 0, records: 0, attributed: 0, ignored: 0, unattributed: 0, unattributedLogged: 0, claimed: 0, unnamed: 0, refused: 0, droppedContainers: 0, droppedSyscalls: 0, lossNotices: 0 };
   private readonly sets = new Map<string, Set<string>>();
   /** Containers whose records were not kept (the table was full): their recording is incomplete. */
   private readonly dropped = new Set<string>();
@@ -61,6 +63,8 @@ export class SyscallRecorder {
   private readonly ia32 = new Set<string>();
   private readonly unnamed = new Map<string, Set<string>>();
   readonly unattributedPids = new Set<number>();
+  /** Containers whose cgroup a process outside their namespaces was in (pids.ts `claimed`). */
+  private readonly claimed = new Set<string>();
   private readonly limits: RecorderLimits;
 
   /**
@@ -102,6 +106,13 @@ export class SyscallRecorder {
     }
     if (who.kind === 'host' || !this.wants(who.containerId)) {
       this.stats.ignored++;
+      return;
+    }
+    if (who.kind === 'claimed') {
+      // Not its calls: the recording of the container named is incomplete, no other's.
+      this.stats.claimed++;
+      if (this.claimed.size < this.limits.maxContainers) this.claimed.add(who.containerId);
+      else this.droppedOverflow = true;
       return;
     }
     this.stats.attributed++;
@@ -156,6 +167,11 @@ export class SyscallRecorder {
     return new Set(this.sets.get(containerId) ?? []);
   }
 
+  /** Whether a process outside the container's namespaces made calls under its cgroup name. */
+  wasClaimed(containerId: string): boolean {
+    return this.claimed.has(containerId);
+  }
+
   /** Whether records of the container were dropped because the table was full. */
   wasDropped(containerId: string): boolean {
     return this.dropped.has(containerId) || (this.droppedOverflow && !this.sets.has(containerId) && !this.unnamed.has(containerId));
@@ -169,7 +185,7 @@ export class SyscallRecorder {
    */
   prune(wanted: ReadonlySet<string>): void {
     for (const id of this.trackedAtPrune) if (!wanted.has(id)) this.forget(id);
-    this.trackedAtPrune = new Set([...this.sets.keys(), ...this.unnamed.keys(), ...this.dropped].filter((id) => !wanted.has(id)));
+    this.trackedAtPrune = new Set([...this.sets.keys(), ...this.unnamed.keys(), ...this.dropped, ...this.claimed].filter((id) => !wanted.has(id)));
   }
 
   /** Whether the container made a named 32-bit (ia32) call. */
@@ -187,6 +203,7 @@ export class SyscallRecorder {
     this.ia32.delete(containerId);
     this.dropped.delete(containerId);
     this.unnamed.delete(containerId);
+    this.claimed.delete(containerId);
   }
 }
 

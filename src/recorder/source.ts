@@ -150,17 +150,23 @@ export class AuditLogSource implements AuditSource {
   }
 }
 
+/** The real uid (the first of `Uid:`) of /proc/<pid>/status: a setuid binary's process keeps its user's. */
+function realUid(status: string): number | undefined {
+  const m = /^Uid:\t(\d{1,10})\t/m.exec(status.slice(0, 8192));
+  return m ? Number(m[1]) : undefined;
+}
+
 /**
  * Whether an auditd process runs on this host (then the kernel sends records to it, not printk).
- * Only one run by root counts: any user can name a process `auditd`, and the recording would then
- * read a log nobody writes.
+ * Only one whose real uid is root counts: any user can name a process `auditd` (a setuid-root
+ * binary run under that name too), and the recording would then read a log nobody writes.
  */
 export function auditdRunning(procRoot = '/proc'): boolean {
   try {
     for (const name of readdirSync(procRoot)) {
       if (!/^\d+$/.test(name)) continue;
       try {
-        if (readFileSync(`${procRoot}/${name}/comm`, 'utf8').trim() === 'auditd' && statSync(`${procRoot}/${name}`).uid === 0) return true;
+        if (readFileSync(`${procRoot}/${name}/comm`, 'utf8').trim() === 'auditd' && realUid(readFileSync(`${procRoot}/${name}/status`, 'utf8')) === 0) return true;
       } catch {
         /* exited */
       }

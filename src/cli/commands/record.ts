@@ -226,6 +226,7 @@ export async function recordOnce(o: RecordOnceOptions): Promise<RecordOnceResult
         ...(s.lost() > 0 ? [`the kernel reported ${s.lost()} lost audit record(s) (run again on a quieter node)`] : []),
         ...(maybeOurs > 0 ? [`${maybeOurs} logged call(s) from ${s.recorder.unattributedPids.size} process(es) could not be tied to a container (they exited before they were seen, as a shell's forked child does)`] : []),
         ...(s.recorder.wasDropped(containerId) ? ["the container's records were not kept: the recorder's table of containers was full"] : []),
+        ...(s.recorder.wasClaimed(containerId) ? ["calls under the container's cgroup came from a process outside its pod's IPC namespace or in a user namespace of its own (a host process in a cgroup named after it, or the workload in a sandbox): they are not counted"] : []),
       ];
       if (why.length > 0) {
         incomplete = `${why.join('; ')}; if they were this workload's calls, the profile lacks them. The eBPF backend (--backend bpf: root, kernel BTF, bpftrace) sees every process`;

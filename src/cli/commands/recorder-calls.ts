@@ -54,16 +54,18 @@ function auditCalls(log: Log): CallSource {
       const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
       const lost = session.lost() - base.lost;
       const dropped = session.recorder.wasDropped(id) ? 1 : 0;
+      const claimed = session.recorder.wasClaimed(id) ? 1 : 0;
       const why = [
         ...(lost > 0 ? [`${lost} audit record(s) lost`] : []),
         ...(unattributed > 0 ? [`${unattributed} logged call(s) on the node could not be tied to a container`] : []),
         ...(dropped > 0 ? ["its records were not kept: the recorder's table of containers was full"] : []),
+        ...(claimed > 0 ? ["calls under its cgroup came from a process outside its pod's IPC namespace or in a user namespace of its own; they are not counted"] : []),
       ];
       return {
         syscalls: session.recorder.syscalls(id),
         ia32: session.recorder.madeIa32Calls(id),
         unnamed: session.recorder.unnamedCalls(id),
-        lost: lost + unattributed + dropped,
+        lost: lost + unattributed + dropped + claimed,
         ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
       };
     },

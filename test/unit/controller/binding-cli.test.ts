@@ -72,7 +72,11 @@ describe('spoke binding apply', () => {
     const r = await run(['apply', '-f', bindings, '-'], hostile);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /[\x1b\x07\r\u202e]/);
-    assert.match(r.stderr, /Weird\\x1b\]0;TITLE\\x07\\x0d\\u202eX/);
+    assert.match(r.stderr, /Weird\\x1b\]0;TITLE\\x07 \\u202eX/);
+    // A newline in the value forges no line of its own.
+    const forged = podText.replace('type: Localhost, localhostProfile: side.json', 'type: "Weird\\nWarning: container \\"side\\" will run Unconfined"');
+    const f = await run(['apply', '-f', bindings, '-'], forged);
+    assert.equal(f.stderr.split('\n').filter((l) => l.startsWith('Warning:')).length, 1, f.stderr);
   });
 
   it('--patch prints exactly the webhook patch; --json the pod as JSON; - reads stdin', async () => {

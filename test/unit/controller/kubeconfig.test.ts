@@ -28,6 +28,14 @@ describe('loadKubeConfig', () => {
     );
   });
 
+  it('a reason that would quote the file (an alias, a tag) is not kept', () => {
+    for (const [name, value] of [['alias', '*Hunter2Secret'], ['tag', '!S3cretPass x']]) {
+      const file = join(dir, `${name}.yaml`);
+      writeFileSync(file, `apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    password: ${value}\nclusters: []\n`);
+      assert.throws(() => loadKubeConfig(file), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && !/Secret|S3cret/.test(e.message) && e.message.includes(`${name}.yaml:`), name);
+    }
+  });
+
   it("client-node's word on a missing member is kept; it quotes no value", () => {
     const file = join(dir, 'nameless.yaml');
     writeFileSync(file, 'apiVersion: v1\nkind: Config\nusers:\n- user:\n    token: KUBETOKENSECRET\nclusters: []\n');

@@ -14,6 +14,7 @@ const execFileP = promisify(execFile);
 
 const ID_A = 'a'.repeat(64);
 const ID_B = 'b'.repeat(64);
+const ID_C = 'c'.repeat(64);
 const line = (pid: number, nr: number, tsUs = 1) => `5,1,${tsUs},-;audit: type=1326 audit(1.000:1): pid=${pid} comm="x" exe="/x" sig=0 arch=c000003e syscall=${nr} compat=0 ip=0x1 code=0x7ffc0000`;
 const fixed = (map: Record<number, Attribution>) => ({ attribute: (pid: number) => map[pid] ?? ({ kind: 'unattributed', reason: 'test' } as Attribution) });
 
@@ -260,13 +261,14 @@ describe('pid → container', () => {
     // and move into it; it cannot join the pod's IPC namespace, nor make one without a user
     // namespace of its own.
     const f = fakeProc();
+    const claimed = { kind: 'claimed', containerId: ID_A };
     f.spawn(2000, ID_A, 4000, { ipc: 'ipc:[4026531839]' });
-    assert.equal(f.resolver.attribute(2000, 41_000_000).kind, 'unattributed');
+    assert.deepEqual(f.resolver.attribute(2000, 41_000_000), claimed);
     f.spawn(2001, ID_A, 4000, { ipc: 'ipc:[4026539999]', user: 'user:[4026539998]' });
-    assert.equal(f.resolver.attribute(2001, 41_000_000).kind, 'unattributed');
-    // Seen alive once as such, its later records stay unattributed after it exits.
+    assert.deepEqual(f.resolver.attribute(2001, 41_000_000), claimed);
+    // Seen alive once as such, its later records stay claimed after it exits.
     f.exit(2000);
-    assert.equal(f.resolver.attribute(2000, 41_500_000).kind, 'unattributed');
+    assert.deepEqual(f.resolver.attribute(2000, 41_500_000), claimed);
     // The container's own process is.
     f.spawn(2002, ID_A, 4000);
     assert.deepEqual(f.resolver.attribute(2002, 41_000_000), { kind: 'container', containerId: ID_A });
@@ -280,13 +282,21 @@ describe('pid → container', () => {
         return p.endsWith('/user') ? 'user:[4026531837]' : p.startsWith('/p/self/') || p.startsWith('/p/7/') ? 'ipc:[4026531839]' : 'ipc:[4026532500]';
       },
     });
-    assert.equal(sealed.attribute(7, undefined).kind, 'unattributed');
+    assert.equal(sealed.attribute(7, undefined).kind, 'claimed');
     assert.deepEqual(sealed.attribute(8, undefined), { kind: 'container', containerId: ID_A });
-    const r = new SyscallRecorder(f.resolver, {});
+    // A recording of A gets none of its calls and is marked; one of B is not concerned, and a
+    // recorder that wants no A ignores them (a hostIPC pod's logged calls spoil no other recording).
+    const r = new SyscallRecorder(f.resolver, { wants: (id) => id !== ID_C });
     f.spawn(2003, ID_A, 4000, { ipc: 'ipc:[4026531839]' });
     r.addRecord({ pid: 2003, syscall: 175, arch: 0xc000003e, name: 'init_module', code: 0x7ffc0000, auditTimeMs: 0, serial: 1 });
     assert.deepEqual([...r.syscalls(ID_A)], []);
-    assert.equal(r.stats.unattributed, 1);
+    assert.equal(r.wasClaimed(ID_A), true);
+    assert.equal(r.wasClaimed(ID_B), false);
+    assert.equal(r.stats.unattributedLogged, 0);
+    f.spawn(2004, ID_C, 4000, { ipc: 'ipc:[4026531839]' });
+    r.addRecord({ pid: 2004, syscall: 175, arch: 0xc000003e, name: 'init_module', code: 0x7ffc0000, auditTimeMs: 0, serial: 2 });
+    assert.equal(r.wasClaimed(ID_C), false);
+    assert.equal(r.stats.ignored, 1);
   });
 
   test('never-seen exited process is unattributed; host processes are "host"', () => {

@@ -491,12 +491,13 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     const { reg, digest, manifestBytes } = setup();
     const { key, certPem } = await fx.issue();
     const sign = (chain: string) => signArtifact({ registry: reg, repo, digest, manifestBytes, key: key.privatePem, cert: certPem, chain, timestampUrl: fx.tsa.url, format: 'cosign' });
-    for (const chain of [certPem + key.privatePem, key.privatePem, '', `${certPem}-----BEGIN CERTIFICATE-----\nnot base64\n`]) {
+    const encrypted = '-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n';
+    for (const chain of [certPem + key.privatePem, key.privatePem, certPem + encrypted, '', `${certPem}-----BEGIN CERTIFICATE-----\nnot base64\n`, certPem.repeat(Math.ceil((300 * 1024) / certPem.length))]) {
       await rejectsWith(sign(chain), { code: 'InvalidArgument', reason: 'CERTIFICATE_INVALID' });
     }
     assert.equal(reg.log.filter((l) => l.startsWith('put')).length, 0, reg.log.join(' '));
     // Comments around the blocks are dropped; the certificates go as they parse.
-    await sign(`# issuing chain\n${certPem}\n`);
+    await sign(`# issuing chain\r\n${certPem.replace(/\n/g, '\r\n')}\n${certPem}`);
     const sig = JSON.parse(reg.tagged(repo, cosignSigTag(digest))!.toString()) as { layers: { annotations: Record<string, string> }[] };
     assert.equal(sig.layers[0]!.annotations['dev.sigstore.cosign/chain'], new X509Certificate(certPem).toString());
   });
