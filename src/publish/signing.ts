@@ -107,6 +107,7 @@ export function prepareSigning(o: SignArtifactOptions): Signing {
 
 const PEM_BLOCK_RE = /-----BEGIN ([A-Z0-9 ]{1,64})-----([A-Za-z0-9+/=\s]*?)-----END \1-----/g;
 const PEM_BEGIN_RE = /-----BEGIN ([^\r\n-]{1,64})-----/g;
+const PEM_ANY_BEGIN_RE = /-----BEGIN /g;
 /** A chain file past this is no chain: the `.sig` manifest that carries it is read up to 1 MiB. */
 const MAX_CHAIN_BYTES = 256 * 1024;
 
@@ -137,7 +138,7 @@ function certificatesOnly(chain: string): string {
       refuse(`certificate ${parsed} does not parse`);
     }
   }
-  if (parsed !== blocks) refuse('a PEM block is malformed or not closed');
+  if (parsed !== blocks || (chain.match(PEM_ANY_BEGIN_RE) ?? []).length !== blocks) refuse('a PEM block is malformed or not closed');
   if (out.size === 0) refuse('no certificate in it');
   return [...out].join('');
 }

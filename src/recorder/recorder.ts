@@ -65,6 +65,8 @@ export class SyscallRecorder {
   readonly unattributedPids = new Set<number>();
   /** Containers whose cgroup a process outside their namespaces was in (pids.ts `claimed`). */
   private readonly claimed = new Set<string>();
+  /** More containers were claimed than `claimed` holds: every recording counts as claimed then. */
+  private claimedOverflow = false;
   private readonly limits: RecorderLimits;
 
   /**
@@ -112,7 +114,7 @@ export class SyscallRecorder {
       // Not its calls: the recording of the container named is incomplete, no other's.
       this.stats.claimed++;
       if (this.claimed.size < this.limits.maxContainers) this.claimed.add(who.containerId);
-      else this.droppedOverflow = true;
+      else this.claimedOverflow = true;
       return;
     }
     this.stats.attributed++;
@@ -169,7 +171,7 @@ export class SyscallRecorder {
 
   /** Whether a process outside the container's namespaces made calls under its cgroup name. */
   wasClaimed(containerId: string): boolean {
-    return this.claimed.has(containerId);
+    return this.claimed.has(containerId) || this.claimedOverflow;
   }
 
   /** Whether records of the container were dropped because the table was full. */

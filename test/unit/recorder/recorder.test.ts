@@ -297,6 +297,15 @@ describe('pid → container', () => {
     r.addRecord({ pid: 2004, syscall: 175, arch: 0xc000003e, name: 'init_module', code: 0x7ffc0000, auditTimeMs: 0, serial: 2 });
     assert.equal(r.wasClaimed(ID_C), false);
     assert.equal(r.stats.ignored, 1);
+    // Past the table's size, every recording counts as claimed rather than one losing its mark.
+    const small = new SyscallRecorder(f.resolver, { limits: { maxContainers: 1 } });
+    f.spawn(2005, ID_B, 4000);
+    small.addRecord({ pid: 2005, syscall: 0, arch: 0xc000003e, name: 'read', code: 0x7ffc0000, auditTimeMs: 0, serial: 3 });
+    small.addRecord({ pid: 2004, syscall: 175, arch: 0xc000003e, name: 'init_module', code: 0x7ffc0000, auditTimeMs: 0, serial: 4 });
+    f.spawn(2006, ID_B, 4000, { ipc: 'ipc:[4026531839]' });
+    small.addRecord({ pid: 2006, syscall: 175, arch: 0xc000003e, name: 'init_module', code: 0x7ffc0000, auditTimeMs: 0, serial: 5 });
+    assert.deepEqual([...small.syscalls(ID_B)], ['read']);
+    assert.equal(small.wasClaimed(ID_B), true);
   });
 
   test('never-seen exited process is unattributed; host processes are "host"', () => {

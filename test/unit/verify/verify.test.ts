@@ -495,6 +495,9 @@ describe('keyless signatures (mock CA, local RFC 3161 TSA)', () => {
     for (const chain of [certPem + key.privatePem, key.privatePem, certPem + encrypted, '', `${certPem}-----BEGIN CERTIFICATE-----\nnot base64\n`, certPem.repeat(Math.ceil((300 * 1024) / certPem.length))]) {
       await rejectsWith(sign(chain), { code: 'InvalidArgument', reason: 'CERTIFICATE_INVALID' });
     }
+    // A key is named by its label, headers or not (context carries no label: the message does).
+    assert.match((await rejectsWith(sign(certPem + encrypted), { code: 'InvalidArgument', reason: 'CERTIFICATE_INVALID' })).message, /RSA PRIVATE KEY block/);
+    await rejectsWith(sign(`${certPem}-----BEGIN RSA PRIVATE KEY----\nAAAA\n`), { code: 'InvalidArgument', reason: 'CERTIFICATE_INVALID' });
     assert.equal(reg.log.filter((l) => l.startsWith('put')).length, 0, reg.log.join(' '));
     // Comments around the blocks are dropped; the certificates go as they parse.
     await sign(`# issuing chain\r\n${certPem.replace(/\n/g, '\r\n')}\n${certPem}`);
