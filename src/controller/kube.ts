@@ -38,17 +38,19 @@ const MISSING_MEMBER_RE = /^[A-Za-z0-9_.[\]-]{1,100} is missing$/;
  * quotes the lines around its fault, and those hold bearer tokens and client keys.
  */
 function kubeConfigError(e: unknown, file: string): SpokeError {
+  return new SpokeError('InvalidArgument', `kubeconfig ${kubeConfigFault(e, file)}`, { file }, { reason: 'OPTION_INVALID' });
+}
+
+function kubeConfigFault(e: unknown, file: string): string {
   const fault = e as { code?: unknown; reason?: unknown; mark?: { line?: unknown; column?: unknown } } | undefined;
-  let why: string;
-  if (typeof fault?.code === 'string') why = `cannot be read (${fault.code})`;
-  else if (typeof fault?.reason === 'string' && typeof fault.mark?.line === 'number' && typeof fault.mark.column === 'number') {
+  if (typeof fault?.code === 'string') return `${file} cannot be read (${fault.code})`;
+  if (typeof fault?.reason === 'string' && typeof fault.mark?.line === 'number' && typeof fault.mark.column === 'number') {
     // Some reasons quote the input (`unidentified alias "…"`, `unknown tag !<…>`): only one made
     // of plain words is kept.
-    const why = PLAIN_REASON_RE.test(fault.reason) ? fault.reason : 'YAML syntax error';
-    return new SpokeError('InvalidArgument', `kubeconfig ${file}:${fault.mark.line + 1}:${fault.mark.column + 1}: ${why}`, { file }, { reason: 'OPTION_INVALID' });
-  } else if (e instanceof Error && MISSING_MEMBER_RE.test(e.message)) why = `is not usable: ${e.message}`;
-  else why = `is not a kubeconfig that can be used (${e instanceof Error ? e.name : typeof e})`;
-  return new SpokeError('InvalidArgument', `kubeconfig ${file} ${why}`, { file }, { reason: 'OPTION_INVALID' });
+    return `${file}:${fault.mark.line + 1}:${fault.mark.column + 1}: ${PLAIN_REASON_RE.test(fault.reason) ? fault.reason : 'YAML syntax error'}`;
+  }
+  if (e instanceof Error && MISSING_MEMBER_RE.test(e.message)) return `${file} is not usable: ${e.message}`;
+  return `${file} is not a kubeconfig that can be used (${e instanceof Error ? e.name : typeof e})`;
 }
 
 export type ReflectorOptions = Omit<GenericReflectorOptions<ProfileBinding>, 'plural'>;

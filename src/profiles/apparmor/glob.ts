@@ -16,6 +16,8 @@
 // validator reports and the merge treats as a pattern matching nothing. Matching runs a
 // Thompson NFA (no backtracking), linear in pattern × name.
 
+import { buildNfa, onlyMember, type ByteSet, type MatchBudget, type Node } from './glob-nfa.js';
+
 /** apparmor_parser: a "{" nesting that reaches 50 is rejected (MAX_ALT_DEPTH). */
 export const MAX_ALTERNATION_DEPTH = 49;
 /** KEP-6061 §4: a pattern with more than 100 alternatives in total never matches; we refuse it. */
@@ -24,11 +26,6 @@ export const MAX_ALTERNATIVES = 100;
 // A pattern the grammar refuses. Not a SpokeError on purpose: it carries no path, so the one
 // place that reports it (validate.ts) turns it into SecurityProfileInvalid at the pattern's path.
 export class GlobError extends Error {}
-
-type ByteSet = Uint8Array; // 256 entries, 1 = member
-
-/** `only`: the one byte a set holds, -1 when it holds several (read by spellsOddComponent). */
-type Node = { t: 'byte'; set: ByteSet; only: number } | { t: 'star'; set: ByteSet } | { t: 'alt'; alts: Node[][] };
 
 export interface CompiledGlob {
   /** The pattern as written. */
@@ -212,176 +209,13 @@ class Parser {
   }
 }
 
-// Thompson NFA: state k is either a byte test (set, next) or an epsilon fan-out.
-interface State {
-  set?: ByteSet;
-  only?: number;
-  /** The fan-out of a star (its loop and its exit). */
-  star?: true;
-  next: number[]; // byte state: one successor; split state: any number
-}
-
-function build(nodes: Node[], states: State[], next: number): number {
-  let cur = next;
-  for (let k = nodes.length - 1; k >= 0; k--) {
-    const node = nodes[k]!;
-    if (node.t === 'byte') {
-      states.push({ set: node.set, only: node.only, next: [cur] });
-      cur = states.length - 1;
-    } else if (node.t === 'star') {
-      const split: State = { next: [], star: true };
-      states.push(split);
-      const splitIdx = states.length - 1;
-      states.push({ set: node.set, only: -1, next: [splitIdx] });
-      split.next.push(states.length - 1, cur);
-      cur = splitIdx;
-    } else {
-      const starts = node.alts.map((a) => build(a, states, cur));
-      states.push({ next: starts });
-      cur = states.length - 1;
-    }
-  }
-  return cur;
-}
-
-const MATCH = 0;
-
-/** A bound on matching work shared by many matches (one merge): state visits left. */
-export interface MatchBudget {
-  left: number;
-}
-
-// The shared budget ran out; intersect.ts (withinBudget) is the one place that turns it into a
-// SpokeError (LIMIT_EXCEEDED) for the whole merge.
-export class GlobBudgetError extends Error {}
-
-class Nfa {
-  private readonly mark: Uint32Array;
-  private gen = 0;
-  private readonly stack: number[] = [];
-
-  constructor(
-    private readonly states: readonly State[],
-    private readonly start: number,
-  ) {
-    this.mark = new Uint32Array(states.length);
-  }
-
-  /** Adds the byte states (and MATCH) reachable from k without consuming input. */
-  private close(list: number[], k: number): void {
-    const { stack, mark, states, gen } = this;
-    stack.push(k);
-    while (stack.length > 0) {
-      const s = stack.pop()!;
-      if (mark[s] === gen) continue;
-      mark[s] = gen;
-      const st = states[s]!;
-      if (st.set !== undefined || s === MATCH) list.push(s);
-      else for (let j = st.next.length - 1; j >= 0; j--) stack.push(st.next[j]!);
-    }
-  }
-
-  private nextGen(): void {
-    this.gen = (this.gen + 1) >>> 0;
-    if (this.gen === 0) {
-      this.mark.fill(0);
-      this.gen = 1;
-    }
-  }
-
-  /** The states after reading `name` (empty: no name with that start matches). */
-  private after(name: string, budget: MatchBudget | undefined): number[] {
-    this.nextGen();
-    let current: number[] = [];
-    this.close(current, this.start);
-    for (let i = 0; i < name.length; i++) {
-      if (budget !== undefined) {
-        budget.left -= current.length;
-        if (budget.left < 0) throw new GlobBudgetError('glob matching budget exhausted');
-      }
-      const b = name.charCodeAt(i);
-      const next: number[] = [];
-      this.nextGen();
-      for (const s of current) {
-        const st = this.states[s]!;
-        if (st.set !== undefined && st.set[b] === 1) this.close(next, st.next[0]!);
-      }
-      if (next.length === 0) return next;
-      current = next;
-    }
-    return current;
-  }
-
-  run(name: string, budget: MatchBudget | undefined): boolean {
-    return this.after(name, budget).includes(MATCH);
-  }
-
-  /** Every state reaches MATCH (each byte set has a member), so any state left means a match. */
-  startsSomeMatch(prefix: string, budget: MatchBudget | undefined): boolean {
-    return this.after(prefix, budget).length > 0;
-  }
-
-  /**
-   * Walks the pattern with a four-state reader of components (0: inside a name, 1: after "/",
-   * 2: after "/.", 3: after "/..") over the bytes it forces; any other byte resets it to 0.
-   */
-  spellsOddComponent(): boolean {
-    const seen = new Uint8Array(this.states.length * 4);
-    const todo: number[] = [this.start * 4];
-    while (todo.length > 0) {
-      const item = todo.pop()!;
-      if (seen[item] === 1) continue;
-      seen[item] = 1;
-      const s = item >> 2;
-      const at = item & 3;
-      if (s === MATCH) {
-        if (at >= 2) return true; // ends in "/." or "/.."
-        continue;
-      }
-      const st = this.states[s]!;
-      if (st.set === undefined) {
-        // Past a star the reader starts afresh: what the star matched, even nothing, is not
-        // the pattern's to spell ("/home/*/.*" spells no "." component).
-        const next = st.star ? 0 : at;
-        for (const n of st.next) todo.push(n * 4 + next);
-        continue;
-      }
-      const forced = st.only;
-      let next = 0;
-      if (forced === SLASH) {
-        if (at !== 0) return true; // "//", "/./" or "/../"
-        next = 1;
-      } else if (forced === DOT && at !== 0) {
-        next = at === 3 ? 0 : at + 1;
-      }
-      todo.push(st.next[0]! * 4 + next);
-    }
-    return false;
-  }
-}
-
-const SLASH = 0x2f;
-const DOT = 0x2e;
-
-/** The one byte a set holds, or -1 when it holds several. */
-function onlyMember(set: ByteSet): number {
-  let member = -1;
-  for (let b = 0; b < 256; b++) {
-    if (set[b] !== 1) continue;
-    if (member >= 0) return -1;
-    member = b;
-  }
-  return member;
-}
-
 /** Compiles an AppArmor path pattern; throws GlobError for what apparmor_parser (or we) refuse. */
 export function compileGlob(pattern: string): CompiledGlob {
   const bytes = toBytes(pattern);
   const p = new Parser(bytes);
   const nodes = p.seq();
   if (p.alternatives > MAX_ALTERNATIVES) throw new GlobError(`${p.alternatives} alternatives, over the limit of ${MAX_ALTERNATIVES}`);
-  const states: State[] = [{ next: [] }]; // state 0 = match (a split with no successors)
-  const nfa = new Nfa(states, build(nodes, states, MATCH));
+  const nfa = buildNfa(nodes);
   const isGlob = p.firstGlob >= 0;
   const literalPrefix = isGlob ? bytes.slice(0, p.firstGlob) : bytes;
   return {

@@ -15,7 +15,7 @@
 
 import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
-import { GlobBudgetError, type MatchBudget } from './glob.js';
+import { GlobBudgetError, type MatchBudget } from './glob-nfa.js';
 import { intersectPathSets, MERGE_MATCH_BUDGET, type Merged } from './path-intersect.js';
 import { validateAppArmorArtifact } from './validate.js';
 import {

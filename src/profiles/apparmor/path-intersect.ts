@@ -5,7 +5,8 @@
 // kept). Anything else intersects to nothing (conservative, never wider than an input). Bits from
 // several pairs landing on one entry are ORed, as AppArmor ORs the rules that match a name.
 
-import { narrowsStarStar, tryCompileGlob, type CompiledGlob, type MatchBudget } from './glob.js';
+import { narrowsStarStar, tryCompileGlob, type CompiledGlob } from './glob.js';
+import type { MatchBudget } from './glob-nfa.js';
 
 interface Entry {
   path: string;
