@@ -121,18 +121,25 @@ export class SpokeError extends Error {
   readonly code: ErrorCode;
   readonly reason: ErrorReason;
   readonly context: ErrorContext;
+  /**
+   * What a registry said about the failure (its error message), apart from the message: the CLI
+   * and the node's log show it; a CRI status, which pod events show to whoever made the pod, does
+   * not, since a registry may echo what it was sent (docs/security-model.md).
+   */
+  readonly registryText: string | undefined;
 
-  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown; reason?: ErrorReason }) {
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown; reason?: ErrorReason; registryText?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SpokeError';
     this.code = code;
     this.reason = options?.reason ?? 'UNSPECIFIED';
     this.context = context;
+    this.registryText = options?.registryText;
   }
 
-  /** `Code: message`, the one-line form used on stderr and in gRPC status messages. */
+  /** `Code: message`, with what the registry said: the one-line form used on stderr. */
   toLine(): string {
-    return `${this.code}: ${this.message}`;
+    return this.registryText === undefined ? `${this.code}: ${this.message}` : `${this.code}: ${this.message}; registry said: ${this.registryText}`;
   }
 
   /**

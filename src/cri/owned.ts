@@ -117,6 +117,7 @@ export class OwnedHandlers<P> {
         rule: err.context.rule,
         code: err.code,
         error: err.message,
+        registrySaid: err.registryText,
         namespace: req.namespace || undefined,
       });
       throw err;

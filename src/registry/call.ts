@@ -73,6 +73,6 @@ export class Caller {
     await discard(res);
     if (res.status === 200) return true;
     if (res.status === 404) return false;
-    throw statusError(res.status, `blob ${digest}`, src.name, '', ctx);
+    throw statusError(res.status, `blob ${digest}`, src.name, undefined, ctx);
   }
 }

@@ -173,7 +173,7 @@ export class UndiciRegistryClient implements RegistryClient {
         });
         if (res.status !== 200) {
           const summary = await errorSummary(res);
-          if (res.status === 404 && !summary.startsWith('NAME_UNKNOWN')) {
+          if (res.status === 404 && summary?.code !== 'NAME_UNKNOWN') {
             if (this.referrersAbsent.size >= MAX_REFERRERS_ABSENT) this.referrersAbsent.clear();
             this.referrersAbsent.set(key, this.clock.now() + REFERRERS_ABSENT_MS);
           }

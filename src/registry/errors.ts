@@ -1,7 +1,9 @@
 // Mapping transport failures and HTTP statuses to SpokeError codes (docs/troubleshooting.md).
-// Messages name hosts, statuses and registry error codes, never headers, tokens or credentials.
+// Messages name hosts, statuses and registry error codes, never headers, tokens or credentials;
+// a registry's own error message is kept apart (SpokeError.registryText).
 
 import { SpokeError, type ErrorCode, type ErrorContext, type ErrorReason } from '../core/errors.js';
+import type { RegistryErrorText } from './http.js';
 
 // Failures a second attempt may cure quickly. Timeouts are not here: one already spent the
 // budget, and repeating it would take a dead registry past the caller's patience.
@@ -57,7 +59,7 @@ export function networkError(e: unknown, host: string, ctx: ErrorContext, signal
  * 408/429/5xx RegistryUnavailable. Other 4xx: InvalidArgument when we were writing (the
  * registry refused what the publisher sent), RegistryUnavailable when reading.
  */
-export function statusError(status: number, what: string, host: string, summary: string, ctx: ErrorContext, writing = false): SpokeError {
+export function statusError(status: number, what: string, host: string, said: RegistryErrorText | undefined, ctx: ErrorContext, writing = false): SpokeError {
   let code: ErrorCode;
   let reason: ErrorReason = 'REGISTRY_ERROR';
   if (status === 401 || status === 403) {
@@ -68,6 +70,6 @@ export function statusError(status: number, what: string, host: string, summary:
     reason = 'NOT_FOUND';
   } else if (status === 408 || status === 429 || status >= 500) code = 'RegistryUnavailable';
   else code = writing ? 'InvalidArgument' : 'RegistryUnavailable';
-  const detail = summary ? ` (${summary})` : '';
-  return new SpokeError(code, `${what}: ${host} answered ${status}${detail}`, { ...ctx, registry: host, actual: status }, { reason });
+  const detail = said?.code === undefined ? '' : ` (${said.code})`;
+  return new SpokeError(code, `${what}: ${host} answered ${status}${detail}`, { ...ctx, registry: host, actual: status }, { reason, ...(said?.text === undefined ? {} : { registryText: said.text }) });
 }

@@ -330,24 +330,41 @@ export function sha256Hasher(): Hash {
 }
 
 const PRINTABLE_RE = /[^\x20-\x7e]/g;
+/** An OCI error code as the distribution spec spells them (`MANIFEST_UNKNOWN`, `DENIED`): one upper-case word. */
+const OCI_ERROR_CODE_RE = /^[A-Z][A-Z0-9_]{0,31}$/;
 
-/** `CODE: message` of the registry's first OCI error, printable ASCII only, bounded; '' when none. */
-export async function errorSummary(res: HttpResponse): Promise<string> {
-  let text = '';
+/**
+ * The registry's first OCI error: `code` when it is spelled as the spec's codes are (kept in
+ * statuses), and `text`, its message (with the code when that is not kept), printable ASCII, at
+ * most 200 characters, which is kept apart from the message (SpokeError.registryText).
+ */
+export interface RegistryErrorText {
+  code?: string;
+  text?: string;
+}
+
+function printable(text: string): string {
+  return text.replace(PRINTABLE_RE, '?').slice(0, 200);
+}
+
+/** The registry's first OCI error in an error response; undefined when none. */
+export async function errorSummary(res: HttpResponse): Promise<RegistryErrorText | undefined> {
+  let body = '';
   try {
-    text = (await readCapped(res, ERROR_BODY_BYTES, 'error body', {})).toString('utf8');
+    body = (await readCapped(res, ERROR_BODY_BYTES, 'error body', {})).toString('utf8');
   } catch {
-    return '';
+    return undefined;
   }
   try {
-    const doc = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+    const doc = JSON.parse(body) as { errors?: Array<{ code?: unknown; message?: unknown }> };
     const first = Array.isArray(doc.errors) ? doc.errors[0] : undefined;
     if (first && typeof first.code === 'string') {
-      const msg = typeof first.message === 'string' ? `: ${first.message}` : '';
-      return `${first.code}${msg}`.replace(PRINTABLE_RE, '?').slice(0, 200);
+      const msg = typeof first.message === 'string' ? first.message : '';
+      if (!OCI_ERROR_CODE_RE.test(first.code)) return { text: printable(msg ? `${first.code}: ${msg}` : first.code) };
+      return msg ? { code: first.code, text: printable(msg) } : { code: first.code };
     }
   } catch {
     /* not JSON */
   }
-  return '';
+  return undefined;
 }

@@ -25,6 +25,8 @@ import type { RepoLocator } from '../../src/registry/types.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { rejectsWith } from '../helpers/assert.js';
+import { toGrpcStatus } from '../../src/cri/grpc-status.js';
+import { errorLine } from '../../src/cli/errors.js';
 import { blobs, startSlowProxy } from '../helpers/slow-proxy.js';
 
 // A test below measures what a read holds, after a collection.
@@ -699,6 +701,43 @@ describe('protocol edges (local fake servers)', () => {
     }
   });
 
+  it("a registry's own error text stays out of CRI statuses (pod events): its code is kept, its message goes to the CLI and the node log", async () => {
+    // A registry that echoes the request's Authorization header into its error message.
+    const srv = await fakeServer((req, res) => {
+      if (req.headers.authorization === undefined) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+        return;
+      }
+      res.writeHead(403, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'DENIED', message: `no access for ${req.headers.authorization}` }] }));
+    });
+    const client = new UndiciRegistryClient({ insecure: [srv.host] });
+    const basic = Buffer.from('alice:s3cret-pw').toString('base64');
+    try {
+      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP, credential: { kind: 'basic', username: 'alice', password: 's3cret-pw' } }), { code: 'Unauthenticated', reason: 'AUTH_REFUSED' });
+      const status = toGrpcStatus(e).message;
+      assert.match(status, /answered 403 \(DENIED\)/);
+      assert.ok(!status.includes(basic), status);
+      assert.ok(errorLine(e).includes(`registry said: no access for Basic ${basic}`), errorLine(e));
+      assert.equal(e.registryText, `no access for Basic ${basic}`);
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
+  it('a registry error code that is not an upper-case word is not kept', async () => {
+    const srv = await fakeServer((_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'dG9rZW4=', message: 'm' }] })));
+    const client = new UndiciRegistryClient({ insecure: [srv.host] });
+    try {
+      const e = await rejectsWith(client.getManifest(repoAt(srv.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'NotFound', reason: 'NOT_FOUND' });
+      assert.ok(!toGrpcStatus(e).message.includes('dG9rZW4'), toGrpcStatus(e).message);
+      assert.equal(e.registryText, 'dG9rZW4=: m');
+    } finally {
+      await client.close();
+      await srv.close();
+    }
+  });
+
   it('referrers: a 404 saying the repository is unknown (NAME_UNKNOWN) is not remembered; other repositories are asked on their own', async () => {
     const srv = await fakeServer((req, res) => {
       const unknown = (req.url ?? '').startsWith('/v2/not/yet/');
@@ -750,8 +789,9 @@ describe('protocol edges (local fake servers)', () => {
     const c3 = new UndiciRegistryClient({ insecure: [bad.host], clock: testClock() });
     try {
       const e = await rejectsWith(c3.getManifest(repoAt(bad.host), manifestDigest, ACCEPT, { maxBytes: CAP }), { code: 'RegistryUnavailable', reason: 'REGISTRY_ERROR' });
-      // The message quotes the registry's error code, control characters replaced: that text is the feature.
-      assert.match(e.message, /400 \(NAME_INVALID: bad\?name\)/);
+      // The message names the registry's error code; its text is kept apart, control characters replaced.
+      assert.match(e.message, /400 \(NAME_INVALID\)$/);
+      assert.equal(e.registryText, 'bad?name');
       assert.equal(e.context.actual, 400);
       assert.equal(bad.hits.length, 1);
     } finally {
