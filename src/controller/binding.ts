@@ -29,7 +29,9 @@
 //     pod-level RuntimeDefault or unset profile is therefore overridden container by container;
 //     a pod-level Localhost/OCI is kept.
 //  6. Idempotent: a container that already carries exactly the winner's profile (our own patch,
-//     seen again under reinvocationPolicy IfNeeded) is left alone without a warning.
+//     seen again under reinvocationPolicy IfNeeded) is left alone without a warning. One that
+//     carries exactly the profile of another binding that selects it (our patch of an earlier
+//     pass, before a webhook after this one changed its image) gets the winner's, with a warning.
 //  7. `annotations` mode: instead of the KEP field, the annotation
 //     `seccomp.profiles.spoke.dev/<container>` (or `apparmor.…`) = reference is added, and the
 //     container's field is set to RuntimeDefault, so a node without the shim still runs the
@@ -177,12 +179,14 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
   // R3: a container its seccomp binding gives its profile is recordable like an unset one: one
-  // that carries it already (this webhook's own patch, seen again on reinvocation), or an
-  // Unconfined one an override binding replaces below (so that reinvocation decides the same).
+  // that carries a binding's already (this webhook's own patch, seen again on reinvocation: rule
+  // 6), or an Unconfined one an override binding replaces below (so that reinvocation decides the
+  // same).
   const boundByItsBinding = (slot: Slot): boolean => {
-    const winner = candidatesFor(selected, 'seccomp', slot)[0];
+    const candidates = candidatesFor(selected, 'seccomp', slot);
+    const winner = candidates[0];
     if (winner === undefined) return false;
-    if (alreadyBound('seccomp', pod, slot.container, winner, modeOf('seccomp'))) return true;
+    if (candidates.some((b) => alreadyBound('seccomp', pod, slot.container, b, modeOf('seccomp')))) return true;
     return winner.override && effectiveProfile('seccomp', pod, slot.container).type === 'Unconfined';
   };
   const recording = options.recordings && !ephemeral ? planRecording(pod, slots, options.recordings, options.recordingProof, boundByItsBinding) : undefined;
@@ -221,7 +225,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         bound.push({ ...entry, reference: winner.reference });
         continue; // re-invocation, or a pod as stored: our own earlier patch, nothing to do
       }
-      if (current.type === 'Localhost' || current.type === 'OCI' || current.type === 'annotation') {
+      // Rule 6: the profile of a binding that selects the container but no longer wins (a webhook
+      // after this one changed its image, and this is the reinvocation) is this webhook's own.
+      const earlier = current.type === 'OCI' || current.type === 'annotation' ? candidates.find((b) => alreadyBound(kind, pod, c, b, kindMode)) : undefined;
+      if (earlier === undefined && (current.type === 'Localhost' || current.type === 'OCI' || current.type === 'annotation')) {
         warnings.push(`${what} keeps its ${kind} profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileBinding ${winner.name} not applied`);
         continue;
       }
@@ -236,10 +243,11 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         skipped.push({ ...entry, reason: 'Unconfined' });
         continue;
       }
-      if (current.type !== 'unset' && current.type !== 'RuntimeDefault' && !unconfined) {
+      if (earlier === undefined && current.type !== 'unset' && current.type !== 'RuntimeDefault' && !unconfined) {
         warnings.push(`${what} keeps its ${kind} profile of unknown type ${current.type}; ProfileBinding ${winner.name} not applied`);
         continue;
       }
+      if (earlier !== undefined) warnings.push(`${what}: ${kind} profile of ProfileBinding ${earlier.name} replaced by ProfileBinding ${winner.name}, the most specific for the container as it is now`);
       if (unconfined) warnings.push(`${what}: ${kind} profile Unconfined (${current.where}) replaced by ProfileBinding ${winner.name} (override: true)`);
 
       const changes = fieldChanges.get(slot) ?? {};

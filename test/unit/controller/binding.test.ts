@@ -409,6 +409,42 @@ describe('mutation rules', () => {
     }
   });
 
+  it('reinvocation after a later webhook pinned the image: the binding most specific for the image as it is now replaces the earlier one', () => {
+    const image = 'registry.example.com/shop/web:1.0';
+    const pinned = `registry.example.com/shop/web:1.0@${DIGEST}`;
+    for (const mode of ['field', 'annotations'] as const) {
+      const bs = [binding('repo', { image: 'registry.example.com/shop/web' }), binding('exact', { image: `registry.example.com/shop/web@${DIGEST}`, reference: REF_B })];
+      const first = mutate(pod([ctr('web', image, { runAsNonRoot: true })]), bs, mode);
+      assert.deepEqual(ok(first.r).applied.map((a) => a.binding), ['team/repo']);
+      // A webhook after spoke's pins the image to its digest; the API server reinvokes spoke.
+      first.out.spec!.containers![0]!.image = pinned;
+      const second = mutate(first.out, bs, mode);
+      const res = ok(second.r);
+      assert.deepEqual(res.applied.map((a) => a.binding), ['team/exact']);
+      assert.deepEqual(res.warnings, ['container "web": seccomp profile of ProfileBinding team/repo replaced by ProfileBinding team/exact, the most specific for the container as it is now']);
+      if (mode === 'field') assert.deepEqual(second.out.spec?.containers?.[0]?.securityContext, { runAsNonRoot: true, seccompProfile: oci(REF_B) });
+      else {
+        assert.deepEqual(second.out.spec?.containers?.[0]?.securityContext, { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+        assert.equal(second.out.metadata?.annotations?.['seccomp.profiles.spoke.dev/web'], REF_B);
+      }
+      // The pod as the API server would have it from the start gets the same.
+      const fresh = mutate(pod([ctr('web', pinned, { runAsNonRoot: true })]), bs, mode);
+      assert.deepEqual(fresh.out, second.out);
+      // And a third pass changes nothing.
+      assert.deepEqual(ok(mutatePod(second.out, bs, { mode })).patch, []);
+    }
+  });
+
+  it('a profile equal to no binding that selects the pod stays the author\'s: kept, with a warning', () => {
+    const bs = [binding('repo', { image: 'registry.example.com/shop/web' }), binding('other', { image: 'registry.example.com/shop/api', reference: REF_C })];
+    // REF_C is a binding's, but one that does not select this container: still the author's.
+    for (const ref of [REF_B, REF_C]) {
+      const r = ok(mutatePod(pod([ctr('web', 'registry.example.com/shop/web:1', { seccompProfile: oci(ref) })]), bs));
+      assert.deepEqual(r.patch, []);
+      assert.match(r.warnings[0]!, /keeps its seccomp profile OCI/);
+    }
+  });
+
   it('one add op for a container without securityContext covering both kinds', () => {
     const r = ok(mutatePod(pod([ctr('app')]), [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })]));
     assert.deepEqual(r.patch, [{ op: 'add', path: '/spec/containers/0/securityContext', value: { seccompProfile: oci(REF_A), appArmorProfile: oci(REF_B) } }]);

@@ -156,6 +156,19 @@ describe('pod webhook: recording', () => {
     assert.deepEqual(ok(mutate(first.out, bs, [recording('rec')]).r).patch, []);
   });
 
+  it('reinvoked after a later webhook pinned the image: the container stays recorded and gets the binding now most specific', () => {
+    const digest = `sha256:${'e'.repeat(64)}`;
+    const exactRef = `registry.example.com/profiles/x@sha256:${'f'.repeat(64)}`;
+    const bs = [binding('repo', { image: 'nginx' }), binding('exact', { image: `nginx@${digest}`, reference: exactRef })];
+    const first = mutate(pod([{ name: 'web', image: 'nginx:1' }]), bs, [recording('rec')]);
+    assert.equal(first.out.metadata?.annotations?.['recording.spoke.dev/containers'], 'web');
+    first.out.spec!.containers![0]!.image = `nginx:1@${digest}`;
+    const again = mutate(first.out, bs, [recording('rec')]);
+    assert.equal(again.out.metadata?.annotations?.['recording.spoke.dev/containers'], 'web');
+    assert.equal(again.out.metadata?.annotations?.['recording.spoke.dev/proof'], first.out.metadata?.annotations?.['recording.spoke.dev/proof']);
+    assert.deepEqual(again.out.spec?.containers?.[0]?.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: exactRef } });
+  });
+
   it("a container whose own OCI profile is not its binding's is not recorded", () => {
     const other = `registry.example.com/profiles/o@sha256:${'b'.repeat(64)}`;
     const p = pod([{ name: 'web', image: 'nginx:1', securityContext: { seccompProfile: { type: 'OCI', oci: { reference: other } } } }]);
