@@ -52,4 +52,24 @@ export function checkStored(canonical: string, record: ProvenanceRecord, kind: P
   }
   if (record.kind !== kind) throw kindMismatch(canonical, kind, record.kind);
   checkSizeLimit(canonical, record.size, limit);
+  checkSizeLimit(canonical, storedConfigSize(record), limit, 'config');
+}
+
+/**
+ * The config descriptor's declared size in a stored artifact manifest (the platform's, for an
+ * index), which a fetch checks against the limit too (checkDescriptorSizes): spoke never fetches
+ * the config, so the stored manifest is the one place that says it.
+ */
+function storedConfigSize(record: ProvenanceRecord): number {
+  let size: unknown;
+  try {
+    const manifest = JSON.parse(Buffer.from(record.platform?.manifest ?? record.manifest, 'base64').toString('utf8')) as { config?: { size?: unknown } };
+    size = manifest.config?.size;
+  } catch {
+    /* reported below */
+  }
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+    throw new SpokeError('Internal', `store record ${record.digest}: its manifest has no config size`, { digest: record.digest }, { reason: 'STATE_CORRUPT' });
+  }
+  return size;
 }

@@ -68,6 +68,29 @@ describe('verdict cache', () => {
     }
   });
 
+  it("lowering maxArtifactBytes below a cached artifact's config descriptor refuses it, as a fresh pull would", async () => {
+    const layer = denySyscalls(['mount']);
+    const configBytes = Buffer.from(JSON.stringify({ pad: 'x'.repeat(400) }));
+    const node = testNode(bothKinds(`${reg.host}/verdicts`));
+    try {
+      const { reference } = await pushRawArtifact(reg.host, 'verdicts/config-size', { layers: [{ bytes: layer }], configBytes });
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+      assert.ok(layer.length < configBytes.length);
+      node.writePolicy(bothKinds(`${reg.host}/verdicts`, layer.length));
+      const e = await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
+      assert.equal(e.context.actual, configBytes.length);
+      // A fresh node refuses it the same way.
+      const fresh = testNode(bothKinds(`${reg.host}/verdicts`, layer.length));
+      try {
+        await rejectsWith(fresh.pipeline.pull({ reference, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' });
+      } finally {
+        await fresh.dispose();
+      }
+    } finally {
+      await node.dispose();
+    }
+  });
+
   it('a content verdict is remembered until `spoke store forget` clears it', async () => {
     const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
     try {

@@ -50,7 +50,7 @@ describe('ProfileApplier', () => {
   /** Ingests an artifact as a completed pull would, with an optional signature verdict. */
   async function ingest(repository: string, layer: Buffer, verdict?: { policyHash: string; signer: string }, kind: 'seccomp' | 'apparmor' = 'seccomp'): Promise<string> {
     const layerDigest = sha256Digest(layer);
-    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ digest: layerDigest, size: layer.length }] }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { size: 2 }, layers: [{ digest: layerDigest, size: layer.length }] }));
     const digest = sha256Digest(manifest);
     const reference = `${HOST}/${repository}@${digest}`;
     await store.ingest({
@@ -237,7 +237,7 @@ describe('ProfileApplier', () => {
     it("a record of another platform's profile (a store shared across platforms) is refused STORE_PLATFORM", async () => {
       const layer = denySyscalls(['mkdirat']);
       const layerDigest = sha256Digest(layer);
-      const platformManifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ digest: layerDigest, size: layer.length }] }));
+      const platformManifest = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { size: 2 }, layers: [{ digest: layerDigest, size: layer.length }] }));
       const index = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ digest: sha256Digest(platformManifest) }] }));
       const digest = sha256Digest(index);
       const reference = `${HOST}/stored/arm@${digest}`;

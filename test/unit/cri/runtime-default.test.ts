@@ -58,7 +58,7 @@ async function rig(o: { baseline?: Buffer; runtimeDefault?: ShimDeps<SeccompProf
   dirs.push(dir);
   const store = new ProfileStore({ root: join(dir, 'store'), fsync: false });
   const put = async (name: string, bytes: Buffer, kind: 'seccomp' | 'apparmor' = 'seccomp') => {
-    const manifest = json({ name, kind });
+    const manifest = json({ name, kind, config: { size: 2 } });
     const digest = sha256Digest(manifest) as Digest;
     const reference = `registry.example.com/profiles/${name}@${digest}`;
     await store.ingest({ digest, manifestBytes: manifest, layerDigest: sha256Digest(bytes) as Digest, layerBytes: bytes, kind, reference, rule: 'test', servedBy: 'registry.example.com' });

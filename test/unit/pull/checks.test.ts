@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SpokeError } from '../../../src/core/errors.js';
 import { sha256Digest } from '../../../src/core/digest.js';
-import { permanent } from '../../../src/pull/checks.js';
+import { checkStored, permanent } from '../../../src/pull/checks.js';
+import type { ProvenanceRecord } from '../../../src/store/record-format.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { spokeError } from '../../helpers/assert.js';
 
@@ -31,5 +32,37 @@ describe('permanent', () => {
       throw new RangeError('Maximum call stack size exceeded');
     }), spokeError({ code: 'Internal' }));
     assert.equal(await store.getInvalid(digest), undefined);
+  });
+});
+
+describe('checkStored', () => {
+  const platform = { os: 'linux', architecture: 'amd64' };
+  const manifest = (config: unknown) => Buffer.from(JSON.stringify({ schemaVersion: 2, config, layers: [] })).toString('base64');
+  const record = (over: Partial<ProvenanceRecord>): ProvenanceRecord => ({
+    schemaVersion: 1,
+    digest: sha256Digest(Buffer.from('m')),
+    manifest: manifest({ size: 2 }),
+    kind: 'seccomp',
+    layerDigest: sha256Digest(Buffer.from('l')),
+    size: 100,
+    references: [],
+    rule: 'rules[0]',
+    pulledAt: '2026-12-06T00:00:00Z',
+    servedBy: 'r.io',
+    verdicts: {},
+    ...over,
+  });
+
+  it("the config descriptor's declared size is held to the limit, as a fetch holds it; for an index, the platform manifest's", () => {
+    checkStored('r', record({ manifest: manifest({ size: 100 }) }), 'seccomp', 100, platform);
+    assert.throws(() => checkStored('r', record({ manifest: manifest({ size: 101 }) }), 'seccomp', 100, platform), spokeError({ code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' }));
+    const indexed = record({ platform: { digest: sha256Digest(Buffer.from('p')), manifest: manifest({ size: 101 }), ...platform } });
+    assert.throws(() => checkStored('r', indexed, 'seccomp', 100, platform), spokeError({ code: 'SecurityProfileInvalid', reason: 'SIZE_LIMIT' }));
+  });
+
+  it('a stored manifest without a config size is the store corrupt: refused, never taken as size 0', () => {
+    for (const m of [manifest(undefined), manifest({ size: '2' }), manifest({ size: -1 }), Buffer.from('{').toString('base64')]) {
+      assert.throws(() => checkStored('r', record({ manifest: m }), 'seccomp', 100, platform), spokeError({ code: 'Internal', reason: 'STATE_CORRUPT' }));
+    }
   });
 });
