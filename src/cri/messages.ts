@@ -14,8 +14,10 @@ import {
   getEnum,
   getVarint,
   lenField,
+  replaceMessageAt,
   stringField,
   varintField,
+  withoutField,
   WIRE_LEN,
   WIRE_VARINT,
   WireError,
@@ -39,8 +41,9 @@ export const CTR_SECCTX_IN_CREATE = [2, 15, 2] as const;
 /**
  * The deprecated strings that named a profile before the SecurityProfile messages, which a
  * runtime still reads when the message beside them is absent (containerd does, tested in
- * test/integration/shim-annotations.test.ts; CRI-O is not tested here), and which older
- * kubelets send alone (AppArmor until the message came, seccomp before it):
+ * test/integration/shim-annotations.test.ts; CRI-O is not tested here), CRI-O's AppArmor also
+ * when the string is `runtime/default` (replaceProfileAt), and which older kubelets send alone
+ * (AppArmor until the message came, seccomp before it):
  * LinuxSandboxSecurityContext.seccomp_profile_path(7); LinuxContainerSecurityContext
  * .apparmor_profile(9) and .seccomp_profile_path(10). By a profile message's path: where the
  * string beside it is, if there is one.
@@ -132,8 +135,23 @@ export function deprecatedProfileAt(payload: Uint8Array, profilePath: readonly n
 }
 
 /** `{profile_type: Localhost, localhost_ref: path}` */
-export function encodeLocalhostProfile(path: string): Buffer {
+function encodeLocalhostProfile(path: string): Buffer {
   return Buffer.concat([varintField(1, PROFILE_LOCALHOST), stringField(2, path)]);
+}
+
+/**
+ * Sets the profile at `profilePath` to Localhost `ref`, and the deprecated string beside it, when
+ * the request has one, to `localhost/<ref>` (once): CRI-O takes an apparmor_profile of
+ * `runtime/default` over whatever the message beside it says, and a kubelet sends both.
+ */
+export function replaceProfileAt(payload: Uint8Array, profilePath: readonly number[], ref: string): Buffer {
+  const out = replaceMessageAt(payload, profilePath, encodeLocalhostProfile(ref));
+  const deprecated = deprecatedProfileField(profilePath);
+  const securityContext = deprecated && getMergedAt(out, deprecated.securityContext);
+  if (securityContext === undefined) return out;
+  const { bytes, removed } = withoutField(securityContext, deprecated!.field);
+  if (removed === 0) return out;
+  return replaceMessageAt(out, deprecated!.securityContext, Buffer.concat([bytes, stringField(deprecated!.field, `localhost/${ref}`)]));
 }
 
 /** The field bytes `security_profile_oci_artifact = true` inside RuntimeFeatures. */

@@ -37,12 +37,12 @@ import {
   CTR_SECCTX_IN_CREATE,
   decodeSecurityProfile,
   deprecatedProfileAt,
-  encodeLocalhostProfile,
   POD_APPARMOR_IN_CREATE,
   POD_APPARMOR_IN_RUN,
   POD_PRIVILEGED,
   POD_SECCOMP_IN_CREATE,
   POD_SECCOMP_IN_RUN,
+  replaceProfileAt,
   POD_SECCTX_IN_RUN,
   PROFILE_OCI,
   RUN_CONFIG,
@@ -52,7 +52,7 @@ import {
 import { readRecording, type RecordingDeps } from './recording.js';
 import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
 import { recordsContainer } from './rewrite-recording.js';
-import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences, replaceMessageAt } from './wire.js';
+import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
 
@@ -164,12 +164,12 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
     checkConflict(ann, site.profile, privileged, who);
     holds = await fromAnnotation(deps.annotations, ann, site.profile, namespace, who, deps.seccomp);
   }
-  if (holds) out = replaceMessageAt(out, POD_SECCOMP_IN_RUN, encodeLocalhostProfile(holds.path));
+  if (holds) out = replaceProfileAt(out, POD_SECCOMP_IN_RUN, holds.path);
   const appArmor: AppArmorPrepared[] = [];
   if (aa.oci) {
     const a = await appArmorResolver(deps)(aa.profile!, { who, namespace });
     appArmor.push(a);
-    out = replaceMessageAt(out, POD_APPARMOR_IN_RUN, encodeLocalhostProfile(a.name));
+    out = replaceProfileAt(out, POD_APPARMOR_IN_RUN, a.name);
   }
   return { payload: out, edited: true, holds, appArmor };
 }
@@ -201,25 +201,25 @@ async function containerKind<T>(
   let podApplied: T | undefined;
   if (pod.oci) {
     podApplied = await s.resolve(pod.profile!, { who: `${who} (pod-level)`, namespace: ctx.namespace });
-    out = replaceMessageAt(out, s.podPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
+    out = replaceProfileAt(out, s.podPath, s.localhostRef(podApplied));
   }
   let ann: ProfileAnnotation | undefined;
   if (ctr.oci) {
     ignored(ctx.deps.annotations, read, who);
     const applied = await s.resolve(ctr.profile!, { who, namespace: ctx.namespace });
     held.push(applied);
-    out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
+    out = replaceProfileAt(out, s.ctrPath, s.localhostRef(applied));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
   } else if (ctr.profile === undefined && podApplied !== undefined) {
     // No container-level profile at all: the pod-level OCI profile is inherited (never Unconfined).
     ignored(ctx.deps.annotations, read, who);
     held.push(podApplied);
-    out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(podApplied)));
+    out = replaceProfileAt(out, s.ctrPath, s.localhostRef(podApplied));
   } else if ((ann = read()) !== undefined) {
     checkConflict(ann, ctr.profile ?? pod.profile, ctx.privileged, who);
     const applied = await fromAnnotation(ctx.deps.annotations, ann, ctr.profile ?? pod.profile, ctx.namespace, who, s.resolve);
     held.push(applied);
-    out = replaceMessageAt(out, s.ctrPath, encodeLocalhostProfile(s.localhostRef(applied)));
+    out = replaceProfileAt(out, s.ctrPath, s.localhostRef(applied));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
   } else if (podApplied !== undefined && s.kind === 'apparmor') {
     held.push(podApplied);
@@ -262,7 +262,7 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   // webhook wrote beside the marking (rewrite-recording.ts), held as usual: it applies once the
   // proof has expired. A pod-level OCI profile in sandbox_config may have been resolved too,
   // which the container overrides.
-  const scOut = logging !== undefined ? replaceMessageAt(sc.out, CTR_SECCOMP_IN_CREATE, encodeLocalhostProfile(logging)) : sc.out;
+  const scOut = logging !== undefined ? replaceProfileAt(sc.out, CTR_SECCOMP_IN_CREATE, logging) : sc.out;
   const aa = await containerKind(scOut, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
   if (aa.out === payload) return { payload, edited: false, holds: undefined, appArmor: [] };
   return { payload: aa.out, edited: true, holds: sc.held[0], appArmor: aa.held };

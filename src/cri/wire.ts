@@ -336,6 +336,17 @@ export function replaceMessageAt(msg: Uint8Array, path: readonly number[], paylo
   return Buffer.concat([src.subarray(0, f.start), src.subarray(f.start, f.lenStart), encodeVarint(inner.length), inner, src.subarray(f.end)]);
 }
 
+/** `buf` without any occurrence of `field`, and how many there were. */
+export function withoutField(buf: Uint8Array, field: number): { bytes: Buffer; removed: number } {
+  const kept: Uint8Array[] = [];
+  let removed = 0;
+  for (const f of fields(buf)) {
+    if (f.field === field) removed++;
+    else kept.push(buf.subarray(f.start, f.end));
+  }
+  return { bytes: Buffer.concat(kept), removed };
+}
+
 /** Appends raw field bytes to the embedded message at `path` (created when missing). */
 export function appendToMessageAt(msg: Uint8Array, path: readonly number[], fieldBytes: Uint8Array): Buffer {
   if (path.length === 0) return Buffer.concat([msg, fieldBytes]);

@@ -16,7 +16,7 @@ import { ProfileAnnotations } from '../../../src/cri/annotations.js';
 import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type RewriteDeps, type Resolver } from '../../../src/cri/rewrite.js';
 import { BASE_RUNTIME_DEFAULT, CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN, SANDBOX_ANNOTATIONS } from '../../../src/cri/messages.js';
-import { getMergedAt } from '../../../src/cri/wire.js';
+import { fields, getMergedAt } from '../../../src/cri/wire.js';
 import { InUseTracker } from '../../../src/cri/inuse.js';
 import { CreateClaims } from '../../../src/cri/inuse-claims.js';
 import { SpokeError } from '../../../src/core/errors.js';
@@ -318,6 +318,29 @@ describe('annotation precedence: CreateContainer', () => {
     // The message, when present, is what the runtime reads: the deprecated string beside it is not.
     const both = await rewriteCreateContainer(createReq({ annotations: { [`${SC}app`]: REF_CTR }, seccomp: { profile_type: 'RuntimeDefault' }, deprecated: { seccomp_profile_path: 'localhost/l.json' } }), h.deps);
     assert.equal(ctrSeccomp(both.payload).localhostRef, pathOf(REF_CTR));
+  });
+
+  it('the deprecated string beside a rewritten profile names the same Localhost profile (CRI-O reads apparmor_profile "runtime/default" before the message)', async () => {
+    const secCtx = (buf: Buffer) => (decode('CreateContainerRequest', buf) as { config: { linux: { security_context: Record<string, unknown> } } }).config.linux.security_context;
+    // As a kubelet sends an explicit RuntimeDefault: the message and the string, for both kinds.
+    const h = harness();
+    const r = await rewriteCreateContainer(
+      createReq({ annotations: { [`${SC}app`]: REF_CTR, [`${AA}app`]: REF_CTR }, seccomp: { profile_type: 'RuntimeDefault' }, apparmor: { profile_type: 'RuntimeDefault' }, deprecated: { seccomp_profile_path: 'runtime/default', apparmor_profile: 'runtime/default' } }),
+      h.deps,
+    );
+    const sc = secCtx(r.payload);
+    assert.equal(sc.apparmor_profile, `localhost/spoke-${REF_CTR.slice(-16)}`);
+    assert.equal(sc.seccomp_profile_path, `localhost/${pathOf(REF_CTR)}`);
+    // Each string occurs once: a Go decoder takes the last, and so would any reader.
+    const fieldCount = (buf: Buffer, field: number) => [...fields(getMergedAt(buf, CTR_SECCOMP_IN_CREATE.slice(0, -1))!)].filter((f) => f.field === field).length;
+    assert.equal(fieldCount(r.payload, 9), 1);
+    assert.equal(fieldCount(r.payload, 10), 1);
+    // A KEP OCI profile with the string beside it: the same.
+    const kep = await rewriteCreateContainer(createReq({ apparmor: { profile_type: 'OCI', oci_ref: REF_OCI }, deprecated: { apparmor_profile: 'runtime/default' } }), harness().deps);
+    assert.equal(secCtx(kep.payload).apparmor_profile, `localhost/spoke-${REF_OCI.slice(-16)}`);
+    // Without a string beside the message, none is added.
+    const none = await rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR }, apparmor: { profile_type: 'RuntimeDefault' } }), harness().deps);
+    assert.equal(secCtx(none.payload).apparmor_profile ?? '', '');
   });
 
   it('privileged container + annotation (container or pod level): InvalidArgument naming the annotation', async () => {
