@@ -1,8 +1,6 @@
 // Protobuf `map<string, string>` fields (CRI labels and annotations) on the wire reader of wire.ts.
 
-import { fields, WIRE_LEN, WireError } from './wire.js';
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+import { fields, UTF8_AS_GO, WIRE_LEN, WireError } from './wire.js';
 
 function startsWithBytes(buf: Uint8Array, start: number, end: number, prefix: Uint8Array): boolean {
   if (end - start < prefix.length) return false;
@@ -34,7 +32,7 @@ export function getStringMap(buf: Uint8Array, field: number, keyPrefixes?: reado
     }
     if (prefixes !== undefined && !prefixes.some((p) => startsWithBytes(buf, key[0], key[1], p))) continue;
     try {
-      out.set(utf8.decode(buf.subarray(key[0], key[1])), utf8.decode(buf.subarray(value[0], value[1])));
+      out.set(UTF8_AS_GO.decode(buf.subarray(key[0], key[1])), UTF8_AS_GO.decode(buf.subarray(value[0], value[1])));
     } catch {
       throw new WireError(`map field ${field}: key or value is not valid UTF-8`);
     }

@@ -263,7 +263,8 @@ export function getEnum(buf: Uint8Array, field: number, dflt = 0): number {
   return v;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** Strict UTF-8 that keeps a leading byte-order mark, as Go's strings do (the default decoder drops it). */
+export const UTF8_AS_GO = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Last value of a string field; '' when absent. Throws on invalid UTF-8 (proto3 strings must be UTF-8). */
 export function getString(buf: Uint8Array, field: number): string {
@@ -272,7 +273,7 @@ export function getString(buf: Uint8Array, field: number): string {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_LEN) throw new WireError(`field ${field} is not length-delimited`);
     try {
-      s = utf8.decode(buf.subarray(f.valueStart, f.end));
+      s = UTF8_AS_GO.decode(buf.subarray(f.valueStart, f.end));
     } catch {
       throw new WireError(`field ${field} is not valid UTF-8`);
     }
@@ -287,7 +288,7 @@ export function getStrings(buf: Uint8Array, field: number): string[] {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_LEN) throw new WireError(`field ${field} is not length-delimited`);
     try {
-      out.push(utf8.decode(buf.subarray(f.valueStart, f.end)));
+      out.push(UTF8_AS_GO.decode(buf.subarray(f.valueStart, f.end)));
     } catch {
       throw new WireError(`field ${field} is not valid UTF-8`);
     }

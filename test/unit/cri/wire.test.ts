@@ -10,6 +10,7 @@ import {
   encodeVarint,
   fields,
   getMergedAt,
+  getString,
   readVarint,
   replaceMessageAt,
   stringField,
@@ -17,6 +18,7 @@ import {
   varintField,
 } from '../../../src/cri/wire.js';
 import { addOciFeature } from '../../../src/cri/server.js';
+import { getStringMap } from '../../../src/cri/wire-map.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
 import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
 import type { Digest } from '../../../src/core/digest.js';
@@ -90,6 +92,18 @@ describe('field walking', () => {
   it('skips groups and fixed-width fields', () => {
     const b = Buffer.from([0x0b, 0x10, 0x01, 0x0c, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1d, 1, 2, 3, 4]);
     assert.deepEqual([...fields(b)].map((f) => [f.field, f.wireType]), [[1, 3], [2, 1], [3, 5]]);
+  });
+});
+
+describe('strings as Go reads them', () => {
+  it('a leading byte-order mark is part of the string (Go keeps it; a decoder that drops it reads another value)', () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const value = Buffer.concat([bom, Buffer.from('runtime/default')]);
+    const msg = Buffer.concat([stringField(1, 'x'), Buffer.from([(2 << 3) | 2, value.length]), value]);
+    assert.equal(getString(msg, 2), '\uFEFFruntime/default');
+    const entry = Buffer.concat([Buffer.from([(1 << 3) | 2, 1]), Buffer.from('k'), Buffer.from([(2 << 3) | 2, value.length]), value]);
+    const map = Buffer.concat([Buffer.from([(7 << 3) | 2, entry.length]), entry]);
+    assert.equal(getStringMap(map, 7).get('k'), '\uFEFFruntime/default');
   });
 });
 
