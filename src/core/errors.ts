@@ -134,7 +134,8 @@ export class SpokeError extends Error {
     this.code = code;
     this.reason = options?.reason ?? 'UNSPECIFIED';
     this.context = context;
-    this.registryText = options?.registryText;
+    // A wrapper that keeps the registry's failure as its cause keeps what the registry said.
+    this.registryText = options?.registryText ?? (options?.cause instanceof SpokeError ? options.cause.registryText : undefined);
   }
 
   /** `Code: message`, with what the registry said: the one-line form used on stderr. */

@@ -112,7 +112,7 @@ export async function fromAnnotation<T>(
     return await resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base }, ctx);
   } catch (e) {
     const err = annotationError(ann.key, e);
-    deps.log?.(err.code === 'PermissionDenied' ? 'warn' : 'error', 'profile annotation refused', { who, annotation: ann.key, reference: ann.reference, code: err.code, error: err.message });
+    deps.log?.(err.code === 'PermissionDenied' ? 'warn' : 'error', 'profile annotation refused', { who, annotation: ann.key, reference: ann.reference, code: err.code, error: err.message, registrySaid: err.registryText });
     throw err;
   }
 }

@@ -330,11 +330,35 @@ export function sha256Hasher(): Hash {
 }
 
 const PRINTABLE_RE = /[^\x20-\x7e]/g;
-/** An OCI error code as the distribution spec spells them (`MANIFEST_UNKNOWN`, `DENIED`): one upper-case word. */
-const OCI_ERROR_CODE_RE = /^[A-Z][A-Z0-9_]{0,31}$/;
+/**
+ * The error codes of the OCI distribution spec (its "Error Codes" table), and those the Docker
+ * registry API adds, which registries still send: the only registry text a status may carry.
+ */
+const REGISTRY_ERROR_CODES: ReadonlySet<string> = new Set([
+  'BLOB_UNKNOWN',
+  'BLOB_UPLOAD_INVALID',
+  'BLOB_UPLOAD_UNKNOWN',
+  'DIGEST_INVALID',
+  'MANIFEST_BLOB_UNKNOWN',
+  'MANIFEST_INVALID',
+  'MANIFEST_UNKNOWN',
+  'NAME_INVALID',
+  'NAME_UNKNOWN',
+  'SIZE_INVALID',
+  'UNAUTHORIZED',
+  'DENIED',
+  'UNSUPPORTED',
+  'TOOMANYREQUESTS',
+  'MANIFEST_UNVERIFIED',
+  'TAG_INVALID',
+  'PAGINATION_NUMBER_INVALID',
+  'RANGE_INVALID',
+  'UNAVAILABLE',
+  'UNKNOWN',
+]);
 
 /**
- * The registry's first OCI error: `code` when it is spelled as the spec's codes are (kept in
+ * The registry's first OCI error: `code` when it is one of the codes the specs define (kept in
  * statuses), and `text`, its message (with the code when that is not kept), printable ASCII, at
  * most 200 characters, which is kept apart from the message (SpokeError.registryText).
  */
@@ -360,7 +384,7 @@ export async function errorSummary(res: HttpResponse): Promise<RegistryErrorText
     const first = Array.isArray(doc.errors) ? doc.errors[0] : undefined;
     if (first && typeof first.code === 'string') {
       const msg = typeof first.message === 'string' ? first.message : '';
-      if (!OCI_ERROR_CODE_RE.test(first.code)) return { text: printable(msg ? `${first.code}: ${msg}` : first.code) };
+      if (!REGISTRY_ERROR_CODES.has(first.code)) return { text: printable(msg ? `${first.code}: ${msg}` : first.code) };
       return msg ? { code: first.code, text: printable(msg) } : { code: first.code };
     }
   } catch {
