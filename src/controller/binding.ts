@@ -17,7 +17,7 @@
 //       unset or RuntimeDefault → replaced by the binding's OCI profile (and the container's
 //         legacy annotation removed: the API server requires it to agree with the field);
 //       Localhost or OCI (or a spoke annotation) → left alone, with a warning naming the
-//         container;
+//         container (but rule 6);
 //       Unconfined → replaced only when the winning binding has `override: true`; otherwise the
 //         container is left alone, with a warning naming it and the binding, and counted in the
 //         binding's status (a binding is not a gate: Pod Security denies Unconfined where wanted).
@@ -31,7 +31,8 @@
 //  6. Idempotent: a container that already carries exactly the winner's profile (our own patch,
 //     seen again under reinvocationPolicy IfNeeded) is left alone without a warning. One that
 //     carries exactly the profile of another binding that selects it (our patch of an earlier
-//     pass, before a webhook after this one changed its image) gets the winner's, with a warning.
+//     pass, before a webhook after this one changed its image) gets the winner's, with a warning:
+//     the exception to rule 3's "OCI is left alone" (not for a running pod's annotations).
 //  7. `annotations` mode: instead of the KEP field, the annotation
 //     `seccomp.profiles.spoke.dev/<container>` (or `apparmor.…`) = reference is added, and the
 //     container's field is set to RuntimeDefault, so a node without the shim still runs the
@@ -226,8 +227,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         continue; // re-invocation, or a pod as stored: our own earlier patch, nothing to do
       }
       // Rule 6: the profile of a binding that selects the container but no longer wins (a webhook
-      // after this one changed its image, and this is the reinvocation) is this webhook's own.
-      const earlier = current.type === 'OCI' || current.type === 'annotation' ? candidates.find((b) => alreadyBound(kind, pod, c, b, kindMode)) : undefined;
+      // after this one changed its image, and this is the reinvocation) is this webhook's own. Not
+      // an annotation of a running pod's: that one was written when the pod was created.
+      const mayBeOurs = (current.type === 'OCI' || current.type === 'annotation') && !(ephemeral && kindMode === 'annotations');
+      const earlier = mayBeOurs ? candidates.find((b) => alreadyBound(kind, pod, c, b, kindMode)) : undefined;
       if (earlier === undefined && (current.type === 'Localhost' || current.type === 'OCI' || current.type === 'annotation')) {
         warnings.push(`${what} keeps its ${kind} profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileBinding ${winner.name} not applied`);
         continue;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { MAX_POD_CONTAINERS, mutatePod, type MutationResult } from '../../../src/controller/binding.js';
@@ -491,13 +492,15 @@ describe('Pod Security: field mode only where the namespace level admits type OC
 
 // ---- property: never loosens ----
 
-const PROFILE_TYPES = [undefined, 'RuntimeDefault', 'Localhost', 'Unconfined', 'OCI'] as const;
+// OCI: the author's own reference; OCI-binding: one the bindings below also give (rule 6).
+const PROFILE_TYPES = [undefined, 'RuntimeDefault', 'Localhost', 'Unconfined', 'OCI', 'OCI-binding'] as const;
 const IMAGES = ['nginx', 'nginx:1.25', 'docker.io/library/nginx:1.26', 'redis', `registry.example.com/app@${DIGEST}`];
 
 function profileOf(t: (typeof PROFILE_TYPES)[number]): SeccompProfile | undefined {
   if (t === undefined) return undefined;
   if (t === 'Localhost') return { type: 'Localhost', localhostProfile: 'x.json' };
   if (t === 'OCI') return oci(REF_C);
+  if (t === 'OCI-binding') return oci(REF_B);
   return { type: t };
 }
 
@@ -552,7 +555,7 @@ function effective(p: Pod, c: Container, field: 'seccompProfile' | 'appArmorProf
 }
 
 describe('property: the mutation never loosens', () => {
-  it('for every container the result is at least as strict; Localhost/OCI never change; ephemeral and pod level untouched', () => {
+  it("for every container the result is at least as strict; Localhost never changes, OCI only from a selecting binding's profile to the winner's; ephemeral and pod level untouched", () => {
     fc.assert(
       fc.property(arbPod, fc.uniqueArray(arbBinding, { maxLength: 4, selector: (b) => b.metadata.name }), fc.constantFrom('field' as const, 'annotations' as const), (p, bs, mode) => {
         const r = mutatePod(p, bs, { mode });
@@ -569,7 +572,13 @@ describe('property: the mutation never loosens', () => {
               const b = effective(p, before, field);
               const a = effective(out, after, field);
               assert.ok(strictness(a) >= strictness(b), `${list}[${i}].${field} loosened`);
-              if (b?.type === 'Localhost' || b?.type === 'OCI') assert.deepEqual(a, b, `${list}[${i}].${field} changed`);
+              if (b?.type === 'Localhost') assert.deepEqual(a, b, `${list}[${i}].${field} changed`);
+              if (b?.type === 'OCI' && !isDeepStrictEqual(a, b)) {
+                // Rule 6: only a profile a binding of this kind gives, replaced by another binding's.
+                const kind = field === 'seccompProfile' ? 'seccomp' : 'apparmor';
+                const given = new Set(bs.filter((x) => (x.spec.kind ?? 'seccomp') === kind).map((x) => x.spec.reference));
+                assert.ok(given.has(b.oci!.reference) && a?.type === 'OCI' && given.has(a.oci!.reference), `${list}[${i}].${field} changed from the author's OCI profile`);
+              }
               if (b?.type === 'Unconfined' && a?.type !== 'Unconfined') {
                 // only by a binding with override: true
                 assert.ok(bs.some((x) => x.spec.override === true));

@@ -70,6 +70,15 @@ describe('pod webhook: ephemeral containers', () => {
     assert.match(r.status?.message ?? '', /ephemeral container "debugger-abcde".*ProfileBinding team\/all.*annotation/);
   });
 
+  it("annotation mode: a debug container named by an annotation the pod was created with keeps it, even one a binding that no longer wins gives (rule 6 is for a profile this admission wrote)", () => {
+    const body = review([app], [], [{ ...debug, securityContext: { seccompProfile: { type: 'RuntimeDefault' } } }]);
+    for (const p of [body.request.object, body.request.oldObject]) p.metadata!.annotations = { 'seccomp.profiles.spoke.dev/debugger-abcde': REF_B };
+    const r = answer(body, [binding('wide', { reference: REF_B }), binding('busybox', { image: 'busybox' })], 'annotations');
+    assert.equal(r.allowed, true, r.status?.message);
+    assert.deepEqual(r.ops, []);
+    assert.ok(r.warnings?.some((w) => /ephemeral container "debugger-abcde" keeps its seccomp profile OCI/.test(w)), JSON.stringify(r.warnings));
+  });
+
   it('bindings that do not select it leave it alone; an explicit profile is kept with a warning', () => {
     const byName = answer(review([app], [], [debug]), [binding('web-only', { containers: ['web'] }), binding('nginx', { image: 'nginx' })]);
     assert.deepEqual([byName.allowed, byName.ops], [true, []]);
