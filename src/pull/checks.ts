@@ -61,6 +61,10 @@ export function checkStored(canonical: string, record: ProvenanceRecord, kind: P
  * the config, so the stored manifest is the one place that says it.
  */
 function storedConfigSize(record: ProvenanceRecord): number {
+  // The store hands out one object per record until the record changes: a warm pull decodes
+  // the manifest once.
+  const known = configSizes.get(record);
+  if (known !== undefined) return known;
   let size: unknown;
   try {
     const manifest = JSON.parse(Buffer.from(record.platform?.manifest ?? record.manifest, 'base64').toString('utf8')) as { config?: { size?: unknown } };
@@ -71,5 +75,7 @@ function storedConfigSize(record: ProvenanceRecord): number {
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw new SpokeError('Internal', `store record ${record.digest}: its manifest has no config size`, { digest: record.digest }, { reason: 'STATE_CORRUPT' });
   }
+  configSizes.set(record, size);
   return size;
 }
+const configSizes = new WeakMap<ProvenanceRecord, number>();
