@@ -80,7 +80,7 @@ export function parseImage(input: string): ImageRef {
   const slash = rest.indexOf('/');
   const first = slash < 0 ? '' : rest.slice(0, slash);
   if (slash >= 0 && (looksLikeRegistryHost(first) || first.toLowerCase() !== first)) {
-    const { host, port } = parseRegistry(first, (why) => fail(input, why));
+    const { host, port } = parseRegistry(first, (why) => fail(input, why), false);
     // Upper case makes `MyOrg` a host for the runtime, but lowercased it reads as a Docker Hub
     // namespace again: no canonical spelling exists, so it is refused (only `*` selects it).
     if (!looksLikeRegistryHost(host)) fail(input, `registry host ${JSON.stringify(first)} has neither a dot nor a port`);

@@ -22,6 +22,8 @@ export const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DNS_LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV6_RE = /^\[[0-9a-f:.]{2,45}\]$/;
 const PORT_RE = /^[0-9]{1,5}$/;
+/** A last host label the URL parser reads as a number, making the host an IPv4 address (WHATWG URL "ends in a number"). */
+const NUMERIC_LABEL_RE = /^(?:[0-9]+|0x[0-9a-f]*)$/;
 
 function refuse(input: string, why: string, reason: ErrorReason = 'REFERENCE_INVALID'): never {
   throw new SpokeError('InvalidArgument', `invalid reference ${JSON.stringify(input.slice(0, 120))}: ${why}`, {
@@ -29,8 +31,12 @@ function refuse(input: string, why: string, reason: ErrorReason = 'REFERENCE_INV
   }, { reason });
 }
 
-/** Parses `host[:port]` (the registry part); throws InvalidArgument with `why` on failure. */
-export function parseRegistry(text: string, onError: (why: string) => never): { host: string; port: number | undefined } {
+/**
+ * Parses `host[:port]` (the registry part); throws InvalidArgument with `why` on failure.
+ * `connected`: spoke connects to it (not so for a pod's image names, which the controller only
+ * compares), so it must be spelled as the URL parser reads it.
+ */
+export function parseRegistry(text: string, onError: (why: string) => never, connected = true): { host: string; port: number | undefined } {
   let hostPart = text;
   let portPart: string | undefined;
   if (text.startsWith('[')) {
@@ -64,6 +70,14 @@ export function parseRegistry(text: string, onError: (why: string) => never): { 
     for (const label of labels) {
       if (!DNS_LABEL_RE.test(label)) onError(`host ${JSON.stringify(hostPart)} is not a valid DNS name or IP address`);
     }
+  }
+  // The registry client connects where the URL parser says: a host it reads as another address
+  // (`010.0.0.1` is 8.0.0.1, `127.1` is 127.0.0.1, `[0:0::1]` is [::1]) would be judged by the
+  // policy under one name and reached under another. Only an IP literal (a bracketed one, or
+  // one whose last label is a number, which the URL parser reads as IPv4) can be rewritten.
+  if (connected && (host.startsWith('[') || NUMERIC_LABEL_RE.test(host.slice(host.lastIndexOf('.') + 1)))) {
+    const read = URL.canParse(`http://${host}/`) ? new URL(`http://${host}/`).hostname : undefined;
+    if (read !== host) onError(read === undefined ? `host ${JSON.stringify(hostPart)} is not a valid IP address` : `host ${JSON.stringify(hostPart)} is the address ${read}: write it so`);
   }
   return { host, port };
 }
