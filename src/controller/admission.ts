@@ -4,7 +4,7 @@
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, imageIdDenials, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
-import { addedEphemeralSlots, bindingWinners, podSelected, slotsOf } from './binding-match.js';
+import { addedEphemeralSlots, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
@@ -229,9 +229,10 @@ export function reviewResult(body: unknown): AdmissionReview {
  * - an annotation-mode profile annotation (`seccomp|apparmor.profiles.spoke.dev/*`) is never
  *   added, changed or removed: removing the one a binding wrote would start the container under
  *   plain RuntimeDefault, changing it would swap the bound profile (docs/annotation-mode.md);
- * - a container's image changes only where the bindings give the new image what they gave the
- *   old one: the profile decided at creation stays with the container whatever it runs; and,
- *   as at creation, never to an image ID where a binding names images.
+ * - a container's image changes only where the bindings give the new image the profile the
+ *   container carries: the profile decided at creation stays with the container whatever it
+ *   runs (profilesMovedByImages); and, as at creation, never to an image ID where a binding
+ *   names images.
  */
 export function reviewPodUpdate(body: unknown, source: BindingSource): AdmissionReview {
   const req = parseReview(body);
@@ -251,7 +252,7 @@ export function reviewPodUpdate(body: unknown, source: BindingSource): Admission
     .sort();
   if (profile.length > 0) return refuseUpdate(req.uid, profile, 'profile annotations are set when the pod is created, never changed later');
   // A container's image may change in place (the kubelet restarts it with the new one): the
-  // binding decided at creation for the old image must still be the one the new image gets.
+  // profile it carries must be the one its bindings give the new image.
   const changed = imageChanges(req.oldObject as Pod | undefined, req.object as Pod | undefined);
   if (changed.length === 0) return review({ uid: req.uid, allowed: true });
   const namespace = req.namespace || (req.object as Pod | undefined)?.metadata?.namespace;
@@ -262,15 +263,13 @@ export function reviewPodUpdate(body: unknown, source: BindingSource): Admission
   // Held to the rule a create is held to: an image ID where a binding names images.
   const byId = imageIdDenials(slotsOf(after).filter((slot) => changed.includes(`${slot.list}/${slot.container.name}`)), podSelected(after, bindings));
   if (byId.length > 0) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${byId.join('; ')}` } });
-  const oldWinners = bindingWinners(req.oldObject as Pod, bindings);
-  const newWinners = bindingWinners(after, bindings);
-  const moved = changed.filter((slot) => oldWinners.get(slot) !== newWinners.get(slot));
+  const moved = profilesMovedByImages(req.oldObject as Pod, after, bindings, changed);
   if (moved.length === 0) return review({ uid: req.uid, allowed: true });
   const shown = moved.slice(0, 5).map((slot) => `${slot.startsWith('initContainers/') ? 'init container' : 'container'} "${slot.slice(slot.indexOf('/') + 1).slice(0, 63)}"`);
   return review({
     uid: req.uid,
     allowed: false,
-    status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}: a new image changes the profiles its ProfileBindings give it; recreate the pod instead (docs/binding.md)` },
+    status: { code: 403, reason: 'Forbidden', message: `spoke: ${shown.join(', ')}: its ProfileBindings give the new image another profile than the one it carries; recreate the pod instead (docs/binding.md)` },
   });
 }
 

@@ -97,20 +97,30 @@ export function podSelected(pod: Pod, rawBindings: readonly unknown[]): Compiled
 }
 
 /**
- * What the bindings would give each container of `pod`: per `<list>/<name>`, per kind, the
- * winning binding's name, reference and base (as mutatePod picks the winner), or nothing.
+ * The containers among `changed` (`<list>/<name>`, whose image differs from `before` to `after`)
+ * that the bindings would give, for their new image, a profile other than the one they carry:
+ * a pod's profiles are fixed at its creation, so a new image may take only the profile it would
+ * be given. Per kind, the container must carry exactly the new winner's profile (by field, or by
+ * its annotation beside RuntimeDefault: either mode); where no binding selects the new image,
+ * none may have selected the old one.
  */
-export function bindingWinners(pod: Pod, rawBindings: readonly unknown[]): Map<string, string> {
-  const bindings = podSelected(pod, rawBindings);
-  const out = new Map<string, string>();
-  for (const slot of slotsOf(pod)) {
-    const winners = (['seccomp', 'apparmor'] as const).map((kind) => {
-      const w = candidatesFor(bindings, kind, slot)[0];
-      return w === undefined ? null : [w.name, w.reference, w.baseProfile ?? null];
+export function profilesMovedByImages(before: Pod, after: Pod, rawBindings: readonly unknown[], changed: readonly string[]): string[] {
+  const key = (slot: Slot) => `${slot.list}/${slot.container.name}`;
+  const selectedBefore = podSelected(before, rawBindings);
+  const selectedAfter = podSelected(after, rawBindings);
+  const oldSlots = new Map(slotsOf(before).map((slot) => [key(slot), slot]));
+  const moved: string[] = [];
+  for (const slot of slotsOf(after)) {
+    const old = oldSlots.get(key(slot));
+    if (old === undefined || !changed.includes(key(slot))) continue;
+    const moves = (['seccomp', 'apparmor'] as const).some((kind) => {
+      const winner = candidatesFor(selectedAfter, kind, slot)[0];
+      if (winner === undefined) return candidatesFor(selectedBefore, kind, old)[0] !== undefined;
+      return !alreadyBound(kind, after, slot.container, winner, 'field') && !alreadyBound(kind, after, slot.container, winner, 'annotations');
     });
-    out.set(`${slot.list}/${slot.container.name}`, JSON.stringify(winners));
+    if (moves) moved.push(key(slot));
   }
-  return out;
+  return moved;
 }
 
 export interface Slot {

@@ -337,7 +337,7 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     // busybox → nginx: the app=web nginx binding (REF_A) and the AppArmor one would win now.
     const moved = await answer(withImage('containers', 'nginx:1.27'));
     assert.deepEqual([moved.allowed, moved.status?.code], [false, 403]);
-    assert.match(moved.status?.message ?? '', /container "web": a new image changes the profiles its ProfileBindings give it/);
+    assert.match(moved.status?.message ?? '', /container "web": its ProfileBindings give the new image another profile than the one it carries/);
     const movedInit = await answer(withImage('initContainers', 'docker.io/library/nginx:1.27'));
     assert.equal(movedInit.allowed, false);
     assert.equal((await answer(withImage('containers', 'busybox:1.37'))).allowed, true, 'the same binding wins for the new image');

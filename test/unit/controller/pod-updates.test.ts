@@ -1,0 +1,68 @@
+// /validate-pod-updates and a container's image changed in place (docs/binding.md): the profile a
+// container carries was decided at its creation and cannot change, so a new image is admitted
+// only where the bindings give it exactly that profile, whatever the pod's labels became since.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { reviewPod, reviewPodUpdate } from '../../../src/controller/admission.js';
+import { StaticBindingSource } from '../../../src/controller/source.js';
+import type { Container, Pod, ProfileBinding } from '../../../src/controller/types.js';
+import { applyPatch, type Op } from '../../helpers/json-patch.js';
+
+const REF_LOOSE = `registry.example.com/profiles/loose@sha256:${'a'.repeat(64)}`;
+const REF_STRICT = `registry.example.com/profiles/strict@sha256:${'b'.repeat(64)}`;
+
+function binding(name: string, spec: Partial<ProfileBinding['spec']>): ProfileBinding {
+  return { apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileBinding', metadata: { name, namespace: 'team' }, spec: { kind: 'seccomp', reference: REF_STRICT, image: '*', ...spec } };
+}
+
+function pod(containers: Container[], labels: Record<string, string>): Pod {
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'team', labels }, spec: { containers } };
+}
+
+function reviewOf(operation: 'CREATE' | 'UPDATE', object: Pod, oldObject?: Pod) {
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: { uid: 'u1', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'team', operation, object, ...(oldObject ? { oldObject } : {}) },
+  };
+}
+
+const source = new StaticBindingSource([binding('x-dev', { image: 'registry.example.com/app/x', podSelector: { matchLabels: { tier: 'dev' } }, reference: REF_LOOSE }), binding('all', {})]);
+
+/** The pod as the API server stores it after the binding webhook. */
+function created(p: Pod): Pod {
+  const r = reviewPod(reviewOf('CREATE', p), source).response;
+  assert.equal(r.allowed, true);
+  return r.patch === undefined ? p : applyPatch(p, JSON.parse(Buffer.from(r.patch, 'base64').toString()) as Op[]);
+}
+
+const update = (before: Pod, after: Pod) => reviewPodUpdate(reviewOf('UPDATE', after, before), source).response;
+const withImage = (p: Pod, image: string): Pod => ({ ...p, spec: { containers: p.spec!.containers!.map((c) => ({ ...c, image })) } });
+const withLabels = (p: Pod, labels: Record<string, string>): Pod => ({ ...p, metadata: { ...p.metadata, labels } });
+
+describe('/validate-pod-updates: an image changed in place', () => {
+  it("is judged by the profile the container carries, not by which binding its old image would win now: dropping a label first does not launder the loose profile onto another image", () => {
+    const stored = created(pod([{ name: 'app', image: 'registry.example.com/app/x:1' }], { tier: 'dev' }));
+    assert.equal(stored.spec!.containers![0]!.securityContext?.seccompProfile?.oci?.reference, REF_LOOSE);
+    // Straight to another image: refused (the strict binding would win for it).
+    assert.equal(update(stored, withImage(stored, 'registry.example.com/evil/y:1')).allowed, false);
+    // The label dropped first (no image change: admitted), then the image.
+    const unlabelled = withLabels(stored, {});
+    assert.equal(update(stored, unlabelled).allowed, true);
+    const moved = update(unlabelled, withImage(unlabelled, 'registry.example.com/evil/y:1'));
+    assert.equal(moved.allowed, false);
+    assert.match(moved.status?.message ?? '', /container "app": .*recreate the pod/);
+    // A new tag of the same image, whose binding still gives it what it carries: admitted.
+    assert.equal(update(stored, withImage(stored, 'registry.example.com/app/x:2')).allowed, true);
+  });
+
+  it("a container that does not carry its bindings' profile (its own, kept at creation) changes image only by recreating the pod", () => {
+    const own = created(pod([{ name: 'app', image: 'busybox:1.36', securityContext: { seccompProfile: { type: 'Localhost', localhostProfile: 'own.json' } } }], {}));
+    assert.equal(update(own, withImage(own, 'busybox:1.37')).allowed, false);
+    // Where no binding selects the old image nor the new one, nothing is decided by bindings: admitted.
+    const none = new StaticBindingSource([binding('only-nginx', { image: 'nginx' })]);
+    const p = pod([{ name: 'app', image: 'busybox:1.36' }], {});
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(p, 'busybox:1.37'), p), none).response.allowed, true);
+  });
+});
