@@ -236,17 +236,23 @@ export function reviewResult(body: unknown): AdmissionReview {
  */
 export function reviewPodUpdate(body: unknown, source: BindingSource): AdmissionReview {
   const req = parseReview(body);
+  const annotations = (o: unknown): Record<string, unknown> => ((o as Pod | null | undefined)?.metadata?.annotations as Record<string, unknown> | undefined) ?? {};
+  const isProfileKey = (k: string) => PROFILE_KINDS.some((kind) => k.startsWith(ANNOTATION_PREFIX[kind]));
+  // A Binding (pods/binding, or the older bindings resource) merges its annotations into the pod.
+  const isBinding = req.operation === 'CREATE' && (req.kind?.group ?? '') === '' && ((req.resource?.resource === 'pods' && req.subResource === 'binding') || (req.resource?.resource === 'bindings' && !req.subResource));
+  if (isBinding) {
+    const spoke = Object.keys(annotations(req.object)).filter((k) => k.startsWith(POD_RECORDING_PREFIX) || isProfileKey(k)).sort();
+    return spoke.length > 0 ? refuseUpdate(req.uid, spoke, "a Binding's annotations join the pod's, and spoke's are set by its webhook when the pod is created, never later") : review({ uid: req.uid, allowed: true });
+  }
   // pods/status too: a status update stores the annotations it carries (only spec is reset).
   const isPod = req.kind?.kind === 'Pod' && (req.kind?.group ?? '') === '' && req.resource?.resource === 'pods' && (!req.subResource || req.subResource === 'status');
   if (!isPod || req.operation !== 'UPDATE') return review({ uid: req.uid, allowed: true });
-  const annotations = (o: unknown): Record<string, unknown> => ((o as Pod | null | undefined)?.metadata?.annotations as Record<string, unknown> | undefined) ?? {};
   const now = annotations(req.object);
   const before = annotations(req.oldObject);
   const recording = Object.keys(now)
     .filter((k) => k.startsWith(POD_RECORDING_PREFIX) && now[k] !== before[k])
     .sort();
   if (recording.length > 0) return refuseUpdate(req.uid, recording, "recording annotations are set by spoke's webhook when the pod is created, never later");
-  const isProfileKey = (k: string) => PROFILE_KINDS.some((kind) => k.startsWith(ANNOTATION_PREFIX[kind]));
   const profile = [...new Set([...Object.keys(now), ...Object.keys(before)])]
     .filter((k) => isProfileKey(k) && now[k] !== before[k])
     .sort();

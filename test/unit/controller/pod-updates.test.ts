@@ -66,3 +66,31 @@ describe('/validate-pod-updates: an image changed in place', () => {
     assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(p, 'busybox:1.37'), p), none).response.allowed, true);
   });
 });
+
+describe('/validate-pod-updates: Bindings', () => {
+  const bindingReview = (resource: 'pods' | 'bindings', annotations: Record<string, string>) => ({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: 'u2',
+      kind: { group: '', version: 'v1', kind: 'Binding' },
+      resource: { group: '', version: 'v1', resource },
+      ...(resource === 'pods' ? { subResource: 'binding' } : {}),
+      namespace: 'team',
+      operation: 'CREATE',
+      object: { apiVersion: 'v1', kind: 'Binding', metadata: { name: 'p', namespace: 'team', annotations }, target: { kind: 'Node', name: 'n1' } },
+    },
+  });
+
+  it("a Binding that would add spoke's annotations to the pod it binds is refused, by either resource; one without them passes", () => {
+    for (const resource of ['pods', 'bindings'] as const) {
+      for (const key of ['recording.spoke.dev/proof', 'recording.spoke.dev/name', 'seccomp.profiles.spoke.dev/app', 'apparmor.profiles.spoke.dev/pod']) {
+        const r = reviewPodUpdate(bindingReview(resource, { [key]: 'x' }), source).response;
+        assert.equal(r.allowed, false, `${resource} ${key}`);
+        assert.match(r.status?.message ?? '', new RegExp(key.replace(/\./g, '\\.')));
+      }
+      assert.equal(reviewPodUpdate(bindingReview(resource, { 'example.com/other': 'x' }), source).response.allowed, true);
+      assert.equal(reviewPodUpdate(bindingReview(resource, {}), source).response.allowed, true);
+    }
+  });
+});
