@@ -3,7 +3,16 @@
 // a registry's own error message is kept apart (SpokeError.registryText).
 
 import { SpokeError, type ErrorCode, type ErrorContext, type ErrorReason } from '../core/errors.js';
-import type { RegistryErrorText } from './http.js';
+
+/**
+ * The registry's first OCI error: `code` when it is one of the codes the specs define (kept in
+ * statuses), and `text`, its message (with the code when that is not kept), printable ASCII, at
+ * most 200 characters, which is kept apart from the message (SpokeError.registryText).
+ */
+export interface RegistryErrorText {
+  code?: string;
+  text?: string;
+}
 
 // Failures a second attempt may cure quickly. Timeouts are not here: one already spent the
 // budget, and repeating it would take a dead registry past the caller's patience.

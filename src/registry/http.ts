@@ -16,7 +16,7 @@ import dispatchRequest from 'undici/lib/api/api-request.js';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { MAX_RESPONSE_HEADER_BYTES } from '../core/limits.js';
 import type { Clock, Logger } from '../core/runtime.js';
-import { isRetryableNetworkError } from './errors.js';
+import { isRetryableNetworkError, type RegistryErrorText } from './errors.js';
 import { backoffMs, isRetryableStatus, parseRetryAfter } from './retry.js';
 
 export type Method = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH';
@@ -356,16 +356,6 @@ const REGISTRY_ERROR_CODES: ReadonlySet<string> = new Set([
   'UNAVAILABLE',
   'UNKNOWN',
 ]);
-
-/**
- * The registry's first OCI error: `code` when it is one of the codes the specs define (kept in
- * statuses), and `text`, its message (with the code when that is not kept), printable ASCII, at
- * most 200 characters, which is kept apart from the message (SpokeError.registryText).
- */
-export interface RegistryErrorText {
-  code?: string;
-  text?: string;
-}
 
 function printable(text: string): string {
   return text.replace(PRINTABLE_RE, '?').slice(0, 200);
