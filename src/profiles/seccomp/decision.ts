@@ -236,7 +236,10 @@ export function decide(clauses: readonly Clause[] | undefined, defaultVerdict: V
   }
   if (live.length === 0) return uniform(defaultVerdict);
   if (unconditional) {
-    const v = strictest(live.filter((c) => c.conj.length === 0 && !c.alwaysMatches).map((c) => c.verdict));
+    // An always-matching clause is unconditional to libseccomp too (it drops a mask-0
+    // comparison), which keeps the first such rule of a syscall: the strictest of them all
+    // holds whatever their order.
+    const v = strictest(live.filter((c) => c.conj.length === 0).map((c) => c.verdict));
     const culprit = live.find((c) => !sameVerdict(c.verdict, v));
     return culprit === undefined ? uniform(v) : { shape: 'conflict', rules: [], otherwise: v, culprit };
   }

@@ -305,3 +305,15 @@ test('a merge never keeps x32: libseccomp 2.5.4 misbuilt the x86_64 branch of su
   assert.deepEqual(r.profile.architectures, ['SCMP_ARCH_X86_64']);
   assert.equal(ev(r.profile, 'socket', 0n).action, 'SCMP_ACT_ERRNO');
 });
+
+test('an unconditional rule libseccomp makes of a mask-0 MASKED_EQ counts with the other unconditional rules: the strictest holds (a listener baseline, checked at runtime level only, allowed kill where runc kills)', () => {
+  // libseccomp drops a comparison whose mask is 0 (always true) and keeps the first
+  // unconditional rule of a syscall; spoke takes the strictest of them, never the laxer.
+  for (const order of [0, 1]) {
+    const rules = [A(['kill'], 'SCMP_ACT_KILL_PROCESS', [arg(0, 'SCMP_CMP_MASKED_EQ', 0n)]), A(['kill'], 'SCMP_ACT_ALLOW')];
+    const baseline = P('SCMP_ACT_ERRNO', order === 0 ? rules : rules.reverse(), { listenerPath: '/run/seccomp-agent.sock' });
+    assert.equal(ev(baseline, 'kill', 1n, 0n).action, 'SCMP_ACT_KILL_PROCESS');
+    const r = merge(baseline, P('SCMP_ACT_ALLOW'));
+    assert.equal(ev(r.profile, 'kill', 1n, 0n).action, 'SCMP_ACT_KILL_PROCESS');
+  }
+});
