@@ -55,10 +55,11 @@ export function legacyContainerAnnotation(kind: ProfileKind, container: string):
  * the pod's legacy annotation. A legacy annotation fills only an empty field (the API server's
  * copy after admission), so each comes after the field it would fill.
  */
-export function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container): Effective {
+export function effectiveProfile(kind: ProfileKind, pod: Pod, c: Container, spokeAnnotations = true): Effective {
   const annotations = pod.metadata?.annotations ?? {};
   const has = (key: string) => Object.prototype.hasOwnProperty.call(annotations, key);
-  for (const key of [ANNOTATION_PREFIX[kind] + c.name, ANNOTATION_PREFIX[kind] + POD_ANNOTATION]) {
+  // Without spoke's annotations: what a node without the shim runs.
+  for (const key of spokeAnnotations ? [ANNOTATION_PREFIX[kind] + c.name, ANNOTATION_PREFIX[kind] + POD_ANNOTATION] : []) {
     if (has(key)) return { type: 'annotation', where: `by annotation ${key}` };
   }
   const legacy = (key: string): Effective | undefined => {

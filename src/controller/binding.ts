@@ -73,7 +73,7 @@ import { isImageId } from './image.js';
 import type { JsonPatchOp } from './jsonpatch.js';
 import { fieldRejected, podSecurityWarning } from './pod-security.js';
 import { foreignMarkings, planRecording, type RecordingProofOptions } from './recording-mark.js';
-import type { Pod, ProfileOCI } from './types.js';
+import type { Pod, ProfileOCI, SeccompProfile } from './types.js';
 import type { CompiledBinding } from './validate.js';
 
 export type { JsonPatchOp } from './jsonpatch.js';
@@ -179,6 +179,13 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   const fieldChanges: PodChanges['fields'] = new Map();
   const annotationSets = new Map<string, string>();
   const annotationRemovals = new Set<string>();
+  const setField = (slot: Slot, kind: ProfileKind, profile: SeccompProfile): void => {
+    fieldChanges.set(slot, { ...fieldChanges.get(slot), [FIELD[kind]]: profile });
+    // The API server requires a container's legacy annotation to agree with its field (an
+    // ephemeral container has none: the legacy annotations predate them).
+    const legacyKey = legacyContainerAnnotation(kind, slot.container.name);
+    if (!ephemeral && pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
+  };
   // R3: a container its seccomp binding gives its profile is recordable like an unset one: one
   // that carries a binding's already (this webhook's own patch, seen again on reinvocation: rule
   // 6), or an Unconfined one an override binding replaces below (so that reinvocation decides the
@@ -233,6 +240,13 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       const earlier = mayBeOurs ? candidates.find((b) => alreadyBound(kind, pod, c, b, kindMode)) : undefined;
       if (earlier === undefined && (current.type === 'Localhost' || current.type === 'OCI' || current.type === 'annotation')) {
         warnings.push(`${what} keeps its ${kind} profile ${current.type === 'annotation' ? 'OCI' : current.type} (${current.where}); ProfileBinding ${winner.name} not applied`);
+        // The author's annotation stays, but an override binding's rule on Unconfined holds for
+        // the field under it, which a node without the shim runs (docs/binding.md).
+        const beneath = current.type === 'annotation' && winner.override ? effectiveProfile(kind, pod, c, false) : undefined;
+        if (beneath?.type === 'Unconfined' && c.securityContext?.privileged !== true) {
+          setField(slot, kind, { type: 'RuntimeDefault' });
+          warnings.push(`${what}: ${kind} field Unconfined (${beneath.where}) set to RuntimeDefault by ProfileBinding ${winner.name} (override: true), under its annotation`);
+        }
         continue;
       }
       if (c.securityContext?.privileged === true) {
@@ -253,11 +267,11 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       if (earlier !== undefined) warnings.push(`${what}: ${kind} profile of ProfileBinding ${earlier.name} replaced by ProfileBinding ${winner.name}, the most specific for the container as it is now`);
       if (unconfined) warnings.push(`${what}: ${kind} profile Unconfined (${current.where}) replaced by ProfileBinding ${winner.name} (override: true)`);
 
-      const changes = fieldChanges.get(slot) ?? {};
+      let profile: SeccompProfile;
       if (kindMode === 'field') {
         const oci: ProfileOCI = { reference: winner.reference };
         if (winner.baseProfile) oci.baseProfile = { ...winner.baseProfile };
-        changes[FIELD[kind]] = { type: 'OCI', oci };
+        profile = { type: 'OCI', oci };
       } else {
         if (ephemeral) {
           denials.push(
@@ -273,16 +287,12 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         }
         if (mode === 'field') switched.add(kind);
         annotationSets.set(ANNOTATION_PREFIX[kind] + c.name, winner.reference);
-        changes[FIELD[kind]] = { type: 'RuntimeDefault' };
+        profile = { type: 'RuntimeDefault' };
         if (winner.baseProfile?.type === 'Localhost') {
           warnings.push(`${what}: ProfileBinding ${winner.name}'s Localhost baseProfile cannot be carried by annotations; the node baseline applies instead`);
         }
       }
-      fieldChanges.set(slot, changes);
-      // The API server requires a container's legacy annotation to agree with its field (an
-      // ephemeral container has none: the legacy annotations predate them).
-      const legacyKey = legacyContainerAnnotation(kind, c.name);
-      if (!ephemeral && pod.metadata?.annotations?.[legacyKey] !== undefined) annotationRemovals.add(legacyKey);
+      setField(slot, kind, profile);
       applied.push({ ...entry, reference: winner.reference });
     }
   }

@@ -446,6 +446,22 @@ describe('mutation rules', () => {
     }
   });
 
+  it("an author's own annotation is kept, but the Unconfined field under it is set to RuntimeDefault where an override binding wins: a node without the shim runs it confined", () => {
+    const bs = [binding('strict', { override: true })];
+    for (const mode of ['field', 'annotations'] as const) {
+      const p = pod([ctr('app', 'nginx:1.25', { seccompProfile: { type: 'Unconfined' } })], { annotations: { 'seccomp.profiles.spoke.dev/app': REF_C } });
+      const { r, out } = mutate(p, bs, mode);
+      const res = ok(r);
+      assert.deepEqual(seccompOf(out), { type: 'RuntimeDefault' });
+      assert.equal(out.metadata?.annotations?.['seccomp.profiles.spoke.dev/app'], REF_C);
+      assert.ok(res.warnings.some((w) => /field Unconfined .* set to RuntimeDefault by ProfileBinding team\/strict \(override: true\)/.test(w)), res.warnings.join('\n'));
+      // Without override: left alone, as before.
+      assert.deepEqual(ok(mutatePod(p, [binding('strict', {})], { mode })).patch, []);
+      // Reinvoked: nothing more to do.
+      assert.deepEqual(ok(mutatePod(out, bs, { mode })).patch, []);
+    }
+  });
+
   it('one add op for a container without securityContext covering both kinds', () => {
     const r = ok(mutatePod(pod([ctr('app')]), [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })]));
     assert.deepEqual(r.patch, [{ op: 'add', path: '/spec/containers/0/securityContext', value: { seccompProfile: oci(REF_A), appArmorProfile: oci(REF_B) } }]);
