@@ -103,12 +103,18 @@ export function podSelected(pod: Pod, rawBindings: readonly unknown[]): Compiled
  * a pod's profiles are fixed at its creation, so a new image may take only the profile it would
  * be given. Per kind, the container must carry exactly the new winner's profile (by field, or by
  * its annotation beside RuntimeDefault: either mode); where no binding selects the new image,
- * none may have selected the old one.
+ * none may have selected the old one, and the container may carry no binding's profile (the
+ * pod's labels may have changed since it was given one).
  */
 export function profilesMovedByImages(before: Pod, after: Pod, rawBindings: readonly unknown[], changed: readonly string[]): string[] {
   const key = (slot: Slot) => `${slot.list}/${slot.container.name}`;
   const selectedBefore = podSelected(before, rawBindings);
   const selectedAfter = podSelected(after, rawBindings);
+  const valid = rawBindings.flatMap((raw) => {
+    const v = validateBinding(raw);
+    return v.ok ? [v.binding] : [];
+  });
+  const carries = (kind: ProfileKind, c: Container, b: CompiledBinding) => alreadyBound(kind, after, c, b, 'field') || alreadyBound(kind, after, c, b, 'annotations');
   const oldSlots = new Map(slotsOf(before).map((slot) => [key(slot), slot]));
   const moved: string[] = [];
   for (const slot of slotsOf(after)) {
@@ -116,8 +122,8 @@ export function profilesMovedByImages(before: Pod, after: Pod, rawBindings: read
     if (old === undefined || !changed.includes(key(slot))) continue;
     const moves = (['seccomp', 'apparmor'] as const).some((kind) => {
       const winner = candidatesFor(selectedAfter, kind, slot)[0];
-      if (winner === undefined) return candidatesFor(selectedBefore, kind, old)[0] !== undefined;
-      return !alreadyBound(kind, after, slot.container, winner, 'field') && !alreadyBound(kind, after, slot.container, winner, 'annotations');
+      if (winner === undefined) return candidatesFor(selectedBefore, kind, old)[0] !== undefined || valid.some((b) => b.kind === kind && carries(kind, slot.container, b));
+      return !carries(kind, slot.container, winner);
     });
     if (moves) moved.push(key(slot));
   }

@@ -22,8 +22,6 @@ export const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const DNS_LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const IPV6_RE = /^\[[0-9a-f:.]{2,45}\]$/;
 const PORT_RE = /^[0-9]{1,5}$/;
-/** A last host label the URL parser reads as a number, making the host an IPv4 address (WHATWG URL "ends in a number"). */
-const NUMERIC_LABEL_RE = /^(?:[0-9]+|0x[0-9a-f]*)$/;
 
 function refuse(input: string, why: string, reason: ErrorReason = 'REFERENCE_INVALID'): never {
   throw new SpokeError('InvalidArgument', `invalid reference ${JSON.stringify(input.slice(0, 120))}: ${why}`, {
@@ -73,11 +71,11 @@ export function parseRegistry(text: string, onError: (why: string) => never, con
   }
   // The registry client connects where the URL parser says: a host it reads as another address
   // (`010.0.0.1` is 8.0.0.1, `127.1` is 127.0.0.1, `[0:0::1]` is [::1]) would be judged by the
-  // policy under one name and reached under another. Only an IP literal (a bracketed one, or
-  // one whose last label is a number, which the URL parser reads as IPv4) can be rewritten.
-  if (connected && (host.startsWith('[') || NUMERIC_LABEL_RE.test(host.slice(host.lastIndexOf('.') + 1)))) {
+  // policy under one name and reached under another, and one it refuses (`xn--zz.example`,
+  // invalid punycode) would fail every request.
+  if (connected) {
     const read = URL.canParse(`http://${host}/`) ? new URL(`http://${host}/`).hostname : undefined;
-    if (read !== host) onError(read === undefined ? `host ${JSON.stringify(hostPart)} is not a valid IP address` : `host ${JSON.stringify(hostPart)} is the address ${read}: write it so`);
+    if (read !== host) onError(read === undefined ? `host ${JSON.stringify(hostPart)} is not a host name or address a URL can hold` : `host ${JSON.stringify(hostPart)} is the address ${read}: write it so`);
   }
   return { host, port };
 }

@@ -57,6 +57,15 @@ describe('/validate-pod-updates: an image changed in place', () => {
     assert.equal(update(stored, withImage(stored, 'registry.example.com/app/x:2')).allowed, true);
   });
 
+  it("where no binding selects the new image, a container that carries a binding's profile keeps its image (a label removed first made no binding select the old one either)", () => {
+    const only = new StaticBindingSource([binding('x-dev', { image: 'registry.example.com/app/x', podSelector: { matchLabels: { tier: 'dev' } }, reference: REF_LOOSE })]);
+    const r = reviewPod(reviewOf('CREATE', pod([{ name: 'app', image: 'registry.example.com/app/x:1' }], { tier: 'dev' })), only).response;
+    const stored = applyPatch(pod([{ name: 'app', image: 'registry.example.com/app/x:1' }], { tier: 'dev' }), JSON.parse(Buffer.from(r.patch!, 'base64').toString()) as Op[]);
+    const unlabelled = withLabels(stored, {});
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', unlabelled, stored), only).response.allowed, true);
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(unlabelled, 'registry.example.com/evil/y:1'), unlabelled), only).response.allowed, false);
+  });
+
   it("a container that does not carry its bindings' profile (its own, kept at creation) changes image only by recreating the pod", () => {
     const own = created(pod([{ name: 'app', image: 'busybox:1.36', securityContext: { seccompProfile: { type: 'Localhost', localhostProfile: 'own.json' } } }], {}));
     assert.equal(update(own, withImage(own, 'busybox:1.37')).allowed, false);

@@ -72,6 +72,7 @@ describe('parseReference refuses everything else with InvalidArgument and a reas
     [`127.0.0.256/p@${D}`, 'REFERENCE_INVALID'],
     [`[0:0::1]:5000/p@${D}`, 'REFERENCE_INVALID'],
     [`[::FFFF:127.0.0.1]/p@${D}`, 'REFERENCE_INVALID'],
+    [`xn--zz.example.com/p@${D}`, 'REFERENCE_INVALID'],
     [`r.io/p@${D}@${D}`, 'REFERENCE_INVALID'],
     [`r.io/${'a'.repeat(256)}@${D}`, 'REFERENCE_INVALID'],
     [`r.io/${'a/'.repeat(300)}p@${D}`, 'REFERENCE_INVALID'],
