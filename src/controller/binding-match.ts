@@ -87,6 +87,12 @@ export function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: 
   return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
 }
 
+/** The container names `reference` as its profile of `kind`, by field or by its own annotation, whatever the base beside it. */
+function carriesReference(kind: ProfileKind, pod: Pod, c: Container, reference: string): boolean {
+  const own = c.securityContext?.[FIELD[kind]];
+  return (own?.type === 'OCI' && own.oci?.reference === reference) || pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === reference;
+}
+
 /** The valid bindings among `rawBindings` whose podSelector selects `pod` (invalid ones: invalidBindingDenials). */
 export function podSelected(pod: Pod, rawBindings: readonly unknown[]): CompiledBinding[] {
   const out: CompiledBinding[] = [];
@@ -103,8 +109,8 @@ export function podSelected(pod: Pod, rawBindings: readonly unknown[]): Compiled
  * a pod's profiles are fixed at its creation, so a new image may take only the profile it would
  * be given. Per kind, the container must carry exactly the new winner's profile (by field, or by
  * its annotation beside RuntimeDefault: either mode); where no binding selects the new image,
- * none may have selected the old one, and the container may carry no binding's profile (the
- * pod's labels may have changed since it was given one).
+ * none may have selected the old one, and the container may name no binding's reference (the
+ * pod's labels, or the binding's base, may have changed since it was given one).
  */
 export function profilesMovedByImages(before: Pod, after: Pod, rawBindings: readonly unknown[], changed: readonly string[]): string[] {
   const key = (slot: Slot) => `${slot.list}/${slot.container.name}`;
@@ -122,7 +128,7 @@ export function profilesMovedByImages(before: Pod, after: Pod, rawBindings: read
     if (old === undefined || !changed.includes(key(slot))) continue;
     const moves = (['seccomp', 'apparmor'] as const).some((kind) => {
       const winner = candidatesFor(selectedAfter, kind, slot)[0];
-      if (winner === undefined) return candidatesFor(selectedBefore, kind, old)[0] !== undefined || valid.some((b) => b.kind === kind && carries(kind, slot.container, b));
+      if (winner === undefined) return candidatesFor(selectedBefore, kind, old)[0] !== undefined || valid.some((b) => b.kind === kind && carriesReference(kind, after, slot.container, b.reference));
       return !carries(kind, slot.container, winner);
     });
     if (moves) moved.push(key(slot));

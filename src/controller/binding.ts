@@ -245,7 +245,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
         const beneath = current.type === 'annotation' && winner.override ? effectiveProfile(kind, pod, c, false) : undefined;
         if (beneath?.type === 'Unconfined' && c.securityContext?.privileged !== true) {
           setField(slot, kind, { type: 'RuntimeDefault' });
-          warnings.push(`${what}: ${kind} field Unconfined (${beneath.where}) set to RuntimeDefault by ProfileBinding ${winner.name} (override: true), under its annotation`);
+          warnings.push(`${what}: ${kind} field Unconfined (${beneath.where}) set to RuntimeDefault by ProfileBinding ${winner.name} (override: true), under its annotation, whose profile the shim now also intersects with the runtime default`);
         }
         continue;
       }

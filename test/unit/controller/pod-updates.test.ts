@@ -64,6 +64,9 @@ describe('/validate-pod-updates: an image changed in place', () => {
     const unlabelled = withLabels(stored, {});
     assert.equal(reviewPodUpdate(reviewOf('UPDATE', unlabelled, stored), only).response.allowed, true);
     assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(unlabelled, 'registry.example.com/evil/y:1'), unlabelled), only).response.allowed, false);
+    // The binding's base changed since: the container still names its reference.
+    const rebased = new StaticBindingSource([binding('x-dev', { image: 'registry.example.com/app/x', podSelector: { matchLabels: { tier: 'dev' } }, reference: REF_LOOSE, baseProfile: { type: 'RuntimeDefault' } })]);
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(unlabelled, 'registry.example.com/evil/y:1'), unlabelled), rebased).response.allowed, false);
   });
 
   it("a container that does not carry its bindings' profile (its own, kept at creation) changes image only by recreating the pod", () => {
