@@ -290,8 +290,7 @@ export class ProfileApplier<P> {
    * Fails first, before any store access, where the kernel has no AppArmor: an AppArmor profile
    * is never silently dropped. A base_profile may only be RuntimeDefault (or unspecified); it
    * adds nothing to the structured merge: the rule classes a runtime's default AppArmor profile
-   * adds (mount, ptrace, signal, deny rules under /proc and /sys; fewer of the last than
-   * containerd's, docs/apparmor.md) come from the render template
+   * adds (mount, ptrace, signal, deny rules under /proc and /sys) come from the render template
    * (src/profiles/apparmor/render.ts). A Localhost AppArmor base is policy text spoke cannot
    * intersect and is refused.
    */

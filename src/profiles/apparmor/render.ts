@@ -26,8 +26,8 @@ import { compareBytes } from './intersect.js';
 import { validateRenderable } from './validate.js';
 import type { AppArmorProfile } from './types.js';
 
-/** Bumped whenever the text for the same input changes (2: the powercap denial). */
-export const RENDER_TEMPLATE_VERSION = 2;
+/** Bumped whenever the text for the same input changes (2: the powercap denial; 3: containerd's /proc and /sys denials). */
+export const RENDER_TEMPLATE_VERSION = 3;
 
 /**
  * The AppArmor profile name an effective profile is loaded under: `spoke-` and the full sha256
@@ -51,14 +51,24 @@ export function checkProfileName(name: string): void {
 /** The peers whose signals every container must be able to receive (stop, kill). */
 const SIGNAL_SENDERS = ['unconfined', 'runc', 'crun'] as const;
 
-/** Deny rules applied whatever the structured lists allow (written with literal /proc, no variables). */
+/**
+ * Deny rules applied whatever the structured lists allow (written with literal /proc, no
+ * variables): containerd's default profile's /proc and /sys denials, some stricter (all of
+ * /proc/sys and /sys, cgroupfs included, where containerd leaves /proc/sys/kernel/shm* and
+ * /sys/fs/cgroup writable).
+ */
 const TEMPLATE_DENY = [
   ['/proc/sysrq-trigger', 'rwklx'],
   ['/proc/kcore', 'rwklx'],
   ['/proc/kmsg', 'rwklx'],
+  // Files directly in /proc, and every /proc directory but a process's (a number) and sys.
+  ['/proc/*', 'w'],
+  ['/proc/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9/]*}/**', 'w'],
   ['/proc/sys/**', 'wl'],
   ['/proc/*/attr/**', 'wl'],
-  ['/sys/**', 'wl'],
+  // Where /proc/thread-self/attr resolves.
+  ['/proc/*/task/*/attr/**', 'wl'],
+  ['/sys/**', 'wklx'],
   ['/sys/firmware/**', 'rwklx'],
   ['/sys/kernel/security/**', 'rwklx'],
   ['/sys/kernel/debug/**', 'rwklx'],

@@ -70,7 +70,12 @@ describe('renderAppArmor', () => {
       'deny umount,',
       'deny pivot_root,',
       'deny /proc/sysrq-trigger rwklx,',
-      'deny /sys/** wl,',
+      // containerd's default: no write to a file directly under /proc, nor under its
+      // directories other than a process's (/proc/irq, /proc/acpi, /proc/bus, …) and sys.
+      'deny /proc/* w,',
+      'deny /proc/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9/]*}/** w,',
+      'deny /proc/*/task/*/attr/** wl,',
+      'deny /sys/** wklx,',
       // containerd's RuntimeDefault denies the RAPL energy counters (CVE-2020-8694, Platypus):
       // a baseline granting /** read must not give them back.
       'deny /sys/devices/virtual/powercap/** rwklx,',
