@@ -74,7 +74,12 @@ export function parseRegistry(text: string, onError: (why: string) => never, con
   // policy under one name and reached under another, and one it refuses (`xn--zz.example`,
   // invalid punycode) would fail every request.
   if (connected) {
-    const read = URL.canParse(`http://${host}/`) ? new URL(`http://${host}/`).hostname : undefined;
+    let read: string | undefined;
+    try {
+      read = new URL(`http://${host}/`).hostname;
+    } catch {
+      read = undefined;
+    }
     if (read !== host) onError(read === undefined ? `host ${JSON.stringify(hostPart)} is not a host name or address a URL can hold` : `host ${JSON.stringify(hostPart)} is the address ${read}: write it so`);
   }
   return { host, port };

@@ -147,11 +147,11 @@ function encodeLocalhostProfile(path: string): Buffer {
 export function replaceProfileAt(payload: Uint8Array, profilePath: readonly number[], ref: string): Buffer {
   const out = replaceMessageAt(payload, profilePath, encodeLocalhostProfile(ref));
   const deprecated = deprecatedProfileField(profilePath);
-  const securityContext = deprecated && getMergedAt(out, deprecated.securityContext);
-  if (securityContext === undefined) return out;
-  const { bytes, removed } = withoutField(securityContext, deprecated!.field);
+  if (deprecated === undefined) return out;
+  // The security context is on the path just edited, so it occurs once.
+  const { bytes, removed } = withoutField(getMergedAt(out, deprecated.securityContext)!, deprecated.field);
   if (removed === 0) return out;
-  return replaceMessageAt(out, deprecated!.securityContext, Buffer.concat([bytes, stringField(deprecated!.field, `localhost/${ref}`)]));
+  return replaceMessageAt(out, deprecated.securityContext, Buffer.concat([bytes, stringField(deprecated.field, `localhost/${ref}`)]));
 }
 
 /** The field bytes `security_profile_oci_artifact = true` inside RuntimeFeatures. */
