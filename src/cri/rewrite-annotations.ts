@@ -82,9 +82,6 @@ export function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | 
       { reason: 'ANNOTATION_CONFLICT' },
     );
   }
-  if (kep !== undefined && TYPE_NAMES[kep.profileType] === undefined) {
-    throw new SpokeError('InvalidArgument', `${who}: annotation ${ann.key} and an unknown ${ann.kind} profile_type ${kep.profileType}`, { annotation: ann.key }, { reason: 'ANNOTATION_CONFLICT' });
-  }
 }
 
 /**

@@ -44,6 +44,7 @@ import {
   POD_SECCOMP_IN_RUN,
   POD_SECCTX_IN_RUN,
   PROFILE_OCI,
+  PROFILE_RUNTIME_DEFAULT,
   replaceProfileAt,
   RUN_CONFIG,
   SANDBOX_METADATA,
@@ -84,10 +85,24 @@ interface Site {
   oci: boolean;
 }
 
-/** Whether any occurrence of profile_type is OCI; throws on one that is not an int32 varint, as decodeSecurityProfile does. */
-function anyOciType(profileBytes: Uint8Array): boolean {
-  for (const f of fields(profileBytes)) if (f.field === 1 && enumValue(f) === PROFILE_OCI) return true;
+/**
+ * Whether any occurrence of profile_type is OCI or a type spoke does not know (inspect refuses
+ * the latter); throws on one that is not an int32 varint, as decodeSecurityProfile does.
+ */
+function anyTypeForTheShim(profileBytes: Uint8Array): boolean {
+  for (const f of fields(profileBytes)) if (f.field === 1 && enumValue(f) >= PROFILE_OCI) return true;
   return false;
+}
+
+/**
+ * The runtimes disagree on a type they do not know: containerd refuses the call, CRI-O applies
+ * its localhost_ref. A shim that forwarded one would leave the outcome to the runtime, so it
+ * refuses (docs/shim.md#wire-level-rewrites-only-when-needed).
+ */
+function unknownType(profile: SecurityProfileMsg, what: string): SpokeError | undefined {
+  const t = profile.profileType;
+  if (t >= PROFILE_RUNTIME_DEFAULT && t <= PROFILE_OCI) return undefined;
+  return new SpokeError('InvalidArgument', `${what}: security profile type ${t} is not one this shim knows (RuntimeDefault, Unconfined, Localhost, OCI)`, { actual: t }, { reason: 'PROFILE_TYPE_UNKNOWN' });
 }
 
 /** The profile at `path` as the runtime would read it (messages.ts profileAt), and whether it is OCI. */
@@ -96,8 +111,10 @@ function inspect(payload: Buffer, path: readonly number[], what: string): Site {
   // No message: the deprecated string beside it, if any, is what the runtime applies (never OCI).
   if (merged === undefined) return { profile: deprecatedProfileAt(payload, path), oci: false };
   const profile = decodeSecurityProfile(merged);
+  const unknown = unknownType(profile, what);
+  if (unknown) throw unknown;
   const duplicated = pathOccurrences(payload, path).some((n) => n > 1);
-  if (duplicated && anyOciType(merged)) {
+  if (duplicated && anyTypeForTheShim(merged)) {
     throw new SpokeError('InvalidArgument', `${what}: the message path to an OCI security profile occurs more than once; refusing to guess`, {}, { reason: 'WIRE_INVALID' });
   }
   return { profile, oci: profile.profileType === PROFILE_OCI };
@@ -237,10 +254,10 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const who = `container ${podName(sandboxConfig)}/${container || '?'}`;
   const annotations = ProfileAnnotations.read(sandboxConfig);
   const recording = deps.recording ? readRecording(sandboxConfig) : undefined;
-  // Fast path: nothing OCI anywhere and no annotation → not ours.
+  // Fast path: nothing OCI or unknown anywhere and no annotation → not ours.
   const anyOci = [CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE, CTR_APPARMOR_IN_CREATE, POD_APPARMOR_IN_CREATE].some((p) => {
     const m = getMergedAt(payload, p);
-    return m !== undefined && anyOciType(m);
+    return m !== undefined && anyTypeForTheShim(m);
   });
   if (!anyOci && annotations.size === 0 && recording === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 

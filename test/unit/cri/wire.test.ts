@@ -20,7 +20,7 @@ import {
 import { addOciFeature } from '../../../src/cri/server.js';
 import { getStringMap } from '../../../src/cri/wire-map.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
-import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
+import { CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_APPARMOR_IN_CREATE, POD_APPARMOR_IN_RUN, POD_SECCOMP_IN_CREATE, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { spokeError } from '../../helpers/assert.js';
 
@@ -246,6 +246,33 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
       sandbox_config: podConfig(),
     });
     await assert.rejects(rewriteCreateContainer(replaceMessageAt(create, CTR_SECCOMP_IN_CREATE, packedOci), fakeResolver), { reason: 'WIRE_INVALID' });
+  });
+
+  it('refuses a profile type it does not know, at every site of either kind (runtimes read one differently: containerd refuses, CRI-O applies localhost_ref)', async () => {
+    const sandbox = (seccomp?: Msg, apparmor?: Msg) => encode('RunPodSandboxRequest', { config: podConfig(seccomp, apparmor) });
+    const create = (ctr: { seccomp?: Msg; apparmor?: Msg }, pod: { seccomp?: Msg; apparmor?: Msg } = {}) =>
+      encode('CreateContainerRequest', {
+        config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } },
+        sandbox_config: podConfig(pod.seccomp, pod.apparmor),
+      });
+    const unknownType = spokeError({ code: 'InvalidArgument', reason: 'PROFILE_TYPE_UNKNOWN' });
+    for (const type of [4, 7, 2 ** 31 - 1]) {
+      const profile = Buffer.concat([varintField(1, type), stringField(2, '/var/lib/kubelet/seccomp/any.json')]);
+      const known = { profile_type: 'RuntimeDefault' };
+      const asPodSeccomp = replaceMessageAt(sandbox(known), POD_SECCOMP_IN_RUN, profile);
+      await assert.rejects(rewriteRunPodSandbox(asPodSeccomp, fakeResolver), unknownType);
+      const asPodAppArmor = replaceMessageAt(sandbox(known, known), POD_APPARMOR_IN_RUN, profile);
+      await assert.rejects(rewriteRunPodSandbox(asPodAppArmor, fakeResolver), unknownType);
+      for (const path of [CTR_SECCOMP_IN_CREATE, CTR_APPARMOR_IN_CREATE, POD_SECCOMP_IN_CREATE, POD_APPARMOR_IN_CREATE]) {
+        const req = replaceMessageAt(create({ seccomp: known, apparmor: known }, { seccomp: known, apparmor: known }), path, profile);
+        await assert.rejects(rewriteCreateContainer(req, fakeResolver), unknownType, `type ${type} at ${path.join('.')}`);
+      }
+    }
+    // Field 1 given twice: the runtime reads the last value, a known one, so the request is not spoke's.
+    const lastWins = Buffer.from([0x08, 0x07, 0x08, 0x00]);
+    const req = replaceMessageAt(create({ seccomp: { profile_type: 'RuntimeDefault' } }), CTR_SECCOMP_IN_CREATE, lastWins);
+    const r = await rewriteCreateContainer(req, fakeResolver);
+    assert.equal(r.edited, false);
   });
 
   it('refuses a profile type beyond int32, which Go decoders read by its low 32 bits (2^32 + 3 is OCI to the runtime)', async () => {
