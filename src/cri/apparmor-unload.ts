@@ -4,7 +4,7 @@
 // profile; the runtime, listed again, runs no object whose config or runtime spec names it and
 // every live object's config could be read; no pending holder of it is left; and no readable
 // /proc/<pid>/attr/current shows it. Whatever cannot be checked keeps the profile loaded, and
-// such a profile is checked again at every rebuild.
+// such a profile is checked again at every rebuild. Only names spoke renders are ever unloaded.
 
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { asSpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { ShimStore } from './deps.js';
 import { parseAppArmorHolder } from './inuse-holders.js';
+import { spokeAppArmorSha } from './runtime-config.js';
 import type { Scan } from './runtime-scan.js';
 
 const MAX_ATTR_BYTES = 512;
@@ -57,7 +58,13 @@ export class AppArmorUnloads {
    * (logged); every doubt keeps the profile loaded.
    */
   async unloadUnused(names: Iterable<string>, scan?: Scan): Promise<void> {
-    const unique = [...new Set(names)];
+    const unique: string[] = [];
+    for (const n of new Set(names)) {
+      // Only names spoke renders (`spoke-<sha256 hex>`): a holder naming another profile (a
+      // foreign or damaged in-use file) must not remove the runtime's or the distribution's.
+      if (spokeAppArmorSha(n) !== undefined) unique.push(n);
+      else this.logger.log('warn', 'AppArmor profile not unloaded: spoke did not generate it', { name: n.slice(0, 140) });
+    }
     if (unique.length === 0) return;
     const keepAll = (msg: string, fields: Record<string, unknown>) => {
       for (const n of unique) this.retained.add(n);

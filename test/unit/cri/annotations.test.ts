@@ -437,6 +437,9 @@ describe('annotation precedence: CreateContainer', () => {
   });
 });
 
+/** A name spoke renders: `spoke-` and 64 hex digits (from one or two hex digits repeated). */
+const aaName = (hex: string): string => `spoke-${hex.repeat(64 / hex.length)}`;
+
 describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   const dirs: string[] = [];
   after(() => {
@@ -475,31 +478,31 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
 
   it('loads once, holds per container, unloads after the last container goes', async () => {
     const t = setup();
-    const a = await t.tracker.claimAppArmor('spoke-1111', D1 as Digest, t.load);
+    const a = await t.tracker.claimAppArmor(aaName('1'), D1 as Digest, t.load);
     await t.tracker.commitAppArmor([a], 'container:c1');
-    const b = await t.tracker.claimAppArmor('spoke-1111', D1 as Digest, t.load);
+    const b = await t.tracker.claimAppArmor(aaName('1'), D1 as Digest, t.load);
     await t.tracker.commitAppArmor([b], 'container:c2');
     assert.equal(t.loads(), 1);
-    assert.deepEqual((await t.store.inUseHolders(D1 as Digest)).sort(), ['apparmor:spoke-1111@container:c1', 'apparmor:spoke-1111@container:c2']);
+    assert.deepEqual((await t.store.inUseHolders(D1 as Digest)).sort(), [`apparmor:${aaName('1')}@container:c1`, `apparmor:${aaName('1')}@container:c2`]);
     await t.tracker.released('container:c1');
     assert.deepEqual(t.unloaded, []);
     await t.tracker.released('container:c2');
-    assert.deepEqual(t.unloaded, ['spoke-1111']);
+    assert.deepEqual(t.unloaded, [aaName('1')]);
     assert.deepEqual(await t.store.inUseHolders(D1 as Digest), []);
     // loaded again on the next claim
-    await t.tracker.claimAppArmor('spoke-1111', D1 as Digest, t.load);
+    await t.tracker.claimAppArmor(aaName('1'), D1 as Digest, t.load);
     assert.equal(t.loads(), 2);
   });
 
   it('an aborted create releases its claim and unloads an unused profile; a failed load records nothing', async () => {
     const t = setup();
-    const a = await t.tracker.claimAppArmor('spoke-2222', D2 as Digest, t.load);
+    const a = await t.tracker.claimAppArmor(aaName('2'), D2 as Digest, t.load);
     assert.equal((await t.store.inUseHolders(D2 as Digest)).length, 1);
     await t.tracker.abortAppArmor([a]);
-    assert.deepEqual(t.unloaded, ['spoke-2222']);
+    assert.deepEqual(t.unloaded, [aaName('2')]);
     assert.deepEqual(await t.store.inUseHolders(D2 as Digest), []);
     await assert.rejects(
-      t.tracker.claimAppArmor('spoke-3333', D3 as Digest, async () => {
+      t.tracker.claimAppArmor(aaName('3'), D3 as Digest, async () => {
         throw new SpokeError('Internal', 'loading the AppArmor profile failed');
       }),
       /loading/,
@@ -521,11 +524,11 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   it('a claim whose holder cannot be written is refused, leaves nothing in flight, and unloads the profile it loaded', async () => {
     const t = setup();
     fullDiskOnce(t.store);
-    await assert.rejects(t.tracker.claimAppArmor('spoke-4444', D1 as Digest, t.load), { code: 'ENOSPC' });
+    await assert.rejects(t.tracker.claimAppArmor(aaName('4'), D1 as Digest, t.load), { code: 'ENOSPC' });
     assert.deepEqual(await t.store.inUseHolders(D1 as Digest), []);
-    assert.deepEqual(t.unloaded, ['spoke-4444'], 'loaded, and held by nothing');
+    assert.deepEqual(t.unloaded, [aaName('4')], 'loaded, and held by nothing');
     // Claimed again later: loaded again, held as usual.
-    await t.tracker.claimAppArmor('spoke-4444', D1 as Digest, t.load);
+    await t.tracker.claimAppArmor(aaName('4'), D1 as Digest, t.load);
     assert.equal(t.loads(), 2);
     assert.equal((await t.store.inUseHolders(D1 as Digest)).length, 1);
   });
@@ -533,25 +536,35 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   it('a create whose seccomp holder cannot be written after its AppArmor claim: the claim goes with it', async () => {
     const t = setup();
     const claims = new CreateClaims(t.tracker, silentLogger, 'container', undefined);
-    await claims.claimAppArmor('spoke-5555', D2 as Digest, t.load);
+    await claims.claimAppArmor(aaName('5'), D2 as Digest, t.load);
     fullDiskOnce(t.store);
     const holds = { path: '/x', digest: D3 as Digest, reference: 'r.io/p@' + D3, effectiveSha: 'a'.repeat(64), constrained: 0 };
     await assert.rejects(claims.begin(holds), { code: 'ENOSPC' });
     assert.deepEqual(await t.store.inUseHolders(D2 as Digest), [], 'the AppArmor claim is released');
-    assert.deepEqual(t.unloaded, ['spoke-5555']);
+    assert.deepEqual(t.unloaded, [aaName('5')]);
   });
 
   it('rebuild keeps live holders, drops dead ones and unloads what nobody holds any more', async () => {
     const t = setup();
-    for (const c of ['c1', 'c2']) await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(`spoke-${c}`, D1 as Digest, t.load)], `container:${c}`);
-    const pending = await t.tracker.claimAppArmor('spoke-p', D2 as Digest, t.load);
+    for (const c of ['c1', 'c2']) await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(aaName(c), D1 as Digest, t.load)], `container:${c}`);
+    const pending = await t.tracker.claimAppArmor(aaName('e'), D2 as Digest, t.load);
     t.live.containers = ['c1'];
     await t.tracker.rebuild();
-    assert.deepEqual(t.unloaded, ['spoke-c2']);
+    assert.deepEqual(t.unloaded, [aaName('c2')]);
     const holders = [...(await t.store.inUse()).values()].flat().sort();
-    assert.deepEqual(holders, ['apparmor:spoke-c1@container:c1', pending.pending]);
+    assert.deepEqual(holders, [`apparmor:${aaName('c1')}@container:c1`, pending.pending]);
     // after the rebuild the tracker still knows c1's AppArmor holder
     await t.tracker.released('container:c1');
-    assert.deepEqual(t.unloaded, ['spoke-c2', 'spoke-c1']);
+    assert.deepEqual(t.unloaded, [aaName('c2'), aaName('c1')]);
+  });
+
+  it('unloads only profiles of the name spoke renders, whatever a holder in the in-use file names', async () => {
+    const t = setup();
+    // Holders a tampered or foreign in-use file could carry: a distribution's profile, the runtime's.
+    for (const foreign of ['docker-default', 'cri-containerd.apparmor.d', `spoke-${'a'.repeat(63)}`]) await t.store.markInUse(D3 as Digest, `apparmor:${foreign}@container:gone`);
+    await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(aaName('c3'), D1 as Digest, t.load)], 'container:gone2');
+    await t.tracker.rebuild();
+    assert.deepEqual(t.unloaded, [aaName('c3')]);
+    assert.deepEqual([...(await t.store.inUse()).values()].flat(), [], 'the dead holders are dropped all the same');
   });
 });

@@ -162,7 +162,8 @@ describe('commit after the answer', () => {
   it('a removal that comes while the create is still being committed releases its holders', async () => {
     const t = setup();
     const pending = await t.tracker.begin(D1);
-    const claim = { name: 'spoke-x', digest: D2, pending: `apparmor:spoke-x@${pending}` };
+    const name = `spoke-${'f'.repeat(64)}`;
+    const claim = { name, digest: D2, pending: `apparmor:${name}@${pending}` };
     await t.store.markInUse(D2, claim.pending);
     // The create was answered: the commit runs, and the kubelet's RemoveContainer arrives before it ends.
     const commit = t.tracker.commitCreate('container:c1', { pending, digest: D1 }, [claim]);
