@@ -73,6 +73,24 @@ describe('seccomp merge under runc', { skip }, () => {
     assert.match(merged.stdout, /UNSHARE_DENIED/);
   });
 
+  test('runc answers ENOSYS above the highest call a profile names: the merge names every call its inputs name, so a call both inputs refuse with EPERM is not answered ENOSYS', async () => {
+    // What runc's init and a static busybox shell need here, all numbered below unshare (272 on
+    // x86_64). Each input also allows one call numbered far above it (memfd_secret 447,
+    // process_mrelease 448) that the other does not, so the merge refuses both: at its default.
+    const needed = ['access', 'arch_prctl', 'brk', 'capget', 'capset', 'chdir', 'clone', 'close', 'dup', 'dup2', 'execve', 'exit', 'exit_group', 'fchdir', 'fcntl', 'fstat', 'fstatfs', 'futex', 'getcwd', 'getdents64', 'getegid', 'geteuid', 'getgid', 'getpid', 'getppid', 'gettid', 'getuid', 'ioctl', 'lseek', 'lstat', 'madvise', 'mmap', 'mprotect', 'munmap', 'nanosleep', 'newfstatat', 'open', 'openat', 'prctl', 'read', 'readlink', 'rt_sigaction', 'rt_sigprocmask', 'rt_sigreturn', 'sched_yield', 'set_tid_address', 'setgid', 'setgroups', 'setuid', 'sigaltstack', 'stat', 'statfs', 'tgkill', 'uname', 'vfork', 'wait4', 'write'];
+    const allowing = (high: string): SeccompProfile => ({ defaultAction: 'SCMP_ACT_ERRNO', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: [...needed, high], action: 'SCMP_ACT_ALLOW' }] });
+    const args = ['/bin/sh', '-c', '/bin/busybox unshare -U true; echo rc=$?'];
+    const [a, b] = [allowing('memfd_secret'), allowing('process_mrelease')];
+    for (const input of [a, b]) {
+      const r = await sandbox.run({ args, seccompJson: JSON.stringify(input) });
+      assert.match(r.stderr, /unshare\(0x10000000\): Operation not permitted/, 'each input alone: EPERM');
+    }
+    const merged = await run(intersect(b, undefined, a).bytes, args);
+    assert.equal(merged.status, 0, merged.stderr);
+    assert.match(merged.stderr, /unshare\(0x10000000\): Operation not permitted/);
+    assert.match(merged.stdout, /rc=1/);
+  });
+
   test('why ERRNO(0) is refused: a filter runc loads before it drops privileges makes the drop pretend, and the container keeps uid 0 and every capability', async () => {
     // Who the process is: its uid and effective capabilities, from its own status.
     const script = ['/bin/sh', '-c', 'grep -E "^(Uid|CapEff):" /proc/self/status'];

@@ -1,7 +1,8 @@
 // Canonical form and bytes of a profile, so equal merges give byte-identical files (KEP-6061 §4
 // "Output is deterministic"). The form:
 // - one entry per (verdict, argument filter), naming every syscall that shares both, names
-//   sorted by UTF-16 code unit;
+//   sorted by UTF-16 code unit; one unconditional entry at the default action names every syscall
+//   an input names that has no other entry;
 // - entries sorted by action (most restrictive first), then errno, then filter (by argument
 //   index, operator in the order EQ NE GE GT LE MASKED_EQ, value, valueTwo);
 // - EPERM written as an absent errnoRet, errno omitted where the action ignores it, valueTwo only
@@ -29,6 +30,11 @@ export interface ProfileModel {
   listenerMetadata: string | undefined;
   /** Per syscall, rules in a shape runc loads exactly; none equal to the default. */
   rules: ReadonlyMap<string, readonly Rule[]>;
+  /**
+   * Syscalls named at the default action, in one entry without conditions: runc leaves such a
+   * rule out of the filter, but counts its name for its ENOSYS threshold (docs/security-model.md#only-tighter).
+   */
+  atDefault: readonly string[];
 }
 
 function withErrno(v: Verdict): { errno?: number } {
@@ -37,6 +43,7 @@ function withErrno(v: Verdict): { errno?: number } {
 
 export function buildProfile(model: ProfileModel): SeccompProfile {
   const entries = new Map<string, { rule: Rule; names: string[] }>();
+  if (model.atDefault.length > 0) entries.set('default', { rule: { conj: [], verdict: model.defaultVerdict }, names: [...model.atDefault] });
   for (const [name, rules] of model.rules) {
     for (const rule of rules) {
       const key = `${verdictKey(rule.verdict)}|${conjunctionKey(rule.conj)}`;

@@ -157,6 +157,12 @@ function mergeReads(inputs: readonly SeccompProfile[], reads: readonly ReadProfi
     );
     if (written.length > 0) rules.set(name, written);
   }
+  // runc answers ENOSYS to a call numbered above the highest one a profile names, unless its
+  // default action allows: naming every call an input names keeps that threshold no lower than
+  // any input's, so a call the inputs refuse or kill is not answered ENOSYS instead
+  // (docs/security-model.md#only-tighter).
+  const atDefault: string[] = [];
+  for (const name of names) if (!rules.has(name)) atDefault.push(name);
   const listenerSource = inputs.find((p) => p.listenerPath !== undefined && p.listenerPath !== '');
   const profile = buildProfile({
     defaultVerdict: defaultVerdict.verdict,
@@ -165,6 +171,7 @@ function mergeReads(inputs: readonly SeccompProfile[], reads: readonly ReadProfi
     listenerPath: listenerSource?.listenerPath,
     listenerMetadata: listenerSource?.listenerMetadata,
     rules,
+    atDefault,
   });
   const clauses = new Map<string, Clause[]>();
   for (const [name, list] of rules) clauses.set(name, list.map((r) => ({ conj: r.conj, verdict: r.verdict, entry: 0, name: 0 })));

@@ -66,6 +66,17 @@ test('property: the effective profile is at least as restrictive as each input',
   );
 });
 
+test('property: the effective profile names every syscall an input names, so runc\'s ENOSYS threshold is never below an input\'s (docs/security-model.md#only-tighter)', () => {
+  fc.assert(
+    fc.property(profile, fc.option(profile, { nil: undefined }), profile, (baseline, base, artifact) => {
+      const named = (p: SeccompProfile) => new Set((p.syscalls ?? []).flatMap((s) => s.names));
+      const effective = named(intersect(baseline, base, artifact).profile);
+      for (const input of [baseline, base, artifact]) if (input !== undefined) for (const n of named(input)) assert.ok(effective.has(n), n);
+    }),
+    RUNS,
+  );
+});
+
 test('property: when the inputs agree the effective profile equals them (and P ∩ P evaluates like P)', () => {
   fc.assert(
     fc.property(profile, calls, (p, cs) => {
