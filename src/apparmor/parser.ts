@@ -3,9 +3,11 @@
 // never a temp file. Imports only src/core (and src/profiles for the name check).
 //
 // Flags (apparmor_parser 3.x):
-//   check   --skip-kernel-load --skip-cache --abort-on-error [--features-file F]
+//   check   --skip-kernel-load --skip-cache --abort-on-error --warn=rule-not-enforced [--features-file F]
 //           (-Q -K: compile everything, load nothing, touch no cache; works without kernel AppArmor)
-//   load    --replace --skip-cache --abort-on-error          (needs kernel AppArmor and CAP_MAC_ADMIN)
+//   load    --replace --skip-cache --abort-on-error --warn=rule-not-enforced
+//           (needs kernel AppArmor and CAP_MAC_ADMIN)
+//   Both report the rule classes the kernel (or features file) does not enforce, as warnings.
 //   unload  --remove                                         (stdin: an empty profile of that name)
 
 import { spawn } from 'node:child_process';
@@ -37,9 +39,17 @@ export interface ParserRun {
 }
 
 export interface CheckResult {
-  /** Warnings apparmor_parser printed (e.g. rule classes this kernel would not enforce). */
+  /** Warnings apparmor_parser printed (e.g. rule classes this kernel would not enforce), each once. */
   warnings: string[];
 }
+
+/**
+ * Rules of a class the kernel does not mediate (network, signal, mount, unix sockets on older or
+ * other kernels) load without effect: the parser says so only when asked, once per rule.
+ */
+const WARN_NOT_ENFORCED = '--warn=rule-not-enforced';
+/** At most this many distinct warnings are kept (a profile repeats one per rule). */
+const MAX_WARNINGS = 16;
 
 export function findApparmorParser(candidates: readonly string[] = PARSER_CANDIDATES): string | undefined {
   return candidates.find((p) => existsSync(p));
@@ -126,6 +136,13 @@ function diagnostics(run: ParserRun): string[] {
   return lines(run.stderr).filter((l) => !l.startsWith('Warning'));
 }
 
+/** The distinct warnings the parser printed, at most MAX_WARNINGS of them, each at most 200 characters. */
+function warningsOf(run: ParserRun): string[] {
+  const unique = new Set<string>();
+  for (const l of lines(run.stderr)) if (l.startsWith('Warning') && unique.size < MAX_WARNINGS) unique.add(l.slice(0, 200));
+  return [...unique];
+}
+
 function failure(what: string, run: ParserRun): string {
   const detail = diagnostics(run);
   const text = (detail.length > 0 ? detail : lines(run.stderr)).join('; ').slice(0, 500);
@@ -137,7 +154,7 @@ function failure(what: string, run: ParserRun): string {
  * rejects with SecurityProfileInvalid carrying the parser's error when it refuses the text.
  */
 export async function checkWithParser(text: string, opts: ParserOptions = {}): Promise<CheckResult> {
-  const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error'];
+  const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error', WARN_NOT_ENFORCED];
   if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
   const run = await runParser(args, text, opts);
   // A parser killed by a signal (the OOM killer in the shim's cgroup, say) judged nothing: a
@@ -148,7 +165,7 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
     throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
   }
   if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
-  return { warnings: lines(run.stderr).filter((l) => l.startsWith('Warning')) };
+  return { warnings: warningsOf(run) };
 }
 
 function requireKernel(opts: ParserOptions, what: string): void {
@@ -157,11 +174,15 @@ function requireKernel(opts: ParserOptions, what: string): void {
   }
 }
 
-/** Loads (or replaces) the profiles in `text` into the kernel: `apparmor_parser --replace`. */
-export async function loadProfile(text: string, opts: ParserOptions = {}): Promise<void> {
+/**
+ * Loads (or replaces) the profiles in `text` into the kernel: `apparmor_parser --replace`.
+ * Resolves with the parser's warnings: the rule classes this kernel does not enforce.
+ */
+export async function loadProfile(text: string, opts: ParserOptions = {}): Promise<CheckResult> {
   requireKernel(opts, 'cannot load an AppArmor profile');
-  const run = await runParser(['--replace', '--skip-cache', '--abort-on-error'], text, opts);
+  const run = await runParser(['--replace', '--skip-cache', '--abort-on-error', WARN_NOT_ENFORCED], text, opts);
   if (run.code !== 0) throw new SpokeError('Internal', failure('loading the AppArmor profile failed', run), {}, { reason: 'APPARMOR_FAILED' });
+  return { warnings: warningsOf(run) };
 }
 
 /** Removes the profile `name` from the kernel: `apparmor_parser --remove` fed an empty profile of that name. */

@@ -22,6 +22,9 @@ export interface AppArmorUnloader {
   unload(name: string): Promise<void>;
 }
 
+/** Loads a profile into the kernel; may say which of its rule classes the kernel does not enforce. */
+export type AppArmorLoad = () => Promise<{ warnings: readonly string[] } | void>;
+
 /** Which AppArmor profiles this process loaded, which it keeps loaded in doubt, and the unloads. */
 export class AppArmorUnloads {
   /** AppArmor profile names this process loaded. */
@@ -40,11 +43,14 @@ export class AppArmorUnloads {
   ) {}
 
   /** Loads `name` unless this process already did (the caller holds its lock). */
-  async ensureLoaded(name: string, digest: Digest, load: () => Promise<void>): Promise<void> {
+  async ensureLoaded(name: string, digest: Digest, load: AppArmorLoad): Promise<void> {
     if (this.loaded.has(name)) return;
-    await load();
+    const notEnforced = (await load())?.warnings ?? [];
     this.loaded.add(name);
-    this.logger.log('info', 'AppArmor profile loaded', { name, digest });
+    // Not refused: the node baseline's rules of that class go unenforced on this kernel alike,
+    // so the container is no looser than the baseline there (docs/apparmor.md).
+    if (notEnforced.length > 0) this.logger.log('warn', 'AppArmor profile loaded; this kernel does not enforce some of its rules', { name, digest, notEnforced });
+    else this.logger.log('info', 'AppArmor profile loaded', { name, digest });
   }
 
   /** Profiles kept loaded in doubt, to check again. */

@@ -243,8 +243,8 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       return result;
     },
 
-    async load(text: string): Promise<void> {
-      await (await parserOf()).loadProfile(text, opts.parser ?? {});
+    async load(text: string): Promise<{ warnings: readonly string[] }> {
+      return (await parserOf()).loadProfile(text, opts.parser ?? {});
     },
 
     async unload(name: string): Promise<void> {

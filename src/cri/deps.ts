@@ -46,8 +46,8 @@ export interface AppArmorOps {
    * parser are served in turn across sources.
    */
   prepare(artifact: Uint8Array, signal?: AbortSignal, source?: string): Promise<{ name: string; text: string; constrained: readonly string[] }>;
-  /** `apparmor_parser --replace`. */
-  load(text: string): Promise<void>;
+  /** `apparmor_parser --replace`; the warnings name rule classes the kernel does not enforce. */
+  load(text: string): Promise<{ warnings: readonly string[] }>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */
   unload(name: string): Promise<void>;
 }

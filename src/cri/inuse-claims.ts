@@ -9,6 +9,7 @@
 import type { Logger } from '../core/runtime.js';
 import type { Applied } from './apply.js';
 import { parseFrames } from './frame.js';
+import type { AppArmorLoad } from './apparmor-unload.js';
 import type { AppArmorClaim, InUseTracker } from './inuse.js';
 import { decodeId } from './messages.js';
 
@@ -25,7 +26,7 @@ export class CreateClaims {
   ) {}
 
   /** Loads (unless already loaded) and claims an AppArmor profile for this create. */
-  async claimAppArmor(name: AppArmorClaim['name'], digest: AppArmorClaim['digest'], load: () => Promise<void>): Promise<void> {
+  async claimAppArmor(name: AppArmorClaim['name'], digest: AppArmorClaim['digest'], load: AppArmorLoad): Promise<void> {
     this.claims.push(await this.inUse.claimAppArmor(name, digest, load, this.identity));
   }
 

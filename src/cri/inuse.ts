@@ -14,7 +14,7 @@ import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/runtime.js';
 import type { EffectiveInput } from '../store/store.js';
-import { AppArmorUnloads, type AppArmorUnloader } from './apparmor-unload.js';
+import { AppArmorUnloads, type AppArmorLoad, type AppArmorUnloader } from './apparmor-unload.js';
 import type { ShimStore } from './deps.js';
 import { appArmorHolder, parseAppArmorHolder, pendingHolder, PENDING_GRACE_MS, PENDING_PREFIX, RUNTIME_PREFIXES } from './inuse-holders.js';
 import { planRebuild } from './inuse-rebuild.js';
@@ -192,7 +192,7 @@ export class InUseTracker {
    * Loads an AppArmor profile (unless this process already did) and records a pending holder
    * for it, both under the lock, so an unload of the same name cannot slip in between.
    */
-  async claimAppArmor(name: string, digest: Digest, load: () => Promise<void>, identity?: string): Promise<AppArmorClaim> {
+  async claimAppArmor(name: string, digest: Digest, load: AppArmorLoad, identity?: string): Promise<AppArmorClaim> {
     return this.serial(async () => {
       await this.appArmor.ensureLoaded(name, digest, load);
       const inner = pendingHolder(this.now(), identity);

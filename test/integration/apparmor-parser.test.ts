@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spoke } from '../helpers/cli.js';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -57,6 +57,28 @@ describe('apparmor_parser accepts every rendered profile', { skip }, () => {
     assert.deepEqual(r.constrained, []);
     await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)));
     await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)), true);
+  });
+
+  it('rule classes the features do not enforce come back as warnings, once each (network without network mediation)', async () => {
+    // The features file the parser compiles against here, without its network block.
+    const features = readFileSync('/usr/share/apparmor-features/features', 'utf8');
+    const start = features.indexOf('network_v8 {');
+    assert.ok(start >= 0, 'the packaged features file has network mediation');
+    let depth = 0;
+    let end = start;
+    for (; end < features.length; end++) {
+      if (features[end] === '{') depth++;
+      else if (features[end] === '}' && --depth === 0) break;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-features-'));
+    const featuresFile = join(dir, 'features');
+    writeFileSync(featuresFile, features.slice(0, start) + features.slice(end + 1));
+    const text = renderAppArmor({ network: { allowedProtocols: { allowTcp: true } } }, 'spoke-net');
+    const withNetwork = await checkWithParser(text, { featuresFile: '/usr/share/apparmor-features/features' });
+    assert.ok(!withNetwork.warnings.some((w) => /network rules not enforced/.test(w)), withNetwork.warnings.join('\n'));
+    const without = await checkWithParser(text, { featuresFile });
+    assert.equal(without.warnings.filter((w) => /network rules not enforced/.test(w)).length, 1, without.warnings.join('\n'));
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a merged profile (baseline ∩ artifact), with and without an explicit features file', async () => {
@@ -175,6 +197,14 @@ describe('apparmor_parser failures', () => {
   it('a parser that refuses the text: PROFILE_INVALID; one that cannot run: APPARMOR_UNAVAILABLE', async () => {
     await rejectsWith(checkWithParser(text, { parser: failing }), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
     await rejectsWith(checkWithParser(text, { parser: join(dir, 'missing') }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+  });
+
+  it('a load the parser accepts with warnings resolves with them, each once: the rule classes the kernel does not enforce', async () => {
+    const warning = join(dir, 'apparmor_parser_warns');
+    writeFileSync(warning, '#!/bin/sh\ncat >/dev/null\nfor i in 1 2 3; do echo "Warning from profile spoke-fake (stdin): signal rules not enforced" >&2; done\nexit 0\n', { mode: 0o755 });
+    const securityfs = join(dir, 'securityfs');
+    mkdirSync(securityfs, { recursive: true });
+    assert.deepEqual((await loadProfile(text, { parser: warning, securityfs })).warnings, ['Warning from profile spoke-fake (stdin): signal rules not enforced']);
   });
 
   it('no kernel AppArmor (securityfs missing): load and unload refuse with APPARMOR_UNAVAILABLE', async () => {

@@ -450,6 +450,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-'));
     dirs.push(dir);
     const store = new ProfileStore({ root: dir });
+    const logs: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
     const unloaded: string[] = [];
     let loads = 0;
     const live = { sandboxes: [] as string[], containers: [] as string[] };
@@ -461,7 +462,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
             ? encode('ListContainersResponse', { containers: live.containers.map((id) => ({ id, pod_sandbox_id: 's' })) })
             : Buffer.alloc(0),
     } as unknown as Upstream;
-    const tracker = new InUseTracker(store, silentLogger, {
+    const tracker = new InUseTracker(store, { log: (level, msg, fields) => logs.push({ level, msg, fields: fields ?? {} }) }, {
       upstream,
       seccompRoot: join(dir, 'seccomp'),
       appArmor: {
@@ -473,7 +474,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     const load = async () => {
       loads++;
     };
-    return { store, tracker, unloaded, loads: () => loads, load, live, upstream };
+    return { store, tracker, unloaded, loads: () => loads, load, live, upstream, logs };
   }
 
   it('loads once, holds per container, unloads after the last container goes', async () => {
@@ -556,6 +557,17 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     // after the rebuild the tracker still knows c1's AppArmor holder
     await t.tracker.released('container:c1');
     assert.deepEqual(t.unloaded, [aaName('c2'), aaName('c1')]);
+  });
+
+  it('a load whose parser says the kernel does not enforce some rules is logged as a warning naming them, and holds as usual', async () => {
+    const t = setup();
+    const notEnforced = ['Warning from profile x (stdin): signal rules not enforced'];
+    const claim = await t.tracker.claimAppArmor(aaName('6'), D1 as Digest, async () => ({ warnings: notEnforced }));
+    await t.tracker.commitAppArmor([claim], 'container:c6');
+    const line = t.logs.find((l) => l.fields.name === aaName('6'));
+    assert.equal(line?.level, 'warn');
+    assert.deepEqual(line?.fields.notEnforced, notEnforced);
+    assert.deepEqual(await t.store.inUseHolders(D1 as Digest), [`apparmor:${aaName('6')}@container:c6`]);
   });
 
   it('unloads only profiles of the name spoke renders, whatever a holder in the in-use file names', async () => {

@@ -164,7 +164,7 @@ describe('RuntimeDefault base in the merge', () => {
     const appArmor: AppArmorOps = {
       enabled: async () => true,
       prepare: async () => ({ name: 'spoke-x', text: 'profile spoke-x {}', constrained: [] }),
-      load: async () => undefined,
+      load: async () => ({ warnings: [] }),
       unload: async () => undefined,
     };
     const r = await rig({ appArmor });
