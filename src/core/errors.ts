@@ -69,6 +69,7 @@ export const ERROR_REASONS = [
   'CLOSED', // the component was already shut down
   'WIRE_INVALID', // a protobuf message that does not parse
   'PROFILE_TYPE_UNKNOWN', // a CRI security profile of a type spoke does not know, which runtimes read differently
+  'PROFILE_RESERVED', // a Localhost profile naming one of spoke's merge results, which only the shim names (for an OCI profile it resolved)
   'FRAME_INVALID', // a gRPC frame that is truncated, oversized or in an unsupported encoding
   'SYSCALL_UNKNOWN', // a syscall name that is not in the architecture's table
   'RECORDING_EMPTY', // nothing was recorded, so there is no profile to build

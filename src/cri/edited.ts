@@ -3,6 +3,8 @@
 // the runtime answered (inuse-claims.ts); RemovePodSandbox / RemoveContainer release them.
 
 import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { join } from 'node:path';
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import type { ProfileApplier } from './apply.js';
 import type { Call, CallHost } from './call.js';
@@ -37,8 +39,12 @@ export interface EditedCallDeps<P> {
 export class EditedCalls<P> {
   /** The logging profiles recorded containers run under (ShimServer.start(), with `recording`). */
   logging: LoggingProfiles<P> | undefined;
+  /** The effective directory by each of its names (ShimServer.start(): prepareEffectiveDir). */
+  reservedSeccompDirs: readonly string[];
 
-  constructor(private readonly d: EditedCallDeps<P>) {}
+  constructor(private readonly d: EditedCallDeps<P>) {
+    this.reservedSeccompDirs = [join(d.deps.seccompRoot, EFFECTIVE_SECCOMP_DIR)];
+  }
 
   async create(call: Call, headers: IncomingHttpHeaders, role: Role, rewrite: Rewrite): Promise<void> {
     // From the first profile resolved until the holder is recorded, out of gc's reach (gc.ts).
@@ -82,6 +88,7 @@ export class EditedCalls<P> {
       },
       ...(this.d.annotationDeps ? { annotations: withDeadline(this.d.annotationDeps, deadline) } : {}),
       recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
+      reservedSeccompDirs: this.reservedSeccompDirs,
     };
     try {
       result = await rewrite(payload, deps);

@@ -23,6 +23,7 @@
 // Recording (`spoke shim --recording`): rewrite-recording.ts decides when a container runs
 // under the logging profile instead.
 
+import { posix } from 'node:path';
 import type { ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import { ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
@@ -43,8 +44,10 @@ import {
   POD_SECCOMP_IN_CREATE,
   POD_SECCOMP_IN_RUN,
   POD_SECCTX_IN_RUN,
+  PROFILE_LOCALHOST,
   PROFILE_OCI,
   PROFILE_RUNTIME_DEFAULT,
+  profileAt,
   replaceProfileAt,
   RUN_CONFIG,
   SANDBOX_METADATA,
@@ -53,6 +56,7 @@ import {
 import { readRecording, type RecordingDeps } from './recording.js';
 import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
 import { recordsContainer } from './rewrite-recording.js';
+import { spokeAppArmorSha } from './runtime-config.js';
 import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
@@ -68,6 +72,11 @@ export interface RewriteDeps {
   annotations?: AnnotationDeps;
   /** Recording annotations; undefined: not read at all (see recording.ts for --recording off). */
   recording?: RecordingDeps;
+  /**
+   * Where the shim writes its merge results (`<seccompRoot>/spoke`, and the same through the
+   * root's real path): a Localhost seccomp profile under one of them is refused (refuseReserved).
+   */
+  reservedSeccompDirs?: readonly string[];
 }
 
 export interface RewriteResult {
@@ -120,6 +129,38 @@ function inspect(payload: Buffer, path: readonly number[], what: string): Site {
   return { profile, oci: profile.profileType === PROFILE_OCI };
 }
 
+/**
+ * A Localhost profile naming one of spoke's merge results: a seccomp file under the directory the
+ * shim writes them to (the path as the kernel reads it, `.` and `..` resolved; no pod can name a
+ * path outside the kubelet's root), or an AppArmor profile named as spoke names them. Those hold
+ * baseline ∩ some artifact that the node policy allowed for some namespace at some time: named
+ * directly, they would reach a pod of any namespace, past the policy and any later deny rule,
+ * and pin the artifact in the store. A pod names the OCI profile; only the shim names its merge
+ * (docs/shim.md#localhost-bases-and-effective-files).
+ */
+function refuseReserved(payload: Buffer, sites: readonly (readonly [ProfileKind, readonly number[]])[], dirs: readonly string[], who: string): void {
+  for (const [kind, path] of sites) {
+    const profile = profileAt(payload, path);
+    if (profile?.profileType !== PROFILE_LOCALHOST) continue;
+    const ref = profile.localhostRef;
+    const normal = posix.normalize(ref);
+    if (kind === 'seccomp' ? dirs.some((d) => normal.startsWith(`${d}/`)) : spokeAppArmorSha(ref) !== undefined) {
+      throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
+    }
+  }
+}
+
+const RUN_SITES = [
+  ['seccomp', POD_SECCOMP_IN_RUN],
+  ['apparmor', POD_APPARMOR_IN_RUN],
+] as const;
+const CREATE_SITES = [
+  ['seccomp', CTR_SECCOMP_IN_CREATE],
+  ['seccomp', POD_SECCOMP_IN_CREATE],
+  ['apparmor', CTR_APPARMOR_IN_CREATE],
+  ['apparmor', POD_APPARMOR_IN_CREATE],
+] as const;
+
 function podName(sandboxConfig: Buffer | undefined): string {
   if (!sandboxConfig) return 'pod';
   const meta = getMergedMessage(sandboxConfig, SANDBOX_METADATA);
@@ -162,6 +203,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const deps = toDeps(resolver);
   const config = getMergedMessage(payload, RUN_CONFIG);
   const who = `sandbox ${podName(config)}`;
+  refuseReserved(payload, RUN_SITES, deps.reservedSeccompDirs ?? [], who);
   const namespace = namespaceOf(config);
   const aa = inspect(payload, POD_APPARMOR_IN_RUN, who);
   const site = inspect(payload, POD_SECCOMP_IN_RUN, who);
@@ -252,6 +294,7 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const meta = config ? getMergedMessage(config, CONTAINER_METADATA) : undefined;
   const container = meta ? getString(meta, 1) : '';
   const who = `container ${podName(sandboxConfig)}/${container || '?'}`;
+  refuseReserved(payload, CREATE_SITES, deps.reservedSeccompDirs ?? [], who);
   const annotations = ProfileAnnotations.read(sandboxConfig);
   const recording = deps.recording ? readRecording(sandboxConfig) : undefined;
   // Fast path: nothing OCI or unknown anywhere and no annotation → not ours.

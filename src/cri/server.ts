@@ -42,6 +42,7 @@ import { addOciFeature } from './oci-feature.js';
 import { OwnedHandlers } from './owned.js';
 import { LoggingProfiles } from './logging-profile.js';
 import { forward, noop, type ForwardOptions } from './relay.js';
+import { prepareEffectiveDir } from './effective-dir.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps } from './rewrite.js';
 import { listenOnSocket, prepareSocketPath, removeOwnSocket, type SocketIdentity } from './socket.js';
 import { GrpcCode, toGrpcStatus, type GrpcCodeValue } from './grpc-status.js';
@@ -182,6 +183,8 @@ export class ShimServer<P = unknown> {
       this.edited.logging = logging;
       this.logger.log('info', 'recording enabled: logging profile installed', { profile });
     }
+    // Before the socket exists: no create runs before the directory is made or checked.
+    this.edited.reservedSeccompDirs = await prepareEffectiveDir(this.opts.deps.seccompRoot, this.logger);
     const path = this.opts.listen;
     await prepareSocketPath(path);
     const server = createServer({

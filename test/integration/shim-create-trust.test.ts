@@ -7,7 +7,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -139,6 +139,14 @@ describe('create-time trust through the shim', { timeout: 600_000 }, () => {
     const a = await pod('team-a');
     const cid = await container(a, 'ctr-in-team-a', oci(teamRef));
     assert.equal(await chmodAllowed(cid), false, 'the profile is enforced for the namespace the rule admits');
+    // Named directly as a Localhost profile, the merge made for team-a serves no pod either.
+    const merged = readdirSync(join(seccompRoot, 'spoke')).filter((f) => /^[0-9a-f]{64}\.json$/.test(f));
+    assert.ok(merged.length > 0);
+    for (const [i, file] of merged.entries()) {
+      const name = `ctr-localhost-merge-${i}`;
+      await assert.rejects(container(b, name, { profile_type: 'Localhost', localhost_ref: join(seccompRoot, 'spoke', file) }), grpcError(grpc.status.PERMISSION_DENIED, 'PermissionDenied'));
+      assert.ok(!reachedContainerd(name), 'the refused create never reached containerd');
+    }
   });
 
   test('Localhost bases: /etc/passwd and files outside or unreadable as profiles are refused without quoting them', async () => {

@@ -275,6 +275,36 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     assert.equal(r.edited, false);
   });
 
+  it('refuses a Localhost profile naming one of spoke\'s own merge results (or rendered AppArmor profiles), in the message or the deprecated string: only the shim names those, for the OCI profile it resolved', async () => {
+    const root = '/var/lib/kubelet/seccomp';
+    const deps = { seccomp: fakeResolver, reservedSeccompDirs: [`${root}/spoke`, '/data/kubelet/seccomp/spoke'] };
+    const reserved = spokeError({ code: 'PermissionDenied', reason: 'PROFILE_RESERVED' });
+    const sha = 'c'.repeat(64);
+    const localhost = (ref: string) => ({ profile_type: 'Localhost', localhost_ref: ref });
+    const create = (ctr: Msg, pod: { seccomp?: Msg; apparmor?: Msg } = {}) =>
+      encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } }, sandbox_config: podConfig(pod.seccomp, pod.apparmor) });
+    for (const ref of [`${root}/spoke/${sha}.json`, `${root}//spoke/./${sha}.json`, `${root}/x/../spoke/${sha}.json`, `${root}/spoke/anything`, `/data/kubelet/seccomp/spoke/${sha}.json`]) {
+      await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(localhost(ref)) }), deps), reserved, ref);
+      await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(ref) }), deps), reserved, ref);
+      await assert.rejects(rewriteCreateContainer(create({}, { seccomp: localhost(ref) }), deps), reserved, ref);
+      await assert.rejects(rewriteCreateContainer(create({ seccomp_profile_path: `localhost/${ref}` }), deps), reserved, ref);
+    }
+    const aaName = `spoke-${sha}`;
+    await assert.rejects(rewriteCreateContainer(create({ apparmor: localhost(aaName) }), deps), reserved);
+    await assert.rejects(rewriteCreateContainer(create({ apparmor_profile: `localhost/${aaName}` }), deps), reserved);
+    await assert.rejects(rewriteCreateContainer(create({}, { apparmor: localhost(aaName) }), deps), reserved);
+    await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(undefined, localhost(aaName)) }), deps), reserved);
+    // Other names and paths are the admin's: forwarded as they came.
+    for (const ctr of [{ seccomp: localhost(`${root}/spoke-like.json`) }, { seccomp: localhost(`${root}/team/spoke/x.json`) }, { apparmor: localhost('spoke-record-1a2b3c4d') }, { apparmor: localhost(`spoke-${sha}x`) }]) {
+      const req = create(ctr);
+      const r = await rewriteCreateContainer(req, deps);
+      assert.equal(r.payload, req, JSON.stringify(ctr));
+    }
+    // The shim's own rewrite to a path under spoke/ is of an OCI profile, not refused.
+    const oci = await rewriteCreateContainer(create({ seccomp: { profile_type: 'OCI', oci_ref: REF } }), { ...deps, seccomp: async (p, c) => ({ ...(await fakeResolver(p, c)), path: `${root}/spoke/${sha}.json` }) });
+    assert.ok(oci.edited);
+  });
+
   it('refuses a profile type beyond int32, which Go decoders read by its low 32 bits (2^32 + 3 is OCI to the runtime)', async () => {
     const wide = (type: bigint, base?: bigint) => Buffer.concat([varintField(1, type), stringField(3, REF), ...(base === undefined ? [] : [Buffer.concat([encodeVarint(4 << 3 | 2), encodeVarint(2), varintField(1, base)])])]);
     const sandbox = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'RuntimeDefault' }) });

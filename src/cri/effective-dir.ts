@@ -1,0 +1,31 @@
+// The directory the shim writes its merge results to, `<seccompRoot>/spoke`: made at start, or
+// checked when it is there. The runtime reads an effective profile by path after the shim has
+// checked it, so nobody but the shim's user may write in that directory (docs/shim.md#localhost-bases-and-effective-files).
+
+import { chmod, lstat, mkdir, realpath } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
+import { SpokeError } from '../core/errors.js';
+import type { Logger } from '../core/runtime.js';
+
+/**
+ * Makes `<seccompRoot>/spoke` (mode 0700) or checks it: a directory, not a link, of this process's
+ * user; write access of group and others is taken away (and logged). Returns the directory as
+ * configured and, when the root is reached through a link, as the kernel resolves it: the names a
+ * Localhost profile may give it (rewrite.ts refuseReserved).
+ */
+export async function prepareEffectiveDir(seccompRoot: string, logger: Logger): Promise<string[]> {
+  const dir = join(seccompRoot, EFFECTIVE_SECCOMP_DIR);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await lstat(dir);
+  const refuse = (why: string) => new SpokeError('FailedPrecondition', `${dir} ${why}: the shim writes the effective profiles the runtime reads there, so only its own user may`, { file: dir }, { reason: 'STATE_CORRUPT' });
+  if (!st.isDirectory()) throw refuse('is not a directory (a link?)');
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) throw refuse(`belongs to uid ${st.uid}, not to this process's ${uid}`);
+  if ((st.mode & 0o022) !== 0) {
+    await chmod(dir, st.mode & 0o755);
+    logger.log('warn', 'the effective profile directory was writable by group or others; write access taken away', { dir, mode: (st.mode & 0o777).toString(8) });
+  }
+  const real = join(await realpath(seccompRoot), EFFECTIVE_SECCOMP_DIR);
+  return real === dir ? [dir] : [dir, real];
+}
