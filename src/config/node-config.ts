@@ -178,6 +178,14 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
       throw new SpokeError('InvalidArgument', `${path}: baselines has no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { file: path, path: 'baselines', expected: arch }, { reason: 'CONFIG_INVALID' });
     }
   }
+  // Pods name Localhost profiles by paths under the seccomp root: a store there would offer its
+  // raw blobs (never merged with the baseline) as profiles (docs/configuration.md).
+  const storeDir = resolve(merged.storeDir as string);
+  const seccompRoot = resolve(merged.seccompRoot as string);
+  if (storeDir === seccompRoot || storeDir.startsWith(`${seccompRoot}/`)) {
+    const where = overrides.storeDir !== undefined || overrides.seccompRoot !== undefined ? 'storeDir (override)' : `${path}: storeDir`;
+    throw new SpokeError('InvalidArgument', `${where}: ${storeDir} lies inside seccompRoot ${seccompRoot}, where pods could name the store's unmerged blobs as Localhost profiles; put the store outside it`, { file: path, path: 'storeDir' }, { reason: 'CONFIG_INVALID' });
+  }
   return Object.freeze(merged as unknown as NodeConfig);
 }
 

@@ -123,6 +123,18 @@ describe('loadNodeConfig', () => {
     assertConfigError('- listen\n', 1, '(document)');
   });
 
+  it('a store inside the seccomp root (or the root itself) is refused, from the file or a flag: pods could name its raw blobs as Localhost profiles', () => {
+    for (const storeDir of ['/var/lib/kubelet/seccomp', '/var/lib/kubelet/seccomp/spoke-store', '/var/lib/kubelet/seccomp/a/b']) {
+      const e = throwsWith(() => loadText(`storeDir: ${storeDir}\n`), { code: 'InvalidArgument', reason: 'CONFIG_INVALID' });
+      assert.equal(e.context.path, 'storeDir', e.message);
+      assert.throws(() => loadText('', { storeDir }), overrideRefused('storeDir'));
+    }
+    assert.throws(() => loadText('storeDir: /srv/seccomp/store\n', { seccompRoot: '/srv/seccomp' }), (e: unknown) => spokeError({ code: 'InvalidArgument', reason: 'CONFIG_INVALID' })(e));
+    // Beside it, or above it: fine.
+    assert.equal(loadText('storeDir: /var/lib/kubelet/seccomp-store\n').storeDir, '/var/lib/kubelet/seccomp-store');
+    assert.equal(loadText('storeDir: /var/lib\n').storeDir, '/var/lib');
+  });
+
   it('bad overrides are refused', () => {
     assert.throws(() => loadText('', { logLevel: 'loud' as never }), overrideRefused('logLevel'));
     assert.throws(() => loadText('', { bogus: 1 } as never), overrideRefused('bogus'));
