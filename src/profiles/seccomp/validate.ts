@@ -17,6 +17,12 @@ export const MAX_ENTRIES_PER_SYSCALL = 128;
 export const MAX_CLAUSES_PER_SYSCALL = 256;
 export const MAX_NAMES_PER_ENTRY = 1024;
 export const MAX_CLAUSES = 16384;
+/**
+ * Conditions one entry may list: crun 1.8.1 reads at most 6 (then ignores the rest) where runc
+ * reads them all, so an entry with more is enforced differently by the runtimes; more than 6 on
+ * distinct arguments cannot exist (a call has 6), so it repeats an argument.
+ */
+export const MAX_ARGS_PER_ENTRY = 6;
 
 /** Kernel syscall names: lowercase, digits, underscores (`_llseek`, `arm_fadvise64_64`). */
 const SYSCALL_NAME_RE = /^[a-z_][a-z0-9_]{0,63}$/;
@@ -176,6 +182,9 @@ function check(p: SeccompProfile, level: Level): void {
     }
     if (artifact) checkErrno(s.errnoRet, s.action, `syscalls[${i}].errnoRet`);
     const args = s.args ?? [];
+    if (args.length > MAX_ARGS_PER_ENTRY) {
+      fail(`syscalls[${i}].args`, `more than ${MAX_ARGS_PER_ENTRY} conditions, which crun reads only the first ${MAX_ARGS_PER_ENTRY} of; write the rest in another entry`, { limit: MAX_ARGS_PER_ENTRY, actual: args.length }, 'LIMIT_EXCEEDED');
+    }
     for (let k = 0; k < args.length; k++) {
       const a = args[k]!;
       if (a.index > MAX_ARG_INDEX) fail(`syscalls[${i}].args[${k}].index`, `argument index ${a.index} is above ${MAX_ARG_INDEX}`, { limit: MAX_ARG_INDEX, actual: a.index });

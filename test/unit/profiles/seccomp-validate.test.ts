@@ -45,6 +45,7 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   ['NOTIFY as default action is invalid everywhere', { defaultAction: 'SCMP_ACT_NOTIFY', listenerPath: '/run/l.sock' }, 0, 'defaultAction'],
   ['NOTIFY on write is invalid everywhere', profile([{ names: ['read', 'write'], action: 'SCMP_ACT_NOTIFY' }], { listenerPath: '/run/l.sock' }), 0, ['syscalls[0].names[1]', 'listenerPath', 'listenerPath']],
   ['NOTIFY needs a listener', profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }]), 0, 'syscalls[0].action'],
+  ['more than 6 conditions in one entry, at every level: crun 1.8.1 reads only the first 6, runc all', profile([{ names: ['sched_getscheduler'], action: 'SCMP_ACT_ALLOW', args: [1, 2, 3, 4, 5, 6, 7].map((v) => eq(0, BigInt(1000 + v))) }]), 0, 'syscalls[0].args'],
   ['argument index at most 5', profile([allow(['read'], { args: [eq(6, 1n)] })]), 0, 'syscalls[0].args[0].index'],
   ['an entry names a syscall', profile([allow([])]), 0, 'syscalls[0].names'],
   ['artifacts use no NOTIFY', profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { listenerPath: '/run/l.sock' }), 1, 'listenerPath'],
@@ -114,6 +115,10 @@ test('safe shapes pass artifact validation', () => {
     { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 1, args: [eq(0, 24n)] }, // EPERM on PR_CAPBSET_DROP: the runtime fails the create
   ];
   validateStrict(profile(safe, { architectures: ['SCMP_ARCH_X86_64'] }));
+});
+
+test('six conditions in one entry are fine: every runtime reads them all', () => {
+  validateStrict(profile([{ names: ['sched_getscheduler'], action: 'SCMP_ACT_ALLOW', args: [1, 2, 3, 4, 5, 6].map((v) => eq(0, BigInt(1000 + v))) }]));
 });
 
 test('the shipped baseline passes validateBaseline and strict validation', () => {
