@@ -66,6 +66,10 @@ function checkSilentSuccess(errno: number | undefined, action: SeccompProfile['d
  */
 export function validateRuntimeSteps(p: SeccompProfile): void {
   checkSilentSuccess(p.defaultErrnoRet, p.defaultAction, 'defaultErrnoRet');
+  // runc decides on its ENOSYS stub by defaultErrnoRet before it looks at the action: with its
+  // own ERRNO(ENOSYS) word there (327718) a KILL default keeps no stub, while the merge, which
+  // drops an errno the action ignores, gives the effective profile one (crun refuses it anyway).
+  if (p.defaultErrnoRet !== undefined && !takesErrno(p.defaultAction)) fail('defaultErrnoRet', `errno is only allowed with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not ${p.defaultAction} (runc and crun read it differently)`);
   const entries = p.syscalls ?? [];
   for (let i = 0; i < entries.length; i++) checkSilentSuccess(entries[i]!.errnoRet, entries[i]!.action, `syscalls[${i}].errnoRet`);
   checkCapabilityDrop(p);

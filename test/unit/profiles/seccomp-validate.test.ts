@@ -141,6 +141,15 @@ test('a notify listener baseline still may not make a runtime step pretend: ERRN
   failsAt(validateBaseline, profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }, { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 65558, args: [eq(0, 24n)] }], listener), 'syscalls[1].errnoRet');
 });
 
+test('a profile checked only at the runtime level may not give defaultErrnoRet with a default action that ignores it: runc then drops its ENOSYS stub (327718 is its own ERRNO(ENOSYS) word), where the merge keeps it', () => {
+  const listener = { listenerPath: '/run/l.sock' };
+  for (const defaultErrnoRet of [327718, 1]) {
+    failsAt(validateBaseline, profile([{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { ...listener, defaultAction: 'SCMP_ACT_KILL_PROCESS', defaultErrnoRet }), 'defaultErrnoRet');
+    failsAt(validateRuntimeSteps, profile([], { defaultAction: 'SCMP_ACT_KILL', defaultErrnoRet }), 'defaultErrnoRet');
+  }
+  validateRuntimeSteps(profile([], { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1 }));
+});
+
 test('the runtime-step rules read a profile checked only at the runtime level as the merge does: shapes with no defined meaning by their strictest verdict', () => {
   // Neither rule alone answers PR_CAPBSET_DROP with EINVAL; read as their strictest verdict, together they do.
   const conflicting = profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 1n)] }, { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 38, args: [eq(1, 5n)] }], { defaultAction: 'SCMP_ACT_ALLOW' });
