@@ -172,6 +172,8 @@ export class PullPipeline {
       bytes = await this.deps.store.readBlob(record.layerDigest, { verify: true });
     } catch (e) {
       if (e instanceof SpokeError && e.reason === 'NOT_FOUND') return false;
+      // Bytes that no longer hash to their digest, which the read removed: fetched again.
+      if (e instanceof SpokeError && e.reason === 'DIGEST_MISMATCH' && !(await this.deps.store.hasBlob(record.layerDigest))) return false;
       throw e;
     }
     try {

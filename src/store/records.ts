@@ -134,7 +134,11 @@ export class RecordStore {
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== d) {
       this.intactBlobs.delete(d);
-      throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
+      // Bytes that are not what their name says serve nothing: removed (unless the file was
+      // replaced since it was read), so that the next pull fetches the digest again instead of
+      // every pull and create refusing it until someone runs `spoke store rm`.
+      const removed = blobIdentity(read.before) === identity && (await removeIfUnchanged(this.layout.blobPath(d), identity));
+      throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})${removed ? '; removed, so the next pull fetches it again' : ''}`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
     }
     // Only an identity the file had both before and after the read belongs to exactly these bytes.
     if (blobIdentity(read.before) === identity) {
@@ -339,6 +343,19 @@ export class RecordStore {
 }
 
 const identityKey = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeMs}`;
+/** Removes `path` if it still has `identity` (blobIdentity); whether it did. */
+async function removeIfUnchanged(path: string, identity: string): Promise<boolean> {
+  let now: Stats;
+  try {
+    now = statSync(path);
+  } catch {
+    return false;
+  }
+  if (blobIdentity(now) !== identity) return false;
+  await removeIfExists(path);
+  return true;
+}
+
 /** A blob's identity for checkBlob: the record's identity and the inode's change time. */
 const blobIdentity = (st: Stats): string => `${identityKey(st)}:${st.ctimeMs}`;
 /** Blobs remembered as intact, at most (then forgotten all at once: the next checks hash again). */

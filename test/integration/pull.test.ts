@@ -60,6 +60,32 @@ describe('pull pipeline against a real registry', () => {
       assert.deepEqual(reg.requests(), []);
     }));
 
+  it('a stored blob that no longer hashes to its digest (disk damage) is fetched again by the next pull, in this process or another', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const layer = denySyscalls(['symlink']);
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/deny-symlink', { layers: [{ bytes: layer }] });
+      const first = await node.pipeline.pull({ reference, kind: 'seccomp' });
+      const damaged = Buffer.from(layer);
+      damaged[damaged.length - 2] ^= 1;
+      // This process judged the profile at its fetch; a create's check finds the damage.
+      writeFileSync(first.path, damaged);
+      await rejectsWith(node.store.checkBlob(sha256Digest(layer)), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+      const again = await node.pipeline.pull({ reference, kind: 'seccomp' });
+      assert.equal(again.cached, false);
+      assert.deepEqual(readFileSync(again.path), layer);
+      // Another process's pipeline (nothing judged yet) finds the damage itself.
+      writeFileSync(first.path, damaged);
+      const client = new UndiciRegistryClient({ plainHttp: true });
+      try {
+        const other = new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => {} }), pullTimeoutMs: 30_000, store: node.store });
+        const third = await other.pull({ reference, kind: 'seccomp' });
+        assert.equal(third.cached, false);
+        assert.deepEqual(readFileSync(third.path), layer);
+      } finally {
+        await client.close();
+      }
+    }));
+
   it('a cached pull counts as a use: the next gc run writes it down as the profile\'s last use (docs/gc.md)', () =>
     withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-unlink', { layers: [{ bytes: denySyscalls(['unlink']) }] });

@@ -292,13 +292,16 @@ describe('ProfileStore', () => {
     assert.deepEqual((await store.inUseHolders(a.digest)).sort(), ['container:new', 'pin:manual']);
   });
 
-  it('store verify finds a corrupted blob', async () => {
+  it('store verify finds a corrupted blob, and removes it: the next ingest of the digest places the right bytes again', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_LOG","architectures":["SCMP_ARCH_X86_64"]}');
     await store.ingest(i);
     writeFileSync(store.blobPath(i.layerDigest), 'tampered');
     const r = await store.verify();
-    assert.ok(r.corrupt.some((c) => c.digest === i.digest));
-    await rejectsWith(store.readProfile(i.digest, { verify: true }), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+    assert.ok(r.corrupt.some((c) => c.digest === i.digest && /removed/.test(c.reason)));
+    assert.equal(existsSync(store.blobPath(i.layerDigest)), false);
+    await rejectsWith(store.readProfile(i.digest, { verify: true }), { code: 'NotFound', reason: 'NOT_FOUND' });
+    await store.ingest(i);
+    assert.deepEqual(await store.readBlob(i.layerDigest, { verify: true }), Buffer.from(i.layerBytes));
   });
 
   it('checkBlob: hashes a blob once, then refuses it as soon as its file is changed in place, replaced or removed', async () => {
@@ -319,6 +322,10 @@ describe('ProfileStore', () => {
     writeFileSync(`${path}.new`, bad);
     renameSync(`${path}.new`, path);
     await rejectsWith(store.checkBlob(i.layerDigest), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+    // The wrong bytes were removed with the refusal: a pull fetches the digest again.
+    await rejectsWith(store.checkBlob(i.layerDigest), { code: 'NotFound', reason: 'NOT_FOUND' });
+    writeFileSync(path, good);
+    await store.checkBlob(i.layerDigest);
     unlinkSync(path);
     await rejectsWith(store.checkBlob(i.layerDigest), { code: 'NotFound', reason: 'NOT_FOUND' });
   });
