@@ -47,7 +47,6 @@ import {
   PROFILE_LOCALHOST,
   PROFILE_OCI,
   PROFILE_RUNTIME_DEFAULT,
-  profileAt,
   replaceProfileAt,
   RUN_CONFIG,
   SANDBOX_METADATA,
@@ -57,7 +56,7 @@ import { readRecording, type RecordingDeps } from './recording.js';
 import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
 import { recordsContainer } from './rewrite-recording.js';
 import { spokeAppArmorSha } from './runtime-config.js';
-import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
+import { enumValue, fields, getEnum, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
 
@@ -115,8 +114,7 @@ function unknownType(profile: SecurityProfileMsg, what: string): SpokeError | un
 }
 
 /** The profile at `path` as the runtime would read it (messages.ts profileAt), and whether it is OCI. */
-function inspect(payload: Buffer, path: readonly number[], what: string): Site {
-  const merged = getMergedAt(payload, path);
+function inspect(payload: Buffer, path: readonly number[], what: string, merged = getMergedAt(payload, path)): Site {
   // No message: the deprecated string beside it, if any, is what the runtime applies (never OCI).
   if (merged === undefined) return { profile: deprecatedProfileAt(payload, path), oci: false };
   const profile = decodeSecurityProfile(merged);
@@ -136,20 +134,36 @@ function inspect(payload: Buffer, path: readonly number[], what: string): Site {
  * baseline ∩ some artifact that the node policy allowed for some namespace at some time: named
  * directly, they would reach a pod of any namespace, past the policy and any later deny rule,
  * and pin the artifact in the store. A pod names the OCI profile; only the shim names its merge
- * (docs/shim.md#localhost-bases-and-effective-files).
+ * (docs/shim.md#localhost-bases-and-effective-files). `messages`: the merged message at each
+ * site (getMergedAt), which the caller reads anyway; the deprecated string is read only where
+ * there is none, and a message's ref only when its type is Localhost.
  */
-function refuseReserved(payload: Buffer, sites: readonly (readonly [ProfileKind, readonly number[]])[], dirs: readonly string[], who: string): void {
-  for (const [kind, path] of sites) {
-    const profile = profileAt(payload, path);
-    if (profile?.profileType !== PROFILE_LOCALHOST) continue;
-    const ref = profile.localhostRef;
-    const normal = posix.normalize(ref);
-    if (kind === 'seccomp' ? dirs.some((d) => normal.startsWith(`${d}/`)) : spokeAppArmorSha(ref) !== undefined) {
+function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages: readonly (Uint8Array | undefined)[], dirs: readonly string[], who: string): void {
+  for (let i = 0; i < sites.length; i++) {
+    const [kind, path] = sites[i]!;
+    const message = messages[i];
+    let ref: string;
+    if (message !== undefined) {
+      if (getEnum(message, 1) !== PROFILE_LOCALHOST) continue;
+      ref = getString(message, 2);
+    } else {
+      const deprecated = deprecatedProfileAt(payload, path);
+      if (deprecated?.profileType !== PROFILE_LOCALHOST) continue;
+      ref = deprecated.localhostRef;
+    }
+    // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.
+    const used = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
+    if (kind === 'seccomp' ? underAny(posix.normalize(used), dirs) : spokeAppArmorSha(used) !== undefined) {
       throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
     }
   }
 }
 
+const LOCALHOST_PREFIX = 'localhost/';
+const underAny = (path: string, dirs: readonly string[]): boolean => dirs.some((d) => path.startsWith(`${d}/`));
+
+/** A request's profile site: its kind and its message path. */
+type ProfileSite = readonly [ProfileKind, readonly number[]];
 const RUN_SITES = [
   ['seccomp', POD_SECCOMP_IN_RUN],
   ['apparmor', POD_APPARMOR_IN_RUN],
@@ -203,10 +217,11 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const deps = toDeps(resolver);
   const config = getMergedMessage(payload, RUN_CONFIG);
   const who = `sandbox ${podName(config)}`;
-  refuseReserved(payload, RUN_SITES, deps.reservedSeccompDirs ?? [], who);
+  const messages = RUN_SITES.map(([, path]) => getMergedAt(payload, path));
+  refuseReserved(payload, RUN_SITES, messages, deps.reservedSeccompDirs ?? [], who);
   const namespace = namespaceOf(config);
-  const aa = inspect(payload, POD_APPARMOR_IN_RUN, who);
-  const site = inspect(payload, POD_SECCOMP_IN_RUN, who);
+  const aa = inspect(payload, POD_APPARMOR_IN_RUN, who, messages[1]);
+  const site = inspect(payload, POD_SECCOMP_IN_RUN, who, messages[0]);
   // Read in either mode: one that would apply is refused where the shim does not apply them (fromAnnotation).
   const annotations = ProfileAnnotations.read(config);
   const ann = annotations.size > 0 && !site.oci ? annotations.forPod('seccomp') : undefined;
@@ -294,14 +309,12 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const meta = config ? getMergedMessage(config, CONTAINER_METADATA) : undefined;
   const container = meta ? getString(meta, 1) : '';
   const who = `container ${podName(sandboxConfig)}/${container || '?'}`;
-  refuseReserved(payload, CREATE_SITES, deps.reservedSeccompDirs ?? [], who);
+  const messages = CREATE_SITES.map(([, path]) => getMergedAt(payload, path));
+  refuseReserved(payload, CREATE_SITES, messages, deps.reservedSeccompDirs ?? [], who);
   const annotations = ProfileAnnotations.read(sandboxConfig);
   const recording = deps.recording ? readRecording(sandboxConfig) : undefined;
   // Fast path: nothing OCI or unknown anywhere and no annotation → not ours.
-  const anyOci = [CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE, CTR_APPARMOR_IN_CREATE, POD_APPARMOR_IN_CREATE].some((p) => {
-    const m = getMergedAt(payload, p);
-    return m !== undefined && anyTypeForTheShim(m);
-  });
+  const anyOci = messages.some((m) => m !== undefined && anyTypeForTheShim(m));
   if (!anyOci && annotations.size === 0 && recording === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 
   const ctx = { annotations, deps, container, namespace: namespaceOf(sandboxConfig), privileged: privilegedAt(payload, CTR_SECCTX_IN_CREATE, CTR_PRIVILEGED) };

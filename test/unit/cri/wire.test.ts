@@ -283,19 +283,21 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     const localhost = (ref: string) => ({ profile_type: 'Localhost', localhost_ref: ref });
     const create = (ctr: Msg, pod: { seccomp?: Msg; apparmor?: Msg } = {}) =>
       encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } }, sandbox_config: podConfig(pod.seccomp, pod.apparmor) });
-    for (const ref of [`${root}/spoke/${sha}.json`, `${root}//spoke/./${sha}.json`, `${root}/x/../spoke/${sha}.json`, `${root}/spoke/anything`, `/data/kubelet/seccomp/spoke/${sha}.json`]) {
+    // containerd and CRI-O drop one leading `localhost/` from a Localhost ref: the same file.
+    for (const ref of [`${root}/spoke/${sha}.json`, `${root}//spoke/./${sha}.json`, `${root}/x/../spoke/${sha}.json`, `${root}/spoke/anything`, `/data/kubelet/seccomp/spoke/${sha}.json`, `localhost/${root}/spoke/${sha}.json`]) {
       await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(localhost(ref)) }), deps), reserved, ref);
       await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(ref) }), deps), reserved, ref);
       await assert.rejects(rewriteCreateContainer(create({}, { seccomp: localhost(ref) }), deps), reserved, ref);
       await assert.rejects(rewriteCreateContainer(create({ seccomp_profile_path: `localhost/${ref}` }), deps), reserved, ref);
     }
-    const aaName = `spoke-${sha}`;
-    await assert.rejects(rewriteCreateContainer(create({ apparmor: localhost(aaName) }), deps), reserved);
-    await assert.rejects(rewriteCreateContainer(create({ apparmor_profile: `localhost/${aaName}` }), deps), reserved);
-    await assert.rejects(rewriteCreateContainer(create({}, { apparmor: localhost(aaName) }), deps), reserved);
-    await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(undefined, localhost(aaName)) }), deps), reserved);
+    for (const aaName of [`spoke-${sha}`, `localhost/spoke-${sha}`]) {
+      await assert.rejects(rewriteCreateContainer(create({ apparmor: localhost(aaName) }), deps), reserved, aaName);
+      await assert.rejects(rewriteCreateContainer(create({ apparmor_profile: `localhost/${aaName}` }), deps), reserved, aaName);
+      await assert.rejects(rewriteCreateContainer(create({}, { apparmor: localhost(aaName) }), deps), reserved, aaName);
+      await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(undefined, localhost(aaName)) }), deps), reserved, aaName);
+    }
     // Other names and paths are the admin's: forwarded as they came.
-    for (const ctr of [{ seccomp: localhost(`${root}/spoke-like.json`) }, { seccomp: localhost(`${root}/team/spoke/x.json`) }, { apparmor: localhost('spoke-record-1a2b3c4d') }, { apparmor: localhost(`spoke-${sha}x`) }]) {
+    for (const ctr of [{ seccomp: localhost(`${root}/spoke-like.json`) }, { seccomp: localhost(`${root}/team/spoke/x.json`) }, { apparmor: localhost('spoke-record-1a2b3c4d') }, { apparmor: localhost(`spoke-${sha}x`) }, { apparmor: localhost(`localhost/localhost/spoke-${sha}`) }]) {
       const req = create(ctr);
       const r = await rewriteCreateContainer(req, deps);
       assert.equal(r.payload, req, JSON.stringify(ctr));
