@@ -2,7 +2,7 @@
 // kubelet's role), each figure next to the same call made straight to containerd.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startContainerd } from '../helpers/containerd.js';
@@ -284,9 +284,11 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
       return (await viaShim.rt('CreateContainer', { pod_sandbox_id: podId, config: { metadata: { name }, image: { image: BUSYBOX_IMAGE }, command: ['/bin/sleep', '1'], log_path: `${name}.log`, linux: { security_context: { seccomp } } }, sandbox_config: podConfig })).container_id as string;
     };
     await create({ profile_type: 'OCI', oci_ref: ref });
-    // The effective profile the shim wrote (content-addressed) is the Localhost peer's profile.
+    // The effective profile the shim wrote (content-addressed) is the Localhost peer's profile,
+    // copied beside it: the shim refuses a Localhost ref to its own merge results.
     const effectiveDir = join(work, 'seccomp', 'spoke');
-    const localhostRef = join(effectiveDir, readdirSync(effectiveDir).find((f) => /^[0-9a-f]{64}\.json$/.test(f))!);
+    const localhostRef = join(work, 'seccomp', 'bench-peer.json');
+    copyFileSync(join(effectiveDir, readdirSync(effectiveDir).find((f) => /^[0-9a-f]{64}\.json$/.test(f))!), localhostRef);
     // Interleaved: one after the other, the two figures saw different minutes of a shared machine.
     const { local: cLocal, oci: cOci } = await measureInterleaved(
       opts.quick ? 10 : 300,
