@@ -93,12 +93,16 @@ export class EffectiveOrigins {
       const sha = EFFECTIVE_FILE_RE.exec(name)?.[1];
       if (sha === undefined) continue;
       await this.layout.lock(`effective-${sha}`, async () => {
-        const known = await this.effectiveDigests(sha);
+        const known = await this.readEffective(sha);
         const kept: Digest[] = [];
-        for (const d of known) if (await has(d)) kept.push(d);
-        if (kept.length === known.length) return;
+        for (const d of known.digests) if (await has(d)) kept.push(d);
+        if (kept.length === known.digests.length) return;
         if (kept.length === 0) await rm(this.effectivePath(sha), { force: true });
-        else await writeFileAtomic(this.effectivePath(sha), JSON.stringify({ digests: kept }) + '\n', this.layout.temp, this.layout.durable);
+        else {
+          // The merge inputs of the artifacts kept stay, for `spoke ps --explain`.
+          const inputs = known.inputs.filter((i) => kept.includes(i.digest));
+          await writeFileAtomic(this.effectivePath(sha), JSON.stringify({ digests: kept, ...(inputs.length > 0 ? { inputs } : {}) }) + '\n', this.layout.temp, this.layout.durable);
+        }
       });
     }
   }

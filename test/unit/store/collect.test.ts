@@ -150,6 +150,19 @@ describe('ProfileStore.collect', () => {
     assert.ok(existsSync(effFile(sha)));
   });
 
+  it('pruning an origins record of a removed artifact keeps the merge inputs of the artifacts still there (spoke ps --explain)', async () => {
+    const [a, b] = BODIES.map((x) => ingestInput(x));
+    await store.ingest(a!);
+    await store.ingest(b!);
+    const sha = '9'.repeat(64);
+    await store.recordEffective(sha, a!.digest, { reference: 'r.io/a@x', base: { type: 'RuntimeDefault' } });
+    await store.recordEffective(sha, b!.digest, { reference: 'r.io/b@x' });
+    await store.remove(b!.digest);
+    await run();
+    assert.deepEqual(await store.effectiveDigests(sha), [a!.digest]);
+    assert.deepEqual(await store.effectiveInputs(sha), [{ digest: a!.digest, reference: 'r.io/a@x', base: { type: 'RuntimeDefault' } }]);
+  });
+
   it('the origins record keeps each merge input once, with its base', async () => {
     const a = ingestInput(BODIES[0]!);
     const sha = '7'.repeat(64);
