@@ -3,7 +3,7 @@
 // the validating webhook for ProfileBinding objects.
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
-import { enforceLevel, imageIdDenials, mutatePod, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
+import { enforceLevel, imageIdDenials, mutatePod, reviewLimitDenial, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
 import { addedEphemeralSlots, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
@@ -137,6 +137,9 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   const pod: Pod = ephemeral ? { ...stored!, spec: { ...stored!.spec, ephemeralContainers: sent.spec?.ephemeralContainers ?? [] } } : sent;
   const namespace = req.namespace || pod.metadata?.namespace;
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
+  // Counted before anything is parsed or matched (a pods/ephemeralcontainers update may add thousands).
+  const limit = reviewLimitDenial(pod, 0);
+  if (limit !== undefined) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${limit}` } });
   // binding.ts rule 9: only the ephemeral containers this update adds.
   const added = ephemeral ? addedEphemeralSlots(pod, stored) : undefined;
   if (added?.length === 0) return allow();

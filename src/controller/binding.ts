@@ -139,6 +139,27 @@ const MAX_DENIALS_SHOWN = 5;
 export const MAX_POD_CONTAINERS = 256;
 
 /**
+ * ProfileBindings of one namespace the webhook matches a pod against: each selecting binding is
+ * matched against each container at every review of the namespace's pods. A namespace with
+ * more has its pods denied (its own users made them), so no namespace can make the webhook's
+ * reviews of every other namespace wait on its own (docs/binding.md).
+ */
+export const MAX_NAMESPACE_BINDINGS = 512;
+
+/**
+ * Why spoke will not review `pod`: more containers (init and ephemeral ones counted: an update
+ * of pods/ephemeralcontainers may add thousands) or more bindings in its namespace than it
+ * matches; undefined when within both limits. Cheap: counts only.
+ */
+export function reviewLimitDenial(pod: Pod, bindings: number): string | undefined {
+  const count = (list: unknown) => (Array.isArray(list) ? list.length : 0);
+  const containers = count(pod.spec?.initContainers) + count(pod.spec?.containers) + count(pod.spec?.ephemeralContainers);
+  if (containers > MAX_POD_CONTAINERS) return `the pod has ${containers} containers; spoke binds pods of at most ${MAX_POD_CONTAINERS}`;
+  if (bindings > MAX_NAMESPACE_BINDINGS) return `the namespace has ${bindings} ProfileBindings; spoke reviews pods of namespaces with at most ${MAX_NAMESPACE_BINDINGS}: delete some`;
+  return undefined;
+}
+
+/**
  * A runtime runs an image ID as the local image it names, whatever its repository: a binding
  * that names images cannot tell whether it selects it, so such a container is refused rather
  * than run unbound (a `*` binding still binds it). At creation, and when an update changes a
@@ -160,9 +181,8 @@ export function imageIdDenials(slots: readonly Slot[], selected: readonly Compil
  */
 export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: MutateOptions = {}): MutationResult {
   const mode = options.mode ?? 'field';
-  const count = (list: unknown) => (Array.isArray(list) ? list.length : 0);
-  const containers = count(pod.spec?.initContainers) + count(pod.spec?.containers);
-  if (containers > MAX_POD_CONTAINERS) return { denied: `the pod has ${containers} containers; spoke binds pods of at most ${MAX_POD_CONTAINERS}` };
+  const limit = reviewLimitDenial(pod, rawBindings.length);
+  if (limit !== undefined) return { denied: limit };
   const ephemeral = options.ephemeral !== undefined;
   const slots = options.ephemeral ?? slotsOf(pod);
   const denials: string[] = invalidBindingDenials(rawBindings, slots);

@@ -29,11 +29,28 @@ export type Validation = { ok: true; binding: CompiledBinding } | { ok: false; n
 const IMAGE_RANK = { any: 0, repository: 1, tag: 2, digest: 3 } as const;
 
 /**
+ * Each binding object's validation, while its spec and metadata are the objects they were: the
+ * webhook matches a namespace's bindings at every review of its pods, and the reflector keeps an
+ * object until the binding changes (a change comes as a new object).
+ */
+const validated = new WeakMap<object, { spec: unknown; metadata: unknown; result: Validation }>();
+
+/**
  * The CRD schema first (deploy/crds/profilebinding.yaml: fields, types, enums, bounds), then
  * what it cannot say: its CEL rules, the list-type set, and `reference` and `image` through the
  * node's own parsers.
  */
 export function validateBinding(obj: unknown): Validation {
+  if (obj === null || typeof obj !== 'object') return validateUncached(obj);
+  const { spec, metadata } = obj as { spec?: unknown; metadata?: unknown };
+  const seen = validated.get(obj);
+  if (seen !== undefined && seen.spec === spec && seen.metadata === metadata) return seen.result;
+  const result = validateUncached(obj);
+  validated.set(obj, { spec, metadata, result });
+  return result;
+}
+
+function validateUncached(obj: unknown): Validation {
   const meta = (obj as { metadata?: unknown } | null)?.metadata;
   const name = meta !== null && typeof meta === 'object' ? bindingName(obj as ProfileBinding) : '(unnamed)';
   const shape = crdProblem('ProfileBinding', obj);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { MAX_POD_CONTAINERS, mutatePod, type MutationResult } from '../../../src/controller/binding.js';
+import { MAX_NAMESPACE_BINDINGS, MAX_POD_CONTAINERS, mutatePod, type MutationResult } from '../../../src/controller/binding.js';
+import { addedEphemeralSlots } from '../../../src/controller/binding-match.js';
 import { imageMatches, parseImage, parseImageTarget } from '../../../src/controller/image.js';
 import type { Container, Pod, ProfileBinding, SeccompProfile } from '../../../src/controller/types.js';
 import { validateBinding } from '../../../src/controller/validate.js';
@@ -226,6 +227,40 @@ describe('mutation rules', () => {
     assert.match(denied(mutatePod(pod(many(MAX_POD_CONTAINERS - 1), { init: many(2) }), [binding('one', {})])), new RegExp(`${MAX_POD_CONTAINERS + 1} containers`));
     const r = ok(mutatePod(pod(many(MAX_POD_CONTAINERS - 1), { init: many(1) }), [binding('one', {})]));
     assert.equal(r.applied.length, MAX_POD_CONTAINERS);
+  });
+
+  it('ephemeral containers count too: an update adding them past MAX_POD_CONTAINERS is denied before any binding is matched', () => {
+    const many = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ctr(`${prefix}${i}`));
+    const before = pod([ctr('app')], { eph: many(10, 'old') });
+    const after = pod([ctr('app')], { eph: [...many(10, 'old'), ...many(MAX_POD_CONTAINERS - 10, 'dbg')] });
+    const added = addedEphemeralSlots(after, before);
+    assert.match(denied(mutatePod(after, [binding('one', {})], { ephemeral: added })), new RegExp(`${MAX_POD_CONTAINERS + 1} containers`));
+    const fits = pod([ctr('app')], { eph: [...many(10, 'old'), ...many(MAX_POD_CONTAINERS - 11, 'dbg')] });
+    ok(mutatePod(fits, [binding('one', {})], { ephemeral: addedEphemeralSlots(fits, before) }));
+  });
+
+  it('a namespace with more than MAX_NAMESPACE_BINDINGS ProfileBindings gets its pods denied, naming the limit: its bindings are matched at every review', () => {
+    const bs = Array.from({ length: MAX_NAMESPACE_BINDINGS + 1 }, (_, i) => binding(`b${i}`, { containers: [`c${i}`] }));
+    assert.match(denied(mutatePod(pod([ctr('app')]), bs)), new RegExp(`${MAX_NAMESPACE_BINDINGS + 1} ProfileBindings`));
+    ok(mutatePod(pod([ctr('app')]), bs.slice(1)));
+  });
+
+  it('each binding object is validated once, not at every review (the reflector keeps an object until it changes)', () => {
+    let reads = 0;
+    const counted = (b: ProfileBinding): ProfileBinding => {
+      const reference = b.spec.reference;
+      Object.defineProperty(b.spec, 'reference', { enumerable: true, get: () => (reads++, reference) });
+      return b;
+    };
+    const bs = [counted(binding('one', {})), counted(binding('two', { image: 'nginx', reference: REF_B }))];
+    ok(mutatePod(pod([ctr('app')]), bs));
+    const first = reads;
+    assert.ok(first > 0);
+    for (let i = 0; i < 3; i++) ok(mutatePod(pod([ctr('app')]), bs));
+    assert.equal(reads, first);
+    // A changed spec is validated again.
+    bs[1] = { ...bs[1]!, spec: { ...bs[1]!.spec, reference: 'not a reference' } };
+    assert.match(denied(mutatePod(pod([ctr('app')]), bs)), /two/);
   });
 
   it('a tie is denied naming both bindings', () => {
