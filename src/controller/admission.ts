@@ -137,12 +137,12 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   const pod: Pod = ephemeral ? { ...stored!, spec: { ...stored!.spec, ephemeralContainers: sent.spec?.ephemeralContainers ?? [] } } : sent;
   const namespace = req.namespace || pod.metadata?.namespace;
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
-  // Counted before anything is parsed or matched (a pods/ephemeralcontainers update may add thousands).
-  const limit = reviewLimitDenial(pod, 0);
-  if (limit !== undefined) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${limit}` } });
   // binding.ts rule 9: only the ephemeral containers this update adds.
   const added = ephemeral ? addedEphemeralSlots(pod, stored) : undefined;
   if (added?.length === 0) return allow();
+  // Counted before any binding is matched (a pods/ephemeralcontainers update may add thousands).
+  const limit = reviewLimitDenial(pod, 0, ephemeral);
+  if (limit !== undefined) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${limit}` } });
   if (!source.synced()) return notSynced(req.uid);
   // An unsynced recording cache does not hold pods back: a pod not marked for recording only
   // stays under its bindings (never looser), so it is admitted with a warning.
@@ -269,6 +269,9 @@ export function reviewPodUpdate(body: unknown, source: BindingSource): Admission
   if (!source.synced()) return notSynced(req.uid);
   const bindings = source.list(namespace);
   const after = req.object as Pod;
+  // Each changed container is matched against every binding, as at creation.
+  const limit = reviewLimitDenial(after, bindings.length, false);
+  if (limit !== undefined) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${limit}` } });
   // Held to the rule a create is held to: an image ID where a binding names images.
   const byId = imageIdDenials(slotsOf(after).filter((slot) => changed.includes(`${slot.list}/${slot.container.name}`)), podSelected(after, bindings));
   if (byId.length > 0) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${byId.join('; ')}` } });

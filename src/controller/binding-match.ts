@@ -154,19 +154,22 @@ export function slotsOf(pod: Pod): Slot[] {
  */
 export function addedEphemeralSlots(pod: Pod, before: Pod | undefined): Slot[] {
   const old = new Set((before?.spec?.ephemeralContainers ?? []).map((c) => c.name));
-  return slotsIn(pod, 'ephemeralContainers').filter((s) => !old.has(s.container.name));
+  // Only the added ones are parsed: an update may carry thousands (binding.ts reviewLimitDenial).
+  return (pod.spec?.ephemeralContainers ?? []).flatMap((container, index) => (old.has(container.name) ? [] : [slotOf('ephemeralContainers', container, index)]));
 }
 
 function slotsIn(pod: Pod, list: Slot['list']): Slot[] {
-  return (pod.spec?.[list] ?? []).map((container, index) => {
-    let image: ImageRef | undefined;
-    try {
-      image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
-    } catch {
-      image = undefined; // the kubelet could not pull it either; only `*` selects it
-    }
-    return { list, index, container, image };
-  });
+  return (pod.spec?.[list] ?? []).map((container, index) => slotOf(list, container, index));
+}
+
+function slotOf(list: Slot['list'], container: Container, index: number): Slot {
+  let image: ImageRef | undefined;
+  try {
+    image = typeof container.image === 'string' ? parseImage(container.image) : undefined;
+  } catch {
+    image = undefined; // the kubelet could not pull it either; only `*` selects it
+  }
+  return { list, index, container, image };
 }
 
 /** Invalid bindings deny pods they might select: unparseable target, or an image match. */

@@ -127,7 +127,8 @@ export type MutationResult =
       /** Containers a binding selects but leaves alone (rules 3 and 4). */
       skipped: SkippedBinding[];
     }
-  | { denied: string };
+  /** `limit`: denied for a size limit (reviewLimitDenial), not for the bindings' configuration. */
+  | { denied: string; limit?: true };
 
 const MAX_DENIALS_SHOWN = 5;
 
@@ -147,13 +148,14 @@ export const MAX_POD_CONTAINERS = 256;
 export const MAX_NAMESPACE_BINDINGS = 512;
 
 /**
- * Why spoke will not review `pod`: more containers (init and ephemeral ones counted: an update
- * of pods/ephemeralcontainers may add thousands) or more bindings in its namespace than it
- * matches; undefined when within both limits. Cheap: counts only.
+ * Why spoke will not review `pod`: more containers or more bindings in its namespace than it
+ * matches; undefined when within both limits. Cheap: counts only. `ephemeral`: a review of
+ * pods/ephemeralcontainers, whose ephemeral containers count too (one such update may add
+ * thousands); elsewhere they are not reviewed, so a pod that gathered many is not held to it.
  */
-export function reviewLimitDenial(pod: Pod, bindings: number): string | undefined {
+export function reviewLimitDenial(pod: Pod, bindings: number, ephemeral: boolean): string | undefined {
   const count = (list: unknown) => (Array.isArray(list) ? list.length : 0);
-  const containers = count(pod.spec?.initContainers) + count(pod.spec?.containers) + count(pod.spec?.ephemeralContainers);
+  const containers = count(pod.spec?.initContainers) + count(pod.spec?.containers) + (ephemeral ? count(pod.spec?.ephemeralContainers) : 0);
   if (containers > MAX_POD_CONTAINERS) return `the pod has ${containers} containers; spoke binds pods of at most ${MAX_POD_CONTAINERS}`;
   if (bindings > MAX_NAMESPACE_BINDINGS) return `the namespace has ${bindings} ProfileBindings; spoke reviews pods of namespaces with at most ${MAX_NAMESPACE_BINDINGS}: delete some`;
   return undefined;
@@ -181,8 +183,8 @@ export function imageIdDenials(slots: readonly Slot[], selected: readonly Compil
  */
 export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: MutateOptions = {}): MutationResult {
   const mode = options.mode ?? 'field';
-  const limit = reviewLimitDenial(pod, rawBindings.length);
-  if (limit !== undefined) return { denied: limit };
+  const limit = reviewLimitDenial(pod, rawBindings.length, options.ephemeral !== undefined);
+  if (limit !== undefined) return { denied: limit, limit: true };
   const ephemeral = options.ephemeral !== undefined;
   const slots = options.ephemeral ?? slotsOf(pod);
   const denials: string[] = invalidBindingDenials(rawBindings, slots);

@@ -156,7 +156,7 @@ export async function run(argv: string[]): Promise<number> {
   if (level !== undefined && !POD_SECURITY_LEVELS.includes(level)) throw new UsageError(`--pod-security-default must be one of ${POD_SECURITY_LEVELS.join(', ')}`);
   const podSecurity = enforceLevel(namespaces[namespace], values['pod-security-default']);
   const result = mutatePod(pod, bindings.filter((b) => b.metadata.namespace === namespace), { mode, podSecurity });
-  if ('denied' in result) throw new SpokeError('PermissionDenied', result.denied, {}, { reason: 'BINDING_CONFLICT' });
+  if ('denied' in result) throw new SpokeError('PermissionDenied', result.denied, {}, { reason: result.limit ? 'LIMIT_EXCEEDED' : 'BINDING_CONFLICT' });
   for (const w of result.warnings) writeSafeLine(process.stderr, `Warning: ${w}`);
   if (values.patch) {
     process.stdout.write(terminalSafeJson(result.patch, values.json ? 2 : undefined) + '\n');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parse } from 'yaml';
-import { mutatePod } from '../../../src/controller/binding.js';
+import { MAX_NAMESPACE_BINDINGS, mutatePod } from '../../../src/controller/binding.js';
 import { spoke, type CliResult } from '../../helpers/cli.js';
 
 function run(args: string[], input = ''): Promise<CliResult> {
@@ -113,6 +113,14 @@ items:
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^PermissionDenied: container "web": ProfileBindings team\/one and team\/two both bind a seccomp profile with the same specificity/);
+  });
+
+  it('more bindings in the namespace than the webhook reviews: exits 1 naming the limit, reason LIMIT_EXCEEDED (no two bindings conflict)', async () => {
+    const items = Array.from({ length: MAX_NAMESPACE_BINDINGS + 1 }, (_, i) => `  - { apiVersion: spoke.dev/v1alpha1, kind: ProfileBinding, metadata: { name: b${i} }, spec: { kind: seccomp, reference: "${REF_A}", image: "*", containers: [c${i}] } }`);
+    const crowded = file('crowded.yaml', `apiVersion: spoke.dev/v1alpha1\nkind: List\nitems:\n${items.join('\n')}\n`);
+    const r = await run(['apply', '-f', crowded, podFile]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^PermissionDenied: the namespace has ${MAX_NAMESPACE_BINDINGS + 1} ProfileBindings.*\\(reason LIMIT_EXCEEDED\\)`));
   });
 
   it('an invalid binding exits 1 with InvalidArgument and the parser reason', async () => {

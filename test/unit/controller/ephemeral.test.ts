@@ -6,7 +6,9 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { reviewPod } from '../../../src/controller/admission.js';
+import { matchOfStoredPod, reviewPod } from '../../../src/controller/admission.js';
+import { MAX_POD_CONTAINERS } from '../../../src/controller/binding.js';
+import { NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE } from '../../../src/controller/types.js';
 import { StaticBindingSource } from '../../../src/controller/source.js';
 import type { Container, Pod, ProfileBinding } from '../../../src/controller/types.js';
 
@@ -50,6 +52,19 @@ const app: Container = { name: 'web', image: 'nginx:1', securityContext: bound()
 const debug: Container = { name: 'debugger-abcde', image: 'busybox:1.36' };
 
 describe('pod webhook: ephemeral containers', () => {
+  it('an update that adds ephemeral containers past MAX_POD_CONTAINERS in all is denied; one that adds none is allowed, and a stored pod that gathered many keeps its binding status', () => {
+    const many = (n: number, prefix: string) => Array.from({ length: n }, (_, i): Container => ({ name: `${prefix}${i}`, image: 'busybox:1.36' }));
+    const old = many(300, 'old');
+    const adding = answer(review([app], old, [debug]), [binding('all')]);
+    assert.equal(adding.allowed, false);
+    assert.match(adding.status?.message ?? '', new RegExp(`${MAX_POD_CONTAINERS} containers|302 containers`));
+    assert.equal(answer(review([app], old, []), [binding('all')]).allowed, true, 'adds nothing');
+    const opted = { namespaces: { synced: () => true, labels: () => ({ [NAMESPACE_OPT_IN_LABEL]: NAMESPACE_OPT_IN_VALUE }) } };
+    const match = matchOfStoredPod(pod([app], old), new StaticBindingSource([binding('all')]), opted as never);
+    assert.deepEqual(match?.applied.map((a) => a.container), ['web']);
+  });
+
+
   it('a debug container gets the profile its bindings give it, as a container created with the pod would', () => {
     const r = answer(review([app], [], [debug]), [binding('all')]);
     assert.equal(r.allowed, true);

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { reviewPod, reviewPodUpdate } from '../../../src/controller/admission.js';
+import { MAX_NAMESPACE_BINDINGS } from '../../../src/controller/binding.js';
 import { StaticBindingSource } from '../../../src/controller/source.js';
 import type { Container, Pod, ProfileBinding } from '../../../src/controller/types.js';
 import { applyPatch, type Op } from '../../helpers/json-patch.js';
@@ -42,6 +43,17 @@ const withImage = (p: Pod, image: string): Pod => ({ ...p, spec: { containers: p
 const withLabels = (p: Pod, labels: Record<string, string>): Pod => ({ ...p, metadata: { ...p.metadata, labels } });
 
 describe('/validate-pod-updates: an image changed in place', () => {
+  it('in a namespace with more than MAX_NAMESPACE_BINDINGS bindings is denied naming the limit; an update that changes no image is not', () => {
+    const bs = Array.from({ length: MAX_NAMESPACE_BINDINGS + 1 }, (_, i) => binding(`b${i}`, { containers: [`c${i}`] }));
+    const crowded = new StaticBindingSource(bs);
+    const p = pod([{ name: 'app', image: 'busybox:1.36' }], {});
+    const r = reviewPodUpdate(reviewOf('UPDATE', withImage(p, 'busybox:1.37'), p), crowded).response;
+    assert.equal(r.allowed, false);
+    assert.match(r.status?.message ?? '', new RegExp(`${MAX_NAMESPACE_BINDINGS + 1} ProfileBindings`));
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', withLabels(p, { a: 'b' }), p), crowded).response.allowed, true);
+  });
+
+
   it("is judged by the profile the container carries, not by which binding its old image would win now: dropping a label first does not launder the loose profile onto another image", () => {
     const stored = created(pod([{ name: 'app', image: 'registry.example.com/app/x:1' }], { tier: 'dev' }));
     assert.equal(stored.spec!.containers![0]!.securityContext?.seccompProfile?.oci?.reference, REF_LOOSE);
