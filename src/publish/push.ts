@@ -20,7 +20,7 @@ export interface PushResult {
 }
 
 /** A profile larger than any node policy admits. */
-export function oversized(bytes: number): SpokeError {
+function oversized(bytes: number): SpokeError {
   return new SpokeError(
     'SecurityProfileInvalid',
     `the profile is ${bytes} bytes; no node takes more than ${MAX_POLICY_ARTIFACT_BYTES} (limits.maxArtifactBytes at most, 1 MiB by default)`,

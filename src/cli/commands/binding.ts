@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { parseAllDocuments, stringify } from 'yaml';
 import { SpokeError } from '../../core/errors.js';
 import { enforceLevel, mutatePod, POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
@@ -7,6 +6,7 @@ import { BINDING_KIND, API_VERSION, type Pod, type ProfileBinding } from '../../
 import { describeProblems, validateBinding } from '../../controller/validate.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
+import { readInputFile } from '../read-file.js';
 import { terminalSafeJson, writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke binding apply -f BINDINGS.yaml [-f MORE.yaml] POD.yaml [options]
@@ -51,16 +51,21 @@ const FLAGS = {
   json: { type: 'boolean' },
 } as const;
 
+/** Binding and pod files, `-` for stdin: at most MAX_BINDING_FILE_BYTES each. */
 async function readText(file: string): Promise<string> {
-  if (file === '-') {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
+  if (file !== '-') return (await readInputFile(file, 'file', MAX_BINDING_FILE_BYTES)).toString('utf8');
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const c of process.stdin) {
+    total += (c as Buffer).length;
+    if (total > MAX_BINDING_FILE_BYTES) throw new SpokeError('InvalidArgument', `stdin is larger than ${MAX_BINDING_FILE_BYTES} bytes`, { limit: MAX_BINDING_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
+    chunks.push(c as Buffer);
   }
-  return readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot read ${file}: ${e.code ?? e.message}`);
-  });
+  return Buffer.concat(chunks).toString('utf8');
 }
+
+/** A ProfileBinding list or a pod, as a file: far more than the API server takes in one object. */
+const MAX_BINDING_FILE_BYTES = 16 * 1024 * 1024;
 
 /**
  * All documents of a YAML/JSON file; syntax errors point at the line. Read as YAML 1.1, as kubectl

@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { checkWithParser } from '../../apparmor/parser.js';
 import { defaultBaselinePath } from '../../config/node-config.js';
 import type { ProfileKind } from '../../core/constants.js';
 import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
+import { MAX_POLICY_ARTIFACT_BYTES } from '../../core/limits.js';
 import {
   appArmorProfileName,
   decodeAppArmor,
@@ -21,6 +21,7 @@ import { stringifyExact } from '../../core/json.js';
 import { writeFileAtomic } from '../../store/fsutil.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { errorLine, EXIT_FAILED, UsageError } from '../errors.js';
+import { readInputFile } from '../read-file.js';
 import { writeSafeLine } from '../../core/text.js';
 
 const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--artifact | --strict] [--json]
@@ -64,10 +65,9 @@ export function defaultAppArmorBaselinePath(): string {
   return join(dirname(defaultBaselinePath()), 'apparmor-baseline.json');
 }
 
+/** A profile, baseline or artifact file: no node takes one larger than MAX_POLICY_ARTIFACT_BYTES. */
 export async function readInput(file: string, what = 'file'): Promise<Buffer> {
-  return readFile(file).catch((e: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot read ${what} ${file}: ${e.code ?? e.message}`);
-  });
+  return readInputFile(file, what, MAX_POLICY_ARTIFACT_BYTES);
 }
 
 /** --kind, or a guess from the document's top-level members (never from anything else). */

@@ -1,10 +1,10 @@
-import { readFile, stat } from 'node:fs/promises';
 import { parsePlatform, type Platform } from '../../core/artifact.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_POLICY_ARTIFACT_BYTES } from '../../core/limits.js';
 import { parseRepositoryRef } from '../../core/reference.js';
-import { oversized, pushProfile, pushProfileIndex } from '../../publish/push.js';
+import { pushProfile, pushProfileIndex } from '../../publish/push.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
+import { MAX_KEY_FILE_BYTES, readInputFile } from '../read-file.js';
 import { progress } from '../progress.js';
 import { publisherRegistry, publisherFlags } from '../wiring.js';
 
@@ -36,14 +36,9 @@ options:
   --json             print {reference, digest, size, signed} as JSON; with --platform
                      {reference, digest, platforms: [{platform, reference, digest, size}], signed}`;
 
-/** FILE's bytes: its size is looked at first, so a file no node would take is never read whole. */
+/** FILE's bytes, read at most to the largest profile any node takes (read-file.ts). */
 async function readInput(file: string): Promise<Buffer> {
-  const fail = (e: NodeJS.ErrnoException): never => {
-    throw new UsageError(`cannot read ${file}: ${e.code ?? e.message}`);
-  };
-  const size = (await stat(file).catch(fail)).size;
-  if (size > MAX_POLICY_ARTIFACT_BYTES) throw oversized(size);
-  const bytes = await readFile(file).catch(fail);
+  const bytes = await readInputFile(file, 'profile', MAX_POLICY_ARTIFACT_BYTES);
   if (bytes.length > DEFAULT_MAX_ARTIFACT_BYTES) {
     process.stderr.write(`warning: ${file} is ${bytes.length} bytes, over the default node limit of ${DEFAULT_MAX_ARTIFACT_BYTES} (limits.maxArtifactBytes): nodes with the default policy refuse it\n`);
   }
@@ -80,9 +75,7 @@ export async function run(argv: string[]): Promise<number> {
   const file = multi ? undefined : positionals[0]!;
   const bytes = file === undefined ? undefined : await readInput(file);
   const signKey = values['sign-key']
-    ? await readFile(values['sign-key'], 'utf8').catch((e: NodeJS.ErrnoException) => {
-        throw new UsageError(`cannot read ${values['sign-key']}: ${e.code ?? e.message}`);
-      })
+    ? (await readInputFile(values['sign-key'], 'signing key', MAX_KEY_FILE_BYTES)).toString('utf8')
     : undefined;
   // A key that signing would refuse is refused before anything is pushed: the tag must not move
   // to an artifact left unsigned. sigstore is loaded only when signing is asked for.

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { formatReference, parseReference } from '../../core/reference.js';
@@ -6,6 +5,7 @@ import { signArtifact } from '../../publish/sign.js';
 import type { SignFormat } from '../../publish/signing.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
+import { MAX_KEY_FILE_BYTES, readInputFile } from '../read-file.js';
 import { progress } from '../progress.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 
@@ -35,11 +35,7 @@ options:
   --json                print {reference, digest, format, bundleDigest, sigManifestDigest} as JSON`;
 
 async function readText(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  return (await readInputFile(file, what, MAX_KEY_FILE_BYTES)).toString('utf8');
 }
 
 export async function run(argv: string[]): Promise<number> {
