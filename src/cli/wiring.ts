@@ -4,12 +4,13 @@
 import { readFileSync } from 'node:fs';
 import { loadNodeConfig, type NodeConfig } from '../config/node-config.js';
 import { PolicyHolder } from '../config/policy-holder.js';
+import { SpokeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
 import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVerifier } from '../pull.js';
 import { decodeText } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
-import { loadCredentials, nodeCredentials } from '../registry/credentials.js';
+import { loadCredentials, nodeCredentials, readFileAtMost } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
 import { UsageError } from './errors.js';
@@ -32,10 +33,24 @@ export const publisherFlags = {
   'auth-file': { type: 'string' },
 } as const;
 
+/** A CA bundle (PEM): the system's whole bundle is a few hundred KiB. */
+const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
+
+function readCaFile(file: string): Buffer {
+  let bytes: Buffer | 'over';
+  try {
+    bytes = readFileAtMost(file, MAX_CA_FILE_BYTES);
+  } catch (e) {
+    throw new UsageError(`cannot read --ca-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  if (bytes === 'over') throw new SpokeError('InvalidArgument', `--ca-file ${file} is larger than ${MAX_CA_FILE_BYTES} bytes`, { file, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
+  return bytes;
+}
+
 export function publisherRegistry(values: { 'plain-http'?: boolean; 'ca-file'?: string; 'auth-file'?: string }): RegistryClient {
   return new UndiciRegistryClient({
     plainHttp: values['plain-http'] === true,
-    ...(values['ca-file'] ? { caFile: readFileSync(values['ca-file']) } : {}),
+    ...(values['ca-file'] ? { caFile: readCaFile(values['ca-file']) } : {}),
     credentials: loadCredentials({ authFile: values['auth-file'] }),
   });
 }

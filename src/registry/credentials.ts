@@ -4,14 +4,14 @@
 //                 | "identitytoken" | "registrytoken" } } }
 // `credHelpers` and `credsStore` would run external programs: they are ignored, never executed.
 
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import type { Credential, CredentialSource } from './types.js';
 import { jsonSyntaxFault } from '../core/json.js';
 
-/** Auth files are small; anything larger is refused before it is read. */
+/** Auth files are small; anything larger is refused, read no further than this. */
 export const MAX_AUTH_FILE_BYTES = 1024 * 1024;
 
 // Docker Hub's historical spellings all mean the one registry `docker.io`.
@@ -150,22 +150,32 @@ export function parseAuthFile(text: string, file: string): CredentialSource {
   return new MapCredentials(map);
 }
 
+/**
+ * `path`'s bytes, or `over` when it holds more than `limit`: the read stops one byte past it,
+ * since a size from stat says nothing of a FIFO or a device. Errors of open and read are thrown.
+ */
+export function readFileAtMost(path: string, limit: number): Buffer | 'over' {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(limit + 1);
+    let total = 0;
+    for (let n; total <= limit && (n = readSync(fd, buf, total, limit + 1 - total, null)) > 0; ) total += n;
+    return total > limit ? 'over' : buf.subarray(0, total);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Reads and parses an auth file; a missing or oversized file is InvalidArgument. */
 export function loadAuthFile(path: string): CredentialSource {
-  let size: number;
+  let bytes: Buffer | 'over';
   try {
-    size = statSync(path).size;
+    bytes = readFileAtMost(path, MAX_AUTH_FILE_BYTES);
   } catch (e) {
     return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, undefined, 'FILE_UNREADABLE');
   }
-  if (size > MAX_AUTH_FILE_BYTES) refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`, undefined, 'SIZE_LIMIT');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, undefined, 'FILE_UNREADABLE');
-  }
-  return parseAuthFile(text, path);
+  if (bytes === 'over') return refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`, undefined, 'SIZE_LIMIT');
+  return parseAuthFile(bytes.toString('utf8'), path);
 }
 
 export interface AuthFileLookup {

@@ -35,6 +35,16 @@ function fifoFeeding(name: string, total: number): { path: string; written: Prom
 }
 
 describe('command inputs past their limit', () => {
+  for (const flag of ['--auth-file', '--ca-file']) {
+    it(`${flag}: a FIFO that never ends is refused after the limit, not read whole`, async () => {
+      const fifo = fifoFeeding(flag.slice(2), 64 * 1024 * 1024);
+      const r = await spoke(['inspect', '127.0.0.1:1/t/p@sha256:' + 'a'.repeat(64), '--plain-http', flag, fifo.path]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /larger than \d+ bytes/);
+      assert.ok((await fifo.written) < 64 * 1024 * 1024, 'the command stopped reading');
+    });
+  }
+
   const total = MAX_POLICY_ARTIFACT_BYTES + 32 * 1024 * 1024;
   for (const [name, args] of [
     ['push', (f: string) => ['push', f, '127.0.0.1:1/t/p:v1', '--kind', 'seccomp', '--plain-http']],
