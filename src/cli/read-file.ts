@@ -4,11 +4,23 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { SpokeError } from '../core/errors.js';
+import { readFileUpTo } from '../registry/credentials.js';
 import { UsageError } from './errors.js';
 
 const CHUNK_BYTES = 64 * 1024;
 /** Keys, certificates and their chains: far larger than any PEM file of theirs. */
 export const MAX_KEY_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Files a command reads through a loader with limits of its own (policies, signer keys and trusted
+ * roots, the node config, baselines): at most one byte past the largest of those, so the loader's
+ * check refuses what is longer and nothing is read without end.
+ */
+export const MAX_NAMED_FILE_BYTES = 16 * 1024 * 1024;
+
+export function readNamedFile(path: string): Buffer {
+  return readFileUpTo(path, MAX_NAMED_FILE_BYTES + 1);
+}
 
 /** `file`'s bytes; refused (InvalidArgument, SIZE_LIMIT) past `limit`, UsageError when it cannot be read. */
 export async function readInputFile(file: string, what: string, limit: number): Promise<Buffer> {

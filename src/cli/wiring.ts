@@ -1,7 +1,6 @@
 // Wiring real I/O for commands: registry clients for publishers, and the node's pull pipeline
 // (config → policy → store → registry → verifier) shared by `spoke pull` and `spoke shim`.
 
-import { readFileSync } from 'node:fs';
 import { loadNodeConfig, type NodeConfig } from '../config/node-config.js';
 import { PolicyHolder } from '../config/policy-holder.js';
 import { SpokeError } from '../core/errors.js';
@@ -10,16 +9,17 @@ import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVeri
 import { decodeText } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
-import { loadCredentials, nodeCredentials, readFileAtMost } from '../registry/credentials.js';
+import { loadCredentials, nodeCredentials, readFileUpTo } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
 import { UsageError } from './errors.js';
+import { readNamedFile } from './read-file.js';
 
 /** The policy's text as the shim reads it (decodeText: invalid UTF-8 refused, a BOM dropped), so lint, check, verify and the node agree. */
 export function readPolicyFile(file: string): string {
   let bytes: Buffer;
   try {
-    bytes = readFileSync(file);
+    bytes = readNamedFile(file);
   } catch (e) {
     throw new UsageError(`cannot read policy ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -36,14 +36,14 @@ export const publisherFlags = {
 /** A CA bundle (PEM): the system's whole bundle is a few hundred KiB. */
 const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
 
-function readCaFile(file: string): Buffer {
-  let bytes: Buffer | 'over';
+export function readCaFile(file: string): Buffer {
+  let bytes: Buffer;
   try {
-    bytes = readFileAtMost(file, MAX_CA_FILE_BYTES);
+    bytes = readFileUpTo(file, MAX_CA_FILE_BYTES + 1);
   } catch (e) {
     throw new UsageError(`cannot read --ca-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (bytes === 'over') throw new SpokeError('InvalidArgument', `--ca-file ${file} is larger than ${MAX_CA_FILE_BYTES} bytes`, { file, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
+  if (bytes.length > MAX_CA_FILE_BYTES) throw new SpokeError('InvalidArgument', `--ca-file ${file} is larger than ${MAX_CA_FILE_BYTES} bytes`, { file, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
   return bytes;
 }
 
@@ -71,7 +71,7 @@ export interface NodeFlagValues {
 }
 
 export async function nodeConfigOnly(values: NodeFlagValues): Promise<NodeConfig> {
-  return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'] });
+  return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'] }, { readFile: readNamedFile });
 }
 
 /** src/verify, once the first signed pull has loaded it. */

@@ -151,16 +151,17 @@ export function parseAuthFile(text: string, file: string): CredentialSource {
 }
 
 /**
- * `path`'s bytes, or `over` when it holds more than `limit`: the read stops one byte past it,
- * since a size from stat says nothing of a FIFO or a device. Errors of open and read are thrown.
+ * At most the first `maxBytes` of `path`: a caller that allows `limit` bytes asks for `limit + 1`
+ * and refuses a longer result, since a size from stat says nothing of a FIFO or a device. Errors
+ * of open and read are thrown.
  */
-export function readFileAtMost(path: string, limit: number): Buffer | 'over' {
+export function readFileUpTo(path: string, maxBytes: number): Buffer {
   const fd = openSync(path, 'r');
   try {
-    const buf = Buffer.allocUnsafe(limit + 1);
+    const buf = Buffer.allocUnsafe(maxBytes);
     let total = 0;
-    for (let n; total <= limit && (n = readSync(fd, buf, total, limit + 1 - total, null)) > 0; ) total += n;
-    return total > limit ? 'over' : buf.subarray(0, total);
+    for (let n; total < maxBytes && (n = readSync(fd, buf, total, maxBytes - total, null)) > 0; ) total += n;
+    return buf.subarray(0, total);
   } finally {
     closeSync(fd);
   }
@@ -168,13 +169,13 @@ export function readFileAtMost(path: string, limit: number): Buffer | 'over' {
 
 /** Reads and parses an auth file; a missing or oversized file is InvalidArgument. */
 export function loadAuthFile(path: string): CredentialSource {
-  let bytes: Buffer | 'over';
+  let bytes: Buffer;
   try {
-    bytes = readFileAtMost(path, MAX_AUTH_FILE_BYTES);
+    bytes = readFileUpTo(path, MAX_AUTH_FILE_BYTES + 1);
   } catch (e) {
     return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, undefined, 'FILE_UNREADABLE');
   }
-  if (bytes === 'over') return refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`, undefined, 'SIZE_LIMIT');
+  if (bytes.length > MAX_AUTH_FILE_BYTES) return refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`, undefined, 'SIZE_LIMIT');
   return parseAuthFile(bytes.toString('utf8'), path);
 }
 

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { parseReference } from '../../core/reference.js';
 import { decide, lintPolicy } from '../../policy/index.js';
 import type { PolicyIssue } from '../../policy/types.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { EXIT_FAILED, UsageError } from '../errors.js';
+import { readNamedFile } from '../read-file.js';
 import { nodeConfigOnly, readPolicyFile } from '../wiring.js';
 import { writeSafeLine } from '../../core/text.js';
 
@@ -39,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   const [sub, arg] = positionals;
   if (sub === 'lint') {
     if (!arg) throw new UsageError(`policy lint needs a FILE\n${HELP}`);
-    const r = lintPolicy(readPolicyFile(arg), arg, (p) => readFileSync(p));
+    const r = lintPolicy(readPolicyFile(arg), arg, readNamedFile);
     emit(values.json, { ok: r.ok, errors: r.errors, warnings: r.warnings, hash: r.policy?.hash ?? null }, () =>
       [...r.errors.map(formatIssue), ...r.warnings.map(formatIssue), r.ok ? `${arg}: ok (${r.warnings.length} warning(s))` : `${arg}: ${r.errors.length} error(s)`].join('\n'),
     );
@@ -49,7 +49,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!arg) throw new UsageError(`policy check needs a REF\n${HELP}`);
   const kind = values.kind === undefined ? 'seccomp' : parseKind(values.kind);
   const file = values.policy ?? (await nodeConfigOnly(values)).policy;
-  const r = lintPolicy(readPolicyFile(file), file, (p) => readFileSync(p));
+  const r = lintPolicy(readPolicyFile(file), file, readNamedFile);
   if (!r.policy) {
     const first = r.errors[0];
     throw new UsageError(first ? formatIssue(first) : `${file}: invalid policy`);

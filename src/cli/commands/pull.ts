@@ -1,10 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import { asSpokeError } from '../../core/errors.js';
 import type { PullResult } from '../../pull.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { errorLine, EXIT_FAILED, UsageError } from '../errors.js';
+import { readInputFile } from '../read-file.js';
 import { progress } from '../progress.js';
 import { nodeFlags, openNode } from '../wiring.js';
+
+/** `-f FILE`: one reference a line; far more than a node pulls at once. */
+const MAX_REFERENCE_LIST_BYTES = 1024 * 1024;
 
 const HELP = `usage: spoke pull REF... --kind seccomp|apparmor [options]
 
@@ -38,9 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   const kind = parseKind(values.kind);
   const refs = [...positionals];
   if (values.file) {
-    const text = await readFile(values.file, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      throw new UsageError(`cannot read ${values.file}: ${e.code ?? e.message}`);
-    });
+    const text = (await readInputFile(values.file, 'reference list', MAX_REFERENCE_LIST_BYTES)).toString('utf8');
     for (const line of text.split('\n')) {
       const t = line.replace(/#.*$/, '').trim();
       if (t) refs.push(t);

@@ -4,6 +4,7 @@
 import { loadNodeConfig } from '../../config/node-config.js';
 import { sha256Hex } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
+import { readNamedFile } from '../read-file.js';
 import { silentLogger } from '../../core/runtime.js';
 import { readRuntimeDefault } from '../../cri/runtime-default-probe.js';
 import { Upstream } from '../../cri/upstream.js';
@@ -31,7 +32,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export async function run(argv: string[]): Promise<number> {
   const { values, help } = parseCommand(argv, { upstream: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } }, HELP, [0, 0]);
   if (help) return 0;
-  const config = loadNodeConfig(values.config, { upstream: values.upstream });
+  const config = loadNodeConfig(values.config, { upstream: values.upstream }, { readFile: readNamedFile });
   const upstream = new Upstream(config.upstream, silentLogger);
   // The upstream session does not keep the process alive (it is the shim's idle connection):
   // this timer does, until the read is done.

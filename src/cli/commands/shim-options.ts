@@ -5,6 +5,7 @@ import { loadNodeConfig, LOG_LEVELS, type NodeConfig } from '../../config/node-c
 import type { LogLevel } from '../../core/runtime.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
+import { readNamedFile } from '../read-file.js';
 
 const HELP = `usage: spoke shim [--listen SOCK --upstream SOCK] [options]
 
@@ -131,6 +132,6 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
     authFile: values['auth-file'],
     annotations: values.annotations === true ? true : undefined,
     recordingKey: values['recording-key'],
-  });
+  }, { readFile: readNamedFile });
   return { config, recording: values.recording === true };
 }

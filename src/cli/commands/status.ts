@@ -1,7 +1,7 @@
 // `spoke status`: is this node ready for OCI profiles? Config, policy, baseline, store and the
 // shim (through its own CRI socket), each reported with what is wrong when it is not.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { asSpokeError, isSpokeError } from '../../core/errors.js';
 import { decodeText, lintPolicy, parsePolicy } from '../../policy/index.js';
 import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
@@ -11,6 +11,7 @@ import { RuntimeCriClient } from '../../recorder/cri.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
+import { readNamedFile } from '../read-file.js';
 import { nodeConfigOnly } from '../wiring.js';
 
 const HELP = `usage: spoke status [--config F] [--json]
@@ -44,7 +45,7 @@ interface Part {
  */
 function unavailableSigners(text: string, file: string): { name: string; file: string; why: string }[] {
   try {
-    const p = parsePolicy(text, file, (f) => readFileSync(f), { markUnavailableSigners: true });
+    const p = parsePolicy(text, file, readNamedFile, { markUnavailableSigners: true });
     return Object.values(p.signers).flatMap((s) => (s.type === 'unavailable' ? [{ name: s.name, file: s.file, why: s.why }] : []));
   } catch {
     return [];
@@ -74,8 +75,8 @@ export async function run(argv: string[]): Promise<number> {
   let policy: Part;
   try {
     // Read as the shim reads it: a file it would refuse (not UTF-8, say) is not ok here either.
-    const text = decodeText(readFileSync(config.policy), config.policy);
-    const r = lintPolicy(text, config.policy, (p) => readFileSync(p));
+    const text = decodeText(readNamedFile(config.policy), config.policy);
+    const r = lintPolicy(text, config.policy, readNamedFile);
     const first = r.errors[0];
     const unavailable = r.policy ? [] : unavailableSigners(text, config.policy);
     policy = r.policy
@@ -93,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
 
   let baseline: Part;
   try {
-    validateBaseline(decodeSeccomp(readFileSync(config.baseline)));
+    validateBaseline(decodeSeccomp(readNamedFile(config.baseline)));
     baseline = { ok: true, detail: config.baseline };
   } catch (e) {
     baseline = { ok: false, detail: `${config.baseline}: ${failure(e)}` };

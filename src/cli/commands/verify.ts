@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { declaredKind } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, PROFILE_KINDS } from '../../core/constants.js';
 import { parseDuration } from '../../core/duration.js';
@@ -13,7 +12,8 @@ import { nodeCredentials } from '../../registry/credentials.js';
 import { verifyArtifactSignature } from '../../verify/index.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { nodeConfigOnly, readPolicyFile } from '../wiring.js';
+import { readNamedFile } from '../read-file.js';
+import { nodeConfigOnly, readCaFile, readPolicyFile } from '../wiring.js';
 
 const HELP = `usage: spoke verify REF [--policy FILE] [options]
 
@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
   const config = values.config !== undefined || values.policy === undefined ? await nodeConfigOnly(values) : undefined;
   const file = values.policy ?? config?.policy;
   if (!file) throw new UsageError('no policy: give --policy FILE or a node config naming one');
-  const lint = lintPolicy(readPolicyFile(file), file, (p) => readFileSync(p));
+  const lint = lintPolicy(readPolicyFile(file), file, readNamedFile);
   const policy = lint.policy;
   if (!policy) {
     const first = lint.errors[0];
@@ -82,7 +82,7 @@ export async function run(argv: string[]): Promise<number> {
     insecure: policy.insecure,
     mirrors: policy.mirrors,
     credentials: nodeCredentials(authFile),
-    ...(values['ca-file'] ? { caFile: readFileSync(values['ca-file']) } : {}),
+    ...(values['ca-file'] ? { caFile: readCaFile(values['ca-file']) } : {}),
   });
   // One deadline for the whole verification, as a pull has: each request's own deadline alone
   // would let a registry listing many candidates that trickle hold it for hours.
