@@ -146,6 +146,8 @@ export const MAX_POD_CONTAINERS = 256;
  * reviews of every other namespace wait on its own (docs/binding.md).
  */
 export const MAX_NAMESPACE_BINDINGS = 512;
+/** ProfileRecordings of one namespace, matched at every review of its pods likewise. */
+export const MAX_NAMESPACE_RECORDINGS = 512;
 
 /**
  * Why spoke will not review `pod`: more containers or more bindings in its namespace than it
@@ -153,11 +155,12 @@ export const MAX_NAMESPACE_BINDINGS = 512;
  * pods/ephemeralcontainers, whose ephemeral containers count too (one such update may add
  * thousands); elsewhere they are not reviewed, so a pod that gathered many is not held to it.
  */
-export function reviewLimitDenial(pod: Pod, bindings: number, ephemeral: boolean): string | undefined {
+export function reviewLimitDenial(pod: Pod, bindings: number, ephemeral: boolean, recordings = 0): string | undefined {
   const count = (list: unknown) => (Array.isArray(list) ? list.length : 0);
   const containers = count(pod.spec?.initContainers) + count(pod.spec?.containers) + (ephemeral ? count(pod.spec?.ephemeralContainers) : 0);
   if (containers > MAX_POD_CONTAINERS) return `the pod has ${containers} containers; spoke binds pods of at most ${MAX_POD_CONTAINERS}`;
   if (bindings > MAX_NAMESPACE_BINDINGS) return `the namespace has ${bindings} ProfileBindings; spoke reviews pods of namespaces with at most ${MAX_NAMESPACE_BINDINGS}: delete some`;
+  if (recordings > MAX_NAMESPACE_RECORDINGS) return `the namespace has ${recordings} ProfileRecordings; spoke reviews pods of namespaces with at most ${MAX_NAMESPACE_RECORDINGS}: delete finished ones`;
   return undefined;
 }
 
@@ -183,7 +186,7 @@ export function imageIdDenials(slots: readonly Slot[], selected: readonly Compil
  */
 export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: MutateOptions = {}): MutationResult {
   const mode = options.mode ?? 'field';
-  const limit = reviewLimitDenial(pod, rawBindings.length, options.ephemeral !== undefined);
+  const limit = reviewLimitDenial(pod, rawBindings.length, options.ephemeral !== undefined, options.recordings?.length ?? 0);
   if (limit !== undefined) return { denied: limit, limit: true };
   const ephemeral = options.ephemeral !== undefined;
   const slots = options.ephemeral ?? slotsOf(pod);

@@ -13,6 +13,7 @@ import {
   type ProfileRecording,
   type ProfileRecordingResult,
 } from './recording-crd.js';
+import { memoByObject } from './memo.js';
 import { crdProblem } from './schema.js';
 import { selectorProblems } from './selector.js';
 import type { Pod } from './types.js';
@@ -22,8 +23,11 @@ export type RecordingValidation = { ok: true; recording: CompiledRecording } | {
 /**
  * The CRD schema first (deploy/crds/profilerecording.yaml: fields, types, enums, bounds), then
  * what it cannot say: the selector's label syntax and the repository through the node's parser.
+ * Once per object (memo.ts).
  */
-export function validateRecording(obj: unknown): RecordingValidation {
+export const validateRecording: (obj: unknown) => RecordingValidation = memoByObject(validateRecordingUncached);
+
+function validateRecordingUncached(obj: unknown): RecordingValidation {
   const shape = crdProblem('ProfileRecording', obj);
   if (shape !== undefined) return { ok: false, problems: [shape] };
   const { metadata: meta, spec } = obj as ProfileRecording;

@@ -5,6 +5,7 @@
 import type { ProfileKind } from '../core/constants.js';
 import { isSpokeError } from '../core/errors.js';
 import { parseReference } from '../core/reference.js';
+import { memoByObject } from './memo.js';
 import { ImageParseError, parseImageTarget, type ImageTarget } from './image.js';
 import { crdProblem } from './schema.js';
 import { selectorIsRestrictive, selectorProblems } from './selector.js';
@@ -29,26 +30,11 @@ export type Validation = { ok: true; binding: CompiledBinding } | { ok: false; n
 const IMAGE_RANK = { any: 0, repository: 1, tag: 2, digest: 3 } as const;
 
 /**
- * Each binding object's validation, while its spec and metadata are the objects they were: the
- * webhook matches a namespace's bindings at every review of its pods, and the reflector keeps an
- * object until the binding changes (a change comes as a new object).
- */
-const validated = new WeakMap<object, { spec: unknown; metadata: unknown; result: Validation }>();
-
-/**
  * The CRD schema first (deploy/crds/profilebinding.yaml: fields, types, enums, bounds), then
  * what it cannot say: its CEL rules, the list-type set, and `reference` and `image` through the
- * node's own parsers.
+ * node's own parsers. Once per object (memo.ts).
  */
-export function validateBinding(obj: unknown): Validation {
-  if (obj === null || typeof obj !== 'object') return validateUncached(obj);
-  const { spec, metadata } = obj as { spec?: unknown; metadata?: unknown };
-  const seen = validated.get(obj);
-  if (seen !== undefined && seen.spec === spec && seen.metadata === metadata) return seen.result;
-  const result = validateUncached(obj);
-  validated.set(obj, { spec, metadata, result });
-  return result;
-}
+export const validateBinding: (obj: unknown) => Validation = memoByObject(validateUncached);
 
 function validateUncached(obj: unknown): Validation {
   const meta = (obj as { metadata?: unknown } | null)?.metadata;

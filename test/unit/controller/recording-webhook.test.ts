@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { reviewPod } from '../../../src/controller/admission.js';
-import { mutatePod, type MutationResult } from '../../../src/controller/binding.js';
+import { MAX_NAMESPACE_RECORDINGS, mutatePod, type MutationResult } from '../../../src/controller/binding.js';
 import { StaticBindingSource, StaticRecordingSource, type RecordingSource } from '../../../src/controller/source.js';
 import type { ProfileRecording } from '../../../src/controller/recording.js';
 import type { Container, Pod, ProfileBinding } from '../../../src/controller/types.js';
@@ -54,6 +54,21 @@ const ok = (r: MutationResult) => {
 };
 
 describe('pod webhook: recording', () => {
+  it('a namespace with more than MAX_NAMESPACE_RECORDINGS ProfileRecordings gets its pods denied, naming the limit; each recording object is validated once, not at every review', () => {
+    const many = Array.from({ length: MAX_NAMESPACE_RECORDINGS + 1 }, (_, i) => recording(`r${i}`, { podSelector: { matchLabels: { app: `other-${i}` } } }));
+    assert.match((mutatePod(pod([{ name: 'web', image: 'nginx:1' }]), [], { recordings: many, recordingProof: PROOF }) as { denied: string }).denied, new RegExp(`${MAX_NAMESPACE_RECORDINGS + 1} ProfileRecordings`));
+    let reads = 0;
+    const counted = recording('rec-web');
+    const repository = counted.spec.publish.repository;
+    Object.defineProperty(counted.spec.publish, 'repository', { enumerable: true, get: () => (reads++, repository) });
+    ok(mutate(pod([{ name: 'web', image: 'nginx:1' }]), [], [counted]).r);
+    const first = reads;
+    assert.ok(first > 0);
+    for (let i = 0; i < 3; i++) ok(mutate(pod([{ name: 'web', image: 'nginx:1' }]), [], [counted]).r);
+    assert.equal(reads, first);
+  });
+
+
   it('a selecting, unfinalized recording adds recording.spoke.dev/name and its proof with escaped pointers, and the pod label', () => {
     const p = pod([{ name: 'web', image: 'nginx:1' }], { annotations: { keep: 'me' } });
     const { r, out } = mutate(p, [], [recording('rec-web')]);
