@@ -3,17 +3,16 @@
 
 import { loadNodeConfig, type NodeConfig } from '../config/node-config.js';
 import { PolicyHolder } from '../config/policy-holder.js';
-import { SpokeError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/runtime.js';
 import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVerifier } from '../pull.js';
 import { decodeText } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
-import { loadCredentials, nodeCredentials, readFileUpTo } from '../registry/credentials.js';
+import { loadCredentials, nodeCredentials } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
 import { UsageError } from './errors.js';
-import { readNamedFile } from './read-file.js';
+import { readInputFile, readNamedFile } from './read-file.js';
 
 /** The policy's text as the shim reads it (decodeText: invalid UTF-8 refused, a BOM dropped), so lint, check, verify and the node agree. */
 export function readPolicyFile(file: string): string {
@@ -37,14 +36,7 @@ export const publisherFlags = {
 const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
 
 export function readCaFile(file: string): Buffer {
-  let bytes: Buffer;
-  try {
-    bytes = readFileUpTo(file, MAX_CA_FILE_BYTES + 1);
-  } catch (e) {
-    throw new UsageError(`cannot read --ca-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  if (bytes.length > MAX_CA_FILE_BYTES) throw new SpokeError('InvalidArgument', `--ca-file ${file} is larger than ${MAX_CA_FILE_BYTES} bytes`, { file, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
-  return bytes;
+  return readInputFile(file, '--ca-file', MAX_CA_FILE_BYTES);
 }
 
 export function publisherRegistry(values: { 'plain-http'?: boolean; 'ca-file'?: string; 'auth-file'?: string }): RegistryClient {

@@ -4,7 +4,7 @@
 //                 | "identitytoken" | "registrytoken" } } }
 // `credHelpers` and `credsStore` would run external programs: they are ignored, never executed.
 
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
@@ -158,14 +158,27 @@ export function parseAuthFile(text: string, file: string): CredentialSource {
 export function readFileUpTo(path: string, maxBytes: number): Buffer {
   const fd = openSync(path, 'r');
   try {
-    const buf = Buffer.allocUnsafe(maxBytes);
+    // A regular file's size sizes the first read (one byte more shows a file grown since);
+    // anything else is read a chunk at a time: no buffer of the whole limit up front.
+    const st = fstatSync(fd);
+    let want = st.isFile() ? st.size + 1 : READ_CHUNK_BYTES;
+    const chunks: Buffer[] = [];
     let total = 0;
-    for (let n; total < maxBytes && (n = readSync(fd, buf, total, maxBytes - total, null)) > 0; ) total += n;
-    return buf.subarray(0, total);
+    while (total < maxBytes) {
+      const buf = Buffer.allocUnsafe(Math.min(want, maxBytes - total));
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(buf.subarray(0, n));
+      total += n;
+      want = READ_CHUNK_BYTES;
+    }
+    return Buffer.concat(chunks, total);
   } finally {
     closeSync(fd);
   }
 }
+
+const READ_CHUNK_BYTES = 64 * 1024;
 
 /** Reads and parses an auth file; a missing or oversized file is InvalidArgument. */
 export function loadAuthFile(path: string): CredentialSource {

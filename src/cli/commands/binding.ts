@@ -53,7 +53,7 @@ const FLAGS = {
 
 /** Binding and pod files, `-` for stdin: at most MAX_BINDING_FILE_BYTES each. */
 async function readText(file: string): Promise<string> {
-  if (file !== '-') return (await readInputFile(file, 'file', MAX_BINDING_FILE_BYTES)).toString('utf8');
+  if (file !== '-') return readInputFile(file, 'file', MAX_BINDING_FILE_BYTES).toString('utf8');
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const c of process.stdin) {

@@ -41,7 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   const kind = parseKind(values.kind);
   const refs = [...positionals];
   if (values.file) {
-    const text = (await readInputFile(values.file, 'reference list', MAX_REFERENCE_LIST_BYTES)).toString('utf8');
+    const text = readInputFile(values.file, 'reference list', MAX_REFERENCE_LIST_BYTES).toString('utf8');
     for (const line of text.split('\n')) {
       const t = line.replace(/#.*$/, '').trim();
       if (t) refs.push(t);

@@ -38,7 +38,7 @@ options:
 
 /** FILE's bytes, read at most to the largest profile any node takes (read-file.ts). */
 async function readInput(file: string): Promise<Buffer> {
-  const bytes = await readInputFile(file, 'profile', MAX_POLICY_ARTIFACT_BYTES);
+  const bytes = readInputFile(file, 'profile', MAX_POLICY_ARTIFACT_BYTES);
   if (bytes.length > DEFAULT_MAX_ARTIFACT_BYTES) {
     process.stderr.write(`warning: ${file} is ${bytes.length} bytes, over the default node limit of ${DEFAULT_MAX_ARTIFACT_BYTES} (limits.maxArtifactBytes): nodes with the default policy refuse it\n`);
   }
@@ -75,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
   const file = multi ? undefined : positionals[0]!;
   const bytes = file === undefined ? undefined : await readInput(file);
   const signKey = values['sign-key']
-    ? (await readInputFile(values['sign-key'], 'signing key', MAX_KEY_FILE_BYTES)).toString('utf8')
+    ? readInputFile(values['sign-key'], 'signing key', MAX_KEY_FILE_BYTES).toString('utf8')
     : undefined;
   // A key that signing would refuse is refused before anything is pushed: the tag must not move
   // to an artifact left unsigned. sigstore is loaded only when signing is asked for.

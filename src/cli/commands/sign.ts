@@ -35,7 +35,7 @@ options:
   --json                print {reference, digest, format, bundleDigest, sigManifestDigest} as JSON`;
 
 async function readText(file: string, what: string): Promise<string> {
-  return (await readInputFile(file, what, MAX_KEY_FILE_BYTES)).toString('utf8');
+  return readInputFile(file, what, MAX_KEY_FILE_BYTES).toString('utf8');
 }
 
 export async function run(argv: string[]): Promise<number> {
