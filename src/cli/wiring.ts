@@ -39,8 +39,13 @@ export function readCaFile(file: string): Buffer {
   return readInputFile(file, '--ca-file', MAX_CA_FILE_BYTES);
 }
 
-export function publisherRegistry(values: { 'plain-http'?: boolean; 'ca-file'?: string; 'auth-file'?: string }): RegistryClient {
+/**
+ * A publisher's registry client. A command's requests all run under its `deadline`
+ * (deadline.ts); the recording controller, which runs for good, gives none.
+ */
+export function publisherRegistry(values: { 'plain-http'?: boolean; 'ca-file'?: string; 'auth-file'?: string }, deadline?: AbortSignal): RegistryClient {
   return new UndiciRegistryClient({
+    ...(deadline ? { signal: deadline } : {}),
     plainHttp: values['plain-http'] === true,
     ...(values['ca-file'] ? { caFile: readCaFile(values['ca-file']) } : {}),
     credentials: loadCredentials({ authFile: values['auth-file'] }),

@@ -35,6 +35,11 @@ export interface UndiciRegistryClientOptions {
   retries?: number;
   /** Registry `host[:port]` → mirror hosts, tried in order before the registry when `useMirrors`. */
   mirrors?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Every request of this client runs under it as well as under its caller's signal (a
+   * publisher command's one deadline, src/cli/deadline.ts); it replaces `totalTimeoutMs`.
+   */
+  signal?: AbortSignal;
   /** Node or publisher credentials by host. */
   credentials?: CredentialSource;
   clock?: Clock;
@@ -69,6 +74,7 @@ export interface ResolvedOptions {
   logger: Logger;
   userAgent: string;
   dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
+  signal: AbortSignal | undefined;
 }
 
 const KNOWN = new Set([
@@ -85,6 +91,7 @@ const KNOWN = new Set([
   'logger',
   'userAgent',
   'dispatcherFactory',
+  'signal',
 ]);
 
 function bad(why: string): never {
@@ -154,6 +161,7 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
     bad('userAgent must be 1–256 printable ASCII characters');
   }
   if (opts.dispatcherFactory !== undefined && typeof opts.dispatcherFactory !== 'function') bad('dispatcherFactory must be a function');
+  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) bad('signal must be an AbortSignal');
   return {
     insecure,
     plainHttp: opts.plainHttp ?? false,
@@ -169,5 +177,6 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
     logger,
     userAgent,
     dispatcherFactory: opts.dispatcherFactory,
+    signal: opts.signal,
   };
 }

@@ -37,7 +37,7 @@ export class Sources {
       repository: repo.repository,
       credential: (own ? perRequest : undefined) ?? this.o.credentials.lookup(name, repo.repository),
       retries: own ? this.o.retries : 0,
-      signal,
+      signal: this.o.signal === undefined ? signal : signal === undefined ? this.o.signal : AbortSignal.any([signal, this.o.signal]),
     };
   }
 
@@ -60,7 +60,7 @@ export class Sources {
       try {
         return await attempt(this.source(repo, m, undefined, opts.signal ? AbortSignal.any([opts.signal, budget.signal]) : budget.signal), ctx, fetch);
       } catch (e) {
-        if (!(e instanceof SpokeError) || opts.signal?.aborted) throw e;
+        if (!(e instanceof SpokeError) || opts.signal?.aborted || this.o.signal?.aborted) throw e;
         if (e.code !== 'RegistryUnavailable' && e.code !== 'NotFound' && e.code !== 'Unauthenticated') throw e;
         this.o.logger.log('warn', 'mirror failed, trying next', { ...ctx, mirror: m, code: e.code, reason: e.reason });
       } finally {

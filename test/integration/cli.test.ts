@@ -184,6 +184,40 @@ describe('spoke CLI', () => {
     }
   });
 
+  it('push, sign, inspect and diff give up at one deadline for the whole command (--timeout)', async () => {
+    const held: ServerResponse[] = [];
+    // Accepts every request and never answers it, as a stalled registry does.
+    const server = createServer((_req, res) => void held.push(res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const key = join(dir, 'deadline.key');
+    writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const ref = `${host}/stalled/p@sha256:${'a'.repeat(64)}`;
+    try {
+      const commands: [string[], number][] = [
+        [['push', profile, `${host}/stalled/p:v1`, '--kind', 'seccomp'], 1],
+        [['sign', ref, '--key', key], 1],
+        [['inspect', ref], 1],
+        [['diff', profile, ref], 2],
+      ];
+      for (const [args, code] of commands) {
+        const r = await spoke([...args, '--plain-http', '--timeout', '1s']);
+        assert.equal(r.code, code, `${args[0]}: ${r.stderr}`);
+        assert.match(r.stderr, /did not finish within 1s .*\(reason DEADLINE\)$/m, args[0]);
+        for (const timeout of ['soon', '30d', '0s']) {
+          const bad = await spoke([...args, '--plain-http', '--timeout', timeout]);
+          assert.equal(bad.code, 2, `${args[0]} --timeout ${timeout}`);
+          assert.match(bad.stderr, /--timeout/);
+        }
+      }
+      assert.ok(held.length >= 4, `every command reached the registry (${held.length} requests)`);
+    } finally {
+      for (const res of held) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('status reports each part and fails when the shim is not answering', async () => {
     const r = await spoke(['status', '--config', config, '--json']);
     assert.equal(r.code, 1);

@@ -9,6 +9,7 @@ import type { RegistryClient } from '../../registry/index.js';
 import { emit, parseCommand } from '../args.js';
 import { reportError, EXIT_USAGE, UsageError } from '../errors.js';
 import { nodePlatform } from '../../pull/platform.js';
+import { publisherDeadline, timeoutFlag, type Deadline } from '../deadline.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 import { kindOf, readInput } from './profile.js';
 
@@ -35,6 +36,7 @@ options:
   --plain-http      fetch references over HTTP instead of HTTPS
   --ca-file F       extra CA bundle (PEM) for references
   --auth-file F     credentials file (docker config.json format) for references
+  --timeout D       give up fetching references after D in all (1s to 60m; default 5m)
   --json            {"loosened": [...], "tightened": [...], "changed": [...]} on stdout`;
 
 interface Input {
@@ -112,12 +114,15 @@ function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Recor
 
 export async function run(argv: string[]): Promise<number> {
   let client: RegistryClient | undefined;
+  let deadline: Deadline | undefined;
   try {
-    const { values, positionals, help } = parseCommand(argv, { kind: { type: 'string' }, platform: { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags }, HELP, [2, 2]);
+    const { values, positionals, help } = parseCommand(argv, { kind: { type: 'string' }, platform: { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags, ...timeoutFlag }, HELP, [2, 2]);
     if (help) return 0;
     const platform = values.platform === undefined ? nodePlatform() : parsePlatform(values.platform);
     if (platform === undefined) throw new UsageError(`--platform must look like linux/amd64 or linux/arm/v7, got ${JSON.stringify(values.platform)}`);
-    const registry = () => (client ??= publisherRegistry(values));
+    // The flag is checked now, the clock starts at the first reference fetched.
+    publisherDeadline(values, 'diff').clear();
+    const registry = () => (client ??= publisherRegistry(values, (deadline = publisherDeadline(values, 'diff')).signal));
     const kindFlag = values.kind === undefined ? undefined : kindOf(values.kind, Buffer.alloc(0));
     const older = await load(positionals[0]!, kindFlag, platform, registry);
     const kind = kindFlag ?? older.declared ?? kindOf(undefined, older.bytes);
@@ -130,6 +135,7 @@ export async function run(argv: string[]): Promise<number> {
     reportError(e);
     return EXIT_USAGE;
   } finally {
+    deadline?.clear();
     await client?.close();
   }
 }

@@ -3,6 +3,7 @@ import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/consta
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
 import { emit, parseCommand } from '../args.js';
+import { publisherDeadline, timeoutFlag } from '../deadline.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 
 const HELP = `usage: spoke inspect REF [options]
@@ -16,6 +17,7 @@ options:
   --plain-http       use HTTP instead of HTTPS
   --ca-file F        extra CA bundle (PEM)
   --auth-file F      credentials file (docker config.json format)
+  --timeout D        give up after D (1s to 60m; default 5m)
   --json             print {reference, digest, kind, mediaType, artifactType, config, layers,
                      manifests} as JSON (manifests: [{platform, digest, size, artifactType}] of
                      an index, else [])`;
@@ -38,10 +40,11 @@ function oneLine(v: unknown): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals, help } = parseCommand(argv, { json: { type: 'boolean' }, ...publisherFlags }, HELP, [1, 1]);
+  const { values, positionals, help } = parseCommand(argv, { json: { type: 'boolean' }, ...publisherFlags, ...timeoutFlag }, HELP, [1, 1]);
   if (help) return 0;
   const ref = parseReference(positionals[0]!);
-  const registry = publisherRegistry(values);
+  const deadline = publisherDeadline(values, 'inspect');
+  const registry = publisherRegistry(values, deadline.signal);
   try {
     const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
     const view = JSON.parse(m.bytes.toString('utf8')) as ManifestView;
@@ -73,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   } finally {
+    deadline.clear();
     await registry.close();
   }
 }

@@ -5,6 +5,7 @@ import { pushProfile, pushProfileIndex } from '../../publish/push.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
 import { MAX_KEY_FILE_BYTES, readInputFile } from '../read-file.js';
+import { publisherDeadline, timeoutFlag } from '../deadline.js';
 import { progress } from '../progress.js';
 import { publisherRegistry, publisherFlags } from '../wiring.js';
 
@@ -33,6 +34,7 @@ options:
   --ca-file F        extra CA bundle (PEM) for the registry's certificate
   --auth-file F      credentials file (docker config.json format; default
                      $REGISTRY_AUTH_FILE, then ~/.docker/config.json)
+  --timeout D        give up after D in all, signing included (1s to 60m; default 5m)
   --json             print {reference, digest, size, signed} as JSON; with --platform
                      {reference, digest, platforms: [{platform, reference, digest, size}], signed}`;
 
@@ -60,7 +62,7 @@ async function platformInputs(values: string[]): Promise<{ platform: Platform; b
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals, help } = parseCommand(
     argv,
-    { kind: { type: 'string' }, platform: { type: 'string', multiple: true }, 'sign-key': { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags },
+    { kind: { type: 'string' }, platform: { type: 'string', multiple: true }, 'sign-key': { type: 'string' }, json: { type: 'boolean' }, ...publisherFlags, ...timeoutFlag },
     HELP,
     [1, 2],
   );
@@ -80,7 +82,8 @@ export async function run(argv: string[]): Promise<number> {
   // A key that signing would refuse is refused before anything is pushed: the tag must not move
   // to an artifact left unsigned. sigstore is loaded only when signing is asked for.
   if (signKey !== undefined) (await import('../../publish/signing.js')).signingKey(signKey);
-  const registry = publisherRegistry(values);
+  const deadline = publisherDeadline(values, 'push');
+  const registry = publisherRegistry(values, deadline.signal);
   const p = progress(`pushing ${file ?? `${inputs!.length} platforms`}`);
   try {
     const onProgress = (s: string) => p.step(s);
@@ -90,7 +93,7 @@ export async function run(argv: string[]): Promise<number> {
     if (signKey) {
       p.step('signing');
       const { signArtifact } = await import('../../publish/sign.js');
-      await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.manifest, key: signKey, format: 'bundle' });
+      await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.manifest, key: signKey, format: 'bundle', signal: deadline.signal });
     }
     p.done();
     const signed = signKey !== undefined;
@@ -99,6 +102,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } finally {
     p.done();
+    deadline.clear();
     await registry.close();
   }
 }

@@ -14,6 +14,7 @@ import { namesOf, type PodNamespaces } from '../../recorder/bpf-program.js';
 import { chooseBackend, describeBackends, RECORDING_BACKENDS, type RecordingBackend } from '../../recorder/backend.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
+import { publisherDeadline } from '../deadline.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 import { writeSafeLine } from '../../core/text.js';
 
@@ -114,11 +115,14 @@ export async function run(argv: string[]): Promise<number> {
   const { bytes } = buildRecordedProfile(result.syscalls, ociRuntime, { ia32: result.ia32 });
   const summary = { containerId: result.containerId, backend: result.backend, exitCode: result.exitCode, syscalls: [...result.syscalls].sort(), ia32: result.ia32 };
   if (repo) {
-    const registry = publisherRegistry(values);
+    // --timeout is the workload's here: the push has the publishers' default deadline.
+    const deadline = publisherDeadline({}, 'record --push');
+    const registry = publisherRegistry(values, deadline.signal);
     try {
       const r = await pushProfile(registry, repo, repo.tag, bytes, 'seccomp');
       emit(values.json, { ...summary, reference: r.reference, digest: r.digest }, () => r.reference);
     } finally {
+      deadline.clear();
       await registry.close();
     }
   } else if (values.output) {

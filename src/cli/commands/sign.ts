@@ -6,6 +6,7 @@ import type { SignFormat } from '../../publish/signing.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { MAX_KEY_FILE_BYTES, readInputFile } from '../read-file.js';
+import { publisherDeadline, timeoutFlag } from '../deadline.js';
 import { progress } from '../progress.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 
@@ -32,6 +33,7 @@ options:
   --plain-http          use HTTP instead of HTTPS (local registries)
   --ca-file F           extra CA bundle (PEM) for the registry's certificate
   --auth-file F         credentials file (docker config.json format)
+  --timeout D           give up after D in all, the timestamp included (1s to 60m; default 5m)
   --json                print {reference, digest, format, bundleDigest, sigManifestDigest} as JSON`;
 
 async function readText(file: string, what: string): Promise<string> {
@@ -49,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
       format: { type: 'string' },
       json: { type: 'boolean' },
       ...publisherFlags,
+      ...timeoutFlag,
     },
     HELP,
     [1, 1],
@@ -63,7 +66,8 @@ export async function run(argv: string[]): Promise<number> {
   const key = await readText(values.key, 'key');
   const cert = values.cert ? await readText(values.cert, 'certificate') : undefined;
   const chain = values.chain ? await readText(values.chain, 'chain') : undefined;
-  const registry = publisherRegistry(values);
+  const deadline = publisherDeadline(values, 'sign');
+  const registry = publisherRegistry(values, deadline.signal);
   const p = progress(`signing ${ref.digest.slice(0, 19)}`);
   try {
     p.step('fetching the manifest');
@@ -79,6 +83,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(chain ? { chain } : {}),
       ...(values['timestamp-url'] ? { timestampUrl: values['timestamp-url'] } : {}),
       format,
+      signal: deadline.signal,
     });
     p.done();
     const reference = formatReference(ref);
@@ -95,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } finally {
     p.done();
+    deadline.clear();
     await registry.close();
   }
 }

@@ -1,16 +1,16 @@
 import { declaredKind } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, PROFILE_KINDS } from '../../core/constants.js';
-import { parseDuration } from '../../core/duration.js';
 import { SpokeError } from '../../core/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { formatReference, parseReference } from '../../core/reference.js';
-import { DEFAULT_PULL_TIMEOUT_MS, PULL_TIMEOUT_RANGE_MS } from '../../config/node-config.js';
+import { DEFAULT_PULL_TIMEOUT_MS } from '../../config/node-config.js';
 import { decide, lintPolicy } from '../../policy/index.js';
 import { toVerifierSigner } from '../../pull.js';
 import { UndiciRegistryClient } from '../../registry/client.js';
 import { nodeCredentials } from '../../registry/credentials.js';
 import { verifyArtifactSignature } from '../../verify/index.js';
 import { emit, parseCommand } from '../args.js';
+import { commandDeadline, parseTimeoutFlag, timeoutFlag } from '../deadline.js';
 import { UsageError } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
 import { nodeConfigOnly, readCaFile, readPolicyFile } from '../wiring.js';
@@ -46,7 +46,7 @@ export async function run(argv: string[]): Promise<number> {
       namespace: { type: 'string' },
       'auth-file': { type: 'string' },
       'ca-file': { type: 'string' },
-      timeout: { type: 'string' },
+      ...timeoutFlag,
       json: { type: 'boolean' },
     },
     HELP,
@@ -55,11 +55,7 @@ export async function run(argv: string[]): Promise<number> {
   if (help) return 0;
   const ref = parseReference(positionals[0]!);
   const reference = formatReference(ref);
-  const timeoutMs = values.timeout === undefined ? undefined : parseDuration(values.timeout);
-  const [minMs, maxMs] = PULL_TIMEOUT_RANGE_MS;
-  if (values.timeout !== undefined && (timeoutMs === undefined || timeoutMs < minMs || timeoutMs > maxMs)) {
-    throw new UsageError(`--timeout ${JSON.stringify(values.timeout)}: give a duration between 1s and 60m, as pullTimeout takes, such as 30s or 2m`);
-  }
+  const timeoutMs = parseTimeoutFlag(values.timeout);
   // The node config only when asked for, or when it is where the policy comes from.
   const config = values.config !== undefined || values.policy === undefined ? await nodeConfigOnly(values) : undefined;
   const file = values.policy ?? config?.policy;
@@ -87,8 +83,7 @@ export async function run(argv: string[]): Promise<number> {
   // One deadline for the whole verification, as a pull has: each request's own deadline alone
   // would let a registry listing many candidates that trickle hold it for hours.
   const limit = timeoutMs ?? config?.pullTimeout ?? DEFAULT_PULL_TIMEOUT_MS;
-  const deadline = new AbortController();
-  const timer = setTimeout(() => deadline.abort(new SpokeError('RegistryUnavailable', `${reference}: verification did not finish within ${limit} ms`, { reference, limit }, { reason: 'DEADLINE' })), limit);
+  const deadline = commandDeadline(limit, `${reference}: verification did not finish within ${limit} ms`, { reference });
   const { signal } = deadline;
   try {
     const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES, useMirrors: true, signal });
@@ -117,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
     );
     return 0;
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
     await registry.close();
   }
 }
