@@ -116,8 +116,8 @@ export interface ApplierLimits {
   mergeCacheBytes?: number;
 }
 
-/** Times one create decides again when the policy changes under its signature check (then Unavailable: the kubelet retries). */
-const MAX_POLICY_CHANGES_PER_CREATE = 3;
+/** Times one create decides again when the policy changes under it, at its signature check or before it is forwarded (edited.ts); then Unavailable: the kubelet retries. */
+export const MAX_POLICY_CHANGES_PER_CREATE = 3;
 
 export class ProfileApplier<P> {
   /** Effective files, checked by content once and then by their stamp (saves a read per create). */

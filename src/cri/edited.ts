@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
-import type { ProfileApplier } from './apply.js';
+import { MAX_POLICY_CHANGES_PER_CREATE, type ProfileApplier } from './apply.js';
 import type { Call, CallHost } from './call.js';
 import type { ShimDeps } from './deps.js';
 import { encodeFrame, formatGrpcTimeout } from './frame.js';
@@ -71,17 +71,21 @@ export class EditedCalls<P> {
     // AppArmor profiles are loaded while the request is rewritten; whatever was claimed is
     // released again if the call ends before it is forwarded (inuse-claims.ts).
     const appArmor = this.d.deps.appArmor;
-    const claims = new CreateClaims(this.d.inUse, host.logger, role, requestIdentity(role, payload));
+    const newClaims = () => new CreateClaims(this.d.inUse, host.logger, role, requestIdentity(role, payload));
+    let claims = newClaims();
     // The current baseline's: a reloaded baseline bounds the next recorded container (logging-profile.ts).
     const logging = this.logging;
     const loggingProfile = logging === undefined ? undefined : () => logging.pathFor(this.d.deps.baseline());
+    const decidedUnder = new DecisionInputs(this.d.deps);
     const deps: RewriteDeps = {
       seccomp: async (p, c) => {
         await lease.acquire();
+        await decidedUnder.note();
         return applier.apply(p, c);
       },
       appArmor: async (p, c) => {
         await lease.acquire();
+        await decidedUnder.note();
         const prepared = await applier.prepareAppArmor(p, { ...c, gone: callGone(call.stream, deadline) });
         await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text));
         return prepared;
@@ -90,11 +94,25 @@ export class EditedCalls<P> {
       recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
       reservedSeccompDirs: this.reservedSeccompDirs,
     };
-    try {
-      result = await rewrite(payload, deps);
-    } catch (e) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = await rewrite(payload, deps);
+      } catch (e) {
+        await claims.abort();
+        throw e;
+      }
+      // A create can wait long between its decisions and its forwarding (the runtime's default
+      // profile read again after a reconnect, apparmor_parser): a node policy or baseline
+      // reloaded meanwhile (a rule flipped to enforce, a deny rule added) decides it anew, so
+      // that no container runs under a verdict whose reason is gone (docs/shim.md).
+      if (!result.edited || (await decidedUnder.unchanged())) break;
       await claims.abort();
-      throw e;
+      if (attempt >= MAX_POLICY_CHANGES_PER_CREATE) {
+        throw new SpokeError('Unavailable', `spoke shim: the node policy or baseline changed ${attempt} times while this ${role} create was decided; try again`, {}, { reason: 'POLICY_CHANGED' });
+      }
+      host.logger.log('info', 'create decided again: the node policy or baseline changed while it was rewritten', { role, attempt });
+      claims = newClaims();
+      decidedUnder.reset();
     }
     if (stream.closed || stream.destroyed) {
       await claims.abort();
@@ -178,4 +196,40 @@ function withDeadline(deps: AnnotationDeps, deadline: number | undefined): Annot
       });
     },
   };
+}
+
+/**
+ * The node policy (by hash) and baseline (by object) in force when a create's first profile
+ * decision began. Noted on first use only: a create without an OCI or AppArmor profile never
+ * asks for the policy.
+ */
+class DecisionInputs<P> {
+  private noted: { policyHash: string | undefined; baseline: P } | undefined;
+
+  constructor(private readonly deps: Pick<ShimDeps<P>, 'policy' | 'baseline'>) {}
+
+  async note(): Promise<void> {
+    if (this.noted !== undefined) return;
+    const policyHash = await this.policyHash();
+    this.noted ??= { policyHash, baseline: this.deps.baseline() };
+  }
+
+  /** True when nothing was noted, or the policy and baseline are the noted ones still. */
+  async unchanged(): Promise<boolean> {
+    const noted = this.noted;
+    if (noted === undefined) return true;
+    return noted.baseline === this.deps.baseline() && noted.policyHash === (await this.policyHash());
+  }
+
+  reset(): void {
+    this.noted = undefined;
+  }
+
+  /** Undefined while no policy is in force: the decisions themselves refuse then. */
+  private policyHash(): Promise<string | undefined> {
+    return this.deps.policy().then(
+      (p) => p.hash,
+      () => undefined,
+    );
+  }
 }

@@ -14,6 +14,8 @@ import { SPOKE_BIN } from './cli.js';
 
 /** Deps for an in-process ShimServer that only forwards: a real store, no pulls, no merges. */
 export function stubShimDeps(storeDir: string, seccompRoot: string): ShimDeps {
+  // One object, as the shim's baseline is between reloads.
+  const baseline = {};
   return {
     pipeline: { pull: async () => Promise.reject(new SpokeError('PermissionDenied', 'no pulls in this test')) },
     store: new ProfileStore({ root: storeDir, fsync: false }),
@@ -29,7 +31,7 @@ export function stubShimDeps(storeDir: string, seccompRoot: string): ShimDeps {
       },
       formatConstraint: String,
     },
-    baseline: () => ({}),
+    baseline: () => baseline,
     seccompRoot,
     logger: silentLogger,
     metrics: noopMetrics,

@@ -14,6 +14,7 @@ import { ShimServer } from '../../src/cri/server.js';
 import type { ConnectionLimits } from '../../src/cri/connections.js';
 import { encodeFrame } from '../../src/cri/frame.js';
 import type { Applied } from '../../src/cri/apply.js';
+import type { Policy } from '../../src/policy/types.js';
 import { encode } from '../helpers/cri-client.js';
 import { stubShimDeps } from '../helpers/shim.js';
 import { waitFor } from '../helpers/wait.js';
@@ -101,6 +102,90 @@ describe('shim: a create reset by its client after the runtime answered', () => 
       session.destroy();
     }
     await waitFor(async () => (await pending()) === 0, { timeoutMs: 5000, what: 'no pending holder left' });
+  });
+});
+
+describe('shim: a create whose node policy changes while it is rewritten', () => {
+  const creates: Buffer[] = [];
+  const rig = shimRig('spoke-stale-', (stream, headers) => {
+    if (String(headers[':path']).endsWith('/CreateContainer')) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => creates.push(Buffer.concat(chunks)));
+    }
+    answering((path) => (path.endsWith('/CreateContainer') ? encode('CreateContainerResponse', { container_id: 'ctr' }) : Buffer.alloc(0)))(stream, headers);
+  });
+  let policy = { hash: 'h1' };
+  /** The policy hash each decision of the applier saw; the first waits for `release`, as a create waiting for the runtime's default profile or apparmor_parser does. */
+  const decidedUnder: string[] = [];
+  let release = () => {};
+  let slow: Promise<void> | undefined;
+  before(async () => {
+    rig.deps.policy = async () => policy as unknown as Policy;
+    const baseline = {};
+    rig.deps.baseline = () => baseline;
+    const applied: Applied = { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
+    (rig.shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => {
+      decidedUnder.push((await rig.deps.policy()).hash);
+      if (slow) await slow;
+      return applied;
+    };
+    await rig.start();
+  });
+  after(() => rig.stop());
+
+  function create(name: string): Promise<{ status: string | undefined; message: string | undefined }> {
+    const session = rig.connect();
+    const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/CreateContainer', 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => {});
+    req.on('data', () => {});
+    req.end(
+      encodeFrame(
+        encode('CreateContainerRequest', {
+          pod_sandbox_id: 'sb1',
+          config: { metadata: { name, attempt: 0 }, linux: { security_context: { seccomp: { profile_type: 'OCI', oci_ref: `reg.example/p@${DIGEST}` } } } },
+          sandbox_config: { metadata: { name: 'pod', namespace: 'ns', uid: 'u' } },
+        }),
+      ),
+    );
+    return new Promise((resolve) => {
+      let headersSeen: IncomingHttpHeaders = {};
+      req.on('response', (h) => (headersSeen = h));
+      req.on('trailers', (t) => (headersSeen = { ...headersSeen, ...t }));
+      req.on('close', () => {
+        session.close();
+        resolve({ status: headersSeen['grpc-status'] as string | undefined, message: headersSeen['grpc-message'] as string | undefined });
+      });
+    });
+  }
+
+  it('is decided again under the new policy before it is forwarded (a rule flipped from audit to enforce meanwhile)', async () => {
+    slow = new Promise<void>((r) => (release = r));
+    const answer = create('c-flip');
+    await waitFor(() => decidedUnder.length === 1, { timeoutMs: 5000, what: 'the first decision' });
+    policy = { hash: 'h2' };
+    slow = undefined;
+    release();
+    const r = await answer;
+    assert.equal(r.status, '0', r.message);
+    assert.deepEqual(decidedUnder, ['h1', 'h2']);
+    assert.equal(creates.length, 1, 'forwarded once, after the second decision');
+  });
+
+  it('gives up (UNAVAILABLE, POLICY_CHANGED) when the policy keeps changing, and forwards nothing', async () => {
+    decidedUnder.length = 0;
+    creates.length = 0;
+    let n = 0;
+    (rig.shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => {
+      decidedUnder.push((await rig.deps.policy()).hash);
+      policy = { hash: `changing-${n++}` };
+      return { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
+    };
+    const r = await create('c-churn');
+    assert.equal(r.status, '14', r.message);
+    assert.match(decodeURIComponent(r.message ?? ''), /POLICY_CHANGED/);
+    assert.equal(decidedUnder.length, 3);
+    assert.equal(creates.length, 0);
   });
 });
 
