@@ -94,7 +94,7 @@ export class PolicyHolder {
     try {
       try {
         text = decodeText(this.readPolicyFile(), this.file);
-        next = parsePolicy(text, this.file, (p) => remember(keys, p, this.readKey(p)), { markUnavailableSigners });
+        next = parsePolicy(text, this.file, (p) => remember(keys, p, (k) => this.readKey(k)), { markUnavailableSigners });
       } catch (e) {
         const error = asSpokeError(e, 'InvalidArgument');
         if (this.policy !== undefined) {
@@ -168,7 +168,20 @@ function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-function remember(keys: Map<string, string>, path: string, bytes: Buffer): Buffer {
-  keys.set(path, sha256(bytes));
-  return bytes;
+/**
+ * Reads a key file for a reload and notes what it held: its hash, or UNREADABLE when it could not
+ * be read (a revoked key removed), so that recheckKeys trusts no bytes that appear there later.
+ */
+function remember(keys: Map<string, string>, path: string, read: (path: string) => Buffer): Buffer {
+  try {
+    const bytes = read(path);
+    keys.set(path, sha256(bytes));
+    return bytes;
+  } catch (e) {
+    keys.set(path, UNREADABLE);
+    throw e;
+  }
 }
+
+/** Never a sha256 hex. */
+const UNREADABLE = 'unreadable';

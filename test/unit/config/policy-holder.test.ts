@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -297,6 +297,27 @@ describe('PolicyHolder: revoked keys are never trusted as last loaded', () => {
     assert.equal(holder.reload().ok, false);
     assert.equal(holder.current().signers.k?.type, 'unavailable');
     assert.match((holder.current().signers.k as { why: string }).why, /ENOENT/);
+  });
+
+  it('a key file absent when the last good policy loaded stays unavailable while the policy file is invalid, whatever key appears there', () => {
+    const { dir, file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    const revoked = readFileSync(join(dir, 'keys', 'k.pub'));
+    const holder = new PolicyHolder({ file });
+    const trustedHash = holder.current().hash;
+    // The key is revoked by removing its file; the policy reloads valid, the signer unavailable.
+    rmSync(join(dir, 'keys', 'k.pub'));
+    assert.equal(holder.reload().ok, true);
+    assert.equal(holder.current().signers.k?.type, 'unavailable');
+    writeFileSync(file, 'rules: [');
+    assert.equal(holder.reload().ok, false);
+    for (const key of [pem('ed25519'), revoked]) {
+      writeFileSync(join(dir, 'keys', 'k.pub'), key);
+      assert.equal(holder.reload().ok, false);
+      assert.equal(holder.current().signers.k?.type, 'unavailable', 'a key file that was absent is not trusted on the last good text');
+      assert.match((holder.current().signers.k as { why: string }).why, /changed since the policy was loaded/);
+      assert.notEqual(holder.current().hash, trustedHash, 'verdicts made before the revocation do not serve again');
+    }
   });
 
   it('start-up stays strict: a missing key file refuses the policy', () => {
