@@ -56,7 +56,7 @@ import { readRecording, type RecordingDeps } from './recording.js';
 import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
 import { recordsContainer } from './rewrite-recording.js';
 import { spokeAppArmorSha } from './runtime-config.js';
-import { enumValue, fields, getEnum, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
+import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
 
@@ -136,7 +136,8 @@ function inspect(payload: Buffer, path: readonly number[], what: string, merged 
  * and pin the artifact in the store. A pod names the OCI profile; only the shim names its merge
  * (docs/shim.md#localhost-bases-and-effective-files). `messages`: the merged message at each
  * site (getMergedAt), which the caller reads anyway; the deprecated string is read only where
- * there is none, and a message's ref only when its type is Localhost.
+ * there is none. A message's ref is checked whatever its type: CRI-O applies an AppArmor
+ * localhost_ref for any type but RuntimeDefault, Unconfined included.
  */
 function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages: readonly (Uint8Array | undefined)[], dirs: readonly string[], who: string): void {
   for (let i = 0; i < sites.length; i++) {
@@ -144,8 +145,8 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
     const message = messages[i];
     let ref: string;
     if (message !== undefined) {
-      if (getEnum(message, 1) !== PROFILE_LOCALHOST) continue;
       ref = getString(message, 2);
+      if (ref === '') continue;
     } else {
       const deprecated = deprecatedProfileAt(payload, path);
       if (deprecated?.profileType !== PROFILE_LOCALHOST) continue;

@@ -296,6 +296,13 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
       await assert.rejects(rewriteCreateContainer(create({}, { apparmor: localhost(aaName) }), deps), reserved, aaName);
       await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(undefined, localhost(aaName)) }), deps), reserved, aaName);
     }
+    // CRI-O applies an AppArmor localhost_ref for every type but RuntimeDefault (Unconfined
+    // included): the ref is checked whatever the type says.
+    for (const type of ['Unconfined', 'RuntimeDefault']) {
+      await assert.rejects(rewriteCreateContainer(create({ apparmor: { profile_type: type, localhost_ref: `spoke-${sha}` } }), deps), reserved, type);
+      await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(undefined, { profile_type: type, localhost_ref: `localhost/spoke-${sha}` }) }), deps), reserved, type);
+      await assert.rejects(rewriteCreateContainer(create({ seccomp: { profile_type: type, localhost_ref: `${root}/spoke/${sha}.json` } }), deps), reserved, type);
+    }
     // Other names and paths are the admin's: forwarded as they came.
     for (const ctr of [{ seccomp: localhost(`${root}/spoke-like.json`) }, { seccomp: localhost(`${root}/team/spoke/x.json`) }, { apparmor: localhost('spoke-record-1a2b3c4d') }, { apparmor: localhost(`spoke-${sha}x`) }, { apparmor: localhost(`localhost/localhost/spoke-${sha}`) }]) {
       const req = create(ctr);
