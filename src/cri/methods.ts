@@ -18,15 +18,23 @@ export const PATH_LIST_PROFILES = `${IMAGE}ListSecurityProfiles`;
 export const PATH_REMOVE_PROFILE = `${IMAGE}RemoveSecurityProfile`;
 
 /**
- * RunPodSandbox or CreateContainer of a CRI version other than v1 (v1alpha2, which containerd 1.6
- * and 1.7 still serve through their v1 code, or any later one). The shim reads security profiles
- * only in v1 messages, so such a call would take its profiles to the runtime unread: it is
- * refused instead of forwarded (docs/shim.md).
+ * Why a call that would take a pod's or container's profiles to the runtime unread is refused
+ * instead of forwarded (docs/shim.md), or undefined for any other call:
+ * - RunPodSandbox or CreateContainer of a CRI version other than v1 (v1alpha2, which containerd
+ *   1.6 and 1.7 still serve through their v1 code, or any later one): the shim reads security
+ *   profiles only in v1 messages;
+ * - a restore of any version (RestorePod, proposed for pod-level checkpoint/restore and served by
+ *   CRI-O's main branch; RestoreContainer): its request carries configurations the shim does not
+ *   read, and the restored processes get back the seccomp filters their checkpoint saved.
  */
-export function isOtherVersionCreate(path: string): boolean {
-  return OTHER_VERSION_CREATE_RE.test(path) && path !== PATH_RUN_POD_SANDBOX && path !== PATH_CREATE_CONTAINER;
+export function unreadProfilesRefusal(path: string): string | undefined {
+  const m = UNREAD_PROFILES_RE.exec(path);
+  if (m === null || path === PATH_RUN_POD_SANDBOX || path === PATH_CREATE_CONTAINER) return undefined;
+  return m[1]!.startsWith('Restore')
+    ? `spoke shim: ${path} is refused: a restored pod or container runs under the profiles and filters of its checkpoint, which the shim cannot check`
+    : `spoke shim: ${path} is refused: security profiles are read only in CRI v1 requests; use runtime.v1`;
 }
-const OTHER_VERSION_CREATE_RE = /^\/runtime\.[A-Za-z0-9]{1,32}\.RuntimeService\/(?:RunPodSandbox|CreateContainer)$/;
+const UNREAD_PROFILES_RE = /^\/runtime\.[A-Za-z0-9]{1,32}\.RuntimeService\/(RunPodSandbox|CreateContainer|RestorePod|RestoreContainer)$/;
 
 const RUNTIME_METHODS = [
   'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes',

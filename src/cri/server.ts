@@ -25,7 +25,7 @@ import { EditedCalls } from './edited.js';
 import { CreateGate } from './gc.js';
 import { InUseTracker } from './inuse.js';
 import {
-  isOtherVersionCreate,
+  unreadProfilesRefusal,
   methodLabel,
   PATH_CREATE_CONTAINER,
   PATH_LIST_PROFILES,
@@ -308,8 +308,9 @@ export class ShimServer<P = unknown> {
     }
     const route = this.routes.get(path);
     if (route === undefined) {
-      if (isOtherVersionCreate(path)) {
-        this.endCall(call, GrpcCode.UNIMPLEMENTED, `spoke shim: ${path} is refused: security profiles are read only in CRI v1 requests; use runtime.v1`);
+      const refusal = unreadProfilesRefusal(path);
+      if (refusal !== undefined) {
+        this.endCall(call, GrpcCode.UNIMPLEMENTED, refusal);
         return;
       }
       forward(this.host, call, NO_OPTIONS);

@@ -498,6 +498,18 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     assert.equal(seen.filter((s) => s.path === '/runtime.v1alpha2.RuntimeService/Version').length, 1);
   });
 
+  test('restores are refused, never forwarded: a restored pod or container runs under the filters its checkpoint saved, with profiles the shim does not read', async () => {
+    // RestorePod carries a PodSandboxConfig (and container configs) whose profiles would reach the
+    // runtime unread; the restored processes get back the seccomp filters of their checkpoint.
+    const pod = encode('RunPodSandboxRequest', { config: hostNetworkPod('restored', work) });
+    for (const path of ['/runtime.v1.RuntimeService/RestorePod', '/runtime.v1.RuntimeService/RestoreContainer', '/runtime.v1alpha2.RuntimeService/RestorePod']) {
+      const r = await client.unaryFull(path, pod, { deadlineMs: 2000 });
+      assert.equal(r.error?.code, grpc.status.UNIMPLEMENTED, path);
+      assert.match(r.error?.details ?? '', /checkpoint/, path);
+      assert.equal(seen.filter((s) => s.path === path).length, 0, path);
+    }
+  });
+
   test('a :path without its leading slash is refused, never forwarded: the runtime reads it as the method it names', async () => {
     // nghttp2 asks for the slash only under an http(s) :scheme; grpc-go drops one leading slash
     // if there is one and routes on the rest, so "runtime.v1.RuntimeService/CreateContainer"
