@@ -70,8 +70,9 @@ export const CREATE_SANDBOX_CONFIG = 3;
 /** PodSandboxConfig.metadata(1) {name 1, uid 2, namespace 3}, .annotations(7) map<string,string>. */
 export const SANDBOX_METADATA = 1;
 export const SANDBOX_ANNOTATIONS = 7;
-/** ContainerConfig.metadata(1) {name 1}. */
+/** ContainerConfig.metadata(1) {name 1}, .annotations(10) map<string,string>. */
 export const CONTAINER_METADATA = 1;
+export const CONTAINER_ANNOTATIONS = 10;
 /** StatusResponse.features(4); RuntimeFeatures.security_profile_oci_artifact(4). */
 export const STATUS_FEATURES = 4;
 export const FEATURE_OCI_ARTIFACT = 4;

@@ -29,6 +29,7 @@ import { SpokeError } from '../core/errors.js';
 import { ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
 import type { AppArmorPrepared, Applied, ApplyContext } from './apply.js';
 import {
+  CONTAINER_ANNOTATIONS,
   CONTAINER_METADATA,
   CREATE_CONFIG,
   CREATE_SANDBOX_CONFIG,
@@ -49,6 +50,7 @@ import {
   PROFILE_RUNTIME_DEFAULT,
   replaceProfileAt,
   RUN_CONFIG,
+  SANDBOX_ANNOTATIONS,
   SANDBOX_METADATA,
   type SecurityProfileMsg,
 } from './messages.js';
@@ -57,6 +59,7 @@ import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './r
 import { recordsContainer } from './rewrite-recording.js';
 import { spokeAppArmorSha } from './runtime-config.js';
 import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
+import { getStringMap } from './wire-map.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
 
@@ -160,6 +163,31 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
   }
 }
 
+/**
+ * Annotations with which a runtime replaces or rewrites a container's seccomp filter after the
+ * profile is chosen, where the runtime passes pod or container annotations through (containerd's
+ * `pod_annotations` / `container_annotations`, CRI-O's `allowed_annotations`; off by default):
+ * crun's `run.oci.seccomp_bpf_data` (a filter of its own instead of the profile),
+ * `run.oci.seccomp.receiver` and `run.oci.seccomp.plugins` (who answers notified calls), and
+ * CRI-O's seccomp notifier, which turns every ERRNO and KILL rule into a notification answered
+ * ENOSYS. Beside a profile spoke applied, the merge would not be what runs (docs/shim.md).
+ */
+const FILTER_ANNOTATIONS = ['run.oci.seccomp_bpf_data', 'run.oci.seccomp.receiver', 'run.oci.seccomp.plugins', 'io.kubernetes.cri-o.seccompNotifierAction', 'seccomp-notifier-action.crio.io'];
+
+/** Refuses a create whose seccomp profile spoke applied when the sandbox's or container's annotations carry one of FILTER_ANNOTATIONS. */
+function refuseFilterAnnotations(who: string, sandboxConfig: Uint8Array | undefined, containerConfig?: Uint8Array): void {
+  for (const [message, field] of [
+    [sandboxConfig, SANDBOX_ANNOTATIONS],
+    [containerConfig, CONTAINER_ANNOTATIONS],
+  ] as const) {
+    if (message === undefined) continue;
+    const [key] = getStringMap(message, field, FILTER_ANNOTATIONS).keys();
+    if (key !== undefined) {
+      throw new SpokeError('InvalidArgument', `${who}: annotation ${JSON.stringify(key.slice(0, 100))} would replace or rewrite the seccomp filter of its OCI profile; remove it`, { annotation: key.slice(0, 100) }, { reason: 'FILTER_ANNOTATION' });
+    }
+  }
+}
+
 const LOCALHOST_PREFIX = 'localhost/';
 const underAny = (path: string, dirs: readonly string[]): boolean => dirs.some((d) => path.startsWith(`${d}/`));
 
@@ -230,6 +258,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const privileged = privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED);
   if (privileged && (site.oci || aa.oci)) throw privilegedOci(who, site.oci ? 'seccomp' : 'apparmor');
 
+  if (site.oci || ann !== undefined) refuseFilterAnnotations(who, config);
   let out = payload;
   let holds: Applied | undefined;
   if (site.oci) {
@@ -331,6 +360,10 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   }
   // Decided on the request as the kubelet sent it, before any edit.
   const logging = recording && recordsContainer(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) ? await deps.recording!.loggingProfile!() : undefined;
+  // Before anything is resolved: an OCI seccomp profile at either site, or a seccomp annotation
+  // for this container, is one spoke would apply.
+  const seccompOci = [messages[0], messages[1]].some((m) => m !== undefined && anyTypeForTheShim(m));
+  if (seccompOci || (annotations.size > 0 && annotations.forContainer('seccomp', container) !== undefined)) refuseFilterAnnotations(who, sandboxConfig, config);
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
   // A recorded container's own profile is replaced. What was resolved for it is the binding the
   // webhook wrote beside the marking (rewrite-recording.ts), held as usual: it applies once the

@@ -314,6 +314,26 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     assert.ok(oci.edited);
   });
 
+  it('refuses an OCI seccomp profile beside an annotation with which the runtime replaces or rewrites the filter (crun, CRI-O), pod or container level; forwards such annotations when the profile is not spoke\'s', async () => {
+    const filterKeys = ['run.oci.seccomp_bpf_data', 'run.oci.seccomp.receiver', 'run.oci.seccomp.plugins', 'io.kubernetes.cri-o.seccompNotifierAction', 'seccomp-notifier-action.crio.io'];
+    const refused = spokeError({ code: 'InvalidArgument', reason: 'FILTER_ANNOTATION' });
+    const oci = { profile_type: 'OCI', oci_ref: REF };
+    const withPodAnnotation = (key: string, seccomp?: Msg) => ({ ...podConfig(seccomp), annotations: { 'x/y': 'z', [key]: 'AAAA' } });
+    for (const key of filterKeys) {
+      await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: withPodAnnotation(key, oci) }), fakeResolver), refused, key);
+      const ctr = (annotations: Record<string, string>, sandbox: Msg) =>
+        encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, annotations, linux: { security_context: { seccomp: oci } } }, sandbox_config: sandbox });
+      await assert.rejects(rewriteCreateContainer(ctr({}, withPodAnnotation(key)), fakeResolver), refused, key);
+      await assert.rejects(rewriteCreateContainer(ctr({ [key]: 'AAAA' }, podConfig()), fakeResolver), refused, key);
+      // Not spoke's profile: the runtime's business, forwarded as it came.
+      const plain = encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, annotations: { [key]: 'AAAA' }, linux: { security_context: { seccomp: { profile_type: 'RuntimeDefault' } } } }, sandbox_config: withPodAnnotation(key) });
+      assert.equal((await rewriteCreateContainer(plain, fakeResolver)).edited, false, key);
+    }
+    // Other run.oci annotations are not the filter's.
+    const ok = encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, annotations: { 'run.oci.keep_original_groups': '1' }, linux: { security_context: { seccomp: oci } } }, sandbox_config: podConfig() });
+    assert.ok((await rewriteCreateContainer(ok, fakeResolver)).edited);
+  });
+
   it('refuses a profile type beyond int32, which Go decoders read by its low 32 bits (2^32 + 3 is OCI to the runtime)', async () => {
     const wide = (type: bigint, base?: bigint) => Buffer.concat([varintField(1, type), stringField(3, REF), ...(base === undefined ? [] : [Buffer.concat([encodeVarint(4 << 3 | 2), encodeVarint(2), varintField(1, base)])])]);
     const sandbox = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'RuntimeDefault' }) });
