@@ -16,7 +16,7 @@ import { decide } from './policy/decide.js';
 import type { Decision, Policy } from './policy/types.js';
 import { validateArtifactBytes } from './profiles/index.js';
 import type { RegistryClient } from './registry/types.js';
-import type { ProvenanceRecord, RecordInput } from './store/store.js';
+import { verdictUnder, type ProvenanceRecord, type RecordInput } from './store/store.js';
 import type { SignatureVerdict } from './verify/types.js';
 import { AccessMemory, credentialIdentity } from './pull/access.js';
 import { checkDescriptorSizes, checkStored, kindMismatch, permanent } from './pull/checks.js';
@@ -140,8 +140,8 @@ export class PullPipeline {
     store.noteUse(ref.digest);
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
-      const verdict = record.verdicts[policy.hash];
-      if (verdict && decision.signedBy.some((s) => s.name === verdict.signer && s.type !== 'unavailable')) {
+      const verdict = verdictUnder(record, policy.hash, decision.signedBy);
+      if (verdict) {
         signer = { signer: verdict.signer, format: verdict.format, identity: verdict.identity };
         this.deps.observer?.verified('cached');
       } else {

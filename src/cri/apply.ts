@@ -24,7 +24,7 @@ import { checkStored } from '../pull/checks.js';
 import { nodePlatform } from '../pull/platform.js';
 import type { Policy, RuleMode } from '../policy/types.js';
 import { CheckedFiles } from '../store/checked-files.js';
-import type { EffectiveBase, ProvenanceRecord } from '../store/store.js';
+import { verdictUnder, type EffectiveBase, type ProvenanceRecord } from '../store/store.js';
 import { baseTypeOf, readLocalhostBase } from './base-profile.js';
 import type { ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
@@ -186,8 +186,7 @@ export class ProfileApplier<P> {
       // stored manifest, no blob download, when the node's credentials fetched it; fetched again
       // when only a pod's did (KEP-2535 reuse, src/pull/access.ts), which a registry the node may
       // not read refuses (docs/shim.md).
-      const verdict = record.verdicts[policy.hash];
-      if (verdict === undefined || !decision.signedBy.some((s) => s.name === verdict.signer && s.type !== 'unavailable')) {
+      if (verdictUnder(record, policy.hash, decision.signedBy) === undefined) {
         await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });
         // The verification took registry round trips and ran under the policy of its own time: a
         // policy changed meanwhile (a rule flipped from audit to enforce) decides this create

@@ -24,7 +24,12 @@ export interface ProvenanceRecord {
   rule: string; // the policy rule that admitted the first pull
   pulledAt: string;
   servedBy: string;
-  /** policy hash → verdict; "unsigned" rules record nothing here. */
+  /**
+   * `<policy hash> <signer>` → verdict (verdictKey): under one policy, rules for different
+   * namespaces may need different signers of one digest, and each verdict is a fact of its own.
+   * "unsigned" rules record nothing here. Keys of the policy hash alone (older versions) match
+   * nothing and are verified again.
+   */
   verdicts: Record<string, SignatureVerdict>;
   /**
    * Fetched at least once with the node's own credentials (or none), so any pod may reuse it
@@ -99,14 +104,29 @@ export function addReference(record: ProvenanceRecord, reference: string): void 
   if (record.references.length > MAX_REFERENCES_PER_RECORD) record.references.shift();
 }
 
+const verdictKey = (policyHash: string, signer: string): string => `${policyHash} ${signer}`;
+
 export function setVerdict(record: ProvenanceRecord, policyHash: string, v: SignatureVerdict): void {
-  record.verdicts[policyHash] = v;
+  record.verdicts[verdictKey(policyHash, v.signer)] = v;
   const keys = Object.keys(record.verdicts);
-  // Oldest verdicts first out: only the current policy's verdict matters.
+  // Oldest verdicts first out: only the current policy's verdicts matter.
   if (keys.length > MAX_VERDICTS_PER_RECORD) {
     keys.sort((a, b) => record.verdicts[a]!.at.localeCompare(record.verdicts[b]!.at));
     delete record.verdicts[keys[0]!];
   }
+}
+
+/**
+ * A verdict recorded under `policyHash` by one of `signedBy` whose key is at hand (not
+ * unavailable), or undefined: then the digest is verified again.
+ */
+export function verdictUnder(record: ProvenanceRecord, policyHash: string, signedBy: readonly { name: string; type: string }[]): SignatureVerdict | undefined {
+  for (const s of signedBy) {
+    if (s.type === 'unavailable') continue;
+    const v = record.verdicts[verdictKey(policyHash, s.name)];
+    if (v !== undefined && v.signer === s.name) return v;
+  }
+  return undefined;
 }
 
 export function parseRecord(bytes: Buffer, d: Digest): ProvenanceRecord | undefined {

@@ -39,6 +39,7 @@ export type { CollectResult } from './collect.js';
 export type { EffectiveBase, EffectiveInput } from './effective.js';
 export type { Ingested, StagedAhead, StagedBlob, StagedRecord } from './records.js';
 export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';
+export { verdictUnder } from './record-format.js';
 
 export type ProfileStoreOptions = StoreLayoutOptions;
 

@@ -10,6 +10,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { verdictUnder } from '../../src/store/store.js';
 import { nodePlatform, PullPipeline } from '../../src/pull.js';
 import { SpokeError } from '../../src/core/errors.js';
 import type { Digest } from '../../src/core/digest.js';
@@ -250,7 +251,7 @@ describe('multi-architecture profiles', () => {
       assert.equal(r.signer?.signer, 'ci');
       assert.deepEqual(r.platform, { digest: a.digest, platform: 'linux/amd64' });
       const record = await signedNode.store.getRecord(index.digest);
-      assert.equal(record?.verdicts[signedNode.policy.current().hash]?.signer, 'ci');
+      assert.equal(verdictUnder(record!, signedNode.policy.current().hash, [{ name: 'ci', type: 'publicKey' }])?.signer, 'ci');
     } finally {
       await client.close();
       await signedNode.dispose();

@@ -7,6 +7,7 @@ import { spokeError } from '../helpers/assert.js';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { verdictUnder } from '../../src/store/store.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { PullPipeline } from '../../src/pull.js';
 import { sigstoreVerifier } from '../../src/cli/wiring.js';
@@ -77,7 +78,7 @@ describe('signed pulls', () => {
     assert.equal(first.signer?.signer, 'platform');
     assert.equal(first.signer?.format, 'bundle');
     const record = await node.store.getRecord(a.digest as Digest);
-    assert.equal(record?.verdicts[node.policy.current().hash]?.signer, 'platform');
+    assert.equal(verdictUnder(record!, node.policy.current().hash, [{ name: 'platform', type: 'publicKey' }])?.signer, 'platform');
     await reg.resetRequests();
     const second = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
     assert.equal(second.cached, true);
@@ -108,6 +109,24 @@ describe('signed pulls', () => {
     const r = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp' });
     assert.equal(r.signer?.signer, 'ci');
     assert.equal(r.signer?.format, 'cosign');
+  });
+
+  it('keeps a verdict per signer under one policy: namespaces whose rules need different signers of one digest both pull it cached, with no request', async () => {
+    const rules = (signedBy: string, ns: string) => [`  - scope: ${reg.host}/shared`, '    kinds: [seccomp]', `    signedBy: [${signedBy}]`, `    namespaces: [${ns}]`].join('\n');
+    node.writePolicy(['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'signers:', `  a: { publicKey: ${fileA} }`, `  b: { publicKey: ${fileB} }`, 'rules:', rules('a', 'team-a'), rules('b', 'team-b'), `insecure: [${reg.host}]`].join('\n'));
+    const a = await pushTestArtifact(reg.url, reg.host, 'shared/both', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] });
+    await sign(reg, 'shared/both', a.digest, a.manifest, keyA);
+    await sign(reg, 'shared/both', a.digest, a.manifest, keyB);
+    assert.equal((await node.pipeline.pull({ reference: a.reference, kind: 'seccomp', namespace: 'team-a' })).signer?.signer, 'a');
+    assert.equal((await node.pipeline.pull({ reference: a.reference, kind: 'seccomp', namespace: 'team-b' })).signer?.signer, 'b');
+    await reg.resetRequests();
+    for (const [ns, signer] of [['team-a', 'a'], ['team-b', 'b'], ['team-a', 'a']] as const) {
+      const r = await node.pipeline.pull({ reference: a.reference, kind: 'seccomp', namespace: ns });
+      assert.equal(r.cached, true, ns);
+      assert.equal(r.signer?.signer, signer, ns);
+    }
+    await reg.settle();
+    assert.deepEqual(reg.requests(), [], 'no registry request for either verdict');
   });
 
   it('re-verifies a cached digest after key rotation without re-downloading the profile', async () => {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, throwsWith } from '../../helpers/assert.js';
-import { ProfileStore } from '../../../src/store/store.js';
+import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
 import { ingestInput, poolRequests } from './fixtures.js';
 
@@ -162,7 +162,7 @@ describe('ProfileStore', () => {
       await b.ingest({ ...i, reference: other, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
       const merged = await a.getRecord(i.digest);
       assert.deepEqual(merged?.references, [i.reference, other]);
-      assert.equal(merged?.verdicts.p1?.signer, 'platform');
+      assert.equal(verdictUnder(merged!, 'p1', [{ name: 'platform', type: 'publicKey' }])?.signer, 'platform');
       // Two writers placing the same new record at once: one links it, the other merges into it.
       const j = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_PPC"]}');
       await Promise.all([a.ingest(j), b.ingest({ ...j, reference: other.replace(i.digest, j.digest) })]);
@@ -229,15 +229,21 @@ describe('ProfileStore', () => {
     });
   });
 
-  it('records verdicts per policy hash and references without duplicates', async () => {
+  it('records verdicts per policy hash and signer, and references without duplicates', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_TRAP"}');
     await store.ingest({ ...i, verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
     await store.annotate(i.digest, { reference: i.reference });
     await store.annotate(i.digest, { reference: `other.io/x@${i.digest}`, verdict: { policyHash: 'p2', signer: 'ci', format: 'cosign', identity: 'https://x' } });
+    await store.annotate(i.digest, { verdict: { policyHash: 'p1', signer: 'ci', format: 'cosign' } });
     const r = (await store.getRecord(i.digest))!;
     assert.deepEqual(r.references, [i.reference, `other.io/x@${i.digest}`]);
-    assert.equal(r.verdicts.p1?.signer, 'platform');
-    assert.equal(r.verdicts.p2?.identity, 'https://x');
+    const signer = (name: string, type = 'publicKey') => ({ name, type });
+    assert.equal(verdictUnder(r, 'p1', [signer('platform')])?.signer, 'platform');
+    assert.equal(verdictUnder(r, 'p1', [signer('ci')])?.format, 'cosign', 'a second signer under one policy keeps the first');
+    assert.equal(verdictUnder(r, 'p2', [signer('ci')])?.identity, 'https://x');
+    assert.equal(verdictUnder(r, 'p2', [signer('platform')]), undefined);
+    assert.equal(verdictUnder(r, 'p1', [signer('platform', 'unavailable'), signer('ci')])?.signer, 'ci', 'an unavailable signer is skipped');
+    assert.equal(verdictUnder(r, 'p3', [signer('platform'), signer('ci')]), undefined);
   });
 
   it('refuses removal while in use, and gc keeps what is in use', async () => {
