@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from '../core/duration.js';
-import { ociArchitecture } from '../core/constants.js';
+import { DEFAULT_RUNTIME_HANDLERS, ociArchitecture } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import type { LogLevel } from '../core/runtime.js';
 import { decodeText, parseHost, schemaProblem, YamlFile, type SchemaValidator, type Segment } from '../policy/index.js';
@@ -41,6 +41,8 @@ export interface NodeConfig {
   readonly logLevel: LogLevel;
   /** Whether to honour profile references given as pod annotations (off by default). */
   readonly annotations: boolean;
+  /** Runtime handlers that enforce the profiles spoke applies (docs/shim.md#runtime-handlers). */
+  readonly runtimeHandlers: readonly string[];
   /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
   readonly authFile: string | undefined;
   /**
@@ -119,6 +121,7 @@ export function defaultNodeConfig(arch?: string): NodeConfig {
     metrics: '',
     logLevel: 'info',
     annotations: false,
+    runtimeHandlers: DEFAULT_RUNTIME_HANDLERS,
     authFile: undefined,
     runtimeDefault: undefined,
     recordingKey: undefined,

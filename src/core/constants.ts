@@ -87,3 +87,10 @@ export const POD_ANNOTATION = 'pod';
  * (`spoke/<sha256>.json`, docs/shim.md); gc removes them once unused.
  */
 export const EFFECTIVE_SECCOMP_DIR = 'spoke';
+
+/**
+ * Runtime handlers whose containers the runtime confines with the seccomp and AppArmor profiles of
+ * the OCI spec: the default handler (a pod without a RuntimeClass sends ""), runc and crun. gVisor
+ * (runsc without --oci-seccomp) and Kata (disable_guest_seccomp) do not apply them (docs/shim.md).
+ */
+export const DEFAULT_RUNTIME_HANDLERS: readonly string[] = ['', 'runc', 'crun'];

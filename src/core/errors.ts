@@ -32,6 +32,8 @@ export const ERROR_REASONS = [
   'NOT_PULLED', // the profile is not in the store for this reference
   'ANNOTATIONS_OFF', // a profile annotation applies to the call, and this node's shim does not apply annotations
   'PRIVILEGED_CONTAINER', // an OCI profile on a privileged container (containerd would not enforce it)
+  'RUNTIME_HANDLER', // a profile spoke would apply to a pod whose runtime handler the node does not list as enforcing it
+  'RUNTIME_HANDLER_UNKNOWN', // the runtime did not say which handler a pod sandbox runs under
   'FILTER_ANNOTATION', // an OCI seccomp profile beside an annotation with which the runtime replaces or rewrites the filter
   'BASE_PROFILE', // the pod's base profile cannot be used
   'RUNTIME_DEFAULT_UNAVAILABLE', // the runtime's default profile is not known, so a RuntimeDefault base cannot be honoured

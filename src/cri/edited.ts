@@ -16,6 +16,7 @@ import { requestIdentity, type InUseTracker } from './inuse.js';
 import type { LoggingProfiles } from './logging-profile.js';
 import { decodeId } from './messages.js';
 import { forward } from './relay.js';
+import { SandboxHandlers } from './sandbox-handlers.js';
 import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
 import { GrpcCode } from './grpc-status.js';
 import { deadlineOf, decodeRequest, readBody } from './unary.js';
@@ -34,6 +35,8 @@ export interface EditedCallDeps<P> {
   recordingKey: Buffer | undefined;
   /** The set needs a rebuild in `delayMs`. */
   scheduleRebuild: (delayMs: number) => void;
+  /** Runtime handlers that enforce the profiles spoke applies (node config runtimeHandlers). */
+  runtimeHandlers: ReadonlySet<string>;
 }
 
 export class EditedCalls<P> {
@@ -42,8 +45,11 @@ export class EditedCalls<P> {
   /** The effective directory by each of its names (ShimServer.start(): prepareEffectiveDir). */
   reservedSeccompDirs: readonly string[];
 
+  private readonly sandboxHandlers: SandboxHandlers;
+
   constructor(private readonly d: EditedCallDeps<P>) {
     this.reservedSeccompDirs = [join(d.deps.seccompRoot, EFFECTIVE_SECCOMP_DIR)];
+    this.sandboxHandlers = new SandboxHandlers(d.host.upstream);
   }
 
   async create(call: Call, headers: IncomingHttpHeaders, role: Role, rewrite: Rewrite): Promise<void> {
@@ -93,6 +99,7 @@ export class EditedCalls<P> {
       ...(this.d.annotationDeps ? { annotations: withDeadline(this.d.annotationDeps, deadline) } : {}),
       recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
       reservedSeccompDirs: this.reservedSeccompDirs,
+      runtimeHandler: { allowed: this.d.runtimeHandlers, ofSandbox: (id) => this.sandboxHandlers.ofSandbox(id) },
     };
     for (let attempt = 1; ; attempt++) {
       try {

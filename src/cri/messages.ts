@@ -63,8 +63,10 @@ export const PROFILE_UNREADABLE = -1;
 /** LinuxSandboxSecurityContext.privileged(6); LinuxContainerSecurityContext.privileged(2). */
 export const POD_PRIVILEGED = 6;
 export const CTR_PRIVILEGED = 2;
-/** RunPodSandboxRequest.config(1); CreateContainerRequest.config(2), .sandbox_config(3). */
+/** RunPodSandboxRequest.config(1), .runtime_handler(2); CreateContainerRequest.pod_sandbox_id(1), .config(2), .sandbox_config(3). */
 export const RUN_CONFIG = 1;
+export const RUN_RUNTIME_HANDLER = 2;
+export const CREATE_POD_SANDBOX_ID = 1;
 export const CREATE_CONFIG = 2;
 export const CREATE_SANDBOX_CONFIG = 3;
 /** PodSandboxConfig.metadata(1) {name 1, uid 2, namespace 3}, .annotations(7) map<string,string>. */

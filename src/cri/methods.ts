@@ -11,6 +11,7 @@ export const PATH_CREATE_CONTAINER = `${RUNTIME}CreateContainer`;
 export const PATH_REMOVE_CONTAINER = `${RUNTIME}RemoveContainer`;
 export const PATH_REMOVE_POD_SANDBOX = `${RUNTIME}RemovePodSandbox`;
 export const PATH_STATUS = `${RUNTIME}Status`;
+export const PATH_POD_SANDBOX_STATUS = `${RUNTIME}PodSandboxStatus`;
 // Both spellings of the pull (KEP text, implementations): names kept in core/constants.ts.
 export const PATH_PULL_ARTIFACT = `${IMAGE}${CRI_PULL_METHODS[0]}`;
 export const PATH_PULL_PROFILE = `${IMAGE}${CRI_PULL_METHODS[1]}`;

@@ -32,6 +32,7 @@ import {
   CONTAINER_ANNOTATIONS,
   CONTAINER_METADATA,
   CREATE_CONFIG,
+  CREATE_POD_SANDBOX_ID,
   CREATE_SANDBOX_CONFIG,
   CTR_APPARMOR_IN_CREATE,
   CTR_PRIVILEGED,
@@ -50,6 +51,7 @@ import {
   PROFILE_RUNTIME_DEFAULT,
   replaceProfileAt,
   RUN_CONFIG,
+  RUN_RUNTIME_HANDLER,
   SANDBOX_ANNOTATIONS,
   SANDBOX_METADATA,
   type SecurityProfileMsg,
@@ -79,6 +81,14 @@ export interface RewriteDeps {
    * root's real path): a Localhost seccomp profile under one of them is refused (refuseReserved).
    */
   reservedSeccompDirs?: readonly string[];
+  /** Runtime handlers that enforce the profiles spoke applies; undefined: not checked (tests of other rules). */
+  runtimeHandler?: RuntimeHandlerCheck;
+}
+
+export interface RuntimeHandlerCheck {
+  allowed: ReadonlySet<string>;
+  /** The handler a pod sandbox runs under (sandbox-handlers.ts). */
+  ofSandbox(id: string): Promise<string>;
 }
 
 export interface RewriteResult {
@@ -188,6 +198,27 @@ function refuseFilterAnnotations(who: string, sandboxConfig: Uint8Array | undefi
   }
 }
 
+/** containerd runs a pod annotated so under its `untrusted` runtime, whatever handler the pod names. */
+const UNTRUSTED_WORKLOAD = 'io.kubernetes.cri.untrusted-workload';
+
+/**
+ * Refuses a create whose profile spoke would apply when its pod runs under a runtime handler the
+ * node does not list as one that enforces it (runtimeHandlers in the node config): the profile
+ * would be logged as applied while nothing enforces it, as on a privileged container.
+ */
+function refuseHandler(deps: RewriteDeps, requested: string, sandboxConfig: Uint8Array | undefined, who: string): void {
+  if (deps.runtimeHandler === undefined) return;
+  const untrusted = sandboxConfig !== undefined && getStringMap(sandboxConfig, SANDBOX_ANNOTATIONS, [UNTRUSTED_WORKLOAD]).get(UNTRUSTED_WORKLOAD) === 'true';
+  const handler = untrusted ? 'untrusted' : requested;
+  if (deps.runtimeHandler.allowed.has(handler)) return;
+  throw new SpokeError(
+    'FailedPrecondition',
+    `${who}: the pod runs under runtime handler ${JSON.stringify(handler.slice(0, 100))}${untrusted ? ` (annotation ${UNTRUSTED_WORKLOAD})` : ''}, which this node does not list in runtimeHandlers as one that enforces seccomp and AppArmor profiles; refusing the profile spoke would apply`,
+    { runtimeHandler: handler.slice(0, 100) },
+    { reason: 'RUNTIME_HANDLER' },
+  );
+}
+
 const LOCALHOST_PREFIX = 'localhost/';
 const underAny = (path: string, dirs: readonly string[]): boolean => dirs.some((d) => path.startsWith(`${d}/`));
 
@@ -258,6 +289,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const privileged = privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED);
   if (privileged && (site.oci || aa.oci)) throw privilegedOci(who, site.oci ? 'seccomp' : 'apparmor');
 
+  refuseHandler(deps, getString(payload, RUN_RUNTIME_HANDLER), config, who);
   if (site.oci || ann !== undefined) refuseFilterAnnotations(who, config);
   let out = payload;
   let holds: Applied | undefined;
@@ -362,8 +394,14 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const logging = recording && recordsContainer(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) ? await deps.recording!.loggingProfile!() : undefined;
   // Before anything is resolved: an OCI seccomp profile at either site, or a seccomp annotation
   // for this container, is one spoke would apply.
+  // An annotation is read only where no KEP OCI profile wins over it (rule 1, rewrite-annotations.ts).
+  const annotated = (kind: ProfileKind) => annotations.size > 0 && annotations.forContainer(kind, container) !== undefined;
   const seccompOci = [messages[0], messages[1]].some((m) => m !== undefined && anyTypeForTheShim(m));
-  if (seccompOci || (annotations.size > 0 && annotations.forContainer('seccomp', container) !== undefined)) refuseFilterAnnotations(who, sandboxConfig, config);
+  const seccompAnnotation = !seccompOci && annotated('seccomp');
+  if (seccompOci || seccompAnnotation) refuseFilterAnnotations(who, sandboxConfig, config);
+  if (deps.runtimeHandler && (anyOci || seccompAnnotation || annotated('apparmor'))) {
+    refuseHandler(deps, await deps.runtimeHandler.ofSandbox(getString(payload, CREATE_POD_SANDBOX_ID)), sandboxConfig, who);
+  }
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
   // A recorded container's own profile is replaced. What was resolved for it is the binding the
   // webhook wrote beside the marking (rewrite-recording.ts), held as usual: it applies once the

@@ -3,13 +3,14 @@
 // ContainerStatus / PodSandboxStatus, read once per object: it never changes).
 
 import { decodeContainers, decodeSandboxes, decodeVerboseInfo, encodeVerboseStatusRequest } from './messages.js';
+import { PATH_POD_SANDBOX_STATUS } from './methods.js';
 import { containerIdentity, sandboxIdentity } from './inuse-holders.js';
 import { namedProfiles, type ObjectProfiles } from './runtime-config.js';
 
 const LIST_SANDBOXES = '/runtime.v1.RuntimeService/ListPodSandbox';
 const LIST_CONTAINERS = '/runtime.v1.RuntimeService/ListContainers';
 const CONTAINER_STATUS = '/runtime.v1.RuntimeService/ContainerStatus';
-const SANDBOX_STATUS = '/runtime.v1.RuntimeService/PodSandboxStatus';
+const SANDBOX_STATUS = PATH_POD_SANDBOX_STATUS;
 const GRPC_NOT_FOUND = 5;
 const STATUS_CONCURRENCY = 8;
 

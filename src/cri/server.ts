@@ -15,6 +15,7 @@
 
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { join } from 'node:path';
+import { DEFAULT_RUNTIME_HANDLERS } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
@@ -79,6 +80,8 @@ export interface ShimServerOptions<P> {
   recordingKey?: Buffer;
   /** Per-connection limits; defaults are the constants above (tests shorten the timers). */
   limits?: Partial<ConnectionLimits>;
+  /** Runtime handlers that enforce the profiles spoke applies (rewrite.ts refuseHandler). Default DEFAULT_RUNTIME_HANDLERS. */
+  runtimeHandlers?: readonly string[];
 }
 
 const NO_OPTIONS: ForwardOptions = Object.freeze({});
@@ -156,6 +159,7 @@ export class ShimServer<P = unknown> {
       annotationDeps,
       recordingKey: opts.recordingKey,
       scheduleRebuild: (ms) => this.scheduleRebuild(ms),
+      runtimeHandlers: new Set(opts.runtimeHandlers ?? DEFAULT_RUNTIME_HANDLERS),
     });
     const pull: Route = (call, headers) => unaryCall(this.host, call, headers, (req, signal) => this.owned.pull(req, signal));
     this.routes = new Map<string, Route>([

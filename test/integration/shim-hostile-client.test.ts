@@ -21,6 +21,14 @@ import { waitFor } from '../helpers/wait.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
+/** The runtime's answer to a create: the new object's id; to PodSandboxStatus, a sandbox of the default handler. */
+const runtimeAnswer = (path: string): Buffer =>
+  path.endsWith('/CreateContainer')
+    ? encode('CreateContainerResponse', { container_id: 'ctr' })
+    : path.endsWith('/PodSandboxStatus')
+      ? encode('PodSandboxStatusResponse', { status: { id: 'sb1', runtime_handler: '' } })
+      : Buffer.alloc(0);
+
 /** Answers every call at once, OK, with `answer(path)` as its message (empty by default). */
 function answering(answer: (path: string) => Buffer = () => Buffer.alloc(0)) {
   return (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
@@ -64,7 +72,7 @@ function shimRig(prefix: string, onStream: (stream: ServerHttp2Stream, headers: 
 }
 
 describe('shim: a create reset by its client after the runtime answered', () => {
-  const rig = shimRig('spoke-reset-', answering((path) => (path.endsWith('/CreateContainer') ? encode('CreateContainerResponse', { container_id: 'ctr' }) : Buffer.alloc(0))));
+  const rig = shimRig('spoke-reset-', answering(runtimeAnswer));
   before(async () => {
     // The merge itself is another test's: here every OCI profile resolves to one stored artifact.
     const applied: Applied = { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
@@ -113,7 +121,7 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => creates.push(Buffer.concat(chunks)));
     }
-    answering((path) => (path.endsWith('/CreateContainer') ? encode('CreateContainerResponse', { container_id: 'ctr' }) : Buffer.alloc(0)))(stream, headers);
+    answering(runtimeAnswer)(stream, headers);
   });
   let policy = { hash: 'h1' };
   /** The policy hash each decision of the applier saw; the first waits for `release`, as a create waiting for the runtime's default profile or apparmor_parser does. */

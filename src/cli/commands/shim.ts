@@ -155,6 +155,7 @@ export async function run(argv: string[]): Promise<number> {
     listen: config.listen,
     upstream: config.upstream,
     annotations: config.annotations,
+    runtimeHandlers: config.runtimeHandlers,
     recording,
     ...(recordingKey ? { recordingKey } : {}),
     // The pipeline's own policy holder: a create is decided under the policy its pull would see.

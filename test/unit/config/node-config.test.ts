@@ -41,6 +41,7 @@ describe('loadNodeConfig', () => {
       metrics: '',
       logLevel: 'info',
       annotations: false,
+      runtimeHandlers: ['', 'runc', 'crun'],
       authFile: undefined,
       runtimeDefault: undefined,
       recordingKey: undefined,
@@ -73,6 +74,7 @@ describe('loadNodeConfig', () => {
         'metrics: 127.0.0.1:9090',
         'logLevel: debug',
         'annotations: true',
+        'runtimeHandlers: ["", runc, nvidia]',
         'authFile: /etc/spoke/auth.json',
         'runtimeDefault: runtime-default.json',
         'recordingKey: keys/recording',
@@ -88,6 +90,7 @@ describe('loadNodeConfig', () => {
     assert.equal(c.metrics, '127.0.0.1:9090');
     assert.equal(c.logLevel, 'warn');
     assert.equal(c.annotations, true);
+    assert.deepEqual(c.runtimeHandlers, ['', 'runc', 'nvidia']);
     assert.equal(c.authFile, '/etc/spoke/auth.json');
     assert.equal(c.runtimeDefault, '/etc/spoke/runtime-default.json');
     assert.equal(c.recordingKey, '/etc/spoke/keys/recording');

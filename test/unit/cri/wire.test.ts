@@ -334,6 +334,39 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     assert.ok((await rewriteCreateContainer(ok, fakeResolver)).edited);
   });
 
+  it('refuses a profile spoke would apply to a pod of a runtime handler the node does not list as enforcing it (gVisor, Kata, containerd\'s untrusted workloads); other pods of that handler are forwarded, unread', async () => {
+    const handlers: Record<string, string> = { 'sb-runc': 'runc', 'sb-default': '', 'sb-gvisor': 'runsc' };
+    const asked: string[] = [];
+    const deps = {
+      seccomp: fakeResolver,
+      runtimeHandler: {
+        allowed: new Set(['', 'runc']),
+        ofSandbox: async (id: string) => {
+          asked.push(id);
+          return handlers[id]!;
+        },
+      },
+    };
+    const refused = spokeError({ code: 'FailedPrecondition', reason: 'RUNTIME_HANDLER' });
+    const oci = { profile_type: 'OCI', oci_ref: REF };
+    const run = (handler: string, seccomp?: Msg, annotations: Record<string, string> = {}) =>
+      encode('RunPodSandboxRequest', { config: { ...podConfig(seccomp), annotations: { 'x/y': 'z', ...annotations } }, runtime_handler: handler });
+    await assert.rejects(rewriteRunPodSandbox(run('runsc', oci), deps), refused);
+    await assert.rejects(rewriteRunPodSandbox(run('', oci, { 'io.kubernetes.cri.untrusted-workload': 'true' }), deps), refused);
+    for (const handler of ['', 'runc']) assert.ok((await rewriteRunPodSandbox(run(handler, oci), deps)).edited, handler);
+    assert.equal((await rewriteRunPodSandbox(run('runsc', { profile_type: 'RuntimeDefault' }), deps)).edited, false);
+
+    const create = (sandbox: string, ctr: Msg, annotations: Record<string, string> = {}) =>
+      encode('CreateContainerRequest', { pod_sandbox_id: sandbox, config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } }, sandbox_config: { ...podConfig(), annotations } });
+    await assert.rejects(rewriteCreateContainer(create('sb-gvisor', { seccomp: oci }), deps), refused);
+    await assert.rejects(rewriteCreateContainer(create('sb-gvisor', { apparmor: oci }), deps), refused, 'AppArmor too');
+    await assert.rejects(rewriteCreateContainer(create('sb-runc', { seccomp: oci }, { 'io.kubernetes.cri.untrusted-workload': 'true' }), deps), refused);
+    for (const sandbox of ['sb-runc', 'sb-default']) assert.ok((await rewriteCreateContainer(create(sandbox, { seccomp: oci }), deps)).edited, sandbox);
+    asked.length = 0;
+    assert.equal((await rewriteCreateContainer(create('sb-gvisor', { seccomp: { profile_type: 'RuntimeDefault' } }), deps)).edited, false);
+    assert.deepEqual(asked, [], 'a create without a profile of spoke\'s asks the runtime nothing');
+  });
+
   it('refuses a profile type beyond int32, which Go decoders read by its low 32 bits (2^32 + 3 is OCI to the runtime)', async () => {
     const wide = (type: bigint, base?: bigint) => Buffer.concat([varintField(1, type), stringField(3, REF), ...(base === undefined ? [] : [Buffer.concat([encodeVarint(4 << 3 | 2), encodeVarint(2), varintField(1, base)])])]);
     const sandbox = encode('RunPodSandboxRequest', { config: podConfig({ profile_type: 'RuntimeDefault' }) });
