@@ -1,7 +1,8 @@
 // Keeps the documentation honest (docs/testing.md): comments in src/, test/ and the other
 // shipped files (bin/, deploy/, policy/, proto/, the dependency rules) cite only documents that
-// ship with the repository (docs/…, README) or public specs; the README stays a front door; and
-// every error code and reason is explained in docs/troubleshooting.md.
+// ship with the repository (docs/…, README) or public specs; the README and docs/ name only
+// deploy/ files that ship; the README stays a front door; and every error code and reason is
+// explained in docs/troubleshooting.md.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -84,6 +85,18 @@ describe('citations in src/, test/ and the other shipped files', () => {
     const cited = findAll(FILES, /\bREADME(?:\.md)?,? "([^"]+)"/g);
     const missing = cited.filter((h) => !headings.has(/"([^"]+)"/.exec(h.text)![1]!));
     assert.equal(missing.length, 0, `no such README heading:\n${show(missing)}`);
+  });
+});
+
+describe('the README and docs/ name deploy/ files that ship', () => {
+  const pages = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((n) => n.endsWith('.md')).map((n) => join('docs', n))];
+
+  it('every deploy/ path they name exists', () => {
+    // A glob (deploy/crds/*.yaml) counts by its directory.
+    const cited = findAll(pages, /(?<![\w/.-])deploy\/[\w./-]*/g).map((h) => ({ ...h, text: h.text.replace(/[.]+$/, '') }));
+    assert.ok(cited.some((h) => h.where.startsWith('README.md')), 'the README names no deploy/ file: the pattern is broken');
+    const missing = cited.filter((h) => !existsSync(join(ROOT, h.text)));
+    assert.equal(missing.length, 0, `named but not in deploy/:\n${show(missing)}`);
   });
 });
 
