@@ -5,39 +5,14 @@
 // deploy/ must apply the annotations it writes. No kube-apiserver runs here: the manifests are
 // read as the controller and the shim read their command lines and config.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
 import { parseListen, run as runController } from '../../../src/cli/commands/controller.js';
 import { parseShimOptions } from '../../../src/cli/commands/shim-options.js';
 import { parseNodeConfig } from '../../../src/config/node-config.js';
+import { docs, ROOT, shimConfigs } from './manifests.js';
 import { parseUnitFile, splitWords } from './systemd.js';
-
-const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-
-interface Container {
-  name?: string;
-  command?: string[];
-  args?: string[];
-}
-interface Doc {
-  kind?: string;
-  metadata?: { name?: string };
-  data?: Record<string, string>;
-  spec?: { template?: { spec?: { containers?: Container[] } } };
-}
-
-function yamlFiles(dir: string): string[] {
-  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : [],
-  );
-}
-
-function docs(file: string): Doc[] {
-  return parseAllDocuments(readFileSync(join(ROOT, file), 'utf8')).map((d) => d.toJS() as Doc);
-}
 
 function controllerArgs(): string[] {
   const deployment = docs('deploy/controller/deployment.yaml').find((d) => d.kind === 'Deployment' && d.metadata?.name === 'spoke-controller');
@@ -75,11 +50,7 @@ describe('binding mode of the shipped manifests', () => {
   });
 
   it('every shim config in deploy/ applies the annotations the controller writes', () => {
-    const configs: { where: string; text: string }[] = [];
-    for (const file of yamlFiles('deploy')) {
-      if (/(^|\/)config\.ya?ml$/.test(file)) configs.push({ where: file, text: readFileSync(join(ROOT, file), 'utf8') });
-      for (const d of docs(file)) if (d.kind === 'ConfigMap' && d.data?.['config.yaml'] !== undefined) configs.push({ where: `${file} ConfigMap ${d.metadata?.name}`, text: d.data['config.yaml'] });
-    }
+    const configs = shimConfigs();
     assert.ok(configs.length > 0, 'no shim config found in deploy/');
     for (const { where, text } of configs) assert.equal(parseNodeConfig(text, where).annotations, true, `${where}: annotations is not true`);
   });

@@ -1,0 +1,46 @@
+// Reading the shipped files under deploy/ for the tests beside this file.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+
+export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+
+export interface Container {
+  name?: string;
+  image?: string;
+  command?: string[];
+  args?: string[];
+}
+interface PodSpec {
+  containers?: Container[];
+  initContainers?: Container[];
+}
+export interface Doc {
+  kind?: string;
+  metadata?: { name?: string };
+  data?: Record<string, string>;
+  spec?: { template?: { spec?: PodSpec } } & PodSpec;
+  images?: { name?: string; newName?: string; newTag?: string; digest?: string }[];
+}
+
+/** YAML files under `dir` (relative to the repository root), as relative paths. */
+export function yamlFiles(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : [],
+  );
+}
+
+export function docs(file: string): Doc[] {
+  return parseAllDocuments(readFileSync(join(ROOT, file), 'utf8')).map((d) => d.toJS() as Doc);
+}
+
+/** Every shim node config shipped in deploy/: config.yaml files and ConfigMaps' config.yaml. */
+export function shimConfigs(): { where: string; text: string }[] {
+  const configs: { where: string; text: string }[] = [];
+  for (const file of yamlFiles('deploy')) {
+    if (/(^|\/)config\.ya?ml$/.test(file)) configs.push({ where: file, text: readFileSync(join(ROOT, file), 'utf8') });
+    for (const d of docs(file)) if (d.kind === 'ConfigMap' && d.data?.['config.yaml'] !== undefined) configs.push({ where: `${file} ConfigMap ${d.metadata?.name}`, text: d.data['config.yaml'] });
+  }
+  return configs;
+}
