@@ -162,7 +162,7 @@ export function parseListenAddress(addr: string): { host: string; port: number }
 
 /**
  * Scrapers are a few, and quick: more connections than this, or slower ones, are someone else.
- * The DaemonSet serves metrics on the node's network, and idle or half-sent requests held open
+ * An admin may serve metrics on the node's network, and idle or half-sent requests held open
  * (Node's defaults allow them a minute) would take the shim's memory and file descriptors.
  * Counted apart from the node's own address, and at most METRICS_MAX_PER_ADDRESS from one.
  */

@@ -1,6 +1,6 @@
 // A cross-process lock on a path, for read-modify-write of small state files shared by the shim
-// and `spoke pull` processes (possibly in other PID namespaces: the DaemonSet shim has no
-// hostPID, so a pid means nothing across the two). Content writes never need it: blobs are
+// and `spoke pull` processes (possibly in other PID namespaces, a `spoke pull` run in a
+// container for one, so a pid means nothing across the two). Content writes never need it: blobs are
 // content-addressed and renamed.
 //
 // Owners. Each process that takes a lock listens on a unix socket `<locks>/owners/<token>.sock`

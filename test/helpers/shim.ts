@@ -65,7 +65,7 @@ export interface ShimProc {
 /** `env`: added to this process's environment (SPOKE_CLI=plain runs the plain build). */
 export async function startShim(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<ShimProc> {
   const t0 = performance.now();
-  // Started as deployed: with the heap settings of the systemd unit and the DaemonSet.
+  // Started as deployed: with the heap settings of the systemd unit.
   const child = spawn(process.execPath, [SPOKE_BIN, 'shim', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
   let err = '';
   const watchers = new Set<() => void>();

@@ -31,8 +31,8 @@ import { parseShimOptions } from './shim-options.js';
 const PREPARED_TEMP_FILES = 8;
 
 /**
- * Heap settings the shim is deployed with (NODE_OPTIONS in deploy/systemd/spoke-shim.service and
- * deploy/daemonset/spoke-shim.yaml; the benchmark starts it the same way). The live heap stays
+ * Heap settings the shim is deployed with (NODE_OPTIONS in deploy/systemd/spoke-shim.service; the
+ * benchmark starts it the same way). The live heap stays
  * around 15–30 MiB under load, but V8's defaults (16 MiB semi-spaces, old space sized for a
  * large machine) let RSS climb past 110 MiB after 10,000 pulls; with these it stays near 82 MiB.
  * V8 reads them only at start-up, so they cannot be set from inside the process. The old-space

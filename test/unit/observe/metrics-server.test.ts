@@ -1,4 +1,4 @@
-// The metrics endpoint is served on the node's network (the DaemonSet uses the host network):
+// The metrics endpoint may be served on the node's network (docs/configuration.md):
 // a few scrapers, never a crowd of idle or half-sent connections holding the shim's memory, and
 // never one that keeps the kubelet's probes (from the node's own address) out.
 
