@@ -5,14 +5,17 @@
 //  - PodStatusInformer: binding status from created pods, where admission calls cannot be
 //    authenticated (no --admission-client-ca): whoever posts a review cannot write status.
 //  - KubeStatusClient: PUT of the status subresource for the StatusUpdater (reads: the cache).
+//  - KubeLeaseClient: the coordination.k8s.io/v1 Lease the replicas elect a leader with (lease.ts).
 
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, CustomObjectsApi, KubeConfig, V1MicroTime, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
+import { codeOf } from './api-errors.js';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { matchOfStoredPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
 import type { BindingSource, NamespaceSource } from './source.js';
 import type { StatusClient } from './binding-status.js';
+import type { Lease, LeaseClient, LeaseSpec } from './lease.js';
 import { BINDING_PLURAL, GROUP, VERSION, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
 
 export function loadKubeConfig(file?: string): KubeConfig {
@@ -132,4 +135,50 @@ export class KubeStatusClient implements StatusClient {
       fieldManager: 'spoke-controller',
     })) as ProfileBinding;
   }
+}
+
+/** The Lease `namespace/name` on coordination.k8s.io/v1. */
+export class KubeLeaseClient implements LeaseClient {
+  private readonly api: CoordinationV1Api;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly namespace: string,
+    private readonly name: string,
+  ) {
+    this.api = kc.makeApiClient(CoordinationV1Api);
+  }
+
+  async get(): Promise<Lease | undefined> {
+    try {
+      return leaseOf(await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }));
+    } catch (e) {
+      if (codeOf(e) === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async create(spec: LeaseSpec): Promise<Lease> {
+    return leaseOf(await this.api.createNamespacedLease({ namespace: this.namespace, body: { metadata: { name: this.name, namespace: this.namespace }, spec: leaseSpecBody(spec) }, fieldManager: 'spoke-controller' }));
+  }
+
+  async replace(lease: Lease): Promise<Lease> {
+    const body: V1Lease = { metadata: { name: this.name, namespace: this.namespace, resourceVersion: lease.metadata.resourceVersion }, spec: leaseSpecBody(lease.spec ?? {}) };
+    return leaseOf(await this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body, fieldManager: 'spoke-controller' }));
+  }
+}
+
+/** client-node's V1MicroTime writes the six fractional digits MicroTime needs (it reads them back as strings). */
+function leaseSpecBody(spec: LeaseSpec): V1LeaseSpec {
+  const time = (t: string | undefined) => (t === undefined ? undefined : new V1MicroTime(t));
+  return { holderIdentity: spec.holderIdentity, leaseDurationSeconds: spec.leaseDurationSeconds, acquireTime: time(spec.acquireTime), renewTime: time(spec.renewTime), leaseTransitions: spec.leaseTransitions };
+}
+
+function leaseOf(l: V1Lease): Lease {
+  const s = l.spec ?? {};
+  const time = (t: unknown) => (t === undefined || t === null ? undefined : t instanceof Date ? t.toISOString() : String(t));
+  return {
+    metadata: { name: l.metadata?.name, namespace: l.metadata?.namespace, resourceVersion: l.metadata?.resourceVersion },
+    spec: { holderIdentity: s.holderIdentity, leaseDurationSeconds: s.leaseDurationSeconds, acquireTime: time(s.acquireTime), renewTime: time(s.renewTime), leaseTransitions: s.leaseTransitions },
+  };
 }

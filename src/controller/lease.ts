@@ -1,0 +1,230 @@
+// One replica of `spoke controller` at a time does the work that must happen once in the
+// cluster, not once per replica (docs/binding.md#replicas): binding status from the pod informer
+// and the ProfileRecording reconciler. Which one is decided by a coordination.k8s.io/v1 Lease,
+// as client-go's leaderelection package decides it
+// (https://pkg.go.dev/k8s.io/client-go/tools/leaderelection):
+//  - the holder renews spec.renewTime every retry period;
+//  - another replica takes the Lease only after it has seen the same record (resourceVersion)
+//    for spec.leaseDurationSeconds by its own clock, so no two machines' clocks are compared;
+//  - a holder that has not renewed within the renew deadline, shorter than the lease duration,
+//    stops leading before anyone else may start;
+//  - a holder that stops releases the Lease (empty holderIdentity), so another takes it at its
+//    next try instead of waiting for it to expire.
+// Every write carries the resourceVersion it read: of two replicas racing for the Lease, one
+// gets 409 Conflict.
+
+import { SpokeError } from '../core/errors.js';
+import { codeOf } from './api-errors.js';
+import type { ObjectMeta } from './types.js';
+
+export interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  /** RFC 3339 with microseconds (metav1.MicroTime). */
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
+export interface Lease {
+  metadata: ObjectMeta;
+  spec?: LeaseSpec;
+}
+
+/** The calls on the one Lease the replicas share (RBAC: leases create, and get and update of that name). */
+export interface LeaseClient {
+  /** The Lease, or undefined when there is none. */
+  get(): Promise<Lease | undefined>;
+  /** Creates it; rejects with `{code: 409}` when it exists. */
+  create(spec: LeaseSpec): Promise<Lease>;
+  /** PUT with `lease.metadata.resourceVersion`; rejects with `{code: 409}` on conflict. */
+  replace(lease: Lease): Promise<Lease>;
+}
+
+export interface LeaseElectorOptions {
+  client: LeaseClient;
+  /** This replica's name in spec.holderIdentity: unique among the replicas. */
+  identity: string;
+  /** Default 15 s: how long others wait, after the holder's last renewal they saw, before taking the Lease. */
+  leaseDurationMs?: number;
+  /** Default 10 s: a holder that has not renewed for this long stops leading. Shorter than the lease duration. */
+  renewDeadlineMs?: number;
+  /** Default 2 s: how often the holder renews and the others try. */
+  retryPeriodMs?: number;
+  /** Starts the work only one replica does. Awaited before the next renewal. */
+  onStartedLeading: () => void | Promise<void>;
+  /** Stops that work. Awaited before this replica tries to lead again. */
+  onStoppedLeading: () => void | Promise<void>;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+type Attempt = 'held' | 'other' | 'failed';
+
+export class LeaseElector {
+  private leading = false;
+  private stopped = true;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  /** The Lease record last seen and when (this process's monotonic clock), for expiry. */
+  private observed: { resourceVersion: string; at: number } | undefined;
+  private lastRenewal = 0;
+  private lastProblem = '';
+  private readonly leaseDurationMs: number;
+  private readonly renewDeadlineMs: number;
+  private readonly retryPeriodMs: number;
+
+  constructor(private readonly o: LeaseElectorOptions) {
+    this.leaseDurationMs = o.leaseDurationMs ?? 15_000;
+    this.renewDeadlineMs = o.renewDeadlineMs ?? 10_000;
+    this.retryPeriodMs = o.retryPeriodMs ?? 2_000;
+    if (!(this.retryPeriodMs > 0 && this.retryPeriodMs < this.renewDeadlineMs && this.renewDeadlineMs < this.leaseDurationMs)) {
+      throw new SpokeError('InvalidArgument', 'Lease timing must be 0 < retry period < renew deadline < lease duration', {}, { reason: 'OPTION_INVALID' });
+    }
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.loop = this.run();
+  }
+
+  /** Stops trying; a leader stops its work (onStoppedLeading) and then releases the Lease. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+    if (this.leading) await this.stepDown('stopping');
+    // Also where a try that took the Lease ended after stop() was called.
+    await this.release();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      // The renew deadline counts from before the request: the others count the lease duration from
+      // when they see the renewal, which is later.
+      const started = performance.now();
+      const attempt = await this.tryAcquireOrRenew();
+      if (this.stopped) break;
+      if (attempt === 'held') {
+        this.lastRenewal = started;
+        if (!this.leading) {
+          this.leading = true;
+          this.o.log?.({ msg: 'leading: this replica holds the Lease', identity: this.o.identity });
+          await this.o.onStartedLeading();
+        }
+      } else if (this.leading && (attempt === 'other' || performance.now() - this.lastRenewal >= this.renewDeadlineMs)) {
+        await this.stepDown(attempt === 'other' ? 'another replica holds the Lease' : `not renewed for ${this.renewDeadlineMs} ms`);
+      }
+      // Followers spread their tries (as client-go's jitter), so that they do not all ask at once.
+      await this.sleep(this.leading ? this.retryPeriodMs : this.retryPeriodMs * (1 + 0.2 * Math.random()));
+    }
+  }
+
+  private async stepDown(why: string): Promise<void> {
+    this.leading = false;
+    this.o.log?.({ msg: 'stopped leading', why, identity: this.o.identity });
+    await this.o.onStoppedLeading();
+  }
+
+  /**
+   * One try: take the Lease where nobody holds it (or its holder's record has not changed for
+   * its lease duration), renew it where we hold it. A request that does not answer within the
+   * retry period counts as failed: the renew deadline is measured from the last success.
+   */
+  private async tryAcquireOrRenew(): Promise<Attempt> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<Attempt>((resolve) => {
+      timer = setTimeout(() => resolve('failed'), this.retryPeriodMs);
+    });
+    try {
+      return await Promise.race([this.acquireOrRenew(), timeout]);
+    } catch (e) {
+      this.problem(e);
+      return 'failed';
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async acquireOrRenew(): Promise<Attempt> {
+    const now = performance.now();
+    const stamp = microTime(new Date());
+    const seconds = Math.ceil(this.leaseDurationMs / 1000);
+    const lease = await this.o.client.get();
+    if (!lease) {
+      const created = await this.write(() => this.o.client.create({ holderIdentity: this.o.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 }));
+      return created ? 'held' : 'failed';
+    }
+    const spec = lease.spec ?? {};
+    const resourceVersion = lease.metadata.resourceVersion ?? '';
+    if (this.observed?.resourceVersion !== resourceVersion) this.observed = { resourceVersion, at: now };
+    const holder = spec.holderIdentity ?? '';
+    const mine = holder === this.o.identity;
+    const expired = now - this.observed.at >= (spec.leaseDurationSeconds ?? seconds) * 1000;
+    if (holder !== '' && !mine && !expired) return 'other';
+    const transitions = spec.leaseTransitions ?? 0;
+    const next: LeaseSpec = {
+      holderIdentity: this.o.identity,
+      leaseDurationSeconds: seconds,
+      acquireTime: mine && spec.acquireTime ? spec.acquireTime : stamp,
+      renewTime: stamp,
+      leaseTransitions: mine ? transitions : transitions + 1,
+    };
+    const written = await this.write(() => this.o.client.replace({ metadata: lease.metadata, spec: next }));
+    return written ? 'held' : 'failed';
+  }
+
+  /** A write of the Lease; false on 409 Conflict (another replica wrote it first). */
+  private async write(call: () => Promise<Lease>): Promise<boolean> {
+    try {
+      const out = await call();
+      this.observed = { resourceVersion: out.metadata.resourceVersion ?? '', at: performance.now() };
+      this.lastProblem = '';
+      return true;
+    } catch (e) {
+      if (codeOf(e) === 409) return false;
+      throw e;
+    }
+  }
+
+  /** Gives the Lease up: empty holder, so the next try of another replica takes it. */
+  private async release(): Promise<void> {
+    try {
+      const lease = await this.o.client.get();
+      if (lease?.spec?.holderIdentity !== this.o.identity) return;
+      const stamp = microTime(new Date());
+      await this.o.client.replace({ metadata: lease.metadata, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: stamp } });
+      this.o.log?.({ msg: 'released the Lease', identity: this.o.identity });
+    } catch (e) {
+      // Then the others take it once it expires.
+      this.problem(e);
+    }
+  }
+
+  /** Logs a failed request once until the next success or another failure (not at every try). */
+  private problem(e: unknown): void {
+    const message = (e as Error)?.message ?? String(e);
+    if (message === this.lastProblem) return;
+    this.lastProblem = message;
+    this.o.log?.({ msg: 'Lease request failed; retrying', error: message, code: codeOf(e), level: 'warning' });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+/** metav1.MicroTime: RFC 3339 in UTC with six fractional digits. */
+function microTime(d: Date): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
