@@ -43,8 +43,9 @@ export interface FinalizeDeps {
   publishTimeoutMs: number;
   /**
    * Whether `rec` is still what is being finalized: the same object (uid) with the finalize
-   * annotation still `token`, as the cache has it now. A publish takes a while; a recording
-   * deleted, re-created or finalized again meanwhile must not be bound from the old snapshot.
+   * annotation still `token`, as the cache has it now, and by this replica (it holds the Lease).
+   * A publish takes a while; a recording deleted, re-created or finalized again meanwhile must
+   * not be bound from the old snapshot, nor one that another replica now publishes.
    */
   stillFinalizing(rec: ProfileRecording, token: string): boolean;
   /** The reconciler's status write (retried on conflict; with `token`, only while the annotation still has it). */
@@ -134,7 +135,7 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
     deps.publishTimeoutMs,
   );
   const superseded = () => {
-    deps.log?.({ msg: 'recording deleted, re-created or finalized again while publishing; nothing more is pushed or bound from this snapshot', recording: `${namespace}/${name}`, token });
+    deps.log?.({ msg: 'recording deleted, re-created or finalized again while publishing, or another replica took over; nothing more is pushed or bound from this snapshot', recording: `${namespace}/${name}`, token });
     return { ...out, action: 'none' as const };
   };
   try {

@@ -52,6 +52,10 @@ export interface RecordingController {
   pods: Reflector<Pod & { metadata: NonNullable<Pod['metadata']> }>;
   bindings: { get(namespace: string, name: string): ProfileBinding | undefined };
   waitForSync(timeoutMs: number): Promise<void>;
+  /** Reconciles (the default): every recording once the caches have synced, then as they change. */
+  lead(): void;
+  /** Reconciles nothing while another replica does (it holds the Lease, lease.ts); the caches keep running for the webhook. */
+  follow(): void;
   stop(): Promise<void>;
 }
 
@@ -121,6 +125,11 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
           void synced.then(() => clearTimeout(t));
         }),
       ]).then(() => undefined),
+    lead: () => {
+      reconciler.resume();
+      if (ready()) reconciler.enqueueAll();
+    },
+    follow: () => reconciler.pause(),
     stop: async () => {
       clearInterval(resync);
       reconciler.stop();

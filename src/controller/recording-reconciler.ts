@@ -78,6 +78,8 @@ export class RecordingReconciler {
   private readonly publisher: RecordingPublisher;
   private readonly gate: ResultGate;
   private readonly finalizer: FinalizeDeps;
+  /** False while another replica holds the Lease (lease.ts): nothing is queued, and a publish under way pushes and binds nothing more. */
+  private active = true;
 
   constructor(private readonly o: RecordingReconcilerOptions) {
     // setTimeout reads a missing or bad value as "at once": every publish would fail.
@@ -114,6 +116,7 @@ export class RecordingReconciler {
       log: o.log,
       publishTimeoutMs: o.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS,
       stillFinalizing: (r, token) => {
+        if (!this.active) return false;
         const fresh = o.caches.recording(r.metadata.namespace as string, r.metadata.name as string);
         return fresh !== undefined && fresh.metadata.uid === r.metadata.uid && (fresh.metadata.annotations?.[FINALIZE_ANNOTATION] ?? '') === token;
       },
@@ -129,7 +132,7 @@ export class RecordingReconciler {
 
   /** Queues a recording (`namespace/name`); processed one at a time, deduplicated. */
   enqueue(key: string): void {
-    this.queue.add(key);
+    if (this.active) this.queue.add(key);
   }
 
   /** Queues the recording a result belongs to. */
@@ -150,6 +153,17 @@ export class RecordingReconciler {
 
   stop(): void {
     this.queue.stop();
+  }
+
+  /** Reconciles nothing more until resume(): another replica does (it holds the Lease). */
+  pause(): void {
+    this.active = false;
+    this.queue.stop();
+  }
+
+  resume(): void {
+    this.active = true;
+    this.queue.resume();
   }
 
   // ---- one recording ----

@@ -1,6 +1,6 @@
 // A keyed work queue: keys are processed one at a time, a key queued again while it waits is
 // processed once, and a key whose processing rejects is queued again after an exponential
-// backoff (reset by its next success).
+// backoff (reset by its next success). A stopped queue takes no keys until it is resumed.
 
 export interface WorkQueueOptions {
   backoffInitialMs?: number;
@@ -35,11 +35,16 @@ export class WorkQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** Drops the queued keys and scheduled retries, and takes no more until resume(); a key being processed finishes. */
   stop(): void {
     this.stopped = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.queue.clear();
+  }
+
+  resume(): void {
+    this.stopped = false;
   }
 
   private async drain(): Promise<void> {

@@ -6,8 +6,8 @@
 // 409 conflicts as the real server does.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -21,12 +21,14 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
 import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
-import { verifyRecordingProof } from '../../src/core/recording-proof.js';
+import { signRecordingProof, verifyRecordingProof } from '../../src/core/recording-proof.js';
 import { StatusUpdater } from '../../src/controller/binding-status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
+import { FINALIZE_ANNOTATION, type ProfileRecording } from '../../src/controller/recording.js';
 import { MAX_CONNECTIONS, MAX_REVIEW_BYTES, WebhookServer } from '../../src/controller/webhook.js';
 import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
+import { startRegistry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/wait.js';
 
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
@@ -868,6 +870,54 @@ describe('informer-backed source and status on client-node against the fake API 
   });
 });
 
+const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
+const PR: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilerecordings', kind: 'ProfileRecording' };
+const PRR: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
+
+/** Whether a pod informer (all pods; the recording cache selects by label) has listed and watches. */
+function podsWatched(fake: FakeApiServer): boolean {
+  return fake.requests.some((r) => r.path === '/api/v1/pods' && r.query.watch === 'true' && r.query.labelSelector === undefined);
+}
+
+interface ControllerProcess {
+  port: number;
+  stderr(): string;
+  /** Resolves once /readyz answers 200. */
+  ready(): Promise<void>;
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** `spoke controller` as a process against the fake API server at `server` (token t), listening on a free port. */
+async function startController(server: string, extra: string[] = []): Promise<ControllerProcess> {
+  const kubeconfig = join(dir, `kubeconfig-${randomUUID()}`);
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: f, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: f, context: {cluster: f, user: u}}]\ncurrent-context: f\n`,
+  );
+  const args = ['--tls-cert', certFile, '--tls-key', keyFile, '--listen', '127.0.0.1:0', '--kubeconfig', kubeconfig, ...extra];
+  const child = spawn(process.execPath, [SPOKE_BIN, 'controller', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = /"msg":"listening".*?"port":(\d+)/.exec(stderr);
+      if (m) resolve(Number(m[1]));
+    });
+    void exited.then(() => reject(new Error(`controller exited: ${stderr}`)));
+  });
+  return {
+    port,
+    stderr: () => stderr,
+    ready: () => waitFor(async () => (await post(port, '/readyz', '', {}, 'GET')).status === 200, { timeoutMs: 5000, what: `readiness (${stderr})` }),
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
 describe('spoke controller (process)', () => {
   it('refuses --recording-key without --admission-client-ca: it would mark pods for no one', async () => {
     const keyPath = join(dir, 'recording.key');
@@ -878,52 +928,86 @@ describe('spoke controller (process)', () => {
   });
 
   it('serves the webhook from the API server cache and stops on SIGTERM', async () => {
-    const { spawn } = await import('node:child_process');
-    const { writeFileSync } = await import('node:fs');
-    const fake = new FakeApiServer({ resources: [PB, NS, PODS], token: 't' });
-    const server = await fake.listen();
+    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES], token: 't' });
     fake.create(PB, binding('proc', { image: 'nginx' }));
     fake.create(NS, namespace('team', {}));
-    const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      `apiVersion: v1\nkind: Config\nclusters: [{name: f, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: f, context: {cluster: f, user: u}}]\ncurrent-context: f\n`,
-    );
-    const args = ['--tls-cert', certFile, '--tls-key', keyFile, '--listen', '127.0.0.1:0', '--kubeconfig', kubeconfig];
-    const child = spawn(process.execPath, [SPOKE_BIN, 'controller', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const port = await new Promise<number>((resolve, reject) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = /"msg":"listening".*?"port":(\d+)/.exec(stderr);
-        if (m) resolve(Number(m[1]));
-      });
-      child.on('exit', () => reject(new Error(`controller exited: ${stderr}`)));
-    });
+    const controller = await startController(await fake.listen());
     try {
-      const end = Date.now() + 5000;
-      while ((await post(port, '/readyz', '', {}, 'GET')).status !== 200) {
-        if (Date.now() > end) throw new Error(`not ready: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await controller.ready();
       const pod: Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'solo' }, spec: { containers: [{ name: 'web', image: 'nginx:1' }] } };
-      const out = patchedPod(pod, await post(port, '/mutate-pods', podReview(pod)));
+      const out = patchedPod(pod, await post(controller.port, '/mutate-pods', podReview(pod)));
       assert.equal(out.spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
       // Without --admission-client-ca, status follows the pods the API server stores.
+      await waitFor(() => podsWatched(fake), { timeoutMs: 5000, what: 'the pod informer' });
       fake.create(PODS, { ...out, metadata: { name: 'solo', namespace: 'team' } });
-      const end2 = Date.now() + 5000;
-      while (!(fake.get(PB, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods) {
-        if (Date.now() > end2) throw new Error(`status never written: ${stderr}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitFor(() => (fake.get(PB, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: `status (${controller.stderr()})` });
     } finally {
-      const code = await new Promise<number | null>((resolve) => {
-        child.removeAllListeners('exit');
-        child.on('exit', (c) => resolve(c));
-        child.kill('SIGTERM');
-      });
+      const code = await controller.stop();
       await fake.close();
-      assert.equal(code, 0, stderr);
+      assert.equal(code, 0, controller.stderr());
     }
+  });
+
+  it('two replicas count each pod once in binding status: only the one holding the Lease watches pods', async () => {
+    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES], token: 't' });
+    fake.create(PB, binding('twice', { image: 'nginx' }));
+    fake.create(NS, namespace('team', {}));
+    const url = await fake.listen();
+    const replicas = [await startController(url), await startController(url)];
+    const bound = { seccompProfile: { type: 'OCI', oci: { reference: REF_A } } };
+    // The kubeconfig names no namespace: the Lease is in "default".
+    const leaseHolder = () => (fake.get(LEASES, 'default', 'spoke-controller')?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+    let holder: string | undefined;
+    try {
+      await Promise.all(replicas.map((r) => r.ready()));
+      await waitFor(() => podsWatched(fake), { timeoutMs: 5000, what: 'the pod informer' });
+      fake.create(PODS, { metadata: { name: 'one', namespace: 'team' }, spec: { containers: [{ name: 'web', image: 'nginx:1', securityContext: bound }] } });
+      await waitFor(() => (fake.get(PB, 'team', 'twice') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: 'status' });
+      holder = leaseHolder();
+    } finally {
+      // Stopping flushes what each replica recorded.
+      const codes = await Promise.all(replicas.map((r) => r.stop()));
+      await fake.close();
+      assert.deepEqual(codes, [0, 0], replicas.map((r) => r.stderr()).join('\n'));
+    }
+    assert.equal((fake.get(PB, 'team', 'twice') as unknown as ProfileBinding).status?.matchedPods, 1);
+    assert.match(String(holder), /^.+_[0-9a-f-]{36}$/, 'a replica held the Lease');
+    assert.equal(leaseHolder(), '', 'released on SIGTERM');
+  });
+
+  it('two replicas push a finalized recording once: only the one holding the Lease reconciles', async () => {
+    const reg = await startRegistry();
+    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES, PR, PRR], token: 't' });
+    const recordingKey = Buffer.alloc(32, 7);
+    const keyPath = join(dir, 'replicas-recording.key');
+    writeFileSync(keyPath, recordingKey);
+    const recording = fake.create(PR, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: `${reg.host}/rec/team` } } });
+    const proof = signRecordingProof(recordingKey, { namespace: 'team', pod: { name: 'web-1' }, recording: 'web', containers: undefined }, 2_000_000_000);
+    fake.create(PODS, {
+      metadata: { name: 'web-1', namespace: 'team', labels: { app: 'web', 'recording.spoke.dev/name': 'web' }, annotations: { 'recording.spoke.dev/name': 'web', 'recording.spoke.dev/proof': proof } },
+      spec: { nodeName: 'node-1', containers: [{ name: 'app', image: 'registry.example.com/app:1' }] },
+    });
+    fake.create(PRR, {
+      metadata: { name: 'web-1-app', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'web', uid: recording.metadata.uid }] },
+      spec: { recording: 'web', pod: 'web-1', container: 'app', runtime: 'runc', node: 'node-1', syscalls: ['read', 'write'], image: 'registry.example.com/app:1' },
+    });
+    const url = await fake.listen();
+    const args = ['--admission-client-ca', clientCaFile, '--recording-key', keyPath, '--recording-repositories', `${reg.host}/rec/{namespace}`, '--plain-http', '--signing-keys', join(dir, 'no-keys')];
+    const replicas = [await startController(url, args), await startController(url, args)];
+    const stored = () => (fake.get(PR, 'team', 'web') as unknown as ProfileRecording).status;
+    try {
+      await Promise.all(replicas.map((r) => r.ready()));
+      await waitFor(() => stored()?.results === 1, { timeoutMs: 10_000, what: 'the result counted' });
+      const cur = fake.get(PR, 'team', 'web')!;
+      fake.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: 'now' } } });
+      await waitFor(() => stored()?.phase === 'Completed', { timeoutMs: 10_000, what: 'the recording finalized' });
+    } finally {
+      const codes = await Promise.all(replicas.map((r) => r.stop()));
+      await fake.close();
+      await reg.settle();
+      await reg.stop();
+      assert.deepEqual(codes, [0, 0], replicas.map((r) => r.stderr()).join('\n'));
+    }
+    assert.equal(reg.requests().filter((r) => r.method === 'PUT' && r.path.includes('/manifests/')).length, 1, 'the profile was pushed once');
   });
 });

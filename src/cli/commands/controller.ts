@@ -1,5 +1,9 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
 import { StatusUpdater } from '../../controller/binding-status.js';
+import type { PodStatusInformer } from '../../controller/kube.js';
+import { LeaseElector } from '../../controller/lease.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -41,6 +45,9 @@ workloads, skipped containers and a Valid condition are written to each binding'
 (bounded lists): from admission calls whose client certificate verifies against
 --admission-client-ca, else from a list/watch of pods, never from an unauthenticated
 review. The certificate files are re-read when they change. Logs are JSON lines on stderr.
+Replicas: the one holding the coordination.k8s.io Lease spoke-controller in the namespace of
+the kubeconfig context (in the cluster, the controller's own) counts pods for status (without
+--admission-client-ca) and reconciles ProfileRecordings; every replica serves the webhooks.
 SIGTERM/SIGINT stop it cleanly.
 
 options:
@@ -65,6 +72,9 @@ recording.spoke.dev/finalize): per-container results are unioned, built into a p
 pushed (and signed), the reference written to status, and with bind: true a ProfileBinding
 created.
 ${RECORDING_CONTROLLER_HELP}`;
+
+/** The Lease the replicas elect their leader with, in the controller's namespace. */
+const LEASE_NAME = 'spoke-controller';
 
 const FLAGS = {
   'tls-cert': { type: 'string' },
@@ -121,17 +131,36 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { log });
   const namespaces = new kube.InformerNamespaceSource(kc, { log });
-  // Without a client CA a review cannot be told from the API server's: status comes from pods.
-  const pods =
-    updater && clientCaFile === undefined
-      ? new kube.PodStatusInformer(kc, { bindings: source, namespaces, mode, podSecurityDefault, record: (m) => updater?.record(m), log })
-      : undefined;
 
   source.start();
   namespaces.start();
-  pods?.start();
   updater?.start();
   const recordings = await startRecordingControllerFromFlags(values, kc, source, log, recordingKey);
+  // What must happen once in the cluster, not once per replica, is done by the replica that holds
+  // the Lease (docs/binding.md#replicas): pushing and signing recorded profiles, and counting pods
+  // where status comes from them. The others follow.
+  recordings.controller.follow();
+  let pods: PodStatusInformer | undefined;
+  const elector = new LeaseElector({
+    client: new kube.KubeLeaseClient(kc, kc.getContextObject(kc.getCurrentContext())?.namespace || 'default', LEASE_NAME),
+    identity: `${hostname()}_${randomUUID()}`,
+    log,
+    onStartedLeading: () => {
+      // Without a client CA a review cannot be told from the API server's: status comes from pods.
+      // A new informer each time: the pods of its first list are not counted (the previous leader did).
+      if (updater && clientCaFile === undefined) {
+        pods = new kube.PodStatusInformer(kc, { bindings: source, namespaces, mode, podSecurityDefault, record: (m) => updater?.record(m), log });
+        pods.start();
+      }
+      recordings.controller.lead();
+    },
+    onStoppedLeading: async () => {
+      recordings.controller.follow();
+      await pods?.stop();
+      pods = undefined;
+    },
+  });
+  elector.start();
   // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
   const recordingCache = recordings.controller.recordings;
   const server = new WebhookServer({
@@ -167,9 +196,9 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await server.close();
+  await elector.stop();
   await recordings.close();
   await updater?.stop();
-  await pods?.stop();
   await namespaces.stop();
   await source.stop();
   return 0;
