@@ -16,7 +16,7 @@ import type { BindingMode } from './binding.js';
 import type { BindingSource, NamespaceSource } from './source.js';
 import type { StatusClient } from './binding-status.js';
 import type { Lease, LeaseClient, LeaseSpec } from './lease.js';
-import { BINDING_PLURAL, GROUP, VERSION, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
+import { BINDING_PLURAL, GROUP, VERSION, type Container, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
 
 export function loadKubeConfig(file?: string): KubeConfig {
   const kc = new KubeConfig();
@@ -56,7 +56,7 @@ function kubeConfigFault(e: unknown, file: string): string {
   return `${file} is not a kubeconfig that can be used (${e instanceof Error ? e.name : typeof e})`;
 }
 
-export type ReflectorOptions = Omit<GenericReflectorOptions<ProfileBinding>, 'plural'>;
+export type ReflectorOptions = Omit<GenericReflectorOptions<ProfileBinding>, 'plural' | 'keep'>;
 
 /** ProfileBindings in all namespaces, as the webhook reads them. */
 export class InformerBindingSource extends Reflector<ProfileBinding> implements BindingSource {
@@ -88,17 +88,20 @@ export interface PodStatusOptions {
   log?: (event: Record<string, unknown>) => void;
 }
 
+type StoredPod = Pod & { metadata: ObjectMeta };
+
 /**
  * Pods in all namespaces. Each pod the API server adds after the first list is recorded once,
  * from what it carries (`matchOfStoredPod`); the pods of the first list are not, so a restart
- * does not count them again.
+ * does not count them again. Of each pod only what that reads is kept (`podAsRead`).
  */
-export class PodStatusInformer extends Reflector<Pod & { metadata: ObjectMeta }> {
+export class PodStatusInformer extends Reflector<StoredPod> {
   constructor(kc: KubeConfig, opts: PodStatusOptions) {
     super(kc, {
       plural: 'pods',
       path: '/api/v1/pods',
       log: opts.log,
+      keep: podAsRead,
       onChange: (type, pod) => {
         if (type !== 'ADDED' || !this.synced() || !opts.bindings.synced()) return;
         const m = matchOfStoredPod(pod, opts.bindings, { mode: opts.mode, namespaces: opts.namespaces, podSecurityDefault: opts.podSecurityDefault });
@@ -106,6 +109,35 @@ export class PodStatusInformer extends Reflector<Pod & { metadata: ObjectMeta }>
       },
     });
   }
+}
+
+/**
+ * The parts of a pod that `matchOfStoredPod` reads (the binding rules read these, types.ts Pod),
+ * and what the cache is keyed and versioned by. The informer holds every pod of the cluster:
+ * managedFields, status, volumes, env and the rest were most of its memory (docs/binding.md#status).
+ */
+function podAsRead(pod: StoredPod): StoredPod {
+  const spec = pod.spec;
+  const containers = (list: Container[] | undefined) => list?.map((c) => defined({ name: c.name, image: c.image, securityContext: c.securityContext }));
+  const metadata = pod.metadata;
+  return defined({
+    metadata: defined({
+      name: metadata.name,
+      generateName: metadata.generateName,
+      namespace: metadata.namespace,
+      uid: metadata.uid,
+      resourceVersion: metadata.resourceVersion,
+      labels: metadata.labels,
+      annotations: metadata.annotations,
+      ownerReferences: metadata.ownerReferences,
+    }),
+    spec: spec && defined({ containers: containers(spec.containers), initContainers: containers(spec.initContainers), ephemeralContainers: containers(spec.ephemeralContainers), securityContext: spec.securityContext }),
+  });
+}
+
+/** `o` without its undefined members: a kept object has the keys the API server sent, no more. */
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
 export class KubeStatusClient implements StatusClient {

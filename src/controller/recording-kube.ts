@@ -41,7 +41,7 @@ export interface RecordingControllerOptions extends Omit<RecordingReconcilerOpti
   bindings?: { get(namespace: string, name: string): ProfileBinding | undefined };
   /** Every recording is reconciled again this often (default 10 min). */
   resyncMs?: number;
-  reflector?: Omit<GenericReflectorOptions<never>, 'plural' | 'onChange'>;
+  reflector?: Omit<GenericReflectorOptions<never>, 'plural' | 'onChange' | 'keep'>;
 }
 
 export interface RecordingController {

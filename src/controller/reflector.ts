@@ -30,6 +30,12 @@ export interface GenericReflectorOptions<T> {
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   log?: (event: Record<string, unknown>) => void;
+  /**
+   * What is kept of each object as it arrives (client-go's transform), in the cache and in
+   * `onChange`: a cache of every pod holds only what is read of them. It must keep
+   * metadata.name, namespace and resourceVersion.
+   */
+  keep?: (obj: T) => T;
   onChange?: (type: ChangeType, obj: T) => void;
 }
 
@@ -171,7 +177,8 @@ export class Reflector<T extends KubeObject> {
       try {
         do {
           const page = await this.listPage(limit, cont);
-          items.push(...(page.items ?? []));
+          const received = page.items ?? [];
+          items.push(...(this.opts.keep ? received.map(this.opts.keep) : received));
           cont = page.metadata?.continue || undefined;
           rv = page.metadata?.resourceVersion ?? '';
         } while (cont);
@@ -254,14 +261,15 @@ export class Reflector<T extends KubeObject> {
         const rv = obj?.metadata?.resourceVersion;
         if (type === 'BOOKMARK') this.stats.bookmarks++;
         else if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
-          const ns = obj.metadata?.namespace ?? '';
-          const name = obj.metadata?.name ?? '';
+          const stored = this.opts.keep ? this.opts.keep(obj) : obj;
+          const ns = stored.metadata?.namespace ?? '';
+          const name = stored.metadata?.name ?? '';
           const m = this.objects.get(ns) ?? new Map<string, T>();
           if (type === 'DELETED') m.delete(name);
-          else m.set(name, obj);
+          else m.set(name, stored);
           if (m.size === 0) this.objects.delete(ns);
           else this.objects.set(ns, m);
-          this.opts.onChange?.(type, obj);
+          this.opts.onChange?.(type, stored);
         }
         if (rv) this.rv = rv;
       };

@@ -868,6 +868,72 @@ describe('informer-backed source and status on client-node against the fake API 
       await src.stop();
     }
   });
+  it('the pod informer keeps of each pod only what status is computed from: it holds every pod of the cluster', async () => {
+    fake.create(NS, namespace('lean', {}));
+    fake.create(PB, binding('lean-all', { image: 'ghcr.io/acme/lean' }, 'lean'));
+    const bound = { seccompProfile: { type: 'OCI', oci: { reference: REF_A } } };
+    const owner = { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'lean-1', uid: '5b1c', controller: true, blockOwnerDeletion: true };
+    const read = {
+      labels: { app: 'lean' },
+      annotations: { 'example.com/note': 'annotations are read (legacy and spoke profile annotations)' },
+      ownerReferences: [owner],
+    };
+    const containers = [
+      { name: 'c', image: 'ghcr.io/acme/lean:1', securityContext: bound },
+      { name: 'root', image: 'ghcr.io/acme/lean:1', securityContext: { privileged: true } },
+    ];
+    const asStored = (name: string) => ({
+      metadata: { name, generateName: 'lean-1-', namespace: 'lean', ...read, managedFields: [{ manager: 'kube-controller-manager', operation: 'Update', apiVersion: 'v1', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:containers': {} } } }] },
+      spec: {
+        containers: containers.map((c) => ({ ...c, env: [{ name: 'MODE', value: 'production' }], resources: { requests: { cpu: '50m' } }, volumeMounts: [{ name: 'token', mountPath: '/var/run/secrets' }] })),
+        initContainers: [{ name: 'init', image: 'ghcr.io/acme/lean:1', securityContext: bound, command: ['sh', '-c', 'true'] }],
+        securityContext: { runAsNonRoot: true },
+        volumes: [{ name: 'token', projected: { sources: [{ serviceAccountToken: { path: 'token' } }] } }],
+        nodeName: 'node-1',
+        tolerations: [{ key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute' }],
+      },
+      status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }], containerStatuses: [{ name: 'c', ready: true, restartCount: 0 }] },
+    });
+    const kept = (name: string) => {
+      const stored = fake.get(PODS, 'lean', name)!;
+      return {
+        metadata: { name, generateName: 'lean-1-', namespace: 'lean', uid: stored.metadata.uid, resourceVersion: stored.metadata.resourceVersion, ...read },
+        spec: { containers, initContainers: [{ name: 'init', image: 'ghcr.io/acme/lean:1', securityContext: bound }], securityContext: { runAsNonRoot: true } },
+      };
+    };
+    fake.create(PODS, asStored('listed'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
+    const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
+    const matches: PodMatch[] = [];
+    const pods = new PodStatusInformer(kc, { bindings: src, namespaces, mode: 'field', record: (m) => matches.push(m) });
+    src.start();
+    namespaces.start();
+    try {
+      await Promise.all([src.waitForSync(5000), namespaces.waitForSync(5000)]);
+      pods.start();
+      await pods.waitForSync(5000);
+      fake.create(PODS, asStored('watched'));
+      await until('the watched pod', () => pods.get('lean', 'watched') !== undefined);
+      // A pod created while the watch is down, and the history compacted: it comes with the relist.
+      fake.closeWatches();
+      fake.create(PODS, asStored('relisted'));
+      fake.compact();
+      await until('the relisted pod', () => pods.get('lean', 'relisted') !== undefined);
+      for (const name of ['listed', 'watched', 'relisted']) assert.deepEqual(pods.get('lean', name), kept(name), name);
+      // What is kept is what status is computed from: the same matches as from the whole pod.
+      assert.deepEqual(
+        matches.map((m) => [m.workload, m.applied.map((a) => a.container), m.skipped.map((k) => `${k.container} ${k.reason}`)]),
+        [
+          [{ kind: 'ReplicaSet', name: 'lean-1' }, ['init', 'c'], ['root Privileged']],
+          [{ kind: 'ReplicaSet', name: 'lean-1' }, ['init', 'c'], ['root Privileged']],
+        ],
+      );
+    } finally {
+      await pods.stop();
+      await namespaces.stop();
+      await src.stop();
+    }
+  });
 });
 
 const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
