@@ -6,7 +6,7 @@ import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, imageIdDenials, mutatePod, reviewLimitDenial, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
 import { addedEphemeralSlots, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
-import { API_VERSION, BINDING_KIND, GROUP, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, type Pod, type ProfileBinding } from './types.js';
+import { API_VERSION, BINDING_KIND, GROUP, namespaceOptedIn, notOptedInMessage, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
 import { DEFAULT_PROOF_TTL_SECONDS, POD_RECORDING_PREFIX, RESULT_KIND, type ProfileRecordingResult } from './recording.js';
 
@@ -114,7 +114,8 @@ function namespaceOptions(namespace: string, opts: NamespaceOptions): MutateOpti
  */
 export function matchOfStoredPod(pod: Pod, source: BindingSource, opts: NamespaceOptions): PodMatch | undefined {
   const namespace = pod.metadata?.namespace;
-  if (!namespace || namespaceLabels(namespace, opts)?.[NAMESPACE_OPT_IN_LABEL] !== NAMESPACE_OPT_IN_VALUE) return undefined;
+  const labels = namespace ? namespaceLabels(namespace, opts) : undefined;
+  if (!namespace || !labels || !namespaceOptedIn(labels)) return undefined;
   const result = mutatePod(pod, source.list(namespace), namespaceOptions(namespace, opts));
   if ('denied' in result || (result.bound.length === 0 && result.skipped.length === 0)) return undefined;
   return { namespace, workload: workloadOf(pod, pod.metadata?.name), applied: result.bound, skipped: result.skipped };
@@ -172,8 +173,11 @@ export function reviewPod(body: unknown, source: BindingSource, opts: PodReviewO
   return review(response);
 }
 
-/** Validating webhook for ProfileBinding CREATE and UPDATE. */
-export function reviewBinding(body: unknown): AdmissionReview {
+/**
+ * Validating webhook for ProfileBinding CREATE and UPDATE. A binding in a namespace that has not
+ * opted in is admitted (the label may be set later) with a warning that it binds nothing yet.
+ */
+export function reviewBinding(body: unknown, namespaces?: NamespaceSource): AdmissionReview {
   const req = parseReview(body);
   const ours = req.kind?.group === GROUP && req.kind?.kind === BINDING_KIND;
   if (!ours || (req.operation !== 'CREATE' && req.operation !== 'UPDATE') || req.subResource) return review({ uid: req.uid, allowed: true });
@@ -193,9 +197,13 @@ export function reviewBinding(body: unknown): AdmissionReview {
   if (b.target.kind === 'repository' && b.target.ref) {
     warnings.push(`image ${JSON.stringify(b.target.text)} selects every tag and digest of ${b.target.ref.repository}`);
   }
+  const namespace = req.namespace ?? obj.metadata?.namespace;
   if (b.target.kind === 'any' && b.rank[1] === 0 && b.rank[2] === 0) {
-    warnings.push(`image "*" without podSelector or containers selects every container of every pod in namespace ${req.namespace ?? obj.metadata?.namespace ?? '(unknown)'}`);
+    warnings.push(`image "*" without podSelector or containers selects every container of every pod in namespace ${namespace ?? '(unknown)'}`);
   }
+  // A namespace the cache does not hold (yet) gets no word either way.
+  const labels = namespace && namespaces?.synced() ? namespaces.labels(namespace) : undefined;
+  if (namespace && labels && !namespaceOptedIn(labels)) warnings.push(notOptedInMessage(namespace));
   return review({ uid: req.uid, allowed: true, ...(warnings.length ? { warnings } : {}) });
 }
 

@@ -1,16 +1,18 @@
 // ProfileBinding status: which workloads a binding was applied to (bounded), a counter of
 // admitted pods, counters of the containers it selected but left alone (Unconfined without
-// override, privileged), and a `Valid` condition. Matches are recorded in memory, from
-// authenticated admission calls (never dry runs) or from the pod informer (webhook.ts); a timer
-// flushes them with get → merge → PUT /status carrying the resourceVersion, retrying on 409
-// Conflict (api-errors.ts), so concurrent replicas never lose each other's entries. The merge
-// itself is pure (`mergeStatus`).
+// override, privileged), a `Valid` condition, and a `NamespaceOptedIn` condition (a valid
+// binding in a namespace without the opt-in label binds nothing). Matches are recorded in
+// memory, from authenticated admission calls (never dry runs) or from the pod informer
+// (webhook.ts); a timer flushes them with get → merge → PUT /status carrying the
+// resourceVersion, retrying on 409 Conflict (api-errors.ts), so concurrent replicas never lose
+// each other's entries. The merge itself is pure (`mergeStatus`).
 
 import type { PodMatch } from './admission.js';
 import { retryOnConflict } from './api-errors.js';
 import type { SkipReason } from './binding.js';
-import { condition } from './conditions.js';
-import { MAX_MATCHED_WORKLOADS, type Condition, type MatchedWorkload, type ProfileBinding, type ProfileBindingStatus } from './types.js';
+import { condition, withCondition } from './conditions.js';
+import type { NamespaceSource } from './source.js';
+import { MAX_MATCHED_WORKLOADS, NAMESPACE_OPT_IN_LABEL, NAMESPACE_OPT_IN_VALUE, namespaceOptedIn, notOptedInMessage, type Condition, type MatchedWorkload, type ProfileBinding, type ProfileBindingStatus } from './types.js';
 import { validateBinding } from './validate.js';
 
 export interface StatusClient {
@@ -47,8 +49,30 @@ export function validCondition(b: ProfileBinding, now: string, previous: Conditi
   return condition(previous ? [previous] : undefined, 'Valid', v.ok ? 'True' : 'False', v.ok ? 'Validated' : 'Invalid', message, now, generation);
 }
 
-/** Merges new matches into a status: newest first, one entry per workload, at most MAX_MATCHED_WORKLOADS. */
-export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload[]; pods: number; skipped?: Skipped }, now: string): ProfileBindingStatus {
+const NAMESPACE_CONDITION = 'NamespaceOptedIn';
+
+/** The `NamespaceOptedIn` condition for a binding whose namespace has these labels. */
+function namespaceCondition(b: ProfileBinding, labels: Readonly<Record<string, string>>, now: string, previous: readonly Condition[] | undefined): Condition {
+  const namespace = b.metadata.namespace ?? '';
+  const generation = typeof b.metadata.generation === 'number' ? b.metadata.generation : undefined;
+  return namespaceOptedIn(labels)
+    ? condition(previous, NAMESPACE_CONDITION, 'True', 'Labelled', `namespace ${namespace} is labelled ${NAMESPACE_OPT_IN_LABEL}=${NAMESPACE_OPT_IN_VALUE}: the pod webhook binds its pods`, now, generation)
+    : condition(previous, NAMESPACE_CONDITION, 'False', 'NotLabelled', notOptedInMessage(namespace), now, generation);
+}
+
+/** Whether a binding's status says otherwise than these labels of its namespace (or nothing) about opting in; undefined labels: not known, never stale. */
+export function namespaceConditionStale(b: ProfileBinding, labels: Readonly<Record<string, string>> | undefined): boolean {
+  if (labels === undefined) return false;
+  const said = b.status?.conditions?.find((c) => c.type === NAMESPACE_CONDITION)?.status;
+  return said !== (namespaceOptedIn(labels) ? 'True' : 'False');
+}
+
+/**
+ * Merges new matches into a status: newest first, one entry per workload, at most
+ * MAX_MATCHED_WORKLOADS. `namespaceLabels`: the binding's namespace's, when known (else its
+ * NamespaceOptedIn condition stays as it was).
+ */
+export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload[]; pods: number; skipped?: Skipped }, now: string, namespaceLabels?: Readonly<Record<string, string>>): ProfileBindingStatus {
   const old = b.status ?? {};
   const byKey = new Map<string, MatchedWorkload>();
   const key = (w: MatchedWorkload) => `${w.kind}/${w.name}`;
@@ -61,7 +85,8 @@ export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload
   }
   const matchedWorkloads = [...byKey.values()].slice(0, MAX_MATCHED_WORKLOADS);
   const previous = (old.conditions ?? []).find((c) => c.type === 'Valid');
-  const conditions = [...(old.conditions ?? []).filter((c) => c.type !== 'Valid'), validCondition(b, now, previous)];
+  let conditions = withCondition(old.conditions, validCondition(b, now, previous));
+  if (namespaceLabels) conditions = withCondition(conditions, namespaceCondition(b, namespaceLabels, now, old.conditions));
   const status: ProfileBindingStatus = { ...old, matchedWorkloads, matchedPods: (old.matchedPods ?? 0) + add.pods, conditions };
   if (add.skipped && (add.skipped.unconfined > 0 || add.skipped.privileged > 0)) {
     const was = old.skippedContainers ?? {};
@@ -72,6 +97,8 @@ export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload
 }
 
 export interface StatusUpdaterOptions {
+  /** Namespace labels, for the NamespaceOptedIn condition; without them it is not written. */
+  namespaces?: NamespaceSource;
   flushIntervalMs?: number;
   /** Pause before re-reading after a 409, times the attempt number, so a cache-backed `get` can catch up. */
   conflictDelayMs?: number;
@@ -174,7 +201,8 @@ export class StatusUpdater {
   private async writeOne(namespace: string, name: string, p: Pending): Promise<void> {
     await retryOnConflict(async () => {
       const current = await this.client.get(namespace, name);
-      const status = mergeStatus(current, { workloads: [...p.workloads.values()], pods: p.pods, skipped: p.skipped }, this.now());
+      const labels = this.opts.namespaces?.synced() ? this.opts.namespaces.labels(namespace) : undefined;
+      const status = mergeStatus(current, { workloads: [...p.workloads.values()], pods: p.pods, skipped: p.skipped }, this.now(), labels);
       await this.client.replaceStatus(namespace, name, { ...current, status });
     }, { conflictDelayMs: this.opts.conflictDelayMs });
   }

@@ -69,7 +69,7 @@ type Namespace = { metadata: ObjectMeta };
 
 /** Namespaces (cluster-scoped: cached under the namespace ""). */
 export class InformerNamespaceSource extends Reflector<Namespace> implements NamespaceSource {
-  constructor(kc: KubeConfig, opts: Omit<ReflectorOptions, 'onChange'> = {}) {
+  constructor(kc: KubeConfig, opts: Omit<GenericReflectorOptions<Namespace>, 'plural' | 'path' | 'keep'> = {}) {
     super(kc, { ...opts, plural: 'namespaces', path: '/api/v1/namespaces' });
   }
 

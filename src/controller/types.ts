@@ -14,6 +14,17 @@ export const BINDING_PLURAL = 'profilebindings';
 export const NAMESPACE_OPT_IN_LABEL = 'spoke.dev/binding';
 export const NAMESPACE_OPT_IN_VALUE = 'enabled';
 
+/** Whether a namespace with these labels opted in: the pod webhook sees its pods. */
+export function namespaceOptedIn(labels: Readonly<Record<string, string>>): boolean {
+  return labels[NAMESPACE_OPT_IN_LABEL] === NAMESPACE_OPT_IN_VALUE;
+}
+
+/** Why a binding in a namespace that has not opted in binds nothing (an admission warning and a status condition). */
+export function notOptedInMessage(namespace: string): string {
+  const label = `${NAMESPACE_OPT_IN_LABEL}=${NAMESPACE_OPT_IN_VALUE}`;
+  return `namespace ${namespace} is not labelled ${label}, so the pod webhook does not see its pods: this ProfileBinding binds nothing until it is (kubectl label namespace ${namespace} ${label})`;
+}
+
 /** Legacy AppArmor annotation (pre-1.30); the API server requires it to agree with the field when both are set. */
 export const LEGACY_APPARMOR_ANNOTATION_PREFIX = 'container.apparmor.security.beta.kubernetes.io/';
 /**

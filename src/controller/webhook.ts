@@ -2,7 +2,8 @@
 // re-read when they change, e.g. when cert-manager rotates them). Endpoints:
 //   POST /mutate-pods        mutating webhook, pods CREATE and pods/ephemeralcontainers UPDATE
 //                            (admission.k8s.io/v1, JSONPatch)
-//   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE
+//   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE (a warning where
+//                            the namespace has not opted in)
 //   POST /validate-results   validating webhook for ProfileRecordingResult CREATE (the node
 //                            that reports is the node the requester's token is bound to)
 //   POST /validate-pod-updates  validating webhook for pods UPDATE: recording annotations are
@@ -223,7 +224,7 @@ export class WebhookServer {
             ? reviewResult(doc)
             : path === '/validate-pod-updates'
               ? reviewPodUpdate(doc, this.opts.source)
-              : reviewBinding(doc);
+              : reviewBinding(doc, namespaces);
       const r = out.response;
       this.opts.log?.({
         msg: 'admission',

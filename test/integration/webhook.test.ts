@@ -446,6 +446,25 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     assert.deepEqual(good.warnings, ['image "nginx" selects every tag and digest of docker.io/library/nginx']);
   });
 
+  it('validating webhook: a binding in a namespace without the opt-in label is admitted, with a warning that it binds nothing until the label is set', async () => {
+    const namespaces = new StaticNamespaceSource({ team: { 'spoke.dev/binding': 'enabled' }, quiet: {}, off: { 'spoke.dev/binding': 'disabled' } });
+    const hook = await startWebhook(source, { namespaces });
+    try {
+      const answer = async (ns: string) => (await post(hook.port, '/validate-bindings', bindingReview(binding('exact', { image: 'ghcr.io/acme/app:1' }, ns)))).json().response;
+      for (const ns of ['quiet', 'off']) {
+        const r = await answer(ns);
+        assert.equal(r.allowed, true, 'the label may be set later');
+        assert.deepEqual(r.warnings, [
+          `namespace ${ns} is not labelled spoke.dev/binding=enabled, so the pod webhook does not see its pods: this ProfileBinding binds nothing until it is (kubectl label namespace ${ns} spoke.dev/binding=enabled)`,
+        ]);
+      }
+      assert.equal((await answer('team')).warnings, undefined);
+      assert.equal((await answer('new')).warnings, undefined, 'a namespace not in the cache (yet): no word either way');
+    } finally {
+      await hook.server.close();
+    }
+  });
+
   it('refuses what is not an AdmissionReview', async () => {
     assert.equal((await post(port, '/mutate-pods', 'not json')).status, 400);
     assert.equal((await post(port, '/mutate-pods', { apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x' } })).status, 400);
@@ -1007,6 +1026,28 @@ describe('spoke controller (process)', () => {
       await waitFor(() => podsWatched(fake), { timeoutMs: 5000, what: 'the pod informer' });
       fake.create(PODS, { ...out, metadata: { name: 'solo', namespace: 'team' } });
       await waitFor(() => (fake.get(PB, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: `status (${controller.stderr()})` });
+    } finally {
+      const code = await controller.stop();
+      await fake.close();
+      assert.equal(code, 0, controller.stderr());
+    }
+  });
+
+  it("a binding in a namespace without the opt-in label says so in its status (Valid stays True), until the label is set", async () => {
+    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES], token: 't' });
+    fake.create(NS, { metadata: { name: 'quiet', labels: {} } });
+    fake.create(PB, binding('idle', { image: 'nginx' }, 'quiet'));
+    const controller = await startController(await fake.listen());
+    const conditions = () => ((fake.get(PB, 'quiet', 'idle') as unknown as ProfileBinding).status?.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message]);
+    try {
+      await waitFor(() => conditions().length === 2, { timeoutMs: 5000, what: `a second condition (${controller.stderr()})` });
+      assert.deepEqual(conditions(), [
+        ['NamespaceOptedIn', 'False', 'NotLabelled', 'namespace quiet is not labelled spoke.dev/binding=enabled, so the pod webhook does not see its pods: this ProfileBinding binds nothing until it is (kubectl label namespace quiet spoke.dev/binding=enabled)'],
+        ['Valid', 'True', 'Validated', 'reference, image and selectors are valid'],
+      ]);
+      fake.update(NS, { metadata: { name: 'quiet', labels: { 'spoke.dev/binding': 'enabled' } } });
+      await waitFor(() => conditions()[0]?.[1] === 'True', { timeoutMs: 5000, what: 'the label to be seen' });
+      assert.deepEqual(conditions()[0], ['NamespaceOptedIn', 'True', 'Labelled', 'namespace quiet is labelled spoke.dev/binding=enabled: the pod webhook binds its pods']);
     } finally {
       const code = await controller.stop();
       await fake.close();

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
-import { StatusUpdater } from '../../controller/binding-status.js';
+import { namespaceConditionStale, StatusUpdater } from '../../controller/binding-status.js';
 import type { PodStatusInformer } from '../../controller/kube.js';
 import { LeaseElector } from '../../controller/lease.js';
+import type { ProfileBinding } from '../../controller/types.js';
 import { WebhookServer } from '../../controller/webhook.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -29,7 +30,8 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            with recording.spoke.dev/proof (--recording-key), for spoke shim
                            --recording and spoke recorder; recording annotations it did not
                            set are removed
-  POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references
+  POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references; warns
+                           where the namespace has not opted in (the binding binds nothing yet)
   POST /validate-results   ProfileRecordingResult CREATE: spec.node must be the node the
                            requester's ServiceAccount token is bound to
   POST /validate-pod-updates  pods and pods/status UPDATE, same namespaces: refuses adding
@@ -41,7 +43,8 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            namespace lists
 Bindings come from a list/watch cache of profilebindings in all namespaces (bookmarks,
 410 Gone → relist, backoff on errors), namespace labels from one of namespaces. Matched
-workloads, skipped containers and a Valid condition are written to each binding's status
+workloads, skipped containers, a Valid condition and a NamespaceOptedIn one (whether the
+namespace carries spoke.dev/binding=enabled) are written to each binding's status
 (bounded lists): from admission calls whose client certificate verifies against
 --admission-client-ca, else from a list/watch of pods, never from an unauthenticated
 review. The certificate files are re-read when they change. Logs are JSON lines on stderr.
@@ -122,15 +125,25 @@ export async function run(argv: string[]): Promise<number> {
   const kube = await import('../../controller/kube.js');
   const kc = kube.loadKubeConfig(values.kubeconfig);
   let updater: StatusUpdater | undefined;
+  // Status is refreshed where it says otherwise than the spec (Valid) or the namespace's opt-in
+  // label (NamespaceOptedIn): whichever of the two caches syncs last finds the stale ones.
+  const touchIfStale = (b: ProfileBinding) => {
+    const stale = b.metadata.generation !== b.status?.observedGeneration || namespaceConditionStale(b, namespaces.labels(b.metadata.namespace ?? ''));
+    if (stale) updater?.touch(`${b.metadata.namespace}/${b.metadata.name}`);
+  };
   const source = new kube.InformerBindingSource(kc, {
     log,
     onChange: (type, b) => {
-      // Refresh the Valid condition when the spec changed since status was last written.
-      if (type !== 'DELETED' && b.metadata.generation !== b.status?.observedGeneration) updater?.touch(`${b.metadata.namespace}/${b.metadata.name}`);
+      if (type !== 'DELETED') touchIfStale(b);
     },
   });
-  if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { log });
-  const namespaces = new kube.InformerNamespaceSource(kc, { log });
+  const namespaces = new kube.InformerNamespaceSource(kc, {
+    log,
+    onChange: (type, ns) => {
+      if (type !== 'DELETED' && source.synced()) for (const b of source.list(ns.metadata.name ?? '')) touchIfStale(b);
+    },
+  });
+  if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { namespaces, log });
 
   source.start();
   namespaces.start();
