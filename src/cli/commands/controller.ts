@@ -77,7 +77,7 @@ created.
 ${RECORDING_CONTROLLER_HELP}`;
 
 /** The Lease the replicas elect their leader with, in the controller's namespace. */
-const LEASE_NAME = 'spoke-controller';
+export const LEASE_NAME = 'spoke-controller';
 
 const FLAGS = {
   'tls-cert': { type: 'string' },
