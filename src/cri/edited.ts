@@ -101,6 +101,7 @@ export class EditedCalls<P> {
       reservedSeccompDirs: this.reservedSeccompDirs,
       runtimeHandler: { allowed: this.d.runtimeHandlers, ofSandbox: (id) => this.sandboxHandlers.ofSandbox(id) },
     };
+    let replace: Record<string, string> | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
         result = await rewrite(payload, deps);
@@ -108,12 +109,37 @@ export class EditedCalls<P> {
         await claims.abort();
         throw e;
       }
+      if (stream.closed || stream.destroyed) {
+        await claims.abort();
+        return;
+      }
+      if (!result.edited) {
+        // Not ours: the original bytes, headers untouched.
+        forward(host, call, { body });
+        return;
+      }
       // A create can wait long between its decisions and its forwarding (the runtime's default
-      // profile read again after a reconnect, apparmor_parser): a node policy or baseline
-      // reloaded meanwhile (a rule flipped to enforce, a deny rule added) decides it anew, so
-      // that no container runs under a verdict whose reason is gone (docs/shim.md).
-      if (!result.edited || (await decidedUnder.unchanged())) break;
-      await claims.abort();
+      // profile read again after a reconnect, apparmor_parser, the in-use queue behind other
+      // creates' AppArmor loads and rebuilds): a node policy or baseline reloaded meanwhile (a
+      // rule flipped to enforce, a deny rule added) decides it anew, so that no container runs
+      // under a verdict whose reason is gone (docs/shim.md). Checked once the pending holder is
+      // recorded, the last wait before forwarding.
+      if (await decidedUnder.unchanged()) {
+        if (deadline !== undefined) {
+          const left = deadline - performance.now();
+          if (left <= 0) {
+            await claims.abort();
+            host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+            return;
+          }
+          replace = { 'grpc-timeout': formatGrpcTimeout(left) };
+        }
+        await claims.begin(result.holds);
+        if (await decidedUnder.unchanged()) break;
+        await claims.withdraw();
+      } else {
+        await claims.abort();
+      }
       if (attempt >= MAX_POLICY_CHANGES_PER_CREATE) {
         throw new SpokeError('Unavailable', `spoke shim: the node policy or baseline changed ${attempt} times while this ${role} create was decided; try again`, {}, { reason: 'POLICY_CHANGED' });
       }
@@ -121,26 +147,6 @@ export class EditedCalls<P> {
       claims = newClaims();
       decidedUnder.reset();
     }
-    if (stream.closed || stream.destroyed) {
-      await claims.abort();
-      return;
-    }
-    if (!result.edited) {
-      // Not ours: the original bytes, headers untouched.
-      forward(host, call, { body });
-      return;
-    }
-    let replace: Record<string, string> | undefined;
-    if (deadline !== undefined) {
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        await claims.abort();
-        host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
-        return;
-      }
-      replace = { 'grpc-timeout': formatGrpcTimeout(left) };
-    }
-    await claims.begin(result.holds);
     // The pending holder recorded above keeps the profile until the commit (inuse-holders.ts), so
     // the client's answer does not wait for the commit.
     forward(host, call, {

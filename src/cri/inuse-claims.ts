@@ -35,6 +35,17 @@ export class CreateClaims {
     await this.inUse.abortAppArmor(this.claims).catch(() => undefined);
   }
 
+  /**
+   * Begun but not forwarded after all (decided again): the AppArmor claims go, and the pending
+   * holder is left to a rebuild, which drops it as no object holds it (inuse-holders.ts).
+   */
+  async withdraw(): Promise<void> {
+    this.inUse.unconfirmed(this.pending, []);
+    this.pending = undefined;
+    this.holds = undefined;
+    await this.abort();
+  }
+
   /** Just before forwarding: a pending holder for the seccomp artifact the object will hold. */
   async begin(holds: Applied | undefined): Promise<void> {
     if (!holds) return;

@@ -19,7 +19,7 @@ import { encode } from '../helpers/cri-client.js';
 import { stubShimDeps } from '../helpers/shim.js';
 import { waitFor } from '../helpers/wait.js';
 
-const DIGEST = `sha256:${'a'.repeat(64)}`;
+const DIGEST = `sha256:${'a'.repeat(64)}` as const;
 
 /** The runtime's answer to a create: the new object's id; to PodSandboxStatus, a sandbox of the default handler. */
 const runtimeAnswer = (path: string): Buffer =>
@@ -194,6 +194,44 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
     assert.match(decodeURIComponent(r.message ?? ''), /POLICY_CHANGED/);
     assert.equal(decidedUnder.length, 3);
     assert.equal(creates.length, 0);
+  });
+
+  it('is decided again when the policy changes while its pending holder waits in the in-use queue (behind an AppArmor load)', async () => {
+    decidedUnder.length = 0;
+    creates.length = 0;
+    policy = { hash: 'q1' };
+    const applied = { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
+    (rig.shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => {
+      decidedUnder.push((await rig.deps.policy()).hash);
+      return applied;
+    };
+    // Another create's AppArmor load holds the in-use queue.
+    let unblock = () => {};
+    const blocked = new Promise<void>((r) => (unblock = r));
+    const load = rig.shim.inUse.claimAppArmor(`spoke-${'d'.repeat(64)}`, DIGEST, async () => {
+      await blocked;
+    });
+    const inUse = rig.shim.inUse as unknown as { begin: (...a: unknown[]) => Promise<string> };
+    const begin = inUse.begin.bind(inUse);
+    let began = 0;
+    inUse.begin = async (...a: unknown[]) => {
+      began++;
+      return begin(...a);
+    };
+    try {
+      const answer = create('c-queue');
+      await waitFor(() => began === 1, { timeoutMs: 5000, what: 'the create waiting to record its pending holder' });
+      policy = { hash: 'q2' };
+      unblock();
+      const r = await answer;
+      assert.equal(r.status, '0', r.message);
+      assert.deepEqual(decidedUnder, ['q1', 'q2']);
+      assert.equal(creates.length, 1, 'forwarded once, after the second decision');
+    } finally {
+      inUse.begin = begin;
+      unblock();
+      await rig.shim.inUse.abortAppArmor([await load]);
+    }
   });
 });
 
