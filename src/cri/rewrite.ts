@@ -62,6 +62,8 @@ import { recordsContainer } from './rewrite-recording.js';
 import { spokeAppArmorSha } from './runtime-config.js';
 import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
 import { getStringMap } from './wire-map.js';
+import { refuseFilterAnnotations, refuseHandler, RUNTIME_ANNOTATION_KEYS } from './runtime-annotations.js';
+import type { SandboxRecord } from './sandbox-handlers.js';
 
 export type { AnnotationDeps } from './rewrite-annotations.js';
 
@@ -87,8 +89,8 @@ export interface RewriteDeps {
 
 export interface RuntimeHandlerCheck {
   allowed: ReadonlySet<string>;
-  /** The handler a pod sandbox runs under (sandbox-handlers.ts). */
-  ofSandbox(id: string): Promise<string>;
+  /** The handler a pod sandbox runs under and the annotations the runtime recorded for it (sandbox-handlers.ts). */
+  ofSandbox(id: string): Promise<SandboxRecord>;
 }
 
 export interface RewriteResult {
@@ -173,51 +175,11 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
   }
 }
 
-/**
- * Annotations with which a runtime replaces or rewrites a container's seccomp filter after the
- * profile is chosen, where the runtime passes pod or container annotations through (containerd's
- * `pod_annotations` / `container_annotations`, CRI-O's `allowed_annotations`; off by default):
- * crun's `run.oci.seccomp_bpf_data` (a filter of its own instead of the profile),
- * `run.oci.seccomp.receiver` and `run.oci.seccomp.plugins` (who answers notified calls), and
- * CRI-O's seccomp notifier, which turns every ERRNO and KILL rule into a notification answered
- * ENOSYS. Beside a profile spoke applied, the merge would not be what runs (docs/shim.md).
- */
-const FILTER_ANNOTATIONS = ['run.oci.seccomp_bpf_data', 'run.oci.seccomp.receiver', 'run.oci.seccomp.plugins', 'io.kubernetes.cri-o.seccompNotifierAction', 'seccomp-notifier-action.crio.io'];
-
-/** Refuses a create whose seccomp profile spoke applied when the sandbox's or container's annotations carry one of FILTER_ANNOTATIONS. */
-function refuseFilterAnnotations(who: string, sandboxConfig: Uint8Array | undefined, containerConfig?: Uint8Array): void {
-  for (const [message, field] of [
-    [sandboxConfig, SANDBOX_ANNOTATIONS],
-    [containerConfig, CONTAINER_ANNOTATIONS],
-  ] as const) {
-    if (message === undefined) continue;
-    const [key] = getStringMap(message, field, FILTER_ANNOTATIONS).keys();
-    if (key !== undefined) {
-      throw new SpokeError('InvalidArgument', `${who}: annotation ${JSON.stringify(key.slice(0, 100))} would replace or rewrite the seccomp filter of its OCI profile; remove it`, { annotation: key.slice(0, 100) }, { reason: 'FILTER_ANNOTATION' });
-    }
-  }
+/** The annotations of `message` (a PodSandboxConfig or ContainerConfig) that runtime-annotations.ts checks. */
+function runtimeAnnotations(message: Uint8Array | undefined, field: number): ReadonlyMap<string, string> {
+  return message === undefined ? NO_ANNOTATIONS : getStringMap(message, field, RUNTIME_ANNOTATION_KEYS);
 }
-
-/** containerd runs a pod annotated so under its `untrusted` runtime, whatever handler the pod names. */
-const UNTRUSTED_WORKLOAD = 'io.kubernetes.cri.untrusted-workload';
-
-/**
- * Refuses a create whose profile spoke would apply when its pod runs under a runtime handler the
- * node does not list as one that enforces it (runtimeHandlers in the node config): the profile
- * would be logged as applied while nothing enforces it, as on a privileged container.
- */
-function refuseHandler(deps: RewriteDeps, requested: string, sandboxConfig: Uint8Array | undefined, who: string): void {
-  if (deps.runtimeHandler === undefined) return;
-  const untrusted = sandboxConfig !== undefined && getStringMap(sandboxConfig, SANDBOX_ANNOTATIONS, [UNTRUSTED_WORKLOAD]).get(UNTRUSTED_WORKLOAD) === 'true';
-  const handler = untrusted ? 'untrusted' : requested;
-  if (deps.runtimeHandler.allowed.has(handler)) return;
-  throw new SpokeError(
-    'FailedPrecondition',
-    `${who}: the pod runs under runtime handler ${JSON.stringify(handler.slice(0, 100))}${untrusted ? ` (annotation ${UNTRUSTED_WORKLOAD})` : ''}, which this node does not list in runtimeHandlers as one that enforces seccomp and AppArmor profiles; refusing the profile spoke would apply`,
-    { runtimeHandler: handler.slice(0, 100) },
-    { reason: 'RUNTIME_HANDLER' },
-  );
-}
+const NO_ANNOTATIONS: ReadonlyMap<string, string> = new Map();
 
 const LOCALHOST_PREFIX = 'localhost/';
 const underAny = (path: string, dirs: readonly string[]): boolean => dirs.some((d) => path.startsWith(`${d}/`));
@@ -289,8 +251,9 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const privileged = privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED);
   if (privileged && (site.oci || aa.oci)) throw privilegedOci(who, site.oci ? 'seccomp' : 'apparmor');
 
-  refuseHandler(deps, getString(payload, RUN_RUNTIME_HANDLER), config, who);
-  if (site.oci || ann !== undefined) refuseFilterAnnotations(who, config);
+  const podAnnotations = [runtimeAnnotations(config, SANDBOX_ANNOTATIONS)];
+  if (deps.runtimeHandler) refuseHandler(deps.runtimeHandler.allowed, getString(payload, RUN_RUNTIME_HANDLER), podAnnotations, who);
+  if (site.oci || ann !== undefined) refuseFilterAnnotations(who, podAnnotations);
   let out = payload;
   let holds: Applied | undefined;
   if (site.oci) {
@@ -398,9 +361,14 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const annotated = (kind: ProfileKind) => annotations.size > 0 && annotations.forContainer(kind, container) !== undefined;
   const seccompOci = [messages[0], messages[1]].some((m) => m !== undefined && anyTypeForTheShim(m));
   const seccompAnnotation = !seccompOci && annotated('seccomp');
-  if (seccompOci || seccompAnnotation) refuseFilterAnnotations(who, sandboxConfig, config);
-  if (deps.runtimeHandler && (anyOci || seccompAnnotation || annotated('apparmor'))) {
-    refuseHandler(deps, await deps.runtimeHandler.ofSandbox(getString(payload, CREATE_POD_SANDBOX_ID)), sandboxConfig, who);
+  if (seccompOci || seccompAnnotation || anyOci || annotated('apparmor')) {
+    const sets = [runtimeAnnotations(sandboxConfig, SANDBOX_ANNOTATIONS), runtimeAnnotations(config, CONTAINER_ANNOTATIONS)];
+    if (deps.runtimeHandler) {
+      const sandbox = await deps.runtimeHandler.ofSandbox(getString(payload, CREATE_POD_SANDBOX_ID));
+      sets.push(sandbox.annotations);
+      refuseHandler(deps.runtimeHandler.allowed, sandbox.handler, sets, who);
+    }
+    if (seccompOci || seccompAnnotation) refuseFilterAnnotations(who, sets);
   }
   const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
   // A recorded container's own profile is replaced. What was resolved for it is the binding the

@@ -335,7 +335,10 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
   });
 
   it('refuses a profile spoke would apply to a pod of a runtime handler the node does not list as enforcing it (gVisor, Kata, containerd\'s untrusted workloads); other pods of that handler are forwarded, unread', async () => {
-    const handlers: Record<string, string> = { 'sb-runc': 'runc', 'sb-default': '', 'sb-gvisor': 'runsc' };
+    const handlers: Record<string, string> = { 'sb-runc': 'runc', 'sb-default': '', 'sb-gvisor': 'runsc', 'sb-untrusted': '', 'sb-notifier': '' };
+    // What the runtime recorded when the sandbox was made: the kubelet's sandbox_config of a later
+    // create carries the pod's annotations as they are now, which may have been edited since.
+    const recorded: Record<string, Record<string, string>> = { 'sb-untrusted': { 'io.kubernetes.cri.untrusted-workload': 'true' }, 'sb-notifier': { 'io.kubernetes.cri-o.seccompNotifierAction': 'stop' } };
     const asked: string[] = [];
     const deps = {
       seccomp: fakeResolver,
@@ -343,7 +346,7 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
         allowed: new Set(['', 'runc']),
         ofSandbox: async (id: string) => {
           asked.push(id);
-          return handlers[id]!;
+          return { handler: handlers[id]!, annotations: new Map(Object.entries(recorded[id] ?? {})) };
         },
       },
     };
@@ -361,6 +364,12 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     await assert.rejects(rewriteCreateContainer(create('sb-gvisor', { seccomp: oci }), deps), refused);
     await assert.rejects(rewriteCreateContainer(create('sb-gvisor', { apparmor: oci }), deps), refused, 'AppArmor too');
     await assert.rejects(rewriteCreateContainer(create('sb-runc', { seccomp: oci }, { 'io.kubernetes.cri.untrusted-workload': 'true' }), deps), refused);
+    await assert.rejects(rewriteCreateContainer(create('sb-untrusted', { seccomp: oci }), deps), refused, 'the annotation recorded with the sandbox, gone from the pod since');
+    await assert.rejects(rewriteCreateContainer(create('sb-notifier', { seccomp: oci }), deps), spokeError({ code: 'InvalidArgument', reason: 'FILTER_ANNOTATION' }), 'recorded with the sandbox');
+    // crun's own handler (krun: a microVM, whose VMM the filter confines, not the workload), at the pod's level or the container's.
+    await assert.rejects(rewriteCreateContainer(create('sb-runc', { seccomp: oci }, { 'run.oci.handler': 'krun' }), deps), refused);
+    const ctrAnnotated = encode('CreateContainerRequest', { pod_sandbox_id: 'sb-runc', config: { metadata: { name: 'c' }, image: { image: 'busybox' }, annotations: { 'run.oci.handler': 'krun' }, linux: { security_context: { apparmor: oci } } }, sandbox_config: podConfig() });
+    await assert.rejects(rewriteCreateContainer(ctrAnnotated, deps), refused);
     for (const sandbox of ['sb-runc', 'sb-default']) assert.ok((await rewriteCreateContainer(create(sandbox, { seccomp: oci }), deps)).edited, sandbox);
     asked.length = 0;
     assert.equal((await rewriteCreateContainer(create('sb-gvisor', { seccomp: { profile_type: 'RuntimeDefault' } }), deps)).edited, false);
