@@ -46,7 +46,6 @@ import {
   POD_SECCOMP_IN_CREATE,
   POD_SECCOMP_IN_RUN,
   POD_SECCTX_IN_RUN,
-  PROFILE_LOCALHOST,
   PROFILE_OCI,
   PROFILE_RUNTIME_DEFAULT,
   replaceProfileAt,
@@ -163,8 +162,9 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
       ref = getString(message, 2);
       if (ref === '') continue;
     } else {
+      // A string without `localhost/` too: CRI-O applies an AppArmor profile named so.
       const deprecated = deprecatedProfileAt(payload, path);
-      if (deprecated?.profileType !== PROFILE_LOCALHOST) continue;
+      if (deprecated === undefined || deprecated.localhostRef === '') continue;
       ref = deprecated.localhostRef;
     }
     // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.

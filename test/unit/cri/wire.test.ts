@@ -293,6 +293,7 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     for (const aaName of [`spoke-${sha}`, `localhost/spoke-${sha}`]) {
       await assert.rejects(rewriteCreateContainer(create({ apparmor: localhost(aaName) }), deps), reserved, aaName);
       await assert.rejects(rewriteCreateContainer(create({ apparmor_profile: `localhost/${aaName}` }), deps), reserved, aaName);
+      await assert.rejects(rewriteCreateContainer(create({ apparmor_profile: aaName }), deps), reserved, `${aaName} without localhost/`);
       await assert.rejects(rewriteCreateContainer(create({}, { apparmor: localhost(aaName) }), deps), reserved, aaName);
       await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(undefined, localhost(aaName)) }), deps), reserved, aaName);
     }
