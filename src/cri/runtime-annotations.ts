@@ -42,17 +42,18 @@ export function refuseFilterAnnotations(who: string, sets: AnnotationSets): void
  * enforces it, as on a privileged container.
  */
 export function refuseHandler(allowed: ReadonlySet<string>, requested: string, sets: AnnotationSets, who: string): void {
-  let handler = requested;
-  let why = '';
+  // Every handler the pod may run under, each of which must be listed: the annotation replaces
+  // the requested one in containerd; crun's comes on top, from any set.
+  const untrusted = sets.some((set) => set.get(UNTRUSTED_WORKLOAD) === 'true');
+  const candidates: (readonly [string, string])[] = [untrusted ? ['untrusted', ` (annotation ${UNTRUSTED_WORKLOAD})`] : [requested, '']];
   for (const set of sets) {
     const crun = set.get(CRUN_HANDLER);
-    if (set.get(UNTRUSTED_WORKLOAD) === 'true') [handler, why] = ['untrusted', ` (annotation ${UNTRUSTED_WORKLOAD})`];
-    else if (crun !== undefined && crun !== '') [handler, why] = [`${CRUN_HANDLER}=${crun.slice(0, 100)}`, ` (annotation ${CRUN_HANDLER})`];
-    else continue;
-    break;
+    // Never listed: runtimeHandlers' entries cannot hold `=`.
+    if (crun !== undefined && crun !== '') candidates.push([`${CRUN_HANDLER}=${crun.slice(0, 100)}`, ` (annotation ${CRUN_HANDLER})`]);
   }
-  // A crun handler never is: runtimeHandlers' entries cannot hold `=`.
-  if (allowed.has(handler)) return;
+  const refused = candidates.find(([handler]) => !allowed.has(handler));
+  if (refused === undefined) return;
+  const [handler, why] = refused;
   throw new SpokeError(
     'FailedPrecondition',
     `${who}: the pod runs under runtime handler ${JSON.stringify(handler.slice(0, 200))}${why}, which this node does not list in runtimeHandlers as one that enforces seccomp and AppArmor profiles; refusing the profile spoke would apply`,

@@ -371,6 +371,16 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     await assert.rejects(rewriteCreateContainer(create('sb-runc', { seccomp: oci }, { 'run.oci.handler': 'krun' }), deps), refused);
     const ctrAnnotated = encode('CreateContainerRequest', { pod_sandbox_id: 'sb-runc', config: { metadata: { name: 'c' }, image: { image: 'busybox' }, annotations: { 'run.oci.handler': 'krun' }, linux: { security_context: { apparmor: oci } } }, sandbox_config: podConfig() });
     await assert.rejects(rewriteCreateContainer(ctrAnnotated, deps), refused);
+    // A node that lists `untrusted` (its untrusted runtime is runc) still refuses crun's handler beside it.
+    const untrustedListed = { ...deps, runtimeHandler: { ...deps.runtimeHandler, allowed: new Set(['', 'runc', 'untrusted']) } };
+    assert.ok((await rewriteCreateContainer(create('sb-untrusted', { seccomp: oci }), untrustedListed)).edited);
+    await assert.rejects(rewriteCreateContainer(create('sb-untrusted', { seccomp: oci }, { 'run.oci.handler': 'krun' }), untrustedListed), refused);
+    const untrustedCtr = encode('CreateContainerRequest', {
+      pod_sandbox_id: 'sb-runc',
+      config: { metadata: { name: 'c' }, image: { image: 'busybox' }, annotations: { 'run.oci.handler': 'krun' }, linux: { security_context: { seccomp: oci } } },
+      sandbox_config: { ...podConfig(), annotations: { 'io.kubernetes.cri.untrusted-workload': 'true' } },
+    });
+    await assert.rejects(rewriteCreateContainer(untrustedCtr, untrustedListed), refused);
     for (const sandbox of ['sb-runc', 'sb-default']) assert.ok((await rewriteCreateContainer(create(sandbox, { seccomp: oci }), deps)).edited, sandbox);
     asked.length = 0;
     assert.equal((await rewriteCreateContainer(create('sb-gvisor', { seccomp: { profile_type: 'RuntimeDefault' } }), deps)).edited, false);
