@@ -125,15 +125,6 @@ export class EditedCalls<P> {
       // under a verdict whose reason is gone (docs/shim.md). Checked once the pending holder is
       // recorded, the last wait before forwarding.
       if (await decidedUnder.unchanged()) {
-        if (deadline !== undefined) {
-          const left = deadline - performance.now();
-          if (left <= 0) {
-            await claims.abort();
-            host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
-            return;
-          }
-          replace = { 'grpc-timeout': formatGrpcTimeout(left) };
-        }
         await claims.begin(result.holds);
         if (await decidedUnder.unchanged()) break;
         await claims.withdraw();
@@ -146,6 +137,20 @@ export class EditedCalls<P> {
       host.logger.log('info', 'create decided again: the node policy or baseline changed while it was rewritten', { role, attempt });
       claims = newClaims();
       decidedUnder.reset();
+    }
+    // After the last wait: the client may have gone, or its deadline passed, meanwhile.
+    if (stream.closed || stream.destroyed) {
+      await claims.withdraw();
+      return;
+    }
+    if (deadline !== undefined) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        await claims.withdraw();
+        host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        return;
+      }
+      replace = { 'grpc-timeout': formatGrpcTimeout(left) };
     }
     // The pending holder recorded above keeps the profile until the commit (inuse-holders.ts), so
     // the client's answer does not wait for the commit.
