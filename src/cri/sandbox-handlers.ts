@@ -10,8 +10,9 @@ import { RUNTIME_ANNOTATION_KEYS } from './runtime-annotations.js';
 import { getMergedMessage, getString, stringField } from './wire.js';
 import { getStringMap } from './wire-map.js';
 
-/** PodSandboxStatusResponse.status(1); PodSandboxStatus.annotations(8), .runtime_handler(9). */
+/** PodSandboxStatusResponse.status(1); PodSandboxStatus.id(1), .annotations(8), .runtime_handler(9). */
 const STATUS = 1;
+const STATUS_ID = 1;
 const STATUS_ANNOTATIONS = 8;
 const STATUS_RUNTIME_HANDLER = 9;
 /** Sandboxes remembered; past it the map starts again (a node runs far fewer). */
@@ -36,14 +37,16 @@ export class SandboxHandlers {
     const lookup = this.lookup(id);
     if (this.known.size >= MAX_SANDBOXES) this.known.clear();
     this.known.set(id, lookup);
-    // A failed lookup is not kept: the next create asks again.
-    lookup.catch(() => {
+    // A failed lookup is not kept: the next create asks again. Nor is one by a prefix of the id,
+    // which containerd resolves too: the same prefix may name another sandbox later.
+    const forget = () => {
       if (this.known.get(id) === lookup) this.known.delete(id);
-    });
+    };
+    lookup.then((record) => record.id !== id && forget(), forget);
     return lookup;
   }
 
-  private async lookup(id: string): Promise<SandboxRecord> {
+  private async lookup(id: string): Promise<SandboxRecord & { id: string }> {
     const named = `pod sandbox ${JSON.stringify(id.slice(0, 80))}`;
     let response: Buffer;
     try {
@@ -56,6 +59,6 @@ export class SandboxHandlers {
     }
     const status = getMergedMessage(response, STATUS);
     if (status === undefined) throw new SpokeError('Unavailable', `${named}: the runtime's status of it has no status`, {}, { reason: 'RUNTIME_HANDLER_UNKNOWN' });
-    return { handler: getString(status, STATUS_RUNTIME_HANDLER), annotations: getStringMap(status, STATUS_ANNOTATIONS, RUNTIME_ANNOTATION_KEYS) };
+    return { id: getString(status, STATUS_ID), handler: getString(status, STATUS_RUNTIME_HANDLER), annotations: getStringMap(status, STATUS_ANNOTATIONS, RUNTIME_ANNOTATION_KEYS) };
   }
 }

@@ -27,6 +27,19 @@ describe('SandboxHandlers', () => {
     assert.deepEqual(asked, ['/runtime.v1.RuntimeService/PodSandboxStatus sb-g', '/runtime.v1.RuntimeService/PodSandboxStatus sb-r']);
   });
 
+  it('keeps no answer for a prefix of a sandbox id (containerd resolves one; it may name another sandbox later)', async () => {
+    const asked: string[] = [];
+    const handlers = new SandboxHandlers({
+      unary: async (_path, request) => {
+        asked.push(idOf(request));
+        return encode('PodSandboxStatusResponse', { status: { id: `${idOf(request)}-full`, runtime_handler: '' } });
+      },
+    });
+    await handlers.ofSandbox('sb');
+    await handlers.ofSandbox('sb');
+    assert.deepEqual(asked, ['sb', 'sb']);
+  });
+
   it('refuses when the runtime fails (NOT_FOUND kept) or answers without a status, and keeps no failure', async () => {
     let answer: () => Promise<Buffer> = async () => Promise.reject(Object.assign(new Error('upstream unavailable'), { grpcCode: 14 }));
     const handlers = new SandboxHandlers({ unary: () => answer() });
