@@ -74,6 +74,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   let lib: Promise<Lib> | undefined;
   let parser: Promise<Parser> | undefined;
   let baseline: AppArmorProfile | undefined;
+  let baselineGeneration = 0;
   let enabled: boolean | undefined;
   const checked = new Set<string>();
   // Texts the parser rejected, with its refusal: the compile is deterministic, and a text that
@@ -251,9 +252,12 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       await (await parserOf()).unloadProfile(name, opts.parser ?? {});
     },
 
+    baselineGeneration: () => baselineGeneration,
+
     async reloadBaseline(): Promise<void> {
       try {
         baseline = await readBaseline();
+        baselineGeneration++;
         forgetPrepared();
         opts.logger?.log('info', 'AppArmor baseline reloaded', { baseline: baselinePath });
       } catch (e) {

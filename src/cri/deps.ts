@@ -50,6 +50,8 @@ export interface AppArmorOps {
   load(text: string): Promise<{ warnings: readonly string[] }>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */
   unload(name: string): Promise<void>;
+  /** Counts the node AppArmor baseline's reloads: a create prepared under another count is decided again (edited.ts). */
+  baselineGeneration?(): number;
 }
 
 /** A unary CRI call to the upstream runtime (Upstream.unary). */

@@ -217,26 +217,27 @@ function withDeadline(deps: AnnotationDeps, deadline: number | undefined): Annot
 }
 
 /**
- * The node policy (by hash) and baseline (by object) in force when a create's first profile
- * decision began. Noted on first use only: a create without an OCI or AppArmor profile never
- * asks for the policy.
+ * The node policy (by hash) and baselines (seccomp by object, AppArmor by its reload count) in
+ * force when a create's first profile decision began. Noted on first use only: a create without
+ * an OCI or AppArmor profile never asks for the policy.
  */
 class DecisionInputs<P> {
-  private noted: { policyHash: string | undefined; baseline: P } | undefined;
+  private noted: { policyHash: string | undefined; baseline: P; appArmorBaseline: number | undefined } | undefined;
 
-  constructor(private readonly deps: Pick<ShimDeps<P>, 'policy' | 'baseline'>) {}
+  constructor(private readonly deps: Pick<ShimDeps<P>, 'policy' | 'baseline' | 'appArmor'>) {}
 
   async note(): Promise<void> {
     if (this.noted !== undefined) return;
     const policyHash = await this.policyHash();
-    this.noted ??= { policyHash, baseline: this.deps.baseline() };
+    this.noted ??= { policyHash, baseline: this.deps.baseline(), appArmorBaseline: this.deps.appArmor?.baselineGeneration?.() };
   }
 
-  /** True when nothing was noted, or the policy and baseline are the noted ones still. */
+  /** True when nothing was noted, or the policy and baselines are the noted ones still. */
   async unchanged(): Promise<boolean> {
     const noted = this.noted;
     if (noted === undefined) return true;
-    return noted.baseline === this.deps.baseline() && noted.policyHash === (await this.policyHash());
+    if (noted.baseline !== this.deps.baseline() || noted.appArmorBaseline !== this.deps.appArmor?.baselineGeneration?.()) return false;
+    return noted.policyHash === (await this.policyHash());
   }
 
   reset(): void {

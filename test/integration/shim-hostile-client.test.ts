@@ -180,6 +180,35 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
     assert.equal(creates.length, 1, 'forwarded once, after the second decision');
   });
 
+  it('is decided again when the AppArmor baseline is reloaded while it is rewritten', async () => {
+    decidedUnder.length = 0;
+    creates.length = 0;
+    let generation = 0;
+    rig.deps.appArmor = {
+      enabled: async () => false,
+      prepare: async () => Promise.reject(new Error('not used')),
+      load: async () => ({ warnings: [] }),
+      unload: async () => {},
+      baselineGeneration: () => generation,
+    };
+    slow = new Promise<void>((r) => (release = r));
+    try {
+      const answer = create('c-aa-baseline');
+      await waitFor(() => decidedUnder.length === 1, { timeoutMs: 5000, what: 'the first decision' });
+      generation++;
+      slow = undefined;
+      release();
+      const r = await answer;
+      assert.equal(r.status, '0', r.message);
+      assert.equal(decidedUnder.length, 2, 'decided again');
+      assert.equal(creates.length, 1);
+    } finally {
+      slow = undefined;
+      release();
+      delete rig.deps.appArmor;
+    }
+  });
+
   it('gives up (UNAVAILABLE, POLICY_CHANGED) when the policy keeps changing, and forwards nothing', async () => {
     decidedUnder.length = 0;
     creates.length = 0;
