@@ -68,6 +68,18 @@ export class LeaseElector {
   /** The Lease record last seen and when (this process's monotonic clock), for expiry. */
   private observed: { resourceVersion: string; at: number } | undefined;
   private lastRenewal = 0;
+  /** Fires at the renew deadline: a holder whose requests hang stops at it, not when a try ends. */
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private deadlinePassed = false;
+  /**
+   * The try under way (0: none). A request is not cancelled when its try gives up: what it
+   * answers later must change nothing, since the try it belonged to already counted as failed
+   * and its reading may be older than the ones after it.
+   */
+  private currentTry = 0;
+  private tries = 0;
+  /** Ends the try under way at once, as failed (renew deadline, stop). */
+  private endTry: (() => void) | undefined;
   private lastProblem = '';
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
@@ -91,6 +103,7 @@ export class LeaseElector {
   /** Stops trying; a leader stops its work (onStoppedLeading) and then releases the Lease. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.endTry?.();
     this.wake?.();
     await this.loop;
     if (this.leading) await this.stepDown('stopping');
@@ -100,27 +113,57 @@ export class LeaseElector {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
+      // Where the deadline timer woke the loop from its sleep.
+      if (this.leading && this.pastDeadline()) await this.stepDown(`not renewed for ${this.renewDeadlineMs} ms`);
+      if (this.stopped) break;
       // The renew deadline counts from before the request: the others count the lease duration from
       // when they see the renewal, which is later.
       const started = performance.now();
       const attempt = await this.tryAcquireOrRenew();
       if (this.stopped) break;
       if (attempt === 'held') {
-        this.lastRenewal = started;
+        this.renewed(started);
         if (!this.leading) {
           this.leading = true;
           this.o.log?.({ msg: 'leading: this replica holds the Lease', identity: this.o.identity });
           await this.o.onStartedLeading();
         }
-      } else if (this.leading && (attempt === 'other' || performance.now() - this.lastRenewal >= this.renewDeadlineMs)) {
+      }
+      if (this.leading && (attempt === 'other' || this.pastDeadline())) {
         await this.stepDown(attempt === 'other' ? 'another replica holds the Lease' : `not renewed for ${this.renewDeadlineMs} ms`);
       }
       // Followers spread their tries (as client-go's jitter), so that they do not all ask at once.
-      await this.sleep(this.leading ? this.retryPeriodMs : this.retryPeriodMs * (1 + 0.2 * Math.random()));
+      // A leader past its deadline (the timer fired while onStartedLeading ran) does not wait.
+      if (!(this.leading && this.pastDeadline())) await this.sleep(this.leading ? this.retryPeriodMs : this.retryPeriodMs * (1 + 0.2 * Math.random()));
     }
   }
 
+  /**
+   * A renewal whose try started at `started`. The deadline is measured from there, not from the
+   * answer: the others count the lease duration from when they see the renewal, which is later.
+   * It is watched by a timer, not only when a try ends: a try ends up to a retry period after the
+   * deadline, and the holder must stop before anyone may start.
+   */
+  private renewed(started: number): void {
+    this.lastRenewal = started;
+    this.deadlinePassed = false;
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.deadlinePassed = true;
+        this.endTry?.();
+        this.wake?.();
+      },
+      Math.max(0, started + this.renewDeadlineMs - performance.now()),
+    );
+  }
+
+  private pastDeadline(): boolean {
+    return this.deadlinePassed || performance.now() - this.lastRenewal >= this.renewDeadlineMs;
+  }
+
   private async stepDown(why: string): Promise<void> {
+    clearTimeout(this.deadlineTimer);
     this.leading = false;
     this.o.log?.({ msg: 'stopped leading', why, identity: this.o.identity });
     await this.o.onStoppedLeading();
@@ -132,27 +175,37 @@ export class LeaseElector {
    * retry period counts as failed: the renew deadline is measured from the last success.
    */
   private async tryAcquireOrRenew(): Promise<Attempt> {
+    const id = ++this.tries;
+    this.currentTry = id;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<Attempt>((resolve) => {
+    const ended = new Promise<Attempt>((resolve) => {
       timer = setTimeout(() => resolve('failed'), this.retryPeriodMs);
+      this.endTry = () => resolve('failed');
     });
+    const work = this.acquireOrRenew(() => this.currentTry === id);
     try {
-      return await Promise.race([this.acquireOrRenew(), timeout]);
+      return await Promise.race([work, ended]);
     } catch (e) {
       this.problem(e);
       return 'failed';
     } finally {
       clearTimeout(timer);
+      this.endTry = undefined;
+      this.currentTry = 0;
     }
   }
 
-  private async acquireOrRenew(): Promise<Attempt> {
-    const now = performance.now();
-    const stamp = microTime(new Date());
+  /** `live`: whether the try this belongs to is still under way; after it ended, nothing more is read into state or written. */
+  private async acquireOrRenew(live: () => boolean): Promise<Attempt> {
     const seconds = Math.ceil(this.leaseDurationMs / 1000);
     const lease = await this.o.client.get();
+    if (!live()) return 'failed';
+    // Taken once the GET answered: the record read may have been written any time until then,
+    // and the lease duration counts from when it was seen, never from before.
+    const now = performance.now();
+    const stamp = microTime(new Date());
     if (!lease) {
-      const created = await this.write(() => this.o.client.create({ holderIdentity: this.o.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 }));
+      const created = await this.write(live, () => this.o.client.create({ holderIdentity: this.o.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 }));
       return created ? 'held' : 'failed';
     }
     const spec = lease.spec ?? {};
@@ -170,14 +223,15 @@ export class LeaseElector {
       renewTime: stamp,
       leaseTransitions: mine ? transitions : transitions + 1,
     };
-    const written = await this.write(() => this.o.client.replace({ metadata: lease.metadata, spec: next }));
+    const written = await this.write(live, () => this.o.client.replace({ metadata: lease.metadata, spec: next }));
     return written ? 'held' : 'failed';
   }
 
-  /** A write of the Lease; false on 409 Conflict (another replica wrote it first). */
-  private async write(call: () => Promise<Lease>): Promise<boolean> {
+  /** A write of the Lease; false on 409 Conflict (another replica wrote it first), and when its try ended before it answered. */
+  private async write(live: () => boolean, call: () => Promise<Lease>): Promise<boolean> {
     try {
       const out = await call();
+      if (!live()) return false;
       this.observed = { resourceVersion: out.metadata.resourceVersion ?? '', at: performance.now() };
       this.lastProblem = '';
       return true;

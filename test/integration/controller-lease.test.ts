@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeLeaseClient } from '../../src/controller/kube.js';
-import { LeaseElector, type LeaseClient } from '../../src/controller/lease.js';
+import { LeaseElector, type Lease, type LeaseClient, type LeaseSpec } from '../../src/controller/lease.js';
 import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -18,11 +18,11 @@ const events: string[] = [];
 /** Whether `identity` leads now, by the events. */
 const leads = (identity: string) => events.filter((e) => e.startsWith(`${identity} `)).at(-1) === `${identity} started`;
 
-function replica(identity: string, client: LeaseClient): LeaseElector {
+function replica(identity: string, client: LeaseClient, timing: typeof TIMING = TIMING): LeaseElector {
   return new LeaseElector({
     client,
     identity,
-    ...TIMING,
+    ...timing,
     onStartedLeading: () => void events.push(`${identity} started`),
     onStoppedLeading: () => void events.push(`${identity} stopped`),
   });
@@ -105,5 +105,146 @@ describe('Lease leader election against the fake API server', () => {
     assert.deepEqual([leads('a'), holder('bystander')], [true, 'a']);
     await a.stop();
     assert.deepEqual(events, ['a started', 'a stopped']);
+  });
+});
+
+// The same elector against an in-memory Lease whose requests a test can hold, answer late or
+// refuse: the races of abandoned requests, without a network in the way.
+class MemoryLease {
+  lease: Lease | undefined;
+  rv = 0;
+  read(): Lease | undefined {
+    return this.lease && structuredClone(this.lease);
+  }
+  create(spec: LeaseSpec): Lease {
+    if (this.lease) throw Object.assign(new Error('exists'), { code: 409 });
+    this.lease = { metadata: { name: 'l', resourceVersion: String(++this.rv) }, spec: { ...spec } };
+    return this.read() as Lease;
+  }
+  replace(l: Lease): Lease {
+    if (!this.lease || l.metadata.resourceVersion !== this.lease.metadata.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
+    this.lease = { metadata: { name: 'l', resourceVersion: String(++this.rv) }, spec: { ...l.spec } };
+    return this.read() as Lease;
+  }
+}
+
+interface Hooks {
+  /** Awaited before a GET is served. */
+  get?: () => Promise<void> | void;
+  /** Awaited before a PUT is served. */
+  replace?: () => Promise<void> | void;
+  /** Called right after a PUT was served. */
+  afterReplace?: () => void;
+  /** Refuses every request while it returns true. */
+  cut?: () => boolean;
+}
+
+function memoryClient(s: MemoryLease, hooks: Hooks = {}): LeaseClient {
+  const refused = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+  return {
+    get: async () => {
+      if (hooks.cut?.()) return refused();
+      await hooks.get?.();
+      return s.read();
+    },
+    create: async (spec) => (hooks.cut?.() ? refused() : s.create(spec)),
+    replace: async (l) => {
+      if (hooks.cut?.()) return refused();
+      await hooks.replace?.();
+      const out = s.replace(l);
+      hooks.afterReplace?.();
+      return out;
+    },
+  };
+}
+
+/** A promise and its resolver: a request a test holds until it says so. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open = () => {};
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+describe('Lease leader election with requests answered late', () => {
+  it('a GET answered after its try gave up neither dates the record it read from before it was sent nor takes the Lease: never two leaders', async () => {
+    events.length = 0;
+    const s = new MemoryLease();
+    let cutA = false;
+    let renewalsUntilCut = -1;
+    const heldGet = gate();
+    let holdNextGet = false;
+    const getSent = gate();
+    const a = replica('a', memoryClient(s, {
+      cut: () => cutA,
+      afterReplace: () => {
+        if (renewalsUntilCut < 0 || --renewalsUntilCut > 0) return;
+        // a is cut off right after this renewal, and b's GET sent long ago is served now: it reads this renewal.
+        cutA = true;
+        heldGet.open();
+      },
+    }));
+    const b = replica('b', memoryClient(s, {
+      get: () => {
+        if (!holdNextGet) return;
+        holdNextGet = false;
+        getSent.open();
+        return heldGet.promise;
+      },
+    }));
+    a.start();
+    await waitFor(() => leads('a'), { timeoutMs: 5000, what: 'a to lead' });
+    holdNextGet = true;
+    b.start();
+    try {
+      await getSent.promise;
+      // b's GET stays unanswered for longer than the lease duration (2 s) while a renews (every 100 ms or more).
+      renewalsUntilCut = 25;
+      await waitFor(() => events.includes('b started'), { timeoutMs: 10_000, what: 'b to take over once a stopped renewing' });
+      assert.deepEqual(events, ['a started', 'a stopped', 'b started'], 'a stopped before b started');
+    } finally {
+      heldGet.open();
+      cutA = false;
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('a holder whose requests hang stops leading at its renew deadline, not when a try ends after it', async () => {
+    events.length = 0;
+    const s = new MemoryLease();
+    // Tries end a retry period (400 ms) after they start: checked only then, the deadline would
+    // be noticed up to 600 ms late.
+    const timing = { leaseDurationMs: 2000, renewDeadlineMs: 1000, retryPeriodMs: 400 };
+    const hung = gate();
+    let hang = false;
+    let lastRenewalSent = 0;
+    let stoppedAt = 0;
+    const a = new LeaseElector({
+      client: memoryClient(s, {
+        get: () => (hang ? hung.promise : undefined),
+        replace: async () => {
+          if (hang) await hung.promise;
+          else lastRenewalSent = performance.now();
+        },
+      }),
+      identity: 'a',
+      ...timing,
+      onStartedLeading: () => void events.push('a started'),
+      onStoppedLeading: () => {
+        stoppedAt = performance.now();
+        events.push('a stopped');
+      },
+    });
+    a.start();
+    try {
+      await waitFor(() => leads('a') && lastRenewalSent > 0, { timeoutMs: 5000, what: 'a to lead and renew' });
+      hang = true;
+      await waitFor(() => events.includes('a stopped'), { timeoutMs: 5000, what: 'a to stop leading' });
+      const late = stoppedAt - lastRenewalSent;
+      assert.ok(late < timing.renewDeadlineMs + 150, `a stopped ${Math.round(late)} ms after its last renewal was sent (deadline ${timing.renewDeadlineMs} ms)`);
+    } finally {
+      hung.open();
+      await a.stop();
+    }
   });
 });
