@@ -80,6 +80,8 @@ export class LeaseElector {
   private tries = 0;
   /** Ends the try under way at once, as failed (renew deadline, stop). */
   private endTry: (() => void) | undefined;
+  /** Requests of tries that ended, still unanswered: a write among them may yet land. */
+  private readonly pending = new Set<Promise<unknown>>();
   private lastProblem = '';
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
@@ -107,8 +109,22 @@ export class LeaseElector {
     this.wake?.();
     await this.loop;
     if (this.leading) await this.stepDown('stopping');
-    // Also where a try that took the Lease ended after stop() was called.
+    // A takeover write of a try that gave up can still land: looked at before it does, the Lease
+    // would not be ours yet, and once it landed nobody would lead until it expired. Waited for
+    // (as long as the others would wait for an unrenewed Lease at most), then released.
+    await this.settled(this.leaseDurationMs);
     await this.release();
+  }
+
+  /** Waits until no request of an ended try is outstanding, or `ms` passed. */
+  private async settled(ms: number): Promise<void> {
+    if (this.pending.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
+    const all = Promise.allSettled([...this.pending]).then(() => 'settled' as const);
+    const out = await Promise.race([all, timeout]);
+    clearTimeout(timer);
+    if (out === 'timeout') this.o.log?.({ msg: 'a Lease request is still unanswered at stop; if it took the Lease, the others take it once it expires', identity: this.o.identity, level: 'warning' });
   }
 
   private async run(): Promise<void> {
@@ -183,6 +199,12 @@ export class LeaseElector {
       this.endTry = () => resolve('failed');
     });
     const work = this.acquireOrRenew(() => this.currentTry === id);
+    const outstanding = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.add(outstanding);
+    void outstanding.then(() => this.pending.delete(outstanding));
     try {
       return await Promise.race([work, ended]);
     } catch (e) {
@@ -243,15 +265,22 @@ export class LeaseElector {
 
   /** Gives the Lease up: empty holder, so the next try of another replica takes it. */
   private async release(): Promise<void> {
-    try {
-      const lease = await this.o.client.get();
-      if (lease?.spec?.holderIdentity !== this.o.identity) return;
-      const stamp = microTime(new Date());
-      await this.o.client.replace({ metadata: lease.metadata, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: stamp } });
-      this.o.log?.({ msg: 'released the Lease', identity: this.o.identity });
-    } catch (e) {
-      // Then the others take it once it expires.
-      this.problem(e);
+    // Once more after a 409: the Lease changed between our GET and PUT (a late write of ours, or
+    // another replica's try that saw it as ours and lost); the second read says whose it is now.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const lease = await this.o.client.get();
+        if (lease?.spec?.holderIdentity !== this.o.identity) return;
+        const stamp = microTime(new Date());
+        await this.o.client.replace({ metadata: lease.metadata, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: stamp } });
+        this.o.log?.({ msg: 'released the Lease', identity: this.o.identity });
+        return;
+      } catch (e) {
+        if (codeOf(e) === 409 && attempt < 2) continue;
+        // Then the others take it once it expires.
+        this.problem(e);
+        return;
+      }
     }
   }
 

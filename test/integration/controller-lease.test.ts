@@ -247,4 +247,41 @@ describe('Lease leader election with requests answered late', () => {
       await a.stop();
     }
   });
+
+  it('a replica that stops while the takeover write of a try that gave up is unanswered, never having led, does not keep the Lease', async (t) => {
+    // Timers are the test's: it decides when a try gives up, so that the write is still
+    // unanswered while the replica sleeps between tries, as a slow API server would leave it.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const turn = () => new Promise((r) => setImmediate(r));
+    const settle = async (what: () => boolean) => {
+      for (let i = 0; i < 100 && !what(); i++) await turn();
+      assert.ok(what());
+    };
+    events.length = 0;
+    const s = new MemoryLease();
+    const put = gate();
+    let putSent = false;
+    const a = replica('a', memoryClient(s));
+    const b = replica('b', memoryClient(s, {
+      replace: () => {
+        putSent = true;
+        return put.promise;
+      },
+    }));
+    a.start();
+    await settle(() => leads('a'));
+    await a.stop(); // released: b's first try writes itself in, and that write is held
+    b.start();
+    await settle(() => putSent);
+    t.mock.timers.tick(TIMING.retryPeriodMs); // b's try gives up; b sleeps before its next one
+    await turn();
+    const stopping = b.stop();
+    let stopped = false;
+    void stopping.then(() => (stopped = true));
+    for (let i = 0; i < 10 && !stopped; i++) await turn();
+    put.open(); // the write lands: after stop() looked at the Lease, or while it waits for the write
+    await stopping;
+    assert.equal(s.lease?.spec?.holderIdentity, '', 'b released the Lease its late write took');
+    assert.deepEqual(events, ['a started', 'a stopped']);
+  });
 });
