@@ -48,6 +48,8 @@ export interface FinalizeDeps {
    * not be bound from the old snapshot, nor one that another replica now publishes.
    */
   stillFinalizing(rec: ProfileRecording, token: string): boolean;
+  /** Aborted when this replica stops leading (the reconciler's pause()): the publish under way ends at once. */
+  leadership?: () => AbortSignal;
   /** The reconciler's status write (retried on conflict; with `token`, only while the annotation still has it). */
   writeStatus(rec: ProfileRecording, status: ProfileRecordingStatus, token?: string): Promise<boolean>;
 }
@@ -134,6 +136,10 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
       ),
     deps.publishTimeoutMs,
   );
+  // Losing the Lease ends the publish as its deadline does: the request under way is aborted, so
+  // nothing more is pushed or signed by a replica the new leader publishes beside.
+  const leadership = deps.leadership?.();
+  const signal = leadership ? AbortSignal.any([deadline.signal, leadership]) : deadline.signal;
   const superseded = () => {
     deps.log?.({ msg: 'recording deleted, re-created or finalized again while publishing, or another replica took over; nothing more is pushed or bound from this snapshot', recording: `${namespace}/${name}`, token });
     return { ...out, action: 'none' as const };
@@ -142,7 +148,7 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
     profiles = [];
     for (const p of planned) {
       if (!deps.stillFinalizing(rec, token)) return superseded();
-      const r = await deps.publisher.publish(compiled, p, key, deadline.signal);
+      const r = await deps.publisher.publish(compiled, p, key, signal);
       if (r.pushedNow) out.pushed++;
       profiles.push({
         containers: p.containers,
@@ -154,6 +160,8 @@ export async function finalizeRecording(deps: FinalizeDeps, f: Finalizing): Prom
       });
     }
   } catch (e) {
+    // Aborted because another replica leads now: its status is not ours to write, nor a retry ours to schedule.
+    if (leadership?.aborted) return superseded();
     if (isSpokeError(e) && (e.code === 'InvalidArgument' || e.code === 'SecurityProfileInvalid' || e.code === 'PermissionDenied' || e.code === 'Unauthenticated')) {
       return fail('PublishFailed', e.message);
     }

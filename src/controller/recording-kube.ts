@@ -54,8 +54,11 @@ export interface RecordingController {
   waitForSync(timeoutMs: number): Promise<void>;
   /** Reconciles (the default): every recording once the caches have synced, then as they change. */
   lead(): void;
-  /** Reconciles nothing while another replica does (it holds the Lease, lease.ts); the caches keep running for the webhook. */
-  follow(): void;
+  /**
+   * Reconciles nothing while another replica does (it holds the Lease, lease.ts); the caches keep
+   * running for the webhook. The publish under way is aborted; resolves once its reconcile ended.
+   */
+  follow(): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -80,6 +80,8 @@ export class RecordingReconciler {
   private readonly finalizer: FinalizeDeps;
   /** False while another replica holds the Lease (lease.ts): nothing is queued, and a publish under way pushes and binds nothing more. */
   private active = true;
+  /** Aborted when this replica stops leading: ends the publish under way (its requests included). */
+  private leadership = new AbortController();
 
   constructor(private readonly o: RecordingReconcilerOptions) {
     // setTimeout reads a missing or bad value as "at once": every publish would fail.
@@ -115,6 +117,7 @@ export class RecordingReconciler {
       signingKey: o.signingKey,
       log: o.log,
       publishTimeoutMs: o.publishTimeoutMs ?? PUBLISH_TIMEOUT_MS,
+      leadership: () => this.leadership.signal,
       stillFinalizing: (r, token) => {
         if (!this.active) return false;
         const fresh = o.caches.recording(r.metadata.namespace as string, r.metadata.name as string);
@@ -155,13 +158,21 @@ export class RecordingReconciler {
     this.queue.stop();
   }
 
-  /** Reconciles nothing more until resume(): another replica does (it holds the Lease). */
-  pause(): void {
+  /**
+   * Reconciles nothing more until resume(): another replica does (it holds the Lease). The publish
+   * under way is aborted, not left to finish: the new leader publishes the recording too, and two
+   * would push and sign it twice. Resolves once the reconcile under way has ended, so the Lease is
+   * given up only after this replica stopped writing.
+   */
+  pause(): Promise<void> {
     this.active = false;
+    this.leadership.abort(new SpokeError('Unavailable', 'this replica stopped leading: another one publishes the recording', {}, { reason: 'CANCELLED' }));
     this.queue.stop();
+    return this.queue.idle();
   }
 
   resume(): void {
+    if (!this.active) this.leadership = new AbortController();
     this.active = true;
     this.queue.resume();
   }
@@ -237,7 +248,8 @@ export class RecordingReconciler {
    * Writes `status` unless it equals what is there. On 409 re-reads the object (after a delay,
    * so the cache can catch up) and tries again with the fresh resourceVersion, keeping the
    * status computed here — unless the finalize annotation changed meanwhile, in which case the
-   * recording is reconciled again from the start. Returns whether it wrote.
+   * recording is reconciled again from the start. Nothing is written once this replica stopped
+   * leading. Returns whether it wrote.
    */
   private async writeStatus(rec: ProfileRecording, status: ProfileRecordingStatus, token?: string): Promise<boolean> {
     const ns = rec.metadata.namespace as string;
@@ -245,6 +257,9 @@ export class RecordingReconciler {
     let current = rec;
     return retryOnConflict(
       async (attempt) => {
+        // Asked before every attempt, a retry after a conflict included: a replica that stopped
+        // leading meanwhile must not overwrite what the new leader writes.
+        if (!this.active) return false;
         if (attempt > 0) {
           const fresh = this.o.caches.recording(ns, name);
           if (!fresh || fresh.metadata.uid !== rec.metadata.uid) return false;

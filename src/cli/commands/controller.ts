@@ -152,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
   // What must happen once in the cluster, not once per replica, is done by the replica that holds
   // the Lease (docs/binding.md#replicas): pushing and signing recorded profiles, and counting pods
   // where status comes from them. The others follow.
-  recordings.controller.follow();
+  void recordings.controller.follow();
   let pods: PodStatusInformer | undefined;
   const elector = new LeaseElector({
     client: new kube.KubeLeaseClient(kc, kc.getContextObject(kc.getCurrentContext())?.namespace || 'default', LEASE_NAME),
@@ -168,7 +168,9 @@ export async function run(argv: string[]): Promise<number> {
       recordings.controller.lead();
     },
     onStoppedLeading: async () => {
-      recordings.controller.follow();
+      // Awaited before the Lease is released (or tried for again): the publish under way must have
+      // ended, else the next leader would push and sign beside it.
+      await recordings.controller.follow();
       await pods?.stop();
       pods = undefined;
     },
