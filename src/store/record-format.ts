@@ -27,8 +27,8 @@ export interface ProvenanceRecord {
   /**
    * `<policy hash> <signer>` → verdict (verdictKey): under one policy, rules for different
    * namespaces may need different signers of one digest, and each verdict is a fact of its own.
-   * "unsigned" rules record nothing here. Keys of the policy hash alone (older versions) match
-   * nothing and are verified again.
+   * "unsigned" rules record nothing here. A key of the policy hash alone (older versions) still
+   * serves the signer its verdict names.
    */
   verdicts: Record<string, SignatureVerdict>;
   /**
@@ -123,7 +123,9 @@ export function setVerdict(record: ProvenanceRecord, policyHash: string, v: Sign
 export function verdictUnder(record: ProvenanceRecord, policyHash: string, signedBy: readonly { name: string; type: string }[]): SignatureVerdict | undefined {
   for (const s of signedBy) {
     if (s.type === 'unavailable') continue;
-    const v = record.verdicts[verdictKey(policyHash, s.name)];
+    // A key of the hash alone: a version before this one kept one verdict per policy; it says
+    // as much (the hash covers the keys and the signature rules) for the signer it names.
+    const v = record.verdicts[verdictKey(policyHash, s.name)] ?? record.verdicts[policyHash];
     if (v !== undefined && v.signer === s.name) return v;
   }
   return undefined;

@@ -244,6 +244,13 @@ describe('ProfileStore', () => {
     assert.equal(verdictUnder(r, 'p2', [signer('platform')]), undefined);
     assert.equal(verdictUnder(r, 'p1', [signer('platform', 'unavailable'), signer('ci')])?.signer, 'ci', 'an unavailable signer is skipped');
     assert.equal(verdictUnder(r, 'p3', [signer('platform'), signer('ci')]), undefined);
+    // A record an older version wrote, one verdict under the policy hash alone: it serves the
+    // signer it names, under that hash only.
+    const legacy = { ...r, verdicts: { p4: { signer: 'ci', format: 'bundle' as const, at: '2026-12-01T00:00:00.000Z' } } };
+    assert.equal(verdictUnder(legacy, 'p4', [signer('platform'), signer('ci')])?.signer, 'ci');
+    assert.equal(verdictUnder(legacy, 'p4', [signer('platform')]), undefined);
+    assert.equal(verdictUnder(legacy, 'p4', [signer('ci', 'unavailable')]), undefined);
+    assert.equal(verdictUnder(legacy, 'p5', [signer('ci')]), undefined);
   });
 
   it('refuses removal while in use, and gc keeps what is in use', async () => {
