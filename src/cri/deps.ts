@@ -12,7 +12,7 @@ import type { ProfileStore } from '../store/store.js';
 
 export type ShimPipeline = Pick<PullPipeline, 'pull'>;
 
-export type ShimStore = Pick<ProfileStore, 'root' | 'getRecord' | 'readBlob' | 'checkBlob' | 'list' | 'markInUse' | 'transferInUse' | 'release' | 'replaceInUse' | 'inUse' | 'remove' | 'recordEffective' | 'originsIdentity' | 'effectiveDigests'>;
+export type ShimStore = Pick<ProfileStore, 'root' | 'getRecord' | 'readBlob' | 'checkBlob' | 'list' | 'markInUse' | 'transferInUse' | 'release' | 'replaceInUse' | 'markInUseIncomplete' | 'inUse' | 'remove' | 'recordEffective' | 'originsIdentity' | 'effectiveDigests'>;
 
 /** The seccomp library, injected (src/profiles/seccomp). P is its decoded profile type. */
 export interface SeccompOps<P = unknown> {

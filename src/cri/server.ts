@@ -189,6 +189,9 @@ export class ShimServer<P = unknown> {
     }
     // Before the socket exists: no create runs before the directory is made or checked.
     this.edited.reservedSeccompDirs = await prepareEffectiveDir(this.opts.deps.seccompRoot, this.logger);
+    // Containers may have been made or removed while no shim ran: until the rebuild from the
+    // runtime (at its first connection), remove and gc keep everything (docs/gc.md).
+    await this.opts.deps.store.markInUseIncomplete();
     const path = this.opts.listen;
     await prepareSocketPath(path);
     const server = createServer({

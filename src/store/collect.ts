@@ -49,7 +49,7 @@ export class StoreCollector {
   private async removeRecord(d: Digest): Promise<Digest> {
     const state = await this.holders.inUseState();
     if (!state.complete) {
-      throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (it was unreadable); try again once the shim has rebuilt it`, { digest: d }, { reason: 'IN_USE' });
+      throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (a shim started, or the set was unreadable); try again once the shim has rebuilt it`, { digest: d }, { reason: 'IN_USE' });
     }
     const holders = state.byDigest.get(d) ?? [];
     if (holders.length > 0) {

@@ -265,6 +265,15 @@ export class InUseSet {
     }, opts.complete ?? true);
   }
 
+  /**
+   * The runtime holders are not known complete until the next rebuild (replaceInUse): a shim
+   * starting marks them so, since containers may have been made or removed while none ran.
+   */
+  async markIncomplete(): Promise<void> {
+    await this.layout.init();
+    await this.compact(undefined, false);
+  }
+
   /** Every holder (runtime and pins) by artifact digest. */
   async inUse(): Promise<Map<Digest, string[]>> {
     return (await this.inUseState()).byDigest;

@@ -155,6 +155,11 @@ export class ProfileStore {
     return this.holders.inUseState();
   }
 
+  /** See InUseSet.markIncomplete. */
+  markInUseIncomplete(): Promise<void> {
+    return this.holders.markIncomplete();
+  }
+
   inUseHolders(d: Digest): Promise<string[]> {
     return this.holders.inUseHolders(d);
   }

@@ -17,6 +17,9 @@ import type { Applied } from '../../src/cri/apply.js';
 import type { Policy } from '../../src/policy/types.js';
 import { encode } from '../helpers/cri-client.js';
 import { stubShimDeps } from '../helpers/shim.js';
+import { spokeError } from '../helpers/assert.js';
+import { sha256Digest } from '../../src/core/digest.js';
+import type { ProfileStore } from '../../src/store/store.js';
 import { waitFor } from '../helpers/wait.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}` as const;
@@ -293,6 +296,27 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
       unblock();
       await rig.shim.inUse.abortAppArmor([await load]);
     }
+  });
+});
+
+describe('shim: the in-use set after a start', () => {
+  // The runtime never answers: its first rebuild does not finish while the test runs.
+  const rig = shimRig('spoke-start-', (stream) => stream.on('error', () => {}));
+  after(() => rig.stop());
+
+  it('is incomplete until the rebuild from the runtime: a profile looks unused, yet remove refuses it (containers may have been made while no shim ran)', async () => {
+    const store = rig.deps.store as ProfileStore;
+    const layer = Buffer.from('{"defaultAction":"SCMP_ACT_ERRNO"}');
+    const layerDigest = sha256Digest(layer);
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { size: 2 }, layers: [{ digest: layerDigest, size: layer.length }] }));
+    const digest = sha256Digest(manifest);
+    await store.ingest({ digest, manifestBytes: manifest, layerDigest, layerBytes: layer, kind: 'seccomp', reference: `reg.example/p@${digest}`, rule: 'rules[0]', servedBy: 'reg.example' });
+    // As the last shim left it: rebuilt, complete, nothing held.
+    await store.replaceInUse(new Map());
+    assert.equal((await store.inUseState()).complete, true);
+    await rig.start();
+    assert.equal((await store.inUseState()).complete, false);
+    await assert.rejects(store.remove(digest), spokeError({ code: 'FailedPrecondition', reason: 'IN_USE' }));
   });
 });
 
