@@ -2,6 +2,7 @@
 // checked when it is there. The runtime reads an effective profile by path after the shim has
 // checked it, so nobody but the shim's user may write in that directory (docs/shim.md#localhost-bases-and-effective-files).
 
+import type { Stats } from 'node:fs';
 import { chmod, lstat, mkdir, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
@@ -18,14 +19,36 @@ export async function prepareEffectiveDir(seccompRoot: string, logger: Logger): 
   const dir = join(seccompRoot, EFFECTIVE_SECCOMP_DIR);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const st = await lstat(dir);
-  const refuse = (why: string) => new SpokeError('FailedPrecondition', `${dir} ${why}: the shim writes the effective profiles the runtime reads there, so only its own user may`, { file: dir }, { reason: 'STATE_CORRUPT' });
-  if (!st.isDirectory()) throw refuse('is not a directory (a link?)');
-  const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw refuse(`belongs to uid ${st.uid}, not to this process's ${uid}`);
+  const refusal = refusalOf(dir, st);
+  if (refusal !== undefined) throw refusal;
   if ((st.mode & 0o022) !== 0) {
     await chmod(dir, st.mode & 0o755);
     logger.log('warn', 'the effective profile directory was writable by group or others; write access taken away', { dir, mode: (st.mode & 0o777).toString(8) });
   }
   const real = join(await realpath(seccompRoot), EFFECTIVE_SECCOMP_DIR);
   return real === dir ? [dir] : [dir, real];
+}
+
+/**
+ * What a shim starting now would refuse `<seccompRoot>/spoke` for, changing nothing (spoke
+ * status): undefined when it is absent (made at start) or usable.
+ */
+export async function effectiveDirRefusal(seccompRoot: string): Promise<SpokeError | undefined> {
+  const dir = join(seccompRoot, EFFECTIVE_SECCOMP_DIR);
+  let st: Stats;
+  try {
+    st = await lstat(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  return refusalOf(dir, st);
+}
+
+function refusalOf(dir: string, st: Stats): SpokeError | undefined {
+  const refuse = (why: string) => new SpokeError('FailedPrecondition', `${dir} ${why}: the shim writes the effective profiles the runtime reads there, so only its own user may`, { file: dir }, { reason: 'STATE_CORRUPT' });
+  if (!st.isDirectory()) return refuse('is not a directory (a link?)');
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) return refuse(`belongs to uid ${st.uid}, not to this process's ${uid}`);
+  return undefined;
 }

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -229,6 +229,18 @@ describe('spoke CLI', () => {
     assert.equal(s.ok, false);
     // What this node can record with: bpf (default) where root, BTF and bpftrace are all there.
     assert.deepEqual(s.recorder.backends, bpfSupport().ok ? ['bpf', 'audit'] : ['audit']);
+  });
+
+  it('status fails, changing nothing, when <seccompRoot>/spoke is one the shim would refuse to start with (a link): check before a restart', async () => {
+    const root = join(dir, 'linked-seccomp-root');
+    mkdirSync(join(root, 'elsewhere'), { recursive: true });
+    symlinkSync(join(root, 'elsewhere'), join(root, 'spoke'));
+    const linked = join(dir, 'linked-config.yaml');
+    writeFileSync(linked, `policy: ${policy}\nstoreDir: ${join(dir, 'store')}\nlisten: ${join(dir, 'no-shim.sock')}\nseccompRoot: ${root}\n`);
+    const s = JSON.parse((await spoke(['status', '--config', linked, '--json'])).stdout);
+    assert.equal(s.store.ok, false);
+    assert.match(s.store.detail, /spoke is not a directory \(a link\?\)/);
+    assert.ok(lstatSync(join(root, 'spoke')).isSymbolicLink(), 'left as it was');
   });
 
   it('20 concurrent spoke pull processes on one store all succeed', async () => {

@@ -8,6 +8,7 @@ import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js
 import { describeBackends } from '../../recorder/backend.js';
 import { bpfSupport } from '../../recorder/bpf.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
+import { effectiveDirRefusal } from '../../cri/effective-dir.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
@@ -21,7 +22,8 @@ Checks this node the way the shim would use it and reports each part:
             signers whose key file or trusted root is gone or unusable are listed (a running shim
             keeps the rest of the policy and fails pulls that need them: SIGNER_UNAVAILABLE)
   baseline  the seccomp baseline decodes and validates
-  store     artifacts, bytes and how many are in use (and whether the in-use set is complete)
+  store     artifacts, bytes and how many are in use (and whether the in-use set is complete);
+            fails too when <seccompRoot>/spoke is one the shim would refuse to start with
   shim      the shim answers on its socket (runtime name and version through it) and advertises
             RuntimeFeatures.security_profile_oci_artifact
   recorder  which recording backends this node supports (bpf needs root, kernel BTF and
@@ -108,11 +110,14 @@ export async function run(argv: string[]): Promise<number> {
     const inUseComplete = (await s.inUseState()).complete;
     const bytes = entries.reduce((n, e) => n + e.size, 0);
     const inUse = entries.filter((e) => e.inUse.length > 0).length;
-    const note = inUseComplete ? '' : '; in-use set unreadable until the shim rebuilds it (gc removes nothing meanwhile)';
+    const note = inUseComplete ? '' : '; in-use set incomplete until the shim rebuilds it from the runtime (gc and remove keep everything meanwhile)';
     store = { ok: true, detail: `${config.storeDir}: ${entries.length} artifact(s), ${bytes} B, ${inUse} in use${note}`, artifacts: entries.length, bytes, inUse, inUseComplete };
   } catch (e) {
     store = { ok: false, detail: `${config.storeDir}: ${asSpokeError(e).message}` };
   }
+  // What a shim starting now would refuse to start on: check before a restart or an upgrade.
+  const refusal = await effectiveDirRefusal(config.seccompRoot).catch((e: unknown) => asSpokeError(e));
+  if (refusal !== undefined) store = { ...store, ok: false, detail: `${store.detail}; ${refusal.message}` };
 
   const shim = await checkShim(config.listen);
   const bpf = bpfSupport();
