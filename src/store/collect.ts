@@ -131,10 +131,7 @@ export class StoreCollector {
   }
 
   private async sweep(now: number): Promise<void> {
-    for (const name of await readdir(this.layout.tmpDir)) {
-      const st = await stat(join(this.layout.tmpDir, name)).catch(() => undefined);
-      if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.layout.tmpDir, name), { force: true });
-    }
+    await sweepOldTemp(this.layout.tmpDir, now);
     await this.layout.sweepLockOwners();
     const entries = await this.list();
     // A held artifact without a readable record (records are not flushed: a crash can leave one
@@ -261,6 +258,9 @@ export class StoreCollector {
       }
     }
     await this.sweep(now);
+    // The shim's other temp directories: effective files and the recording's logging profile.
+    await sweepOldTemp(join(opts.effectiveDir, '.tmp'), now);
+    await sweepOldTemp(join(this.layout.root, 'recording', '.tmp'), now);
 
     const kept = new Set<string>(entries.map((e) => e.digest));
     for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
@@ -309,4 +309,19 @@ function blobBytes(entries: readonly ProvenanceRecord[]): number {
   let n = 0;
   for (const v of seen.values()) n += v;
   return n;
+}
+
+/** Removes the files in `dir` (if any) older than an hour: leftovers of writers that crashed. */
+async function sweepOldTemp(dir: string, now: number): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const name of names) {
+    const st = await stat(join(dir, name)).catch(() => undefined);
+    if (st?.isFile() && now - st.mtimeMs > 3_600_000) await rm(join(dir, name), { force: true });
+  }
 }

@@ -119,6 +119,22 @@ describe('ProfileStore.collect', () => {
     assert.ok(existsSync(effFile(held!)), 'held through its origin');
   });
 
+  it('temp files a crash left over an hour ago go, in the store, beside the effective files and beside the logging profile; newer ones stay', async () => {
+    const dirs = [join(eff, '.tmp'), join(dir, 'store', 'recording', '.tmp')];
+    for (const d of dirs) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'old'), '{');
+      utimesSync(join(d, 'old'), new Date(now - 2 * HOUR), new Date(now - 2 * HOUR));
+      writeFileSync(join(d, 'new'), '{');
+      utimesSync(join(d, 'new'), new Date(now - HOUR / 2), new Date(now - HOUR / 2));
+    }
+    await run();
+    for (const d of dirs) {
+      assert.ok(!existsSync(join(d, 'old')), d);
+      assert.ok(existsSync(join(d, 'new')), d);
+    }
+  });
+
   it('a held artifact whose record a crash left unreadable keeps its blob and its effective files\' origins', async () => {
     const a = ingestInput(BODIES[0]!);
     await store.ingest(a);
