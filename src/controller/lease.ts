@@ -16,6 +16,7 @@
 import { SpokeError } from '../core/errors.js';
 import { codeOf } from './api-errors.js';
 import type { ObjectMeta } from './types.js';
+import { Pause } from './pause.js';
 
 export interface LeaseSpec {
   holderIdentity?: string;
@@ -64,7 +65,7 @@ export class LeaseElector {
   private leading = false;
   private stopped = true;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new Pause();
   /** The Lease record last seen and when (this process's monotonic clock), for expiry. */
   private observed: { resourceVersion: string; at: number } | undefined;
   private lastRenewal = 0;
@@ -106,7 +107,7 @@ export class LeaseElector {
   async stop(): Promise<void> {
     this.stopped = true;
     this.endTry?.();
-    this.wake?.();
+    this.pause.wake();
     await this.loop;
     if (this.leading) await this.stepDown('stopping');
     // A takeover write of a try that gave up can still land: looked at before it does, the Lease
@@ -150,7 +151,7 @@ export class LeaseElector {
       }
       // Followers spread their tries (as client-go's jitter), so that they do not all ask at once.
       // A leader past its deadline (the timer fired while onStartedLeading ran) does not wait.
-      if (!(this.leading && this.pastDeadline())) await this.sleep(this.leading ? this.retryPeriodMs : this.retryPeriodMs * (1 + 0.2 * Math.random()));
+      if (!(this.leading && this.pastDeadline())) await this.pause.for(this.leading ? this.retryPeriodMs : this.retryPeriodMs * (1 + 0.2 * Math.random()));
     }
   }
 
@@ -168,7 +169,7 @@ export class LeaseElector {
       () => {
         this.deadlinePassed = true;
         this.endTry?.();
-        this.wake?.();
+        this.pause.wake();
       },
       Math.max(0, started + this.renewDeadlineMs - performance.now()),
     );
@@ -292,19 +293,6 @@ export class LeaseElector {
     this.o.log?.({ msg: 'Lease request failed; retrying', error: message, code: codeOf(e), level: 'warning' });
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, ms);
-      this.wake = () => {
-        clearTimeout(t);
-        this.wake = undefined;
-        resolve();
-      };
-    });
-  }
 }
 
 /** metav1.MicroTime: RFC 3339 in UTC with six fractional digits. */

@@ -13,6 +13,7 @@
 import { createConfiguration, HttpMethod, ServerConfiguration, Watch, type Configuration, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, VERSION, type ObjectMeta } from './types.js';
 import { codeOf } from './api-errors.js';
+import { Pause } from './pause.js';
 
 export type KubeObject = { metadata: ObjectMeta };
 export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -50,7 +51,7 @@ export class Reflector<T extends KubeObject> {
   private readonly watch: Watch;
   private syncWaiters: (() => void)[] = [];
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new Pause();
   /** Ends the current watch wait: client-node's abort does not always call the done callback. */
   private endWatch: (() => void) | undefined;
   readonly stats = { lists: 0, watches: 0, bookmarks: 0, expired: 0, errors: 0 };
@@ -114,24 +115,11 @@ export class Reflector<T extends KubeObject> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort?.abort();
-    this.wake?.();
+    this.pause.wake();
     this.endWatch?.();
     await this.loop;
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, ms);
-      this.wake = () => {
-        clearTimeout(t);
-        this.wake = undefined;
-        resolve();
-      };
-    });
-  }
 
   private async run(): Promise<void> {
     const initial = this.opts.backoffInitialMs ?? 500;
@@ -145,7 +133,7 @@ export class Reflector<T extends KubeObject> {
         } catch (e) {
           this.stats.errors++;
           this.opts.log?.({ msg: `list ${this.opts.plural} failed`, error: (e as Error).message ?? String(e), code: codeOf(e), retryInMs: backoff });
-          await this.sleep(backoff);
+          await this.pause.for(backoff);
           backoff = Math.min(backoff * 2, max);
           continue;
         }
@@ -160,7 +148,7 @@ export class Reflector<T extends KubeObject> {
       } else if (end.kind === 'error') {
         this.stats.errors++;
         this.opts.log?.({ msg: `watch ${this.opts.plural} failed`, error: (end.error as Error)?.message ?? String(end.error), code: codeOf(end.error), retryInMs: backoff });
-        await this.sleep(backoff);
+        await this.pause.for(backoff);
         backoff = Math.min(backoff * 2, max);
       } else {
         backoff = initial;

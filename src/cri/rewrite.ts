@@ -339,7 +339,8 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   const annotations = ProfileAnnotations.read(sandboxConfig);
   const recording = deps.recording ? readRecording(sandboxConfig) : undefined;
   // Fast path: nothing OCI or unknown anywhere and no annotation → not ours.
-  const anyOci = messages.some((m) => m !== undefined && anyTypeForTheShim(m));
+  const forTheShim = messages.map((m) => m !== undefined && anyTypeForTheShim(m));
+  const anyOci = forTheShim.includes(true);
   if (!anyOci && annotations.size === 0 && recording === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 
   const ctx = { annotations, deps, container, namespace: namespaceOf(sandboxConfig), privileged: privilegedAt(payload, CTR_SECCTX_IN_CREATE, CTR_PRIVILEGED) };
@@ -355,13 +356,13 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   }
   // Decided on the request as the kubelet sent it, before any edit.
   const logging = recording && recordsContainer(payload, recording, deps.recording!, deps.annotations !== undefined, ctx, who) ? await deps.recording!.loggingProfile!() : undefined;
-  // Before anything is resolved: an OCI seccomp profile at either site, or a seccomp annotation
-  // for this container, is one spoke would apply.
-  // An annotation is read only where no KEP OCI profile wins over it (rule 1, rewrite-annotations.ts).
+  // Before anything is resolved, the checks of a profile spoke would apply: an OCI profile at any
+  // site, or an annotation for this container, read only where no KEP OCI profile wins over it
+  // (rule 1, rewrite-annotations.ts). Sites 0 and 1 are seccomp's (CREATE_SITES).
   const annotated = (kind: ProfileKind) => annotations.size > 0 && annotations.forContainer(kind, container) !== undefined;
-  const seccompOci = [messages[0], messages[1]].some((m) => m !== undefined && anyTypeForTheShim(m));
+  const seccompOci = forTheShim[0]! || forTheShim[1]!;
   const seccompAnnotation = !seccompOci && annotated('seccomp');
-  if (seccompOci || seccompAnnotation || anyOci || annotated('apparmor')) {
+  if (anyOci || seccompAnnotation || annotated('apparmor')) {
     const sets = [runtimeAnnotations(sandboxConfig, SANDBOX_ANNOTATIONS), runtimeAnnotations(config, CONTAINER_ANNOTATIONS)];
     if (deps.runtimeHandler) {
       const sandbox = await deps.runtimeHandler.ofSandbox(getString(payload, CREATE_POD_SANDBOX_ID));

@@ -145,6 +145,34 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
   });
   after(() => rig.stop());
 
+  /**
+   * Another create's AppArmor load (profile `spoke-<hex digit × 64>`) holding the in-use queue,
+   * and a count of the creates that reach it to record their pending holder.
+   */
+  function holdInUseQueue(hexDigit: string) {
+    let release = () => {};
+    const blocked = new Promise<void>((r) => (release = r));
+    const load = rig.shim.inUse.claimAppArmor(`spoke-${hexDigit.repeat(64)}`, DIGEST, async () => {
+      await blocked;
+    });
+    const inUse = rig.shim.inUse as unknown as { begin: (...a: unknown[]) => Promise<string> };
+    const begin = inUse.begin.bind(inUse);
+    let began = 0;
+    inUse.begin = async (...a: unknown[]) => {
+      began++;
+      return begin(...a);
+    };
+    return {
+      release,
+      createWaiting: () => waitFor(() => began === 1, { timeoutMs: 5000, what: 'the create waiting to record its pending holder' }),
+      async restore() {
+        inUse.begin = begin;
+        release();
+        await rig.shim.inUse.abortAppArmor([await load]);
+      },
+    };
+  }
+
   function create(name: string, headers: Record<string, string> = {}): Promise<{ status: string | undefined; message: string | undefined }> {
     const session = rig.connect();
     const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/CreateContainer', 'content-type': 'application/grpc', te: 'trailers', ...headers });
@@ -237,64 +265,37 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
       decidedUnder.push((await rig.deps.policy()).hash);
       return applied;
     };
-    // Another create's AppArmor load holds the in-use queue.
-    let unblock = () => {};
-    const blocked = new Promise<void>((r) => (unblock = r));
-    const load = rig.shim.inUse.claimAppArmor(`spoke-${'d'.repeat(64)}`, DIGEST, async () => {
-      await blocked;
-    });
-    const inUse = rig.shim.inUse as unknown as { begin: (...a: unknown[]) => Promise<string> };
-    const begin = inUse.begin.bind(inUse);
-    let began = 0;
-    inUse.begin = async (...a: unknown[]) => {
-      began++;
-      return begin(...a);
-    };
+    const queue = holdInUseQueue('d');
     try {
       const answer = create('c-queue');
-      await waitFor(() => began === 1, { timeoutMs: 5000, what: 'the create waiting to record its pending holder' });
+      await queue.createWaiting();
       policy = { hash: 'q2' };
-      unblock();
+      queue.release();
       const r = await answer;
       assert.equal(r.status, '0', r.message);
       assert.deepEqual(decidedUnder, ['q1', 'q2']);
       assert.equal(creates.length, 1, 'forwarded once, after the second decision');
     } finally {
-      inUse.begin = begin;
-      unblock();
-      await rig.shim.inUse.abortAppArmor([await load]);
+      await queue.restore();
     }
   });
 
   it('is not forwarded when its deadline passes while its pending holder waits in the in-use queue (DEADLINE_EXCEEDED)', async () => {
     decidedUnder.length = 0;
     creates.length = 0;
-    let unblock = () => {};
-    const blocked = new Promise<void>((r) => (unblock = r));
-    const load = rig.shim.inUse.claimAppArmor(`spoke-${'e'.repeat(64)}`, DIGEST, async () => {
-      await blocked;
-    });
-    const inUse = rig.shim.inUse as unknown as { begin: (...a: unknown[]) => Promise<string> };
-    const begin = inUse.begin.bind(inUse);
-    let began = 0;
-    inUse.begin = async (...a: unknown[]) => {
-      began++;
-      return begin(...a);
-    };
+    const queue = holdInUseQueue('e');
     try {
       const sent = performance.now();
       const answer = create('c-late', { 'grpc-timeout': '300m' });
-      await waitFor(() => began === 1, { timeoutMs: 5000, what: 'the create waiting to record its pending holder' });
+      await queue.createWaiting();
       // The client's deadline is the event waited for here: it passes while the queue is held.
       await waitFor(() => performance.now() - sent > 400, { timeoutMs: 5000, what: 'the deadline to pass' });
-      unblock();
+      queue.release();
       const r = await answer;
       assert.equal(r.status, '4', r.message);
       assert.equal(creates.length, 0, 'nothing forwarded after its deadline');
     } finally {
-      inUse.begin = begin;
-      unblock();
-      await rig.shim.inUse.abortAppArmor([await load]);
+      await queue.restore();
     }
   });
 });

@@ -9,7 +9,7 @@ import type { RegistryClient } from '../../registry/index.js';
 import { emit, parseCommand } from '../args.js';
 import { reportError, EXIT_USAGE, UsageError } from '../errors.js';
 import { nodePlatform } from '../../pull/platform.js';
-import { publisherDeadline, timeoutFlag, type Deadline } from '../deadline.js';
+import { parseTimeoutFlag, publisherDeadline, timeoutFlag, type Deadline } from '../deadline.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
 import { kindOf, readInput } from './profile.js';
 
@@ -121,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
     const platform = values.platform === undefined ? nodePlatform() : parsePlatform(values.platform);
     if (platform === undefined) throw new UsageError(`--platform must look like linux/amd64 or linux/arm/v7, got ${JSON.stringify(values.platform)}`);
     // The flag is checked now, the clock starts at the first reference fetched.
-    publisherDeadline(values, 'diff').clear();
+    parseTimeoutFlag(values.timeout);
     const registry = () => (client ??= publisherRegistry(values, (deadline = publisherDeadline(values, 'diff')).signal));
     const kindFlag = values.kind === undefined ? undefined : kindOf(values.kind, Buffer.alloc(0));
     const older = await load(positionals[0]!, kindFlag, platform, registry);
