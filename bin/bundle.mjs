@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Run by `npm run build` after tsc: bundles the CLI (dist/src/cli/main.js and everything it
-// loads, commands included) into one CommonJS file, dist/spoke.cjs, and records a V8 code cache
-// for it, dist/spoke.cjs.cache, from a warm-up run of `spoke pull` against a throwaway registry on
-// 127.0.0.1 served from this script (the cache then holds the bytecode of everything a pull runs:
+// loads, commands included) into one CommonJS file, dist/spoke.cjs, and the pull command alone
+// (dist/src/cli/pull-main.js) into dist/spoke-pull.cjs (bin/start-bundle.cjs OWN_BUNDLES), and
+// records a V8 code cache for each, `<bundle>.cache`, from a warm-up run of `spoke pull` through
+// it against a throwaway registry on 127.0.0.1 served from this script (the cache then holds the bytecode of everything a pull runs:
 // policy, registry client, checks, store, not only the top level). bin/spoke starts from
 // these when they exist (docs/benchmarks.md: a cold Node process spends most of a short command
 // resolving, reading and compiling ~200 modules; one file with its compiled code cached does not).
@@ -19,11 +20,14 @@ import { bundleCommonJs } from './bundle-build.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 const outfile = join(dist, 'spoke.cjs');
+const pullOutfile = join(dist, 'spoke-pull.cjs');
 
 await rm(`${outfile}.cache`, { force: true });
+await rm(`${pullOutfile}.cache`, { force: true });
 // The Kubernetes client is ESM-only and used by the controller alone: loaded from node_modules
 // with import() when that command runs. SPOKE_CLI=plain gives readable stacks.
 await bundleCommonJs({ entry: join(dist, 'src/cli/main.js'), outfile, external: ['@kubernetes/client-node'] });
+await bundleCommonJs({ entry: join(dist, 'src/cli/pull-main.js'), outfile: pullOutfile });
 
 // Warm-up: one unsigned pull of a small seccomp artifact from a registry that answers only the
 // two GETs a pull makes (OCI distribution spec: manifests and blobs by digest).
@@ -45,10 +49,15 @@ const work = await mkdtemp(join(tmpdir(), 'spoke-warm-up-'));
 try {
   const policy = join(work, 'policy.yaml');
   await writeFile(policy, `apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules:\n  - scope: ${host}/warm\n    kinds: [seccomp]\n    unsigned: true\ninsecure: [${host}]\n`);
-  await promisify(execFile)(process.execPath, [join(root, 'bin', 'spoke'), 'pull', `${host}/warm/up@${packed.manifestDigest}`, '--kind', 'seccomp', '--policy', policy, '--store', join(work, 'store'), '--config', '/dev/null'], {
-    env: { ...process.env, SPOKE_CLI: 'fast', SPOKE_WRITE_CODE_CACHE: '1' },
-    timeout: 60_000,
-  });
+  // Each bundle is started as bin/spoke starts it, from a launcher in the warm-up directory.
+  for (const [i, bundle] of [outfile, pullOutfile].entries()) {
+    const launcher = join(work, `start-${i}.cjs`);
+    await writeFile(launcher, `require(${JSON.stringify(join(root, 'bin', 'start-bundle.cjs'))}).startBundle(${JSON.stringify(bundle)}, { liftoffOnly: true });\n`);
+    await promisify(execFile)(process.execPath, [launcher, 'pull', `${host}/warm/up@${packed.manifestDigest}`, '--kind', 'seccomp', '--policy', policy, '--store', join(work, `store-${i}`), '--config', '/dev/null'], {
+      env: { ...process.env, SPOKE_WRITE_CODE_CACHE: '1' },
+      timeout: 60_000,
+    });
+  }
 } finally {
   server.close();
   await rm(work, { recursive: true, force: true });

@@ -3,9 +3,8 @@
 // for the shim's gRPC or the controller's Kubernetes client at start-up.
 
 import { readFileSync } from 'node:fs';
-import { reportError, EXIT_USAGE } from './errors.js';
-
-type CommandModule = { run(argv: string[]): Promise<number> };
+import { EXIT_USAGE } from './errors.js';
+import { runAndExit, runCommand, type CommandModule } from './run.js';
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   push: { summary: 'package a profile as a KEP-6061 artifact and push it; prints the digest reference', load: () => import('./commands/push.js') },
@@ -71,21 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`InvalidArgument: unknown command ${JSON.stringify(name)}\n${usage()}\n`);
     return EXIT_USAGE;
   }
-  try {
-    return await (await cmd.load()).run(rest);
-  } catch (e) {
-    return reportError(e);
-  }
+  return runCommand(cmd.load, rest);
 }
 
-/**
- * Exits as soon as the command is done and its output flushed. Waiting for the event loop to
- * drain costs ~40 ms of idle teardown (keep-alive sockets closing, handles unwinding) on every
- * CLI run, for nothing: every command has already closed what it opened.
- */
-function exitWhenFlushed(code: number): void {
-  process.exitCode = code;
-  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
-}
-
-main(process.argv.slice(2)).then(exitWhenFlushed, (e) => exitWhenFlushed(reportError(e)));
+runAndExit(main(process.argv.slice(2)));

@@ -21,7 +21,8 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { shimFiles } from '../helpers/shim-rig.js';
 
-const BUNDLE = new URL('../../spoke.cjs', import.meta.url);
+// The whole CLI's bundle, and the pull command's own (bin/start-bundle.cjs OWN_BUNDLES).
+const BUNDLES = [new URL('../../spoke.cjs', import.meta.url), new URL('../../spoke-pull.cjs', import.meta.url)];
 
 describe('fast CLI and plain CLI', () => {
   let reg: TestRegistry;
@@ -49,12 +50,14 @@ describe('fast CLI and plain CLI', () => {
     return fast;
   };
 
-  it('the build made the bundle, not older than the tsc output, and a code cache that this Node accepts', () => {
-    assert.ok(existsSync(BUNDLE), 'dist/spoke.cjs');
-    // bin/spoke falls back to the plain build for a stale bundle: then the comparisons below would compare plain with plain.
-    assert.ok(statSync(BUNDLE).mtimeMs >= statSync(new URL('../../src/cli/main.js', import.meta.url)).mtimeMs, 'bundle is fresh');
-    const script = new Script(readFileSync(BUNDLE, 'latin1'), { filename: BUNDLE.pathname, cachedData: readFileSync(new URL('../../spoke.cjs.cache', import.meta.url)) });
-    assert.equal(script.cachedDataRejected, false);
+  it('the build made the bundles, not older than the tsc output, each with a code cache that this Node accepts', () => {
+    for (const bundle of BUNDLES) {
+      assert.ok(existsSync(bundle), bundle.pathname);
+      // bin/spoke falls back to the plain build for a stale bundle: then the comparisons below would compare plain with plain.
+      assert.ok(statSync(bundle).mtimeMs >= statSync(new URL('../../src/cli/main.js', import.meta.url)).mtimeMs, `${bundle.pathname} is fresh`);
+      const script = new Script(readFileSync(bundle, 'latin1'), { filename: bundle.pathname, cachedData: readFileSync(new URL(`${bundle.href}.cache`)) });
+      assert.equal(script.cachedDataRejected, false, bundle.pathname);
+    }
   });
 
   it('every command: --help, and a usage error', async () => {
