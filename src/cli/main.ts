@@ -2,9 +2,9 @@
 // Composition root: the command table. Commands are loaded lazily so `spoke pull` does not pay
 // for the shim's gRPC or the controller's Kubernetes client at start-up.
 
-import { readFileSync } from 'node:fs';
 import { EXIT_USAGE } from './errors.js';
 import { runAndExit, runCommand, type CommandModule } from './run.js';
+import { versionInfo } from './version.js';
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   push: { summary: 'package a profile as a KEP-6061 artifact and push it; prints the digest reference', load: () => import('./commands/push.js') },
@@ -27,21 +27,6 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   sign: { summary: 'sign an artifact digest with a local key (sigstore bundle referrer and/or cosign .sig); prints the digest reference', load: () => import('./commands/sign.js') },
   verify: { summary: "verify REF's signature offline under the node policy; prints the signer, format and identity", load: () => import('./commands/verify.js') },
 };
-
-/** `spoke --version`: the package version, the Node running it, and the commit the build came from. */
-export function versionInfo(): { version: string; node: string; commit: string } {
-  const read = (rel: string): Record<string, unknown> => {
-    try {
-      return JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as Record<string, unknown>;
-    } catch {
-      return {};
-    }
-  };
-  // dist/src/cli/main.js → the package root and dist/
-  const pkg = read('../../../package.json');
-  const build = read('../../build-info.json');
-  return { version: String(pkg.version ?? 'unknown'), node: process.versions.node, commit: String(build.commit ?? 'unknown') };
-}
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));

@@ -13,6 +13,7 @@ import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
 import { UsageError } from './errors.js';
 import { readInputFile, readNamedFile } from './read-file.js';
+import { contentRules } from './version.js';
 
 /** The policy's text as the shim reads it (decodeText: invalid UTF-8 refused, a BOM dropped), so lint, check, verify and the node agree. */
 export function readPolicyFile(file: string): string {
@@ -171,7 +172,7 @@ export function createNodeContext(
   const policy = opts.policy ?? new PolicyHolder({ file: config.policy, watch: false, logger });
   const credentials: CredentialSource = opts.credentials ?? nodeCredentials(config.authFile);
   // A CLI process does one thing: its flushes need not leave the thread (src/store/fsutil.ts).
-  const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true });
+  const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true, contentRules: contentRules() });
   const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));
   const pipeline = new PullPipeline({
     policy: () => policy.current(),

@@ -64,6 +64,12 @@ export interface InvalidVerdict {
    * are ignored.
    */
   scope: 'content';
+  /**
+   * The artifact rules that judged it (the spoke build, ProfileStoreOptions.contentRules): a
+   * later build may admit what an earlier one refused, so its verdict is not taken for this
+   * build's. Files without it were written before builds recorded it, and are ignored.
+   */
+  rules: string;
 }
 
 export interface StoreEntry extends ProvenanceRecord {

@@ -65,7 +65,11 @@ export class RecordStore {
   /** Blob digest → the file's identity (blobIdentity) when its bytes last hashed to the digest. */
   private readonly intactBlobs = new Map<Digest, string>();
 
-  constructor(private readonly layout: StoreLayout) {}
+  /** `contentRules`: ProfileStoreOptions.contentRules. */
+  constructor(
+    private readonly layout: StoreLayout,
+    private readonly contentRules: string,
+  ) {}
 
   /**
    * The record of an artifact, or undefined. Cheap when unchanged since the last read: one
@@ -294,13 +298,14 @@ export class RecordStore {
   /** Remembers that the content of `d` is not an acceptable profile. Only for verdicts on the content alone. */
   async recordInvalid(d: Digest, reason: string): Promise<void> {
     await this.layout.init();
-    const v: InvalidVerdict = { digest: d, reason: reason.slice(0, 1024), at: new Date(this.layout.clock.now()).toISOString(), scope: 'content' };
+    const v: InvalidVerdict = { digest: d, reason: reason.slice(0, 1024), at: new Date(this.layout.clock.now()).toISOString(), scope: 'content', rules: this.contentRules };
     await this.layout.write(this.layout.invalidPath(d), JSON.stringify(v) + '\n');
   }
 
   /**
-   * The content verdict on `d`, if any. A file that cannot be read or lacks `scope: content`
-   * counts as none: the digest is fetched and judged again, which records a fresh verdict.
+   * The content verdict on `d`, if any. A file that cannot be read, lacks `scope: content` or
+   * was judged by other rules than this store's `contentRules` (another spoke build) counts as
+   * none: the digest is fetched and judged again, which records a fresh verdict.
    */
   async getInvalid(d: Digest): Promise<InvalidVerdict | undefined> {
     await this.layout.init();
@@ -308,8 +313,8 @@ export class RecordStore {
     if (!bytes) return undefined;
     try {
       const v = JSON.parse(bytes.toString('utf8')) as Partial<InvalidVerdict>;
-      if (v.scope !== 'content' || typeof v.reason !== 'string') return undefined;
-      return { digest: d, reason: v.reason, at: typeof v.at === 'string' ? v.at : '', scope: 'content' };
+      if (v.scope !== 'content' || typeof v.reason !== 'string' || v.rules !== this.contentRules) return undefined;
+      return { digest: d, reason: v.reason, at: typeof v.at === 'string' ? v.at : '', scope: 'content', rules: v.rules };
     } catch {
       return undefined;
     }

@@ -41,7 +41,14 @@ export type { Ingested, StagedAhead, StagedBlob, StagedRecord } from './records.
 export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';
 export { verdictUnder } from './record-format.js';
 
-export type ProfileStoreOptions = StoreLayoutOptions;
+export interface ProfileStoreOptions extends StoreLayoutOptions {
+  /**
+   * The artifact rules this process judges content by, recorded with each content verdict: a
+   * verdict recorded under other rules counts as none (records.ts getInvalid). The CLI and the
+   * shim pass their build (src/cli/version.ts contentRules). Default ''.
+   */
+  contentRules?: string;
+}
 
 export class ProfileStore {
   readonly root: string;
@@ -54,7 +61,7 @@ export class ProfileStore {
   constructor(opts: ProfileStoreOptions) {
     this.layout = new StoreLayout(opts);
     this.root = this.layout.root;
-    this.records = new RecordStore(this.layout);
+    this.records = new RecordStore(this.layout, opts.contentRules ?? '');
     this.holders = new InUseSet(this.layout);
     this.effective = new EffectiveOrigins(this.layout);
     this.collector = new StoreCollector(this.layout, this.records, this.holders, this.effective);

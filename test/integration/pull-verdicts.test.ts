@@ -12,6 +12,7 @@ import { spoke } from '../helpers/cli.js';
 import { testNode, unsignedPolicy } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { rejectsWith } from '../helpers/assert.js';
+import { contentRules } from '../../src/cli/version.js';
 
 /** Both kinds allowed unsigned from `scope`, with an optional size limit. */
 function bothKinds(scope: string, maxArtifactBytes?: number): string {
@@ -108,6 +109,29 @@ describe('verdict cache', () => {
       assert.ok(reg.requests().length > 0, 'judged again from the registry');
       const again = await spoke(['store', 'forget', 'sha256:nothex', '--store', node.config.storeDir]);
       assert.equal(again.code, 2, again.stderr);
+    } finally {
+      await node.dispose();
+    }
+  });
+
+  it("judges again a digest another spoke build refused: that build's rules may not be this one's", async () => {
+    const node = testNode(unsignedPolicy([`${reg.host}/verdicts`]));
+    try {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'verdicts/other-build', { layers: [{ bytes: denySyscalls(['swapon']) }] });
+      const dir = join(node.config.storeDir, 'invalid', 'sha256');
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `${digest.slice(7)}.json`);
+      // An older build refused it (say, a syscall name its table did not know), and a build before that recorded no rules.
+      for (const older of [{ rules: 'spoke 0.0.9 0123abc' }, {}]) {
+        writeFileSync(file, JSON.stringify({ digest, reason: 'unknown syscall "swapon"', at: '2026-01-01T00:00:00Z', scope: 'content', ...older }));
+        assert.equal(await node.store.getInvalid(digest as Digest), undefined, JSON.stringify(older));
+      }
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, false);
+      // This build's own verdict is served.
+      const { reference: bad, digest: badDigest } = await pushRawArtifact(reg.host, 'verdicts/this-build', { layers: [{ bytes: ALLOW_ALL_SECCOMP }, { bytes: ALLOW_ALL_SECCOMP }] });
+      await rejectsWith(node.pipeline.pull({ reference: bad, kind: 'seccomp' }), { code: 'SecurityProfileInvalid' });
+      assert.equal((await node.store.getInvalid(badDigest as Digest))?.rules, contentRules());
+      await rejectsWith(node.pipeline.pull({ reference: bad, kind: 'seccomp' }), { code: 'SecurityProfileInvalid', reason: 'KNOWN_INVALID' });
     } finally {
       await node.dispose();
     }

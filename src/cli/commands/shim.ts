@@ -26,6 +26,7 @@ import { ProfileStore } from '../../store/store.js';
 import { holdFileLock } from '../../store/lock.js';
 import type { NodeContext } from '../wiring.js';
 import { parseShimOptions } from './shim-options.js';
+import { contentRules } from '../version.js';
 
 /** Temp files made ahead for the store: two per cold pull (blob, record); a burst beyond creates its files on demand. */
 const PREPARED_TEMP_FILES = 8;
@@ -120,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
   // (src/store/fsutil.ts).
   const store = new ProfileStore({
     root: config.storeDir,
+    contentRules: contentRules(),
     preparedTempFiles: PREPARED_TEMP_FILES,
     flushInline: () => (running.shim?.unaryInFlight() ?? 0) <= 1,
     refillTempFiles: (refill) => (running.shim ? running.shim.afterUnaryCall(refill) : refill()),

@@ -14,14 +14,16 @@ describe('ProfileStore verdicts', () => {
   let store: ProfileStore;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'spoke-verdicts-'));
-    store = new ProfileStore({ root: dir });
+    store = new ProfileStore({ root: dir, contentRules: 'spoke 1.0.0 aaa' });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a content verdict is kept with its scope; legacy and torn verdict files count as none', async () => {
     const { digest } = ingestInput('{"defaultAction":"SCMP_ACT_KILL"}');
     await store.recordInvalid(digest, 'artifact must have exactly one layer, has 2');
-    assert.deepEqual({ ...(await store.getInvalid(digest)), at: '' }, { digest, reason: 'artifact must have exactly one layer, has 2', at: '', scope: 'content' });
+    assert.deepEqual({ ...(await store.getInvalid(digest)), at: '' }, { digest, reason: 'artifact must have exactly one layer, has 2', at: '', scope: 'content', rules: 'spoke 1.0.0 aaa' });
+    // Another build's store takes it for none: its rules may admit the content.
+    assert.equal(await new ProfileStore({ root: dir, contentRules: 'spoke 1.0.1 bbb' }).getInvalid(digest), undefined);
     const file = join(dir, 'invalid', 'sha256', `${digest.slice(7)}.json`);
     writeFileSync(file, JSON.stringify({ digest, reason: 'not a apparmor profile', at: '2026-01-01T00:00:00Z' }));
     assert.equal(await store.getInvalid(digest), undefined);
