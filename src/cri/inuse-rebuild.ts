@@ -38,6 +38,16 @@ export interface RebuildPlan {
   effective: Set<string>;
 }
 
+/**
+ * Whether a pending holder stamped `age` ms ago (wall clock: the stamp is in in-use.json, read by
+ * a later process too) may still be a create in its grace period. A stamp ahead of the clock by
+ * less than the grace is kept (a small step back); further ahead, no create of the last grace
+ * period made it, and keeping it would hold its profile, with rechecks, until the clock caught up.
+ */
+function pendingWithinGrace(age: number): boolean {
+  return age < PENDING_GRACE_MS && age > -PENDING_GRACE_MS;
+}
+
 /** Which holders of `current` (digest → holders) stay, go or are added, given what the runtime runs. */
 export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]>, scan: Scan, ctx: RebuildContext): Promise<RebuildPlan> {
   const keep = new Map<string, Digest>();
@@ -67,7 +77,7 @@ export async function planRebuild(current: ReadonlyMap<Digest, readonly string[]
           list.push([h, digest]);
           takeovers.set(to, list);
         }
-        else if (!(ctx.now - p.at < PENDING_GRACE_MS)) drop();
+        else if (!pendingWithinGrace(ctx.now - p.at)) drop();
         else {
           keep.set(h, digest);
           recheck = Math.min(recheck ?? Infinity, p.at + PENDING_GRACE_MS - ctx.now);

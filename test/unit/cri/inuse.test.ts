@@ -71,6 +71,24 @@ describe('in-use rebuild', () => {
     assert.deepEqual(await t.store.inUseHolders(D1), []);
   });
 
+  it('a pending holder stamped ahead of the clock (the clock stepped back) is rechecked within Node timer range, and dropped once it cannot be a recent create', async () => {
+    // A 30-day step back once asked for a recheck ~30 days away: past 2^31-1 ms, which setTimeout fires at once, in a loop.
+    const t = setup();
+    const lost = await t.tracker.begin(D1, { identity: identity('s1', 'never') });
+    t.tracker.unconfirmed(lost, []);
+    t.tick(-30 * 86_400_000);
+    const r = await t.tracker.rebuild();
+    assert.ok(r.recheckInMs === undefined || r.recheckInMs <= PENDING_GRACE_MS, String(r.recheckInMs));
+    assert.deepEqual(await t.store.inUseHolders(D1), [], 'stamped further ahead than the grace: no create of the last grace period');
+    // A small step back keeps it, rechecked within two grace periods.
+    const recent = await t.tracker.begin(D2, { identity: identity('s1', 'again') });
+    t.tracker.unconfirmed(recent, []);
+    t.tick(-PENDING_GRACE_MS / 2);
+    const r2 = await t.tracker.rebuild();
+    assert.deepEqual(await t.store.inUseHolders(D2), [recent]);
+    assert.ok(r2.recheckInMs !== undefined && r2.recheckInMs <= 2 * PENDING_GRACE_MS, String(r2.recheckInMs));
+  });
+
   it('a pending holder in flight is never dropped, whatever its age', async () => {
     const t = setup();
     const pending = await t.tracker.begin(D1);
