@@ -113,12 +113,15 @@ export function addReference(record: ProvenanceRecord, reference: string): void 
 const verdictKey = (policyHash: string, signer: string): string => `${policyHash} ${signer}`;
 
 export function setVerdict(record: ProvenanceRecord, policyHash: string, v: SignatureVerdict): void {
-  record.verdicts[verdictKey(policyHash, v.signer)] = v;
-  const keys = Object.keys(record.verdicts);
-  // Oldest verdicts first out: only the current policy's verdicts matter.
-  if (keys.length > MAX_VERDICTS_PER_RECORD) {
-    keys.sort((a, b) => record.verdicts[a]!.at.localeCompare(record.verdicts[b]!.at));
-    delete record.verdicts[keys[0]!];
+  const key = verdictKey(policyHash, v.signer);
+  record.verdicts[key] = v;
+  // Oldest verdicts first out: only the current policy's verdicts matter. Never the one just
+  // set, which is the current policy's: verdicts written while the clock ran ahead carry later
+  // times than it.
+  const others = Object.keys(record.verdicts).filter((k) => k !== key);
+  if (others.length >= MAX_VERDICTS_PER_RECORD) {
+    others.sort((a, b) => record.verdicts[a]!.at.localeCompare(record.verdicts[b]!.at));
+    delete record.verdicts[others[0]!];
   }
 }
 

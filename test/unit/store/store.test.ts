@@ -11,6 +11,7 @@ import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, throwsWith } from '../../helpers/assert.js';
 import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
+import { systemClock } from '../../../src/core/runtime.js';
 import { ingestInput, poolRequests } from './fixtures.js';
 
 /** Runs `fn` with a store directory of its own, removed afterwards. */
@@ -251,6 +252,27 @@ describe('ProfileStore', () => {
     assert.equal(verdictUnder(legacy, 'p4', [signer('platform')]), undefined);
     assert.equal(verdictUnder(legacy, 'p4', [signer('ci', 'unavailable')]), undefined);
     assert.equal(verdictUnder(legacy, 'p5', [signer('ci')]), undefined);
+  });
+
+  it('a full record keeps the verdict just set, though older verdicts carry later times (written while the clock ran ahead)', async () => {
+    let now = Date.parse('2038-01-01T00:00:00Z');
+    const ahead = new ProfileStore({ root: mkdtempSync(join(tmpdir(), 'spoke-ahead-')), clock: { now: () => now, sleep: systemClock.sleep }, fsync: false });
+    try {
+      const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","x":"ahead"}', { verdict: { policyHash: 'h0', signer: 'platform', format: 'bundle' } });
+      await ahead.ingest(i);
+      for (let n = 1; n < 16; n++) {
+        now += 60_000;
+        await ahead.annotate(i.digest, { verdict: { policyHash: `h${n}`, signer: 'platform', format: 'bundle' } });
+      }
+      now = Date.parse('2026-12-06T00:00:00Z');
+      await ahead.annotate(i.digest, { verdict: { policyHash: 'current', signer: 'platform', format: 'bundle' } });
+      const r = (await ahead.getRecord(i.digest))!;
+      assert.equal(verdictUnder(r, 'current', [{ name: 'platform', type: 'publicKey' }])?.signer, 'platform');
+      assert.equal(Object.keys(r.verdicts).length, 16);
+      assert.equal(verdictUnder(r, 'h0', [{ name: 'platform', type: 'publicKey' }]), undefined, 'the oldest of the others went');
+    } finally {
+      rmSync(ahead.root, { recursive: true, force: true });
+    }
   });
 
   it('refuses removal while in use, and gc keeps what is in use', async () => {
