@@ -53,8 +53,10 @@ export function sendUnary(stream: ServerHttp2Stream, payload: Buffer): void {
 }
 
 /**
- * The request body, whole. Its bytes count against `budget` while it is read (given back once it
- * is complete or refused): past the budget the call is refused, never forwarded unread.
+ * The request body, whole. Its bytes count against `budget` from the read until the call's stream
+ * closes, or until the read is refused: a body read is held while its call waits (a create for
+ * its profile's merge or AppArmor load), so the budget bounds what all open calls hold. Past
+ * the budget the call is refused, never forwarded unread.
  */
 export function readBody(stream: ServerHttp2Stream, budget: BodyBudget, max = MAX_INSPECTED_MESSAGE_BYTES + 5): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -76,7 +78,11 @@ export function readBody(stream: ServerHttp2Stream, budget: BodyBudget, max = MA
       chunks.push(c);
     };
     const onEnd = () => {
+      const held = size;
+      size = 0;
       cleanup();
+      // 'close' follows 'end' on every HTTP/2 stream, however the call ends.
+      stream.once('close', () => budget.give(held));
       resolve(Buffer.concat(chunks));
     };
     const onClose = () => {

@@ -1,5 +1,6 @@
-// Reading a unary request body whole: its bytes count against the shim's body budget while read,
-// and every byte taken is given back however the read ends.
+// Reading a unary request body whole: its bytes count against the shim's body budget from the
+// read until the call's stream closes (a body read is held while the call waits: a create for its
+// rewrite), and every byte taken is given back however the read or the call ends.
 
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -15,14 +16,16 @@ const stream = () => new EventEmitter() as unknown as ServerHttp2Stream & EventE
 const whole = (b: BodyBudget) => b.take(b.limit) && !b.take(1) && (b.give(b.limit), true);
 
 describe('readBody', () => {
-  it('gives back what it took when the body ends, when it passes its size cap, and when it passes the budget', async () => {
+  it('gives back what it took when the call closes, when the body passes its size cap, and when it passes the budget', async () => {
     const budget = new BodyBudget(100);
     const done = stream();
     const body = readBody(done, budget, 50);
     done.emit('data', Buffer.alloc(30));
     done.emit('end');
     assert.equal((await body).length, 30);
-    assert.ok(whole(budget), 'after the end');
+    assert.ok(!budget.take(71), 'the body read stays charged while its call is open');
+    done.emit('close');
+    assert.ok(whole(budget), 'after the call closed');
 
     const oversized = stream();
     const refused = rejectsWith(readBody(oversized, budget, 50), { code: 'InvalidArgument', reason: 'FRAME_INVALID' });
@@ -40,6 +43,7 @@ describe('readBody', () => {
     await overloaded;
     held.emit('end');
     await first;
+    held.emit('close');
     assert.ok(whole(budget), 'after a refusal for the budget');
   });
 });
