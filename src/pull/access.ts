@@ -7,6 +7,12 @@ import type { ProvenanceRecord } from '../store/store.js';
 
 /** Digests kept in the in-memory record of which credentials proved access (oldest dropped first). */
 const MAX_ACCESS_ENTRIES = 4096;
+/**
+ * Credential identities kept per digest (least recently proven dropped first): a public
+ * repository ignores a pod's credentials, so each made-up AuthConfig would otherwise add one.
+ * A dropped identity fetches again as itself, which proves its access anew.
+ */
+const MAX_IDENTITIES_PER_DIGEST = 16;
 
 /**
  * Who a pull is made as: `node` (no per-request credentials, so the node's auth file or
@@ -37,6 +43,8 @@ export class AccessMemory {
       if (this.access.size >= MAX_ACCESS_ENTRIES) this.access.delete(this.access.keys().next().value!);
       this.access.set(d, (ids = new Set()));
     }
+    ids.delete(identity);
     ids.add(identity);
+    if (ids.size > MAX_IDENTITIES_PER_DIGEST) ids.delete(ids.values().next().value!);
   }
 }
