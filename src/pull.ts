@@ -34,6 +34,9 @@ export { toVerifierSigner } from './pull/signature.js';
 
 /** Stored profiles remembered as judged by this process's rules; past it the memory starts afresh (each is judged again once). */
 const MAX_JUDGED = 4096;
+/** Namespaces whose pulls are remembered (pulledIn), and references per namespace; least recent dropped first. */
+const MAX_PULLED_NAMESPACES = 1024;
+const MAX_PULLED_PER_NAMESPACE = 256;
 
 export class PullPipeline {
   private readonly flights: Flights;
@@ -44,6 +47,8 @@ export class PullPipeline {
   private readonly blobBudget: ByteBudget;
   /** Kind and layer digest of the stored profiles this process has judged by its rules (judgeStored). */
   private readonly judged = new Set<string>();
+  /** Namespace ('' for none: the node) → the references pulled in it by this process, least recent first (pulledIn). */
+  private readonly pulled = new Map<string, Set<string>>();
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -63,6 +68,7 @@ export class PullPipeline {
     const started = observer ? performance.now() : 0;
     try {
       const result = await this.pullOnce(req);
+      this.notePulled(req.namespace ?? '', result.reference);
       observer?.pulled(result.cached, (performance.now() - started) / 1000);
       return result;
     } catch (e) {
@@ -113,6 +119,31 @@ export class PullPipeline {
     //    credential identity share one fetch; a credentialed pull never joins an anonymous one,
     //    nor the reverse.
     return this.flights.join(`fetch\0${key}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
+  }
+
+  /**
+   * Whether this process pulled `reference` (canonical form) for `namespace` (undefined: the
+   * node's own pulls), or for the node. The shim accepts a create's OCI profile pulled so
+   * (docs/shim.md), beside the references the store's record keeps: those are capped per
+   * artifact, and another namespace naming the same digest under new references pushes the
+   * oldest out, where it cannot push out what this memory keeps for each namespace.
+   */
+  pulledIn(namespace: string | undefined, reference: string): boolean {
+    return (namespace !== undefined && this.pulled.get(namespace)?.has(reference) === true) || this.pulled.get('')?.has(reference) === true;
+  }
+
+  private notePulled(namespace: string, reference: string): void {
+    let refs = this.pulled.get(namespace);
+    if (refs === undefined) {
+      if (this.pulled.size >= MAX_PULLED_NAMESPACES) this.pulled.delete(this.pulled.keys().next().value!);
+      refs = new Set();
+    }
+    // Re-inserted: Map and Set keep insertion order, so the first entries are the least recent.
+    this.pulled.delete(namespace);
+    this.pulled.set(namespace, refs);
+    refs.delete(reference);
+    refs.add(reference);
+    if (refs.size > MAX_PULLED_PER_NAMESPACE) refs.delete(refs.values().next().value!);
   }
 
   /** Callers now waiting on flights for `reference` (canonical form); tests wait on it. */

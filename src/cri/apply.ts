@@ -175,7 +175,7 @@ export class ProfileApplier<P> {
       throw new SpokeError('PermissionDenied', `${ctx.who}: ${canonical}: ${decision.reason}`, { reference: canonical, digest: ref.digest, rule: decision.rule?.id }, { reason: 'POLICY_DENIED' });
     }
     const record = await store.getRecord(ref.digest);
-    if (!record || !record.references.some((r) => sameReference(r, canonical))) {
+    if (!record || !(record.references.some((r) => sameReference(r, canonical)) || this.deps.pipeline.pulledIn?.(ctx.namespace, canonical) === true)) {
       throw new SpokeError('FailedPrecondition', `security profile ${canonical} has not been pulled`, { reference: canonical, digest: ref.digest }, { reason: 'NOT_PULLED' });
     }
     checkStored(canonical, record, kind, policy.limits.maxArtifactBytes, this.deps.platform ?? nodePlatform());

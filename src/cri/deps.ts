@@ -10,7 +10,8 @@ import type { Policy } from '../policy/types.js';
 import type { PullPipeline } from '../pull.js';
 import type { ProfileStore } from '../store/store.js';
 
-export type ShimPipeline = Pick<PullPipeline, 'pull'>;
+/** The pull pipeline as the shim uses it; `pulledIn` may be missing (a pipeline that remembers no pulls). */
+export type ShimPipeline = Pick<PullPipeline, 'pull'> & Partial<Pick<PullPipeline, 'pulledIn'>>;
 
 export type ShimStore = Pick<ProfileStore, 'root' | 'getRecord' | 'readBlob' | 'checkBlob' | 'list' | 'markInUse' | 'transferInUse' | 'release' | 'replaceInUse' | 'markInUseIncomplete' | 'inUse' | 'remove' | 'recordEffective' | 'originsIdentity' | 'effectiveDigests'>;
 

@@ -140,7 +140,11 @@ export async function run(argv: string[]): Promise<number> {
     });
     return loading;
   };
-  const pipeline = { pull: async (req: PullRequest): Promise<PullResult> => (await nodeContext()).pipeline.pull(req) };
+  const pipeline = {
+    pull: async (req: PullRequest): Promise<PullResult> => (await nodeContext()).pipeline.pull(req),
+    // Before the pipeline is loaded, this process has pulled nothing.
+    pulledIn: (namespace: string | undefined, reference: string): boolean => node?.pipeline.pulledIn(namespace, reference) ?? false,
+  };
   // The runtime's default profile: what a RuntimeDefault base means (src/cri/runtime-default.ts).
   const runtimeDefault = new RuntimeDefaultSource<SeccompProfile>({
     decode: decodeRuntimeDefault,
