@@ -301,9 +301,11 @@ export class PullPipeline {
     // The blob is held from its download until it is stored: its declared size comes out of the
     // node's budget for that (byte-budget.ts), waited for in turn while other pulls hold it.
     const blobSize = artifact.layer.size;
-    if (!this.blobBudget.tryTake(blobSize)) {
+    // Each namespace holds at most half the budget (byte-budget.ts); the node's own pulls are one owner.
+    const budgetOwner = req.namespace ?? '';
+    if (!this.blobBudget.tryTake(blobSize, budgetOwner)) {
       this.logger.log('info', 'pull waits for memory: other pulls hold the blob bytes the node allows at once', { reference: canonical, bytes: blobSize, held: this.blobBudget.inUse, limit: this.blobBudget.limit });
-      await this.blobBudget.take(blobSize, req.signal);
+      await this.blobBudget.take(blobSize, req.signal, budgetOwner);
     }
     // An unsigned pull's record is complete now: it is staged while the blob is on its way
     // (src/pull/record-ahead.ts). A signed pull's waits for its verdict.
@@ -339,7 +341,7 @@ export class PullPipeline {
         { ...(early ? { blob: early } : {}), ...(ahead ? { record: await ahead.take() } : {}) },
       ));
     } finally {
-      this.blobBudget.give(blobSize);
+      this.blobBudget.give(blobSize, budgetOwner);
       await ahead?.discard();
     }
     // A record already there is kept as it was: one of another platform's profile (a store shared

@@ -10,7 +10,7 @@ import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import type { ErrorReason } from '../../src/core/errors.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
+import { testNode, unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { settlesWithinTurn } from '../helpers/event-loop.js';
 import { PullPipeline } from '../../src/pull.js';
@@ -227,6 +227,34 @@ describe('pull pipeline against a real registry', () => {
         await proxy.close();
       }
     }));
+
+  it("one namespace's pulls whose blobs stall hold at most half the blob budget: another namespace's pull goes ahead", () =>
+    (async () => {
+      const proxy = await startSlowProxy(reg.port);
+      const rule = (host: string, team: string) => [`  - scope: ${host}/${team}`, '    kinds: [seccomp]', '    unsigned: true', `    namespaces: [${team}]`];
+      const policy = ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', ...rule(reg.host, 'team-a'), ...rule(proxy.host, 'team-b'), `insecure: [${reg.host}, ${proxy.host}]`, 'limits: { maxArtifactBytes: 16777216 }'].join('\n');
+      // The old single line held team-a behind team-b until team-b's pulls timed out: 5 s here.
+      const node = testNode(policy, { pullTimeout: 5000 });
+      const hold = proxy.hold(blobs);
+      try {
+        const big = Buffer.alloc(16 * 1024 * 1024, 0x20);
+        const stalled: Promise<unknown>[] = [];
+        for (let i = 0; i < 4; i++) {
+          const { reference } = await pushRawArtifact(reg.host, 'team-b/big', { configBytes: Buffer.from(`{"n":${i}}`), layers: [{ bytes: big }] });
+          stalled.push(node.pipeline.pull({ reference: reference.replace(reg.host, proxy.host), kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e));
+        }
+        await hold.arrived(2);
+        const { reference } = await pushRawArtifact(reg.host, 'team-a/small', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
+        assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' })).cached, false);
+        assert.equal(proxy.requests().filter(blobs).length, 2, "team-b's other two wait for its own bytes back");
+        hold.release();
+        await Promise.all(stalled);
+      } finally {
+        hold.release();
+        await node.dispose();
+        await proxy.close();
+      }
+    })());
 
   describe('mirrors', () => {
     let mirror: TestRegistry;
