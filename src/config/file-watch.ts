@@ -5,20 +5,32 @@
 // directory's inode, so some replacements reach no watch (the directory renamed away and another
 // renamed in, a symlinked directory retargeted with `ln -sfn`): watches are re-armed when their
 // directory is replaced, and every `pollMs` the files' identities are compared too.
+//
+// A watched directory may hold files changing all the time (logs, other configuration). An event
+// naming a watched file is a change; one naming another entry counts only when a watched file's
+// identity changed with it: a ConfigMap mount replaces policy.yaml by renaming its `..data`
+// symlink, and the events name `..data`, never policy.yaml. Events keep coming while a writer
+// works (an in-place rewrite), so the reload waits for a quiet `debounceMs`, but never more than
+// MAX_WAIT_MS after the first change it waits for: a revocation takes effect however busy the
+// directory is (docs/configuration.md).
 
 import { realpathSync, statSync, watch as fsWatch } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Logger } from '../core/runtime.js';
 
-export type WatchDir = (dir: string, onChange: () => void, onError: (e: Error) => void) => { close(): void };
+/** The longest a change waits for its reload, however many events follow it. */
+const MAX_WAIT_MS = 2000;
+
+/** `onChange` gets the name of the directory entry an event is about; null when the platform does not say. */
+export type WatchDir = (dir: string, onChange: (name: string | null) => void, onError: (e: Error) => void) => { close(): void };
 
 export interface FileWatchOptions {
-  /** Called once after a burst of changes has been quiet for `debounceMs`. */
+  /** Called once after a burst of changes has been quiet for `debounceMs`, or MAX_WAIT_MS after its first change. */
   readonly onChange: () => void;
   readonly logger: Logger;
   /** What the files are, for log lines: "policy", "baseline". */
   readonly what: string;
-  /** Quiet time after the last change event; default 200 ms. */
+  /** Quiet time after the last change event; default 200 ms (at most MAX_WAIT_MS is waited). */
   readonly debounceMs?: number;
   /** How often the files' identities are compared; default 2000 ms. */
   readonly pollMs?: number;
@@ -31,20 +43,23 @@ export class FileWatch {
   private readonly watchDir: WatchDir;
   /** By directory, with the identity (device and inode) of the directory watched. */
   private readonly watchers = new Map<string, { watcher: { close(): void }; id: string }>();
+  /** By watched directory, the names in it of the watched files and of the files they resolve to. */
+  private names = new Map<string, Set<string>>();
   /** The identity of each watched file as it was when last read. */
   private seen = new Map<string, string>();
   private noted = new Map<string, string>();
   private readonly poll: NodeJS.Timeout;
+  /** The quiet-time timer, reset by every change. */
   private timer: NodeJS.Timeout | undefined;
+  /** MAX_WAIT_MS after the first change since the last onChange; never reset. */
+  private deadline: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(opts: FileWatchOptions) {
     this.opts = opts;
     this.watchDir = opts.watchDir ?? defaultWatchDir;
     this.poll = setInterval(() => {
-      for (const [path, id] of this.seen) {
-        if (identity(path, 'file') !== id) return this.schedule();
-      }
+      if (this.changedFiles()) this.schedule();
     }, opts.pollMs ?? 2000);
     this.poll.unref();
   }
@@ -73,7 +88,7 @@ export class FileWatch {
 
   close(): void {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.clearTimers();
     clearInterval(this.poll);
     for (const w of this.watchers.values()) w.watcher.close();
     this.watchers.clear();
@@ -81,21 +96,26 @@ export class FileWatch {
 
   private syncWatchers(): void {
     if (this.closed) return;
-    const dirs = new Set([...this.seen.keys()].flatMap((f) => [dirname(f), ...realDir(f)]));
+    const names = new Map<string, Set<string>>();
+    for (const path of [...this.seen.keys()].flatMap((f) => [f, ...realPath(f)])) {
+      const inDir = names.get(dirname(path)) ?? new Set();
+      names.set(dirname(path), inDir.add(basename(path)));
+    }
+    this.names = names;
     for (const [dir, w] of this.watchers) {
-      if (!dirs.has(dir)) {
+      if (!names.has(dir)) {
         w.watcher.close();
         this.watchers.delete(dir);
       }
     }
-    for (const dir of dirs) {
+    for (const dir of names.keys()) {
       const id = identity(dir, 'dir');
       const armed = this.watchers.get(dir);
       if (armed?.id === id) continue;
       armed?.watcher.close();
       this.watchers.delete(dir);
       try {
-        const watcher = this.watchDir(dir, () => this.schedule(), (e) => {
+        const watcher = this.watchDir(dir, (name) => this.event(dir, name), (e) => {
           this.opts.logger.log('warn', `${this.opts.what} directory watch failed; will retry on the next change`, { dir, error: e.message });
           this.watchers.get(dir)?.watcher.close();
           this.watchers.delete(dir);
@@ -107,14 +127,40 @@ export class FileWatch {
     }
   }
 
+  /** An event in `dir` about its entry `name` (see the header). */
+  private event(dir: string, name: string | null): void {
+    if (name === null || this.names.get(dir)?.has(name) === true || this.changedFiles()) this.schedule();
+  }
+
+  /** Whether a watched file's identity differs from the one it had when last read. */
+  private changedFiles(): boolean {
+    for (const [path, id] of this.seen) {
+      if (identity(path, 'file') !== id) return true;
+    }
+    return false;
+  }
+
   private schedule(): void {
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.closed) this.opts.onChange();
-    }, this.opts.debounceMs ?? 200);
+    this.timer = setTimeout(() => this.fire(), this.opts.debounceMs ?? 200);
     this.timer.unref();
+    if (this.deadline === undefined) {
+      this.deadline = setTimeout(() => this.fire(), MAX_WAIT_MS);
+      this.deadline.unref();
+    }
+  }
+
+  private fire(): void {
+    this.clearTimers();
+    if (!this.closed) this.opts.onChange();
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.timer);
+    clearTimeout(this.deadline);
+    this.timer = undefined;
+    this.deadline = undefined;
   }
 }
 
@@ -133,17 +179,17 @@ function identity(path: string, of: 'file' | 'dir'): string {
   }
 }
 
-function defaultWatchDir(dir: string, onChange: () => void, onError: (e: Error) => void): { close(): void } {
-  const w = fsWatch(dir, { persistent: false }, () => onChange());
+function defaultWatchDir(dir: string, onChange: (name: string | null) => void, onError: (e: Error) => void): { close(): void } {
+  const w = fsWatch(dir, { persistent: false }, (_event, name) => onChange(name));
   w.on('error', onError);
   return w;
 }
 
-/** The directory of the file `path` resolves to, when it is another than its own (a symlink). */
-function realDir(path: string): string[] {
+/** The file `path` resolves to, when it is another than itself (a symlink). */
+function realPath(path: string): string[] {
   try {
-    const real = dirname(realpathSync(path));
-    return real === dirname(path) ? [] : [real];
+    const real = realpathSync(path);
+    return real === path ? [] : [real];
   } catch {
     return [];
   }

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PolicyHolder } from '../../../src/config/index.js';
 import type { Logger, LogLevel } from '../../../src/core/runtime.js';
@@ -163,34 +163,103 @@ describe('PolicyHolder', () => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const { file } = setup();
     writeFileSync(file, policyWith('r.io/a'));
-    const listeners: (() => void)[] = [];
-    let reads = 0;
-    const holder = new PolicyHolder({
-      file,
-      watch: true,
-      debounceMs: 20,
-      readFile: (p) => {
-        reads++;
-        return Buffer.from(p.endsWith('k.pub') ? KEY : policyWith('r.io/a'));
-      },
-      watchDir: (_dir, onChange) => {
-        listeners.push(onChange);
-        return { close: () => listeners.splice(listeners.indexOf(onChange), 1) };
-      },
-    });
-    assert.equal(listeners.length, 2, 'policy dir and keys dir');
-    const before = reads;
-    for (let i = 0; i < 10; i++) listeners[0]!();
+    const { holder, listeners, reads } = fakeWatchedHolder(file);
+    assert.deepEqual([...listeners.keys()], [dirname(file), join(dirname(file), 'keys')], 'policy dir and keys dir');
+    const before = reads.length;
+    for (let i = 0; i < 10; i++) listeners.get(dirname(file))!('policy.yaml');
     t.mock.timers.tick(19);
-    assert.equal(reads, before, 'nothing read before the debounce ends');
+    assert.equal(reads.length, before, 'nothing read before the debounce ends');
     t.mock.timers.tick(1);
-    assert.equal(reads - before, 2, 'one reload: the policy file and its key');
+    assert.equal(reads.length - before, 2, 'one reload: the policy file and its key');
     t.mock.timers.tick(1000);
-    assert.equal(reads - before, 2, 'and no other');
+    assert.equal(reads.length - before, 2, 'and no other');
     holder.close();
-    assert.equal(listeners.length, 0);
+    assert.equal(listeners.size, 0);
+  });
+
+  it('a change is reloaded at most 2 s after its first event, however often events follow', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+    const { file } = setup();
+    writeFileSync(file, policyWith('r.io/a'));
+    let now = 0;
+    const { holder, listeners, reads } = fakeWatchedHolder(file, () => now);
+    try {
+      const before = reads.length;
+      // A writer that never leaves the 20 ms debounce quiet.
+      while (now < 10_000) {
+        listeners.get(dirname(file))!('policy.yaml');
+        now += 10;
+        t.mock.timers.tick(10);
+      }
+      const policyReads = reads.slice(before).filter((r) => r.path === file);
+      assert.deepEqual(policyReads.map((r) => r.at), [2000, 4000, 6000, 8000, 10_000]);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('an event about another entry of a watched directory reloads only when a watched file changed (a ConfigMap mount swapping ..data)', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+    const { dir } = setup();
+    // The layout of a Kubernetes ConfigMap mount: policy.yaml -> ..data/policy.yaml, ..data -> ..v1.
+    const version = (v: string) => {
+      mkdirSync(join(dir, v));
+      writeFileSync(join(dir, v, 'policy.yaml'), policyWith(`r.io/${v.slice(2)}`));
+    };
+    version('..v1');
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync(join('..data', 'policy.yaml'), join(dir, 'policy.yaml'));
+    const file = join(dir, 'policy.yaml');
+    const { holder, listeners, reads } = fakeWatchedHolder(file);
+    try {
+      assert.deepEqual([...listeners.keys()].sort(), [dir, join(dir, '..v1'), join(dir, 'keys')].sort());
+      const before = reads.length;
+      for (const name of ['other.log', '..v2', 'policy.yaml.swp']) listeners.get(dir)!(name);
+      listeners.get(join(dir, 'keys'))!('other.pub');
+      t.mock.timers.tick(5000);
+      assert.equal(reads.length, before, 'no watched file changed: nothing read');
+
+      // The kubelet's update: a new version directory, then ..data renamed over to point at it.
+      version('..v2');
+      symlinkSync('..v2', join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+      listeners.get(dir)!('..data');
+      t.mock.timers.tick(20);
+      assert.equal(reads.length - before, 2, 'policy.yaml now resolves to another file: reloaded');
+      assert.ok(listeners.has(join(dir, '..v2')) && !listeners.has(join(dir, '..v1')), 'the new version directory is watched instead');
+
+      listeners.get(dir)!(null);
+      t.mock.timers.tick(20);
+      assert.equal(reads.length - before, 4, 'an event that names no entry is taken as a change');
+    } finally {
+      holder.close();
+    }
   });
 });
+
+/**
+ * A holder watching `file` (20 ms debounce) through fake directory watches: `listeners` by
+ * directory, each to be called with the entry name an event is about. `reads` lists every file
+ * read, with `clock()` at the time.
+ */
+function fakeWatchedHolder(file: string, clock: () => number = () => 0) {
+  const listeners = new Map<string, (name: string | null) => void>();
+  const reads: { path: string; at: number }[] = [];
+  const holder = new PolicyHolder({
+    file,
+    watch: true,
+    debounceMs: 20,
+    readFile: (p) => {
+      reads.push({ path: p, at: clock() });
+      return Buffer.from(p.endsWith('k.pub') ? KEY : policyWith('r.io/a'));
+    },
+    watchDir: (dir, onChange) => {
+      listeners.set(dir, onChange);
+      return { close: () => listeners.delete(dir) };
+    },
+  });
+  return { holder, listeners, reads };
+}
 
 const KEY = pem('p256');
 
