@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { SpokeError, isSpokeError } from '../core/errors.js';
 import { DEFAULT_PROOF_TTL_SECONDS } from '../controller/recording.js';
+import { MAX_RECORDING_PROOF_TTL_SECONDS } from '../core/recording-proof.js';
 import { MAX_SCOPE_BYTES, parseKeyScope, SCOPE_SUFFIX, scopeAllows } from '../controller/signing-scope.js';
 import { readRecordingKey } from '../cri/recording.js';
 import type { RecordingController } from '../controller/recording-kube.js';
@@ -151,7 +152,7 @@ function readScopeText(file: string): string | undefined {
 export function recordingProofFlags(values: RecordingControllerFlagValues): { recordingKey: Buffer | undefined; proofTtlSeconds: number } {
   const ttlText = values['recording-proof-ttl'] ?? String(DEFAULT_PROOF_TTL_SECONDS);
   const proofTtlSeconds = /^[0-9]{1,9}$/.test(ttlText) ? Number(ttlText) : NaN;
-  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= 7 * 86400)) throw new UsageError('--recording-proof-ttl must be 60..604800 seconds');
+  if (!(proofTtlSeconds >= 60 && proofTtlSeconds <= MAX_RECORDING_PROOF_TTL_SECONDS)) throw new UsageError(`--recording-proof-ttl must be 60..${MAX_RECORDING_PROOF_TTL_SECONDS} seconds`);
   return { recordingKey: values['recording-key'] === undefined ? undefined : readRecordingKey(values['recording-key']), proofTtlSeconds };
 }
 

@@ -2,9 +2,10 @@
 // ProfileRecording and signs the marking with HMAC-SHA256 under a per-cluster key that the nodes
 // hold too; the shim runs a container under the logging profile only when the proof verifies
 // over what the kubelet sends in the PodSandboxConfig (namespace and name from its metadata, the
-// recording annotations) and has not expired. A pod author without the key cannot make a proof,
-// and a proof copied from another pod names that pod's namespace and name (or, for a pod whose
-// name the API server generates, its generateName prefix).
+// recording annotations) and has not expired (nor expires later than a controller with a right
+// clock could have set). A pod author without the key cannot make a proof, and a proof copied
+// from another pod names that pod's namespace and name (or, for a pod whose name the API server
+// generates, its generateName prefix).
 //
 // Annotation value: `v1.<n|g>.<expiry unix seconds>.<base64url HMAC>`; `n`: the HMAC covers the
 // pod's name; `g`: its generateName, as the API server truncates it, and the name must be that
@@ -19,6 +20,14 @@ export const RECORDING_PROOF_ANNOTATION = 'recording.spoke.dev/proof';
 /** Shortest key accepted: the HMAC-SHA256 output size. */
 export const MIN_RECORDING_KEY_BYTES = 32;
 export const MAX_RECORDING_KEY_BYTES = 4096;
+/** The longest lifetime the controller gives a proof (the bound of --recording-proof-ttl). */
+export const MAX_RECORDING_PROOF_TTL_SECONDS = 7 * 86_400;
+/**
+ * How far the controller's clock may run ahead of a node's: a proof that expires later than
+ * MAX_RECORDING_PROOF_TTL_SECONDS plus this from the node's now was not signed by a controller
+ * whose clock was right, and would keep a re-created pod under the logging profile for as long.
+ */
+const CLOCK_SKEW_SECONDS = 300;
 /** The API server keeps at most 58 characters of generateName (63 minus the random suffix). */
 const MAX_GENERATE_NAME = 58;
 /** The alphabet of the API server's generated-name suffix (k8s.io/apimachinery/pkg/util/rand). */
@@ -44,7 +53,7 @@ export interface ProofSeen {
   containers: readonly string[] | undefined;
 }
 
-export type ProofFailure = 'missing' | 'malformed' | 'expired' | 'mismatch';
+export type ProofFailure = 'missing' | 'malformed' | 'expired' | 'too-long' | 'mismatch';
 export type ProofCheck = { ok: true; expiresAt: number } | { ok: false; failure: ProofFailure; detail: string };
 
 /** Checks a key's bytes (a file the controller and every node share). Throws SpokeError InvalidArgument. */
@@ -77,7 +86,8 @@ export function signRecordingProof(key: Buffer, subject: ProofSubject, expiresAt
 
 /**
  * Verifies a proof against what the node sees, at `nowSeconds`. Every failure is a refusal
- * (never an exception): the caller keeps the pod's own profile.
+ * (never an exception): the caller keeps the pod's own profile. `ignoreExpiry` checks the mac
+ * only, neither expiry bound.
  */
 export function verifyRecordingProof(key: Buffer, value: string | undefined, seen: ProofSeen, nowSeconds: number, opts: { ignoreExpiry?: boolean } = {}): ProofCheck {
   if (value === undefined || value === '') return { ok: false, failure: 'missing', detail: `no ${RECORDING_PROOF_ANNOTATION} annotation` };
@@ -96,6 +106,11 @@ export function verifyRecordingProof(key: Buffer, value: string | undefined, see
   if (got.length !== want.length || !timingSafeEqual(got, want)) {
     return { ok: false, failure: 'mismatch', detail: 'the proof does not verify for this namespace, pod, recording and containers under the node key' };
   }
-  if (!opts.ignoreExpiry && nowSeconds >= expiresAt) return { ok: false, failure: 'expired', detail: `the proof expired at ${new Date(expiresAt * 1000).toISOString()}` };
+  if (opts.ignoreExpiry) return { ok: true, expiresAt };
+  const expiry = new Date(expiresAt * 1000).toISOString();
+  if (nowSeconds >= expiresAt) return { ok: false, failure: 'expired', detail: `the proof expired at ${expiry}` };
+  if (expiresAt - nowSeconds > MAX_RECORDING_PROOF_TTL_SECONDS + CLOCK_SKEW_SECONDS) {
+    return { ok: false, failure: 'too-long', detail: `the proof expires at ${expiry}, more than the longest --recording-proof-ttl (${MAX_RECORDING_PROOF_TTL_SECONDS} s) and ${CLOCK_SKEW_SECONDS} s of clock skew from now` };
+  }
   return { ok: true, expiresAt };
 }

@@ -55,6 +55,18 @@ describe('recording proof', () => {
     assert.equal(verifyRecordingProof(KEY, signed, { ...seen, podName: 'x' }, NOW + 99_999, { ignoreExpiry: true }).ok, false);
   });
 
+  it('a proof expiring more than 7 days (the longest --recording-proof-ttl) and 5 minutes of clock skew from now is refused as too-long', () => {
+    const until = (expiresAt: number) => signRecordingProof(KEY, { namespace: 'team', pod: { name: 'web' }, recording: 'rec', containers: ['app', 'side'] }, expiresAt);
+    const longest = NOW + 7 * 86_400 + 300;
+    assert.deepEqual(verifyRecordingProof(KEY, until(longest), seen, NOW), { ok: true, expiresAt: longest });
+    for (const expiresAt of [longest + 1, NOW + 10 * 365 * 86_400]) {
+      const r = verifyRecordingProof(KEY, until(expiresAt), seen, NOW);
+      assert.equal(!r.ok && r.failure, 'too-long', String(expiresAt - NOW));
+    }
+    assert.equal(verifyRecordingProof(KEY, until(longest + 1), seen, NOW + 1).ok, true, 'a second later it is within the bound');
+    assert.equal(verifyRecordingProof(KEY, until(longest + 1), seen, NOW, { ignoreExpiry: true }).ok, true, 'ignoreExpiry (the controller judging results) checks the mac only');
+  });
+
   it('another key is a mismatch', () => {
     const r = verifyRecordingProof(Buffer.alloc(32, 8), signed, seen, NOW);
     assert.equal(!r.ok && r.failure, 'mismatch');
