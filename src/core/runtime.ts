@@ -8,6 +8,16 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+/**
+ * Milliseconds on a clock no wall-clock step moves (performance.now()). In-process waits and
+ * time-to-live values are measured on it: measured on Clock.now(), a step of the wall clock
+ * (NTP correcting a node that booted with its RTC off) would stretch or cut them by the step.
+ * Clock.now() is for timestamps written down or sent elsewhere.
+ */
+export type MonotonicNow = () => number;
+
+export const monotonicNow: MonotonicNow = () => performance.now();
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface Logger {

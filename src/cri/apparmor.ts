@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { defaultBaselinePath } from '../config/node-config.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import { sha256Hex } from '../core/digest.js';
-import type { Logger } from '../core/runtime.js';
+import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import type { AppArmorOps } from './deps.js';
 
 type Lib = typeof import('../profiles/apparmor/index.js');
@@ -31,8 +31,8 @@ export interface AppArmorOpsOptions {
   logger?: Logger;
   /** Overrides for tests: parser binary, securityfs location, check timeout. */
   parser?: { parser?: string; securityfs?: string; timeoutMs?: number };
-  /** Milliseconds now, for how long a timed-out check is remembered; default Date.now. */
-  clock?: () => number;
+  /** The clock a timed-out check is remembered on (tests); default performance.now(). */
+  monotonicNow?: MonotonicNow;
 }
 
 /** Checked texts are remembered by name (a name is the hash of the effective profile). */
@@ -125,7 +125,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       if (waiting === undefined) waitingBySource.set(source, [take]);
       else waiting.push(take);
     });
-  const now = opts.clock ?? Date.now;
+  const now = opts.monotonicNow ?? monotonicNow;
   let prepared = new Map<string, Prepared>();
   let preparedBytes = 0;
   const forgetPrepared = () => {

@@ -7,7 +7,7 @@
 
 import { sha256Hex } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import type { Logger } from '../core/runtime.js';
+import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import type { KnownRuntimeDefault, RuntimeDefaultProvider, UnaryCaller } from './deps.js';
 import { readRuntimeDefault, unavailable, type RuntimeDefaultReading } from './runtime-default-probe.js';
 
@@ -23,6 +23,8 @@ export interface RuntimeDefaultSourceOptions<P> {
   read?(upstream: UnaryCaller): Promise<RuntimeDefaultReading>;
   /** First retry after a failed read; doubles up to 60 s. Default 1 s. */
   retryMs?: number;
+  /** The clock the retry delay is measured on (tests); default performance.now(). */
+  monotonicNow?: MonotonicNow;
 }
 
 const MAX_RETRY_MS = 60_000;
@@ -38,6 +40,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
   private upstream: UnaryCaller | undefined;
   private lastError: SpokeError | undefined;
   private failedAt = 0;
+  private readonly now: MonotonicNow;
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
   private lastSha: string | undefined;
@@ -46,6 +49,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
 
   constructor(private readonly opts: RuntimeDefaultSourceOptions<P>) {
     this.retryMs = opts.retryMs ?? 1000;
+    this.now = opts.monotonicNow ?? monotonicNow;
     if (opts.pinned) {
       const { file, bytes } = opts.pinned;
       let profile: P;
@@ -93,7 +97,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
     if (this.reading) known = await this.reading;
     else {
       if (this.upstream === undefined) throw this.lastError ?? unavailable('the runtime default profile has not been read yet: the runtime was not reached');
-      if (this.lastError && Date.now() - this.failedAt < this.retryMs) throw this.lastError;
+      if (this.lastError && this.now() - this.failedAt < this.retryMs) throw this.lastError;
       known = await this.readNow();
     }
     if (generation !== this.generation) throw unavailable('the connection to the runtime was lost while its default profile was read');
@@ -143,7 +147,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
         if (this.reading !== p) return;
         this.reading = undefined;
         this.lastError = e;
-        this.failedAt = Date.now();
+        this.failedAt = this.now();
         this.opts.logger.log('error', 'runtime default profile unavailable: pods asking for a RuntimeDefault base fail until it is read', { error: e.message, retryMs: this.retryMs });
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;

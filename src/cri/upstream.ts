@@ -5,7 +5,7 @@
 
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect } from 'node:net';
-import type { Logger } from '../core/runtime.js';
+import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { decodeGrpcMessage, encodeFrame, formatGrpcTimeout, parseFrames } from './frame.js';
 
 export const BACKOFF_INITIAL_MS = 50;
@@ -31,6 +31,8 @@ export class Upstream {
     readonly socketPath: string,
     private readonly logger: Logger,
     private readonly events: UpstreamEvents = {},
+    /** The clock the reconnect backoff and waitUp's timeout are measured on (tests). */
+    private readonly now: MonotonicNow = monotonicNow,
   ) {}
 
   start(): void {
@@ -51,7 +53,7 @@ export class Upstream {
     if (s && !s.destroyed && !s.closed) return s;
     // Down: try again at once unless the last attempt failed moments ago (then the backoff
     // timer owns reconnecting and the caller answers UNAVAILABLE).
-    if (Date.now() - this.lastFailure >= this.backoff) this.connectNow();
+    if (this.now() - this.lastFailure >= this.backoff) this.connectNow();
     const n = this.session;
     return n && !n.destroyed && !n.closed ? n : undefined;
   }
@@ -113,7 +115,7 @@ export class Upstream {
     if (!session.closed && !session.destroyed) session.close();
     if (this.closed) return;
     if (failed && !wasConnected) {
-      this.lastFailure = Date.now();
+      this.lastFailure = this.now();
       this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
     }
     const delay = wasConnected ? 0 : this.backoff;
@@ -123,9 +125,9 @@ export class Upstream {
 
   /** Waits until connected (or the timeout passes); true when up. */
   async waitUp(timeoutMs: number): Promise<boolean> {
-    const until = Date.now() + timeoutMs;
+    const until = this.now() + timeoutMs;
     while (!this.isUp()) {
-      if (Date.now() >= until || this.closed) return false;
+      if (this.now() >= until || this.closed) return false;
       if (!this.session) this.get();
       await new Promise((r) => setTimeout(r, 20));
     }

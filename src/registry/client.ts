@@ -4,7 +4,7 @@
 // Source selection (mirrors, fallback) is in sources.ts, the push path in upload.ts.
 
 import { SpokeError } from '../core/errors.js';
-import type { Clock } from '../core/runtime.js';
+import type { MonotonicNow } from '../core/runtime.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../core/constants.js';
 import { Authenticator } from './auth.js';
@@ -46,13 +46,13 @@ export class UndiciRegistryClient implements RegistryClient {
   private readonly sources: Sources;
   private readonly caller: Caller;
   private readonly uploader: Uploader;
-  private readonly clock: Clock;
-  /** Registry origin and repository → until when they are taken to lack the referrers API (clock ms). */
+  private readonly monotonicNow: MonotonicNow;
+  /** Registry origin and repository → until when they are taken to lack the referrers API (monotonicNow ms). */
   private readonly referrersAbsent = new Map<string, number>();
 
   constructor(options: UndiciRegistryClientOptions = {}) {
     const o = resolveOptions(options);
-    this.clock = o.clock;
+    this.monotonicNow = o.monotonicNow;
     const { insecure, plainHttp } = o;
     this.transport = new Transport({
       allowsHttp: (hostPort) => plainHttp || insecure.has(hostPort.toLowerCase()),
@@ -157,7 +157,7 @@ export class UndiciRegistryClient implements RegistryClient {
       this.sources.fromSources(repo, opts, ctx, async (src) => {
         const key = `${src.base.origin}/${src.repository}`;
         const absentUntil = this.referrersAbsent.get(key);
-        if (absentUntil !== undefined && this.clock.now() < absentUntil) {
+        if (absentUntil !== undefined && this.monotonicNow() < absentUntil) {
           // The registry itself answers "no referrers" at once: building an error (its stack
           // trace) would hold up the tag-schema request that discovery sends next, on a keyed
           // pull's longest chain. A mirror throws, so that the next source is asked.
@@ -175,7 +175,7 @@ export class UndiciRegistryClient implements RegistryClient {
           const summary = await errorSummary(res);
           if (res.status === 404 && summary?.code !== 'NAME_UNKNOWN') {
             if (this.referrersAbsent.size >= MAX_REFERRERS_ABSENT) this.referrersAbsent.clear();
-            this.referrersAbsent.set(key, this.clock.now() + REFERRERS_ABSENT_MS);
+            this.referrersAbsent.set(key, this.monotonicNow() + REFERRERS_ABSENT_MS);
           }
           throw statusError(res.status, `referrers of ${digest}`, src.name, summary, ctx);
         }

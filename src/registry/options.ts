@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { SpokeError } from '../core/errors.js';
 import { parseRegistry } from '../core/reference.js';
-import { systemClock, silentLogger, type Clock, type Logger } from '../core/runtime.js';
+import { monotonicNow, systemClock, silentLogger, type Clock, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { emptyCredentials } from './credentials.js';
 import type { CredentialSource } from './types.js';
 
@@ -43,6 +43,8 @@ export interface UndiciRegistryClientOptions {
   /** Node or publisher credentials by host. */
   credentials?: CredentialSource;
   clock?: Clock;
+  /** The clock in-process time-to-live values are measured on (tests); default performance.now(). */
+  monotonicNow?: MonotonicNow;
   logger?: Logger;
   userAgent?: string;
   /** Tests: the dispatcher for an origin (`http://127.0.0.1:5000`). */
@@ -71,6 +73,7 @@ export interface ResolvedOptions {
   mirrors: ReadonlyMap<string, readonly string[]>;
   credentials: CredentialSource;
   clock: Clock;
+  monotonicNow: MonotonicNow;
   logger: Logger;
   userAgent: string;
   dispatcherFactory: ((origin: string) => Dispatcher) | undefined;
@@ -88,6 +91,7 @@ const KNOWN = new Set([
   'mirrors',
   'credentials',
   'clock',
+  'monotonicNow',
   'logger',
   'userAgent',
   'dispatcherFactory',
@@ -154,6 +158,8 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
   if (typeof credentials.lookup !== 'function') bad('credentials must have a lookup(registry, repository) method');
   const clock = opts.clock ?? systemClock;
   if (typeof clock.now !== 'function' || typeof clock.sleep !== 'function') bad('clock must have now() and sleep()');
+  const monotonic = opts.monotonicNow ?? monotonicNow;
+  if (typeof monotonic !== 'function') bad('monotonicNow must be a function');
   const logger = opts.logger ?? silentLogger;
   if (typeof logger.log !== 'function') bad('logger must have log()');
   const userAgent = opts.userAgent ?? DEFAULT_USER_AGENT;
@@ -174,6 +180,7 @@ export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptio
     mirrors,
     credentials,
     clock,
+    monotonicNow: monotonic,
     logger,
     userAgent,
     dispatcherFactory: opts.dispatcherFactory,

@@ -9,6 +9,8 @@ import { after, describe, it } from 'node:test';
 import { createAppArmorOps } from '../../../src/cri/apparmor.js';
 import { rejectsWith } from '../../helpers/assert.js';
 
+const DAY_MS = 86_400_000;
+
 describe('createAppArmorOps', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-aaops-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,7 +31,7 @@ describe('createAppArmorOps', () => {
     // Killed on its first run, compiles on the next.
     writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`, { mode: 0o755 });
     let now = 0;
-    const ops = createAppArmorOps({ parser: { parser }, clock: () => now });
+    const ops = createAppArmorOps({ parser: { parser }, monotonicNow: () => now });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/passwd'] } }));
     await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
     now += 9 * 60_000;
@@ -39,6 +41,29 @@ describe('createAppArmorOps', () => {
     const prepared = await ops.prepare(artifact);
     assert.match(prepared.name, /^spoke-/);
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
+  });
+
+  it('the ten minutes a transient failure is remembered are measured on the monotonic clock: a wall-clock step neither stretches nor cuts them', async (t) => {
+    const runs = join(dir, 'runs-stepped');
+    const parser = join(dir, 'apparmor_parser-stepped');
+    // Killed on its first run, compiles on the next.
+    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`, { mode: 0o755 });
+    const wall = Date.parse('2025-06-02T00:00:00Z');
+    t.mock.timers.enable({ apis: ['Date'], now: wall });
+    let now = 0;
+    const ops = createAppArmorOps({ parser: { parser }, monotonicNow: () => now });
+    const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/shadow'] } }));
+    await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    // The wall clock jumps a day ahead one minute later (a node booted with its RTC behind).
+    t.mock.timers.setTime(wall + DAY_MS + 60_000);
+    now += 60_000;
+    await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'a forward step does not end the window early');
+    // NTP steps it back by a day ten more minutes later.
+    t.mock.timers.setTime(wall + 11 * 60_000);
+    now += 10 * 60_000;
+    assert.match((await ops.prepare(artifact)).name, /^spoke-/);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n', 'a backward step does not stretch the window');
   });
 
   it("a parser whose compile worker was killed exits non-zero with no diagnostic: transient too, not a verdict on the text", async () => {
@@ -52,7 +77,7 @@ describe('createAppArmorOps', () => {
       { mode: 0o755 },
     );
     let now = 0;
-    const ops = createAppArmorOps({ parser: { parser }, clock: () => now });
+    const ops = createAppArmorOps({ parser: { parser }, monotonicNow: () => now });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/group'] } }));
     await rejectsWith(ops.prepare(artifact), { code: 'Internal', reason: 'APPARMOR_FAILED' });
     now += 11 * 60_000;
@@ -93,7 +118,7 @@ describe('createAppArmorOps', () => {
     // Spins like apparmor_parser 3.0 on some nested alternations, until the timeout kills it.
     writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\nexec sleep 30\n`, { mode: 0o755 });
     let now = 0;
-    const ops = createAppArmorOps({ parser: { parser, timeoutMs: 200 }, clock: () => now });
+    const ops = createAppArmorOps({ parser: { parser, timeoutMs: 200 }, monotonicNow: () => now });
     const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
     const spins = artifact('/etc/x{,{b,},,}/');
     const deadline = { code: 'Internal', reason: 'DEADLINE' } as const;

@@ -27,6 +27,7 @@ import { ProfileStore } from '../../../src/store/store.js';
 import { parsePolicy } from '../../../src/policy/load.js';
 import { spokeError } from '../../helpers/assert.js';
 
+const DAY_MS = 86_400_000;
 const ARCHS = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'];
 const json = (o: unknown) => Buffer.from(JSON.stringify(o));
 const ALLOW_ALL = json({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ARCHS });
@@ -284,6 +285,22 @@ describe('RuntimeDefaultSource', () => {
     }
   });
 
+  it('waiting for the runtime gives up after its timeout on the monotonic clock, however the wall clock steps meanwhile', { timeout: 10_000 }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-rd-'));
+    // The wall clock stands still (as if stepped back by all the time that passes); each reading
+    // of the monotonic clock is a second later.
+    t.mock.timers.enable({ apis: ['Date'], now: Date.parse('2025-06-02T00:00:00Z') });
+    let now = 0;
+    const up = new Upstream(join(dir, 'no-runtime.sock'), silentLogger, {}, () => (now += 1000));
+    try {
+      up.start();
+      assert.equal(await up.waitUp(5000), false);
+    } finally {
+      await up.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the shim forgets the runtime default when its connection to the runtime drops', async () => {
     // A runtime that answers the connection and then goes away.
     const dir = mkdtempSync(join(tmpdir(), 'spoke-rd-'));
@@ -334,6 +351,39 @@ describe('RuntimeDefaultSource', () => {
     source.close();
     assert.equal(reads, 3);
     assert.deepEqual(delays, [1000, 1000, 1000]);
+  });
+
+  it('the retry delay after a failed read is measured on the monotonic clock: a wall-clock step neither stretches nor cuts it', async (t) => {
+    const wall = Date.parse('2025-06-02T00:00:00Z');
+    t.mock.timers.enable({ apis: ['Date'], now: wall });
+    let now = 0;
+    let reads = 0;
+    const source = new RuntimeDefaultSource<SeccompProfile>({
+      decode: decodeRuntime,
+      logger: silentLogger,
+      retryMs: 60_000,
+      monotonicNow: () => now,
+      read: async (): Promise<RuntimeDefaultReading> => {
+        if (++reads === 1) throw new Error('server is not initialized yet');
+        return { bytes: RUNTIME_DEFAULT, sandboxImage: 'pause' };
+      },
+    });
+    try {
+      source.refresh(upstream);
+      await assert.rejects(source.get(), unavailable);
+      // A second later the wall clock jumps a day ahead: still within the delay, no read.
+      t.mock.timers.setTime(wall + DAY_MS + 1000);
+      now += 1000;
+      await assert.rejects(source.get(), unavailable);
+      assert.equal(reads, 1, 'a forward step does not end the delay early');
+      // A minute later NTP steps it back by a day: the delay is over, a caller reads again.
+      t.mock.timers.setTime(wall + 61_000);
+      now += 60_000;
+      assert.equal((await source.get()).sha.length, 64);
+      assert.equal(reads, 2, 'a backward step does not stretch the delay');
+    } finally {
+      source.close();
+    }
   });
 
   it('never reached the runtime: unavailable; a bad pinned file stops the shim (InvalidArgument)', async () => {
