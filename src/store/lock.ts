@@ -173,12 +173,13 @@ async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promi
 /**
  * A regular-file lock of an older spoke (pid inside, no owner socket). Those versions held a lock
  * for one small read-modify-write and broke any lock older than 30 s themselves, so one older
- * than LEGACY_STALE_MS is a crash's leftover. Removed under a claim named by its inode, and only
- * if it is still that file with that mtime.
+ * than LEGACY_STALE_MS is a crash's leftover. So is one whose mtime is that far in the future:
+ * written while the clock ran ahead, it would otherwise stand until the clock caught up. Removed
+ * under a claim named by its inode, and only if it is still that file with that mtime.
  */
 async function breakLegacy(lockPath: string, locksDir: string, me: Owner): Promise<void> {
   const st = await lstat(lockPath).catch(() => undefined);
-  if (!st?.isFile() || Date.now() - st.mtimeMs < LEGACY_STALE_MS) return;
+  if (!st?.isFile() || Math.abs(Date.now() - st.mtimeMs) < LEGACY_STALE_MS) return;
   await underBreakClaim(lockPath, `legacy${st.ino}`, locksDir, me, async () => {
     const now = await lstat(lockPath).catch(() => undefined);
     if (now?.isFile() && now.ino === st.ino && now.mtimeMs === st.mtimeMs) await unlink(lockPath).catch(() => undefined);

@@ -63,6 +63,18 @@ describe('cross-process lock', () => {
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
   });
 
+  it('a regular-file lock whose mtime is over a minute in the future (left while the clock ran ahead) is taken too; one less ahead is not', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'v.lock');
+    writeFileSync(lock, '12345');
+    const slightlyAhead = new Date(Date.now() + 10_000);
+    utimesSync(lock, slightlyAhead, slightlyAhead);
+    await rejectsWith(withFileLock(lock, async () => undefined, 300), { code: 'Unavailable', reason: 'DEADLINE' });
+    const aDayAhead = new Date(Date.now() + 86_400_000);
+    utimesSync(lock, aDayAhead, aDayAhead);
+    assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
+  });
+
   it('a live holder is never broken, however old its lock looks; once it dies the lock is taken', async () => {
     const dir = locksDir();
     const lock = join(dir, 'y.lock');
