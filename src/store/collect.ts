@@ -163,7 +163,8 @@ export class StoreCollector {
   // it used (held, or named by a live object's runtime config) or the last use noted in memory
   // before that run (a cached pull). An artifact's last use is the later of that and its pull; an
   // effective file's the later of that and its mtime (written at a create). Written by gc runs
-  // only: nothing on the pull or create path.
+  // only: nothing on the pull or create path. A time in the future was stamped while the clock ran
+  // ahead: it counts as the first run that saw it so (written down then), lastUseAt.
 
   /** Uses noted since the last run (ProfileStore.noteUse), by digest, at most MAX_NOTED_USES. */
   private noted = new Map<Digest, number>();
@@ -212,6 +213,7 @@ export class StoreCollector {
     for (const d of state.byDigest.keys()) last.artifacts[d] = now;
     for (const [d, at] of this.noted) last.artifacts[d] = Math.max(last.artifacts[d] ?? 0, at);
     this.noted = new Map();
+    for (const uses of [last.artifacts, last.effective]) for (const [k, at] of Object.entries(uses)) uses[k] = Math.min(at, now);
 
     const effectiveRemoved: string[] = [];
     let names: string[] = [];
@@ -232,7 +234,7 @@ export class StoreCollector {
       }
       const st = await stat(join(opts.effectiveDir, name)).catch(() => undefined);
       if (!st?.isFile()) continue;
-      if (now - Math.max(st.mtimeMs, last.effective[sha] ?? 0) < opts.minAgeMs) continue;
+      if (now - lastUseAt(st.mtimeMs, last.effective, sha, now) < opts.minAgeMs) continue;
       await rm(join(opts.effectiveDir, name), { force: true });
       effectiveRemoved.push(sha);
       present.delete(sha);
@@ -240,7 +242,8 @@ export class StoreCollector {
 
     const removed: Digest[] = [];
     let entries = await this.list();
-    const lastUseOf = (e: StoreEntry): number => Math.max(Date.parse(e.pulledAt) || 0, last.artifacts[e.digest] ?? 0);
+    const lastUses = new Map(entries.map((e) => [e.digest, lastUseAt(Date.parse(e.pulledAt) || 0, last.artifacts, e.digest, now)]));
+    const lastUseOf = (e: StoreEntry): number => lastUses.get(e.digest)!;
     const gone = new Set<string>();
     const tryRemove = async (e: StoreEntry): Promise<boolean> => {
       const outcome = await this.removeListed(e.digest);
@@ -300,6 +303,17 @@ export interface CollectResult {
 interface LastUse {
   artifacts: Record<string, number>;
   effective: Record<string, number>;
+}
+
+/**
+ * The last use of `key`: the later of `stamp` (a pull time, a file's mtime) and `uses[key]`
+ * (clamped to `now` by the caller). A stamp in the future was made while the clock ran ahead and
+ * says nothing of when: it counts as `now` the first time, noted in `uses` (written to
+ * last-use.json), so it ages from this run rather than standing until the clock catches up.
+ */
+function lastUseAt(stamp: number, uses: Record<string, number>, key: string, now: number): number {
+  if (stamp > now) return (uses[key] ??= now);
+  return Math.max(stamp, uses[key] ?? 0);
 }
 
 /** Profile bytes on disk: each blob once. */

@@ -93,6 +93,41 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await again.collect({ minAgeMs: HOUR, maxStoreBytes: 2 * size, effectiveDir: eff, effectiveInUse: new Set() })).removed, [a!.digest]);
   });
 
+  it('a profile and an effective file stamped while the clock ran ahead age from the first run after it was set right, not from when it catches up', async () => {
+    const [ahead, recent] = BODIES.map((b) => ingestInput(b));
+    const clockFixed = now;
+    now = Date.parse('2038-01-01T00:00:00Z');
+    await store.ingest(ahead!);
+    const written = '6'.repeat(64);
+    writeFileSync(effFile(written), '{}');
+    utimesSync(effFile(written), new Date(now), new Date(now));
+    now = clockFixed;
+    await store.ingest(recent!);
+    // Their stamps count as this run's: not taken for ancient either.
+    const first = await run();
+    assert.deepEqual([first.removed, first.effectiveRemoved], [[], []]);
+    now += HOUR - 1;
+    assert.deepEqual((await run()).removed, []);
+    now += 1;
+    const r = await run();
+    assert.deepEqual(r.removed.sort(), [ahead!.digest, recent!.digest].sort());
+    assert.deepEqual(r.effectiveRemoved, [written]);
+  });
+
+  it('over maxStoreBytes, a profile pulled while the clock ran ahead is not taken for the most recently used', async () => {
+    const [ahead, b, c] = BODIES.map((b) => ingestInput(b));
+    const clockFixed = now;
+    now = Date.parse('2038-01-01T00:00:00Z');
+    await store.ingest(ahead!);
+    now = clockFixed;
+    assert.deepEqual((await run()).removed, []);
+    now += 1000;
+    await store.ingest(b!);
+    now += 1000;
+    await store.ingest(c!);
+    assert.deepEqual((await run({ maxStoreBytes: 2 * ahead!.layerBytes.byteLength })).removed, [ahead!.digest]);
+  });
+
   it('effective files: kept while named by a live object or merged from a held profile; only <64 hex>.json names are touched', async () => {
     const [a, b] = BODIES.map((b) => ingestInput(b));
     await store.ingest(a!);
