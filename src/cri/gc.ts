@@ -208,13 +208,14 @@ export class GcScheduler {
     metrics.gcRun(r.complete ? 'ok' : 'incomplete');
     metrics.gcRemoved('profile', r.removed.length);
     metrics.gcRemoved('effective', r.effectiveRemoved.length);
+    metrics.gcRemoved('invalid', r.invalidRemoved);
     metrics.store(r.artifacts, r.bytes);
     if (!r.complete) logger.log('warn', 'gc removed nothing: the in-use set is incomplete', {});
     if (this.o.maxStoreBytes !== undefined && r.bytes > this.o.maxStoreBytes) {
       logger.log('warn', 'store above gc.maxStoreBytes: what remains is in use or pinned', { bytes: r.bytes, maxStoreBytes: this.o.maxStoreBytes });
     }
     // gateMs: how long creates resolving a profile may have waited for this run.
-    logger.log('info', 'gc run', { complete: r.complete, removed: r.removed, effectiveRemoved: r.effectiveRemoved, artifacts: r.artifacts, bytes: r.bytes, gateMs: Math.round(gateMs * 10) / 10 });
+    logger.log('info', 'gc run', { complete: r.complete, removed: r.removed, effectiveRemoved: r.effectiveRemoved, invalidRemoved: r.invalidRemoved, artifacts: r.artifacts, bytes: r.bytes, gateMs: Math.round(gateMs * 10) / 10 });
     return r;
   }
 

@@ -16,9 +16,9 @@ export interface Metrics {
   mergeConstrained(count: number): void;
   forwarded(method: string, seconds: number): void;
   store(artifacts: number, bytes: number): void;
-  /** The shim's gc (docs/gc.md): one run's outcome; removals of profiles and effective files. */
+  /** The shim's gc (docs/gc.md): one run's outcome; removals of profiles, effective files and invalid verdicts. */
   gcRun(result: 'ok' | 'incomplete' | 'failed'): void;
-  gcRemoved(what: 'profile' | 'effective', count: number): void;
+  gcRemoved(what: 'profile' | 'effective' | 'invalid', count: number): void;
 }
 
 export const noopMetrics: Metrics = {
@@ -105,9 +105,9 @@ export async function createPromMetrics(): Promise<PromMetrics> {
   }
   for (const d of ['allow', 'deny']) decisions.inc({ decision: d }, 0);
   const gcRuns = new prom.Counter({ name: 'spoke_gc_runs_total', help: 'Garbage collection runs of the shim by result (incomplete: the in-use set was, nothing removed).', labelNames: ['result'], registers: [registry] });
-  const gcRemovals = new prom.Counter({ name: 'spoke_gc_removals_total', help: 'Unused profiles and effective seccomp files removed by the shim gc.', labelNames: ['what'], registers: [registry] });
+  const gcRemovals = new prom.Counter({ name: 'spoke_gc_removals_total', help: 'Unused profiles, effective seccomp files and invalid verdicts removed by the shim gc.', labelNames: ['what'], registers: [registry] });
   for (const r of ['ok', 'incomplete', 'failed']) gcRuns.inc({ result: r }, 0);
-  for (const w of ['profile', 'effective']) gcRemovals.inc({ what: w }, 0);
+  for (const w of ['profile', 'effective', 'invalid']) gcRemovals.inc({ what: w }, 0);
   // Child metrics resolved once per label value: a label lookup (hashing the label set) per
   // call costs more than the observation itself.
   const pulledCached = pullDuration.labels({ cached: 'true' });

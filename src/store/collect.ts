@@ -17,6 +17,8 @@ import { EFFECTIVE_FILE_RE, type EffectiveOrigins } from './effective.js';
 /** Cached pulls' uses kept in memory between gc runs (collect.ts noteUse), at most: one entry per digest pulled. */
 const MAX_NOTED_USES = 65_536;
 const REMOVING_PREFIX = '.removing-';
+/** A content verdict's file name in invalid/sha256/ (layout.ts invalidPath). */
+const INVALID_FILE_RE = /^[0-9a-f]{64}\.json$/;
 
 export class StoreCollector {
   constructor(
@@ -207,7 +209,7 @@ export class StoreCollector {
     const state = await this.holders.inUseState();
     if (!state.complete) {
       const entries = await this.list();
-      return { complete: false, removed: [], effectiveRemoved: [], artifacts: entries.length, bytes: blobBytes(entries) };
+      return { complete: false, removed: [], effectiveRemoved: [], invalidRemoved: 0, artifacts: entries.length, bytes: blobBytes(entries) };
     }
     const last = await this.readLastUse();
     for (const d of state.byDigest.keys()) last.artifacts[d] = now;
@@ -260,6 +262,7 @@ export class StoreCollector {
         if (await tryRemove(e)) entries = entries.filter((x) => x.digest !== e.digest);
       }
     }
+    const invalidRemoved = await this.removeOldVerdicts(now, opts.minAgeMs);
     await this.sweep(now);
     // The shim's other temp directories: effective files and the recording's logging profile.
     await sweepOldTemp(join(opts.effectiveDir, '.tmp'), now);
@@ -269,7 +272,28 @@ export class StoreCollector {
     for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
     for (const sha of Object.keys(last.effective)) if (!present.has(sha)) delete last.effective[sha];
     await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.layout.temp, { fsync: false });
-    return { complete: true, removed, effectiveRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
+    return { complete: true, removed, effectiveRemoved, invalidRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
+  }
+
+  /**
+   * Removes the content verdicts (invalid/) written `minAgeMs` or more before `now`, or after it
+   * (while the clock ran ahead); returns how many. A verdict is only a cache, one file per digest
+   * judged: without it the digest is fetched and judged again, and without this a namespace could
+   * grow the directory for good with distinct broken artifacts.
+   */
+  private async removeOldVerdicts(now: number, minAgeMs: number): Promise<number> {
+    const dir = join(this.layout.root, 'invalid', 'sha256');
+    let removed = 0;
+    for (const name of await readdir(dir)) {
+      if (!INVALID_FILE_RE.test(name)) continue;
+      const st = await stat(join(dir, name)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      const age = now - st.mtimeMs;
+      if (age >= 0 && age < minAgeMs) continue;
+      await rm(join(dir, name), { force: true });
+      removed++;
+    }
+    return removed;
   }
 
   /** Re-hashes every blob of every record; returns the digests whose bytes are wrong or missing. */
@@ -295,6 +319,8 @@ export interface CollectResult {
   complete: boolean;
   removed: Digest[];
   effectiveRemoved: string[];
+  /** Content verdicts (invalid/) removed. */
+  invalidRemoved: number;
   /** What the store holds after the run. */
   artifacts: number;
   bytes: number;

@@ -1,6 +1,6 @@
 // Artifact records on disk: the profile blob and the per-artifact provenance record (manifest
 // bytes, kind, layer, references, signature verdicts keyed by policy hash), their cache, and the
-// permanent content verdicts (invalid/). The format: record-format.ts. Layout and write rules:
+// content verdicts (invalid/). The format: record-format.ts. Layout and write rules:
 // store.ts.
 
 import { createHash } from 'node:crypto';

@@ -8,7 +8,7 @@
 //   blobs/sha256/<hex>          profile bytes, named by their own sha256 (one copy per content)
 //   profiles/sha256/<hex>.json  one record per artifact (manifest digest): the manifest bytes,
 //                               kind, layer, provenance, signature verdicts keyed by policy hash
-//   invalid/sha256/<hex>.json   permanent SecurityProfileInvalid verdicts (never re-fetched)
+//   invalid/sha256/<hex>.json   SecurityProfileInvalid verdicts (not re-fetched; gc drops old ones)
 //   state/in-use.json           runtime holders ("container:<id>", "pending:…") → artifact digest,
 //   state/in-use.log            and the changes since, appended (inuse-set.ts)
 //   state/pins.json             pins ("pin:<name>") → artifact digest (flushed)

@@ -36,7 +36,7 @@ function schedulerFor(store: ProfileStore, tracker: InUseTracker, seccompRoot: s
   });
 }
 
-async function setup() {
+async function setup(observed: Partial<Metrics> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-gcs-'));
   dirs.push(dir);
   const seccompRoot = join(dir, 'seccomp');
@@ -60,7 +60,7 @@ async function setup() {
   };
   const tracker = new InUseTracker(store, silentLogger, { upstream, seccompRoot, procRoot: join(dir, 'no-proc') });
   const runs: string[] = [];
-  const metrics: Metrics = { ...noopMetrics, gcRun: (r) => runs.push(r) };
+  const metrics: Metrics = { ...noopMetrics, ...observed, gcRun: (r) => runs.push(r) };
   const gc = schedulerFor(store, tracker, seccompRoot, metrics);
   return { store, gc, digest: p.manifestDigest, effective, runs, down: () => (runtimeUp = false) };
 }
@@ -102,6 +102,14 @@ describe('GcScheduler', () => {
     });
     assert.deepEqual((await gc.runOnce())?.effectiveRemoved, [sha]);
     assert.deepEqual(forgotten, [{ sha, gcHeldTheGate: true }]);
+  });
+
+  it('a run counts the invalid verdicts it removed in its metrics', async () => {
+    const removals: [string, number][] = [];
+    const t = await setup({ gcRemoved: (what, count) => removals.push([what, count]) });
+    await t.store.recordInvalid(`sha256:${'c'.repeat(64)}`, 'not a seccomp profile');
+    assert.equal((await t.gc.runOnce())?.invalidRemoved, 1);
+    assert.deepEqual(removals.filter(([what]) => what === 'invalid'), [['invalid', 1]]);
   });
 
   it('a runtime that cannot be listed: the run is skipped and nothing is removed', async () => {

@@ -154,6 +154,20 @@ describe('ProfileStore.collect', () => {
     assert.ok(existsSync(effFile(held!)), 'held through its origin');
   });
 
+  it('invalid verdicts (a cache: a removed one is judged again) go once minAge old, or stamped in the future; younger ones stay', async () => {
+    const [old, young, ahead] = ['7', '8', '9'].map((x) => `sha256:${x.repeat(64)}` as const);
+    const verdict = (d: string) => join(dir, 'store', 'invalid', 'sha256', `${d.slice(7)}.json`);
+    for (const d of [old, young, ahead]) await store.recordInvalid(d, 'not a seccomp profile');
+    const stamp = (d: string, at: number) => utimesSync(verdict(d), new Date(at), new Date(at));
+    stamp(old, now - HOUR);
+    stamp(young, now - HOUR + 1);
+    stamp(ahead, Date.parse('2038-01-01T00:00:00Z'));
+    const r = await run();
+    assert.equal(r.invalidRemoved, 2);
+    assert.deepEqual([old, young, ahead].map((d) => existsSync(verdict(d))), [false, true, false]);
+    assert.ok(await store.getInvalid(young));
+  });
+
   it('temp files a crash left over an hour ago go, in the store, beside the effective files and beside the logging profile; newer ones stay', async () => {
     const dirs = [join(eff, '.tmp'), join(dir, 'store', 'recording', '.tmp')];
     for (const d of dirs) {
