@@ -24,7 +24,7 @@ export class Upstream {
   private backoff = BACKOFF_INITIAL_MS;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private lastFailure = 0;
+  private lastFailure = -Infinity;
   private everConnected = false;
 
   constructor(
