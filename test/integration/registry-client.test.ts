@@ -221,7 +221,8 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
 
   it('referrers: a registry that answered 404 is not asked again for ten minutes, then asked again', async () => {
     const clock = testClock();
-    const remembering = new UndiciRegistryClient({ insecure: [reg.host], clock });
+    // The ten minutes are measured on the monotonic clock (registry/options.ts monotonicNow).
+    const remembering = new UndiciRegistryClient({ insecure: [reg.host], monotonicNow: () => clock.now() });
     const referrerRequests = async () => {
       await reg.settle();
       return reg.requests().filter((r) => r.path.includes('/referrers/')).length;
