@@ -159,7 +159,11 @@ export async function shimCases(ctx: BenchContext, opts: { n: number; quick: boo
 
     shim = await startShim([...args.slice(0, -1), 'info']);
     // Its log is read by a process of its own, as on a node: the bench process is the kubelet here.
-    handLogToReader(shim, join(work, 'shim.log'));
+    // Written in a directory of its own, as a node's journal is: beside the policy or its key, each
+    // line would wake the shim's watch of that directory (src/config/file-watch.ts).
+    const shimLogDir = join(ctx.dir, 'shim-log');
+    mkdirSync(shimLogDir);
+    handLogToReader(shim, join(shimLogDir, 'shim.log'));
     const viaShim = new H2CriClient(sock);
     await viaShim.rt('Version', { version: 'v1' });
     await new Promise((r) => setTimeout(r, 1000));
