@@ -6,7 +6,7 @@
 import { actionRank, sameVerdict } from './actions.js';
 import { conjunctionKey, formatConjunction } from './conditions.js';
 import { cellsOf, decisionFor, partition, ProductBudget, readProfile, type Decision } from './decision.js';
-import type { SeccompProfile, Verdict } from './types.js';
+import type { SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
 const MAX_CASES_PER_SYSCALL = 4096;
@@ -15,7 +15,7 @@ const MAX_CASES_PER_SYSCALL = 4096;
 export const OTHER_SYSCALLS = '*';
 
 /** Flags that weaken the filter's protection when set (Spectre mitigations off). */
-const LOOSENING_FLAGS: ReadonlySet<string> = new Set(['SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
+const LOOSENING_FLAGS: ReadonlySet<SeccompFlag> = new Set(['SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
 
 export type ChangeDirection = 'loosened' | 'tightened' | 'changed';
 
@@ -65,6 +65,19 @@ function syscallChanges(name: string, older: Decision, newer: Decision, architec
   for (const { conj, verdicts } of cells) visit(conj.length === 0 ? undefined : formatConjunction(conj), verdicts[0]!, verdicts[1]!);
 }
 
+/**
+ * A flag that loosens when set, read as each runtime reads the profile, OLD and NEW under the
+ * same runtime: without a `flags` member crun and runc 1.2 set SPEC_ALLOW, older runc sets
+ * nothing (docs/diff.md). Loosened when some runtime sets it for NEW only; else tightened when
+ * some runtime sets it for OLD only.
+ */
+function flagChange(flag: SeccompFlag, older: readonly SeccompFlag[] | undefined, newer: readonly SeccompFlag[] | undefined, push: (d: ChangeDirection, c: ProfileChange) => void): void {
+  const readings = [(flags: readonly SeccompFlag[] | undefined) => flags?.includes(flag) === true];
+  if (flag === 'SECCOMP_FILTER_FLAG_SPEC_ALLOW') readings.push((flags) => flags === undefined || flags.includes(flag));
+  if (readings.some((set) => set(newer) && !set(older))) push('loosened', { kind: 'flag', flag, old: 'unset', new: 'set' });
+  else if (readings.some((set) => set(older) && !set(newer))) push('tightened', { kind: 'flag', flag, old: 'set', new: 'unset' });
+}
+
 /** Every behaviour in which NEW differs from OLD, sorted by syscall, each under its direction. */
 export function compareProfiles(older: SeccompProfile, newer: SeccompProfile): ProfileComparison {
   const out: ProfileComparison = { loosened: [], tightened: [], changed: [] };
@@ -75,8 +88,9 @@ export function compareProfiles(older: SeccompProfile, newer: SeccompProfile): P
   for (const a of oldArchs) if (!newArchs.includes(a)) push('tightened', { kind: 'architecture', architecture: a, old: 'present', new: 'absent' });
   const oldFlags = older.flags ?? [];
   const newFlags = newer.flags ?? [];
-  for (const f of newFlags) if (!oldFlags.includes(f)) push(LOOSENING_FLAGS.has(f) ? 'loosened' : 'changed', { kind: 'flag', flag: f, old: 'unset', new: 'set' });
-  for (const f of oldFlags) if (!newFlags.includes(f)) push(LOOSENING_FLAGS.has(f) ? 'tightened' : 'changed', { kind: 'flag', flag: f, old: 'set', new: 'unset' });
+  for (const f of newFlags) if (!oldFlags.includes(f) && !LOOSENING_FLAGS.has(f)) push('changed', { kind: 'flag', flag: f, old: 'unset', new: 'set' });
+  for (const f of oldFlags) if (!newFlags.includes(f) && !LOOSENING_FLAGS.has(f)) push('changed', { kind: 'flag', flag: f, old: 'set', new: 'unset' });
+  for (const f of LOOSENING_FLAGS) flagChange(f, older.flags, newer.flags, push);
 
   const shared = oldArchs.filter((a) => newArchs.includes(a));
   const architectures = shared.length > 0 ? shared : oldArchs.length + newArchs.length === 0 ? ['native'] : [...new Set([...oldArchs, ...newArchs])];

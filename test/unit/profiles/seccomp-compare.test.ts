@@ -59,6 +59,18 @@ test('default action, architectures and the SPEC_ALLOW flag', () => {
   assert.deepEqual(kinds, [OTHER_SYSCALLS, 'SCMP_ARCH_X86', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
 });
 
+test('no flags member is read as the runtimes read it: crun and runc 1.2 set SPEC_ALLOW then, older runc does not', () => {
+  const spec = (r: ReturnType<typeof compareProfiles>, d: 'loosened' | 'tightened') => r[d].some((c) => c.kind === 'flag' && c.flag === 'SECCOMP_FILTER_FLAG_SPEC_ALLOW');
+  const { flags: _none, ...flagless } = { ...base, flags: undefined };
+  // Dropping an explicit flags list turns Spectre mitigations off under crun: a loosening.
+  assert.ok(spec(compareProfiles({ ...base, flags: ['SECCOMP_FILTER_FLAG_LOG'] }, flagless), 'loosened'));
+  assert.ok(spec(compareProfiles({ ...base, flags: [] }, flagless), 'loosened'));
+  // And the other way round it tightens there; under older runc, naming SPEC_ALLOW loosens.
+  assert.ok(spec(compareProfiles(flagless, { ...base, flags: [] }), 'tightened'));
+  assert.ok(spec(compareProfiles(flagless, { ...base, flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] }), 'loosened'));
+  assert.deepEqual(compareProfiles(flagless, flagless), { loosened: [], tightened: [], changed: [] });
+});
+
 test('property: the same profile compares equal to itself and to its entries reversed', () => {
   fc.assert(
     fc.property(profile, (p) => {
