@@ -118,7 +118,10 @@ export class PullPipeline {
     // 4. Single-flight: concurrent pulls of one reference, kind, policy, deciding rules and
     //    credential identity share one fetch; a credentialed pull never joins an anonymous one,
     //    nor the reverse.
-    return this.flights.join(`fetch\0${key}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
+    //    A fetch is shared within one namespace: its blob bytes wait at its first caller's
+    //    namespace's share of the blob budget (byte-budget.ts), where another namespace's
+    //    pull would wait behind that namespace's stalled ones.
+    return this.flights.join(`fetch\0${key}\0${req.namespace ?? ''}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
   }
 
   /**

@@ -256,6 +256,41 @@ describe('pull pipeline against a real registry', () => {
       }
     })());
 
+  it("a namespace at its half of the blob budget shares no fetch with another namespace: a reference both may pull is fetched for each", () =>
+    (async () => {
+      const proxy = await startSlowProxy(reg.port);
+      const teamB = [`  - scope: ${proxy.host}/team-b`, '    kinds: [seccomp]', '    unsigned: true', '    namespaces: [team-b]'];
+      const shared = [`  - scope: ${reg.host}/shared`, '    kinds: [seccomp]', '    unsigned: true'];
+      const policy = ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', ...teamB, ...shared, `insecure: [${reg.host}, ${proxy.host}]`, 'limits: { maxArtifactBytes: 16777216 }'].join('\n');
+      const node = testNode(policy, { pullTimeout: 5000 });
+      const hold = proxy.hold(blobs);
+      try {
+        const big = Buffer.alloc(16 * 1024 * 1024, 0x20);
+        const stalled: Promise<unknown>[] = [];
+        for (let i = 0; i < 2; i++) {
+          const { reference } = await pushRawArtifact(reg.host, 'team-b/big', { configBytes: Buffer.from(`{"n":${i}}`), layers: [{ bytes: big }] });
+          stalled.push(node.pipeline.pull({ reference: reference.replace(reg.host, proxy.host), kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e));
+        }
+        await hold.arrived(2);
+        const { reference } = await pushRawArtifact(reg.host, 'shared/common', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
+        // team-b asks first: its fetch waits at team-b's half. team-a's joined that fetch and
+        // waited with it until the pull timeout, and ended only with it.
+        const teamBs = node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e);
+        while (node.pipeline.waiting(reference) === 0) await new Promise((r) => setImmediate(r));
+        assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' })).digest, reference.slice(reference.indexOf('@') + 1));
+        let teamBDone = false;
+        void teamBs.then(() => (teamBDone = true));
+        await new Promise((r) => setImmediate(r));
+        assert.equal(teamBDone, false, "team-a's pull ended while team-b's still waits at its half: it did not wait with it");
+        hold.release();
+        await Promise.all([...stalled, teamBs]);
+      } finally {
+        hold.release();
+        await node.dispose();
+        await proxy.close();
+      }
+    })());
+
   describe('mirrors', () => {
     let mirror: TestRegistry;
     before(async () => {
