@@ -115,13 +115,16 @@ const verdictKey = (policyHash: string, signer: string): string => `${policyHash
 export function setVerdict(record: ProvenanceRecord, policyHash: string, v: SignatureVerdict): void {
   const key = verdictKey(policyHash, v.signer);
   record.verdicts[key] = v;
-  // Oldest verdicts first out: only the current policy's verdicts matter. Never the one just
-  // set, which is the current policy's: verdicts written while the clock ran ahead carry later
-  // times than it.
-  const others = Object.keys(record.verdicts).filter((k) => k !== key);
-  if (others.length >= MAX_VERDICTS_PER_RECORD) {
-    others.sort((a, b) => record.verdicts[a]!.at.localeCompare(record.verdicts[b]!.at));
-    delete record.verdicts[others[0]!];
+  // Only the current policy's verdicts matter: other policies' go first, the oldest first; the
+  // current policy's (the one just set among them) never while another's is there. Not by time
+  // alone: verdicts written while the clock ran ahead carry later times than the current ones.
+  const current = (k: string) => k === policyHash || k.startsWith(`${policyHash} `);
+  const keys = Object.keys(record.verdicts);
+  if (keys.length > MAX_VERDICTS_PER_RECORD) {
+    const older = keys.filter((k) => !current(k));
+    const candidates = older.length > 0 ? older : keys.filter((k) => k !== key);
+    candidates.sort((a, b) => record.verdicts[a]!.at.localeCompare(record.verdicts[b]!.at));
+    delete record.verdicts[candidates[0]!];
   }
 }
 

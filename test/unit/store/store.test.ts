@@ -270,6 +270,11 @@ describe('ProfileStore', () => {
       assert.equal(verdictUnder(r, 'current', [{ name: 'platform', type: 'publicKey' }])?.signer, 'platform');
       assert.equal(Object.keys(r.verdicts).length, 16);
       assert.equal(verdictUnder(r, 'h0', [{ name: 'platform', type: 'publicKey' }]), undefined, 'the oldest of the others went');
+      // A second signer of the current policy (another rule's) keeps the first's verdict too: an
+      // older policy's goes, however late its time.
+      await ahead.annotate(i.digest, { verdict: { policyHash: 'current', signer: 'team-b', format: 'bundle' } });
+      const both = (await ahead.getRecord(i.digest))!;
+      for (const name of ['platform', 'team-b']) assert.equal(verdictUnder(both, 'current', [{ name, type: 'publicKey' }])?.signer, name);
     } finally {
       rmSync(ahead.root, { recursive: true, force: true });
     }
