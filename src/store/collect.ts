@@ -182,13 +182,14 @@ export class StoreCollector {
   }
 
   private async readLastUse(): Promise<LastUse> {
-    const out: LastUse = { artifacts: {}, effective: {} };
+    const out: LastUse = { artifacts: {}, effective: {}, ahead: {} };
     const bytes = await readFileIfExists(this.lastUsePath);
     if (!bytes) return out;
     try {
-      const parsed = JSON.parse(bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown };
+      const parsed = JSON.parse(bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown; ahead?: unknown };
       for (const [k, v] of Object.entries(isPlainObject(parsed.artifacts) ? parsed.artifacts : {})) if (isDigest(k) && Number.isSafeInteger(v)) out.artifacts[k] = v as number;
       for (const [k, v] of Object.entries(isPlainObject(parsed.effective) ? parsed.effective : {})) if (SHA_HEX_RE.test(k) && Number.isSafeInteger(v)) out.effective[k] = v as number;
+      for (const [k, v] of Object.entries(isPlainObject(parsed.ahead) ? parsed.ahead : {})) if ((isDigest(k) || SHA_HEX_RE.test(k)) && Number.isFinite(v)) out.ahead[k] = v as number;
     } catch {
       // Torn (not flushed): last uses fall back to pull times and file mtimes.
     }
@@ -236,7 +237,7 @@ export class StoreCollector {
       }
       const st = await stat(join(opts.effectiveDir, name)).catch(() => undefined);
       if (!st?.isFile()) continue;
-      if (now - lastUseAt(st.mtimeMs, last.effective, sha, now) < opts.minAgeMs) continue;
+      if (now - lastUseAt(st.mtimeMs, last.effective, last.ahead, sha, now) < opts.minAgeMs) continue;
       await rm(join(opts.effectiveDir, name), { force: true });
       effectiveRemoved.push(sha);
       present.delete(sha);
@@ -244,7 +245,7 @@ export class StoreCollector {
 
     const removed: Digest[] = [];
     let entries = await this.list();
-    const lastUses = new Map(entries.map((e) => [e.digest, lastUseAt(Date.parse(e.pulledAt) || 0, last.artifacts, e.digest, now)]));
+    const lastUses = new Map(entries.map((e) => [e.digest, lastUseAt(Date.parse(e.pulledAt) || 0, last.artifacts, last.ahead, e.digest, now)]));
     const lastUseOf = (e: StoreEntry): number => lastUses.get(e.digest)!;
     const gone = new Set<string>();
     const tryRemove = async (e: StoreEntry): Promise<boolean> => {
@@ -271,6 +272,7 @@ export class StoreCollector {
     const kept = new Set<string>(entries.map((e) => e.digest));
     for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
     for (const sha of Object.keys(last.effective)) if (!present.has(sha)) delete last.effective[sha];
+    for (const k of Object.keys(last.ahead)) if (!(k in last.artifacts) && !(k in last.effective)) delete last.ahead[k];
     await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.layout.temp, { fsync: false });
     return { complete: true, removed, effectiveRemoved, invalidRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
   }
@@ -329,17 +331,28 @@ export interface CollectResult {
 interface LastUse {
   artifacts: Record<string, number>;
   effective: Record<string, number>;
+  /** The stamp in the future a key's last use was noted for (lastUseAt). */
+  ahead: Record<string, number>;
 }
 
 /**
  * The last use of `key`: the later of `stamp` (a pull time, a file's mtime) and `uses[key]`
  * (clamped to `now` by the caller). A stamp in the future was made while the clock ran ahead and
- * says nothing of when: it counts as `now` the first time, noted in `uses` (written to
- * last-use.json), so it ages from this run rather than standing until the clock catches up.
+ * says nothing of when: it counts as `now` the first run that sees it, noted in `uses` with the
+ * stamp in `ahead` (written to last-use.json), so it ages from that run rather than standing
+ * until the clock catches up. Another stamp (the artifact removed and pulled again, a file
+ * written again) is a new use: a use noted before it says nothing of it.
  */
-function lastUseAt(stamp: number, uses: Record<string, number>, key: string, now: number): number {
-  if (stamp > now) return (uses[key] ??= now);
-  return Math.max(stamp, uses[key] ?? 0);
+function lastUseAt(stamp: number, uses: Record<string, number>, ahead: Record<string, number>, key: string, now: number): number {
+  if (stamp <= now) {
+    delete ahead[key];
+    return Math.max(stamp, uses[key] ?? 0);
+  }
+  if (ahead[key] !== stamp) {
+    ahead[key] = stamp;
+    uses[key] = now;
+  }
+  return (uses[key] ??= now);
 }
 
 /** Profile bytes on disk: each blob once. */

@@ -114,6 +114,23 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual(r.effectiveRemoved, [written]);
   });
 
+  it('a profile removed out of band and pulled again while the clock ran ahead ages from the next run, not from a use noted before its removal', async () => {
+    const [a] = BODIES.map((b) => ingestInput(b));
+    await store.ingest(a!);
+    await store.markInUse(a!.digest, 'container:x');
+    await run(); // its last use noted: now
+    await store.release('container:x');
+    await store.remove(a!.digest); // `spoke store rm`, between runs
+    now += 2 * HOUR;
+    const clockFixed = now;
+    now = Date.parse('2038-01-01T00:00:00Z');
+    await store.ingest(a!); // pulled again
+    now = clockFixed;
+    assert.deepEqual((await run()).removed, [], 'pulled moments ago');
+    now += HOUR;
+    assert.deepEqual((await run()).removed, [a!.digest]);
+  });
+
   it('over maxStoreBytes, a profile pulled while the clock ran ahead is not taken for the most recently used', async () => {
     const [ahead, b, c] = BODIES.map((b) => ingestInput(b));
     const clockFixed = now;
