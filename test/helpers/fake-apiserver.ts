@@ -44,6 +44,12 @@ export interface ResourceDef {
   kind: string;
 }
 
+/** What the controller serves and reads, as tests give them to the fake server (the CRDs in deploy/). */
+export const PROFILE_BINDINGS: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilebindings', kind: 'ProfileBinding' };
+export const PROFILE_RECORDINGS: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilerecordings', kind: 'ProfileRecording' };
+export const PROFILE_RECORDING_RESULTS: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
+export const PODS: ResourceDef = { group: '', version: 'v1', plural: 'pods', kind: 'Pod' };
+
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, unknown> & { name?: string; namespace?: string; resourceVersion?: string }; spec?: unknown; status?: unknown; [k: string]: unknown };
 
 interface Event {

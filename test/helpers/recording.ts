@@ -45,6 +45,9 @@ export function recordingBackends(): { backend: RecordingBackend; skip: string |
 }
 
 /** A child (the `&&` chain's mkdir) and a grandchild (the inner sh's chmod) make the calls. */
+/** The key the controller signs recording proofs with and the node checks them by, in the recording tests. */
+export const RECORDING_KEY = Buffer.alloc(32, 9);
+
 export const NESTED = ['sh', '-c', 'mkdir /tmp/x && sh -c "chmod 700 /tmp/x" && echo made'];
 
 export interface Exited {

@@ -19,12 +19,9 @@ import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { SPOKE_BIN } from '../helpers/cli.js';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient, hostNetworkPod } from '../helpers/cri-client.js';
-import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS } from '../helpers/fake-apiserver.js';
 import { NESTED, recordingBackends, recordingSkipReason } from '../helpers/recording.js';
 
-const G = { group: 'spoke.dev', version: 'v1alpha1' };
-const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
-const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
 
 const skip = recordingSkipReason();
 
@@ -61,11 +58,11 @@ for (const { backend, skip: unavailable } of recordingBackends()) {
     before(async () => {
       containerd = await startContainerd();
       dir = mkdtempSync(join(tmpdir(), `spoke-recd-${backend}-`));
-      fake = new FakeApiServer({ resources: [PR, PRR], token: 'node-token' });
+      fake = new FakeApiServer({ resources: [PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS], token: 'node-token' });
       const server = await fake.listen();
       const kubeconfig = join(dir, 'kubeconfig');
       writeFileSync(kubeconfig, fakeKubeConfig(server, 'node-token').exportConfig());
-      fake.create(PR, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/rec/team' } } });
+      fake.create(PROFILE_RECORDINGS, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/rec/team' } } });
       daemon = spawn(process.execPath, [SPOKE_BIN, 'recorder', '--backend', backend, '--upstream', containerd.socket, '--node', 'node-1', '--kubeconfig', kubeconfig, '--poll-ms', '200'], { stdio: ['ignore', 'ignore', 'pipe'] });
       await logged(daemon, 'recording', lines);
     });
@@ -90,7 +87,7 @@ for (const { backend, skip: unavailable } of recordingBackends()) {
         const reported = logged(daemon!, 'reported', lines);
         const id = await startProfiledContainer(cri, { id: podId, config: podConfig }, { name: 'app', image: BUSYBOX_IMAGE, command: NESTED, profilePath: profile });
         await reported;
-        const results = fake.list(PRR) as unknown as ProfileRecordingResult[];
+        const results = fake.list(PROFILE_RECORDING_RESULTS) as unknown as ProfileRecordingResult[];
         assert.equal(results.length, 1, lines.join('\n'));
         const spec = results[0]!.spec;
         assert.equal(spec.containerID, id);

@@ -11,24 +11,19 @@ import { startRecordingController } from '../../src/controller/recording-kube.js
 import { FINALIZE_ANNOTATION, type ProfileRecording } from '../../src/controller/recording.js';
 import { signRecordingProof } from '../../src/core/recording-proof.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
-import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, PODS, PROFILE_BINDINGS, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS } from '../helpers/fake-apiserver.js';
+import { RECORDING_KEY } from '../helpers/recording.js';
 import { startRegistry } from '../helpers/registry.js';
 import { makeKey } from '../helpers/signing.js';
 import { startSlowProxy } from '../helpers/slow-proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
-const G = { group: 'spoke.dev', version: 'v1alpha1' };
-const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
-const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
-const PB: ResourceDef = { ...G, plural: 'profilebindings', kind: 'ProfileBinding' };
-const POD: ResourceDef = { group: '', version: 'v1', plural: 'pods', kind: 'Pod' };
-const RECORDING_KEY = Buffer.alloc(32, 9);
 
 describe('recording handover between replicas', () => {
   it('a publish under way when its replica stops leading is aborted and writes no status; the new leader pushes and signs it once', async () => {
     const reg = await startRegistry();
     const proxy = await startSlowProxy(reg.port);
-    const api = new FakeApiServer({ resources: [PR, PRR, PB, POD] });
+    const api = new FakeApiServer({ resources: [PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS, PROFILE_BINDINGS, PODS] });
     const kc = fakeKubeConfig(await api.listen());
     const keyDir = mkdtempSync(join(tmpdir(), 'spoke-handover-keys-'));
     writeFileSync(join(keyDir, 'release'), makeKey('p256').privatePem);
@@ -45,15 +40,15 @@ describe('recording handover between replicas', () => {
     try {
       await a.ctl.waitForSync(5000);
       await b.ctl.waitForSync(5000);
-      const r = api.create(PR, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${proxy.host}/team`, signWith: 'release' } } });
+      const r = api.create(PROFILE_RECORDINGS, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${proxy.host}/team`, signWith: 'release' } } });
       const proof = signRecordingProof(RECORDING_KEY, { namespace: 'team', pod: { name: 'p' }, recording: 'web', containers: undefined }, 2_000_000_000);
-      api.create(POD, { metadata: { name: 'p', namespace: 'team', labels: { 'recording.spoke.dev/name': 'web' }, annotations: { 'recording.spoke.dev/name': 'web', 'recording.spoke.dev/proof': proof } }, spec: { nodeName: 'n', containers: [{ name: 'app', image: 'registry.example.com/app:1' }] } });
-      api.create(PRR, { metadata: { name: 'web-0', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'web', uid: r.metadata.uid }] }, spec: { recording: 'web', pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] } });
-      const status = () => (api.get(PR, 'team', 'web') as unknown as ProfileRecording).status;
+      api.create(PODS, { metadata: { name: 'p', namespace: 'team', labels: { 'recording.spoke.dev/name': 'web' }, annotations: { 'recording.spoke.dev/name': 'web', 'recording.spoke.dev/proof': proof } }, spec: { nodeName: 'n', containers: [{ name: 'app', image: 'registry.example.com/app:1' }] } });
+      api.create(PROFILE_RECORDING_RESULTS, { metadata: { name: 'web-0', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'web', uid: r.metadata.uid }] }, spec: { recording: 'web', pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] } });
+      const status = () => (api.get(PROFILE_RECORDINGS, 'team', 'web') as unknown as ProfileRecording).status;
       await waitFor(() => status()?.results === 1, { timeoutMs: 10_000, what: 'the result counted' });
-      const cur = api.get(PR, 'team', 'web');
+      const cur = api.get(PROFILE_RECORDINGS, 'team', 'web');
       assert.ok(cur);
-      api.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
+      api.update(PROFILE_RECORDINGS, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
       await held.arrived(); // a is pushing
 
       // The handover, as the Lease callbacks do it: a's onStoppedLeading returns once its publish ended.

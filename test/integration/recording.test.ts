@@ -16,24 +16,19 @@ import { signRecordingProof } from '../../src/core/recording-proof.js';
 import type { ProfileBinding } from '../../src/controller/types.js';
 import { buildRecordedProfile, decodeSeccomp } from '../../src/profiles/seccomp/index.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
-import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, PODS, PROFILE_BINDINGS, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS } from '../helpers/fake-apiserver.js';
+import { RECORDING_KEY } from '../helpers/recording.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeKey } from '../helpers/signing.js';
 import { waitFor } from '../helpers/wait.js';
 import { startSlowProxy, type Match, type SlowProxy } from '../helpers/slow-proxy.js';
 
-const G = { group: 'spoke.dev', version: 'v1alpha1' };
-const PR: ResourceDef = { ...G, plural: 'profilerecordings', kind: 'ProfileRecording' };
-const PRR: ResourceDef = { ...G, plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
-const PB: ResourceDef = { ...G, plural: 'profilebindings', kind: 'ProfileBinding' };
-const POD: ResourceDef = { group: '', version: 'v1', plural: 'pods', kind: 'Pod' };
-const RECORDING_KEY = Buffer.alloc(32, 9);
 
 /** A pod as the webhook leaves it when it marks it for `recording` (annotations, proof, label), scheduled on `node`. */
 function markedPod(api: FakeApiServer, o: { recording: string; name: string; node: string; containers: string[]; ns?: string; proofKey?: Buffer }): void {
   const ns = o.ns ?? 'team';
   const proof = signRecordingProof(o.proofKey ?? RECORDING_KEY, { namespace: ns, pod: { name: o.name }, recording: o.recording, containers: undefined }, 2_000_000_000);
-  api.create(POD, {
+  api.create(PODS, {
     metadata: { name: o.name, namespace: ns, labels: { 'recording.spoke.dev/name': o.recording }, annotations: { 'recording.spoke.dev/name': o.recording, 'recording.spoke.dev/proof': proof } },
     spec: { nodeName: o.node, containers: o.containers.map((name) => ({ name, image: 'registry.example.com/app:1' })) },
   });
@@ -59,11 +54,11 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     metadata: { name, namespace: ns },
     spec: { podSelector: { matchLabels: { app: name } }, publish: { repository: `${reg.host}/rec/${ns}` }, ...spec },
   });
-  const get = (name: string, ns = 'team') => fake.get(PR, ns, name) as unknown as ProfileRecording;
+  const get = (name: string, ns = 'team') => fake.get(PROFILE_RECORDINGS, ns, name) as unknown as ProfileRecording;
   let n = 0;
   /** A result from node-1 for a fresh pod the webhook marked and the scheduler put on node-1. */
   const result = (recording: string, container: string, syscalls: string[], image = `${'registry.example.com'}/app/${recording}:1.0`, ns = 'team'): ProfileRecordingResult => {
-    const owner = fake.get(PR, ns, recording)!;
+    const owner = fake.get(PROFILE_RECORDINGS, ns, recording)!;
     const pod = `${recording}-pod-${n}`;
     markedPod(fake, { recording, name: pod, node: 'node-1', containers: [container], ns });
     return {
@@ -72,18 +67,18 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     };
   };
   const annotate = (name: string, value: string, ns = 'team') => {
-    const cur = fake.get(PR, ns, name)!;
-    fake.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { ...((cur.metadata.annotations as Record<string, string>) ?? {}), [FINALIZE_ANNOTATION]: value } } });
+    const cur = fake.get(PROFILE_RECORDINGS, ns, name)!;
+    fake.update(PROFILE_RECORDINGS, { ...cur, metadata: { ...cur.metadata, annotations: { ...((cur.metadata.annotations as Record<string, string>) ?? {}), [FINALIZE_ANNOTATION]: value } } });
   };
   const manifestPuts = () => reg.requests().filter((r) => r.method === 'PUT' && r.path.includes('/manifests/')).length;
 
   before(async () => {
     reg = await startRegistry();
-    fake = new FakeApiServer({ resources: [PR, PRR, PB, POD], token: 'rec-token' });
+    fake = new FakeApiServer({ resources: [PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS, PROFILE_BINDINGS, PODS], token: 'rec-token' });
     const server = await fake.listen();
     kc = fakeKubeConfig(server, 'rec-token');
     registry = new UndiciRegistryClient({ insecure: [reg.host] });
-    fake.create(PR, rec('web', { bind: true }));
+    fake.create(PROFILE_RECORDINGS, rec('web', { bind: true }));
     ctl = startRecordingController(kc, {
       registry,
       allowedRepositories: [`${reg.host}/rec/{namespace}`],
@@ -112,9 +107,9 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(fake.watcherCount, 4, 'recordings, results, marked pods and bindings are watched');
     assert.ok(fake.requests.some((r) => r.path === '/api/v1/pods' && r.query.labelSelector === 'recording.spoke.dev/name'), 'only labelled pods are listed');
 
-    fake.create(PRR, result('web', 'app', ['read', 'write', 'openat']));
-    fake.create(PRR, result('web', 'app', ['read', 'mkdir']));
-    fake.create(PRR, result('web', 'sidecar', ['recvfrom', 'sendto'], 'docker.io/library/envoy:1.30'));
+    fake.create(PROFILE_RECORDING_RESULTS, result('web', 'app', ['read', 'write', 'openat']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('web', 'app', ['read', 'mkdir']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('web', 'sidecar', ['recvfrom', 'sendto'], 'docker.io/library/envoy:1.30'));
     await until('3 results counted', () => get('web').status?.results === 3);
     assert.match(get('web').status?.conditions?.find((c) => c.type === 'Finalized')?.message ?? '', /annotate recording\.spoke\.dev\/finalize/);
 
@@ -155,7 +150,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(tagged.headers.get('docker-content-digest'), st.profiles![0]!.reference.split('@')[1]);
 
     // One binding per profile, with the recording's selector and the recorded image.
-    const bindings = fake.list(PB) as unknown as ProfileBinding[];
+    const bindings = fake.list(PROFILE_BINDINGS) as unknown as ProfileBinding[];
     assert.deepEqual(bindings.map((b) => b.metadata.name).sort(), ['web-app', 'web-sidecar']);
     const app = bindings.find((b) => b.metadata.name === 'web-app')!;
     assert.equal(app.spec.reference, st.profiles![0]!.reference);
@@ -182,12 +177,12 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     await ctl.reconciler.idle();
     assert.equal(get('web').metadata.resourceVersion, rv);
     assert.equal(fake.currentRevision, revision, 'no write at all');
-    fake.create(PRR, result('web', 'app', ['ptrace']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('web', 'app', ['ptrace']));
     await until('late result counted', () => get('web').status?.results === 4);
     await ctl.reconciler.idle();
     await reg.settle();
     assert.equal(manifestPuts(), 0);
-    assert.equal(fake.list(PB).length, 2);
+    assert.equal(fake.list(PROFILE_BINDINGS).length, 2);
     assert.equal(get('web').status?.phase, 'Completed');
     assert.equal(fake.requests.filter((r) => r.method === 'POST' && r.path.includes('profilebindings')).length, 2, 'bindings created exactly once');
   });
@@ -200,22 +195,22 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(bound?.status, 'False');
     assert.equal(bound?.reason, 'BindingExists');
     assert.match(bound?.message ?? '', /web-app exists with reference .*; delete it to bind/);
-    assert.equal((fake.get(PB, 'team', 'web-sidecar') as unknown as ProfileBinding).spec.reference, st.profiles![1]!.reference, 'sidecar profile unchanged: same digest, binding kept');
+    assert.equal((fake.get(PROFILE_BINDINGS, 'team', 'web-sidecar') as unknown as ProfileBinding).spec.reference, st.profiles![1]!.reference, 'sidecar profile unchanged: same digest, binding kept');
     // Deleting the stale binding lets the controller create the new one.
-    fake.remove(PB, 'team', 'web-app');
+    fake.remove(PROFILE_BINDINGS, 'team', 'web-app');
     await until('binding cache dropped it', () => ctl.bindings.get('team', 'web-app') === undefined);
     ctl.reconciler.enqueue('team/web');
     await until('rebound', () => get('web').status?.conditions?.find((c) => c.type === 'Bound')?.status === 'True');
-    assert.equal((fake.get(PB, 'team', 'web-app') as unknown as ProfileBinding).spec.reference, st.profiles![0]!.reference);
+    assert.equal((fake.get(PROFILE_BINDINGS, 'team', 'web-app') as unknown as ProfileBinding).spec.reference, st.profiles![0]!.reference);
   });
 
   it('Containers strategy with signWith: one profile, signed with the mounted key', async () => {
-    fake.create(PR, rec('api', { mergeStrategy: 'Containers', publish: { repository: `${reg.host}/rec/team`, signWith: 'release' } }));
+    fake.create(PROFILE_RECORDINGS, rec('api', { mergeStrategy: 'Containers', publish: { repository: `${reg.host}/rec/team`, signWith: 'release' } }));
     await until('recording', () => get('api').status?.phase === 'Recording');
     const usable = get('api').status?.conditions?.find((c) => c.type === 'SigningKeyUsable');
     assert.deepEqual([usable?.status, usable?.reason], ['True', 'Allowed']);
-    fake.create(PRR, result('api', 'main', ['read', 'write']));
-    fake.create(PRR, result('api', 'helper', ['nanosleep', 'clock_nanosleep']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('api', 'main', ['read', 'write']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('api', 'helper', ['nanosleep', 'clock_nanosleep']));
     await until('2 results', () => get('api').status?.results === 2);
     annotate('api', 'now');
     await until('completed', () => get('api').status?.phase === 'Completed');
@@ -230,7 +225,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(idx.status, 200);
     const body = (await idx.json()) as { manifests: { artifactType?: string }[] };
     assert.ok(body.manifests.some((m) => m.artifactType === 'application/vnd.dev.sigstore.bundle.v0.3+json'));
-    assert.equal(fake.list(PB).filter((b) => (b.metadata.name as string).startsWith('api')).length, 0, 'bind: false creates nothing');
+    assert.equal(fake.list(PROFILE_BINDINGS).filter((b) => (b.metadata.name as string).startsWith('api')).length, 0, 'bind: false creates nothing');
   });
 
   it('a rotated key signs again at the next finalize, though the profile is the same', async () => {
@@ -249,21 +244,21 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
 
   it('permanent problems end in Failed with the reason; nothing is pushed', async () => {
     await reg.resetRequests();
-    fake.create(PR, rec('empty', {}));
+    fake.create(PROFILE_RECORDINGS, rec('empty', {}));
     annotate('empty', '1');
     await until('waiting', () => get('empty').status?.phase === 'Finalizing');
     assert.equal(get('empty').status?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'WaitingForResults');
     assert.equal(get('empty').status?.profiles, undefined);
 
-    fake.create(PR, rec('elsewhere', { publish: { repository: `${reg.host}/rec/other-team` } }));
-    fake.create(PRR, result('elsewhere', 'app', ['read']));
+    fake.create(PROFILE_RECORDINGS, rec('elsewhere', { publish: { repository: `${reg.host}/rec/other-team` } }));
+    fake.create(PROFILE_RECORDING_RESULTS, result('elsewhere', 'app', ['read']));
     await until('result seen', () => get('elsewhere').status?.results === 1);
     annotate('elsewhere', '1');
     await until('failed', () => get('elsewhere').status?.phase === 'Failed');
     assert.equal(get('elsewhere').status?.conditions?.find((c) => c.type === 'Finalized')?.reason, 'RepositoryNotAllowed');
 
-    fake.create(PR, rec('nokey', { publish: { repository: `${reg.host}/rec/team`, signWith: 'missing' } }));
-    fake.create(PRR, result('nokey', 'app', ['read']));
+    fake.create(PROFILE_RECORDINGS, rec('nokey', { publish: { repository: `${reg.host}/rec/team`, signWith: 'missing' } }));
+    fake.create(PROFILE_RECORDING_RESULTS, result('nokey', 'app', ['read']));
     await until('result seen', () => get('nokey').status?.results === 1);
     annotate('nokey', '1');
     await until('failed', () => get('nokey').status?.phase === 'Failed');
@@ -273,11 +268,11 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     // release may sign for team only (release.namespaces): a recording elsewhere that names it
     // fails, though its repository is allowed, and pushes nothing unsigned in its place.
     // Said while it records, before anyone waits for a profile that cannot be signed.
-    fake.create(PR, rec('guest', { publish: { repository: `${reg.host}/rec/guests`, signWith: 'release' } }, 'guests'));
+    fake.create(PROFILE_RECORDINGS, rec('guest', { publish: { repository: `${reg.host}/rec/guests`, signWith: 'release' } }, 'guests'));
     await until('recording', () => get('guest', 'guests').status?.phase === 'Recording');
     const early = get('guest', 'guests').status?.conditions?.find((c) => c.type === 'SigningKeyUsable');
     assert.deepEqual([early?.status, early?.reason], ['False', 'SigningKeyNotAllowed']);
-    fake.create(PRR, result('guest', 'app', ['read'], undefined, 'guests'));
+    fake.create(PROFILE_RECORDING_RESULTS, result('guest', 'app', ['read'], undefined, 'guests'));
     await until('result seen', () => get('guest', 'guests').status?.results === 1);
     annotate('guest', '1', 'guests');
     await until('failed', () => get('guest', 'guests').status?.phase === 'Failed');
@@ -285,20 +280,20 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(notAllowed?.reason, 'SigningKeyNotAllowed');
     assert.match(notAllowed?.message ?? '', /release\.namespaces/);
     // A key the namespace may use that cannot sign: known while recording; nothing pushed unsigned.
-    fake.create(PR, rec('mixed', { publish: { repository: `${reg.host}/rec/team`, signWith: 'mixup' } }));
+    fake.create(PROFILE_RECORDINGS, rec('mixed', { publish: { repository: `${reg.host}/rec/team`, signWith: 'mixup' } }));
     await until('recording', () => get('mixed').status?.phase === 'Recording');
     const unusable = get('mixed').status?.conditions?.find((c) => c.type === 'SigningKeyUsable');
     assert.deepEqual([unusable?.status, unusable?.reason], ['False', 'SigningKeyInvalid']);
-    fake.create(PRR, result('mixed', 'app', ['read']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('mixed', 'app', ['read']));
     await until('result seen', () => get('mixed').status?.results === 1);
     annotate('mixed', '1');
     await until('failed', () => get('mixed').status?.phase === 'Failed');
     const invalid = get('mixed').status?.conditions?.find((c) => c.type === 'Finalized');
     assert.equal(invalid?.reason, 'SigningKeyInvalid');
     assert.match(invalid?.message ?? '', /not an unencrypted PEM private key/);
-    fake.create(PR, rec('lossy', {}));
+    fake.create(PROFILE_RECORDINGS, rec('lossy', {}));
     const lossy = result('lossy', 'app', ['read']);
-    fake.create(PRR, { ...lossy, spec: { ...lossy.spec, lostRecords: 2 } });
+    fake.create(PROFILE_RECORDING_RESULTS, { ...lossy, spec: { ...lossy.spec, lostRecords: 2 } });
     await until('result seen', () => get('lossy').status?.results === 1);
     annotate('lossy', '1');
     await until('failed', () => get('lossy').status?.phase === 'Failed');
@@ -308,14 +303,14 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.equal(manifestPuts(), 0);
 
     // A result arriving after an early finalize: built as soon as it is seen.
-    fake.create(PRR, result('empty', 'app', ['read', 'write']));
+    fake.create(PROFILE_RECORDING_RESULTS, result('empty', 'app', ['read', 'write']));
     await until('completed', () => get('empty').status?.phase === 'Completed');
   });
 
   it('a result counts only from the node that runs its marked pod; others are ignored and named', async () => {
-    fake.create(PR, rec('guard', {}));
+    fake.create(PROFILE_RECORDINGS, rec('guard', {}));
     await until('recording', () => get('guard').status?.phase === 'Recording');
-    const uid = fake.get(PR, 'team', 'guard')!.metadata.uid as string;
+    const uid = fake.get(PROFILE_RECORDINGS, 'team', 'guard')!.metadata.uid as string;
     const owned = (name: string, spec: Partial<ProfileRecordingResult['spec']>): ProfileRecordingResult => ({
       metadata: { name, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'guard', uid }] },
       spec: { recording: 'guard', pod: 'guard-web', container: 'app', runtime: 'runc', node: 'node-1', syscalls: ['read'], ...spec },
@@ -323,11 +318,11 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     markedPod(fake, { recording: 'guard', name: 'guard-web', node: 'node-1', containers: ['app'] });
     // labelled and annotated by a pod author, not by the webhook: its proof is under another key
     markedPod(fake, { recording: 'guard', name: 'guard-forged', node: 'node-2', containers: ['app'], proofKey: Buffer.alloc(32, 1) });
-    fake.create(PRR, owned('from-node-1', { syscalls: ['read', 'write'] }));
-    fake.create(PRR, owned('node-2-claims-node-1-pod', { node: 'node-2', syscalls: ['ptrace'] }));
-    fake.create(PRR, owned('node-2-own-forged-pod', { node: 'node-2', pod: 'guard-forged', syscalls: ['kexec_load'] }));
-    fake.create(PRR, owned('node-2-no-such-pod', { node: 'node-2', pod: 'guard-elsewhere', syscalls: ['mount'] }));
-    fake.create(PRR, owned('unrecorded-container', { container: 'sidecar', syscalls: ['bpf'] }));
+    fake.create(PROFILE_RECORDING_RESULTS, owned('from-node-1', { syscalls: ['read', 'write'] }));
+    fake.create(PROFILE_RECORDING_RESULTS, owned('node-2-claims-node-1-pod', { node: 'node-2', syscalls: ['ptrace'] }));
+    fake.create(PROFILE_RECORDING_RESULTS, owned('node-2-own-forged-pod', { node: 'node-2', pod: 'guard-forged', syscalls: ['kexec_load'] }));
+    fake.create(PROFILE_RECORDING_RESULTS, owned('node-2-no-such-pod', { node: 'node-2', pod: 'guard-elsewhere', syscalls: ['mount'] }));
+    fake.create(PROFILE_RECORDING_RESULTS, owned('unrecorded-container', { container: 'sidecar', syscalls: ['bpf'] }));
     await until('judged', () => get('guard').status?.conditions?.find((c) => c.type === 'ResultsAccepted')?.message?.includes('4 result(s) ignored') === true);
     const st = get('guard').status!;
     assert.equal(st.results, 1);
@@ -340,7 +335,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     assert.match(cond.message, /unrecorded-container: pod team\/guard-web does not record a container named "sidecar"/);
 
     // The accepted result stays accepted after its pod is gone; the profile holds only its calls.
-    fake.remove(POD, 'team', 'guard-web');
+    fake.remove(PODS, 'team', 'guard-web');
     await until('pod cache dropped it', () => ctl.pods.get('team', 'guard-web') === undefined);
     annotate('guard', '1');
     await until('completed', () => get('guard').status?.phase === 'Completed');
@@ -358,7 +353,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
    * result on `host`, set to finalize: its status, its controller, and its tear-down.
    */
   const finalizing = async (name: string, host: string, registry: UndiciRegistryClient, publishTimeoutMs?: number, o: { bind?: boolean } = {}) => {
-    const api = new FakeApiServer({ resources: [PR, PRR, PB, POD] });
+    const api = new FakeApiServer({ resources: [PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS, PROFILE_BINDINGS, PODS] });
     const kc2 = fakeKubeConfig(await api.listen());
     const events: Record<string, unknown>[] = [];
     const log = (e: Record<string, unknown>) => {
@@ -372,16 +367,16 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
     };
     try {
       await ctl2.waitForSync(5000);
-      const r = api.create(PR, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team` }, ...(o.bind ? { bind: true } : {}) } });
+      const r = api.create(PROFILE_RECORDINGS, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team` }, ...(o.bind ? { bind: true } : {}) } });
       markedPod(api, { recording: name, name: 'p', node: 'n', containers: ['app'] });
-      api.create(PRR, {
+      api.create(PROFILE_RECORDING_RESULTS, {
         metadata: { name: `${name}-0`, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name, uid: r.metadata.uid }] },
         spec: { recording: name, pod: 'p', container: 'app', runtime: 'runc', node: 'n', syscalls: ['read'] },
       });
-      const st = () => (api.get(PR, 'team', name) as unknown as ProfileRecording).status;
+      const st = () => (api.get(PROFILE_RECORDINGS, 'team', name) as unknown as ProfileRecording).status;
       await until('result counted', () => st()?.results === 1);
-      const cur = api.get(PR, 'team', name)!;
-      api.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
+      const cur = api.get(PROFILE_RECORDINGS, 'team', name)!;
+      api.update(PROFILE_RECORDINGS, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: '1' } } });
       return { st, stats: ctl2.reconciler.stats, close, api, ctl: ctl2, events };
     } catch (e) {
       await close();
@@ -431,11 +426,11 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
   it('a recording deleted while its profile is pushed: nothing is bound from the deleted snapshot', async () => {
     await withHeldUploads('deleted', { bind: true }, async (f, held) => {
       await held.arrived();
-      f.api.remove(PR, 'team', 'deleted');
+      f.api.remove(PROFILE_RECORDINGS, 'team', 'deleted');
       await until('the deletion reached the cache', () => f.ctl.recordings.get('team', 'deleted') === undefined);
       held.release();
       await until('the publish saw it', () => f.events.some((e) => String(e.msg).startsWith('recording deleted, re-created or finalized again while publishing')), 15_000);
-      assert.deepEqual(f.api.list(PB), [], 'no binding from a deleted recording');
+      assert.deepEqual(f.api.list(PROFILE_BINDINGS), [], 'no binding from a deleted recording');
       assert.equal(f.stats.bindingsCreated, 0);
       assert.ok(!f.events.some((e) => e.msg === 'recording finalized'));
     });

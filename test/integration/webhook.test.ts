@@ -26,14 +26,13 @@ import { StatusUpdater } from '../../src/controller/binding-status.js';
 import type { Pod, ProfileBinding } from '../../src/controller/types.js';
 import { FINALIZE_ANNOTATION, type ProfileRecording } from '../../src/controller/recording.js';
 import { MAX_CONNECTIONS, MAX_REVIEW_BYTES, WebhookServer } from '../../src/controller/webhook.js';
-import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, PROFILE_BINDINGS, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
 import { startRegistry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/wait.js';
 
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
 const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
-const PB: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilebindings', kind: 'ProfileBinding' };
 const NS: ResourceDef = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace' };
 const PODS: ResourceDef = { group: '', version: 'v1', plural: 'pods', kind: 'Pod' };
 
@@ -623,7 +622,7 @@ describe('informer-backed source and status on client-node against the fake API 
   let kc: KubeConfig;
 
   before(async () => {
-    fake = new FakeApiServer({ resources: [PB, NS, PODS], token: 'test-token' });
+    fake = new FakeApiServer({ resources: [PROFILE_BINDINGS, NS, PODS], token: 'test-token' });
     const server = await fake.listen();
     kc = fakeKubeConfig(server, 'test-token');
   });
@@ -632,7 +631,7 @@ describe('informer-backed source and status on client-node against the fake API 
   const until = (what: string, cond: () => boolean, ms = 5000) => waitFor(cond, { timeoutMs: ms, what, intervalMs: 10 });
 
   it('lists in pages, watches with bookmarks, follows events, relists after 410 Gone', async () => {
-    for (let i = 0; i < 5; i++) fake.create(PB, binding(`b${i}`, { image: `app${i}` }));
+    for (let i = 0; i < 5; i++) fake.create(PROFILE_BINDINGS, binding(`b${i}`, { image: `app${i}` }));
     fake.inject({ match: 'list', code: 500, times: 1 }); // first list fails: backoff, then retry
     const src = new InformerBindingSource(kc, { pageSize: 2, backoffInitialMs: 20, watchTimeoutSeconds: 60, log: process.env.DEBUG_REFLECTOR ? (e) => console.error(e) : undefined });
     assert.equal(src.synced(), false);
@@ -649,15 +648,15 @@ describe('informer-backed source and status on client-node against the fake API 
       assert.equal(w?.query.allowWatchBookmarks, 'true');
       assert.equal(w?.query.resourceVersion, src.resourceVersion());
 
-      fake.create(PB, binding('late', {}, 'other'));
+      fake.create(PROFILE_BINDINGS, binding('late', {}, 'other'));
       await until('ADDED event', () => src.list('other').length === 1);
-      fake.update(PB, { ...binding('b0', { image: 'changed' }), metadata: { name: 'b0', namespace: 'team' } });
+      fake.update(PROFILE_BINDINGS, { ...binding('b0', { image: 'changed' }), metadata: { name: 'b0', namespace: 'team' } });
       await until('MODIFIED event', () => src.get('team', 'b0')?.spec.image === 'changed');
-      fake.remove(PB, 'team', 'b1');
+      fake.remove(PROFILE_BINDINGS, 'team', 'b1');
       await until('DELETED event', () => src.get('team', 'b1') === undefined);
 
       // A bookmark moves the resourceVersion without an object change.
-      fake.create(PB, binding('x', {}, 'elsewhere-not-watched-specially'));
+      fake.create(PROFILE_BINDINGS, binding('x', {}, 'elsewhere-not-watched-specially'));
       await until('x', () => src.get('elsewhere-not-watched-specially', 'x') !== undefined);
       const rvBefore = src.resourceVersion();
       assert.equal(fake.bookmark(), 1);
@@ -670,15 +669,15 @@ describe('informer-backed source and status on client-node against the fake API 
       fake.closeWatches();
       await until('re-watch', () => fake.watcherCount === 1);
       assert.equal(src.stats.lists, listsBefore);
-      fake.create(PB, binding('after-rewatch', {}));
+      fake.create(PROFILE_BINDINGS, binding('after-rewatch', {}));
       await until('after-rewatch', () => src.get('team', 'after-rewatch') !== undefined);
 
       // Changes while disconnected, then history compacted: the stale resourceVersion gets a 410
       // ERROR event, the reflector relists and converges (the deletion is noticed).
       fake.inject({ match: 'watch', code: 503, times: 1 });
       fake.closeWatches();
-      fake.remove(PB, 'team', 'b2');
-      fake.create(PB, binding('during-gap', {}));
+      fake.remove(PROFILE_BINDINGS, 'team', 'b2');
+      fake.create(PROFILE_BINDINGS, binding('during-gap', {}));
       fake.compact();
       await until('relist after 410', () => src.stats.expired >= 1 && src.stats.lists > listsBefore);
       await until('converged', () => src.get('team', 'b2') === undefined && src.get('team', 'during-gap') !== undefined);
@@ -703,7 +702,7 @@ describe('informer-backed source and status on client-node against the fake API 
 
   // The watch would run for 300 s: the test's timeout is what fails a stop() that waits for it.
   it('stop() returns while a watch is open (client-node abort does not end the wait)', { timeout: 30_000 }, async () => {
-    fake.create(PB, binding('stop-fast', {}, 'stopping'));
+    fake.create(PROFILE_BINDINGS, binding('stop-fast', {}, 'stopping'));
     const src = new InformerBindingSource(kc, { backoffInitialMs: 20, watchTimeoutSeconds: 300 });
     src.start();
     await src.waitForSync(5000);
@@ -713,13 +712,13 @@ describe('informer-backed source and status on client-node against the fake API 
     // This fake sends the response headers with the first event only, so client-node hands out the
     // watch's AbortController late: once it does, the stopped reflector aborts the connection
     // (and ignores the event that came with the headers).
-    fake.create(PB, binding('after-stop', {}, 'stopping'));
+    fake.create(PROFILE_BINDINGS, binding('after-stop', {}, 'stopping'));
     await until('watch closed', () => fake.watcherCount === 0);
     assert.equal(src.get('stopping', 'after-stop'), undefined, 'a stopped cache takes no more events');
   });
 
   it('the webhook answers from the informer cache and status is written with 409 retry', async () => {
-    fake.create(PB, binding('status-demo', { image: 'ghcr.io/acme/api', podSelector: { matchLabels: { app: 'api' } } }, 'shop'));
+    fake.create(PROFILE_BINDINGS, binding('status-demo', { image: 'ghcr.io/acme/api', podSelector: { matchLabels: { app: 'api' } } }, 'shop'));
     const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
     const updater = new StatusUpdater(new KubeStatusClient(kc, src), { conflictDelayMs: 50 });
     const notSynced = await startWebhook(src);
@@ -741,12 +740,12 @@ describe('informer-backed source and status on client-node against the fake API 
       assert.deepEqual(out.spec?.containers?.[0]?.securityContext?.seccompProfile, { type: 'OCI', oci: { reference: REF_A } });
 
       // Someone else writes the object after our cache read: the status PUT gets 409 and is retried.
-      const cur = fake.get(PB, 'shop', 'status-demo')!;
+      const cur = fake.get(PROFILE_BINDINGS, 'shop', 'status-demo')!;
       const flushing = updater.flush();
-      fake.update(PB, { ...cur, metadata: { ...cur.metadata, labels: { touched: 'yes' } } });
+      fake.update(PROFILE_BINDINGS, { ...cur, metadata: { ...cur.metadata, labels: { touched: 'yes' } } });
       await flushing;
       const statusPuts = fake.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/shop/profilebindings/status-demo/status'));
-      const stored = fake.get(PB, 'shop', 'status-demo') as unknown as ProfileBinding;
+      const stored = fake.get(PROFILE_BINDINGS, 'shop', 'status-demo') as unknown as ProfileBinding;
       assert.ok(statusPuts.length >= 1);
       assert.deepEqual(stored.status?.matchedWorkloads?.map((w) => [w.kind, w.name, w.containers]), [['ReplicaSet', 'api-5c9', ['api']]]);
       assert.equal(stored.status?.matchedPods, 1);
@@ -767,7 +766,7 @@ describe('informer-backed source and status on client-node against the fake API 
       const putsBefore = fake.requests.filter((r) => r.method === 'PUT').length;
       await u2.flush();
       assert.equal(fake.requests.filter((r) => r.method === 'PUT').length, putsBefore + 2, 'one 409, one success');
-      const again = fake.get(PB, 'shop', 'status-demo') as unknown as ProfileBinding;
+      const again = fake.get(PROFILE_BINDINGS, 'shop', 'status-demo') as unknown as ProfileBinding;
       assert.deepEqual(again.status?.matchedWorkloads?.map((w) => w.name), ['one-off', 'api-5c9']);
       assert.equal(again.status?.matchedPods, 2);
     } finally {
@@ -778,7 +777,7 @@ describe('informer-backed source and status on client-node against the fake API 
   });
 
   it('status changes only for reviews from the API server when a client CA is configured', async () => {
-    fake.create(PB, binding('guarded', { image: 'ghcr.io/acme/guarded' }, 'vault'));
+    fake.create(PROFILE_BINDINGS, binding('guarded', { image: 'ghcr.io/acme/guarded' }, 'vault'));
     const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
     const updater = new StatusUpdater(new KubeStatusClient(kc, src));
     src.start();
@@ -786,7 +785,7 @@ describe('informer-backed source and status on client-node against the fake API 
     try {
       await src.waitForSync(5000);
       const pod = deploymentPod({ containers: [{ name: 'g', image: 'ghcr.io/acme/guarded:1' }] });
-      const stored = () => (fake.get(PB, 'vault', 'guarded') as unknown as ProfileBinding).status;
+      const stored = () => (fake.get(PROFILE_BINDINGS, 'vault', 'guarded') as unknown as ProfileBinding).status;
       // No client certificate, one from another CA, one from the CA under another name: answered
       // (a mutation is only a computation), not recorded.
       for (const client of [undefined, clients.stranger, clients.node]) {
@@ -845,8 +844,8 @@ describe('informer-backed source and status on client-node against the fake API 
   it('without a client CA, status comes from the pods the API server stores, each counted once, never from reviews', async () => {
     fake.create(NS, namespace('farm', {}));
     fake.create(NS, { metadata: { name: 'optout', labels: {} } });
-    fake.create(PB, binding('farm-all', { image: 'ghcr.io/acme/farm' }, 'farm'));
-    fake.create(PB, binding('optout-all', { image: 'ghcr.io/acme/farm' }, 'optout'));
+    fake.create(PROFILE_BINDINGS, binding('farm-all', { image: 'ghcr.io/acme/farm' }, 'farm'));
+    fake.create(PROFILE_BINDINGS, binding('optout-all', { image: 'ghcr.io/acme/farm' }, 'optout'));
     const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
     const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
     const updater = new StatusUpdater(new KubeStatusClient(kc, src));
@@ -874,11 +873,11 @@ describe('informer-backed source and status on client-node against the fake API 
         await new Promise((r) => setTimeout(r, 10));
       }
       await updater.flush();
-      const status = (fake.get(PB, 'farm', 'farm-all') as unknown as ProfileBinding).status;
+      const status = (fake.get(PROFILE_BINDINGS, 'farm', 'farm-all') as unknown as ProfileBinding).status;
       assert.equal(status?.matchedPods, 1, 'the pod listed before start and the review are not counted');
       assert.deepEqual(status?.matchedWorkloads?.map((w) => [w.kind, w.name, w.containers]), [['ReplicaSet', 'farm-1', ['c']]]);
       assert.deepEqual(status?.skippedContainers, { unconfined: 0, privileged: 1 });
-      assert.equal((fake.get(PB, 'optout', 'optout-all') as unknown as ProfileBinding).status, undefined, 'a namespace that has not opted in is never counted');
+      assert.equal((fake.get(PROFILE_BINDINGS, 'optout', 'optout-all') as unknown as ProfileBinding).status, undefined, 'a namespace that has not opted in is never counted');
     } finally {
       await server.close();
       await updater.stop();
@@ -889,7 +888,7 @@ describe('informer-backed source and status on client-node against the fake API 
   });
   it('the pod informer keeps of each pod only what status is computed from: it holds every pod of the cluster', async () => {
     fake.create(NS, namespace('lean', {}));
-    fake.create(PB, binding('lean-all', { image: 'ghcr.io/acme/lean' }, 'lean'));
+    fake.create(PROFILE_BINDINGS, binding('lean-all', { image: 'ghcr.io/acme/lean' }, 'lean'));
     const bound = { seccompProfile: { type: 'OCI', oci: { reference: REF_A } } };
     const owner = { apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'lean-1', uid: '5b1c', controller: true, blockOwnerDeletion: true };
     const read = {
@@ -956,8 +955,6 @@ describe('informer-backed source and status on client-node against the fake API 
 });
 
 const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
-const PR: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilerecordings', kind: 'ProfileRecording' };
-const PRR: ResourceDef = { group: 'spoke.dev', version: 'v1alpha1', plural: 'profilerecordingresults', kind: 'ProfileRecordingResult' };
 
 /** Whether a pod informer (all pods; the recording cache selects by label) has listed and watches. */
 function podsWatched(fake: FakeApiServer): boolean {
@@ -1013,8 +1010,8 @@ describe('spoke controller (process)', () => {
   });
 
   it('serves the webhook from the API server cache and stops on SIGTERM', async () => {
-    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES], token: 't' });
-    fake.create(PB, binding('proc', { image: 'nginx' }));
+    const fake = new FakeApiServer({ resources: [PROFILE_BINDINGS, NS, PODS, LEASES], token: 't' });
+    fake.create(PROFILE_BINDINGS, binding('proc', { image: 'nginx' }));
     fake.create(NS, namespace('team', {}));
     const controller = await startController(await fake.listen());
     try {
@@ -1025,7 +1022,7 @@ describe('spoke controller (process)', () => {
       // Without --admission-client-ca, status follows the pods the API server stores.
       await waitFor(() => podsWatched(fake), { timeoutMs: 5000, what: 'the pod informer' });
       fake.create(PODS, { ...out, metadata: { name: 'solo', namespace: 'team' } });
-      await waitFor(() => (fake.get(PB, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: `status (${controller.stderr()})` });
+      await waitFor(() => (fake.get(PROFILE_BINDINGS, 'team', 'proc') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: `status (${controller.stderr()})` });
     } finally {
       const code = await controller.stop();
       await fake.close();
@@ -1034,11 +1031,11 @@ describe('spoke controller (process)', () => {
   });
 
   it("a binding in a namespace without the opt-in label says so in its status (Valid stays True), until the label is set", async () => {
-    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES], token: 't' });
+    const fake = new FakeApiServer({ resources: [PROFILE_BINDINGS, NS, PODS, LEASES], token: 't' });
     fake.create(NS, { metadata: { name: 'quiet', labels: {} } });
-    fake.create(PB, binding('idle', { image: 'nginx' }, 'quiet'));
+    fake.create(PROFILE_BINDINGS, binding('idle', { image: 'nginx' }, 'quiet'));
     const controller = await startController(await fake.listen());
-    const conditions = () => ((fake.get(PB, 'quiet', 'idle') as unknown as ProfileBinding).status?.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message]);
+    const conditions = () => ((fake.get(PROFILE_BINDINGS, 'quiet', 'idle') as unknown as ProfileBinding).status?.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message]);
     try {
       await waitFor(() => conditions().length === 2, { timeoutMs: 5000, what: `a second condition (${controller.stderr()})` });
       assert.deepEqual(conditions(), [
@@ -1056,8 +1053,8 @@ describe('spoke controller (process)', () => {
   });
 
   it('two replicas count each pod once in binding status: only the one holding the Lease watches pods', async () => {
-    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES], token: 't' });
-    fake.create(PB, binding('twice', { image: 'nginx' }));
+    const fake = new FakeApiServer({ resources: [PROFILE_BINDINGS, NS, PODS, LEASES], token: 't' });
+    fake.create(PROFILE_BINDINGS, binding('twice', { image: 'nginx' }));
     fake.create(NS, namespace('team', {}));
     const url = await fake.listen();
     const replicas = [await startController(url), await startController(url)];
@@ -1069,7 +1066,7 @@ describe('spoke controller (process)', () => {
       await Promise.all(replicas.map((r) => r.ready()));
       await waitFor(() => podsWatched(fake), { timeoutMs: 5000, what: 'the pod informer' });
       fake.create(PODS, { metadata: { name: 'one', namespace: 'team' }, spec: { containers: [{ name: 'web', image: 'nginx:1', securityContext: bound }] } });
-      await waitFor(() => (fake.get(PB, 'team', 'twice') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: 'status' });
+      await waitFor(() => (fake.get(PROFILE_BINDINGS, 'team', 'twice') as unknown as ProfileBinding).status?.matchedPods !== undefined, { timeoutMs: 5000, what: 'status' });
       holder = leaseHolder();
     } finally {
       // Stopping flushes what each replica recorded.
@@ -1077,36 +1074,36 @@ describe('spoke controller (process)', () => {
       await fake.close();
       assert.deepEqual(codes, [0, 0], replicas.map((r) => r.stderr()).join('\n'));
     }
-    assert.equal((fake.get(PB, 'team', 'twice') as unknown as ProfileBinding).status?.matchedPods, 1);
+    assert.equal((fake.get(PROFILE_BINDINGS, 'team', 'twice') as unknown as ProfileBinding).status?.matchedPods, 1);
     assert.match(String(holder), /^.+_[0-9a-f-]{36}$/, 'a replica held the Lease');
     assert.equal(leaseHolder(), '', 'released on SIGTERM');
   });
 
   it('two replicas push a finalized recording once: only the one holding the Lease reconciles', async () => {
     const reg = await startRegistry();
-    const fake = new FakeApiServer({ resources: [PB, NS, PODS, LEASES, PR, PRR], token: 't' });
+    const fake = new FakeApiServer({ resources: [PROFILE_BINDINGS, NS, PODS, LEASES, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS], token: 't' });
     const recordingKey = Buffer.alloc(32, 7);
     const keyPath = join(dir, 'replicas-recording.key');
     writeFileSync(keyPath, recordingKey);
-    const recording = fake.create(PR, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: `${reg.host}/rec/team` } } });
+    const recording = fake.create(PROFILE_RECORDINGS, { metadata: { name: 'web', namespace: 'team' }, spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: `${reg.host}/rec/team` } } });
     const proof = signRecordingProof(recordingKey, { namespace: 'team', pod: { name: 'web-1' }, recording: 'web', containers: undefined }, 2_000_000_000);
     fake.create(PODS, {
       metadata: { name: 'web-1', namespace: 'team', labels: { app: 'web', 'recording.spoke.dev/name': 'web' }, annotations: { 'recording.spoke.dev/name': 'web', 'recording.spoke.dev/proof': proof } },
       spec: { nodeName: 'node-1', containers: [{ name: 'app', image: 'registry.example.com/app:1' }] },
     });
-    fake.create(PRR, {
+    fake.create(PROFILE_RECORDING_RESULTS, {
       metadata: { name: 'web-1-app', namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name: 'web', uid: recording.metadata.uid }] },
       spec: { recording: 'web', pod: 'web-1', container: 'app', runtime: 'runc', node: 'node-1', syscalls: ['read', 'write'], image: 'registry.example.com/app:1' },
     });
     const url = await fake.listen();
     const args = ['--admission-client-ca', clientCaFile, '--recording-key', keyPath, '--recording-repositories', `${reg.host}/rec/{namespace}`, '--plain-http', '--signing-keys', join(dir, 'no-keys')];
     const replicas = [await startController(url, args), await startController(url, args)];
-    const stored = () => (fake.get(PR, 'team', 'web') as unknown as ProfileRecording).status;
+    const stored = () => (fake.get(PROFILE_RECORDINGS, 'team', 'web') as unknown as ProfileRecording).status;
     try {
       await Promise.all(replicas.map((r) => r.ready()));
       await waitFor(() => stored()?.results === 1, { timeoutMs: 10_000, what: 'the result counted' });
-      const cur = fake.get(PR, 'team', 'web')!;
-      fake.update(PR, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: 'now' } } });
+      const cur = fake.get(PROFILE_RECORDINGS, 'team', 'web')!;
+      fake.update(PROFILE_RECORDINGS, { ...cur, metadata: { ...cur.metadata, annotations: { [FINALIZE_ANNOTATION]: 'now' } } });
       await waitFor(() => stored()?.phase === 'Completed', { timeoutMs: 10_000, what: 'the recording finalized' });
     } finally {
       const codes = await Promise.all(replicas.map((r) => r.stop()));
