@@ -30,8 +30,28 @@ export type RawHeaders = readonly string[];
 /** Bytes of request bodies being read, over every call: what the shim holds for them is bounded. */
 export class BodyBudget {
   private used = 0;
+  /** namespace → bytes of its bodies held while their calls wait (own). */
+  private readonly owned = new Map<string, number>();
 
   constructor(readonly limit: number) {}
+
+  /**
+   * Counts a body read whole (taken already) as `owner`'s while its call waits, until `call`
+   * closes: false, counting nothing, when the bodies that namespace holds would pass half the
+   * budget (one body alone always fits). One namespace's creates waiting on its stalled pulls
+   * would otherwise hold the whole budget, and every other namespace's calls be refused.
+   */
+  own(bytes: number, owner: string, call: { once(event: 'close', listener: () => void): unknown }): boolean {
+    const held = this.owned.get(owner) ?? 0;
+    if (held > 0 && held + bytes > this.limit / 2) return false;
+    this.owned.set(owner, held + bytes);
+    call.once('close', () => {
+      const left = (this.owned.get(owner) ?? 0) - bytes;
+      if (left > 0) this.owned.set(owner, left);
+      else this.owned.delete(owner);
+    });
+    return true;
+  }
 
   /** Takes `n` bytes; false (nothing taken) when that would pass the limit. */
   take(n: number): boolean {

@@ -83,13 +83,25 @@ export class EditedCalls<P> {
     const logging = this.logging;
     const loggingProfile = logging === undefined ? undefined : () => logging.pathFor(this.d.deps.baseline());
     const decidedUnder = new DecisionInputs(this.d.deps);
+    // From its first profile on, the create may wait (a pull, a verification, the AppArmor
+    // parser): its body counts as its namespace's share of the body budget until the call ends.
+    let owned = false;
+    const ownBody = (namespace: string | undefined): void => {
+      if (owned) return;
+      if (!host.bodies.own(body.length, namespace ?? '', stream)) {
+        throw new SpokeError('Unavailable', `spoke shim: the creates of this pod's namespace hold half of the ${host.bodies.limit} bytes of request bodies the shim holds at once; try again`, { limit: host.bodies.limit }, { reason: 'OVERLOADED' });
+      }
+      owned = true;
+    };
     const deps: RewriteDeps = {
       seccomp: async (p, c) => {
+        ownBody(c.namespace);
         await lease.acquire();
         await decidedUnder.note();
         return applier.apply(p, c);
       },
       appArmor: async (p, c) => {
+        ownBody(c.namespace);
         await lease.acquire();
         await decidedUnder.note();
         const prepared = await applier.prepareAppArmor(p, { ...c, gone: callGone(call.stream, deadline) });

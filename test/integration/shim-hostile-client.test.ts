@@ -357,6 +357,58 @@ describe('shim: request bodies read whole are bounded over every call', () => {
   });
 });
 
+describe("shim: one namespace's waiting creates hold at most half the body budget", () => {
+  const rig = shimRig('spoke-body-share-', answering(runtimeAnswer), { maxBufferedRequestBytes: 1024 * 1024 });
+  const reached: string[] = [];
+  let release = () => {};
+  const blocked = new Promise<void>((r) => (release = r));
+  before(async () => {
+    // Every create waits at its profile (a pull that stalls), holding its body.
+    (rig.shim as unknown as { applier: { apply: (p: unknown, c: { who: string }) => Promise<Applied> } }).applier.apply = async (_p, c) => {
+      reached.push(c.who);
+      await blocked;
+      throw new Error('released');
+    };
+    await rig.start();
+  });
+  after(() => {
+    release();
+    return rig.stop();
+  });
+
+  /** A create of 200 KiB (an environment variable) in `namespace`: its status, once answered. */
+  function create(name: string, namespace: string): Promise<string | undefined> {
+    const session = rig.connect();
+    const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/CreateContainer', 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => {});
+    req.on('data', () => {});
+    const config = { metadata: { name, attempt: 0 }, envs: [{ key: 'PAD', value: 'x'.repeat(200 * 1024) }], linux: { security_context: { seccomp: { profile_type: 'OCI', oci_ref: `reg.example/p@${DIGEST}` } } } };
+    req.end(encodeFrame(encode('CreateContainerRequest', { pod_sandbox_id: 'sb1', config, sandbox_config: { metadata: { name: 'pod', namespace, uid: 'u' } } })));
+    return new Promise((resolve) => {
+      let status: string | undefined;
+      req.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+      req.on('trailers', (t) => (status ??= t['grpc-status'] as string | undefined));
+      req.on('close', () => {
+        session.close();
+        resolve(status);
+      });
+    });
+  }
+
+  // Before the share, the third create waited with the others: the test ends at its timeout.
+  it("refuses a namespace's create past half (UNAVAILABLE); another namespace's goes on", { timeout: 30_000 }, async () => {
+    const answers = [create('b1', 'team-b'), create('b2', 'team-b')];
+    await waitFor(() => reached.length === 2, { timeoutMs: 5000, what: "team-b's two creates waiting at their profile" });
+    // 2 × 200 KiB held: a third would pass team-b's half of 1 MiB.
+    assert.equal(await create('b3', 'team-b'), '14');
+    answers.push(create('a1', 'team-a'));
+    await waitFor(() => reached.length === 3, { timeoutMs: 5000, what: "team-a's create waiting at its profile" });
+    assert.ok(reached[2]!.includes('a1'), reached.join());
+    release();
+    await Promise.all(answers);
+  });
+});
+
 describe('shim: client connections are bounded', () => {
   const rig = shimRig('spoke-sessions-', answering(), { maxSessions: 2 });
   before(() => rig.start());

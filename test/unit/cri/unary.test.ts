@@ -47,3 +47,17 @@ describe('readBody', () => {
     assert.ok(whole(budget), 'after a refusal for the budget');
   });
 });
+
+describe('BodyBudget.own', () => {
+  it("a namespace's bodies held while their calls wait take at most half the budget; each is given back when its call closes", () => {
+    const budget = new BodyBudget(100);
+    const calls = [stream(), stream(), stream()];
+    assert.equal(budget.own(30, 'team-b', calls[0]!), true);
+    assert.equal(budget.own(20, 'team-b', calls[1]!), true);
+    assert.equal(budget.own(1, 'team-b', calls[2]!), false, 'past its half');
+    assert.equal(budget.own(40, 'team-a', calls[2]!), true, 'another namespace is not held back');
+    calls[0]!.emit('close');
+    assert.equal(budget.own(30, 'team-b', stream()), true, 'given back at close');
+    assert.equal(budget.own(60, 'team-c', stream()), true, 'one body alone always fits its namespace');
+  });
+});
