@@ -15,12 +15,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { bundleCommonJs } from './bundle-build.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 const outfile = join(dist, 'spoke.cjs');
-const pullOutfile = join(dist, 'spoke-pull.cjs');
+const pullOutfile = join(dist, createRequire(import.meta.url)('./start-bundle.cjs').OWN_BUNDLES.pull);
 
 await rm(`${outfile}.cache`, { force: true });
 await rm(`${pullOutfile}.cache`, { force: true });

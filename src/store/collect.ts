@@ -7,18 +7,16 @@ import { join } from 'node:path';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { readFileIfExists, writeFileAtomic } from './fsutil.js';
-import { isPlainObject, SHA_HEX_RE, type StoreLayout } from './layout.js';
+import { isPlainObject, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import type { ProvenanceRecord, StoreEntry } from './record-format.js';
 import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
-import { EFFECTIVE_FILE_RE, type EffectiveOrigins } from './effective.js';
+import type { EffectiveOrigins } from './effective.js';
 
 /** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
 /** Cached pulls' uses kept in memory between gc runs (collect.ts noteUse), at most: one entry per digest pulled. */
 const MAX_NOTED_USES = 65_536;
 const REMOVING_PREFIX = '.removing-';
-/** A content verdict's file name in invalid/sha256/ (layout.ts invalidPath). */
-const INVALID_FILE_RE = /^[0-9a-f]{64}\.json$/;
 
 export class StoreCollector {
   constructor(
@@ -227,7 +225,7 @@ export class StoreCollector {
     }
     const present = new Set<string>();
     for (const name of names) {
-      const sha = EFFECTIVE_FILE_RE.exec(name)?.[1];
+      const sha = SHA_JSON_FILE_RE.exec(name)?.[1];
       if (sha === undefined) continue;
       present.add(sha);
       const held = opts.effectiveInUse.has(sha) || (await this.effective.effectiveDigests(sha)).some((d) => state.byDigest.has(d));
@@ -287,7 +285,7 @@ export class StoreCollector {
     const dir = join(this.layout.root, 'invalid', 'sha256');
     let removed = 0;
     for (const name of await readdir(dir)) {
-      if (!INVALID_FILE_RE.test(name)) continue;
+      if (!SHA_JSON_FILE_RE.test(name)) continue;
       const st = await stat(join(dir, name)).catch(() => undefined);
       if (!st?.isFile()) continue;
       const age = now - st.mtimeMs;

@@ -8,9 +8,8 @@ import { readdir, rm } from 'node:fs/promises';
 import { isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { readFileIfExists, writeFileAtomic } from './fsutil.js';
-import { assertDigest, isPlainObject, SHA_HEX_RE, type StoreLayout } from './layout.js';
+import { assertDigest, isPlainObject, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 
-export const EFFECTIVE_FILE_RE = /^([0-9a-f]{64})\.json$/;
 const MAX_EFFECTIVE_INPUTS = 32;
 
 /** The base profile of a merge: RuntimeDefault, or a Localhost file by path and the sha256 of the bytes merged. */
@@ -90,7 +89,7 @@ export class EffectiveOrigins {
   async prune(has: (d: Digest) => Promise<boolean>): Promise<void> {
     const names = await readdir(this.layout.statePath('effective')).catch(() => [] as string[]);
     for (const name of names) {
-      const sha = EFFECTIVE_FILE_RE.exec(name)?.[1];
+      const sha = SHA_JSON_FILE_RE.exec(name)?.[1];
       if (sha === undefined) continue;
       await this.layout.lock(`effective-${sha}`, async () => {
         const known = await this.readEffective(sha);

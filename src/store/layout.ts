@@ -10,6 +10,8 @@ import { PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from '.
 import { sweepDeadOwners, withFileLock } from './lock.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
+/** A file named by a sha256's hex: records, content verdicts, effective profiles and their origins. */
+export const SHA_JSON_FILE_RE = /^([0-9a-f]{64})\.json$/;
 
 /** The store's directories under its root. */
 const STORE_DIRS = ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks'] as const;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
-import { exists, type StoreLayout } from './layout.js';
+import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
 /** What ingest placed: the blob's path and the record now in the store. */
@@ -329,7 +329,7 @@ export class RecordStore {
     const out: ProvenanceRecord[] = [];
     let n = 0;
     for (const name of await readdir(join(this.layout.root, 'profiles', 'sha256'))) {
-      const m = /^([0-9a-f]{64})\.json$/.exec(name);
+      const m = SHA_JSON_FILE_RE.exec(name);
       if (!m) continue;
       if (++n % LIST_BATCH === 0) await new Promise((r) => setImmediate(r));
       const record = await this.getRecord(`sha256:${m[1]}`);

@@ -16,7 +16,7 @@ import { settlesWithinTurn } from '../helpers/event-loop.js';
 import { PullPipeline } from '../../src/pull.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import type { Logger } from '../../src/core/runtime.js';
-import { blobs, startSlowProxy } from '../helpers/slow-proxy.js';
+import { blobs, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
 
 const count = (reg: TestRegistry, method: string, part: string) => reg.requests().filter((r) => r.method === method && r.path.includes(part)).length;
 
@@ -228,68 +228,58 @@ describe('pull pipeline against a real registry', () => {
       }
     }));
 
-  it("one namespace's pulls whose blobs stall hold at most half the blob budget: another namespace's pull goes ahead", () =>
-    (async () => {
-      const proxy = await startSlowProxy(reg.port);
-      const rule = (host: string, team: string) => [`  - scope: ${host}/${team}`, '    kinds: [seccomp]', '    unsigned: true', `    namespaces: [${team}]`];
-      const policy = ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', ...rule(reg.host, 'team-a'), ...rule(proxy.host, 'team-b'), `insecure: [${reg.host}, ${proxy.host}]`, 'limits: { maxArtifactBytes: 16777216 }'].join('\n');
-      // The old single line held team-a behind team-b until team-b's pulls timed out: 5 s here.
-      const node = testNode(policy, { pullTimeout: 5000 });
-      const hold = proxy.hold(blobs);
-      try {
-        const big = Buffer.alloc(16 * 1024 * 1024, 0x20);
-        const stalled: Promise<unknown>[] = [];
-        for (let i = 0; i < 4; i++) {
-          const { reference } = await pushRawArtifact(reg.host, 'team-b/big', { configBytes: Buffer.from(`{"n":${i}}`), layers: [{ bytes: big }] });
-          stalled.push(node.pipeline.pull({ reference: reference.replace(reg.host, proxy.host), kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e));
-        }
-        await hold.arrived(2);
-        const { reference } = await pushRawArtifact(reg.host, 'team-a/small', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
-        assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' })).cached, false);
-        assert.equal(proxy.requests().filter(blobs).length, 2, "team-b's other two wait for its own bytes back");
-        hold.release();
-        await Promise.all(stalled);
-      } finally {
-        hold.release();
-        await node.dispose();
-        await proxy.close();
+  /**
+   * A node whose policy lets team-b pull through a slow proxy (16 MiB artifacts) beside `rules`,
+   * with `stalls` pulls of team-b whose blobs the proxy holds; `fn` runs once two of them hold
+   * their bytes (team-b's half of the blob budget), and what it returns is waited for once the
+   * blobs are released. A pull left waiting fails at the 5 s timeout.
+   */
+  async function withTeamBStalled(rules: string[], stalls: number, fn: (node: TestNode, proxy: SlowProxy) => Promise<unknown>): Promise<void> {
+    const proxy = await startSlowProxy(reg.port);
+    const teamB = [`  - scope: ${proxy.host}/team-b`, '    kinds: [seccomp]', '    unsigned: true', '    namespaces: [team-b]'];
+    const policy = ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', ...teamB, ...rules, `insecure: [${reg.host}, ${proxy.host}]`, 'limits: { maxArtifactBytes: 16777216 }'].join('\n');
+    const node = testNode(policy, { pullTimeout: 5000 });
+    const hold = proxy.hold(blobs);
+    try {
+      const big = Buffer.alloc(16 * 1024 * 1024, 0x20);
+      const stalled: Promise<unknown>[] = [];
+      for (let i = 0; i < stalls; i++) {
+        const { reference } = await pushRawArtifact(reg.host, 'team-b/big', { configBytes: Buffer.from(`{"n":${i}}`), layers: [{ bytes: big }] });
+        stalled.push(node.pipeline.pull({ reference: reference.replace(reg.host, proxy.host), kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e));
       }
-    })());
+      await hold.arrived(2);
+      const settling = await fn(node, proxy);
+      hold.release();
+      await Promise.all([...stalled, settling]);
+    } finally {
+      hold.release();
+      await node.dispose();
+      await proxy.close();
+    }
+  }
+
+  it("one namespace's pulls whose blobs stall hold at most half the blob budget: another namespace's pull goes ahead", () =>
+    // The old single line held team-a behind team-b until team-b's pulls timed out.
+    withTeamBStalled([`  - scope: ${reg.host}/team-a`, '    kinds: [seccomp]', '    unsigned: true', '    namespaces: [team-a]'], 4, async (node, proxy) => {
+      const { reference } = await pushRawArtifact(reg.host, 'team-a/small', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' })).cached, false);
+      assert.equal(proxy.requests().filter(blobs).length, 2, "team-b's other two wait for its own bytes back");
+    }));
 
   it("a namespace at its half of the blob budget shares no fetch with another namespace: a reference both may pull is fetched for each", () =>
-    (async () => {
-      const proxy = await startSlowProxy(reg.port);
-      const teamB = [`  - scope: ${proxy.host}/team-b`, '    kinds: [seccomp]', '    unsigned: true', '    namespaces: [team-b]'];
-      const shared = [`  - scope: ${reg.host}/shared`, '    kinds: [seccomp]', '    unsigned: true'];
-      const policy = ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', ...teamB, ...shared, `insecure: [${reg.host}, ${proxy.host}]`, 'limits: { maxArtifactBytes: 16777216 }'].join('\n');
-      const node = testNode(policy, { pullTimeout: 5000 });
-      const hold = proxy.hold(blobs);
-      try {
-        const big = Buffer.alloc(16 * 1024 * 1024, 0x20);
-        const stalled: Promise<unknown>[] = [];
-        for (let i = 0; i < 2; i++) {
-          const { reference } = await pushRawArtifact(reg.host, 'team-b/big', { configBytes: Buffer.from(`{"n":${i}}`), layers: [{ bytes: big }] });
-          stalled.push(node.pipeline.pull({ reference: reference.replace(reg.host, proxy.host), kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e));
-        }
-        await hold.arrived(2);
-        const { reference } = await pushRawArtifact(reg.host, 'shared/common', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
-        // team-b asks first: its fetch waits at team-b's half. team-a's joined that fetch and
-        // waited with it until the pull timeout, and ended only with it.
-        const teamBs = node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e);
-        while (node.pipeline.waiting(reference) === 0) await new Promise((r) => setImmediate(r));
-        assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' })).digest, reference.slice(reference.indexOf('@') + 1));
-        let teamBDone = false;
-        void teamBs.then(() => (teamBDone = true));
-        await new Promise((r) => setImmediate(r));
-        assert.equal(teamBDone, false, "team-a's pull ended while team-b's still waits at its half: it did not wait with it");
-        hold.release();
-        await Promise.all([...stalled, teamBs]);
-      } finally {
-        hold.release();
-        await node.dispose();
-        await proxy.close();
-      }
-    })());
+    withTeamBStalled([`  - scope: ${reg.host}/shared`, '    kinds: [seccomp]', '    unsigned: true'], 2, async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'shared/common', { layers: [{ bytes: denySyscalls(['mkdir']) }] });
+      // team-b asks first: its fetch waits at team-b's half. team-a's joined that fetch and
+      // waited with it until the pull timeout, and ended only with it.
+      const teamBs = node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-b' }).catch((e: unknown) => e);
+      while (node.pipeline.waiting(reference) === 0) await new Promise((r) => setImmediate(r));
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' })).digest, reference.slice(reference.indexOf('@') + 1));
+      let teamBDone = false;
+      void teamBs.then(() => (teamBDone = true));
+      await new Promise((r) => setImmediate(r));
+      assert.equal(teamBDone, false, "team-a's pull ended while team-b's still waits at its half: it did not wait with it");
+      return teamBs;
+    }));
 
   describe('mirrors', () => {
     let mirror: TestRegistry;
