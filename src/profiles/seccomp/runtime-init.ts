@@ -51,18 +51,27 @@ const isEinval = (s: SeccompSyscall): boolean => answersEinval(s.action, s.errno
  */
 export function capabilityDropIgnored(p: SeccompProfile): string | undefined {
   const all = p.syscalls ?? [];
+  const defaultEinval = answersEinval(p.defaultAction, p.defaultErrnoRet);
   const prctl: number[] = [];
+  let einvalRule = false;
   let covered = false;
   for (let i = 0; i < all.length; i++) {
     const s = all[i]!;
     if (!s.names.includes('prctl')) continue;
     prctl.push(i);
+    const einval = isEinval(s);
+    einvalRule ||= einval;
+    // Its conditions matter only to an EINVAL rule, or to a rule that may take the calls from an EINVAL default.
+    if (!einval && (!defaultEinval || covered)) continue;
     const alternatives = entryConjunctions(s.args ?? []);
-    if (isEinval(s) && alternatives.some(mayMatch)) return `syscalls[${i}].errnoRet`;
+    if (einval && alternatives.some(mayMatch)) return `syscalls[${i}].errnoRet`;
     covered ||= alternatives.some(takesEvery);
   }
-  const defaultEinval = answersEinval(p.defaultAction, p.defaultErrnoRet);
   if (defaultEinval && !covered) return 'defaultErrnoRet';
+  // The whole reading gives each call the verdict of a rule naming prctl or the default
+  // (decision.ts): with none of them EINVAL, no capability is answered EINVAL. The common case,
+  // and the cheap one: a pulled artifact is judged on the shim's only thread.
+  if (!einvalRule && !defaultEinval) return undefined;
   // Only the entries naming prctl decide it: read apart, so a large profile costs a scan of names.
   const prctlOnly: SeccompProfile = {
     defaultAction: p.defaultAction,

@@ -21,6 +21,7 @@ import {
   type SeccompSyscall,
 } from '../../../src/profiles/seccomp/index.js';
 import { decide, readProfile } from '../../../src/profiles/seccomp/decision.js';
+import { capabilityDropIgnored } from '../../../src/profiles/seccomp/runtime-init.js';
 import { isSpokeError } from '../../../src/core/errors.js';
 
 const NAMES = ['read', 'write', 'mkdir'];
@@ -236,4 +237,36 @@ test('audit mode: the artifact denies mkdir, the baseline denies unshare: mkdir 
   assert.deepEqual(evaluate(audited, { syscall: 'unshare' }), { action: 'SCMP_ACT_ERRNO', errno: 1 });
   assert.deepEqual(evaluate(audited, { syscall: 'read' }), { action: 'SCMP_ACT_ALLOW' });
   assert.deepEqual(evaluate(intersect(baseline, undefined, artifact).profile, { syscall: 'mkdir' }), { action: 'SCMP_ACT_ERRNO', errno: 13 });
+});
+
+// runtime-init.ts answers without reading the profile whole when no verdict for prctl is EINVAL;
+// this holds every answer to the reference evaluator: no capability the check passes is answered
+// EINVAL by prctl(PR_CAPBSET_DROP, cap), whatever the errno spellings (65558 is EINVAL to libseccomp).
+test('property: a profile the capability-drop check passes never answers prctl(PR_CAPBSET_DROP, cap) with EINVAL', () => {
+  const PR_CAPBSET_DROP = 24n;
+  const prctlErrno = fc.option(fc.constantFrom(1, 22, 38, 65558), { nil: undefined });
+  const prctlArg: fc.Arbitrary<SeccompArg> = fc.record({
+    index: fc.integer({ min: 0, max: 2 }),
+    value: fc.constantFrom(0n, 5n, 21n, PR_CAPBSET_DROP, 63n, 1n << 32n),
+    op: fc.constantFrom<SeccompArg['op']>('SCMP_CMP_EQ', 'SCMP_CMP_NE', 'SCMP_CMP_GE', 'SCMP_CMP_LT'),
+  });
+  const prctlEntry: fc.Arbitrary<SeccompSyscall> = fc
+    .record({ names: fc.constantFrom<string[]>(['prctl'], ['prctl', 'read'], ['read']), action: fc.constantFrom<SeccompAction>('SCMP_ACT_ERRNO', 'SCMP_ACT_ALLOW', 'SCMP_ACT_LOG'), errnoRet: prctlErrno, args: fc.array(prctlArg, { maxLength: 2 }) })
+    .map(({ names, action: a, errnoRet, args }) => ({ names, action: a, ...(errnoRet !== undefined && a === 'SCMP_ACT_ERRNO' ? { errnoRet } : {}), ...(args.length === 0 ? {} : { args }) }));
+  const prctlProfile = fc
+    .record({ defaultAction: fc.constantFrom<SeccompAction>('SCMP_ACT_ERRNO', 'SCMP_ACT_ALLOW'), defaultErrnoRet: prctlErrno, syscalls: fc.array(prctlEntry, { maxLength: 4 }) })
+    .map(({ defaultAction, defaultErrnoRet, syscalls }) => ({ defaultAction, ...(defaultErrnoRet !== undefined && defaultAction === 'SCMP_ACT_ERRNO' ? { defaultErrnoRet } : {}), syscalls }));
+  let passed = 0;
+  fc.assert(
+    fc.property(prctlProfile, (p) => {
+      if (capabilityDropIgnored(p) !== undefined) return;
+      passed++;
+      for (let cap = 0n; cap < 64n; cap++) {
+        const v = evaluate(p, { syscall: 'prctl', args: [PR_CAPBSET_DROP, cap, 0n, 0n, 0n, 0n] });
+        assert.ok(!(v.action === 'SCMP_ACT_ERRNO' && v.errno === 22), `capability ${cap} answered EINVAL by ${JSON.stringify(p, (_, x: unknown) => (typeof x === 'bigint' ? String(x) : x))}`);
+      }
+    }),
+    { numRuns: 2000 },
+  );
+  assert.ok(passed > 100, `only ${passed} generated profiles passed the check`);
 });
