@@ -104,6 +104,13 @@ interface SyscallTally {
    * only find no rule, a single rule or an or-set, none of them a problem. False otherwise.
    */
   orSet: Verdict | null | false;
+  /**
+   * The one verdict of the entries naming it that decide() does not skip (null before the first,
+   * false once two differ), and whether one of them is unconditional: with an unconditional rule
+   * among them and one verdict, decide() reads the syscall as that verdict, never a conflict.
+   */
+  verdict: Verdict | null | false;
+  unconditional: boolean;
   /** Per argument index, the conditions written on it by entries libseccomp loads (noteWritten), and where the last is. */
   written: Map<number, { conditions: ArgConditions; entry: number; arg: number }> | undefined;
 }
@@ -130,7 +137,7 @@ function noteWritten(tally: SyscallTally, args: readonly SeccompArg[], i: number
 }
 
 /**
- * How runc reads the entries naming each syscall whose tally is not an or-set, as readProfile()
+ * How runc reads the entries naming each syscall that needs a decision (needsDecision), as readProfile()
  * would give them (one pass, so the cost follows the profile's size whatever the mix).
  */
 function clausesOf(entries: readonly SeccompSyscall[], tallies: ReadonlyMap<string, SyscallTally>): Map<SyscallTally, Clause[]> {
@@ -141,7 +148,7 @@ function clausesOf(entries: readonly SeccompSyscall[], tallies: ReadonlyMap<stri
     let verdict: Verdict | undefined;
     for (let name = 0; name < s.names.length; name++) {
       const tally = tallies.get(s.names[name]!)!;
-      if (tally.orSet !== false) continue;
+      if (!needsDecision(tally)) continue;
       conjs ??= entryConjunctions(s.args ?? []);
       verdict ??= verdictOf(s.action, s.errnoRet);
       let list = clauses.get(tally);
@@ -150,6 +157,11 @@ function clausesOf(entries: readonly SeccompSyscall[], tallies: ReadonlyMap<stri
     }
   }
   return clauses;
+}
+
+/** Whether only decide() can tell that a syscall's rules are a safe shape (SyscallTally.orSet, .verdict). */
+function needsDecision(tally: SyscallTally): boolean {
+  return tally.orSet === false && !(tally.unconditional && tally.verdict !== false);
 }
 
 function check(p: SeccompProfile, level: Level): void {
@@ -227,7 +239,7 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally === undefined) {
         // A name with a tally has passed this check already.
         if (!SYSCALL_NAME_RE.test(name)) fail(`syscalls[${i}].names[${j}]`, `${JSON.stringify(name.slice(0, 80))} is not a syscall name`);
-        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, orSet: null, written: undefined }));
+        tallies.set(name, (tally = { entries: 0, rulesCount: 0, rules: strict ? new Set() : undefined, orSet: null, verdict: null, unconditional: false, written: undefined }));
       }
       if (namesHere !== undefined) {
         if (namesHere.has(name)) fail(`syscalls[${i}].names[${j}]`, `duplicate syscall name ${name}`);
@@ -245,6 +257,10 @@ function check(p: SeccompProfile, level: Level): void {
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
       // runc skips an entry whose verdict is the default: libseccomp never sees it.
       if (artifact && args.length > 0 && orSetVerdict !== null) noteWritten(tally, args, i);
+      if (orSetVerdict !== null) {
+        tally.verdict = tally.verdict === null || (tally.verdict !== false && sameVerdict(tally.verdict, verdict)) ? verdict : false;
+        if (args.length === 0) tally.unconditional = true;
+      }
       if (orSetVerdict === false) tally.orSet = false;
       else if (orSetVerdict !== null && tally.orSet !== false) tally.orSet = tally.orSet === null || sameVerdict(tally.orSet, orSetVerdict) ? orSetVerdict : false;
     }
