@@ -349,7 +349,9 @@ export class PullPipeline {
     }
     // A record already there is kept as it was: one of another platform's profile (a store shared
     // with such a node, whose fetch this credential could not reuse) is refused, as a cached pull is.
-    checkStored(canonical, record, req.kind, limit, this.platform);
+    // The record of a digest holds the manifest that hashes to it: the one just read, unless an
+    // index chose it (another platform's record may hold another entry).
+    checkStored(canonical, record, req.kind, limit, this.platform, chosen === undefined ? artifact.config.size : undefined);
     this.access.remember(ref.digest, credentialIdentity(req.credential));
     if (logEnabled(this.logger, 'debug')) {
       this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });

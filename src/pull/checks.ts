@@ -44,15 +44,17 @@ export function checkDescriptorSizes(canonical: string, artifact: ArtifactManife
  * What a stored artifact must match for this request and this node, whatever its content: checked
  * on every use, pull or create, cached or not (KEP: size and type are re-validated each time).
  * A record holds one platform's profile of an index: a store shared with a node of another
- * platform (docs/multi-arch.md) must never hand this node that one.
+ * platform (docs/multi-arch.md) must never hand this node that one. `configSize`: the config
+ * descriptor's size where the caller has just read it from the record's own manifest bytes (a
+ * fetch of that digest), else read from the stored manifest.
  */
-export function checkStored(canonical: string, record: ProvenanceRecord, kind: ProfileKind, limit: number, platform: Platform): void {
+export function checkStored(canonical: string, record: ProvenanceRecord, kind: ProfileKind, limit: number, platform: Platform, configSize?: number): void {
   if (record.platform && (record.platform.os !== platform.os || record.platform.architecture !== platform.architecture)) {
     throw new SpokeError('FailedPrecondition', `${canonical}: the store holds its profile for ${formatPlatform(record.platform)}, not for this node's ${formatPlatform(platform)}; a store serves the nodes of one platform`, { reference: canonical, digest: record.digest }, { reason: 'STORE_PLATFORM' });
   }
   if (record.kind !== kind) throw kindMismatch(canonical, kind, record.kind);
   checkSizeLimit(canonical, record.size, limit);
-  checkSizeLimit(canonical, storedConfigSize(record), limit, 'config');
+  checkSizeLimit(canonical, configSize ?? storedConfigSize(record), limit, 'config');
 }
 
 /**
