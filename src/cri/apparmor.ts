@@ -44,9 +44,10 @@ const MAX_CHECKED = 1024;
  */
 const MAX_PREPARED_TEXT_BYTES = 16 * 1024 * 1024;
 /**
- * A text the parser did not finish compiling in time is not compiled again for this long: some
- * small patterns spin apparmor_parser 3.0 until the timeout (docs/apparmor.md), and the kubelet
- * retries the create. The refusal stays transient: a parser slowed by a busy node may do better later.
+ * A text the parser did not finish compiling in time is not compiled again for this long for the
+ * namespace whose check it was: some small patterns spin apparmor_parser 3.0 until the timeout
+ * (docs/apparmor.md), and the kubelet retries the create. The refusal stays transient: a parser
+ * slowed by a busy node may do better later.
  */
 const TIMED_OUT_MEMORY_MS = 10 * 60_000;
 /** Parser checks running at once: each may take a core until its timeout. */
@@ -81,9 +82,31 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   // overflows the parser's state limit takes seconds of CPU to refuse, so a retried create must
   // not pay it again. Only the parser's own rejection is kept (a timeout or a missing binary is not).
   const rejected = new Map<string, SpokeError>();
-  const timedOut = new Map<string, { error: SpokeError; until: number }>();
   /**
-   * Checks under way by text key: creates of one profile at once share one parser run. A check
+   * Checks that ran out of time or were killed, by `${text key}/${source}` (the key has a fixed
+   * form without `/`), until `until`: the source's retries of that text are refused until then.
+   * Per source, not per text: a timeout says nothing about the text (a node made busy by another
+   * namespace, which may even have asked for the same text at such a moment to time it out), so it
+   * must not refuse the text to namespaces whose own check did not fail. Each namespace pays at
+   * most one check of a spinning text per window, in its own turn (waitingBySource). Entries all
+   * live TIMED_OUT_MEMORY_MS and are set anew at the end, so the map's order is expiry order: the
+   * expired are dropped from its front, and past MAX_CHECKED the oldest goes.
+   */
+  const timedOut = new Map<string, { error: SpokeError; until: number }>();
+  const timedOutKey = (key: string, source: string) => `${key}/${source}`;
+  const rememberTimedOut = (key: string, source: string, error: SpokeError) => {
+    const at = now();
+    for (const [k, { until }] of timedOut) {
+      if (until > at && timedOut.size < MAX_CHECKED) break;
+      timedOut.delete(k);
+    }
+    const k = timedOutKey(key, source);
+    timedOut.delete(k);
+    timedOut.set(k, { error, until: at + TIMED_OUT_MEMORY_MS });
+  };
+  /**
+   * Checks under way by text key: creates of one profile at once share one parser run (its
+   * outcome is theirs once; a timeout is remembered for the source that started it only). A check
    * still waiting for a slot is dropped once every create waiting on it has gone (`waiters` 0):
    * texts that spin the parser must not hold back the creates that come after them for nothing.
    */
@@ -154,10 +177,11 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       } else if (e instanceof SpokeError && (e.reason === 'DEADLINE' || e.reason === 'APPARMOR_FAILED')) {
         // Out of time, or killed by a signal (the OOM killer: a text whose compile blows up
         // memory): nothing said about the text, but compiling it again at every retry would
-        // take the shim's time or memory each time.
-        if (timedOut.size >= MAX_CHECKED) timedOut.clear();
-        const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: e.reason });
-        timedOut.set(key, { error, until: now() + TIMED_OUT_MEMORY_MS });
+        // take the shim's time or memory each time. Remembered for this check's source only
+        // (timedOut): a create from another namespace that joined this check gets this outcome
+        // once, and its retry is compiled in its own turn.
+        const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for this namespace for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: e.reason });
+        rememberTimedOut(key, source, error);
       }
       throw e;
     } finally {
@@ -207,9 +231,13 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       const key = `${name}:${sha256Hex(Buffer.from(text, 'utf8'))}`;
       const refusal = rejected.get(key);
       if (refusal !== undefined) throw refusal;
-      const slow = timedOut.get(key);
-      if (slow !== undefined && now() < slow.until) throw slow.error;
       if (!checked.has(key)) {
+        // Not once the text is known good: another namespace's check may have passed since.
+        const slow = timedOut.get(timedOutKey(key, source));
+        if (slow !== undefined) {
+          if (now() < slow.until) throw slow.error;
+          timedOut.delete(timedOutKey(key, source));
+        }
         if (signal?.aborted) throw cancelled(CREATE_GONE);
         let flight = checking.get(key);
         if (flight === undefined) {

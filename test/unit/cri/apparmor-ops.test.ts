@@ -86,6 +86,34 @@ describe('createAppArmorOps', () => {
     assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
   });
 
+  for (const [reason, fails] of [
+    ['DEADLINE', 'exec sleep 30'], // spins until the timeout (a busy node, or a pattern that loops it)
+    ['APPARMOR_FAILED', 'kill -KILL $$'], // killed (the OOM killer)
+  ] as const) {
+    it(`a check that failed ${reason} refuses again for ten minutes only the namespace whose check it was: it says nothing of the text, and another namespace's create of it is compiled`, async () => {
+      const runs = join(dir, `runs-tenant-${reason}`);
+      const parser = join(dir, `apparmor_parser-tenant-${reason}`);
+      // Fails on its first run, compiles on the next.
+      writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\n${fails}\n`, { mode: 0o755 });
+      let now = 0;
+      const ops = createAppArmorOps({ parser: { parser, timeoutMs: 500 }, monotonicNow: () => now });
+      const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/tenant-${reason}`] } }));
+      const transient = { code: 'Internal', reason } as const;
+      await rejectsWith(ops.prepare(artifact, undefined, 'team-a'), transient);
+      now += 60_000;
+      await rejectsWith(ops.prepare(artifact, undefined, 'team-a'), transient);
+      assert.equal(readFileSync(runs, 'utf8'), 'run\n', "team-a's retry within ten minutes: no parser run");
+      // team-b never saw the failure: its create of the same text is compiled, not refused from team-a's.
+      assert.match((await ops.prepare(artifact, undefined, 'team-b')).name, /^spoke-/);
+      assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
+      // The text is now known good, for every namespace: team-a's remembered failure no longer
+      // refuses it, even once the prepared profile is forgotten (a baseline reload).
+      await ops.reloadBaseline();
+      assert.match((await ops.prepare(artifact, undefined, 'team-a')).name, /^spoke-/);
+      assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
+    });
+  }
+
   it("a stored artifact the artifact rules refuse (judged by an older spoke) is refused before any merge or parser run", async () => {
     const runs = join(dir, 'runs-stale');
     const parser = join(dir, 'apparmor_parser-stale');
