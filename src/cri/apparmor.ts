@@ -82,9 +82,11 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   // overflows the parser's state limit takes seconds of CPU to refuse, so a retried create must
   // not pay it again. Only the parser's own rejection is kept (a timeout or a missing binary is not).
   const rejected = new Map<string, SpokeError>();
+  /** `key` (a text key, of a fixed form without `/`) for one source. */
+  const ofSource = (key: string, source: string) => `${key}/${source}`;
   /**
-   * Checks that ran out of time or were killed, by `${text key}/${source}` (the key has a fixed
-   * form without `/`), until `until`: the source's retries of that text are refused until then.
+   * Checks that ran out of time or were killed, by ofSource(text key, source), until `until`: the
+   * source's retries of that text are refused until then.
    * Per source, not per text: a timeout says nothing about the text (a node made busy by another
    * namespace, which may even have asked for the same text at such a moment to time it out), so it
    * must not refuse the text to namespaces whose own check did not fail. Each namespace pays at
@@ -93,22 +95,26 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    * expired are dropped from its front, and past MAX_CHECKED the oldest goes.
    */
   const timedOut = new Map<string, { error: SpokeError; until: number }>();
-  const timedOutKey = (key: string, source: string) => `${key}/${source}`;
   const rememberTimedOut = (key: string, source: string, error: SpokeError) => {
     const at = now();
     for (const [k, { until }] of timedOut) {
       if (until > at && timedOut.size < MAX_CHECKED) break;
       timedOut.delete(k);
     }
-    const k = timedOutKey(key, source);
+    const k = ofSource(key, source);
     timedOut.delete(k);
     timedOut.set(k, { error, until: at + TIMED_OUT_MEMORY_MS });
   };
   /**
-   * Checks under way by text key: creates of one profile at once share one parser run (its
-   * outcome is theirs once; a timeout is remembered for the source that started it only). A check
-   * still waiting for a slot is dropped once every create waiting on it has gone (`waiters` 0):
-   * texts that spin the parser must not hold back the creates that come after them for nothing.
+   * Checks under way by ofSource(text key, source): creates of one profile from one source at once
+   * share one parser run. Not across sources: a check waits in its source's turn (waitingBySource),
+   * so a create joining another namespace's check would wait behind that namespace's burst of slow
+   * texts, and a namespace could ask for another's text behind its own burst to hold that
+   * namespace's creates there; its timeout, too, is its source's alone (timedOut). A check that
+   * finds the text judged meanwhile by another source's check runs no parser (`checked`,
+   * `rejected`). A check still waiting for a slot is dropped once every create waiting on it has
+   * gone (`waiters` 0): texts that spin the parser must not hold back the creates that come after
+   * them for nothing.
    */
   const checking = new Map<string, { done: Promise<void>; waiters: number; drop: AbortController }>();
   let checksRunning = 0;
@@ -169,17 +175,22 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       const parserModule = await parserOf();
       // Nobody waits for it any more (the last create went while it waited): the slot goes on.
       dropped.throwIfAborted();
+      // Judged while it waited, by another source's check of the same text.
+      if (checked.has(key)) return;
+      const refusal = rejected.get(key);
+      if (refusal !== undefined) throw refusal;
       await parserModule.checkWithParser(text, opts.parser ?? {});
     } catch (e) {
       if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
-        if (rejected.size >= MAX_CHECKED) rejected.clear();
-        rejected.set(key, e);
+        if (rejected.get(key) !== e) {
+          if (rejected.size >= MAX_CHECKED) rejected.clear();
+          rejected.set(key, e);
+        }
       } else if (e instanceof SpokeError && (e.reason === 'DEADLINE' || e.reason === 'APPARMOR_FAILED')) {
         // Out of time, or killed by a signal (the OOM killer: a text whose compile blows up
         // memory): nothing said about the text, but compiling it again at every retry would
         // take the shim's time or memory each time. Remembered for this check's source only
-        // (timedOut): a create from another namespace that joined this check gets this outcome
-        // once, and its retry is compiled in its own turn.
+        // (timedOut): another namespace's create of the text is compiled in its own turn.
         const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for this namespace for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: e.reason });
         rememberTimedOut(key, source, error);
       }
@@ -233,31 +244,32 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       if (refusal !== undefined) throw refusal;
       if (!checked.has(key)) {
         // Not once the text is known good: another namespace's check may have passed since.
-        const slow = timedOut.get(timedOutKey(key, source));
+        const mine = ofSource(key, source);
+        const slow = timedOut.get(mine);
         if (slow !== undefined) {
           if (now() < slow.until) throw slow.error;
-          timedOut.delete(timedOutKey(key, source));
+          timedOut.delete(mine);
         }
         if (signal?.aborted) throw cancelled(CREATE_GONE);
-        let flight = checking.get(key);
+        let flight = checking.get(mine);
         if (flight === undefined) {
           const drop = new AbortController();
           const created = { waiters: 0, drop, done: Promise.resolve() };
           created.done = check(key, text, drop.signal, source).finally(() => {
-            if (checking.get(key) === created) checking.delete(key);
+            if (checking.get(mine) === created) checking.delete(mine);
           });
           created.done.catch(() => undefined); // its waiters see the outcome; a dropped one has none
           flight = created;
-          checking.set(key, flight);
+          checking.set(mine, flight);
         }
         const joined = flight;
         joined.waiters++;
         try {
           await untilGone(joined.done, signal);
         } finally {
-          if (--joined.waiters === 0 && checking.get(key) === joined) {
+          if (--joined.waiters === 0 && checking.get(mine) === joined) {
             // Gone from the map at once: a create of this text that comes next starts its own.
-            checking.delete(key);
+            checking.delete(mine);
             joined.drop.abort(cancelled('the AppArmor profile check was dropped: no create waits for it'));
           }
         }

@@ -215,6 +215,52 @@ describe('createAppArmorOps', () => {
     assert.ok(order.indexOf('slow-b1') <= 3, `checks ran in the order ${order.join(', ')}`);
   });
 
+  it("a create does not join another namespace's check of the same text: that check waits in its namespace's turn, behind its burst", async () => {
+    const runs = join(dir, 'wedge-runs');
+    const parser = join(dir, 'wedge_parser');
+    writeFileSync(runs, '');
+    // Notes which text it checks, then holds its slot until the test releases that text.
+    writeFileSync(
+      parser,
+      `#!/bin/sh\nt=$(cat | grep -o 'wedge-[a-z0-9]*' | head -1)\necho "$t" >> '${runs}'\n[ "$t" = wedge-warm ] && exit 0\nwhile [ ! -e '${dir}'/release-"$t" ]; do sleep 0.02; done\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    const release = (t: string) => writeFileSync(join(dir, `release-wedge-${t}`), '');
+    const logged = (n: number) =>
+      new Promise<string[]>((resolve) => {
+        const seen = () => {
+          const lines = readFileSync(runs, 'utf8').split('\n').filter((l) => l !== '' && l !== 'wedge-warm');
+          if (lines.length < n) return;
+          watcher.close();
+          resolve(lines);
+        };
+        const watcher = watch(runs, seen);
+        seen();
+      });
+    const ops = createAppArmorOps({ parser: { parser, timeoutMs: 60_000 } });
+    const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
+    await ops.prepare(artifact('/etc/wedge-warm'), undefined, 'warm-up'); // the library and the baseline are loaded
+    // team-a takes both slots, queues three more texts, then asks for the victim's text last;
+    // then the victim's namespace asks for its own text.
+    const teamA = ['a1', 'a2', 'a3', 'a4', 'a5', 'v'].map((x) => ops.prepare(artifact(`/etc/wedge-${x}`), undefined, 'team-a'));
+    const victim = ops.prepare(artifact('/etc/wedge-v'), undefined, 'victim');
+    try {
+      assert.deepEqual((await logged(2)).sort(), ['wedge-a1', 'wedge-a2']);
+      release('a1');
+      assert.equal((await logged(3))[2], 'wedge-a3', "the first slot freed: team-a's turn");
+      release('a2');
+      const order = await logged(4);
+      assert.equal(order[3], 'wedge-v', `the next one: the victim's turn, not team-a's (checks ran in the order ${order.join(', ')})`);
+      release('v');
+      assert.match((await victim).name, /^spoke-/);
+    } finally {
+      for (const t of ['a1', 'a2', 'a3', 'a4', 'a5', 'v']) release(t);
+    }
+    await Promise.all([...teamA, victim]);
+    // team-a's own check of the victim's text, judged by then, runs no parser.
+    assert.deepEqual((await logged(6)).sort(), ['wedge-a1', 'wedge-a2', 'wedge-a3', 'wedge-a4', 'wedge-a5', 'wedge-v']);
+  });
+
   it('at most two parser checks run at once: each may spin a core until its timeout', async () => {
     const live = join(dir, 'live');
     const counts = join(dir, 'counts');
