@@ -102,6 +102,8 @@ export class OwnedHandlers<P> {
           platformDigest: r.platform?.digest,
           servedBy: r.servedBy,
           signer: r.signer?.signer,
+          signatureFormat: r.signer?.format,
+          signerIdentity: r.signer?.identity,
           namespace: req.namespace || undefined,
           withCredentials: credential !== undefined,
           ms: Math.round(performance.now() - started),

@@ -3,7 +3,7 @@
 
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { Reference } from '../core/reference.js';
-import type { Logger } from '../core/runtime.js';
+import { logEnabled, type Logger } from '../core/runtime.js';
 import type { Decision, SignerSpec as PolicySigner, UnavailableSigner } from '../policy/types.js';
 import type { RegistryClient } from '../registry/types.js';
 import type { SignatureVerdict, SignerSpec } from '../verify/types.js';
@@ -42,7 +42,9 @@ export async function verifySignature(step: SignatureStep, logger: Logger, ref: 
       signal: req.signal,
     });
     step.observer?.verified('ok');
-    logger.log('info', 'signature verified', { reference: canonical, digest: ref.digest, signer: verdict.signer, format: verdict.format, identity: verdict.identity });
+    // The caller's outcome line names the verdict (the shim's "security profile pull": signer,
+    // format, identity); a line of its own at info was a second write a pull.
+    if (logEnabled(logger, 'debug')) logger.log('debug', 'signature verified', { reference: canonical, digest: ref.digest, signer: verdict.signer, format: verdict.format, identity: verdict.identity });
     return verdict;
   } catch (e) {
     step.observer?.verified('failed');

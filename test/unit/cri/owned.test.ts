@@ -5,6 +5,7 @@ import { CreateGate } from '../../../src/cri/gc.js';
 import type { ShimDeps } from '../../../src/cri/deps.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
+import { JsonLogger } from '../../../src/observe/log.js';
 import { encode } from '../../helpers/cri-client.js';
 import { rejectsWith } from '../../helpers/assert.js';
 
@@ -95,5 +96,24 @@ describe('owned handlers: RemoveSecurityProfile beside creates', () => {
     create.release();
     await remove;
     assert.deepEqual(removed, [digest]);
+  });
+});
+
+describe('owned handlers: the pull line', () => {
+  it('a fetch under a signature rule is one info line naming the signer, the signature format and the identity', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const digest = 'sha256:' + '1'.repeat(64);
+    const deps = {
+      pipeline: { pull: async () => ({ reference: `r.example/p@${digest}`, digest, resolvedRef: `r.example/p@${digest}`, cached: false, path: '/x', rule: 'r', signer: { signer: 'release', format: 'bundle', identity: 'https://ci.example/workflow@refs/heads/main' } }) },
+      store: { list: async () => [] },
+      logger: new JsonLogger({ level: 'info', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }),
+      metrics: noopMetrics,
+    } as unknown as ShimDeps;
+    await new OwnedHandlers(deps, new CreateGate()).pull(encode('PullSecurityProfileArtifactRequest', { image: { image: `r.example/p@${digest}` }, profile_kind: 'Seccomp' }), new AbortController().signal);
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.msg, 'security profile pull');
+    assert.equal(lines[0]!.signer, 'release');
+    assert.equal(lines[0]!.signatureFormat, 'bundle');
+    assert.equal(lines[0]!.signerIdentity, 'https://ci.example/workflow@refs/heads/main');
   });
 });
