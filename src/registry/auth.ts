@@ -1,6 +1,6 @@
 // Registry authentication: the scheme each registry asked for (learned from its first 401),
 // Basic headers, and Docker/OCI Bearer tokens from the realm, cached per (registry, scope,
-// credential) until `expires_in`.
+// credential) until `expires_in`, measured on the monotonic clock.
 //
 // Where credentials go: a registry's credential is sent to that registry's own origin, and to a
 // token realm only when the realm has the registry's host name (any port: token services often
@@ -9,7 +9,7 @@
 // say-so of a registry's challenge would let any registry collect tokens for another.
 
 import { createHash } from 'node:crypto';
-import type { Clock, Logger } from '../core/runtime.js';
+import type { Logger, MonotonicNow } from '../core/runtime.js';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { findChallenge, parseChallenges } from './challenge.js';
 import { statusError, networkError } from './errors.js';
@@ -62,13 +62,18 @@ function basicHeader(c: { username: string; password: string }): string {
 
 export interface AuthenticatorOptions {
   transport: Transport;
-  clock: Clock;
+  /**
+   * What a token's lifetime is measured on: a wall-clock step back would keep a token the
+   * registry no longer takes (each use a 401 and a fetch), one forward would drop tokens still good.
+   */
+  monotonicNow: MonotonicNow;
   logger: Logger;
   retries: number;
 }
 
 export class Authenticator {
   private readonly schemes = new Map<string, KnownScheme>();
+  /** Token key → the token and until when it is used (monotonicNow ms). */
   private readonly tokens = new Map<string, { token: string; expiresAt: number }>();
   /** Token fetches under way, with the signal of the caller that started each (it runs under that signal). */
   private readonly inflight = new Map<string, { token: Promise<string>; signal: AbortSignal | undefined }>();
@@ -85,7 +90,7 @@ export class Authenticator {
     }
     const key = this.tokenKey(t, t.scope);
     const hit = this.tokens.get(key);
-    if (hit && hit.expiresAt > this.opts.clock.now()) return { header: `Bearer ${hit.token}`, cached: true };
+    if (hit && hit.expiresAt > this.opts.monotonicNow()) return { header: `Bearer ${hit.token}`, cached: true };
     const token = await this.token(t, scheme.realm, scheme.service, t.scope, key);
     return { header: `Bearer ${token}`, cached: false };
   }
@@ -153,7 +158,7 @@ export class Authenticator {
   }
 
   private async fetchToken(t: AuthTarget, realm: URL, service: string | undefined, scope: string, key: string): Promise<string> {
-    const { transport, clock, logger } = this.opts;
+    const { transport, monotonicNow, logger } = this.opts;
     const ctx = { ...t.ctx, registry: t.registry };
     transport.checkScheme(realm, 'token realm', ctx);
     const cred = mayTakeCredentials(realm, t.base) ? t.credential : undefined;
@@ -214,7 +219,7 @@ export class Authenticator {
         ? Math.min(doc.expires_in, MAX_TOKEN_TTL_SECONDS)
         : DEFAULT_TOKEN_TTL_SECONDS;
     // Renew a little early (a tenth of the lifetime, at most 10 s) so a token does not expire in flight.
-    const expiresAt = clock.now() + ttl * 1000 - Math.min(10_000, ttl * 100);
+    const expiresAt = monotonicNow() + ttl * 1000 - Math.min(10_000, ttl * 100);
     if (this.tokens.size >= MAX_CACHED_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
     this.tokens.set(key, { token, expiresAt });
     return token;

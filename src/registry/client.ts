@@ -65,7 +65,7 @@ export class UndiciRegistryClient implements RegistryClient {
       clock: o.clock,
       logger: o.logger,
     });
-    const auth = new Authenticator({ transport: this.transport, clock: o.clock, logger: o.logger, retries: o.retries });
+    const auth = new Authenticator({ transport: this.transport, monotonicNow: o.monotonicNow, logger: o.logger, retries: o.retries });
     this.sources = new Sources(o, this.transport);
     this.caller = new Caller(this.transport, auth);
     this.uploader = new Uploader(this.sources, this.caller, this.transport);

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { Pool } from 'undici';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, OCI_EMPTY_DIGEST } from '../../src/core/constants.js';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
-import { silentLogger, systemClock, type Clock } from '../../src/core/runtime.js';
+import { monotonicNow, silentLogger, systemClock, type Clock } from '../../src/core/runtime.js';
 import { Authenticator } from '../../src/registry/auth.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { Transport, type HttpResponse } from '../../src/registry/http.js';
@@ -460,6 +460,8 @@ describe('token (Bearer) auth with a real token server', () => {
     const client = new UndiciRegistryClient({
       insecure: insecure(),
       clock,
+      // A token's lifetime is measured on the monotonic clock (registry/auth.ts).
+      monotonicNow: () => clock.now(),
       credentials: credentialsFromEntries({ [reg.host]: { kind: 'basic', username: 'bob', password: 'pw' } }),
     });
     try {
@@ -669,7 +671,7 @@ describe('protocol edges (local fake servers)', () => {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 'second' }));
     });
     const transport = new Transport({ allowsHttp: () => true, ca: undefined, timeoutMs: 30_000, totalTimeoutMs: 300_000, connectTimeoutMs: 5_000, userAgent: 'spoke-test', dispatcherFactory: undefined, clock: systemClock, logger: silentLogger });
-    const auth = new Authenticator({ transport, clock: systemClock, logger: silentLogger, retries: 0 });
+    const auth = new Authenticator({ transport, monotonicNow, logger: silentLogger, retries: 0 });
     const base = new URL('http://registry.test');
     const target = (signal: AbortSignal) => ({ registry: 'registry.test', base, scope: 'repository:team/app:pull', credential: undefined, signal, ctx: {} });
     const a = new AbortController();
