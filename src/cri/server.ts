@@ -17,7 +17,7 @@ import { constants, createServer, type Http2Server, type IncomingHttpHeaders, ty
 import { join } from 'node:path';
 import { DEFAULT_RUNTIME_HANDLERS } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
-import type { Logger } from '../core/runtime.js';
+import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
 import { BodyBudget, type Call, type CallHost, type RawHeaders } from './call.js';
 import { ConnectionGuard, type ConnectionLimits } from './connections.js';
@@ -66,6 +66,12 @@ export interface ShimServerOptions<P> {
   deps: ShimDeps<P>;
   /** How long SIGTERM waits for unary calls in flight. Default 30 s. */
   shutdownGraceMs?: number;
+  /**
+   * The clock shutdownGraceMs is measured on (tests); default performance.now(). On the wall
+   * clock, a step forward would cut calls in flight at once and a step back keep the shim
+   * draining until the service manager kills it.
+   */
+  monotonicNow?: MonotonicNow;
   /** Socket mode. Default 0o660. */
   socketMode?: number;
   /** Annotation mode: honour `seccomp|apparmor.profiles.spoke.dev/…` pod annotations (rewrite.ts). */
@@ -222,8 +228,9 @@ export class ShimServer<P = unknown> {
     }
     this.connections.closeAll();
     const grace = this.opts.shutdownGraceMs ?? 30_000;
-    const until = Date.now() + grace;
-    while (this.calls.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const now = this.opts.monotonicNow ?? monotonicNow;
+    const until = now() + grace;
+    while (this.calls.size > 0 && now() < until) await new Promise((r) => setTimeout(r, 20));
     this.connections.destroyAll();
     await Promise.race([closed, new Promise((r) => setTimeout(r, 1000))]);
     await this.rebuilding?.catch(() => undefined);
