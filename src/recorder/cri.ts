@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../core/errors.js';
+import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 
 export type Msg = Record<string, unknown>;
 
@@ -78,14 +79,19 @@ export async function startProfiledContainer(cri: RuntimeCalls, pod: { id: strin
   return id;
 }
 
-/** Polls the container's status until it exited (DEADLINE after `timeoutMs`; the signal's reason once aborted); resolves its exit code. */
-export async function waitForExit(cri: RuntimeCalls, containerId: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-  const until = Date.now() + timeoutMs;
+/**
+ * Polls the container's status until it exited (DEADLINE after `timeoutMs`; the signal's reason
+ * once aborted); resolves its exit code. `timeoutMs` is measured on `now` (tests; default
+ * performance.now()): on the wall clock a step forward would end the recording early and one
+ * back keep waiting for a workload that hangs.
+ */
+export async function waitForExit(cri: RuntimeCalls, containerId: string, timeoutMs: number, signal?: AbortSignal, now: MonotonicNow = monotonicNow): Promise<number> {
+  const until = now() + timeoutMs;
   for (;;) {
     if (signal?.aborted) throw signal.reason;
     const st = (await cri.rt('ContainerStatus', { container_id: containerId })).status as { state: string; exit_code: number };
     if (st.state === 'CONTAINER_EXITED') return st.exit_code;
-    if (Date.now() > until) throw new SpokeError('Internal', `the workload did not exit within ${timeoutMs / 1000} s`, { limit: timeoutMs }, { reason: 'DEADLINE' });
+    if (now() > until) throw new SpokeError('Internal', `the workload did not exit within ${timeoutMs / 1000} s`, { limit: timeoutMs }, { reason: 'DEADLINE' });
     await new Promise((r) => setTimeout(r, 50));
   }
 }
