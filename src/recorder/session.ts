@@ -17,6 +17,19 @@ export interface SessionOptions {
   idlePollMs?: number;
 }
 
+/**
+ * Calls `drain` (which says how many records it took) until it has taken none for `quietMs`, or
+ * for at most `maxMs`: the kernel's last records of a workload come after it exits.
+ */
+export async function drainUntilQuiet(drain: () => number, quietMs: number, maxMs: number): Promise<void> {
+  const until = Date.now() + maxMs;
+  let quietSince = Date.now();
+  while (Date.now() < until && Date.now() - quietSince < quietMs) {
+    if (drain() > 0) quietSince = Date.now();
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
 export class RecordingSession {
   readonly recorder: SyscallRecorder;
   readonly resolver = new PidResolver();
@@ -71,12 +84,7 @@ export class RecordingSession {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    const until = Date.now() + maxMs;
-    let quietSince = Date.now();
-    while (Date.now() < until && Date.now() - quietSince < quietMs) {
-      if (this.recorder.drain(this.source) > 0) quietSince = Date.now();
-      await new Promise((r) => setTimeout(r, 2));
-    }
+    await drainUntilQuiet(() => this.recorder.drain(this.source), quietMs, maxMs);
     if (this.failure) throw new SpokeError('Internal', `reading ${this.source.path} failed: ${String((this.failure as Error).message ?? this.failure)}`, {}, { reason: 'FILE_UNREADABLE' });
   }
 
