@@ -2,7 +2,7 @@
 // short timer; stop() drains until the kernel has gone quiet. close() always restores printk.
 
 import { SpokeError } from '../core/errors.js';
-import type { Logger } from '../core/runtime.js';
+import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { bootWallMs, PidResolver } from './pids.js';
 import { SyscallRecorder, type RecorderLimits } from './recorder.js';
 import { openAuditSource, preflight, PrintkRateLimit, type AuditSource, type SourceChoice } from './source.js';
@@ -19,13 +19,15 @@ export interface SessionOptions {
 
 /**
  * Calls `drain` (which says how many records it took) until it has taken none for `quietMs`, or
- * for at most `maxMs`: the kernel's last records of a workload come after it exits.
+ * for at most `maxMs`: the kernel's last records of a workload come after it exits. Measured on
+ * `now` (tests; default performance.now()): on the wall clock a step forward would end the drain
+ * before the last records were taken, and one back keep it draining until the clock caught up.
  */
-export async function drainUntilQuiet(drain: () => number, quietMs: number, maxMs: number): Promise<void> {
-  const until = Date.now() + maxMs;
-  let quietSince = Date.now();
-  while (Date.now() < until && Date.now() - quietSince < quietMs) {
-    if (drain() > 0) quietSince = Date.now();
+export async function drainUntilQuiet(drain: () => number, quietMs: number, maxMs: number, now: MonotonicNow = monotonicNow): Promise<void> {
+  const until = now() + maxMs;
+  let quietSince = now();
+  while (now() < until && now() - quietSince < quietMs) {
+    if (drain() > 0) quietSince = now();
     await new Promise((r) => setTimeout(r, 2));
   }
 }
