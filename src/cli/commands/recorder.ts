@@ -72,6 +72,44 @@ interface Ctr {
   created_at?: string;
 }
 
+/** A recording read from the API server is used this long, then read again (it may have changed or gone). */
+const RECORDING_TTL_MS = 30_000;
+/** A container's report waits this long after it is first seen exited, for the kernel's last records of it. */
+const EXIT_SETTLE_MS = 1000;
+
+/** Recordings by namespace and name, each read again once RECORDING_TTL_MS old; at most 1024 (then all forgotten). */
+export class RecordingCache {
+  private readonly hits = new Map<string, { at: number; rec: ProfileRecording | undefined }>();
+
+  constructor(private readonly read: (ns: string, name: string) => Promise<ProfileRecording | undefined>) {}
+
+  async get(ns: string, name: string): Promise<ProfileRecording | undefined> {
+    const k = `${ns}/${name}`;
+    const hit = this.hits.get(k);
+    if (hit && Date.now() - hit.at < RECORDING_TTL_MS) return hit.rec;
+    const rec = await this.read(ns, name);
+    if (this.hits.size > 1024) this.hits.clear();
+    this.hits.set(k, { at: Date.now(), rec });
+    return rec;
+  }
+}
+
+/** Exited containers by id, with when each was first seen exited. */
+export class ExitedContainers {
+  private readonly since = new Map<string, number>();
+
+  /** Notes `id` seen exited now; whether it has been for EXIT_SETTLE_MS. */
+  settled(id: string): boolean {
+    const since = this.since.get(id) ?? Date.now();
+    this.since.set(id, since);
+    return Date.now() - since >= EXIT_SETTLE_MS;
+  }
+
+  forget(id: string): void {
+    this.since.delete(id);
+  }
+}
+
 /** Remembers at most `max` keys, oldest forgotten first. */
 class BoundedSet {
   private readonly s = new Set<string>();
@@ -103,9 +141,9 @@ export async function run(argv: string[]): Promise<number> {
   const cri = new RuntimeCriClient(values.upstream);
   const calls = await startCalls(backend, cri, pollMs, log);
   const startedNs = BigInt(Date.now()) * 1_000_000n;
-  const exitedAt = new Map<string, number>();
+  const exited = new ExitedContainers();
   const done = new BoundedSet(16_384);
-  const recordings = new Map<string, { at: number; rec: ProfileRecording | undefined }>();
+  const recordings = new RecordingCache((ns, name) => reporter.recording(ns, name));
   let stopping = false;
   const stop = (signal: string) => {
     log({ msg: 'stopping', signal });
@@ -115,23 +153,13 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('exit', () => calls.close());
 
-  const recordingOf = async (ns: string, name: string): Promise<ProfileRecording | undefined> => {
-    const k = `${ns}/${name}`;
-    const hit = recordings.get(k);
-    if (hit && Date.now() - hit.at < 30_000) return hit.rec;
-    const rec = await reporter.recording(ns, name);
-    if (recordings.size > 1024) recordings.clear();
-    recordings.set(k, { at: Date.now(), rec });
-    return rec;
-  };
-
   const report = async (sb: Sandbox, c: Ctr, recName: string): Promise<void> => {
     const ns = sb.metadata?.namespace ?? '';
     const container = c.metadata?.name ?? '';
-    const rec = await recordingOf(ns, recName);
+    const rec = await recordings.get(ns, recName);
     const forget = () => {
       calls.forget(c.id);
-      exitedAt.delete(c.id);
+      exited.forget(c.id);
       done.add(c.id);
     };
     if (!rec) {
@@ -185,9 +213,7 @@ export async function run(argv: string[]): Promise<number> {
         recorded.add(c.id);
         if (c.state !== 'CONTAINER_EXITED') continue;
         // Let the kernel's last records of the container arrive before reporting.
-        const since = exitedAt.get(c.id) ?? Date.now();
-        exitedAt.set(c.id, since);
-        if (Date.now() - since < 1000) continue;
+        if (!exited.settled(c.id)) continue;
         try {
           await report(sb, c, recName);
         } catch (e) {
