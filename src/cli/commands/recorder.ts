@@ -9,6 +9,7 @@
 
 import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
 import { selectorMatches } from '../../controller/selector.js';
+import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
 import { describeBackends } from '../../recorder/backend.js';
@@ -72,6 +73,10 @@ interface Ctr {
   created_at?: string;
 }
 
+// Both waits below are measured on the monotonic clock (injectable for tests). On the wall
+// clock, a step back would keep a deleted or changed recording in use as long as the step and
+// hold reports back as long; a step forward would report before the kernel's last records came.
+
 /** A recording read from the API server is used this long, then read again (it may have changed or gone). */
 const RECORDING_TTL_MS = 30_000;
 /** A container's report waits this long after it is first seen exited, for the kernel's last records of it. */
@@ -81,15 +86,18 @@ const EXIT_SETTLE_MS = 1000;
 export class RecordingCache {
   private readonly hits = new Map<string, { at: number; rec: ProfileRecording | undefined }>();
 
-  constructor(private readonly read: (ns: string, name: string) => Promise<ProfileRecording | undefined>) {}
+  constructor(
+    private readonly read: (ns: string, name: string) => Promise<ProfileRecording | undefined>,
+    private readonly now: MonotonicNow = monotonicNow,
+  ) {}
 
   async get(ns: string, name: string): Promise<ProfileRecording | undefined> {
     const k = `${ns}/${name}`;
     const hit = this.hits.get(k);
-    if (hit && Date.now() - hit.at < RECORDING_TTL_MS) return hit.rec;
+    if (hit && this.now() - hit.at < RECORDING_TTL_MS) return hit.rec;
     const rec = await this.read(ns, name);
     if (this.hits.size > 1024) this.hits.clear();
-    this.hits.set(k, { at: Date.now(), rec });
+    this.hits.set(k, { at: this.now(), rec });
     return rec;
   }
 }
@@ -98,11 +106,13 @@ export class RecordingCache {
 export class ExitedContainers {
   private readonly since = new Map<string, number>();
 
+  constructor(private readonly now: MonotonicNow = monotonicNow) {}
+
   /** Notes `id` seen exited now; whether it has been for EXIT_SETTLE_MS. */
   settled(id: string): boolean {
-    const since = this.since.get(id) ?? Date.now();
+    const since = this.since.get(id) ?? this.now();
     this.since.set(id, since);
-    return Date.now() - since >= EXIT_SETTLE_MS;
+    return this.now() - since >= EXIT_SETTLE_MS;
   }
 
   forget(id: string): void {
