@@ -35,6 +35,7 @@ import { lstat, mkdir, readdir, readlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
+import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 import { PRIVATE_DIR_MODE } from './fsutil.js';
 
 const RETRY_MS = 5;
@@ -251,15 +252,16 @@ const HOLD_NOTE_MS = 10_000;
  * as long as a live owner holds it: `waiting` is told at the first refusal and every
  * HOLD_NOTE_MS after. A dead owner's lock is broken as withFileLock breaks it. The lock goes at
  * release(), or with the process (its owner socket then refuses, and the next taker breaks it).
+ * The wait is measured on `now` (tests; default performance.now()), as withFileLock's.
  */
-export async function holdFileLock(lockPath: string, waiting: (waitedMs: number) => void): Promise<{ release(): void }> {
+export async function holdFileLock(lockPath: string, waiting: (waitedMs: number) => void, now: MonotonicNow = monotonicNow): Promise<{ release(): void }> {
   const locksDir = dirname(lockPath);
   const me = await owner(locksDir);
-  const started = Date.now();
+  const started = now();
   let noted: number | undefined;
   while (!(await claim(lockPath, me))) {
-    if (noted === undefined || Date.now() - noted >= HOLD_NOTE_MS) {
-      noted = Date.now();
+    if (noted === undefined || now() - noted >= HOLD_NOTE_MS) {
+      noted = now();
       waiting(noted - started);
     }
     await breakIfDead(lockPath, locksDir, me);
@@ -275,13 +277,19 @@ export async function holdFileLock(lockPath: string, waiting: (waitedMs: number)
   };
 }
 
-export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+/**
+ * Runs `fn` holding the lock at `lockPath`; Unavailable (DEADLINE) when it cannot be taken within
+ * `timeoutMs`, measured on `now` (tests; default performance.now()): on the wall clock a step
+ * forward would fail a pull or a create waiting on a live holder at once, and one back keep it
+ * waiting as long as the step.
+ */
+export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 10_000, now: MonotonicNow = monotonicNow): Promise<T> {
   const locksDir = dirname(lockPath);
   const me = await owner(locksDir);
-  const deadline = Date.now() + timeoutMs;
+  const deadline = now() + timeoutMs;
   for (let attempt = 1; !(await claim(lockPath, me)); attempt++) {
     if (attempt % CHECK_EVERY === 0) await breakIfDead(lockPath, locksDir, me);
-    if (Date.now() > deadline) throw new SpokeError('Unavailable', `timed out waiting for lock ${lockPath}`, { path: lockPath }, { reason: 'DEADLINE' });
+    if (now() > deadline) throw new SpokeError('Unavailable', `timed out waiting for lock ${lockPath}`, { path: lockPath }, { reason: 'DEADLINE' });
     await new Promise((r) => setTimeout(r, RETRY_MS + Math.random() * RETRY_MS));
   }
   try {

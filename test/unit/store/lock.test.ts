@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lutimesSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../../../src/core/errors.js';
 import { rejectsWith } from '../../helpers/assert.js';
-import { sweepDeadOwners, withFileLock } from '../../../src/store/lock.js';
+import { holdFileLock, sweepDeadOwners, withFileLock } from '../../../src/store/lock.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
 
 const CHILD = fileURLToPath(new URL('./lock-child.js', import.meta.url));
@@ -148,5 +148,97 @@ describe('dead owners', () => {
 
   it('a directory without owners sweeps nothing', async () => {
     assert.equal(await sweepDeadOwners(locksDir()), 0);
+  });
+});
+
+describe('waiting for a lock, and the wall clock', () => {
+  const DAY_MS = 86_400_000;
+
+  /**
+   * The wall clock mocked (from 2025-06-02), stepped by `step`, and a monotonic clock the test
+   * moves; `read()` resolves at the next reading of the monotonic clock.
+   */
+  function clocks(t: TestContext) {
+    t.mock.timers.enable({ apis: ['Date'], now: Date.parse('2025-06-02T00:00:00Z') });
+    const c = {
+      mono: 0,
+      onRead: undefined as (() => void) | undefined,
+      now: () => {
+        c.onRead?.();
+        return c.mono;
+      },
+      read: () => new Promise<void>((r) => (c.onRead = r)),
+      step: (wall: number, mono: number) => {
+        t.mock.timers.setTime(Date.now() + wall);
+        c.mono += mono;
+      },
+    };
+    return c;
+  }
+
+  /** Holds `lock` in this process (a live owner, never broken) until release(). */
+  async function held(lock: string) {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let taken!: () => void;
+    const isTaken = new Promise<void>((r) => (taken = r));
+    const done = withFileLock(lock, async () => {
+      taken();
+      await released;
+    });
+    await isTaken;
+    return { release: async () => (release(), await done) };
+  }
+
+  it('withFileLock gives up after its timeout on the monotonic clock: a day ahead is no timeout, a day behind does not stretch it', async (t) => {
+    const lock = join(locksDir(), 'u.lock');
+    const holder = await held(lock);
+    try {
+      const clock = clocks(t);
+      let settled = false;
+      const waiting = withFileLock(lock, async () => 'taken', 10_000, clock.now);
+      waiting.then(() => (settled = true), () => (settled = true));
+      // Past the waiter's first look at the clock (it runs on microtasks until its first retry delay).
+      await new Promise((r) => setImmediate(r));
+      clock.step(DAY_MS, 1000);
+      await Promise.race([clock.read(), waiting.catch(() => undefined)]);
+      assert.equal(settled, false, 'a forward step does not end the wait');
+      clock.step(-2 * DAY_MS, 9_001);
+      await rejectsWith(waiting, { code: 'Unavailable', reason: 'DEADLINE' });
+    } finally {
+      await holder.release();
+    }
+  });
+
+  it("holdFileLock notes its wait every 10 s of the monotonic clock, with the time waited on it", async (t) => {
+    const lock = join(locksDir(), 'shim');
+    const first = await holdFileLock(lock, () => undefined);
+    const clock = clocks(t);
+    const notes: number[] = [];
+    let noted!: () => void;
+    const note = () => new Promise<void>((r) => (noted = r));
+    let next = note();
+    const second = holdFileLock(
+      lock,
+      (waitedMs) => {
+        notes.push(waitedMs);
+        noted();
+      },
+      clock.now,
+    );
+    try {
+      await next;
+      assert.deepEqual(notes, [0], 'told at the first refusal');
+      next = note();
+      clock.step(DAY_MS, 1000);
+      await Promise.race([clock.read(), next]);
+      assert.deepEqual(notes, [0], 'a forward step is no wait of a day');
+      clock.step(-2 * DAY_MS, 9000);
+      await next;
+      assert.deepEqual(notes, [0, 10_000], 'a backward step does not hold the next note back');
+    } finally {
+      first.release();
+      (await second).release();
+    }
   });
 });
