@@ -17,7 +17,8 @@
 //    ignores everything but status; generation increments on spec changes only;
 //  - errors are metav1.Status objects; bearer-token auth when a token is configured.
 // Tests drive it directly too: create/update/remove objects, send bookmarks, compact history,
-// close watches, inject errors, and read the request log.
+// close watches, inject errors, hang requests (taken and never answered, as a stuck API server
+// or a dead path behind a load balancer leaves them), and read the request log.
 
 import { KubeConfig } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
@@ -76,6 +77,23 @@ export interface InjectedError {
   times: number;
 }
 
+/** Requests to take and never answer: read, then left open until the client gives them up or unhang(). */
+export interface InjectedHang {
+  method?: string;
+  /** Substring of the path, or `watch` / `list` for those verbs. */
+  match: string;
+  times: number;
+}
+
+/** A request the server took and does not answer. */
+export interface HungRequest {
+  method: string;
+  path: string;
+  /** Resolves once the connection closed: the client gave the request up (or unhang() ended it). */
+  closed: Promise<void>;
+  isClosed: boolean;
+}
+
 export interface RequestRecord {
   method: string;
   path: string;
@@ -129,7 +147,12 @@ export class FakeApiServer {
   private revision: number;
   private watchers = new Set<Watcher>();
   private injected: InjectedError[] = [];
+  private hangs: InjectedHang[] = [];
+  private hungWaiters: ((h: HungRequest) => void)[] = [];
+  private readonly hungResponses = new Set<ServerResponse>();
   readonly requests: RequestRecord[] = [];
+  /** Every request hung so far, in arrival order. */
+  readonly hung: HungRequest[] = [];
   historyLimit: number;
   token: string | undefined;
 
@@ -280,6 +303,35 @@ export class FakeApiServer {
     this.injected.push({ ...e });
   }
 
+  hang(h: InjectedHang): void {
+    this.hangs.push({ ...h });
+  }
+
+  /** Resolves with the next request hung from now on. */
+  nextHung(): Promise<HungRequest> {
+    return new Promise((resolve) => this.hungWaiters.push(resolve));
+  }
+
+  /** Hangs nothing more, and ends the connections of the requests hung and still open. */
+  unhang(): void {
+    this.hangs = [];
+    for (const res of this.hungResponses) res.destroy();
+  }
+
+  private takeAndHang(method: string, path: string, req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    this.hungResponses.add(res);
+    let onClose = () => {};
+    const h: HungRequest = { method, path, closed: new Promise<void>((resolve) => (onClose = resolve)), isClosed: false };
+    res.on('close', () => {
+      this.hungResponses.delete(res);
+      h.isClosed = true;
+      onClose();
+    });
+    this.hung.push(h);
+    for (const w of this.hungWaiters.splice(0)) w(h);
+  }
+
   private endWatch(w: Watcher): void {
     if (w.timer) clearTimeout(w.timer);
     this.watchers.delete(w);
@@ -318,6 +370,11 @@ export class FakeApiServer {
       if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) return this.fail(res, 401, 'Unauthorized');
       const isWatch = query.watch === 'true' || query.watch === '1';
       const verb = method === 'GET' ? (isWatch ? 'watch' : 'list') : method.toLowerCase();
+      const hang = this.hangs.find((e) => (e.method === undefined || e.method === method) && (e.match === verb || url.pathname.includes(e.match)) && e.times > 0);
+      if (hang) {
+        hang.times--;
+        return this.takeAndHang(method, url.pathname, req, res);
+      }
       const inj = this.injected.find((e) => (e.method === undefined || e.method === method) && (e.match === verb || url.pathname.includes(e.match)) && e.times > 0);
       if (inj) {
         inj.times--;
