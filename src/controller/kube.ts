@@ -7,7 +7,7 @@
 //  - KubeStatusClient: PUT of the status subresource for the StatusUpdater (reads: the cache).
 //  - KubeLeaseClient: the coordination.k8s.io/v1 Lease the replicas elect a leader with (lease.ts).
 
-import { CoordinationV1Api, CustomObjectsApi, KubeConfig, V1MicroTime, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
+import { CoordinationV1Api, CustomObjectsApi, KubeConfig, Observable, V1MicroTime, type ConfigurationOptions, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 import { codeOf } from './api-errors.js';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
@@ -181,23 +181,43 @@ export class KubeLeaseClient implements LeaseClient {
     this.api = kc.makeApiClient(CoordinationV1Api);
   }
 
-  async get(): Promise<Lease | undefined> {
+  async get(signal: AbortSignal): Promise<Lease | undefined> {
     try {
-      return leaseOf(await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }));
+      return leaseOf(await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }, abortedBy(signal)));
     } catch (e) {
       if (codeOf(e) === 404) return undefined;
       throw e;
     }
   }
 
-  async create(spec: LeaseSpec): Promise<Lease> {
-    return leaseOf(await this.api.createNamespacedLease({ namespace: this.namespace, body: { metadata: { name: this.name, namespace: this.namespace }, spec: leaseSpecBody(spec) }, fieldManager: 'spoke-controller' }));
+  async create(spec: LeaseSpec, signal: AbortSignal): Promise<Lease> {
+    return leaseOf(await this.api.createNamespacedLease({ namespace: this.namespace, body: { metadata: { name: this.name, namespace: this.namespace }, spec: leaseSpecBody(spec) }, fieldManager: 'spoke-controller' }, abortedBy(signal)));
   }
 
-  async replace(lease: Lease): Promise<Lease> {
+  async replace(lease: Lease, signal: AbortSignal): Promise<Lease> {
     const body: V1Lease = { metadata: { name: this.name, namespace: this.namespace, resourceVersion: lease.metadata.resourceVersion }, spec: leaseSpecBody(lease.spec ?? {}) };
-    return leaseOf(await this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body, fieldManager: 'spoke-controller' }));
+    return leaseOf(await this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body, fieldManager: 'spoke-controller' }, abortedBy(signal)));
   }
+}
+
+/**
+ * A call's options that hand `signal` to client-node's fetch: aborted, the request is given up
+ * and its connection closed (client-node sets no timeout of its own, so an API server that
+ * never answers would hold the call and its connection for good).
+ */
+function abortedBy(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (ctx) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (res) => new Observable(Promise.resolve(res)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
 }
 
 /** client-node's V1MicroTime writes the six fractional digits MicroTime needs (it reads them back as strings). */

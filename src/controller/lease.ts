@@ -9,11 +9,16 @@
 //  - a holder that has not renewed within the renew deadline, shorter than the lease duration,
 //    stops leading before anyone else may start;
 //  - a holder that stops releases the Lease (empty holderIdentity), so another takes it at its
-//    next try instead of waiting for it to expire.
+//    next try instead of waiting for it to expire;
+//  - every request carries a deadline (an AbortSignal): a try gives up after the retry period,
+//    shorter than the renew deadline, and its requests still unanswered are aborted, so one the
+//    API server took and never answers neither keeps a connection open nor holds the next try
+//    back (docs/binding.md#replicas).
 // Every write carries the resourceVersion it read: of two replicas racing for the Lease, one
 // gets 409 Conflict.
 
 import { SpokeError } from '../core/errors.js';
+import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 import { codeOf } from './api-errors.js';
 import type { ObjectMeta } from './types.js';
 import { Pause } from './pause.js';
@@ -32,14 +37,18 @@ export interface Lease {
   spec?: LeaseSpec;
 }
 
-/** The calls on the one Lease the replicas share (RBAC: leases create, and get and update of that name). */
+/**
+ * The calls on the one Lease the replicas share (RBAC: leases create, and get and update of that
+ * name). Each takes the signal of its try: once it aborts, the request is given up (its
+ * connection closed) and the call rejects.
+ */
 export interface LeaseClient {
   /** The Lease, or undefined when there is none. */
-  get(): Promise<Lease | undefined>;
+  get(signal: AbortSignal): Promise<Lease | undefined>;
   /** Creates it; rejects with `{code: 409}` when it exists. */
-  create(spec: LeaseSpec): Promise<Lease>;
+  create(spec: LeaseSpec, signal: AbortSignal): Promise<Lease>;
   /** PUT with `lease.metadata.resourceVersion`; rejects with `{code: 409}` on conflict. */
-  replace(lease: Lease): Promise<Lease>;
+  replace(lease: Lease, signal: AbortSignal): Promise<Lease>;
 }
 
 export interface LeaseElectorOptions {
@@ -57,6 +66,8 @@ export interface LeaseElectorOptions {
   /** Stops that work. Awaited before this replica tries to lead again. */
   onStoppedLeading: () => void | Promise<void>;
   log?: (event: Record<string, unknown>) => void;
+  /** The clock the renew deadline and the Lease's expiry are measured on; default monotonicNow. */
+  monotonicNow?: MonotonicNow;
 }
 
 type Attempt = 'held' | 'other' | 'failed';
@@ -66,29 +77,32 @@ export class LeaseElector {
   private stopped = true;
   private loop: Promise<void> | undefined;
   private readonly pause = new Pause();
-  /** The Lease record last seen and when (this process's monotonic clock), for expiry. */
+  /** The Lease record last seen and when (on `now`), for expiry. */
   private observed: { resourceVersion: string; at: number } | undefined;
   private lastRenewal = 0;
   /** Fires at the renew deadline: a holder whose requests hang stops at it, not when a try ends. */
   private deadlineTimer: NodeJS.Timeout | undefined;
   private deadlinePassed = false;
   /**
-   * The try under way (0: none). A request is not cancelled when its try gives up: what it
-   * answers later must change nothing, since the try it belonged to already counted as failed
-   * and its reading may be older than the ones after it.
+   * The try under way (0: none). A try that gives up aborts its requests, but the API server may
+   * still answer one (or have applied a write) before the abort reaches it: what it answers later
+   * must change nothing, since the try it belonged to already counted as failed and its reading
+   * may be older than the ones after it.
    */
   private currentTry = 0;
   private tries = 0;
   /** Ends the try under way at once, as failed (renew deadline, stop). */
   private endTry: (() => void) | undefined;
-  /** Requests of tries that ended, still unanswered: a write among them may yet land. */
+  /** Requests of tries that ended, not yet settled (a client may not honour the abort at once): a write among them may yet land. */
   private readonly pending = new Set<Promise<unknown>>();
   private lastProblem = '';
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
+  private readonly now: MonotonicNow;
 
   constructor(private readonly o: LeaseElectorOptions) {
+    this.now = o.monotonicNow ?? monotonicNow;
     this.leaseDurationMs = o.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = o.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = o.retryPeriodMs ?? 2_000;
@@ -112,7 +126,9 @@ export class LeaseElector {
     if (this.leading) await this.stepDown('stopping');
     // A takeover write of a try that gave up can still land: looked at before it does, the Lease
     // would not be ours yet, and once it landed nobody would lead until it expired. Waited for
-    // (as long as the others would wait for an unrenewed Lease at most), then released.
+    // while its call is still under way (as long as the others would wait for an unrenewed Lease
+    // at most), then released. An aborted call ends at once; a write the API server applies after
+    // its abort and after this release read is left to expire, as a crashed holder's is.
     await this.settled(this.leaseDurationMs);
     await this.release();
   }
@@ -135,7 +151,7 @@ export class LeaseElector {
       if (this.stopped) break;
       // The renew deadline counts from before the request: the others count the lease duration from
       // when they see the renewal, which is later.
-      const started = performance.now();
+      const started = this.now();
       const attempt = await this.tryAcquireOrRenew();
       if (this.stopped) break;
       if (attempt === 'held') {
@@ -171,12 +187,12 @@ export class LeaseElector {
         this.endTry?.();
         this.pause.wake();
       },
-      Math.max(0, started + this.renewDeadlineMs - performance.now()),
+      Math.max(0, started + this.renewDeadlineMs - this.now()),
     );
   }
 
   private pastDeadline(): boolean {
-    return this.deadlinePassed || performance.now() - this.lastRenewal >= this.renewDeadlineMs;
+    return this.deadlinePassed || this.now() - this.lastRenewal >= this.renewDeadlineMs;
   }
 
   private async stepDown(why: string): Promise<void> {
@@ -188,18 +204,24 @@ export class LeaseElector {
 
   /**
    * One try: take the Lease where nobody holds it (or its holder's record has not changed for
-   * its lease duration), renew it where we hold it. A request that does not answer within the
-   * retry period counts as failed: the renew deadline is measured from the last success.
+   * its lease duration), renew it where we hold it. A try whose requests have not answered within
+   * the retry period (shorter than the renew deadline) counts as failed, and so does one ended
+   * by the renew deadline or stop(): its requests still unanswered are aborted then. The renew
+   * deadline is measured from the last success.
    */
   private async tryAcquireOrRenew(): Promise<Attempt> {
     const id = ++this.tries;
     this.currentTry = id;
+    const abort = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const ended = new Promise<Attempt>((resolve) => {
-      timer = setTimeout(() => resolve('failed'), this.retryPeriodMs);
+      timer = setTimeout(() => {
+        this.problem(this.noAnswer());
+        resolve('failed');
+      }, this.retryPeriodMs);
       this.endTry = () => resolve('failed');
     });
-    const work = this.acquireOrRenew(() => this.currentTry === id);
+    const work = this.acquireOrRenew(() => this.currentTry === id, abort.signal);
     const outstanding = work.then(
       () => undefined,
       () => undefined,
@@ -215,20 +237,22 @@ export class LeaseElector {
       clearTimeout(timer);
       this.endTry = undefined;
       this.currentTry = 0;
+      // Whatever is still unanswered belongs to a try that is over.
+      abort.abort(new SpokeError('Unavailable', 'Lease request given up: its try ended', {}, { reason: 'CANCELLED' }));
     }
   }
 
   /** `live`: whether the try this belongs to is still under way; after it ended, nothing more is read into state or written. */
-  private async acquireOrRenew(live: () => boolean): Promise<Attempt> {
+  private async acquireOrRenew(live: () => boolean, signal: AbortSignal): Promise<Attempt> {
     const seconds = Math.ceil(this.leaseDurationMs / 1000);
-    const lease = await this.o.client.get();
+    const lease = await this.o.client.get(signal);
     if (!live()) return 'failed';
     // Taken once the GET answered: the record read may have been written any time until then,
     // and the lease duration counts from when it was seen, never from before.
-    const now = performance.now();
+    const now = this.now();
     const stamp = microTime(new Date());
     if (!lease) {
-      const created = await this.write(live, () => this.o.client.create({ holderIdentity: this.o.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 }));
+      const created = await this.write(live, () => this.o.client.create({ holderIdentity: this.o.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0 }, signal));
       return created ? 'held' : 'failed';
     }
     const spec = lease.spec ?? {};
@@ -246,7 +270,7 @@ export class LeaseElector {
       renewTime: stamp,
       leaseTransitions: mine ? transitions : transitions + 1,
     };
-    const written = await this.write(live, () => this.o.client.replace({ metadata: lease.metadata, spec: next }));
+    const written = await this.write(live, () => this.o.client.replace({ metadata: lease.metadata, spec: next }, signal));
     return written ? 'held' : 'failed';
   }
 
@@ -255,7 +279,7 @@ export class LeaseElector {
     try {
       const out = await call();
       if (!live()) return false;
-      this.observed = { resourceVersion: out.metadata.resourceVersion ?? '', at: performance.now() };
+      this.observed = { resourceVersion: out.metadata.resourceVersion ?? '', at: this.now() };
       this.lastProblem = '';
       return true;
     } catch (e) {
@@ -264,17 +288,24 @@ export class LeaseElector {
     }
   }
 
-  /** Gives the Lease up: empty holder, so the next try of another replica takes it. */
+  /**
+   * Gives the Lease up: empty holder, so the next try of another replica takes it. Each attempt
+   * (GET, then PUT) has the retry period, as a try has: past it, its request is aborted and the
+   * Lease is left to expire.
+   */
   private async release(): Promise<void> {
     // Once more after a 409: the Lease changed between our GET and PUT (a late write of ours, or
     // another replica's try that saw it as ours and lost); the second read says whose it is now.
     for (let attempt = 1; ; attempt++) {
       try {
-        const lease = await this.o.client.get();
-        if (lease?.spec?.holderIdentity !== this.o.identity) return;
-        const stamp = microTime(new Date());
-        await this.o.client.replace({ metadata: lease.metadata, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: stamp } });
-        this.o.log?.({ msg: 'released the Lease', identity: this.o.identity });
+        const released = await this.withDeadline(async (signal) => {
+          const lease = await this.o.client.get(signal);
+          if (lease?.spec?.holderIdentity !== this.o.identity) return false;
+          const stamp = microTime(new Date());
+          await this.o.client.replace({ metadata: lease.metadata, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: stamp } }, signal);
+          return true;
+        });
+        if (released) this.o.log?.({ msg: 'released the Lease', identity: this.o.identity });
         return;
       } catch (e) {
         if (codeOf(e) === 409 && attempt < 2) continue;
@@ -283,6 +314,28 @@ export class LeaseElector {
         return;
       }
     }
+  }
+
+  /** `call` with a signal that aborts after the retry period; it rejects then, whether or not the client honoured the abort. */
+  private async withDeadline<T>(call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const e = this.noAnswer();
+        abort.abort(e);
+        reject(e);
+      }, this.retryPeriodMs);
+    });
+    try {
+      return await Promise.race([call(abort.signal), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private noAnswer(): SpokeError {
+    return new SpokeError('Unavailable', `Lease request unanswered after ${this.retryPeriodMs} ms: given up`, {}, { reason: 'DEADLINE' });
   }
 
   /** Logs a failed request once until the next success or another failure (not at every try). */

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeLeaseClient } from '../../src/controller/kube.js';
 import { LeaseElector, type Lease, type LeaseClient, type LeaseSpec } from '../../src/controller/lease.js';
-import { fakeKubeConfig, FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { fakeKubeConfig, FakeApiServer, type HungRequest, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
@@ -72,9 +72,9 @@ describe('Lease leader election against the fake API server', () => {
     const real = new KubeLeaseClient(kc, 'spoke-system', 'partition');
     const refused = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
     const partitioned: LeaseClient = {
-      get: () => (cutOff ? refused() : real.get()),
-      create: (spec) => (cutOff ? refused() : real.create(spec)),
-      replace: (lease) => (cutOff ? refused() : real.replace(lease)),
+      get: (signal) => (cutOff ? refused() : real.get(signal)),
+      create: (spec, signal) => (cutOff ? refused() : real.create(spec, signal)),
+      replace: (lease, signal) => (cutOff ? refused() : real.replace(lease, signal)),
     };
     const a = replica('a', partitioned);
     const b = replica('b', new KubeLeaseClient(kc, 'spoke-system', 'partition'));
@@ -105,6 +105,74 @@ describe('Lease leader election against the fake API server', () => {
     assert.deepEqual([leads('a'), holder('bystander')], [true, 'a']);
     await a.stop();
     assert.deepEqual(events, ['a started', 'a stopped']);
+  });
+});
+
+/** `p`, or a failure naming `what` once `ms` passed without it settling. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// An API server that takes a request and never answers (the connection stays open): each
+// request of the elector carries a deadline, so the hung one is given up, its connection closed,
+// and the next try runs; stop() returns although nothing answers (docs/binding.md#replicas).
+describe('Lease leader election against an API server that does not answer', () => {
+  let fake: FakeApiServer;
+  let kc: KubeConfig;
+  before(async () => {
+    fake = new FakeApiServer({ resources: [LEASES], token: 'lease-token' });
+    kc = fakeKubeConfig(await fake.listen(), 'lease-token');
+  });
+  after(() => fake.close());
+
+  const holder = (name: string) => (fake.get(LEASES, 'spoke-system', name)?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+  const hungOn = (name: string): HungRequest[] => fake.hung.filter((h) => h.path.endsWith(`/leases/${name}`));
+
+  it('a renewal left unanswered is given up, its connection closed, and the next try renews the Lease', async () => {
+    events.length = 0;
+    const a = replica('a', new KubeLeaseClient(kc, 'spoke-system', 'hung-renewal'));
+    a.start();
+    try {
+      await waitFor(() => leads('a'), { timeoutMs: 5000, what: 'a to lead' });
+      const next = fake.nextHung();
+      fake.hang({ method: 'PUT', match: '/leases/hung-renewal', times: 1 });
+      const renewal = await within(next, 5000, 'a renewal to reach the server');
+      const seen = fake.currentRevision;
+      await within(renewal.closed, 5000, 'a to give up the unanswered renewal and close its connection');
+      await waitFor(() => fake.currentRevision > seen, { timeoutMs: 5000, what: 'the next renewal' });
+      assert.equal(holder('hung-renewal'), 'a');
+      await waitFor(() => leads('a'), { timeoutMs: 5000, what: 'a to lead after the next renewal' });
+    } finally {
+      fake.unhang();
+      await a.stop();
+    }
+  });
+
+  it('a leader whose every request hangs stops leading, gives each request up, keeps trying, and stops without hanging', async () => {
+    events.length = 0;
+    const a = replica('a', new KubeLeaseClient(kc, 'spoke-system', 'hung-all'));
+    a.start();
+    try {
+      await waitFor(() => leads('a'), { timeoutMs: 5000, what: 'a to lead' });
+      fake.hang({ match: '/leases/hung-all', times: Number.MAX_SAFE_INTEGER });
+      await waitFor(() => events.includes('a stopped'), { timeoutMs: 5000, what: 'a to stop leading' });
+      assert.equal(leads('a'), false);
+      // Tries go on after the hung ones: three reached the server.
+      await waitFor(() => hungOn('hung-all').length >= 3, { timeoutMs: 5000, what: 'tries after the hung ones' });
+      // stop() releases the Lease: that GET hangs too, and is given up.
+      await within(a.stop(), 5000, 'stop() while the API server answers nothing');
+      await within(Promise.all(hungOn('hung-all').map((h) => h.closed)), 5000, 'a to give up its unanswered requests and close their connections');
+      assert.deepEqual(events, ['a started', 'a stopped']);
+    } finally {
+      fake.unhang();
+      await a.stop();
+    }
   });
 });
 
@@ -244,6 +312,71 @@ describe('Lease leader election with requests answered late', () => {
       assert.ok(late < timing.renewDeadlineMs + 150, `a stopped ${Math.round(late)} ms after its last renewal was sent (deadline ${timing.renewDeadlineMs} ms)`);
     } finally {
       hung.open();
+      await a.stop();
+    }
+  });
+
+  it('a renewal never answered is aborted when its try gives up, tries go on, the holder stops at its renew deadline and leads again once a renewal answers', async (t) => {
+    // Timers and the monotonic clock are the test's: each step is one retry period.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let clock = 0;
+    const turn = () => new Promise((r) => setImmediate(r));
+    const settle = async (what: () => boolean) => {
+      for (let i = 0; i < 100 && !what(); i++) await turn();
+      assert.ok(what());
+    };
+    const step = async () => {
+      clock += TIMING.retryPeriodMs;
+      t.mock.timers.tick(TIMING.retryPeriodMs);
+      for (let i = 0; i < 10; i++) await turn();
+    };
+    events.length = 0;
+    const s = new MemoryLease();
+    let hang = false;
+    /** The signal of each renewal taken and never answered: only its abort ends it (or the test's clean-up). */
+    const hung: (AbortSignal | undefined)[] = [];
+    const cleanUp: (() => void)[] = [];
+    const client: LeaseClient = {
+      get: async () => s.read(),
+      create: async (spec) => s.create(spec),
+      replace: (l, signal) => {
+        if (!hang) return Promise.resolve(s.replace(l));
+        hung.push(signal);
+        return new Promise((_, reject) => {
+          signal?.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+          cleanUp.push(() => reject(new Error('test over')));
+        });
+      },
+    };
+    const a = new LeaseElector({
+      client,
+      identity: 'a',
+      ...TIMING,
+      monotonicNow: () => clock,
+      onStartedLeading: () => void events.push('a started'),
+      onStoppedLeading: () => void events.push('a stopped'),
+    });
+    a.start();
+    try {
+      await settle(() => leads('a'));
+      hang = true;
+      await step(); // the next renewal is sent, and hangs
+      await settle(() => hung.length === 1);
+      assert.ok(hung[0] instanceof AbortSignal, 'the renewal carries a signal');
+      assert.equal(hung[0].aborted, false);
+      await step(); // its try gives up
+      assert.equal(hung[0]?.aborted, true, 'the unanswered renewal was aborted');
+      assert.ok(leads('a'), 'still within the renew deadline');
+      for (let i = 0; i < 2 * (TIMING.renewDeadlineMs / TIMING.retryPeriodMs) && leads('a'); i++) await step();
+      assert.deepEqual(events, ['a started', 'a stopped'], 'a stopped leading at its renew deadline');
+      assert.ok(hung.length >= 3, `tries went on after the first hung one (${hung.length} renewals sent)`);
+      assert.ok(hung.every((signal) => signal?.aborted), 'every unanswered renewal was aborted');
+      hang = false;
+      for (let i = 0; i < 5 && !leads('a'); i++) await step();
+      assert.deepEqual(events, ['a started', 'a stopped', 'a started'], 'the next try renewed the Lease');
+    } finally {
+      hang = false;
+      for (const end of cleanUp) end();
       await a.stop();
     }
   });
