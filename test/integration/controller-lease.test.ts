@@ -277,11 +277,20 @@ describe('Lease leader election with requests answered late', () => {
     }
   });
 
-  it('a holder whose requests hang stops leading at its renew deadline, not when a try ends after it', async () => {
+  it('a holder whose requests hang stops leading at its renew deadline, not when a try ends after it', async (t) => {
+    // Timers and the monotonic clock are the test's, stepped 100 ms at a time. Tries end a retry
+    // period (400 ms) after they start: checked only then, the deadline would be noticed up to
+    // 300 ms late.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const STEP_MS = 100;
+    let clock = 0;
+    const step = async () => {
+      clock += STEP_MS;
+      t.mock.timers.tick(STEP_MS);
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+    };
     events.length = 0;
     const s = new MemoryLease();
-    // Tries end a retry period (400 ms) after they start: checked only then, the deadline would
-    // be noticed up to 600 ms late.
     const timing = { leaseDurationMs: 2000, renewDeadlineMs: 1000, retryPeriodMs: 400 };
     const hung = gate();
     let hang = false;
@@ -292,24 +301,26 @@ describe('Lease leader election with requests answered late', () => {
         get: () => (hang ? hung.promise : undefined),
         replace: async () => {
           if (hang) await hung.promise;
-          else lastRenewalSent = performance.now();
+          else lastRenewalSent = clock;
         },
       }),
       identity: 'a',
       ...timing,
+      monotonicNow: () => clock,
       onStartedLeading: () => void events.push('a started'),
       onStoppedLeading: () => {
-        stoppedAt = performance.now();
+        stoppedAt = clock;
         events.push('a stopped');
       },
     });
     a.start();
     try {
-      await waitFor(() => leads('a') && lastRenewalSent > 0, { timeoutMs: 5000, what: 'a to lead and renew' });
+      for (let i = 0; i < 50 && !(leads('a') && lastRenewalSent > 0); i++) await step();
+      assert.ok(leads('a') && lastRenewalSent > 0, 'a leads and has renewed');
       hang = true;
-      await waitFor(() => events.includes('a stopped'), { timeoutMs: 5000, what: 'a to stop leading' });
-      const late = stoppedAt - lastRenewalSent;
-      assert.ok(late < timing.renewDeadlineMs + 150, `a stopped ${Math.round(late)} ms after its last renewal was sent (deadline ${timing.renewDeadlineMs} ms)`);
+      for (let i = 0; i < 50 && !events.includes('a stopped'); i++) await step();
+      assert.deepEqual(events, ['a started', 'a stopped']);
+      assert.ok(stoppedAt - lastRenewalSent <= timing.renewDeadlineMs + STEP_MS, `a stopped ${stoppedAt - lastRenewalSent} ms after its last renewal was sent (deadline ${timing.renewDeadlineMs} ms)`);
     } finally {
       hung.open();
       await a.stop();
