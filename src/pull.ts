@@ -63,13 +63,14 @@ export class PullPipeline {
 
   async pull(req: PullRequest): Promise<PullResult> {
     const observer = this.deps.observer;
-    // Timed only for an observer: the global `performance` loads Node's perf_hooks modules, a
-    // few milliseconds of a one-pull CLI run.
-    const started = observer ? performance.now() : 0;
+    // Timed only for an observer or a log line: the global `performance` loads Node's perf_hooks
+    // modules, a few milliseconds of a one-pull CLI run.
+    const started = observer || logEnabled(this.logger, 'info') ? performance.now() : 0;
     try {
       const result = await this.pullOnce(req);
       this.notePulled(req.namespace ?? '', result.reference);
       observer?.pulled(result.cached, (performance.now() - started) / 1000);
+      this.logOutcome(req, result, started);
       return result;
     } catch (e) {
       const err = asSpokeError(e);
@@ -122,6 +123,32 @@ export class PullPipeline {
     //    namespace's share of the blob budget (byte-budget.ts), where another namespace's
     //    pull would wait behind that namespace's stalled ones.
     return this.flights.join(`fetch\0${key}\0${req.namespace ?? ''}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
+  }
+
+  /**
+   * The outcome line of every caller (the shim's PullSecurityProfile, annotation mode, a create's
+   * new look at a signature, the CLI): a pull that fetched or verified again is news (info),
+   * naming the rule and the signature that admitted it; a cached one, repeated on every container
+   * start, is debug: a log line per call costs more than the rest of the cached pull.
+   */
+  private logOutcome(req: PullRequest, r: PullResult, started: number): void {
+    const level = r.cached ? 'debug' : 'info';
+    if (!logEnabled(this.logger, level)) return;
+    this.logger.log(level, 'security profile pull', {
+      reference: r.reference,
+      kind: req.kind,
+      digest: r.digest,
+      rule: r.rule,
+      cached: r.cached,
+      platformDigest: r.platform?.digest,
+      servedBy: r.servedBy,
+      signer: r.signer?.signer,
+      signatureFormat: r.signer?.format,
+      signerIdentity: r.signer?.identity,
+      namespace: req.namespace || undefined,
+      withCredentials: req.credential !== undefined,
+      ms: Math.round(performance.now() - started),
+    });
   }
 
   /**
@@ -353,9 +380,6 @@ export class PullPipeline {
     // index chose it (another platform's record may hold another entry).
     checkStored(canonical, record, req.kind, limit, this.platform, chosen === undefined ? artifact.config.size : undefined);
     this.access.remember(ref.digest, credentialIdentity(req.credential));
-    if (logEnabled(this.logger, 'debug')) {
-      this.logger.log('debug', 'profile pulled', { reference: canonical, digest: ref.digest, platformDigest: chosen?.digest, rule: decision.rule.id, servedBy: manifest.servedBy, signer: signer?.signer });
-    }
     // 10. Response: resolvedRef keeps the requested registry/repository whoever served it.
     return this.result(ref, canonical, record, decision, false, signer, manifest.servedBy);
   }

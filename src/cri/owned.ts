@@ -5,7 +5,6 @@
 import type { ProfileKind } from '../core/constants.js';
 import { parseDigest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import { logEnabled } from '../core/runtime.js';
 import type { PullRequest } from '../pull.js';
 import { noopMetrics } from '../observe/metrics.js';
 import { credentialProblem } from '../registry/credentials.js';
@@ -74,7 +73,6 @@ export class OwnedHandlers<P> {
     if (kind === undefined) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`, {}, { reason: 'OPTION_INVALID' });
     if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty', {}, { reason: 'REFERENCE_INVALID' });
     const credential = credentialOf(req.auth);
-    const started = performance.now();
     try {
       const pullRequest: PullRequest =
         typeof signal === 'function'
@@ -88,27 +86,8 @@ export class OwnedHandlers<P> {
           : { reference: req.image, kind, signal };
       if (req.namespace !== '') pullRequest.namespace = req.namespace;
       if (credential) pullRequest.credential = credential;
+      // The pipeline logs the outcome (PullPipeline.logOutcome), as it does for every caller.
       const r = await this.deps.pipeline.pull(pullRequest);
-      // A pull that fetched is news (info); a cached one, repeated on every container start, is
-      // debug: a log line per call costs more than the rest of the cached pull.
-      const level = r.cached ? 'debug' : 'info';
-      if (logEnabled(logger, level)) {
-        logger.log(level, 'security profile pull', {
-          reference: r.reference,
-          kind,
-          digest: r.digest,
-          rule: r.rule,
-          cached: r.cached,
-          platformDigest: r.platform?.digest,
-          servedBy: r.servedBy,
-          signer: r.signer?.signer,
-          signatureFormat: r.signer?.format,
-          signerIdentity: r.signer?.identity,
-          namespace: req.namespace || undefined,
-          withCredentials: credential !== undefined,
-          ms: Math.round(performance.now() - started),
-        });
-      }
       if (!r.cached) this.refreshStoreGauges();
       return encodePullResponse(r.resolvedRef, r.cached);
     } catch (e) {

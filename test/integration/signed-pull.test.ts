@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { verdictUnder } from '../../src/store/store.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
 import { PullPipeline } from '../../src/pull.js';
+import { JsonLogger } from '../../src/observe/log.js';
 import { sigstoreVerifier } from '../../src/cli/wiring.js';
 import { Pool, type Dispatcher } from 'undici';
 import { ProfileStore, type StagedBlob } from '../../src/store/store.js';
@@ -84,6 +85,25 @@ describe('signed pulls', () => {
     assert.equal(second.cached, true);
     await reg.settle();
     assert.deepEqual(reg.requests(), []);
+  });
+
+  it('a signed fetch is one info line naming the rule, the signer, the signature format and the identity, whoever calls the pipeline (annotation mode, a create, the CLI); a cached pull is debug', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const a = await pushTestArtifact(reg.url, reg.host, 'signed/logged', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO' }] });
+    await sign(reg, 'signed/logged', a.digest, a.manifest, keyA);
+    const lines: Record<string, unknown>[] = [];
+    const logger = new JsonLogger({ level: 'info', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const client = new UndiciRegistryClient({ plainHttp: true });
+    try {
+      const pipeline = new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => undefined }), pullTimeoutMs: 60_000, store: node.store, verifier: sigstoreVerifier, logger });
+      await pipeline.pull({ reference: a.reference, kind: 'seccomp', namespace: 'team-a' });
+      await pipeline.pull({ reference: a.reference, kind: 'seccomp', namespace: 'team-a' });
+    } finally {
+      await client.close();
+    }
+    const pulls = lines.filter((l) => l.reference === a.reference);
+    assert.deepEqual(pulls.map((l) => [l.level, l.msg, l.cached, l.signer, l.signatureFormat, l.namespace]), [['info', 'security profile pull', false, 'platform', 'bundle', 'team-a']]);
+    assert.equal(typeof pulls[0]!.rule, 'string');
   });
 
   it('refuses an unsigned profile, stores nothing, and refuses again on retry', async () => {
