@@ -11,10 +11,10 @@ import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type Profil
 import { selectorMatches } from '../../controller/selector.js';
 import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
-import { RuntimeCriClient } from '../../recorder/cri.js';
+import { RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
 import { describeBackends } from '../../recorder/backend.js';
 import { backendFlag } from './record.js';
-import { startCalls } from './recorder-calls.js';
+import { startCalls, type CallSource } from './recorder-calls.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 
@@ -133,44 +133,48 @@ class BoundedSet {
   }
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const { values, help } = parseCommand(argv, FLAGS, `${HELP}\n\nthis node: ${describeBackends()}`, [0, 0]);
-  if (help) return 0;
-  if (!values.upstream) throw new UsageError('--upstream is required');
-  const node = values.node ?? process.env.NODE_NAME;
-  if (!node) throw new UsageError('--node (or $NODE_NAME) is required');
-  const defaultRuntime = (values['oci-runtime'] ?? 'runc') as OciRuntime;
-  if (defaultRuntime !== 'runc' && defaultRuntime !== 'crun') throw new UsageError('--oci-runtime must be runc or crun');
-  const pollMs = values['poll-ms'] === undefined ? 1000 : Number(values['poll-ms']);
-  if (!Number.isInteger(pollMs) || pollMs < 50 || pollMs > 60_000) throw new UsageError('--poll-ms must be 50..60000');
-  const backend = backendFlag(values.backend);
+type Log = (event: Record<string, unknown>) => void;
 
-  const kube = await import('../../controller/kube.js');
-  const { KubeResultReporter } = await import('../../controller/recording-kube.js');
-  const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig));
-  const cri = new RuntimeCriClient(values.upstream);
-  const calls = await startCalls(backend, cri, pollMs, log);
-  const startedNs = BigInt(Date.now()) * 1_000_000n;
-  const exited = new ExitedContainers();
-  const done = new BoundedSet(16_384);
-  const recordings = new RecordingCache((ns, name) => reporter.recording(ns, name));
-  let stopping = false;
-  const stop = (signal: string) => {
-    log({ msg: 'stopping', signal });
-    stopping = true;
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('exit', () => calls.close());
+/** What the daemon asks of the API server (KubeResultReporter). */
+export interface ResultReporter {
+  recording(namespace: string, name: string): Promise<ProfileRecording | undefined>;
+  report(rec: ProfileRecording, result: ProfileRecordingResult): Promise<string>;
+}
 
-  const report = async (sb: Sandbox, c: Ctr, recName: string): Promise<void> => {
+export interface DaemonOptions {
+  cri: RuntimeCalls;
+  calls: CallSource;
+  reporter: ResultReporter;
+  /** This node's name (in results). */
+  node: string;
+  /** For pods whose runtime handler does not name crun. */
+  defaultRuntime: OciRuntime;
+  log: Log;
+  /** The clock of the waits (tests; default performance.now()). */
+  now?: MonotonicNow;
+}
+
+/** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited. */
+export class RecorderDaemon {
+  private readonly startedNs = BigInt(Date.now()) * 1_000_000n;
+  private readonly exited: ExitedContainers;
+  private readonly done = new BoundedSet(16_384);
+  private readonly recordings: RecordingCache;
+
+  constructor(private readonly o: DaemonOptions) {
+    this.exited = new ExitedContainers(o.now);
+    this.recordings = new RecordingCache((ns, name) => o.reporter.recording(ns, name), o.now);
+  }
+
+  private async report(sb: Sandbox, c: Ctr, recName: string): Promise<void> {
+    const { cri, calls, log } = this.o;
     const ns = sb.metadata?.namespace ?? '';
     const container = c.metadata?.name ?? '';
-    const rec = await recordings.get(ns, recName);
+    const rec = await this.recordings.get(ns, recName);
     const forget = () => {
       calls.forget(c.id);
-      exited.forget(c.id);
-      done.add(c.id);
+      this.exited.forget(c.id);
+      this.done.add(c.id);
     };
     if (!rec) {
       log({ level: 'warning', msg: 'pod names a recording that does not exist', pod: `${ns}/${sb.metadata?.name}`, recording: recName });
@@ -191,21 +195,22 @@ export async function run(argv: string[]): Promise<number> {
         container,
         containerID: c.id,
         ...(image ? { image } : {}),
-        runtime: (sb.runtime_handler ?? '').includes('crun') ? 'crun' : defaultRuntime,
-        node,
+        runtime: (sb.runtime_handler ?? '').includes('crun') ? 'crun' : this.o.defaultRuntime,
+        node: this.o.node,
         syscalls: [...recorded.syscalls].sort(),
         ia32: recorded.ia32,
         lostRecords: recorded.lost,
         unnamedCalls: recorded.unnamed.slice(0, 64),
       },
     };
-    const outcome = await reporter.report(rec, result);
+    const outcome = await this.o.reporter.report(rec, result);
     log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(recorded.incomplete ? { incomplete: recorded.incomplete } : {}) });
     forget();
-  };
+  }
 
-  /** One poll; returns the containers it found being recorded (passed to `seen`). */
-  const tick = async (): Promise<Set<string>> => {
+  /** One poll; returns the containers it found being recorded (for CallSource.maintain). */
+  async tick(): Promise<Set<string>> {
+    const { cri, calls, log } = this.o;
     const recorded = new Set<string>();
     const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
     for (const sb of sandboxes) {
@@ -213,33 +218,61 @@ export async function run(argv: string[]): Promise<number> {
       if (!recName) continue;
       const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as Ctr[];
       for (const c of ctrs) {
-        if (done.has(c.id)) continue;
-        if (BigInt(c.created_at ?? '0') < startedNs) {
+        if (this.done.has(c.id)) continue;
+        if (BigInt(c.created_at ?? '0') < this.startedNs) {
           log({ level: 'warning', msg: 'container started before the recorder; not reported', container: c.id.slice(0, 12), pod: `${sb.metadata?.namespace}/${sb.metadata?.name}` });
-          done.add(c.id);
+          this.done.add(c.id);
           continue;
         }
         await calls.seen(sb.id, c.id, c.state === 'CONTAINER_RUNNING');
         recorded.add(c.id);
         if (c.state !== 'CONTAINER_EXITED') continue;
         // Let the kernel's last records of the container arrive before reporting.
-        if (!exited.settled(c.id)) continue;
+        if (!this.exited.settled(c.id)) continue;
         try {
-          await report(sb, c, recName);
+          await this.report(sb, c, recName);
         } catch (e) {
           log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
         }
       }
     }
     return recorded;
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, help } = parseCommand(argv, FLAGS, `${HELP}\n\nthis node: ${describeBackends()}`, [0, 0]);
+  if (help) return 0;
+  if (!values.upstream) throw new UsageError('--upstream is required');
+  const node = values.node ?? process.env.NODE_NAME;
+  if (!node) throw new UsageError('--node (or $NODE_NAME) is required');
+  const defaultRuntime = (values['oci-runtime'] ?? 'runc') as OciRuntime;
+  if (defaultRuntime !== 'runc' && defaultRuntime !== 'crun') throw new UsageError('--oci-runtime must be runc or crun');
+  const pollMs = values['poll-ms'] === undefined ? 1000 : Number(values['poll-ms']);
+  if (!Number.isInteger(pollMs) || pollMs < 50 || pollMs > 60_000) throw new UsageError('--poll-ms must be 50..60000');
+  const backend = backendFlag(values.backend);
+
+  const kube = await import('../../controller/kube.js');
+  const { KubeResultReporter } = await import('../../controller/recording-kube.js');
+  const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig));
+  const cri = new RuntimeCriClient(values.upstream);
+  const calls = await startCalls(backend, cri, pollMs, log);
+  const daemon = new RecorderDaemon({ cri, calls, reporter, node, defaultRuntime, log });
+  let stopping = false;
+  const stop = (signal: string) => {
+    log({ msg: 'stopping', signal });
+    stopping = true;
   };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('exit', () => calls.close());
 
   log({ msg: 'recording', node, backend, source: calls.source });
   try {
     while (!stopping) {
       let recorded: Set<string> | undefined;
       try {
-        recorded = await tick();
+        recorded = await daemon.tick();
       } catch (e) {
         log({ level: 'error', msg: 'CRI poll failed', error: (e as Error).message });
       }
