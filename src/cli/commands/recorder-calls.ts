@@ -1,7 +1,7 @@
 // Where `spoke recorder` gets a container's calls, per backend: the audit-record session or the
 // eBPF counter (the backends `spoke record` uses).
 
-import { pidFromVerboseInfo, type RuntimeCriClient } from '../../recorder/cri.js';
+import { pidFromVerboseInfo, type RuntimeCalls } from '../../recorder/cri.js';
 import { RecordingSession } from '../../recorder/session.js';
 import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
 import { callsOfContainer, DEFAULT_MAP_KEYS, namesOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf-program.js';
@@ -40,8 +40,13 @@ export interface CallSource {
   close(): void;
 }
 
-function auditCalls(log: Log): CallSource {
-  const session = RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } });
+/** What the audit backend uses of its RecordingSession (tests give their own). */
+export type AuditSession = Pick<RecordingSession, 'source' | 'recorder' | 'lost' | 'close'>;
+
+/** What the eBPF backend uses of a BpfCounter (tests give their own). */
+export type Counter = Pick<BpfCounter, 'latest' | 'mapKeys' | 'nextDump' | 'stop' | 'close'>;
+
+export function auditCalls(session: AuditSession): CallSource {
   // Losses so far, sampled every poll: a container's share is everything since the last sample
   // before it was created (its short-lived children may be gone before the first poll sees it).
   const history: { atNs: bigint; unattributed: number; lost: number }[] = [{ atNs: 0n, unattributed: 0, lost: 0 }];
@@ -86,11 +91,11 @@ function auditCalls(log: Log): CallSource {
  * it ran (see callsOfContainer). The kernel maps only grow, so they are emptied (bpftrace
  * restarted) when no recorded container is running and they are more than half full.
  */
-async function bpfCalls(cri: RuntimeCriClient, pollMs: number, log: Log): Promise<CallSource> {
+export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => Promise<Counter>): Promise<CallSource> {
   let startedNs = 0n;
   const start = async () => {
     startedNs = BigInt(Date.now()) * 1_000_000n;
-    return BpfCounter.start({ dumpEveryMs: pollMs, mapKeys: DEFAULT_MAP_KEYS });
+    return startCounter();
   };
   let counter = await start();
   const pods = new Map<string, PodNamespaces>();
@@ -159,6 +164,7 @@ async function bpfCalls(cri: RuntimeCriClient, pollMs: number, log: Log): Promis
 }
 
 /** Starts the backend's call source; `log` gets its events (the daemon's stderr log). */
-export function startCalls(backend: RecordingBackend, cri: RuntimeCriClient, pollMs: number, log: Log): Promise<CallSource> {
-  return backend === 'bpf' ? bpfCalls(cri, pollMs, log) : Promise.resolve(auditCalls(log));
+export function startCalls(backend: RecordingBackend, cri: RuntimeCalls, pollMs: number, log: Log): Promise<CallSource> {
+  if (backend === 'bpf') return bpfCalls(cri, log, () => BpfCounter.start({ dumpEveryMs: pollMs, mapKeys: DEFAULT_MAP_KEYS }));
+  return Promise.resolve(auditCalls(RecordingSession.start({ logger: { log: (level, msg, fields) => log({ level, msg, ...fields }) } })));
 }
