@@ -5,6 +5,7 @@
 // could belong to two containers is counted as unattributed with the reason, never guessed.
 
 import type { Digest } from '../core/digest.js';
+import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 import { isAuditLossNotice, parseAuditRecord, recordTimeUs, SECCOMP_RET_LOG } from './audit.js';
 import type { MountNamespace } from './bpf-program.js';
 import type { Attribution } from './pids.js';
@@ -221,13 +222,34 @@ export class ExitAttribution {
   }
 }
 
+/** The clocks a watch reads (tests give their own). */
+export interface WatchClocks {
+  /** Wall-clock ms, the kernel's clock for audit timestamps. */
+  wall: () => number;
+  monotonic: MonotonicNow;
+}
+
+const systemClocks: WatchClocks = { wall: () => Date.now(), monotonic: monotonicNow };
+
 /**
  * `--for`: records counted as they are read, attributed through /proc while their process
  * lives; the others wait (per pid and syscall) for the exit map at the end of the watch.
+ *
+ * The kernel log is opened at its end, but a record can still be read after the start that was
+ * made before it: the kernel queues each record for kauditd, which prints it (or hands it to
+ * auditd, which writes it) later. So records stamped before `sinceMs` are left out. Their stamp
+ * is the kernel's wall clock, though, and a step of it back during the watch stamps every later
+ * denial "before the start": the bound moves back by the largest step back seen (the drop of
+ * the wall clock against the monotonic one), sampled as each record is read, so after its
+ * call. Only a record made before the start and still queued when the clock stepped back can
+ * then count.
  */
 export class LiveDenials {
   readonly tally = new DenialTally();
   private readonly pending = new Map<string, { pid: number; syscall: string; reason: string; count: number }>();
+  /** The wall clock's lead on the monotonic clock at the start, and the least of it seen since. */
+  private readonly startLead: number;
+  private leastLead: number;
 
   constructor(
     private readonly sinceMs: number,
@@ -235,10 +257,14 @@ export class LiveDenials {
     private readonly attribute: (pid: number, recordUs: number | undefined) => Attribution,
     /** Distinct (pid, syscall) pairs kept for the end; further ones are counted unattributed now. */
     private readonly maxPending = 65_536,
-  ) {}
+    private readonly clocks: WatchClocks = systemClocks,
+  ) {
+    this.startLead = this.leastLead = clocks.wall() - clocks.monotonic();
+  }
 
   addLine(line: string): void {
-    const l = logLineOf(line, this.sinceMs, this.bootWallMs);
+    this.leastLead = Math.min(this.leastLead, this.clocks.wall() - this.clocks.monotonic());
+    const l = logLineOf(line, this.sinceMs - (this.startLead - this.leastLead), this.bootWallMs);
     if (l?.kind === 'lost') this.tally.lost++;
     if (l?.kind !== 'record') return;
     this.tally.records++;

@@ -132,6 +132,82 @@ describe('LiveDenials (--for)', () => {
   });
 });
 
+describe('LiveDenials (--for): the start of the watch and the wall clock', () => {
+  const DAY_MS = 86_400_000;
+  const START_MS = Date.parse('2025-06-02T00:00:00Z');
+  const BOOT_MS = START_MS - DAY_MS;
+  const names = { holders: new Map<string, typeof DIGEST>(), references: new Map<typeof DIGEST, string>(), containers: new Map() };
+  /** A kmsg record as the kernel prints it, stamped `ms` by the kernel's wall clock. */
+  const at = (ms: number, pid: number, syscall: number) => {
+    const audit = `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, '0')}`;
+    return `6,${pid},${(ms - BOOT_MS) * 1000},-;audit: type=1326 audit(${audit}:${pid}): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=${pid} comm="x" exe="/bin/busybox" sig=0 arch=c000003e syscall=${syscall} compat=0 ip=0x47b567 code=0x7ffc0000`;
+  };
+  const inA = (): Attribution => ({ kind: 'container', containerId: A });
+  const counted = (live: LiveDenials) => live.finish([], new Map(), 99, names).other.map((e) => [e.syscall, e.count]);
+
+  test('a wall clock stepped back a day during the watch: a denial made after the step is counted', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: START_MS });
+    const live = new LiveDenials(Date.now(), BOOT_MS, inA);
+    t.mock.timers.setTime(START_MS - DAY_MS);
+    // The kernel stamps the record with its wall clock, stepped back with the node's.
+    live.addLine(at(START_MS - DAY_MS + 1000, 10, 83));
+    assert.deepEqual(counted(live), [['mkdir', 1]]);
+  });
+
+  test('a record made before the watch started and read during it (still queued for kauditd at the open) is not counted', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: START_MS });
+    const live = new LiveDenials(Date.now(), BOOT_MS, inA);
+    live.addLine(at(START_MS - 1000, 10, 83));
+    live.addLine(at(START_MS + 1000, 10, 95));
+    assert.deepEqual(counted(live), [['umask', 1]]);
+  });
+
+  /** Both clocks, moved by the test: `step` moves the wall clock alone, `pass` both. */
+  function clocks() {
+    const c = { wallMs: START_MS, monoMs: 5000 };
+    return {
+      clocks: { wall: () => c.wallMs, monotonic: () => c.monoMs },
+      step: (ms: number) => (c.wallMs += ms),
+      pass: (ms: number) => {
+        c.wallMs += ms;
+        c.monoMs += ms;
+      },
+      wallMs: () => c.wallMs,
+    };
+  }
+
+  test('with the clocks given: records read before a step back are judged by the start, those after it by the start less the step', () => {
+    const k = clocks();
+    const live = new LiveDenials(START_MS, BOOT_MS, inA, undefined, k.clocks);
+    k.pass(10);
+    live.addLine(at(START_MS - 5, 10, 83)); // queued before the start: not counted
+    live.addLine(at(START_MS + 5, 10, 95));
+    k.pass(1000);
+    const beforeStep = at(k.wallMs(), 10, 2); // made before the step, read after it
+    k.step(-DAY_MS);
+    k.pass(1000);
+    live.addLine(beforeStep);
+    live.addLine(at(k.wallMs(), 10, 83));
+    k.pass(60_000);
+    live.addLine(at(k.wallMs(), 10, 83));
+    assert.deepEqual(counted(live), [
+      ['mkdir', 2],
+      ['open', 1],
+      ['umask', 1],
+    ]);
+  });
+
+  test('with the clocks given: a wall clock stepped forward counts every later denial and still no record from before the start', () => {
+    const k = clocks();
+    const live = new LiveDenials(START_MS, BOOT_MS, inA, undefined, k.clocks);
+    k.pass(1000);
+    k.step(DAY_MS);
+    live.addLine(at(START_MS - 1000, 10, 2)); // queued before the start
+    live.addLine(at(k.wallMs(), 10, 83));
+    assert.deepEqual(counted(live), [['mkdir', 1]]);
+  });
+});
+
 test('the tally is bounded: syscall numbers no table names are folded past a cap, their counts kept', () => {
   // The number is the caller's choice: 1,000,000 distinct ones held ~400 MB of one report.
   const line = (nr: number) => `5,1,1,-;audit: type=1326 audit(1795449621.225:1): pid=7 comm="x" exe="/x" sig=0 arch=c000003e syscall=${nr} compat=0 ip=0x1 code=0x7ffc0000`;
