@@ -32,9 +32,9 @@ ProfileRecordingResult (its syscall names, node, image, runtime) is created in t
 namespace, owned by the recording; lostRecords > 0 in it (records lost or not attributable, or
 a container whose namespace could not be told apart) makes the controller fail the recording
 as incomplete. The controller builds the profile when the recording is annotated
-recording.spoke.dev/finalize=<value>. Containers created before the recorder started are not
-reported (their start-up calls were missed). Needs root; one per node (DaemonSet),
-ServiceAccount with ClusterRole spoke-recorder.
+recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
+not reported (their start-up calls were missed), whatever their creation time. Needs root; one
+per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
 
 options:
   --upstream SOCK     the CRI runtime socket (containerd, CRI-O)
@@ -156,7 +156,16 @@ export interface DaemonOptions {
 
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited. */
 export class RecorderDaemon {
-  private readonly startedNs = BigInt(Date.now()) * 1_000_000n;
+  /**
+   * The containers the runtime listed at the daemon's first poll, made right after the call
+   * source started: their first calls may predate it. Known by id, not by created_at, which is
+   * the runtime's wall clock: a step of it back after the start made every later container
+   * "created before the recorder" (never reported), and one back before the start let a
+   * container that existed then pass for a new one (reported without its start-up calls).
+   * undefined until a listing succeeds (the poll fails before it): containers created meanwhile
+   * count as existing, never as recorded whole.
+   */
+  private existing: Set<string> | undefined;
   private readonly exited: ExitedContainers;
   private readonly done = new BoundedSet(16_384);
   private readonly recordings: RecordingCache;
@@ -212,6 +221,7 @@ export class RecorderDaemon {
   async tick(): Promise<Set<string>> {
     const { cri, calls, log } = this.o;
     const recorded = new Set<string>();
+    this.existing ??= new Set((((await cri.rt('ListContainers', {})).containers ?? []) as Ctr[]).map((c) => c.id));
     const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
     for (const sb of sandboxes) {
       const recName = sb.annotations?.[POD_RECORDING_ANNOTATION];
@@ -219,8 +229,8 @@ export class RecorderDaemon {
       const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as Ctr[];
       for (const c of ctrs) {
         if (this.done.has(c.id)) continue;
-        if (BigInt(c.created_at ?? '0') < this.startedNs) {
-          log({ level: 'warning', msg: 'container started before the recorder; not reported', container: c.id.slice(0, 12), pod: `${sb.metadata?.namespace}/${sb.metadata?.name}` });
+        if (this.existing.has(c.id)) {
+          log({ level: 'warning', msg: 'container existed when the recorder started; not reported', container: c.id.slice(0, 12), pod: `${sb.metadata?.namespace}/${sb.metadata?.name}` });
           this.done.add(c.id);
           continue;
         }
