@@ -92,10 +92,21 @@ export function auditCalls(session: AuditSession): CallSource {
  * restarted) when no recorded container is running and they are more than half full.
  */
 export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => Promise<Counter>): Promise<CallSource> {
-  let startedNs = 0n;
+  // The containers the runtime lists once the counter is attached (at its start and each
+  // restart): their first calls may predate it. Known by id, not by created_at, which is the
+  // runtime's wall clock: a step of it back after a restart made every later container
+  // "created before the counter" (incomplete), one back before it let a container that existed
+  // then pass for a new one (its first calls missing). undefined while no listing after the
+  // last start has succeeded: the next housekeeping or report lists (a report fails until
+  // then), and containers created meanwhile count as predating the counter.
+  let predating: Set<string> | undefined;
+  const listPredating = async (): Promise<Set<string>> =>
+    (predating ??= new Set((((await cri.rt('ListContainers', {})).containers ?? []) as { id: string }[]).map((c) => c.id)));
   const start = async () => {
-    startedNs = BigInt(Date.now()) * 1_000_000n;
-    return startCounter();
+    const started = await startCounter();
+    predating = undefined;
+    await listPredating().catch((e: Error) => log({ level: 'warning', msg: 'containers not listed after the eBPF counter started; listed at the next poll', error: e.message }));
+    return started;
   };
   let counter = await start();
   const pods = new Map<string, PodNamespaces>();
@@ -120,9 +131,8 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
         if (pid !== undefined) pids.set(id, pid);
       }
     },
-    of: async (sb, id, createdNs) => {
-      // Its first calls may predate a restart of the counter.
-      if (createdNs < startedNs) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: 'created before the eBPF counter last started' };
+    of: async (sb, id) => {
+      if ((await listPredating()).has(id)) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: 'it existed when the eBPF counter last started: its first calls may be missing' };
       const pod = pods.get(sb);
       if (!pod) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
       let dump;
@@ -143,6 +153,7 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
       active.delete(id);
     },
     maintain: async (recorded) => {
+      await listPredating().catch(() => undefined);
       // A recorded container gone from the runtime before its report (its pod deleted) is no
       // longer recorded: it must not keep the maps from being emptied.
       if (recorded) for (const id of active) if (!recorded.has(id)) source.forget(id);
