@@ -25,10 +25,11 @@ export interface Recorded {
 export interface CallSource {
   readonly source: string;
   readonly failure: Error | undefined;
+  /** Called as each poll begins, before the runtime is listed. */
+  pollStarts(): void;
   /** Called on every poll for each recorded container (running: whether it runs now). */
   seen(sandboxId: string, containerId: string, running: boolean): Promise<void>;
-  /** createdNs: the container's created_at (ns since the epoch). */
-  of(sandboxId: string, containerId: string, createdNs: bigint): Promise<Recorded>;
+  of(sandboxId: string, containerId: string): Promise<Recorded>;
   forget(containerId: string): void;
   /**
    * Between polls: housekeeping. `recorded`: the containers the poll just passed to `seen`, or
@@ -47,15 +48,32 @@ export type AuditSession = Pick<RecordingSession, 'source' | 'recorder' | 'lost'
 export type Counter = Pick<BpfCounter, 'latest' | 'mapKeys' | 'nextDump' | 'stop' | 'close'>;
 
 export function auditCalls(session: AuditSession): CallSource {
-  // Losses so far, sampled every poll: a container's share is everything since the last sample
-  // before it was created (its short-lived children may be gone before the first poll sees it).
-  const history: { atNs: bigint; unattributed: number; lost: number }[] = [{ atNs: 0n, unattributed: 0, lost: 0 }];
+  // A container's share of the losses is everything since the last complete poll that did not
+  // list it began (it was created after that): its short-lived children may be gone before the
+  // first poll sees it. Judged by polls, not by its created_at, which is the runtime's wall
+  // clock: a step of it back after a container's creation made samples taken after it pass
+  // for earlier ones (losses of its own left out: a lossy recording passed for whole), and one
+  // back before the creation put it before every sample since the daemon started (every loss
+  // since then counted: a recording failed for nothing).
+  type Losses = { unattributed: number; lost: number };
+  const atStart: Losses = { unattributed: 0, lost: 0 };
+  const losses = (): Losses => ({ unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
+  /** When the poll under way began, and when the last complete one did. */
+  let pollBegan = atStart;
+  let completeBegan = atStart;
+  /** Per container seen: the losses when the last complete poll before it began. */
+  const bases = new Map<string, Losses>();
   return {
     source: session.source.path,
     failure: undefined,
-    seen: async () => undefined,
-    of: async (_sb, id, createdNs) => {
-      const base = history.findLast((h) => h.atNs <= createdNs) ?? history[0]!;
+    pollStarts: () => {
+      pollBegan = losses();
+    },
+    seen: async (_sb, id) => {
+      if (!bases.has(id)) bases.set(id, completeBegan);
+    },
+    of: async (_sb, id) => {
+      const base = bases.get(id) ?? atStart;
       const unattributed = session.recorder.stats.unattributedLogged - base.unattributed;
       const lost = session.lost() - base.lost;
       const dropped = session.recorder.wasDropped(id) ? 1 : 0;
@@ -74,12 +92,15 @@ export function auditCalls(session: AuditSession): CallSource {
         ...(why.length > 0 ? { incomplete: `since it was created: ${why.join(', ')}` } : {}),
       };
     },
-    forget: (id) => session.recorder.forget(id),
+    forget: (id) => {
+      session.recorder.forget(id);
+      bases.delete(id);
+    },
     maintain: async (recorded) => {
-      if (recorded) session.recorder.prune(recorded);
-      history.push({ atNs: BigInt(Date.now()) * 1_000_000n, unattributed: session.recorder.stats.unattributedLogged, lost: session.lost() });
-      // Keeps the first (daemon start) entry; older samples only serve containers created earlier.
-      if (history.length > 4096) history.splice(1, history.length - 4096);
+      if (!recorded) return;
+      session.recorder.prune(recorded);
+      completeBegan = pollBegan;
+      for (const id of bases.keys()) if (!recorded.has(id)) bases.delete(id);
     },
     close: () => session.close(),
   };
@@ -120,6 +141,7 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
     get failure() {
       return failure;
     },
+    pollStarts: () => undefined,
     seen: async (sb, id, running) => {
       active.add(id);
       if (!pods.has(sb)) {

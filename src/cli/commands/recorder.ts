@@ -70,7 +70,6 @@ interface Ctr {
   image?: { image?: string; user_specified_image?: string };
   image_ref?: string;
   state?: string;
-  created_at?: string;
 }
 
 // Both waits below are measured on the monotonic clock (injectable for tests). On the wall
@@ -195,7 +194,7 @@ export class RecorderDaemon {
       const st = (await cri.rt('ContainerStatus', { container_id: c.id })).status as { image?: { image?: string }; image_ref?: string } | undefined;
       image = [c.image?.user_specified_image, st?.image?.image, st?.image_ref, c.image?.image].find((i) => i && !i.startsWith('sha256:')) ?? '';
     }
-    const recorded = await calls.of(sb.id, c.id, BigInt(c.created_at ?? '0'));
+    const recorded = await calls.of(sb.id, c.id);
     const result: ProfileRecordingResult = {
       metadata: { name: childName(recName, c.id.slice(0, 16)), labels: { 'recording.spoke.dev/name': recName.length <= 63 ? recName : recName.slice(0, 63).replace(/[-.]+$/, '') } },
       spec: {
@@ -221,6 +220,7 @@ export class RecorderDaemon {
   async tick(): Promise<Set<string>> {
     const { cri, calls, log } = this.o;
     const recorded = new Set<string>();
+    calls.pollStarts();
     this.existing ??= new Set((((await cri.rt('ListContainers', {})).containers ?? []) as Ctr[]).map((c) => c.id));
     const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
     for (const sb of sandboxes) {

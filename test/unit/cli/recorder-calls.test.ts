@@ -4,9 +4,13 @@
 import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { bpfCalls, type Counter } from '../../../src/cli/commands/recorder-calls.js';
+import { RecorderDaemon } from '../../../src/cli/commands/recorder.js';
+import { auditCalls, bpfCalls, type Counter } from '../../../src/cli/commands/recorder-calls.js';
+import type { ProfileRecording, ProfileRecordingResult } from '../../../src/controller/recording.js';
 import type { BpfDump } from '../../../src/recorder/bpf-program.js';
 import type { Msg, RuntimeCalls } from '../../../src/recorder/cri.js';
+import { SyscallRecorder } from '../../../src/recorder/recorder.js';
+import type { AuditSource } from '../../../src/recorder/source.js';
 
 const DAY_MS = 86_400_000;
 const START_MS = Date.parse('2025-06-02T00:00:00Z');
@@ -57,24 +61,23 @@ describe('recorder daemon, eBPF: containers created before the counter last star
     await src.maintain(new Set());
     assert.equal(c.starts, 2, 'restarted while nothing was recorded');
     t.mock.timers.setTime(START_MS - DAY_MS);
-    // created after the restart; containerd stamps it with the stepped wall clock
-    cri.ids.push('c1');
+    cri.ids.push('c1'); // created after the restart (its created_at on the stepped clock is not read)
     await src.seen('sb1', 'c1', false);
-    const r = await src.of('sb1', 'c1', ns(Date.now()));
+    const r = await src.of('sb1', 'c1');
     assert.equal(r.incomplete, undefined);
     assert.deepEqual([...r.syscalls], ['read']);
     assert.equal(r.lost, 0);
   });
 
-  it('a container that existed when the counter restarted is incomplete, though its created_at is after the restart (a clock stepped back before it)', async (t) => {
+  it('a container that existed when the counter restarted, not yet seen by a poll, is incomplete whatever its created_at', async (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: START_MS });
     const cri = new FakeRuntime();
     const { start } = counters();
     const src = await bpfCalls(cri, () => undefined, start);
-    cri.ids.push('c0'); // created, not yet seen by a poll, when the counter restarts
+    cri.ids.push('c0');
     await src.maintain(new Set());
     await src.seen('sb1', 'c0', false);
-    const r = await src.of('sb1', 'c0', ns(START_MS + 3_600_000));
+    const r = await src.of('sb1', 'c0');
     assert.equal(r.lost, 1);
     assert.match(r.incomplete ?? '', /eBPF counter last started/);
   });
@@ -88,12 +91,105 @@ describe('recorder daemon, eBPF: containers created before the counter last star
     await src.maintain(new Set());
     cri.ids.push('c1');
     await src.seen('sb1', 'c1', false);
-    await assert.rejects(src.of('sb1', 'c1', ns(Date.now())), /unavailable/);
+    await assert.rejects(src.of('sb1', 'c1'), /unavailable/);
     cri.failList = false;
-    assert.match((await src.of('sb1', 'c1', ns(Date.now()))).incomplete ?? '', /eBPF counter last started/);
+    assert.match((await src.of('sb1', 'c1')).incomplete ?? '', /eBPF counter last started/);
     cri.ids.push('c2');
     await src.seen('sb1', 'c2', false);
     src.forget('c1');
-    assert.equal((await src.of('sb1', 'c2', ns(Date.now()))).lost, 0);
+    assert.equal((await src.of('sb1', 'c2')).lost, 0);
+  });
+});
+
+/** A runtime with one pod a recording selects, for the daemon; its containers are the test's. */
+class PodRuntime implements RuntimeCalls {
+  readonly containers: { id: string; pod_sandbox_id: string; metadata: { name: string }; image: { user_specified_image: string }; state: string; created_at: string }[] = [];
+
+  create(id: string): { state: string } {
+    const c = { id, pod_sandbox_id: 'sb1', metadata: { name: 'app' }, image: { user_specified_image: 'r.io/app:1' }, state: 'CONTAINER_RUNNING', created_at: String(ns(Date.now())) };
+    this.containers.push(c);
+    return c;
+  }
+
+  async rt(name: string): Promise<Msg> {
+    if (name === 'ListPodSandbox') return { items: [{ id: 'sb1', metadata: { name: 'pod', namespace: 'team' }, annotations: { 'recording.spoke.dev/name': 'rec' } }] };
+    if (name === 'ListContainers') return { containers: this.containers };
+    throw new Error(`unexpected CRI call ${name}`);
+  }
+}
+
+/**
+ * The audit source under the daemon, as run() drives them (a poll, then the source's
+ * housekeeping), over a recorder fed by the test: pid 99 is a process no container can be named
+ * for (a forked child that exited before it was seen).
+ */
+function auditDaemon(t: import('node:test').TestContext) {
+  t.mock.timers.enable({ apis: ['Date'], now: START_MS });
+  const recorder = new SyscallRecorder({ attribute: (pid) => (pid === 99 ? { kind: 'unattributed', reason: 'exited before it was seen' } : { kind: 'host' }) });
+  const source: AuditSource = { kind: 'kmsg', path: '/dev/kmsg', lost: 0, poll: () => [], close: () => undefined };
+  const calls = auditCalls({ source, recorder, lost: () => recorder.stats.lossNotices, close: () => undefined });
+  const cri = new PodRuntime();
+  const results: ProfileRecordingResult[] = [];
+  const mono = { ms: 0 };
+  const daemon = new RecorderDaemon({
+    cri,
+    calls,
+    node: 'n1',
+    defaultRuntime: 'runc',
+    log: () => undefined,
+    now: () => mono.ms,
+    reporter: {
+      recording: async (namespace, name) => ({ metadata: { namespace, name }, spec: {} }) as unknown as ProfileRecording,
+      report: async (_rec, result) => {
+        results.push(result);
+        return 'created';
+      },
+    },
+  });
+  const poll = async () => calls.maintain(await daemon.tick());
+  return {
+    cri,
+    results,
+    poll,
+    /** A logged call the kernel recorded for pid 99, now. */
+    unattributedCall: () => recorder.addLine(`6,1,1,-;audit: type=1326 audit(${Math.floor(Date.now() / 1000)}.000:1): pid=99 comm="x" exe="/x" sig=0 arch=c000003e syscall=0 compat=0 ip=0x1 code=0x7ffc0000`),
+    /** Lets the container exit and the daemon report it (its 1 s wait on the monotonic clock). */
+    exitAndReport: async (c: { state: string }) => {
+      c.state = 'CONTAINER_EXITED';
+      await poll();
+      mono.ms += 1000;
+      await poll();
+    },
+  };
+}
+
+describe('recorder daemon, audit: the records lost since a container was created', () => {
+  it('a wall clock stepped back a day after a container was created: a logged call no container could be named for since then still makes it incomplete', async (t) => {
+    const d = auditDaemon(t);
+    await d.poll();
+    const c1 = d.cri.create('c1');
+    d.unattributedCall();
+    t.mock.timers.setTime(START_MS - DAY_MS);
+    await d.poll();
+    await d.exitAndReport(c1);
+    assert.equal(d.results.length, 1);
+    assert.equal(d.results[0]!.spec.lostRecords, 1);
+  });
+
+  it('a wall clock stepped back a day before a container was created: a logged call of the node from well before it does not make it incomplete', async (t) => {
+    const d = auditDaemon(t);
+    await d.poll();
+    d.unattributedCall();
+    t.mock.timers.setTime(START_MS + 1000);
+    await d.poll();
+    t.mock.timers.setTime(START_MS + 2000);
+    await d.poll();
+    t.mock.timers.setTime(START_MS - DAY_MS);
+    const c1 = d.cri.create('c1');
+    t.mock.timers.setTime(START_MS - DAY_MS + 100);
+    await d.poll();
+    await d.exitAndReport(c1);
+    assert.equal(d.results.length, 1);
+    assert.equal(d.results[0]!.spec.lostRecords, 0);
   });
 });

@@ -55,6 +55,7 @@ function calls(): CallSource & { seenIds: Set<string> } {
     seenIds,
     source: 'fake',
     failure: undefined,
+    pollStarts: () => undefined,
     seen: async (_sb, id) => void seenIds.add(id),
     of: async () => ({ syscalls: new Set(['read']), ia32: false, unnamed: [], lost: 0 }),
     forget: () => undefined,
