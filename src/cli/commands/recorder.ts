@@ -156,13 +156,13 @@ export interface DaemonOptions {
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited. */
 export class RecorderDaemon {
   /**
-   * The containers the runtime listed at the daemon's first poll, made right after the call
-   * source started: their first calls may predate it. Known by id, not by created_at, which is
-   * the runtime's wall clock: a step of it back after the start made every later container
-   * "created before the recorder" (never reported), and one back before the start let a
-   * container that existed then pass for a new one (reported without its start-up calls).
-   * undefined until a listing succeeds (the poll fails before it): containers created meanwhile
-   * count as existing, never as recorded whole.
+   * The containers the runtime listed once the call source had started (listExisting, before
+   * the daemon logs that it records): their first calls may predate it. Known by id, not by
+   * created_at, which is the runtime's wall clock: a step of it back after the start made
+   * every later container "created before the recorder" (never reported), and one back before
+   * the start let a container that existed then pass for a new one (reported without its
+   * start-up calls). undefined until a listing succeeds (each poll fails before it): containers
+   * created meanwhile count as existing, never as recorded whole.
    */
   private existing: Set<string> | undefined;
   private readonly exited: ExitedContainers;
@@ -172,6 +172,11 @@ export class RecorderDaemon {
   constructor(private readonly o: DaemonOptions) {
     this.exited = new ExitedContainers(o.now);
     this.recordings = new RecordingCache((ns, name) => o.reporter.recording(ns, name), o.now);
+  }
+
+  /** Takes the containers the runtime lists now as those that existed at the start, unless a listing succeeded before. */
+  async listExisting(): Promise<Set<string>> {
+    return (this.existing ??= new Set((((await this.o.cri.rt('ListContainers', {})).containers ?? []) as Ctr[]).map((c) => c.id)));
   }
 
   private async report(sb: Sandbox, c: Ctr, recName: string): Promise<void> {
@@ -221,7 +226,7 @@ export class RecorderDaemon {
     const { cri, calls, log } = this.o;
     const recorded = new Set<string>();
     calls.pollStarts();
-    this.existing ??= new Set((((await cri.rt('ListContainers', {})).containers ?? []) as Ctr[]).map((c) => c.id));
+    const existing = await this.listExisting();
     const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
     for (const sb of sandboxes) {
       const recName = sb.annotations?.[POD_RECORDING_ANNOTATION];
@@ -229,7 +234,7 @@ export class RecorderDaemon {
       const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as Ctr[];
       for (const c of ctrs) {
         if (this.done.has(c.id)) continue;
-        if (this.existing.has(c.id)) {
+        if (existing.has(c.id)) {
           log({ level: 'warning', msg: 'container existed when the recorder started; not reported', container: c.id.slice(0, 12), pod: `${sb.metadata?.namespace}/${sb.metadata?.name}` });
           this.done.add(c.id);
           continue;
@@ -277,6 +282,11 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('exit', () => calls.close());
 
+  try {
+    await daemon.listExisting();
+  } catch (e) {
+    log({ level: 'error', msg: 'CRI poll failed', error: (e as Error).message });
+  }
   log({ msg: 'recording', node, backend, source: calls.source });
   try {
     while (!stopping) {

@@ -130,4 +130,15 @@ describe('recorder daemon: containers created before it started', () => {
     assert.equal(src.seenIds.size, 0);
     assert.deepEqual(rep.reported, []);
   });
+
+  it('the listing at the start is the line: a container created after it, before the first poll, is recorded', async (t) => {
+    const { cri, src, rep, make, polls } = setup(t);
+    cri.create('c0', 'CONTAINER_EXITED', START_MS - 60_000);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED', START_MS - 60_000);
+    await polls(daemon);
+    assert.deepEqual([...src.seenIds], ['c1']);
+    assert.deepEqual(rep.reported, ['c1']);
+  });
 });
