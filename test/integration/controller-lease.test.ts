@@ -106,32 +106,10 @@ describe('Lease leader election against the fake API server', () => {
     await a.stop();
     assert.deepEqual(events, ['a started', 'a stopped']);
   });
-});
 
-/** `p`, or a failure naming `what` once `ms` passed without it settling. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms for ${what}`)), ms)));
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// An API server that takes a request and never answers (the connection stays open): each
-// request of the elector carries a deadline, so the hung one is given up, its connection closed,
-// and the next try runs; stop() returns although nothing answers (docs/binding.md#replicas).
-describe('Lease leader election against an API server that does not answer', () => {
-  let fake: FakeApiServer;
-  let kc: KubeConfig;
-  before(async () => {
-    fake = new FakeApiServer({ resources: [LEASES], token: 'lease-token' });
-    kc = fakeKubeConfig(await fake.listen(), 'lease-token');
-  });
-  after(() => fake.close());
-
-  const holder = (name: string) => (fake.get(LEASES, 'spoke-system', name)?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+  // An API server that takes a request and never answers (the connection stays open): each
+  // request of the elector carries a deadline, so the hung one is given up, its connection closed,
+  // and the next try runs; stop() returns although nothing answers (docs/binding.md#replicas).
   const hungOn = (name: string): HungRequest[] => fake.hung.filter((h) => h.path.endsWith(`/leases/${name}`));
 
   it('a renewal left unanswered is given up, its connection closed, and the next try renews the Lease', async () => {
@@ -175,6 +153,18 @@ describe('Lease leader election against an API server that does not answer', () 
     }
   });
 });
+
+/** `p`, or a failure naming `what` once `ms` passed without it settling. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 
 // The same elector against an in-memory Lease whose requests a test can hold, answer late or
 // refuse: the races of abandoned requests, without a network in the way.

@@ -2,8 +2,8 @@
 // (src/registry/client.ts REFERRERS_ABSENT_MS, docs/signatures.md): how that window is measured.
 
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { localHttpServer } from '../../helpers/local-http.js';
 import { systemClock } from '../../../src/core/runtime.js';
 import { UndiciRegistryClient } from '../../../src/registry/client.js';
 
@@ -11,26 +11,17 @@ const DAY_MS = 86_400_000;
 
 describe('referrers API remembered absent', () => {
   let referrerRequests = 0;
-  const server = createServer((req, res) => {
+  const server = localHttpServer((req, res) => {
     if (req.url?.includes('/referrers/')) referrerRequests++;
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
-  });
-  let registry = '';
-  before(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    registry = `127.0.0.1:${(server.address() as { port: number }).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
   });
 
   it('for ten minutes of the monotonic clock: a wall-clock step neither stretches nor cuts the window', async () => {
     let wall = Date.parse('2025-06-02T00:00:00Z');
     let mono = 0;
     const client = new UndiciRegistryClient({ plainHttp: true, retries: 0, clock: { now: () => wall, sleep: systemClock.sleep }, monotonicNow: () => mono });
-    const repo = { registry, repository: 'team/profile' };
+    const repo = { registry: server.host(), repository: 'team/profile' };
     const digest = `sha256:${'a'.repeat(64)}` as const;
     const ask = () => client.getReferrers(repo, digest, { maxBytes: 4096 });
     try {

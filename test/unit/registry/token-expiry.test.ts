@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { localHttpServer } from '../../helpers/local-http.js';
 import { systemClock } from '../../../src/core/runtime.js';
 import { UndiciRegistryClient } from '../../../src/registry/client.js';
 
@@ -14,8 +14,7 @@ const DIGEST = `sha256:${createHash('sha256').update(BLOB).digest('hex')}` as co
 
 describe('bearer token lifetime', () => {
   let tokenRequests = 0;
-  let registry = '';
-  const server = createServer((req, res) => {
+  const server = localHttpServer((req, res) => {
     if (req.url?.startsWith('/token')) {
       tokenRequests++;
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -23,20 +22,12 @@ describe('bearer token lifetime', () => {
       return;
     }
     if (!req.headers.authorization?.startsWith('Bearer t')) {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${registry}/token",service="test"` });
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${server.host()}/token",service="test"` });
       res.end();
       return;
     }
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
     res.end(BLOB);
-  });
-  before(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    registry = `127.0.0.1:${(server.address() as { port: number }).port}`;
-  });
-  after(() => {
-    server.closeAllConnections();
-    server.close();
   });
 
   /** A client on a wall clock and a monotonic clock the test moves, and a blob fetch through it. */
@@ -48,7 +39,7 @@ describe('bearer token lifetime', () => {
       clock: { now: () => clocks.wall, sleep: systemClock.sleep },
       monotonicNow: () => clocks.mono,
     });
-    const fetch = async () => (await client.getBlob({ registry, repository: 'team/profile' }, DIGEST, { maxBytes: 4096 })).bytes;
+    const fetch = async () => (await client.getBlob({ registry: server.host(), repository: 'team/profile' }, DIGEST, { maxBytes: 4096 })).bytes;
     return { clocks, client, fetch };
   }
 
