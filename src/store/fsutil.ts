@@ -22,6 +22,7 @@
 import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { SpokeError } from '../core/errors.js';
 import { uniqueSuffix } from '../core/unique.js';
 
 const fsyncFd = promisify(fsync);
@@ -163,7 +164,12 @@ export class TempDir {
     return join(this.dir, `.tmp-${process.pid}-${uniqueSuffix()}`);
   }
 
-  /** A new empty file in the directory, open for writing; the caller closes and places or removes it. */
+  /**
+   * A new empty file in the directory, open for writing; the caller closes and places or removes
+   * it. One made ahead may have been removed since it was made (by hand, or gc of a process whose
+   * clock says it is old): the caller checks the name is still its own once it has written
+   * (stageFile), where the fstat it makes anyway tells.
+   */
   create(mode = PREPARED_MODE): TempFile {
     if (this.prepared > 0 && mode === PREPARED_MODE) {
       const made = this.takeReady();
@@ -173,14 +179,19 @@ export class TempDir {
       }
       if (made) return made;
     }
+    return this.createNow(mode);
+  }
+
+  /** A new empty file made now, never one made ahead. */
+  createNow(mode = PREPARED_MODE): TempFile {
     const path = this.name();
     return { path, fd: withDir(this.dir, () => openSync(path, 'wx', mode)) };
   }
 
-  /** A file made ahead that is young and still there; the others found on the way are removed. */
+  /** A file made ahead that is young; the stale ones found on the way are removed. */
   private takeReady(): TempFile | undefined {
     for (let f = this.ready.shift(); f !== undefined; f = this.ready.shift()) {
-      if (this.now() - f.madeAt < PREPARED_FRESH_MS && fstatSync(f.fd).nlink === 1) return { path: f.path, fd: f.fd };
+      if (this.now() - f.madeAt < PREPARED_FRESH_MS) return { path: f.path, fd: f.fd };
       closeSync(f.fd);
       unlinkQuiet(f.path);
     }
@@ -236,13 +247,31 @@ export class TempDir {
  * `exclusive`: commitStaged places it only where no file exists yet.
  */
 export async function stageFile(target: string, data: Uint8Array | string, tmpDir: string | TempDir, opts: WriteOptions & { exclusive?: boolean } = {}): Promise<StagedFile> {
+  const dir = typeof tmpDir === 'string' ? new TempDir(tmpDir) : tmpDir;
+  const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+  // A file made ahead and removed since took the bytes under no name (TempDir.create): written
+  // again, to a file made now.
+  const staged = (await writeTemp(target, bytes, dir.create(opts.mode), opts)) ?? (await writeTemp(target, bytes, dir.createNow(opts.mode), opts));
+  if (staged === undefined) {
+    throw new SpokeError('Internal', `a temp file in ${dir.dir} was removed while ${target} was written to it`, { file: target }, { reason: 'STATE_CORRUPT' });
+  }
+  return staged;
+}
+
+/** `bytes` written and flushed to `file`; undefined (the file closed and gone) when its name is no longer its own. */
+async function writeTemp(target: string, bytes: Uint8Array, file: TempFile, opts: WriteOptions & { exclusive?: boolean }): Promise<StagedFile | undefined> {
   const durable = opts.fsync ?? true;
-  const { path: tmp, fd } = (typeof tmpDir === 'string' ? new TempDir(tmpDir) : tmpDir).create(opts.mode);
+  const { path: tmp, fd } = file;
   let identity: FileIdentity;
   try {
-    await writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    await writeAll(fd, bytes);
     if (durable) await flush(fd, opts.flushInline?.() ?? false);
     const st = fstatSync(fd);
+    if (st.nlink !== 1) {
+      closeSync(fd);
+      unlinkQuiet(tmp);
+      return undefined;
+    }
     identity = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
   } catch (e) {
     closeSync(fd);

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -53,21 +53,26 @@ describe('TempDir', () => {
     closeSync(f.fd);
   });
 
-  it('never hands out a file gc removed or one older than the freshness limit', async () => {
-    const dir = join(tempRoot(), 'tmp');
+  it('a write into files made ahead that were removed since lands all the same; a file older than the freshness limit is never handed out', async () => {
+    const root = tempRoot();
+    const dir = join(root, 'tmp');
     let now = 1_000_000;
     const temp = new TempDir(dir, 2, () => now);
     closeSync(temp.create().fd);
     await until(temp, dir, 3);
     const prepared = readdirSync(dir).map((n) => join(dir, n));
-    // gc's rule for old temp files removed them all.
+    // Removed by hand, or by gc of a process whose clock calls them old.
     for (const p of prepared) unlinkSync(p);
-    const a = temp.create();
-    assert.ok(!prepared.includes(a.path));
-    assert.equal(fstatSync(a.fd).nlink, 1);
-    closeSync(a.fd);
-    await until(temp, dir, 3);
-    const young = readdirSync(dir).map((n) => join(dir, n)).filter((p) => p !== a.path);
+    for (const name of ['a', 'b']) {
+      const staged = await stageFile(join(root, name), `data ${name}`, temp, { fsync: false });
+      assert.ok(!prepared.includes(staged.tmp), 'written again to a file made now');
+      assert.deepEqual(await commitStaged([staged]), []);
+      assert.equal(readFileSync(join(root, name), 'utf8'), `data ${name}`);
+      assert.equal(statSync(join(root, name)).ino, staged.identity.ino);
+    }
+    assert.deepEqual(readdirSync(dir).filter((n) => prepared.includes(join(dir, n))), []);
+    await until(temp, dir, 2);
+    const young = readdirSync(dir).map((n) => join(dir, n));
     now += 21 * 60_000;
     const b = temp.create();
     assert.ok(!young.includes(b.path), 'a stale prepared file is not handed out');
