@@ -153,6 +153,8 @@ export interface DaemonOptions {
   now?: MonotonicNow;
 }
 
+const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
+
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited. */
 export class RecorderDaemon {
   /**
@@ -161,10 +163,15 @@ export class RecorderDaemon {
    * created_at, which is the runtime's wall clock: a step of it back after the start made
    * every later container "created before the recorder" (never reported), and one back before
    * the start let a container that existed then pass for a new one (reported without its
-   * start-up calls). undefined until a listing succeeds (each poll fails before it): containers
-   * created meanwhile count as existing, never as recorded whole.
+   * start-up calls). undefined until a listing succeeds (each poll fails before it).
    */
   private existing: Set<string> | undefined;
+  /**
+   * The listing of `existing` came from a poll after the start (the one at the start failed):
+   * it holds containers created since the start too, which are recorded then, and reported with
+   * their first calls possibly missing (a failed result, never a silent gap nor one recorded whole).
+   */
+  private startUnknown = false;
   private readonly exited: ExitedContainers;
   private readonly done = new BoundedSet(16_384);
   private readonly recordings: RecordingCache;
@@ -200,6 +207,7 @@ export class RecorderDaemon {
       image = [c.image?.user_specified_image, st?.image?.image, st?.image_ref, c.image?.image].find((i) => i && !i.startsWith('sha256:')) ?? '';
     }
     const recorded = await calls.of(sb.id, c.id);
+    const unknownStart = this.startUnknown && this.existing?.has(c.id) === true;
     const result: ProfileRecordingResult = {
       metadata: { name: childName(recName, c.id.slice(0, 16)), labels: { 'recording.spoke.dev/name': recName.length <= 63 ? recName : recName.slice(0, 63).replace(/[-.]+$/, '') } },
       spec: {
@@ -212,12 +220,13 @@ export class RecorderDaemon {
         node: this.o.node,
         syscalls: [...recorded.syscalls].sort(),
         ia32: recorded.ia32,
-        lostRecords: recorded.lost,
+        lostRecords: unknownStart ? Math.max(recorded.lost, 1) : recorded.lost,
         unnamedCalls: recorded.unnamed.slice(0, 64),
       },
     };
+    const incomplete = unknownStart ? START_UNKNOWN : recorded.incomplete;
     const outcome = await this.o.reporter.report(rec, result);
-    log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(recorded.incomplete ? { incomplete: recorded.incomplete } : {}) });
+    log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(incomplete ? { incomplete } : {}) });
     forget();
   }
 
@@ -226,6 +235,7 @@ export class RecorderDaemon {
     const { cri, calls, log } = this.o;
     const recorded = new Set<string>();
     calls.pollStarts();
+    if (this.existing === undefined) this.startUnknown = true;
     const existing = await this.listExisting();
     const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
     for (const sb of sandboxes) {
@@ -234,7 +244,7 @@ export class RecorderDaemon {
       const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as Ctr[];
       for (const c of ctrs) {
         if (this.done.has(c.id)) continue;
-        if (existing.has(c.id)) {
+        if (existing.has(c.id) && !this.startUnknown) {
           log({ level: 'warning', msg: 'container existed when the recorder started; not reported', container: c.id.slice(0, 12), pod: `${sb.metadata?.namespace}/${sb.metadata?.name}` });
           this.done.add(c.id);
           continue;

@@ -64,13 +64,16 @@ function calls(): CallSource & { seenIds: Set<string> } {
   };
 }
 
-function reporter(): ResultReporter & { reported: string[] } {
+function reporter(): ResultReporter & { reported: string[]; lost: number[] } {
   const reported: string[] = [];
+  const lost: number[] = [];
   return {
     reported,
+    lost,
     recording: async (namespace, name) => ({ metadata: { namespace, name }, spec: { podSelector: { matchLabels: { app: 'x' } } } }) as unknown as ProfileRecording,
     report: async (_rec, result: ProfileRecordingResult) => {
       reported.push(result.spec.containerID ?? '');
+      lost.push(result.spec.lostRecords ?? 0);
       return 'created';
     },
   };
@@ -99,7 +102,7 @@ describe('recorder daemon: containers created before it started', () => {
     const { cri, src, rep, make, polls } = setup(t);
     cri.create('c0', 'CONTAINER_RUNNING', START_MS - 60_000);
     const daemon = make();
-    await daemon.tick();
+    await daemon.listExisting();
     t.mock.timers.setTime(START_MS - DAY_MS);
     // containerd stamps created_at with the node's wall clock, stepped back with it.
     cri.create('c1', 'CONTAINER_EXITED');
@@ -112,23 +115,24 @@ describe('recorder daemon: containers created before it started', () => {
     const { cri, rep, logged, make, polls } = setup(t);
     const c0 = cri.create('c0', 'CONTAINER_RUNNING', START_MS + 3_600_000);
     const daemon = make();
-    await daemon.tick();
+    await daemon.listExisting();
     c0.state = 'CONTAINER_EXITED';
     await polls(daemon);
     assert.deepEqual(rep.reported, []);
     assert.equal(logged.filter((e) => e.level === 'warning' && e.container === 'c0').length, 1, 'one warning for it');
   });
 
-  it('a first listing that fails is made at the next poll: a container created meanwhile counts as existing, never as recorded whole', async (t) => {
+  it('a listing at the start that fails is made at the next poll: a container it finds is recorded and reported with its first calls possibly missing (a failed result), never left out nor recorded whole', async (t) => {
     const { cri, src, rep, make, polls } = setup(t);
     cri.failListAll = true;
     const daemon = make();
-    await assert.rejects(daemon.tick());
+    await assert.rejects(daemon.listExisting());
     cri.create('c1', 'CONTAINER_EXITED');
     cri.failListAll = false;
     await polls(daemon);
-    assert.equal(src.seenIds.size, 0);
-    assert.deepEqual(rep.reported, []);
+    assert.deepEqual([...src.seenIds], ['c1']);
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [1]);
   });
 
   it('the listing at the start is the line: a container created after it, before the first poll, is recorded', async (t) => {
