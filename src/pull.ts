@@ -66,17 +66,18 @@ export class PullPipeline {
     // Timed only for an observer or a log line: the global `performance` loads Node's perf_hooks
     // modules, a few milliseconds of a one-pull CLI run.
     const started = observer || logEnabled(this.logger, 'info') ? performance.now() : 0;
+    let result: PullResult;
     try {
-      const result = await this.pullOnce(req);
-      this.notePulled(req.namespace ?? '', result.reference);
-      observer?.pulled(result.cached, (performance.now() - started) / 1000);
-      this.logOutcome(req, result, started);
-      return result;
+      result = await this.pullOnce(req);
     } catch (e) {
       const err = asSpokeError(e);
       observer?.failed(err.code);
       throw err;
     }
+    this.notePulled(req.namespace ?? '', result.reference);
+    observer?.pulled(result.cached, (performance.now() - started) / 1000);
+    this.logOutcome(req, result, started);
+    return result;
   }
 
   private async pullOnce(req: PullRequest): Promise<PullResult> {
@@ -134,7 +135,7 @@ export class PullPipeline {
   private logOutcome(req: PullRequest, r: PullResult, started: number): void {
     const level = r.cached ? 'debug' : 'info';
     if (!logEnabled(this.logger, level)) return;
-    this.logger.log(level, 'security profile pull', {
+    const fields = {
       reference: r.reference,
       kind: req.kind,
       digest: r.digest,
@@ -148,7 +149,13 @@ export class PullPipeline {
       namespace: req.namespace || undefined,
       withCredentials: req.credential !== undefined,
       ms: Math.round(performance.now() - started),
-    });
+    };
+    // A log sink that fails (a closed pipe) does not undo a pull that stored its profile.
+    try {
+      this.logger.log(level, 'security profile pull', fields);
+    } catch {
+      /* the pull stands */
+    }
   }
 
   /**

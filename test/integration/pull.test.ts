@@ -86,6 +86,29 @@ describe('pull pipeline against a real registry', () => {
       }
     }));
 
+  it('a log sink that fails on the outcome line does not fail a pull that stored its profile', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/deny-rename', { layers: [{ bytes: denySyscalls(['rename']) }] });
+      const client = new UndiciRegistryClient({ plainHttp: true });
+      let refused = 0;
+      const logger: Logger = {
+        log: (_level, msg) => {
+          if (msg !== 'security profile pull') return;
+          refused++;
+          throw Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+        },
+      };
+      try {
+        const pipeline = new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => {} }), pullTimeoutMs: 30_000, store: node.store, logger });
+        const first = await pipeline.pull({ reference, kind: 'seccomp' });
+        assert.equal(first.cached, false);
+        assert.equal((await pipeline.pull({ reference, kind: 'seccomp' })).cached, true);
+        assert.equal(refused, 2, 'both outcome lines reached the sink');
+      } finally {
+        await client.close();
+      }
+    }));
+
   it('a cached pull counts as a use: the next gc run writes it down as the profile\'s last use (docs/gc.md)', () =>
     withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-unlink', { layers: [{ bytes: denySyscalls(['unlink']) }] });
