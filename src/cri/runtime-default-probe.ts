@@ -8,9 +8,9 @@
 //   4. container and sandbox are removed (leftovers of an interrupted read carry the label
 //      spoke.dev/runtime-default-probe and are removed by a later read once they are older than
 //      any read in progress could be, so two readers never remove each other's probe).
-// containerd derives its default from the container's capabilities; the probe has the default
-// capability set, so a container that adds capabilities (which containerd would give a looser
-// default) gets this stricter profile as its base: never looser than asked.
+// containerd derives its default from the container's capabilities; the probe drops them all,
+// so every container, whatever capabilities it keeps or adds (which containerd would give a
+// looser default), gets this strictest profile as its base: never looser than asked.
 
 import { randomBytes } from 'node:crypto';
 import { SpokeError } from '../core/errors.js';

@@ -86,8 +86,8 @@ are removed once unused for minAge (above maxStoreBytes, unused ones least recen
 first, even younger ones), and so are unused effective files DIR/spoke/<sha256>.json.
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
-the policy, its key files and the baseline are reloaded when their files change, and on SIGHUP
-(an invalid file keeps the last good one).`;
+the policy, its key files, the seccomp baseline and the auth file are reloaded when their files
+change, and on SIGHUP with the AppArmor baseline (an invalid file keeps the last good one).`;
 
 export interface ShimOptions {
   config: NodeConfig;
