@@ -56,8 +56,15 @@ export function plantLookalikeEffective(seccompRoot: string, baseline: SeccompPr
 }
 
 /** `credentials`: for a registry that wants them (htpasswd). */
-export async function pushRawArtifact(host: string, repository: string, spec: RawArtifactSpec, credentials?: CredentialSource): Promise<{ reference: string; digest: string; manifest: Buffer }> {
-  const client = new UndiciRegistryClient({ plainHttp: true, ...(credentials ? { credentials } : {}) });
+export async function pushRawArtifact(
+  host: string,
+  repository: string,
+  spec: RawArtifactSpec,
+  credentials?: CredentialSource,
+  /** A TLS registry's CA (PEM file): pushed over HTTPS trusting it, else over plain HTTP. */
+  caFile?: string,
+): Promise<{ reference: string; digest: string; manifest: Buffer }> {
+  const client = new UndiciRegistryClient({ ...(caFile ? { caFile } : { plainHttp: true }), ...(credentials ? { credentials } : {}) });
   try {
     const repo = { registry: host, repository };
     const configBytes = spec.configBytes ?? Buffer.from('{}');

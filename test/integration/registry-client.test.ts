@@ -28,6 +28,7 @@ import { rejectsWith } from '../helpers/assert.js';
 import { toGrpcStatus } from '../../src/cri/grpc-status.js';
 import { errorLine } from '../../src/cli/errors.js';
 import { blobs, startSlowProxy } from '../helpers/slow-proxy.js';
+import { makeTestCa, type TestCa } from '../helpers/tls.js';
 
 // A test below measures what a read holds, after a collection.
 setFlagsFromString('--expose-gc');
@@ -257,17 +258,12 @@ describe('registry client against docker-registry 2.8 (anonymous)', () => {
 describe('HTTPS with a custom CA', () => {
   let reg: TestRegistry;
   let dir: string;
+  let ca: TestCa;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'spoke-tls-'));
-    const f = (n: string) => join(dir, n);
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-    run(['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2', '-subj', '/CN=spoke-test-ca']);
-    run(['req', ...ec, '-keyout', f('srv.key'), '-out', f('srv.csr'), '-subj', '/CN=127.0.0.1']);
-    writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-    run(['x509', '-req', '-in', f('srv.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('srv.crt'), '-days', '2', '-extfile', f('ext.cnf')]);
-    reg = await startRegistry({ tls: { certFile: f('srv.crt'), keyFile: f('srv.key') } });
+    ca = makeTestCa(dir);
+    reg = await startRegistry({ tls: ca });
   });
   after(async () => {
     await reg.stop();
@@ -276,7 +272,7 @@ describe('HTTPS with a custom CA', () => {
 
   it('speaks HTTPS by default, trusts the extra CA, and fails closed without it', async () => {
     const repo = { registry: reg.host, repository: 'tls/profile' };
-    const trusting = new UndiciRegistryClient({ caFile: join(dir, 'ca.crt') });
+    const trusting = new UndiciRegistryClient({ caFile: ca.caFile });
     const plain = new UndiciRegistryClient({ timeoutMs: 2000 });
     try {
       const { manifestDigest } = await pushArtifact(trusting, repo, profileBytes('tls'));
