@@ -8,6 +8,7 @@ import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVeri
 import { decodeText } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
+import { MAX_CA_FILE_BYTES, readCaBundle } from '../registry/options.js';
 import { loadCredentials, nodeCredentials } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
@@ -33,9 +34,6 @@ export const publisherFlags = {
   'auth-file': { type: 'string' },
 } as const;
 
-/** A CA bundle (PEM): the system's whole bundle is a few hundred KiB. */
-const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
-
 export function readCaFile(file: string): Buffer {
   return readInputFile(file, '--ca-file', MAX_CA_FILE_BYTES);
 }
@@ -59,6 +57,7 @@ export const nodeFlags = {
   policy: { type: 'string' },
   store: { type: 'string' },
   'auth-file': { type: 'string' },
+  'ca-file': { type: 'string' },
 } as const;
 
 export interface NodeFlagValues {
@@ -66,10 +65,11 @@ export interface NodeFlagValues {
   policy?: string;
   store?: string;
   'auth-file'?: string;
+  'ca-file'?: string;
 }
 
 export async function nodeConfigOnly(values: NodeFlagValues): Promise<NodeConfig> {
-  return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'] }, { readFile: readNamedFile });
+  return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'], caFile: values['ca-file'] }, { readFile: readNamedFile });
 }
 
 /** src/verify, once the first signed pull has loaded it. */
@@ -99,6 +99,8 @@ export interface NodeContext {
   policy: PolicyHolder;
   store: ProfileStore;
   pipeline: PullPipeline;
+  /** The next pull leases a registry client made now (the CA changed); pulls in flight keep theirs. */
+  renewRegistryClients(): void;
   close(): Promise<void>;
 }
 
@@ -133,6 +135,13 @@ export class RegistryClients {
     };
   }
 
+  /** The next lease makes a client, as after a policy change; the current one is closed once its last lease ends. */
+  renew(): void {
+    const old = this.current?.entry;
+    this.current = undefined;
+    if (old) this.retire(old);
+  }
+
   /** Closes every client, waiting for none: for shutdown. */
   async close(): Promise<void> {
     const all = [...this.retired].map((e) => e.client);
@@ -163,17 +172,25 @@ interface Entry {
  * `store`: the caller's (the shim shares its own: one record cache for pulls and creates).
  * `policy`: a holder already loaded (the shim's, from its start), else one made here, not watched.
  * `credentials`: the caller's (the shim's, watched), else the config's auth file read here.
+ * `ca`: the caller's CA bundle as it holds it now (the shim's, reloaded on SIGHUP), read by each
+ * client made; else the config's caFile read here, once.
  */
 export function createNodeContext(
   config: NodeConfig,
-  opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder; credentials?: CredentialSource } = {},
+  opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder; credentials?: CredentialSource; ca?: () => Buffer | undefined } = {},
 ): NodeContext {
   const logger = opts.logger ?? silentLogger;
+  // Added to the system roots for every registry and mirror (docs/configuration.md#registries-with-a-private-ca-proxies).
+  const caBundle = opts.ca === undefined && config.caFile !== undefined ? readCaBundle(config.caFile) : undefined;
+  const ca = opts.ca ?? (() => caBundle);
   const policy = opts.policy ?? new PolicyHolder({ file: config.policy, watch: false, logger });
   const credentials: CredentialSource = opts.credentials ?? nodeCredentials(config.authFile);
   // A CLI process does one thing: its flushes need not leave the thread (src/store/fsutil.ts).
   const store = opts.store ?? new ProfileStore({ root: config.storeDir, flushInline: () => true, contentRules: contentRules() });
-  const clients = new RegistryClients((p) => new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger }));
+  const clients = new RegistryClients((p) => {
+    const caFile = ca();
+    return new UndiciRegistryClient({ insecure: p.insecure, mirrors: p.mirrors, credentials, logger, ...(caFile ? { caFile } : {}) });
+  });
   const pipeline = new PullPipeline({
     policy: () => policy.current(),
     registry: (p) => clients.lease(p),
@@ -188,6 +205,7 @@ export function createNodeContext(
     policy,
     store,
     pipeline,
+    renewRegistryClients: () => clients.renew(),
     close: async () => {
       policy.close();
       await clients.close();

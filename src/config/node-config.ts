@@ -46,6 +46,11 @@ export interface NodeConfig {
   /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
   readonly authFile: string | undefined;
   /**
+   * A CA bundle (PEM) trusted for every registry and mirror the node pulls from, in addition to the
+   * system roots (registry/options.ts); undefined = the system roots alone.
+   */
+  readonly caFile: string | undefined;
+  /**
    * A pinned runtime default seccomp profile (what a RuntimeDefault base means); undefined = read
    * live from the runtime (src/cri/runtime-default.ts).
    */
@@ -78,7 +83,7 @@ export const DEFAULT_PULL_TIMEOUT_MS = 120_000;
 /** What pullTimeout (and `spoke verify --timeout`) may be: 1 s to 1 h. */
 export const PULL_TIMEOUT_RANGE_MS = [1_000, 3_600_000] as const;
 
-const PATH_KEYS: readonly string[] = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'runtimeDefault', 'recordingKey'];
+const PATH_KEYS: readonly string[] = ['listen', 'upstream', 'storeDir', 'seccompRoot', 'baseline', 'policy', 'authFile', 'caFile', 'runtimeDefault', 'recordingKey'];
 
 const validateConfig = nodeConfig as unknown as SchemaValidator;
 
@@ -123,6 +128,7 @@ export function defaultNodeConfig(arch?: string): NodeConfig {
     annotations: false,
     runtimeHandlers: DEFAULT_RUNTIME_HANDLERS,
     authFile: undefined,
+    caFile: undefined,
     runtimeDefault: undefined,
     recordingKey: undefined,
     pullTimeout: DEFAULT_PULL_TIMEOUT_MS,

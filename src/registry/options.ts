@@ -1,13 +1,14 @@
 // Constructor options of UndiciRegistryClient, validated once, up front (a bad option is an
 // InvalidArgument at start-up, never a surprise on the first pull).
 
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { SpokeError } from '../core/errors.js';
 import { parseRegistry } from '../core/reference.js';
 import { monotonicNow, systemClock, silentLogger, type Clock, type Logger, type MonotonicNow } from '../core/runtime.js';
-import { emptyCredentials } from './credentials.js';
+import { emptyCredentials, readFileUpTo } from './credentials.js';
 import type { CredentialSource } from './types.js';
 
 export interface UndiciRegistryClientOptions {
@@ -113,6 +114,44 @@ function intIn(v: unknown, name: string, min: number, max: number, dflt: number)
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(`${name} must be an integer in [${min}, ${max}]`);
   return v;
+}
+
+/** A CA bundle (PEM): the system's whole bundle is a few hundred KiB. */
+export const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A node's CA bundle (the node config's caFile), read once (at most MAX_CA_FILE_BYTES: a FIFO or
+ * /dev/zero is not read without end) and checked now, so a file that cannot serve stops the shim
+ * at start rather than fail every pull: unreadable (FILE_UNREADABLE), too large (SIZE_LIMIT), or
+ * not PEM certificates that parse (OPTION_INVALID). `what` names the setting in the message.
+ */
+export function readCaBundle(path: string, what = 'caFile'): Buffer {
+  let bytes: Buffer;
+  try {
+    bytes = readFileUpTo(path, MAX_CA_FILE_BYTES + 1);
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `${what} ${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { file: path, path: what }, { cause: e, reason: 'FILE_UNREADABLE' });
+  }
+  if (bytes.length > MAX_CA_FILE_BYTES) {
+    throw new SpokeError('InvalidArgument', `${what} ${path}: larger than ${MAX_CA_FILE_BYTES} bytes`, { file: path, path: what, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
+  }
+  const problem = pemProblem(bytes.toString('utf8'));
+  if (problem !== undefined) throw new SpokeError('InvalidArgument', `${what} ${path}: ${problem}`, { file: path, path: what }, { reason: 'OPTION_INVALID' });
+  return bytes;
+}
+
+/** Why `text` is not a PEM bundle of certificates that parse, or undefined. */
+function pemProblem(text: string): string | undefined {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) return 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)';
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch {
+      return `certificate ${i + 1} of ${blocks.length} does not parse`;
+    }
+  }
+  return undefined;
 }
 
 function loadCa(caFile: string | Buffer | undefined): string[] | undefined {

@@ -47,6 +47,10 @@ options:
                        JSON lines on stderr
   --auth-file FILE     registry credentials, docker config.json format (config: authFile);
                        the kubelet's AuthConfig, when sent, is used for that pull only
+  --ca-file FILE       CA bundle (PEM) trusted for every registry and mirror in addition to the
+                       system roots, for registries with a private CA (config: caFile); read at
+                       start, an unreadable file or one without a PEM certificate stops the shim;
+                       re-read on SIGHUP (an invalid file keeps the last good one)
   --annotations        annotation mode, for kubelets without KEP-6061 (config: annotations;
                        default off): pod annotations seccomp.profiles.spoke.dev/pod|<container>
                        and apparmor.profiles.spoke.dev/… name digest references that are pulled
@@ -110,6 +114,7 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
       metrics: { type: 'string' },
       'log-level': { type: 'string' },
       'auth-file': { type: 'string' },
+      'ca-file': { type: 'string' },
       annotations: { type: 'boolean' },
       recording: { type: 'boolean' },
       'recording-key': { type: 'string' },
@@ -130,6 +135,7 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
     metrics: values.metrics,
     logLevel: level as LogLevel | undefined,
     authFile: values['auth-file'],
+    caFile: values['ca-file'],
     annotations: values.annotations === true ? true : undefined,
     recordingKey: values['recording-key'],
   }, { readFile: readNamedFile });

@@ -17,6 +17,7 @@ import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../.
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
+import { readCaBundle } from '../../registry/options.js';
 import type { CredentialSource } from '../../registry/types.js';
 import { decodeSeccomp, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
@@ -69,6 +70,30 @@ export async function run(argv: string[]): Promise<number> {
       if (rd) baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger);
     } catch (e) {
       logger.log('error', 'baseline not reloaded; keeping the last good one', { baseline: config.baseline, error: asSpokeError(e).message });
+    }
+  };
+  // The node's CA bundle (caFile) is read now: one that cannot be read or holds no PEM
+  // certificate stops the shim, as a bad auth file does, rather than fail every pull. It is
+  // re-read on SIGHUP only (not watched): the next pull leases a client that trusts the new
+  // bundle; an invalid file keeps the last good one.
+  const caFile = config.caFile;
+  let ca: Buffer | undefined;
+  try {
+    ca = caFile === undefined ? undefined : readCaBundle(caFile);
+  } catch (e) {
+    baselineWatch.close();
+    throw e;
+  }
+  const reloadCa = (): void => {
+    if (caFile === undefined) return;
+    try {
+      const next = readCaBundle(caFile);
+      if (ca !== undefined && next.equals(ca)) return;
+      ca = next;
+      node?.renewRegistryClients();
+      logger.log('info', 'registry CA bundle reloaded', { caFile });
+    } catch (e) {
+      logger.log('error', 'registry CA bundle not reloaded; keeping the last good one', { caFile, error: asSpokeError(e).message });
     }
   };
   // One shim serves a store at a time (docs/shim.md#one-shim-per-store): a second one (a rolling
@@ -131,7 +156,7 @@ export async function run(argv: string[]): Promise<number> {
   let loading: Promise<NodeContext> | undefined;
   const nodeContext = (): Promise<NodeContext> => {
     loading ??= import('../wiring.js').then((w) => {
-      node = w.createNodeContext(config, { logger, observer: metrics, store, policy, credentials });
+      node = w.createNodeContext(config, { logger, observer: metrics, store, policy, credentials, ca: () => ca });
       logger.log('info', 'pull pipeline loaded', { policy: config.policy });
       return node;
     });
@@ -231,6 +256,7 @@ export async function run(argv: string[]): Promise<number> {
       const policyOk = policy.reload().ok;
       reloadBaseline();
       reloadCredentials();
+      reloadCa();
       void appArmor.reloadBaseline();
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });

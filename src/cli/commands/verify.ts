@@ -8,6 +8,7 @@ import { decide, lintPolicy } from '../../policy/index.js';
 import { toVerifierSigner } from '../../pull.js';
 import { UndiciRegistryClient } from '../../registry/client.js';
 import { nodeCredentials } from '../../registry/credentials.js';
+import { readCaBundle } from '../../registry/options.js';
 import { verifyArtifactSignature } from '../../verify/index.js';
 import { emit, parseCommand } from '../args.js';
 import { commandDeadline, parseTimeoutFlag, timeoutFlag } from '../deadline.js';
@@ -29,7 +30,8 @@ options:
   --config F        node config (default /etc/spoke/config.yaml)
   --namespace N     pod namespace, for namespace-scoped rules
   --auth-file F     credentials file (docker config.json format)
-  --ca-file F       extra CA bundle (PEM) for the registry's certificate
+  --ca-file F       extra CA bundle (PEM) for the registry's certificate, added to the system
+                    roots (default the node config's caFile when the config is read)
   --timeout D       give up after D in all (1s to 60m; default the node config's pullTimeout
                     when the config is read, i.e. with --config or without --policy, else 2m):
                     signature discovery may try many candidates in turn
@@ -78,7 +80,8 @@ export async function run(argv: string[]): Promise<number> {
     insecure: policy.insecure,
     mirrors: policy.mirrors,
     credentials: nodeCredentials(authFile),
-    ...(values['ca-file'] ? { caFile: readCaFile(values['ca-file']) } : {}),
+    // --ca-file wins over the node config's caFile (read only when the config is).
+    ...(values['ca-file'] ? { caFile: readCaFile(values['ca-file']) } : config?.caFile !== undefined ? { caFile: readCaBundle(config.caFile) } : {}),
   });
   // One deadline for the whole verification, as a pull has: each request's own deadline alone
   // would let a registry listing many candidates that trickle hold it for hours.

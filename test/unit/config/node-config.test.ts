@@ -43,6 +43,7 @@ describe('loadNodeConfig', () => {
       annotations: false,
       runtimeHandlers: ['', 'runc', 'crun'],
       authFile: undefined,
+      caFile: undefined,
       runtimeDefault: undefined,
       recordingKey: undefined,
       pullTimeout: 120_000,
@@ -76,6 +77,7 @@ describe('loadNodeConfig', () => {
         'annotations: true',
         'runtimeHandlers: ["", runc, nvidia]',
         'authFile: /etc/spoke/auth.json',
+        'caFile: certs/corp-ca.pem',
         'runtimeDefault: runtime-default.json',
         'recordingKey: keys/recording',
         '',
@@ -92,6 +94,7 @@ describe('loadNodeConfig', () => {
     assert.equal(c.annotations, true);
     assert.deepEqual(c.runtimeHandlers, ['', 'runc', 'nvidia']);
     assert.equal(c.authFile, '/etc/spoke/auth.json');
+    assert.equal(c.caFile, '/etc/spoke/certs/corp-ca.pem');
     assert.equal(c.runtimeDefault, '/etc/spoke/runtime-default.json');
     assert.equal(c.recordingKey, '/etc/spoke/keys/recording');
   });
@@ -113,6 +116,16 @@ describe('loadNodeConfig', () => {
     assertConfigError('pullTimeout: 61m\n', 1, 'pullTimeout');
     assertConfigError('pullTimeout: 2 minutes\n', 1, 'pullTimeout');
     assert.throws(() => loadText('', { pullTimeout: 10 }), overrideRefused('pullTimeout'));
+  });
+
+  it('caFile is a path like authFile: an override resolves against cwd; a value that is not a path names the file, line and key', () => {
+    assert.equal(loadText('caFile: /etc/ssl/corp.pem\n').caFile, '/etc/ssl/corp.pem');
+    assert.equal(loadText('', { caFile: 'corp.pem' }).caFile, '/work/corp.pem');
+    assertConfigError("caFile: ''\n", 1, 'caFile');
+    assertConfigError('listen: /a\ncaFile: [corp.pem]\n', 2, 'caFile');
+    assertConfigError('caFile: 3\n', 1, 'caFile');
+    assertConfigError('cafile: /etc/ssl/corp.pem\n', 1, 'cafile');
+    assert.throws(() => loadText('', { caFile: '' }), overrideRefused('caFile'));
   });
 
   it('errors name the line and the key', () => {

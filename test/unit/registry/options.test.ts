@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { describe, it } from 'node:test';
 import type { ErrorReason } from '../../../src/core/errors.js';
 import { rejectsWith, spokeError } from '../../helpers/assert.js';
 import { UndiciRegistryClient } from '../../../src/registry/client.js';
-import { resolveOptions } from '../../../src/registry/options.js';
+import { MAX_CA_FILE_BYTES, readCaBundle, resolveOptions } from '../../../src/registry/options.js';
+import { throwsWith } from '../../helpers/assert.js';
 
 function refuses(opts: unknown): void {
   assert.throws(() => new UndiciRegistryClient(opts as never), spokeError({ code: 'InvalidArgument', reason: 'OPTION_INVALID' }));
@@ -54,5 +58,34 @@ describe('UndiciRegistryClient options', () => {
     await bad(c.getManifest({ registry: 'r.example.com', repository: 'x' }, 'sha256:abc', [], opts), 'DIGEST_INVALID');
     await bad(c.putManifest({ registry: 'r.example.com', repository: 'x' }, 'v1', Buffer.from('{}'), 'text/plain\r\nx: y'), 'OPTION_INVALID');
     await c.close();
+  });
+});
+
+describe('readCaBundle (the node config caFile)', () => {
+  it('returns a bundle of PEM certificates; refuses, naming the key and the file, one unreadable, too large or not PEM', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-ca-unit-'));
+    try {
+      const write = (name: string, text: string | Buffer) => {
+        writeFileSync(join(dir, name), text);
+        return join(dir, name);
+      };
+      const good = write('good.pem', `# two roots\n${rootCertificates[0]}\n${rootCertificates[1]}\n`);
+      assert.deepEqual(readCaBundle(good), readFileSync(good));
+
+      const missing = join(dir, 'missing.pem');
+      const e = throwsWith(() => readCaBundle(missing), { code: 'InvalidArgument', reason: 'FILE_UNREADABLE' });
+      assert.equal(e.message, `caFile ${missing}: cannot be read (ENOENT)`);
+      assert.equal(e.context.file, missing);
+      assert.equal(e.context.path, 'caFile');
+
+      const notPem = throwsWith(() => readCaBundle(write('key.pem', '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      assert.match(notPem.message, /^caFile .*key\.pem: holds no PEM certificate/);
+      const broken = rootCertificates[0]!.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!');
+      const bad = throwsWith(() => readCaBundle(write('broken.pem', `${rootCertificates[0]}\n${broken}\n`), '--ca-file'), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      assert.match(bad.message, /^--ca-file .*broken\.pem: certificate 2 of 2 does not parse$/);
+      throwsWith(() => readCaBundle(write('huge.pem', Buffer.alloc(MAX_CA_FILE_BYTES + 1, 0x41))), { code: 'InvalidArgument', reason: 'SIZE_LIMIT' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
