@@ -180,7 +180,7 @@ export function createNodeContext(
   opts: { logger?: Logger; observer?: PullObserver; store?: ProfileStore; policy?: PolicyHolder; credentials?: CredentialSource; ca?: () => Buffer | undefined } = {},
 ): NodeContext {
   const logger = opts.logger ?? silentLogger;
-  // Added to the system roots for every registry and mirror (docs/configuration.md#registries-with-a-private-ca-proxies).
+  // Added to Node's built-in roots for every registry and mirror (docs/configuration.md#registries-with-a-private-ca-proxies).
   const caBundle = opts.ca === undefined && config.caFile !== undefined ? readCaBundle(config.caFile) : undefined;
   const ca = opts.ca ?? (() => caBundle);
   const policy = opts.policy ?? new PolicyHolder({ file: config.policy, watch: false, logger });

@@ -46,8 +46,8 @@ export interface NodeConfig {
   /** Registry credentials file (docker config.json format); undefined = anonymous unless the kubelet sends auth. */
   readonly authFile: string | undefined;
   /**
-   * A CA bundle (PEM) trusted for every registry and mirror the node pulls from, in addition to the
-   * system roots (registry/options.ts); undefined = the system roots alone.
+   * A CA bundle (PEM) trusted for every registry and mirror the node pulls from, in addition to
+   * Node's built-in roots (registry/options.ts); undefined = the built-in roots alone.
    */
   readonly caFile: string | undefined;
   /**

@@ -26,8 +26,8 @@ options:
   --policy F         node policy file (default from config, /etc/spoke/policy.yaml)
   --store DIR        store directory (default from config, /var/lib/spoke)
   --auth-file F      registry credentials (docker config.json format)
-  --ca-file F        CA bundle (PEM) trusted for registries and mirrors in addition to the
-                     system roots (default from config: caFile)
+  --ca-file F        CA bundle (PEM) trusted for registries and mirrors in addition to Node's
+                     built-in roots (default from config: caFile)
   --json             print the results as a JSON array of
                      {reference, digest, resolvedRef, cached, path, rule, signer?} (failures as
                      {reference, error, code, reason})`;

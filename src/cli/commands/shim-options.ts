@@ -47,8 +47,8 @@ options:
                        JSON lines on stderr
   --auth-file FILE     registry credentials, docker config.json format (config: authFile);
                        the kubelet's AuthConfig, when sent, is used for that pull only
-  --ca-file FILE       CA bundle (PEM) trusted for every registry and mirror in addition to the
-                       system roots, for registries with a private CA (config: caFile); read at
+  --ca-file FILE       CA bundle (PEM) trusted for every registry and mirror in addition to
+                       Node's built-in roots, for registries with a private CA (config: caFile); read at
                        start, an unreadable file or one without a PEM certificate stops the shim;
                        re-read on SIGHUP (an invalid file keeps the last good one)
   --annotations        annotation mode, for kubelets without KEP-6061 (config: annotations;
@@ -91,7 +91,8 @@ first, even younger ones), and so are unused effective files DIR/spoke/<sha256>.
 
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
 the policy, its key files, the seccomp baseline and the auth file are reloaded when their files
-change, and on SIGHUP with the AppArmor baseline (an invalid file keeps the last good one).`;
+change, and on SIGHUP with the AppArmor baseline and the CA bundle (an invalid file keeps the
+last good one).`;
 
 export interface ShimOptions {
   config: NodeConfig;

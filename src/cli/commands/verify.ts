@@ -30,8 +30,8 @@ options:
   --config F        node config (default /etc/spoke/config.yaml)
   --namespace N     pod namespace, for namespace-scoped rules
   --auth-file F     credentials file (docker config.json format)
-  --ca-file F       extra CA bundle (PEM) for the registry's certificate, added to the system
-                    roots (default the node config's caFile when the config is read)
+  --ca-file F       extra CA bundle (PEM) for the registry's certificate, added to Node's
+                    built-in roots (default the node config's caFile when the config is read)
   --timeout D       give up after D in all (1s to 60m; default the node config's pullTimeout
                     when the config is read, i.e. with --config or without --policy, else 2m):
                     signature discovery may try many candidates in turn
