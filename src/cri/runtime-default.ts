@@ -29,6 +29,16 @@ export interface RuntimeDefaultSourceOptions<P> {
 
 const MAX_RETRY_MS = 60_000;
 
+/** A pinned runtime default's bytes decoded; InvalidArgument naming the file when they do not (spoke status checks with it too). */
+export function decodePinned<P>(decode: (bytes: Uint8Array) => P, file: string, bytes: Buffer): P {
+  try {
+    return decode(bytes);
+  } catch (e) {
+    const err = asSpokeError(e, 'InvalidArgument');
+    throw new SpokeError('InvalidArgument', `runtimeDefault ${file}: ${err.message}`, { file }, { cause: e, reason: err.reason });
+  }
+}
+
 /**
  * The runtime default the shim merges with. Fail closed: while it is not known (never read, the
  * read failed, or the runtime reconnected and the new read is not done), get() throws or waits
@@ -52,13 +62,7 @@ export class RuntimeDefaultSource<P> implements RuntimeDefaultProvider<P> {
     this.now = opts.monotonicNow ?? monotonicNow;
     if (opts.pinned) {
       const { file, bytes } = opts.pinned;
-      let profile: P;
-      try {
-        profile = opts.decode(bytes);
-      } catch (e) {
-        const err = asSpokeError(e, 'InvalidArgument');
-        throw new SpokeError('InvalidArgument', `runtimeDefault ${file}: ${err.message}`, { file }, { cause: e, reason: err.reason });
-      }
+      const profile = decodePinned(opts.decode, file, bytes);
       this.set({ profile, sha: sha256Hex(bytes) });
       opts.logger.log('info', 'runtime default profile pinned', { file, sha256: this.known!.sha });
     }

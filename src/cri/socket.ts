@@ -2,6 +2,7 @@
 // live socket), then bound with its mode set before any client can connect, and removed at the
 // end only while it is still this shim's.
 
+import type { Stats } from 'node:fs';
 import { chmod, link, lstat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Http2Server } from 'node:http2';
@@ -73,18 +74,35 @@ function socketIdentity(st: { dev: number; ino: number }): SocketIdentity {
   return `${st.dev}:${st.ino}`;
 }
 
-/** Refuses a path that exists and is not a socket; removes a stale socket; refuses a live one. */
-export async function prepareSocketPath(path: string): Promise<void> {
-  let st;
+/**
+ * What a shim starting now would refuse `path` for, with one lstat and changing nothing (spoke
+ * status runs it too): a file there that is not a socket. Undefined when nothing is there or a
+ * socket is (a live one is the running shim's, gone once it stops).
+ */
+export async function socketPathRefusal(path: string): Promise<SpokeError | undefined> {
+  return refusalOf(path, await lstatIfThere(path));
+}
+
+function refusalOf(path: string, st: Stats | undefined): SpokeError | undefined {
+  if (st === undefined || st.isSocket()) return undefined;
+  return new SpokeError('InvalidArgument', `${path} exists and is not a socket; refusing to replace it`, { path }, { reason: 'OPTION_INVALID' });
+}
+
+async function lstatIfThere(path: string): Promise<Stats | undefined> {
   try {
-    st = await lstat(path);
+    return await lstat(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  if (!st.isSocket()) {
-    throw new SpokeError('InvalidArgument', `${path} exists and is not a socket; refusing to replace it`, { path }, { reason: 'OPTION_INVALID' });
-  }
+}
+
+/** Refuses a path that exists and is not a socket; removes a stale socket; refuses a live one. */
+export async function prepareSocketPath(path: string): Promise<void> {
+  const st = await lstatIfThere(path);
+  if (st === undefined) return;
+  const refusal = refusalOf(path, st);
+  if (refusal !== undefined) throw refusal;
   // Only a refusal (nobody listens) or a vanished file says stale: a listener busy enough that
   // its queue is full answers EAGAIN, and anything else is taken as alive too, as a lock's owner
   // is (src/store/lock.ts).

@@ -2,10 +2,10 @@
 // logger/metrics → baseline → node pipeline (policy, store, registry, verifier) → ShimServer;
 // signals for reload and shutdown.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { dirname, join } from 'node:path';
-import { SpokeError, asSpokeError } from '../../core/errors.js';
+import { asSpokeError } from '../../core/errors.js';
 import { runningBuild } from '../../core/runtime.js';
 import { readRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
@@ -19,7 +19,7 @@ import { PolicyHolder } from '../../config/policy-holder.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import { readCaBundle } from '../../registry/options.js';
 import type { CredentialSource } from '../../registry/types.js';
-import { decodeSeccomp, validateBaseline, type SeccompProfile } from '../../profiles/seccomp/index.js';
+import type { SeccompProfile } from '../../profiles/seccomp/index.js';
 import { baselineLooserThanRuntimeDefault } from '../../cri/baseline-looser.js';
 import { RuntimeDefaultSource } from '../../cri/runtime-default.js';
 import type { PullRequest, PullResult } from '../../pull.js';
@@ -28,6 +28,7 @@ import { holdFileLock } from '../../store/lock.js';
 import type { NodeContext } from '../wiring.js';
 import { parseShimOptions } from './shim-options.js';
 import { contentRules } from '../version.js';
+import { loadBaseline, readPinnedRuntimeDefault } from '../start-checks.js';
 
 /** Temp files made ahead for the store: two per cold pull (blob, record); a burst beyond creates its files on demand. */
 const PREPARED_TEMP_FILES = 8;
@@ -174,7 +175,7 @@ export async function run(argv: string[]): Promise<number> {
   const runtimeDefault = new RuntimeDefaultSource<SeccompProfile>({
     decode: decodeRuntimeDefault,
     logger,
-    ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinned(config.runtimeDefault) } } : {}),
+    ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinnedRuntimeDefault(config.runtimeDefault) } } : {}),
     onChange: (rd) => baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger),
   });
   late.runtimeDefault = runtimeDefault;
@@ -261,31 +262,6 @@ export async function run(argv: string[]): Promise<number> {
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });
   });
-}
-
-function readPinned(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new SpokeError('InvalidArgument', `runtimeDefault ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
-  }
-}
-
-function loadBaseline(path: string): SeccompProfile {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new SpokeError('InvalidArgument', `baseline ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
-  }
-  try {
-    const p = decodeSeccomp(bytes);
-    validateBaseline(p);
-    return p;
-  } catch (e) {
-    const err = asSpokeError(e, 'InvalidArgument');
-    throw new SpokeError('InvalidArgument', `baseline ${path}: ${err.message}`, { file: path }, { cause: e, reason: err.reason });
-  }
 }
 
 /** `host:port` a server listens on, or undefined without one. */

@@ -4,36 +4,48 @@
 import { existsSync } from 'node:fs';
 import { asSpokeError, isSpokeError } from '../../core/errors.js';
 import { decodeText, lintPolicy, parsePolicy } from '../../policy/index.js';
-import { decodeSeccomp, validateBaseline } from '../../profiles/seccomp/index.js';
 import { describeBackends } from '../../recorder/backend.js';
 import { bpfSupport } from '../../recorder/bpf.js';
 import { RuntimeCriClient } from '../../recorder/cri.js';
 import { effectiveDirRefusal } from '../../cri/effective-dir.js';
+import { readRecordingKey } from '../../cri/recording.js';
+import { socketPathRefusal } from '../../cri/socket.js';
+import { nodeCredentials } from '../../registry/credentials.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
+import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { nodeConfigOnly } from '../wiring.js';
 
 const HELP = `usage: spoke status [--config F] [--json]
 
-Checks this node the way the shim would use it and reports each part:
-  policy    the node policy loads (file, hash, rule and signer counts), or the error with file:line;
-            signers whose key file or trusted root is gone or unusable are listed (a running shim
-            keeps the rest of the policy and fails pulls that need them: SIGNER_UNAVAILABLE)
-  baseline  the seccomp baseline decodes and validates
-  store     artifacts, bytes and how many are in use (and whether the in-use set is complete);
-            fails too when <seccompRoot>/spoke is one the shim would refuse to start with
-  shim      the shim answers on its socket (runtime name and version through it) and advertises
-            RuntimeFeatures.security_profile_oci_artifact
-  recorder  which recording backends this node supports (bpf needs root, kernel BTF and
-            bpftrace; audit always works); informational, never a failure
-Exit 0 when every part is healthy, 1 otherwise.
+Checks this node the way the shim would use it, and every file a shim starting now would refuse
+to start on, changing nothing (run it before a restart or an upgrade), and reports each part:
+  policy          the node policy loads (file, hash, rule and signer counts), or the error with
+                  file:line; signers whose key file or trusted root is gone or unusable are listed
+                  (a running shim keeps the rest of the policy and fails pulls that need them:
+                  SIGNER_UNAVAILABLE)
+  baseline        the seccomp baseline decodes and validates
+  authFile        the registry auth file reads and parses (only when configured)
+  runtimeDefault  the pinned runtime default profile reads and decodes (only when configured)
+  recordingKey    the recording key reads and is a usable key (only when configured; the shim
+                  reads it with --recording)
+  store           artifacts, bytes and how many are in use (and whether the in-use set is
+                  complete); fails too when <seccompRoot>/spoke is one the shim would refuse
+  listen          nothing or a socket at the listen path (a file of another type is refused)
+  shim            the shim answers on its socket (runtime name and version through it) and
+                  advertises RuntimeFeatures.security_profile_oci_artifact; an UNAVAILABLE
+                  answer from it means the runtime behind it does not answer
+  recorder        which recording backends this node supports (bpf needs root, kernel BTF and
+                  bpftrace; audit always works); informational, never a failure
+A failed part names its file and reason. Exit 0 when every part is healthy, 1 otherwise.
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
-  --json       {ok, policy, baseline, store, shim, recorder} as JSON (policy.signersUnavailable:
-               [{name, file, why}] when signers are unavailable)`;
+  --json       {ok, policy, baseline, authFile?, runtimeDefault?, recordingKey?, store, listen,
+               shim, recorder} as JSON; a failed part has {file, reason} when it has them
+               (policy.signersUnavailable: [{name, file, why}] when signers are unavailable)`;
 
 interface Part {
   ok: boolean;
@@ -94,13 +106,12 @@ export async function run(argv: string[]): Promise<number> {
     policy = { ok: false, detail: `${config.policy}: ${failure(e)}` };
   }
 
-  let baseline: Part;
-  try {
-    validateBaseline(decodeSeccomp(readNamedFile(config.baseline)));
-    baseline = { ok: true, detail: config.baseline };
-  } catch (e) {
-    baseline = { ok: false, detail: `${config.baseline}: ${failure(e)}` };
-  }
+  // The files the shim reads at its start, by the functions it reads them with.
+  const baseline = startCheck(config.baseline, loadBaseline);
+  const configured: Record<string, Part> = {};
+  if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, nodeCredentials);
+  if (config.runtimeDefault !== undefined) configured.runtimeDefault = startCheck(config.runtimeDefault, checkPinnedRuntimeDefault);
+  if (config.recordingKey !== undefined) configured.recordingKey = startCheck(config.recordingKey, readRecordingKey);
 
   let store: Part;
   if (!existsSync(config.storeDir)) store = { ok: true, detail: `${config.storeDir}: not created yet (no pull so far)`, artifacts: 0, bytes: 0, inUse: 0 };
@@ -117,18 +128,38 @@ export async function run(argv: string[]): Promise<number> {
   }
   // What a shim starting now would refuse to start on: check before a restart or an upgrade.
   const refusal = await effectiveDirRefusal(config.seccompRoot).catch((e: unknown) => asSpokeError(e));
-  if (refusal !== undefined) store = { ...store, ok: false, detail: `${store.detail}; ${refusal.message}` };
+  if (refusal !== undefined) store = { ...store, ok: false, detail: `${store.detail}; ${refusal.message}`, file: refusal.context.file, reason: refusal.reason };
+
+  // lstat only: a socket there (the running shim's) is fine, any other file is refused at start.
+  const listenRefusal = await socketPathRefusal(config.listen).catch((e: unknown) => asSpokeError(e));
+  const listen: Part = listenRefusal === undefined ? { ok: true, detail: existsSync(config.listen) ? `${config.listen}: a socket` : `${config.listen}: not there yet (bound at start)` } : failedPart(config.listen, listenRefusal);
 
   const shim = await checkShim(config.listen);
   const bpf = bpfSupport();
   const recorder: Part = { ok: true, detail: describeBackends(bpf), backends: bpf.ok ? ['bpf', 'audit'] : ['audit'], default: bpf.ok ? 'bpf' : 'audit' };
-  const ok = policy.ok && baseline.ok && store.ok && shim.ok;
-  emit(values.json, { ok, policy, baseline, store, shim, recorder }, () =>
-    Object.entries({ policy, baseline, store, shim, recorder })
-      .map(([name, p]) => `${p.ok ? 'ok  ' : 'FAIL'} ${name.padEnd(8)} ${p.detail}`)
+  const parts: Record<string, Part> = { policy, baseline, ...configured, store, listen, shim, recorder };
+  const ok = Object.values(parts).every((p) => p.ok);
+  const width = Math.max(...Object.keys(parts).map((n) => n.length));
+  emit(values.json, { ok, ...parts }, () =>
+    Object.entries(parts)
+      .map(([name, p]) => `${p.ok ? 'ok  ' : 'FAIL'} ${name.padEnd(width)} ${p.detail}${!p.ok && typeof p.reason === 'string' ? ` (reason ${p.reason})` : ''}`)
       .join('\n'),
   );
   return ok ? 0 : EXIT_FAILED;
+}
+
+/** `check(file)` as the shim runs it at start: ok, or the refusal with its file and reason. */
+function startCheck(file: string, check: (file: string) => unknown): Part {
+  try {
+    check(file);
+    return { ok: true, detail: file };
+  } catch (e) {
+    return failedPart(file, asSpokeError(e));
+  }
+}
+
+function failedPart(file: string, e: ReturnType<typeof asSpokeError>): Part {
+  return { ok: false, detail: e.message, file, ...(e.reason !== undefined ? { reason: e.reason } : {}) };
 }
 
 /** What went wrong: spoke's own message, or a system error's code (ENOENT, EACCES, …). */

@@ -1,0 +1,45 @@
+// The files a shim starting now refuses to start on, read by one set of functions: `spoke shim`
+// uses them at its start, and `spoke status` runs the same ones, changing nothing, so a clean
+// status before a restart or an upgrade means the shim will start (docs/shim.md#restarts-and-upgrades).
+// The others both call where they live: the auth file (nodeCredentials), the recording key
+// (readRecordingKey), the effective directory (src/cri/effective-dir.ts), the socket path
+// (src/cri/socket.ts); the policy is read by PolicyHolder at start and by lintPolicy in status,
+// over one parser.
+
+import { readFileSync } from 'node:fs';
+import { SpokeError, asSpokeError } from '../core/errors.js';
+import { decodePinned } from '../cri/runtime-default.js';
+import { decodeRuntimeDefault } from '../cri/seccomp.js';
+import { decodeSeccomp, validateBaseline, type SeccompProfile } from '../profiles/seccomp/index.js';
+
+/** The node baseline at `path`, decoded and validated; InvalidArgument naming the file otherwise. */
+export function loadBaseline(path: string): SeccompProfile {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `baseline ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
+  }
+  try {
+    const p = decodeSeccomp(bytes);
+    validateBaseline(p);
+    return p;
+  } catch (e) {
+    const err = asSpokeError(e, 'InvalidArgument');
+    throw new SpokeError('InvalidArgument', `baseline ${path}: ${err.message}`, { file: path }, { cause: e, reason: err.reason });
+  }
+}
+
+/** The bytes of the pinned runtime default (config key runtimeDefault); RuntimeDefaultSource decodes them (decodePinned). */
+export function readPinnedRuntimeDefault(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new SpokeError('InvalidArgument', `runtimeDefault ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
+  }
+}
+
+/** The pinned runtime default read and decoded as the shim's RuntimeDefaultSource does at start. */
+export function checkPinnedRuntimeDefault(path: string): void {
+  decodePinned(decodeRuntimeDefault, path, readPinnedRuntimeDefault(path));
+}

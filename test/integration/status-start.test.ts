@@ -1,0 +1,82 @@
+// `spoke status` before a restart or an upgrade (docs/shim.md#restarts-and-upgrades): every file
+// a shim starting now refuses to start on fails status too, as its own part, with the reason the
+// shim gives, and status changes nothing on the way.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { spoke } from '../helpers/cli.js';
+import { unsignedPolicy } from '../helpers/node.js';
+
+/** The reason at the end of the CLI's error line (docs/troubleshooting.md#where-errors-show-up), among the shim's JSON log lines. */
+const reasonOf = (stderr: string): string | undefined => /^[A-Za-z]+: .*\(reason ([A-Z_]+)\)$/m.exec(stderr)?.[1];
+
+describe('spoke status checks what the shim refuses to start on', { timeout: 120_000 }, () => {
+  let dir: string;
+  let policy: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-status-start-'));
+    policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy(['registry.example/profiles']));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A config of its own dirs; `extra` lines added. No runtime behind it. */
+  const configWith = (name: string, extra: string[]): { config: string; seccompRoot: string; storeDir: string } => {
+    const seccompRoot = join(dir, name, 'seccomp');
+    const storeDir = join(dir, name, 'store');
+    mkdirSync(join(dir, name), { recursive: true });
+    const config = join(dir, name, 'config.yaml');
+    writeFileSync(config, [`policy: ${policy}`, `storeDir: ${storeDir}`, `seccompRoot: ${seccompRoot}`, `listen: ${join(dir, name, 'spoke.sock')}`, `upstream: ${join(dir, name, 'none.sock')}`, ...extra].join('\n') + '\n');
+    return { config, seccompRoot, storeDir };
+  };
+
+  const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; shimArgs?: string[] }[] = [
+    { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'missing-auth.json')}`] },
+    { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'auth.json')}`], setup: (d) => writeFileSync(join(d, 'auth.json'), '{"auths": [') },
+    { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'rd.json')}`], setup: (d) => writeFileSync(join(d, 'rd.json'), '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOPE"}]}') },
+    { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'missing-rd.json')}`] },
+    { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'key')}`], setup: (d) => writeFileSync(join(d, 'key'), 'short'), shimArgs: ['--recording'] },
+    { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'spoke.sock'), 'not a socket'), shimArgs: [] },
+  ];
+
+  for (const [i, c] of cases.entries()) {
+    it(`${c.part} (${i}): status fails that part with the reason the shim refuses to start with, and changes nothing`, async () => {
+      const name = `case-${i}`;
+      const { config, seccompRoot, storeDir } = configWith(name, c.extra(join(dir, name)));
+      c.setup?.(join(dir, name));
+      const listenBefore = existsSync(join(dir, name, 'spoke.sock')) ? readFileSync(join(dir, name, 'spoke.sock')) : undefined;
+
+      const status = await spoke(['status', '--config', config, '--json']);
+      assert.equal(status.code, 1, status.stderr);
+      const s = JSON.parse(status.stdout) as Record<string, { ok: boolean; reason?: string; file?: string }> & { ok: boolean };
+      assert.equal(s.ok, false);
+      const part = s[c.part];
+      assert.ok(part, `status has a ${c.part} part: ${status.stdout}`);
+      assert.equal(part.ok, false, status.stdout);
+      assert.ok(part.file?.startsWith(join(dir, name)), `the part names its file: ${status.stdout}`);
+      // Status wrote nothing: no effective directory, no store (locks), the listen path as it was.
+      assert.equal(existsSync(join(seccompRoot, 'spoke')), false);
+      assert.equal(existsSync(storeDir), false);
+      if (listenBefore) assert.deepEqual(readFileSync(join(dir, name, 'spoke.sock')), listenBefore);
+
+      const shim = await spoke(['shim', '--config', config, ...(c.shimArgs ?? [])]);
+      assert.equal(shim.code, 1, shim.stderr);
+      assert.equal(part.reason, reasonOf(shim.stderr), `status: ${status.stdout}\nshim: ${shim.stderr}`);
+      assert.notEqual(part.reason, undefined);
+    });
+  }
+
+  it('with every file good and no shim running, those parts are ok', async () => {
+    const name = 'good';
+    const d = join(dir, name);
+    const { config } = configWith(name, [`authFile: ${join(d, 'auth.json')}`, `runtimeDefault: ${join(d, 'rd.json')}`, `recordingKey: ${join(d, 'key')}`]);
+    writeFileSync(join(d, 'auth.json'), '{"auths": {}}');
+    writeFileSync(join(d, 'rd.json'), '{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW"}]}');
+    writeFileSync(join(d, 'key'), 'k'.repeat(32));
+    const s = JSON.parse((await spoke(['status', '--config', config, '--json'])).stdout) as Record<string, { ok: boolean }>;
+    for (const p of ['policy', 'baseline', 'authFile', 'runtimeDefault', 'recordingKey', 'store', 'listen']) assert.equal(s[p]?.ok, true, `${p}: ${JSON.stringify(s[p])}`);
+  });
+});
