@@ -102,11 +102,13 @@ const CONNECT_ERRNO_RE = /\bconnect (E[A-Z]{2,15})\b/;
 /**
  * A failed CRI call in spoke's own words: grpc-js's connection details ("No connection
  * established. Last error: … Resolution note: …") are not passed through; the runtime's own
- * error text is, when it answered.
+ * error text is, when it answered. `answered`: the call went over a connection that is up, so an
+ * UNAVAILABLE is the answer of what listens on the socket (a shim whose runtime is down, a
+ * runtime not ready), RUNTIME_ERROR with its message, not a socket nobody answers on (TRANSPORT).
  */
-export function criError(name: string, socket: string, deadlineMs: number, err: grpc.ServiceError): SpokeError {
+export function criError(name: string, socket: string, deadlineMs: number, err: grpc.ServiceError, answered = false): SpokeError {
   const context = { socket, grpcCode: err.code };
-  if (err.code === grpc.status.UNAVAILABLE) {
+  if (err.code === grpc.status.UNAVAILABLE && !answered) {
     const errno = CONNECT_ERRNO_RE.exec((err.details ?? '').slice(0, 2000))?.[1];
     const why = errno === 'ENOENT' ? 'no socket there' : errno === 'ECONNREFUSED' ? 'nothing listens on it' : errno === 'EACCES' ? 'permission denied' : errno ?? 'not reachable';
     return new SpokeError('Unavailable', `CRI ${name}: nothing answers on ${socket} (${why})`, context, { cause: err, reason: 'TRANSPORT' });
@@ -114,9 +116,10 @@ export function criError(name: string, socket: string, deadlineMs: number, err: 
   if (err.code === grpc.status.DEADLINE_EXCEEDED) {
     return new SpokeError('Unavailable', `CRI ${name}: ${socket} did not answer within ${deadlineMs} ms`, context, { cause: err, reason: 'DEADLINE' });
   }
-  const code = err.code === grpc.status.NOT_FOUND ? 'NotFound' : 'Internal';
+  const code = err.code === grpc.status.NOT_FOUND ? 'NotFound' : err.code === grpc.status.UNAVAILABLE ? 'Unavailable' : 'Internal';
   const status = (grpc.status as unknown as Record<number, string>)[err.code] ?? String(err.code);
-  return new SpokeError(code, `CRI ${name}: the runtime answered ${status}: ${(err.details ?? '').slice(0, 500)}`, context, { cause: err, reason: code === 'NotFound' ? 'NOT_FOUND' : 'RUNTIME_ERROR' });
+  const said = (err.details ?? '').slice(0, 500);
+  return new SpokeError(code, `CRI ${name}: the runtime answered ${status}: ${said}`, { ...context, grpcMessage: said }, { cause: err, reason: code === 'NotFound' ? 'NOT_FOUND' : 'RUNTIME_ERROR' });
 }
 
 export class RuntimeCriClient {
@@ -137,7 +140,10 @@ export class RuntimeCriClient {
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(`/runtime.v1.${service}/${name}`, id, id, body, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
         if (err) {
-          reject(criError(name, this.socket, deadlineMs, err));
+          // The connection still up once the call failed: the server ended the call, it did not
+          // fail to connect or drop (grpc-js says which only in its message text).
+          const answered = this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+          reject(criError(name, this.socket, deadlineMs, err, answered));
           return;
         }
         resolve(resType.toObject(resType.decode(res!), { longs: String, enums: String, defaults: true }) as Msg);

@@ -1,6 +1,7 @@
 // `spoke status` before a restart or an upgrade (docs/shim.md#restarts-and-upgrades): every file
 // a shim starting now refuses to start on fails status too, as its own part, with the reason the
-// shim gives, and status changes nothing on the way.
+// shim gives, and status changes nothing on the way. And a shim that answers UNAVAILABLE (its
+// runtime is down) is told apart from a socket nobody answers on.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spoke } from '../helpers/cli.js';
 import { unsignedPolicy } from '../helpers/node.js';
+import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 
 /** The reason at the end of the CLI's error line (docs/troubleshooting.md#where-errors-show-up), among the shim's JSON log lines. */
 const reasonOf = (stderr: string): string | undefined => /^[A-Za-z]+: .*\(reason ([A-Z_]+)\)$/m.exec(stderr)?.[1];
@@ -78,5 +80,37 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     writeFileSync(join(d, 'key'), 'k'.repeat(32));
     const s = JSON.parse((await spoke(['status', '--config', config, '--json'])).stdout) as Record<string, { ok: boolean }>;
     for (const p of ['policy', 'baseline', 'authFile', 'runtimeDefault', 'recordingKey', 'store', 'listen']) assert.equal(s[p]?.ok, true, `${p}: ${JSON.stringify(s[p])}`);
+  });
+});
+
+describe('spoke status tells a shim whose runtime is down from a socket nobody answers on', { timeout: 120_000 }, () => {
+  let dir: string;
+  let shim: ShimProc | undefined;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-status-shim-'));
+  });
+  after(async () => {
+    await stopShim(shim);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the shim up with no runtime behind it: answering, the runtime unavailable (RUNTIME_ERROR); no shim: not answering (TRANSPORT)', async () => {
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy(['registry.example/profiles']));
+    const config = join(dir, 'config.yaml');
+    // The upstream socket is never made: the shim serves, and answers UNAVAILABLE for the runtime.
+    writeFileSync(config, [`policy: ${policy}`, `storeDir: ${join(dir, 'store')}`, `seccompRoot: ${join(dir, 'seccomp')}`, `listen: ${join(dir, 'spoke.sock')}`, `upstream: ${join(dir, 'none.sock')}`].join('\n') + '\n');
+
+    const down = await spoke(['status', '--config', config, '--json']);
+    assert.equal(down.code, 1);
+    const before = JSON.parse(down.stdout) as { shim: { ok: boolean; answering?: boolean; reason?: string } };
+    assert.deepEqual([before.shim.ok, before.shim.answering, before.shim.reason], [false, false, 'TRANSPORT'], down.stdout);
+
+    shim = await startShim(['--config', config]);
+    const up = await spoke(['status', '--config', config, '--json']);
+    assert.equal(up.code, 1);
+    const s = JSON.parse(up.stdout) as { listen: { ok: boolean }; shim: { ok: boolean; answering?: boolean; reason?: string } };
+    assert.deepEqual([s.shim.ok, s.shim.answering, s.shim.reason], [false, true, 'RUNTIME_ERROR'], up.stdout);
+    assert.equal(s.listen.ok, true, 'the running shim\'s socket is no refusal');
   });
 });

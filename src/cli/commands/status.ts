@@ -75,7 +75,12 @@ async function checkShim(socket: string): Promise<Part> {
     const runtime = `${String(version.runtime_name)} ${String(version.runtime_version)}`;
     return { ok: feature, detail: feature ? `answering on ${socket}; runtime ${runtime}` : `${socket} answers (runtime ${runtime}) but does not advertise security_profile_oci_artifact: not the spoke shim?`, runtime, feature };
   } catch (e) {
-    return { ok: false, detail: `${socket}: ${asSpokeError(e).message}` };
+    const err = asSpokeError(e);
+    // TRANSPORT and DEADLINE: nothing answered on the socket; otherwise the shim answered, and an
+    // UNAVAILABLE from it is its runtime's (docs/troubleshooting.md: name the part that is unhealthy).
+    const answering = err.reason !== 'TRANSPORT' && err.reason !== 'DEADLINE';
+    const detail = answering && err.code === 'Unavailable' ? `${socket}: the shim answers, but the runtime behind it is unavailable (the shim says: ${String(err.context.grpcMessage)})` : `${socket}: ${err.message}`;
+    return { ok: false, detail, answering, ...(err.reason !== undefined ? { reason: err.reason } : {}) };
   } finally {
     client.close();
   }
