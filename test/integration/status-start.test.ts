@@ -38,6 +38,8 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
   const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; shimArgs?: string[] }[] = [
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'missing-auth.json')}`] },
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'auth.json')}`], setup: (d) => writeFileSync(join(d, 'auth.json'), '{"auths": [') },
+    { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'missing-ca.pem')}`] },
+    { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'ca.pem')}`], setup: (d) => writeFileSync(join(d, 'ca.pem'), 'not a certificate\n') },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'rd.json')}`], setup: (d) => writeFileSync(join(d, 'rd.json'), '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOPE"}]}') },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'missing-rd.json')}`] },
     { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'key')}`], setup: (d) => writeFileSync(join(d, 'key'), 'short'), shimArgs: ['--recording'] },

@@ -10,6 +10,7 @@ import { RuntimeCriClient } from '../../recorder/cri.js';
 import { effectiveDirRefusal } from '../../cri/effective-dir.js';
 import { readRecordingKey } from '../../cri/recording.js';
 import { socketPathRefusal } from '../../cri/socket.js';
+import { readCaBundle } from '../../registry/options.js';
 import { nodeCredentials } from '../../registry/credentials.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
@@ -28,6 +29,8 @@ to start on, changing nothing (run it before a restart or an upgrade), and repor
                   SIGNER_UNAVAILABLE)
   baseline        the seccomp baseline decodes and validates
   authFile        the registry auth file reads and parses (only when configured)
+  caFile          the registries' CA bundle reads and holds certificates that parse (only when
+                  configured)
   runtimeDefault  the pinned runtime default profile reads and decodes (only when configured)
   recordingKey    the recording key reads and is a usable key (only when configured; the shim
                   reads it with --recording)
@@ -43,7 +46,7 @@ A failed part names its file and reason. Exit 0 when every part is healthy, 1 ot
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
-  --json       {ok, policy, baseline, authFile?, runtimeDefault?, recordingKey?, store, listen,
+  --json       {ok, policy, baseline, authFile?, caFile?, runtimeDefault?, recordingKey?, store, listen,
                shim, recorder} as JSON; a failed part has {file, reason} when it has them
                (policy.signersUnavailable: [{name, file, why}] when signers are unavailable)`;
 
@@ -115,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
   const baseline = startCheck(config.baseline, loadBaseline);
   const configured: Record<string, Part> = {};
   if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, nodeCredentials);
+  if (config.caFile !== undefined) configured.caFile = startCheck(config.caFile, readCaBundle);
   if (config.runtimeDefault !== undefined) configured.runtimeDefault = startCheck(config.runtimeDefault, checkPinnedRuntimeDefault);
   if (config.recordingKey !== undefined) configured.recordingKey = startCheck(config.recordingKey, readRecordingKey);
 
