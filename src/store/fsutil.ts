@@ -262,23 +262,24 @@ export async function stageFile(target: string, data: Uint8Array | string, tmpDi
 async function writeTemp(target: string, bytes: Uint8Array, file: TempFile, opts: WriteOptions & { exclusive?: boolean }): Promise<StagedFile | undefined> {
   const durable = opts.fsync ?? true;
   const { path: tmp, fd } = file;
-  let identity: FileIdentity;
+  let st: Stats;
   try {
     await writeAll(fd, bytes);
     if (durable) await flush(fd, opts.flushInline?.() ?? false);
-    const st = fstatSync(fd);
-    if (st.nlink !== 1) {
-      closeSync(fd);
-      unlinkQuiet(tmp);
-      return undefined;
-    }
-    identity = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+    st = fstatSync(fd);
   } catch (e) {
     closeSync(fd);
     unlinkQuiet(tmp);
     throw e;
   }
+  // Closed once, here: a second close could shut a file another thread has opened since under
+  // the same number.
   closeSync(fd);
+  if (st.nlink !== 1) {
+    unlinkQuiet(tmp);
+    return undefined;
+  }
+  const identity: FileIdentity = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
   return { target, tmp, durable, exclusive: opts.exclusive ?? false, identity, flushInline: opts.flushInline };
 }
 

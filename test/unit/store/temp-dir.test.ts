@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import fs, { closeSync, fstatSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +79,32 @@ describe('TempDir', () => {
     assert.ok(!young.includes(b.path), 'a stale prepared file is not handed out');
     closeSync(b.fd);
     for (const p of young) assert.ok(!readdirSync(dir).includes(p.slice(dir.length + 1)), 'and it is removed');
+  });
+
+  it('a removed file made ahead whose name cannot be unlinked either: the write fails with that error, and its descriptor is closed once', async (t) => {
+    const root = tempRoot();
+    const dir = join(root, 'tmp');
+    const temp = new TempDir(dir, 1);
+    await until(temp, dir, 1);
+    const [prepared] = readdirSync(dir).map((n) => join(dir, n));
+    unlinkSync(prepared!);
+    const closed: number[] = [];
+    const close = fs.closeSync;
+    t.mock.method(fs, 'closeSync', (fd: number) => {
+      closed.push(fd);
+      close(fd);
+    });
+    t.mock.method(fs, 'unlinkSync', (path: string) => {
+      throw Object.assign(new Error(`EROFS: read-only file system, unlink '${path}'`), { code: 'EROFS' });
+    });
+    syncBuiltinESMExports();
+    try {
+      await assert.rejects(stageFile(join(root, 'f'), 'data', temp, { fsync: false }), (e: NodeJS.ErrnoException) => e.code === 'EROFS');
+    } finally {
+      t.mock.restoreAll();
+      syncBuiltinESMExports();
+    }
+    assert.equal(new Set(closed).size, closed.length, `each descriptor closed once: ${closed.join(', ')}`);
   });
 
   it('stages and commits through prepared files like through new ones', async () => {
