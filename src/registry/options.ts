@@ -2,7 +2,7 @@
 // InvalidArgument at start-up, never a surprise on the first pull).
 
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
 import { SpokeError } from '../core/errors.js';
@@ -120,38 +120,49 @@ function intIn(v: unknown, name: string, min: number, max: number, dflt: number)
 export const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
 
 /**
- * A node's CA bundle (the node config's caFile), read once (at most MAX_CA_FILE_BYTES: a FIFO or
- * /dev/zero is not read without end) and checked now, so a file that cannot serve stops the shim
- * at start rather than fail every pull: unreadable (FILE_UNREADABLE), too large (SIZE_LIMIT), or
- * not PEM certificates that parse (OPTION_INVALID). `what` names the setting in the message.
+ * A node's CA bundle (the node config's caFile), read once (at most MAX_CA_FILE_BYTES) and checked
+ * now, so a file that cannot serve stops the shim at start rather than fail every pull:
+ * unreadable or not a regular file (FILE_UNREADABLE: a FIFO would hold the reader, the shim's
+ * start or, on a SIGHUP reload, every call, until a writer came), too large (SIZE_LIMIT), or not
+ * wholly PEM certificates that parse (OPTION_INVALID). Returns those certificates, re-encoded:
+ * the TLS layer would stop at the first broken block and trust only what came before it.
+ * `what` names the setting in the message.
  */
 export function readCaBundle(path: string, what = 'caFile'): Buffer {
+  const unreadable = (why: string, cause?: unknown) => new SpokeError('InvalidArgument', `${what} ${path}: ${why}`, { file: path, path: what }, { cause, reason: 'FILE_UNREADABLE' });
   let bytes: Buffer;
   try {
+    if (!statSync(path).isFile()) throw unreadable('not a regular file');
     bytes = readFileUpTo(path, MAX_CA_FILE_BYTES + 1);
   } catch (e) {
-    throw new SpokeError('InvalidArgument', `${what} ${path}: cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { file: path, path: what }, { cause: e, reason: 'FILE_UNREADABLE' });
+    if (e instanceof SpokeError) throw e;
+    throw unreadable(`cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, e);
   }
   if (bytes.length > MAX_CA_FILE_BYTES) {
     throw new SpokeError('InvalidArgument', `${what} ${path}: larger than ${MAX_CA_FILE_BYTES} bytes`, { file: path, path: what, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
   }
-  const problem = pemProblem(bytes.toString('utf8'));
-  if (problem !== undefined) throw new SpokeError('InvalidArgument', `${what} ${path}: ${problem}`, { file: path, path: what }, { reason: 'OPTION_INVALID' });
-  return bytes;
+  const certificates = pemCertificates(bytes.toString('utf8'));
+  if (typeof certificates === 'string') throw new SpokeError('InvalidArgument', `${what} ${path}: ${certificates}`, { file: path, path: what }, { reason: 'OPTION_INVALID' });
+  return Buffer.from(certificates.join(''));
 }
 
-/** Why `text` is not a PEM bundle of certificates that parse, or undefined. */
-function pemProblem(text: string): string | undefined {
+const PEM_BEGIN = '-----BEGIN CERTIFICATE-----';
+
+/** The certificates of a PEM bundle, each as PEM, or why it is not wholly such a bundle. */
+function pemCertificates(text: string): string[] | string {
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) return 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)';
+  if (blocks.length === 0) return `holds no PEM certificate (${PEM_BEGIN})`;
+  const begun = text.split(PEM_BEGIN).length - 1;
+  if (begun !== blocks.length) return `${begun - blocks.length} of its ${begun} certificates are not whole (cut short, or a broken block)`;
+  const out: string[] = [];
   for (const [i, block] of blocks.entries()) {
     try {
-      new X509Certificate(block);
+      out.push(new X509Certificate(block).toString());
     } catch {
       return `certificate ${i + 1} of ${blocks.length} does not parse`;
     }
   }
-  return undefined;
+  return out;
 }
 
 function loadCa(caFile: string | Buffer | undefined): string[] | undefined {

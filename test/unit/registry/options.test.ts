@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -70,7 +72,18 @@ describe('readCaBundle (the node config caFile)', () => {
         return join(dir, name);
       };
       const good = write('good.pem', `# two roots\n${rootCertificates[0]}\n${rootCertificates[1]}\n`);
-      assert.deepEqual(readCaBundle(good), readFileSync(good));
+      // The certificates alone, re-encoded: what the TLS layer is given is what was checked.
+      assert.equal(readCaBundle(good).toString(), [rootCertificates[0]!, rootCertificates[1]!].map((c) => new X509Certificate(c).toString()).join(''));
+      // A bundle cut short, or with a broken block before good ones: the TLS layer would trust
+      // only the certificates before the break.
+      const cut = throwsWith(() => readCaBundle(write('cut.pem', `${rootCertificates[0]}\n${rootCertificates[1]!.slice(0, 200)}`)), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      assert.match(cut.message, /1 of its 2 certificates are not whole/);
+      throwsWith(() => readCaBundle(write('broken-first.pem', `-----BEGIN CERTIFICATE-----\nMIIB\n${rootCertificates[0]}\n`)), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      // A FIFO would hold the shim at its start, or every call during a SIGHUP reload, until a writer came.
+      const fifo = join(dir, 'fifo.pem');
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+      const notFile = throwsWith(() => readCaBundle(fifo), { code: 'InvalidArgument', reason: 'FILE_UNREADABLE' });
+      assert.equal(notFile.message, `caFile ${fifo}: not a regular file`);
 
       const missing = join(dir, 'missing.pem');
       const e = throwsWith(() => readCaBundle(missing), { code: 'InvalidArgument', reason: 'FILE_UNREADABLE' });
