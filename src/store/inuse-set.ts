@@ -113,7 +113,10 @@ export class InUseSet {
    * the snapshot; a snapshot still changing there (rewritten by hand) is an incomplete set.
    */
   private async readRuntime(): Promise<RuntimeState> {
-    return this.readRuntimeOnce() ?? (await this.layout.lock('in-use', async () => this.readRuntimeOnce() ?? { holders: {}, complete: false, legacyPins: {} }));
+    const incomplete = (): RuntimeState => ({ holders: {}, complete: false, legacyPins: {} });
+    // A reader that takes no lock (StoreLayoutOptions.readOnly) calls a set still changing incomplete.
+    if (this.layout.readOnly) return this.readRuntimeOnce() ?? incomplete();
+    return this.readRuntimeOnce() ?? (await this.layout.lock('in-use', async () => this.readRuntimeOnce() ?? incomplete()));
   }
 
   private async readPins(): Promise<Record<string, Digest>> {

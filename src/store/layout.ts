@@ -27,6 +27,11 @@ export interface StoreLayoutOptions {
   flushInline?: () => boolean;
   /** When temp files made ahead are made again after some were taken (fsutil.ts TempDir). Default: at once. */
   refillTempFiles?: (refill: () => void) => void;
+  /**
+   * Reads only (`spoke status`, which changes nothing on the node): no directory made or
+   * re-moded, no lock taken; what is missing reads as empty. Default false.
+   */
+  readOnly?: boolean;
 }
 
 export class StoreLayout {
@@ -36,6 +41,8 @@ export class StoreLayout {
   readonly durable: WriteOptions;
   /** Where writes stage their files (tmpDir). */
   readonly temp: TempDir;
+  /** StoreLayoutOptions.readOnly. */
+  readonly readOnly: boolean;
   private ready: Promise<void> | undefined;
   /** The digest directories, each with its trailing separator: a digest's path is one concatenation. */
   private readonly blobDir: string;
@@ -45,6 +52,7 @@ export class StoreLayout {
   constructor(opts: StoreLayoutOptions) {
     if (!opts.root) throw new SpokeError('InvalidArgument', 'store root directory is required', {}, { reason: 'OPTION_INVALID' });
     this.root = opts.root;
+    this.readOnly = opts.readOnly ?? false;
     this.clock = opts.clock ?? systemClock;
     this.durable = { fsync: opts.fsync ?? true, ...(opts.flushInline ? { flushInline: opts.flushInline } : {}) };
     this.temp = new TempDir(join(this.root, 'tmp'), opts.preparedTempFiles ?? 0, () => this.clock.now(), opts.refillTempFiles);
@@ -59,6 +67,7 @@ export class StoreLayout {
    * pod's credentials is that pod's to read.
    */
   init(): Promise<void> {
+    if (this.readOnly) return Promise.resolve();
     if (this.ready === undefined) {
       const ready = (async () => {
         for (const d of STORE_DIRS) mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });

@@ -328,7 +328,11 @@ export class RecordStore {
     await this.layout.init();
     const out: ProvenanceRecord[] = [];
     let n = 0;
-    for (const name of await readdir(join(this.layout.root, 'profiles', 'sha256'))) {
+    for (const name of await readdir(join(this.layout.root, 'profiles', 'sha256')).catch((e: NodeJS.ErrnoException) => {
+      // Made by init(), unless the store is read only (StoreLayoutOptions.readOnly): none yet.
+      if (e.code === 'ENOENT' && this.layout.readOnly) return [];
+      throw e;
+    })) {
       const m = SHA_JSON_FILE_RE.exec(name);
       if (!m) continue;
       if (++n % LIST_BATCH === 0) await new Promise((r) => setImmediate(r));

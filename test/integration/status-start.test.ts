@@ -4,7 +4,7 @@
 // runtime is down) is told apart from a socket nobody answers on.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -72,6 +72,20 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       assert.notEqual(part.reason, undefined);
     });
   }
+
+  it('a store that exists: status reads it and makes, re-modes and locks nothing in it', async () => {
+    const name = 'store-there';
+    const { config, storeDir } = configWith(name, []);
+    mkdirSync(join(storeDir, 'profiles'), { recursive: true, mode: 0o755 });
+    chmodSync(storeDir, 0o755);
+    const before = readdirSync(storeDir, { recursive: true }).sort();
+    const status = await spoke(['status', '--config', config, '--json']);
+    const s = JSON.parse(status.stdout) as Record<string, { ok: boolean; artifacts?: number }>;
+    assert.equal(s.store?.ok, true, status.stdout);
+    assert.equal(s.store?.artifacts, 0);
+    assert.deepEqual(readdirSync(storeDir, { recursive: true }).sort(), before, 'no directory or lock file made');
+    assert.equal(statSync(storeDir).mode & 0o777, 0o755, 'the store root keeps its mode');
+  });
 
   it('with every file good and no shim running, those parts are ok', async () => {
     const name = 'good';

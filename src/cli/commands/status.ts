@@ -125,7 +125,7 @@ export async function run(argv: string[]): Promise<number> {
   let store: Part;
   if (!existsSync(config.storeDir)) store = { ok: true, detail: `${config.storeDir}: not created yet (no pull so far)`, artifacts: 0, bytes: 0, inUse: 0 };
   else try {
-    const s = new ProfileStore({ root: config.storeDir });
+    const s = new ProfileStore({ root: config.storeDir, readOnly: true });
     const entries = await s.list();
     const inUseComplete = (await s.inUseState()).complete;
     const bytes = entries.reduce((n, e) => n + e.size, 0);
