@@ -114,7 +114,10 @@ export function criError(name: string, socket: string, deadlineMs: number, err: 
     return new SpokeError('Unavailable', `CRI ${name}: nothing answers on ${socket} (${why})`, context, { cause: err, reason: 'TRANSPORT' });
   }
   if (err.code === grpc.status.DEADLINE_EXCEEDED) {
-    return new SpokeError('Unavailable', `CRI ${name}: ${socket} did not answer within ${deadlineMs} ms`, context, { cause: err, reason: 'DEADLINE' });
+    // Over a connection that is up, what listens took the call: what it waits on (the runtime
+    // behind a shim) is what hangs.
+    const why = answered ? ', though it took the call (what it waits on does not answer)' : '';
+    return new SpokeError('Unavailable', `CRI ${name}: ${socket} did not answer within ${deadlineMs} ms${why}`, { ...context, connected: answered }, { cause: err, reason: 'DEADLINE' });
   }
   const code = err.code === grpc.status.NOT_FOUND ? 'NotFound' : err.code === grpc.status.UNAVAILABLE ? 'Unavailable' : 'Internal';
   const status = (grpc.status as unknown as Record<number, string>)[err.code] ?? String(err.code);

@@ -4,6 +4,7 @@
 // runtime is down) is told apart from a socket nobody answers on.
 
 import assert from 'node:assert/strict';
+import { createServer as createHttp2Server } from 'node:http2';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -128,5 +129,29 @@ describe('spoke status tells a shim whose runtime is down from a socket nobody a
     const s = JSON.parse(up.stdout) as { listen: { ok: boolean }; shim: { ok: boolean; answering?: boolean; reason?: string } };
     assert.deepEqual([s.shim.ok, s.shim.answering, s.shim.reason], [false, true, 'RUNTIME_ERROR'], up.stdout);
     assert.equal(s.listen.ok, true, 'the running shim\'s socket is no refusal');
+  });
+
+  it('the shim up in front of a runtime that takes calls and never answers: answering, the runtime hangs (DEADLINE), not the shim\'s socket', async () => {
+    await stopShim(shim);
+    shim = undefined;
+    const runtime = join(dir, 'hung.sock');
+    // An HTTP/2 server that takes every stream and answers none, as a wedged runtime does.
+    const hung = createHttp2Server();
+    hung.on('stream', () => undefined);
+    await new Promise<void>((resolve) => hung.listen(runtime, resolve));
+    try {
+      const policy = join(dir, 'policy.yaml');
+      const config = join(dir, 'config-hung.yaml');
+      writeFileSync(config, [`policy: ${policy}`, `storeDir: ${join(dir, 'store-hung')}`, `seccompRoot: ${join(dir, 'seccomp-hung')}`, `listen: ${join(dir, 'hung-spoke.sock')}`, `upstream: ${runtime}`].join('\n') + '\n');
+      shim = await startShim(['--config', config]);
+      const st = await spoke(['status', '--config', config, '--json']);
+      assert.equal(st.code, 1);
+      const s = JSON.parse(st.stdout) as { shim: { ok: boolean; answering?: boolean; reason?: string; detail: string } };
+      assert.deepEqual([s.shim.ok, s.shim.answering, s.shim.reason], [false, true, 'DEADLINE'], st.stdout);
+    } finally {
+      await stopShim(shim);
+      shim = undefined;
+      hung.close();
+    }
   });
 });

@@ -79,10 +79,16 @@ async function checkShim(socket: string): Promise<Part> {
     return { ok: feature, detail: feature ? `answering on ${socket}; runtime ${runtime}` : `${socket} answers (runtime ${runtime}) but does not advertise security_profile_oci_artifact: not the spoke shim?`, runtime, feature };
   } catch (e) {
     const err = asSpokeError(e);
-    // TRANSPORT and DEADLINE: nothing answered on the socket; otherwise the shim answered, and an
-    // UNAVAILABLE from it is its runtime's (docs/troubleshooting.md: name the part that is unhealthy).
-    const answering = err.reason !== 'TRANSPORT' && err.reason !== 'DEADLINE';
-    const detail = answering && err.code === 'Unavailable' ? `${socket}: the shim answers, but the runtime behind it is unavailable (the shim says: ${String(err.context.grpcMessage)})` : `${socket}: ${err.message}`;
+    // TRANSPORT, and DEADLINE without a connection: nothing answered on the socket. Otherwise the
+    // shim took the call, and an UNAVAILABLE from it, or no answer in time over a connection that
+    // is up, is its runtime's (docs/troubleshooting.md: name the part that is unhealthy).
+    const answering = err.reason !== 'TRANSPORT' && (err.reason !== 'DEADLINE' || err.context.connected === true);
+    const detail =
+      err.reason === 'DEADLINE' && answering
+        ? `${socket}: the shim takes calls, but no answer came within 3000 ms: the runtime behind it hangs`
+        : answering && err.code === 'Unavailable'
+          ? `${socket}: the shim answers, but the runtime behind it is unavailable (the shim says: ${String(err.context.grpcMessage)})`
+          : `${socket}: ${err.message}`;
     return { ok: false, detail, answering, ...(err.reason !== undefined ? { reason: err.reason } : {}) };
   } finally {
     client.close();
