@@ -14,12 +14,7 @@ import { decodeSeccomp, validateBaseline, type SeccompProfile } from '../profile
 
 /** The node baseline at `path`, decoded and validated; InvalidArgument naming the file otherwise. */
 export function loadBaseline(path: string): SeccompProfile {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new SpokeError('InvalidArgument', `baseline ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
-  }
+  const bytes = readStartFile('baseline', path);
   try {
     const p = decodeSeccomp(bytes);
     validateBaseline(p);
@@ -32,10 +27,15 @@ export function loadBaseline(path: string): SeccompProfile {
 
 /** The bytes of the pinned runtime default (config key runtimeDefault); RuntimeDefaultSource decodes them (decodePinned). */
 export function readPinnedRuntimeDefault(path: string): Buffer {
+  return readStartFile('runtimeDefault', path);
+}
+
+/** The bytes of the file the config key `what` names; InvalidArgument (FILE_UNREADABLE) naming both otherwise. */
+function readStartFile(what: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new SpokeError('InvalidArgument', `runtimeDefault ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
+    throw new SpokeError('InvalidArgument', `${what} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
   }
 }
 

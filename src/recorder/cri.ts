@@ -60,6 +60,11 @@ export interface ProfiledContainer {
   profilePath: string;
 }
 
+/** The ids of every container the runtime lists now. */
+export async function containerIds(cri: RuntimeCalls): Promise<Set<string>> {
+  return new Set((((await cri.rt('ListContainers', {})).containers ?? []) as { id: string }[]).map((c) => c.id));
+}
+
 /** Creates and starts `c` in the running pod `pod` (log: <name>.log in the pod's log directory); resolves its id. */
 export async function startProfiledContainer(cri: RuntimeCalls, pod: { id: string; config: Msg }, c: ProfiledContainer): Promise<string> {
   const id = (

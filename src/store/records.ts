@@ -328,11 +328,9 @@ export class RecordStore {
     await this.layout.init();
     const out: ProvenanceRecord[] = [];
     let n = 0;
-    for (const name of await readdir(join(this.layout.root, 'profiles', 'sha256')).catch((e: NodeJS.ErrnoException) => {
-      // Made by init(), unless the store is read only (StoreLayoutOptions.readOnly): none yet.
-      if (e.code === 'ENOENT' && this.layout.readOnly) return [];
-      throw e;
-    })) {
+    // Made by init(), unless the store is read only (StoreLayoutOptions.readOnly): none yet.
+    const names = await readdir(join(this.layout.root, 'profiles', 'sha256')).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' && this.layout.readOnly ? [] : Promise.reject(e)));
+    for (const name of names) {
       const m = SHA_JSON_FILE_RE.exec(name);
       if (!m) continue;
       if (++n % LIST_BATCH === 0) await new Promise((r) => setImmediate(r));

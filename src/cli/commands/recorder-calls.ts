@@ -1,7 +1,7 @@
 // Where `spoke recorder` gets a container's calls, per backend: the audit-record session or the
 // eBPF counter (the backends `spoke record` uses).
 
-import { pidFromVerboseInfo, type RuntimeCalls } from '../../recorder/cri.js';
+import { containerIds, pidFromVerboseInfo, type RuntimeCalls } from '../../recorder/cri.js';
 import { RecordingSession } from '../../recorder/session.js';
 import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
 import { callsOfContainer, DEFAULT_MAP_KEYS, namesOf, type MountNamespace, type PodNamespaces } from '../../recorder/bpf-program.js';
@@ -121,8 +121,7 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
   // last start has succeeded: the next housekeeping or report lists (a report fails until
   // then), and containers created meanwhile count as predating the counter.
   let predating: Set<string> | undefined;
-  const listPredating = async (): Promise<Set<string>> =>
-    (predating ??= new Set((((await cri.rt('ListContainers', {})).containers ?? []) as { id: string }[]).map((c) => c.id)));
+  const listPredating = async (): Promise<Set<string>> => (predating ??= await containerIds(cri));
   const start = async () => {
     const started = await startCounter();
     predating = undefined;

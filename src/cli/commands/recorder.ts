@@ -11,7 +11,7 @@ import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type Profil
 import { selectorMatches } from '../../controller/selector.js';
 import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
-import { RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
+import { containerIds, RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
 import { describeBackends } from '../../recorder/backend.js';
 import { backendFlag } from './record.js';
 import { startCalls, type CallSource } from './recorder-calls.js';
@@ -183,7 +183,7 @@ export class RecorderDaemon {
 
   /** Takes the containers the runtime lists now as those that existed at the start, unless a listing succeeded before. */
   async listExisting(): Promise<Set<string>> {
-    return (this.existing ??= new Set((((await this.o.cri.rt('ListContainers', {})).containers ?? []) as Ctr[]).map((c) => c.id)));
+    return (this.existing ??= await containerIds(this.o.cri));
   }
 
   private async report(sb: Sandbox, c: Ctr, recName: string): Promise<void> {

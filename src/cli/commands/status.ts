@@ -69,11 +69,14 @@ function unavailableSigners(text: string, file: string): { name: string; file: s
   }
 }
 
+/** How long each call of the shim check waits for its answer. */
+const SHIM_CHECK_MS = 3000;
+
 async function checkShim(socket: string): Promise<Part> {
   const client = new RuntimeCriClient(socket);
   try {
-    const version = await client.rt('Version', { version: 'v1' }, 3000);
-    const status = await client.rt('Status', {}, 3000);
+    const version = await client.rt('Version', { version: 'v1' }, SHIM_CHECK_MS);
+    const status = await client.rt('Status', {}, SHIM_CHECK_MS);
     const feature = (status.features as { security_profile_oci_artifact?: boolean } | undefined)?.security_profile_oci_artifact === true;
     const runtime = `${String(version.runtime_name)} ${String(version.runtime_version)}`;
     return { ok: feature, detail: feature ? `answering on ${socket}; runtime ${runtime}` : `${socket} answers (runtime ${runtime}) but does not advertise security_profile_oci_artifact: not the spoke shim?`, runtime, feature };
@@ -85,7 +88,7 @@ async function checkShim(socket: string): Promise<Part> {
     const answering = err.reason !== 'TRANSPORT' && (err.reason !== 'DEADLINE' || err.context.connected === true);
     const detail =
       err.reason === 'DEADLINE' && answering
-        ? `${socket}: the shim takes calls, but no answer came within 3000 ms: the runtime behind it hangs`
+        ? `${socket}: the shim takes calls, but no answer came within ${SHIM_CHECK_MS} ms: the runtime behind it hangs`
         : answering && err.code === 'Unavailable'
           ? `${socket}: the shim answers, but the runtime behind it is unavailable (the shim says: ${String(err.context.grpcMessage)})`
           : `${socket}: ${err.message}`;
