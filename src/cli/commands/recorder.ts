@@ -29,8 +29,9 @@ calls in the kernel, keyed by the pod's IPC and the container's mount namespace;
 the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the printk
 rate limit lifted while recording and restored on exit). When such a container exits, one
 ProfileRecordingResult (its syscall names, node, image, runtime) is created in the pod's
-namespace, owned by the recording; lostRecords > 0 in it (records lost or not attributable, or
-a container whose namespace could not be told apart) makes the controller fail the recording
+namespace, owned by the recording; lostRecords > 0 in it (records lost or not attributable, a
+container whose namespace could not be told apart, or one reported without its wait for the
+kernel's last records, as too many others awaited theirs) makes the controller fail the recording
 as incomplete. The controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
 not reported (their start-up calls were missed), whatever their creation time. Needs root; one
@@ -101,21 +102,47 @@ export class RecordingCache {
   }
 }
 
-/** Exited containers by id, with when each was first seen exited. */
+/**
+ * At most this many exited containers await their report (docs/recording.md, step 3). Each
+ * complete poll forgets those it no longer lists (removed before their report), so only a
+ * runtime listing this many exited, unreported recorded containers at once, or polls that never
+ * complete, reach it.
+ */
+export const MAX_EXITED = 4096;
+
+/** Exited containers awaiting their report, by id, with when each was first seen exited. */
 export class ExitedContainers {
   private readonly since = new Map<string, number>();
 
   constructor(private readonly now: MonotonicNow = monotonicNow) {}
 
-  /** Notes `id` seen exited now; whether it has been for EXIT_SETTLE_MS. */
-  settled(id: string): boolean {
-    const since = this.since.get(id) ?? this.now();
-    this.since.set(id, since);
-    return this.now() - since >= EXIT_SETTLE_MS;
+  /**
+   * Notes `id` seen exited now: 'waiting' until it has been for EXIT_SETTLE_MS, then 'settled'.
+   * 'untracked' when MAX_EXITED others wait: none of them is dropped for it (each would lose its
+   * wait, and past the cap none might ever finish it), so its wait cannot be timed and it is
+   * reported at once, as incomplete.
+   */
+  settled(id: string): 'waiting' | 'settled' | 'untracked' {
+    let since = this.since.get(id);
+    if (since === undefined) {
+      if (this.since.size >= MAX_EXITED) return 'untracked';
+      this.since.set(id, (since = this.now()));
+    }
+    return this.now() - since >= EXIT_SETTLE_MS ? 'settled' : 'waiting';
   }
 
   forget(id: string): void {
     this.since.delete(id);
+  }
+
+  /** After a complete poll: forgets the containers it did not list (removed before their report). */
+  prune(listed: ReadonlySet<string>): void {
+    for (const id of this.since.keys()) if (!listed.has(id)) this.since.delete(id);
+  }
+
+  /** How many wait (tests). */
+  get size(): number {
+    return this.since.size;
   }
 }
 
@@ -154,6 +181,7 @@ export interface DaemonOptions {
 }
 
 const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
+const EXITED_FULL = `it exited while ${MAX_EXITED} other containers awaited their report: reported at once, its last calls possibly missing`;
 
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited. */
 export class RecorderDaemon {
@@ -186,7 +214,8 @@ export class RecorderDaemon {
     return (this.existing ??= await containerIds(this.o.cri));
   }
 
-  private async report(sb: Sandbox, c: Ctr, recName: string): Promise<void> {
+  /** `untracked`: reported without its wait (ExitedContainers.settled). */
+  private async report(sb: Sandbox, c: Ctr, recName: string, untracked: boolean): Promise<void> {
     const { cri, calls, log } = this.o;
     const ns = sb.metadata?.namespace ?? '';
     const container = c.metadata?.name ?? '';
@@ -208,6 +237,8 @@ export class RecorderDaemon {
     }
     const recorded = await calls.of(sb.id, c.id);
     const unknownStart = this.startUnknown && this.existing?.has(c.id) === true;
+    // Why the calls may be incomplete though the source lost none: a failed result, never a silent gap.
+    const why = unknownStart ? START_UNKNOWN : untracked ? EXITED_FULL : undefined;
     const result: ProfileRecordingResult = {
       metadata: { name: childName(recName, c.id.slice(0, 16)), labels: { 'recording.spoke.dev/name': recName.length <= 63 ? recName : recName.slice(0, 63).replace(/[-.]+$/, '') } },
       spec: {
@@ -220,11 +251,11 @@ export class RecorderDaemon {
         node: this.o.node,
         syscalls: [...recorded.syscalls].sort(),
         ia32: recorded.ia32,
-        lostRecords: unknownStart ? Math.max(recorded.lost, 1) : recorded.lost,
+        lostRecords: why ? Math.max(recorded.lost, 1) : recorded.lost,
         unnamedCalls: recorded.unnamed.slice(0, 64),
       },
     };
-    const incomplete = unknownStart ? START_UNKNOWN : recorded.incomplete;
+    const incomplete = why ?? recorded.incomplete;
     const outcome = await this.o.reporter.report(rec, result);
     log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(incomplete ? { incomplete } : {}) });
     forget();
@@ -253,14 +284,16 @@ export class RecorderDaemon {
         recorded.add(c.id);
         if (c.state !== 'CONTAINER_EXITED') continue;
         // Let the kernel's last records of the container arrive before reporting.
-        if (!this.exited.settled(c.id)) continue;
+        const wait = this.exited.settled(c.id);
+        if (wait === 'waiting') continue;
         try {
-          await this.report(sb, c, recName);
+          await this.report(sb, c, recName, wait === 'untracked');
         } catch (e) {
           log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
         }
       }
     }
+    this.exited.prune(recorded);
     return recorded;
   }
 }

@@ -1,11 +1,11 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reports the containers
 // created after it started, and not those that already existed then (their start-up calls were
 // missed): how it tells them apart, with the runtime's created_at stamps on a wall clock that
-// steps (docs/recording.md, step 3).
+// steps (docs/recording.md, step 3); and how many exited containers may await their report.
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { RecorderDaemon, type ResultReporter } from '../../../src/cli/commands/recorder.js';
+import { MAX_EXITED, RecorderDaemon, type ResultReporter } from '../../../src/cli/commands/recorder.js';
 import type { CallSource } from '../../../src/cli/commands/recorder-calls.js';
 import type { ProfileRecording, ProfileRecordingResult } from '../../../src/controller/recording.js';
 import type { Msg, RuntimeCalls } from '../../../src/recorder/cri.js';
@@ -94,7 +94,7 @@ function setup(t: TestContext) {
     mono.ms += 1000;
     await d.tick();
   };
-  return { cri, src, rep, logged, make, polls };
+  return { cri, src, rep, logged, make, polls, mono };
 }
 
 describe('recorder daemon: containers created before it started', () => {
@@ -144,5 +144,36 @@ describe('recorder daemon: containers created before it started', () => {
     await polls(daemon);
     assert.deepEqual([...src.seenIds], ['c1']);
     assert.deepEqual(rep.reported, ['c1']);
+  });
+});
+
+describe('recorder daemon: exited containers awaiting their report', () => {
+  it(`a container that exits while ${MAX_EXITED} others await their report is reported at once, as incomplete; those are reported whole a second later`, async (t) => {
+    const { cri, rep, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    for (let i = 0; i < MAX_EXITED; i++) cri.create(`c${i}`, 'CONTAINER_EXITED');
+    cri.create('late', 'CONTAINER_EXITED');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['late']);
+    assert.deepEqual(rep.lost, [1], 'its last records may not have come: the recording fails, never misses them silently');
+    mono.ms += 1000;
+    await daemon.tick();
+    assert.equal(rep.reported.length, MAX_EXITED + 1);
+    assert.deepEqual(new Set(rep.lost.slice(1)), new Set([0]));
+  });
+
+  it('containers removed before their report leave room: one that exits after them waits its second and is reported whole', async (t) => {
+    const { cri, rep, make, polls } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    for (let i = 0; i < MAX_EXITED; i++) cri.create(`c${i}`, 'CONTAINER_EXITED');
+    await daemon.tick();
+    cri.containers.length = 0;
+    await daemon.tick();
+    cri.create('c1', 'CONTAINER_EXITED');
+    await polls(daemon);
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [0]);
   });
 });
