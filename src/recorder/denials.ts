@@ -6,7 +6,7 @@
 
 import type { Digest } from '../core/digest.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
-import { isAuditLossNotice, parseAuditRecord, recordTimeUs, SECCOMP_RET_LOG } from './audit.js';
+import { isAuditLossNotice, parseAuditRecord, recordTimeUs, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 import type { MountNamespace } from './bpf-program.js';
 import type { Attribution } from './pids.js';
 
@@ -66,10 +66,11 @@ export interface Names {
 /** One kernel log line: a SCMP_ACT_LOG record in the window, a loss notice, or nothing of ours. */
 export type LogLine = { kind: 'record'; pid: number; syscall: string; recordUs: number } | { kind: 'lost' } | undefined;
 
-export function logLineOf(line: string, sinceMs: number, bootWallMs: number): LogLine {
+/** `inWindow`: whether a record is in the report's window. */
+export function logLineOf(line: string, inWindow: (rec: AuditRecord) => boolean, bootWallMs: number): LogLine {
   const rec = parseAuditRecord(line);
   if (rec === undefined) return isAuditLossNotice(line) ? { kind: 'lost' } : undefined;
-  if (rec.code !== SECCOMP_RET_LOG || rec.auditTimeMs < sinceMs) return undefined;
+  if (rec.code !== SECCOMP_RET_LOG || !inWindow(rec)) return undefined;
   // kmsg gives µs since boot; an audit.log record only its wall-clock time.
   const recordUs = recordTimeUs(rec, bootWallMs) ?? 0;
   return { kind: 'record', pid: rec.pid, syscall: rec.name ?? `#${rec.syscall}`, recordUs };
@@ -156,7 +157,7 @@ export interface SummarizeInput extends Names {
 export function summarizeDenials(input: SummarizeInput): DenialSummary {
   const tally = new DenialTally();
   for (const line of input.lines) {
-    const l = logLineOf(line, input.sinceMs, input.bootWallMs);
+    const l = logLineOf(line, (rec) => rec.auditTimeMs >= input.sinceMs, input.bootWallMs);
     if (l?.kind === 'lost') tally.lost++;
     if (l?.kind !== 'record') continue;
     tally.records++;
@@ -235,14 +236,21 @@ const systemClocks: WatchClocks = { wall: () => Date.now(), monotonic: monotonic
  * `--for`: records counted as they are read, attributed through /proc while their process
  * lives; the others wait (per pid and syscall) for the exit map at the end of the watch.
  *
- * The kernel log is opened at its end, but a record can still be read after the start that was
- * made before it: the kernel queues each record for kauditd, which prints it (or hands it to
- * auditd, which writes it) later. So records stamped before `sinceMs` are left out. Their stamp
- * is the kernel's wall clock, though, and a step of it back during the watch stamps every later
- * denial "before the start": the bound moves back by the largest step back seen (the drop of
- * the wall clock against the monotonic one), sampled as each record is read, so after its
- * call. Only a record made before the start and still queued when the clock stepped back can
- * then count.
+ * The lines come from the kernel log opened at its end at the start (openAuditSource), and
+ * which are the watch's depends on what the log gives (docs/audit-mode.md):
+ * - /dev/kmsg: all of them. The source reads on from its place at the open in the kernel's
+ *   sequence, so each record it gives was printed after the start, whatever its audit
+ *   timestamp says. That stamp is the kernel's wall clock: a step of it back stamps the denials
+ *   made since "before the start", and one undone between two reads is seen by no sample of
+ *   the clocks, so a bound on it would drop them. A call made just before the start that kauditd
+ *   printed after it counts too.
+ * - audit.log: only the wall-clock stamp, and auditd writes some records made before the start
+ *   after it (they wait for kauditd, then for auditd): records stamped before `sinceMs` are left
+ *   out. A step of the wall clock back during the watch would stamp every later denial "before
+ *   the start", so the bound moves back by the largest step back seen (the drop of the wall
+ *   clock against the monotonic one), sampled as each record is read, so after its call. Only a
+ *   record made before the start and still queued when the clock stepped back can then count;
+ *   the calls made during a step back undone between two reads are left out.
  */
 export class LiveDenials {
   readonly tally = new DenialTally();
@@ -264,7 +272,8 @@ export class LiveDenials {
 
   addLine(line: string): void {
     this.leastLead = Math.min(this.leastLead, this.clocks.wall() - this.clocks.monotonic());
-    const l = logLineOf(line, this.sinceMs - (this.startLead - this.leastLead), this.bootWallMs);
+    const bound = this.sinceMs - (this.startLead - this.leastLead);
+    const l = logLineOf(line, (rec) => rec.kmsgSeq !== undefined || rec.auditTimeMs >= bound, this.bootWallMs);
     if (l?.kind === 'lost') this.tally.lost++;
     if (l?.kind !== 'record') return;
     this.tally.records++;

@@ -137,15 +137,19 @@ describe('LiveDenials (--for): the start of the watch and the wall clock', () =>
   const START_MS = Date.parse('2025-06-02T00:00:00Z');
   const BOOT_MS = START_MS - DAY_MS;
   const names = { holders: new Map<string, typeof DIGEST>(), references: new Map<typeof DIGEST, string>(), containers: new Map() };
-  /** A kmsg record as the kernel prints it, stamped `ms` by the kernel's wall clock. */
-  const at = (ms: number, pid: number, syscall: number) => {
-    const audit = `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, '0')}`;
-    return `6,${pid},${(ms - BOOT_MS) * 1000},-;audit: type=1326 audit(${audit}:${pid}): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=${pid} comm="x" exe="/bin/busybox" sig=0 arch=c000003e syscall=${syscall} compat=0 ip=0x47b567 code=0x7ffc0000`;
-  };
+  const auditStamp = (ms: number) => `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, '0')}`;
+  const body = (pid: number, syscall: number) => `auid=4294967295 uid=0 gid=0 ses=4294967295 pid=${pid} comm="x" exe="/bin/busybox" sig=0 arch=c000003e syscall=${syscall} compat=0 ip=0x47b567 code=0x7ffc0000`;
+  /** A record as auditd writes it to audit.log: stamped `ms` by the kernel's wall clock, and nothing else. */
+  const at = (ms: number, pid: number, syscall: number) => `type=SECCOMP msg=audit(${auditStamp(ms)}:${pid}): ${body(pid, syscall)}`;
+  /**
+   * A record as /dev/kmsg gives it: the kernel's sequence number and since-boot stamp (`bootMs`),
+   * which no wall-clock step moves, then the audit timestamp, the kernel's wall clock (`wallMs`).
+   */
+  const kmsgAt = (seq: number, bootMs: number, wallMs: number, pid: number, syscall: number) => `6,${seq},${bootMs * 1000},-;audit: type=1326 audit(${auditStamp(wallMs)}:${seq}): ${body(pid, syscall)}`;
   const inA = (): Attribution => ({ kind: 'container', containerId: A });
   const counted = (live: LiveDenials) => live.finish([], new Map(), 99, names).other.map((e) => [e.syscall, e.count]);
 
-  test('a wall clock stepped back a day during the watch: a denial made after the step is counted', (t) => {
+  test('audit.log: a wall clock stepped back a day during the watch: a denial made after the step is counted', (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: START_MS });
     const live = new LiveDenials(Date.now(), BOOT_MS, inA);
     t.mock.timers.setTime(START_MS - DAY_MS);
@@ -154,7 +158,7 @@ describe('LiveDenials (--for): the start of the watch and the wall clock', () =>
     assert.deepEqual(counted(live), [['mkdir', 1]]);
   });
 
-  test('a record made before the watch started and read during it (still queued for kauditd at the open) is not counted', (t) => {
+  test('audit.log: a record made before the watch started and written during it (still queued for kauditd or auditd at the open) is not counted', (t) => {
     t.mock.timers.enable({ apis: ['Date'], now: START_MS });
     const live = new LiveDenials(Date.now(), BOOT_MS, inA);
     live.addLine(at(START_MS - 1000, 10, 83));
@@ -162,9 +166,12 @@ describe('LiveDenials (--for): the start of the watch and the wall clock', () =>
     assert.deepEqual(counted(live), [['umask', 1]]);
   });
 
-  /** Both clocks, moved by the test: `step` moves the wall clock alone, `pass` both. */
+  /**
+   * The clocks, moved by the test: `step` moves the wall clock alone, `pass` all of them. The
+   * kernel's since-boot clock and sequence numbers run on with the monotonic clock.
+   */
   function clocks() {
-    const c = { wallMs: START_MS, monoMs: 5000 };
+    const c = { wallMs: START_MS, monoMs: 5000, seq: 100 };
     return {
       clocks: { wall: () => c.wallMs, monotonic: () => c.monoMs },
       step: (ms: number) => (c.wallMs += ms),
@@ -173,10 +180,12 @@ describe('LiveDenials (--for): the start of the watch and the wall clock', () =>
         c.monoMs += ms;
       },
       wallMs: () => c.wallMs,
+      /** A kmsg record of a call made now. */
+      kmsg: (pid: number, syscall: number) => kmsgAt(c.seq++, START_MS - BOOT_MS + c.monoMs - 5000, c.wallMs, pid, syscall),
     };
   }
 
-  test('with the clocks given: records read before a step back are judged by the start, those after it by the start less the step', () => {
+  test('audit.log, with the clocks given: records read before a step back are judged by the start, those after it by the start less the step', () => {
     const k = clocks();
     const live = new LiveDenials(START_MS, BOOT_MS, inA, undefined, k.clocks);
     k.pass(10);
@@ -197,13 +206,41 @@ describe('LiveDenials (--for): the start of the watch and the wall clock', () =>
     ]);
   });
 
-  test('with the clocks given: a wall clock stepped forward counts every later denial and still no record from before the start', () => {
+  test('audit.log, with the clocks given: a wall clock stepped forward counts every later denial and still no record from before the start', () => {
     const k = clocks();
     const live = new LiveDenials(START_MS, BOOT_MS, inA, undefined, k.clocks);
     k.pass(1000);
     k.step(DAY_MS);
     live.addLine(at(START_MS - 1000, 10, 2)); // queued before the start
     live.addLine(at(k.wallMs(), 10, 83));
+    assert.deepEqual(counted(live), [['mkdir', 1]]);
+  });
+
+  test('/dev/kmsg: a wall clock stepped back a day and forward again between two reads: the denials made meanwhile are counted', () => {
+    const k = clocks();
+    const live = new LiveDenials(START_MS, BOOT_MS, inA, undefined, k.clocks);
+    k.pass(1000);
+    live.addLine(k.kmsg(10, 83));
+    k.step(-DAY_MS);
+    k.pass(100);
+    const during = [k.kmsg(10, 95), k.kmsg(10, 2)];
+    k.pass(100);
+    k.step(DAY_MS);
+    k.pass(300);
+    // The next read, 500 ms after the last: the clocks agree again.
+    for (const line of [...during, k.kmsg(10, 83)]) live.addLine(line);
+    assert.deepEqual(counted(live), [
+      ['mkdir', 2],
+      ['open', 1],
+      ['umask', 1],
+    ]);
+  });
+
+  test('/dev/kmsg: every record the kernel printed after the log was opened counts, whatever its wall-clock stamp: one made a moment before the start and printed after it too', () => {
+    const k = clocks();
+    const live = new LiveDenials(START_MS, BOOT_MS, inA, undefined, k.clocks);
+    k.pass(1);
+    live.addLine(kmsgAt(100, START_MS - BOOT_MS + 1, START_MS - 2, 10, 83));
     assert.deepEqual(counted(live), [['mkdir', 1]]);
   });
 });
