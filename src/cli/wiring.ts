@@ -8,7 +8,7 @@ import { PullPipeline, type PullObserver, type RegistryLease, type SignatureVeri
 import { decodeText } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
 import { UndiciRegistryClient } from '../registry/client.js';
-import { MAX_CA_FILE_BYTES, readCaBundle } from '../registry/options.js';
+import { checkedCaBundle, MAX_CA_FILE_BYTES, readCaBundle } from '../registry/options.js';
 import { loadCredentials, nodeCredentials } from '../registry/credentials.js';
 import type { CredentialSource, RegistryClient } from '../registry/types.js';
 import { ProfileStore } from '../store/store.js';
@@ -34,8 +34,12 @@ export const publisherFlags = {
   'auth-file': { type: 'string' },
 } as const;
 
+/**
+ * A `--ca-file` bundle, read as a command reads its inputs (a FIFO too, bounded) and checked as the
+ * node's caFile is: what the TLS layer is given is the certificates it was checked to hold.
+ */
 export function readCaFile(file: string): Buffer {
-  return readInputFile(file, '--ca-file', MAX_CA_FILE_BYTES);
+  return checkedCaBundle(readInputFile(file, '--ca-file', MAX_CA_FILE_BYTES), `--ca-file ${file}`, { file, path: '--ca-file' });
 }
 
 /**

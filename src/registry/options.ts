@@ -2,10 +2,10 @@
 // InvalidArgument at start-up, never a surprise on the first pull).
 
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
-import { SpokeError } from '../core/errors.js';
+import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { parseRegistry } from '../core/reference.js';
 import { monotonicNow, systemClock, silentLogger, type Clock, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { emptyCredentials, readFileUpTo } from './credentials.js';
@@ -16,7 +16,10 @@ export interface UndiciRegistryClientOptions {
   insecure?: readonly string[];
   /** Plain HTTP for every host (publisher `--plain-http`). */
   plainHttp?: boolean;
-  /** Extra CA bundle (PEM), a path or the bytes; trusted in addition to the system roots. */
+  /**
+   * Extra CA bundle (PEM), a path (read as readCaBundle reads the node's) or the bytes; trusted in
+   * addition to Node's built-in roots. Refused unless wholly PEM certificates that parse.
+   */
   caFile?: string | Buffer;
   /** Per request: connect (at most 5 s), headers and idle-body timeouts. Default 10000. */
   timeoutMs?: number;
@@ -141,8 +144,20 @@ export function readCaBundle(path: string, what = 'caFile'): Buffer {
   if (bytes.length > MAX_CA_FILE_BYTES) {
     throw new SpokeError('InvalidArgument', `${what} ${path}: larger than ${MAX_CA_FILE_BYTES} bytes`, { file: path, path: what, limit: MAX_CA_FILE_BYTES }, { reason: 'SIZE_LIMIT' });
   }
+  return checkedCaBundle(bytes, `${what} ${path}`, { file: path, path: what });
+}
+
+/**
+ * A CA bundle's certificates, re-encoded, or OPTION_INVALID when it is not wholly PEM certificates
+ * that parse: the TLS layer stops at the first broken block and would trust only what came
+ * before it, so a bundle cut short or with a broken block before good ones is refused, and what
+ * the TLS layer is given is what was checked. The one check of every CA bundle: the node's
+ * (readCaBundle), a `--ca-file` (src/cli/wiring.ts readCaFile) and the client's own option.
+ * `named` names the setting (and its file) in the message.
+ */
+export function checkedCaBundle(bytes: Buffer, named: string, context: ErrorContext = {}): Buffer {
   const certificates = pemCertificates(bytes.toString('utf8'));
-  if (typeof certificates === 'string') throw new SpokeError('InvalidArgument', `${what} ${path}: ${certificates}`, { file: path, path: what }, { reason: 'OPTION_INVALID' });
+  if (typeof certificates === 'string') throw new SpokeError('InvalidArgument', `${named}: ${certificates}`, context, { reason: 'OPTION_INVALID' });
   return Buffer.from(certificates.join(''));
 }
 
@@ -167,20 +182,14 @@ function pemCertificates(text: string): string[] | string {
 
 function loadCa(caFile: string | Buffer | undefined): string[] | undefined {
   if (caFile === undefined) return undefined;
-  let pem: string;
-  if (Buffer.isBuffer(caFile)) pem = caFile.toString('utf8');
-  else if (typeof caFile === 'string' && caFile.length > 0) {
-    try {
-      pem = readFileSync(caFile, 'utf8');
-    } catch (e) {
-      return bad(`caFile ${caFile} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  } else return bad('caFile must be a path or a Buffer');
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) bad('caFile holds no PEM certificate');
+  let bundle: Buffer;
+  if (Buffer.isBuffer(caFile)) bundle = checkedCaBundle(caFile, 'registry client: caFile');
+  else if (typeof caFile === 'string' && caFile.length > 0) bundle = readCaBundle(caFile);
+  else return bad('caFile must be a path or a Buffer');
   // node:tls is loaded only for a CA file: a plain-HTTP or default-CA pull never needs it, and
   // loading it costs a short CLI command milliseconds (docs/benchmarks.md).
   const { rootCertificates } = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
-  return [...rootCertificates, pem];
+  return [...rootCertificates, bundle.toString('utf8')];
 }
 
 export function resolveOptions(opts: UndiciRegistryClientOptions): ResolvedOptions {

@@ -7,9 +7,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { rootCertificates } from 'node:tls';
 import { loadBindings } from '../../../src/cli/commands/binding.js';
 import { signingKeyLoader, signingKeyWarnings } from '../../../src/cli/recording-controller.js';
 import { rejectsWith } from '../../helpers/assert.js';
+import { spoke } from '../../helpers/cli.js';
 import { makeKey } from '../../helpers/signing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'spoke-cli-refusals-'));
@@ -95,4 +97,29 @@ describe('the recording controller signing keys', () => {
     file('typo.namespaces', `${'team\n'.repeat(16 * 1024 + 1)}`);
     await rejectsWith(load('typo', 'team'), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
   });
+});
+
+describe('--ca-file', () => {
+  const reference = `127.0.0.1:1/t/p@sha256:${'a'.repeat(64)}`;
+  const policy = file('ca-policy.yaml', ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'rules:', '  - scope: 127.0.0.1:1/t', '    kinds: [seccomp]', '    unsigned: true', ''].join('\n'));
+  // A bundle cut short, or with a broken block before good ones: the TLS layer would trust only
+  // the certificates before the break.
+  const cut = file('cut.pem', `${rootCertificates[0]}\n${rootCertificates[1]!.slice(0, 200)}`);
+  const brokenFirst = file('broken-first.pem', `-----BEGIN CERTIFICATE-----\nMIIB\n${rootCertificates[0]}\n`);
+  const good = file('good.pem', `${rootCertificates[0]}\n${rootCertificates[1]}\n`);
+  for (const [name, args] of [
+    ['verify', (f: string) => ['verify', reference, '--ca-file', f, '--config', '/dev/null', '--policy', policy]],
+    ['pull', (f: string) => ['pull', reference, '--kind', 'seccomp', '--ca-file', f, '--config', '/dev/null', '--policy', policy, '--store', join(dir, 'store')]],
+    ['inspect', (f: string) => ['inspect', reference, '--ca-file', f]],
+  ] as const) {
+    it(`${name}: a bundle cut short or with a broken block before good ones is refused (OPTION_INVALID); a good one is used`, async () => {
+      for (const bundle of [cut, brokenFirst]) {
+        const r = await spoke(args(bundle));
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, /\(reason OPTION_INVALID\)/);
+      }
+      // Taken: the command goes on to the registry, which nothing answers for.
+      assert.match((await spoke(args(good))).stderr, /\(reason TRANSPORT\)/);
+    });
+  }
 });

@@ -43,7 +43,6 @@ describe('UndiciRegistryClient options', () => {
     const max = schema.properties.mirrors.additionalProperties.maxItems;
     const o = resolveOptions({ mirrors: { 'r.example.com': Array.from({ length: max }, (_, i) => `m${i}.example.com`) } });
     assert.equal(o.mirrors.get('r.example.com')?.length, max);
-    refuses({ caFile: '/nonexistent/ca.pem' });
     refuses({ caFile: Buffer.from('not pem') });
     refuses({ userAgent: 'a\r\nb' });
     refuses({ timeout: 5 });
@@ -100,5 +99,31 @@ describe('readCaBundle (the node config caFile)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the registry client caFile option (--ca-file of verify and the publisher commands)', () => {
+  const good = `# two roots\n${rootCertificates[0]}\n${rootCertificates[1]}\n`;
+  // A bundle cut short, and one with a broken block before good ones: the TLS layer would trust
+  // only the certificates before the break.
+  const cut = `${rootCertificates[0]}\n${rootCertificates[1]!.slice(0, 200)}`;
+  const brokenFirst = `-----BEGIN CERTIFICATE-----\nMIIB\n${rootCertificates[0]}\n`;
+
+  it('refuses, as readCaBundle does, bytes or a file that are not wholly PEM certificates that parse', () => {
+    for (const text of [cut, brokenFirst]) refuses({ caFile: Buffer.from(text) });
+    // A path is read as the node's caFile is.
+    throwsWith(() => resolveOptions({ caFile: '/nonexistent/ca.pem' }), { code: 'InvalidArgument', reason: 'FILE_UNREADABLE' });
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-ca-option-'));
+    try {
+      writeFileSync(join(dir, 'cut.pem'), cut);
+      refuses({ caFile: join(dir, 'cut.pem') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('hands TLS the checked certificates, re-encoded, after the built-in roots', () => {
+    const checked = [rootCertificates[0]!, rootCertificates[1]!].map((c) => new X509Certificate(c).toString()).join('');
+    assert.deepEqual(resolveOptions({ caFile: Buffer.from(good) }).ca, [...rootCertificates, checked]);
   });
 });
