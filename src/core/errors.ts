@@ -104,9 +104,23 @@ export const ERROR_REASONS = [
   'OBJECT_INVALID', // a Kubernetes object given to spoke (ProfileBinding, ProfileRecording, Pod, Namespace) is malformed or invalid
   'BINDING_CONFLICT', // ProfileBindings or ProfileRecordings select a pod ambiguously, so spoke refuses to choose
   'FILE_UNWRITABLE', // a file spoke was told to write cannot be written
+  'NOT_GRPC', // what answers on a socket spoke calls over gRPC (the shim's, a runtime's) is not a gRPC server
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
+
+/** `text` when it names a reason spoke knows, else undefined. */
+export function knownReason(text: unknown): ErrorReason | undefined {
+  return (ERROR_REASONS as readonly unknown[]).includes(text) ? (text as ErrorReason) : undefined;
+}
+
+/**
+ * The gRPC trailer with which the shim's own answers carry their reason (src/cri/unary.ts
+ * endWithStatus): what the shim answered itself (overloaded, shutting down, its runtime not
+ * reachable: TRANSPORT) is told from what it relays from its runtime, which never has it, by
+ * this field, not by message text (spoke status; docs/shim.md#forwarding).
+ */
+export const SHIM_REASON_TRAILER = 'spoke-reason';
 
 /** Structured context carried with an error: what was being done and which limit or rule. */
 export interface ErrorContext {

@@ -1,6 +1,7 @@
 // One client call through the shim, and what the parts that serve it need from the server.
 
 import type { ClientHttp2Stream, ServerHttp2Stream } from 'node:http2';
+import type { ErrorReason } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { GrpcCodeValue } from './grpc-status.js';
 import type { Upstream } from './upstream.js';
@@ -72,6 +73,6 @@ export interface CallHost {
   readonly bodies: BodyBudget;
   /** Records the forward-duration metric once: at the response headers, or when the call closes. */
   report(call: Call): void;
-  /** Reports the call and ends it with a gRPC status. */
-  endCall(call: Call, code: GrpcCodeValue, message: string): void;
+  /** Reports the call and ends it with a gRPC status of the shim's own, for `reason` (unary.ts endWithStatus). */
+  endCall(call: Call, code: GrpcCodeValue, message: string, reason: ErrorReason): void;
 }

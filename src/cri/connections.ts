@@ -2,6 +2,7 @@
 // connection, a grace after the client's GOAWAY, and a bound on request bodies that never finish.
 
 import { constants, type ServerHttp2Session } from 'node:http2';
+import type { ErrorReason } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { Call } from './call.js';
 import { methodLabel } from './methods.js';
@@ -85,7 +86,7 @@ export class ConnectionGuard {
   constructor(
     limits: Partial<ConnectionLimits> | undefined,
     private readonly calls: ReadonlySet<Call>,
-    private readonly endCall: (call: Call, code: GrpcCodeValue, message: string) => void,
+    private readonly endCall: (call: Call, code: GrpcCodeValue, message: string, reason: ErrorReason) => void,
     private readonly logger: Logger,
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -169,7 +170,7 @@ export class ConnectionGuard {
         continue;
       }
       this.logger.log('debug', 'request body incomplete at the timeout: call ended', { method: methodLabel(call.path) });
-      this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, `spoke shim: the request was not complete within ${limit} ms`);
+      this.endCall(call, GrpcCode.DEADLINE_EXCEEDED, `spoke shim: the request was not complete within ${limit} ms`, 'DEADLINE');
       // RFC 9113 §8.1: a complete response, then RST_STREAM(NO_ERROR) stops the request.
       if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_NO_ERROR);
     }

@@ -159,7 +159,7 @@ export class EditedCalls<P> {
       const left = deadline - performance.now();
       if (left <= 0) {
         await claims.withdraw();
-        host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+        host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded', 'DEADLINE');
         return;
       }
       replace = { 'grpc-timeout': formatGrpcTimeout(left) };

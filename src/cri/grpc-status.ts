@@ -17,7 +17,7 @@
 //  - FailedPrecondition (e.g. profile "has not been pulled", removal while in use) → FAILED_PRECONDITION.
 //  - NotFound → NOT_FOUND; Unavailable (upstream down) → UNAVAILABLE; Internal → INTERNAL.
 
-import { asSpokeError, type ErrorCode } from '../core/errors.js';
+import { asSpokeError, type ErrorCode, type ErrorReason } from '../core/errors.js';
 import { terminalSafe } from '../core/text.js';
 
 export const GrpcCode = {
@@ -79,6 +79,8 @@ function cutToBytes(text: string, maxBytes: number): string {
 export interface GrpcStatus {
   code: GrpcCodeValue;
   message: string;
+  /** The error's reason, for the shim's reason trailer (unary.ts endWithStatus). */
+  reason: ErrorReason;
 }
 
 /** Any thrown value → gRPC status with the KEP message prefix. Unknown failures → INTERNAL. */
@@ -92,9 +94,9 @@ export function toGrpcStatus(e: unknown): GrpcStatus {
   // The caller's own deadline ran out while the shim waited (an annotation-mode pull): the answer
   // gRPC gives for that, whichever side's timer fired first. A registry that did not finish within
   // the pull's total time (pullTimeout) stays RegistryUnavailable.
-  if (err.code === 'Unavailable' && err.reason === 'DEADLINE') return { code: GrpcCode.DEADLINE_EXCEEDED, message: `DeadlineExceeded: ${text}${err.reasonSuffix()}` };
+  if (err.code === 'Unavailable' && err.reason === 'DEADLINE') return { code: GrpcCode.DEADLINE_EXCEEDED, message: `DeadlineExceeded: ${text}${err.reasonSuffix()}`, reason: err.reason };
   const m = MAPPING[err.code];
   // The reason last, after any cut: pod events show it, and troubleshooting.md explains each.
-  return { code: m.code, message: `${m.prefix}: ${text}${err.reasonSuffix()}` };
+  return { code: m.code, message: `${m.prefix}: ${text}${err.reasonSuffix()}`, reason: err.reason };
 }
 

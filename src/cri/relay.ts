@@ -4,6 +4,7 @@
 
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
+import { SHIM_REASON_TRAILER } from '../core/errors.js';
 import type { Call, CallHost, RawHeaders } from './call.js';
 import { encodeFrame, encodeGrpcMessage, parseFrames } from './frame.js';
 import { GrpcCode } from './grpc-status.js';
@@ -48,7 +49,7 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
   const session = host.upstream.get();
   if (!session) {
     void o.onComplete?.(undefined, undefined);
-    host.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime is not available');
+    host.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime is not available', 'TRANSPORT');
     return;
   }
   let up: ClientHttp2Stream;
@@ -56,7 +57,7 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
     up = session.request({ ...fromRaw(call.rawHeaders, isRequestField), ...o.replace }, { endStream: false });
   } catch (e) {
     void o.onComplete?.(undefined, undefined);
-    host.endCall(call, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`);
+    host.endCall(call, GrpcCode.UNAVAILABLE, `spoke shim: upstream request failed: ${(e as Error).message}`, 'TRANSPORT');
     return;
   }
   up.on('error', noop);
@@ -90,7 +91,7 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
       responded = true; // answered here: the upstream stream's close adds nothing
       void complete();
       up.close(constants.NGHTTP2_CANCEL);
-      host.endCall(call, GrpcCode.UNKNOWN, `spoke shim: the upstream runtime answered HTTP status ${String(h[':status']).slice(0, 16)}`);
+      host.endCall(call, GrpcCode.UNKNOWN, `spoke shim: the upstream runtime answered HTTP status ${String(h[':status']).slice(0, 16)}`, 'TRANSPORT');
       return;
     }
     const rh = fromRaw(raw, isResponseField);
@@ -155,11 +156,11 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
     }
     if (!responded) {
       void complete();
-      host.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime closed the stream');
+      host.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim: the upstream runtime closed the stream', 'TRANSPORT');
     } else if (trailers === undefined && up.rstCode !== undefined && up.rstCode !== 0) {
       // Reset or disconnect in the middle of a response: what arrived goes out, then UNAVAILABLE.
       downRelay?.flush();
-      trailers = { 'grpc-status': String(GrpcCode.UNAVAILABLE), 'grpc-message': encodeGrpcMessage('spoke shim: the upstream runtime reset the stream') };
+      trailers = { 'grpc-status': String(GrpcCode.UNAVAILABLE), 'grpc-message': encodeGrpcMessage('spoke shim: the upstream runtime reset the stream'), [SHIM_REASON_TRAILER]: 'TRANSPORT' };
       if (!stream.writableEnded) stream.end();
     }
   });

@@ -16,7 +16,7 @@
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { join } from 'node:path';
 import { DEFAULT_RUNTIME_HANDLERS } from '../core/constants.js';
-import { SpokeError } from '../core/errors.js';
+import { SpokeError, type ErrorReason } from '../core/errors.js';
 import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
 import { BodyBudget, type Call, type CallHost, type RawHeaders } from './call.js';
@@ -119,7 +119,7 @@ export class ShimServer<P = unknown> {
 
   constructor(private readonly opts: ShimServerOptions<P>) {
     this.logger = opts.deps.logger;
-    this.connections = new ConnectionGuard(opts.limits, this.calls, (call, code, message) => this.endCall(call, code, message), this.logger);
+    this.connections = new ConnectionGuard(opts.limits, this.calls, (call, code, message, reason) => this.endCall(call, code, message, reason), this.logger);
     this.upstream = new Upstream(opts.upstream, this.logger, {
       onConnect: () => {
         this.scheduleRebuild(0);
@@ -154,7 +154,7 @@ export class ShimServer<P = unknown> {
       logger: this.logger,
       bodies: new BodyBudget(this.connections.limits.maxBufferedRequestBytes),
       report: (call) => this.report(call),
-      endCall: (call, code, message) => this.endCall(call, code, message),
+      endCall: (call, code, message, reason) => this.endCall(call, code, message, reason),
     };
     this.edited = new EditedCalls({
       host: this.host,
@@ -224,7 +224,7 @@ export class ShimServer<P = unknown> {
     const server = this.server;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const c of this.calls) {
-      if (c.streaming) endWithStatus(c.stream, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
+      if (c.streaming) endWithStatus(c.stream, GrpcCode.UNAVAILABLE, 'spoke shim shutting down', 'CLOSED');
     }
     this.connections.closeAll();
     const grace = this.opts.shutdownGraceMs ?? 30_000;
@@ -310,21 +310,21 @@ export class ShimServer<P = unknown> {
     stream.on('error', noop);
 
     if (this.draining) {
-      this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim shutting down');
+      this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim shutting down', 'CLOSED');
       return;
     }
     // nghttp2 asks for a leading slash only under an http(s) :scheme, and grpc-go drops one when
     // there is one: "runtime.v1.RuntimeService/CreateContainer" would reach the runtime as the
     // create it names, unread by the routes below.
     if (!path.startsWith('/')) {
-      this.endCall(call, GrpcCode.UNIMPLEMENTED, 'spoke shim: the :path of a gRPC call must start with /');
+      this.endCall(call, GrpcCode.UNIMPLEMENTED, 'spoke shim: the :path of a gRPC call must start with /', 'UNSPECIFIED');
       return;
     }
     const route = this.routes.get(path);
     if (route === undefined) {
       const refusal = unreadProfilesRefusal(path);
       if (refusal !== undefined) {
-        this.endCall(call, GrpcCode.UNIMPLEMENTED, refusal);
+        this.endCall(call, GrpcCode.UNIMPLEMENTED, refusal, 'UNSPECIFIED');
         return;
       }
       forward(this.host, call, NO_OPTIONS);
@@ -340,14 +340,14 @@ export class ShimServer<P = unknown> {
     this.opts.deps.metrics.forwarded(methodLabel(call.path), (performance.now() - call.started) / 1000);
   }
 
-  private endCall(call: Call, code: GrpcCodeValue, message: string): void {
+  private endCall(call: Call, code: GrpcCodeValue, message: string, reason: ErrorReason): void {
     this.report(call);
-    endWithStatus(call.stream, code, message);
+    endWithStatus(call.stream, code, message, reason);
   }
 
   private fail(call: Call, e: unknown): void {
     const st = toGrpcStatus(e);
     if (st.code === GrpcCode.INTERNAL) this.logger.log('error', 'call failed', { method: methodLabel(call.path), error: (e as Error).message });
-    this.endCall(call, st.code, st.message);
+    this.endCall(call, st.code, st.message, st.reason);
   }
 }

@@ -2,7 +2,7 @@
 // response or a status, the call's deadline (grpc-timeout), and a unary call answered here.
 
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream, type ServerStreamResponseOptions } from 'node:http2';
-import { SpokeError } from '../core/errors.js';
+import { SHIM_REASON_TRAILER, SpokeError, type ErrorReason } from '../core/errors.js';
 import { decompress, encodeFrame, encodeGrpcMessage, FrameError, parseFrames, parseGrpcTimeout, MAX_INSPECTED_MESSAGE_BYTES } from './frame.js';
 import type { BodyBudget, Call, CallHost } from './call.js';
 import { GrpcCode, type GrpcCodeValue } from './grpc-status.js';
@@ -25,9 +25,13 @@ export function deadlineOf(headers: IncomingHttpHeaders, started: number): numbe
   return ms === undefined ? undefined : started + ms;
 }
 
-export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, message: string): void {
+/**
+ * Ends a call with a status the shim gives itself, its `reason` in the SHIM_REASON_TRAILER field:
+ * a client tells it from a status relayed from the runtime, which never has that field.
+ */
+export function endWithStatus(stream: ServerHttp2Stream, code: GrpcCodeValue, message: string, reason: ErrorReason): void {
   if (stream.closed || stream.destroyed) return;
-  const trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+  const trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message), [SHIM_REASON_TRAILER]: reason };
   try {
     if (!stream.headersSent) {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, RESPOND_END);
@@ -153,13 +157,13 @@ export async function unaryCall(host: CallHost, call: Call, headers: IncomingHtt
     const request = singleMessage(body, headers);
     const response = await handler(request, signal);
     if (deadline !== undefined && performance.now() > deadline) {
-      host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+      host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded', 'DEADLINE');
       return;
     }
     host.report(call);
     sendUnary(stream, response);
   } catch (e) {
-    if (deadline !== undefined && performance.now() >= deadline) host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
+    if (deadline !== undefined && performance.now() >= deadline) host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded', 'DEADLINE');
     else throw e;
   } finally {
     if (timer) clearTimeout(timer);

@@ -6,9 +6,10 @@
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SpokeError } from '../core/errors.js';
+import { knownReason, SHIM_REASON_TRAILER, SpokeError } from '../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 
 export type Msg = Record<string, unknown>;
@@ -104,15 +105,32 @@ export async function waitForExit(cri: RuntimeCalls, containerId: string, timeou
 /** The system error grpc-js buried in a connection failure (`connect ENOENT /x.sock`), if any. */
 const CONNECT_ERRNO_RE = /\bconnect (E[A-Z]{2,15})\b/;
 
+/** A gRPC server's content type (application/grpc, application/grpc+proto, …). */
+const GRPC_CONTENT_TYPE_RE = /^application\/grpc(?:[+;]|$)/i;
+
+const firstText = (md: grpc.Metadata | undefined, key: string): string | undefined => {
+  const v = md?.get(key)[0];
+  return typeof v === 'string' ? v : undefined;
+};
+
 /**
  * A failed CRI call in spoke's own words: grpc-js's connection details ("No connection
  * established. Last error: … Resolution note: …") are not passed through; the runtime's own
  * error text is, when it answered. `answered`: the call went over a connection that is up, so an
  * UNAVAILABLE is the answer of what listens on the socket (a shim whose runtime is down, a
  * runtime not ready), RUNTIME_ERROR with its message, not a socket nobody answers on (TRANSPORT).
+ * `headers`: the answer's response headers, when it sent any before its status. An answer whose
+ * content type is not gRPC's is from a server that does not speak gRPC (NOT_GRPC), whatever
+ * status grpc-js made of its HTTP status. A status the shim gave itself carries its reason
+ * (SHIM_REASON_TRAILER): context.shimReason.
  */
-export function criError(name: string, socket: string, deadlineMs: number, err: grpc.ServiceError, answered = false): SpokeError {
+export function criError(name: string, socket: string, deadlineMs: number, err: grpc.ServiceError, answered = false, headers?: grpc.Metadata): SpokeError {
   const context = { socket, grpcCode: err.code };
+  const contentType = firstText(headers, 'content-type') ?? firstText(err.metadata, 'content-type');
+  if (contentType !== undefined && !GRPC_CONTENT_TYPE_RE.test(contentType)) {
+    const said = (err.details ?? '').slice(0, 200);
+    return new SpokeError('Unavailable', `CRI ${name}: what answers on ${socket} is not a gRPC server (content-type ${contentType.slice(0, 100)}: ${said})`, { ...context, contentType: contentType.slice(0, 100) }, { cause: err, reason: 'NOT_GRPC' });
+  }
   if (err.code === grpc.status.UNAVAILABLE && !answered) {
     const errno = CONNECT_ERRNO_RE.exec((err.details ?? '').slice(0, 2000))?.[1];
     const why = errno === 'ENOENT' ? 'no socket there' : errno === 'ECONNREFUSED' ? 'nothing listens on it' : errno === 'EACCES' ? 'permission denied' : errno ?? 'not reachable';
@@ -127,7 +145,43 @@ export function criError(name: string, socket: string, deadlineMs: number, err: 
   const code = err.code === grpc.status.NOT_FOUND ? 'NotFound' : err.code === grpc.status.UNAVAILABLE ? 'Unavailable' : 'Internal';
   const status = (grpc.status as unknown as Record<number, string>)[err.code] ?? String(err.code);
   const said = (err.details ?? '').slice(0, 500);
-  return new SpokeError(code, `CRI ${name}: the runtime answered ${status}: ${said}`, { ...context, grpcMessage: said }, { cause: err, reason: code === 'NotFound' ? 'NOT_FOUND' : 'RUNTIME_ERROR' });
+  const shimReason = knownReason(firstText(err.metadata, SHIM_REASON_TRAILER));
+  return new SpokeError(code, `CRI ${name}: the runtime answered ${status}: ${said}`, { ...context, grpcMessage: said, ...(shimReason === undefined ? {} : { shimReason }) }, { cause: err, reason: code === 'NotFound' ? 'NOT_FOUND' : 'RUNTIME_ERROR' });
+}
+
+/** HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113 §3.4). */
+const H2_CLIENT_PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
+const H2_FRAME_HEADER_BYTES = 9;
+const H2_SETTINGS = 4;
+
+/**
+ * Whether what listens on `socket` speaks HTTP/2, which gRPC runs on: true when its first frame
+ * is SETTINGS on stream 0 (the server's preface, RFC 9113 §3.4); false when it answers the
+ * client's preface with anything else (an HTTP/1 server's "HTTP/1.1 400"), or closes after a few
+ * bytes; undefined when nothing can be told within `ms` (no connection, no byte). grpc-js tells
+ * such a server from a socket nobody listens on only in its message text.
+ */
+export function speaksHttp2(socket: string, ms: number): Promise<boolean | undefined> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    let settled = false;
+    const conn = connect(socket);
+    const done = (answer: boolean | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done(undefined), ms);
+    conn.on('connect', () => conn.write(H2_CLIENT_PREFACE));
+    conn.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= H2_FRAME_HEADER_BYTES) done(got[3] === H2_SETTINGS && (got.readUInt32BE(5) & 0x7fffffff) === 0);
+    });
+    conn.on('error', () => done(got.length > 0 ? false : undefined));
+    conn.on('close', () => done(got.length > 0 ? false : undefined));
+  });
 }
 
 export class RuntimeCriClient {
@@ -146,16 +200,18 @@ export class RuntimeCriClient {
     const body = Buffer.from(reqType.encode(reqType.fromObject(req)).finish());
     const id = (b: Buffer) => b;
     return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest(`/runtime.v1.${service}/${name}`, id, id, body, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+      let headers: grpc.Metadata | undefined;
+      const call = this.client.makeUnaryRequest(`/runtime.v1.${service}/${name}`, id, id, body, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
         if (err) {
           // The connection still up once the call failed: the server ended the call, it did not
           // fail to connect or drop (grpc-js says which only in its message text).
           const answered = this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
-          reject(criError(name, this.socket, deadlineMs, err, answered));
+          reject(criError(name, this.socket, deadlineMs, err, answered, headers));
           return;
         }
         resolve(resType.toObject(resType.decode(res!), { longs: String, enums: String, defaults: true }) as Msg);
       });
+      call.on('metadata', (m: grpc.Metadata) => (headers = m));
     });
   }
 

@@ -1,14 +1,19 @@
 // `spoke status` before a restart or an upgrade (docs/shim.md#restarts-and-upgrades): every file
 // a shim starting now refuses to start on fails status too, as its own part, with the reason the
 // shim gives, and status changes nothing on the way. And a shim that answers UNAVAILABLE (its
-// runtime is down) is told apart from a socket nobody answers on.
+// runtime is down) is told apart from a socket nobody answers on, from a server there that is
+// not gRPC, and from the shim's own refusal.
 
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { SpokeError } from '../../src/core/errors.js';
+import { toGrpcStatus } from '../../src/cri/grpc-status.js';
+import { endWithStatus } from '../../src/cri/unary.js';
 import { spoke } from '../helpers/cli.js';
 import { unsignedPolicy } from '../helpers/node.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
@@ -153,5 +158,60 @@ describe('spoke status tells a shim whose runtime is down from a socket nobody a
       shim = undefined;
       hung.close();
     }
+  });
+});
+
+describe('spoke status does not take an UNAVAILABLE that is not the runtime\'s for the runtime behind the shim', { timeout: 120_000 }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-status-other-'));
+    writeFileSync(join(dir, 'policy.yaml'), unsignedPolicy(['registry.example/profiles']));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Status's shim part with `server` listening at the config's listen path. */
+  const shimPartWith = async (name: string, server: { listen(path: string, cb: () => void): unknown; close(): unknown }) => {
+    const listen = join(dir, `${name}.sock`);
+    const config = join(dir, `${name}.yaml`);
+    writeFileSync(config, [`policy: ${join(dir, 'policy.yaml')}`, `storeDir: ${join(dir, `store-${name}`)}`, `seccompRoot: ${join(dir, `seccomp-${name}`)}`, `listen: ${listen}`].join('\n') + '\n');
+    await new Promise<void>((resolve) => server.listen(listen, resolve));
+    try {
+      const st = await spoke(['status', '--config', config, '--json']);
+      assert.equal(st.code, 1, st.stderr);
+      return (JSON.parse(st.stdout) as { shim: { ok: boolean; answering?: boolean; reason?: string; detail: string } }).shim;
+    } finally {
+      server.close();
+    }
+  };
+
+  it('an HTTP/2 server that is not gRPC (503, text/html): the socket is not a gRPC server (NOT_GRPC), not answering', async () => {
+    const h2 = createHttp2Server((_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/html' });
+      res.end('<html><body>Service Unavailable</body></html>');
+    });
+    const shim = await shimPartWith('h2', h2);
+    assert.deepEqual([shim.ok, shim.answering, shim.reason], [false, false, 'NOT_GRPC'], shim.detail);
+  });
+
+  it('an HTTP/1 server: the socket is not a gRPC server (NOT_GRPC), not "nothing answers"', async () => {
+    const h1 = createHttpServer((_req, res) => {
+      res.writeHead(503);
+      res.end('Service Unavailable');
+    });
+    const shim = await shimPartWith('h1', h1);
+    assert.deepEqual([shim.ok, shim.answering, shim.reason], [false, false, 'NOT_GRPC'], shim.detail);
+  });
+
+  it("the shim's own overload refusal: the shim refused (OVERLOADED), not its runtime", async () => {
+    // Every call refused as the shim refuses one past its body budget, by the shim's own encoder.
+    const refusing = createHttp2Server();
+    refusing.on('stream', (s) => {
+      s.resume();
+      const st = toGrpcStatus(new SpokeError('Unavailable', 'the shim is reading 67108864 bytes of request bodies already; try again', {}, { reason: 'OVERLOADED' }));
+      endWithStatus(s, st.code, st.message, st.reason);
+    });
+    const shim = await shimPartWith('overloaded', refusing);
+    assert.deepEqual([shim.ok, shim.answering, shim.reason], [false, true, 'OVERLOADED'], shim.detail);
+    assert.doesNotMatch(shim.detail, /runtime behind it/);
   });
 });

@@ -2,11 +2,11 @@
 // shim (through its own CRI socket), each reported with what is wrong when it is not.
 
 import { existsSync } from 'node:fs';
-import { asSpokeError, isSpokeError } from '../../core/errors.js';
+import { asSpokeError, isSpokeError, knownReason } from '../../core/errors.js';
 import { decodeText, lintPolicy, parsePolicy } from '../../policy/index.js';
 import { describeBackends } from '../../recorder/backend.js';
 import { bpfSupport } from '../../recorder/bpf.js';
-import { RuntimeCriClient } from '../../recorder/cri.js';
+import { RuntimeCriClient, speaksHttp2 } from '../../recorder/cri.js';
 import { effectiveDirRefusal } from '../../cri/effective-dir.js';
 import { readRecordingKey } from '../../cri/recording.js';
 import { socketPathRefusal } from '../../cri/socket.js';
@@ -39,7 +39,9 @@ to start on, changing nothing (run it before a restart or an upgrade), and repor
   listen          nothing or a socket at the listen path (a file of another type is refused)
   shim            the shim answers on its socket (runtime name and version through it) and
                   advertises RuntimeFeatures.security_profile_oci_artifact; an UNAVAILABLE
-                  answer from it means the runtime behind it does not answer
+                  answer from it means the runtime behind it does not answer, unless the shim
+                  marks the refusal as its own (overloaded, shutting down: reported with the
+                  shim's reason); a server there that does not speak gRPC is NOT_GRPC
   recorder        which recording backends this node supports (bpf needs root, kernel BTF and
                   bpftrace; audit always works); informational, never a failure
 A failed part names its file and reason. Exit 0 when every part is healthy, 1 otherwise.
@@ -82,6 +84,19 @@ async function checkShim(socket: string): Promise<Part> {
     return { ok: feature, detail: feature ? `answering on ${socket}; runtime ${runtime}` : `${socket} answers (runtime ${runtime}) but does not advertise security_profile_oci_artifact: not the spoke shim?`, runtime, feature };
   } catch (e) {
     const err = asSpokeError(e);
+    // Something listens that is no gRPC server: an answer of another content type (NOT_GRPC), or,
+    // where grpc-js found no connection, a server that does not speak HTTP/2 (an HTTP/1 one).
+    const notHttp2 = err.reason === 'TRANSPORT' && (await speaksHttp2(socket, SHIM_CHECK_MS)) === false;
+    if (err.reason === 'NOT_GRPC' || notHttp2) {
+      const why = notHttp2 ? 'it does not speak HTTP/2' : `it answered with content-type ${String(err.context.contentType)}`;
+      return { ok: false, detail: `${socket}: the socket is not a gRPC server, so not the spoke shim (${why})`, answering: false, reason: 'NOT_GRPC' };
+    }
+    // A status the shim gave itself, for another cause than its runtime (TRANSPORT): it marks
+    // those with their reason (src/cri/unary.ts endWithStatus), its runtime's answers have none.
+    const shimReason = knownReason(err.context.shimReason);
+    if (shimReason !== undefined && shimReason !== 'TRANSPORT') {
+      return { ok: false, detail: `${socket}: the shim refused the call itself (${shimReason}): ${String(err.context.grpcMessage)}`, answering: true, reason: shimReason };
+    }
     // TRANSPORT, and DEADLINE without a connection: nothing answered on the socket. Otherwise the
     // shim took the call, and an UNAVAILABLE from it, or no answer in time over a connection that
     // is up, is its runtime's (docs/troubleshooting.md: name the part that is unhealthy).

@@ -22,3 +22,27 @@ test('a socket nobody listens on, a deadline, a runtime error', () => {
   assert.deepEqual([said.code, said.reason, said.context.grpcMessage], ['Unavailable', 'RUNTIME_ERROR', 'spoke shim: the upstream runtime is not available']);
   for (const e of [gone, slow, missing]) assert.doesNotMatch(e.message, /Resolution note|No connection established|LB pick/);
 });
+
+const withMetadata = (fields: Record<string, string>): grpc.Metadata => {
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(fields)) md.set(k, v);
+  return md;
+};
+
+test('an answer that is not gRPC, from an HTTP server at the socket: NOT_GRPC, whatever status grpc-js made of it', () => {
+  // A trailers-only HTTP 503 (grpc-js: UNAVAILABLE), and one with a body (headers before the status).
+  const trailersOnly = criError('Version', '/run/x.sock', 3000, { ...serviceError(grpc.status.UNAVAILABLE, 'Received HTTP status code 503'), metadata: withMetadata({ 'content-type': 'text/plain' }) }, true);
+  const withBody = criError('Version', '/run/x.sock', 3000, serviceError(grpc.status.RESOURCE_EXHAUSTED, 'Received message larger than max'), true, withMetadata({ 'content-type': 'text/html' }));
+  for (const e of [trailersOnly, withBody]) assert.deepEqual([e.code, e.reason], ['Unavailable', 'NOT_GRPC']);
+  const grpcServer = criError('Version', '/run/x.sock', 3000, serviceError(grpc.status.UNAVAILABLE, 'not ready'), true, withMetadata({ 'content-type': 'application/grpc+proto' }));
+  assert.equal(grpcServer.reason, 'RUNTIME_ERROR');
+});
+
+test("a status the shim gave itself carries the shim's reason; a relayed one none", () => {
+  const refused = criError('Version', '/run/x.sock', 3000, { ...serviceError(grpc.status.UNAVAILABLE, 'Unavailable: the shim is reading 64 bytes of request bodies already; try again (reason OVERLOADED)'), metadata: withMetadata({ 'content-type': 'application/grpc', 'spoke-reason': 'OVERLOADED' }) }, true);
+  assert.deepEqual([refused.code, refused.reason, refused.context.shimReason], ['Unavailable', 'RUNTIME_ERROR', 'OVERLOADED']);
+  const relayed = criError('Version', '/run/x.sock', 3000, serviceError(grpc.status.UNAVAILABLE, 'not ready'), true);
+  assert.equal(relayed.context.shimReason, undefined);
+  const unknown = criError('Version', '/run/x.sock', 3000, { ...serviceError(grpc.status.UNAVAILABLE, 'x'), metadata: withMetadata({ 'spoke-reason': 'NO_SUCH_REASON' }) }, true);
+  assert.equal(unknown.context.shimReason, undefined, 'only a reason spoke knows');
+});
