@@ -2,7 +2,7 @@
 // uses them at its start, and `spoke status` runs the same ones, changing nothing, so a clean
 // status before a restart or an upgrade means the shim will start (docs/shim.md#restarts-and-upgrades).
 // The others both call where they live: the auth file (nodeCredentials), the recording key
-// (readRecordingKey), the effective directory (src/cri/effective-dir.ts), the socket path
+// (shimRecordingKey), the effective directory (src/cri/effective-dir.ts), the socket path
 // (src/cri/socket.ts); the policy is read by PolicyHolder at start and by lintPolicy in status,
 // over one parser.
 

@@ -127,6 +127,22 @@ export async function installLoggingProfile(dir: string, kubeletSeccompRoot: str
 }
 
 /**
+ * The recording key a shim reads at its start: with `recording`, the key `file` holds
+ * (readRecordingKey); without, none, and the file is not read. Recording without a key file is
+ * refused (unkeyedRecording). `spoke shim` and `spoke status --recording` both check it by this.
+ */
+export function shimRecordingKey(recording: boolean, file: string | undefined): Buffer | undefined {
+  if (!recording) return undefined;
+  if (file === undefined) throw unkeyedRecording();
+  return readRecordingKey(file);
+}
+
+/** Recording without the cluster recording key: refused at start, since any pod could then ask for the logging profile. */
+export function unkeyedRecording(): SpokeError {
+  return new SpokeError('FailedPrecondition', 'recording needs the cluster recording key (config recordingKey, flag --recording-key): without it any pod could ask for the logging profile', {}, { reason: 'RECORDING_UNPROVEN' });
+}
+
+/**
  * Reads the cluster's recording key file (the shim's recordingKey, the controller's
  * --recording-key); its bytes are the key. Throws SpokeError InvalidArgument when it cannot be
  * read or has the wrong size (never a key of fewer than 32 bytes).

@@ -42,6 +42,7 @@ import {
 import { addOciFeature } from './oci-feature.js';
 import { OwnedHandlers } from './owned.js';
 import { LoggingProfiles } from './logging-profile.js';
+import { unkeyedRecording } from './recording.js';
 import { forward, noop, type ForwardOptions } from './relay.js';
 import { prepareEffectiveDir } from './effective-dir.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps } from './rewrite.js';
@@ -184,9 +185,7 @@ export class ShimServer<P = unknown> {
   /** Binds the socket (refusing a path that is not a socket; removing a stale one) and starts. */
   async start(): Promise<void> {
     if (this.opts.recording) {
-      if (this.opts.recordingKey === undefined) {
-        throw new SpokeError('FailedPrecondition', 'recording needs the cluster recording key (config recordingKey, flag --recording-key): without it any pod could ask for the logging profile', {}, { reason: 'RECORDING_UNPROVEN' });
-      }
+      if (this.opts.recordingKey === undefined) throw unkeyedRecording();
       // Before the socket exists: no pod can ask for the profile before it is on disk.
       const logging = new LoggingProfiles(join(this.opts.deps.store.root, 'recording'), this.opts.deps.seccomp);
       const profile = await logging.install(this.opts.deps.baseline(), this.opts.deps.seccompRoot);

@@ -41,15 +41,16 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     return { config, seccompRoot, storeDir };
   };
 
-  const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; shimArgs?: string[] }[] = [
+  // `args`: the shim's flags, which status takes too (--recording: the recording key is read only then).
+  const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; args?: string[] }[] = [
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'missing-auth.json')}`] },
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'auth.json')}`], setup: (d) => writeFileSync(join(d, 'auth.json'), '{"auths": [') },
     { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'missing-ca.pem')}`] },
     { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'ca.pem')}`], setup: (d) => writeFileSync(join(d, 'ca.pem'), 'not a certificate\n') },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'rd.json')}`], setup: (d) => writeFileSync(join(d, 'rd.json'), '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOPE"}]}') },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'missing-rd.json')}`] },
-    { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'key')}`], setup: (d) => writeFileSync(join(d, 'key'), 'short'), shimArgs: ['--recording'] },
-    { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'spoke.sock'), 'not a socket'), shimArgs: [] },
+    { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'key')}`], setup: (d) => writeFileSync(join(d, 'key'), 'short'), args: ['--recording'] },
+    { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'spoke.sock'), 'not a socket') },
   ];
 
   for (const [i, c] of cases.entries()) {
@@ -59,7 +60,7 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       c.setup?.(join(dir, name));
       const listenBefore = existsSync(join(dir, name, 'spoke.sock')) ? readFileSync(join(dir, name, 'spoke.sock')) : undefined;
 
-      const status = await spoke(['status', '--config', config, '--json']);
+      const status = await spoke(['status', '--config', config, '--json', ...(c.args ?? [])]);
       assert.equal(status.code, 1, status.stderr);
       const s = JSON.parse(status.stdout) as Record<string, { ok: boolean; reason?: string; file?: string }> & { ok: boolean };
       assert.equal(s.ok, false);
@@ -72,12 +73,34 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       assert.equal(existsSync(storeDir), false);
       if (listenBefore) assert.deepEqual(readFileSync(join(dir, name, 'spoke.sock')), listenBefore);
 
-      const shim = await spoke(['shim', '--config', config, ...(c.shimArgs ?? [])]);
+      const shim = await spoke(['shim', '--config', config, ...(c.args ?? [])]);
       assert.equal(shim.code, 1, shim.stderr);
       assert.equal(part.reason, reasonOf(shim.stderr), `status: ${status.stdout}\nshim: ${shim.stderr}`);
       assert.notEqual(part.reason, undefined);
     });
   }
+
+  it('--recording without a recordingKey: status --recording fails the recordingKey part with the reason the shim --recording refuses to start with', async () => {
+    const { config } = configWith('unkeyed', []);
+    const status = await spoke(['status', '--config', config, '--json', '--recording']);
+    assert.equal(status.code, 1, status.stderr);
+    const part = (JSON.parse(status.stdout) as Record<string, { ok: boolean; reason?: string }>).recordingKey;
+    assert.equal(part?.ok, false, status.stdout);
+    const shim = await spoke(['shim', '--config', config, '--recording']);
+    assert.equal(shim.code, 1, shim.stderr);
+    assert.equal(part.reason, reasonOf(shim.stderr), `status: ${status.stdout}\nshim: ${shim.stderr}`);
+    assert.equal(part.reason, 'RECORDING_UNPROVEN');
+  });
+
+  it('a recordingKey the shim would refuse, without --recording: a warning with its reason, not a failure (the shim without --recording never reads it)', async () => {
+    const { config } = configWith('unread-key', [`recordingKey: ${join(dir, 'unread-key', 'key')}`]);
+    writeFileSync(join(dir, 'unread-key', 'key'), 'short');
+    const status = await spoke(['status', '--config', config, '--json']);
+    const part = (JSON.parse(status.stdout) as Record<string, { ok: boolean; reason?: string; warning?: string; file?: string }>).recordingKey;
+    assert.deepEqual([part?.ok, part?.reason, part?.file, typeof part?.warning], [true, 'KEY_INVALID', join(dir, 'unread-key', 'key'), 'string'], status.stdout);
+    const text = await spoke(['status', '--config', config]);
+    assert.match(text.stdout, /^warn recordingKey\s.*\(reason KEY_INVALID\)$/m);
+  });
 
   it('a store that exists: status reads it and makes, re-modes and locks nothing in it', async () => {
     const name = 'store-there';

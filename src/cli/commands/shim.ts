@@ -7,7 +7,7 @@ import { getHeapStatistics } from 'node:v8';
 import { dirname, join } from 'node:path';
 import { asSpokeError } from '../../core/errors.js';
 import { runningBuild } from '../../core/runtime.js';
-import { readRecordingKey } from '../../cri/recording.js';
+import { shimRecordingKey } from '../../cri/recording.js';
 import { ShimServer } from '../../cri/server.js';
 import { decodeRuntimeDefault, seccompOps } from '../../cri/seccomp.js';
 import { createAppArmorOps } from '../../cri/apparmor.js';
@@ -181,7 +181,7 @@ export async function run(argv: string[]): Promise<number> {
   late.runtimeDefault = runtimeDefault;
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
-  const recordingKey = recording && config.recordingKey !== undefined ? readRecordingKey(config.recordingKey) : undefined;
+  const recordingKey = shimRecordingKey(recording, config.recordingKey);
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
   const shim = new ShimServer<SeccompProfile>({
     listen: config.listen,

@@ -8,7 +8,7 @@ import { describeBackends } from '../../recorder/backend.js';
 import { bpfSupport } from '../../recorder/bpf.js';
 import { RuntimeCriClient, speaksHttp2 } from '../../recorder/cri.js';
 import { effectiveDirRefusal } from '../../cri/effective-dir.js';
-import { readRecordingKey } from '../../cri/recording.js';
+import { shimRecordingKey } from '../../cri/recording.js';
 import { socketPathRefusal } from '../../cri/socket.js';
 import { readCaBundle } from '../../registry/options.js';
 import { nodeCredentials } from '../../registry/credentials.js';
@@ -19,7 +19,7 @@ import { readNamedFile } from '../read-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { nodeConfigOnly } from '../wiring.js';
 
-const HELP = `usage: spoke status [--config F] [--json]
+const HELP = `usage: spoke status [--config F] [--recording] [--json]
 
 Checks this node the way the shim would use it, and every file a shim starting now would refuse
 to start on, changing nothing (run it before a restart or an upgrade), and reports each part:
@@ -32,8 +32,10 @@ to start on, changing nothing (run it before a restart or an upgrade), and repor
   caFile          the registries' CA bundle reads and holds certificates that parse (only when
                   configured)
   runtimeDefault  the pinned runtime default profile reads and decodes (only when configured)
-  recordingKey    the recording key reads and is a usable key (only when configured; the shim
-                  reads it with --recording)
+  recordingKey    the recording key reads and is a usable key, as the shim reads it with
+                  --recording: with --recording, a missing or bad key fails; without, a bad one
+                  is only a warning (warn; ok in --json, with warning and reason), since a shim
+                  without --recording never reads it
   store           artifacts, bytes and how many are in use (and whether the in-use set is
                   complete); fails too when <seccompRoot>/spoke is one the shim would refuse
   listen          nothing or a socket at the listen path (a file of another type is refused)
@@ -48,6 +50,7 @@ A failed part names its file and reason. Exit 0 when every part is healthy, 1 ot
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
+  --recording  check for a shim run with --recording (the recording key is read only then)
   --json       {ok, policy, baseline, authFile?, caFile?, runtimeDefault?, recordingKey?, store, listen,
                shim, recorder} as JSON; a failed part has {file, reason} when it has them
                (policy.signersUnavailable: [{name, file, why}] when signers are unavailable)`;
@@ -55,6 +58,8 @@ options:
 interface Part {
   ok: boolean;
   detail: string;
+  /** What is wrong in a part that does not fail (shown as warn). */
+  warning?: string;
   [key: string]: unknown;
 }
 
@@ -114,7 +119,7 @@ async function checkShim(socket: string): Promise<Part> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, help } = parseCommand(argv, { config: { type: 'string' }, json: { type: 'boolean' } }, HELP, [0, 0]);
+  const { values, help } = parseCommand(argv, { config: { type: 'string' }, recording: { type: 'boolean' }, json: { type: 'boolean' } }, HELP, [0, 0]);
   if (help) return 0;
   const config = await nodeConfigOnly(values);
 
@@ -144,7 +149,13 @@ export async function run(argv: string[]): Promise<number> {
   if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, nodeCredentials);
   if (config.caFile !== undefined) configured.caFile = startCheck(config.caFile, readCaBundle);
   if (config.runtimeDefault !== undefined) configured.runtimeDefault = startCheck(config.runtimeDefault, checkPinnedRuntimeDefault);
-  if (config.recordingKey !== undefined) configured.recordingKey = startCheck(config.recordingKey, readRecordingKey);
+  // Read by a shim with --recording only: a key such a shim would refuse fails status --recording,
+  // and is a warning without it (a shim without --recording starts whatever the file holds).
+  const recording = values.recording === true;
+  if (recording || config.recordingKey !== undefined) {
+    const key = startCheck(config.recordingKey, (file) => shimRecordingKey(true, file));
+    configured.recordingKey = recording || key.ok ? key : { ...key, ok: true, warning: key.detail, detail: `not read by a shim without --recording, which would refuse it: ${key.detail}` };
+  }
 
   let store: Part;
   if (!existsSync(config.storeDir)) store = { ok: true, detail: `${config.storeDir}: not created yet (no pull so far)`, artifacts: 0, bytes: 0, inUse: 0 };
@@ -175,24 +186,24 @@ export async function run(argv: string[]): Promise<number> {
   const width = Math.max(...Object.keys(parts).map((n) => n.length));
   emit(values.json, { ok, ...parts }, () =>
     Object.entries(parts)
-      .map(([name, p]) => `${p.ok ? 'ok  ' : 'FAIL'} ${name.padEnd(width)} ${p.detail}${!p.ok && typeof p.reason === 'string' ? ` (reason ${p.reason})` : ''}`)
+      .map(([name, p]) => `${!p.ok ? 'FAIL' : p.warning !== undefined ? 'warn' : 'ok  '} ${name.padEnd(width)} ${p.detail}${(!p.ok || p.warning !== undefined) && typeof p.reason === 'string' ? ` (reason ${p.reason})` : ''}`)
       .join('\n'),
   );
   return ok ? 0 : EXIT_FAILED;
 }
 
-/** `check(file)` as the shim runs it at start: ok, or the refusal with its file and reason. */
-function startCheck(file: string, check: (file: string) => unknown): Part {
+/** `check(file)` as the shim runs it at start: ok, or the refusal with its file (when there is one) and reason. */
+function startCheck<F extends string | undefined>(file: F, check: (file: F) => unknown): Part {
   try {
     check(file);
-    return { ok: true, detail: file };
+    return { ok: true, detail: file ?? 'ok' };
   } catch (e) {
     return failedPart(file, asSpokeError(e));
   }
 }
 
-function failedPart(file: string, e: ReturnType<typeof asSpokeError>): Part {
-  return { ok: false, detail: e.message, file, ...(e.reason !== undefined ? { reason: e.reason } : {}) };
+function failedPart(file: string | undefined, e: ReturnType<typeof asSpokeError>): Part {
+  return { ok: false, detail: e.message, ...(file !== undefined ? { file } : {}), ...(e.reason !== undefined ? { reason: e.reason } : {}) };
 }
 
 /** What went wrong: spoke's own message, or a system error's code (ENOENT, EACCES, …). */
