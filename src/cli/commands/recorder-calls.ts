@@ -32,10 +32,11 @@ export interface CallSource {
   of(sandboxId: string, containerId: string): Promise<Recorded>;
   forget(containerId: string): void;
   /**
-   * Between polls: housekeeping. `recorded`: the containers the poll just passed to `seen`, or
-   * undefined when it failed; only a complete poll lets a source drop what it tracks for others
-   * (the audit table) or for containers gone before their report (the eBPF maps are emptied when
-   * nothing is being recorded).
+   * Between polls: housekeeping. `recorded`: the containers the poll just passed to `seen`, and
+   * those the runtime no longer lists whose report is still to be made (it needs their calls,
+   * docs/recording.md step 3), or undefined when the poll failed; only a complete poll lets a
+   * source drop what it tracks for others (the audit table) or for containers no longer
+   * recorded (the eBPF maps are emptied when nothing is being recorded).
    */
   maintain(recorded: ReadonlySet<string> | undefined): Promise<void>;
   close(): void;
@@ -175,8 +176,8 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
     },
     maintain: async (recorded) => {
       await listPredating().catch(() => undefined);
-      // A recorded container gone from the runtime before its report (its pod deleted) is no
-      // longer recorded: it must not keep the maps from being emptied.
+      // A container the daemon no longer passes (gone from the runtime, and no report of it
+      // to be made) is no longer recorded: it must not keep the maps from being emptied.
       if (recorded) for (const id of active) if (!recorded.has(id)) source.forget(id);
       if (pods.size > 1024) pods.clear();
       if (assigned.size > 1024) assigned.clear();

@@ -27,12 +27,13 @@ the node baseline with SCMP_ACT_LOG for what it lets through, once the proof ver
 recorded with the backend of \`spoke record\` (see its --help): bpf counts every process's
 calls in the kernel, keyed by the pod's IPC and the container's mount namespace; audit reads
 the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the printk
-rate limit lifted while recording and restored on exit). When such a container exits, one
-ProfileRecordingResult (its syscall names, node, image, runtime) is created in the pod's
-namespace, owned by the recording; lostRecords > 0 in it (records lost or not attributable, a
-container whose namespace could not be told apart, or one reported without its wait for the
-kernel's last records, as too many others awaited theirs) makes the controller fail the recording
-as incomplete. The controller builds the profile when the recording is annotated
+rate limit lifted while recording and restored on exit). When such a container exits, or the
+runtime removes it before that report, one ProfileRecordingResult (its syscall names, node,
+image, runtime) is created in the pod's namespace, owned by the recording; lostRecords > 0 in it
+(records lost or not attributable, a container whose namespace could not be told apart, one
+removed before its exit was seen to settle, or one reported without its wait for the kernel's
+last records, as too many others awaited theirs) makes the controller fail the recording as
+incomplete. The controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
 not reported (their start-up calls were missed), whatever their creation time. Needs root; one
 per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
@@ -103,46 +104,73 @@ export class RecordingCache {
 }
 
 /**
- * At most this many exited containers await their report (docs/recording.md, step 3). Each
- * complete poll forgets those it no longer lists (removed before their report), so only a
- * runtime listing this many exited, unreported recorded containers at once, or polls that never
- * complete, reach it.
+ * At most this many recorded containers are kept awaiting their report (docs/recording.md,
+ * step 3): each goes with its report, whether the runtime still lists it or not, so only a
+ * runtime listing this many recorded containers at once, or reports failing while this many
+ * gather, reach it.
  */
-export const MAX_EXITED = 4096;
+export const MAX_RECORDED = 4096;
 
-/** Exited containers awaiting their report, by id, with when each was first seen exited. */
-export class ExitedContainers {
-  private readonly since = new Map<string, number>();
+/**
+ * What a poll saw of a recorded container, what its report needs once the runtime no longer
+ * lists it: its pod sandbox (without its annotations, up to 256 KiB a pod), the container's
+ * name and image, and the recording. None of them changes while the container exists.
+ */
+export interface SeenContainer {
+  sb: Pick<Sandbox, 'id' | 'metadata' | 'labels' | 'runtime_handler'>;
+  c: Pick<Ctr, 'id' | 'metadata' | 'image'>;
+  recName: string;
+}
+
+interface Kept extends SeenContainer {
+  /** When a poll first saw it exited (monotonic). */
+  exitedAt?: number;
+  /** Its exit settled while the runtime listed it: its report was due, and is made whole if it is removed before that report succeeds. */
+  due: boolean;
+}
+
+/** The recorded containers awaiting their report, by id. */
+export class RecordedContainers {
+  private readonly kept = new Map<string, Kept>();
 
   constructor(private readonly now: MonotonicNow = monotonicNow) {}
 
   /**
-   * Notes `id` seen exited now: 'waiting' until it has been for EXIT_SETTLE_MS, then 'settled'.
-   * 'untracked' when MAX_EXITED others wait: none of them is dropped for it (each would lose its
-   * wait, and past the cap none might ever finish it), so its wait cannot be timed and it is
-   * reported at once, as incomplete.
+   * Notes a poll's sight of a recorded container: 'live' while it has not exited; once it has,
+   * 'waiting' until it has been seen exited for EXIT_SETTLE_MS, then 'settled'. 'untracked' when
+   * MAX_RECORDED others are kept: none of them is dropped for it (each would go unreported if the
+   * runtime removed it), so it is reported at once, as incomplete.
    */
-  settled(id: string): 'waiting' | 'settled' | 'untracked' {
-    let since = this.since.get(id);
-    if (since === undefined) {
-      if (this.since.size >= MAX_EXITED) return 'untracked';
-      this.since.set(id, (since = this.now()));
+  see(sb: Sandbox, c: Ctr, recName: string): 'live' | 'waiting' | 'settled' | 'untracked' {
+    let k = this.kept.get(c.id);
+    if (!k) {
+      if (this.kept.size >= MAX_RECORDED) return 'untracked';
+      k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName, due: false };
+      this.kept.set(c.id, k);
     }
-    return this.now() - since >= EXIT_SETTLE_MS ? 'settled' : 'waiting';
+    if (c.state !== 'CONTAINER_EXITED') return 'live';
+    k.exitedAt ??= this.now();
+    if (this.now() - k.exitedAt < EXIT_SETTLE_MS) return 'waiting';
+    k.due = true;
+    return 'settled';
   }
 
   forget(id: string): void {
-    this.since.delete(id);
+    this.kept.delete(id);
   }
 
-  /** After a complete poll: forgets the containers it did not list (removed before their report). */
-  prune(listed: ReadonlySet<string>): void {
-    for (const id of this.since.keys()) if (!listed.has(id)) this.since.delete(id);
+  /** After a complete poll: the kept containers it did not list (removed before their report), kept until it is made. */
+  gone(listed: ReadonlySet<string>): Kept[] {
+    return [...this.kept.values()].filter((k) => !listed.has(k.c.id));
   }
 
-  /** How many wait (tests). */
+  ids(): IterableIterator<string> {
+    return this.kept.keys();
+  }
+
+  /** How many are kept (tests). */
   get size(): number {
-    return this.since.size;
+    return this.kept.size;
   }
 }
 
@@ -181,9 +209,10 @@ export interface DaemonOptions {
 }
 
 const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
-const EXITED_FULL = `it exited while ${MAX_EXITED} other containers awaited their report: reported at once, its last calls possibly missing`;
+const UNTRACKED = `first seen while ${MAX_RECORDED} other recorded containers awaited their report: reported at once, its last calls possibly missing`;
+const REMOVED = 'removed before its report: its last calls may be missing';
 
-/** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited. */
+/** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited or were removed. */
 export class RecorderDaemon {
   /**
    * The containers the runtime listed once the call source had started (listExisting, before
@@ -200,12 +229,12 @@ export class RecorderDaemon {
    * their first calls possibly missing (a failed result, never a silent gap nor one recorded whole).
    */
   private startUnknown = false;
-  private readonly exited: ExitedContainers;
+  private readonly kept: RecordedContainers;
   private readonly done = new BoundedSet(16_384);
   private readonly recordings: RecordingCache;
 
   constructor(private readonly o: DaemonOptions) {
-    this.exited = new ExitedContainers(o.now);
+    this.kept = new RecordedContainers(o.now);
     this.recordings = new RecordingCache((ns, name) => o.reporter.recording(ns, name), o.now);
   }
 
@@ -214,15 +243,19 @@ export class RecorderDaemon {
     return (this.existing ??= await containerIds(this.o.cri));
   }
 
-  /** `untracked`: reported without its wait (ExitedContainers.settled). */
-  private async report(sb: Sandbox, c: Ctr, recName: string, untracked: boolean): Promise<void> {
+  /**
+   * `why`: the daemon's own reasons the calls may be incomplete though the source lost none (a
+   * failed result, never a silent gap). `removed`: the runtime no longer lists the container,
+   * so it cannot be asked about it.
+   */
+  private async report({ sb, c, recName }: SeenContainer, why: string[], removed: boolean): Promise<void> {
     const { cri, calls, log } = this.o;
     const ns = sb.metadata?.namespace ?? '';
     const container = c.metadata?.name ?? '';
     const rec = await this.recordings.get(ns, recName);
     const forget = () => {
       calls.forget(c.id);
-      this.exited.forget(c.id);
+      this.kept.forget(c.id);
       this.done.add(c.id);
     };
     if (!rec) {
@@ -231,14 +264,12 @@ export class RecorderDaemon {
     }
     if (!selectorMatches(rec.spec?.podSelector, sb.labels) || (rec.spec?.containers && !rec.spec.containers.includes(container))) return forget();
     let image = c.image?.user_specified_image || '';
-    if (!image || image.startsWith('sha256:')) {
+    if ((!image || image.startsWith('sha256:')) && !removed) {
       const st = (await cri.rt('ContainerStatus', { container_id: c.id })).status as { image?: { image?: string }; image_ref?: string } | undefined;
       image = [c.image?.user_specified_image, st?.image?.image, st?.image_ref, c.image?.image].find((i) => i && !i.startsWith('sha256:')) ?? '';
     }
     const recorded = await calls.of(sb.id, c.id);
-    const unknownStart = this.startUnknown && this.existing?.has(c.id) === true;
-    // Why the calls may be incomplete though the source lost none: a failed result, never a silent gap.
-    const why = unknownStart ? START_UNKNOWN : untracked ? EXITED_FULL : undefined;
+    const reasons = [...(this.startUnknown && this.existing?.has(c.id) === true ? [START_UNKNOWN] : []), ...why];
     const result: ProfileRecordingResult = {
       metadata: { name: childName(recName, c.id.slice(0, 16)), labels: { 'recording.spoke.dev/name': recName.length <= 63 ? recName : recName.slice(0, 63).replace(/[-.]+$/, '') } },
       spec: {
@@ -251,20 +282,32 @@ export class RecorderDaemon {
         node: this.o.node,
         syscalls: [...recorded.syscalls].sort(),
         ia32: recorded.ia32,
-        lostRecords: why ? Math.max(recorded.lost, 1) : recorded.lost,
+        lostRecords: reasons.length > 0 ? Math.max(recorded.lost, 1) : recorded.lost,
         unnamedCalls: recorded.unnamed.slice(0, 64),
       },
     };
-    const incomplete = why ?? recorded.incomplete;
+    const incomplete = reasons.length > 0 ? reasons.join('; ') : recorded.incomplete;
     const outcome = await this.o.reporter.report(rec, result);
     log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(incomplete ? { incomplete } : {}) });
     forget();
   }
 
-  /** One poll; returns the containers it found being recorded (for CallSource.maintain). */
+  /** A report that fails stays to make: the container stays kept (and its calls with the source) for the next poll. */
+  private async tryReport(seen: SeenContainer, why: string[], removed = false): Promise<void> {
+    try {
+      await this.report(seen, why, removed);
+    } catch (e) {
+      this.o.log({ level: 'error', msg: 'report failed; will retry', container: seen.c.id.slice(0, 12), error: (e as Error).message });
+    }
+  }
+
+  /**
+   * One poll; returns the containers it found being recorded and those removed whose report is
+   * still to make (for CallSource.maintain: their calls are kept for it).
+   */
   async tick(): Promise<Set<string>> {
     const { cri, calls, log } = this.o;
-    const recorded = new Set<string>();
+    const listed = new Set<string>();
     calls.pollStarts();
     if (this.existing === undefined) this.startUnknown = true;
     const existing = await this.listExisting();
@@ -281,20 +324,21 @@ export class RecorderDaemon {
           continue;
         }
         await calls.seen(sb.id, c.id, c.state === 'CONTAINER_RUNNING');
-        recorded.add(c.id);
-        if (c.state !== 'CONTAINER_EXITED') continue;
+        listed.add(c.id);
         // Let the kernel's last records of the container arrive before reporting.
-        const wait = this.exited.settled(c.id);
-        if (wait === 'waiting') continue;
-        try {
-          await this.report(sb, c, recName, wait === 'untracked');
-        } catch (e) {
-          log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
-        }
+        const wait = this.kept.see(sb, c, recName);
+        if (wait === 'live' || wait === 'waiting') continue;
+        await this.tryReport({ sb, c, recName }, wait === 'untracked' ? [UNTRACKED] : []);
       }
     }
-    this.exited.prune(recorded);
-    return recorded;
+    // Only here has the runtime been listed whole (a poll that failed part-way threw before): a
+    // kept container it did not list was removed before its report. Its calls count as the
+    // source says only when its exit had settled while it was listed (its report was due and
+    // failed): this is that report, the source's calls for it kept since. Otherwise the daemon
+    // never saw its exit settle (removed while it ran, or within its wait), which is what a
+    // report claiming its last records rests on: incomplete (docs/recording.md, step 3).
+    for (const k of this.kept.gone(listed)) await this.tryReport(k, k.due ? [] : [REMOVED], true);
+    return new Set([...listed, ...this.kept.ids()]);
   }
 }
 

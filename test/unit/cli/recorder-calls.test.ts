@@ -121,16 +121,18 @@ class PodRuntime implements RuntimeCalls {
 /**
  * The audit source under the daemon, as run() drives them (a poll, then the source's
  * housekeeping), over a recorder fed by the test: pid 99 is a process no container can be named
- * for (a forked child that exited before it was seen).
+ * for (a forked child that exited before it was seen), pid 7 one of container c1. While
+ * `failing.reports`, every report fails (the API server down).
  */
 function auditDaemon(t: import('node:test').TestContext) {
   t.mock.timers.enable({ apis: ['Date'], now: START_MS });
-  const recorder = new SyscallRecorder({ attribute: (pid) => (pid === 99 ? { kind: 'unattributed', reason: 'exited before it was seen' } : { kind: 'host' }) });
+  const recorder = new SyscallRecorder({ attribute: (pid) => (pid === 99 ? { kind: 'unattributed', reason: 'exited before it was seen' } : pid === 7 ? { kind: 'container', containerId: 'c1' } : { kind: 'host' }) });
   const source: AuditSource = { kind: 'kmsg', path: '/dev/kmsg', lost: 0, poll: () => [], close: () => undefined };
   const calls = auditCalls({ source, recorder, lost: () => recorder.stats.lossNotices, close: () => undefined });
   const cri = new PodRuntime();
   const results: ProfileRecordingResult[] = [];
   const mono = { ms: 0 };
+  const failing = { reports: false };
   const daemon = new RecorderDaemon({
     cri,
     calls,
@@ -141,18 +143,25 @@ function auditDaemon(t: import('node:test').TestContext) {
     reporter: {
       recording: async (namespace, name) => ({ metadata: { namespace, name }, spec: {} }) as unknown as ProfileRecording,
       report: async (_rec, result) => {
+        if (failing.reports) throw new Error('the API server is unavailable');
         results.push(result);
         return 'created';
       },
     },
   });
   const poll = async () => calls.maintain(await daemon.tick());
+  /** A logged read(2) the kernel recorded for `pid`, now. */
+  const call = (pid: number) => recorder.addLine(`6,1,1,-;audit: type=1326 audit(${Math.floor(Date.now() / 1000)}.000:1): pid=${pid} comm="x" exe="/x" sig=0 arch=c000003e syscall=0 compat=0 ip=0x1 code=0x7ffc0000`);
   return {
     cri,
     results,
     poll,
+    mono,
+    failing,
     /** A logged call the kernel recorded for pid 99, now. */
-    unattributedCall: () => recorder.addLine(`6,1,1,-;audit: type=1326 audit(${Math.floor(Date.now() / 1000)}.000:1): pid=99 comm="x" exe="/x" sig=0 arch=c000003e syscall=0 compat=0 ip=0x1 code=0x7ffc0000`),
+    unattributedCall: () => call(99),
+    /** A logged call the kernel recorded for container c1, now. */
+    callOfC1: () => call(7),
     /** Lets the container exit and the daemon report it (its 1 s wait on the monotonic clock). */
     exitAndReport: async (c: { state: string }) => {
       c.state = 'CONTAINER_EXITED';
@@ -191,5 +200,29 @@ describe('recorder daemon, audit: the records lost since a container was created
     await d.exitAndReport(c1);
     assert.equal(d.results.length, 1);
     assert.equal(d.results[0]!.spec.lostRecords, 0);
+  });
+});
+
+describe('recorder daemon, audit: a container removed while its report fails', () => {
+  it('its calls are kept until the report is made: not pruned as a container no poll wants', async (t) => {
+    const d = auditDaemon(t);
+    await d.poll();
+    const c1 = d.cri.create('c1');
+    await d.poll();
+    d.callOfC1();
+    c1.state = 'CONTAINER_EXITED';
+    await d.poll();
+    d.mono.ms += 1000;
+    d.failing.reports = true;
+    await d.poll();
+    d.cri.containers.length = 0;
+    // Two polls without it: the source forgets a container no poll wanted at the one before.
+    await d.poll();
+    await d.poll();
+    d.failing.reports = false;
+    await d.poll();
+    assert.equal(d.results.length, 1);
+    assert.deepEqual(d.results[0]!.spec.syscalls, ['read']);
+    assert.equal(d.results[0]!.spec.lostRecords, 0, 'its exit had settled while listed: the report that failed, made whole');
   });
 });

@@ -1,10 +1,10 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reads a recording again
 // after 30 s and reports a container 1 s after it is first seen exited: how both are measured,
-// and what it keeps for the exited containers awaiting their report.
+// and what it keeps for the recorded containers awaiting their report.
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { ExitedContainers, MAX_EXITED, RecordingCache } from '../../../src/cli/commands/recorder.js';
+import { MAX_RECORDED, RecordedContainers, RecordingCache } from '../../../src/cli/commands/recorder.js';
 import type { ProfileRecording } from '../../../src/controller/recording.js';
 
 const DAY_MS = 86_400_000;
@@ -54,62 +54,80 @@ describe('recorder daemon: the recording cache', () => {
   });
 });
 
+/** What a poll lists of a recorded container `id` in pod sb1. */
+function listed(id: string, state = 'CONTAINER_EXITED') {
+  return [{ id: 'sb1', metadata: { name: 'pod', namespace: 'team' }, labels: { app: 'x' } }, { id, metadata: { name: 'app' }, state }, 'rec'] as const;
+}
+
 describe('recorder daemon: the wait after a container exits', () => {
   it('a wall clock stepped forward a day does not cut the wait: the kernel gets its second for the last records', (t) => {
     const clock = clocks(t);
-    const exited = new ExitedContainers(clock.now);
-    assert.equal(exited.settled('c1'), 'waiting');
+    const kept = new RecordedContainers(clock.now);
+    assert.equal(kept.see(...listed('c1')), 'waiting');
     clock.step(DAY_MS, 10);
-    assert.equal(exited.settled('c1'), 'waiting');
+    assert.equal(kept.see(...listed('c1')), 'waiting');
   });
 
   it('a wall clock stepped back a day does not hold the report back: a second after the exit it is made', (t) => {
     const clock = clocks(t);
-    const exited = new ExitedContainers(clock.now);
-    assert.equal(exited.settled('c1'), 'waiting');
+    const kept = new RecordedContainers(clock.now);
+    assert.equal(kept.see(...listed('c1')), 'waiting');
     clock.step(-DAY_MS, 1000);
-    assert.equal(exited.settled('c1'), 'settled');
+    assert.equal(kept.see(...listed('c1')), 'settled');
+  });
+
+  it('the wait starts when a poll first sees the container exited, not when it first saw it', () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
+    assert.equal(kept.see(...listed('c1', 'CONTAINER_RUNNING')), 'live');
+    mono += 5000;
+    assert.equal(kept.see(...listed('c1')), 'waiting');
+    mono += 1000;
+    assert.equal(kept.see(...listed('c1')), 'settled');
   });
 });
 
-describe('recorder daemon: the exited containers awaiting their report', () => {
-  it('a container removed before its report leaves nothing behind: a busy node\'s exits do not pile up', () => {
-    let mono = 0;
-    const exited = new ExitedContainers(() => mono);
-    // Each poll finds 10 containers exited since the last one; the kubelet removes them before the 1 s wait is over.
-    for (let poll = 0; poll < 1000; poll++) {
-      const listed = new Set(Array.from({ length: 10 }, (_, i) => `c${poll}-${i}`));
-      for (const id of listed) assert.equal(exited.settled(id), 'waiting');
-      exited.prune(listed);
-      mono += 100;
-    }
-    exited.prune(new Set());
-    assert.equal(exited.size, 0, '10,000 containers removed before their report');
+describe('recorder daemon: the recorded containers awaiting their report', () => {
+  it('a container a complete poll does not list is kept, with what the last poll saw, until its report: then nothing is left behind', () => {
+    const kept = new RecordedContainers(() => 0);
+    kept.see(...listed('gone', 'CONTAINER_RUNNING'));
+    kept.see(...listed('c1', 'CONTAINER_RUNNING'));
+    const gone = kept.gone(new Set(['c1']));
+    assert.deepEqual(
+      gone.map((k) => [k.c.id, k.c.metadata?.name, k.sb.metadata?.name, k.recName, k.due]),
+      [['gone', 'app', 'pod', 'rec', false]],
+    );
+    assert.deepEqual(kept.gone(new Set(['c1'])).length, 1, 'until it is reported');
+    kept.forget('gone');
+    kept.forget('c1');
+    assert.equal(kept.size, 0);
   });
 
-  it('a poll keeps the containers it lists: one still awaiting its report is reported 1 s after it exited', () => {
+  it('a container whose exit settled while listed is due: removed, it is reported as it would have been', () => {
     let mono = 0;
-    const exited = new ExitedContainers(() => mono);
-    exited.settled('gone');
-    exited.settled('c1');
-    mono += 600;
-    exited.prune(new Set(['c1']));
-    assert.equal(exited.size, 1);
-    mono += 400;
-    assert.equal(exited.settled('c1'), 'settled');
-    exited.forget('c1');
-    assert.equal(exited.size, 0, 'reported');
-  });
-
-  it(`at most ${MAX_EXITED} wait: a further one is not tracked (reported at once, as incomplete), and none that waits is dropped for it`, () => {
-    let mono = 0;
-    const exited = new ExitedContainers(() => mono);
-    for (let i = 0; i < MAX_EXITED; i++) assert.equal(exited.settled(`c${i}`), 'waiting');
-    assert.equal(exited.settled('late'), 'untracked');
-    assert.equal(exited.size, MAX_EXITED);
+    const kept = new RecordedContainers(() => mono);
+    kept.see(...listed('c1'));
+    kept.see(...listed('c2'));
     mono += 1000;
-    assert.equal(exited.settled('c0'), 'settled', 'the first wait runs on');
-    exited.forget('c0');
-    assert.equal(exited.settled('late'), 'waiting', 'tracked once one has gone');
+    assert.equal(kept.see(...listed('c1')), 'settled');
+    assert.deepEqual(
+      kept.gone(new Set()).map((k) => [k.c.id, k.due]),
+      [
+        ['c1', true],
+        ['c2', false],
+      ],
+    );
+  });
+
+  it(`at most ${MAX_RECORDED} are kept: a further one is not (reported at once, as incomplete), and none kept is dropped for it`, () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
+    for (let i = 0; i < MAX_RECORDED; i++) assert.equal(kept.see(...listed(`c${i}`)), 'waiting');
+    assert.equal(kept.see(...listed('late', 'CONTAINER_RUNNING')), 'untracked');
+    assert.equal(kept.size, MAX_RECORDED);
+    mono += 1000;
+    assert.equal(kept.see(...listed('c0')), 'settled', 'the first wait runs on');
+    kept.forget('c0');
+    assert.equal(kept.see(...listed('late', 'CONTAINER_RUNNING')), 'live', 'kept once one has gone');
   });
 });

@@ -1,0 +1,159 @@
+// The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reports a recorded container
+// the runtime removes before its report: from what the last poll saw of it, at the first poll that
+// lists the runtime whole without it, as incomplete unless its exit had settled while listed
+// (docs/recording.md, step 3). A recording never silently lacks a container's calls.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setup } from '../../helpers/recorder-daemon.js';
+
+/** The `incomplete` reasons the daemon logged with its reports. */
+const reasons = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'reported').map((e) => e.incomplete);
+
+describe('recorder daemon: containers removed before their report', () => {
+  it('a container seen running, gone at the next complete poll, is reported once, as incomplete, with the calls recorded for it', async (t) => {
+    const { cri, rep, logged, make } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, []);
+    cri.remove('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [1], 'the recording fails rather than miss its last calls');
+    assert.deepEqual(reasons(logged), ['removed before its report: its last calls may be missing']);
+    const spec = rep.results[0]!.spec;
+    assert.deepEqual([spec.pod, spec.container, spec.image, spec.syscalls], ['pod-sb1', 'app', 'r.io/app:1', ['read']]);
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1'], 'not twice');
+  });
+
+  it('a container seen exited and removed within its 1 s wait is reported incomplete at the first complete poll without it', async (t) => {
+    const { cri, rep, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED');
+    await daemon.tick();
+    mono.ms += 500;
+    cri.remove('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [1]);
+  });
+
+  it('its pod removed with it: reported from what the last poll saw, without asking the runtime about it', async (t) => {
+    const { cri, rep, make } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    // Listed by digest only: a listed container's image is asked of ContainerStatus, which a removed one has none of.
+    cri.create('c1').image = { image: 'sha256:0123', user_specified_image: '' };
+    await daemon.tick();
+    cri.removePod('sb1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual([rep.results[0]!.spec.pod, rep.results[0]!.spec.image, rep.results[0]!.spec.runtime], ['pod-sb1', undefined, 'runc']);
+    assert.equal(cri.statusCalls, 0);
+  });
+
+  it('a container reported before it is removed is not reported again', async (t) => {
+    const { cri, rep, make, polls } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED');
+    await polls(daemon);
+    cri.remove('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [0]);
+  });
+});
+
+describe('recorder daemon: a report that fails, for a container then removed', () => {
+  it('one whose exit had settled is retried until made, whole: the source keeps its calls for it meanwhile', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED');
+    await daemon.tick();
+    mono.ms += 1000;
+    rep.failing = true;
+    await daemon.tick();
+    cri.remove('c1');
+    const recorded = await daemon.tick();
+    assert.ok(recorded.has('c1'), 'passed to CallSource.maintain: its calls are not dropped');
+    assert.equal(logged.filter((e) => e.msg === 'report failed; will retry').length, 2);
+    rep.failing = false;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [0], 'the report that failed, made: its wait for the last records was over while it was listed');
+    assert.ok(!(await daemon.tick()).has('c1'));
+    assert.deepEqual(rep.reported, ['c1'], 'not twice');
+  });
+
+  it('one gone before its exit settled is retried at the next poll, incomplete', async (t) => {
+    const { cri, rep, make } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1');
+    await daemon.tick();
+    cri.remove('c1');
+    rep.failing = true;
+    await daemon.tick();
+    rep.failing = false;
+    await daemon.tick();
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [1]);
+  });
+});
+
+describe('recorder daemon: only a complete poll says a container was removed', () => {
+  it('a poll that fails, or stops part-way, reports none of the containers it did not list; the next complete one reports the one removed', async (t) => {
+    const { cri, rep, make } = setup(t);
+    cri.addPod('sb2');
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1');
+    cri.create('c2', 'CONTAINER_RUNNING', Date.now(), 'sb2');
+    await daemon.tick();
+    cri.remove('c1');
+    cri.failPodOf = 'sb2';
+    await assert.rejects(daemon.tick(), /deadline exceeded/);
+    cri.failPodOf = undefined;
+    cri.failPods = true;
+    await assert.rejects(daemon.tick(), /unavailable/);
+    assert.deepEqual(rep.reported, []);
+    cri.failPods = false;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1'], 'c2, still listed, is not');
+  });
+});
+
+describe('recorder daemon: containers removed, and the recorder start', () => {
+  it('a container that existed at the start is not reported when removed (its start-up calls were missed)', async (t) => {
+    const { cri, rep, make } = setup(t);
+    cri.create('c0');
+    const daemon = make();
+    await daemon.listExisting();
+    await daemon.tick();
+    cri.remove('c0');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, []);
+  });
+
+  it('after a listing at the start that failed, a container removed is reported incomplete for both reasons', async (t) => {
+    const { cri, rep, logged, make } = setup(t);
+    cri.failListAll = true;
+    const daemon = make();
+    await assert.rejects(daemon.listExisting());
+    cri.failListAll = false;
+    cri.create('c1');
+    await daemon.tick();
+    cri.remove('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [1]);
+    assert.match(String(reasons(logged)[0]), /could not be listed when the recorder started.*; removed before its report/);
+  });
+});
