@@ -10,3 +10,14 @@ export async function waitFor(check: () => Promise<boolean> | boolean, opts: { t
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 20));
   }
 }
+
+/** `p`, or a failure naming `what` once `ms` passed without it settling: a bound on waiting for an event, not a delay. */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms for ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

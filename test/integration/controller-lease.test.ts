@@ -8,7 +8,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeLeaseClient } from '../../src/controller/kube.js';
 import { LeaseElector, type Lease, type LeaseClient, type LeaseSpec } from '../../src/controller/lease.js';
 import { fakeKubeConfig, FakeApiServer, type HungRequest, type ResourceDef } from '../helpers/fake-apiserver.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, within } from '../helpers/wait.js';
 
 const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
 const TIMING = { leaseDurationMs: 2000, renewDeadlineMs: 1000, retryPeriodMs: 100 };
@@ -153,18 +153,6 @@ describe('Lease leader election against the fake API server', () => {
     }
   });
 });
-
-/** `p`, or a failure naming `what` once `ms` passed without it settling. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms for ${what}`)), ms)));
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 
 // The same elector against an in-memory Lease whose requests a test can hold, answer late or
 // refuse: the races of abandoned requests, without a network in the way.

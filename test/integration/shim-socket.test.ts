@@ -16,6 +16,7 @@ import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { CriClient } from '../helpers/cri-client.js';
 import { FLAG, FRAME, H2_NO_ERROR, H2_REFUSED_STREAM, RawH2, frame, grpcRequestHeaders, resets } from '../helpers/h2raw.js';
 import { stubShimDeps } from '../helpers/shim.js';
+import { within } from '../helpers/wait.js';
 import { MAX_CONCURRENT_STREAMS, ShimServer, type ConnectionLimits } from '../../src/cri/server.js';
 import { encodeFrame } from '../../src/cri/frame.js';
 import { bindName } from '../../src/cri/socket.js';
@@ -49,15 +50,6 @@ function shimConnectionFds(sock: string): number {
   return n;
 }
 
-/** Rejects when `p` has not settled within `ms`: a bound on waiting for an event, not a delay. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(t);
-  }
-}
 
 function summary(ms: number[]): string {
   const sorted = [...ms].sort((a, b) => a - b);
