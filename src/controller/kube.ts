@@ -6,10 +6,13 @@
 //    authenticated (no --admission-client-ca): whoever posts a review cannot write status.
 //  - KubeStatusClient: PUT of the status subresource for the StatusUpdater (reads: the cache).
 //  - KubeLeaseClient: the coordination.k8s.io/v1 Lease the replicas elect a leader with (lease.ts).
+// The credential step of all of their calls is spoke's where the kubeconfig's user has an exec
+// plugin (kube-credentials.ts, docs/binding.md#kubeconfig-and-credentials).
 
 import { CoordinationV1Api, CustomObjectsApi, KubeConfig, Observable, V1MicroTime, type ConfigurationOptions, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 import { codeOf } from './api-errors.js';
+import { takeOverCredentials, withCallSignal, type KubeCredentialOptions } from './kube-credentials.js';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { matchOfStoredPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
@@ -18,15 +21,18 @@ import type { StatusClient } from './binding-status.js';
 import type { Lease, LeaseClient, LeaseSpec } from './lease.js';
 import { BINDING_PLURAL, GROUP, VERSION, type Container, type ObjectMeta, type Pod, type ProfileBinding } from './types.js';
 
-export function loadKubeConfig(file?: string): KubeConfig {
+/** The kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, the in-cluster service account), its credential step spoke's. */
+export function loadKubeConfig(file?: string, credentials: KubeCredentialOptions = {}): KubeConfig {
   const kc = new KubeConfig();
+  const list = process.env['KUBECONFIG'];
+  const source = file ?? (list === undefined || list === '' ? 'the default kubeconfig' : list.includes(':') ? 'one of the $KUBECONFIG files' : list);
   try {
     if (file) kc.loadFromFile(file);
     else kc.loadFromDefault(); // in-cluster service account when run as the Deployment
   } catch (e) {
-    const list = process.env['KUBECONFIG'];
-    throw kubeConfigError(e, file ?? (list === undefined || list === '' ? 'the default kubeconfig' : list.includes(':') ? 'one of the $KUBECONFIG files' : list));
+    throw kubeConfigError(e, source);
   }
+  takeOverCredentials(kc, source, credentials);
   return kc;
 }
 
@@ -183,7 +189,7 @@ export class KubeLeaseClient implements LeaseClient {
 
   async get(signal: AbortSignal): Promise<Lease | undefined> {
     try {
-      return leaseOf(await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }, abortedBy(signal)));
+      return leaseOf(await abortable(signal, (options) => this.api.readNamespacedLease({ namespace: this.namespace, name: this.name }, options)));
     } catch (e) {
       if (codeOf(e) === 404) return undefined;
       throw e;
@@ -191,33 +197,37 @@ export class KubeLeaseClient implements LeaseClient {
   }
 
   async create(spec: LeaseSpec, signal: AbortSignal): Promise<Lease> {
-    return leaseOf(await this.api.createNamespacedLease({ namespace: this.namespace, body: { metadata: { name: this.name, namespace: this.namespace }, spec: leaseSpecBody(spec) }, fieldManager: 'spoke-controller' }, abortedBy(signal)));
+    return leaseOf(await abortable(signal, (options) => this.api.createNamespacedLease({ namespace: this.namespace, body: { metadata: { name: this.name, namespace: this.namespace }, spec: leaseSpecBody(spec) }, fieldManager: 'spoke-controller' }, options)));
   }
 
   async replace(lease: Lease, signal: AbortSignal): Promise<Lease> {
     const body: V1Lease = { metadata: { name: this.name, namespace: this.namespace, resourceVersion: lease.metadata.resourceVersion }, spec: leaseSpecBody(lease.spec ?? {}) };
-    return leaseOf(await this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body, fieldManager: 'spoke-controller' }, abortedBy(signal)));
+    return leaseOf(await abortable(signal, (options) => this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body, fieldManager: 'spoke-controller' }, options)));
   }
 }
 
 /**
- * A call's options that hand `signal` to client-node's fetch: aborted, the request is given up
- * and its connection closed (client-node sets no timeout of its own, so an API server that
- * never answers would hold the call and its connection for good).
+ * A client-node call that `signal` ends in both of its steps. Its credential step waits for the
+ * kubeconfig's exec plugin no longer than the signal allows (kube-credentials.ts). Its options
+ * hand the signal to client-node's fetch: aborted, the request is given up and its connection
+ * closed (client-node sets no timeout of its own, so an API server that never answers would hold
+ * the call and its connection for good).
  */
-function abortedBy(signal: AbortSignal): ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (ctx) => {
-          ctx.setSignal(signal);
-          return new Observable(Promise.resolve(ctx));
+function abortable<T>(signal: AbortSignal, call: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
+  return withCallSignal(signal, () =>
+    call({
+      middleware: [
+        {
+          pre: (ctx) => {
+            ctx.setSignal(signal);
+            return new Observable(Promise.resolve(ctx));
+          },
+          post: (res) => new Observable(Promise.resolve(res)),
         },
-        post: (res) => new Observable(Promise.resolve(res)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
+      ],
+      middlewareMergeStrategy: 'append',
+    }),
+  );
 }
 
 /** client-node's V1MicroTime writes the six fractional digits MicroTime needs (it reads them back as strings). */

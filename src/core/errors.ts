@@ -105,6 +105,7 @@ export const ERROR_REASONS = [
   'BINDING_CONFLICT', // ProfileBindings or ProfileRecordings select a pod ambiguously, so spoke refuses to choose
   'FILE_UNWRITABLE', // a file spoke was told to write cannot be written
   'NOT_GRPC', // what answers on a socket spoke calls over gRPC (the shim's, a runtime's) is not a gRPC server
+  'CREDENTIAL_PLUGIN', // the kubeconfig's exec credential plugin cannot be run, failed, or wrote no usable ExecCredential
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

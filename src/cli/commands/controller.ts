@@ -123,7 +123,11 @@ export async function run(argv: string[]): Promise<number> {
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
-  const kc = kube.loadKubeConfig(values.kubeconfig);
+  // A kubeconfig exec credential plugin still running when the process exits is killed with it
+  // (docs/binding.md#kubeconfig-and-credentials).
+  const credentials = new AbortController();
+  process.once('exit', () => credentials.abort());
+  const kc = kube.loadKubeConfig(values.kubeconfig, { signal: credentials.signal, log });
   let updater: StatusUpdater | undefined;
   // Status is refreshed where it says otherwise than the spec (Valid) or the namespace's opt-in
   // label (NamespaceOptedIn): whichever of the two caches syncs last finds the stale ones.

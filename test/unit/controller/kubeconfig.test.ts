@@ -1,5 +1,6 @@
 // loadKubeConfig's errors: a YAML parser's message quotes the lines around its fault, and a
-// kubeconfig's lines hold bearer tokens and client keys (docs/security-model.md#bounded-everything).
+// kubeconfig's lines hold bearer tokens and client keys (docs/security-model.md#bounded-everything);
+// credential steps it refuses at load (docs/binding.md#kubeconfig-and-credentials).
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,6 +41,31 @@ describe('loadKubeConfig', () => {
     const file = join(dir, 'nameless.yaml');
     writeFileSync(file, 'apiVersion: v1\nkind: Config\nusers:\n- user:\n    token: KUBETOKENSECRET\nclusters: []\n');
     assert.throws(() => loadKubeConfig(file), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.message.endsWith('users[0].name is missing') && !e.message.includes('SECRET'));
+  });
+
+  // client-node runs these auth-providers' command with execSync, which would stop the
+  // controller's event loop while it runs (src/controller/kube-credentials.ts).
+  it('a current user with the gcp or azure auth-provider is refused; another user with one is left alone', () => {
+    for (const provider of ['gcp', 'azure']) {
+      const file = join(dir, `${provider}.yaml`);
+      const users = [
+        { name: 'blocking', user: { 'auth-provider': { name: provider, config: { 'cmd-path': '/bin/sleep', 'cmd-args': '600' } } } },
+        { name: 'token', user: { token: 't' } },
+      ];
+      const config = (user: string) => JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }], users, contexts: [{ name: 'c', context: { cluster: 'c', user } }], 'current-context': 'c' });
+      writeFileSync(file, config('blocking'));
+      assert.throws(() => loadKubeConfig(file), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.message.includes(`${provider} auth-provider`), provider);
+      writeFileSync(file, config('token'));
+      assert.equal(loadKubeConfig(file).getCurrentUser()?.name, 'token');
+    }
+  });
+
+  it("the current user's exec plugin without a command, or with args that are not strings, is refused at load", () => {
+    for (const [name, exec] of [['no-command', { apiVersion: 'client.authentication.k8s.io/v1' }], ['bad-args', { command: '/bin/true', args: [1] }]] as const) {
+      const file = join(dir, `${name}.yaml`);
+      writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }], users: [{ name: 'u', user: { exec } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
+      assert.throws(() => loadKubeConfig(file), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.message.includes('exec plugin'), name);
+    }
   });
 
   it('a missing file names the file', () => {

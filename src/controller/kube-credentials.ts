@@ -1,0 +1,261 @@
+// The credential step of every client-node call spoke makes (the generated API clients, the
+// reflectors' lists and watches), for a kubeconfig user whose credential comes from an exec
+// plugin (client.authentication.k8s.io ExecCredential). client-node 1.x (ExecAuth) runs the
+// plugin anew for every call made while it holds no unexpired credential, never ends it, and a
+// call's AbortSignal does not reach that step: a plugin that hangs kept one process per Lease try
+// running for good. Here (docs/binding.md#kubeconfig-and-credentials):
+//  - one run of the plugin at a time: calls made while it runs wait for that run;
+//  - a call waits as long as its own signal allows (a Lease try's, given by withCallSignal), not
+//    longer; the run goes on for the calls after it, so a plugin slower than one try still
+//    serves the next one;
+//  - a run is killed, with the processes it started (its process group), once it has run for
+//    `timeoutMs`, and when `signal` (the credentials' lifetime) aborts;
+//  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
+//    asks for input ends instead of waiting for good;
+//  - its credential is kept until its expirationTimestamp (without one, not kept), as client-node
+//    keeps it.
+// The gcp and azure auth-providers run their command synchronously in client-node (execSync),
+// which stops the event loop while it runs: a user of the current context with one is refused.
+// The oidc auth-provider stays client-node's, and starts no process (the docs page says what it
+// does).
+
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { spawn } from 'node:child_process';
+import type { KubeConfig, User } from '@kubernetes/client-node';
+import { SpokeError } from '../core/errors.js';
+
+type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
+type RequestOptions = Parameters<Authenticator['applyAuthentication']>[1];
+
+export interface KubeCredentialOptions {
+  /** The credentials' lifetime: once aborted, a plugin still running is killed and calls fail (CLOSED). */
+  signal?: AbortSignal;
+  /** How long a plugin may run before it is killed; default 30 s. */
+  timeoutMs?: number;
+  log?: (event: Record<string, unknown>) => void;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+/** An ExecCredential is a few KiB; a plugin writing more is broken. */
+const MAX_OUTPUT_BYTES = 1 << 20;
+/** What is kept of a plugin's stderr, for the error when it fails (the last line of it). */
+const STDERR_TAIL_BYTES = 4096;
+
+/** The signal of the call under way: client-node gives its authenticators none, so it travels with the call's async context. */
+const callSignal = new AsyncLocalStorage<AbortSignal>();
+
+/** Runs `call` (a client-node call), whose credential step waits for a plugin no longer than `signal` allows. */
+export function withCallSignal<T>(signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+  return callSignal.run(signal, call);
+}
+
+/**
+ * Makes the credential step of `kc`'s current user spoke's (above), the only user spoke calls as:
+ * its exec plugin is taken off it, so that client-node's ExecAuth no longer claims it, and run by
+ * an authenticator added to `kc`. `source` names the kubeconfig in errors.
+ */
+export function takeOverCredentials(kc: KubeConfig, source: string, o: KubeCredentialOptions = {}): void {
+  const user = kc.getCurrentUser();
+  if (!user) return;
+  const provider = (user.authProvider as { name?: unknown } | null | undefined)?.name;
+  if (provider === 'gcp' || provider === 'azure') {
+    throw new SpokeError(
+      'InvalidArgument',
+      `kubeconfig ${source}: the current user's ${provider} auth-provider runs its command synchronously in client-node, which stops the controller while it runs (kubectl dropped it in 1.26): use its exec plugin (gke-gcloud-auth-plugin, kubelogin)`,
+      { file: source },
+      { reason: 'OPTION_INVALID' },
+    );
+  }
+  const spec = execSpecOf(user, source);
+  if (!spec) return;
+  const plugin = new ExecPlugin(spec, o);
+  // client-node's ExecAuth claims a user by `exec` or an exec auth-provider, ahead of the
+  // authenticators added to it; without both, this one is asked.
+  kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, exec: undefined, authProvider: undefined } : u));
+  kc.addAuthenticator({
+    isAuthProvider: (u: User) => u.name === user.name,
+    applyAuthentication: async (_u: User, opts: RequestOptions) => applyCredential(await plugin.credential(callSignal.getStore()), opts),
+  });
+}
+
+interface ExecSpec {
+  command: string;
+  args: string[];
+  env: { name: string; value: string }[] | undefined;
+}
+
+/** The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`); malformed, refused at load. */
+function execSpecOf(user: User, source: string): ExecSpec | undefined {
+  const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as { command?: unknown; args?: unknown; env?: unknown } | undefined | null;
+  if (exec === undefined || exec === null) return undefined;
+  const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
+  const pairs = (v: unknown) => Array.isArray(v) && v.every((e) => typeof (e as { name?: unknown })?.name === 'string' && typeof (e as { value?: unknown }).value === 'string');
+  if (typeof exec !== 'object' || typeof exec.command !== 'string' || exec.command === '' || !(exec.args === undefined || exec.args === null || strings(exec.args)) || !(exec.env === undefined || exec.env === null || pairs(exec.env))) {
+    throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin without a command, or with args or env that are not lists of strings and name/value pairs`, { file: source }, { reason: 'OPTION_INVALID' });
+  }
+  return { command: exec.command, args: (exec.args ?? []) as string[], env: (exec.env ?? undefined) as ExecSpec['env'] };
+}
+
+interface Credential {
+  token: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+  /** Epoch ms; NaN without an expirationTimestamp. */
+  expiresAt: number;
+}
+
+function applyCredential(c: Credential, opts: RequestOptions): void {
+  if (c.cert !== undefined) opts.cert = c.cert;
+  if (c.key !== undefined) opts.key = c.key;
+  if (c.token !== undefined) opts.headers = { ...opts.headers, Authorization: `Bearer ${c.token}` };
+}
+
+interface Run {
+  done: Promise<Credential>;
+  pid: number | undefined;
+  startedAt: number;
+  /** Kills the run and fails its calls with `e` (unless it already ended). */
+  end(e: SpokeError): void;
+  /** A call stopped waiting for this run: said once per run. */
+  waiterLeft: boolean;
+}
+
+class ExecPlugin {
+  private kept: Credential | undefined;
+  private run: Run | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly spec: ExecSpec,
+    private readonly o: KubeCredentialOptions,
+  ) {
+    this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    o.signal?.addEventListener('abort', () => this.run?.end(this.closed()), { once: true });
+  }
+
+  async credential(signal: AbortSignal | undefined): Promise<Credential> {
+    if (this.o.signal?.aborted) throw this.closed();
+    if (this.kept && this.kept.expiresAt > Date.now()) return this.kept;
+    const run = (this.run ??= this.start());
+    if (signal === undefined) return run.done;
+    return new Promise<Credential>((resolve, reject) => {
+      const leave = () => {
+        const runningMs = Date.now() - run.startedAt;
+        if (!run.waiterLeft) {
+          run.waiterLeft = true;
+          this.o.log?.({ msg: 'a request stopped waiting for the kubeconfig exec credential plugin; it runs on for the next ones until it answers or its time runs out', command: this.spec.command, pid: run.pid, runningMs, timeoutMs: this.timeoutMs, reason: 'CANCELLED', level: 'warning' });
+        }
+        reject(new SpokeError('Unavailable', `gave up waiting for the kubeconfig exec credential plugin ${this.spec.command} (running for ${runningMs} ms)`, { command: this.spec.command }, { reason: 'CANCELLED', cause: signal.reason }));
+      };
+      if (signal.aborted) return leave();
+      signal.addEventListener('abort', leave, { once: true });
+      void run.done.then(resolve, reject).finally(() => signal.removeEventListener('abort', leave));
+    });
+  }
+
+  private start(): Run {
+    const { command, args, env } = this.spec;
+    // Its own process group (detached), so that a kill reaches what it started too.
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: env && { ...process.env, ...Object.fromEntries(env.map((e) => [e.name, e.value])) } });
+    let settle: { resolve: (c: Credential) => void; reject: (e: SpokeError) => void } | undefined;
+    const done = new Promise<Credential>((resolve, reject) => (settle = { resolve, reject }));
+    // A run nobody waits for any more may still fail.
+    done.catch(() => undefined);
+    const finish = (outcome: Credential | SpokeError) => {
+      if (!settle) return;
+      const s = settle;
+      settle = undefined;
+      clearTimeout(timer);
+      if (outcome instanceof SpokeError) s.reject(outcome);
+      else s.resolve(outcome);
+    };
+    const kill = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL'); // it left the group it was started in
+      }
+      // A process it started outside the group may hold the pipes: 'close' must not wait for it.
+      child.stdout.destroy();
+      child.stderr.destroy();
+    };
+    const run: Run = {
+      done,
+      pid: child.pid,
+      startedAt: Date.now(),
+      waiterLeft: false,
+      end: (e) => {
+        if (!settle) return;
+        kill();
+        // Killed, it is gone but for being reaped: the next call may run the plugin again.
+        if (this.run === run) this.run = undefined;
+        finish(e);
+      },
+    };
+    const timer = setTimeout(() => {
+      this.o.log?.({ msg: 'the kubeconfig exec credential plugin did not answer in time: killed, with the processes it started', command, pid: child.pid, timeoutMs: this.timeoutMs, reason: 'DEADLINE', level: 'warning' });
+      run.end(new SpokeError('Unavailable', `the kubeconfig exec credential plugin ${command} did not answer within ${this.timeoutMs} ms: killed`, { command, limit: this.timeoutMs }, { reason: 'DEADLINE' }));
+    }, this.timeoutMs);
+    const stdout: Buffer[] = [];
+    let outBytes = 0;
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      outBytes += b.length;
+      if (outBytes > MAX_OUTPUT_BYTES) run.end(this.failed(`wrote more than ${MAX_OUTPUT_BYTES} bytes`));
+      else stdout.push(b);
+    });
+    child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString('utf8')).slice(-STDERR_TAIL_BYTES)));
+    child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`)));
+    child.on('close', (code, signal) => {
+      if (this.run === run) this.run = undefined;
+      if (code !== 0) {
+        const said = lastLine(stderr);
+        finish(this.failed(`${signal ? `was ended by ${signal}` : `exited with status ${code}`}${said ? `: ${said}` : ''}`));
+        return;
+      }
+      try {
+        const credential = credentialOf(Buffer.concat(stdout).toString('utf8'));
+        this.kept = credential;
+        finish(credential);
+      } catch (e) {
+        finish(this.failed((e as Error).message));
+      }
+    });
+    return run;
+  }
+
+  private failed(what: string): SpokeError {
+    return new SpokeError('Unauthenticated', `the kubeconfig exec credential plugin ${this.spec.command} ${what}`, { command: this.spec.command }, { reason: 'CREDENTIAL_PLUGIN' });
+  }
+
+  private closed(): SpokeError {
+    return new SpokeError('Unavailable', `the kubeconfig credentials are closed: the exec credential plugin ${this.spec.command} is not run`, { command: this.spec.command }, { reason: 'CLOSED' });
+  }
+}
+
+/** The last non-empty line of a plugin's stderr, printable characters only, at most 200 of them. */
+function lastLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.replace(/[^\x20-\x7e]/g, '').trim());
+  return (lines.filter(Boolean).at(-1) ?? '').slice(0, 200);
+}
+
+/** An ExecCredential's status, as client-go reads it: a token, or a client certificate and key. */
+function credentialOf(out: string): Credential {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(out);
+  } catch {
+    throw new Error('wrote no JSON ExecCredential');
+  }
+  const status = (doc as { status?: unknown } | null)?.status as Record<string, unknown> | undefined;
+  if (typeof status !== 'object' || status === null) throw new Error('wrote an ExecCredential without status');
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const token = str(status['token']);
+  const cert = str(status['clientCertificateData']);
+  const key = str(status['clientKeyData']);
+  if ((cert === undefined) !== (key === undefined) || (token === undefined && cert === undefined)) {
+    throw new Error('wrote an ExecCredential with neither a token nor both a client certificate and its key');
+  }
+  const expires = str(status['expirationTimestamp']);
+  return { token, cert, key, expiresAt: expires === undefined ? NaN : Date.parse(expires) };
+}

@@ -1,0 +1,168 @@
+// A kubeconfig whose user gets its credential from an exec plugin (client.authentication.k8s.io),
+// with real plugins (shell scripts in a temp dir) and the in-test API server
+// (test/helpers/fake-apiserver.ts), which takes only the plugin's token: the credential step of
+// every client-node call spoke makes is spoke's own (src/controller/kube-credentials.ts,
+// docs/binding.md#kubeconfig-and-credentials). Each plugin appends `run PID` (and a hung one
+// `child PID`, the process it started) to a file, so the test sees which of its processes live.
+
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { InformerBindingSource, KubeLeaseClient, loadKubeConfig } from '../../src/controller/kube.js';
+import { LeaseElector, type LeaseClient } from '../../src/controller/lease.js';
+import { FakeApiServer, PROFILE_BINDINGS, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { tempDirMaker } from '../helpers/temp-dirs.js';
+import { waitFor, within } from '../helpers/wait.js';
+
+const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
+const TOKEN = 'exec-plugin-token';
+const TIMING = { leaseDurationMs: 2000, renewDeadlineMs: 1000, retryPeriodMs: 100 };
+const tempDir = tempDirMaker('spoke-kube-exec-');
+
+/** The processes a plugin's runs recorded in `file`: `run` lines are the plugin's own, `child` lines what it started. */
+function processes(file: string): { runs: number[]; all: number[] } {
+  const lines = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : [];
+  const pid = (l: string) => Number(l.split(' ')[1]);
+  return { runs: lines.filter((l) => l.startsWith('run ')).map(pid), all: lines.map(pid) };
+}
+
+/** Whether `pid` runs: a zombie (killed, and not yet reaped by init, which a killed plugin's child is left to) does not. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The files of the test's plugins: whatever process they name is ended once the tests ran, whatever the code under test left. */
+const started: string[] = [];
+function endStarted(): void {
+  for (const pid of started.flatMap((file) => processes(file).all)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** A kubeconfig for `server` whose user runs `body` (sh) as its exec plugin; `$PIDS` is the file it records its processes in. */
+function execKubeConfig(server: string, body: string): { file: string; pids: string } {
+  const dir = tempDir();
+  const pids = join(dir, 'pids');
+  started.push(pids);
+  const plugin = join(dir, 'plugin.sh');
+  writeFileSync(plugin, `#!/bin/sh\necho "run $$" >> "$PIDS"\n${body}\n`);
+  chmodSync(plugin, 0o755);
+  const file = join(dir, 'kubeconfig');
+  const exec = { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, env: [{ name: 'PIDS', value: pids }], interactiveMode: 'Never' };
+  writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'plugin-user', user: { exec } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'plugin-user', namespace: 'spoke-system' } }],
+      'current-context': 'fake',
+    }),
+  );
+  return { file, pids };
+}
+
+/** A plugin that answers with the token the API server takes, valid for an hour. */
+const ANSWERS = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN, expirationTimestamp: new Date(Date.now() + 3_600_000).toISOString() } })}'`;
+/** A plugin that never answers, and whose process has a child of its own. */
+const HANGS = 'sleep 600 &\necho "child $!" >> "$PIDS"\nwait';
+
+describe('a kubeconfig exec credential plugin', () => {
+  let fake: FakeApiServer;
+  let server: string;
+  before(async () => {
+    fake = new FakeApiServer({ resources: [LEASES, PROFILE_BINDINGS], token: TOKEN });
+    server = await fake.listen();
+  });
+  after(async () => {
+    endStarted();
+    await fake.close();
+  });
+
+  it('that answers authenticates the Lease calls and the caches; calls made together share one run of it, and its credential serves until it expires', async () => {
+    const { file, pids } = execKubeConfig(server, ANSWERS);
+    const lifetime = new AbortController();
+    const kc = loadKubeConfig(file, { signal: lifetime.signal });
+    const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-answers');
+    const bindings = new InformerBindingSource(kc, {});
+    const signal = new AbortController().signal;
+    try {
+      bindings.start();
+      const [read] = await Promise.all([lease.get(signal), lease.get(signal), bindings.waitForSync(5000)]);
+      assert.equal(read, undefined);
+      const created = await lease.create({ holderIdentity: 'a', leaseDurationSeconds: 2 }, signal);
+      assert.equal(created.spec?.holderIdentity, 'a');
+      assert.equal((await lease.get(signal))?.spec?.holderIdentity, 'a');
+      assert.equal(processes(pids).runs.length, 1, 'one run for every call while its credential had not expired');
+    } finally {
+      await bindings.stop();
+      lifetime.abort();
+    }
+  });
+
+  it('that hangs: each Lease try stops waiting for it at its deadline, one run serves every try (not one each), and stop() does not wait for it', async () => {
+    const { file, pids } = execKubeConfig(server, HANGS);
+    const lifetime = new AbortController();
+    const logs: Record<string, unknown>[] = [];
+    const log = (e: Record<string, unknown>) => void logs.push(e);
+    const kc = loadKubeConfig(file, { signal: lifetime.signal, log });
+    const real = new KubeLeaseClient(kc, 'spoke-system', 'exec-hangs');
+    let tries = 0;
+    const counted: LeaseClient = {
+      get: (signal) => {
+        tries++;
+        return real.get(signal);
+      },
+      create: (spec, signal) => real.create(spec, signal),
+      replace: (l, signal) => real.replace(l, signal),
+    };
+    const elector = new LeaseElector({ client: counted, identity: 'a', ...TIMING, log, onStartedLeading: () => assert.fail('led without a credential'), onStoppedLeading: () => undefined });
+    elector.start();
+    try {
+      await waitFor(() => tries >= 6 && processes(pids).all.length >= 2, { timeoutMs: 10_000, what: 'six Lease tries and the plugin started' });
+      const { runs, all } = processes(pids);
+      assert.equal(runs.length, 1, `one run of the plugin for ${tries} tries`);
+      assert.equal(all.filter(alive).length, 2, 'that run and its child are alive, no other');
+      await within(elector.stop(), 5000, 'stop() while the plugin hangs');
+      assert.ok(!logs.some((e) => String(e['msg']).includes('still unanswered at stop')), 'no Lease request was left waiting for the plugin at stop');
+      const note = logs.find((e) => e['reason'] === 'CANCELLED' && e['command'] === join(file, '..', 'plugin.sh'));
+      assert.ok(note, `the log says a request stopped waiting for the plugin: ${JSON.stringify(logs)}`);
+      lifetime.abort();
+      await waitFor(() => !all.some(alive), { timeoutMs: 5000, what: 'the plugin and its child to be killed once the credentials are closed' });
+    } finally {
+      await elector.stop();
+      lifetime.abort();
+    }
+  });
+
+  it('that does not answer within its time is killed with the process it started; the calls waiting for it fail with DEADLINE, and the next call runs it again', async () => {
+    const { file, pids } = execKubeConfig(server, HANGS);
+    const lifetime = new AbortController();
+    const logs: Record<string, unknown>[] = [];
+    const kc = loadKubeConfig(file, { signal: lifetime.signal, timeoutMs: 300, log: (e) => void logs.push(e) });
+    const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-times-out');
+    const deadline = (e: unknown) => (e as { reason?: unknown }).reason === 'DEADLINE' && /plugin\.sh/.test((e as Error).message);
+    try {
+      for (let call = 1; call <= 2; call++) {
+        await assert.rejects(within(lease.get(new AbortController().signal), 5000, `call ${call} to end`), deadline);
+        const { runs, all } = processes(pids);
+        assert.equal(runs.length, call, `call ${call} ran the plugin once`);
+        await waitFor(() => !all.some(alive), { timeoutMs: 5000, what: 'the plugin and its child to be killed' });
+      }
+      assert.equal(logs.filter((e) => e['reason'] === 'DEADLINE').length, 2, `each kill is logged: ${JSON.stringify(logs)}`);
+    } finally {
+      lifetime.abort();
+    }
+  });
+});

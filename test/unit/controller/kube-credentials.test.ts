@@ -1,0 +1,132 @@
+// The exec credential plugins of a kubeconfig, run by spoke (src/controller/kube-credentials.ts,
+// docs/binding.md#kubeconfig-and-credentials): real plugins (shell scripts in a temp dir), asked
+// through client-node's own entry to the credential step (applyToHTTPSOptions), no API server.
+// Each plugin appends `run PID` to a file, so the test counts its runs (and ends what was left).
+
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { RequestOptions } from 'node:https';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { loadKubeConfig } from '../../../src/controller/kube.js';
+import type { KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
+import { tempDirMaker } from '../../helpers/temp-dirs.js';
+import { within } from '../../helpers/wait.js';
+
+const tempDir = tempDirMaker('spoke-kube-plugin-');
+
+/** The files counting the plugins' runs, each line `run PID`. */
+const runFiles: string[] = [];
+const pidsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => Number(l.split(' ')[1])) : []);
+
+/** A kubeconfig whose user runs `body` (sh) as its exec plugin, and the file that counts its runs. */
+function withPlugin(body: string, exec: Record<string, unknown> = {}): { file: string; runs: () => number } {
+  const dir = tempDir();
+  const runs = join(dir, 'runs');
+  runFiles.push(runs);
+  const plugin = join(dir, 'plugin.sh');
+  writeFileSync(plugin, `#!/bin/sh\necho "run $$" >> "$RUNS"\n${body}\n`);
+  chmodSync(plugin, 0o755);
+  const file = join(dir, 'kubeconfig');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }],
+      users: [{ name: 'u', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, env: [{ name: 'RUNS', value: runs }], ...exec } } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'c',
+    }),
+  );
+  return { file, runs: () => pidsIn(runs).length };
+}
+
+/** What the credential step puts into a request's options. */
+async function credentialOf(file: string, o: KubeCredentialOptions = {}): Promise<RequestOptions> {
+  const opts: RequestOptions = {};
+  await within(loadKubeConfig(file, o).applyToHTTPSOptions(opts), 10_000, 'the credential step');
+  return opts;
+}
+
+const answer = (status: Record<string, unknown>) => `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status })}'`;
+const pluginFailure = (e: unknown) => (e as { reason?: unknown }).reason === 'CREDENTIAL_PLUGIN' && /plugin\.sh|absent/.test((e as Error).message);
+
+describe('kubeconfig exec credential plugins', () => {
+  // A plugin the code under test left running (one waiting on its stdin) would keep the file's process alive.
+  after(() => {
+    for (const pid of runFiles.flatMap(pidsIn)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // ended
+      }
+    }
+  });
+
+  it('a token becomes the bearer token; a client certificate and key, the TLS client credential', async () => {
+    const { file } = withPlugin(answer({ token: 'tok', clientCertificateData: 'CERT', clientKeyData: 'KEY' }));
+    const opts = await credentialOf(file);
+    assert.equal((opts.headers as Record<string, string>)['Authorization'], 'Bearer tok');
+    assert.deepEqual([opts.cert, opts.key], ['CERT', 'KEY']);
+  });
+
+  it('a credential is kept until its expirationTimestamp, and one that expired runs the plugin again', async () => {
+    const kept = withPlugin(answer({ token: 'tok', expirationTimestamp: new Date(Date.now() + 3_600_000).toISOString() }));
+    const kc = loadKubeConfig(kept.file);
+    await kc.applyToHTTPSOptions({});
+    await kc.applyToHTTPSOptions({});
+    assert.equal(kept.runs(), 1);
+    const expired = withPlugin(answer({ token: 'tok', expirationTimestamp: '2020-01-01T00:00:00Z' }));
+    const kc2 = loadKubeConfig(expired.file);
+    await kc2.applyToHTTPSOptions({});
+    await kc2.applyToHTTPSOptions({});
+    assert.equal(expired.runs(), 2);
+  });
+
+  it("a plugin that fails is CREDENTIAL_PLUGIN, with its status and the last line of its stderr", async () => {
+    const { file } = withPlugin("echo 'getting a token' >&2\necho 'error: refresh token expired' >&2\nexit 3");
+    await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /exited with status 3: error: refresh token expired$/.test((e as Error).message));
+  });
+
+  it('a plugin that cannot be run, or writes no ExecCredential, is CREDENTIAL_PLUGIN', async () => {
+    const { file } = withPlugin('', { command: '/absent/plugin' });
+    await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /cannot be run \(ENOENT\)/.test((e as Error).message));
+    for (const body of ["echo 'not json'", answer({}), answer({ clientCertificateData: 'CERT' })]) {
+      await assert.rejects(credentialOf(withPlugin(body).file), pluginFailure, body);
+    }
+  });
+
+  it('a plugin that reads its stdin finds it empty, as a plugin that is not interactive does, instead of waiting for good', async () => {
+    const { file } = withPlugin(`cat > /dev/null\n${answer({ token: 'tok' })}`);
+    assert.equal(((await credentialOf(file)).headers as Record<string, string>)['Authorization'], 'Bearer tok');
+  });
+
+  // What docs/binding.md#kubeconfig-and-credentials says of the oidc auth-provider, which stays
+  // client-node's: a client-node that refreshes the token would make that page untrue.
+  it('an expired oidc ID token fails the call at once, without asking the issuer', async () => {
+    let asked = 0;
+    const issuer = createServer((socket) => {
+      asked++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => issuer.listen(0, '127.0.0.1', resolve));
+    try {
+      const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const config = { 'client-id': 'spoke', 'refresh-token': 'r', 'idp-issuer-url': `https://127.0.0.1:${(issuer.address() as AddressInfo).port}`, 'id-token': `${b64({ alg: 'none' })}.${b64({ exp: 1000 })}.x` };
+      const file = join(tempDir(), 'kubeconfig');
+      writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }], users: [{ name: 'u', user: { 'auth-provider': { name: 'oidc', config } } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
+      await assert.rejects(credentialOf(file), /"server" must be an instance of URL/);
+      assert.equal(asked, 0);
+    } finally {
+      issuer.close();
+    }
+  });
+
+  it('once the credentials are closed, calls fail (CLOSED) without running the plugin', async () => {
+    const { file, runs } = withPlugin(answer({ token: 'tok' }));
+    await assert.rejects(credentialOf(file, { signal: AbortSignal.abort() }), (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED');
+    assert.equal(runs(), 0);
+  });
+});
