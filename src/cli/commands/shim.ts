@@ -46,10 +46,11 @@ export const SHIM_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=1
 /**
  * V8's tiering budget, which the shim sets itself at its start (node takes no V8 flag but the
  * heap's from NODE_OPTIONS). A pod's cold pull and its create run the shim's pull and store code
- * once each, so at V8's default budget that code stays in the interpreter for the first hundreds
- * of pod starts, the only ones a node sees in a day; a budget 8× smaller compiles it after fewer
- * calls. The compiling is done once, on V8's own thread: afterwards a pull takes less CPU, not
- * more (docs/benchmarks.md#the-shims-v8-tiering). The benchmark's floors run with it too.
+ * once each, so at V8's default budget (66 KiB on Node 20) that code stays in the interpreter for
+ * the first hundreds of pod starts, the only ones a node sees in a day; a quarter of it compiles
+ * that code after fewer calls. The compiling is done once, on V8's own thread: afterwards a pull
+ * takes less CPU, not more (docs/benchmarks.md#the-shims-v8-tiering). The bench's floors run
+ * with it too.
  */
 export const SHIM_V8_FLAGS = '--interrupt-budget=16384';
 
