@@ -41,15 +41,26 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     return { config, seccompRoot, storeDir };
   };
 
-  // `args`: the shim's flags, which status takes too (--recording: the recording key is read only then).
-  const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; args?: string[] }[] = [
+  // `args`: the shim's flags, which status takes too (--recording: the recording key is read only
+  // then; --recording-key: the key file, which wins over the config's).
+  const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; args?: (d: string) => string[] }[] = [
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'missing-auth.json')}`] },
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'auth.json')}`], setup: (d) => writeFileSync(join(d, 'auth.json'), '{"auths": [') },
     { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'missing-ca.pem')}`] },
     { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'ca.pem')}`], setup: (d) => writeFileSync(join(d, 'ca.pem'), 'not a certificate\n') },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'rd.json')}`], setup: (d) => writeFileSync(join(d, 'rd.json'), '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOPE"}]}') },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'missing-rd.json')}`] },
-    { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'key')}`], setup: (d) => writeFileSync(join(d, 'key'), 'short'), args: ['--recording'] },
+    { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'key')}`], setup: (d) => writeFileSync(join(d, 'key'), 'short'), args: () => ['--recording'] },
+    // A good key in the config, a bad one by flag: the shim reads the flag's, and refuses it.
+    {
+      part: 'recordingKey',
+      extra: (d) => [`recordingKey: ${join(d, 'good-key')}`],
+      setup: (d) => {
+        writeFileSync(join(d, 'good-key'), 'k'.repeat(32));
+        writeFileSync(join(d, 'flag-key'), 'short');
+      },
+      args: (d) => ['--recording', '--recording-key', join(d, 'flag-key')],
+    },
     { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'spoke.sock'), 'not a socket') },
   ];
 
@@ -58,9 +69,10 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       const name = `case-${i}`;
       const { config, seccompRoot, storeDir } = configWith(name, c.extra(join(dir, name)));
       c.setup?.(join(dir, name));
+      const args = c.args?.(join(dir, name)) ?? [];
       const listenBefore = existsSync(join(dir, name, 'spoke.sock')) ? readFileSync(join(dir, name, 'spoke.sock')) : undefined;
 
-      const status = await spoke(['status', '--config', config, '--json', ...(c.args ?? [])]);
+      const status = await spoke(['status', '--config', config, '--json', ...args]);
       assert.equal(status.code, 1, status.stderr);
       const s = JSON.parse(status.stdout) as Record<string, { ok: boolean; reason?: string; file?: string }> & { ok: boolean };
       assert.equal(s.ok, false);
@@ -73,7 +85,7 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       assert.equal(existsSync(storeDir), false);
       if (listenBefore) assert.deepEqual(readFileSync(join(dir, name, 'spoke.sock')), listenBefore);
 
-      const shim = await spoke(['shim', '--config', config, ...(c.args ?? [])]);
+      const shim = await spoke(['shim', '--config', config, ...args]);
       assert.equal(shim.code, 1, shim.stderr);
       assert.equal(part.reason, reasonOf(shim.stderr), `status: ${status.stdout}\nshim: ${shim.stderr}`);
       assert.notEqual(part.reason, undefined);
@@ -90,6 +102,15 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     assert.equal(shim.code, 1, shim.stderr);
     assert.equal(part.reason, reasonOf(shim.stderr), `status: ${status.stdout}\nshim: ${shim.stderr}`);
     assert.equal(part.reason, 'RECORDING_UNPROVEN');
+  });
+
+  it('--recording-key FILE and no recordingKey in the config: status --recording checks the flag\'s key, as the shim reads it, and passes a good one', async () => {
+    const { config } = configWith('flag-keyed', []);
+    const key = join(dir, 'flag-keyed', 'key');
+    writeFileSync(key, 'k'.repeat(32));
+    const status = await spoke(['status', '--config', config, '--json', '--recording', '--recording-key', key]);
+    const part = (JSON.parse(status.stdout) as Record<string, { ok: boolean; detail?: string }>).recordingKey;
+    assert.deepEqual([part?.ok, part?.detail], [true, key], status.stdout);
   });
 
   it('a recordingKey the shim would refuse, without --recording: a warning with its reason, not a failure (the shim without --recording never reads it)', async () => {

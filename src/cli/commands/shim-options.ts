@@ -100,6 +100,21 @@ export interface ShimOptions {
   recording: boolean;
 }
 
+/**
+ * The flags by which the shim reads its recording key. `spoke status` takes them too and reads
+ * them by recordingFlagsRead, so that it checks the key file this shim would read, a flag's
+ * included (docs/cli.md).
+ */
+export const recordingFlags = { recording: { type: 'boolean' }, 'recording-key': { type: 'string' } } as const;
+
+/**
+ * What the recording flags say: --recording, and the node config overrides they make for
+ * loadNodeConfig (--recording-key FILE wins over the file's recordingKey, as every flag does).
+ */
+export function recordingFlagsRead(values: { recording?: boolean | undefined; 'recording-key'?: string | undefined }): { recording: boolean; overrides: Pick<Partial<NodeConfig>, 'recordingKey'> } {
+  return { recording: values.recording === true, overrides: { recordingKey: values['recording-key'] } };
+}
+
 /** argv → the node config with the flags applied; undefined when --help was asked for (printed). */
 export function parseShimOptions(argv: string[]): ShimOptions | undefined {
   const { values, help } = parseCommand(
@@ -117,8 +132,7 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
       'auth-file': { type: 'string' },
       'ca-file': { type: 'string' },
       annotations: { type: 'boolean' },
-      recording: { type: 'boolean' },
-      'recording-key': { type: 'string' },
+      ...recordingFlags,
     },
     HELP,
     [0, 0],
@@ -126,6 +140,7 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
   if (help) return undefined;
   const level = values['log-level'];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}\n${HELP}`);
+  const { recording, overrides } = recordingFlagsRead(values);
   const config = loadNodeConfig(values.config, {
     listen: values.listen,
     upstream: values.upstream,
@@ -138,7 +153,7 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
     authFile: values['auth-file'],
     caFile: values['ca-file'],
     annotations: values.annotations === true ? true : undefined,
-    recordingKey: values['recording-key'],
+    ...overrides,
   }, { readFile: readNamedFile });
-  return { config, recording: values.recording === true };
+  return { config, recording };
 }

@@ -18,8 +18,9 @@ import { EXIT_FAILED } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { nodeConfigOnly } from '../wiring.js';
+import { recordingFlags, recordingFlagsRead } from './shim-options.js';
 
-const HELP = `usage: spoke status [--config F] [--recording] [--json]
+const HELP = `usage: spoke status [--config F] [--recording] [--recording-key F] [--json]
 
 Checks this node the way the shim would use it, and every file a shim starting now would refuse
 to start on, changing nothing (run it before a restart or an upgrade), and reports each part:
@@ -33,7 +34,8 @@ to start on, changing nothing (run it before a restart or an upgrade), and repor
                   configured)
   runtimeDefault  the pinned runtime default profile reads and decodes (only when configured)
   recordingKey    the recording key reads and is a usable key, as the shim reads it with
-                  --recording: with --recording, a missing or bad key fails; without, a bad one
+                  --recording (--recording-key F, else the config's recordingKey): with
+                  --recording, a missing or bad key fails; without, a bad one
                   is only a warning (warn; ok in --json, with warning and reason), since a shim
                   without --recording never reads it
   store           artifacts, bytes and how many are in use (and whether the in-use set is
@@ -51,6 +53,9 @@ A failed part names its file and reason. Exit 0 when every part is healthy, 1 ot
 options:
   --config F   node config (default /etc/spoke/config.yaml)
   --recording  check for a shim run with --recording (the recording key is read only then)
+  --recording-key F
+               the key file of a shim run with --recording-key F, which wins over the
+               config's recordingKey there as here
   --json       {ok, policy, baseline, authFile?, caFile?, runtimeDefault?, recordingKey?, store, listen,
                shim, recorder} as JSON; a failed part has {file, reason} when it has them
                (policy.signersUnavailable: [{name, file, why}] when signers are unavailable)`;
@@ -119,9 +124,12 @@ async function checkShim(socket: string): Promise<Part> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, help } = parseCommand(argv, { config: { type: 'string' }, recording: { type: 'boolean' }, json: { type: 'boolean' } }, HELP, [0, 0]);
+  const { values, help } = parseCommand(argv, { config: { type: 'string' }, ...recordingFlags, json: { type: 'boolean' } }, HELP, [0, 0]);
   if (help) return 0;
-  const config = await nodeConfigOnly(values);
+  // The shim's recording flags, read as the shim reads them: the key file checked below is the one
+  // a shim given the same flags would read (a --recording-key wins over the config's).
+  const { recording, overrides } = recordingFlagsRead(values);
+  const config = await nodeConfigOnly(values, overrides);
 
   let policy: Part;
   try {
@@ -151,7 +159,6 @@ export async function run(argv: string[]): Promise<number> {
   if (config.runtimeDefault !== undefined) configured.runtimeDefault = startCheck(config.runtimeDefault, checkPinnedRuntimeDefault);
   // Read by a shim with --recording only: a key such a shim would refuse fails status --recording,
   // and is a warning without it (a shim without --recording starts whatever the file holds).
-  const recording = values.recording === true;
   if (recording || config.recordingKey !== undefined) {
     const key = startCheck(config.recordingKey, (file) => shimRecordingKey(true, file));
     configured.recordingKey = recording || key.ok ? key : { ...key, ok: true, warning: key.detail, detail: `not read by a shim without --recording, which would refuse it: ${key.detail}` };
