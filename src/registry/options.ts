@@ -149,7 +149,7 @@ export function readCaBundle(path: string, what = 'caFile'): Buffer {
 
 /**
  * A CA bundle's certificates, re-encoded, or OPTION_INVALID when it is not wholly PEM certificates
- * that parse: the TLS layer stops at the first broken block and would trust only what came
+ * (CERTIFICATE blocks, no other label) that parse: the TLS layer stops at the first broken block and would trust only what came
  * before it, so a bundle cut short or with a broken block before good ones is refused, and what
  * the TLS layer is given is what was checked. The one check of every CA bundle: the node's
  * (readCaBundle), a `--ca-file` (src/cli/wiring.ts readCaFile) and the client's own option.
@@ -157,24 +157,40 @@ export function readCaBundle(path: string, what = 'caFile'): Buffer {
  */
 export function checkedCaBundle(bytes: Buffer, named: string, context: ErrorContext = {}): Buffer {
   const certificates = pemCertificates(bytes.toString('utf8'));
-  if (typeof certificates === 'string') throw new SpokeError('InvalidArgument', `${named}: ${certificates}`, context, { reason: 'OPTION_INVALID' });
+  if ('why' in certificates) throw new SpokeError('InvalidArgument', `${named}: ${certificates.why}`, { ...context, ...certificates.context }, { reason: 'OPTION_INVALID' });
   return Buffer.from(certificates.join(''));
 }
 
-const PEM_BEGIN = '-----BEGIN CERTIFICATE-----';
+const PEM_LABEL = 'CERTIFICATE';
+const PEM_BEGIN = `-----BEGIN ${PEM_LABEL}-----`;
+/** A PEM block's header line, its label captured (RFC 7468 §2: a label may hold spaces and hyphens). */
+const PEM_HEADER_RE = /-----BEGIN ([^\r\n]*?)-----/g;
 
 /** The certificates of a PEM bundle, each as PEM, or why it is not wholly such a bundle. */
-function pemCertificates(text: string): string[] | string {
+function pemCertificates(text: string): string[] | { why: string; context?: ErrorContext } {
+  // Every PEM block must be a CERTIFICATE: OpenSSL, and so the TLS layer, also takes TRUSTED
+  // CERTIFICATE and X509 CERTIFICATE blocks, which a check that sees CERTIFICATE blocks only
+  // would pass over, and a pull through that registry would fail at its handshake instead
+  // (docs/configuration.md#registries-with-a-private-ca-proxies).
+  const headers = [...text.matchAll(PEM_HEADER_RE)];
+  for (const [i, h] of headers.entries()) {
+    const label = h[1]!;
+    if (label === PEM_LABEL) continue;
+    const line = text.slice(0, h.index).split('\n').length;
+    const fix = label.endsWith(PEM_LABEL)
+      ? `convert that certificate with openssl x509 -in <a file of that block> -out <new file>, which writes it as ${PEM_LABEL} (without OpenSSL's trust settings)`
+      : 'a CA bundle holds certificates only, remove it';
+    return { why: `PEM block ${i + 1} of ${headers.length} (line ${line}) is ${JSON.stringify(label.slice(0, 64))}, not ${PEM_LABEL}: ${fix}`, context: { line, expected: PEM_LABEL, actual: label.slice(0, 64) } };
+  }
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) return `holds no PEM certificate (${PEM_BEGIN})`;
-  const begun = text.split(PEM_BEGIN).length - 1;
-  if (begun !== blocks.length) return `${begun - blocks.length} of its ${begun} certificates are not whole (cut short, or a broken block)`;
+  if (blocks.length === 0) return { why: `holds no PEM certificate (${PEM_BEGIN})` };
+  if (headers.length !== blocks.length) return { why: `${headers.length - blocks.length} of its ${headers.length} certificates are not whole (cut short, or a broken block)` };
   const out: string[] = [];
   for (const [i, block] of blocks.entries()) {
     try {
       out.push(new X509Certificate(block).toString());
     } catch {
-      return `certificate ${i + 1} of ${blocks.length} does not parse`;
+      return { why: `certificate ${i + 1} of ${blocks.length} does not parse` };
     }
   }
   return out;

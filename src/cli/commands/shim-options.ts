@@ -49,7 +49,8 @@ options:
                        the kubelet's AuthConfig, when sent, is used for that pull only
   --ca-file FILE       CA bundle (PEM) trusted for every registry and mirror in addition to
                        Node's built-in roots, for registries with a private CA (config: caFile); read at
-                       start, an unreadable file or one without a PEM certificate stops the shim;
+                       start, an unreadable file or one that is not wholly PEM CERTIFICATE
+                       blocks that parse stops the shim;
                        re-read on SIGHUP (an invalid file keeps the last good one)
   --annotations        annotation mode, for kubelets without KEP-6061 (config: annotations;
                        default off): pod annotations seccomp.profiles.spoke.dev/pod|<container>

@@ -1,16 +1,17 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import type { ErrorReason } from '../../../src/core/errors.js';
 import { rejectsWith, spokeError } from '../../helpers/assert.js';
 import { UndiciRegistryClient } from '../../../src/registry/client.js';
 import { MAX_CA_FILE_BYTES, readCaBundle, resolveOptions } from '../../../src/registry/options.js';
 import { throwsWith } from '../../helpers/assert.js';
+import { makeTestCa } from '../../helpers/tls.js';
 
 function refuses(opts: unknown): void {
   assert.throws(() => new UndiciRegistryClient(opts as never), spokeError({ code: 'InvalidArgument', reason: 'OPTION_INVALID' }));
@@ -90,8 +91,10 @@ describe('readCaBundle (the node config caFile)', () => {
       assert.equal(e.context.file, missing);
       assert.equal(e.context.path, 'caFile');
 
-      const notPem = throwsWith(() => readCaBundle(write('key.pem', '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
-      assert.match(notPem.message, /^caFile .*key\.pem: holds no PEM certificate/);
+      throwsWith(() => readCaBundle(write('text.pem', 'not a certificate\n')), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      // A PEM block of another kind, alone, is refused as the block it is (its label and line).
+      const key = throwsWith(() => readCaBundle(write('key.pem', '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      assert.deepEqual([key.context.file, key.context.actual, key.context.line], [join(dir, 'key.pem'), 'PRIVATE KEY', 1]);
       const broken = rootCertificates[0]!.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!');
       const bad = throwsWith(() => readCaBundle(write('broken.pem', `${rootCertificates[0]}\n${broken}\n`), '--ca-file'), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
       assert.match(bad.message, /^--ca-file .*broken\.pem: certificate 2 of 2 does not parse$/);
@@ -99,6 +102,44 @@ describe('readCaBundle (the node config caFile)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a CA bundle holds CERTIFICATE blocks only (docs/configuration.md, registries with a private CA)', () => {
+  // OpenSSL, and so Node's TLS `ca`, also reads TRUSTED CERTIFICATE and X509 CERTIFICATE blocks:
+  // a check that saw only CERTIFICATE blocks dropped those silently, passed, and the pull failed
+  // later at the TLS handshake with the registry.
+  let dir: string;
+  let ca: string;
+  let trusted: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'spoke-ca-labels-'));
+    const made = makeTestCa(dir);
+    ca = readFileSync(made.caFile, 'utf8');
+    // OpenSSL's form with trust settings: what `openssl x509 -addtrust` writes.
+    trusted = execFileSync('openssl', ['x509', '-in', made.caFile, '-addtrust', 'serverAuth'], { encoding: 'utf8' });
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a TRUSTED CERTIFICATE or X509 CERTIFICATE block among certificates is refused, naming its label and line, not dropped', () => {
+    assert.match(trusted, /^-----BEGIN TRUSTED CERTIFICATE-----\n/);
+    const x509 = ca.replaceAll('-----BEGIN CERTIFICATE-----', '-----BEGIN X509 CERTIFICATE-----').replaceAll('-----END CERTIFICATE-----', '-----END X509 CERTIFICATE-----');
+    const head = `# the roots\n${rootCertificates[0]}\n`;
+    const line = head.split('\n').length;
+    for (const [label, block] of [['TRUSTED CERTIFICATE', trusted], ['X509 CERTIFICATE', x509]] as const) {
+      const file = join(dir, 'mixed.pem');
+      writeFileSync(file, `${head}${block}${rootCertificates[1]}\n`);
+      const e = throwsWith(() => readCaBundle(file), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+      assert.deepEqual([e.context.file, e.context.actual, e.context.expected, e.context.line], [file, label, 'CERTIFICATE', line]);
+      // The registry client's own option and a --ca-file are checked alike.
+      refuses({ caFile: readFileSync(file) });
+    }
+  });
+
+  it('CRLF line ends, text between blocks and after the last are taken', () => {
+    const crlf = `# the test CA\r\n${ca.replaceAll('\n', '\r\n')}a note between blocks\r\n${rootCertificates[0]!.replaceAll('\n', '\r\n')}\r\ntrailing text\r\n`;
+    const checked = [ca, rootCertificates[0]!].map((c) => new X509Certificate(c).toString()).join('');
+    assert.deepEqual(resolveOptions({ caFile: Buffer.from(crlf) }).ca, [...rootCertificates, checked]);
   });
 });
 
