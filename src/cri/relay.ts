@@ -1,6 +1,7 @@
-// The raw relay: one call forwarded as HTTP/2 to the upstream runtime. Request headers (minus
-// connection-specific ones), DATA, response headers, DATA and trailers pass unchanged; an
-// upstream reset or disconnect ends the client's stream (UNAVAILABLE when nothing was sent yet).
+// The raw relay: one call forwarded as HTTP/2 to the upstream runtime. Request headers, DATA,
+// response headers, DATA and trailers pass unchanged, minus connection-specific fields and, in
+// the answer, spoke-reason; an upstream reset or disconnect ends the client's stream (UNAVAILABLE
+// when nothing was sent yet).
 
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
@@ -15,6 +16,13 @@ const { NGHTTP2_FLAG_END_STREAM } = constants;
 /** Headers that are per-connection in HTTP/1 and forbidden in HTTP/2 (RFC 9113 §8.2.2). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host']);
 const REQUEST_PSEUDO = new Set([':method', ':path', ':scheme', ':authority']);
+/**
+ * Response fields and trailers not relayed: those, and the field that marks a status the shim
+ * gives itself (SHIM_REASON_TRAILER), which a runtime, or a second shim chained upstream, may
+ * send: relayed, a client (spoke status) would take the runtime's answer for this shim's own
+ * (docs/shim.md#forwarding). One set, so the check per field stays one lookup.
+ */
+const RESPONSE_DROPPED = new Set([...HOP_BY_HOP, SHIM_REASON_TRAILER]);
 
 export interface ForwardOptions {
   body?: Buffer;
@@ -167,8 +175,8 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
 }
 /** Request fields for the upstream: the pseudo-headers of a request, no connection-specific field. */
 const isRequestField = (k: string): boolean => (k.charCodeAt(0) === 0x3a /* : */ ? REQUEST_PSEUDO.has(k) : !HOP_BY_HOP.has(k));
-/** Response fields and trailers for the client: `:status`, no connection-specific field. */
-const isResponseField = (k: string): boolean => (k.charCodeAt(0) === 0x3a /* : */ ? k === ':status' : !HOP_BY_HOP.has(k));
+/** Response fields and trailers for the client: `:status`, no connection-specific field, no spoke-reason. */
+const isResponseField = (k: string): boolean => (k.charCodeAt(0) === 0x3a /* : */ ? k === ':status' : !RESPONSE_DROPPED.has(k));
 
 /**
  * The fields of a raw header list that `keep` accepts. A name received several times is sent

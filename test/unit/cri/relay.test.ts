@@ -14,6 +14,9 @@ import { encodeFrame } from '../../../src/cri/frame.js';
 import { forward } from '../../../src/cri/relay.js';
 import type { Upstream } from '../../../src/cri/upstream.js';
 import { silentLogger } from '../../../src/core/runtime.js';
+import { SHIM_REASON_TRAILER } from '../../../src/core/errors.js';
+import { RuntimeCriClient } from '../../../src/recorder/cri.js';
+import { rejectsWith } from '../../helpers/assert.js';
 import { ShimServer } from '../../../src/cri/server.js';
 import { H2CriClient } from '../../helpers/cri-client.js';
 import { FLAG, FRAME, frame, headerBlock, rawUpstream } from '../../helpers/h2raw.js';
@@ -169,6 +172,67 @@ describe('forward keeps repeated metadata as repeated fields', () => {
       assert.deepEqual(got.trailers, ['AAEC', 'AwQ'], 'trailers');
     } finally {
       client.close();
+      await shim.close();
+      await new Promise((r) => upstream.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('forward never relays a spoke-reason field the runtime sends', () => {
+  // The field marks the shim's own answers (docs/shim.md#forwarding): one from upstream (a second
+  // shim chained there, a runtime sending it) would make spoke status take the runtime's answer
+  // for this shim's own refusal.
+  it('in a trailers-only answer and in the headers and trailers of a full one: the status and the rest pass, the field does not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-relay-reason-'));
+    const upstream = createServer();
+    let trailersOnly = true;
+    upstream.on('stream', (s: ServerHttp2Stream) => {
+      s.resume();
+      s.on('end', () => {
+        const status = { 'grpc-status': '14', 'grpc-message': 'busy', [SHIM_REASON_TRAILER]: 'OVERLOADED' };
+        if (trailersOnly) {
+          s.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+          return;
+        }
+        s.respond({ ':status': 200, 'content-type': 'application/grpc', [SHIM_REASON_TRAILER]: 'OVERLOADED', 'x-h': '1' }, { waitForTrailers: true });
+        s.on('wantTrailers', () => s.sendTrailers(status));
+        s.end(encodeFrame(Buffer.alloc(0)));
+      });
+    });
+    await listen(upstream, join(dir, 'up.sock'));
+    const shim = new ShimServer({ listen: join(dir, 'shim.sock'), upstream: join(dir, 'up.sock'), deps: stubShimDeps(join(dir, 'store'), join(dir, 'seccomp')) });
+    await shim.start();
+    const client = connect('http://localhost', { path: join(dir, 'shim.sock') } as never);
+    const cri = new RuntimeCriClient(join(dir, 'shim.sock'));
+    const call = () =>
+      new Promise<{ headers: IncomingHttpHeaders; trailers: IncomingHttpHeaders | undefined }>((resolve, reject) => {
+        const req = client.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Version', 'content-type': 'application/grpc' });
+        let headers: IncomingHttpHeaders = {};
+        let trailers: IncomingHttpHeaders | undefined;
+        req.on('response', (h) => (headers = h));
+        req.on('trailers', (t) => (trailers = t));
+        req.on('close', () => resolve({ headers, trailers }));
+        req.on('error', reject);
+        req.resume();
+        req.end(encodeFrame(Buffer.alloc(0)));
+      });
+    try {
+      for (const only of [true, false]) {
+        trailersOnly = only;
+        const { headers, trailers } = await call();
+        const status = only ? headers : trailers;
+        assert.deepEqual([status?.['grpc-status'], status?.['grpc-message']], ['14', 'busy'], `trailers-only ${only}`);
+        assert.equal(headers[SHIM_REASON_TRAILER], undefined, `headers, trailers-only ${only}`);
+        assert.equal(trailers?.[SHIM_REASON_TRAILER], undefined, `trailers, trailers-only ${only}`);
+        if (!only) assert.equal(headers['x-h'], '1', 'other fields pass');
+        // spoke status reads the answer as its runtime's, not as this shim's own refusal.
+        const e = await rejectsWith(cri.rt('Version', { version: 'v1' }, 3000), { code: 'Unavailable', reason: 'RUNTIME_ERROR' });
+        assert.equal(e.context.shimReason, undefined);
+      }
+    } finally {
+      client.close();
+      cri.close();
       await shim.close();
       await new Promise((r) => upstream.close(r));
       rmSync(dir, { recursive: true, force: true });
