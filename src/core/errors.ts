@@ -117,9 +117,10 @@ export function knownReason(text: unknown): ErrorReason | undefined {
 
 /**
  * The gRPC trailer with which the shim's own answers carry their reason (src/cri/unary.ts
- * endWithStatus): what the shim answered itself (overloaded, shutting down, its runtime not
- * reachable: TRANSPORT) is told from what it relays from its runtime, which never has it, by
- * this field, not by message text (spoke status; docs/shim.md#forwarding).
+ * endWithStatus): what the shim answered itself (overloaded, shutting down, a transport failure,
+ * its runtime's or, on a pull, a registry's: TRANSPORT) is told from what it relays from its
+ * runtime, which never has it (src/cri/relay.ts drops it), by this field, not by message text
+ * (spoke status; docs/shim.md#forwarding).
  */
 export const SHIM_REASON_TRAILER = 'spoke-reason';
 

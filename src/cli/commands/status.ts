@@ -101,8 +101,10 @@ async function checkShim(socket: string): Promise<Part> {
       const why = notHttp2 ? 'it does not speak HTTP/2' : `it answered with content-type ${String(err.context.contentType)}`;
       return { ok: false, detail: `${socket}: the socket is not a gRPC server, so not the spoke shim (${why})`, answering: false, reason: 'NOT_GRPC' };
     }
-    // A status the shim gave itself, for another cause than its runtime (TRANSPORT): it marks
-    // those with their reason (src/cri/unary.ts endWithStatus), its runtime's answers have none.
+    // A status the shim gave itself, for another cause than its runtime: it marks those with their
+    // reason (src/cri/unary.ts endWithStatus), its runtime's answers have none. TRANSPORT is any
+    // transport failure, a registry's on a pull too, but Version and Status are forwarded and
+    // reach no registry: here it is the runtime's (docs/shim.md#forwarding).
     const shimReason = knownReason(err.context.shimReason);
     if (shimReason !== undefined && shimReason !== 'TRANSPORT') {
       return { ok: false, detail: `${socket}: the shim refused the call itself (${shimReason}): ${String(err.context.grpcMessage)}`, answering: true, reason: shimReason };
