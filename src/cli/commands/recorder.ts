@@ -4,8 +4,9 @@
 // audit-record session with the printk limit lifted while it runs), and when a container exits
 // reports one ProfileRecordingResult, owned by the recording.
 //
-// Where the calls come from: recorder-calls.ts. The controller-side wiring of recordings lives in
-// ../recording-controller.ts.
+// Where the calls come from: recorder-calls.ts. What is kept of the recorded containers awaiting
+// their report: ../../recorder/recorded-containers.ts. The controller-side wiring of recordings
+// lives in ../recording-controller.ts.
 
 import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
 import { selectorMatches } from '../../controller/selector.js';
@@ -13,6 +14,7 @@ import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
 import { containerIds, RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
 import { describeBackends } from '../../recorder/backend.js';
+import { MAX_RECORDED, RecordedContainers, type CriContainer, type CriSandbox, type SeenContainer } from '../../recorder/recorded-containers.js';
 import { backendFlag } from './record.js';
 import { startCalls, type CallSource } from './recorder-calls.js';
 import { parseCommand } from '../args.js';
@@ -59,29 +61,12 @@ function log(event: Record<string, unknown>): void {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), component: 'recorder', ...event }) + '\n');
 }
 
-interface Sandbox {
-  id: string;
-  metadata?: { name?: string; namespace?: string };
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  runtime_handler?: string;
-}
-interface Ctr {
-  id: string;
-  metadata?: { name?: string };
-  image?: { image?: string; user_specified_image?: string };
-  image_ref?: string;
-  state?: string;
-}
-
-// Both waits below are measured on the monotonic clock (injectable for tests). On the wall
-// clock, a step back would keep a deleted or changed recording in use as long as the step and
-// hold reports back as long; a step forward would report before the kernel's last records came.
-
-/** A recording read from the API server is used this long, then read again (it may have changed or gone). */
+/**
+ * A recording read from the API server is used this long, then read again (it may have changed
+ * or gone). Measured on the monotonic clock (injectable for tests): on the wall clock, a step
+ * back would keep a deleted or changed recording in use as long as the step.
+ */
 const RECORDING_TTL_MS = 30_000;
-/** A container's report waits this long after it is first seen exited, for the kernel's last records of it. */
-const EXIT_SETTLE_MS = 1000;
 
 /** Recordings by namespace and name, each read again once RECORDING_TTL_MS old; at most 1024 (then all forgotten). */
 export class RecordingCache {
@@ -100,77 +85,6 @@ export class RecordingCache {
     if (this.hits.size > 1024) this.hits.clear();
     this.hits.set(k, { at: this.now(), rec });
     return rec;
-  }
-}
-
-/**
- * At most this many recorded containers are kept awaiting their report (docs/recording.md,
- * step 3): each goes with its report, whether the runtime still lists it or not, so only a
- * runtime listing this many recorded containers at once, or reports failing while this many
- * gather, reach it.
- */
-export const MAX_RECORDED = 4096;
-
-/**
- * What a poll saw of a recorded container, what its report needs once the runtime no longer
- * lists it: its pod sandbox (without its annotations, up to 256 KiB a pod), the container's
- * name and image, and the recording. None of them changes while the container exists.
- */
-export interface SeenContainer {
-  sb: Pick<Sandbox, 'id' | 'metadata' | 'labels' | 'runtime_handler'>;
-  c: Pick<Ctr, 'id' | 'metadata' | 'image'>;
-  recName: string;
-}
-
-interface Kept extends SeenContainer {
-  /** When a poll first saw it exited (monotonic). */
-  exitedAt?: number;
-  /** Its exit settled while the runtime listed it: its report was due, and is made whole if it is removed before that report succeeds. */
-  due: boolean;
-}
-
-/** The recorded containers awaiting their report, by id. */
-export class RecordedContainers {
-  private readonly kept = new Map<string, Kept>();
-
-  constructor(private readonly now: MonotonicNow = monotonicNow) {}
-
-  /**
-   * Notes a poll's sight of a recorded container: 'live' while it has not exited; once it has,
-   * 'waiting' until it has been seen exited for EXIT_SETTLE_MS, then 'settled'. 'untracked' when
-   * MAX_RECORDED others are kept: none of them is dropped for it (each would go unreported if the
-   * runtime removed it), so it is reported at once, as incomplete.
-   */
-  see(sb: Sandbox, c: Ctr, recName: string): 'live' | 'waiting' | 'settled' | 'untracked' {
-    let k = this.kept.get(c.id);
-    if (!k) {
-      if (this.kept.size >= MAX_RECORDED) return 'untracked';
-      k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName, due: false };
-      this.kept.set(c.id, k);
-    }
-    if (c.state !== 'CONTAINER_EXITED') return 'live';
-    k.exitedAt ??= this.now();
-    if (this.now() - k.exitedAt < EXIT_SETTLE_MS) return 'waiting';
-    k.due = true;
-    return 'settled';
-  }
-
-  forget(id: string): void {
-    this.kept.delete(id);
-  }
-
-  /** After a complete poll: the kept containers it did not list (removed before their report), kept until it is made. */
-  gone(listed: ReadonlySet<string>): Kept[] {
-    return [...this.kept.values()].filter((k) => !listed.has(k.c.id));
-  }
-
-  ids(): IterableIterator<string> {
-    return this.kept.keys();
-  }
-
-  /** How many are kept (tests). */
-  get size(): number {
-    return this.kept.size;
   }
 }
 
@@ -311,11 +225,11 @@ export class RecorderDaemon {
     calls.pollStarts();
     if (this.existing === undefined) this.startUnknown = true;
     const existing = await this.listExisting();
-    const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as Sandbox[];
+    const sandboxes = ((await cri.rt('ListPodSandbox', {})).items ?? []) as CriSandbox[];
     for (const sb of sandboxes) {
       const recName = sb.annotations?.[POD_RECORDING_ANNOTATION];
       if (!recName) continue;
-      const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as Ctr[];
+      const ctrs = ((await cri.rt('ListContainers', { filter: { pod_sandbox_id: sb.id } })).containers ?? []) as CriContainer[];
       for (const c of ctrs) {
         if (this.done.has(c.id)) continue;
         if (existing.has(c.id) && !this.startUnknown) {

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_RECORDED } from '../../../src/cli/commands/recorder.js';
+import { MAX_RECORDED } from '../../../src/recorder/recorded-containers.js';
 import { setup, START_MS } from '../../helpers/recorder-daemon.js';
 
 const DAY_MS = 86_400_000;

@@ -1,10 +1,12 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reads a recording again
 // after 30 s and reports a container 1 s after it is first seen exited: how both are measured,
-// and what it keeps for the recorded containers awaiting their report.
+// and what it keeps for the recorded containers awaiting their report
+// (src/recorder/recorded-containers.ts).
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { MAX_RECORDED, RecordedContainers, RecordingCache } from '../../../src/cli/commands/recorder.js';
+import { RecordingCache } from '../../../src/cli/commands/recorder.js';
+import { MAX_RECORDED, RecordedContainers } from '../../../src/recorder/recorded-containers.js';
 import type { ProfileRecording } from '../../../src/controller/recording.js';
 
 const DAY_MS = 86_400_000;

@@ -1,0 +1,101 @@
+// What `spoke recorder` (src/cli/commands/recorder.ts) keeps of the recorded containers awaiting
+// their report: what a poll saw of each, so that one the runtime removes first is still reported,
+// and when a poll first saw it exited, for the wait before its report (docs/recording.md, step 3).
+
+import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
+
+/** A pod sandbox as the CRI runtime lists it (ListPodSandbox). */
+export interface CriSandbox {
+  id: string;
+  metadata?: { name?: string; namespace?: string };
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  runtime_handler?: string;
+}
+
+/** A container as the CRI runtime lists it (ListContainers). */
+export interface CriContainer {
+  id: string;
+  metadata?: { name?: string };
+  image?: { image?: string; user_specified_image?: string };
+  image_ref?: string;
+  state?: string;
+}
+
+/**
+ * A container's report waits this long after it is first seen exited, for the kernel's last
+ * records of it. Measured on the monotonic clock (injectable for tests): on the wall clock, a
+ * step forward would report before those records came, and a step back hold reports back as long.
+ */
+export const EXIT_SETTLE_MS = 1000;
+
+/**
+ * At most this many recorded containers are kept awaiting their report (docs/recording.md,
+ * step 3): each goes with its report, whether the runtime still lists it or not, so only a
+ * runtime listing this many recorded containers at once, or reports failing while this many
+ * gather, reach it.
+ */
+export const MAX_RECORDED = 4096;
+
+/**
+ * What a poll saw of a recorded container, what its report needs once the runtime no longer
+ * lists it: its pod sandbox (without its annotations, up to 256 KiB a pod), the container's
+ * name and image, and the recording. None of them changes while the container exists.
+ */
+export interface SeenContainer {
+  sb: Pick<CriSandbox, 'id' | 'metadata' | 'labels' | 'runtime_handler'>;
+  c: Pick<CriContainer, 'id' | 'metadata' | 'image'>;
+  recName: string;
+}
+
+interface Kept extends SeenContainer {
+  /** When a poll first saw it exited (monotonic). */
+  exitedAt?: number;
+  /** Its exit settled while the runtime listed it: its report was due, and is made whole if it is removed before that report succeeds. */
+  due: boolean;
+}
+
+/** The recorded containers awaiting their report, by id. */
+export class RecordedContainers {
+  private readonly kept = new Map<string, Kept>();
+
+  constructor(private readonly now: MonotonicNow = monotonicNow) {}
+
+  /**
+   * Notes a poll's sight of a recorded container: 'live' while it has not exited; once it has,
+   * 'waiting' until it has been seen exited for EXIT_SETTLE_MS, then 'settled'. 'untracked' when
+   * MAX_RECORDED others are kept: none of them is dropped for it (each would go unreported if the
+   * runtime removed it), so it is reported at once, as incomplete.
+   */
+  see(sb: CriSandbox, c: CriContainer, recName: string): 'live' | 'waiting' | 'settled' | 'untracked' {
+    let k = this.kept.get(c.id);
+    if (!k) {
+      if (this.kept.size >= MAX_RECORDED) return 'untracked';
+      k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName, due: false };
+      this.kept.set(c.id, k);
+    }
+    if (c.state !== 'CONTAINER_EXITED') return 'live';
+    k.exitedAt ??= this.now();
+    if (this.now() - k.exitedAt < EXIT_SETTLE_MS) return 'waiting';
+    k.due = true;
+    return 'settled';
+  }
+
+  forget(id: string): void {
+    this.kept.delete(id);
+  }
+
+  /** After a complete poll: the kept containers it did not list (removed before their report), kept until it is made. */
+  gone(listed: ReadonlySet<string>): Kept[] {
+    return [...this.kept.values()].filter((k) => !listed.has(k.c.id));
+  }
+
+  ids(): IterableIterator<string> {
+    return this.kept.keys();
+  }
+
+  /** How many are kept (tests). */
+  get size(): number {
+    return this.kept.size;
+  }
+}
