@@ -51,8 +51,6 @@ export interface SeenContainer {
 interface Kept extends SeenContainer {
   /** When a poll first saw it exited (monotonic). */
   exitedAt?: number;
-  /** Its exit settled while the runtime listed it: its report was due, and is made whole if it is removed before that report succeeds. */
-  due: boolean;
 }
 
 /** The recorded containers awaiting their report, by id. */
@@ -71,23 +69,34 @@ export class RecordedContainers {
     let k = this.kept.get(c.id);
     if (!k) {
       if (this.kept.size >= MAX_RECORDED) return 'untracked';
-      k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName, due: false };
+      k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName };
       this.kept.set(c.id, k);
     }
     if (c.state !== 'CONTAINER_EXITED') return 'live';
     k.exitedAt ??= this.now();
-    if (this.now() - k.exitedAt < EXIT_SETTLE_MS) return 'waiting';
-    k.due = true;
-    return 'settled';
+    return this.settled(k) ? 'settled' : 'waiting';
+  }
+
+  /**
+   * Its wait is over: the kernel's last records of it came within EXIT_SETTLE_MS of its exit,
+   * which was no later than a poll first saw it exited. Whether the runtime still lists it does
+   * not matter: a removed container makes no more calls.
+   */
+  private settled(k: Kept): boolean {
+    return k.exitedAt !== undefined && this.now() - k.exitedAt >= EXIT_SETTLE_MS;
   }
 
   forget(id: string): void {
     this.kept.delete(id);
   }
 
-  /** After a complete poll: the kept containers it did not list (removed before their report), kept until it is made. */
-  gone(listed: ReadonlySet<string>): Kept[] {
-    return [...this.kept.values()].filter((k) => !listed.has(k.c.id));
+  /**
+   * After a complete poll: the kept containers it did not list (removed before their report),
+   * kept until it is made; each `settled` when its wait is over now, as it is when a poll lists
+   * it exited.
+   */
+  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean })[] {
+    return [...this.kept.values()].filter((k) => !listed.has(k.c.id)).map((k) => ({ ...k, settled: this.settled(k) }));
   }
 
   ids(): IterableIterator<string> {

@@ -32,10 +32,11 @@ the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg w
 rate limit lifted while recording and restored on exit). When such a container exits, or the
 runtime removes it before that report, one ProfileRecordingResult (its syscall names, node,
 image, runtime) is created in the pod's namespace, owned by the recording; lostRecords > 0 in it
-(records lost or not attributable, a container whose namespace could not be told apart, one
-removed before its exit was seen to settle, or one reported without its wait for the kernel's
-last records, as too many others awaited theirs) makes the controller fail the recording as
-incomplete. The controller builds the profile when the recording is annotated
+(records lost or not attributable, a container whose namespace could not be told apart, or one
+reported before its wait for the kernel's last records was over, a second from when a poll first
+saw it exited: found removed before then or before it was seen exited, or first seen while too
+many others awaited theirs) makes the controller fail the recording as incomplete. The
+controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
 not reported (their start-up calls were missed), whatever their creation time. Needs root; one
 per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
@@ -246,12 +247,13 @@ export class RecorderDaemon {
       }
     }
     // Only here has the runtime been listed whole (a poll that failed part-way threw before): a
-    // kept container it did not list was removed before its report. Its calls count as the
-    // source says only when its exit had settled while it was listed (its report was due and
-    // failed): this is that report, the source's calls for it kept since. Otherwise the daemon
-    // never saw its exit settle (removed while it ran, or within its wait), which is what a
-    // report claiming its last records rests on: incomplete (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) await this.tryReport(k, k.due ? [] : [REMOVED], true);
+    // kept container it did not list was removed before its report. Once its wait is over, its
+    // calls count as the source says, as they would had this poll still listed it: the kernel's
+    // last records of it have come whether or not the runtime lists it, and the source kept its
+    // calls for it (it is passed to CallSource.maintain until its report). Otherwise (removed
+    // while it ran, or found gone within its wait) its last records may yet come: incomplete
+    // (docs/recording.md, step 3).
+    for (const k of this.kept.gone(listed)) await this.tryReport(k, k.settled ? [] : [REMOVED], true);
     return new Set([...listed, ...this.kept.ids()]);
   }
 }

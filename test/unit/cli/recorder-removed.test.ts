@@ -1,7 +1,7 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reports a recorded container
 // the runtime removes before its report: from what the last poll saw of it, at the first poll that
-// lists the runtime whole without it, as incomplete unless its exit had settled while listed
-// (docs/recording.md, step 3). A recording never silently lacks a container's calls.
+// lists the runtime whole without it, as incomplete unless a poll saw it exited a second or more
+// before that report (docs/recording.md, step 3). A recording never silently lacks a container's calls.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -40,6 +40,20 @@ describe('recorder daemon: containers removed before their report', () => {
     await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
     assert.deepEqual(rep.lost, [1]);
+  });
+
+  it('a container seen exited, gone at the next poll a minute later (--poll-ms 60000), is reported whole: its wait for the kernel\'s last records was over, the source kept its calls for it', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED');
+    await daemon.tick();
+    mono.ms += 60_000;
+    cri.remove('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [0], 'removed before a poll saw its wait end does not fail the recording');
+    assert.deepEqual(reasons(logged), [undefined]);
   });
 
   it('its pod removed with it: reported from what the last poll saw, without asking the runtime about it', async (t) => {
@@ -91,7 +105,24 @@ describe('recorder daemon: a report that fails, for a container then removed', (
     assert.deepEqual(rep.reported, ['c1'], 'not twice');
   });
 
-  it('one gone before its exit settled is retried at the next poll, incomplete', async (t) => {
+  it('one found gone within its wait, its report then failing, is made whole by the retry made once its wait is over', async (t) => {
+    const { cri, rep, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED');
+    await daemon.tick();
+    mono.ms += 200;
+    cri.remove('c1');
+    rep.failing = true;
+    await daemon.tick();
+    rep.failing = false;
+    mono.ms += 1000;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(rep.lost, [0]);
+  });
+
+  it('one gone before it was seen exited is retried at the next poll, incomplete', async (t) => {
     const { cri, rep, make } = setup(t);
     const daemon = make();
     await daemon.listExisting();
@@ -140,6 +171,21 @@ describe('recorder daemon: containers removed, and the recorder start', () => {
     cri.remove('c0');
     await daemon.tick();
     assert.deepEqual(rep.reported, []);
+  });
+
+  it('after a listing at the start that failed, a container seen exited and gone a minute later is reported incomplete for that reason alone', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
+    cri.failListAll = true;
+    const daemon = make();
+    await assert.rejects(daemon.listExisting());
+    cri.failListAll = false;
+    cri.create('c1', 'CONTAINER_EXITED');
+    await daemon.tick();
+    mono.ms += 60_000;
+    cri.remove('c1');
+    await daemon.tick();
+    assert.deepEqual(rep.lost, [1]);
+    assert.deepEqual(reasons(logged), ['the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing']);
   });
 
   it('after a listing at the start that failed, a container removed is reported incomplete for both reasons', async (t) => {
