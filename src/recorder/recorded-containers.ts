@@ -38,6 +38,17 @@ export const EXIT_SETTLE_MS = 1000;
 export const MAX_RECORDED = 4096;
 
 /**
+ * The report of a container the runtime removed is retried this long after the complete poll
+ * that first found it gone, then given up (docs/recording.md, step 3): long enough for the API
+ * server to come back, or for an admin to lift a ResourceQuota or fix RBAC or a webhook on
+ * seeing the failures logged; short enough that a report that cannot be made does not hold, for
+ * good, one of the MAX_RECORDED places, the container's calls in the source (the eBPF maps are
+ * emptied only while no container is recorded), and an API call and an error line every poll.
+ * The runtime still listing a container bounds the retries of its report as it did before.
+ */
+export const REMOVED_RETRY_MS = 5 * 60_000;
+
+/**
  * What a poll saw of a recorded container, what its report needs once the runtime no longer
  * lists it: its pod sandbox (without its annotations, up to 256 KiB a pod), the container's
  * name and image, and the recording. None of them changes while the container exists.
@@ -51,6 +62,8 @@ export interface SeenContainer {
 interface Kept extends SeenContainer {
   /** When a poll first saw it exited (monotonic). */
   exitedAt?: number;
+  /** When a complete poll first did not list it (monotonic). */
+  goneAt?: number;
 }
 
 /** The recorded containers awaiting their report, by id. */
@@ -92,11 +105,16 @@ export class RecordedContainers {
 
   /**
    * After a complete poll: the kept containers it did not list (removed before their report),
-   * kept until it is made; each `settled` when its wait is over now, as it is when a poll lists
-   * it exited.
+   * kept until it is made or given up; each `settled` when its wait is over now, as it is when a
+   * poll lists it exited, and `goneFor`: how long ago a complete poll first did not list it.
    */
-  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean })[] {
-    return [...this.kept.values()].filter((k) => !listed.has(k.c.id)).map((k) => ({ ...k, settled: this.settled(k) }));
+  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number })[] {
+    return [...this.kept.values()]
+      .filter((k) => !listed.has(k.c.id))
+      .map((k) => {
+        k.goneAt ??= this.now();
+        return { ...k, settled: this.settled(k), goneFor: this.now() - k.goneAt };
+      });
   }
 
   ids(): IterableIterator<string> {

@@ -89,31 +89,40 @@ export class FakeRuntime implements RuntimeCalls {
 }
 
 /** A call source that records what the daemon asks of it. */
-export function calls(): CallSource & { seenIds: Set<string> } {
+export function calls(): CallSource & { seenIds: Set<string>; forgotten: Set<string> } {
   const seenIds = new Set<string>();
+  const forgotten = new Set<string>();
   return {
     seenIds,
+    forgotten,
     source: 'fake',
     failure: undefined,
     pollStarts: () => undefined,
     seen: async (_sb, id) => void seenIds.add(id),
     of: async () => ({ syscalls: new Set(['read']), ia32: false, unnamed: [], lost: 0 }),
-    forget: () => undefined,
+    forget: (id) => void forgotten.add(id),
     maintain: async () => undefined,
     close: () => undefined,
   };
 }
 
-/** A reporter that keeps the results it created; while `failing`, every report fails (the API server down). */
-export function reporter(): ResultReporter & { reported: string[]; lost: number[]; results: ProfileRecordingResult[]; failing: boolean } {
+/**
+ * A reporter that keeps the results it created and counts the reports asked of it; while
+ * `failing`, every report fails: the API server down, or, with `failCode`, its answer of that
+ * HTTP status (as client-node's errors carry it).
+ */
+export function reporter(): ResultReporter & { reported: string[]; lost: number[]; results: ProfileRecordingResult[]; failing: boolean; failCode: number | undefined; attempts: number } {
   const rep = {
     reported: [] as string[],
     lost: [] as number[],
     results: [] as ProfileRecordingResult[],
     failing: false,
+    failCode: undefined as number | undefined,
+    attempts: 0,
     recording: async (namespace: string, name: string) => ({ metadata: { namespace, name }, spec: { podSelector: { matchLabels: { app: 'x' } } } }) as unknown as ProfileRecording,
     report: async (_rec: ProfileRecording, result: ProfileRecordingResult) => {
-      if (rep.failing) throw new Error('the API server is unavailable');
+      rep.attempts++;
+      if (rep.failing) throw Object.assign(new Error(rep.failCode === undefined ? 'the API server is unavailable' : `HTTP-Code: ${rep.failCode}`), { code: rep.failCode });
       rep.reported.push(result.spec.containerID ?? '');
       rep.lost.push(result.spec.lostRecords ?? 0);
       rep.results.push(result);

@@ -10,11 +10,12 @@
 
 import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
 import { selectorMatches } from '../../controller/selector.js';
+import { codeOf } from '../../controller/api-errors.js';
 import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
 import { containerIds, RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
 import { describeBackends } from '../../recorder/backend.js';
-import { MAX_RECORDED, RecordedContainers, type CriContainer, type CriSandbox, type SeenContainer } from '../../recorder/recorded-containers.js';
+import { MAX_RECORDED, RecordedContainers, REMOVED_RETRY_MS, type CriContainer, type CriSandbox, type SeenContainer } from '../../recorder/recorded-containers.js';
 import { backendFlag } from './record.js';
 import { startCalls, type CallSource } from './recorder-calls.js';
 import { parseCommand } from '../args.js';
@@ -35,7 +36,10 @@ image, runtime) is created in the pod's namespace, owned by the recording; lostR
 (records lost or not attributable, a container whose namespace could not be told apart, or one
 reported before its wait for the kernel's last records was over, a second from when a poll first
 saw it exited: found removed before then or before it was seen exited, or first seen while too
-many others awaited theirs) makes the controller fail the recording as incomplete. The
+many others awaited theirs) makes the controller fail the recording as incomplete. A report
+that fails is retried at the next poll; one the API server refuses as invalid (400, 422), or of a
+container a poll found removed 5 minutes before, is given up with an error line naming the
+recording, namespace, pod and container: the profile lacks that container's calls. The
 controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
 not reported (their start-up calls were missed), whatever their creation time. Needs root; one
@@ -104,7 +108,7 @@ class BoundedSet {
 
 type Log = (event: Record<string, unknown>) => void;
 
-/** What the daemon asks of the API server (KubeResultReporter). */
+/** What the daemon asks of the API server (KubeResultReporter); a failure carries the answer's HTTP status as codeOf reads it. */
 export interface ResultReporter {
   recording(namespace: string, name: string): Promise<ProfileRecording | undefined>;
   report(rec: ProfileRecording, result: ProfileRecordingResult): Promise<string>;
@@ -168,16 +172,11 @@ export class RecorderDaemon {
     const ns = sb.metadata?.namespace ?? '';
     const container = c.metadata?.name ?? '';
     const rec = await this.recordings.get(ns, recName);
-    const forget = () => {
-      calls.forget(c.id);
-      this.kept.forget(c.id);
-      this.done.add(c.id);
-    };
     if (!rec) {
       log({ level: 'warning', msg: 'pod names a recording that does not exist', pod: `${ns}/${sb.metadata?.name}`, recording: recName });
-      return forget();
+      return this.forget(c.id);
     }
-    if (!selectorMatches(rec.spec?.podSelector, sb.labels) || (rec.spec?.containers && !rec.spec.containers.includes(container))) return forget();
+    if (!selectorMatches(rec.spec?.podSelector, sb.labels) || (rec.spec?.containers && !rec.spec.containers.includes(container))) return this.forget(c.id);
     let image = c.image?.user_specified_image || '';
     if ((!image || image.startsWith('sha256:')) && !removed) {
       const st = (await cri.rt('ContainerStatus', { container_id: c.id })).status as { image?: { image?: string }; image_ref?: string } | undefined;
@@ -204,15 +203,38 @@ export class RecorderDaemon {
     const incomplete = reasons.length > 0 ? reasons.join('; ') : recorded.incomplete;
     const outcome = await this.o.reporter.report(rec, result);
     log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(incomplete ? { incomplete } : {}) });
-    forget();
+    this.forget(c.id);
   }
 
-  /** A report that fails stays to make: the container stays kept (and its calls with the source) for the next poll. */
-  private async tryReport(seen: SeenContainer, why: string[], removed = false): Promise<void> {
+  /** The container's report is made, not to be made, or given up: nothing more is kept for it, and it is not reported again. */
+  private forget(id: string): void {
+    this.o.calls.forget(id);
+    this.kept.forget(id);
+    this.done.add(id);
+  }
+
+  /**
+   * A report that fails stays to make: the container stays kept (and its calls with the source)
+   * for the next poll. It is given up, with an error line naming it, when the API server refuses
+   * the result as invalid (400, 422: it would refuse the same result again), or when a complete
+   * poll first found it removed (`goneFor` ago) REMOVED_RETRY_MS ago or more. The recording then
+   * lacks its calls, which only that line tells (docs/recording.md, step 3).
+   */
+  private async tryReport(seen: SeenContainer, why: string[], goneFor?: number): Promise<void> {
     try {
-      await this.report(seen, why, removed);
+      await this.report(seen, why, goneFor !== undefined);
     } catch (e) {
-      this.o.log({ level: 'error', msg: 'report failed; will retry', container: seen.c.id.slice(0, 12), error: (e as Error).message });
+      const { sb, c, recName } = seen;
+      const code = codeOf(e);
+      const lost =
+        code === 400 || code === 422
+          ? 'the API server refused its result as invalid'
+          : goneFor !== undefined && goneFor >= REMOVED_RETRY_MS
+            ? `a poll found it removed from the runtime ${Math.round(goneFor / 1000)} s ago, and its report has failed since`
+            : undefined;
+      if (lost === undefined) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
+      this.o.log({ level: 'error', msg: "report given up: the recording's profile will lack the container's calls", recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: lost, error: (e as Error).message });
+      this.forget(c.id);
     }
   }
 
@@ -253,7 +275,7 @@ export class RecorderDaemon {
     // calls for it (it is passed to CallSource.maintain until its report). Otherwise (removed
     // while it ran, or found gone within its wait) its last records may yet come: incomplete
     // (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) await this.tryReport(k, k.settled ? [] : [REMOVED], true);
+    for (const k of this.kept.gone(listed)) await this.tryReport(k, k.settled ? [] : [REMOVED], k.goneFor);
     return new Set([...listed, ...this.kept.ids()]);
   }
 }

@@ -1,7 +1,9 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reports a recorded container
 // the runtime removes before its report: from what the last poll saw of it, at the first poll that
 // lists the runtime whole without it, as incomplete unless a poll saw it exited a second or more
-// before that report (docs/recording.md, step 3). A recording never silently lacks a container's calls.
+// before that report (docs/recording.md, step 3). A recording never silently lacks a container's
+// calls: a report given up (refused as invalid, or still failing 5 minutes after the removal) is
+// logged as an error naming it.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -136,6 +138,86 @@ describe('recorder daemon: a report that fails, for a container then removed', (
     await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
     assert.deepEqual(rep.lost, [1]);
+  });
+});
+
+describe('recorder daemon: a report that keeps failing', () => {
+  /** How long the report of a removed container is retried: 5 minutes (docs/recording.md, step 3). */
+  const RETRY_MS = 300_000;
+  /** The error lines of reports given up. */
+  const givenUp = (logged: Record<string, unknown>[]) => logged.filter((e) => e.level === 'error' && e.msg === "report given up: the recording's profile will lack the container's calls");
+
+  it(`a removed container's report still failing ${RETRY_MS / 60_000} min after a poll first found it gone is given up: one error line, no more attempts, nothing kept for it`, async (t) => {
+    const { cri, src, rep, logged, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1');
+    await daemon.tick();
+    cri.remove('c1');
+    // 403: a ResourceQuota exceeded, or RBAC or a webhook denying it, each of which may be undone meanwhile.
+    rep.failing = true;
+    rep.failCode = 403;
+    await daemon.tick();
+    mono.ms += RETRY_MS - 1;
+    assert.ok((await daemon.tick()).has('c1'), 'retried, its calls kept for it');
+    assert.equal(rep.attempts, 2);
+    mono.ms += 1;
+    const recorded = await daemon.tick();
+    assert.equal(rep.attempts, 3);
+    assert.ok(!recorded.has('c1'), 'no longer kept (its slot free) nor passed to CallSource.maintain');
+    assert.ok(src.forgotten.has('c1'), 'the source drops its calls');
+    assert.deepEqual(
+      givenUp(logged).map((e) => [e.recording, e.namespace, e.pod, e.container, e.containerID, e.why, e.error]),
+      [['rec', 'team', 'pod-sb1', 'app', 'c1', `a poll found it removed from the runtime ${RETRY_MS / 1000} s ago, and its report has failed since`, 'HTTP-Code: 403']],
+    );
+    await daemon.tick();
+    mono.ms += RETRY_MS;
+    await daemon.tick();
+    assert.equal(rep.attempts, 3, 'no more attempts');
+    assert.equal(givenUp(logged).length, 1);
+    assert.equal(logged.filter((e) => e.msg === 'report failed; will retry').length, 2, 'the last failure is told once, by the line that gives it up');
+    assert.deepEqual(rep.reported, []);
+  });
+
+  it('a removed container whose report succeeds at a retry within that bound is reported', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1');
+    await daemon.tick();
+    cri.remove('c1');
+    rep.failing = true;
+    await daemon.tick();
+    mono.ms += RETRY_MS - 1;
+    rep.failing = false;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1']);
+    assert.deepEqual(givenUp(logged), []);
+  });
+
+  it('a report the API server refuses as invalid (422) is given up at once, the container listed or not: the same result would be refused again', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
+    const daemon = make();
+    await daemon.listExisting();
+    cri.create('c1', 'CONTAINER_EXITED');
+    cri.create('c2');
+    await daemon.tick();
+    mono.ms += 1000;
+    cri.remove('c2');
+    rep.failing = true;
+    rep.failCode = 422;
+    const recorded = await daemon.tick();
+    assert.equal(rep.attempts, 2);
+    assert.deepEqual(
+      givenUp(logged).map((e) => [e.containerID, e.why, e.error]),
+      [
+        ['c1', 'the API server refused its result as invalid', 'HTTP-Code: 422'],
+        ['c2', 'the API server refused its result as invalid', 'HTTP-Code: 422'],
+      ],
+    );
+    assert.ok(!recorded.has('c2'), 'no longer kept');
+    assert.deepEqual([...(await daemon.tick())], [], 'c1, still listed, is no longer recorded');
+    assert.equal(rep.attempts, 2, 'nor reported again');
   });
 });
 

@@ -91,7 +91,8 @@ describe('recorder daemon: the wait after a container exits', () => {
 
 describe('recorder daemon: the recorded containers awaiting their report', () => {
   it('a container a complete poll does not list is kept, with what the last poll saw, until its report: then nothing is left behind', () => {
-    const kept = new RecordedContainers(() => 0);
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
     kept.see(...listed('gone', 'CONTAINER_RUNNING'));
     kept.see(...listed('c1', 'CONTAINER_RUNNING'));
     const gone = kept.gone(new Set(['c1']));
@@ -99,7 +100,12 @@ describe('recorder daemon: the recorded containers awaiting their report', () =>
       gone.map((k) => [k.c.id, k.c.metadata?.name, k.sb.metadata?.name, k.recName, k.settled]),
       [['gone', 'app', 'pod', 'rec', false]],
     );
-    assert.deepEqual(kept.gone(new Set(['c1'])).length, 1, 'until it is reported');
+    mono += 5000;
+    assert.deepEqual(
+      kept.gone(new Set(['c1'])).map((k) => [k.c.id, k.goneFor]),
+      [['gone', 5000]],
+      'until it is reported; how long since a complete poll first did not list it',
+    );
     kept.forget('gone');
     kept.forget('c1');
     assert.equal(kept.size, 0);
