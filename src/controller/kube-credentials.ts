@@ -17,12 +17,13 @@
 // The gcp and azure auth-providers run their command synchronously in client-node (execSync),
 // which stops the event loop while it runs: a user of the current context with one is refused.
 // The oidc auth-provider stays client-node's, and starts no process (the docs page says what it
-// does).
+// does). What the plugin is given and what it must write: exec-credential.ts.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import type { KubeConfig, User } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
+import { credentialOf, execSpecOf, type Credential, type ExecSpec } from './exec-credential.js';
 
 type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
 type RequestOptions = Parameters<Authenticator['applyAuthentication']>[1];
@@ -76,32 +77,6 @@ export function takeOverCredentials(kc: KubeConfig, source: string, o: KubeCrede
     isAuthProvider: (u: User) => u.name === user.name,
     applyAuthentication: async (_u: User, opts: RequestOptions) => applyCredential(await plugin.credential(callSignal.getStore()), opts),
   });
-}
-
-interface ExecSpec {
-  command: string;
-  args: string[];
-  env: { name: string; value: string }[] | undefined;
-}
-
-/** The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`); malformed, refused at load. */
-function execSpecOf(user: User, source: string): ExecSpec | undefined {
-  const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as { command?: unknown; args?: unknown; env?: unknown } | undefined | null;
-  if (exec === undefined || exec === null) return undefined;
-  const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
-  const pairs = (v: unknown) => Array.isArray(v) && v.every((e) => typeof (e as { name?: unknown })?.name === 'string' && typeof (e as { value?: unknown }).value === 'string');
-  if (typeof exec !== 'object' || typeof exec.command !== 'string' || exec.command === '' || !(exec.args === undefined || exec.args === null || strings(exec.args)) || !(exec.env === undefined || exec.env === null || pairs(exec.env))) {
-    throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin without a command, or with args or env that are not lists of strings and name/value pairs`, { file: source }, { reason: 'OPTION_INVALID' });
-  }
-  return { command: exec.command, args: (exec.args ?? []) as string[], env: (exec.env ?? undefined) as ExecSpec['env'] };
-}
-
-interface Credential {
-  token: string | undefined;
-  cert: string | undefined;
-  key: string | undefined;
-  /** Epoch ms; NaN without an expirationTimestamp. */
-  expiresAt: number;
 }
 
 function applyCredential(c: Credential, opts: RequestOptions): void {
@@ -214,11 +189,11 @@ class ExecPlugin {
         return;
       }
       try {
-        const credential = credentialOf(Buffer.concat(stdout).toString('utf8'));
+        const credential = credentialOf(Buffer.concat(stdout).toString('utf8'), (what) => this.failed(what));
         this.kept = credential;
         finish(credential);
       } catch (e) {
-        finish(this.failed((e as Error).message));
+        finish(e as SpokeError);
       }
     });
     return run;
@@ -237,25 +212,4 @@ class ExecPlugin {
 function lastLine(text: string): string {
   const lines = text.split('\n').map((l) => l.replace(/[^\x20-\x7e]/g, '').trim());
   return (lines.filter(Boolean).at(-1) ?? '').slice(0, 200);
-}
-
-/** An ExecCredential's status, as client-go reads it: a token, or a client certificate and key. */
-function credentialOf(out: string): Credential {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(out);
-  } catch {
-    throw new Error('wrote no JSON ExecCredential');
-  }
-  const status = (doc as { status?: unknown } | null)?.status as Record<string, unknown> | undefined;
-  if (typeof status !== 'object' || status === null) throw new Error('wrote an ExecCredential without status');
-  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
-  const token = str(status['token']);
-  const cert = str(status['clientCertificateData']);
-  const key = str(status['clientKeyData']);
-  if ((cert === undefined) !== (key === undefined) || (token === undefined && cert === undefined)) {
-    throw new Error('wrote an ExecCredential with neither a token nor both a client certificate and its key');
-  }
-  const expires = str(status['expirationTimestamp']);
-  return { token, cert, key, expiresAt: expires === undefined ? NaN : Date.parse(expires) };
 }

@@ -1,0 +1,53 @@
+// The ExecCredential protocol of a kubeconfig's exec credential plugin
+// (client.authentication.k8s.io), as client-go reads it: the plugin's spec in the kubeconfig, and
+// the credential it writes. kube-credentials.ts runs it (docs/binding.md#kubeconfig-and-credentials).
+
+import type { User } from '@kubernetes/client-node';
+import { SpokeError } from '../core/errors.js';
+
+export interface ExecSpec {
+  command: string;
+  args: string[];
+  env: { name: string; value: string }[] | undefined;
+}
+
+/** The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`); malformed, refused at load. */
+export function execSpecOf(user: User, source: string): ExecSpec | undefined {
+  const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as { command?: unknown; args?: unknown; env?: unknown } | undefined | null;
+  if (exec === undefined || exec === null) return undefined;
+  const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
+  const pairs = (v: unknown) => Array.isArray(v) && v.every((e) => typeof (e as { name?: unknown })?.name === 'string' && typeof (e as { value?: unknown }).value === 'string');
+  if (typeof exec !== 'object' || typeof exec.command !== 'string' || exec.command === '' || !(exec.args === undefined || exec.args === null || strings(exec.args)) || !(exec.env === undefined || exec.env === null || pairs(exec.env))) {
+    throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin without a command, or with args or env that are not lists of strings and name/value pairs`, { file: source }, { reason: 'OPTION_INVALID' });
+  }
+  return { command: exec.command, args: (exec.args ?? []) as string[], env: (exec.env ?? undefined) as ExecSpec['env'] };
+}
+
+export interface Credential {
+  token: string | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+  /** Epoch ms; NaN without an expirationTimestamp. */
+  expiresAt: number;
+}
+
+/** An ExecCredential's status, as client-go reads it: a token, or a client certificate and key; else `failed(what is wrong)` is thrown. */
+export function credentialOf(out: string, failed: (what: string) => SpokeError): Credential {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(out);
+  } catch {
+    throw failed('wrote no JSON ExecCredential');
+  }
+  const status = (doc as { status?: unknown } | null)?.status as Record<string, unknown> | undefined;
+  if (typeof status !== 'object' || status === null) throw failed('wrote an ExecCredential without status');
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const token = str(status['token']);
+  const cert = str(status['clientCertificateData']);
+  const key = str(status['clientKeyData']);
+  if ((cert === undefined) !== (key === undefined) || (token === undefined && cert === undefined)) {
+    throw failed('wrote an ExecCredential with neither a token nor both a client certificate and its key');
+  }
+  const expires = str(status['expirationTimestamp']);
+  return { token, cert, key, expiresAt: expires === undefined ? NaN : Date.parse(expires) };
+}
