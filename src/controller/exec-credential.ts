@@ -31,6 +31,11 @@ export interface Credential {
   expiresAt: number;
 }
 
+/** A bearer token as a header value can carry it: printable ASCII, no spaces. */
+const TOKEN_RE = /^[\x21-\x7e]+$/;
+/** PEM text, which is all a client certificate or key may be written as in an ExecCredential. */
+const PEM_RE = /^[\x20-\x7e\t\r\n]+$/;
+
 /** An ExecCredential's status, as client-go reads it: a token, or a client certificate and key; else `failed(what is wrong)` is thrown. */
 export function credentialOf(out: string, failed: (what: string) => SpokeError): Credential {
   let doc: unknown;
@@ -48,6 +53,10 @@ export function credentialOf(out: string, failed: (what: string) => SpokeError):
   if ((cert === undefined) !== (key === undefined) || (token === undefined && cert === undefined)) {
     throw failed('wrote an ExecCredential with neither a token nor both a client certificate and its key');
   }
+  // A token goes into the Authorization header, whose value node-fetch refuses in a message that
+  // quotes it (logged at every retry): refused here, quoting nothing (docs/security-model.md#bounded-everything).
+  if (token !== undefined && !TOKEN_RE.test(token)) throw failed('wrote an ExecCredential whose token has characters a header cannot carry (only printable ASCII, no spaces)');
+  if ((cert !== undefined && !PEM_RE.test(cert)) || (key !== undefined && !PEM_RE.test(key))) throw failed('wrote an ExecCredential whose client certificate or key is not PEM text (printable ASCII and line breaks)');
   const expires = str(status['expirationTimestamp']);
   return { token, cert, key, expiresAt: expires === undefined ? NaN : Date.parse(expires) };
 }

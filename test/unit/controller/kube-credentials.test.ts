@@ -98,6 +98,14 @@ describe('kubeconfig exec credential plugins', () => {
     }
   });
 
+  // node-fetch throws on such a header with the value in its message, which the reflector logged
+  // at every retry; a client certificate and key are PEM text.
+  it('a token with a character a header cannot carry, or a certificate or key that is not text, is CREDENTIAL_PLUGIN, and the message quotes none of it', async () => {
+    for (const status of [{ token: 'SECRET-TOKEN\n' }, { token: 'SECRET TOKEN' }, { token: 'SECRET-T\u00f6KEN' }, { clientCertificateData: 'CERT', clientKeyData: 'SECRET-KEY\u0000' }]) {
+      await assert.rejects(credentialOf(withPlugin(answer(status)).file), (e: unknown) => pluginFailure(e) && !(e as Error).message.includes('SECRET'), JSON.stringify(status));
+    }
+  });
+
   it('a plugin that reads its stdin finds it empty, as a plugin that is not interactive does, instead of waiting for good', async () => {
     const { file } = withPlugin(`cat > /dev/null\n${answer({ token: 'tok' })}`);
     assert.equal(((await credentialOf(file)).headers as Record<string, string>)['Authorization'], 'Bearer tok');
