@@ -2,6 +2,7 @@
 // (client.authentication.k8s.io), as client-go reads it: the plugin's spec in the kubeconfig, and
 // the credential it writes. kube-credentials.ts runs it (docs/binding.md#kubeconfig-and-credentials).
 
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { User } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 
@@ -11,8 +12,12 @@ export interface ExecSpec {
   env: { name: string; value: string }[] | undefined;
 }
 
-/** The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`); malformed, refused at load. */
-export function execSpecOf(user: User, source: string): ExecSpec | undefined {
+/**
+ * The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`),
+ * from the kubeconfig `file` (none: not read from a file); malformed, refused at load. `source`
+ * names the kubeconfig in errors.
+ */
+export function execSpecOf(user: User, source: string, file: string | undefined): ExecSpec | undefined {
   const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as { command?: unknown; args?: unknown; env?: unknown } | undefined | null;
   if (exec === undefined || exec === null) return undefined;
   const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
@@ -20,7 +25,19 @@ export function execSpecOf(user: User, source: string): ExecSpec | undefined {
   if (typeof exec !== 'object' || typeof exec.command !== 'string' || exec.command === '' || !(exec.args === undefined || exec.args === null || strings(exec.args)) || !(exec.env === undefined || exec.env === null || pairs(exec.env))) {
     throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin without a command, or with args or env that are not lists of strings and name/value pairs`, { file: source }, { reason: 'OPTION_INVALID' });
   }
-  return { command: exec.command, args: (exec.args ?? []) as string[], env: (exec.env ?? undefined) as ExecSpec['env'] };
+  return { command: commandOf(exec.command, user, source, file), args: (exec.args ?? []) as string[], env: (exec.env ?? undefined) as ExecSpec['env'] };
+}
+
+/**
+ * The plugin's command as client-go runs it (clientcmd ResolveLocalPaths): with a '/' and not
+ * absolute, from the directory of the kubeconfig file that defined the user, not the process's
+ * working directory; a bare name is looked up in PATH. Without a file to name it from, such a
+ * command is refused: spoke would guess the directory (docs/binding.md#kubeconfig-and-credentials).
+ */
+function commandOf(command: string, user: User, source: string, file: string | undefined): string {
+  if (!command.includes('/') || isAbsolute(command)) return command;
+  if (file === undefined) throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin whose command is a relative path, and no kubeconfig file to resolve it from`, { file: source }, { reason: 'OPTION_INVALID' });
+  return resolve(dirname(file), command);
 }
 
 export interface Credential {

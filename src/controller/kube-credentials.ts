@@ -53,11 +53,13 @@ export function withCallSignal<T>(signal: AbortSignal, call: () => Promise<T>): 
 /**
  * Makes the credential step of `kc`'s current user spoke's (above), the only user spoke calls as:
  * its exec plugin is taken off it, so that client-node's ExecAuth no longer claims it, and run by
- * an authenticator added to `kc`. `source` names the kubeconfig in errors.
+ * an authenticator added to `kc`. `file` is the kubeconfig file that user came from (none: the
+ * in-cluster service account's).
  */
-export function takeOverCredentials(kc: KubeConfig, source: string, o: KubeCredentialOptions = {}): void {
+export function takeOverCredentials(kc: KubeConfig, file: string | undefined, o: KubeCredentialOptions = {}): void {
   const user = kc.getCurrentUser();
   if (!user) return;
+  const source = file ?? 'the default kubeconfig';
   const provider = (user.authProvider as { name?: unknown } | null | undefined)?.name;
   if (provider === 'gcp' || provider === 'azure') {
     throw new SpokeError(
@@ -67,7 +69,7 @@ export function takeOverCredentials(kc: KubeConfig, source: string, o: KubeCrede
       { reason: 'OPTION_INVALID' },
     );
   }
-  const spec = execSpecOf(user, source);
+  const spec = execSpecOf(user, source, file);
   if (!spec) return;
   const plugin = new ExecPlugin(spec, o);
   // client-node's ExecAuth claims a user by `exec` or an exec auth-provider, ahead of the

@@ -9,7 +9,9 @@
 // The credential step of all of their calls is spoke's where the kubeconfig's user has an exec
 // plugin (kube-credentials.ts, docs/binding.md#kubeconfig-and-credentials).
 
-import { CoordinationV1Api, CustomObjectsApi, KubeConfig, Observable, V1MicroTime, type ConfigurationOptions, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
+import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { CoordinationV1Api, CustomObjectsApi, findHomeDir, KubeConfig, Observable, V1MicroTime, type ConfigurationOptions, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 import { codeOf } from './api-errors.js';
 import { takeOverCredentials, withCallSignal, type KubeCredentialOptions } from './kube-credentials.js';
@@ -24,16 +26,41 @@ import { BINDING_PLURAL, GROUP, VERSION, type Container, type ObjectMeta, type P
 /** The kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, the in-cluster service account), its credential step spoke's. */
 export function loadKubeConfig(file?: string, credentials: KubeCredentialOptions = {}): KubeConfig {
   const kc = new KubeConfig();
-  const list = process.env['KUBECONFIG'];
-  const source = file ?? (list === undefined || list === '' ? 'the default kubeconfig' : list.includes(':') ? 'one of the $KUBECONFIG files' : list);
-  try {
-    if (file) kc.loadFromFile(file);
-    else kc.loadFromDefault(); // in-cluster service account when run as the Deployment
-  } catch (e) {
-    throw kubeConfigError(e, source);
+  const files = kubeConfigFiles(file);
+  // The file each user came from: an exec plugin's relative command is its directory's
+  // (kube-credentials.ts). client-node keeps no such thing, so the files are read here, as its
+  // loadFromDefault reads them (each file on its own, merged in order).
+  const userFiles = new Map<string, string>();
+  for (const f of files) {
+    const one = new KubeConfig();
+    try {
+      one.loadFromFile(f);
+      kc.mergeConfig(one);
+    } catch (e) {
+      throw kubeConfigError(e, f);
+    }
+    for (const u of one.users) userFiles.set(u.name, f);
   }
-  takeOverCredentials(kc, source, credentials);
+  if (files.length === 0) {
+    try {
+      kc.loadFromDefault(); // in-cluster service account when run as the Deployment
+    } catch (e) {
+      throw kubeConfigError(e, 'the default kubeconfig');
+    }
+  }
+  const user = kc.getCurrentUser();
+  takeOverCredentials(kc, user ? userFiles.get(user.name) : undefined, credentials);
   return kc;
+}
+
+/** The kubeconfig files `loadKubeConfig` reads, as client-node's loadFromDefault picks them; none: the in-cluster service account. */
+function kubeConfigFiles(file: string | undefined): string[] {
+  if (file) return [file];
+  const list = process.env['KUBECONFIG'];
+  if (list) return list.split(delimiter).filter(Boolean);
+  const home = findHomeDir();
+  const config = home === null ? undefined : join(home, '.kube', 'config');
+  return config !== undefined && existsSync(config) ? [config] : [];
 }
 
 /** A YAML parser's reason in plain words, which quotes nothing of the file. */

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../../src/controller/kube.js';
-import type { KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
+import { takeOverCredentials, type KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
 import { within } from '../../helpers/wait.js';
 
@@ -43,14 +44,15 @@ function withPlugin(body: string, exec: Record<string, unknown> = {}): { file: s
   return { file, runs: () => pidsIn(runs).length };
 }
 
-/** What the credential step puts into a request's options. */
-async function credentialOf(file: string, o: KubeCredentialOptions = {}): Promise<RequestOptions> {
+/** What the credential step puts into a request's options; `file` undefined: the default kubeconfig ($KUBECONFIG). */
+async function credentialOf(file: string | undefined, o: KubeCredentialOptions = {}): Promise<RequestOptions> {
   const opts: RequestOptions = {};
   await within(loadKubeConfig(file, o).applyToHTTPSOptions(opts), 10_000, 'the credential step');
   return opts;
 }
 
 const answer = (status: Record<string, unknown>) => `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status })}'`;
+const bearer = (opts: RequestOptions) => (opts.headers as Record<string, string>)['Authorization'];
 const pluginFailure = (e: unknown) => (e as { reason?: unknown }).reason === 'CREDENTIAL_PLUGIN' && /plugin\.sh|absent/.test((e as Error).message);
 
 describe('kubeconfig exec credential plugins', () => {
@@ -68,7 +70,7 @@ describe('kubeconfig exec credential plugins', () => {
   it('a token becomes the bearer token; a client certificate and key, the TLS client credential', async () => {
     const { file } = withPlugin(answer({ token: 'tok', clientCertificateData: 'CERT', clientKeyData: 'KEY' }));
     const opts = await credentialOf(file);
-    assert.equal((opts.headers as Record<string, string>)['Authorization'], 'Bearer tok');
+    assert.equal(bearer(opts), 'Bearer tok');
     assert.deepEqual([opts.cert, opts.key], ['CERT', 'KEY']);
   });
 
@@ -106,9 +108,29 @@ describe('kubeconfig exec credential plugins', () => {
     }
   });
 
+  it("a command with a '/' that is not absolute is run from the directory of the kubeconfig file that defined the user, as client-go runs it, not from spoke's", async () => {
+    const { file } = withPlugin(answer({ token: 'tok' }), { command: './plugin.sh' });
+    assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
+    // From $KUBECONFIG's list: the file that defined the user, not the first one.
+    const first = join(tempDir(), 'kubeconfig');
+    writeFileSync(first, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [], users: [], contexts: [] }));
+    const before = process.env['KUBECONFIG'];
+    process.env['KUBECONFIG'] = [first, file].join(delimiter);
+    try {
+      assert.equal(bearer(await credentialOf(undefined)), 'Bearer tok');
+    } finally {
+      if (before === undefined) delete process.env['KUBECONFIG'];
+      else process.env['KUBECONFIG'] = before;
+    }
+    // A kubeconfig read from no file has no directory to run it from.
+    const unfiled = new KubeConfig();
+    unfiled.loadFromString(readFileSync(file, 'utf8'));
+    assert.throws(() => takeOverCredentials(unfiled, undefined), (e: unknown) => (e as { reason?: unknown }).reason === 'OPTION_INVALID');
+  });
+
   it('a plugin that reads its stdin finds it empty, as a plugin that is not interactive does, instead of waiting for good', async () => {
     const { file } = withPlugin(`cat > /dev/null\n${answer({ token: 'tok' })}`);
-    assert.equal(((await credentialOf(file)).headers as Record<string, string>)['Authorization'], 'Bearer tok');
+    assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
   });
 
   // What docs/binding.md#kubeconfig-and-credentials says of the oidc auth-provider, which stays
