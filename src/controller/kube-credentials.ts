@@ -13,7 +13,7 @@
 //  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
 //    asks for input ends instead of waiting for good;
 //  - its credential is kept until its expirationTimestamp (without one, not kept), as client-node
-//    keeps it.
+//    keeps it, or until the API server refuses it (401, noteApiStatus), as client-go does.
 // The gcp and azure auth-providers run their command synchronously in client-node (execSync),
 // which stops the event loop while it runs: a user of the current context with one is refused.
 // The oidc auth-provider stays client-node's, and starts no process (the docs page says what it
@@ -21,7 +21,7 @@
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
-import type { KubeConfig, User } from '@kubernetes/client-node';
+import { createConfiguration, ServerConfiguration, type ApiConstructor, type ApiType, type KubeConfig, type ResponseContext, type User } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 import { credentialOf, execSpecOf, type Credential, type ExecSpec } from './exec-credential.js';
 
@@ -72,6 +72,7 @@ export function takeOverCredentials(kc: KubeConfig, file: string | undefined, o:
   const spec = execSpecOf(user, source, file);
   if (!spec) return;
   const plugin = new ExecPlugin(spec, o);
+  plugins.set(kc, plugin);
   // client-node's ExecAuth claims a user by `exec` or an exec auth-provider, ahead of the
   // authenticators added to it; without both, this one is asked.
   kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, exec: undefined, authProvider: undefined } : u));
@@ -85,6 +86,30 @@ function applyCredential(c: Credential, opts: RequestOptions): void {
   if (c.cert !== undefined) opts.cert = c.cert;
   if (c.key !== undefined) opts.key = c.key;
   if (c.token !== undefined) opts.headers = { ...opts.headers, Authorization: `Bearer ${c.token}` };
+}
+
+/** The plugin run for each KubeConfig whose credential step spoke took over. */
+const plugins = new WeakMap<KubeConfig, ExecPlugin>();
+
+/**
+ * What the API server answered a call made as `kc`'s user: a 401 drops the credential the plugin
+ * gave, so that the next call runs it again, as client-go does, instead of sending a refused one
+ * (revoked, or saying it never expires) until its expirationTimestamp. A call made with an older
+ * credential may drop a newer one: the plugin then runs once more than it needed to.
+ */
+export function noteApiStatus(kc: KubeConfig, status: number | undefined): void {
+  if (status === 401) plugins.get(kc)?.drop();
+}
+
+/** `kc.makeApiClient(type)`, whose calls tell `kc`'s credentials what the API server answered (noteApiStatus). */
+export function makeApiClient<T extends ApiType>(kc: KubeConfig, type: ApiConstructor<T>): T {
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new SpokeError('InvalidArgument', 'the kubeconfig has no current cluster', {}, { reason: 'OPTION_INVALID' });
+  const post = async (res: ResponseContext) => {
+    noteApiStatus(kc, res.httpStatusCode);
+    return res;
+  };
+  return new type(createConfiguration({ baseServer: new ServerConfiguration(server, {}), authMethods: { default: kc }, promiseMiddleware: [{ pre: async (ctx) => ctx, post }] }));
 }
 
 interface Run {
@@ -108,6 +133,11 @@ class ExecPlugin {
   ) {
     this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     o.signal?.addEventListener('abort', () => this.run?.end(this.closed()), { once: true });
+  }
+
+  /** The API server refused the credential kept: the next call runs the plugin again. */
+  drop(): void {
+    this.kept = undefined;
   }
 
   async credential(signal: AbortSignal | undefined): Promise<Credential> {

@@ -14,7 +14,7 @@ import { delimiter, join } from 'node:path';
 import { CoordinationV1Api, CustomObjectsApi, findHomeDir, KubeConfig, Observable, V1MicroTime, type ConfigurationOptions, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 import { codeOf } from './api-errors.js';
-import { takeOverCredentials, withCallSignal, type KubeCredentialOptions } from './kube-credentials.js';
+import { makeApiClient, takeOverCredentials, withCallSignal, type KubeCredentialOptions } from './kube-credentials.js';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { matchOfStoredPod, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
@@ -180,7 +180,7 @@ export class KubeStatusClient implements StatusClient {
     kc: KubeConfig,
     private readonly cache: InformerBindingSource,
   ) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.api = makeApiClient(kc, CustomObjectsApi);
   }
 
   async get(namespace: string, name: string): Promise<ProfileBinding> {
@@ -211,7 +211,7 @@ export class KubeLeaseClient implements LeaseClient {
     private readonly namespace: string,
     private readonly name: string,
   ) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.api = makeApiClient(kc, CoordinationV1Api);
   }
 
   async get(signal: AbortSignal): Promise<Lease | undefined> {

@@ -11,6 +11,7 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { codeOf } from './api-errors.js';
+import { makeApiClient } from './kube-credentials.js';
 import { RecordingReconciler, type RecordingApi, type RecordingCaches, type RecordingReconcilerOptions } from './recording-reconciler.js';
 import { POD_RECORDING_ANNOTATION, RECORDING_KIND, RECORDING_LABEL, RECORDING_PLURAL, RESULT_PLURAL, type ProfileRecording, type ProfileRecordingResult } from './recording.js';
 import { API_VERSION, BINDING_PLURAL, GROUP, VERSION, type Pod, type ProfileBinding } from './types.js';
@@ -22,7 +23,7 @@ export class KubeRecordingApi implements RecordingApi {
     kc: KubeConfig,
     private readonly recordings?: Reflector<ProfileRecording>,
   ) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.api = makeApiClient(kc, CustomObjectsApi);
   }
 
   async replaceRecordingStatus(namespace: string, name: string, obj: ProfileRecording): Promise<ProfileRecording> {
@@ -148,7 +149,7 @@ export class KubeResultReporter {
   private readonly api: CustomObjectsApi;
 
   constructor(kc: KubeConfig) {
-    this.api = kc.makeApiClient(CustomObjectsApi);
+    this.api = makeApiClient(kc, CustomObjectsApi);
   }
 
   /** The recording, or undefined when it does not exist. */

@@ -13,6 +13,7 @@
 import { createConfiguration, HttpMethod, ServerConfiguration, Watch, type Configuration, type KubeConfig } from '@kubernetes/client-node';
 import { GROUP, VERSION, type ObjectMeta } from './types.js';
 import { codeOf } from './api-errors.js';
+import { noteApiStatus } from './kube-credentials.js';
 import { Pause } from './pause.js';
 
 export type KubeObject = { metadata: ObjectMeta };
@@ -57,7 +58,7 @@ export class Reflector<T extends KubeObject> {
   readonly stats = { lists: 0, watches: 0, bookmarks: 0, expired: 0, errors: 0 };
 
   constructor(
-    kc: KubeConfig,
+    private readonly kc: KubeConfig,
     private readonly opts: GenericReflectorOptions<T>,
   ) {
     const server = kc.getCurrentCluster()?.server;
@@ -131,8 +132,7 @@ export class Reflector<T extends KubeObject> {
           await this.relist();
           backoff = initial;
         } catch (e) {
-          this.stats.errors++;
-          this.opts.log?.({ msg: `list ${this.opts.plural} failed`, error: (e as Error).message ?? String(e), code: codeOf(e), retryInMs: backoff });
+          this.failed('list', e, backoff);
           await this.pause.for(backoff);
           backoff = Math.min(backoff * 2, max);
           continue;
@@ -146,14 +146,20 @@ export class Reflector<T extends KubeObject> {
         this.opts.log?.({ msg: `watch ${this.opts.plural} resourceVersion expired (410 Gone); relisting`, resourceVersion: this.rv });
         this.rv = '';
       } else if (end.kind === 'error') {
-        this.stats.errors++;
-        this.opts.log?.({ msg: `watch ${this.opts.plural} failed`, error: (end.error as Error)?.message ?? String(end.error), code: codeOf(end.error), retryInMs: backoff });
+        this.failed('watch', end.error, backoff);
         await this.pause.for(backoff);
         backoff = Math.min(backoff * 2, max);
       } else {
         backoff = initial;
       }
     }
+  }
+
+  /** A list or watch that failed, to be retried in `retryInMs`; a 401 drops the credential it was made with (kube-credentials.ts). */
+  private failed(verb: 'list' | 'watch', e: unknown, retryInMs: number): void {
+    this.stats.errors++;
+    noteApiStatus(this.kc, codeOf(e));
+    this.opts.log?.({ msg: `${verb} ${this.opts.plural} failed`, error: (e as Error)?.message ?? String(e), code: codeOf(e), retryInMs });
   }
 
   private async relist(): Promise<void> {

@@ -75,6 +75,8 @@ function execKubeConfig(server: string, body: string): { file: string; pids: str
 
 /** A plugin that answers with the token the API server takes, valid for an hour. */
 const ANSWERS = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN, expirationTimestamp: new Date(Date.now() + 3_600_000).toISOString() } })}'`;
+/** A plugin that answers with the token the API server takes, saying it never expires. */
+const NEVER_EXPIRES = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN, expirationTimestamp: '9999-12-31T23:59:59Z' } })}'`;
 /** A plugin that never answers, and whose process has a child of its own. */
 const HANGS = 'sleep 600 &\necho "child $!" >> "$PIDS"\nwait';
 
@@ -105,6 +107,32 @@ describe('a kubeconfig exec credential plugin', () => {
       assert.equal(created.spec?.holderIdentity, 'a');
       assert.equal((await lease.get(signal))?.spec?.holderIdentity, 'a');
       assert.equal(processes(pids).runs.length, 1, 'one run for every call while its credential had not expired');
+    } finally {
+      await bindings.stop();
+      lifetime.abort();
+    }
+  });
+
+  it('whose credential the API server refuses (401) runs again at the next call, though it said it never expires: the Lease calls, the caches\' lists and watches', async () => {
+    const { file, pids } = execKubeConfig(server, NEVER_EXPIRES);
+    const lifetime = new AbortController();
+    const kc = loadKubeConfig(file, { signal: lifetime.signal });
+    const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-refused');
+    const bindings = new InformerBindingSource(kc, { backoffInitialMs: 10 });
+    const signal = new AbortController().signal;
+    const runs = () => processes(pids).runs.length;
+    try {
+      assert.equal(await lease.get(signal), undefined);
+      fake.inject({ match: 'leases', code: 401, times: 1 });
+      await assert.rejects(lease.get(signal), (e: unknown) => (e as { code?: unknown }).code === 401);
+      assert.equal(await lease.get(signal), undefined);
+      assert.equal(runs(), 2, 'the Lease call after the 401 ran the plugin again');
+      fake.inject({ match: 'list', code: 401, times: 1 });
+      fake.inject({ match: 'watch', code: 401, times: 1 });
+      bindings.start();
+      await bindings.waitForSync(5000);
+      await waitFor(() => runs() >= 4, { timeoutMs: 5000, what: 'the plugin to run again after the refused list and the refused watch' });
+      assert.equal(runs(), 4);
     } finally {
       await bindings.stop();
       lifetime.abort();
