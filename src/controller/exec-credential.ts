@@ -75,5 +75,24 @@ export function credentialOf(out: string, failed: (what: string) => SpokeError):
   if (token !== undefined && !TOKEN_RE.test(token)) throw failed('wrote an ExecCredential whose token has characters a header cannot carry (only printable ASCII, no spaces)');
   if ((cert !== undefined && !PEM_RE.test(cert)) || (key !== undefined && !PEM_RE.test(key))) throw failed('wrote an ExecCredential whose client certificate or key is not PEM text (printable ASCII and line breaks)');
   const expires = str(status['expirationTimestamp']);
-  return { token, cert, key, expiresAt: expires === undefined ? NaN : Date.parse(expires) };
+  const expiresAt = expires === undefined ? NaN : rfc3339(expires);
+  if (expiresAt === undefined) throw failed('wrote an ExecCredential whose expirationTimestamp is not an RFC 3339 time with a zone');
+  return { token, cert, key, expiresAt };
+}
+
+const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * `text` as epoch ms when it is an RFC 3339 time with a zone, as client-go reads a metav1.Time;
+ * else undefined. Date.parse alone takes "01/01/2030", a time without a zone (as local time),
+ * February 30 and 24:00.
+ */
+function rfc3339(text: string): number | undefined {
+  const m = RFC3339_RE.exec(text);
+  if (!m) return undefined;
+  // The zone's groups are undefined for Z.
+  const [year, month, day, hour, minute, second, zoneHour, zoneMinute] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number, number, number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59 || zoneHour > 23 || zoneMinute > 59) return undefined;
+  return Date.parse(text);
 }

@@ -87,6 +87,17 @@ describe('kubeconfig exec credential plugins', () => {
     assert.equal(expired.runs(), 2);
   });
 
+  it('an expirationTimestamp that is not an RFC 3339 time with a zone is CREDENTIAL_PLUGIN, as client-go refuses it; one with an offset and fractional seconds is kept', async () => {
+    for (const expirationTimestamp of ['01/01/2030', '2030-01-01T00:00:00', '2030-01-01', '2030-02-30T00:00:00Z', '2030-01-01T24:00:00Z', 'Tue, 01 Jan 2030 00:00:00 GMT']) {
+      await assert.rejects(credentialOf(withPlugin(answer({ token: 'tok', expirationTimestamp })).file), pluginFailure, expirationTimestamp);
+    }
+    const kept = withPlugin(answer({ token: 'tok', expirationTimestamp: '2999-01-01T00:00:00.123456789+02:00' }));
+    const kc = loadKubeConfig(kept.file);
+    await kc.applyToHTTPSOptions({});
+    await kc.applyToHTTPSOptions({});
+    assert.equal(kept.runs(), 1);
+  });
+
   it("a plugin that fails is CREDENTIAL_PLUGIN, with its status and the last line of its stderr", async () => {
     const { file } = withPlugin("echo 'getting a token' >&2\necho 'error: refresh token expired' >&2\nexit 3");
     await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /exited with status 3: error: refresh token expired$/.test((e as Error).message));
