@@ -39,6 +39,8 @@ export interface KubeCredentialOptions {
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** An ExecCredential is a few KiB; a plugin writing more is broken. */
 const MAX_OUTPUT_BYTES = 1 << 20;
+/** How long the pipes of a plugin that exited are read on, for what they still hold (start()). */
+const EXIT_GRACE_MS = 100;
 /** What is kept of a plugin's stderr, for the error when it fails (the last line of it). */
 const STDERR_TAIL_BYTES = 4096;
 
@@ -168,13 +170,22 @@ class ExecPlugin {
     const done = new Promise<Credential>((resolve, reject) => (settle = { resolve, reject }));
     // A run nobody waits for any more may still fail.
     done.catch(() => undefined);
+    let grace: NodeJS.Timeout | undefined;
+    /** Ends the run, once: what comes after (a late 'close', more output) changes nothing. */
     const finish = (outcome: Credential | SpokeError) => {
       if (!settle) return;
       const s = settle;
       settle = undefined;
       clearTimeout(timer);
-      if (outcome instanceof SpokeError) s.reject(outcome);
-      else s.resolve(outcome);
+      clearTimeout(grace);
+      // The next call may run the plugin again.
+      if (this.run === run) this.run = undefined;
+      // A process it started may hold the pipes for as long as it runs: nothing more is read.
+      child.stdout.destroy();
+      child.stderr.destroy();
+      if (outcome instanceof SpokeError) return s.reject(outcome);
+      this.kept = outcome;
+      s.resolve(outcome);
     };
     const kill = () => {
       try {
@@ -182,9 +193,6 @@ class ExecPlugin {
       } catch {
         child.kill('SIGKILL'); // it left the group it was started in
       }
-      // A process it started outside the group may hold the pipes: 'close' must not wait for it.
-      child.stdout.destroy();
-      child.stderr.destroy();
     };
     const run: Run = {
       done,
@@ -194,8 +202,6 @@ class ExecPlugin {
       end: (e) => {
         if (!settle) return;
         kill();
-        // Killed, it is gone but for being reaped: the next call may run the plugin again.
-        if (this.run === run) this.run = undefined;
         finish(e);
       },
     };
@@ -213,20 +219,24 @@ class ExecPlugin {
     });
     child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString('utf8')).slice(-STDERR_TAIL_BYTES)));
     child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`)));
-    child.on('close', (code, signal) => {
-      if (this.run === run) this.run = undefined;
-      if (code !== 0) {
-        const said = lastLine(stderr);
-        finish(this.failed(`${signal ? `was ended by ${signal}` : `exited with status ${code}`}${said ? `: ${said}` : ''}`));
-        return;
-      }
-      try {
-        const credential = credentialOf(Buffer.concat(stdout).toString('utf8'), (what) => this.failed(what));
-        this.kept = credential;
-        finish(credential);
-      } catch (e) {
-        finish(e as SpokeError);
-      }
+    child.on('exit', (code, signal) => {
+      // Its answer is what it wrote by its exit: 'close' waits for every process holding its
+      // stdout, which one it left running may hold for good, so it is waited for only
+      // EXIT_GRACE_MS, time enough to read what the pipes still hold (docs/binding.md#kubeconfig-and-credentials).
+      const answered = () => {
+        if (!settle) return;
+        if (code !== 0) {
+          const said = lastLine(stderr);
+          return finish(this.failed(`${signal ? `was ended by ${signal}` : `exited with status ${code}`}${said ? `: ${said}` : ''}`));
+        }
+        try {
+          finish(credentialOf(Buffer.concat(stdout).toString('utf8'), (what) => this.failed(what)));
+        } catch (e) {
+          finish(e as SpokeError);
+        }
+      };
+      grace = setTimeout(answered, EXIT_GRACE_MS);
+      child.once('close', answered);
     });
     return run;
   }

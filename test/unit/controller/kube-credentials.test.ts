@@ -139,6 +139,17 @@ describe('kubeconfig exec credential plugins', () => {
     assert.throws(() => takeOverCredentials(unfiled, undefined), (e: unknown) => (e as { reason?: unknown }).reason === 'OPTION_INVALID');
   });
 
+  // A process the plugin leaves running holds its stdout open: its end is the plugin's exit.
+  it('a plugin answers with what it wrote by its exit: a process it left running that holds its stdout neither holds the call nor adds to the answer', async () => {
+    const early = withPlugin(`${answer({ token: 'tok' })}\n(sleep 5) &`);
+    assert.equal(bearer(await credentialOf(early.file, { timeoutMs: 2000 })), 'Bearer tok');
+    const late = withPlugin(`(sleep 1; ${answer({ token: 'tok', expirationTimestamp: '2999-01-01T00:00:00Z' })}) &`);
+    const kc = loadKubeConfig(late.file);
+    await assert.rejects(within(kc.applyToHTTPSOptions({}), 900, 'the call'), pluginFailure);
+    await assert.rejects(within(kc.applyToHTTPSOptions({}), 900, 'the call'), pluginFailure);
+    assert.equal(late.runs(), 2, 'what came after the run ended was not kept');
+  });
+
   it('a plugin that reads its stdin finds it empty, as a plugin that is not interactive does, instead of waiting for good', async () => {
     const { file } = withPlugin(`cat > /dev/null\n${answer({ token: 'tok' })}`);
     assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
