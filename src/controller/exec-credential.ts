@@ -7,25 +7,35 @@ import type { User } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 
 export interface ExecSpec {
+  /** The ExecCredential version the plugin speaks (EXEC_API_VERSIONS). */
+  apiVersion: string;
   command: string;
   args: string[];
   env: { name: string; value: string }[] | undefined;
 }
 
+/** The versions client-go reads (v1alpha1 went in Kubernetes 1.24). */
+const EXEC_API_VERSIONS: readonly unknown[] = ['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1'];
+/** The interactiveModes of a plugin spoke can run, with no terminal: Always fails in client-go too. */
+const NON_INTERACTIVE_MODES: readonly unknown[] = [undefined, null, 'Never', 'IfAvailable'];
+
 /**
  * The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`),
- * from the kubeconfig `file` (none: not read from a file); malformed, refused at load. `source`
- * names the kubeconfig in errors.
+ * from the kubeconfig `file` (none: not read from a file); malformed, or one client-go would not
+ * run here, refused at load. `source` names the kubeconfig in errors, which quote none of it.
  */
 export function execSpecOf(user: User, source: string, file: string | undefined): ExecSpec | undefined {
-  const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as { command?: unknown; args?: unknown; env?: unknown } | undefined | null;
+  const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as Record<string, unknown> | undefined | null;
   if (exec === undefined || exec === null) return undefined;
+  const invalid = (what: string) => new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin ${what}`, { file: source }, { reason: 'OPTION_INVALID' });
   const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
   const pairs = (v: unknown) => Array.isArray(v) && v.every((e) => typeof (e as { name?: unknown })?.name === 'string' && typeof (e as { value?: unknown }).value === 'string');
-  if (typeof exec !== 'object' || typeof exec.command !== 'string' || exec.command === '' || !(exec.args === undefined || exec.args === null || strings(exec.args)) || !(exec.env === undefined || exec.env === null || pairs(exec.env))) {
-    throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin without a command, or with args or env that are not lists of strings and name/value pairs`, { file: source }, { reason: 'OPTION_INVALID' });
+  if (typeof exec !== 'object' || typeof exec['command'] !== 'string' || exec['command'] === '' || !(exec['args'] === undefined || exec['args'] === null || strings(exec['args'])) || !(exec['env'] === undefined || exec['env'] === null || pairs(exec['env']))) {
+    throw invalid('without a command, or with args or env that are not lists of strings and name/value pairs');
   }
-  return { command: commandOf(exec.command, user, source, file), args: (exec.args ?? []) as string[], env: (exec.env ?? undefined) as ExecSpec['env'] };
+  if (!EXEC_API_VERSIONS.includes(exec['apiVersion'])) throw invalid('whose apiVersion is not client.authentication.k8s.io/v1 or v1beta1');
+  if (!NON_INTERACTIVE_MODES.includes(exec['interactiveMode'])) throw invalid('whose interactiveMode is neither Never nor IfAvailable: spoke runs it without a terminal');
+  return { apiVersion: exec['apiVersion'] as string, command: commandOf(exec['command'], file, invalid), args: (exec['args'] ?? []) as string[], env: (exec['env'] ?? undefined) as ExecSpec['env'] };
 }
 
 /**
@@ -34,9 +44,9 @@ export function execSpecOf(user: User, source: string, file: string | undefined)
  * working directory; a bare name is looked up in PATH. Without a file to name it from, such a
  * command is refused: spoke would guess the directory (docs/binding.md#kubeconfig-and-credentials).
  */
-function commandOf(command: string, user: User, source: string, file: string | undefined): string {
+function commandOf(command: string, file: string | undefined, invalid: (what: string) => SpokeError): string {
   if (!command.includes('/') || isAbsolute(command)) return command;
-  if (file === undefined) throw new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin whose command is a relative path, and no kubeconfig file to resolve it from`, { file: source }, { reason: 'OPTION_INVALID' });
+  if (file === undefined) throw invalid('whose command is a relative path, and no kubeconfig file to resolve it from');
   return resolve(dirname(file), command);
 }
 
@@ -53,15 +63,21 @@ const TOKEN_RE = /^[\x21-\x7e]+$/;
 /** PEM text, which is all a client certificate or key may be written as in an ExecCredential. */
 const PEM_RE = /^[\x20-\x7e\t\r\n]+$/;
 
-/** An ExecCredential's status, as client-go reads it: a token, or a client certificate and key; else `failed(what is wrong)` is thrown. */
-export function credentialOf(out: string, failed: (what: string) => SpokeError): Credential {
+/**
+ * An ExecCredential of `apiVersion` (the one the kubeconfig names, as client-go decodes it) and its
+ * status, as client-go reads it: a token, or a client certificate and key; else `failed(what is
+ * wrong)` is thrown.
+ */
+export function credentialOf(out: string, apiVersion: string, failed: (what: string) => SpokeError): Credential {
   let doc: unknown;
   try {
     doc = JSON.parse(out);
   } catch {
     throw failed('wrote no JSON ExecCredential');
   }
-  const status = (doc as { status?: unknown } | null)?.status as Record<string, unknown> | undefined;
+  const head = doc as { apiVersion?: unknown; kind?: unknown } | null;
+  if (head?.apiVersion !== apiVersion || head.kind !== 'ExecCredential') throw failed(`wrote no ExecCredential of the apiVersion its kubeconfig names (${apiVersion})`);
+  const status = (doc as { status?: unknown }).status as Record<string, unknown> | undefined;
   if (typeof status !== 'object' || status === null) throw failed('wrote an ExecCredential without status');
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
   const token = str(status['token']);

@@ -230,7 +230,7 @@ class ExecPlugin {
           return finish(this.failed(`${signal ? `was ended by ${signal}` : `exited with status ${code}`}${said ? `: ${said}` : ''}`));
         }
         try {
-          finish(credentialOf(Buffer.concat(stdout).toString('utf8'), (what) => this.failed(what)));
+          finish(credentialOf(Buffer.concat(stdout).toString('utf8'), this.spec.apiVersion, (what) => this.failed(what)));
         } catch (e) {
           finish(e as SpokeError);
         }

@@ -98,6 +98,16 @@ describe('kubeconfig exec credential plugins', () => {
     assert.equal(kept.runs(), 1);
   });
 
+  it('an answer of another apiVersion than its kubeconfig names, or not an ExecCredential, is CREDENTIAL_PLUGIN; a v1beta1 plugin answers in v1beta1', async () => {
+    const v1beta1 = 'client.authentication.k8s.io/v1beta1';
+    const reply = (doc: Record<string, unknown>) => `printf '%s\\n' '${JSON.stringify({ status: { token: 'tok' }, ...doc })}'`;
+    for (const doc of [{ apiVersion: v1beta1, kind: 'ExecCredential' }, { kind: 'ExecCredential' }, { apiVersion: 'client.authentication.k8s.io/v1', kind: 'Status' }]) {
+      await assert.rejects(credentialOf(withPlugin(reply(doc)).file), pluginFailure, JSON.stringify(doc));
+    }
+    const { file } = withPlugin(reply({ apiVersion: v1beta1, kind: 'ExecCredential' }), { apiVersion: v1beta1 });
+    assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
+  });
+
   it("a plugin that fails is CREDENTIAL_PLUGIN, with its status and the last line of its stderr", async () => {
     const { file } = withPlugin("echo 'getting a token' >&2\necho 'error: refresh token expired' >&2\nexit 3");
     await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /exited with status 3: error: refresh token expired$/.test((e as Error).message));

@@ -68,6 +68,23 @@ describe('loadKubeConfig', () => {
     }
   });
 
+  // client-go reads v1 and v1beta1 only, and fails a plugin that must be interactive where there
+  // is no terminal, as spoke has none.
+  it("the current user's exec plugin without a client.authentication.k8s.io/v1 or v1beta1 apiVersion, or with interactiveMode Always or one unknown, is refused at load", () => {
+    const v1 = 'client.authentication.k8s.io/v1';
+    const cases = [
+      ['no-version', { command: '/bin/true' }],
+      ['v1alpha1', { apiVersion: 'client.authentication.k8s.io/v1alpha1', command: '/bin/true' }],
+      ['always', { apiVersion: v1, command: '/bin/true', interactiveMode: 'Always' }],
+      ['unknown-mode', { apiVersion: v1, command: '/bin/true', interactiveMode: 'Sometimes' }],
+    ] as const;
+    for (const [name, exec] of cases) {
+      const file = join(dir, `${name}.yaml`);
+      writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }], users: [{ name: 'u', user: { exec } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
+      assert.throws(() => loadKubeConfig(file), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID', name);
+    }
+  });
+
   it('a missing file names the file', () => {
     assert.throws(() => loadKubeConfig(join(dir, 'absent.yaml')), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.message.includes('absent.yaml'));
   });
