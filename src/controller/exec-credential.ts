@@ -2,8 +2,9 @@
 // (client.authentication.k8s.io), as client-go reads it: the plugin's spec in the kubeconfig, and
 // the credential it writes. kube-credentials.ts runs it (docs/binding.md#kubeconfig-and-credentials).
 
+import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import type { User } from '@kubernetes/client-node';
+import type { Cluster, User } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
 
 export interface ExecSpec {
@@ -11,7 +12,8 @@ export interface ExecSpec {
   apiVersion: string;
   command: string;
   args: string[];
-  env: { name: string; value: string }[] | undefined;
+  /** What the plugin's environment has on top of the controller's: the kubeconfig's `env`, then KUBERNETES_EXEC_INFO. */
+  env: Record<string, string>;
 }
 
 /** The versions client-go reads (v1alpha1 went in Kubernetes 1.24). */
@@ -24,7 +26,7 @@ const NON_INTERACTIVE_MODES: readonly unknown[] = [undefined, null, 'Never', 'If
  * from the kubeconfig `file` (none: not read from a file); malformed, or one client-go would not
  * run here, refused at load. `source` names the kubeconfig in errors, which quote none of it.
  */
-export function execSpecOf(user: User, source: string, file: string | undefined): ExecSpec | undefined {
+export function execSpecOf(user: User, cluster: Cluster | null, source: string, file: string | undefined): ExecSpec | undefined {
   const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as Record<string, unknown> | undefined | null;
   if (exec === undefined || exec === null) return undefined;
   const invalid = (what: string) => new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin ${what}`, { file: source }, { reason: 'OPTION_INVALID' });
@@ -35,7 +37,33 @@ export function execSpecOf(user: User, source: string, file: string | undefined)
   }
   if (!EXEC_API_VERSIONS.includes(exec['apiVersion'])) throw invalid('whose apiVersion is not client.authentication.k8s.io/v1 or v1beta1');
   if (!NON_INTERACTIVE_MODES.includes(exec['interactiveMode'])) throw invalid('whose interactiveMode is neither Never nor IfAvailable: spoke runs it without a terminal');
-  return { apiVersion: exec['apiVersion'] as string, command: commandOf(exec['command'], file, invalid), args: (exec['args'] ?? []) as string[], env: (exec['env'] ?? undefined) as ExecSpec['env'] };
+  const provideClusterInfo = exec['provideClusterInfo'] ?? false;
+  if (typeof provideClusterInfo !== 'boolean') throw invalid('whose provideClusterInfo is not true or false');
+  const apiVersion = exec['apiVersion'] as string;
+  const env = Object.fromEntries(((exec['env'] ?? []) as { name: string; value: string }[]).map((e) => [e.name, e.value]));
+  // As client-go sets it (exec.go): an ExecCredential whose spec says the plugin is not
+  // interactive, and has the cluster when the kubeconfig asks for it.
+  const spec = { interactive: false, ...(provideClusterInfo && cluster ? { cluster: clusterInfo(cluster, invalid) } : {}) };
+  env['KUBERNETES_EXEC_INFO'] = JSON.stringify({ apiVersion, kind: 'ExecCredential', spec });
+  return { apiVersion, command: commandOf(exec['command'], file, invalid), args: (exec['args'] ?? []) as string[], env };
+}
+
+/**
+ * The cluster as client-go gives it to a plugin (ConfigToExecCluster), members left out when
+ * empty as it leaves them out; a CA file is given as its content. The cluster's `extensions`
+ * (its `config`) are not: client-node does not read them.
+ */
+function clusterInfo(cluster: Cluster, invalid: (what: string) => SpokeError): Record<string, unknown> {
+  let ca = cluster.caData;
+  if (!ca && cluster.caFile) {
+    try {
+      ca = readFileSync(cluster.caFile).toString('base64');
+    } catch (e) {
+      throw invalid(`whose provideClusterInfo needs the cluster's certificate-authority file, which cannot be read (${(e as NodeJS.ErrnoException).code ?? 'unknown'})`);
+    }
+  }
+  const info: Record<string, unknown> = { server: cluster.server, 'tls-server-name': cluster.tlsServerName, 'insecure-skip-tls-verify': cluster.skipTLSVerify || undefined, 'certificate-authority-data': ca, 'proxy-url': cluster.proxyUrl };
+  return Object.fromEntries(Object.entries(info).filter(([, v]) => v !== undefined && v !== null && v !== ''));
 }
 
 /**

@@ -71,7 +71,7 @@ export function takeOverCredentials(kc: KubeConfig, file: string | undefined, o:
       { reason: 'OPTION_INVALID' },
     );
   }
-  const spec = execSpecOf(user, source, file);
+  const spec = execSpecOf(user, kc.getCurrentCluster(), source, file);
   if (!spec) return;
   const plugin = new ExecPlugin(spec, o);
   plugins.set(kc, plugin);
@@ -165,7 +165,7 @@ class ExecPlugin {
   private start(): Run {
     const { command, args, env } = this.spec;
     // Its own process group (detached), so that a kill reaches what it started too.
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: env && { ...process.env, ...Object.fromEntries(env.map((e) => [e.name, e.value])) } });
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...env } });
     let settle: { resolve: (c: Credential) => void; reject: (e: SpokeError) => void } | undefined;
     const done = new Promise<Credential>((resolve, reject) => (settle = { resolve, reject }));
     // A run nobody waits for any more may still fail.

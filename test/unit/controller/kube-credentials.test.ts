@@ -22,7 +22,7 @@ const runFiles: string[] = [];
 const pidsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => Number(l.split(' ')[1])) : []);
 
 /** A kubeconfig whose user runs `body` (sh) as its exec plugin, and the file that counts its runs. */
-function withPlugin(body: string, exec: Record<string, unknown> = {}): { file: string; runs: () => number } {
+function withPlugin(body: string, exec: Record<string, unknown> = {}, cluster: Record<string, unknown> = {}): { file: string; runs: () => number } {
   const dir = tempDir();
   const runs = join(dir, 'runs');
   runFiles.push(runs);
@@ -35,7 +35,7 @@ function withPlugin(body: string, exec: Record<string, unknown> = {}): { file: s
     JSON.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }],
+      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443', ...cluster } }],
       users: [{ name: 'u', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, env: [{ name: 'RUNS', value: runs }], ...exec } } }],
       contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
       'current-context': 'c',
@@ -158,6 +158,24 @@ describe('kubeconfig exec credential plugins', () => {
     await assert.rejects(within(kc.applyToHTTPSOptions({}), 900, 'the call'), pluginFailure);
     await assert.rejects(within(kc.applyToHTTPSOptions({}), 900, 'the call'), pluginFailure);
     assert.equal(late.runs(), 2, 'what came after the run ended was not kept');
+  });
+
+  it('KUBERNETES_EXEC_INFO tells the plugin, as client-go does, that it is not interactive, and the cluster when provideClusterInfo asks for it', async () => {
+    const info = (file: string) => JSON.parse(readFileSync(join(file, '..', 'info'), 'utf8')) as unknown;
+    const body = `printf '%s' "$KUBERNETES_EXEC_INFO" > "$(dirname "$RUNS")/info"\n${answer({ token: 'tok' })}`;
+    const v1 = 'client.authentication.k8s.io/v1';
+    const plain = withPlugin(body);
+    await credentialOf(plain.file);
+    assert.deepEqual(info(plain.file), { apiVersion: v1, kind: 'ExecCredential', spec: { interactive: false } });
+    const cluster = { 'certificate-authority-data': 'Q0EtREFUQQ==', 'tls-server-name': 'api.example', 'proxy-url': 'http://proxy.example:3128' };
+    const told = withPlugin(body, { provideClusterInfo: true }, cluster);
+    await credentialOf(told.file);
+    assert.deepEqual(info(told.file), { apiVersion: v1, kind: 'ExecCredential', spec: { interactive: false, cluster: { server: 'https://127.0.0.1:6443', ...cluster } } });
+    // A CA file (relative: the kubeconfig's directory) is given as its content; so is skipping TLS verification.
+    const fromFile = withPlugin(body, { provideClusterInfo: true }, { 'certificate-authority': 'ca.pem', 'insecure-skip-tls-verify': true });
+    writeFileSync(join(fromFile.file, '..', 'ca.pem'), 'CA-FILE');
+    await credentialOf(fromFile.file);
+    assert.deepEqual(info(fromFile.file), { apiVersion: v1, kind: 'ExecCredential', spec: { interactive: false, cluster: { server: 'https://127.0.0.1:6443', 'certificate-authority-data': Buffer.from('CA-FILE').toString('base64'), 'insecure-skip-tls-verify': true } } });
   });
 
   it('a plugin that reads its stdin finds it empty, as a plugin that is not interactive does, instead of waiting for good', async () => {
