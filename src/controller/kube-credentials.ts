@@ -22,7 +22,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { createConfiguration, ServerConfiguration, type ApiConstructor, type ApiType, type KubeConfig, type ResponseContext, type User } from '@kubernetes/client-node';
-import { SpokeError } from '../core/errors.js';
+import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { credentialOf, execSpecOf, type Credential, type ExecSpec } from './exec-credential.js';
 
 type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
@@ -41,8 +41,6 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const MAX_OUTPUT_BYTES = 1 << 20;
 /** How long the pipes of a plugin that exited are read on, for what they still hold (start()). */
 const EXIT_GRACE_MS = 100;
-/** What is kept of a plugin's stderr, for the error when it fails (the last line of it). */
-const STDERR_TAIL_BYTES = 4096;
 
 /** The signal of the call under way: client-node gives its authenticators none, so it travels with the call's async context. */
 const callSignal = new AsyncLocalStorage<AbortSignal>();
@@ -165,7 +163,9 @@ class ExecPlugin {
   private start(): Run {
     const { command, args, env } = this.spec;
     // Its own process group (detached), so that a kill reaches what it started too.
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...env } });
+    // Its stderr is not read: it may hold what the plugin was given or got (`set -x`, a URL with
+    // a code), which no message or log line may quote (docs/security-model.md#bounded-everything).
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'], detached: true, env: { ...process.env, ...env } });
     let settle: { resolve: (c: Credential) => void; reject: (e: SpokeError) => void } | undefined;
     const done = new Promise<Credential>((resolve, reject) => (settle = { resolve, reject }));
     // A run nobody waits for any more may still fail.
@@ -180,9 +180,8 @@ class ExecPlugin {
       clearTimeout(grace);
       // The next call may run the plugin again.
       if (this.run === run) this.run = undefined;
-      // A process it started may hold the pipes for as long as it runs: nothing more is read.
+      // A process it started may hold its stdout for as long as it runs: nothing more is read.
       child.stdout.destroy();
-      child.stderr.destroy();
       if (outcome instanceof SpokeError) return s.reject(outcome);
       this.kept = outcome;
       s.resolve(outcome);
@@ -211,13 +210,11 @@ class ExecPlugin {
     }, this.timeoutMs);
     const stdout: Buffer[] = [];
     let outBytes = 0;
-    let stderr = '';
     child.stdout.on('data', (b: Buffer) => {
       outBytes += b.length;
       if (outBytes > MAX_OUTPUT_BYTES) run.end(this.failed(`wrote more than ${MAX_OUTPUT_BYTES} bytes`));
       else stdout.push(b);
     });
-    child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString('utf8')).slice(-STDERR_TAIL_BYTES)));
     child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`)));
     child.on('exit', (code, signal) => {
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its
@@ -225,10 +222,7 @@ class ExecPlugin {
       // EXIT_GRACE_MS, time enough to read what the pipes still hold (docs/binding.md#kubeconfig-and-credentials).
       const answered = () => {
         if (!settle) return;
-        if (code !== 0) {
-          const said = lastLine(stderr);
-          return finish(this.failed(`${signal ? `was ended by ${signal}` : `exited with status ${code}`}${said ? `: ${said}` : ''}`));
-        }
+        if (code !== 0) return finish(this.failed(signal ? `was ended by ${signal}` : `exited with status ${code}`, { status: code ?? undefined, signal: signal ?? undefined }));
         try {
           finish(credentialOf(Buffer.concat(stdout).toString('utf8'), this.spec.apiVersion, (what) => this.failed(what)));
         } catch (e) {
@@ -241,17 +235,11 @@ class ExecPlugin {
     return run;
   }
 
-  private failed(what: string): SpokeError {
-    return new SpokeError('Unauthenticated', `the kubeconfig exec credential plugin ${this.spec.command} ${what}`, { command: this.spec.command }, { reason: 'CREDENTIAL_PLUGIN' });
+  private failed(what: string, context: ErrorContext = {}): SpokeError {
+    return new SpokeError('Unauthenticated', `the kubeconfig exec credential plugin ${this.spec.command} ${what}`, { command: this.spec.command, ...context }, { reason: 'CREDENTIAL_PLUGIN' });
   }
 
   private closed(): SpokeError {
     return new SpokeError('Unavailable', `the kubeconfig credentials are closed: the exec credential plugin ${this.spec.command} is not run`, { command: this.spec.command }, { reason: 'CLOSED' });
   }
-}
-
-/** The last non-empty line of a plugin's stderr, printable characters only, at most 200 of them. */
-function lastLine(text: string): string {
-  const lines = text.split('\n').map((l) => l.replace(/[^\x20-\x7e]/g, '').trim());
-  return (lines.filter(Boolean).at(-1) ?? '').slice(0, 200);
 }

@@ -108,9 +108,13 @@ describe('kubeconfig exec credential plugins', () => {
     assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
   });
 
-  it("a plugin that fails is CREDENTIAL_PLUGIN, with its status and the last line of its stderr", async () => {
-    const { file } = withPlugin("echo 'getting a token' >&2\necho 'error: refresh token expired' >&2\nexit 3");
-    await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /exited with status 3: error: refresh token expired$/.test((e as Error).message));
+  // Its stderr may hold what it was given or got (`set -x`, a URL with a code): it is in no
+  // message and no log line (docs/security-model.md#bounded-everything).
+  it('a plugin that fails is CREDENTIAL_PLUGIN with its exit status; what it wrote to stderr is neither in the message nor logged', async () => {
+    const { file } = withPlugin("echo '+ curl https://idp.example/token?code=SECRET-CODE' >&2\necho 'error: refresh token SECRET expired' >&2\nexit 3");
+    const logs: Record<string, unknown>[] = [];
+    await assert.rejects(credentialOf(file, { log: (e) => void logs.push(e) }), (e: unknown) => pluginFailure(e) && (e as { context?: { status?: unknown } }).context?.status === 3 && !(e as Error).message.includes('SECRET'));
+    assert.ok(!JSON.stringify(logs).includes('SECRET'), JSON.stringify(logs));
   });
 
   it('a plugin that cannot be run, or writes no ExecCredential, is CREDENTIAL_PLUGIN', async () => {
