@@ -9,7 +9,8 @@
 //    longer; the run goes on for the calls after it, so a plugin slower than one try still
 //    serves the next one;
 //  - a run is killed, with the processes it started (its process group), once it has run for
-//    `timeoutMs`, and when `signal` (the credentials' lifetime) aborts;
+//    `timeoutMs`, and when `signal` (the credentials' lifetime) aborts; it ends at the plugin's
+//    exit, after which neither it nor its group is signalled;
 //  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
 //    asks for input ends instead of waiting for good;
 //  - its credential is kept until its expirationTimestamp (without one, not kept), as client-node
@@ -186,11 +187,17 @@ class ExecPlugin {
       this.kept = outcome;
       s.resolve(outcome);
     };
+    /** Set at its 'exit', when node has reaped it. */
+    let exited = false;
     const kill = () => {
+      // Started detached, it leads a session of its own, and so can never leave its group,
+      // which is there for as long as it runs or is not reaped. Once reaped, its pid, the
+      // group's number, may be another process's: what it left running is its own then.
+      if (exited || child.pid === undefined) return;
       try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        process.kill(-child.pid, 'SIGKILL');
       } catch {
-        child.kill('SIGKILL'); // it left the group it was started in
+        // EPERM: all of them run as another user (a set-uid plugin), and go on until they end.
       }
     };
     const run: Run = {
@@ -217,6 +224,7 @@ class ExecPlugin {
     });
     child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`)));
     child.on('exit', (code, signal) => {
+      exited = true;
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its
       // stdout, which one it left running may hold for good, so it is waited for only
       // EXIT_GRACE_MS, time enough to read what the pipes still hold (docs/binding.md#kubeconfig-and-credentials).
