@@ -72,11 +72,14 @@ export function takeOverCredentials(kc: KubeConfig, file: string | undefined, o:
   }
   const spec = execSpecOf(user, kc.getCurrentCluster(), source, file);
   if (!spec) return;
-  const plugin = new ExecPlugin(spec, o);
-  plugins.set(kc, plugin);
   // client-node's ExecAuth claims a user by `exec` or an exec auth-provider, ahead of the
   // authenticators added to it; without both, this one is asked.
   kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, exec: undefined, authProvider: undefined } : u));
+  // As client-go's exec authenticator steps aside (UpdateTransportConfig), the plugin is not run
+  // for a user with a token, basic auth or a client certificate and key of its own: those are sent.
+  if (user.token || user.username || ((user.certData || user.certFile) && (user.keyData || user.keyFile))) return;
+  const plugin = new ExecPlugin(spec, o);
+  plugins.set(kc, plugin);
   kc.addAuthenticator({
     isAuthProvider: (u: User) => u.name === user.name,
     applyAuthentication: async (_u: User, opts: RequestOptions) => applyCredential(await plugin.credential(callSignal.getStore()), opts),

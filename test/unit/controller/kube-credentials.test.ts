@@ -21,8 +21,10 @@ const tempDir = tempDirMaker('spoke-kube-plugin-');
 const runFiles: string[] = [];
 const pidsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => Number(l.split(' ')[1])) : []);
 
-/** A kubeconfig whose user runs `body` (sh) as its exec plugin, and the file that counts its runs. */
-function withPlugin(body: string, exec: Record<string, unknown> = {}, cluster: Record<string, unknown> = {}): { file: string; runs: () => number } {
+type Members = Record<string, unknown>;
+
+/** A kubeconfig whose user runs `body` (sh) as its exec plugin (with `o` added to its members), and the file that counts its runs. */
+function withPlugin(body: string, o: { exec?: Members; cluster?: Members; user?: Members } = {}): { file: string; runs: () => number } {
   const dir = tempDir();
   const runs = join(dir, 'runs');
   runFiles.push(runs);
@@ -35,8 +37,8 @@ function withPlugin(body: string, exec: Record<string, unknown> = {}, cluster: R
     JSON.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443', ...cluster } }],
-      users: [{ name: 'u', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, env: [{ name: 'RUNS', value: runs }], ...exec } } }],
+      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443', ...o.cluster } }],
+      users: [{ name: 'u', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: plugin, env: [{ name: 'RUNS', value: runs }], ...o.exec }, ...o.user } }],
       contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
       'current-context': 'c',
     }),
@@ -104,7 +106,7 @@ describe('kubeconfig exec credential plugins', () => {
     for (const doc of [{ apiVersion: v1beta1, kind: 'ExecCredential' }, { kind: 'ExecCredential' }, { apiVersion: 'client.authentication.k8s.io/v1', kind: 'Status' }]) {
       await assert.rejects(credentialOf(withPlugin(reply(doc)).file), pluginFailure, JSON.stringify(doc));
     }
-    const { file } = withPlugin(reply({ apiVersion: v1beta1, kind: 'ExecCredential' }), { apiVersion: v1beta1 });
+    const { file } = withPlugin(reply({ apiVersion: v1beta1, kind: 'ExecCredential' }), { exec: { apiVersion: v1beta1 } });
     assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
   });
 
@@ -118,7 +120,7 @@ describe('kubeconfig exec credential plugins', () => {
   });
 
   it('a plugin that cannot be run, or writes no ExecCredential, is CREDENTIAL_PLUGIN', async () => {
-    const { file } = withPlugin('', { command: '/absent/plugin' });
+    const { file } = withPlugin('', { exec: { command: '/absent/plugin' } });
     await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /cannot be run \(ENOENT\)/.test((e as Error).message));
     for (const body of ["echo 'not json'", answer({}), answer({ clientCertificateData: 'CERT' })]) {
       await assert.rejects(credentialOf(withPlugin(body).file), pluginFailure, body);
@@ -134,7 +136,7 @@ describe('kubeconfig exec credential plugins', () => {
   });
 
   it("a command with a '/' that is not absolute is run from the directory of the kubeconfig file that defined the user, as client-go runs it, not from spoke's", async () => {
-    const { file } = withPlugin(answer({ token: 'tok' }), { command: './plugin.sh' });
+    const { file } = withPlugin(answer({ token: 'tok' }), { exec: { command: './plugin.sh' } });
     assert.equal(bearer(await credentialOf(file)), 'Bearer tok');
     // From $KUBECONFIG's list: the file that defined the user, not the first one.
     const first = join(tempDir(), 'kubeconfig');
@@ -172,14 +174,29 @@ describe('kubeconfig exec credential plugins', () => {
     await credentialOf(plain.file);
     assert.deepEqual(info(plain.file), { apiVersion: v1, kind: 'ExecCredential', spec: { interactive: false } });
     const cluster = { 'certificate-authority-data': 'Q0EtREFUQQ==', 'tls-server-name': 'api.example', 'proxy-url': 'http://proxy.example:3128' };
-    const told = withPlugin(body, { provideClusterInfo: true }, cluster);
+    const told = withPlugin(body, { exec: { provideClusterInfo: true }, cluster });
     await credentialOf(told.file);
     assert.deepEqual(info(told.file), { apiVersion: v1, kind: 'ExecCredential', spec: { interactive: false, cluster: { server: 'https://127.0.0.1:6443', ...cluster } } });
     // A CA file (relative: the kubeconfig's directory) is given as its content; so is skipping TLS verification.
-    const fromFile = withPlugin(body, { provideClusterInfo: true }, { 'certificate-authority': 'ca.pem', 'insecure-skip-tls-verify': true });
+    const fromFile = withPlugin(body, { exec: { provideClusterInfo: true }, cluster: { 'certificate-authority': 'ca.pem', 'insecure-skip-tls-verify': true } });
     writeFileSync(join(fromFile.file, '..', 'ca.pem'), 'CA-FILE');
     await credentialOf(fromFile.file);
     assert.deepEqual(info(fromFile.file), { apiVersion: v1, kind: 'ExecCredential', spec: { interactive: false, cluster: { server: 'https://127.0.0.1:6443', 'certificate-authority-data': Buffer.from('CA-FILE').toString('base64'), 'insecure-skip-tls-verify': true } } });
+  });
+
+  // client-go's exec authenticator (UpdateTransportConfig) steps aside for a kubeconfig that has
+  // a token, basic auth or a client certificate and key.
+  it('a user with a token, a username or a client certificate and key of its own does not run its plugin, as client-go does not', async () => {
+    const cases: [Members, (o: RequestOptions) => unknown, unknown][] = [
+      [{ token: 'static' }, bearer, 'Bearer static'],
+      [{ username: 'name', password: 'word' }, (o) => o.auth, 'name:word'],
+      [{ 'client-certificate-data': Buffer.from('STATIC-CERT').toString('base64'), 'client-key-data': Buffer.from('STATIC-KEY').toString('base64') }, (o) => String(o.cert), 'STATIC-CERT'],
+    ];
+    for (const [user, read, expected] of cases) {
+      const { file, runs } = withPlugin(`${answer({ token: 'tok', clientCertificateData: 'CERT', clientKeyData: 'KEY' })}\nexit 1`, { user });
+      assert.equal(read(await credentialOf(file)), expected, JSON.stringify(user));
+      assert.equal(runs(), 0, JSON.stringify(user));
+    }
   });
 
   it('a plugin that reads its stdin finds it empty, as a plugin that is not interactive does, instead of waiting for good', async () => {
