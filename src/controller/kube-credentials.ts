@@ -225,7 +225,7 @@ class ExecPlugin {
       if (outBytes > MAX_OUTPUT_BYTES) run.end(this.failed(`wrote more than ${MAX_OUTPUT_BYTES} bytes`));
       else stdout.push(b);
     });
-    child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`)));
+    child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`, { errno: e.code })));
     child.on('exit', (code, signal) => {
       exited = true;
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its

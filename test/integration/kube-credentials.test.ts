@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InformerBindingSource, KubeLeaseClient, loadKubeConfig } from '../../src/controller/kube.js';
 import { LeaseElector, type LeaseClient } from '../../src/controller/lease.js';
+import type { SpokeError } from '../../src/core/errors.js';
 import { FakeApiServer, PROFILE_BINDINGS, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { tempDirMaker } from '../helpers/temp-dirs.js';
 import { waitFor, within } from '../helpers/wait.js';
@@ -194,7 +195,7 @@ describe('a kubeconfig exec credential plugin', () => {
     const logs: Record<string, unknown>[] = [];
     const kc = loadKubeConfig(file, { signal: lifetime.signal, timeoutMs: 300, log: (e) => void logs.push(e) });
     const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-times-out');
-    const deadline = (e: unknown) => (e as { reason?: unknown }).reason === 'DEADLINE' && /plugin\.sh/.test((e as Error).message);
+    const deadline = (e: unknown) => (e as SpokeError).reason === 'DEADLINE' && (e as SpokeError).context.command === join(file, '..', 'plugin.sh');
     try {
       for (let call = 1; call <= 2; call++) {
         await assert.rejects(within(lease.get(new AbortController().signal), 5000, `call ${call} to end`), deadline);

@@ -121,7 +121,7 @@ describe('kubeconfig exec credential plugins', () => {
 
   it('a plugin that cannot be run, or writes no ExecCredential, is CREDENTIAL_PLUGIN', async () => {
     const { file } = withPlugin('', { exec: { command: '/absent/plugin' } });
-    await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && /cannot be run \(ENOENT\)/.test((e as Error).message));
+    await assert.rejects(credentialOf(file), (e: unknown) => pluginFailure(e) && (e as { context?: { errno?: unknown } }).context?.errno === 'ENOENT');
     for (const body of ["echo 'not json'", answer({}), answer({ clientCertificateData: 'CERT' })]) {
       await assert.rejects(credentialOf(withPlugin(body).file), pluginFailure, body);
     }
