@@ -40,7 +40,7 @@ export interface KubeCredentialOptions {
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** An ExecCredential is a few KiB; a plugin writing more is broken. */
 const MAX_OUTPUT_BYTES = 1 << 20;
-/** How long the pipes of a plugin that exited are read on, for what they still hold (start()). */
+/** How long the stdout of a plugin that exited is read on, for what the pipe still holds (start()). */
 const EXIT_GRACE_MS = 100;
 
 /** The signal of the call under way: client-node gives its authenticators none, so it travels with the call's async context. */
@@ -166,9 +166,9 @@ class ExecPlugin {
 
   private start(): Run {
     const { command, args, env } = this.spec;
-    // Its own process group (detached), so that a kill reaches what it started too.
-    // Its stderr is not read: it may hold what the plugin was given or got (`set -x`, a URL with
-    // a code), which no message or log line may quote (docs/security-model.md#bounded-everything).
+    // Its own process group (detached), so that a kill reaches what it started too. Its stderr
+    // is not read: it may hold what the plugin was given or got (`set -x`, a URL with a code),
+    // which no message or log line may quote (docs/security-model.md#bounded-everything).
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'], detached: true, env: { ...process.env, ...env } });
     let settle: { resolve: (c: Credential) => void; reject: (e: SpokeError) => void } | undefined;
     const done = new Promise<Credential>((resolve, reject) => (settle = { resolve, reject }));
@@ -230,7 +230,7 @@ class ExecPlugin {
       exited = true;
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its
       // stdout, which one it left running may hold for good, so it is waited for only
-      // EXIT_GRACE_MS, time enough to read what the pipes still hold (docs/binding.md#kubeconfig-and-credentials).
+      // EXIT_GRACE_MS, time enough to read what the pipe still holds (docs/binding.md#kubeconfig-and-credentials).
       const answered = () => {
         if (!settle) return;
         if (code !== 0) return finish(this.failed(signal ? `was ended by ${signal}` : `exited with status ${code}`, { status: code ?? undefined, signal: signal ?? undefined }));
