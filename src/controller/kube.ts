@@ -29,17 +29,17 @@ export function loadKubeConfig(file?: string, credentials: KubeCredentialOptions
   const files = kubeConfigFiles(file);
   // The file each user came from: an exec plugin's relative command is its directory's
   // (kube-credentials.ts). client-node keeps no such thing, so the files are read here, as its
-  // loadFromDefault reads them (each file on its own, merged in order).
+  // loadFromDefault reads them: the first one loaded, each other one on its own and merged in.
   const userFiles = new Map<string, string>();
-  for (const f of files) {
-    const one = new KubeConfig();
+  for (const [i, f] of files.entries()) {
+    const one = i === 0 ? kc : new KubeConfig();
     try {
       one.loadFromFile(f);
-      kc.mergeConfig(one);
+      if (one !== kc) kc.mergeConfig(one);
     } catch (e) {
       throw kubeConfigError(e, f);
     }
-    for (const u of one.users) userFiles.set(u.name, f);
+    for (const u of one.users) if (!userFiles.has(u.name)) userFiles.set(u.name, f);
   }
   if (files.length === 0) {
     try {

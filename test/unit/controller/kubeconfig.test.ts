@@ -85,6 +85,14 @@ describe('loadKubeConfig', () => {
     }
   });
 
+  // As client-node loads one file: its first entry of a name is used.
+  it('a file naming a cluster twice loads, its first one used', () => {
+    const file = join(dir, 'twice.yaml');
+    const clusters = [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }, { name: 'c', cluster: { server: 'https://127.0.0.2:6443' } }];
+    writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters, users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
+    assert.equal(loadKubeConfig(file).getCurrentCluster()?.server, 'https://127.0.0.1:6443');
+  });
+
   it('a missing file names the file', () => {
     assert.throws(() => loadKubeConfig(join(dir, 'absent.yaml')), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.message.includes('absent.yaml'));
   });
