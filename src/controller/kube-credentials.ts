@@ -34,14 +34,15 @@ export interface KubeCredentialOptions {
   signal?: AbortSignal;
   /** How long a plugin may run before it is killed; default 30 s. */
   timeoutMs?: number;
+  /** How long the stdout of a plugin that exited is read on, for what the pipe still holds; default 100 ms (start()). */
+  exitGraceMs?: number;
   log?: (event: Record<string, unknown>) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** An ExecCredential is a few KiB; a plugin writing more is broken. */
 const MAX_OUTPUT_BYTES = 1 << 20;
-/** How long the stdout of a plugin that exited is read on, for what the pipe still holds (start()). */
-const EXIT_GRACE_MS = 100;
+const DEFAULT_EXIT_GRACE_MS = 100;
 
 /** The signal of the call under way: client-node gives its authenticators none, so it travels with the call's async context. */
 const callSignal = new AsyncLocalStorage<AbortSignal>();
@@ -230,7 +231,7 @@ class ExecPlugin {
       exited = true;
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its
       // stdout, which one it left running may hold for good, so it is waited for only
-      // EXIT_GRACE_MS, time enough to read what the pipe still holds (docs/binding.md#kubeconfig-and-credentials).
+      // the exit grace (100 ms), time enough to read what the pipe still holds (docs/binding.md#kubeconfig-and-credentials).
       const answered = () => {
         if (!settle) return;
         if (code !== 0) return finish(this.failed(signal ? `was ended by ${signal}` : `exited with status ${code}`, { status: code ?? undefined, signal: signal ?? undefined }));
@@ -240,7 +241,7 @@ class ExecPlugin {
           finish(e as SpokeError);
         }
       };
-      grace = setTimeout(answered, EXIT_GRACE_MS);
+      grace = setTimeout(answered, this.o.exitGraceMs ?? DEFAULT_EXIT_GRACE_MS);
       child.once('close', answered);
     });
     return run;

@@ -144,11 +144,12 @@ describe('a kubeconfig exec credential plugin', () => {
   it('that exited is signalled no more, nor its group, also while its run still reads its stdout; a process it left running is its own', async () => {
     const { file, pids } = execKubeConfig(server, `sleep 600 &\necho "child $!" >> "$PIDS"\n${ANSWERS}`);
     const lifetime = new AbortController();
-    const lease = new KubeLeaseClient(loadKubeConfig(file, { signal: lifetime.signal }), 'spoke-system', 'exec-exited');
+    // Its stdout, held by what it left running, is read on for a minute after its exit: the
+    // credentials are closed in that time, whatever the machine's load.
+    const lease = new KubeLeaseClient(loadKubeConfig(file, { signal: lifetime.signal, exitGraceMs: 60_000 }), 'spoke-system', 'exec-exited');
     const call = lease.get(new AbortController().signal);
-    // Its /proc entry goes when node reaps it, which is when node sees its exit: the credentials
-    // are closed within the 100 ms its stdout is read on for (held by what it left running).
-    await waitFor(() => processes(pids).all.length === 2 && !existsSync(`/proc/${processes(pids).runs[0]}`), { timeoutMs: 5000, intervalMs: 1, what: 'the plugin to exit' });
+    // Its /proc entry goes when node reaps it, which is when node sees its exit.
+    await waitFor(() => processes(pids).all.length === 2 && !existsSync(`/proc/${processes(pids).runs[0]}`), { timeoutMs: 5000, intervalMs: 5, what: 'the plugin to exit' });
     lifetime.abort();
     await assert.rejects(call, (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED');
     assert.ok(alive(processes(pids).all[1]!), 'what the plugin left running was not killed with its group');
