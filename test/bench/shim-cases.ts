@@ -10,7 +10,7 @@ import { encode, H2CriClient, hostNetworkPod, type Msg } from '../helpers/cri-cl
 import { BUSYBOX_IMAGE } from '../helpers/busybox-image.js';
 import { handLogToReader, startShim, stopShim, type ShimProc } from '../helpers/shim.js';
 import { Pool } from 'undici';
-import { SHIM_NODE_OPTIONS, SHIM_V8_FLAGS } from '../../src/cli/commands/shim.js';
+import { SHIM_NODE_OPTIONS } from '../../src/cli/commands/shim.js';
 import { addedPerRound, fmt, measureInterleaved, sampleInterleaved, summarize, verdict, type Stats } from './stats.js';
 import { floorPull, floorSignedPull } from './floor.js';
 import type { BenchContext, Pushed, Row } from './bench.js';
@@ -71,10 +71,10 @@ async function emptyGrpcServerRss(sock: string): Promise<number> {
 
 /**
  * A floor of relay.ts in its own process, built and started as the shim is: from a bundle
- * (`launcher`, bundled.ts), with the shim's NODE_OPTIONS and the V8 tiering it sets itself.
+ * (`launcher`, bundled.ts), with the shim's NODE_OPTIONS.
  */
 async function startRelay(launcher: string, mode: 'bytes' | 'h2' | 'answer' | 'pull' | 'conforming', listen: string, upstream: string, ...more: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [...SHIM_V8_FLAGS.split(' '), launcher, mode, listen, upstream, ...more], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
+  const child = spawn(process.execPath, [launcher, mode, listen, upstream, ...more], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: SHIM_NODE_OPTIONS } });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (c) => reject(new Error(`relay ${mode} exited ${c}`)));

@@ -3,7 +3,7 @@
 // signals for reload and shutdown.
 
 import { mkdirSync } from 'node:fs';
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapStatistics } from 'node:v8';
 import { dirname, join } from 'node:path';
 import { asSpokeError } from '../../core/errors.js';
 import { runningBuild } from '../../core/runtime.js';
@@ -43,20 +43,8 @@ const PREPARED_TEMP_FILES = 8;
  */
 export const SHIM_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=128';
 
-/**
- * V8's tiering budget, which the shim sets itself at its start (node takes no V8 flag but the
- * heap's from NODE_OPTIONS). A pod's cold pull and its create run the shim's pull and store code
- * once each, so at V8's default budget (66 KiB on Node 20) that code stays in the interpreter for
- * the first hundreds of pod starts, the only ones a node sees in a day; a quarter of it compiles
- * that code after fewer calls. The compiling is done once, on V8's own thread: afterwards a pull
- * takes less CPU, not more (docs/benchmarks.md#the-shims-v8-tiering). The bench's floors run
- * with it too.
- */
-export const SHIM_V8_FLAGS = '--interrupt-budget=16384';
-
 export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
-  setFlagsFromString(SHIM_V8_FLAGS);
   const options = parseShimOptions(argv);
   if (options === undefined) return 0;
   const { config, recording } = options;
