@@ -10,7 +10,6 @@
 
 import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
 import { selectorMatches } from '../../controller/selector.js';
-import { codeOf } from '../../controller/api-errors.js';
 import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
 import { containerIds, RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
@@ -37,9 +36,9 @@ image, runtime) is created in the pod's namespace, owned by the recording; lostR
 reported before its wait for the kernel's last records was over, a second from when a poll first
 saw it exited: found removed before then or before it was seen exited, or first seen while too
 many others awaited theirs) makes the controller fail the recording as incomplete. A report
-that fails is retried at the next poll; one the API server refuses as invalid (400, 422), or of a
-container a poll found removed 5 minutes before, is given up with an error line naming the
-recording, namespace, pod and container: the profile lacks that container's calls. The
+that fails (a refusal too: 400, 422 from an admission policy or webhook) is retried at the next
+poll; one of a container a poll found removed 5 minutes before is given up with an error line
+naming the recording, namespace, pod and container: the profile lacks that container's calls. The
 controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
 not reported (their start-up calls were missed), whatever their creation time. Needs root; one
@@ -108,7 +107,7 @@ class BoundedSet {
 
 type Log = (event: Record<string, unknown>) => void;
 
-/** What the daemon asks of the API server (KubeResultReporter); a failure carries the answer's HTTP status as codeOf reads it. */
+/** What the daemon asks of the API server (KubeResultReporter). */
 export interface ResultReporter {
   recording(namespace: string, name: string): Promise<ProfileRecording | undefined>;
   report(rec: ProfileRecording, result: ProfileRecordingResult): Promise<string>;
@@ -215,25 +214,19 @@ export class RecorderDaemon {
 
   /**
    * A report that fails stays to make: the container stays kept (and its calls with the source)
-   * for the next poll. It is given up, with an error line naming it, when the API server refuses
-   * the result as invalid (400, 422: it would refuse the same result again), or when a complete
-   * poll first found it removed (`goneFor` ago) REMOVED_RETRY_MS ago or more. The recording then
-   * lacks its calls, which only that line tells (docs/recording.md, step 3).
+   * for the next poll. It is given up, with an error line naming it, only when a complete poll
+   * first found it removed (`goneFor` ago) REMOVED_RETRY_MS ago or more. The recording then lacks
+   * its calls, which only that line tells (docs/recording.md, step 3). A refusal (400, 422) is no
+   * exception: what the recorder writes fits the CRD's schema, so one comes from a
+   * ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC or a quota.
    */
   private async tryReport(seen: SeenContainer, why: string[], goneFor?: number): Promise<void> {
     try {
       await this.report(seen, why, goneFor !== undefined);
     } catch (e) {
       const { sb, c, recName } = seen;
-      const code = codeOf(e);
-      const lost =
-        code === 400 || code === 422
-          ? 'the API server refused its result as invalid'
-          : goneFor !== undefined && goneFor >= REMOVED_RETRY_MS
-            ? `a poll found it removed from the runtime ${Math.round(goneFor / 1000)} s ago, and its report has failed since`
-            : undefined;
-      if (lost === undefined) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
-      this.o.log({ level: 'error', msg: "report given up: the recording's profile will lack the container's calls", recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: lost, error: (e as Error).message });
+      if (goneFor === undefined || goneFor < REMOVED_RETRY_MS) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
+      this.o.log({ level: 'error', msg: "report given up: the recording's profile will lack the container's calls", recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: `a poll found it removed from the runtime ${Math.round(goneFor / 1000)} s ago, and its report has failed since`, error: (e as Error).message });
       this.forget(c.id);
     }
   }
