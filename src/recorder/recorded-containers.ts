@@ -1,6 +1,7 @@
 // What `spoke recorder` (src/cli/commands/recorder.ts) keeps of the recorded containers awaiting
 // their report: what a poll saw of each, so that one the runtime removes first is still reported,
-// and when a poll first saw it exited, for the wait before its report (docs/recording.md, step 3).
+// and when a poll first saw it exited or a complete poll first found it gone, for the wait before
+// its report (docs/recording.md, step 3).
 
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 
@@ -23,8 +24,8 @@ export interface CriContainer {
 }
 
 /**
- * A container's report waits this long after it is first seen exited, for the kernel's last
- * records of it. Measured on the monotonic clock (injectable for tests): on the wall clock, a
+ * A container's report waits this long after it is first seen exited (or, if it never was, first
+ * found gone), for the kernel's last records of it. Measured on the monotonic clock (injectable for tests): on the wall clock, a
  * step forward would report before those records came, and a step back hold reports back as long.
  */
 export const EXIT_SETTLE_MS = 1000;
@@ -92,11 +93,13 @@ export class RecordedContainers {
 
   /**
    * Its wait is over: the kernel's last records of it came within EXIT_SETTLE_MS of its exit,
-   * which was no later than a poll first saw it exited. Whether the runtime still lists it does
-   * not matter: a removed container makes no more calls.
+   * which was no later than a poll first saw it exited, nor than a complete poll first did not
+   * list it (the runtime stops a container before it removes it). Whether the runtime still
+   * lists it does not matter: a removed container makes no more calls (docs/recording.md, step 3).
    */
   private settled(k: Kept): boolean {
-    return k.exitedAt !== undefined && this.now() - k.exitedAt >= EXIT_SETTLE_MS;
+    const exitedBy = k.exitedAt ?? k.goneAt;
+    return exitedBy !== undefined && this.now() - exitedBy >= EXIT_SETTLE_MS;
   }
 
   forget(id: string): void {
@@ -105,8 +108,9 @@ export class RecordedContainers {
 
   /**
    * After a complete poll: the kept containers it did not list (removed before their report),
-   * kept until it is made or given up; each `settled` when its wait is over now, as it is when a
-   * poll lists it exited, and `goneFor`: how long ago a complete poll first did not list it.
+   * kept until it is made or given up; each `settled` when its wait is over now, counted from
+   * when a poll first saw it exited or else from this first complete poll without it, and
+   * `goneFor`: how long ago a complete poll first did not list it.
    */
   gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number })[] {
     return [...this.kept.values()]

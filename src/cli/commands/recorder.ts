@@ -30,12 +30,12 @@ recorded with the backend of \`spoke record\` (see its --help): bpf counts every
 calls in the kernel, keyed by the pod's IPC and the container's mount namespace; audit reads
 the kernel's seccomp audit records (audit.log when auditd runs, else /dev/kmsg with the printk
 rate limit lifted while recording and restored on exit). When such a container exits, or the
-runtime removes it before that report, one ProfileRecordingResult (its syscall names, node,
-image, runtime) is created in the pod's namespace, owned by the recording; lostRecords > 0 in it
-(records lost or not attributable, a container whose namespace could not be told apart, or one
-reported before its wait for the kernel's last records was over, a second from when a poll first
-saw it exited: found removed before then or before it was seen exited, or first seen while too
-many others awaited theirs) makes the controller fail the recording as incomplete. A report
+runtime removes it first, one ProfileRecordingResult (its syscall names, node, image, runtime)
+is created in the pod's namespace, owned by the recording, a second (for the kernel's last
+records of it) after a poll first saw it exited or, if none did, after the first poll that
+listed the runtime whole without it; lostRecords > 0 in it (records lost or not attributable, a
+container whose namespace could not be told apart, or one first seen while too many others
+awaited theirs, reported at once) makes the controller fail the recording as incomplete. A report
 that fails (a refusal too: 400, 422 from an admission policy or webhook) is retried at the next
 poll; one of a container a poll found removed 5 minutes before is given up with an error line
 naming the recording, namespace, pod and container: the profile lacks that container's calls. The
@@ -128,7 +128,6 @@ export interface DaemonOptions {
 
 const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
 const UNTRACKED = `first seen while ${MAX_RECORDED} other recorded containers awaited their report: reported at once, its last calls possibly missing`;
-const REMOVED = 'removed before its report: its last calls may be missing';
 
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited or were removed. */
 export class RecorderDaemon {
@@ -262,13 +261,12 @@ export class RecorderDaemon {
       }
     }
     // Only here has the runtime been listed whole (a poll that failed part-way threw before): a
-    // kept container it did not list was removed before its report. Once its wait is over, its
-    // calls count as the source says, as they would had this poll still listed it: the kernel's
-    // last records of it have come whether or not the runtime lists it, and the source kept its
-    // calls for it (it is passed to CallSource.maintain until its report). Otherwise (removed
-    // while it ran, or found gone within its wait) its last records may yet come: incomplete
-    // (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) await this.tryReport(k, k.settled ? [] : [REMOVED], k.goneFor);
+    // kept container it did not list was removed before its report, so had exited by now. Once
+    // its wait is over its calls count as the source says, as they would had this poll still
+    // listed it: the kernel's last records of it have come whether or not the runtime lists it,
+    // and the source kept its calls for it (it is passed to CallSource.maintain until its
+    // report). Until then it waits, kept (docs/recording.md, step 3).
+    for (const k of this.kept.gone(listed)) if (k.settled) await this.tryReport(k, [], k.goneFor);
     return new Set([...listed, ...this.kept.ids()]);
   }
 }

@@ -203,6 +203,26 @@ describe('recorder daemon, audit: the records lost since a container was created
   });
 });
 
+describe('recorder daemon, audit: a container removed while it ran', () => {
+  it('is reported whole a second after the poll that found it gone: the calls recorded for it are kept meanwhile, not pruned as a container no poll wants', async (t) => {
+    const d = auditDaemon(t);
+    await d.poll();
+    d.cri.create('c1');
+    await d.poll();
+    d.callOfC1();
+    d.cri.containers.length = 0;
+    await d.poll();
+    d.mono.ms += 500;
+    await d.poll();
+    assert.equal(d.results.length, 0, 'within its wait');
+    d.mono.ms += 500;
+    await d.poll();
+    assert.equal(d.results.length, 1);
+    assert.deepEqual(d.results[0]!.spec.syscalls, ['read']);
+    assert.equal(d.results[0]!.spec.lostRecords, 0);
+  });
+});
+
 describe('recorder daemon, audit: a container removed while its report fails', () => {
   it('its calls are kept until the report is made: not pruned as a container no poll wants', async (t) => {
     const d = auditDaemon(t);

@@ -1,7 +1,7 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reports a recorded container
-// the runtime removes before its report: from what the last poll saw of it, at the first poll that
-// lists the runtime whole without it, as incomplete unless a poll saw it exited a second or more
-// before that report (docs/recording.md, step 3). A recording never silently lacks a container's
+// the runtime removes before its report: from what the last poll saw of it, a second after a poll
+// first saw it exited or, if none did, the first poll that lists the runtime whole without it
+// (docs/recording.md, step 3). A recording never silently lacks a container's
 // calls: a report given up (still failing 5 minutes after the removal) is logged as an error
 // naming it.
 
@@ -13,35 +13,45 @@ import { setup } from '../../helpers/recorder-daemon.js';
 const reasons = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'reported').map((e) => e.incomplete);
 
 describe('recorder daemon: containers removed before their report', () => {
-  it('a container seen running, gone at the next complete poll, is reported once, as incomplete, with the calls recorded for it', async (t) => {
-    const { cri, rep, logged, make } = setup(t);
+  it('a container seen running, gone at a complete poll, waits a second from that poll (its exit was no later), then is reported once, whole, with the calls recorded for it', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
     const daemon = make();
     await daemon.listExisting();
     cri.create('c1');
     await daemon.tick();
-    assert.deepEqual(rep.reported, []);
+    mono.ms += 200;
     cri.remove('c1');
     await daemon.tick();
+    mono.ms += 500;
+    assert.ok((await daemon.tick()).has('c1'), 'still waiting, its calls kept for it (CallSource.maintain)');
+    assert.deepEqual(rep.reported, []);
+    mono.ms += 600;
+    await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
-    assert.deepEqual(rep.lost, [1], 'the recording fails rather than miss its last calls');
-    assert.deepEqual(reasons(logged), ['removed before its report: its last calls may be missing']);
+    assert.deepEqual(rep.lost, [0], 'the kernel\'s last records of it have come: the recording is not failed for its removal');
+    assert.deepEqual(reasons(logged), [undefined]);
     const spec = rep.results[0]!.spec;
     assert.deepEqual([spec.pod, spec.container, spec.image, spec.syscalls], ['pod-sb1', 'app', 'r.io/app:1', ['read']]);
-    await daemon.tick();
+    assert.ok(!(await daemon.tick()).has('c1'));
     assert.deepEqual(rep.reported, ['c1'], 'not twice');
   });
 
-  it('a container seen exited and removed within its 1 s wait is reported incomplete at the first complete poll without it', async (t) => {
+  it('a container seen exited and removed within its wait is reported whole a second after a poll first saw it exited', async (t) => {
     const { cri, rep, make, mono } = setup(t);
     const daemon = make();
     await daemon.listExisting();
     cri.create('c1', 'CONTAINER_EXITED');
     await daemon.tick();
-    mono.ms += 500;
+    mono.ms += 300;
     cri.remove('c1');
     await daemon.tick();
+    mono.ms += 699;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, []);
+    mono.ms += 1;
+    await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
-    assert.deepEqual(rep.lost, [1]);
+    assert.deepEqual(rep.lost, [0]);
   });
 
   it('a container seen exited, gone at the next poll a minute later (--poll-ms 60000), is reported whole: its wait for the kernel\'s last records was over, the source kept its calls for it', async (t) => {
@@ -59,14 +69,14 @@ describe('recorder daemon: containers removed before their report', () => {
   });
 
   it('its pod removed with it: reported from what the last poll saw, without asking the runtime about it', async (t) => {
-    const { cri, rep, make } = setup(t);
+    const { cri, rep, make, polls } = setup(t);
     const daemon = make();
     await daemon.listExisting();
     // Listed by digest only: a listed container's image is asked of ContainerStatus, which a removed one has none of.
     cri.create('c1').image = { image: 'sha256:0123', user_specified_image: '' };
     await daemon.tick();
     cri.removePod('sb1');
-    await daemon.tick();
+    await polls(daemon);
     assert.deepEqual(rep.reported, ['c1']);
     assert.deepEqual([rep.results[0]!.spec.pod, rep.results[0]!.spec.image, rep.results[0]!.spec.runtime], ['pod-sb1', undefined, 'runc']);
     assert.equal(cri.statusCalls, 0);
@@ -107,25 +117,8 @@ describe('recorder daemon: a report that fails, for a container then removed', (
     assert.deepEqual(rep.reported, ['c1'], 'not twice');
   });
 
-  it('one found gone within its wait, its report then failing, is made whole by the retry made once its wait is over', async (t) => {
-    const { cri, rep, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1', 'CONTAINER_EXITED');
-    await daemon.tick();
-    mono.ms += 200;
-    cri.remove('c1');
-    rep.failing = true;
-    await daemon.tick();
-    rep.failing = false;
-    mono.ms += 1000;
-    await daemon.tick();
-    assert.deepEqual(rep.reported, ['c1']);
-    assert.deepEqual(rep.lost, [0]);
-  });
-
-  it('one gone before it was seen exited is retried at the next poll, incomplete', async (t) => {
-    const { cri, rep, make } = setup(t);
+  it('one gone before it was seen exited is first tried once its wait is over, and retried at the next poll, whole', async (t) => {
+    const { cri, rep, logged, make, mono } = setup(t);
     const daemon = make();
     await daemon.listExisting();
     cri.create('c1');
@@ -133,11 +126,15 @@ describe('recorder daemon: a report that fails, for a container then removed', (
     cri.remove('c1');
     rep.failing = true;
     await daemon.tick();
+    assert.equal(rep.attempts, 0, 'within its wait');
+    mono.ms += 1000;
+    await daemon.tick();
+    assert.equal(rep.attempts, 1);
+    assert.equal(logged.filter((e) => e.msg === 'report failed; will retry').length, 1);
     rep.failing = false;
     await daemon.tick();
-    await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
-    assert.deepEqual(rep.lost, [1]);
+    assert.deepEqual(rep.lost, [0]);
   });
 });
 
@@ -158,7 +155,9 @@ describe('recorder daemon: a report that keeps failing', () => {
     rep.failing = true;
     rep.failCode = 403;
     await daemon.tick();
-    mono.ms += RETRY_MS - 1;
+    mono.ms += 1000;
+    await daemon.tick();
+    mono.ms += RETRY_MS - 1001;
     assert.ok((await daemon.tick()).has('c1'), 'retried, its calls kept for it');
     assert.equal(rep.attempts, 2);
     mono.ms += 1;
@@ -188,7 +187,9 @@ describe('recorder daemon: a report that keeps failing', () => {
     cri.remove('c1');
     rep.failing = true;
     await daemon.tick();
-    mono.ms += RETRY_MS - 1;
+    mono.ms += 1000;
+    await daemon.tick();
+    mono.ms += RETRY_MS - 1001;
     rep.failing = false;
     await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
@@ -200,7 +201,7 @@ describe('recorder daemon: a report that keeps failing', () => {
     const daemon = make();
     await daemon.listExisting();
     cri.create('c1', 'CONTAINER_EXITED');
-    cri.create('c2');
+    cri.create('c2', 'CONTAINER_EXITED');
     await daemon.tick();
     mono.ms += 1000;
     cri.remove('c2');
@@ -227,8 +228,8 @@ describe('recorder daemon: a report that keeps failing', () => {
 });
 
 describe('recorder daemon: only a complete poll says a container was removed', () => {
-  it('a poll that fails, or stops part-way, reports none of the containers it did not list; the next complete one reports the one removed', async (t) => {
-    const { cri, rep, make } = setup(t);
+  it('a poll that fails, or stops part-way, reports none of the containers it did not list; the next complete one starts the wait of the one removed', async (t) => {
+    const { cri, rep, make, mono } = setup(t);
     cri.addPod('sb2');
     const daemon = make();
     await daemon.listExisting();
@@ -243,6 +244,11 @@ describe('recorder daemon: only a complete poll says a container was removed', (
     await assert.rejects(daemon.tick(), /unavailable/);
     assert.deepEqual(rep.reported, []);
     cri.failPods = false;
+    await daemon.tick();
+    mono.ms += 999;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, [], 'its wait counts from the complete poll, not the ones that failed');
+    mono.ms += 1;
     await daemon.tick();
     assert.deepEqual(rep.reported, ['c1'], 'c2, still listed, is not');
   });
@@ -275,8 +281,8 @@ describe('recorder daemon: containers removed, and the recorder start', () => {
     assert.deepEqual(reasons(logged), ['the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing']);
   });
 
-  it('after a listing at the start that failed, a container removed is reported incomplete for both reasons', async (t) => {
-    const { cri, rep, logged, make } = setup(t);
+  it('after a listing at the start that failed, a container removed while it ran is reported, after its wait, incomplete for that reason', async (t) => {
+    const { cri, rep, logged, make, polls } = setup(t);
     cri.failListAll = true;
     const daemon = make();
     await assert.rejects(daemon.listExisting());
@@ -284,9 +290,9 @@ describe('recorder daemon: containers removed, and the recorder start', () => {
     cri.create('c1');
     await daemon.tick();
     cri.remove('c1');
-    await daemon.tick();
+    await polls(daemon);
     assert.deepEqual(rep.reported, ['c1']);
     assert.deepEqual(rep.lost, [1]);
-    assert.match(String(reasons(logged)[0]), /could not be listed when the recorder started.*; removed before its report/);
+    assert.deepEqual(reasons(logged), ['the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing']);
   });
 });

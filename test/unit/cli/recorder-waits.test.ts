@@ -127,6 +127,18 @@ describe('recorder daemon: the recorded containers awaiting their report', () =>
     );
   });
 
+  it('a container gone from a poll, never seen exited, is settled 1 s after the first complete poll that did not list it: it had exited by then', () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
+    kept.see(...listed('c1', 'CONTAINER_RUNNING'));
+    mono += 5000;
+    assert.deepEqual(kept.gone(new Set()).map((k) => k.settled), [false], 'not from when it was first seen');
+    mono += 999;
+    assert.deepEqual(kept.gone(new Set()).map((k) => k.settled), [false]);
+    mono += 1;
+    assert.deepEqual(kept.gone(new Set()).map((k) => k.settled), [true]);
+  });
+
   it(`at most ${MAX_RECORDED} are kept: a further one is not (reported at once, as incomplete), and none kept is dropped for it`, () => {
     let mono = 0;
     const kept = new RecordedContainers(() => mono);
