@@ -72,7 +72,7 @@ export interface NodeFlagValues {
   'ca-file'?: string;
 }
 
-/** The node config with the node flags applied, and `overrides` (a command's own flags: status's recording flags). */
+/** The node config with the node flags applied, and `overrides` (a command's own flags: status's, the shim's checked flags). */
 export async function nodeConfigOnly(values: NodeFlagValues, overrides: Partial<NodeConfig> = {}): Promise<NodeConfig> {
   return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'], caFile: values['ca-file'], ...overrides }, { readFile: readNamedFile });
 }

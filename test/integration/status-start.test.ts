@@ -10,6 +10,7 @@ import { createServer as createHttp2Server } from 'node:http2';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { SpokeError } from '../../src/core/errors.js';
 import { toGrpcStatus } from '../../src/cri/grpc-status.js';
@@ -62,6 +63,20 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       args: (d) => ['--recording', '--recording-key', join(d, 'flag-key')],
     },
     { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'spoke.sock'), 'not a socket') },
+    // The shim's file flags, which status takes as the shim does: a bad file by flag over a good
+    // one (or none) in the config is the one both read.
+    {
+      part: 'caFile',
+      extra: (d) => [`caFile: ${join(d, 'good-ca.pem')}`],
+      setup: (d) => {
+        writeFileSync(join(d, 'good-ca.pem'), rootCertificates[0]!);
+        writeFileSync(join(d, 'flag-ca.pem'), 'not a certificate\n');
+      },
+      args: (d) => ['--ca-file', join(d, 'flag-ca.pem')],
+    },
+    { part: 'authFile', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag-auth.json'), '{"auths": ['), args: (d) => ['--auth-file', join(d, 'flag-auth.json')] },
+    { part: 'baseline', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag-baseline.json'), '{"defaultAction":'), args: (d) => ['--baseline', join(d, 'flag-baseline.json')] },
+    { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag.sock'), 'not a socket'), args: (d) => ['--listen', join(d, 'flag.sock')] },
   ];
 
   for (const [i, c] of cases.entries()) {
@@ -111,6 +126,15 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     const status = await spoke(['status', '--config', config, '--json', '--recording', '--recording-key', key]);
     const part = (JSON.parse(status.stdout) as Record<string, { ok: boolean; detail?: string }>).recordingKey;
     assert.deepEqual([part?.ok, part?.detail], [true, key], status.stdout);
+  });
+
+  it('--ca-file FILE, the shim\'s flag: status checks the flag\'s bundle, as the shim reads it, and passes a good one', async () => {
+    const { config } = configWith('flag-ca', []);
+    const ca = join(dir, 'flag-ca', 'ca.pem');
+    writeFileSync(ca, rootCertificates[0]!);
+    const status = await spoke(['status', '--config', config, '--json', '--ca-file', ca]);
+    const part = (JSON.parse(status.stdout) as Record<string, { ok: boolean; detail?: string }>).caFile;
+    assert.deepEqual([part?.ok, part?.detail], [true, ca], status.stdout);
   });
 
   it('a recordingKey the shim would refuse, without --recording: a warning with its reason, not a failure (the shim without --recording never reads it)', async () => {

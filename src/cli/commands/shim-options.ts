@@ -102,18 +102,40 @@ export interface ShimOptions {
 }
 
 /**
- * The flags by which the shim reads its recording key. `spoke status` takes them too and reads
- * them by recordingFlagsRead, so that it checks the key file this shim would read, a flag's
- * included (docs/cli.md).
+ * The shim's flags that name what it checks at start (a file, a directory, its socket) and its
+ * recording flags. `spoke status` takes these too and reads them by checkedFlagsRead, so that it
+ * checks what a shim given the same flags would read, a flag winning over the config there as
+ * here (docs/cli.md).
  */
-export const recordingFlags = { recording: { type: 'boolean' }, 'recording-key': { type: 'string' } } as const;
+export const checkedFlags = {
+  listen: { type: 'string' },
+  store: { type: 'string' },
+  'seccomp-root': { type: 'string' },
+  baseline: { type: 'string' },
+  policy: { type: 'string' },
+  'auth-file': { type: 'string' },
+  'ca-file': { type: 'string' },
+  recording: { type: 'boolean' },
+  'recording-key': { type: 'string' },
+} as const;
 
-/**
- * What the recording flags say: --recording, and the node config overrides they make for
- * loadNodeConfig (--recording-key FILE wins over the file's recordingKey, as every flag does).
- */
-export function recordingFlagsRead(values: { recording?: boolean | undefined; 'recording-key'?: string | undefined }): { recording: boolean; overrides: Pick<Partial<NodeConfig>, 'recordingKey'> } {
-  return { recording: values.recording === true, overrides: { recordingKey: values['recording-key'] } };
+type CheckedFlagValues = { [K in keyof typeof checkedFlags]?: (typeof checkedFlags)[K]['type'] extends 'boolean' ? boolean | undefined : string | undefined };
+
+/** What the checked flags say: --recording, and the node config overrides they make for loadNodeConfig (every flag wins over its key). */
+export function checkedFlagsRead(values: CheckedFlagValues): { recording: boolean; overrides: Partial<NodeConfig> } {
+  return {
+    recording: values.recording === true,
+    overrides: {
+      listen: values.listen,
+      storeDir: values.store,
+      seccompRoot: values['seccomp-root'],
+      baseline: values.baseline,
+      policy: values.policy,
+      authFile: values['auth-file'],
+      caFile: values['ca-file'],
+      recordingKey: values['recording-key'],
+    },
+  };
 }
 
 /** argv → the node config with the flags applied; undefined when --help was asked for (printed). */
@@ -122,18 +144,11 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
     argv,
     {
       config: { type: 'string' },
-      listen: { type: 'string' },
+      ...checkedFlags,
       upstream: { type: 'string' },
-      store: { type: 'string' },
-      'seccomp-root': { type: 'string' },
-      baseline: { type: 'string' },
-      policy: { type: 'string' },
       metrics: { type: 'string' },
       'log-level': { type: 'string' },
-      'auth-file': { type: 'string' },
-      'ca-file': { type: 'string' },
       annotations: { type: 'boolean' },
-      ...recordingFlags,
     },
     HELP,
     [0, 0],
@@ -141,20 +156,13 @@ export function parseShimOptions(argv: string[]): ShimOptions | undefined {
   if (help) return undefined;
   const level = values['log-level'];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}\n${HELP}`);
-  const { recording, overrides } = recordingFlagsRead(values);
+  const { recording, overrides } = checkedFlagsRead(values);
   const config = loadNodeConfig(values.config, {
-    listen: values.listen,
+    ...overrides,
     upstream: values.upstream,
-    storeDir: values.store,
-    seccompRoot: values['seccomp-root'],
-    baseline: values.baseline,
-    policy: values.policy,
     metrics: values.metrics,
     logLevel: level as LogLevel | undefined,
-    authFile: values['auth-file'],
-    caFile: values['ca-file'],
     annotations: values.annotations === true ? true : undefined,
-    ...overrides,
   }, { readFile: readNamedFile });
   return { config, recording };
 }

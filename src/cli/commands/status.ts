@@ -18,9 +18,9 @@ import { EXIT_FAILED } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { nodeConfigOnly } from '../wiring.js';
-import { recordingFlags, recordingFlagsRead } from './shim-options.js';
+import { checkedFlags, checkedFlagsRead } from './shim-options.js';
 
-const HELP = `usage: spoke status [--config F] [--recording] [--recording-key F] [--json]
+const HELP = `usage: spoke status [--config F] [shim flags] [--json]
 
 Checks this node the way the shim would use it, and every file a shim starting now would refuse
 to start on, changing nothing (run it before a restart or an upgrade), and reports each part:
@@ -52,10 +52,13 @@ A failed part names its file and reason. Exit 0 when every part is healthy, 1 ot
 
 options:
   --config F   node config (default /etc/spoke/config.yaml)
-  --recording  check for a shim run with --recording (the recording key is read only then)
-  --recording-key F
-               the key file of a shim run with --recording-key F, which wins over the
-               config's recordingKey there as here
+  --listen SOCK, --store DIR, --seccomp-root DIR, --baseline F, --policy F, --auth-file F,
+  --ca-file F, --recording, --recording-key F
+               the shim's flags naming what it checks at start, read as the shim reads them
+               (each wins over its config key there as here): give status those the shim
+               runs with (its other flags, --upstream and the like, are not taken).
+               --recording: check for a shim run with --recording (the recording key is read
+               only then)
   --json       {ok, policy, baseline, authFile?, caFile?, runtimeDefault?, recordingKey?, store, listen,
                shim, recorder} as JSON; a failed part has {file, reason} when it has them
                (policy.signersUnavailable: [{name, file, why}] when signers are unavailable)`;
@@ -126,12 +129,12 @@ async function checkShim(socket: string): Promise<Part> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, help } = parseCommand(argv, { config: { type: 'string' }, ...recordingFlags, json: { type: 'boolean' } }, HELP, [0, 0]);
+  const { values, help } = parseCommand(argv, { config: { type: 'string' }, ...checkedFlags, json: { type: 'boolean' } }, HELP, [0, 0]);
   if (help) return 0;
-  // The shim's recording flags, read as the shim reads them: the key file checked below is the one
-  // a shim given the same flags would read (a --recording-key wins over the config's).
-  const { recording, overrides } = recordingFlagsRead(values);
-  const config = await nodeConfigOnly(values, overrides);
+  // The shim's flags, read as the shim reads them: each file checked below is the one a shim given
+  // the same flags would read (a flag wins over the config's key).
+  const { recording, overrides } = checkedFlagsRead(values);
+  const config = await nodeConfigOnly({ config: values.config }, overrides);
 
   let policy: Part;
   try {
