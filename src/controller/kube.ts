@@ -26,41 +26,74 @@ import { BINDING_PLURAL, GROUP, VERSION, type Container, type ObjectMeta, type P
 /** The kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, the in-cluster service account), its credential step spoke's. */
 export function loadKubeConfig(file?: string, credentials: KubeCredentialOptions = {}): KubeConfig {
   const kc = new KubeConfig();
-  const files = kubeConfigFiles(file);
-  // The file each user came from: an exec plugin's relative command is its directory's
-  // (kube-credentials.ts). client-node keeps no such thing, so the files are read here, as its
-  // loadFromDefault reads them: the first one loaded, each other one on its own and merged in.
-  const userFiles = new Map<string, string>();
-  for (const [i, f] of files.entries()) {
-    const one = i === 0 ? kc : new KubeConfig();
-    try {
-      one.loadFromFile(f);
-      if (one !== kc) kc.mergeConfig(one);
-    } catch (e) {
-      throw kubeConfigError(e, f);
-    }
-    for (const u of one.users) if (!userFiles.has(u.name)) userFiles.set(u.name, f);
-  }
-  if (files.length === 0) {
-    try {
-      kc.loadFromDefault(); // in-cluster service account when run as the Deployment
-    } catch (e) {
-      throw kubeConfigError(e, 'the default kubeconfig');
-    }
+  const read = kubeConfigFiles(file).flatMap((f) => {
+    const one = readKubeConfigFile(f, file === undefined);
+    return one ? [{ file: f, one }] : [];
+  });
+  // Merged as client-go merges the files (clientcmd loader.go): the first file to set the current
+  // context and the first to define a name win, later ones are ignored; a name defined twice in one
+  // file is its first entry, as client-node reads one file. Each file's relative paths are its own
+  // directory's (client-node's loadFromFile), and so is an exec plugin's relative command: the file
+  // each user came from is kept by the same first-wins rule (kube-credentials.ts,
+  // docs/binding.md#kubeconfig-and-credentials).
+  const first = <T extends { name: string }>(pick: (one: KubeConfig) => T[]) => {
+    const byName = new Map<string, { item: T; file: string }>();
+    for (const { file: f, one } of read) for (const item of pick(one)) if (!byName.has(item.name)) byName.set(item.name, { item, file: f });
+    return byName;
+  };
+  const users = first((one) => one.users);
+  if (read.length === 0) loadInCluster(kc);
+  else {
+    kc.loadFromOptions({
+      clusters: [...first((one) => one.clusters).values()].map((e) => e.item),
+      users: [...users.values()].map((e) => e.item),
+      contexts: [...first((one) => one.contexts).values()].map((e) => e.item),
+      currentContext: read.map(({ one }) => one.currentContext).find(Boolean),
+    });
   }
   const user = kc.getCurrentUser();
-  takeOverCredentials(kc, user ? userFiles.get(user.name) : undefined, credentials);
+  takeOverCredentials(kc, user ? users.get(user.name)?.file : undefined, credentials);
   return kc;
 }
 
-/** The kubeconfig files `loadKubeConfig` reads, as client-node's loadFromDefault picks them; none: the in-cluster service account. */
+/**
+ * The kubeconfig files `loadKubeConfig` reads, as client-go picks them (clientcmd
+ * NewDefaultClientConfigLoadingRules): `file`, else the files $KUBECONFIG lists, empty names
+ * skipped and each one once, in their first place; else ~/.kube/config when it is there.
+ */
 function kubeConfigFiles(file: string | undefined): string[] {
   if (file) return [file];
   const list = process.env['KUBECONFIG'];
-  if (list) return list.split(delimiter).filter(Boolean);
+  if (list) return [...new Set(list.split(delimiter).filter(Boolean))];
   const home = findHomeDir();
   const config = home === null ? undefined : join(home, '.kube', 'config');
   return config !== undefined && existsSync(config) ? [config] : [];
+}
+
+/** `f` loaded on its own; undefined for a file of the $KUBECONFIG list (`listed`) that is not there, which client-go skips. */
+function readKubeConfigFile(f: string, listed: boolean): KubeConfig | undefined {
+  const one = new KubeConfig();
+  try {
+    one.loadFromFile(f);
+    return one;
+  } catch (e) {
+    if (listed && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw kubeConfigError(e, f);
+  }
+}
+
+/** Where the Pod's service account is mounted (client-go's rest.InClusterConfig reads its token there). */
+const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/**
+ * With no kubeconfig file read, the in-cluster service account when run as the Deployment, as
+ * client-go falls back to it; anywhere else there is nothing to call the API server as.
+ */
+function loadInCluster(kc: KubeConfig): void {
+  if (!process.env['KUBERNETES_SERVICE_HOST'] || !existsSync(SERVICE_ACCOUNT_TOKEN)) {
+    throw new SpokeError('InvalidArgument', `no kubeconfig: no file was read (--kubeconfig, $KUBECONFIG, ~/.kube/config) and not in a Pod (no service account token at ${SERVICE_ACCOUNT_TOKEN})`, {}, { reason: 'OPTION_INVALID' });
+  }
+  kc.loadFromCluster();
 }
 
 /** A YAML parser's reason in plain words, which quotes nothing of the file. */

@@ -178,6 +178,19 @@ describe('kubeconfig exec credential plugins', () => {
       if (before === undefined) delete process.env['KUBECONFIG'];
       else process.env['KUBECONFIG'] = before;
     }
+    // A user defined in two listed files is the first file's (client-go's merge): its plugin runs from there.
+    const one = withPlugin(answer({ token: 'one' }), { exec: { command: './plugin.sh' } });
+    const two = withPlugin(answer({ token: 'two' }), { exec: { command: './plugin.sh' } });
+    for (const [list, token] of [[[one.file, two.file], 'Bearer one'], [[two.file, one.file], 'Bearer two']] as const) {
+      process.env['KUBECONFIG'] = list.join(delimiter);
+      try {
+        const opts = await credentialOf(undefined).catch((e: unknown) => assert.fail(`KUBECONFIG=${list.join(delimiter)} is refused: ${String(e)}`));
+        assert.equal(bearer(opts), token);
+      } finally {
+        if (before === undefined) delete process.env['KUBECONFIG'];
+        else process.env['KUBECONFIG'] = before;
+      }
+    }
     // A kubeconfig read from no file has no directory to run it from.
     const unfiled = new KubeConfig();
     unfiled.loadFromString(readFileSync(file, 'utf8'));

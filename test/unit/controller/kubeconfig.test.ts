@@ -3,9 +3,9 @@
 // credential steps it refuses at load (docs/binding.md#kubeconfig-and-credentials).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadKubeConfig } from '../../../src/controller/kube.js';
 import { SpokeError } from '../../../src/core/errors.js';
@@ -95,5 +95,110 @@ describe('loadKubeConfig', () => {
 
   it('a missing file names the file', () => {
     assert.throws(() => loadKubeConfig(join(dir, 'absent.yaml')), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.message.includes('absent.yaml'));
+  });
+});
+
+/** `fn` with these environment variables (undefined: unset), restored after. */
+function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const set = (v: Record<string, string | undefined>) => {
+    for (const [k, x] of Object.entries(v)) {
+      if (x === undefined) delete process.env[k];
+      else process.env[k] = x;
+    }
+  };
+  set(vars);
+  try {
+    return fn();
+  } finally {
+    set(before);
+  }
+}
+
+// As client-go's loading rules (clientcmd loader.go), which kubectl follows
+// (docs/binding.md#kubeconfig-and-credentials).
+describe('loadKubeConfig merges the files $KUBECONFIG lists as client-go does', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-kubeconfig-list-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const KEEP_OUT = { HOME: join(dir, 'home'), KUBERNETES_SERVICE_HOST: undefined };
+
+  /** A kubeconfig at dir/name/kubeconfig: cluster `c` at `server`, user `u`, context `ctx`, current-context `current`. */
+  const write = (name: string, o: { server: string; current?: string; cluster?: Record<string, unknown>; user?: Record<string, unknown> }): string => {
+    mkdirSync(join(dir, name), { recursive: true });
+    const file = join(dir, name, 'kubeconfig');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'c', cluster: { server: o.server, ...o.cluster } }, { name: `c-${name}`, cluster: { server: o.server } }],
+        users: [{ name: 'u', user: { token: name, ...o.user } }],
+        contexts: [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }, { name: `ctx-${name}`, context: { cluster: `c-${name}`, user: 'u' } }],
+        ...(o.current !== undefined ? { 'current-context': o.current } : {}),
+      }),
+    );
+    return file;
+  };
+  const a = write('a', { server: 'https://a.example:6443', current: 'ctx-a' });
+  const b = write('b', { server: 'https://b.example:6443', current: 'ctx-b' });
+  const unset = write('unset', { server: 'https://unset.example:6443' });
+  const loadList = (...files: string[]) => withEnv({ ...KEEP_OUT, KUBECONFIG: files.join(delimiter) }, () => loadKubeConfig());
+  /** The list loaded, which it must be. */
+  const load = (...files: string[]) => {
+    try {
+      return loadList(...files);
+    } catch (e) {
+      assert.fail(`KUBECONFIG=${files.join(delimiter)} is refused: ${String(e)}`);
+    }
+  };
+
+  it('the first file that sets current-context wins', () => {
+    assert.equal(load(a, b).getCurrentContext(), 'ctx-a');
+    assert.equal(load(b, a).getCurrentContext(), 'ctx-b');
+    assert.equal(load(unset, b).getCurrentContext(), 'ctx-b');
+  });
+
+  it('a cluster, user or context defined in two files: the first definition is used, the later one ignored', () => {
+    const kc = load(a, b);
+    kc.setCurrentContext('ctx');
+    assert.equal(kc.getCurrentCluster()?.server, 'https://a.example:6443');
+    assert.equal(kc.getCurrentUser()?.token, 'a');
+    assert.deepEqual(kc.contexts.map((c) => c.name).sort(), ['ctx', 'ctx-a', 'ctx-b']);
+    const ba = load(b, a);
+    ba.setCurrentContext('ctx');
+    assert.equal(ba.getCurrentUser()?.token, 'b');
+  });
+
+  it('a file listed twice is read once, and empty names are skipped', () => {
+    for (const list of [[a, a], [a, '', a], ['', a, '']]) assert.equal(load(...list).getCurrentUser()?.token, 'a', list.join(delimiter));
+  });
+
+  it('a listed file that is not there is skipped; one that cannot be read otherwise is refused, naming it', () => {
+    assert.equal(load(join(dir, 'absent'), b).getCurrentContext(), 'ctx-b');
+    const notAFile = join(dir, 'a');
+    assert.throws(() => loadList(notAFile, b), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.context.file === notAFile);
+  });
+
+  // Not even ~/.kube/config, as client-go reads none with $KUBECONFIG set: the in-cluster
+  // service account, and outside a Pod nothing to call as.
+  it('a list naming no file that is there (":", only missing files) falls back to the in-cluster service account, not to ~/.kube/config', { skip: existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token') }, () => {
+    mkdirSync(join(KEEP_OUT.HOME, '.kube'), { recursive: true });
+    writeFileSync(join(KEEP_OUT.HOME, '.kube', 'config'), JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [], users: [], contexts: [] }));
+    for (const list of [['', ''], ['', '', ''], [join(dir, 'absent')]]) {
+      assert.throws(() => loadList(...list), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.context.file === undefined, list.join(delimiter));
+    }
+    // Without $KUBECONFIG, or with it empty, ~/.kube/config.
+    for (const env of [undefined, '']) assert.deepEqual(withEnv({ ...KEEP_OUT, KUBECONFIG: env }, () => loadKubeConfig().contexts), [], String(env));
+  });
+
+  it("each file's relative paths resolve against its own directory", () => {
+    const rel = write('rel', { server: 'https://rel.example:6443', current: 'ctx', cluster: { 'certificate-authority': 'ca.pem' } });
+    const relUser = write('rel-user', { server: 'https://x.example:6443', current: 'ctx-rel-user', user: { 'client-certificate': 'crt.pem', 'client-key': 'key.pem' } });
+    const kc = load(relUser, rel);
+    assert.equal(kc.getCurrentUser()?.certFile, join(dir, 'rel-user', 'crt.pem'));
+    kc.setCurrentContext('ctx-rel');
+    assert.equal(kc.getCurrentCluster()?.caFile, undefined, 'c-rel has no CA');
+    const kc2 = load(rel, relUser);
+    assert.equal(kc2.getCurrentCluster()?.caFile, join(dir, 'rel', 'ca.pem'));
   });
 });
