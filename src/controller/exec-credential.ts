@@ -21,14 +21,18 @@ const EXEC_API_VERSIONS: readonly unknown[] = ['client.authentication.k8s.io/v1'
 /** The interactiveModes of a plugin spoke can run, with no terminal: Always fails in client-go too. */
 const NON_INTERACTIVE_MODES: readonly unknown[] = [undefined, null, 'Never', 'IfAvailable'];
 
+/** The user's exec plugin as its kubeconfig has it (`exec`, or an exec auth-provider's), unchecked; undefined when it has none. */
+export function execOf(user: User): unknown {
+  return (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) ?? undefined;
+}
+
 /**
  * The user's exec plugin as client-node reads it (`exec`, or an auth-provider's `config.exec`),
  * from the kubeconfig `file` (none: not read from a file); malformed, or one client-go would not
  * run here, refused at load. `source` names the kubeconfig in errors, which quote none of it.
  */
-export function execSpecOf(user: User, cluster: Cluster | null, source: string, file: string | undefined): ExecSpec | undefined {
-  const exec = (user.exec ?? (user.authProvider as { config?: { exec?: unknown } } | undefined)?.config?.exec) as Record<string, unknown> | undefined | null;
-  if (exec === undefined || exec === null) return undefined;
+export function execSpecOf(user: User, cluster: Cluster | null, source: string, file: string | undefined): ExecSpec {
+  const exec = execOf(user) as Record<string, unknown> | undefined;
   const invalid = (what: string) => new SpokeError('InvalidArgument', `kubeconfig ${source}: user "${user.name}" has an exec plugin ${what}`, { file: source }, { reason: 'OPTION_INVALID' });
   const strings = (v: unknown) => Array.isArray(v) && v.every((s) => typeof s === 'string');
   const pairs = (v: unknown) => Array.isArray(v) && v.every((e) => typeof (e as { name?: unknown })?.name === 'string' && typeof (e as { value?: unknown }).value === 'string');

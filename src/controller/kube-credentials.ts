@@ -24,7 +24,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { createConfiguration, ServerConfiguration, type ApiConstructor, type ApiType, type KubeConfig, type ResponseContext, type User } from '@kubernetes/client-node';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
-import { credentialOf, execSpecOf, type Credential, type ExecSpec } from './exec-credential.js';
+import { credentialOf, execOf, execSpecOf, type Credential, type ExecSpec } from './exec-credential.js';
 
 type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
 type RequestOptions = Parameters<Authenticator['applyAuthentication']>[1];
@@ -71,15 +71,16 @@ export function takeOverCredentials(kc: KubeConfig, file: string | undefined, o:
       { reason: 'OPTION_INVALID' },
     );
   }
-  const spec = execSpecOf(user, kc.getCurrentCluster(), source, file);
-  if (!spec) return;
+  if (execOf(user) === undefined) return;
   // client-node's ExecAuth claims a user by `exec` or an exec auth-provider, ahead of the
   // authenticators added to it; without both, this one is asked.
   kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, exec: undefined, authProvider: undefined } : u));
-  // As client-go's exec authenticator steps aside (UpdateTransportConfig), the plugin is not run
-  // for a user with a token, basic auth or a client certificate and key of its own: those are sent.
+  // As client-go's exec authenticator steps aside (UpdateTransportConfig), the plugin is neither
+  // run nor checked (its apiVersion, interactiveMode, command) for a user with a token, basic auth
+  // or a client certificate and key of its own: those are sent
+  // (docs/binding.md#kubeconfig-and-credentials).
   if (user.token || user.username || ((user.certData || user.certFile) && (user.keyData || user.keyFile))) return;
-  const plugin = new ExecPlugin(spec, o);
+  const plugin = new ExecPlugin(execSpecOf(user, kc.getCurrentCluster(), source, file), o);
   plugins.set(kc, plugin);
   kc.addAuthenticator({
     isAuthProvider: (u: User) => u.name === user.name,

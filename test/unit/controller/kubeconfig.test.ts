@@ -85,6 +85,25 @@ describe('loadKubeConfig', () => {
     }
   });
 
+  // client-go's exec authenticator steps aside for a user with a credential of its own, so its
+  // plugin is never run, and one spoke could not run is no reason to refuse the kubeconfig.
+  it("a user with a token or client certificate of its own: its exec plugin, never run, is not checked (interactiveMode Always, v1alpha1, no command)", async () => {
+    const exec = { apiVersion: 'client.authentication.k8s.io/v1alpha1', interactiveMode: 'Always' };
+    for (const [name, own] of [['token', { token: 'own' }], ['cert', { 'client-certificate-data': 'Y2VydA==', 'client-key-data': 'a2V5' }]] as const) {
+      const file = join(dir, `own-${name}.yaml`);
+      writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }], users: [{ name: 'u', user: { ...own, exec } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
+      let kc;
+      try {
+        kc = loadKubeConfig(file);
+      } catch (e) {
+        assert.fail(`${name}: refused: ${String(e)}`);
+      }
+      const opts: { headers?: Record<string, string> } = {};
+      await kc.applyToHTTPSOptions(opts);
+      if (name === 'token') assert.equal(opts.headers?.['Authorization'], 'Bearer own');
+    }
+  });
+
   // As client-node loads one file: its first entry of a name is used.
   it('a file naming a cluster twice loads, its first one used', () => {
     const file = join(dir, 'twice.yaml');
