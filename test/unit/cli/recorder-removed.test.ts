@@ -12,6 +12,24 @@ import { setup } from '../../helpers/recorder-daemon.js';
 /** The `incomplete` reasons the daemon logged with its reports. */
 const reasons = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'reported').map((e) => e.incomplete);
 
+/**
+ * c1 recorded running, then removed, its reports failing (`failCode`, else the fake's default),
+ * and tried once, its wait over: the daemon, one failed attempt made.
+ */
+async function removedFailing({ cri, rep, make, mono }: ReturnType<typeof setup>, failCode?: number) {
+  const daemon = make();
+  await daemon.listExisting();
+  cri.create('c1');
+  await daemon.tick();
+  cri.remove('c1');
+  rep.failing = true;
+  if (failCode !== undefined) rep.failCode = failCode;
+  await daemon.tick();
+  mono.ms += 1000;
+  await daemon.tick();
+  return daemon;
+}
+
 describe('recorder daemon: containers removed before their report', () => {
   it('a container seen running, gone at a complete poll, waits a second from that poll (its exit was no later), then is reported once, whole, with the calls recorded for it', async (t) => {
     const { cri, rep, logged, make, mono } = setup(t);
@@ -145,18 +163,10 @@ describe('recorder daemon: a report that keeps failing', () => {
   const givenUp = (logged: Record<string, unknown>[]) => logged.filter((e) => e.level === 'error' && e.msg === "report given up: the recording's profile will lack the container's calls");
 
   it(`a removed container's report still failing ${RETRY_MS / 60_000} min after a poll first found it gone is given up: one error line, no more attempts, nothing kept for it`, async (t) => {
-    const { cri, src, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1');
-    await daemon.tick();
-    cri.remove('c1');
+    const s = setup(t);
+    const { src, rep, logged, mono } = s;
     // 403: a ResourceQuota exceeded, or RBAC or a webhook denying it, each of which may be undone meanwhile.
-    rep.failing = true;
-    rep.failCode = 403;
-    await daemon.tick();
-    mono.ms += 1000;
-    await daemon.tick();
+    const daemon = await removedFailing(s, 403);
     mono.ms += RETRY_MS - 1001;
     assert.ok((await daemon.tick()).has('c1'), 'retried, its calls kept for it');
     assert.equal(rep.attempts, 2);
@@ -179,16 +189,9 @@ describe('recorder daemon: a report that keeps failing', () => {
   });
 
   it('a removed container whose report succeeds at a retry within that bound is reported', async (t) => {
-    const { cri, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1');
-    await daemon.tick();
-    cri.remove('c1');
-    rep.failing = true;
-    await daemon.tick();
-    mono.ms += 1000;
-    await daemon.tick();
+    const s = setup(t);
+    const { rep, logged, mono } = s;
+    const daemon = await removedFailing(s);
     mono.ms += RETRY_MS - 1001;
     rep.failing = false;
     await daemon.tick();
