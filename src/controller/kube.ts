@@ -290,6 +290,23 @@ function abortable<T>(signal: AbortSignal, call: (options: ConfigurationOptions)
   );
 }
 
+/**
+ * `call` as `abortable` runs it, given up once `ms` pass unanswered: it rejects then with a
+ * DEADLINE error saying so (not the fetch's "The user aborted a request."), which the caller
+ * handles as any other failed call.
+ */
+export async function answeredWithin<T>(ms: number, call: (options: ConfigurationOptions) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new SpokeError('Unavailable', `API request unanswered after ${ms} ms: given up`, {}, { reason: 'DEADLINE' })), ms);
+  try {
+    return await abortable(abort.signal, call);
+  } catch (e) {
+    throw abort.signal.aborted ? abort.signal.reason : e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** client-node's V1MicroTime writes the six fractional digits MicroTime needs (it reads them back as strings). */
 function leaseSpecBody(spec: LeaseSpec): V1LeaseSpec {
   const time = (t: string | undefined) => (t === undefined ? undefined : new V1MicroTime(t));

@@ -6,12 +6,13 @@
 //    webhook labelled recording.spoke.dev/name, for the node each runs on), the reconciler and a
 //    periodic resync, wired.
 //  - KubeResultReporter: the node recorder's two calls: GET a ProfileRecording (its selector
-//    and uid), POST a ProfileRecordingResult owned by it.
+//    and uid), POST a ProfileRecordingResult owned by it; each given up after 10 s unanswered.
 
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { codeOf } from './api-errors.js';
 import { makeApiClient } from './kube-credentials.js';
+import { answeredWithin } from './kube.js';
 import { RecordingReconciler, type RecordingApi, type RecordingCaches, type RecordingReconcilerOptions } from './recording-reconciler.js';
 import { POD_RECORDING_ANNOTATION, RECORDING_KIND, RECORDING_LABEL, RECORDING_PLURAL, RESULT_PLURAL, type ProfileRecording, type ProfileRecordingResult } from './recording.js';
 import { API_VERSION, BINDING_PLURAL, GROUP, VERSION, type Pod, type ProfileBinding } from './types.js';
@@ -144,18 +145,31 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
 
 // ---- node side ----
 
+/**
+ * How long each of the node recorder's API calls waits for its answer before it fails like any
+ * other (docs/recording.md, step 3). client-node sets no timeout, so an API server that takes
+ * the request and never answers held the poll for good, and with it every later poll, report
+ * and give-up. A constant, not --poll-ms: a create at a loaded API server may take longer than a
+ * 50 ms poll, and a 60 s poll need not wait longer for one.
+ */
+export const RECORDER_API_TIMEOUT_MS = 10_000;
+
 /** The node recorder's API calls (ClusterRole spoke-recorder: profilerecordings get, profilerecordingresults create). */
 export class KubeResultReporter {
   private readonly api: CustomObjectsApi;
 
-  constructor(kc: KubeConfig) {
+  constructor(
+    kc: KubeConfig,
+    /** Tests give a shorter one. */
+    private readonly timeoutMs = RECORDER_API_TIMEOUT_MS,
+  ) {
     this.api = makeApiClient(kc, CustomObjectsApi);
   }
 
   /** The recording, or undefined when it does not exist. */
   async recording(namespace: string, name: string): Promise<ProfileRecording | undefined> {
     try {
-      return (await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: RECORDING_PLURAL, namespace, name })) as ProfileRecording;
+      return (await answeredWithin(this.timeoutMs, (options) => this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: RECORDING_PLURAL, namespace, name }, options))) as ProfileRecording;
     } catch (e) {
       if (codeOf(e) === 404) return undefined;
       throw e;
@@ -175,7 +189,7 @@ export class KubeResultReporter {
       },
     };
     try {
-      await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: RESULT_PLURAL, namespace: rec.metadata.namespace as string, body, fieldManager: 'spoke-recorder' });
+      await answeredWithin(this.timeoutMs, (options) => this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: RESULT_PLURAL, namespace: rec.metadata.namespace as string, body, fieldManager: 'spoke-recorder' }, options));
       return 'created';
     } catch (e) {
       if (codeOf(e) === 409) return 'exists';
