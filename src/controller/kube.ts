@@ -9,7 +9,7 @@
 // The credential step of all of their calls is spoke's where the kubeconfig's user has an exec
 // plugin (kube-credentials.ts, docs/binding.md#kubeconfig-and-credentials).
 
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { CoordinationV1Api, CustomObjectsApi, findHomeDir, KubeConfig, Observable, V1MicroTime, type ConfigurationOptions, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import { SpokeError } from '../core/errors.js';
@@ -70,14 +70,20 @@ function kubeConfigFiles(file: string | undefined): string[] {
   return config !== undefined && existsSync(config) ? [config] : [];
 }
 
-/** `f` loaded on its own; undefined for a file of the $KUBECONFIG list (`listed`) that is not there, which client-go skips. */
+/**
+ * `f` loaded on its own; undefined for a file of the $KUBECONFIG list (`listed`) that is not there,
+ * which client-go skips. Only the file itself being absent counts: client-node also reads each
+ * user's token-file while it loads the file, and that one missing is the file's fault, never a
+ * reason to go on to the next file, whose cluster and user would then be called.
+ */
 function readKubeConfigFile(f: string, listed: boolean): KubeConfig | undefined {
   const one = new KubeConfig();
   try {
+    // Undefined only when nothing is at the path (ENOENT): a file that cannot be looked at is refused.
+    if (listed && statSync(f, { throwIfNoEntry: false }) === undefined) return undefined;
     one.loadFromFile(f);
     return one;
   } catch (e) {
-    if (listed && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw kubeConfigError(e, f);
   }
 }

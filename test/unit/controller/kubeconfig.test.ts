@@ -198,6 +198,13 @@ describe('loadKubeConfig merges the files $KUBECONFIG lists as client-go does', 
     assert.throws(() => loadList(notAFile, b), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.context.file === notAFile);
   });
 
+  // client-node reads every user's token-file as it loads the file: a missing one is the file's
+  // fault, never a sign that the file is not there, whose next one would then name another cluster.
+  it("a listed file that is there but names a token-file that is not is refused, naming it, not skipped for the next file's cluster", () => {
+    const withTokenFile = write('token-file', { server: 'https://prod.example:6443', current: 'ctx-token-file', user: { token: undefined, 'token-file': join(dir, 'token-file', 'absent-token') } });
+    assert.throws(() => loadList(withTokenFile, b), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.context.file === withTokenFile);
+  });
+
   // Not even ~/.kube/config, as client-go reads none with $KUBECONFIG set: the in-cluster
   // service account, and outside a Pod nothing to call as.
   it('a list naming no file that is there (":", only missing files) falls back to the in-cluster service account, not to ~/.kube/config', { skip: existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token') }, () => {
