@@ -61,6 +61,12 @@ export interface SeenContainer {
 }
 
 interface Kept extends SeenContainer {
+  /**
+   * A poll saw it running or exited. One removed that none did is reported incomplete: with eBPF
+   * it has no pid to find its mount namespace by, so the pod's one namespace no other report took
+   * may be another container's, one the recording leaves out (docs/recording.md, step 3).
+   */
+  ran?: boolean;
   /** When a poll first saw it exited (monotonic). */
   exitedAt?: number;
   /** When a complete poll first did not list it (monotonic). */
@@ -86,6 +92,7 @@ export class RecordedContainers {
       k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName };
       this.kept.set(c.id, k);
     }
+    k.ran ||= c.state === 'CONTAINER_RUNNING' || c.state === 'CONTAINER_EXITED';
     if (c.state !== 'CONTAINER_EXITED') return 'live';
     k.exitedAt ??= this.now();
     return this.settled(k) ? 'settled' : 'waiting';

@@ -35,7 +35,7 @@ is created in the pod's namespace, owned by the recording, a second (for the ker
 records of it) after a poll first saw it exited or, if none did, after the first poll that
 listed the runtime whole without it; lostRecords > 0 in it (records lost or not attributable, a
 container whose namespace could not be told apart, or one first seen while too many others
-awaited theirs, reported at once) makes the controller fail the recording as incomplete. A report
+awaited theirs, reported at once, or one removed before a poll saw it run or exit) makes the controller fail the recording as incomplete. A report
 that fails (a refusal too: 400, 422 from an admission policy or webhook; or an API call, the
 recording's read or the result's create, unanswered after 10 s) is retried at the next poll; one of a container a poll found removed 5 minutes before is given up with an error line
 naming the recording, namespace, pod and container: the profile lacks that container's calls. The
@@ -127,6 +127,7 @@ export interface DaemonOptions {
 }
 
 const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
+const NEVER_RAN = "no poll saw it run: its calls cannot be told apart from its pod's other containers'";
 const UNTRACKED = `first seen while ${MAX_RECORDED} other recorded containers awaited their report: reported at once, its last calls possibly missing`;
 
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited or were removed. */
@@ -265,8 +266,9 @@ export class RecorderDaemon {
     // its wait is over its calls count as the source says, as they would had this poll still
     // listed it: the kernel's last records of it have come whether or not the runtime lists it,
     // and the source kept its calls for it (it is passed to CallSource.maintain until its
-    // report). Until then it waits, kept (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) if (k.settled) await this.tryReport(k, [], k.goneFor);
+    // report). Until then it waits, kept. One no poll saw running or exited is incomplete,
+    // whatever the source: with eBPF its calls may be another container's (docs/recording.md, step 3).
+    for (const k of this.kept.gone(listed)) if (k.settled) await this.tryReport(k, k.ran ? [] : [NEVER_RAN], k.goneFor);
     return new Set([...listed, ...this.kept.ids()]);
   }
 }
