@@ -58,7 +58,8 @@ options:
   --tls-key F       PEM private key
   --listen ADDR     [host]:port to listen on (default :9443)
   --annotations     set the shim's per-container annotations instead of the KEP API field
-  --kubeconfig F    kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
+  --kubeconfig F    kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster
+                    service account, refused outside a Pod; docs/binding.md)
   --no-status       do not write ProfileBinding status
   --admission-client-ca F
                     PEM CA of the API server's client certificate for webhooks; status is

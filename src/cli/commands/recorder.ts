@@ -47,7 +47,8 @@ per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
 options:
   --upstream SOCK     the CRI runtime socket (containerd, CRI-O)
   --node NAME         this node's name (reported in results; default $NODE_NAME)
-  --kubeconfig F      kubeconfig file (default: in-cluster service account, then $KUBECONFIG)
+  --kubeconfig F      kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster
+                      service account, refused outside a Pod; docs/binding.md)
   --backend bpf|audit recording backend (default: bpf where this node can run it, else audit)
   --oci-runtime R     runc or crun for pods whose runtime handler does not name crun (default runc)
   --poll-ms N         how often CRI is asked about containers (default 1000)`;
