@@ -12,15 +12,22 @@ import { setup } from '../../helpers/recorder-daemon.js';
 /** The `incomplete` reasons the daemon logged with its reports. */
 const reasons = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'reported').map((e) => e.incomplete);
 
+/** A daemon that listed the runtime at its start, then polled once with c1 recorded (in `state`). */
+async function polledWith({ cri, make }: ReturnType<typeof setup>, state?: string) {
+  const daemon = make();
+  await daemon.listExisting();
+  cri.create('c1', state);
+  await daemon.tick();
+  return daemon;
+}
+
 /**
  * c1 recorded running, then removed, its reports failing (`failCode`, else the fake's default),
  * and tried once, its wait over: the daemon, one failed attempt made.
  */
-async function removedFailing({ cri, rep, make, mono }: ReturnType<typeof setup>, failCode?: number) {
-  const daemon = make();
-  await daemon.listExisting();
-  cri.create('c1');
-  await daemon.tick();
+async function removedFailing(s: ReturnType<typeof setup>, failCode?: number) {
+  const { cri, rep, mono } = s;
+  const daemon = await polledWith(s);
   cri.remove('c1');
   rep.failing = true;
   if (failCode !== undefined) rep.failCode = failCode;
@@ -32,11 +39,9 @@ async function removedFailing({ cri, rep, make, mono }: ReturnType<typeof setup>
 
 describe('recorder daemon: containers removed before their report', () => {
   it('a container seen running, gone at a complete poll, waits a second from that poll (its exit was no later), then is reported once, whole, with the calls recorded for it', async (t) => {
-    const { cri, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1');
-    await daemon.tick();
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await polledWith(s);
     mono.ms += 200;
     cri.remove('c1');
     await daemon.tick();
@@ -55,11 +60,9 @@ describe('recorder daemon: containers removed before their report', () => {
   });
 
   it('a container seen exited and removed within its wait is reported whole a second after a poll first saw it exited', async (t) => {
-    const { cri, rep, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1', 'CONTAINER_EXITED');
-    await daemon.tick();
+    const s = setup(t);
+    const { cri, rep, mono } = s;
+    const daemon = await polledWith(s, 'CONTAINER_EXITED');
     mono.ms += 300;
     cri.remove('c1');
     await daemon.tick();
@@ -73,11 +76,9 @@ describe('recorder daemon: containers removed before their report', () => {
   });
 
   it('a container seen exited, gone at the next poll a minute later (--poll-ms 60000), is reported whole: its wait for the kernel\'s last records was over, the source kept its calls for it', async (t) => {
-    const { cri, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1', 'CONTAINER_EXITED');
-    await daemon.tick();
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await polledWith(s, 'CONTAINER_EXITED');
     mono.ms += 60_000;
     cri.remove('c1');
     await daemon.tick();
@@ -133,11 +134,9 @@ describe('recorder daemon: containers removed before their report', () => {
 
 describe('recorder daemon: a report that fails, for a container then removed', () => {
   it('one whose exit had settled is retried until made, whole: the source keeps its calls for it meanwhile', async (t) => {
-    const { cri, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1', 'CONTAINER_EXITED');
-    await daemon.tick();
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await polledWith(s, 'CONTAINER_EXITED');
     mono.ms += 1000;
     rep.failing = true;
     await daemon.tick();
@@ -154,11 +153,9 @@ describe('recorder daemon: a report that fails, for a container then removed', (
   });
 
   it('one gone before it was seen exited is first tried once its wait is over, and retried at the next poll, whole', async (t) => {
-    const { cri, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1');
-    await daemon.tick();
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await polledWith(s);
     cri.remove('c1');
     rep.failing = true;
     await daemon.tick();
