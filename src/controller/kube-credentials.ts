@@ -231,8 +231,9 @@ class ExecPlugin {
     child.on('exit', (code, signal) => {
       exited = true;
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its
-      // stdout, which one it left running may hold for good, so it is waited for only
-      // the exit grace (100 ms), time enough to read what the pipe still holds (docs/binding.md#kubeconfig-and-credentials).
+      // stdout, which one it left running may hold for good, so it is waited for only the exit
+      // grace (100 ms), time enough to read what the pipe still holds
+      // (docs/binding.md#kubeconfig-and-credentials).
       const answered = () => {
         if (!settle) return;
         if (code !== 0) return finish(this.failed(signal ? `was ended by ${signal}` : `exited with status ${code}`, { status: code ?? undefined, signal: signal ?? undefined }));

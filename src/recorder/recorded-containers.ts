@@ -25,8 +25,9 @@ export interface CriContainer {
 
 /**
  * A container's report waits this long after it is first seen exited (or, if it never was, first
- * found gone), for the kernel's last records of it. Measured on the monotonic clock (injectable for tests): on the wall clock, a
- * step forward would report before those records came, and a step back hold reports back as long.
+ * found gone), for the kernel's last records of it. Measured on the monotonic clock (injectable
+ * for tests): on the wall clock, a step forward would report before those records came, and a
+ * step back hold reports back as long.
  */
 export const EXIT_SETTLE_MS = 1000;
 
@@ -45,7 +46,7 @@ export const MAX_RECORDED = 4096;
  * seeing the failures logged; short enough that a report that cannot be made does not hold, for
  * good, one of the MAX_RECORDED places, the container's calls in the source (the eBPF maps are
  * emptied only while no container is recorded), and an API call and an error line every poll.
- * The runtime still listing a container bounds the retries of its report as it did before.
+ * The report of a container the runtime still lists is retried for as long as it is listed.
  */
 export const REMOVED_RETRY_MS = 5 * 60_000;
 

@@ -35,14 +35,16 @@ is created in the pod's namespace, owned by the recording, a second (for the ker
 records of it) after a poll first saw it exited or, if none did, after the first poll that
 listed the runtime whole without it; lostRecords > 0 in it (records lost or not attributable, a
 container whose namespace could not be told apart, or one first seen while too many others
-awaited theirs, reported at once, or one removed before a poll saw it run or exit) makes the controller fail the recording as incomplete. A report
-that fails (a refusal too: 400, 422 from an admission policy or webhook; or an API call, the
-recording's read or the result's create, unanswered after 10 s) is retried at the next poll; one of a container a poll found removed 5 minutes before is given up with an error line
-naming the recording, namespace, pod and container: the profile lacks that container's calls. The
-controller builds the profile when the recording is annotated
-recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
-not reported (their start-up calls were missed), whatever their creation time. Needs root; one
-per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
+awaited theirs, reported at once, or one removed before a poll saw it run or exit) makes the
+controller fail the recording as incomplete. A report that fails (a refusal too: 400, 422 from
+an admission policy or webhook; or an API call, the recording's read or the result's create,
+unanswered after 10 s) is retried at the next poll; one of a container a poll found removed 5
+minutes before is given up with an error line naming the recording, namespace, pod and
+container: the profile lacks that container's calls. The controller builds the profile when the
+recording is annotated recording.spoke.dev/finalize=<value>. Containers the runtime lists when
+the recorder starts are not reported (their start-up calls were missed), whatever their
+creation time. Needs root; one per node (DaemonSet), ServiceAccount with ClusterRole
+spoke-recorder.
 
 options:
   --upstream SOCK     the CRI runtime socket (containerd, CRI-O)

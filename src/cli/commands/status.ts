@@ -35,9 +35,9 @@ to start on, changing nothing (run it before a restart or an upgrade), and repor
   runtimeDefault  the pinned runtime default profile reads and decodes (only when configured)
   recordingKey    the recording key reads and is a usable key, as the shim reads it with
                   --recording (--recording-key F, else the config's recordingKey): with
-                  --recording, a missing or bad key fails; without, a bad one
-                  is only a warning (warn; ok in --json, with warning and reason), since a shim
-                  without --recording never reads it
+                  --recording, a missing or bad key fails; without, a bad one is only a
+                  warning (warn; ok in --json, with warning and reason), since a shim without
+                  --recording never reads it
   store           artifacts, bytes and how many are in use (and whether the in-use set is
                   complete); fails too when <seccompRoot>/spoke is one the shim would refuse
   listen          nothing or a socket at the listen path (a file of another type is refused)
