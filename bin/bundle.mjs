@@ -9,6 +9,7 @@
 // resolving, reading and compiling ~200 modules; one file with its compiled code cached does not).
 // SPOKE_CLI=plain makes bin/spoke use the unbundled build instead; the tests run both.
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -48,8 +49,30 @@ await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const host = `127.0.0.1:${server.address().port}`;
 const work = await mkdtemp(join(tmpdir(), 'spoke-warm-up-'));
 try {
+  // A policy shaped as a node's is (docs/configuration.md): a signer with its key file and a
+  // signed rule beside the unsigned one the warm-up pulls under, so the cache also holds the
+  // bytecode of reading keys and signed rules, which every such policy runs at each start.
   const policy = join(work, 'policy.yaml');
-  await writeFile(policy, `apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules:\n  - scope: ${host}/warm\n    kinds: [seccomp]\n    unsigned: true\ninsecure: [${host}]\n`);
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await writeFile(join(work, 'platform.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+  await writeFile(
+    policy,
+    [
+      'apiVersion: spoke.dev/v1alpha1',
+      'kind: NodeProfilePolicy',
+      'signers:',
+      '  platform: { publicKey: platform.pub }',
+      'rules:',
+      `  - scope: ${host}/signed`,
+      '    kinds: [seccomp]',
+      '    signedBy: [platform]',
+      `  - scope: ${host}/warm`,
+      '    kinds: [seccomp]',
+      '    unsigned: true',
+      `insecure: [${host}]`,
+      '',
+    ].join('\n'),
+  );
   // Each bundle is started as bin/spoke starts it, from a launcher in the warm-up directory.
   for (const [i, bundle] of [outfile, pullOutfile].entries()) {
     const launcher = join(work, `start-${i}.cjs`);
