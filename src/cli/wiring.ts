@@ -72,9 +72,9 @@ export interface NodeFlagValues {
   'ca-file'?: string;
 }
 
-/** The node config with the node flags applied, and `overrides` (a command's own flags: status's, the shim's checked flags). */
-export async function nodeConfigOnly(values: NodeFlagValues, overrides: Partial<NodeConfig> = {}): Promise<NodeConfig> {
-  return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'], caFile: values['ca-file'], ...overrides }, { readFile: readNamedFile });
+/** The node config with the node flags applied. */
+export async function nodeConfigOnly(values: NodeFlagValues): Promise<NodeConfig> {
+  return loadNodeConfig(values.config, { policy: values.policy, storeDir: values.store, authFile: values['auth-file'], caFile: values['ca-file'] }, { readFile: readNamedFile });
 }
 
 /** src/verify, once the first signed pull has loaded it. */

@@ -10,6 +10,7 @@ import { createServer as createHttp2Server } from 'node:http2';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { rootCertificates } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { SpokeError } from '../../src/core/errors.js';
@@ -18,6 +19,8 @@ import { endWithStatus } from '../../src/cri/unary.js';
 import { spoke } from '../helpers/cli.js';
 import { unsignedPolicy } from '../helpers/node.js';
 import { startShim, stopShim, type ShimProc } from '../helpers/shim.js';
+
+const shippedBaseline = fileURLToPath(new URL('../../../policy/seccomp-baseline.json', import.meta.url));
 
 /** The reason at the end of the CLI's error line (docs/troubleshooting.md#where-errors-show-up), among the shim's JSON log lines. */
 const reasonOf = (stderr: string): string | undefined => /^[A-Za-z]+: .*\(reason ([A-Z_]+)\)$/m.exec(stderr)?.[1];
@@ -135,6 +138,48 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     const status = await spoke(['status', '--config', config, '--json', '--ca-file', ca]);
     const part = (JSON.parse(status.stdout) as Record<string, { ok: boolean; detail?: string }>).caFile;
     assert.deepEqual([part?.ok, part?.detail], [true, ca], status.stdout);
+  });
+
+  it("the shim's whole command line: status takes every flag the shim takes, says which it does not check, and refuses what the shim refuses", async () => {
+    const name = 'whole-line';
+    const d = join(dir, name);
+    const { config, seccompRoot, storeDir } = configWith(name, []);
+    writeFileSync(join(d, 'key'), 'k'.repeat(32));
+    writeFileSync(join(d, 'auth.json'), '{"auths": {}}');
+    writeFileSync(join(d, 'ca.pem'), rootCertificates[0]!);
+    const line = [
+      ...['--config', config, '--listen', join(d, 'spoke.sock'), '--store', storeDir, '--seccomp-root', seccompRoot, '--baseline', shippedBaseline, '--policy', policy],
+      ...['--auth-file', join(d, 'auth.json'), '--ca-file', join(d, 'ca.pem'), '--recording', '--recording-key', join(d, 'key')],
+      ...['--upstream', join(d, 'runtime.sock'), '--metrics', '127.0.0.1:9464', '--log-level', 'debug', '--annotations'],
+    ];
+    // Every flag the shim's --help lists is on that line: a flag added to the shim is one status takes.
+    const shimFlags = [...(await spoke(['shim', '--help'])).stdout.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
+    assert.deepEqual(shimFlags.filter((f) => !line.includes(f!)), [], 'the line has every flag of spoke shim --help');
+
+    const json = await spoke(['status', ...line, '--json']);
+    assert.equal(json.code, 1, `checked, failing on the shim part only (no shim runs): ${json.stderr}`);
+    const s = JSON.parse(json.stdout) as Record<string, { ok: boolean }> & { ignoredFlags: string[] };
+    assert.deepEqual(s.ignoredFlags, ['--upstream', '--metrics', '--log-level', '--annotations'], json.stdout);
+    const parts = ['policy', 'baseline', 'authFile', 'caFile', 'recordingKey', 'store', 'listen', 'shim'];
+    assert.deepEqual(parts.map((p) => s[p]?.ok), [true, true, true, true, true, true, true, false], json.stdout);
+    const text = await spoke(['status', ...line]);
+    assert.deepEqual(
+      text.stdout.split('\n').filter((l) => l.startsWith('note ')),
+      ['note accepted, not checked (status checks nothing they name): --upstream, --metrics, --log-level, --annotations'],
+      text.stdout,
+    );
+    // Without them: no note, and an empty list.
+    assert.doesNotMatch((await spoke(['status', '--config', config])).stdout, /^note /m);
+    assert.deepEqual((JSON.parse((await spoke(['status', '--config', config, '--json'])).stdout) as { ignoredFlags: string[] }).ignoredFlags, []);
+
+    // Values are read as the shim reads them: what it refuses, status refuses, the same way.
+    for (const bad of [['--annotations=yes'], ['--log-level', 'loud'], ['--metrics', 'no-port'], ['--no-such-flag']]) {
+      const st = await spoke(['status', '--config', config, '--json', ...bad]);
+      const sh = await spoke(['shim', '--config', config, ...bad]);
+      assert.deepEqual([st.code, st.stdout], [sh.code, ''], `${bad.join(' ')}: status ${st.stderr}\nshim ${sh.stderr}`);
+      assert.notEqual(st.code, 0, bad.join(' '));
+      assert.equal(reasonOf(st.stderr), reasonOf(sh.stderr), `${bad.join(' ')}: status ${st.stderr}\nshim ${sh.stderr}`);
+    }
   });
 
   it('a recordingKey the shim would refuse, without --recording: a warning with its reason, not a failure (the shim without --recording never reads it)', async () => {

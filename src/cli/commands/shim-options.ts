@@ -3,7 +3,7 @@
 
 import { loadNodeConfig, LOG_LEVELS, type NodeConfig } from '../../config/node-config.js';
 import type { LogLevel } from '../../core/runtime.js';
-import { parseCommand } from '../args.js';
+import { parseCommand, type Parsed } from '../args.js';
 import { UsageError } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
 
@@ -103,11 +103,10 @@ export interface ShimOptions {
 
 /**
  * The shim's flags that name what it checks at start (a file, a directory, its socket) and its
- * recording flags. `spoke status` takes these too and reads them by checkedFlagsRead, so that it
- * checks what a shim given the same flags would read, a flag winning over the config there as
- * here (docs/cli.md).
+ * recording flags: `spoke status` checks what a shim given the same flags would read, a flag
+ * winning over the config there as here (docs/cli.md#node).
  */
-export const checkedFlags = {
+const checkedFlags = {
   listen: { type: 'string' },
   store: { type: 'string' },
   'seccomp-root': { type: 'string' },
@@ -119,13 +118,27 @@ export const checkedFlags = {
   'recording-key': { type: 'string' },
 } as const;
 
-type CheckedFlagValues = { [K in keyof typeof checkedFlags]?: (typeof checkedFlags)[K]['type'] extends 'boolean' ? boolean | undefined : string | undefined };
+/** The shim's other flags: `spoke status` takes them as the shim does, checks nothing they name, and says so. */
+export const uncheckedFlags = {
+  upstream: { type: 'string' },
+  metrics: { type: 'string' },
+  'log-level': { type: 'string' },
+  annotations: { type: 'boolean' },
+} as const;
 
-/** What the checked flags say: --recording, and the node config overrides they make for loadNodeConfig (every flag wins over its key). */
-export function checkedFlagsRead(values: CheckedFlagValues): { recording: boolean; overrides: Partial<NodeConfig> } {
-  return {
-    recording: values.recording === true,
-    overrides: {
+/** Every flag of `spoke shim` (and of `spoke status`, which takes the shim's command line). */
+export const shimFlags = { config: { type: 'string' }, ...checkedFlags, ...uncheckedFlags } as const;
+
+/**
+ * The shim's flags read as the shim reads them: --recording, and the node config with every
+ * other flag winning over its key. A value the shim refuses is refused (a usage error with `help`).
+ */
+export function shimFlagsRead(values: Parsed<typeof shimFlags>['values'], help: string): ShimOptions {
+  const level = values['log-level'];
+  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}\n${help}`);
+  const config = loadNodeConfig(
+    values.config,
+    {
       listen: values.listen,
       storeDir: values.store,
       seccompRoot: values['seccomp-root'],
@@ -134,35 +147,18 @@ export function checkedFlagsRead(values: CheckedFlagValues): { recording: boolea
       authFile: values['auth-file'],
       caFile: values['ca-file'],
       recordingKey: values['recording-key'],
+      upstream: values.upstream,
+      metrics: values.metrics,
+      logLevel: level as LogLevel | undefined,
+      annotations: values.annotations === true ? true : undefined,
     },
-  };
+    { readFile: readNamedFile },
+  );
+  return { config, recording: values.recording === true };
 }
 
 /** argv → the node config with the flags applied; undefined when --help was asked for (printed). */
 export function parseShimOptions(argv: string[]): ShimOptions | undefined {
-  const { values, help } = parseCommand(
-    argv,
-    {
-      config: { type: 'string' },
-      ...checkedFlags,
-      upstream: { type: 'string' },
-      metrics: { type: 'string' },
-      'log-level': { type: 'string' },
-      annotations: { type: 'boolean' },
-    },
-    HELP,
-    [0, 0],
-  );
-  if (help) return undefined;
-  const level = values['log-level'];
-  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}\n${HELP}`);
-  const { recording, overrides } = checkedFlagsRead(values);
-  const config = loadNodeConfig(values.config, {
-    ...overrides,
-    upstream: values.upstream,
-    metrics: values.metrics,
-    logLevel: level as LogLevel | undefined,
-    annotations: values.annotations === true ? true : undefined,
-  }, { readFile: readNamedFile });
-  return { config, recording };
+  const { values, help } = parseCommand(argv, shimFlags, HELP, [0, 0]);
+  return help ? undefined : shimFlagsRead(values, HELP);
 }

@@ -17,8 +17,7 @@ import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
-import { nodeConfigOnly } from '../wiring.js';
-import { checkedFlags, checkedFlagsRead } from './shim-options.js';
+import { shimFlags, shimFlagsRead, uncheckedFlags } from './shim-options.js';
 
 const HELP = `usage: spoke status [--config F] [shim flags] [--json]
 
@@ -56,12 +55,18 @@ options:
   --ca-file F, --recording, --recording-key F
                the shim's flags naming what it checks at start, read as the shim reads them
                (each wins over its config key there as here): give status those the shim
-               runs with (its other flags, --upstream and the like, are not taken).
-               --recording: check for a shim run with --recording (the recording key is read
-               only then)
-  --json       {ok, policy, baseline, authFile?, caFile?, runtimeDefault?, recordingKey?, store, listen,
-               shim, recorder} as JSON; a failed part has {file, reason} when it has them
-               (policy.signersUnavailable: [{name, file, why}] when signers are unavailable)`;
+               runs with. --recording: check for a shim run with --recording (the recording
+               key is read only then)
+  --upstream SOCK, --metrics ADDR, --log-level L, --annotations
+               the shim's other flags, so that its whole command line can follow spoke
+               status: read as the shim reads them (a value it refuses is refused), and not
+               checked further, which a note line says (ignoredFlags in --json). A flag the
+               shim does not take is refused
+  --json       {ok, policy, baseline, authFile?, caFile?, runtimeDefault?, recordingKey?, store,
+               listen, shim, recorder, ignoredFlags} as JSON; a failed part has {file, reason}
+               when it has them (policy.signersUnavailable: [{name, file, why}] when signers
+               are unavailable); ignoredFlags: the shim's flags given and not checked
+               (["--upstream", …], [] when none)`;
 
 interface Part {
   ok: boolean;
@@ -129,12 +134,13 @@ async function checkShim(socket: string): Promise<Part> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, help } = parseCommand(argv, { config: { type: 'string' }, ...checkedFlags, json: { type: 'boolean' } }, HELP, [0, 0]);
+  const { values, help } = parseCommand(argv, { ...shimFlags, json: { type: 'boolean' } }, HELP, [0, 0]);
   if (help) return 0;
-  // The shim's flags, read as the shim reads them: each file checked below is the one a shim given
-  // the same flags would read (a flag wins over the config's key).
-  const { recording, overrides } = checkedFlagsRead(values);
-  const config = await nodeConfigOnly({ config: values.config }, overrides);
+  // The shim's command line, read as the shim reads it: each file checked below is the one a shim
+  // given the same flags would read (a flag wins over the config's key), and a value the shim
+  // refuses is refused here. Its flags that name nothing checked here are listed as such.
+  const { config, recording } = shimFlagsRead(values, HELP);
+  const ignoredFlags = (Object.keys(uncheckedFlags) as (keyof typeof uncheckedFlags)[]).filter((f) => values[f] !== undefined).map((f) => `--${f}`);
 
   let policy: Part;
   try {
@@ -196,10 +202,11 @@ export async function run(argv: string[]): Promise<number> {
   const parts: Record<string, Part> = { policy, baseline, ...configured, store, listen, shim, recorder };
   const ok = Object.values(parts).every((p) => p.ok);
   const width = Math.max(...Object.keys(parts).map((n) => n.length));
-  emit(values.json, { ok, ...parts }, () =>
-    Object.entries(parts)
-      .map(([name, p]) => `${!p.ok ? 'FAIL' : p.warning !== undefined ? 'warn' : 'ok  '} ${name.padEnd(width)} ${p.detail}${(!p.ok || p.warning !== undefined) && typeof p.reason === 'string' ? ` (reason ${p.reason})` : ''}`)
-      .join('\n'),
+  emit(values.json, { ok, ...parts, ignoredFlags }, () =>
+    [
+      ...Object.entries(parts).map(([name, p]) => `${!p.ok ? 'FAIL' : p.warning !== undefined ? 'warn' : 'ok  '} ${name.padEnd(width)} ${p.detail}${(!p.ok || p.warning !== undefined) && typeof p.reason === 'string' ? ` (reason ${p.reason})` : ''}`),
+      ...(ignoredFlags.length > 0 ? [`note accepted, not checked (status checks nothing they name): ${ignoredFlags.join(', ')}`] : []),
+    ].join('\n'),
   );
   return ok ? 0 : EXIT_FAILED;
 }
