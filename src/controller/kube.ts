@@ -31,8 +31,8 @@ export function loadKubeConfig(file?: string, credentials: KubeCredentialOptions
     return one ? [{ file: f, one }] : [];
   });
   // Merged as client-go merges the files (clientcmd loader.go): the first file to set the current
-  // context and the first to define a name win, later ones are ignored; a name defined twice in one
-  // file is its first entry, as client-node reads one file. Each file's relative paths are its own
+  // context and the first to define a name win, later ones are ignored (a name defined twice in one
+  // file is refused, readKubeConfigFile). Each file's relative paths are its own
   // directory's (client-node's loadFromFile), and so is an exec plugin's relative command: the file
   // each user came from is kept by the same first-wins rule (kube-credentials.ts,
   // docs/binding.md#kubeconfig-and-credentials).
@@ -74,7 +74,9 @@ function kubeConfigFiles(file: string | undefined): string[] {
  * `f` loaded on its own; undefined for a file of the $KUBECONFIG list (`listed`) that is not there,
  * which client-go skips. Only the file itself being absent counts: client-node also reads each
  * user's token-file while it loads the file, and that one missing is the file's fault, never a
- * reason to go on to the next file, whose cluster and user would then be called.
+ * reason to go on to the next file, whose cluster and user would then be called. A file that
+ * defines a cluster, user or context name twice is refused, as client-go refuses it (its v1
+ * conversion: duplicate name in list), where client-node would take the first entry.
  */
 function readKubeConfigFile(f: string, listed: boolean): KubeConfig | undefined {
   const one = new KubeConfig();
@@ -82,10 +84,17 @@ function readKubeConfigFile(f: string, listed: boolean): KubeConfig | undefined 
     // Undefined only when nothing is at the path (ENOENT): a file that cannot be looked at is refused.
     if (listed && statSync(f, { throwIfNoEntry: false }) === undefined) return undefined;
     one.loadFromFile(f);
-    return one;
   } catch (e) {
     throw kubeConfigError(e, f);
   }
+  for (const [kind, entries] of [['cluster', one.clusters], ['user', one.users], ['context', one.contexts]] as const) {
+    const seen = new Set<string>();
+    for (const { name } of entries) {
+      if (seen.has(name)) throw new SpokeError('InvalidArgument', `kubeconfig ${f} defines the ${kind} ${JSON.stringify(name)} twice`, { file: f, kind, name }, { reason: 'OPTION_INVALID' });
+      seen.add(name);
+    }
+  }
+  return one;
 }
 
 /** Where the Pod's service account is mounted (client-go's rest.InClusterConfig reads its token there). */

@@ -104,12 +104,29 @@ describe('loadKubeConfig', () => {
     }
   });
 
-  // As client-node loads one file: its first entry of a name is used.
-  it('a file naming a cluster twice loads, its first one used', () => {
-    const file = join(dir, 'twice.yaml');
-    const clusters = [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }, { name: 'c', cluster: { server: 'https://127.0.0.2:6443' } }];
-    writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters, users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }));
-    assert.equal(loadKubeConfig(file).getCurrentCluster()?.server, 'https://127.0.0.1:6443');
+  // As client-go reads one file (its v1 conversion refuses a list naming an entry twice), where
+  // client-node would take the first entry (docs/binding.md#kubeconfig-and-credentials).
+  it('a file defining a cluster, user or context name twice is refused, naming the file, the kind and the name', () => {
+    const clusters = [{ name: 'c', cluster: { server: 'https://127.0.0.1:6443' } }];
+    const users = [{ name: 'u', user: { token: 't' } }];
+    const contexts = [{ name: 'ctx', context: { cluster: 'c', user: 'u' } }];
+    const cases = [
+      ['cluster', 'c', { clusters: [...clusters, { name: 'c', cluster: { server: 'https://127.0.0.2:6443' } }] }],
+      ['user', 'u', { users: [...users, { name: 'u', user: { token: 'other' } }] }],
+      ['context', 'ctx', { contexts: [...contexts, { name: 'ctx', context: { cluster: 'c', user: 'u' } }] }],
+    ] as const;
+    for (const [kind, name, twice] of cases) {
+      const file = join(dir, `twice-${kind}.yaml`);
+      writeFileSync(file, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters, users, contexts, 'current-context': 'ctx', ...twice }));
+      assert.throws(
+        () => loadKubeConfig(file),
+        (e: unknown) => {
+          assert.ok(e instanceof SpokeError, `${kind}: ${String(e)}`);
+          assert.deepEqual([e.reason, e.context.file, e.context.kind, e.context.name], ['OPTION_INVALID', file, kind, name], kind);
+          return true;
+        },
+      );
+    }
   });
 
   it('a missing file names the file', () => {
@@ -186,6 +203,15 @@ describe('loadKubeConfig merges the files $KUBECONFIG lists as client-go does', 
     const ba = load(b, a);
     ba.setCurrentContext('ctx');
     assert.equal(ba.getCurrentUser()?.token, 'b');
+  });
+
+  // client-go fails the list on a file it cannot load, whichever place it has in it.
+  it('a listed file defining a name twice is refused, naming it, though an earlier file defines that name', () => {
+    const twice = join(dir, 'twice', 'kubeconfig');
+    mkdirSync(join(dir, 'twice'), { recursive: true });
+    const context = { name: 'ctx', context: { cluster: 'c', user: 'u' } };
+    writeFileSync(twice, JSON.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://twice.example:6443' } }], users: [{ name: 'u', user: { token: 'twice' } }], contexts: [context, context] }));
+    assert.throws(() => loadList(a, twice), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID' && e.context.file === twice && e.context.kind === 'context' && e.context.name === 'ctx');
   });
 
   it('a file listed twice is read once, and empty names are skipped', () => {
