@@ -7,6 +7,7 @@ import type { TestContext } from 'node:test';
 import { RecorderDaemon, type ResultReporter } from '../../src/cli/commands/recorder.js';
 import type { CallSource } from '../../src/cli/commands/recorder-calls.js';
 import type { ProfileRecording, ProfileRecordingResult } from '../../src/controller/recording.js';
+import { SpokeError } from '../../src/core/errors.js';
 import type { Msg, RuntimeCalls } from '../../src/recorder/cri.js';
 
 export const START_MS = Date.parse('2025-06-02T00:00:00Z');
@@ -109,19 +110,22 @@ export function calls(): CallSource & { seenIds: Set<string>; forgotten: Set<str
 /**
  * A reporter that keeps the results it created and counts the reports asked of it; while
  * `failing`, every report fails: the API server down, or, with `failCode`, its answer of that
- * HTTP status (as client-node's errors carry it).
+ * HTTP status (as client-node's errors carry it); while `unanswered`, every report fails as
+ * KubeResultReporter's does once the API server has left it unanswered for its deadline.
  */
-export function reporter(): ResultReporter & { reported: string[]; lost: number[]; results: ProfileRecordingResult[]; failing: boolean; failCode: number | undefined; attempts: number } {
+export function reporter(): ResultReporter & { reported: string[]; lost: number[]; results: ProfileRecordingResult[]; failing: boolean; failCode: number | undefined; unanswered: boolean; attempts: number } {
   const rep = {
     reported: [] as string[],
     lost: [] as number[],
     results: [] as ProfileRecordingResult[],
     failing: false,
     failCode: undefined as number | undefined,
+    unanswered: false,
     attempts: 0,
     recording: async (namespace: string, name: string) => ({ metadata: { namespace, name }, spec: { podSelector: { matchLabels: { app: 'x' } } } }) as unknown as ProfileRecording,
     report: async (_rec: ProfileRecording, result: ProfileRecordingResult) => {
       rep.attempts++;
+      if (rep.unanswered) throw new SpokeError('Unavailable', 'API request unanswered after 10000 ms: given up', {}, { reason: 'DEADLINE' });
       if (rep.failing) throw Object.assign(new Error(rep.failCode === undefined ? 'the API server is unavailable' : `HTTP-Code: ${rep.failCode}`), { code: rep.failCode });
       rep.reported.push(result.spec.containerID ?? '');
       rep.lost.push(result.spec.lostRecords ?? 0);

@@ -1,7 +1,7 @@
 // The recorder daemon's API calls (src/controller/recording-kube.ts KubeResultReporter) against
 // the in-test API server, its runtime the unit tests' fake (test/helpers/recorder-daemon.ts):
 // an API server that takes a report and never answers holds the poll no longer than the call's
-// deadline, here 200 ms (docs/recording.md, step 3).
+// deadline, here 200 ms, whatever the number of reports to make (docs/recording.md, step 3).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -53,5 +53,33 @@ describe('recorder daemon: an API server that never answers', () => {
       ['c1'],
     );
     assert.equal(logged.filter((e) => e.msg === 'reported').length, 1);
+  });
+
+  it('a poll with three reports to make, whose first create is left unanswered, sends no other: it ends after that one deadline, and the next poll makes all three', async () => {
+    const mono = { ms: 0 };
+    const cri = new FakeRuntime();
+    const logged: Record<string, unknown>[] = [];
+    const reporter = new KubeResultReporter(fakeKubeConfig(url, 'node-token'), DEADLINE_MS);
+    const d = new RecorderDaemon({ cri, calls: calls(), reporter, node: 'n1', defaultRuntime: 'runc', log: (e) => logged.push(e), now: () => mono.ms });
+    await d.listExisting();
+    for (const id of ['d1', 'd2', 'd3']) cri.create(id, 'CONTAINER_EXITED');
+    await d.tick();
+    mono.ms += 1000;
+    const hungBefore = fake.hung.length;
+    try {
+      fake.hang({ method: 'POST', match: '/profilerecordingresults', times: 3 });
+      await within(d.tick(), 5000, 'the poll whose first report the API server does not answer');
+      assert.equal(fake.hung.length - hungBefore, 1, 'the other two creates are not sent');
+      assert.deepEqual(
+        logged.filter((e) => e.msg === 'reports deferred to the next poll: the API server left one unanswered').map((e) => e.deferred),
+        [2],
+      );
+    } finally {
+      fake.unhang();
+    }
+    mono.ms += 1000;
+    await within(d.tick(), 5000, 'the next poll');
+    const made = fake.list(PROFILE_RECORDING_RESULTS).map((r) => (r.spec as { containerID?: string }).containerID);
+    assert.deepEqual(made.filter((id) => id?.startsWith('d')).sort(), ['d1', 'd2', 'd3']);
   });
 });

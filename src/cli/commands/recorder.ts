@@ -10,6 +10,7 @@
 
 import { childName, POD_RECORDING_ANNOTATION, type ProfileRecording, type ProfileRecordingResult } from '../../controller/recording.js';
 import { selectorMatches } from '../../controller/selector.js';
+import { SpokeError } from '../../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../../core/runtime.js';
 import type { OciRuntime } from '../../profiles/seccomp/index.js';
 import { containerIds, RuntimeCriClient, type RuntimeCalls } from '../../recorder/cri.js';
@@ -38,13 +39,13 @@ container whose namespace could not be told apart, or one first seen while too m
 awaited theirs, reported at once, or one removed before a poll saw it run or exit) makes the
 controller fail the recording as incomplete. A report that fails (a refusal too: 400, 422 from
 an admission policy or webhook; or an API call, the recording's read or the result's create,
-unanswered after 10 s) is retried at the next poll; one of a container a poll found removed 5
-minutes before is given up with an error line naming the recording, namespace, pod and
-container: the profile lacks that container's calls. The controller builds the profile when the
-recording is annotated recording.spoke.dev/finalize=<value>. Containers the runtime lists when
-the recorder starts are not reported (their start-up calls were missed), whatever their
-creation time. Needs root; one per node (DaemonSet), ServiceAccount with ClusterRole
-spoke-recorder.
+unanswered after 10 s, when the poll leaves its other reports to the next one) is retried at the
+next poll; one of a container a poll found removed 5 minutes before is given up with an error
+line naming the recording, namespace, pod and container: the profile lacks that container's
+calls. The controller builds the profile when the recording is annotated
+recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
+not reported (their start-up calls were missed), whatever their creation time. Needs root; one
+per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
 
 options:
   --upstream SOCK     the CRI runtime socket (containerd, CRI-O)
@@ -110,7 +111,10 @@ class BoundedSet {
 
 type Log = (event: Record<string, unknown>) => void;
 
-/** What the daemon asks of the API server (KubeResultReporter). */
+/**
+ * What the daemon asks of the API server (KubeResultReporter). A call the API server leaves
+ * unanswered until its deadline rejects with a SpokeError of reason DEADLINE.
+ */
 export interface ResultReporter {
   recording(namespace: string, name: string): Promise<ProfileRecording | undefined>;
   report(rec: ProfileRecording, result: ProfileRecordingResult): Promise<string>;
@@ -132,6 +136,35 @@ export interface DaemonOptions {
 const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
 const NEVER_RAN = "no poll saw it run: its calls cannot be told apart from its pod's other containers'";
 const UNTRACKED = `first seen while ${MAX_RECORDED} other recorded containers awaited their report: reported at once, its last calls possibly missing`;
+
+/**
+ * One poll's reports. Once an API call of one is left unanswered until its deadline (each call
+ * has its own, RECORDER_API_TIMEOUT_MS), the poll tries no more reports: a server that leaves one
+ * so likely leaves the next so too, and a poll with n reports to make held the next poll, and
+ * the waits and give-ups it makes, n deadlines. Those left wait, kept as after a failed report,
+ * for the next poll (docs/recording.md, step 3).
+ */
+class PollReports {
+  private unanswered = false;
+  /** How many reports this poll left to the next one, an API call having been left unanswered. */
+  deferred = 0;
+
+  /** Whether a report is to be tried in this poll; one that is not is counted as deferred. */
+  open(): boolean {
+    if (this.unanswered) this.deferred++;
+    return !this.unanswered;
+  }
+
+  /** The API call `call`; its deadline firing closes the poll to further reports. */
+  async api<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      if (e instanceof SpokeError && e.reason === 'DEADLINE') this.unanswered = true;
+      throw e;
+    }
+  }
+}
 
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited or were removed. */
 export class RecorderDaemon {
@@ -169,11 +202,11 @@ export class RecorderDaemon {
    * failed result, never a silent gap). `removed`: the runtime no longer lists the container,
    * so it cannot be asked about it.
    */
-  private async report({ sb, c, recName }: SeenContainer, why: string[], removed: boolean): Promise<void> {
+  private async report(reports: PollReports, { sb, c, recName }: SeenContainer, why: string[], removed: boolean): Promise<void> {
     const { cri, calls, log } = this.o;
     const ns = sb.metadata?.namespace ?? '';
     const container = c.metadata?.name ?? '';
-    const rec = await this.recordings.get(ns, recName);
+    const rec = await reports.api(() => this.recordings.get(ns, recName));
     if (!rec) {
       log({ level: 'warning', msg: 'pod names a recording that does not exist', pod: `${ns}/${sb.metadata?.name}`, recording: recName });
       return this.forget(c.id);
@@ -203,7 +236,7 @@ export class RecorderDaemon {
       },
     };
     const incomplete = reasons.length > 0 ? reasons.join('; ') : recorded.incomplete;
-    const outcome = await this.o.reporter.report(rec, result);
+    const outcome = await reports.api(() => this.o.reporter.report(rec, result));
     log({ msg: 'reported', outcome, result: `${ns}/${result.metadata.name}`, container, syscalls: result.spec.syscalls.length, lostRecords: result.spec.lostRecords, ...(incomplete ? { incomplete } : {}) });
     this.forget(c.id);
   }
@@ -222,10 +255,12 @@ export class RecorderDaemon {
    * its calls, which only that line tells (docs/recording.md, step 3). A refusal (400, 422) is no
    * exception: what the recorder writes fits the CRD's schema, so one comes from a
    * ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC or a quota.
+   * Not tried at all once the poll found the API server leaving a call unanswered (PollReports).
    */
-  private async tryReport(seen: SeenContainer, why: string[], goneFor?: number): Promise<void> {
+  private async tryReport(reports: PollReports, seen: SeenContainer, why: string[], goneFor?: number): Promise<void> {
+    if (!reports.open()) return;
     try {
-      await this.report(seen, why, goneFor !== undefined);
+      await this.report(reports, seen, why, goneFor !== undefined);
     } catch (e) {
       const { sb, c, recName } = seen;
       if (goneFor === undefined || goneFor < REMOVED_RETRY_MS) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
@@ -239,8 +274,20 @@ export class RecorderDaemon {
    * still to make (for CallSource.maintain: their calls are kept for it).
    */
   async tick(): Promise<Set<string>> {
-    const { cri, calls, log } = this.o;
     const listed = new Set<string>();
+    const reports = new PollReports();
+    try {
+      await this.listAndReport(reports, listed);
+    } finally {
+      // Also when the poll failed part-way: the reports it deferred are told.
+      if (reports.deferred > 0) this.o.log({ level: 'warning', msg: 'reports deferred to the next poll: the API server left one unanswered', deferred: reports.deferred });
+    }
+    return new Set([...listed, ...this.kept.ids()]);
+  }
+
+  /** tick()'s poll: adds the containers it lists being recorded to `listed`, and makes the reports due. */
+  private async listAndReport(reports: PollReports, listed: Set<string>): Promise<void> {
+    const { cri, calls, log } = this.o;
     calls.pollStarts();
     if (this.existing === undefined) this.startUnknown = true;
     const existing = await this.listExisting();
@@ -261,7 +308,7 @@ export class RecorderDaemon {
         // Let the kernel's last records of the container arrive before reporting.
         const wait = this.kept.see(sb, c, recName);
         if (wait === 'live' || wait === 'waiting') continue;
-        await this.tryReport({ sb, c, recName }, wait === 'untracked' ? [UNTRACKED] : []);
+        await this.tryReport(reports, { sb, c, recName }, wait === 'untracked' ? [UNTRACKED] : []);
       }
     }
     // Only here has the runtime been listed whole (a poll that failed part-way threw before): a
@@ -271,8 +318,7 @@ export class RecorderDaemon {
     // and the source kept its calls for it (it is passed to CallSource.maintain until its
     // report). Until then it waits, kept. One no poll saw running or exited is incomplete,
     // whatever the source: with eBPF its calls may be another container's (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) if (k.settled) await this.tryReport(k, k.ran ? [] : [NEVER_RAN], k.goneFor);
-    return new Set([...listed, ...this.kept.ids()]);
+    for (const k of this.kept.gone(listed)) if (k.settled) await this.tryReport(reports, k, k.ran ? [] : [NEVER_RAN], k.goneFor);
   }
 }
 
