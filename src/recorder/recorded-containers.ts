@@ -1,7 +1,8 @@
 // What `spoke recorder` (src/cli/commands/recorder.ts) keeps of the recorded containers awaiting
 // their report: what a poll saw of each, so that one the runtime removes first is still reported,
-// and when a poll first saw it exited or a complete poll first found it gone, for the wait before
-// its report (docs/recording.md, step 3).
+// when a poll first saw it exited or a complete poll first found it gone, for the wait before
+// its report, and when its report failed, for the wait before its retry (docs/recording.md,
+// step 3).
 
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 
@@ -45,10 +46,20 @@ export const MAX_RECORDED = 4096;
  * server to come back, or for an admin to lift a ResourceQuota or fix RBAC or a webhook on
  * seeing the failures logged; short enough that a report that cannot be made does not hold, for
  * good, one of the MAX_RECORDED places, the container's calls in the source (the eBPF maps are
- * emptied only while no container is recorded), and an API call and an error line every poll.
+ * emptied only while no container is recorded), and an API call and an error line at each retry.
  * The report of a container the runtime still lists is retried for as long as it is listed.
  */
 export const REMOVED_RETRY_MS = 5 * 60_000;
+
+/**
+ * A report that failed is retried once it has waited as long as it had been failing, at most
+ * this long: its first retry at the next poll, then after waits that double (docs/recording.md,
+ * step 3). A report the API server refuses (a ResourceQuota, RBAC, an admission policy or a
+ * webhook) for a container the runtime lists for days (a finished Job's) made an API call and an
+ * error line at every poll. Short enough that a report is made within minutes of an admin
+ * lifting the refusal. Measured on the monotonic clock, as EXIT_SETTLE_MS.
+ */
+export const RETRY_WAIT_MAX_MS = 5 * 60_000;
 
 /**
  * What a poll saw of a recorded container, what its report needs once the runtime no longer
@@ -72,6 +83,10 @@ interface Kept extends SeenContainer {
   exitedAt?: number;
   /** When a complete poll first did not list it (monotonic). */
   goneAt?: number;
+  /** When its report first failed (monotonic). */
+  failingSince?: number;
+  /** Its report is not retried before this (monotonic). */
+  retryAt?: number;
 }
 
 /** The recorded containers awaiting their report, by id. */
@@ -115,17 +130,41 @@ export class RecordedContainers {
   }
 
   /**
+   * Notes that its report failed now; returns how long its retry waits: as long as the report has
+   * been failing, at most RETRY_WAIT_MAX_MS. 0 for one not kept ('untracked'), retried at the next
+   * poll: nothing is kept of it, so that the MAX_RECORDED bound holds.
+   */
+  failed(id: string): number {
+    const k = this.kept.get(id);
+    if (!k) return 0;
+    const now = this.now();
+    k.failingSince ??= now;
+    const wait = Math.min(now - k.failingSince, RETRY_WAIT_MAX_MS);
+    k.retryAt = now + wait;
+    return wait;
+  }
+
+  /** Its report is to be tried now: it has not failed, or the wait before its retry is over. */
+  due(id: string): boolean {
+    const retryAt = this.kept.get(id)?.retryAt;
+    return retryAt === undefined || this.now() >= retryAt;
+  }
+
+  /**
    * After a complete poll: the kept containers it did not list (removed before their report),
    * kept until it is made or given up; each `settled` when its wait is over now, counted from
-   * when a poll first saw it exited or else from this first complete poll without it, and
-   * `goneFor`: how long ago a complete poll first did not list it.
+   * when a poll first saw it exited or else from this first complete poll without it;
+   * `goneFor`: how long ago a complete poll first did not list it; and `due` as due() says, or
+   * once it is REMOVED_RETRY_MS gone: the attempt that gives its report up if it fails is not put
+   * off past that bound by the wait before a retry.
    */
-  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number })[] {
+  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number; due: boolean })[] {
     return [...this.kept.values()]
       .filter((k) => !listed.has(k.c.id))
       .map((k) => {
         k.goneAt ??= this.now();
-        return { ...k, settled: this.settled(k), goneFor: this.now() - k.goneAt };
+        const goneFor = this.now() - k.goneAt;
+        return { ...k, settled: this.settled(k), goneFor, due: this.due(k.c.id) || goneFor >= REMOVED_RETRY_MS };
       });
   }
 

@@ -40,9 +40,10 @@ awaited theirs, reported at once, or one removed before a poll saw it run or exi
 controller fail the recording as incomplete. A report that fails (a refusal too: 400, 422 from
 an admission policy or webhook; or an API call, the recording's read or the result's create,
 unanswered after 10 s, when the poll leaves its other reports to the next one) is retried at the
-next poll; one of a container a poll found removed 5 minutes before is given up with an error
-line naming the recording, namespace, pod and container: the profile lacks that container's
-calls. The controller builds the profile when the recording is annotated
+next poll, then after waits that double, at most 5 minutes, an error line for each attempt; one
+of a container a poll found removed 5 minutes before is given up with an error line naming the
+recording, namespace, pod and container: the profile lacks that container's calls. The
+controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
 not reported (their start-up calls were missed), whatever their creation time. Needs root; one
 per node (DaemonSet), ServiceAccount with ClusterRole spoke-recorder.
@@ -250,12 +251,14 @@ export class RecorderDaemon {
 
   /**
    * A report that fails stays to make: the container stays kept (and its calls with the source)
-   * for the next poll. It is given up, with an error line naming it, only when a complete poll
-   * first found it removed (`goneFor` ago) REMOVED_RETRY_MS ago or more. The recording then lacks
-   * its calls, which only that line tells (docs/recording.md, step 3). A refusal (400, 422) is no
-   * exception: what the recorder writes fits the CRD's schema, so one comes from a
-   * ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC or a quota.
-   * Not tried at all once the poll found the API server leaving a call unanswered (PollReports).
+   * for a retry, which waits as long as the report has been failing, at most RETRY_WAIT_MAX_MS
+   * (RecordedContainers.failed). It is given up, with an error line naming it, only when a
+   * complete poll first found it removed (`goneFor` ago) REMOVED_RETRY_MS ago or more. The
+   * recording then lacks its calls, which only that line tells (docs/recording.md, step 3). A
+   * refusal (400, 422) is no exception: what the recorder writes fits the CRD's schema, so one
+   * comes from a ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC
+   * or a quota. Not tried at all once the poll found the API server leaving a call unanswered
+   * (PollReports).
    */
   private async tryReport(reports: PollReports, seen: SeenContainer, why: string[], goneFor?: number): Promise<void> {
     if (!reports.open()) return;
@@ -263,7 +266,7 @@ export class RecorderDaemon {
       await this.report(reports, seen, why, goneFor !== undefined);
     } catch (e) {
       const { sb, c, recName } = seen;
-      if (goneFor === undefined || goneFor < REMOVED_RETRY_MS) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), error: (e as Error).message });
+      if (goneFor === undefined || goneFor < REMOVED_RETRY_MS) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), retryAfterMs: Math.round(this.kept.failed(c.id)), error: (e as Error).message });
       this.o.log({ level: 'error', msg: "report given up: the recording's profile will lack the container's calls", recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: `a poll found it removed from the runtime ${Math.round(goneFor / 1000)} s ago, and its report has failed since`, error: (e as Error).message });
       this.forget(c.id);
     }
@@ -305,9 +308,10 @@ export class RecorderDaemon {
         }
         await calls.seen(sb.id, c.id, c.state === 'CONTAINER_RUNNING');
         listed.add(c.id);
-        // Let the kernel's last records of the container arrive before reporting.
+        // Let the kernel's last records of the container arrive before reporting, and a report
+        // that failed wait before its retry.
         const wait = this.kept.see(sb, c, recName);
-        if (wait === 'live' || wait === 'waiting') continue;
+        if (wait === 'live' || wait === 'waiting' || !this.kept.due(c.id)) continue;
         await this.tryReport(reports, { sb, c, recName }, wait === 'untracked' ? [UNTRACKED] : []);
       }
     }
@@ -318,7 +322,7 @@ export class RecorderDaemon {
     // and the source kept its calls for it (it is passed to CallSource.maintain until its
     // report). Until then it waits, kept. One no poll saw running or exited is incomplete,
     // whatever the source: with eBPF its calls may be another container's (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) if (k.settled) await this.tryReport(reports, k, k.ran ? [] : [NEVER_RAN], k.goneFor);
+    for (const k of this.kept.gone(listed)) if (k.settled && k.due) await this.tryReport(reports, k, k.ran ? [] : [NEVER_RAN], k.goneFor);
   }
 }
 

@@ -241,6 +241,9 @@ describe('recorder daemon: a report that keeps failing', () => {
     );
     rep.failing = false;
     await daemon.tick();
+    assert.deepEqual(rep.reported, [], 'the listed one waits before its retry as long as it had been failing');
+    mono.ms += RETRY_MS;
+    await daemon.tick();
     assert.deepEqual(rep.reported, ['c1']);
   });
 });

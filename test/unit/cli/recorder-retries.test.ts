@@ -1,6 +1,7 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) retries a report that
 // failed: a poll that finds the API server leaving a report unanswered until its deadline tries
-// no more reports (docs/recording.md, step 3).
+// no more reports, and a container's report that keeps failing is retried ever further apart,
+// on the monotonic clock (docs/recording.md, step 3).
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -51,5 +52,59 @@ describe('recorder daemon: an API server that leaves a report unanswered', () =>
     assert.equal(rep.attempts, 3);
     assert.deepEqual(failures(logged), ['HTTP-Code: 503', 'HTTP-Code: 503', 'HTTP-Code: 503']);
     assert.deepEqual(deferrals(logged), []);
+  });
+});
+
+describe('recorder daemon: a report that keeps failing', () => {
+  /** The error lines of reports given up. */
+  const givenUp = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === "report given up: the recording's profile will lack the container's calls");
+
+  /**
+   * Polls once a second (on the monotonic clock) up to `lastPoll` s after the one that first
+   * tried c1's report; `each` runs before each poll. Returns the polls (in s) that tried it.
+   */
+  async function pollEachSecond({ rep, mono }: ReturnType<typeof setup>, daemon: Awaited<ReturnType<typeof exited>>, lastPoll: number, each: (poll: number) => void = () => undefined) {
+    const tried: number[] = [];
+    const start = mono.ms;
+    for (let poll = 0; poll <= lastPoll; poll++) {
+      mono.ms = start + poll * 1000;
+      each(poll);
+      const before = rep.attempts;
+      await daemon.tick();
+      if (rep.attempts > before) tried.push(poll);
+    }
+    return tried;
+  }
+
+  it('refused (422) for a container the runtime lists for long: retried at the next poll, then after waits that double, at most 5 min: an API call and an error line for each attempt, none for the polls between', async (t) => {
+    const s = setup(t);
+    const { rep, logged, mono } = s;
+    const daemon = await exited(s, ['c1']);
+    mono.ms += 1000;
+    rep.failing = true;
+    rep.failCode = 422;
+    const tried = await pollEachSecond(s, daemon, 900);
+    assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 812]);
+    assert.deepEqual(failures(logged), tried.map(() => 'HTTP-Code: 422'));
+    rep.failing = false;
+    mono.ms += 300_000;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, ['c1'], 'made once the refusal is lifted, at its next attempt');
+  });
+
+  it('refused (403) while listed, then removed: tried as its waits say, and still given up at the first poll 5 min after one found it gone, its wait or not', async (t) => {
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await exited(s, ['c1']);
+    mono.ms += 1000;
+    rep.failing = true;
+    rep.failCode = 403;
+    const tried = await pollEachSecond(s, daemon, 1000, (poll) => poll === 600 && cri.remove('c1'));
+    assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 812, 900], 'the last at 900 s, though its wait after 812 s ran to 1112 s');
+    assert.deepEqual(
+      givenUp(logged).map((e) => [e.containerID, e.why]),
+      [['c1', 'a poll found it removed from the runtime 300 s ago, and its report has failed since']],
+    );
+    assert.equal(failures(logged).length, tried.length - 1, 'the last failure is told by the line that gives it up');
   });
 });

@@ -1,12 +1,12 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) reads a recording again
-// after 30 s and reports a container 1 s after it is first seen exited: how both are measured,
-// and what it keeps for the recorded containers awaiting their report
-// (src/recorder/recorded-containers.ts).
+// after 30 s, reports a container 1 s after it is first seen exited, and retries a failed report
+// after a wait: how they are measured, and what it keeps for the recorded containers awaiting
+// their report (src/recorder/recorded-containers.ts).
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { RecordingCache } from '../../../src/cli/commands/recorder.js';
-import { MAX_RECORDED, RecordedContainers } from '../../../src/recorder/recorded-containers.js';
+import { MAX_RECORDED, RecordedContainers, REMOVED_RETRY_MS, RETRY_WAIT_MAX_MS } from '../../../src/recorder/recorded-containers.js';
 import type { ProfileRecording } from '../../../src/controller/recording.js';
 
 const DAY_MS = 86_400_000;
@@ -149,5 +149,52 @@ describe('recorder daemon: the recorded containers awaiting their report', () =>
     assert.equal(kept.see(...listed('c0')), 'settled', 'the first wait runs on');
     kept.forget('c0');
     assert.equal(kept.see(...listed('late', 'CONTAINER_RUNNING')), 'live', 'kept once one has gone');
+  });
+});
+
+describe('recorder daemon: the wait before a failed report is retried', () => {
+  it('as long as the report has been failing (none after its first failure), at most 5 min, on the monotonic clock', (t) => {
+    const clock = clocks(t);
+    const kept = new RecordedContainers(clock.now);
+    kept.see(...listed('c1'));
+    assert.ok(kept.due('c1'), 'never failed');
+    assert.equal(kept.failed('c1'), 0);
+    assert.ok(kept.due('c1'), 'its first retry at the next poll');
+    clock.step(-DAY_MS, 1000);
+    assert.equal(kept.failed('c1'), 1000);
+    clock.step(DAY_MS, 999);
+    assert.ok(!kept.due('c1'), 'a wall clock stepped forward a day does not cut the wait');
+    clock.step(0, 1);
+    assert.ok(kept.due('c1'));
+    assert.equal(kept.failed('c1'), 2000);
+    clock.step(0, RETRY_WAIT_MAX_MS);
+    assert.equal(kept.failed('c1'), RETRY_WAIT_MAX_MS);
+    kept.forget('c1');
+    kept.see(...listed('c1'));
+    assert.equal(kept.failed('c1'), 0, 'nothing is left of a container forgotten');
+  });
+
+  it('a removed container is due at its give-up bound, whatever its wait', () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
+    kept.see(...listed('c1'));
+    kept.failed('c1');
+    mono += 400_000;
+    assert.deepEqual(kept.gone(new Set()).map((k) => k.due), [true], 'gone from now');
+    mono += 10;
+    assert.equal(kept.failed('c1'), RETRY_WAIT_MAX_MS, 'its wait runs 10 ms past its bound');
+    mono += REMOVED_RETRY_MS - 11;
+    assert.deepEqual(kept.gone(new Set()).map((k) => k.due), [false]);
+    mono += 1;
+    assert.deepEqual(kept.gone(new Set()).map((k) => k.due), [true]);
+  });
+
+  it('one not kept (past the cap) keeps nothing: its retry is at the next poll', () => {
+    const kept = new RecordedContainers(() => 0);
+    for (let i = 0; i < MAX_RECORDED; i++) kept.see(...listed(`c${i}`));
+    assert.equal(kept.see(...listed('late')), 'untracked');
+    assert.equal(kept.failed('late'), 0);
+    assert.ok(kept.due('late'));
+    assert.equal(kept.size, MAX_RECORDED);
   });
 });
