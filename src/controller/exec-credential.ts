@@ -86,7 +86,7 @@ export interface Credential {
   token: string | undefined;
   cert: string | undefined;
   key: string | undefined;
-  /** Epoch ms; NaN without an expirationTimestamp. */
+  /** Epoch ms; Infinity without an expirationTimestamp: kept until the API server refuses it (kube-credentials.ts). */
   expiresAt: number;
 }
 
@@ -123,7 +123,7 @@ export function credentialOf(out: string, apiVersion: string, failed: (what: str
   if (token !== undefined && !TOKEN_RE.test(token)) throw failed('wrote an ExecCredential whose token has characters a header cannot carry (only printable ASCII, no spaces)');
   if ((cert !== undefined && !PEM_RE.test(cert)) || (key !== undefined && !PEM_RE.test(key))) throw failed('wrote an ExecCredential whose client certificate or key is not PEM text (printable ASCII and line breaks)');
   const expires = str(status['expirationTimestamp']);
-  const expiresAt = expires === undefined ? NaN : rfc3339(expires);
+  const expiresAt = expires === undefined ? Infinity : rfc3339(expires);
   if (expiresAt === undefined) throw failed('wrote an ExecCredential whose expirationTimestamp is not an RFC 3339 time with a zone');
   return { token, cert, key, expiresAt };
 }

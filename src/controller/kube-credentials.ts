@@ -13,8 +13,9 @@
 //    exit, after which neither it nor its group is signalled;
 //  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
 //    asks for input ends instead of waiting for good;
-//  - its credential is kept until its expirationTimestamp (without one, not kept), as client-node
-//    keeps it, or until the API server refuses it (401, noteApiStatus), as client-go does.
+//  - its credential is kept until its expirationTimestamp or, without one, for good, as client-go
+//    keeps it (client-node would run the plugin again for every call), and either way only until
+//    the API server refuses it (401, noteApiStatus), as client-go does.
 // The gcp and azure auth-providers run their command synchronously in client-node (execSync),
 // which stops the event loop while it runs: a user of the current context with one is refused.
 // The oidc auth-provider stays client-node's, and starts no process (the docs page says what it
@@ -100,8 +101,9 @@ const plugins = new WeakMap<KubeConfig, ExecPlugin>();
 /**
  * What the API server answered a call made as `kc`'s user: a 401 drops the credential the plugin
  * gave, so that the next call runs it again, as client-go does, instead of sending a refused one
- * (revoked, or saying it never expires) until its expirationTimestamp. A call made with an older
- * credential may drop a newer one: the plugin then runs once more than it needed to.
+ * (revoked, or saying it never expires) until its expirationTimestamp, or for good without one.
+ * A call made with an older credential may drop a newer one: the plugin then runs once more than
+ * it needed to.
  */
 export function noteApiStatus(kc: KubeConfig, status: number | undefined): void {
   if (status === 401) plugins.get(kc)?.drop();

@@ -78,6 +78,8 @@ function execKubeConfig(server: string, body: string): { file: string; pids: str
 const ANSWERS = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN, expirationTimestamp: new Date(Date.now() + 3_600_000).toISOString() } })}'`;
 /** A plugin that answers with the token the API server takes, saying it never expires. */
 const NEVER_EXPIRES = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN, expirationTimestamp: '9999-12-31T23:59:59Z' } })}'`;
+/** A plugin that answers with the token the API server takes, without an expirationTimestamp: kept until the API server refuses it, as client-go keeps it. */
+const NO_EXPIRY = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN } })}'`;
 /** A plugin that never answers, and whose process has a child of its own. */
 const HANGS = 'sleep 600 &\necho "child $!" >> "$PIDS"\nwait';
 
@@ -114,31 +116,35 @@ describe('a kubeconfig exec credential plugin', () => {
     }
   });
 
-  it('whose credential the API server refuses (401) runs again at the next call, though it said it never expires: the Lease calls, the caches\' lists and watches', async () => {
-    const { file, pids } = execKubeConfig(server, NEVER_EXPIRES);
-    const lifetime = new AbortController();
-    const kc = loadKubeConfig(file, { signal: lifetime.signal });
-    const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-refused');
-    const bindings = new InformerBindingSource(kc, { backoffInitialMs: 10 });
-    const signal = new AbortController().signal;
-    const runs = () => processes(pids).runs.length;
-    try {
-      assert.equal(await lease.get(signal), undefined);
-      fake.inject({ match: 'leases', code: 401, times: 1 });
-      await assert.rejects(lease.get(signal), (e: unknown) => (e as { code?: unknown }).code === 401);
-      assert.equal(await lease.get(signal), undefined);
-      assert.equal(runs(), 2, 'the Lease call after the 401 ran the plugin again');
-      fake.inject({ match: 'list', code: 401, times: 1 });
-      fake.inject({ match: 'watch', code: 401, times: 1 });
-      bindings.start();
-      await bindings.waitForSync(5000);
-      await waitFor(() => runs() >= 4, { timeoutMs: 5000, what: 'the plugin to run again after the refused list and the refused watch' });
-      assert.equal(runs(), 4);
-    } finally {
-      await bindings.stop();
-      lifetime.abort();
-    }
-  });
+  for (const [which, plugin] of [['though it said it never expires', NEVER_EXPIRES], ['which it gave without an expirationTimestamp', NO_EXPIRY]] as const) {
+    it(`whose credential the API server refuses (401) runs again at the next call, ${which}: the Lease calls, the caches' lists and watches`, async () => {
+      const { file, pids } = execKubeConfig(server, plugin);
+      const lifetime = new AbortController();
+      const kc = loadKubeConfig(file, { signal: lifetime.signal });
+      const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-refused');
+      const bindings = new InformerBindingSource(kc, { backoffInitialMs: 10 });
+      const signal = new AbortController().signal;
+      const runs = () => processes(pids).runs.length;
+      try {
+        assert.equal(await lease.get(signal), undefined);
+        assert.equal(await lease.get(signal), undefined);
+        assert.equal(runs(), 1, 'one run while the API server took its credential');
+        fake.inject({ match: 'leases', code: 401, times: 1 });
+        await assert.rejects(lease.get(signal), (e: unknown) => (e as { code?: unknown }).code === 401);
+        assert.equal(await lease.get(signal), undefined);
+        assert.equal(runs(), 2, 'the Lease call after the 401 ran the plugin again');
+        fake.inject({ match: 'list', code: 401, times: 1 });
+        fake.inject({ match: 'watch', code: 401, times: 1 });
+        bindings.start();
+        await bindings.waitForSync(5000);
+        await waitFor(() => runs() >= 4, { timeoutMs: 5000, what: 'the plugin to run again after the refused list and the refused watch' });
+        assert.equal(runs(), 4);
+      } finally {
+        await bindings.stop();
+        lifetime.abort();
+      }
+    });
+  }
 
   // Reaped, its pid (the number of its group) may be another process's by the time a kill comes.
   it('that exited is signalled no more, nor its group, also while its run still reads its stdout; a process it left running is its own', async () => {

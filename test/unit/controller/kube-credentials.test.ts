@@ -11,7 +11,7 @@ import { delimiter, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../../src/controller/kube.js';
-import { takeOverCredentials, type KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
+import { noteApiStatus, takeOverCredentials, type KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
 import { within } from '../../helpers/wait.js';
 
@@ -87,6 +87,27 @@ describe('kubeconfig exec credential plugins', () => {
     await kc2.applyToHTTPSOptions({});
     await kc2.applyToHTTPSOptions({});
     assert.equal(expired.runs(), 2);
+  });
+
+  // client-go keeps such a credential for the process's life, unless the API server refuses it;
+  // client-node ran the plugin again for every call.
+  it('a credential without an expirationTimestamp is kept until the API server refuses it (401), as client-go keeps it, and the next call then runs the plugin again', async () => {
+    const { file, runs } = withPlugin(answer({ token: 'tok' }));
+    const kc = loadKubeConfig(file);
+    for (let call = 0; call < 3; call++) {
+      const opts: RequestOptions = {};
+      await kc.applyToHTTPSOptions(opts);
+      assert.equal(bearer(opts), 'Bearer tok');
+    }
+    assert.equal(runs(), 1, 'one run for every call');
+    // Not a refused credential: a 403 says what it may do, and leaves it kept.
+    noteApiStatus(kc, 403);
+    await kc.applyToHTTPSOptions({});
+    assert.equal(runs(), 1, 'kept after a 403');
+    noteApiStatus(kc, 401);
+    await kc.applyToHTTPSOptions({});
+    await kc.applyToHTTPSOptions({});
+    assert.equal(runs(), 2, 'one more run after the 401, kept again');
   });
 
   it('an expirationTimestamp that is not an RFC 3339 time with a zone is CREDENTIAL_PLUGIN, as client-go refuses it; one with an offset and fractional seconds is kept', async () => {
