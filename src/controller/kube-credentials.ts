@@ -9,8 +9,11 @@
 //    longer; the run goes on for the calls after it, so a plugin slower than one try still
 //    serves the next one;
 //  - a run is killed, with the processes it started (its process group), once it has run for
-//    `timeoutMs`, and when `signal` (the credentials' lifetime) aborts; it ends at the plugin's
-//    exit, after which neither it nor its group is signalled;
+//    `timeoutMs`, and when `signal` (the credentials' lifetime, which the controller ends when
+//    it stops) aborts; it ends at the plugin's exit, after which neither it nor its group is
+//    signalled;
+//  - once `signal` aborted, no run starts: a call is sent with the credential kept (a stopping
+//    controller releases its Lease with it), and fails without one;
 //  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
 //    asks for input ends instead of waiting for good;
 //  - its credential is kept until its expirationTimestamp or, without one, for good, as client-go
@@ -31,7 +34,7 @@ type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
 type RequestOptions = Parameters<Authenticator['applyAuthentication']>[1];
 
 export interface KubeCredentialOptions {
-  /** The credentials' lifetime: once aborted, a plugin still running is killed and calls fail (CLOSED). */
+  /** The credentials' lifetime: once aborted, a plugin still running is killed, none runs again, and a call fails (CLOSED) unless a credential is kept. */
   signal?: AbortSignal;
   /** How long a plugin may run before it is killed; default 30 s. */
   timeoutMs?: number;
@@ -140,7 +143,7 @@ class ExecPlugin {
     private readonly o: KubeCredentialOptions,
   ) {
     this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    o.signal?.addEventListener('abort', () => this.run?.end(this.closed()), { once: true });
+    o.signal?.addEventListener('abort', () => this.close(), { once: true });
   }
 
   /** The API server refused the credential kept: the next call runs the plugin again. */
@@ -149,8 +152,8 @@ class ExecPlugin {
   }
 
   async credential(signal: AbortSignal | undefined): Promise<Credential> {
-    if (this.o.signal?.aborted) throw this.closed();
     if (this.kept && this.kept.expiresAt > Date.now()) return this.kept;
+    if (this.o.signal?.aborted) throw this.closed();
     const run = (this.run ??= this.start());
     if (signal === undefined) return run.done;
     return new Promise<Credential>((resolve, reject) => {
@@ -166,6 +169,14 @@ class ExecPlugin {
       signal.addEventListener('abort', leave, { once: true });
       void run.done.then(resolve, reject).finally(() => signal.removeEventListener('abort', leave));
     });
+  }
+
+  /** The credentials' lifetime ended: the run under way is killed, and the calls waiting for it fail. */
+  private close(): void {
+    const run = this.run;
+    if (!run) return;
+    this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', command: this.spec.command, pid: run.pid, runningMs: Date.now() - run.startedAt, reason: 'CLOSED' });
+    run.end(this.closed());
   }
 
   private start(): Run {

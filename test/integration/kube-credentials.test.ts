@@ -2,18 +2,24 @@
 // with real plugins (shell scripts in a temp dir) and the in-test API server
 // (test/helpers/fake-apiserver.ts), which takes only the plugin's token: the credential step of
 // every client-node call spoke makes is spoke's own (src/controller/kube-credentials.ts,
-// docs/binding.md#kubeconfig-and-credentials). Each plugin appends `run PID` (and a hung one
-// `child PID`, the process it started) to a file, so the test sees which of its processes live.
+// docs/binding.md#kubeconfig-and-credentials); its stop, with `spoke controller` as a process.
+// Each plugin appends `run PID` (and a hung one `child PID`, the process it started) to a file,
+// so the test sees which of its processes live.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { get } from 'node:https';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InformerBindingSource, KubeLeaseClient, loadKubeConfig } from '../../src/controller/kube.js';
 import { LeaseElector, type LeaseClient } from '../../src/controller/lease.js';
 import type { SpokeError } from '../../src/core/errors.js';
+import { SPOKE_BIN } from '../helpers/cli.js';
 import { FakeApiServer, PROFILE_BINDINGS, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { tempDirMaker } from '../helpers/temp-dirs.js';
+import { makeTestCa } from '../helpers/tls.js';
 import { waitFor, within } from '../helpers/wait.js';
 
 const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
@@ -82,6 +88,50 @@ const NEVER_EXPIRES = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.au
 const NO_EXPIRY = `printf '%s\\n' '${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: TOKEN } })}'`;
 /** A plugin that never answers, and whose process has a child of its own. */
 const HANGS = 'sleep 600 &\necho "child $!" >> "$PIDS"\nwait';
+
+/**
+ * `spoke controller` as a process with the kubeconfig `file`, listening on a free port. `up`
+ * resolves once it answered /healthz: by then it takes SIGTERM as its stop (before, SIGTERM may
+ * come before its handler and end it at once).
+ */
+function startController(file: string): { log: () => string; said: (text: string) => Promise<void>; up: Promise<void>; stop: () => Promise<number | null>; kill: () => void } {
+  const tls = makeTestCa(tempDir(), 'controller');
+  const child = spawn(process.execPath, [SPOKE_BIN, 'controller', '--tls-cert', tls.certFile, '--tls-key', tls.keyFile, '--listen', '127.0.0.1:0', '--kubeconfig', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const port = new Promise<number>((resolve, reject) => {
+    child.stderr.on('data', (d: Buffer) => {
+      log += d.toString();
+      const m = /"msg":"listening".*?"port":(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    void exited.then(() => reject(new Error(`the controller exited: ${log}`)));
+  });
+  const up = port.then(
+    (p) =>
+      new Promise<void>((resolve, reject) => {
+        get({ host: '127.0.0.1', port: p, path: '/healthz', rejectUnauthorized: false }, (res) => {
+          res.resume();
+          if (res.statusCode === 200) resolve();
+          else reject(new Error(`/healthz answered ${res.statusCode}`));
+        }).on('error', reject);
+      }),
+  );
+  return {
+    log: () => log,
+    said: (text) =>
+      new Promise<void>((resolve) => {
+        if (log.includes(text)) return resolve();
+        child.stderr.on('data', () => log.includes(text) && resolve());
+      }),
+    up,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+    kill: () => void child.kill('SIGKILL'),
+  };
+}
 
 describe('a kubeconfig exec credential plugin', () => {
   let fake: FakeApiServer;
@@ -193,6 +243,44 @@ describe('a kubeconfig exec credential plugin', () => {
     } finally {
       await elector.stop();
       lifetime.abort();
+    }
+  });
+
+  // The caches' lists wait for its run with no deadline of their own: unless the stop ends the
+  // run, they hold the stop until its 30 s run out, and those not stopped yet then run it again.
+  it('that hangs is killed, with the process it started, when spoke controller stops (SIGTERM), not once its time runs out: the calls waiting for it hold no stop', async () => {
+    const { file, pids } = execKubeConfig(server, HANGS);
+    const controller = startController(file);
+    try {
+      await within(controller.up, 10_000, 'the controller to answer');
+      await waitFor(() => processes(pids).all.length === 2, { timeoutMs: 10_000, what: 'the plugin to start' });
+      const exited = controller.stop().then((code) => `exited with ${code}`);
+      const timedOut = controller.said('did not answer in time').then(() => 'the plugin was killed for its time first');
+      const first = await within(Promise.race([exited, timedOut]), 60_000, 'the controller to exit');
+      const log = controller.log();
+      assert.equal(first, 'exited with 0', log);
+      assert.match(log, /"msg":"the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed"[^\n]*"reason":"CLOSED"/);
+      const { runs, all } = processes(pids);
+      assert.equal(runs.length, 1, 'no run started while stopping');
+      await waitFor(() => !all.some(alive), { timeoutMs: 5000, what: 'the plugin and its child to be gone' });
+    } finally {
+      controller.kill();
+    }
+  });
+
+  it('whose credential is kept still authenticates the calls spoke controller makes while it stops: it releases the Lease it holds', async () => {
+    const { file, pids } = execKubeConfig(server, NO_EXPIRY);
+    const holder = () => (fake.get(LEASES, 'spoke-system', 'spoke-controller')?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+    const controller = startController(file);
+    try {
+      await within(controller.up, 10_000, 'the controller to answer');
+      await waitFor(() => Boolean(holder()), { timeoutMs: 10_000, what: 'the controller to take the Lease' });
+      const code = await within(controller.stop(), 60_000, 'the controller to exit');
+      assert.equal(code, 0, controller.log());
+      assert.equal(holder(), '', `released: ${controller.log()}`);
+      assert.equal(processes(pids).runs.length, 1, 'one run for every call');
+    } finally {
+      controller.kill();
     }
   });
 

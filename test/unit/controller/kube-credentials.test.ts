@@ -288,9 +288,22 @@ describe('kubeconfig exec credential plugins', () => {
     }
   });
 
-  it('once the credentials are closed, calls fail (CLOSED) without running the plugin', async () => {
+  // The calls the controller makes while it stops (the Lease release, the last status writes)
+  // are sent with the credential kept (docs/binding.md#kubeconfig-and-credentials).
+  it('once the credentials are closed, the plugin runs no more: a call fails (CLOSED) unless a credential is kept, which is still sent until the API server refuses it', async () => {
+    const closed = (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED';
     const { file, runs } = withPlugin(answer({ token: 'tok' }));
-    await assert.rejects(credentialOf(file, { signal: AbortSignal.abort() }), (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED');
+    await assert.rejects(credentialOf(file, { signal: AbortSignal.abort() }), closed);
     assert.equal(runs(), 0);
+    const lifetime = new AbortController();
+    const kc = loadKubeConfig(file, { signal: lifetime.signal });
+    await kc.applyToHTTPSOptions({});
+    lifetime.abort();
+    const opts: RequestOptions = {};
+    await kc.applyToHTTPSOptions(opts).catch((e: unknown) => assert.fail(`the kept credential is not sent: ${String(e)}`));
+    assert.equal(bearer(opts), 'Bearer tok');
+    noteApiStatus(kc, 401);
+    await assert.rejects(kc.applyToHTTPSOptions({}), closed);
+    assert.equal(runs(), 1);
   });
 });
