@@ -23,13 +23,19 @@ describe('recorder daemon: an API server that never answers', () => {
   });
   after(() => fake.close());
 
-  it('a result create left unanswered fails the report at its deadline, the poll ends and logs the retry, and the next poll reports', async () => {
+  /** The daemon, reporting through the real reporter to the fake API server, after its start listing. */
+  async function listedDaemon() {
     const mono = { ms: 0 };
     const cri = new FakeRuntime();
     const logged: Record<string, unknown>[] = [];
     const reporter = new KubeResultReporter(fakeKubeConfig(url, 'node-token'), DEADLINE_MS);
     const d = new RecorderDaemon({ cri, calls: calls(), reporter, node: 'n1', defaultRuntime: 'runc', log: (e) => logged.push(e), now: () => mono.ms });
     await d.listExisting();
+    return { mono, cri, logged, d };
+  }
+
+  it('a result create left unanswered fails the report at its deadline, the poll ends and logs the retry, and the next poll reports', async () => {
+    const { mono, cri, logged, d } = await listedDaemon();
     cri.create('c1', 'CONTAINER_EXITED');
     await d.tick();
     mono.ms += 1000;
@@ -56,12 +62,7 @@ describe('recorder daemon: an API server that never answers', () => {
   });
 
   it('a poll with three reports to make, whose first create is left unanswered, sends no other: it ends after that one deadline, and the next poll makes all three', async () => {
-    const mono = { ms: 0 };
-    const cri = new FakeRuntime();
-    const logged: Record<string, unknown>[] = [];
-    const reporter = new KubeResultReporter(fakeKubeConfig(url, 'node-token'), DEADLINE_MS);
-    const d = new RecorderDaemon({ cri, calls: calls(), reporter, node: 'n1', defaultRuntime: 'runc', log: (e) => logged.push(e), now: () => mono.ms });
-    await d.listExisting();
+    const { mono, cri, logged, d } = await listedDaemon();
     for (const id of ['d1', 'd2', 'd3']) cri.create(id, 'CONTAINER_EXITED');
     await d.tick();
     mono.ms += 1000;
