@@ -13,7 +13,8 @@
 //    it stops) aborts; it ends at the plugin's exit, after which neither it nor its group is
 //    signalled;
 //  - once `signal` aborted, no run starts: a call is sent with the credential kept (a stopping
-//    controller releases its Lease with it), and fails without one;
+//    controller releases its Lease with it), or the one of a run whose plugin had exited by then
+//    (its stdout is read on, within the exit grace: its answer is written), and fails without;
 //  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
 //    asks for input ends instead of waiting for good;
 //  - its credential is kept until its expirationTimestamp or, without one, for good, as client-go
@@ -34,7 +35,7 @@ type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
 type RequestOptions = Parameters<Authenticator['applyAuthentication']>[1];
 
 export interface KubeCredentialOptions {
-  /** The credentials' lifetime: once aborted, a plugin still running is killed, none runs again, and a call fails (CLOSED) unless a credential is kept. */
+  /** The credentials' lifetime: once aborted, a plugin still running is killed (one that exited has its stdout read on, as before), none runs again, and a call fails (CLOSED) unless a credential is kept or comes from that read. */
   signal?: AbortSignal;
   /** How long a plugin may run before it is killed; default 30 s. */
   timeoutMs?: number;
@@ -127,8 +128,10 @@ interface Run {
   done: Promise<Credential>;
   pid: number | undefined;
   startedAt: number;
-  /** Kills the run and fails its calls with `e` (unless it already ended). */
-  end(e: SpokeError): void;
+  /** Whether its plugin has exited: its run ends once its stdout is read (the exit grace at most), and nothing is signalled any more. */
+  exited(): boolean;
+  /** Kills the run (its plugin, unless it exited, with its group) and fails its calls with `e`, unless it already ended; whether a process was signalled. */
+  end(e: SpokeError): boolean;
   /** A call stopped waiting for this run: said once per run. */
   waiterLeft: boolean;
 }
@@ -153,7 +156,8 @@ class ExecPlugin {
 
   async credential(signal: AbortSignal | undefined): Promise<Credential> {
     if (this.kept && this.kept.expiresAt > Date.now()) return this.kept;
-    if (this.o.signal?.aborted) throw this.closed();
+    // Closed, a run still under way is one whose plugin had exited (close()): its answer is read.
+    if (this.o.signal?.aborted && !this.run) throw this.closed();
     const run = (this.run ??= this.start());
     if (signal === undefined) return run.done;
     return new Promise<Credential>((resolve, reject) => {
@@ -171,12 +175,19 @@ class ExecPlugin {
     });
   }
 
-  /** The credentials' lifetime ended: the run under way is killed, and the calls waiting for it fail. */
+  /**
+   * The credentials' lifetime ended: the run under way is killed, and the calls waiting for it
+   * fail. One whose plugin has exited is not: its answer is written, and its stdout is read on
+   * for the exit grace at most, as any other's; its credential serves the calls waiting and
+   * those made while stopping (docs/binding.md#kubeconfig-and-credentials).
+   */
   private close(): void {
     const run = this.run;
-    if (!run) return;
-    this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', command: this.spec.command, pid: run.pid, runningMs: Date.now() - run.startedAt, reason: 'CLOSED' });
-    run.end(this.closed());
+    if (!run || run.exited()) return;
+    const runningMs = Date.now() - run.startedAt;
+    const fields = { command: this.spec.command, pid: run.pid, runningMs, reason: 'CLOSED' };
+    if (run.end(this.closed())) this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', ...fields });
+    else this.o.log?.({ msg: 'the kubeconfig exec credential plugin\'s run was given up, no process signalled (none started, or they run as another user): the credentials are closed', ...fields });
   }
 
   private start(): Run {
@@ -207,15 +218,18 @@ class ExecPlugin {
     };
     /** Set at its 'exit', when node has reaped it. */
     let exited = false;
-    const kill = () => {
+    /** Whether a process was signalled. */
+    const kill = (): boolean => {
       // Started detached, it leads a session of its own, and so can never leave its group,
       // which is there for as long as it runs or is not reaped. Once reaped, its pid, the
       // group's number, may be another process's: what it left running is its own then.
-      if (exited || child.pid === undefined) return;
+      if (exited || child.pid === undefined) return false;
       try {
         process.kill(-child.pid, 'SIGKILL');
+        return true;
       } catch {
         // EPERM: all of them run as another user (a set-uid plugin), and go on until they end.
+        return false;
       }
     };
     const run: Run = {
@@ -223,10 +237,12 @@ class ExecPlugin {
       pid: child.pid,
       startedAt: Date.now(),
       waiterLeft: false,
+      exited: () => exited,
       end: (e) => {
-        if (!settle) return;
-        kill();
+        if (!settle) return false;
+        const signalled = kill();
         finish(e);
+        return signalled;
       },
     };
     const timer = setTimeout(() => {

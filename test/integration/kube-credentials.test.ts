@@ -197,18 +197,33 @@ describe('a kubeconfig exec credential plugin', () => {
   }
 
   // Reaped, its pid (the number of its group) may be another process's by the time a kill comes.
-  it('that exited is signalled no more, nor its group, also while its run still reads its stdout; a process it left running is its own', async () => {
+  // Its answer is written by then: a stop in the exit grace lets the read end, and its credential
+  // serves the calls made while stopping (the Lease release).
+  it('that exited is signalled no more, nor its group, also while its run still reads its stdout; closing the credentials then lets that read end, and its credential serves', async () => {
     const { file, pids } = execKubeConfig(server, `sleep 600 &\necho "child $!" >> "$PIDS"\n${ANSWERS}`);
     const lifetime = new AbortController();
+    const logs: Record<string, unknown>[] = [];
     // Its stdout, held by what it left running, is read on for a minute after its exit: the
     // credentials are closed in that time, whatever the machine's load.
-    const lease = new KubeLeaseClient(loadKubeConfig(file, { signal: lifetime.signal, exitGraceMs: 60_000 }), 'spoke-system', 'exec-exited');
-    const call = lease.get(new AbortController().signal);
+    const kc = loadKubeConfig(file, { signal: lifetime.signal, exitGraceMs: 60_000, log: (e) => void logs.push(e) });
+    const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-exited');
+    const outcome = (p: Promise<unknown>) => p.then(
+      () => 'answered',
+      (e: unknown) => `failed: ${String((e as { reason?: unknown }).reason ?? e)}`,
+    );
+    const call = outcome(lease.get(new AbortController().signal));
     // Its /proc entry goes when node reaps it, which is when node sees its exit.
     await waitFor(() => processes(pids).all.length === 2 && !existsSync(`/proc/${processes(pids).runs[0]}`), { timeoutMs: 5000, intervalMs: 5, what: 'the plugin to exit' });
     lifetime.abort();
-    await assert.rejects(call, (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED');
-    assert.ok(alive(processes(pids).all[1]!), 'what the plugin left running was not killed with its group');
+    const child = processes(pids).all[1]!;
+    assert.ok(alive(child), 'what the plugin left running was not killed with its group');
+    const whileClosed = outcome(lease.get(new AbortController().signal));
+    // What held its stdout ends: the read ends there, with what the plugin wrote by its exit.
+    process.kill(child, 'SIGKILL');
+    assert.equal(await within(call, 5000, 'the call'), 'answered');
+    assert.equal(await within(whileClosed, 5000, 'the call made once closed'), 'answered', 'a call made once the credentials are closed is sent with that run\'s credential');
+    assert.equal(processes(pids).runs.length, 1);
+    assert.ok(!logs.some((e) => String(e['msg']).includes('killed')), `nothing was killed, and no line says so: ${JSON.stringify(logs)}`);
   });
 
   it('that hangs: each Lease try stops waiting for it at its deadline, one run serves every try (not one each), and stop() does not wait for it', async () => {
