@@ -11,7 +11,8 @@
 //  - a run is killed, with the processes it started (its process group), once it has run for
 //    `timeoutMs`, and when `signal` (the credentials' lifetime, which the controller ends when
 //    it stops) aborts; it ends at the plugin's exit, after which neither it nor its group is
-//    signalled;
+//    signalled, and neither its time nor `signal` fails it: its stdout is read on for the exit
+//    grace at most;
 //  - once `signal` aborted, no run starts: a call is sent with the credential kept (a stopping
 //    controller releases its Lease with it), or the one of a run whose plugin had exited by then
 //    (its stdout is read on, within the exit grace: its answer is written), and fails without;
@@ -245,9 +246,11 @@ class ExecPlugin {
         return signalled;
       },
     };
+    // Until its exit: the read after it is bounded by the exit grace.
     const timer = setTimeout(() => {
-      this.o.log?.({ msg: 'the kubeconfig exec credential plugin did not answer in time: killed, with the processes it started', command, pid: child.pid, timeoutMs: this.timeoutMs, reason: 'DEADLINE', level: 'warning' });
-      run.end(new SpokeError('Unavailable', `the kubeconfig exec credential plugin ${command} did not answer within ${this.timeoutMs} ms: killed`, { command, limit: this.timeoutMs }, { reason: 'DEADLINE' }));
+      const signalled = run.end(new SpokeError('Unavailable', `the kubeconfig exec credential plugin ${command} did not answer within ${this.timeoutMs} ms: killed`, { command, limit: this.timeoutMs }, { reason: 'DEADLINE' }));
+      const what = signalled ? 'killed, with the processes it started' : 'its run is given up, no process signalled (they run as another user)';
+      this.o.log?.({ msg: `the kubeconfig exec credential plugin did not answer in time: ${what}`, command, pid: child.pid, timeoutMs: this.timeoutMs, reason: 'DEADLINE', level: 'warning' });
     }, this.timeoutMs);
     const stdout: Buffer[] = [];
     let outBytes = 0;
@@ -259,6 +262,8 @@ class ExecPlugin {
     child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`, { errno: e.code })));
     child.on('exit', (code, signal) => {
       exited = true;
+      // It exited within its time: what is left, the read of its stdout, has the exit grace.
+      clearTimeout(timer);
       // Its answer is what it wrote by its exit: 'close' waits for every process holding its
       // stdout, which one it left running may hold for good, so it is waited for only the exit
       // grace (100 ms), time enough to read what the pipe still holds

@@ -16,6 +16,8 @@ import { tempDirMaker } from '../../helpers/temp-dirs.js';
 import { within } from '../../helpers/wait.js';
 
 const tempDir = tempDirMaker('spoke-kube-plugin-');
+/** The real setTimeout, for a test whose own timers are mocked. */
+const realSetTimeout = setTimeout;
 
 /** The files counting the plugins' runs, each line `run PID`. */
 const runFiles: string[] = [];
@@ -227,6 +229,38 @@ describe('kubeconfig exec credential plugins', () => {
     await assert.rejects(within(kc.applyToHTTPSOptions({}), 900, 'the call'), pluginFailure);
     await assert.rejects(within(kc.applyToHTTPSOptions({}), 900, 'the call'), pluginFailure);
     assert.equal(late.runs(), 2, 'what came after the run ended was not kept');
+  });
+
+  // Its time bounds the plugin's run; once it exited, the read of its stdout is bounded by the
+  // exit grace alone, and nothing is left to kill.
+  it('a plugin that exited within its time is not failed DEADLINE, nor said killed, when its time runs out while its stdout is still read', async (t) => {
+    const { file } = withPlugin(`sleep 600 &\necho "$!" > "$(dirname "$RUNS")/child"\n${answer({ token: 'tok' })}`);
+    const dir = join(file, '..');
+    // The run's timers are the test's; the polling below takes the real ones.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const logs: Record<string, unknown>[] = [];
+    const kc = loadKubeConfig(file, { timeoutMs: 1000, exitGraceMs: 60_000, log: (e) => void logs.push(e) });
+    const opts: RequestOptions = {};
+    const outcome = kc.applyToHTTPSOptions(opts).then(
+      () => 'answered',
+      (e: unknown) => `failed: ${String((e as { reason?: unknown }).reason ?? e)}`,
+    );
+    // Its /proc entry goes when node reaps it, which is when node sees its exit.
+    const exited = () => existsSync(join(dir, 'child')) && pidsIn(join(dir, 'runs')).every((pid) => !existsSync(`/proc/${pid}`));
+    for (const until = Date.now() + 5000; !exited(); ) {
+      assert.ok(Date.now() < until, 'the plugin exited within 5 s');
+      await new Promise((r) => realSetTimeout(r, 5));
+    }
+    const child = Number(readFileSync(join(dir, 'child'), 'utf8'));
+    try {
+      t.mock.timers.tick(1000);
+    } finally {
+      // What held its stdout ends: the read ends there.
+      process.kill(child, 'SIGKILL');
+    }
+    assert.equal(await outcome, 'answered');
+    assert.equal(bearer(opts), 'Bearer tok');
+    assert.ok(!logs.some((e) => String(e['msg']).includes('killed')), `nothing was killed, and no line says so: ${JSON.stringify(logs)}`);
   });
 
   it('KUBERNETES_EXEC_INFO tells the plugin, as client-go does, that it is not interactive, and the cluster when provideClusterInfo asks for it', async () => {
