@@ -9,13 +9,12 @@
 //    longer; the run goes on for the calls after it, so a plugin slower than one try still
 //    serves the next one;
 //  - a run is killed, with the processes it started (its process group), once it has run for
-//    `timeoutMs`, and when `signal` (the credentials' lifetime, which the controller ends when
-//    it stops) aborts; it ends at the plugin's exit, after which neither it nor its group is
-//    signalled, and neither its time nor `signal` fails it: its stdout is read on for the exit
-//    grace at most;
+//    `timeoutMs`; once `stopGraceMs` passed after `signal` (the credentials' lifetime, which the
+//    controller ends when it stops) aborted; and when the process exits. It ends at the
+//    plugin's exit, after which neither it nor its group is signalled, and neither its time nor
+//    the stop fails it: its stdout is read on for the exit grace at most;
 //  - once `signal` aborted, no run starts: a call is sent with the credential kept (a stopping
-//    controller releases its Lease with it), or the one of a run whose plugin had exited by then
-//    (its stdout is read on, within the exit grace: its answer is written), and fails without;
+//    controller releases its Lease with it), or waits for the run under way, and fails without;
 //  - the plugin's stdin is empty, as client-go runs a plugin that is not interactive: one that
 //    asks for input ends instead of waiting for good;
 //  - its credential is kept until its expirationTimestamp or, without one, for good, as client-go
@@ -36,8 +35,14 @@ type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
 type RequestOptions = Parameters<Authenticator['applyAuthentication']>[1];
 
 export interface KubeCredentialOptions {
-  /** The credentials' lifetime: once aborted, a plugin still running is killed (one that exited has its stdout read on, as before), none runs again, and a call fails (CLOSED) unless a credential is kept or comes from that read. */
+  /**
+   * The credentials' lifetime, which the controller ends when it stops: once aborted, none runs
+   * again; a plugin still running has `stopGraceMs` to answer, then is killed (CLOSED); a call is
+   * sent with the credential kept or the one the run under way gives, and fails (CLOSED) without.
+   */
   signal?: AbortSignal;
+  /** How long a plugin still running when `signal` aborts may go on before it is killed; default 2 s (DEFAULT_STOP_GRACE_MS). */
+  stopGraceMs?: number;
   /** How long a plugin may run before it is killed; default 30 s. */
   timeoutMs?: number;
   /** How long the stdout of a plugin that exited is read on, for what the pipe still holds; default 100 ms (start()). */
@@ -49,6 +54,13 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 /** An ExecCredential is a few KiB; a plugin writing more is broken. */
 const MAX_OUTPUT_BYTES = 1 << 20;
 const DEFAULT_EXIT_GRACE_MS = 100;
+/**
+ * Time for a run under way at the stop to answer, so that the calls made while stopping (the Lease
+ * release) have a credential: a refresh of a token with an expirationTimestamp (aws eks get-token,
+ * 15 min) takes about a second. No longer than a Lease request may take (2 s): a plugin that hangs
+ * holds the stop that long at most (docs/binding.md#kubeconfig-and-credentials).
+ */
+const DEFAULT_STOP_GRACE_MS = 2000;
 
 /** The signal of the call under way: client-node gives its authenticators none, so it travels with the call's async context. */
 const callSignal = new AsyncLocalStorage<AbortSignal>();
@@ -157,7 +169,7 @@ class ExecPlugin {
 
   async credential(signal: AbortSignal | undefined): Promise<Credential> {
     if (this.kept && this.kept.expiresAt > Date.now()) return this.kept;
-    // Closed, a run still under way is one whose plugin had exited (close()): its answer is read.
+    // Closed, no run starts; the one under way (close()) may still answer.
     if (this.o.signal?.aborted && !this.run) throw this.closed();
     const run = (this.run ??= this.start());
     if (signal === undefined) return run.done;
@@ -177,14 +189,23 @@ class ExecPlugin {
   }
 
   /**
-   * The credentials' lifetime ended: the run under way is killed, and the calls waiting for it
-   * fail. One whose plugin has exited is not: its answer is written, and its stdout is read on
-   * for the exit grace at most, as any other's; its credential serves the calls waiting and
-   * those made while stopping (docs/binding.md#kubeconfig-and-credentials).
+   * The credentials' lifetime ended: the run under way has the stop grace to answer, for the calls
+   * waiting and those made while stopping; then it is killed, and they fail. One whose plugin has
+   * exited by then is not killed: its answer is written, and its stdout is read on for the exit
+   * grace at most, as any other's (docs/binding.md#kubeconfig-and-credentials).
    */
   private close(): void {
     const run = this.run;
     if (!run || run.exited()) return;
+    const grace = setTimeout(() => {
+      if (this.run === run && !run.exited()) this.kill(run);
+    }, this.o.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
+    const ended = () => clearTimeout(grace);
+    run.done.then(ended, ended);
+  }
+
+  /** The run under way at the stop did not answer within the stop grace. */
+  private kill(run: Run): void {
     const runningMs = Date.now() - run.startedAt;
     const fields = { command: this.spec.command, pid: run.pid, runningMs, reason: 'CLOSED' };
     if (run.end(this.closed())) this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', ...fields });
@@ -209,6 +230,7 @@ class ExecPlugin {
       settle = undefined;
       clearTimeout(timer);
       clearTimeout(grace);
+      process.off('exit', atExit);
       // The next call may run the plugin again.
       if (this.run === run) this.run = undefined;
       // A process it started may hold its stdout for as long as it runs: nothing more is read.
@@ -233,6 +255,10 @@ class ExecPlugin {
         return false;
       }
     };
+    // A run still going when the process exits is killed with it: no timer (its time, the stop
+    // grace) runs then.
+    const atExit = () => void kill();
+    process.once('exit', atExit);
     const run: Run = {
       done,
       pid: child.pid,

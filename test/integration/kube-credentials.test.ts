@@ -263,7 +263,7 @@ describe('a kubeconfig exec credential plugin', () => {
 
   // The caches' lists wait for its run with no deadline of their own: unless the stop ends the
   // run, they hold the stop until its 30 s run out, and those not stopped yet then run it again.
-  it('that hangs is killed, with the process it started, when spoke controller stops (SIGTERM), not once its time runs out: the calls waiting for it hold no stop', async () => {
+  it('that hangs is killed, with the process it started, when spoke controller stops (SIGTERM), once the stop grace (2 s) ran out, not once its time does: the calls waiting for it hold no stop', async () => {
     const { file, pids } = execKubeConfig(server, HANGS);
     const controller = startController(file);
     try {

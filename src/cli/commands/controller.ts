@@ -124,10 +124,10 @@ export async function run(argv: string[]): Promise<number> {
 
   // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
   const kube = await import('../../controller/kube.js');
-  // A kubeconfig exec credential plugin still running at the stop, or when the process exits, is
-  // killed then (docs/binding.md#kubeconfig-and-credentials).
+  // A kubeconfig exec credential plugin still running at the stop is given 2 s to answer, then
+  // killed; one still running when the process exits is killed then
+  // (docs/binding.md#kubeconfig-and-credentials).
   const credentials = new AbortController();
-  process.once('exit', () => credentials.abort());
   const kc = kube.loadKubeConfig(values.kubeconfig, { signal: credentials.signal, log });
   let updater: StatusUpdater | undefined;
   // Status is refreshed where it says otherwise than the spec (Valid) or the namespace's opt-in
@@ -210,9 +210,10 @@ export async function run(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log({ msg: 'stopping', signal });
-      // A plugin run under way is killed now, not at its 30 s, and none starts: the caches' lists
-      // waiting for it have no deadline, and would hold the stop until then (then run it again);
-      // the Lease release and the last status writes go with the credential kept
+      // None starts, and a plugin run under way has 2 s to answer (a refresh of a token that
+      // expired, for the Lease release), not its 30 s: the caches' lists waiting for it have no
+      // deadline, and would hold the stop until then (then run it again); the Lease release and
+      // the last status writes go with the credential kept or the one that run gives
       // (docs/binding.md#kubeconfig-and-credentials).
       credentials.abort();
       resolve();

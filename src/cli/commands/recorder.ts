@@ -341,10 +341,8 @@ export async function run(argv: string[]): Promise<number> {
   const kube = await import('../../controller/kube.js');
   const { KubeResultReporter } = await import('../../controller/recording-kube.js');
   // A kubeconfig exec credential plugin still running when the process exits is killed with it
-  // (docs/binding.md#kubeconfig-and-credentials).
-  const credentials = new AbortController();
-  process.once('exit', () => credentials.abort());
-  const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig, { signal: credentials.signal, log }));
+  // (kube-credentials.ts, docs/binding.md#kubeconfig-and-credentials).
+  const reporter = new KubeResultReporter(kube.loadKubeConfig(values.kubeconfig, { log }));
   const cri = new RuntimeCriClient(values.upstream);
   const calls = await startCalls(backend, cri, pollMs, log);
   const daemon = new RecorderDaemon({ cri, calls, reporter, node, defaultRuntime, log });

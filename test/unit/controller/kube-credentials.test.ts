@@ -4,7 +4,9 @@
 // Each plugin appends `run PID` to a file, so the test counts its runs (and ends what was left).
 
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, closeSync, copyFileSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { delimiter, join } from 'node:path';
@@ -13,7 +15,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../../src/controller/kube.js';
 import { noteApiStatus, takeOverCredentials, type KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
-import { within } from '../../helpers/wait.js';
+import { waitFor, within } from '../../helpers/wait.js';
 
 const tempDir = tempDirMaker('spoke-kube-plugin-');
 /** The real setTimeout, for a test whose own timers are mocked. */
@@ -339,5 +341,80 @@ describe('kubeconfig exec credential plugins', () => {
     noteApiStatus(kc, 401);
     await assert.rejects(kc.applyToHTTPSOptions({}), closed);
     assert.equal(runs(), 1);
+  });
+
+  // A token with an expirationTimestamp (EKS: 15 min) is refreshed by a run of about a second:
+  // a stop in it would otherwise leave the Lease release without a credential
+  // (docs/binding.md#kubeconfig-and-credentials).
+  it('a run under way when the credentials close is given the stop grace to answer: its credential serves the calls that waited and those made then, and none starts after', async () => {
+    const closed = (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED';
+    const { file, runs } = withPlugin(`read go < "$(dirname "$RUNS")/go"\n${answer({ token: 'tok' })}`);
+    const go = join(file, '..', 'go');
+    execFileSync('mkfifo', [go]);
+    // Open for reading and writing: neither this open nor the plugin's waits for the other, and
+    // what is written never blocks, whether the plugin reads it or not.
+    const fd = openSync(go, 'r+');
+    try {
+      const lifetime = new AbortController();
+      const logs: Record<string, unknown>[] = [];
+      // A grace no machine's load runs out.
+      const kc = loadKubeConfig(file, { signal: lifetime.signal, stopGraceMs: 60_000, log: (e) => void logs.push(e) });
+      const outcome = (opts: RequestOptions) => kc.applyToHTTPSOptions(opts).then(
+        () => bearer(opts),
+        (e: unknown) => `failed: ${String((e as { reason?: unknown }).reason ?? e)}`,
+      );
+      const waited = outcome({});
+      await waitFor(() => runs() === 1, { timeoutMs: 5000, what: 'the plugin to start' });
+      lifetime.abort();
+      const made = outcome({});
+      writeSync(fd, 'go\n');
+      assert.equal(await within(waited, 10_000, 'the call that waited'), 'Bearer tok');
+      assert.equal(await within(made, 10_000, 'the call made while stopping'), 'Bearer tok');
+      assert.ok(!logs.some((e) => e['reason'] === 'CLOSED'), JSON.stringify(logs));
+      noteApiStatus(kc, 401);
+      await assert.rejects(kc.applyToHTTPSOptions({}), closed);
+      assert.equal(runs(), 1);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('a run under way when the credentials close that does not answer within the stop grace is killed then, with the processes it started (CLOSED)', async () => {
+    const { file, runs } = withPlugin(`sleep 600 &\necho "$!" > "$(dirname "$RUNS")/child"\nwait`);
+    const lifetime = new AbortController();
+    const logs: Record<string, unknown>[] = [];
+    const kc = loadKubeConfig(file, { signal: lifetime.signal, stopGraceMs: 50, log: (e) => void logs.push(e) });
+    const call = kc.applyToHTTPSOptions({});
+    call.catch(() => undefined);
+    await waitFor(() => runs() === 1 && existsSync(join(file, '..', 'child')), { timeoutMs: 5000, what: 'the plugin to start' });
+    lifetime.abort();
+    await assert.rejects(within(call, 10_000, 'the call'), (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED');
+    const line = logs.find((e) => e['reason'] === 'CLOSED');
+    assert.match(String(line?.['msg']), /was killed, with the processes it started/, JSON.stringify(logs));
+    const child = Number(readFileSync(join(file, '..', 'child'), 'utf8'));
+    await waitFor(() => !existsSync(`/proc/${child}`) || /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${child}/stat`, 'utf8')), { timeoutMs: 5000, what: 'the process it started to be killed' });
+  });
+
+  // No timer runs once the process exits (its time, the stop grace): the exit itself kills the run.
+  it('a plugin still running when the process exits is killed then, with the processes it started, also in its stop grace', async () => {
+    const kube = new URL('../../../src/controller/kube.js', import.meta.url).href;
+    for (const stopping of [false, true]) {
+      const { file } = withPlugin(`sleep 600 &\necho "$!" > "$(dirname "$RUNS")/child"\nwait`);
+      const childFile = join(file, '..', 'child');
+      const script = [
+        `import { existsSync } from 'node:fs';`,
+        `import { loadKubeConfig } from ${JSON.stringify(kube)};`,
+        `const lifetime = new AbortController();`,
+        `loadKubeConfig(${JSON.stringify(file)}, { signal: lifetime.signal, stopGraceMs: 600000 }).applyToHTTPSOptions({}).catch(() => undefined);`,
+        `const started = () => existsSync(${JSON.stringify(childFile)}) ? (${stopping ? 'lifetime.abort(), ' : ''}process.exit(0)) : setTimeout(started, 5);`,
+        `started();`,
+      ].join('\n');
+      const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const [code] = (await within(once(node, 'exit'), 10_000, 'the process to exit')) as [number | null];
+      assert.equal(code, 0);
+      const pids = [...pidsIn(join(file, '..', 'runs')), Number(readFileSync(childFile, 'utf8'))];
+      const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      await waitFor(() => pids.every(gone), { timeoutMs: 5000, what: `the plugin and the process it started to be killed (${stopping ? 'in the stop grace' : 'running'})` });
+    }
   });
 });
