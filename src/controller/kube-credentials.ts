@@ -29,6 +29,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { createConfiguration, ServerConfiguration, type ApiConstructor, type ApiType, type KubeConfig, type ResponseContext, type User } from '@kubernetes/client-node';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
+import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 import { credentialOf, execOf, execSpecOf, type Credential, type ExecSpec } from './exec-credential.js';
 
 type Authenticator = Parameters<KubeConfig['addAuthenticator']>[0];
@@ -47,6 +48,8 @@ export interface KubeCredentialOptions {
   timeoutMs?: number;
   /** How long the stdout of a plugin that exited is read on, for what the pipe still holds; default 100 ms (start()). */
   exitGraceMs?: number;
+  /** The monotonic clock how long a plugin has run is measured on (the log's runningMs); default performance.now(). */
+  now?: MonotonicNow;
   log?: (event: Record<string, unknown>) => void;
 }
 
@@ -140,6 +143,7 @@ export function makeApiClient<T extends ApiType>(kc: KubeConfig, type: ApiConstr
 interface Run {
   done: Promise<Credential>;
   pid: number | undefined;
+  /** When it started, on the monotonic clock (KubeCredentialOptions.now). */
   startedAt: number;
   /** Whether its plugin has exited: its run ends once its stdout is read (the exit grace at most), and nothing is signalled any more. */
   exited(): boolean;
@@ -153,12 +157,14 @@ class ExecPlugin {
   private kept: Credential | undefined;
   private run: Run | undefined;
   private readonly timeoutMs: number;
+  private readonly now: MonotonicNow;
 
   constructor(
     private readonly spec: ExecSpec,
     private readonly o: KubeCredentialOptions,
   ) {
     this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.now = o.now ?? monotonicNow;
     o.signal?.addEventListener('abort', () => this.close(), { once: true });
   }
 
@@ -168,6 +174,7 @@ class ExecPlugin {
   }
 
   async credential(signal: AbortSignal | undefined): Promise<Credential> {
+    // Its expirationTimestamp is a time the plugin wrote: the wall clock's, as client-go compares it.
     if (this.kept && this.kept.expiresAt > Date.now()) return this.kept;
     // Closed, no run starts; the one under way (close()) may still answer.
     if (this.o.signal?.aborted && !this.run) throw this.closed();
@@ -175,7 +182,7 @@ class ExecPlugin {
     if (signal === undefined) return run.done;
     return new Promise<Credential>((resolve, reject) => {
       const leave = () => {
-        const runningMs = Date.now() - run.startedAt;
+        const runningMs = this.runningMs(run);
         if (!run.waiterLeft) {
           run.waiterLeft = true;
           this.o.log?.({ msg: 'a request stopped waiting for the kubeconfig exec credential plugin; it runs on for the next ones until it answers or its time runs out', command: this.spec.command, pid: run.pid, runningMs, timeoutMs: this.timeoutMs, reason: 'CANCELLED', level: 'warning' });
@@ -206,7 +213,7 @@ class ExecPlugin {
 
   /** The run under way at the stop did not answer within the stop grace. */
   private kill(run: Run): void {
-    const runningMs = Date.now() - run.startedAt;
+    const runningMs = this.runningMs(run);
     const fields = { command: this.spec.command, pid: run.pid, runningMs, reason: 'CLOSED' };
     if (run.end(this.closed())) this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', ...fields });
     else this.o.log?.({ msg: 'the kubeconfig exec credential plugin\'s run was given up, no process signalled (none started, or they run as another user): the credentials are closed', ...fields });
@@ -262,7 +269,7 @@ class ExecPlugin {
     const run: Run = {
       done,
       pid: child.pid,
-      startedAt: Date.now(),
+      startedAt: this.now(),
       waiterLeft: false,
       exited: () => exited,
       end: (e) => {
@@ -307,6 +314,11 @@ class ExecPlugin {
       child.once('close', answered);
     });
     return run;
+  }
+
+  /** How long `run` has run, in whole ms: on the monotonic clock, which no step of the wall clock moves. */
+  private runningMs(run: Run): number {
+    return Math.round(this.now() - run.startedAt);
   }
 
   private failed(what: string, context: ErrorContext = {}): SpokeError {

@@ -13,7 +13,7 @@ import { delimiter, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../../src/controller/kube.js';
-import { noteApiStatus, takeOverCredentials, type KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
+import { noteApiStatus, takeOverCredentials, withCallSignal, type KubeCredentialOptions } from '../../../src/controller/kube-credentials.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
 import { waitFor, within } from '../../helpers/wait.js';
 
@@ -416,5 +416,31 @@ describe('kubeconfig exec credential plugins', () => {
       const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
       await waitFor(() => pids.every(gone), { timeoutMs: 5000, what: `the plugin and the process it started to be killed (${stopping ? 'in the stop grace' : 'running'})` });
     }
+  });
+
+  // On the wall clock, a step (NTP correcting a node that booted with its RTC off) would show in it.
+  it('how long a plugin has run, in the lines that say a request stopped waiting for it (CANCELLED) and that it was killed at the stop (CLOSED), is measured on the monotonic clock', async () => {
+    const { file, runs } = withPlugin('exec sleep 600');
+    let clock = 1000;
+    const lifetime = new AbortController();
+    const logs: Record<string, unknown>[] = [];
+    const kc = loadKubeConfig(file, { signal: lifetime.signal, stopGraceMs: 0, now: () => clock, log: (e) => void logs.push(e) });
+    const request = new AbortController();
+    const left = withCallSignal(request.signal, () => kc.applyToHTTPSOptions({}));
+    const waiting = kc.applyToHTTPSOptions({});
+    await waitFor(() => runs() === 1, { timeoutMs: 5000, what: 'the plugin to start' });
+    clock += 3000;
+    request.abort();
+    await assert.rejects(left, (e: unknown) => (e as { reason?: unknown }).reason === 'CANCELLED');
+    clock += 5000;
+    lifetime.abort();
+    await assert.rejects(within(waiting, 10_000, 'the call waiting'), (e: unknown) => (e as { reason?: unknown }).reason === 'CLOSED');
+    assert.deepEqual(
+      logs.map((e) => [e['reason'], e['runningMs']]),
+      [
+        ['CANCELLED', 3000],
+        ['CLOSED', 8000],
+      ],
+    );
   });
 });
