@@ -91,8 +91,7 @@ const HANGS = 'sleep 600 &\necho "child $!" >> "$PIDS"\nwait';
 
 /**
  * `spoke controller` as a process with the kubeconfig `file`, listening on a free port. `up`
- * resolves once it answered /healthz: by then it takes SIGTERM as its stop (before, SIGTERM may
- * come before its handler and end it at once).
+ * resolves once it answered /healthz (it takes SIGTERM as its stop from its first log line on).
  */
 function startController(file: string): { log: () => string; said: (text: string) => Promise<void>; up: Promise<void>; stop: () => Promise<number | null>; kill: () => void } {
   const tls = makeTestCa(tempDir(), 'controller');

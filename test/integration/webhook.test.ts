@@ -6,7 +6,7 @@
 // 409 conflicts as the real server does.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -15,6 +15,7 @@ import { connect as netConnect } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { SPOKE_BIN, spoke } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -29,7 +30,7 @@ import { MAX_CONNECTIONS, MAX_REVIEW_BYTES, WebhookServer } from '../../src/cont
 import { fakeKubeConfig, FakeApiServer, PROFILE_BINDINGS, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { applyPatch, type Op } from '../helpers/json-patch.js';
 import { startRegistry } from '../helpers/registry.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor, within } from '../helpers/wait.js';
 
 const REF_A = `registry.example.com/profiles/a@sha256:${'a'.repeat(64)}`;
 const REF_B = `registry.example.com/profiles/b@sha256:${'b'.repeat(64)}`;
@@ -970,15 +971,20 @@ interface ControllerProcess {
   stop(): Promise<number | null>;
 }
 
-/** `spoke controller` as a process against the fake API server at `server` (token t), listening on a free port. */
-async function startController(server: string, extra: string[] = []): Promise<ControllerProcess> {
+/** `spoke controller` as a process against the fake API server at `server` (token t), listening on a free port, just started. */
+function spawnController(server: string, extra: string[] = []): ChildProcessByStdio<null, Readable, Readable> {
   const kubeconfig = join(dir, `kubeconfig-${randomUUID()}`);
   writeFileSync(
     kubeconfig,
     `apiVersion: v1\nkind: Config\nclusters: [{name: f, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: f, context: {cluster: f, user: u}}]\ncurrent-context: f\n`,
   );
   const args = ['--tls-cert', certFile, '--tls-key', keyFile, '--listen', '127.0.0.1:0', '--kubeconfig', kubeconfig, ...extra];
-  const child = spawn(process.execPath, [SPOKE_BIN, 'controller', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, [SPOKE_BIN, 'controller', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** spawnController, once it said it listens. */
+async function startController(server: string, extra: string[] = []): Promise<ControllerProcess> {
+  const child = spawnController(server, extra);
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
@@ -1007,6 +1013,27 @@ describe('spoke controller (process)', () => {
     const r = await spoke(['controller', '--tls-cert', certFile, '--tls-key', keyFile, '--recording-key', keyPath]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--recording-key needs --admission-client-ca/);
+  });
+
+  // Its handlers are installed before it logs anything: a signal during its start-up, before it
+  // says it listens, stops it as one after does, instead of ending it with no stop at all.
+  it('a SIGTERM sent at its first log line, during its start-up, stops it cleanly: a "stopping" line, exit status 0', async () => {
+    const fake = new FakeApiServer({ resources: [PROFILE_BINDINGS, NS, PODS, LEASES], token: 't' });
+    const child = spawnController(await fake.listen());
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      const before = stderr;
+      stderr += d.toString();
+      if (!before.includes('\n') && stderr.includes('\n')) child.kill('SIGTERM');
+    });
+    try {
+      const [code, signal] = (await within(once(child, 'exit'), 20_000, 'the controller to exit')) as [number | null, string | null];
+      assert.deepEqual({ code, signal }, { code: 0, signal: null }, stderr);
+      assert.match(stderr, /"msg":"stopping","signal":"SIGTERM"/);
+    } finally {
+      child.kill('SIGKILL');
+      await fake.close();
+    }
   });
 
   it('serves the webhook from the API server cache and stops on SIGTERM', async () => {

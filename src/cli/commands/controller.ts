@@ -51,7 +51,7 @@ review. The certificate files are re-read when they change. Logs are JSON lines 
 Replicas: the one holding the coordination.k8s.io Lease spoke-controller in the namespace of
 the kubeconfig context (in the cluster, the controller's own) counts pods for status (without
 --admission-client-ca) and reconciles ProfileRecordings; every replica serves the webhooks.
-SIGTERM/SIGINT stop it cleanly.
+SIGTERM/SIGINT stop it cleanly, also while it starts.
 
 options:
   --tls-cert F      PEM serving certificate (chain) for the webhook Service's DNS name
@@ -122,110 +122,121 @@ export async function run(argv: string[]): Promise<number> {
   // Proofs are signed only for reviews from the API server (webhook.ts): without its client CA none would be.
   if (recordingKey !== undefined && clientCaFile === undefined) throw new UsageError('--recording-key needs --admission-client-ca: pods are marked for recording only in reviews from the API server');
 
-  // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
-  const kube = await import('../../controller/kube.js');
-  // A kubeconfig exec credential plugin still running at the stop is given 2 s to answer, then
-  // killed; one still running when the process exits is killed then
-  // (docs/binding.md#kubeconfig-and-credentials).
-  const credentials = new AbortController();
-  const kc = kube.loadKubeConfig(values.kubeconfig, { signal: credentials.signal, log });
-  let updater: StatusUpdater | undefined;
-  // Status is refreshed where it says otherwise than the spec (Valid) or the namespace's opt-in
-  // label (NamespaceOptedIn): whichever of the two caches syncs last finds the stale ones.
-  const touchIfStale = (b: ProfileBinding) => {
-    const stale = b.metadata.generation !== b.status?.observedGeneration || namespaceConditionStale(b, namespaces.labels(b.metadata.namespace ?? ''));
-    if (stale) updater?.touch(`${b.metadata.namespace}/${b.metadata.name}`);
+  // Installed before anything starts or is logged: a SIGTERM or SIGINT from here on stops the
+  // controller as one after "listening" does (the "stopping" line, the Lease released), not the
+  // process outright. One during the start-up ends it there: what has not started is not
+  // started. The stop closes the kubeconfig credentials: no exec credential plugin run starts,
+  // the one under way has 2 s to answer (a refresh of a token that expired, for the Lease
+  // release), not its 30 s, then is killed: the caches' lists waiting for it have no deadline,
+  // and would hold the stop until then (then run it again); the Lease release and the last
+  // status writes go with the credential kept or the one that run gives. A run still going when
+  // the process exits is killed then (docs/binding.md#kubeconfig-and-credentials).
+  const stop = new AbortController();
+  const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) return;
+    log({ msg: 'stopping', signal });
+    stop.abort();
   };
-  const source = new kube.InformerBindingSource(kc, {
-    log,
-    onChange: (type, b) => {
-      if (type !== 'DELETED') touchIfStale(b);
-    },
-  });
-  const namespaces = new kube.InformerNamespaceSource(kc, {
-    log,
-    onChange: (type, ns) => {
-      if (type !== 'DELETED' && source.synced()) for (const b of source.list(ns.metadata.name ?? '')) touchIfStale(b);
-    },
-  });
-  if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { namespaces, log });
-
-  source.start();
-  namespaces.start();
-  updater?.start();
-  const recordings = await startRecordingControllerFromFlags(values, kc, source, log, recordingKey);
-  // What must happen once in the cluster, not once per replica, is done by the replica that holds
-  // the Lease (docs/binding.md#replicas): pushing and signing recorded profiles, and counting pods
-  // where status comes from them. The others follow.
-  void recordings.controller.follow();
-  let pods: PodStatusInformer | undefined;
-  const elector = new LeaseElector({
-    client: new kube.KubeLeaseClient(kc, kc.getContextObject(kc.getCurrentContext())?.namespace || 'default', LEASE_NAME),
-    identity: `${hostname()}_${randomUUID()}`,
-    log,
-    onStartedLeading: () => {
-      // Without a client CA a review cannot be told from the API server's: status comes from pods.
-      // A new informer each time: the pods of its first list are not counted (the previous leader did).
-      if (updater && clientCaFile === undefined) {
-        pods = new kube.PodStatusInformer(kc, { bindings: source, namespaces, mode, podSecurityDefault, record: (m) => updater?.record(m), log });
-        pods.start();
-      }
-      recordings.controller.lead();
-    },
-    onStoppedLeading: async () => {
-      // Awaited before the Lease is released (or tried for again): the publish under way must have
-      // ended, else the next leader would push and sign beside it.
-      await recordings.controller.follow();
-      await pods?.stop();
-      pods = undefined;
-    },
-  });
-  elector.start();
-  // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
-  const recordingCache = recordings.controller.recordings;
-  const server = new WebhookServer({
-    certFile: cert,
-    keyFile: key,
-    host,
-    port,
-    mode,
-    source,
-    namespaces,
-    podSecurityDefault,
-    recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
-    ...(recordingKey ? { recordingKey } : {}),
-    proofTtlSeconds,
-    log,
-    ...(clientCaFile === undefined ? {} : { clientCaFile }),
-    ...(clientName === undefined ? {} : { clientName }),
-    onApplied: updater && clientCaFile !== undefined ? (m) => updater?.record(m) : undefined,
-  });
-  const addr = await server.listen();
-  log({ msg: 'listening', address: addr.address, port: addr.port, mode });
-  source.waitForSync(60_000).then(
-    () => log({ msg: 'profilebinding cache synced', resourceVersion: source.resourceVersion() }),
-    (e: Error) => log({ msg: e.message, level: 'warning' }),
-  );
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log({ msg: 'stopping', signal });
-      // None starts, and a plugin run under way has 2 s to answer (a refresh of a token that
-      // expired, for the Lease release), not its 30 s: the caches' lists waiting for it have no
-      // deadline, and would hold the stop until then (then run it again); the Lease release and
-      // the last status writes go with the credential kept or the one that run gives
-      // (docs/binding.md#kubeconfig-and-credentials).
-      credentials.abort();
-      resolve();
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    // Loaded here only: the Kubernetes client costs start-up time the other commands must not pay.
+    const kube = await import('../../controller/kube.js');
+    if (stop.signal.aborted) return 0;
+    const kc = kube.loadKubeConfig(values.kubeconfig, { signal: stop.signal, log });
+    let updater: StatusUpdater | undefined;
+    // Status is refreshed where it says otherwise than the spec (Valid) or the namespace's opt-in
+    // label (NamespaceOptedIn): whichever of the two caches syncs last finds the stale ones.
+    const touchIfStale = (b: ProfileBinding) => {
+      const stale = b.metadata.generation !== b.status?.observedGeneration || namespaceConditionStale(b, namespaces.labels(b.metadata.namespace ?? ''));
+      if (stale) updater?.touch(`${b.metadata.namespace}/${b.metadata.name}`);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  await server.close();
-  await elector.stop();
-  await recordings.close();
-  await updater?.stop();
-  await namespaces.stop();
-  await source.stop();
-  return 0;
+    const source = new kube.InformerBindingSource(kc, {
+      log,
+      onChange: (type, b) => {
+        if (type !== 'DELETED') touchIfStale(b);
+      },
+    });
+    const namespaces = new kube.InformerNamespaceSource(kc, {
+      log,
+      onChange: (type, ns) => {
+        if (type !== 'DELETED' && source.synced()) for (const b of source.list(ns.metadata.name ?? '')) touchIfStale(b);
+      },
+    });
+    if (!values['no-status']) updater = new StatusUpdater(new kube.KubeStatusClient(kc, source), { namespaces, log });
+
+    source.start();
+    namespaces.start();
+    updater?.start();
+    const recordings = await startRecordingControllerFromFlags(values, kc, source, log, recordingKey);
+    // What must happen once in the cluster, not once per replica, is done by the replica that holds
+    // the Lease (docs/binding.md#replicas): pushing and signing recorded profiles, and counting pods
+    // where status comes from them. The others follow.
+    void recordings.controller.follow();
+    let pods: PodStatusInformer | undefined;
+    const elector = new LeaseElector({
+      client: new kube.KubeLeaseClient(kc, kc.getContextObject(kc.getCurrentContext())?.namespace || 'default', LEASE_NAME),
+      identity: `${hostname()}_${randomUUID()}`,
+      log,
+      onStartedLeading: () => {
+        // Without a client CA a review cannot be told from the API server's: status comes from pods.
+        // A new informer each time: the pods of its first list are not counted (the previous leader did).
+        if (updater && clientCaFile === undefined) {
+          pods = new kube.PodStatusInformer(kc, { bindings: source, namespaces, mode, podSecurityDefault, record: (m) => updater?.record(m), log });
+          pods.start();
+        }
+        recordings.controller.lead();
+      },
+      onStoppedLeading: async () => {
+        // Awaited before the Lease is released (or tried for again): the publish under way must have
+        // ended, else the next leader would push and sign beside it.
+        await recordings.controller.follow();
+        await pods?.stop();
+        pods = undefined;
+      },
+    });
+    // Pods a ProfileRecording selects are marked for recording from the recording controller's cache.
+    const recordingCache = recordings.controller.recordings;
+    const server = new WebhookServer({
+      certFile: cert,
+      keyFile: key,
+      host,
+      port,
+      mode,
+      source,
+      namespaces,
+      podSecurityDefault,
+      recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
+      ...(recordingKey ? { recordingKey } : {}),
+      proofTtlSeconds,
+      log,
+      ...(clientCaFile === undefined ? {} : { clientCaFile }),
+      ...(clientName === undefined ? {} : { clientName }),
+      onApplied: updater && clientCaFile !== undefined ? (m) => updater?.record(m) : undefined,
+    });
+    // Stopped while the recording controller started: neither the Lease nor the webhooks are.
+    if (!stop.signal.aborted) {
+      elector.start();
+      const addr = await server.listen();
+      if (!stop.signal.aborted) {
+        log({ msg: 'listening', address: addr.address, port: addr.port, mode });
+        source.waitForSync(60_000).then(
+          () => log({ msg: 'profilebinding cache synced', resourceVersion: source.resourceVersion() }),
+          (e: Error) => log({ msg: e.message, level: 'warning' }),
+        );
+      }
+      await stopped;
+      await server.close();
+      await elector.stop();
+    }
+    await recordings.close();
+    await updater?.stop();
+    await namespaces.stop();
+    await source.stop();
+    return 0;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
 }
