@@ -1,8 +1,8 @@
 // What `spoke recorder` (src/cli/commands/recorder.ts) keeps of the recorded containers awaiting
 // their report: what a poll saw of each, so that one the runtime removes first is still reported,
 // when a poll first saw it exited or a complete poll first found it gone, for the wait before
-// its report, and when its report failed, for the wait before its retry (docs/recording.md,
-// step 3).
+// its report, when its report failed, for the wait before its retry, and when it became due,
+// for its turn among the reports a poll tries (docs/recording.md, step 3).
 
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 
@@ -87,11 +87,18 @@ interface Kept extends SeenContainer {
   failingSince?: number;
   /** Its report is not retried before this (monotonic). */
   retryAt?: number;
+  /**
+   * Its place in the order a poll tries the reports due (queue()): given when a poll first finds
+   * its report due, kept while polls defer it, dropped when it fails.
+   */
+  place?: number;
 }
 
 /** The recorded containers awaiting their report, by id. */
 export class RecordedContainers {
   private readonly kept = new Map<string, Kept>();
+  /** The last place queue() gave. */
+  private places = 0;
 
   constructor(private readonly now: MonotonicNow = monotonicNow) {}
 
@@ -141,7 +148,24 @@ export class RecordedContainers {
     k.failingSince ??= now;
     const wait = Math.min(now - k.failingSince, RETRY_WAIT_MAX_MS);
     k.retryAt = now + wait;
+    k.place = undefined;
     return wait;
+  }
+
+  /**
+   * A poll found its report due: its place in the order the poll tries the reports due, lowest
+   * first. A report keeps the place it was given when a poll first found it due until it is
+   * tried and fails: then it is given the next one when it is due again. So a report a poll
+   * deferred (PollReports in src/cli/commands/recorder.ts) goes before those the poll tried,
+   * and every due report before any found due after it: one whose calls the API server leaves
+   * unanswered closes the poll that tries it, but it cannot close every poll while others wait
+   * (docs/recording.md, step 3). 0 for one not kept ('untracked'): nothing is kept of it to place
+   * it by; the daemon tries those after the kept ones.
+   */
+  queue(id: string): number {
+    const k = this.kept.get(id);
+    if (!k) return 0;
+    return (k.place ??= ++this.places);
   }
 
   /** Its report is to be tried now: it has not failed, or the wait before its retry is over. */

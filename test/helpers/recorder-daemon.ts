@@ -112,8 +112,23 @@ export function calls(): CallSource & { seenIds: Set<string>; forgotten: Set<str
  * `failing`, every report fails: the API server down, or, with `failCode`, its answer of that
  * HTTP status (as client-node's errors carry it); while `unanswered`, every report fails as
  * KubeResultReporter's does once the API server has left it unanswered for its deadline.
+ * `failFor`: the reports of these containers only fail so, left unanswered or refused with the
+ * HTTP status given (a webhook of their namespace unreachable, or denying them). `tried`: the
+ * containers whose report was asked, in order.
  */
-export function reporter(): ResultReporter & { reported: string[]; lost: number[]; results: ProfileRecordingResult[]; failing: boolean; failCode: number | undefined; unanswered: boolean; attempts: number } {
+export function reporter(): ResultReporter & {
+  reported: string[];
+  lost: number[];
+  results: ProfileRecordingResult[];
+  failing: boolean;
+  failCode: number | undefined;
+  unanswered: boolean;
+  failFor: Map<string, 'unanswered' | number>;
+  attempts: number;
+  tried: string[];
+} {
+  const unanswered = () => new SpokeError('Unavailable', 'API request unanswered after 10000 ms: given up', {}, { reason: 'DEADLINE' });
+  const refused = (code: number | undefined) => Object.assign(new Error(code === undefined ? 'the API server is unavailable' : `HTTP-Code: ${code}`), { code });
   const rep = {
     reported: [] as string[],
     lost: [] as number[],
@@ -121,13 +136,18 @@ export function reporter(): ResultReporter & { reported: string[]; lost: number[
     failing: false,
     failCode: undefined as number | undefined,
     unanswered: false,
+    failFor: new Map<string, 'unanswered' | number>(),
     attempts: 0,
+    tried: [] as string[],
     recording: async (namespace: string, name: string) => ({ metadata: { namespace, name }, spec: { podSelector: { matchLabels: { app: 'x' } } } }) as unknown as ProfileRecording,
     report: async (_rec: ProfileRecording, result: ProfileRecordingResult) => {
       rep.attempts++;
-      if (rep.unanswered) throw new SpokeError('Unavailable', 'API request unanswered after 10000 ms: given up', {}, { reason: 'DEADLINE' });
-      if (rep.failing) throw Object.assign(new Error(rep.failCode === undefined ? 'the API server is unavailable' : `HTTP-Code: ${rep.failCode}`), { code: rep.failCode });
-      rep.reported.push(result.spec.containerID ?? '');
+      const id = result.spec.containerID ?? '';
+      rep.tried.push(id);
+      const fails = rep.failFor.get(id);
+      if (rep.unanswered || fails === 'unanswered') throw unanswered();
+      if (rep.failing || fails !== undefined) throw refused(fails ?? rep.failCode);
+      rep.reported.push(id);
       rep.lost.push(result.spec.lostRecords ?? 0);
       rep.results.push(result);
       return 'created';

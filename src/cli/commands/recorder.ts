@@ -39,9 +39,10 @@ container whose namespace could not be told apart, or one first seen while too m
 awaited theirs, reported at once, or one removed before a poll saw it run or exit) makes the
 controller fail the recording as incomplete. A report that fails (a refusal too: 400, 422 from
 an admission policy or webhook; or an API call, the recording's read or the result's create,
-unanswered after 10 s, when the poll leaves its other reports to the next one) is retried at the
-next poll, then after waits that double, at most 5 minutes, an error line for each attempt; one
-of a container a poll found removed 5 minutes before is given up with an error line naming the
+unanswered after 10 s, when the poll leaves its other reports to the next one, which tries them
+first) is retried at the next poll, then after waits that double, at most 5 minutes, an error
+line for each attempt; each poll tries the reports due in the order they became due. One of a
+container a poll found removed 5 minutes before is given up with an error line naming the
 recording, namespace, pod and container: the profile lacks that container's calls. The
 controller builds the profile when the recording is annotated
 recording.spoke.dev/finalize=<value>. Containers the runtime lists when the recorder starts are
@@ -143,7 +144,9 @@ const UNTRACKED = `first seen while ${MAX_RECORDED} other recorded containers aw
  * has its own, RECORDER_API_TIMEOUT_MS), the poll tries no more reports: a server that leaves one
  * so likely leaves the next so too, and a poll with n reports to make held the next poll, and
  * the waits and give-ups it makes, n deadlines. Those left wait, kept as after a failed report,
- * for the next poll (docs/recording.md, step 3).
+ * for the next poll, which tries them before those this poll tried (RecordedContainers.queue):
+ * reports whose calls are always left unanswered (a webhook of their namespace unreachable)
+ * close one poll each, not every poll, while others wait (docs/recording.md, step 3).
  */
 class PollReports {
   private unanswered = false;
@@ -165,6 +168,19 @@ class PollReports {
       throw e;
     }
   }
+}
+
+/**
+ * A report a poll found due. `untracked`: its container is not kept (past MAX_RECORDED).
+ * `goneFor`: the container was removed, a complete poll first not listing it that long ago.
+ * `place`: RecordedContainers.queue's.
+ */
+interface DueReport {
+  seen: SeenContainer;
+  why: string[];
+  untracked: boolean;
+  goneFor?: number;
+  place: number;
 }
 
 /** The daemon's polls of the runtime: which containers are recorded, and their reports once they exited or were removed. */
@@ -260,7 +276,7 @@ export class RecorderDaemon {
    * or a quota. Not tried at all once the poll found the API server leaving a call unanswered
    * (PollReports).
    */
-  private async tryReport(reports: PollReports, seen: SeenContainer, why: string[], goneFor?: number): Promise<void> {
+  private async tryReport(reports: PollReports, { seen, why, goneFor }: DueReport): Promise<void> {
     if (!reports.open()) return;
     try {
       await this.report(reports, seen, why, goneFor !== undefined);
@@ -288,8 +304,34 @@ export class RecorderDaemon {
     return new Set([...listed, ...this.kept.ids()]);
   }
 
-  /** tick()'s poll: adds the containers it lists being recorded to `listed`, and makes the reports due. */
+  /**
+   * tick()'s poll: adds the containers it lists being recorded to `listed`, and tries the reports
+   * due, once the listing is over (or has failed part-way: those of the containers it listed),
+   * in their order: those of kept containers by their places (RecordedContainers.queue), then
+   * those of containers not kept ('untracked'), which cannot close a poll before a kept one's.
+   */
   private async listAndReport(reports: PollReports, listed: Set<string>): Promise<void> {
+    const due: DueReport[] = [];
+    try {
+      await this.list(listed, due);
+      // Only here has the runtime been listed whole (a poll that failed part-way threw before): a
+      // kept container it did not list was removed before its report, so had exited by now. Once
+      // its wait is over its calls count as the source says, as they would had this poll still
+      // listed it: the kernel's last records of it have come whether or not the runtime lists it,
+      // and the source kept its calls for it (it is passed to CallSource.maintain until its
+      // report). Until then it waits, kept. One no poll saw running or exited is incomplete,
+      // whatever the source: with eBPF its calls may be another container's (docs/recording.md, step 3).
+      for (const k of this.kept.gone(listed)) {
+        if (k.settled && k.due) due.push({ seen: k, why: k.ran ? [] : [NEVER_RAN], untracked: false, goneFor: k.goneFor, place: this.kept.queue(k.c.id) });
+      }
+    } finally {
+      due.sort((a, b) => Number(a.untracked) - Number(b.untracked) || a.place - b.place);
+      for (const d of due) await this.tryReport(reports, d);
+    }
+  }
+
+  /** listAndReport's listing: adds the containers it lists being recorded to `listed`, and the reports due of them to `due`. */
+  private async list(listed: Set<string>, due: DueReport[]): Promise<void> {
     const { cri, calls, log } = this.o;
     calls.pollStarts();
     if (this.existing === undefined) this.startUnknown = true;
@@ -312,17 +354,10 @@ export class RecorderDaemon {
         // that failed wait before its retry.
         const wait = this.kept.see(sb, c, recName);
         if (wait === 'live' || wait === 'waiting' || !this.kept.due(c.id)) continue;
-        await this.tryReport(reports, { sb, c, recName }, wait === 'untracked' ? [UNTRACKED] : []);
+        const untracked = wait === 'untracked';
+        due.push({ seen: { sb, c, recName }, why: untracked ? [UNTRACKED] : [], untracked, place: this.kept.queue(c.id) });
       }
     }
-    // Only here has the runtime been listed whole (a poll that failed part-way threw before): a
-    // kept container it did not list was removed before its report, so had exited by now. Once
-    // its wait is over its calls count as the source says, as they would had this poll still
-    // listed it: the kernel's last records of it have come whether or not the runtime lists it,
-    // and the source kept its calls for it (it is passed to CallSource.maintain until its
-    // report). Until then it waits, kept. One no poll saw running or exited is incomplete,
-    // whatever the source: with eBPF its calls may be another container's (docs/recording.md, step 3).
-    for (const k of this.kept.gone(listed)) if (k.settled && k.due) await this.tryReport(reports, k, k.ran ? [] : [NEVER_RAN], k.goneFor);
   }
 }
 

@@ -1,16 +1,38 @@
 // The recorder daemon (spoke recorder, src/cli/commands/recorder.ts) retries a report that
 // failed: a poll that finds the API server leaving a report unanswered until its deadline tries
-// no more reports, and a container's report that keeps failing is retried ever further apart,
-// on the monotonic clock (docs/recording.md, step 3).
+// no more reports, the next poll trying those it left first, and a container's report that
+// keeps failing is retried ever further apart, on the monotonic clock (docs/recording.md, step 3).
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MAX_RECORDED } from '../../../src/recorder/recorded-containers.js';
 import { setup } from '../../helpers/recorder-daemon.js';
 
 /** The errors of the failed reports the daemon logged. */
 const failures = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'report failed; will retry').map((e) => e.error);
+/** The waits before a retry the daemon logged with the failed reports of container `id`. */
+const waitsOf = (logged: Record<string, unknown>[], id: string) => logged.filter((e) => e.msg === 'report failed; will retry' && e.container === id).map((e) => e.retryAfterMs);
+/** The error lines of reports given up. */
+const givenUp = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === "report given up: the recording's profile will lack the container's calls");
 /** How many reports each deferral line said were left to the next poll. */
 const deferrals = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'reports deferred to the next poll: the API server left one unanswered').map((e) => e.deferred);
+
+/**
+ * Polls once a second (on the monotonic clock) from now (poll 0) up to `lastPoll` s later;
+ * `each` runs before each poll. Returns the polls (in s) that tried a report.
+ */
+async function pollEachSecond({ rep, mono }: ReturnType<typeof setup>, daemon: Awaited<ReturnType<typeof exited>>, lastPoll: number, each: (poll: number) => void = () => undefined) {
+  const tried: number[] = [];
+  const start = mono.ms;
+  for (let poll = 0; poll <= lastPoll; poll++) {
+    mono.ms = start + poll * 1000;
+    each(poll);
+    const before = rep.attempts;
+    await daemon.tick();
+    if (rep.attempts > before) tried.push(poll);
+  }
+  return tried;
+}
 
 /** A daemon that listed the runtime at its start, then polled with `ids` recorded, exited. */
 async function exited({ cri, make }: ReturnType<typeof setup>, ids: string[]) {
@@ -56,26 +78,6 @@ describe('recorder daemon: an API server that leaves a report unanswered', () =>
 });
 
 describe('recorder daemon: a report that keeps failing', () => {
-  /** The error lines of reports given up. */
-  const givenUp = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === "report given up: the recording's profile will lack the container's calls");
-
-  /**
-   * Polls once a second (on the monotonic clock) up to `lastPoll` s after the one that first
-   * tried c1's report; `each` runs before each poll. Returns the polls (in s) that tried it.
-   */
-  async function pollEachSecond({ rep, mono }: ReturnType<typeof setup>, daemon: Awaited<ReturnType<typeof exited>>, lastPoll: number, each: (poll: number) => void = () => undefined) {
-    const tried: number[] = [];
-    const start = mono.ms;
-    for (let poll = 0; poll <= lastPoll; poll++) {
-      mono.ms = start + poll * 1000;
-      each(poll);
-      const before = rep.attempts;
-      await daemon.tick();
-      if (rep.attempts > before) tried.push(poll);
-    }
-    return tried;
-  }
-
   it('refused (422) for a container the runtime lists for long: retried at the next poll, then after waits that double, at most 5 min: an API call and an error line for each attempt, none for the polls between', async (t) => {
     const s = setup(t);
     const { rep, logged, mono } = s;
@@ -106,5 +108,68 @@ describe('recorder daemon: a report that keeps failing', () => {
       [['c1', 'a poll found it removed from the runtime 300 s ago, and its report has failed since']],
     );
     assert.equal(failures(logged).length, tried.length - 1, 'the last failure is told by the line that gives it up');
+  });
+});
+
+/**
+ * A daemon that listed the runtime at its start, then polled with MAX_RECORDED recorded
+ * containers running (c0…), all kept: a container first seen now is not ('untracked').
+ */
+async function full({ cri, make }: ReturnType<typeof setup>) {
+  const daemon = make();
+  await daemon.listExisting();
+  for (let i = 0; i < MAX_RECORDED; i++) cri.create(`c${i}`);
+  await daemon.tick();
+  return daemon;
+}
+
+/** Creates container `id`, exited, listed by the runtime before every other (its runtime order). */
+function exitedFirst({ cri }: ReturnType<typeof setup>, id: string) {
+  cri.create(id, 'CONTAINER_EXITED');
+  cri.containers.unshift(cri.containers.pop()!);
+}
+
+describe('recorder daemon: reports left unanswered do not hold the others', () => {
+  /** Reports whose API calls the API server leaves unanswered (a webhook of their namespace unreachable): each closes the poll that tries it. */
+  const K = 30;
+  const hung = Array.from({ length: K }, (_, i) => `h${i}`);
+
+  it(`${K} reports left unanswered, listed before a good one: each poll tries first the report due longest, so the good one is made within ${K + 1} polls; a report timed out waits before its retry as any failed one`, async (t) => {
+    const s = setup(t);
+    const { rep, logged, mono } = s;
+    const daemon = await exited(s, [...hung, 'g']);
+    for (const id of hung) rep.failFor.set(id, 'unanswered');
+    mono.ms += 1000;
+    await pollEachSecond(s, daemon, K);
+    assert.deepEqual(rep.reported, ['g']);
+    assert.deepEqual(rep.tried, [...hung, 'g', 'h0'], 'one attempt a poll, those deferred before those tried');
+    assert.deepEqual(waitsOf(logged, 'h0'), [0, K * 1000], 'its retry waited as long as it had been failing');
+  });
+
+  it('a removed container whose report is refused, behind 300 left unanswered (one due each second once their waits reach 5 min), is given up within 301 polls of its 5-minute bound', async (t) => {
+    const s = setup(t);
+    const { cri, rep, logged } = s;
+    const many = Array.from({ length: 300 }, (_, i) => `h${i}`);
+    const daemon = await exited(s, many);
+    cri.create('r');
+    for (const id of many) rep.failFor.set(id, 'unanswered');
+    rep.failFor.set('r', 403);
+    // Poll 0 sees r run; it is removed before poll 1, which first finds it gone.
+    await pollEachSecond(s, daemon, 1 + 300 + 301, (poll) => poll === 1 && cri.remove('r'));
+    assert.deepEqual(
+      givenUp(logged).map((e) => [e.containerID, e.error]),
+      [['r', 'HTTP-Code: 403']],
+    );
+  });
+
+  it(`a report past the ${MAX_RECORDED} kept, left unanswered and listed first, does not hold a kept one: it is tried after them`, async (t) => {
+    const s = setup(t);
+    const { cri, rep } = s;
+    const daemon = await full(s);
+    exitedFirst(s, 'u');
+    rep.failFor.set('u', 'unanswered');
+    cri.containers.find((c) => c.id === 'c0')!.state = 'CONTAINER_EXITED';
+    await pollEachSecond(s, daemon, 1);
+    assert.deepEqual(rep.reported, ['c0']);
   });
 });
