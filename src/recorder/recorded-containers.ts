@@ -72,17 +72,8 @@ export interface SeenContainer {
   recName: string;
 }
 
-interface Kept extends SeenContainer {
-  /**
-   * A poll saw it running or exited. One removed that none did is reported incomplete: with eBPF
-   * it has no pid to find its mount namespace by, so the pod's one namespace no other report took
-   * may be another container's, one the recording leaves out (docs/recording.md, step 3).
-   */
-  ran?: boolean;
-  /** When a poll first saw it exited (monotonic). */
-  exitedAt?: number;
-  /** When a complete poll first did not list it (monotonic). */
-  goneAt?: number;
+/** What is kept of the attempts at a container's report. */
+interface Attempts {
   /** When its report first failed (monotonic). */
   failingSince?: number;
   /** Its report is not retried before this (monotonic). */
@@ -94,9 +85,30 @@ interface Kept extends SeenContainer {
   place?: number;
 }
 
+interface Kept extends SeenContainer, Attempts {
+  /**
+   * A poll saw it running or exited. One removed that none did is reported incomplete: with eBPF
+   * it has no pid to find its mount namespace by, so the pod's one namespace no other report took
+   * may be another container's, one the recording leaves out (docs/recording.md, step 3).
+   */
+  ran?: boolean;
+  /** When a poll first saw it exited (monotonic). */
+  exitedAt?: number;
+  /** When a complete poll first did not list it (monotonic). */
+  goneAt?: number;
+}
+
 /** The recorded containers awaiting their report, by id. */
 export class RecordedContainers {
   private readonly kept = new Map<string, Kept>();
+  /**
+   * The attempts at the reports of containers not kept ('untracked'), by id: a few numbers each
+   * (not what a poll saw of them), so that such a report that fails waits before its retry, and
+   * takes its turn among them, as a kept one. At most MAX_RECORDED: the least recently written
+   * is forgotten first (its report then tried as if it never failed); and those of containers a
+   * complete poll did not list (docs/recording.md, step 3).
+   */
+  private readonly untracked = new Map<string, Attempts>();
   /** The last place queue() gave. */
   private places = 0;
 
@@ -106,13 +118,16 @@ export class RecordedContainers {
    * Notes a poll's sight of a recorded container: 'live' while it has not exited; once it has,
    * 'waiting' until it has been seen exited for EXIT_SETTLE_MS, then 'settled'. 'untracked' when
    * MAX_RECORDED others are kept: none of them is dropped for it (each would go unreported if the
-   * runtime removed it), so it is reported at once, as incomplete.
+   * runtime removed it), so it is reported at once, as incomplete. One kept once a place is free
+   * keeps the attempts at its report made while it was not.
    */
   see(sb: CriSandbox, c: CriContainer, recName: string): 'live' | 'waiting' | 'settled' | 'untracked' {
     let k = this.kept.get(c.id);
     if (!k) {
       if (this.kept.size >= MAX_RECORDED) return 'untracked';
-      k = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName };
+      const seen = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName };
+      k = { ...this.untracked.get(c.id), ...seen };
+      this.untracked.delete(c.id);
       this.kept.set(c.id, k);
     }
     k.ran ||= c.state === 'CONTAINER_RUNNING' || c.state === 'CONTAINER_EXITED';
@@ -134,16 +149,26 @@ export class RecordedContainers {
 
   forget(id: string): void {
     this.kept.delete(id);
+    this.untracked.delete(id);
+  }
+
+  /** What is kept of the attempts at its report; for one not kept, written now (this.untracked). */
+  private attempts(id: string): Attempts {
+    const k = this.kept.get(id);
+    if (k) return k;
+    const a = this.untracked.get(id) ?? {};
+    this.untracked.delete(id);
+    if (this.untracked.size >= MAX_RECORDED) this.untracked.delete(this.untracked.keys().next().value as string);
+    this.untracked.set(id, a);
+    return a;
   }
 
   /**
    * Notes that its report failed now; returns how long its retry waits: as long as the report has
-   * been failing, at most RETRY_WAIT_MAX_MS. 0 for one not kept ('untracked'), retried at the next
-   * poll: nothing is kept of it, so that the MAX_RECORDED bound holds.
+   * been failing, at most RETRY_WAIT_MAX_MS.
    */
   failed(id: string): number {
-    const k = this.kept.get(id);
-    if (!k) return 0;
+    const k = this.attempts(id);
     const now = this.now();
     k.failingSince ??= now;
     const wait = Math.min(now - k.failingSince, RETRY_WAIT_MAX_MS);
@@ -159,18 +184,17 @@ export class RecordedContainers {
    * deferred (PollReports in src/cli/commands/recorder.ts) goes before those the poll tried,
    * and every due report before any found due after it: one whose calls the API server leaves
    * unanswered closes the poll that tries it, but it cannot close every poll while others wait
-   * (docs/recording.md, step 3). 0 for one not kept ('untracked'): nothing is kept of it to place
-   * it by; the daemon tries those after the kept ones.
+   * (docs/recording.md, step 3). The daemon tries those of containers not kept ('untracked')
+   * after the kept ones.
    */
   queue(id: string): number {
-    const k = this.kept.get(id);
-    if (!k) return 0;
+    const k = this.attempts(id);
     return (k.place ??= ++this.places);
   }
 
   /** Its report is to be tried now: it has not failed, or the wait before its retry is over. */
   due(id: string): boolean {
-    const retryAt = this.kept.get(id)?.retryAt;
+    const retryAt = (this.kept.get(id) ?? this.untracked.get(id))?.retryAt;
     return retryAt === undefined || this.now() >= retryAt;
   }
 
@@ -180,9 +204,11 @@ export class RecordedContainers {
    * when a poll first saw it exited or else from this first complete poll without it;
    * `goneFor`: how long ago a complete poll first did not list it; and `due` as due() says, or
    * once it is REMOVED_RETRY_MS gone: the attempt that gives its report up if it fails is not put
-   * off past that bound by the wait before a retry.
+   * off past that bound by the wait before a retry. What is kept of the attempts at the reports
+   * of containers not kept that it did not list is forgotten.
    */
   gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number; due: boolean })[] {
+    for (const id of this.untracked.keys()) if (!listed.has(id)) this.untracked.delete(id);
     return [...this.kept.values()]
       .filter((k) => !listed.has(k.c.id))
       .map((k) => {
@@ -194,6 +220,11 @@ export class RecordedContainers {
 
   ids(): IterableIterator<string> {
     return this.kept.keys();
+  }
+
+  /** Of how many not kept the attempts at their report are (tests). */
+  get untrackedSize(): number {
+    return this.untracked.size;
   }
 
   /** How many are kept (tests). */

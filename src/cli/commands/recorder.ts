@@ -308,7 +308,8 @@ export class RecorderDaemon {
    * tick()'s poll: adds the containers it lists being recorded to `listed`, and tries the reports
    * due, once the listing is over (or has failed part-way: those of the containers it listed),
    * in their order: those of kept containers by their places (RecordedContainers.queue), then
-   * those of containers not kept ('untracked'), which cannot close a poll before a kept one's.
+   * those of containers not kept ('untracked') by theirs, which cannot close a poll before a kept
+   * one's.
    */
   private async listAndReport(reports: PollReports, listed: Set<string>): Promise<void> {
     const due: DueReport[] = [];

@@ -172,4 +172,29 @@ describe('recorder daemon: reports left unanswered do not hold the others', () =
     await pollEachSecond(s, daemon, 1);
     assert.deepEqual(rep.reported, ['c0']);
   });
+
+  it('of two reports past the cap, one left unanswered and listed first does not hold the other: they take turns too', async (t) => {
+    const s = setup(t);
+    const { rep } = s;
+    const daemon = await full(s);
+    exitedFirst(s, 'u2');
+    exitedFirst(s, 'u1');
+    rep.failFor.set('u1', 'unanswered');
+    await pollEachSecond(s, daemon, 1);
+    assert.deepEqual(rep.tried, ['u1', 'u2', 'u1'], 'u2, deferred, before u1, tried');
+    assert.deepEqual(rep.reported, ['u2']);
+  });
+});
+
+describe(`recorder daemon: a report past the ${MAX_RECORDED} kept that keeps failing`, () => {
+  it('refused (422) while listed: retried after waits that double, at most 5 min, as a kept one, an error line for each attempt', async (t) => {
+    const s = setup(t);
+    const { rep, logged } = s;
+    const daemon = await full(s);
+    exitedFirst(s, 'u');
+    rep.failFor.set('u', 422);
+    const tried = await pollEachSecond(s, daemon, 64);
+    assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64]);
+    assert.deepEqual(waitsOf(logged, 'u'), [0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000]);
+  });
 });

@@ -189,12 +189,39 @@ describe('recorder daemon: the wait before a failed report is retried', () => {
     assert.deepEqual(kept.gone(new Set()).map((k) => k.due), [true]);
   });
 
-  it('one not kept (past the cap) keeps nothing: its retry is at the next poll', () => {
-    const kept = new RecordedContainers(() => 0);
+  it(`one not kept (past the cap) waits as a kept one; what is kept of those attempts is bounded: at most ${MAX_RECORDED}, the least recently written forgotten first, and none of a container a complete poll did not list`, () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
     for (let i = 0; i < MAX_RECORDED; i++) kept.see(...listed(`c${i}`));
-    assert.equal(kept.see(...listed('late')), 'untracked');
-    assert.equal(kept.failed('late'), 0);
-    assert.ok(kept.due('late'));
-    assert.equal(kept.size, MAX_RECORDED);
+    const late = Array.from({ length: MAX_RECORDED + 1 }, (_, i) => `late${i}`);
+    for (const id of late) assert.equal(kept.see(...listed(id)), 'untracked');
+    for (const id of late.slice(0, -1)) kept.failed(id);
+    mono += 1000;
+    for (const id of late.slice(0, -1)) assert.equal(kept.failed(id), 1000);
+    assert.ok(!kept.due('late0'));
+    kept.failed(late.at(-1)!);
+    assert.equal(kept.size, MAX_RECORDED, 'none of them kept');
+    assert.equal(kept.untrackedSize, MAX_RECORDED);
+    assert.ok(kept.due('late0'), 'the least recently written forgotten: retried as if it never failed');
+    assert.ok(!kept.due('late1'));
+    kept.gone(new Set([...kept.ids(), 'late1']));
+    assert.equal(kept.untrackedSize, 1, 'only that of the one still listed');
+    assert.ok(!kept.due('late1'));
+  });
+
+  it('one not kept that a freed place lets be kept keeps its wait', () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
+    for (let i = 0; i < MAX_RECORDED; i++) kept.see(...listed(`c${i}`));
+    kept.see(...listed('late'));
+    kept.failed('late');
+    mono += 1000;
+    assert.equal(kept.failed('late'), 1000);
+    kept.forget('c0');
+    assert.notEqual(kept.see(...listed('late')), 'untracked');
+    assert.equal(kept.untrackedSize, 0);
+    assert.ok(!kept.due('late'));
+    mono += 1000;
+    assert.equal(kept.failed('late'), 2000, 'failing since its first failure');
   });
 });
