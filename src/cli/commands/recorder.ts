@@ -138,6 +138,7 @@ export interface DaemonOptions {
 const START_UNKNOWN = 'the runtime could not be listed when the recorder started: the container may have run before it, its first calls missing';
 const NEVER_RAN = "no poll saw it run: its calls cannot be told apart from its pod's other containers'";
 const UNTRACKED = `first seen while ${MAX_RECORDED} other recorded containers awaited their report: reported at once, its last calls possibly missing`;
+const UNTRACKED_DEFERRED = `first seen while ${MAX_RECORDED} other recorded containers awaited their report, it is not kept: if the runtime removes it before a poll makes its report, the report is lost and the recording's profile lacks its calls`;
 
 /**
  * One poll's reports. Once an API call of one is left unanswered until its deadline (each call
@@ -274,10 +275,15 @@ export class RecorderDaemon {
    * refusal (400, 422) is no exception: what the recorder writes fits the CRD's schema, so one
    * comes from a ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC
    * or a quota. Not tried at all once the poll found the API server leaving a call unanswered
-   * (PollReports).
+   * (PollReports); one of a container not kept is then named in a warning line, as it is lost if
+   * the runtime removes the container before the next poll (docs/recording.md, step 3).
    */
-  private async tryReport(reports: PollReports, { seen, why, goneFor }: DueReport): Promise<void> {
-    if (!reports.open()) return;
+  private async tryReport(reports: PollReports, { seen, why, untracked, goneFor }: DueReport): Promise<void> {
+    if (!reports.open()) {
+      const { sb, c, recName } = seen;
+      if (untracked) this.o.log({ level: 'warning', msg: 'report of a container not kept deferred to the next poll', recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: UNTRACKED_DEFERRED });
+      return;
+    }
     try {
       await this.report(reports, seen, why, goneFor !== undefined);
     } catch (e) {

@@ -197,4 +197,25 @@ describe(`recorder daemon: a report past the ${MAX_RECORDED} kept that keeps fai
     assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64]);
     assert.deepEqual(waitsOf(logged, 'u'), [0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000]);
   });
+
+  it('deferred, then removed before the next poll: lost, nothing being kept of it, but never silently: a line names it when it is deferred', async (t) => {
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await full(s);
+    cri.containers.find((c) => c.id === 'c0')!.state = 'CONTAINER_EXITED';
+    rep.failFor.set('c0', 'unanswered');
+    await daemon.tick();
+    mono.ms += 1000;
+    exitedFirst(s, 'u');
+    await daemon.tick();
+    assert.deepEqual(deferrals(logged), [1]);
+    cri.remove('u');
+    mono.ms += 1000;
+    await daemon.tick();
+    assert.deepEqual(rep.reported, [], 'u is lost; c0 still left unanswered');
+    assert.deepEqual(
+      logged.filter((e) => e.containerID === 'u').map((e) => [e.level, e.recording, e.namespace, e.pod, e.container]),
+      [['warning', 'rec', 'team', 'pod-sb1', 'app']],
+    );
+  });
 });
