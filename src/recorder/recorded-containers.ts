@@ -164,17 +164,26 @@ export class RecordedContainers {
   }
 
   /**
-   * Notes that its report failed now; returns how long its retry waits: as long as the report has
-   * been failing, at most RETRY_WAIT_MAX_MS.
+   * Notes that its report failed now; returns how long until it is due again (due()): its retry
+   * waits as long as the report has been failing, at most RETRY_WAIT_MAX_MS, and one of a
+   * removed container no longer than to its give-up bound.
    */
   failed(id: string): number {
     const k = this.attempts(id);
     const now = this.now();
     k.failingSince ??= now;
-    const wait = Math.min(now - k.failingSince, RETRY_WAIT_MAX_MS);
-    k.retryAt = now + wait;
+    k.retryAt = now + Math.min(now - k.failingSince, RETRY_WAIT_MAX_MS);
     k.place = undefined;
-    return wait;
+    return this.dueAt(k) - now;
+  }
+
+  /**
+   * When its report is due (monotonic): when the wait before its retry ends, or, for a container
+   * removed, REMOVED_RETRY_MS after a complete poll first found it gone if that comes first: the
+   * attempt that gives its report up if it fails is not put off past that bound by that wait.
+   */
+  private dueAt(k: Attempts & { goneAt?: number }): number {
+    return Math.min(k.retryAt ?? -Infinity, k.goneAt === undefined ? Infinity : k.goneAt + REMOVED_RETRY_MS);
   }
 
   /**
@@ -192,19 +201,18 @@ export class RecordedContainers {
     return (k.place ??= ++this.places);
   }
 
-  /** Its report is to be tried now: it has not failed, or the wait before its retry is over. */
+  /** Its report is to be tried now: it has not failed, or it is due again (dueAt()). */
   due(id: string): boolean {
-    const retryAt = (this.kept.get(id) ?? this.untracked.get(id))?.retryAt;
-    return retryAt === undefined || this.now() >= retryAt;
+    const k = this.kept.get(id) ?? this.untracked.get(id);
+    return k === undefined || this.now() >= this.dueAt(k);
   }
 
   /**
    * After a complete poll: the kept containers it did not list (removed before their report),
    * kept until it is made or given up; each `settled` when its wait is over now, counted from
    * when a poll first saw it exited or else from this first complete poll without it;
-   * `goneFor`: how long ago a complete poll first did not list it; and `due` as due() says, or
-   * once it is REMOVED_RETRY_MS gone: the attempt that gives its report up if it fails is not put
-   * off past that bound by the wait before a retry. What is kept of the attempts at the reports
+   * `goneFor`: how long ago a complete poll first did not list it; and `due` as due() says (at
+   * the latest once it is REMOVED_RETRY_MS gone). What is kept of the attempts at the reports
    * of containers not kept that it did not list is forgotten.
    */
   gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number; due: boolean })[] {
@@ -214,7 +222,7 @@ export class RecordedContainers {
       .map((k) => {
         k.goneAt ??= this.now();
         const goneFor = this.now() - k.goneAt;
-        return { ...k, settled: this.settled(k), goneFor, due: this.due(k.c.id) || goneFor >= REMOVED_RETRY_MS };
+        return { ...k, settled: this.settled(k), goneFor, due: this.due(k.c.id) };
       });
   }
 

@@ -94,7 +94,7 @@ describe('recorder daemon: a report that keeps failing', () => {
     assert.deepEqual(rep.reported, ['c1'], 'made once the refusal is lifted, at its next attempt');
   });
 
-  it('refused (403) while listed, then removed: tried as its waits say, and still given up at the first poll 5 min after one found it gone, its wait or not', async (t) => {
+  it('refused (403) while listed, then removed: tried as its waits say, and still given up at the first poll 5 min after one found it gone, its wait or not, which its last error line tells', async (t) => {
     const s = setup(t);
     const { cri, rep, logged, mono } = s;
     const daemon = await exited(s, ['c1']);
@@ -108,6 +108,7 @@ describe('recorder daemon: a report that keeps failing', () => {
       [['c1', 'a poll found it removed from the runtime 300 s ago, and its report has failed since']],
     );
     assert.equal(failures(logged).length, tried.length - 1, 'the last failure is told by the line that gives it up');
+    assert.equal(waitsOf(logged, 'c1').at(-1), 88_000, 'the retry after 812 s told at 900 s, not 1112 s');
   });
 });
 
