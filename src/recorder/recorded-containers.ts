@@ -193,8 +193,8 @@ export class RecordedContainers {
    * deferred (PollReports in src/cli/commands/recorder.ts) goes before those the poll tried,
    * and every due report before any found due after it: one whose calls the API server leaves
    * unanswered closes the poll that tries it, but it cannot close every poll while others wait
-   * (docs/recording.md, step 3). The daemon tries those of containers not kept ('untracked')
-   * after the kept ones.
+   * (docs/recording.md, step 3). The places of kept containers and of those not kept
+   * ('untracked') come from one count: they take their turns in one order.
    */
   queue(id: string): number {
     const k = this.attempts(id);

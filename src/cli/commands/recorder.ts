@@ -39,9 +39,11 @@ container whose namespace could not be told apart, or one first seen while too m
 awaited theirs, reported at once, or one removed before a poll saw it run or exit) makes the
 controller fail the recording as incomplete. A report that fails (a refusal too: 400, 422 from
 an admission policy or webhook; or an API call, the recording's read or the result's create,
-unanswered after 10 s, when the poll leaves its other reports to the next one, which tries them
-first) is retried at the next poll, then after waits that double, at most 5 minutes, an error
-line for each attempt; each poll tries the reports due in the order they became due. One of a
+unanswered after 10 s, when the poll leaves its other reports to the next one, where each
+keeps its turn) is retried at the next poll, then after waits that double, at most 5 minutes,
+an error line for each attempt. Each poll tries the reports due in the order they became due,
+those of containers first seen while too many others awaited theirs in that one order too: a
+report with n due before it is tried within n + 1 polls, whatever its kind. One of a
 container a poll found removed 5 minutes before is given up with an error line naming the
 recording, namespace, pod and container: the profile lacks that container's calls. The
 controller builds the profile when the recording is annotated
@@ -313,9 +315,10 @@ export class RecorderDaemon {
   /**
    * tick()'s poll: adds the containers it lists being recorded to `listed`, and tries the reports
    * due, once the listing is over (or has failed part-way: those of the containers it listed),
-   * in their order: those of kept containers by their places (RecordedContainers.queue), then
-   * those of containers not kept ('untracked') by theirs, which cannot close a poll before a kept
-   * one's.
+   * by their places (RecordedContainers.queue), one order for the reports of kept containers and
+   * of those not kept ('untracked') alike: a report with n due before it is tried within n + 1
+   * polls whatever its kind, and one whose calls are left unanswered takes its turn as any other
+   * (docs/recording.md, step 3).
    */
   private async listAndReport(reports: PollReports, listed: Set<string>): Promise<void> {
     const due: DueReport[] = [];
@@ -332,7 +335,7 @@ export class RecorderDaemon {
         if (k.settled && k.due) due.push({ seen: k, why: k.ran ? [] : [NEVER_RAN], untracked: false, goneFor: k.goneFor, place: this.kept.queue(k.c.id) });
       }
     } finally {
-      due.sort((a, b) => Number(a.untracked) - Number(b.untracked) || a.place - b.place);
+      due.sort((a, b) => a.place - b.place);
       for (const d of due) await this.tryReport(reports, d);
     }
   }

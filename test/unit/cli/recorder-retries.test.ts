@@ -163,15 +163,31 @@ describe('recorder daemon: reports left unanswered do not hold the others', () =
     );
   });
 
-  it(`a report past the ${MAX_RECORDED} kept, left unanswered and listed first, does not hold a kept one: it is tried after them`, async (t) => {
+  it(`a report past the ${MAX_RECORDED} kept, left unanswered and listed first, does not hold a kept one: they take turns`, async (t) => {
     const s = setup(t);
     const { cri, rep } = s;
     const daemon = await full(s);
     exitedFirst(s, 'u');
     rep.failFor.set('u', 'unanswered');
     cri.containers.find((c) => c.id === 'c0')!.state = 'CONTAINER_EXITED';
-    await pollEachSecond(s, daemon, 1);
+    await pollEachSecond(s, daemon, 2);
+    assert.deepEqual(rep.tried, ['u', 'u', 'c0', 'u'], 'c0, due from poll 1 after u, deferred then, before u at poll 2');
     assert.deepEqual(rep.reported, ['c0']);
+  });
+
+  it(`a report past the ${MAX_RECORDED} kept, behind ${K} kept ones left unanswered (one due again at every poll), takes its turn among them: made within ${K + 1} polls`, async (t) => {
+    const s = setup(t);
+    const { cri, rep, mono } = s;
+    const daemon = await full(s);
+    for (const c of cri.containers.slice(0, K)) {
+      c.state = 'CONTAINER_EXITED';
+      rep.failFor.set(c.id, 'unanswered');
+    }
+    await daemon.tick();
+    mono.ms += 1000;
+    exitedFirst(s, 'u');
+    await pollEachSecond(s, daemon, K);
+    assert.deepEqual(rep.reported, ['u']);
   });
 
   it('of two reports past the cap, one left unanswered and listed first does not hold the other: they take turns too', async (t) => {
@@ -207,7 +223,8 @@ describe(`recorder daemon: a report past the ${MAX_RECORDED} kept that keeps fai
     rep.failFor.set('c0', 'unanswered');
     await daemon.tick();
     mono.ms += 1000;
-    exitedFirst(s, 'u');
+    // Listed after c0, due from this poll as c0 is: its turn comes after c0's.
+    cri.create('u', 'CONTAINER_EXITED');
     await daemon.tick();
     assert.deepEqual(deferrals(logged), [1]);
     cri.remove('u');
