@@ -83,6 +83,8 @@ interface Attempts {
    * its report due, kept while polls defer it, dropped when it fails.
    */
   place?: number;
+  /** A poll deferred its report and the daemon named it in a line (firstDeferral()). */
+  deferralNamed?: boolean;
 }
 
 interface Kept extends SeenContainer, Attempts {
@@ -199,6 +201,17 @@ export class RecordedContainers {
   queue(id: string): number {
     const k = this.attempts(id);
     return (k.place ??= ++this.places);
+  }
+
+  /**
+   * A poll deferred its report: whether for the first time since what is kept of its attempts
+   * was first written. The daemon names a report of a container not kept then only, not at each
+   * poll that defers it (docs/recording.md, step 3).
+   */
+  firstDeferral(id: string): boolean {
+    const k = this.attempts(id);
+    if (k.deferralNamed) return false;
+    return (k.deferralNamed = true);
   }
 
   /** Its report is to be tried now: it has not failed, or it is due again (dueAt()). */

@@ -155,10 +155,15 @@ class PollReports {
   private unanswered = false;
   /** How many reports this poll left to the next one, an API call having been left unanswered. */
   deferred = 0;
+  /** How many of them are of containers not kept (past MAX_RECORDED). */
+  deferredNotKept = 0;
 
-  /** Whether a report is to be tried in this poll; one that is not is counted as deferred. */
-  open(): boolean {
-    if (this.unanswered) this.deferred++;
+  /** Whether a report (`untracked`: of a container not kept) is to be tried in this poll; one that is not is counted as deferred. */
+  open(untracked: boolean): boolean {
+    if (this.unanswered) {
+      this.deferred++;
+      if (untracked) this.deferredNotKept++;
+    }
     return !this.unanswered;
   }
 
@@ -278,12 +283,14 @@ export class RecorderDaemon {
    * comes from a ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC
    * or a quota. Not tried at all once the poll found the API server leaving a call unanswered
    * (PollReports); one of a container not kept is then named in a warning line, as it is lost if
-   * the runtime removes the container before the next poll (docs/recording.md, step 3).
+   * the runtime removes the container before the next poll: the first time only (an API server
+   * down for an hour defers each such report at every poll), the poll's deferral line counting
+   * them each time (docs/recording.md, step 3).
    */
   private async tryReport(reports: PollReports, { seen, why, untracked, goneFor }: DueReport): Promise<void> {
-    if (!reports.open()) {
+    if (!reports.open(untracked)) {
       const { sb, c, recName } = seen;
-      if (untracked) this.o.log({ level: 'warning', msg: 'report of a container not kept deferred to the next poll', recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: UNTRACKED_DEFERRED });
+      if (untracked && this.kept.firstDeferral(c.id)) this.o.log({ level: 'warning', msg: 'report of a container not kept deferred to the next poll', recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: UNTRACKED_DEFERRED });
       return;
     }
     try {
@@ -307,7 +314,8 @@ export class RecorderDaemon {
       await this.listAndReport(reports, listed);
     } finally {
       // Also when the poll failed part-way: the reports it deferred are told.
-      if (reports.deferred > 0) this.o.log({ level: 'warning', msg: 'reports deferred to the next poll: the API server left one unanswered', deferred: reports.deferred });
+      const { deferred, deferredNotKept } = reports;
+      if (deferred > 0) this.o.log({ level: 'warning', msg: 'reports deferred to the next poll: the API server left one unanswered', deferred, ...(deferredNotKept > 0 ? { notKept: deferredNotKept } : {}) });
     }
     return new Set([...listed, ...this.kept.ids()]);
   }

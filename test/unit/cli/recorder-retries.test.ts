@@ -236,4 +236,19 @@ describe(`recorder daemon: a report past the ${MAX_RECORDED} kept that keeps fai
       [['warning', 'rec', 'team', 'pod-sb1', 'app']],
     );
   });
+
+  it('deferred at every poll while the API server leaves every call unanswered: each is named once, the first time, and one line a poll counts them', async (t) => {
+    const s = setup(t);
+    const { cri, rep, logged } = s;
+    const daemon = await full(s);
+    const late = Array.from({ length: 50 }, (_, i) => `u${i}`);
+    for (const id of late) cri.create(id, 'CONTAINER_EXITED');
+    rep.unanswered = true;
+    await pollEachSecond(s, daemon, 59);
+    const named = logged.filter((e) => e.msg === 'report of a container not kept deferred to the next poll').map((e) => e.containerID);
+    assert.deepEqual(named.sort(), [...late].sort(), 'each once, not at each of the 60 polls');
+    const perPoll = logged.filter((e) => e.msg === 'reports deferred to the next poll: the API server left one unanswered');
+    assert.equal(perPoll.length, 60);
+    assert.deepEqual(perPoll.slice(0, 2).map((e) => [e.deferred, e.notKept]), [[49, 49], [49, 49]]);
+  });
 });
