@@ -168,7 +168,8 @@ export class RecordedContainers {
   /**
    * Notes that its report failed now; returns how long until it is due again (due()): its retry
    * waits as long as the report has been failing, at most RETRY_WAIT_MAX_MS, and one of a
-   * removed container no longer than to its give-up bound.
+   * removed container no longer than to its give-up bound (0 if that has passed: the daemon
+   * gives such a report up instead, goneFor()).
    */
   failed(id: string): number {
     const k = this.attempts(id);
@@ -176,7 +177,13 @@ export class RecordedContainers {
     k.failingSince ??= now;
     k.retryAt = now + Math.min(now - k.failingSince, RETRY_WAIT_MAX_MS);
     k.place = undefined;
-    return this.dueAt(k) - now;
+    return Math.max(0, this.dueAt(k) - now);
+  }
+
+  /** How long ago a complete poll first did not list this kept container; undefined if none has. */
+  goneFor(id: string): number | undefined {
+    const goneAt = this.kept.get(id)?.goneAt;
+    return goneAt === undefined ? undefined : this.now() - goneAt;
   }
 
   /**

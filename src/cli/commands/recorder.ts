@@ -180,14 +180,14 @@ class PollReports {
 
 /**
  * A report a poll found due. `untracked`: its container is not kept (past MAX_RECORDED).
- * `goneFor`: the container was removed, a complete poll first not listing it that long ago.
+ * `removed`: a complete poll did not list the container.
  * `place`: RecordedContainers.queue's.
  */
 interface DueReport {
   seen: SeenContainer;
   why: string[];
   untracked: boolean;
-  goneFor?: number;
+  removed: boolean;
   place: number;
 }
 
@@ -277,7 +277,9 @@ export class RecorderDaemon {
    * A report that fails stays to make: the container stays kept (and its calls with the source)
    * for a retry, which waits as long as the report has been failing, at most RETRY_WAIT_MAX_MS
    * (RecordedContainers.failed). It is given up, with an error line naming it, only when a
-   * complete poll first found it removed (`goneFor` ago) REMOVED_RETRY_MS ago or more. The
+   * complete poll first found it removed REMOVED_RETRY_MS ago or more when it fails: one tried
+   * before that bound and failing after it (an API call left unanswered for its deadline) is
+   * given up then, as the next poll would give it up, not said due again at a time past. The
    * recording then lacks its calls, which only that line tells (docs/recording.md, step 3). A
    * refusal (400, 422) is no exception: what the recorder writes fits the CRD's schema, so one
    * comes from a ValidatingAdmissionPolicy or a webhook, which an admin can fix as they can RBAC
@@ -287,16 +289,17 @@ export class RecorderDaemon {
    * down for an hour defers each such report at every poll), the poll's deferral line counting
    * them each time (docs/recording.md, step 3).
    */
-  private async tryReport(reports: PollReports, { seen, why, untracked, goneFor }: DueReport): Promise<void> {
+  private async tryReport(reports: PollReports, { seen, why, untracked, removed }: DueReport): Promise<void> {
     if (!reports.open(untracked)) {
       const { sb, c, recName } = seen;
       if (untracked && this.kept.firstDeferral(c.id)) this.o.log({ level: 'warning', msg: 'report of a container not kept deferred to the next poll', recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: UNTRACKED_DEFERRED });
       return;
     }
     try {
-      await this.report(reports, seen, why, goneFor !== undefined);
+      await this.report(reports, seen, why, removed);
     } catch (e) {
       const { sb, c, recName } = seen;
+      const goneFor = this.kept.goneFor(c.id);
       if (goneFor === undefined || goneFor < REMOVED_RETRY_MS) return this.o.log({ level: 'error', msg: 'report failed; will retry', container: c.id.slice(0, 12), retryAfterMs: Math.round(this.kept.failed(c.id)), error: (e as Error).message });
       this.o.log({ level: 'error', msg: "report given up: the recording's profile will lack the container's calls", recording: recName, namespace: sb.metadata?.namespace, pod: sb.metadata?.name, container: c.metadata?.name, containerID: c.id.slice(0, 12), why: `a poll found it removed from the runtime ${Math.round(goneFor / 1000)} s ago, and its report has failed since`, error: (e as Error).message });
       this.forget(c.id);
@@ -340,7 +343,7 @@ export class RecorderDaemon {
       // report). Until then it waits, kept. One no poll saw running or exited is incomplete,
       // whatever the source: with eBPF its calls may be another container's (docs/recording.md, step 3).
       for (const k of this.kept.gone(listed)) {
-        if (k.settled && k.due) due.push({ seen: k, why: k.ran ? [] : [NEVER_RAN], untracked: false, goneFor: k.goneFor, place: this.kept.queue(k.c.id) });
+        if (k.settled && k.due) due.push({ seen: k, why: k.ran ? [] : [NEVER_RAN], untracked: false, removed: true, place: this.kept.queue(k.c.id) });
       }
     } finally {
       due.sort((a, b) => a.place - b.place);
@@ -373,7 +376,7 @@ export class RecorderDaemon {
         const wait = this.kept.see(sb, c, recName);
         if (wait === 'live' || wait === 'waiting' || !this.kept.due(c.id)) continue;
         const untracked = wait === 'untracked';
-        due.push({ seen: { sb, c, recName }, why: untracked ? [UNTRACKED] : [], untracked, place: this.kept.queue(c.id) });
+        due.push({ seen: { sb, c, recName }, why: untracked ? [UNTRACKED] : [], untracked, removed: false, place: this.kept.queue(c.id) });
       }
     }
   }

@@ -203,6 +203,31 @@ describe('recorder daemon: a report that keeps failing', () => {
     assert.deepEqual(rep.reported, []);
   });
 
+  it('an attempt made before that bound that fails after it (tried at 295 s, left unanswered until 305 s) gives the report up then, as the next poll would: no retry said due -5000 ms from now', async (t) => {
+    const s = setup(t);
+    const { src, rep, logged, mono } = s;
+    const daemon = await removedFailing(s);
+    const report = rep.report;
+    // The API server leaves it unanswered until its 10 s deadline.
+    rep.report = async (rec, result) => {
+      mono.ms += 10_000;
+      return report(rec, result);
+    };
+    rep.failFor.set('c1', 'unanswered');
+    mono.ms = 295_000;
+    await daemon.tick();
+    assert.deepEqual(
+      givenUp(logged).map((e) => [e.containerID, e.why]),
+      [['c1', 'a poll found it removed from the runtime 305 s ago, and its report has failed since']],
+    );
+    assert.deepEqual(
+      logged.filter((e) => e.msg === 'report failed; will retry').map((e) => e.retryAfterMs),
+      [0],
+      'only the first attempt, at 1 s',
+    );
+    assert.ok(src.forgotten.has('c1'));
+  });
+
   it('a removed container whose report succeeds at a retry within that bound is reported', async (t) => {
     const s = setup(t);
     const { rep, logged, mono } = s;
