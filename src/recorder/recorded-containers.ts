@@ -121,14 +121,17 @@ export class RecordedContainers {
    * 'waiting' until it has been seen exited for EXIT_SETTLE_MS, then 'settled'. 'untracked' when
    * MAX_RECORDED others are kept: none of them is dropped for it (each would go unreported if the
    * runtime removed it), so it is reported at once, as incomplete. One kept once a place is free
-   * keeps the attempts at its report made while it was not.
+   * keeps the attempts at its report made while it was not (when it first failed, and the wait
+   * before its retry), not its place in the order of the reports due (queue()): that was the
+   * turn of its report as one not kept, due at once; as a kept one's, its report is due once
+   * its container has exited and its wait is over, and takes its turn then.
    */
   see(sb: CriSandbox, c: CriContainer, recName: string): 'live' | 'waiting' | 'settled' | 'untracked' {
     let k = this.kept.get(c.id);
     if (!k) {
       if (this.kept.size >= MAX_RECORDED) return 'untracked';
       const seen = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName };
-      k = { ...this.untracked.get(c.id), ...seen };
+      k = { ...this.untracked.get(c.id), ...seen, place: undefined };
       this.untracked.delete(c.id);
       this.kept.set(c.id, k);
     }

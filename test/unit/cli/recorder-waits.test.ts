@@ -224,4 +224,24 @@ describe('recorder daemon: the wait before a failed report is retried', () => {
     mono += 1000;
     assert.equal(kept.failed('late'), 2000, 'failing since its first failure');
   });
+
+  it('one not kept, deferred, that a freed place lets be kept, does not keep its place: its report once kept takes its turn when it is due, after one due before it', () => {
+    let mono = 0;
+    const kept = new RecordedContainers(() => mono);
+    for (let i = 0; i < MAX_RECORDED; i++) kept.see(...listed(`c${i}`, 'CONTAINER_RUNNING'));
+    kept.see(...listed('late', 'CONTAINER_RUNNING'));
+    kept.queue('late');
+    kept.failed('late');
+    mono += 1000;
+    kept.queue('late');
+    kept.forget('c0');
+    assert.equal(kept.see(...listed('late', 'CONTAINER_RUNNING')), 'live');
+    kept.see(...listed('c1'));
+    mono += 1000;
+    const c1 = kept.queue('c1');
+    kept.see(...listed('late'));
+    mono += 1000;
+    assert.ok(kept.queue('late') > c1, 'its place as a report not kept, before the wait of its exit, is not its turn now');
+    assert.equal(kept.failed('late'), 3000, 'failing since its first failure');
+  });
 });
