@@ -152,14 +152,19 @@ describe('kubeconfig exec credential plugins', () => {
     }
   });
 
-  it('a plugin that could not be run is run again at the next call: installed meanwhile, it answers', async () => {
-    const { file } = withPlugin(answer({ token: 'tok' }), { exec: { command: './later.sh' } });
+  it('a plugin that could not be run is run again at the next call: installed meanwhile, it answers; no run leaves its exit hook behind', async () => {
+    const exitHooks = process.listenerCount('exit');
+    const { file, runs } = withPlugin(answer({ token: 'tok' }), { exec: { command: './later.sh' } });
     const kc = loadKubeConfig(file);
     await assert.rejects(kc.applyToHTTPSOptions({}), pluginFailure);
     copyFileSync(join(file, '..', 'plugin.sh'), join(file, '..', 'later.sh'));
     const opts: RequestOptions = {};
     await kc.applyToHTTPSOptions(opts);
     assert.equal(bearer(opts), 'Bearer tok');
+    noteApiStatus(kc, 401);
+    await kc.applyToHTTPSOptions({});
+    assert.equal(runs(), 2);
+    assert.equal(process.listenerCount('exit'), exitHooks, 'the hook that kills a run still going at the exit is removed when the run ends, its start failed or not');
   });
 
   it('a bare command is looked up in PATH and given its args; its environment is the controller\'s with the kubeconfig\'s env over it', async () => {
