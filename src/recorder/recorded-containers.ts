@@ -96,7 +96,11 @@ interface Kept extends SeenContainer, Attempts {
   ran?: boolean;
   /** When a poll first saw it exited (monotonic). */
   exitedAt?: number;
-  /** When a complete poll first did not list it (monotonic). */
+  /**
+   * When a complete poll first did not list it since a poll last did (monotonic): one listed
+   * again (a runtime's glitch) is not gone, and its report is retried for as long as it is
+   * listed, neither due at nor given up at a bound counted from then (docs/recording.md, step 3).
+   */
   goneAt?: number;
 }
 
@@ -135,6 +139,7 @@ export class RecordedContainers {
       this.untracked.delete(c.id);
       this.kept.set(c.id, k);
     }
+    k.goneAt = undefined;
     k.ran ||= c.state === 'CONTAINER_RUNNING' || c.state === 'CONTAINER_EXITED';
     if (c.state !== 'CONTAINER_EXITED') return 'live';
     k.exitedAt ??= this.now();

@@ -110,6 +110,19 @@ describe('recorder daemon: a report that keeps failing', () => {
     assert.equal(failures(logged).length, tried.length - 1, 'the last failure is told by the line that gives it up');
     assert.equal(waitsOf(logged, 'c1').at(-1), 88_000, 'the retry after 812 s told at 900 s, not 1112 s');
   });
+
+  it('refused (403), missed by one complete poll (a runtime glitch), then listed again: no longer gone, so retried for good as one listed, not given up 5 min after that poll', async (t) => {
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await exited(s, ['c1']);
+    const c1 = cri.containers.find((c) => c.id === 'c1')!;
+    mono.ms += 1000;
+    rep.failing = true;
+    rep.failCode = 403;
+    const tried = await pollEachSecond(s, daemon, 700, (poll) => (poll === 1 ? cri.remove('c1') : poll === 2 && cri.containers.push(c1)));
+    assert.deepEqual(givenUp(logged), []);
+    assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512], 'its waits as if never missed, none cut to a give-up bound');
+  });
 });
 
 /**
