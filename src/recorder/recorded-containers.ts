@@ -85,6 +85,8 @@ interface Attempts {
   place?: number;
   /** A poll deferred its report and the daemon named it in a line (firstDeferral()). */
   deferralNamed?: boolean;
+  /** When a poll first saw it exited (monotonic). */
+  exitedAt?: number;
 }
 
 interface Kept extends SeenContainer, Attempts {
@@ -94,8 +96,6 @@ interface Kept extends SeenContainer, Attempts {
    * may be another container's, one the recording leaves out (docs/recording.md, step 3).
    */
   ran?: boolean;
-  /** When a poll first saw it exited (monotonic). */
-  exitedAt?: number;
   /**
    * When a complete poll first did not list it since a poll last did (monotonic): one listed
    * again (a runtime's glitch) is not gone, and its report is retried for as long as it is
@@ -124,24 +124,32 @@ export class RecordedContainers {
    * Notes a poll's sight of a recorded container: 'live' while it has not exited; once it has,
    * 'waiting' until it has been seen exited for EXIT_SETTLE_MS, then 'settled'. 'untracked' when
    * MAX_RECORDED others are kept: none of them is dropped for it (each would go unreported if the
-   * runtime removed it), so it is reported at once, as incomplete. One kept once a place is free
-   * keeps the attempts at its report made while it was not (when it first failed, and the wait
-   * before its retry), not its place in the order of the reports due (queue()): that was the
-   * turn of its report as one not kept, due at once; as a kept one's, its report is due once
-   * its container has exited and its wait is over, and takes its turn then.
+   * runtime removed it), so it is reported at once, as incomplete; when a poll first saw it
+   * exited is noted with the attempts at its report. One kept once a place is free: if it has
+   * exited, its report was due and stays so, keeping what is kept of its attempts (its place in
+   * the order of the reports due, when it first failed and the wait before its retry) and when
+   * a poll first saw it exited, so it waits no more than it would have had it been kept; if it
+   * has not, it starts afresh, as one first seen now: its report, due once it has exited and its
+   * wait is over, takes its turn then, and if it fails is retried at the next poll, as any
+   * report failing for the first time (docs/recording.md, step 3).
    */
   see(sb: CriSandbox, c: CriContainer, recName: string): 'live' | 'waiting' | 'settled' | 'untracked' {
+    const exited = c.state === 'CONTAINER_EXITED';
     let k = this.kept.get(c.id);
     if (!k) {
-      if (this.kept.size >= MAX_RECORDED) return 'untracked';
+      if (this.kept.size >= MAX_RECORDED) {
+        // In place: a sight is not an attempt, and does not save it from being forgotten first.
+        if (exited) (this.untracked.get(c.id) ?? this.attempts(c.id)).exitedAt ??= this.now();
+        return 'untracked';
+      }
       const seen = { sb: { id: sb.id, metadata: sb.metadata, labels: sb.labels, runtime_handler: sb.runtime_handler }, c: { id: c.id, metadata: c.metadata, image: c.image }, recName };
-      k = { ...this.untracked.get(c.id), ...seen, place: undefined };
+      k = { ...(exited ? this.untracked.get(c.id) : undefined), ...seen };
       this.untracked.delete(c.id);
       this.kept.set(c.id, k);
     }
     k.goneAt = undefined;
-    k.ran ||= c.state === 'CONTAINER_RUNNING' || c.state === 'CONTAINER_EXITED';
-    if (c.state !== 'CONTAINER_EXITED') return 'live';
+    k.ran ||= c.state === 'CONTAINER_RUNNING' || exited;
+    if (!exited) return 'live';
     k.exitedAt ??= this.now();
     return this.settled(k) ? 'settled' : 'waiting';
   }

@@ -41,7 +41,9 @@ controller fail the recording as incomplete. A report that fails (a refusal too:
 an admission policy or webhook; or an API call, the recording's read or the result's create,
 unanswered after 10 s, when the poll leaves its other reports to the next one, where each
 keeps its turn) is retried at the next poll, then after waits that double, at most 5 minutes,
-an error line for each attempt. Each poll tries the reports due in the order they became due,
+an error line for each attempt (a container first seen while too many others awaited theirs
+and kept once a place frees, while it still runs, starts afresh: its first failure then is
+retried at the next poll). Each poll tries the reports due in the order they became due,
 those of containers first seen while too many others awaited theirs in that one order too: a
 report with n due before it is tried within n + 1 polls, whatever its kind. One of a
 container a poll found removed 5 minutes before is given up with an error line naming the

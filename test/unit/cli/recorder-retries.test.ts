@@ -203,6 +203,23 @@ describe('recorder daemon: reports left unanswered do not hold the others', () =
     assert.deepEqual(rep.reported, ['u']);
   });
 
+  it(`a report past the ${MAX_RECORDED} kept, exited and deferred, whose container then gets a kept place keeps its turn and its exit's wait: made within 2 polls, one due before it`, async (t) => {
+    const s = setup(t);
+    const { cri, rep } = s;
+    const daemon = await full(s);
+    cri.containers.find((c) => c.id === 'c0')!.state = 'CONTAINER_EXITED';
+    cri.containers.find((c) => c.id === 'c1')!.state = 'CONTAINER_EXITED';
+    rep.failFor.set('c1', 'unanswered');
+    await daemon.tick();
+    s.mono.ms += 1000;
+    // Listed last, due at poll 0 after c0 and c1: c0's report frees a place, c1's closes the poll.
+    cri.create('u', 'CONTAINER_EXITED');
+    await pollEachSecond(s, daemon, 1);
+    assert.deepEqual(rep.tried, ['c0', 'c1', 'u', 'c1'], 'u, kept from poll 1, tried then before c1, due again after it');
+    assert.deepEqual(rep.reported, ['c0', 'u']);
+    assert.deepEqual(rep.lost, [0, 0], 'reported whole once kept: its exit, first seen at poll 0, had settled');
+  });
+
   it('of two reports past the cap, one left unanswered and listed first does not hold the other: they take turns too', async (t) => {
     const s = setup(t);
     const { rep } = s;
@@ -226,6 +243,23 @@ describe(`recorder daemon: a report past the ${MAX_RECORDED} kept that keeps fai
     const tried = await pollEachSecond(s, daemon, 64);
     assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64]);
     assert.deepEqual(waitsOf(logged, 'u'), [0, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000]);
+  });
+
+  it('refused (403) while running, then given a kept place while still running: its report starts afresh as a kept one, made once it has exited, retried at the next poll when it first fails, not after the wait its failures while not kept had reached', async (t) => {
+    const s = setup(t);
+    const { cri, rep, logged } = s;
+    const daemon = await full(s);
+    const u = cri.create('u');
+    rep.failFor.set('u', 403);
+    const c0 = cri.containers.find((c) => c.id === 'c0')!;
+    // c0 exits at poll 70, its report at 71 frees a place, u is kept from 72 and exits at 73.
+    const tried = await pollEachSecond(s, daemon, 90, (poll) => {
+      if (poll === 70) c0.state = 'CONTAINER_EXITED';
+      if (poll === 73) u.state = 'CONTAINER_EXITED';
+    });
+    assert.deepEqual(rep.reported, ['c0']);
+    assert.deepEqual(tried, [0, 1, 2, 4, 8, 16, 32, 64, 71, 74, 75, 76, 78, 82, 90], 'not at 128, 64 s after its last failure while not kept');
+    assert.deepEqual(waitsOf(logged, 'u').slice(-6), [0, 1000, 2000, 4000, 8000, 16_000]);
   });
 
   it('deferred, then removed before the next poll: lost, nothing being kept of it, but never silently: a line names it when it is deferred', async (t) => {
