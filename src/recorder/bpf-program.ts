@@ -190,13 +190,14 @@ export type ContainerCalls = { ok: true; key: MountNamespace; counts: BpfCount[]
 
 /**
  * The calls of one container of `pod` in a dump. Its mount namespace is the one whose first
- * counted call came from `pid` (the container's init, learnt while it ran); without a pid, the
- * only namespace of the pod not yet `assigned` to another container. Anything ambiguous is
+ * counted call came from `pid` (the container's init, learnt while it ran); without a pid,
+ * `took`, the one an earlier reading of its calls found (for a report that then failed), else
+ * the only namespace of the pod not yet `assigned` to a container. Anything ambiguous is
  * refused rather than guessed (an inode can be reused by a later pod or container).
  */
-export function callsOfContainer(dump: BpfDump, pod: PodNamespaces, pid: number | undefined, assigned: readonly MountNamespace[]): ContainerCalls {
+export function callsOfContainer(dump: BpfDump, pod: PodNamespaces, pid: number | undefined, assigned: readonly MountNamespace[], took?: MountNamespace): ContainerCalls {
   const mine = dump.firsts.filter((f) => f.ipc === pod.ipc && f.mnt !== pod.pauseMnt);
-  const candidates = pid !== undefined ? mine.filter((f) => f.pid === pid) : mine.filter((f) => !assigned.some((a) => sameNamespace(a, f)));
+  const candidates = pid !== undefined ? mine.filter((f) => f.pid === pid) : took ? mine.filter((f) => sameNamespace(took, f)) : mine.filter((f) => !assigned.some((a) => sameNamespace(a, f)));
   if (candidates.length !== 1) {
     return { ok: false, why: candidates.length === 0 ? 'no counted calls in its namespace' : `${candidates.length} mount namespaces of the pod could be the container's` };
   }

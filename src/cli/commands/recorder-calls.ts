@@ -132,7 +132,13 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
   let counter = await start();
   const pods = new Map<string, PodNamespaces>();
   const pids = new Map<string, number>();
+  // Per pod, the mount namespaces reports took (the last 64): a container without a pid cannot
+  // take one. Per container awaiting its report, the one its calls were read from: the retry of
+  // a report that failed after that reads the same, its own, not none (it is assigned) nor one
+  // that appeared in the pod since (a restarted container's). Released when the daemon forgets
+  // the container (reported or given up), the namespace staying assigned (docs/recording.md, step 3).
   const assigned = new Map<string, MountNamespace[]>();
+  const took = new Map<string, MountNamespace>();
   const active = new Set<string>();
   let failure: Error | undefined;
   const pidOf = async (req: 'PodSandboxStatus' | 'ContainerStatus', field: string, id: string) => pidFromVerboseInfo(await cri.rt(req, { [field]: id, verbose: true }));
@@ -164,14 +170,16 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
         failure = e as Error;
         throw e;
       }
-      const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? []);
+      const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? [], took.get(id));
       if (!found.ok) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
-      assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
+      if (!took.has(id)) assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
+      took.set(id, found.key);
       const { names, unnamed, ia32 } = namesOf(found.counts);
       return { syscalls: names, ia32, unnamed, lost: 0 };
     },
     forget: (id) => {
       pids.delete(id);
+      took.delete(id);
       active.delete(id);
     },
     maintain: async (recorded) => {

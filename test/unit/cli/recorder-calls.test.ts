@@ -34,19 +34,25 @@ class FakeRuntime implements RuntimeCalls {
   }
 }
 
-/** A dump with one container's mount namespace in the pod, which made one read. */
-function dump(): BpfDump {
-  const key = { ipc: inode('ipc'), mnt: 4026599999, mntId: '91' };
-  return { counts: [{ ...key, ia32: false, nr: 0, count: 3 }], firsts: [{ ...key, pid: 4242 }], exits: [] };
+/**
+ * A dump with `containers` mount namespaces of containers in the pod (one by default): the
+ * first made read(2) calls, the second write(2), …
+ */
+function dump(containers = 1): BpfDump {
+  const keys = Array.from({ length: containers }, (_, i) => ({ ipc: inode('ipc'), mnt: 4026599999 - i, mntId: String(91 + i) }));
+  return { counts: keys.map((k, i) => ({ ...k, ia32: false, nr: i, count: 3 })), firsts: keys.map((k, i) => ({ ...k, pid: 4242 + i })), exits: [] };
 }
 
-/** bpftrace as the source sees it: maps more than half full (2 keys), so an idle poll restarts it. */
-function counters() {
+/**
+ * bpftrace as the source sees it: maps more than half full (2 keys), so an idle poll restarts
+ * it. Its dumps are `current`'s (the test's), dump() by default.
+ */
+function counters(current: () => BpfDump = dump) {
   const c = { starts: 0 };
   const start = async (): Promise<Counter> => {
     c.starts++;
-    const d = dump();
-    return { latest: d, mapKeys: 2, nextDump: async () => d, stop: async () => d, close: () => undefined };
+    const d = current();
+    return { latest: d, mapKeys: 2, nextDump: async () => current(), stop: async () => d, close: () => undefined };
   };
   return { c, start };
 }
@@ -98,6 +104,40 @@ describe('recorder daemon, eBPF: containers created before the counter last star
     await src.seen('sb1', 'c2', false);
     src.forget('c1');
     assert.equal((await src.of('sb1', 'c2')).lost, 0);
+  });
+});
+
+describe('recorder daemon, eBPF: the retry of a report of a container never seen running (no pid), after its calls were read', () => {
+  /** A source whose pod has `d.containers` mount namespaces, with c1 seen only created (no pid) and its calls read once, for a report that then failed. */
+  async function readOnce(d: { containers: number }) {
+    const cri = new FakeRuntime();
+    const src = await bpfCalls(cri, () => undefined, counters(() => dump(d.containers)).start);
+    await src.maintain(new Set());
+    cri.ids.push('c1', 'c2');
+    await src.seen('sb1', 'c1', false);
+    await src.seen('sb1', 'c2', false);
+    const first = await src.of('sb1', 'c1');
+    assert.deepEqual([first.lost, [...first.syscalls]], [0, ['read']]);
+    return src;
+  }
+
+  it("gets the pod's namespace it took before: its own calls, whole", async () => {
+    const src = await readOnce({ containers: 1 });
+    const retry = await src.of('sb1', 'c1');
+    assert.equal(retry.incomplete, undefined);
+    assert.deepEqual([retry.lost, [...retry.syscalls]], [0, ['read']]);
+  });
+
+  it("gets that namespace, not one that appeared in the pod since (a restarted container's); nor can another container take it meanwhile", async () => {
+    const d = { containers: 1 };
+    const src = await readOnce(d);
+    assert.match((await src.of('sb1', 'c2')).incomplete ?? '', /no counted calls in its namespace/, "c1's namespace is not c2's");
+    d.containers = 2;
+    const retry = await src.of('sb1', 'c1');
+    assert.deepEqual([retry.lost, [...retry.syscalls]], [0, ['read']]);
+    src.forget('c1');
+    const c2 = await src.of('sb1', 'c2');
+    assert.deepEqual([c2.lost, [...c2.syscalls]], [0, ['write']], 'c1 reported: its namespace still not taken by another');
   });
 });
 
