@@ -135,8 +135,10 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
   // Per pod, the mount namespaces reports took (the last 64): a container without a pid cannot
   // take one. Per container awaiting its report, the one its calls were read from: the retry of
   // a report that failed after that reads the same, its own, not none (it is assigned) nor one
-  // that appeared in the pod since (a restarted container's). Released when the daemon forgets
-  // the container (reported or given up), the namespace staying assigned (docs/recording.md, step 3).
+  // that appeared in the pod since (a restarted container's); and no other container without a
+  // pid can take it while that report waits, however long, even once the pod's last 64 no
+  // longer name it. Released when the daemon forgets the container (reported or given up), the
+  // namespace staying assigned (docs/recording.md, step 3).
   const assigned = new Map<string, MountNamespace[]>();
   const took = new Map<string, MountNamespace>();
   const active = new Set<string>();
@@ -170,7 +172,9 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
         failure = e as Error;
         throw e;
       }
-      const found = callsOfContainer(dump, pod, pids.get(id), assigned.get(sb) ?? [], took.get(id));
+      const own = took.get(id);
+      const taken = own !== undefined || took.size === 0 ? (assigned.get(sb) ?? []) : [...(assigned.get(sb) ?? []), ...took.values()];
+      const found = callsOfContainer(dump, pod, pids.get(id), taken, own);
       if (!found.ok) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
       if (!took.has(id)) assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);
       took.set(id, found.key);

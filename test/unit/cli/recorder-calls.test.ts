@@ -139,6 +139,22 @@ describe('recorder daemon, eBPF: the retry of a report of a container never seen
     const c2 = await src.of('sb1', 'c2');
     assert.deepEqual([c2.lost, [...c2.syscalls]], [0, ['write']], 'c1 reported: its namespace still not taken by another');
   });
+
+  it('keeps that namespace from others while its report waits, after the pod\'s last 64 taken namespaces no longer name it', async () => {
+    const d = { containers: 1 };
+    const src = await readOnce(d);
+    // 64 more containers of the pod, never seen running, each reported with a namespace of its own.
+    for (let i = 1; i <= 64; i++) {
+      d.containers = i + 1;
+      await src.seen('sb1', `x${i}`, false);
+      assert.equal((await src.of('sb1', `x${i}`)).lost, 0);
+      src.forget(`x${i}`);
+    }
+    const c2 = await src.of('sb1', 'c2');
+    assert.deepEqual([c2.lost, [...c2.syscalls]], [1, []], "c1's calls are not c2's while c1's report waits");
+    const retry = await src.of('sb1', 'c1');
+    assert.deepEqual([retry.lost, [...retry.syscalls]], [0, ['read']]);
+  });
 });
 
 /** A runtime with one pod a recording selects, for the daemon; its containers are the test's. */
