@@ -1,8 +1,8 @@
-// What `spoke recorder` (src/cli/commands/recorder.ts) keeps of the recorded containers awaiting
-// their report: what a poll saw of each, so that one the runtime removes first is still reported,
-// when a poll first saw it exited or a complete poll first found it gone, for the wait before
-// its report, when its report failed, for the wait before its retry, and when it became due,
-// for its turn among the reports a poll tries (docs/recording.md, step 3).
+// What `spoke recorder`'s daemon (src/cli/commands/recorder-daemon.ts) keeps of the recorded
+// containers awaiting their report: what a poll saw of each, so that one the runtime removes
+// first is still reported, when a poll first saw it exited or a complete poll first found it
+// gone, for the wait before its report, when its report failed, for the wait before its retry,
+// and when it became due, for its turn among the reports a poll tries (docs/recording.md, step 3).
 
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 
@@ -215,7 +215,7 @@ export class RecordedContainers {
    * A poll found its report due: its place in the order the poll tries the reports due, lowest
    * first. A report keeps the place it was given when a poll first found it due until it is
    * tried and fails: then it is given the next one when it is due again. So a report a poll
-   * deferred (PollReports in src/cli/commands/recorder.ts) goes before those the poll tried,
+   * deferred (PollReports in src/cli/commands/recorder-daemon.ts) goes before those the poll tried,
    * and every due report before any found due after it: one whose calls the API server leaves
    * unanswered closes the poll that tries it, but it cannot close every poll while others wait
    * (docs/recording.md, step 3). The places of kept containers and of those not kept
@@ -246,19 +246,18 @@ export class RecordedContainers {
   /**
    * After a complete poll: the kept containers it did not list (removed before their report),
    * kept until it is made or given up; each `settled` when its wait is over now, counted from
-   * when a poll first saw it exited or else from this first complete poll without it;
-   * `goneFor`: how long ago a complete poll first did not list it; and `due` as due() says (at
+   * when a poll first saw it exited or else from this first complete poll without it; and
+   * `due` as due() says (at
    * the latest once it is REMOVED_RETRY_MS gone). What is kept of the attempts at the reports
    * of containers not kept that it did not list is forgotten.
    */
-  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; goneFor: number; due: boolean })[] {
+  gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; due: boolean })[] {
     for (const id of this.untracked.keys()) if (!listed.has(id)) this.untracked.delete(id);
     return [...this.kept.values()]
       .filter((k) => !listed.has(k.c.id))
       .map((k) => {
         k.goneAt ??= this.now();
-        const goneFor = this.now() - k.goneAt;
-        return { ...k, settled: this.settled(k), goneFor, due: this.due(k.c.id) };
+        return { ...k, settled: this.settled(k), due: this.due(k.c.id) };
       });
   }
 

@@ -4,7 +4,7 @@
 // monotonic clock of the daemon's waits moved by the test).
 
 import type { TestContext } from 'node:test';
-import { RecorderDaemon, type ResultReporter } from '../../src/cli/commands/recorder.js';
+import { RecorderDaemon, type ResultReporter } from '../../src/cli/commands/recorder-daemon.js';
 import type { CallSource } from '../../src/cli/commands/recorder-calls.js';
 import type { ProfileRecording, ProfileRecordingResult } from '../../src/controller/recording.js';
 import { SpokeError } from '../../src/core/errors.js';

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RecorderDaemon } from '../../src/cli/commands/recorder.js';
+import { RecorderDaemon } from '../../src/cli/commands/recorder-daemon.js';
 import { KubeResultReporter } from '../../src/controller/recording-kube.js';
 import { fakeKubeConfig, FakeApiServer, PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS } from '../helpers/fake-apiserver.js';
 import { calls, FakeRuntime } from '../helpers/recorder-daemon.js';

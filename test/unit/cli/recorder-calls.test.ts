@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readlinkSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { RecorderDaemon } from '../../../src/cli/commands/recorder.js';
+import { RecorderDaemon } from '../../../src/cli/commands/recorder-daemon.js';
 import { auditCalls, bpfCalls, type Counter } from '../../../src/cli/commands/recorder-calls.js';
 import type { ProfileRecording, ProfileRecordingResult } from '../../../src/controller/recording.js';
 import type { BpfDump } from '../../../src/recorder/bpf-program.js';

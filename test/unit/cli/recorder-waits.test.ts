@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { RecordingCache } from '../../../src/cli/commands/recorder.js';
+import { RecordingCache } from '../../../src/cli/commands/recorder-daemon.js';
 import { MAX_RECORDED, RecordedContainers, REMOVED_RETRY_MS, RETRY_WAIT_MAX_MS } from '../../../src/recorder/recorded-containers.js';
 import type { ProfileRecording } from '../../../src/controller/recording.js';
 
@@ -102,7 +102,7 @@ describe('recorder daemon: the recorded containers awaiting their report', () =>
     );
     mono += 5000;
     assert.deepEqual(
-      kept.gone(new Set(['c1'])).map((k) => [k.c.id, k.goneFor]),
+      kept.gone(new Set(['c1'])).map((k) => [k.c.id, kept.goneFor(k.c.id)]),
       [['gone', 5000]],
       'until it is reported; how long since a complete poll first did not list it',
     );
