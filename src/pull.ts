@@ -37,6 +37,8 @@ const MAX_JUDGED = 4096;
 /** Namespaces whose pulls are remembered (pulledIn), and references per namespace; least recent dropped first. */
 const MAX_PULLED_NAMESPACES = 1024;
 const MAX_PULLED_PER_NAMESPACE = 256;
+/** References remembered parsed (parsedReference); past it the memory starts afresh. */
+const MAX_PARSED_REFERENCES = 1024;
 
 export class PullPipeline {
   private readonly flights: Flights;
@@ -49,6 +51,8 @@ export class PullPipeline {
   private readonly judged = new Set<string>();
   /** Namespace ('' for none: the node) → the references pulled in it by this process, least recent first (pulledIn). */
   private readonly pulled = new Map<string, Set<string>>();
+  /** A reference as given → its parse (frozen) and canonical form: a node's kubelet asks for the same few at every container start. */
+  private readonly parsed = new Map<string, { ref: Reference; canonical: string }>();
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -82,8 +86,7 @@ export class PullPipeline {
 
   private async pullOnce(req: PullRequest): Promise<PullResult> {
     // 1. Reference: digest-pinned only.
-    const ref = parseReference(req.reference);
-    const canonical = formatReference(ref);
+    const { ref, canonical } = this.parsedReference(req.reference);
 
     // 2. Policy, before any I/O.
     const policy = this.deps.policy();
@@ -181,6 +184,21 @@ export class PullPipeline {
     refs.delete(reference);
     refs.add(reference);
     if (refs.size > MAX_PULLED_PER_NAMESPACE) refs.delete(refs.values().next().value!);
+  }
+
+  /**
+   * parseReference, remembered: a pure function of its text, so the memory only saves the parse
+   * (part of every cached pull). Only references that parse are remembered.
+   */
+  private parsedReference(reference: string): { ref: Reference; canonical: string } {
+    let hit = this.parsed.get(reference);
+    if (hit === undefined) {
+      const ref = parseReference(reference);
+      hit = { ref, canonical: formatReference(ref) };
+      if (this.parsed.size >= MAX_PARSED_REFERENCES) this.parsed.clear();
+      this.parsed.set(reference, hit);
+    }
+    return hit;
   }
 
   /** Callers now waiting on flights for `reference` (canonical form); tests wait on it. */
