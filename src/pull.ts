@@ -25,7 +25,7 @@ import { Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
 import { RecordAhead } from './pull/record-ahead.js';
 import { verifySignature } from './pull/signature.js';
-import type { PullPipelineDeps, PullRequest, PullResult } from './pull/types.js';
+import type { FlightRequest, PullPipelineDeps, PullRequest, PullResult } from './pull/types.js';
 
 export type { PullObserver, PullPipelineDeps, PullRequest, PullResult, RegistryLease, SignatureVerifier } from './pull/types.js';
 export { credentialIdentity } from './pull/access.js';
@@ -292,7 +292,7 @@ export class PullPipeline {
     };
   }
 
-  private async fetch(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, registry: RegistryClient): Promise<PullResult> {
+  private async fetch(ref: Reference, canonical: string, req: FlightRequest, policy: Policy, decision: Decision & { allowed: true }, registry: RegistryClient): Promise<PullResult> {
     const repo = { registry: ref.registry, repository: ref.repository };
     const fetchOpts = { credential: req.credential, signal: req.signal, useMirrors: true };
     const limit = policy.limits.maxArtifactBytes;
@@ -409,7 +409,7 @@ export class PullPipeline {
     return this.result(ref, canonical, record, decision, false, signer, manifest.servedBy);
   }
 
-  private verify(ref: Reference, canonical: string, req: PullRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
+  private verify(ref: Reference, canonical: string, req: FlightRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
     return verifySignature(this.deps, this.logger, ref, canonical, req, decision, registry, manifestBytes);
   }
 }

@@ -218,12 +218,7 @@ function withDeadline(deps: AnnotationDeps, deadline: number | undefined): Annot
     ...deps,
     pull: (req) => {
       let signal: AbortSignal | undefined;
-      return deps.pull({
-        ...req,
-        get signal() {
-          return (signal ??= untilDeadline(deadline));
-        },
-      });
+      return deps.pull({ ...req, signal: () => (signal ??= untilDeadline(deadline)) });
     },
   };
 }

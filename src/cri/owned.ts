@@ -64,7 +64,7 @@ export class OwnedHandlers<P> {
     private readonly gate: CreateGate,
   ) {}
 
-  /** `signal` may be a function making it on demand (the pipeline reads it only to fetch). */
+  /** `signal` may be a function making it on demand (PullRequest.signal: the pipeline asks for it only to fetch). */
   async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal)): Promise<Buffer> {
     const req = decodePullRequest(request);
     const { logger } = this.deps;
@@ -74,16 +74,7 @@ export class OwnedHandlers<P> {
     if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty', {}, { reason: 'REFERENCE_INVALID' });
     const credential = credentialOf(req.auth);
     try {
-      const pullRequest: PullRequest =
-        typeof signal === 'function'
-          ? {
-              reference: req.image,
-              kind,
-              get signal() {
-                return signal();
-              },
-            }
-          : { reference: req.image, kind, signal };
+      const pullRequest: PullRequest = { reference: req.image, kind, signal };
       if (req.namespace !== '') pullRequest.namespace = req.namespace;
       if (credential) pullRequest.credential = credential;
       // The pipeline logs the outcome (PullPipeline.logOutcome), as it does for every caller.

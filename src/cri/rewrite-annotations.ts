@@ -38,7 +38,7 @@ import { BASE_RUNTIME_DEFAULT, PROFILE_LOCALHOST, PROFILE_OCI, PROFILE_RUNTIME_D
 
 export interface AnnotationDeps {
   /** Pulls an annotation's reference under the node policy with the node's credentials. */
-  pull(req: { reference: string; kind: ProfileKind; namespace?: string; signal?: AbortSignal }): Promise<unknown>;
+  pull(req: { reference: string; kind: ProfileKind; namespace?: string; signal?: AbortSignal | (() => AbortSignal) }): Promise<unknown>;
   /** Throws when annotations of `kind` cannot be honoured here (AppArmor off), before any pull. */
   ready?(kind: ProfileKind, ctx: ApplyContext): Promise<void>;
   log?(level: LogLevel, msg: string, fields: Record<string, unknown>): void;

@@ -6,7 +6,7 @@
 import { SpokeError } from '../core/errors.js';
 import type { Policy } from '../policy/types.js';
 import type { RegistryClient } from '../registry/types.js';
-import type { PullRequest, PullResult, RegistryLease } from './types.js';
+import type { FlightRequest, PullRequest, PullResult, RegistryLease } from './types.js';
 
 interface Flight {
   readonly promise: Promise<PullResult>;
@@ -41,11 +41,11 @@ export class Flights {
    * The flight has its own controller and total deadline; each caller may leave early with its
    * own signal, and the flight is aborted only when the last caller has left.
    */
-  join(key: string, req: PullRequest, policy: Policy, work: (flightReq: PullRequest, registry: RegistryClient) => Promise<PullResult>): Promise<PullResult> {
+  join(key: string, req: PullRequest, policy: Policy, work: (flightReq: FlightRequest, registry: RegistryClient) => Promise<PullResult>): Promise<PullResult> {
     let flight = this.inflight.get(key);
     if (!flight) {
       const controller = new AbortController();
-      const flightReq: PullRequest = { reference: req.reference, kind: req.kind, signal: controller.signal };
+      const flightReq: FlightRequest = { reference: req.reference, kind: req.kind, signal: controller.signal };
       if (req.namespace !== undefined) flightReq.namespace = req.namespace;
       if (req.credential !== undefined) flightReq.credential = req.credential;
       let end!: (reason: SpokeError) => void;
@@ -81,7 +81,7 @@ export class Flights {
       flight = f;
       this.inflight.set(key, f);
     }
-    return this.wait(key, flight, req.signal);
+    return this.wait(key, flight, typeof req.signal === 'function' ? req.signal() : req.signal);
   }
 
   /** One caller's wait on a flight, ended early by the caller's own signal. */

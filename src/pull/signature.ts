@@ -7,7 +7,7 @@ import { logEnabled, type Logger } from '../core/runtime.js';
 import type { Decision, SignerSpec as PolicySigner, UnavailableSigner } from '../policy/types.js';
 import type { RegistryClient } from '../registry/types.js';
 import type { SignatureVerdict, SignerSpec } from '../verify/types.js';
-import type { PullObserver, PullRequest, SignatureVerifier } from './types.js';
+import type { FlightRequest, PullObserver, SignatureVerifier } from './types.js';
 
 /** What the signature step uses from the pipeline's dependencies. */
 export interface SignatureStep {
@@ -15,7 +15,7 @@ export interface SignatureStep {
   observer?: PullObserver;
 }
 
-export async function verifySignature(step: SignatureStep, logger: Logger, ref: Reference, canonical: string, req: PullRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
+export async function verifySignature(step: SignatureStep, logger: Logger, ref: Reference, canonical: string, req: FlightRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
   const verifier = step.verifier;
   if (!verifier) throw new SpokeError('SignatureValidationFailed', `${canonical}: the rule requires a signature but no verifier is configured`, { reference: canonical }, { reason: 'SIGNER_UNAVAILABLE' });
   // A signer whose key is gone verifies nothing (fail closed): the others still may.

@@ -18,7 +18,17 @@ export interface PullRequest {
   namespace?: string;
   /** Per-request credentials (CRI AuthConfig): used for this pull only, never stored. */
   credential?: Credential;
-  signal?: AbortSignal;
+  /**
+   * Ends this caller's wait (its deadline, or it went away); the fetch goes on for other callers.
+   * May be a function making the signal, called only when the pull fetches: a cached pull never
+   * does, and an AbortController and a deadline timer per call are a noticeable part of its cost.
+   */
+  signal?: AbortSignal | (() => AbortSignal);
+}
+
+/** A fetch's own request (flights.ts): its signal is the flight's, which its deadline and its last caller leaving abort. */
+export interface FlightRequest extends Omit<PullRequest, 'signal'> {
+  signal: AbortSignal;
 }
 
 export interface PullResult {

@@ -14,7 +14,7 @@ test('a verified signature adds no info line of its own: the caller\'s outcome l
   for (const level of ['info', 'debug'] as const) {
     const lines: { level: string; msg: string; signer?: string }[] = [];
     const logger = new JsonLogger({ level, write: (line) => lines.push(JSON.parse(line) as { level: string; msg: string }) });
-    const verdict = await verifySignature({ verifier }, logger, ref, reference, { reference, kind: 'seccomp' }, decision, {} as RegistryClient, Buffer.from('{}'));
+    const verdict = await verifySignature({ verifier }, logger, ref, reference, { reference, kind: 'seccomp', signal: new AbortController().signal }, decision, {} as RegistryClient, Buffer.from('{}'));
     assert.equal(verdict.signer, 'release');
     assert.deepEqual(lines.map((l) => [l.level, l.msg, l.signer]), level === 'info' ? [] : [['debug', 'signature verified', 'release']]);
   }
