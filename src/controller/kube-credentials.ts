@@ -147,8 +147,12 @@ interface Run {
   startedAt: number;
   /** Whether its plugin has exited: its run ends once its stdout is read (the exit grace at most), and nothing is signalled any more. */
   exited(): boolean;
-  /** Kills the run (its plugin, unless it exited, with its group) and fails its calls with `e`, unless it already ended; whether a process was signalled. */
-  end(e: SpokeError): boolean;
+  /**
+   * Kills the run (its plugin, unless it exited, with its group) and fails its calls with the
+   * error `failure` makes, told whether a process was signalled, unless it already ended; whether
+   * a process was signalled.
+   */
+  end(failure: (signalled: boolean) => SpokeError): boolean;
   /** A call stopped waiting for this run: said once per run. */
   waiterLeft: boolean;
 }
@@ -215,7 +219,7 @@ class ExecPlugin {
   private kill(run: Run): void {
     const runningMs = this.runningMs(run);
     const fields = { command: this.spec.command, pid: run.pid, runningMs, reason: 'CLOSED' };
-    if (run.end(this.closed())) this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', ...fields });
+    if (run.end(() => this.closed())) this.o.log?.({ msg: 'the kubeconfig exec credential plugin was killed, with the processes it started: the credentials are closed', ...fields });
     else this.o.log?.({ msg: 'the kubeconfig exec credential plugin\'s run was given up, no process signalled (none started, or they run as another user): the credentials are closed', ...fields });
   }
 
@@ -272,16 +276,24 @@ class ExecPlugin {
       startedAt: this.now(),
       waiterLeft: false,
       exited: () => exited,
-      end: (e) => {
+      end: (failure) => {
         if (!settle) return false;
         const signalled = kill();
-        finish(e);
+        finish(failure(signalled));
         return signalled;
       },
     };
     // Until its exit: the read after it is bounded by the exit grace.
     const timer = setTimeout(() => {
-      const signalled = run.end(new SpokeError('Unavailable', `the kubeconfig exec credential plugin ${command} did not answer within ${this.timeoutMs} ms: killed`, { command, limit: this.timeoutMs }, { reason: 'DEADLINE' }));
+      const signalled = run.end(
+        (killed) =>
+          new SpokeError(
+            'Unavailable',
+            `the kubeconfig exec credential plugin ${command} did not answer within ${this.timeoutMs} ms: ${killed ? 'killed' : 'given up, no process signalled (it runs as another user)'}`,
+            { command, limit: this.timeoutMs, signalled: killed },
+            { reason: 'DEADLINE' },
+          ),
+      );
       const what = signalled ? 'killed, with the processes it started' : 'its run is given up, no process signalled (they run as another user)';
       this.o.log?.({ msg: `the kubeconfig exec credential plugin did not answer in time: ${what}`, command, pid: child.pid, timeoutMs: this.timeoutMs, reason: 'DEADLINE', level: 'warning' });
     }, this.timeoutMs);
@@ -289,7 +301,7 @@ class ExecPlugin {
     let outBytes = 0;
     child.stdout.on('data', (b: Buffer) => {
       outBytes += b.length;
-      if (outBytes > MAX_OUTPUT_BYTES) run.end(this.failed(`wrote more than ${MAX_OUTPUT_BYTES} bytes`));
+      if (outBytes > MAX_OUTPUT_BYTES) run.end(() => this.failed(`wrote more than ${MAX_OUTPUT_BYTES} bytes`));
       else stdout.push(b);
     });
     child.on('error', (e: NodeJS.ErrnoException) => finish(this.failed(`cannot be run (${e.code ?? e.message})`, { errno: e.code })));

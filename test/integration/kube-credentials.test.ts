@@ -317,4 +317,27 @@ describe('a kubeconfig exec credential plugin', () => {
       lifetime.abort();
     }
   });
+
+  it('that does not answer within its time and cannot be signalled (it runs as another user) fails with DEADLINE saying it was not signalled', async () => {
+    const { file, pids } = execKubeConfig(server, HANGS);
+    const lifetime = new AbortController();
+    const kc = loadKubeConfig(file, { signal: lifetime.signal, timeoutMs: 300 });
+    const lease = new KubeLeaseClient(kc, 'spoke-system', 'exec-not-signalled');
+    // What the kernel answers a kill of a group whose processes all run as another user.
+    const kill = process.kill;
+    process.kill = ((pid: number, sig?: string | number) => {
+      if (pid < 0) throw Object.assign(new Error('kill EPERM'), { code: 'EPERM', errno: -1, syscall: 'kill' });
+      return kill.call(process, pid, sig);
+    }) as typeof process.kill;
+    try {
+      const e = await within(lease.get(new AbortController().signal).then(() => undefined, (x: unknown) => x), 5000, 'the call to end');
+      const err = e as SpokeError;
+      assert.equal(err.reason, 'DEADLINE', String(e));
+      assert.equal(err.context.signalled, false, `the error says no process was signalled: ${err.message}`);
+    } finally {
+      process.kill = kill;
+      lifetime.abort();
+      for (const pid of processes(pids).all) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
 });
