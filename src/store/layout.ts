@@ -1,7 +1,7 @@
 // The store's directory layout and the file primitives its parts share (see store.ts for the
 // layout): every path is built from a digest's hex, never from input text.
 
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
@@ -124,11 +124,15 @@ export function assertDigest(d: string): Digest {
 }
 
 /**
- * Whether `path` exists: one synchronous access(2) (see fsutil.ts), which makes no Stats object
- * as a stat would (a cached pull asks this of its blob). False when it cannot be looked up.
+ * Whether `path` exists (a synchronous stat: see fsutil.ts). Not `existsSync`: its access(2)
+ * looks the path up as the real user, where the store's reads and writes use the effective one.
  */
 export function exists(path: string): boolean {
-  return existsSync(path);
+  try {
+    return statSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -11,6 +11,7 @@ import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, throwsWith } from '../../helpers/assert.js';
 import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
+import { exists } from '../../../src/store/layout.js';
 import { systemClock } from '../../../src/core/runtime.js';
 import { ingestInput, poolRequests } from './fixtures.js';
 
@@ -417,6 +418,28 @@ describe('crash safety', () => {
       assert.ok(visible.every((n) => n === 'big'), `only complete files are visible: ${visible.join(',')}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('exists', () => {
+  it('looks a path up as the effective user, who reads and writes the store: a path only the real user could look up is not there', () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-exists-'));
+    try {
+      // A directory only its owner (root, as the tests run) may search.
+      const file = join(own, 'blob');
+      writeFileSync(file, 'x');
+      assert.equal(exists(file), true);
+      process.seteuid!(65534);
+      let asNobody: boolean;
+      try {
+        asNobody = exists(file);
+      } finally {
+        process.seteuid!(0);
+      }
+      assert.equal(asNobody, false);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
     }
   });
 });
