@@ -171,5 +171,13 @@ export function setup(t: TestContext) {
     mono.ms += 1000;
     await d.tick();
   };
-  return { cri, src, rep, logged, make, polls, mono };
+  /** A daemon that listed the runtime at its start, then polled once with `ids` recorded (in `state`, else running). */
+  const polledWith = async (ids: readonly string[], state?: string) => {
+    const d = make();
+    await d.listExisting();
+    for (const id of ids) cri.create(id, state);
+    await d.tick();
+    return d;
+  };
+  return { cri, src, rep, logged, make, polls, polledWith, mono };
 }

@@ -13,13 +13,7 @@ import { setup } from '../../helpers/recorder-daemon.js';
 const reasons = (logged: Record<string, unknown>[]) => logged.filter((e) => e.msg === 'reported').map((e) => e.incomplete);
 
 /** A daemon that listed the runtime at its start, then polled once with c1 recorded (in `state`). */
-async function polledWith({ cri, make }: ReturnType<typeof setup>, state?: string) {
-  const daemon = make();
-  await daemon.listExisting();
-  cri.create('c1', state);
-  await daemon.tick();
-  return daemon;
-}
+const polledWith = (s: ReturnType<typeof setup>, state?: string) => s.polledWith(['c1'], state);
 
 /**
  * c1 recorded running, then removed, its reports failing (`failCode`, else the fake's default),
@@ -240,12 +234,9 @@ describe('recorder daemon: a report that keeps failing', () => {
   });
 
   it('a report refused with 422 (a ValidatingAdmissionPolicy or webhook an admin can fix) is retried like any other failure: while listed, and for a removed container within its bound', async (t) => {
-    const { cri, rep, logged, make, mono } = setup(t);
-    const daemon = make();
-    await daemon.listExisting();
-    cri.create('c1', 'CONTAINER_EXITED');
-    cri.create('c2', 'CONTAINER_EXITED');
-    await daemon.tick();
+    const s = setup(t);
+    const { cri, rep, logged, mono } = s;
+    const daemon = await s.polledWith(['c1', 'c2'], 'CONTAINER_EXITED');
     mono.ms += 1000;
     cri.remove('c2');
     rep.failing = true;

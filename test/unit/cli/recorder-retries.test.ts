@@ -35,13 +35,7 @@ async function pollEachSecond({ rep, mono }: ReturnType<typeof setup>, daemon: A
 }
 
 /** A daemon that listed the runtime at its start, then polled with `ids` recorded, exited. */
-async function exited({ cri, make }: ReturnType<typeof setup>, ids: string[]) {
-  const daemon = make();
-  await daemon.listExisting();
-  for (const id of ids) cri.create(id, 'CONTAINER_EXITED');
-  await daemon.tick();
-  return daemon;
-}
+const exited = (s: ReturnType<typeof setup>, ids: string[]) => s.polledWith(ids, 'CONTAINER_EXITED');
 
 describe('recorder daemon: an API server that leaves a report unanswered', () => {
   it('once a report of a poll is left unanswered until its deadline, the poll tries no more (listed or removed): they stay kept with their calls, one line says how many, and the next poll makes them', async (t) => {
@@ -129,13 +123,7 @@ describe('recorder daemon: a report that keeps failing', () => {
  * A daemon that listed the runtime at its start, then polled with MAX_RECORDED recorded
  * containers running (c0…), all kept: a container first seen now is not ('untracked').
  */
-async function full({ cri, make }: ReturnType<typeof setup>) {
-  const daemon = make();
-  await daemon.listExisting();
-  for (let i = 0; i < MAX_RECORDED; i++) cri.create(`c${i}`);
-  await daemon.tick();
-  return daemon;
-}
+const full = (s: ReturnType<typeof setup>) => s.polledWith(Array.from({ length: MAX_RECORDED }, (_, i) => `c${i}`));
 
 /** Creates container `id`, exited, listed by the runtime before every other (its runtime order). */
 function exitedFirst({ cri }: ReturnType<typeof setup>, id: string) {
