@@ -3,14 +3,15 @@
 //   signature (its requests started with the manifest's) → store → result.
 // Policy is decided before any network I/O; a refused reference makes no request at all.
 // The steps' helpers live in src/pull/: flights (single-flight), access (credential identity),
-// platform (multi-architecture indexes), signature, record-ahead (an unsigned pull's record,
-// written while the blob is on its way), and the kind and size checks.
+// platform (multi-architecture indexes), signature, references (parses remembered),
+// record-ahead (an unsigned pull's record, written while the blob is on its way), and the kind
+// and size checks.
 
 import { checkArtifactManifest, declaredKind, formatPlatform, isImageIndex, ManifestDocument, refuseArchive, type Platform, type PlatformDescriptor } from './core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './core/constants.js';
 import { SpokeError, asSpokeError } from './core/errors.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
-import { formatReference, parseReference, type Reference } from './core/reference.js';
+import type { Reference } from './core/reference.js';
 import { logEnabled, silentLogger, type Logger } from './core/runtime.js';
 import { decide } from './policy/decide.js';
 import type { Decision, Policy } from './policy/types.js';
@@ -24,6 +25,7 @@ import { ByteBudget } from './pull/byte-budget.js';
 import { Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
 import { RecordAhead } from './pull/record-ahead.js';
+import { ParsedReferences } from './pull/references.js';
 import { verifySignature } from './pull/signature.js';
 import type { FlightRequest, PullPipelineDeps, PullRequest, PullResult } from './pull/types.js';
 
@@ -37,8 +39,6 @@ const MAX_JUDGED = 4096;
 /** Namespaces whose pulls are remembered (pulledIn), and references per namespace; least recent dropped first. */
 const MAX_PULLED_NAMESPACES = 1024;
 const MAX_PULLED_PER_NAMESPACE = 256;
-/** References remembered parsed (parsedReference); past it the memory starts afresh. */
-const MAX_PARSED_REFERENCES = 1024;
 
 export class PullPipeline {
   private readonly flights: Flights;
@@ -51,8 +51,7 @@ export class PullPipeline {
   private readonly judged = new Set<string>();
   /** Namespace ('' for none: the node) → the references pulled in it by this process, least recent first (pulledIn). */
   private readonly pulled = new Map<string, Set<string>>();
-  /** A reference as given → its parse (frozen) and canonical form: a node's kubelet asks for the same few at every container start. */
-  private readonly parsed = new Map<string, { ref: Reference; canonical: string }>();
+  private readonly references = new ParsedReferences();
 
   constructor(private readonly deps: PullPipelineDeps) {
     this.logger = deps.logger ?? silentLogger;
@@ -86,7 +85,7 @@ export class PullPipeline {
 
   private async pullOnce(req: PullRequest): Promise<PullResult> {
     // 1. Reference: digest-pinned only.
-    const { ref, canonical } = this.parsedReference(req.reference);
+    const { ref, canonical } = this.references.parse(req.reference);
 
     // 2. Policy, before any I/O.
     const policy = this.deps.policy();
@@ -184,21 +183,6 @@ export class PullPipeline {
     refs.delete(reference);
     refs.add(reference);
     if (refs.size > MAX_PULLED_PER_NAMESPACE) refs.delete(refs.values().next().value!);
-  }
-
-  /**
-   * parseReference, remembered: a pure function of its text, so the memory only saves the parse
-   * (part of every cached pull). Only references that parse are remembered.
-   */
-  private parsedReference(reference: string): { ref: Reference; canonical: string } {
-    let hit = this.parsed.get(reference);
-    if (hit === undefined) {
-      const ref = parseReference(reference);
-      hit = { ref, canonical: formatReference(ref) };
-      if (this.parsed.size >= MAX_PARSED_REFERENCES) this.parsed.clear();
-      this.parsed.set(reference, hit);
-    }
-    return hit;
   }
 
   /** Callers now waiting on flights for `reference` (canonical form); tests wait on it. */
