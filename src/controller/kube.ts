@@ -31,10 +31,10 @@ export function loadKubeConfig(file?: string, credentials: KubeCredentialOptions
     return one ? [{ file: f, one }] : [];
   });
   // Merged as client-go merges the files (clientcmd loader.go): the first file to set the current
-  // context and the first to define a name win, later ones are ignored (a name defined twice in one
-  // file is refused, readKubeConfigFile). Each file's relative paths are its own
-  // directory's (client-node's loadFromFile), and so is an exec plugin's relative command: the file
-  // each user came from is kept by the same first-wins rule (kube-credentials.ts,
+  // context and the first to define a name win, later ones are ignored (a name defined twice in
+  // one file is refused, readKubeConfigFile). Each file's relative paths are its own directory's
+  // (client-node's loadFromFile), and so is an exec plugin's relative command: the file each user
+  // came from is kept by the same first-wins rule (kube-credentials.ts,
   // docs/binding.md#kubeconfig-and-credentials).
   const first = <T extends { name: string }>(pick: (one: KubeConfig) => T[]) => {
     const byName = new Map<string, { item: T; file: string }>();

@@ -247,9 +247,8 @@ export class RecordedContainers {
    * After a complete poll: the kept containers it did not list (removed before their report),
    * kept until it is made or given up; each `settled` when its wait is over now, counted from
    * when a poll first saw it exited or else from this first complete poll without it; and
-   * `due` as due() says (at
-   * the latest once it is REMOVED_RETRY_MS gone). What is kept of the attempts at the reports
-   * of containers not kept that it did not list is forgotten.
+   * `due` as due() says (at the latest once it is REMOVED_RETRY_MS gone). What is kept of the
+   * attempts at the reports of containers not kept that it did not list is forgotten.
    */
   gone(listed: ReadonlySet<string>): (Kept & { settled: boolean; due: boolean })[] {
     for (const id of this.untracked.keys()) if (!listed.has(id)) this.untracked.delete(id);

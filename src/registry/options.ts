@@ -151,8 +151,9 @@ export function readCaBundle(path: string, what = 'caFile'): Buffer {
  * A CA bundle's certificates, re-encoded, or OPTION_INVALID when it is not wholly PEM certificates
  * (CERTIFICATE blocks, no other label) that parse: the TLS layer stops at the first broken block
  * and would trust only what came before it, so a bundle cut short or with a broken block before
- * good ones is refused, and what the TLS layer is given is what was checked. The one check of every CA bundle: the node's
- * (readCaBundle), a `--ca-file` (src/cli/wiring.ts readCaFile) and the client's own option.
+ * good ones is refused, and what the TLS layer is given is what was checked. The one check of
+ * every CA bundle: the node's (readCaBundle), a `--ca-file` (src/cli/wiring.ts readCaFile) and
+ * the client's own option.
  * `named` names the setting (and its file) in the message.
  */
 export function checkedCaBundle(bytes: Buffer, named: string, context: ErrorContext = {}): Buffer {
