@@ -206,8 +206,9 @@ export class PullPipeline {
     checkStored(canonical, record, req.kind, policy.limits.maxArtifactBytes, this.platform);
     // A blob removed since hasBlob (gc of another process, `spoke store rm`): fetched again.
     if (!(await this.judgeStored(canonical, record))) return undefined;
-    // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md).
-    store.noteUse(ref.digest);
+    // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md). A
+    // gc run that removed the record since it was read above: fetched again.
+    if (!store.noteUse(ref.digest)) return undefined;
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
       const verdict = verdictUnder(record, policy.hash, decision.signedBy);

@@ -39,11 +39,11 @@ export class LoggingProfiles<P> {
    * seccomp root. Before the socket exists, so no create runs under a removed file.
    */
   async install(baseline: P, kubeletSeccompRoot: string): Promise<string> {
-    await removeIfExists(join(kubeletSeccompRoot, EFFECTIVE_SECCOMP_DIR, LOGGING_PROFILE_NAME));
-    await removeIfExists(join(this.dir, LOGGING_PROFILE_NAME));
+    removeIfExists(join(kubeletSeccompRoot, EFFECTIVE_SECCOMP_DIR, LOGGING_PROFILE_NAME));
+    removeIfExists(join(this.dir, LOGGING_PROFILE_NAME));
     const path = await this.pathFor(baseline);
     const names = await readdir(this.dir).catch(() => [] as string[]);
-    await Promise.all(names.filter((n) => FILE_RE.test(n) && join(this.dir, n) !== path).map((n) => removeIfExists(join(this.dir, n))));
+    for (const n of names) if (FILE_RE.test(n) && join(this.dir, n) !== path) removeIfExists(join(this.dir, n));
     return path;
   }
 

@@ -118,7 +118,7 @@ export function recordingSelects(rec: PodRecording, container: string): boolean 
  * The shim's recorded pods run under a baseline-bounded one instead (logging-profile.ts).
  */
 export async function installLoggingProfile(dir: string, kubeletSeccompRoot: string): Promise<string> {
-  await removeIfExists(join(kubeletSeccompRoot, EFFECTIVE_SECCOMP_DIR, LOGGING_PROFILE_NAME));
+  removeIfExists(join(kubeletSeccompRoot, EFFECTIVE_SECCOMP_DIR, LOGGING_PROFILE_NAME));
   const path = join(dir, LOGGING_PROFILE_NAME);
   const bytes = loggingProfileBytes();
   const current = await readFile(path).catch(() => undefined);

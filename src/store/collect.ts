@@ -13,9 +13,9 @@ import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import type { EffectiveOrigins } from './effective.js';
 
-/** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
 /** Cached pulls' uses kept in memory between gc runs (collect.ts noteUse), at most: one entry per digest pulled. */
 const MAX_NOTED_USES = 65_536;
+/** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
 const REMOVING_PREFIX = '.removing-';
 
 export class StoreCollector {
@@ -45,8 +45,11 @@ export class StoreCollector {
     if (!named.has(layer)) await this.removeBlobs([layer]);
   }
 
-  /** The record of `d` removed, as remove() refuses or allows it; its blob is left to the caller. */
-  private async removeRecord(d: Digest): Promise<Digest> {
+  /**
+   * The record of `d` removed, as remove() refuses or allows it; its blob is left to the caller.
+   * `keep` is asked in the step that unlinks the record (a use noted since a gc run began).
+   */
+  private async removeRecord(d: Digest, keep?: () => boolean): Promise<Digest> {
     const state = await this.holders.inUseState();
     if (!state.complete) {
       throw new SpokeError('FailedPrecondition', `${d} not removed: the in-use set is being rebuilt from the runtime (a shim started, or the set was unreadable); try again once the shim has rebuilt it`, { digest: d }, { reason: 'IN_USE' });
@@ -57,7 +60,9 @@ export class StoreCollector {
     }
     const record = await this.records.getRecord(d);
     if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
-    await this.records.deleteRecord(d);
+    if (!(await this.records.deleteRecord(d, keep))) {
+      throw new SpokeError('FailedPrecondition', `${d} not removed: used since the gc run began`, { digest: d }, { reason: 'IN_USE' });
+    }
     return record.layerDigest;
   }
 
@@ -90,11 +95,12 @@ export class StoreCollector {
 
   /**
    * Removes `d`'s record for a gc run (its blob goes in the run's sweep): kept when it became held
-   * since it was listed, gone when another process removed it first.
+   * or was used (a cached pull: noteUse) since it was listed, gone when another process removed it
+   * first. `spoke store gc` keeps no uses: its process pulls nothing.
    */
   private async removeListed(d: Digest): Promise<'removed' | 'kept' | 'gone'> {
     try {
-      await this.removeRecord(d);
+      await this.removeRecord(d, () => this.noted.has(d));
       return 'removed';
     } catch (e) {
       if (e instanceof SpokeError && e.code === 'FailedPrecondition') return 'kept';
@@ -166,13 +172,23 @@ export class StoreCollector {
   // only: nothing on the pull or create path. A time in the future was stamped while the clock ran
   // ahead: it counts as the first run that saw it so (written down then), lastUseAt.
 
-  /** Uses noted since the last run (ProfileStore.noteUse), by digest, at most MAX_NOTED_USES. */
+  /**
+   * Uses noted since the running or last run took them (ProfileStore.noteUse), by digest, at most
+   * MAX_NOTED_USES (twice that once a failed run gave back what it took). A run removes no
+   * artifact with a use noted here (removeRecord checks it in the step that unlinks the record).
+   */
   private noted = new Map<Digest, number>();
 
-  noteUse(digest: Digest): void {
+  /**
+   * Notes a use of `digest` (a cached pull) and says whether its record is still there. Noted and
+   * checked in one synchronous step: a gc run's removal is one too (removeRecord), so either the
+   * run sees the use and keeps the record, or the caller sees it gone and fetches again.
+   */
+  noteUse(digest: Digest): boolean {
     // A full map is dropped whole: those uses then fall back to pull times, as before notes.
     if (this.noted.size >= MAX_NOTED_USES && !this.noted.has(digest)) this.noted.clear();
     this.noted.set(digest, this.layout.clock.now());
+    return this.records.recordExists(digest);
   }
 
   private get lastUsePath(): string {
@@ -202,7 +218,7 @@ export class StoreCollector {
    * then, while the profile bytes exceed `maxStoreBytes`, unused ones least recently used first.
    * The caller keeps creates from resolving profiles meanwhile (src/cri/gc.ts).
    */
-  async collect(opts: { minAgeMs: number; maxStoreBytes?: number | undefined; effectiveDir: string; effectiveInUse: ReadonlySet<string> }): Promise<CollectResult> {
+  async collect(opts: CollectOptions): Promise<CollectResult> {
     await this.layout.init();
     const now = this.layout.clock.now();
     const state = await this.holders.inUseState();
@@ -211,9 +227,22 @@ export class StoreCollector {
       return { complete: false, removed: [], effectiveRemoved: [], invalidRemoved: 0, artifacts: entries.length, bytes: blobBytes(entries) };
     }
     const last = await this.readLastUse();
-    for (const d of state.byDigest.keys()) last.artifacts[d] = now;
-    for (const [d, at] of this.noted) last.artifacts[d] = Math.max(last.artifacts[d] ?? 0, at);
+    // The run takes the uses noted so far: those noted from here on keep their artifacts from this
+    // run (removeListed) and wait for the next. A run that fails gives back what it took, which
+    // it has not written down.
+    const taken = this.noted;
     this.noted = new Map();
+    try {
+      return await this.collectAfterUses(opts, now, state.byDigest, last, taken);
+    } catch (e) {
+      for (const [d, at] of taken) this.noted.set(d, Math.max(this.noted.get(d) ?? 0, at));
+      throw e;
+    }
+  }
+
+  private async collectAfterUses(opts: CollectOptions, now: number, byDigest: ReadonlyMap<Digest, string[]>, last: LastUse, taken: ReadonlyMap<Digest, number>): Promise<CollectResult> {
+    for (const d of byDigest.keys()) last.artifacts[d] = now;
+    for (const [d, at] of taken) last.artifacts[d] = Math.max(last.artifacts[d] ?? 0, at);
     for (const uses of [last.artifacts, last.effective]) for (const [k, at] of Object.entries(uses)) uses[k] = Math.min(at, now);
 
     const effectiveRemoved: string[] = [];
@@ -228,7 +257,7 @@ export class StoreCollector {
       const sha = SHA_JSON_FILE_RE.exec(name)?.[1];
       if (sha === undefined) continue;
       present.add(sha);
-      const held = opts.effectiveInUse.has(sha) || (await this.effective.effectiveDigests(sha)).some((d) => state.byDigest.has(d));
+      const held = opts.effectiveInUse.has(sha) || (await this.effective.effectiveDigests(sha)).some((d) => byDigest.has(d));
       if (held) {
         last.effective[sha] = now;
         continue;
@@ -312,6 +341,13 @@ export class StoreCollector {
     }
     return { ok, corrupt };
   }
+}
+
+export interface CollectOptions {
+  minAgeMs: number;
+  maxStoreBytes?: number | undefined;
+  effectiveDir: string;
+  effectiveInUse: ReadonlySet<string>;
 }
 
 export interface CollectResult {

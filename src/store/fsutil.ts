@@ -365,8 +365,8 @@ export function readFileWithStats(path: string): { bytes: Buffer; before: Stats;
   }
 }
 
-/** Removes a file if it is there. */
-export async function removeIfExists(path: string): Promise<void> {
+/** Removes a file if it is there. Synchronous: a caller may check and remove in one step (records.ts deleteRecord). */
+export function removeIfExists(path: string): void {
   // Usually absent (an ingest clears a verdict that is almost never there): see readFileIfExistsSync.
   if (statSync(path, { throwIfNoEntry: false }) !== undefined) unlinkQuiet(path);
 }

@@ -212,7 +212,7 @@ export class InUseSet {
     fn?.(cur.holders);
     const done = complete ?? (cur.complete && journalRead);
     await writeFileAtomic(this.inUsePath, JSON.stringify({ holders: cur.holders, complete: done }, null, 1) + '\n', this.layout.temp, { fsync: false });
-    await removeIfExists(this.oldJournalPath);
+    removeIfExists(this.oldJournalPath);
     this.seen = { file: statIfExists(this.inUsePath), complete: done };
     return done;
   }

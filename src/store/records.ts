@@ -224,7 +224,7 @@ export class RecordStore {
       await discardStaged(staged);
       throw e;
     }
-    await removeIfExists(this.layout.invalidPath(input.digest));
+    removeIfExists(this.layout.invalidPath(input.digest));
     return { blobPath, record: placed };
   }
 
@@ -281,7 +281,7 @@ export class RecordStore {
   async forget(d: Digest): Promise<{ invalid: boolean; signatures: number }> {
     await this.layout.init();
     const invalid = (await readFileIfExists(this.layout.invalidPath(d))) !== undefined;
-    await removeIfExists(this.layout.invalidPath(d));
+    removeIfExists(this.layout.invalidPath(d));
     let signatures = 0;
     await this.layout.lock(digestHex(d), async () => {
       const existing = await this.getRecord(d);
@@ -341,11 +341,23 @@ export class RecordStore {
   }
 
   /** Deletes the record of `d` (its blob stays: removeBlob once no record names it). */
-  async deleteRecord(d: Digest): Promise<void> {
-    await this.layout.lock(digestHex(d), async () => {
-      await removeIfExists(this.layout.recordPath(d));
+  /**
+   * Removes `d`'s record, unless `keep` (asked under the digest's lock) says otherwise; whether it
+   * did. `keep` and the unlink run in one synchronous step, so what `keep` reads cannot change in
+   * between (collect.ts noteUse).
+   */
+  async deleteRecord(d: Digest, keep?: () => boolean): Promise<boolean> {
+    return this.layout.lock(digestHex(d), async () => {
+      if (keep?.()) return false;
+      removeIfExists(this.layout.recordPath(d));
       this.recordCache.delete(d);
+      return true;
     });
+  }
+
+  /** Whether `d`'s record exists, by one synchronous stat. */
+  recordExists(d: Digest): boolean {
+    return exists(this.layout.recordPath(d));
   }
 }
 
@@ -359,7 +371,7 @@ async function removeIfUnchanged(path: string, identity: string): Promise<boolea
     return false;
   }
   if (blobIdentity(now) !== identity) return false;
-  await removeIfExists(path);
+  removeIfExists(path);
   return true;
 }
 

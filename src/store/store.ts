@@ -28,7 +28,7 @@
 // event loop: the metadata steps are synchronous (fsutil.ts).
 
 import type { Digest } from '../core/digest.js';
-import { StoreCollector, type CollectResult } from './collect.js';
+import { StoreCollector, type CollectOptions, type CollectResult } from './collect.js';
 import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
 import { StoreLayout, type StoreLayoutOptions } from './layout.js';
@@ -204,17 +204,18 @@ export class ProfileStore {
     return this.collector.gc(opts);
   }
 
-  collect(opts: { minAgeMs: number; maxStoreBytes?: number | undefined; effectiveDir: string; effectiveInUse: ReadonlySet<string> }): Promise<CollectResult> {
+  collect(opts: CollectOptions): Promise<CollectResult> {
     return this.collector.collect(opts);
   }
 
   /**
    * `digest` was used now without a holder: a cached pull, after which the kubelet creates its
    * containers. Kept in memory (nothing written on the pull path) until the next gc run, which
-   * takes it for the artifact's last use (collect.ts).
+   * takes it for the artifact's last use (collect.ts). False when its record is gone (a gc run
+   * removed it since the caller looked): the caller fetches again instead of answering from here.
    */
-  noteUse(digest: Digest): void {
-    this.collector.noteUse(digest);
+  noteUse(digest: Digest): boolean {
+    return this.collector.noteUse(digest);
   }
 
   verify(): Promise<{ ok: Digest[]; corrupt: { digest: Digest; reason: string }[] }> {

@@ -1,12 +1,12 @@
 // The pull pipeline against a real docker-registry (docs/architecture.md, "The pull pipeline").
 
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { CONFIG_MEDIA_TYPE, MEDIA_TYPE_OCI_EMPTY } from '../../src/core/constants.js';
-import { sha256Digest, type Digest } from '../../src/core/digest.js';
+import { digestHex, sha256Digest, type Digest } from '../../src/core/digest.js';
 import type { ErrorReason } from '../../src/core/errors.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
@@ -15,6 +15,7 @@ import { rejectsWith } from '../helpers/assert.js';
 import { settlesWithinTurn } from '../helpers/event-loop.js';
 import { PullPipeline } from '../../src/pull.js';
 import { UndiciRegistryClient } from '../../src/registry/client.js';
+import type { ProfileStore } from '../../src/store/store.js';
 import type { Logger } from '../../src/core/runtime.js';
 import { blobs, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
 
@@ -121,6 +122,32 @@ describe('pull pipeline against a real registry', () => {
       const before = Date.now();
       assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp' })).cached, true);
       assert.ok((await lastUse())! >= before);
+    }));
+
+  it('a cached pull whose record a gc run removed after the lookup fetches again instead of answering from the store', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const { reference, digest } = await pushRawArtifact(reg.host, 'profiles/deny-chown', { layers: [{ bytes: denySyscalls(['chown']) }] });
+      await node.pipeline.pull({ reference, kind: 'seccomp' });
+      const recordFile = join(node.store.root, 'profiles', 'sha256', `${digestHex(digest as Digest)}.json`);
+      // The run's removal lands between the pull's lookup and its noted use (collect.ts noteUse).
+      const store = Object.create(node.store) as ProfileStore;
+      store.getRecord = async (d) => {
+        const record = await node.store.getRecord(d);
+        rmSync(recordFile);
+        return record;
+      };
+      const client = new UndiciRegistryClient({ plainHttp: true });
+      try {
+        const pipeline = new PullPipeline({ policy: () => node.policy.current(), registry: () => ({ client, release: () => {} }), pullTimeoutMs: 30_000, store });
+        await reg.resetRequests();
+        const again = await pipeline.pull({ reference, kind: 'seccomp' });
+        assert.equal(again.cached, false);
+        await reg.settle();
+        assert.equal(count(reg, 'GET', '/manifests/'), 1);
+        assert.ok(existsSync(recordFile), 'the fetch wrote the record again');
+      } finally {
+        await client.close();
+      }
     }));
 
   it('answers a cached pull without a file-system trip through the thread pool (one stat, made synchronously)', () =>

@@ -67,6 +67,48 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await run()).removed, [a!.digest]);
   });
 
+  it('a use noted while a run is under way keeps the profile from that run, and a use noted after its record went says so', async () => {
+    const [a, b] = BODIES.map((b) => ingestInput(b));
+    for (const i of [a!, b!]) await store.ingest(i);
+    now += 2 * HOUR;
+    // A cached pull lands in the middle of the run: here, while it reads the effective directory
+    // (a file there makes it ask effectiveInUse), after it took the uses noted before it.
+    writeFileSync(effFile('e'.repeat(64)), '{}');
+    const noted: boolean[] = [];
+    const duringRun = new (class extends Set<string> {
+      override has(sha: string): boolean {
+        noted.push(store.noteUse(a!.digest));
+        return super.has(sha);
+      }
+    })();
+    const r = await store.collect({ minAgeMs: HOUR, effectiveDir: eff, effectiveInUse: duringRun });
+    assert.deepEqual(r.removed, [b!.digest], 'the pull answered from the store keeps its profile');
+    assert.deepEqual(noted, [true], 'the record was there when the use was noted');
+    assert.ok(await store.has(a!.digest));
+    // Noted for the next run too: the pull's use counts from when it was made.
+    now += HOUR - 1;
+    assert.deepEqual((await run()).removed, []);
+    now += 1;
+    assert.deepEqual((await run()).removed, [a!.digest]);
+    // A use noted once the record is gone is not a cached pull: the pipeline fetches again.
+    assert.equal(store.noteUse(a!.digest), false);
+  });
+
+  it('a run that fails keeps the uses noted before it for the next run', async () => {
+    const [a, b] = BODIES.map((b) => ingestInput(b));
+    for (const i of [a!, b!]) await store.ingest(i);
+    now += 2 * HOUR;
+    store.noteUse(a!.digest);
+    // The run fails once it has taken the noted uses: its effective directory cannot be listed.
+    const notADir = join(dir, 'not-a-dir');
+    writeFileSync(notADir, '');
+    await assert.rejects(store.collect({ minAgeMs: HOUR, effectiveDir: notADir, effectiveInUse: new Set() }), { code: 'ENOTDIR' });
+    now += 10 * 60_000;
+    assert.deepEqual((await run()).removed, [b!.digest], 'a was pulled from the store 10 minutes ago');
+    now += HOUR - 10 * 60_000;
+    assert.deepEqual((await run()).removed, [a!.digest]);
+  });
+
   it('over maxStoreBytes: unused profiles go least recently used first, before minAge', async () => {
     const [a, b, c, d] = BODIES.map((b) => ingestInput(b));
     await store.ingest(a!);
