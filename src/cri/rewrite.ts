@@ -143,8 +143,8 @@ function inspect(payload: Buffer, path: readonly number[], what: string, merged 
 
 /**
  * A Localhost profile naming one of spoke's merge results: a seccomp file under the directory the
- * shim writes them to (the path as the kernel reads it, `.` and `..` resolved; no pod can name a
- * path outside the kubelet's root), or an AppArmor profile named as spoke names them. Those hold
+ * shim writes them to (the path as the kernel reads it, `.` and `..` resolved, a relative one
+ * from `/`; no pod can name a path outside the kubelet's root), or an AppArmor profile named as spoke names them. Those hold
  * baseline ∩ some artifact that the node policy allowed for some namespace at some time: named
  * directly, they would reach a pod of any namespace, past the policy and any later deny rule,
  * and pin the artifact in the store. A pod names the OCI profile; only the shim names its merge
@@ -169,7 +169,8 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
     }
     // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.
     const used = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
-    if (kind === 'seccomp' ? underAny(posix.normalize(used), dirs) : spokeAppArmorSha(used) !== undefined) {
+    // A relative path is read from the runtime's working directory: `/` for a service.
+    if (kind === 'seccomp' ? underAny(posix.resolve('/', used), dirs) : spokeAppArmorSha(used) !== undefined) {
       throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
     }
   }

@@ -283,8 +283,9 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     const localhost = (ref: string) => ({ profile_type: 'Localhost', localhost_ref: ref });
     const create = (ctr: Msg, pod: { seccomp?: Msg; apparmor?: Msg } = {}) =>
       encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } }, sandbox_config: podConfig(pod.seccomp, pod.apparmor) });
-    // containerd and CRI-O drop one leading `localhost/` from a Localhost ref: the same file.
-    for (const ref of [`${root}/spoke/${sha}.json`, `${root}//spoke/./${sha}.json`, `${root}/x/../spoke/${sha}.json`, `${root}/spoke/anything`, `/data/kubelet/seccomp/spoke/${sha}.json`, `localhost/${root}/spoke/${sha}.json`]) {
+    // containerd and CRI-O drop one leading `localhost/` from a Localhost ref: the same file. A
+    // relative path is read from the runtime's working directory, `/` for a service.
+    for (const ref of [`${root}/spoke/${sha}.json`, `${root}//spoke/./${sha}.json`, `${root}/x/../spoke/${sha}.json`, `${root}/spoke/anything`, `/data/kubelet/seccomp/spoke/${sha}.json`, `localhost/${root}/spoke/${sha}.json`, `var/lib/kubelet/seccomp/spoke/${sha}.json`, `localhost/../var/lib/kubelet/seccomp/spoke/${sha}.json`]) {
       await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(localhost(ref)) }), deps), reserved, ref);
       await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(ref) }), deps), reserved, ref);
       await assert.rejects(rewriteCreateContainer(create({}, { seccomp: localhost(ref) }), deps), reserved, ref);
