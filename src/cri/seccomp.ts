@@ -3,7 +3,9 @@
 
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import {
+  ARCHS_32_BIT,
   auditIntersect,
+  comparesWideValue,
   decodeSeccomp,
   formatConstraint,
   intersect,
@@ -37,12 +39,19 @@ const NATIVE_ARCH: Readonly<Record<string, SeccompArchitecture>> = {
  * The merge checked against the node's own architecture, which every filter includes whatever the
  * profile lists. Where it multiplexes socket and IPC calls (ppc64le, s390x), a rule on their
  * arguments reaches socketcall(2) and ipc(2) without its test: a merged "allow socket unless
- * domain 17" would allow every socket. Such a merge is refused rather than applied
+ * domain 17" would allow every socket. Where it is 32-bit (arm, mips, x86), a value wider than 32
+ * bits is compared by its low word. Such merges are refused rather than applied
  * (docs/security-model.md#only-tighter).
  */
-function enforceable(native: SeccompArchitecture | undefined, result: MergeResult): MergeResult {
+function enforceable(native: SeccompArchitecture | undefined, result: MergeResult, inputs: readonly (SeccompProfile | undefined)[]): MergeResult {
   effectiveRuntimeSteps(result);
-  if (native === undefined || !multiplexesSocketCalls(native)) return result;
+  if (native === undefined) return result;
+  // A 32-bit node compares a condition's low word only, and no filter can leave its architecture
+  // out: a value of 2^32 or more, as an input or the merge writes it, is not enforced as read.
+  if (ARCHS_32_BIT.has(native) && [...inputs, result.profile].some((p) => p !== undefined && comparesWideValue(p))) {
+    throw new SpokeError('FailedPrecondition', `the effective profile or one of its inputs compares a value wider than 32 bits, which this node's architecture (${native}) compares by its low word only`, {}, { reason: 'ARCH_UNENFORCEABLE' });
+  }
+  if (!multiplexesSocketCalls(native)) return result;
   const names = multiplexedConditions(result.profile);
   if (names.length > 0) {
     throw new SpokeError(
@@ -102,8 +111,8 @@ export function seccompOpsFor(native: SeccompArchitecture | undefined): SeccompO
       return p;
     },
     validateBase: validateStrict,
-    intersect: (b, base, a) => enforceable(native, intersect(b, base, a)),
-    audit: (b, base, a) => enforceable(native, auditIntersect(b, base, a)),
+    intersect: (b, base, a) => enforceable(native, intersect(b, base, a), [b, base, a]),
+    audit: (b, base, a) => enforceable(native, auditIntersect(b, base, a), [b, base, a]),
     formatConstraint: (c) => formatConstraint(c as Parameters<typeof formatConstraint>[0]),
   };
 }

@@ -132,6 +132,19 @@ export const ARCHS_32_BIT: ReadonlySet<SeccompArchitecture> = new Set([
   'SCMP_ARCH_SHEB',
 ]);
 
+/**
+ * A condition as written whose value (or masked datum) is wider than 32 bits: a 32-bit
+ * architecture compares only its low word (`arg >= 2^32` is `arg >= 0` there).
+ */
+export function isWideArg(a: SeccompArg): boolean {
+  return a.value > MAX_UINT32 || (a.op === 'SCMP_CMP_MASKED_EQ' && (a.valueTwo ?? 0n) > MAX_UINT32);
+}
+
+/** Whether a profile as written has a condition isWideArg: see isWide for its normal form. */
+export function comparesWideValue(p: { syscalls?: readonly { args?: readonly SeccompArg[] }[] }): boolean {
+  return p.syscalls?.some((s) => s.args?.some(isWideArg) === true) === true;
+}
+
 /** Values that behave differently when a 32-bit architecture compares only the low word. */
 export function isWide(atom: Atom): boolean {
   // A numeric key means value and datum fit 32 bits.

@@ -29,6 +29,7 @@ export {
   MAX_NAMES_PER_ENTRY,
 } from './validate.js';
 export { actionRank, formatVerdict } from './actions.js';
+export { ARCHS_32_BIT, comparesWideValue } from './conditions.js';
 export { canonicalize, carriesExactlyIn, intersect, mergeProfiles, multiplexedConditions, multiplexesSocketCalls } from './intersect.js';
 export { auditIntersect, relaxToLog } from './audit.js';
 export { encodeCanonical } from './canonical.js';

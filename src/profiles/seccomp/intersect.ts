@@ -7,7 +7,7 @@ import { sha256Digest } from '../../core/digest.js';
 import { SpokeError } from '../../core/errors.js';
 import { actionRank, stricter } from './actions.js';
 import { encodeCanonical, buildProfile } from './canonical.js';
-import { ARCHS_32_BIT, isWide, MAX_UINT32, type Conjunction } from './conditions.js';
+import { ARCHS_32_BIT, comparesWideValue, isWide, type Conjunction } from './conditions.js';
 import { decisionFor, ProductBudget, readOf, readProfile, type Clause, type ReadProfile, type Rule } from './decision.js';
 import { diffReads } from './diff.js';
 import { mergeSyscall } from './merge-syscall.js';
@@ -101,7 +101,7 @@ function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readon
   // as written count too: normalising takes `arg >= 2^32` to `arg > 0xffffffff`, which is not
   // wide, where libseccomp on a 32-bit architecture compares the written value's low word
   // (`arg >= 0`: every call).
-  let wide = inputs.some(writesWideValue);
+  let wide = inputs.some(comparesWideValue);
   let multiplexed = false;
   const see = (name: string, list: readonly { conj: Conjunction }[]): boolean => {
     let mux = !multiplexed && MULTIPLEXED_SYSCALLS.has(name);
@@ -132,11 +132,6 @@ function intersectArchitectures(inputs: readonly SeccompProfile[], reads: readon
   // merged with an artifact denying socket(AF_UNSPEC), let socket(AF_UNSPEC) through on the
   // kernel here. An x32 call then meets the bad-architecture action (docs/security-model.md).
   return [...archs].filter((a) => a !== 'SCMP_ARCH_X32' && !(wide && ARCHS_32_BIT.has(a)) && !(multiplexed && MULTIPLEXING_ARCHS.has(a)));
-}
-
-/** Whether a profile as written compares a value (or a masked datum) wider than 32 bits. */
-function writesWideValue(p: SeccompProfile): boolean {
-  return p.syscalls?.some((s) => s.args?.some((a) => a.value > MAX_UINT32 || (a.valueTwo ?? 0n) > MAX_UINT32) === true) === true;
 }
 
 function intersectFlags(inputs: readonly SeccompProfile[], listenerSource: SeccompProfile | undefined): SeccompFlag[] | undefined {

@@ -6,7 +6,7 @@
 
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
-import { ARCHS_32_BIT, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
+import { ARCHS_32_BIT, isWideArg, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
 import { ArgConditions, clauseOf, decide, entryConjunctions, type Clause } from './decision.js';
 import { isNormalArg } from './normal-form.js';
 import { capabilityDropIgnored } from './runtime-init.js';
@@ -204,7 +204,7 @@ function check(p: SeccompProfile, level: Level): void {
     for (let k = 0; k < args.length; k++) {
       const a = args[k]!;
       if (a.index > MAX_ARG_INDEX) fail(`syscalls[${i}].args[${k}].index`, `argument index ${a.index} is above ${MAX_ARG_INDEX}`, { limit: MAX_ARG_INDEX, actual: a.index });
-      if (artifact && narrowArchs && (a.value > MAX_UINT32 || (a.op === 'SCMP_CMP_MASKED_EQ' && (a.valueTwo ?? 0n) > MAX_UINT32))) {
+      if (artifact && narrowArchs && isWideArg(a)) {
         fail(`syscalls[${i}].args[${k}].value`, 'value wider than 32 bits compares differently on the 32-bit architectures listed');
       }
       if (strict && a.op !== 'SCMP_CMP_MASKED_EQ' && a.valueTwo !== undefined && a.valueTwo !== 0n) {

@@ -34,6 +34,22 @@ describe('seccompOpsFor', () => {
     assert.doesNotThrow(() => seccompOpsFor('SCMP_ARCH_PPC64LE').intersect(plain, undefined, artifact));
   });
 
+  it('refuses a merge whose inputs or output compare a value wider than 32 bits on a node whose own architecture is 32-bit', () => {
+    // There libseccomp compares the low word only: the baseline's `mkdir if arg1 >= 2^32` is
+    // `arg1 >= 0` (every mkdir refused), and no merge can drop the node's own architecture.
+    const wideBaseline = profile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', args: [{ index: 1, value: 2 ** 32, op: 'SCMP_CMP_GE' }] }] });
+    const narrowBaseline = profile({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', args: [{ index: 1, value: 2 ** 32 - 1, op: 'SCMP_CMP_GE' }] }] });
+    const open = profile({ defaultAction: 'SCMP_ACT_ALLOW' });
+    for (const arch of ['SCMP_ARCH_ARM', 'SCMP_ARCH_X86', 'SCMP_ARCH_MIPSEL'] as const) {
+      assert.throws(() => seccompOpsFor(arch).intersect(wideBaseline, undefined, open), spokeError({ code: 'FailedPrecondition', reason: 'ARCH_UNENFORCEABLE' }), arch);
+      assert.throws(() => seccompOpsFor(arch).audit(wideBaseline, undefined, open), spokeError({ code: 'FailedPrecondition', reason: 'ARCH_UNENFORCEABLE' }), arch);
+      assert.throws(() => seccompOpsFor(arch).intersect(open, wideBaseline, open), spokeError({ code: 'FailedPrecondition', reason: 'ARCH_UNENFORCEABLE' }), `${arch}, as a base`);
+      assert.doesNotThrow(() => seccompOpsFor(arch).intersect(narrowBaseline, undefined, open), arch);
+    }
+    // A 64-bit node drops the 32-bit architectures instead (intersect.ts).
+    assert.doesNotThrow(() => seccompOpsFor('SCMP_ARCH_X86_64').intersect(wideBaseline, undefined, open));
+  });
+
   describe('a carrier (socketcall, ipc) looser than a call it carries', () => {
     // libseccomp writes `ERRNO socket` for socketcall(2) too (`socketcall(SYS_SOCKET, …)`), but an
     // unconditional rule on socketcall overrides it, and a carried call at the default action gets
