@@ -73,6 +73,8 @@ export interface KnownRuntimeDefault<P> {
  */
 export interface RuntimeDefaultProvider<P> {
   get(): Promise<KnownRuntimeDefault<P>>;
+  /** The profile known now, without waiting: undefined while it is unknown or read again. */
+  current?(): KnownRuntimeDefault<P> | undefined;
   /** Called on every upstream connect (start and each reconnect): read the profile again. */
   refresh?(upstream: UnaryCaller): void;
   /** Called when the connection to the runtime is lost: the one that comes back may be another version. */

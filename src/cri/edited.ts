@@ -79,10 +79,17 @@ export class EditedCalls<P> {
     const appArmor = this.d.deps.appArmor;
     const newClaims = () => new CreateClaims(this.d.inUse, host.logger, role, requestIdentity(role, payload));
     let claims = newClaims();
-    // The current baseline's: a reloaded baseline bounds the next recorded container (logging-profile.ts).
-    const logging = this.logging;
-    const loggingProfile = logging === undefined ? undefined : () => logging.pathFor(this.d.deps.baseline());
     const decidedUnder = new DecisionInputs(this.d.deps);
+    // The current baseline's: a reloaded baseline bounds the next recorded container
+    // (logging-profile.ts), and one reloaded after it was chosen decides the create again.
+    const logging = this.logging;
+    const loggingProfile =
+      logging === undefined
+        ? undefined
+        : async () => {
+            await decidedUnder.note();
+            return logging.pathFor(this.d.deps.baseline());
+          };
     // From its first profile on, the create may wait (a pull, a verification, the AppArmor
     // parser): its body counts as its namespace's share of the body budget until the call ends.
     let owned = false;
@@ -132,9 +139,10 @@ export class EditedCalls<P> {
       }
       // A create can wait long between its decisions and its forwarding (the runtime's default
       // profile read again after a reconnect, apparmor_parser, the in-use queue behind other
-      // creates' AppArmor loads and rebuilds): a node policy or baseline reloaded meanwhile (a
-      // rule flipped to enforce, a deny rule added) decides it anew, so that no container runs
-      // under a verdict whose reason is gone (docs/shim.md). Checked once the pending holder is
+      // creates' AppArmor loads and rebuilds): a node policy, baseline or runtime default that
+      // changed meanwhile (a rule flipped to enforce, a deny rule added, a runtime upgraded)
+      // decides it anew, so that no container runs under a verdict whose reason is gone
+      // (docs/shim.md). Checked once the pending holder is
       // recorded, the last wait before forwarding.
       if (await decidedUnder.unchanged()) {
         await claims.begin(result.holds);
@@ -144,9 +152,9 @@ export class EditedCalls<P> {
         await claims.abort();
       }
       if (attempt >= MAX_POLICY_CHANGES_PER_CREATE) {
-        throw new SpokeError('Unavailable', `spoke shim: the node policy or baseline changed ${attempt} times while this ${role} create was decided; try again`, {}, { reason: 'POLICY_CHANGED' });
+        throw new SpokeError('Unavailable', `spoke shim: the node policy, a baseline or the runtime default changed ${attempt} times while this ${role} create was decided; try again`, {}, { reason: 'POLICY_CHANGED' });
       }
-      host.logger.log('info', 'create decided again: the node policy or baseline changed while it was rewritten', { role, attempt });
+      host.logger.log('info', 'create decided again: the node policy, a baseline or the runtime default changed while it was rewritten', { role, attempt });
       claims = newClaims();
       decidedUnder.reset();
     }
@@ -224,27 +232,37 @@ function withDeadline(deps: AnnotationDeps, deadline: number | undefined): Annot
 }
 
 /**
- * The node policy (by hash) and baselines (seccomp by object, AppArmor by its reload count) in
- * force when a create's first profile decision began. Noted on first use only: a create without
- * an OCI or AppArmor profile never asks for the policy.
+ * The node policy (by hash), baselines (seccomp by object, AppArmor by its reload count) and the
+ * runtime's default profile (by hash; none while it is read again) in force when a create's first
+ * profile decision began. Noted on first use only: a create without an OCI or AppArmor profile or
+ * a recording never asks for the policy.
  */
 class DecisionInputs<P> {
-  private noted: { policyHash: string | undefined; baseline: P; appArmorBaseline: number | undefined } | undefined;
+  private noted: { policyHash: string | undefined; baseline: P; appArmorBaseline: number | undefined; runtimeDefault: string | undefined } | undefined;
 
-  constructor(private readonly deps: Pick<ShimDeps<P>, 'policy' | 'baseline' | 'appArmor'>) {}
+  constructor(private readonly deps: Pick<ShimDeps<P>, 'policy' | 'baseline' | 'appArmor' | 'runtimeDefault'>) {}
 
   async note(): Promise<void> {
     if (this.noted !== undefined) return;
     const policyHash = await this.policyHash();
-    this.noted ??= { policyHash, baseline: this.deps.baseline(), appArmorBaseline: this.deps.appArmor?.baselineGeneration?.() };
+    this.noted ??= { policyHash, baseline: this.deps.baseline(), appArmorBaseline: this.deps.appArmor?.baselineGeneration?.(), runtimeDefault: this.runtimeDefault() };
   }
 
-  /** True when nothing was noted, or the policy and baselines are the noted ones still. */
+  /**
+   * True when nothing was noted, or the policy, baselines and runtime default are the noted ones
+   * still. A runtime default unknown when noted (being read) counts as changed once it is known: a
+   * merge may have waited for that read.
+   */
   async unchanged(): Promise<boolean> {
     const noted = this.noted;
     if (noted === undefined) return true;
     if (noted.baseline !== this.deps.baseline() || noted.appArmorBaseline !== this.deps.appArmor?.baselineGeneration?.()) return false;
+    if (noted.runtimeDefault !== this.runtimeDefault()) return false;
     return noted.policyHash === (await this.policyHash());
+  }
+
+  private runtimeDefault(): string | undefined {
+    return this.deps.runtimeDefault?.current?.()?.sha;
   }
 
   reset(): void {
