@@ -3,76 +3,21 @@
 // keeps its profile from gc and RemoveSecurityProfile until the shim restarts). Request bodies
 // the shim reads whole are bounded over all calls: past the bound a call is refused, not forwarded.
 
-import { connect as h2connect, constants as h2, createServer as h2createServer, type IncomingHttpHeaders, type ServerHttp2Stream, type Settings } from 'node:http2';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { connect as h2connect, constants as h2, type IncomingHttpHeaders } from 'node:http2';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ShimServer } from '../../src/cri/server.js';
-import type { ConnectionLimits } from '../../src/cri/connections.js';
 import { encodeFrame } from '../../src/cri/frame.js';
 import type { Applied } from '../../src/cri/apply.js';
 import type { Policy } from '../../src/policy/types.js';
 import { encode } from '../helpers/cri-client.js';
-import { stubShimDeps } from '../helpers/shim.js';
 import { spokeError } from '../helpers/assert.js';
 import { sha256Digest } from '../../src/core/digest.js';
 import type { ProfileStore } from '../../src/store/store.js';
 import { waitFor } from '../helpers/wait.js';
+import { answering, runtimeAnswer, shimRig } from '../helpers/inproc-shim.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}` as const;
-
-/** The runtime's answer to a create: the new object's id; to PodSandboxStatus, a sandbox of the default handler. */
-const runtimeAnswer = (path: string): Buffer =>
-  path.endsWith('/CreateContainer')
-    ? encode('CreateContainerResponse', { container_id: 'ctr' })
-    : path.endsWith('/PodSandboxStatus')
-      ? encode('PodSandboxStatusResponse', { status: { id: 'sb1', runtime_handler: '' } })
-      : Buffer.alloc(0);
-
-/** Answers every call at once, OK, with `answer(path)` as its message (empty by default). */
-function answering(answer: (path: string) => Buffer = () => Buffer.alloc(0)) {
-  return (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    stream.on('error', () => {});
-    stream.on('data', () => {});
-    stream.on('end', () => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end(encodeFrame(answer(String(headers[':path']))));
-    });
-  };
-}
-
-/** An in-process shim in front of a scripted runtime (`onStream`), in its own directory. */
-function shimRig(prefix: string, onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void, limits?: Partial<ConnectionLimits>) {
-  const work = mkdtempSync(join(tmpdir(), prefix));
-  const upstream = h2createServer();
-  const deps = stubShimDeps(join(work, 'store'), join(work, 'sc'));
-  const shim = new ShimServer({ listen: join(work, 'shim.sock'), upstream: join(work, 'up.sock'), deps, ...(limits ? { limits } : {}) });
-  const connect = (settings?: Settings) => {
-    const session = h2connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')), ...(settings ? { settings } : {}) });
-    session.on('error', () => {});
-    return session;
-  };
-  return {
-    work,
-    deps,
-    shim,
-    connect,
-    async start() {
-      upstream.on('stream', onStream);
-      await new Promise<void>((r) => upstream.listen(join(work, 'up.sock'), () => r()));
-      await shim.start();
-    },
-    async stop() {
-      await shim.close();
-      await new Promise<void>((r) => upstream.close(() => r()));
-      rmSync(work, { recursive: true, force: true });
-    },
-  };
-}
 
 describe('shim: a create reset by its client after the runtime answered', () => {
   const rig = shimRig('spoke-reset-', answering(runtimeAnswer));
@@ -329,7 +274,7 @@ describe('shim: request bodies read whole are bounded over every call', () => {
       seen.push(String(headers[':path']));
       stream.on('error', () => {});
     },
-    { maxBufferedRequestBytes: 1024 * 1024 },
+    { server: { limits: { maxBufferedRequestBytes: 1024 * 1024 } } },
   );
   before(() => rig.start());
   after(() => rig.stop());
@@ -358,7 +303,7 @@ describe('shim: request bodies read whole are bounded over every call', () => {
 });
 
 describe("shim: one namespace's waiting creates hold at most half the body budget", () => {
-  const rig = shimRig('spoke-body-share-', answering(runtimeAnswer), { maxBufferedRequestBytes: 1024 * 1024 });
+  const rig = shimRig('spoke-body-share-', answering(runtimeAnswer), { server: { limits: { maxBufferedRequestBytes: 1024 * 1024 } } });
   const reached: string[] = [];
   let release = () => {};
   const blocked = new Promise<void>((r) => (release = r));
@@ -410,7 +355,7 @@ describe("shim: one namespace's waiting creates hold at most half the body budge
 });
 
 describe('shim: client connections are bounded', () => {
-  const rig = shimRig('spoke-sessions-', answering(), { maxSessions: 2 });
+  const rig = shimRig('spoke-sessions-', answering(), { server: { limits: { maxSessions: 2 } } });
   before(() => rig.start());
   after(() => rig.stop());
 
