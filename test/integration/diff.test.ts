@@ -2,9 +2,9 @@
 // status 0 / 1 / 2, JSON and text output, seccomp with argument conditions and AppArmor.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spoke } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -122,6 +122,15 @@ describe('spoke diff', () => {
     // A wrong digest is refused (exit 2), not compared.
     const wrong = ref1.replace(/@sha256:[0-9a-f]{8}/, '@sha256:00000000');
     assert.equal((await spoke(['diff', wrong, ref2, '--plain-http'])).code, 2);
+    // A file whose path is a reference's text (a change under review can add one to the checkout
+    // the gate runs in) does not stand in for the pinned artifact; `./` names the file.
+    const checkout = mkdtempSync(join(dir, 'checkout-'));
+    mkdirSync(join(checkout, dirname(ref2)), { recursive: true });
+    writeFileSync(join(checkout, ref2), JSON.stringify(v1));
+    const shadowed = await spoke(['diff', ref2, file('v1b.json', v1Rewritten), '--plain-http', '--json'], { cwd: checkout });
+    assert.equal(shadowed.code, 1, shadowed.stderr);
+    assert.equal((JSON.parse(shadowed.stdout) as { tightened: Entry[] }).tightened.length, 2, 'compared with the pinned v2 (ptrace, personality(8)), not the file');
+    assert.deepEqual(JSON.parse((await spoke(['diff', `./${ref2}`, file('v1b.json', v1Rewritten), '--plain-http', '--json'], { cwd: checkout })).stdout), { loosened: [], tightened: [], changed: [] });
   });
 
   it('index references: the platform a node would take (or --platform), an index without it refused', async () => {

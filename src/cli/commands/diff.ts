@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { checkArtifactManifest, checkProfileIndex, declaredKind, isImageIndex, ManifestDocument, parsePlatform, refuseArchive, selectPlatform, type Platform } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../../core/constants.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES } from '../../core/limits.js';
-import { parseReference } from '../../core/reference.js';
+import { parseReference, type Reference } from '../../core/reference.js';
 import { compareAppArmor, formatAppArmorChange, validateAppArmorArtifactBytes } from '../../profiles/apparmor/index.js';
 import { compareProfiles, decodeSeccomp, formatVerdict, validateArtifact, type ProfileChange } from '../../profiles/seccomp/index.js';
 import type { RegistryClient } from '../../registry/index.js';
@@ -18,7 +18,8 @@ const HELP = `usage: spoke diff OLD NEW [--kind seccomp|apparmor] [--platform OS
 Compares two profiles by what they decide, not by their text: for seccomp, every syscall and
 argument case on the architectures the profiles load; for AppArmor, every path, capability and
 network permission. OLD and NEW are files or digest references (host[:port]/repo@sha256:...),
-which are fetched and checked like a pull but never stored. A reference to a multi-architecture
+which are fetched and checked like a pull but never stored; an argument that reads as a
+reference is one even where a file has that name (./NAME names the file). A reference to a multi-architecture
 index (docs/multi-arch.md) is compared by the manifest it lists for --platform (default this
 machine's, as a node would choose); an index without that platform is an error.
 
@@ -46,12 +47,14 @@ interface Input {
 }
 
 /**
- * A file when one exists at that path; otherwise a digest reference, fetched and checked like a
- * pull: an index by its digest, then the manifest it lists for `platform`, by that digest.
+ * A digest reference, fetched and checked like a pull (an index by its digest, then the manifest
+ * it lists for `platform`, by that digest), when the argument reads as one, even where a file of
+ * that name exists: a gate runs in a checkout whose files the change under review may add, and a
+ * reference pins its content. Otherwise a file (`./` names a file that reads as a reference).
  */
 async function load(arg: string, kind: ProfileKind | undefined, platform: Platform, registry: () => RegistryClient): Promise<Input> {
-  if (existsSync(arg) || !arg.includes('@')) return { bytes: await readInput(arg, 'profile') };
-  const ref = parseReference(arg);
+  const ref = asReference(arg);
+  if (ref === undefined) return { bytes: await readInput(arg, 'profile') };
   const repo = { registry: ref.registry, repository: ref.repository };
   let manifest = await registry().getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
   let digest = ref.digest;
@@ -68,6 +71,18 @@ async function load(arg: string, kind: ProfileKind | undefined, platform: Platfo
   const blob = await registry().getBlob(repo, artifact.layer.digest, { maxBytes: DEFAULT_MAX_ARTIFACT_BYTES, expectedSize: artifact.layer.size });
   refuseArchive(blob.bytes, artifact.layer.digest);
   return { bytes: blob.bytes, declared };
+}
+
+/** `arg` as a digest reference; undefined for a file name. One with an `@` that is not a valid reference is refused. */
+function asReference(arg: string): Reference | undefined {
+  if (!arg.includes('@') || arg.startsWith('./') || arg.startsWith('/')) return undefined;
+  try {
+    return parseReference(arg);
+  } catch (e) {
+    // An existing file named so (`spoke diff old@v1.json new.json`) stays a file, as before.
+    if (existsSync(arg)) return undefined;
+    throw e;
+  }
 }
 
 function describeSeccomp(c: ProfileChange): string {
