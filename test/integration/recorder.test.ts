@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -45,9 +45,16 @@ describe('spoke record under containerd + runc, real kernel audit records', { sk
   });
 
   test('recording `cat /etc/passwd` gives a profile with its calls, restores printk, removes the pod', async () => {
+    // --output names a link to another file (left in a shared directory by another user): the
+    // profile replaces the link, as a rename does, and the file it pointed to is untouched.
     const out = join(dir, 'cat.json');
+    const victim = join(dir, 'victim.conf');
+    writeFileSync(victim, 'important=1\n');
+    symlinkSync(victim, out);
     const code = await recordCommand(['--upstream', containerd.socket, '--image', BUSYBOX_IMAGE, '--seccomp-root', join(dir, 'seccomp'), '--output', out, '--', 'cat', '/etc/passwd']);
     assert.equal(code, 0);
+    assert.equal(readFileSync(victim, 'utf8'), 'important=1\n');
+    assert.ok(lstatSync(out).isFile(), 'the link was replaced by the profile');
     recorded = readFileSync(out);
     const p = decodeSeccomp(recorded);
     assert.equal(p.defaultAction, 'SCMP_ACT_ERRNO');

@@ -16,7 +16,7 @@ import { summarizeDenials, type ContainerInfo, type DenialEntry, type DenialRepo
 import { renderTextfile } from '../../recorder/denials-textfile.js';
 import { bootWallMs, PidResolver } from '../../recorder/pids.js';
 import { chooseAuditSource } from '../../recorder/source.js';
-import { writeFileAtomic } from '../../store/fsutil.js';
+import { writeOutputFile } from '../output-file.js';
 import { ProfileStore } from '../../store/store.js';
 import { parseDuration } from '../../core/duration.js';
 import { emit, parseCommand } from '../args.js';
@@ -148,7 +148,7 @@ async function writeTextfile(path: string, text: string): Promise<void> {
     throw new SpokeError('FailedPrecondition', `cannot write the textfile ${path}: its directory does not exist`, { path }, { reason: 'FILE_UNWRITABLE' });
   }
   try {
-    await writeFileAtomic(resolve(path), text, dirname(resolve(path)), { mode: 0o644 });
+    await writeOutputFile(path, text);
   } catch (e) {
     throw new SpokeError('FailedPrecondition', `cannot write the textfile ${path}`, { path }, { cause: e, reason: 'FILE_UNWRITABLE' });
   }

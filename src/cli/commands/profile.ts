@@ -1,4 +1,4 @@
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { checkWithParser } from '../../apparmor/parser.js';
 import { defaultBaselinePath } from '../../config/node-config.js';
 import type { ProfileKind } from '../../core/constants.js';
@@ -18,7 +18,7 @@ import {
 import { decodeSeccomp, validate, validateArtifact, validateStrict } from '../../profiles/seccomp/index.js';
 import { convertProfile, CRI_DEFAULT_CAPABILITIES, decodeSeccompWithHint, parseProfileText } from '../../profiles/seccomp/convert.js';
 import { stringifyExact } from '../../core/json.js';
-import { writeFileAtomic } from '../../store/fsutil.js';
+import { writeOutputFile } from '../output-file.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { errorLine, EXIT_FAILED, UsageError } from '../errors.js';
 import { readInputFile } from '../read-file.js';
@@ -163,7 +163,7 @@ async function runConvert(file: string, values: { from?: string; arch?: string; 
   validateArtifact(decodeSeccomp(Buffer.from(text)));
   for (const n of notes) writeSafeLine(process.stderr, `note: ${n}`);
   if (values.output !== undefined) {
-    await writeFileAtomic(resolve(values.output), text, dirname(resolve(values.output)), { mode: 0o644 });
+    await writeOutputFile(values.output, text);
     process.stderr.write(`${file} (${format}) → ${values.output}, ${sha256Digest(Buffer.from(text))}\n`);
   } else process.stdout.write(text);
   return 0;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { writeOutputFile } from '../output-file.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRepositoryRef } from '../../core/reference.js';
@@ -126,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
       await registry.close();
     }
   } else if (values.output) {
-    writeFileSync(values.output, bytes, { mode: 0o644 });
+    await writeOutputFile(values.output, bytes);
     emit(values.json, { ...summary, output: values.output }, () => `wrote ${values.output} (${result.syscalls.size} recorded syscalls)`);
   } else {
     process.stdout.write(values.json ? JSON.stringify({ ...summary, profile: JSON.parse(bytes.toString('utf8')) as unknown }, null, 2) + '\n' : bytes.toString('utf8') + '\n');
