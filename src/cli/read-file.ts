@@ -2,7 +2,9 @@
 // past a limit: a size from stat says nothing of a FIFO, /dev/zero or a /proc file, so the read
 // itself stops one byte past the limit.
 
+import { statSync } from 'node:fs';
 import { SpokeError } from '../core/errors.js';
+import { writeSafeLine } from '../core/text.js';
 import { readFileUpTo } from '../registry/credentials.js';
 import { UsageError } from './errors.js';
 
@@ -30,4 +32,18 @@ export function readInputFile(file: string, what: string, limit: number): Buffer
   }
   if (bytes.length > limit) throw new SpokeError('InvalidArgument', `${what} ${file} is larger than ${limit} bytes`, { file, limit }, { reason: 'SIZE_LIMIT' });
   return bytes;
+}
+
+/**
+ * A private key (`--key`, `--sign-key`), with a warning on stderr when its file's group or others
+ * have any access: spoke takes unencrypted keys, so the file's mode is all that keeps others from
+ * signing profiles that nodes trust (ssh warns and refuses alike; this warns).
+ */
+export function readPrivateKeyFile(file: string, what: string): string {
+  const bytes = readInputFile(file, what, MAX_KEY_FILE_BYTES);
+  const st = statSync(file, { throwIfNoEntry: false });
+  if (st?.isFile() === true && (st.mode & 0o077) !== 0) {
+    writeSafeLine(process.stderr, `warning: ${what} ${file} is open to its group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); anyone who can read it can sign profiles that nodes trust: chmod 600 ${file}`);
+  }
+  return bytes.toString('utf8');
 }

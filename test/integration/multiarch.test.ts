@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -287,10 +287,17 @@ describe('multi-architecture profiles', () => {
 
     const key = makeKey('p256');
     const keyFile = join(node.dir, 'push.key');
-    writeFileSync(keyFile, key.privatePem);
+    writeFileSync(keyFile, key.privatePem, { mode: 0o644 });
+    chmodSync(keyFile, 0o644);
     writeFileSync(join(node.dir, 'push.pub'), key.publicPem);
+    // An unencrypted key that others may read is used, with a warning: its mode is its only guard.
+    const open = await spoke(['sign', reference, '--key', keyFile, '--plain-http']);
+    assert.equal(open.code, 0, open.stderr);
+    assert.match(open.stderr, /warning: key .*push\.key is open to its group or others \(mode 0644\).*chmod 600/);
+    chmodSync(keyFile, 0o600);
     const signed = await spoke(['sign', reference, '--key', keyFile, '--plain-http']);
     assert.equal(signed.code, 0, signed.stderr);
+    assert.doesNotMatch(signed.stderr, /warning/);
     const signedNode = testNode(
       ['apiVersion: spoke.dev/v1alpha1', 'kind: NodeProfilePolicy', 'signers:', `  ci: { publicKey: ${join(node.dir, 'push.pub')} }`, 'rules:', `  - scope: ${reg.host}/multi/pushed`, '    kinds: [seccomp]', '    signedBy: [ci]', `insecure: [${reg.host}]`].join('\n'),
     );

@@ -4,7 +4,7 @@ import { parseRepositoryRef } from '../../core/reference.js';
 import { pushProfile, pushProfileIndex } from '../../publish/push.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
-import { MAX_KEY_FILE_BYTES, readInputFile } from '../read-file.js';
+import { readInputFile, readPrivateKeyFile } from '../read-file.js';
 import { publisherDeadline, timeoutFlag } from '../deadline.js';
 import { progress } from '../progress.js';
 import { publisherRegistry, publisherFlags } from '../wiring.js';
@@ -76,9 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   const inputs = multi ? await platformInputs(values.platform!) : undefined;
   const file = multi ? undefined : positionals[0]!;
   const bytes = file === undefined ? undefined : await readInput(file);
-  const signKey = values['sign-key']
-    ? readInputFile(values['sign-key'], 'signing key', MAX_KEY_FILE_BYTES).toString('utf8')
-    : undefined;
+  const signKey = values['sign-key'] ? readPrivateKeyFile(values['sign-key'], 'signing key') : undefined;
   // A key that signing would refuse is refused before anything is pushed: the tag must not move
   // to an artifact left unsigned. sigstore is loaded only when signing is asked for.
   if (signKey !== undefined) (await import('../../publish/signing.js')).signingKey(signKey);

@@ -5,7 +5,7 @@ import { signArtifact } from '../../publish/sign.js';
 import type { SignFormat } from '../../publish/signing.js';
 import { emit, parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
-import { MAX_KEY_FILE_BYTES, readInputFile } from '../read-file.js';
+import { MAX_KEY_FILE_BYTES, readInputFile, readPrivateKeyFile } from '../read-file.js';
 import { publisherDeadline, timeoutFlag } from '../deadline.js';
 import { progress } from '../progress.js';
 import { publisherFlags, publisherRegistry } from '../wiring.js';
@@ -63,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.chain && !values.cert) throw new UsageError('--chain needs --cert');
   if (values.cert && !values['timestamp-url']) throw new UsageError('--cert needs --timestamp-url: keyless verification requires an RFC 3161 timestamp');
   const ref = parseReference(positionals[0]!);
-  const key = await readText(values.key, 'key');
+  const key = readPrivateKeyFile(values.key, 'key');
   const cert = values.cert ? await readText(values.cert, 'certificate') : undefined;
   const chain = values.chain ? await readText(values.chain, 'chain') : undefined;
   const deadline = publisherDeadline(values, 'sign');
