@@ -105,20 +105,36 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
     const rh = fromRaw(raw, isResponseField);
     responded = true;
     host.report(call);
+    // node:http2 throws on what nghttp2 accepted from the upstream but it will not send (a
+    // single-value field such as content-type given twice): the call fails, as grpc-go fails on
+    // headers it cannot read, and nothing reaches the client.
+    const respond = (options: typeof RESPOND_END | typeof RESPOND_TRAILERS): boolean => {
+      try {
+        stream.respond(rh, options);
+        return true;
+      } catch (e) {
+        up.close(constants.NGHTTP2_CANCEL);
+        host.endCall(call, GrpcCode.UNKNOWN, `spoke shim: the upstream runtime answered headers this shim cannot relay: ${(e as Error).message.slice(0, 200)}`, 'TRANSPORT');
+        return false;
+      }
+    };
     if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
       // Trailers-only response (errors, unknown methods): status and message in one block.
       grpcStatus = headerString(h['grpc-status']);
       if (!onComplete || o.completeAfterResponse) {
-        stream.respond(rh, RESPOND_END);
-        completeOnClose();
+        if (respond(RESPOND_END)) completeOnClose();
+        else void complete();
         return;
       }
       void complete().finally(() => {
-        if (!stream.closed && !stream.destroyed) stream.respond(rh, RESPOND_END);
+        if (!stream.closed && !stream.destroyed) respond(RESPOND_END);
       });
       return;
     }
-    stream.respond(rh, RESPOND_TRAILERS);
+    if (!respond(RESPOND_TRAILERS)) {
+      void complete();
+      return;
+    }
     // From here the answer is the client's: whenever its stream closes, trailers sent or not (a
     // client that never opened its window and then reset gets no 'wantTrailers'), the call is over.
     if (o.completeAfterResponse) completeOnClose();

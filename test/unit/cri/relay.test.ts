@@ -136,6 +136,32 @@ describe('forward against an upstream answering what node:http2 refuses to send'
   });
 });
 
+describe('forward against an upstream answering fields node:http2 refuses to send twice', () => {
+  it('a single-value field given twice (content-type) in the headers or a trailers-only answer fails that call (UNKNOWN), and the shim goes on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-relay-dup-'));
+    let call = 0;
+    const upstream = await rawUpstream(join(dir, 'up.sock'), (sock, id) => {
+      const ct = headerBlock({ 'content-type': 'application/grpc' });
+      // One answer with headers then data, one trailers-only, alternately.
+      const end = call++ % 2 === 0 ? 0 : FLAG.END_STREAM;
+      sock.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | end, id, Buffer.concat([headerBlock({ ':status': '200' }), ct, ct, ...(end ? [headerBlock({ 'grpc-status': '0' })] : [])])));
+    });
+    const shim = new ShimServer({ listen: join(dir, 'shim.sock'), upstream: join(dir, 'up.sock'), deps: stubShimDeps(join(dir, 'store'), join(dir, 'seccomp')) });
+    await shim.start();
+    const client = new H2CriClient(join(dir, 'shim.sock'));
+    try {
+      for (let i = 0; i < 4; i++) {
+        await assert.rejects(client.unaryRaw('/runtime.v1.RuntimeService/Version', Buffer.alloc(0)), new RegExp(`grpc-status ${grpcStatus.UNKNOWN}: .*cannot relay`), `call ${i}`);
+      }
+    } finally {
+      client.close();
+      await shim.close();
+      upstream.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('forward keeps repeated metadata as repeated fields', () => {
   it('a key sent twice reaches the other side twice, in order, both ways: a -bin value is never joined with a comma', async () => {
     // grpc-go decodes each -bin field on its own: "AAEC, AwQ" is not base64.
