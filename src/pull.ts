@@ -10,6 +10,7 @@
 import { checkArtifactManifest, declaredKind, formatPlatform, isImageIndex, ManifestDocument, refuseArchive, type Platform, type PlatformDescriptor } from './core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './core/constants.js';
 import { SpokeError, asSpokeError } from './core/errors.js';
+import { isNamespaceName } from './core/namespace.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
 import type { Reference } from './core/reference.js';
 import { logEnabled, silentLogger, type Logger } from './core/runtime.js';
@@ -84,6 +85,11 @@ export class PullPipeline {
   }
 
   private async pullOnce(req: PullRequest): Promise<PullResult> {
+    // A namespace the API server would not admit came from no pod; the pipeline keeps namespaces
+    // as keys (notePulled, the blob budget's owners).
+    if (req.namespace !== undefined && !isNamespaceName(req.namespace)) {
+      throw new SpokeError('InvalidArgument', `namespace ${JSON.stringify(req.namespace.slice(0, 64))}${req.namespace.length > 64 ? '…' : ''} is not a Kubernetes namespace name`, {}, { reason: 'OPTION_INVALID' });
+    }
     // 1. Reference: digest-pinned only.
     const { ref, canonical } = this.references.parse(req.reference);
 

@@ -4,14 +4,12 @@
 // none. Pure: the caller reads the file (src/cli/recording-controller.ts).
 
 import { SpokeError } from '../core/errors.js';
+import { isNamespaceName } from '../core/namespace.js';
 
 /** The suffix of a key's scope file; a key's own name may not end with it. */
 export const SCOPE_SUFFIX = '.namespaces';
 /** A scope file larger than this is refused: it lists namespaces, not data. */
 export const MAX_SCOPE_BYTES = 64 * 1024;
-
-/** A Kubernetes namespace name: an RFC 1123 label. */
-const NAMESPACE_RE = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** The namespaces a key may sign for: every one (`*`), or those listed. */
 export type KeyScope = { readonly every: true } | { readonly every: false; readonly namespaces: ReadonlySet<string> };
@@ -29,7 +27,7 @@ export function parseKeyScope(text: string, file: string): KeyScope {
     const entry = lines[i]!.trim();
     if (entry === '' || entry.startsWith('#')) continue;
     if (entry === '*') every = true;
-    else if (NAMESPACE_RE.test(entry)) namespaces.add(entry);
+    else if (isNamespaceName(entry)) namespaces.add(entry);
     else {
       throw new SpokeError('InvalidArgument', `${file}:${i + 1}: ${JSON.stringify(entry.slice(0, 80))} is not a namespace name (an RFC 1123 label) or *`, { file, line: i + 1 }, { reason: 'OPTION_INVALID' });
     }

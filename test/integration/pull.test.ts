@@ -159,6 +159,20 @@ describe('pull pipeline against a real registry', () => {
       assert.equal(turned, false, 'the cached pull waited on the event loop');
     }));
 
+  it('refuses a namespace that is not a Kubernetes namespace name (InvalidArgument), before any lookup: none is kept', () =>
+    withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/deny-fchmod', { layers: [{ bytes: denySyscalls(['fchmod']) }] });
+      await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'team-a' });
+      await reg.resetRequests();
+      for (const namespace of ['x'.repeat(64), 'Team-A', '-a', 'a_b', 'a'.repeat(256 * 1024)]) {
+        await rejectsWith(node.pipeline.pull({ reference, kind: 'seccomp', namespace }), { code: 'InvalidArgument', reason: 'OPTION_INVALID' });
+        assert.equal(node.pipeline.pulledIn(namespace, reference), false, namespace.slice(0, 20));
+      }
+      await reg.settle();
+      assert.deepEqual(reg.requests(), []);
+      assert.equal((await node.pipeline.pull({ reference, kind: 'seccomp', namespace: 'x'.repeat(63) })).cached, true);
+    }));
+
   it('refuses a reference no rule allows without any request to any registry', () =>
     withTestNode(unsignedPolicy([`${reg.host}/profiles`]), async (node) => {
       const { reference } = await pushRawArtifact(reg.host, 'other/deny', { layers: [{ bytes: denySyscalls(['chmod']) }] });
