@@ -49,9 +49,23 @@ export const MAX_BUFFERED_REQUEST_BYTES = 64 * 1024 * 1024;
  * the liveness ping keeps any client that answers it.
  */
 export const MAX_SESSIONS = 128;
+/**
+ * Calls in flight at once over every connection; one more is refused UNAVAILABLE (OVERLOADED)
+ * as it opens, never forwarded. Each holds a few KiB of stream state besides its headers
+ * (MAX_HEADER_LIST_BYTES): MAX_SESSIONS connections of MAX_CONCURRENT_STREAMS streams each would
+ * take past the shim's heap. A kubelet has a few dozen in flight.
+ */
+export const MAX_CALLS = 1024;
+/**
+ * SETTINGS_MAX_HEADER_LIST_SIZE of client connections: a request's header fields, uncompressed.
+ * They live outside the JavaScript heap, so its cap does not bound them. A kubelet's are a few
+ * hundred bytes.
+ */
+export const MAX_HEADER_LIST_BYTES = 16 * 1024;
 
 export interface ConnectionLimits {
   maxSessions: number;
+  maxCalls: number;
   maxConcurrentStreams: number;
   maxBufferedRequestBytes: number;
   requestBodyTimeoutMs: number;
@@ -61,6 +75,7 @@ export interface ConnectionLimits {
 
 const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
   maxSessions: MAX_SESSIONS,
+  maxCalls: MAX_CALLS,
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
   maxBufferedRequestBytes: MAX_BUFFERED_REQUEST_BYTES,
   requestBodyTimeoutMs: REQUEST_BODY_TIMEOUT_MS,

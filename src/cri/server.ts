@@ -20,7 +20,7 @@ import { SpokeError, type ErrorReason } from '../core/errors.js';
 import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import { ProfileApplier } from './apply.js';
 import { BodyBudget, type Call, type CallHost, type RawHeaders } from './call.js';
-import { ConnectionGuard, type ConnectionLimits } from './connections.js';
+import { ConnectionGuard, MAX_HEADER_LIST_BYTES, type ConnectionLimits } from './connections.js';
 import type { ShimDeps } from './deps.js';
 import { EditedCalls } from './edited.js';
 import { CreateGate } from './gc.js';
@@ -200,7 +200,7 @@ export class ShimServer<P = unknown> {
     const path = this.opts.listen;
     await prepareSocketPath(path);
     const server = createServer({
-      settings: { initialWindowSize: 4 * 1024 * 1024, maxConcurrentStreams: this.connections.limits.maxConcurrentStreams },
+      settings: { initialWindowSize: 4 * 1024 * 1024, maxConcurrentStreams: this.connections.limits.maxConcurrentStreams, maxHeaderListSize: MAX_HEADER_LIST_BYTES },
       maxSessionMemory: 64,
     });
     server.on('session', (s) => this.connections.onSession(s));
@@ -302,14 +302,23 @@ export class ShimServer<P = unknown> {
       this.calls.delete(call);
       this.report(call);
       if (!call.streaming && this.afterUnary.length > 0) for (const work of this.afterUnary.splice(0)) work();
-      // Cancellation: the client went away before the upstream finished.
+      // Cancellation: the client went away before the upstream finished. An upstream stream the
+      // runtime has ended is closed but, paused with an answer the client never read (up to its
+      // 4 MiB window), not destroyed until that answer is read: destroyed here, it lets it go.
       const up = call.up;
-      if (up !== undefined && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+      if (up !== undefined && !up.destroyed) {
+        if (!up.closed) up.close(NGHTTP2_CANCEL);
+        up.destroy();
+      }
     });
     stream.on('error', noop);
 
     if (this.draining) {
       this.endCall(call, GrpcCode.UNAVAILABLE, 'spoke shim shutting down', 'CLOSED');
+      return;
+    }
+    if (this.calls.size > this.connections.limits.maxCalls) {
+      this.endCall(call, GrpcCode.UNAVAILABLE, `spoke shim: ${this.connections.limits.maxCalls} calls in flight, the most it holds at once; try again`, 'OVERLOADED');
       return;
     }
     // nghttp2 asks for a leading slash only under an http(s) :scheme, and grpc-go drops one when

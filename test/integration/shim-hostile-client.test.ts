@@ -3,7 +3,8 @@
 // keeps its profile from gc and RemoveSecurityProfile until the shim restarts). Request bodies
 // the shim reads whole are bounded over all calls: past the bound a call is refused, not forwarded.
 
-import { connect as h2connect, constants as h2, type IncomingHttpHeaders } from 'node:http2';
+import { connect as h2connect, constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -385,6 +386,133 @@ describe('shim: client connections are bounded', () => {
       assert.equal(await call(sessions[2]!), 'closed without an answer');
     } finally {
       for (const s of sessions) s.destroy();
+    }
+  });
+});
+
+describe('shim: calls in flight are bounded over every connection', () => {
+  // The runtime never answers: every call forwarded to it stays in flight.
+  const rig = shimRig('spoke-calls-', (stream) => stream.on('error', () => {}), { server: { limits: { maxCalls: 4 } } });
+  before(() => rig.start());
+  after(() => rig.stop());
+
+  it('refuses a call past the bound (UNAVAILABLE, OVERLOADED), whichever connection it comes on, and forwards it nowhere', async () => {
+    const sessions = [rig.connect(), rig.connect()];
+    const statusOf = (session: ReturnType<typeof h2connect>) =>
+      new Promise<{ status: string | undefined; message: string | undefined }>((resolve) => {
+        const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Version', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('error', () => {});
+        req.on('data', () => {});
+        let h: IncomingHttpHeaders = {};
+        req.on('response', (r) => (h = r));
+        req.on('trailers', (t) => (h = { ...h, ...t }));
+        req.on('close', () => resolve({ status: h['grpc-status'] as string | undefined, message: h['grpc-message'] as string | undefined }));
+        req.end(encodeFrame(Buffer.alloc(0)));
+      });
+    try {
+      const held = [0, 1, 2, 3].map((i) => statusOf(sessions[i % 2]!));
+      await waitFor(() => rig.shim.inFlight() === 4, { timeoutMs: 5000, what: 'four calls in flight' });
+      for (const session of sessions) {
+        const r = await statusOf(session);
+        assert.equal(r.status, '14', r.message);
+        assert.match(decodeURIComponent(r.message ?? ''), /calls in flight/);
+      }
+      assert.equal(rig.shim.inFlight(), 4);
+      for (const s of sessions) s.destroy();
+      await Promise.all(held);
+    } finally {
+      for (const s of sessions) s.destroy();
+    }
+  });
+});
+
+describe('shim: request header lists are bounded', () => {
+  const seen: string[] = [];
+  const rig = shimRig('spoke-headers-', (stream, headers) => {
+    seen.push(String(headers[':path']));
+    answering()(stream, headers);
+  });
+  before(() => rig.start());
+  after(() => rig.stop());
+
+  it('a call whose header fields pass 16 KiB is not forwarded; the connection goes on serving calls', async () => {
+    const session = rig.connect();
+    const call = (extra: Record<string, string>) =>
+      new Promise<string>((resolve) => {
+        const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Version', 'content-type': 'application/grpc', te: 'trailers', ...extra });
+        let status = 'reset without an answer';
+        req.on('error', () => {});
+        req.on('data', () => {});
+        req.on('trailers', (t) => (status = String(t['grpc-status'])));
+        req.on('close', () => resolve(status));
+        req.end(encodeFrame(Buffer.alloc(0)));
+      });
+    try {
+      // The bound is the shim's setting, in force once the client acknowledged it: before, the
+      // HTTP/2 default (64 KiB). A first call's answer means the acknowledgement went first.
+      assert.equal(await call({}), '0');
+      assert.equal(await call({ 'x-big': 'a'.repeat(20 * 1024) }), 'reset without an answer');
+      assert.equal(await call({ 'x-small': 'a'.repeat(1024) }), '0');
+      assert.equal(seen.length, 2, 'the large call never reached the runtime');
+    } finally {
+      session.destroy();
+    }
+  });
+});
+
+describe('shim: a forwarded answer its client never reads', () => {
+  // The runtime answers in full at once; the client opened no flow-control window, so the shim
+  // holds the answer, paused, on its upstream stream.
+  const ANSWER = Buffer.alloc(1024 * 1024, 7);
+  const runtimeDone: Promise<void>[] = [];
+  const rig = shimRig('spoke-unread-', (stream) => {
+    stream.on('error', () => {});
+    runtimeDone.push(new Promise((r) => stream.on('close', () => r())));
+    stream.on('data', () => {});
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(encodeFrame(ANSWER));
+    });
+  });
+  before(() => rig.start());
+  after(() => rig.stop());
+
+  it('is let go once the client cancels the call: the upstream stream holding it is destroyed', async () => {
+    // The shim's upstream streams of this call, as it opens them.
+    const ups: ClientHttp2Stream[] = [];
+    const upstream = rig.shim.upstream;
+    const get = upstream.get.bind(upstream);
+    upstream.get = () => {
+      const session = get();
+      if (session !== undefined && !(session as { spied?: boolean }).spied) {
+        const request = session.request.bind(session);
+        session.request = (...a: Parameters<typeof request>) => {
+          const up = request(...a);
+          if (a[0]?.[':path'] === '/runtime.v1.RuntimeService/ExecSync') ups.push(up);
+          return up;
+        };
+        (session as { spied?: boolean }).spied = true;
+      }
+      return session;
+    };
+    const session = h2connect('http://localhost', { createConnection: () => netConnect(join(rig.work, 'shim.sock')), settings: { initialWindowSize: 0 } });
+    session.on('error', () => {});
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/ExecSync', 'content-type': 'application/grpc', te: 'trailers' });
+      req.on('error', () => {});
+      req.pause();
+      const responded = new Promise((r) => req.once('response', r));
+      req.end(encodeFrame(Buffer.alloc(0)));
+      await responded;
+      // The runtime has sent the whole answer and closed its stream; the shim's side has closed too.
+      await runtimeDone[0];
+      await waitFor(() => ups.length === 1 && ups[0]!.closed, { timeoutMs: 5000, what: "the shim's upstream stream closed by the runtime's end" });
+      req.close(h2.NGHTTP2_CANCEL);
+      await waitFor(() => ups[0]!.destroyed, { timeoutMs: 5000, what: 'the upstream stream holding the unread answer destroyed' });
+    } finally {
+      upstream.get = get;
+      session.destroy();
     }
   });
 });
