@@ -5,8 +5,8 @@
 // Relative paths in the file are resolved against the file's directory; relative paths in
 // overrides (flags) against the working directory.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from '../core/duration.js';
 import { DEFAULT_RUNTIME_HANDLERS, ociArchitecture } from '../core/constants.js';
@@ -188,14 +188,27 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
     }
   }
   // Pods name Localhost profiles by paths under the seccomp root: a store there would offer its
-  // raw blobs (never merged with the baseline) as profiles (docs/configuration.md).
-  const storeDir = resolve(merged.storeDir as string);
-  const seccompRoot = resolve(merged.seccompRoot as string);
+  // raw blobs (never merged with the baseline) as profiles (docs/configuration.md). Compared as
+  // the kernel reaches them, through any symlink on the way.
+  const storeDir = realPathOf(resolve(merged.storeDir as string));
+  const seccompRoot = realPathOf(resolve(merged.seccompRoot as string));
   if (storeDir === seccompRoot || storeDir.startsWith(`${seccompRoot}/`)) {
     const where = overrides.storeDir !== undefined || overrides.seccompRoot !== undefined ? 'storeDir (override)' : `${path}: storeDir`;
     throw new SpokeError('InvalidArgument', `${where}: ${storeDir} lies inside seccompRoot ${seccompRoot}, where pods could name the store's unmerged blobs as Localhost profiles; put the store outside it`, { file: path, path: 'storeDir' }, { reason: 'CONFIG_INVALID' });
   }
   return Object.freeze(merged as unknown as NodeConfig);
+}
+
+/** `path` (absolute) through the real path of its nearest existing ancestor: the rest is made later. */
+function realPathOf(path: string): string {
+  let existing = path;
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  const rest = relative(existing, path);
+  try {
+    return join(realpathSync(existing), rest);
+  } catch {
+    return path;
+  }
 }
 
 /** Parses the config file's text; returns only the keys it sets. Pure. */

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { defaultBaselinePath, DEFAULT_CONFIG_FILE, loadNodeConfig } from '../../../src/config/index.js';
@@ -146,6 +148,19 @@ describe('loadNodeConfig', () => {
       assert.throws(() => loadText('', { storeDir }), overrideRefused('storeDir'));
     }
     assert.throws(() => loadText('storeDir: /srv/seccomp/store\n', { seccompRoot: '/srv/seccomp' }), (e: unknown) => spokeError({ code: 'InvalidArgument', reason: 'CONFIG_INVALID' })(e));
+    // Through a symlink into it (the store itself, or a directory above it): refused as well.
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-config-'));
+    try {
+      mkdirSync(join(dir, 'seccomp', 'inner'), { recursive: true });
+      symlinkSync(join(dir, 'seccomp', 'inner'), join(dir, 'store'));
+      symlinkSync(join(dir, 'seccomp'), join(dir, 'up'));
+      for (const storeDir of [join(dir, 'store'), join(dir, 'up', 'new-store'), join(dir, 'store', 'not', 'made', 'yet')]) {
+        assert.throws(() => loadText('', { storeDir, seccompRoot: join(dir, 'seccomp') }), overrideRefused('storeDir'), storeDir);
+      }
+      assert.equal(loadText('', { storeDir: join(dir, 'store-beside'), seccompRoot: join(dir, 'up') }).storeDir, join(dir, 'store-beside'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     // Beside it, or above it: fine.
     assert.equal(loadText('storeDir: /var/lib/kubelet/seccomp-store\n').storeDir, '/var/lib/kubelet/seccomp-store');
     assert.equal(loadText('storeDir: /var/lib\n').storeDir, '/var/lib');
