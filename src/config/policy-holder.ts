@@ -158,6 +158,7 @@ export class PolicyHolder {
     try {
       return this.readFile(this.file);
     } catch (e) {
+      if (e instanceof SpokeError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
       throw new SpokeError('InvalidArgument', `${this.file}: cannot read the node policy${code ? ` (${code})` : ''}`, { file: this.file }, { cause: e, reason: 'FILE_UNREADABLE' });
     }

@@ -2,7 +2,7 @@
 // last good policy from then on, as after any reload (a corrupt file keeps it).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -43,6 +43,37 @@ describe('spoke shim: the policy checked at start is the last good one before an
       assert.deepEqual([r.resolved_ref, r.cached], [reference, false]);
     } finally {
       cri.close();
+    }
+  });
+
+  it('a policy any user could have written is refused: at start (no shim), and at a reload (the last good one kept)', async () => {
+    const policy = join(work, 'trusted-policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/open`]));
+    chmodSync(policy, 0o666);
+    const args = ['--listen', join(work, 'trusted.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-trusted'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy];
+    const refused = await spoke(['shim', ...args]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /trusted-policy\.yaml: the file is writable by every user \(mode 0666\)/);
+    chmodSync(policy, 0o664);
+    const s = await startShim(args);
+    try {
+      await s.waitForLog((l) => l.msg === 'a file the shim trusts is not kept by root alone' && /writable by its group/.test(String(l.problem)));
+      // Made world-writable and changed: the change is not read.
+      const { reference } = await pushRawArtifact(reg.host, 'open/trusted', { layers: [{ bytes: denySyscalls(['acct']) }] });
+      chmodSync(policy, 0o666);
+      writeFileSync(policy, unsignedPolicy([`${reg.host}/elsewhere`]));
+      const kept = s.nextLog((l) => /node policy (not reloaded|invalid)/.test(String(l.msg)));
+      s.child.kill('SIGHUP');
+      assert.match(String((await kept).error), /writable by every user/);
+      const cri = new H2CriClient(join(work, 'trusted.sock'));
+      try {
+        const r = await cri.img('PullSecurityProfileArtifact', { image: { image: reference }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+        assert.equal(r.resolved_ref, reference, 'allowed by the last good policy');
+      } finally {
+        cri.close();
+      }
+    } finally {
+      await stopShim(s);
     }
   });
 

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { rootCertificates } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { SpokeError } from '../../src/core/errors.js';
+import { defaultBaselinePath } from '../../src/config/index.js';
 import { toGrpcStatus } from '../../src/cri/grpc-status.js';
 import { endWithStatus } from '../../src/cri/unary.js';
 import { spoke } from '../helpers/cli.js';
@@ -45,6 +46,11 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     return { config, seccompRoot, storeDir };
   };
 
+  /** A file every user may write. */
+  const writeOpen = (file: string, data: string | Buffer) => {
+    writeFileSync(file, data);
+    chmodSync(file, 0o666);
+  };
   // `args`: the shim's flags, which status takes too (--recording: the recording key is read only
   // then; --recording-key: the key file, which wins over the config's).
   const cases: { part: string; extra: (d: string) => string[]; setup?: (d: string) => void; args?: (d: string) => string[] }[] = [
@@ -80,6 +86,9 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     { part: 'authFile', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag-auth.json'), '{"auths": ['), args: (d) => ['--auth-file', join(d, 'flag-auth.json')] },
     { part: 'baseline', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag-baseline.json'), '{"defaultAction":'), args: (d) => ['--baseline', join(d, 'flag-baseline.json')] },
     { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag.sock'), 'not a socket'), args: (d) => ['--listen', join(d, 'flag.sock')] },
+    // Files any user could have written (src/config/trusted-file.ts): a baseline, and a recording key.
+    { part: 'baseline', extra: () => [], setup: (d) => writeOpen(join(d, 'open-baseline.json'), readFileSync(defaultBaselinePath())), args: (d) => ['--baseline', join(d, 'open-baseline.json')] },
+    { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'open-key')}`], setup: (d) => writeOpen(join(d, 'open-key'), 'k'.repeat(32)), args: () => ['--recording'] },
   ];
 
   for (const [i, c] of cases.entries()) {

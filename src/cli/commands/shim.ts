@@ -2,7 +2,7 @@
 // logger/metrics → baseline → node pipeline (policy, store, registry, verifier) → ShimServer;
 // signals for reload and shutdown.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { dirname, join } from 'node:path';
 import { asSpokeError } from '../../core/errors.js';
@@ -16,6 +16,7 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
+import { checkTrustedFile } from '../../config/trusted-file.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import { readCaBundle } from '../../registry/options.js';
 import type { CredentialSource } from '../../registry/types.js';
@@ -49,13 +50,26 @@ export async function run(argv: string[]): Promise<number> {
   if (options === undefined) return 0;
   const { config, recording } = options;
   const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
+  // The files that decide what containers may do, read only when no other user could have
+  // written them (src/config/trusted-file.ts), at start and at every reload.
+  const warnOfFile = (message: string): void => logger.log('warn', 'a file the shim trusts is not kept by root alone', { problem: message });
+  const trusted =
+    (what: string) =>
+    (path: string): Buffer => {
+      checkTrustedFile(path, what, warnOfFile);
+      return readFileSync(path);
+    };
 
   // The baseline file is watched like the policy (src/config/file-watch.ts): a tightened baseline
   // applies to the next create without SIGHUP; an invalid file keeps the last good baseline.
   const baselineWatch = new FileWatch({ what: 'baseline', logger, onChange: () => reloadBaseline() });
   // Made below; a change seen before then is compared with the runtime default once it is read.
   const late: { runtimeDefault?: RuntimeDefaultSource<SeccompProfile> } = {};
-  const readBaseline = (): SeccompProfile => baselineWatch.readOne(config.baseline, loadBaseline);
+  const readBaseline = (): SeccompProfile =>
+    baselineWatch.readOne(config.baseline, (path) => {
+      checkTrustedFile(path, 'seccomp baseline', warnOfFile);
+      return loadBaseline(path);
+    });
   let baseline: SeccompProfile;
   try {
     baseline = readBaseline();
@@ -117,7 +131,7 @@ export async function run(argv: string[]): Promise<number> {
   // checked at start is the last good policy, before any pull too. The pull pipeline (registry
   // client, sigstore) is loaded on the first pull: forwarding, rewriting and the in-use set need
   // only the store, so start-up stays fast and an idle shim stays small.
-  const policy = new PolicyHolder({ file: config.policy, watch: true, logger });
+  const policy = new PolicyHolder({ file: config.policy, watch: true, logger, readFile: trusted('node policy file (or a key or root it names)') });
   // The node's auth file is read now: one that cannot be read or parsed stops the shim, as a bad
   // policy does, rather than fail every pull. It is watched like the baseline: credentials rotated
   // into it (a registry token refresher rewrites it every few hours) reach the next pull, and an
@@ -181,6 +195,7 @@ export async function run(argv: string[]): Promise<number> {
   late.runtimeDefault = runtimeDefault;
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
+  if (recording && config.recordingKey !== undefined) checkTrustedFile(config.recordingKey, 'recording key', warnOfFile, { secret: true });
   const recordingKey = shimRecordingKey(recording, config.recordingKey);
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
   const shim = new ShimServer<SeccompProfile>({

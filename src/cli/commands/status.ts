@@ -16,6 +16,7 @@ import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
 import { readNamedFile } from '../read-file.js';
+import { checkTrustedFile } from '../../config/trusted-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { shimFlags, shimFlagsRead, uncheckedFlags } from './shim-options.js';
 
@@ -142,11 +143,19 @@ export async function run(argv: string[]): Promise<number> {
   const { config, recording } = shimFlagsRead(values, HELP);
   const ignoredFlags = (Object.keys(uncheckedFlags) as (keyof typeof uncheckedFlags)[]).filter((f) => values[f] !== undefined).map((f) => `--${f}`);
 
+  // The shim's check of the files it trusts (src/config/trusted-file.ts): refused alike; its
+  // warnings are not parts of the status.
+  const checkedTrusted = (file: string): string => {
+    checkTrustedFile(file, 'file', () => {});
+    return file;
+  };
+  const readTrusted = (file: string): Buffer => readNamedFile(checkedTrusted(file));
   let policy: Part;
   try {
-    // Read as the shim reads it: a file it would refuse (not UTF-8, say) is not ok here either.
-    const text = decodeText(readNamedFile(config.policy), config.policy);
-    const r = lintPolicy(text, config.policy, readNamedFile);
+    // Read as the shim reads it: a file it would refuse (not UTF-8, or any user could have
+    // written it, say) is not ok here either.
+    const text = decodeText(readTrusted(config.policy), config.policy);
+    const r = lintPolicy(text, config.policy, readTrusted);
     const first = r.errors[0];
     const unavailable = r.policy ? [] : unavailableSigners(text, config.policy);
     policy = r.policy
@@ -163,7 +172,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   // The files the shim reads at its start, by the functions it reads them with.
-  const baseline = startCheck(config.baseline, loadBaseline);
+  const baseline = startCheck(config.baseline, (file) => loadBaseline(checkedTrusted(file)));
   const configured: Record<string, Part> = {};
   if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, nodeCredentials);
   if (config.caFile !== undefined) configured.caFile = startCheck(config.caFile, readCaBundle);
@@ -171,7 +180,7 @@ export async function run(argv: string[]): Promise<number> {
   // Read by a shim with --recording only: a key such a shim would refuse fails status --recording,
   // and is a warning without it (a shim without --recording starts whatever the file holds).
   if (recording || config.recordingKey !== undefined) {
-    const key = startCheck(config.recordingKey, (file) => shimRecordingKey(true, file));
+    const key = startCheck(config.recordingKey, (file) => shimRecordingKey(true, file === undefined ? file : checkedTrusted(file)));
     configured.recordingKey = recording || key.ok ? key : { ...key, ok: true, warning: key.detail, detail: `not read by a shim without --recording, which would refuse it: ${key.detail}` };
   }
 
