@@ -14,11 +14,12 @@
 //                            unmarked pod is never looser)
 // Which namespaces reach /mutate-pods is decided by the MutatingWebhookConfiguration's
 // namespaceSelector (`spoke.dev/binding: enabled`, deploy/controller/webhooks.yaml), not here.
-// Anyone who reaches the port gets an answer (it is only a computation), but binding status
-// is recorded (`onApplied`) and pods are marked for recording (a signed proof) only for reviews
-// over a connection whose client certificate verifies against `clientCaFile`, i.e. from the API
-// server (docs/binding.md, docs/recording.md); without a client CA the controller takes status
-// from its pod informer instead and marks no pod.
+// With a client CA, only reviews over a connection whose client certificate verifies against
+// `clientCaFile` (the API server's) are read: any other caller is answered 403 before its body is
+// read, since an answer tells which bindings a namespace has and what they reference. Those
+// reviews record binding status (`onApplied`) and mark pods for recording (a signed proof)
+// (docs/binding.md, docs/recording.md). Without a client CA anyone who reaches the port gets an
+// answer, the controller takes status from its pod informer instead, and marks no pod.
 
 import { readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
@@ -39,12 +40,6 @@ export const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
  * controller to 1.6 GB; reviews are computed one at a time, so this bounds what waits.
  */
 export const MAX_BODY_BYTES_HELD = 16 * 1024 * 1024;
-/**
- * With a client CA, bytes of review bodies that callers without the API server's certificate may
- * have held at once: a budget of their own, so that slow uploads from anyone who reaches the port
- * cannot crowd out the API server's reviews (one review's worth).
- */
-export const MAX_ANONYMOUS_BODY_BYTES_HELD = MAX_REVIEW_BYTES;
 /** Connections at once (the API server keeps a few open); more are closed as they come. */
 export const MAX_CONNECTIONS = 64;
 /**
@@ -91,12 +86,12 @@ export class WebhookServer {
   private readonly server: Server;
   private certStamp = '';
   private timer: NodeJS.Timeout | undefined;
-  /** Bytes of review bodies read and not yet parsed (MAX_BODY_BYTES_HELD), and of callers without the API server's certificate. */
+  /** Bytes of review bodies read and not yet parsed (MAX_BODY_BYTES_HELD). */
   private readonly held = { bytes: 0, limit: MAX_BODY_BYTES_HELD };
-  private readonly heldAnonymous = { bytes: 0, limit: MAX_ANONYMOUS_BODY_BYTES_HELD };
 
   constructor(private readonly opts: WebhookOptions) {
-    // Client certificates are asked for, not required: probes and other callers carry none.
+    // Client certificates are asked for, not required: probes carry none (a review without one is
+    // refused in handle).
     const requestCert = opts.clientCaFile !== undefined;
     this.server = createServer(
       { ...this.readCertificate(), minVersion: 'TLSv1.2', requestCert, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
@@ -109,7 +104,7 @@ export class WebhookServer {
 
   /** Bytes of review bodies held now (read and not yet parsed). */
   get heldBodyBytes(): number {
-    return this.held.bytes + this.heldAnonymous.bytes;
+    return this.held.bytes;
   }
 
   private files(): string[] {
@@ -194,7 +189,11 @@ export class WebhookServer {
       if (type !== 'application/json') return this.send(res, 415, 'content-type must be application/json');
       // Known before the body is read: the certificate came with the handshake.
       const authenticated = this.authenticated(req.socket as TLSSocket);
-      const budget = this.opts.clientCaFile !== undefined && !authenticated ? this.heldAnonymous : this.held;
+      if (this.opts.clientCaFile !== undefined && !authenticated) {
+        res.shouldKeepAlive = false;
+        return this.send(res, 403, "a review needs the API server's client certificate");
+      }
+      const budget = this.held;
       const body = await readBody(req, MAX_REVIEW_BYTES, budget);
       let doc: unknown;
       try {

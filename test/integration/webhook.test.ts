@@ -136,11 +136,12 @@ interface Answer {
   peerCert: X509Certificate | undefined;
 }
 
-function post(port: number, path: string, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }, method = 'POST', client?: ClientCert): Promise<Answer> {
+/** `client`: the certificate the connection presents (the API server's by default; null for none). */
+function post(port: number, path: string, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }, method = 'POST', client: ClientCert | null = clients.apiServer): Promise<Answer> {
   const ca = readFileSync(certFile);
   return new Promise((resolve, reject) => {
     const data = typeof body === 'string' ? body : JSON.stringify(body);
-    const req = request({ host: '127.0.0.1', port, path, method, ca, agent: false, ...client, headers: { ...headers, 'content-length': Buffer.byteLength(data) } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, ca, agent: false, ...(client ?? {}), headers: { ...headers, 'content-length': Buffer.byteLength(data) } }, (res) => {
       const chunks: Buffer[] = [];
       const raw = (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate?.();
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -202,14 +203,13 @@ describe('webhook over HTTPS: recording markings are the webhook\'s own', () => 
     assert.equal(verifyRecordingProof(key, ann['recording.spoke.dev/proof'], { ...seen, namespace: 'other' }, now).ok, false);
   });
 
-  it('a review from a caller without the API server\'s client certificate is never marked: no proof for a caller it cannot authenticate', async () => {
-    // Anyone who reaches the port gets an answer; a proof would let them put any pod of a namespace
-    // with a recording, opted in or not, under the logging profile.
+  it('a review from a caller without the API server\'s client certificate is refused (403), unread: no proof, no answer', async () => {
+    // A proof would let them put any pod of a namespace with a recording, opted in or not, under
+    // the logging profile; an answer would tell them the namespace's bindings.
     const pod = deploymentPod({ containers: [{ name: 'web', image: 'nginx:1.27' }] });
-    for (const client of [undefined, clients.stranger]) {
+    for (const client of [null, clients.stranger]) {
       const a = await post(port, '/mutate-pods', podReview(pod), undefined, 'POST', client);
-      assert.equal(a.json().response.allowed, true);
-      assert.deepEqual(recordingAnnotations(patchedPod(pod, a)), {});
+      assert.equal(a.status, 403, a.body);
     }
   });
 
@@ -504,19 +504,16 @@ describe('webhook over HTTPS with AdmissionReview v1', () => {
     assert.equal((await review(port, aReview())).status, 200);
   });
 
-  it("callers without the API server's certificate hold one review's worth between them: their slow uploads cannot crowd out its reviews", async () => {
-    const almost = MAX_REVIEW_BYTES - 16;
+  it("callers without the API server's certificate are refused (403) before their bodies are read: their slow uploads hold nothing", async () => {
     const slow = slowUploads(4);
     try {
-      // One is held; the other three are answered 503 as they pass the callers' budget.
-      await waitFor(() => slow.answered.length === 3 && server.heldBodyBytes === almost, { timeoutMs: 20_000, what: 'three uploads refused, one held' });
-      assert.deepEqual(slow.answered, [503, 503, 503]);
+      await waitFor(() => slow.answered.length === 4, { timeoutMs: 20_000, what: 'the four uploads answered' });
+      assert.deepEqual(slow.answered, [403, 403, 403, 403]);
+      assert.equal(server.heldBodyBytes, 0);
       assert.equal((await review(port, aReview())).status, 200, "the API server's review is served");
-      assert.equal((await post(port, '/mutate-pods', aReview())).status, 503, 'another caller without it is not');
     } finally {
       for (const req of slow.reqs) req.destroy();
     }
-    await waitFor(() => server.heldBodyBytes === 0, { timeoutMs: 20_000, what: 'the bodies released' });
   });
 
   it("a review's uid, anyone's text, is logged cut", async () => {
@@ -787,11 +784,11 @@ describe('informer-backed source and status on client-node against the fake API 
       await src.waitForSync(5000);
       const pod = deploymentPod({ containers: [{ name: 'g', image: 'ghcr.io/acme/guarded:1' }] });
       const stored = () => (fake.get(PROFILE_BINDINGS, 'vault', 'guarded') as unknown as ProfileBinding).status;
-      // No client certificate, one from another CA, one from the CA under another name: answered
-      // (a mutation is only a computation), not recorded.
-      for (const client of [undefined, clients.stranger, clients.node]) {
+      // No client certificate, one from another CA, one from the CA under another name: refused
+      // unread (an answer would tell them the namespace's bindings), not recorded.
+      for (const client of [null, clients.stranger, clients.node]) {
         const a = await post(port, '/mutate-pods', podReview(pod, { namespace: 'vault' }), undefined, 'POST', client);
-        assert.equal(patchedPod(pod, a).spec?.containers?.[0]?.securityContext?.seccompProfile?.type, 'OCI');
+        assert.equal(a.status, 403, a.body);
       }
       await updater.flush();
       assert.equal(stored(), undefined, 'an unauthenticated review wrote status');

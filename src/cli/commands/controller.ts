@@ -62,8 +62,9 @@ options:
                     service account, refused outside a Pod; docs/binding.md)
   --no-status       do not write ProfileBinding status
   --admission-client-ca F
-                    PEM CA of the API server's client certificate for webhooks; status is
-                    then taken from verified admission calls (no pod list/watch needed)
+                    PEM CA of the API server's client certificate for webhooks; reviews
+                    without it are refused (403), and status is taken from the verified
+                    ones (no pod list/watch needed)
   --admission-client-name CN
                     the subject CN the API server's client certificate must carry (needed
                     where that CA also signs other clients, e.g. the cluster CA)
