@@ -148,7 +148,12 @@ export class InUseSet {
       let written: Stats;
       let now: Stats | undefined;
       try {
-        writeSync(fd, line);
+        // A regular file takes less than asked only when the disk is full (or a size limit): the
+        // rest of the line is never written, and the holder was not recorded.
+        const n = writeSync(fd, line);
+        if (n !== line.length) {
+          throw new SpokeError('Unavailable', `in-use journal ${this.journalPath}: ${n} of ${line.length} bytes written (disk full?); the holder was not recorded`, { file: this.journalPath, expected: line.length, actual: n }, { reason: 'FILE_UNWRITABLE' });
+        }
         written = fstatSync(fd);
         // Looked at while the file is still open: a journal a compaction removed keeps its inode
         // number only until its last close, and a new journal created after that can get the same

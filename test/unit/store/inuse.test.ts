@@ -246,6 +246,28 @@ describe('in-use journal', () => {
     assert.deepEqual(holders.sort(), ['container:first', 'container:other', 'container:second'], `the new journal took the removed one's inode number: ${reused}`);
   });
 
+  it('an append the file system takes in part (a full disk) fails: the holder is never reported recorded', async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const d = digests[0]!;
+    await store.markInUse(d, 'container:c1');
+    const journal = join(dir, 'state', 'in-use.log');
+    const { writeSync } = fs;
+    fs.writeSync = ((fd: number, buffer: Uint8Array, ...rest: unknown[]) => {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== journal) return (writeSync as (...a: unknown[]) => number)(fd, buffer, ...rest);
+      // The kernel writes what fits and says how much: half the line.
+      return writeSync(fd, buffer, 0, buffer.length >> 1);
+    }) as typeof fs.writeSync;
+    syncBuiltinESMExports();
+    try {
+      await rejectsWith(store.markInUse(d, 'pending:c2'), { code: 'Unavailable', reason: 'FILE_UNWRITABLE' });
+    } finally {
+      fs.writeSync = writeSync;
+      syncBuiltinESMExports();
+    }
+    // The torn line is seen by the next reader: the set is rebuilt from the runtime.
+    assert.equal((await new ProfileStore({ root: dir }).inUseState()).complete, false);
+  });
+
   it('a line appended after a torn tail is kept; the torn line makes the set incomplete', async () => {
     const { store, dir, digests } = await storeWith(BODIES);
     const d = digests[0]!;
