@@ -81,13 +81,18 @@ function tagScalars(text: string): string | undefined {
   return out.join('');
 }
 
-/** Turns tagged strings back into strings and ExactNumbers. */
+/**
+ * Turns tagged strings back into strings and ExactNumbers. Members are defined as own
+ * properties, as JSON.parse makes them: assigned, a "__proto__" member would go through the
+ * prototype setter and become the object's prototype (its members inherited, unseen as
+ * unknown) instead of the unknown member the decoders refuse.
+ */
 function untag(v: unknown): unknown {
   if (typeof v === 'string') return v.startsWith(NUMBER_TAG) ? new ExactNumber(v.slice(1)) : v.slice(1);
   if (Array.isArray(v)) return v.map(untag);
   if (typeof v === 'object' && v !== null) {
     const out: Record<string, unknown> = {};
-    for (const [k, value] of Object.entries(v)) out[k] = untag(value);
+    for (const [k, value] of Object.entries(v)) Object.defineProperty(out, k, { value: untag(value), enumerable: true, writable: true, configurable: true });
     return out;
   }
   return v;

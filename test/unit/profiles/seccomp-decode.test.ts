@@ -83,6 +83,22 @@ test('values beyond 2^53 after entries read as JS numbers are still exact', () =
   ]);
 });
 
+test('a "__proto__" member is an unknown member in every reading: the exact one (a literal past 2^53, a fraction anywhere) refuses it as the plain one does', () => {
+  const big = '{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":9007199254740993,"op":"SCMP_CMP_NE"}]}';
+  const hidden = '{"__proto__":{"names":["mkdir"],"action":"SCMP_ACT_ALLOW"}}';
+  for (const text of [
+    `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[${hidden}]}`,
+    // Read exactly: an entry that the prototype setter would have made an ALLOW rule nobody sees.
+    `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[${big},${hidden}]}`,
+    `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[${big},{"names":["mkdir"],"action":"SCMP_ACT_ALLOW","__proto__":null}]}`,
+    `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":9007199254740993,"op":"SCMP_CMP_NE","__proto__":{}}]}]}`,
+    '{"defaultAction":"SCMP_ACT_ERRNO","__proto__":{"defaultErrnoRet":1.0}}',
+    '{"defaultAction":"SCMP_ACT_ERRNO","__proto__":null,"syscalls":[{"names":["x1e5"],"action":"SCMP_ACT_ALLOW"}]}',
+  ]) {
+    assert.throws(() => decodeSeccomp(Buffer.from(text)), (e: unknown) => assertSpokeError(e, { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' }) && /__proto__.*unknown member|unknown member.*__proto__/.test((e as Error).message), text);
+  }
+});
+
 test('-0 reads as 0, except next to a literal of 16+ digits (the exact reading refuses it), as it always has', () => {
   const doc = (extra: string) => `{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":-0${extra}}`;
   assert.equal(decodeSeccomp(bytes(doc(''))).defaultErrnoRet, 0);
