@@ -231,7 +231,11 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
 
     async prepare(artifact: Uint8Array, signal?: AbortSignal, source = '') {
       const l = await libOf();
-      baseline ??= await readBaseline();
+      if (baseline === undefined) {
+        const read = await readBaseline();
+        // A reload that ended during this first read is newer: it stays.
+        baseline ??= read;
+      }
       const artifactSha = sha256Hex(artifact);
       const known = prepared.get(artifactSha);
       if (known !== undefined) return known;

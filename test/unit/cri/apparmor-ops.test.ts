@@ -6,7 +6,10 @@ import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { createAppArmorOps } from '../../../src/cri/apparmor.js';
+import { waitFor } from '../../helpers/wait.js';
 import { rejectsWith } from '../../helpers/assert.js';
 
 const DAY_MS = 86_400_000;
@@ -138,6 +141,50 @@ describe('createAppArmorOps', () => {
     const after = await ops.prepare(artifact);
     assert.notEqual(after.text, first.text, 'prepared anew against the reloaded baseline');
     assert.doesNotMatch(after.text, /\/etc\/hosts /);
+  });
+
+  it('a reload that ends while the first use still reads the baseline wins: the older read does not replace the reloaded baseline', async () => {
+    const parser = join(dir, 'accepting_parser_2');
+    writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const baselinePath = join(dir, 'baseline-race.json');
+    const wide = JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/**'] } });
+    const narrow = JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/hostname'] } });
+    writeFileSync(baselinePath, wide);
+    // The first use's read of the baseline answers only after the reload's read (of the file as
+    // changed meanwhile) has been taken.
+    const { readFile } = fsp;
+    let firstRead: (() => void) | undefined;
+    let reads = 0;
+    fsp.readFile = (async (path: unknown, ...rest: unknown[]) => {
+      const bytes = await (readFile as (...a: unknown[]) => Promise<Buffer>)(path, ...rest);
+      if (path === baselinePath && reads++ === 0) await new Promise<void>((r) => (firstRead = r));
+      return bytes;
+    }) as typeof fsp.readFile;
+    syncBuiltinESMExports();
+    try {
+      const ops = createAppArmorOps({ parser: { parser }, baselinePath });
+      const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/hostname', '/etc/hosts'] } }));
+      const first = ops.prepare(artifact);
+      await waitFor(() => firstRead !== undefined, { timeoutMs: 5000, what: 'the first use reading the baseline' });
+      writeFileSync(baselinePath, narrow);
+      await ops.reloadBaseline();
+      firstRead!();
+      await first;
+      const now = (await ops.prepare(Buffer.from(artifact))).text;
+      fsp.readFile = readFile;
+      syncBuiltinESMExports();
+      // What a fresh use makes of each baseline.
+      const against = async (text: string) => {
+        const file = join(dir, `baseline-${text.length}.json`);
+        writeFileSync(file, text);
+        return (await createAppArmorOps({ parser: { parser }, baselinePath: file }).prepare(artifact)).text;
+      };
+      assert.notEqual(await against(wide), await against(narrow));
+      assert.equal(now, await against(narrow), 'prepared against the reloaded baseline');
+    } finally {
+      fsp.readFile = readFile;
+      syncBuiltinESMExports();
+    }
   });
 
   it('a text the parser could not compile in time is neither compiled twice at once nor again for ten minutes, and at most two checks run at once', async () => {
