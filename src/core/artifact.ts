@@ -26,9 +26,35 @@ function invalid(digest: string, what: string, extra: Record<string, unknown> = 
   return new SpokeError('SecurityProfileInvalid', `${digest}: ${what}`, { digest, ...extra }, { reason });
 }
 
+/** How Go's encoding/json matches a member to a field: ASCII case folded, and ſ and K as s and k. */
+const goFold = (name: string): string => name.toLowerCase().replaceAll('ſ', 's');
+
+const MANIFEST_MEMBERS = ['schemaVersion', 'mediaType', 'artifactType', 'config', 'layers', 'subject', 'annotations'];
+const INDEX_MEMBERS = ['schemaVersion', 'mediaType', 'artifactType', 'manifests', 'subject', 'annotations'];
+const DESCRIPTOR_MEMBERS = ['mediaType', 'digest', 'size', 'urls', 'annotations', 'data', 'artifactType', 'platform'];
+const PLATFORM_MEMBERS = ['architecture', 'os', 'os.version', 'os.features', 'variant', 'features'];
+
+/**
+ * Refuses a member spelled as one of `known` but for case: Go readers (the registry, oras, the
+ * KEP's runtimes) match members to fields that way, and the last of two such wins, so they would
+ * read another value of that field than this one (another layer, under the same signed digest).
+ * Other unknown members are ignored, as the OCI image spec asks.
+ */
+function refuseCaseVariants(o: Record<string, unknown>, known: readonly string[], where: string, digest: string): void {
+  for (const member of Object.keys(o)) {
+    if (known.includes(member)) continue;
+    const folded = goFold(member);
+    const field = known.find((k) => goFold(k) === folded);
+    if (field !== undefined) {
+      throw invalid(digest, `${where === '' ? '' : `${where}.`}${JSON.stringify(member.slice(0, 64))} differs from ${field} only by case, which Go readers take for ${field}`, { path: where === '' ? field : `${where}.${field}` });
+    }
+  }
+}
+
 function readDescriptor(v: unknown, where: string, digest: string, maxBytes: number): Descriptor {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where} is not a descriptor`, { path: where });
   const d = v as Record<string, unknown>;
+  refuseCaseVariants(d, DESCRIPTOR_MEMBERS, where, digest);
   if (typeof d.mediaType !== 'string' || d.mediaType.length === 0 || d.mediaType.length > 255) throw invalid(digest, `${where}.mediaType missing or malformed`, { path: `${where}.mediaType` });
   if (typeof d.digest !== 'string') throw invalid(digest, `${where}.digest missing`, { path: `${where}.digest` });
   if (!d.digest.startsWith('sha256:')) throw invalid(digest, `${where}.digest uses ${JSON.stringify(d.digest.split(':')[0]?.slice(0, 20))}, only sha256 is accepted`, { path: `${where}.digest` });
@@ -87,6 +113,7 @@ export function checkArtifactManifest(bytes: Uint8Array | ManifestDocument, dige
   }
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalid(digest, 'manifest is not a JSON object');
   const man = m as Record<string, unknown>;
+  refuseCaseVariants(man, MANIFEST_MEMBERS, '', digest);
   if (man.schemaVersion !== 2) throw invalid(digest, 'manifest schemaVersion is not 2');
   if (man.mediaType !== MEDIA_TYPE_OCI_MANIFEST) {
     throw invalid(digest, `not an OCI image manifest (mediaType ${JSON.stringify(String(man.mediaType ?? '(none)').slice(0, 100))})`, { expected: MEDIA_TYPE_OCI_MANIFEST });
@@ -209,6 +236,7 @@ export function isImageIndex(bytes: Uint8Array | ManifestDocument): boolean {
 function readPlatform(v: unknown, where: string, digest: string): Platform {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(digest, `${where}.platform is missing: every manifest of a profile index names its platform`, { path: `${where}.platform` });
   const p = v as Record<string, unknown>;
+  refuseCaseVariants(p, PLATFORM_MEMBERS, `${where}.platform`, digest);
   for (const k of ['os', 'architecture', 'variant'] as const) {
     const x = p[k];
     if (x === undefined && k === 'variant') continue;
@@ -233,6 +261,7 @@ export function checkProfileIndex(bytes: Uint8Array, digest: Digest, maxManifest
   }
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalid(digest, 'index is not a JSON object');
   const idx = m as Record<string, unknown>;
+  refuseCaseVariants(idx, INDEX_MEMBERS, '', digest);
   if (idx.schemaVersion !== 2) throw invalid(digest, 'index schemaVersion is not 2');
   if (idx.mediaType !== MEDIA_TYPE_OCI_INDEX) throw invalid(digest, 'not an OCI image index', { expected: MEDIA_TYPE_OCI_INDEX });
   const artifactType = idx.artifactType;

@@ -31,6 +31,18 @@ const invalid =
   };
 
 describe('checkProfileIndex', () => {
+  it('refuses a member spelled as a known one but for case, in the index, an entry or its platform (Go readers take the last of the two)', () => {
+    const amd = { os: 'linux', architecture: 'amd64' };
+    for (const bad of [
+      index([entry(amd)], { Manifests: [entry({ os: 'linux', architecture: 'arm64' })] }),
+      index([entry(amd, { DIGEST: sha256Digest('other') })]),
+      index([entry({ ...amd, Architecture: 'arm64' })]),
+      index([entry({ ...amd, OS: 'windows' })]),
+    ]) {
+      assert.throws(() => checkProfileIndex(bad, D, MAX_MANIFEST_BYTES), (e: unknown) => assertSpokeError(e, { code: 'SecurityProfileInvalid', reason: 'MANIFEST_INVALID' }) !== undefined, bad.toString());
+    }
+  });
+
   it('accepts what packIndex writes and returns the platforms in order', () => {
     const a = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW"}'), 'seccomp');
     const b = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_LOG"}'), 'seccomp');

@@ -34,6 +34,22 @@ describe('checkArtifactManifest (KEP §5)', () => {
     const empty = manifest({ config: { mediaType: MEDIA_TYPE_OCI_EMPTY, digest: OCI_EMPTY_DIGEST, size: 2 } });
     assert.equal(checkArtifactManifest(empty, D, 'seccomp', MIB).kind, 'seccomp');
   });
+  it('refuses a member spelled as a known one but for case (Go readers take the last of the two for that field)', () => {
+    const other = sha256Digest('other layer');
+    for (const over of [
+      { Layers: [{ mediaType: 'application/json', digest: other, size: 100 }] },
+      { CONFIG: { mediaType: CONFIG_MEDIA_TYPE.seccomp, digest: C, size: 2 } },
+      { ArtifactType: CONFIG_MEDIA_TYPE.apparmor },
+      // Go folds the Kelvin sign and the long s as k and s.
+      { ſchemaVersion: 2 },
+      { layers: [{ mediaType: 'application/json', digest: L, size: 100, Digest: other }] },
+      { config: { mediaType: CONFIG_MEDIA_TYPE.seccomp, digest: C, size: 2, SIZE: 3 } },
+    ]) {
+      assert.throws(() => checkArtifactManifest(manifest(over), D, 'seccomp', MIB), invalid('MANIFEST_INVALID'), JSON.stringify(over));
+    }
+    // Other unknown members are ignored, as the OCI image spec asks.
+    assert.equal(checkArtifactManifest(manifest({ layerz: [], extra: 1 }), D, 'seccomp', MIB).layer.digest, L);
+  });
   it('accepts any layer media type (judged by its bytes later)', () => {
     const m = manifest({ layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: L, size: 1 }] });
     assert.doesNotThrow(() => checkArtifactManifest(m, D, 'seccomp', MIB));
