@@ -205,8 +205,12 @@ function fromRaw(raw: RawHeaders, keep: (name: string) => boolean): OutgoingHttp
     const k = raw[i]!;
     if (!keep(k)) continue;
     const v = raw[i + 1]!;
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+    // Own fields only: a name the object inherits (constructor) is not a field sent before.
+    const prev = Object.hasOwn(out, k) ? out[k] : undefined;
+    const next = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+    // Assigned, a field named __proto__ would set the object's prototype instead.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: next, enumerable: true, writable: true, configurable: true });
+    else out[k] = next;
   }
   return out;
 }

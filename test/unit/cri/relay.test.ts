@@ -3,7 +3,7 @@
 // once the client's stream is closed, so the work it does never holds up the answer.
 
 import assert from 'node:assert/strict';
-import { connect, createServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { connect, createServer, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -168,10 +168,15 @@ describe('forward keeps repeated metadata as repeated fields', () => {
     const dir = mkdtempSync(join(tmpdir(), 'spoke-relay-dup-'));
     const rawOf = (raw: RawHeaders, name: string) => raw.flatMap((v, i) => (i % 2 === 0 && v === name ? [raw[i + 1]!] : []));
     let upstreamSaw: string[] = [];
+    /** The request's fields whose names a plain object inherits (constructor) or sets its prototype by (__proto__). */
+    let upstreamOdd: string[][] = [];
     const upstream = createServer();
     upstream.on('stream', (s: ServerHttp2Stream, h: IncomingHttpHeaders, _f: number, raw: RawHeaders) => {
       // The shim's own calls (its in-use rebuild at connect) come here too.
-      if (h[':path'] === '/runtime.v1.RuntimeService/Version') upstreamSaw = rawOf(raw, 'x-a-bin');
+      if (h[':path'] === '/runtime.v1.RuntimeService/Version') {
+        upstreamSaw = rawOf(raw, 'x-a-bin');
+        upstreamOdd = [rawOf(raw, 'constructor'), rawOf(raw, '__proto__')];
+      }
       s.resume();
       s.on('end', () => {
         s.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-h': ['1', '2'] }, { waitForTrailers: true });
@@ -185,7 +190,7 @@ describe('forward keeps repeated metadata as repeated fields', () => {
     const client = connect('http://localhost', { path: join(dir, 'shim.sock') } as never);
     try {
       const got = await new Promise<{ headers: string[]; trailers: string[] }>((resolve, reject) => {
-        const req = client.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Version', 'content-type': 'application/grpc', 'x-a-bin': ['AAEC', 'AwQ'] });
+        const req = client.request(Object.fromEntries([[':method', 'POST'], [':path', '/runtime.v1.RuntimeService/Version'], ['content-type', 'application/grpc'], ['x-a-bin', ['AAEC', 'AwQ']], ['constructor', 'c'], ['__proto__', 'p']]) as OutgoingHttpHeaders);
         let headers: string[] = [];
         req.on('response', (_h: IncomingHttpHeaders, _f: number, raw: RawHeaders) => (headers = rawOf(raw, 'x-h')));
         req.on('trailers', (_t: IncomingHttpHeaders, _f: number, raw: RawHeaders) => resolve({ headers, trailers: rawOf(raw, 'x-t-bin') }));
@@ -194,6 +199,7 @@ describe('forward keeps repeated metadata as repeated fields', () => {
         req.end(encodeFrame(Buffer.alloc(0)));
       });
       assert.deepEqual(upstreamSaw, ['AAEC', 'AwQ'], 'request metadata');
+      assert.deepEqual(upstreamOdd, [['c'], ['p']], 'fields named constructor and __proto__, as sent');
       assert.deepEqual(got.headers, ['1', '2'], 'response headers');
       assert.deepEqual(got.trailers, ['AAEC', 'AwQ'], 'trailers');
     } finally {
