@@ -84,8 +84,9 @@ const OCI_ARCH_FOR: Readonly<Record<string, string>> = { x86_64: 'amd64', aarch6
 /** A platform a node can match: Linux (the profiles are Linux's), and an OCI architecture name. */
 function checkPlatform(platform: Platform): void {
   if (platform.os !== 'linux') throw new SpokeError('InvalidArgument', `os ${platform.os}: seccomp and AppArmor profiles are for linux`, {}, { reason: 'OPTION_INVALID' });
-  if (NATIVE_SECCOMP_ARCH[platform.architecture] === undefined) {
-    const oci = OCI_ARCH_FOR[platform.architecture];
+  // Own names only: every object has a constructor.
+  if (!Object.hasOwn(NATIVE_SECCOMP_ARCH, platform.architecture)) {
+    const oci = Object.hasOwn(OCI_ARCH_FOR, platform.architecture) ? OCI_ARCH_FOR[platform.architecture] : undefined;
     throw new SpokeError('InvalidArgument', `architecture ${platform.architecture} is not an OCI architecture name${oci ? `; nodes report ${oci}` : ''} (one of ${Object.keys(NATIVE_SECCOMP_ARCH).join(', ')})`, {}, { reason: 'OPTION_INVALID' });
   }
 }

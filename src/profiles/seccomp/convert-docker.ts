@@ -60,7 +60,8 @@ function capName(c: string): string {
 
 export function convertDocker(doc: Json, opts: ConvertOptions, notes: string[]): SeccompProfile {
   only(doc, '', ['defaultAction', 'defaultErrnoRet', 'defaultErrno', 'architectures', 'archMap', 'syscalls', 'flags', 'listenerPath', 'listenerMetadata']);
-  const native = GO_ARCHITECTURES[opts.arch];
+  // Own names only: every object has a constructor.
+  const native = Object.hasOwn(GO_ARCHITECTURES, opts.arch) ? GO_ARCHITECTURES[opts.arch] : undefined;
   if (native === undefined) throw new SpokeError('InvalidArgument', `unknown architecture ${JSON.stringify(opts.arch)} (a Go name such as amd64 or arm64)`, {}, { reason: 'OPTION_INVALID' });
   const caps = new Set(opts.caps.map(capName));
   const profile: SeccompProfile = { defaultAction: oneOf(doc.defaultAction, 'defaultAction', SECCOMP_ACTIONS, 'action') };

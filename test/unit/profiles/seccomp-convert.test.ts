@@ -29,6 +29,13 @@ test('arches are Go names compared with the node; archMap gives the architecture
   assert.throws(() => convertProfile(d, { arch: 'arm64', caps: [] }), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && e.context.path === 'archMap');
 });
 
+test('--arch names a Go architecture: a name every object has (constructor, toString, __proto__) is refused as unknown', () => {
+  const d = doc([{ names: ['x'], action: 'SCMP_ACT_ALLOW', includes: { arches: ['constructor'] } }]);
+  for (const arch of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.throws(() => convertProfile(d, { arch, caps: [] }), (e: unknown) => e instanceof SpokeError && e.reason === 'OPTION_INVALID', arch);
+  }
+});
+
 test('legacy "name", comments dropped, errnoRet kept, an errno given only by name refused with its path', () => {
   const d = doc([{ name: 'z', action: 'SCMP_ACT_ERRNO', errnoRet: 38, errno: 'ENOSYS', comment: 'why' }], { defaultErrnoRet: 1, defaultErrno: 'EPERM' });
   const p = convertProfile(d, { arch: 'amd64', caps: [] }).profile;
