@@ -10,7 +10,6 @@
 import { checkArtifactManifest, declaredKind, formatPlatform, isImageIndex, ManifestDocument, refuseArchive, type Platform, type PlatformDescriptor } from './core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from './core/constants.js';
 import { SpokeError, asSpokeError } from './core/errors.js';
-import { isNamespaceName } from './core/namespace.js';
 import { MAX_MANIFEST_BYTES } from './core/limits.js';
 import type { Reference } from './core/reference.js';
 import { logEnabled, silentLogger, type Logger } from './core/runtime.js';
@@ -21,7 +20,7 @@ import type { RegistryClient } from './registry/types.js';
 import { verdictUnder, type ProvenanceRecord, type RecordInput } from './store/store.js';
 import type { SignatureVerdict } from './verify/types.js';
 import { AccessMemory, credentialIdentity } from './pull/access.js';
-import { checkDescriptorSizes, checkStored, kindMismatch, permanent } from './pull/checks.js';
+import { checkDescriptorSizes, checkNamespace, checkStored, kindMismatch, permanent } from './pull/checks.js';
 import { ByteBudget } from './pull/byte-budget.js';
 import { Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
@@ -85,12 +84,8 @@ export class PullPipeline {
   }
 
   private async pullOnce(req: PullRequest): Promise<PullResult> {
-    // A namespace the API server would not admit came from no pod; the pipeline keeps namespaces
-    // as keys (notePulled, the blob budget's owners).
-    if (req.namespace !== undefined && !isNamespaceName(req.namespace)) {
-      throw new SpokeError('InvalidArgument', `namespace ${JSON.stringify(req.namespace.slice(0, 64))}${req.namespace.length > 64 ? '…' : ''} is not a Kubernetes namespace name`, {}, { reason: 'OPTION_INVALID' });
-    }
-    // 1. Reference: digest-pinned only.
+    // 1. Reference: digest-pinned only; a namespace as the API server admits them.
+    checkNamespace(req.namespace);
     const { ref, canonical } = this.references.parse(req.reference);
 
     // 2. Policy, before any I/O.
@@ -212,9 +207,8 @@ export class PullPipeline {
     checkStored(canonical, record, req.kind, policy.limits.maxArtifactBytes, this.platform);
     // A blob removed since hasBlob (gc of another process, `spoke store rm`): fetched again.
     if (!(await this.judgeStored(canonical, record))) return undefined;
-    // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md). A
-    // gc run that removed the record since it was read above: fetched again.
-    if (!store.noteUse(ref.digest)) return undefined;
+    // The kubelet pulls before it creates: gc must not take the gap for disuse (docs/gc.md).
+    if (!store.noteUse(ref.digest)) return undefined; // removed by a gc run since: fetched again
     let signer: SignatureVerdict | undefined;
     if (!decision.unsigned) {
       const verdict = verdictUnder(record, policy.hash, decision.signedBy);

@@ -5,6 +5,7 @@ import { formatPlatform, type ArtifactManifest, type Platform } from '../core/ar
 import type { ProfileKind } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
+import { isNamespaceName } from '../core/namespace.js';
 import type { ProvenanceRecord } from '../store/record-format.js';
 import type { ProfileStore } from '../store/store.js';
 
@@ -23,6 +24,16 @@ export async function permanent<T>(store: ProfileStore, digest: Digest, check: (
     if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') await store.recordInvalid(digest, e.message);
     throw asSpokeError(e, 'Internal');
   }
+}
+
+/**
+ * Refuses a namespace the API server would not admit (InvalidArgument): it came from no pod, and
+ * the pipeline keeps namespaces as keys (the namespaces a reference was pulled for, the blob
+ * budget's owners).
+ */
+export function checkNamespace(namespace: string | undefined): void {
+  if (namespace === undefined || isNamespaceName(namespace)) return;
+  throw new SpokeError('InvalidArgument', `namespace ${JSON.stringify(namespace.slice(0, 64))}${namespace.length > 64 ? '…' : ''} is not a Kubernetes namespace name`, {}, { reason: 'OPTION_INVALID' });
 }
 
 export function kindMismatch(canonical: string, expected: ProfileKind, actual: ProfileKind): SpokeError {
