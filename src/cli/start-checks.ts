@@ -13,8 +13,8 @@ import { decodeRuntimeDefault } from '../cri/seccomp.js';
 import { decodeSeccomp, validateBaseline, type SeccompProfile } from '../profiles/seccomp/index.js';
 
 /** The node baseline at `path`, decoded and validated; InvalidArgument naming the file otherwise. */
-export function loadBaseline(path: string): SeccompProfile {
-  const bytes = readStartFile('baseline', path);
+export function loadBaseline(path: string, read: (path: string) => Buffer = readFileSync): SeccompProfile {
+  const bytes = readStartFile('baseline', path, read);
   try {
     const p = decodeSeccomp(bytes);
     validateBaseline(p);
@@ -31,10 +31,11 @@ export function readPinnedRuntimeDefault(path: string): Buffer {
 }
 
 /** The bytes of the file the config key `what` names; InvalidArgument (FILE_UNREADABLE) naming both otherwise. */
-function readStartFile(what: string, path: string): Buffer {
+function readStartFile(what: string, path: string, read: (path: string) => Buffer = readFileSync): Buffer {
   try {
-    return readFileSync(path);
+    return read(path);
   } catch (e) {
+    if (e instanceof SpokeError) throw e;
     throw new SpokeError('InvalidArgument', `${what} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { reason: 'FILE_UNREADABLE' });
   }
 }

@@ -131,10 +131,10 @@ export async function installLoggingProfile(dir: string, kubeletSeccompRoot: str
  * (readRecordingKey); without, none, and the file is not read. Recording without a key file is
  * refused (unkeyedRecording). `spoke shim` and `spoke status --recording` both check it by this.
  */
-export function shimRecordingKey(recording: boolean, file: string | undefined): Buffer | undefined {
+export function shimRecordingKey(recording: boolean, file: string | undefined, read?: (path: string) => Buffer): Buffer | undefined {
   if (!recording) return undefined;
   if (file === undefined) throw unkeyedRecording();
-  return readRecordingKey(file);
+  return readRecordingKey(file, read);
 }
 
 /** Recording without the cluster recording key: refused at start, since any pod could then ask for the logging profile. */
@@ -147,12 +147,13 @@ export function unkeyedRecording(): SpokeError {
  * --recording-key); its bytes are the key. Throws SpokeError InvalidArgument when it cannot be
  * read or has the wrong size (never a key of fewer than 32 bytes).
  */
-export function readRecordingKey(path: string): Buffer {
+export function readRecordingKey(path: string, read: (path: string) => Buffer = readFileSync): Buffer {
   let bytes: Buffer;
   try {
     const size = statSync(path).size;
     if (size > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: ${size} bytes, more than ${MAX_RECORDING_KEY_BYTES}`, { file: path, limit: MAX_RECORDING_KEY_BYTES, actual: size }, { reason: 'KEY_INVALID' });
-    bytes = readFileSync(path);
+    bytes = read(path);
+    if (bytes.length > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: more than ${MAX_RECORDING_KEY_BYTES} bytes`, { file: path, limit: MAX_RECORDING_KEY_BYTES }, { reason: 'KEY_INVALID' });
   } catch (e) {
     if (e instanceof SpokeError) throw e;
     throw new SpokeError('InvalidArgument', `recording key ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { cause: e, reason: 'FILE_UNREADABLE' });

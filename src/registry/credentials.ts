@@ -158,24 +158,29 @@ export function parseAuthFile(text: string, file: string): CredentialSource {
 export function readFileUpTo(path: string, maxBytes: number): Buffer {
   const fd = openSync(path, 'r');
   try {
-    // A regular file's size sizes the first read (one byte more shows a file grown since);
-    // anything else is read a chunk at a time: no buffer of the whole limit up front.
-    const st = fstatSync(fd);
-    let want = st.isFile() ? st.size + 1 : READ_CHUNK_BYTES;
-    const chunks: Buffer[] = [];
-    let total = 0;
-    while (total < maxBytes) {
-      const buf = Buffer.allocUnsafe(Math.min(want, maxBytes - total));
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      chunks.push(buf.subarray(0, n));
-      total += n;
-      want = READ_CHUNK_BYTES;
-    }
-    return Buffer.concat(chunks, total);
+    return readFdUpTo(fd, maxBytes);
   } finally {
     closeSync(fd);
   }
+}
+
+/** readFileUpTo of an open descriptor (the caller closes it). */
+export function readFdUpTo(fd: number, maxBytes: number): Buffer {
+  // A regular file's size sizes the first read (one byte more shows a file grown since);
+  // anything else is read a chunk at a time: no buffer of the whole limit up front.
+  const st = fstatSync(fd);
+  let want = st.isFile() ? st.size + 1 : READ_CHUNK_BYTES;
+  const chunks: Buffer[] = [];
+  let total = 0;
+  while (total < maxBytes) {
+    const buf = Buffer.allocUnsafe(Math.min(want, maxBytes - total));
+    const n = readSync(fd, buf, 0, buf.length, null);
+    if (n === 0) break;
+    chunks.push(buf.subarray(0, n));
+    total += n;
+    want = READ_CHUNK_BYTES;
+  }
+  return Buffer.concat(chunks, total);
 }
 
 const READ_CHUNK_BYTES = 64 * 1024;

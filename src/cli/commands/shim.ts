@@ -2,7 +2,7 @@
 // logger/metrics → baseline → node pipeline (policy, store, registry, verifier) → ShimServer;
 // signals for reload and shutdown.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { dirname, join } from 'node:path';
 import { asSpokeError } from '../../core/errors.js';
@@ -16,7 +16,8 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { checkTrustedFile } from '../../config/trusted-file.js';
+import { readTrustedFile } from '../../config/trusted-file.js';
+import { MAX_NAMED_FILE_BYTES } from '../read-file.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import { readCaBundle } from '../../registry/options.js';
 import type { CredentialSource } from '../../registry/types.js';
@@ -54,22 +55,16 @@ export async function run(argv: string[]): Promise<number> {
   // written them (src/config/trusted-file.ts), at start and at every reload.
   const warnOfFile = (message: string): void => logger.log('warn', 'a file the shim trusts is not kept by root alone', { problem: message });
   const trusted =
-    (what: string) =>
-    (path: string): Buffer => {
-      checkTrustedFile(path, what, warnOfFile);
-      return readFileSync(path);
-    };
+    (what: string, secret = false) =>
+    (path: string): Buffer =>
+      readTrustedFile(path, what, { warn: warnOfFile, maxBytes: MAX_NAMED_FILE_BYTES + 1, secret });
 
   // The baseline file is watched like the policy (src/config/file-watch.ts): a tightened baseline
   // applies to the next create without SIGHUP; an invalid file keeps the last good baseline.
   const baselineWatch = new FileWatch({ what: 'baseline', logger, onChange: () => reloadBaseline() });
   // Made below; a change seen before then is compared with the runtime default once it is read.
   const late: { runtimeDefault?: RuntimeDefaultSource<SeccompProfile> } = {};
-  const readBaseline = (): SeccompProfile =>
-    baselineWatch.readOne(config.baseline, (path) => {
-      checkTrustedFile(path, 'seccomp baseline', warnOfFile);
-      return loadBaseline(path);
-    });
+  const readBaseline = (): SeccompProfile => baselineWatch.readOne(config.baseline, (path) => loadBaseline(path, trusted('seccomp baseline')));
   let baseline: SeccompProfile;
   try {
     baseline = readBaseline();
@@ -195,8 +190,7 @@ export async function run(argv: string[]): Promise<number> {
   late.runtimeDefault = runtimeDefault;
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger });
-  if (recording && config.recordingKey !== undefined) checkTrustedFile(config.recordingKey, 'recording key', warnOfFile, { secret: true });
-  const recordingKey = shimRecordingKey(recording, config.recordingKey);
+  const recordingKey = shimRecordingKey(recording, config.recordingKey, trusted('recording key', true));
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
   const shim = new ShimServer<SeccompProfile>({
     listen: config.listen,

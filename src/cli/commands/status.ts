@@ -15,8 +15,8 @@ import { nodeCredentials } from '../../registry/credentials.js';
 import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
-import { readNamedFile } from '../read-file.js';
-import { checkTrustedFile } from '../../config/trusted-file.js';
+import { MAX_NAMED_FILE_BYTES, readNamedFile } from '../read-file.js';
+import { readTrustedFile } from '../../config/trusted-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { shimFlags, shimFlagsRead, uncheckedFlags } from './shim-options.js';
 
@@ -143,13 +143,9 @@ export async function run(argv: string[]): Promise<number> {
   const { config, recording } = shimFlagsRead(values, HELP);
   const ignoredFlags = (Object.keys(uncheckedFlags) as (keyof typeof uncheckedFlags)[]).filter((f) => values[f] !== undefined).map((f) => `--${f}`);
 
-  // The shim's check of the files it trusts (src/config/trusted-file.ts): refused alike; its
+  // The shim's reading of the files it trusts (src/config/trusted-file.ts): refused alike; its
   // warnings are not parts of the status.
-  const checkedTrusted = (file: string): string => {
-    checkTrustedFile(file, 'file', () => {});
-    return file;
-  };
-  const readTrusted = (file: string): Buffer => readNamedFile(checkedTrusted(file));
+  const readTrusted = (file: string): Buffer => readTrustedFile(file, 'file', { warn: () => {}, maxBytes: MAX_NAMED_FILE_BYTES + 1 });
   let policy: Part;
   try {
     // Read as the shim reads it: a file it would refuse (not UTF-8, or any user could have
@@ -172,7 +168,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   // The files the shim reads at its start, by the functions it reads them with.
-  const baseline = startCheck(config.baseline, (file) => loadBaseline(checkedTrusted(file)));
+  const baseline = startCheck(config.baseline, (file) => loadBaseline(file, readTrusted));
   const configured: Record<string, Part> = {};
   if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, nodeCredentials);
   if (config.caFile !== undefined) configured.caFile = startCheck(config.caFile, readCaBundle);
@@ -180,7 +176,7 @@ export async function run(argv: string[]): Promise<number> {
   // Read by a shim with --recording only: a key such a shim would refuse fails status --recording,
   // and is a warning without it (a shim without --recording starts whatever the file holds).
   if (recording || config.recordingKey !== undefined) {
-    const key = startCheck(config.recordingKey, (file) => shimRecordingKey(true, file === undefined ? file : checkedTrusted(file)));
+    const key = startCheck(config.recordingKey, (file) => shimRecordingKey(true, file, readTrusted));
     configured.recordingKey = recording || key.ok ? key : { ...key, ok: true, warning: key.detail, detail: `not read by a shim without --recording, which would refuse it: ${key.detail}` };
   }
 

@@ -2,17 +2,18 @@
 // could have written them, read with a warning for a weaker doubt.
 
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { checkTrustedFile } from '../../../src/config/trusted-file.js';
+import { readTrustedFile } from '../../../src/config/trusted-file.js';
 import { spokeError } from '../../helpers/assert.js';
 
-describe('checkTrustedFile', () => {
+describe('readTrustedFile', () => {
   let dir: string;
   let warnings: string[];
-  const check = (path: string, secret = false) => checkTrustedFile(path, 'node policy', (m) => warnings.push(m), { secret });
+  const check = (path: string, secret = false) => readTrustedFile(path, 'node policy', { warn: (m) => warnings.push(m), maxBytes: 1024, secret });
   const unsafe = spokeError({ code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
   beforeEach(() => {
     // Under /tmp (world-writable, sticky): a sticky directory on the path is no doubt.
@@ -68,8 +69,37 @@ describe('checkTrustedFile', () => {
     assert.match(warnings[0]!, /the directory .* is writable by its group \(mode 0775\)/);
   });
 
-  it('leaves a path that does not resolve to its reader', () => {
-    check(join(dir, 'missing.yaml'));
-    assert.deepEqual(warnings, []);
+  it('a path that does not resolve is an error of its own, never a file read unchecked', () => {
+    assert.throws(() => check(join(dir, 'missing.yaml')), { code: 'ENOENT' });
+  });
+
+  it('judges the file it reads: one put in place after the open is not what is read', () => {
+    // The descriptor opened is the one judged and read: replacing the path meanwhile (by rename,
+    // as another user with write access to the directory would) changes neither.
+    const open = join(dir, 'open');
+    mkdirSync(open);
+    const file = join(open, 'policy.yaml');
+    writeFileSync(file, 'root');
+    chmodSync(open, 0o777);
+    const { openSync } = fs;
+    fs.openSync = ((p: string, ...rest: unknown[]) => {
+      const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
+      if (p === file) {
+        writeFileSync(join(open, 'other'), 'attacker');
+        fs.renameSync(join(open, 'other'), file);
+      }
+      return fd;
+    }) as typeof fs.openSync;
+    syncBuiltinESMExports();
+    try {
+      // Refused: the directory of the file it opened is world-writable, whichever file is there now.
+      assert.throws(() => check(file), unsafe);
+      chmodSync(open, 0o755);
+      writeFileSync(file, 'root');
+      assert.equal(check(file).toString(), 'root', 'read from the descriptor opened, not the path replaced after it');
+    } finally {
+      fs.openSync = openSync;
+      syncBuiltinESMExports();
+    }
   });
 });
