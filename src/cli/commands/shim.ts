@@ -16,7 +16,7 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { readTrustedFile } from '../../config/trusted-file.js';
+import { readTrustedFile } from '../trusted-file.js';
 import { MAX_NAMED_FILE_BYTES } from '../read-file.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import { readCaBundle } from '../../registry/options.js';
@@ -52,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const { config, recording } = options;
   const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
   // The files that decide what containers may do, read only when no other user could have
-  // written them (src/config/trusted-file.ts), at start and at every reload.
+  // written them (src/cli/trusted-file.ts), at start and at every reload.
   const warnOfFile = (message: string): void => logger.log('warn', 'a file the shim trusts is not kept by root alone', { problem: message });
   const trusted =
     (what: string, secret = false) =>

@@ -16,7 +16,7 @@ import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
 import { MAX_NAMED_FILE_BYTES, readNamedFile } from '../read-file.js';
-import { readTrustedFile } from '../../config/trusted-file.js';
+import { readTrustedFile } from '../trusted-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { shimFlags, shimFlagsRead, uncheckedFlags } from './shim-options.js';
 
@@ -143,7 +143,7 @@ export async function run(argv: string[]): Promise<number> {
   const { config, recording } = shimFlagsRead(values, HELP);
   const ignoredFlags = (Object.keys(uncheckedFlags) as (keyof typeof uncheckedFlags)[]).filter((f) => values[f] !== undefined).map((f) => `--${f}`);
 
-  // The shim's reading of the files it trusts (src/config/trusted-file.ts): refused alike; its
+  // The shim's reading of the files it trusts (src/cli/trusted-file.ts): refused alike; its
   // warnings are not parts of the status.
   const readTrusted = (file: string): Buffer => readTrustedFile(file, 'file', { warn: () => {}, maxBytes: MAX_NAMED_FILE_BYTES + 1 });
   let policy: Part;

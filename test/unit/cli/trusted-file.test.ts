@@ -1,4 +1,4 @@
-// The shim's check of the files it trusts (src/config/trusted-file.ts): refused when any user
+// The shim's check of the files it trusts (src/cli/trusted-file.ts): refused when any user
 // could have written them, read with a warning for a weaker doubt.
 
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { readTrustedFile } from '../../../src/config/trusted-file.js';
+import { readTrustedFile } from '../../../src/cli/trusted-file.js';
 import { spokeError } from '../../helpers/assert.js';
 
 describe('readTrustedFile', () => {
