@@ -6,6 +6,7 @@ import { isAbsolute, resolve, dirname } from 'node:path';
 import type { Segment } from './schema.js';
 import type { YamlFile } from './schema-yaml.js';
 import type { KeylessSigner, PublicKeySigner, PublicKeyType, SignerSpec, TimeSource, UnavailableSigner } from './types.js';
+import { SpokeError } from '../core/errors.js';
 import { jsonSyntaxFault } from '../core/json.js';
 import { acceptedKeyType } from '../core/key-type.js';
 
@@ -104,6 +105,8 @@ function readBounded(ctx: SignerContext, file: string, max: number, line: number
   try {
     bytes = ctx.readFile(file);
   } catch (e) {
+    // The reader's own refusal (a file any user could have written) keeps its code and reason.
+    if (e instanceof SpokeError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     ctx.doc.failAt(line, path, `cannot read ${file} (${code ?? (e as Error).message})`);
   }

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { readTrustedFile } from '../../../src/cli/trusted-file.js';
-import { spokeError } from '../../helpers/assert.js';
+import { spokeError, throwsWith } from '../../helpers/assert.js';
+import { PolicyHolder } from '../../../src/config/policy-holder.js';
+import { generateKeyPairSync } from 'node:crypto';
 
 describe('readTrustedFile', () => {
   let dir: string;
@@ -67,6 +69,29 @@ describe('readTrustedFile', () => {
     check(file, true);
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /the directory .* is writable by its group \(mode 0775\)/);
+  });
+
+  it("a signer's key file any user may write stops a policy load with FILE_UNSAFE and its reason, and makes the signer unavailable at a reload", () => {
+    const key = join(dir, 'k.pub');
+    writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+    chmodSync(key, 0o666);
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, `apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nsigners:\n  k: { publicKey: ${key} }\nrules:\n  - { scope: reg.example/a, kinds: [seccomp], signedBy: [k] }\n`);
+    const readFile = (path: string) => readTrustedFile(path, 'node policy file', { warn: () => {}, maxBytes: 1 << 20 });
+    const e = throwsWith(() => new PolicyHolder({ file: policy, readFile }), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+    assert.match(e.message, /k\.pub: the file is writable by every user \(mode 0666\)/);
+    // Loaded while the key was kept well, then made world-writable: unavailable, saying why.
+    chmodSync(key, 0o644);
+    const holder = new PolicyHolder({ file: policy, readFile });
+    try {
+      chmodSync(key, 0o666);
+      holder.reload();
+      const signer = holder.current().signers.k as { type: string; why?: string };
+      assert.equal(signer.type, 'unavailable');
+      assert.match(signer.why ?? '', /writable by every user/);
+    } finally {
+      holder.close();
+    }
   });
 
   it('a path that does not resolve is an error of its own, never a file read unchecked', () => {
