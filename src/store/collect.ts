@@ -4,10 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
+import { digestHex, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readFileIfExists, writeFileAtomic } from './fsutil.js';
-import { isPlainObject, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
+import { writeFileAtomic } from './fsutil.js';
+import { lastUseAt, lastUsePath, readLastUse, type LastUse } from './last-use.js';
+import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import type { ProvenanceRecord, StoreEntry } from './record-format.js';
 import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
@@ -163,14 +164,11 @@ export class StoreCollector {
     await this.effective.prune((d) => this.records.has(d));
   }
 
-  // ---- the shim's gc by last use (src/cri/gc.ts, docs/gc.md) ----
+  // ---- the shim's gc by last use (src/cri/gc.ts, docs/gc.md; the file: last-use.ts) ----
   //
-  // state/last-use.json records, per artifact and per effective file, the last gc run that saw
-  // it used (held, or named by a live object's runtime config) or the last use noted in memory
-  // before that run (a cached pull). An artifact's last use is the later of that and its pull; an
-  // effective file's the later of that and its mtime (written at a create). Written by gc runs
-  // only: nothing on the pull or create path. A time in the future was stamped while the clock ran
-  // ahead: it counts as the first run that saw it so (written down then), lastUseAt.
+  // An artifact's last use is the later of what last-use.json says and its pull; an effective
+  // file's the later of that and its mtime (written at a create). A time in the future was stamped
+  // while the clock ran ahead: it counts as the first run that saw it so (lastUseAt).
 
   /**
    * Uses noted since the running or last run took them (ProfileStore.noteUse), by digest, at most
@@ -188,26 +186,7 @@ export class StoreCollector {
     // A full map is dropped whole: those uses then fall back to pull times, as before notes.
     if (this.noted.size >= MAX_NOTED_USES && !this.noted.has(digest)) this.noted.clear();
     this.noted.set(digest, this.layout.clock.now());
-    return this.records.recordExists(digest);
-  }
-
-  private get lastUsePath(): string {
-    return join(this.layout.root, 'state', 'last-use.json');
-  }
-
-  private async readLastUse(): Promise<LastUse> {
-    const out: LastUse = { artifacts: {}, effective: {}, ahead: {} };
-    const bytes = await readFileIfExists(this.lastUsePath);
-    if (!bytes) return out;
-    try {
-      const parsed = JSON.parse(bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown; ahead?: unknown };
-      for (const [k, v] of Object.entries(isPlainObject(parsed.artifacts) ? parsed.artifacts : {})) if (isDigest(k) && Number.isSafeInteger(v)) out.artifacts[k] = v as number;
-      for (const [k, v] of Object.entries(isPlainObject(parsed.effective) ? parsed.effective : {})) if (SHA_HEX_RE.test(k) && Number.isSafeInteger(v)) out.effective[k] = v as number;
-      for (const [k, v] of Object.entries(isPlainObject(parsed.ahead) ? parsed.ahead : {})) if ((isDigest(k) || SHA_HEX_RE.test(k)) && Number.isFinite(v)) out.ahead[k] = v as number;
-    } catch {
-      // Torn (not flushed): last uses fall back to pull times and file mtimes.
-    }
-    return out;
+    return exists(this.layout.recordPath(digest));
   }
 
   /**
@@ -226,7 +205,7 @@ export class StoreCollector {
       const entries = await this.list();
       return { complete: false, removed: [], effectiveRemoved: [], invalidRemoved: 0, artifacts: entries.length, bytes: blobBytes(entries) };
     }
-    const last = await this.readLastUse();
+    const last = await readLastUse(this.layout.root);
     // The run takes the uses noted so far: those noted from here on keep their artifacts from this
     // run (removeListed) and wait for the next. A run that fails gives back what it took, which
     // it has not written down.
@@ -300,7 +279,7 @@ export class StoreCollector {
     for (const d of Object.keys(last.artifacts)) if (!kept.has(d)) delete last.artifacts[d];
     for (const sha of Object.keys(last.effective)) if (!present.has(sha)) delete last.effective[sha];
     for (const k of Object.keys(last.ahead)) if (!(k in last.artifacts) && !(k in last.effective)) delete last.ahead[k];
-    await writeFileAtomic(this.lastUsePath, JSON.stringify(last) + '\n', this.layout.temp, { fsync: false });
+    await writeFileAtomic(lastUsePath(this.layout.root), JSON.stringify(last) + '\n', this.layout.temp, { fsync: false });
     return { complete: true, removed, effectiveRemoved, invalidRemoved, artifacts: entries.length, bytes: blobBytes(entries) };
   }
 
@@ -360,33 +339,6 @@ export interface CollectResult {
   /** What the store holds after the run. */
   artifacts: number;
   bytes: number;
-}
-
-interface LastUse {
-  artifacts: Record<string, number>;
-  effective: Record<string, number>;
-  /** The stamp in the future a key's last use was noted for (lastUseAt). */
-  ahead: Record<string, number>;
-}
-
-/**
- * The last use of `key`: the later of `stamp` (a pull time, a file's mtime) and `uses[key]`
- * (clamped to `now` by the caller). A stamp in the future was made while the clock ran ahead and
- * says nothing of when: it counts as `now` the first run that sees it, noted in `uses` with the
- * stamp in `ahead` (written to last-use.json), so it ages from that run rather than standing
- * until the clock catches up. Another stamp (the artifact removed and pulled again, a file
- * written again) is a new use: a use noted before it says nothing of it.
- */
-function lastUseAt(stamp: number, uses: Record<string, number>, ahead: Record<string, number>, key: string, now: number): number {
-  if (stamp <= now) {
-    delete ahead[key];
-    return Math.max(stamp, uses[key] ?? 0);
-  }
-  if (ahead[key] !== stamp) {
-    ahead[key] = stamp;
-    uses[key] = now;
-  }
-  return (uses[key] ??= now);
 }
 
 /** Profile bytes on disk: each blob once. */

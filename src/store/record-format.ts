@@ -153,3 +153,27 @@ export function parseRecord(bytes: Buffer, d: Digest): ProvenanceRecord | undefi
   const ok = typeof r === 'object' && r !== null && r.schemaVersion === 1 && r.digest === d && isDigest(r.layerDigest) && typeof r.manifest === 'string' && Array.isArray(r.references) && typeof r.verdicts === 'object' && (r.platform === undefined || (isDigest(r.platform.digest) && typeof r.platform.manifest === 'string'));
   return ok ? r : undefined;
 }
+
+/** `existing` (a copy) or a new record for `input`, with the input's reference, credentials and verdict added. */
+export function updatedRecord(existing: ProvenanceRecord | undefined, input: RecordInput, size: number, now: string): ProvenanceRecord {
+  const record: ProvenanceRecord = existing
+    ? structuredClone(existing)
+    : {
+        schemaVersion: 1,
+        digest: input.digest,
+        manifest: Buffer.from(input.manifestBytes).toString('base64'),
+        kind: input.kind,
+        layerDigest: input.layerDigest,
+        size,
+        references: [],
+        rule: input.rule,
+        pulledAt: now,
+        servedBy: input.servedBy,
+        verdicts: {},
+        ...(input.platform ? { platform: platformManifest(input.platform) } : {}),
+      };
+  addReference(record, input.reference);
+  if (input.nodeCredentials === true) record.nodeCredentials = true;
+  if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
+  return record;
+}

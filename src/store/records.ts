@@ -11,7 +11,7 @@ import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
-import { addReference, parseRecord, platformManifest, setVerdict, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
+import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
 /** What ingest placed: the blob's path and the record now in the store. */
 export interface Ingested {
@@ -141,7 +141,7 @@ export class RecordStore {
       // Bytes that are not what their name says serve nothing: removed (unless the file was
       // replaced since it was read), so that the next pull fetches the digest again instead of
       // every pull and create refusing it until someone runs `spoke store rm`.
-      const removed = blobIdentity(read.before) === identity && (await removeIfUnchanged(this.layout.blobPath(d), identity));
+      const removed = blobIdentity(read.before) === identity && removeIfUnchanged(this.layout.blobPath(d), identity);
       throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is corrupt (hashes to ${actual})${removed ? '; removed, so the next pull fetches it again' : ''}`, { digest: d, expected: d, actual }, { reason: 'DIGEST_MISMATCH' });
     }
     // Only an identity the file had both before and after the read belongs to exactly these bytes.
@@ -340,11 +340,10 @@ export class RecordStore {
     return out;
   }
 
-  /** Deletes the record of `d` (its blob stays: removeBlob once no record names it). */
   /**
-   * Removes `d`'s record, unless `keep` (asked under the digest's lock) says otherwise; whether it
-   * did. `keep` and the unlink run in one synchronous step, so what `keep` reads cannot change in
-   * between (collect.ts noteUse).
+   * Deletes the record of `d` (its blob stays: removeBlob once no record names it) unless `keep`,
+   * asked under the digest's lock in the synchronous step of the unlink (collect.ts noteUse), says
+   * otherwise; whether it did.
    */
   async deleteRecord(d: Digest, keep?: () => boolean): Promise<boolean> {
     return this.layout.lock(digestHex(d), async () => {
@@ -354,16 +353,11 @@ export class RecordStore {
       return true;
     });
   }
-
-  /** Whether `d`'s record exists, by one synchronous stat. */
-  recordExists(d: Digest): boolean {
-    return exists(this.layout.recordPath(d));
-  }
 }
 
 const identityKey = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeMs}`;
 /** Removes `path` if it still has `identity` (blobIdentity); whether it did. */
-async function removeIfUnchanged(path: string, identity: string): Promise<boolean> {
+function removeIfUnchanged(path: string, identity: string): boolean {
   let now: Stats;
   try {
     now = statSync(path);
@@ -385,27 +379,3 @@ function blobNotFound(d: Digest): SpokeError {
 }
 
 const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record, null, 1) + '\n';
-
-/** `existing` (a copy) or a new record for `input`, with the input's reference, credentials and verdict added. */
-function updatedRecord(existing: ProvenanceRecord | undefined, input: RecordInput, size: number, now: string): ProvenanceRecord {
-  const record: ProvenanceRecord = existing
-    ? structuredClone(existing)
-    : {
-        schemaVersion: 1,
-        digest: input.digest,
-        manifest: Buffer.from(input.manifestBytes).toString('base64'),
-        kind: input.kind,
-        layerDigest: input.layerDigest,
-        size,
-        references: [],
-        rule: input.rule,
-        pulledAt: now,
-        servedBy: input.servedBy,
-        verdicts: {},
-        ...(input.platform ? { platform: platformManifest(input.platform) } : {}),
-      };
-  addReference(record, input.reference);
-  if (input.nodeCredentials === true) record.nodeCredentials = true;
-  if (input.verdict) setVerdict(record, input.verdict.policyHash, { signer: input.verdict.signer, format: input.verdict.format, identity: input.verdict.identity, at: now });
-  return record;
-}
