@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { SpokeError } from '../core/errors.js';
 import { writeSafeLine } from '../core/text.js';
+import { octalMode } from './trusted-file.js';
 import { readFileUpTo } from '../registry/credentials.js';
 import { UsageError } from './errors.js';
 
@@ -43,7 +44,7 @@ export function readPrivateKeyFile(file: string, what: string): string {
   const bytes = readInputFile(file, what, MAX_KEY_FILE_BYTES);
   const st = statSync(file, { throwIfNoEntry: false });
   if (st?.isFile() === true && (st.mode & 0o077) !== 0) {
-    writeSafeLine(process.stderr, `warning: ${what} ${file} is open to its group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); anyone who can read it can sign profiles that nodes trust: chmod 600 ${file}`);
+    writeSafeLine(process.stderr, `warning: ${what} ${file} is open to its group or others (mode ${octalMode(st)}); anyone who can read it can sign profiles that nodes trust: chmod 600 ${file}`);
   }
   return bytes.toString('utf8');
 }

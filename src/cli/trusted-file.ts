@@ -12,7 +12,8 @@ import { dirname } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { readFdUpTo } from '../registry/credentials.js';
 
-const octal = (st: Stats): string => (st.mode & 0o7777).toString(8).padStart(4, '0');
+/** A file's permission bits as `ls` and chmod write them (0644). */
+export const octalMode = (st: Stats): string => (st.mode & 0o7777).toString(8).padStart(4, '0');
 
 export interface TrustedFileOptions {
   /** Called for a weaker doubt (a group may write it, another user owns it, others may read a secret). */
@@ -41,17 +42,17 @@ function judge(real: string, file: Stats, path: string, what: string, o: Trusted
   const self = process.geteuid?.() ?? 0;
   const ownedWell = (st: Stats): boolean => st.uid === 0 || st.uid === self;
   const unsafe = (which: string, st: Stats) =>
-    new SpokeError('FailedPrecondition', `${what} ${path}: ${which} is writable by every user (mode ${octal(st)}), so any user could decide what it says; make it writable by root only`, { file: path }, { reason: 'FILE_UNSAFE' });
+    new SpokeError('FailedPrecondition', `${what} ${path}: ${which} is writable by every user (mode ${octalMode(st)}), so any user could decide what it says; make it writable by root only`, { file: path }, { reason: 'FILE_UNSAFE' });
   if ((file.mode & 0o002) !== 0) throw unsafe('the file', file);
-  if ((file.mode & 0o020) !== 0) o.warn(`${what} ${path} is writable by its group (mode ${octal(file)})`);
+  if ((file.mode & 0o020) !== 0) o.warn(`${what} ${path} is writable by its group (mode ${octalMode(file)})`);
   if (!ownedWell(file)) o.warn(`${what} ${path} is owned by uid ${file.uid}, not by root`);
-  if (o.secret === true && (file.mode & 0o044) !== 0) o.warn(`${what} ${path} is readable by its group or others (mode ${octal(file)}): chmod 600 it`);
+  if (o.secret === true && (file.mode & 0o044) !== 0) o.warn(`${what} ${path} is readable by its group or others (mode ${octalMode(file)}): chmod 600 it`);
   for (let dir = dirname(real); ; dir = dirname(dir)) {
     const st = statSync(dir);
     // A sticky directory (/tmp) lets no other user rename or remove what root put in it.
     const sticky = (st.mode & 0o1000) !== 0;
     if ((st.mode & 0o002) !== 0 && !sticky) throw unsafe(`the directory ${dir} on its path`, st);
-    if ((st.mode & 0o020) !== 0 && !sticky) o.warn(`${what} ${path}: the directory ${dir} on its path is writable by its group (mode ${octal(st)})`);
+    if ((st.mode & 0o020) !== 0 && !sticky) o.warn(`${what} ${path}: the directory ${dir} on its path is writable by its group (mode ${octalMode(st)})`);
     if (!ownedWell(st)) o.warn(`${what} ${path}: the directory ${dir} on its path is owned by uid ${st.uid}, not by root`);
     if (dirname(dir) === dir) break;
   }

@@ -201,13 +201,12 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
 
 /** `path` (absolute) through the real path of its nearest existing ancestor: the rest is made later. */
 function realPathOf(path: string): string {
-  let existing = path;
-  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
-  const rest = relative(existing, path);
-  try {
-    return join(realpathSync(existing), rest);
-  } catch {
-    return path;
+  for (let existing = path; ; existing = dirname(existing)) {
+    try {
+      return join(realpathSync(existing), relative(existing, path));
+    } catch {
+      if (dirname(existing) === existing) return path;
+    }
   }
 }
 
