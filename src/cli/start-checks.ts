@@ -26,8 +26,8 @@ export function loadBaseline(path: string, read: (path: string) => Buffer = read
 }
 
 /** The bytes of the pinned runtime default (config key runtimeDefault); RuntimeDefaultSource decodes them (decodePinned). */
-export function readPinnedRuntimeDefault(path: string): Buffer {
-  return readStartFile('runtimeDefault', path);
+export function readPinnedRuntimeDefault(path: string, read?: (path: string) => Buffer): Buffer {
+  return readStartFile('runtimeDefault', path, read);
 }
 
 /** The bytes of the file the config key `what` names; InvalidArgument (FILE_UNREADABLE) naming both otherwise. */
@@ -41,6 +41,6 @@ function readStartFile(what: string, path: string, read: (path: string) => Buffe
 }
 
 /** The pinned runtime default read and decoded as the shim's RuntimeDefaultSource does at start. */
-export function checkPinnedRuntimeDefault(path: string): void {
-  decodePinned(decodeRuntimeDefault, path, readPinnedRuntimeDefault(path));
+export function checkPinnedRuntimeDefault(path: string, read?: (path: string) => Buffer): void {
+  decodePinned(decodeRuntimeDefault, path, readPinnedRuntimeDefault(path, read));
 }

@@ -164,6 +164,9 @@ export function readFileUpTo(path: string, maxBytes: number): Buffer {
   }
 }
 
+/** A reader of at most `maxBytes` of a file, as readFileUpTo reads one. */
+export type BoundedRead = (path: string, maxBytes: number) => Buffer;
+
 /** readFileUpTo of an open descriptor (the caller closes it). */
 export function readFdUpTo(fd: number, maxBytes: number): Buffer {
   // A regular file's size sizes the first read (one byte more shows a file grown since);
@@ -185,12 +188,17 @@ export function readFdUpTo(fd: number, maxBytes: number): Buffer {
 
 const READ_CHUNK_BYTES = 64 * 1024;
 
-/** Reads and parses an auth file; a missing or oversized file is InvalidArgument. */
-export function loadAuthFile(path: string): CredentialSource {
+/**
+ * Reads and parses an auth file; a missing or oversized file is InvalidArgument. `read` reads at
+ * most its `maxBytes` (the shim's reads refuse a file any user could have written); a SpokeError
+ * it throws is the refusal.
+ */
+export function loadAuthFile(path: string, read: BoundedRead = readFileUpTo): CredentialSource {
   let bytes: Buffer;
   try {
-    bytes = readFileUpTo(path, MAX_AUTH_FILE_BYTES + 1);
+    bytes = read(path, MAX_AUTH_FILE_BYTES + 1);
   } catch (e) {
+    if (e instanceof SpokeError) throw e;
     return refuse(path, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, undefined, 'FILE_UNREADABLE');
   }
   if (bytes.length > MAX_AUTH_FILE_BYTES) return refuse(path, `larger than ${MAX_AUTH_FILE_BYTES} bytes`, undefined, 'SIZE_LIMIT');
@@ -221,8 +229,8 @@ export function resolveAuthFile(opts: AuthFileLookup = {}): { path: string; requ
  * A node's credentials (the shim, node commands): its config's auth file and nothing else, never
  * the docker login of the user the process runs as (docs/configuration.md#registry-credentials).
  */
-export function nodeCredentials(authFile: string | undefined): CredentialSource {
-  return authFile ? loadAuthFile(authFile) : emptyCredentials;
+export function nodeCredentials(authFile: string | undefined, read?: BoundedRead): CredentialSource {
+  return authFile ? loadAuthFile(authFile, read) : emptyCredentials;
 }
 
 /**

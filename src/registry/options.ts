@@ -8,7 +8,7 @@ import type { Dispatcher } from 'undici';
 import { SpokeError, type ErrorContext } from '../core/errors.js';
 import { parseRegistry } from '../core/reference.js';
 import { monotonicNow, systemClock, silentLogger, type Clock, type Logger, type MonotonicNow } from '../core/runtime.js';
-import { emptyCredentials, readFileUpTo } from './credentials.js';
+import { emptyCredentials, readFileUpTo, type BoundedRead } from './credentials.js';
 import type { CredentialSource } from './types.js';
 
 export interface UndiciRegistryClientOptions {
@@ -129,14 +129,14 @@ export const MAX_CA_FILE_BYTES = 4 * 1024 * 1024;
  * start or, on a SIGHUP reload, every call, until a writer came), too large (SIZE_LIMIT), or not
  * wholly PEM certificates that parse (OPTION_INVALID). Returns those certificates, re-encoded:
  * the TLS layer would stop at the first broken block and trust only what came before it.
- * `what` names the setting in the message.
+ * `what` names the setting in the message; `read` reads the file, as loadAuthFile's does.
  */
-export function readCaBundle(path: string, what = 'caFile'): Buffer {
+export function readCaBundle(path: string, what = 'caFile', read: BoundedRead = readFileUpTo): Buffer {
   const unreadable = (why: string, cause?: unknown) => new SpokeError('InvalidArgument', `${what} ${path}: ${why}`, { file: path, path: what }, { cause, reason: 'FILE_UNREADABLE' });
   let bytes: Buffer;
   try {
     if (!statSync(path).isFile()) throw unreadable('not a regular file');
-    bytes = readFileUpTo(path, MAX_CA_FILE_BYTES + 1);
+    bytes = read(path, MAX_CA_FILE_BYTES + 1);
   } catch (e) {
     if (e instanceof SpokeError) throw e;
     throw unreadable(`cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, e);

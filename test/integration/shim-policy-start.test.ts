@@ -77,6 +77,25 @@ describe('spoke shim: the policy checked at start is the last good one before an
     }
   });
 
+  it('an auth file any user could have written is not reloaded: the last good credentials are kept', async () => {
+    const policy = join(work, 'policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/open`]));
+    const auth = join(work, 'watched-auth.json');
+    writeFileSync(auth, '{"auths": {}}');
+    chmodSync(auth, 0o600);
+    const s = await startShim(['--listen', join(work, 'watched-auth.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-watched-auth'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy, '--auth-file', auth]);
+    try {
+      chmodSync(auth, 0o666);
+      const kept = s.nextLog((l) => /registry credentials (not )?reloaded/.test(String(l.msg)));
+      writeFileSync(auth, `{"auths": {"${reg.host}": {"auth": "${Buffer.from('someone:else').toString('base64')}"}}}`);
+      const line = await kept;
+      assert.equal(line.msg, 'registry credentials not reloaded; keeping the last good ones');
+      assert.match(String(line.error), /writable by every user/);
+    } finally {
+      await stopShim(s);
+    }
+  });
+
   it('an auth file that cannot be read stops the shim at start, as a bad policy does', async () => {
     const policy = join(work, 'policy.yaml');
     writeFileSync(policy, unsignedPolicy([`${reg.host}/open`]));

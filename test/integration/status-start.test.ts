@@ -89,6 +89,11 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     // Files any user could have written (src/cli/trusted-file.ts): a baseline, and a recording key.
     { part: 'baseline', extra: () => [], setup: (d) => writeOpen(join(d, 'open-baseline.json'), readFileSync(defaultBaselinePath())), args: (d) => ['--baseline', join(d, 'open-baseline.json')] },
     { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'open-key')}`], setup: (d) => writeOpen(join(d, 'open-key'), 'k'.repeat(32)), args: () => ['--recording'] },
+    // The registries' trust and the node's credentials, and the runtime default a RuntimeDefault
+    // base means: good files, but any user could have written them.
+    { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'open-auth.json')}`], setup: (d) => writeOpen(join(d, 'open-auth.json'), '{"auths": {}}') },
+    { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'open-ca.pem')}`], setup: (d) => writeOpen(join(d, 'open-ca.pem'), rootCertificates[0]!) },
+    { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'open-rd.json')}`], setup: (d) => writeOpen(join(d, 'open-rd.json'), readFileSync(defaultBaselinePath())) },
   ];
 
   for (const [i, c] of cases.entries()) {
@@ -118,6 +123,22 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
       assert.notEqual(part.reason, undefined);
     });
   }
+
+  it('a node config any user could have written: status and the shim refuse it alike (FILE_UNSAFE), reading no file it names', async () => {
+    const { config, storeDir } = configWith('open-config', []);
+    chmodSync(config, 0o666);
+    const status = await spoke(['status', '--config', config, '--json']);
+    assert.notEqual(status.code, 0, status.stdout);
+    assert.equal(reasonOf(status.stderr), 'FILE_UNSAFE', status.stderr);
+    const shim = await spoke(['shim', '--config', config]);
+    assert.notEqual(shim.code, 0);
+    assert.equal(reasonOf(shim.stderr), 'FILE_UNSAFE', shim.stderr);
+    assert.equal(existsSync(storeDir), false);
+    // Kept by its owner alone, the same file is read.
+    chmodSync(config, 0o644);
+    const ok = await spoke(['status', '--config', config, '--json']);
+    assert.equal((JSON.parse(ok.stdout) as { policy: { ok: boolean } }).policy.ok, true, ok.stdout);
+  });
 
   it('--recording without a recordingKey: status --recording fails the recordingKey part with the reason the shim --recording refuses to start with', async () => {
     const { config } = configWith('unkeyed', []);

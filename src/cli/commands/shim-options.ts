@@ -5,7 +5,6 @@ import { loadNodeConfig, LOG_LEVELS, type NodeConfig } from '../../config/node-c
 import type { LogLevel } from '../../core/runtime.js';
 import { parseCommand, type Parsed } from '../args.js';
 import { UsageError } from '../errors.js';
-import { readNamedFile } from '../read-file.js';
 
 const HELP = `usage: spoke shim [--listen SOCK --upstream SOCK] [options]
 
@@ -132,8 +131,9 @@ export const shimFlags = { config: { type: 'string' }, ...checkedFlags, ...unche
 /**
  * The shim's flags read as the shim reads them: --recording, and the node config with every
  * other flag winning over its key. A value the shim refuses is refused (a usage error with `help`).
+ * `readConfig` reads the node config file, as the shim reads the files it trusts (src/cli/trusted-file.ts).
  */
-export function shimFlagsRead(values: Parsed<typeof shimFlags>['values'], help: string): ShimOptions {
+export function shimFlagsRead(values: Parsed<typeof shimFlags>['values'], help: string, readConfig: (path: string) => Buffer): ShimOptions {
   const level = values['log-level'];
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}\n${help}`);
   const config = loadNodeConfig(
@@ -152,13 +152,13 @@ export function shimFlagsRead(values: Parsed<typeof shimFlags>['values'], help: 
       logLevel: level as LogLevel | undefined,
       annotations: values.annotations === true ? true : undefined,
     },
-    { readFile: readNamedFile },
+    { readFile: readConfig },
   );
   return { config, recording: values.recording === true };
 }
 
 /** argv → the node config with the flags applied; undefined when --help was asked for (printed). */
-export function parseShimOptions(argv: string[]): ShimOptions | undefined {
+export function parseShimOptions(argv: string[], readConfig: (path: string) => Buffer): ShimOptions | undefined {
   const { values, help } = parseCommand(argv, shimFlags, HELP, [0, 0]);
-  return help ? undefined : shimFlagsRead(values, HELP);
+  return help ? undefined : shimFlagsRead(values, HELP, readConfig);
 }

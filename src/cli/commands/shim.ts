@@ -47,17 +47,22 @@ export const SHIM_NODE_OPTIONS = '--max-semi-space-size=1 --max-old-space-size=1
 
 export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
-  const options = parseShimOptions(argv);
+  // The files that decide what containers may do, read only when no other user could have
+  // written them (src/cli/trusted-file.ts), at start and at every reload: the node config, the
+  // files it names, and the keys and roots the policy names. The config's doubts are logged once
+  // the config has said how (its logLevel).
+  const configDoubts: string[] = [];
+  let warnOfFile = (message: string): void => void configDoubts.push(message);
+  const trusted =
+    (what: string, secret = false) =>
+    (path: string, maxBytes = MAX_NAMED_FILE_BYTES + 1): Buffer =>
+      readTrustedFile(path, what, { warn: (message) => warnOfFile(message), maxBytes, secret });
+  const options = parseShimOptions(argv, trusted('node config'));
   if (options === undefined) return 0;
   const { config, recording } = options;
   const logger = new JsonLogger({ level: config.logLevel, base: { component: 'shim' } });
-  // The files that decide what containers may do, read only when no other user could have
-  // written them (src/cli/trusted-file.ts), at start and at every reload.
-  const warnOfFile = (message: string): void => logger.log('warn', 'a file the shim trusts is not kept by root alone', { problem: message });
-  const trusted =
-    (what: string, secret = false) =>
-    (path: string): Buffer =>
-      readTrustedFile(path, what, { warn: warnOfFile, maxBytes: MAX_NAMED_FILE_BYTES + 1, secret });
+  warnOfFile = (message) => logger.log('warn', 'a file the shim trusts is not kept by root alone', { problem: message });
+  for (const message of configDoubts) warnOfFile(message);
 
   // The baseline file is watched like the policy (src/config/file-watch.ts): a tightened baseline
   // applies to the next create without SIGHUP; an invalid file keeps the last good baseline.
@@ -89,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
   const caFile = config.caFile;
   let ca: Buffer | undefined;
   try {
-    ca = caFile === undefined ? undefined : readCaBundle(caFile);
+    ca = caFile === undefined ? undefined : readCaBundle(caFile, 'caFile', trusted('registry CA bundle'));
   } catch (e) {
     baselineWatch.close();
     throw e;
@@ -97,7 +102,7 @@ export async function run(argv: string[]): Promise<number> {
   const reloadCa = (): void => {
     if (caFile === undefined) return;
     try {
-      const next = readCaBundle(caFile);
+      const next = readCaBundle(caFile, 'caFile', trusted('registry CA bundle'));
       if (ca !== undefined && next.equals(ca)) return;
       ca = next;
       node?.renewRegistryClients();
@@ -133,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
   // invalid file keeps the last good ones (docs/configuration.md#registry-credentials).
   const authFile = config.authFile;
   const authWatch = authFile === undefined ? undefined : new FileWatch({ what: 'auth file', logger, onChange: () => reloadCredentials() });
-  const readCredentials = (): CredentialSource => (authFile === undefined || authWatch === undefined ? nodeCredentials(undefined) : authWatch.readOne(authFile, nodeCredentials));
+  const readCredentials = (): CredentialSource => (authFile === undefined || authWatch === undefined ? nodeCredentials(undefined) : authWatch.readOne(authFile, (path) => nodeCredentials(path, trusted('registry auth file', true))));
   let credentials: HeldCredentials;
   try {
     credentials = new HeldCredentials(readCredentials());
@@ -184,7 +189,7 @@ export async function run(argv: string[]): Promise<number> {
   const runtimeDefault = new RuntimeDefaultSource<SeccompProfile>({
     decode: decodeRuntimeDefault,
     logger,
-    ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinnedRuntimeDefault(config.runtimeDefault) } } : {}),
+    ...(config.runtimeDefault !== undefined ? { pinned: { file: config.runtimeDefault, bytes: readPinnedRuntimeDefault(config.runtimeDefault, trusted('pinned runtime default')) } } : {}),
     onChange: (rd) => baselineLooserThanRuntimeDefault(seccompOps, baseline, rd, logger),
   });
   late.runtimeDefault = runtimeDefault;

@@ -140,12 +140,12 @@ export async function run(argv: string[]): Promise<number> {
   // The shim's command line, read as the shim reads it: each file checked below is the one a shim
   // given the same flags would read (a flag wins over the config's key), and a value the shim
   // refuses is refused here. Its flags that name nothing checked here are listed as such.
-  const { config, recording } = shimFlagsRead(values, HELP);
+  // The shim's reading of the files it trusts (src/cli/trusted-file.ts), the node config first:
+  // refused alike; its warnings are not parts of the status.
+  const readTrusted = (file: string, maxBytes = MAX_NAMED_FILE_BYTES + 1): Buffer => readTrustedFile(file, 'file', { warn: () => {}, maxBytes });
+  const { config, recording } = shimFlagsRead(values, HELP, readTrusted);
   const ignoredFlags = (Object.keys(uncheckedFlags) as (keyof typeof uncheckedFlags)[]).filter((f) => values[f] !== undefined).map((f) => `--${f}`);
 
-  // The shim's reading of the files it trusts (src/cli/trusted-file.ts): refused alike; its
-  // warnings are not parts of the status.
-  const readTrusted = (file: string): Buffer => readTrustedFile(file, 'file', { warn: () => {}, maxBytes: MAX_NAMED_FILE_BYTES + 1 });
   let policy: Part;
   try {
     // Read as the shim reads it: a file it would refuse (not UTF-8, or any user could have
@@ -170,9 +170,9 @@ export async function run(argv: string[]): Promise<number> {
   // The files the shim reads at its start, by the functions it reads them with.
   const baseline = startCheck(config.baseline, (file) => loadBaseline(file, readTrusted));
   const configured: Record<string, Part> = {};
-  if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, nodeCredentials);
-  if (config.caFile !== undefined) configured.caFile = startCheck(config.caFile, readCaBundle);
-  if (config.runtimeDefault !== undefined) configured.runtimeDefault = startCheck(config.runtimeDefault, checkPinnedRuntimeDefault);
+  if (config.authFile !== undefined) configured.authFile = startCheck(config.authFile, (file) => nodeCredentials(file, readTrusted));
+  if (config.caFile !== undefined) configured.caFile = startCheck(config.caFile, (file) => readCaBundle(file, 'caFile', readTrusted));
+  if (config.runtimeDefault !== undefined) configured.runtimeDefault = startCheck(config.runtimeDefault, (file) => checkPinnedRuntimeDefault(file, readTrusted));
   // Read by a shim with --recording only: a key such a shim would refuse fails status --recording,
   // and is a warning without it (a shim without --recording starts whatever the file holds).
   if (recording || config.recordingKey !== undefined) {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseListen, run as runController } from '../../../src/cli/commands/controller.js';
 import { parseShimOptions } from '../../../src/cli/commands/shim-options.js';
+import { readNamedFile } from '../../../src/cli/read-file.js';
 import { parseNodeConfig } from '../../../src/config/node-config.js';
 import { docs, ROOT, shimConfigs } from './manifests.js';
 import { parseUnitFile, splitWords } from './systemd.js';
@@ -62,7 +63,7 @@ describe('binding mode of the shipped manifests', () => {
     const argv = splitWords(execStart[0]!.value);
     assert.equal(argv[1], 'shim');
     // README, "Quick start: node admin": deploy/systemd/config.yaml is copied to /etc/spoke/config.yaml.
-    const options = parseShimOptions(argv.slice(2).map((a) => (a === '/etc/spoke/config.yaml' ? join(ROOT, 'deploy/systemd/config.yaml') : a)));
+    const options = parseShimOptions(argv.slice(2).map((a) => (a === '/etc/spoke/config.yaml' ? join(ROOT, 'deploy/systemd/config.yaml') : a)), readNamedFile);
     assert.equal(options?.config.annotations, true);
   });
 });

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseShimOptions } from '../../../src/cli/commands/shim-options.js';
+import { readNamedFile } from '../../../src/cli/read-file.js';
 import type { NodeConfig } from '../../../src/config/node-config.js';
 import { parseUnitFile, splitWords, type Assignment } from './systemd.js';
 
@@ -21,7 +22,7 @@ function unit(): Assignment[] {
 function shippedConfig(): NodeConfig {
   const execStart = unit().find((a) => a.key === 'ExecStart')!;
   const argv = splitWords(execStart.value).slice(2);
-  const options = parseShimOptions(argv.map((a) => (a === '/etc/spoke/config.yaml' ? join(ROOT, 'deploy/systemd/config.yaml') : a)));
+  const options = parseShimOptions(argv.map((a) => (a === '/etc/spoke/config.yaml' ? join(ROOT, 'deploy/systemd/config.yaml') : a)), readNamedFile);
   assert.ok(options);
   return options.config;
 }
