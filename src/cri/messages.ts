@@ -143,17 +143,18 @@ function encodeLocalhostProfile(path: string): Buffer {
 }
 
 /**
- * Sets the profile at `profilePath` to Localhost `ref`, and the deprecated string beside it, when
- * the request has one, to `localhost/<ref>` (once): CRI-O takes an apparmor_profile of
- * `runtime/default` over whatever the message beside it says, and a kubelet sends both.
+ * Sets the profile at `profilePath` to Localhost `ref`, and the deprecated string beside it to
+ * `localhost/<ref>` (once), whether or not the request had one: CRI-O takes an apparmor_profile of
+ * `runtime/default` over whatever the message beside it says, and a runtime built before the
+ * message reads only the string (containerd 1.6 knows no AppArmor message, and with no string
+ * applies no AppArmor profile at all). A runtime that knows the message reads it first.
  */
 export function replaceProfileAt(payload: Uint8Array, profilePath: readonly number[], ref: string): Buffer {
   const out = replaceMessageAt(payload, profilePath, encodeLocalhostProfile(ref));
   const deprecated = deprecatedProfileField(profilePath);
   if (deprecated === undefined) return out;
   // The security context is on the path just edited, so it occurs once.
-  const { bytes, removed } = withoutField(getMergedAt(out, deprecated.securityContext)!, deprecated.field);
-  if (removed === 0) return out;
+  const { bytes } = withoutField(getMergedAt(out, deprecated.securityContext)!, deprecated.field);
   return replaceMessageAt(out, deprecated.securityContext, Buffer.concat([bytes, stringField(deprecated.field, `localhost/${ref}`)]));
 }
 

@@ -178,7 +178,12 @@ describe('annotation precedence: RunPodSandbox', () => {
       assert.deepEqual(sc, { profileType: 2, localhostRef: pathOf(REF_POD), ociRef: '', base: undefined });
       const before = decode('RunPodSandboxRequest', req);
       const after = decode('RunPodSandboxRequest', r.payload);
-      for (const d of [before, after]) delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+      // And the deprecated string beside it, to the same profile.
+      assert.equal((((after.config as Msg).linux as Msg).security_context as Msg).seccomp_profile_path, `localhost/${pathOf(REF_POD)}`);
+      for (const d of [before, after]) {
+        delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+        delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp_profile_path;
+      }
       assert.deepEqual(after, before);
     });
   }
@@ -338,9 +343,15 @@ describe('annotation precedence: CreateContainer', () => {
     // A KEP OCI profile with the string beside it: the same.
     const kep = await rewriteCreateContainer(createReq({ apparmor: { profile_type: 'OCI', oci_ref: REF_OCI }, deprecated: { apparmor_profile: 'runtime/default' } }), harness().deps);
     assert.equal(secCtx(kep.payload).apparmor_profile, `localhost/spoke-${REF_OCI.slice(-16)}`);
-    // Without a string beside the message, none is added.
-    const none = await rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR }, apparmor: { profile_type: 'RuntimeDefault' } }), harness().deps);
-    assert.equal(secCtx(none.payload).apparmor_profile ?? '', '');
+    // Without a string beside the message, one is added: a runtime built before the message (a
+    // containerd 1.6 knows no AppArmor message) reads only the string, and with none applies no
+    // AppArmor profile at all.
+    const none = await rewriteCreateContainer(createReq({ annotations: { [`${AA}app`]: REF_CTR, [`${SC}app`]: REF_CTR }, apparmor: { profile_type: 'RuntimeDefault' } }), harness().deps);
+    assert.equal(secCtx(none.payload).apparmor_profile, `localhost/spoke-${REF_CTR.slice(-16)}`);
+    assert.equal(secCtx(none.payload).seccomp_profile_path, `localhost/${pathOf(REF_CTR)}`);
+    const kepAlone = await rewriteCreateContainer(createReq({ apparmor: { profile_type: 'OCI', oci_ref: REF_OCI } }), harness().deps);
+    assert.equal(secCtx(kepAlone.payload).apparmor_profile, `localhost/spoke-${REF_OCI.slice(-16)}`);
+    assert.equal(fieldCount(kepAlone.payload, 9), 1);
   });
 
   it('privileged container + annotation (container or pod level): InvalidArgument naming the annotation', async () => {
@@ -428,7 +439,11 @@ describe('annotation precedence: CreateContainer', () => {
           const scAfter = (((after.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg;
           assert.equal(scAfter.profile_type, 'Localhost');
           assert.equal(scAfter.localhost_ref, pathOf(REF_CTR));
-          for (const d of [before, after]) delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+          assert.equal((((after.config as Msg).linux as Msg).security_context as Msg).seccomp_profile_path, `localhost/${pathOf(REF_CTR)}`);
+          for (const d of [before, after]) {
+            delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+            delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp_profile_path;
+          }
           assert.deepEqual(after, before);
         },
       ),

@@ -192,8 +192,12 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     const after = decode('RunPodSandboxRequest', r.payload);
     const sc = (((after.config as Msg).linux as Msg).security_context as Msg).seccomp as Msg;
     assert.deepEqual(sc, { profile_type: 'Localhost', localhost_ref: `/var/lib/kubelet/seccomp/spoke/${'1'.repeat(64)}.json`, oci_ref: '', base_profile: null });
-    delete (((before.config as Msg).linux as Msg).security_context as Msg).seccomp;
-    delete (((after.config as Msg).linux as Msg).security_context as Msg).seccomp;
+    // The deprecated string beside it names the same profile (src/cri/messages.ts replaceProfileAt).
+    assert.equal((((after.config as Msg).linux as Msg).security_context as Msg).seccomp_profile_path, `localhost/${String(sc.localhost_ref)}`);
+    for (const d of [before, after]) {
+      delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp;
+      delete (((d.config as Msg).linux as Msg).security_context as Msg).seccomp_profile_path;
+    }
     assert.deepEqual(after, before);
   });
 
@@ -439,8 +443,11 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
           const after = decode('CreateContainerRequest', r.payload);
           const sc = (x: Msg) => ((x.config as Msg).linux as Msg).security_context as Msg;
           assert.equal((sc(after).seccomp as Msg).profile_type, 'Localhost');
-          delete sc(before).seccomp;
-          delete sc(after).seccomp;
+          assert.equal(sc(after).seccomp_profile_path, `localhost/${String((sc(after).seccomp as Msg).localhost_ref)}`);
+          for (const d of [before, after]) {
+            delete sc(d).seccomp;
+            delete sc(d).seccomp_profile_path;
+          }
           assert.deepEqual(after, before);
           // unknown bytes survive at their level
           const count = (b: Buffer) => {
