@@ -211,21 +211,44 @@ export function reviewBinding(body: unknown, namespaces?: NamespaceSource): Admi
 export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
 
 /**
- * Validating webhook for ProfileRecordingResult CREATE: the result's `spec.node` must be the
- * node the requester's credentials are bound to (userInfo.extra, filled in by the API server
- * from the recorder pod's ServiceAccount token). A recorder can then only report for its own
- * node, and the reconciler accepts results only for pods scheduled there (docs/recording.md).
+ * The node recorders' ServiceAccount, NAMESPACE:NAME: the one deploy/controller/rbac.yaml binds
+ * the ClusterRole spoke-recorder (profilerecordingresults create) to.
  */
-export function reviewResult(body: unknown): AdmissionReview {
+export const RECORDER_SERVICE_ACCOUNT = 'spoke-system:spoke-recorder';
+
+/** The username the API server authenticates the tokens of ServiceAccount NAMESPACE:NAME as. */
+export function serviceAccountUser(account: string): string {
+  return `system:serviceaccount:${account}`;
+}
+
+/** Longest username a denial shows: a ServiceAccount's is at most 22 + 63 + 1 + 253 characters. */
+const MAX_SHOWN_USER_CHARS = 339;
+
+/**
+ * Validating webhook for ProfileRecordingResult CREATE: the requester must be `recorderUser`
+ * (the node recorders' ServiceAccount, `system:serviceaccount:NAMESPACE:NAME`), and the result's
+ * `spec.node` the node its credentials are bound to (userInfo.extra, filled in by the API server
+ * from the recorder pod's ServiceAccount token). A recorder can then only report for its own
+ * node, and the reconciler accepts results only for pods scheduled there (docs/recording.md). The
+ * node claim alone does not tell who asks: an authenticator or an impersonation grant can give
+ * it to any identity.
+ */
+export function reviewResult(body: unknown, recorderUser: string): AdmissionReview {
   const req = parseReview(body);
   const ours = req.kind?.group === GROUP && req.kind?.kind === RESULT_KIND;
   if (!ours || req.operation !== 'CREATE' || req.subResource) return review({ uid: req.uid, allowed: true });
   const obj = req.object as ProfileRecordingResult | undefined;
   if (obj === null || typeof obj !== 'object') throw new BadReview('request.object is required');
-  const extra = (req.userInfo as { extra?: Record<string, unknown> } | undefined)?.extra?.[NODE_NAME_EXTRA];
+  const userInfo = req.userInfo as { username?: unknown; extra?: Record<string, unknown> } | undefined;
+  const deny = (message: string) => review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${message}` } });
+  const user = userInfo?.username;
+  if (user !== recorderUser) {
+    const actual = typeof user === 'string' ? JSON.stringify(user.slice(0, MAX_SHOWN_USER_CHARS)) : 'no user';
+    return deny(`a ProfileRecordingResult is created only by the node recorders' ServiceAccount ${JSON.stringify(recorderUser)}; this request is from ${actual}`);
+  }
+  const extra = userInfo?.extra?.[NODE_NAME_EXTRA];
   const nodes = Array.isArray(extra) ? extra.filter((n): n is string => typeof n === 'string' && n !== '') : [];
   const claimed = obj.spec?.node;
-  const deny = (message: string) => review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${message}` } });
   if (nodes.length !== 1) return deny(`a ProfileRecordingResult is created by a node's recorder with a node-bound ServiceAccount token (userInfo.extra ${NODE_NAME_EXTRA}); this request has ${nodes.length === 0 ? 'none' : 'several'}`);
   if (claimed !== nodes[0]) return deny(`spec.node ${JSON.stringify(String(claimed).slice(0, 253))} is not the requester's node ${JSON.stringify(nodes[0]!.slice(0, 253))}`);
   return review({ uid: req.uid, allowed: true });

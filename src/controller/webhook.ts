@@ -4,8 +4,9 @@
 //                            (admission.k8s.io/v1, JSONPatch)
 //   POST /validate-bindings  validating webhook for ProfileBinding CREATE/UPDATE (a warning where
 //                            the namespace has not opted in)
-//   POST /validate-results   validating webhook for ProfileRecordingResult CREATE (the node
-//                            that reports is the node the requester's token is bound to)
+//   POST /validate-results   validating webhook for ProfileRecordingResult CREATE (the
+//                            requester is the recorders' ServiceAccount, and the node that
+//                            reports is the node its token is bound to)
 //   POST /validate-pod-updates  validating webhook for pods UPDATE: recording annotations are
 //                            never added or changed after creation
 //   GET  /healthz            process alive
@@ -26,7 +27,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { BadReview, reviewBinding, reviewPod, reviewPodUpdate, reviewResult, type PodMatch } from './admission.js';
+import { BadReview, RECORDER_SERVICE_ACCOUNT, reviewBinding, reviewPod, reviewPodUpdate, reviewResult, serviceAccountUser, type PodMatch } from './admission.js';
 import type { BindingMode } from './binding.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 
@@ -77,6 +78,8 @@ export interface WebhookOptions {
   namespaces?: NamespaceSource;
   /** The cluster's default Pod Security enforce level (default `privileged`). */
   podSecurityDefault?: string;
+  /** The only username that may create ProfileRecordingResults (--recorder-service-account); default the shipped recorders' ServiceAccount. */
+  recorderUser?: string;
   log?: (event: Record<string, unknown>) => void;
   /** How often to check the certificate files for changes; 0 disables. Default 60 s. */
   certCheckIntervalMs?: number;
@@ -220,7 +223,7 @@ export class WebhookServer {
               podSecurityDefault,
             })
           : path === '/validate-results'
-            ? reviewResult(doc)
+            ? reviewResult(doc, this.opts.recorderUser ?? serviceAccountUser(RECORDER_SERVICE_ACCOUNT))
             : path === '/validate-pod-updates'
               ? reviewPodUpdate(doc, this.opts.source)
               : reviewBinding(doc, namespaces);

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { RECORDER_SERVICE_ACCOUNT, serviceAccountUser } from '../../controller/admission.js';
 import { POD_SECURITY_LEVELS, type BindingMode } from '../../controller/binding.js';
 import { namespaceConditionStale, StatusUpdater } from '../../controller/binding-status.js';
 import type { PodStatusInformer } from '../../controller/kube.js';
 import { LeaseElector } from '../../controller/lease.js';
 import type { ProfileBinding } from '../../controller/types.js';
 import { WebhookServer } from '../../controller/webhook.js';
+import { isNamespaceName } from '../../core/namespace.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, recordingProofFlags, startRecordingControllerFromFlags } from '../recording-controller.js';
@@ -32,8 +34,9 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            set are removed
   POST /validate-bindings  ProfileBinding CREATE/UPDATE: refuses bad or tag references; warns
                            where the namespace has not opted in (the binding binds nothing yet)
-  POST /validate-results   ProfileRecordingResult CREATE: spec.node must be the node the
-                           requester's ServiceAccount token is bound to
+  POST /validate-results   ProfileRecordingResult CREATE: the requester must be the node
+                           recorders' ServiceAccount (--recorder-service-account), and
+                           spec.node the node its token is bound to
   POST /validate-pod-updates  pods and pods/status UPDATE, same namespaces: refuses adding
                            or changing recording.spoke.dev/* annotations, any change to
                            seccomp|apparmor.profiles.spoke.dev/* annotations, and an image
@@ -71,6 +74,10 @@ options:
   --pod-security-default LEVEL
                     the cluster's default Pod Security enforce level for namespaces without
                     the pod-security.kubernetes.io/enforce label (default privileged)
+  --recorder-service-account NAMESPACE:NAME
+                    the ServiceAccount the node recorders (spoke recorder) run as: the only
+                    one whose ProfileRecordingResults are admitted (default
+                    ${RECORDER_SERVICE_ACCOUNT}, deploy/controller/rbac.yaml)
 
 ProfileRecordings (reconciled next to the webhooks; finalized by annotating a recording with
 recording.spoke.dev/finalize): per-container results are unioned, built into a profile,
@@ -91,6 +98,7 @@ const FLAGS = {
   'admission-client-ca': { type: 'string' },
   'admission-client-name': { type: 'string' },
   'pod-security-default': { type: 'string' },
+  'recorder-service-account': { type: 'string' },
   ...recordingControllerFlags,
 } as const;
 
@@ -100,6 +108,18 @@ export function parseListen(text: string): { host: string | undefined; port: num
   if (!m || port < 0 || port > 65535) throw new UsageError(`--listen must be [host]:port, got ${JSON.stringify(text)}`);
   const host = m[1] ?? (m[2] || undefined);
   return { host, port };
+}
+
+/** A ServiceAccount's name (an RFC 1123 subdomain, as the API server admits them). */
+const SUBDOMAIN_RE = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
+
+/** The username of ServiceAccount `NAMESPACE:NAME` (--recorder-service-account). */
+export function parseServiceAccount(text: string): string {
+  const [namespace = '', name = '', ...rest] = text.split(':');
+  if (rest.length > 0 || !isNamespaceName(namespace) || name.length > 253 || !SUBDOMAIN_RE.test(name)) {
+    throw new UsageError(`--recorder-service-account must be NAMESPACE:NAME of a ServiceAccount, got ${JSON.stringify(text.slice(0, 320))}`);
+  }
+  return serviceAccountUser(`${namespace}:${name}`);
 }
 
 function log(event: Record<string, unknown>): void {
@@ -116,6 +136,7 @@ export async function run(argv: string[]): Promise<number> {
   const mode: BindingMode = values.annotations ? 'annotations' : 'field';
   const podSecurityDefault = values['pod-security-default'] ?? 'privileged';
   if (!POD_SECURITY_LEVELS.includes(podSecurityDefault)) throw new UsageError(`--pod-security-default must be one of ${POD_SECURITY_LEVELS.join(', ')}`);
+  const recorderUser = parseServiceAccount(values['recorder-service-account'] ?? RECORDER_SERVICE_ACCOUNT);
   const clientCaFile = values['admission-client-ca'];
   const clientName = values['admission-client-name'];
   if (clientName !== undefined && clientCaFile === undefined) throw new UsageError('--admission-client-name needs --admission-client-ca');
@@ -208,6 +229,7 @@ export async function run(argv: string[]): Promise<number> {
       source,
       namespaces,
       podSecurityDefault,
+      recorderUser,
       recordings: { list: (ns) => recordingCache.list(ns), synced: () => recordingCache.synced() },
       ...(recordingKey ? { recordingKey } : {}),
       proofTtlSeconds,
