@@ -5,10 +5,12 @@
 //  - startRecordingController: the caches (recordings, results, bindings, and the pods the
 //    webhook labelled recording.spoke.dev/name, for the node each runs on), the reconciler and a
 //    periodic resync, wired.
-//  - KubeResultReporter: the node recorder's two calls: GET a ProfileRecording (its selector
-//    and uid), POST a ProfileRecordingResult owned by it; each given up after 10 s unanswered.
+//  - KubeResultReporter: the node recorder's calls: GET a ProfileRecording (its selector and
+//    uid), POST a ProfileRecordingResult owned by it, and GET the result when one of its name
+//    exists (409), to tell whether it is this one; each given up after 10 s unanswered.
 
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { SpokeError } from '../core/errors.js';
 import { Reflector, type GenericReflectorOptions } from './reflector.js';
 import { codeOf } from './api-errors.js';
 import { makeApiClient } from './kube-credentials.js';
@@ -154,17 +156,18 @@ export function startRecordingController(kc: KubeConfig, o: RecordingControllerO
  */
 export const RECORDER_API_TIMEOUT_MS = 10_000;
 
-/** The node recorder's API calls (ClusterRole spoke-recorder: profilerecordings get, profilerecordingresults create). */
-export class KubeResultReporter {
-  private readonly api: CustomObjectsApi;
+/** The calls of CustomObjectsApi the node recorder makes. */
+export type ResultReporterApi = Pick<CustomObjectsApi, 'getNamespacedCustomObject' | 'createNamespacedCustomObject'>;
 
+/** The node recorder's API calls (ClusterRole spoke-recorder: profilerecordings get, profilerecordingresults create and get). */
+export class KubeResultReporter {
   constructor(
     kc: KubeConfig,
     /** Tests give a shorter one. */
     private readonly timeoutMs = RECORDER_API_TIMEOUT_MS,
-  ) {
-    this.api = makeApiClient(kc, CustomObjectsApi);
-  }
+    /** Unit tests give a fake: no API server runs there. */
+    private readonly api: ResultReporterApi = makeApiClient(kc, CustomObjectsApi),
+  ) {}
 
   /** The recording, or undefined when it does not exist. */
   async recording(namespace: string, name: string): Promise<ProfileRecording | undefined> {
@@ -176,7 +179,12 @@ export class KubeResultReporter {
     }
   }
 
-  /** Creates the result, owned by the recording; an existing result of the same name (a restarted recorder) is kept. */
+  /**
+   * Creates the result, owned by the recording. One of its name that exists already (a create
+   * given up at its deadline that was made, or a restarted recorder) is kept only when a read
+   * of it shows it is this very result (resultDifferences finds none); any other throws
+   * RESULT_CONFLICT, and a read that fails throws, the report to be retried either way.
+   */
   async report(rec: ProfileRecording, result: ProfileRecordingResult): Promise<'created' | 'exists'> {
     const body: ProfileRecordingResult = {
       ...result,
@@ -192,8 +200,35 @@ export class KubeResultReporter {
       await answeredWithin(this.timeoutMs, (options) => this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: RESULT_PLURAL, namespace: rec.metadata.namespace as string, body, fieldManager: 'spoke-recorder' }, options));
       return 'created';
     } catch (e) {
-      if (codeOf(e) === 409) return 'exists';
-      throw e;
+      if (codeOf(e) !== 409) throw e;
     }
+    const name = body.metadata.name as string;
+    const namespace = rec.metadata.namespace as string;
+    const found = (await answeredWithin(this.timeoutMs, (options) => this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: RESULT_PLURAL, namespace, name }, options))) as ProfileRecordingResult;
+    const differ = resultDifferences(found, body, rec);
+    if (differ.length > 0) {
+      throw new SpokeError('FailedPrecondition', `${RESULT_PLURAL} ${namespace}/${name} exists and is not this node's result for the container: ${differ.join('; ')}`, { namespace, name }, { reason: 'RESULT_CONFLICT' });
+    }
+    return 'exists';
   }
+}
+
+/** The spec fields that say whose result it is: the node that recorded which container (by id) of which pod for which recording. */
+const RESULT_IDENTITY = ['node', 'recording', 'pod', 'container', 'containerID'] as const;
+
+/**
+ * How `found`, stored under the name of `ours`, is another result: one line per identity field
+ * that differs, and one when it is not owned by `rec` (its uid). The name alone says nothing:
+ * any node's recorder may create a result of any name (the webhook checks only that spec.node
+ * is the creator's node), and a recording deleted and made again keeps its name, not its uid.
+ * Content (syscalls, image) is not compared: the same container's report may differ there.
+ */
+function resultDifferences(found: ProfileRecordingResult, ours: ProfileRecordingResult, rec: ProfileRecording): string[] {
+  // What another node wrote is quoted bounded, as the controller quotes it (resultNodeProblem).
+  const quote = (v: unknown) => (v === undefined ? 'absent' : JSON.stringify(String(v).slice(0, 253)));
+  const out = RESULT_IDENTITY.filter((k) => found.spec?.[k] !== ours.spec[k]).map((k) => `its spec.${k} is ${quote(found.spec?.[k])}, this report's ${quote(ours.spec[k])}`);
+  const uid = rec.metadata.uid;
+  const owned = uid !== undefined && (found.metadata?.ownerReferences ?? []).some((o) => o.kind === RECORDING_KIND && o.name === rec.metadata.name && o.uid === uid);
+  if (!owned) out.push(`it is not owned by ${RECORDING_KIND} ${rec.metadata.namespace}/${rec.metadata.name} (uid ${quote(uid)})`);
+  return out;
 }

@@ -107,6 +107,7 @@ export const ERROR_REASONS = [
   'FILE_UNWRITABLE', // a file spoke was told to write cannot be written
   'NOT_GRPC', // what answers on a socket spoke calls over gRPC (the shim's, a runtime's) is not a gRPC server
   'CREDENTIAL_PLUGIN', // the kubeconfig's exec credential plugin cannot be run, failed, or wrote no usable ExecCredential
+  'RESULT_CONFLICT', // a ProfileRecordingResult of the name the node recorder reports under is another node's, pod's, container's or recording's
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
