@@ -28,6 +28,12 @@ export function defaultAppArmorBaselinePath(): string {
 
 export interface AppArmorOpsOptions {
   baselinePath?: string;
+  /**
+   * Reads the baseline, at first use and at each reload; default a plain read. The shim's reads
+   * refuse a file any user could have written (src/cli/trusted-file.ts): the baseline bounds
+   * every container's AppArmor profile. A SpokeError it throws is the refusal, reason kept.
+   */
+  readBaseline?: (path: string) => Buffer | Promise<Buffer>;
   logger?: Logger;
   /** Overrides for tests: parser binary, securityfs location, check timeout. */
   parser?: { parser?: string; securityfs?: string; timeoutMs?: number };
@@ -208,8 +214,9 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     const l = await libOf();
     let bytes: Buffer;
     try {
-      bytes = await readFile(baselinePath);
+      bytes = await (opts.readBaseline ?? readFile)(baselinePath);
     } catch (e) {
+      if (e instanceof SpokeError) throw e;
       throw new SpokeError('FailedPrecondition', `AppArmor baseline ${baselinePath}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: baselinePath }, { reason: 'FILE_UNREADABLE' });
     }
     try {

@@ -194,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   late.runtimeDefault = runtimeDefault;
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
-  const appArmor = createAppArmorOps({ logger });
+  const appArmor = createAppArmorOps({ logger, readBaseline: trusted('AppArmor baseline') });
   const recordingKey = shimRecordingKey(recording, config.recordingKey, trusted('recording key', true));
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
   const shim = new ShimServer<SeccompProfile>({

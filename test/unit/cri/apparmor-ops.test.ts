@@ -11,6 +11,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { createAppArmorOps } from '../../../src/cri/apparmor.js';
 import { waitFor } from '../../helpers/wait.js';
 import { rejectsWith } from '../../helpers/assert.js';
+import { SpokeError } from '../../../src/core/errors.js';
 
 const DAY_MS = 86_400_000;
 
@@ -141,6 +142,27 @@ describe('createAppArmorOps', () => {
     const after = await ops.prepare(artifact);
     assert.notEqual(after.text, first.text, 'prepared anew against the reloaded baseline');
     assert.doesNotMatch(after.text, /\/etc\/hosts /);
+  });
+
+  it('the baseline is read through the reader given (the shim\'s trusted-file check): a refusal there refuses the profile, with its reason, and a reload keeps the last good baseline', async () => {
+    const parser = join(dir, 'accepting_parser_trust');
+    writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const baselinePath = join(dir, 'baseline-trust.json');
+    writeFileSync(baselinePath, JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/**'] } }));
+    let open = true;
+    const unsafe = new SpokeError('FailedPrecondition', 'AppArmor baseline: writable by every user', {}, { reason: 'FILE_UNSAFE' });
+    const readBaseline = (path: string): Buffer => {
+      if (open) throw unsafe;
+      return readFileSync(path);
+    };
+    const ops = createAppArmorOps({ parser: { parser }, baselinePath, readBaseline });
+    const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/hostname'] } }));
+    await rejectsWith(ops.prepare(artifact), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+    open = false;
+    const first = await ops.prepare(artifact);
+    open = true;
+    await ops.reloadBaseline(); // refused: logged, and the last good baseline stays
+    assert.equal(await ops.prepare(artifact), first, 'the last good baseline kept');
   });
 
   it('a reload that ends while the first use still reads the baseline wins: the older read does not replace the reloaded baseline', async () => {
