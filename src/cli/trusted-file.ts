@@ -31,7 +31,15 @@ export interface TrustedFileOptions {
 export function readTrustedFile(path: string, what: string, o: TrustedFileOptions): Buffer {
   const fd = openSync(path, 'r');
   try {
-    judge(readlinkSync(`/proc/self/fd/${fd}`), fstatSync(fd), path, what, o);
+    try {
+      judge(readlinkSync(`/proc/self/fd/${fd}`), fstatSync(fd), path, what, o);
+    } catch (e) {
+      if (e instanceof SpokeError) throw e;
+      // Opened, but not judged (no /proc to name its real path, a directory on it gone or
+      // unreadable): refused, never an error a caller could take for a missing file (ENOENT
+      // reads as "no config" for the default node config).
+      throw new SpokeError('FailedPrecondition', `${what} ${path}: cannot tell who may write it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; is /proc mounted?)`, { file: path }, { cause: e, reason: 'FILE_UNSAFE' });
+    }
     return readFdUpTo(fd, o.maxBytes);
   } finally {
     closeSync(fd);

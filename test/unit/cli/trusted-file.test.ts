@@ -98,6 +98,25 @@ describe('readTrustedFile', () => {
     assert.throws(() => check(join(dir, 'missing.yaml')), { code: 'ENOENT' });
   });
 
+  it('a file opened but not judged (no /proc to name its real path, a directory that cannot be read) is refused as unsafe, not taken for a missing file', () => {
+    // A caller reads ENOENT as "no file" (the default node config): a judgement that fails must not look like one.
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'x');
+    const { readlinkSync } = fs;
+    fs.readlinkSync = ((p: string, ...rest: unknown[]) => {
+      if (String(p).startsWith('/proc/self/fd/')) throw Object.assign(new Error(`ENOENT: no such file or directory, readlink '${p}'`), { code: 'ENOENT' });
+      return (readlinkSync as (...a: unknown[]) => string)(p, ...rest);
+    }) as typeof fs.readlinkSync;
+    syncBuiltinESMExports();
+    try {
+      const e = throwsWith(() => check(file), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+      assert.match(e.message, /cannot tell who may write it/);
+    } finally {
+      fs.readlinkSync = readlinkSync;
+      syncBuiltinESMExports();
+    }
+  });
+
   it('judges the file it reads: one put in place after the open is not what is read', () => {
     // The descriptor opened is the one judged and read: replacing the path meanwhile (by rename,
     // as another user with write access to the directory would) changes neither.
