@@ -212,7 +212,7 @@ export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
 
 /**
  * The node recorders' ServiceAccount, NAMESPACE:NAME: the one deploy/controller/rbac.yaml binds
- * the ClusterRole spoke-recorder (profilerecordingresults create) to.
+ * the ClusterRole spoke-recorder (profilerecordingresults create and get) to.
  */
 export const RECORDER_SERVICE_ACCOUNT = 'spoke-system:spoke-recorder';
 
