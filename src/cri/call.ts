@@ -20,6 +20,8 @@ export interface Call {
   requestDone: boolean;
   /** The request's header fields as received (name, value, …): a repeated name stays repeated. */
   rawHeaders: RawHeaders;
+  /** Detaches what forwarding attached to the client's stream; run when that stream closes (relay.ts). */
+  release: (() => void) | undefined;
 }
 
 /**

@@ -87,10 +87,21 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
   };
 
   // client → upstream
+  let upRelay: Relay | undefined;
   if (o.body !== undefined) up.end(o.body);
-  else relay(stream, up);
+  else upRelay = relay(stream, up);
+  let onWantTrailers: (() => void) | undefined;
+  // A closed stream can outlive its call (its session and the native side let go of it later),
+  // and the listeners below hold the whole call through their closures: left attached, a young
+  // collection finds the call alive and moves it to the old generation, where only a full
+  // collection frees it. Detached once each stream is done, the call dies young
+  // (docs/benchmarks.md#kept).
+  call.release = () => {
+    upRelay?.detach();
+    if (onWantTrailers !== undefined) stream.off('wantTrailers', onWantTrailers);
+  };
 
-  up.on('response', (h: IncomingHttpHeaders, flags: number, raw: RawHeaders) => {
+  const onResponse = (h: IncomingHttpHeaders, flags: number, raw: RawHeaders): void => {
     if (stream.closed || stream.destroyed) return;
     // node:http2 refuses to send a status outside 200–599, which nghttp2 accepts from the
     // upstream: the call fails as grpc-go reads an unknown HTTP status (UNKNOWN), not the shim.
@@ -138,13 +149,14 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
     // From here the answer is the client's: whenever its stream closes, trailers sent or not (a
     // client that never opened its window and then reset gets no 'wantTrailers'), the call is over.
     if (o.completeAfterResponse) completeOnClose();
-    stream.on('wantTrailers', () => {
+    onWantTrailers = () => {
       if (!onComplete || o.completeAfterResponse) {
         sendTrailers(stream, trailers);
         return;
       }
       void complete().finally(() => sendTrailers(stream, trailers));
-    });
+    };
+    stream.on('wantTrailers', onWantTrailers);
     if (o.teeResponse || o.editResponse) {
       const chunks: Buffer[] = (tee = []);
       up.on('data', (c: Buffer) => chunks.push(c));
@@ -165,15 +177,20 @@ export function forward(host: CallHost, call: Call, o: ForwardOptions): void {
     } else {
       downRelay = relay(up, stream);
     }
-  });
+  };
+  up.on('response', onResponse);
 
-  up.on('trailers', (t: IncomingHttpHeaders, _flags: number, raw: RawHeaders) => {
+  const onTrailers = (t: IncomingHttpHeaders, _flags: number, raw: RawHeaders): void => {
     trailers = fromRaw(raw, isResponseField);
     grpcStatus = headerString(t['grpc-status']);
-  });
+  };
+  up.on('trailers', onTrailers);
 
-  up.on('close', () => {
+  up.once('close', () => {
     call.up = undefined;
+    up.off('response', onResponse);
+    up.off('trailers', onTrailers);
+    downRelay?.detach();
     if (stream.closed || stream.destroyed) {
       void complete();
       return;
@@ -227,6 +244,8 @@ function sendTrailers(stream: ServerHttp2Stream, trailers: OutgoingHttpHeaders |
 interface Relay {
   /** Writes the chunk held back, if any (before ending the destination some other way). */
   flush(): void;
+  /** Removes its listeners from the source, which has nothing more to give (see forward). */
+  detach(): void;
 }
 
 /**
@@ -259,12 +278,12 @@ function relay(src: Readable, dst: Writable): Relay {
     timer = undefined;
     flush();
   };
-  src.on('data', (c: Buffer) => {
+  const onData = (c: Buffer): void => {
     if (held !== undefined) write(held);
     held = c;
     timer ??= setImmediate(onImmediate);
-  });
-  src.on('end', () => {
+  };
+  const onEnd = (): void => {
     if (timer !== undefined) {
       clearImmediate(timer);
       timer = undefined;
@@ -274,7 +293,15 @@ function relay(src: Readable, dst: Writable): Relay {
     if (dst.destroyed || dst.writableEnded) return;
     if (c !== undefined) dst.end(c);
     else dst.end();
-  });
-  return { flush };
+  };
+  src.on('data', onData);
+  src.on('end', onEnd);
+  return {
+    flush,
+    detach: () => {
+      src.off('data', onData);
+      src.off('end', onEnd);
+    },
+  };
 }
 

@@ -94,6 +94,9 @@ export interface ShimServerOptions<P> {
 const NO_OPTIONS: ForwardOptions = Object.freeze({});
 const STATUS_OPTIONS: ForwardOptions = Object.freeze({ editResponse: addOciFeature });
 
+/** A closed call's header list: its own is let go (see onStream). */
+const NO_RAW_HEADERS: RawHeaders = Object.freeze([]);
+
 export class ShimServer<P = unknown> {
   readonly upstream: Upstream;
   private server: Http2Server | undefined;
@@ -296,7 +299,7 @@ export class ShimServer<P = unknown> {
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: RawHeaders): void {
     const rawPath = headers[':path'];
     const path = typeof rawPath === 'string' ? rawPath : '';
-    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders };
+    const call: Call = { stream, path, streaming: STREAMING.has(path), started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders, release: undefined };
     this.calls.add(call);
     stream.on('close', () => {
       this.calls.delete(call);
@@ -310,6 +313,11 @@ export class ShimServer<P = unknown> {
         if (!up.closed) up.close(NGHTTP2_CANCEL);
         up.destroy();
       }
+      // What the call still points at goes with it: this listener, and so the call, may be held
+      // past a young collection with the closed stream (relay.ts forward).
+      call.release?.();
+      call.release = undefined;
+      call.rawHeaders = NO_RAW_HEADERS;
     });
     stream.on('error', noop);
 

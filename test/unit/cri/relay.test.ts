@@ -65,7 +65,7 @@ describe('forward with completeAfterResponse', () => {
     };
     front = createServer();
     front.on('stream', (stream: ServerHttp2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders: RawHeaders) => {
-      const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders };
+      const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders, release: undefined };
       stream.resume();
       forward(host, call, {
         body: encodeFrame(Buffer.alloc(0)),
@@ -111,6 +111,60 @@ describe('forward with completeAfterResponse', () => {
       assert.deepEqual(seen, [{ closed: true, status }]);
     });
   }
+});
+
+describe('forward lets go of a finished call', () => {
+  it("once both streams have closed, neither holds a listener of the call's forwarding: a closed stream held past a young collection must not keep the call alive", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spoke-relay-release-'));
+    const upstreamServer = createServer();
+    upstreamServer.on('stream', (s) => {
+      s.resume();
+      s.on('end', () => {
+        s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' }));
+        s.end(encodeFrame(Buffer.from([0x0a, 0x01, 0x78])));
+      });
+    });
+    await listen(upstreamServer, join(dir, 'up.sock'));
+    const upstreamSession = connect('http://localhost', { path: join(dir, 'up.sock') } as never);
+    const host: CallHost = {
+      upstream: { get: () => upstreamSession } as unknown as Upstream,
+      logger: silentLogger,
+      bodies: new BodyBudget(MAX_BUFFERED_REQUEST_BYTES),
+      report: () => undefined,
+      endCall: () => undefined,
+    };
+    const closed: { stream: ServerHttp2Stream; up: import('node:http2').ClientHttp2Stream }[] = [];
+    const front = createServer();
+    front.on('stream', (stream: ServerHttp2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders: RawHeaders) => {
+      const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders, release: undefined };
+      // As the shim's server does when the client's stream closes (src/cri/server.ts onStream).
+      stream.on('close', () => {
+        call.release?.();
+        closed.push({ stream, up });
+      });
+      forward(host, call, {});
+      const up = call.up!;
+    });
+    await listen(front, join(dir, 'front.sock'));
+    const client = connect('http://localhost', { path: join(dir, 'front.sock') } as never);
+    try {
+      const req = client.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc' });
+      req.end(encodeFrame(Buffer.alloc(0)));
+      req.resume();
+      await new Promise((r) => req.on('close', r));
+      while (closed.length === 0 || !closed[0]!.up.closed) await new Promise((r) => setImmediate(r));
+      const { stream, up } = closed[0]!;
+      for (const event of ['data', 'wantTrailers'] as const) assert.equal(stream.listenerCount(event), 0, `client stream: ${event}`);
+      for (const event of ['response', 'trailers', 'data', 'close'] as const) assert.equal(up.listenerCount(event), 0, `upstream stream: ${event}`);
+    } finally {
+      client.close();
+      upstreamSession.close();
+      await new Promise((r) => front.close(r));
+      await new Promise((r) => upstreamServer.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('forward against an upstream answering what node:http2 refuses to send', () => {
