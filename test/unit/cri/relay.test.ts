@@ -25,6 +25,17 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 
 const PATH = '/runtime.v1.RuntimeService/CreateContainer';
 
+/** A CallHost forwarding to `upstreamSession`, recording nothing. */
+function hostFor(upstreamSession: ClientHttp2Session): CallHost {
+  return {
+    upstream: { get: () => upstreamSession } as unknown as Upstream,
+    logger: silentLogger,
+    bodies: new BodyBudget(MAX_BUFFERED_REQUEST_BYTES),
+    report: () => undefined,
+    endCall: () => undefined,
+  };
+}
+
 function listen(server: Http2Server, path: string): Promise<void> {
   return new Promise((resolve) => server.listen(path, resolve));
 }
@@ -56,13 +67,7 @@ describe('forward with completeAfterResponse', () => {
     });
     await listen(upstreamServer, join(dir, 'up.sock'));
     upstreamSession = connect('http://localhost', { path: join(dir, 'up.sock') } as never);
-    const host: CallHost = {
-      upstream: { get: () => upstreamSession } as unknown as Upstream,
-      logger: silentLogger,
-      bodies: new BodyBudget(MAX_BUFFERED_REQUEST_BYTES),
-      report: () => undefined,
-      endCall: () => undefined,
-    };
+    const host = hostFor(upstreamSession);
     front = createServer();
     front.on('stream', (stream: ServerHttp2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders: RawHeaders) => {
       const call: Call = { stream, path: PATH, streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders, release: undefined };
@@ -127,13 +132,7 @@ describe('forward lets go of a finished call', () => {
     });
     await listen(upstreamServer, join(dir, 'up.sock'));
     const upstreamSession = connect('http://localhost', { path: join(dir, 'up.sock') } as never);
-    const host: CallHost = {
-      upstream: { get: () => upstreamSession } as unknown as Upstream,
-      logger: silentLogger,
-      bodies: new BodyBudget(MAX_BUFFERED_REQUEST_BYTES),
-      report: () => undefined,
-      endCall: () => undefined,
-    };
+    const host = hostFor(upstreamSession);
     const closed: { stream: ServerHttp2Stream; up: import('node:http2').ClientHttp2Stream }[] = [];
     const front = createServer();
     front.on('stream', (stream: ServerHttp2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders: RawHeaders) => {
