@@ -19,6 +19,15 @@ const MAX_NOTED_USES = 65_536;
 /** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
 const REMOVING_PREFIX = '.removing-';
 
+/** `moved` renamed back to `blob`; nothing when another process put it back (or removed it) first. */
+async function putBack(moved: string, blob: string): Promise<void> {
+  try {
+    await rename(moved, blob);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
 export class StoreCollector {
   constructor(
     private readonly layout: StoreLayout,
@@ -72,8 +81,9 @@ export class StoreCollector {
    * ingest may link a record naming one meanwhile (it does not write a blob that exists): each
    * blob is moved aside first, the records are listed again, and a blob a record names now is put
    * back. The ingest looks for its blob after linking its record and writes it again when it is
-   * gone (records.ts), so one of the two always sees the other. A crash in between loses the
-   * blob, never the record's claim to it: the next pull finds it missing and fetches it again.
+   * gone (records.ts), so one of the two always sees the other. A crash in between leaves the
+   * blob aside, never the record's claim to it: the next sweep puts it back (or the next pull
+   * finds it missing and fetches it again). A blob another process put back first is left as it is.
    */
   private async removeBlobs(candidates: readonly Digest[]): Promise<void> {
     const aside: { d: Digest; moved: string }[] = [];
@@ -89,7 +99,7 @@ export class StoreCollector {
     if (aside.length === 0) return;
     const named = new Set((await this.list()).map((r) => r.layerDigest));
     for (const { d, moved } of aside) {
-      if (named.has(d)) await rename(moved, this.layout.blobPath(d));
+      if (named.has(d)) await putBack(moved, this.layout.blobPath(d));
       else await rm(moved, { force: true });
     }
   }
@@ -150,9 +160,18 @@ export class StoreCollector {
     for (const r of entries) referenced.add(digestHex(r.layerDigest));
     const blobDir = join(this.layout.root, 'blobs', 'sha256');
     const unreferenced: Digest[] = [];
-    for (const name of await readdir(blobDir)) {
+    const names = await readdir(blobDir);
+    const present = new Set(names);
+    for (const name of names) {
       const blob = SHA_HEX_RE.test(name);
       if (blob ? referenced.has(name) : !name.startsWith(REMOVING_PREFIX)) continue;
+      // Moved aside by a removal that crashed before it put it back, and named by a record: back.
+      const asideOf = blob ? undefined : name.slice(REMOVING_PREFIX.length, REMOVING_PREFIX.length + 64);
+      if (asideOf !== undefined && referenced.has(asideOf) && !present.has(asideOf)) {
+        await putBack(join(blobDir, name), join(blobDir, asideOf));
+        present.add(asideOf);
+        continue;
+      }
       const st = await stat(join(blobDir, name)).catch(() => undefined);
       if (st === undefined) continue;
       // A concurrent ingest writes blobs before its record: leave young blobs alone.

@@ -3,9 +3,9 @@
 // an incomplete in-use set, and the origins record `spoke ps` reads.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { systemClock } from '../../../src/core/runtime.js';
 import { ProfileStore } from '../../../src/store/store.js';
@@ -257,6 +257,31 @@ describe('ProfileStore.collect', () => {
     await run({ minAgeMs: 0 });
     assert.ok(existsSync(blob));
     assert.deepEqual(await store.effectiveDigests(sha), [a.digest]);
+  });
+
+  it('a blob a crashed removal left moved aside is put back when a record names it and it is missing: the record keeps its blob', async () => {
+    // A removal moves a blob aside, lists the records again and puts it back if one names it now
+    // (an ingest of the same layer linked meanwhile): a crash between leaves it aside.
+    const a = ingestInput(BODIES[0]!);
+    await store.ingest(a);
+    await store.markInUse(a.digest, 'container:c1');
+    const blob = store.blobPath(a.layerDigest);
+    const aside = join(dirname(blob), `.removing-${a.layerDigest.slice(7)}-crashed`);
+    renameSync(blob, aside);
+    await run();
+    assert.ok(existsSync(blob), 'put back');
+    assert.ok(!existsSync(aside));
+    assert.equal((await store.readBlob(a.layerDigest, { verify: true })).toString(), BODIES[0]);
+    // One whose blob is there again (written anew by a pull) or that no record names goes as before, once an hour old.
+    const b = ingestInput(BODIES[1]!);
+    await store.ingest(b);
+    const orphan = join(dirname(blob), `.removing-${'e'.repeat(64)}-crashed`);
+    writeFileSync(orphan, 'x');
+    const twin = join(dirname(blob), `.removing-${b.layerDigest.slice(7)}-crashed`);
+    writeFileSync(twin, 'stale');
+    await run();
+    assert.ok(existsSync(orphan) && existsSync(twin), 'younger than an hour: kept');
+    assert.equal((await store.readBlob(b.layerDigest, { verify: true })).toString(), BODIES[1]);
   });
 
   it('an incomplete in-use set removes nothing', async () => {
