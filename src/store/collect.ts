@@ -29,12 +29,21 @@ async function putBack(moved: string, blob: string): Promise<void> {
 }
 
 export class StoreCollector {
+  /**
+   * When this object began noting uses. Cached pulls are noted in memory only and written down by
+   * the next run: a shim that stopped or crashed before one took its uses with it, so any
+   * artifact may have been used just before that, and each counts as used at this moment.
+   */
+  private readonly openedAt: number;
+
   constructor(
     private readonly layout: StoreLayout,
     private readonly records: RecordStore,
     private readonly holders: InUseSet,
     private readonly effective: EffectiveOrigins,
-  ) {}
+  ) {
+    this.openedAt = layout.clock.now();
+  }
 
   /** Every record with its holders, oldest pull first. */
   async list(): Promise<StoreEntry[]> {
@@ -279,7 +288,7 @@ export class StoreCollector {
       if (outcome === 'gone') gone.add(e.digest);
       return outcome !== 'kept';
     };
-    for (const e of entries) if (e.inUse.length === 0 && now - lastUseOf(e) >= opts.minAgeMs) await tryRemove(e);
+    for (const e of entries) if (e.inUse.length === 0 && now - Math.max(lastUseOf(e), this.openedAt) >= opts.minAgeMs) await tryRemove(e);
     entries = entries.filter((e) => !removed.includes(e.digest) && !gone.has(e.digest));
     if (opts.maxStoreBytes !== undefined && blobBytes(entries) > opts.maxStoreBytes) {
       const lru = entries.filter((e) => e.inUse.length === 0).sort((a, b) => lastUseOf(a) - lastUseOf(b) || a.digest.localeCompare(b.digest));

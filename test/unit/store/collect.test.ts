@@ -67,6 +67,21 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await run()).removed, [a!.digest]);
   });
 
+  it('a use a stopped or crashed shim noted but no run wrote down is not lost: a new store object counts its own start as a use, for minAge', async () => {
+    const [a, b] = BODIES.map((b) => ingestInput(b));
+    for (const i of [a!, b!]) await store.ingest(i);
+    now += 2 * HOUR;
+    // A cached pull of a: the kubelet creates next. The shim then stops before any run.
+    store.noteUse(a!.digest);
+    now += 60_000;
+    const restarted = new ProfileStore({ root: join(dir, 'store'), clock, fsync: false });
+    const runRestarted = () => restarted.collect({ minAgeMs: HOUR, effectiveDir: eff, effectiveInUse: new Set() });
+    now += 60_000;
+    assert.deepEqual((await runRestarted()).removed, [], 'either may have been used just before the restart');
+    now += HOUR - 60_000;
+    assert.deepEqual((await runRestarted()).removed.sort(), [a!.digest, b!.digest].sort(), 'unused for minAge since the restart');
+  });
+
   it('a use noted while a run is under way keeps the profile from that run, and a use noted after its record went says so', async () => {
     const [a, b] = BODIES.map((b) => ingestInput(b));
     for (const i of [a!, b!]) await store.ingest(i);
