@@ -72,6 +72,21 @@ export function validateRuntimeSteps(p: SeccompProfile): void {
   if (p.defaultErrnoRet !== undefined && !takesErrno(p.defaultAction)) fail('defaultErrnoRet', `errno is only allowed with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not ${p.defaultAction} (runc and crun read it differently)`);
   const entries = p.syscalls ?? [];
   for (let i = 0; i < entries.length; i++) checkSilentSuccess(entries[i]!.errnoRet, entries[i]!.action, `syscalls[${i}].errnoRet`);
+  // The merge reads conditions normalised (a comparison that never matches dropped, `>= 2^32` as
+  // `> 0xffffffff`); libseccomp builds them as written, and for these shapes wrongly: what the
+  // merge made of them would be looser than what the kernel enforced for the input.
+  const defaultVerdict = verdictOf(p.defaultAction, p.defaultErrnoRet);
+  const written = new Map<string, WrittenConditions>();
+  for (let i = 0; i < entries.length; i++) {
+    const s = entries[i]!;
+    if (s.args === undefined || s.args.length === 0 || sameVerdict(verdictOf(s.action, s.errnoRet), defaultVerdict)) continue;
+    for (const name of s.names) {
+      let w = written.get(name);
+      if (w === undefined) written.set(name, (w = new Map()));
+      noteWritten(w, s.args, i);
+    }
+  }
+  for (const [name, w] of written) checkWritten(name, w);
   checkCapabilityDrop(p);
 }
 
@@ -111,28 +126,37 @@ interface SyscallTally {
    */
   verdict: Verdict | null | false;
   unconditional: boolean;
-  /** Per argument index, the conditions written on it by entries libseccomp loads (noteWritten), and where the last is. */
-  written: Map<number, { conditions: ArgConditions; entry: number; arg: number }> | undefined;
+  written: WrittenConditions | undefined;
 }
+
+/** Per argument index, the conditions written on it by entries libseccomp loads (noteWritten), and where the last is. */
+type WrittenConditions = Map<number, { conditions: ArgConditions; entry: number; arg: number }>;
 
 /**
  * Notes what entry `i` writes on each argument of a syscall. libseccomp 2.5 builds wrong BPF for
  * two or more conditions on one argument with a range comparison and a value above 32 bits among
  * them, as written: a boundary spelled `>= 2^32`, a condition that never or always matches, all
  * reach it unnormalised (checked under runc). Such a syscall is refused in artifacts and
- * baselines, so that whatever spoke accepts is enforced as spoke reads it (decision.ts
- * misbuiltOrSet judges the normalised forms a merge writes).
+ * baselines and in the runtime-level profiles a merge takes (validateRuntimeSteps), so that
+ * whatever spoke accepts is enforced as spoke reads it (decision.ts misbuiltOrSet judges the
+ * normalised forms a merge writes).
  */
-function noteWritten(tally: SyscallTally, args: readonly SeccompArg[], i: number): void {
-  tally.written ??= new Map();
+function noteWritten(written: WrittenConditions, args: readonly SeccompArg[], i: number): void {
   for (let k = 0; k < args.length; k++) {
     const a = args[k]!;
-    let w = tally.written.get(a.index);
-    if (w === undefined) tally.written.set(a.index, (w = { conditions: new ArgConditions(), entry: 0, arg: 0 }));
+    let w = written.get(a.index);
+    if (w === undefined) written.set(a.index, (w = { conditions: new ArgConditions(), entry: 0, arg: 0 }));
     w.conditions.add(a.op, a.value, a.valueTwo);
     // Where, as numbers: the path is written only for a failure.
     w.entry = i;
     w.arg = k;
+  }
+}
+
+/** Refuses what noteWritten found libseccomp would build wrong for `name`. */
+function checkWritten(name: string, written: WrittenConditions): void {
+  for (const [index, w] of written) {
+    if (w.conditions.misbuilt()) fail(`syscalls[${w.entry}].args[${w.arg}]`, `rules for ${name} compare argument ${index} ${w.conditions.size} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
   }
 }
 
@@ -256,7 +280,7 @@ function check(p: SeccompProfile, level: Level): void {
       if (tally.rulesCount > MAX_CLAUSES_PER_SYSCALL) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES_PER_SYSCALL} rules for ${name}`, { limit: MAX_CLAUSES_PER_SYSCALL }, 'LIMIT_EXCEEDED');
       if (totalClauses > MAX_CLAUSES) fail(`syscalls[${i}].names[${j}]`, `more than ${MAX_CLAUSES} rules in total`, { limit: MAX_CLAUSES }, 'LIMIT_EXCEEDED');
       // runc skips an entry whose verdict is the default: libseccomp never sees it.
-      if (artifact && args.length > 0 && orSetVerdict !== null) noteWritten(tally, args, i);
+      if (artifact && args.length > 0 && orSetVerdict !== null) noteWritten((tally.written ??= new Map()), args, i);
       if (orSetVerdict !== null) {
         tally.verdict = tally.verdict === null || (tally.verdict !== false && sameVerdict(tally.verdict, verdict)) ? verdict : false;
         if (args.length === 0) tally.unconditional = true;
@@ -266,11 +290,7 @@ function check(p: SeccompProfile, level: Level): void {
     }
   }
   if (!artifact) return;
-  for (const [name, tally] of tallies) {
-    for (const [index, w] of tally.written ?? []) {
-      if (w.conditions.misbuilt()) fail(`syscalls[${w.entry}].args[${w.arg}]`, `rules for ${name} compare argument ${index} ${w.conditions.size} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
-    }
-  }
+  for (const [name, tally] of tallies) if (tally.written !== undefined) checkWritten(name, tally.written);
   const clauses = clausesOf(entries, tallies);
   for (const [name, tally] of tallies) {
     const list = clauses.get(tally);

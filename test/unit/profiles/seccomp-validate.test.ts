@@ -150,6 +150,25 @@ test('a profile checked only at the runtime level may not give defaultErrnoRet w
   validateRuntimeSteps(profile([], { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1 }));
 });
 
+test('a profile checked only at the runtime level and merged all the same (a notify-listener baseline, the runtime default as a base) may not compare one argument twice with a range and a value wider than 32 bits: libseccomp builds those filters as written, not as the merge reads them', () => {
+  const lseek = (args: SeccompArg[]) => ({ names: ['lseek'], action: 'SCMP_ACT_KILL_PROCESS' as const, args });
+  const gt = (value: bigint) => ({ index: 1, value, op: 'SCMP_CMP_GT' as const });
+  const lt = (value: bigint) => ({ index: 1, value, op: 'SCMP_CMP_LT' as const });
+  const ge = (value: bigint) => ({ index: 1, value, op: 'SCMP_CMP_GE' as const });
+  const allowAll = { defaultAction: 'SCMP_ACT_ALLOW' as const };
+  // Read as the merge reads them, `arg1 < 0` never matches and `>= 2^32` is `> 0xffffffff`;
+  // runc under libseccomp 2.5.4 killed lseek(fd, 4, …) for the first and every lseek for the second.
+  for (const args of [[gt(4294967302n), lt(0n)], [lt(5n), ge(4294967296n)]]) {
+    failsAt(validateRuntimeSteps, profile([lseek(args)], allowAll), 'syscalls[0].args[1]');
+    failsAt(validateBaseline, profile([lseek(args)], { ...allowAll, listenerPath: '/run/l.sock' }), 'syscalls[0].args[1]');
+    // In two entries as in one.
+    failsAt(validateRuntimeSteps, profile([lseek([args[0]!]), lseek([args[1]!])], allowAll), 'syscalls[1].args[0]');
+  }
+  // An entry runc skips (the default's verdict) writes nothing; one wide value alone is built right.
+  validateRuntimeSteps(profile([lseek([gt(4294967302n)]), { names: ['lseek'], action: 'SCMP_ACT_ALLOW', args: [lt(0n)] }], allowAll));
+  validateRuntimeSteps(profile([lseek([gt(4294967302n)])], allowAll));
+});
+
 test('the runtime-step rules read a profile checked only at the runtime level as the merge does: shapes with no defined meaning by their strictest verdict', () => {
   // Neither rule alone answers PR_CAPBSET_DROP with EINVAL; read as their strictest verdict, together they do.
   const conflicting = profile([{ names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 22, args: [eq(0, 1n)] }, { names: ['prctl'], action: 'SCMP_ACT_ERRNO', errnoRet: 38, args: [eq(1, 5n)] }], { defaultAction: 'SCMP_ACT_ALLOW' });
