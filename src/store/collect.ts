@@ -32,9 +32,11 @@ export class StoreCollector {
   /**
    * When this object began noting uses. Cached pulls are noted in memory only and written down by
    * the next run: a shim that stopped or crashed before one took its uses with it, so any
-   * artifact may have been used just before that, and each counts as used at this moment.
+   * artifact may have been used just before that, and each counts as used at this moment. A
+   * moment stamped while the clock ran ahead counts as the first run that sees it so (as
+   * lastUseAt reads any stamp in the future).
    */
-  private readonly openedAt: number;
+  private openedAt: number;
 
   constructor(
     private readonly layout: StoreLayout,
@@ -233,6 +235,7 @@ export class StoreCollector {
       const entries = await this.list();
       return { complete: false, removed: [], effectiveRemoved: [], invalidRemoved: 0, artifacts: entries.length, bytes: blobBytes(entries) };
     }
+    if (this.openedAt > now) this.openedAt = now;
     const last = await readLastUse(this.layout.root);
     // The run takes the uses noted so far: those noted from here on keep their artifacts from this
     // run (removeListed) and wait for the next. A run that fails gives back what it took, which

@@ -82,6 +82,21 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await runRestarted()).removed.sort(), [a!.digest, b!.digest].sort(), 'unused for minAge since the restart');
   });
 
+  it('a store object opened while the clock ran ahead ages from the first run after it was set right, not from when it catches up', async () => {
+    const a = ingestInput(BODIES[0]!);
+    await store.ingest(a);
+    now += 24 * HOUR;
+    const ahead = now + 24 * HOUR;
+    const realNow = now;
+    now = ahead;
+    const restarted = new ProfileStore({ root: join(dir, 'store'), clock, fsync: false });
+    now = realNow + 3 * HOUR;
+    const collect = () => restarted.collect({ minAgeMs: HOUR, effectiveDir: eff, effectiveInUse: new Set() });
+    assert.deepEqual((await collect()).removed, [], 'the first run after the clock was set right counts as the restart');
+    now += HOUR;
+    assert.deepEqual((await collect()).removed, [a.digest]);
+  });
+
   it('a use noted while a run is under way keeps the profile from that run, and a use noted after its record went says so', async () => {
     const [a, b] = BODIES.map((b) => ingestInput(b));
     for (const i of [a!, b!]) await store.ingest(i);
