@@ -1,9 +1,9 @@
-// The files the shim trusts decide what every container on the node may do: the node policy and
-// the keys and roots it names, the seccomp baseline, the recording key. The shim reads one only
+// The files the shim trusts decide what every container on the node may do, or where its
+// credentials go (the list: docs/configuration.md#files-the-shim-trusts). The shim reads one only
 // if no user but root (or its own) could have put it there: a world-writable file, or a
 // world-writable directory without the sticky bit on its real path, is refused; one writable by
 // a group, owned by another user, or (a secret) readable by others is read with a warning, as
-// ssh's StrictModes judges a key (docs/configuration.md#files-the-shim-trusts). What is judged is
+// ssh's StrictModes judges a key. What is judged is
 // what is read: one descriptor, its real path taken from /proc, so no file can be put in its
 // place between the two.
 

@@ -1,10 +1,10 @@
 // metav1.LabelSelector: validation (the API machinery's rules, reported as messages) and
 // matching. matchLabels and matchExpressions are ANDed; an empty selector matches every pod.
 
+import { isDnsSubdomain } from '../core/namespace.js';
 import type { LabelSelector } from './types.js';
 
 const NAME_RE = /^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const PREFIX_RE = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
 const VALUE_RE = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 
 function keyProblem(key: string): string | undefined {
@@ -12,7 +12,7 @@ function keyProblem(key: string): string | undefined {
   const name = slash < 0 ? key : key.slice(slash + 1);
   if (slash >= 0) {
     const prefix = key.slice(0, slash);
-    if (prefix.length > 253 || !PREFIX_RE.test(prefix)) return `label key ${JSON.stringify(key)}: prefix must be a DNS subdomain`;
+    if (!isDnsSubdomain(prefix)) return `label key ${JSON.stringify(key)}: prefix must be a DNS subdomain`;
   }
   if (!NAME_RE.test(name)) return `label key ${JSON.stringify(key)}: name must be 63 characters or less, alphanumeric with -_. inside`;
   return undefined;

@@ -7,7 +7,7 @@ import type { PodStatusInformer } from '../../controller/kube.js';
 import { LeaseElector } from '../../controller/lease.js';
 import type { ProfileBinding } from '../../controller/types.js';
 import { WebhookServer } from '../../controller/webhook.js';
-import { isNamespaceName } from '../../core/namespace.js';
+import { isDnsSubdomain, isNamespaceName } from '../../core/namespace.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
 import { RECORDING_CONTROLLER_HELP, recordingControllerFlags, recordingProofFlags, startRecordingControllerFromFlags } from '../recording-controller.js';
@@ -110,13 +110,10 @@ export function parseListen(text: string): { host: string | undefined; port: num
   return { host, port };
 }
 
-/** A ServiceAccount's name (an RFC 1123 subdomain, as the API server admits them). */
-const SUBDOMAIN_RE = /^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
-
 /** The username of ServiceAccount `NAMESPACE:NAME` (--recorder-service-account). */
 export function parseServiceAccount(text: string): string {
   const [namespace = '', name = '', ...rest] = text.split(':');
-  if (rest.length > 0 || !isNamespaceName(namespace) || name.length > 253 || !SUBDOMAIN_RE.test(name)) {
+  if (rest.length > 0 || !isNamespaceName(namespace) || !isDnsSubdomain(name)) {
     throw new UsageError(`--recorder-service-account must be NAMESPACE:NAME of a ServiceAccount, got ${JSON.stringify(text.slice(0, 320))}`);
   }
   return serviceAccountUser(`${namespace}:${name}`);
