@@ -12,13 +12,12 @@ import { parseListen, run as runController } from '../../../src/cli/commands/con
 import { parseShimOptions } from '../../../src/cli/commands/shim-options.js';
 import { readNamedFile } from '../../../src/cli/read-file.js';
 import { parseNodeConfig } from '../../../src/config/node-config.js';
-import { docs, ROOT, shimConfigs } from './manifests.js';
+import { controllerDeployment, ROOT, shimConfigs } from './manifests.js';
 import { parseUnitFile, splitWords } from './systemd.js';
 
 function controllerArgs(): string[] {
-  const deployment = docs('deploy/controller/deployment.yaml').find((d) => d.kind === 'Deployment' && d.metadata?.name === 'spoke-controller');
-  const container = deployment?.spec?.template?.spec?.containers?.find((c) => c.name === 'controller');
-  assert.ok(container?.args, 'no controller container with args in deploy/controller/deployment.yaml');
+  const { container } = controllerDeployment();
+  assert.ok(container.args, 'no args on the controller container in deploy/controller/deployment.yaml');
   assert.equal(container.command, undefined, 'the image runs spoke; the args name its command');
   assert.equal(container.args[0], 'controller');
   return container.args.slice(1);

@@ -1,4 +1,5 @@
 // Reading the shipped files under deploy/ for the tests beside this file.
+import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,21 +7,32 @@ import { parseAllDocuments } from 'yaml';
 
 export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 
+export interface ContainerPort {
+  name?: string;
+  containerPort?: number;
+  protocol?: string;
+}
 export interface Container {
   name?: string;
   image?: string;
   command?: string[];
   args?: string[];
+  ports?: ContainerPort[];
 }
 interface PodSpec {
   containers?: Container[];
   initContainers?: Container[];
 }
+interface Metadata {
+  name?: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+}
 export interface Doc {
   kind?: string;
-  metadata?: { name?: string };
+  metadata?: Metadata;
   data?: Record<string, string>;
-  spec?: { template?: { spec?: PodSpec } } & PodSpec;
+  spec?: { template?: { metadata?: Metadata; spec?: PodSpec } } & PodSpec;
   images?: { name?: string; newName?: string; newTag?: string; digest?: string }[];
 }
 
@@ -33,6 +45,14 @@ export function yamlFiles(dir: string): string[] {
 
 export function docs(file: string): Doc[] {
   return parseAllDocuments(readFileSync(join(ROOT, file), 'utf8')).map((d) => d.toJS() as Doc);
+}
+
+/** The controller's Deployment (deploy/controller/deployment.yaml) and its one container, `controller`. */
+export function controllerDeployment(): { deployment: Doc; container: Container } {
+  const deployment = docs('deploy/controller/deployment.yaml').find((d) => d.kind === 'Deployment' && d.metadata?.name === 'spoke-controller');
+  const container = deployment?.spec?.template?.spec?.containers?.find((c) => c.name === 'controller');
+  assert.ok(deployment !== undefined && container !== undefined, 'no Deployment spoke-controller with a container controller in deploy/controller/deployment.yaml');
+  return { deployment, container };
 }
 
 /** Every shim node config shipped in deploy/: config.yaml files and ConfigMaps' config.yaml. */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LEASE_NAME } from '../../../src/cli/commands/controller.js';
-import { docs } from './manifests.js';
+import { controllerDeployment, docs, type Doc } from './manifests.js';
 
 interface Rule {
   apiGroups?: string[];
@@ -13,8 +13,7 @@ interface Rule {
   resourceNames?: string[];
   verbs?: string[];
 }
-type RbacDoc = ReturnType<typeof docs>[number] & {
-  metadata?: { name?: string; namespace?: string };
+type RbacDoc = Doc & {
   rules?: Rule[];
   roleRef?: { kind?: string; name?: string };
   subjects?: { kind?: string; name?: string; namespace?: string }[];
@@ -23,8 +22,7 @@ type RbacDoc = ReturnType<typeof docs>[number] & {
 describe('deploy/controller/rbac.yaml', () => {
   it("grants the controller's ServiceAccount create on leases and get and update on its Lease, in spoke-system", () => {
     const all = docs('deploy/controller/rbac.yaml') as RbacDoc[];
-    const deployment = docs('deploy/controller/deployment.yaml').find((d) => d.kind === 'Deployment') as RbacDoc | undefined;
-    const namespace = deployment?.metadata?.namespace ?? 'spoke-system';
+    const namespace = controllerDeployment().deployment.metadata?.namespace ?? 'spoke-system';
     const bound = all.filter((d) => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding') && d.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === 'spoke-controller' && s.namespace === namespace));
     const rules = bound.flatMap((b) => all.filter((r) => r.kind === b.roleRef?.kind && r.metadata?.name === b.roleRef?.name && (r.kind === 'ClusterRole' || r.metadata?.namespace === namespace)).flatMap((r) => r.rules ?? []));
     const allows = (verb: string, name?: string) =>
