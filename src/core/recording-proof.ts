@@ -56,13 +56,19 @@ export interface ProofSeen {
 export type ProofFailure = 'missing' | 'malformed' | 'expired' | 'too-long' | 'mismatch';
 export type ProofCheck = { ok: true; expiresAt: number } | { ok: false; failure: ProofFailure; detail: string };
 
-/** Checks a key's bytes (a file the controller and every node share). Throws SpokeError InvalidArgument. */
+/**
+ * Checks a key's bytes (a file the controller and every node share). Throws SpokeError
+ * InvalidArgument. A reader stops one byte past MAX_RECORDING_KEY_BYTES, so a longer key is
+ * told only as longer.
+ */
 export function parseRecordingKey(bytes: Uint8Array, source: string): Buffer {
   if (bytes.length < MIN_RECORDING_KEY_BYTES || bytes.length > MAX_RECORDING_KEY_BYTES) {
-    throw new SpokeError('InvalidArgument', `recording key ${source}: ${bytes.length} bytes; it must hold ${MIN_RECORDING_KEY_BYTES} to ${MAX_RECORDING_KEY_BYTES} bytes (e.g. head -c 32 /dev/urandom)`, {
+    const long = bytes.length > MAX_RECORDING_KEY_BYTES;
+    const size = long ? `more than ${MAX_RECORDING_KEY_BYTES}` : `${bytes.length}`;
+    throw new SpokeError('InvalidArgument', `recording key ${source}: ${size} bytes; it must hold ${MIN_RECORDING_KEY_BYTES} to ${MAX_RECORDING_KEY_BYTES} bytes (e.g. head -c 32 /dev/urandom)`, {
       file: source,
       expected: `${MIN_RECORDING_KEY_BYTES}..${MAX_RECORDING_KEY_BYTES}`,
-      actual: bytes.length,
+      ...(long ? {} : { actual: bytes.length }),
     }, { reason: 'KEY_INVALID' });
   }
   return Buffer.from(bytes);

@@ -26,13 +26,13 @@
 // The sandbox (pause) is never recorded.
 
 import { join } from 'node:path';
-import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
 import { MAX_RECORDING_KEY_BYTES, parseRecordingKey, RECORDING_PROOF_ANNOTATION, verifyRecordingProof, type ProofCheck } from '../core/recording-proof.js';
 import type { LogLevel } from '../core/runtime.js';
 import { LOGGING_PROFILE_NAME, loggingProfileBytes } from '../profiles/seccomp/recorded.js';
+import { readFileUpTo, type BoundedRead } from '../registry/credentials.js';
 import { removeIfExists, writeFileAtomic } from '../store/fsutil.js';
 import { SANDBOX_ANNOTATIONS, SANDBOX_METADATA } from './messages.js';
 import { getMergedMessage, getString } from './wire.js';
@@ -131,7 +131,7 @@ export async function installLoggingProfile(dir: string, kubeletSeccompRoot: str
  * (readRecordingKey); without, none, and the file is not read. Recording without a key file is
  * refused (unkeyedRecording). `spoke shim` and `spoke status --recording` both check it by this.
  */
-export function shimRecordingKey(recording: boolean, file: string | undefined, read?: (path: string) => Buffer): Buffer | undefined {
+export function shimRecordingKey(recording: boolean, file: string | undefined, read?: BoundedRead): Buffer | undefined {
   if (!recording) return undefined;
   if (file === undefined) throw unkeyedRecording();
   return readRecordingKey(file, read);
@@ -144,16 +144,16 @@ export function unkeyedRecording(): SpokeError {
 
 /**
  * Reads the cluster's recording key file (the shim's recordingKey, the controller's
- * --recording-key); its bytes are the key. Throws SpokeError InvalidArgument when it cannot be
- * read or has the wrong size (never a key of fewer than 32 bytes).
+ * --recording-key); its bytes are the key. One read through one descriptor (`read`, the shim's
+ * trusted read or readFileUpTo) of at most one byte past the longest key, so a file that grows
+ * while it is read, a FIFO or a device is refused by the key's size check (KEY_INVALID), never
+ * read whole. Throws SpokeError: InvalidArgument FILE_UNREADABLE when it cannot be read or
+ * KEY_INVALID, or what `read` refuses it with.
  */
-export function readRecordingKey(path: string, read: (path: string) => Buffer = readFileSync): Buffer {
+export function readRecordingKey(path: string, read: BoundedRead = readFileUpTo): Buffer {
   let bytes: Buffer;
   try {
-    const size = statSync(path).size;
-    if (size > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: ${size} bytes, more than ${MAX_RECORDING_KEY_BYTES}`, { file: path, limit: MAX_RECORDING_KEY_BYTES, actual: size }, { reason: 'KEY_INVALID' });
-    bytes = read(path);
-    if (bytes.length > MAX_RECORDING_KEY_BYTES) throw new SpokeError('InvalidArgument', `recording key ${path}: more than ${MAX_RECORDING_KEY_BYTES} bytes`, { file: path, limit: MAX_RECORDING_KEY_BYTES }, { reason: 'KEY_INVALID' });
+    bytes = read(path, MAX_RECORDING_KEY_BYTES + 1);
   } catch (e) {
     if (e instanceof SpokeError) throw e;
     throw new SpokeError('InvalidArgument', `recording key ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path }, { cause: e, reason: 'FILE_UNREADABLE' });

@@ -6,20 +6,23 @@
 // logging profile.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { throwsWith } from '../../helpers/assert.js';
 import { encode, type Msg } from '../../helpers/cri-client.js';
 import { rewriteCreateContainer, type RewriteDeps, type Resolver } from '../../../src/cri/rewrite.js';
-import { installLoggingProfile, readRecording, RECORDING_ANNOTATION, RECORDING_CONTAINERS_ANNOTATION } from '../../../src/cri/recording.js';
+import { installLoggingProfile, readRecording, readRecordingKey, RECORDING_ANNOTATION, RECORDING_CONTAINERS_ANNOTATION } from '../../../src/cri/recording.js';
 import { CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_CREATE, PROFILE_LOCALHOST, PROFILE_RUNTIME_DEFAULT } from '../../../src/cri/messages.js';
 import { getMergedAt } from '../../../src/cri/wire.js';
 import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
 import type { Digest } from '../../../src/core/digest.js';
-import { RECORDING_PROOF_ANNOTATION, signRecordingProof } from '../../../src/core/recording-proof.js';
+import { SpokeError } from '../../../src/core/errors.js';
+import { MAX_RECORDING_KEY_BYTES, RECORDING_PROOF_ANNOTATION, signRecordingProof } from '../../../src/core/recording-proof.js';
 import { decodeSeccomp } from '../../../src/profiles/seccomp/index.js';
 import { LOGGING_PROFILE, LOGGING_PROFILE_NAME } from '../../../src/profiles/seccomp/recorded.js';
+import { readFileUpTo } from '../../../src/registry/credentials.js';
 
 const LOG_PATH = '/var/lib/kubelet/seccomp/spoke/spoke-record-log.json';
 const D1 = `sha256:${'a'.repeat(64)}`;
@@ -281,5 +284,37 @@ describe('the logging profile file', () => {
     writeFileSync(p, '{}');
     assert.equal(await installLoggingProfile(join(dir, 'recording'), kubelet), p);
     assert.deepEqual(readFileSync(p), bytes, 'a changed file is rewritten');
+  });
+});
+
+describe('readRecordingKey', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-key-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads the key file once, at most one byte past the longest key: a file that grows meanwhile is refused (KEY_INVALID), not read whole', () => {
+    const file = join(dir, 'growing');
+    writeFileSync(file, KEY);
+    const asked: (number | undefined)[] = [];
+    // The file grows between any look at its size and the read, as one being written does.
+    const read = (path: string, maxBytes?: number): Buffer => {
+      asked.push(maxBytes);
+      appendFileSync(path, Buffer.alloc(1024 * 1024));
+      return readFileUpTo(path, maxBytes ?? Number.MAX_SAFE_INTEGER);
+    };
+    throwsWith(() => readRecordingKey(file, read), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+    assert.deepEqual(asked, [MAX_RECORDING_KEY_BYTES + 1]);
+  });
+
+  it('a key of 32 to 4096 bytes is its bytes; a shorter or longer one is KEY_INVALID; a missing file FILE_UNREADABLE; a refusal of the reader its own', () => {
+    const write = (name: string, bytes: Buffer) => {
+      writeFileSync(join(dir, name), bytes);
+      return join(dir, name);
+    };
+    assert.deepEqual(readRecordingKey(write('key', KEY)), KEY);
+    assert.equal(readRecordingKey(write('longest', Buffer.alloc(MAX_RECORDING_KEY_BYTES, 2))).length, MAX_RECORDING_KEY_BYTES);
+    for (const n of [31, MAX_RECORDING_KEY_BYTES + 1]) throwsWith(() => readRecordingKey(write(`key-${n}`, Buffer.alloc(n, 3))), { code: 'InvalidArgument', reason: 'KEY_INVALID' });
+    throwsWith(() => readRecordingKey(join(dir, 'missing')), { code: 'InvalidArgument', reason: 'FILE_UNREADABLE' });
+    const unsafe = new SpokeError('FailedPrecondition', 'writable by every user', {}, { reason: 'FILE_UNSAFE' });
+    throwsWith(() => readRecordingKey(join(dir, 'key'), () => { throw unsafe; }), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
   });
 });
