@@ -12,9 +12,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import Ajv from 'ajv';
+import Ajv, { _ } from 'ajv';
 import Ajv2020 from 'ajv/dist/2020.js';
 import standaloneCode from 'ajv/dist/standalone/index.js';
+import uniqueItemsModule from 'ajv/dist/vocabularies/validation/uniqueItems.js';
 import { parseAllDocuments } from 'yaml';
 
 const { values: args } = parseArgs({ options: { check: { type: 'boolean' }, root: { type: 'string' } } });
@@ -27,6 +28,43 @@ const root = args.root ?? join(dirname(fileURLToPath(import.meta.url)), '..');
 // (ajv calls that option deprecated and says so; nothing else it logs is dropped.)
 const logger = { log: console.log, error: console.error, warn: (m) => String(m).startsWith('DEPRECATED: option unicode') || console.warn(m) };
 const OPTIONS = { allErrors: false, verbose: true, messages: false, unicode: false, strict: true, allowUnionTypes: true, logger, code: { source: true, esm: true } };
+
+/**
+ * `uniqueItems` over strings, numbers, booleans and nulls, checked with a Map of the entries
+ * seen. Ajv's own check of such a list keys a plain object by each entry, where a second
+ * "__proto__" finds the object's prototype, not a number, and passes: ["__proto__", "__proto__"]
+ * was unique to it. A Map keys those by value. Lists whose items may be objects or lists, or
+ * have no type (none in the shipped schemas; the meta-schema has one), keep ajv's pairwise
+ * comparison, whose runtime helper generate() refuses in a module. Errors are ajv's (`i` and
+ * `j` the two places), which src/policy/schema.ts words as "listed twice".
+ */
+const ajvUniqueItems = uniqueItemsModule.default;
+const SCALAR_TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null']);
+function withUniqueItems(ajv) {
+  ajv.removeKeyword('uniqueItems');
+  return ajv.addKeyword({
+    ...ajvUniqueItems,
+    code(cxt) {
+      const { gen, data, schema, parentSchema } = cxt;
+      const types = [parentSchema.items?.type ?? []].flat();
+      if (schema !== true || types.length === 0 || !types.every((t) => SCALAR_TYPES.has(t))) return ajvUniqueItems.code(cxt);
+      const valid = gen.let('valid', true);
+      const seen = gen.const('seen', _`new Map()`);
+      const i = gen.let('i');
+      const j = gen.let('j');
+      cxt.setParams({ i, j });
+      gen.for(_`${i} = 0; ${i} < ${data}.length; ${i}++`, () => {
+        gen.assign(j, _`${seen}.get(${data}[${i}])`);
+        gen.if(_`${j} !== undefined`, () => {
+          cxt.error();
+          gen.assign(valid, false).break();
+        });
+        gen.code(_`${seen}.set(${data}[${i}], ${i})`);
+      });
+      cxt.ok(valid);
+    },
+  });
+}
 
 /** Only what validation needs: descriptions are for people and editors. */
 function strip(node, drop) {
@@ -86,11 +124,11 @@ function generate(ajv, schemas, sources) {
 
 const readJson = (file) => strip(JSON.parse(readFileSync(join(root, file), 'utf8')), (k) => k === 'description' || k === '$comment');
 // The CRD schemas use OpenAPI formats the API server checks; here they only annotate.
-const crdAjv = () => new Ajv({ ...OPTIONS, formats: { int32: true, int64: true, 'date-time': true } });
+const crdAjv = () => withUniqueItems(new Ajv({ ...OPTIONS, formats: { int32: true, int64: true, 'date-time': true } }));
 
 const targets = [
-  ['src/policy/schema-generated.ts', () => generate(new Ajv2020(OPTIONS), { nodePolicy: readJson('policy/node-policy.schema.json') }, ['policy/node-policy.schema.json'])],
-  ['src/config/schema-generated.ts', () => generate(new Ajv2020(OPTIONS), { nodeConfig: readJson('policy/node-config.schema.json') }, ['policy/node-config.schema.json'])],
+  ['src/policy/schema-generated.ts', () => generate(withUniqueItems(new Ajv2020(OPTIONS)), { nodePolicy: readJson('policy/node-policy.schema.json') }, ['policy/node-policy.schema.json'])],
+  ['src/config/schema-generated.ts', () => generate(withUniqueItems(new Ajv2020(OPTIONS)), { nodeConfig: readJson('policy/node-config.schema.json') }, ['policy/node-config.schema.json'])],
   [
     'src/controller/schema-generated.ts',
     () => generate(crdAjv(), crdSchemas(['deploy/crds/profilebinding.yaml', 'deploy/crds/profilerecording.yaml']), ['deploy/crds/profilebinding.yaml', 'deploy/crds/profilerecording.yaml']),

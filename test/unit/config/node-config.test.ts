@@ -141,6 +141,11 @@ describe('loadNodeConfig', () => {
     assertConfigError('- listen\n', 1, '(document)');
   });
 
+  it('a runtime handler listed twice: the second one, "__proto__" too (ajv\'s own check keys a plain object by the entry, and misses it)', () => {
+    assertConfigError('runtimeHandlers:\n  - runc\n  - crun\n  - runc\n', 4, 'runtimeHandlers[2]');
+    assertConfigError('runtimeHandlers:\n  - "__proto__"\n  - "__proto__"\n', 3, 'runtimeHandlers[1]');
+  });
+
   it('a store inside the seccomp root (or the root itself) is refused, from the file or a flag: pods could name its raw blobs as Localhost profiles', () => {
     for (const storeDir of ['/var/lib/kubelet/seccomp', '/var/lib/kubelet/seccomp/spoke-store', '/var/lib/kubelet/seccomp/a/b']) {
       const e = throwsWith(() => loadText(`storeDir: ${storeDir}\n`), { code: 'InvalidArgument', reason: 'CONFIG_INVALID' });

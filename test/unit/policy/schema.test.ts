@@ -90,6 +90,12 @@ describe('schema errors point at the line of the field at fault', () => {
     assert.deepEqual(at(rule(`    namespaces:\n      - a\n      - b\n      - a\n`)), [10, 'rules[0].namespaces[2]']);
   });
 
+  it('an entry listed twice, whatever it says: "__proto__" too (ajv\'s own check keys a plain object by the entry, and misses it)', () => {
+    const signedBy = (list: string) => `${HEADER}signers:\n  k: { publicKey: /k.pub }\nrules:\n  - scope: r.io/x\n    kinds: [seccomp]\n    signedBy: ${list}\n`;
+    assert.deepEqual(at(signedBy('[k, k]')), [8, 'rules[0].signedBy[1]']);
+    assert.deepEqual(at(signedBy('["__proto__", "__proto__"]')), [8, 'rules[0].signedBy[1]']);
+  });
+
   it('aliases are refused before anything expands them (no alias bomb)', () => {
     const letter = (i: number) => String.fromCharCode(97 + i);
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${letter(i + 1)}: &${letter(i + 1)} [${Array(10).fill(`*${letter(i)}`).join(', ')}]`)];
