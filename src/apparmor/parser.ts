@@ -1,6 +1,7 @@
 // The I/O edge of AppArmor (docs/apparmor.md): apparmor_parser to check, load and unload rendered profiles.
 // The parser is always run with an argument array and the policy text on stdin; never a shell,
-// never a temp file. Imports only src/core (and src/profiles for the name check).
+// never a temp file. Imports only src/core (and src/profiles for the name check); identity.ts
+// says which parser it is.
 //
 // Flags (apparmor_parser 3.x):
 //   check   --skip-kernel-load --skip-cache --abort-on-error --warn=rule-not-enforced [--features-file F]
@@ -9,6 +10,7 @@
 //           (needs kernel AppArmor and CAP_MAC_ADMIN)
 //   Both report the rule classes the kernel (or features file) does not enforce, as warnings.
 //   unload  --remove                                         (stdin: an empty profile of that name)
+//   identity --version; check's flags and --stdout on a fixed probe (src/apparmor/identity.ts)
 
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -34,7 +36,10 @@ export interface ParserOptions {
 export interface ParserRun {
   code: number | null;
   signal: NodeJS.Signals | null;
-  stdout: string;
+  /** Its output as written (a compiled profile is binary), the first MAX_OUTPUT_BYTES at most. */
+  stdout: Buffer;
+  /** It wrote more than MAX_OUTPUT_BYTES. */
+  stdoutCut: boolean;
   stderr: string;
 }
 
@@ -55,7 +60,8 @@ export function findApparmorParser(candidates: readonly string[] = PARSER_CANDID
   return candidates.find((p) => existsSync(p));
 }
 
-function parserPath(opts: ParserOptions): string {
+/** The binary `opts` name: its `parser`, else the first of PARSER_CANDIDATES that exists. */
+export function parserPath(opts: ParserOptions): string {
   const p = opts.parser ?? findApparmorParser();
   if (p === undefined) throw new SpokeError('FailedPrecondition', `apparmor_parser not found (looked in ${PARSER_CANDIDATES.join(', ')})`, {}, { reason: 'APPARMOR_UNAVAILABLE' });
   return p;
@@ -113,7 +119,7 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
         reject(new SpokeError('Internal', `${bin} did not finish within ${timeoutMs} ms`, {}, { reason: 'DEADLINE' }));
         return;
       }
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({ code, signal, stdout: Buffer.concat(out).subarray(0, MAX_OUTPUT_BYTES), stdoutCut: outBytes > MAX_OUTPUT_BYTES, stderr: Buffer.concat(err).toString('utf8') });
     });
     // EPIPE if the parser exits before reading everything: the exit status tells the story.
     child.stdin.on('error', () => undefined);
@@ -143,10 +149,18 @@ function warningsOf(run: ParserRun): string[] {
   return [...unique];
 }
 
-function failure(what: string, run: ParserRun): string {
+/** `what`, and how the parser failed, in its own words where it gave any. */
+export function failure(what: string, run: ParserRun): string {
   const detail = diagnostics(run);
   const text = (detail.length > 0 ? detail : lines(run.stderr)).join('; ').slice(0, 500);
   return `${what}: apparmor_parser ${run.signal ? `killed by ${run.signal}` : `exit ${run.code}`}${text ? `: ${text}` : ''}`;
+}
+
+/** The flags of a compile that loads nothing and touches no cache (`-Q -K`), for the features `opts` name. */
+export function checkArgs(opts: ParserOptions): string[] {
+  const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error', WARN_NOT_ENFORCED];
+  if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
+  return args;
 }
 
 /**
@@ -154,9 +168,7 @@ function failure(what: string, run: ParserRun): string {
  * rejects with SecurityProfileInvalid carrying the parser's error when it refuses the text.
  */
 export async function checkWithParser(text: string, opts: ParserOptions = {}): Promise<CheckResult> {
-  const args = ['--skip-kernel-load', '--skip-cache', '--abort-on-error', WARN_NOT_ENFORCED];
-  if (opts.featuresFile !== undefined) args.push('--features-file', opts.featuresFile);
-  const run = await runParser(args, text, opts);
+  const run = await runParser(checkArgs(opts), text, opts);
   // A parser killed by a signal (the OOM killer in the shim's cgroup, say) judged nothing: a
   // transient failure, never a verdict on the text that would be remembered against it. The
   // parser compiles in a forked worker, and when the worker is killed the parent exits non-zero

@@ -95,7 +95,7 @@ export const ERROR_REASONS = [
   'SIGNER_MISMATCH', // signed with a kind of key (public key, certificate) the rule names no signer for
   'TAG_CONTESTED', // a tag kept changing while spoke updated it (another writer), so the update was given up
   'TSA_ERROR', // the timestamp authority answered with an error status
-  'APPARMOR_UNAVAILABLE', // apparmor_parser cannot be found or run, or the kernel has no AppArmor
+  'APPARMOR_UNAVAILABLE', // apparmor_parser cannot be found, run or identified, or the kernel has no AppArmor
   'APPARMOR_FAILED', // apparmor_parser failed to load or remove a profile in the kernel
   'IN_USE', // an artifact a container, sandbox or pin holds (or may hold, while the in-use set is rebuilt) is not removed
   'STATE_CORRUPT', // a file of spoke's own state (a store record, the pins, the in-use set) is malformed

@@ -1,7 +1,8 @@
 // The shim's AppArmor operations (deps.ts AppArmorOps) on the real pieces: the structured profile
 // library (src/profiles/apparmor: decode, intersect, name, render) and the apparmor_parser edge
-// (src/apparmor/parser.ts: check, load, unload). Both are imported on first use, so a shim that
-// never sees an AppArmor profile never loads them.
+// (src/apparmor/parser.ts: check, load, unload; src/apparmor/identity.ts: which parser names
+// cover). They are imported on first use, so a shim that never sees an AppArmor profile never
+// loads them.
 //
 // The node AppArmor baseline is the shipped `policy/apparmor-baseline.json`, found next to the
 // shipped seccomp baseline (`defaultBaselinePath()`); there is no node config key for it yet
@@ -19,6 +20,8 @@ import type { AppArmorOps } from './deps.js';
 
 type Lib = typeof import('../profiles/apparmor/index.js');
 type Parser = typeof import('../apparmor/parser.js');
+type Identity = typeof import('../apparmor/identity.js');
+type ParserIdentity = Awaited<ReturnType<Identity['identifyParser']>>;
 type AppArmorProfile = ReturnType<Lib['decodeAppArmor']>;
 type Prepared = Awaited<ReturnType<AppArmorOps['prepare']>>;
 
@@ -41,12 +44,12 @@ export interface AppArmorOpsOptions {
   monotonicNow?: MonotonicNow;
 }
 
-/** Checked texts are remembered by name (a name is the hash of the effective profile). */
+/** Checked texts are remembered by name (a name is the hash of the effective profile and the parser). */
 const MAX_CHECKED = 1024;
 /**
- * Prepared profiles are remembered by the artifact's hash until the baseline is reloaded, up to
- * this many bytes of text: merging and rendering a large artifact takes ~0.2 s of the shim's
- * only thread, and the kubelet creates its containers again and again.
+ * Prepared profiles are remembered by the parser's identity and the artifact's hash until the
+ * baseline is reloaded, up to this many bytes of text: merging and rendering a large artifact
+ * takes ~0.2 s of the shim's only thread, and the kubelet creates its containers again and again.
  */
 const MAX_PREPARED_TEXT_BYTES = 16 * 1024 * 1024;
 /**
@@ -161,6 +164,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       else waiting.push(take);
     });
   const now = opts.monotonicNow ?? monotonicNow;
+  /** Prepared profiles by `<parser identity>/<artifact sha256>`. */
   let prepared = new Map<string, Prepared>();
   let preparedBytes = 0;
   const forgetPrepared = () => {
@@ -209,6 +213,29 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     checked.add(key);
   };
   const parserOf = () => (parser ??= import('../apparmor/parser.js'));
+  let identityModule: Promise<Identity> | undefined;
+  let identity: Promise<ParserIdentity> | undefined;
+  /**
+   * The parser's identity, which names cover (src/apparmor/identity.ts): read at the first
+   * profile, and again once the binary is another file (a package upgrade while the shim runs),
+   * so that the profiles prepared from then on are named for the parser that compiles them. A
+   * failed read is tried again at the next profile.
+   */
+  const parserIdentity = async (): Promise<ParserIdentity> => {
+    const m = await (identityModule ??= import('../apparmor/identity.js'));
+    const held = identity;
+    const known = await held?.catch(() => undefined);
+    if (known !== undefined && (await m.sameParser(known, opts.parser ?? {}))) return known;
+    if (identity === held) {
+      identity = m.identifyParser(opts.parser ?? {});
+      const before = known && { version: known.version, identity: known.id };
+      identity.then(
+        (now) => opts.logger?.log('info', 'apparmor_parser identified: AppArmor profiles are named for it', { parser: now.parser, version: now.version, identity: now.id, ...(before ? { before } : {}) }),
+        () => undefined, // the profile that asked says why
+      );
+    }
+    return identity!;
+  };
 
   const readBaseline = async (): Promise<AppArmorProfile> => {
     const l = await libOf();
@@ -243,12 +270,13 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         // A reload that ended during this first read is newer: it stays.
         baseline ??= read;
       }
-      const artifactSha = sha256Hex(artifact);
-      const known = prepared.get(artifactSha);
+      const parserId = (await parserIdentity()).id;
+      const preparedKey = `${parserId}/${sha256Hex(artifact)}`;
+      const known = prepared.get(preparedKey);
       if (known !== undefined) return known;
       const against = baseline;
       const merged = l.intersectAppArmor(against, l.decodeAppArmor(artifact));
-      const name = l.appArmorProfileName(merged.bytes);
+      const name = l.appArmorProfileName(merged.bytes, parserId);
       const text = l.renderAppArmor(merged.profile, name);
       const key = `${name}:${sha256Hex(Buffer.from(text, 'utf8'))}`;
       const refusal = rejected.get(key);
@@ -289,7 +317,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       // Not when the baseline was reloaded while the parser ran: the result is the old baseline's.
       if (against === baseline) {
         if (preparedBytes + text.length > MAX_PREPARED_TEXT_BYTES) forgetPrepared();
-        prepared.set(artifactSha, result);
+        prepared.set(preparedKey, result);
         preparedBytes += text.length;
       }
       return result;

@@ -39,8 +39,9 @@ export interface AppArmorOps {
   /** Whether the kernel enforces AppArmor here (profiles can be loaded). */
   enabled(): Promise<boolean>;
   /**
-   * Artifact bytes → node AppArmor baseline ∩ artifact, its generated name (`spoke-<hex>`) and
-   * rendered policy text, checked by `apparmor_parser -Q`. Throws SecurityProfileInvalid when the
+   * Artifact bytes → node AppArmor baseline ∩ artifact, its generated name (`spoke-<hex>`, which
+   * covers the parser: docs/apparmor.md#the-parser-in-the-name) and rendered policy text, checked
+   * by `apparmor_parser -Q`. Throws SecurityProfileInvalid when the
    * artifact cannot be merged or the parser refuses the text. `signal`: the create has gone (its
    * client left, or its deadline passed); Unavailable (CANCELLED) then, and a check nobody else
    * waits for is not run. `source`: who asks (the pod's namespace); checks waiting for the

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { spawnSync } from 'node:child_process';
+import { identifyParser } from '../../src/apparmor/identity.js';
 import { checkWithParser, findApparmorParser, kernelHasAppArmor, loadProfile, unloadProfile } from '../../src/apparmor/parser.js';
 import { SpokeError } from '../../src/core/errors.js';
 import {
@@ -23,6 +25,7 @@ import {
 } from '../../src/profiles/apparmor/index.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { requireTool } from '../helpers/skip.js';
+import { writeFakeParser } from '../helpers/fake-parser.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BASELINE_FILE = join(ROOT, 'policy/apparmor-baseline.json');
@@ -31,6 +34,25 @@ const parser = findApparmorParser();
 const skip = requireTool(parser === undefined ? 'apparmor_parser is not installed' : undefined);
 
 const baseline = () => validateAppArmorArtifactBytes(readFileSync(BASELINE_FILE));
+/** The name the shim loads an effective profile under with this machine's parser. */
+const shimName = async (bytes: Uint8Array) => appArmorProfileName(bytes, (await identifyParser()).id);
+
+/** The packaged features file without its `block` (e.g. network mediation), written to a temporary directory. */
+function featuresWithout(block: string): { file: string; remove: () => void } {
+  const features = readFileSync(FEATURES, 'utf8');
+  const start = features.indexOf(`${block} {`);
+  assert.ok(start >= 0, `the packaged features file has ${block}`);
+  let depth = 0;
+  let end = start;
+  for (; end < features.length; end++) {
+    if (features[end] === '{') depth++;
+    else if (features[end] === '}' && --depth === 0) break;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-features-'));
+  const file = join(dir, 'features');
+  writeFileSync(file, features.slice(0, start) + features.slice(end + 1));
+  return { file, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
 
 const sample: AppArmorProfile = {
   executable: { allowedExecutables: ['/usr/bin/app', '/tmp/dropper', '/usr/local/bin/*'], allowedLibraries: ['/usr/lib/x86_64-linux-gnu/*.so*', '/lib/**'] },
@@ -55,36 +77,25 @@ describe('apparmor_parser accepts every rendered profile', { skip }, () => {
   it('the shipped baseline, rendered on its own', async () => {
     const r = intersectAppArmor(baseline(), baseline());
     assert.deepEqual(r.constrained, []);
-    await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)));
-    await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)), true);
+    await accepted(renderAppArmor(r.profile, await shimName(r.bytes)));
+    await accepted(renderAppArmor(r.profile, await shimName(r.bytes)), true);
   });
 
   it('rule classes the features do not enforce come back as warnings, once each (network without network mediation)', async () => {
     // The features file the parser compiles against here, without its network block.
-    const features = readFileSync('/usr/share/apparmor-features/features', 'utf8');
-    const start = features.indexOf('network_v8 {');
-    assert.ok(start >= 0, 'the packaged features file has network mediation');
-    let depth = 0;
-    let end = start;
-    for (; end < features.length; end++) {
-      if (features[end] === '{') depth++;
-      else if (features[end] === '}' && --depth === 0) break;
-    }
-    const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-features-'));
-    const featuresFile = join(dir, 'features');
-    writeFileSync(featuresFile, features.slice(0, start) + features.slice(end + 1));
+    const { file: featuresFile, remove } = featuresWithout('network_v8');
     const text = renderAppArmor({ network: { allowedProtocols: { allowTcp: true } } }, 'spoke-net');
     const withNetwork = await checkWithParser(text, { featuresFile: '/usr/share/apparmor-features/features' });
     assert.ok(!withNetwork.warnings.some((w) => /network rules not enforced/.test(w)), withNetwork.warnings.join('\n'));
     const without = await checkWithParser(text, { featuresFile });
     assert.equal(without.warnings.filter((w) => /network rules not enforced/.test(w)).length, 1, without.warnings.join('\n'));
-    rmSync(dir, { recursive: true, force: true });
+    remove();
   });
 
   it('a merged profile (baseline ∩ artifact), with and without an explicit features file', async () => {
     const r = intersectAppArmor(baseline(), sample);
     assert.ok(r.constrained.length > 0);
-    const text = renderAppArmor(r.profile, appArmorProfileName(r.bytes));
+    const text = renderAppArmor(r.profile, await shimName(r.bytes));
     await accepted(text);
     const warnings = await accepted(text, true);
     assert.ok(warnings.every((w) => w.startsWith('Warning')));
@@ -126,7 +137,7 @@ describe('apparmor_parser accepts every rendered profile', { skip }, () => {
       const raw = renderAppArmor(p, 'spoke-generated');
       await accepted(raw);
       const r = intersectAppArmor(p, sample);
-      await accepted(renderAppArmor(r.profile, appArmorProfileName(r.bytes)));
+      await accepted(renderAppArmor(r.profile, await shimName(r.bytes)));
     }
   });
 });
@@ -160,6 +171,29 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
   });
 });
 
+// The parser's identity, which the shim's profile names cover (docs/apparmor.md#the-parser-in-the-name).
+describe("apparmor_parser's identity", { skip }, () => {
+  it('its version line as it prints it, the same at every read; what it compiles for is part of it', async () => {
+    const printed = spawnSync(parser!, ['--version'], { encoding: 'utf8' }).stdout.split('\n', 1)[0]!;
+    const a = await identifyParser();
+    assert.equal(`AppArmor parser version ${a.version}`, printed);
+    assert.equal(a.parser, parser);
+    assert.match(a.id, /^[0-9a-f]{64}$/);
+    assert.deepEqual(await identifyParser(), a, 'read again: the same identity');
+    // The same binary compiling for other features (as another features file or parser.conf
+    // pins, or another kernel offers) compiles the same text to another policy.
+    const { file, remove } = featuresWithout('network_v8');
+    try {
+      const withNetwork = await identifyParser({ featuresFile: FEATURES });
+      const without = await identifyParser({ featuresFile: file });
+      assert.equal(without.version, withNetwork.version);
+      assert.notEqual(without.id, withNetwork.id);
+    } finally {
+      remove();
+    }
+  });
+});
+
 describe('loading into the kernel', { skip }, () => {
   const kernel = kernelHasAppArmor();
   const root = process.getuid?.() === 0;
@@ -172,7 +206,7 @@ describe('loading into the kernel', { skip }, () => {
 
   it('with kernel AppArmor and root, a rendered profile loads, replaces and unloads', { skip: kernel && root ? false : 'needs kernel AppArmor and root' }, async () => {
     const r = intersectAppArmor(baseline(), sample);
-    const name = appArmorProfileName(r.bytes);
+    const name = await shimName(r.bytes);
     const text = renderAppArmor(r.profile, name);
     await loadProfile(text);
     await loadProfile(text); // --replace is idempotent
@@ -205,6 +239,19 @@ describe('apparmor_parser failures', () => {
     const securityfs = join(dir, 'securityfs');
     mkdirSync(securityfs, { recursive: true });
     assert.deepEqual((await loadProfile(text, { parser: warning, securityfs })).warnings, ['Warning from profile spoke-fake (stdin): signal rules not enforced']);
+  });
+
+  it('a parser that cannot compile the identity probe, compiles it to more than its output bound, is missing or is no file, is not identified: APPARMOR_UNAVAILABLE', async () => {
+    for (const [what, compiled] of [
+      ['refuses it', "echo 'AppArmor parser error: unknown feature' >&2; exit 1"],
+      ['too much', 'head -c 70000 /dev/zero'],
+    ]) {
+      const probe = join(dir, `apparmor_parser_probe_${what.replace(' ', '_')}`);
+      writeFakeParser(probe, 'exit 0', { compiled });
+      await rejectsWith(identifyParser({ parser: probe }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+    }
+    // Missing, or no regular file (whose bytes could go on for ever).
+    for (const notOne of [join(dir, 'missing'), dir]) await rejectsWith(identifyParser({ parser: notOne }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
   });
 
   it('no kernel AppArmor (securityfs missing): load and unload refuse with APPARMOR_UNAVAILABLE', async () => {
@@ -242,7 +289,7 @@ describe('spoke profile / spoke merge (AppArmor)', { skip }, () => {
     const r = await runCommand('profile', ['render', '--kind', 'apparmor', artifact, '--check']);
     assert.equal(r.code, 0, r.stderr);
     const expected = intersectAppArmor(baseline(), sample);
-    assert.equal(r.stdout, renderAppArmor(expected.profile, appArmorProfileName(expected.bytes)));
+    assert.equal(r.stdout, renderAppArmor(expected.profile, await shimName(expected.bytes)), "under the shim's name, for this machine's parser");
     const named = await runCommand('profile', ['render', '--kind', 'apparmor', artifact, '--name', 'my-profile', '--raw']);
     assert.match(named.stdout, /^profile my-profile flags=/m);
     assert.ok(named.stdout.includes('capability sys_admin,'), '--raw renders the artifact unmerged');
@@ -251,11 +298,11 @@ describe('spoke profile / spoke merge (AppArmor)', { skip }, () => {
   it('merge --explain --json: effective profile, constraints on stderr', async () => {
     const r = await runCommand('merge', [artifact, '--explain', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { effective: unknown; constrained: { message: string }[]; kind: string; profileName: string };
+    const out = JSON.parse(r.stdout) as { effective: unknown; constrained: { message: string }[]; kind: string };
     const expected = intersectAppArmor(baseline(), sample);
     assert.deepEqual(out.effective, expected.profile);
     assert.equal(out.kind, 'apparmor');
-    assert.equal(out.profileName, appArmorProfileName(expected.bytes));
+    assert.ok(!('profileName' in out), "no name: a node's covers its parser (profile render --json says it)");
     assert.ok(out.constrained.some((c) => c.message === 'capability SYS_ADMIN: dropped (by the node baseline)'));
     assert.match(r.stderr, /constrained: capability SYS_ADMIN: dropped \(by the node baseline\)/);
     assert.match(r.stderr, /constrained: allowedExecutables \/tmp\/dropper: artifact x, effective none/);

@@ -3,7 +3,7 @@ import { defaultBaselinePath } from '../../config/node-config.js';
 import { SpokeError } from '../../core/errors.js';
 import { stringifyExact as stringify } from '../../core/json.js';
 import { decodeSeccompWithHint } from '../../profiles/seccomp/convert.js';
-import { decodeAppArmor, formatAppArmorConstraint, intersectAppArmor, validateAppArmorArtifact, validateAppArmorArtifactBytes, appArmorProfileName } from '../../profiles/apparmor/index.js';
+import { decodeAppArmor, formatAppArmorConstraint, intersectAppArmor, validateAppArmorArtifact, validateAppArmorArtifactBytes } from '../../profiles/apparmor/index.js';
 import { decodeSeccomp, formatConstraint, intersect, validate, validateArtifact, validateBaseline } from '../../profiles/seccomp/index.js';
 import { parseCommand } from '../args.js';
 import { UsageError } from '../errors.js';
@@ -29,7 +29,6 @@ interface Outcome {
   bytes: Buffer;
   digest: string;
   constrained: { message: string; detail: unknown }[];
-  extra: Record<string, unknown>;
   inputs: string;
 }
 
@@ -54,8 +53,8 @@ const checked =
     return p;
   };
 
-function outcome<C>(r: { bytes: Buffer; digest: string; constrained: C[] }, format: (c: C) => string, inputs: string, extra: Record<string, unknown> = {}): Outcome {
-  return { bytes: r.bytes, digest: r.digest, constrained: r.constrained.map((c) => ({ message: format(c), detail: c })), extra, inputs };
+function outcome<C>(r: { bytes: Buffer; digest: string; constrained: C[] }, format: (c: C) => string, inputs: string): Outcome {
+  return { bytes: r.bytes, digest: r.digest, constrained: r.constrained.map((c) => ({ message: format(c), detail: c })), inputs };
 }
 
 async function mergeSeccomp(artifactFile: string, artifactBytes: Buffer, baselineFile: string, baseFile: string | undefined): Promise<Outcome> {
@@ -72,7 +71,9 @@ async function mergeAppArmor(artifactFile: string, artifactBytes: Buffer, baseli
   const baseline = await loadInput('baseline', baselineFile, checked(decodeAppArmor, validateAppArmorArtifact));
   const artifact = parseInput('artifact', artifactFile, artifactBytes, validateAppArmorArtifactBytes);
   const r = intersectAppArmor(baseline, artifact);
-  return outcome(r, formatAppArmorConstraint, `baseline ${baselineFile}`, { profileName: appArmorProfileName(r.bytes) });
+  // No profile name: the one a node loads it under covers that node's apparmor_parser
+  // (docs/apparmor.md#the-parser-in-the-name); `spoke profile render --json` on the node says it.
+  return outcome(r, formatAppArmorConstraint, `baseline ${baselineFile}`);
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -99,7 +100,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (values.json) {
     // The effective profile is spliced in as its canonical bytes: exact, even for uint64 values.
-    const rest = stringify({ constrained: out.constrained.map((c) => ({ message: c.message, ...(c.detail as object) })), kind, digest: out.digest, ...out.extra });
+    const rest = stringify({ constrained: out.constrained.map((c) => ({ message: c.message, ...(c.detail as object) })), kind, digest: out.digest });
     process.stdout.write(`{\n  "effective": ${out.bytes.toString('utf8')},\n${rest.slice(2)}\n`);
   } else {
     process.stdout.write(out.bytes.toString('utf8') + '\n');

@@ -1,4 +1,5 @@
 import { dirname, join } from 'node:path';
+import { identifyParser } from '../../apparmor/identity.js';
 import { checkWithParser } from '../../apparmor/parser.js';
 import { defaultBaselinePath } from '../../config/node-config.js';
 import type { ProfileKind } from '../../core/constants.js';
@@ -35,7 +36,8 @@ const HELP = `usage: spoke profile validate FILE [--kind seccomp|apparmor] [--ar
             rules (limits, absolute paths, no variables, no rule syntax in paths, known
             capabilities). Exit 0 when valid, 1 with the JSON path at fault otherwise.
   render    print the AppArmor policy text spoke would load for FILE: FILE intersected with
-            the AppArmor baseline, under the generated name spoke-<sha256 of the merged profile>.
+            the AppArmor baseline, under the name this node's shim would load it under:
+            spoke-<sha256 of the merged profile and of this node's apparmor_parser>.
   convert   turn a Docker / containers-common seccomp profile (archMap, includes/excludes) or a
             Security Profiles Operator SeccompProfile (JSON or YAML) into the runtime-spec
             profile an artifact carries, for one architecture and capability set; it passes
@@ -47,7 +49,7 @@ options:
                     structured AppArmor sections and no defaultAction, else seccomp)
   --artifact        seccomp: validate as a pulled artifact would be
   --strict          seccomp: artifact rules plus the strict checks
-  --name NAME       render: the profile name (default spoke-<sha256 hex of the effective profile>)
+  --name NAME       render: the profile name (default the shim's, which needs apparmor_parser)
   --baseline FILE   render: AppArmor baseline (default policy/apparmor-baseline.json)
   --from F          convert: docker (also containers-common) or spo (default: detected)
   --arch ARCH       convert: Go architecture name, amd64, arm64, … (default: this node's)
@@ -134,7 +136,8 @@ async function runRender(file: string, values: { kind?: string; name?: string; b
     effective = merged.profile;
     bytes = merged.bytes;
   }
-  const name = values.name ?? appArmorProfileName(bytes);
+  // The shim's name covers the parser that compiles it (docs/apparmor.md#the-parser-in-the-name).
+  const name = values.name ?? appArmorProfileName(bytes, (await identifyParser()).id);
   const text = renderAppArmor(effective, name);
   let warnings: string[] = [];
   if (values.check) warnings = (await checkWithParser(text)).warnings;

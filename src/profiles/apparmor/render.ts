@@ -29,15 +29,21 @@ import type { AppArmorProfile } from './types.js';
 /** Bumped whenever the text for the same input changes (2: the powercap denial; 3: containerd's /proc and /sys denials). */
 export const RENDER_TEMPLATE_VERSION = 3;
 
+/** A parser's identity as names cover it: sha256 hex (src/apparmor/identity.ts). */
+const PARSER_ID_RE = /^[0-9a-f]{64}$/;
+
 /**
  * The AppArmor profile name an effective profile is loaded under: `spoke-` and the full sha256
- * hex of the render template's version and the profile's canonical bytes
- * (`intersectAppArmor(...).bytes`), which together decide the loaded text. The whole hash, and
- * both: two texts under one name would let one replace the other (`--replace`) for containers
- * already running under it, after a spoke upgrade that changed the template too.
+ * hex of the render template's version, the identity of the parser that compiles it (`parser`,
+ * src/apparmor/identity.ts) and the profile's canonical bytes (`intersectAppArmor(...).bytes`),
+ * which together decide the compiled policy. The whole hash, and all three: a profile loaded
+ * again under its name replaces it (`--replace`) for the containers already running under it, so
+ * one name must only ever be one compiled policy, across spoke and apparmor_parser upgrades too
+ * (docs/apparmor.md#the-parser-in-the-name).
  */
-export function appArmorProfileName(canonicalBytes: Uint8Array, templateVersion: number = RENDER_TEMPLATE_VERSION): string {
-  return `spoke-${sha256Hex(Buffer.concat([Buffer.from(`spoke apparmor template v${templateVersion}\n`), canonicalBytes]))}`;
+export function appArmorProfileName(canonicalBytes: Uint8Array, parser: string, templateVersion: number = RENDER_TEMPLATE_VERSION): string {
+  if (!PARSER_ID_RE.test(parser)) throw new SpokeError('Internal', `an AppArmor parser identity must be 64 hex digits, got ${JSON.stringify(parser.slice(0, 80))}`, {}, { reason: 'INVARIANT' });
+  return `spoke-${sha256Hex(Buffer.concat([Buffer.from(`spoke apparmor template v${templateVersion}\nparser ${parser}\n`), canonicalBytes]))}`;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;

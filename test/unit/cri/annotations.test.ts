@@ -20,7 +20,8 @@ import { fields, getMergedAt } from '../../../src/cri/wire.js';
 import { InUseTracker } from '../../../src/cri/inuse.js';
 import { CreateClaims } from '../../../src/cri/inuse-claims.js';
 import { SpokeError } from '../../../src/core/errors.js';
-import type { Digest } from '../../../src/core/digest.js';
+import { sha256Hex, type Digest } from '../../../src/core/digest.js';
+import { appArmorProfileName, intersectAppArmor, RENDER_TEMPLATE_VERSION } from '../../../src/profiles/apparmor/index.js';
 import { spokeError, type Expected } from '../../helpers/assert.js';
 import type { ProfileKind } from '../../../src/core/constants.js';
 import { ProfileStore } from '../../../src/store/store.js';
@@ -583,6 +584,30 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     assert.equal(line?.level, 'warn');
     assert.deepEqual(line?.fields.notEnforced, notEnforced);
     assert.deepEqual(await t.store.inUseHolders(D1 as Digest), [`apparmor:${aaName('6')}@container:c6`]);
+  });
+
+  it("profiles a shim before this one loaded (named for another parser, or before names covered one) go once unused, never while a container runs under them", async () => {
+    const t = setup();
+    const bytes = intersectAppArmor({ capability: { allowedCapabilities: ['CHOWN'] } }, { capability: { allowedCapabilities: ['CHOWN'] } }).bytes;
+    // The names an earlier spoke gave one profile: of the template and bytes only, and for another parser.
+    const unnamed = `spoke-${sha256Hex(Buffer.concat([Buffer.from(`spoke apparmor template v${RENDER_TEMPLATE_VERSION}\n`), bytes]))}`;
+    const otherParser = appArmorProfileName(bytes, 'e'.repeat(64));
+    await t.store.markInUse(D1 as Digest, `apparmor:${unnamed}@container:old1`);
+    await t.store.markInUse(D1 as Digest, `apparmor:${otherParser}@container:old2`);
+    t.live.containers = ['old1', 'old2'];
+    // This shim names the profile for its own parser and loads it beside them.
+    const mine = appArmorProfileName(bytes, 'f'.repeat(64));
+    await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(mine, D1 as Digest, t.load)], 'container:new');
+    t.live.containers.push('new');
+    assert.equal(t.loads(), 1);
+    await t.tracker.rebuild();
+    assert.deepEqual(t.unloaded, [], 'each runs a container');
+    t.live.containers = ['old1', 'new'];
+    await t.tracker.rebuild();
+    assert.deepEqual(t.unloaded, [otherParser]);
+    await t.tracker.released('container:old1');
+    assert.deepEqual(t.unloaded, [otherParser, unnamed]);
+    assert.deepEqual(await t.store.inUseHolders(D1 as Digest), [`apparmor:${mine}@container:new`]);
   });
 
   it('unloads only profiles of the name spoke renders, whatever a holder in the in-use file names', async () => {

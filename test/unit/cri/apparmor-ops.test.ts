@@ -10,6 +10,7 @@ import fsp from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { createAppArmorOps } from '../../../src/cri/apparmor.js';
 import { waitFor } from '../../helpers/wait.js';
+import { writeFakeParser } from '../../helpers/fake-parser.js';
 import { rejectsWith } from '../../helpers/assert.js';
 import { SpokeError } from '../../../src/core/errors.js';
 
@@ -22,7 +23,7 @@ describe('createAppArmorOps', () => {
   it('a text the parser rejected is refused again without running the parser again: its compile is deterministic, and some take seconds', async () => {
     const runs = join(dir, 'runs');
     const parser = join(dir, 'apparmor_parser');
-    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\necho 'AppArmor parser error: Too many states' >&2\nexit 1\n`, { mode: 0o755 });
+    writeFakeParser(parser, `echo run >> '${runs}'\necho 'AppArmor parser error: Too many states' >&2\nexit 1\n`);
     const ops = createAppArmorOps({ parser: { parser } });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/hostname'] } }));
     for (let i = 0; i < 3; i++) await rejectsWith(ops.prepare(artifact), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
@@ -33,7 +34,7 @@ describe('createAppArmorOps', () => {
     const runs = join(dir, 'runs-killed');
     const parser = join(dir, 'apparmor_parser-killed');
     // Killed on its first run, compiles on the next.
-    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`, { mode: 0o755 });
+    writeFakeParser(parser, `echo run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`);
     let now = 0;
     const ops = createAppArmorOps({ parser: { parser }, monotonicNow: () => now });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/passwd'] } }));
@@ -51,7 +52,7 @@ describe('createAppArmorOps', () => {
     const runs = join(dir, 'runs-stepped');
     const parser = join(dir, 'apparmor_parser-stepped');
     // Killed on its first run, compiles on the next.
-    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`, { mode: 0o755 });
+    writeFakeParser(parser, `echo run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\nkill -KILL $$\n`);
     const wall = Date.parse('2025-06-02T00:00:00Z');
     t.mock.timers.enable({ apis: ['Date'], now: wall });
     let now = 0;
@@ -75,11 +76,7 @@ describe('createAppArmorOps', () => {
     const parser = join(dir, 'apparmor_parser-worker');
     // apparmor_parser 3.0 compiles in a forked worker; when the OOM killer takes the worker, the
     // parent exits 10 having printed only its start-up notice (seen with the real parser here).
-    writeFileSync(
-      parser,
-      `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\necho 'Cache read/write disabled: interface file missing. (Kernel needs AppArmor 2.4 compatibility patch.)' >&2\n{ sh -c 'kill -KILL $$'; } 2>/dev/null\nexit 10\n`,
-      { mode: 0o755 },
-    );
+    writeFakeParser(parser, `echo run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\necho 'Cache read/write disabled: interface file missing. (Kernel needs AppArmor 2.4 compatibility patch.)' >&2\n{ sh -c 'kill -KILL $$'; } 2>/dev/null\nexit 10\n`);
     let now = 0;
     const ops = createAppArmorOps({ parser: { parser }, monotonicNow: () => now });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/group'] } }));
@@ -98,7 +95,7 @@ describe('createAppArmorOps', () => {
       const runs = join(dir, `runs-tenant-${reason}`);
       const parser = join(dir, `apparmor_parser-tenant-${reason}`);
       // Fails on its first run, compiles on the next.
-      writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\n${fails}\n`, { mode: 0o755 });
+      writeFakeParser(parser, `echo run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\n${fails}\n`);
       let now = 0;
       const ops = createAppArmorOps({ parser: { parser, timeoutMs: 500 }, monotonicNow: () => now });
       const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/tenant-${reason}`] } }));
@@ -118,19 +115,19 @@ describe('createAppArmorOps', () => {
     });
   }
 
-  it("a stored artifact the artifact rules refuse (judged by an older spoke) is refused before any merge or parser run", async () => {
+  it("a stored artifact the artifact rules refuse (judged by an older spoke) is refused before any merge or check of its text", async () => {
     const runs = join(dir, 'runs-stale');
     const parser = join(dir, 'apparmor_parser-stale');
-    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\nexit 0\n`, { mode: 0o755 });
+    writeFakeParser(parser, `echo run >> '${runs}'\nexit 0\n`);
     const ops = createAppArmorOps({ parser: { parser } });
     const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/motd', '/etc/motd'] } }));
     await rejectsWith(ops.prepare(artifact), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
-    assert.throws(() => readFileSync(runs), /ENOENT/, 'the parser never ran');
+    assert.throws(() => readFileSync(runs), /ENOENT/, 'the parser checked nothing');
   });
 
   it('a profile prepared once is reused until the baseline is reloaded: its merge and render cost ~0.2 s of the shim thread for a large artifact', async () => {
     const parser = join(dir, 'accepting_parser');
-    writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    writeFakeParser(parser, 'exit 0\n');
     const baselinePath = join(dir, 'baseline.json');
     writeFileSync(baselinePath, JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/**'] } }));
     const ops = createAppArmorOps({ parser: { parser }, baselinePath });
@@ -146,7 +143,7 @@ describe('createAppArmorOps', () => {
 
   it('the baseline is read through the reader given (the shim\'s trusted-file check): a refusal there refuses the profile, with its reason, and a reload keeps the last good baseline', async () => {
     const parser = join(dir, 'accepting_parser_trust');
-    writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    writeFakeParser(parser, 'exit 0\n');
     const baselinePath = join(dir, 'baseline-trust.json');
     writeFileSync(baselinePath, JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/**'] } }));
     let open = true;
@@ -167,7 +164,7 @@ describe('createAppArmorOps', () => {
 
   it('a reload that ends while the first use still reads the baseline wins: the older read does not replace the reloaded baseline', async () => {
     const parser = join(dir, 'accepting_parser_2');
-    writeFileSync(parser, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    writeFakeParser(parser, 'exit 0\n');
     const baselinePath = join(dir, 'baseline-race.json');
     const wide = JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/**'] } });
     const narrow = JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/hostname'] } });
@@ -213,7 +210,7 @@ describe('createAppArmorOps', () => {
     const runs = join(dir, 'slow-runs');
     const parser = join(dir, 'spinning_parser');
     // Spins like apparmor_parser 3.0 on some nested alternations, until the timeout kills it.
-    writeFileSync(parser, `#!/bin/sh\necho run >> '${runs}'\nexec sleep 30\n`, { mode: 0o755 });
+    writeFakeParser(parser, `echo run >> '${runs}'\nexec sleep 30\n`);
     let now = 0;
     const ops = createAppArmorOps({ parser: { parser, timeoutMs: 200 }, monotonicNow: () => now });
     const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
@@ -233,7 +230,7 @@ describe('createAppArmorOps', () => {
     const runs = join(dir, 'queued-runs');
     const parser = join(dir, 'queue_parser');
     // Takes its time (as a spinning parser would, a while before its timeout), then accepts.
-    writeFileSync(parser, `#!/bin/sh\ncat | grep -o 'spin-[a-z]' | head -1 >> '${runs}'\nsleep 1\n`, { mode: 0o755 });
+    writeFakeParser(parser, `cat | grep -o 'spin-[a-z]' | head -1 >> '${runs}'\nsleep 1\n`);
     const ops = createAppArmorOps({ parser: { parser, timeoutMs: 60_000 } });
     const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
     const gone = new AbortController();
@@ -271,7 +268,7 @@ describe('createAppArmorOps', () => {
     const parser = join(dir, 'fair_parser');
     writeFileSync(runs, '');
     // Notes which text it checks, then takes a while (as a spinning parser would), then accepts.
-    writeFileSync(parser, `#!/bin/sh\ncat | grep -o 'slow-[a-z0-9]*' | head -1 >> '${runs}'\nsleep 0.2\n`, { mode: 0o755 });
+    writeFakeParser(parser, `cat | grep -o 'slow-[a-z0-9]*' | head -1 >> '${runs}'\nsleep 0.2\n`);
     const ops = createAppArmorOps({ parser: { parser, timeoutMs: 60_000 } });
     const artifact = (path: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [path] } }));
     // Namespace "noisy" asks for six distinct texts, then "quiet" for one.
@@ -289,11 +286,7 @@ describe('createAppArmorOps', () => {
     const parser = join(dir, 'wedge_parser');
     writeFileSync(runs, '');
     // Notes which text it checks, then holds its slot until the test releases that text.
-    writeFileSync(
-      parser,
-      `#!/bin/sh\nt=$(cat | grep -o 'wedge-[a-z0-9]*' | head -1)\necho "$t" >> '${runs}'\n[ "$t" = wedge-warm ] && exit 0\nwhile [ ! -e '${dir}'/release-"$t" ]; do sleep 0.02; done\nexit 0\n`,
-      { mode: 0o755 },
-    );
+    writeFakeParser(parser, `t=$(cat | grep -o 'wedge-[a-z0-9]*' | head -1)\necho "$t" >> '${runs}'\n[ "$t" = wedge-warm ] && exit 0\nwhile [ ! -e '${dir}'/release-"$t" ]; do sleep 0.02; done\nexit 0\n`);
     const release = (t: string) => writeFileSync(join(dir, `release-wedge-${t}`), '');
     const logged = (n: number) =>
       new Promise<string[]>((resolve) => {
@@ -335,11 +328,81 @@ describe('createAppArmorOps', () => {
     const counts = join(dir, 'counts');
     const parser = join(dir, 'slow_parser');
     // Counts the parsers running beside it (itself included), then takes a while to accept.
-    writeFileSync(parser, `#!/bin/sh\nmkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`, { mode: 0o755 });
+    writeFakeParser(parser, `mkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`);
     const ops = createAppArmorOps({ parser: { parser } });
     await Promise.all(['a', 'b', 'c', 'd', 'e'].map((x) => ops.prepare(Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/${x}`] } })))));
     const seen = readFileSync(counts, 'utf8').trim().split('\n').map(Number);
     assert.equal(seen.length, 5);
     assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
   });
+});
+
+// One name, one compilation (docs/apparmor.md#the-parser-in-the-name): a profile loaded again
+// under its name is replaced (`--replace`) under the containers running it, so the name covers
+// whatever decides the compiled policy beside the text: the parser and the features it compiles for.
+describe('the AppArmor profile name covers the parser', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spoke-aaname-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/hostname'] } }));
+  /** A stand-in parser that notes each call's arguments in `<path>.calls`. */
+  const parserAt = (name: string, opts: Parameters<typeof writeFakeParser>[2] = {}) => {
+    const parser = join(dir, name);
+    writeFakeParser(parser, `echo "$*" >> '${parser}.calls'\nexit 0`, opts);
+    return parser;
+  };
+
+  it('another apparmor_parser names the same profile differently; the same one, in a shim started again, names it the same', async () => {
+    const old = parserAt('parser-3.0.8');
+    const upgraded = parserAt('parser-3.0.13', { version: 'AppArmor parser version 3.0.13' });
+    const before = await createAppArmorOps({ parser: { parser: old } }).prepare(artifact);
+    const restarted = await createAppArmorOps({ parser: { parser: old } }).prepare(artifact);
+    const after = await createAppArmorOps({ parser: { parser: upgraded } }).prepare(artifact);
+    assert.equal(restarted.name, before.name, 'the same parser: the same name, whose --replace changes nothing');
+    assert.notEqual(after.name, before.name, 'a new parser: a new name, loaded beside the one running containers use');
+    assert.match(after.name, /^spoke-[0-9a-f]{64}$/);
+    assert.equal(after.text, before.text.replaceAll(before.name, after.name), 'only the name differs');
+  });
+
+  it('so does the same parser compiling for other features (another features file, another parser.conf)', async () => {
+    const features = join(dir, 'features');
+    writeFileSync(features, 'network_v8 {yes}\n');
+    const parser = parserAt('parser-features', { compiled: `cat '${features}'` });
+    const before = await createAppArmorOps({ parser: { parser } }).prepare(artifact);
+    writeFileSync(features, 'signal {yes}\n');
+    const after = await createAppArmorOps({ parser: { parser } }).prepare(artifact);
+    assert.notEqual(after.name, before.name);
+  });
+
+  it('a parser upgraded while the shim runs: the next create names its profile for the new one, which is identified once', async () => {
+    const parser = parserAt('parser-live');
+    const ops = createAppArmorOps({ parser: { parser } });
+    const before = await ops.prepare(artifact);
+    assert.equal((await ops.prepare(artifact)).name, before.name);
+    parserAt('parser-live', { version: 'AppArmor parser version 3.0.13' });
+    const after = await ops.prepare(artifact);
+    assert.notEqual(after.name, before.name);
+    assert.equal((await ops.prepare(artifact)).name, after.name);
+    const calls = readFileSync(`${parser}.calls`, 'utf8').trim().split('\n');
+    assert.equal(calls.length, 2, `one check per name: ${calls.join(' | ')}`);
+  });
+
+  it('a parser that could not be identified is tried again at the next create (installed meanwhile)', async () => {
+    const parser = join(dir, 'parser-later');
+    const ops = createAppArmorOps({ parser: { parser } });
+    await rejectsWith(ops.prepare(artifact), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+    parserAt('parser-later');
+    assert.match((await ops.prepare(artifact)).name, /^spoke-[0-9a-f]{64}$/);
+  });
+
+  for (const [what, version] of [
+    ['no version line', 'Usage: apparmor_parser [options]'],
+    ['a version line with more after it', 'AppArmor parser version 3.0.8 (patched)'],
+    ['an overlong version', `AppArmor parser version 3.${'0'.repeat(80)}`],
+  ] as const) {
+    it(`a parser whose version cannot be read (${what}) is refused, APPARMOR_UNAVAILABLE, before it compiles anything`, async () => {
+      const parser = parserAt(`parser-${what.replaceAll(' ', '-')}`, { version });
+      await rejectsWith(createAppArmorOps({ parser: { parser } }).prepare(artifact), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
+      assert.throws(() => readFileSync(`${parser}.calls`), /ENOENT/, 'no check ran');
+    });
+  }
 });

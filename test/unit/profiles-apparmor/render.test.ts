@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { SpokeError } from '../../../src/core/errors.js';
+import { throwsWith } from '../../helpers/assert.js';
 import {
   appArmorProfileName,
   intersectAppArmor,
@@ -15,6 +16,8 @@ import {
 } from '../../../src/profiles/apparmor/index.js';
 
 const NAME = 'spoke-0123456789abcdef';
+/** A parser's identity (src/apparmor/identity.ts): any 64 hex digits here. */
+const PARSER = 'a'.repeat(64);
 const PATH_RULE = /^ {2}"([^"\\\n\r#]*)" (rix|rm|r|wk|rwk),$/;
 
 /** The lines that are not a structured path rule or a structured-section comment. */
@@ -97,17 +100,20 @@ describe('renderAppArmor', () => {
 
   it('renders a merged profile under its generated name', () => {
     const r = intersectAppArmor(profile, profile);
-    const name = appArmorProfileName(r.bytes);
+    const name = appArmorProfileName(r.bytes, PARSER);
     assert.match(renderAppArmor(r.profile, name), new RegExp(`^profile ${name} `, 'm'));
   });
 
-  it('names a profile by its effective bytes and the render template: a template that changes what the same input renders never replaces the text under a loaded name', () => {
+  it('names a profile by its effective bytes, the render template and the parser: a template or parser that changes what the same input loads as never replaces it under a loaded name', () => {
     const r = intersectAppArmor(profile, profile);
-    const name = appArmorProfileName(r.bytes);
+    const name = appArmorProfileName(r.bytes, PARSER);
     assert.match(name, /^spoke-[0-9a-f]{64}$/);
-    assert.equal(appArmorProfileName(r.bytes, RENDER_TEMPLATE_VERSION), name);
-    assert.notEqual(appArmorProfileName(r.bytes, RENDER_TEMPLATE_VERSION + 1), name);
-    assert.notEqual(appArmorProfileName(intersectAppArmor(profile, { filesystem: { readOnlyPaths: ['/x'] } }).bytes), name);
+    assert.equal(appArmorProfileName(r.bytes, PARSER, RENDER_TEMPLATE_VERSION), name);
+    assert.notEqual(appArmorProfileName(r.bytes, PARSER, RENDER_TEMPLATE_VERSION + 1), name);
+    assert.notEqual(appArmorProfileName(r.bytes, 'b'.repeat(64)), name);
+    assert.notEqual(appArmorProfileName(intersectAppArmor(profile, { filesystem: { readOnlyPaths: ['/x'] } }).bytes, PARSER), name);
+    // Only a parser identity: 64 hex digits, so that nothing it holds can shift the bytes hashed after it.
+    for (const bad of ['', 'A'.repeat(64), `${'a'.repeat(64)}\n`, 'a'.repeat(63)]) throwsWith(() => appArmorProfileName(r.bytes, bad), { code: 'Internal', reason: 'INVARIANT' });
   });
 
   it('renders an effective profile larger than one input may be (count limits are for inputs)', () => {
