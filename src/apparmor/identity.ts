@@ -68,8 +68,13 @@ async function readBinary(parser: string): Promise<{ stamp: string; sha256: stri
       at += bytesRead;
     }
     return { stamp: stampOf(stats), sha256: hash.digest('hex') };
+  } catch (e) {
+    // Any failure here says nothing of a profile: the create is refused and tried again, never
+    // failed for good as an invalid profile would be.
+    if (e instanceof SpokeError) throw e;
+    throw unavailable(`cannot read ${parser} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
   } finally {
-    await handle.close();
+    await handle.close().catch(() => undefined); // read whole, or refused above
   }
 }
 

@@ -97,6 +97,7 @@ export const ERROR_REASONS = [
   'TSA_ERROR', // the timestamp authority answered with an error status
   'APPARMOR_UNAVAILABLE', // apparmor_parser cannot be found, run or identified, or the kernel has no AppArmor
   'APPARMOR_FAILED', // apparmor_parser failed to load or remove a profile in the kernel
+  'APPARMOR_PARSER_CHANGED', // apparmor_parser was replaced after a profile was named for the one before (the create is retried)
   'IN_USE', // an artifact a container, sandbox or pin holds (or may hold, while the in-use set is rebuilt) is not removed
   'STATE_CORRUPT', // a file of spoke's own state (a store record, the pins, the in-use set) is malformed
   'ANNOTATION_CONFLICT', // a profile annotation on a pod or container that also sets a profile the annotation cannot replace

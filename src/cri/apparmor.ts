@@ -16,14 +16,13 @@ import { defaultBaselinePath } from '../config/node-config.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import { sha256Hex } from '../core/digest.js';
 import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
-import type { AppArmorOps } from './deps.js';
+import type { AppArmorOps, PreparedAppArmor } from './deps.js';
 
 type Lib = typeof import('../profiles/apparmor/index.js');
 type Parser = typeof import('../apparmor/parser.js');
 type Identity = typeof import('../apparmor/identity.js');
 type ParserIdentity = Awaited<ReturnType<Identity['identifyParser']>>;
 type AppArmorProfile = ReturnType<Lib['decodeAppArmor']>;
-type Prepared = Awaited<ReturnType<AppArmorOps['prepare']>>;
 
 export function defaultAppArmorBaselinePath(): string {
   return join(dirname(defaultBaselinePath()), 'apparmor-baseline.json');
@@ -165,7 +164,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     });
   const now = opts.monotonicNow ?? monotonicNow;
   /** Prepared profiles by `<parser identity>/<artifact sha256>`. */
-  let prepared = new Map<string, Prepared>();
+  let prepared = new Map<string, PreparedAppArmor>();
   let preparedBytes = 0;
   const forgetPrepared = () => {
     prepared = new Map();
@@ -215,26 +214,29 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   const parserOf = () => (parser ??= import('../apparmor/parser.js'));
   let identityModule: Promise<Identity> | undefined;
   let identity: Promise<ParserIdentity> | undefined;
+  let asking: Promise<ParserIdentity> | undefined;
   /**
    * The parser's identity, which names cover (src/apparmor/identity.ts): read at the first
    * profile, and again once the binary is another file (a package upgrade while the shim runs),
    * so that the profiles prepared from then on are named for the parser that compiles them. A
-   * failed read is tried again at the next profile.
+   * failed read is tried again at the next profile. Callers meanwhile share one look (its stat
+   * runs on the thread pool): they go on in the order they asked, as the parser's turns expect.
    */
-  const parserIdentity = async (): Promise<ParserIdentity> => {
+  const parserIdentity = (): Promise<ParserIdentity> =>
+    (asking ??= lookUpIdentity().finally(() => {
+      asking = undefined;
+    }));
+  const lookUpIdentity = async (): Promise<ParserIdentity> => {
     const m = await (identityModule ??= import('../apparmor/identity.js'));
-    const held = identity;
-    const known = await held?.catch(() => undefined);
+    const known = await identity?.catch(() => undefined);
     if (known !== undefined && (await m.sameParser(known, opts.parser ?? {}))) return known;
-    if (identity === held) {
-      identity = m.identifyParser(opts.parser ?? {});
-      const before = known && { version: known.version, identity: known.id };
-      identity.then(
-        (now) => opts.logger?.log('info', 'apparmor_parser identified: AppArmor profiles are named for it', { parser: now.parser, version: now.version, identity: now.id, ...(before ? { before } : {}) }),
-        () => undefined, // the profile that asked says why
-      );
-    }
-    return identity!;
+    identity = m.identifyParser(opts.parser ?? {});
+    const before = known && { version: known.version, identity: known.id };
+    identity.then(
+      (now) => opts.logger?.log('info', 'apparmor_parser identified: AppArmor profiles are named for it', { parser: now.parser, version: now.version, identity: now.id, ...(before ? { before } : {}) }),
+      () => undefined, // the profile that asked says why
+    );
+    return identity;
   };
 
   const readBaseline = async (): Promise<AppArmorProfile> => {
@@ -313,7 +315,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
           }
         }
       }
-      const result: Prepared = { name, text, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
+      const result: PreparedAppArmor = { name, text, parser: parserId, constrained: merged.constrained.map((c) => l.formatAppArmorConstraint(c)) };
       // Not when the baseline was reloaded while the parser ran: the result is the old baseline's.
       if (against === baseline) {
         if (preparedBytes + text.length > MAX_PREPARED_TEXT_BYTES) forgetPrepared();
@@ -323,8 +325,16 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       return result;
     },
 
-    async load(text: string): Promise<{ warnings: readonly string[] }> {
-      return (await parserOf()).loadProfile(text, opts.parser ?? {});
+    async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>): Promise<{ warnings: readonly string[] }> {
+      // Asked under the name's lock, just before the parser runs: a profile waits for the lock
+      // and a parser slot after it was named, and a parser upgraded meanwhile would replace the
+      // name's policy, under the containers a shim before this one confined by it, with its own
+      // compile. Refused then; the create's retry names its profile for the new parser.
+      const now = await parserIdentity();
+      if (now.id !== profile.parser) {
+        throw new SpokeError('Unavailable', `apparmor_parser ${now.parser} changed (now version ${now.version}) after the profile was named for the one before; the create is tried again`, {}, { reason: 'APPARMOR_PARSER_CHANGED' });
+      }
+      return (await parserOf()).loadProfile(profile.text, opts.parser ?? {});
     },
 
     async unload(name: string): Promise<void> {

@@ -26,7 +26,7 @@ import type { Policy, RuleMode } from '../policy/types.js';
 import { CheckedFiles } from '../store/checked-files.js';
 import { verdictUnder, type EffectiveBase, type ProvenanceRecord } from '../store/store.js';
 import { baseTypeOf, readLocalhostBase } from './base-profile.js';
-import type { ShimDeps } from './deps.js';
+import type { PreparedAppArmor, ShimDeps } from './deps.js';
 import { BASE_LOCALHOST, BASE_RUNTIME_DEFAULT, PROFILE_OCI, type SecurityProfileMsg } from './messages.js';
 
 export interface Applied {
@@ -48,6 +48,8 @@ export interface AppArmorPrepared {
   name: string;
   /** The policy text to load. */
   text: string;
+  /** The identity of the parser the name was made for: only that parser loads it (AppArmorOps.load). */
+  parser: string;
   digest: Digest;
   reference: string;
 }
@@ -309,7 +311,7 @@ export class ProfileApplier<P> {
     }
     const { ref, canonical, layerDigest, rule } = await this.stored(profile, 'apparmor', ctx);
     const bytes = await this.deps.store.readBlob(layerDigest, { verify: true });
-    let prepared: { name: string; text: string; constrained: readonly string[] };
+    let prepared: PreparedAppArmor;
     try {
       prepared = await ops.prepare(bytes, ctx.gone, ctx.namespace);
     } catch (e) {
@@ -328,7 +330,7 @@ export class ProfileApplier<P> {
       });
     }
     this.deps.logger.log('info', 'OCI AppArmor profile prepared', { who: ctx.who, reference: canonical, digest: ref.digest, rule, name: prepared.name });
-    return { name: prepared.name, text: prepared.text, digest: ref.digest, reference: canonical };
+    return { name: prepared.name, text: prepared.text, parser: prepared.parser, digest: ref.digest, reference: canonical };
   }
 }
 

@@ -35,6 +35,15 @@ export interface SeccompOps<P = unknown> {
  * AppArmor on this node (src/cri/apparmor.ts wires the real one: the profiles library and
  * apparmor_parser). Injected so the shim's bookkeeping can be tested without kernel AppArmor.
  */
+/** A profile AppArmorOps.prepare made: merged, named, rendered and checked. */
+export interface PreparedAppArmor {
+  name: string;
+  text: string;
+  /** The identity of the parser the name was made for (src/apparmor/identity.ts). */
+  parser: string;
+  constrained: readonly string[];
+}
+
 export interface AppArmorOps {
   /** Whether the kernel enforces AppArmor here (profiles can be loaded). */
   enabled(): Promise<boolean>;
@@ -47,9 +56,14 @@ export interface AppArmorOps {
    * waits for is not run. `source`: who asks (the pod's namespace); checks waiting for the
    * parser are served in turn across sources.
    */
-  prepare(artifact: Uint8Array, signal?: AbortSignal, source?: string): Promise<{ name: string; text: string; constrained: readonly string[] }>;
-  /** `apparmor_parser --replace`; the warnings name rule classes the kernel does not enforce. */
-  load(text: string): Promise<{ warnings: readonly string[] }>;
+  prepare(artifact: Uint8Array, signal?: AbortSignal, source?: string): Promise<PreparedAppArmor>;
+  /**
+   * `apparmor_parser --replace`; the warnings name rule classes the kernel does not enforce.
+   * Unavailable (APPARMOR_PARSER_CHANGED) when the parser is no longer the one `profile` was
+   * named for: another parser's compile would replace that name's policy under the containers
+   * already confined by it (docs/apparmor.md#the-parser-in-the-name).
+   */
+  load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>): Promise<{ warnings: readonly string[] }>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */
   unload(name: string): Promise<void>;
   /** Counts the node AppArmor baseline's reloads: a create prepared under another count is decided again (edited.ts). */

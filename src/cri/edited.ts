@@ -112,7 +112,7 @@ export class EditedCalls<P> {
         await lease.acquire();
         await decidedUnder.note();
         const prepared = await applier.prepareAppArmor(p, { ...c, gone: callGone(call.stream, deadline) });
-        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared.text));
+        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared));
         return prepared;
       },
       ...(this.d.annotationDeps ? { annotations: withDeadline(this.d.annotationDeps, deadline) } : {}),

@@ -216,7 +216,7 @@ describe('annotation mode through the shim (no OCI type in any request)', { time
     assert.equal((await ops.prepare(wide)).name, r.name, 'deterministic name');
     if (!kernelHasAppArmor()) {
       assert.equal(await ops.enabled(), false);
-      await assert.rejects(ops.load(r.text), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition');
+      await assert.rejects(ops.load(r), (e: unknown) => e instanceof SpokeError && e.code === 'FailedPrecondition');
     }
   });
 

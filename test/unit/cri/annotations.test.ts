@@ -62,7 +62,7 @@ function harness(opts: { pullFails?: SpokeError; appArmorOff?: boolean } = {}) {
   };
   const deps: RewriteDeps = {
     seccomp,
-    appArmor: async (p) => ({ name: `spoke-${p.ociRef.slice(-16)}`, text: 'profile x {}', digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest, reference: p.ociRef }),
+    appArmor: async (p) => ({ name: `spoke-${p.ociRef.slice(-16)}`, text: 'profile x {}', parser: 'p'.repeat(64), digest: p.ociRef.slice(p.ociRef.indexOf('@') + 1) as Digest, reference: p.ociRef }),
     annotations,
   };
   return { deps, pulls, resolved, bases, logs };

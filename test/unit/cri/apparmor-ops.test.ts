@@ -2,7 +2,7 @@
 // profile the parser rejects (the real parser's cases are in test/integration/apparmor-parser.test.ts).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -384,6 +384,21 @@ describe('the AppArmor profile name covers the parser', () => {
     assert.equal((await ops.prepare(artifact)).name, after.name);
     const calls = readFileSync(`${parser}.calls`, 'utf8').trim().split('\n');
     assert.equal(calls.length, 2, `one check per name: ${calls.join(' | ')}`);
+  });
+
+  it('a profile named for one parser is never loaded by another: a parser replaced between the check and the load refuses the load (transient), and the retry names for the new one', async () => {
+    const parser = parserAt('parser-swap');
+    const securityfs = join(dir, 'securityfs'); // a kernel with AppArmor, as the parser sees it
+    mkdirSync(securityfs);
+    const ops = createAppArmorOps({ parser: { parser, securityfs } });
+    const named = await ops.prepare(artifact);
+    parserAt('parser-swap', { version: 'AppArmor parser version 3.0.13' }); // the upgrade lands while the create waits for its lock
+    await rejectsWith(ops.load(named), { code: 'Unavailable', reason: 'APPARMOR_PARSER_CHANGED' });
+    assert.ok(!readFileSync(`${parser}.calls`, 'utf8').includes('--replace'), 'no load ran');
+    const renamed = await ops.prepare(artifact);
+    assert.notEqual(renamed.name, named.name);
+    await ops.load(renamed);
+    assert.match(readFileSync(`${parser}.calls`, 'utf8'), /--replace/);
   });
 
   it('a parser that could not be identified is tried again at the next create (installed meanwhile)', async () => {

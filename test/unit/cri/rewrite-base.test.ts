@@ -26,7 +26,7 @@ function harness() {
     },
     appArmor: async (p, ctx) => {
       resolved.push({ kind: 'apparmor', profile: p, who: ctx.who });
-      return { name: 'spoke-x', text: 'profile x {}', digest: D1 as Digest, reference: REF };
+      return { name: 'spoke-x', text: 'profile x {}', parser: 'p'.repeat(64), digest: D1 as Digest, reference: REF };
     },
     annotations: { pull: async () => undefined },
   };

@@ -164,7 +164,7 @@ describe('RuntimeDefault base in the merge', () => {
   it('AppArmor: an unspecified or RuntimeDefault base is accepted, a Localhost base refused', async () => {
     const appArmor: AppArmorOps = {
       enabled: async () => true,
-      prepare: async () => ({ name: 'spoke-x', text: 'profile spoke-x {}', constrained: [] }),
+      prepare: async () => ({ name: 'spoke-x', text: 'profile spoke-x {}', parser: 'p'.repeat(64), constrained: [] }),
       load: async () => ({ warnings: [] }),
       unload: async () => undefined,
     };
