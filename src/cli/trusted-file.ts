@@ -1,9 +1,11 @@
 // The files the shim trusts decide what every container on the node may do, or where its
 // credentials go (the list: docs/configuration.md#files-the-shim-trusts). The shim reads one only
-// if no user but root (or its own) could have put it there: a world-writable file, or a
-// world-writable directory without the sticky bit on its real path, is refused; one writable by
-// a group, owned by another user, or (a secret) readable by others is read with a warning, as
-// ssh's StrictModes judges a key. What is judged is
+// if no user but root (or its own) could have put it there, as ssh's StrictModes judges a key:
+// the file, or a directory on its real path, owned by a uid other than 0 and the process's euid,
+// writable by every user, or writable by a group other than gid 0 and the process's egid, is
+// refused. A sticky directory's mode raises no doubt (no one but its owner may rename or remove
+// what it holds), its owner does. A file or directory writable by root's group (or the
+// process's), or a secret readable by others, is read with a warning. What is judged is
 // what is read: one descriptor, its real path taken from /proc, so no file can be put in its
 // place between the two.
 
@@ -16,7 +18,7 @@ import { readFdUpTo } from '../registry/credentials.js';
 export const octalMode = (st: Stats): string => (st.mode & 0o7777).toString(8).padStart(4, '0');
 
 export interface TrustedFileOptions {
-  /** Called for a weaker doubt (a group may write it, another user owns it, others may read a secret). */
+  /** Called for a weaker doubt (root's group or the process's own may write it, others may read a secret). */
   warn: (message: string) => void;
   /** At most this many bytes are read (a caller allowing `limit` asks for `limit + 1`). */
   maxBytes: number;
@@ -25,8 +27,8 @@ export interface TrustedFileOptions {
 
 /**
  * `path`'s bytes, read through the descriptor that was judged; FailedPrecondition (FILE_UNSAFE)
- * when another user could have written it. Errors of open and read are thrown as they come (the
- * caller says it cannot read the file).
+ * when a user or group other than root's (or the process's own) could have written it. Errors of
+ * open and read are thrown as they come (the caller says it cannot read the file).
  */
 export function readTrustedFile(path: string, what: string, o: TrustedFileOptions): Buffer {
   const fd = openSync(path, 'r');
@@ -47,21 +49,27 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
 }
 
 function judge(real: string, file: Stats, path: string, what: string, o: TrustedFileOptions): void {
-  const self = process.geteuid?.() ?? 0;
-  const ownedWell = (st: Stats): boolean => st.uid === 0 || st.uid === self;
-  const unsafe = (which: string, st: Stats) =>
-    new SpokeError('FailedPrecondition', `${what} ${path}: ${which} is writable by every user (mode ${octalMode(st)}), so any user could decide what it says; make it writable by root only`, { file: path }, { reason: 'FILE_UNSAFE' });
-  if ((file.mode & 0o002) !== 0) throw unsafe('the file', file);
-  if ((file.mode & 0o020) !== 0) o.warn(`${what} ${path} is writable by its group (mode ${octalMode(file)})`);
-  if (!ownedWell(file)) o.warn(`${what} ${path} is owned by uid ${file.uid}, not by root`);
+  const self = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+  const notSelf = self.uid === 0 ? 'not root' : `neither root nor uid ${self.uid} (this process)`;
+  const unsafe = (which: string, why: string, fix: string) =>
+    new SpokeError('FailedPrecondition', `${what} ${path}: ${which} is ${why}; ${fix}`, { file: path }, { reason: 'FILE_UNSAFE' });
+  // One inode on the way: the file itself (`name` its real path), or a directory on its real path.
+  const judgeOne = (name: string, which: string, st: Stats, sticky: boolean): void => {
+    if ((st.mode & 0o002) !== 0 && !sticky) throw unsafe(which, `writable by every user (mode ${octalMode(st)}), so any user could decide what it says`, 'make it writable by root only');
+    if (st.uid !== 0 && st.uid !== self.uid) throw unsafe(which, `owned by uid ${st.uid}, ${notSelf}, so that user could decide what it says`, `make root its owner (chown root ${name})`);
+    if ((st.mode & 0o020) === 0 || sticky) return;
+    if (st.gid !== 0 && st.gid !== self.gid) throw unsafe(which, `writable by its group, gid ${st.gid} (mode ${octalMode(st)}), so any member of that group could decide what it says`, `make it writable by root only (chmod g-w ${name})`);
+    o.warn(`${what} ${path}: ${which} is writable by its group (mode ${octalMode(st)})`);
+  };
+  judgeOne(real, 'the file', file, false);
   if (o.secret === true && (file.mode & 0o044) !== 0) o.warn(`${what} ${path} is readable by its group or others (mode ${octalMode(file)}): chmod 600 it`);
   for (let dir = dirname(real); ; dir = dirname(dir)) {
     const st = statSync(dir);
-    // A sticky directory (/tmp) lets no other user rename or remove what root put in it.
-    const sticky = (st.mode & 0o1000) !== 0;
-    if ((st.mode & 0o002) !== 0 && !sticky) throw unsafe(`the directory ${dir} on its path`, st);
-    if ((st.mode & 0o020) !== 0 && !sticky) o.warn(`${what} ${path}: the directory ${dir} on its path is writable by its group (mode ${octalMode(st)})`);
-    if (!ownedWell(st)) o.warn(`${what} ${path}: the directory ${dir} on its path is owned by uid ${st.uid}, not by root`);
+    // A sticky directory (/tmp) lets no user but its owner rename or remove what root put in it,
+    // whoever may write it: being writable by every user or by any group raises no doubt there.
+    // Its owner keeps that power, so the owner rule holds for a sticky directory as for any
+    // other: /tmp, root's, passes; a sticky directory another user owns is refused.
+    judgeOne(dir, `the directory ${dir} on its path`, st, (st.mode & 0o1000) !== 0);
     if (dirname(dir) === dir) break;
   }
 }

@@ -85,7 +85,7 @@ export const ERROR_REASONS = [
   'FORMAT_UNKNOWN', // the input's format cannot be recognised (name it, e.g. with --from)
   'CONFIG_INVALID', // the node config file, or a setting overriding it, is malformed
   'FILE_UNREADABLE', // a file spoke was told to read cannot be read
-  'FILE_UNSAFE', // a file the shim trusts (policy, keys, baseline, recording key) that any user could have written
+  'FILE_UNSAFE', // a file the shim trusts (policy, keys, baseline, recording key) that a user or group other than root's could have written
   'SUBJECT_MISMATCH', // a signature made for another artifact (its statement or payload names another digest)
   'IDENTITY_MISMATCH', // a keyless certificate whose issuer or subject the rule does not name
   'CERTIFICATE_INVALID', // a signing certificate that does not chain to the trusted root, or is malformed

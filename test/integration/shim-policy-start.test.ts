@@ -2,7 +2,7 @@
 // last good policy from then on, as after any reload (a corrupt file keeps it).
 
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +26,28 @@ describe('spoke shim: the policy checked at start is the last good one before an
     await reg.stop();
     rmSync(work, { recursive: true, force: true });
   });
+
+  /**
+   * `spoil`ed, then changed to allow only another repository, `policy` is not reloaded by `s`: a
+   * pull of a new artifact in `repo` is decided by the last good policy. The log line, returned.
+   */
+  const keptAtReload = async (s: ShimProc, sock: string, policy: string, repo: string, spoil: () => void): Promise<Record<string, unknown>> => {
+    const { reference } = await pushRawArtifact(reg.host, repo, { layers: [{ bytes: denySyscalls(['acct']) }] });
+    spoil();
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/elsewhere`]));
+    const kept = s.nextLog((l) => /node policy (not )?reloaded/.test(String(l.msg)));
+    s.child.kill('SIGHUP');
+    const line = await kept;
+    assert.equal(line.msg, 'node policy not reloaded; keeping the last good policy');
+    const cri = new H2CriClient(sock);
+    try {
+      const r = await cri.img('PullSecurityProfileArtifact', { image: { image: reference }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
+      assert.equal(r.resolved_ref, reference, 'allowed by the last good policy');
+    } finally {
+      cri.close();
+    }
+    return line;
+  };
 
   it('a policy made corrupt before the first pull is not read: the pull is decided by the one checked at start', async () => {
     const { reference } = await pushRawArtifact(reg.host, 'open/first', { layers: [{ bytes: denySyscalls(['acct']) }] });
@@ -59,19 +81,30 @@ describe('spoke shim: the policy checked at start is the last good one before an
     try {
       await s.waitForLog((l) => l.msg === 'a file the shim trusts is not kept by root alone' && /writable by its group/.test(String(l.problem)));
       // Made world-writable and changed: the change is not read.
-      const { reference } = await pushRawArtifact(reg.host, 'open/trusted', { layers: [{ bytes: denySyscalls(['acct']) }] });
-      chmodSync(policy, 0o666);
-      writeFileSync(policy, unsignedPolicy([`${reg.host}/elsewhere`]));
-      const kept = s.nextLog((l) => /node policy (not reloaded|invalid)/.test(String(l.msg)));
-      s.child.kill('SIGHUP');
-      assert.match(String((await kept).error), /writable by every user/);
-      const cri = new H2CriClient(join(work, 'trusted.sock'));
-      try {
-        const r = await cri.img('PullSecurityProfileArtifact', { image: { image: reference }, profile_kind: 'Seccomp', sandbox_config: { metadata: { name: 'p', namespace: 'default' } } });
-        assert.equal(r.resolved_ref, reference, 'allowed by the last good policy');
-      } finally {
-        cri.close();
-      }
+      const kept = await keptAtReload(s, join(work, 'trusted.sock'), policy, 'open/trusted', () => chmodSync(policy, 0o666));
+      assert.match(String(kept.error), /writable by every user/);
+    } finally {
+      await stopShim(s);
+    }
+  });
+
+  it('a policy another user owns is refused at start (no shim); one a group other than root\'s may write is not reloaded, the last good one kept', async () => {
+    const policy = join(work, 'owned-policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/owned`]));
+    chmodSync(policy, 0o644);
+    chownSync(policy, 12345, 12345);
+    const args = ['--listen', join(work, 'owned.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-owned'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy];
+    const refused = await spoke(['shim', ...args], { timeoutMs: 20_000 });
+    assert.match(refused.stderr, /\(reason FILE_UNSAFE\)$/m);
+    assert.equal(refused.code, 1);
+    chownSync(policy, 0, 0);
+    const s = await startShim(args);
+    try {
+      // Given to another group to write, and changed: the change is not read.
+      await keptAtReload(s, join(work, 'owned.sock'), policy, 'owned/kept', () => {
+        chownSync(policy, 0, 12345);
+        chmodSync(policy, 0o664);
+      });
     } finally {
       await stopShim(s);
     }

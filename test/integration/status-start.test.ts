@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +50,12 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
   const writeOpen = (file: string, data: string | Buffer) => {
     writeFileSync(file, data);
     chmodSync(file, 0o666);
+  };
+  /** A file kept by `uid`:`gid` with `mode`. */
+  const writeKeptBy = (file: string, data: string | Buffer, uid: number, gid: number, mode: number) => {
+    writeFileSync(file, data);
+    chmodSync(file, mode);
+    chownSync(file, uid, gid);
   };
   // `args`: the shim's flags, which status takes too (--recording: the recording key is read only
   // then; --recording-key: the key file, which wins over the config's).
@@ -94,6 +100,9 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'open-auth.json')}`], setup: (d) => writeOpen(join(d, 'open-auth.json'), '{"auths": {}}') },
     { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'open-ca.pem')}`], setup: (d) => writeOpen(join(d, 'open-ca.pem'), rootCertificates[0]!) },
     { part: 'runtimeDefault', extra: (d) => [`runtimeDefault: ${join(d, 'open-rd.json')}`], setup: (d) => writeOpen(join(d, 'open-rd.json'), readFileSync(defaultBaselinePath())) },
+    // Good files another user keeps, or a group other than root's may write.
+    { part: 'caFile', extra: (d) => [`caFile: ${join(d, 'owned-ca.pem')}`], setup: (d) => writeKeptBy(join(d, 'owned-ca.pem'), rootCertificates[0]!, 12345, 12345, 0o644) },
+    { part: 'authFile', extra: (d) => [`authFile: ${join(d, 'group-auth.json')}`], setup: (d) => writeKeptBy(join(d, 'group-auth.json'), '{"auths": {}}', 0, 12345, 0o660) },
   ];
 
   for (const [i, c] of cases.entries()) {

@@ -2,7 +2,7 @@
 // could have written them, read with a warning for a weaker doubt.
 
 import assert from 'node:assert/strict';
-import fs, { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,23 @@ describe('readTrustedFile', () => {
   let warnings: string[];
   const check = (path: string, secret = false) => readTrustedFile(path, 'node policy', { warn: (m) => warnings.push(m), maxBytes: 1024, secret });
   const unsafe = spokeError({ code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+  /** Refused as unsafe, the message saying `said` (which file or directory, and why). */
+  const refusedSaying = (path: string, said: string) => {
+    const e = throwsWith(() => check(path), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+    assert.ok(e.message.includes(said), e.message);
+  };
+  /** `path` written, with `mode`, kept by `uid`:`gid`. */
+  const writeKeptBy = (path: string, uid: number, gid: number, mode: number): string => {
+    writeFileSync(path, 'x');
+    chmodSync(path, mode);
+    chownSync(path, uid, gid);
+    return path;
+  };
+  /** Read without a word. */
+  const readQuietly = (path: string) => {
+    check(path);
+    assert.deepEqual(warnings, []);
+  };
   beforeEach(() => {
     // Under /tmp (world-writable, sticky): a sticky directory on the path is no doubt.
     dir = mkdtempSync(join(tmpdir(), 'spoke-trusted-'));
@@ -71,28 +88,85 @@ describe('readTrustedFile', () => {
     assert.match(warnings[0]!, /the directory .* is writable by its group \(mode 0775\)/);
   });
 
-  it("a signer's key file any user may write stops a policy load with FILE_UNSAFE and its reason, and makes the signer unavailable at a reload", () => {
-    const key = join(dir, 'k.pub');
-    writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
-    chmodSync(key, 0o666);
-    const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, `apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nsigners:\n  k: { publicKey: ${key} }\nrules:\n  - { scope: reg.example/a, kinds: [seccomp], signedBy: [k] }\n`);
-    const readFile = (path: string) => readTrustedFile(path, 'node policy file', { warn: () => {}, maxBytes: 1 << 20 });
-    const e = throwsWith(() => new PolicyHolder({ file: policy, readFile }), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
-    assert.match(e.message, /k\.pub: the file is writable by every user \(mode 0666\)/);
-    // Loaded while the key was kept well, then made world-writable: unavailable, saying why.
-    chmodSync(key, 0o644);
-    const holder = new PolicyHolder({ file: policy, readFile });
-    try {
-      chmodSync(key, 0o666);
-      holder.reload();
-      const signer = holder.current().signers.k as { type: string; why?: string };
-      assert.equal(signer.type, 'unavailable');
-      assert.match(signer.why ?? '', /writable by every user/);
-    } finally {
-      holder.close();
-    }
+  it('refuses a file, or a directory on its real path, owned by a user other than root and the shim\'s own: a sticky directory included, whose owner may rename what it holds', () => {
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    const file = writeKeptBy(join(other, 'policy.yaml'), 12345, 12345, 0o644);
+    refusedSaying(file, 'policy.yaml: the file is owned by uid 12345');
+    chownSync(file, 0, 0);
+    check(file);
+    chownSync(other, 12345, 12345);
+    refusedSaying(file, `the directory ${other} on its path is owned by uid 12345`);
+    // Through a link from a directory root keeps: judged by the real path.
+    symlinkSync(file, join(dir, 'link.yaml'));
+    assert.throws(() => check(join(dir, 'link.yaml')), unsafe);
+    // Sticky and world-writable, as /tmp is: its owner may still rename or remove root's file in it.
+    chmodSync(other, 0o1777);
+    refusedSaying(file, `the directory ${other} on its path is owned by uid 12345`);
+    chownSync(other, 0, 0);
+    readQuietly(file);
   });
+
+  it('refuses a file or a directory on its path writable by a group other than root\'s and the shim\'s own; a sticky directory such a group may write is no doubt', () => {
+    const file = writeKeptBy(join(dir, 'policy.yaml'), 0, 12345, 0o664);
+    refusedSaying(file, 'the file is writable by its group, gid 12345 (mode 0664)');
+    // Its group may not write it: nothing to say.
+    chmodSync(file, 0o644);
+    readQuietly(file);
+    chownSync(dir, 0, 12345);
+    chmodSync(dir, 0o775);
+    refusedSaying(file, `the directory ${dir} on its path is writable by its group, gid 12345 (mode 0775)`);
+    // Sticky: a member of the group may add files, never rename or remove root's.
+    chmodSync(dir, 0o1775);
+    readQuietly(file);
+  });
+
+  it("a file and directories owned by the shim's own uid, writable by its own group, are read (the group's write with a warning)", () => {
+    const file = writeKeptBy(join(dir, 'policy.yaml'), 12345, 12345, 0o664);
+    chownSync(dir, 12345, 12345);
+    const { geteuid, getegid } = process;
+    process.geteuid = () => 12345;
+    process.getegid = () => 12345;
+    try {
+      check(file);
+    } finally {
+      process.geteuid = geteuid;
+      process.getegid = getegid;
+    }
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /writable by its group \(mode 0664\)/);
+  });
+
+  // Two ways another user could have written a signer's key: the file's mode, and its owner.
+  const spoilings: { how: string; spoil: (file: string) => void; mend: (file: string) => void; said: RegExp }[] = [
+    { how: 'any user may write', spoil: (f) => chmodSync(f, 0o666), mend: (f) => chmodSync(f, 0o644), said: /k\.pub: the file is writable by every user \(mode 0666\)/ },
+    { how: 'another user owns', spoil: (f) => chownSync(f, 12345, 12345), mend: (f) => chownSync(f, 0, 0), said: /k\.pub: the file is owned by uid 12345/ },
+  ];
+  for (const { how, spoil, mend, said } of spoilings) {
+    it(`a signer's key file ${how} stops a policy load with FILE_UNSAFE and its reason, and makes the signer unavailable at a reload`, () => {
+      const key = join(dir, 'k.pub');
+      writeFileSync(key, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+      chmodSync(key, 0o644);
+      spoil(key);
+      const policy = join(dir, 'policy.yaml');
+      writeFileSync(policy, `apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nsigners:\n  k: { publicKey: ${key} }\nrules:\n  - { scope: reg.example/a, kinds: [seccomp], signedBy: [k] }\n`);
+      const readFile = (path: string) => readTrustedFile(path, 'node policy file', { warn: () => {}, maxBytes: 1 << 20 });
+      const e = throwsWith(() => new PolicyHolder({ file: policy, readFile }), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+      assert.match(e.message, said);
+      // Loaded while the key was kept well, then spoiled: unavailable, saying why.
+      mend(key);
+      const holder = new PolicyHolder({ file: policy, readFile });
+      try {
+        spoil(key);
+        holder.reload();
+        const signer = holder.current().signers.k as { type: string; why?: string };
+        assert.equal(signer.type, 'unavailable');
+        assert.match(signer.why ?? '', said);
+      } finally {
+        holder.close();
+      }
+    });
+  }
 
   it('a path that does not resolve is an error of its own, never a file read unchecked', () => {
     assert.throws(() => check(join(dir, 'missing.yaml')), { code: 'ENOENT' });
