@@ -5,11 +5,12 @@
 // writable by every user, or writable by a group other than gid 0 and the process's egid, is
 // refused. A sticky directory's mode raises no doubt (no one but its owner may rename or remove
 // what it holds), its owner does. A file or directory writable by root's group (or the
-// process's), or a secret readable by others, is read with a warning. What is judged is
+// process's), or a secret readable by others, is read with a warning. Only a regular file is read
+// (a FIFO is opened without waiting for a writer, then refused). What is judged is
 // what is read: one descriptor, its real path taken from /proc, so no file can be put in its
 // place between the two.
 
-import { closeSync, fstatSync, openSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { readFdUpTo } from '../registry/credentials.js';
@@ -31,10 +32,14 @@ export interface TrustedFileOptions {
  * open and read are thrown as they come (the caller says it cannot read the file).
  */
 export function readTrustedFile(path: string, what: string, o: TrustedFileOptions): Buffer {
-  const fd = openSync(path, 'r');
+  // Without O_NONBLOCK, opening a FIFO waits for a writer: the shim's thread, and every call it
+  // forwards, would wait with it. A regular file reads as ever.
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   try {
     try {
-      judge(readlinkSync(`/proc/self/fd/${fd}`), fstatSync(fd), path, what, o);
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new SpokeError('FailedPrecondition', `${what} ${path}: not a regular file (a FIFO, a device or a socket), which no one can vouch for; give a file`, { file: path }, { reason: 'FILE_UNSAFE' });
+      judge(readlinkSync(`/proc/self/fd/${fd}`), st, path, what, o);
     } catch (e) {
       if (e instanceof SpokeError) throw e;
       // Opened, but not judged (no /proc to name its real path, a directory on it gone or

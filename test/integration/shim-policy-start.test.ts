@@ -73,7 +73,7 @@ describe('spoke shim: the policy checked at start is the last good one before an
     writeFileSync(policy, unsignedPolicy([`${reg.host}/open`]));
     chmodSync(policy, 0o666);
     const args = ['--listen', join(work, 'trusted.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-trusted'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy];
-    const refused = await spoke(['shim', ...args]);
+    const refused = await spoke(['shim', ...args], { timeoutMs: 20_000 });
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /trusted-policy\.yaml: the file is writable by every user \(mode 0666\)/);
     chmodSync(policy, 0o664);

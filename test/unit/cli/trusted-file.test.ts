@@ -11,6 +11,7 @@ import { readTrustedFile } from '../../../src/cli/trusted-file.js';
 import { spokeError, throwsWith } from '../../helpers/assert.js';
 import { PolicyHolder } from '../../../src/config/policy-holder.js';
 import { generateKeyPairSync } from 'node:crypto';
+import { execFileSync, spawnSync } from 'node:child_process';
 
 describe('readTrustedFile', () => {
   let dir: string;
@@ -41,6 +42,17 @@ describe('readTrustedFile', () => {
     warnings = [];
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a FIFO (or any file that is not a regular one) is refused without waiting for a writer: opening it would hold the shim\'s thread, at start or at a reload, until one came', () => {
+    const fifo = join(dir, 'policy.yaml');
+    execFileSync('mkfifo', ['-m', '0644', fifo]);
+    // In a child, so that a read that waits for a writer fails the test at its timeout instead of hanging it.
+    const module = new URL('../../../src/cli/trusted-file.js', import.meta.url).href;
+    const script = `const { readTrustedFile } = await import(${JSON.stringify(module)}); try { readTrustedFile(${JSON.stringify(fifo)}, 'node policy', { warn: () => {}, maxBytes: 1024 }); console.log('read'); } catch (e) { console.log(e.reason); }`;
+    const said = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(said.signal, null, 'the read waited for a writer');
+    assert.equal(said.stdout.trim(), 'FILE_UNSAFE');
+  });
 
   it('reads a file only its owner may write, in directories only their owners may write, without a word', () => {
     const file = join(dir, 'policy.yaml');
