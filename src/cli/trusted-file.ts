@@ -1,17 +1,19 @@
 // The files the shim trusts decide what every container on the node may do, or where its
 // credentials go (the list: docs/configuration.md#files-the-shim-trusts). The shim reads one only
 // if no user but root (or its own) could have put it there, as ssh's StrictModes judges a key:
-// the file, or a directory on its real path, owned by a uid other than 0 and the process's euid,
-// writable by every user, or writable by a group other than gid 0 and the process's egid, is
-// refused. A sticky directory's mode raises no doubt (no one but its owner may rename or remove
-// what it holds), its owner does. A file or directory writable by root's group (or the
-// process's), or a secret readable by others, is read with a warning. Only a regular file is read
-// (a FIFO is opened without waiting for a writer, then refused). What is judged is
-// what is read: one descriptor, its real path taken from /proc, so no file can be put in its
-// place between the two.
+// refused when the file, or a directory a lookup of its path passes through (those on the path as
+// written, those holding each symbolic link followed, those on the link's target), is owned by a
+// uid other than 0 and the process's euid, or is writable by its group or by every user. The
+// group's write bits are refused whatever the group: under a POSIX ACL they are its mask, the most
+// any named user or group may do, so a mode that shows none shows that no ACL grants a write. A
+// sticky directory's mode raises no doubt (no one but its owner may rename or remove what it
+// holds), its owner does. A secret readable by others is read with a warning. Only a regular file
+// is read (a FIFO is opened without waiting for a writer, then refused). What is judged is what is
+// read: one descriptor, and the path the walk arrived at must be the one /proc gives for it, so
+// nothing put in its place, or in a directory's, meanwhile is read unjudged.
 
-import { closeSync, constants, fstatSync, openSync, readlinkSync, statSync, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { resolve } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { readFdUpTo } from '../registry/credentials.js';
 
@@ -19,7 +21,7 @@ import { readFdUpTo } from '../registry/credentials.js';
 export const octalMode = (st: Stats): string => (st.mode & 0o7777).toString(8).padStart(4, '0');
 
 export interface TrustedFileOptions {
-  /** Called for a weaker doubt (root's group or the process's own may write it, others may read a secret). */
+  /** Called for a weaker doubt (others may read a secret). */
   warn: (message: string) => void;
   /** At most this many bytes are read (a caller allowing `limit` asks for `limit + 1`). */
   maxBytes: number;
@@ -28,18 +30,31 @@ export interface TrustedFileOptions {
 
 /**
  * `path`'s bytes, read through the descriptor that was judged; FailedPrecondition (FILE_UNSAFE)
- * when a user or group other than root's (or the process's own) could have written it. Errors of
- * open and read are thrown as they come (the caller says it cannot read the file).
+ * when a user other than root (or the process's own) could have written it. A missing file is
+ * thrown as open throws it (ENOENT: the default node config reads as none) only where no other
+ * user could have removed it; other errors of open and read are thrown as they come (the caller
+ * says it cannot read the file).
  */
 export function readTrustedFile(path: string, what: string, o: TrustedFileOptions): Buffer {
-  // Without O_NONBLOCK, opening a FIFO waits for a writer: the shim's thread, and every call it
-  // forwards, would wait with it. A regular file reads as ever.
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  const judge = new Judge(path, what);
+  let fd: number;
+  try {
+    fd = openWithoutWaiting(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') judge.missing();
+    throw e;
+  }
   try {
     try {
       const st = fstatSync(fd);
-      if (!st.isFile()) throw new SpokeError('FailedPrecondition', `${what} ${path}: not a regular file (a FIFO, a device or a socket), which no one can vouch for; give a file`, { file: path }, { reason: 'FILE_UNSAFE' });
-      judge(readlinkSync(`/proc/self/fd/${fd}`), st, path, what, o);
+      if (!st.isFile()) throw judge.unsafe('the file', 'not a regular file (a FIFO, a device or a socket), which no one can vouch for', 'give a file');
+      const real = readlinkSync(`/proc/self/fd/${fd}`);
+      judge.inode(real, 'the file', st, false);
+      if (o.secret === true && (st.mode & 0o044) !== 0) o.warn(`${what} ${path} is readable by its group or others (mode ${octalMode(st)}): chmod 600 it`);
+      // After the real path was read: a directory renamed or replaced before the lookup leads it
+      // elsewhere; one changed after it no longer holds the file the descriptor reads.
+      const reached = judge.lookup();
+      if (reached !== real) throw judge.unsafe('its path', `led to ${reached} while the file read is ${real}: something on it changed while it was judged`, 'try again');
     } catch (e) {
       if (e instanceof SpokeError) throw e;
       // Opened, but not judged (no /proc to name its real path, a directory on it gone or
@@ -53,28 +68,96 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
   }
 }
 
-function judge(real: string, file: Stats, path: string, what: string, o: TrustedFileOptions): void {
-  const self = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
-  const notSelf = self.uid === 0 ? 'not root' : `neither root nor uid ${self.uid} (this process)`;
-  const unsafe = (which: string, why: string, fix: string) =>
-    new SpokeError('FailedPrecondition', `${what} ${path}: ${which} is ${why}; ${fix}`, { file: path }, { reason: 'FILE_UNSAFE' });
-  // One inode on the way: the file itself (`name` its real path), or a directory on its real path.
-  const judgeOne = (name: string, which: string, st: Stats, sticky: boolean): void => {
-    if ((st.mode & 0o002) !== 0 && !sticky) throw unsafe(which, `writable by every user (mode ${octalMode(st)}), so any user could decide what it says`, 'make it writable by root only');
-    if (st.uid !== 0 && st.uid !== self.uid) throw unsafe(which, `owned by uid ${st.uid}, ${notSelf}, so that user could decide what it says`, `make root its owner (chown root ${name})`);
-    if ((st.mode & 0o020) === 0 || sticky) return;
-    if (st.gid !== 0 && st.gid !== self.gid) throw unsafe(which, `writable by its group, gid ${st.gid} (mode ${octalMode(st)}), so any member of that group could decide what it says`, `make it writable by root only (chmod g-w ${name})`);
-    o.warn(`${what} ${path}: ${which} is writable by its group (mode ${octalMode(st)})`);
-  };
-  judgeOne(real, 'the file', file, false);
-  if (o.secret === true && (file.mode & 0o044) !== 0) o.warn(`${what} ${path} is readable by its group or others (mode ${octalMode(file)}): chmod 600 it`);
-  for (let dir = dirname(real); ; dir = dirname(dir)) {
-    const st = statSync(dir);
+/**
+ * Opens `path` for reading without waiting: without O_NONBLOCK, opening a FIFO waits for a writer,
+ * and the shim's thread, with every call it forwards, would wait with it. A regular file that
+ * another process holds a lease on answers EAGAIN then, and is opened again as any file is,
+ * waiting for the lease to be broken (a FIFO put in its place meanwhile needs a directory on the
+ * path that is not root's, which is refused after the open).
+ */
+function openWithoutWaiting(path: string): number {
+  try {
+    return openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' || !statSync(path).isFile()) throw e;
+    return openSync(path, constants.O_RDONLY | constants.O_NOCTTY);
+  }
+}
+
+/** The kernel's limit on symbolic links followed in one lookup (ELOOP past it). */
+const MAX_LINKS_FOLLOWED = 40;
+
+/** One trusted file's judgement: its inodes, and the lookup of its path. */
+class Judge {
+  private readonly self = { uid: process.geteuid?.() ?? 0 };
+
+  constructor(
+    private readonly path: string,
+    private readonly what: string,
+  ) {}
+
+  unsafe(which: string, why: string, fix: string): SpokeError {
+    return new SpokeError('FailedPrecondition', `${this.what} ${this.path}: ${which} is ${why}; ${fix}`, { file: this.path }, { reason: 'FILE_UNSAFE' });
+  }
+
+  /** One inode on the way: the file itself, or a directory the lookup passes through (`name`: its path). */
+  inode(name: string, which: string, st: Stats, sticky: boolean): void {
+    if (st.uid !== 0 && st.uid !== this.self.uid) {
+      const notSelf = this.self.uid === 0 ? 'not root' : `neither root nor uid ${this.self.uid} (this process)`;
+      throw this.unsafe(which, `owned by uid ${st.uid}, ${notSelf}, so that user could decide what it says`, `make root its owner (chown root ${name})`);
+    }
     // A sticky directory (/tmp) lets no user but its owner rename or remove what root put in it,
-    // whoever may write it: being writable by every user or by any group raises no doubt there.
-    // Its owner keeps that power, so the owner rule holds for a sticky directory as for any
-    // other: /tmp, root's, passes; a sticky directory another user owns is refused.
-    judgeOne(dir, `the directory ${dir} on its path`, st, (st.mode & 0o1000) !== 0);
-    if (dirname(dir) === dir) break;
+    // whoever may write it: its owner keeps that power, so the owner rule above holds for it too.
+    if (sticky) return;
+    if ((st.mode & 0o002) !== 0) throw this.unsafe(which, `writable by every user (mode ${octalMode(st)}), so any user could decide what it says`, `make it writable by root only (chmod o-w ${name})`);
+    if ((st.mode & 0o020) !== 0) throw this.unsafe(which, `writable by its group, gid ${st.gid} (mode ${octalMode(st)}), or by a user or group an ACL names, so they could decide what it says`, `make it writable by its owner only (chmod g-w ${name})`);
+  }
+
+  /**
+   * Looks the path up as the kernel does, one name at a time, judging each directory it passes
+   * through, and so each one holding a symbolic link it follows, whose owner chooses where the
+   * link leads. Returns the path it arrived at (no link on it). A name that is missing is thrown as
+   * lstat throws it, once every directory before it was judged.
+   */
+  lookup(): string {
+    const pending = resolve(this.path).split('/').filter((n) => n !== '');
+    let at = '/';
+    let followed = 0;
+    this.directory(at);
+    while (pending.length > 0) {
+      const name = pending.shift()!;
+      if (name === '.') continue;
+      // `at` has no link on it: its parent is the one the kernel takes for `..`.
+      if (name === '..') {
+        at = at.slice(0, at.lastIndexOf('/')) || '/';
+        continue;
+      }
+      const next = at === '/' ? `/${name}` : `${at}/${name}`;
+      const st = lstatSync(next);
+      if (st.isSymbolicLink()) {
+        if (++followed > MAX_LINKS_FOLLOWED) throw Object.assign(new Error(`more than ${MAX_LINKS_FOLLOWED} symbolic links`), { code: 'ELOOP' });
+        const target = readlinkSync(next);
+        pending.unshift(...target.split('/').filter((n) => n !== ''));
+        if (target.startsWith('/')) at = '/';
+        continue;
+      }
+      if (pending.length === 0) return next; // the file, judged through its descriptor
+      this.directory(next, st);
+      at = next;
+    }
+    return at;
+  }
+
+  /** A missing file: refused when a user other than root could have removed it, or chosen where a link on its path leads. */
+  missing(): void {
+    try {
+      this.lookup();
+    } catch (e) {
+      if (e instanceof SpokeError) throw e;
+    }
+  }
+
+  private directory(dir: string, st: Stats = lstatSync(dir)): void {
+    this.inode(dir, `the directory ${dir} on its path`, st, (st.mode & 0o1000) !== 0);
   }
 }

@@ -81,23 +81,23 @@ describe('readTrustedFile', () => {
     assert.deepEqual(warnings, []);
   });
 
-  it('warns of a group-writable file or directory, and of a secret others may read', () => {
+  it('warns of a secret others may read', () => {
     const file = join(dir, 'key');
     writeFileSync(file, 'x');
-    chmodSync(file, 0o664);
-    check(file);
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /writable by its group \(mode 0664\)/);
     chmodSync(file, 0o644);
-    warnings = [];
     check(file, true);
     assert.match(warnings.join('\n'), /readable by its group or others \(mode 0644\): chmod 600/);
     chmodSync(file, 0o600);
-    chmodSync(dir, 0o775);
     warnings = [];
-    check(file, true);
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /the directory .* is writable by its group \(mode 0775\)/);
+    readQuietly(file);
+  });
+
+  it("refuses a file or a directory on its path writable by root's group too: under a POSIX ACL the group's bits are the mask, which any named user's write shows in", () => {
+    const file = writeKeptBy(join(dir, 'policy.yaml'), 0, 0, 0o664);
+    refusedSaying(file, 'the file is writable by its group, gid 0 (mode 0664), or by a user or group an ACL names');
+    chmodSync(file, 0o644);
+    chmodSync(dir, 0o775);
+    refusedSaying(file, `the directory ${dir} on its path is writable by its group, gid 0 (mode 0775)`);
   });
 
   it('refuses a file, or a directory on its real path, owned by a user other than root and the shim\'s own: a sticky directory included, whose owner may rename what it holds', () => {
@@ -133,20 +133,18 @@ describe('readTrustedFile', () => {
     readQuietly(file);
   });
 
-  it("a file and directories owned by the shim's own uid, writable by its own group, are read (the group's write with a warning)", () => {
-    const file = writeKeptBy(join(dir, 'policy.yaml'), 12345, 12345, 0o664);
+  it("a file and directories owned by the shim's own uid are read; writable by its own group, refused as any group's write is", () => {
+    const file = writeKeptBy(join(dir, 'policy.yaml'), 12345, 12345, 0o644);
     chownSync(dir, 12345, 12345);
-    const { geteuid, getegid } = process;
+    const { geteuid } = process;
     process.geteuid = () => 12345;
-    process.getegid = () => 12345;
     try {
-      check(file);
+      readQuietly(file);
+      chmodSync(file, 0o664);
+      refusedSaying(file, 'the file is writable by its group, gid 12345');
     } finally {
       process.geteuid = geteuid;
-      process.getegid = getegid;
     }
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /writable by its group \(mode 0664\)/);
   });
 
   // Two ways another user could have written a signer's key: the file's mode, and its owner.
@@ -179,6 +177,93 @@ describe('readTrustedFile', () => {
       }
     });
   }
+
+  it('judges the directory holding each symbolic link it follows: whoever owns it chooses which file of root\'s is read', () => {
+    const other = join(dir, 'alice');
+    mkdirSync(other);
+    writeFileSync(join(dir, 'strict.yaml'), 'strict');
+    const link = join(other, 'policy.yaml');
+    symlinkSync(join(dir, 'strict.yaml'), link);
+    readQuietly(link);
+    chownSync(other, 12345, 12345);
+    refusedSaying(link, `the directory ${other} on its path is owned by uid 12345`);
+    // A link to a directory, on the way: the directory holding it is judged, and the ones it leads through.
+    chownSync(other, 0, 0);
+    const kept = join(dir, 'kept');
+    mkdirSync(kept);
+    writeFileSync(join(kept, 'policy.yaml'), 'kept');
+    symlinkSync('../kept', join(other, 'to-kept'));
+    assert.equal(check(join(other, 'to-kept', 'policy.yaml')).toString(), 'kept');
+    chmodSync(kept, 0o775);
+    refusedSaying(join(other, 'to-kept', 'policy.yaml'), `the directory ${kept} on its path is writable by its group`);
+  });
+
+  it('a missing file is missing only where no other user could have removed it: a link into another user\'s directory is refused, not read as "no config"', () => {
+    const other = join(dir, 'alice');
+    mkdirSync(other);
+    chownSync(other, 12345, 12345);
+    const link = join(dir, 'config.yaml'); // /etc/spoke/config.yaml, root's, a link to a file alice removed
+    symlinkSync(join(other, 'config.yaml'), link);
+    refusedSaying(link, `the directory ${other} on its path is owned by uid 12345`);
+    chownSync(other, 0, 0);
+    assert.throws(() => check(link), { code: 'ENOENT' }, 'missing where only root could have removed it');
+  });
+
+  it('a directory on the path renamed and replaced by a link after the open leads the lookup elsewhere: refused, not judged by where the link leads', () => {
+    const sticky = join(dir, 'tmp');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    const alice = join(sticky, 'alice');
+    mkdirSync(alice);
+    const file = join(alice, 'policy.yaml');
+    writeFileSync(file, 'alice');
+    const kept = join(dir, 'kept');
+    mkdirSync(kept);
+    writeFileSync(join(kept, 'policy.yaml'), 'kept');
+    chownSync(alice, 12345, 12345);
+    const { lstatSync } = fs;
+    let swapped = false;
+    const writable = fs as { lstatSync: typeof fs.lstatSync };
+    writable.lstatSync = ((p: string, ...rest: unknown[]) => {
+      if (!swapped && p === alice) {
+        // What alice may do to her own entry of a sticky directory, between the open and the lookup.
+        swapped = true;
+        fs.renameSync(alice, join(sticky, 'alice2'));
+        symlinkSync(kept, alice);
+      }
+      return (lstatSync as (...a: unknown[]) => fs.Stats)(p, ...rest);
+    }) as typeof fs.lstatSync;
+    syncBuiltinESMExports();
+    try {
+      assert.throws(() => check(file), unsafe);
+      assert.ok(swapped);
+    } finally {
+      writable.lstatSync = lstatSync;
+      syncBuiltinESMExports();
+    }
+  });
+
+  it('a regular file another process holds a lease on (EAGAIN to an open that does not wait) is opened again, waiting as any open does', () => {
+    const file = join(dir, 'policy.yaml');
+    writeFileSync(file, 'leased');
+    const { openSync } = fs;
+    let refusedOnce = false;
+    fs.openSync = ((p: string, flags: number, ...rest: unknown[]) => {
+      if (p === file && !refusedOnce && (flags & fs.constants.O_NONBLOCK) !== 0) {
+        refusedOnce = true;
+        throw Object.assign(new Error(`EAGAIN: resource temporarily unavailable, open '${p}'`), { code: 'EAGAIN' });
+      }
+      return (openSync as (...a: unknown[]) => number)(p, flags, ...rest);
+    }) as typeof fs.openSync;
+    syncBuiltinESMExports();
+    try {
+      assert.equal(check(file).toString(), 'leased');
+      assert.ok(refusedOnce);
+    } finally {
+      fs.openSync = openSync;
+      syncBuiltinESMExports();
+    }
+  });
 
   it('a path that does not resolve is an error of its own, never a file read unchecked', () => {
     assert.throws(() => check(join(dir, 'missing.yaml')), { code: 'ENOENT' });
@@ -224,9 +309,11 @@ describe('readTrustedFile', () => {
     try {
       // Refused: the directory of the file it opened is world-writable, whichever file is there now.
       assert.throws(() => check(file), unsafe);
+      // Root's directory: the file opened is no longer at its path, so what the lookup judged is not what would be read.
       chmodSync(open, 0o755);
       writeFileSync(file, 'root');
-      assert.equal(check(file).toString(), 'root', 'read from the descriptor opened, not the path replaced after it');
+      const e = throwsWith(() => check(file), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
+      assert.match(e.message, /changed while it was judged/);
     } finally {
       fs.openSync = openSync;
       syncBuiltinESMExports();
