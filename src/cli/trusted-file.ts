@@ -3,17 +3,18 @@
 // if no user but root (or its own) could have put it there, as ssh's StrictModes judges a key:
 // refused when the file, or a directory a lookup of its path passes through (those on the path as
 // written, those holding each symbolic link followed, those on the link's target), is owned by a
-// uid other than 0 and the process's euid, or is writable by its group or by every user. The
-// group's write bits are refused whatever the group: under a POSIX ACL they are its mask, the most
-// any named user or group may do, so a mode that shows none shows that no ACL grants a write. A
-// sticky directory's mode raises no doubt (no one but its owner may rename or remove what it
-// holds), its owner does. A secret readable by others is read with a warning. Only a regular file
+// uid other than 0 and the process's euid, or is writable by its group or by every user, or when
+// a symbolic link followed is owned so. The group's write bits are refused whatever the group:
+// under a POSIX ACL they are its mask, the most any named user or group may do, so a mode that
+// shows none shows that no ACL grants a write. A sticky directory on the way raises no doubt by
+// its mode (no one but its owner may rename or remove what it holds), its owner does; the
+// directory holding the file itself must not be writable by others even so, since any user may
+// add a name to a sticky one. A secret readable by others is read with a warning. Only a regular file
 // is read (a FIFO is opened without waiting for a writer, then refused). What is judged is what is
 // read: one descriptor, and the path the walk arrived at must be the one /proc gives for it, so
 // nothing put in its place, or in a directory's, meanwhile is read unjudged.
 
-import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, statSync, type Stats } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
 import { SpokeError } from '../core/errors.js';
 import { readFdUpTo } from '../registry/credentials.js';
 
@@ -39,7 +40,10 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
   const judge = new Judge(path, what);
   let fd: number;
   try {
-    fd = openWithoutWaiting(path);
+    // Without O_NONBLOCK, opening a FIFO waits for a writer: the shim's thread, and every call it
+    // forwards, would wait with it. A regular file opens as ever, but for one another process
+    // holds a lease on (EAGAIN: the caller cannot read it now, and a reload tries again).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') judge.missing();
     throw e;
@@ -49,11 +53,17 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
       const st = fstatSync(fd);
       if (!st.isFile()) throw judge.unsafe('the file', 'not a regular file (a FIFO, a device or a socket), which no one can vouch for', 'give a file');
       const real = readlinkSync(`/proc/self/fd/${fd}`);
-      judge.inode(real, 'the file', st, false);
+      judge.inode(real, 'the file', st, true);
       if (o.secret === true && (st.mode & 0o044) !== 0) o.warn(`${what} ${path} is readable by its group or others (mode ${octalMode(st)}): chmod 600 it`);
       // After the real path was read: a directory renamed or replaced before the lookup leads it
       // elsewhere; one changed after it no longer holds the file the descriptor reads.
-      const reached = judge.lookup();
+      let reached: string;
+      try {
+        reached = judge.lookup();
+      } catch (e) {
+        if (e instanceof SpokeError) throw e;
+        throw judge.unsafe('its path', `changed while it was judged (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'try again');
+      }
       if (reached !== real) throw judge.unsafe('its path', `led to ${reached} while the file read is ${real}: something on it changed while it was judged`, 'try again');
     } catch (e) {
       if (e instanceof SpokeError) throw e;
@@ -65,22 +75,6 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
     return readFdUpTo(fd, o.maxBytes);
   } finally {
     closeSync(fd);
-  }
-}
-
-/**
- * Opens `path` for reading without waiting: without O_NONBLOCK, opening a FIFO waits for a writer,
- * and the shim's thread, with every call it forwards, would wait with it. A regular file that
- * another process holds a lease on answers EAGAIN then, and is opened again as any file is,
- * waiting for the lease to be broken (a FIFO put in its place meanwhile needs a directory on the
- * path that is not root's, which is refused after the open).
- */
-function openWithoutWaiting(path: string): number {
-  try {
-    return openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' || !statSync(path).isFile()) throw e;
-    return openSync(path, constants.O_RDONLY | constants.O_NOCTTY);
   }
 }
 
@@ -100,15 +94,17 @@ class Judge {
     return new SpokeError('FailedPrecondition', `${this.what} ${this.path}: ${which} is ${why}; ${fix}`, { file: this.path }, { reason: 'FILE_UNSAFE' });
   }
 
-  /** One inode on the way: the file itself, or a directory the lookup passes through (`name`: its path). */
-  inode(name: string, which: string, st: Stats, sticky: boolean): void {
+  /**
+   * One inode on the way (`name`: its path): the file itself, a directory the lookup passes
+   * through, a symbolic link it follows. `byMode`: its mode is judged too (not for a link, whose
+   * mode means nothing, nor a sticky directory the lookup only passes through).
+   */
+  inode(name: string, which: string, st: Stats, byMode: boolean): void {
     if (st.uid !== 0 && st.uid !== this.self.uid) {
       const notSelf = this.self.uid === 0 ? 'not root' : `neither root nor uid ${this.self.uid} (this process)`;
       throw this.unsafe(which, `owned by uid ${st.uid}, ${notSelf}, so that user could decide what it says`, `make root its owner (chown root ${name})`);
     }
-    // A sticky directory (/tmp) lets no user but its owner rename or remove what root put in it,
-    // whoever may write it: its owner keeps that power, so the owner rule above holds for it too.
-    if (sticky) return;
+    if (!byMode) return;
     if ((st.mode & 0o002) !== 0) throw this.unsafe(which, `writable by every user (mode ${octalMode(st)}), so any user could decide what it says`, `make it writable by root only (chmod o-w ${name})`);
     if ((st.mode & 0o020) !== 0) throw this.unsafe(which, `writable by its group, gid ${st.gid} (mode ${octalMode(st)}), or by a user or group an ACL names, so they could decide what it says`, `make it writable by its owner only (chmod g-w ${name})`);
   }
@@ -120,7 +116,9 @@ class Judge {
    * lstat throws it, once every directory before it was judged.
    */
   lookup(): string {
-    const pending = resolve(this.path).split('/').filter((n) => n !== '');
+    // Not path.resolve: it would take `link/..` for the link's own directory, where the kernel
+    // takes the parent of wherever the link leads. getcwd() has no link on it.
+    const pending = (this.path.startsWith('/') ? this.path : `${process.cwd()}/${this.path}`).split('/').filter((n) => n !== '');
     let at = '/';
     let followed = 0;
     this.directory(at);
@@ -135,13 +133,22 @@ class Judge {
       const next = at === '/' ? `/${name}` : `${at}/${name}`;
       const st = lstatSync(next);
       if (st.isSymbolicLink()) {
+        // Its owner chooses where it leads, as its directory's does (a sticky one lets any user
+        // add a link, as the kernel's protected_symlinks knows).
+        this.inode(next, `the symbolic link ${next} on its path`, st, false);
         if (++followed > MAX_LINKS_FOLLOWED) throw Object.assign(new Error(`more than ${MAX_LINKS_FOLLOWED} symbolic links`), { code: 'ELOOP' });
         const target = readlinkSync(next);
         pending.unshift(...target.split('/').filter((n) => n !== ''));
         if (target.startsWith('/')) at = '/';
         continue;
       }
-      if (pending.length === 0) return next; // the file, judged through its descriptor
+      if (pending.length === 0) {
+        // The file is judged through its descriptor. Its directory, sticky or not, is written by
+        // root alone: in a sticky one any user may add a name, a hard link to a file of root's
+        // among them (fs.protected_hardlinks off).
+        this.inode(at, `the directory ${at} holding it`, lstatSync(at), true);
+        return next;
+      }
       this.directory(next, st);
       at = next;
     }
@@ -157,7 +164,12 @@ class Judge {
     }
   }
 
+  /**
+   * A directory the lookup passes through. A sticky one (/tmp) lets no user but its owner rename
+   * or remove what root put in it, whoever may write it: its owner keeps that power, so the owner
+   * rule holds for it too.
+   */
   private directory(dir: string, st: Stats = lstatSync(dir)): void {
-    this.inode(dir, `the directory ${dir} on its path`, st, (st.mode & 0o1000) !== 0);
+    this.inode(dir, `the directory ${dir} on its path`, st, (st.mode & 0o1000) === 0);
   }
 }

@@ -76,9 +76,12 @@ describe('readTrustedFile', () => {
     // Through a link elsewhere: judged by the real path.
     symlinkSync(join(open, 'policy.yaml'), join(dir, 'link.yaml'));
     assert.throws(() => check(join(dir, 'link.yaml')), unsafe);
+    // Sticky, as /tmp: on the way it raises no doubt; holding the file, it does (any user may add a name there).
     chmodSync(open, 0o1777);
-    check(join(open, 'policy.yaml'));
-    assert.deepEqual(warnings, []);
+    refusedSaying(join(open, 'policy.yaml'), `the directory ${open} holding it is writable by every user`);
+    mkdirSync(join(open, 'inner'));
+    writeFileSync(join(open, 'inner', 'policy.yaml'), 'x');
+    readQuietly(join(open, 'inner', 'policy.yaml'));
   });
 
   it('warns of a secret others may read', () => {
@@ -115,8 +118,13 @@ describe('readTrustedFile', () => {
     // Sticky and world-writable, as /tmp is: its owner may still rename or remove root's file in it.
     chmodSync(other, 0o1777);
     refusedSaying(file, `the directory ${other} on its path is owned by uid 12345`);
+    // Root's, but any user may add a name to it (a hard link to another file of root's): not for the file's own directory.
     chownSync(other, 0, 0);
-    readQuietly(file);
+    refusedSaying(file, `the directory ${other} holding it is writable by every user`);
+    const inner = join(other, 'inner');
+    mkdirSync(inner);
+    fs.renameSync(file, join(inner, 'policy.yaml'));
+    readQuietly(join(inner, 'policy.yaml'));
   });
 
   it('refuses a file or a directory on its path writable by a group other than root\'s and the shim\'s own; a sticky directory such a group may write is no doubt', () => {
@@ -128,9 +136,13 @@ describe('readTrustedFile', () => {
     chownSync(dir, 0, 12345);
     chmodSync(dir, 0o775);
     refusedSaying(file, `the directory ${dir} on its path is writable by its group, gid 12345 (mode 0775)`);
-    // Sticky: a member of the group may add files, never rename or remove root's.
+    // Sticky, on the way: a member of the group may add names, never rename or remove root's.
+    const inner = join(dir, 'inner');
+    mkdirSync(inner);
+    fs.renameSync(file, join(inner, 'policy.yaml'));
+    refusedSaying(join(inner, 'policy.yaml'), `the directory ${dir} on its path is writable by its group, gid 12345 (mode 0775)`);
     chmodSync(dir, 0o1775);
-    readQuietly(file);
+    readQuietly(join(inner, 'policy.yaml'));
   });
 
   it("a file and directories owned by the shim's own uid are read; writable by its own group, refused as any group's write is", () => {
@@ -243,26 +255,56 @@ describe('readTrustedFile', () => {
     }
   });
 
-  it('a regular file another process holds a lease on (EAGAIN to an open that does not wait) is opened again, waiting as any open does', () => {
+  it('a regular file another process holds a lease on (EAGAIN to the open that does not wait) cannot be read now: never opened again in a way that could wait on a FIFO put in its place', () => {
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'leased');
     const { openSync } = fs;
-    let refusedOnce = false;
+    const opens: number[] = [];
     fs.openSync = ((p: string, flags: number, ...rest: unknown[]) => {
-      if (p === file && !refusedOnce && (flags & fs.constants.O_NONBLOCK) !== 0) {
-        refusedOnce = true;
-        throw Object.assign(new Error(`EAGAIN: resource temporarily unavailable, open '${p}'`), { code: 'EAGAIN' });
-      }
-      return (openSync as (...a: unknown[]) => number)(p, flags, ...rest);
+      if (p !== file) return (openSync as (...a: unknown[]) => number)(p, flags, ...rest);
+      opens.push(flags);
+      throw Object.assign(new Error(`EAGAIN: resource temporarily unavailable, open '${p}'`), { code: 'EAGAIN' });
     }) as typeof fs.openSync;
     syncBuiltinESMExports();
     try {
-      assert.equal(check(file).toString(), 'leased');
-      assert.ok(refusedOnce);
+      assert.throws(() => check(file), { code: 'EAGAIN' });
+      assert.deepEqual(opens.map((f) => (f & fs.constants.O_NONBLOCK) !== 0), [true]);
     } finally {
       fs.openSync = openSync;
       syncBuiltinESMExports();
     }
+  });
+
+  it("judges the owner of each symbolic link it follows: in a sticky directory (/tmp) any user may add one, choosing which file of root's is read", () => {
+    const sticky = join(dir, 'tmp');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    const kept = join(dir, 'kept');
+    mkdirSync(kept);
+    writeFileSync(join(kept, 'policy.yaml'), 'kept');
+    const link = join(sticky, 'policy');
+    symlinkSync(kept, link);
+    assert.equal(check(join(link, 'policy.yaml')).toString(), 'kept');
+    fs.lchownSync(link, 12345, 12345);
+    refusedSaying(join(link, 'policy.yaml'), `the symbolic link ${link} on its path is owned by uid 12345`);
+    // Dangling, it is not taken for a missing file either.
+    fs.unlinkSync(join(kept, 'policy.yaml'));
+    refusedSaying(join(link, 'policy.yaml'), `the symbolic link ${link} on its path is owned by uid 12345`);
+  });
+
+  it("takes `..` after a link as the kernel does: the parent of where the link leads, not the link's own directory", () => {
+    const spoke = join(dir, 'spoke');
+    const opt = join(dir, 'opt', 'sub');
+    mkdirSync(spoke);
+    mkdirSync(opt, { recursive: true });
+    writeFileSync(join(spoke, 'policy.yaml'), 'beside the link');
+    writeFileSync(join(dir, 'opt', 'policy.yaml'), 'where the link leads');
+    symlinkSync(opt, join(spoke, 'link'));
+    // Written out: path.join would fold `link/..` away as text.
+    const through = `${spoke}/link/../policy.yaml`;
+    assert.equal(check(through).toString(), 'where the link leads');
+    chownSync(join(dir, 'opt'), 12345, 12345);
+    refusedSaying(through, `the directory ${join(dir, 'opt')} on its path is owned by uid 12345`);
   });
 
   it('a path that does not resolve is an error of its own, never a file read unchecked', () => {
