@@ -102,11 +102,13 @@ class Judge {
   inode(name: string, which: string, st: Stats, byMode: boolean): void {
     if (st.uid !== 0 && st.uid !== this.self.uid) {
       const notSelf = this.self.uid === 0 ? 'not root' : `neither root nor uid ${this.self.uid} (this process)`;
-      throw this.unsafe(which, `owned by uid ${st.uid}, ${notSelf}, so that user could decide what it says`, `make root its owner (chown root ${name})`);
+      throw this.unsafe(which, `owned by uid ${st.uid}, ${notSelf}, so that user could decide what it says`, `make root its owner (chown -h root ${name})`);
     }
     if (!byMode) return;
-    if ((st.mode & 0o002) !== 0) throw this.unsafe(which, `writable by every user (mode ${octalMode(st)}), so any user could decide what it says`, `make it writable by root only (chmod o-w ${name})`);
-    if ((st.mode & 0o020) !== 0) throw this.unsafe(which, `writable by its group, gid ${st.gid} (mode ${octalMode(st)}), or by a user or group an ACL names, so they could decide what it says`, `make it writable by its owner only (chmod g-w ${name})`);
+    // A sticky directory reaches here only as the one holding the file: no chmod makes it safe.
+    const fix = (bit: string) => ((st.mode & 0o1000) !== 0 ? 'move the file into a directory only root may write' : `make it writable by root only (chmod ${bit}-w ${name})`);
+    if ((st.mode & 0o002) !== 0) throw this.unsafe(which, `writable by every user (mode ${octalMode(st)}), so any user could decide what it says`, fix('o'));
+    if ((st.mode & 0o020) !== 0) throw this.unsafe(which, `writable by its group, gid ${st.gid} (mode ${octalMode(st)}), or by a user or group an ACL names, so they could decide what it says`, fix('g'));
   }
 
   /**
@@ -118,28 +120,33 @@ class Judge {
   lookup(): string {
     // Not path.resolve: it would take `link/..` for the link's own directory, where the kernel
     // takes the parent of wherever the link leads. getcwd() has no link on it.
-    const pending = (this.path.startsWith('/') ? this.path : `${process.cwd()}/${this.path}`).split('/').filter((n) => n !== '');
+    // process.cwd() is Node's cached copy; /proc names the directory the process is in now.
+    const pending = (this.path.startsWith('/') ? this.path : `${readlinkSync('/proc/self/cwd')}/${this.path}`).split('/').filter((n) => n !== '');
     let at = '/';
+    let atSticky = this.directory(at);
     let followed = 0;
-    this.directory(at);
     while (pending.length > 0) {
       const name = pending.shift()!;
       if (name === '.') continue;
       // `at` has no link on it: its parent is the one the kernel takes for `..`.
       if (name === '..') {
         at = at.slice(0, at.lastIndexOf('/')) || '/';
+        atSticky = this.directory(at);
         continue;
       }
       const next = at === '/' ? `/${name}` : `${at}/${name}`;
       const st = lstatSync(next);
       if (st.isSymbolicLink()) {
-        // Its owner chooses where it leads, as its directory's does (a sticky one lets any user
-        // add a link, as the kernel's protected_symlinks knows).
-        this.inode(next, `the symbolic link ${next} on its path`, st, false);
+        // Its directory's owner chooses where it leads (judged), and in a sticky directory, where
+        // any user may add one, its own owner does (as the kernel's protected_symlinks knows).
+        if (atSticky) this.inode(next, `the symbolic link ${next} on its path, in a sticky directory,`, st, false);
         if (++followed > MAX_LINKS_FOLLOWED) throw Object.assign(new Error(`more than ${MAX_LINKS_FOLLOWED} symbolic links`), { code: 'ELOOP' });
         const target = readlinkSync(next);
         pending.unshift(...target.split('/').filter((n) => n !== ''));
-        if (target.startsWith('/')) at = '/';
+        if (target.startsWith('/')) {
+          at = '/';
+          atSticky = this.directory(at);
+        }
         continue;
       }
       if (pending.length === 0) {
@@ -149,7 +156,7 @@ class Judge {
         this.inode(at, `the directory ${at} holding it`, lstatSync(at), true);
         return next;
       }
-      this.directory(next, st);
+      atSticky = this.directory(next, st);
       at = next;
     }
     return at;
@@ -165,11 +172,13 @@ class Judge {
   }
 
   /**
-   * A directory the lookup passes through. A sticky one (/tmp) lets no user but its owner rename
-   * or remove what root put in it, whoever may write it: its owner keeps that power, so the owner
-   * rule holds for it too.
+   * A directory the lookup passes through; true when it is sticky. A sticky one (/tmp) lets no
+   * user but its owner rename or remove what root put in it, whoever may write it: its owner keeps
+   * that power, so the owner rule holds for it too.
    */
-  private directory(dir: string, st: Stats = lstatSync(dir)): void {
-    this.inode(dir, `the directory ${dir} on its path`, st, (st.mode & 0o1000) === 0);
+  private directory(dir: string, st: Stats = lstatSync(dir)): boolean {
+    const sticky = (st.mode & 0o1000) !== 0;
+    this.inode(dir, `the directory ${dir} on its path`, st, !sticky);
+    return sticky;
   }
 }

@@ -286,10 +286,32 @@ describe('readTrustedFile', () => {
     symlinkSync(kept, link);
     assert.equal(check(join(link, 'policy.yaml')).toString(), 'kept');
     fs.lchownSync(link, 12345, 12345);
-    refusedSaying(join(link, 'policy.yaml'), `the symbolic link ${link} on its path is owned by uid 12345`);
+    const refusal = `the symbolic link ${link} on its path, in a sticky directory, is owned by uid 12345`;
+    refusedSaying(join(link, 'policy.yaml'), refusal);
+    assert.throws(() => check(join(link, 'policy.yaml')), (e: Error) => e.message.includes(`chown -h root ${link}`));
+    // In a directory only root may write, its owner can neither point it elsewhere nor remove it.
+    const rootsLink = join(dir, 'roots-link');
+    symlinkSync(kept, rootsLink);
+    fs.lchownSync(rootsLink, 12345, 12345);
+    readQuietly(join(rootsLink, 'policy.yaml'));
     // Dangling, it is not taken for a missing file either.
     fs.unlinkSync(join(kept, 'policy.yaml'));
-    refusedSaying(join(link, 'policy.yaml'), `the symbolic link ${link} on its path is owned by uid 12345`);
+    refusedSaying(join(link, 'policy.yaml'), refusal);
+  });
+
+  it('a relative path is looked up from the directory the process is in now, not the one Node remembers (renamed since)', () => {
+    const before = join(dir, 'a');
+    mkdirSync(before);
+    const cwd = process.cwd();
+    process.chdir(before);
+    try {
+      assert.equal(process.cwd(), before); // remembered now
+      fs.renameSync(before, join(dir, 'b'));
+      writeFileSync(join(dir, 'b', 'policy.yaml'), 'in b');
+      assert.equal(check('policy.yaml').toString(), 'in b');
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   it("takes `..` after a link as the kernel does: the parent of where the link leads, not the link's own directory", () => {
