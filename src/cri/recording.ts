@@ -146,9 +146,11 @@ export function unkeyedRecording(): SpokeError {
  * Reads the cluster's recording key file (the shim's recordingKey, the controller's
  * --recording-key); its bytes are the key. One read through one descriptor (`read`, the shim's
  * trusted read or readFileUpTo) of at most one byte past the longest key, so a file that grows
- * while it is read, a FIFO or a device is refused by the key's size check (KEY_INVALID), never
- * read whole. Throws SpokeError: InvalidArgument FILE_UNREADABLE when it cannot be read or
- * KEY_INVALID, or what `read` refuses it with.
+ * while it is read, or a device such as /dev/zero, is refused by the key's size check
+ * (KEY_INVALID), never read whole; the shim's trusted read refuses a FIFO before reading, where
+ * the controller's reads one as any other input, up to that size. Throws SpokeError:
+ * InvalidArgument FILE_UNREADABLE when it cannot be read or KEY_INVALID, or what `read` refuses
+ * it with.
  */
 export function readRecordingKey(path: string, read: BoundedRead = readFileUpTo): Buffer {
   let bytes: Buffer;
