@@ -146,9 +146,9 @@ function encodeLocalhostProfile(path: string): Buffer {
  * Sets the profile at `profilePath` to Localhost `ref`, and the deprecated string beside it to
  * `localhost/<ref>` (once), whether or not the request had one: CRI-O takes an apparmor_profile of
  * `runtime/default` over whatever the message beside it says, and a runtime built before the
- * message reads only the string (containerd 1.6 knows no AppArmor message, and with no string
- * applies its own default AppArmor profile, not the merged one). A runtime that knows the message
- * reads it first.
+ * message reads only the string (and containerd, with no string, applies its own default
+ * AppArmor profile, not the merged one). A runtime that knows the message reads it first, as the
+ * containerd 1.6.20 here does.
  */
 export function replaceProfileAt(payload: Uint8Array, profilePath: readonly number[], ref: string): Buffer {
   const out = replaceMessageAt(payload, profilePath, encodeLocalhostProfile(ref));

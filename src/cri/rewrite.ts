@@ -23,6 +23,7 @@
 // Recording (`spoke shim --recording`): rewrite-recording.ts decides when a container runs
 // under the logging profile instead.
 
+import { realpathSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { ProfileKind } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
@@ -157,24 +158,49 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
   for (let i = 0; i < sites.length; i++) {
     const [kind, path] = sites[i]!;
     const message = messages[i];
-    let ref: string;
-    if (message !== undefined) {
-      ref = getString(message, 2);
+    // Both, whichever the runtime reads: containerd 1.6.20 takes the message over the string, a
+    // runtime built before the message reads only the string.
+    // A string without `localhost/` too: CRI-O applies an AppArmor profile named so.
+    const refs = [message === undefined ? '' : getString(message, 2), deprecatedProfileAt(payload, path)?.localhostRef ?? ''];
+    for (const ref of refs) {
       if (ref === '') continue;
-    } else {
-      // A string without `localhost/` too: CRI-O applies an AppArmor profile named so.
-      const deprecated = deprecatedProfileAt(payload, path);
-      if (deprecated === undefined || deprecated.localhostRef === '') continue;
-      ref = deprecated.localhostRef;
-    }
-    // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.
-    const used = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
-    // A relative path is read from the runtime's working directory: `/` for a service.
-    if (kind === 'seccomp' ? underAny(posix.resolve('/', used), dirs) : spokeAppArmorSha(used) !== undefined) {
-      throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
+      // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.
+      const used = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
+      if (kind === 'seccomp' ? underAny(openedAt(used), dirs) : spokeAppArmorSha(used) !== undefined) {
+        throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
+      }
     }
   }
 }
+
+/**
+ * Where the runtime's open of Localhost profile `used` lands, as this node's filesystem says now:
+ * the real path of its longest existing prefix, the rest after it. Another spelling of spoke's
+ * directory (a symbolic link under the seccomp root, `/proc/self/root/…`) reaches the same files,
+ * and the kernel follows it. A relative path is read from the runtime's working directory: `/` for
+ * a service.
+ */
+function openedAt(used: string): string {
+  const resolved = posix.resolve('/', used);
+  // Past PATH_MAX the runtime's open fails (ENAMETOOLONG): the names above are all there is.
+  if (resolved.length >= PATH_MAX) return resolved;
+  let head = resolved;
+  const rest: string[] = [];
+  for (let depth = 0; depth < MAX_PATH_NAMES; depth++) {
+    try {
+      return posix.join(realpathSync.native(head), ...rest);
+    } catch {
+      // Missing (or not to be resolved): its directory is, and the runtime's open fails there too.
+      if (head === '/') break;
+      rest.unshift(posix.basename(head));
+      head = posix.dirname(head);
+    }
+  }
+  return resolved;
+}
+const PATH_MAX = 4096;
+/** Names in a path openedAt looks past (PATH_MAX / 2: a name and its slash). */
+const MAX_PATH_NAMES = PATH_MAX / 2;
 
 /** The annotations of `message` (a PodSandboxConfig or ContainerConfig) that runtime-annotations.ts checks. */
 function runtimeAnnotations(message: Uint8Array | undefined, field: number): ReadonlyMap<string, string> {

@@ -3,6 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { decode, encode, type Msg } from '../../helpers/cri-client.js';
 import {
@@ -318,6 +321,32 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     // The shim's own rewrite to a path under spoke/ is of an OCI profile, not refused.
     const oci = await rewriteCreateContainer(create({ seccomp: { profile_type: 'OCI', oci_ref: REF } }), { ...deps, seccomp: async (p, c) => ({ ...(await fakeResolver(p, c)), path: `${root}/spoke/${sha}.json` }) });
     assert.ok(oci.edited);
+  });
+
+  it("refuses another spelling of spoke's directory that the kernel follows to it: a link under the seccomp root, /proc/self/root; and checks the deprecated AppArmor string beside the message", async () => {
+    const root = mkdtempSync(join(tmpdir(), 'spoke-reserved-'));
+    try {
+      mkdirSync(join(root, 'spoke'));
+      symlinkSync('.', join(root, 'current')); // an admin's link, which a pod's localhostProfile can name
+      const deps = { seccomp: fakeResolver, reservedSeccompDirs: [`${root}/spoke`] };
+      const reserved = spokeError({ code: 'PermissionDenied', reason: 'PROFILE_RESERVED' });
+      const sha = 'd'.repeat(64);
+      writeFileSync(join(root, 'spoke', `${sha}.json`), '{}');
+      const localhost = (ref: string) => ({ profile_type: 'Localhost', localhost_ref: ref });
+      const create = (ctr: Msg) => encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } }, sandbox_config: podConfig() });
+      for (const ref of [`${root}/current/spoke/${sha}.json`, `/proc/self/root${root}/spoke/${sha}.json`, `${root}/current/spoke/not-there-yet.json`]) {
+        await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(ref) }), deps), reserved, ref);
+        await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(localhost(ref)) }), deps), reserved, ref);
+      }
+      // The admin's own files beside it, through the same link: forwarded.
+      writeFileSync(join(root, 'team.json'), '{}');
+      const req = create({ seccomp: localhost(`${root}/current/team.json`) });
+      assert.equal((await rewriteCreateContainer(req, deps)).payload, req);
+      // A message the runtime may not read (one built before it) beside the string it reads.
+      await assert.rejects(rewriteCreateContainer(create({ apparmor: { profile_type: 'RuntimeDefault' }, apparmor_profile: `localhost/spoke-${sha}` }), deps), reserved);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('refuses an OCI seccomp profile beside an annotation with which the runtime replaces or rewrites the filter (crun, CRI-O), pod or container level; forwards such annotations when the profile is not spoke\'s', async () => {
