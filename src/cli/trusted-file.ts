@@ -14,7 +14,8 @@
 // read: one descriptor, and the path the walk arrived at must be the one /proc gives for it, so
 // nothing put in its place, or in a directory's, meanwhile is read unjudged.
 
-import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
+import { lookUpPath } from '../config/path-lookup.js';
 import { SpokeError } from '../core/errors.js';
 import { readFdUpTo } from '../registry/credentials.js';
 
@@ -78,8 +79,6 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
   }
 }
 
-/** The kernel's limit on symbolic links followed in one lookup (ELOOP past it). */
-const MAX_LINKS_FOLLOWED = 40;
 
 /** One trusted file's judgement: its inodes, and the lookup of its path. */
 class Judge {
@@ -112,54 +111,30 @@ class Judge {
   }
 
   /**
-   * Looks the path up as the kernel does, one name at a time, judging each directory it passes
-   * through, and so each one holding a symbolic link it follows, whose owner chooses where the
-   * link leads. Returns the path it arrived at (no link on it). A name that is missing is thrown as
-   * lstat throws it, once every directory before it was judged.
+   * Looks the path up as the kernel does (src/config/path-lookup.ts), judging each directory it
+   * passes through and, in a sticky directory, where any user may add one, each symbolic link it
+   * follows: its owner chooses where it leads, as the kernel's protected_symlinks knows (in
+   * another directory, the directory's owner does, judged). The directory holding the file must
+   * be written by root alone, sticky or not: in a sticky one any user may add a name, a hard link
+   * to a file of root's among them (fs.protected_hardlinks off). Returns the path it arrived at.
    */
   lookup(): string {
-    // Not path.resolve: it would take `link/..` for the link's own directory, where the kernel
-    // takes the parent of wherever the link leads. getcwd() has no link on it.
+    let holder: { path: string; st: Stats } | undefined;
     // process.cwd() is Node's cached copy; /proc names the directory the process is in now.
-    const pending = (this.path.startsWith('/') ? this.path : `${readlinkSync('/proc/self/cwd')}/${this.path}`).split('/').filter((n) => n !== '');
-    let at = '/';
-    let atSticky = this.directory(at);
-    let followed = 0;
-    while (pending.length > 0) {
-      const name = pending.shift()!;
-      if (name === '.') continue;
-      // `at` has no link on it: its parent is the one the kernel takes for `..`.
-      if (name === '..') {
-        at = at.slice(0, at.lastIndexOf('/')) || '/';
-        atSticky = this.directory(at);
-        continue;
-      }
-      const next = at === '/' ? `/${name}` : `${at}/${name}`;
-      const st = lstatSync(next);
-      if (st.isSymbolicLink()) {
-        // Its directory's owner chooses where it leads (judged), and in a sticky directory, where
-        // any user may add one, its own owner does (as the kernel's protected_symlinks knows).
-        if (atSticky) this.inode(next, `the symbolic link ${next} on its path, in a sticky directory,`, st, false);
-        if (++followed > MAX_LINKS_FOLLOWED) throw Object.assign(new Error(`more than ${MAX_LINKS_FOLLOWED} symbolic links`), { code: 'ELOOP' });
-        const target = readlinkSync(next);
-        pending.unshift(...target.split('/').filter((n) => n !== ''));
-        if (target.startsWith('/')) {
-          at = '/';
-          atSticky = this.directory(at);
-        }
-        continue;
-      }
-      if (pending.length === 0) {
-        // The file is judged through its descriptor. Its directory, sticky or not, is written by
-        // root alone: in a sticky one any user may add a name, a hard link to a file of root's
-        // among them (fs.protected_hardlinks off).
-        this.inode(at, `the directory ${at} holding it`, lstatSync(at), true);
-        return next;
-      }
-      atSticky = this.directory(next, st);
-      at = next;
-    }
-    return at;
+    const reached = lookUpPath(this.path, readlinkSync('/proc/self/cwd'), {
+      directory: (path, st) => {
+        const sticky = (st.mode & 0o1000) !== 0;
+        // A sticky one (/tmp) lets no user but its owner rename or remove what root put in it,
+        // whoever may write it: its owner keeps that power, so the owner rule holds for it too.
+        this.inode(path, `the directory ${path} on its path`, st, !sticky);
+        holder = { path, st };
+      },
+      link: (path, st) => {
+        if ((holder!.st.mode & 0o1000) !== 0) this.inode(path, `the symbolic link ${path} on its path, in a sticky directory,`, st, false);
+      },
+    });
+    this.inode(holder!.path, `the directory ${holder!.path} holding it`, holder!.st, true);
+    return reached;
   }
 
   /** A missing file: refused when a user other than root could have removed it, or chosen where a link on its path leads. */
@@ -169,16 +144,5 @@ class Judge {
     } catch (e) {
       if (e instanceof SpokeError) throw e;
     }
-  }
-
-  /**
-   * A directory the lookup passes through; true when it is sticky. A sticky one (/tmp) lets no
-   * user but its owner rename or remove what root put in it, whoever may write it: its owner keeps
-   * that power, so the owner rule holds for it too.
-   */
-  private directory(dir: string, st: Stats = lstatSync(dir)): boolean {
-    const sticky = (st.mode & 0o1000) !== 0;
-    this.inode(dir, `the directory ${dir} on its path`, st, !sticky);
-    return sticky;
   }
 }

@@ -23,9 +23,10 @@
 // Recording (`spoke shim --recording`): rewrite-recording.ts decides when a container runs
 // under the logging profile instead.
 
-import { realpathSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { ProfileKind } from '../core/constants.js';
+import { lookUpPath } from '../config/path-lookup.js';
 import { SpokeError } from '../core/errors.js';
 import { ProfileAnnotations, type ProfileAnnotation } from './annotations.js';
 import type { AppArmorPrepared, Applied, ApplyContext } from './apply.js';
@@ -144,14 +145,14 @@ function inspect(payload: Buffer, path: readonly number[], what: string, merged 
 
 /**
  * A Localhost profile naming one of spoke's merge results: a seccomp file under the directory the
- * shim writes them to (the path as the kernel reads it, `.` and `..` resolved, a relative one
- * from `/`; no pod can name a path outside the kubelet's root), or an AppArmor profile named as spoke names them. Those hold
+ * shim writes them to (as written, or where the kernel's lookup of it leads: openedAt), or an
+ * AppArmor profile named as spoke names them. Those hold
  * baseline ∩ some artifact that the node policy allowed for some namespace at some time: named
  * directly, they would reach a pod of any namespace, past the policy and any later deny rule,
  * and pin the artifact in the store. A pod names the OCI profile; only the shim names its merge
  * (docs/shim.md#localhost-bases-and-effective-files). `messages`: the merged message at each
- * site (getMergedAt), which the caller reads anyway; the deprecated string is read only where
- * there is none. A message's ref is checked whatever its type: CRI-O applies an AppArmor
+ * site (getMergedAt), which the caller reads anyway; the deprecated string beside it is checked
+ * too. A message's ref is checked whatever its type: CRI-O applies an AppArmor
  * localhost_ref for any type but RuntimeDefault, Unconfined included.
  */
 function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages: readonly (Uint8Array | undefined)[], dirs: readonly string[], who: string): void {
@@ -166,7 +167,7 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
       if (ref === '') continue;
       // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.
       const used = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
-      if (kind === 'seccomp' ? underAny(openedAt(used), dirs) : spokeAppArmorSha(used) !== undefined) {
+      if (kind === 'seccomp' ? underAny(posix.resolve('/', used), dirs) || underAny(openedAt(used, who), dirs) : spokeAppArmorSha(used) !== undefined) {
         throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
       }
     }
@@ -174,33 +175,38 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
 }
 
 /**
- * Where the runtime's open of Localhost profile `used` lands, as this node's filesystem says now:
- * the real path of its longest existing prefix, the rest after it. Another spelling of spoke's
- * directory (a symbolic link under the seccomp root, `/proc/self/root/…`) reaches the same files,
- * and the kernel follows it. A relative path is read from the runtime's working directory: `/` for
- * a service.
+ * Where the runtime's open of Localhost profile `used` lands, looked up name by name as the
+ * kernel does (src/config/path-lookup.ts): another spelling of spoke's directory (a symbolic link
+ * under the seccomp root, `..` after one) reaches the same files. A relative path is read from the
+ * runtime's working directory: `/` for a service. A path through /proc (`/proc/self/root`,
+ * `/dev/fd`) is refused outright: its magic links lead where no reading of them as text can
+ * follow (another mount namespace's root), and no profile lives there. A path the runtime cannot
+ * open (a missing directory on it, a loop) is its own failure: the path as written is judged.
  */
-function openedAt(used: string): string {
-  const resolved = posix.resolve('/', used);
-  // Past PATH_MAX the runtime's open fails (ENAMETOOLONG): the names above are all there is.
-  if (resolved.length >= PATH_MAX) return resolved;
-  let head = resolved;
-  const rest: string[] = [];
-  for (let depth = 0; depth < MAX_PATH_NAMES; depth++) {
+function openedAt(used: string, who: string): string {
+  try {
+    return lookUpPath(used, '/', {
+      directory: (_dir, st) => {
+        if (st.dev === procDevice()) throw new SpokeError('PermissionDenied', `${who}: the Localhost seccomp profile ${JSON.stringify(used.slice(0, 200))} is looked up through /proc, where its links lead out of sight; name a file`, { path: used.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
+      },
+    });
+  } catch (e) {
+    if (e instanceof SpokeError) throw e;
+    return posix.resolve('/', used);
+  }
+}
+let procStat: number | undefined;
+/** The device /proc is mounted from (read once; -1 without /proc). */
+function procDevice(): number {
+  if (procStat === undefined) {
     try {
-      return posix.join(realpathSync.native(head), ...rest);
+      procStat = statSync('/proc').dev;
     } catch {
-      // Missing (or not to be resolved): its directory is, and the runtime's open fails there too.
-      if (head === '/') break;
-      rest.unshift(posix.basename(head));
-      head = posix.dirname(head);
+      procStat = -1;
     }
   }
-  return resolved;
+  return procStat;
 }
-const PATH_MAX = 4096;
-/** Names in a path openedAt looks past (PATH_MAX / 2: a name and its slash). */
-const MAX_PATH_NAMES = PATH_MAX / 2;
 
 /** The annotations of `message` (a PodSandboxConfig or ContainerConfig) that runtime-annotations.ts checks. */
 function runtimeAnnotations(message: Uint8Array | undefined, field: number): ReadonlyMap<string, string> {

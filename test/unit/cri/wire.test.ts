@@ -323,7 +323,7 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
     assert.ok(oci.edited);
   });
 
-  it("refuses another spelling of spoke's directory that the kernel follows to it: a link under the seccomp root, /proc/self/root; and checks the deprecated AppArmor string beside the message", async () => {
+  it("refuses another spelling of spoke's directory that the kernel follows to it (a link under the seccomp root, `..` after one), and any path through /proc; and checks the deprecated AppArmor string beside the message", async () => {
     const root = mkdtempSync(join(tmpdir(), 'spoke-reserved-'));
     try {
       mkdirSync(join(root, 'spoke'));
@@ -334,7 +334,11 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
       writeFileSync(join(root, 'spoke', `${sha}.json`), '{}');
       const localhost = (ref: string) => ({ profile_type: 'Localhost', localhost_ref: ref });
       const create = (ctr: Msg) => encode('CreateContainerRequest', { config: { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: ctr } }, sandbox_config: podConfig() });
-      for (const ref of [`${root}/current/spoke/${sha}.json`, `/proc/self/root${root}/spoke/${sha}.json`, `${root}/current/spoke/not-there-yet.json`]) {
+      mkdirSync(join(root, 'spoke', 'a'));
+      symlinkSync('spoke/a', join(root, 'into-spoke'));
+      // `..` after a link is the parent of where it leads (spoke/), not the link's own directory;
+      // /proc is refused whatever follows (its magic links lead where no reading of them follows).
+      for (const ref of [`${root}/current/spoke/${sha}.json`, `/proc/self/root${root}/spoke/${sha}.json`, `/proc/self/root/..${root}/spoke/${sha}.json`, `${root}/current/spoke/not-there-yet.json`, `${root}/into-spoke/../${sha}.json`, `/dev/fd/0/../../root${root}/team.json`]) {
         await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(ref) }), deps), reserved, ref);
         await assert.rejects(rewriteRunPodSandbox(encode('RunPodSandboxRequest', { config: podConfig(localhost(ref)) }), deps), reserved, ref);
       }
