@@ -25,12 +25,13 @@ const MAX_LINKS_FOLLOWED = 40;
  * than 40 links (ELOOP).
  */
 export function lookUpPath(path: string, cwd: string, visit: LookupVisitor): string {
-  const pending = (path.startsWith('/') ? path : `${cwd}/${path}`).split('/').filter((n) => n !== '');
+  // The names still to look up, the next one last (a link's are pushed in its place).
+  const pending = namesOf(path.startsWith('/') ? path : `${cwd}/${path}`);
   let at = '/';
   visit.directory(at, lstatSync(at));
   let followed = 0;
   while (pending.length > 0) {
-    const name = pending.shift()!;
+    const name = pending.pop()!;
     if (name === '.') continue;
     // `at` has no link on it: its parent is the one the kernel takes for `..`.
     if (name === '..') {
@@ -50,7 +51,7 @@ export function lookUpPath(path: string, cwd: string, visit: LookupVisitor): str
       visit.link?.(next, st);
       if (++followed > MAX_LINKS_FOLLOWED) throw Object.assign(new Error(`more than ${MAX_LINKS_FOLLOWED} symbolic links`), { code: 'ELOOP' });
       const target = readlinkSync(next);
-      pending.unshift(...target.split('/').filter((n) => n !== ''));
+      pending.push(...namesOf(target));
       if (target.startsWith('/')) {
         at = '/';
         visit.directory(at, lstatSync(at));
@@ -64,3 +65,6 @@ export function lookUpPath(path: string, cwd: string, visit: LookupVisitor): str
   }
   return at;
 }
+
+/** `path`'s names, the first last. */
+const namesOf = (path: string): string[] => path.split('/').filter((n) => n !== '').reverse();

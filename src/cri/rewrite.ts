@@ -184,6 +184,8 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
  * open (a missing directory on it, a loop) is its own failure: the path as written is judged.
  */
 function openedAt(used: string, who: string): string {
+  // The runtime's open of a path this long fails (ENAMETOOLONG): as written is all there is.
+  if (used.length >= PATH_MAX) return posix.resolve('/', used);
   try {
     return lookUpPath(used, '/', {
       directory: (_dir, st) => {
@@ -195,6 +197,7 @@ function openedAt(used: string, who: string): string {
     return posix.resolve('/', used);
   }
 }
+const PATH_MAX = 4096;
 let procStat: number | undefined;
 /** The device /proc is mounted from (read once; -1 without /proc). */
 function procDevice(): number {
