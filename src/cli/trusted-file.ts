@@ -116,9 +116,10 @@ class Judge {
    * follows: its owner chooses where it leads, as the kernel's protected_symlinks knows (in
    * another directory, the directory's owner does, judged). The directory holding the file must
    * be written by root alone, sticky or not: in a sticky one any user may add a name, a hard link
-   * to a file of root's among them (fs.protected_hardlinks off). Returns the path it arrived at.
+   * to a file of root's among them (fs.protected_hardlinks off); not for a missing file (`found`
+   * false), which no other user could have removed there. Returns the path it arrived at.
    */
-  lookup(): string {
+  lookup(found = true): string {
     let holder: { path: string; st: Stats } | undefined;
     // process.cwd() is Node's cached copy; /proc names the directory the process is in now.
     const reached = lookUpPath(this.path, readlinkSync('/proc/self/cwd'), {
@@ -133,16 +134,20 @@ class Judge {
         if ((holder!.st.mode & 0o1000) !== 0) this.inode(path, `the symbolic link ${path} on its path, in a sticky directory,`, st, false);
       },
     });
-    this.inode(holder!.path, `the directory ${holder!.path} holding it`, holder!.st, true);
+    if (found) this.inode(holder!.path, `the directory ${holder!.path} holding it`, holder!.st, true);
     return reached;
   }
 
   /** A missing file: refused when a user other than root could have removed it, or chosen where a link on its path leads. */
   missing(): void {
     try {
-      this.lookup();
+      this.lookup(false);
     } catch (e) {
       if (e instanceof SpokeError) throw e;
+      // A directory missing on the way (or not one): missing as the open said. Anything else
+      // (a path too long to look up, a directory that cannot be read) leaves who removed it untold.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw this.unsafe('its path', `cannot be looked up (${code ?? (e as Error).message}), so who removed the file cannot be told`, 'give a shorter path through directories only root may write');
     }
   }
 }

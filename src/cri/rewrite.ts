@@ -23,7 +23,7 @@
 // Recording (`spoke shim --recording`): rewrite-recording.ts decides when a container runs
 // under the logging profile instead.
 
-import { statSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { ProfileKind } from '../core/constants.js';
 import { lookUpPath } from '../config/path-lookup.js';
@@ -167,6 +167,10 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
       if (ref === '') continue;
       // containerd and CRI-O both drop one leading `localhost/` from a Localhost ref before use.
       const used = ref.startsWith(LOCALHOST_PREFIX) ? ref.slice(LOCALHOST_PREFIX.length) : ref;
+      if (kind === 'seccomp' && used.length >= PATH_MAX) {
+        // No runtime opens it (ENAMETOOLONG), and resolving megabytes of path text costs the shim.
+        throw new SpokeError('InvalidArgument', `${who}: the Localhost seccomp profile path is ${used.length} characters, past PATH_MAX (${PATH_MAX})`, { limit: PATH_MAX, actual: used.length }, { reason: 'LIMIT_EXCEEDED' });
+      }
       if (kind === 'seccomp' ? underAny(posix.resolve('/', used), dirs) || underAny(openedAt(used, who), dirs) : spokeAppArmorSha(used) !== undefined) {
         throw new SpokeError('PermissionDenied', `${who}: the Localhost ${kind} profile ${JSON.stringify(ref.slice(0, 200))} is one of spoke's merge results; name the OCI profile instead`, { path: ref.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
       }
@@ -178,25 +182,33 @@ function refuseReserved(payload: Buffer, sites: readonly ProfileSite[], messages
  * Where the runtime's open of Localhost profile `used` lands, looked up name by name as the
  * kernel does (src/config/path-lookup.ts): another spelling of spoke's directory (a symbolic link
  * under the seccomp root, `..` after one) reaches the same files. A relative path is read from the
- * runtime's working directory: `/` for a service. A path through /proc (`/proc/self/root`,
- * `/dev/fd`) is refused outright: its magic links lead where no reading of them as text can
- * follow (another mount namespace's root), and no profile lives there. A path the runtime cannot
- * open (a missing directory on it, a loop) is its own failure: the path as written is judged.
+ * runtime's working directory: `/` for a service. A path through procfs (`/proc/self/root`,
+ * `/dev/fd`, a second procfs mount) is refused outright: its magic links lead where no reading of
+ * them as text can follow (another mount namespace's root), and no profile lives there. A path the
+ * runtime's open fails on too (a missing directory on it, a loop) is judged as written; one the
+ * shim cannot look up for another reason (a real path too long for lstat) is refused.
  */
 function openedAt(used: string, who: string): string {
-  // The runtime's open of a path this long fails (ENAMETOOLONG): as written is all there is.
-  if (used.length >= PATH_MAX) return posix.resolve('/', used);
+  const refused = (why: string) => new SpokeError('PermissionDenied', `${who}: the Localhost seccomp profile ${JSON.stringify(used.slice(0, 200))} ${why}; name a file`, { path: used.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
   try {
     return lookUpPath(used, '/', {
       directory: (_dir, st) => {
-        if (st.dev === procDevice()) throw new SpokeError('PermissionDenied', `${who}: the Localhost seccomp profile ${JSON.stringify(used.slice(0, 200))} is looked up through /proc, where its links lead out of sight; name a file`, { path: used.slice(0, 200) }, { reason: 'PROFILE_RESERVED' });
+        if (st.dev === procDevice()) throw refused('is looked up through /proc, where its links lead out of sight');
+      },
+      // Magic links live only in procfs, wherever it is mounted.
+      link: (link) => {
+        if (statfsSync(posix.dirname(link)).type === PROC_SUPER_MAGIC) throw refused('is looked up through a procfs link, which leads out of sight');
       },
     });
   } catch (e) {
     if (e instanceof SpokeError) throw e;
-    return posix.resolve('/', used);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return posix.resolve('/', used);
+    throw refused(`cannot be looked up (${code ?? (e as Error).message})`);
   }
 }
+/** statfs(2)'s f_type of procfs (linux/magic.h). */
+const PROC_SUPER_MAGIC = 0x9fa0;
 const PATH_MAX = 4096;
 let procStat: number | undefined;
 /** The device /proc is mounted from (read once; -1 without /proc). */

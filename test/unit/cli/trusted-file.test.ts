@@ -219,6 +219,25 @@ describe('readTrustedFile', () => {
     refusedSaying(link, `the directory ${other} on its path is owned by uid 12345`);
     chownSync(other, 0, 0);
     assert.throws(() => check(link), { code: 'ENOENT' }, 'missing where only root could have removed it');
+    // In a sticky directory, root's: no other user could have removed it either.
+    const sticky = join(dir, 'tmp');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    assert.throws(() => check(join(sticky, 'none.yaml')), { code: 'ENOENT' });
+    // A lookup that fails otherwise (a real path too long for lstat) leaves who removed it untold.
+    const { lstatSync } = fs;
+    const writable = fs as { lstatSync: typeof fs.lstatSync };
+    writable.lstatSync = ((p: string, ...rest: unknown[]) => {
+      if (p === other) throw Object.assign(new Error('ENAMETOOLONG'), { code: 'ENAMETOOLONG' });
+      return (lstatSync as (...a: unknown[]) => fs.Stats)(p, ...rest);
+    }) as typeof fs.lstatSync;
+    syncBuiltinESMExports();
+    try {
+      refusedSaying(link, 'cannot be looked up (ENAMETOOLONG)');
+    } finally {
+      writable.lstatSync = lstatSync;
+      syncBuiltinESMExports();
+    }
   });
 
   it('a directory on the path renamed and replaced by a link after the open leads the lookup elsewhere: refused, not judged by where the link leads', () => {

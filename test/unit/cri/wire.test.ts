@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import fs, { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -346,6 +347,31 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
       writeFileSync(join(root, 'team.json'), '{}');
       const req = create({ seccomp: localhost(`${root}/current/team.json`) });
       assert.equal((await rewriteCreateContainer(req, deps)).payload, req);
+      // Past PATH_MAX no runtime opens it: refused before any lookup.
+      await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/${'x/'.repeat(2048)}a.json`) }), deps), spokeError({ code: 'InvalidArgument', reason: 'LIMIT_EXCEEDED' }));
+      // A lookup that fails for a reason the runtime's open would not share (a real path too long
+      // for lstat), or a link in procfs mounted anywhere: refused, never judged as written.
+      const { lstatSync, statfsSync } = fs;
+      const writable = fs as { lstatSync: typeof fs.lstatSync; statfsSync: typeof fs.statfsSync };
+      writable.lstatSync = ((p: string, ...rest: unknown[]) => {
+        if (p === join(root, 'current')) throw Object.assign(new Error('ENAMETOOLONG'), { code: 'ENAMETOOLONG' });
+        return (lstatSync as (...a: unknown[]) => fs.Stats)(p, ...rest);
+      }) as typeof fs.lstatSync;
+      syncBuiltinESMExports();
+      try {
+        await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/current/x.json`) }), deps), reserved);
+      } finally {
+        writable.lstatSync = lstatSync;
+        syncBuiltinESMExports();
+      }
+      writable.statfsSync = ((p: string, ...rest: unknown[]) => (p === root ? { ...(statfsSync as (...a: unknown[]) => fs.StatsFs)(p, ...rest), type: 0x9fa0 } : (statfsSync as (...a: unknown[]) => fs.StatsFs)(p, ...rest))) as typeof fs.statfsSync;
+      syncBuiltinESMExports();
+      try {
+        await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/current/team.json`) }), deps), reserved);
+      } finally {
+        writable.statfsSync = statfsSync;
+        syncBuiltinESMExports();
+      }
       // A message the runtime may not read (one built before it) beside the string it reads.
       await assert.rejects(rewriteCreateContainer(create({ apparmor: { profile_type: 'RuntimeDefault' }, apparmor_profile: `localhost/spoke-${sha}` }), deps), reserved);
     } finally {
