@@ -79,7 +79,6 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
   }
 }
 
-
 /** One trusted file's judgement: its inodes, and the lookup of its path. */
 class Judge {
   private readonly self = { uid: process.geteuid?.() ?? 0 };

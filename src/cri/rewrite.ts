@@ -210,17 +210,17 @@ function openedAt(used: string, who: string): string {
 /** statfs(2)'s f_type of procfs (linux/magic.h). */
 const PROC_SUPER_MAGIC = 0x9fa0;
 const PATH_MAX = 4096;
-let procStat: number | undefined;
+let procDev: number | undefined;
 /** The device /proc is mounted from (read once; -1 without /proc). */
 function procDevice(): number {
-  if (procStat === undefined) {
+  if (procDev === undefined) {
     try {
-      procStat = statSync('/proc').dev;
+      procDev = statSync('/proc').dev;
     } catch {
-      procStat = -1;
+      procDev = -1;
     }
   }
-  return procStat;
+  return procDev;
 }
 
 /** The annotations of `message` (a PodSandboxConfig or ContainerConfig) that runtime-annotations.ts checks. */

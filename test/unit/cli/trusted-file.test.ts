@@ -3,12 +3,12 @@
 
 import assert from 'node:assert/strict';
 import fs, { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { readTrustedFile } from '../../../src/cli/trusted-file.js';
 import { spokeError, throwsWith } from '../../helpers/assert.js';
+import { withFs } from '../../helpers/with-fs.js';
 import { PolicyHolder } from '../../../src/config/policy-holder.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -225,19 +225,11 @@ describe('readTrustedFile', () => {
     chmodSync(sticky, 0o1777);
     assert.throws(() => check(join(sticky, 'none.yaml')), { code: 'ENOENT' });
     // A lookup that fails otherwise (a real path too long for lstat) leaves who removed it untold.
-    const { lstatSync } = fs;
-    const writable = fs as { lstatSync: typeof fs.lstatSync };
-    writable.lstatSync = ((p: string, ...rest: unknown[]) => {
+    const tooLong = (lstat: (...a: unknown[]) => unknown) => (p: unknown, ...rest: unknown[]) => {
       if (p === other) throw Object.assign(new Error('ENAMETOOLONG'), { code: 'ENAMETOOLONG' });
-      return (lstatSync as (...a: unknown[]) => fs.Stats)(p, ...rest);
-    }) as typeof fs.lstatSync;
-    syncBuiltinESMExports();
-    try {
-      refusedSaying(link, 'cannot be looked up (ENAMETOOLONG)');
-    } finally {
-      writable.lstatSync = lstatSync;
-      syncBuiltinESMExports();
-    }
+      return lstat(p, ...rest);
+    };
+    withFs('lstatSync', tooLong, () => refusedSaying(link, 'cannot be looked up (ENAMETOOLONG)'));
   });
 
   it('a directory on the path renamed and replaced by a link after the open leads the lookup elsewhere: refused, not judged by where the link leads', () => {
@@ -252,46 +244,31 @@ describe('readTrustedFile', () => {
     mkdirSync(kept);
     writeFileSync(join(kept, 'policy.yaml'), 'kept');
     chownSync(alice, 12345, 12345);
-    const { lstatSync } = fs;
     let swapped = false;
-    const writable = fs as { lstatSync: typeof fs.lstatSync };
-    writable.lstatSync = ((p: string, ...rest: unknown[]) => {
+    const swapping = (lstat: (...a: unknown[]) => unknown) => (p: unknown, ...rest: unknown[]) => {
       if (!swapped && p === alice) {
         // What alice may do to her own entry of a sticky directory, between the open and the lookup.
         swapped = true;
         fs.renameSync(alice, join(sticky, 'alice2'));
         symlinkSync(kept, alice);
       }
-      return (lstatSync as (...a: unknown[]) => fs.Stats)(p, ...rest);
-    }) as typeof fs.lstatSync;
-    syncBuiltinESMExports();
-    try {
-      assert.throws(() => check(file), unsafe);
-      assert.ok(swapped);
-    } finally {
-      writable.lstatSync = lstatSync;
-      syncBuiltinESMExports();
-    }
+      return lstat(p, ...rest);
+    };
+    withFs('lstatSync', swapping, () => assert.throws(() => check(file), unsafe));
+    assert.ok(swapped);
   });
 
   it('a regular file another process holds a lease on (EAGAIN to the open that does not wait) cannot be read now: never opened again in a way that could wait on a FIFO put in its place', () => {
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'leased');
-    const { openSync } = fs;
     const opens: number[] = [];
-    fs.openSync = ((p: string, flags: number, ...rest: unknown[]) => {
-      if (p !== file) return (openSync as (...a: unknown[]) => number)(p, flags, ...rest);
-      opens.push(flags);
-      throw Object.assign(new Error(`EAGAIN: resource temporarily unavailable, open '${p}'`), { code: 'EAGAIN' });
-    }) as typeof fs.openSync;
-    syncBuiltinESMExports();
-    try {
-      assert.throws(() => check(file), { code: 'EAGAIN' });
-      assert.deepEqual(opens.map((f) => (f & fs.constants.O_NONBLOCK) !== 0), [true]);
-    } finally {
-      fs.openSync = openSync;
-      syncBuiltinESMExports();
-    }
+    const leased = (open: (...a: unknown[]) => unknown) => (p: unknown, flags: unknown, ...rest: unknown[]) => {
+      if (p !== file) return open(p, flags, ...rest);
+      opens.push(flags as number);
+      throw Object.assign(new Error(`EAGAIN: resource temporarily unavailable, open '${file}'`), { code: 'EAGAIN' });
+    };
+    withFs('openSync', leased, () => assert.throws(() => check(file), { code: 'EAGAIN' }));
+    assert.deepEqual(opens.map((f) => (f & fs.constants.O_NONBLOCK) !== 0), [true]);
   });
 
   it("judges the owner of each symbolic link it follows: in a sticky directory (/tmp) any user may add one, choosing which file of root's is read", () => {
@@ -356,19 +333,12 @@ describe('readTrustedFile', () => {
     // A caller reads ENOENT as "no file" (the default node config): a judgement that fails must not look like one.
     const file = join(dir, 'config.yaml');
     writeFileSync(file, 'x');
-    const { readlinkSync } = fs;
-    fs.readlinkSync = ((p: string, ...rest: unknown[]) => {
-      if (String(p).startsWith('/proc/self/fd/')) throw Object.assign(new Error(`ENOENT: no such file or directory, readlink '${p}'`), { code: 'ENOENT' });
-      return (readlinkSync as (...a: unknown[]) => string)(p, ...rest);
-    }) as typeof fs.readlinkSync;
-    syncBuiltinESMExports();
-    try {
-      const e = throwsWith(() => check(file), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
-      assert.match(e.message, /cannot tell who may write it/);
-    } finally {
-      fs.readlinkSync = readlinkSync;
-      syncBuiltinESMExports();
-    }
+    const noProc = (readlink: (...a: unknown[]) => unknown) => (p: unknown, ...rest: unknown[]) => {
+      if (String(p).startsWith('/proc/self/fd/')) throw Object.assign(new Error(`ENOENT: no such file or directory, readlink '${String(p)}'`), { code: 'ENOENT' });
+      return readlink(p, ...rest);
+    };
+    const e = withFs('readlinkSync', noProc, () => throwsWith(() => check(file), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' }));
+    assert.match(e.message, /cannot tell who may write it/);
   });
 
   it('judges the file it reads: one put in place after the open is not what is read', () => {
@@ -379,17 +349,15 @@ describe('readTrustedFile', () => {
     const file = join(open, 'policy.yaml');
     writeFileSync(file, 'root');
     chmodSync(open, 0o777);
-    const { openSync } = fs;
-    fs.openSync = ((p: string, ...rest: unknown[]) => {
-      const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
+    const replacedAfter = (openFile: (...a: unknown[]) => unknown) => (p: unknown, ...rest: unknown[]) => {
+      const fd = openFile(p, ...rest);
       if (p === file) {
         writeFileSync(join(open, 'other'), 'attacker');
         fs.renameSync(join(open, 'other'), file);
       }
       return fd;
-    }) as typeof fs.openSync;
-    syncBuiltinESMExports();
-    try {
+    };
+    withFs('openSync', replacedAfter, () => {
       // Refused: the directory of the file it opened is world-writable, whichever file is there now.
       assert.throws(() => check(file), unsafe);
       // Root's directory: the file opened is no longer at its path, so what the lookup judged is not what would be read.
@@ -397,9 +365,6 @@ describe('readTrustedFile', () => {
       writeFileSync(file, 'root');
       const e = throwsWith(() => check(file), { code: 'FailedPrecondition', reason: 'FILE_UNSAFE' });
       assert.match(e.message, /changed while it was judged/);
-    } finally {
-      fs.openSync = openSync;
-      syncBuiltinESMExports();
-    }
+    });
   });
 });

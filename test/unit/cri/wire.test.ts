@@ -3,8 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import fs, { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -27,6 +26,7 @@ import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../
 import { CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_APPARMOR_IN_CREATE, POD_APPARMOR_IN_RUN, POD_SECCOMP_IN_CREATE, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { spokeError } from '../../helpers/assert.js';
+import { withFs } from '../../helpers/with-fs.js';
 
 /** Malformed protobuf is refused as InvalidArgument, WIRE_INVALID. */
 const malformed = spokeError({ code: 'InvalidArgument', reason: 'WIRE_INVALID' });
@@ -351,27 +351,13 @@ describe('RunPodSandbox / CreateContainer rewrites', () => {
       await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/${'x/'.repeat(2048)}a.json`) }), deps), spokeError({ code: 'InvalidArgument', reason: 'LIMIT_EXCEEDED' }));
       // A lookup that fails for a reason the runtime's open would not share (a real path too long
       // for lstat), or a link in procfs mounted anywhere: refused, never judged as written.
-      const { lstatSync, statfsSync } = fs;
-      const writable = fs as { lstatSync: typeof fs.lstatSync; statfsSync: typeof fs.statfsSync };
-      writable.lstatSync = ((p: string, ...rest: unknown[]) => {
+      const tooLong = (lstat: (...a: unknown[]) => unknown) => (p: unknown, ...rest: unknown[]) => {
         if (p === join(root, 'current')) throw Object.assign(new Error('ENAMETOOLONG'), { code: 'ENAMETOOLONG' });
-        return (lstatSync as (...a: unknown[]) => fs.Stats)(p, ...rest);
-      }) as typeof fs.lstatSync;
-      syncBuiltinESMExports();
-      try {
-        await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/current/x.json`) }), deps), reserved);
-      } finally {
-        writable.lstatSync = lstatSync;
-        syncBuiltinESMExports();
-      }
-      writable.statfsSync = ((p: string, ...rest: unknown[]) => (p === root ? { ...(statfsSync as (...a: unknown[]) => fs.StatsFs)(p, ...rest), type: 0x9fa0 } : (statfsSync as (...a: unknown[]) => fs.StatsFs)(p, ...rest))) as typeof fs.statfsSync;
-      syncBuiltinESMExports();
-      try {
-        await assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/current/team.json`) }), deps), reserved);
-      } finally {
-        writable.statfsSync = statfsSync;
-        syncBuiltinESMExports();
-      }
+        return lstat(p, ...rest);
+      };
+      await withFs('lstatSync', tooLong, () => assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/current/x.json`) }), deps), reserved));
+      const procfsAtRoot = (statfs: (...a: unknown[]) => unknown) => (p: unknown, ...rest: unknown[]) => (p === root ? { ...(statfs(p, ...rest) as object), type: 0x9fa0 } : statfs(p, ...rest));
+      await withFs('statfsSync', procfsAtRoot, () => assert.rejects(rewriteCreateContainer(create({ seccomp: localhost(`${root}/current/team.json`) }), deps), reserved));
       // A message the runtime may not read (one built before it) beside the string it reads.
       await assert.rejects(rewriteCreateContainer(create({ apparmor: { profile_type: 'RuntimeDefault' }, apparmor_profile: `localhost/spoke-${sha}` }), deps), reserved);
     } finally {
