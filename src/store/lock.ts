@@ -249,8 +249,8 @@ const HOLD_NOTE_MS = 10_000;
 
 /**
  * Takes the lock at `lockPath` for as long as the caller keeps it (a process's lifetime), waiting
- * as long as a live owner holds it: `waiting` is told at the first refusal and every
- * HOLD_NOTE_MS after. A dead owner's lock is broken as withFileLock breaks it. The lock goes at
+ * as long as a live owner holds it: `waiting` is told at the first refusal by a live owner and
+ * every HOLD_NOTE_MS after. A dead owner's lock is broken as withFileLock breaks it. The lock goes at
  * release(), or with the process (its owner socket then refuses, and the next taker breaks it).
  * The wait is measured on `now` (tests; default performance.now()), as withFileLock's.
  */
@@ -259,12 +259,15 @@ export async function holdFileLock(lockPath: string, waiting: (waitedMs: number)
   const me = await owner(locksDir);
   const started = now();
   let noted: number | undefined;
+  // A dead holder's lock (a shim restarted after a crash) is broken and taken at once: only a
+  // live holder is a wait, and only a wait is told.
   while (!(await claim(lockPath, me))) {
+    await breakIfDead(lockPath, locksDir, me);
+    if (await claim(lockPath, me)) break;
     if (noted === undefined || now() - noted >= HOLD_NOTE_MS) {
       noted = now();
       waiting(noted - started);
     }
-    await breakIfDead(lockPath, locksDir, me);
     await new Promise((r) => setTimeout(r, HOLD_RETRY_MS));
   }
   let held = true;

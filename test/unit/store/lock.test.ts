@@ -97,6 +97,19 @@ describe('cross-process lock', () => {
     }
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
   });
+
+  it("holdFileLock takes a dead holder's lock at once, without telling of a wait: a shim restarted after a crash is not held back by its predecessor's lock", async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'shim');
+    const h = child(['hold', lock]);
+    assert.equal(await h.line, 'held');
+    h.proc.kill('SIGKILL');
+    await h.exit;
+    const waits: number[] = [];
+    const held = await holdFileLock(lock, (waitedMs) => waits.push(waitedMs));
+    held.release();
+    assert.deepEqual(waits, [], 'a dead holder is no wait');
+  });
 });
 
 describe('lock owner link', () => {
