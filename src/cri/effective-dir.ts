@@ -3,7 +3,7 @@
 // checked it, so nobody but the shim's user may write in that directory (docs/shim.md#localhost-bases-and-effective-files).
 
 import type { Stats } from 'node:fs';
-import { chmod, lstat, mkdir, realpath } from 'node:fs/promises';
+import { chmod, lstat, mkdir, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
@@ -25,8 +25,26 @@ export async function prepareEffectiveDir(seccompRoot: string, logger: Logger): 
     await chmod(dir, st.mode & 0o755);
     logger.log('warn', 'the effective profile directory was writable by group or others; write access taken away', { dir, mode: (st.mode & 0o777).toString(8) });
   }
+  await replaceForeignTemp(join(dir, '.tmp'), logger);
   const real = join(await realpath(seccompRoot), EFFECTIVE_SECCOMP_DIR);
   return real === dir ? [dir] : [dir, real];
+}
+
+/**
+ * The temp directory inside, whose files become effective profiles by rename: one that is not a
+ * directory of this process's user, or that group or others may write (made while the directory
+ * above was open to them), is removed with what it holds and made again, the shim's alone.
+ * Its owner could otherwise swap a temp file for its own between the write and the rename.
+ */
+async function replaceForeignTemp(tmp: string, logger: Logger): Promise<void> {
+  const st = await lstat(tmp).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (st === undefined || (refusalOf(tmp, st) === undefined && (st.mode & 0o022) === 0)) return;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { mode: 0o700 });
+  logger.log('warn', 'the effective profile temp directory was not the shim\'s alone; made again', { dir: tmp, uid: st.uid, mode: (st.mode & 0o777).toString(8), link: st.isSymbolicLink() });
 }
 
 /**

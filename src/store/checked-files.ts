@@ -12,7 +12,8 @@ const MAX_CHECKED_WRITES = 3;
 /**
  * Files a node writes by content and hands to others by path (the effective seccomp profiles, the
  * recording's logging profile): each is checked by content once and then, while it keeps the
- * stamp it had when checked (device, inode, mode, size, mtime and ctime), by one lstat. A file
+ * stamp it had when checked (device, inode, mode, owner, links, size, mtime and ctime), by one
+ * lstat. Only a file no one else can change is trusted (changedOnlyByUs). A file
  * changed since, removed, or replaced by a link is checked again and, when it holds other bytes,
  * replaced atomically. An in-place rewrite moves the ctime, which no caller can set back, though
  * within one tick of the kernel's coarse clock the times could stay as they were.
@@ -57,7 +58,7 @@ export class CheckedFiles {
     }
     try {
       const st = await file.stat({ bigint: true });
-      if (!st.isFile() || stampOf(st) !== stamp || st.size !== BigInt(bytes.length)) return false;
+      if (!st.isFile() || !changedOnlyByUs(st) || stampOf(st) !== stamp || st.size !== BigInt(bytes.length)) return false;
       if (!(await file.readFile()).equals(bytes)) return false;
     } finally {
       await file.close();
@@ -67,8 +68,19 @@ export class CheckedFiles {
   }
 }
 
+/**
+ * Whether only this process's user (and root) can change the file after its check: its own, written
+ * by no group or others, and with no other name, which may be in a directory someone else writes.
+ * A file with the right bytes that fails this (left from a time the directory was open to others)
+ * is replaced, not trusted: its owner could rewrite it between the check and the runtime's read.
+ */
+function changedOnlyByUs(st: BigIntStats): boolean {
+  const uid = process.geteuid?.();
+  return (uid === undefined || st.uid === BigInt(uid)) && (st.mode & 0o022n) === 0n && st.nlink === 1n;
+}
+
 function stampOf(st: BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.mode}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  return `${st.dev}:${st.ino}:${st.mode}:${st.uid}:${st.nlink}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 /** What tells one file at a path from another without reading it, or undefined when none is there. */

@@ -1,7 +1,7 @@
 // The directory the shim writes its merge results to, made or checked at start
 // (src/cri/effective-dir.ts): the runtime reads those files by path, so nobody else may write there.
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -36,6 +36,29 @@ describe('prepareEffectiveDir', () => {
     await prepareEffectiveDir(root, logger);
     assert.equal(lstatSync(join(root, 'spoke')).mode & 0o022, 0);
     assert.ok(logs.some((l) => l.level === 'warn'));
+  });
+
+  it('a temp directory inside that others could write, or a link, is replaced by a new one of its own: its files become effective profiles by rename', async () => {
+    const ownUid = process.geteuid?.() ?? 0;
+    const cases: [string, (tmp: string) => void][] = [
+      ['writable by others', (tmp) => (mkdirSync(tmp), chmodSync(tmp, 0o777))],
+      ['a link', (tmp) => symlinkSync(fresh(), tmp)],
+    ];
+    if (ownUid === 0) cases.push(["another user's", (tmp) => (mkdirSync(tmp, { mode: 0o700 }), chownSync(tmp, 65534, 65534))]);
+    for (const [what, plant] of cases) {
+      const root = fresh();
+      mkdirSync(join(root, 'spoke'), { mode: 0o700 });
+      const tmp = join(root, 'spoke', '.tmp');
+      plant(tmp);
+      if (!lstatSync(tmp).isSymbolicLink()) writeFileSync(join(tmp, '.tmp-1-planted'), '{}');
+      logs.length = 0;
+      await prepareEffectiveDir(root, logger);
+      const st = lstatSync(tmp);
+      assert.ok(st.isDirectory(), what);
+      assert.deepEqual([st.uid, st.mode & 0o777], [ownUid, 0o700], what);
+      assert.equal(existsSync(join(tmp, '.tmp-1-planted')), false, what);
+      assert.ok(logs.some((l) => l.level === 'warn'), what);
+    }
   });
 
   it('refuses a directory that is a link, or another user\'s', async () => {
