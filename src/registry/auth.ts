@@ -210,7 +210,8 @@ export class Authenticator {
       if (!(e instanceof SpokeError) && !(e instanceof SyntaxError)) throw networkError(e, realm.host, ctx, t.signal);
       throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent an unreadable response`, ctx, { reason: 'AUTH_PROTOCOL' });
     }
-    const token = typeof doc.token === 'string' && doc.token !== '' ? doc.token : doc.access_token;
+    // `null` parses too, and has no members to read.
+    const token = typeof doc !== 'object' || doc === null ? undefined : typeof doc.token === 'string' && doc.token !== '' ? doc.token : doc.access_token;
     if (typeof token !== 'string' || !TOKEN_RE.test(token)) {
       throw new SpokeError('Unauthenticated', `token endpoint ${realm.host} sent no usable token`, ctx, { reason: 'AUTH_PROTOCOL' });
     }

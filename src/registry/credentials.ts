@@ -21,6 +21,8 @@ const HOST_ALIASES: ReadonlyMap<string, string> = new Map([
 ]);
 
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+/** A bearer token goes into the header as is: printable ASCII, no space (RFC 6750's b64token is narrower still). */
+const BEARER_TOKEN_RE = /^[\x21-\x7e]+$/;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export const emptyCredentials: CredentialSource = { lookup: () => undefined };
@@ -81,13 +83,15 @@ function refuse(file: string, why: string, key?: string, reason: 'CREDENTIALS_IN
 
 /**
  * Why a credential cannot go into an Authorization header, or undefined: a control character (a
- * header split), a ":" in a user name (Basic's separator), an empty token. Never quotes it.
+ * header split), a ":" in a user name (Basic's separator), an empty token, a bearer token beyond
+ * printable ASCII (sent as is; the others are encoded). Never quotes it.
  */
 export function credentialProblem(cred: Credential): string | undefined {
   const parts = cred.kind === 'basic' ? [cred.username, cred.password] : [cred.token];
   if (parts.some((p) => typeof p !== 'string' || CONTROL_RE.test(p))) return 'holds a control character or a non-string';
   if (cred.kind === 'basic' && cred.username.includes(':')) return 'username contains ":"';
   if (cred.kind !== 'basic' && cred.token.length === 0) return 'empty token';
+  if (cred.kind === 'registryToken' && !BEARER_TOKEN_RE.test(cred.token)) return 'token holds a character other than printable ASCII';
   return undefined;
 }
 

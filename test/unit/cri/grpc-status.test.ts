@@ -77,6 +77,8 @@ describe('AuthConfig → per-request credential', () => {
     const refused = spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' });
     for (const auth of [
       { ...empty, registryToken: 'a\r\nX-Evil: 1' },
+      { ...empty, registryToken: 'a\u0100Evil' },
+      { ...empty, registryToken: 'aé Evil' },
       { ...empty, identityToken: 'a\u0000b' },
       { ...empty, username: 'u', password: 'p\nw' },
       { ...empty, username: 'u:v', password: 'p' },

@@ -68,6 +68,9 @@ describe('auth files', () => {
     refuses(() => parseAuthFile(JSON.stringify({ auths: { h: { password: 'p\r\nX-Evil: 1' } } }), 'f'));
     refuses(() => parseAuthFile(JSON.stringify({ auths: { h: { username: 'u', password: 'p\r\nX: 1' } } }), 'f'), undefined, 'X: 1');
     refuses(() => parseAuthFile(JSON.stringify({ auths: { h: { registrytoken: 5 } } }), 'f'));
+    // A bearer token goes into the header as is: beyond printable ASCII it cannot (undici refuses it at send).
+    refuses(() => parseAuthFile(JSON.stringify({ auths: { h: { registrytoken: 'tok\u0100en-secret' } } }), 'f'), undefined, 'en-secret');
+    refuses(() => parseAuthFile(JSON.stringify({ auths: { h: { registrytoken: 'tok en' } } }), 'f'));
     // Not JSON: V8's message quotes the text around the fault, here a password.
     refuses(() => parseAuthFile('{"auths": {"h": {"username": "u", "password": s3cr3tP4ssw0rd}}}', 'f'), undefined, 's3cr3t');
     assert.equal(parseAuthFile('{}', 'f').lookup('h'), undefined);
