@@ -68,9 +68,11 @@ export const CRI_PULL_METHODS = ['PullSecurityProfileArtifact', 'PullSecurityPro
  * The version of spoke's signature rules, part of the policy hash that keys every signature
  * verdict (docs/signatures.md#verdicts). Raised whenever verification comes to refuse something
  * an earlier version accepted, so that no verdict outlives the rules that made it: 2 refuses a
- * bundle holding both a DSSE envelope and a message signature.
+ * bundle holding both a DSSE envelope and a message signature; 3 a bundle of more than four
+ * transparency-log entries or timestamps, and a bundle, statement or payload that starts with a
+ * byte-order mark.
  */
-export const SIGNATURE_RULES_VERSION = 2;
+export const SIGNATURE_RULES_VERSION = 3;
 
 /**
  * Annotation mode (docs/annotation-mode.md): `<prefix><container>` names a container's profile,

@@ -270,5 +270,8 @@ describe('parsePolicy: result', () => {
     // must be made again.
     const bytes = Buffer.from('apiVersion: spoke.dev/v1alpha1\nkind: NodeProfilePolicy\nrules: []\n');
     assert.notEqual(policyHash(bytes, []), '152617f4ad86891fd5280e4f2b16d896ef2c09bc713510f7072930a4b2625f4c');
+    // ... and the hash of the version before it refused a bundle of more than four log entries
+    // or timestamps, and documents that start with a byte-order mark.
+    assert.notEqual(policyHash(bytes, []), 'a6b68499dc25d27f87e552d49ab6617aee07d8cfb56c8df67358a95b1fc9f8d5');
   });
 });
