@@ -192,8 +192,11 @@ export class ProfileApplier<P> {
         await this.deps.pipeline.pull({ reference: canonical, kind, ...(ctx.namespace !== undefined ? { namespace: ctx.namespace } : {}) });
         // The verification took registry round trips and ran under the policy of its own time: a
         // policy changed meanwhile (a rule flipped from audit to enforce) decides this create
-        // anew, so the rule's mode and the verdict always come from one policy.
-        if ((await this.deps.policy()).hash !== policy.hash) {
+        // anew, so the rule's mode and the verdict always come from one policy. The verdict must
+        // be on record under this create's policy too: one changed and changed back meanwhile has
+        // this hash again, while the pull ran under the other (which may have wanted no signature).
+        const verified = await store.getRecord(ref.digest);
+        if ((await this.deps.policy()).hash !== policy.hash || verified === undefined || verdictUnder(verified, policy.hash, decision.signedBy) === undefined) {
           if (attempt >= MAX_POLICY_CHANGES_PER_CREATE) {
             throw new SpokeError('Unavailable', `${ctx.who}: ${canonical}: the node policy changed ${attempt} times while its signature was verified; try again`, { reference: canonical, digest: ref.digest }, { reason: 'POLICY_CHANGED' });
           }

@@ -208,6 +208,29 @@ describe('ProfileApplier', () => {
         pullOutcome = async () => Promise.reject(new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' }));
       }
     });
+
+    it('a policy changed and changed back while the signature is verified again: the pull that ran under the other one proves nothing', async () => {
+      // P1 wants a signature; the pipeline's pull ran under P2, which did not (so it recorded no
+      // verdict), and P1 was back in force when it returned: same hash as the create decided under.
+      const signedRule = ['signers:', `  platform: { publicKey: ${join(dir, 'platform.pub')} }`, 'rules:', `  - scope: ${HOST}/aba`, '    kinds: [seccomp]', '    signedBy: [platform]'];
+      const unsignedRule = ['rules:', `  - scope: ${HOST}/aba`, '    kinds: [seccomp]', '    unsigned: true'];
+      writePolicy(signedRule);
+      const ref = await ingest('aba/one', denySyscalls(['mkdir']));
+      const digest = ref.slice(ref.indexOf('@') + 1) as `sha256:${string}`;
+      let calls = 0;
+      pullOutcome = async () => {
+        if (calls++ > 0) throw new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' });
+        writePolicy(unsignedRule);
+        writePolicy(signedRule);
+        return { reference: ref, digest, resolvedRef: ref, cached: true, path: '', rule: 'rules[0]' };
+      };
+      try {
+        await assert.rejects(applier.apply(oci(ref), inTeamA), refusedWith('SignatureValidationFailed', 'NOT_SIGNED'));
+        assert.equal(calls, 2, 'verified again under the policy in force');
+      } finally {
+        pullOutcome = async () => Promise.reject(new SpokeError('SignatureValidationFailed', 'not signed by a current signer', {}, { reason: 'NOT_SIGNED' }));
+      }
+    });
   });
 
   describe('the stored artifact', () => {
