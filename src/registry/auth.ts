@@ -45,7 +45,7 @@ export interface AuthState {
 const credentialKeys = new WeakMap<Credential, string>();
 
 /** A stable, non-reversible key for a credential (cache partitioning only; never logged). */
-function credentialKey(c: Credential | undefined): string {
+export function credentialKey(c: Credential | undefined): string {
   if (c === undefined) return 'anonymous';
   let k = credentialKeys.get(c);
   if (k === undefined) {

@@ -7,7 +7,7 @@ import { SpokeError } from '../core/errors.js';
 import type { MonotonicNow } from '../core/runtime.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../core/constants.js';
-import { Authenticator } from './auth.js';
+import { Authenticator, credentialKey } from './auth.js';
 import { Caller } from './call.js';
 import { statusError } from './errors.js';
 import { errorSummary, header, readCapped, sha256Hasher, Transport } from './http.js';
@@ -155,7 +155,9 @@ export class UndiciRegistryClient implements RegistryClient {
     const query = opts.artifactType === undefined ? '' : `?artifactType=${encodeURIComponent(checkMediaType(opts.artifactType))}`;
     return undefinedIfNotFound(
       this.sources.fromSources(repo, opts, ctx, async (src) => {
-        const key = `${src.base.origin}/${src.repository}`;
+        // Per credential too: a registry may answer 404 to a caller who may not see the
+        // repository, which says nothing of what another caller would be shown.
+        const key = `${src.base.origin}/${src.repository}\n${credentialKey(src.credential)}`;
         const absentUntil = this.referrersAbsent.get(key);
         if (absentUntil !== undefined && this.monotonicNow() < absentUntil) {
           // The registry itself answers "no referrers" at once: building an error (its stack

@@ -42,3 +42,31 @@ describe('referrers API remembered absent', () => {
     }
   });
 });
+
+describe('referrers API absent for one caller', () => {
+  // A registry may answer 404 to a caller who may not see a repository (hiding that it exists):
+  // that caller's answer says nothing of what another caller's credentials would be shown.
+  const INDEX = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}';
+  const server = localHttpServer((req, res) => {
+    if (req.url?.includes('/referrers/') && req.headers.authorization !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' });
+      res.end(INDEX);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+  });
+
+  it("is not remembered for another credential: an anonymous caller's 404 does not hide a tenant's referrers", async () => {
+    const client = new UndiciRegistryClient({ plainHttp: true, retries: 0 });
+    const repo = { registry: server.host(), repository: 'team/profile' };
+    const digest = `sha256:${'b'.repeat(64)}` as const;
+    try {
+      assert.equal(await client.getReferrers(repo, digest, { maxBytes: 4096 }), undefined);
+      const seen = await client.getReferrers(repo, digest, { maxBytes: 4096, credential: { kind: 'registryToken', token: 'tenant' } });
+      assert.equal(seen?.toString(), INDEX);
+    } finally {
+      await client.close();
+    }
+  });
+});
