@@ -93,6 +93,16 @@ function carriesReference(kind: ProfileKind, pod: Pod, c: Container, reference: 
   return (own?.type === 'OCI' && own.oci?.reference === reference) || pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === reference;
 }
 
+/**
+ * A pod the API server refuses every seccomp and AppArmor profile on, pod and container level
+ * (its validation of `spec.os.name: windows`): no binding or recording may give it one, or it
+ * could not be created (docs/binding.md). Only spec.os.name decides: a pod without spec.os is a
+ * Linux pod to the API server, and hostProcess alone does not make it refuse the fields.
+ */
+export function isWindowsPod(pod: Pod | undefined): boolean {
+  return pod?.spec?.os?.name === 'windows';
+}
+
 /** The valid bindings among `rawBindings` whose podSelector selects `pod` (invalid ones: invalidBindingDenials). */
 export function podSelected(pod: Pod, rawBindings: readonly unknown[]): CompiledBinding[] {
   const out: CompiledBinding[] = [];

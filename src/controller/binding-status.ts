@@ -1,6 +1,6 @@
 // ProfileBinding status: which workloads a binding was applied to (bounded), a counter of
 // admitted pods, counters of the containers it selected but left alone (Unconfined without
-// override, privileged), a `Valid` condition, and a `NamespaceOptedIn` condition (a valid
+// override, privileged, Windows pods), a `Valid` condition, and a `NamespaceOptedIn` condition (a valid
 // binding in a namespace without the opt-in label binds nothing). Matches are recorded in
 // memory, from authenticated admission calls (never dry runs) or from the pod informer
 // (webhook.ts); a timer flushes them with get → merge → PUT /status carrying the
@@ -25,6 +25,7 @@ export interface StatusClient {
 interface Skipped {
   unconfined: number;
   privileged: number;
+  windows: number;
 }
 
 interface Pending {
@@ -33,12 +34,24 @@ interface Pending {
   skipped: Skipped;
 }
 
-const SKIP_FIELD: Record<SkipReason, keyof Skipped> = { Unconfined: 'unconfined', Privileged: 'privileged' };
+const SKIP_FIELD: Record<SkipReason, keyof Skipped> = { Unconfined: 'unconfined', Privileged: 'privileged', Windows: 'windows' };
+const SKIP_FIELDS = Object.values(SKIP_FIELD);
+
+function noneSkipped(): Skipped {
+  return { unconfined: 0, privileged: 0, windows: 0 };
+}
+
+/** `into` plus `add`, counter by counter. */
+function addSkipped(into: Readonly<Partial<Skipped>>, add: Readonly<Skipped>): Skipped {
+  const sum = noneSkipped();
+  for (const field of SKIP_FIELDS) sum[field] = (into[field] ?? 0) + add[field];
+  return sum;
+}
 
 export const MAX_PENDING_BINDINGS = 1024;
 
 function emptyPending(): Pending {
-  return { workloads: new Map(), pods: 0, skipped: { unconfined: 0, privileged: 0 } };
+  return { workloads: new Map(), pods: 0, skipped: noneSkipped() };
 }
 
 /** The `Valid` condition for a binding, from the same validation as the webhooks. */
@@ -88,10 +101,8 @@ export function mergeStatus(b: ProfileBinding, add: { workloads: MatchedWorkload
   let conditions = withCondition(old.conditions, validCondition(b, now, previous));
   if (namespaceLabels) conditions = withCondition(conditions, namespaceCondition(b, namespaceLabels, now, old.conditions));
   const status: ProfileBindingStatus = { ...old, matchedWorkloads, matchedPods: (old.matchedPods ?? 0) + add.pods, conditions };
-  if (add.skipped && (add.skipped.unconfined > 0 || add.skipped.privileged > 0)) {
-    const was = old.skippedContainers ?? {};
-    status.skippedContainers = { unconfined: (was.unconfined ?? 0) + add.skipped.unconfined, privileged: (was.privileged ?? 0) + add.skipped.privileged };
-  }
+  const skipped = add.skipped;
+  if (skipped && SKIP_FIELDS.some((field) => skipped[field] > 0)) status.skippedContainers = addSkipped(old.skippedContainers ?? {}, skipped);
   if (typeof b.metadata.generation === 'number') status.observedGeneration = b.metadata.generation;
   return status;
 }
@@ -190,8 +201,7 @@ export class StatusUpdater {
         const again = this.pending.get(binding);
         if (again) {
           again.pods += p.pods;
-          again.skipped.unconfined += p.skipped.unconfined;
-          again.skipped.privileged += p.skipped.privileged;
+          again.skipped = addSkipped(again.skipped, p.skipped);
           for (const [k, w] of p.workloads) if (!again.workloads.has(k)) again.workloads.set(k, w);
         } else this.pending.set(binding, p);
       }

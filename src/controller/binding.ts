@@ -45,6 +45,11 @@
 //     rules, each only the containers the update adds. In `annotations` mode (or where Pod
 //     Security rejects the field) one a binding would bind is denied: a running pod's
 //     annotations cannot change, and the container would run looser than its bindings say.
+// 10. Windows pods (`spec.os.name: windows`, binding-match.ts isWindowsPod) are left alone as a
+//     whole: the API server refuses seccomp and AppArmor profiles, pod and container level, on
+//     them, so a profile would make the pod impossible to create. Each container a binding
+//     selects is counted (reason Windows) and the pod gets one warning naming the bindings; no
+//     binding's configuration denies it (rules 1 to 9 are not applied).
 // Only an admin's configuration errors deny a pod: a tie (rule 2), or an invalid binding, which
 // the validating webhook should have kept out, that may select it (its image target does not
 // parse or matches one of the pod's images): an admin's binding is never silently skipped.
@@ -62,6 +67,7 @@ import {
   describeSpecificity,
   effectiveProfile,
   invalidBindingDenials,
+  isWindowsPod,
   legacyContainerAnnotation,
   podSelected,
   slotsOf,
@@ -100,7 +106,7 @@ export interface MutateOptions {
 }
 
 /** Why a binding that selects a container did not bind it (counted in the binding's status). */
-export type SkipReason = 'Unconfined' | 'Privileged';
+export type SkipReason = 'Unconfined' | 'Privileged' | 'Windows';
 
 export interface SkippedBinding {
   binding: string;
@@ -124,7 +130,7 @@ export type MutationResult =
       applied: AppliedBinding[];
       /** Containers that already carry exactly their winning binding's profile (a pod as stored, or re-invocation). */
       bound: AppliedBinding[];
-      /** Containers a binding selects but leaves alone (rules 3 and 4). */
+      /** Containers a binding selects but leaves alone (rules 3, 4 and 10). */
       skipped: SkippedBinding[];
     }
   /** `limit`: denied for a size limit (reviewLimitDenial), not for the bindings' configuration. */
@@ -180,6 +186,12 @@ export function imageIdDenials(slots: readonly Slot[], selected: readonly Compil
   return denials;
 }
 
+/** Rule 10's warning: the bindings a Windows pod is left alone by, sorted. */
+function windowsPodWarning(skipped: readonly SkippedBinding[]): string {
+  const names = [...new Set(skipped.map((s) => s.binding))].sort();
+  return `the pod is a Windows pod (spec.os.name: windows), on which the API server refuses seccomp and AppArmor profiles: ProfileBinding${names.length > 1 ? 's' : ''} ${names.join(', ')} not applied`;
+}
+
 /**
  * Computes the admission answer for `pod` given the bindings of its namespace (raw objects, as
  * listed: each is validated here). Pure and deterministic: same inputs, same patch.
@@ -190,9 +202,11 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
   if (limit !== undefined) return { denied: limit, limit: true };
   const ephemeral = options.ephemeral !== undefined;
   const slots = options.ephemeral ?? slotsOf(pod);
-  const denials: string[] = invalidBindingDenials(rawBindings, slots);
+  // Rule 10: nothing a binding says applies to a Windows pod, so none of them denies it either.
+  const windows = isWindowsPod(pod);
+  const denials: string[] = windows ? [] : invalidBindingDenials(rawBindings, slots);
   const selected = podSelected(pod, rawBindings);
-  denials.push(...imageIdDenials(slots, selected));
+  if (!windows) denials.push(...imageIdDenials(slots, selected));
 
   const warnings: string[] = [];
   const applied: AppliedBinding[] = [];
@@ -240,6 +254,10 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       const candidates = candidatesFor(selected, kind, slot);
       if (candidates.length === 0) continue;
       const winner = candidates[0] as CompiledBinding;
+      if (windows) {
+        skipped.push({ binding: winner.name, kind, container: c.name, reason: 'Windows' });
+        continue;
+      }
       if (kind === 'seccomp' && recording?.recorded.has(slot)) {
         warnings.push(`${what} is recorded by ProfileRecording ${recording.name}: it runs under the logging profile while the marking's proof is valid, then ProfileBinding ${winner.name} applies`);
       }
@@ -321,6 +339,7 @@ export function mutatePod(pod: Pod, rawBindings: readonly unknown[], options: Mu
       applied.push({ ...entry, reference: winner.reference });
     }
   }
+  if (windows && skipped.length > 0) warnings.unshift(windowsPodWarning(skipped));
   warnings.unshift(
     ...(['seccomp', 'apparmor'] as const).filter((kind) => switched.has(kind)).map((kind) => podSecurityWarning(kind, options.podSecurity as string)),
   );

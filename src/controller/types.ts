@@ -85,7 +85,7 @@ export interface ProfileBindingStatus {
   /** Pods admitted with this binding since the controller's status tracking began (a counter, not a list). */
   matchedPods?: number;
   /** Containers the binding selected but left alone since status tracking began, by reason (counters). */
-  skippedContainers?: { unconfined?: number; privileged?: number };
+  skippedContainers?: { unconfined?: number; privileged?: number; windows?: number };
   conditions?: Condition[];
   observedGeneration?: number;
 }
@@ -140,6 +140,8 @@ export interface PodSpec {
   containers?: Container[];
   initContainers?: Container[];
   ephemeralContainers?: Container[];
+  /** The pod's operating system (`windows` or `linux`); absent: Linux, to the API server. */
+  os?: { name?: string; [k: string]: unknown };
   securityContext?: { seccompProfile?: SeccompProfile; appArmorProfile?: AppArmorProfile; [k: string]: unknown };
   [k: string]: unknown;
 }

@@ -874,7 +874,7 @@ describe('informer-backed source and status on client-node against the fake API 
       const status = (fake.get(PROFILE_BINDINGS, 'farm', 'farm-all') as unknown as ProfileBinding).status;
       assert.equal(status?.matchedPods, 1, 'the pod listed before start and the review are not counted');
       assert.deepEqual(status?.matchedWorkloads?.map((w) => [w.kind, w.name, w.containers]), [['ReplicaSet', 'farm-1', ['c']]]);
-      assert.deepEqual(status?.skippedContainers, { unconfined: 0, privileged: 1 });
+      assert.deepEqual(status?.skippedContainers, { unconfined: 0, privileged: 1, windows: 0 });
       assert.equal((fake.get(PROFILE_BINDINGS, 'optout', 'optout-all') as unknown as ProfileBinding).status, undefined, 'a namespace that has not opted in is never counted');
     } finally {
       await server.close();

@@ -18,7 +18,7 @@ on stdout (YAML; JSON with --json; the RFC 6902 JSON Patch the webhook would ret
 --patch) and the admission warnings on stderr, one "Warning: ..." line each, exit status 0.
 A binding only binds: a container it cannot bind is admitted untouched with a warning, as
 the webhook does (Unconfined without override: true; privileged: KEP-6061 gives it no OCI
-profile). Bindings are those of the pod's namespace (metadata.namespace, else --namespace,
+profile; a Windows pod, spec.os.name windows: the API server refuses profiles on it). Bindings are those of the pod's namespace (metadata.namespace, else --namespace,
 else "default"); a binding without a namespace is taken to be in the pod's namespace.
 The -f files may also hold Namespace objects (kubectl get ns NAME -o yaml): the pod's
 namespace label pod-security.kubernetes.io/enforce decides, as in the webhook, whether the

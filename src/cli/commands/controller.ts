@@ -26,7 +26,8 @@ Runs the ProfileBinding admission webhooks over HTTPS with its own serving certi
                            ephemeral container an update adds gets the field, and is denied
                            where it would need an annotation (a running pod's annotations
                            cannot change); Unconfined (without override: true) and
-                           privileged containers are admitted untouched, with a warning;
+                           privileged containers, and Windows pods (spec.os.name
+                           windows), are admitted untouched, with a warning;
                            pods a ProfileRecording selects (not finalized) are also
                            annotated recording.spoke.dev/name (and /containers), signed
                            with recording.spoke.dev/proof (--recording-key), for spoke shim
