@@ -49,7 +49,8 @@
 //     whole: the API server refuses seccomp and AppArmor profiles, pod and container level, on
 //     them, so a profile would make the pod impossible to create. Each container a binding
 //     selects is counted (reason Windows) and the pod gets one warning naming the bindings; no
-//     binding's configuration denies it (rules 1 to 9 are not applied).
+//     binding's configuration denies it (rules 1 to 9 are not applied), nor does a recording
+//     mark it (recording-mark.ts R7).
 // Only an admin's configuration errors deny a pod: a tie (rule 2), or an invalid binding, which
 // the validating webhook should have kept out, that may select it (its image target does not
 // parse or matches one of the pod's images): an admin's binding is never silently skipped.

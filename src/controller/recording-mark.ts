@@ -27,10 +27,14 @@
 //  R6. Only the controller marks pods: every `recording.spoke.dev/*` annotation it does not set
 //      is removed, with a warning, whether or not recordings are considered (a pod author must
 //      not carry a marking, or a proof copied from another pod, past the webhook).
+//  R7. A Windows pod (binding-match.ts isWindowsPod) is never marked, whatever selects it, and
+//      never denied for two recordings (warning instead): the API server refuses seccomp
+//      profiles on it, so it runs under none and the logging profile could not reach it
+//      (docs/recording.md). R6 still holds for it.
 
 
 import { signRecordingProof, verifyRecordingProof } from '../core/recording-proof.js';
-import { effectiveProfile, describeSlot, type Slot } from './binding-match.js';
+import { effectiveProfile, describeSlot, isWindowsPod, type Slot } from './binding-match.js';
 import {
   FINALIZE_ANNOTATION,
   POD_RECORDING_ANNOTATION,
@@ -73,7 +77,7 @@ function finalized(raw: unknown): boolean {
   return typeof v === 'string' && v !== '';
 }
 
-/** Rules R1–R4 (header): which recording marks the pod and which containers it records. */
+/** Rules R1–R4 and R7 (header): which recording marks the pod and which containers it records. */
 export function planRecording(
   pod: Pod,
   slots: Slot[],
@@ -96,6 +100,11 @@ export function planRecording(
   selecting.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const rec = selecting[0] as CompiledRecording;
   const plan: RecordingPlan = { name: rec.name, recorded: new Set(), annotations: new Map(), denials: [], warnings: [] };
+  if (isWindowsPod(pod)) {
+    const names = selecting.map((r) => r.name);
+    plan.warnings.push(`the pod is a Windows pod (spec.os.name: windows), which runs no seccomp profile: ProfileRecording${names.length > 1 ? 's' : ''} ${names.join(', ')} ${names.length > 1 ? 'do' : 'does'} not record it`);
+    return plan;
+  }
   if (selecting.length > 1) {
     plan.denials.push(`the pod is selected by ProfileRecordings ${selecting.map((r) => r.name).join(' and ')}; a pod can be recorded for one recording only: narrow their podSelectors`);
     return plan;

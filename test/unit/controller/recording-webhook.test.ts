@@ -229,6 +229,28 @@ describe('pod webhook: recording', () => {
     assert.deepEqual(ok(mutate(p, [binding('b')], undefined).r).patch, [{ op: 'add', path: '/spec/containers/0/securityContext', value: { seccompProfile: { type: 'OCI', oci: { reference: REF_A } } } }]);
   });
 
+  it('a Windows pod (spec.os.name windows) is never marked for recording, nor denied for two recordings; markings it carries are still removed (R6)', () => {
+    const windows = (annotations?: Record<string, string>): Pod => {
+      const p = pod([{ name: 'web', image: 'mcr.microsoft.com/windows/servercore:ltsc2022' }], annotations ? { annotations } : {});
+      return { ...p, spec: { ...p.spec, os: { name: 'windows' } } };
+    };
+    for (const mode of ['field', 'annotations'] as const) {
+      const { r, out } = mutate(windows(), [binding('b')], [recording('rec')], mode);
+      const res = ok(r);
+      assert.deepEqual(res.patch, [], mode);
+      assert.deepEqual([out.metadata?.annotations, out.metadata?.labels], [undefined, { app: 'web' }], mode);
+      assert.ok(res.warnings.includes('the pod is a Windows pod (spec.os.name: windows), which runs no seccomp profile: ProfileRecording rec does not record it'), res.warnings.join('\n'));
+    }
+    const two = ok(mutate(windows(), [], [recording('rec'), recording('rec2')]).r);
+    assert.deepEqual(two.patch, []);
+    assert.ok(two.warnings.some((w) => w.endsWith('ProfileRecordings rec, rec2 do not record it')), two.warnings.join('\n'));
+    const carried = ok(mutate(windows({ 'recording.spoke.dev/name': 'rec', 'recording.spoke.dev/proof': proofFor('rec', ['web']) }), [], [recording('rec')]).r);
+    assert.deepEqual(carried.patch, [
+      { op: 'remove', path: '/metadata/annotations/recording.spoke.dev~1name' },
+      { op: 'remove', path: '/metadata/annotations/recording.spoke.dev~1proof' },
+    ]);
+  });
+
   it('reviewPod reads the recording source of the namespace; an unsynced one admits unmarked with a warning', () => {
     const body = (p: Pod) => ({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'team', operation: 'CREATE', object: p } });
     const p = pod([{ name: 'web', image: 'nginx:1' }]);
