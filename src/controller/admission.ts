@@ -4,7 +4,7 @@
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, imageIdDenials, mutatePod, reviewLimitDenial, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
-import { addedEphemeralSlots, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
+import { addedEphemeralSlots, isWindowsPod, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, namespaceOptedIn, notOptedInMessage, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
@@ -266,7 +266,8 @@ export function reviewResult(body: unknown, recorderUser: string): AdmissionRevi
  * - a container's image changes only where the bindings give the new image the profile the
  *   container carries: the profile decided at creation stays with the container whatever it
  *   runs (profilesMovedByImages); and, as at creation, never to an image ID where a binding
- *   names images.
+ *   names images. Not in a Windows pod: no binding gave it a profile nor may give it one
+ *   (binding.ts rule 10), so its images change freely.
  */
 export function reviewPodUpdate(body: unknown, source: BindingSource): AdmissionReview {
   const req = parseReview(body);
@@ -294,7 +295,9 @@ export function reviewPodUpdate(body: unknown, source: BindingSource): Admission
   // A container's image may change in place (the kubelet restarts it with the new one): the
   // profile it carries must be the one its bindings give the new image.
   const changed = imageChanges(req.oldObject as Pod | undefined, req.object as Pod | undefined);
-  if (changed.length === 0) return review({ uid: req.uid, allowed: true });
+  // A Windows pod as stored was created without a profile and may be given none (spec.os is
+  // immutable, so the update's pod is one too).
+  if (changed.length === 0 || isWindowsPod(req.oldObject as Pod | undefined)) return review({ uid: req.uid, allowed: true });
   const namespace = req.namespace || (req.object as Pod | undefined)?.metadata?.namespace;
   if (!namespace) throw new BadReview('request.namespace is required for a namespaced pod');
   if (!source.synced()) return notSynced(req.uid);

@@ -39,7 +39,7 @@ function created(p: Pod): Pod {
 }
 
 const update = (before: Pod, after: Pod) => reviewPodUpdate(reviewOf('UPDATE', after, before), source).response;
-const withImage = (p: Pod, image: string): Pod => ({ ...p, spec: { containers: p.spec!.containers!.map((c) => ({ ...c, image })) } });
+const withImage = (p: Pod, image: string): Pod => ({ ...p, spec: { ...p.spec, containers: p.spec!.containers!.map((c) => ({ ...c, image })) } });
 const withLabels = (p: Pod, labels: Record<string, string>): Pod => ({ ...p, metadata: { ...p.metadata, labels } });
 
 describe('/validate-pod-updates: an image changed in place', () => {
@@ -88,6 +88,35 @@ describe('/validate-pod-updates: an image changed in place', () => {
     const none = new StaticBindingSource([binding('only-nginx', { image: 'nginx' })]);
     const p = pod([{ name: 'app', image: 'busybox:1.36' }], {});
     assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(p, 'busybox:1.37'), p), none).response.allowed, true);
+  });
+});
+
+describe('/validate-pod-updates: a Windows pod (spec.os.name windows)', () => {
+  const windows = (containers: Container[], labels: Record<string, string>): Pod => {
+    const p = pod(containers, labels);
+    return { ...p, spec: { ...p.spec, os: { name: 'windows' } } };
+  };
+
+  it('changes a container image in place without a binding judging it: it carries no profile, and none may be given to it', () => {
+    const stored = created(windows([{ name: 'app', image: 'mcr.microsoft.com/windows/servercore:ltsc2022' }], { tier: 'dev' }));
+    assert.equal(stored.spec!.containers![0]!.securityContext, undefined, 'created untouched');
+    // A Linux pod carrying no profile is refused each of these (the tests above).
+    for (const image of ['registry.example.com/app/x:1', `sha256:${'e'.repeat(64)}`]) {
+      const r = update(stored, withImage(stored, image));
+      assert.equal(r.allowed, true, `${image}: ${r.status?.message}`);
+    }
+    const crowded = new StaticBindingSource(Array.from({ length: MAX_NAMESPACE_BINDINGS + 1 }, (_, i) => binding(`b${i}`, { containers: [`c${i}`] })));
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(stored, 'busybox:1.37'), stored), crowded).response.allowed, true, 'nothing is matched, so no limit applies');
+    const unsynced = { list: () => [], synced: () => false };
+    assert.equal(reviewPodUpdate(reviewOf('UPDATE', withImage(stored, 'busybox:1.37'), stored), unsynced).response.allowed, true, 'nor does it wait for the binding cache');
+    const linux = pod([{ name: 'app', image: 'busybox:1.36' }], { tier: 'dev' });
+    assert.equal(update(linux, withImage(linux, 'registry.example.com/app/x:1')).allowed, false, 'a Linux pod without its profile: refused, as before');
+  });
+
+  it('still may not gain a recording or profile annotation', () => {
+    const stored = windows([{ name: 'app', image: 'mcr.microsoft.com/windows/servercore:ltsc2022' }], {});
+    const annotated = { ...stored, metadata: { ...stored.metadata, annotations: { 'seccomp.profiles.spoke.dev/app': REF_STRICT } } };
+    assert.equal(update(stored, annotated).allowed, false);
   });
 });
 
