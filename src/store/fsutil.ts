@@ -326,6 +326,17 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
 }
 
 /** A file's bytes, or undefined when it does not exist (read synchronously: see the header). */
+/**
+ * Whether a file in the store is one spoke wrote: root's or this process's user's, and no group
+ * or other user may write it. The store's directories are made private at each process's first
+ * use (layout.ts), but files left in them while they were open to others (an admin's chmod)
+ * stay; read, a planted record's verdict would vouch for a signature no one verified
+ * (docs/security-model.md#atomic-store).
+ */
+export function writtenByUs(st: Pick<Stats, 'uid' | 'mode'>): boolean {
+  return (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
+}
+
 export async function readFileIfExists(path: string): Promise<Buffer | undefined> {
   return readFileIfExistsSync(path);
 }

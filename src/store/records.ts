@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, writtenByUs, type FileIdentity, type StagedFile } from './fsutil.js';
 import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
@@ -79,7 +79,7 @@ export class RecordStore {
     await this.layout.init();
     const path = this.layout.recordPath(d);
     const st = statSync(path, { throwIfNoEntry: false });
-    if (st === undefined) {
+    if (st === undefined || !writtenByUs(st)) {
       this.recordCache.delete(d);
       return undefined;
     }
@@ -309,7 +309,9 @@ export class RecordStore {
    */
   async getInvalid(d: Digest): Promise<InvalidVerdict | undefined> {
     await this.layout.init();
-    const bytes = await readFileIfExists(this.layout.invalidPath(d));
+    const path = this.layout.invalidPath(d);
+    const st = statSync(path, { throwIfNoEntry: false });
+    const bytes = st !== undefined && writtenByUs(st) ? await readFileIfExists(path) : undefined;
     if (!bytes) return undefined;
     try {
       const v = JSON.parse(bytes.toString('utf8')) as Partial<InvalidVerdict>;

@@ -2,7 +2,7 @@
 // (or torn) count as none, `forget` clears both kinds of verdict, and the node-credential mark.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -30,6 +30,27 @@ describe('ProfileStore verdicts', () => {
     writeFileSync(file, '{"digest":');
     assert.equal(await store.getInvalid(digest), undefined);
   });
+
+  // A record's verdict vouches for a signature: a record someone else could have written (left
+  // while the store's directories were open to others; they are made private at start) is none.
+  const root = (process.geteuid?.() ?? 0) === 0;
+  for (const [what, give, needsRoot] of [
+    ['group and others may write', (f: string) => chmodSync(f, 0o666), false],
+    ['another user owns', (f: string) => chownSync(f, 65534, 65534), true],
+  ] as const) {
+    it(`a record or invalid verdict that ${what} counts as none`, { skip: needsRoot && !root && 'needs root to give a file away' }, async () => {
+      const i = ingestInput(`{"defaultAction":"SCMP_ACT_ERRNO","planted":"${what}"}`, { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
+      await store.ingest(i);
+      const fresh = () => new ProfileStore({ root: dir, contentRules: 'spoke 1.0.0 aaa' });
+      assert.ok(await fresh().getRecord(i.digest), 'found while it is the store\'s own');
+      give(join(dir, 'profiles', 'sha256', `${i.digest.slice(7)}.json`));
+      assert.equal(await fresh().getRecord(i.digest), undefined);
+      assert.equal(await store.getRecord(i.digest), undefined, 'nor through a record read before');
+      await store.recordInvalid(i.digest, 'planted verdict');
+      give(join(dir, 'invalid', 'sha256', `${i.digest.slice(7)}.json`));
+      assert.equal(await fresh().getInvalid(i.digest), undefined);
+    });
+  }
 
   it('forget clears the invalid verdict and the signature verdicts, keeping the profile', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO"}', { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
