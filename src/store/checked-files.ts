@@ -4,7 +4,7 @@
 import { constants, lstatSync, type BigIntStats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { SpokeError } from '../core/errors.js';
-import { writeFileAtomic } from './fsutil.js';
+import { writeFileAtomic, writtenByUs } from './fsutil.js';
 
 /** Writes of one file by CheckedFiles.ensure before it gives up (see there). */
 const MAX_CHECKED_WRITES = 3;
@@ -69,14 +69,13 @@ export class CheckedFiles {
 }
 
 /**
- * Whether only this process's user (and root) can change the file after its check: its own, written
- * by no group or others, and with no other name, which may be in a directory someone else writes.
- * A file with the right bytes that fails this (left from a time the directory was open to others)
- * is replaced, not trusted: its owner could rewrite it between the check and the runtime's read.
+ * Whether only spoke can change the file after its check (fsutil.ts writtenByUs), with no other
+ * name either, which may be in a directory someone else writes. A file with the right bytes that
+ * fails this (left from a time the directory was open to others) is replaced, not trusted: its
+ * owner could rewrite it between the check and the runtime's read.
  */
 function changedOnlyByUs(st: BigIntStats): boolean {
-  const uid = process.geteuid?.();
-  return (uid === undefined || st.uid === BigInt(uid)) && (st.mode & 0o022n) === 0n && st.nlink === 1n;
+  return writtenByUs({ uid: Number(st.uid), mode: Number(st.mode) }) && st.nlink === 1n;
 }
 
 function stampOf(st: BigIntStats): string {
