@@ -3,7 +3,8 @@
 // checked it, so nobody but the shim's user may write in that directory (docs/shim.md#localhost-bases-and-effective-files).
 
 import type { Stats } from 'node:fs';
-import { chmod, lstat, mkdir, realpath, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, realpath, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import { SpokeError } from '../core/errors.js';
@@ -33,8 +34,11 @@ export async function prepareEffectiveDir(seccompRoot: string, logger: Logger): 
 /**
  * The temp directory inside, whose files become effective profiles by rename: one that is not a
  * directory of this process's user, or that group or others may write (made while the directory
- * above was open to them), is removed with what it holds and made again, the shim's alone.
- * Its owner could otherwise swap a temp file for its own between the write and the rename.
+ * above was open to them), is renamed aside, never used again, and a new one made, the shim's
+ * alone. Its owner could otherwise swap a temp file for its own between the write and the rename.
+ * Renamed, not removed: a recursive removal as root walks a tree its owner can still change (a
+ * subdirectory swapped for a link mid-walk deletes what the link leads to), while the rename is one
+ * step in a directory only the shim's user may write by now.
  */
 async function replaceForeignTemp(tmp: string, logger: Logger): Promise<void> {
   const st = await lstat(tmp).catch((e: NodeJS.ErrnoException) => {
@@ -42,9 +46,10 @@ async function replaceForeignTemp(tmp: string, logger: Logger): Promise<void> {
     throw e;
   });
   if (st === undefined || (refusalOf(tmp, st) === undefined && (st.mode & 0o022) === 0)) return;
-  await rm(tmp, { recursive: true, force: true });
+  const aside = `${tmp}-foreign-${randomBytes(8).toString('hex')}`;
+  await rename(tmp, aside);
   await mkdir(tmp, { mode: 0o700 });
-  logger.log('warn', 'the effective profile temp directory was not the shim\'s alone; made again', { dir: tmp, uid: st.uid, mode: (st.mode & 0o777).toString(8), link: st.isSymbolicLink() });
+  logger.log('warn', 'the effective profile temp directory was not the shim\'s alone: renamed aside and made again; inspect what it holds and remove it', { dir: tmp, aside, uid: st.uid, mode: (st.mode & 0o777).toString(8), link: st.isSymbolicLink() });
 }
 
 /**

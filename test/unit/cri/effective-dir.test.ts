@@ -1,7 +1,7 @@
 // The directory the shim writes its merge results to, made or checked at start
 // (src/cri/effective-dir.ts): the runtime reads those files by path, so nobody else may write there.
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -38,7 +38,7 @@ describe('prepareEffectiveDir', () => {
     assert.ok(logs.some((l) => l.level === 'warn'));
   });
 
-  it('a temp directory inside that others could write, or a link, is replaced by a new one of its own: its files become effective profiles by rename', async () => {
+  it('a temp directory inside that others could write, or a link, is renamed aside and a new one of its own made: its files become effective profiles by rename', async () => {
     const ownUid = process.geteuid?.() ?? 0;
     const cases: [string, (tmp: string) => void][] = [
       ['writable by others', (tmp) => (mkdirSync(tmp), chmodSync(tmp, 0o777))],
@@ -58,6 +58,9 @@ describe('prepareEffectiveDir', () => {
       assert.deepEqual([st.uid, st.mode & 0o777], [ownUid, 0o700], what);
       assert.equal(existsSync(join(tmp, '.tmp-1-planted')), false, what);
       assert.ok(logs.some((l) => l.level === 'warn'), what);
+      // Renamed aside, never walked: a removal as root would follow what its owner swaps in.
+      const aside = readdirSync(join(root, 'spoke')).filter((n) => n.startsWith('.tmp-foreign-'));
+      assert.equal(aside.length, 1, what);
     }
   });
 
