@@ -19,7 +19,7 @@
 // update takes an empty file already there instead of creating one, and makes the new ones once
 // that call has been answered.
 
-import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, fsync, fsyncSync, linkSync, lstatSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { SpokeError } from '../core/errors.js';
@@ -335,6 +335,35 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
  */
 export function writtenByUs(st: Pick<Stats, 'uid' | 'mode'>): boolean {
   return (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
+}
+
+/** What readStoreFileSync found at a path: the file's bytes and its descriptor's stat, nothing, or a file the store did not write. */
+export type StoreFileRead = { bytes: Buffer; st: Stats } | 'absent' | 'foreign';
+
+/**
+ * Reads a file the store wrote through one descriptor, following no link and waiting on no FIFO:
+ * its bytes and the stat of the descriptor they were read from (so no check and read can be told
+ * apart). 'foreign' when what is there is a link, not a regular file, or not one spoke wrote
+ * (writtenByUs): its owner may rewrite it at any time, so callers take it as unreadable.
+ */
+export function readStoreFileSync(path: string): StoreFileRead {
+  // A miss is the common case: answered without an exception (see readFileIfExistsSync).
+  if (lstatSync(path, { throwIfNoEntry: false }) === undefined) return 'absent';
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return 'absent';
+    if (errno(e) === 'ELOOP') return 'foreign';
+    throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || !writtenByUs(st)) return 'foreign';
+    return { bytes: readFileSync(fd), st };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export async function readFileIfExists(path: string): Promise<Buffer | undefined> {

@@ -4,12 +4,12 @@
 // store.ts.
 
 import { createHash } from 'node:crypto';
-import { statSync, type Stats } from 'node:fs';
+import { lstatSync, statSync, type Stats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, removeIfExists, stageFile, writeFileAtomic, writtenByUs, type FileIdentity, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, readStoreFileSync, removeIfExists, stageFile, writeFileAtomic, writtenByUs, type FileIdentity, type StagedFile } from './fsutil.js';
 import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
@@ -78,19 +78,20 @@ export class RecordStore {
   async getRecord(d: Digest): Promise<ProvenanceRecord | undefined> {
     await this.layout.init();
     const path = this.layout.recordPath(d);
-    const st = statSync(path, { throwIfNoEntry: false });
-    if (st === undefined || !writtenByUs(st)) {
+    // The name itself, not where a link leads: a record is never a link (placed by rename or
+    // link(2)), and one someone else could have written is none (fsutil.ts writtenByUs).
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (st === undefined || !st.isFile() || !writtenByUs(st)) {
       this.recordCache.delete(d);
       return undefined;
     }
-    const key = identityKey(st);
     const hit = this.recordCache.get(d);
-    if (hit && hit.key === key) return hit.record;
-    const bytes = await readFileIfExists(path);
-    const record = bytes && parseRecord(bytes, d);
+    if (hit && hit.key === identityKey(st)) return hit.record;
+    const read = readStoreFileSync(path);
+    const record = typeof read === 'object' ? parseRecord(read.bytes, d) : undefined;
     // Unreadable (e.g. torn by a crash: records are not flushed): a miss, rewritten by the next pull.
-    if (!record) return undefined;
-    this.recordCache.set(d, { key, record });
+    if (!record || typeof read !== 'object') return undefined;
+    this.recordCache.set(d, { key: identityKey(read.st), record });
     return record;
   }
 
@@ -309,10 +310,9 @@ export class RecordStore {
    */
   async getInvalid(d: Digest): Promise<InvalidVerdict | undefined> {
     await this.layout.init();
-    const path = this.layout.invalidPath(d);
-    const st = statSync(path, { throwIfNoEntry: false });
-    const bytes = st !== undefined && writtenByUs(st) ? await readFileIfExists(path) : undefined;
-    if (!bytes) return undefined;
+    const read = readStoreFileSync(this.layout.invalidPath(d));
+    if (typeof read !== 'object') return undefined;
+    const bytes = read.bytes;
     try {
       const v = JSON.parse(bytes.toString('utf8')) as Partial<InvalidVerdict>;
       if (v.scope !== 'content' || typeof v.reason !== 'string' || v.rules !== this.contentRules) return undefined;

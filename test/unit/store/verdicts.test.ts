@@ -2,7 +2,7 @@
 // (or torn) count as none, `forget` clears both kinds of verdict, and the node-credential mark.
 
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -51,6 +51,23 @@ describe('ProfileStore verdicts', () => {
       assert.equal(await fresh().getInvalid(i.digest), undefined);
     });
   }
+
+  it('a record or invalid verdict that is a link counts as none, wherever it leads: to a root-owned file with a forged verdict too', async () => {
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","planted":"link"}', { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
+    await store.ingest(i);
+    const record = join(dir, 'profiles', 'sha256', `${i.digest.slice(7)}.json`);
+    const elsewhere = join(mkdtempSync(join(tmpdir(), 'spoke-forged-')), 'r.json');
+    copyFileSync(record, elsewhere);
+    renameSync(record, `${record}.real`);
+    symlinkSync(elsewhere, record);
+    assert.equal(await new ProfileStore({ root: dir, contentRules: 'spoke 1.0.0 aaa' }).getRecord(i.digest), undefined);
+    await store.recordInvalid(i.digest, 'planted verdict');
+    const invalid = join(dir, 'invalid', 'sha256', `${i.digest.slice(7)}.json`);
+    copyFileSync(invalid, `${elsewhere}.invalid`);
+    rmSync(invalid);
+    symlinkSync(`${elsewhere}.invalid`, invalid);
+    assert.equal(await store.getInvalid(i.digest), undefined);
+  });
 
   it('forget clears the invalid verdict and the signature verdicts, keeping the profile', async () => {
     const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO"}', { verdict: { policyHash: 'p1', signer: 'platform', format: 'bundle' } });
