@@ -1,7 +1,7 @@
 // The store's directory layout and the file primitives its parts share (see store.ts for the
 // layout): every path is built from a digest's hex, never from input text.
 
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
@@ -13,8 +13,8 @@ export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 /** A file named by a sha256's hex: records, content verdicts, effective profiles and their origins. */
 export const SHA_JSON_FILE_RE = /^([0-9a-f]{64})\.json$/;
 
-/** The store's directories under its root. */
-const STORE_DIRS = ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state', 'tmp', 'locks'] as const;
+/** The store's directories under its root (recording/: the shim's logging profiles, src/cri/logging-profile.ts). */
+const STORE_DIRS = ['blobs/sha256', 'profiles/sha256', 'invalid/sha256', 'state/effective', 'tmp', 'locks/owners', 'recording/.tmp'] as const;
 
 export interface StoreLayoutOptions {
   root: string;
@@ -64,15 +64,28 @@ export class StoreLayout {
   /**
    * Makes the store's directories, once per process: synchronously, like every metadata step
    * (fsutil.ts). Private (0700), those an older version made open too: a profile pulled with a
-   * pod's credentials is that pod's to read.
+   * pod's credentials is that pod's to read. A directory under the root that is a link or another
+   * user's is refused (STATE_CORRUPT): what is in it, or where it leads, was not written by spoke,
+   * and its owner can still change it (docs/security-model.md#atomic-store). The root itself may
+   * be reached through a link the admin made.
    */
   init(): Promise<void> {
     if (this.readOnly) return Promise.resolve();
     if (this.ready === undefined) {
       const ready = (async () => {
         for (const d of STORE_DIRS) mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
-        // mkdir's mode is for the directories it makes: the root and those an older version made too.
-        for (const d of new Set(['', ...STORE_DIRS.flatMap((d) => [d.split('/')[0]!, d])])) chmodSync(join(this.root, d), PRIVATE_DIR_MODE);
+        // Parents first: once a directory is private and checked, nobody else can swap what is in it.
+        for (const d of new Set(['', ...STORE_DIRS.flatMap(withParents)])) {
+          const path = join(this.root, d);
+          const st = d === '' ? statSync(path) : lstatSync(path);
+          const owner = process.geteuid?.();
+          const problem = !st.isDirectory() ? 'is not a directory (a link?)' : st.uid !== 0 && st.uid !== owner ? `belongs to uid ${st.uid}` : undefined;
+          if (problem !== undefined) {
+            throw new SpokeError('FailedPrecondition', `${path} ${problem}: the store's directories must be root's or spoke's user's alone; inspect and remove it, then start again`, { file: path }, { reason: 'STATE_CORRUPT' });
+          }
+          // mkdir's mode is for the directories it makes: the root and those an older version made too.
+          if ((st.mode & 0o777) !== PRIVATE_DIR_MODE) chmodSync(path, PRIVATE_DIR_MODE);
+        }
       })();
       this.ready = ready;
       // A failure (a full or read-only disk at first use) is not kept: the next use tries again.
@@ -116,6 +129,12 @@ export class StoreLayout {
   sweepLockOwners(): Promise<number> {
     return sweepDeadOwners(join(this.root, 'locks'));
   }
+}
+
+/** 'a/b/c' → ['a', 'a/b', 'a/b/c']. */
+function withParents(dir: string): string[] {
+  const names = dir.split('/');
+  return names.map((_, i) => names.slice(0, i + 1).join('/'));
 }
 
 export function assertDigest(d: string): Digest {

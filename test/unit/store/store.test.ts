@@ -2,13 +2,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
-import { rejectsWith, throwsWith } from '../../helpers/assert.js';
+import { rejectsWith, spokeError, throwsWith } from '../../helpers/assert.js';
 import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
 import { exists } from '../../../src/store/layout.js';
@@ -66,6 +66,28 @@ describe('ProfileStore', () => {
     await store.ingest(i);
     assert.equal(statSync(store.blobPath(i.layerDigest)).mode & 0o777, 0o600);
     for (const d of ['', 'tmp', 'blobs', 'blobs/sha256']) assert.equal(statSync(join(root, d)).mode & 0o777, 0o700, d || 'the store root');
+  });
+
+  it("refuses a store directory that is a link or another user's, recording's included: what is in it was not written by spoke; a store root reached through a link is taken", async () => {
+    const plant = (name: string, how: (path: string) => void) => {
+      const root = mkdtempSync(join(tmpdir(), 'spoke-planted-'));
+      how(join(root, name));
+      return new ProfileStore({ root, fsync: false });
+    };
+    const elsewhere = () => mkdtempSync(join(tmpdir(), 'spoke-elsewhere-'));
+    for (const name of ['recording', 'state', 'locks/owners', 'profiles/sha256']) {
+      const linked = plant(name, (path) => (mkdirSync(join(path, '..'), { recursive: true }), symlinkSync(elsewhere(), path)));
+      await assert.rejects(linked.getRecord(sha256Digest('none')), spokeError({ code: 'FailedPrecondition', reason: 'STATE_CORRUPT' }), `${name} as a link`);
+      if ((process.geteuid?.() ?? 0) === 0) {
+        const given = plant(name, (path) => (mkdirSync(path, { recursive: true }), chownSync(path, 65534, 65534)));
+        await assert.rejects(given.getRecord(sha256Digest('none')), spokeError({ code: 'FailedPrecondition', reason: 'STATE_CORRUPT' }), `${name} another user's`);
+      }
+    }
+    const real = elsewhere();
+    const link = join(elsewhere(), 'store');
+    symlinkSync(real, link);
+    assert.equal(await new ProfileStore({ root: link, fsync: false }).getRecord(sha256Digest('none')), undefined);
+    for (const d of ['recording', 'recording/.tmp']) assert.equal(lstatSync(join(real, d)).mode & 0o777, 0o700, d);
   });
 
   it('ingests content-addressed blobs and a provenance record', async () => {
