@@ -28,15 +28,24 @@
 // (times out) rather than risk two holders. Claims are removed after use; a later breaker that
 // wins a re-made claim finds the lock no longer names T and leaves it alone. A regular-file lock
 // of an older spoke is broken the same way, by age (breakLegacy).
+//
+// Only spoke makes these files: a lock, claim or owner socket counts only when root or this
+// process's user owns it. One another user planted while the store's directories were open to
+// others (they are made private at each process's first use, but what is inside stays) would
+// otherwise name a token whose owner "socket" is a link to any listening socket on the node, and
+// keep the shim from ever starting. A foreign lock is broken at once, under a claim named by its
+// inode (breakForeign); a foreign claim is a dead breaker's; a foreign owner socket is a dead
+// owner's (docs/security-model.md#atomic-store). Nobody else can make a file in the private
+// directory, so a lock that was foreign stays so until spoke removes it.
 
 import { randomBytes } from 'node:crypto';
-import { linkSync, lstatSync, symlinkSync, unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
-import { PRIVATE_DIR_MODE } from './fsutil.js';
+import { PRIVATE_DIR_MODE, writtenByUs } from './fsutil.js';
 
 const RETRY_MS = 5;
 /** Every this many failed attempts, check whether the holder is dead. */
@@ -111,22 +120,47 @@ function owner(locksDir: string): Promise<Owner> {
   return o;
 }
 
-/** The token a lock or claim symlink names; undefined when absent or not ours to read. */
-async function tokenOf(path: string): Promise<string | undefined> {
-  let target: string;
-  try {
-    target = await readlink(path);
-  } catch {
-    return undefined;
-  }
-  const token = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
-  return token !== undefined && TOKEN_RE.test(token) ? token : undefined;
+/**
+ * Made by spoke: root's or this process's user's (writtenByUs, on the owner alone: a link's mode
+ * is always 0777, and a socket's is what the umask left).
+ */
+const ownedByUs = (st: Stats): boolean => writtenByUs({ uid: st.uid, mode: 0 });
+
+/**
+ * What is at a lock or claim path: nothing; a file another user owns (see the header); or spoke's
+ * own, with the token its symlink names (undefined for an older spoke's regular file, or a link
+ * naming no token).
+ */
+type LockFile = undefined | { foreign: true; st: Stats } | { foreign: false; st: Stats; token: string | undefined };
+
+async function lockFile(path: string): Promise<LockFile> {
+  const st = await lstat(path).catch(() => undefined);
+  if (st === undefined) return undefined;
+  if (!ownedByUs(st)) return { foreign: true, st };
+  if (!st.isSymbolicLink()) return { foreign: false, st, token: undefined };
+  // Read after the lstat: only its owner removes a live lock, and a dead one is removed only under
+  // its break claim; a change in between is a lock gone (the read fails) or one taken since.
+  const target = await readlink(path).catch(() => undefined);
+  const token = target?.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
+  return { foreign: false, st, token: token !== undefined && TOKEN_RE.test(token) ? token : undefined };
 }
 
-/** False only when the owner is certainly gone: its socket refuses connections or no longer exists. */
-function alive(locksDir: string, token: string): Promise<boolean> {
+/** The token a lock or claim of spoke's names; undefined when absent, foreign or naming none. */
+async function tokenOf(path: string): Promise<string | undefined> {
+  const f = await lockFile(path);
+  return f?.foreign === false ? f.token : undefined;
+}
+
+/**
+ * False only when the owner is certainly gone: its socket refuses connections or no longer exists,
+ * or what is there is not a socket spoke made (a link, another user's: see the header).
+ */
+async function alive(locksDir: string, token: string): Promise<boolean> {
+  const path = ownerSocket(locksDir, token);
+  const st = await lstat(path).catch(() => undefined);
+  if (st === undefined || !st.isSocket() || !ownedByUs(st)) return false;
   return new Promise((resolve) => {
-    const s = createConnection(ownerSocket(locksDir, token));
+    const s = createConnection(path);
     const done = (v: boolean) => {
       clearTimeout(t);
       s.destroy();
@@ -157,9 +191,15 @@ async function claim(path: string, me: Owner, remade = false): Promise<boolean> 
   }
 }
 
-/** Removes the lock at `lockPath` if its owner is dead (see the header). */
+/** Removes the lock at `lockPath` if its owner is dead, or if it is not spoke's (see the header). */
 async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promise<void> {
-  const dead = await tokenOf(lockPath);
+  const held = await lockFile(lockPath);
+  if (held === undefined) return;
+  if (held.foreign) {
+    await breakForeign(lockPath, held.st, locksDir, me);
+    return;
+  }
+  const dead = held.token;
   if (dead === undefined) {
     await breakLegacy(lockPath, locksDir, me);
     return;
@@ -168,6 +208,18 @@ async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promi
   await underBreakClaim(lockPath, dead, locksDir, me, async () => {
     if ((await tokenOf(lockPath)) === dead) await unlink(lockPath).catch(() => undefined);
     await unlink(ownerSocket(locksDir, dead)).catch(() => undefined);
+  });
+}
+
+/**
+ * A lock another user owns, whatever it names: no holder (see the header). Removed under a claim
+ * named by its inode, and only if it is still that foreign file: spoke's locks are root's or its
+ * user's, so one taken since is never it.
+ */
+async function breakForeign(lockPath: string, st: Stats, locksDir: string, me: Owner): Promise<void> {
+  await underBreakClaim(lockPath, `foreign${st.ino}`, locksDir, me, async () => {
+    const now = await lockFile(lockPath);
+    if (now?.foreign && now.st.ino === st.ino && now.st.dev === st.dev) await unlink(lockPath).catch(() => undefined);
   });
 }
 
@@ -194,9 +246,11 @@ async function underBreakClaim(lockPath: string, key: string, locksDir: string, 
   const deadClaims: string[] = [];
   let claimPath = `${lockPath}.break-${key}`;
   for (let depth = 0; !(await claim(claimPath, me)); depth++) {
-    const breaker = await tokenOf(claimPath);
+    const found = await lockFile(claimPath);
+    // A claim another user owns is no breaker's: one down, named by its inode (as breakForeign).
+    const breaker = found?.foreign ? `foreign${found.st.ino}` : found?.token;
     // Someone alive is breaking it, or the chain is too deep to follow safely: wait.
-    if (breaker === undefined || depth + 1 >= MAX_BREAK_DEPTH || (await alive(locksDir, breaker))) return;
+    if (breaker === undefined || depth + 1 >= MAX_BREAK_DEPTH || (!found?.foreign && (await alive(locksDir, breaker)))) return;
     deadClaims.push(claimPath);
     claimPath = `${claimPath}-${breaker}`;
   }

@@ -3,9 +3,10 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { lutimesSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chownSync, lchownSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { describe, it, type TestContext } from 'node:test';
+import { after, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SpokeError } from '../../../src/core/errors.js';
 import { rejectsWith } from '../../helpers/assert.js';
@@ -161,6 +162,93 @@ describe('dead owners', () => {
 
   it('a directory without owners sweeps nothing', async () => {
     assert.equal(await sweepDeadOwners(locksDir()), 0);
+  });
+});
+
+// Lock, claim and owner files someone else planted while the store's directories were open to
+// others (they are made private at each process's first use, but what is inside stays): a live
+// socket they point at, or a real one they own, never passes for a live holder
+// (docs/security-model.md#atomic-store).
+describe('foreign lock files', () => {
+  const root = (process.geteuid?.() ?? 0) === 0;
+  const skip = !root && 'needs root to give a file away';
+  const NOBODY = 65534;
+  const servers: Server[] = [];
+  after(() => servers.forEach((s) => s.close()));
+
+  /** A listening unix socket at `path`, owned by root: what a planted link may point at. */
+  async function listening(path: string): Promise<void> {
+    const server = createServer((c) => c.destroy());
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(path, r));
+    server.unref();
+  }
+
+  /** `dir` with a foreign lock link at `lock` naming `token`, whose owner socket is a link to a live socket. */
+  async function plantedLiveLink(dir: string, lock: string, token: string): Promise<void> {
+    mkdirSync(join(dir, 'owners'), { recursive: true });
+    const live = join(locksDir(), 'live.sock');
+    await listening(live);
+    symlinkSync(live, join(dir, 'owners', `${token}.sock`));
+    symlinkSync(`spoke-lock:${token}:0`, lock);
+    lchownSync(lock, NOBODY, NOBODY);
+  }
+
+  /** A `waiting` that ends the hold: a foreign lock is no wait. */
+  const noWait = (): never => {
+    throw new Error('holdFileLock waited on a foreign lock');
+  };
+
+  it('a lock link another user owns, whose owner socket is a link to a live socket, is broken at once: holdFileLock and withFileLock take it without waiting', { skip }, async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'shim');
+    await plantedLiveLink(dir, lock, 'e'.repeat(24));
+    const held = await holdFileLock(lock, noWait);
+    held.release();
+    const other = join(dir, 'state.lock');
+    await plantedLiveLink(dir, other, 'f'.repeat(24));
+    assert.equal(await withFileLock(other, async () => 'taken', 2000), 'taken');
+    assert.deepEqual(readdirSync(dir).filter((n) => n !== 'owners'), [], 'no lock or claim left behind');
+  });
+
+  it('an owner socket another user owns counts as dead, though it listens', { skip }, async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'shim');
+    const token = 'c'.repeat(24);
+    mkdirSync(join(dir, 'owners'));
+    const sock = join(dir, 'owners', `${token}.sock`);
+    await listening(sock);
+    chownSync(sock, NOBODY, NOBODY);
+    symlinkSync(`spoke-lock:${token}:0`, lock);
+    const held = await holdFileLock(lock, noWait);
+    held.release();
+    symlinkSync(`spoke-lock:${token}:0`, lock);
+    assert.equal(await withFileLock(lock, async () => 'taken', 2000), 'taken');
+  });
+
+  it('a break claim another user owns, naming a live owner, does not stop the break of a dead lock', { skip }, async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'shim');
+    const dead = 'd'.repeat(24);
+    const breaker = '9'.repeat(24);
+    mkdirSync(join(dir, 'owners'));
+    const live = join(locksDir(), 'live.sock');
+    await listening(live);
+    symlinkSync(live, join(dir, 'owners', `${breaker}.sock`));
+    symlinkSync(`spoke-lock:${dead}:0`, lock);
+    const claim = `${lock}.break-${dead}`;
+    symlinkSync(`spoke-lock:${breaker}:0`, claim);
+    lchownSync(claim, NOBODY, NOBODY);
+    assert.equal(await withFileLock(lock, async () => 'taken', 2000), 'taken');
+    assert.deepEqual(readdirSync(dir).filter((n) => n !== 'owners'), [], 'the planted claim went with the break');
+  });
+
+  it('a regular-file lock another user owns is broken at once, not after a minute', { skip }, async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'w.lock');
+    writeFileSync(lock, '12345');
+    chownSync(lock, NOBODY, NOBODY);
+    assert.equal(await withFileLock(lock, async () => 'taken', 2000), 'taken');
   });
 });
 
