@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readFileIfExists, writeFileAtomic } from './fsutil.js';
+import { readStoreFileSync, writeFileAtomic } from './fsutil.js';
 import { assertDigest, isPlainObject, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 
 const MAX_EFFECTIVE_INPUTS = 32;
@@ -72,11 +72,14 @@ export class EffectiveOrigins {
 
   private async readEffective(sha: string): Promise<{ digests: Digest[]; inputs: (EffectiveInput & { digest: Digest })[] }> {
     const none = { digests: [], inputs: [] };
-    const bytes = await readFileIfExists(this.effectivePath(sha));
-    if (!bytes) return none;
+    const read = readStoreFileSync(this.effectivePath(sha));
+    // One spoke did not write (a link, another user's) is unreadable, as a torn one is: its owner
+    // could point a rebuild at other artifacts (docs/security-model.md#atomic-store). The next
+    // record renames a new one over it.
+    if (read === 'absent' || read === 'foreign') return none;
     let parsed: { digests?: unknown; inputs?: unknown };
     try {
-      parsed = JSON.parse(bytes.toString('utf8')) as typeof parsed;
+      parsed = JSON.parse(read.bytes.toString('utf8')) as typeof parsed;
     } catch {
       return none;
     }

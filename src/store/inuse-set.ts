@@ -26,11 +26,17 @@
 // state/pins.json, flushed on every change, and an unreadable pins file is an error, never "no
 // pins". Pins found in an older in-use.json are moved to pins.json (flushed) at its next
 // compaction.
+//
+// Each file counts only if spoke wrote it (readStoreFileSync): one another user owns, or a link,
+// is unreadable as a torn one is (an incomplete set; pins refused), never absent, since its owner
+// could rewrite the holders gc keeps. The next compaction or pins update renames a new file over
+// it, and no append is made to such a journal: it is renamed away and folded first
+// (docs/security-model.md#atomic-store).
 
 import { closeSync, constants, fstatSync, openSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readFileIfExists, readFileIfExistsSync, readFileWithStats, removeIfExists, writeFileAtomic } from './fsutil.js';
+import { readStoreFileSync, removeIfExists, writeFileAtomic, writtenByUs, type StoreFileRead } from './fsutil.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
 /** The journal is folded into the snapshot once it is this long (~200 creates). */
@@ -81,7 +87,7 @@ export class InUseSet {
 
   /** The snapshot's runtime holders; an unreadable file is empty and incomplete. Pins of older files are returned apart. */
   private readSnapshot(file: Stats | undefined): RuntimeState {
-    const state = snapshotState(readFileIfExistsSync(this.inUsePath));
+    const state = snapshotState(readStoreFileSync(this.inUsePath));
     this.seen = { file, complete: state.complete };
     return state;
   }
@@ -94,13 +100,14 @@ export class InUseSet {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const before = statIfExists(this.inUsePath);
       const state = this.readSnapshot(before);
-      const journal = readFileWithStats(this.journalPath);
-      const old = readFileWithStats(this.oldJournalPath);
+      const journal = readStoreFileSync(this.journalPath);
+      const old = readStoreFileSync(this.oldJournalPath);
       if (!sameFile(before, statIfExists(this.inUsePath))) continue;
       // The old journal holds the earlier changes. Read after the journal, it can be that same file,
       // renamed meanwhile (with any lines appended since): then it alone has them all, in order.
-      const oldWhole = applyJournal(state.holders, old?.bytes);
-      const journalWhole = old !== undefined && journal?.before.ino === old.before.ino ? true : applyJournal(state.holders, journal?.bytes);
+      const oldWhole = applyJournal(state.holders, old);
+      const sameJournal = typeof old === 'object' && typeof journal === 'object' && journal.st.ino === old.st.ino;
+      const journalWhole = sameJournal || applyJournal(state.holders, journal);
       const complete = state.complete && oldWhole && journalWhole;
       this.seen = { file: before, complete };
       return { ...state, complete };
@@ -120,10 +127,10 @@ export class InUseSet {
   }
 
   private async readPins(): Promise<Record<string, Digest>> {
-    const bytes = await readFileIfExists(this.pinsPath);
-    if (!bytes) return {};
-    const parsed = parseHolderFile(bytes);
-    if (!parsed) throw new SpokeError('Internal', `${this.pinsPath} is unreadable; pins are kept only there, so nothing is removed until it is repaired`, { file: this.pinsPath }, { reason: 'STATE_CORRUPT' });
+    const read = readStoreFileSync(this.pinsPath);
+    if (read === 'absent') return {};
+    const parsed = read === 'foreign' ? undefined : parseHolderFile(read.bytes);
+    if (!parsed) throw new SpokeError('Internal', `${this.pinsPath} is unreadable, or not a file spoke wrote; pins are kept only there, so nothing is removed until it is repaired`, { file: this.pinsPath }, { reason: 'STATE_CORRUPT' });
     return parsed.holders;
   }
 
@@ -144,7 +151,9 @@ export class InUseSet {
     await this.layout.init();
     const line = Buffer.from('\n' + JSON.stringify(change));
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-      const fd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o644);
+      const fd = this.openJournal();
+      // Not spoke's (see the header): renamed away and folded, the change with it.
+      if (fd === undefined) return this.compact((h) => applyChange(h, change));
       let written: Stats;
       let now: Stats | undefined;
       try {
@@ -172,6 +181,26 @@ export class InUseSet {
     }
     // Renamed away under every attempt: fold it in under the lock instead.
     return this.compact((h) => applyChange(h, change));
+  }
+
+  /**
+   * The journal open for appending (made when missing), or undefined when what is there is not a
+   * file spoke wrote: a link (never followed) or a FIFO (never waited on: ENXIO without a reader)
+   * is not opened, another user's file is closed unwritten.
+   */
+  private openJournal(): number | undefined {
+    let fd: number;
+    try {
+      fd = openSync(this.journalPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'ENXIO') return undefined;
+      throw e;
+    }
+    const st = fstatSync(fd);
+    if (st.isFile() && writtenByUs(st)) return fd;
+    closeSync(fd);
+    return undefined;
   }
 
   /** Whether the runtime holders are known complete, reading the set only when the snapshot changed since this process last did. */
@@ -211,7 +240,7 @@ export class InUseSet {
   /** Snapshot + old journal (+ `fn`) → a new snapshot; then the old journal goes. Under the lock. */
   private async fold(fn?: (holders: Record<string, Digest>) => void, complete?: boolean): Promise<boolean> {
     const cur = this.readSnapshot(statIfExists(this.inUsePath));
-    const journalRead = applyJournal(cur.holders, readFileIfExistsSync(this.oldJournalPath));
+    const journalRead = applyJournal(cur.holders, readStoreFileSync(this.oldJournalPath));
     const legacy = Object.entries(cur.legacyPins);
     if (legacy.length > 0) await this.updatePins((p) => legacy.forEach(([h, d]) => (p[h] ??= d)));
     fn?.(cur.holders);
@@ -317,10 +346,10 @@ interface RuntimeHolders {
 
 const isPin = (holder: string): boolean => holder.startsWith('pin:');
 
-/** The snapshot's runtime holders and legacy pins apart; absent: empty and complete; unreadable: empty and incomplete. */
-function snapshotState(bytes: Buffer | undefined): RuntimeState {
-  if (!bytes) return { holders: {}, complete: true, legacyPins: {} };
-  const parsed = parseHolderFile(bytes);
+/** The snapshot's runtime holders and legacy pins apart; absent: empty and complete; unreadable or foreign: empty and incomplete. */
+function snapshotState(read: StoreFileRead): RuntimeState {
+  if (read === 'absent') return { holders: {}, complete: true, legacyPins: {} };
+  const parsed = read === 'foreign' ? undefined : parseHolderFile(read.bytes);
   if (!parsed) return { holders: {}, complete: false, legacyPins: {} };
   const holders: Record<string, Digest> = {};
   const legacyPins: Record<string, Digest> = {};
@@ -335,14 +364,16 @@ function applyChange(holders: Record<string, Digest>, change: Change): void {
 
 /**
  * Applies a journal's lines in order; false when a line is not a change (torn by a crash, or
- * garbage): the lines that are still apply, and the set counts as incomplete. Every line is
+ * garbage), or the journal is not spoke's (none of it applies): the lines that are still apply,
+ * and the set counts as incomplete. Every line is
  * written after a newline, so one appended after a torn tail starts a line of its own, and a
  * torn line never parses (a JSON object's last byte is its closing brace).
  */
-function applyJournal(holders: Record<string, Digest>, bytes: Buffer | undefined): boolean {
-  if (!bytes) return true;
+function applyJournal(holders: Record<string, Digest>, read: StoreFileRead): boolean {
+  if (read === 'absent') return true;
+  if (read === 'foreign') return false;
   let whole = true;
-  for (const line of bytes.toString('utf8').split('\n')) {
+  for (const line of read.bytes.toString('utf8').split('\n')) {
     if (line === '') continue;
     const change = parseChange(line);
     if (change) applyChange(holders, change);

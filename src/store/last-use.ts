@@ -5,18 +5,22 @@
 
 import { join } from 'node:path';
 import { isDigest } from '../core/digest.js';
-import { readFileIfExists } from './fsutil.js';
+import { readStoreFileSync } from './fsutil.js';
 import { isPlainObject, SHA_HEX_RE } from './layout.js';
 
 export const lastUsePath = (storeRoot: string): string => join(storeRoot, 'state', 'last-use.json');
 
-/** The store's last uses; none when the file is missing or torn (it is not flushed). */
+/**
+ * The store's last uses; none when the file is missing, torn (it is not flushed), or not one spoke
+ * wrote (a link, another user's: it could keep any profile from gc; docs/security-model.md#atomic-store).
+ * The run's write renames a new file over it.
+ */
 export async function readLastUse(storeRoot: string): Promise<LastUse> {
   const out: LastUse = { artifacts: {}, effective: {}, ahead: {} };
-  const bytes = await readFileIfExists(lastUsePath(storeRoot));
-  if (!bytes) return out;
+  const read = readStoreFileSync(lastUsePath(storeRoot));
+  if (read === 'absent' || read === 'foreign') return out;
   try {
-    const parsed = JSON.parse(bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown; ahead?: unknown };
+    const parsed = JSON.parse(read.bytes.toString('utf8')) as { artifacts?: unknown; effective?: unknown; ahead?: unknown };
     for (const [k, v] of Object.entries(isPlainObject(parsed.artifacts) ? parsed.artifacts : {})) if (isDigest(k) && Number.isSafeInteger(v)) out.artifacts[k] = v as number;
     for (const [k, v] of Object.entries(isPlainObject(parsed.effective) ? parsed.effective : {})) if (SHA_HEX_RE.test(k) && Number.isSafeInteger(v)) out.effective[k] = v as number;
     for (const [k, v] of Object.entries(isPlainObject(parsed.ahead) ? parsed.ahead : {})) if ((isDigest(k) || SHA_HEX_RE.test(k)) && Number.isFinite(v)) out.ahead[k] = v as number;

@@ -3,7 +3,7 @@
 // an incomplete in-use set, and the origins record `spoke ps` reads.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -65,6 +65,18 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await again.collect({ minAgeMs: HOUR, effectiveDir: eff, effectiveInUse: new Set() })).removed, []);
     now += 1;
     assert.deepEqual((await run()).removed, [a!.digest]);
+  });
+
+  // Planted while the store's directories were open to others, it could keep any profile from
+  // gc for good (docs/security-model.md#atomic-store): unreadable, as a torn one is.
+  it('a last-use.json another user owns is ignored', { skip: (process.geteuid?.() ?? 0) !== 0 && 'needs root to give a file away' }, async () => {
+    const [a, b] = BODIES.map((b) => ingestInput(b));
+    for (const i of [a!, b!]) await store.ingest(i);
+    now += 2 * HOUR;
+    const lastUse = join(dir, 'store', 'state', 'last-use.json');
+    writeFileSync(lastUse, JSON.stringify({ artifacts: { [a!.digest]: now, [b!.digest]: now } }));
+    chownSync(lastUse, 65534, 65534);
+    assert.deepEqual((await run()).removed.sort(), [a!.digest, b!.digest].sort());
   });
 
   it('a use a stopped or crashed shim noted but no run wrote down is not lost: a new store object counts its own start as a use, for minAge', async () => {

@@ -3,9 +3,9 @@
 // rebuilt, and pins live in their own flushed file and survive whatever happens to in-use.json.
 
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, closeSync, existsSync, fstatSync, lstatSync, openSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -319,5 +319,104 @@ describe('in-use journal', () => {
     const holders = await new ProfileStore({ root: dir }).inUseHolders(d);
     assert.equal(holders.length, 1199);
     assert.ok(!holders.includes('container:grow-7'));
+  });
+});
+
+// State files someone else could have written: planted while the store's directories were open
+// to others (they are made private at each process's first use, but what is inside stays), by a
+// user who may keep a descriptor to rewrite them at will, or a link to a file of root's
+// (docs/security-model.md#atomic-store). Each counts as unreadable, never as absent.
+describe('foreign state files', () => {
+  const root = (process.geteuid?.() ?? 0) === 0;
+  const skip = !root && 'needs root to give a file away';
+  const NOBODY = 65534;
+  const given = (path: string) => chownSync(path, NOBODY, NOBODY);
+  /** `path` made a link to a file of root's elsewhere holding `bytes`; returns that file. */
+  const linked = (path: string, bytes: string): string => {
+    const target = join(mkdtempSync(join(tmpdir(), 'spoke-planted-')), 'target');
+    dirs.push(dirname(target));
+    writeFileSync(target, bytes);
+    rmSync(path, { force: true });
+    symlinkSync(target, path);
+    return target;
+  };
+  const plants: [string, (path: string, bytes: string) => void][] = [
+    ['another user owns', (path, bytes) => (writeFileSync(path, bytes), given(path))],
+    ['is a link to a file of root\'s', (path, bytes) => void linked(path, bytes)],
+  ];
+  const released = (holder: string) => `\n${JSON.stringify({ del: [holder] })}`;
+
+  for (const [how, plant] of plants) {
+    for (const [file, bytes] of [
+      ['in-use.json', JSON.stringify({ holders: {}, complete: true })],
+      ['in-use.log', released('container:c1')],
+      ['in-use.log.old', released('container:c1')],
+    ] as const) {
+      it(`an ${file} that ${how} makes the in-use set incomplete: gc removes nothing held`, { skip }, async () => {
+        const { store, dir, digests } = await storeWith(BODIES);
+        const [used] = digests as [Digest];
+        await store.replaceInUse(new Map([['container:c1', used]]));
+        plant(join(dir, 'state', file), bytes);
+        assert.equal((await store.inUseState()).complete, false);
+        const r = await store.gc();
+        assert.deepEqual(r.removed, []);
+        assert.ok(await store.has(used));
+        // The rebuild writes the set anew, over the planted file.
+        await store.replaceInUse(new Map([['container:c1', used]]));
+        assert.equal((await store.inUseState()).complete, true);
+        assert.deepEqual(await store.inUseHolders(used), ['container:c1']);
+      });
+    }
+
+    it(`a pins.json that ${how} refuses gc (STATE_CORRUPT), never "no pins"`, { skip }, async () => {
+      const { store, dir, digests } = await storeWith(BODIES);
+      const [pinned] = digests as [Digest];
+      await store.markInUse(pinned, `pin:${pinned}`);
+      plant(join(dir, 'state', 'pins.json'), JSON.stringify({ holders: {} }));
+      await rejectsWith(store.gc(), { code: 'Internal', reason: 'STATE_CORRUPT' });
+      assert.ok(await store.has(pinned));
+    });
+
+    it(`an effective file's origins record that ${how} counts as unreadable; the next record replaces it`, { skip }, async () => {
+      const { store, dir, digests } = await storeWith(BODIES);
+      const [a, b] = digests as [Digest, Digest];
+      const sha = 'e'.repeat(64);
+      await store.recordEffective(sha, a);
+      plant(join(dir, 'state', 'effective', `${sha}.json`), JSON.stringify({ digests: [b] }));
+      assert.deepEqual(await store.effectiveDigests(sha), []);
+      await store.recordEffective(sha, a);
+      assert.deepEqual(await store.effectiveDigests(sha), [a]);
+      assert.ok(lstatSync(join(dir, 'state', 'effective', `${sha}.json`)).isFile());
+    });
+  }
+
+  it('an in-use.log that is a link is never appended through: it is rotated away and the set rebuilt', { skip }, async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const [d] = digests as [Digest];
+    await store.replaceInUse(new Map([['container:c1', d]]));
+    const target = linked(join(dir, 'state', 'in-use.log'), 'root\'s own\n');
+    assert.equal(await store.markInUse(d, 'container:c2'), false, 'the writer is told to rebuild');
+    assert.equal(readFileSync(target, 'utf8'), 'root\'s own\n');
+    assert.deepEqual((await store.inUseHolders(d)).sort(), ['container:c1', 'container:c2']);
+  });
+
+  it('an in-use.log another user owns is never appended to: it is rotated away and the set rebuilt', { skip }, async () => {
+    const { store, dir, digests } = await storeWith(BODIES);
+    const [d] = digests as [Digest];
+    await store.replaceInUse(new Map([['container:c1', d]]));
+    const journal = join(dir, 'state', 'in-use.log');
+    writeFileSync(journal, '');
+    given(journal);
+    // Its owner's descriptor, which would see (and could rewrite) whatever is appended.
+    const planted = openSync(journal, 'r');
+    try {
+      assert.equal(await store.markInUse(d, 'container:c2'), false, 'the writer is told to rebuild');
+      assert.equal(fstatSync(planted).size, 0, 'nothing appended to the planted journal');
+      const now = lstatSync(journal, { throwIfNoEntry: false });
+      assert.ok(now === undefined || now.ino !== fstatSync(planted).ino, 'the planted journal is gone');
+    } finally {
+      closeSync(planted);
+    }
+    assert.deepEqual((await store.inUseHolders(d)).sort(), ['container:c1', 'container:c2']);
   });
 });
