@@ -5,6 +5,14 @@
 // every live object's config could be read; no pending holder of it is left; and no readable
 // /proc/<pid>/attr/current shows it. Whatever cannot be checked keeps the profile loaded, and
 // such a profile is checked again at every rebuild. Only names spoke renders are ever unloaded.
+//
+// A create's load (apparmor_parser --replace, which may compile for seconds, up to its timeout:
+// docs/apparmor.md) runs outside the in-use lock, under its name's lock, so it holds back only
+// creates of the same name. From the start of its claim until the in-use turn that records its
+// holder, the name counts as being claimed: an unload (always under the in-use lock) leaves such
+// a name loaded and checks it again at the next rebuild, never waiting for the load. A load and
+// an unload of one name never run at once: an unload takes the name's lock, and a claim that
+// comes meanwhile loads the name again after it.
 
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,6 +39,10 @@ export class AppArmorUnloads {
   private readonly loaded = new Set<string>();
   /** Profiles no holder names but kept loaded in doubt: checked again at every rebuild. */
   private readonly retained = new Set<string>();
+  /** Claims under way by name, from their start until their holder is recorded (see above). */
+  private readonly claiming = new Map<string, number>();
+  /** The last turn of each name's lock: its loads and unloads, one at a time. */
+  private readonly nameTurns = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: Pick<ShimStore, 'inUse'>,
@@ -42,8 +54,46 @@ export class AppArmorUnloads {
     private readonly scan: () => Promise<Scan>,
   ) {}
 
-  /** Loads `name` unless this process already did (the caller holds its lock). */
-  async ensureLoaded(name: string, digest: Digest, load: AppArmorLoad): Promise<void> {
+  /** Runs `fn` in `name`'s next turn of its lock. */
+  private async underName(name: string, fn: () => Promise<void>): Promise<void> {
+    const turn = (this.nameTurns.get(name) ?? Promise.resolve()).then(fn);
+    const settled = turn.catch(() => undefined);
+    this.nameTurns.set(name, settled);
+    try {
+      await turn;
+    } finally {
+      if (this.nameTurns.get(name) === settled) this.nameTurns.delete(name);
+    }
+  }
+
+  /**
+   * The first part of a create's claim of `name`, outside the in-use lock (see above): the name
+   * counts as being claimed, and it is loaded under its lock unless this process already did.
+   * Resolves with the claim's end, to call in the in-use turn that records its holder (or finds
+   * it cannot): from then on that holder, or nothing, keeps the profile loaded. A failed load
+   * ends the claim itself.
+   */
+  async beginClaim(name: string, digest: Digest, load: AppArmorLoad): Promise<() => void> {
+    this.claiming.set(name, (this.claiming.get(name) ?? 0) + 1);
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      const left = (this.claiming.get(name) ?? 1) - 1;
+      if (left > 0) this.claiming.set(name, left);
+      else this.claiming.delete(name);
+    };
+    try {
+      await this.underName(name, () => this.ensureLoaded(name, digest, load));
+    } catch (e) {
+      end();
+      throw e;
+    }
+    return end;
+  }
+
+  /** Loads `name` unless this process already did (under its name's lock). */
+  private async ensureLoaded(name: string, digest: Digest, load: AppArmorLoad): Promise<void> {
     if (this.loaded.has(name)) return;
     const notEnforced = (await load())?.warnings ?? [];
     this.loaded.add(name);
@@ -110,16 +160,29 @@ export class AppArmorUnloads {
         this.logger.log('warn', 'AppArmor profile kept loaded: a running task is confined by it', { name });
         continue;
       }
-      this.retained.delete(name);
-      this.loaded.delete(name);
-      if (!this.appArmor) continue;
-      try {
-        await this.appArmor.unload(name);
-        this.logger.log('info', 'AppArmor profile unloaded: no container uses it', { name });
-      } catch (e) {
-        const err = asSpokeError(e);
-        if (err.code !== 'NotFound') this.logger.log('warn', 'AppArmor profile not unloaded', { name, code: err.code, error: err.message });
+      // Looked at just before its lock is asked for: a name being claimed may be loading under
+      // it (for seconds), and this runs under the in-use lock, which must not wait for a load.
+      // A claim that begins after this look waits in the lock for the unload and loads again.
+      if (this.claiming.has(name)) {
+        this.retained.add(name);
+        this.logger.log('info', 'AppArmor profile kept loaded: a create is claiming it', { name });
+        continue;
       }
+      this.retained.delete(name);
+      await this.underName(name, () => this.unload(name));
+    }
+  }
+
+  /** Removes `name` from the kernel (under its name's lock); a claim after this loads it again. */
+  private async unload(name: string): Promise<void> {
+    this.loaded.delete(name);
+    if (!this.appArmor) return;
+    try {
+      await this.appArmor.unload(name);
+      this.logger.log('info', 'AppArmor profile unloaded: no container uses it', { name });
+    } catch (e) {
+      const err = asSpokeError(e);
+      if (err.code !== 'NotFound') this.logger.log('warn', 'AppArmor profile not unloaded', { name, code: err.code, error: err.message });
     }
   }
 

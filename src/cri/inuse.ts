@@ -190,11 +190,15 @@ export class InUseTracker {
 
   /**
    * Loads an AppArmor profile (unless this process already did) and records a pending holder
-   * for it, both under the lock, so an unload of the same name cannot slip in between.
+   * for it. The load runs under the name's lock, not this one: apparmor_parser may compile for
+   * seconds (docs/apparmor.md), and every create and removal takes this lock. No unload of the
+   * name slips in between: it counts as being claimed until the holder is recorded, in one turn
+   * of this lock (apparmor-unload.ts).
    */
   async claimAppArmor(name: string, digest: Digest, load: AppArmorLoad, identity?: string): Promise<AppArmorClaim> {
+    const endClaim = await this.appArmor.beginClaim(name, digest, load);
     return this.serial(async () => {
-      await this.appArmor.ensureLoaded(name, digest, load);
+      endClaim();
       const inner = pendingHolder(this.now(), identity);
       const pending = appArmorHolder(name, inner);
       const sha = spokeAppArmorSha(name);

@@ -17,6 +17,7 @@ import { sha256Digest } from '../../src/core/digest.js';
 import type { ProfileStore } from '../../src/store/store.js';
 import { waitFor } from '../helpers/wait.js';
 import { answering, runtimeAnswer, shimRig } from '../helpers/inproc-shim.js';
+import { holdInUseQueue } from '../helpers/inuse-queue.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}` as const;
 
@@ -90,34 +91,6 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
     await rig.start();
   });
   after(() => rig.stop());
-
-  /**
-   * Another create's AppArmor load (profile `spoke-<hex digit × 64>`) holding the in-use queue,
-   * and a count of the creates that reach it to record their pending holder.
-   */
-  function holdInUseQueue(hexDigit: string) {
-    let release = () => {};
-    const blocked = new Promise<void>((r) => (release = r));
-    const load = rig.shim.inUse.claimAppArmor(`spoke-${hexDigit.repeat(64)}`, DIGEST, async () => {
-      await blocked;
-    });
-    const inUse = rig.shim.inUse as unknown as { begin: (...a: unknown[]) => Promise<string> };
-    const begin = inUse.begin.bind(inUse);
-    let began = 0;
-    inUse.begin = async (...a: unknown[]) => {
-      began++;
-      return begin(...a);
-    };
-    return {
-      release,
-      createWaiting: () => waitFor(() => began === 1, { timeoutMs: 5000, what: 'the create waiting to record its pending holder' }),
-      async restore() {
-        inUse.begin = begin;
-        release();
-        await rig.shim.inUse.abortAppArmor([await load]);
-      },
-    };
-  }
 
   function create(name: string, headers: Record<string, string> = {}): Promise<{ status: string | undefined; message: string | undefined }> {
     const session = rig.connect();
@@ -202,7 +175,7 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
     assert.equal(creates.length, 0);
   });
 
-  it('is decided again when the policy changes while its pending holder waits in the in-use queue (behind an AppArmor load)', async () => {
+  it("is decided again when the policy changes while its pending holder waits in the in-use queue (behind another create's AppArmor claim)", async () => {
     decidedUnder.length = 0;
     creates.length = 0;
     policy = { hash: 'q1' };
@@ -211,7 +184,7 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
       decidedUnder.push((await rig.deps.policy()).hash);
       return applied;
     };
-    const queue = holdInUseQueue('d');
+    const queue = await holdInUseQueue(rig.shim.inUse, rig.deps.store, 'd', DIGEST);
     try {
       const answer = create('c-queue');
       await queue.createWaiting();
@@ -229,7 +202,7 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
   it('is not forwarded when its deadline passes while its pending holder waits in the in-use queue (DEADLINE_EXCEEDED)', async () => {
     decidedUnder.length = 0;
     creates.length = 0;
-    const queue = holdInUseQueue('e');
+    const queue = await holdInUseQueue(rig.shim.inUse, rig.deps.store, 'e', DIGEST);
     try {
       const sent = performance.now();
       const answer = create('c-late', { 'grpc-timeout': '300m' });

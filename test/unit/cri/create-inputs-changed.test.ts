@@ -21,6 +21,7 @@ import { loggingProfileBytes } from '../../../src/profiles/seccomp/recorded.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { denySyscalls } from '../../helpers/artifacts.js';
 import { encode } from '../../helpers/cri-client.js';
+import { holdInUseQueue } from '../../helpers/inuse-queue.js';
 import { answering, runtimeAnswer, shimRig } from '../../helpers/inproc-shim.js';
 import { waitFor } from '../../helpers/wait.js';
 import { baselineBytes } from '../profiles/seccomp-fixtures.js';
@@ -124,33 +125,21 @@ describe('the runtime default changes while a create waits before it is forwarde
 
   it('a create merged with the old runtime default is merged again with the new one before it is forwarded', async () => {
     assert.notEqual(effectiveSha(RD1), effectiveSha(RD2));
-    // Another create's AppArmor load holds the in-use queue; the create waits there to record its
-    // pending holder, the last wait before forwarding.
-    let release = () => {};
-    const blocked = new Promise<void>((r) => (release = r));
-    const load = t.rig.shim.inUse.claimAppArmor(`spoke-${'d'.repeat(64)}`, sha256Digest(LAYER), () => blocked);
-    const inUse = t.rig.shim.inUse as unknown as { begin: (...a: unknown[]) => Promise<string> };
-    const begin = inUse.begin.bind(inUse);
-    let began = 0;
-    inUse.begin = async (...a: unknown[]) => {
-      began++;
-      return begin(...a);
-    };
-    let status: Promise<string | undefined>;
+    // Another create's AppArmor claim holds the in-use queue; the create waits there to record
+    // its pending holder, the last wait before forwarding.
+    const queue = await holdInUseQueue(t.rig.shim.inUse, t.rig.deps.store, 'd', sha256Digest(LAYER));
     try {
-      status = t.create({ seccomp: { profile_type: 'OCI', oci_ref: t.reference, base_profile: { type: 'RuntimeDefault' } } });
-      await waitFor(() => began === 1, { timeoutMs: 5000, what: 'the create waiting in the in-use queue' });
+      const status = t.create({ seccomp: { profile_type: 'OCI', oci_ref: t.reference, base_profile: { type: 'RuntimeDefault' } } });
+      await queue.createWaiting();
       // The runtime restarts (another version): the shim forgets its default and reads the new one.
       rd.forget();
       rdBytes = RD2;
       rd.refresh(t.rig.shim.upstream);
       assert.equal((await rd.get()).sha, sha256Hex(RD2));
-      release();
+      queue.release();
       assert.equal(await status, '0');
     } finally {
-      inUse.begin = begin;
-      release();
-      await t.rig.shim.inUse.abortAppArmor([await load]);
+      await queue.restore();
     }
     assert.equal(t.creates.length, 1);
     const used = /spoke\/([0-9a-f]{64})\.json/.exec(t.creates[0]!.toString('latin1'))?.[1];
