@@ -41,10 +41,12 @@ export class BodyBudget {
   /**
    * Counts a body read whole (taken already) as `owner`'s while its call waits, until `call`
    * closes: false, counting nothing, when the bodies that namespace holds would pass half the
-   * budget (one body alone always fits). One namespace's creates waiting on its stalled pulls
-   * would otherwise hold the whole budget, and every other namespace's calls be refused.
+   * budget (one body alone always fits). One namespace's calls waiting on its stalled pulls
+   * would otherwise hold the whole budget, and every other namespace's calls be refused. A call
+   * closed already is counted nothing: no 'close' would come to give it back.
    */
-  own(bytes: number, owner: string, call: { once(event: 'close', listener: () => void): unknown }): boolean {
+  own(bytes: number, owner: string, call: { readonly closed?: boolean; once(event: 'close', listener: () => void): unknown }): boolean {
+    if (call.closed === true) return true;
     const held = this.owned.get(owner) ?? 0;
     if (held > 0 && held + bytes > this.limit / 2) return false;
     this.owned.set(owner, held + bytes);

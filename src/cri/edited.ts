@@ -19,7 +19,7 @@ import { forward } from './relay.js';
 import { SandboxHandlers } from './sandbox-handlers.js';
 import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
 import { GrpcCode } from './grpc-status.js';
-import { deadlineOf, decodeRequest, readBody } from './unary.js';
+import { deadlineOf, decodeRequest, namespaceShare, readBody } from './unary.js';
 
 export type Role = 'sandbox' | 'container';
 export type Rewrite = (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>;
@@ -90,25 +90,13 @@ export class EditedCalls<P> {
             await decidedUnder.note();
             return logging.pathFor(this.d.deps.baseline());
           };
-    // From its first profile on, the create may wait (a pull, a verification, the AppArmor
-    // parser): its body counts as its namespace's share of the body budget until the call ends.
-    let owned = false;
-    const ownBody = (namespace: string | undefined): void => {
-      if (owned) return;
-      if (!host.bodies.own(body.length, namespace ?? '', stream)) {
-        throw new SpokeError('Unavailable', `spoke shim: the creates of this pod's namespace hold half of the ${host.bodies.limit} bytes of request bodies the shim holds at once; try again`, { limit: host.bodies.limit }, { reason: 'OVERLOADED' });
-      }
-      owned = true;
-    };
     const deps: RewriteDeps = {
       seccomp: async (p, c) => {
-        ownBody(c.namespace);
         await lease.acquire();
         await decidedUnder.note();
         return applier.apply(p, c);
       },
       appArmor: async (p, c) => {
-        ownBody(c.namespace);
         await lease.acquire();
         await decidedUnder.note();
         const prepared = await applier.prepareAppArmor(p, { ...c, gone: callGone(call.stream, deadline) });
@@ -119,6 +107,7 @@ export class EditedCalls<P> {
       recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
       reservedSeccompDirs: this.reservedSeccompDirs,
       runtimeHandler: { allowed: this.d.runtimeHandlers, ofSandbox: (id) => this.sandboxHandlers.ofSandbox(id) },
+      namespaceShare: namespaceShare(host.bodies, body, stream),
     };
     let replace: Record<string, string> | undefined;
     for (let attempt = 1; ; attempt++) {

@@ -64,9 +64,15 @@ export class OwnedHandlers<P> {
     private readonly gate: CreateGate,
   ) {}
 
-  /** `signal` may be a function making it on demand (PullRequest.signal: the pipeline asks for it only to fetch). */
-  async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal)): Promise<Buffer> {
+  /**
+   * `signal` may be a function making it on demand (PullRequest.signal: the pipeline asks for it
+   * only to fetch). `share` counts the request's body as its namespace's while the pull waits
+   * (unary.ts namespaceShare): the body carries the pod's sandbox_config, and a registry that
+   * never answers keeps it for up to the pull timeout.
+   */
+  async pull(request: Buffer, signal: AbortSignal | (() => AbortSignal), share?: (namespace: string) => void): Promise<Buffer> {
     const req = decodePullRequest(request);
+    share?.(req.namespace);
     const { logger } = this.deps;
     if (req.kind === KIND_UNSPECIFIED) throw new SpokeError('InvalidArgument', 'profile_kind is unspecified (expected Seccomp or AppArmor)', {}, { reason: 'OPTION_INVALID' });
     const kind = KIND_OF_NUMBER.get(req.kind);

@@ -84,6 +84,14 @@ export interface RewriteDeps {
   reservedSeccompDirs?: readonly string[];
   /** Runtime handlers that enforce the profiles spoke applies; undefined: not checked (tests of other rules). */
   runtimeHandler?: RuntimeHandlerCheck;
+  /**
+   * Counts the request's body as its pod's namespace's while the call waits (unary.ts
+   * namespaceShare); throws when that namespace's waiting calls hold half the body budget. Called
+   * once a request is the shim's to edit, before its first wait (the runtime handler's lookup, a
+   * pull, a merge): a tenant's stalled pulls would otherwise hold bodies no namespace is charged
+   * for (docs/shim.md#connections). Undefined: nothing is counted (tests of other rules).
+   */
+  namespaceShare?: (namespace: string | undefined) => void;
 }
 
 export interface RuntimeHandlerCheck {
@@ -210,6 +218,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const annotations = ProfileAnnotations.read(config);
   const ann = annotations.size > 0 && !site.oci ? annotations.forPod('seccomp') : undefined;
   if (!aa.oci && !site.oci && ann === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
+  deps.namespaceShare?.(namespace);
   const privileged = privilegedAt(payload, POD_SECCTX_IN_RUN, POD_PRIVILEGED);
   if (privileged && (site.oci || aa.oci)) throw privilegedOci(who, site.oci ? 'seccomp' : 'apparmor');
 
@@ -306,6 +315,7 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
   if (!anyOci && annotations.size === 0 && recording === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
 
   const ctx = { annotations, deps, container, namespace: namespaceOf(sandboxConfig), privileged: privilegedAt(payload, CTR_SECCTX_IN_CREATE, CTR_PRIVILEGED) };
+  deps.namespaceShare?.(ctx.namespace);
   if (ctx.privileged) {
     for (const [kind, ctrPath, podPath] of [
       ['seccomp', CTR_SECCOMP_IN_CREATE, POD_SECCOMP_IN_CREATE],

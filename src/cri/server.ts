@@ -171,7 +171,7 @@ export class ShimServer<P = unknown> {
       scheduleRebuild: (ms) => this.scheduleRebuild(ms),
       runtimeHandlers: new Set(opts.runtimeHandlers ?? DEFAULT_RUNTIME_HANDLERS),
     });
-    const pull: Route = (call, headers) => unaryCall(this.host, call, headers, (req, signal) => this.owned.pull(req, signal));
+    const pull: Route = (call, headers) => unaryCall(this.host, call, headers, (req, signal, share) => this.owned.pull(req, signal, share));
     this.routes = new Map<string, Route>([
       [PATH_PULL_ARTIFACT, pull],
       [PATH_PULL_PROFILE, pull],

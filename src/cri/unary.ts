@@ -107,6 +107,24 @@ export function readBody(stream: ServerHttp2Stream, budget: BodyBudget, max = MA
 }
 
 /**
+ * Counts a body read whole as its namespace's share of the body budget (BodyBudget.own) from the
+ * first call of the function returned, made as soon as the namespace is known and before the
+ * call waits on anything (a pull, a runtime answer), until the call's stream closes; later calls
+ * count nothing more. Throws Unavailable (OVERLOADED) when that namespace's waiting calls hold
+ * half the budget (docs/shim.md#connections).
+ */
+export function namespaceShare(budget: BodyBudget, body: Buffer, stream: ServerHttp2Stream): (namespace: string | undefined) => void {
+  let counted = false;
+  return (namespace) => {
+    if (counted) return;
+    if (!budget.own(body.length, namespace ?? '', stream)) {
+      throw new SpokeError('Unavailable', `spoke shim: the calls of this namespace waiting in the shim hold half of the ${budget.limit} bytes of request bodies it holds at once; try again`, { limit: budget.limit }, { reason: 'OVERLOADED' });
+    }
+    counted = true;
+  };
+}
+
+/**
  * The one message of a unary request body, decompressed per grpc-encoding. Throws on a body
  * that is not exactly one well-formed frame or whose encoding cannot be undone.
  */
@@ -125,10 +143,16 @@ export function singleMessage(body: Buffer, headers: IncomingHttpHeaders): Buffe
 }
 
 /**
- * A unary call answered by the shim: the request read whole, `handler` given its message and an
- * abort signal (client cancel, deadline), the response sent unless the deadline passed.
+ * A unary call answered by the shim: the request read whole, `handler` given its message, an
+ * abort signal (client cancel, deadline) and the body's namespace share (namespaceShare), the
+ * response sent unless the deadline passed.
  */
-export async function unaryCall(host: CallHost, call: Call, headers: IncomingHttpHeaders, handler: (request: Buffer, signal: () => AbortSignal) => Promise<Buffer>): Promise<void> {
+export async function unaryCall(
+  host: CallHost,
+  call: Call,
+  headers: IncomingHttpHeaders,
+  handler: (request: Buffer, signal: () => AbortSignal, share: (namespace: string | undefined) => void) => Promise<Buffer>,
+): Promise<void> {
   const stream = call.stream;
   const deadline = deadlineOf(headers, call.started);
   // The abort signal (client cancel, deadline) is made only when the handler asks for it: a
@@ -155,7 +179,7 @@ export async function unaryCall(host: CallHost, call: Call, headers: IncomingHtt
   try {
     const body = await readBody(stream, host.bodies);
     const request = singleMessage(body, headers);
-    const response = await handler(request, signal);
+    const response = await handler(request, signal, namespaceShare(host.bodies, body, stream));
     if (deadline !== undefined && performance.now() > deadline) {
       host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded', 'DEADLINE');
       return;

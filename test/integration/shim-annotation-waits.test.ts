@@ -1,0 +1,147 @@
+// What a call waiting on an annotation's pull (or a PullSecurityProfile waiting on its pull)
+// holds, in front of a scripted runtime: its body counts as its namespace's share of the body
+// budget from the moment its namespace is known (docs/shim.md#connections).
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { encodeFrame } from '../../src/cri/frame.js';
+import type { ShimDeps } from '../../src/cri/deps.js';
+import { SHIM_REASON_TRAILER } from '../../src/core/errors.js';
+import { encode } from '../helpers/cri-client.js';
+import { answering, runtimeAnswer, shimRig } from '../helpers/inproc-shim.js';
+
+const DIGEST = `sha256:${'a'.repeat(64)}` as const;
+const REFERENCE = `stalled.example/p@${DIGEST}`;
+const CREATE = '/runtime.v1.RuntimeService/CreateContainer';
+const PULL = '/runtime.v1.ImageService/PullSecurityProfile';
+/** An environment variable or annotation that makes a request 200 KiB. */
+const PAD = 'x'.repeat(200 * 1024);
+
+interface Outcome {
+  status: string | undefined;
+  reason: string | undefined;
+}
+const OVERLOADED: Outcome = { status: '14', reason: 'OVERLOADED' };
+const ADMITTED: Outcome = { status: '0', reason: undefined };
+
+/** Pulls that never answer until released (those after a release stall again), and a promise for the next one to arrive. */
+function stalledPulls() {
+  let release = () => {};
+  const stall = () => {
+    const stalled = new Promise<never>((_, reject) => (release = () => reject(new Error('released'))));
+    stalled.catch(() => {});
+    return stalled;
+  };
+  let stalled = stall();
+  const arrived: { reference: string; kind: string; namespace?: string }[] = [];
+  let onArrival: (() => void) | undefined;
+  return {
+    arrived,
+    release: () => {
+      release();
+      stalled = stall();
+    },
+    /** Resolves once the next pull has arrived. */
+    next: () => new Promise<void>((r) => (onArrival = r)),
+    pull: (req: { reference: string; kind: string; namespace?: string }): Promise<never> => {
+      arrived.push(req);
+      onArrival?.();
+      return stalled;
+    },
+  };
+}
+
+function rigCall(connect: () => import('node:http2').ClientHttp2Session, path: string, message: Buffer): Promise<Outcome> {
+  const session = connect();
+  const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+  req.on('error', () => {});
+  req.on('data', () => {});
+  req.end(encodeFrame(message));
+  return new Promise((resolve) => {
+    const outcome: Outcome = { status: undefined, reason: undefined };
+    const note = (h: Record<string, unknown>) => {
+      outcome.status ??= h['grpc-status'] as string | undefined;
+      outcome.reason ??= h[SHIM_REASON_TRAILER] as string | undefined;
+    };
+    req.on('response', note);
+    req.on('trailers', note);
+    req.on('close', () => {
+      session.close();
+      resolve(outcome);
+    });
+  });
+}
+
+/** Whichever comes first: the call's answer, or the next pull arriving (the call is held at it). */
+async function heldOrAnswered(answer: Promise<Outcome>, pulled: Promise<void>): Promise<Outcome | 'held'> {
+  return Promise.race([answer, pulled.then(() => 'held' as const)]);
+}
+
+describe("shim (annotation mode): a namespace's calls waiting on their pulls hold at most half the body budget", () => {
+  const pulls = stalledPulls();
+  const rig = shimRig('spoke-annotation-share-', answering(runtimeAnswer), { server: { annotations: true, limits: { maxBufferedRequestBytes: 1024 * 1024 } } });
+  before(async () => {
+    rig.deps.pipeline.pull = pulls.pull as ShimDeps['pipeline']['pull'];
+    await rig.start();
+  });
+  after(() => {
+    pulls.release();
+    return rig.stop();
+  });
+
+  /** A create of 200 KiB in `namespace`, its pod annotated with a seccomp profile at the stalled registry when `annotated`. */
+  function create(name: string, namespace: string, annotated: boolean): Promise<Outcome> {
+    const annotations = annotated ? { 'seccomp.profiles.spoke.dev/pod': REFERENCE } : {};
+    const message = encode('CreateContainerRequest', {
+      pod_sandbox_id: 'sb1',
+      config: { metadata: { name, attempt: 0 }, envs: [{ key: 'PAD', value: PAD }] },
+      sandbox_config: { metadata: { name: 'pod', namespace, uid: 'u' }, annotations },
+    });
+    return rigCall(rig.connect, CREATE, message);
+  }
+
+  /** A PullSecurityProfile of 200 KiB (the pod's annotations travel in its sandbox_config) in `namespace`. */
+  function pullProfile(namespace: string): Promise<Outcome> {
+    const message = encode('PullSecurityProfileArtifactRequest', {
+      image: { image: REFERENCE },
+      sandbox_config: { metadata: { name: 'pod', namespace, uid: 'u' }, annotations: { pad: PAD } },
+      profile_kind: 'Seccomp',
+    });
+    return rigCall(rig.connect, PULL, message);
+  }
+
+  it("refuses team-b's annotated creates past its half while their pulls stall (OVERLOADED); team-a's create without a profile is admitted", async () => {
+    const answers: Promise<Outcome>[] = [];
+    try {
+      const outcomes: (Outcome | 'held')[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const answer = create(`b${i}`, 'team-b', true);
+        answers.push(answer);
+        outcomes.push(await heldOrAnswered(answer, pulls.next()));
+      }
+      // 2 × 200 KiB held: a third would pass team-b's half of 1 MiB.
+      assert.deepEqual(outcomes, ['held', 'held', ...Array(3).fill(OVERLOADED)]);
+      assert.deepEqual(await create('a1', 'team-a', false), ADMITTED);
+    } finally {
+      pulls.release();
+      await Promise.all(answers);
+    }
+  });
+
+  it("refuses team-b's PullSecurityProfile calls past its half while their pulls stall (OVERLOADED); team-a's create is admitted", async () => {
+    const answers: Promise<Outcome>[] = [];
+    try {
+      const outcomes: (Outcome | 'held')[] = [];
+      for (let i = 1; i <= 5; i++) {
+        const answer = pullProfile('team-b');
+        answers.push(answer);
+        outcomes.push(await heldOrAnswered(answer, pulls.next()));
+      }
+      assert.deepEqual(outcomes, ['held', 'held', ...Array(3).fill(OVERLOADED)]);
+      assert.deepEqual(await create('a2', 'team-a', false), ADMITTED);
+    } finally {
+      pulls.release();
+      await Promise.all(answers);
+    }
+  });
+});
