@@ -53,7 +53,9 @@ export class EditedCalls<P> {
   }
 
   async create(call: Call, headers: IncomingHttpHeaders, role: Role, rewrite: Rewrite): Promise<void> {
-    // From the first profile resolved until the holder is recorded, out of gc's reach (gc.ts).
+    // From the first profile resolved until the holder is recorded, out of gc's reach (gc.ts);
+    // taken once every annotation of the request has been pulled (rewrite-annotations.ts
+    // pullAnnotated), so a registry that never answers holds up no gc run (docs/gc.md#cost).
     const lease = this.d.gate.lease();
     try {
       await this.forwardEdited(call, headers, role, rewrite, lease);
@@ -144,6 +146,10 @@ export class EditedCalls<P> {
         throw new SpokeError('Unavailable', `spoke shim: the node policy, a baseline or the runtime default changed ${attempt} times while this ${role} create was decided; try again`, {}, { reason: 'POLICY_CHANGED' });
       }
       host.logger.log('info', 'create decided again: the node policy, a baseline or the runtime default changed while it was rewritten', { role, attempt });
+      // This attempt holds nothing now: the next one pulls its annotations again (under the new
+      // policy, perhaps from the registry) without the lease, and takes it anew at its first
+      // profile (docs/gc.md#cost).
+      lease.release();
       claims = newClaims();
       decidedUnder.reset();
     }

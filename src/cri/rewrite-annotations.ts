@@ -25,7 +25,9 @@
 // since OCI never reaches the upstream.
 // An annotation's reference is pulled first (node policy, node credentials, the pipeline's
 // single-flight, cache, signature and failure rules), then applied; any failure fails the call
-// with a message naming the annotation and keeping the pull's error code.
+// with a message naming the annotation and keeping the pull's error code. A request's
+// annotations (seccomp and AppArmor) are all pulled before any of its profiles is applied
+// (pullAnnotated).
 //
 // The rewrite itself and its fail-closed rules: rewrite.ts.
 
@@ -84,29 +86,54 @@ export function checkConflict(ann: ProfileAnnotation, kep: SecurityProfileMsg | 
   }
 }
 
+/** An annotation whose reference has been pulled (pullAnnotated): what applyPulled applies. */
+export interface PulledAnnotation {
+  ann: ProfileAnnotation;
+  deps: AnnotationDeps;
+  /** The request's object (`container <ns>/<pod>/<name>`, `sandbox <ns>/<pod>`). */
+  who: string;
+  namespace: string | undefined;
+}
+
+/** What a pull and a merge for `ann` report as their object. */
+function contextOf(ann: ProfileAnnotation, who: string, namespace: string | undefined): ApplyContext {
+  return { who: `${who} (annotation ${ann.key})`, namespace };
+}
+
 /**
- * Pulls and applies an annotation's profile; any failure names the annotation. `kep` is the KEP
- * profile the annotation replaces (rule 4): a RuntimeDefault one stays as the base.
+ * Pulls an annotation's reference (after `ready`); any failure names the annotation. Every
+ * annotation of a request is pulled before any of its profiles is applied: applying takes the
+ * create's gc lease (edited.ts), which must not span a registry that may never answer
+ * (docs/gc.md#cost).
  */
-export async function fromAnnotation<T>(
-  deps: AnnotationDeps | undefined,
-  ann: ProfileAnnotation,
-  kep: SecurityProfileMsg | undefined,
-  namespace: string | undefined,
-  who: string,
-  resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>,
-): Promise<T> {
+export async function pullAnnotated(deps: AnnotationDeps | undefined, ann: ProfileAnnotation, namespace: string | undefined, who: string): Promise<PulledAnnotation> {
   // A shim that does not apply annotations refuses the call rather than run it without the
   // profile: the controller binds by annotation where the field cannot carry it (docs/binding.md).
   if (deps === undefined) {
     throw new SpokeError('FailedPrecondition', `${who}: annotation ${ann.key} names a ${ann.kind} profile, but this node's shim does not apply profile annotations (annotations: true in its node config)`, { annotation: ann.key }, { reason: 'ANNOTATIONS_OFF' });
   }
-  const ctx = { who: `${who} (annotation ${ann.key})`, namespace };
-  const base = kep?.profileType === PROFILE_RUNTIME_DEFAULT ? { type: BASE_RUNTIME_DEFAULT, localhostRef: '' } : undefined;
-  try {
+  const ctx = contextOf(ann, who, namespace);
+  await naming(deps, ann, who, async () => {
     await deps.ready?.(ann.kind, ctx);
     await deps.pull({ reference: ann.reference, kind: ann.kind, ...(namespace !== undefined ? { namespace } : {}) });
-    return await resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base }, ctx);
+  });
+  return { ann, deps, who, namespace };
+}
+
+/**
+ * Applies a pulled annotation's profile; any failure names the annotation. `kep` is the KEP
+ * profile the annotation replaces (rule 4): a RuntimeDefault one stays as the base.
+ */
+export function applyPulled<T>(pulled: PulledAnnotation, kep: SecurityProfileMsg | undefined, resolve: (profile: SecurityProfileMsg, ctx: ApplyContext) => Promise<T>): Promise<T> {
+  const { ann, deps, who, namespace } = pulled;
+  const base = kep?.profileType === PROFILE_RUNTIME_DEFAULT ? { type: BASE_RUNTIME_DEFAULT, localhostRef: '' } : undefined;
+  return naming(deps, ann, who, () => resolve({ profileType: PROFILE_OCI, localhostRef: '', ociRef: ann.reference, base }, contextOf(ann, who, namespace)));
+}
+
+/** `step`, its failure named after the annotation and logged. */
+async function naming<T>(deps: AnnotationDeps, ann: ProfileAnnotation, who: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
   } catch (e) {
     const err = annotationError(ann.key, e);
     deps.log?.(err.code === 'PermissionDenied' ? 'warn' : 'error', 'profile annotation refused', { who, annotation: ann.key, reference: ann.reference, code: err.code, error: err.message, registrySaid: err.registryText });

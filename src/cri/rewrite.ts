@@ -56,7 +56,7 @@ import {
   type SecurityProfileMsg,
 } from './messages.js';
 import { readRecording, type RecordingDeps } from './recording.js';
-import { checkConflict, fromAnnotation, ignored, type AnnotationDeps } from './rewrite-annotations.js';
+import { applyPulled, checkConflict, ignored, pullAnnotated, type AnnotationDeps, type PulledAnnotation } from './rewrite-annotations.js';
 import { recordsContainer } from './rewrite-recording.js';
 import { refuseReserved } from './reserved-profile.js';
 import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
@@ -214,7 +214,7 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
   const namespace = namespaceOf(config);
   const aa = inspect(payload, POD_APPARMOR_IN_RUN, who, messages[1]);
   const site = inspect(payload, POD_SECCOMP_IN_RUN, who, messages[0]);
-  // Read in either mode: one that would apply is refused where the shim does not apply them (fromAnnotation).
+  // Read in either mode: one that would apply is refused where the shim does not apply them (pullAnnotated).
   const annotations = ProfileAnnotations.read(config);
   const ann = annotations.size > 0 && !site.oci ? annotations.forPod('seccomp') : undefined;
   if (!aa.oci && !site.oci && ann === undefined) return { payload, edited: false, holds: undefined, appArmor: [] };
@@ -232,7 +232,8 @@ export async function rewriteRunPodSandbox(payload: Buffer, resolver: Resolver |
     holds = await deps.seccomp(site.profile!, { who, namespace });
   } else if (ann !== undefined) {
     checkConflict(ann, site.profile, privileged, who);
-    holds = await fromAnnotation(deps.annotations, ann, site.profile, namespace, who, deps.seccomp);
+    // Pulled before the first profile is applied, as in a create (pullAnnotated).
+    holds = await applyPulled(await pullAnnotated(deps.annotations, ann, namespace, who), site.profile, deps.seccomp);
   }
   if (holds) out = replaceProfileAt(out, POD_SECCOMP_IN_RUN, holds.path);
   const appArmor: AppArmorPrepared[] = [];
@@ -252,42 +253,62 @@ interface KindSites<T> {
   localhostRef: (t: T) => string;
 }
 
+/** Where one kind's profiles are in a CreateContainerRequest. */
+type SitesOfKind = Pick<KindSites<unknown>, 'kind' | 'ctrPath' | 'podPath'>;
+
+interface KindContext {
+  annotations: ProfileAnnotations;
+  deps: RewriteDeps;
+  container: string;
+  namespace: string | undefined;
+  privileged: boolean;
+}
+
 /**
- * One kind in a CreateContainerRequest: the pod-level OCI profile in sandbox_config, the
- * container's own OCI profile or the inherited pod-level one, else the annotation (precedence
- * in rewrite-annotations.ts). Returns the edited payload and what the container holds.
+ * The annotation of one kind a CreateContainerRequest's profile comes from, if any (precedence
+ * in rewrite-annotations.ts): none where a KEP OCI profile wins, the container's own or the
+ * pod-level one it inherits (rule 1, logged); throws on a conflict (rules 2–3).
  */
-async function containerKind<T>(
-  payload: Buffer,
-  s: KindSites<T>,
-  who: string,
-  ctx: { annotations: ProfileAnnotations; deps: RewriteDeps; container: string; namespace: string | undefined; privileged: boolean },
-): Promise<{ out: Buffer; held: T[] }> {
+function annotationFor(payload: Buffer, s: SitesOfKind, who: string, ctx: KindContext): ProfileAnnotation | undefined {
+  if (ctx.annotations.size === 0) return undefined;
   const ctr = inspect(payload, s.ctrPath, who);
   const pod = inspect(payload, s.podPath, who);
-  const read = () => (ctx.annotations.size > 0 ? ctx.annotations.forContainer(s.kind, ctx.container) : undefined);
+  const read = () => ctx.annotations.forContainer(s.kind, ctx.container);
+  if (ctr.oci || (ctr.profile === undefined && pod.oci)) {
+    ignored(ctx.deps.annotations, read, who);
+    return undefined;
+  }
+  const ann = read();
+  if (ann !== undefined) checkConflict(ann, ctr.profile ?? pod.profile, ctx.privileged, who);
+  return ann;
+}
+
+/**
+ * One kind in a CreateContainerRequest: the pod-level OCI profile in sandbox_config, the
+ * container's own OCI profile or the inherited pod-level one, else the annotation `pulled` for
+ * it (annotationFor, pullAnnotated). Returns the edited payload and what the container holds.
+ */
+async function containerKind<T>(payload: Buffer, s: KindSites<T>, who: string, namespace: string | undefined, pulled: PulledAnnotation | undefined): Promise<{ out: Buffer; held: T[] }> {
+  const ctr = inspect(payload, s.ctrPath, who);
+  const pod = inspect(payload, s.podPath, who);
   let out = payload;
   const held: T[] = [];
   let podApplied: T | undefined;
   if (pod.oci) {
-    podApplied = await s.resolve(pod.profile!, { who: `${who} (pod-level)`, namespace: ctx.namespace });
+    podApplied = await s.resolve(pod.profile!, { who: `${who} (pod-level)`, namespace });
     out = replaceProfileAt(out, s.podPath, s.localhostRef(podApplied));
   }
-  let ann: ProfileAnnotation | undefined;
   if (ctr.oci) {
-    ignored(ctx.deps.annotations, read, who);
-    const applied = await s.resolve(ctr.profile!, { who, namespace: ctx.namespace });
+    const applied = await s.resolve(ctr.profile!, { who, namespace });
     held.push(applied);
     out = replaceProfileAt(out, s.ctrPath, s.localhostRef(applied));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
   } else if (ctr.profile === undefined && podApplied !== undefined) {
     // No container-level profile at all: the pod-level OCI profile is inherited (never Unconfined).
-    ignored(ctx.deps.annotations, read, who);
     held.push(podApplied);
     out = replaceProfileAt(out, s.ctrPath, s.localhostRef(podApplied));
-  } else if ((ann = read()) !== undefined) {
-    checkConflict(ann, ctr.profile ?? pod.profile, ctx.privileged, who);
-    const applied = await fromAnnotation(ctx.deps.annotations, ann, ctr.profile ?? pod.profile, ctx.namespace, who, s.resolve);
+  } else if (pulled !== undefined) {
+    const applied = await applyPulled(pulled, ctr.profile ?? pod.profile, s.resolve);
     held.push(applied);
     out = replaceProfileAt(out, s.ctrPath, s.localhostRef(applied));
     if (podApplied !== undefined && s.kind === 'apparmor') held.push(podApplied);
@@ -343,13 +364,23 @@ export async function rewriteCreateContainer(payload: Buffer, resolver: Resolver
     }
     if (seccompOci || seccompAnnotation) refuseFilterAnnotations(who, sets);
   }
-  const sc = await containerKind(payload, { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path }, who, ctx);
+  const seccompSites: KindSites<Applied> = { kind: 'seccomp', ctrPath: CTR_SECCOMP_IN_CREATE, podPath: POD_SECCOMP_IN_CREATE, resolve: deps.seccomp, localhostRef: (a) => a.path };
+  const appArmorSites: KindSites<AppArmorPrepared> = { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name };
+  // Both kinds' annotations are pulled before any profile is applied: applying takes the create's
+  // gc lease (edited.ts), which must not span a registry that may never answer (docs/gc.md#cost).
+  const pullFor = async (s: SitesOfKind) => {
+    const ann = annotationFor(payload, s, who, ctx);
+    return ann === undefined ? undefined : pullAnnotated(deps.annotations, ann, ctx.namespace, who);
+  };
+  const seccompPulled = await pullFor(seccompSites);
+  const appArmorPulled = await pullFor(appArmorSites);
+  const sc = await containerKind(payload, seccompSites, who, ctx.namespace, seccompPulled);
   // A recorded container's own profile is replaced. What was resolved for it is the binding the
   // webhook wrote beside the marking (rewrite-recording.ts), held as usual: it applies once the
   // proof has expired. A pod-level OCI profile in sandbox_config may have been resolved too,
   // which the container overrides.
   const scOut = logging !== undefined ? replaceProfileAt(sc.out, CTR_SECCOMP_IN_CREATE, logging) : sc.out;
-  const aa = await containerKind(scOut, { kind: 'apparmor', ctrPath: CTR_APPARMOR_IN_CREATE, podPath: POD_APPARMOR_IN_CREATE, resolve: appArmorResolver(deps), localhostRef: (a) => a.name }, who, ctx);
+  const aa = await containerKind(scOut, appArmorSites, who, ctx.namespace, appArmorPulled);
   if (aa.out === payload) return { payload, edited: false, holds: undefined, appArmor: [] };
   return { payload: aa.out, edited: true, holds: sc.held[0], appArmor: aa.held };
 }

@@ -1,19 +1,24 @@
 // What a call waiting on an annotation's pull (or a PullSecurityProfile waiting on its pull)
 // holds, in front of a scripted runtime: its body counts as its namespace's share of the body
-// budget from the moment its namespace is known (docs/shim.md#connections).
+// budget from the moment its namespace is known (docs/shim.md#connections), and it holds no
+// lease of the gc gate while the registry has not answered (docs/gc.md#cost).
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Applied } from '../../src/cri/apply.js';
 import { encodeFrame } from '../../src/cri/frame.js';
 import type { ShimDeps } from '../../src/cri/deps.js';
 import { SHIM_REASON_TRAILER } from '../../src/core/errors.js';
 import { encode } from '../helpers/cri-client.js';
 import { answering, runtimeAnswer, shimRig } from '../helpers/inproc-shim.js';
+import { stubShimDeps } from '../helpers/shim.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}` as const;
 const REFERENCE = `stalled.example/p@${DIGEST}`;
 const CREATE = '/runtime.v1.RuntimeService/CreateContainer';
 const PULL = '/runtime.v1.ImageService/PullSecurityProfile';
+const REMOVE = '/runtime.v1.ImageService/RemoveSecurityProfile';
 /** An environment variable or annotation that makes a request 200 KiB. */
 const PAD = 'x'.repeat(200 * 1024);
 
@@ -143,5 +148,60 @@ describe("shim (annotation mode): a namespace's calls waiting on their pulls hol
       pulls.release();
       await Promise.all(answers);
     }
+  });
+});
+
+describe('shim (annotation mode): a create waiting on its AppArmor annotation pull holds no gc lease', () => {
+  const pulls = stalledPulls();
+  const rig = shimRig('spoke-annotation-lease-', answering(runtimeAnswer), {
+    server: { annotations: true },
+    deps: (work) => ({
+      ...(stubShimDeps(join(work, 'store'), join(work, 'sc')) as ShimDeps),
+      appArmor: {
+        enabled: async () => true,
+        prepare: async () => {
+          throw new Error('not reached: the AppArmor pull never answers');
+        },
+        load: async () => ({ warnings: [] }),
+        unload: async () => {},
+      },
+    }),
+  });
+  before(async () => {
+    // The seccomp annotation's profile is pulled and applied at once; the AppArmor one's registry never answers.
+    rig.deps.pipeline.pull = (async (req: { reference: string; kind: string; namespace?: string }) =>
+      req.kind === 'apparmor' ? pulls.pull(req) : { resolvedRef: req.reference, cached: true }) as ShimDeps['pipeline']['pull'];
+    const applied = { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: REFERENCE, effectiveSha: 'b'.repeat(64), constrained: 0 } as unknown as Applied;
+    (rig.shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => applied;
+    await rig.start();
+  });
+  after(() => {
+    pulls.release();
+    return rig.stop();
+  });
+
+  it('RemoveSecurityProfile is not refused OVERLOADED while a pod annotated for seccomp and AppArmor waits on its AppArmor registry', async () => {
+    const pulled = pulls.next();
+    const created = rigCall(
+      rig.connect,
+      CREATE,
+      encode('CreateContainerRequest', {
+        pod_sandbox_id: 'sb1',
+        config: { metadata: { name: 'c', attempt: 0 } },
+        sandbox_config: {
+          metadata: { name: 'pod', namespace: 'team-b', uid: 'u' },
+          annotations: { 'seccomp.profiles.spoke.dev/pod': REFERENCE, 'apparmor.profiles.spoke.dev/pod': REFERENCE },
+        },
+      }),
+    );
+    try {
+      await pulled;
+      assert.equal(pulls.arrived.at(-1)?.kind, 'apparmor');
+      const removed = await rigCall(rig.connect, REMOVE, encode('RemoveSecurityProfileRequest', { digest: `sha256:${'c'.repeat(64)}` }));
+      assert.notEqual(removed.reason, 'OVERLOADED', JSON.stringify(removed));
+    } finally {
+      pulls.release();
+    }
+    assert.notEqual((await created).status, '0', 'the create fails with its pull');
   });
 });
