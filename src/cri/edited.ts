@@ -130,7 +130,7 @@ export class EditedCalls<P> {
       }
       // A create can wait long between its decisions and its forwarding (the runtime's default
       // profile read again after a reconnect, apparmor_parser, the in-use queue behind other
-      // creates' AppArmor loads and rebuilds): a node policy, baseline or runtime default that
+      // creates' holder records and rebuilds): a node policy, baseline or runtime default that
       // changed meanwhile (a rule flipped to enforce, a deny rule added, a runtime upgraded)
       // decides it anew, so that no container runs under a verdict whose reason is gone
       // (docs/shim.md). Checked once the pending holder is
