@@ -78,7 +78,7 @@ function untilGone<T>(work: Promise<T>, signal: AbortSignal | undefined): Promis
   });
 }
 
-export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & { reloadBaseline(): Promise<void> } {
+export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & { reloadBaseline(): Promise<void>; identifyParserAgain(): void } {
   const baselinePath = opts.baselinePath ?? defaultAppArmorBaselinePath();
   let lib: Promise<Lib> | undefined;
   let parser: Promise<Parser> | undefined;
@@ -222,14 +222,22 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    * failed read is tried again at the next profile. Callers meanwhile share one look (its stat
    * runs on the thread pool): they go on in the order they asked, as the parser's turns expect.
    */
-  const parserIdentity = (): Promise<ParserIdentity> =>
-    (asking ??= lookUpIdentity().finally(() => {
-      asking = undefined;
-    }));
+  const parserIdentity = (): Promise<ParserIdentity> => {
+    if (asking !== undefined) return asking;
+    const look = lookUpIdentity().finally(() => {
+      if (asking === look) asking = undefined;
+    });
+    asking = look;
+    return look;
+  };
+  /** Set by identifyParserAgain: the next look reads the identity whole, whatever the binary's stat says. */
+  let lookAgain = false;
   const lookUpIdentity = async (): Promise<ParserIdentity> => {
     const m = await (identityModule ??= import('../apparmor/identity.js'));
     const known = await identity?.catch(() => undefined);
-    if (known !== undefined && (await m.sameParser(known, opts.parser ?? {}))) return known;
+    const again = lookAgain;
+    lookAgain = false;
+    if (known !== undefined && !again && (await m.sameParser(known, opts.parser ?? {}))) return known;
     identity = m.identifyParser(opts.parser ?? {});
     const before = known && { version: known.version, identity: known.id };
     identity.then(
@@ -342,6 +350,18 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     },
 
     baselineGeneration: () => baselineGeneration,
+
+    /**
+     * The shim's SIGHUP: an edit of parser.conf or of the features file it pins changes how the
+     * same binary compiles, which the one stat at each create does not see. The next AppArmor
+     * profile reads the identity whole (a look under way is not joined: it may have read the
+     * files before the edit), and a name made before is loaded only if it still matches
+     * (APPARMOR_PARSER_CHANGED otherwise, docs/apparmor.md#the-parser-in-the-name).
+     */
+    identifyParserAgain(): void {
+      lookAgain = true;
+      asking = undefined;
+    },
 
     async reloadBaseline(): Promise<void> {
       try {

@@ -92,7 +92,8 @@ first, even younger ones), and so are unused effective files DIR/spoke/<sha256>.
 signals: SIGTERM/SIGINT stop gracefully (calls in flight finish, the socket is removed);
 the policy, its key files, the seccomp baseline and the auth file are reloaded when their files
 change, and on SIGHUP with the AppArmor baseline and the CA bundle (an invalid file keeps the
-last good one).`;
+last good one); SIGHUP also has the next AppArmor profile read apparmor_parser's identity again
+(an edit of parser.conf or its features file).`;
 
 export interface ShimOptions {
   config: NodeConfig;

@@ -273,6 +273,7 @@ export async function run(argv: string[]): Promise<number> {
       reloadCredentials();
       reloadCa();
       void appArmor.reloadBaseline();
+      appArmor.identifyParserAgain();
       logger.log(policyOk ? 'info' : 'error', 'SIGHUP handled', { policyOk });
     });
   });

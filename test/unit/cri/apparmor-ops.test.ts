@@ -373,6 +373,20 @@ describe('the AppArmor profile name covers the parser', () => {
     assert.notEqual(after.name, before.name);
   });
 
+  it('an edit of parser.conf or its features file with the same binary is taken once the shim is told to look again (SIGHUP), not before', async () => {
+    const features = join(dir, 'features-hup');
+    writeFileSync(features, 'network_v8 {yes}\n');
+    const parser = parserAt('parser-hup', { compiled: `cat '${features}'` });
+    const ops = createAppArmorOps({ parser: { parser } });
+    const before = await ops.prepare(artifact);
+    writeFileSync(features, 'signal {yes}\n');
+    assert.equal((await ops.prepare(artifact)).name, before.name, 'one stat of the binary at each create: the edit is not seen');
+    ops.identifyParserAgain();
+    const after = await ops.prepare(artifact);
+    assert.notEqual(after.name, before.name, 'named for the parser as it compiles now');
+    assert.equal((await ops.prepare(artifact)).name, after.name, 'and identified once');
+  });
+
   it('a parser upgraded while the shim runs: the next create names its profile for the new one, which is identified once', async () => {
     const parser = parserAt('parser-live');
     const ops = createAppArmorOps({ parser: { parser } });
