@@ -294,7 +294,12 @@ export async function commitStaged(files: readonly StagedFile[]): Promise<Staged
   try {
     for (const f of files) {
       if (!f.exclusive) {
-        withDir(dirname(f.target), () => renameSync(f.tmp, f.target));
+        try {
+          withDir(dirname(f.target), () => renameSync(f.tmp, f.target));
+        } catch (e) {
+          if (errno(e) === 'EISDIR') throw notSpokesFile(f.target, 'is a directory');
+          throw e;
+        }
         continue;
       }
       try {
@@ -337,6 +342,32 @@ export function writtenByUs(st: Pick<Stats, 'uid' | 'mode'>): boolean {
   return (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
 }
 
+/**
+ * What stands where spoke reads or writes one of its files and cannot be taken or replaced (a
+ * directory, a FIFO, a link; another user's): refused with the path, never waited on, so an admin
+ * can remove it (docs/security-model.md#atomic-store).
+ */
+export function notSpokesFile(path: string, what = 'is not a regular file'): SpokeError {
+  return new SpokeError('FailedPrecondition', `${path} ${what}: spoke did not write it (another user's, left while the store's directories were open to others?); inspect and remove it`, { file: path }, { reason: 'STATE_CORRUPT' });
+}
+
+/** One descriptor of the regular file at `path`, read-only, following no link and waiting on no FIFO; undefined when nothing is there. */
+function openRegularSync(path: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    if (errno(e) === 'ELOOP') throw notSpokesFile(path, 'is a link');
+    throw e;
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw notSpokesFile(path);
+  }
+  return fd;
+}
+
 /** What readStoreFileSync found at a path: the file's bytes and its descriptor's stat, nothing, or a file the store did not write. */
 export type StoreFileRead = { bytes: Buffer; st: Stats } | 'absent' | 'foreign';
 
@@ -370,32 +401,28 @@ export async function readFileIfExists(path: string): Promise<Buffer | undefined
   return readFileIfExistsSync(path);
 }
 
-/** readFileIfExists for callers that must not yield in between (a consistent read of several files). */
+/** readFileIfExists for callers that must not yield in between (a consistent read of several files). Anything but a regular file is refused, not read (notSpokesFile). */
 export function readFileIfExistsSync(path: string): Buffer | undefined {
   // A miss is the common case (a cold pull asks for a record and a verdict that are not there):
   // answered by a stat that does not throw, since an exception costs more than the syscall.
   if (statSync(path, { throwIfNoEntry: false }) === undefined) return undefined;
+  const fd = openRegularSync(path);
+  if (fd === undefined) return undefined;
   try {
-    return readFileSync(path);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    throw e;
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
 /**
  * A file's bytes read through one descriptor, with its stat before and after the read (a reader
  * can tell which file the bytes came from, and whether it changed meanwhile), or undefined when
- * it does not exist.
+ * it does not exist. Anything but a regular file is refused, not read (notSpokesFile).
  */
 export function readFileWithStats(path: string): { bytes: Buffer; before: Stats; after: Stats } | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    throw e;
-  }
+  const fd = openRegularSync(path);
+  if (fd === undefined) return undefined;
   try {
     const before = fstatSync(fd);
     const bytes = readFileSync(fd);
@@ -408,5 +435,11 @@ export function readFileWithStats(path: string): { bytes: Buffer; before: Stats;
 /** Removes a file if it is there. Synchronous: a caller may check and remove in one step (records.ts deleteRecord). */
 export function removeIfExists(path: string): void {
   // Usually absent (an ingest clears a verdict that is almost never there): see readFileIfExistsSync.
-  if (statSync(path, { throwIfNoEntry: false }) !== undefined) unlinkQuiet(path);
+  if (statSync(path, { throwIfNoEntry: false }) === undefined) return;
+  try {
+    unlinkQuiet(path);
+  } catch (e) {
+    if (errno(e) === 'EISDIR') throw notSpokesFile(path, 'is a directory');
+    throw e;
+  }
 }

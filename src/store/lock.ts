@@ -45,7 +45,7 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
-import { PRIVATE_DIR_MODE, writtenByUs } from './fsutil.js';
+import { notSpokesFile, PRIVATE_DIR_MODE, writtenByUs } from './fsutil.js';
 
 const RETRY_MS = 5;
 /** Every this many failed attempts, check whether the holder is dead. */
@@ -219,7 +219,11 @@ async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promi
 async function breakForeign(lockPath: string, st: Stats, locksDir: string, me: Owner): Promise<void> {
   await underBreakClaim(lockPath, `foreign${st.ino}`, locksDir, me, async () => {
     const now = await lockFile(lockPath);
-    if (now?.foreign && now.st.ino === st.ino && now.st.dev === st.dev) await unlink(lockPath).catch(() => undefined);
+    if (!(now?.foreign && now.st.ino === st.ino && now.st.dev === st.dev)) return;
+    // A directory (or what else unlink refuses) cannot be broken: refused, not waited on for good.
+    await unlink(lockPath).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw notSpokesFile(lockPath, `is another user's and cannot be removed (${e.code ?? 'error'})`);
+    });
   });
 }
 
@@ -249,8 +253,13 @@ async function underBreakClaim(lockPath: string, key: string, locksDir: string, 
     const found = await lockFile(claimPath);
     // A claim another user owns is no breaker's: one down, named by its inode (as breakForeign).
     const breaker = found?.foreign ? `foreign${found.st.ino}` : found?.token;
-    // Someone alive is breaking it, or the chain is too deep to follow safely: wait.
-    if (breaker === undefined || depth + 1 >= MAX_BREAK_DEPTH || (!found?.foreign && (await alive(locksDir, breaker)))) return;
+    // Someone alive is breaking it, or the chain is too deep to follow safely: wait. Unless the
+    // chain is another user's: no spoke process will end it, so it is refused, not waited on.
+    if (breaker === undefined || (!found?.foreign && (await alive(locksDir, breaker)))) return;
+    if (depth + 1 >= MAX_BREAK_DEPTH) {
+      if (found?.foreign) throw notSpokesFile(claimPath, "is another user's, below other claims");
+      return;
+    }
     deadClaims.push(claimPath);
     claimPath = `${claimPath}-${breaker}`;
   }

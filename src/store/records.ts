@@ -132,7 +132,7 @@ export class RecordStore {
       if (!bytes) throw blobNotFound(d);
       return bytes;
     }
-    const read = readFileWithStats(this.layout.blobPath(d));
+    const read = this.readBlobFile(d);
     if (!read) throw blobNotFound(d);
     const { bytes } = read;
     const identity = blobIdentity(read.after);
@@ -151,6 +151,23 @@ export class RecordStore {
       this.intactBlobs.set(d, identity);
     }
     return bytes;
+  }
+
+  /**
+   * Blob `d`'s bytes with their file's stats. What is not a regular file there (a FIFO, a link,
+   * left while the store was open to others) holds no bytes of the digest: removed, as corrupt
+   * bytes are, so the next pull writes the blob; a directory is refused as it is (notSpokesFile).
+   */
+  private readBlobFile(d: Digest): ReturnType<typeof readFileWithStats> {
+    const path = this.layout.blobPath(d);
+    try {
+      return readFileWithStats(path);
+    } catch (e) {
+      if (!(e instanceof SpokeError && e.reason === 'STATE_CORRUPT') || lstatSync(path, { throwIfNoEntry: false })?.isDirectory() !== false) throw e;
+      removeIfExists(path);
+      this.intactBlobs.delete(d);
+      throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is not a regular file; removed, so the next pull fetches it again`, { digest: d }, { reason: 'DIGEST_MISMATCH' });
+    }
   }
 
   /**

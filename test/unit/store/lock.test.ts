@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, lchownSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chownSync, lchownSync, lutimesSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
@@ -198,6 +198,29 @@ describe('foreign lock files', () => {
   const noWait = (): never => {
     throw new Error('holdFileLock waited on a foreign lock');
   };
+
+  it('what cannot be broken is refused STATE_CORRUPT, never waited on: a foreign directory at a lock path, a foreign lock under a chain of planted claims', { skip }, async () => {
+    const dir = locksDir();
+    const held = join(dir, 'shim');
+    mkdirSync(held);
+    chownSync(held, NOBODY, NOBODY);
+    await rejectsWith(holdFileLock(held, noWait), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+    const lock = join(dir, 'in-use.lock');
+    mkdirSync(lock);
+    chownSync(lock, NOBODY, NOBODY);
+    await rejectsWith(withFileLock(lock, async () => undefined, 2000), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+    // A regular foreign lock, and claims planted below it, each named by the inode above it.
+    const chained = join(dir, 'pins.lock');
+    writeFileSync(chained, '');
+    chownSync(chained, NOBODY, NOBODY);
+    let claimPath = `${chained}.break-foreign${statSync(chained).ino}`;
+    for (let i = 0; i < 6; i++) {
+      writeFileSync(claimPath, '');
+      chownSync(claimPath, NOBODY, NOBODY);
+      claimPath = `${claimPath}-foreign${statSync(claimPath).ino}`;
+    }
+    await rejectsWith(withFileLock(chained, async () => undefined, 2000), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+  });
 
   it('a lock link another user owns, whose owner socket is a link to a live socket, is broken at once: holdFileLock and withFileLock take it without waiting', { skip }, async () => {
     const dir = locksDir();

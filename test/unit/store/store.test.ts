@@ -1,7 +1,7 @@
 // The store on a real filesystem: content addressing, provenance, in-use, gc, corruption, crashes.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +88,26 @@ describe('ProfileStore', () => {
     symlinkSync(real, link);
     assert.equal(await new ProfileStore({ root: link, fsync: false }).getRecord(sha256Digest('none')), undefined);
     for (const d of ['recording', 'recording/.tmp']) assert.equal(lstatSync(join(real, d)).mode & 0o777, 0o700, d);
+  });
+
+  it('what is not a regular file where spoke reads one is refused, never waited on: a FIFO at a blob path is removed (DIGEST_MISMATCH) and fetched again; one at a verdict path is STATE_CORRUPT; a directory where a file is written is STATE_CORRUPT', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'spoke-fifo-'));
+    const fifoStore = new ProfileStore({ root, fsync: false });
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","fifo":1}');
+    await fifoStore.ingest(i);
+    const blob = fifoStore.blobPath(i.layerDigest);
+    rmSync(blob);
+    execFileSync('mkfifo', [blob]);
+    await rejectsWith(fifoStore.readBlob(i.layerDigest, { verify: true }), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+    assert.equal(existsSync(blob), false, 'removed, so the next pull writes it');
+    await fifoStore.ingest(i);
+    assert.deepEqual(await fifoStore.readBlob(i.layerDigest, { verify: true }), Buffer.from(i.layerBytes));
+    const invalid = join(root, 'invalid', 'sha256', `${i.digest.slice(7)}.json`);
+    execFileSync('mkfifo', [invalid]);
+    await rejectsWith(fifoStore.forget(i.digest), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+    rmSync(invalid);
+    mkdirSync(join(root, 'state', 'in-use.json'));
+    await rejectsWith(fifoStore.markInUseIncomplete(), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
   });
 
   it('ingests content-addressed blobs and a provenance record', async () => {
