@@ -79,6 +79,18 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
   }
 }
 
+/**
+ * Refuses (FailedPrecondition, FILE_UNSAFE) a place the shim makes a file others reach by path,
+ * its CRI socket, when a user other than root (or the process's own) could put something else
+ * there: the directory holding it, and every directory and link on the way, judged as for a
+ * trusted file (the holding directory written by root alone, sticky or not). Whatever answers at
+ * the socket's path gets every pod's spec from the kubelet, secrets in env included, and a user
+ * who may write the directory can answer there while the shim restarts.
+ */
+export function checkTrustedPlace(path: string, what: string): void {
+  new Judge(path, what).lookup(true);
+}
+
 /** One trusted file's judgement: its inodes, and the lookup of its path. */
 class Judge {
   private readonly self = { uid: process.geteuid?.() ?? 0 };

@@ -2,7 +2,7 @@
 // last good policy from then on, as after any reload (a corrupt file keeps it).
 
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -106,6 +106,26 @@ describe('spoke shim: the policy checked at start is the last good one before an
       });
     } finally {
       await stopShim(s);
+    }
+  });
+
+  it("a socket directory another user could write is refused at start: whoever may put a socket there while the shim is down gets every pod's spec, secrets in env included, from the kubelet", async () => {
+    const policy = join(work, 'socket-policy.yaml');
+    writeFileSync(policy, unsignedPolicy([`${reg.host}/socket`]));
+    chmodSync(policy, 0o644);
+    for (const [what, make] of [
+      ['writable by every user', (dir: string) => chmodSync(dir, 0o777)],
+      ['sticky and writable by every user', (dir: string) => chmodSync(dir, 0o1777)],
+      ["another user's", (dir: string) => chownSync(dir, 12345, 12345)],
+    ] as const) {
+      const dir = join(work, `socket-dir-${what.replaceAll(' ', '-').replaceAll("'", '')}`);
+      mkdirSync(dir, { mode: 0o755 });
+      make(dir);
+      const args = ['--listen', join(dir, 'spoke.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-socket'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy];
+      const refused = await spoke(['shim', ...args], { timeoutMs: 20_000 });
+      assert.match(refused.stderr, /\(reason FILE_UNSAFE\)$/m, what);
+      assert.equal(refused.code, 1, what);
+      assert.equal(existsSync(join(dir, 'spoke.sock')), false, `${what}: no socket bound`);
     }
   });
 

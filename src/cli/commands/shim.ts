@@ -16,7 +16,7 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { readTrustedFile } from '../trusted-file.js';
+import { checkTrustedPlace, readTrustedFile } from '../trusted-file.js';
 import { MAX_NAMED_FILE_BYTES } from '../read-file.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import { readCaBundle } from '../../registry/options.js';
@@ -197,6 +197,7 @@ export async function run(argv: string[]): Promise<number> {
   const appArmor = createAppArmorOps({ logger, readBaseline: trusted('AppArmor baseline') });
   const recordingKey = shimRecordingKey(recording, config.recordingKey, trusted('recording key', true));
   mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
+  checkTrustedPlace(config.listen, 'CRI socket');
   const shim = new ShimServer<SeccompProfile>({
     listen: config.listen,
     upstream: config.upstream,

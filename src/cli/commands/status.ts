@@ -2,6 +2,7 @@
 // shim (through its own CRI socket), each reported with what is wrong when it is not.
 
 import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { asSpokeError, isSpokeError, knownReason } from '../../core/errors.js';
 import { decodeText, lintPolicy, parsePolicy } from '../../policy/index.js';
 import { describeBackends } from '../../recorder/backend.js';
@@ -16,7 +17,7 @@ import { ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
 import { MAX_NAMED_FILE_BYTES, readNamedFile } from '../read-file.js';
-import { readTrustedFile } from '../trusted-file.js';
+import { checkTrustedPlace, readTrustedFile } from '../trusted-file.js';
 import { checkPinnedRuntimeDefault, loadBaseline } from '../start-checks.js';
 import { shimFlags, shimFlagsRead, uncheckedFlags } from './shim-options.js';
 
@@ -198,7 +199,7 @@ export async function run(argv: string[]): Promise<number> {
   if (refusal !== undefined) store = { ...store, ok: false, detail: `${store.detail}; ${refusal.message}`, file: refusal.context.file, reason: refusal.reason };
 
   // lstat only: a socket there (the running shim's) is fine, any other file is refused at start.
-  const listenRefusal = await socketPathRefusal(config.listen).catch((e: unknown) => asSpokeError(e));
+  const listenRefusal = (await socketPathRefusal(config.listen).catch((e: unknown) => asSpokeError(e))) ?? socketPlaceRefusal(config.listen);
   const listen: Part = listenRefusal === undefined ? { ok: true, detail: existsSync(config.listen) ? `${config.listen}: a socket` : `${config.listen}: not there yet (bound at start)` } : failedPart(config.listen, listenRefusal);
 
   const shim = await checkShim(config.listen);
@@ -214,6 +215,17 @@ export async function run(argv: string[]): Promise<number> {
     ].join('\n'),
   );
   return ok ? 0 : EXIT_FAILED;
+}
+
+/** Where the socket goes, judged as the shim judges it at start (checkTrustedPlace); a directory not made yet is made then. */
+function socketPlaceRefusal(listen: string): ReturnType<typeof asSpokeError> | undefined {
+  if (!existsSync(dirname(listen))) return undefined;
+  try {
+    checkTrustedPlace(listen, 'CRI socket');
+    return undefined;
+  } catch (e) {
+    return asSpokeError(e);
+  }
 }
 
 /** `check(file)` as the shim runs it at start: ok, or the refusal with its file (when there is one) and reason. */
