@@ -202,13 +202,14 @@ export class InUseTracker {
       const inner = pendingHolder(this.now(), identity);
       const pending = appArmorHolder(name, inner);
       const sha = spokeAppArmorSha(name);
-      if (sha !== undefined) await this.recordEffective(sha, digest);
       this.inflight.add(inner);
       try {
+        if (sha !== undefined) await this.recordEffective(sha, digest);
         this.written(await this.store.markInUse(digest, pending));
       } catch (e) {
-        // Not claimed after all (a full disk): nothing in flight keeps the profile, and it goes
-        // now unless another create holds it (a rebuild would not look at a name never held).
+        // Not claimed after all (a full disk, before or at the holder's record): nothing in flight
+        // keeps the profile, and it goes now unless another create holds it (a rebuild would not
+        // look at a name never held).
         this.inflight.delete(inner);
         await this.appArmor.unloadUnused([name]).catch(() => undefined);
         throw e;

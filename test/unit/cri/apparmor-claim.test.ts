@@ -259,3 +259,19 @@ describe('an unload of a name racing a create that loads and claims it', () => {
     assert.ok(!t.kernel.has(name), 'unloaded once nothing holds it');
   });
 });
+
+describe('an AppArmor claim that cannot record its profile', () => {
+  it('unloads what it loaded when the origins record fails (a full disk): no profile stays in the kernel with no holder, where no rebuild would look', async () => {
+    const t = setup();
+    const name = aaName('c');
+    const full = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    const recordEffective = t.store.recordEffective.bind(t.store);
+    t.store.recordEffective = async () => Promise.reject(full);
+    try {
+      await assert.rejects(t.tracker.claimAppArmor(name, TEAM_A, t.loader(name), 'team-a'), (e: unknown) => e === full);
+    } finally {
+      t.store.recordEffective = recordEffective;
+    }
+    assert.equal(t.kernel.has(name), false, `loaded with no holder: ${t.events.join(', ')}`);
+  });
+});
