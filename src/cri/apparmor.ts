@@ -213,7 +213,10 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   };
   const parserOf = () => (parser ??= import('../apparmor/parser.js'));
   let identityModule: Promise<Identity> | undefined;
-  let identity: Promise<ParserIdentity> | undefined;
+  /** The identity last read, and the generation (identifyParserAgain) it was read in. */
+  let identity: { read: Promise<ParserIdentity>; generation: number } | undefined;
+  /** Raised by identifyParserAgain: an identity read in an earlier generation is read again whole, whatever the binary's stat says. */
+  let generation = 0;
   let asking: Promise<ParserIdentity> | undefined;
   /**
    * The parser's identity, which names cover (src/apparmor/identity.ts): read at the first
@@ -230,21 +233,26 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     asking = look;
     return look;
   };
-  /** Set by identifyParserAgain: the next look reads the identity whole, whatever the binary's stat says. */
-  let lookAgain = false;
   const lookUpIdentity = async (): Promise<ParserIdentity> => {
     const m = await (identityModule ??= import('../apparmor/identity.js'));
-    const known = await identity?.catch(() => undefined);
-    const again = lookAgain;
-    lookAgain = false;
-    if (known !== undefined && !again && (await m.sameParser(known, opts.parser ?? {}))) return known;
-    identity = m.identifyParser(opts.parser ?? {});
-    const before = known && { version: known.version, identity: known.id };
-    identity.then(
-      (now) => opts.logger?.log('info', 'apparmor_parser identified: AppArmor profiles are named for it', { parser: now.parser, version: now.version, identity: now.id, ...(before ? { before } : {}) }),
-      () => undefined, // the profile that asked says why
-    );
-    return identity;
+    // Looks may overlap after a SIGHUP (identifyParserAgain): one that finds the identity read
+    // again while it waited looks at the newer read, never answers with the one it waited on.
+    for (;;) {
+      const current = identity;
+      const known = await current?.read.catch(() => undefined);
+      if (identity !== current) continue;
+      const fresh = known !== undefined && current!.generation === generation && (await m.sameParser(known, opts.parser ?? {}));
+      if (identity !== current) continue;
+      if (fresh) return known;
+      const read = m.identifyParser(opts.parser ?? {});
+      identity = { read, generation };
+      const before = known && { version: known.version, identity: known.id };
+      read.then(
+        (now) => opts.logger?.log('info', 'apparmor_parser identified: AppArmor profiles are named for it', { parser: now.parser, version: now.version, identity: now.id, ...(before ? { before } : {}) }),
+        () => undefined, // the profile that asked says why
+      );
+      return read;
+    }
   };
 
   const readBaseline = async (): Promise<AppArmorProfile> => {
@@ -359,7 +367,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
      * (APPARMOR_PARSER_CHANGED otherwise, docs/apparmor.md#the-parser-in-the-name).
      */
     identifyParserAgain(): void {
-      lookAgain = true;
+      generation++;
       asking = undefined;
     },
 

@@ -2,7 +2,7 @@
 // profile the parser rejects (the real parser's cases are in test/integration/apparmor-parser.test.ts).
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -385,6 +385,31 @@ describe('the AppArmor profile name covers the parser', () => {
     const after = await ops.prepare(artifact);
     assert.notEqual(after.name, before.name, 'named for the parser as it compiles now');
     assert.equal((await ops.prepare(artifact)).name, after.name, 'and identified once');
+  });
+
+  it('two SIGHUPs while the parser is still being identified: a profile asked for after the last is named for the parser as it compiles now, not for the look it waited on', async () => {
+    const features = join(dir, 'features-hup2');
+    const started = join(dir, 'hup2-started');
+    const gate = join(dir, 'hup2-gate');
+    writeFileSync(features, 'network_v8 {yes}\n');
+    // The probe's compile reads the features file at once, then waits for the test's gate.
+    const parser = parserAt('parser-hup2', { compiled: `cat '${features}'; touch '${started}'; while [ ! -e '${gate}' ]; do sleep 0.01; done` });
+    const ops = createAppArmorOps({ parser: { parser } });
+    const first = ops.prepare(artifact);
+    await waitFor(() => existsSync(started), { timeoutMs: 10_000, what: 'the first identification reading the features file' });
+    writeFileSync(features, 'signal {yes}\n');
+    ops.identifyParserAgain();
+    const afterOne = ops.prepare(artifact);
+    // Its look now waits on the first identification: prepare reaches it in microtasks alone.
+    await new Promise((r) => setImmediate(r));
+    ops.identifyParserAgain();
+    const afterTwo = ops.prepare(artifact);
+    writeFileSync(gate, '');
+    const [before, one, two] = await Promise.all([first, afterOne, afterTwo]);
+    const now = await createAppArmorOps({ parser: { parser } }).prepare(artifact);
+    assert.notEqual(now.name, before.name, 'the edit changes the name');
+    assert.equal(one.name, now.name, 'asked after the first SIGHUP');
+    assert.equal(two.name, now.name, 'asked after the second');
   });
 
   it('a parser upgraded while the shim runs: the next create names its profile for the new one, which is identified once', async () => {
