@@ -359,6 +359,8 @@ function openRegularSync(path: string): number | undefined {
   } catch (e) {
     if (errno(e) === 'ENOENT') return undefined;
     if (errno(e) === 'ELOOP') throw notSpokesFile(path, 'is a link');
+    // open(2) of a unix socket.
+    if (errno(e) === 'ENXIO') throw notSpokesFile(path);
     throw e;
   }
   if (!fstatSync(fd).isFile()) {
@@ -385,7 +387,8 @@ export function readStoreFileSync(path: string): StoreFileRead {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
     if (errno(e) === 'ENOENT') return 'absent';
-    if (errno(e) === 'ELOOP') return 'foreign';
+    // A link, or a unix socket (which open(2) refuses with ENXIO).
+    if (errno(e) === 'ELOOP' || errno(e) === 'ENXIO') return 'foreign';
     throw e;
   }
   try {

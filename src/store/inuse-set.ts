@@ -36,7 +36,7 @@
 import { closeSync, constants, fstatSync, openSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readStoreFileSync, removeIfExists, writeFileAtomic, writtenByUs, type StoreFileRead } from './fsutil.js';
+import { notSpokesFile, readStoreFileSync, removeIfExists, writeFileAtomic, writtenByUs, type StoreFileRead } from './fsutil.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
 /** The journal is folded into the snapshot once it is this long (~200 creates). */
@@ -195,6 +195,7 @@ export class InUseSet {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'ENXIO') return undefined;
+      if (code === 'EISDIR') throw notSpokesFile(this.journalPath, 'is a directory');
       throw e;
     }
     const st = fstatSync(fd);

@@ -4,7 +4,7 @@
 // store.ts.
 
 import { createHash } from 'node:crypto';
-import { lstatSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
@@ -163,8 +163,13 @@ export class RecordStore {
     try {
       return readFileWithStats(path);
     } catch (e) {
-      if (!(e instanceof SpokeError && e.reason === 'STATE_CORRUPT') || lstatSync(path, { throwIfNoEntry: false })?.isDirectory() !== false) throw e;
-      removeIfExists(path);
+      if (!(e instanceof SpokeError && e.reason === 'STATE_CORRUPT')) throw e;
+      // Looked at again just before its removal: a pull may have renamed a good blob over it
+      // since (a dangling link reads as no blob), which stays.
+      const now = lstatSync(path, { throwIfNoEntry: false });
+      if (now?.isDirectory() === true) throw e;
+      if (now === undefined || now.isFile()) return readFileWithStats(path);
+      unlinkSync(path);
       this.intactBlobs.delete(d);
       throw new SpokeError('SecurityProfileInvalid', `stored blob ${d} is not a regular file; removed, so the next pull fetches it again`, { digest: d }, { reason: 'DIGEST_MISMATCH' });
     }

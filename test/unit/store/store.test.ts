@@ -9,6 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, spokeError, throwsWith } from '../../helpers/assert.js';
+import { withFs } from '../../helpers/with-fs.js';
+import { createServer } from 'node:net';
 import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
 import { exists } from '../../../src/store/layout.js';
@@ -108,6 +110,49 @@ describe('ProfileStore', () => {
     rmSync(invalid);
     mkdirSync(join(root, 'state', 'in-use.json'));
     await rejectsWith(fifoStore.markInUseIncomplete(), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+    rmSync(join(root, 'state', 'in-use.json'), { recursive: true });
+    mkdirSync(join(root, 'state', 'in-use.log'));
+    await rejectsWith(fifoStore.markInUse(i.digest, 'container:c1'), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+    rmSync(join(root, 'state', 'in-use.log'), { recursive: true });
+    // A unix socket, which open(2) refuses (ENXIO), likewise.
+    rmSync(blob);
+    const socket = createServer();
+    await new Promise<void>((r) => socket.listen(blob, r));
+    try {
+      await rejectsWith(fifoStore.readBlob(i.layerDigest, { verify: true }), { code: 'SecurityProfileInvalid', reason: 'DIGEST_MISMATCH' });
+      assert.equal(existsSync(blob), false);
+    } finally {
+      socket.close();
+    }
+  });
+
+  it('a blob that was not a regular file when read but is one by its removal (a pull renamed a good one over a dangling link) is read, not removed', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'spoke-blobrace-'));
+    const raceStore = new ProfileStore({ root, fsync: false });
+    const i = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","race":1}');
+    await raceStore.ingest(i);
+    const blob = raceStore.blobPath(i.layerDigest);
+    rmSync(blob);
+    symlinkSync(join(root, 'nowhere'), blob);
+    let placed = false;
+    const bytes = await withFs(
+      'openSync',
+      (original) => (path, ...rest) => {
+        try {
+          return original(path, ...rest);
+        } finally {
+          // The read's open found the link; the pull's rename lands before the reader looks again.
+          if (path === blob && !placed) {
+            placed = true;
+            writeFileSync(`${blob}.good`, i.layerBytes);
+            renameSync(`${blob}.good`, blob);
+          }
+        }
+      },
+      () => raceStore.readBlob(i.layerDigest, { verify: true }),
+    );
+    assert.deepEqual(bytes, Buffer.from(i.layerBytes));
+    assert.ok(existsSync(blob), 'the good blob stays');
   });
 
   it('ingests content-addressed blobs and a provenance record', async () => {
