@@ -14,7 +14,8 @@
 // read: one descriptor, and the path the walk arrived at must be the one /proc gives for it, so
 // nothing put in its place, or in a directory's, meanwhile is read unjudged.
 
-import { closeSync, constants, fstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readlinkSync, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
 import { lookUpPath } from '../config/path-lookup.js';
 import { SpokeError } from '../core/errors.js';
 import { readFdUpTo } from '../registry/credentials.js';
@@ -88,7 +89,27 @@ export function readTrustedFile(path: string, what: string, o: TrustedFileOption
  * who may write the directory can answer there while the shim restarts.
  */
 export function checkTrustedPlace(path: string, what: string): void {
-  new Judge(path, what).lookup(true);
+  const missing = missingDirectories(path);
+  // The part that is there is judged before anything is made in it: root's mkdir would otherwise
+  // follow a link another user put on the way and make a directory where that user chose.
+  new Judge(missing[0] ?? path, what).lookup(true);
+}
+
+/**
+ * Makes the directories missing on the way to `path` (mode `mode`), each only once the place it
+ * goes in was judged (checkTrustedPlace), then judges the whole path.
+ */
+export function makeTrustedPlace(path: string, what: string, mode: number): void {
+  checkTrustedPlace(path, what);
+  for (const dir of missingDirectories(path)) mkdirSync(dir, { mode });
+  checkTrustedPlace(path, what);
+}
+
+/** The directories on the way to `path` that are not there, outermost first (lstat: a link is there). */
+function missingDirectories(path: string): string[] {
+  const missing: string[] = [];
+  for (let dir = dirname(path); lstatSync(dir, { throwIfNoEntry: false }) === undefined; dir = dirname(dir)) missing.unshift(dir);
+  return missing;
 }
 
 /** One trusted file's judgement: its inodes, and the lookup of its path. */

@@ -2,7 +2,7 @@
 // last good policy from then on, as after any reload (a corrupt file keeps it).
 
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
@@ -127,6 +127,18 @@ describe('spoke shim: the policy checked at start is the last good one before an
       assert.equal(refused.code, 1, what);
       assert.equal(existsSync(join(dir, 'spoke.sock')), false, `${what}: no socket bound`);
     }
+    // Directories still to make, under a link another user's directory holds: nothing is made
+    // where that user's link leads.
+    const theirs = join(work, 'socket-theirs');
+    const target = join(work, 'socket-target');
+    mkdirSync(theirs, { mode: 0o755 });
+    mkdirSync(target, { mode: 0o755 });
+    symlinkSync(target, join(theirs, 'x'));
+    chownSync(theirs, 12345, 12345);
+    const args = ['--listen', join(theirs, 'x', 'made', 'spoke.sock'), '--upstream', join(work, 'none.sock'), '--store', join(work, 'store-socket'), '--seccomp-root', join(work, 'seccomp'), '--policy', policy];
+    const refused = await spoke(['shim', ...args], { timeoutMs: 20_000 });
+    assert.match(refused.stderr, /\(reason FILE_UNSAFE\)$/m);
+    assert.equal(existsSync(join(target, 'made')), false, 'no directory made through the link');
   });
 
   it('an auth file any user could have written is not reloaded: the last good credentials are kept', async () => {

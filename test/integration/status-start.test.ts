@@ -94,6 +94,8 @@ describe('spoke status checks what the shim refuses to start on', { timeout: 120
     { part: 'listen', extra: () => [], setup: (d) => writeFileSync(join(d, 'flag.sock'), 'not a socket'), args: (d) => ['--listen', join(d, 'flag.sock')] },
     // A socket directory any user could write: whoever answers there gets every pod's spec.
     { part: 'listen', extra: () => [], setup: (d) => (mkdirSync(join(d, 'open-run')), chmodSync(join(d, 'open-run'), 0o1777)), args: (d) => ['--listen', join(d, 'open-run', 'spoke.sock')] },
+    // ... and one still to make, under such a directory.
+    { part: 'listen', extra: () => [], setup: (d) => (mkdirSync(join(d, 'open-up')), chmodSync(join(d, 'open-up'), 0o777)), args: (d) => ['--listen', join(d, 'open-up', 'run', 'spoke', 'spoke.sock')] },
     // Files any user could have written (src/cli/trusted-file.ts): a baseline, and a recording key.
     { part: 'baseline', extra: () => [], setup: (d) => writeOpen(join(d, 'open-baseline.json'), readFileSync(defaultBaselinePath())), args: (d) => ['--baseline', join(d, 'open-baseline.json')] },
     { part: 'recordingKey', extra: (d) => [`recordingKey: ${join(d, 'open-key')}`], setup: (d) => writeOpen(join(d, 'open-key'), 'k'.repeat(32)), args: () => ['--recording'] },

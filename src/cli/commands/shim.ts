@@ -2,9 +2,8 @@
 // logger/metrics → baseline → node pipeline (policy, store, registry, verifier) → ShimServer;
 // signals for reload and shutdown.
 
-import { mkdirSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { asSpokeError } from '../../core/errors.js';
 import { runningBuild } from '../../core/runtime.js';
 import { shimRecordingKey } from '../../cri/recording.js';
@@ -16,7 +15,7 @@ import { JsonLogger } from '../../observe/log.js';
 import { createPromMetrics, noopMetrics, serveMetrics, type Metrics } from '../../observe/metrics.js';
 import { FileWatch } from '../../config/file-watch.js';
 import { PolicyHolder } from '../../config/policy-holder.js';
-import { checkTrustedPlace, readTrustedFile } from '../trusted-file.js';
+import { makeTrustedPlace, readTrustedFile } from '../trusted-file.js';
 import { MAX_NAMED_FILE_BYTES } from '../read-file.js';
 import { HeldCredentials, nodeCredentials } from '../../registry/credentials.js';
 import { readCaBundle } from '../../registry/options.js';
@@ -196,8 +195,7 @@ export async function run(argv: string[]): Promise<number> {
   // AppArmor: the shipped node AppArmor baseline (no config key yet), loaded on first use.
   const appArmor = createAppArmorOps({ logger, readBaseline: trusted('AppArmor baseline') });
   const recordingKey = shimRecordingKey(recording, config.recordingKey, trusted('recording key', true));
-  mkdirSync(dirname(config.listen), { recursive: true, mode: 0o750 });
-  checkTrustedPlace(config.listen, 'CRI socket');
+  makeTrustedPlace(config.listen, 'CRI socket', 0o750);
   const shim = new ShimServer<SeccompProfile>({
     listen: config.listen,
     upstream: config.upstream,

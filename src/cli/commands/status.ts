@@ -2,7 +2,6 @@
 // shim (through its own CRI socket), each reported with what is wrong when it is not.
 
 import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { asSpokeError, isSpokeError, knownReason } from '../../core/errors.js';
 import { decodeText, lintPolicy, parsePolicy } from '../../policy/index.js';
 import { describeBackends } from '../../recorder/backend.js';
@@ -217,9 +216,8 @@ export async function run(argv: string[]): Promise<number> {
   return ok ? 0 : EXIT_FAILED;
 }
 
-/** Where the socket goes, judged as the shim judges it at start (checkTrustedPlace); a directory not made yet is made then. */
+/** Where the socket goes, judged as the shim judges it at start (checkTrustedPlace: the part there now; the rest is made then). */
 function socketPlaceRefusal(listen: string): ReturnType<typeof asSpokeError> | undefined {
-  if (!existsSync(dirname(listen))) return undefined;
   try {
     checkTrustedPlace(listen, 'CRI socket');
     return undefined;
