@@ -29,14 +29,15 @@
 // wins a re-made claim finds the lock no longer names T and leaves it alone. A regular-file lock
 // of an older spoke is broken the same way, by age (breakLegacy).
 //
-// Only spoke makes these files: a lock, claim or owner socket counts only when root or this
-// process's user owns it. One another user planted while the store's directories were open to
-// others (they are made private at each process's first use, but what is inside stays) would
-// otherwise name a token whose owner "socket" is a link to any listening socket on the node, and
-// keep the shim from ever starting. A foreign lock is broken at once, under a claim named by its
-// inode (breakForeign); a foreign claim is a dead breaker's; a foreign owner socket is a dead
-// owner's (docs/security-model.md#atomic-store). Nobody else can make a file in the private
-// directory, so a lock that was foreign stays so until spoke removes it.
+// Files another user planted while the store's directories were open to others (they are made
+// private at each process's first use, but what is inside stays): a lock naming a token whose
+// owner "socket" is a link to any listening socket on the node would keep the shim from ever
+// starting. So an owner counts as alive only through a real socket in the owners directory that
+// answers, whoever owns it (a spoke process of another user sharing the store holds its locks as
+// any other), never through a link; and a lock or claim of another user's that names no owner
+// is broken at once, under a claim named by its inode (breakForeign), or refused when it cannot
+// be (docs/security-model.md#atomic-store). Nobody else can make a file in the private directory,
+// so what was planted stays planted until spoke removes it.
 
 import { randomBytes } from 'node:crypto';
 import { linkSync, lstatSync, symlinkSync, unlinkSync, type Stats } from 'node:fs';
@@ -131,34 +132,35 @@ const ownedByUs = (st: Stats): boolean => writtenByUs({ uid: st.uid, mode: 0 });
  * own, with the token its symlink names (undefined for an older spoke's regular file, or a link
  * naming no token).
  */
-type LockFile = undefined | { foreign: true; st: Stats } | { foreign: false; st: Stats; token: string | undefined };
+type LockFile = undefined | { foreign: boolean; st: Stats; token: string | undefined };
 
 async function lockFile(path: string): Promise<LockFile> {
   const st = await lstat(path).catch(() => undefined);
   if (st === undefined) return undefined;
-  if (!ownedByUs(st)) return { foreign: true, st };
-  if (!st.isSymbolicLink()) return { foreign: false, st, token: undefined };
+  const foreign = !ownedByUs(st);
+  if (!st.isSymbolicLink()) return { foreign, st, token: undefined };
   // Read after the lstat: only its owner removes a live lock, and a dead one is removed only under
   // its break claim; a change in between is a lock gone (the read fails) or one taken since.
   const target = await readlink(path).catch(() => undefined);
   const token = target?.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
-  return { foreign: false, st, token: token !== undefined && TOKEN_RE.test(token) ? token : undefined };
+  return { foreign, st, token: token !== undefined && TOKEN_RE.test(token) ? token : undefined };
 }
 
-/** The token a lock or claim of spoke's names; undefined when absent, foreign or naming none. */
+/** The token a lock or claim names; undefined when absent or naming none. */
 async function tokenOf(path: string): Promise<string | undefined> {
-  const f = await lockFile(path);
-  return f?.foreign === false ? f.token : undefined;
+  return (await lockFile(path))?.token;
 }
 
 /**
  * False only when the owner is certainly gone: its socket refuses connections or no longer exists,
- * or what is there is not a socket spoke made (a link, another user's: see the header).
+ * or what is there is not a socket (a link planted to lead to a live one: see the header). A real
+ * socket that answers is a live spoke process's whatever user it runs as (a shim not run as root
+ * sharing the store): only they make sockets in the private owners directory.
  */
 async function alive(locksDir: string, token: string): Promise<boolean> {
   const path = ownerSocket(locksDir, token);
   const st = await lstat(path).catch(() => undefined);
-  if (st === undefined || !st.isSocket() || !ownedByUs(st)) return false;
+  if (st === undefined || !st.isSocket()) return false;
   return new Promise((resolve) => {
     const s = createConnection(path);
     const done = (v: boolean) => {
@@ -195,13 +197,10 @@ async function claim(path: string, me: Owner, remade = false): Promise<boolean> 
 async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promise<void> {
   const held = await lockFile(lockPath);
   if (held === undefined) return;
-  if (held.foreign) {
-    await breakForeign(lockPath, held.st, locksDir, me);
-    return;
-  }
   const dead = held.token;
+  // Naming no owner: another user's file is broken at once, an older spoke's by age.
   if (dead === undefined) {
-    await breakLegacy(lockPath, locksDir, me);
+    await (held.foreign ? breakForeign(lockPath, held.st, locksDir, me) : breakLegacy(lockPath, locksDir, me));
     return;
   }
   if (dead === me.token || (await alive(locksDir, dead))) return;
@@ -212,14 +211,13 @@ async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promi
 }
 
 /**
- * A lock another user owns, whatever it names: no holder (see the header). Removed under a claim
- * named by its inode, and only if it is still that foreign file: spoke's locks are root's or its
- * user's, so one taken since is never it.
+ * A lock another user owns that names no owner: no holder (see the header). Removed under a claim
+ * named by its inode, and only if it is still that file: a lock taken since names its owner.
  */
 async function breakForeign(lockPath: string, st: Stats, locksDir: string, me: Owner): Promise<void> {
   await underBreakClaim(lockPath, `foreign${st.ino}`, locksDir, me, async () => {
     const now = await lockFile(lockPath);
-    if (!(now?.foreign && now.st.ino === st.ino && now.st.dev === st.dev)) return;
+    if (!(now?.foreign === true && now.token === undefined && now.st.ino === st.ino && now.st.dev === st.dev)) return;
     // A directory (or what else unlink refuses) cannot be broken: refused, not waited on for good.
     await unlink(lockPath).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw notSpokesFile(lockPath, `is another user's and cannot be removed (${e.code ?? 'error'})`);
@@ -251,13 +249,15 @@ async function underBreakClaim(lockPath: string, key: string, locksDir: string, 
   let claimPath = `${lockPath}.break-${key}`;
   for (let depth = 0; !(await claim(claimPath, me)); depth++) {
     const found = await lockFile(claimPath);
-    // A claim another user owns is no breaker's: one down, named by its inode (as breakForeign).
-    const breaker = found?.foreign ? `foreign${found.st.ino}` : found?.token;
+    // A claim naming no breaker that another user owns is no breaker's: one down, named by its
+    // inode (as breakForeign). One naming a breaker is judged by its owner socket, whoever owns it.
+    const nobody = found?.token === undefined && found?.foreign === true;
+    const breaker = nobody ? `foreign${found.st.ino}` : found?.token;
     // Someone alive is breaking it, or the chain is too deep to follow safely: wait. Unless the
     // chain is another user's: no spoke process will end it, so it is refused, not waited on.
-    if (breaker === undefined || (!found?.foreign && (await alive(locksDir, breaker)))) return;
+    if (breaker === undefined || (!nobody && (await alive(locksDir, breaker)))) return;
     if (depth + 1 >= MAX_BREAK_DEPTH) {
-      if (found?.foreign) throw notSpokesFile(claimPath, "is another user's, below other claims");
+      if (found?.foreign === true) throw notSpokesFile(claimPath, "is another user's, below other claims");
       return;
     }
     deadClaims.push(claimPath);
