@@ -140,8 +140,11 @@ async function lockFile(path: string): Promise<LockFile> {
   const foreign = !ownedByUs(st);
   if (!st.isSymbolicLink()) return { foreign, st, token: undefined };
   // Read after the lstat: only its owner removes a live lock, and a dead one is removed only under
-  // its break claim; a change in between is a lock gone (the read fails) or one taken since.
+  // its break claim; a change in between is a lock gone (the read fails) or one taken since. Gone
+  // is nothing held now, never a lock naming no owner: another user's holder may take it again at
+  // once, under the same inode (every lock of one owner is a link of its own).
   const target = await readlink(path).catch(() => undefined);
+  if (target === undefined) return undefined;
   const token = target?.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
   return { foreign, st, token: token !== undefined && TOKEN_RE.test(token) ? token : undefined };
 }

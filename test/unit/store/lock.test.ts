@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -216,6 +218,31 @@ describe('foreign lock files', () => {
     }
     // Once it is gone, its lock is broken as any dead holder's.
     assert.equal(await withFileLock(lock, async () => 'taken', 5000), 'taken');
+  });
+
+  it("a lock of another user's that goes between its lstat and its readlink is nothing held, never a lock naming no owner: its holder may take it again under the same inode", { skip }, async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'in-use.lock');
+    const token = 'e'.repeat(24);
+    mkdirSync(join(dir, 'owners'));
+    await listening(join(dir, 'owners', `${token}.sock`)); // the holder, alive
+    symlinkSync(`spoke-lock:${token}:0`, lock);
+    lchownSync(lock, NOBODY, NOBODY);
+    // Its reads fail twice as if the holder let go and took it again each time.
+    const original = fsp.readlink;
+    let failures = 2;
+    fsp.readlink = (async (path: Parameters<typeof fsp.readlink>[0], ...rest: unknown[]) => {
+      if (path === lock && failures-- > 0) throw Object.assign(new Error('ENOENT: gone'), { code: 'ENOENT' });
+      return (original as (...a: unknown[]) => Promise<string>)(path, ...rest);
+    }) as typeof fsp.readlink;
+    syncBuiltinESMExports();
+    try {
+      await rejectsWith(withFileLock(lock, async () => undefined, 1000), { code: 'Unavailable', reason: 'DEADLINE' });
+    } finally {
+      fsp.readlink = original;
+      syncBuiltinESMExports();
+    }
+    assert.equal(lstatSync(lock).uid, NOBODY, 'the live holder keeps its lock');
   });
 
   it('what cannot be broken is refused STATE_CORRUPT, never waited on: a foreign directory at a lock path, a foreign lock under a chain of planted claims', { skip }, async () => {
