@@ -4,7 +4,8 @@
 import { constants, lstatSync, type BigIntStats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { SpokeError } from '../core/errors.js';
-import { writeFileAtomic, writtenByUs } from './fsutil.js';
+import { writeFileAtomic } from './fsutil.js';
+import { writtenByUs } from './store-reads.js';
 
 /** Writes of one file by CheckedFiles.ensure before it gives up (see there). */
 const MAX_CHECKED_WRITES = 3;

@@ -7,7 +7,8 @@ import { statSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { readStoreFileSync, writeFileAtomic } from './fsutil.js';
+import { writeFileAtomic } from './fsutil.js';
+import { readStoreFileSync } from './store-reads.js';
 import { assertDigest, isPlainObject, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 
 const MAX_EFFECTIVE_INPUTS = 32;

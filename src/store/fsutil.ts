@@ -19,11 +19,12 @@
 // update takes an empty file already there instead of creating one, and makes the new ones once
 // that call has been answered.
 
-import { closeSync, constants, fstatSync, fsync, fsyncSync, linkSync, lstatSync, mkdirSync, open, openSync, readFileSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, fsync, fsyncSync, linkSync, mkdirSync, open, openSync, renameSync, statSync, unlinkSync, write, writeSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { SpokeError } from '../core/errors.js';
 import { uniqueSuffix } from '../core/unique.js';
+import { errno, notSpokesFile } from './store-reads.js';
 
 const fsyncFd = promisify(fsync);
 const writeFd = promisify(write);
@@ -31,8 +32,6 @@ const openAsync = promisify(open);
 
 /** Larger data is written from the thread pool, so one big file cannot hold up other calls. */
 const SYNC_WRITE_MAX = 256 * 1024;
-
-const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 /** Flushes `fd`: on this thread when `inline`, else from the thread pool. */
 async function flush(fd: number, inline: boolean): Promise<void> {
@@ -328,111 +327,6 @@ export async function discardStaged(files: readonly StagedFile[]): Promise<void>
 /** Writes one file atomically: stage, then commit. */
 export async function writeFileAtomic(target: string, data: Uint8Array | string, tmpDir: string | TempDir, opts: WriteOptions = {}): Promise<void> {
   await commitStaged([await stageFile(target, data, tmpDir, opts)]);
-}
-
-/** A file's bytes, or undefined when it does not exist (read synchronously: see the header). */
-/**
- * Whether a file in the store is one spoke wrote: root's or this process's user's, and no group
- * or other user may write it. The store's directories are made private at each process's first
- * use (layout.ts), but files left in them while they were open to others (an admin's chmod)
- * stay; read, a planted record's verdict would vouch for a signature no one verified
- * (docs/security-model.md#atomic-store).
- */
-export function writtenByUs(st: Pick<Stats, 'uid' | 'mode'>): boolean {
-  return (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
-}
-
-/**
- * What stands where spoke reads or writes one of its files and cannot be taken or replaced (a
- * directory, a FIFO, a link; another user's): refused with the path, never waited on, so an admin
- * can remove it (docs/security-model.md#atomic-store).
- */
-export function notSpokesFile(path: string, what = 'is not a regular file'): SpokeError {
-  return new SpokeError('FailedPrecondition', `${path} ${what}: spoke did not write it (another user's, left while the store's directories were open to others?); inspect and remove it`, { file: path }, { reason: 'STATE_CORRUPT' });
-}
-
-/** One descriptor of the regular file at `path`, read-only, following no link and waiting on no FIFO; undefined when nothing is there. */
-function openRegularSync(path: string): number | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    if (errno(e) === 'ELOOP') throw notSpokesFile(path, 'is a link');
-    // open(2) of a unix socket.
-    if (errno(e) === 'ENXIO') throw notSpokesFile(path);
-    throw e;
-  }
-  if (!fstatSync(fd).isFile()) {
-    closeSync(fd);
-    throw notSpokesFile(path);
-  }
-  return fd;
-}
-
-/** What readStoreFileSync found at a path: the file's bytes and its descriptor's stat, nothing, or a file the store did not write. */
-export type StoreFileRead = { bytes: Buffer; st: Stats } | 'absent' | 'foreign';
-
-/**
- * Reads a file the store wrote through one descriptor, following no link and waiting on no FIFO:
- * its bytes and the stat of the descriptor they were read from (so no check and read can be told
- * apart). 'foreign' when what is there is a link, not a regular file, or not one spoke wrote
- * (writtenByUs): its owner may rewrite it at any time, so callers take it as unreadable.
- */
-export function readStoreFileSync(path: string): StoreFileRead {
-  // A miss is the common case: answered without an exception (see readFileIfExistsSync).
-  if (lstatSync(path, { throwIfNoEntry: false }) === undefined) return 'absent';
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return 'absent';
-    // A link, or a unix socket (which open(2) refuses with ENXIO).
-    if (errno(e) === 'ELOOP' || errno(e) === 'ENXIO') return 'foreign';
-    throw e;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || !writtenByUs(st)) return 'foreign';
-    return { bytes: readFileSync(fd), st };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-export async function readFileIfExists(path: string): Promise<Buffer | undefined> {
-  return readFileIfExistsSync(path);
-}
-
-/** readFileIfExists for callers that must not yield in between (a consistent read of several files). Anything but a regular file is refused, not read (notSpokesFile). */
-export function readFileIfExistsSync(path: string): Buffer | undefined {
-  // A miss is the common case (a cold pull asks for a record and a verdict that are not there):
-  // answered by a stat that does not throw, since an exception costs more than the syscall.
-  if (statSync(path, { throwIfNoEntry: false }) === undefined) return undefined;
-  const fd = openRegularSync(path);
-  if (fd === undefined) return undefined;
-  try {
-    return readFileSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * A file's bytes read through one descriptor, with its stat before and after the read (a reader
- * can tell which file the bytes came from, and whether it changed meanwhile), or undefined when
- * it does not exist. Anything but a regular file is refused, not read (notSpokesFile).
- */
-export function readFileWithStats(path: string): { bytes: Buffer; before: Stats; after: Stats } | undefined {
-  const fd = openRegularSync(path);
-  if (fd === undefined) return undefined;
-  try {
-    const before = fstatSync(fd);
-    const bytes = readFileSync(fd);
-    return { bytes, before, after: fstatSync(fd) };
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Removes a file if it is there. Synchronous: a caller may check and remove in one step (records.ts deleteRecord). */

@@ -36,7 +36,8 @@
 import { closeSync, constants, fstatSync, openSync, renameSync, statSync, writeSync, type Stats } from 'node:fs';
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { notSpokesFile, readStoreFileSync, removeIfExists, writeFileAtomic, writtenByUs, type StoreFileRead } from './fsutil.js';
+import { removeIfExists, writeFileAtomic } from './fsutil.js';
+import { notSpokesFile, readStoreFileSync, writtenByUs, type StoreFileRead } from './store-reads.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
 /** The journal is folded into the snapshot once it is this long (~200 creates). */

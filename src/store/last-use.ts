@@ -5,7 +5,7 @@
 
 import { join } from 'node:path';
 import { isDigest } from '../core/digest.js';
-import { readStoreFileSync } from './fsutil.js';
+import { readStoreFileSync } from './store-reads.js';
 import { isPlainObject, SHA_HEX_RE } from './layout.js';
 
 export const lastUsePath = (storeRoot: string): string => join(storeRoot, 'state', 'last-use.json');

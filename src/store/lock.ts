@@ -46,7 +46,8 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
-import { notSpokesFile, PRIVATE_DIR_MODE, writtenByUs } from './fsutil.js';
+import { PRIVATE_DIR_MODE } from './fsutil.js';
+import { notSpokesFile, writtenByUs } from './store-reads.js';
 
 const RETRY_MS = 5;
 /** Every this many failed attempts, check whether the holder is dead. */

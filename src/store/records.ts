@@ -9,7 +9,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, readFileIfExists, readFileWithStats, readStoreFileSync, removeIfExists, stageFile, writeFileAtomic, writtenByUs, type FileIdentity, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
+import { readFileIfExists, readFileWithStats, readStoreFileSync, writtenByUs } from './store-reads.js';
 import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
@@ -87,7 +88,7 @@ export class RecordStore {
     }
     const hit = this.recordCache.get(d);
     if (hit && hit.key === identityKey(st)) return hit.record;
-    const read = readStoreFileSync(path);
+    const read = readStoreFileSync(path, true);
     const record = typeof read === 'object' ? parseRecord(read.bytes, d) : undefined;
     // Unreadable (e.g. torn by a crash: records are not flushed): a miss, rewritten by the next pull.
     if (!record || typeof read !== 'object') return undefined;
