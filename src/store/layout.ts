@@ -8,6 +8,7 @@ import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
 import { PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
 import { sweepDeadOwners, withFileLock } from './lock.js';
+import { ownedByUs } from './store-reads.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 /** A file named by a sha256's hex: records, content verdicts, effective profiles and their origins. */
@@ -78,8 +79,7 @@ export class StoreLayout {
         for (const d of new Set(['', ...STORE_DIRS.flatMap(withParents)])) {
           const path = join(this.root, d);
           const st = d === '' ? statSync(path) : lstatSync(path);
-          const owner = process.geteuid?.();
-          const problem = !st.isDirectory() ? 'is not a directory (a link?)' : st.uid !== 0 && st.uid !== owner ? `belongs to uid ${st.uid}` : undefined;
+          const problem = !st.isDirectory() ? 'is not a directory (a link?)' : !ownedByUs(st) ? `belongs to uid ${st.uid}` : undefined;
           if (problem !== undefined) {
             throw new SpokeError('FailedPrecondition', `${path} ${problem}: the store's directories must be root's or spoke's user's alone; inspect and remove it, then start again`, { file: path }, { reason: 'STATE_CORRUPT' });
           }

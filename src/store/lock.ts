@@ -47,7 +47,7 @@ import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
 import { PRIVATE_DIR_MODE } from './fsutil.js';
-import { notSpokesFile, writtenByUs } from './store-reads.js';
+import { notSpokesFile, ownedByUs } from './store-reads.js';
 
 const RETRY_MS = 5;
 /** Every this many failed attempts, check whether the holder is dead. */
@@ -123,15 +123,9 @@ function owner(locksDir: string): Promise<Owner> {
 }
 
 /**
- * Made by spoke: root's or this process's user's (writtenByUs, on the owner alone: a link's mode
- * is always 0777, and a socket's is what the umask left).
- */
-const ownedByUs = (st: Stats): boolean => writtenByUs({ uid: st.uid, mode: 0 });
-
-/**
- * What is at a lock or claim path: nothing; a file another user owns (see the header); or spoke's
- * own, with the token its symlink names (undefined for an older spoke's regular file, or a link
- * naming no token).
+ * What is at a lock or claim path: nothing (or a link gone before it could be read); else whether
+ * another user owns it (see the header), and the token a link names (undefined for an older
+ * spoke's regular file, or a link naming no token).
  */
 type LockFile = undefined | { foreign: boolean; st: Stats; token: string | undefined };
 
@@ -146,7 +140,7 @@ async function lockFile(path: string): Promise<LockFile> {
   // once, under the same inode (every lock of one owner is a link of its own).
   const target = await readlink(path).catch(() => undefined);
   if (target === undefined) return undefined;
-  const token = target?.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
+  const token = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length).split(':')[0] : undefined;
   return { foreign, st, token: token !== undefined && TOKEN_RE.test(token) ? token : undefined };
 }
 

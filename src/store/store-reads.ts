@@ -9,9 +9,14 @@ import { SpokeError } from '../core/errors.js';
 
 export const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
-/** Whether a file in the store is one spoke wrote: root's or this process's user's, and no group or other user may write it. */
+/** Whether a file in the store is spoke's by its owner: root's or this process's user's (a link's or a socket's mode says nothing). */
+export function ownedByUs(st: Pick<Stats, 'uid'>): boolean {
+  return st.uid === 0 || st.uid === process.geteuid?.();
+}
+
+/** Whether a file in the store is one spoke wrote: its own (ownedByUs), and no group or other user may write it. */
 export function writtenByUs(st: Pick<Stats, 'uid' | 'mode'>): boolean {
-  return (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
+  return ownedByUs(st) && (st.mode & 0o022) === 0;
 }
 
 /**
