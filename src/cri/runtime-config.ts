@@ -4,6 +4,8 @@
 const SPOKE_APPARMOR_RE = /^spoke-([0-9a-f]{64})$/;
 const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 const MAX_ANNOTATIONS = 256;
+/** CRI-O names a container's seccomp profile file in this runtime spec annotation. */
+const CRIO_SECCOMP_PATH_ANNOTATION = 'io.kubernetes.cri-o.SeccompProfilePath';
 
 /** Profiles an object's runtime config names: seccomp Localhost paths and AppArmor profile names. */
 export interface ObjectProfiles {
@@ -26,7 +28,10 @@ export function namedProfiles(info: string | undefined, spokeDir: string): Objec
   // Runtimes that keep no CRI config in the info may still name the file in a spec annotation.
   const annotations = pick(parsed.runtimeSpec, 'annotations');
   if (typeof annotations === 'object' && annotations !== null) {
-    for (const v of Object.values(annotations).slice(0, MAX_ANNOTATIONS)) {
+    // CRI-O's own key first: the pod's annotations are copied into the spec beside it, and a pod
+    // with more than the bound before it must not hide its profile from an in-use rebuild.
+    const named = (annotations as Record<string, unknown>)[CRIO_SECCOMP_PATH_ANNOTATION];
+    for (const v of [named, ...Object.values(annotations).slice(0, MAX_ANNOTATIONS)]) {
       const path = typeof v === 'string' ? (localhostOf(v) ?? v) : undefined;
       if (path !== undefined && spokeEffectiveSha(spokeDir, path) !== undefined) seccomp.push(path);
     }
