@@ -11,9 +11,11 @@
 //   Both report the rule classes the kernel (or features file) does not enforce, as warnings.
 //   unload  --remove                                         (stdin: an empty profile of that name)
 //   identity --version; check's flags and --stdout on a fixed probe (src/apparmor/identity.ts)
+// Every run is started through prlimit (util-linux), which caps the parser's address space
+// (PARSER_ADDRESS_SPACE_BYTES): Node's spawn cannot set a resource limit.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { SpokeError } from '../core/errors.js';
 import { checkProfileName } from '../profiles/apparmor/index.js';
 
@@ -21,6 +23,15 @@ export const PARSER_CANDIDATES = ['/usr/sbin/apparmor_parser', '/sbin/apparmor_p
 export const DEFAULT_SECURITYFS = '/sys/kernel/security/apparmor';
 const MODULE_ENABLED = '/sys/module/apparmor/parameters/enabled';
 const DEFAULT_TIMEOUT_MS = 30_000;
+export const PRLIMIT_CANDIDATES = ['/usr/bin/prlimit', '/bin/prlimit'] as const;
+/**
+ * The address space each apparmor_parser process may use (RLIMIT_AS). The largest artifact spoke
+ * admits, rendered with the baseline, compiles in under 16 MiB; a few hundred short `**` globs
+ * grow the parser past a gigabyte within its timeout, where the shim's unit has MemoryMax=256M
+ * for itself and its parsers (docs/apparmor.md#render-check-load). Past the cap the
+ * parser stops with std::bad_alloc, a refusal of the text (memoryRefusal).
+ */
+export const PARSER_ADDRESS_SPACE_BYTES = 64 * 1024 * 1024;
 const MAX_OUTPUT_BYTES = 64 * 1024;
 
 export interface ParserOptions {
@@ -86,8 +97,17 @@ export function kernelHasAppArmor(securityfs: string = DEFAULT_SECURITYFS, modul
 export function runParser(args: readonly string[], stdin: string, opts: ParserOptions = {}): Promise<ParserRun> {
   const bin = parserPath(opts);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  // Asked here, not left to prlimit's exec: its failure would read as the parser's refusal.
+  const st = statSync(bin, { throwIfNoEntry: false });
+  if (st === undefined || !st.isFile() || (st.mode & 0o111) === 0) {
+    return Promise.reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${st === undefined ? 'no such file' : 'not an executable file'}`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
+  }
+  const prlimit = PRLIMIT_CANDIDATES.find((p) => existsSync(p));
+  if (prlimit === undefined) {
+    return Promise.reject(new SpokeError('FailedPrecondition', `prlimit not found (looked in ${PRLIMIT_CANDIDATES.join(', ')}; Debian package util-linux): apparmor_parser runs only with its memory capped`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
+  }
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, [...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
+    const child = spawn(prlimit, [`--as=${PARSER_ADDRESS_SPACE_BYTES}`, '--', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;
@@ -111,7 +131,7 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${e.message}`, {}, { cause: e, reason: 'APPARMOR_UNAVAILABLE' }));
+      reject(new SpokeError('FailedPrecondition', `cannot run ${prlimit} ${bin}: ${e.message}`, {}, { cause: e, reason: 'APPARMOR_UNAVAILABLE' }));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -176,8 +196,22 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   if (run.signal !== null || (run.code !== 0 && diagnostics(run).length === 0)) {
     throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
   }
-  if (run.code !== 0) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
+  if (run.code !== 0) throw memoryRefusal(run) ?? new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
   return { warnings: warningsOf(run) };
+}
+
+/**
+ * A parser that ran out of its address space (PARSER_ADDRESS_SPACE_BYTES) compiling the text: a
+ * refusal of the text, which needs more than the cap (the same text needs as much every time).
+ */
+function memoryRefusal(run: ParserRun): SpokeError | undefined {
+  if (!run.stderr.includes('std::bad_alloc')) return undefined;
+  return new SpokeError(
+    'SecurityProfileInvalid',
+    `AppArmor policy rejected: compiling it needs more than the ${PARSER_ADDRESS_SPACE_BYTES / 2 ** 20} MiB apparmor_parser may use (too many or too wide globs)`,
+    { limit: PARSER_ADDRESS_SPACE_BYTES },
+    { reason: 'PROFILE_INVALID' },
+  );
 }
 
 function requireKernel(opts: ParserOptions, what: string): void {

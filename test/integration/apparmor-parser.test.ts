@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { identifyParser } from '../../src/apparmor/identity.js';
-import { checkWithParser, findApparmorParser, kernelHasAppArmor, loadProfile, unloadProfile } from '../../src/apparmor/parser.js';
+import { checkWithParser, findApparmorParser, kernelHasAppArmor, loadProfile, PARSER_ADDRESS_SPACE_BYTES, runParser, unloadProfile } from '../../src/apparmor/parser.js';
 import { SpokeError } from '../../src/core/errors.js';
 import {
   appArmorProfileName,
@@ -155,14 +155,31 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
   });
 
   it('a compile that outlives its timeout is stopped, workers and all, and the call answers', { timeout: 60_000 }, async () => {
-    // A 60-byte artifact's path needs ~2^18 DFA states. apparmor_parser compiles in a forked
-    // worker: killing only the process spawned left the worker running (and holding the pipes,
-    // so the call never settled), for every retry of the create.
+    // A pattern apparmor_parser 3.0 loops on, in little memory (docs/apparmor.md). It compiles in
+    // a forked worker: killing only the process spawned left the worker running (and holding the
+    // pipes, so the call never settled), for every retry of the create.
     const before = parserProcesses().map((p) => p.pid);
-    await assert.rejects(checkWithParser('profile t {\n "/**a??????????????????" r,\n}\n', { timeoutMs: 2000 }), (e: unknown) => e instanceof SpokeError && e.reason === 'DEADLINE');
+    await assert.rejects(checkWithParser('profile t {\n "/etc/x{,{b,},,}/" r,\n}\n', { timeoutMs: 2000 }), (e: unknown) => e instanceof SpokeError && e.reason === 'DEADLINE');
     // An orphaned worker is reparented to init; other tests' parsers have their test as parent.
     const orphans = parserProcesses().filter((p) => !before.includes(p.pid) && p.ppid === 1);
     assert.deepEqual(orphans, [], 'no parser process outlives the call');
+  });
+
+  it('a text whose compile would take gigabytes stops at the memory cap: refused PROFILE_INVALID, the cap in its context', async () => {
+    // 200 paths of 20 letters joined by `**` (13 KB of artifact, every path inside the baseline's
+    // `/**` read rule): uncapped, the parser grew to 1.6 GB within the 30 s timeout.
+    let seed = 7;
+    const letter = () => String.fromCharCode(97 + ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 26));
+    const paths = Array.from({ length: 200 }, () => `/x**${Array.from({ length: 20 }, letter).join('**')}`);
+    const merged = intersectAppArmor(baseline(), validateAppArmorArtifactBytes(Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: paths } }))));
+    assert.equal(merged.profile.filesystem?.readOnlyPaths?.length, 200, 'every path survives the merge');
+    const text = renderAppArmor(merged.profile, await shimName(merged.bytes));
+    await assert.rejects(checkWithParser(text), (e: unknown) => {
+      assert.ok(e instanceof SpokeError, String(e));
+      assert.equal(e.reason, 'PROFILE_INVALID', e.message);
+      assert.equal(e.context.limit, PARSER_ADDRESS_SPACE_BYTES);
+      return true;
+    });
   });
 
   it('unbalanced braces and unknown capabilities are refused', async () => {
@@ -227,6 +244,14 @@ describe('apparmor_parser failures', () => {
   const failing = join(dir, 'apparmor_parser');
   writeFileSync(failing, '#!/bin/sh\necho "AppArmor parser error at line 1: syntax error" >&2\nexit 1\n', { mode: 0o755 });
   const text = renderAppArmor({}, 'spoke-fake');
+
+  it('the parser runs with its address space capped', async () => {
+    const limits = join(dir, 'apparmor_parser_limits');
+    writeFileSync(limits, '#!/bin/sh\ncat >/dev/null\ngrep "^Max address space" /proc/self/limits\n', { mode: 0o755 });
+    const run = await runParser([], '', { parser: limits });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(run.stdout.toString().trim().split(/\s+/).slice(3, 5), [String(PARSER_ADDRESS_SPACE_BYTES), String(PARSER_ADDRESS_SPACE_BYTES)]);
+  });
 
   it('a parser that refuses the text: PROFILE_INVALID; one that cannot run: APPARMOR_UNAVAILABLE', async () => {
     await rejectsWith(checkWithParser(text, { parser: failing }), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
