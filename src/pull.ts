@@ -51,6 +51,8 @@ export class PullPipeline {
   private readonly judged = new Set<string>();
   /** Namespace ('' for none: the node) → the references pulled in it by this process, least recent first (pulledIn). */
   private readonly pulled = new Map<string, Set<string>>();
+  /** The namespace and reference notePulled put last in `pulled`. */
+  private lastPulled = { namespace: '', reference: '' };
   private readonly references = new ParsedReferences();
 
   constructor(private readonly deps: PullPipelineDeps) {
@@ -111,22 +113,16 @@ export class PullPipeline {
     }
 
     // 3. Store: present, valid, and (when signatures are required) verified under this policy.
-    const identity = credentialIdentity(req.credential);
-    // A shared fetch or verification carries its first caller's decision (whether a signature is
-    // required, and whose): callers share one only when the same rules of the same policy decided
-    // for them. Rules that admit some namespaces only can decide one reference differently.
-    const rules = decision.rules.map((r) => r.index).join(',');
-    const key = `${canonical}\0${req.kind}\0${policy.hash}\0${rules}\0${identity}`;
-    const cached = await this.fromStore(ref, canonical, req, policy, decision, key);
+    const cached = await this.fromStore(ref, canonical, req, policy, decision);
     if (cached) return cached;
 
     // 4. Single-flight: concurrent pulls of one reference, kind, policy, deciding rules and
-    //    credential identity share one fetch; a credentialed pull never joins an anonymous one,
-    //    nor the reverse.
+    //    credential identity share one fetch (flightKey); a credentialed pull never joins an
+    //    anonymous one, nor the reverse.
     //    A fetch is shared within one namespace: its blob bytes wait at its first caller's
     //    namespace's share of the blob budget (byte-budget.ts), where another namespace's
     //    pull would wait behind that namespace's stalled ones.
-    return this.flights.join(`fetch\0${key}\0${req.namespace ?? ''}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
+    return this.flights.join(`fetch\0${flightKey(canonical, req, policy, decision)}\0${req.namespace ?? ''}`, req, policy, (flightReq, registry) => this.fetch(ref, canonical, flightReq, policy, decision, registry));
   }
 
   /**
@@ -173,6 +169,10 @@ export class PullPipeline {
   }
 
   private notePulled(namespace: string, reference: string): void {
+    // The most recent already (a pod's containers, a restarting one): nothing to reorder, and a
+    // delete and re-insert per call would leave the table to be rebuilt every few calls.
+    if (namespace === this.lastPulled.namespace && reference === this.lastPulled.reference && this.pulled.get(namespace)?.has(reference) === true) return;
+    this.lastPulled = { namespace, reference };
     let refs = this.pulled.get(namespace);
     if (refs === undefined) {
       if (this.pulled.size >= MAX_PULLED_NAMESPACES) this.pulled.delete(this.pulled.keys().next().value!);
@@ -191,7 +191,7 @@ export class PullPipeline {
     return this.flights.waiting(reference);
   }
 
-  private async fromStore(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }, key: string): Promise<PullResult | undefined> {
+  private async fromStore(ref: Reference, canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): Promise<PullResult | undefined> {
     const { store } = this.deps;
     const record = await store.getRecord(ref.digest);
     // A record whose blob is gone (removed by hand, or lost in a crash) is not a cache hit.
@@ -218,7 +218,7 @@ export class PullPipeline {
       } else {
         // Policy or keys changed since this digest was verified: re-verify, without re-downloading
         // the blob. Registry requests again: a flight of its own, with its deadline.
-        return this.flights.join(`verify\0${key}`, req, policy, async (flightReq, registry) => {
+        return this.flights.join(`verify\0${flightKey(canonical, req, policy, decision)}`, req, policy, async (flightReq, registry) => {
           const s = await this.verify(ref, canonical, flightReq, decision, registry, await store.readManifest(ref.digest));
           await store.annotate(ref.digest, { reference: canonical, verdict: { policyHash: policy.hash, ...s } });
           return this.result(ref, canonical, record, decision, false, s);
@@ -397,4 +397,16 @@ export class PullPipeline {
   private verify(ref: Reference, canonical: string, req: FlightRequest, decision: Decision & { allowed: true }, registry: RegistryClient, manifestBytes: Buffer | Promise<Buffer>): Promise<SignatureVerdict> {
     return verifySignature(this.deps, this.logger, ref, canonical, req, decision, registry, manifestBytes);
   }
+}
+
+/**
+ * What callers of one fetch or verification share. A shared one carries its first caller's
+ * decision (whether a signature is required, and whose): callers share one only when the same
+ * rules of the same policy decided for them, for the same credential identity. Rules that admit
+ * some namespaces only can decide one reference differently. Made only when a flight is joined:
+ * a cached pull needs none.
+ */
+function flightKey(canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): string {
+  const rules = decision.rules.map((r) => r.index).join(',');
+  return `${canonical}\0${req.kind}\0${policy.hash}\0${rules}\0${credentialIdentity(req.credential)}`;
 }

@@ -59,7 +59,7 @@ import { readRecording, type RecordingDeps } from './recording.js';
 import { applyPulled, checkConflict, ignored, pullAnnotated, type AnnotationDeps, type PulledAnnotation } from './rewrite-annotations.js';
 import { recordsContainer } from './rewrite-recording.js';
 import { refuseReserved } from './reserved-profile.js';
-import { enumValue, fields, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
+import { enumValue, FieldCursor, getMergedAt, getMergedMessage, getString, getVarint, pathOccurrences } from './wire.js';
 import { getStringMap } from './wire-map.js';
 import { refuseFilterAnnotations, refuseHandler, RUNTIME_ANNOTATION_KEYS } from './runtime-annotations.js';
 import type { SandboxRecord } from './sandbox-handlers.js';
@@ -120,7 +120,7 @@ interface Site {
  * the latter); throws on one that is not an int32 varint, as decodeSecurityProfile does.
  */
 function anyTypeForTheShim(profileBytes: Uint8Array): boolean {
-  for (const f of fields(profileBytes)) if (f.field === 1 && enumValue(f) >= PROFILE_OCI) return true;
+  for (const f = new FieldCursor(profileBytes); f.next(); ) if (f.field === 1 && enumValue(f) >= PROFILE_OCI) return true;
   return false;
 }
 

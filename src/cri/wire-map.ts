@@ -1,6 +1,6 @@
 // Protobuf `map<string, string>` fields (CRI labels and annotations) on the wire reader of wire.ts.
 
-import { fields, UTF8_AS_GO, WIRE_LEN, WireError } from './wire.js';
+import { FieldCursor, UTF8_AS_GO, WIRE_LEN, WireError } from './wire.js';
 
 function startsWithBytes(buf: Uint8Array, start: number, end: number, prefix: Uint8Array): boolean {
   if (end - start < prefix.length) return false;
@@ -19,12 +19,12 @@ function startsWithBytes(buf: Uint8Array, start: number, end: number, prefix: Ui
 export function getStringMap(buf: Uint8Array, field: number, keyPrefixes?: readonly string[]): Map<string, string> {
   const prefixes = keyPrefixes?.map((p) => Buffer.from(p, 'utf8'));
   const out = new Map<string, string>();
-  for (const f of fields(buf)) {
+  for (const f = new FieldCursor(buf); f.next(); ) {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_LEN) throw new WireError(`map field ${field} is not length-delimited`);
     let key: [number, number] = [0, 0];
     let value: [number, number] = [0, 0];
-    for (const e of fields(buf, f.valueStart, f.end)) {
+    for (const e = new FieldCursor(buf, f.valueStart, f.end); e.next(); ) {
       if (e.field !== 1 && e.field !== 2) continue;
       if (e.wireType !== WIRE_LEN) throw new WireError(`map field ${field}: entry ${e.field === 1 ? 'key' : 'value'} is not length-delimited`);
       if (e.field === 1) key = [e.valueStart, e.end];

@@ -36,7 +36,43 @@ export interface Varint {
   next: number;
 }
 
+/**
+ * Where the last varint or tag read below ended. A module variable rather than an object per
+ * read: the shim reads every field of the requests it answers or edits, and a warm pull's
+ * garbage is what sets its tail (docs/benchmarks.md). The reads are synchronous.
+ */
+let readEnd = 0;
+
 export function readVarint(buf: Uint8Array, pos: number, end = buf.length): Varint {
+  const value = readVarintValue(buf, pos, end);
+  // Exact as a number below 2^53; the rare longer one is read again as a bigint.
+  const big = value < Number.MAX_SAFE_INTEGER ? BigInt(value) : readBigVarint(buf, pos, end);
+  return { value, big, next: readEnd };
+}
+
+/**
+ * A varint's value as Go's decoders keep it (the low 64 bits), exact below 2^53; sets readEnd.
+ * Up to seven bytes (below 2^49) it is added up as a number; a longer one goes through bigint,
+ * whose 64-bit truncation a number cannot model.
+ */
+function readVarintValue(buf: Uint8Array, pos: number, end: number): number {
+  let value = 0;
+  let mul = 1;
+  for (let i = 0; i < 7; i++) {
+    if (pos + i >= end) throw new WireError('truncated varint');
+    const b = buf[pos + i]!;
+    value += (b & 0x7f) * mul;
+    if ((b & 0x80) === 0) {
+      readEnd = pos + i + 1;
+      return value;
+    }
+    mul *= 128;
+  }
+  return Number(readBigVarint(buf, pos, end));
+}
+
+/** The varint at `pos` as its low 64 bits; sets readEnd. */
+function readBigVarint(buf: Uint8Array, pos: number, end: number): bigint {
   let result = 0n;
   let shift = 0n;
   for (let i = 0; i < 10; i++) {
@@ -44,52 +80,68 @@ export function readVarint(buf: Uint8Array, pos: number, end = buf.length): Vari
     const b = buf[pos++]!;
     result |= BigInt(b & 0x7f) << shift;
     if ((b & 0x80) === 0) {
-      const big = BigInt.asUintN(64, result);
-      return { value: Number(big), big, next: pos };
+      readEnd = pos;
+      return BigInt.asUintN(64, result);
     }
     shift += 7n;
   }
   throw new WireError('varint longer than 10 bytes');
 }
 
-/** Fast path for lengths and tags (< 2^32). */
-function readSmallVarint(buf: Uint8Array, pos: number, end: number): { value: number; next: number } {
+/** Fast path for lengths and tags (< 2^32 where it matters; the caller checks); sets readEnd. */
+function readSmallVarint(buf: Uint8Array, pos: number, end: number): number {
   let value = 0;
   let mul = 1;
   for (let i = 0; i < 10; i++) {
     if (pos >= end) throw new WireError('truncated varint');
     const b = buf[pos++]!;
     value += (b & 0x7f) * mul;
-    if ((b & 0x80) === 0) return { value, next: pos };
+    if ((b & 0x80) === 0) {
+      readEnd = pos;
+      return value;
+    }
     mul *= 128;
   }
   throw new WireError('varint longer than 10 bytes');
 }
 
 /**
- * A field's tag. Protobuf tags are 32-bit (field numbers up to 2^29 - 1): a longer one is refused,
- * since decoders disagree on it. Runtimes built on older generated code keep int32(tag >> 3), so
- * field 2^32 + 15 would reach them as field 15 while this reader saw an unknown field and kept it:
- * a second profile the edit never saw.
+ * A field's tag; sets readEnd. Protobuf tags are 32-bit (field numbers up to 2^29 - 1): a longer
+ * one is refused, since decoders disagree on it. Runtimes built on older generated code keep
+ * int32(tag >> 3), so field 2^32 + 15 would reach them as field 15 while this reader saw an
+ * unknown field and kept it: a second profile the edit never saw.
  */
-function readTag(buf: Uint8Array, pos: number, end: number): { value: number; next: number } {
+function readTag(buf: Uint8Array, pos: number, end: number): number {
   const tag = readSmallVarint(buf, pos, end);
-  if (tag.value > 0xffffffff) throw new WireError('field tag beyond 32 bits');
+  if (tag > 0xffffffff) throw new WireError('field tag beyond 32 bits');
   return tag;
+}
+
+/** Bytes of the varint of `n`, a whole number below 2^32. */
+export function varintSize(n: number): number {
+  let size = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 128)) size++;
+  return size;
+}
+
+/** Writes the varint of `n` (a whole number below 2^32) into `out` at `pos`; the offset past it. */
+export function writeVarint(out: Uint8Array, pos: number, n: number): number {
+  let small = n;
+  while (small >= 0x80) {
+    out[pos++] = (small & 0x7f) | 0x80;
+    small = Math.floor(small / 128);
+  }
+  out[pos++] = small;
+  return pos;
 }
 
 export function encodeVarint(n: number | bigint): Buffer {
   // Tags, lengths and most values fit 32 bits: written without BigInt, which a response and
   // every edited request would otherwise pay per field.
   if (typeof n === 'number' && n >= 0 && n <= 0xffffffff && Number.isInteger(n)) {
-    const out: number[] = [];
-    let small = n;
-    while (small >= 0x80) {
-      out.push((small & 0x7f) | 0x80);
-      small = Math.floor(small / 128);
-    }
-    out.push(small);
-    return Buffer.from(out);
+    const out = Buffer.allocUnsafe(varintSize(n));
+    writeVarint(out, 0, n);
+    return out;
   }
   let v = typeof n === 'bigint' ? BigInt.asUintN(64, n) : BigInt(n < 0 ? BigInt.asUintN(64, BigInt(n)) : n);
   const out: number[] = [];
@@ -124,7 +176,8 @@ export interface WireField {
 function skipValue(buf: Uint8Array, wireType: number, pos: number, end: number, field: number, depth: number): number {
   switch (wireType) {
     case WIRE_VARINT:
-      return readSmallVarint(buf, pos, end).next;
+      readSmallVarint(buf, pos, end);
+      return readEnd;
     case WIRE_I64:
       if (pos + 8 > end) throw new WireError('truncated fixed64');
       return pos + 8;
@@ -133,8 +186,8 @@ function skipValue(buf: Uint8Array, wireType: number, pos: number, end: number, 
       return pos + 4;
     case WIRE_LEN: {
       const len = readSmallVarint(buf, pos, end);
-      if (len.next + len.value > end) throw new WireError('length-delimited field runs past its message');
-      return len.next + len.value;
+      if (readEnd + len > end) throw new WireError('length-delimited field runs past its message');
+      return readEnd + len;
     }
     case WIRE_SGROUP: {
       if (depth >= MAX_GROUP_DEPTH) throw new WireError('groups nested too deeply');
@@ -142,13 +195,13 @@ function skipValue(buf: Uint8Array, wireType: number, pos: number, end: number, 
       for (;;) {
         if (p >= end) throw new WireError('unterminated group');
         const tag = readTag(buf, p, end);
-        const wt = tag.value & 7;
-        const fn = Math.floor(tag.value / 8);
+        const wt = tag & 7;
+        const fn = Math.floor(tag / 8);
         if (wt === WIRE_EGROUP) {
           if (fn !== field) throw new WireError('mismatched end-group');
-          return tag.next;
+          return readEnd;
         }
-        p = skipValue(buf, wt, tag.next, end, fn, depth + 1);
+        p = skipValue(buf, wt, readEnd, end, fn, depth + 1);
       }
     }
     default:
@@ -156,43 +209,75 @@ function skipValue(buf: Uint8Array, wireType: number, pos: number, end: number, 
   }
 }
 
-/** Iterates the fields of the message in buf[start, end). Validates structure as it goes. */
-export function* fields(buf: Uint8Array, start = 0, end = buf.length): Generator<WireField> {
-  let pos = start;
-  while (pos < end) {
-    const tagStart = pos;
-    const tag = readTag(buf, pos, end);
-    const wireType = tag.value & 7;
-    const field = Math.floor(tag.value / 8);
+/**
+ * Reads the fields of the message in buf[start, end) one at a time into its own properties
+ * (no object per field), validating structure as it goes: next() parses the next field, false
+ * at the end.
+ */
+export class FieldCursor implements WireField {
+  field = 0;
+  wireType = 0;
+  start = 0;
+  lenStart = 0;
+  valueStart = 0;
+  end = 0;
+  varint: number | undefined = undefined;
+  private pos: number;
+
+  constructor(
+    private readonly buf: Uint8Array,
+    start = 0,
+    private readonly limit = buf.length,
+  ) {
+    this.pos = start;
+  }
+
+  next(): boolean {
+    const { buf, limit } = this;
+    const pos = this.pos;
+    if (pos >= limit) return false;
+    const tag = readTag(buf, pos, limit);
+    const wireType = tag & 7;
+    const field = Math.floor(tag / 8);
     if (field === 0) throw new WireError('field number 0');
     if (wireType === WIRE_EGROUP) throw new WireError('unexpected end-group');
-    let valueStart = tag.next;
-    const lenStart = tag.next;
+    const afterTag = readEnd;
+    let valueStart = afterTag;
     let varint: number | undefined;
     let next: number;
     if (wireType === WIRE_LEN) {
-      const len = readSmallVarint(buf, tag.next, end);
-      valueStart = len.next;
-      if (len.next + len.value > end) throw new WireError('length-delimited field runs past its message');
-      next = len.next + len.value;
+      const len = readSmallVarint(buf, afterTag, limit);
+      valueStart = readEnd;
+      if (valueStart + len > limit) throw new WireError('length-delimited field runs past its message');
+      next = valueStart + len;
     } else if (wireType === WIRE_VARINT) {
-      const v = readVarint(buf, tag.next, end);
-      varint = v.value;
-      next = v.next;
+      varint = readVarintValue(buf, afterTag, limit);
+      next = readEnd;
     } else {
-      next = skipValue(buf, wireType, tag.next, end, field, 0);
+      next = skipValue(buf, wireType, afterTag, limit, field, 0);
     }
-    yield varint === undefined
-      ? { field, wireType, start: tagStart, lenStart, valueStart, end: next }
-      : { field, wireType, start: tagStart, lenStart, valueStart, end: next, varint };
-    pos = next;
+    this.field = field;
+    this.wireType = wireType;
+    this.start = pos;
+    this.lenStart = afterTag;
+    this.valueStart = valueStart;
+    this.end = next;
+    this.varint = varint;
+    this.pos = next;
+    return true;
+  }
+
+  /** The current field as an object of its own (the cursor's properties change with next()). */
+  snapshot(): WireField {
+    const { field, wireType, start, lenStart, valueStart, end, varint } = this;
+    return varint === undefined ? { field, wireType, start, lenStart, valueStart, end } : { field, wireType, start, lenStart, valueStart, end, varint };
   }
 }
 
 /** Checks that buf is a well-formed message (every field parses, nothing runs past the end). */
 export function validateMessage(buf: Uint8Array): void {
-  const it = fields(buf);
-  while (!it.next().done) {
+  const c = new FieldCursor(buf);
+  while (c.next()) {
     /* walking is the check */
   }
 }
@@ -200,7 +285,7 @@ export function validateMessage(buf: Uint8Array): void {
 /** All occurrences of `field` (any wire type). */
 export function findAll(buf: Uint8Array, field: number): WireField[] {
   const out: WireField[] = [];
-  for (const f of fields(buf)) if (f.field === field) out.push(f);
+  for (const c = new FieldCursor(buf); c.next(); ) if (c.field === field) out.push(c.snapshot());
   return out;
 }
 
@@ -219,14 +304,20 @@ export function getSingleMessage(buf: Uint8Array, field: number): Buffer | undef
  * which for the wire is the concatenation of their payloads. Returns undefined when absent.
  */
 export function getMergedMessage(buf: Uint8Array, field: number): Buffer | undefined {
-  const parts: Uint8Array[] = [];
-  for (const f of fields(buf)) {
+  // The first occurrence's bounds are kept as numbers: most messages hold one.
+  let first = -1;
+  let firstEnd = 0;
+  let parts: Uint8Array[] | undefined;
+  for (const f = new FieldCursor(buf); f.next(); ) {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_LEN) throw new WireError(`field ${field} is not length-delimited`);
-    parts.push(buf.subarray(f.valueStart, f.end));
+    if (first < 0) {
+      first = f.valueStart;
+      firstEnd = f.end;
+    } else (parts ??= [buf.subarray(first, firstEnd)]).push(buf.subarray(f.valueStart, f.end));
   }
-  if (parts.length === 0) return undefined;
-  return parts.length === 1 ? Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, parts[0]!.length) : Buffer.concat(parts);
+  if (first < 0) return undefined;
+  return parts === undefined ? Buffer.from(buf.buffer, buf.byteOffset + first, firstEnd - first) : Buffer.concat(parts);
 }
 
 /**
@@ -237,7 +328,7 @@ export function getMergedMessage(buf: Uint8Array, field: number): Buffer | undef
  */
 export function getVarint(buf: Uint8Array, field: number, dflt = 0): number {
   let v = dflt;
-  for (const f of fields(buf)) {
+  for (const f = new FieldCursor(buf); f.next(); ) {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_VARINT) throw new WireError(`field ${field} is not a varint`);
     v = f.varint!;
@@ -259,7 +350,7 @@ export function enumValue(f: WireField): number {
 /** Last value of a singular enum field (see enumValue); `dflt` when absent. */
 export function getEnum(buf: Uint8Array, field: number, dflt = 0): number {
   let v = dflt;
-  for (const f of fields(buf)) if (f.field === field) v = enumValue(f);
+  for (const f = new FieldCursor(buf); f.next(); ) if (f.field === field) v = enumValue(f);
   return v;
 }
 
@@ -269,7 +360,7 @@ export const UTF8_AS_GO = new TextDecoder('utf-8', { fatal: true, ignoreBOM: tru
 /** Last value of a string field; '' when absent. Throws on invalid UTF-8 (proto3 strings must be UTF-8). */
 export function getString(buf: Uint8Array, field: number): string {
   let s = '';
-  for (const f of fields(buf)) {
+  for (const f = new FieldCursor(buf); f.next(); ) {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_LEN) throw new WireError(`field ${field} is not length-delimited`);
     try {
@@ -284,7 +375,7 @@ export function getString(buf: Uint8Array, field: number): string {
 /** All values of a repeated string field. */
 export function getStrings(buf: Uint8Array, field: number): string[] {
   const out: string[] = [];
-  for (const f of fields(buf)) {
+  for (const f = new FieldCursor(buf); f.next(); ) {
     if (f.field !== field) continue;
     if (f.wireType !== WIRE_LEN) throw new WireError(`field ${field} is not length-delimited`);
     try {
@@ -341,7 +432,7 @@ export function replaceMessageAt(msg: Uint8Array, path: readonly number[], paylo
 export function withoutField(buf: Uint8Array, field: number): { bytes: Buffer; removed: number } {
   const kept: Uint8Array[] = [];
   let removed = 0;
-  for (const f of fields(buf)) {
+  for (const f = new FieldCursor(buf); f.next(); ) {
     if (f.field === field) removed++;
     else kept.push(buf.subarray(f.start, f.end));
   }

@@ -62,7 +62,7 @@ const LIST_BATCH = 64;
 
 export class RecordStore {
   /** Parsed records, reused while the file's identity (ino, size, mtime) is unchanged. */
-  private readonly recordCache = new Map<string, { key: string; record: ProvenanceRecord }>();
+  private readonly recordCache = new Map<string, { identity: FileIdentity; record: ProvenanceRecord }>();
   /** Blob digest → the file's identity (blobIdentity) when its bytes last hashed to the digest. */
   private readonly intactBlobs = new Map<Digest, string>();
 
@@ -87,12 +87,12 @@ export class RecordStore {
       return undefined;
     }
     const hit = this.recordCache.get(d);
-    if (hit && hit.key === identityKey(st)) return hit.record;
+    if (hit && sameIdentity(hit.identity, st)) return hit.record;
     const read = readStoreFileSync(path, true);
     const record = typeof read === 'object' ? parseRecord(read.bytes, d) : undefined;
     // Unreadable (e.g. torn by a crash: records are not flushed): a miss, rewritten by the next pull.
     if (!record || typeof read !== 'object') return undefined;
-    this.recordCache.set(d, { key: identityKey(read.st), record });
+    this.recordCache.set(d, { identity: fileIdentity(read.st), record });
     return record;
   }
 
@@ -234,7 +234,7 @@ export class RecordStore {
       }
       if (lost.length === 0) {
         // The file keeps the identity it was written with, so the pull's next read is a cache hit.
-        this.recordCache.set(input.digest, { key: identityKey(stagedRecord.identity), record });
+        this.recordCache.set(input.digest, { identity: stagedRecord.identity, record });
         placed = record;
       } else {
         placed = await this.layout.lock(digestHex(input.digest), async () => {
@@ -380,7 +380,9 @@ export class RecordStore {
   }
 }
 
-const identityKey = (st: FileIdentity): string => `${st.ino}:${st.size}:${st.mtimeMs}`;
+const fileIdentity = (st: FileIdentity): FileIdentity => ({ ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+/** Compared field by field, not as strings made of them: a cached record's check runs on every warm pull. */
+const sameIdentity = (a: FileIdentity, b: FileIdentity): boolean => a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 /** Removes `path` if it still has `identity` (blobIdentity); whether it did. */
 function removeIfUnchanged(path: string, identity: string): boolean {
   let now: Stats;
@@ -395,7 +397,7 @@ function removeIfUnchanged(path: string, identity: string): boolean {
 }
 
 /** A blob's identity for checkBlob: the record's identity and the inode's change time. */
-const blobIdentity = (st: Stats): string => `${identityKey(st)}:${st.ctimeMs}`;
+const blobIdentity = (st: Stats): string => `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 /** Blobs remembered as intact, at most (then forgotten all at once: the next checks hash again). */
 const MAX_INTACT_BLOBS = 4096;
 

@@ -180,7 +180,8 @@ export async function run(argv: string[]): Promise<number> {
     return loading;
   };
   const pipeline = {
-    pull: async (req: PullRequest): Promise<PullResult> => (await nodeContext()).pipeline.pull(req),
+    // Once loaded, called directly: a wait on the settled load per call is garbage on every warm pull.
+    pull: (req: PullRequest): Promise<PullResult> => (node !== undefined ? node.pipeline.pull(req) : nodeContext().then((n) => n.pipeline.pull(req))),
     // Before the pipeline is loaded, this process has pulled nothing.
     pulledIn: (namespace: string | undefined, reference: string): boolean => node?.pipeline.pulledIn(namespace, reference) ?? false,
   };

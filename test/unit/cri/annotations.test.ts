@@ -16,7 +16,7 @@ import { ProfileAnnotations } from '../../../src/cri/annotations.js';
 import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type AnnotationDeps, type RewriteDeps, type Resolver } from '../../../src/cri/rewrite.js';
 import { BASE_RUNTIME_DEFAULT, CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_SECCOMP_IN_RUN, SANDBOX_ANNOTATIONS } from '../../../src/cri/messages.js';
-import { fields, getMergedAt } from '../../../src/cri/wire.js';
+import { findAll, getMergedAt } from '../../../src/cri/wire.js';
 import { InUseTracker } from '../../../src/cri/inuse.js';
 import { CreateClaims } from '../../../src/cri/inuse-claims.js';
 import { SpokeError } from '../../../src/core/errors.js';
@@ -338,7 +338,7 @@ describe('annotation precedence: CreateContainer', () => {
     assert.equal(sc.apparmor_profile, `localhost/spoke-${REF_CTR.slice(-16)}`);
     assert.equal(sc.seccomp_profile_path, `localhost/${pathOf(REF_CTR)}`);
     // Each string occurs once: a Go decoder takes the last, and so would any reader.
-    const fieldCount = (buf: Buffer, field: number) => [...fields(getMergedAt(buf, CTR_SECCOMP_IN_CREATE.slice(0, -1))!)].filter((f) => f.field === field).length;
+    const fieldCount = (buf: Buffer, field: number) => findAll(getMergedAt(buf, CTR_SECCOMP_IN_CREATE.slice(0, -1))!, field).length;
     assert.equal(fieldCount(r.payload, 9), 1);
     assert.equal(fieldCount(r.payload, 10), 1);
     // A KEP OCI profile with the string beside it: the same.

@@ -11,7 +11,7 @@ import { decode, encode, type Msg } from '../../helpers/cri-client.js';
 import {
   appendToMessageAt,
   encodeVarint,
-  fields,
+  FieldCursor,
   getMergedAt,
   getString,
   readVarint,
@@ -19,11 +19,12 @@ import {
   stringField,
   validateMessage,
   varintField,
+  type WireField,
 } from '../../../src/cri/wire.js';
 import { addOciFeature } from '../../../src/cri/server.js';
 import { getStringMap } from '../../../src/cri/wire-map.js';
 import { rewriteCreateContainer, rewriteRunPodSandbox, type Resolver } from '../../../src/cri/rewrite.js';
-import { CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, POD_APPARMOR_IN_CREATE, POD_APPARMOR_IN_RUN, POD_SECCOMP_IN_CREATE, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
+import { CTR_APPARMOR_IN_CREATE, CTR_SECCOMP_IN_CREATE, decodeSecurityProfile, encodePullResponse, POD_APPARMOR_IN_CREATE, POD_APPARMOR_IN_RUN, POD_SECCOMP_IN_CREATE, POD_SECCOMP_IN_RUN } from '../../../src/cri/messages.js';
 import type { Digest } from '../../../src/core/digest.js';
 import { spokeError } from '../../helpers/assert.js';
 import { withFs } from '../../helpers/with-fs.js';
@@ -33,6 +34,13 @@ const malformed = spokeError({ code: 'InvalidArgument', reason: 'WIRE_INVALID' }
 
 const REF = `registry.example.com/profiles/deny-mkdir@sha256:${'a'.repeat(64)}`;
 const REF2 = `registry.example.com/profiles/pod@sha256:${'b'.repeat(64)}`;
+/** Every field of a message, each as its own object. */
+function fieldsOf(b: Buffer): WireField[] {
+  const out: WireField[] = [];
+  for (const c = new FieldCursor(b); c.next(); ) out.push(c.snapshot());
+  return out;
+}
+
 /** Unknown fields: 900 (string) and 901 (varint), unknown to every CRI message. */
 const UNKNOWN = Buffer.concat([Buffer.from([0xa2, 0x38, 0x04]), Buffer.from('spok'), Buffer.from([0xa8, 0x38, 0x07])]);
 
@@ -74,7 +82,7 @@ describe('varints', () => {
 describe('field walking', () => {
   it('reads protobufjs encodings field by field', () => {
     const b = encode('VersionResponse', { version: 'v1', runtime_name: 'x', runtime_version: '1', runtime_api_version: 'v1' });
-    assert.deepEqual([...fields(b)].map((f) => f.field), [1, 2, 3, 4]);
+    assert.deepEqual(fieldsOf(b).map((f) => f.field), [1, 2, 3, 4]);
   });
   it('rejects fields running past their message', () => {
     assert.throws(() => validateMessage(Buffer.from([0x0a, 0x05, 0x61])), malformed);
@@ -90,12 +98,23 @@ describe('field walking', () => {
     // Inside a group too.
     assert.throws(() => validateMessage(Buffer.from([0x0b, 0xf8, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00, 0x0c])), malformed);
     // The largest field number protobuf allows, and a tag padded with zero continuation bytes, are read.
-    assert.equal([...fields(Buffer.concat([encodeVarint(536870911 * 8 + 2), Buffer.from([0])]))][0]!.field, 536870911);
-    assert.equal([...fields(Buffer.from([0xfa, 0x80, 0x80, 0x80, 0x00, 0x00]))][0]!.field, 15);
+    assert.equal(fieldsOf(Buffer.concat([encodeVarint(536870911 * 8 + 2), Buffer.from([0])]))[0]!.field, 536870911);
+    assert.equal(fieldsOf(Buffer.from([0xfa, 0x80, 0x80, 0x80, 0x00, 0x00]))[0]!.field, 15);
   });
   it('skips groups and fixed-width fields', () => {
     const b = Buffer.from([0x0b, 0x10, 0x01, 0x0c, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1d, 1, 2, 3, 4]);
-    assert.deepEqual([...fields(b)].map((f) => [f.field, f.wireType]), [[1, 3], [2, 1], [3, 5]]);
+    assert.deepEqual(fieldsOf(b).map((f) => [f.field, f.wireType]), [[1, 3], [2, 1], [3, 5]]);
+  });
+});
+
+describe('the pull response', () => {
+  it('is the bytes protobufjs writes for it, any reference and either cached value', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ minLength: 120, maxLength: 20_000 })), fc.boolean(), (ref, cached) => {
+        assert.deepEqual(encodePullResponse(ref, cached), encode('PullSecurityProfileArtifactResponse', { resolved_ref: ref, cached }));
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
