@@ -6,9 +6,9 @@
 
 import { SpokeError } from '../../core/errors.js';
 import { MAX_ERRNO, sameVerdict, takesErrno, verdictKey, verdictOf } from './actions.js';
-import { ARCHS_32_BIT, isWideArg, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
+import { ARCHS_32_BIT, atomOfArg, isWideArg, MAX_ARG_INDEX, MAX_UINT32, type Conjunction } from './conditions.js';
 import { ArgConditions, clauseOf, decide, entryConjunctions, type Clause } from './decision.js';
-import { isNormalArg } from './normal-form.js';
+import { isNormalArg, normalize } from './normal-form.js';
 import { capabilityDropIgnored } from './runtime-init.js';
 import type { SeccompArg, SeccompProfile, SeccompSyscall, Verdict } from './types.js';
 
@@ -80,6 +80,7 @@ export function validateRuntimeSteps(p: SeccompProfile): void {
   for (let i = 0; i < entries.length; i++) {
     const s = entries[i]!;
     if (s.args === undefined || s.args.length === 0 || sameVerdict(verdictOf(s.action, s.errnoRet), defaultVerdict)) continue;
+    checkNeverMatching(s.args, i);
     for (const name of s.names) {
       let w = written.get(name);
       if (w === undefined) written.set(name, (w = new Map()));
@@ -157,6 +158,21 @@ function noteWritten(written: WrittenConditions, args: readonly SeccompArg[], i:
 function checkWritten(name: string, written: WrittenConditions): void {
   for (const [index, w] of written) {
     if (w.conditions.misbuilt()) fail(`syscalls[${w.entry}].args[${w.arg}]`, `rules for ${name} compare argument ${index} ${w.conditions.size} times with a range comparison and a value wider than 32 bits, which libseccomp builds wrong filters for`, { syscall: name });
+  }
+}
+
+/**
+ * Refuses a condition of entry `i` that can never match (`arg0 < 0`, a masked value with bits
+ * outside its mask), which the merge reads as no rule at all: libseccomp compiles it as written,
+ * and it is not inert there. For the socketcall and ipc subcalls of 32-bit x86 libseccomp
+ * replaces argument 0's condition with the subcall number, so `socket ERRNO if arg0 < 0` refuses
+ * every socketcall(SYS_SOCKET); and a never-matching chain beside another rule of the syscall can
+ * send calls that rule allows to the default (both shown under runc and crun). Only entries
+ * libseccomp sees are asked: runc skips one whose verdict is the default's.
+ */
+function checkNeverMatching(args: readonly SeccompArg[], i: number): void {
+  for (let k = 0; k < args.length; k++) {
+    if (normalize([atomOfArg(args[k]!)]) === null) fail(`syscalls[${i}].args[${k}]`, `the condition ${args[k]!.op} ${args[k]!.value} on argument ${args[k]!.index} can never match; libseccomp compiles it anyway, with effects on other calls`);
   }
 }
 
@@ -254,6 +270,7 @@ function check(p: SeccompProfile, level: Level): void {
     // when it may be anything else, or when a value of 2^32 or more may make the set one
     // libseccomp misbuilds (decide() judges that: misbuiltOrSet).
     const orSetVerdict = sameVerdict(verdict, defaultVerdict) ? null : args.length === 1 && isNormalArg(args[0]!) && args[0]!.value <= MAX_UINT32 ? verdict : false;
+    if (orSetVerdict !== null) checkNeverMatching(args, i);
     const namesHere = strict ? new Set<string>() : undefined;
     for (let j = 0; j < s.names.length; j++) {
       const name = s.names[j]!;

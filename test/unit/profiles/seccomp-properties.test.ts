@@ -102,17 +102,21 @@ test('property: merging is idempotent and its bytes are canonical', () => {
   );
 });
 
+/** What an action with its errno does to a call, as a key: the evaluator's answer for a profile of that default alone. */
+function verdictOfAction(action: SeccompProfile['defaultAction'], errnoRet: number | undefined): string {
+  return JSON.stringify(evaluate({ defaultAction: action, ...(errnoRet === undefined ? {} : { defaultErrnoRet: errnoRet }) }, { syscall: 'x', args: [] }));
+}
+
 /**
  * Whether some syscall has, as written by the entries runc loads (not the default's), two or more
  * conditions on one argument with a range comparison and a value wider than 32 bits among them:
  * what libseccomp 2.5 builds wrong filters for.
  */
 function writtenMisbuild(p: SeccompProfile): boolean {
-  const defaultVerdict = JSON.stringify(evaluate({ defaultAction: p.defaultAction, ...(p.defaultErrnoRet === undefined ? {} : { defaultErrnoRet: p.defaultErrnoRet }) }, { syscall: 'x', args: [] }));
+  const defaultVerdict = verdictOfAction(p.defaultAction, p.defaultErrnoRet);
   const byArg = new Map<string, { count: number; range: boolean; wide: boolean }>();
   for (const s of p.syscalls ?? []) {
-    const verdict = JSON.stringify(evaluate({ defaultAction: s.action, ...(s.errnoRet === undefined ? {} : { defaultErrnoRet: s.errnoRet }) }, { syscall: 'x', args: [] }));
-    if (verdict === defaultVerdict) continue;
+    if (verdictOfAction(s.action, s.errnoRet) === defaultVerdict) continue;
     for (const name of s.names) {
       for (const a of s.args ?? []) {
         const key = `${name}/${a.index}`;
@@ -127,10 +131,22 @@ function writtenMisbuild(p: SeccompProfile): boolean {
   return [...byArg.values()].some((w) => w.count > 1 && w.range && w.wide);
 }
 
+/**
+ * Whether an entry runc loads (not the default's verdict) has a condition no argument value
+ * satisfies: `< 0` or `> 2^64 - 1` (libseccomp masks a masked comparison's datum too, so that
+ * one always has a match).
+ */
+function neverMatching(p: SeccompProfile): boolean {
+  const defaultVerdict = verdictOfAction(p.defaultAction, p.defaultErrnoRet);
+  return (p.syscalls ?? []).some((s) => {
+    return verdictOfAction(s.action, s.errnoRet) !== defaultVerdict && (s.args ?? []).some((a) => (a.op === 'SCMP_CMP_LT' && a.value === 0n) || (a.op === 'SCMP_CMP_GT' && a.value >= (1n << 64n) - 1n));
+  });
+}
+
 // validateArtifact skips decide() for syscalls whose rules can only form an or-set; this holds it
 // to the plain reading: refused exactly where decide() over readProfile() names a culprit, there,
 // or where libseccomp would build the written conditions wrong.
-test('property: validateArtifact refuses a shape exactly where decide() over the read profile finds a culprit, or libseccomp misbuilds it', () => {
+test('property: validateArtifact refuses a shape exactly where decide() over the read profile finds a culprit, libseccomp misbuilds it, or a condition can never match', () => {
   fc.assert(
     fc.property(profile, (p) => {
       const read = readProfile(p);
@@ -143,16 +159,18 @@ test('property: validateArtifact refuses a shape exactly where decide() over the
         }
       }
       const misbuilt = writtenMisbuild(p);
+      const never = neverMatching(p);
       let got: string | undefined;
       try {
         validateArtifact(p);
       } catch (e) {
         assert.ok(isSpokeError(e) && e.reason === 'PROFILE_INVALID', String(e));
         got = String(e.context.path);
-        // That refusal names the condition (`syscalls[i].args[k]`), a shape's culprit its name.
-        if (misbuilt && /^syscalls\[\d+\]\.args\[\d+\]$/.test(got)) return;
+        // Those refusals name the condition (`syscalls[i].args[k]`), a shape's culprit its name.
+        if ((misbuilt || never) && /^syscalls\[\d+\]\.args\[\d+\]$/.test(got)) return;
       }
       assert.ok(!misbuilt, 'a written shape libseccomp misbuilds is refused');
+      assert.ok(!never, 'a condition that can never match is refused');
       assert.equal(got, expected);
     }),
     { numRuns: 1000 },

@@ -85,7 +85,13 @@ const RULES: [string, SeccompProfile, number, string | string[]][] = [
   // enforced otherwise than read, so they are refused however their values are spelled.
   ['libseccomp misbuild: LT 40 + GE 2^32 (a boundary spelled the long way)', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kill'], action: 'SCMP_ACT_ERRNO', errnoRet: 13, args: [arg(0, 'SCMP_CMP_LT', 40n)] }, { names: ['kill'], action: 'SCMP_ACT_ERRNO', errnoRet: 13, args: [arg(0, 'SCMP_CMP_GE', 1n << 32n)] }] }, 1, 'syscalls[1].args[0]'],
   ['libseccomp misbuild: GE 5 + LT 2^32', profile([allow(['kill'], { args: [arg(0, 'SCMP_CMP_GE', 5n)] }), allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', 1n << 32n)] })]), 1, 'syscalls[1].args[0]'],
-  ['libseccomp misbuild: a never-matching LT 0 next to LT 2^32 + 5', profile([allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', 0n)] }), allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', (1n << 32n) + 5n)] })]), 1, 'syscalls[1].args[0]'],
+  ['libseccomp misbuild: a never-matching LT 0 next to LT 2^32 + 5', profile([allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', 0n)] }), allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', (1n << 32n) + 5n)] })]), 1, 'syscalls[0].args[0]'],
+  // A condition that can never match is compiled by libseccomp all the same, and not inertly: it
+  // becomes `== SYS_SOCKET` in 32-bit x86's socketcall, and a never-matching chain sends calls
+  // another rule of the syscall allows to the default (under runc and crun).
+  ['a condition that can never match: LT 0 on socket', profile([{ names: ['socket'], action: 'SCMP_ACT_ERRNO', args: [arg(0, 'SCMP_CMP_LT', 0n)] }], { defaultAction: 'SCMP_ACT_ALLOW' }), 1, 'syscalls[0].args[0]'],
+  ['a condition that can never match: GT 2^64 - 1 beside another condition', profile([allow(['kill'], { args: [arg(0, 'SCMP_CMP_LT', 40n)] }), { names: ['kill'], action: 'SCMP_ACT_KILL_PROCESS', args: [arg(0, 'SCMP_CMP_LE', 5n), arg(1, 'SCMP_CMP_GT', (1n << 64n) - 1n)] }]), 1, 'syscalls[1].args[1]'],
+  ['a condition that can never match on an entry with the default\'s verdict is left alone: runc skips the entry', profile([{ names: ['kill'], action: 'SCMP_ACT_ERRNO', args: [arg(0, 'SCMP_CMP_LT', 0n)] }]), 3, ''],
   ['libseccomp misbuild: an always-matching LE 2^64-1 next to GE 0xffffffff', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_KILL', args: [arg(0, 'SCMP_CMP_GE', 0xffffffffn)] }, { names: ['read'], action: 'SCMP_ACT_KILL', args: [arg(0, 'SCMP_CMP_LE', (1n << 64n) - 1n)] }] }, 1, 'syscalls[1].args[0]'],
   ['strict: duplicate name in an entry', profile([allow(['read', 'read'])]), 2, 'syscalls[0].names[1]'],
   ['strict: duplicate rule across entries', profile([allow(['read']), allow(['write', 'read'])]), 2, 'syscalls[1].names[1]'],
@@ -167,6 +173,14 @@ test('a profile checked only at the runtime level and merged all the same (a not
   // An entry runc skips (the default's verdict) writes nothing; one wide value alone is built right.
   validateRuntimeSteps(profile([lseek([gt(4294967302n)]), { names: ['lseek'], action: 'SCMP_ACT_ALLOW', args: [lt(0n)] }], allowAll));
   validateRuntimeSteps(profile([lseek([gt(4294967302n)])], allowAll));
+});
+
+test('a profile checked only at the runtime level and merged all the same may not hold a condition that can never match on an entry libseccomp sees: the merge reads no rule there, libseccomp compiles one', () => {
+  const socketNever = { names: ['socket'], action: 'SCMP_ACT_ERRNO' as const, args: [arg(0, 'SCMP_CMP_LT', 0n)] };
+  failsAt(validateRuntimeSteps, profile([socketNever], { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] }), 'syscalls[0].args[0]');
+  failsAt(validateBaseline, profile([socketNever, { names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }], { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/l.sock' }), 'syscalls[0].args[0]');
+  // The default's own verdict: runc skips the entry.
+  validateRuntimeSteps(profile([{ ...socketNever, action: 'SCMP_ACT_ALLOW' }], { defaultAction: 'SCMP_ACT_ALLOW' }));
 });
 
 test('the runtime-step rules read a profile checked only at the runtime level as the merge does: shapes with no defined meaning by their strictest verdict', () => {
