@@ -105,7 +105,7 @@ export class EditedCalls<P> {
         await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared));
         return prepared;
       },
-      ...(this.d.annotationDeps ? { annotations: withDeadline(this.d.annotationDeps, deadline) } : {}),
+      ...(this.d.annotationDeps ? { annotations: whileCallWaits(this.d.annotationDeps, stream, deadline) } : {}),
       recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
       reservedSeccompDirs: this.reservedSeccompDirs,
       runtimeHandler: { allowed: this.d.runtimeHandlers, ofSandbox: (id) => this.sandboxHandlers.ofSandbox(id) },
@@ -212,16 +212,17 @@ function callGone(stream: ServerHttp2Stream, deadline: number | undefined): Abor
 }
 
 /**
- * Annotation pulls end at the CRI call's deadline (grpc-timeout), like PullSecurityProfile. The
- * signal is made only when the pipeline asks for it (a fetch): a cached pull never does.
+ * Annotation pulls end when the create's client has gone or its deadline (grpc-timeout) passed,
+ * like PullSecurityProfile: a create the kubelet gave up on holds no wait on a registry (its
+ * fetch goes on only for others waiting on it: src/pull/flights.ts). The signal is made only when
+ * the pipeline asks for it (a fetch): a cached pull never does.
  */
-function withDeadline(deps: AnnotationDeps, deadline: number | undefined): AnnotationDeps {
-  if (deadline === undefined) return deps;
+function whileCallWaits(deps: AnnotationDeps, stream: ServerHttp2Stream, deadline: number | undefined): AnnotationDeps {
   return {
     ...deps,
     pull: (req) => {
       let signal: AbortSignal | undefined;
-      return deps.pull({ ...req, signal: () => (signal ??= untilDeadline(deadline)) });
+      return deps.pull({ ...req, signal: () => (signal ??= callGone(stream, deadline)) });
     },
   };
 }

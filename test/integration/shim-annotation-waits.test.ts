@@ -205,3 +205,43 @@ describe('shim (annotation mode): a create waiting on its AppArmor annotation pu
     assert.notEqual((await created).status, '0', 'the create fails with its pull');
   });
 });
+
+describe('shim (annotation mode): a create whose client left stops waiting on its annotation pull', () => {
+  const signals: AbortSignal[] = [];
+  let arrived: (() => void) | undefined;
+  const rig = shimRig('spoke-annotation-gone-', answering(runtimeAnswer), { server: { annotations: true } });
+  before(async () => {
+    // A fetch that waits on its signal alone, as the pipeline's does: the signal is all that ends it.
+    rig.deps.pipeline.pull = ((req: { signal?: AbortSignal | (() => AbortSignal) }) => {
+      const signal = typeof req.signal === 'function' ? req.signal() : req.signal;
+      if (signal === undefined) return new Promise<never>(() => {});
+      signals.push(signal);
+      arrived?.();
+      return new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }));
+    }) as ShimDeps['pipeline']['pull'];
+    await rig.start();
+  });
+  after(() => rig.stop());
+
+  for (const timeout of [undefined, '60S']) {
+    it(`its pull's signal fires when the client cancels the create (grpc-timeout ${timeout ?? 'none'}), not at the deadline`, async () => {
+      const message = encode('CreateContainerRequest', {
+        pod_sandbox_id: 'sb1',
+        config: { metadata: { name: 'c', attempt: 0 } },
+        sandbox_config: { metadata: { name: 'pod', namespace: 'team-c', uid: 'u' }, annotations: { 'seccomp.profiles.spoke.dev/pod': REFERENCE } },
+      });
+      const session = rig.connect();
+      const pulled = new Promise<void>((r) => (arrived = r));
+      const req = session.request({ ':method': 'POST', ':path': CREATE, 'content-type': 'application/grpc', te: 'trailers', ...(timeout ? { 'grpc-timeout': timeout } : {}) });
+      req.on('error', () => {});
+      req.end(encodeFrame(message));
+      await pulled;
+      const signal = signals.at(-1)!;
+      assert.equal(signal.aborted, false);
+      const aborted = new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+      req.close(0x8); // NGHTTP2_CANCEL: the kubelet gave up on the create
+      await aborted;
+      session.close();
+    });
+  }
+});
