@@ -11,8 +11,9 @@
 //   Both report the rule classes the kernel (or features file) does not enforce, as warnings.
 //   unload  --remove                                         (stdin: an empty profile of that name)
 //   identity --version; check's flags and --stdout on a fixed probe (src/apparmor/identity.ts)
-// Every run is started through prlimit (util-linux), which caps the parser's address space
-// (PARSER_ADDRESS_SPACE_BYTES): Node's spawn cannot set a resource limit.
+// Every run is started through prlimit and choom (util-linux), which cap the parser's address
+// space (PARSER_ADDRESS_SPACE_BYTES) and make it the first a memory kill takes: Node's spawn can
+// set neither.
 
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -23,15 +24,18 @@ export const PARSER_CANDIDATES = ['/usr/sbin/apparmor_parser', '/sbin/apparmor_p
 export const DEFAULT_SECURITYFS = '/sys/kernel/security/apparmor';
 const MODULE_ENABLED = '/sys/module/apparmor/parameters/enabled';
 const DEFAULT_TIMEOUT_MS = 30_000;
-export const PRLIMIT_CANDIDATES = ['/usr/bin/prlimit', '/bin/prlimit'] as const;
+/** Where util-linux's prlimit and choom are looked for, each its own name in these directories. */
+const UTIL_LINUX_DIRS = ['/usr/bin', '/bin'] as const;
 /**
- * The address space each apparmor_parser process may use (RLIMIT_AS). The largest artifact spoke
- * admits, rendered with the baseline, compiles in under 16 MiB; a few hundred short `**` globs
- * grow the parser past a gigabyte within its timeout, where the shim's unit has MemoryMax=256M
- * for itself and its parsers (docs/apparmor.md#render-check-load). Past the cap the
- * parser stops with std::bad_alloc, a refusal of the text (memoryRefusal).
+ * The address space each apparmor_parser process may use (RLIMIT_AS). The largest artifact of
+ * literal paths spoke admits (1,024 paths, 256 KiB of them), rendered with the baseline, compiled
+ * in 104 MiB and not in 96 here (apparmor_parser 3.0.8, x86_64); a few hundred short `**` globs
+ * grow the parser past a gigabyte within its timeout. Past the cap the parser stops with
+ * std::bad_alloc, a refusal of the text (memoryRefusal). docs/apparmor.md#render-check-load
  */
-export const PARSER_ADDRESS_SPACE_BYTES = 64 * 1024 * 1024;
+export const PARSER_ADDRESS_SPACE_BYTES = 160 * 1024 * 1024;
+/** The parser's oom_score_adj: a memory kill in the shim's unit takes a parser before the shim. */
+export const PARSER_OOM_SCORE_ADJ = 1000;
 const MAX_OUTPUT_BYTES = 64 * 1024;
 
 export interface ParserOptions {
@@ -102,12 +106,12 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
   if (st === undefined || !st.isFile() || (st.mode & 0o111) === 0) {
     return Promise.reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${st === undefined ? 'no such file' : 'not an executable file'}`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
   }
-  const prlimit = PRLIMIT_CANDIDATES.find((p) => existsSync(p));
-  if (prlimit === undefined) {
-    return Promise.reject(new SpokeError('FailedPrecondition', `prlimit not found (looked in ${PRLIMIT_CANDIDATES.join(', ')}; Debian package util-linux): apparmor_parser runs only with its memory capped`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
+  const [prlimit, choom] = ['prlimit', 'choom'].map((tool) => UTIL_LINUX_DIRS.map((d) => `${d}/${tool}`).find((p) => existsSync(p)));
+  if (prlimit === undefined || choom === undefined) {
+    return Promise.reject(new SpokeError('FailedPrecondition', `${prlimit === undefined ? 'prlimit' : 'choom'} not found (looked in ${UTIL_LINUX_DIRS.join(', ')}; package util-linux): apparmor_parser runs only with its memory capped`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(prlimit, [`--as=${PARSER_ADDRESS_SPACE_BYTES}`, '--', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
+    const child = spawn(prlimit, [`--as=${PARSER_ADDRESS_SPACE_BYTES}`, '--', choom, '-n', String(PARSER_OOM_SCORE_ADJ), '--', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outBytes = 0;
@@ -131,7 +135,7 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
     }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
-      reject(new SpokeError('FailedPrecondition', `cannot run ${prlimit} ${bin}: ${e.message}`, {}, { cause: e, reason: 'APPARMOR_UNAVAILABLE' }));
+      reject(new SpokeError('FailedPrecondition', `cannot run ${bin} (through ${prlimit}): ${e.message}`, {}, { cause: e, reason: 'APPARMOR_UNAVAILABLE' }));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);

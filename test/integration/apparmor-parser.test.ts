@@ -12,12 +12,14 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { identifyParser } from '../../src/apparmor/identity.js';
-import { checkWithParser, findApparmorParser, kernelHasAppArmor, loadProfile, PARSER_ADDRESS_SPACE_BYTES, runParser, unloadProfile } from '../../src/apparmor/parser.js';
+import { checkWithParser, findApparmorParser, kernelHasAppArmor, loadProfile, PARSER_ADDRESS_SPACE_BYTES, PARSER_OOM_SCORE_ADJ, runParser, unloadProfile } from '../../src/apparmor/parser.js';
 import { SpokeError } from '../../src/core/errors.js';
 import {
   appArmorProfileName,
   intersectAppArmor,
   LINUX_CAPABILITIES,
+  MAX_ARTIFACT_PATHS,
+  MAX_TOTAL_PATH_BYTES,
   pathProblem,
   renderAppArmor,
   validateAppArmorArtifactBytes,
@@ -165,6 +167,14 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
     assert.deepEqual(orphans, [], 'no parser process outlives the call');
   });
 
+  it('the largest artifact of literal paths spoke admits compiles under the memory cap', { timeout: 120_000 }, async () => {
+    // 1,024 paths of 255 bytes: MAX_ARTIFACT_PATHS paths, just under MAX_TOTAL_PATH_BYTES in all.
+    const paths = Array.from({ length: MAX_ARTIFACT_PATHS }, (_, i) => `/usr/share/app/${i}/`.padEnd(Math.floor(MAX_TOTAL_PATH_BYTES / MAX_ARTIFACT_PATHS) - 1, 'x'));
+    const merged = intersectAppArmor(baseline(), validateAppArmorArtifactBytes(Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: paths } }))));
+    assert.equal(merged.profile.filesystem?.readOnlyPaths?.length, MAX_ARTIFACT_PATHS);
+    await accepted(renderAppArmor(merged.profile, await shimName(merged.bytes)));
+  });
+
   it('a text whose compile would take gigabytes stops at the memory cap: refused PROFILE_INVALID, the cap in its context', async () => {
     // 200 paths of 20 letters joined by `**` (13 KB of artifact, every path inside the baseline's
     // `/**` read rule): uncapped, the parser grew to 1.6 GB within the 30 s timeout.
@@ -245,12 +255,14 @@ describe('apparmor_parser failures', () => {
   writeFileSync(failing, '#!/bin/sh\necho "AppArmor parser error at line 1: syntax error" >&2\nexit 1\n', { mode: 0o755 });
   const text = renderAppArmor({}, 'spoke-fake');
 
-  it('the parser runs with its address space capped', async () => {
+  it('the parser runs with its address space capped, the first a memory kill takes', async () => {
     const limits = join(dir, 'apparmor_parser_limits');
-    writeFileSync(limits, '#!/bin/sh\ncat >/dev/null\ngrep "^Max address space" /proc/self/limits\n', { mode: 0o755 });
+    writeFileSync(limits, '#!/bin/sh\ncat >/dev/null\ngrep "^Max address space" /proc/self/limits\ncat /proc/self/oom_score_adj\n', { mode: 0o755 });
     const run = await runParser([], '', { parser: limits });
     assert.equal(run.code, 0, run.stderr);
-    assert.deepEqual(run.stdout.toString().trim().split(/\s+/).slice(3, 5), [String(PARSER_ADDRESS_SPACE_BYTES), String(PARSER_ADDRESS_SPACE_BYTES)]);
+    const [limitLine, adj] = run.stdout.toString().trim().split('\n');
+    assert.deepEqual(limitLine!.split(/\s+/).slice(3, 5), [String(PARSER_ADDRESS_SPACE_BYTES), String(PARSER_ADDRESS_SPACE_BYTES)]);
+    assert.equal(adj, String(PARSER_OOM_SCORE_ADJ));
   });
 
   it('a parser that refuses the text: PROFILE_INVALID; one that cannot run: APPARMOR_UNAVAILABLE', async () => {
