@@ -162,8 +162,8 @@ function checkWritten(name: string, written: WrittenConditions): void {
 }
 
 /**
- * Refuses a condition of entry `i` that can never match (`arg0 < 0`, a masked value with bits
- * outside its mask), which the merge reads as no rule at all: libseccomp compiles it as written,
+ * Refuses a condition of entry `i` that can never match (`arg0 < 0`, `arg0 > 2^64 - 1`; a masked
+ * comparison always can, libseccomp masking its datum too), which the merge reads as no rule at all: libseccomp compiles it as written,
  * and it is not inert there. For the socketcall and ipc subcalls of 32-bit x86 libseccomp
  * replaces argument 0's condition with the subcall number, so `socket ERRNO if arg0 < 0` refuses
  * every socketcall(SYS_SOCKET); and a never-matching chain beside another rule of the syscall can
