@@ -1,6 +1,7 @@
 // Where `spoke recorder` gets a container's calls, per backend: the audit-record session or the
 // eBPF counter (the backends `spoke record` uses).
 
+import { SpokeError } from '../../core/errors.js';
 import { containerIds, pidFromVerboseInfo, type RuntimeCalls } from '../../recorder/cri.js';
 import { RecordingSession } from '../../recorder/session.js';
 import { BpfCounter, namespaceOf } from '../../recorder/bpf.js';
@@ -144,6 +145,23 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
   const active = new Set<string>();
   let failure: Error | undefined;
   const pidOf = async (req: 'PodSandboxStatus' | 'ContainerStatus', field: string, id: string) => pidFromVerboseInfo(await cri.rt(req, { [field]: id, verbose: true }));
+  /** The restart of a counter whose maps filled up; the reports that met it share one. */
+  let restarting: Promise<void> | undefined;
+  const restartFull = (full: Counter): Promise<void> => {
+    if (counter !== full) return restarting ?? Promise.resolve();
+    return (restarting ??= (async () => {
+      try {
+        await full.stop().catch(() => undefined);
+        counter = await start();
+        assigned.clear();
+        log({ level: 'warning', msg: 'eBPF maps full: bpftrace restarted; the containers running now are reported incomplete', mapKeys: full.mapKeys });
+      } catch (e) {
+        failure = e as Error;
+      } finally {
+        restarting = undefined;
+      }
+    })());
+  };
   const source: CallSource = {
     source: 'bpftrace',
     get failure() {
@@ -166,11 +184,20 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
       const pod = pods.get(sb);
       if (!pod) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: 'the pod sandbox pid (its IPC namespace) was never seen' };
       let dump;
+      const reading = counter;
       try {
-        dump = await counter.nextDump();
+        dump = await reading.nextDump();
       } catch (e) {
-        failure = e as Error;
-        throw e;
+        if (!mapFull(e)) {
+          failure = e as Error;
+          throw e;
+        }
+        // Every seccomp-filtered process on the node counts in the maps, recorded or not: one
+        // tenant's containers can fill them. The counter starts again empty, and the containers
+        // running now are reported incomplete (they predate it), instead of the daemon stopping
+        // and every recording on the node losing its results.
+        await restartFull(reading);
+        return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: `the eBPF maps filled up (${reading.mapKeys} keys; every seccomp-filtered process on the node counts): calls may be missing` };
       }
       const own = took.get(id);
       const taken = own !== undefined || took.size === 0 ? (assigned.get(sb) ?? []) : [...(assigned.get(sb) ?? []), ...took.values()];
@@ -206,6 +233,11 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
     close: () => counter.close(),
   };
   return source;
+}
+
+/** The counter's refusal of a dump from maps that filled up (BpfCounter: calls were dropped). */
+function mapFull(e: unknown): boolean {
+  return e instanceof SpokeError && e.code === 'FailedPrecondition' && e.reason === 'INCOMPLETE_RECORDING';
 }
 
 /** Starts the backend's call source; `log` gets its events (the daemon's stderr log). */

@@ -10,6 +10,7 @@ import type { ProfileRecording, ProfileRecordingResult } from '../../../src/cont
 import type { BpfDump } from '../../../src/recorder/bpf-program.js';
 import type { Msg, RuntimeCalls } from '../../../src/recorder/cri.js';
 import { SyscallRecorder } from '../../../src/recorder/recorder.js';
+import { SpokeError } from '../../../src/core/errors.js';
 import type { AuditSource } from '../../../src/recorder/source.js';
 
 const DAY_MS = 86_400_000;
@@ -300,5 +301,48 @@ describe('recorder daemon, audit: a container removed while its report fails', (
     assert.equal(d.results.length, 1);
     assert.deepEqual(d.results[0]!.spec.syscalls, ['read']);
     assert.equal(d.results[0]!.spec.lostRecords, 0, 'its exit had settled while listed: the report that failed, made whole');
+  });
+});
+
+describe('recorder daemon, eBPF: maps that fill up', () => {
+  it('the counter starts again empty and the report is incomplete; the daemon does not fail, and a container made after the restart has its calls', async () => {
+    const cri = new FakeRuntime();
+    let starts = 0;
+    const full = new SpokeError('FailedPrecondition', 'the eBPF map is full (2 entries); calls may be missing', { limit: 2 }, { reason: 'INCOMPLETE_RECORDING' });
+    const start = async (): Promise<Counter> => {
+      const first = ++starts === 1;
+      return { latest: dump(), mapKeys: 2, nextDump: async () => (first ? Promise.reject(full) : dump()), stop: async () => dump(), close: () => undefined };
+    };
+    const logged: Record<string, unknown>[] = [];
+    const src = await bpfCalls(cri, (e) => logged.push(e), start);
+    cri.ids.push('c1');
+    await src.seen('sb1', 'c1', false);
+    // Two reports meet the full maps at once: one restart.
+    const [a, b] = await Promise.all([src.of('sb1', 'c1'), src.of('sb1', 'c1')]);
+    for (const r of [a, b]) {
+      assert.equal(r.lost, 1);
+      assert.match(r.incomplete ?? '', /filled up/);
+    }
+    assert.equal(src.failure, undefined, 'the daemon goes on');
+    assert.equal(starts, 2);
+    assert.ok(logged.some((l) => /maps full/.test(String(l.msg))));
+    // c1 ran across the restart: incomplete from now on; c2, made after it, is whole.
+    assert.match((await src.of('sb1', 'c1')).incomplete ?? '', /existed when the eBPF counter last started/);
+    cri.ids.push('c2');
+    await src.seen('sb1', 'c2', false);
+    const c2 = await src.of('sb1', 'c2');
+    assert.equal(c2.incomplete, undefined);
+    assert.deepEqual([...c2.syscalls], ['read']);
+  });
+
+  it('another failure of the counter still stops the daemon', async () => {
+    const broken = new Error('bpftrace exited 1');
+    const start = async (): Promise<Counter> => ({ latest: dump(), mapKeys: 2, nextDump: () => Promise.reject(broken), stop: async () => dump(), close: () => undefined });
+    const cri = new FakeRuntime();
+    const src = await bpfCalls(cri, () => undefined, start);
+    cri.ids.push('c1');
+    await src.seen('sb1', 'c1', false);
+    await assert.rejects(src.of('sb1', 'c1'), broken);
+    assert.equal(src.failure, broken);
   });
 });
