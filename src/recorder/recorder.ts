@@ -59,6 +59,12 @@ export class SyscallRecorder {
   private droppedOverflow = false;
   /** The containers tracked and not wanted at the last prune. */
   private trackedAtPrune = new Set<string>();
+  /**
+   * Containers a prune forgot as not wanted (the most recent, bounded): their later records are
+   * ignored, so that one that keeps logging (an audit-mode rule, a filter of its own with
+   * SCMP_ACT_LOG) does not take its place in the table again at its next record.
+   */
+  private readonly unwanted = new Set<string>();
   /** Containers that made a named 32-bit (ia32) call: their profile needs the i386 ABI. */
   private readonly ia32 = new Set<string>();
   private readonly unnamed = new Map<string, Set<string>>();
@@ -106,7 +112,7 @@ export class SyscallRecorder {
       if (this.unattributedPids.size < this.limits.maxUnattributedPids) this.unattributedPids.add(rec.pid);
       return;
     }
-    if (who.kind === 'host' || !this.wants(who.containerId)) {
+    if (who.kind === 'host' || !this.wants(who.containerId) || this.unwanted.has(who.containerId)) {
       this.stats.ignored++;
       return;
     }
@@ -186,7 +192,19 @@ export class SyscallRecorder {
    * wants (its first records arrive before any poll sees it).
    */
   prune(wanted: ReadonlySet<string>): void {
-    for (const id of this.trackedAtPrune) if (!wanted.has(id)) this.forget(id);
+    for (const id of this.trackedAtPrune) {
+      if (wanted.has(id)) continue;
+      this.forget(id);
+      this.unwanted.delete(id);
+      this.unwanted.add(id);
+      if (this.unwanted.size > this.limits.maxContainers * 16) this.unwanted.delete(this.unwanted.values().next().value!);
+    }
+    // Wanted after all (a poll that saw it late): the records ignored meanwhile are missing.
+    for (const id of wanted) {
+      if (!this.unwanted.delete(id)) continue;
+      if (this.dropped.size >= this.limits.maxContainers * 16) this.droppedOverflow = true;
+      else this.dropped.add(id);
+    }
     this.trackedAtPrune = new Set([...this.sets.keys(), ...this.unnamed.keys(), ...this.dropped, ...this.claimed].filter((id) => !wanted.has(id)));
   }
 

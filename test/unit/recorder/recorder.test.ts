@@ -94,6 +94,29 @@ describe('SyscallRecorder', () => {
     assert.deepEqual([6, 7].map((pid) => r.wasDropped(id(pid))), [false, false], 'room for two more');
   });
 
+  test("containers that keep logging cannot fill the table either: once a prune forgot one as not wanted, its later records are ignored", () => {
+    const id = (pid: number) => String(pid).padStart(64, '0');
+    const attr = { attribute: (pid: number): Attribution => ({ kind: 'container', containerId: id(pid) }) };
+    const r = new SyscallRecorder(attr, { limits: { maxContainers: 3 } });
+    const noisy = [2, 3, 4];
+    for (const pid of noisy) r.addLine(line(pid, 0));
+    r.prune(new Set());
+    r.prune(new Set());
+    // They log on (a filter of their own with SCMP_ACT_LOG), every poll.
+    for (const pid of noisy) r.addLine(line(pid, 1));
+    r.prune(new Set());
+    for (const pid of noisy) r.addLine(line(pid, 1));
+    // A recorded container starting now has its calls.
+    r.addLine(line(9, 0));
+    assert.equal(r.wasDropped(id(9)), false);
+    assert.deepEqual(r.containers(), [id(9)]);
+    // One a poll wants after all, after its records were ignored: its recording is incomplete.
+    r.prune(new Set([id(9), id(3)]));
+    assert.equal(r.wasDropped(id(3)), true);
+    r.addLine(line(3, 2));
+    assert.deepEqual([...r.syscalls(id(3))], ['open']);
+  });
+
   test('a container whose records were dropped stays known as dropped, however many others were dropped since', () => {
     const id = (pid: number) => String(pid).padStart(64, '0');
     const attr = { attribute: (pid: number): Attribution => ({ kind: 'container', containerId: id(pid) }) };
