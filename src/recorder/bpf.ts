@@ -235,6 +235,11 @@ export class BpfCounter {
     return new Promise((resolve, reject) => this.waiters.push((d) => (d instanceof Error ? reject(d) : resolve(d))));
   }
 
+  /** Why the counts can no longer be trusted (a full map, a dump that did not parse), if so. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
   /** Detaches the probe and returns the final counts (printed by END after the in-kernel exit()). */
   async stop(timeoutMs = 30_000): Promise<BpfDump> {
     if (this.failure) throw this.failure;

@@ -47,7 +47,7 @@ export interface CallSource {
 export type AuditSession = Pick<RecordingSession, 'source' | 'recorder' | 'lost' | 'close'>;
 
 /** What the eBPF backend uses of a BpfCounter (tests give their own). */
-export type Counter = Pick<BpfCounter, 'latest' | 'mapKeys' | 'nextDump' | 'stop' | 'close'>;
+export type Counter = Pick<BpfCounter, 'latest' | 'mapKeys' | 'failed' | 'nextDump' | 'stop' | 'close'>;
 
 export function auditCalls(session: AuditSession): CallSource {
   // A container's share of the losses is everything since the last complete poll that did not
@@ -151,7 +151,8 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
     if (counter !== full) return restarting ?? Promise.resolve();
     return (restarting ??= (async () => {
       try {
-        await full.stop().catch(() => undefined);
+        // A failed counter's stop() refuses at once: its bpftrace is killed, not asked.
+        full.close();
         counter = await start();
         assigned.clear();
         log({ level: 'warning', msg: 'eBPF maps full: bpftrace restarted; the containers running now are reported incomplete', mapKeys: full.mapKeys });
@@ -220,6 +221,11 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
       if (recorded) for (const id of active) if (!recorded.has(id)) source.forget(id);
       if (pods.size > 1024) pods.clear();
       if (assigned.size > 1024) assigned.clear();
+      // Full while no report read it (nothing recorded, or between reports): started again now.
+      if (mapFull(counter.failed)) {
+        await restartFull(counter);
+        return;
+      }
       if (active.size > 0 || counter.latest.counts.length < counter.mapKeys / 2) return;
       try {
         await counter.stop();

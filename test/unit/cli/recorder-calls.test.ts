@@ -53,7 +53,7 @@ function counters(current: () => BpfDump = dump) {
   const start = async (): Promise<Counter> => {
     c.starts++;
     const d = current();
-    return { latest: d, mapKeys: 2, nextDump: async () => current(), stop: async () => d, close: () => undefined };
+    return { latest: d, mapKeys: 2, failed: undefined, nextDump: async () => current(), stop: async () => d, close: () => undefined };
   };
   return { c, start };
 }
@@ -305,14 +305,37 @@ describe('recorder daemon, audit: a container removed while its report fails', (
 });
 
 describe('recorder daemon, eBPF: maps that fill up', () => {
-  it('the counter starts again empty and the report is incomplete; the daemon does not fail, and a container made after the restart has its calls', async () => {
-    const cri = new FakeRuntime();
-    let starts = 0;
-    const full = new SpokeError('FailedPrecondition', 'the eBPF map is full (2 entries); calls may be missing', { limit: 2 }, { reason: 'INCOMPLETE_RECORDING' });
+  const full = new SpokeError('FailedPrecondition', 'the eBPF map is full (2 entries); calls may be missing', { limit: 2 }, { reason: 'INCOMPLETE_RECORDING' });
+  /** Counters whose first fills up as BpfCounter does: its dumps and its stop() refuse, only close() ends its bpftrace. */
+  function fillingCounters() {
+    const c = { starts: 0, alive: 0 };
     const start = async (): Promise<Counter> => {
-      const first = ++starts === 1;
-      return { latest: dump(), mapKeys: 2, nextDump: async () => (first ? Promise.reject(full) : dump()), stop: async () => dump(), close: () => undefined };
+      const first = ++c.starts === 1;
+      c.alive++;
+      let closed = false;
+      return {
+        latest: dump(),
+        mapKeys: 2,
+        failed: first ? full : undefined,
+        nextDump: async () => (first ? Promise.reject(full) : dump()),
+        stop: async () => {
+          if (first) throw full;
+          if (!closed) c.alive--;
+          closed = true;
+          return dump();
+        },
+        close: () => {
+          if (!closed) c.alive--;
+          closed = true;
+        },
+      };
     };
+    return { c, start };
+  }
+
+  it('the counter starts again empty and the report is incomplete; the full one is ended, the daemon does not fail, and a container made after the restart has its calls', async () => {
+    const cri = new FakeRuntime();
+    const { c, start } = fillingCounters();
     const logged: Record<string, unknown>[] = [];
     const src = await bpfCalls(cri, (e) => logged.push(e), start);
     cri.ids.push('c1');
@@ -324,7 +347,7 @@ describe('recorder daemon, eBPF: maps that fill up', () => {
       assert.match(r.incomplete ?? '', /filled up/);
     }
     assert.equal(src.failure, undefined, 'the daemon goes on');
-    assert.equal(starts, 2);
+    assert.deepEqual(c, { starts: 2, alive: 1 }, 'one bpftrace left running');
     assert.ok(logged.some((l) => /maps full/.test(String(l.msg))));
     // c1 ran across the restart: incomplete from now on; c2, made after it, is whole.
     assert.match((await src.of('sb1', 'c1')).incomplete ?? '', /existed when the eBPF counter last started/);
@@ -335,9 +358,18 @@ describe('recorder daemon, eBPF: maps that fill up', () => {
     assert.deepEqual([...c2.syscalls], ['read']);
   });
 
+  it('maps that fill while no report reads them are started again by the housekeeping, which does not fail', async () => {
+    const cri = new FakeRuntime();
+    const { c, start } = fillingCounters();
+    const src = await bpfCalls(cri, () => undefined, start);
+    await src.maintain(new Set());
+    assert.equal(src.failure, undefined);
+    assert.deepEqual(c, { starts: 2, alive: 1 });
+  });
+
   it('another failure of the counter still stops the daemon', async () => {
     const broken = new Error('bpftrace exited 1');
-    const start = async (): Promise<Counter> => ({ latest: dump(), mapKeys: 2, nextDump: () => Promise.reject(broken), stop: async () => dump(), close: () => undefined });
+    const start = async (): Promise<Counter> => ({ latest: dump(), mapKeys: 2, failed: broken, nextDump: () => Promise.reject(broken), stop: async () => dump(), close: () => undefined });
     const cri = new FakeRuntime();
     const src = await bpfCalls(cri, () => undefined, start);
     cri.ids.push('c1');
