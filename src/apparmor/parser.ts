@@ -46,6 +46,8 @@ export interface ParserOptions {
   timeoutMs?: number;
   /** Where AppArmor's securityfs is mounted (tests). */
   securityfs?: string;
+  /** The directories prlimit and choom are looked for in; default UTIL_LINUX_DIRS (tests). */
+  utilLinuxDirs?: readonly string[];
 }
 
 export interface ParserRun {
@@ -106,9 +108,10 @@ export function runParser(args: readonly string[], stdin: string, opts: ParserOp
   if (st === undefined || !st.isFile() || (st.mode & 0o111) === 0) {
     return Promise.reject(new SpokeError('FailedPrecondition', `cannot run ${bin}: ${st === undefined ? 'no such file' : 'not an executable file'}`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
   }
-  const [prlimit, choom] = ['prlimit', 'choom'].map((tool) => UTIL_LINUX_DIRS.map((d) => `${d}/${tool}`).find((p) => existsSync(p)));
+  const dirs = opts.utilLinuxDirs ?? UTIL_LINUX_DIRS;
+  const [prlimit, choom] = ['prlimit', 'choom'].map((tool) => dirs.map((d) => `${d}/${tool}`).find((p) => existsSync(p)));
   if (prlimit === undefined || choom === undefined) {
-    return Promise.reject(new SpokeError('FailedPrecondition', `${prlimit === undefined ? 'prlimit' : 'choom'} not found (looked in ${UTIL_LINUX_DIRS.join(', ')}; package util-linux): apparmor_parser runs only with its memory capped`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
+    return Promise.reject(new SpokeError('FailedPrecondition', `${prlimit === undefined ? 'prlimit' : 'choom'} not found (looked in ${dirs.join(', ')}; package util-linux): apparmor_parser runs only with its memory capped`, {}, { reason: 'APPARMOR_UNAVAILABLE' }));
   }
   return new Promise((resolve, reject) => {
     const child = spawn(prlimit, [`--as=${PARSER_ADDRESS_SPACE_BYTES}`, '--', choom, '-n', String(PARSER_OOM_SCORE_ADJ), '--', bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: true, env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' } });
@@ -197,11 +200,18 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   // transient failure, never a verdict on the text that would be remembered against it. The
   // parser compiles in a forked worker, and when the worker is killed the parent exits non-zero
   // having said nothing of the text; every rejection seen says why (docs/apparmor.md).
-  if (run.signal !== null || (run.code !== 0 && diagnostics(run).length === 0)) {
+  // prlimit or choom that could not do its part (a limit or score the node refuses) ran no
+  // parser: no verdict either, never a refusal remembered against the text.
+  if (run.signal !== null || (run.code !== 0 && (diagnostics(run).length === 0 || wrapperFailed(run)))) {
     throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
   }
   if (run.code !== 0) throw memoryRefusal(run) ?? new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
   return { warnings: warningsOf(run) };
+}
+
+/** Whether prlimit or choom said it failed (`prlimit: …`, `choom: …`), before any parser ran. */
+function wrapperFailed(run: ParserRun): boolean {
+  return lines(run.stderr).some((l) => l.startsWith('prlimit: ') || l.startsWith('choom: '));
 }
 
 /**

@@ -265,6 +265,19 @@ describe('apparmor_parser failures', () => {
     assert.equal(adj, String(PARSER_OOM_SCORE_ADJ));
   });
 
+  it('a prlimit or choom that fails (a limit or score the node refuses) ran no parser: APPARMOR_FAILED, never a refusal of the text', async () => {
+    for (const tool of ['prlimit', 'choom']) {
+      const tools = join(dir, `failing-${tool}`);
+      mkdirSync(tools, { recursive: true });
+      for (const other of ['prlimit', 'choom']) {
+        // The working one runs what follows its `--`, as the real ones do.
+        const body = other === tool ? `echo "${tool}: failed to set the limit: Operation not permitted" >&2\nexit 1` : 'while [ "$1" != "--" ]; do shift; done\nshift\nexec "$@"';
+        writeFileSync(join(tools, other), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      }
+      await rejectsWith(checkWithParser(text, { parser: failing, utilLinuxDirs: [tools] }), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    }
+  });
+
   it('a parser that refuses the text: PROFILE_INVALID; one that cannot run: APPARMOR_UNAVAILABLE', async () => {
     await rejectsWith(checkWithParser(text, { parser: failing }), { code: 'SecurityProfileInvalid', reason: 'PROFILE_INVALID' });
     await rejectsWith(checkWithParser(text, { parser: join(dir, 'missing') }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
