@@ -209,9 +209,13 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   return { warnings: warningsOf(run) };
 }
 
-/** Whether prlimit or choom said it failed (`prlimit: …`, `choom: …`), before any parser ran. */
+/**
+ * Whether prlimit or choom said it failed (`prlimit: …`, `choom: …`) before any parser ran:
+ * every line said is theirs (a parser that ran says its own too).
+ */
 function wrapperFailed(run: ParserRun): boolean {
-  return lines(run.stderr).some((l) => l.startsWith('prlimit: ') || l.startsWith('choom: '));
+  const said = lines(run.stderr);
+  return said.length > 0 && said.every((l) => l.startsWith('prlimit: ') || l.startsWith('choom: '));
 }
 
 /**

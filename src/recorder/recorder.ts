@@ -182,7 +182,9 @@ export class SyscallRecorder {
 
   /** Whether records of the container were dropped because the table was full. */
   wasDropped(containerId: string): boolean {
-    return this.dropped.has(containerId) || (this.droppedOverflow && !this.sets.has(containerId) && !this.unnamed.has(containerId));
+    // One whose records are being ignored (unwanted) is asked too: a report may come before the
+    // prune that would find it wanted after all.
+    return this.dropped.has(containerId) || this.unwanted.has(containerId) || (this.droppedOverflow && !this.sets.has(containerId) && !this.unnamed.has(containerId));
   }
 
   /**

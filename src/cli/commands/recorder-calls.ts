@@ -227,13 +227,16 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
         return;
       }
       if (active.size > 0 || counter.latest.counts.length < counter.mapKeys / 2) return;
+      const idle = counter;
       try {
-        await counter.stop();
+        await idle.stop();
         counter = await start();
         assigned.clear();
         log({ msg: 'eBPF maps emptied (bpftrace restarted) while nothing was being recorded' });
       } catch (e) {
-        failure = e as Error;
+        // Its last dump, awaited by stop(), may be the one that filled the maps.
+        if (mapFull(e)) await restartFull(idle);
+        else failure = e as Error;
       }
     },
     close: () => counter.close(),

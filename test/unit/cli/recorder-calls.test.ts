@@ -367,6 +367,28 @@ describe('recorder daemon, eBPF: maps that fill up', () => {
     assert.deepEqual(c, { starts: 2, alive: 1 });
   });
 
+  it('maps that fill on the last dump the housekeeping\'s own stop waits for are started again too', async () => {
+    let starts = 0;
+    const start = async (): Promise<Counter> => {
+      const first = ++starts === 1;
+      return {
+        latest: dump(),
+        mapKeys: 2,
+        failed: undefined,
+        nextDump: async () => dump(),
+        stop: async () => {
+          if (first) throw full;
+          return dump();
+        },
+        close: () => undefined,
+      };
+    };
+    const src = await bpfCalls(new FakeRuntime(), () => undefined, start);
+    await src.maintain(new Set());
+    assert.equal(src.failure, undefined);
+    assert.equal(starts, 2);
+  });
+
   it('another failure of the counter still stops the daemon', async () => {
     const broken = new Error('bpftrace exited 1');
     const start = async (): Promise<Counter> => ({ latest: dump(), mapKeys: 2, failed: broken, nextDump: () => Promise.reject(broken), stop: async () => dump(), close: () => undefined });

@@ -117,6 +117,17 @@ describe('SyscallRecorder', () => {
     assert.deepEqual([...r.syscalls(id(3))], ['open']);
   });
 
+  test('a container whose records are being ignored is reported incomplete even before a prune finds it wanted', () => {
+    const id = (pid: number) => String(pid).padStart(64, '0');
+    const attr = { attribute: (pid: number): Attribution => ({ kind: 'container', containerId: id(pid) }) };
+    const r = new SyscallRecorder(attr);
+    r.addLine(line(1, 0));
+    r.prune(new Set());
+    r.prune(new Set());
+    r.addLine(line(1, 1)); // ignored
+    assert.equal(r.wasDropped(id(1)), true);
+  });
+
   test('a container whose records were dropped stays known as dropped, however many others were dropped since', () => {
     const id = (pid: number) => String(pid).padStart(64, '0');
     const attr = { attribute: (pid: number): Attribution => ({ kind: 'container', containerId: id(pid) }) };
