@@ -1,10 +1,7 @@
-// The few CRI messages spoke owns or edits, hand-coded on wire.ts (no protobufjs at start-up).
+// The few CRI messages spoke owns or edits, hand-coded on wire.ts and wire-write.ts (no protobufjs at start-up).
 // Field numbers are those of proto/api.proto (which follows kubernetes/cri-api and KEP-6061).
 
 import {
-  boolField,
-  encodeTag,
-  encodeVarint,
   FieldCursor,
   getMergedAt,
   getMergedMessage,
@@ -13,6 +10,14 @@ import {
   getStrings,
   getEnum,
   getVarint,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WireError,
+} from './wire.js';
+import {
+  boolField,
+  encodeTag,
+  encodeVarint,
   lenField,
   replaceMessageAt,
   stringField,
@@ -20,10 +25,7 @@ import {
   varintSize,
   withoutField,
   writeVarint,
-  WIRE_LEN,
-  WIRE_VARINT,
-  WireError,
-} from './wire.js';
+} from './wire-write.js';
 import { getStringMap } from './wire-map.js';
 
 // ---- paths to the seccomp SecurityProfile

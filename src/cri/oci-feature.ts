@@ -1,7 +1,8 @@
 // The Status response edit: the runtime's features gain security_profile_oci_artifact.
 
 import { FEATURE_OCI_ARTIFACT, OCI_FEATURE_TRUE, STATUS_FEATURES } from './messages.js';
-import { appendToMessageAt, FieldCursor, findAll, WIRE_VARINT } from './wire.js';
+import { FieldCursor, findAll, WIRE_VARINT } from './wire.js';
+import { appendToMessageAt } from './wire-write.js';
 
 /** StatusResponse: features.security_profile_oci_artifact = true, every other byte kept. */
 export function addOciFeature(payload: Buffer): Buffer {

@@ -17,7 +17,8 @@ import { SpokeError } from '../core/errors.js';
 import type { UnaryCaller } from './deps.js';
 import { decodeId, getRepeatedMessages } from './messages.js';
 import { RUNTIME } from './methods.js';
-import { boolField, getMergedMessage, getString, getVarint, lenField, stringField, varintField } from './wire.js';
+import { getMergedMessage, getString, getVarint } from './wire.js';
+import { boolField, lenField, stringField, varintField } from './wire-write.js';
 import { getStringMap } from './wire-map.js';
 
 export const PROBE_LABEL = 'spoke.dev/runtime-default-probe';

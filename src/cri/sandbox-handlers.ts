@@ -7,7 +7,8 @@ import { SpokeError } from '../core/errors.js';
 import type { UnaryCaller } from './deps.js';
 import { PATH_POD_SANDBOX_STATUS } from './methods.js';
 import { RUNTIME_ANNOTATION_KEYS } from './runtime-annotations.js';
-import { getMergedMessage, getString, stringField } from './wire.js';
+import { getMergedMessage, getString } from './wire.js';
+import { stringField } from './wire-write.js';
 import { getStringMap } from './wire-map.js';
 
 /** PodSandboxStatusResponse.status(1); PodSandboxStatus.id(1), .annotations(8), .runtime_handler(9). */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { decode, encode, type Msg } from '../../helpers/cri-client.js';
-import { encodeVarint } from '../../../src/cri/wire.js';
+import { encodeVarint } from '../../../src/cri/wire-write.js';
 import { getStringMap } from '../../../src/cri/wire-map.js';
 import { ProfileAnnotations } from '../../../src/cri/annotations.js';
 import { ANNOTATION_PREFIX } from '../../../src/core/constants.js';
