@@ -22,7 +22,7 @@ import type { SignatureVerdict } from './verify/types.js';
 import { AccessMemory, credentialIdentity } from './pull/access.js';
 import { checkDescriptorSizes, checkNamespace, checkStored, kindMismatch, permanent } from './pull/checks.js';
 import { ByteBudget } from './pull/byte-budget.js';
-import { Flights } from './pull/flights.js';
+import { flightKey, Flights } from './pull/flights.js';
 import { nodePlatform, selectFromIndex } from './pull/platform.js';
 import { RecordAhead } from './pull/record-ahead.js';
 import { ParsedReferences } from './pull/references.js';
@@ -399,14 +399,3 @@ export class PullPipeline {
   }
 }
 
-/**
- * What callers of one fetch or verification share. A shared one carries its first caller's
- * decision (whether a signature is required, and whose): callers share one only when the same
- * rules of the same policy decided for them, for the same credential identity. Rules that admit
- * some namespaces only can decide one reference differently. Made only when a flight is joined:
- * a cached pull needs none.
- */
-function flightKey(canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): string {
-  const rules = decision.rules.map((r) => r.index).join(',');
-  return `${canonical}\0${req.kind}\0${policy.hash}\0${rules}\0${credentialIdentity(req.credential)}`;
-}

@@ -4,8 +4,9 @@
 // it has gone.
 
 import { SpokeError } from '../core/errors.js';
-import type { Policy } from '../policy/types.js';
+import type { Decision, Policy } from '../policy/types.js';
 import type { RegistryClient } from '../registry/types.js';
+import { credentialIdentity } from './access.js';
 import type { FlightRequest, PullRequest, PullResult, RegistryLease } from './types.js';
 
 interface Flight {
@@ -111,4 +112,16 @@ function callerGone(signal: AbortSignal): SpokeError {
   if (reason instanceof SpokeError) return reason;
   if (reason instanceof Error && reason.name === 'TimeoutError') return new SpokeError('Unavailable', 'deadline exceeded', {}, { reason: 'DEADLINE', cause: reason });
   return new SpokeError('Unavailable', 'the caller cancelled the pull', {}, { reason: 'CANCELLED', cause: reason });
+}
+
+/**
+ * What callers of one fetch or verification share. A shared one carries its first caller's
+ * decision (whether a signature is required, and whose): callers share one only when the same
+ * rules of the same policy decided for them, for the same credential identity. Rules that admit
+ * some namespaces only can decide one reference differently. Made only when a flight is joined:
+ * a cached pull needs none.
+ */
+export function flightKey(canonical: string, req: PullRequest, policy: Policy, decision: Decision & { allowed: true }): string {
+  const rules = decision.rules.map((r) => r.index).join(',');
+  return `${canonical}\0${req.kind}\0${policy.hash}\0${rules}\0${credentialIdentity(req.credential)}`;
 }

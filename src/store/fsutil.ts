@@ -55,6 +55,11 @@ export interface FileIdentity {
   mtimeMs: number;
 }
 
+/** `st`'s identity alone (a Stats keeps much more alive). */
+export const fileIdentity = (st: FileIdentity): FileIdentity => ({ ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+/** Compared field by field, not as strings made of them: a cached record's check runs on every warm pull. */
+export const sameIdentity = (a: FileIdentity, b: FileIdentity): boolean => a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+
 /** A file written and flushed under a temp name, not yet visible under its target name. */
 export interface StagedFile {
   readonly target: string;
@@ -278,8 +283,7 @@ async function writeTemp(target: string, bytes: Uint8Array, file: TempFile, opts
     unlinkQuiet(tmp);
     return undefined;
   }
-  const identity: FileIdentity = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
-  return { target, tmp, durable, exclusive: opts.exclusive ?? false, identity, flushInline: opts.flushInline };
+  return { target, tmp, durable, exclusive: opts.exclusive ?? false, identity: fileIdentity(st), flushInline: opts.flushInline };
 }
 
 /**

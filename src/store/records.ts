@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, removeIfExists, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, fileIdentity, removeIfExists, sameIdentity, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import { readFileIfExists, readFileWithStats, readStoreFileSync, writtenByUs } from './store-reads.js';
 import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
@@ -380,9 +380,6 @@ export class RecordStore {
   }
 }
 
-const fileIdentity = (st: FileIdentity): FileIdentity => ({ ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
-/** Compared field by field, not as strings made of them: a cached record's check runs on every warm pull. */
-const sameIdentity = (a: FileIdentity, b: FileIdentity): boolean => a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 /** Removes `path` if it still has `identity` (blobIdentity); whether it did. */
 function removeIfUnchanged(path: string, identity: string): boolean {
   let now: Stats;
