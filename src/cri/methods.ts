@@ -19,8 +19,11 @@ export const PATH_LIST_PROFILES = `${IMAGE}ListSecurityProfiles`;
 export const PATH_REMOVE_PROFILE = `${IMAGE}RemoveSecurityProfile`;
 
 /**
- * Why a call that would take a pod's or container's profiles to the runtime unread is refused
- * instead of forwarded (docs/shim.md), or undefined for any other call:
+ * Why a call the shim handles no route for is refused instead of forwarded (docs/shim.md), or
+ * undefined for a call it forwards as it came:
+ * - a call of any service but the CRI's two (RuntimeService, ImageService, of any version): the
+ *   runtime's socket serves its own API too (containerd's Containers/Update, Tasks/Create), through
+ *   which a container the shim never inspected could be changed or started;
  * - RunPodSandbox or CreateContainer of a CRI version other than v1 (v1alpha2, which containerd
  *   1.6 and 1.7 still serve through their v1 code, or any later one): the shim reads security
  *   profiles only in v1 messages;
@@ -28,13 +31,15 @@ export const PATH_REMOVE_PROFILE = `${IMAGE}RemoveSecurityProfile`;
  *   CRI-O's main branch; RestoreContainer): its request carries configurations the shim does not
  *   read, and the restored processes get back the seccomp filters their checkpoint saved.
  */
-export function unreadProfilesRefusal(path: string): string | undefined {
+export function unforwardedRefusal(path: string): string | undefined {
+  if (!CRI_SERVICE_RE.test(path)) return 'spoke shim: the call is refused: the shim serves and forwards the CRI runtime and image services only (runtime.<version>.RuntimeService, ImageService)';
   const m = UNREAD_PROFILES_RE.exec(path);
   if (m === null || path === PATH_RUN_POD_SANDBOX || path === PATH_CREATE_CONTAINER) return undefined;
   return m[1]!.startsWith('Restore')
     ? `spoke shim: ${path} is refused: a restored pod or container runs under the profiles and filters of its checkpoint, which the shim cannot check`
     : `spoke shim: ${path} is refused: security profiles are read only in CRI v1 requests; use runtime.v1`;
 }
+const CRI_SERVICE_RE = /^\/runtime\.[A-Za-z0-9]{1,32}\.(?:RuntimeService|ImageService)\/[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const UNREAD_PROFILES_RE = /^\/runtime\.[A-Za-z0-9]{1,32}\.RuntimeService\/(RunPodSandbox|CreateContainer|RestorePod|RestoreContainer)$/;
 
 const RUNTIME_METHODS = [

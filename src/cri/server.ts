@@ -26,7 +26,7 @@ import { EditedCalls } from './edited.js';
 import { CreateGate } from './gc.js';
 import { InUseTracker } from './inuse.js';
 import {
-  unreadProfilesRefusal,
+  unforwardedRefusal,
   methodLabel,
   PATH_CREATE_CONTAINER,
   PATH_LIST_PROFILES,
@@ -338,7 +338,7 @@ export class ShimServer<P = unknown> {
     }
     const route = this.routes.get(path);
     if (route === undefined) {
-      const refusal = unreadProfilesRefusal(path);
+      const refusal = unforwardedRefusal(path);
       if (refusal !== undefined) {
         this.endCall(call, GrpcCode.UNIMPLEMENTED, refusal, 'UNSPECIFIED');
         return;

@@ -424,7 +424,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     md.set('x-request-note', 'abc');
     md.set('x-req-bin', Buffer.from([9, 8, 7]));
     const call = client.client.makeServerStreamRequest(
-      '/x.Test/Events',
+      '/runtime.v1.RuntimeService/Events',
       (b: Buffer) => b,
       (b: Buffer) => b,
       Buffer.alloc(0),
@@ -441,7 +441,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     assert.equal((await status).code, grpc.status.CANCELLED);
     assert.equal(headers?.get('x-test')[0], 'hello');
     assert.equal(decode('ContainerEventResponse', got[0]!).container_id, 'c0');
-    const rec = seen.find((s) => s.path === '/x.Test/Events')!;
+    const rec = seen.find((s) => s.path === '/runtime.v1.RuntimeService/Events')!;
     assert.equal(rec.headers['x-request-note'], 'abc');
     assert.equal(rec.headers['x-req-bin'], Buffer.from([9, 8, 7]).toString('base64').replace(/=+$/, ''));
     await waitFor(() => rec.cancelled, { timeoutMs: 3000, what: 'the condition' });
@@ -449,7 +449,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
 
   test('unary: body, headers and trailers (binary metadata included) unchanged', async () => {
     const body = Buffer.from([0x0a, 0x03, 0x61, 0x62, 0x63, 0xf8, 0x07, 0x01]);
-    const r = await client.unaryFull('/x.Test/Unary', body);
+    const r = await client.unaryFull('/runtime.v1.RuntimeService/Unary', body);
     assert.equal(r.error, null);
     assert.deepEqual(r.response, body);
     assert.equal(r.headers?.get('x-head')[0], 'h1');
@@ -458,14 +458,14 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
   });
 
   test('trailers-only error: code, percent-encoded message and metadata unchanged', async () => {
-    const r = await client.unaryFull('/x.Test/Fail', Buffer.alloc(0));
+    const r = await client.unaryFull('/runtime.v1.RuntimeService/Fail', Buffer.alloc(0));
     assert.equal(r.error?.code, 9);
     assert.equal(r.error?.details, 'précondition: échec 100%');
     assert.deepEqual(r.error?.metadata.get('x-detail-bin')[0], Buffer.from('detail'));
   });
 
   test('upstream reset mid-response ends the client call with an error', async () => {
-    const call = client.client.makeServerStreamRequest('/x.Test/Reset', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
+    const call = client.client.makeServerStreamRequest('/runtime.v1.RuntimeService/Reset', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
     const got: Buffer[] = [];
     call.on('data', (b: Buffer) => {
       got.push(b);
@@ -478,9 +478,9 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
   });
 
   test('deadline: grpc-timeout reaches the upstream and expiry cancels it', async () => {
-    const r = await client.unaryFull('/x.Test/Slow', Buffer.alloc(0), { deadlineMs: 400 });
+    const r = await client.unaryFull('/runtime.v1.RuntimeService/Slow', Buffer.alloc(0), { deadlineMs: 400 });
     assert.equal(r.error?.code, grpc.status.DEADLINE_EXCEEDED);
-    const rec = seen.find((s) => s.path === '/x.Test/Slow')!;
+    const rec = seen.find((s) => s.path === '/runtime.v1.RuntimeService/Slow')!;
     assert.match(String(rec.headers['grpc-timeout']), /^[0-9]+[mun]$/);
     await waitFor(() => rec.cancelled, { timeoutMs: 3000, what: 'the condition' });
   });
@@ -510,6 +510,30 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     }
   });
 
+  test('a call of a service other than the CRI runtime and image services is refused, never forwarded: the runtime socket serves its own API too', async () => {
+    // containerd serves its native API on the socket the shim forwards to: a Containers/Update
+    // or Tasks/Create there would change or start a container the shim never inspected.
+    const paths = [
+      '/containerd.services.containers.v1.Containers/Update',
+      '/containerd.services.tasks.v1.Tasks/Create',
+      '/grpc.health.v1.Health/Check',
+      '/runtime.v1.RuntimeServiceX/Version',
+      '/runtime.v1.RuntimeService/',
+      '/runtime.v1.RuntimeService/Version/x',
+      '/runtime..RuntimeService/Version',
+      '/Runtime.v1.RuntimeService/Version',
+    ];
+    for (const path of paths) {
+      const r = await client.unaryFull(path, Buffer.alloc(0), { deadlineMs: 2000 });
+      assert.equal(r.error?.code, grpc.status.UNIMPLEMENTED, path);
+      assert.equal(seen.filter((s) => s.path === path).length, 0, path);
+    }
+    // A method of the CRI services the shim does not know (a later CRI's) is forwarded as it was.
+    const r = await client.unaryFull('/runtime.v1.ImageService/Unary', Buffer.from([1, 2, 3]));
+    assert.equal(r.error, null);
+    assert.deepEqual(r.response, Buffer.from([1, 2, 3]));
+  });
+
   test('a :path without its leading slash is refused, never forwarded: the runtime reads it as the method it names', async () => {
     // nghttp2 asks for the slash only under an http(s) :scheme; grpc-go drops one leading slash
     // if there is one and routes on the rest, so "runtime.v1.RuntimeService/CreateContainer"
@@ -518,7 +542,7 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     const { connect: netConnect } = await import('node:net');
     const session = http2.connect('http://localhost', { createConnection: () => netConnect(join(work, 'shim.sock')) });
     try {
-      for (const path of ['runtime.v1.RuntimeService/CreateContainer', 'runtime.v1alpha2.RuntimeService/RunPodSandbox', 'x.Test/Unary']) {
+      for (const path of ['runtime.v1.RuntimeService/CreateContainer', 'runtime.v1alpha2.RuntimeService/RunPodSandbox', 'runtime.v1.RuntimeService/Unary']) {
         const earlier = seen.length;
         const req = session.request({ ':method': 'POST', ':scheme': 'grpc', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
         const status = new Promise<string | undefined>((resolve) => {
@@ -543,13 +567,13 @@ describe('shim forwarding semantics (scripted upstream)', { timeout: 60_000 }, (
     const s = new ShimServer({ listen: sock, upstream: join(work, 'up.sock'), deps: stubShimDeps(join(work, 'st9'), join(work, 'sc9')), shutdownGraceMs: 5000 });
     await s.start();
     const c = new CriClient(sock);
-    const stream = c.client.makeServerStreamRequest('/x.Test/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
+    const stream = c.client.makeServerStreamRequest('/runtime.v1.RuntimeService/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
     const firstEvent = new Promise<void>((r) => stream.once('data', () => r()));
     stream.on('data', () => {});
     const streamEnd = new Promise<grpc.StatusObject>((r) => stream.on('status', r));
     stream.on('error', () => {});
     await firstEvent;
-    const unary = c.unaryFull('/x.Test/Held', Buffer.alloc(0));
+    const unary = c.unaryFull('/runtime.v1.RuntimeService/Held', Buffer.alloc(0));
     await heldArrival;
     const closing = s.close();
     releaseHeld();

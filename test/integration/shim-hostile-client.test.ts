@@ -338,7 +338,7 @@ describe('shim: client connections are bounded', () => {
       new Promise<string>((resolve) => {
         let status = 'closed without an answer';
         if (session.destroyed) return resolve(status);
-        const req = session.request({ ':method': 'POST', ':path': '/x.Test/Unary', 'content-type': 'application/grpc', te: 'trailers' });
+        const req = session.request({ ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Unary', 'content-type': 'application/grpc', te: 'trailers' });
         req.on('error', () => {});
         req.on('data', () => {});
         req.on('trailers', (h) => (status = String(h['grpc-status'])));

@@ -271,10 +271,10 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
   }
 
   test('a body that stops arriving is answered DEADLINE_EXCEEDED and reset, even under a long grpc-timeout; the upstream call is cancelled', async () => {
-    const { grpcStatus, rstCode } = await stall('/x.Test/Stalled');
+    const { grpcStatus, rstCode } = await stall('/runtime.v1.RuntimeService/Stalled');
     assert.equal(grpcStatus, String(grpc.status.DEADLINE_EXCEEDED));
     assert.equal(rstCode, h2.NGHTTP2_NO_ERROR);
-    const rec = seen.find((s) => s.path === '/x.Test/Stalled');
+    const rec = seen.find((s) => s.path === '/runtime.v1.RuntimeService/Stalled');
     assert.ok(rec, 'the call had reached the upstream');
     assert.equal(await within(rec.closed, 10_000, 'the upstream stream closed'), h2.NGHTTP2_CANCEL);
   });
@@ -286,7 +286,7 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
     let ranWhileInFlight: number | undefined;
     const ranAfter = new Promise<void>((resolve) => {
       onUpstreamCall = (path) => {
-        if (path !== '/x.Test/Stalled') return;
+        if (path !== '/runtime.v1.RuntimeService/Stalled') return;
         shim.afterUnaryCall(() => {
           ran++;
           resolve();
@@ -295,7 +295,7 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
       };
     });
     try {
-      await stall('/x.Test/Stalled');
+      await stall('/runtime.v1.RuntimeService/Stalled');
       await within(ranAfter, 10_000, 'the work put off');
     } finally {
       onUpstreamCall = undefined;
@@ -316,12 +316,12 @@ describe('request body timeout (scripted upstream)', { timeout: 60_000 }, () => 
   test('a server stream and a slow unary answer outlive the body timeout (their requests were complete) and the pings', async () => {
     const cri = new CriClient(sock);
     try {
-      const events = cri.client.makeServerStreamRequest('/x.Test/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
+      const events = cri.client.makeServerStreamRequest('/runtime.v1.RuntimeService/Events', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {});
       const failed = new Promise<grpc.ServiceError>((r) => events.on('error', r));
       const started = performance.now();
       // Events keep arriving for four body timeouts (an event wait: the stream's own messages).
       const lasted = new Promise<void>((r) => events.on('data', () => performance.now() - started > 4 * BODY_TIMEOUT_MS && r()));
-      const late = cri.unaryFull('/x.Test/Late', Buffer.alloc(0));
+      const late = cri.unaryFull('/runtime.v1.RuntimeService/Late', Buffer.alloc(0));
       const outcome = await within(Promise.race([lasted.then(() => 'ok'), failed.then((e) => `failed: ${e.code} ${e.details}`)]), 10_000, 'events for four body timeouts');
       assert.equal(outcome, 'ok');
       assert.equal((await late).error, null, 'the slow answer arrived');
