@@ -1,12 +1,13 @@
 // A direct reading of the seccomp documents spoke meets almost always, for speed (docs/benchmarks.md):
-// one pass over the text builds the decoded profile, without JSON.parse's tree, a second walk
-// over it, or the counts that prove no member is repeated. It reads a plain subset of strict
-// JSON only: strings without escapes, unsigned integers without sign, fraction or exponent, no
-// null, no repeated member, and the members decode.ts knows except the notify listener's. Past
-// that subset it answers undefined and decode.ts reads the document the general way, which gives
-// the result or the precise error. So the scan never decides an error, and whatever it accepts
-// the general reading accepts with the same values (test/unit/profiles/seccomp-decode-scan.test.ts
-// compares the two on generated documents).
+// one pass over the bytes builds the decoded profile, without a decoded text, JSON.parse's tree,
+// a second walk over it, or the counts that prove no member is repeated. It reads a plain subset
+// of strict JSON only: ASCII throughout, strings without escapes, unsigned integers without sign,
+// fraction or exponent, no null, no repeated member, and the members decode.ts knows except the
+// notify listener's. Past that subset it answers undefined and decode.ts decodes the text and
+// reads the document the general way, which gives the result or the precise error. So the scan
+// never decides an error, and whatever it accepts the general reading accepts with the same
+// values (test/unit/profiles/seccomp-decode-scan.test.ts compares the two on generated documents).
+// Every byte it accepts is ASCII, whose UTF-8 reading is the text the general reading would see.
 
 import { MAX_UINT64 } from './conditions.js';
 import {
@@ -51,15 +52,30 @@ const CLOSE_OBJECT = 0x7d;
 const ZERO = 0x30;
 const NINE = 0x39;
 
+/** Condition values below this are shared BigInts (most are small: a descriptor, flags, a family). */
+const SHARED_BIGINTS = 4096;
+const sharedBigInts: bigint[] = [];
+const smallBigInt = (n: number): bigint => (sharedBigInts[n] ??= BigInt(n));
+
 class Scanner {
   private pos = 0;
+  /**
+   * Syscall names read so far, by a hash of their bytes: a large profile names the same few
+   * hundred calls again and again, and a name found here (its bytes compared) is not sliced again.
+   */
+  private readonly nameCache = new Map<number, string>();
   /** The last enumerated value read, per kind: entries mostly repeat the one before. */
   private lastAction = '';
   private lastOperator = '';
   /** Where the literal digits() read last starts. */
   private digitsFrom = 0;
 
-  constructor(private readonly text: string) {}
+  /** The same bytes as a Buffer, for slicing names out as text. */
+  private readonly buffer: Buffer;
+
+  constructor(private readonly bytes: Uint8Array) {
+    this.buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
 
   profile(): SeccompProfile {
     let defaultAction: SeccompAction | undefined;
@@ -83,7 +99,7 @@ class Scanner {
       }
     } while (this.objectNext());
     this.next();
-    if (this.pos !== this.text.length || defaultAction === undefined) throw NOT_PLAIN;
+    if (this.pos !== this.bytes.length || defaultAction === undefined) throw NOT_PLAIN;
     // Members in the order decode.ts builds them.
     const profile: SeccompProfile = { defaultAction };
     if (defaultErrnoRet >= 0) profile.defaultErrnoRet = defaultErrnoRet;
@@ -103,7 +119,7 @@ class Scanner {
     do {
       const member = this.memberName(SYSCALL_MEMBERS, seen);
       seen |= 1 << member;
-      if (member === 0) names = this.strings(undefined);
+      if (member === 0) names = this.syscallNames();
       else if (member === 1) action = this.action();
       else if (member === 2) errnoRet = this.uint32();
       else args = this.args();
@@ -147,11 +163,11 @@ class Scanner {
     return arg;
   }
 
-  /** Skips JSON whitespace; the code of the character there (NaN at the end). */
+  /** Skips JSON whitespace; the byte there (undefined at the end, equal to no byte). */
   private next(): number {
-    const text = this.text;
-    let c = text.charCodeAt(this.pos);
-    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = text.charCodeAt(++this.pos);
+    const bytes = this.bytes;
+    let c = bytes[this.pos]!;
+    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = bytes[++this.pos]!;
     return c;
   }
 
@@ -185,25 +201,24 @@ class Scanner {
     return this.more(CLOSE_OBJECT);
   }
 
-  /** The end of the string opening at `pos` (its closing quote), once it is known to hold no escape or control character. */
+  /** The end of the string opening at `pos` (its closing quote), once it is known to hold no escape, control or non-ASCII byte. */
   private stringEnd(): number {
     if (this.next() !== QUOTE) throw NOT_PLAIN;
-    const text = this.text;
-    const end = text.indexOf('"', this.pos + 1);
+    const bytes = this.bytes;
+    const end = bytes.indexOf(QUOTE, this.pos + 1);
     if (end < 0) throw NOT_PLAIN;
     for (let i = this.pos + 1; i < end; i++) {
-      const c = text.charCodeAt(i);
-      if (c < 0x20 || c === 0x5c) throw NOT_PLAIN;
+      const c = bytes[i]!;
+      if (c < 0x20 || c === 0x5c || c > 0x7f) throw NOT_PLAIN;
     }
     return end;
   }
 
   /** Whether `word` is written at `start`, followed by a quote. */
   private quotedAt(word: string, start: number): boolean {
-    const text = this.text;
-    // Character by character: cheaper here than startsWith for words this short.
-    for (let i = 0; i < word.length; i++) if (text.charCodeAt(start + i) !== word.charCodeAt(i)) return false;
-    return text.charCodeAt(start + word.length) === QUOTE;
+    const bytes = this.bytes;
+    for (let i = 0; i < word.length; i++) if (bytes[start + i] !== word.charCodeAt(i)) return false;
+    return bytes[start + word.length] === QUOTE;
   }
 
   /** The position in `names` of the member name that follows, `:` consumed; not one of the bits `seen` (a repeated member). */
@@ -225,20 +240,50 @@ class Scanner {
 
   private string(): string {
     const end = this.stringEnd();
-    const s = this.text.slice(this.pos + 1, end);
+    const s = this.buffer.toString('latin1', this.pos + 1, end);
     this.pos = end + 1;
     return s;
   }
 
-  /** An array of strings, each read as one of `known`'s when that is given. */
-  private strings(known: ReadonlyMap<string, string> | undefined): string[] {
+  /** A syscall name: as `string()`, the same string for the same bytes. */
+  private name(): string {
+    if (this.next() !== QUOTE) throw NOT_PLAIN;
+    const bytes = this.bytes;
+    const start = this.pos + 1;
+    let i = start;
+    let hash = 0;
+    for (let c = bytes[i]!; c !== QUOTE; c = bytes[++i]!) {
+      // The end of the bytes (undefined) fails the range check too.
+      if (!(c >= 0x20 && c <= 0x7f) || c === 0x5c) throw NOT_PLAIN;
+      hash = (Math.imul(hash, 31) + c) | 0;
+    }
+    this.pos = i + 1;
+    const length = i - start;
+    const key = hash ^ (length << 24);
+    const known = this.nameCache.get(key);
+    if (known !== undefined && known.length === length && this.quotedAt(known, start)) return known;
+    const name = this.buffer.toString('latin1', start, i);
+    if (known === undefined) this.nameCache.set(key, name);
+    return name;
+  }
+
+  /** A syscall entry's names. */
+  private syscallNames(): string[] {
     if (!this.arrayStart()) return [];
-    const first = known === undefined ? this.string() : this.known(known);
+    const first = this.name();
     // One name is the usual case: an array of exactly that size.
     if (!this.arrayNext()) return [first];
     const out = [first];
-    do out.push(known === undefined ? this.string() : this.known(known));
+    do out.push(this.name());
     while (this.arrayNext());
+    return out;
+  }
+
+  /** An array of strings, each read as one of `known`'s. */
+  private strings(known: ReadonlyMap<string, string>): string[] {
+    if (!this.arrayStart()) return [];
+    const out = [this.known(known)];
+    while (this.arrayNext()) out.push(this.known(known));
     return out;
   }
 
@@ -271,18 +316,18 @@ class Scanner {
    * digits; `digitsFrom` is where it starts.
    */
   private digits(): number {
-    const text = this.text;
+    const bytes = this.bytes;
     this.next();
     this.digitsFrom = this.pos;
-    let c = text.charCodeAt(this.pos);
-    // Written so that the end of the text (NaN) fails it too.
+    let c = bytes[this.pos]!;
+    // Written so that the end of the bytes (undefined) fails it too.
     if (!(c >= ZERO && c <= NINE)) throw NOT_PLAIN;
     let value = c - ZERO;
-    c = text.charCodeAt(++this.pos);
+    c = bytes[++this.pos]!;
     if (value !== 0) {
       while (c >= ZERO && c <= NINE) {
         value = value * 10 + (c - ZERO);
-        c = text.charCodeAt(++this.pos);
+        c = bytes[++this.pos]!;
       }
     }
     // What follows must be a delimiter (the caller's arrayNext or objectNext), so a fraction, an
@@ -299,18 +344,18 @@ class Scanner {
   private uint64(): bigint {
     const value = this.digits();
     const length = this.pos - this.digitsFrom;
-    if (length <= 15) return BigInt(value);
+    if (length <= 15) return value < SHARED_BIGINTS ? smallBigInt(value) : BigInt(value);
     if (length > 20) throw NOT_PLAIN;
-    const exact = BigInt(this.text.slice(this.digitsFrom, this.pos));
+    const exact = BigInt(this.buffer.toString('latin1', this.digitsFrom, this.pos));
     if (exact > MAX_UINT64) throw NOT_PLAIN;
     return exact;
   }
 }
 
-/** The decoded profile when `text` lies in the plain subset described above, else undefined. */
-export function scanPlainSeccomp(text: string): SeccompProfile | undefined {
+/** The decoded profile when `bytes` lie in the plain subset described above, else undefined. */
+export function scanPlainSeccomp(bytes: Uint8Array): SeccompProfile | undefined {
   try {
-    return new Scanner(text).profile();
+    return new Scanner(bytes).profile();
   } catch (e) {
     if (e === NOT_PLAIN) return undefined;
     throw e;

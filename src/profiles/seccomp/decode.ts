@@ -124,8 +124,7 @@ function decodeSyscall(v: unknown, i: number, fast: boolean): SeccompSyscall {
  * the plain subset of decode-scan.ts is read in one pass; any other goes to readSeccomp.
  */
 export function decodeSeccomp(bytes: Uint8Array): SeccompProfile {
-  const text = decodeUtf8Strict(bytes, WHAT);
-  return scanPlainSeccomp(text) ?? readSeccomp(text);
+  return scanPlainSeccomp(bytes) ?? readSeccomp(decodeUtf8Strict(bytes, WHAT));
 }
 
 /**

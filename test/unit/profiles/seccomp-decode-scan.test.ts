@@ -1,12 +1,12 @@
-// The one-pass scan (decode-scan.ts) against the general reading (readSeccomp): on any text the
-// scan either declines or gives exactly what the general reading gives, and it does not decline
-// the plain documents it exists for.
+// The one-pass scan (decode-scan.ts) against the general reading (readSeccomp of the text the
+// bytes decode to): on any document the scan either declines or gives exactly what the general
+// reading gives, and it does not decline the plain documents it exists for.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { stringifyExact } from '../../../src/core/json.js';
+import { decodeUtf8Strict, stringifyExact } from '../../../src/core/json.js';
 import { decodeSeccomp, readSeccomp } from '../../../src/profiles/seccomp/decode.js';
 import { scanPlainSeccomp } from '../../../src/profiles/seccomp/decode-scan.js';
 import { SECCOMP_ACTIONS, SECCOMP_ARCHITECTURES, SECCOMP_FLAGS, SECCOMP_OPERATORS, type SeccompProfile } from '../../../src/profiles/seccomp/types.js';
@@ -41,11 +41,12 @@ function word(values: readonly string[], odd: boolean): Text {
   );
 }
 
-const SYSCALL_NAMES = ['read', 'write', 'openat', 'clone3', '_llseek', 'é', 'a"b', 'x\\y', 'S'];
+// 'Aa' and 'BB' share the scan's hash of a name; DEL is ASCII JSON allows raw in a string.
+const SYSCALL_NAMES = ['read', 'write', 'openat', 'clone3', '_llseek', 'é', 'a"b', 'x\\y', 'S', 'Aa', 'BB', 'a\u007fb'];
 
 /** A syscall name: plain words, or (odd) anything JSON.stringify writes, escapes included, or a raw tab. */
 const syscallName = (odd: boolean): Text =>
-  odd ? fc.oneof(fc.constantFrom(...SYSCALL_NAMES).map(quoted), fc.string({ maxLength: 8 }).map(quoted), fc.constant('"a\tb"')) : fc.constantFrom('read', 'write', 'openat', 'clone3', '_llseek').map(quoted);
+  odd ? fc.oneof(fc.constantFrom(...SYSCALL_NAMES).map(quoted), fc.string({ maxLength: 8 }).map(quoted), fc.constant('"a\tb"')) : fc.constantFrom('read', 'write', 'openat', 'clone3', '_llseek', 'Aa', 'BB').map(quoted);
 
 /** A number literal: unsigned integers within `max`, or (odd) signs, fractions, exponents, leading zeros, values out of range. */
 function number(max: bigint, odd: boolean): Text {
@@ -130,9 +131,12 @@ function document(odd: boolean): Text {
 /** decodeSeccomp's result as text, member order and bigints included. */
 const spelled = (p: SeccompProfile) => stringifyExact(p);
 
+/** The scan of `text`'s UTF-8 bytes. */
+const scan = (text: string) => scanPlainSeccomp(Buffer.from(text, 'utf8'));
+
 function general(text: string): { profile?: SeccompProfile; error?: unknown } {
   try {
-    return { profile: readSeccomp(text) };
+    return { profile: readSeccomp(decodeUtf8Strict(Buffer.from(text, 'utf8'), 'seccomp profile')) };
   } catch (error) {
     return { error };
   }
@@ -142,7 +146,7 @@ test('on any text the scan declines or gives exactly what the general reading gi
   let read = 0;
   fc.assert(
     fc.property(document(true), (text) => {
-      const scanned = scanPlainSeccomp(text);
+      const scanned = scan(text);
       if (scanned === undefined) return;
       read++;
       const { profile, error } = general(text);
@@ -159,7 +163,7 @@ test('on any text the scan declines or gives exactly what the general reading gi
 test('plain documents are read by the scan, with the values the general reading gives', () => {
   fc.assert(
     fc.property(document(false), (text) => {
-      const scanned = scanPlainSeccomp(text);
+      const scanned = scan(text);
       assert.notEqual(scanned, undefined, text);
       assert.deepStrictEqual(scanned, readSeccomp(text));
       assert.equal(spelled(scanned!), spelled(readSeccomp(text)));
@@ -171,23 +175,47 @@ test('plain documents are read by the scan, with the values the general reading 
 test('the node baselines and the profiles spoke writes are read by the scan', () => {
   for (const file of ['seccomp-baseline.json', 'seccomp-baseline-arm64.json']) {
     const text = readFileSync(new URL(`../../../../policy/${file}`, import.meta.url), 'utf8');
-    const scanned = scanPlainSeccomp(text);
+    const scanned = scan(text);
     assert.notEqual(scanned, undefined, file);
     assert.deepStrictEqual(scanned, readSeccomp(text));
     // Written back the way spoke writes profiles, still plain.
-    assert.deepStrictEqual(scanPlainSeccomp(stringifyExact(scanned)), scanned);
+    assert.deepStrictEqual(scan(stringifyExact(scanned)), scanned);
   }
 });
 
 test('what the scan declines is decided by the general reading, errors included', () => {
   const duplicate = '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","action":"SCMP_ACT_ALLOW"}]}';
-  assert.equal(scanPlainSeccomp(duplicate), undefined);
+  assert.equal(scan(duplicate), undefined);
   assert.throws(() => decodeSeccomp(Buffer.from(duplicate)), (e: unknown) => (e as { reason?: string }).reason === 'JSON_INVALID');
   // Cut where a number should start: declined, not a RangeError from the scan.
   const cut = '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"op":"SCMP_CMP_EQ","value":';
-  assert.equal(scanPlainSeccomp(cut), undefined);
-  assert.equal(scanPlainSeccomp(cut.replace('"index":1', '"index":')), undefined);
+  assert.equal(scan(cut), undefined);
+  assert.equal(scan(cut.replace('"index":1', '"index":')), undefined);
   const escaped = '{"defaultAction":"SCMP_ACT_\\u0041LLOW","syscalls":[{"names":["re\\u0061d"],"action":"SCMP_ACT_ERRNO"}]}';
-  assert.equal(scanPlainSeccomp(escaped), undefined);
+  assert.equal(scan(escaped), undefined);
   assert.deepStrictEqual(decodeSeccomp(Buffer.from(escaped)), { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO' }] });
+});
+
+test('names the scan has met are read back by their bytes: names that share a hash stay apart', () => {
+  const entries = ['Aa', 'BB', 'Aa', 'read', 'BB', 'read'].map((n) => `{"names":["${n}"],"action":"SCMP_ACT_ERRNO"}`);
+  const text = `{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[${entries.join(',')}]}`;
+  const scanned = scan(text)!;
+  assert.deepStrictEqual(scanned.syscalls!.map((s) => s.names[0]), ['Aa', 'BB', 'Aa', 'read', 'BB', 'read']);
+  assert.deepStrictEqual(scanned, general(text).profile);
+});
+
+test('bytes that are not ASCII are declined by the scan and judged by the general reading', () => {
+  const doc = (name: Buffer) => Buffer.concat([Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["'), name, Buffer.from('"],"action":"SCMP_ACT_ERRNO"}]}')]);
+  // Not UTF-8: refused, as the general reading refuses it.
+  const invalid = doc(Buffer.from([0x72, 0xff, 0x64]));
+  assert.equal(scanPlainSeccomp(invalid), undefined);
+  assert.throws(() => decodeSeccomp(invalid), (e: unknown) => (e as { reason?: string }).reason === 'JSON_INVALID');
+  // UTF-8 but not ASCII: read the general way, to the same name.
+  const accented = doc(Buffer.from('ré', 'utf8'));
+  assert.equal(scanPlainSeccomp(accented), undefined);
+  assert.deepStrictEqual(decodeSeccomp(accented).syscalls![0]!.names, ['ré']);
+  // A byte-order mark: refused.
+  const marked = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), doc(Buffer.from('read'))]);
+  assert.equal(scanPlainSeccomp(marked), undefined);
+  assert.throws(() => decodeSeccomp(marked), (e: unknown) => (e as { reason?: string }).reason === 'JSON_INVALID');
 });
