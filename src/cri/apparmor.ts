@@ -58,8 +58,14 @@ const MAX_PREPARED_TEXT_BYTES = 16 * 1024 * 1024;
  * slowed by a busy node may do better later.
  */
 const TIMED_OUT_MEMORY_MS = 10 * 60_000;
-/** Parser checks running at once: each may take a core until its timeout. */
-const MAX_CONCURRENT_CHECKS = 2;
+/**
+ * Parser runs at once, checks and loads together: each may take a core until its timeout and as
+ * much memory as the parser may use (src/apparmor/parser.ts), and two of those stay well inside
+ * the shim unit's memory limit (docs/apparmor.md).
+ */
+const MAX_CONCURRENT_PARSERS = 2;
+/** A signal that never fires: a caller that cannot go away. */
+const NEVER_DROPPED = new AbortController().signal;
 
 function cancelled(message: string): SpokeError {
   return new SpokeError('Unavailable', message, {}, { reason: 'CANCELLED' });
@@ -125,7 +131,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    * them for nothing.
    */
   const checking = new Map<string, { done: Promise<void>; waiters: number; drop: AbortController }>();
-  let checksRunning = 0;
+  let parsersRunning = 0;
   /**
    * Checks waiting for a parser slot, by source (the namespace of the pod that asked), served in
    * turn: a freed slot goes to the first waiter of the source whose turn it is, and that source
@@ -173,22 +179,35 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
 
   /**
-   * Compiles `text` (its key `name:sha`) with the parser, at most MAX_CONCURRENT_CHECKS at once;
-   * remembers the outcome. `dropped`: nobody waits for it any more (before it started).
-   * `source`: whose turn it waits in (waitingBySource).
+   * Runs `work` (a parser run) once a parser slot is free, at most MAX_CONCURRENT_PARSERS at once.
+   * `dropped`: nobody waits for it any more (before it started). `source`: whose turn it waits in
+   * (waitingBySource).
    */
-  const check = async (key: string, text: string, dropped: AbortSignal, source: string): Promise<void> => {
-    while (checksRunning >= MAX_CONCURRENT_CHECKS) await slot(dropped, source);
-    checksRunning++;
+  const withParserSlot = async <T>(dropped: AbortSignal, source: string, work: () => Promise<T>): Promise<T> => {
+    while (parsersRunning >= MAX_CONCURRENT_PARSERS) await slot(dropped, source);
+    parsersRunning++;
     try {
-      const parserModule = await parserOf();
       // Nobody waits for it any more (the last create went while it waited): the slot goes on.
       dropped.throwIfAborted();
-      // Judged while it waited, by another source's check of the same text.
-      if (checked.has(key)) return;
-      const refusal = rejected.get(key);
-      if (refusal !== undefined) throw refusal;
-      await parserModule.checkWithParser(text, opts.parser ?? {});
+      return await work();
+    } finally {
+      parsersRunning--;
+      nextWaiter()?.();
+    }
+  };
+
+  /** Compiles `text` (its key `name:sha`) with the parser in a parser slot; remembers the outcome. */
+  const check = async (key: string, text: string, dropped: AbortSignal, source: string): Promise<void> => {
+    try {
+      await withParserSlot(dropped, source, async () => {
+        const parserModule = await parserOf();
+        dropped.throwIfAborted();
+        // Judged while it waited, by another source's check of the same text.
+        if (checked.has(key)) return;
+        const refusal = rejected.get(key);
+        if (refusal !== undefined) throw refusal;
+        await parserModule.checkWithParser(text, opts.parser ?? {});
+      });
     } catch (e) {
       if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
         if (rejected.get(key) !== e) {
@@ -204,9 +223,6 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         rememberTimedOut(key, source, error);
       }
       throw e;
-    } finally {
-      checksRunning--;
-      nextWaiter()?.();
     }
     if (checked.size >= MAX_CHECKED) checked.clear();
     checked.add(key);
@@ -341,16 +357,21 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       return result;
     },
 
-    async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>): Promise<{ warnings: readonly string[] }> {
-      // Asked under the name's lock, just before the parser runs: a profile waits for the lock
-      // and a parser slot after it was named, and a parser upgraded meanwhile would replace the
-      // name's policy, under the containers a shim before this one confined by it, with its own
-      // compile. Refused then; the create's retry names its profile for the new parser.
-      const now = await parserIdentity();
-      if (now.id !== profile.parser) {
-        throw new SpokeError('Unavailable', `apparmor_parser ${now.parser} changed (now version ${now.version}) after the profile was named for the one before; the create is tried again`, {}, { reason: 'APPARMOR_PARSER_CHANGED' });
-      }
-      return (await parserOf()).loadProfile(profile.text, opts.parser ?? {});
+    async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal, source = ''): Promise<{ warnings: readonly string[] }> {
+      // A load compiles the text again, with a check's cost: it takes a parser slot in its
+      // source's turn, as checks do, so creates of many checked texts at once do not run a parser
+      // each. Given up when the create has gone while it waited.
+      return withParserSlot(signal ?? NEVER_DROPPED, source, async () => {
+        // Asked under the name's lock and in the slot, just before the parser runs: a profile
+        // waits for both after it was named, and a parser upgraded meanwhile would replace the
+        // name's policy, under the containers a shim before this one confined by it, with its
+        // own compile. Refused then; the create's retry names its profile for the new parser.
+        const now = await parserIdentity();
+        if (now.id !== profile.parser) {
+          throw new SpokeError('Unavailable', `apparmor_parser ${now.parser} changed (now version ${now.version}) after the profile was named for the one before; the create is tried again`, {}, { reason: 'APPARMOR_PARSER_CHANGED' });
+        }
+        return (await parserOf()).loadProfile(profile.text, opts.parser ?? {});
+      });
     },
 
     async unload(name: string): Promise<void> {

@@ -101,8 +101,9 @@ export class EditedCalls<P> {
       appArmor: async (p, c) => {
         await lease.acquire();
         await decidedUnder.note();
-        const prepared = await applier.prepareAppArmor(p, { ...c, gone: callGone(call.stream, deadline) });
-        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared));
+        const gone = callGone(call.stream, deadline);
+        const prepared = await applier.prepareAppArmor(p, { ...c, gone });
+        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared, gone, c.namespace));
         return prepared;
       },
       ...(this.d.annotationDeps ? { annotations: whileCallWaits(this.d.annotationDeps, stream, deadline) } : {}),

@@ -335,6 +335,50 @@ describe('createAppArmorOps', () => {
     assert.equal(seen.length, 5);
     assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
   });
+
+  it('loads take the same two parser slots as checks: creates of many checked texts at once do not run a parser each', async () => {
+    const live = join(dir, 'live-loads');
+    const counts = join(dir, 'counts-loads');
+    const parser = join(dir, 'slow_parser-loads');
+    const securityfs = join(dir, 'securityfs-loads'); // a kernel with AppArmor, as the parser sees it
+    mkdirSync(securityfs);
+    // Counts the parsers running beside it (itself included), then takes a while to accept.
+    writeFakeParser(parser, `mkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`);
+    const ops = createAppArmorOps({ parser: { parser, securityfs } });
+    const artifact = (x: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/${x}`] } }));
+    const prepared = [];
+    for (const x of ['a', 'b', 'c']) prepared.push(await ops.prepare(artifact(x)));
+    writeFileSync(counts, '');
+    // Three loads of checked texts and two new checks, at once.
+    await Promise.all([...prepared.map((p, i) => ops.load(p, undefined, `ns-${i}`)), ops.prepare(artifact('d'), undefined, 'ns-3'), ops.prepare(artifact('e'), undefined, 'ns-4')]);
+    const seen = readFileSync(counts, 'utf8').trim().split('\n').map(Number);
+    assert.equal(seen.length, 5);
+    assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
+  });
+
+  it('a load waiting for a parser slot is given up when its create has gone', async () => {
+    const gate = join(dir, 'gate-loads');
+    const runs = join(dir, 'runs-gone-load');
+    const parser = join(dir, 'gated_parser-loads');
+    const securityfs = join(dir, 'securityfs-gone');
+    mkdirSync(securityfs);
+    // Every run waits until the test removes the gate file.
+    writeFakeParser(parser, `echo run >> '${runs}'\nwhile [ -e '${gate}' ]; do sleep 0.02; done\n`);
+    const ops = createAppArmorOps({ parser: { parser, securityfs } });
+    const artifact = (x: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/srv/${x}`] } }));
+    const named = await ops.prepare(artifact('loaded'));
+    writeFileSync(gate, '');
+    writeFileSync(runs, '');
+    const busy = [ops.prepare(artifact('x'), undefined, 'a'), ops.prepare(artifact('y'), undefined, 'b')];
+    await waitFor(() => readFileSync(runs, 'utf8') === 'run\nrun\n', { timeoutMs: 5000, what: 'both slots taken' });
+    const gone = new AbortController();
+    const load = ops.load(named, gone.signal, 'c');
+    gone.abort(new SpokeError('Unavailable', 'the create went away', {}, { reason: 'CANCELLED' }));
+    await rejectsWith(load, { code: 'Unavailable', reason: 'CANCELLED' });
+    rmSync(gate);
+    await Promise.all(busy);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n', 'the given-up load ran no parser');
+  });
 });
 
 // One name, one compilation (docs/apparmor.md#the-parser-in-the-name): a profile loaded again
