@@ -202,12 +202,23 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   // having said nothing of the text; every rejection seen says why (docs/apparmor.md).
   // prlimit or choom that could not do its part (a limit or score the node refuses) ran no
   // parser: no verdict either, never a refusal remembered against the text.
+  // A parser that could not run its compile (a file it reads, descriptors, memory of the node)
+  // says so in words of its own, which say nothing of the text either.
   if (run.signal !== null || (run.code !== 0 && (diagnostics(run).length === 0 || wrapperFailed(run)))) {
     throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
   }
-  if (run.code !== 0) throw memoryRefusal(run) ?? new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
-  return { warnings: warningsOf(run) };
+  if (run.code === 0) return { warnings: warningsOf(run) };
+  const refusal = memoryRefusal(run) ?? (diagnostics(run).some((l) => TEXT_REJECTION.test(l)) ? new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' }) : undefined);
+  throw refusal ?? new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
 }
+
+/**
+ * The parser's words for a text it rejects (apparmor_parser 3.0's messages): a syntax or rule
+ * error at a line, a policy that compiles to too large an automaton, a profile defined twice. Any
+ * other failure (`Unable to open …`, `Failed to load features …`) is the node's state, never a
+ * verdict on the text remembered against it.
+ */
+const TEXT_REJECTION = /^(?:AppArmor parser error|Too many (?:states|transitions)|Multiple definitions for |Profile \S{1,512} has too many )/;
 
 /**
  * Whether prlimit or choom said it failed (`prlimit: …`, `choom: …`) before any parser ran:

@@ -90,15 +90,19 @@ describe('createAppArmorOps', () => {
   for (const [reason, fails] of [
     ['DEADLINE', 'exec sleep 30'], // spins until the timeout (a busy node, or a pattern that loops it)
     ['APPARMOR_FAILED', 'kill -KILL $$'], // killed (the OOM killer)
+    // The parser could not run its compile (the node's state, not the text): its own words.
+    ['APPARMOR_FAILED', "echo 'Unable to open /etc/apparmor/parser.conf: Too many open files' >&2\nexit 1"],
+    ['APPARMOR_FAILED', "echo \"Failed to load features from '/sys/kernel/security/apparmor/features': Permission denied\" >&2\nexit 1"],
   ] as const) {
-    it(`a check that failed ${reason} refuses again for ten minutes only the namespace whose check it was: it says nothing of the text, and another namespace's create of it is compiled`, async () => {
-      const runs = join(dir, `runs-tenant-${reason}`);
-      const parser = join(dir, `apparmor_parser-tenant-${reason}`);
+    const which = `${reason}-${fails.length}`;
+    it(`a check that failed ${reason} (${fails.split('\n')[0]!.slice(0, 60)}) refuses again for ten minutes only the namespace whose check it was: it says nothing of the text, and another namespace's create of it is compiled`, async () => {
+      const runs = join(dir, `runs-tenant-${which}`);
+      const parser = join(dir, `apparmor_parser-tenant-${which}`);
       // Fails on its first run, compiles on the next.
       writeFakeParser(parser, `echo run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\n${fails}\n`);
       let now = 0;
       const ops = createAppArmorOps({ parser: { parser, timeoutMs: 500 }, monotonicNow: () => now });
-      const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/tenant-${reason}`] } }));
+      const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/tenant-${which}`] } }));
       const transient = { code: 'Internal', reason } as const;
       await rejectsWith(ops.prepare(artifact, undefined, 'team-a'), transient);
       now += 60_000;
