@@ -379,6 +379,7 @@ export class PullPipeline {
       ({ record } = await this.deps.store.ingest(
         { ...recordInput, layerBytes: blob.bytes, ...(signer ? { verdict: { policyHash: policy.hash, ...signer } } : {}) },
         { ...(early ? { blob: early } : {}), ...(ahead ? { record: await ahead.take() } : {}) },
+        req.signal,
       ));
     } finally {
       this.blobBudget.give(blobSize, budgetOwner);

@@ -193,10 +193,10 @@ export class RecordStore {
    * record is placed with link(2), which fails if another writer placed one first: only then is
    * the record's lock taken to merge into it, so a first pull takes no lock at all.
    */
-  async ingest(input: IngestInput, early: StagedAhead = {}): Promise<Ingested> {
+  async ingest(input: IngestInput, early: StagedAhead = {}, abandoned?: AbortSignal): Promise<Ingested> {
     // What was staged ahead is this call's to place or remove, whatever fails.
     try {
-      return await this.place(input, early);
+      return await this.place(input, early, abandoned);
     } catch (e) {
       await early.blob?.discard();
       await early.record?.discard();
@@ -204,7 +204,7 @@ export class RecordStore {
     }
   }
 
-  private async place(input: IngestInput, early: StagedAhead): Promise<Ingested> {
+  private async place(input: IngestInput, early: StagedAhead, abandoned: AbortSignal | undefined): Promise<Ingested> {
     await this.layout.init();
     const blobPath = this.layout.blobPath(input.layerDigest);
     const recordPath = this.layout.recordPath(input.digest);
@@ -224,6 +224,9 @@ export class RecordStore {
       const [stagedBlob, { record, file: stagedRecord }] = await Promise.all([blob, early.record ?? this.stageRecord(input, input.layerBytes.byteLength, now)]);
       if (stagedBlob) staged.push(stagedBlob);
       staged.push(stagedRecord);
+      // A pull answered with a refusal while its files were written and flushed (its deadline,
+      // or every caller gone) places nothing: no turn passes from here to the renames.
+      abandoned?.throwIfAborted();
       const lost = await commitStaged(staged);
       // The blob was there, so it was not written: a removal may have taken it since, having
       // listed the records before this one was linked. It looks again after moving the blob
@@ -238,6 +241,7 @@ export class RecordStore {
         placed = record;
       } else {
         placed = await this.layout.lock(digestHex(input.digest), async () => {
+          abandoned?.throwIfAborted();
           const merged = updatedRecord(await this.getRecord(input.digest), input, input.layerBytes.byteLength, now);
           await writeFileAtomic(recordPath, formatRecord(merged), this.layout.temp, { fsync: false });
           this.recordCache.delete(input.digest);

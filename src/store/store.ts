@@ -106,9 +106,12 @@ export class ProfileStore {
     return this.records.checkBlob(d);
   }
 
-  /** `early`: the blob and record staged ahead (stageBlob, stageRecord), placed instead of written again. */
-  ingest(input: IngestInput, early?: StagedAhead): Promise<Ingested> {
-    return this.records.ingest(input, early);
+  /**
+   * `early`: the blob and record staged ahead (stageBlob, stageRecord), placed instead of written
+   * again. `abandoned`: once it fires, nothing is placed (the pull was answered with a refusal).
+   */
+  ingest(input: IngestInput, early?: StagedAhead, abandoned?: AbortSignal): Promise<Ingested> {
+    return this.records.ingest(input, early, abandoned);
   }
 
   /** `size`: the profile's, in bytes. */

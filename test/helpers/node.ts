@@ -1,7 +1,7 @@
 // A node-side context for tests: temp store, a policy file written from YAML text, and the real
 // pipeline wiring (registry client, verifier) that `spoke pull` and the shim use.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNodeContext, type NodeContext } from '../../src/cli/wiring.js';
@@ -37,6 +37,14 @@ export function testNode(policyYaml: string, config: Partial<NodeConfig> = {}, o
 }
 
 /** Runs `fn` on a fresh testNode(policyYaml) and disposes of the node afterwards, whatever `fn` does. */
+/** The store's blobs, records and temp files (a refused pull leaves none, not even under a temp name). */
+export function storeFiles(node: TestNode): string[] {
+  return ['blobs/sha256', 'profiles/sha256', 'tmp'].flatMap((sub) => {
+    const dir = `${node.config.storeDir}/${sub}`;
+    return existsSync(dir) ? readdirSync(dir).map((f) => `${sub}/${f}`) : [];
+  });
+}
+
 export async function withTestNode<T>(policyYaml: string, fn: (node: TestNode) => Promise<T>): Promise<T> {
   const node = testNode(policyYaml);
   try {

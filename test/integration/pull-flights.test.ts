@@ -15,7 +15,7 @@ import { createPromMetrics } from '../../src/observe/metrics.js';
 import { credentialsFromEntries } from '../../src/registry/credentials.js';
 import type { Credential } from '../../src/registry/types.js';
 import { denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
+import { storeFiles, testNode, unsignedPolicy, type TestNode } from '../helpers/node.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { blobs, manifests, startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
 import { rejectsWith } from '../helpers/assert.js';
@@ -93,6 +93,29 @@ describe('single-flight pulls through a slow registry', () => {
       const third = await node.pipeline.pull({ reference: ref, kind: 'seccomp' });
       assert.equal(third.cached, false);
       assert.equal(seen(proxy, manifests), 2, 'the third caller made a flight of its own');
+    }));
+
+  it('a flight aborted while its artifact is being stored places nothing: its callers were answered with the refusal', () =>
+    withProxy(async (node) => {
+      const { reference } = await pushRawArtifact(reg.host, 'profiles/gone-at-store', { layers: [{ bytes: denySyscalls(['chroot']) }] });
+      const ref = via(proxy, reg, reference);
+      const caller = new AbortController();
+      // The caller leaves just as the pipeline starts storing (the moment its blob is written and flushed).
+      const ingest = node.store.ingest.bind(node.store);
+      let storing: Promise<unknown> | undefined;
+      node.store.ingest = (...args: Parameters<typeof ingest>) => {
+        caller.abort(new SpokeError('Unavailable', 'the client cancelled the call', {}, { reason: 'CANCELLED' }));
+        const p = ingest(...args);
+        storing = p;
+        return p;
+      };
+      await rejectsWith(node.pipeline.pull({ reference: ref, kind: 'seccomp', signal: caller.signal }), { code: 'Unavailable' });
+      assert.ok(storing, 'the pipeline reached its store step');
+      await storing.catch(() => undefined);
+      node.store.ingest = ingest;
+      assert.deepEqual(storeFiles(node), [], 'no blob, record or temp file after the answered refusal');
+      const again = await node.pipeline.pull({ reference: ref, kind: 'seccomp' });
+      assert.equal(again.cached, false, 'the next pull fetches: nothing was stored for the refused one');
     }));
 
   it('a body trickled at 1 byte/s ends at the flight total deadline with RegistryUnavailable, and no verdict', { timeout: 60_000 }, () =>

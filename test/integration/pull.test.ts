@@ -1,7 +1,7 @@
 // The pull pipeline against a real docker-registry (docs/architecture.md, "The pull pipeline").
 
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { digestHex, sha256Digest, type Digest } from '../../src/core/digest.js';
 import type { ErrorReason } from '../../src/core/errors.js';
 import { freePort, registryBlobPath, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { ALLOW_ALL_SECCOMP, denySyscalls, pushRawArtifact } from '../helpers/artifacts.js';
-import { testNode, unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
+import { storeFiles, testNode, unsignedPolicy, withTestNode, type TestNode } from '../helpers/node.js';
 import { rejectsWith } from '../helpers/assert.js';
 import { settlesWithinTurn } from '../helpers/event-loop.js';
 import { PullPipeline } from '../../src/pull.js';
@@ -23,14 +23,6 @@ const count = (reg: TestRegistry, method: string, part: string) => reg.requests(
 
 /** Replaces the stored bytes of blob `layer` in `reg`'s storage with `bytes` (the registry serves them unchecked). */
 const tamper = (reg: TestRegistry, layer: Buffer, bytes: Buffer) => writeFileSync(registryBlobPath(reg, sha256Digest(layer)), bytes);
-
-/** The store's blobs, records and temp files (a refused pull leaves none, not even under a temp name). */
-function storeFiles(node: TestNode): string[] {
-  return ['blobs/sha256', 'profiles/sha256', 'tmp'].flatMap((sub) => {
-    const dir = `${node.config.storeDir}/${sub}`;
-    return existsSync(dir) ? readdirSync(dir).map((f) => `${sub}/${f}`) : [];
-  });
-}
 
 describe('pull pipeline against a real registry', () => {
   let reg: TestRegistry;
