@@ -3,7 +3,7 @@
 // syscall entry applies when its `includes` are all met and none of its `excludes` is: `arches`
 // are Go architecture names compared with the node's, `caps` capability names compared with the
 // container's bounding set (includes: every one present; excludes: any one present skips the
-// entry), `minKernel` a kernel version. containers-common adds `defaultErrno` / `errno` (names)
+// entry, each compared as written, as moby does), `minKernel` a kernel version. containers-common adds `defaultErrno` / `errno` (names)
 // beside the numeric `…ErrnoRet`.
 
 import { SpokeError } from '../../core/errors.js';
@@ -50,9 +50,10 @@ function conditions(v: unknown, path: string): Conditions {
   if (minKernel !== undefined && minKernel !== null && (typeof minKernel !== 'string' || !KERNEL_VERSION_RE.test(minKernel))) {
     throw invalid(`${path}.minKernel`, 'must be a kernel version such as "5.8" or "4.14.0"');
   }
-  return { arches: stringList(v.arches, `${path}.arches`), caps: stringList(v.caps, `${path}.caps`).map(capName), minKernel: minKernel ?? undefined };
+  return { arches: stringList(v.arches, `${path}.arches`), caps: stringList(v.caps, `${path}.caps`), minKernel: minKernel ?? undefined };
 }
 
+/** A capability as the bounding set names it (`CAP_SYS_ADMIN`), from `--caps` (`sys_admin` too). */
 function capName(c: string): string {
   const upper = c.toUpperCase();
   return upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
@@ -77,6 +78,7 @@ export function convertDocker(doc: Json, opts: ConvertOptions, notes: string[]):
     }) as Json | undefined;
     if (mine === undefined) throw invalid('archMap', `has no entry for ${native} (--arch ${opts.arch})`);
     profile.architectures = [native, ...stringList(mine.subArchitectures, 'archMap.subArchitectures').map((a, i) => oneOf(a, `archMap.subArchitectures[${i}]`, SECCOMP_ARCHITECTURES, 'architecture'))];
+    if (doc.architectures !== undefined && doc.architectures !== null) throw invalid('architectures', 'cannot be given beside archMap (moby refuses such a profile)');
   } else if (doc.architectures !== undefined && doc.architectures !== null) {
     profile.architectures = stringList(doc.architectures, 'architectures').map((a, i) => oneOf(a, `architectures[${i}]`, SECCOMP_ARCHITECTURES, 'architecture'));
   }
@@ -87,15 +89,20 @@ export function convertDocker(doc: Json, opts: ConvertOptions, notes: string[]):
 
   const syscalls: SeccompSyscall[] = [];
   const assumedKernel = new Set<string>();
+  const miscased = new Set<string>();
   const entries = doc.syscalls ?? [];
   if (!Array.isArray(entries)) throw invalid('syscalls', 'must be a list');
   entries.forEach((e, i) => {
     const path = `syscalls[${i}]`;
     if (!isObject(e)) throw invalid(path, 'must be an object');
     only(e, path, ['names', 'name', 'action', 'errnoRet', 'errno', 'args', 'comment', 'includes', 'excludes']);
-    const names = e.name !== undefined && e.name !== null ? [String(e.name)] : stringList(e.names, `${path}.names`);
+    const hasName = e.name !== undefined && e.name !== null;
+    if (hasName && e.names !== undefined && e.names !== null) throw invalid(`${path}.name`, 'cannot be given beside names (moby and containers-common refuse such an entry)');
+    const names = hasName ? [String(e.name)] : stringList(e.names, `${path}.names`);
     const inc = conditions(e.includes, `${path}.includes`);
     const exc = conditions(e.excludes, `${path}.excludes`);
+    // moby compares these names with the bounding set's as they are written.
+    for (const c of [...inc.caps, ...exc.caps]) if (capName(c) !== c) miscased.add(c);
     if (exc.arches.includes(opts.arch) || exc.caps.some((c) => caps.has(c))) return;
     if (inc.arches.length > 0 && !inc.arches.includes(opts.arch)) return;
     if (!inc.caps.every((c) => caps.has(c))) return;
@@ -108,6 +115,7 @@ export function convertDocker(doc: Json, opts: ConvertOptions, notes: string[]):
     if (names.length === 0) return;
     syscalls.push(syscallEntry(names, oneOf(e.action, `${path}.action`, SECCOMP_ACTIONS, 'action'), errnoOf(e, 'errnoRet', 'errno', `${path}.`), convertArgs(e.args, `${path}.args`)));
   });
+  for (const c of miscased) notes.push(`capability ${JSON.stringify(c.slice(0, 64))} in includes/excludes matches no capability, as in moby (which compares names as written: ${capName(c.slice(0, 64))})`);
   if (assumedKernel.size > 0) notes.push(`assumed a kernel at or past ${[...assumedKernel].sort().join(', ')} (minKernel conditions cannot be checked offline)`);
   profile.syscalls = resolveConflicts(syscalls, notes);
   return profile;

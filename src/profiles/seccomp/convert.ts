@@ -6,6 +6,7 @@
 // Security Profiles Operator `SeccompProfile` objects: `spec` is the profile; `baseProfileName`
 // names another object, which cannot be resolved offline.
 
+import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { SpokeError } from '../../core/errors.js';
 import { convertArgs, invalid, isObject, oneOf, only, resolveConflicts, stringList, syscallEntry, uint, U32, type Conversion, type ConvertOptions, type Json, type SourceFormat } from './convert-common.js';
@@ -45,13 +46,25 @@ export function detectFormat(doc: unknown): SourceFormat | undefined {
   return undefined;
 }
 
-/** JSON or YAML text → document; integers exact (seccomp argument values are uint64). */
+/**
+ * JSON or YAML text → document; integers exact (seccomp argument values are uint64). A document
+ * applied with kubectl is read as YAML 1.1 (sigs.k8s.io/yaml: `04000` is octal 2048, `yes` true,
+ * `1_000` 1000), this reader's default is YAML 1.2 (`04000` is 4000): text the two read
+ * differently is refused rather than converted to what its author may not have meant.
+ */
 export function parseProfileText(text: string): unknown {
+  let doc: unknown;
+  let asYaml11: unknown;
   try {
-    return parseYaml(text, { intAsBigInt: true, uniqueKeys: true, maxAliasCount: 0 });
+    doc = parseYaml(text, { intAsBigInt: true, uniqueKeys: true, maxAliasCount: 0 });
+    asYaml11 = parseYaml(text, { intAsBigInt: true, uniqueKeys: true, maxAliasCount: 0, version: '1.1' });
   } catch (e) {
     throw invalid('(document)', `not valid JSON or YAML (${(e as Error).message.split('\n')[0]!.slice(0, 200)})`, 'JSON_INVALID');
   }
+  if (!isDeepStrictEqual(doc, asYaml11)) {
+    throw invalid('(document)', 'YAML 1.1 (kubectl) and YAML 1.2 read some of its values differently: write integers without a leading 0 or _, and quote yes, no, on, off', 'JSON_INVALID');
+  }
+  return doc;
 }
 
 /** For profile validate, push and merge: the command that converts a document in a foreign format. */

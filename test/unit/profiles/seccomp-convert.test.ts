@@ -92,3 +92,31 @@ test('format detection; unknown members are errors naming their path', () => {
   assert.throws(() => convertProfile(doc([{ names: ['a'], action: 'SCMP_ACT_ALLOW', bogus: 1 }]), { arch: 'amd64', caps: [] }), (e: unknown) => e instanceof SpokeError && e.context.path === 'syscalls[0].bogus');
   assert.throws(() => parseProfileText('{"a": 1, "a": 2}'), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid');
 });
+
+test('an entry with both "name" and "names" is refused, as moby and containers-common refuse it: none of its names is dropped', () => {
+  const d = doc([{ name: 'ptrace', names: ['ptrace', 'bpf', 'kexec_load'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }], { defaultAction: 'SCMP_ACT_ALLOW' });
+  assert.throws(() => convertProfile(d, { arch: 'amd64', caps: [] }), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && e.context.path === 'syscalls[0].name');
+});
+
+test('"architectures" beside "archMap" is refused, as moby refuses it, rather than one of them read', () => {
+  const d = doc([{ names: ['x'], action: 'SCMP_ACT_ALLOW' }], { architectures: ['SCMP_ARCH_X86_64'] });
+  assert.throws(() => convertProfile(d, { arch: 'amd64', caps: [] }), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && e.context.path === 'architectures');
+});
+
+test("the document's capability names are compared as moby compares them, exactly: a name not spelled CAP_… matches no capability, and that is said", () => {
+  const d = doc([
+    { names: ['mount'], action: 'SCMP_ACT_ALLOW', includes: { caps: ['sys_admin'] } },
+    { names: ['ptrace'], action: 'SCMP_ACT_ALLOW', excludes: { caps: ['sys_ptrace'] } },
+  ]);
+  const { profile, notes } = convertProfile(d, { arch: 'amd64', caps: ['SYS_ADMIN', 'SYS_PTRACE'] });
+  assert.deepEqual(profile.syscalls?.flatMap((s) => s.names), ['ptrace']);
+  assert.ok(notes.some((n) => n.includes('sys_admin') && n.includes('CAP_SYS_ADMIN')), notes.join('\n'));
+});
+
+test('YAML whose values YAML 1.1 (kubectl, sigs.k8s.io/yaml) and YAML 1.2 read differently is refused: a leading 0 is octal to one and decimal to the other', () => {
+  for (const text of ['value: 04000', 'value: 0o10', 'flag: yes', 'flag: off', 'value: 1_000']) {
+    assert.throws(() => parseProfileText(text), (e: unknown) => e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && e.reason === 'JSON_INVALID', text);
+  }
+  assert.deepEqual(parseProfileText('value: 2048\nname: "04000"\nflag: true'), { value: 2048n, name: '04000', flag: true });
+  assert.deepEqual(parseProfileText('{"value": 18446744073709551615, "flag": false}'), { value: 18446744073709551615n, flag: false });
+});
