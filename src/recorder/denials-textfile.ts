@@ -3,7 +3,7 @@
 // shim's in-use set) and the syscall name from spoke's tables ("unknown" otherwise); never a
 // pod or container, which come and go.
 
-import { I386_SYSCALLS, X86_64_SYSCALLS } from './syscalls.js';
+import { I386_SYSCALLS, X86_64_SYSCALLS } from '../profiles/seccomp/syscall-numbers.js';
 import type { DenialReport } from './denials.js';
 
 /** Series written at most; the rest (smallest counts first) are left out and said so in a comment. */

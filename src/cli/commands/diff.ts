@@ -4,7 +4,7 @@ import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from 
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference, type Reference } from '../../core/reference.js';
 import { compareAppArmor, formatAppArmorChange, validateAppArmorArtifactBytes } from '../../profiles/apparmor/index.js';
-import { compareProfiles, decodeSeccomp, formatVerdict, validateArtifact, type ProfileChange } from '../../profiles/seccomp/index.js';
+import { compareProfiles, decodeSeccomp, formatVerdict, GO_ARCHITECTURES, validateArtifact, type ProfileChange } from '../../profiles/seccomp/index.js';
 import type { RegistryClient } from '../../registry/index.js';
 import { emit, parseCommand } from '../args.js';
 import { reportError, EXIT_USAGE, UsageError } from '../errors.js';
@@ -91,6 +91,11 @@ function describeSeccomp(c: ProfileChange): string {
       const name = c.syscall === '*' ? 'every other syscall (default action)' : c.syscall;
       return `${name}${c.args === undefined ? '' : ` when ${c.args}`}: ${formatVerdict(c.old)} → ${formatVerdict(c.new)}`;
     }
+    case 'enosys': {
+      const shown = c.syscalls.slice(0, 6).join(', ');
+      const calls = `${c.syscalls.length} call${c.syscalls.length === 1 ? '' : 's'} on ${c.architecture} (${shown}${c.syscalls.length > 6 ? ', …' : ''})`;
+      return `${calls}, past runc's ENOSYS threshold in one profile only: ${formatVerdict(c.old)} → ${formatVerdict(c.new)}`;
+    }
     case 'architecture':
       return `architecture ${c.architecture}: ${c.old} → ${c.new}`;
     case 'flag':
@@ -98,7 +103,7 @@ function describeSeccomp(c: ProfileChange): string {
   }
 }
 
-function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Record<string, unknown[]>; lines: string[]; loosened: number } {
+function compare(kind: ProfileKind, older: Buffer, newer: Buffer, platform: Platform): { json: Record<string, unknown[]>; lines: string[]; loosened: number } {
   if (kind === 'apparmor') {
     const r = compareAppArmor(validateAppArmorArtifactBytes(older), validateAppArmorArtifactBytes(newer));
     return {
@@ -115,7 +120,9 @@ function compare(kind: ProfileKind, older: Buffer, newer: Buffer): { json: Recor
     validateArtifact(p);
     return p;
   };
-  const r = compareProfiles(decodeValid(older), decodeValid(newer));
+  // A profile without an architecture list runs on the node's: the platform's, for runc's ENOSYS threshold.
+  const native = Object.hasOwn(GO_ARCHITECTURES, platform.architecture) ? GO_ARCHITECTURES[platform.architecture] : undefined;
+  const r = compareProfiles(decodeValid(older), decodeValid(newer), native);
   return {
     json: { loosened: r.loosened, tightened: r.tightened, changed: r.changed },
     lines: [
@@ -142,7 +149,7 @@ export async function run(argv: string[]): Promise<number> {
     const older = await load(positionals[0]!, kindFlag, platform, registry);
     const kind = kindFlag ?? older.declared ?? kindOf(undefined, older.bytes);
     const newer = await load(positionals[1]!, kind, platform, registry);
-    const r = compare(kind, older.bytes, newer.bytes);
+    const r = compare(kind, older.bytes, newer.bytes, platform);
     emit(values.json, r.json, () => (r.lines.length === 0 ? 'no change in behaviour' : r.lines.join('\n')));
     return r.loosened > 0 ? 1 : 0;
   } catch (e) {

@@ -5,8 +5,9 @@
 
 import { actionRank, sameVerdict } from './actions.js';
 import { conjunctionKey, formatConjunction } from './conditions.js';
-import { cellsOf, decisionFor, partition, ProductBudget, readProfile, type Decision } from './decision.js';
-import type { SeccompFlag, SeccompProfile, Verdict } from './types.js';
+import { cellsOf, decisionFor, partition, ProductBudget, readOf, readProfile, type Decision, type ReadProfile } from './decision.js';
+import { callNumbers, ENOSYS_VERDICT, enosysThreshold } from './enosys.js';
+import type { SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
 const MAX_CASES_PER_SYSCALL = 4096;
@@ -27,6 +28,17 @@ export type ProfileChange =
       architectures: string[];
       /** The argument condition of this case, when the profiles treat arguments differently. */
       args?: string;
+      old: Verdict;
+      new: Verdict;
+    }
+  | {
+      /**
+       * Calls of one architecture whose verdict changes because runc's ENOSYS threshold moved
+       * (enosys.ts): on that architecture these verdicts stand for those calls under runc.
+       */
+      kind: 'enosys';
+      architecture: string;
+      syscalls: string[];
       old: Verdict;
       new: Verdict;
     }
@@ -78,8 +90,51 @@ function flagChange(flag: SeccompFlag, older: readonly SeccompFlag[] | undefined
   else if (readings.some((set) => set(older) && !set(newer))) push('tightened', { kind: 'flag', flag, old: 'set', new: 'unset' });
 }
 
-/** Every behaviour in which NEW differs from OLD, sorted by syscall, each under its direction. */
-export function compareProfiles(older: SeccompProfile, newer: SeccompProfile): ProfileComparison {
+const ENOSYS_EVERYWHERE: Decision = readOf(ENOSYS_VERDICT, new Map()).unnamed;
+
+/**
+ * The calls of `architecture` whose verdict under runc differs because its ENOSYS stub covers
+ * them in one profile and not the other (enosys.ts). Calls both profiles decide by their
+ * arguments are compared case by case, as syscallChanges does; the others are grouped by their
+ * pair of verdicts.
+ */
+function enosysChanges(architecture: string, older: SeccompProfile, newer: SeccompProfile, o: ReadProfile, n: ReadProfile, budget: ProductBudget, push: (d: ChangeDirection, c: ProfileChange) => void): void {
+  const numbers = callNumbers(architecture);
+  if (numbers === undefined) return;
+  const oldThreshold = enosysThreshold(older, numbers.byName);
+  const newThreshold = enosysThreshold(newer, numbers.byName);
+  if (oldThreshold === newThreshold) return;
+  // Past its threshold a profile names no call, so the stub answers for every call there.
+  const stubbed = (threshold: number | undefined, nr: number) => threshold !== undefined && nr > threshold;
+  const groups = new Map<string, { direction: ChangeDirection; change: ProfileChange & { kind: 'enosys' } }>();
+  for (const [nr, name] of numbers.byNumber) {
+    const oldStub = stubbed(oldThreshold, nr);
+    const newStub = stubbed(newThreshold, nr);
+    if (oldStub === newStub) continue;
+    const oldDecision = oldStub ? ENOSYS_EVERYWHERE : decisionFor(o, name);
+    const newDecision = newStub ? ENOSYS_EVERYWHERE : decisionFor(n, name);
+    const oldCells = cellsOf(oldDecision);
+    const newCells = cellsOf(newDecision);
+    if (oldCells.length !== 1 || newCells.length !== 1) {
+      syscallChanges(name, oldDecision, newDecision, [architecture], budget, push);
+      continue;
+    }
+    const [ov, nv] = [oldCells[0]!.verdict, newCells[0]!.verdict];
+    if (sameVerdict(ov, nv)) continue;
+    const key = `${ov.action}/${ov.errno ?? ''}>${nv.action}/${nv.errno ?? ''}`;
+    const group = groups.get(key);
+    if (group !== undefined) group.change.syscalls.push(name);
+    else groups.set(key, { direction: direction(ov, nv), change: { kind: 'enosys', architecture, syscalls: [name], old: ov, new: nv } });
+  }
+  for (const { direction: d, change } of groups.values()) push(d, change);
+}
+
+/**
+ * Every behaviour in which NEW differs from OLD, sorted by syscall, each under its direction.
+ * `native`: the architecture a profile without an architecture list runs on (the node's), for
+ * runc's ENOSYS threshold; unknown, that threshold is not compared for such profiles.
+ */
+export function compareProfiles(older: SeccompProfile, newer: SeccompProfile, native?: SeccompArchitecture): ProfileComparison {
   const out: ProfileComparison = { loosened: [], tightened: [], changed: [] };
   const push = (d: ChangeDirection, c: ProfileChange) => out[d].push(c);
   const oldArchs = older.architectures ?? [];
@@ -100,5 +155,6 @@ export function compareProfiles(older: SeccompProfile, newer: SeccompProfile): P
   syscallChanges(OTHER_SYSCALLS, o.unnamed, n.unnamed, architectures, budget, push);
   const names = [...new Set([...o.clauses.keys(), ...n.clauses.keys()])].sort();
   for (const name of names) syscallChanges(name, decisionFor(o, name), decisionFor(n, name), architectures, budget, push);
+  for (const a of architectures) enosysChanges(a === 'native' ? (native ?? a) : a, older, newer, o, n, budget, push);
   return out;
 }

@@ -35,5 +35,6 @@ export { auditIntersect, relaxToLog } from './audit.js';
 export { encodeCanonical } from './canonical.js';
 export { diff, formatConstraint, type TrustedInputs } from './diff.js';
 export { compareProfiles, OTHER_SYSCALLS, type ChangeDirection, type ProfileChange, type ProfileComparison } from './compare.js';
+export { GO_ARCHITECTURES } from './convert-docker.js';
 export { evaluate, type EvaluateOptions, type Evaluation } from './evaluate.js';
 export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime } from './recorded.js';

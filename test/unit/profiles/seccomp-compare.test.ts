@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { actionRank, compareProfiles, evaluate, OTHER_SYSCALLS, type SeccompAction, type SeccompArg, type SeccompProfile, type SeccompSyscall } from '../../../src/profiles/seccomp/index.js';
+import { actionRank, compareProfiles, evaluate, OTHER_SYSCALLS, type ProfileChange, type SeccompAction, type SeccompArg, type SeccompProfile, type SeccompSyscall } from '../../../src/profiles/seccomp/index.js';
 
 const NAMES = ['read', 'write', 'mkdir'];
 const VALUES = [0n, 1n, 2n, 5n, (1n << 32n) - 1n, (1n << 64n) - 1n];
@@ -30,7 +30,10 @@ test('identical behaviour in another shape is no change: key order, grouping, du
 
 test('a syscall newly allowed is loosened; one newly denied is tightened; an errno change is changed', () => {
   const v2: SeccompProfile = { ...base, syscalls: [allow(['read', 'ptrace']), { names: ['getpid'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 }] };
-  const r = compareProfiles(base, v2);
+  // Per syscall here; what runc's ENOSYS threshold changes besides has tests of its own below.
+  const perSyscall = (list: ProfileChange[]) => list.filter((c) => c.kind !== 'enosys');
+  const all = compareProfiles(base, v2);
+  const r = { loosened: perSyscall(all.loosened), tightened: perSyscall(all.tightened), changed: perSyscall(all.changed) };
   assert.deepEqual(
     r.loosened.map((c) => c.kind === 'syscall' && [c.syscall, c.old.action, c.new.action]),
     [['ptrace', 'SCMP_ACT_ERRNO', 'SCMP_ACT_ALLOW']],
@@ -55,8 +58,9 @@ test('argument conditions: only the case that changed is reported, with its cond
 
 test('default action, architectures and the SPEC_ALLOW flag', () => {
   const r = compareProfiles(base, { ...base, defaultAction: 'SCMP_ACT_LOG', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] });
-  const kinds = r.loosened.map((c) => (c.kind === 'syscall' ? c.syscall : c.kind === 'architecture' ? c.architecture : c.flag)).sort();
-  assert.deepEqual(kinds, [OTHER_SYSCALLS, 'SCMP_ARCH_X86', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
+  const kinds = r.loosened.map((c) => (c.kind === 'syscall' ? c.syscall : c.kind === 'architecture' ? c.architecture : c.kind === 'flag' ? c.flag : c.kind)).sort();
+  // enosys: under runc, OLD answered ENOSYS past read and write, which a LOG default lets through.
+  assert.deepEqual(kinds, [OTHER_SYSCALLS, 'SCMP_ARCH_X86', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'enosys']);
 });
 
 test('no flags member is read as the runtimes read it: crun and runc 1.2 set SPEC_ALLOW then, older runc does not', () => {
@@ -112,4 +116,50 @@ test('too many argument cases to compare one by one: any difference counts as lo
   assert.equal(evaluate(newer, { syscall: 'personality', args: [100n, 0n] }).action, 'SCMP_ACT_ALLOW');
   assert.ok(compareProfiles(older, newer).loosened.some((c) => c.kind === 'syscall' && c.syscall === 'personality'));
   assert.deepEqual(compareProfiles(newer, newer), { loosened: [], tightened: [], changed: [] });
+});
+
+test("runc's ENOSYS threshold: calls past the highest one NEW names get ERRNO(ENOSYS) under runc, a loosening where OLD killed them", () => {
+  const killing = (names: string[]): SeccompProfile => ({
+    defaultAction: 'SCMP_ACT_KILL_PROCESS',
+    architectures: ['SCMP_ARCH_X86_64'],
+    syscalls: [allow(['read', 'write', 'exit_group', 'rt_sigreturn']), ...(names.length > 0 ? [{ names, action: 'SCMP_ACT_KILL_PROCESS' as const }] : [])],
+  });
+  // OLD names futex_waitv (449) at the default action, which runc counts: its threshold is 449;
+  // NEW names nothing past exit_group (231), so openat (257), unshare (272), bpf (321) … get ENOSYS.
+  const r = compareProfiles(killing(['futex_waitv']), killing([]));
+  const enosys = r.loosened.filter((c) => c.kind === 'enosys');
+  assert.equal(enosys.length, 1, JSON.stringify(r.loosened));
+  const c = enosys[0]!;
+  assert.ok(c.kind === 'enosys');
+  assert.equal(c.architecture, 'SCMP_ARCH_X86_64');
+  assert.deepEqual([c.old, c.new], [{ action: 'SCMP_ACT_KILL_PROCESS' }, { action: 'SCMP_ACT_ERRNO', errno: 38 }]);
+  for (const name of ['openat', 'unshare', 'bpf', 'io_uring_setup', 'futex_waitv']) assert.ok(c.syscalls.includes(name), name);
+  for (const name of ['exit_group', 'read', 'kill', 'set_mempolicy_home_node']) assert.ok(!c.syscalls.includes(name), name);
+  // The other way, the same calls go from ENOSYS to a kill: tightened.
+  const back = compareProfiles(killing([]), killing(['futex_waitv']));
+  assert.equal(back.loosened.length, 0, JSON.stringify(back.loosened));
+  assert.ok(back.tightened.some((t) => t.kind === 'enosys' && t.syscalls.includes('openat')));
+});
+
+test("runc adds no ENOSYS stub where the default lets calls through, the default errno is ENOSYS, or no call is named on the architecture", () => {
+  const named = (defaultAction: SeccompAction, names: string[], extra: Partial<SeccompProfile> = {}): SeccompProfile => ({ defaultAction, architectures: ['SCMP_ARCH_X86_64'], syscalls: names.length > 0 ? [allow(names)] : [], ...extra });
+  for (const d of ['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG'] as const) {
+    const r = compareProfiles(named(d, ['read', 'futex_waitv']), named(d, ['read']));
+    assert.ok(![...r.loosened, ...r.tightened, ...r.changed].some((c) => c.kind === 'enosys'), d);
+  }
+  const enosysDefault = compareProfiles(named('SCMP_ACT_ERRNO', ['read', 'futex_waitv'], { defaultErrnoRet: 38 }), named('SCMP_ACT_ERRNO', ['read'], { defaultErrnoRet: 38 }));
+  assert.ok(![...enosysDefault.loosened, ...enosysDefault.tightened, ...enosysDefault.changed].some((c) => c.kind === 'enosys'));
+  // An EPERM default: EPERM and ENOSYS are the same action, another errno: changed.
+  const eperm = compareProfiles(named('SCMP_ACT_ERRNO', ['read', 'futex_waitv']), named('SCMP_ACT_ERRNO', ['read']));
+  assert.equal(eperm.loosened.length, 0);
+  assert.ok(eperm.changed.some((c) => c.kind === 'enosys' && c.syscalls.includes('write')));
+  // A profile with no name at all gets no threshold (docs/security-model.md), so dropping the last name is a change too.
+  const none = compareProfiles(named('SCMP_ACT_KILL_PROCESS', []), named('SCMP_ACT_KILL_PROCESS', ['read']));
+  assert.ok(none.loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('write')));
+});
+
+test("profiles without an architecture list are read for the node's architecture when the caller names it", () => {
+  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', syscalls: [allow(['read']), ...(names.length > 0 ? [{ names, action: 'SCMP_ACT_KILL_PROCESS' as const }] : [])] });
+  assert.ok(!compareProfiles(p(['futex_waitv']), p([])).loosened.some((c) => c.kind === 'enosys'), 'no architecture known: nothing said');
+  assert.ok(compareProfiles(p(['futex_waitv']), p([]), 'SCMP_ARCH_X86_64').loosened.some((c) => c.kind === 'enosys' && c.architecture === 'SCMP_ARCH_X86_64'));
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, I386_SYSCALLS, syscallName, X86_64_SYSCALLS } from '../../../src/recorder/syscalls.js';
+import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, syscallName } from '../../../src/recorder/syscalls.js';
+import { I386_SYSCALLS, X86_64_SYSCALLS } from '../../../src/profiles/seccomp/syscall-numbers.js';
 
 test('x86_64 spot checks against syscall_64.tbl', () => {
   const want: [number, string][] = [
