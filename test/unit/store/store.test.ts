@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -35,6 +35,26 @@ describe('ProfileStore', () => {
     store = new ProfileStore({ root: dir });
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('an ingest that fails once its files are in place (the directory flush) leaves no record: the failed pull is not answered from the store', () =>
+    inOwnStoreDir(async (own) => {
+      const flaky = new ProfileStore({ root: own, flushInline: () => true });
+      const input = ingestInput('post-commit-failure');
+      await flaky.getRecord(input.digest); // the directories exist before the fault is armed
+      const eio = Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+      await assert.rejects(
+        withFs('fsyncSync', (original) => (fd) => {
+          if (fstatSync(fd as number).isDirectory()) throw eio;
+          return original(fd);
+        }, () => flaky.ingest(input)),
+        (e: NodeJS.ErrnoException) => e.code === 'EIO',
+      );
+      assert.equal(await flaky.getRecord(input.digest), undefined, 'no record of the failed ingest');
+      assert.equal(await new ProfileStore({ root: own }).getRecord(input.digest), undefined, 'nor for another reader');
+      // Once the disk answers again, the next ingest stores it.
+      await flaky.ingest(input);
+      assert.ok(await flaky.getRecord(input.digest));
+    }));
 
   it('makes its directories at first use without the thread pool', async () => {
     const fresh = new ProfileStore({ root: join(dir, 'fresh-store'), fsync: false });
