@@ -70,6 +70,24 @@ interface Owner {
 /** One owner socket per process and locks directory. */
 const owners = new Map<string, Promise<Owner>>();
 
+/**
+ * Locks this process released whose removal failed (an I/O error): each still names this
+ * process's live owner, so no taker would ever break it; this process's next taker removes it
+ * (breakIfDead). A path leaves the set when a claim of it succeeds.
+ */
+const unreleased = new Set<string>();
+
+/** Removes the lock at `lockPath` this process holds; a failure leaves it to the next taker here. */
+function release(lockPath: string): void {
+  try {
+    unlinkSync(lockPath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    unreleased.add(lockPath);
+    throw e;
+  }
+}
+
 /** This process's owner sockets and links: noise once it has exited (a crashed one's stay: still "dead"). */
 const ownerFiles = new Set<string>();
 
@@ -180,6 +198,7 @@ async function alive(locksDir: string, token: string): Promise<boolean> {
 async function claim(path: string, me: Owner, remade = false): Promise<boolean> {
   try {
     linkSync(me.link, path);
+    unreleased.delete(path);
     return true;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -201,7 +220,12 @@ async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promi
     await (held.foreign ? breakForeign(lockPath, held.st, locksDir, me) : breakLegacy(lockPath, locksDir, me));
     return;
   }
-  if (dead === me.token || (await alive(locksDir, dead))) return;
+  if (dead === me.token) {
+    // Held here, unless its release failed: then nobody holds it (a claim would have found it there).
+    if (unreleased.has(lockPath)) await unlink(lockPath).then(() => unreleased.delete(lockPath), () => undefined);
+    return;
+  }
+  if (await alive(locksDir, dead)) return;
   await underBreakClaim(lockPath, dead, locksDir, me, async () => {
     if ((await tokenOf(lockPath)) === dead) await unlink(lockPath).catch(() => undefined);
     await unlink(ownerSocket(locksDir, dead)).catch(() => undefined);
@@ -336,7 +360,7 @@ export async function holdFileLock(lockPath: string, waiting: (waitedMs: number)
     release: () => {
       if (!held) return;
       held = false;
-      unlinkSync(lockPath);
+      release(lockPath);
     },
   };
 }
@@ -359,6 +383,6 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   try {
     return await fn();
   } finally {
-    unlinkSync(lockPath);
+    release(lockPath);
   }
 }

@@ -14,6 +14,7 @@ import { SpokeError } from '../../../src/core/errors.js';
 import { rejectsWith } from '../../helpers/assert.js';
 import { holdFileLock, sweepDeadOwners, withFileLock } from '../../../src/store/lock.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
+import { withFs } from '../../helpers/with-fs.js';
 
 const CHILD = fileURLToPath(new URL('./lock-child.js', import.meta.url));
 const locksDir = tempDirMaker('spoke-lock-');
@@ -112,6 +113,28 @@ describe('cross-process lock', () => {
     const held = await holdFileLock(lock, (waitedMs) => waits.push(waitedMs));
     held.release();
     assert.deepEqual(waits, [], 'a dead holder is no wait');
+  });
+});
+
+describe('a lock whose removal failed', () => {
+  it('is this process\'s to take again: its next taker removes it and holds it, rather than waiting on its own live owner until the timeout', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'stuck.lock');
+    let failed = false;
+    await assert.rejects(
+      withFs('unlinkSync', (original) => (path) => {
+        if (path === lock && !failed) {
+          failed = true;
+          throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
+        }
+        return original(path);
+      }, () => withFileLock(lock, async () => 'done')),
+      (e: NodeJS.ErrnoException) => e.code === 'EIO',
+    );
+    assert.ok(failed);
+    assert.equal(await withFileLock(lock, async () => 'again', 3_000), 'again');
+    // Taken back and released: held by nobody now.
+    assert.equal(lstatSync(lock, { throwIfNoEntry: false }), undefined);
   });
 });
 
