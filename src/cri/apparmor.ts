@@ -72,6 +72,15 @@ function cancelled(message: string): SpokeError {
 }
 
 const CREATE_GONE = 'the create went away before its AppArmor profile was checked';
+const LOAD_GONE = 'the create went away before its AppArmor profile was loaded';
+
+/** A signal that fires, with a CANCELLED refusal as its reason, when `signal` fires. */
+function cancelledWith(signal: AbortSignal, message: string): AbortSignal {
+  const c = new AbortController();
+  if (signal.aborted) c.abort(cancelled(message));
+  else signal.addEventListener('abort', () => c.abort(cancelled(message)), { once: true });
+  return c.signal;
+}
 
 /** `work`, or a CANCELLED refusal as soon as `signal` fires (the caller has gone; `work` goes on). */
 function untilGone<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -139,7 +148,14 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    * check by one slot's turn, not by the whole burst. The map's order is the turn order.
    */
   const waitingBySource = new Map<string, (() => void)[]>();
-  const nextWaiter = (): (() => void) | undefined => {
+  /**
+   * Loads waiting for a parser slot, served before any check, in arrival order: a load's text was
+   * checked already and is loaded once, under its name's lock, which every namespace's creates of
+   * that profile wait on; in its namespace's turn it would hold them behind that namespace's burst.
+   */
+  const waitingLoads: (() => void)[] = [];
+  const nextWaiter = (): (() => void) | undefined => waitingLoads.shift() ?? nextCheck();
+  const nextCheck = (): (() => void) | undefined => {
     const turn = waitingBySource.entries().next();
     if (turn.done === true) return undefined;
     const [source, waiting] = turn.value;
@@ -148,25 +164,27 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
     if (waiting.length > 0) waitingBySource.set(source, waiting);
     return take;
   };
-  /** Waits for a parser slot; rejects, giving up its place, when `dropped` fires first. */
-  const slot = (dropped: AbortSignal, source: string): Promise<void> =>
+  /**
+   * Waits for a parser slot, a check in `source`'s turn or (undefined) a load; rejects, giving up
+   * its place, when `dropped` fires first.
+   */
+  const slot = (dropped: AbortSignal, source: string | undefined): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       if (dropped.aborted) return reject(dropped.reason);
+      const waiting = source === undefined ? waitingLoads : (waitingBySource.get(source) ?? []);
       const take = () => {
         dropped.removeEventListener('abort', leave);
         resolve();
       };
       const leave = () => {
-        const waiting = waitingBySource.get(source);
-        const i = waiting?.indexOf(take) ?? -1;
-        if (i >= 0) waiting!.splice(i, 1);
-        if (waiting?.length === 0) waitingBySource.delete(source);
+        const i = waiting.indexOf(take);
+        if (i >= 0) waiting.splice(i, 1);
+        if (source !== undefined && waiting.length === 0 && waitingBySource.get(source) === waiting) waitingBySource.delete(source);
         reject(dropped.reason);
       };
       dropped.addEventListener('abort', leave, { once: true });
-      const waiting = waitingBySource.get(source);
-      if (waiting === undefined) waitingBySource.set(source, [take]);
-      else waiting.push(take);
+      if (source !== undefined && !waitingBySource.has(source)) waitingBySource.set(source, waiting);
+      waiting.push(take);
     });
   const now = opts.monotonicNow ?? monotonicNow;
   /** Prepared profiles by `<parser identity>/<artifact sha256>`. */
@@ -180,10 +198,10 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
 
   /**
    * Runs `work` (a parser run) once a parser slot is free, at most MAX_CONCURRENT_PARSERS at once.
-   * `dropped`: nobody waits for it any more (before it started). `source`: whose turn it waits in
-   * (waitingBySource).
+   * `dropped`: nobody waits for it any more (before it started). `source`: whose turn a check
+   * waits in (waitingBySource); undefined for a load (waitingLoads).
    */
-  const withParserSlot = async <T>(dropped: AbortSignal, source: string, work: () => Promise<T>): Promise<T> => {
+  const withParserSlot = async <T>(dropped: AbortSignal, source: string | undefined, work: () => Promise<T>): Promise<T> => {
     while (parsersRunning >= MAX_CONCURRENT_PARSERS) await slot(dropped, source);
     parsersRunning++;
     try {
@@ -357,11 +375,11 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
       return result;
     },
 
-    async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal, source = ''): Promise<{ warnings: readonly string[] }> {
-      // A load compiles the text again, with a check's cost: it takes a parser slot in its
-      // source's turn, as checks do, so creates of many checked texts at once do not run a parser
-      // each. Given up when the create has gone while it waited.
-      return withParserSlot(signal ?? NEVER_DROPPED, source, async () => {
+    async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal): Promise<{ warnings: readonly string[] }> {
+      // A load compiles the text again, with a check's cost: it takes one of the checks' parser
+      // slots (ahead of them: waitingLoads), so creates of many checked texts at once do not run
+      // a parser each. Given up (CANCELLED) when the create has gone while it waited.
+      return withParserSlot(signal === undefined ? NEVER_DROPPED : cancelledWith(signal, LOAD_GONE), undefined, async () => {
         // Asked under the name's lock and in the slot, just before the parser runs: a profile
         // waits for both after it was named, and a parser upgraded meanwhile would replace the
         // name's policy, under the containers a shim before this one confined by it, with its

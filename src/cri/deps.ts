@@ -61,10 +61,10 @@ export interface AppArmorOps {
    * `apparmor_parser --replace`; the warnings name rule classes the kernel does not enforce.
    * Unavailable (APPARMOR_PARSER_CHANGED) when the parser is no longer the one `profile` was
    * named for: another parser's compile would replace that name's policy under the containers
-   * already confined by it (docs/apparmor.md#the-parser-in-the-name). It waits for a parser slot
-   * as prepare's check does (`signal`, `source` as there).
+   * already confined by it (docs/apparmor.md#the-parser-in-the-name). It waits for a parser slot,
+   * ahead of prepare's checks; `signal` as there.
    */
-  load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal, source?: string): Promise<{ warnings: readonly string[] }>;
+  load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal): Promise<{ warnings: readonly string[] }>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */
   unload(name: string): Promise<void>;
   /** Counts the node AppArmor baseline's reloads: a create prepared under another count is decided again (edited.ts). */

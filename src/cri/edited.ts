@@ -103,7 +103,7 @@ export class EditedCalls<P> {
         await decidedUnder.note();
         const gone = callGone(call.stream, deadline);
         const prepared = await applier.prepareAppArmor(p, { ...c, gone });
-        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared, gone, c.namespace));
+        await claims.claimAppArmor(prepared.name, prepared.digest, () => appArmor!.load(prepared, gone));
         return prepared;
       },
       ...(this.d.annotationDeps ? { annotations: whileCallWaits(this.d.annotationDeps, stream, deadline) } : {}),

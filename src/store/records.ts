@@ -238,6 +238,8 @@ export class RecordStore {
         const again = await this.stageBlobFile(blobPath, input.layerBytes);
         if (again) await commitStaged([again]);
       }
+      // Stopped while the directories were flushed (in the thread pool): taken back below.
+      abandoned?.throwIfAborted();
       if (lost.length === 0) {
         // The file keeps the identity it was written with, so the pull's next read is a cache hit.
         this.recordCache.set(input.digest, { identity: stagedRecord.identity, record });

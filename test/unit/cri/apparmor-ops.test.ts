@@ -354,10 +354,29 @@ describe('createAppArmorOps', () => {
     for (const x of ['a', 'b', 'c']) prepared.push(await ops.prepare(artifact(x)));
     writeFileSync(counts, '');
     // Three loads of checked texts and two new checks, at once.
-    await Promise.all([...prepared.map((p, i) => ops.load(p, undefined, `ns-${i}`)), ops.prepare(artifact('d'), undefined, 'ns-3'), ops.prepare(artifact('e'), undefined, 'ns-4')]);
+    await Promise.all([...prepared.map((p) => ops.load(p)), ops.prepare(artifact('d'), undefined, 'ns-3'), ops.prepare(artifact('e'), undefined, 'ns-4')]);
     const seen = readFileSync(counts, 'utf8').trim().split('\n').map(Number);
     assert.equal(seen.length, 5);
     assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
+  });
+
+  it("a load goes ahead of the checks waiting for a slot: under its name's lock, it would hold every namespace's creates of that profile behind one namespace's burst", async () => {
+    const runs = join(dir, 'runs-load-first');
+    const parser = join(dir, 'slow_checks-loads');
+    const securityfs = join(dir, 'securityfs-first');
+    mkdirSync(securityfs);
+    // Loads are quick; checks take a while.
+    writeFakeParser(parser, `case " $* " in *" --replace "*) echo load >> '${runs}' ;; *) echo check >> '${runs}'; sleep 0.3 ;; esac\n`);
+    const ops = createAppArmorOps({ parser: { parser, securityfs } });
+    const artifact = (x: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/opt/${x}`] } }));
+    const named = await ops.prepare(artifact('shared'));
+    writeFileSync(runs, '');
+    // Namespace a's burst: two checks run, two wait in its turn; then its create of a checked profile loads it.
+    const burst = ['a1', 'a2', 'a3', 'a4'].map((x) => ops.prepare(artifact(x), undefined, 'a'));
+    await waitFor(() => readFileSync(runs, 'utf8') === 'check\ncheck\n', { timeoutMs: 5000, what: 'two checks running' });
+    await ops.load(named);
+    await Promise.all(burst);
+    assert.deepEqual(readFileSync(runs, 'utf8').trim().split('\n'), ['check', 'check', 'load', 'check', 'check']);
   });
 
   it('a load waiting for a parser slot is given up when its create has gone', async () => {
@@ -375,9 +394,10 @@ describe('createAppArmorOps', () => {
     writeFileSync(runs, '');
     const busy = [ops.prepare(artifact('x'), undefined, 'a'), ops.prepare(artifact('y'), undefined, 'b')];
     await waitFor(() => readFileSync(runs, 'utf8') === 'run\nrun\n', { timeoutMs: 5000, what: 'both slots taken' });
+    // The create's signal fires as the shim's does: with no reason of spoke's (the client left).
     const gone = new AbortController();
-    const load = ops.load(named, gone.signal, 'c');
-    gone.abort(new SpokeError('Unavailable', 'the create went away', {}, { reason: 'CANCELLED' }));
+    const load = ops.load(named, gone.signal);
+    gone.abort();
     await rejectsWith(load, { code: 'Unavailable', reason: 'CANCELLED' });
     rmSync(gate);
     await Promise.all(busy);

@@ -56,6 +56,23 @@ describe('ProfileStore', () => {
       assert.ok(await flaky.getRecord(input.digest));
     }));
 
+  it('an ingest whose pull is stopped while the directory is flushed (after the renames) takes its record back: its callers were answered with the refusal', () =>
+    inOwnStoreDir(async (own) => {
+      const input = ingestInput('stopped-at-dir-flush');
+      const placedBlob = join(own, 'blobs', 'sha256', input.layerDigest.slice('sha256:'.length));
+      const stop = new AbortController();
+      // Asked at each flush: once the blob is in place, the flush asked for is the directory's,
+      // through the thread pool; the pull's deadline fires then.
+      const flushInline = () => {
+        if (existsSync(placedBlob)) stop.abort(Object.assign(new Error('pull did not finish in time'), { code: 'DEADLINE_TEST' }));
+        return false;
+      };
+      const slow = new ProfileStore({ root: own, flushInline });
+      await assert.rejects(slow.ingest(input, {}, stop.signal), (e: NodeJS.ErrnoException) => e.code === 'DEADLINE_TEST');
+      assert.ok(stop.signal.aborted);
+      assert.equal(await slow.getRecord(input.digest), undefined, 'no record of the stopped pull');
+    }));
+
   it('makes its directories at first use without the thread pool', async () => {
     const fresh = new ProfileStore({ root: join(dir, 'fresh-store'), fsync: false });
     assert.equal(await poolRequests(() => fresh.getRecord(sha256Digest('none'))), 0);
