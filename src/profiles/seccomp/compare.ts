@@ -6,7 +6,7 @@
 import { actionRank, sameVerdict } from './actions.js';
 import { conjunctionKey, formatConjunction } from './conditions.js';
 import { cellsOf, decisionFor, partition, ProductBudget, readOf, readProfile, type Decision, type ReadProfile } from './decision.js';
-import { callNumbers, ENOSYS_VERDICT, enosysThreshold } from './enosys.js';
+import { callTable, ENOSYS_VERDICT, enosysThreshold, FIRST_CALL_LIBSECCOMP_MAY_LACK, stubbable } from './enosys.js';
 import type { SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
@@ -93,38 +93,75 @@ function flagChange(flag: SeccompFlag, older: readonly SeccompFlag[] | undefined
 const ENOSYS_EVERYWHERE: Decision = readOf(ENOSYS_VERDICT, new Map()).unnamed;
 
 /**
- * The calls of `architecture` whose verdict under runc differs because its ENOSYS stub covers
- * them in one profile and not the other (enosys.ts). Calls both profiles decide by their
- * arguments are compared case by case, as syscallChanges does; the others are grouped by their
- * pair of verdicts.
+ * Whether the reading without the stub already reports this call as changed in `d`, as a
+ * whole: a stubbed reading of the same direction (only the errno of the old verdict differs,
+ * say) adds nothing a reviewer needs.
  */
-function enosysChanges(architecture: string, older: SeccompProfile, newer: SeccompProfile, o: ReadProfile, n: ReadProfile, budget: ProductBudget, push: (d: ChangeDirection, c: ProfileChange) => void): void {
-  const numbers = callNumbers(architecture);
-  if (numbers === undefined) return;
-  const oldThreshold = enosysThreshold(older, numbers.byName);
-  const newThreshold = enosysThreshold(newer, numbers.byName);
-  if (oldThreshold === newThreshold) return;
-  // Past its threshold a profile names no call, so the stub answers for every call there.
-  const stubbed = (threshold: number | undefined, nr: number) => threshold !== undefined && nr > threshold;
+function reportedAs(older: Decision, newer: Decision, d: ChangeDirection): boolean {
+  const [co, cn] = [cellsOf(older), cellsOf(newer)];
+  return co.length === 1 && cn.length === 1 && !sameVerdict(co[0]!.verdict, cn[0]!.verdict) && direction(co[0]!.verdict, cn[0]!.verdict) === d;
+}
+
+/** The same decision, or two that give one verdict whatever the arguments. */
+function sameDecision(a: Decision, b: Decision): boolean {
+  if (a === b) return true;
+  const [ca, cb] = [cellsOf(a), cellsOf(b)];
+  return ca.length === 1 && cb.length === 1 && sameVerdict(ca[0]!.verdict, cb[0]!.verdict);
+}
+
+/**
+ * The calls of `architecture` whose verdict under runc differs from the reading above (every
+ * name known, no stub) in some runtime a node may have: a libseccomp that knows the calls up to
+ * some number only (a name it does not know is skipped), and a runc that stubs the node's own
+ * architecture even where a profile does not list it (1.2) or not (1.1). See enosys.ts. Each pair
+ * of verdicts is reported once, with every call it holds for; calls decided by their arguments
+ * are compared case by case, as syscallChanges does.
+ */
+function enosysChanges(architecture: SeccompArchitecture, isNative: boolean, older: SeccompProfile, newer: SeccompProfile, o: ReadProfile, n: ReadProfile, budget: ProductBudget, push: (d: ChangeDirection, c: ProfileChange) => void): void {
+  const table = callTable(architecture);
+  if (table === undefined || (!stubbable(older) && !stubbable(newer))) return;
+  const listed = (p: SeccompProfile) => (p.architectures ?? []).includes(architecture);
+  // Whether each runc reading stubs this architecture for a profile: listed, or (1.2) the node's.
+  const readings = isNative && !(listed(older) && listed(newer)) ? [false, true] : [true];
+  const named = (r: ReadProfile, name: string) => r.clauses.has(name);
+  // Knowledge cut just below each named call a libseccomp in use may not know, and none.
+  const cutoffs = new Set<number>([Infinity]);
+  for (const p of [older, newer]) for (const e of p.syscalls ?? []) for (const name of e.names) {
+    const nr = table.byName.get(name);
+    if (nr !== undefined && nr >= FIRST_CALL_LIBSECCOMP_MAY_LACK) cutoffs.add(nr - 1);
+  }
   const groups = new Map<string, { direction: ChangeDirection; change: ProfileChange & { kind: 'enosys' } }>();
-  for (const [nr, name] of numbers.byNumber) {
-    const oldStub = stubbed(oldThreshold, nr);
-    const newStub = stubbed(newThreshold, nr);
-    if (oldStub === newStub) continue;
-    const oldDecision = oldStub ? ENOSYS_EVERYWHERE : decisionFor(o, name);
-    const newDecision = newStub ? ENOSYS_EVERYWHERE : decisionFor(n, name);
-    const oldCells = cellsOf(oldDecision);
-    const newCells = cellsOf(newDecision);
-    if (oldCells.length !== 1 || newCells.length !== 1) {
-      syscallChanges(name, oldDecision, newDecision, [architecture], budget, push);
-      continue;
+  const compared = new Set<string>();
+  const ids = new Map<Decision, number>();
+  const id = (d: Decision) => ids.get(d) ?? (ids.set(d, ids.size), ids.size - 1);
+  for (const nativeStub of readings) {
+    const stubbed = (p: SeccompProfile) => listed(p) || nativeStub;
+    for (const known of cutoffs) {
+      const oldThreshold = stubbed(older) ? enosysThreshold(older, table, known) : undefined;
+      const newThreshold = stubbed(newer) ? enosysThreshold(newer, table, known) : undefined;
+      const verdictOf = (r: ReadProfile, name: string, nr: number, threshold: number | undefined): Decision =>
+        named(r, name) && nr <= known ? decisionFor(r, name) : threshold !== undefined && nr > threshold ? ENOSYS_EVERYWHERE : r.unnamed;
+      for (const [nr, name] of table.byNumber) {
+        const oldDecision = verdictOf(o, name, nr, oldThreshold);
+        const newDecision = verdictOf(n, name, nr, newThreshold);
+        // What the reading above compared already.
+        if (sameDecision(oldDecision, decisionFor(o, name)) && sameDecision(newDecision, decisionFor(n, name))) continue;
+        const key = `${name}:${id(oldDecision)}:${id(newDecision)}`;
+        if (compared.has(key)) continue;
+        compared.add(key);
+        const [oldCells, newCells] = [cellsOf(oldDecision), cellsOf(newDecision)];
+        if (oldCells.length !== 1 || newCells.length !== 1) {
+          syscallChanges(name, oldDecision, newDecision, [architecture], budget, push);
+          continue;
+        }
+        const [ov, nv] = [oldCells[0]!.verdict, newCells[0]!.verdict];
+        if (sameVerdict(ov, nv) || reportedAs(decisionFor(o, name), decisionFor(n, name), direction(ov, nv))) continue;
+        const pair = `${ov.action}/${ov.errno ?? ''}>${nv.action}/${nv.errno ?? ''}`;
+        const group = groups.get(pair);
+        if (group === undefined) groups.set(pair, { direction: direction(ov, nv), change: { kind: 'enosys', architecture, syscalls: [name], old: ov, new: nv } });
+        else if (!group.change.syscalls.includes(name)) group.change.syscalls.push(name);
+      }
     }
-    const [ov, nv] = [oldCells[0]!.verdict, newCells[0]!.verdict];
-    if (sameVerdict(ov, nv)) continue;
-    const key = `${ov.action}/${ov.errno ?? ''}>${nv.action}/${nv.errno ?? ''}`;
-    const group = groups.get(key);
-    if (group !== undefined) group.change.syscalls.push(name);
-    else groups.set(key, { direction: direction(ov, nv), change: { kind: 'enosys', architecture, syscalls: [name], old: ov, new: nv } });
   }
   for (const { direction: d, change } of groups.values()) push(d, change);
 }
@@ -155,6 +192,7 @@ export function compareProfiles(older: SeccompProfile, newer: SeccompProfile, na
   syscallChanges(OTHER_SYSCALLS, o.unnamed, n.unnamed, architectures, budget, push);
   const names = [...new Set([...o.clauses.keys(), ...n.clauses.keys()])].sort();
   for (const name of names) syscallChanges(name, decisionFor(o, name), decisionFor(n, name), architectures, budget, push);
-  for (const a of architectures) enosysChanges(a === 'native' ? (native ?? a) : a, older, newer, o, n, budget, push);
+  // runc's stub, on the architectures both profiles are filtered for: those both list, and the node's.
+  for (const a of new Set([...shared, ...(native === undefined ? [] : [native])])) enosysChanges(a, a === native, older, newer, o, n, budget, push);
   return out;
 }

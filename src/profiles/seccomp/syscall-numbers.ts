@@ -1,7 +1,8 @@
 // Syscall numbers of the x86 ABIs, as data, from the kernel's own tables (torvalds/linux
 // arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl, up to 469 file_setattr).
-// x86_64: the "common" and "64" ABI rows (0–334, 424–469); the x32 rows (512–547, and numbers
-// with __X32_SYSCALL_BIT 0x40000000 set) are not mapped.
+// x86_64: the "common" and "64" ABI rows (0–334, 424–469).
+// x32 (numbers with __X32_SYSCALL_BIT 0x40000000 set, kept here without it): the "common" rows
+// and the "x32" rows 512–547, which replace the "64" rows X86_64_ONLY lists.
 // i386: the "i386" rows; 222, 223, 251, 285 and 387–392 are unused.
 // Names are the libseccomp / runtime-spec names, i.e. the table's <name> column. Read by the
 // recorders (a logged number to its name) and by the diff (runc's ENOSYS threshold, enosys.ts).
@@ -150,3 +151,22 @@ function table(own: string, absent: readonly number[] = []): ReadonlyMap<number,
 
 export const X86_64_SYSCALLS: ReadonlyMap<number, string> = table(X86_64);
 export const I386_SYSCALLS: ReadonlyMap<number, string> = table(I386, [453]);
+
+/** The x86_64 table's "64" rows (and map_shadow_stack, 453): calls the x32 ABI does not have under these numbers. */
+const X86_64_ONLY = [
+  13, 15, 16, 19, 20, 45, 46, 47, 54, 55, 59, 101, 127, 128, 129, 131, 134, 156, 174, 177, 178, 180, 205, 206, 209, 211, 214, 215, 222, 236, 244, 246,
+  247, 273, 274, 278, 279, 295, 296, 297, 299, 307, 310, 311, 322, 327, 328, 453,
+];
+
+/** The x32 rows (512–547): the "64" calls that take arguments of other sizes there, renumbered. */
+const X32_OWN = `
+512 rt_sigaction 513 rt_sigreturn 514 ioctl 515 readv 516 writev 517 recvfrom 518 sendmsg 519 recvmsg
+520 execve 521 ptrace 522 rt_sigpending 523 rt_sigtimedwait 524 rt_sigqueueinfo 525 sigaltstack
+526 timer_create 527 mq_notify 528 kexec_load 529 waitid 530 set_robust_list 531 get_robust_list
+532 vmsplice 533 move_pages 534 preadv 535 pwritev 536 rt_tgsigqueueinfo 537 recvmmsg 538 sendmmsg
+539 process_vm_readv 540 process_vm_writev 541 setsockopt 542 getsockopt 543 io_setup 544 io_submit
+545 execveat 546 preadv2 547 pwritev2
+`;
+
+/** x32 calls by number, without __X32_SYSCALL_BIT. */
+export const X32_SYSCALLS: ReadonlyMap<number, string> = new Map([...table(X86_64, X86_64_ONLY), ...table(X32_OWN, [453])].sort(([a], [b]) => a - b));

@@ -59,8 +59,9 @@ test('argument conditions: only the case that changed is reported, with its cond
 test('default action, architectures and the SPEC_ALLOW flag', () => {
   const r = compareProfiles(base, { ...base, defaultAction: 'SCMP_ACT_LOG', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] });
   const kinds = r.loosened.map((c) => (c.kind === 'syscall' ? c.syscall : c.kind === 'architecture' ? c.architecture : c.kind === 'flag' ? c.flag : c.kind)).sort();
-  // enosys: under runc, OLD answered ENOSYS past read and write, which a LOG default lets through.
-  assert.deepEqual(kinds, [OTHER_SYSCALLS, 'SCMP_ARCH_X86', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'enosys']);
+  // Under runc OLD answered ENOSYS past read and write, which the LOG default lets through: the
+  // same loosening as `*`'s, not listed again.
+  assert.deepEqual(kinds, [OTHER_SYSCALLS, 'SCMP_ARCH_X86', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW']);
 });
 
 test('no flags member is read as the runtimes read it: crun and runc 1.2 set SPEC_ALLOW then, older runc does not', () => {
@@ -141,25 +142,43 @@ test("runc's ENOSYS threshold: calls past the highest one NEW names get ERRNO(EN
   assert.ok(back.tightened.some((t) => t.kind === 'enosys' && t.syscalls.includes('openat')));
 });
 
-test("runc adds no ENOSYS stub where the default lets calls through, the default errno is ENOSYS, or no call is named on the architecture", () => {
+test("runc adds no ENOSYS stub where the default lets calls through, or where the highest call named is numbered 0 or none is named", () => {
   const named = (defaultAction: SeccompAction, names: string[], extra: Partial<SeccompProfile> = {}): SeccompProfile => ({ defaultAction, architectures: ['SCMP_ARCH_X86_64'], syscalls: names.length > 0 ? [allow(names)] : [], ...extra });
-  for (const d of ['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG'] as const) {
-    const r = compareProfiles(named(d, ['read', 'futex_waitv']), named(d, ['read']));
-    assert.ok(![...r.loosened, ...r.tightened, ...r.changed].some((c) => c.kind === 'enosys'), d);
-  }
-  const enosysDefault = compareProfiles(named('SCMP_ACT_ERRNO', ['read', 'futex_waitv'], { defaultErrnoRet: 38 }), named('SCMP_ACT_ERRNO', ['read'], { defaultErrnoRet: 38 }));
-  assert.ok(![...enosysDefault.loosened, ...enosysDefault.tightened, ...enosysDefault.changed].some((c) => c.kind === 'enosys'));
-  // An EPERM default: EPERM and ENOSYS are the same action, another errno: changed.
-  const eperm = compareProfiles(named('SCMP_ACT_ERRNO', ['read', 'futex_waitv']), named('SCMP_ACT_ERRNO', ['read']));
+  const enosysOf = (r: ReturnType<typeof compareProfiles>) => [...r.loosened, ...r.tightened, ...r.changed].filter((c) => c.kind === 'enosys');
+  for (const d of ['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG'] as const) assert.deepEqual(enosysOf(compareProfiles(named(d, ['write', 'futex_waitv']), named(d, ['write']))), [], d);
+  // An EPERM default: EPERM and ENOSYS are the same action, another errno: changed, never loosened.
+  const eperm = compareProfiles(named('SCMP_ACT_ERRNO', ['write', 'futex_waitv']), named('SCMP_ACT_ERRNO', ['write']));
   assert.equal(eperm.loosened.length, 0);
-  assert.ok(eperm.changed.some((c) => c.kind === 'enosys' && c.syscalls.includes('write')));
-  // A profile with no name at all gets no threshold (docs/security-model.md), so dropping the last name is a change too.
-  const none = compareProfiles(named('SCMP_ACT_KILL_PROCESS', []), named('SCMP_ACT_KILL_PROCESS', ['read']));
-  assert.ok(none.loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('write')));
+  assert.ok(eperm.changed.some((c) => c.kind === 'enosys' && c.syscalls.includes('open')));
+  // An ENOSYS default: the stub answers what the default does.
+  assert.deepEqual(enosysOf(compareProfiles(named('SCMP_ACT_ERRNO', ['write', 'futex_waitv'], { defaultErrnoRet: 38 }), named('SCMP_ACT_ERRNO', ['write'], { defaultErrnoRet: 38 }))), []);
+  // Naming only read (0) gives no stub, as naming nothing does: from there to write (1), calls past write get ENOSYS.
+  for (const before of [[], ['read']]) {
+    const r = compareProfiles(named('SCMP_ACT_KILL_PROCESS', before), named('SCMP_ACT_KILL_PROCESS', ['write']));
+    assert.ok(r.loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('open')), JSON.stringify(before));
+    assert.ok(!r.loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('read')), JSON.stringify(before));
+  }
+});
+
+test("a name the node's libseccomp may not know is skipped by runc: the threshold it set falls to the highest name known", () => {
+  // OLD's highest name is futex_waitv (449), NEW's mseal (462), unknown to libseccomp 2.5.4: there
+  // NEW's threshold is write's, and calls 2–449 go from a kill to ENOSYS.
+  const p = (last: string): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: ['SCMP_ARCH_X86_64'], syscalls: [allow(['write']), { names: [last], action: 'SCMP_ACT_KILL_PROCESS' }] });
+  const r = compareProfiles(p('futex_waitv'), p('mseal'));
+  assert.ok(r.loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('landlock_create_ruleset') && c.new.errno === 38), JSON.stringify(r.loosened));
+});
+
+test('x32 has a table of its own: its calls past its threshold are compared too', () => {
+  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X32'], syscalls: [allow(['read', 'write', 'mseal', ...names])] });
+  // execve is 59 on x86_64 but 520 on x32: dropping it lowers x32's threshold only.
+  const r = compareProfiles(p(['execve']), p([]));
+  const x32 = r.loosened.filter((c) => c.kind === 'enosys' && c.architecture === 'SCMP_ARCH_X32');
+  assert.equal(x32.length, 1, JSON.stringify(r.loosened));
+  assert.ok(x32[0]!.kind === 'enosys' && x32[0]!.syscalls.includes('rt_sigaction') && !x32[0]!.syscalls.includes('read'));
 });
 
 test("profiles without an architecture list are read for the node's architecture when the caller names it", () => {
-  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', syscalls: [allow(['read']), ...(names.length > 0 ? [{ names, action: 'SCMP_ACT_KILL_PROCESS' as const }] : [])] });
+  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', syscalls: [allow(['write']), ...(names.length > 0 ? [{ names, action: 'SCMP_ACT_KILL_PROCESS' as const }] : [])] });
   assert.ok(!compareProfiles(p(['futex_waitv']), p([])).loosened.some((c) => c.kind === 'enosys'), 'no architecture known: nothing said');
   assert.ok(compareProfiles(p(['futex_waitv']), p([]), 'SCMP_ARCH_X86_64').loosened.some((c) => c.kind === 'enosys' && c.architecture === 'SCMP_ARCH_X86_64'));
 });
