@@ -10,6 +10,7 @@ import { writeFileAtomic } from './fsutil.js';
 import { lastUseAt, lastUsePath, readLastUse, type LastUse } from './last-use.js';
 import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import type { ProvenanceRecord, StoreEntry } from './record-format.js';
+import type { BlobReader } from './blob-reader.js';
 import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import type { EffectiveOrigins } from './effective.js';
@@ -41,6 +42,7 @@ export class StoreCollector {
   constructor(
     private readonly layout: StoreLayout,
     private readonly records: RecordStore,
+    private readonly blobs: BlobReader,
     private readonly holders: InUseSet,
     private readonly effective: EffectiveOrigins,
   ) {
@@ -343,7 +345,7 @@ export class StoreCollector {
       try {
         await this.records.readManifest(r.digest);
         if (r.platform && sha256Digest(Buffer.from(r.platform.manifest, 'base64')) !== r.platform.digest) throw new Error(`stored manifest of platform ${r.platform.digest} is corrupt`);
-        await this.records.readBlob(r.layerDigest, { verify: true });
+        await this.blobs.readBlob(r.layerDigest, { verify: true });
         ok.push(r.digest);
       } catch (e) {
         corrupt.push({ digest: r.digest, reason: (e as Error).message });

@@ -1,6 +1,6 @@
 // Content-addressed profile store (docs/architecture.md). ProfileStore is the facade callers use;
-// its parts are records.ts (artifact records, blobs and verdicts; their format in
-// record-format.ts), inuse-set.ts (the in-use set and pins), effective.ts (effective-file
+// its parts are records.ts (artifact records and verdicts, and the writing of blobs; their format
+// in record-format.ts), blob-reader.ts (the blobs as read and checked), inuse-set.ts (the in-use set and pins), effective.ts (effective-file
 // origins) and collect.ts (listing, removal, gc, verification), over the layout and file
 // primitives they share (layout.ts).
 //
@@ -28,6 +28,7 @@
 // event loop: the metadata steps are synchronous (fsutil.ts).
 
 import type { Digest } from '../core/digest.js';
+import { BlobReader } from './blob-reader.js';
 import { StoreCollector, type CollectOptions, type CollectResult } from './collect.js';
 import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
@@ -54,6 +55,7 @@ export class ProfileStore {
   readonly root: string;
   private readonly layout: StoreLayout;
   private readonly records: RecordStore;
+  private readonly blobs: BlobReader;
   private readonly holders: InUseSet;
   private readonly effective: EffectiveOrigins;
   private readonly collector: StoreCollector;
@@ -61,10 +63,11 @@ export class ProfileStore {
   constructor(opts: ProfileStoreOptions) {
     this.layout = new StoreLayout(opts);
     this.root = this.layout.root;
-    this.records = new RecordStore(this.layout, opts.contentRules ?? '');
+    this.blobs = new BlobReader(this.layout);
+    this.records = new RecordStore(this.layout, opts.contentRules ?? '', this.blobs);
     this.holders = new InUseSet(this.layout);
     this.effective = new EffectiveOrigins(this.layout);
-    this.collector = new StoreCollector(this.layout, this.records, this.holders, this.effective);
+    this.collector = new StoreCollector(this.layout, this.records, this.blobs, this.holders, this.effective);
   }
 
   blobPath(d: Digest): string {
@@ -76,7 +79,7 @@ export class ProfileStore {
     return this.layout.temp.prepare();
   }
 
-  // ---- records, blobs and verdicts (records.ts) ----
+  // ---- records, blobs and verdicts (records.ts, blob-reader.ts) ----
 
   getRecord(d: Digest): Promise<ProvenanceRecord | undefined> {
     return this.records.getRecord(d);
@@ -95,15 +98,15 @@ export class ProfileStore {
   }
 
   hasBlob(d: Digest): Promise<boolean> {
-    return this.records.hasBlob(d);
+    return this.blobs.hasBlob(d);
   }
 
   readBlob(d: Digest, opts: { verify?: boolean } = {}): Promise<Buffer> {
-    return this.records.readBlob(d, opts);
+    return this.blobs.readBlob(d, opts);
   }
 
   checkBlob(d: Digest): Promise<void> {
-    return this.records.checkBlob(d);
+    return this.blobs.checkBlob(d);
   }
 
   /**
