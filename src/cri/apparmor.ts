@@ -17,6 +17,7 @@ import { SpokeError, asSpokeError } from '../core/errors.js';
 import { sha256Hex } from '../core/digest.js';
 import { monotonicNow, type Logger, type MonotonicNow } from '../core/runtime.js';
 import type { AppArmorOps, PreparedAppArmor } from './deps.js';
+import { ParserSlots } from './parser-slots.js';
 
 type Lib = typeof import('../profiles/apparmor/index.js');
 type Parser = typeof import('../apparmor/parser.js');
@@ -113,7 +114,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    * Per source, not per text: a timeout says nothing about the text (a node made busy by another
    * namespace, which may even have asked for the same text at such a moment to time it out), so it
    * must not refuse the text to namespaces whose own check did not fail. Each namespace pays at
-   * most one check of a spinning text per window, in its own turn (waitingBySource). Entries all
+   * most one check of a spinning text per window, in its own turn (parser-slots.ts). Entries all
    * live TIMED_OUT_MEMORY_MS and are set anew at the end, so the map's order is expiry order: the
    * expired are dropped from its front, and past MAX_CHECKED the oldest goes.
    */
@@ -130,7 +131,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   };
   /**
    * Checks under way by ofSource(text key, source): creates of one profile from one source at once
-   * share one parser run. Not across sources: a check waits in its source's turn (waitingBySource),
+   * share one parser run. Not across sources: a check waits in its source's turn (parser-slots.ts),
    * so a create joining another namespace's check would wait behind that namespace's burst of slow
    * texts, and a namespace could ask for another's text behind its own burst to hold that
    * namespace's creates there; its timeout, too, is its source's alone (timedOut). A check that
@@ -140,52 +141,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
    * them for nothing.
    */
   const checking = new Map<string, { done: Promise<void>; waiters: number; drop: AbortController }>();
-  let parsersRunning = 0;
-  /**
-   * Checks waiting for a parser slot, by source (the namespace of the pod that asked), served in
-   * turn: a freed slot goes to the first waiter of the source whose turn it is, and that source
-   * goes to the back. So one namespace's burst of slow texts holds back another namespace's
-   * check by one slot's turn, not by the whole burst. The map's order is the turn order.
-   */
-  const waitingBySource = new Map<string, (() => void)[]>();
-  /**
-   * Loads waiting for a parser slot, served before any check, in arrival order: a load's text was
-   * checked already and is loaded once, under its name's lock, which every namespace's creates of
-   * that profile wait on; in its namespace's turn it would hold them behind that namespace's burst.
-   */
-  const waitingLoads: (() => void)[] = [];
-  const nextWaiter = (): (() => void) | undefined => waitingLoads.shift() ?? nextCheck();
-  const nextCheck = (): (() => void) | undefined => {
-    const turn = waitingBySource.entries().next();
-    if (turn.done === true) return undefined;
-    const [source, waiting] = turn.value;
-    waitingBySource.delete(source);
-    const take = waiting.shift();
-    if (waiting.length > 0) waitingBySource.set(source, waiting);
-    return take;
-  };
-  /**
-   * Waits for a parser slot, a check in `source`'s turn or (undefined) a load; rejects, giving up
-   * its place, when `dropped` fires first.
-   */
-  const slot = (dropped: AbortSignal, source: string | undefined): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      if (dropped.aborted) return reject(dropped.reason);
-      const waiting = source === undefined ? waitingLoads : (waitingBySource.get(source) ?? []);
-      const take = () => {
-        dropped.removeEventListener('abort', leave);
-        resolve();
-      };
-      const leave = () => {
-        const i = waiting.indexOf(take);
-        if (i >= 0) waiting.splice(i, 1);
-        if (source !== undefined && waiting.length === 0 && waitingBySource.get(source) === waiting) waitingBySource.delete(source);
-        reject(dropped.reason);
-      };
-      dropped.addEventListener('abort', leave, { once: true });
-      if (source !== undefined && !waitingBySource.has(source)) waitingBySource.set(source, waiting);
-      waiting.push(take);
-    });
+  const slots = new ParserSlots(MAX_CONCURRENT_PARSERS);
   const now = opts.monotonicNow ?? monotonicNow;
   /** Prepared profiles by `<parser identity>/<artifact sha256>`. */
   let prepared = new Map<string, PreparedAppArmor>();
@@ -196,28 +152,10 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
   };
   const libOf = () => (lib ??= import('../profiles/apparmor/index.js'));
 
-  /**
-   * Runs `work` (a parser run) once a parser slot is free, at most MAX_CONCURRENT_PARSERS at once.
-   * `dropped`: nobody waits for it any more (before it started). `source`: whose turn a check
-   * waits in (waitingBySource); undefined for a load (waitingLoads).
-   */
-  const withParserSlot = async <T>(dropped: AbortSignal, source: string | undefined, work: () => Promise<T>): Promise<T> => {
-    while (parsersRunning >= MAX_CONCURRENT_PARSERS) await slot(dropped, source);
-    parsersRunning++;
-    try {
-      // Nobody waits for it any more (the last create went while it waited): the slot goes on.
-      dropped.throwIfAborted();
-      return await work();
-    } finally {
-      parsersRunning--;
-      nextWaiter()?.();
-    }
-  };
-
   /** Compiles `text` (its key `name:sha`) with the parser in a parser slot; remembers the outcome. */
   const check = async (key: string, text: string, dropped: AbortSignal, source: string): Promise<void> => {
     try {
-      await withParserSlot(dropped, source, async () => {
+      await slots.run(dropped, source, async () => {
         const parserModule = await parserOf();
         dropped.throwIfAborted();
         // Judged while it waited, by another source's check of the same text.
@@ -377,9 +315,9 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
 
     async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal): Promise<{ warnings: readonly string[] }> {
       // A load compiles the text again, with a check's cost: it takes one of the checks' parser
-      // slots (ahead of them: waitingLoads), so creates of many checked texts at once do not run
+      // slots (ahead of them: parser-slots.ts), so creates of many checked texts at once do not run
       // a parser each. Given up (CANCELLED) when the create has gone while it waited.
-      return withParserSlot(signal === undefined ? NEVER_DROPPED : cancelledWith(signal, LOAD_GONE), undefined, async () => {
+      return slots.run(signal === undefined ? NEVER_DROPPED : cancelledWith(signal, LOAD_GONE), undefined, async () => {
         // Asked under the name's lock and in the slot, just before the parser runs: a profile
         // waits for both after it was named, and a parser upgraded meanwhile would replace the
         // name's policy, under the containers a shim before this one confined by it, with its

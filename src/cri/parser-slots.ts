@@ -1,0 +1,67 @@
+// The apparmor_parser runs the shim allows at once, and who gets a freed one (docs/apparmor.md).
+// Checks wait by source (the namespace of the pod that asked), served in turn: a freed slot goes
+// to the first waiter of the source whose turn it is, and that source goes to the back, so one
+// namespace's burst of slow texts holds back another namespace's check by one slot's turn, not
+// by the whole burst. Loads wait ahead of every check, in arrival order: a load's text was checked
+// already and is loaded once, under its name's lock, which every namespace's creates of that
+// profile wait on; in its namespace's turn it would hold them all behind that namespace's burst.
+
+export class ParserSlots {
+  private running = 0;
+  /** Checks waiting, by source; the map's order is the turn order. */
+  private readonly checksBySource = new Map<string, (() => void)[]>();
+  private readonly loads: (() => void)[] = [];
+
+  constructor(private readonly max: number) {}
+
+  /**
+   * Runs `work` (a parser run) once a slot is free. `dropped`: nobody waits for it any more (it
+   * is given up before it starts, rejecting with the signal's reason). `source`: whose turn a
+   * check waits in; undefined for a load.
+   */
+  async run<T>(dropped: AbortSignal, source: string | undefined, work: () => Promise<T>): Promise<T> {
+    while (this.running >= this.max) await this.wait(dropped, source);
+    this.running++;
+    try {
+      // Nobody waits for it any more (the last create went while it waited): the slot goes on.
+      dropped.throwIfAborted();
+      return await work();
+    } finally {
+      this.running--;
+      this.next()?.();
+    }
+  }
+
+  private next(): (() => void) | undefined {
+    const load = this.loads.shift();
+    if (load !== undefined) return load;
+    const turn = this.checksBySource.entries().next();
+    if (turn.done === true) return undefined;
+    const [source, waiting] = turn.value;
+    this.checksBySource.delete(source);
+    const take = waiting.shift();
+    if (waiting.length > 0) this.checksBySource.set(source, waiting);
+    return take;
+  }
+
+  /** Waits for a slot in `source`'s turn, or as a load; rejects, giving up its place, when `dropped` fires first. */
+  private wait(dropped: AbortSignal, source: string | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (dropped.aborted) return reject(dropped.reason);
+      const waiting = source === undefined ? this.loads : (this.checksBySource.get(source) ?? []);
+      const take = () => {
+        dropped.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = () => {
+        const i = waiting.indexOf(take);
+        if (i >= 0) waiting.splice(i, 1);
+        if (source !== undefined && waiting.length === 0 && this.checksBySource.get(source) === waiting) this.checksBySource.delete(source);
+        reject(dropped.reason);
+      };
+      dropped.addEventListener('abort', leave, { once: true });
+      if (source !== undefined && !this.checksBySource.has(source)) this.checksBySource.set(source, waiting);
+      waiting.push(take);
+    });
+  }
+}
