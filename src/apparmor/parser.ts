@@ -231,7 +231,9 @@ function wrapperFailed(run: ParserRun): boolean {
 
 /**
  * A parser that ran out of its address space (PARSER_ADDRESS_SPACE_BYTES) compiling the text: a
- * refusal of the text, which needs more than the cap (the same text needs as much every time).
+ * refusal of the text, which needs more than the cap (the same text needs as much every time),
+ * LIMIT_EXCEEDED; a node whose memory is tighter than the cap fails a good text the same way,
+ * so the shim remembers it only for a while (src/cri/apparmor.ts).
  */
 function memoryRefusal(run: ParserRun): SpokeError | undefined {
   if (!run.stderr.includes('std::bad_alloc')) return undefined;
@@ -239,7 +241,7 @@ function memoryRefusal(run: ParserRun): SpokeError | undefined {
     'SecurityProfileInvalid',
     `AppArmor policy rejected: compiling it needs more than the ${PARSER_ADDRESS_SPACE_BYTES / 2 ** 20} MiB apparmor_parser may use (too many or too wide globs)`,
     { limit: PARSER_ADDRESS_SPACE_BYTES },
-    { reason: 'PROFILE_INVALID' },
+    { reason: 'LIMIT_EXCEEDED' },
   );
 }
 

@@ -165,16 +165,17 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
         await parserModule.checkWithParser(text, opts.parser ?? {});
       });
     } catch (e) {
-      if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid') {
+      if (e instanceof SpokeError && e.code === 'SecurityProfileInvalid' && e.reason !== 'LIMIT_EXCEEDED') {
         if (rejected.get(key) !== e) {
           if (rejected.size >= MAX_CHECKED) rejected.clear();
           rejected.set(key, e);
         }
-      } else if (e instanceof SpokeError && (e.reason === 'DEADLINE' || e.reason === 'APPARMOR_FAILED')) {
-        // Out of time, or killed by a signal (the OOM killer: a text whose compile blows up
-        // memory): nothing said about the text, but compiling it again at every retry would
-        // take the shim's time or memory each time. Remembered for this check's source only
-        // (timedOut): another namespace's create of the text is compiled in its own turn.
+      } else if (e instanceof SpokeError && (e.reason === 'DEADLINE' || e.reason === 'APPARMOR_FAILED' || e.reason === 'LIMIT_EXCEEDED')) {
+        // Out of time, killed by a signal (the OOM killer: a text whose compile blows up
+        // memory), or out of the memory the parser may use (which a node with less to give fails
+        // a good text with too): nothing sure about the text, but compiling it again at every
+        // retry would take the shim's time or memory each time. Remembered for this check's
+        // source only (timedOut): another namespace's create of the text is compiled in its own turn.
         const error = new SpokeError(e.code, `${e.message}; this profile is not compiled again for this namespace for ${TIMED_OUT_MEMORY_MS / 60_000} minutes`, e.context, { reason: e.reason });
         rememberTimedOut(key, source, error);
       }

@@ -175,7 +175,7 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
     await accepted(renderAppArmor(merged.profile, await shimName(merged.bytes)));
   });
 
-  it('a text whose compile would take gigabytes stops at the memory cap: refused PROFILE_INVALID, the cap in its context', async () => {
+  it('a text whose compile would take gigabytes stops at the memory cap: refused LIMIT_EXCEEDED, the cap in its context', async () => {
     // 200 paths of 20 letters joined by `**` (13 KB of artifact, every path inside the baseline's
     // `/**` read rule): uncapped, the parser grew to 1.6 GB within the 30 s timeout.
     let seed = 7;
@@ -186,7 +186,8 @@ describe('apparmor_parser rejects broken policy', { skip }, () => {
     const text = renderAppArmor(merged.profile, await shimName(merged.bytes));
     await assert.rejects(checkWithParser(text), (e: unknown) => {
       assert.ok(e instanceof SpokeError, String(e));
-      assert.equal(e.reason, 'PROFILE_INVALID', e.message);
+      assert.equal(e.code, 'SecurityProfileInvalid');
+      assert.equal(e.reason, 'LIMIT_EXCEEDED', e.message);
       assert.equal(e.context.limit, PARSER_ADDRESS_SPACE_BYTES);
       return true;
     });

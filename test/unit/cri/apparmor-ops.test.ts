@@ -119,6 +119,24 @@ describe('createAppArmorOps', () => {
     });
   }
 
+  it("a text refused at the parser's memory cap is refused again for ten minutes for that namespace only: a node's own memory limits (strict overcommit) fail a good text the same way", async () => {
+    const runs = join(dir, 'runs-memory');
+    const parser = join(dir, 'apparmor_parser-memory');
+    // Out of memory on its first run (as under a cap the node's overcommit makes lower), compiles after.
+    writeFakeParser(parser, `echo run >> '${runs}'\n[ "$(wc -l < '${runs}')" -gt 1 ] && exit 0\necho "terminate called after throwing an instance of 'std::bad_alloc'" >&2\necho '  what():  std::bad_alloc' >&2\nexit 134\n`);
+    let now = 0;
+    const ops = createAppArmorOps({ parser: { parser }, monotonicNow: () => now });
+    const artifact = Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: ['/etc/memory-cap'] } }));
+    const atCap = { code: 'SecurityProfileInvalid', reason: 'LIMIT_EXCEEDED' } as const;
+    await rejectsWith(ops.prepare(artifact, undefined, 'team-a'), atCap);
+    now += 5 * 60_000;
+    await rejectsWith(ops.prepare(artifact, undefined, 'team-a'), atCap);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\n', 'not compiled again for team-a within ten minutes');
+    // Another namespace's create compiles it in its own turn.
+    assert.match((await ops.prepare(artifact, undefined, 'team-b')).name, /^spoke-/);
+    assert.equal(readFileSync(runs, 'utf8'), 'run\nrun\n');
+  });
+
   it("a stored artifact the artifact rules refuse (judged by an older spoke) is refused before any merge or check of its text", async () => {
     const runs = join(dir, 'runs-stale');
     const parser = join(dir, 'apparmor_parser-stale');
