@@ -221,8 +221,16 @@ async function breakIfDead(lockPath: string, locksDir: string, me: Owner): Promi
     return;
   }
   if (dead === me.token) {
-    // Held here, unless its release failed: then nobody holds it (a claim would have found it there).
-    if (unreleased.has(lockPath)) await unlink(lockPath).then(() => unreleased.delete(lockPath), () => undefined);
+    // Held here, unless its release failed: then nobody holds it (a claim would have found it
+    // there). Taken off the list and removed in one step, so that of this process's takers who
+    // read it stale only the first removes it, never a lock one of them has claimed since.
+    if (unreleased.delete(lockPath)) {
+      try {
+        unlinkSync(lockPath);
+      } catch {
+        unreleased.add(lockPath);
+      }
+    }
     return;
   }
   if (await alive(locksDir, dead)) return;

@@ -138,6 +138,60 @@ describe('a lock whose removal failed', () => {
   });
 });
 
+describe('a lock whose removal failed, read stale by two takers at once', () => {
+  it('is removed by one of them only: the other never removes the lock the first has taken since', async () => {
+    const dir = locksDir();
+    const lock = join(dir, 'stale.lock');
+    let failed = false;
+    await assert.rejects(
+      withFs('unlinkSync', (original) => (path) => {
+        if (path === lock && !failed) {
+          failed = true;
+          throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
+        }
+        return original(path);
+      }, () => withFileLock(lock, async () => 'done')),
+      (e: NodeJS.ErrnoException) => e.code === 'EIO',
+    );
+    // A slow thread pool: the first removal of the lock finishes once a second is under way, and
+    // that second only once a taker holds the lock.
+    let releaseLate!: () => void;
+    const late = new Promise<void>((r) => (releaseLate = r));
+    let secondArrived!: () => void;
+    const second = new Promise<void>((r) => (secondArrived = r));
+    let removals = 0;
+    const original = fsp.unlink;
+    fsp.unlink = (async (path: Parameters<typeof fsp.unlink>[0]) => {
+      if (path === lock) {
+        if (removals++ === 0) await second;
+        else {
+          secondArrived();
+          await late;
+        }
+      }
+      return original(path);
+    }) as typeof fsp.unlink;
+    syncBuiltinESMExports();
+    let holding = 0;
+    let most = 0;
+    const take = () =>
+      withFileLock(lock, async () => {
+        most = Math.max(most, ++holding);
+        releaseLate();
+        // Long enough for a late removal and a second taker's next attempts (RETRY_MS apart).
+        await new Promise((r) => setTimeout(r, 300));
+        holding--;
+      }, 5_000);
+    try {
+      await Promise.all([take(), take()]);
+    } finally {
+      fsp.unlink = original;
+      syncBuiltinESMExports();
+    }
+    assert.equal(most, 1, 'two takers held the lock at once');
+  });
+});
+
 describe('lock owner link', () => {
   it('a lock is still taken after the owners directory was cleaned of its link', async () => {
     const dir = locksDir();
