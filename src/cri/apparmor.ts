@@ -316,7 +316,7 @@ export function createAppArmorOps(opts: AppArmorOpsOptions = {}): AppArmorOps & 
 
     async load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal): Promise<{ warnings: readonly string[] }> {
       // A load compiles the text again, with a check's cost: it takes one of the checks' parser
-      // slots (ahead of them: parser-slots.ts), so creates of many checked texts at once do not run
+      // slots (in a turn of their own: parser-slots.ts), so creates of many checked texts at once do not run
       // a parser each. Given up (CANCELLED) when the create has gone while it waited.
       return slots.run(signal === undefined ? NEVER_DROPPED : cancelledWith(signal, LOAD_GONE), undefined, async () => {
         // Asked under the name's lock and in the slot, just before the parser runs: a profile

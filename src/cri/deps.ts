@@ -62,7 +62,7 @@ export interface AppArmorOps {
    * Unavailable (APPARMOR_PARSER_CHANGED) when the parser is no longer the one `profile` was
    * named for: another parser's compile would replace that name's policy under the containers
    * already confined by it (docs/apparmor.md#the-parser-in-the-name). It waits for a parser slot,
-   * ahead of prepare's checks; `signal` as there.
+   * in a turn of its own beside prepare's checks; `signal` as there.
    */
   load(profile: Pick<PreparedAppArmor, 'text' | 'parser'>, signal?: AbortSignal): Promise<{ warnings: readonly string[] }>;
   /** `apparmor_parser --remove`; NotFound when it is not loaded. */

@@ -2,15 +2,19 @@
 // Checks wait by source (the namespace of the pod that asked), served in turn: a freed slot goes
 // to the first waiter of the source whose turn it is, and that source goes to the back, so one
 // namespace's burst of slow texts holds back another namespace's check by one slot's turn, not
-// by the whole burst. Loads wait ahead of every check, in arrival order: a load's text was checked
-// already and is loaded once, under its name's lock, which every namespace's creates of that
-// profile wait on; in its namespace's turn it would hold them all behind that namespace's burst.
+// by the whole burst. Loads, from whichever namespace, wait in one turn of their own, in arrival
+// order: a load runs under its profile's name lock, which every namespace's creates of that
+// profile wait on, so in its namespace's turn it would hold them all behind that namespace's
+// burst; and ahead of every check, a namespace's loads retried again and again (each failing)
+// would hold back every namespace's checks.
+
+/** The turn of the loads, which no namespace's name can be. */
+const LOADS = Symbol('loads');
 
 export class ParserSlots {
   private running = 0;
-  /** Checks waiting, by source; the map's order is the turn order. */
-  private readonly checksBySource = new Map<string, (() => void)[]>();
-  private readonly loads: (() => void)[] = [];
+  /** Runs waiting, by source (LOADS for the loads); the map's order is the turn order. */
+  private readonly waitingBySource = new Map<string | typeof LOADS, (() => void)[]>();
 
   constructor(private readonly max: number) {}
 
@@ -33,22 +37,21 @@ export class ParserSlots {
   }
 
   private next(): (() => void) | undefined {
-    const load = this.loads.shift();
-    if (load !== undefined) return load;
-    const turn = this.checksBySource.entries().next();
+    const turn = this.waitingBySource.entries().next();
     if (turn.done === true) return undefined;
     const [source, waiting] = turn.value;
-    this.checksBySource.delete(source);
+    this.waitingBySource.delete(source);
     const take = waiting.shift();
-    if (waiting.length > 0) this.checksBySource.set(source, waiting);
+    if (waiting.length > 0) this.waitingBySource.set(source, waiting);
     return take;
   }
 
-  /** Waits for a slot in `source`'s turn, or as a load; rejects, giving up its place, when `dropped` fires first. */
+  /** Waits for a slot in `source`'s turn, or the loads'; rejects, giving up its place, when `dropped` fires first. */
   private wait(dropped: AbortSignal, source: string | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (dropped.aborted) return reject(dropped.reason);
-      const waiting = source === undefined ? this.loads : (this.checksBySource.get(source) ?? []);
+      const key = source ?? LOADS;
+      const waiting = this.waitingBySource.get(key) ?? [];
       const take = () => {
         dropped.removeEventListener('abort', leave);
         resolve();
@@ -56,11 +59,11 @@ export class ParserSlots {
       const leave = () => {
         const i = waiting.indexOf(take);
         if (i >= 0) waiting.splice(i, 1);
-        if (source !== undefined && waiting.length === 0 && this.checksBySource.get(source) === waiting) this.checksBySource.delete(source);
+        if (waiting.length === 0 && this.waitingBySource.get(key) === waiting) this.waitingBySource.delete(key);
         reject(dropped.reason);
       };
       dropped.addEventListener('abort', leave, { once: true });
-      if (source !== undefined && !this.checksBySource.has(source)) this.checksBySource.set(source, waiting);
+      if (!this.waitingBySource.has(key)) this.waitingBySource.set(key, waiting);
       waiting.push(take);
     });
   }

@@ -378,7 +378,7 @@ describe('createAppArmorOps', () => {
     assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
   });
 
-  it("a load goes ahead of the checks waiting for a slot: under its name's lock, it would hold every namespace's creates of that profile behind one namespace's burst", async () => {
+  it("a load waits in a turn of its own, not in its namespace's: under its name's lock, it would hold every namespace's creates of that profile behind one namespace's burst", async () => {
     const runs = join(dir, 'runs-load-first');
     const parser = join(dir, 'slow_checks-loads');
     const securityfs = join(dir, 'securityfs-first');
@@ -400,7 +400,7 @@ describe('createAppArmorOps', () => {
     await Promise.all(burst);
     const order = readFileSync(runs, 'utf8').trim().split('\n');
     assert.equal(order.length, 5, order.join(' '));
-    // Started with the first freed slot: before a4's check, at worst beside a3's (the two start at once).
+    // After one turn of a's at most (a3), never behind a's whole burst.
     assert.ok(order.indexOf('load') <= 3, order.join(' '));
   });
 
