@@ -72,6 +72,8 @@ export interface StagedFile {
   readonly identity: FileIdentity;
   /** WriteOptions.flushInline, for the directory's flush. */
   readonly flushInline: (() => boolean) | undefined;
+  /** Set by commitStaged once the file is at `target`: from then on it is its writer's to take back. */
+  placed?: true;
 }
 
 export interface WriteOptions {
@@ -303,10 +305,12 @@ export async function commitStaged(files: readonly StagedFile[]): Promise<Staged
           if (errno(e) === 'EISDIR') throw notSpokesFile(f.target, 'is a directory');
           throw e;
         }
+        f.placed = true;
         continue;
       }
       try {
         withDir(dirname(f.target), () => linkSync(f.tmp, f.target));
+        f.placed = true;
       } catch (e) {
         if (errno(e) !== 'EEXIST') throw e;
         lost.push(f);

@@ -141,8 +141,8 @@ export class RecordStore {
     const now = new Date(this.layout.clock.now()).toISOString();
     const staged: StagedFile[] = [];
     let placed: ProvenanceRecord;
-    /** The identity of the record file this call wrote, once staged: placed, it is this call's to take back. */
-    let ours: FileIdentity | undefined;
+    /** The record file this call wrote: once placed (commitStaged), it is this call's to take back. */
+    let ours: StagedFile | undefined;
     try {
       if (early.blob !== undefined && early.blob.layerDigest !== input.layerDigest) {
         throw new SpokeError('Internal', `a blob staged for ${early.blob.layerDigest} was handed to the ingest of ${input.layerDigest}`, {}, { reason: 'INVARIANT' });
@@ -156,7 +156,7 @@ export class RecordStore {
       const [stagedBlob, { record, file: stagedRecord }] = await Promise.all([blob, early.record ?? this.stageRecord(input, input.layerBytes.byteLength, now)]);
       if (stagedBlob) staged.push(stagedBlob);
       staged.push(stagedRecord);
-      ours = stagedRecord.identity;
+      ours = stagedRecord;
       // A pull answered with a refusal while its files were written and flushed (its deadline,
       // or every caller gone) places nothing: no turn passes from here to the renames.
       abandoned?.throwIfAborted();
@@ -189,21 +189,28 @@ export class RecordStore {
       // A failure once the record was in place (a directory's flush, the old verdict's removal):
       // the record goes too, so that a pull answered with the failure is not answered from the
       // store next. Its blob, which another record may name by now, is left to gc.
-      if (ours !== undefined) this.takeBack(recordPath, ours, input.digest);
+      if (ours?.placed === true) await this.takeBack(input.digest, ours.identity);
       throw e;
     }
     return { blobPath, record: placed };
   }
 
-  /** Removes the record at `path` if it is still the file of identity `ours` (nobody replaced it since); best effort. */
-  private takeBack(path: string, ours: FileIdentity, digest: Digest): void {
+  /**
+   * Removes the record of `digest` if it is still the file of identity `ours` (nobody replaced it
+   * since: a merge or an annotation renames another file over it, under the record's lock, which
+   * this takes too); best effort.
+   */
+  private async takeBack(digest: Digest, ours: FileIdentity): Promise<void> {
     this.recordCache.delete(digest);
-    try {
-      const st = lstatSync(path, { throwIfNoEntry: false });
-      if (st !== undefined && sameIdentity(fileIdentity(st), ours)) unlinkSync(path);
-    } catch {
+    const path = this.layout.recordPath(digest);
+    await this.layout
+      .lock(digestHex(digest), async () => {
+        const st = lstatSync(path, { throwIfNoEntry: false });
+        if (st !== undefined && sameIdentity(fileIdentity(st), ours)) unlinkSync(path);
+        this.recordCache.delete(digest);
+      })
       // The disk fails again: the record stays, as after a crash, and is read as any record is.
-    }
+      .catch(() => undefined);
   }
 
   /**

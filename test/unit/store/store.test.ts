@@ -56,6 +56,23 @@ describe('ProfileStore', () => {
       assert.ok(await flaky.getRecord(input.digest));
     }));
 
+  it("an ingest that fails after finding the record another ingest placed leaves that record: only a record this ingest placed is taken back", () =>
+    inOwnStoreDir(async (own) => {
+      const input = ingestInput('placed-by-another');
+      await new ProfileStore({ root: own }).ingest(input);
+      const flaky = new ProfileStore({ root: own });
+      const eio = Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' });
+      // The second ingest finds the record there and merges its reference into it: that write fails.
+      await assert.rejects(
+        withFs('renameSync', (original) => (from, to) => {
+          if (String(to).includes(`${join('profiles', 'sha256')}`)) throw eio;
+          return original(from, to);
+        }, () => flaky.ingest({ ...input, reference: `${input.reference.split('@')[0]}-again@${input.digest}` })),
+        (e: NodeJS.ErrnoException) => e.code === 'EIO',
+      );
+      assert.ok(await new ProfileStore({ root: own }).getRecord(input.digest), 'the first ingest\'s record stays');
+    }));
+
   it('an ingest whose pull is stopped while the directory is flushed (after the renames) takes its record back: its callers were answered with the refusal', () =>
     inOwnStoreDir(async (own) => {
       const input = ingestInput('stopped-at-dir-flush');
