@@ -6,7 +6,7 @@
 import { actionRank, sameVerdict } from './actions.js';
 import { conjunctionKey, formatConjunction } from './conditions.js';
 import { cellsOf, decisionFor, partition, ProductBudget, readOf, readProfile, type Decision, type ReadProfile } from './decision.js';
-import { callTable, ENOSYS_VERDICT, enosysThreshold, FIRST_CALL_LIBSECCOMP_MAY_LACK, stubbable } from './enosys.js';
+import { callTable, ENOSYS_VERDICT, enosysThreshold, mayLack, namesNewerCalls, resolves, stubbable, type Resolving } from './enosys.js';
 import type { SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
@@ -112,8 +112,9 @@ function sameDecision(a: Decision, b: Decision): boolean {
 /**
  * The calls of `architecture` whose verdict under runc differs from the reading above (every
  * name known, no stub) in some runtime a node may have: a libseccomp that knows the calls up to
- * some number only (a name it does not know is skipped), and a runc that stubs the node's own
- * architecture even where a profile does not list it (1.2) or not (1.1). See enosys.ts. Each pair
+ * some number only (a name it does not know is skipped), or gives 32-bit x86's socket and IPC
+ * calls pseudo-numbers, or knows calls newer than these tables; and a runc that stubs the node's
+ * own architecture even where a profile does not list it (1.2) or not (1.1). See enosys.ts. Each pair
  * of verdicts is reported once, with every call it holds for; calls decided by their arguments
  * are compared case by case, as syscallChanges does.
  */
@@ -124,11 +125,18 @@ function enosysChanges(architecture: SeccompArchitecture, isNative: boolean, old
   // Whether each runc reading stubs this architecture for a profile: listed, or (1.2) the node's.
   const readings = isNative && !(listed(older) && listed(newer)) ? [false, true] : [true];
   const named = (r: ReadProfile, name: string) => r.clauses.has(name);
-  // Knowledge cut just below each named call a libseccomp in use may not know, and none.
+  // The libraries a node may have: knowing the calls up to just below each named call it may
+  // lack, or all; giving the multiplexed calls pseudo-numbers or not; knowing calls newer than
+  // these tables or not.
   const cutoffs = new Set<number>([Infinity]);
   for (const p of [older, newer]) for (const e of p.syscalls ?? []) for (const name of e.names) {
     const nr = table.byName.get(name);
-    if (nr !== undefined && nr >= FIRST_CALL_LIBSECCOMP_MAY_LACK) cutoffs.add(nr - 1);
+    if (nr !== undefined && mayLack(nr)) cutoffs.add(nr - 1);
+  }
+  const resolvings: Resolving[] = [];
+  for (const known of cutoffs) for (const multiplexed of table.multiplexed.size > 0 ? [false, true] : [false]) {
+    resolvings.push({ known, multiplexed, newer: false });
+    if (known === Infinity && (namesNewerCalls(older) || namesNewerCalls(newer))) resolvings.push({ known, multiplexed, newer: true });
   }
   const groups = new Map<string, { direction: ChangeDirection; change: ProfileChange & { kind: 'enosys' } }>();
   const compared = new Set<string>();
@@ -136,11 +144,12 @@ function enosysChanges(architecture: SeccompArchitecture, isNative: boolean, old
   const id = (d: Decision) => ids.get(d) ?? (ids.set(d, ids.size), ids.size - 1);
   for (const nativeStub of readings) {
     const stubbed = (p: SeccompProfile) => listed(p) || nativeStub;
-    for (const known of cutoffs) {
-      const oldThreshold = stubbed(older) ? enosysThreshold(older, table, known) : undefined;
-      const newThreshold = stubbed(newer) ? enosysThreshold(newer, table, known) : undefined;
-      const verdictOf = (r: ReadProfile, name: string, nr: number, threshold: number | undefined): Decision =>
-        named(r, name) && nr <= known ? decisionFor(r, name) : threshold !== undefined && nr > threshold ? ENOSYS_EVERYWHERE : r.unnamed;
+    for (const r of resolvings) {
+      const oldThreshold = stubbed(older) ? enosysThreshold(older, table, r) : undefined;
+      const newThreshold = stubbed(newer) ? enosysThreshold(newer, table, r) : undefined;
+      // The stub runs before the filter: above its number every call gets ENOSYS, named or not.
+      const verdictOf = (rp: ReadProfile, name: string, nr: number, threshold: number | undefined): Decision =>
+        threshold !== undefined && nr > threshold ? ENOSYS_EVERYWHERE : named(rp, name) && resolves(table, name, nr, r) ? decisionFor(rp, name) : rp.unnamed;
       for (const [nr, name] of table.byNumber) {
         const oldDecision = verdictOf(o, name, nr, oldThreshold);
         const newDecision = verdictOf(n, name, nr, newThreshold);

@@ -1,6 +1,6 @@
 // Syscall numbers of the x86 ABIs, as data, from the kernel's own tables (torvalds/linux
 // arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl, up to 469 file_setattr).
-// x86_64: the "common" and "64" ABI rows (0–334, 424–469).
+// x86_64: the "common" and "64" ABI rows (0–335, 424–469).
 // x32 (numbers with __X32_SYSCALL_BIT 0x40000000 set, kept here without it): the "common" rows
 // and the "x32" rows 512–547, which replace the "64" rows X86_64_ONLY lists.
 // i386: the "i386" rows; 222, 223, 251, 285 and 387–392 are unused.
@@ -71,7 +71,7 @@ const X86_64 = `
 313 finit_module 314 sched_setattr 315 sched_getattr 316 renameat2 317 seccomp 318 getrandom
 319 memfd_create 320 kexec_file_load 321 bpf 322 execveat 323 userfaultfd 324 membarrier
 325 mlock2 326 copy_file_range 327 preadv2 328 pwritev2 329 pkey_mprotect 330 pkey_alloc
-331 pkey_free 332 statx 333 io_pgetevents 334 rseq
+331 pkey_free 332 statx 333 io_pgetevents 334 rseq 335 uretprobe
 `;
 
 const I386 = `

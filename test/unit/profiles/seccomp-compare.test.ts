@@ -182,3 +182,30 @@ test("profiles without an architecture list are read for the node's architecture
   assert.ok(!compareProfiles(p(['futex_waitv']), p([])).loosened.some((c) => c.kind === 'enosys'), 'no architecture known: nothing said');
   assert.ok(compareProfiles(p(['futex_waitv']), p([]), 'SCMP_ARCH_X86_64').loosened.some((c) => c.kind === 'enosys' && c.architecture === 'SCMP_ARCH_X86_64'));
 });
+
+test('x32 numbers carry __X32_SYSCALL_BIT: naming only read (0) there still sets a stub, as runc compares the numbers libseccomp gives', () => {
+  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X32'], syscalls: [allow(['read']), ...(names.length > 0 ? [{ names, action: 'SCMP_ACT_KILL_PROCESS' as const }] : [])] });
+  const r = compareProfiles(p(['rseq']), p([]));
+  assert.ok(r.loosened.some((c) => c.kind === 'enosys' && c.architecture === 'SCMP_ARCH_X32' && c.syscalls.includes('write')), JSON.stringify(r.loosened));
+});
+
+test("32-bit x86's socket and IPC names, which libseccomp 2.5 gives pseudo-numbers, set no threshold there, and their direct calls above it get ENOSYS", () => {
+  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], syscalls: [allow(['write']), { names, action: 'SCMP_ACT_KILL_PROCESS' }] });
+  // i386: arch_prctl is 384; getrandom 355 and msgctl 402 (a pseudo-number from 2.5): the threshold falls to 355.
+  const r = compareProfiles(p(['arch_prctl']), p(['getrandom', 'msgctl']));
+  assert.ok(r.loosened.some((c) => c.kind === 'enosys' && c.architecture === 'SCMP_ARCH_X86' && c.syscalls.includes('memfd_create')), JSON.stringify(r.loosened));
+});
+
+test('a call newer than these tables, which a newer libseccomp knows, is numbered past them all', () => {
+  // uretprobe (335) is in the table; a name none has (a call newer than it) may raise OLD's threshold past every call here.
+  const p = (last: string): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: ['SCMP_ARCH_X86_64'], syscalls: [allow(['write']), { names: [last], action: 'SCMP_ACT_KILL_PROCESS' }] });
+  assert.ok(compareProfiles(p('uretprobe'), p('rseq')).loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('uretprobe')));
+  assert.ok(compareProfiles(p('listns'), p('rseq')).loosened.some((c) => c.kind === 'enosys' && c.syscalls.includes('mseal')));
+});
+
+test("x32's own rows (512–547) are as old as x32: no library lacks them", () => {
+  const p = (names: string[]): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL', architectures: ['SCMP_ARCH_X32'], syscalls: [{ names: ['preadv2'], action: 'SCMP_ACT_TRACE' }, { names: ['write', 'personality'], action: 'SCMP_ACT_KILL' }, { names: ['open_tree', ...names], action: 'SCMP_ACT_ALLOW' }] });
+  // preadv2 (546) sets the threshold in both; dropping rt_sigaction (512) moves nothing past it.
+  const r = compareProfiles(p(['rt_sigaction']), p([]));
+  assert.ok(!r.loosened.some((c) => c.kind === 'enosys'), JSON.stringify(r.loosened));
+});
