@@ -116,22 +116,28 @@ describe('cross-process lock', () => {
   });
 });
 
+/** Takes and releases `lock`, the release's removal failing once with EIO (the lock is left behind). */
+async function takeWithFailedRelease(lock: string): Promise<void> {
+  let failed = false;
+  await assert.rejects(
+    withFs('unlinkSync', (original) => (path) => {
+      if (path === lock && !failed) {
+        failed = true;
+        throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
+      }
+      return original(path);
+    }, () => withFileLock(lock, async () => 'done')),
+    (e: NodeJS.ErrnoException) => e.code === 'EIO',
+  );
+  assert.ok(failed);
+  assert.ok(lstatSync(lock, { throwIfNoEntry: false }), 'the lock is left behind');
+}
+
 describe('a lock whose removal failed', () => {
   it('is this process\'s to take again: its next taker removes it and holds it, rather than waiting on its own live owner until the timeout', async () => {
     const dir = locksDir();
     const lock = join(dir, 'stuck.lock');
-    let failed = false;
-    await assert.rejects(
-      withFs('unlinkSync', (original) => (path) => {
-        if (path === lock && !failed) {
-          failed = true;
-          throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
-        }
-        return original(path);
-      }, () => withFileLock(lock, async () => 'done')),
-      (e: NodeJS.ErrnoException) => e.code === 'EIO',
-    );
-    assert.ok(failed);
+    await takeWithFailedRelease(lock);
     assert.equal(await withFileLock(lock, async () => 'again', 3_000), 'again');
     // Taken back and released: held by nobody now.
     assert.equal(lstatSync(lock, { throwIfNoEntry: false }), undefined);
@@ -142,17 +148,7 @@ describe('a lock whose removal failed, read stale by two takers at once', () => 
   it('is removed by one of them only: the other never removes the lock the first has taken since', async () => {
     const dir = locksDir();
     const lock = join(dir, 'stale.lock');
-    let failed = false;
-    await assert.rejects(
-      withFs('unlinkSync', (original) => (path) => {
-        if (path === lock && !failed) {
-          failed = true;
-          throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
-        }
-        return original(path);
-      }, () => withFileLock(lock, async () => 'done')),
-      (e: NodeJS.ErrnoException) => e.code === 'EIO',
-    );
+    await takeWithFailedRelease(lock);
     // A slow thread pool: the first removal of the lock finishes once a second is under way, and
     // that second only once a taker holds the lock.
     let releaseLate!: () => void;
