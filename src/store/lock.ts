@@ -77,13 +77,15 @@ const owners = new Map<string, Promise<Owner>>();
  */
 const unreleased = new Set<string>();
 
-/** Removes the lock at `lockPath` this process holds; a failure leaves it to the next taker here. */
+/**
+ * Removes the lock at `lockPath` this process holds; a failure leaves it to the next taker here
+ * (a lock already gone, broken while held, is said as before, and left to nobody).
+ */
 function release(lockPath: string): void {
   try {
     unlinkSync(lockPath);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    unreleased.add(lockPath);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') unreleased.add(lockPath);
     throw e;
   }
 }
