@@ -204,12 +204,13 @@ export async function checkWithParser(text: string, opts: ParserOptions = {}): P
   // parser: no verdict either, never a refusal remembered against the text.
   // A parser that could not run its compile (a file it reads, descriptors, memory of the node)
   // says so in words of its own, which say nothing of the text either.
-  if (run.signal !== null || (run.code !== 0 && (diagnostics(run).length === 0 || wrapperFailed(run)))) {
-    throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
+  if (run.signal === null && run.code === 0) return { warnings: warningsOf(run) };
+  if (run.signal === null && !wrapperFailed(run)) {
+    const memory = memoryRefusal(run);
+    if (memory !== undefined) throw memory;
+    if (diagnostics(run).some((l) => TEXT_REJECTION.test(l))) throw new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' });
   }
-  if (run.code === 0) return { warnings: warningsOf(run) };
-  const refusal = memoryRefusal(run) ?? (diagnostics(run).some((l) => TEXT_REJECTION.test(l)) ? new SpokeError('SecurityProfileInvalid', failure('AppArmor policy rejected', run), {}, { reason: 'PROFILE_INVALID' }) : undefined);
-  throw refusal ?? new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
+  throw new SpokeError('Internal', failure('checking the AppArmor policy failed', run), {}, { reason: 'APPARMOR_FAILED' });
 }
 
 /**

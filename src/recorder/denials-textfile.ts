@@ -3,13 +3,12 @@
 // shim's in-use set) and the syscall name from spoke's tables ("unknown" otherwise); never a
 // pod or container, which come and go.
 
-import { I386_SYSCALLS, X86_64_SYSCALLS } from '../profiles/seccomp/syscall-numbers.js';
+import { X86_SYSCALL_NAMES } from '../profiles/seccomp/syscall-numbers.js';
 import type { DenialReport } from './denials.js';
 
 /** Series written at most; the rest (smallest counts first) are left out and said so in a comment. */
 export const MAX_SERIES = 10_000;
 
-const KNOWN = new Set([...X86_64_SYSCALLS.values(), ...I386_SYSCALLS.values()]);
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
 /** A label value as the exposition format wants it: backslash, quote and newline escaped. */
@@ -21,7 +20,7 @@ export function renderTextfile(report: Pick<DenialReport, 'audit' | 'unattribute
   const sums = new Map<string, { digest: string; syscall: string; count: number }>();
   for (const e of report.audit) {
     if (e.digest === undefined || !DIGEST_RE.test(e.digest)) continue;
-    const syscall = KNOWN.has(e.syscall) ? e.syscall : 'unknown';
+    const syscall = X86_SYSCALL_NAMES.has(e.syscall) ? e.syscall : 'unknown';
     const key = `${e.digest} ${syscall}`;
     const s = sums.get(key) ?? { digest: e.digest, syscall, count: 0 };
     s.count += e.count;

@@ -4,7 +4,6 @@
 
 export { parseAuditRecord, tokenizeAuditFields, isAuditLossNotice, MAX_AUDIT_LINE, SECCOMP_RET_LOG, type AuditRecord } from './audit.js';
 export { syscallName, AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 } from './syscalls.js';
-export { X86_64_SYSCALLS, I386_SYSCALLS } from '../profiles/seccomp/syscall-numbers.js';
 export { PidResolver, containerIdFromCgroup, startTicksFromStat, passedOver, type Attribution, type PidIdentity } from './pids.js';
 export { SyscallRecorder, DEFAULT_LIMITS, type RecorderLimits, type RecorderStats } from './recorder.js';
 export { KmsgSource, AuditLogSource, chooseAuditSource, openAuditSource, preflight, PrintkRateLimit, auditdRunning, type AuditSource } from './source.js';

@@ -201,7 +201,6 @@ export class RecordStore {
    * this takes too); best effort.
    */
   private async takeBack(digest: Digest, ours: FileIdentity): Promise<void> {
-    this.recordCache.delete(digest);
     const path = this.layout.recordPath(digest);
     await this.layout
       .lock(digestHex(digest), async () => {

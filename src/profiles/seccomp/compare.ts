@@ -92,21 +92,27 @@ function flagChange(flag: SeccompFlag, older: readonly SeccompFlag[] | undefined
 
 const ENOSYS_EVERYWHERE: Decision = readOf(ENOSYS_VERDICT, new Map()).unnamed;
 
+/** The one verdict of a decision that does not look at arguments, else undefined. */
+function uniformVerdict(d: Decision): Verdict | undefined {
+  const cells = cellsOf(d);
+  return cells.length === 1 ? cells[0]!.verdict : undefined;
+}
+
 /**
  * Whether the reading without the stub already reports this call as changed in `d`, as a
  * whole: a stubbed reading of the same direction (only the errno of the old verdict differs,
  * say) adds nothing a reviewer needs.
  */
 function reportedAs(older: Decision, newer: Decision, d: ChangeDirection): boolean {
-  const [co, cn] = [cellsOf(older), cellsOf(newer)];
-  return co.length === 1 && cn.length === 1 && !sameVerdict(co[0]!.verdict, cn[0]!.verdict) && direction(co[0]!.verdict, cn[0]!.verdict) === d;
+  const [ov, nv] = [uniformVerdict(older), uniformVerdict(newer)];
+  return ov !== undefined && nv !== undefined && !sameVerdict(ov, nv) && direction(ov, nv) === d;
 }
 
 /** The same decision, or two that give one verdict whatever the arguments. */
 function sameDecision(a: Decision, b: Decision): boolean {
   if (a === b) return true;
-  const [ca, cb] = [cellsOf(a), cellsOf(b)];
-  return ca.length === 1 && cb.length === 1 && sameVerdict(ca[0]!.verdict, cb[0]!.verdict);
+  const [va, vb] = [uniformVerdict(a), uniformVerdict(b)];
+  return va !== undefined && vb !== undefined && sameVerdict(va, vb);
 }
 
 /**
@@ -158,12 +164,11 @@ function enosysChanges(architecture: SeccompArchitecture, isNative: boolean, old
         const key = `${name}:${id(oldDecision)}:${id(newDecision)}`;
         if (compared.has(key)) continue;
         compared.add(key);
-        const [oldCells, newCells] = [cellsOf(oldDecision), cellsOf(newDecision)];
-        if (oldCells.length !== 1 || newCells.length !== 1) {
+        const [ov, nv] = [uniformVerdict(oldDecision), uniformVerdict(newDecision)];
+        if (ov === undefined || nv === undefined) {
           syscallChanges(name, oldDecision, newDecision, [architecture], budget, push);
           continue;
         }
-        const [ov, nv] = [oldCells[0]!.verdict, newCells[0]!.verdict];
         if (sameVerdict(ov, nv) || reportedAs(decisionFor(o, name), decisionFor(n, name), direction(ov, nv))) continue;
         const pair = `${ov.action}/${ov.errno ?? ''}>${nv.action}/${nv.errno ?? ''}`;
         const group = groups.get(pair);

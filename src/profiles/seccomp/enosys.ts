@@ -11,7 +11,7 @@
 // profile's architectures, runc 1.2 the node's own too. crun has no stub. Call numbers are known
 // here for the x86 ABIs (syscall-numbers.ts): x86_64, 32-bit x86 and x32.
 
-import { I386_SYSCALLS, X32_SYSCALLS, X86_64_SYSCALLS } from './syscall-numbers.js';
+import { I386_SYSCALLS, X32_SYSCALLS, X86_64_SYSCALLS, X86_SYSCALL_NAMES } from './syscall-numbers.js';
 import type { SeccompProfile, Verdict } from './types.js';
 
 /**
@@ -54,7 +54,7 @@ const TABLES = new Map<string, CallTable>([
   ['SCMP_ARCH_X32', tableOf(X32_SYSCALLS, 0x4000_0000)],
 ]);
 /** Names some x86 ABI has (on the others libseccomp gives them no number of their own), or that it multiplexes. */
-const X86_NAMES = new Set([...X86_64_SYSCALLS.values(), ...I386_SYSCALLS.values(), ...X32_SYSCALLS.values(), ...MULTIPLEXED, 'socketcall', 'ipc']);
+const X86_NAMES = new Set([...X86_SYSCALL_NAMES, ...MULTIPLEXED]);
 
 /** The calls of `architecture` by number and by name, when they are known here. */
 export function callTable(architecture: string): CallTable | undefined {

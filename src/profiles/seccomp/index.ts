@@ -37,4 +37,5 @@ export { diff, formatConstraint, type TrustedInputs } from './diff.js';
 export { compareProfiles, OTHER_SYSCALLS, type ChangeDirection, type ProfileChange, type ProfileComparison } from './compare.js';
 export { GO_ARCHITECTURES } from './convert-docker.js';
 export { evaluate, type EvaluateOptions, type Evaluation } from './evaluate.js';
-export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, X86_SYSCALL_NAMES, type OciRuntime } from './recorded.js';
+export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, type OciRuntime } from './recorded.js';
+export { X86_SYSCALL_NAMES } from './syscall-numbers.js';

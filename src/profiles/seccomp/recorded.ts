@@ -5,7 +5,7 @@
 import { SpokeError } from '../../core/errors.js';
 import { encodeCanonical } from './canonical.js';
 import { decodeSeccomp } from './decode.js';
-import { I386_SYSCALLS, X86_64_SYSCALLS } from './syscall-numbers.js';
+import { X86_SYSCALL_NAMES } from './syscall-numbers.js';
 import type { SeccompArchitecture, SeccompProfile } from './types.js';
 import { validateArtifact } from './validate.js';
 
@@ -55,9 +55,6 @@ export const RUNTIME_STARTUP_SYSCALLS: Readonly<Record<OciRuntime, readonly stri
 function recordedArchitectures(abi: { ia32: boolean }): SeccompArchitecture[] {
   return abi.ia32 ? ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'] : ['SCMP_ARCH_X86_64'];
 }
-
-/** Every x86_64 and i386 syscall name (the kernel's tables, syscall-numbers.ts). */
-export const X86_SYSCALL_NAMES: ReadonlySet<string> = new Set([...X86_64_SYSCALLS.values(), ...I386_SYSCALLS.values()]);
 
 /**
  * Deterministic: default ERRNO (EPERM), one ALLOW entry with the recorded calls plus the

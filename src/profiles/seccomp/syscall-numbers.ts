@@ -168,5 +168,8 @@ const X32_OWN = `
 545 execveat 546 preadv2 547 pwritev2
 `;
 
+/** Every x86_64 and i386 syscall name (x32's are x86_64's). */
+export const X86_SYSCALL_NAMES: ReadonlySet<string> = new Set([...X86_64_SYSCALLS.values(), ...I386_SYSCALLS.values()]);
+
 /** x32 calls by number, without __X32_SYSCALL_BIT. */
 export const X32_SYSCALLS: ReadonlyMap<number, string> = new Map([...table(X86_64, X86_64_ONLY), ...table(X32_OWN, [453])].sort(([a], [b]) => a - b));

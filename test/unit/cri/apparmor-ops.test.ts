@@ -20,6 +20,18 @@ describe('createAppArmorOps', () => {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-aaops-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  /**
+   * A stand-in parser that writes, at each run, how many parsers run beside it (itself included),
+   * then takes a while to accept; `atOnce` reads those counts.
+   */
+  const countingParser = (name: string) => {
+    const live = join(dir, `live-${name}`);
+    const counts = join(dir, `counts-${name}`);
+    const parser = join(dir, `slow_parser-${name}`);
+    writeFakeParser(parser, `mkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`);
+    return { parser, counts, atOnce: () => readFileSync(counts, 'utf8').trim().split('\n').map(Number) };
+  };
+
   it('a text the parser rejected is refused again without running the parser again: its compile is deterministic, and some take seconds', async () => {
     const runs = join(dir, 'runs');
     const parser = join(dir, 'apparmor_parser');
@@ -346,26 +358,18 @@ describe('createAppArmorOps', () => {
   });
 
   it('at most two parser checks run at once: each may spin a core until its timeout', async () => {
-    const live = join(dir, 'live');
-    const counts = join(dir, 'counts');
-    const parser = join(dir, 'slow_parser');
-    // Counts the parsers running beside it (itself included), then takes a while to accept.
-    writeFakeParser(parser, `mkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`);
+    const { parser, atOnce } = countingParser('checks');
     const ops = createAppArmorOps({ parser: { parser } });
     await Promise.all(['a', 'b', 'c', 'd', 'e'].map((x) => ops.prepare(Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/${x}`] } })))));
-    const seen = readFileSync(counts, 'utf8').trim().split('\n').map(Number);
+    const seen = atOnce();
     assert.equal(seen.length, 5);
     assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
   });
 
   it('loads take the same two parser slots as checks: creates of many checked texts at once do not run a parser each', async () => {
-    const live = join(dir, 'live-loads');
-    const counts = join(dir, 'counts-loads');
-    const parser = join(dir, 'slow_parser-loads');
+    const { parser, counts, atOnce } = countingParser('loads');
     const securityfs = join(dir, 'securityfs-loads'); // a kernel with AppArmor, as the parser sees it
     mkdirSync(securityfs);
-    // Counts the parsers running beside it (itself included), then takes a while to accept.
-    writeFakeParser(parser, `mkdir -p '${live}'\ntouch '${live}'/$$\nls '${live}' | wc -l >> '${counts}'\nsleep 0.3\nrm '${live}'/$$\n`);
     const ops = createAppArmorOps({ parser: { parser, securityfs } });
     const artifact = (x: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/etc/${x}`] } }));
     const prepared = [];
@@ -373,7 +377,7 @@ describe('createAppArmorOps', () => {
     writeFileSync(counts, '');
     // Three loads of checked texts and two new checks, at once.
     await Promise.all([...prepared.map((p) => ops.load(p)), ops.prepare(artifact('d'), undefined, 'ns-3'), ops.prepare(artifact('e'), undefined, 'ns-4')]);
-    const seen = readFileSync(counts, 'utf8').trim().split('\n').map(Number);
+    const seen = atOnce();
     assert.equal(seen.length, 5);
     assert.ok(Math.max(...seen) <= 2, `parsers at once: ${seen.join(', ')}`);
   });
