@@ -384,28 +384,43 @@ describe('createAppArmorOps', () => {
 
   it("a load waits in a turn of its own, not in its namespace's: under its name's lock, it would hold every namespace's creates of that profile behind one namespace's burst", async () => {
     const runs = join(dir, 'runs-load-first');
-    const parser = join(dir, 'slow_checks-loads');
+    const parser = join(dir, 'held_checks-loads');
     const securityfs = join(dir, 'securityfs-first');
     mkdirSync(securityfs);
-    const gate = join(dir, 'gate-load-first');
-    // Loads are quick; checks wait while the gate file is there.
-    writeFakeParser(parser, `case " $* " in *" --replace "*) echo load >> '${runs}' ;; *) echo check >> '${runs}'; while [ -e '${gate}' ]; do sleep 0.02; done ;; esac\n`);
-    const ops = createAppArmorOps({ parser: { parser, securityfs } });
-    const artifact = (x: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/opt/${x}`] } }));
+    // Loads note themselves and end; a check notes its text and holds its slot until the test
+    // releases that text.
+    writeFakeParser(
+      parser,
+      `case " $* " in *" --replace "*) echo load >> '${runs}' ;; *) t=$(cat | grep -o 'first-[a-z0-9]*' | head -1); echo "$t" >> '${runs}'; [ "$t" = first-shared ] && exit 0; while [ ! -e '${dir}'/release-"$t" ]; do sleep 0.02; done ;; esac\n`,
+    );
+    const release = (t: string) => writeFileSync(join(dir, `release-first-${t}`), '');
+    const logged = async (n: number) => {
+      let lines: string[] = [];
+      await waitFor(() => (lines = readFileSync(runs, 'utf8').split('\n').filter((l) => l !== '')).length >= n, { timeoutMs: 10_000, what: `${n} parser runs` });
+      return lines;
+    };
+    const ops = createAppArmorOps({ parser: { parser, securityfs, timeoutMs: 60_000 } });
+    const artifact = (x: string) => Buffer.from(JSON.stringify({ filesystem: { readOnlyPaths: [`/opt/first-${x}`] } }));
     const named = await ops.prepare(artifact('shared'));
     writeFileSync(runs, '');
-    writeFileSync(gate, '');
-    // Namespace a's burst: two checks run, two wait in its turn; then its create of a checked profile loads it.
+    // Namespace a's burst: two checks take the slots, two wait in its turn; then a create of a
+    // checked profile loads it.
     const burst = ['a1', 'a2', 'a3', 'a4'].map((x) => ops.prepare(artifact(x), undefined, 'a'));
-    await waitFor(() => readFileSync(runs, 'utf8') === 'check\ncheck\n', { timeoutMs: 5000, what: 'two checks running' });
-    const load = ops.load(named);
-    rmSync(gate);
-    await load;
+    try {
+      assert.deepEqual((await logged(2)).sort(), ['first-a1', 'first-a2']);
+      const load = ops.load(named);
+      release('a1');
+      assert.equal((await logged(3))[2], 'first-a3', "the first slot freed: a's turn");
+      release('a2');
+      // a3 holds the other slot: whoever takes this one is the only next run.
+      const order = await logged(4);
+      assert.equal(order[3], 'load', `the next slot: the loads' turn, not a's again (runs in the order ${order.join(', ')})`);
+      await load;
+    } finally {
+      for (const t of ['a1', 'a2', 'a3', 'a4']) release(t);
+    }
     await Promise.all(burst);
-    const order = readFileSync(runs, 'utf8').trim().split('\n');
-    assert.equal(order.length, 5, order.join(' '));
-    // After one turn of a's at most (a3), never behind a's whole burst.
-    assert.ok(order.indexOf('load') <= 3, order.join(' '));
+    assert.deepEqual((await logged(5)).slice(3), ['load', 'first-a4']);
   });
 
   it('a load waiting for a parser slot is given up when its create has gone', async () => {
