@@ -95,6 +95,15 @@ function withDir<T>(dir: string, fn: () => T): T {
   }
 }
 
+/** Closes `fd` after a failure, which is the one said: the close's own error goes (Linux releases the descriptor all the same). */
+function closeAfterFailure(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // the failure before it is said
+  }
+}
+
 function unlinkQuiet(path: string): void {
   try {
     unlinkSync(path);
@@ -274,13 +283,18 @@ async function writeTemp(target: string, bytes: Uint8Array, file: TempFile, opts
     if (durable) await flush(fd, opts.flushInline?.() ?? false);
     st = fstatSync(fd);
   } catch (e) {
-    closeSync(fd);
+    closeAfterFailure(fd);
     unlinkQuiet(tmp);
     throw e;
   }
   // Closed once, here: a second close could shut a file another thread has opened since under
-  // the same number.
-  closeSync(fd);
+  // the same number (Linux releases the descriptor even when close fails).
+  try {
+    closeSync(fd);
+  } catch (e) {
+    unlinkQuiet(tmp);
+    throw e;
+  }
   if (st.nlink !== 1) {
     unlinkQuiet(tmp);
     return undefined;

@@ -37,7 +37,7 @@ import { closeSync, constants, fstatSync, openSync, renameSync, statSync, writeS
 import { type Digest, isDigest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { removeIfExists, writeFileAtomic } from './fsutil.js';
-import { notSpokesFile, readStoreFileSync, writtenByUs, type StoreFileRead } from './store-reads.js';
+import { fstatOpened, notSpokesFile, readStoreFileSync, writtenByUs, type StoreFileRead } from './store-reads.js';
 import { assertDigest, type StoreLayout } from './layout.js';
 
 /** The journal is folded into the snapshot once it is this long (~200 creates). */
@@ -199,7 +199,7 @@ export class InUseSet {
       if (code === 'EISDIR') throw notSpokesFile(this.journalPath, 'is a directory');
       throw e;
     }
-    const st = fstatSync(fd);
+    const st = fstatOpened(fd);
     if (st.isFile() && writtenByUs(st)) return fd;
     closeSync(fd);
     return undefined;

@@ -44,10 +44,20 @@ function openRegular(path: string): { fd: number; st: Stats } | 'absent' | 'link
     if (errno(e) === 'ENXIO') return 'other';
     throw e;
   }
-  const st = fstatSync(fd);
+  const st = fstatOpened(fd);
   if (st.isFile()) return { fd, st };
   closeSync(fd);
   return 'other';
+}
+
+/** The stat of a descriptor just opened, which is closed when the stat fails (its opener never gets it). */
+export function fstatOpened(fd: number): Stats {
+  try {
+    return fstatSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
 }
 
 /** openRegular's file read whole and closed, with the stat of its descriptor before and after the read. */

@@ -16,6 +16,7 @@ import { rejectsWith } from '../../helpers/assert.js';
 import { packProfile } from '../../../src/publish/pack.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { settlesWithinTurn } from '../../helpers/event-loop.js';
+import { withFs } from '../../helpers/with-fs.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -195,6 +196,24 @@ describe('in-use journal', () => {
     for (const name of ['p', 'q']) for (let i = 0; i < 1000; i++) assert.ok(holders.has(`container:${name}-${i}`), `container:${name}-${i} was lost`);
     assert.equal(holders.size, 2001);
     assert.equal((await store.inUseState()).complete, true);
+  });
+
+  it('an append whose stat of the opened journal fails closes the journal', async () => {
+    const { store, dir } = await storeWith([]);
+    const a = `sha256:${'a'.repeat(64)}` as Digest;
+    await store.markInUse(a, 'container:first');
+    const journal = join(dir, 'state', 'in-use.log');
+    const open = () => fs.readdirSync('/proc/self/fd').length;
+    const before = open();
+    const failingOnJournal = (fstat: (...args: unknown[]) => unknown) => (fd: unknown, ...rest: unknown[]) => {
+      if (fs.readlinkSync(`/proc/self/fd/${String(fd)}`) === journal) throw Object.assign(new Error('EIO: i/o error, fstat'), { code: 'EIO' });
+      return fstat(fd, ...rest);
+    };
+    await assert.rejects(
+      withFs('fstatSync', failingOnJournal, () => store.markInUse(a, 'container:second')),
+      (e: NodeJS.ErrnoException) => e.code === 'EIO',
+    );
+    assert.equal(open(), before);
   });
 
   it('an append that lands in a journal folded and removed under it is made again, though a new journal took its inode number', async () => {

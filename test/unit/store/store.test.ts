@@ -14,6 +14,7 @@ import { createServer } from 'node:net';
 import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
 import { exists } from '../../../src/store/layout.js';
+import { readStoreFileSync } from '../../../src/store/store-reads.js';
 import { systemClock } from '../../../src/core/runtime.js';
 import { ingestInput, poolRequests } from './fixtures.js';
 
@@ -579,6 +580,25 @@ describe('exists', () => {
         process.seteuid!(0);
       }
       assert.equal(asNobody, false);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('readStoreFileSync', () => {
+  it('closes the descriptor when the stat of the opened file fails', () => {
+    const own = mkdtempSync(join(tmpdir(), 'spoke-reads-'));
+    try {
+      const file = join(own, 'record');
+      writeFileSync(file, 'x');
+      const open = () => readdirSync('/proc/self/fd').length;
+      const before = open();
+      const failingStat = () => () => {
+        throw Object.assign(new Error('EIO: i/o error, fstat'), { code: 'EIO' });
+      };
+      assert.throws(() => withFs('fstatSync', failingStat, () => readStoreFileSync(file)), { code: 'EIO' });
+      assert.equal(open(), before);
     } finally {
       rmSync(own, { recursive: true, force: true });
     }

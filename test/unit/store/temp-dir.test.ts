@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { stageFile, commitStaged, TempDir, writeFileAtomic } from '../../../src/store/fsutil.js';
 import { poolRequests } from './fixtures.js';
 import { tempDirMaker } from '../../helpers/temp-dirs.js';
+import { withFs } from '../../helpers/with-fs.js';
 
 const tempRoot = tempDirMaker('spoke-tempdir-');
 
@@ -105,6 +106,33 @@ describe('TempDir', () => {
       syncBuiltinESMExports();
     }
     assert.equal(new Set(closed).size, closed.length, `each descriptor closed once: ${closed.join(', ')}`);
+  });
+
+  it("a close that fails leaves no temp file with the bytes, after the write and after the write's own failure", async () => {
+    const root = tempRoot();
+    const dir = join(root, 'tmp');
+    const eio = () => Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' });
+    const failingClose = (close: (...args: unknown[]) => unknown) => (fd: unknown) => {
+      close(fd); // the descriptor is released all the same, as Linux does
+      throw eio();
+    };
+    const written = () => readdirSync(dir).filter((n) => statSync(join(dir, n)).size > 0);
+    const temp = new TempDir(dir, 1);
+    await until(temp, dir, 1);
+    await assert.rejects(
+      withFs('closeSync', failingClose, () => stageFile(join(root, 'f'), 'data', temp, { fsync: false })),
+      (e: NodeJS.ErrnoException) => e.code === 'EIO',
+    );
+    assert.deepEqual(written(), []);
+    // The flush fails first: that failure is the one said, and the close's does not keep the file.
+    const flushFails = () => () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, fsync'), { code: 'ENOSPC' });
+    };
+    await assert.rejects(
+      withFs('fsyncSync', flushFails, () => withFs('closeSync', failingClose, () => stageFile(join(root, 'g'), 'data', temp, { flushInline: () => true }))),
+      (e: NodeJS.ErrnoException) => e.code === 'ENOSPC',
+    );
+    assert.deepEqual(written(), []);
   });
 
   it('stages and commits through prepared files like through new ones', async () => {
