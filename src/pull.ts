@@ -288,8 +288,14 @@ export class PullPipeline {
     //    is stored. Always on the reference as written: for an index, the index digest, whose
     //    bytes pin every platform's.
     let supplyManifest: ((bytes: Promise<Buffer>) => void) | undefined;
-    const verifying = decision.unsigned ? undefined : this.verify(ref, canonical, req, decision, registry, new Promise<Buffer>((resolve) => (supplyManifest = resolve)));
-    verifying?.catch(() => {}); // observed at step 8; a failure of steps 5–7 wins
+    let verifying: Promise<SignatureVerdict> | undefined;
+    if (!decision.unsigned) {
+      const manifestBytes = new Promise<Buffer>((resolve) => (supplyManifest = resolve));
+      // A verifier that stopped before reading them leaves them unobserved: their failure is step 5's, said there.
+      manifestBytes.catch(() => {});
+      verifying = this.verify(ref, canonical, req, decision, registry, manifestBytes);
+      verifying.catch(() => {}); // observed at step 8; a failure of steps 5–7 wins
+    }
     // 5. Manifest by digest (mirrors first), bytes hashed against the digest by the client. It may
     //    be a multi-architecture index (docs/multi-arch.md).
     const manifestP = registry.getManifest(repo, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { ...fetchOpts, maxBytes: MAX_MANIFEST_BYTES });

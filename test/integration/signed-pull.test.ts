@@ -239,6 +239,31 @@ describe('signed pulls', () => {
     }
   });
 
+  it('a verifier that fails before reading the manifest, then a manifest that fails: the pull is refused and nothing is left unhandled (which would end the process)', async () => {
+    node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
+    const unhandled: unknown[] = [];
+    const note = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', note);
+    const client = new UndiciRegistryClient({ plainHttp: true });
+    try {
+      const pipeline = new PullPipeline({
+        policy: () => node.policy.current(),
+        registry: () => ({ client, release: () => undefined }),
+        pullTimeoutMs: 60_000,
+        store: node.store,
+        verifier: () => Promise.reject(new SpokeError('SignatureValidationFailed', 'refused by the test', {}, { reason: 'SIGNATURE_INVALID' })),
+      });
+      // A digest the registry does not have: its manifest is answered 404.
+      await rejectsWith(pipeline.pull({ reference: `${reg.host}/signed/absent@${sha256Digest(Buffer.from('absent'))}`, kind: 'seccomp' }), { code: 'NotFound' });
+      // Node says an unhandled rejection once the microtasks of the turn that rejected have run.
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('unhandledRejection', note);
+      await client.close();
+    }
+    assert.deepEqual(unhandled, []);
+  });
+
   it("writes a keyed pull's blob under a temp name while its signature is verified: placed with the verdict, removed with a refusal", { timeout: 20_000 }, async () => {
     node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
     const tmp = join(node.store.root, 'tmp');
