@@ -17,6 +17,9 @@ interface Flight {
   settled: boolean;
 }
 
+/** Why a flight's signal aborts once its work has settled. */
+const FLIGHT_OVER = new SpokeError('Unavailable', 'the pull this request served has ended', {}, { reason: 'CANCELLED' });
+
 /** The flights now running, by key (`step\0reference\0...`). */
 export class Flights {
   private readonly inflight = new Map<string, Flight>();
@@ -55,7 +58,12 @@ export class Flights {
         const lease = this.lease(policy);
         work(flightReq, lease.client)
           .then(resolve, reject)
-          .finally(() => lease.release());
+          .finally(() => {
+            // What the work started and no longer waits for (signature discovery beside a failed
+            // fetch, the request a faster one made needless) ends with it, not at its own timeout.
+            controller.abort(FLIGHT_OVER);
+            lease.release();
+          });
       });
       // Whatever the work is waiting on, the flight ends when it is aborted: its two aborts (the
       // deadline, the last caller leaving) reject it themselves, which costs less on a pull's

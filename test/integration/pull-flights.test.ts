@@ -202,6 +202,25 @@ describe('single-flight pulls through a slow registry', () => {
     }
   });
 
+  it("a flight that fails ends the requests it no longer needs: a signature discovery the registry answers slowly is given up, not left running", { timeout: 20_000 }, async () => {
+    proxy = await startSlowProxy(reg.port);
+    const node = testNode(unsignedPolicy([`${proxy.host}/none`]));
+    try {
+      node.writePolicy(namespacedPolicy(node.dir, proxy.host, { platform: makeKey().publicPem }, { teamB: 'platform' }));
+      const { reference } = await pushRawArtifact(reg.host, 'teams/not-json', { layers: [{ bytes: Buffer.from('not a profile') }] });
+      // The referrers API and the tag schema, the signature's discovery, answered a byte every
+      // half second: each byte restarts the client's body timeout.
+      const discovery: typeof manifests = (r) => r.path.includes('/referrers/') || r.path.includes('/manifests/sha256-');
+      proxy.trickle(discovery, 500);
+      await rejectsWith(node.pipeline.pull({ reference: via(proxy, reg, reference), kind: 'seccomp', namespace: 'team-b' }), { code: 'SecurityProfileInvalid' });
+      // Given up within this test's time only by the flight's end.
+      await proxy.abandoned(discovery);
+    } finally {
+      await node.dispose();
+      await proxy.close();
+    }
+  });
+
   it('a re-verification is shared only under the same rules: a namespace whose signer did not sign is refused beside one whose signer did', async () => {
     proxy = await startSlowProxy(reg.port);
     const node = testNode(unsignedPolicy([`${proxy.host}/none`]));
