@@ -7,7 +7,7 @@ import { parseDigest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { PullRequest } from '../pull.js';
 import { noopMetrics } from '../observe/metrics.js';
-import { credentialProblem } from '../registry/credentials.js';
+import { credentialProblem, normalizeAuthKey } from '../registry/credentials.js';
 
 type Credential = NonNullable<PullRequest['credential']>;
 import type { ShimDeps } from './deps.js';
@@ -31,16 +31,31 @@ const KIND_NUMBER: Readonly<Record<ProfileKind, number>> = { seccomp: KIND_SECCO
 const KIND_OF_NUMBER: ReadonlyMap<number, ProfileKind> = new Map(Object.entries(KIND_NUMBER).map(([k, n]) => [n, k as ProfileKind]));
 
 /**
- * CRI AuthConfig → a credential for this one request (never stored, never logged). Precedence:
- * registry_token (bearer as is) > identity_token (OAuth2 refresh token) > username/password >
- * auth (base64 "user:password"). An empty AuthConfig means anonymous.
+ * CRI AuthConfig → a credential for this one request to `image`'s registry (never stored, never
+ * logged). Precedence: registry_token (bearer as is) > identity_token (OAuth2 refresh token) >
+ * username/password > auth (base64 "user:password"). An empty AuthConfig means anonymous, and so
+ * does one whose server_address names another registry: it is that registry's, and containerd
+ * too pulls without it then.
  */
-export function credentialOf(auth: AuthConfigMsg | undefined): Credential | undefined {
+export function credentialOf(auth: AuthConfigMsg | undefined, image: string): Credential | undefined {
+  if (auth !== undefined && namesAnotherRegistry(auth, image)) return undefined;
   const cred = credentialFrom(auth);
   // What cannot go into a header is the request's fault, not the registry's: refused, not retried.
   const problem = cred === undefined ? undefined : credentialProblem(cred);
   if (problem !== undefined) throw new SpokeError('InvalidArgument', `auth: the credential ${problem}`, {}, { reason: 'CREDENTIALS_INVALID' });
   return cred;
+}
+
+/** `auth`'s server_address (a URL or `host[:port][/path]`) names a registry other than `image`'s (its text before the first `/`). */
+export function namesAnotherRegistry(auth: AuthConfigMsg, image: string): boolean {
+  if (auth.serverAddress === '') return false;
+  const hostOf = (key: string) => {
+    const k = normalizeAuthKey(key);
+    const slash = k.indexOf('/');
+    return slash < 0 ? k : k.slice(0, slash);
+  };
+  const slash = image.indexOf('/');
+  return hostOf(auth.serverAddress) !== hostOf(slash < 0 ? image : image.slice(0, slash));
 }
 
 function credentialFrom(auth: AuthConfigMsg | undefined): Credential | undefined {
@@ -78,7 +93,10 @@ export class OwnedHandlers<P> {
     const kind = KIND_OF_NUMBER.get(req.kind);
     if (kind === undefined) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`, {}, { reason: 'OPTION_INVALID' });
     if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty', {}, { reason: 'REFERENCE_INVALID' });
-    const credential = credentialOf(req.auth);
+    if (req.auth !== undefined && namesAnotherRegistry(req.auth, req.image)) {
+      logger.log('warn', 'pull credential is for another registry (server_address): pulled without it', { reference: req.image, serverAddress: req.auth.serverAddress.slice(0, 256), namespace: req.namespace || undefined });
+    }
+    const credential = credentialOf(req.auth, req.image);
     try {
       const pullRequest: PullRequest = { reference: req.image, kind, signal };
       if (req.namespace !== '') pullRequest.namespace = req.namespace;

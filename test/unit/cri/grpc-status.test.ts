@@ -64,14 +64,26 @@ describe('error → gRPC status (the one mapping)', () => {
 
 describe('AuthConfig → per-request credential', () => {
   const empty = { username: '', password: '', auth: '', serverAddress: '', identityToken: '', registryToken: '' };
+  const IMAGE = `Registry.Example:5000/team/profile@sha256:${'a'.repeat(64)}`;
   it('honours the precedence and decodes auth', () => {
-    assert.equal(credentialOf(undefined), undefined);
-    assert.equal(credentialOf(empty), undefined);
-    assert.deepEqual(credentialOf({ ...empty, username: 'u', password: 'p' }), { kind: 'basic', username: 'u', password: 'p' });
-    assert.deepEqual(credentialOf({ ...empty, auth: Buffer.from('al:ice:pw').toString('base64') }), { kind: 'basic', username: 'al', password: 'ice:pw' });
-    assert.deepEqual(credentialOf({ ...empty, identityToken: 'it', username: 'u' }), { kind: 'identityToken', token: 'it' });
-    assert.deepEqual(credentialOf({ ...empty, registryToken: 'rt', identityToken: 'it' }), { kind: 'registryToken', token: 'rt' });
-    assert.throws(() => credentialOf({ ...empty, auth: Buffer.from('nocolon').toString('base64') }), spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' }));
+    assert.equal(credentialOf(undefined, IMAGE), undefined);
+    assert.equal(credentialOf(empty, IMAGE), undefined);
+    assert.deepEqual(credentialOf({ ...empty, username: 'u', password: 'p' }, IMAGE), { kind: 'basic', username: 'u', password: 'p' });
+    assert.deepEqual(credentialOf({ ...empty, auth: Buffer.from('al:ice:pw').toString('base64') }, IMAGE), { kind: 'basic', username: 'al', password: 'ice:pw' });
+    assert.deepEqual(credentialOf({ ...empty, identityToken: 'it', username: 'u' }, IMAGE), { kind: 'identityToken', token: 'it' });
+    assert.deepEqual(credentialOf({ ...empty, registryToken: 'rt', identityToken: 'it' }, IMAGE), { kind: 'registryToken', token: 'rt' });
+    assert.throws(() => credentialOf({ ...empty, auth: Buffer.from('nocolon').toString('base64') }, IMAGE), spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' }));
+  });
+  it("a credential whose server_address names another registry is not used: the pull goes out anonymous, as containerd's does", () => {
+    const alice = { ...empty, username: 'alice', password: 'pw' };
+    for (const serverAddress of ['https://registry.example:5000', 'registry.example:5000', 'REGISTRY.example:5000/team', 'https://registry.example:5000/v2/']) {
+      assert.deepEqual(credentialOf({ ...alice, serverAddress }, IMAGE), { kind: 'basic', username: 'alice', password: 'pw' }, serverAddress);
+    }
+    for (const serverAddress of ['https://other.example', 'registry.example', 'registry.example:5001', 'https://registry.example.evil:5000', 'other.example/registry.example:5000']) {
+      assert.equal(credentialOf({ ...alice, serverAddress }, IMAGE), undefined, serverAddress);
+    }
+    // Docker Hub's spellings are one registry.
+    assert.ok(credentialOf({ ...alice, serverAddress: 'https://index.docker.io/v1/' }, `docker.io/library/p@sha256:${'b'.repeat(64)}`));
   });
   it('refuses what cannot go in a header as InvalidArgument (the kubelet must not retry it as a registry fault), without quoting it', () => {
     const refused = spokeError({ code: 'InvalidArgument', reason: 'CREDENTIALS_INVALID' });
@@ -83,7 +95,7 @@ describe('AuthConfig → per-request credential', () => {
       { ...empty, username: 'u', password: 'p\nw' },
       { ...empty, username: 'u:v', password: 'p' },
     ]) {
-      assert.throws(() => credentialOf(auth), (e: Error) => refused(e) && !/Evil|p\nw/.test(e.message));
+      assert.throws(() => credentialOf(auth, IMAGE), (e: Error) => refused(e) && !/Evil|p\nw/.test(e.message));
     }
   });
 });
