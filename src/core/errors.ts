@@ -46,7 +46,7 @@ export const ERROR_REASONS = [
   'PLATFORM_MISSING', // a multi-architecture index has no profile for this node's platform
   'STORE_PLATFORM', // the store holds an index's profile for another platform than this node's (a store serves one platform)
   'ARCH_UNENFORCEABLE', // a merged profile that the node's own architecture cannot enforce as written
-  'MERGE_UNSAFE', // a merged profile that would make the runtime skip a privilege step (docs/security-model.md#only-tighter)
+  'MERGE_UNSAFE', // a merged profile that would not be enforced as it reads: a privilege step the runtime skips, a shape libseccomp builds wrong (docs/security-model.md#only-tighter)
   'OVERLOADED', // the shim holds as many request bytes as it may, or gc found no moment without a create in flight; refused, to be retried
   'POLICY_CHANGED', // the node policy kept changing while a create was decided; to be retried
   'REFERENCE_INVALID', // a reference, registry host, repository or tag that does not parse

@@ -85,7 +85,7 @@ export function effectiveRuntimeSteps(result: Pick<MergeResult, 'profile'>): voi
   } catch (e) {
     // No path: it would name a member of the effective profile, which is never written.
     const err = asSpokeError(e);
-    throw new SpokeError('FailedPrecondition', `the effective profile of this merge would make the runtime skip a privilege step: ${err.message.replace(/^seccomp profile: [^:]*: /, '')}`, {}, { cause: e, reason: 'MERGE_UNSAFE' });
+    throw new SpokeError('FailedPrecondition', `the effective profile of this merge would not be enforced as it reads (a privilege step the runtime skips, or a shape libseccomp builds wrong): ${err.message.replace(/^seccomp profile: [^:]*: /, '')}`, {}, { cause: e, reason: 'MERGE_UNSAFE' });
   }
 }
 
