@@ -6,7 +6,7 @@
 import { actionRank, sameVerdict } from './actions.js';
 import { conjunctionKey, formatConjunction } from './conditions.js';
 import { cellsOf, decisionFor, partition, ProductBudget, readOf, readProfile, type Decision, type ReadProfile } from './decision.js';
-import { callTable, ENOSYS_VERDICT, enosysThreshold, mayLack, namesNewerCalls, resolves, stubbable, type Resolving } from './enosys.js';
+import { callTable, ENOSYS_OUTCOME, ENOSYS_VERDICT, RULE_OUTCOME, stubbable, stubOutcomes, type StubOutcome } from './enosys.js';
 import type { SeccompArchitecture, SeccompFlag, SeccompProfile, Verdict } from './types.js';
 
 /** Bounds the argument regions compared per syscall; beyond it one summary entry is reported. */
@@ -117,64 +117,53 @@ function sameDecision(a: Decision, b: Decision): boolean {
 
 /**
  * The calls of `architecture` whose verdict under runc differs from the reading above (every
- * name known, no stub) in some runtime a node may have: a libseccomp that knows the calls up to
- * some number only (a name it does not know is skipped), or gives 32-bit x86's socket and IPC
- * calls pseudo-numbers, or knows calls newer than these tables; and a runc that stubs the node's
- * own architecture even where a profile does not list it (1.2) or not (1.1). See enosys.ts. Each pair
- * of verdicts is reported once, with every call it holds for; calls decided by their arguments
- * are compared case by case, as syscallChanges does.
+ * name known, no stub) in some runtime a node may have: any libseccomp from 2.3.1 (what it knows,
+ * how it numbers 32-bit x86's socket and IPC calls: stubOutcomes), and a runc that stubs the
+ * node's own architecture even where a profile does not list it (1.1.15 and later) or not. Each
+ * pair of verdicts is reported once, with every call it holds for; calls decided by their
+ * arguments are compared case by case, as syscallChanges does.
  */
 function enosysChanges(architecture: SeccompArchitecture, isNative: boolean, older: SeccompProfile, newer: SeccompProfile, o: ReadProfile, n: ReadProfile, budget: ProductBudget, push: (d: ChangeDirection, c: ProfileChange) => void): void {
-  const table = callTable(architecture);
-  if (table === undefined || (!stubbable(older) && !stubbable(newer))) return;
+  if (!stubbable(older) && !stubbable(newer)) return;
   const listed = (p: SeccompProfile) => (p.architectures ?? []).includes(architecture);
-  // Whether each runc reading stubs this architecture for a profile: listed, or (1.2) the node's.
+  // Whether each runc reading stubs this architecture for a profile: listed, or (1.1.15+) the node's.
   const readings = isNative && !(listed(older) && listed(newer)) ? [false, true] : [true];
-  const named = (r: ReadProfile, name: string) => r.clauses.has(name);
-  // The libraries a node may have: knowing the calls up to just below each named call it may
-  // lack, or all; giving the multiplexed calls pseudo-numbers or not; knowing calls newer than
-  // these tables or not.
-  const cutoffs = new Set<number>([Infinity]);
-  for (const p of [older, newer]) for (const e of p.syscalls ?? []) for (const name of e.names) {
-    const nr = table.byName.get(name);
-    if (nr !== undefined && mayLack(nr)) cutoffs.add(nr - 1);
-  }
-  const resolvings: Resolving[] = [];
-  for (const known of cutoffs) for (const multiplexed of table.multiplexed.size > 0 ? [false, true] : [false]) {
-    resolvings.push({ known, multiplexed, newer: false });
-    if (known === Infinity && (namesNewerCalls(older) || namesNewerCalls(newer))) resolvings.push({ known, multiplexed, newer: true });
-  }
+  const table = callTable(architecture);
+  if (table === undefined) return;
   const groups = new Map<string, { direction: ChangeDirection; change: ProfileChange & { kind: 'enosys' } }>();
   const compared = new Set<string>();
   const ids = new Map<Decision, number>();
   const id = (d: Decision) => ids.get(d) ?? (ids.set(d, ids.size), ids.size - 1);
+  const outcomes = new Map<string, number>();
   for (const nativeStub of readings) {
-    const stubbed = (p: SeccompProfile) => listed(p) || nativeStub;
-    for (const r of resolvings) {
-      const oldThreshold = stubbed(older) ? enosysThreshold(older, table, r) : undefined;
-      const newThreshold = stubbed(newer) ? enosysThreshold(newer, table, r) : undefined;
-      // The stub runs before the filter: above its number every call gets ENOSYS, named or not.
-      const verdictOf = (rp: ReadProfile, name: string, nr: number, threshold: number | undefined): Decision =>
-        threshold !== undefined && nr > threshold ? ENOSYS_EVERYWHERE : named(rp, name) && resolves(table, name, nr, r) ? decisionFor(rp, name) : rp.unnamed;
-      for (const [nr, name] of table.byNumber) {
-        const oldDecision = verdictOf(o, name, nr, oldThreshold);
-        const newDecision = verdictOf(n, name, nr, newThreshold);
-        // What the reading above compared already.
-        if (sameDecision(oldDecision, decisionFor(o, name)) && sameDecision(newDecision, decisionFor(n, name))) continue;
-        const key = `${name}:${id(oldDecision)}:${id(newDecision)}`;
-        if (compared.has(key)) continue;
-        compared.add(key);
-        const [ov, nv] = [uniformVerdict(oldDecision), uniformVerdict(newDecision)];
-        if (ov === undefined || nv === undefined) {
-          syscallChanges(name, oldDecision, newDecision, [architecture], budget, push);
-          continue;
-        }
-        if (sameVerdict(ov, nv) || reportedAs(decisionFor(o, name), decisionFor(n, name), direction(ov, nv))) continue;
-        const pair = `${ov.action}/${ov.errno ?? ''}>${nv.action}/${nv.errno ?? ''}`;
-        const group = groups.get(pair);
-        if (group === undefined) groups.set(pair, { direction: direction(ov, nv), change: { kind: 'enosys', architecture, syscalls: [name], old: ov, new: nv } });
-        else if (!group.change.syscalls.includes(name)) group.change.syscalls.push(name);
+    const stubbed = (p: SeccompProfile) => stubbable(p) && (listed(p) || nativeStub);
+    const found = stubOutcomes(table, { names: new Set(o.clauses.keys()), stubbed: stubbed(older) }, { names: new Set(n.clauses.keys()), stubbed: stubbed(newer) });
+    for (const [name, pairs] of found) outcomes.set(name, (outcomes.get(name) ?? 0) | pairs);
+  }
+  const decisionOf = (rp: ReadProfile, name: string, outcome: StubOutcome): Decision =>
+    outcome === ENOSYS_OUTCOME ? ENOSYS_EVERYWHERE : outcome === RULE_OUTCOME ? decisionFor(rp, name) : rp.unnamed;
+  // In the order of the calls' numbers, newer calls last, so that a group lists its calls so.
+  const order = (name: string) => table.byName.get(name) ?? Infinity;
+  for (const [name, pairs] of [...outcomes].sort(([a], [b]) => order(a) - order(b) || (a < b ? -1 : 1))) {
+    for (let bit = 0; bit < 9; bit++) {
+      if ((pairs & (1 << bit)) === 0) continue;
+      const oldDecision = decisionOf(o, name, Math.floor(bit / 3) as StubOutcome);
+      const newDecision = decisionOf(n, name, (bit % 3) as StubOutcome);
+      // What the reading above compared already.
+      if (sameDecision(oldDecision, decisionFor(o, name)) && sameDecision(newDecision, decisionFor(n, name))) continue;
+      const key = `${name}:${id(oldDecision)}:${id(newDecision)}`;
+      if (compared.has(key)) continue;
+      compared.add(key);
+      const [ov, nv] = [uniformVerdict(oldDecision), uniformVerdict(newDecision)];
+      if (ov === undefined || nv === undefined) {
+        syscallChanges(name, oldDecision, newDecision, [architecture], budget, push);
+        continue;
       }
+      if (sameVerdict(ov, nv) || reportedAs(decisionFor(o, name), decisionFor(n, name), direction(ov, nv))) continue;
+      const pair = `${ov.action}/${ov.errno ?? ''}>${nv.action}/${nv.errno ?? ''}`;
+      const group = groups.get(pair);
+      if (group === undefined) groups.set(pair, { direction: direction(ov, nv), change: { kind: 'enosys', architecture, syscalls: [name], old: ov, new: nv } });
+      else if (!group.change.syscalls.includes(name)) group.change.syscalls.push(name);
     }
   }
   for (const { direction: d, change } of groups.values()) push(d, change);

@@ -1,62 +1,84 @@
-// runc's ENOSYS stub, as the diff reads it (docs/diff.md): runc answers ERRNO(ENOSYS), instead of
-// the default action, for a call numbered above the highest call its profile names on that
-// architecture, so that programs fall back from calls newer than the profile. The stub runs
-// before the filter: a named call above that number gets ENOSYS too. Every name the node's
-// libseccomp resolves to a call number counts, those of a rule at the default action too; a name
-// it does not know is skipped, rule and all, and so is one it resolves to a pseudo-number (from
-// libseccomp 2.5, the socket and IPC calls on 32-bit x86, whose direct calls then stay above the
-// stub's reach only if another name sets the number higher). There is no stub when the default
-// action lets calls through (ALLOW, LOG, TRACE: runc's isAllowAction), nor where the highest
-// number is 0 (x32 numbers carry 0x40000000, so never) or nothing is named. runc 1.1 stubs the
-// profile's architectures, runc 1.2 the node's own too. crun has no stub. Call numbers are known
-// here for the x86 ABIs (syscall-numbers.ts): x86_64, 32-bit x86 and x32.
+// runc's ENOSYS stub, as the diff reads it (docs/diff.md): runc (libcontainer/seccomp/patchbpf)
+// answers ERRNO(ENOSYS), before the filter, for any call numbered above the highest number among
+// the names its profile has on that architecture, as the node's libseccomp resolves them. A name
+// the library does not know is skipped, rule and all. There is no stub when the default action lets
+// calls through (ALLOW, LOG, TRACE: runc's isAllowAction), nor where the highest number is 0 (x32
+// numbers carry 0x40000000, so never) or nothing is named.
+//
+// Which names a library knows is not monotone in the number (2.5.5 knows 424–453 but not 335), so
+// a library is read as a set of known names: those every release from 2.3.1 (the oldest runc's
+// libseccomp-golang builds with) to 2.6.1 knows on the architecture are certain, each other name is
+// independently known or not, and a name no table here has (a call newer than them) is numbered
+// past them all, in an order unknown. stubOutcomes enumerates the thresholds one library gives
+// both profiles, and what each call gets under them: exact for the calls tabled here, sound
+// (every order) among the newer ones.
 
 import { I386_SYSCALLS, X32_SYSCALLS, X86_64_SYSCALLS, X86_SYSCALL_NAMES } from './syscall-numbers.js';
 import type { SeccompProfile, Verdict } from './types.js';
 
-/**
- * Whether a node's libseccomp may lack call `nr`: those numbered from 424 (pidfd_send_signal, Linux
- * 5.1, the first number shared by every x86 ABI) were added after libseccomp 2.4, the oldest runc
- * builds with, but for x32's own rows 512–547, as old as x32. Every other call it knows.
- */
-export function mayLack(nr: number): boolean {
-  return nr >= 424 && !(nr >= 512 && nr <= 547);
-}
-
 /** What runc's stub answers. */
 export const ENOSYS_VERDICT: Verdict = { action: 'SCMP_ACT_ERRNO', errno: 38 };
 
-/** The socket and SysV IPC calls libseccomp 2.5 resolves to pseudo-numbers on 32-bit x86 (socketcall, ipc). */
-const MULTIPLEXED = new Set([
-  'socket', 'bind', 'connect', 'listen', 'accept', 'getsockname', 'getpeername', 'socketpair', 'send', 'recv', 'sendto', 'recvfrom',
-  'shutdown', 'setsockopt', 'getsockopt', 'sendmsg', 'recvmsg', 'accept4', 'recvmmsg', 'sendmmsg',
-  'semop', 'semget', 'semctl', 'semtimedop', 'msgsnd', 'msgrcv', 'msgget', 'msgctl', 'shmat', 'shmdt', 'shmget', 'shmctl',
-]);
+/**
+ * How one release resolves a family of 32-bit x86 multiplexed names: `counts`, numbered as the
+ * direct call (so it sets the threshold); `ruled`, its rule put on the direct call as well as on
+ * socketcall/ipc.
+ */
+interface FamilyReading {
+  counts: boolean;
+  ruled: boolean;
+}
+
+interface Family {
+  names: ReadonlySet<string>;
+  readings: readonly FamilyReading[];
+}
+
+/**
+ * The socket calls: numbered until 2.4, pseudo-numbered from 2.5, their rule on the direct call
+ * either way (x86_rule_add demultiplexes).
+ */
+const SOCKET_FAMILY: Family = {
+  names: new Set(['socket', 'bind', 'connect', 'listen', 'accept', 'getsockname', 'getpeername', 'socketpair', 'send', 'recv', 'sendto', 'recvfrom', 'shutdown', 'setsockopt', 'getsockopt', 'sendmsg', 'recvmsg', 'accept4', 'recvmmsg', 'sendmmsg']),
+  readings: [{ counts: true, ruled: true }, { counts: false, ruled: true }],
+};
+
+/**
+ * The SysV IPC calls: pseudo-numbered with the rule on ipc only up to 2.4.1, numbered in 2.4.2–2.4.4,
+ * pseudo-numbered with the rule on the direct call too from 2.5.
+ */
+const IPC_FAMILY: Family = {
+  names: new Set(['semop', 'semget', 'semctl', 'semtimedop', 'msgsnd', 'msgrcv', 'msgget', 'msgctl', 'shmat', 'shmdt', 'shmget', 'shmctl']),
+  readings: [{ counts: false, ruled: false }, { counts: true, ruled: true }, { counts: false, ruled: true }],
+};
 
 export interface CallTable {
-  byNumber: ReadonlyMap<number, string>;
+  /** Calls by number as libseccomp numbers them, ascending. */
+  calls: readonly (readonly [number, string])[];
   byName: ReadonlyMap<string, number>;
   /** Added to every number as libseccomp gives it (x32: __X32_SYSCALL_BIT). */
   bias: number;
-  /** Names libseccomp may resolve to pseudo-numbers on this architecture. */
-  multiplexed: ReadonlySet<string>;
+  /** Whether some release from 2.3.1 lacks the call numbered so (found by comparing each release's tables). */
+  uncertain: (nr: number) => boolean;
+  /** Names whose numbering a release decides per family; each family read independently. */
+  families: readonly Family[];
 }
 
-const tableOf = (byNumber: ReadonlyMap<number, string>, bias = 0, multiplexed: ReadonlySet<string> = new Set()): CallTable => ({
-  byNumber,
-  byName: new Map([...byNumber].map(([nr, name]) => [name, nr])),
-  bias,
-  multiplexed,
-});
+const tableOf = (byNumber: ReadonlyMap<number, string>, uncertain: (nr: number) => boolean, bias = 0, families: readonly Family[] = []): CallTable => {
+  const calls = [...byNumber].sort(([a], [b]) => a - b);
+  return { calls, byName: new Map(calls.map(([nr, name]) => [name, nr])), bias, uncertain, families };
+};
+// libseccomp numbers map_shadow_stack 453 on 32-bit x86 (from 2.5.5) and x32 (from 2.5.6), though
+// the kernel has that call on x86_64 only: runc counts the number libseccomp gives.
 const TABLES = new Map<string, CallTable>([
-  ['SCMP_ARCH_X86_64', tableOf(X86_64_SYSCALLS)],
-  ['SCMP_ARCH_X86', tableOf(I386_SYSCALLS, 0, MULTIPLEXED)],
-  ['SCMP_ARCH_X32', tableOf(X32_SYSCALLS, 0x4000_0000)],
+  ['SCMP_ARCH_X86_64', tableOf(X86_64_SYSCALLS, (nr) => nr >= 327)],
+  ['SCMP_ARCH_X86', tableOf(new Map([...I386_SYSCALLS, [453, 'map_shadow_stack']]), (nr) => nr >= 378, 0, [SOCKET_FAMILY, IPC_FAMILY])],
+  ['SCMP_ARCH_X32', tableOf(new Map([...X32_SYSCALLS, [453, 'map_shadow_stack']]), (nr) => nr >= 329 && !(nr >= 512 && nr <= 545), 0x4000_0000)],
 ]);
-/** Names some x86 ABI has (on the others libseccomp gives them no number of their own), or that it multiplexes. */
-const X86_NAMES = new Set([...X86_SYSCALL_NAMES, ...MULTIPLEXED]);
+/** Names some x86 ABI has (where a table lacks one, libseccomp gives it no number of its own there). */
+const X86_NAMES = new Set([...X86_SYSCALL_NAMES, ...SOCKET_FAMILY.names, ...IPC_FAMILY.names]);
 
-/** The calls of `architecture` by number and by name, when they are known here. */
+/** The calls of `architecture` as libseccomp numbers them, when they are known here. */
 export function callTable(architecture: string): CallTable | undefined {
   return TABLES.get(architecture);
 }
@@ -66,40 +88,134 @@ export function stubbable(p: SeccompProfile): boolean {
   return !(p.defaultAction === 'SCMP_ACT_ALLOW' || p.defaultAction === 'SCMP_ACT_LOG' || p.defaultAction === 'SCMP_ACT_TRACE');
 }
 
-/** What the node's libseccomp resolves, in one of the readings the diff compares. */
-export interface Resolving {
-  /** It knows the calls numbered up to this, and those it cannot lack (mayLack). */
-  known: number;
-  /** It gives the multiplexed calls pseudo-numbers (2.5 and later on 32-bit x86). */
-  multiplexed: boolean;
-  /** It knows the names no table here has (calls newer than these tables), numbered past them all. */
-  newer: boolean;
-}
+/** What runc makes of one call for one profile: the stub's ENOSYS, the profile's rule for it, its default. */
+export type StubOutcome = 0 | 1 | 2;
+export const ENOSYS_OUTCOME = 0;
+export const RULE_OUTCOME = 1;
+export const DEFAULT_OUTCOME = 2;
 
-/** Whether `name`, numbered `nr` here, counts for the threshold and has its rule in this reading. */
-export function resolves(table: CallTable, name: string, nr: number, r: Resolving): boolean {
-  return (nr <= r.known || !mayLack(nr)) && !(r.multiplexed && table.multiplexed.has(name));
+/** A profile as the stub reads it on one architecture. */
+export interface StubbedProfile {
+  names: ReadonlySet<string>;
+  /** runc stubs this architecture for it (stubbable, and listed or the node's under runc 1.1.15 and later). */
+  stubbed: boolean;
 }
 
 /**
- * The number past which runc answers ENOSYS (for every call, named or not), on the architecture
- * of `table`, in reading `r`; undefined when there is no stub there.
+ * One threshold a profile may get: a tabled number, a name newer than the tables (`newer`), or none
+ * (`nr` undefined); with the uncertain names that must be known (`known`) or unknown for it.
  */
-export function enosysThreshold(p: SeccompProfile, table: CallTable, r: Resolving): number | undefined {
-  if (!stubbable(p)) return undefined;
-  let highest: number | undefined;
-  for (const entry of p.syscalls ?? []) {
-    for (const name of entry.names) {
-      const nr = table.byName.get(name);
-      // A name newer than these tables, which the library knows: numbered past every call here.
-      const counted = nr === undefined ? (r.newer && !X86_NAMES.has(name) ? Number.MAX_SAFE_INTEGER : undefined) : resolves(table, name, nr, r) ? nr : undefined;
-      if (counted !== undefined && (highest === undefined || counted > highest)) highest = counted;
-    }
-  }
-  return highest === undefined || highest + table.bias === 0 ? undefined : highest;
+interface Threshold {
+  nr: number | undefined;
+  newer?: string;
+  known?: string;
+  unknown: ReadonlySet<string>;
 }
 
-/** Whether `p` names a call no table here has (so a reading with a newer library is compared too). */
-export function namesNewerCalls(p: SeccompProfile): boolean {
-  return (p.syscalls ?? []).some((e) => e.names.some((n) => !X86_NAMES.has(n)));
+/**
+ * Stands for every call newer than the tables that neither profile names (compared as one: they
+ * get the same verdicts), in the `syscalls` of an enosys change.
+ */
+export const UNTABLED_CALLS = '(calls newer than spoke\'s tables)';
+
+/** A call compared: tabled (`nr`) or newer than the tables. */
+interface Call {
+  name: string;
+  nr: number | undefined;
+}
+
+function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<string, FamilyReading>): Threshold[] {
+  if (!p.stubbed) return [{ nr: undefined, unknown: new Set() }];
+  let certain: number | undefined;
+  const uncertain: Call[] = [];
+  const newer: string[] = [];
+  for (const name of p.names) {
+    const nr = table.byName.get(name);
+    const reading = family.get(name);
+    if (nr === undefined) {
+      if (!X86_NAMES.has(name)) newer.push(name);
+    } else if (reading !== undefined ? reading.counts : !table.uncertain(nr)) {
+      if (certain === undefined || nr > certain) certain = nr;
+    } else if (reading === undefined) {
+      uncertain.push({ name, nr });
+    }
+  }
+  const unknownAbove = (t: number) => new Set([...uncertain.filter((u) => u.nr! > t).map((u) => u.name), ...newer]);
+  // No stub where the highest number is 0 (runc's check); what the library knows stays as it is.
+  const at = (nr: number | undefined) => (nr === undefined || nr + table.bias === 0 ? undefined : nr);
+  const out: Threshold[] = [{ nr: at(certain), unknown: unknownAbove(certain ?? -1) }];
+  for (const u of uncertain) if (u.nr! > (certain ?? -1)) out.push({ nr: at(u.nr), known: u.name, unknown: unknownAbove(u.nr!) });
+  for (const name of newer) out.push({ nr: undefined, newer: name, known: name, unknown: new Set() });
+  return out;
+}
+
+/** Whether the stub answers `call` under threshold `t`: 'both' where the order of newer calls decides. */
+function answers(t: Threshold, call: Call): boolean | 'both' {
+  if (t.newer !== undefined) return call.nr !== undefined || call.name === t.newer ? false : 'both';
+  if (t.nr === undefined) return false;
+  return call.nr === undefined || call.nr > t.nr;
+}
+
+/** Every reading of the families: one reading per family, each chosen independently. */
+function familyReadings(table: CallTable): ReadonlyMap<string, FamilyReading>[] {
+  let out: Map<string, FamilyReading>[] = [new Map()];
+  for (const f of table.families) out = out.flatMap((m) => f.readings.map((r) => new Map([...m, ...[...f.names].map((n) => [n, r] as const)])));
+  return out;
+}
+
+/**
+ * For each call whose outcome under runc may differ from RULE/DEFAULT (the reading without the
+ * stub, every name known), the pairs of outcomes (OLD's × 3 + NEW's) some library gives it, as a
+ * bit set. Calls are the table's, the names newer than it either profile has, and UNTABLED_CALLS.
+ */
+export function stubOutcomes(table: CallTable, older: StubbedProfile, newer: StubbedProfile): Map<string, number> {
+  const out = new Map<string, number>();
+  const add = (name: string, o: StubOutcome, n: StubOutcome) => out.set(name, (out.get(name) ?? 0) | (1 << (o * 3 + n)));
+  const named = new Set([...older.names, ...newer.names]);
+  const newerCalls: Call[] = [...named, UNTABLED_CALLS].filter((n) => !table.byName.has(n) && !X86_NAMES.has(n)).map((name) => ({ name, nr: undefined }));
+  for (const family of familyReadings(table)) {
+    // Calls whose own name a library may not know, or whose rule it may put elsewhere: compared in every pair.
+    const special: Call[] = [...newerCalls];
+    for (const name of named) {
+      const nr = table.byName.get(name);
+      if (nr !== undefined && (family.has(name) ? !family.get(name)!.ruled : table.uncertain(nr))) special.push({ name, nr });
+    }
+    const specialNames = new Set(special.map((c) => c.name));
+    const olds = thresholds(older, table, family);
+    const news = thresholds(newer, table, family);
+    for (const to of olds) {
+      for (const tn of news) {
+        if ((to.known !== undefined && tn.unknown.has(to.known)) || (tn.known !== undefined && to.unknown.has(tn.known))) continue;
+        const visit = (call: Call, known: boolean) => {
+          const rule = (p: StubbedProfile): StubOutcome => (known && p.names.has(call.name) ? RULE_OUTCOME : DEFAULT_OUTCOME);
+          const [ao, an] = [answers(to, call), answers(tn, call)];
+          for (const eo of ao === 'both' ? [true, false] : [ao]) for (const en of an === 'both' ? [true, false] : [an]) add(call.name, eo ? ENOSYS_OUTCOME : rule(older), en ? ENOSYS_OUTCOME : rule(newer));
+        };
+        for (const call of special) {
+          const fixed = family.get(call.name)?.ruled;
+          const forced = call.name === to.known || call.name === tn.known ? true : to.unknown.has(call.name) || tn.unknown.has(call.name) ? false : fixed;
+          for (const known of forced === undefined ? [true, false] : [forced]) visit(call, known);
+        }
+        // The other calls differ from the stubless reading only where one threshold answers and the other not.
+        const [lo, hi] = [to.nr ?? Infinity, tn.nr ?? Infinity].sort((a, b) => a - b) as [number, number];
+        if (lo === hi) continue;
+        for (let i = firstAbove(table.calls, lo); i < table.calls.length && table.calls[i]![0] <= hi; i++) {
+          const [nr, name] = table.calls[i]!;
+          if (!specialNames.has(name)) visit({ name, nr }, true);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** The index of the first call numbered above `nr`. */
+function firstAbove(calls: readonly (readonly [number, string])[], nr: number): number {
+  let [lo, hi] = [0, calls.length];
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (calls[mid]![0] > nr) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

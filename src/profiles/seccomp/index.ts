@@ -39,3 +39,4 @@ export { GO_ARCHITECTURES } from './convert-docker.js';
 export { evaluate, type EvaluateOptions, type Evaluation } from './evaluate.js';
 export { buildRecordedProfile, RUNTIME_STARTUP_SYSCALLS, type OciRuntime } from './recorded.js';
 export { X86_SYSCALL_NAMES } from './syscall-numbers.js';
+export { UNTABLED_CALLS } from './enosys.js';

@@ -1,6 +1,7 @@
 // Syscall numbers of the x86 ABIs, as data, from the kernel's own tables (torvalds/linux
-// arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl, up to 469 file_setattr).
-// x86_64: the "common" and "64" ABI rows (0–335, 424–469).
+// arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl, up to 471 rseq_slice_yield, the
+// rows libseccomp 2.6.1's syscalls.csv has too).
+// x86_64: the "common" and "64" ABI rows (0–336, 424–471).
 // x32 (numbers with __X32_SYSCALL_BIT 0x40000000 set, kept here without it): the "common" rows
 // and the "x32" rows 512–547, which replace the "64" rows X86_64_ONLY lists.
 // i386: the "i386" rows; 222, 223, 251, 285 and 387–392 are unused.
@@ -18,7 +19,7 @@ const COMMON_FROM_424 = `
 450 set_mempolicy_home_node 451 cachestat 452 fchmodat2 453 map_shadow_stack 454 futex_wake
 455 futex_wait 456 futex_requeue 457 statmount 458 listmount 459 lsm_get_self_attr
 460 lsm_set_self_attr 461 lsm_list_modules 462 mseal 463 setxattrat 464 getxattrat
-465 listxattrat 466 removexattrat 467 open_tree_attr 468 file_getattr 469 file_setattr
+465 listxattrat 466 removexattrat 467 open_tree_attr 468 file_getattr 469 file_setattr 470 listns 471 rseq_slice_yield
 `;
 
 const X86_64 = `
@@ -71,7 +72,7 @@ const X86_64 = `
 313 finit_module 314 sched_setattr 315 sched_getattr 316 renameat2 317 seccomp 318 getrandom
 319 memfd_create 320 kexec_file_load 321 bpf 322 execveat 323 userfaultfd 324 membarrier
 325 mlock2 326 copy_file_range 327 preadv2 328 pwritev2 329 pkey_mprotect 330 pkey_alloc
-331 pkey_free 332 statx 333 io_pgetevents 334 rseq 335 uretprobe
+331 pkey_free 332 statx 333 io_pgetevents 334 rseq 335 uretprobe 336 uprobe
 `;
 
 const I386 = `
