@@ -96,6 +96,10 @@ function describeSeccomp(c: ProfileChange): string {
       const calls = `${c.syscalls.length} call${c.syscalls.length === 1 ? '' : 's'} on ${c.architecture} (${shown}${c.syscalls.length > 6 ? ', …' : ''})`;
       return `${calls}, past runc's ENOSYS threshold in one profile only: ${formatVerdict(c.old)} → ${formatVerdict(c.new)}`;
     }
+    case 'enosys-unnumbered': {
+      const names = [...(c.added.length > 0 ? [`added ${c.added.join(', ')}`] : []), ...(c.removed.length > 0 ? [`removed ${c.removed.join(', ')}`] : [])].join('; ');
+      return `runc's ENOSYS threshold on ${c.architecture} may move (names ${names}); spoke has no call numbers there to list the calls it moves: review by hand`;
+    }
     case 'architecture':
       return `architecture ${c.architecture}: ${c.old} → ${c.new}`;
     case 'flag':

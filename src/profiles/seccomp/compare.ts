@@ -42,6 +42,18 @@ export type ProfileChange =
       old: Verdict;
       new: Verdict;
     }
+  | {
+      /**
+       * runc's ENOSYS threshold may move on an architecture whose call numbers spoke does not
+       * know, as the names that may set it differ (docs/diff.md): the calls it moves are not listed.
+       */
+      kind: 'enosys-unnumbered';
+      architecture: string;
+      /** Names NEW has and OLD not. */
+      added: string[];
+      /** Names OLD has and NEW not. */
+      removed: string[];
+    }
   | { kind: 'architecture'; architecture: string; old: 'absent' | 'present'; new: 'absent' | 'present' }
   | { kind: 'flag'; flag: string; old: 'unset' | 'set'; new: 'unset' | 'set' };
 
@@ -116,6 +128,18 @@ function sameDecision(a: Decision, b: Decision): boolean {
 }
 
 /**
+ * Where the call numbers are not known here, any name either profile has alone may set runc's
+ * threshold in some library (known or not, numbered highest or not), and a moved threshold may
+ * loosen whatever the actions: reported loosened, so that a human reviews it (docs/diff.md). The
+ * same names give both profiles the same threshold under every library.
+ */
+function unnumberedChange(architecture: SeccompArchitecture, o: ReadProfile, n: ReadProfile, push: (d: ChangeDirection, c: ProfileChange) => void): void {
+  const added = [...n.clauses.keys()].filter((name) => !o.clauses.has(name)).sort();
+  const removed = [...o.clauses.keys()].filter((name) => !n.clauses.has(name)).sort();
+  if (added.length + removed.length > 0) push('loosened', { kind: 'enosys-unnumbered', architecture, added, removed });
+}
+
+/**
  * The calls of `architecture` whose verdict under runc differs from the reading above (every
  * name known, no stub) in some runtime a node may have: any libseccomp from 2.3.1 (what it knows,
  * how it numbers 32-bit x86's socket and IPC calls: stubOutcomes), and a runc that stubs the
@@ -129,7 +153,11 @@ function enosysChanges(architecture: SeccompArchitecture, isNative: boolean, old
   // Whether each runc reading stubs this architecture for a profile: listed, or (1.1.15+) the node's.
   const readings = isNative && !(listed(older) && listed(newer)) ? [false, true] : [true];
   const table = callTable(architecture);
-  if (table === undefined) return;
+  if (table === undefined) {
+    const stubbedSomewhere = readings.some((nativeStub) => [older, newer].some((p) => stubbable(p) && (listed(p) || nativeStub)));
+    if (stubbedSomewhere) unnumberedChange(architecture, o, n, push);
+    return;
+  }
   const groups = new Map<string, { direction: ChangeDirection; change: ProfileChange & { kind: 'enosys' } }>();
   const compared = new Set<string>();
   const ids = new Map<Decision, number>();

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { actionRank, compareProfiles, evaluate, OTHER_SYSCALLS, UNTABLED_CALLS, type ProfileChange, type SeccompAction, type SeccompArg, type SeccompProfile, type SeccompSyscall } from '../../../src/profiles/seccomp/index.js';
+import { actionRank, compareProfiles, evaluate, OTHER_SYSCALLS, UNTABLED_CALLS, type ProfileChange, type SeccompAction, type SeccompArchitecture, type SeccompArg, type SeccompProfile, type SeccompSyscall } from '../../../src/profiles/seccomp/index.js';
 
 const NAMES = ['read', 'write', 'mkdir'];
 const VALUES = [0n, 1n, 2n, 5n, (1n << 32n) - 1n, (1n << 64n) - 1n];
@@ -295,4 +295,16 @@ test('property: whatever names the node libseccomp knows, a call runc treats mor
     }),
     { numRuns: 300 },
   );
+});
+
+test("where spoke has no call numbers (aarch64), a change in the names that set runc's threshold is reported loosened, never silently", () => {
+  const p = (names: string[], architectures: SeccompArchitecture[] = ['SCMP_ARCH_AARCH64']): SeccompProfile => ({ defaultAction: 'SCMP_ACT_KILL', architectures, syscalls: [allow(['write']), ...(names.length > 0 ? [{ names, action: 'SCMP_ACT_KILL' as const }] : [])] });
+  // Dropping the highest-numbered name lowers the threshold: the calls between go from a kill to ENOSYS.
+  const r = compareProfiles(p(['futex_waitv']), p([]));
+  assert.deepEqual(r.loosened, [{ kind: 'enosys-unnumbered', architecture: 'SCMP_ARCH_AARCH64', added: [], removed: ['futex_waitv'] }]);
+  // The node's architecture, for profiles without a list.
+  assert.ok(compareProfiles(p(['futex_waitv'], []), p([], []), 'SCMP_ARCH_AARCH64').loosened.some((c) => c.kind === 'enosys-unnumbered'));
+  // The same names set the same threshold under any library; no stub where the default allows.
+  assert.deepEqual(compareProfiles(p(['futex_waitv']), { ...p(['futex_waitv']), syscalls: [allow(['write', 'futex_waitv'])] }).loosened.filter((c) => c.kind === 'enosys-unnumbered'), []);
+  assert.deepEqual(compareProfiles({ ...p(['futex_waitv']), defaultAction: 'SCMP_ACT_ALLOW' }, { ...p([]), defaultAction: 'SCMP_ACT_ALLOW' }).loosened.filter((c) => c.kind === 'enosys-unnumbered'), []);
 });
