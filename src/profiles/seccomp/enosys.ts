@@ -92,7 +92,7 @@ export function stubbable(p: SeccompProfile): boolean {
 export type StubOutcome = 0 | 1 | 2;
 export const ENOSYS_OUTCOME = 0;
 export const RULE_OUTCOME = 1;
-export const DEFAULT_OUTCOME = 2;
+const DEFAULT_OUTCOME = 2;
 
 /** A profile as the stub reads it on one architecture. */
 export interface StubbedProfile {
@@ -124,10 +124,11 @@ interface Call {
   nr: number | undefined;
 }
 
+/** The thresholds `p` gets across libraries: its highest certain name's, and each uncertain or newer name's above it. */
 function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<string, FamilyReading>): Threshold[] {
   if (!p.stubbed) return [{ nr: undefined, unknown: new Set() }];
   let certain: number | undefined;
-  const uncertain: Call[] = [];
+  const uncertain: { name: string; nr: number }[] = [];
   const newer: string[] = [];
   for (const name of p.names) {
     const nr = table.byName.get(name);
@@ -140,11 +141,11 @@ function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<str
       uncertain.push({ name, nr });
     }
   }
-  const unknownAbove = (t: number) => new Set([...uncertain.filter((u) => u.nr! > t).map((u) => u.name), ...newer]);
+  const unknownAbove = (t: number) => new Set([...uncertain.filter((u) => u.nr > t).map((u) => u.name), ...newer]);
   // No stub where the highest number is 0 (runc's check); what the library knows stays as it is.
   const at = (nr: number | undefined) => (nr === undefined || nr + table.bias === 0 ? undefined : nr);
   const out: Threshold[] = [{ nr: at(certain), unknown: unknownAbove(certain ?? -1) }];
-  for (const u of uncertain) if (u.nr! > (certain ?? -1)) out.push({ nr: at(u.nr), known: u.name, unknown: unknownAbove(u.nr!) });
+  for (const u of uncertain) if (u.nr > (certain ?? -1)) out.push({ nr: at(u.nr), known: u.name, unknown: unknownAbove(u.nr) });
   for (const name of newer) out.push({ nr: undefined, newer: name, known: name, unknown: new Set() });
   return out;
 }
