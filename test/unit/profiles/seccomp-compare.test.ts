@@ -56,6 +56,19 @@ test('argument conditions: only the case that changed is reported, with its cond
   assert.ok(c.kind === 'syscall' && c.syscall === 'personality' && c.args !== undefined && /arg0 == 8\b/.test(c.args), JSON.stringify(c));
 });
 
+test("an architecture NEW drops is a loosening where OLD killed the process there: its calls then meet libseccomp's bad-architecture action, which kills the thread only", () => {
+  const both: SeccompArchitecture[] = ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'];
+  const dropped = (p: SeccompProfile) => {
+    const r = compareProfiles(p, { ...p, architectures: ['SCMP_ARCH_X86_64'] }, 'SCMP_ARCH_X86_64');
+    const dir = (list: ProfileChange[]) => list.some((c) => c.kind === 'architecture' && c.architecture === 'SCMP_ARCH_X86');
+    return dir(r.loosened) ? 'loosened' : dir(r.tightened) ? 'tightened' : 'unreported';
+  };
+  assert.equal(dropped({ defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: both, syscalls: [allow(['read'])] }), 'loosened');
+  assert.equal(dropped({ defaultAction: 'SCMP_ACT_ERRNO', architectures: both, syscalls: [allow(['read']), { names: ['ptrace'], action: 'SCMP_ACT_KILL_PROCESS' }] }), 'loosened');
+  assert.equal(dropped({ defaultAction: 'SCMP_ACT_KILL', architectures: both, syscalls: [allow(['read'])] }), 'tightened');
+  assert.equal(dropped({ defaultAction: 'SCMP_ACT_ERRNO', architectures: both, syscalls: [allow(['read'])] }), 'tightened');
+});
+
 test('default action, architectures and the SPEC_ALLOW flag', () => {
   const r = compareProfiles(base, { ...base, defaultAction: 'SCMP_ACT_LOG', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'], flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'] });
   const kinds = r.loosened.map((c) => (c.kind === 'syscall' ? c.syscall : c.kind === 'architecture' ? c.architecture : c.kind === 'flag' ? c.flag : c.kind)).sort();
