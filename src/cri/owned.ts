@@ -34,8 +34,8 @@ const KIND_OF_NUMBER: ReadonlyMap<number, ProfileKind> = new Map(Object.entries(
  * CRI AuthConfig → a credential for this one request to `image`'s registry (never stored, never
  * logged). Precedence: registry_token (bearer as is) > identity_token (OAuth2 refresh token) >
  * username/password > auth (base64 "user:password"). An empty AuthConfig means anonymous, and so
- * does one whose server_address names another registry: it is that registry's, and containerd
- * too pulls without it then.
+ * does one whose server_address names another registry (the node's own credentials may then
+ * apply, as without an AuthConfig): it is that registry's, and containerd too pulls without it.
  */
 export function credentialOf(auth: AuthConfigMsg | undefined, image: string): Credential | undefined {
   if (auth !== undefined && namesAnotherRegistry(auth, image)) return undefined;
@@ -94,7 +94,8 @@ export class OwnedHandlers<P> {
     if (kind === undefined) throw new SpokeError('InvalidArgument', `unknown profile_kind ${req.kind}`, {}, { reason: 'OPTION_INVALID' });
     if (req.image === '') throw new SpokeError('InvalidArgument', 'image.image (the profile reference) is empty', {}, { reason: 'REFERENCE_INVALID' });
     if (req.auth !== undefined && namesAnotherRegistry(req.auth, req.image)) {
-      logger.log('warn', 'pull credential is for another registry (server_address): pulled without it', { reference: req.image, serverAddress: req.auth.serverAddress.slice(0, 256), namespace: req.namespace || undefined });
+      // The address is not logged: a URL may carry a user and password.
+      logger.log('warn', "the pull's AuthConfig is for another registry (its server_address): pulled without it, as a pull without an AuthConfig is", { reference: req.image, namespace: req.namespace || undefined });
     }
     const credential = credentialOf(req.auth, req.image);
     try {

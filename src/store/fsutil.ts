@@ -24,7 +24,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { SpokeError } from '../core/errors.js';
 import { uniqueSuffix } from '../core/unique.js';
-import { errno, notSpokesFile } from './store-reads.js';
+import { closeAfterFailure, errno, notSpokesFile } from './store-reads.js';
 
 const fsyncFd = promisify(fsync);
 const writeFd = promisify(write);
@@ -92,15 +92,6 @@ function withDir<T>(dir: string, fn: () => T): T {
     if (errno(e) !== 'ENOENT') throw e;
     mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     return fn();
-  }
-}
-
-/** Closes `fd` after a failure, which is the one said: the close's own error goes (Linux releases the descriptor all the same). */
-function closeAfterFailure(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // the failure before it is said
   }
 }
 

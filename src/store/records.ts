@@ -153,9 +153,14 @@ export class RecordStore {
       }
       const blob = early.blob ? early.blob.file : this.stageBlobFile(blobPath, input.layerBytes);
       // Staged while the blob is flushed, unless staged ahead; the blob is placed first.
-      const [stagedBlob, { record, file: stagedRecord }] = await Promise.all([blob, early.record ?? this.stageRecord(input, input.layerBytes.byteLength, now)]);
-      if (stagedBlob) staged.push(stagedBlob);
-      staged.push(stagedRecord);
+      const [blobStaging, recordStaging] = await Promise.allSettled([blob, early.record ?? this.stageRecord(input, input.layerBytes.byteLength, now)]);
+      // What either side wrote is this call's to remove, whichever side failed.
+      if (blobStaging.status === 'fulfilled' && blobStaging.value) staged.push(blobStaging.value);
+      if (recordStaging.status === 'fulfilled') staged.push(recordStaging.value.file);
+      if (blobStaging.status === 'rejected') throw blobStaging.reason;
+      if (recordStaging.status === 'rejected') throw recordStaging.reason;
+      const stagedBlob = blobStaging.value;
+      const { record, file: stagedRecord } = recordStaging.value;
       ours = stagedRecord;
       // A pull answered with a refusal while its files were written and flushed (its deadline,
       // or every caller gone) places nothing: no turn passes from here to the renames.

@@ -55,8 +55,17 @@ export function fstatOpened(fd: number): Stats {
   try {
     return fstatSync(fd);
   } catch (e) {
-    closeSync(fd);
+    closeAfterFailure(fd);
     throw e;
+  }
+}
+
+/** Closes `fd` after a failure, which is the one said: the close's own error goes (Linux releases the descriptor all the same). */
+export function closeAfterFailure(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // the failure before it is said
   }
 }
 

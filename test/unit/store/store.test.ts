@@ -247,6 +247,27 @@ describe('ProfileStore', () => {
     });
   });
 
+  it("an ingest whose record cannot be written removes the blob it wrote beside it, and the reverse: neither side's temp file is left with the bytes", async () => {
+    await inOwnStoreDir(async (own) => {
+      const store = new ProfileStore({ root: own });
+      const tmp = join(own, 'tmp');
+      const written = () => readdirSync(tmp).filter((n) => statSync(join(tmp, n)).size > 0);
+      for (const failing of ['record', 'blob'] as const) {
+        const input = ingestInput(`{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":${failing === 'record' ? 1 : 2}}`);
+        const layer = Buffer.from(input.layerBytes);
+        // The record's bytes name the reference; the blob's are the layer's.
+        const isFailing = (data: unknown) => Buffer.isBuffer(data) || data instanceof Uint8Array ? (failing === 'blob' ? Buffer.from(data as Uint8Array).equals(layer) : Buffer.from(data as Uint8Array).includes('"references"')) : false;
+        const fullDisk = (writeSync: (...args: unknown[]) => unknown) => (fd: unknown, data: unknown, ...rest: unknown[]) => {
+          if (isFailing(data)) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+          return writeSync(fd, data, ...rest);
+        };
+        await assert.rejects(withFs('writeSync', fullDisk, () => store.ingest(input)), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+        assert.deepEqual(written(), [], `${failing} failing`);
+        assert.equal(await store.getRecord(input.digest), undefined);
+      }
+    });
+  });
+
   it('links a record staged ahead (stageRecord) at ingest, keeps one already there, and removes it when that ingest fails', async () => {
     await inOwnStoreDir(async (own) => {
       const staging = new ProfileStore({ root: own });
