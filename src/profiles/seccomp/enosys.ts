@@ -75,8 +75,18 @@ const TABLES = new Map<string, CallTable>([
   ['SCMP_ARCH_X86', tableOf(new Map([...I386_SYSCALLS, [453, 'map_shadow_stack']]), (nr) => nr >= 378, 0, [SOCKET_FAMILY, IPC_FAMILY])],
   ['SCMP_ARCH_X32', tableOf(new Map([...X32_SYSCALLS, [453, 'map_shadow_stack']]), (nr) => nr >= 329 && !(nr >= 512 && nr <= 545), 0x4000_0000)],
 ]);
-/** Names some x86 ABI has (where a table lacks one, libseccomp gives it no number of its own there). */
-const X86_NAMES = new Set([...X86_SYSCALL_NAMES, ...SOCKET_FAMILY.names, ...IPC_FAMILY.names]);
+/**
+ * The names libseccomp (2.6.1) knows on other architectures only: it gives them no number on any
+ * x86 ABI, so a profile's entry for one is skipped there, never a call newer than the tables.
+ */
+const OTHER_ARCHITECTURES_ONLY = [
+  'arm_fadvise64_64', 'arm_sync_file_range', 'atomic_barrier', 'atomic_cmpxchg_32', 'breakpoint', 'cachectl', 'cacheflush', 'getpagesize',
+  'get_tls', 'multiplexer', 'pciconfig_iobase', 'pciconfig_read', 'pciconfig_write', 'riscv_flush_icache', 'riscv_hwprobe', 'rtas',
+  's390_guarded_storage', 's390_pci_mmio_read', 's390_pci_mmio_write', 's390_runtime_instr', 's390_sthyi', 'set_tls', 'spu_create', 'spu_run',
+  'subpage_prot', 'swapcontext', 'switch_endian', 'sync_file_range2', 'syscall', 'sys_debug_setcontext', 'sysmips', 'timerfd', 'usr26', 'usr32',
+];
+/** Names some x86 ABI has (where a table lacks one, libseccomp gives it no number of its own there), or no x86 ABI does. */
+const X86_NAMES = new Set([...X86_SYSCALL_NAMES, ...SOCKET_FAMILY.names, ...IPC_FAMILY.names, ...OTHER_ARCHITECTURES_ONLY]);
 
 /** The calls of `architecture` as libseccomp numbers them, when they are known here. */
 export function callTable(architecture: string): CallTable | undefined {
@@ -124,8 +134,11 @@ interface Call {
   nr: number | undefined;
 }
 
-/** The thresholds `p` gets across libraries: its highest certain name's, and each uncertain or newer name's above it. */
-function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<string, FamilyReading>): Threshold[] {
+/**
+ * The thresholds `p` gets across libraries: its highest certain name's, and each uncertain or newer
+ * name's above it. Of the newer names only `standsIn` count (see stubOutcomes).
+ */
+function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<string, FamilyReading>, standsIn: ReadonlySet<string>): Threshold[] {
   if (!p.stubbed) return [{ nr: undefined, unknown: new Set() }];
   let certain: number | undefined;
   const uncertain: { name: string; nr: number }[] = [];
@@ -134,7 +147,7 @@ function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<str
     const nr = table.byName.get(name);
     const reading = family.get(name);
     if (nr === undefined) {
-      if (!X86_NAMES.has(name)) newer.push(name);
+      if (standsIn.has(name)) newer.push(name);
     } else if (reading !== undefined ? reading.counts : !table.uncertain(nr)) {
       if (certain === undefined || nr > certain) certain = nr;
     } else if (reading === undefined) {
@@ -150,11 +163,48 @@ function thresholds(p: StubbedProfile, table: CallTable, family: ReadonlyMap<str
   return out;
 }
 
-/** Whether the stub answers `call` under threshold `t`: 'both' where the order of newer calls decides. */
-function answers(t: Threshold, call: Call): boolean | 'both' {
-  if (t.newer !== undefined) return call.nr !== undefined || call.name === t.newer ? false : 'both';
-  if (t.nr === undefined) return false;
-  return call.nr === undefined || call.nr > t.nr;
+/** Whether the stub answers tabled call `nr` under threshold `t` (a newer name's lies above every tabled call). */
+function answersTabled(t: Threshold, nr: number): boolean {
+  return t.nr !== undefined && nr > t.nr;
+}
+
+/** Where a threshold that is no newer name lies among the newer calls: a tabled number below them all, none above. */
+const BELOW_NEWER = -100;
+const ABOVE_NEWER = 100;
+
+/**
+ * Whether the stub answers a call newer than the tables, [for OLD, for NEW], in each order of the
+ * newer names one library may give: a newer name that is a threshold lies at or above every other
+ * known name of its profile, and the call, when known and named by a profile, at or below that
+ * profile's threshold. Both profiles read the one order.
+ */
+function newerCallAnswers(to: Threshold, tn: Threshold, call: string, known: boolean, older: StubbedProfile, newer: StubbedProfile): [boolean, boolean][] {
+  const places = (t: Threshold) => (t.newer !== undefined ? [0, 2, 4] : [t.nr !== undefined ? BELOW_NEWER : ABOVE_NEWER]);
+  const found = new Set<string>();
+  const out: [boolean, boolean][] = [];
+  for (const po of places(to)) {
+    for (const pn of places(tn)) {
+      // One name, one place; two names, two places.
+      if (to.newer !== undefined && tn.newer !== undefined && (po === pn) !== (to.newer === tn.newer)) continue;
+      if (to.newer !== undefined && tn.newer !== undefined && to.newer !== tn.newer) {
+        if (older.names.has(tn.newer) && !(pn < po)) continue;
+        if (newer.names.has(to.newer) && !(po < pn)) continue;
+      }
+      for (const pc of [-1, 0, 1, 2, 3, 4, 5]) {
+        if ((pc === po) !== (call === to.newer) && to.newer !== undefined) continue;
+        if ((pc === pn) !== (call === tn.newer) && tn.newer !== undefined) continue;
+        if (known && to.newer !== undefined && older.names.has(call) && pc > po) continue;
+        if (known && tn.newer !== undefined && newer.names.has(call) && pc > pn) continue;
+        const answer: [boolean, boolean] = [pc > po, pc > pn];
+        const key = `${answer[0]}${answer[1]}`;
+        if (!found.has(key)) {
+          found.add(key);
+          out.push(answer);
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** Every reading of the families: one reading per family, each chosen independently. */
@@ -173,7 +223,22 @@ export function stubOutcomes(table: CallTable, older: StubbedProfile, newer: Stu
   const out = new Map<string, number>();
   const add = (name: string, o: StubOutcome, n: StubOutcome) => out.set(name, (out.get(name) ?? 0) | (1 << (o * 3 + n)));
   const named = new Set([...older.names, ...newer.names]);
-  const newerCalls: Call[] = [...named, UNTABLED_CALLS].filter((n) => !table.byName.has(n) && !X86_NAMES.has(n)).map((name) => ({ name, nr: undefined }));
+  // Names newer than the tables are alike within their class (named by OLD only, by NEW only, by
+  // both, by neither: UNTABLED_CALLS): three of a class stand in for all of it (a threshold of
+  // each profile and the call compared may be three of them), and the others get the outcomes of
+  // the first. So the work does not grow with the count of names a profile may make up.
+  const standIns = new Map<number, string[]>();
+  const standInFor = new Map<string, string>();
+  for (const name of [...named, UNTABLED_CALLS]) {
+    if (table.byName.has(name) || X86_NAMES.has(name)) continue;
+    const kind = (older.names.has(name) ? 1 : 0) | (newer.names.has(name) ? 2 : 0);
+    const chosen = standIns.get(kind) ?? [];
+    standIns.set(kind, chosen);
+    if (chosen.length < 3) chosen.push(name);
+    else standInFor.set(name, chosen[0]!);
+  }
+  const standsIn = new Set([...standIns.values()].flat());
+  const newerCalls: Call[] = [...standsIn].map((name) => ({ name, nr: undefined }));
   for (const family of familyReadings(table)) {
     // Calls whose own name a library may not know, or whose rule it may put elsewhere: compared in every pair.
     const special: Call[] = [...newerCalls];
@@ -182,15 +247,15 @@ export function stubOutcomes(table: CallTable, older: StubbedProfile, newer: Stu
       if (nr !== undefined && (family.has(name) ? !family.get(name)!.ruled : table.uncertain(nr))) special.push({ name, nr });
     }
     const specialNames = new Set(special.map((c) => c.name));
-    const olds = thresholds(older, table, family);
-    const news = thresholds(newer, table, family);
+    const olds = thresholds(older, table, family, standsIn);
+    const news = thresholds(newer, table, family, standsIn);
     for (const to of olds) {
       for (const tn of news) {
         if ((to.known !== undefined && tn.unknown.has(to.known)) || (tn.known !== undefined && to.unknown.has(tn.known))) continue;
         const visit = (call: Call, known: boolean) => {
           const rule = (p: StubbedProfile): StubOutcome => (known && p.names.has(call.name) ? RULE_OUTCOME : DEFAULT_OUTCOME);
-          const [ao, an] = [answers(to, call), answers(tn, call)];
-          for (const eo of ao === 'both' ? [true, false] : [ao]) for (const en of an === 'both' ? [true, false] : [an]) add(call.name, eo ? ENOSYS_OUTCOME : rule(older), en ? ENOSYS_OUTCOME : rule(newer));
+          const answers: [boolean, boolean][] = call.nr === undefined ? newerCallAnswers(to, tn, call.name, known, older, newer) : [[answersTabled(to, call.nr), answersTabled(tn, call.nr)]];
+          for (const [eo, en] of answers) add(call.name, eo ? ENOSYS_OUTCOME : rule(older), en ? ENOSYS_OUTCOME : rule(newer));
         };
         for (const call of special) {
           const fixed = family.get(call.name)?.ruled;
@@ -206,6 +271,10 @@ export function stubOutcomes(table: CallTable, older: StubbedProfile, newer: Stu
         }
       }
     }
+  }
+  for (const [name, first] of standInFor) {
+    const outcomes = out.get(first);
+    if (outcomes !== undefined) out.set(name, outcomes);
   }
   return out;
 }

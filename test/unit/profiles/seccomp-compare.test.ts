@@ -263,6 +263,34 @@ test("libseccomp 2.3 lacks x32's preadv2 and pwritev2 (546, 547): a threshold th
   assert.ok(enosysLoosened(r, 'SCMP_ARCH_X32', 'openat'), JSON.stringify(r.loosened));
 });
 
+test("a profile compared with itself, or with itself reordered, is no change: names only other architectures have (libseccomp numbers none on x86) and calls newer than the tables are one library's order for both", () => {
+  const docker: SeccompProfile = {
+    defaultAction: 'SCMP_ACT_ERRNO',
+    architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+    syscalls: [allow(['read', 'write', 'exit_group', 'arm_fadvise64_64', 'riscv_flush_icache', 'set_tls', 'not_yet_a_call', 'nor_this_one'])],
+  };
+  const killing: SeccompProfile = { ...docker, defaultAction: 'SCMP_ACT_KILL_PROCESS', syscalls: [allow(['read', 'arm_fadvise64_64', 'not_yet_a_call']), { names: ['nor_this_one'], action: 'SCMP_ACT_KILL' }] };
+  for (const p of [docker, killing]) {
+    assert.deepEqual(compareProfiles(p, p, 'SCMP_ARCH_X86_64'), { loosened: [], tightened: [], changed: [] });
+    const reordered: SeccompProfile = { ...p, syscalls: [...(p.syscalls ?? [])].reverse().map((e) => ({ ...e, names: [...e.names].reverse() })) };
+    assert.deepEqual(compareProfiles(p, reordered, 'SCMP_ARCH_X86_64'), { loosened: [], tightened: [], changed: [] });
+  }
+});
+
+test('made-up names cost the comparison a bounded amount: three of a kind stand in for all of them', () => {
+  const names = Array.from({ length: 3000 }, (_, i) => `zz_not_a_call_${i}`);
+  const older: SeccompProfile = { defaultAction: 'SCMP_ACT_KILL_PROCESS', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'], syscalls: [allow(['read', ...names])] };
+  const newer: SeccompProfile = { ...older, syscalls: [allow(['read', ...names.slice(1)])] };
+  const r = compareProfiles(older, newer, 'SCMP_ARCH_X86_64');
+  // The dropped name was allowed: denied now, whatever its place.
+  assert.ok(r.tightened.some((c) => c.kind === 'syscall' && c.syscall === 'zz_not_a_call_0'));
+  // A library that knows it and the names NEW still has, but not the call between them, numbered
+  // so: NEW's threshold falls below that call, which OLD's default killed and NEW's stub answers
+  // ENOSYS. Every name of the class gets that reading, the last as the first.
+  const loosenedByStub = r.loosened.filter((c) => c.kind === 'enosys').flatMap((c) => (c.kind === 'enosys' ? c.syscalls : []));
+  for (const name of ['zz_not_a_call_1', 'zz_not_a_call_2999']) assert.ok(loosenedByStub.includes(name), name);
+});
+
 test('property: whatever names the node libseccomp knows, a call runc treats more loosely under NEW is reported loosened', () => {
   // Brute force over libraries, written apart from the diff's own model: each uncertain name known
   // or not, each 32-bit x86 family numbered or not (the IPC one also without its direct rule).
