@@ -608,9 +608,8 @@ describe('exists', () => {
 });
 
 describe('readStoreFileSync', () => {
-  it('closes the descriptor when the stat of the opened file fails', () => {
-    const own = mkdtempSync(join(tmpdir(), 'spoke-reads-'));
-    try {
+  it('closes the descriptor when the stat of the opened file fails', async () => {
+    await inOwnStoreDir(async (own) => {
       const file = join(own, 'record');
       writeFileSync(file, 'x');
       const open = () => readdirSync('/proc/self/fd').length;
@@ -620,8 +619,6 @@ describe('readStoreFileSync', () => {
       };
       assert.throws(() => withFs('fstatSync', failingStat, () => readStoreFileSync(file)), { code: 'EIO' });
       assert.equal(open(), before);
-    } finally {
-      rmSync(own, { recursive: true, force: true });
-    }
+    });
   });
 });
