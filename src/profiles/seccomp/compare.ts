@@ -207,12 +207,13 @@ export function compareProfiles(older: SeccompProfile, newer: SeccompProfile, na
   const push = (d: ChangeDirection, c: ProfileChange) => out[d].push(c);
   const oldArchs = older.architectures ?? [];
   const newArchs = newer.architectures ?? [];
-  for (const a of newArchs) if (!oldArchs.includes(a)) push('loosened', { kind: 'architecture', architecture: a, old: 'absent', new: 'present' });
+  for (const a of newArchs) if (!oldArchs.includes(a) && a !== native) push('loosened', { kind: 'architecture', architecture: a, old: 'absent', new: 'present' });
   // A dropped architecture's calls meet libseccomp's bad-architecture action, which runc and crun
   // keep: the calling thread is killed (docs/security-model.md). Looser than OLD where OLD killed
-  // the whole process there, by its default or a rule.
+  // the whole process there, by its default or a rule. Not the node's own: libseccomp filters it
+  // whatever the list says.
   const killsProcess = older.defaultAction === 'SCMP_ACT_KILL_PROCESS' || (older.syscalls ?? []).some((e) => e.action === 'SCMP_ACT_KILL_PROCESS');
-  for (const a of oldArchs) if (!newArchs.includes(a)) push(killsProcess ? 'loosened' : 'tightened', { kind: 'architecture', architecture: a, old: 'present', new: 'absent' });
+  for (const a of oldArchs) if (!newArchs.includes(a) && a !== native) push(killsProcess ? 'loosened' : 'tightened', { kind: 'architecture', architecture: a, old: 'present', new: 'absent' });
   const oldFlags = older.flags ?? [];
   const newFlags = newer.flags ?? [];
   for (const f of newFlags) if (!oldFlags.includes(f) && !LOOSENING_FLAGS.has(f)) push('changed', { kind: 'flag', flag: f, old: 'unset', new: 'set' });
