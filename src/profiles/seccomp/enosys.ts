@@ -180,30 +180,24 @@ const ABOVE_NEWER = 100;
  */
 function newerCallAnswers(to: Threshold, tn: Threshold, call: string, known: boolean, older: StubbedProfile, newer: StubbedProfile): [boolean, boolean][] {
   const places = (t: Threshold) => (t.newer !== undefined ? [0, 2, 4] : [t.nr !== undefined ? BELOW_NEWER : ABOVE_NEWER]);
-  const found = new Set<string>();
-  const out: [boolean, boolean][] = [];
+  /** The answers found: bit `code` for each, where code has 2 for OLD's ENOSYS and 1 for NEW's. */
+  let found = 0;
   for (const po of places(to)) {
     for (const pn of places(tn)) {
-      // One name, one place; two names, two places.
-      if (to.newer !== undefined && tn.newer !== undefined && (po === pn) !== (to.newer === tn.newer)) continue;
-      if (to.newer !== undefined && tn.newer !== undefined && to.newer !== tn.newer) {
-        if (older.names.has(tn.newer) && !(pn < po)) continue;
-        if (newer.names.has(to.newer) && !(po < pn)) continue;
+      if (to.newer !== undefined && tn.newer !== undefined) {
+        // One name, one place; two names, two places, in the order the profiles' names allow.
+        if ((po === pn) !== (to.newer === tn.newer)) continue;
+        if (to.newer !== tn.newer && ((older.names.has(tn.newer) && !(pn < po)) || (newer.names.has(to.newer) && !(po < pn)))) continue;
       }
       for (const pc of [-1, 0, 1, 2, 3, 4, 5]) {
-        if ((pc === po) !== (call === to.newer) && to.newer !== undefined) continue;
-        if ((pc === pn) !== (call === tn.newer) && tn.newer !== undefined) continue;
-        if (known && to.newer !== undefined && older.names.has(call) && pc > po) continue;
-        if (known && tn.newer !== undefined && newer.names.has(call) && pc > pn) continue;
-        const answer: [boolean, boolean] = [pc > po, pc > pn];
-        const key = `${answer[0]}${answer[1]}`;
-        if (!found.has(key)) {
-          found.add(key);
-          out.push(answer);
-        }
+        if (to.newer !== undefined && ((pc === po) !== (call === to.newer) || (known && older.names.has(call) && pc > po))) continue;
+        if (tn.newer !== undefined && ((pc === pn) !== (call === tn.newer) || (known && newer.names.has(call) && pc > pn))) continue;
+        found |= 1 << ((pc > po ? 2 : 0) | (pc > pn ? 1 : 0));
       }
     }
   }
+  const out: [boolean, boolean][] = [];
+  for (const code of [0, 1, 2, 3]) if ((found & (1 << code)) !== 0) out.push([(code & 2) !== 0, (code & 1) !== 0]);
   return out;
 }
 
