@@ -12,7 +12,7 @@ export interface Metrics {
   pulled(cached: boolean, seconds: number): void;
   failed(code: ErrorCode): void;
   decided(allowed: boolean): void;
-  verified(result: 'ok' | 'failed' | 'cached'): void;
+  verified(result: 'ok' | 'failed' | 'cached' | 'aborted'): void;
   mergeConstrained(count: number): void;
   forwarded(method: string, seconds: number): void;
   store(artifacts: number, bytes: number): void;

@@ -47,7 +47,9 @@ export async function verifySignature(step: SignatureStep, logger: Logger, ref: 
     if (logEnabled(logger, 'debug')) logger.log('debug', 'signature verified', { reference: canonical, digest: ref.digest, signer: verdict.signer, format: verdict.format, identity: verdict.identity });
     return verdict;
   } catch (e) {
-    step.observer?.verified('failed');
+    // A pull that ended (its callers gone, another step failed) stops its verification: no
+    // signature was judged, so it does not count as one that failed.
+    step.observer?.verified(req.signal.aborted ? 'aborted' : 'failed');
     const err = asSpokeError(e, 'SignatureValidationFailed');
     // Registry trouble stays transient and visible as such; anything else is a refusal.
     if (err.code === 'RegistryUnavailable' || err.code === 'Unauthenticated') throw err;

@@ -67,7 +67,7 @@ export interface PullObserver {
   pulled(cached: boolean, seconds: number): void;
   failed(code: ErrorCode): void;
   decided(allowed: boolean): void;
-  verified(result: 'ok' | 'failed' | 'cached'): void;
+  verified(result: 'ok' | 'failed' | 'cached' | 'aborted'): void;
 }
 
 /** A registry client held for the length of one flight; released when the flight ends. */
