@@ -162,7 +162,13 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
       throw new SpokeError('InvalidArgument', `${path}: cannot read the node config${code ? ` (${code})` : ''}`, { file: path }, { cause: e, reason: 'FILE_UNREADABLE' });
     }
   }
-  const fromFile = text === undefined ? {} : parseNodeConfig(text, path);
+  const read = text === undefined ? undefined : readNodeConfig(text, path);
+  const fromFile = read?.values ?? {};
+  /** `file:line: key: why`, at the key in the file (line 1 when the file does not set it). */
+  const fileError = (key: string, why: string, context: Record<string, string> = {}): SpokeError => {
+    const line = read !== undefined && key in fromFile ? read.doc.lineOf([key], { atKey: true }) : 1;
+    return new SpokeError('InvalidArgument', `${path}:${line}: ${key}: ${why}`, { ...context, file: path, line, path: key }, { reason: 'CONFIG_INVALID' });
+  };
   const arch = io.arch ?? ociArchitecture(process.arch);
   const merged: Record<string, unknown> = { ...defaultNodeConfig(arch), ...fromFile };
   const cwd = io.cwd ?? process.cwd();
@@ -184,7 +190,7 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
     // A per-architecture map without this node means a node the admin did not plan for: say so
     // rather than guess, unless `baseline` was written as the fallback.
     else if (fromFile.baseline === undefined) {
-      throw new SpokeError('InvalidArgument', `${path}: baselines has no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { file: path, path: 'baselines', expected: arch }, { reason: 'CONFIG_INVALID' });
+      throw fileError('baselines', `no entry for this node's architecture ${arch}; add one, or set baseline for the architectures not listed`, { expected: arch });
     }
   }
   // Pods name Localhost profiles by paths under the seccomp root: a store there would offer its
@@ -193,8 +199,12 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
   const storeDir = realPathOf(resolve(merged.storeDir as string));
   const seccompRoot = realPathOf(resolve(merged.seccompRoot as string));
   if (storeDir === seccompRoot || storeDir.startsWith(`${seccompRoot}/`)) {
-    const where = overrides.storeDir !== undefined || overrides.seccompRoot !== undefined ? 'storeDir (override)' : `${path}: storeDir`;
-    throw new SpokeError('InvalidArgument', `${where}: ${storeDir} lies inside seccompRoot ${seccompRoot}, where pods could name the store's unmerged blobs as Localhost profiles; put the store outside it`, { file: path, path: 'storeDir' }, { reason: 'CONFIG_INVALID' });
+    const why = `${storeDir} lies inside seccompRoot ${seccompRoot}, where pods could name the store's unmerged blobs as Localhost profiles; put the store outside it`;
+    if (overrides.storeDir !== undefined || overrides.seccompRoot !== undefined) {
+      throw new SpokeError('InvalidArgument', `storeDir (override): ${why}`, { file: path, path: 'storeDir' }, { reason: 'CONFIG_INVALID' });
+    }
+    // The file's setting at fault: the store it names, or the root it moved over the default store.
+    throw fileError(fromFile.storeDir === undefined && fromFile.seccompRoot !== undefined ? 'seccompRoot' : 'storeDir', why);
   }
   return Object.freeze(merged as unknown as NodeConfig);
 }
@@ -212,9 +222,14 @@ function realPathOf(path: string): string {
 
 /** Parses the config file's text; returns only the keys it sets. Pure. */
 export function parseNodeConfig(text: string, file: string): Partial<NodeConfig> {
+  return readNodeConfig(text, file).values;
+}
+
+/** The keys the file sets, and the parsed file, which tells the line of each. */
+function readNodeConfig(text: string, file: string): { values: Partial<NodeConfig>; doc: YamlFile } {
   const doc = YamlFile.load(text, file, 'CONFIG_INVALID', validateConfig, true);
-  if (doc.data === undefined) return {};
-  return settle(doc.data as ConfigYaml, dirname(resolve(file)), (path, why) => doc.fail(path, why));
+  if (doc.data === undefined) return { values: {}, doc };
+  return { values: settle(doc.data as ConfigYaml, dirname(resolve(file)), (path, why) => doc.fail(path, why)), doc };
 }
 
 /**

@@ -42,6 +42,10 @@ describe('node config baselines', () => {
     const e = throwsWith(() => load(BOTH, 'riscv64'), { code: 'InvalidArgument', reason: 'CONFIG_INVALID' });
     assert.equal(e.context.expected, 'riscv64');
     assert.match(e.message, /riscv64/);
+    // At the line of `baselines`, in the documented form `file:line: field: what`.
+    assert.equal(e.context.line, 1);
+    assert.equal(e.context.path, 'baselines');
+    assert.ok(e.message.startsWith(`${FILE}:1: baselines: `), e.message);
     // With an explicit --baseline the map is not consulted.
     assert.equal(load(BOTH, 'riscv64', { baseline: '/b.json' }).baseline, '/b.json');
   });

@@ -171,6 +171,12 @@ describe('loadNodeConfig', () => {
     assert.equal(loadText('storeDir: /var/lib\n').storeDir, '/var/lib');
   });
 
+  it('a store inside the seccomp root, from the file, is refused at the line of the setting at fault', () => {
+    assertConfigError('listen: /a.sock\nstoreDir: /var/lib/kubelet/seccomp/store\n', 2, 'storeDir');
+    // The default store under a seccomp root the file moved above it: the root is the setting at fault.
+    assertConfigError('logLevel: info\nseccompRoot: /var/lib\n', 2, 'seccompRoot');
+  });
+
   it('bad overrides are refused', () => {
     assert.throws(() => loadText('', { logLevel: 'loud' as never }), overrideRefused('logLevel'));
     assert.throws(() => loadText('', { bogus: 1 } as never), overrideRefused('bogus'));
