@@ -201,7 +201,12 @@ export async function bpfCalls(cri: RuntimeCalls, log: Log, startCounter: () => 
         return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: `the eBPF maps filled up (${reading.mapKeys} keys; every seccomp-filtered process on the node counts): calls may be missing` };
       }
       const own = took.get(id);
-      const taken = own !== undefined || took.size === 0 ? (assigned.get(sb) ?? []) : [...(assigned.get(sb) ?? []), ...took.values()];
+      // A namespace whose first pid is another container's init is that container's, reported or
+      // not: a container that made no counted call (Unconfined, privileged, a start that failed
+      // before its filter) must not take it as the pod's one namespace left.
+      const otherInits = new Set([...pids].filter(([c]) => c !== id).map(([, p]) => p));
+      const ofOthers = dump.firsts.filter((f) => otherInits.has(f.pid));
+      const taken = [...(assigned.get(sb) ?? []), ...(own === undefined ? [...took.values(), ...ofOthers] : [])];
       const found = callsOfContainer(dump, pod, pids.get(id), taken, own);
       if (!found.ok) return { syscalls: new Set(), ia32: false, unnamed: [], lost: 1, incomplete: `the container's mount namespace: ${found.why}` };
       if (!took.has(id)) assigned.set(sb, [...(assigned.get(sb) ?? []).slice(-63), found.key]);

@@ -24,9 +24,12 @@ const inode = (kind: 'ipc' | 'mnt') => Number(/\[(\d+)\]/.exec(readlinkSync(`/pr
 class FakeRuntime implements RuntimeCalls {
   ids: string[] = [];
   failList = false;
+  /** Init pids of the running containers, by id (verbose ContainerStatus). */
+  pids: Record<string, number> = {};
 
-  async rt(name: string): Promise<Msg> {
+  async rt(name: string, req?: Msg): Promise<Msg> {
     if (name === 'PodSandboxStatus') return { info: { info: JSON.stringify({ pid: process.pid }) } };
+    if (name === 'ContainerStatus') return { info: { info: JSON.stringify({ pid: this.pids[req?.container_id as string] }) } };
     if (name === 'ListContainers') {
       if (this.failList) throw new Error('CRI ListContainers: unavailable');
       return { containers: this.ids.map((id) => ({ id })) };
@@ -155,6 +158,24 @@ describe('recorder daemon, eBPF: the retry of a report of a container never seen
     assert.deepEqual([c2.lost, [...c2.syscalls]], [1, []], "c1's calls are not c2's while c1's report waits");
     const retry = await src.of('sb1', 'c1');
     assert.deepEqual([retry.lost, [...retry.syscalls]], [0, ['read']]);
+  });
+});
+
+describe('recorder daemon, eBPF: a container never seen running (no pid) and a container of its pod whose pid is known', () => {
+  it("does not take the other container's namespace as its own when it made no counted call (an Unconfined or privileged init container)", async () => {
+    const cri = new FakeRuntime();
+    const src = await bpfCalls(cri, () => undefined, counters(() => dump(1)).start);
+    await src.maintain(new Set());
+    cri.ids.push('init', 'app');
+    // The pod's one counted namespace is app's: its first pid, 4242, is app's init, seen running.
+    cri.pids.app = 4242;
+    await src.seen('sb1', 'init', false);
+    await src.seen('sb1', 'app', true);
+    const init = await src.of('sb1', 'init');
+    assert.deepEqual([init.lost, [...init.syscalls]], [1, []], "app's calls are not init's");
+    assert.match(init.incomplete ?? '', /no counted calls in its namespace/);
+    const app = await src.of('sb1', 'app');
+    assert.deepEqual([app.lost, [...app.syscalls]], [0, ['read']]);
   });
 });
 
