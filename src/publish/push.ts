@@ -4,7 +4,7 @@
 import { formatPlatform, MAX_INDEX_MANIFESTS, platformKey, type Platform } from '../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, type ProfileKind } from '../core/constants.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
-import type { Digest } from '../core/digest.js';
+import { sha256Digest, type Digest } from '../core/digest.js';
 import { formatReference } from '../core/reference.js';
 import { MAX_POLICY_ARTIFACT_BYTES } from '../core/limits.js';
 import type { Credential, RegistryClient, RepoLocator } from '../registry/types.js';
@@ -50,6 +50,14 @@ export async function pushProfile(
   opts.onProgress?.('uploading manifest');
   const digest = await putChecked(registry, repo, tag ?? packed.manifestDigest, packed.manifest, packed.manifestDigest, MEDIA_TYPE_OCI_MANIFEST, put);
   return { reference: formatReference({ ...repo, digest }), digest, size: packed.layer.byteLength, packed };
+}
+
+/**
+ * Points `tag` at a manifest already pushed by digest (`spoke push --sign-key` tags only once the
+ * signature is attached): the registry must store it under the same digest.
+ */
+export async function tagManifest(registry: RegistryClient, repo: RepoLocator, tag: string, bytes: Buffer, mediaType: string, opts: { credential?: Credential; signal?: AbortSignal } = {}): Promise<Digest> {
+  return putChecked(registry, repo, tag, bytes, sha256Digest(bytes), mediaType, opts);
 }
 
 async function putChecked(registry: RegistryClient, repo: RepoLocator, ref: string, bytes: Buffer, expected: Digest, mediaType: string, put: { credential?: Credential; signal?: AbortSignal }): Promise<Digest> {

@@ -1,7 +1,8 @@
 import { parsePlatform, type Platform } from '../../core/artifact.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, MAX_POLICY_ARTIFACT_BYTES } from '../../core/limits.js';
 import { parseRepositoryRef } from '../../core/reference.js';
-import { pushProfile, pushProfileIndex } from '../../publish/push.js';
+import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
+import { pushProfile, pushProfileIndex, tagManifest } from '../../publish/push.js';
 import { emit, parseCommand, parseKind } from '../args.js';
 import { UsageError } from '../errors.js';
 import { readInputFile, readPrivateKeyFile } from '../read-file.js';
@@ -29,7 +30,8 @@ options:
                      each platform at most once
   --sign-key KEY.pem sign the pushed digest (the index digest with --platform) with this
                      private key (sigstore bundle referrer, as 'spoke sign --format bundle'
-                     does) before printing the reference
+                     does) before printing the reference; the artifact is pushed by digest
+                     and TAG set only once the signature is attached
   --plain-http       use HTTP instead of HTTPS (local registries)
   --ca-file F        extra CA bundle (PEM) for the registry's certificate
   --auth-file F      credentials file (docker config.json format; default
@@ -85,13 +87,20 @@ export async function run(argv: string[]): Promise<number> {
   const p = progress(`pushing ${file ?? `${inputs!.length} platforms`}`);
   try {
     const onProgress = (s: string) => p.step(s);
+    // Signed, the artifact is pushed by digest and tagged once its signature is attached: a
+    // signing that fails part-way leaves the tag where it was, not on an unsigned artifact.
+    const tag = signKey ? undefined : repo.tag;
     const r = inputs
-      ? await pushProfileIndex(registry, repo, repo.tag, inputs, kind, { onProgress }).then((x) => ({ ...x, manifest: x.index }))
-      : await pushProfile(registry, repo, repo.tag, bytes!, kind, { onProgress }).then((x) => ({ ...x, manifest: x.packed.manifest }));
+      ? await pushProfileIndex(registry, repo, tag, inputs, kind, { onProgress }).then((x) => ({ ...x, manifest: x.index, mediaType: MEDIA_TYPE_OCI_INDEX }))
+      : await pushProfile(registry, repo, tag, bytes!, kind, { onProgress }).then((x) => ({ ...x, manifest: x.packed.manifest, mediaType: MEDIA_TYPE_OCI_MANIFEST }));
     if (signKey) {
       p.step('signing');
       const { signArtifact } = await import('../../publish/sign.js');
       await signArtifact({ registry, repo, digest: r.digest, manifestBytes: r.manifest, key: signKey, format: 'bundle', signal: deadline.signal });
+      if (repo.tag !== undefined) {
+        p.step('tagging');
+        await tagManifest(registry, repo, repo.tag, r.manifest, r.mediaType);
+      }
     }
     p.done();
     const signed = signKey !== undefined;
