@@ -1,5 +1,6 @@
 import { checkProfileIndex, declaredKind, formatPlatform, isImageIndex, ManifestDocument } from '../../core/artifact.js';
 import { MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST } from '../../core/constants.js';
+import { SpokeError } from '../../core/errors.js';
 import { MAX_MANIFEST_BYTES } from '../../core/limits.js';
 import { parseReference } from '../../core/reference.js';
 import { emit, parseCommand } from '../args.js';
@@ -47,8 +48,16 @@ export async function run(argv: string[]): Promise<number> {
   const registry = publisherRegistry(values, deadline.signal);
   try {
     const m = await registry.getManifest(ref, ref.digest, [MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_INDEX], { maxBytes: MAX_MANIFEST_BYTES });
-    const view = JSON.parse(m.bytes.toString('utf8')) as ManifestView;
-    const document = new ManifestDocument(m.bytes);
+    const document = new ManifestDocument(m.bytes, `manifest ${m.digest}`);
+    let decoded: unknown;
+    try {
+      decoded = document.value();
+    } catch (e) {
+      // Strict, as a pull decodes it (a member twice is refused, not read as its last value).
+      throw new SpokeError('SecurityProfileInvalid', `${positionals[0]}: the manifest is not strict JSON: ${(e as Error).message}`, { reference: positionals[0], digest: m.digest }, { cause: e, reason: 'JSON_INVALID' });
+    }
+    // Shown as sent: a manifest that is no JSON object has none of the fields.
+    const view: ManifestView = typeof decoded === 'object' && decoded !== null && !Array.isArray(decoded) ? decoded : {};
     const manifests = isImageIndex(document)
       ? checkProfileIndex(m.bytes, m.digest, MAX_MANIFEST_BYTES).manifests.map((d) => ({ platform: formatPlatform(d.platform), digest: d.digest, size: d.size, artifactType: d.artifactType ?? null }))
       : [];
