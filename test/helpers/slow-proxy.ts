@@ -1,6 +1,7 @@
 // A registry that is slow on demand: an HTTP proxy on 127.0.0.1 in front of a real
 // docker-registry that can hold requests until the test releases them, trickle a response body a
-// byte at a time, or cut the connection midway through a body. Everything else is forwarded as is.
+// byte at a time, cut the connection midway through a body, or refuse a request (as a registry
+// with rules of its own does). Everything else is forwarded as is.
 
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -24,6 +25,8 @@ export interface SlowProxy {
   trickle(match: Match, intervalMs?: number): void;
   /** Sends the headers and the first `bytes` of matching bodies, then closes the connection. */
   cut(match: Match, bytes: number): void;
+  /** Answers matching requests with `status` and an OCI error body, forwarding nothing. */
+  refuse(match: Match, status: number): void;
   /** Requests seen so far, in arrival order. */
   requests(): { method: string; path: string }[];
   /** Resolves once `n` matching requests (default 1) were given up by their client before the response ended. */
@@ -51,6 +54,7 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
     while (!ready()) await new Promise<void>((r) => listeners.push(r));
   };
   const bodies: { match: Match; mode: BodyMode }[] = [];
+  const refusals: { match: Match; status: number }[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -102,6 +106,11 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const refusal = refusals.find((r) => r.match(info));
+      if (refusal) {
+        res.writeHead(refusal.status, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'DENIED', message: 'refused by the test proxy' }] }));
+        return;
+      }
       const mode = bodies.find((b) => b.match(info))?.mode;
       const go = () => forward(req, res, Buffer.concat(chunks), mode);
       const hold = holds.find((h) => !h.released && h.match(info));
@@ -137,6 +146,9 @@ export async function startSlowProxy(upstreamPort: number): Promise<SlowProxy> {
     },
     cut(match, bytes) {
       bodies.push({ match, mode: { kind: 'cut', bytes } });
+    },
+    refuse(match, status) {
+      refusals.push({ match, status });
     },
     requests: () => seen.slice(),
     abandoned: (match, n = 1) => until(() => gone.filter(match).length >= n),

@@ -20,6 +20,7 @@ import { signArtifact } from '../../src/publish/sign.js';
 import type { Digest } from '../../src/core/digest.js';
 import { makeKey, pushTestArtifact, type TestKey } from '../helpers/signing.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startSlowProxy } from '../helpers/slow-proxy.js';
 import { testNode, type TestNode } from '../helpers/node.js';
 import { spoke } from '../helpers/cli.js';
 import { rejectedFor, rejectsWith } from '../helpers/assert.js';
@@ -379,15 +380,44 @@ describe('signed pulls', () => {
     assert.equal(reg.requests().filter((r) => r.path.includes('/elsewhere/')).length, 0, 'nothing reached the registry');
   });
 
+  it('spoke push --sign-key whose signature the registry refuses to attach leaves the tag unmoved: the artifact went by digest only', async () => {
+    const proxy = await startSlowProxy(reg.port);
+    try {
+      // The tag-schema index the signature hangs from (this registry has no referrers API).
+      proxy.refuse((r) => r.method === 'PUT' && r.path.includes('/manifests/sha256-'), 403);
+      const keyFile = join(node.dir, 'refused.key');
+      writeFileSync(keyFile, keyA.privatePem);
+      const profile = join(node.dir, 'refused.json');
+      writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['fchown'], action: 'SCMP_ACT_ERRNO' }] }));
+      const pushed = await spoke(['push', profile, `${proxy.host}/signed/refused:v1`, '--kind', 'seccomp', '--plain-http', '--sign-key', keyFile]);
+      assert.notEqual(pushed.code, 0, pushed.stderr);
+      assert.equal(pushed.stdout, '');
+      const puts = proxy.requests().filter((r) => r.method === 'PUT' && r.path.includes('/manifests/'));
+      assert.ok(puts.some((r) => r.path.includes('/manifests/sha256-')), `the signature was tried: ${puts.map((r) => r.path).join(' ')}`);
+      assert.ok(!puts.some((r) => r.path.endsWith('/manifests/v1')), `the tag was not put: ${puts.map((r) => r.path).join(' ')}`);
+      const tagged = await fetch(`${reg.url}/v2/signed/refused/manifests/v1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(tagged.status, 404);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('spoke push --sign-key, then spoke verify and spoke store ls show the signer', async () => {
     node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
     const keyFile = join(node.dir, 'a.key');
     writeFileSync(keyFile, keyA.privatePem);
     const profile = join(node.dir, 'p.json');
     writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO' }] }));
+    await reg.resetRequests();
     const pushed = await spoke(['push', profile, `${reg.host}/signed/cli:v1`, '--kind', 'seccomp', '--plain-http', '--sign-key', keyFile]);
     assert.equal(pushed.code, 0, pushed.stderr);
     const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    // The tag moves last, to the digest printed, once the signature hangs from it.
+    await reg.settle();
+    const puts = reg.requests().filter((r) => r.method === 'PUT' && r.path.includes('/signed/cli/manifests/')).map((r) => r.path.split('/manifests/')[1]);
+    assert.deepEqual([puts[0], puts.at(-1)], [ref.split('@')[1], 'v1'], puts.join(' '));
+    const tagged = await fetch(`${reg.url}/v2/signed/cli/manifests/v1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(tagged.headers.get('docker-content-digest'), ref.split('@')[1]);
     const verified = await spoke(['verify', ref, '--policy', node.policyFile, '--json']);
     assert.equal(verified.code, 0, verified.stderr);
     assert.equal(JSON.parse(verified.stdout).signer, 'platform');
