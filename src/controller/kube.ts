@@ -212,7 +212,8 @@ function podAsRead(pod: StoredPod): StoredPod {
       annotations: metadata.annotations,
       ownerReferences: metadata.ownerReferences,
     }),
-    spec: spec && defined({ containers: containers(spec.containers), initContainers: containers(spec.initContainers), ephemeralContainers: containers(spec.ephemeralContainers), securityContext: spec.securityContext }),
+    // spec.os: a Windows pod is left alone and counted as such (binding.ts rule 10).
+    spec: spec && defined({ containers: containers(spec.containers), initContainers: containers(spec.initContainers), ephemeralContainers: containers(spec.ephemeralContainers), securityContext: spec.securityContext, os: spec.os }),
   });
 }
 

@@ -20,6 +20,7 @@ import { SPOKE_BIN, spoke } from '../helpers/cli.js';
 import { after, before, describe, it } from 'node:test';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { PodMatch } from '../../src/controller/admission.js';
+import { mutatePod } from '../../src/controller/binding.js';
 import { InformerBindingSource, InformerNamespaceSource, KubeStatusClient, PodStatusInformer } from '../../src/controller/kube.js';
 import { StaticBindingSource, StaticNamespaceSource, StaticRecordingSource, type BindingSource } from '../../src/controller/source.js';
 import { signRecordingProof, verifyRecordingProof } from '../../src/core/recording-proof.js';
@@ -944,6 +945,34 @@ describe('informer-backed source and status on client-node against the fake API 
           [{ kind: 'ReplicaSet', name: 'lean-1' }, ['init', 'c'], ['root Privileged']],
         ],
       );
+    } finally {
+      await pods.stop();
+      await namespaces.stop();
+      await src.stop();
+    }
+  });
+  it('the pod informer keeps spec.os: a Windows pod it sees is counted as skipped (windows), as its review counts it', async () => {
+    fake.create(NS, namespace('mixed', {}));
+    fake.create(PROFILE_BINDINGS, binding('mixed-all', { image: 'ghcr.io/acme/mixed' }, 'mixed'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
+    const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
+    const matches: PodMatch[] = [];
+    const pods = new PodStatusInformer(kc, { bindings: src, namespaces, mode: 'field', record: (m) => matches.push(m) });
+    src.start();
+    namespaces.start();
+    try {
+      await Promise.all([src.waitForSync(5000), namespaces.waitForSync(5000)]);
+      pods.start();
+      await pods.waitForSync(5000);
+      // As the API server stores it: the webhook left it untouched (binding.ts rule 10).
+      const windowsPod = { metadata: { name: 'win', namespace: 'mixed' }, spec: { os: { name: 'windows' }, containers: [{ name: 'c', image: 'ghcr.io/acme/mixed:1' }] } };
+      const review = mutatePod(windowsPod, [binding('mixed-all', { image: 'ghcr.io/acme/mixed' }, 'mixed')]);
+      assert.ok(!('denied' in review));
+      assert.deepEqual(review.skipped.map((s) => `${s.container} ${s.reason}`), ['c Windows']);
+      fake.create(PODS, windowsPod);
+      await until('the Windows pod', () => pods.get('mixed', 'win') !== undefined);
+      assert.deepEqual(pods.get('mixed', 'win')?.spec?.os, { name: 'windows' });
+      assert.deepEqual(matches.map((m) => m.skipped.map((k) => `${k.container} ${k.reason}`)), [['c Windows']]);
     } finally {
       await pods.stop();
       await namespaces.stop();
