@@ -3,7 +3,7 @@
 // they are, the profile a container runs under today, and whether our own patch is already there.
 
 import { ANNOTATION_PREFIX, POD_ANNOTATION, type ProfileKind } from '../core/constants.js';
-import { imageMatches, parseImage, parseImageTarget, type ImageRef } from './image.js';
+import { imageMatches, isImageId, parseImage, parseImageTarget, type ImageRef } from './image.js';
 import { selectorMatches } from './selector.js';
 import { LEGACY_APPARMOR_ANNOTATION_PREFIX, LEGACY_SECCOMP_ANNOTATION_PREFIX, LEGACY_SECCOMP_POD_ANNOTATION, type Container, type Pod } from './types.js';
 import { validateBinding, type CompiledBinding } from './validate.js';
@@ -192,7 +192,9 @@ export function invalidBindingDenials(rawBindings: readonly unknown[], slots: Sl
     let hit: Slot | undefined;
     try {
       const target = parseImageTarget(typeof image === 'string' ? image : '');
-      hit = slots.find((s) => imageMatches(target, s.image));
+      // An image ID may be any repository's image: a binding that names images may select it
+      // (binding.ts imageIdDenials), so an invalid one is taken to.
+      hit = slots.find((s) => imageMatches(target, s.image) || (typeof s.container.image === 'string' && isImageId(s.container.image)));
     } catch {
       hit = slots[0];
     }

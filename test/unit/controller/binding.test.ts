@@ -434,6 +434,13 @@ describe('mutation rules', () => {
     ok(mutatePod(pod([ctr('app', 'redis')]), [binding('bad', { image: 'nginx', reference: 'registry.example.com/p:v1' })]));
   });
 
+  it('an invalid binding that names images denies a pod with an image ID, which it may select as a valid one would', () => {
+    for (const id of [DIGEST, 'd'.repeat(64)]) {
+      const msg = denied(mutatePod(pod([ctr('app', id)]), [binding('bad', { image: 'nginx', reference: 'registry.example.com/p:v1' })]));
+      assert.match(msg, /ProfileBinding team\/bad is invalid and may select container "app"/, id);
+    }
+  });
+
   it('is idempotent (reinvocation): a second pass changes nothing and warns nothing', () => {
     for (const mode of ['field', 'annotations'] as const) {
       const bs = [binding('b', {}), binding('aa', { kind: 'apparmor', reference: REF_B })];
