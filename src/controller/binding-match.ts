@@ -84,7 +84,16 @@ export function alreadyBound(kind: ProfileKind, pod: Pod, c: Container, winner: 
   if (mode === 'annotations') return pod.metadata?.annotations?.[ANNOTATION_PREFIX[kind] + c.name] === winner.reference && c.securityContext?.[FIELD[kind]]?.type === 'RuntimeDefault';
   const own = c.securityContext?.[FIELD[kind]];
   if (own?.type !== 'OCI' || own.oci?.reference !== winner.reference) return false;
-  return JSON.stringify(own.oci.baseProfile ?? null) === JSON.stringify(winner.baseProfile ?? null);
+  return sameMembers(own.oci.baseProfile, winner.baseProfile);
+}
+
+/**
+ * Two baseProfiles with the same members, in whatever order: the API server serves a custom
+ * resource's members sorted by name and a pod's in its type's order.
+ */
+function sameMembers(a: object | undefined, b: object | undefined): boolean {
+  const sorted = (o: object | undefined) => JSON.stringify(o === undefined || o === null ? null : Object.entries(o).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+  return sorted(a) === sorted(b);
 }
 
 /** The container names `reference` as its profile of `kind`, by field or by its own annotation, whatever the base beside it. */

@@ -137,6 +137,17 @@ describe('mutation rules', () => {
     assert.deepEqual(seccompOf(out), oci(REF_A, { type: 'Localhost', localhostProfile: 'base/strict.json' }));
   });
 
+  it("a container carrying the winner's profile is bound whatever order its baseProfile's members come in", () => {
+    // The API server serves a custom resource's members sorted by name, and a pod's in its Go
+    // struct's order: the binding's base and the pod's patched-in copy differ in order only.
+    const b = binding('b', { baseProfile: { localhostProfile: 'base/strict.json', type: 'Localhost' } as never });
+    const p = pod([ctr('app', 'nginx', { seccompProfile: oci(REF_A, { type: 'Localhost', localhostProfile: 'base/strict.json' }) })]);
+    const r = ok(mutatePod(p, [b]));
+    assert.deepEqual(r.patch, []);
+    assert.deepEqual(r.warnings, []);
+    assert.deepEqual(r.bound.map((x) => x.binding), ['team/b']);
+  });
+
   it('RuntimeDefault → replaced; other securityContext fields kept', () => {
     const { r, out } = mutate(pod([ctr('app', 'nginx', { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } })]), [binding('b', {})]);
     assert.deepEqual(ok(r).warnings, []);
