@@ -16,7 +16,20 @@ export function withCondition(list: readonly Condition[] | undefined, c: Conditi
   return [...(list ?? []).filter((x) => x.type !== c.type), c].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
 }
 
-/** Status equality that ignores lastTransitionTime-only differences from a recomputation. */
+/**
+ * Status equality, whatever order the members come in: the API server serves a custom resource's
+ * members sorted by name, not in the order they were written.
+ */
 export function sameStatus<T extends object>(a: T | undefined, b: T | undefined): boolean {
-  return JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
+  return JSON.stringify(sortedMembers(a ?? {})) === JSON.stringify(sortedMembers(b ?? {}));
+}
+
+function sortedMembers(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortedMembers);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(
+    Object.entries(v)
+      .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+      .map(([k, x]) => [k, sortedMembers(x)]),
+  );
 }

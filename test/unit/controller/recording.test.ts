@@ -17,6 +17,7 @@ import {
 import { validateBinding } from '../../../src/controller/validate.js';
 import type { Pod, ProfileBinding } from '../../../src/controller/types.js';
 import { RecordingPublisher, Transient, type PublishRegistry } from '../../../src/controller/recording-publish.js';
+import { RecordingReconciler } from '../../../src/controller/recording-reconciler.js';
 import { signRecordingProof } from '../../../src/core/recording-proof.js';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS } from '../../../src/profiles/seccomp/index.js';
 import { spokeError } from '../../helpers/assert.js';
@@ -254,4 +255,33 @@ test('no binding is created for a recording deleted or finalized again while its
   });
   await assert.rejects(publisher.ensureBindings(rec, profs, {}, '2026-01-01T00:00:00Z', 1, () => current), (e: Error) => e instanceof Transient);
   assert.deepEqual(created, ['web-app']);
+});
+
+test('a recomputed status equal to the stored one is not written again, whatever order the API server serves its members in', async () => {
+  // The API server serves a custom resource's members sorted by name, not in the order written.
+  const sortedDeep = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(sortedDeep) : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, sortedDeep(x)])) : v;
+  let stored: ProfileRecording = {
+    metadata: { name: 'web', namespace: 'team', uid: 'u-1', generation: 1, resourceVersion: '1' },
+    spec: { podSelector: { matchLabels: { app: 'web' } }, publish: { repository: 'registry.example.com/profiles/team' } },
+  };
+  const writes: ProfileRecording[] = [];
+  const reconciler = new RecordingReconciler({
+    caches: { recording: () => stored, recordings: () => [stored], results: () => [], binding: () => undefined, pod: () => undefined },
+    api: {
+      replaceRecordingStatus: async (_ns, _name, obj) => {
+        writes.push(obj);
+        stored = sortedDeep({ ...obj, metadata: { ...obj.metadata, resourceVersion: String(writes.length + 1) } }) as ProfileRecording;
+        return stored;
+      },
+      createBinding: async () => assert.fail('no binding is created'),
+    },
+    registry: {} as PublishRegistry,
+    allowedRepositories: [],
+    now: () => new Date('2026-01-01T00:00:00Z'),
+  });
+  await reconciler.reconcile('team', 'web');
+  assert.equal(writes.length, 1);
+  await reconciler.reconcile('team', 'web');
+  assert.equal(writes.length, 1, 'the status stored is the one computed again');
 });
