@@ -7,7 +7,8 @@
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { sha256Digest, type Digest } from '../core/digest.js';
-import { pushProfile } from '../publish/push.js';
+import { MEDIA_TYPE_OCI_MANIFEST } from '../core/constants.js';
+import { pushProfile, tagManifest } from '../publish/push.js';
 import { signArtifact } from '../publish/sign.js';
 import type { SignFormat } from '../publish/signing.js';
 import { codeOf } from './api-errors.js';
@@ -66,7 +67,7 @@ function bindingDifference(existing: ProfileBinding, want: ProfileBinding): stri
 }
 
 export class RecordingPublisher {
-  private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest }>();
+  private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest; tagged: boolean }>();
   private readonly signed = new Set<string>();
 
   constructor(private readonly o: PublisherOptions) {}
@@ -78,10 +79,12 @@ export class RecordingPublisher {
     let pushed = this.pushed.get(memo);
     let pushedNow = false;
     if (!pushed) {
-      const r = await pushProfile(this.o.registry, repo, p.tag, p.bytes, 'seccomp', { credential: this.o.credential, signal });
+      // Signed, the profile goes by digest and is tagged once its signature is attached: a
+      // signing that fails part-way leaves the tag where it was, not on an unsigned profile.
+      const r = await pushProfile(this.o.registry, repo, key === undefined ? p.tag : undefined, p.bytes, 'seccomp', { credential: this.o.credential, signal });
       this.o.stats.pushes++;
       pushedNow = true;
-      pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest };
+      pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest, tagged: key === undefined };
       if (this.pushed.size >= MAX_REMEMBERED) this.pushed.delete(this.pushed.keys().next().value as string);
       this.pushed.set(memo, pushed);
     }
@@ -92,6 +95,10 @@ export class RecordingPublisher {
       this.o.stats.signatures++;
       if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);
       this.signed.add(signedKey);
+    }
+    if (!pushed.tagged) {
+      await tagManifest(this.o.registry, repo, p.tag, pushed.manifest, MEDIA_TYPE_OCI_MANIFEST, { credential: this.o.credential, signal });
+      pushed.tagged = true;
     }
     return { reference: pushed.reference, pushedNow };
   }

@@ -352,7 +352,7 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
    * A controller of its own (the main one would refuse the repository) with one recording of one
    * result on `host`, set to finalize: its status, its controller, and its tear-down.
    */
-  const finalizing = async (name: string, host: string, registry: UndiciRegistryClient, publishTimeoutMs?: number, o: { bind?: boolean } = {}) => {
+  const finalizing = async (name: string, host: string, registry: UndiciRegistryClient, publishTimeoutMs?: number, o: { bind?: boolean; signWith?: string } = {}) => {
     const api = new FakeApiServer({ resources: [PROFILE_RECORDINGS, PROFILE_RECORDING_RESULTS, PROFILE_BINDINGS, PODS] });
     const kc2 = fakeKubeConfig(await api.listen());
     const events: Record<string, unknown>[] = [];
@@ -360,14 +360,14 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
       events.push(e);
       if (process.env.DEBUG_RECORDING) console.error(e);
     };
-    const ctl2 = startRecordingController(kc2, { registry, allowedRepositories: [`${host}/{namespace}`], recordingKey: RECORDING_KEY, backoffInitialMs: 100, ...(publishTimeoutMs ? { publishTimeoutMs } : {}), reflector: { watchTimeoutSeconds: 60 }, log });
+    const ctl2 = startRecordingController(kc2, { registry, allowedRepositories: [`${host}/{namespace}`], recordingKey: RECORDING_KEY, signingKey: signingKeyLoader(keyDir), backoffInitialMs: 100, ...(publishTimeoutMs ? { publishTimeoutMs } : {}), reflector: { watchTimeoutSeconds: 60 }, log });
     const close = async () => {
       await ctl2.stop();
       await api.close();
     };
     try {
       await ctl2.waitForSync(5000);
-      const r = api.create(PROFILE_RECORDINGS, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team` }, ...(o.bind ? { bind: true } : {}) } });
+      const r = api.create(PROFILE_RECORDINGS, { metadata: { name, namespace: 'team' }, spec: { podSelector: {}, publish: { repository: `${host}/team`, ...(o.signWith ? { signWith: o.signWith } : {}) }, ...(o.bind ? { bind: true } : {}) } });
       markedPod(api, { recording: name, name: 'p', node: 'n', containers: ['app'] });
       api.create(PROFILE_RECORDING_RESULTS, {
         metadata: { name: `${name}-0`, namespace: 'team', ownerReferences: [{ apiVersion: 'spoke.dev/v1alpha1', kind: 'ProfileRecording', name, uid: r.metadata.uid }] },
@@ -434,6 +434,28 @@ describe('ProfileRecording reconciler: fake API server + real registry', () => {
       assert.equal(f.stats.bindingsCreated, 0);
       assert.ok(!f.events.some((e) => e.msg === 'recording finalized'));
     });
+  });
+
+  it('a signed publish whose signature the registry refuses to attach never tags the unsigned profile', async () => {
+    const proxy = await startSlowProxy(reg.port);
+    // The tag-schema index the signature hangs from (this registry has no referrers API).
+    proxy.refuse((r) => r.method === 'PUT' && r.path.includes('/manifests/sha256-'), 403);
+    const client = new UndiciRegistryClient({ insecure: [proxy.host] });
+    try {
+      const f = await finalizing('refused', proxy.host, client, undefined, { signWith: 'release' });
+      try {
+        // The registry's 403 is a permanent refusal: the recording fails, naming it.
+        await until('the publish failed', () => f.st()?.conditions?.find((c) => c.type === 'Finalized')?.reason === 'PublishFailed', 15_000);
+        const puts = proxy.requests().filter((r) => r.method === 'PUT' && r.path.includes('/manifests/')).map((r) => r.path.split('/manifests/')[1]!);
+        assert.ok(puts.some((ref) => ref.startsWith('sha256-')), `the signature was tried: ${puts.join(' ')}`);
+        assert.ok(puts.every((ref) => ref.startsWith('sha256')), `by digest and the tag-schema index only, no tag: ${puts.join(' ')}`);
+      } finally {
+        await f.close();
+      }
+    } finally {
+      await client.close();
+      await proxy.close();
+    }
   });
 
   it('a registry outage keeps Finalizing and is retried with backoff', async () => {
