@@ -5,7 +5,8 @@
 // expired continue token restarts the list), then watch from the list's resourceVersion with
 // allowWatchBookmarks; a watch that ends is resumed from the last resourceVersion seen (events
 // or bookmarks); 410 Gone — as an HTTP status or as an ERROR event in the stream — discards the
-// resourceVersion and relists; other errors back off exponentially (capped) and retry.
+// resourceVersion and relists; other errors back off exponentially (capped) and retry; a watch
+// silent for longer than bookmarks ever are is given up (watchIdleSeconds).
 // client-node's own ListWatch neither asks for bookmarks nor retries after errors, hence this.
 // On client-node 1.4 aborting a watch does not call its done callback until the server-side
 // timeout, so stop() ends the wait itself.
@@ -29,6 +30,14 @@ export interface GenericReflectorOptions<T> {
   labelSelector?: string;
   pageSize?: number;
   watchTimeoutSeconds?: number;
+  /**
+   * A watch that brings nothing (no event, no bookmark) for this long is given up and resumed
+   * from its resourceVersion; default 180 s. The API server sends a watch that asked for
+   * bookmarks one about every minute, so silence this long is a dead path (a server gone without
+   * closing, a dropped NAT entry), which TCP keepalive would report only after about ten minutes
+   * while the cache went on answering from before it (docs/binding.md).
+   */
+  watchIdleSeconds?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   log?: (event: Record<string, unknown>) => void;
@@ -55,7 +64,7 @@ export class Reflector<T extends KubeObject> {
   private readonly pause = new Pause();
   /** Ends the current watch wait: client-node's abort does not always call the done callback. */
   private endWatch: (() => void) | undefined;
-  readonly stats = { lists: 0, watches: 0, bookmarks: 0, expired: 0, errors: 0 };
+  readonly stats = { lists: 0, watches: 0, bookmarks: 0, expired: 0, errors: 0, idle: 0 };
 
   constructor(
     private readonly kc: KubeConfig,
@@ -233,20 +242,32 @@ export class Reflector<T extends KubeObject> {
   private watchOnce(): Promise<WatchEnd> {
     const base = this.opts.watchTimeoutSeconds ?? 300;
     const timeoutSeconds = base + Math.floor(Math.random() * base);
+    const idleMs = (this.opts.watchIdleSeconds ?? 180) * 1000;
     this.stats.watches++;
     return new Promise<WatchEnd>((resolveOnce) => {
       let settled = false;
+      // This watch's own: a given-up watch's late callbacks must not touch the next one's.
+      let controller: AbortController | undefined;
       const resolve = (end: WatchEnd) => {
         if (settled) return;
         settled = true;
+        clearTimeout(idle);
         this.endWatch = undefined;
+        if (this.abort === controller) this.abort = undefined;
         resolveOnce(end);
       };
       this.endWatch = () => resolve({ kind: 'closed' });
+      const onIdle = () => {
+        this.stats.idle++;
+        controller?.abort();
+        resolve({ kind: 'error', error: new Error(`watch ${this.opts.plural}: nothing (no event, no bookmark) for ${idleMs / 1000} s; resuming`) });
+      };
+      const idle = setTimeout(onIdle, idleMs);
       let expired = false;
       let failure: unknown;
       const onEvent = (type: string, obj: T & { code?: number; message?: string }) => {
         if (settled || this.stopped) return; // a stopped cache takes no more events
+        idle.refresh();
         if (type === 'ERROR') {
           if (obj?.code === 410) expired = true;
           else failure = Object.assign(new Error(obj?.message ?? 'watch ERROR event'), { code: obj?.code });
@@ -268,7 +289,6 @@ export class Reflector<T extends KubeObject> {
         if (rv) this.rv = rv;
       };
       const onDone = (err: unknown) => {
-        this.abort = undefined;
         if (expired || codeOf(err) === 410) resolve({ kind: 'expired' });
         else if (failure !== undefined) resolve({ kind: 'error', error: failure });
         else if (err && !this.stopped) resolve({ kind: 'error', error: err });
@@ -276,9 +296,10 @@ export class Reflector<T extends KubeObject> {
       };
       this.watch
         .watch(this.path, { resourceVersion: this.rv, allowWatchBookmarks: true, timeoutSeconds, ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}) }, onEvent, onDone)
-        .then((controller) => {
-          this.abort = controller;
-          if (this.stopped) controller.abort();
+        .then((c) => {
+          controller = c;
+          if (this.stopped || settled) c.abort();
+          else this.abort = c;
         })
         .catch(onDone);
     });

@@ -291,6 +291,19 @@ export class FakeApiServer {
     for (const w of this.watchers) this.endWatch(w);
   }
 
+  /**
+   * Stops every open watch without a word: no more events, bookmarks or timeout, the connection
+   * left open, as a dead path (an API server gone without a FIN, a dropped NAT entry) leaves it.
+   */
+  stallWatches(): void {
+    for (const w of this.watchers) {
+      if (w.timer) clearTimeout(w.timer);
+      this.watchers.delete(w);
+      this.hungResponses.add(w.res);
+      w.res.once('close', () => this.hungResponses.delete(w.res));
+    }
+  }
+
   /** Sends a 410 ERROR event to every open watch and ends it (etcd compaction while watching). */
   expireWatches(): void {
     for (const w of this.watchers) {

@@ -699,6 +699,25 @@ describe('informer-backed source and status on client-node against the fake API 
     await until('stop() closes the watch', () => fake.watcherCount === 0);
   });
 
+  // The watch would run for 300 s and TCP keepalive would give a dead path up after minutes: the
+  // test's timeout is what fails a reflector that waits for either.
+  it('a watch that goes silent (no event, no bookmark: a dead path) is given up after watchIdleSeconds and resumed; a change made meanwhile is seen', { timeout: 30_000 }, async () => {
+    fake.create(PROFILE_BINDINGS, binding('before-stall', {}, 'stalling'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 20, watchTimeoutSeconds: 300, watchIdleSeconds: 0.5 });
+    src.start();
+    try {
+      await src.waitForSync(5000);
+      await until('watch open', () => fake.watcherCount >= 1);
+      const lists = src.stats.lists;
+      fake.stallWatches();
+      fake.create(PROFILE_BINDINGS, binding('during-stall', {}, 'stalling'));
+      await until('the change, through a new watch', () => src.get('stalling', 'during-stall') !== undefined, 10_000);
+      assert.equal(src.stats.lists, lists, 'resumed from its resourceVersion, no relist');
+    } finally {
+      await src.stop();
+    }
+  });
+
   // The watch would run for 300 s: the test's timeout is what fails a stop() that waits for it.
   it('stop() returns while a watch is open (client-node abort does not end the wait)', { timeout: 30_000 }, async () => {
     fake.create(PROFILE_BINDINGS, binding('stop-fast', {}, 'stopping'));
