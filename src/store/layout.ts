@@ -8,7 +8,7 @@ import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
 import { PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
 import { sweepDeadOwners, withFileLock } from './lock.js';
-import { ownedByUs } from './store-reads.js';
+import { errno, ownedByUs } from './store-reads.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 /** A file named by a sha256's hex: records, content verdicts, effective profiles and their origins. */
@@ -74,10 +74,12 @@ export class StoreLayout {
     if (this.readOnly) return Promise.resolve();
     if (this.ready === undefined) {
       const ready = (async () => {
-        for (const d of STORE_DIRS) mkdirSync(join(this.root, d), { recursive: true, mode: PRIVATE_DIR_MODE });
-        // Parents first: once a directory is private and checked, nobody else can swap what is in it.
+        // Parents first, each made and checked before anything is made in it: once a directory is
+        // private and checked, nobody else can swap what is in it, and nothing is made through a
+        // link or in another user's directory before it is refused.
         for (const d of new Set(['', ...STORE_DIRS.flatMap(withParents)])) {
           const path = join(this.root, d);
+          makeDir(path, d === '');
           const st = d === '' ? statSync(path) : lstatSync(path);
           const problem = !st.isDirectory() ? 'is not a directory (a link?)' : !ownedByUs(st) ? `belongs to uid ${st.uid}` : undefined;
           if (problem !== undefined) {
@@ -128,6 +130,23 @@ export class StoreLayout {
   /** Removes the lock owner files of processes that are gone (lock.ts sweepDeadOwners). */
   sweepLockOwners(): Promise<number> {
     return sweepDeadOwners(join(this.root, 'locks'));
+  }
+}
+
+/**
+ * Makes directory `path` unless something is there (checked by the caller). `root`: the store's
+ * root, made with its parents (the admin's path, which may go through links); under it, nothing
+ * is made on the way to a directory.
+ */
+function makeDir(path: string, root: boolean): void {
+  if (root) {
+    mkdirSync(path, { recursive: true, mode: PRIVATE_DIR_MODE });
+    return;
+  }
+  try {
+    mkdirSync(path, { mode: PRIVATE_DIR_MODE });
+  } catch (e) {
+    if (errno(e) !== 'EEXIST') throw e;
   }
 }
 

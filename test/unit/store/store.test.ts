@@ -147,6 +147,23 @@ describe('ProfileStore', () => {
     for (const d of ['recording', 'recording/.tmp']) assert.equal(lstatSync(join(real, d)).mode & 0o777, 0o700, d);
   });
 
+  it("a store directory that is a link or another user's is refused before anything is made in it: where the link leads is left as it was", async () => {
+    for (const name of ['state', 'recording', 'blobs', 'locks']) {
+      const root = mkdtempSync(join(tmpdir(), 'spoke-planted-'));
+      const target = mkdtempSync(join(tmpdir(), 'spoke-elsewhere-'));
+      symlinkSync(target, join(root, name));
+      await assert.rejects(new ProfileStore({ root, fsync: false }).getRecord(sha256Digest('none')), spokeError({ code: 'FailedPrecondition', reason: 'STATE_CORRUPT' }), `${name} as a link`);
+      assert.deepEqual(readdirSync(target), [], `nothing made through ${name}`);
+      if ((process.geteuid?.() ?? 0) === 0) {
+        const other = mkdtempSync(join(tmpdir(), 'spoke-planted-'));
+        mkdirSync(join(other, name));
+        chownSync(join(other, name), 65534, 65534);
+        await assert.rejects(new ProfileStore({ root: other, fsync: false }).getRecord(sha256Digest('none')), spokeError({ code: 'FailedPrecondition', reason: 'STATE_CORRUPT' }), `${name} another user's`);
+        assert.deepEqual(readdirSync(join(other, name)), [], `nothing made in another user's ${name}`);
+      }
+    }
+  });
+
   it('what is not a regular file where spoke reads one is refused, never waited on: a FIFO at a blob path is removed (DIGEST_MISMATCH) and fetched again; one at a verdict path is STATE_CORRUPT; a directory where a file is written is STATE_CORRUPT', async () => {
     const root = mkdtempSync(join(tmpdir(), 'spoke-fifo-'));
     const fifoStore = new ProfileStore({ root, fsync: false });
