@@ -27,12 +27,12 @@
 // is updated under its lock. Several processes may share one store. Only the flushes leave the
 // event loop: the metadata steps are synchronous (fsutil.ts).
 
-import type { Digest } from '../core/digest.js';
+import { isDigest, type Digest } from '../core/digest.js';
 import { BlobReader } from './blob-reader.js';
 import { StoreCollector, type CollectOptions, type CollectResult } from './collect.js';
 import { EffectiveOrigins, type EffectiveInput } from './effective.js';
 import { InUseSet } from './inuse-set.js';
-import { StoreLayout, type StoreLayoutOptions } from './layout.js';
+import { exists, StoreLayout, type StoreLayoutOptions } from './layout.js';
 import type { IngestInput, InvalidVerdict, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';
 import { RecordStore, type Ingested, type StagedAhead, type StagedBlob, type StagedRecord } from './records.js';
 
@@ -114,6 +114,13 @@ export class ProfileStore {
    * again. `abandoned`: once it fires, nothing is placed (the pull was answered with a refusal).
    */
   ingest(input: IngestInput, early?: StagedAhead, abandoned?: AbortSignal): Promise<Ingested> {
+    // A pull is a use (docs/gc.md, last use), and the kubelet creates next. One merged into a
+    // record already there (fetched again with a pod's credentials, or for a lost blob) keeps that
+    // record's first pull time, so it is noted as a cached pull is, before the record is updated:
+    // a gc run under way then keeps the record (collect.ts noteUse). A new record's pull time says
+    // as much. A digest no path can be made from is refused by the ingest, which removes what was
+    // staged for it.
+    if (isDigest(input.digest) && exists(this.layout.recordPath(input.digest))) this.collector.noteUse(input.digest);
     return this.records.ingest(input, early, abandoned);
   }
 

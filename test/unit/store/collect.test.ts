@@ -67,6 +67,17 @@ describe('ProfileStore.collect', () => {
     assert.deepEqual((await run()).removed, [a!.digest]);
   });
 
+  it('a pull that fetches a stored profile again (a pod with other credentials, its blob gone) counts as a use: the kubelet creates next', async () => {
+    const [a, b] = BODIES.map((b) => ingestInput(b));
+    for (const i of [a!, b!]) await store.ingest(i);
+    now += 2 * HOUR;
+    // Merged into the record already there, which keeps its first pull's time.
+    await store.ingest(a!);
+    assert.deepEqual((await run()).removed, [b!.digest], 'a was pulled just now');
+    now += HOUR;
+    assert.deepEqual((await run()).removed, [a!.digest]);
+  });
+
   // Planted while the store's directories were open to others, it could keep any profile from
   // gc for good (docs/security-model.md#atomic-store): unreadable, as a torn one is.
   it('a last-use.json another user owns is ignored', { skip: (process.geteuid?.() ?? 0) !== 0 && 'needs root to give a file away' }, async () => {
