@@ -3,11 +3,12 @@
 // (messages.ts); errors are thrown as SpokeError and mapped to gRPC in grpc-status.ts.
 
 import type { ProfileKind } from '../core/constants.js';
-import { parseDigest } from '../core/digest.js';
+import { parseDigest, type Digest } from '../core/digest.js';
 import { SpokeError, asSpokeError } from '../core/errors.js';
 import type { PullRequest } from '../pull.js';
 import { noopMetrics } from '../observe/metrics.js';
 import { credentialProblem, normalizeAuthKey } from '../registry/credentials.js';
+import { blobBytes } from '../store/store.js';
 
 type Credential = NonNullable<PullRequest['credential']>;
 import type { ShimDeps } from './deps.js';
@@ -122,10 +123,9 @@ export class OwnedHandlers<P> {
   }
 
   /** spoke_store_artifacts / spoke_store_bytes from a listing. */
-  private setStoreGauges(entries: readonly { size: number }[]): void {
-    let bytes = 0;
-    for (const e of entries) bytes += e.size;
-    this.deps.metrics.store(entries.length, bytes);
+  private setStoreGauges(entries: readonly { layerDigest: Digest; size: number }[]): void {
+    // Each blob once, as a gc run counts them: artifacts may share one.
+    this.deps.metrics.store(entries.length, blobBytes(entries));
   }
 
   private refreshingGauges = false;

@@ -374,8 +374,8 @@ export interface CollectResult {
   bytes: number;
 }
 
-/** Profile bytes on disk: each blob once. */
-function blobBytes(entries: readonly ProvenanceRecord[]): number {
+/** Profile bytes on disk: each blob once (spoke_store_bytes, and gc's maxStoreBytes). */
+export function blobBytes(entries: readonly Pick<ProvenanceRecord, 'layerDigest' | 'size'>[]): number {
   const seen = new Map<string, number>();
   for (const e of entries) seen.set(e.layerDigest, e.size);
   let n = 0;

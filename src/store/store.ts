@@ -36,7 +36,7 @@ import { exists, StoreLayout, type StoreLayoutOptions } from './layout.js';
 import type { IngestInput, InvalidVerdict, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';
 import { RecordStore, type Ingested, type StagedAhead, type StagedBlob, type StagedRecord } from './records.js';
 
-export type { CollectResult } from './collect.js';
+export { blobBytes, type CollectResult } from './collect.js';
 export type { EffectiveBase, EffectiveInput } from './effective.js';
 export type { Ingested, StagedAhead, StagedBlob, StagedRecord } from './records.js';
 export type { IngestInput, InvalidVerdict, PlatformManifest, ProvenanceRecord, RecordInput, SignatureVerdict, StoreEntry } from './record-format.js';

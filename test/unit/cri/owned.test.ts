@@ -22,7 +22,7 @@ describe('owned handlers: store gauges', () => {
       store: {
         list: async () => {
           lists++;
-          return [{ size: 10 }, { size: 32 }];
+          return [{ size: 10, layerDigest: 'sha256:' + '1'.repeat(64) }, { size: 32, layerDigest: 'sha256:' + '2'.repeat(64) }];
         },
       },
       logger: silentLogger,
@@ -36,6 +36,21 @@ describe('owned handlers: store gauges', () => {
     await new Promise((r) => setImmediate(r));
     assert.equal(lists, 1);
     assert.deepEqual(gauges, [[2, 42]]);
+  });
+});
+
+describe('owned handlers: store gauges from ListSecurityProfiles', () => {
+  it('counts the bytes of a blob two artifacts share once, as a gc run does (docs/gc.md)', async () => {
+    const gauges: [number, number][] = [];
+    const shared = 'sha256:' + '1'.repeat(64);
+    const record = (n: string, layerDigest: string, size: number) => ({ digest: 'sha256:' + n.repeat(64), references: [], size, kind: 'seccomp', layerDigest, pulledAt: '2026-01-01T00:00:00Z', inUse: [] });
+    const deps = {
+      store: { list: async () => [record('a', shared, 10), record('b', shared, 10), record('c', 'sha256:' + '2'.repeat(64), 32)] },
+      logger: silentLogger,
+      metrics: { ...noopMetrics, store: (a: number, b: number) => gauges.push([a, b]) },
+    } as unknown as ShimDeps;
+    await new OwnedHandlers(deps, new CreateGate()).list(encode('ListSecurityProfilesRequest', {}));
+    assert.deepEqual(gauges, [[3, 42]]);
   });
 });
 
