@@ -119,7 +119,17 @@ function owner(locksDir: string): Promise<Owner> {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
         throw new SpokeError('FailedPrecondition', `lock owner socket ${path} is longer than a unix socket path may be (${MAX_SOCKET_PATH} bytes): use a shorter store directory`, { path }, { reason: 'OPTION_INVALID' });
       }
-      await mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
+      // Each checked before anything is made in it: a link planted where the locks or their owners
+      // go would take the owner socket and every lock elsewhere, and the shim takes its store lock
+      // before the store checks its directories (layout.ts). Other users' directories stay usable:
+      // their spoke processes share the locks.
+      await mkdir(locksDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      for (const dir of [locksDir, dirname(path)]) {
+        await mkdir(dir, { mode: PRIVATE_DIR_MODE }).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'EEXIST') throw e;
+        });
+        if (!(await lstat(dir)).isDirectory()) throw notSpokesFile(dir, 'is not a directory (a link?)');
+      }
       const server = createServer((c) => c.destroy());
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

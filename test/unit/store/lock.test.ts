@@ -199,6 +199,19 @@ describe('lock owner link', () => {
   });
 });
 
+describe('a locks directory that is a link', () => {
+  it('is refused STATE_CORRUPT before an owner socket or a lock is made through it (a shim takes its lock before the store checks its directories)', async () => {
+    for (const linked of ['locks', 'locks/owners']) {
+      const root = locksDir();
+      const target = locksDir();
+      if (linked === 'locks/owners') mkdirSync(join(root, 'locks'));
+      symlinkSync(target, join(root, linked));
+      await rejectsWith(holdFileLock(join(root, 'locks', 'shim'), () => undefined), { code: 'FailedPrecondition', reason: 'STATE_CORRUPT' });
+      assert.deepEqual(readdirSync(target), [], `nothing made through ${linked}`);
+    }
+  });
+});
+
 describe('dead owners', () => {
   const owned = (dir: string) => readdirSync(join(dir, 'owners')).sort();
   const tokens = (names: string[]) => [...new Set(names.map((n) => n.split('.')[0]!))];
