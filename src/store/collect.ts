@@ -110,7 +110,8 @@ export class StoreCollector {
       }
     }
     if (aside.length === 0) return;
-    const named = new Set((await this.list()).map((r) => r.layerDigest));
+    // The records alone: a failure to read the in-use set here would leave the blobs aside.
+    const named = new Set((await this.records.listRecords()).map((r) => r.layerDigest));
     for (const { d, moved } of aside) {
       if (named.has(d)) await putBack(moved, this.layout.blobPath(d));
       else await rm(moved, { force: true });

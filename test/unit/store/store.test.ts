@@ -11,6 +11,8 @@ import { sha256Digest, type Digest } from '../../../src/core/digest.js';
 import { rejectsWith, spokeError, throwsWith } from '../../helpers/assert.js';
 import { withFs } from '../../helpers/with-fs.js';
 import { createServer } from 'node:net';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { ProfileStore, verdictUnder } from '../../../src/store/store.js';
 import { withFileLock } from '../../../src/store/lock.js';
 import { exists } from '../../../src/store/layout.js';
@@ -383,6 +385,32 @@ describe('ProfileStore', () => {
         assert.ok(await store.getRecord(a.digest), `round ${round}: the ingest's record`);
         assert.deepEqual(await store.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes), `round ${round}: its blob`);
       }
+    });
+  });
+
+  it('a removal that moved a blob aside puts it back for a record linked meanwhile, also when the in-use set cannot be read then: it needs only the records', async () => {
+    await inOwnStoreDir(async (own) => {
+      const store = new ProfileStore({ root: own, fsync: false });
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ALLOW"}]}');
+      const b = { ...a, digest: sha256Digest('another manifest of one layer'), manifestBytes: Buffer.from('another manifest of one layer') };
+      await store.ingest(a);
+      const original = fsp.rename;
+      fsp.rename = (async (from: string, to: string) => {
+        if (from !== store.blobPath(a.layerDigest)) return original(from, to);
+        // An ingest of the same layer lands after the removal's listing, finding the blob there;
+        // then the pins file turns unreadable (a disk fault) before the removal lists again.
+        await store.ingest(b);
+        await original(from, to);
+        writeFileSync(join(own, 'state', 'pins.json'), '{');
+      }) as typeof fsp.rename;
+      syncBuiltinESMExports();
+      try {
+        await store.remove(a.digest);
+      } finally {
+        fsp.rename = original;
+        syncBuiltinESMExports();
+      }
+      assert.deepEqual(await store.readBlob(b.layerDigest, { verify: true }), Buffer.from(b.layerBytes), "the record linked meanwhile keeps its blob");
     });
   });
 
