@@ -269,7 +269,8 @@ export async function unloadProfile(name: string, opts: ParserOptions = {}): Pro
   requireKernel(opts, 'cannot unload an AppArmor profile');
   const run = await runParser(['--remove'], `profile ${name} {\n}\n`, opts);
   if (run.code !== 0) {
-    if (/not found|does not exist|No such file/i.test(run.stderr)) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`, {}, { reason: 'NOT_FOUND' });
+    // apparmor_parser 3.0 says "Profile doesn't exist" for a name the kernel does not hold.
+    if (/not found|does(?: not|n't) exist|No such file/i.test(run.stderr)) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`, {}, { reason: 'NOT_FOUND' });
     throw new SpokeError('Internal', failure(`unloading AppArmor profile ${name} failed`, run), {}, { reason: 'APPARMOR_FAILED' });
   }
 }

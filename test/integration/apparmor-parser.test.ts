@@ -305,6 +305,15 @@ describe('apparmor_parser failures', () => {
     for (const notOne of [join(dir, 'missing'), dir]) await rejectsWith(identifyParser({ parser: notOne }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
   });
 
+  it('an unload of a profile the kernel does not hold is NotFound, in the words apparmor_parser 3.0 says it with', async () => {
+    const gone = join(dir, 'apparmor_parser_gone');
+    // What apparmor_parser 3.0.8 prints for --remove of a name the kernel has not loaded (ENOENT).
+    writeFileSync(gone, '#!/bin/sh\ncat >/dev/null\necho "apparmor_parser: Unable to remove \\"spoke-fake\\".  Profile doesn\'t exist" >&2\nexit 254\n', { mode: 0o755 });
+    const securityfs = join(dir, 'securityfs');
+    mkdirSync(securityfs, { recursive: true });
+    await rejectsWith(unloadProfile('spoke-fake', { parser: gone, securityfs }), { code: 'NotFound', reason: 'NOT_FOUND' });
+  });
+
   it('no kernel AppArmor (securityfs missing): load and unload refuse with APPARMOR_UNAVAILABLE', async () => {
     const securityfs = join(dir, 'no-securityfs');
     await rejectsWith(loadProfile(text, { parser: failing, securityfs }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
