@@ -19,7 +19,7 @@ import { forward } from './relay.js';
 import { SandboxHandlers } from './sandbox-handlers.js';
 import type { AnnotationDeps, RewriteDeps, RewriteResult } from './rewrite.js';
 import { GrpcCode } from './grpc-status.js';
-import { deadlineOf, decodeRequest, namespaceShare, readBody } from './unary.js';
+import { deadlineOf, decodeRequest, holdMessage, namespaceShare, readBody } from './unary.js';
 
 export type Role = 'sandbox' | 'container';
 export type Rewrite = (payload: Buffer, deps: RewriteDeps) => Promise<RewriteResult>;
@@ -76,6 +76,7 @@ export class EditedCalls<P> {
     } catch (e) {
       throw new SpokeError('InvalidArgument', `spoke shim: malformed gRPC request body: ${(e as Error).message}`, {}, { cause: e, reason: 'FRAME_INVALID' });
     }
+    const held = holdMessage(host.bodies, stream, body, payload);
     // AppArmor profiles are loaded while the request is rewritten; whatever was claimed is
     // released again if the call ends before it is forwarded (inuse-claims.ts).
     const appArmor = this.d.deps.appArmor;
@@ -110,7 +111,7 @@ export class EditedCalls<P> {
       recording: { loggingProfile, key: this.d.recordingKey, log: (level, msg, fields) => host.logger.log(level, msg, fields) },
       reservedSeccompDirs: this.reservedSeccompDirs,
       runtimeHandler: { allowed: this.d.runtimeHandlers, ofSandbox: (id) => this.sandboxHandlers.ofSandbox(id) },
-      namespaceShare: namespaceShare(host.bodies, body, stream),
+      namespaceShare: namespaceShare(host.bodies, held, stream),
     };
     let replace: Record<string, string> | undefined;
     for (let attempt = 1; ; attempt++) {

@@ -107,17 +107,35 @@ export function readBody(stream: ServerHttp2Stream, budget: BodyBudget, max = MA
 }
 
 /**
- * Counts a body read whole as its namespace's share of the body budget (BodyBudget.own) from the
+ * Counts a compressed request's message (decodeRequest) against `budget` beside its body
+ * (readBody), until the call's stream closes: a call holds its message while it waits, and a few
+ * KiB of gzip decompress to 16 MiB, so the budget would not bound what the calls hold
+ * (docs/shim.md#connections). Returns the bytes the call holds in all, what its namespace's share
+ * counts (namespaceShare); throws Unavailable (OVERLOADED) past the budget.
+ */
+export function holdMessage(budget: BodyBudget, stream: ServerHttp2Stream, body: Buffer, message: Buffer): number {
+  // decodeRequest read one frame: its first byte is the compressed flag.
+  if (body[0] !== 1 || stream.closed || stream.destroyed) return body.length;
+  if (!budget.take(message.length)) {
+    throw new SpokeError('Unavailable', `the shim is holding ${budget.limit} bytes of request bodies already; try again`, { limit: budget.limit }, { reason: 'OVERLOADED' });
+  }
+  stream.once('close', () => budget.give(message.length));
+  return body.length + message.length;
+}
+
+/**
+ * Counts the `held` bytes of a body read whole (holdMessage: with its message, when compressed)
+ * as its namespace's share of the body budget (BodyBudget.own) from the
  * first call of the function returned, made as soon as the namespace is known and before the
  * call waits on anything (a pull, a runtime answer), until the call's stream closes; later calls
  * count nothing more. Throws Unavailable (OVERLOADED) when that namespace's waiting calls hold
  * half the budget (docs/shim.md#connections).
  */
-export function namespaceShare(budget: BodyBudget, body: Buffer, stream: ServerHttp2Stream): (namespace: string | undefined) => void {
+export function namespaceShare(budget: BodyBudget, held: number, stream: ServerHttp2Stream): (namespace: string | undefined) => void {
   let counted = false;
   return (namespace) => {
     if (counted) return;
-    if (!budget.own(body.length, namespace ?? '', stream)) {
+    if (!budget.own(held, namespace ?? '', stream)) {
       throw new SpokeError('Unavailable', `spoke shim: the calls of this namespace waiting in the shim hold half of the ${budget.limit} bytes of request bodies it holds at once; try again`, { limit: budget.limit }, { reason: 'OVERLOADED' });
     }
     counted = true;
@@ -179,7 +197,8 @@ export async function unaryCall(
   try {
     const body = await readBody(stream, host.bodies);
     const request = singleMessage(body, headers);
-    const response = await handler(request, signal, namespaceShare(host.bodies, body, stream));
+    const held = holdMessage(host.bodies, stream, body, request);
+    const response = await handler(request, signal, namespaceShare(host.bodies, held, stream));
     if (deadline !== undefined && performance.now() > deadline) {
       host.endCall(call, GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded', 'DEADLINE');
       return;

@@ -6,8 +6,12 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { ServerHttp2Stream } from 'node:http2';
 import { describe, it } from 'node:test';
-import { BodyBudget } from '../../../src/cri/call.js';
-import { readBody } from '../../../src/cri/unary.js';
+import { gzipSync } from 'node:zlib';
+import { BodyBudget, type Call, type CallHost } from '../../../src/cri/call.js';
+import { encodeFrame } from '../../../src/cri/frame.js';
+import type { Upstream } from '../../../src/cri/upstream.js';
+import { readBody, unaryCall } from '../../../src/cri/unary.js';
+import { silentLogger } from '../../../src/core/runtime.js';
 import { rejectsWith } from '../../helpers/assert.js';
 
 /** A stream as readBody sees it: 'data', 'end' and 'close' events. */
@@ -59,5 +63,52 @@ describe('BodyBudget.own', () => {
     calls[0]!.emit('close');
     assert.equal(budget.own(30, 'team-b', stream()), true, 'given back at close');
     assert.equal(budget.own(60, 'team-c', stream()), true, 'one body alone always fits its namespace');
+  });
+});
+
+describe('unaryCall', () => {
+  it("a compressed request's message counts against the budget beside its body until its call closes: a few KiB of gzip hold no more than the bytes they decompress to allow", async () => {
+    const budget = new BodyBudget(1024 * 1024);
+    const host: CallHost = { upstream: {} as Upstream, logger: silentLogger, bodies: budget, report: () => undefined, endCall: () => undefined };
+    const callOn = (s: ServerHttp2Stream): Call => ({ stream: s, path: '/runtime.v1.ImageService/PullSecurityProfile', streaming: false, started: performance.now(), reported: false, up: undefined, requestDone: false, rawHeaders: [], release: undefined });
+    const gzipped = encodeFrame(gzipSync(Buffer.alloc(700 * 1024)), true);
+    assert.ok(gzipped.length < 4096);
+
+    // One such call waits in its handler, holding its message.
+    const waiting = stream();
+    let release!: () => void;
+    const handled = new Promise<void>((r) => (release = r));
+    let seen = 0;
+    const first = unaryCall(host, callOn(waiting), { 'grpc-encoding': 'gzip' }, async (request) => {
+      seen = request.length;
+      await handled;
+      throw new Error('not answered in this test');
+    });
+    waiting.emit('data', gzipped);
+    waiting.emit('end');
+    while (seen === 0) await new Promise((r) => setImmediate(r));
+    assert.equal(seen, 700 * 1024);
+    assert.ok(!budget.take(400 * 1024), 'the waiting call holds its 700 KiB message, not its few KiB of gzip');
+
+    // A second one does not fit beside it: refused, its handler never run.
+    const second = stream();
+    let ran = false;
+    const refused = rejectsWith(
+      unaryCall(host, callOn(second), { 'grpc-encoding': 'gzip' }, async () => {
+        ran = true;
+        return Buffer.alloc(0);
+      }),
+      { code: 'Unavailable', reason: 'OVERLOADED' },
+    );
+    second.emit('data', gzipped);
+    second.emit('end');
+    await refused;
+    assert.equal(ran, false);
+    second.emit('close');
+
+    release();
+    await assert.rejects(first);
+    waiting.emit('close');
+    assert.ok(whole(budget), 'everything given back once the calls closed');
   });
 });
