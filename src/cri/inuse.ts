@@ -12,6 +12,7 @@
 import { join } from 'node:path';
 import { EFFECTIVE_SECCOMP_DIR } from '../core/constants.js';
 import type { Digest } from '../core/digest.js';
+import { SpokeError } from '../core/errors.js';
 import type { Logger } from '../core/runtime.js';
 import type { EffectiveInput } from '../store/store.js';
 import { AppArmorUnloads, type AppArmorLoad, type AppArmorUnloader } from './apparmor-unload.js';
@@ -124,6 +125,13 @@ export class InUseTracker {
       await this.serial(async () => {
         if (opts.effectiveSha !== undefined) await this.recordEffective(opts.effectiveSha, digest, opts.input);
         this.written(await this.store.markInUse(digest, holder));
+        // A removal in another process (spoke store rm|gc) hides the record before it asks the
+        // holders again: held from here on, the record still there means it saw this holder
+        // or will, gone means it did not, and the create fails (docs/gc.md).
+        if ((await this.store.getRecord(digest)) === undefined) {
+          await this.store.release(holder);
+          throw new SpokeError('NotFound', `${digest} was removed from the store while this create was being prepared; pull it again`, { digest }, { reason: 'NOT_FOUND' });
+        }
       });
     } catch (e) {
       this.inflight.delete(holder);

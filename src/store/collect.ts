@@ -83,9 +83,13 @@ export class StoreCollector {
     }
     const record = await this.records.getRecord(d);
     if (!record) throw new SpokeError('NotFound', `${d} is not in the store`, { digest: d }, { reason: 'NOT_FOUND' });
-    if (!(await this.records.deleteRecord(d, keep))) {
-      throw new SpokeError('FailedPrecondition', `${d} not removed: used since the gc run began`, { digest: d }, { reason: 'IN_USE' });
-    }
+    const unheld = async () => {
+      const now = await this.holders.inUseState();
+      return now.complete && !now.byDigest.has(d);
+    };
+    const outcome = await this.records.deleteRecord(d, keep ?? (() => false), unheld);
+    if (outcome === 'used') throw new SpokeError('FailedPrecondition', `${d} not removed: used since the gc run began`, { digest: d }, { reason: 'IN_USE' });
+    if (outcome === 'held') throw new SpokeError('FailedPrecondition', `${d} not removed: a create recorded its holder while it was being removed`, { digest: d }, { reason: 'IN_USE' });
     return record.layerDigest;
   }
 

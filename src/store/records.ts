@@ -3,8 +3,8 @@
 // (invalid/), and the writing of the profile blob with its record (ingest); blobs are read by
 // blob-reader.ts. The format: record-format.ts. Layout and write rules: store.ts.
 
-import { createHash } from 'node:crypto';
-import { lstatSync, unlinkSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { lstatSync, renameSync, unlinkSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
@@ -332,15 +332,33 @@ export class RecordStore {
 
   /**
    * Deletes the record of `d` (its blob stays: removeBlob once no record names it) unless `keep`,
-   * asked under the digest's lock in the synchronous step of the unlink (collect.ts noteUse), says
-   * otherwise; whether it did.
+   * asked under the digest's lock before the record is touched (collect.ts noteUse), says it was
+   * used, or `unheld`, asked once the record is out of sight, says it is held now.
    */
-  async deleteRecord(d: Digest, keep?: () => boolean): Promise<boolean> {
+  async deleteRecord(d: Digest, keep: () => boolean, unheld: () => Promise<boolean>): Promise<'deleted' | 'used' | 'held'> {
     return this.layout.lock(digestHex(d), async () => {
-      if (keep?.()) return false;
-      removeIfExists(this.layout.recordPath(d));
+      if (keep()) return 'used';
+      const path = this.layout.recordPath(d);
       this.recordCache.delete(d);
-      return true;
+      // Out of sight first, then the holders asked again: a create in another process records its
+      // holder before it checks that the record is still there (src/cri/inuse.ts begin), so
+      // either `unheld` sees that holder and the record goes back, or the create finds it gone
+      // and fails; neither leaves a held artifact without its record (docs/gc.md).
+      const aside = join(this.layout.tmpDir, `removing-${digestHex(d)}-${randomUUID()}`);
+      try {
+        renameSync(path, aside);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'deleted';
+        throw e;
+      }
+      let removable = false;
+      try {
+        removable = await unheld();
+      } finally {
+        if (removable) removeIfExists(aside);
+        else renameSync(aside, path);
+      }
+      return removable ? 'deleted' : 'held';
     });
   }
 }

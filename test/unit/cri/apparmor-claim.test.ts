@@ -15,8 +15,11 @@ import { parseAppArmorHolder } from '../../../src/cri/inuse-holders.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import type { Digest } from '../../../src/core/digest.js';
+import { ingestInput } from '../store/fixtures.js';
 
-const SECCOMP = `sha256:${'1'.repeat(64)}` as Digest;
+// A stored artifact: a create holds only what the store has (InUseTracker.begin).
+const SECCOMP_ARTIFACT = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}');
+const SECCOMP: Digest = SECCOMP_ARTIFACT.digest;
 const TEAM_A = `sha256:${'a'.repeat(64)}` as Digest;
 const TEAM_B = `sha256:${'b'.repeat(64)}` as Digest;
 /** A name spoke renders: `spoke-` and 64 hex digits. */
@@ -32,10 +35,11 @@ function gate(): { opened: Promise<void>; open: () => void } {
   return { opened, open };
 }
 
-function setup() {
+async function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-claim-'));
   dirs.push(dir);
   const store = new ProfileStore({ root: dir });
+  await store.ingest(SECCOMP_ARTIFACT);
   // A /proc with no tasks: no task runs under any profile.
   const procRoot = join(dir, 'proc');
   mkdirSync(procRoot);
@@ -109,7 +113,7 @@ function setup() {
 
 describe('an AppArmor claim whose load is slow', () => {
   it("holds back no other namespace's create: a seccomp-only create and another profile's create begin and commit while it loads", async () => {
-    const t = setup();
+    const t = await setup();
     const compiling = gate();
     const started = gate();
     let claimedB = false;
@@ -141,7 +145,7 @@ describe('an AppArmor claim whose load is slow', () => {
   });
 
   it('a second claim of the same name waits for the first one to load it, and loads it no second time', async () => {
-    const t = setup();
+    const t = await setup();
     const compiling = gate();
     const started = gate();
     let loads = 0;
@@ -174,7 +178,7 @@ describe('an unload of a name racing a create that loads and claims it', () => {
    * at this shim's rebuild and no longer runs. This shim did not load it: its next create loads
    * it again (docs/apparmor.md).
    */
-  async function heldByGoneContainer(t: ReturnType<typeof setup>, name: string, id: string): Promise<void> {
+  async function heldByGoneContainer(t: Awaited<ReturnType<typeof setup>>, name: string, id: string): Promise<void> {
     t.kernel.add(name);
     await t.store.markInUse(TEAM_A, `apparmor:${name}@container:${id}`);
     t.live.push(id);
@@ -183,7 +187,7 @@ describe('an unload of a name racing a create that loads and claims it', () => {
   }
 
   it('the last holder goes while the create loads the profile: not unloaded, and the removal does not wait for the load', async () => {
-    const t = setup();
+    const t = await setup();
     const name = aaName('d');
     await heldByGoneContainer(t, name, 'old');
     const compiling = gate();
@@ -202,7 +206,7 @@ describe('an unload of a name racing a create that loads and claims it', () => {
   });
 
   it('the create comes while the unload checks the runtime: it loads and claims, and the unload leaves the name alone', async () => {
-    const t = setup();
+    const t = await setup();
     const name = aaName('e');
     await heldByGoneContainer(t, name, 'old');
     const checking = gate();
@@ -221,7 +225,7 @@ describe('an unload of a name racing a create that loads and claims it', () => {
   });
 
   it('the create comes while apparmor_parser --remove runs: its load waits for the unload, then loads the name again', async () => {
-    const t = setup();
+    const t = await setup();
     const name = aaName('f');
     await heldByGoneContainer(t, name, 'old');
     const removing = gate();
@@ -243,7 +247,7 @@ describe('an unload of a name racing a create that loads and claims it', () => {
   });
 
   it('a rebuild that drops the name while a create loads it keeps it loaded; once the create is given up it goes', async () => {
-    const t = setup();
+    const t = await setup();
     const name = aaName('9');
     await heldByGoneContainer(t, name, 'old');
     const compiling = gate();
@@ -262,7 +266,7 @@ describe('an unload of a name racing a create that loads and claims it', () => {
 
 describe('an AppArmor claim that cannot record its profile', () => {
   it('unloads what it loaded when the origins record fails (a full disk): no profile stays in the kernel with no holder, where no rebuild would look', async () => {
-    const t = setup();
+    const t = await setup();
     const name = aaName('c');
     const full = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
     const recordEffective = t.store.recordEffective.bind(t.store);

@@ -65,6 +65,17 @@ async function setup(observed: Partial<Metrics> = {}) {
   return { store, gc, digest: p.manifestDigest, effective, runs, down: () => (runtimeUp = false) };
 }
 
+describe('InUseTracker.begin', () => {
+  it('a create whose profile another process removed before it recorded its holder fails, holding nothing (spoke store rm racing it)', async () => {
+    const t = await setup();
+    const tracker = new InUseTracker(t.store, silentLogger, { upstream: { unary: async () => Buffer.alloc(0) }, seccompRoot: join(t.store.root, '..', 'seccomp'), procRoot: join(t.store.root, 'no-proc') });
+    // `spoke store rm` in another process: no holder yet, so the record and its blob go.
+    await new ProfileStore({ root: t.store.root, fsync: false }).remove(t.digest);
+    await rejectsWith(tracker.begin(t.digest), { code: 'NotFound', reason: 'NOT_FOUND' });
+    assert.deepEqual(await t.store.inUseHolders(t.digest), [], 'no holder left for an artifact without its record');
+  });
+});
+
 describe('GcScheduler', () => {
   it('rebuilds the in-use set from the runtime before it removes: an unrecorded container keeps its profile and effective file', async () => {
     const t = await setup();

@@ -12,9 +12,13 @@ import { InUseTracker, PENDING_GRACE_MS, requestIdentity, type RuntimeCalls } fr
 import { ProfileStore } from '../../../src/store/store.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import type { Digest } from '../../../src/core/digest.js';
+import { ingestInput } from '../store/fixtures.js';
 
-const D1 = `sha256:${'1'.repeat(64)}` as Digest;
-const D2 = `sha256:${'2'.repeat(64)}` as Digest;
+// Two stored artifacts: a create holds only what the store has (InUseTracker.begin).
+const A1 = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}');
+const A2 = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["rmdir"],"action":"SCMP_ACT_ERRNO"}]}');
+const D1: Digest = A1.digest;
+const D2: Digest = A2.digest;
 const SHA = 'e'.repeat(64);
 const ROOT = '/var/lib/kubelet/seccomp';
 
@@ -29,10 +33,12 @@ interface FakeContainer {
   info?: unknown;
 }
 
-function setup(opts: { dir?: string; onListed?: () => Promise<void> } = {}) {
+async function setup(opts: { dir?: string; onListed?: () => Promise<void> } = {}) {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'spoke-tracker-'));
   dirs.push(dir);
   const store = new ProfileStore({ root: dir });
+  await store.ingest(A1);
+  await store.ingest(A2);
   const containers: FakeContainer[] = [];
   const sandboxes: { id: string; metadata: Record<string, unknown> }[] = [];
   const upstream: RuntimeCalls = {
@@ -60,7 +66,7 @@ const identity = (sandbox: string, name: string) => requestIdentity('container',
 
 describe('in-use rebuild', () => {
   it('a failed create keeps its pending holder through the grace period, then a rebuild drops it', async () => {
-    const t = setup();
+    const t = await setup();
     const pending = await t.tracker.begin(D1, { identity: identity('s1', 'never') });
     t.tracker.unconfirmed(pending, []);
     const r = await t.tracker.rebuild();
@@ -73,7 +79,7 @@ describe('in-use rebuild', () => {
 
   it('a pending holder stamped ahead of the clock (the clock stepped back) is rechecked within Node timer range, and dropped once it cannot be a recent create', async () => {
     // A 30-day step back once asked for a recheck ~30 days away: past 2^31-1 ms, which setTimeout fires at once, in a loop.
-    const t = setup();
+    const t = await setup();
     const lost = await t.tracker.begin(D1, { identity: identity('s1', 'never') });
     t.tracker.unconfirmed(lost, []);
     t.tick(-30 * 86_400_000);
@@ -90,7 +96,7 @@ describe('in-use rebuild', () => {
   });
 
   it('a pending holder in flight is never dropped, whatever its age', async () => {
-    const t = setup();
+    const t = await setup();
     const pending = await t.tracker.begin(D1);
     t.tick(10 * PENDING_GRACE_MS);
     await t.tracker.rebuild();
@@ -98,7 +104,7 @@ describe('in-use rebuild', () => {
   });
 
   it('the container a lost create made takes over its pending holder', async () => {
-    const t = setup();
+    const t = await setup();
     const pending = await t.tracker.begin(D1, { identity: identity('s1', 'web') });
     t.tracker.unconfirmed(pending, []);
     t.containers.push({ id: 'c1', sandbox: 's1', name: 'web', info: {} });
@@ -107,7 +113,7 @@ describe('in-use rebuild', () => {
   });
 
   it('two pending holders of one lost create with different artifacts: neither takes the container over the other; both stay held while it lives', async () => {
-    const t = setup();
+    const t = await setup();
     const first = await t.tracker.begin(D1, { identity: identity('s1', 'web') });
     t.tracker.unconfirmed(first, []);
     const retry = await t.tracker.begin(D2, { identity: identity('s1', 'web') });
@@ -122,7 +128,7 @@ describe('in-use rebuild', () => {
   });
 
   it('the sandbox a lost RunPodSandbox made takes over its pending holder', async () => {
-    const t = setup();
+    const t = await setup();
     const config = { metadata: { name: 'pod', uid: 'u1', namespace: 'ns', attempt: 1 } };
     const pending = await t.tracker.begin(D1, { identity: requestIdentity('sandbox', encode('RunPodSandboxRequest', { config }))! });
     t.tracker.unconfirmed(pending, []);
@@ -135,8 +141,8 @@ describe('in-use rebuild', () => {
     // B's create commits container:X after A's rebuild listed the runtime (X not yet listed):
     // A's rebuild must not take X for dead, or D is left with no holder while X runs.
     let commit: () => Promise<void> = async () => {};
-    const a = setup({ onListed: () => commit() });
-    const b = setup({ dir: a.dir });
+    const a = await setup({ onListed: () => commit() });
+    const b = await setup({ dir: a.dir });
     const pending = await b.tracker.begin(D1, { identity: identity('s1', 'web') });
     commit = async () => {
       commit = async () => {};
@@ -154,7 +160,7 @@ describe('in-use rebuild', () => {
   });
 
   it('runtime configs naming a spoke effective file get a holder, in either spelling; other paths do not', async () => {
-    const t = setup();
+    const t = await setup();
     await t.store.recordEffective(SHA, D2);
     t.containers.push(
       { id: 'a', sandbox: 's', name: 'a', info: { config: { linux: { security_context: { seccomp: { profile_type: 2, localhost_ref: `${ROOT}/spoke/${SHA}.json` } } } } } },
@@ -168,7 +174,7 @@ describe('in-use rebuild', () => {
   });
 
   it('a live container whose config cannot be read leaves the set incomplete: gc removes nothing', async () => {
-    const t = setup();
+    const t = await setup();
     t.containers.push({ id: 'x', sandbox: 's', name: 'x' });
     const r = await t.tracker.rebuild();
     assert.ok(r.recheckInMs !== undefined, 'tried again soon');
@@ -178,7 +184,7 @@ describe('in-use rebuild', () => {
 
 describe('commit after the answer', () => {
   it('a removal that comes while the create is still being committed releases its holders', async () => {
-    const t = setup();
+    const t = await setup();
     const pending = await t.tracker.begin(D1);
     const name = `spoke-${'f'.repeat(64)}`;
     const claim = { name, digest: D2, pending: `apparmor:${name}@${pending}` };

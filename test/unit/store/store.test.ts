@@ -388,6 +388,46 @@ describe('ProfileStore', () => {
     });
   });
 
+  it('a removal in another process (spoke store rm) never removes a record a create held meanwhile: it checks the holders again once the record is out of sight', async () => {
+    await inOwnStoreDir(async (own) => {
+      const cli = new ProfileStore({ root: own, fsync: false });
+      const shim = new ProfileStore({ root: own, fsync: false });
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["rmdir"],"action":"SCMP_ACT_ALLOW"}]}');
+      await shim.ingest(a);
+      const lockPath = join(own, 'locks', `${a.digest.slice('sha256:'.length)}.lock`);
+      let waiting!: () => void;
+      const removerWaits = new Promise<void>((resolve) => (waiting = resolve));
+      const outcome = await withFileLock(lockPath, () =>
+        withFs(
+          'linkSync',
+          (original) =>
+            (...args: unknown[]) => {
+              try {
+                return original(...args);
+              } catch (e) {
+                // The removal found the in-use set without holders and waits for the record's lock.
+                if (args[1] === lockPath) waiting();
+                throw e;
+              }
+            },
+          async () => {
+            const removing = cli.remove(a.digest).then(
+              () => 'removed',
+              (e: { reason?: string }) => e.reason,
+            );
+            await removerWaits;
+            // The shim's create records its holder and answers.
+            await shim.markInUse(a.digest, 'container:c1');
+            return { removing };
+          },
+        ),
+      );
+      assert.equal(await outcome.removing, 'IN_USE');
+      assert.ok(await shim.getRecord(a.digest), 'the record stays with its holder');
+      assert.deepEqual(await shim.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes));
+    });
+  });
+
   it('a removal that moved a blob aside puts it back for a record linked meanwhile, also when the in-use set cannot be read then: it needs only the records', async () => {
     await inOwnStoreDir(async (own) => {
       const store = new ProfileStore({ root: own, fsync: false });
