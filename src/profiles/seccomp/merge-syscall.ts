@@ -199,6 +199,9 @@ function express(groups: readonly Group[], defaultVerdict: Sourced): Rule[] | un
     const p = a!.conjs.length === 1 ? a!.conjs[0]! : undefined;
     const complement = p?.length === 1 ? normalize([negate(p[0]!)]) : null;
     if (p !== undefined && complement !== null && isComplementPair(p, complement)) {
+      // A range comparison with a value of 2^32 or more, compared twice: validateRuntimeSteps
+      // refuses such conditions in an effective profile (docs/security-model.md#only-tighter).
+      if (misbuiltOrSet([{ conj: p }, { conj: complement }])) return undefined;
       return [
         { conj: p, verdict: a!.verdict.verdict },
         { conj: complement, verdict: b!.verdict.verdict },

@@ -11,6 +11,7 @@ import {
   intersect,
   validate,
   validateArtifact,
+  validateRuntimeSteps,
   type SeccompArg,
   type SeccompProfile,
   type SeccompSyscall,
@@ -261,6 +262,21 @@ test('libseccomp 2.5 misbuilds an or-set of two range comparisons on one argumen
   const narrow = P('SCMP_ACT_ERRNO', [A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_LT', 40n)]), A(['kill'], 'SCMP_ACT_ALLOW', [arg(0, 'SCMP_CMP_GE', 50n)])]);
   validateArtifact(narrow);
   assert.equal(ev(narrow, 'kill', 1n).action, 'SCMP_ACT_ALLOW');
+});
+
+test('a complementary pair the merge would write with a range comparison and a value of 2^32 or more is collapsed, not written for the shim to refuse', () => {
+  // Each input passes; exactly, the merge is `KILL read if arg0 <= 2^32 + 4` plus `ALLOW read
+  // if arg0 >= 2^32 + 5`: two conditions on one argument, a range comparison and a wide value,
+  // which validateRuntimeSteps refuses in an effective profile (MERGE_UNSAFE at every create).
+  const wide = (1n << 32n) + 5n;
+  const baseline = P('SCMP_ACT_ALLOW', [A(['read'], 'SCMP_ACT_KILL', [arg(0, 'SCMP_CMP_LT', wide)])]);
+  const artifact = P('SCMP_ACT_KILL_PROCESS', [A(['read'], 'SCMP_ACT_ALLOW')]);
+  validateArtifact(artifact);
+  validateRuntimeSteps(baseline);
+  const r = merge(baseline, artifact);
+  validateRuntimeSteps(r.profile);
+  // Collapsed to the strictest verdict involved (KEP §4), never looser than the baseline.
+  for (const x of [0n, wide - 1n, wide, (1n << 64n) - 1n]) assert.equal(ev(r.profile, 'read', x).action, 'SCMP_ACT_KILL');
 });
 
 test('products share one work budget per merge: past it a syscall gets its strictest verdict, and the report lists it', () => {
