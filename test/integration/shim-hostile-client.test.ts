@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeFrame } from '../../src/cri/frame.js';
+import { packProfile } from '../../src/publish/pack.js';
 import type { Applied } from '../../src/cri/apply.js';
 import type { Policy } from '../../src/policy/types.js';
 import { encode } from '../helpers/cri-client.js';
@@ -19,12 +20,17 @@ import { waitFor } from '../helpers/wait.js';
 import { answering, runtimeAnswer, shimRig } from '../helpers/inproc-shim.js';
 import { holdInUseQueue } from '../helpers/inuse-queue.js';
 
-const DIGEST = `sha256:${'a'.repeat(64)}` as const;
+// The stored artifact every stubbed create resolves to: a create holds only what the store has.
+const ARTIFACT = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}'), 'seccomp');
+const DIGEST = ARTIFACT.manifestDigest;
+const storeArtifact = (store: unknown) =>
+  (store as ProfileStore).ingest({ digest: DIGEST, manifestBytes: ARTIFACT.manifest, layerDigest: ARTIFACT.layerDigest, layerBytes: ARTIFACT.layer, kind: 'seccomp', reference: `reg.example/p@${DIGEST}`, rule: 'r', servedBy: 'reg.example' });
 
 describe('shim: a create reset by its client after the runtime answered', () => {
   const rig = shimRig('spoke-reset-', answering(runtimeAnswer));
   before(async () => {
     // The merge itself is another test's: here every OCI profile resolves to one stored artifact.
+    await storeArtifact(rig.deps.store);
     const applied: Applied = { path: join(rig.work, 'sc', 'spoke', `${'b'.repeat(64)}.json`), digest: DIGEST, reference: `reg.example/p@${DIGEST}`, effectiveSha: 'b'.repeat(64), constrained: 0 } as Applied;
     (rig.shim as unknown as { applier: { apply: () => Promise<Applied> } }).applier.apply = async () => applied;
     await rig.start();
@@ -79,6 +85,7 @@ describe('shim: a create whose node policy changes while it is rewritten', () =>
   let release = () => {};
   let slow: Promise<void> | undefined;
   before(async () => {
+    await storeArtifact(rig.deps.store);
     rig.deps.policy = async () => policy as unknown as Policy;
     const baseline = {};
     rig.deps.baseline = () => baseline;
