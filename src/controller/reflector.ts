@@ -19,7 +19,7 @@ import { Pause } from './pause.js';
 
 export type KubeObject = { metadata: ObjectMeta };
 export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';
-type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'error'; error: unknown };
+type WatchEnd = { kind: 'closed' } | { kind: 'expired' } | { kind: 'idle' } | { kind: 'error'; error: unknown };
 
 
 export interface GenericReflectorOptions<T> {
@@ -154,6 +154,11 @@ export class Reflector<T extends KubeObject> {
         this.stats.expired++;
         this.opts.log?.({ msg: `watch ${this.opts.plural} resourceVersion expired (410 Gone); relisting`, resourceVersion: this.rv });
         this.rv = '';
+      } else if (end.kind === 'idle') {
+        // Resumed at once: silence is no failure to back off from (an API server with its watch
+        // cache off sends no bookmarks, so a quiet resource's watch is given up every time), and
+        // a dead path costs the next watch watchIdleSeconds again, or fails it fast.
+        this.opts.log?.({ msg: `watch ${this.opts.plural}: nothing (no event, no bookmark) for ${this.opts.watchIdleSeconds ?? 180} s; resuming`, resourceVersion: this.rv });
       } else if (end.kind === 'error') {
         this.failed('watch', end.error, backoff);
         await this.pause.for(backoff);
@@ -260,7 +265,7 @@ export class Reflector<T extends KubeObject> {
       const onIdle = () => {
         this.stats.idle++;
         controller?.abort();
-        resolve({ kind: 'error', error: new Error(`watch ${this.opts.plural}: nothing (no event, no bookmark) for ${idleMs / 1000} s; resuming`) });
+        resolve({ kind: 'idle' });
       };
       const idle = setTimeout(onIdle, idleMs);
       let expired = false;

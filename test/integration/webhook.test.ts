@@ -718,6 +718,23 @@ describe('informer-backed source and status on client-node against the fake API 
     }
   });
 
+  // An API server that sends no bookmarks (its watch cache off) leaves a quiet resource's watch
+  // silent: each is given up, and that is no failure to back off from.
+  it('a watch given up for silence is resumed at once, without the error backoff growing (an API server that sends no bookmarks)', { timeout: 30_000 }, async () => {
+    fake.create(PROFILE_BINDINGS, binding('quiet', {}, 'no-bookmarks'));
+    const src = new InformerBindingSource(kc, { backoffInitialMs: 60_000, backoffMaxMs: 60_000, watchTimeoutSeconds: 300, watchIdleSeconds: 0.3 });
+    src.start();
+    try {
+      await src.waitForSync(5000);
+      await until('three watches given up in a row, none followed by a backoff', () => src.stats.idle >= 3, 10_000);
+      assert.equal(src.stats.errors, 0, 'silence is not counted as a failure');
+      fake.create(PROFILE_BINDINGS, binding('after-quiet', {}, 'no-bookmarks'));
+      await until('the change, through the resumed watch', () => src.get('no-bookmarks', 'after-quiet') !== undefined, 10_000);
+    } finally {
+      await src.stop();
+    }
+  });
+
   // The watch would run for 300 s: the test's timeout is what fails a stop() that waits for it.
   it('stop() returns while a watch is open (client-node abort does not end the wait)', { timeout: 30_000 }, async () => {
     fake.create(PROFILE_BINDINGS, binding('stop-fast', {}, 'stopping'));
