@@ -4,7 +4,7 @@
 
 import { ANNOTATION_PREFIX, PROFILE_KINDS } from '../core/constants.js';
 import { enforceLevel, imageIdDenials, mutatePod, reviewLimitDenial, type AppliedBinding, type BindingMode, type MutateOptions, type SkippedBinding } from './binding.js';
-import { addedEphemeralSlots, isWindowsPod, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
+import { addedEphemeralSlots, invalidBindingDenials, isWindowsPod, podSelected, profilesMovedByImages, slotsOf } from './binding-match.js';
 import type { BindingSource, NamespaceSource, RecordingSource } from './source.js';
 import { API_VERSION, BINDING_KIND, GROUP, namespaceOptedIn, notOptedInMessage, type Pod, type ProfileBinding } from './types.js';
 import { validateBinding } from './validate.js';
@@ -306,8 +306,10 @@ export function reviewPodUpdate(body: unknown, source: BindingSource): Admission
   // Each changed container is matched against every binding, as at creation.
   const limit = reviewLimitDenial(after, bindings.length, false);
   if (limit !== undefined) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${limit}` } });
-  // Held to the rule a create is held to: an image ID where a binding names images.
-  const byId = imageIdDenials(slotsOf(after).filter((slot) => changed.includes(`${slot.list}/${slot.container.name}`)), podSelected(after, bindings));
+  // Held to the rules a create is held to: an invalid binding that may select the new image (one
+  // it names, an image ID), and an image ID where a binding names images.
+  const changedSlots = slotsOf(after).filter((slot) => changed.includes(`${slot.list}/${slot.container.name}`));
+  const byId = [...invalidBindingDenials(bindings, changedSlots), ...imageIdDenials(changedSlots, podSelected(after, bindings))];
   if (byId.length > 0) return review({ uid: req.uid, allowed: false, status: { code: 403, reason: 'Forbidden', message: `spoke: ${byId.join('; ')}` } });
   const moved = profilesMovedByImages(req.oldObject as Pod, after, bindings, changed);
   if (moved.length === 0) return review({ uid: req.uid, allowed: true });

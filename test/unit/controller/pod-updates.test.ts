@@ -91,6 +91,26 @@ describe('/validate-pod-updates: an image changed in place', () => {
   });
 });
 
+describe('/validate-pod-updates: an image changed in place where a binding is invalid', () => {
+  // Not pinned by digest: invalid. At creation it denies a pod it may select (an image it names,
+  // an image ID); a new image given in place is held to the same rule.
+  const invalid = new StaticBindingSource([binding('bad', { image: 'nginx', reference: 'registry.example.com/p:v1' })]);
+  const p = pod([{ name: 'app', image: 'busybox:1.36' }], {});
+  const updated = (image: string) => reviewPodUpdate(reviewOf('UPDATE', withImage(p, image), p), invalid).response;
+  const createdWith = (image: string) => reviewPod(reviewOf('CREATE', withImage(p, image)), invalid).response;
+
+  it('a new image the invalid binding may select (one it names, an image ID) is denied, as at creation; another is not', () => {
+    assert.equal(reviewPod(reviewOf('CREATE', p), invalid).response.allowed, true, 'the stored pod: busybox is not selected');
+    for (const image of ['nginx:1.27', `sha256:${'e'.repeat(64)}`, 'e'.repeat(64)]) {
+      assert.equal(createdWith(image).allowed, false, `created with ${image}`);
+      const r = updated(image);
+      assert.equal(r.allowed, false, `changed in place to ${image}`);
+      assert.equal(r.status?.code, 403, image);
+    }
+    assert.equal(updated('busybox:1.37').allowed, true);
+  });
+});
+
 describe('/validate-pod-updates: a Windows pod (spec.os.name windows)', () => {
   const windows = (containers: Container[], labels: Record<string, string>): Pod => {
     const p = pod(containers, labels);
