@@ -402,6 +402,28 @@ describe('signed pulls', () => {
     }
   });
 
+  it('spoke push --platform --sign-key puts the index by digest, signs it, and moves the tag to it last', async () => {
+    const keyFile = join(node.dir, 'multi.key');
+    writeFileSync(keyFile, keyA.privatePem);
+    const amd = join(node.dir, 'multi-amd64.json');
+    const arm = join(node.dir, 'multi-arm64.json');
+    writeFileSync(amd, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO' }] }));
+    writeFileSync(arm, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['fchmod'], action: 'SCMP_ACT_ERRNO' }] }));
+    await reg.resetRequests();
+    const pushed = await spoke(['push', `${reg.host}/signed/multi:v1`, '--kind', 'seccomp', '--plain-http', '--sign-key', keyFile, '--platform', `linux/amd64=${amd}`, '--platform', `linux/arm64=${arm}`]);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    const ref = pushed.stdout.trim().split('\n').at(-1)!;
+    const digest = ref.split('@')[1]!;
+    await reg.settle();
+    const puts = reg.requests().filter((r) => r.method === 'PUT' && r.path.includes('/signed/multi/manifests/')).map((r) => r.path.split('/manifests/')[1]!);
+    assert.ok(!puts.slice(0, -1).includes('v1'), `the tag once only, last: ${puts.join(' ')}`);
+    assert.equal(puts.at(-1), 'v1', puts.join(' '));
+    assert.ok(puts.indexOf(digest) >= 0 && puts.indexOf(digest) < puts.findIndex((x) => x.startsWith('sha256-')), `the index by digest before its signature: ${puts.join(' ')}`);
+    const tagged = await fetch(`${reg.url}/v2/signed/multi/manifests/v1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    assert.equal(tagged.headers.get('docker-content-digest'), digest);
+    assert.equal(tagged.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json');
+  });
+
   it('spoke push --sign-key, then spoke verify and spoke store ls show the signer', async () => {
     node.writePolicy(policy(reg, { platform: fileA }, ['platform']));
     const keyFile = join(node.dir, 'a.key');
