@@ -67,15 +67,21 @@ function bindingDifference(existing: ProfileBinding, want: ProfileBinding): stri
 }
 
 export class RecordingPublisher {
-  private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest; tagged: boolean }>();
+  private readonly pushed = new Map<string, { reference: string; manifest: Buffer; digest: Digest }>();
   private readonly signed = new Set<string>();
+  /**
+   * The digest each tag was last put on (`registry/repository:tag`): a profile pushed before is
+   * not pushed again, but a recording finalized again may have moved its tag away meanwhile.
+   */
+  private readonly tagged = new Map<string, Digest>();
 
   constructor(private readonly o: PublisherOptions) {}
 
   /** `signal`: the deadline of the whole publish (recording-finalize.ts), on every request it makes. */
   async publish(rec: CompiledRecording, p: PlannedProfile, key: KeyObject | string | undefined, signal?: AbortSignal): Promise<{ reference: string; pushedNow: boolean }> {
     const repo = { registry: rec.repository.registry, repository: rec.repository.repository };
-    const memo = `${repo.registry}/${repo.repository}:${p.tag}@${sha256Digest(p.bytes)}`;
+    const tagKey = `${repo.registry}/${repo.repository}:${p.tag}`;
+    const memo = `${tagKey}@${sha256Digest(p.bytes)}`;
     let pushed = this.pushed.get(memo);
     let pushedNow = false;
     if (!pushed) {
@@ -84,9 +90,10 @@ export class RecordingPublisher {
       const r = await pushProfile(this.o.registry, repo, key === undefined ? p.tag : undefined, p.bytes, 'seccomp', { credential: this.o.credential, signal });
       this.o.stats.pushes++;
       pushedNow = true;
-      pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest, tagged: key === undefined };
+      pushed = { reference: r.reference, manifest: r.packed.manifest, digest: r.digest };
       if (this.pushed.size >= MAX_REMEMBERED) this.pushed.delete(this.pushed.keys().next().value as string);
       this.pushed.set(memo, pushed);
+      if (key === undefined) this.tagAt(tagKey, r.digest);
     }
     // Remembered by the key itself, not its name: a key rotated under the same name signs again.
     const signedKey = key === undefined ? '' : `${keyFingerprint(key)}|${pushed.reference}`;
@@ -96,11 +103,17 @@ export class RecordingPublisher {
       if (this.signed.size >= MAX_REMEMBERED) this.signed.delete(this.signed.values().next().value as string);
       this.signed.add(signedKey);
     }
-    if (!pushed.tagged) {
+    if (this.tagged.get(tagKey) !== pushed.digest) {
       await tagManifest(this.o.registry, repo, p.tag, pushed.manifest, MEDIA_TYPE_OCI_MANIFEST, { credential: this.o.credential, signal });
-      pushed.tagged = true;
+      this.tagAt(tagKey, pushed.digest);
     }
     return { reference: pushed.reference, pushedNow };
+  }
+
+  private tagAt(tagKey: string, digest: Digest): void {
+    this.tagged.delete(tagKey);
+    if (this.tagged.size >= MAX_REMEMBERED) this.tagged.delete(this.tagged.keys().next().value as string);
+    this.tagged.set(tagKey, digest);
   }
 
   async ensureBindings(

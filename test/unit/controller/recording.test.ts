@@ -21,6 +21,7 @@ import { RecordingReconciler } from '../../../src/controller/recording-reconcile
 import { signRecordingProof } from '../../../src/core/recording-proof.js';
 import { buildRecordedProfile, decodeSeccomp, RUNTIME_STARTUP_SYSCALLS } from '../../../src/profiles/seccomp/index.js';
 import { spokeError } from '../../helpers/assert.js';
+import { sha256Digest } from '../../../src/core/digest.js';
 
 function recording(spec: Partial<ProfileRecording['spec']> = {}): CompiledRecording {
   const v = validateRecording({
@@ -284,4 +285,32 @@ test('a recomputed status equal to the stored one is not written again, whatever
   assert.equal(writes.length, 1);
   await reconciler.reconcile('team', 'web');
   assert.equal(writes.length, 1, 'the status stored is the one computed again');
+});
+
+test("a recording finalized again with a profile it published before moves the profile's tag back to it (the pushes it remembers do not stand for the tag)", async () => {
+  const rec = recording();
+  const manifests: { ref: string; digest: string }[] = [];
+  const registry = {
+    putBlob: async (_repo: unknown, bytes: Uint8Array) => sha256Digest(bytes),
+    putManifest: async (_repo: unknown, ref: string, bytes: Uint8Array) => {
+      const digest = sha256Digest(bytes);
+      manifests.push({ ref, digest });
+      return { digest, subjectHeader: undefined };
+    },
+  } as unknown as PublishRegistry;
+  const publisher = new RecordingPublisher({ registry, binding: () => undefined, createBinding: async (_ns, obj) => obj, stats: { pushes: 0, signatures: 0, bindingsCreated: 0 } });
+  const [a, b] = [['read', 'write'], ['read', 'mkdir']].map((calls) => planProfiles(rec, [result('app', calls)])[0]!);
+  assert.equal(a!.tag, b!.tag);
+  const tagged = () => manifests.filter((m) => m.ref === a!.tag).at(-1)?.digest;
+  const first = await publisher.publish(rec, a!, undefined);
+  assert.equal(tagged(), first.reference.split('@')[1]);
+  const second = await publisher.publish(rec, b!, undefined);
+  assert.equal(tagged(), second.reference.split('@')[1]);
+  const again = await publisher.publish(rec, a!, undefined);
+  assert.equal(again.reference, first.reference);
+  assert.equal(tagged(), first.reference.split('@')[1], 'the tag names the profile published last');
+  // Published again as it is: nothing more is put.
+  const puts = manifests.length;
+  await publisher.publish(rec, a!, undefined);
+  assert.equal(manifests.length, puts);
 });
