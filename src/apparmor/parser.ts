@@ -263,14 +263,19 @@ export async function loadProfile(text: string, opts: ParserOptions = {}): Promi
   return { warnings: warningsOf(run) };
 }
 
+/** The parser's line for a removal of a name the kernel does not hold (ENOENT): `<argv0>: Unable to remove "<name>".  Profile doesn't exist`. */
+const REMOVED_NOTHING = /^\S{1,4096}: Unable to remove "[^"]{1,4096}"\.\s+Profile doesn't exist$/;
+
 /** Removes the profile `name` from the kernel: `apparmor_parser --remove` fed an empty profile of that name. */
 export async function unloadProfile(name: string, opts: ParserOptions = {}): Promise<void> {
   checkProfileName(name);
   requireKernel(opts, 'cannot unload an AppArmor profile');
   const run = await runParser(['--remove'], `profile ${name} {\n}\n`, opts);
   if (run.code !== 0) {
-    // apparmor_parser 3.0 says "Profile doesn't exist" for a name the kernel does not hold.
-    if (/not found|does(?: not|n't) exist|No such file/i.test(run.stderr)) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`, {}, { reason: 'NOT_FOUND' });
+    // apparmor_parser 3.0 says "Profile doesn't exist" for a name the kernel does not hold, on its
+    // line of the removal: a warning beside it (a parser.conf that is missing is "not found") or
+    // any other failure is no verdict on the name.
+    if (diagnostics(run).some((l) => REMOVED_NOTHING.test(l))) throw new SpokeError('NotFound', `AppArmor profile ${name} is not loaded`, {}, { reason: 'NOT_FOUND' });
     throw new SpokeError('Internal', failure(`unloading AppArmor profile ${name} failed`, run), {}, { reason: 'APPARMOR_FAILED' });
   }
 }

@@ -314,6 +314,21 @@ describe('apparmor_parser failures', () => {
     await rejectsWith(unloadProfile('spoke-fake', { parser: gone, securityfs }), { code: 'NotFound', reason: 'NOT_FOUND' });
   });
 
+  it("an unload that fails for another reason is APPARMOR_FAILED, whatever a warning beside it says (a parser.conf that is missing is 'not found')", async () => {
+    const securityfs = join(dir, 'securityfs');
+    mkdirSync(securityfs, { recursive: true });
+    // What apparmor_parser 3.0.8 prints with no /etc/apparmor/parser.conf (an image shipping the
+    // binary alone), then for a removal the kernel refuses; and a failure naming a missing file.
+    for (const [what, said] of [
+      ['denied', `Warning from stdin (line 1): config file '/etc/apparmor/parser.conf' not found\napparmor_parser: Unable to remove "spoke-fake".  Permission denied; attempted to load a profile while confined?`],
+      ['no-interface', `Could not open '/sys/kernel/security/apparmor/.remove': No such file or directory`],
+    ]) {
+      const failed = join(dir, `apparmor_parser_unload_${what}`);
+      writeFileSync(failed, `#!/bin/sh\ncat >/dev/null\nprintf '%s\\n' "${said.replace(/"/g, '\\"')}" >&2\nexit 1\n`, { mode: 0o755 });
+      await rejectsWith(unloadProfile('spoke-fake', { parser: failed, securityfs }), { code: 'Internal', reason: 'APPARMOR_FAILED' });
+    }
+  });
+
   it('no kernel AppArmor (securityfs missing): load and unload refuse with APPARMOR_UNAVAILABLE', async () => {
     const securityfs = join(dir, 'no-securityfs');
     await rejectsWith(loadProfile(text, { parser: failing, securityfs }), { code: 'FailedPrecondition', reason: 'APPARMOR_UNAVAILABLE' });
