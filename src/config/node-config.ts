@@ -201,7 +201,9 @@ export function loadNodeConfig(file?: string, overrides: Partial<NodeConfig> = {
   if (storeDir === seccompRoot || storeDir.startsWith(`${seccompRoot}/`)) {
     const why = `${storeDir} lies inside seccompRoot ${seccompRoot}, where pods could name the store's unmerged blobs as Localhost profiles; put the store outside it`;
     if (overrides.storeDir !== undefined || overrides.seccompRoot !== undefined) {
-      throw new SpokeError('InvalidArgument', `storeDir (override): ${why}`, { file: path, path: 'storeDir' }, { reason: 'CONFIG_INVALID' });
+      // The flag at fault: the store it names, or the root it moved over the store.
+      const flag = overrides.storeDir === undefined ? 'seccompRoot' : 'storeDir';
+      throw new SpokeError('InvalidArgument', `${flag} (override): ${why}`, { file: path, path: flag }, { reason: 'CONFIG_INVALID' });
     }
     // The file's setting at fault: the store it names, or the root it moved over the default store.
     throw fileError(fromFile.storeDir === undefined && fromFile.seccompRoot !== undefined ? 'seccompRoot' : 'storeDir', why);

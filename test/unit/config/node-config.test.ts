@@ -177,6 +177,13 @@ describe('loadNodeConfig', () => {
     assertConfigError('logLevel: info\nseccompRoot: /var/lib\n', 2, 'seccompRoot');
   });
 
+  it('a store inside the seccomp root because of a flag is refused naming the flag at fault: --seccomp-root moved over the store, or --store-dir put it there', () => {
+    assert.throws(() => loadText('storeDir: /var/lib/spoke\n', { seccompRoot: '/var/lib' }), overrideRefused('seccompRoot'));
+    assert.throws(() => loadText('', { seccompRoot: '/var/lib' }), overrideRefused('seccompRoot'));
+    assert.throws(() => loadText('seccompRoot: /var/lib\n', { storeDir: '/var/lib/x' }), overrideRefused('storeDir'));
+    assert.throws(() => loadText('', { storeDir: '/var/lib/x', seccompRoot: '/var/lib' }), overrideRefused('storeDir'));
+  });
+
   it('bad overrides are refused', () => {
     assert.throws(() => loadText('', { logLevel: 'loud' as never }), overrideRefused('logLevel'));
     assert.throws(() => loadText('', { bogus: 1 } as never), overrideRefused('bogus'));
