@@ -46,6 +46,10 @@ describe('node config baselines', () => {
     assert.equal(e.context.line, 1);
     assert.equal(e.context.path, 'baselines');
     assert.ok(e.message.startsWith(`${FILE}:1: baselines: `), e.message);
+    // Not line 1 by default: the line the key is on.
+    const below = throwsWith(() => load(`logLevel: info\n${BOTH}`, 'riscv64'), { code: 'InvalidArgument', reason: 'CONFIG_INVALID' });
+    assert.equal(below.context.line, 2);
+    assert.ok(below.message.startsWith(`${FILE}:2: baselines: `), below.message);
     // With an explicit --baseline the map is not consulted.
     assert.equal(load(BOTH, 'riscv64', { baseline: '/b.json' }).baseline, '/b.json');
   });
