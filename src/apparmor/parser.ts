@@ -264,7 +264,7 @@ export async function loadProfile(text: string, opts: ParserOptions = {}): Promi
 }
 
 /** The parser's line for a removal of a name the kernel does not hold (ENOENT): `<argv0>: Unable to remove "<name>".  Profile doesn't exist`. */
-const REMOVED_NOTHING = /^\S{1,4096}: Unable to remove "[^"]{1,4096}"\.\s+Profile doesn't exist$/;
+const REMOVED_NOTHING = /^.{1,4096}: Unable to remove "[^"]{1,4096}"\.\s+Profile doesn't exist$/;
 
 /** Removes the profile `name` from the kernel: `apparmor_parser --remove` fed an empty profile of that name. */
 export async function unloadProfile(name: string, opts: ParserOptions = {}): Promise<void> {
