@@ -11,7 +11,7 @@ import { lastUseAt, lastUsePath, readLastUse, type LastUse } from './last-use.js
 import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import type { ProvenanceRecord, StoreEntry } from './record-format.js';
 import type { BlobReader } from './blob-reader.js';
-import type { RecordStore } from './records.js';
+import { RECORD_ASIDE_PREFIX, type RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import type { EffectiveOrigins } from './effective.js';
 
@@ -166,7 +166,10 @@ export class StoreCollector {
   }
 
   private async sweep(now: number): Promise<void> {
-    await sweepOldTemp(this.layout.tmpDir, now);
+    // Records a crashed removal left aside go back before the records are listed (and their
+    // blobs judged); they are no old temp files.
+    await this.records.settleAside();
+    await sweepOldTemp(this.layout.tmpDir, now, RECORD_ASIDE_PREFIX);
     await this.layout.sweepLockOwners();
     const entries = await this.list();
     // A held artifact without a readable record (records are not flushed: a crash can leave one
@@ -388,8 +391,11 @@ export function blobBytes(entries: readonly Pick<ProvenanceRecord, 'layerDigest'
   return n;
 }
 
-/** Removes the files in `dir` (if any) older than an hour: leftovers of writers that crashed. */
-async function sweepOldTemp(dir: string, now: number): Promise<void> {
+/**
+ * Removes the files in `dir` (if any) older than an hour: leftovers of writers that crashed. Names
+ * starting with `skip` are another's to settle.
+ */
+async function sweepOldTemp(dir: string, now: number, skip?: string): Promise<void> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -398,6 +404,7 @@ async function sweepOldTemp(dir: string, now: number): Promise<void> {
     throw e;
   }
   for (const name of names) {
+    if (skip !== undefined && name.startsWith(skip)) continue;
     const st = await stat(join(dir, name)).catch(() => undefined);
     if (st?.isFile() && now - st.mtimeMs > 3_600_000) await rm(join(dir, name), { force: true });
   }

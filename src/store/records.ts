@@ -12,7 +12,7 @@ import { SpokeError } from '../core/errors.js';
 import { commitStaged, discardStaged, fileIdentity, removeIfExists, sameIdentity, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import type { BlobReader } from './blob-reader.js';
 import { readFileIfExists, readStoreFileSync, writtenByUs } from './store-reads.js';
-import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
+import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
 /** What ingest placed: the blob's path and the record now in the store. */
@@ -344,7 +344,7 @@ export class RecordStore {
       // holder before it checks that the record is still there (src/cri/inuse.ts begin), so
       // either `unheld` sees that holder and the record goes back, or the create finds it gone
       // and fails; neither leaves a held artifact without its record (docs/gc.md).
-      const aside = join(this.layout.tmpDir, `removing-${digestHex(d)}-${randomUUID()}`);
+      const aside = join(this.layout.tmpDir, `${RECORD_ASIDE_PREFIX}${digestHex(d)}-${randomUUID()}`);
       try {
         renameSync(path, aside);
       } catch (e) {
@@ -356,11 +356,51 @@ export class RecordStore {
         removable = await unheld();
       } finally {
         if (removable) removeIfExists(aside);
-        else renameSync(aside, path);
+        else putRecordBack(aside, path);
       }
       return removable ? 'deleted' : 'held';
     });
   }
+
+  /**
+   * Records a removal left moved aside in tmp/ (deleteRecord) when it crashed before it ended:
+   * each goes back where no record is now, and goes where one is. Looked at under the record's
+   * lock, which a live removal holds until it has put its record back or removed it, so only a
+   * dead one's are touched. Not temp files to the age sweep: a record keeps its old mtime.
+   */
+  async settleAside(): Promise<void> {
+    await this.layout.init();
+    for (const name of await readdir(this.layout.tmpDir)) {
+      if (!name.startsWith(RECORD_ASIDE_PREFIX)) continue;
+      const hex = name.slice(RECORD_ASIDE_PREFIX.length, RECORD_ASIDE_PREFIX.length + 64);
+      if (!SHA_HEX_RE.test(hex)) continue;
+      const d: Digest = `sha256:${hex}`;
+      const aside = join(this.layout.tmpDir, name);
+      await this.layout
+        .lock(hex, async () => {
+          if (!exists(aside)) return;
+          if (exists(this.layout.recordPath(d))) removeIfExists(aside);
+          else putRecordBack(aside, this.layout.recordPath(d));
+          this.recordCache.delete(d);
+        })
+        // A live removal holding the lock for long: left to the next run.
+        .catch((e: unknown) => {
+          if (!(e instanceof SpokeError && e.reason === 'DEADLINE')) throw e;
+        });
+    }
+  }
 }
 
 const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record, null, 1) + '\n';
+
+/** Records being removed are moved aside under this prefix in tmp/ (deleteRecord, settleAside). */
+export const RECORD_ASIDE_PREFIX = 'removing-';
+
+/** `aside` renamed back to `path`; nothing when a gc sweep put it back first. */
+function putRecordBack(aside: string, path: string): void {
+  try {
+    renameSync(aside, path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}

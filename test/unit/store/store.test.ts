@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -425,6 +425,75 @@ describe('ProfileStore', () => {
       assert.equal(await outcome.removing, 'IN_USE');
       assert.ok(await shim.getRecord(a.digest), 'the record stays with its holder');
       assert.deepEqual(await shim.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes));
+    });
+  });
+
+  it('a record a removal moved aside is no old temp file to another process\'s gc sweep: a create that held it meanwhile keeps it', async () => {
+    await inOwnStoreDir(async (own) => {
+      const cli = new ProfileStore({ root: own, fsync: false });
+      const shim = new ProfileStore({ root: own, fsync: false });
+      const cron = new ProfileStore({ root: own, fsync: false });
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["chmod"],"action":"SCMP_ACT_ALLOW"}]}');
+      await shim.ingest(a);
+      // Pulled two hours ago: its record file is that old.
+      const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+      utimesSync(join(own, 'profiles', 'sha256', `${a.digest.slice('sha256:'.length)}.json`), twoHoursAgo, twoHoursAgo);
+      const lockPath = join(own, 'locks', `${a.digest.slice('sha256:'.length)}.lock`);
+      let cronWaits!: () => void;
+      const cronWaitsForLock = new Promise<void>((resolve) => (cronWaits = resolve));
+      const holders = (cli as unknown as { holders: { inUseState: () => Promise<unknown> } }).holders;
+      const read = holders.inUseState.bind(holders);
+      let reads = 0;
+      let cronRun: Promise<unknown> = Promise.resolve();
+      holders.inUseState = async () => {
+        // The removal's last read of the holders, with the record out of sight: a create in the
+        // shim records its holder, and a \`spoke store gc\` from cron sweeps (or waits for the
+        // record's lock, which the removal holds).
+        if (++reads === 2) {
+          await shim.markInUse(a.digest, 'container:c1');
+          cronRun = cron.gc();
+          await Promise.race([cronRun, cronWaitsForLock]);
+        }
+        return read();
+      };
+      const removing = withFs(
+        'linkSync',
+        (original) =>
+          (...args: unknown[]) => {
+            try {
+              return original(...args);
+            } catch (e) {
+              if (args[1] === lockPath) cronWaits();
+              throw e;
+            }
+          },
+        () => rejectsWith(cli.remove(a.digest), { code: 'FailedPrecondition', reason: 'IN_USE' }),
+      );
+      await removing;
+      await cronRun;
+      assert.ok(await shim.getRecord(a.digest), 'the held record is back in place');
+      assert.deepEqual(await shim.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes));
+    });
+  });
+
+  it('a record a removal left aside when it crashed goes back at the next gc sweep, kept with its blob for the create that held it', async () => {
+    await inOwnStoreDir(async (own) => {
+      const store = new ProfileStore({ root: own, fsync: false });
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["chown"],"action":"SCMP_ACT_ALLOW"}]}');
+      await store.ingest(a);
+      const hex = a.digest.slice('sha256:'.length);
+      const record = join(own, 'profiles', 'sha256', `${hex}.json`);
+      const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+      utimesSync(record, twoHoursAgo, twoHoursAgo);
+      utimesSync(store.blobPath(a.layerDigest), twoHoursAgo, twoHoursAgo);
+      // \`spoke store rm\` moved the record aside and died before it asked the holders again; a
+      // create recorded its holder meanwhile.
+      renameSync(record, join(own, 'tmp', `removing-${hex}-crashed`));
+      await new ProfileStore({ root: own, fsync: false }).markInUse(a.digest, 'container:c1');
+      await new ProfileStore({ root: own, fsync: false }).gc();
+      assert.ok(await store.getRecord(a.digest), 'the record is back');
+      assert.deepEqual(await store.readBlob(a.layerDigest, { verify: true }), Buffer.from(a.layerBytes));
+      assert.deepEqual(readdirSync(join(own, 'tmp')).filter((n) => n.startsWith('removing-')), []);
     });
   });
 
