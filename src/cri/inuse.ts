@@ -214,6 +214,11 @@ export class InUseTracker {
       try {
         if (sha !== undefined) await this.recordEffective(sha, digest);
         this.written(await this.store.markInUse(digest, pending));
+        // As begin(): a removal in another process hides the record before it asks the holders again.
+        if ((await this.store.getRecord(digest)) === undefined) {
+          await this.store.release(pending);
+          throw new SpokeError('NotFound', `${digest} was removed from the store while this create was being prepared; pull it again`, { digest }, { reason: 'NOT_FOUND' });
+        }
       } catch (e) {
         // Not claimed after all (a full disk, before or at the holder's record): nothing in flight
         // keeps the profile, and it goes now unless another create holds it (a rebuild would not

@@ -13,10 +13,13 @@ import { CriClient, encode, hostNetworkPod, type Msg } from '../helpers/cri-clie
 import { appArmorHolder, InUseTracker, PENDING_GRACE_MS, requestIdentity } from '../../src/cri/inuse.js';
 import { Upstream } from '../../src/cri/upstream.js';
 import { ProfileStore } from '../../src/store/store.js';
+import { packProfile } from '../../src/publish/pack.js';
 import { silentLogger } from '../../src/core/runtime.js';
 import type { Digest } from '../../src/core/digest.js';
 
-const D = `sha256:${'d'.repeat(64)}` as Digest;
+// A stored artifact: a claim holds only what the store has (InUseTracker.claimAppArmor).
+const ARTIFACT = packProfile(Buffer.from('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}'), 'seccomp');
+const D: Digest = ARTIFACT.manifestDigest;
 const name = (c: string) => `spoke-${c.repeat(64)}`;
 
 describe('AppArmor profiles are unloaded only when nothing runs under them', { timeout: 180_000 }, () => {
@@ -53,9 +56,10 @@ describe('AppArmor profiles are unloaded only when nothing runs under them', { t
     direct = new CriClient(ctrd.socket);
   });
 
-  beforeEach(() => {
+  beforeEach(async () => {
     const dir = mkdtempSync(join(work, 'case-'));
     store = new ProfileStore({ root: join(dir, 'store') });
+    await store.ingest({ digest: D, manifestBytes: ARTIFACT.manifest, layerDigest: ARTIFACT.layerDigest, layerBytes: ARTIFACT.layer, kind: 'seccomp', reference: `reg.example/p@${D}`, rule: 'r', servedBy: 'reg.example' });
     proc = join(dir, 'proc');
     mkdirSync(proc);
     clock = Date.now();

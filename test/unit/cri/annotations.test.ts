@@ -27,6 +27,7 @@ import type { ProfileKind } from '../../../src/core/constants.js';
 import { ProfileStore } from '../../../src/store/store.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import type { Upstream } from '../../../src/cri/upstream.js';
+import { ingestInput } from '../store/fixtures.js';
 
 const D1 = `sha256:${'a'.repeat(64)}`;
 const D2 = `sha256:${'b'.repeat(64)}`;
@@ -462,10 +463,12 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  function setup() {
+  async function setup() {
     const dir = mkdtempSync(join(tmpdir(), 'spoke-aa-'));
     dirs.push(dir);
     const store = new ProfileStore({ root: dir });
+    // Stored artifacts: a claim or a create holds only what the store has (InUseTracker).
+    for (const [i, d] of [D1, D2, D3].entries()) await store.ingest(ingestInput(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":${i + 1}}]}`, { digest: d as Digest }));
     const logs: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
     const unloaded: string[] = [];
     let loads = 0;
@@ -494,7 +497,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   }
 
   it('loads once, holds per container, unloads after the last container goes', async () => {
-    const t = setup();
+    const t = await setup();
     const a = await t.tracker.claimAppArmor(aaName('1'), D1 as Digest, t.load);
     await t.tracker.commitAppArmor([a], 'container:c1');
     const b = await t.tracker.claimAppArmor(aaName('1'), D1 as Digest, t.load);
@@ -512,7 +515,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   });
 
   it('an aborted create releases its claim and unloads an unused profile; a failed load records nothing', async () => {
-    const t = setup();
+    const t = await setup();
     const a = await t.tracker.claimAppArmor(aaName('2'), D2 as Digest, t.load);
     assert.equal((await t.store.inUseHolders(D2 as Digest)).length, 1);
     await t.tracker.abortAppArmor([a]);
@@ -539,7 +542,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   }
 
   it('a claim whose holder cannot be written is refused, leaves nothing in flight, and unloads the profile it loaded', async () => {
-    const t = setup();
+    const t = await setup();
     fullDiskOnce(t.store);
     await assert.rejects(t.tracker.claimAppArmor(aaName('4'), D1 as Digest, t.load), { code: 'ENOSPC' });
     assert.deepEqual(await t.store.inUseHolders(D1 as Digest), []);
@@ -551,7 +554,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   });
 
   it('a create whose seccomp holder cannot be written after its AppArmor claim: the claim goes with it', async () => {
-    const t = setup();
+    const t = await setup();
     const claims = new CreateClaims(t.tracker, silentLogger, 'container', undefined);
     await claims.claimAppArmor(aaName('5'), D2 as Digest, t.load);
     fullDiskOnce(t.store);
@@ -562,7 +565,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   });
 
   it('rebuild keeps live holders, drops dead ones and unloads what nobody holds any more', async () => {
-    const t = setup();
+    const t = await setup();
     for (const c of ['c1', 'c2']) await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(aaName(c), D1 as Digest, t.load)], `container:${c}`);
     const pending = await t.tracker.claimAppArmor(aaName('e'), D2 as Digest, t.load);
     t.live.containers = ['c1'];
@@ -576,7 +579,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   });
 
   it('a load whose parser says the kernel does not enforce some rules is logged as a warning naming them, and holds as usual', async () => {
-    const t = setup();
+    const t = await setup();
     const notEnforced = ['Warning from profile x (stdin): signal rules not enforced'];
     const claim = await t.tracker.claimAppArmor(aaName('6'), D1 as Digest, async () => ({ warnings: notEnforced }));
     await t.tracker.commitAppArmor([claim], 'container:c6');
@@ -587,7 +590,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   });
 
   it("profiles a shim before this one loaded (named for another parser, or before names covered one) go once unused, never while a container runs under them", async () => {
-    const t = setup();
+    const t = await setup();
     const bytes = intersectAppArmor({ capability: { allowedCapabilities: ['CHOWN'] } }, { capability: { allowedCapabilities: ['CHOWN'] } }).bytes;
     // The names an earlier spoke gave one profile: of the template and bytes only, and for another parser.
     const unnamed = `spoke-${sha256Hex(Buffer.concat([Buffer.from(`spoke apparmor template v${RENDER_TEMPLATE_VERSION}\n`), bytes]))}`;
@@ -611,7 +614,7 @@ describe('AppArmor load/unload bookkeeping (fake apparmor_parser)', () => {
   });
 
   it('unloads only profiles of the name spoke renders, whatever a holder in the in-use file names', async () => {
-    const t = setup();
+    const t = await setup();
     // Holders a tampered or foreign in-use file could carry: a distribution's profile, the runtime's.
     for (const foreign of ['docker-default', 'cri-containerd.apparmor.d', `spoke-${'a'.repeat(63)}`]) await t.store.markInUse(D3 as Digest, `apparmor:${foreign}@container:gone`);
     await t.tracker.commitAppArmor([await t.tracker.claimAppArmor(aaName('c3'), D1 as Digest, t.load)], 'container:gone2');

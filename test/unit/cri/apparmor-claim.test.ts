@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { encode } from '../../helpers/cri-client.js';
+import { rejectsWith } from '../../helpers/assert.js';
 import { InUseTracker, type RuntimeCalls } from '../../../src/cri/inuse.js';
 import { parseAppArmorHolder } from '../../../src/cri/inuse-holders.js';
 import { ProfileStore } from '../../../src/store/store.js';
@@ -20,8 +21,11 @@ import { ingestInput } from '../store/fixtures.js';
 // A stored artifact: a create holds only what the store has (InUseTracker.begin).
 const SECCOMP_ARTIFACT = ingestInput('{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}');
 const SECCOMP: Digest = SECCOMP_ARTIFACT.digest;
-const TEAM_A = `sha256:${'a'.repeat(64)}` as Digest;
-const TEAM_B = `sha256:${'b'.repeat(64)}` as Digest;
+// Stored AppArmor artifacts: a claim holds only what the store has (InUseTracker.claimAppArmor).
+const TEAM_A_ARTIFACT = ingestInput('#include <tunables/global>\nprofile team-a {}\n');
+const TEAM_B_ARTIFACT = ingestInput('#include <tunables/global>\nprofile team-b {}\n');
+const TEAM_A: Digest = TEAM_A_ARTIFACT.digest;
+const TEAM_B: Digest = TEAM_B_ARTIFACT.digest;
 /** A name spoke renders: `spoke-` and 64 hex digits. */
 const aaName = (hex: string): string => `spoke-${hex.repeat(64)}`;
 
@@ -40,6 +44,8 @@ async function setup() {
   dirs.push(dir);
   const store = new ProfileStore({ root: dir });
   await store.ingest(SECCOMP_ARTIFACT);
+  await store.ingest(TEAM_A_ARTIFACT);
+  await store.ingest(TEAM_B_ARTIFACT);
   // A /proc with no tasks: no task runs under any profile.
   const procRoot = join(dir, 'proc');
   mkdirSync(procRoot);
@@ -276,6 +282,18 @@ describe('an AppArmor claim that cannot record its profile', () => {
     } finally {
       t.store.recordEffective = recordEffective;
     }
+    assert.equal(t.kernel.has(name), false, `loaded with no holder: ${t.events.join(', ')}`);
+  });
+
+  it('fails NotFound, holding nothing and unloading what it loaded, when another process removed the artifact before its holder was recorded (spoke store rm racing it)', async () => {
+    const t = await setup();
+    const name = aaName('7');
+    const artifact = ingestInput('#include <tunables/global>\nprofile spoke-removed-meanwhile {}\n');
+    await t.store.ingest(artifact);
+    // \`spoke store rm\` in another process: no holder yet, so the record and its blob go.
+    await new ProfileStore({ root: t.store.root }).remove(artifact.digest);
+    await rejectsWith(t.tracker.claimAppArmor(name, artifact.digest, t.loader(name), 'team-a'), { code: 'NotFound', reason: 'NOT_FOUND' });
+    assert.deepEqual(await t.store.inUseHolders(artifact.digest), [], 'no holder left for an artifact without its record');
     assert.equal(t.kernel.has(name), false, `loaded with no holder: ${t.events.join(', ')}`);
   });
 });

@@ -12,7 +12,7 @@ import { RuntimeDefaultSource } from '../../../src/cri/runtime-default.js';
 import type { ShimDeps } from '../../../src/cri/deps.js';
 import { PolicyHolder } from '../../../src/config/policy-holder.js';
 import { SpokeError } from '../../../src/core/errors.js';
-import { sha256Digest, sha256Hex } from '../../../src/core/digest.js';
+import { sha256Digest, sha256Hex, type Digest } from '../../../src/core/digest.js';
 import { signRecordingProof } from '../../../src/core/recording-proof.js';
 import { silentLogger } from '../../../src/core/runtime.js';
 import { noopMetrics } from '../../../src/observe/metrics.js';
@@ -127,7 +127,8 @@ describe('the runtime default changes while a create waits before it is forwarde
     assert.notEqual(effectiveSha(RD1), effectiveSha(RD2));
     // Another create's AppArmor claim holds the in-use queue; the create waits there to record
     // its pending holder, the last wait before forwarding.
-    const queue = await holdInUseQueue(t.rig.shim.inUse, t.rig.deps.store, 'd', sha256Digest(LAYER));
+    // The claim's artifact is the stored one: a claim holds only what the store has.
+    const queue = await holdInUseQueue(t.rig.shim.inUse, t.rig.deps.store, 'd', t.reference.slice(t.reference.indexOf('@') + 1) as Digest);
     try {
       const status = t.create({ seccomp: { profile_type: 'OCI', oci_ref: t.reference, base_profile: { type: 'RuntimeDefault' } } });
       await queue.createWaiting();
