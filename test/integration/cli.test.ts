@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MEDIA_TYPE_OCI_MANIFEST } from '../../src/core/constants.js';
 import { packProfile } from '../../src/publish/pack.js';
+import { ProfileStore } from '../../src/store/store.js';
+import { sha256Digest } from '../../src/core/digest.js';
 import { bpfSupport } from '../../src/recorder/bpf.js';
 import { spoke } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -229,6 +231,22 @@ describe('spoke CLI', () => {
     assert.equal(s.ok, false);
     // What this node can record with: bpf (default) where root, BTF and bpftrace are all there.
     assert.deepEqual(s.recorder.backends, bpfSupport().ok ? ['bpf', 'audit'] : ['audit']);
+  });
+
+  it('status counts a profile blob two artifacts share once in the store\'s bytes, as spoke_store_bytes and gc\'s maxStoreBytes do', async () => {
+    const storeDir = join(dir, 'shared-blob-store');
+    const shared = join(dir, 'shared-blob.yaml');
+    writeFileSync(shared, `policy: ${policy}\nstoreDir: ${storeDir}\nlisten: ${join(dir, 'no-shim.sock')}\n`);
+    const store = new ProfileStore({ root: storeDir });
+    const p = packProfile(Buffer.from(denySyscalls(['rmdir'])), 'seccomp');
+    // A second manifest of the same layer (another annotation, say): one blob on disk.
+    const other = Buffer.from(JSON.stringify({ ...JSON.parse(p.manifest.toString('utf8')), annotations: { another: 'manifest' } }));
+    for (const [digest, manifestBytes] of [[p.manifestDigest, p.manifest], [sha256Digest(other), other]] as const) {
+      await store.ingest({ digest, manifestBytes, layerDigest: p.layerDigest, layerBytes: p.layer, kind: 'seccomp', reference: `r.example/p@${digest}`, rule: 'r', servedBy: 'r.example' });
+    }
+    const s = JSON.parse((await spoke(['status', '--config', shared, '--json'])).stdout);
+    assert.equal(s.store.artifacts, 2);
+    assert.equal(s.store.bytes, p.layer.length);
   });
 
   it('status fails, changing nothing, when <seccompRoot>/spoke is one the shim would refuse to start with (a link): check before a restart', async () => {

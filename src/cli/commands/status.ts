@@ -12,7 +12,7 @@ import { shimRecordingKey } from '../../cri/recording.js';
 import { socketPathRefusal } from '../../cri/socket.js';
 import { readCaBundle } from '../../registry/options.js';
 import { nodeCredentials } from '../../registry/credentials.js';
-import { ProfileStore } from '../../store/store.js';
+import { blobBytes, ProfileStore } from '../../store/store.js';
 import { emit, parseCommand } from '../args.js';
 import { EXIT_FAILED } from '../errors.js';
 import { MAX_NAMED_FILE_BYTES, readNamedFile } from '../read-file.js';
@@ -186,7 +186,8 @@ export async function run(argv: string[]): Promise<number> {
     const s = new ProfileStore({ root: config.storeDir, readOnly: true });
     const entries = await s.list();
     const inUseComplete = (await s.inUseState()).complete;
-    const bytes = entries.reduce((n, e) => n + e.size, 0);
+    // Each blob once, as spoke_store_bytes and gc's maxStoreBytes count them: artifacts may share one.
+    const bytes = blobBytes(entries);
     const inUse = entries.filter((e) => e.inUse.length > 0).length;
     const note = inUseComplete ? '' : '; in-use set incomplete until the shim rebuilds it from the runtime (gc and remove keep everything meanwhile)';
     store = { ok: true, detail: `${config.storeDir}: ${entries.length} artifact(s), ${bytes} B, ${inUse} in use${note}`, artifacts: entries.length, bytes, inUse, inUseComplete };
