@@ -11,7 +11,7 @@ import { lastUseAt, lastUsePath, readLastUse, type LastUse } from './last-use.js
 import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import type { ProvenanceRecord, StoreEntry } from './record-format.js';
 import type { BlobReader } from './blob-reader.js';
-import { RECORD_ASIDE_PREFIX, type RecordStore } from './records.js';
+import { isOurAside, RECORD_ASIDE_PREFIX, type RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import type { EffectiveOrigins } from './effective.js';
 
@@ -392,8 +392,8 @@ export function blobBytes(entries: readonly Pick<ProvenanceRecord, 'layerDigest'
 }
 
 /**
- * Removes the files in `dir` (if any) older than an hour: leftovers of writers that crashed. Names
- * starting with `skip` are another's to settle.
+ * Removes the files in `dir` (if any) older than an hour: leftovers of writers that crashed. Records
+ * moved aside (names starting with `skip`, regular files spoke wrote) are another's to settle.
  */
 async function sweepOldTemp(dir: string, now: number, skip?: string): Promise<void> {
   let names: string[];
@@ -404,7 +404,7 @@ async function sweepOldTemp(dir: string, now: number, skip?: string): Promise<vo
     throw e;
   }
   for (const name of names) {
-    if (skip !== undefined && name.startsWith(skip)) continue;
+    if (skip !== undefined && name.startsWith(skip) && isOurAside(join(dir, name))) continue;
     const st = await stat(join(dir, name)).catch(() => undefined);
     if (st?.isFile() && now - st.mtimeMs > 3_600_000) await rm(join(dir, name), { force: true });
   }

@@ -376,9 +376,12 @@ export class RecordStore {
       if (!SHA_HEX_RE.test(hex)) continue;
       const d: Digest = `sha256:${hex}`;
       const aside = join(this.layout.tmpDir, name);
+      // Only a record spoke moved aside: a directory, a link or another user's file under such a
+      // name is no record; the age sweep removes it as any leftover (collect.ts sweepOldTemp).
+      if (!isOurAside(aside)) continue;
       await this.layout
         .lock(hex, async () => {
-          if (!exists(aside)) return;
+          if (!isOurAside(aside)) return;
           if (exists(this.layout.recordPath(d))) removeIfExists(aside);
           else putRecordBack(aside, this.layout.recordPath(d));
           this.recordCache.delete(d);
@@ -395,6 +398,12 @@ const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record
 
 /** Records being removed are moved aside under this prefix in tmp/ (deleteRecord, settleAside). */
 export const RECORD_ASIDE_PREFIX = 'removing-';
+
+/** Whether `aside` (a name under RECORD_ASIDE_PREFIX) is a regular file spoke wrote: a record it moved aside. */
+export function isOurAside(aside: string): boolean {
+  const st = lstatSync(aside, { throwIfNoEntry: false });
+  return st !== undefined && st.isFile() && writtenByUs(st);
+}
 
 /** `aside` renamed back to `path`; nothing when a gc sweep put it back first. */
 function putRecordBack(aside: string, path: string): void {

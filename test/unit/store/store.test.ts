@@ -497,6 +497,27 @@ describe('ProfileStore', () => {
     });
   });
 
+  it('a tmp/removing- name spoke did not leave (a directory, a link) is never put in the records, and no gc sweep fails on it', async () => {
+    await inOwnStoreDir(async (own) => {
+      const store = new ProfileStore({ root: own, fsync: false });
+      const a = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["rmdir"],"action":"SCMP_ACT_ALLOW"}]}');
+      const b = ingestInput('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["mknod"],"action":"SCMP_ACT_ALLOW"}]}');
+      await store.ingest(a);
+      await store.markInUse(a.digest, 'container:c1');
+      const hexA = a.digest.slice('sha256:'.length);
+      const hexB = b.digest.slice('sha256:'.length);
+      // A directory named as an aside record of a stored artifact, and a link named as one of an
+      // artifact the store does not have.
+      mkdirSync(join(own, 'tmp', `removing-${hexA}-planted`));
+      writeFileSync(join(own, 'elsewhere.json'), 'not a record');
+      symlinkSync(join(own, 'elsewhere.json'), join(own, 'tmp', `removing-${hexB}-planted`));
+      await store.gc();
+      await store.gc();
+      assert.equal(lstatSync(join(own, 'profiles', 'sha256', `${hexB}.json`), { throwIfNoEntry: false }), undefined, 'the link is not made a record');
+      assert.ok(await store.getRecord(a.digest));
+    });
+  });
+
   it('a removal that moved a blob aside puts it back for a record linked meanwhile, also when the in-use set cannot be read then: it needs only the records', async () => {
     await inOwnStoreDir(async (own) => {
       const store = new ProfileStore({ root: own, fsync: false });
