@@ -955,16 +955,7 @@ describe('informer-backed source and status on client-node against the fake API 
       };
     };
     fake.create(PODS, asStored('listed'));
-    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
-    const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
-    const matches: PodMatch[] = [];
-    const pods = new PodStatusInformer(kc, { bindings: src, namespaces, mode: 'field', record: (m) => matches.push(m) });
-    src.start();
-    namespaces.start();
-    try {
-      await Promise.all([src.waitForSync(5000), namespaces.waitForSync(5000)]);
-      pods.start();
-      await pods.waitForSync(5000);
+    await withPodInformer(kc, async (pods, matches) => {
       fake.create(PODS, asStored('watched'));
       await until('the watched pod', () => pods.get('lean', 'watched') !== undefined);
       // A pod created while the watch is down, and the history compacted: it comes with the relist.
@@ -981,25 +972,12 @@ describe('informer-backed source and status on client-node against the fake API 
           [{ kind: 'ReplicaSet', name: 'lean-1' }, ['init', 'c'], ['root Privileged']],
         ],
       );
-    } finally {
-      await pods.stop();
-      await namespaces.stop();
-      await src.stop();
-    }
+    });
   });
   it('the pod informer keeps spec.os: a Windows pod it sees is counted as skipped (windows), as its review counts it', async () => {
     fake.create(NS, namespace('mixed', {}));
     fake.create(PROFILE_BINDINGS, binding('mixed-all', { image: 'ghcr.io/acme/mixed' }, 'mixed'));
-    const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
-    const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
-    const matches: PodMatch[] = [];
-    const pods = new PodStatusInformer(kc, { bindings: src, namespaces, mode: 'field', record: (m) => matches.push(m) });
-    src.start();
-    namespaces.start();
-    try {
-      await Promise.all([src.waitForSync(5000), namespaces.waitForSync(5000)]);
-      pods.start();
-      await pods.waitForSync(5000);
+    await withPodInformer(kc, async (pods, matches) => {
       // As the API server stores it: the webhook left it untouched (binding.ts rule 10).
       const windowsPod = { metadata: { name: 'win', namespace: 'mixed' }, spec: { os: { name: 'windows' }, containers: [{ name: 'c', image: 'ghcr.io/acme/mixed:1' }] } };
       const review = mutatePod(windowsPod, [binding('mixed-all', { image: 'ghcr.io/acme/mixed' }, 'mixed')]);
@@ -1009,13 +987,29 @@ describe('informer-backed source and status on client-node against the fake API 
       await until('the Windows pod', () => pods.get('mixed', 'win') !== undefined);
       assert.deepEqual(pods.get('mixed', 'win')?.spec?.os, { name: 'windows' });
       assert.deepEqual(matches.map((m) => m.skipped.map((k) => `${k.container} ${k.reason}`)), [['c Windows']]);
-    } finally {
-      await pods.stop();
-      await namespaces.stop();
-      await src.stop();
-    }
+    });
   });
 });
+
+/** A pod status informer (field mode) over fresh binding and namespace caches, synced, for `body`; all stopped after. */
+async function withPodInformer(kc: KubeConfig, body: (pods: PodStatusInformer, matches: PodMatch[]) => Promise<void>): Promise<void> {
+  const src = new InformerBindingSource(kc, { backoffInitialMs: 20 });
+  const namespaces = new InformerNamespaceSource(kc, { backoffInitialMs: 20 });
+  const matches: PodMatch[] = [];
+  const pods = new PodStatusInformer(kc, { bindings: src, namespaces, mode: 'field', record: (m) => matches.push(m) });
+  src.start();
+  namespaces.start();
+  try {
+    await Promise.all([src.waitForSync(5000), namespaces.waitForSync(5000)]);
+    pods.start();
+    await pods.waitForSync(5000);
+    await body(pods, matches);
+  } finally {
+    await pods.stop();
+    await namespaces.stop();
+    await src.stop();
+  }
+}
 
 const LEASES: ResourceDef = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' };
 

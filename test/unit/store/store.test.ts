@@ -21,6 +21,23 @@ import { systemClock } from '../../../src/core/runtime.js';
 import { ingestInput, poolRequests } from './fixtures.js';
 
 /** Runs `fn` with a store directory of its own, removed afterwards. */
+/** Runs `body` with `waiting` called each time a lock at `lockPath` is found taken (its link(2) fails). */
+function whileWatchingLock<R>(lockPath: string, waiting: () => void, body: () => R): R {
+  return withFs(
+    'linkSync',
+    (original) =>
+      (...args: unknown[]) => {
+        try {
+          return original(...args);
+        } catch (e) {
+          if (args[1] === lockPath) waiting();
+          throw e;
+        }
+      },
+    body,
+  );
+}
+
 async function inOwnStoreDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const own = mkdtempSync(join(tmpdir(), 'spoke-store-'));
   try {
@@ -398,18 +415,10 @@ describe('ProfileStore', () => {
       let waiting!: () => void;
       const removerWaits = new Promise<void>((resolve) => (waiting = resolve));
       const outcome = await withFileLock(lockPath, () =>
-        withFs(
-          'linkSync',
-          (original) =>
-            (...args: unknown[]) => {
-              try {
-                return original(...args);
-              } catch (e) {
-                // The removal found the in-use set without holders and waits for the record's lock.
-                if (args[1] === lockPath) waiting();
-                throw e;
-              }
-            },
+        // The removal found the in-use set without holders and waits for the record's lock.
+        whileWatchingLock(
+          lockPath,
+          waiting,
           async () => {
             const removing = cli.remove(a.digest).then(
               () => 'removed',
@@ -456,19 +465,7 @@ describe('ProfileStore', () => {
         }
         return read();
       };
-      const removing = withFs(
-        'linkSync',
-        (original) =>
-          (...args: unknown[]) => {
-            try {
-              return original(...args);
-            } catch (e) {
-              if (args[1] === lockPath) cronWaits();
-              throw e;
-            }
-          },
-        () => rejectsWith(cli.remove(a.digest), { code: 'FailedPrecondition', reason: 'IN_USE' }),
-      );
+      const removing = whileWatchingLock(lockPath, cronWaits, () => rejectsWith(cli.remove(a.digest), { code: 'FailedPrecondition', reason: 'IN_USE' }));
       await removing;
       await cronRun;
       assert.ok(await shim.getRecord(a.digest), 'the held record is back in place');
