@@ -124,20 +124,26 @@ export class InUseTracker {
     try {
       await this.serial(async () => {
         if (opts.effectiveSha !== undefined) await this.recordEffective(opts.effectiveSha, digest, opts.input);
-        this.written(await this.store.markInUse(digest, holder));
-        // A removal in another process (spoke store rm|gc) hides the record before it asks the
-        // holders again: held from here on, the record still there means it saw this holder
-        // or will, gone means it did not, and the create fails (docs/gc.md).
-        if ((await this.store.getRecord(digest)) === undefined) {
-          await this.store.release(holder);
-          throw new SpokeError('NotFound', `${digest} was removed from the store while this create was being prepared; pull it again`, { digest }, { reason: 'NOT_FOUND' });
-        }
+        await this.holdStored(digest, holder);
       });
     } catch (e) {
       this.inflight.delete(holder);
       throw e;
     }
     return holder;
+  }
+
+  /**
+   * Records `holder` of `digest`, then checks that its record is still there. A removal in
+   * another process (spoke store rm|gc) hides the record before it asks the holders again: held
+   * from here on, the record still there means it saw this holder or will, gone means it did not,
+   * and the create fails NotFound, holding nothing (docs/gc.md).
+   */
+  private async holdStored(digest: Digest, holder: string): Promise<void> {
+    this.written(await this.store.markInUse(digest, holder));
+    if ((await this.store.getRecord(digest)) !== undefined) return;
+    await this.store.release(holder);
+    throw new SpokeError('NotFound', `${digest} was removed from the store while this create was being prepared; pull it again`, { digest }, { reason: 'NOT_FOUND' });
   }
 
   /**
@@ -213,12 +219,7 @@ export class InUseTracker {
       this.inflight.add(inner);
       try {
         if (sha !== undefined) await this.recordEffective(sha, digest);
-        this.written(await this.store.markInUse(digest, pending));
-        // As begin(): a removal in another process hides the record before it asks the holders again.
-        if ((await this.store.getRecord(digest)) === undefined) {
-          await this.store.release(pending);
-          throw new SpokeError('NotFound', `${digest} was removed from the store while this create was being prepared; pull it again`, { digest }, { reason: 'NOT_FOUND' });
-        }
+        await this.holdStored(digest, pending);
       } catch (e) {
         // Not claimed after all (a full disk, before or at the holder's record): nothing in flight
         // keeps the profile, and it goes now unless another create holds it (a rebuild would not

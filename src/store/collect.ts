@@ -6,12 +6,13 @@ import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, sha256Digest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { writeFileAtomic } from './fsutil.js';
+import { renameUnlessGone, writeFileAtomic } from './fsutil.js';
 import { lastUseAt, lastUsePath, readLastUse, type LastUse } from './last-use.js';
 import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
 import type { ProvenanceRecord, StoreEntry } from './record-format.js';
 import type { BlobReader } from './blob-reader.js';
-import { isOurAside, RECORD_ASIDE_PREFIX, type RecordStore } from './records.js';
+import { isOurAside, RECORD_ASIDE_PREFIX } from './record-aside.js';
+import type { RecordStore } from './records.js';
 import type { InUseSet } from './inuse-set.js';
 import type { EffectiveOrigins } from './effective.js';
 
@@ -20,14 +21,6 @@ const MAX_NOTED_USES = 65_536;
 /** Blobs being removed are moved aside under this prefix in their directory (removeBlobs). */
 const REMOVING_PREFIX = '.removing-';
 
-/** `moved` renamed back to `blob`; nothing when another process put it back (or removed it) first. */
-async function putBack(moved: string, blob: string): Promise<void> {
-  try {
-    await rename(moved, blob);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-}
 
 export class StoreCollector {
   /**
@@ -117,7 +110,7 @@ export class StoreCollector {
     // The records alone: a failure to read the in-use set here would leave the blobs aside.
     const named = new Set((await this.records.listRecords()).map((r) => r.layerDigest));
     for (const { d, moved } of aside) {
-      if (named.has(d)) await putBack(moved, this.layout.blobPath(d));
+      if (named.has(d)) renameUnlessGone(moved, this.layout.blobPath(d));
       else await rm(moved, { force: true });
     }
   }
@@ -189,7 +182,7 @@ export class StoreCollector {
       // Moved aside by a removal that crashed before it put it back, and named by a record: back.
       const asideOf = blob ? undefined : name.slice(REMOVING_PREFIX.length, REMOVING_PREFIX.length + 64);
       if (asideOf !== undefined && referenced.has(asideOf) && !present.has(asideOf)) {
-        await putBack(join(blobDir, name), join(blobDir, asideOf));
+        renameUnlessGone(join(blobDir, name), join(blobDir, asideOf));
         present.add(asideOf);
         continue;
       }

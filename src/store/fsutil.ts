@@ -95,6 +95,24 @@ function withDir<T>(dir: string, fn: () => T): T {
   }
 }
 
+/** Makes directory `path` (private), not its parents; nothing when something is there already (the caller checks what). */
+export function makeDirUnlessPresent(path: string): void {
+  try {
+    mkdirSync(path, { mode: PRIVATE_DIR_MODE });
+  } catch (e) {
+    if (errno(e) !== 'EEXIST') throw e;
+  }
+}
+
+/** `from` renamed to `to`; nothing when `from` is gone (another process put it back, or removed it, first). */
+export function renameUnlessGone(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch (e) {
+    if (errno(e) !== 'ENOENT') throw e;
+  }
+}
+
 function unlinkQuiet(path: string): void {
   try {
     unlinkSync(path);

@@ -6,9 +6,9 @@ import { join, sep } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
 import { systemClock, type Clock } from '../core/runtime.js';
-import { PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
+import { makeDirUnlessPresent, PRIVATE_DIR_MODE, TempDir, writeFileAtomic, type WriteOptions } from './fsutil.js';
 import { sweepDeadOwners, withFileLock } from './lock.js';
-import { errno, ownedByUs } from './store-reads.js';
+import { ownedByUs } from './store-reads.js';
 
 export const SHA_HEX_RE = /^[0-9a-f]{64}$/;
 /** A file named by a sha256's hex: records, content verdicts, effective profiles and their origins. */
@@ -139,15 +139,8 @@ export class StoreLayout {
  * is made on the way to a directory.
  */
 function makeDir(path: string, root: boolean): void {
-  if (root) {
-    mkdirSync(path, { recursive: true, mode: PRIVATE_DIR_MODE });
-    return;
-  }
-  try {
-    mkdirSync(path, { mode: PRIVATE_DIR_MODE });
-  } catch (e) {
-    if (errno(e) !== 'EEXIST') throw e;
-  }
+  if (root) mkdirSync(path, { recursive: true, mode: PRIVATE_DIR_MODE });
+  else makeDirUnlessPresent(path);
 }
 
 /** 'a/b/c' → ['a', 'a/b', 'a/b/c']. */

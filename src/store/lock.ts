@@ -46,7 +46,7 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { SpokeError } from '../core/errors.js';
 import { monotonicNow, type MonotonicNow } from '../core/runtime.js';
-import { PRIVATE_DIR_MODE } from './fsutil.js';
+import { makeDirUnlessPresent, PRIVATE_DIR_MODE } from './fsutil.js';
 import { notSpokesFile, ownedByUs } from './store-reads.js';
 
 const RETRY_MS = 5;
@@ -125,9 +125,7 @@ function owner(locksDir: string): Promise<Owner> {
       // their spoke processes share the locks.
       await mkdir(locksDir, { recursive: true, mode: PRIVATE_DIR_MODE });
       for (const dir of [locksDir, dirname(path)]) {
-        await mkdir(dir, { mode: PRIVATE_DIR_MODE }).catch((e: NodeJS.ErrnoException) => {
-          if (e.code !== 'EEXIST') throw e;
-        });
+        makeDirUnlessPresent(dir);
         if (!(await lstat(dir)).isDirectory()) throw notSpokesFile(dir, 'is not a directory (a link?)');
       }
       const server = createServer((c) => c.destroy());

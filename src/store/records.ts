@@ -3,16 +3,17 @@
 // (invalid/), and the writing of the profile blob with its record (ingest); blobs are read by
 // blob-reader.ts. The format: record-format.ts. Layout and write rules: store.ts.
 
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { lstatSync, renameSync, unlinkSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../core/digest.js';
 import { SpokeError } from '../core/errors.js';
-import { commitStaged, discardStaged, fileIdentity, removeIfExists, sameIdentity, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
+import { commitStaged, discardStaged, fileIdentity, removeIfExists, renameUnlessGone, sameIdentity, stageFile, writeFileAtomic, type FileIdentity, type StagedFile } from './fsutil.js';
 import type { BlobReader } from './blob-reader.js';
 import { readFileIfExists, readStoreFileSync, writtenByUs } from './store-reads.js';
-import { exists, SHA_HEX_RE, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
+import { exists, SHA_JSON_FILE_RE, type StoreLayout } from './layout.js';
+import { asidePath, settleRecordsAside } from './record-aside.js';
 import { addReference, parseRecord, setVerdict, updatedRecord, type IngestInput, type InvalidVerdict, type ProvenanceRecord, type RecordInput, type SignatureVerdict } from './record-format.js';
 
 /** What ingest placed: the blob's path and the record now in the store. */
@@ -344,7 +345,7 @@ export class RecordStore {
       // holder before it checks that the record is still there (src/cri/inuse.ts begin), so
       // either `unheld` sees that holder and the record goes back, or the create finds it gone
       // and fails; neither leaves a held artifact without its record (docs/gc.md).
-      const aside = join(this.layout.tmpDir, `${RECORD_ASIDE_PREFIX}${digestHex(d)}-${randomUUID()}`);
+      const aside = asidePath(this.layout, d);
       try {
         renameSync(path, aside);
       } catch (e) {
@@ -356,60 +357,17 @@ export class RecordStore {
         removable = await unheld();
       } finally {
         if (removable) removeIfExists(aside);
-        else putRecordBack(aside, path);
+        else renameUnlessGone(aside, path);
       }
       return removable ? 'deleted' : 'held';
     });
   }
 
-  /**
-   * Records a removal left moved aside in tmp/ (deleteRecord) when it crashed before it ended:
-   * each goes back where no record is now, and goes where one is. Looked at under the record's
-   * lock, which a live removal holds until it has put its record back or removed it, so only a
-   * dead one's are touched. Not temp files to the age sweep: a record keeps its old mtime.
-   */
-  async settleAside(): Promise<void> {
-    await this.layout.init();
-    for (const name of await readdir(this.layout.tmpDir)) {
-      if (!name.startsWith(RECORD_ASIDE_PREFIX)) continue;
-      const hex = name.slice(RECORD_ASIDE_PREFIX.length, RECORD_ASIDE_PREFIX.length + 64);
-      if (!SHA_HEX_RE.test(hex)) continue;
-      const d: Digest = `sha256:${hex}`;
-      const aside = join(this.layout.tmpDir, name);
-      // Only a record spoke moved aside: a directory, a link or another user's file under such a
-      // name is no record; the age sweep removes it as any leftover (collect.ts sweepOldTemp).
-      if (!isOurAside(aside)) continue;
-      await this.layout
-        .lock(hex, async () => {
-          if (!isOurAside(aside)) return;
-          if (exists(this.layout.recordPath(d))) removeIfExists(aside);
-          else putRecordBack(aside, this.layout.recordPath(d));
-          this.recordCache.delete(d);
-        })
-        // A live removal holding the lock for long: left to the next run.
-        .catch((e: unknown) => {
-          if (!(e instanceof SpokeError && e.reason === 'DEADLINE')) throw e;
-        });
-    }
+  /** Records a removal that crashed left moved aside, settled (record-aside.ts). */
+  settleAside(): Promise<void> {
+    return settleRecordsAside(this.layout, (d) => this.recordCache.delete(d));
   }
 }
 
 const formatRecord = (record: ProvenanceRecord): string => JSON.stringify(record, null, 1) + '\n';
 
-/** Records being removed are moved aside under this prefix in tmp/ (deleteRecord, settleAside). */
-export const RECORD_ASIDE_PREFIX = 'removing-';
-
-/** Whether `aside` (a name under RECORD_ASIDE_PREFIX) is a regular file spoke wrote: a record it moved aside. */
-export function isOurAside(aside: string): boolean {
-  const st = lstatSync(aside, { throwIfNoEntry: false });
-  return st !== undefined && st.isFile() && writtenByUs(st);
-}
-
-/** `aside` renamed back to `path`; nothing when a gc sweep put it back first. */
-function putRecordBack(aside: string, path: string): void {
-  try {
-    renameSync(aside, path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-}
